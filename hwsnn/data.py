@@ -7,7 +7,7 @@ fixed (stratified, seed 0, 30 % test), so every figure hwsnn reports is reproduc
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ SPLIT_SEED = 0
 DATASETS = ("digits", "digits28")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _split():
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -67,7 +67,9 @@ def load_for(shape: tuple[int, ...], split: str = "test", path: str | None = Non
                 x = torch.as_tensor(f["x"], dtype=torch.float32)
                 y = torch.as_tensor(f["y"], dtype=torch.int64)
         except (OSError, KeyError, ValueError) as exc:
-            raise HwsnnError(f"cannot read data file {path}: {exc} (expected an .npz with x, y)")
+            raise HwsnnError(
+                f"cannot read data file {path}: {exc} (expected an .npz with arrays x, y)"
+            ) from None
         if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
             raise HwsnnError(
                 f"data file {path} holds inputs of shape {tuple(x.shape[1:])}, "

@@ -291,6 +291,8 @@ class _Walker(torch.fx.Interpreter):
         return _Affine([(INPUT, shape, [_Scale(scale, "input")])], bias, ["input"])
 
     def _dispatch(self, n, result):
+        if n.op == "call_module" and n.target.startswith("_guards"):
+            return _Const(result)  # torch.export's shape guards
         if n.op == "call_module":
             return self._module(n, self.module.get_submodule(n.target))
         if n.op == "call_method":
@@ -411,6 +413,8 @@ class _Walker(torch.fx.Interpreter):
             return self._scale(n, self._s(a[0]), self._s(a[1]), invert=True)
         if t in (torch.mean, aten.mean.dim):
             return self._mean(n, x, arg(1, "dim"), arg(2, "keepdim", False), name)
+        if t is getattr and a[1] in ("shape", "ndim", "dtype", "device"):
+            return _Const(result)
         if t is operator.getitem:
             if isinstance(x, tuple) and isinstance(a[1], int):
                 return x[a[1]]
@@ -421,6 +425,8 @@ class _Walker(torch.fx.Interpreter):
         m = n.target
         x = self._s(n.args[0])
         rest = [self._c(v) for v in n.args[1:]]
+        if m in ("size", "dim", "numel"):
+            return _Const(result)  # shape queries: plain numbers
         if m in ("relu", "relu_"):
             return self._activate(n, x, Activation("relu"), n.name)
         if m in ("clamp", "clip"):
@@ -789,8 +795,9 @@ def _walk(gm, example_input, input_range, normalize) -> Graph:
     with torch.no_grad():
         try:
             walker.run(example_input)
-        except (UnsupportedLayerError, ShapeError):
-            raise
+        except (UnsupportedLayerError, ShapeError) as exc:
+            # fx appends the failing node and a debugging hint; keep our one line.
+            raise type(exc)(str(exc).splitlines()[0]) from None
         except RuntimeError as exc:
             msg = str(exc).splitlines()[0]
             raise ShapeError(f"the model does not run on an input of shape "

@@ -1,0 +1,269 @@
+"""The Python API: load a model, convert it, evaluate a conversion.
+
+    import hwsnn
+    conv = hwsnn.convert(model, example_input, method="gn", group_size=4, timesteps=2)
+    conv.save("build/cnn")
+    report = hwsnn.evaluate("build/cnn")
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import data, floatsim, golden
+from .convert import DEFAULT_PERCENTILE, SNN, load_snn, save_snn
+from .convert import convert as convert_graph
+from .errors import CheckpointError, HwsnnError, ParameterError
+from .frontend import trace, trace_export
+from .graph import Graph
+from .models import BUNDLED
+from .qnet import QNet, write_directory
+from .qnet import load as load_qnet
+from .quantize import DEFAULT_MAX_MEMBRANE_BITS, DEFAULT_WEIGHT_BITS, quantize
+
+__version__ = "0.1.0"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to trace: an ``nn.Module`` or a ``torch.export`` program."""
+
+    model: object
+    input_shape: tuple[int, ...] | None
+    name: str
+    dataset: str | None = None
+
+
+def load_model(spec: str, weights: str | None = None,
+               input_shape: tuple[int, ...] | None = None) -> LoadedModel:
+    """Resolve a MODEL argument: a bundled name, a ``.pt2`` program, or
+    ``package.module:factory`` (with a state-dict file in ``weights``)."""
+    if spec in BUNDLED:
+        b = BUNDLED[spec]
+        try:
+            return LoadedModel(b.load(), b.input_shape, spec, b.dataset)
+        except (OSError, RuntimeError) as exc:
+            raise CheckpointError(f"bundled model {spec} cannot be loaded: {exc}") from None
+    if spec.endswith(".pt2"):
+        if not os.path.isfile(spec):
+            raise CheckpointError(f"{spec}: no such file")
+        try:
+            program = torch.export.load(spec)
+        except Exception as exc:  # torch raises many kinds for a bad archive
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{spec} is not a readable torch.export program: "
+                                  f"{first}") from None
+        shape = input_shape or _program_input_shape(program)
+        return LoadedModel(program, shape, Path(spec).stem)
+    if ":" in spec:
+        module_name, _, factory_name = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+            factory = getattr(module, factory_name)
+        except (ImportError, AttributeError) as exc:
+            raise CheckpointError(f"cannot import {spec}: {exc}") from None
+        model = factory()
+        if not isinstance(model, nn.Module):
+            raise CheckpointError(f"{spec} returned {type(model).__name__}, not an nn.Module")
+        if weights is None:
+            raise CheckpointError(f"{spec} needs its trained weights: pass --weights FILE "
+                                  "(a state dict saved with torch.save)")
+        load_state_dict(model, weights)
+        return LoadedModel(model.eval(), input_shape, factory_name)
+    raise HwsnnError(
+        f"cannot tell what model {spec!r} is: give a bundled model ("
+        f"{', '.join(sorted(BUNDLED))}), a torch.export program (.pt2), or "
+        "package.module:factory with --weights FILE")
+
+
+def load_state_dict(model: nn.Module, path: str) -> None:
+    """Load a state-dict file strictly, with a message that says what does not match."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
+            Exception) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint: {first}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"],
+                                                                        dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a state dict (name → tensor)")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+             for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:3])}"
+                         f"{' ...' if len(unexpected) > 3 else ''}")
+        if wrong:
+            parts.append(f"shape mismatch {', '.join(wrong[:3])}")
+        raise CheckpointError(f"{path} does not match the model: {'; '.join(parts)}")
+    model.load_state_dict(state)
+
+
+def _program_input_shape(program) -> tuple[int, ...] | None:
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in [
+                s.arg.name for s in program.graph_signature.input_specs
+                if s.kind == torch.export.graph_signature.InputKind.USER_INPUT]:
+            val = node.meta.get("val")
+            if val is not None:
+                return tuple(int(d) for d in val.shape[1:])
+    return None
+
+
+@dataclass
+class Conversion:
+    """The three stages of a conversion: float graph, float SNN, integer QNet."""
+
+    graph: Graph
+    snn: SNN
+    qnet: QNet
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the QNet and the float SNN into ``directory`` (all or nothing)."""
+        def write(tmp: Path):
+            self.qnet.save(tmp)
+            save_snn(self.snn, tmp)
+
+        return write_directory(directory, write)
+
+
+def convert(model, example_input: torch.Tensor | None = None, *, method: str = "gn",
+            timesteps: int = 4, group_size=None, cos_steps: int = 8,
+            weight_bits: int = DEFAULT_WEIGHT_BITS,
+            max_membrane_bits: int = DEFAULT_MAX_MEMBRANE_BITS,
+            calibration: torch.Tensor | None = None,
+            percentile: float | None = DEFAULT_PERCENTILE, input_range=(0.0, 1.0),
+            normalize=None, thresholds: dict[str, float] | None = None,
+            progress: bool = True, name: str | None = None) -> Conversion:
+    """Convert a trained model (``nn.Module`` or ``torch.export`` program) to a QNet.
+
+    ``example_input`` is one batch of inputs (needed for an ``nn.Module``). See
+    ``hwsnn.convert.convert`` for the method options and ``hwsnn.quantize.quantize`` for
+    the widths. ``calibration`` (raw inputs) drives threshold balancing of ReLU layers.
+    """
+    if isinstance(model, torch.export.ExportedProgram):
+        graph = trace_export(model, example_input, input_range=input_range,
+                             normalize=normalize)
+    else:
+        if example_input is None:
+            raise ParameterError("an nn.Module needs an example input batch to be traced")
+        graph = trace(model, example_input, input_range=input_range, normalize=normalize)
+    snn = convert_graph(graph, method=method, timesteps=timesteps, group_size=group_size,
+                        cos_steps=cos_steps, calibration=calibration, percentile=percentile,
+                        thresholds=thresholds, progress=progress)
+    snn.metadata.update({"model": name or type(model).__name__, "hwsnn_version": __version__,
+                         "torch_version": torch.__version__})
+    qnet = quantize(snn, weight_bits=weight_bits, max_membrane_bits=max_membrane_bits)
+    return Conversion(graph, snn, qnet)
+
+
+def load_conversion(directory) -> tuple[SNN, QNet]:
+    qnet = load_qnet(directory)
+    return load_snn(directory), qnet
+
+
+def evaluate(directory=None, *, snn: SNN | None = None, qnet: QNet | None = None,
+             x: torch.Tensor | None = None, y: torch.Tensor | None = None,
+             lanes: int = 1, samples: int | None = None, data_path: str | None = None) -> dict:
+    """ANN vs float SNN vs integer golden on labelled data (default: the digits test split).
+
+    Returns a dict with accuracies (fractions), prediction mismatches against the exact
+    QCFS reference where the method has one, the ANN-vs-SNN logit MSE, SOPs and the ideal
+    cycles per inference with ``lanes`` lanes.
+    """
+    if directory is not None:
+        snn, qnet = load_conversion(directory)
+    if x is None:
+        x, y = data.load_for(tuple(snn.input.shape), "test", data_path)
+    if samples is not None:
+        if samples < 1:
+            raise ParameterError(f"samples must be positive, not {samples}")
+        x, y = x[:samples], y[:samples]
+    if tuple(x.shape[1:]) != tuple(snn.input.shape):
+        x = x.reshape(len(x), *snn.input.shape)
+    ann = snn.ann().forward(snn.input.to_codes(x))[snn.output.name]
+    flt = floatsim.run(snn, x)
+    codes = golden.encode(qnet, x)
+    gold = golden.run(qnet, codes, lanes=lanes)
+    report = {
+        "samples": len(x),
+        "method": qnet.method,
+        "timesteps": qnet.timesteps,
+        "group_size": sorted({p.group_size for p in qnet.populations if p.kind == "gn"}),
+        "cos_steps": qnet.cos_steps,
+        "weight_bits": qnet.weight_bits,
+        "ann_accuracy": golden.accuracy(ann.argmax(1), y),
+        "float_snn_accuracy": golden.accuracy(flt.predictions, y),
+        "golden_accuracy": golden.accuracy(gold.predictions, y),
+        "float_vs_golden_mismatches": int((flt.predictions != gold.predictions).sum()),
+        "mse_float_snn": float(((flt.logits - ann) ** 2).mean()),
+        "mse_golden": float(((gold.logits - ann) ** 2).mean()),
+        "sops_per_inference": float(gold.sops.double().mean()),
+        "synaptic_events_per_inference": float(gold.synaptic_events.double().mean()),
+        "lanes": lanes,
+        "ideal_cycles_per_inference": float(gold.ideal_cycles_bottleneck.double().mean()),
+        "ideal_cycles_total_per_inference": float(gold.ideal_cycles_total.double().mean()),
+        "ideal_cycles_per_layer": {k: float(v.sum(1).double().mean())
+                                   for k, v in gold.cycles.items()},
+        "spikes_per_inference": {k: float(v.sum(1).double().mean())
+                                 for k, v in gold.spikes.items()},
+    }
+    levels = exact_reference_levels(qnet)
+    if levels is not None:
+        _, ref_pred, _ = golden.qcfs_reference(qnet, codes, levels)
+        report["exact_reference"] = f"QCFS(L={levels}) integer ANN"
+        report["exact_reference_accuracy"] = golden.accuracy(ref_pred, y)
+        report["prediction_mismatches"] = int((ref_pred != gold.predictions).sum())
+    return report
+
+
+def exact_reference_levels(qnet: QNet) -> int | None:
+    """L of the QCFS ANN the method reproduces exactly, or None: ILIF with T bits → 2^T − 1;
+    GN (or IF) at T = 1 with one group size τ across layers → τ."""
+    if qnet.method == "ilif":
+        return 2**qnet.timesteps - 1
+    if qnet.method in ("gn", "if") and qnet.timesteps == 1:
+        sizes = {p.group_size for p in qnet.populations if p.kind == "gn"}
+        if len(sizes) == 1:
+            return sizes.pop()
+    return None
+
+
+def save_json(obj, path) -> None:
+    Path(path).write_text(json.dumps(obj, indent=1) + "\n")
+
+
+def parse_group_size(text: str):
+    """``4`` or ``conv1=4,conv2=2`` → int or dict."""
+    try:
+        if "=" not in text:
+            return int(text)
+        out = {}
+        for part in text.split(","):
+            k, _, v = part.partition("=")
+            out[k.strip()] = int(v)
+        return out
+    except ValueError:
+        raise ParameterError(f"group size {text!r} is not an integer or a list like "
+                             "conv1=4,conv2=2") from None
+
+

@@ -1,0 +1,268 @@
+"""The ``hwsnn`` command line.
+
+    hwsnn models                         list the bundled models
+    hwsnn convert MODEL -o DIR [...]     model → QNet (+ float SNN) in DIR
+    hwsnn eval DIR                       ANN vs float SNN vs integer golden
+    hwsnn demo                           the whole flow on the bundled CNN
+
+Every reporting command takes ``--json`` and then prints one JSON object on stdout.
+Errors are one line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+
+import torch
+
+from . import api, data
+from .convert import DEFAULT_PERCENTILE, METHODS
+from .errors import HwsnnError
+from .models import BUNDLED
+from .quantize import DEFAULT_MAX_MEMBRANE_BITS, DEFAULT_WEIGHT_BITS
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise HwsnnError(f"{what} {text!r} is not a comma-separated list of numbers") from None
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise HwsnnError(f"input shape {text!r} is not like 1,8,8") from None
+    if not shape or any(d < 1 for d in shape):
+        raise HwsnnError(f"input shape {text!r} must list positive sizes, like 1,8,8")
+    return shape
+
+
+def _percentile(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise HwsnnError(f"--percentile {text!r}: give a number in (0, 100] or 'max'") from None
+
+
+def _emit(args, obj: dict, text: str) -> None:
+    if args.json:
+        print(json.dumps(obj, indent=None, sort_keys=False))
+    else:
+        print(text)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def cmd_models(args) -> int:
+    rows = [{"name": m.name, "input_shape": list(m.input_shape), "dataset": m.dataset,
+             "description": m.description} for m in BUNDLED.values()]
+    text = "\n".join(f"{r['name']:12s} {'x'.join(map(str, r['input_shape'])):8s} "
+                     f"{r['dataset']:9s} {r['description']}" for r in rows)
+    _emit(args, {"models": rows}, text)
+    return 0
+
+
+def _do_convert(args, out: str):
+    loaded = api.load_model(args.model, args.weights,
+                            _shape(args.input_shape) if args.input_shape else None)
+    if loaded.input_shape is None:
+        raise HwsnnError(f"{args.model}: give the input shape without batch, e.g. "
+                         "--input-shape 1,8,8")
+    example = torch.zeros(2, *loaded.input_shape)
+    calibration = None
+    if args.calibration_data or loaded.dataset or _has_bundled(loaded.input_shape):
+        cx, _ = data.load_for(loaded.input_shape, "train", args.calibration_data)
+        calibration = cx[: args.calibration_samples]
+    normalize = None
+    if args.normalize:
+        mean, _, std = args.normalize.partition("/")
+        if not std:
+            raise HwsnnError("--normalize takes MEAN/STD, e.g. 0.5/0.25 or 0.1,0.2,0.3/1,1,1")
+        normalize = (_floats(mean, "mean"), _floats(std, "std"))
+    input_range = tuple(_floats(args.input_range, "input range"))
+    if len(input_range) != 2:
+        raise HwsnnError(f"--input-range takes LO,HI, not {args.input_range!r}")
+    conv = api.convert(
+        loaded.model, example if not isinstance(loaded.model, torch.export.ExportedProgram)
+        else torch.zeros(2, *loaded.input_shape),
+        method=args.method, timesteps=args.timesteps,
+        group_size=api.parse_group_size(args.group_size) if args.group_size else None,
+        cos_steps=args.cos_steps, weight_bits=args.weight_bits,
+        max_membrane_bits=args.max_membrane_bits, calibration=calibration,
+        percentile=_percentile(args.percentile), input_range=input_range,
+        normalize=normalize, progress=not args.json, name=loaded.name)
+    conv.qnet.metadata["dataset"] = loaded.dataset or (
+        data.for_shape(loaded.input_shape) if _has_bundled(loaded.input_shape) else None)
+    conv.snn.metadata.update(conv.qnet.metadata)
+    directory = conv.save(out)
+    return conv, directory
+
+
+def _has_bundled(shape) -> bool:
+    try:
+        data.for_shape(shape)
+        return True
+    except HwsnnError:
+        return False
+
+
+def _population_rows(qnet) -> list[dict]:
+    return [{"name": p.name, "kind": p.kind, "shape": list(p.shape),
+             "theta": p.theta, "threshold": p.threshold, "group_size": p.group_size,
+             "weight_bits": max(q.weight_bits for q in p.projections),
+             "bias_bits": p.bias_bits, "membrane_bits": p.membrane_bits,
+             "saturate": p.saturate} for p in qnet.populations]
+
+
+def cmd_convert(args) -> int:
+    conv, directory = _do_convert(args, args.output)
+    q = conv.qnet
+    rows = _population_rows(q)
+    obj = {"directory": str(directory), "model": args.model, "method": q.method,
+           "timesteps": q.timesteps, "cos_steps": q.cos_steps, "weight_bits": q.weight_bits,
+           "populations": rows, "warnings": q.metadata.get("warnings", [])}
+    lines = [f"{args.model}: method {q.method}, T={q.timesteps}"
+             + (f", ρ={q.cos_steps}" if q.cos_steps else "") + f", {q.weight_bits}-bit weights",
+             f"{'population':12s} {'kind':7s} {'shape':10s} {'θ':>8s} {'Θ':>7s} {'τ':>3s} "
+             f"{'V bits':>6s}"]
+    for r in rows:
+        lines.append(f"{r['name']:12s} {r['kind']:7s} {'x'.join(map(str, r['shape'])):10s} "
+                     f"{r['theta']:8.4g} {r['threshold']:7d} {r['group_size']:3d} "
+                     f"{r['membrane_bits']:6d}" + (" saturating" if r["saturate"] else ""))
+    lines += [f"warning: {w}" for w in obj["warnings"]]
+    lines.append(f"wrote {directory}/qnet.json, qnet.npz, snn.json, snn.npz")
+    _emit(args, obj, "\n".join(lines))
+    return 0
+
+
+def _eval_text(r: dict) -> str:
+    def pct(v):
+        return f"{100 * v:6.2f} %"
+
+    lines = [f"method {r['method']}, T={r['timesteps']}"
+             + (f", τ={'/'.join(map(str, r['group_size']))}" if r["group_size"] else "")
+             + (f", ρ={r['cos_steps']}" if r["cos_steps"] else "")
+             + f", {r['weight_bits']}-bit weights, {r['samples']} test samples",
+             f"  ANN (float)                 {pct(r['ann_accuracy'])}",
+             f"  SNN (float)                 {pct(r['float_snn_accuracy'])}",
+             f"  SNN (integer golden)        {pct(r['golden_accuracy'])}"
+             f"   ({r['float_vs_golden_mismatches']} predictions differ from float SNN)"]
+    if "exact_reference_accuracy" in r:
+        lines.append(f"  {r['exact_reference']:27s} {pct(r['exact_reference_accuracy'])}"
+                     f"   ({r['prediction_mismatches']} prediction mismatches: exact "
+                     f"{'yes' if r['prediction_mismatches'] == 0 else 'NO'})")
+    lines += [f"  MSE(ANN logits, SNN readout) float {r['mse_float_snn']:.4g}, "
+              f"golden {r['mse_golden']:.4g}",
+              f"  SOPs per inference          {r['sops_per_inference']:.0f}",
+              f"  ideal cycles per inference  {r['ideal_cycles_per_inference']:.0f} "
+              f"(pipelined, {r['lanes']} lane{'s' if r['lanes'] > 1 else ''}; "
+              f"{r['ideal_cycles_total_per_inference']:.0f} on one engine)"]
+    return "\n".join(lines)
+
+
+def cmd_eval(args) -> int:
+    r = api.evaluate(args.directory, lanes=args.lanes, samples=args.samples,
+                     data_path=args.data)
+    _emit(args, r, _eval_text(r))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    out = args.output or tempfile.mkdtemp(prefix="hwsnn-demo-")
+    ns = argparse.Namespace(
+        model="digits-cnn", weights=None, input_shape=None, calibration_data=None,
+        calibration_samples=512, normalize=None, input_range="0,1", method="gn",
+        timesteps=2, group_size="4", cos_steps=8, weight_bits=DEFAULT_WEIGHT_BITS,
+        max_membrane_bits=DEFAULT_MAX_MEMBRANE_BITS, percentile=str(DEFAULT_PERCENTILE),
+        json=args.json)
+    conv, directory = _do_convert(ns, out)
+    r = api.evaluate(directory, lanes=args.lanes)
+    r["directory"] = str(directory)
+    text = (f"hwsnn demo: digits-cnn → group neurons GN(τ=4), T=2 → 8-bit QNet in {directory}\n"
+            + _eval_text(r))
+    _emit(args, r, text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hwsnn", description="Open hardware generator for "
+                                "spiking neural networks: PyTorch model → bit-exact SNN.")
+    p.add_argument("--version", action="version", version=f"hwsnn {api.__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("models", help="list the bundled models")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("convert", help="convert a trained model to a quantized SNN (QNet)")
+    s.add_argument("model", metavar="MODEL", help="a bundled model name (see 'hwsnn models'), "
+                   "a torch.export program (.pt2), or package.module:factory with --weights")
+    s.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    s.add_argument("--weights", metavar="FILE", help="state dict for package.module:factory")
+    s.add_argument("--input-shape", metavar="C,H,W", help="input shape without batch")
+    s.add_argument("--method", choices=METHODS, default="gn",
+                   help="if, if-shift (Deng & Gu), gn (group neurons), ilif (temporal "
+                        "separation), cos (offset-spike calibration); default gn")
+    s.add_argument("--timesteps", "-T", type=int, default=4,
+                   help="time steps T (ilif: bits per value); default 4")
+    s.add_argument("--group-size", metavar="TAU", help="GN group size τ, or per layer "
+                   "like conv1=4,conv2=2 (default 4)")
+    s.add_argument("--cos-steps", type=int, default=8, help="COS pre-simulation steps ρ")
+    s.add_argument("--weight-bits", type=int, default=DEFAULT_WEIGHT_BITS)
+    s.add_argument("--max-membrane-bits", type=int, default=DEFAULT_MAX_MEMBRANE_BITS)
+    s.add_argument("--calibration-data", metavar="FILE.npz",
+                   help="threshold-balancing inputs (arrays x, y); default: the bundled "
+                        "digits training split when the input shape fits")
+    s.add_argument("--calibration-samples", type=int, default=512)
+    s.add_argument("--percentile", default=str(DEFAULT_PERCENTILE),
+                   help="activation percentile for ReLU thresholds, or 'max'")
+    s.add_argument("--input-range", default="0,1", metavar="LO,HI",
+                   help="raw input range mapped to 8-bit codes (default 0,1)")
+    s.add_argument("--normalize", metavar="MEAN/STD",
+                   help="input normalisation the model expects, folded into layer 1")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("eval", help="ANN vs float SNN vs integer golden accuracy")
+    s.add_argument("directory", metavar="DIR", help="output of 'hwsnn convert'")
+    s.add_argument("--data", metavar="FILE.npz", help="labelled test data (arrays x, y); "
+                   "default: the bundled digits test split")
+    s.add_argument("--samples", type=int, help="evaluate the first N samples only")
+    s.add_argument("--lanes", type=int, default=1, help="lanes P for the ideal cycle count")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("demo", help="run the whole flow on the bundled digits CNN")
+    s.add_argument("-o", "--output", metavar="DIR", help="where to write (default: a "
+                   "temporary directory)")
+    s.add_argument("--lanes", type=int, default=4)
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HwsnnError as exc:
+        print(f"hwsnn: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"hwsnn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hwsnn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

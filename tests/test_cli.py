@@ -1,0 +1,175 @@
+"""The command line: conversions, JSON reports, and one-line errors that write nothing."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hwsnn.cli import main
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(autouse=True)
+def importable_test_models(monkeypatch):
+    monkeypatch.syspath_prepend(str(HERE))
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_models_lists_the_bundled_models(capsys):
+    code, out, _ = run(capsys, "models", "--json")
+    assert code == 0
+    names = [m["name"] for m in json.loads(out)["models"]]
+    assert names == ["digits-mlp", "digits-cnn"]
+
+
+def test_convert_then_eval_json(tmp_path, capsys):
+    out_dir = tmp_path / "cnn"
+    code, out, _ = run(capsys, "convert", "digits-cnn", "-o", str(out_dir), "--method", "gn",
+                       "--group-size", "4", "--timesteps", "1", "--json")
+    assert code == 0
+    conv = json.loads(out)
+    assert conv["method"] == "gn" and [p["name"] for p in conv["populations"]] == \
+        ["conv1", "conv2", "conv3", "fc"]
+    assert {f.name for f in out_dir.iterdir()} == {"qnet.json", "qnet.npz", "snn.json",
+                                                   "snn.npz"}
+    code, out, _ = run(capsys, "eval", str(out_dir), "--json", "--samples", "200")
+    assert code == 0
+    rep = json.loads(out)
+    for key in ("ann_accuracy", "float_snn_accuracy", "golden_accuracy",
+                "exact_reference_accuracy", "prediction_mismatches"):
+        assert key in rep
+    assert rep["samples"] == 200
+    # GN with τ = L = 4 at T = 1 is the QCFS(4) ANN: exactly, on every sample
+    assert rep["prediction_mismatches"] == 0
+    assert rep["golden_accuracy"] == rep["exact_reference_accuracy"]
+
+
+def test_per_layer_group_sizes(tmp_path, capsys):
+    code, out, _ = run(capsys, "convert", "digits-mlp", "-o", str(tmp_path / "m"),
+                       "--group-size", "fc1=2,fc2=3", "-T", "2", "--json")
+    assert code == 0
+    sizes = {p["name"]: p["group_size"] for p in json.loads(out)["populations"]}
+    assert sizes == {"fc1": 2, "fc2": 3, "fc3": 1}
+
+
+def test_factory_with_state_dict_and_relu_threshold_balancing(tmp_path, capsys):
+    weights = tmp_path / "w.pt"
+    import cli_models
+    cli_models.save_mlp_weights(weights)
+    code, out, err = run(capsys, "convert", "cli_models:mlp", "--weights", str(weights),
+                         "--input-shape", "1,8,8", "-o", str(tmp_path / "f"),
+                         "--method", "if", "-T", "8", "--json")
+    assert code == 0, err
+    pops = json.loads(out)["populations"]
+    assert pops[0]["theta"] > 0 and pops[0]["kind"] == "gn"
+
+
+def test_exported_program_input(tmp_path, capsys):
+    from hwsnn.models import BUNDLED
+    ep = torch.export.export(BUNDLED["digits-cnn"].load(), (torch.zeros(2, 1, 8, 8),))
+    path = tmp_path / "cnn.pt2"
+    torch.export.save(ep, str(path))
+    code, out, err = run(capsys, "convert", str(path), "-o", str(tmp_path / "e"), "--json")
+    assert code == 0, err
+    assert [p["name"] for p in json.loads(out)["populations"]] == \
+        ["conv1", "conv2", "conv3", "fc"]
+
+
+def expect_error(capsys, tmp_path, argv, *fragments):
+    out_dir = tmp_path / "out"
+    code, out, err = run(capsys, *argv, "-o", str(out_dir))
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for f in fragments:
+        assert f in lines[0], lines[0]
+    assert not out_dir.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_unsupported_layer(tmp_path, capsys):
+    weights = tmp_path / "w.pt"
+    import cli_models
+    torch.save(cli_models.with_maxpool().state_dict(), weights)
+    expect_error(capsys, tmp_path, ["convert", "cli_models:with_maxpool", "--weights",
+                                    str(weights), "--input-shape", "1,8,8"],
+                 "'2'", "MaxPool2d", "AvgPool2d")
+
+
+def test_corrupt_checkpoint(tmp_path, capsys):
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"this is not a checkpoint")
+    expect_error(capsys, tmp_path, ["convert", "cli_models:mlp", "--weights", str(weights),
+                                    "--input-shape", "1,8,8"], "not a readable checkpoint")
+
+
+def test_mismatched_checkpoint(tmp_path, capsys):
+    weights = tmp_path / "w.pt"
+    import cli_models
+    torch.save(cli_models.with_maxpool().state_dict(), weights)
+    expect_error(capsys, tmp_path, ["convert", "cli_models:mlp", "--weights", str(weights),
+                                    "--input-shape", "1,8,8"], "does not match the model",
+                 "missing")
+
+
+def test_corrupt_program(tmp_path, capsys):
+    path = tmp_path / "bad.pt2"
+    path.write_bytes(b"PK\x03\x04 truncated")
+    expect_error(capsys, tmp_path, ["convert", str(path)], "not a readable torch.export")
+
+
+def test_wrong_input_shape(tmp_path, capsys):
+    weights = tmp_path / "w.pt"
+    import cli_models
+    cli_models.save_mlp_weights(weights)
+    expect_error(capsys, tmp_path, ["convert", "cli_models:mlp", "--weights", str(weights),
+                                    "--input-shape", "1,5,5"], "does not run on an input",
+                 "(2, 1, 5, 5)")
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--timesteps", "0"], "timesteps"),
+    (["--timesteps", "100000"], "timesteps"),
+    (["--method", "ilif", "--timesteps", "40"], "bits per value"),
+    (["--group-size", "0"], "group size"),
+    (["--group-size", "1000"], "group size"),
+    (["--group-size", "conv9=2"], "unknown layer"),
+    (["--method", "if", "--group-size", "4"], "applies to method 'gn'"),
+    (["--method", "cos", "--cos-steps", "0"], "cos_steps"),
+    (["--weight-bits", "1"], "weight bits"),
+])
+def test_out_of_range_options(tmp_path, capsys, args, fragment):
+    expect_error(capsys, tmp_path, ["convert", "digits-cnn", *args], fragment)
+
+
+def test_eval_of_a_missing_or_corrupt_directory(tmp_path, capsys):
+    code, _, err = run(capsys, "eval", str(tmp_path))
+    assert code != 0 and "qnet.json" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "qnet.json").write_text("{ not json")
+    code, _, err = run(capsys, "eval", str(tmp_path))
+    assert code != 0 and "not valid JSON" in err
+
+
+def test_failed_convert_keeps_an_existing_output(tmp_path, capsys):
+    out_dir = tmp_path / "keep"
+    assert run(capsys, "convert", "digits-mlp", "-o", str(out_dir), "--json")[0] == 0
+    before = (out_dir / "qnet.json").read_text()
+    code, _, _ = run(capsys, "convert", "digits-mlp", "-o", str(out_dir), "--timesteps", "0")
+    assert code != 0
+    assert (out_dir / "qnet.json").read_text() == before
+
+
+def test_console_script_exit_status(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "hwsnn.cli", "convert", "nonexistent-model",
+                           "-o", str(tmp_path / "x")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("hwsnn: error: cannot tell what model")
