@@ -173,3 +173,11 @@ def test_console_script_exit_status(tmp_path):
                            "-o", str(tmp_path / "x")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("hwsnn: error: cannot tell what model")
+
+
+def test_demo_runs_the_flow(tmp_path, capsys):
+    code, out, _ = run(capsys, "demo", "-o", str(tmp_path / "demo"), "--json")
+    assert code == 0
+    rep = json.loads(out)
+    assert rep["method"] == "gn" and rep["samples"] > 500
+    assert rep["golden_accuracy"] >= rep["ann_accuracy"] - 0.01
