@@ -317,7 +317,8 @@ class _Walker(torch.fx.Interpreter):
             return self._batch_norm(n, x, m.running_mean, m.running_var, m.weight, m.bias,
                                     m.eps, name)
         if isinstance(m, QCFS):
-            return self._activate(n, x, Activation("qcfs", float(m.threshold), m.levels), name)
+            act = Activation("qcfs", float(m.threshold.detach()), m.levels)
+            return self._activate(n, x, act, name)
         if isinstance(m, nn.ReLU):
             return self._activate(n, x, Activation("relu"), name)
         if isinstance(m, nn.Hardtanh):  # includes ReLU6

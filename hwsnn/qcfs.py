@@ -72,7 +72,7 @@ class QCFS(nn.Module):
         return qcfs(x, self.threshold, self.levels)
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels}, threshold={float(self.threshold):.4g}"
+        return f"levels={self.levels}, threshold={float(self.threshold.detach()):.4g}"
 
 
 def replace_relu(model: nn.Module, levels: int = 4, threshold: float = 1.0) -> nn.Module:

@@ -30,8 +30,8 @@ def test_replace_relu_swaps_modules():
     replace_relu(model, levels=8, threshold=3.0)
     acts = [m for m in model.modules() if isinstance(m, QCFS)]
     assert len(acts) == 2
-    assert acts[0].levels == 8 and float(acts[0].threshold) == 3.0
-    assert float(acts[1].threshold) == 6.0
+    assert acts[0].levels == 8 and float(acts[0].threshold.detach()) == 3.0
+    assert float(acts[1].threshold.detach()) == 6.0
 
 
 def test_survives_torch_export():
