@@ -411,3 +411,27 @@ def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
 
 __all__ = ["GoldenResult", "run", "encode", "qcfs_reference", "gn_fire", "ilif_fire",
            "projection_current", "bit_planes", "saturate", "reach", "accuracy"]
+
+
+# ---------------------------------------------------------------------------------------
+# Per-population views, for checking one engine at a time.
+
+
+def population_io(net: QNet, name: str, result: GoldenResult, codes: torch.Tensor):
+    """What population ``name`` receives and emits in a recorded run (``record=True``):
+    ``(inputs, outputs)`` where ``inputs`` maps each projection source to its counts per
+    step ``[B, steps, *shape]`` (``"input"``: the codes ``[B, *shape]``), and ``outputs`` is
+    the population's counts per output step (the readout: its values ``[B, classes]``)."""
+    if result.outputs is None:
+        raise ValueError("run the golden model with record=True")
+    pop = net.population(name)
+    inputs = {q.source: (codes if q.source == INPUT else result.outputs[q.source])
+              for q in pop.projections}
+    outputs = result.readout if pop.kind == "readout" else result.outputs[name]
+    return inputs, outputs
+
+
+def step_events(counts: torch.Tensor) -> list[tuple[tuple[int, ...], int]]:
+    """The non-zero ``(neuron coordinates, count)`` of one step, in C order."""
+    nz = torch.nonzero(counts, as_tuple=False)
+    return [(tuple(int(v) for v in idx), int(counts[tuple(idx)])) for idx in nz]

@@ -1,0 +1,205 @@
+"""Engine plans: everything a layer engine needs from a QNet, computed in plain Python.
+
+Memory layout with P lanes: a vector population ``[N]`` keeps neuron i at address i // P,
+lane i % P (G = ceil(N/P) addresses). A spatial population ``[C, H, W]`` keeps neuron
+(c, y, x) at address (y·W + x)·G + c // P, lane c % P (G = ceil(C/P), H·W·G addresses):
+the P lanes of one address are P channels of one position, so that one convolution event
+updates P output channels per cycle.
+
+Weight ROMs hold one P-wide word per (input row, lane group): a dense projection's row is
+the source neuron j (address j·G + g); a convolution's row is (c_in, ky, kx).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..golden import reach
+from ..graph import INPUT, INPUT_BITS, INPUT_LEVELS
+from ..qnet import QNet, QPopulation, QProjection
+from ..quantize import membrane_bounds, signed_bits, source_levels
+
+
+@dataclass
+class ProjectionPlan:
+    """One incoming projection: its weight ROM and how events reach its outputs."""
+
+    proj: QProjection
+    src_shape: tuple[int, ...]
+    max_count: int  # largest count per event (input: 1 per bit-event)
+    rows: int  # weight ROM rows (before × G)
+    init: list[list[int]]  # ROM words, P lanes each
+    is_input: bool
+
+    @property
+    def kind(self) -> str:
+        return self.proj.kind
+
+
+class EnginePlan:
+    """Constants of the engine for population ``name`` of ``net`` with ``lanes`` lanes."""
+
+    def __init__(self, net: QNet, name: str, lanes: int):
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+            raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
+        from ..qnet import FORMAT_VERSION
+        if net.version != FORMAT_VERSION:
+            raise ParameterError(f"QNet version {net.version} is not supported by these "
+                                 f"engines (version {FORMAT_VERSION})")
+        try:
+            pop = net.population(name)
+        except KeyError:
+            raise ParameterError(f"the QNet has no population {name!r}") from None
+        if net.method == "cos":
+            raise ParameterError("offset-spike calibration (cos) has no engine yet; convert "
+                                 "with --method if, gn or ilif for hardware")
+        if pop.saturate:
+            raise ParameterError(
+                f"population {name} saturates its membrane ({pop.membrane_bits} bits); the "
+                "engines need exact widths: convert with a larger --max-membrane-bits")
+        self.net, self.pop, self.lanes = net, pop, lanes
+        self.kind = pop.kind
+        self.ilif = net.method == "ilif"
+        self.spatial = len(pop.shape) == 3
+        self.channels = pop.shape[0]
+        self.height, self.width = (pop.shape[1], pop.shape[2]) if self.spatial else (1, 1)
+        self.positions = self.height * self.width
+        self.groups = math.ceil(self.channels / lanes)
+        self.addresses = self.positions * self.groups
+        shapes = {INPUT: tuple(net.input.shape)}
+        shapes.update({p.name: tuple(p.shape) for p in net.populations})
+        self.projections = [self._projection(q, shapes[q.source]) for q in pop.projections]
+        inputs = [p for p in self.projections if p.is_input]
+        if len(inputs) > 1:
+            raise ParameterError(f"population {name} has {len(inputs)} projections from the "
+                                 "input; the input stage supports one")
+        self.input_projection = inputs[0] if inputs else None
+        if inputs and pop.kind == "readout" and not self.ilif and net.timesteps > 1:
+            raise ParameterError(f"population {name}: a readout fed by the image itself has no "
+                                 "engine for rate methods; add a hidden layer or use ilif")
+        self.event_projections = [p for p in self.projections if not p.is_input]
+        # The GN input stage keeps the input current in its own RAM and adds it every step.
+        self.has_current = self.input_projection is not None and self.kind == "gn"
+        self.steps = net.timesteps
+        self.steps_in = pop.steps_in
+        self.bits_out = pop.steps_out
+        self._widths()
+
+    # -- layout -----------------------------------------------------------------------------
+    def address(self, neuron: tuple[int, ...]) -> tuple[int, int]:
+        """(address, lane) of a neuron given by (c, y, x) or (i,)."""
+        if self.spatial:
+            c, y, x = neuron
+            return (y * self.width + x) * self.groups + c // self.lanes, c % self.lanes
+        (i,) = neuron
+        return i // self.lanes, i % self.lanes
+
+    def words(self, values: np.ndarray, fill: int = 0) -> list[list[int]]:
+        """Per-neuron values of the population → P-lane memory words in address order."""
+        values = np.asarray(values, dtype=np.int64).reshape(self.channels, -1)
+        out = [[fill] * self.lanes for _ in range(self.addresses)]
+        for c in range(self.channels):
+            for pos in range(self.positions):
+                a = pos * self.groups + c // self.lanes
+                out[a][c % self.lanes] = int(values[c, pos])
+        return out
+
+    def _projection(self, q: QProjection, src_shape) -> ProjectionPlan:
+        is_input = q.source == INPUT
+        max_count = 1 if is_input else source_levels(self.net, q.source)
+        w = q.weight
+        p, g = self.lanes, self.groups
+        if q.kind == "dense":
+            if self.spatial:
+                raise ParameterError(f"population {self.pop.name}: a dense projection into a "
+                                     "spatial population is not supported")
+            rows = w.shape[1]
+            flat = w  # [N_out, N_in]
+            init = [[0] * p for _ in range(rows * g)]
+            for j in range(rows):
+                for i in range(w.shape[0]):
+                    init[j * g + i // p][i % p] = int(flat[i, j])
+        else:
+            if not self.spatial or len(src_shape) != 3:
+                raise ParameterError(f"population {self.pop.name}: a convolution needs "
+                                     "spatial source and target")
+            cin, k = w.shape[1], w.shape[-1]
+            rows = cin * k * k
+            init = [[0] * p for _ in range(rows * g)]
+            for ci in range(cin):
+                for ky in range(k):
+                    for kx in range(k):
+                        r = (ci * k + ky) * k + kx
+                        for co in range(w.shape[0]):
+                            init[r * g + co // p][co % p] = int(w[co, ci, ky, kx])
+        return ProjectionPlan(q, tuple(src_shape), max_count, rows, init, is_input)
+
+    def conv_ranges(self, plan: ProjectionPlan, axis: int) -> list[tuple[int, int]]:
+        """For each source coordinate along ``axis`` (1: y, 2: x): (first output coordinate
+        it reaches, how many)."""
+        q = plan.proj
+        k, s, pad = q.kernel, q.stride, q.padding
+        out_size = self.pop.shape[axis]
+        ranges = []
+        for v in range(plan.src_shape[axis]):
+            lo = max(0, -((-(v + pad - k + 1)) // s))
+            hi = min(out_size - 1, (v + pad) // s)
+            ranges.append((lo, max(0, hi - lo + 1)))
+        return ranges
+
+    # -- widths -------------------------------------------------------------------------------
+    def _widths(self):
+        pop = self.pop
+        lo, hi = membrane_bounds(self.net, pop)
+        blo, bhi = int(pop.bias.min()), int(pop.bias.max())
+        # Events are added before the bias: partial sums may sit |bias| beyond the bounds.
+        lo, hi = lo - max(0, bhi), hi - min(0, blo)
+        self.bias_words = self.words(self._bias_values())
+        flat = [v for word in self.bias_words for v in word]
+        lo, hi = min(lo, pop.v0, 0), max(hi, pop.v0, 0)
+        self.vbits = signed_bits(lo, hi)
+        self.bbits = signed_bits(min(flat + [0]), max(flat + [0]))
+        if self.has_current:
+            w = self.input_projection.proj.weight.reshape(self.input_projection.proj.weight
+                                                          .shape[0], -1)
+            clo = int(np.minimum(w, 0).sum(1).min()) * INPUT_LEVELS
+            chi = int(np.maximum(w, 0).sum(1).max()) * INPUT_LEVELS
+            self.cbits = signed_bits(min(clo, 0), max(chi, 0))
+        else:
+            self.cbits = 1
+        # ILIF fire clamps V to 2^T·Θ − 1 before the restoring division.
+        if self.kind == "ilif":
+            self.vbits = max(self.vbits, signed_bits(0, 2**self.bits_out * pop.threshold))
+
+    def _bias_values(self) -> np.ndarray:
+        pop = self.pop
+        if pop.kind == "readout" and not self.ilif:
+            return pop.bias * pop.steps_in  # added once, at the end: T·B
+        if pop.kind == "ilif":
+            return pop.bias + pop.v0
+        return pop.bias
+
+    @property
+    def reach_cycles(self) -> dict[int, np.ndarray]:
+        """Per projection index: output positions each source position reaches (conv)."""
+        return {i: reach(p.proj, p.src_shape).numpy() for i, p in enumerate(self.projections)}
+
+    @property
+    def input_size(self) -> int:
+        return int(np.prod(self.net.input.shape))
+
+    @property
+    def pixel_bits(self) -> int:
+        return INPUT_BITS
+
+    def describe(self) -> str:
+        return (f"{self.pop.name}: {self.kind}, shape {self.pop.shape}, {self.lanes} lanes, "
+                f"{self.addresses} addresses, V {self.vbits} bits")
+
+
+def population_of(net: QNet, name: str) -> QPopulation:
+    return net.population(name)
