@@ -12,7 +12,8 @@ count of the event-driven hardware with P lanes (``cycles``):
 - an input event into a dense projection costs ceil(N_out/P) cycles; into a convolution,
   ceil(C_out/P) cycles for every output position it reaches;
 - every output step of a population ends with a fire sweep of ceil(N/P) cycles (the
-  readout sweeps once, at the end, to report its values);
+  readout sweeps once, at the end, to report its values); a spatial population [C, H, W]
+  keeps P channels of one position per word, so its sweep is H·W·ceil(C/P) cycles;
 - for rate methods the input stage turns the 8 bit-planes of the image into the first
   layer's current once per sample (set bits are the events); it is charged to step 0.
 """
@@ -118,8 +119,11 @@ def reach(proj: QProjection, src_shape) -> torch.Tensor:
     ones_out = torch.ones(1, 1, (h + 2 * proj.padding - k) // proj.stride + 1,
                           (w + 2 * proj.padding - k) // proj.stride + 1, dtype=torch.float64)
     kernel = torch.ones(1, 1, k, k, dtype=torch.float64)
-    full = F.conv_transpose2d(ones_out, kernel, stride=proj.stride)
-    return full[0, 0, proj.padding:proj.padding + h, proj.padding:proj.padding + w]
+    spread = F.conv_transpose2d(ones_out, kernel, stride=proj.stride)[0, 0]
+    # Rows and columns past the last window (when the stride does not divide) reach nothing.
+    full = torch.zeros(h + 2 * proj.padding + k, w + 2 * proj.padding + k, dtype=torch.float64)
+    full[:spread.shape[0], :spread.shape[1]] = spread
+    return full[proj.padding:proj.padding + h, proj.padding:proj.padding + w]
 
 
 class _Work:
@@ -163,6 +167,8 @@ class _Work:
         return (reached_events * per_event).to(torch.int64)
 
     def sweep(self, pop: QPopulation) -> int:
+        if len(pop.shape) == 3:  # lanes hold channels: H·W positions × ceil(C/P)
+            return pop.shape[1] * pop.shape[2] * math.ceil(pop.shape[0] / self.lanes)
         return math.ceil(pop.size / self.lanes)
 
     def emit(self, name: str, counts: torch.Tensor):

@@ -94,9 +94,9 @@ class _Expander(wiring.Component):
             k, s, pad = q.kernel, q.stride, q.padding
             wout = e.width
             yr, xr = e.conv_ranges(p, 1), e.conv_ranges(p, 2)
-            y_lo = Array(Const(lo, range(max(2, e.height))) for lo, _ in yr)
+            y_lo = Array(Const(lo, range(e.height + 1)) for lo, _ in yr)
             y_n = Array(Const(n, range(e.height + 2)) for _, n in yr)
-            x_lo = Array(Const(lo, range(max(2, e.width))) for lo, _ in xr)
+            x_lo = Array(Const(lo, range(e.width + 1)) for lo, _ in xr)
             x_n = Array(Const(n, range(e.width + 2)) for _, n in xr)
             c = Signal(range(max(2, p.src_shape[0])))
             y = Signal(range(max(2, p.src_shape[1])))
@@ -144,7 +144,8 @@ class LayerEngine(wiring.Component):
     """The engine of one QNet population.
 
     Parameters: ``net`` (a QNet), ``population`` (its name), ``lanes`` (P, output neurons
-    updated per cycle), ``queue_depth`` (lane groups buffered before the output).
+    updated per cycle), ``queue_depth`` (lane groups buffered before the output; by default
+    two sweeps, so that a sweep rarely waits for spikes to leave one by one).
 
     Members: ``pixels : In(stream.Signature(8))`` when the population reads the image;
     ``i0``, ``i1``, … ``: In(event stream)`` for its other projections, in QNet order
@@ -152,12 +153,15 @@ class LayerEngine(wiring.Component):
     readout ``o : Out(readout stream)`` of its values and argmax.
     """
 
-    def __init__(self, net: QNet, population: str, *, lanes: int = 1, queue_depth: int = 8):
+    def __init__(self, net: QNet, population: str, *, lanes: int = 1,
+                 queue_depth: int | None = None):
+        self.plan = plan = EnginePlan(net, population, lanes)
+        if queue_depth is None:
+            queue_depth = max(8, 2 * plan.addresses + 3)
         if isinstance(queue_depth, bool) or not isinstance(queue_depth, int) \
                 or queue_depth < 4:
             raise TypeError(f"Queue depth must be an integer of at least 4, not "
                             f"{queue_depth!r}")
-        self.plan = plan = EnginePlan(net, population, lanes)
         self.queue_depth = queue_depth
         members = {}
         if plan.input_projection is not None:
@@ -274,7 +278,7 @@ class LayerEngine(wiring.Component):
 
         ev_ports = self.event_inputs
         ev_plans = plan.event_projections
-        ev_expanders = [expanders[plan.projections.index(p)] for p in ev_plans]
+        ev_expanders = [expanders[i] for i in plan.event_indices]
         def sweep_issue(last_step, on_done):
             """Issue one sweep operation per cycle when the queue has room."""
             with m.If(credit):
@@ -345,7 +349,7 @@ class LayerEngine(wiring.Component):
         with m.FSM(init="INPUT" if has_input else ("ACC0" if n_ports else "SWEEP")):
             if has_input:
                 with m.State("INPUT"):
-                    ex = expanders[plan.projections.index(plan.input_projection)]
+                    ex = expanders[plan.input_index]
                     # The highest set bit of the held pixel is the next event.
                     bit = Signal(3)
                     for b in range(8):

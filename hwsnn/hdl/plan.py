@@ -81,7 +81,9 @@ class EnginePlan:
         if inputs and pop.kind == "readout" and not self.ilif and net.timesteps > 1:
             raise ParameterError(f"population {name}: a readout fed by the image itself has no "
                                  "engine for rate methods; add a hidden layer or use ilif")
-        self.event_projections = [p for p in self.projections if not p.is_input]
+        self.event_indices = [i for i, p in enumerate(self.projections) if not p.is_input]
+        self.event_projections = [self.projections[i] for i in self.event_indices]
+        self.input_index = next((i for i, p in enumerate(self.projections) if p.is_input), None)
         # The GN input stage keeps the input current in its own RAM and adds it every step.
         self.has_current = self.input_projection is not None and self.kind == "gn"
         self.steps = net.timesteps

@@ -1,0 +1,90 @@
+"""Layer engines against the golden model in amaranth.sim, with random back-pressure."""
+
+import random
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hwsnn import ParameterError, golden
+from hwsnn.convert import convert
+from hwsnn.hdl.check import check_engine
+from hwsnn.hdl.engine import LayerEngine
+from hwsnn.quantize import quantize
+
+from .random_nets import random_qnet
+
+
+@pytest.fixture(scope="module")
+def digits_nets(bundled_graph):
+    nets = {}
+    for model in ("digits-mlp", "digits-cnn"):
+        for method, T in (("gn", 2), ("if", 2), ("ilif", 2)):
+            nets[model, method] = quantize(convert(bundled_graph(model), method=method,
+                                                   timesteps=T, progress=False))
+    return nets
+
+
+@pytest.mark.parametrize("method", ["gn", "if", "ilif"])
+def test_mlp_engines_on_digits(digits_nets, digits_test, method):
+    net = digits_nets["digits-mlp", method]
+    codes = golden.encode(net, digits_test[0][:3])
+    for pop, lanes in zip(net.populations, (4, 3, 1), strict=True):
+        report = check_engine(net, pop.name, codes, lanes=lanes, busy=0.3, seed=1)
+        assert report.ok, report.mismatches
+
+
+@pytest.mark.parametrize("method", ["gn", "ilif"])
+def test_cnn_engines_on_digits(digits_nets, digits_test, method):
+    net = digits_nets["digits-cnn", method]
+    codes = golden.encode(net, digits_test[0][:1])
+    for pop in net.populations:
+        report = check_engine(net, pop.name, codes, lanes=16, busy=0.2, seed=2)
+        assert report.ok, report.mismatches
+
+
+def test_cycles_close_to_ideal(digits_nets, digits_test):
+    """Over a few samples (the spikes of one leave while the next one is read in)."""
+    net = digits_nets["digits-cnn", "gn"]
+    codes = golden.encode(net, digits_test[0][:4])
+    for pop in net.populations:
+        report = check_engine(net, pop.name, codes, lanes=16)
+        assert report.ok, report.mismatches
+        assert report.cycle_ratio <= 1.10, (pop.name, report.cycles, report.ideal_cycles)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), method=st.sampled_from(["gn", "if-shift", "ilif"]),
+       lanes=st.sampled_from([1, 2, 3, 4]))
+def test_random_layers(seed, method, lanes):
+    rng = random.Random(seed)
+    net = random_qnet(rng, method)
+    codes = torch.tensor([[rng.choice([0, 255, rng.randint(0, 255)])
+                           for _ in range(int(torch.tensor(net.input.shape).prod()))]
+                          for _ in range(2)]).reshape(2, *net.input.shape)
+    for pop in net.populations:
+        report = check_engine(net, pop.name, codes, lanes=lanes, busy=0.25, seed=seed)
+        assert report.ok, (pop.name, report.mismatches)
+
+
+def test_invalid_parameters_are_refused(digits_nets, bundled_graph):
+    net = digits_nets["digits-mlp", "gn"]
+    with pytest.raises(TypeError, match="Lane count must be a positive integer, not 0"):
+        LayerEngine(net, "fc1", lanes=0)
+    with pytest.raises(ParameterError, match="no population 'nope'"):
+        LayerEngine(net, "nope")
+    cos = quantize(convert(bundled_graph("digits-mlp"), method="cos", timesteps=2,
+                           progress=False))
+    with pytest.raises(ParameterError, match="cos"):
+        LayerEngine(cos, "fc1")
+    sat = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=4,
+                           progress=False), max_membrane_bits=12)
+    name = next(p.name for p in sat.populations if p.saturate)
+    with pytest.raises(ParameterError, match="saturates"):
+        LayerEngine(sat, name)
+    old = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
+                           progress=False))
+    old.version = 0
+    with pytest.raises(ParameterError, match="version 0"):
+        LayerEngine(old, "fc1")
