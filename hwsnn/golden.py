@@ -12,7 +12,8 @@ count of the event-driven hardware with P lanes (``cycles``):
 - an input event into a dense projection costs ceil(N_out/P) cycles; into a convolution,
   ceil(C_out/P) cycles for every output position it reaches;
 - every output step of a population ends with a fire sweep of ceil(N/P) cycles (the
-  readout sweeps once, at the end, to report its values); a spatial population [C, H, W]
+  readout reports its N values once, at the end, in N cycles; with cos it also clears
+  itself after the pre-simulation); a spatial population [C, H, W]
   keeps P channels of one position per word, so its sweep is H·W·ceil(C/P) cycles;
 - for rate methods the input stage turns the 8 bit-planes of the image into the first
   layer's current once per sample (set bits are the events); it is charged to step 0.
@@ -167,6 +168,8 @@ class _Work:
         return (reached_events * per_event).to(torch.int64)
 
     def sweep(self, pop: QPopulation) -> int:
+        if pop.kind == "readout":  # reports its N values one per cycle
+            return pop.size
         if len(pop.shape) == 3:  # lanes hold channels: H·W positions × ceil(C/P)
             return pop.shape[1] * pop.shape[2] * math.ceil(pop.shape[0] / self.lanes)
         return math.ceil(pop.size / self.lanes)
@@ -329,8 +332,8 @@ def _cos_initial(net: QNet, codes, work: _Work, outputs, currents,
                             torch.full_like(r["n"], theta))
         up = pop.v0 + torch.clamp(up_by, min=theta)
         base = torch.full_like(r["n"], pop.v0)
-        v0[pop.name] = torch.where((r["v"] < 0) & (r["n"] > 0), down,
-                                   torch.where(r["v"] >= theta, up, base))
+        v0[pop.name] = saturate(torch.where((r["v"] < 0) & (r["n"] > 0), down,
+                                            torch.where(r["v"] >= theta, up, base)), pop)
     return v0
 
 

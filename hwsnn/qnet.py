@@ -274,6 +274,8 @@ def validate(net: QNet) -> None:
 
     if net.method not in METHODS:
         bad(f"unknown method {net.method!r}")
+    if net.method == "cos" and net.cos_steps < 1:
+        bad("method cos needs at least one pre-simulation step (cos_steps ≥ 1)")
     if net.input.bits != 8:
         bad(f"input bits {net.input.bits}; only 8-bit inputs are supported")
     if not net.populations or net.populations[-1].kind != "readout":

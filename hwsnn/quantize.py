@@ -109,7 +109,7 @@ def quantize(snn: SNN, *, weight_bits: int = DEFAULT_WEIGHT_BITS,
         if max(abs(lo), abs(hi)) >= EXACT_LIMIT:
             raise ParameterError(f"{q.name}: membrane bound {max(abs(lo), abs(hi))} is beyond "
                                  "exact integer range; use fewer weight bits or time steps")
-        bits = signed_bits(lo, hi)
+        bits = max(2, signed_bits(lo, hi))
         q.membrane_bits = min(bits, max_membrane_bits)
         q.saturate = bits > max_membrane_bits
         if q.saturate:
@@ -139,14 +139,18 @@ def source_levels(net: QNet, source: str) -> int:
 
 def current_bounds(net: QNet, pop: QPopulation) -> tuple[int, int]:
     """Worst-case (lowest, highest) synaptic input of any neuron in one step, bias excluded."""
-    lo = np.zeros(pop.shape[0] if pop.projections[0].kind == "conv" else pop.size,
-                  dtype=np.int64)
+    lo = np.zeros(pop.shape, dtype=np.int64)
     hi = lo.copy()
     for proj in pop.projections:
         w = proj.weight.reshape(proj.weight.shape[0], -1)
         smax = source_levels(net, proj.source)
-        lo = lo + np.minimum(w, 0).sum(1) * smax
-        hi = hi + np.maximum(w, 0).sum(1) * smax
+        # per output neuron (dense) or output channel (conv, all positions alike)
+        neg = (np.minimum(w, 0).sum(1) * smax).reshape(-1, *([1] * (len(pop.shape) - 1)))
+        pos = (np.maximum(w, 0).sum(1) * smax).reshape(-1, *([1] * (len(pop.shape) - 1)))
+        if proj.kind == "dense":
+            neg, pos = neg.reshape(pop.shape), pos.reshape(pop.shape)
+        lo = lo + neg
+        hi = hi + pos
     return int(lo.min()), int(hi.max())
 
 

@@ -38,8 +38,9 @@ ACC, SWEEP = 0, 1
 class _Expander(wiring.Component):
     """Turns one event of a projection into its memory operations, one per cycle.
 
-    Members: ``load`` (In): take the event on ``ev_*`` this cycle; ``ready`` (Out): an
-    event may be loaded (idle, or issuing its last operation); ``op_valid``, ``op_addr``,
+    Members: ``load`` (In): take the event on ``ev_*`` this cycle; ``en`` (In): the
+    operation on ``op_*`` is issued this cycle; ``ready`` (Out): an event may be loaded
+    (idle, or issuing its last operation); ``op_valid``, ``op_addr``,
     ``op_waddr``, ``op_count``, ``op_shift`` (Out): the operation issued this cycle.
     """
 
@@ -48,7 +49,7 @@ class _Expander(wiring.Component):
         src = proj.src_shape
         spatial = len(src) == 3
         members = {
-            "load": In(1), "ready": Out(1), "busy": Out(1),
+            "load": In(1), "ready": Out(1), "busy": Out(1), "en": In(1),
             "ev_count": In(bits_for(proj.max_count)), "ev_shift": In(4),
             "op_valid": Out(1), "op_addr": Out(range(max(2, engine.addresses))),
             "op_waddr": Out(range(max(2, proj.rows * engine.groups))),
@@ -85,7 +86,7 @@ class _Expander(wiring.Component):
                     flat = self.ev_index
                 m.d.sync += [j.eq(flat), count.eq(self.ev_count), shift.eq(self.ev_shift),
                              g.eq(0), busy.eq(1)]
-            with m.Elif(busy):
+            with m.Elif(busy & self.en):
                 m.d.sync += g.eq(g + 1)
                 with m.If(last):
                     m.d.sync += busy.eq(0)
@@ -123,7 +124,7 @@ class _Expander(wiring.Component):
                              ox_first.eq(x_lo[self.ev_x]),
                              oy_end.eq(y_lo[self.ev_y] + ny), ox_end.eq(x_lo[self.ev_x] + nx),
                              busy.eq((ny != 0) & (nx != 0))]
-            with m.Elif(busy):
+            with m.Elif(busy & self.en):
                 with m.If(~last_g):
                     m.d.sync += g.eq(g + 1)
                 with m.Else():
@@ -136,7 +137,7 @@ class _Expander(wiring.Component):
                             m.d.sync += oy.eq(oy + 1)
                         with m.Else():
                             m.d.sync += busy.eq(0)
-        m.d.comb += self.ready.eq(~busy | last)
+        m.d.comb += self.ready.eq(~busy | (last & self.en))
         return m
 
 
@@ -188,10 +189,14 @@ class LayerEngine(wiring.Component):
         ilif = plan.ilif
 
         # -- memories ---------------------------------------------------------------------
+        # ILIF engines keep two membrane banks: one sample fires from one bank while the
+        # next one accumulates into the other (temporal separation, pipelined).
+        dual = pop.kind == "ilif"
+        banks = 2 if dual else 1
         v_init = pop.v0 if pop.kind == "gn" else 0
         vshape = data.ArrayLayout(signed(plan.vbits), P)
-        m.submodules.vmem = vmem = memory.Memory(shape=vshape, depth=A,
-                                                 init=[[v_init] * P] * A)
+        m.submodules.vmem = vmem = memory.Memory(shape=vshape, depth=banks * A,
+                                                 init=[[v_init] * P] * (banks * A))
         v_rd, v_wr = vmem.read_port(), vmem.write_port()
         m.submodules.bmem = bmem = memory.Memory(
             shape=data.ArrayLayout(signed(plan.bbits), P), depth=A, init=plan.bias_words)
@@ -221,7 +226,7 @@ class LayerEngine(wiring.Component):
         op_cur = Signal()  # the operation targets the input-current RAM
         op_addr = Signal(range(max(2, A)))
         op_proj = Signal(range(max(2, len(plan.projections))))
-        op_count = Signal(8)
+        op_count = Signal(bits_for(max(p.max_count for p in plan.projections)))
         op_shift = Signal(4)
         op_last_step = Signal()  # GN sweep: reset V to V0 after firing
         op_fire_k = Signal(range(max(2, plan.bits_out)))  # ILIF quotient bit
@@ -229,10 +234,17 @@ class LayerEngine(wiring.Component):
         op_g = Signal(range(max(2, plan.groups)))
         op_y = Signal(range(max(2, plan.height)))
         op_x = Signal(range(max(2, plan.width)))
+        op_bank = Signal()
+        sweep_now = Signal()  # a sweep operation takes this cycle's issue slot
+        acc_bank, fire_bank = Signal(), Signal()
+        full = [Signal(name="full0"), Signal(name="full1")]  # bank accumulated, not fired
+        for ex in expanders:
+            m.d.comb += ex.en.eq(~sweep_now)
 
         for k, ex in enumerate(expanders):
             with m.If(ex.op_valid):
                 m.d.comb += [op_valid.eq(1), op_kind.eq(ACC), op_addr.eq(ex.op_addr),
+                             op_bank.eq(acc_bank),
                              op_proj.eq(k), op_count.eq(ex.op_count), op_shift.eq(ex.op_shift),
                              op_cur.eq(1 if (plan.projections[k].is_input and plan.has_current)
                                        else 0),
@@ -283,6 +295,7 @@ class LayerEngine(wiring.Component):
             """Issue one sweep operation per cycle when the queue has room."""
             with m.If(credit):
                 m.d.comb += [op_valid.eq(1), op_kind.eq(SWEEP), op_addr.eq(sweep_addr),
+                             op_bank.eq(fire_bank), sweep_now.eq(1),
                              op_g.eq(sweep_g), op_y.eq(sweep_y), op_x.eq(sweep_x),
                              op_last_step.eq(last_step), op_end.eq(sweep_addr == A - 1),
                              op_fire_k.eq(fire_k)]
@@ -324,12 +337,24 @@ class LayerEngine(wiring.Component):
         n_ports = len(ev_ports)
         has_input = plan.input_projection is not None
 
+        def hand_over():
+            """Give the accumulated bank to the fire steps; go on in the other bank."""
+            with m.If(acc_bank):
+                m.d.sync += full[1].eq(1)
+            with m.Else():
+                m.d.sync += full[0].eq(1)
+            m.d.sync += acc_bank.eq(~acc_bank)
+            m.next = "WAIT"
+
         def after_accumulate():
             """End of one step (GN, readout) or plane (ILIF) of input."""
             if ilif:
                 with m.If(plane == plan.steps_in - 1):
                     m.d.sync += plane.eq(0)
-                    m.next = "SWEEP"
+                    if dual:
+                        hand_over()
+                    else:
+                        m.next = "SWEEP"
                 with m.Else():
                     m.d.sync += plane.eq(plane + 1)
                     m.next = "ACC0" if n_ports else "INPUT"
@@ -381,15 +406,24 @@ class LayerEngine(wiring.Component):
                     with m.If((pixel_count == plan.input_size) & (pix_bits == 0) & ~ex.busy):
                         m.d.sync += [pixel_count.eq(0), nxt_c.eq(0), nxt_y.eq(0), nxt_x.eq(0),
                                      nxt_index.eq(0)]
-                        m.next = "ACC0" if n_ports else "SWEEP"
+                        if dual and not n_ports:
+                            hand_over()  # the image is all of this sample's input
+                        else:
+                            m.next = "ACC0" if n_ports else "SWEEP"
             for k in range(n_ports):
                 with m.State(f"ACC{k}"):
                     if k + 1 < n_ports:
                         accept_events(k, lambda k=k: setattr(m, "next", f"ACC{k + 1}"))
                     else:
                         accept_events(k, after_accumulate)
+            if dual:
+                with m.State("WAIT"):
+                    with m.If(~Array(full)[acc_bank]):
+                        m.next = "INPUT" if has_input else "ACC0"
             with m.State("SWEEP"):
-                if ilif and not readout:
+                if dual:
+                    pass
+                elif ilif and not readout:
                     def fired():
                         with m.If(fire_k == plan.bits_out - 1):
                             sample_done()
@@ -407,12 +441,32 @@ class LayerEngine(wiring.Component):
                             m.next = "ACC0" if n_ports else "SWEEP"
                     sweep_issue(step == plan.steps - 1, swept)
 
+        if dual:
+            with m.FSM(name="fire"):
+                with m.State("IDLE"):
+                    with m.If(Array(full)[fire_bank]):
+                        m.next = "SWEEP"
+                with m.State("SWEEP"):
+                    def fired_bank():
+                        with m.If(fire_k == plan.bits_out - 1):
+                            m.d.sync += [fire_k.eq(0), fire_bank.eq(~fire_bank)]
+                            with m.If(fire_bank):
+                                m.d.sync += full[1].eq(0)
+                            with m.Else():
+                                m.d.sync += full[0].eq(0)
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.d.sync += fire_k.eq(fire_k + 1)
+                    sweep_issue(0, fired_bank)
+
         # -- stage 0 → 1: memory reads ----------------------------------------------------
-        m.d.comb += [v_rd.addr.eq(op_addr), b_rd.addr.eq(op_addr)]
+        op_vaddr = Signal(range(max(2, banks * A)))
+        m.d.comb += op_vaddr.eq(op_addr + op_bank * A if dual else op_addr)
+        m.d.comb += [v_rd.addr.eq(op_vaddr), b_rd.addr.eq(op_addr)]
         if plan.has_current:
             m.d.comb += c_rd.addr.eq(op_addr)
         s1_cur = Signal()
-        s1_addr = Signal.like(op_addr)
+        s1_addr = Signal.like(op_vaddr)  # membrane address, bank included
         s1_proj = Signal.like(op_proj)
         s1_count = Signal.like(op_count)
         s1_shift = Signal(4)
@@ -422,7 +476,7 @@ class LayerEngine(wiring.Component):
         s1_g = Signal.like(op_g)
         s1_y, s1_x = Signal.like(op_y), Signal.like(op_x)
         m.d.sync += [s1_valid.eq(op_valid), s1_kind.eq(op_kind), s1_cur.eq(op_cur),
-                     s1_addr.eq(op_addr), s1_proj.eq(op_proj), s1_count.eq(op_count),
+                     s1_addr.eq(op_vaddr), s1_proj.eq(op_proj), s1_count.eq(op_count),
                      s1_shift.eq(op_shift), s1_last_step.eq(op_last_step),
                      s1_fire_k.eq(op_fire_k), s1_end.eq(op_end), s1_g.eq(op_g),
                      s1_y.eq(op_y), s1_x.eq(op_x)]
@@ -431,7 +485,7 @@ class LayerEngine(wiring.Component):
         # Each RAM that is written (membranes; the input current) has a write in stage 2
         # and one that committed last cycle, which a read issued then did not see yet.
         cshape = data.ArrayLayout(signed(plan.cbits), P)
-        s2_addr, s3_addr = Signal.like(op_addr), Signal.like(op_addr)
+        s2_addr, s3_addr = Signal.like(s1_addr), Signal.like(s1_addr)
         s2_vw, s3_vw, s2_cw, s3_cw = Signal(), Signal(), Signal(), Signal()
         s2_v, s3_v = Signal(vshape), Signal(vshape)
         s2_c, s3_c = Signal(cshape), Signal(cshape)
@@ -463,8 +517,12 @@ class LayerEngine(wiring.Component):
         multi = any(p.max_count > 1 for p in plan.projections)
         for p in range(P):
             base = Mux(s1_cur, c_now[p], v_now[p]) if plan.has_current else v_now[p]
-            # Counts above 1 only come from group neurons: no multiplier otherwise.
-            weight = w_now[p] * s1_count if multi else w_now[p]
+            # Counts above 1 only come from group neurons; s·W is a few shifted adds (no
+            # multiplier, so no DSP block is spent on a 2- or 3-bit factor).
+            weight = w_now[p]
+            if multi:
+                weight = sum(Mux(s1_count[k], w_now[p] << k, 0)
+                             for k in range(len(s1_count)))
             acc = base + (weight << s1_shift)
             with m.If(s1_kind == ACC):
                 m.d.comb += result[p].eq(acc)
