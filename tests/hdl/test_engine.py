@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Layer engines against the golden model in amaranth.sim, with random back-pressure."""
 
 import random
