@@ -76,7 +76,6 @@ def _do_convert(args, out: str):
     if loaded.input_shape is None:
         raise HwsnnError(f"{args.model}: give the input shape without batch, e.g. "
                          "--input-shape 1,8,8")
-    example = torch.zeros(2, *loaded.input_shape)
     calibration = None
     if args.calibration_data or loaded.dataset or _has_bundled(loaded.input_shape):
         cx, _ = data.load_for(loaded.input_shape, "train", args.calibration_data)
@@ -90,8 +89,9 @@ def _do_convert(args, out: str):
     input_range = tuple(_floats(args.input_range, "input range"))
     if len(input_range) != 2:
         raise HwsnnError(f"--input-range takes LO,HI, not {args.input_range!r}")
+    # An exported program has the static batch size it was exported with.
     conv = api.convert(
-        loaded.model, example if not isinstance(loaded.model, torch.export.ExportedProgram)
+        loaded.model, None if isinstance(loaded.model, torch.export.ExportedProgram)
         else torch.zeros(2, *loaded.input_shape),
         method=args.method, timesteps=args.timesteps,
         group_size=api.parse_group_size(args.group_size) if args.group_size else None,

@@ -19,13 +19,17 @@ The last population is the readout: it accumulates and never fires.
 
 from __future__ import annotations
 
+import json
+import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
-from .errors import ParameterError
-from .graph import Activation, Graph, InputSpec, Projection
+from .errors import CheckpointError, ParameterError
+from .graph import Activation, Graph, InputSpec, Population, Projection
 
 METHODS = ("if", "if-shift", "gn", "ilif", "cos")
 MAX_TIMESTEPS = 256
@@ -94,8 +98,6 @@ class SNN:
 
     def ann(self) -> Graph:
         """The ANN this SNN was converted from (the graph part of it)."""
-        from .graph import Population
-
         return Graph(self.input, [Population(p.name, p.shape, p.projections, p.bias,
                                              p.activation) for p in self.populations])
 
@@ -221,11 +223,6 @@ SNN_VERSION = 1
 
 
 def save_snn(snn: SNN, directory) -> None:
-    import json
-    from pathlib import Path
-
-    import numpy as np
-
     directory = Path(directory)
     arrays, pops = {}, []
     for p in snn.populations:
@@ -252,15 +249,6 @@ def save_snn(snn: SNN, directory) -> None:
 
 
 def load_snn(directory) -> SNN:
-    import json
-    import zipfile
-    from pathlib import Path
-
-    import numpy as np
-
-    from .errors import CheckpointError
-    from .graph import InputSpec
-
     directory = Path(directory)
     path = directory / "snn.json"
     try:
