@@ -13,15 +13,13 @@ import math
 
 import numpy as np
 import pytest
-
-from hwsnn import CheckpointError
 import torch
 from hypothesis import HealthCheck, given, settings, target
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from reference_loop import qcfs_loop, run_reference
 
-from hwsnn import golden
+from hwsnn import CheckpointError, golden
 from hwsnn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
 from hwsnn.quantize import membrane_bounds, signed_bits
 
