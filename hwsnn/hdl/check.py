@@ -18,6 +18,7 @@ from amaranth.sim import Simulator
 from .. import golden
 from ..qnet import QNet
 from .engine import LayerEngine
+from .streams import run_until_done
 
 
 @dataclass
@@ -144,7 +145,7 @@ def check_engine(net: QNet, name: str, codes: torch.Tensor, *, lanes: int = 1,
 
     sim.add_testbench(consumer)
     limit = max_cycles or int((report.ideal_cycles * 4 + 2000 * batch) / (1 - busy) ** 2)
-    sim.run_until(limit * 1e-6)
+    run_until_done(sim, lambda: done[0], limit)
     report.finished = done[0]
     if not done[0]:
         report.mismatches.append(f"the engine did not finish within {limit} cycles")

@@ -149,9 +149,10 @@ class LayerEngine(wiring.Component):
     two sweeps, so that a sweep rarely waits for spikes to leave one by one).
 
     Members: ``pixels : In(stream.Signature(8))`` when the population reads the image;
-    ``i0``, ``i1``, … ``: In(event stream)`` for its other projections, in QNet order
-    (``event_inputs`` lists them); ``o : Out(event stream)`` of its spikes, or for the
-    readout ``o : Out(readout stream)`` of its values and argmax.
+    ``i0``, ``i1``, … ``: In(event stream)`` for its other projections, earliest source
+    first (``event_inputs`` lists them, ``plan.event_projections`` says which is which);
+    ``o : Out(event stream)`` of its spikes, or for the readout ``o : Out(readout
+    stream)`` of its values and argmax.
     """
 
     def __init__(self, net: QNet, population: str, *, lanes: int = 1,

@@ -81,7 +81,11 @@ class EnginePlan:
         if inputs and pop.kind == "readout" and not self.ilif and net.timesteps > 1:
             raise ParameterError(f"population {name}: a readout fed by the image itself has no "
                                  "engine for rate methods; add a hidden layer or use ilif")
-        self.event_indices = [i for i, p in enumerate(self.projections) if not p.is_input]
+        # Inputs are read earliest source first (see hdl.network: no deadlock in a DAG).
+        order = {p.name: i for i, p in enumerate(net.populations)}
+        self.event_indices = sorted((i for i, p in enumerate(self.projections)
+                                     if not p.is_input),
+                                    key=lambda i: order[self.projections[i].proj.source])
         self.event_projections = [self.projections[i] for i in self.event_indices]
         self.input_index = next((i for i, p in enumerate(self.projections) if p.is_input), None)
         # The GN input stage keeps the input current in its own RAM and adds it every step.

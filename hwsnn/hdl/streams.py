@@ -26,3 +26,14 @@ async def stream_get(ctx, stream, rng=None, busy=0.0):
     (payload,) = await ctx.tick().sample(stream.payload).until(stream.valid)
     ctx.set(stream.ready, 0)
     return payload
+
+
+def run_until_done(sim, done, max_cycles: int, period: float = 1e-6, chunk: int = 2000):
+    """Run ``sim`` in chunks until ``done()`` or ``max_cycles`` clock periods have passed;
+    returns whether ``done()`` became true (a hung design stops at the limit)."""
+    elapsed = 0
+    while not done() and elapsed < max_cycles:
+        step = min(chunk, max_cycles - elapsed)
+        elapsed += step
+        sim.run_until(elapsed * period)
+    return done()
