@@ -239,11 +239,14 @@ class LayerEngine(wiring.Component):
         sweep_now = Signal()  # a sweep operation takes this cycle's issue slot
         acc_bank, fire_bank = Signal(), Signal()
         full = [Signal(name="full0"), Signal(name="full1")]  # bank accumulated, not fired
+        # One idle cycle after the last operation of every sweep: the fire rule's result
+        # is only final in stage 3, so its address must not be read the next cycle.
+        bubble = Signal()
         for ex in expanders:
-            m.d.comb += ex.en.eq(~sweep_now)
+            m.d.comb += ex.en.eq(~sweep_now & ~bubble)
 
         for k, ex in enumerate(expanders):
-            with m.If(ex.op_valid):
+            with m.If(ex.op_valid & ~bubble):
                 m.d.comb += [op_valid.eq(1), op_kind.eq(ACC), op_addr.eq(ex.op_addr),
                              op_bank.eq(acc_bank),
                              op_proj.eq(k), op_count.eq(ex.op_count), op_shift.eq(ex.op_shift),
@@ -253,9 +256,10 @@ class LayerEngine(wiring.Component):
 
         # Lane groups waiting for the output; the sweep issues only with room for its
         # in-flight operations (credit), so nothing is ever dropped.
-        s1_valid, s2_valid = Signal(), Signal()
-        s1_kind, s2_kind = Signal(), Signal()
-        inflight = (s1_valid & (s1_kind == SWEEP)) + (s2_valid & (s2_kind == SWEEP))
+        s1_valid, s2_valid, s3_valid = Signal(), Signal(), Signal()
+        s1_kind, s2_kind, s3_kind = Signal(), Signal(), Signal()
+        inflight = ((s1_valid & (s1_kind == SWEEP)) + (s2_valid & (s2_kind == SWEEP)) +
+                    (s3_valid & (s3_kind == SWEEP)))
         if readout:
             group = data.StructLayout({"values": data.ArrayLayout(signed(plan.vbits), P),
                                        "addr": range(max(2, A))})
@@ -294,7 +298,7 @@ class LayerEngine(wiring.Component):
         ev_expanders = [expanders[i] for i in plan.event_indices]
         def sweep_issue(last_step, on_done):
             """Issue one sweep operation per cycle when the queue has room."""
-            with m.If(credit):
+            with m.If(credit & ~bubble):
                 m.d.comb += [op_valid.eq(1), op_kind.eq(SWEEP), op_addr.eq(sweep_addr),
                              op_bank.eq(fire_bank), sweep_now.eq(1),
                              op_g.eq(sweep_g), op_y.eq(sweep_y), op_x.eq(sweep_x),
@@ -460,6 +464,8 @@ class LayerEngine(wiring.Component):
                             m.d.sync += fire_k.eq(fire_k + 1)
                     sweep_issue(0, fired_bank)
 
+        m.d.sync += bubble.eq(sweep_now & op_end)
+
         # -- stage 0 → 1: memory reads ----------------------------------------------------
         op_vaddr = Signal(range(max(2, banks * A)))
         m.d.comb += op_vaddr.eq(op_addr + op_bank * A if dual else op_addr)
@@ -482,40 +488,46 @@ class LayerEngine(wiring.Component):
                      s1_fire_k.eq(op_fire_k), s1_end.eq(op_end), s1_g.eq(op_g),
                      s1_y.eq(op_y), s1_x.eq(op_x)]
 
-        # -- stage 1: compute, with forwarding of the two writes in flight ----------------
-        # Each RAM that is written (membranes; the input current) has a write in stage 2
-        # and one that committed last cycle, which a read issued then did not see yet.
+        # -- stage 1: sums, with forwarding of the writes in flight ---------------------
+        # A write is in flight for three cycles after its read: in stage 2 (an
+        # accumulation's sum is final there; a sweep's is not, and the cycle of bubble
+        # after every sweep keeps its address from being read then), in stage 3 (being
+        # written) and stage 4 (committed last cycle, unseen by a read issued then).
         cshape = data.ArrayLayout(signed(plan.cbits), P)
-        s2_addr, s3_addr = Signal.like(s1_addr), Signal.like(s1_addr)
-        s2_vw, s3_vw, s2_cw, s3_cw = Signal(), Signal(), Signal(), Signal()
-        s2_v, s3_v = Signal(vshape), Signal(vshape)
-        s2_c, s3_c = Signal(cshape), Signal(cshape)
+        wide = data.ArrayLayout(signed(plan.vbits + 1), P)
+        s2_addr, s3_addr, s4_addr = (Signal.like(s1_addr, name=f"s{i}_addr")
+                                     for i in (2, 3, 4))
+        s2_vw, s3_vw, s4_vw = Signal(), Signal(), Signal()
+        s2_cw, s3_cw, s4_cw = Signal(), Signal(), Signal()
+        s2_val = Signal(wide)
+        s3_v, s4_v = Signal(vshape), Signal(vshape)
+        s2_c, s3_c, s4_c = Signal(cshape), Signal(cshape), Signal(cshape)
 
         def forwarded(read_data, shape, writes):
             out = Signal(shape)
             m.d.comb += out.eq(read_data)
-            (w3, d3), (w2, d2) = writes
-            with m.If(w3 & (s3_addr == s1_addr)):
-                m.d.comb += out.eq(d3)
-            with m.If(w2 & (s2_addr == s1_addr)):
-                m.d.comb += out.eq(d2)
+            for hit, value in writes:  # oldest first: the newest write wins
+                with m.If(hit):
+                    m.d.comb += [out[p].eq(value[p]) for p in range(P)]
             return out
 
-        v_now = forwarded(v_rd.data, vshape, [(s3_vw, s3_v), (s2_vw, s2_v)])
-        c_now = forwarded(c_rd.data, cshape, [(s3_cw, s3_c), (s2_cw, s2_c)]) \
-            if plan.has_current else None
+        def at(addr):
+            return addr == s1_addr
+
+        v_now = forwarded(v_rd.data, vshape,
+                          [(s4_vw & at(s4_addr), s4_v), (s3_vw & at(s3_addr), s3_v),
+                           (s2_vw & (s2_kind == ACC) & at(s2_addr), s2_val)])
+        c_now = forwarded(c_rd.data, cshape,
+                          [(s4_cw & at(s4_addr), s4_c), (s3_cw & at(s3_addr), s3_c),
+                           (s2_cw & at(s2_addr), s2_c)]) if plan.has_current else None
         w_now = Signal(data.ArrayLayout(signed(16), P))
         for k, rd in enumerate(w_rd):
             with m.If(s1_proj == k):
                 m.d.comb += [w_now[p].eq(rd.data[p]) for p in range(P)]
 
-        result = Signal(vshape)
-        if readout:
-            out_vals = Signal(data.ArrayLayout(signed(plan.vbits), P))
-        else:
-            out_counts = Signal(data.ArrayLayout(self.o.payload.count.shape(), P))
         theta = pop.threshold
         multi = any(p.max_count > 1 for p in plan.projections)
+        val = Signal(wide)  # accumulation: the new sum; sweep: what the fire rule reads
         for p in range(P):
             base = Mux(s1_cur, c_now[p], v_now[p]) if plan.has_current else v_now[p]
             # Counts above 1 only come from group neurons; s·W is a few shifted adds (no
@@ -524,72 +536,93 @@ class LayerEngine(wiring.Component):
             if multi:
                 weight = sum(Mux(s1_count[k], w_now[p] << k, 0)
                              for k in range(len(s1_count)))
-            acc = base + (weight << s1_shift)
+            pre = v_now[p] + b_rd.data[p]
+            if plan.has_current:
+                pre = pre + c_now[p]
+            if pop.kind == "ilif":
+                # The first fire step adds bias and offset and clamps to 2^T·Θ − 1.
+                top = 2**plan.bits_out * theta - 1
+                pre = Mux(s1_fire_k == 0, Mux(pre > top, top, pre), v_now[p])
             with m.If(s1_kind == ACC):
-                m.d.comb += result[p].eq(acc)
+                m.d.comb += val[p].eq(base + (weight << s1_shift))
             with m.Else():
-                pre = v_now[p] + b_rd.data[p]
-                if plan.has_current:
-                    pre = pre + c_now[p]
+                m.d.comb += val[p].eq(pre)
+
+        acc_current = (s1_kind == ACC) & s1_cur
+        s2_last_step = Signal()
+        s2_fire_k = Signal.like(s1_fire_k)
+        s2_end = Signal()
+        s2_g, s2_y, s2_x = Signal.like(s1_g), Signal.like(s1_y), Signal.like(s1_x)
+        s2_laddr = Signal(range(max(2, A)))
+        m.d.sync += [s2_valid.eq(s1_valid), s2_kind.eq(s1_kind), s2_addr.eq(s1_addr),
+                     s2_val.eq(val), s2_vw.eq(s1_valid & ~acc_current),
+                     s2_last_step.eq(s1_last_step), s2_fire_k.eq(s1_fire_k),
+                     s2_end.eq(s1_end), s2_g.eq(s1_g), s2_y.eq(s1_y), s2_x.eq(s1_x),
+                     s2_laddr.eq(s1_addr if not dual else 0)]
+        if plan.has_current:
+            # The last sweep of a sample clears the current for the next one.
+            m.d.sync += s2_cw.eq(s1_valid & (acc_current | ((s1_kind == SWEEP) &
+                                                            s1_last_step)))
+            for p in range(P):
+                m.d.sync += s2_c[p].eq(Mux(s1_kind == ACC, val[p], 0))
+
+        # -- stage 2: the neuron rule ----------------------------------------------------
+        result = Signal(vshape)
+        if readout:
+            out_vals = Signal(data.ArrayLayout(signed(plan.vbits), P))
+        else:
+            out_counts = Signal(data.ArrayLayout(self.o.payload.count.shape(), P))
+        for p in range(P):
+            r = s2_val[p]
+            with m.If(s2_kind == ACC):
+                m.d.comb += result[p].eq(r)
+            with m.Else():
                 if readout:
-                    m.d.comb += [out_vals[p].eq(pre), result[p].eq(0)]
+                    m.d.comb += [out_vals[p].eq(r), result[p].eq(0)]
                 elif pop.kind == "ilif":
-                    top = 2**plan.bits_out * theta - 1
-                    first = Signal(signed(plan.vbits + 1), name=f"first{p}")
-                    m.d.comb += first.eq(Mux(pre > top, top, pre))
-                    r = Mux(s1_fire_k == 0, first, v_now[p])
                     weight = Array(Const(theta * 2 ** (plan.bits_out - 1 - k),
                                          unsigned(plan.vbits))
-                                   for k in range(plan.bits_out))[s1_fire_k]
+                                   for k in range(plan.bits_out))[s2_fire_k]
                     fire = r >= weight
                     m.d.comb += out_counts[p].eq(fire)
-                    with m.If(s1_fire_k == plan.bits_out - 1):
+                    with m.If(s2_fire_k == plan.bits_out - 1):
                         m.d.comb += result[p].eq(0)
                     with m.Else():
                         m.d.comb += result[p].eq(r - Mux(fire, weight, 0))
                 else:
                     tau = pop.group_size
-                    pre_s = Signal(signed(plan.vbits + 1), name=f"pre{p}")
-                    m.d.comb += pre_s.eq(pre)
                     # τ member neurons with thresholds Θ, 2Θ, …, τΘ.
-                    spikes = sum(pre_s >= (i * theta) for i in range(1, tau + 1))
+                    spikes = sum(r >= (i * theta) for i in range(1, tau + 1))
                     s = Signal(range(tau + 1), name=f"spikes{p}")
                     m.d.comb += [s.eq(spikes), out_counts[p].eq(s)]
                     reset = Array(Const(i * theta, unsigned(bits_for(tau * theta)))
                                   for i in range(tau + 1))[s]
-                    m.d.comb += result[p].eq(Mux(s1_last_step, pop.v0, pre_s - reset))
+                    m.d.comb += result[p].eq(Mux(s2_last_step, pop.v0, r - reset))
 
-        # -- stage 2: write back and queue the spikes -----------------------------------------
-        acc_current = (s1_kind == ACC) & s1_cur
-        m.d.sync += [s2_valid.eq(s1_valid), s2_kind.eq(s1_kind), s2_addr.eq(s1_addr),
-                     s2_vw.eq(s1_valid & ~acc_current), s2_v.eq(result),
-                     s3_vw.eq(s2_vw), s3_addr.eq(s2_addr), s3_v.eq(s2_v)]
-        m.d.comb += [v_wr.addr.eq(s2_addr), v_wr.data.eq(s2_v),
-                     v_wr.en.eq(Mux(s2_vw, (1 << P) - 1, 0))]
+        # -- stage 3: write back and queue the spikes -----------------------------------------
+        m.d.sync += [s3_valid.eq(s2_valid), s3_kind.eq(s2_kind), s3_addr.eq(s2_addr),
+                     s3_v.eq(result), s3_vw.eq(s2_vw), s3_cw.eq(s2_cw), s3_c.eq(s2_c),
+                     s4_addr.eq(s3_addr), s4_v.eq(s3_v), s4_vw.eq(s3_vw), s4_cw.eq(s3_cw),
+                     s4_c.eq(s3_c)]
+        m.d.comb += [v_wr.addr.eq(s3_addr), v_wr.data.eq(s3_v),
+                     v_wr.en.eq(Mux(s3_vw, (1 << P) - 1, 0))]
         if plan.has_current:
-            # The last sweep of a sample clears the current for the next one.
-            m.d.sync += [s2_cw.eq(s1_valid & (acc_current | ((s1_kind == SWEEP) &
-                                                             s1_last_step))),
-                         s3_cw.eq(s2_cw), s3_c.eq(s2_c)]
-            for p in range(P):
-                m.d.sync += s2_c[p].eq(Mux(s1_kind == ACC, result[p], 0))
-            m.d.comb += [c_wr.addr.eq(s2_addr), c_wr.data.eq(s2_c),
-                         c_wr.en.eq(Mux(s2_cw, (1 << P) - 1, 0))]
+            m.d.comb += [c_wr.addr.eq(s3_addr), c_wr.data.eq(s3_c),
+                         c_wr.en.eq(Mux(s3_cw, (1 << P) - 1, 0))]
         entry = Signal(group)
-        s2_entry = Signal(group)
+        s3_entry = Signal(group)
+        s3_push = Signal()
         if readout:
-            m.d.comb += [entry.values.eq(out_vals), entry.addr.eq(s1_addr)]
-            s2_push = Signal()
-            m.d.sync += [s2_entry.eq(entry), s2_push.eq(s1_valid & (s1_kind == SWEEP))]
+            m.d.comb += [entry.values.eq(out_vals), entry.addr.eq(s2_laddr)]
+            m.d.sync += [s3_entry.eq(entry), s3_push.eq(s2_valid & (s2_kind == SWEEP))]
         else:
-            m.d.comb += [entry.counts.eq(out_counts), entry.g.eq(s1_g), entry.y.eq(s1_y),
-                         entry.x.eq(s1_x), entry.end.eq(s1_end)]
+            m.d.comb += [entry.counts.eq(out_counts), entry.g.eq(s2_g), entry.y.eq(s2_y),
+                         entry.x.eq(s2_x), entry.end.eq(s2_end)]
             any_spike = Signal()
             m.d.comb += any_spike.eq(out_counts.as_value() != 0)
-            s2_push = Signal()
-            m.d.sync += [s2_entry.eq(entry),
-                         s2_push.eq(s1_valid & (s1_kind == SWEEP) & (any_spike | s1_end))]
-        m.d.comb += [queue.w_data.eq(s2_entry), queue.w_en.eq(s2_push)]
+            m.d.sync += [s3_entry.eq(entry),
+                         s3_push.eq(s2_valid & (s2_kind == SWEEP) & (any_spike | s2_end))]
+        m.d.comb += [queue.w_data.eq(s3_entry), queue.w_en.eq(s3_push)]
 
         # -- output: serialize the lanes of the queued groups ---------------------------------
         head = data.View(group, queue.r_data)
