@@ -14,9 +14,9 @@ The engine runs the QNet semantics of its population (docs/qnet.md) sample after
   membranes (GN: τ comparators against Θ, 2Θ, …, τΘ and a soft reset; ILIF: one quotient
   bit of a restoring division per step; readout: report), and emit the spikes.
 
-Every operation is one pass through a three-stage pipeline: read (membrane, weight, bias
-RAMs) → compute → write back; results still in flight are forwarded to a read of the same
-address, so events to one neuron can follow each other on consecutive cycles. Spikes leave
+Every operation is one pass through a pipeline: read (membrane, weight, bias RAMs) →
+sums → neuron rule → write back; results still in flight are forwarded to a read of the
+same address, so events to one neuron can follow each other on consecutive cycles. Spikes leave
 through a small queue of lane groups; the sweep only issues when the queue has room, so
 back-pressure on the output never loses a spike, and the input is simply not accepted
 while the engine is busy.
