@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,10 +243,6 @@ def exact_reference_levels(qnet: QNet) -> int | None:
         if len(sizes) == 1:
             return sizes.pop()
     return None
-
-
-def save_json(obj, path) -> None:
-    Path(path).write_text(json.dumps(obj, indent=1) + "\n")
 
 
 def parse_group_size(text: str):

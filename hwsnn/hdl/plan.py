@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ParameterError
-from ..golden import reach
-from ..graph import INPUT, INPUT_BITS, INPUT_LEVELS
-from ..qnet import QNet, QPopulation, QProjection
+from ..graph import INPUT, INPUT_LEVELS
+from ..qnet import QNet, QProjection
 from ..quantize import membrane_bounds, signed_bits, source_levels
 
 
@@ -190,22 +189,5 @@ class EnginePlan:
         return pop.bias
 
     @property
-    def reach_cycles(self) -> dict[int, np.ndarray]:
-        """Per projection index: output positions each source position reaches (conv)."""
-        return {i: reach(p.proj, p.src_shape).numpy() for i, p in enumerate(self.projections)}
-
-    @property
     def input_size(self) -> int:
         return int(np.prod(self.net.input.shape))
-
-    @property
-    def pixel_bits(self) -> int:
-        return INPUT_BITS
-
-    def describe(self) -> str:
-        return (f"{self.pop.name}: {self.kind}, shape {self.pop.shape}, {self.lanes} lanes, "
-                f"{self.addresses} addresses, V {self.vbits} bits")
-
-
-def population_of(net: QNet, name: str) -> QPopulation:
-    return net.population(name)
