@@ -18,7 +18,7 @@ from amaranth.sim import Simulator
 from .. import golden
 from ..qnet import QNet
 from .engine import LayerEngine
-from .streams import run_until_done
+from .streams import run_until_done, stream_get, stream_put
 
 
 @dataclass
@@ -76,7 +76,6 @@ def check_engine(net: QNet, name: str, codes: torch.Tensor, *, lanes: int = 1,
 
     if plan.input_projection is not None:
         async def pixels(ctx):
-            from .streams import stream_put
             for b in range(batch):
                 for v in codes[b].flatten().tolist():
                     await stream_put(ctx, eng.pixels, int(v), rng, busy)
@@ -90,7 +89,6 @@ def check_engine(net: QNet, name: str, codes: torch.Tensor, *, lanes: int = 1,
         spatial = len(pp.src_shape) == 3
 
         async def producer(ctx, port=port, src=src, spatial=spatial):
-            from .streams import stream_put
             for b in range(batch):
                 for t in range(src.shape[1]):
                     for coords, count in golden.step_events(src[b, t]):
@@ -103,7 +101,6 @@ def check_engine(net: QNet, name: str, codes: torch.Tensor, *, lanes: int = 1,
         sim.add_testbench(producer)
 
     async def consumer(ctx):
-        from .streams import stream_get
         for b in range(batch):
             if pop.kind == "readout":
                 want = outputs[b].tolist()
