@@ -149,8 +149,14 @@ def cmd_fmax(args):
                 # P=16 engine for ECP5; the bare engine's ports fit the 85F's pins.
                 print(f"{device} P={lanes}: {str(exc).splitlines()[0]}; placing the bare "
                       "engine instead of the pin-reducing wrapper")
-                rep = place_and_route(LayerEngine(net, "fc2", lanes=lanes), device,
-                                      clock_mhz_target=100)
+                try:
+                    rep = place_and_route(LayerEngine(net, "fc2", lanes=lanes), device,
+                                          clock_mhz_target=100)
+                except ToolError as exc2:
+                    reason = [ln for ln in str(exc2).splitlines() if "ERROR" in ln][-1:]
+                    print(f"{device} P={lanes}: does not place: {' '.join(reason)}")
+                    rows.append({"device": device, "lanes": lanes, "error": " ".join(reason)})
+                    continue
             cells = rep.utilisation.get(cells_key, {}).get("used", 0)
             sops = rep.fmax_mhz * 1e6 * lanes
             row = {"device": device, "lanes": lanes, "fmax_mhz": rep.fmax_mhz,
