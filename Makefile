@@ -15,7 +15,7 @@ demo: $(STAMP)
 	$(VENV)/bin/hwsnn demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check hwsnn tests examples benchmarks
+	$(VENV)/bin/ruff check hwsnn sim tests examples benchmarks
 
 test: $(STAMP) lint
 	$(PY) -m pytest

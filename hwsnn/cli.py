@@ -3,6 +3,8 @@
     hwsnn models                         list the bundled models
     hwsnn convert MODEL -o DIR [...]     model → QNet (+ float SNN) in DIR
     hwsnn eval DIR                       ANN vs float SNN vs integer golden
+    hwsnn verilog DIR                    QNet → Verilog + port description in DIR/rtl
+    hwsnn sim DIR                        cocotb run of that Verilog against the golden model
     hwsnn demo                           the whole flow on the bundled CNN
 
 Every reporting command takes ``--json`` and then prints one JSON object on stdout.
@@ -175,7 +177,91 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _lanes(text):
+    try:
+        lanes = int(text)
+    except ValueError:
+        raise HwsnnError(f"--lanes {text!r} is not a positive integer") from None
+    if lanes < 1:
+        raise HwsnnError(f"--lanes {lanes}: the lane count must be at least 1")
+    return lanes
+
+
+def cmd_verilog(args) -> int:
+    from .hdl import verilog
+    from .qnet import load as load_qnet
+    net = load_qnet(args.directory)
+    desc = verilog.write(args.directory, net, lanes=_lanes(args.lanes), taps=not args.no_taps,
+                         top=args.top)
+    obj = {"directory": str(args.directory), "top": desc["top"], "files": desc["files"],
+           "verilog_lines": desc["verilog_lines"], "lanes": desc["made_from"]["lanes"],
+           "taps": desc["made_from"]["taps"], "qnet_sha256": desc["made_from"]["qnet_sha256"],
+           "ports": [{k: p[k] for k in ("name", "direction", "width")}
+                     for p in desc["ports"]]}
+    lines = [f"{desc['top']}: {desc['verilog_lines']} lines of Verilog, "
+             f"{len(desc['ports'])} ports, lanes {args.lanes}, debug taps "
+             f"{'on' if obj['taps'] else 'off'}"]
+    if args.lint:
+        from .sim.run import lint
+        obj["lint"] = lint(desc["files"]["verilog"], desc["top"])
+        warn = obj["lint"]["warnings"]
+        lines.append(f"verilator --lint-only -Wall: {len(obj['lint']['errors'])} errors, "
+                     f"{sum(warn.values())} warnings"
+                     + (f" ({', '.join(f'{k} {v}' for k, v in sorted(warn.items()))})"
+                        if warn else ""))
+    lines += [f"wrote {path}" for path in desc["files"].values()]
+    _emit(args, obj, "\n".join(lines))
+    return 0 if not args.lint or not obj["lint"]["errors"] else 1
+
+
+def _sim_text(r: dict) -> str:
+    lines = [f"{r['simulator']}: {r['samples']} samples of {r['design']}"]
+    if r["exact"]:
+        lines.append("  bit-exact: every readout value and class"
+                     + (f", and every event of {', '.join(r['checked_taps'])}"
+                        if r["checked_taps"] else "") + " match the golden model")
+    else:
+        lines.append(f"  NOT bit-exact: {r['mismatches']} of {r['samples']} samples differ "
+                     f"({r['class_mismatches']} in the class)")
+        lines.append(f"  first divergence: {r['first_divergence_text']}")
+        if r["waves"]:
+            lines.append(f"  waves: {r['waves']}")
+        elif not r["checked_taps"]:
+            lines.append("  (regenerate with debug taps to see the population where it starts)")
+        if not r["waves"]:
+            lines.append("  rerun with --waves to record the signals")
+    ratio = r["cycle_ratio"]
+    lines.append(f"  cycles per inference {r['cycles_per_inference']:.0f}, ideal "
+                 f"{r['ideal_cycles_per_inference']:.0f} (bottleneck {r['bottleneck']})"
+                 + (f", ratio {ratio:.3f}" if ratio else "")
+                 + f"; latency of one inference {r['latency_cycles']} cycles")
+    lines.append(f"  {'population':12s} {'lanes':>5s} {'ideal':>9s} {'measured':>9s} "
+                 f"{'ratio':>6s}")
+    for row in r["layers"]:
+        meas = row.get("work_cycles_per_inference")
+        lines.append(f"  {row['population']:12s} {row['lanes']:5d} "
+                     f"{row['ideal_cycles_per_inference']:9.0f} "
+                     + (f"{meas:9.0f} {row['ratio']:6.3f}" if meas is not None else
+                        f"{'-':>9s} {'-':>6s}"))
+    lines.append(f"  {r['samples_per_second']:.2f} samples/s simulated "
+                 f"(build {r['build_seconds']:.0f} s)")
+    return "\n".join(lines)
+
+
+def cmd_sim(args) -> int:
+    from .sim.run import simulate
+    report = simulate(args.directory, simulator=args.simulator, samples=args.samples,
+                      top=args.top, lanes=_lanes(args.lanes) if args.lanes else None,
+                      stall=args.stall, seed=args.seed, waves=args.waves,
+                      data_path=args.data, offset=args.offset, progress=not args.json)
+    r = report.to_json()
+    _emit(args, r, _sim_text(r))
+    return 0 if report.exact else 1
+
+
 def cmd_demo(args) -> int:
+    from .hdl import verilog
+    from .sim.run import simulate
     out = args.output or tempfile.mkdtemp(prefix="hwsnn-demo-")
     ns = argparse.Namespace(
         model="digits-cnn", weights=None, input_shape=None, calibration_data=None,
@@ -184,12 +270,25 @@ def cmd_demo(args) -> int:
         max_membrane_bits=DEFAULT_MAX_MEMBRANE_BITS, percentile=str(DEFAULT_PERCENTILE),
         json=args.json)
     conv, directory = _do_convert(ns, out)
-    r = api.evaluate(directory, lanes=args.lanes)
+    lanes = _lanes(args.lanes)
+    r = api.evaluate(directory, lanes=lanes)
     r["directory"] = str(directory)
+    desc = verilog.write(directory, conv.qnet, lanes=lanes)
+    r["verilog"] = desc["files"]["verilog"]
+    report = simulate(directory, simulator=args.simulator, samples=args.sim_samples,
+                      progress=not args.json)
+    sim = report.to_json()
+    r["sim"] = sim
     text = (f"hwsnn demo: digits-cnn → group neurons GN(τ=4), T=2 → 8-bit QNet in {directory}\n"
-            + _eval_text(r))
+            + _eval_text(r) + f"\nVerilog: {r['verilog']} ({desc['verilog_lines']} lines, "
+            f"{lanes} lanes per engine)\n" + _sim_text(sim))
     _emit(args, r, text)
-    return 0
+    return 0 if report.exact else 1
+
+
+def verilog_defaults():
+    from .hdl.verilog import DEFAULT_LANES, DEFAULT_TOP
+    return DEFAULT_LANES, DEFAULT_TOP
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,10 +339,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_eval)
 
-    s = sub.add_parser("demo", help="run the whole flow on the bundled digits CNN")
+    s = sub.add_parser("verilog", help="write the Verilog of a converted network, with a "
+                       "port description, into DIR/rtl")
+    s.add_argument("directory", metavar="DIR", help="output of 'hwsnn convert'")
+    s.add_argument("--lanes", default=str(verilog_defaults()[0]),
+                   help="lanes P (neurons updated per cycle) of every engine; default %(default)s")
+    s.add_argument("--top", default=verilog_defaults()[1], help="top module name")
+    s.add_argument("--no-taps", action="store_true", help="leave out the debug taps (every "
+                   "population's events and work counter as ports)")
+    s.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_verilog)
+
+    s = sub.add_parser("sim", help="simulate DIR's Verilog with cocotb against the golden "
+                       "model (writes the Verilog first if there is none)")
+    s.add_argument("directory", metavar="DIR", help="output of 'hwsnn convert'")
+    s.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    s.add_argument("--samples", type=int, default=100, help="test samples (default 100)")
+    s.add_argument("--offset", type=int, default=0, help="first test sample")
+    s.add_argument("--data", metavar="FILE.npz", help="labelled test data (arrays x, y); "
+                   "default: the bundled digits test split")
+    s.add_argument("--top", help="the design in DIR/rtl to run, when there are several")
+    s.add_argument("--lanes", help="regenerate the design with this many lanes first")
+    s.add_argument("--stall", type=float, default=0.0,
+                   help="fraction of cycles the bench withholds pixels and readout ready")
+    s.add_argument("--seed", type=int, default=0, help="seed of the stalls")
+    s.add_argument("--waves", action="store_true", help="record the signals (FST or VCD)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_sim)
+
+    s = sub.add_parser("demo", help="run the whole flow on the bundled digits CNN: convert, "
+                       "evaluate, write Verilog, simulate it against the golden model")
     s.add_argument("-o", "--output", metavar="DIR", help="where to write (default: a "
                    "temporary directory)")
-    s.add_argument("--lanes", type=int, default=4)
+    s.add_argument("--lanes", default="4", help="lanes per engine (default 4)")
+    s.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    s.add_argument("--sim-samples", type=int, default=20,
+                   help="test samples to simulate (default 20)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_demo)
     return p

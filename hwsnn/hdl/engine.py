@@ -152,7 +152,9 @@ class LayerEngine(wiring.Component):
     ``i0``, ``i1``, … ``: In(event stream)`` for its other projections, earliest source
     first (``event_inputs`` lists them, ``plan.event_projections`` says which is which);
     ``o : Out(event stream)`` of its spikes, or for the readout ``o : Out(readout
-    stream)`` of its values and argmax.
+    stream)`` of its values and argmax; ``active : Out(1)``, high in every cycle that the
+    engine spends on its own work (an operation issues, or the idle cycle after a sweep),
+    so that a counter of it measures the engine against the golden model's ideal cycles.
     """
 
     def __init__(self, net: QNet, population: str, *, lanes: int = 1,
@@ -175,6 +177,7 @@ class LayerEngine(wiring.Component):
             members["o"] = Out(readout_signature(pop.size, plan.vbits))
         else:
             members["o"] = Out(event_signature(pop.shape, 1 if plan.ilif else pop.group_size))
+        members["active"] = Out(1)
         super().__init__(members)
 
     @property
@@ -465,6 +468,7 @@ class LayerEngine(wiring.Component):
                     sweep_issue(0, fired_bank)
 
         m.d.sync += bubble.eq(sweep_now & op_end)
+        m.d.comb += self.active.eq(op_valid | bubble)
 
         # -- stage 0 → 1: memory reads ----------------------------------------------------
         op_vaddr = Signal(range(max(2, banks * A)))

@@ -10,9 +10,17 @@ pipeline free of deadlock.
 Members: ``pixels : In(stream.Signature(8))``, the image codes in C order, sample after
 sample; ``o : Out(readout stream)``, every readout value of a sample in index order, the
 last with ``argmax``; ``cycles : Out(32)``, clock cycles since reset.
+
+With ``taps=True`` the network also exposes, for every population ``p`` (its name made
+an identifier by ``port_name``), ``tap_p : Out(tap signature)``: ``valid`` is high in
+every cycle in which ``p`` hands an event (or an end-of-step marker) to its readers, and
+``payload`` is that event; and ``work_p : Out(32)``: the cycles ``p``'s engine has spent
+on its own work since reset (``LayerEngine.active``). The readout's tap is its output.
 """
 
 from __future__ import annotations
+
+import re
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import fifo, wiring
@@ -24,14 +32,26 @@ from .engine import LayerEngine
 from .events import pixel_signature, readout_signature
 
 DEFAULT_FIFO_DEPTH = 16
+COUNTER_BITS = 32
+
+
+def port_name(population: str) -> str:
+    """A population name as a Verilog/Python identifier (``layer1.0`` → ``layer1_0``)."""
+    name = re.sub(r"\W", "_", population)
+    return name if name and not name[0].isdigit() else f"p_{name}"
+
+
+def tap_signature(layout) -> wiring.Signature:
+    """A one-way view of an event stream: every transfer, never stalled by the tap."""
+    return wiring.Signature({"valid": Out(1), "payload": Out(layout)})
 
 
 class Network(wiring.Component):
     """The network of ``net`` with ``lanes`` lanes per engine (an int, or a dict by
-    population name)."""
+    population name), and debug taps when ``taps``."""
 
     def __init__(self, net: QNet, *, lanes: int | dict[str, int] = 1,
-                 fifo_depth: int = DEFAULT_FIFO_DEPTH):
+                 fifo_depth: int = DEFAULT_FIFO_DEPTH, taps: bool = False):
         if isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 2:
             raise TypeError(f"FIFO depth must be an integer of at least 2, not {fifo_depth!r}")
         self.net = net
@@ -42,11 +62,24 @@ class Network(wiring.Component):
                                                 lanes, int) else 1))
                         for p in net.populations}
         out = self.engines[net.output.name]
-        super().__init__({
+        members = {
             "pixels": In(pixel_signature()),
             "o": Out(readout_signature(net.output.size, out.plan.vbits)),
-            "cycles": Out(32),
-        })
+            "cycles": Out(COUNTER_BITS),
+        }
+        self.taps = bool(taps)
+        self.port_names = {p.name: port_name(p.name) for p in net.populations}
+        if len(set(self.port_names.values())) != len(self.port_names):
+            raise TypeError("population names collide as identifiers: "
+                            f"{sorted(self.port_names)}")
+        if self.taps:
+            for p in net.populations:
+                ident = self.port_names[p.name]
+                if p.kind != "readout":
+                    members[f"tap_{ident}"] = Out(tap_signature(
+                        self.engines[p.name].o.payload.shape()))
+                members[f"work_{ident}"] = Out(COUNTER_BITS)
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -69,6 +102,16 @@ class Network(wiring.Component):
             self._fan_out(m, source, producer, ports)
         wiring.connect(m, wiring.flipped(self.o), self.engines[self.net.output.name].o)
         m.d.sync += self.cycles.eq(self.cycles + 1)
+        if self.taps:
+            for name, engine in self.engines.items():
+                ident = self.port_names[name]
+                if engine.plan.pop.kind != "readout":
+                    tap = getattr(self, f"tap_{ident}")
+                    m.d.comb += [tap.valid.eq(engine.o.valid & engine.o.ready),
+                                 tap.payload.eq(engine.o.payload)]
+                work = getattr(self, f"work_{ident}")
+                with m.If(engine.active):
+                    m.d.sync += work.eq(work + 1)
         return m
 
     @staticmethod

@@ -1,0 +1,264 @@
+"""A QNet as Verilog, with a port description that needs no Python to read.
+
+``write(directory, net)`` puts three files into ``directory/rtl/``:
+
+- ``TOP.v``: the network (``hdl.network.Network``) as one Verilog file, deterministic
+  (no source locations, no paths, no time stamps: the same QNet and options give the same
+  bytes);
+- ``TOP.json``: the ports, their widths and bit fields, the handshake, the order of
+  pixels and readout values, an example transaction from the golden model, and what the
+  file was made from (QNet fingerprint, lanes, taps), so that ``hwsnn sim`` can tell a
+  stale design from a current one;
+- ``TOP.md``: the same for people.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from amaranth.back import verilog
+
+from .. import golden
+from ..errors import HwsnnError, ParameterError
+from ..qnet import QNet, _atomic_write
+from .events import PIXEL_BITS
+from .network import Network
+
+DEFAULT_TOP = "hwsnn_net"
+DEFAULT_LANES = 4
+RTL_DIR = "rtl"
+
+
+def fingerprint(net: QNet) -> str:
+    """SHA-256 of a QNet's contents (its JSON document and every array)."""
+    doc, arrays = net.to_json()
+    h = hashlib.sha256(json.dumps(doc, sort_keys=True).encode())
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key], dtype=np.int64)
+        h.update(key.encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def check_top_name(name: str) -> str:
+    if not name.isidentifier() or not name.isascii():
+        raise ParameterError(f"top module name {name!r} is not a Verilog identifier: use "
+                             "letters, digits and underscores, not starting with a digit")
+    return name
+
+
+def build(net: QNet, *, lanes=DEFAULT_LANES, taps: bool = True) -> Network:
+    try:
+        return Network(net, lanes=lanes, taps=taps)
+    except TypeError as exc:
+        raise ParameterError(str(exc)) from None
+
+
+def emit(net: QNet, *, lanes=DEFAULT_LANES, taps: bool = True, top: str = DEFAULT_TOP,
+         network: Network | None = None) -> str:
+    """The Verilog of ``net`` (one file, top module ``top``)."""
+    check_top_name(top)
+    network = network or build(net, lanes=lanes, taps=taps)
+    return verilog.convert(network, name=top, emit_src=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Port description.
+
+
+def _fields(layout) -> list[dict]:
+    out = []
+    for name, field in layout:
+        shape = field.shape if hasattr(field.shape, "signed") else None
+        out.append({"name": name, "lsb": field.offset, "msb": field.offset + field.width - 1,
+                    "width": field.width, "signed": bool(shape.signed) if shape else False})
+    return out
+
+
+def _example_codes(net: QNet) -> tuple[torch.Tensor, str]:
+    from .. import data
+    try:
+        x, _ = data.load_for(tuple(net.input.shape), "test")
+        return golden.encode(net, x[:1]), "the first image of the bundled digits test split"
+    except HwsnnError:  # no bundled data has this shape: a fixed random image
+        gen = torch.Generator().manual_seed(0)
+        return (torch.randint(0, 2**PIXEL_BITS, (1, *net.input.shape), generator=gen),
+                "a fixed pseudo-random image (no bundled data set has this input shape)")
+
+
+def describe(net: QNet, network: Network, top: str) -> dict:
+    """The machine-readable port description of ``network`` (see ``write``)."""
+    lanes = {name: e.plan.lanes for name, e in network.engines.items()}
+    in_shape = list(net.input.shape)
+    readout = network.engines[net.output.name]
+    o_layout = readout.o.payload.shape()
+    ports = [
+        {"name": "clk", "direction": "input", "width": 1,
+         "description": "clock; everything happens on its rising edge"},
+        {"name": "rst", "direction": "input", "width": 1,
+         "description": "synchronous reset, active high; hold it for at least one rising "
+                        "edge before the first pixel"},
+        {"name": "pixels__valid", "direction": "input", "width": 1,
+         "description": "a pixel code is on pixels__payload"},
+        {"name": "pixels__ready", "direction": "output", "width": 1,
+         "description": "the network takes the pixel at this rising edge if valid is high"},
+        {"name": "pixels__payload", "direction": "input", "width": PIXEL_BITS,
+         "description": "pixel code 0..255"},
+        {"name": "o__valid", "direction": "output", "width": 1,
+         "description": "a readout beat is on o__payload"},
+        {"name": "o__ready", "direction": "input", "width": 1,
+         "description": "the consumer takes the beat at this rising edge if valid is high"},
+        {"name": "o__payload", "direction": "output", "width": o_layout.size,
+         "description": "readout beat", "fields": _fields(o_layout)},
+        {"name": "cycles", "direction": "output", "width": len(network.cycles),
+         "description": "rising clock edges since reset (wraps around)"},
+    ]
+    taps = []
+    if network.taps:
+        for p in net.populations:
+            ident = network.port_names[p.name]
+            if p.kind != "readout":
+                layout = network.engines[p.name].o.payload.shape()
+                ports += [
+                    {"name": f"tap_{ident}__valid", "direction": "output", "width": 1,
+                     "description": f"population {p.name} hands an event to its readers "
+                                    "in this cycle"},
+                    {"name": f"tap_{ident}__payload", "direction": "output",
+                     "width": layout.size, "description": f"that event of {p.name}",
+                     "fields": _fields(layout)},
+                ]
+                taps.append({"population": p.name, "port": f"tap_{ident}",
+                             "shape": list(p.shape),
+                             "steps_per_sample": p.steps_out,
+                             "count": "bit of the value, MSB first" if p.kind == "ilif"
+                             else f"spikes 1..{p.group_size}"})
+            ports.append({"name": f"work_{ident}", "direction": "output",
+                          "width": len(getattr(network, f"work_{ident}")),
+                          "description": f"cycles the engine of {p.name} spent on its own "
+                                         "work since reset"})
+    codes, origin = _example_codes(net)
+    res = golden.run(net, codes, lanes=1)
+    values = [int(v) for v in res.readout[0].tolist()]
+    pred = int(res.predictions[0])
+    beats = [{"index": i, "value": v, "argmax": pred if i == len(values) - 1 else None,
+              "last": int(i == len(values) - 1)} for i, v in enumerate(values)]
+    return {
+        "format": "hwsnn-ports", "version": 1, "top": top,
+        "made_from": {"qnet_sha256": fingerprint(net), "lanes": lanes,
+                      "taps": network.taps, "fifo_depth": network.fifo_depth,
+                      "model": net.metadata.get("model"), "method": net.method,
+                      "timesteps": net.timesteps},
+        "ports": ports,
+        "handshake": "valid/ready: a beat transfers at a rising edge of clk where valid and "
+                     "ready are both high; the producer holds valid and payload steady until "
+                     "then, and must not wait for ready before raising valid",
+        "pixels": {"per_sample": int(np.prod(in_shape)), "shape": in_shape,
+                   "order": "C order: channel, then row, then column; sample after sample, "
+                            "with no gap needed",
+                   "code": f"round_half_up(clip((x - {net.input.lo}) / ({net.input.hi} - "
+                           f"{net.input.lo}), 0, 1) * 255)"},
+        "readout": {"beats_per_sample": net.output.size, "classes": net.output.size,
+                    "order": "index 0 first; the last beat has last = 1 and carries argmax "
+                             "(the lowest index among equal maxima); argmax is not "
+                             "meaningful on other beats",
+                    "value": "the readout membrane after the last step (signed)",
+                    "scale": net.output.readout_scale},
+        "taps": taps,
+        "example": {"image": origin, "pixels": [int(v) for v in codes.flatten().tolist()],
+                    "readout": beats, "class": pred},
+    }
+
+
+def markdown(desc: dict) -> str:
+    """``describe``'s result for people."""
+    made = desc["made_from"]
+    lines = [
+        f"# `{desc['top']}`: ports",
+        "",
+        f"Generated by hwsnn from {made.get('model') or 'a QNet'} ({made['method']}, "
+        f"T = {made['timesteps']}); QNet SHA-256 `{made['qnet_sha256'][:16]}…`; lanes "
+        + ", ".join(f"{k}: {v}" for k, v in made["lanes"].items())
+        + f"; debug taps {'on' if made['taps'] else 'off'}.",
+        "",
+        "| port | dir | width | meaning |",
+        "|---|---|---|---|",
+    ]
+    for p in desc["ports"]:
+        text = p["description"]
+        if "fields" in p:
+            text += ": " + ", ".join(
+                f"`{f['name']}` [{f['msb']}:{f['lsb']}]{' signed' if f['signed'] else ''}"
+                for f in p["fields"])
+        lines.append(f"| `{p['name']}` | {p['direction']} | {p['width']} | {text} |")
+    px, ro = desc["pixels"], desc["readout"]
+    lines += [
+        "",
+        "## Handshake",
+        "",
+        desc["handshake"] + ".",
+        "",
+        "## Pixels in",
+        "",
+        f"{px['per_sample']} codes per sample (input shape {px['shape']}), {px['order']}. "
+        f"Code of a raw input x: {px['code']}.",
+        "",
+        "## Readout out",
+        "",
+        f"{ro['beats_per_sample']} beats per sample, {ro['order']}. `value` is "
+        f"{ro['value']}; multiplied by {ro['scale']} it approximates the ANN's logit.",
+    ]
+    if desc["taps"]:
+        lines += ["", "## Debug taps", "",
+                  "Every population's events, as its readers receive them. A beat with "
+                  "`end` = 1 closes one step; a sample has `steps_per_sample` of them.", "",
+                  "| population | port | shape | steps per sample | count |",
+                  "|---|---|---|---|---|"]
+        for t in desc["taps"]:
+            lines.append(f"| {t['population']} | `{t['port']}` | {t['shape']} | "
+                         f"{t['steps_per_sample']} | {t['count']} |")
+    ex = desc["example"]
+    lines += [
+        "", "## Example transaction", "",
+        f"Input: {ex['image']}. Send these {len(ex['pixels'])} codes on `pixels`, in order:",
+        "", "```", _wrap(ex["pixels"]), "```", "",
+        f"and receive these beats on `o` (class {ex['class']}):", "",
+        "| index | value | last | argmax |", "|---|---|---|---|",
+    ]
+    for b in ex["readout"]:
+        arg = "" if b["argmax"] is None else str(b["argmax"])
+        lines.append(f"| {b['index']} | {b['value']} | {b['last']} | {arg} |")
+    return "\n".join(lines) + "\n"
+
+
+def _wrap(values, per_line: int = 16) -> str:
+    return "\n".join(" ".join(f"{v:3d}" for v in values[i:i + per_line])
+                     for i in range(0, len(values), per_line))
+
+
+def write(directory, net: QNet, *, lanes=DEFAULT_LANES, taps: bool = True,
+          top: str = DEFAULT_TOP) -> dict:
+    """Write ``TOP.v``, ``TOP.json`` and ``TOP.md`` into ``directory/rtl``; returns the
+    port description with the paths written."""
+    check_top_name(top)
+    network = build(net, lanes=lanes, taps=taps)
+    text = emit(net, top=top, network=network)
+    desc = describe(net, network, top)
+    out = Path(directory) / RTL_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"verilog": out / f"{top}.v", "ports_json": out / f"{top}.json",
+             "ports_md": out / f"{top}.md"}
+    _atomic_write(paths["verilog"], lambda f: f.write(text))
+    _atomic_write(paths["ports_json"], lambda f: f.write(json.dumps(desc, indent=1) + "\n"))
+    _atomic_write(paths["ports_md"], lambda f: f.write(markdown(desc)))
+    desc["files"] = {k: str(v) for k, v in paths.items()}
+    desc["verilog_lines"] = text.count("\n")
+    return desc
+
+
+def read_description(path) -> dict:
+    return json.loads(Path(path).read_text())

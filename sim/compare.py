@@ -1,0 +1,217 @@
+"""What a simulated design did, against the golden model: every readout value and class,
+every population's events per step (with debug taps), and the first divergence.
+
+A divergence is located by the clock edge at which the design showed it: the edge of a
+wrong or extra event, or of the end-of-step marker of a step that missed one. Causes come
+before their effects in time (a population's step is complete before its readers can
+finish theirs), so the earliest divergence names the population where things first went
+wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Divergence:
+    population: str  # a population name, or "readout"
+    sample: int
+    step: int | None  # step within the sample (None for the readout values)
+    neuron: list[int] | None  # coordinates (c, y, x) or (i,), or the readout index
+    expected: int | None  # spike count / bit / readout value (None: nothing expected)
+    observed: int | None  # (None: nothing observed)
+    cycle: int  # rising clock edge, counted from the first after reset
+    what: str = ""
+
+    def describe(self, period_ns: float | None = None, t0_ns: float | None = None) -> str:
+        where = f"population {self.population}, sample {self.sample}"
+        if self.step is not None:
+            where += f", step {self.step}"
+        if self.neuron is not None:
+            label = "index" if self.population == "readout" else "neuron"
+            where += f", {label} {tuple(self.neuron) if len(self.neuron) > 1 else self.neuron[0]}"
+        exp = "nothing" if self.expected is None else self.expected
+        obs = "nothing" if self.observed is None else self.observed
+        text = f"{where}: expected {exp}, observed {obs} (clock edge {self.cycle}"
+        if period_ns is not None and t0_ns is not None:
+            text += f", t = {t0_ns + self.cycle * period_ns:.0f} ns"
+        text += ")"
+        if self.what:
+            text += f"; {self.what}"
+        return text
+
+
+@dataclass
+class Comparison:
+    samples: int
+    finished: bool
+    readout_mismatches: int = 0  # samples whose readout values or class differ
+    class_mismatches: int = 0
+    event_mismatches: int = 0  # (population, sample, step) groups that differ
+    divergences: list[Divergence] = field(default_factory=list)
+    observed_classes: list[int] = field(default_factory=list)
+    checked_taps: list[str] = field(default_factory=list)
+
+    @property
+    def mismatches(self) -> int:
+        """Samples with any difference (readout, class or, with taps, any event)."""
+        bad = {d.sample for d in self.divergences}
+        return len(bad)
+
+    @property
+    def first(self) -> Divergence | None:
+        return min(self.divergences, key=lambda d: (d.cycle, d.sample)) \
+            if self.divergences else None
+
+    @property
+    def exact(self) -> bool:
+        return self.finished and not self.divergences
+
+    def to_json(self) -> dict:
+        first = self.first
+        return {"samples": self.samples, "finished": self.finished,
+                "mismatches": self.mismatches, "readout_mismatches": self.readout_mismatches,
+                "class_mismatches": self.class_mismatches,
+                "event_mismatches": self.event_mismatches, "exact": self.exact,
+                "checked_taps": self.checked_taps,
+                "first_divergence": asdict(first) if first else None}
+
+
+def field_value(raw: int, f: dict) -> int:
+    v = (raw >> f["lsb"]) & ((1 << f["width"]) - 1)
+    if f.get("signed") and v >> (f["width"] - 1):
+        v -= 1 << f["width"]
+    return v
+
+
+def decode(raw: int, fields: list[dict]) -> dict[str, int]:
+    return {f["name"]: field_value(raw, f) for f in fields}
+
+
+def _coords(ev: dict) -> tuple[int, ...]:
+    if "index" in ev:
+        return (ev["index"],)
+    return (ev["c"], ev["y"], ev["x"])
+
+
+def compare(record: dict, desc: dict, expected_readout, expected_classes,
+            expected_events: dict | None) -> Comparison:
+    """Compare a bench ``record`` against the golden model.
+
+    ``desc`` is the design's port description (``hdl.verilog.describe``);
+    ``expected_readout`` [B, classes] and ``expected_classes`` [B] are lists of ints;
+    ``expected_events`` maps a population to its golden counts per step
+    ``[B, steps, *shape]`` (a tensor or nested lists), or is None to skip the taps.
+    """
+    ports = {p["name"]: p for p in desc["ports"]}
+    n = len(expected_readout)
+    classes = desc["readout"]["classes"]
+    out = Comparison(samples=n, finished=bool(record["finished"]))
+    o_fields = ports["o__payload"]["fields"]
+    beats = record["readout"]
+    for s in range(n):
+        got = beats[s * classes:(s + 1) * classes]
+        if len(got) < classes:
+            out.divergences.append(Divergence(
+                "readout", s, None, None, None, None, record["cycles"],
+                f"the design gave {len(got)} of {classes} readout beats of this sample "
+                f"within {record['cycles']} cycles"))
+            out.readout_mismatches += 1
+            break
+        decoded = [(cycle, decode(raw, o_fields)) for cycle, raw in got]
+        bad = False
+        for i, (cycle, beat) in enumerate(decoded):
+            last = int(i == classes - 1)
+            if beat["index"] != i or beat["last"] != last:
+                out.divergences.append(Divergence(
+                    "readout", s, None, [i], i, beat["index"], cycle,
+                    f"beat {i} carries index {beat['index']} and last {beat['last']}"))
+                bad = True
+            elif beat["value"] != expected_readout[s][i]:
+                out.divergences.append(Divergence("readout", s, None, [i],
+                                                  int(expected_readout[s][i]), beat["value"],
+                                                  cycle, "readout value"))
+                bad = True
+        cls = decoded[-1][1]["argmax"]
+        out.observed_classes.append(cls)
+        if cls != int(expected_classes[s]):
+            out.class_mismatches += 1
+            out.divergences.append(Divergence("readout", s, None, None,
+                                              int(expected_classes[s]), cls, decoded[-1][0],
+                                              "class (argmax)"))
+            bad = True
+        out.readout_mismatches += bad
+    if expected_events is not None:
+        for tap in desc.get("taps", []):
+            name = tap["population"]
+            if tap["port"] not in record["taps"] or name not in expected_events:
+                continue
+            out.checked_taps.append(name)
+            fields = ports[f"{tap['port']}__payload"]["fields"]
+            _compare_tap(out, name, record["taps"][tap["port"]], fields,
+                         expected_events[name], n, record["cycles"])
+    return out
+
+
+def _compare_tap(out: Comparison, name: str, log, fields, expected, n: int, end_cycle: int):
+    steps = len(expected[0]) if n else 0
+    # Split the observed events into steps at the end markers.
+    groups: list[tuple[dict, dict, int]] = []  # (coords → count, coords → cycle, end cycle)
+    counts: dict = {}
+    cycles: dict = {}
+    dup: list = []
+    for cycle, raw in log:
+        ev = decode(raw, fields)
+        if ev["end"]:
+            groups.append((counts, cycles, cycle))
+            counts, cycles = {}, {}
+            if len(groups) >= n * steps:
+                break
+            continue
+        key = _coords(ev)
+        if key in counts:
+            dup.append((len(groups), key, cycle))
+        counts[key] = ev["count"]
+        cycles[key] = cycle
+    for g in range(n * steps):
+        s, t = divmod(g, steps)
+        want = _nonzero(expected[s][t])
+        if g < len(groups):
+            got, when, end = groups[g]
+        else:
+            got, when, end = counts, cycles, end_cycle
+            if g > len(groups):
+                got, when = {}, {}
+        if got == want and not any(d[0] == g for d in dup):
+            continue
+        out.event_mismatches += 1
+        diffs = sorted(set(got) ^ set(want) | {k for k in got.keys() & want.keys()
+                                                if got[k] != want[k]})
+        if diffs:
+            key = diffs[0]
+            cycle = when.get(key, end)
+            what = "" if g < len(groups) else "the step never ended"
+            out.divergences.append(Divergence(name, s, t, list(key), want.get(key),
+                                              got.get(key), cycle, what))
+        else:
+            _, key, cycle = next(d for d in dup if d[0] == g)
+            out.divergences.append(Divergence(name, s, t, list(key), want.get(key),
+                                              got.get(key), cycle, "the neuron fired twice"))
+
+
+def _nonzero(counts) -> dict:
+    """{coords: count} of a nested list or tensor of one step's counts."""
+    if hasattr(counts, "nonzero"):
+        nz = counts.nonzero(as_tuple=False).tolist()
+        return {tuple(i): int(counts[tuple(i)]) for i in nz}
+    out = {}
+
+    def walk(v, idx):
+        if isinstance(v, list):
+            for i, x in enumerate(v):
+                walk(x, idx + (i,))
+        elif v:
+            out[idx] = int(v)
+    walk(counts, ())
+    return out

