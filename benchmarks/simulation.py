@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 
 import torch
-from hwsnn.sim.run import lint, simulate
 
 from hwsnn.convert import convert
 from hwsnn.frontend import trace
 from hwsnn.hdl import verilog
 from hwsnn.models import BUNDLED
 from hwsnn.quantize import quantize
+from hwsnn.sim.run import lint, simulate
 
 CONFIGS = {  # name → (method, T, τ)
     "if": ("if", 4, None),

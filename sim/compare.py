@@ -191,13 +191,14 @@ def _compare_tap(out: Comparison, name: str, log, fields, expected, n: int, end_
         if diffs:
             key = diffs[0]
             cycle = when.get(key, end)
-            what = "" if g < len(groups) else "the step never ended"
-            out.divergences.append(Divergence(name, s, t, list(key), want.get(key),
-                                              got.get(key), cycle, what))
+            what = "spike count" + ("" if g < len(groups) else "; the step never ended")
+            out.divergences.append(Divergence(name, s, t, list(key), want.get(key, 0),
+                                              got.get(key, 0), cycle, what))
         else:
             _, key, cycle = next(d for d in dup if d[0] == g)
-            out.divergences.append(Divergence(name, s, t, list(key), want.get(key),
-                                              got.get(key), cycle, "the neuron fired twice"))
+            out.divergences.append(Divergence(name, s, t, list(key), want.get(key, 0),
+                                              got.get(key, 0), cycle,
+                                              "the neuron has two events in one step"))
 
 
 def _nonzero(counts) -> dict:

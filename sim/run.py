@@ -232,18 +232,17 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
         raise ParameterError(f"--stall must be a fraction in [0, 1), not {stall}")
     directory = Path(directory)
     net = load_qnet(directory)
+    x, y = data.load_for(tuple(net.input.shape), "test", data_path)
+    if offset < 0 or offset + samples > len(x):
+        raise ParameterError(f"--samples {samples} from {offset}: the test data has "
+                             f"{len(x)} samples")
+    x, y = x[offset:offset + samples], y[offset:offset + samples]
     env = tool_env(simulator)
     json_path, desc, _ = ensure_design(directory, net, top=top, lanes=lanes)
     top = desc["top"]
     source = Path(verilog_path) if verilog_path else json_path.with_suffix(".v")
     if not source.is_file():
         raise HwsnnError(f"{source} does not exist: run 'hwsnn verilog {directory}' again")
-
-    x, y = data.load_for(tuple(net.input.shape), "test", data_path)
-    if offset + samples > len(x):
-        raise ParameterError(f"--samples {samples} from {offset}: the test data has "
-                             f"{len(x)} samples")
-    x, y = x[offset:offset + samples], y[offset:offset + samples]
     codes = golden.encode(net, x)
     res, ideal = _expected(net, codes, desc["made_from"]["lanes"])
 
@@ -333,13 +332,26 @@ def _runner(simulator):
 def _build(simulator, env, source, top, work, waves):
     build_dir = work / ("build-waves" if waves else "build")
     runner = _runner(simulator)
-    args = VERILATOR_QUIET if simulator == "verilator" else ["-g2005"]
-    # Icarus runs Yosys's always @* blocks at time 0 only under Verilog-2005 rules.
+    sources = [str(source)]
+    if simulator == "verilator":
+        args, runner_waves = VERILATOR_QUIET, waves
+    else:
+        # Icarus runs Yosys's always @* blocks at time 0 only under Verilog-2005 rules,
+        # where cocotb's own wave-dump module (SystemVerilog) does not compile: use ours.
+        args, runner_waves = ["-g2005"], False
+        if waves:
+            build_dir.mkdir(parents=True, exist_ok=True)
+            dump = build_dir / "hwsnn_waves.v"
+            dump.write_text(f"module hwsnn_waves();\ninitial begin\n  $dumpfile(\""
+                            f"{(work / 'waves.fst').resolve()}\");\n  $dumpvars(0, {top});\n"
+                            "end\nendmodule\n")
+            sources.append(str(dump))
+            args = args + ["-s", "hwsnn_waves"]
     log = work / "build.log"
     try:
         with _Env(env):
-            runner.build(sources=[str(source)], hdl_toplevel=top, build_dir=str(build_dir),
-                         build_args=args, timescale=("1ns", "1ps"), waves=waves,
+            runner.build(sources=sources, hdl_toplevel=top, build_dir=str(build_dir),
+                         build_args=args, timescale=("1ns", "1ps"), waves=runner_waves,
                          always=False, log_file=str(log))
     except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
         raise SimulatorError(f"{simulator} could not build {source}: {exc}; see {log}") \
@@ -391,7 +403,7 @@ def _run_bench(runner, simulator, env, top, work, waves, samples, progress):
 
 
 def _wave_file(simulator, work, top) -> Path | None:
-    names = ["dump.fst", "dump.vcd", f"{top}.fst", f"{top}.vcd"]
+    names = ["waves.fst", "dump.fst", "dump.vcd", f"{top}.fst", f"{top}.vcd"]
     for base in (work, work / "build-waves"):
         for n in names:
             if (base / n).is_file():

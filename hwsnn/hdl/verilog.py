@@ -241,14 +241,14 @@ def _wrap(values, per_line: int = 16) -> str:
 
 
 def write(directory, net: QNet, *, lanes=DEFAULT_LANES, taps: bool = True,
-          top: str = DEFAULT_TOP) -> dict:
-    """Write ``TOP.v``, ``TOP.json`` and ``TOP.md`` into ``directory/rtl``; returns the
-    port description with the paths written."""
+          top: str = DEFAULT_TOP, out_dir=None) -> dict:
+    """Write ``TOP.v``, ``TOP.json`` and ``TOP.md`` into ``directory/rtl`` (or
+    ``out_dir``); returns the port description with the paths written."""
     check_top_name(top)
     network = build(net, lanes=lanes, taps=taps)
     text = emit(net, top=top, network=network)
     desc = describe(net, network, top)
-    out = Path(directory) / RTL_DIR
+    out = Path(out_dir) if out_dir is not None else Path(directory) / RTL_DIR
     out.mkdir(parents=True, exist_ok=True)
     paths = {"verilog": out / f"{top}.v", "ports_json": out / f"{top}.json",
              "ports_md": out / f"{top}.md"}
