@@ -243,6 +243,10 @@ def _sim_text(r: dict) -> str:
                      f"{row['ideal_cycles_per_inference']:9.0f} "
                      + (f"{meas:9.0f} {row['ratio']:6.3f}" if meas is not None else
                         f"{'-':>9s} {'-':>6s}"))
+    if r.get("hardware_accuracy") is not None:
+        lines.append(f"  accuracy of the simulated design on these samples "
+                     f"{100 * r['hardware_accuracy']:.2f} % (golden model "
+                     f"{100 * r['golden_accuracy']:.2f} %)")
     lines.append(f"  {r['samples_per_second']:.2f} samples/s simulated "
                  f"(build {r['build_seconds']:.0f} s)")
     return "\n".join(lines)

@@ -262,6 +262,9 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
         (work / stale).unlink(missing_ok=True)
 
     t = time.time()
+    if progress:
+        print(f"{simulator}: building {source.name} (cached after the first time)",
+              file=sys.stderr, flush=True)
     runner = _build(simulator, env, source, top, work, waves)
     build_s = time.time() - t
     t = time.time()

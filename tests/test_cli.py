@@ -181,3 +181,9 @@ def test_demo_runs_the_flow(tmp_path, capsys):
     rep = json.loads(out)
     assert rep["method"] == "gn" and rep["samples"] > 500
     assert rep["golden_accuracy"] >= rep["ann_accuracy"] - 0.01
+    # ... and on to Verilog, simulated against the golden model.
+    sim = rep["sim"]
+    assert sim["simulator"] == "verilator" and sim["samples"] == 20
+    assert sim["exact"] and sim["mismatches"] == 0
+    assert sim["checked_taps"] == ["conv1", "conv2", "conv3"]
+    assert 1.0 <= sim["cycle_ratio"] <= 1.15
