@@ -222,7 +222,7 @@ def _sim_text(r: dict) -> str:
                         if r["checked_taps"] else "") + " match the golden model")
     else:
         lines.append(f"  NOT bit-exact: {r['mismatches']} of {r['samples']} samples differ "
-                     f"({r['class_mismatches']} in the class)")
+                     f"({r['class_mismatches']} with another class)")
         lines.append(f"  first divergence: {r['first_divergence_text']}")
         if r["waves"]:
             lines.append(f"  waves: {r['waves']}")

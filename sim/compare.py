@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+QUANTITIES = ("spike count", "readout value", "class (argmax)")
+
 
 @dataclass
 class Divergence:
@@ -33,12 +35,14 @@ class Divergence:
             where += f", {label} {tuple(self.neuron) if len(self.neuron) > 1 else self.neuron[0]}"
         exp = "nothing" if self.expected is None else self.expected
         obs = "nothing" if self.observed is None else self.observed
-        text = f"{where}: expected {exp}, observed {obs} (clock edge {self.cycle}"
+        notes = [n for n in self.what.split("; ") if n]
+        quantity = notes.pop(0) + " " if notes and notes[0] in QUANTITIES else ""
+        text = f"{where}: {quantity}expected {exp}, observed {obs} (clock edge {self.cycle}"
         if period_ns is not None and t0_ns is not None:
             text += f", t = {t0_ns + self.cycle * period_ns:.0f} ns"
         text += ")"
-        if self.what:
-            text += f"; {self.what}"
+        if notes:
+            text += "; " + "; ".join(notes)
         return text
 
 

@@ -103,9 +103,8 @@ def _digits():
     return data.load("digits", "test")[0]
 
 
-@pytest.mark.parametrize("population", ["fc2", "fc3"])
-def test_corrupted_weight_is_reported_where_it_diverges(design, tmp_path, population):
-    lanes = 4
+@pytest.mark.parametrize("population,lanes", [("fc2", 4), ("fc3", 4), ("fc2", 16)])
+def test_corrupted_weight_is_reported_where_it_diverges(design, tmp_path, population, lanes):
     directory, net = design("digits-mlp", "gn", 2, lanes)
     i, j, value, step, neuron, want, got = _changed_weight(net, population)
     text = (directory / "rtl" / "hwsnn_net.v").read_text()

@@ -19,11 +19,14 @@ def set_weight(text: str, top: str, net, population: str, projection: int,
     start = text.index(f"module \\{top}.engine_{population} ")
     end = text.index("endmodule", start)
     body = text[start:end]
-    pattern = re.compile(rf"(wrom{projection}\[{address}\] = (\d+)'d)(\d+);")
+    # Yosys writes narrow words in decimal, wide ones in hexadecimal.
+    pattern = re.compile(rf"(wrom{projection}\[{address}\] = \d+'([dh]))([0-9a-fA-F]+);")
     match = pattern.search(body)
     assert match, f"no ROM word {address} in engine {population}"
-    word = int(match.group(3))
+    base = 16 if match.group(2) == "h" else 10
+    word = int(match.group(3), base)
     mask = ((1 << wbits) - 1) << (lane * wbits)
     word = (word & ~mask) | ((value & ((1 << wbits) - 1)) << (lane * wbits))
-    body = body[:match.start()] + f"{match.group(1)}{word};" + body[match.end():]
+    digits = f"{word:x}" if base == 16 else str(word)
+    body = body[:match.start()] + f"{match.group(1)}{digits};" + body[match.end():]
     return text[:start] + body + text[end:]
