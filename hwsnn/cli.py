@@ -226,10 +226,9 @@ def _sim_text(r: dict) -> str:
         lines.append(f"  first divergence: {r['first_divergence_text']}")
         if r["waves"]:
             lines.append(f"  waves: {r['waves']}")
-        elif not r["checked_taps"]:
-            lines.append("  (regenerate with debug taps to see the population where it starts)")
-        if not r["waves"]:
-            lines.append("  rerun with --waves to record the signals")
+        if not r["checked_taps"]:
+            lines.append("  (write the Verilog with debug taps to see the population where "
+                         "it starts)")
     ratio = r["cycle_ratio"]
     lines.append(f"  cycles per inference {r['cycles_per_inference']:.0f}, ideal "
                  f"{r['ideal_cycles_per_inference']:.0f} (bottleneck {r['bottleneck']})"

@@ -216,9 +216,13 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
              top: str | None = None, lanes: int | None = None, stall: float = 0.0,
              seed: int = 0, waves: bool = False, data_path: str | None = None,
              offset: int = 0, progress: bool = True, max_cycles: int | None = None,
-             verilog_path: str | None = None) -> SimReport:
+             verilog_path: str | None = None, waves_on_mismatch: bool = True) -> SimReport:
     """Simulate the design of conversion directory ``directory`` on ``samples`` test
     samples and compare it with the golden model.
+
+    When the design differs and ``waves`` was not asked for, the samples up to the first
+    divergence are run again with waves recorded (same stalls, so the same clock edges),
+    and the report says where they are.
 
     ``verilog_path`` replaces the design's Verilog by another file with the same ports
     (a corrupted copy in the tests, or a design edited by hand).
@@ -316,6 +320,13 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
                                           y[:len(cmp.observed_classes)])
         if cmp.observed_classes else None)
     report.extra["bottleneck"] = max(mean_ideal, key=mean_ideal.get)
+    first = cmp.first
+    if first is not None and not waves and waves_on_mismatch:
+        again = simulate(directory, simulator=simulator, samples=first.sample + 1, top=top,
+                         stall=stall, seed=seed, waves=True, data_path=data_path,
+                         offset=offset, progress=progress, max_cycles=limit,
+                         verilog_path=verilog_path, waves_on_mismatch=False)
+        report.waves = again.waves
     return report
 
 

@@ -122,6 +122,8 @@ def test_corrupted_weight_is_reported_where_it_diverges(design, tmp_path, popula
     assert (first.expected, first.observed) == (want, got)
     text = report.to_json()["first_divergence_text"]
     assert f"population {expected_pop}, sample 0" in text and f"expected {want}" in text
+    # The samples up to the divergence were run again with waves recorded.
+    assert report.waves and Path(report.waves).is_file()
 
 
 def test_generated_verilog_is_deterministic_and_described(design):
