@@ -37,7 +37,10 @@ class Divergence:
         obs = "nothing" if self.observed is None else self.observed
         notes = [n for n in self.what.split("; ") if n]
         quantity = notes.pop(0) + " " if notes and notes[0] in QUANTITIES else ""
-        text = f"{where}: {quantity}expected {exp}, observed {obs} (clock edge {self.cycle}"
+        if self.expected is None and self.observed is None:
+            text = f"{where} (clock edge {self.cycle}"
+        else:
+            text = f"{where}: {quantity}expected {exp}, observed {obs} (clock edge {self.cycle}"
         if period_ns is not None and t0_ns is not None:
             text += f", t = {t0_ns + self.cycle * period_ns:.0f} ns"
         text += ")"
@@ -65,7 +68,9 @@ class Comparison:
 
     @property
     def first(self) -> Divergence | None:
-        return min(self.divergences, key=lambda d: (d.cycle, d.sample)) \
+        # At the same edge (things missing at the end), a population before the readout.
+        return min(self.divergences,
+                   key=lambda d: (d.cycle, d.sample, d.population == "readout")) \
             if self.divergences else None
 
     @property
@@ -117,10 +122,11 @@ def compare(record: dict, desc: dict, expected_readout, expected_classes,
     for s in range(n):
         got = beats[s * classes:(s + 1) * classes]
         if len(got) < classes:
+            stopped = (" and then nothing at all (it hangs)" if record.get("hung") else "")
             out.divergences.append(Divergence(
                 "readout", s, None, None, None, None, record["cycles"],
                 f"the design gave {len(got)} of {classes} readout beats of this sample "
-                f"within {record['cycles']} cycles"))
+                f"within {record['cycles']} cycles{stopped}"))
             out.readout_mismatches += 1
             break
         decoded = [(cycle, decode(raw, o_fields)) for cycle, raw in got]
@@ -187,22 +193,26 @@ def _compare_tap(out: Comparison, name: str, log, fields, expected, n: int, end_
             got, when, end = counts, cycles, end_cycle
             if g > len(groups):
                 got, when = {}, {}
-        if got == want and not any(d[0] == g for d in dup):
+        ended = g < len(groups)
+        twice = [d for d in dup if d[0] == g]
+        if got == want and not twice and ended:
             continue
         out.event_mismatches += 1
         diffs = sorted(set(got) ^ set(want) | {k for k in got.keys() & want.keys()
                                                 if got[k] != want[k]})
         if diffs:
             key = diffs[0]
-            cycle = when.get(key, end)
-            what = "spike count" + ("" if g < len(groups) else "; the step never ended")
+            what = "spike count" + ("" if ended else "; the step never ended")
             out.divergences.append(Divergence(name, s, t, list(key), want.get(key, 0),
-                                              got.get(key, 0), cycle, what))
-        else:
-            _, key, cycle = next(d for d in dup if d[0] == g)
+                                              got.get(key, 0), when.get(key, end), what))
+        elif twice:
+            _, key, cycle = twice[0]
             out.divergences.append(Divergence(name, s, t, list(key), want.get(key, 0),
                                               got.get(key, 0), cycle,
                                               "the neuron has two events in one step"))
+        else:
+            out.divergences.append(Divergence(name, s, t, None, None, None, end,
+                                              "the step never ended (no end-of-step marker)"))
 
 
 def _nonzero(counts) -> dict:

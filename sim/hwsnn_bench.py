@@ -41,6 +41,7 @@ async def run_samples(dut):
     stall = float(cfg.get("stall", 0.0))
     rng = random.Random(cfg.get("seed", 0))
     limit = int(cfg["max_cycles"])
+    idle_limit = int(cfg.get("idle_cycles", limit))  # a design silent this long has hung
     progress_path = cfg.get("progress")
 
     taps = [(name, getattr(dut, f"{name}__valid"), getattr(dut, f"{name}__payload"))
@@ -68,7 +69,8 @@ async def run_samples(dut):
     ready_now = 0
     t_start = time.time()
     t0_edge_ns = None
-    while len(readout) < want_beats and cycle < limit:
+    last_activity = 0
+    while len(readout) < want_beats and cycle < limit and cycle - last_activity < idle_limit:
         await FallingEdge(dut.clk)
         # Drive for the coming edge.
         want_valid = int(next_px < len(flat) and not (stall and rng.random() < stall))
@@ -89,8 +91,10 @@ async def run_samples(dut):
             if next_px % per_sample == 0:
                 pixel_cycles.append(cycle)
             next_px += 1
+            last_activity = cycle
         if ready_now and _int(dut.o__valid, "o__valid"):
             readout.append([cycle, _int(dut.o__payload, "o__payload")])
+            last_activity = cycle
             if len(readout) % beats_per_sample == 0:
                 done_samples += 1
                 if progress_path:
@@ -99,12 +103,14 @@ async def run_samples(dut):
         for name, valid, payload in taps:
             if int(valid.value):
                 tap_log[name].append([cycle, int(payload.value)])
+                last_activity = cycle
         cycle += 1
     await FallingEdge(dut.clk)
     work = {name: int(getattr(dut, name).value) for name in cfg.get("work", [])}
     result = {
         "finished": len(readout) >= want_beats,
         "cycles": cycle,
+        "hung": len(readout) < want_beats and cycle - last_activity >= idle_limit,
         "cycles_port": int(dut.cycles.value),
         "period_ns": period,
         "t0_edge_ns": t0_edge_ns,

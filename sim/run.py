@@ -258,7 +258,8 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
     limit = max_cycles or int((per_sample * samples * 4 + 20_000) / (1 - stall) ** 2)
     cfg = {"pixels": codes.reshape(samples, -1).tolist(), "classes": net.classes,
            "taps": taps, "work": work_ports, "stall": stall, "seed": seed,
-           "max_cycles": limit, "period_ns": PERIOD_NS,
+           "max_cycles": limit, "idle_cycles": 2 * per_sample + 10_000,
+           "period_ns": PERIOD_NS,
            "out": str((work / "record.json").resolve()),
            "progress": str((work / "progress").resolve())}
     (work / "bench.json").write_text(json.dumps(cfg))

@@ -126,6 +126,27 @@ def test_corrupted_weight_is_reported_where_it_diverges(design, tmp_path, popula
     assert report.waves and Path(report.waves).is_file()
 
 
+def test_a_hung_design_is_reported(design, tmp_path):
+    """fc2 never offers its events: the network stalls; the bench notices the silence."""
+    directory, net = design("digits-mlp", "gn", 2, 4)
+    text = (directory / "rtl" / "hwsnn_net.v").read_text()
+    start = text.index("module \\hwsnn_net.engine_fc2 ")
+    end = text.index("endmodule", start)
+    body = text[start:end]
+    assert "o__valid = 1'h1;" in body
+    path = tmp_path / "hung.v"
+    path.write_text(text[:start] + body.replace("o__valid = 1'h1;", "o__valid = 1'h0;")
+                    + text[end:])
+    report = simulate(directory, simulator="icarus", samples=2, verilog_path=str(path),
+                      progress=False, waves_on_mismatch=False)
+    assert not report.comparison.finished and not report.exact
+    first = report.comparison.first
+    assert (first.population, first.sample, first.step) == ("fc2", 0, 0)
+    assert "never ended" in first.what
+    readout = next(d for d in report.comparison.divergences if d.population == "readout")
+    assert "it hangs" in readout.what
+
+
 def test_generated_verilog_is_deterministic_and_described(design):
     directory, net = design("digits-mlp", "gn", 2, 4)
     text = (directory / "rtl" / "hwsnn_net.v").read_text()
