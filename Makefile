@@ -25,7 +25,7 @@ rtl: $(STAMP)
 	$(PY) -m hwsnn.hdl.examples rtl
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check hwsnn sim tests examples benchmarks
+	$(VENV)/bin/ruff check hwsnn sim boards tests examples benchmarks
 
 test: $(STAMP) sim-tools lint
 	$(PY) -m pytest

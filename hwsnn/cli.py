@@ -5,6 +5,9 @@
     hwsnn eval DIR                       ANN vs float SNN vs integer golden
     hwsnn verilog DIR                    QNet → Verilog + port description in DIR/rtl
     hwsnn sim DIR                        cocotb run of that Verilog against the golden model
+    hwsnn boards                         supported boards
+    hwsnn build DIR --board NAME         fit check, bitstream and report for a board
+    hwsnn flash DIR --board NAME         program the board (--dry-run prints the command)
     hwsnn demo                           the whole flow on the bundled CNN
 
 Every reporting command takes ``--json`` and then prints one JSON object on stdout.
@@ -262,6 +265,76 @@ def cmd_sim(args) -> int:
     return 0 if report.exact else 1
 
 
+def cmd_boards(args) -> int:
+    from . import boards
+    rows = [{"name": b.name, "title": b.title, "family": b.device.family,
+             "device": b.device.name, "clock_mhz": b.clock_mhz, "luts": b.device.luts,
+             "bram_blocks": b.device.bram_blocks, "spram_blocks": b.device.spram_blocks}
+            for b in boards.all_boards().values()]
+    text = "\n".join(f"{r['name']:13s} {r['title']:32s} {r['clock_mhz']:5.1f} MHz "
+                     f"{r['luts']:6d} LUTs {r['bram_blocks']:4d} BRAMs" for r in rows)
+    _emit(args, {"boards": rows}, text)
+    return 0
+
+
+def _resource_lines(resources: dict, estimated: bool) -> list[str]:
+    lines = [f"  {'resource':13s} {'used':>7s} {'available':>9s}"
+             + ("   (estimate)" if estimated else "")]
+    for kind, v in resources.items():
+        used = "-" if v["used"] is None else str(v["used"])
+        pct = (f" {100 * v['used'] / v['available']:5.1f} %" if v["used"] is not None
+               and v["available"] else "")
+        lines.append(f"  {kind:13s} {used:>7s} {v['available']:9d}{pct}")
+    return lines
+
+
+def cmd_build(args) -> int:
+    from . import boards
+    from .build import build
+    board = boards.get(args.board)
+    r = build(args.directory, board, lanes=_lanes(args.lanes), baud=args.baud,
+              check_only=args.check_only, progress=not args.json)
+    lines = [f"{board.title}: {'fits' if r['fits'] else 'does NOT fit'} with "
+             f"{r['lanes']} lane{'s' if r['lanes'] > 1 else ''}"]
+    lines += _resource_lines(r["resources"], r["estimated"])
+    if not r["estimated"]:
+        lines += [f"  Fmax {r['fmax_mhz']:.1f} MHz post-route, board clock "
+                  f"{r['clock_mhz']:g} MHz ({'met' if r['meets_clock'] else 'NOT met'})",
+                  f"  latency at most {r['latency_us']:.1f} µs per inference at "
+                  f"{r['clock_mhz']:g} MHz ({r['latency_cycles']:.0f} cycles: every engine's "
+                  f"ideal work in turn), {r['inferences_per_second']:.0f} inferences/s "
+                  "pipelined",
+                  f"  bitstream {r['bitstream']}"]
+    _emit(args, r, "\n".join(lines))
+    return 0
+
+
+def cmd_flash(args) -> int:
+    import subprocess
+    from pathlib import Path
+
+    from . import boards
+    board = boards.get(args.board)
+    bit = Path(args.directory) / "build" / board.name / f"hwsnn_board.{board.bitstream_ext}"
+    if not bit.is_file() and not args.dry_run:
+        raise HwsnnError(f"{bit} does not exist: run 'hwsnn build {args.directory} --board "
+                         f"{board.name}' first")
+    cmd = board.program_command(str(bit))
+    if args.dry_run:
+        _emit(args, {"command": cmd, "bitstream": str(bit), "exists": bit.is_file()},
+              " ".join(cmd))
+        return 0
+    try:
+        subprocess.run(cmd, check=True)
+    except FileNotFoundError:
+        raise HwsnnError(f"{cmd[0]} is not installed (or set {board.programmer_env} to "
+                         "the programmer)") from None
+    except subprocess.CalledProcessError as exc:
+        raise HwsnnError(f"{cmd[0]} failed with exit status {exc.returncode}") from None
+    _emit(args, {"command": cmd, "bitstream": str(bit)}, f"programmed {board.title}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .hdl import verilog
     from .sim.run import simulate
@@ -370,6 +443,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--waves", action="store_true", help="record the signals (FST or VCD)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_sim)
+
+    s = sub.add_parser("boards", help="list the supported boards")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_boards)
+
+    s = sub.add_parser("build", help="fit check, then synthesis, place and route and a "
+                       "bitstream for a board")
+    s.add_argument("directory", metavar="DIR", help="output of 'hwsnn convert'")
+    s.add_argument("--board", required=True, help="see 'hwsnn boards'")
+    s.add_argument("--lanes", default="1", help="lanes per engine (default 1)")
+    s.add_argument("--baud", type=int, default=115200, help="UART baud rate")
+    s.add_argument("--check-only", action="store_true", help="only the fit check")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("flash", help="program a board with the bitstream of 'hwsnn build'")
+    s.add_argument("directory", metavar="DIR")
+    s.add_argument("--board", required=True)
+    s.add_argument("--dry-run", action="store_true", help="print the programmer command")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_flash)
 
     s = sub.add_parser("demo", help="run the whole flow on the bundled digits CNN: convert, "
                        "evaluate, write Verilog, simulate it against the golden model")

@@ -46,6 +46,20 @@ def tap_signature(layout) -> wiring.Signature:
     return wiring.Signature({"valid": Out(1), "payload": Out(layout)})
 
 
+def _reader_depths(net: QNet, plans, fifo_depth: int) -> list[tuple[str, str, int]]:
+    """(source, consumer, FIFO depth) of every event input, each consumer's in port order.
+    A port read after another one buffers a whole step of its source."""
+    out = []
+    for p in net.populations:
+        for k, pp in enumerate(plans[p.name].event_projections):
+            src_size = 1
+            for d in pp.src_shape:
+                src_size *= d
+            depth = fifo_depth if k == 0 else max(fifo_depth, src_size + 2)
+            out.append((pp.proj.source, p.name, depth))
+    return out
+
+
 class Network(wiring.Component):
     """The network of ``net`` with ``lanes`` lanes per engine (an int, or a dict by
     population name), and debug taps when ``taps``."""
@@ -90,13 +104,10 @@ class Network(wiring.Component):
         for engine in self.engines.values():
             if engine.plan.input_projection is not None:
                 readers.setdefault(INPUT, []).append((engine.pixels, 0))
-            for k, pp in enumerate(engine.plan.event_projections):
-                src_size = 1
-                for d in pp.src_shape:
-                    src_size *= d
-                # A port read after another one buffers a whole step of its source.
-                depth = self.fifo_depth if k == 0 else max(self.fifo_depth, src_size + 2)
-                readers.setdefault(pp.proj.source, []).append((engine.event_inputs[k], depth))
+        plans = {name: e.plan for name, e in self.engines.items()}
+        ports = {name: iter(e.event_inputs) for name, e in self.engines.items()}
+        for source, consumer, depth in _reader_depths(self.net, plans, self.fifo_depth):
+            readers.setdefault(source, []).append((next(ports[consumer]), depth))
         for source, ports in readers.items():
             producer = self.pixels if source == INPUT else self.engines[source].o
             self._fan_out(m, source, producer, ports)

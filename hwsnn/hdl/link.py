@@ -1,0 +1,460 @@
+"""A UART host link around a ``Network``: frames in, inferences and replies out.
+
+``HostLink(net, clk_hz=..., baud=...)`` is a ``wiring.Component`` with ``rx : In(1)``
+(idle high) and ``tx : Out(1)``, speaking protocol version 1 of docs/link.md: IDENTIFY,
+INFER and STATUS frames with a CRC-8, ERROR replies for bad frames. For debugging it also
+has ``busy : Out(1)`` (a frame is being executed or answered, or a reply is pending) and
+``last_error : Out(8)`` (the latest error code, 0 = none), e.g. for LEDs.
+
+Inside: ``UartRx`` and ``UartTx`` (8N1, ``divisor`` clock cycles per bit), a receiver
+that checks frames and writes the INFER payload into a pixel RAM, and an executor that
+(only once the frame's CRC has checked) streams the pixels into the network, collects the
+readout values in a second RAM and sends the reply. The receiver keeps running while the
+executor works: a frame that arrives meanwhile is answered with ERROR 6 (busy), and its
+payload never touches the pixel RAM.
+"""
+
+from __future__ import annotations
+
+import numbers
+from functools import reduce
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.cdc import FFSynchronizer
+from amaranth.lib.wiring import In, Out
+
+from .. import host
+from ..qnet import QNet
+from .network import Network
+from .verilog import fingerprint
+
+MIN_DIVISOR = 4
+MAX_BAUD_ERROR = 0.03
+COUNTER_BITS = 32
+
+
+def crc8_update(crc, byte):
+    """The CRC-8 (poly 0x07, not reflected) register after ``byte``: an XOR network.
+
+    The update is linear in ``crc ^ byte``: output bit j is the XOR of the input bits i
+    whose single-bit CRC has bit j set."""
+    x = crc ^ byte
+    bits = []
+    for j in range(8):
+        terms = [x[i] for i in range(8) if (host.crc8(bytes([1 << i])) >> j) & 1]
+        bits.append(reduce(lambda a, b: a ^ b, terms) if terms else Const(0, 1))
+    return Cat(*bits)
+
+
+def _check_divisor(divisor) -> int:
+    if isinstance(divisor, bool) or not isinstance(divisor, int):
+        raise TypeError(f"UART divisor must be an integer, not {divisor!r}")
+    if divisor < MIN_DIVISOR:
+        raise ValueError(f"UART divisor must be at least {MIN_DIVISOR} clock cycles per bit, "
+                         f"not {divisor}")
+    return divisor
+
+
+def uart_divisor(clk_hz, baud) -> tuple[int, float]:
+    """``(clk_hz // baud, relative baud error)``, checked: at least 4 cycles per bit and
+    within 3 % of ``baud``."""
+    for name, value in (("clock frequency", clk_hz), ("baud rate", baud)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, not {value!r}")
+        if not value > 0:
+            raise ValueError(f"{name} must be positive, not {value!r}")
+    divisor = int(clk_hz // baud)
+    if divisor < MIN_DIVISOR:
+        raise ValueError(f"a {clk_hz:g} Hz clock gives {divisor} cycles per bit at {baud:g} "
+                         f"baud; the UART needs at least {MIN_DIVISOR}: lower the baud rate")
+    achieved = clk_hz / divisor
+    error = (achieved - baud) / baud
+    if abs(error) > MAX_BAUD_ERROR:
+        raise ValueError(f"a {clk_hz:g} Hz clock cannot make {baud:g} baud: divisor {divisor} "
+                         f"gives {achieved:.0f} baud, {error:+.1%} off (at most "
+                         f"±{MAX_BAUD_ERROR:.0%}); choose another baud rate or clock")
+    return divisor, error
+
+
+class UartTx(wiring.Component):
+    """8N1 transmitter: a byte on ``i`` (a stream, ready when idle) goes out on ``tx``,
+    start bit, 8 data bits LSB first, stop bit, each ``divisor`` cycles."""
+
+    def __init__(self, divisor: int):
+        self.divisor = _check_divisor(divisor)
+        super().__init__({"i": In(stream.Signature(unsigned(8))), "tx": Out(1, init=1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        shreg = Signal(8)
+        left = Signal(range(11))  # bit periods left in this byte (0: idle)
+        count = Signal(range(self.divisor))
+        m.d.comb += self.i.ready.eq(left == 0)
+        with m.If(left == 0):
+            with m.If(self.i.valid):
+                m.d.sync += [self.tx.eq(0), shreg.eq(self.i.payload), left.eq(10),
+                             count.eq(self.divisor - 1)]
+        with m.Elif(count == 0):
+            # data bits, then ones: the stop bit and idle
+            m.d.sync += [self.tx.eq(shreg[0]), shreg.eq(Cat(shreg[1:], 1)), left.eq(left - 1),
+                         count.eq(self.divisor - 1)]
+        with m.Else():
+            m.d.sync += count.eq(count - 1)
+        return m
+
+
+class UartRx(wiring.Component):
+    """8N1 receiver: ``rx`` (synchronised here) is sampled in the middle of every bit.
+    A byte with a high stop bit strobes ``valid`` for one cycle with ``data``; a low stop
+    bit strobes ``error`` instead, and the receiver waits for the line to go high again."""
+
+    def __init__(self, divisor: int):
+        self.divisor = _check_divisor(divisor)
+        super().__init__({"rx": In(1, init=1), "data": Out(8), "valid": Out(1),
+                          "error": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        d = self.divisor
+        line = Signal(init=1)
+        m.submodules.sync = FFSynchronizer(self.rx, line, init=1)
+        count = Signal(range(d))
+        nbit = Signal(range(8))
+        shreg = Signal(8)
+        m.d.sync += [self.valid.eq(0), self.error.eq(0)]
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(~line):
+                    m.d.sync += count.eq(d // 2 - 1)
+                    m.next = "START"
+            with m.State("START"):
+                with m.If(count != 0):
+                    m.d.sync += count.eq(count - 1)
+                with m.Elif(~line):
+                    m.d.sync += [count.eq(d - 1), nbit.eq(0)]
+                    m.next = "DATA"
+                with m.Else():
+                    m.next = "IDLE"  # a glitch, not a start bit
+            with m.State("DATA"):
+                with m.If(count != 0):
+                    m.d.sync += count.eq(count - 1)
+                with m.Else():
+                    m.d.sync += [shreg.eq(Cat(shreg[1:], line)), nbit.eq(nbit + 1),
+                                 count.eq(d - 1)]
+                    with m.If(nbit == 7):
+                        m.next = "STOP"
+            with m.State("STOP"):
+                with m.If(count != 0):
+                    m.d.sync += count.eq(count - 1)
+                with m.Elif(line):
+                    m.d.sync += [self.data.eq(shreg), self.valid.eq(1)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += self.error.eq(1)
+                    m.next = "BREAK"
+            with m.State("BREAK"):
+                with m.If(line):
+                    m.next = "IDLE"
+        return m
+
+
+# Reply kinds inside the link (the request slot and the executor).
+K_IDENTIFY, K_INFER, K_STATUS, K_ERROR = range(4)
+_REPLY_CMD = {K_IDENTIFY: host.CMD_IDENTIFY | host.REPLY_BIT,
+              K_INFER: host.CMD_INFER | host.REPLY_BIT,
+              K_STATUS: host.CMD_STATUS | host.REPLY_BIT, K_ERROR: host.CMD_ERROR}
+
+
+class HostLink(wiring.Component):
+    """``net``'s ``Network`` (built with ``lanes``, or the given ``network``) behind a UART
+    at ``baud`` from a ``clk_hz`` clock (divisor ``clk_hz // baud``, at least 4, within
+    3 %). A frame that goes quiet for ``timeout_bytes`` byte times is truncated (ERROR 4).
+
+    Ports: ``rx``, ``tx``; ``busy`` and ``last_error`` for debugging (module docstring).
+    Attributes: ``divisor``, ``baud_error``, ``timeout_cycles``, ``pixels``, ``classes``,
+    ``identity`` (the IDENTIFY payload), ``fingerprint``, ``network``.
+    """
+
+    def __init__(self, net: QNet, *, clk_hz, baud=115200, lanes=1, timeout_bytes=20,
+                 network: Network | None = None):
+        if not isinstance(net, QNet):
+            raise TypeError(f"HostLink needs a QNet, not {type(net).__name__}")
+        self.divisor, self.baud_error = uart_divisor(clk_hz, baud)
+        if isinstance(timeout_bytes, bool) or not isinstance(timeout_bytes, int):
+            raise TypeError(f"timeout_bytes must be an integer, not {timeout_bytes!r}")
+        if not 1 <= timeout_bytes <= 10_000:
+            raise ValueError(f"timeout_bytes must lie in 1..10000, not {timeout_bytes}")
+        self.net = net
+        self.fingerprint = fingerprint(net)
+        self.pixels = 1
+        for d in net.input.shape:
+            self.pixels *= int(d)
+        self.classes = net.output.size
+        if not 1 <= self.pixels <= host.MAX_LEN:
+            raise ValueError(f"an INFER frame carries at most {host.MAX_LEN} pixel codes; "
+                             f"this network takes {self.pixels}")
+        if not 1 <= self.classes <= 255:
+            raise ValueError(f"the link reports at most 255 classes, not {self.classes}")
+        if network is None:
+            network = Network(net, lanes=lanes)
+        elif not isinstance(network, Network):
+            raise TypeError(f"network must be a hwsnn.hdl.network.Network, not "
+                            f"{type(network).__name__}")
+        elif network.net is not net and fingerprint(network.net) != self.fingerprint:
+            raise ValueError("the given network was built from a different QNet")
+        self.network = network
+        self.timeout_bytes = timeout_bytes
+        self.timeout_cycles = timeout_bytes * 10 * self.divisor
+        self.value_shape = network.o.payload.shape()["value"].shape
+        if self.value_shape.width > 32:
+            raise ValueError(f"readout values of {self.value_shape.width} bits do not fit the "
+                             "link's 32-bit fields")
+        self.identity = (host.IDENTIFY_MAGIC + bytes([host.PROTOCOL_VERSION])
+                         + bytes.fromhex(self.fingerprint)[:8] + bytes([self.classes])
+                         + self.pixels.to_bytes(2, "little"))
+        assert len(self.identity) == host.IDENTIFY_LEN
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1),
+                          "last_error": Out(8)})
+
+    def payload_length(self, kind: int) -> int:
+        return {K_IDENTIFY: host.IDENTIFY_LEN, K_STATUS: host.STATUS_LEN, K_ERROR: 1,
+                K_INFER: host.INFER_HEADER_LEN + 4 * self.classes}[kind]
+
+    def elaborate(self, platform):
+        m = Module()
+        n_pix, n_cls = self.pixels, self.classes
+        m.submodules.network = net = self.network
+        m.submodules.uart_rx = urx = UartRx(self.divisor)
+        m.submodules.uart_tx = utx = UartTx(self.divisor)
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
+
+        m.submodules.pixel_ram = pixel_ram = memory.Memory(shape=8, depth=n_pix, init=[])
+        pix_w = pixel_ram.write_port()
+        pix_r = pixel_ram.read_port()
+        m.submodules.value_ram = value_ram = memory.Memory(shape=self.value_shape,
+                                                           depth=n_cls, init=[])
+        val_w = value_ram.write_port()
+        val_r = value_ram.read_port()
+
+        accepted = Signal(COUNTER_BITS)
+        rejected = Signal(COUNTER_BITS)
+        inferences = Signal(COUNTER_BITS)
+        last_error = Signal(8)
+        m.d.comb += self.last_error.eq(last_error)
+
+        # The request slot between receiver and executor: one request (a good frame, or
+        # an ERROR reply to send).
+        req_valid = Signal()
+        req_kind = Signal(2)
+        req_code = Signal(8)
+        exec_idle = Signal()
+        busy = Signal()
+        m.d.comb += [busy.eq(~exec_idle | req_valid), self.busy.eq(busy)]
+
+        # ---- receiver ---------------------------------------------------------------
+        got, byte = urx.valid, urx.data
+        rcmd = Signal(8)
+        rlen_lo = Signal(8)
+        rcount = Signal(range(n_pix + 1))
+        rcrc = Signal(8)
+        clash = Signal()  # the executor was busy at some point since this frame's sync
+        timer = Signal(range(self.timeout_cycles + 1))
+        post = Signal()
+        post_kind = Signal(2)
+        post_code = Signal(8)
+        clash_now = clash | busy
+        crc_next = Signal(8)
+        m.d.comb += crc_next.eq(crc8_update(rcrc, byte))
+
+        def post_error(code):
+            m.d.comb += [post.eq(1), post_kind.eq(K_ERROR), post_code.eq(code)]
+
+        def inside_frame():
+            """Framing errors, the timeout and the clash flag, in every state after sync."""
+            with m.If(busy):
+                m.d.sync += clash.eq(1)
+            m.d.sync += timer.eq(Mux(got | urx.error, 0, timer + 1))
+            with m.If(urx.error):
+                post_error(host.ERR_FRAMING)
+                m.next = "HUNT"
+            with m.Elif(~got & (timer == self.timeout_cycles - 1)):
+                post_error(host.ERR_TRUNCATED)
+                m.next = "HUNT"
+
+        with m.FSM(name="rx_fsm"):
+            with m.State("HUNT"):
+                with m.If(got & (byte == host.SYNC)):
+                    m.d.sync += [rcrc.eq(0), timer.eq(0), clash.eq(busy)]
+                    m.next = "CMD"
+            with m.State("CMD"):
+                with m.If(got):
+                    m.d.sync += [rcmd.eq(byte), rcrc.eq(crc_next)]
+                    with m.If((byte == host.CMD_IDENTIFY) | (byte == host.CMD_INFER)
+                              | (byte == host.CMD_STATUS)):
+                        m.next = "LEN0"
+                    with m.Else():
+                        post_error(host.ERR_COMMAND)
+                        m.next = "HUNT"
+                inside_frame()
+            with m.State("LEN0"):
+                with m.If(got):
+                    m.d.sync += [rlen_lo.eq(byte), rcrc.eq(crc_next)]
+                    m.next = "LEN1"
+                inside_frame()
+            with m.State("LEN1"):
+                with m.If(got):
+                    m.d.sync += [rcrc.eq(crc_next), rcount.eq(0)]
+                    infer = rcmd == host.CMD_INFER
+                    with m.If(Cat(rlen_lo, byte) != Mux(infer, n_pix, 0)):
+                        post_error(host.ERR_LENGTH)
+                        m.next = "HUNT"
+                    with m.Elif(infer):
+                        m.next = "PAYLOAD"
+                    with m.Else():
+                        m.next = "CRC"
+                inside_frame()
+            with m.State("PAYLOAD"):
+                # The payload goes into the pixel RAM only while the executor is idle; a
+                # frame that clashed with it is answered ERROR 6 and never executed.
+                m.d.comb += [pix_w.addr.eq(rcount), pix_w.data.eq(byte),
+                             pix_w.en.eq(got & ~clash_now)]
+                with m.If(got):
+                    m.d.sync += [rcrc.eq(crc_next), rcount.eq(rcount + 1)]
+                    with m.If(rcount == n_pix - 1):
+                        m.next = "CRC"
+                inside_frame()
+            with m.State("CRC"):
+                with m.If(got):
+                    with m.If(byte != rcrc):
+                        post_error(host.ERR_CRC)
+                    with m.Elif(clash_now):
+                        post_error(host.ERR_BUSY)
+                    with m.Else():
+                        m.d.comb += [post.eq(1), post_kind.eq(rcmd - 1)]
+                    m.next = "HUNT"
+                inside_frame()
+
+        # A good frame always finds the slot empty (else it clashed); an error finding it
+        # full (a reply already pending) is counted but not answered.
+        with m.If(post):
+            with m.If(post_kind == K_ERROR):
+                m.d.sync += [rejected.eq(rejected + 1), last_error.eq(post_code)]
+                with m.If(~req_valid):
+                    m.d.sync += [req_valid.eq(1), req_kind.eq(K_ERROR),
+                                 req_code.eq(post_code)]
+            with m.Else():
+                m.d.sync += [accepted.eq(accepted + 1), req_valid.eq(1),
+                             req_kind.eq(post_kind)]
+
+        # ---- executor ---------------------------------------------------------------
+        kind = Signal(2)
+        code = Signal(8)
+        ptr = Signal(range(n_pix + 1))
+        feeding = Signal()
+        counting = Signal()
+        cycles = Signal(COUNTER_BITS)
+        klass = Signal(8)
+        pix, out = net.pixels, net.o
+        pix_xfer = pix.valid & pix.ready
+        out_xfer = out.valid & out.ready
+
+        tx = utx.i
+        tx_xfer = tx.valid & tx.ready
+        tcrc = Signal(8)
+        longest = max(self.payload_length(k) for k in _REPLY_CMD)
+        pos = Signal(range(longest + 1))  # payload byte index
+        vbyte = Signal(2)
+        vidx = Signal(range(n_cls + 1))
+        plen = Signal(16)
+        reply_cmd = Signal(8)
+        with m.Switch(kind):
+            for k, cmd in _REPLY_CMD.items():
+                with m.Case(k):
+                    m.d.comb += [reply_cmd.eq(cmd), plen.eq(self.payload_length(k))]
+
+        # The payload byte at ``pos`` for each kind.
+        ident = Const(int.from_bytes(self.identity, "little"), 8 * host.IDENTIFY_LEN)
+        status = Cat(accepted, rejected, inferences, last_error)
+        value32 = Signal(signed(32))
+        m.d.comb += value32.eq(val_r.data)
+        header = Cat(klass, cycles)
+        pay = Signal(8)
+        with m.Switch(kind):
+            with m.Case(K_IDENTIFY):
+                m.d.comb += pay.eq(ident.word_select(pos[:4], 8))
+            with m.Case(K_STATUS):
+                m.d.comb += pay.eq(status.word_select(pos[:4], 8))
+            with m.Case(K_INFER):
+                with m.If(pos < host.INFER_HEADER_LEN):
+                    m.d.comb += pay.eq(header.word_select(pos[:3], 8))
+                with m.Else():
+                    m.d.comb += pay.eq(value32.as_unsigned().word_select(vbyte, 8))
+            with m.Case(K_ERROR):
+                m.d.comb += pay.eq(code)
+        m.d.comb += [pix.payload.eq(pix_r.data), pix_r.addr.eq(ptr), val_r.addr.eq(vidx),
+                     val_w.addr.eq(out.payload.index), val_w.data.eq(out.payload.value)]
+
+        def send(value, then):
+            m.d.comb += [tx.valid.eq(1), tx.payload.eq(value)]
+            with m.If(tx_xfer):
+                m.d.sync += tcrc.eq(crc8_update(tcrc, value))
+                m.next = then
+
+        with m.FSM(name="exec_fsm"):
+            with m.State("IDLE"):
+                m.d.comb += exec_idle.eq(1)
+                m.d.sync += [ptr.eq(0), counting.eq(0)]
+                with m.If(req_valid):
+                    m.d.sync += [req_valid.eq(0), kind.eq(req_kind), code.eq(req_code)]
+                    with m.If(req_kind == K_INFER):
+                        m.next = "LOAD"
+                    with m.Else():
+                        m.next = "SYNC"
+            with m.State("LOAD"):  # the pixel RAM reads address 0
+                m.d.sync += feeding.eq(1)
+                m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += [pix.valid.eq(feeding), out.ready.eq(1),
+                             val_w.en.eq(out_xfer)]
+                with m.If(pix_xfer):
+                    m.d.comb += pix_r.addr.eq(ptr + 1)
+                    m.d.sync += ptr.eq(ptr + 1)
+                    with m.If(ptr == n_pix - 1):
+                        m.d.sync += feeding.eq(0)
+                last = out_xfer & out.payload.last
+                with m.If(counting & ~last):
+                    m.d.sync += cycles.eq(cycles + 1)
+                with m.If(pix_xfer & (ptr == 0)):
+                    m.d.sync += [cycles.eq(1), counting.eq(1)]
+                with m.If(last):
+                    m.d.sync += [klass.eq(out.payload.argmax), inferences.eq(inferences + 1)]
+                    m.next = "SYNC"
+            with m.State("SYNC"):
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(host.SYNC)]
+                with m.If(tx_xfer):
+                    m.d.sync += tcrc.eq(0)
+                    m.next = "CMD"
+            with m.State("CMD"):
+                send(reply_cmd, "LEN0")
+            with m.State("LEN0"):
+                send(plen[:8], "LEN1")
+                m.d.sync += [pos.eq(0), vbyte.eq(0), vidx.eq(0)]
+            with m.State("LEN1"):
+                send(plen[8:], "PAYLOAD")
+            with m.State("PAYLOAD"):
+                send(pay, "PAYLOAD")
+                with m.If(tx_xfer):
+                    m.d.sync += pos.eq(pos + 1)
+                    with m.If(pos == plen - 1):
+                        m.next = "CRC"
+                    with m.If(pos >= host.INFER_HEADER_LEN):
+                        m.d.sync += vbyte.eq(vbyte + 1)
+                        with m.If(vbyte == 3):
+                            m.d.sync += vidx.eq(vidx + 1)
+                            m.d.comb += val_r.addr.eq(vidx + 1)
+            with m.State("CRC"):
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(tcrc)]
+                with m.If(tx_xfer):
+                    m.next = "IDLE"
+        return m

@@ -1,0 +1,328 @@
+"""Host side of the UART link to a ``hwsnn.hdl.link.HostLink`` (protocol version 1).
+
+Pure Python, no hardware and no serial library needed: ``crc8`` and ``encode_frame`` build
+frames, ``FrameParser`` takes received bytes in any pieces and returns complete frames,
+``Identity``/``Inference``/``Status`` decode reply payloads, and ``Client`` runs requests
+over any byte port with ``write(bytes)`` and ``read(n) -> bytes`` (a pyserial ``Serial``
+opened with a read timeout, or a test shim). docs/link.md is the protocol reference.
+
+A frame, both directions: ``0xA5``, CMD, LEN (2 bytes little-endian), LEN payload bytes,
+CRC-8 (polynomial 0x07, init 0, not reflected, no final XOR) over CMD, LEN and payload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from .errors import HwsnnError
+
+PROTOCOL_VERSION = 1
+SYNC = 0xA5
+CRC_POLY = 0x07
+MAX_LEN = 0xFFFF
+
+CMD_IDENTIFY = 0x01
+CMD_INFER = 0x02
+CMD_STATUS = 0x03
+REPLY_BIT = 0x80
+CMD_ERROR = 0xFF
+
+ERR_CRC = 1
+ERR_LENGTH = 2
+ERR_COMMAND = 3
+ERR_TRUNCATED = 4
+ERR_FRAMING = 5
+ERR_BUSY = 6
+
+ERROR_NAMES = {
+    0: "none",
+    ERR_CRC: "bad CRC",
+    ERR_LENGTH: "bad length",
+    ERR_COMMAND: "unknown command",
+    ERR_TRUNCATED: "truncated frame (timeout inside a frame)",
+    ERR_FRAMING: "UART framing error (stop bit low)",
+    ERR_BUSY: "busy (frame arrived while the previous one was still being handled)",
+}
+
+IDENTIFY_MAGIC = b"HWSN"
+IDENTIFY_LEN = 16
+STATUS_LEN = 13
+INFER_HEADER_LEN = 5  # class (1) + cycles (4); then 4 bytes per class
+
+
+class LinkError(HwsnnError):
+    """The device answered with ERROR, a reply was corrupt or unexpected, or none came.
+
+    ``code`` is the device's error code (1..6) for an ERROR reply, else ``None``."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+def error_name(code: int) -> str:
+    return ERROR_NAMES.get(code, f"unknown error code {code}")
+
+
+# ---------------------------------------------------------------------------------------
+# Framing.
+
+
+def _crc8_byte(crc: int) -> int:
+    for _ in range(8):
+        crc = ((crc << 1) ^ CRC_POLY) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+_CRC_TABLE = tuple(_crc8_byte(i) for i in range(256))
+
+
+def crc8(data: bytes, crc: int = 0) -> int:
+    """CRC-8, polynomial 0x07, init ``crc`` (0), not reflected, no final XOR."""
+    for b in bytes(data):
+        crc = _CRC_TABLE[crc ^ b]
+    return crc
+
+
+def encode_frame(cmd: int, payload: bytes = b"") -> bytes:
+    """``0xA5 CMD LEN(2, LE) PAYLOAD CRC`` for a command (or reply) byte and payload."""
+    if isinstance(cmd, bool) or not isinstance(cmd, int) or not 0 <= cmd <= 0xFF:
+        raise ValueError(f"command must be a byte 0..255, not {cmd!r}")
+    payload = bytes(payload)
+    if len(payload) > MAX_LEN:
+        raise ValueError(f"payload of {len(payload)} bytes is over the limit of {MAX_LEN}")
+    body = bytes([cmd]) + len(payload).to_bytes(2, "little") + payload
+    return bytes([SYNC]) + body + bytes([crc8(body)])
+
+
+class Frame(NamedTuple):
+    cmd: int
+    payload: bytes
+
+
+class FrameParser:
+    """Takes bytes in any pieces and returns the complete frames they finish.
+
+    Like the device: outside a frame every byte up to ``0xA5`` is discarded (counted in
+    ``skipped``); a frame whose CRC does not check is dropped (``crc_errors``), and so is
+    one whose LEN is over ``max_len`` (``length_errors``, without waiting for its payload);
+    either way the parser hunts for the next ``0xA5`` from the byte after. ``reset()``
+    abandons a partial frame (call it after a timeout).
+    """
+
+    def __init__(self, max_len: int = MAX_LEN):
+        if isinstance(max_len, bool) or not isinstance(max_len, int) or \
+                not 0 <= max_len <= MAX_LEN:
+            raise ValueError(f"max_len must be an integer 0..{MAX_LEN}, not {max_len!r}")
+        self.max_len = max_len
+        self.skipped = 0
+        self.crc_errors = 0
+        self.length_errors = 0
+        self.frames = 0
+        self._buf = bytearray()  # CMD, LEN, payload, CRC of the current frame
+        self._hunting = True
+
+    @property
+    def in_frame(self) -> bool:
+        """Whether a frame has started (its sync byte seen) and is not complete yet."""
+        return not self._hunting
+
+    def reset(self) -> None:
+        self._buf.clear()
+        self._hunting = True
+
+    def wanted(self) -> int:
+        """Bytes still needed, at least, before the current frame (or the next) completes."""
+        if self._hunting:
+            return 1 + 3 + 1
+        if len(self._buf) < 3:
+            return 3 - len(self._buf) + 1
+        length = int.from_bytes(self._buf[1:3], "little")
+        return 3 + length + 1 - len(self._buf)
+
+    def feed(self, data: bytes) -> list[Frame]:
+        out = []
+        for b in bytes(data):
+            if self._hunting:
+                if b == SYNC:
+                    self._hunting = False
+                    self._buf.clear()
+                else:
+                    self.skipped += 1
+                continue
+            self._buf.append(b)
+            n = len(self._buf)
+            if n < 3:
+                continue
+            length = int.from_bytes(self._buf[1:3], "little")
+            if n == 3 and length > self.max_len:
+                self.length_errors += 1
+                self.reset()
+            elif n == 3 + length + 1:
+                body, crc = bytes(self._buf[:-1]), self._buf[-1]
+                self.reset()
+                if crc8(body) != crc:
+                    self.crc_errors += 1
+                else:
+                    self.frames += 1
+                    out.append(Frame(body[0], body[3:]))
+        return out
+
+
+# ---------------------------------------------------------------------------------------
+# Replies.
+
+
+def _need(payload: bytes, length: int, what: str) -> None:
+    if len(payload) != length:
+        raise LinkError(f"{what} reply has {len(payload)} payload bytes, not {length}")
+
+
+@dataclass(frozen=True)
+class Identity:
+    version: int
+    model_id: bytes  # the first 8 bytes of the QNet's SHA-256 fingerprint
+    classes: int
+    pixels: int  # pixel codes per sample (the INFER payload length)
+
+    @property
+    def model_id_hex(self) -> str:
+        return self.model_id.hex()
+
+    def matches(self, fingerprint: str) -> bool:
+        """Whether the device runs the QNet with this SHA-256 hex digest
+        (``hwsnn.hdl.verilog.fingerprint(net)``)."""
+        return bytes.fromhex(fingerprint)[:8] == self.model_id
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Identity:
+        _need(payload, IDENTIFY_LEN, "IDENTIFY")
+        if payload[:4] != IDENTIFY_MAGIC:
+            raise LinkError(f"IDENTIFY reply starts with {payload[:4]!r}, not {IDENTIFY_MAGIC!r}")
+        return cls(payload[4], bytes(payload[5:13]), payload[13],
+                   int.from_bytes(payload[14:16], "little"))
+
+
+@dataclass(frozen=True)
+class Inference:
+    prediction: int  # the class (argmax of the readout, lowest index wins ties)
+    cycles: int  # clock cycles from the first pixel to the last readout value
+    values: tuple[int, ...]  # the readout values, one per class
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Inference:
+        n = len(payload) - INFER_HEADER_LEN
+        if n < 0 or n % 4:
+            raise LinkError(f"INFER reply has {len(payload)} payload bytes, not 5 + 4·classes")
+        values = tuple(int.from_bytes(payload[i:i + 4], "little", signed=True)
+                       for i in range(INFER_HEADER_LEN, len(payload), 4))
+        return cls(payload[0], int.from_bytes(payload[1:5], "little"), values)
+
+
+@dataclass(frozen=True)
+class Status:
+    accepted: int  # frames accepted (and executed), this STATUS request included
+    rejected: int  # frames answered (or, when busy, due to be answered) with ERROR
+    inferences: int  # inferences completed
+    last_error: int  # code of the latest error, 0 = none yet
+
+    @property
+    def last_error_name(self) -> str:
+        return error_name(self.last_error)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Status:
+        _need(payload, STATUS_LEN, "STATUS")
+        words = [int.from_bytes(payload[i:i + 4], "little") for i in (0, 4, 8)]
+        return cls(*words, payload[12])
+
+
+# ---------------------------------------------------------------------------------------
+# Client.
+
+MAX_REPLY_LEN = INFER_HEADER_LEN + 4 * 255
+
+
+def _codes_bytes(codes) -> bytes:
+    if isinstance(codes, bytes | bytearray):
+        return bytes(codes)
+    flat = codes.reshape(-1).tolist() if hasattr(codes, "reshape") else list(codes)
+    try:
+        return bytes(int(v) for v in flat)
+    except (ValueError, TypeError):
+        raise ValueError("pixel codes must be integers 0..255") from None
+
+
+class Client:
+    """Requests over ``port`` (``write(bytes)``; ``read(n)`` returns up to ``n`` bytes,
+    fewer or none on a timeout), one at a time: each method sends a frame and waits for its
+    reply. Raises ``LinkError`` on an ERROR reply, a reply that fails its CRC, an
+    unexpected reply, or no reply (the port's read timeout). After a ``LinkError`` call
+    ``reset()`` once the line has been quiet, then retry."""
+
+    def __init__(self, port):
+        if not callable(getattr(port, "write", None)) or not callable(getattr(port, "read", None)):
+            raise TypeError("port must have write(bytes) and read(n) methods "
+                            f"(a serial.Serial or alike), not {type(port).__name__}")
+        self.port = port
+        self.parser = FrameParser(max_len=MAX_REPLY_LEN)
+        self._pending: list[Frame] = []
+
+    @classmethod
+    def open(cls, device: str, baud: int = 115200, timeout: float = 2.0) -> Client:
+        """A client on a serial device (needs pyserial)."""
+        try:
+            import serial
+        except ImportError:
+            raise LinkError("pyserial is needed to open a serial port: "
+                            "pip install pyserial") from None
+        return cls(serial.Serial(device, baud, timeout=timeout))
+
+    def reset(self) -> None:
+        """Forget a partial reply and anything received but not read yet."""
+        self.parser.reset()
+        self._pending.clear()
+        flush = getattr(self.port, "reset_input_buffer", None)
+        if callable(flush):
+            flush()
+
+    def receive(self) -> Frame:
+        """The next reply frame (of any command)."""
+        crc_errors, length_errors = self.parser.crc_errors, self.parser.length_errors
+        while not self._pending:
+            chunk = self.port.read(self.parser.wanted())
+            if not chunk:
+                partial = self.parser.in_frame
+                self.parser.reset()
+                raise LinkError("no reply from the device (timed out"
+                                + (" inside a reply frame)" if partial else ")"))
+            self._pending.extend(self.parser.feed(chunk))
+            if self.parser.crc_errors != crc_errors:
+                raise LinkError("a reply from the device failed its CRC check")
+            if self.parser.length_errors != length_errors:
+                raise LinkError("a reply from the device has an impossible length")
+        return self._pending.pop(0)
+
+    def request(self, cmd: int, payload: bytes = b"") -> bytes:
+        """Send a command and return its reply's payload."""
+        self.port.write(encode_frame(cmd, payload))
+        frame = self.receive()
+        if frame.cmd == CMD_ERROR:
+            code = frame.payload[0] if len(frame.payload) == 1 else None
+            raise LinkError(f"the device answered ERROR {code}: "
+                            f"{error_name(code) if code is not None else 'no code'}", code)
+        if frame.cmd != cmd | REPLY_BIT:
+            raise LinkError(f"expected reply 0x{cmd | REPLY_BIT:02X}, got 0x{frame.cmd:02X}")
+        return frame.payload
+
+    def identify(self) -> Identity:
+        return Identity.decode(self.request(CMD_IDENTIFY))
+
+    def infer(self, codes) -> Inference:
+        """Run one sample: ``codes`` are its pixel codes 0..255 in C order (bytes, a list,
+        or a numpy array / torch tensor of the input shape)."""
+        return Inference.decode(self.request(CMD_INFER, _codes_bytes(codes)))
+
+    def status(self) -> Status:
+        return Status.decode(self.request(CMD_STATUS))

@@ -1,0 +1,115 @@
+"""Board files and the fit check that runs before synthesis."""
+
+import math
+
+import pytest
+
+from hwsnn import boards
+from hwsnn.build import FitError, build, fit_check
+from hwsnn.convert import convert
+from hwsnn.hdl.estimate import blocks_for, memories
+from hwsnn.hdl.plan import EnginePlan
+from hwsnn.quantize import quantize
+
+
+def test_every_board_names_real_platform_resources():
+    found = boards.all_boards()
+    assert {"icebreaker", "icesugar", "ulx3s-85f", "icesugar-pro"} <= set(found)
+    for board in found.values():
+        platform = board.make_platform()
+        assert platform.device == board.device.name
+        clock = platform.lookup(board.clock, 0)
+        assert clock.clock.frequency == pytest.approx(board.clock_mhz * 1e6)
+        platform.lookup("uart", board.uart)
+        for name in board.drive_high:
+            platform.lookup(name, 0)
+        assert "{bitstream}" in board.programmer
+
+
+def test_unknown_board_lists_the_known_ones():
+    with pytest.raises(Exception, match="unknown board 'nope'.*icebreaker"):
+        boards.get("nope")
+
+
+def test_programmer_command_and_override(monkeypatch):
+    board = boards.get("ulx3s-85f")
+    assert board.program_command("x.bit") == ["openFPGALoader", "-b", "ulx3s", "-m", "x.bit"]
+    monkeypatch.setenv("OPENFPGALOADER", "/opt/ofl --verbose")
+    assert board.program_command("x.bit")[:3] == ["/opt/ofl", "--verbose", "-b"]
+
+
+def test_block_ram_configurations():
+    ice40 = boards.UP5K.bram_modes
+    # 320 × 8: one 512×8 block; 1024 × 60: fifteen 1024×4 blocks beat 16 of 256×16.
+    assert blocks_for(320, 8, ice40) == 1
+    assert blocks_for(1024, 60, ice40) == 15
+    assert blocks_for(256, 16, ice40) == 1 and blocks_for(257, 16, ice40) == 2
+    ecp5 = boards.get("ulx3s-85f").device.bram_modes
+    assert blocks_for(1024, 18, ecp5) == 1 and blocks_for(512, 72, ecp5) == 2
+
+
+def test_memory_inventory_holds_every_weight(bundled_graph):
+    """The estimate's ROMs hold every weight of the QNet, P lanes per word."""
+    net = quantize(convert(bundled_graph("digits-cnn"), method="gn", timesteps=2,
+                           group_size=4, progress=False))
+    for lanes in (1, 4, 16):
+        mems = memories(net, {p.name: lanes for p in net.populations})
+        for p in net.populations:
+            plan = EnginePlan(net, p.name, lanes)
+            for k, q in enumerate(p.projections):
+                rom = next(m for m in mems if m.owner == p.name
+                           and m.name.startswith(f"weights {k} "))
+                rows = q.weight.size // q.weight.shape[0]
+                assert rom.depth == rows * math.ceil(p.shape[0] / lanes)
+                assert rom.width == lanes * q.weight_bits
+            v = next(m for m in mems if m.owner == p.name and m.name == "membranes")
+            assert v.depth * lanes >= math.prod(p.shape) and v.width == lanes * plan.vbits
+
+
+def test_fit_check_accepts_the_mlp_and_refuses_the_cnn_on_icebreaker(bundled_graph, tmp_path):
+    board = boards.get("icebreaker")
+    mlp = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
+                           group_size=4, progress=False))
+    fit = fit_check(mlp, {p.name: 1 for p in mlp.populations}, board)
+    assert fit["fits"], fit
+    assert fit["resources"]["bram_blocks"]["available"] == 30
+    cnn = quantize(convert(bundled_graph("digits-cnn"), method="gn", timesteps=2,
+                           group_size=4, progress=False))
+    cnn.save(tmp_path / "cnn")
+    with pytest.raises(FitError) as err:
+        build(tmp_path / "cnn", board, lanes=1, check_only=True)
+    text = str(err.value)
+    assert "bram_blocks" in text and "of 30" in text and "ulx3s-85f" in text
+    assert not (tmp_path / "cnn" / "build").exists()
+    # The same network fits the largest ECP5 board.
+    ok = build(tmp_path / "cnn", boards.get("ulx3s-85f"), lanes=1, check_only=True)
+    assert ok["fits"] and ok["estimated"]
+
+
+def test_build_for_icebreaker_gives_a_bitstream_and_a_report(bundled_graph, tmp_path):
+    import json
+    import subprocess
+    import sys
+    net = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
+                           group_size=4, progress=False))
+    net.save(tmp_path / "mlp")
+    r = build(tmp_path / "mlp", boards.get("icebreaker"), lanes=1, progress=False)
+    assert r["fits"] and not r["estimated"]
+    assert r["bitstream"] and (tmp_path / "mlp" / "build" / "icebreaker" /
+                               "hwsnn_board.bin").stat().st_size > 100_000
+    assert r["fmax_mhz"] > r["clock_mhz"] == 12.0 and r["meets_clock"]
+    for kind in ("luts", "bram_blocks"):
+        used, available = r["resources"][kind]["used"], r["resources"][kind]["available"]
+        assert 0 < used <= available
+    # The estimate that let it through is within 40 % of what was placed.
+    est = r["fit_check"]["resources"]["luts"]["used"]
+    assert 0.6 < est / r["resources"]["luts"]["used"] < 1.4
+    assert r["latency_us"] > 0 and r["inferences_per_second"] > 0
+    saved = json.loads((tmp_path / "mlp" / "build" / "icebreaker" / "report.json").read_text())
+    assert saved["fmax_mhz"] == r["fmax_mhz"]
+    out = subprocess.run([sys.executable, "-m", "hwsnn.cli", "flash", str(tmp_path / "mlp"),
+                          "--board", "icebreaker", "--dry-run", "--json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    cmd = json.loads(out.stdout)["command"]
+    assert cmd[0] == "iceprog" and cmd[-1].endswith("hwsnn_board.bin")
