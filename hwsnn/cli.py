@@ -8,6 +8,7 @@
     hwsnn boards                         supported boards
     hwsnn build DIR --board NAME         fit check, bitstream and report for a board
     hwsnn flash DIR --board NAME         program the board (--dry-run prints the command)
+    hwsnn infer DIR --port PORT          inference on the board through its UART link
     hwsnn demo                           the whole flow on the bundled CNN
 
 Every reporting command takes ``--json`` and then prints one JSON object on stdout.
@@ -335,6 +336,23 @@ def cmd_flash(args) -> int:
     return 0
 
 
+def cmd_infer(args) -> int:
+    from .infer import infer
+    r = infer(args.directory, args.port, baud=args.baud, samples=args.samples,
+              offset=args.offset, images=args.images, timeout=args.timeout)
+    lines = [f"{r['port']}: model {r['model_id']}, {r['samples']} inferences"]
+    for row in r["results"]:
+        label = "" if row["label"] is None else f" (label {row['label']})"
+        lines.append(f"  sample {row['sample']:4d}: class {row['class']}{label}, "
+                     f"{row['cycles']} cycles, values {row['values']}"
+                     + ("" if row["matches_golden"] else "  <- differs from the golden model"))
+    if "accuracy" in r:
+        lines.append(f"  accuracy {100 * r['accuracy']:.2f} %")
+    lines.append(f"  {r['golden_mismatches']} answers differ from the golden model")
+    _emit(args, r, "\n".join(lines))
+    return 0 if r["golden_mismatches"] == 0 else 1
+
+
 def cmd_demo(args) -> int:
     from .hdl import verilog
     from .sim.run import simulate
@@ -464,6 +482,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="print the programmer command")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_flash)
+
+    s = sub.add_parser("infer", help="run inferences on a board through its UART link and "
+                       "compare them with the golden model")
+    s.add_argument("directory", metavar="DIR", help="the converted network the board runs")
+    s.add_argument("--port", required=True, help="serial port (e.g. /dev/ttyUSB1), or "
+                   "'golden' for a software stand-in of the board")
+    s.add_argument("--baud", type=int, default=115200)
+    s.add_argument("--samples", type=int, default=10, help="digits test samples to send")
+    s.add_argument("--offset", type=int, default=0, help="first test sample")
+    s.add_argument("--images", metavar="FILE", help="send these images instead (.npy, or "
+                   ".npz with array x, in the model's input range)")
+    s.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for a reply")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_infer)
 
     s = sub.add_parser("demo", help="run the whole flow on the bundled digits CNN: convert, "
                        "evaluate, write Verilog, simulate it against the golden model")

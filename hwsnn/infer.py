@@ -1,0 +1,136 @@
+"""Inference on a board through the host link (``hwsnn infer DIR --port PORT``).
+
+``--port golden`` talks to ``GoldenDevice`` instead of a serial port: a software stand-in
+for the board that answers every frame of protocol version 1 (docs/link.md) with the
+golden model, so host scripts can be tried without hardware.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data, golden, host
+from .errors import HwsnnError
+from .hdl.verilog import fingerprint
+from .qnet import QNet
+from .qnet import load as load_qnet
+
+
+class GoldenDevice:
+    """A board emulated by the golden model: ``write`` frames, ``read`` replies. Its INFER
+    replies count cycles as the golden model's ideal work of every engine in turn."""
+
+    def __init__(self, net: QNet):
+        self.net = net
+        self.pixels = int(np.prod(net.input.shape))
+        self.parser = host.FrameParser()
+        self.out = bytearray()
+        self.accepted = self.rejected = self.inferences = self.last_error = 0
+
+    def _error(self, code: int):
+        self.rejected += 1
+        self.last_error = code
+        self.out += host.encode_frame(host.CMD_ERROR, bytes([code]))
+
+    def write(self, data: bytes) -> int:
+        crc_before = self.parser.crc_errors
+        for frame in self.parser.feed(bytes(data)):
+            self._answer(frame)
+        for _ in range(self.parser.crc_errors - crc_before):
+            self._error(host.ERR_CRC)
+        return len(data)
+
+    def _answer(self, frame):
+        cmd, payload = frame.cmd, frame.payload
+        need = {host.CMD_IDENTIFY: 0, host.CMD_STATUS: 0, host.CMD_INFER: self.pixels}
+        if cmd not in need:
+            return self._error(host.ERR_COMMAND)
+        if len(payload) != need[cmd]:
+            return self._error(host.ERR_LENGTH)
+        self.accepted += 1
+        if cmd == host.CMD_IDENTIFY:
+            body = (host.IDENTIFY_MAGIC + bytes([host.PROTOCOL_VERSION])
+                    + bytes.fromhex(fingerprint(self.net))[:8]
+                    + struct.pack("<BH", self.net.classes, self.pixels))
+        elif cmd == host.CMD_STATUS:
+            body = struct.pack("<IIIB", self.accepted, self.rejected, self.inferences,
+                               self.last_error)
+        else:
+            codes = torch.tensor(list(payload), dtype=torch.int64).reshape(
+                1, *self.net.input.shape)
+            res = golden.run(self.net, codes)
+            cycles = int(sum(c.sum() for c in res.cycles.values()))
+            body = struct.pack("<BI", int(res.predictions[0]), cycles & 0xFFFFFFFF)
+            body += b"".join(struct.pack("<i", int(v)) for v in res.readout[0].tolist())
+            self.inferences += 1
+        self.out += host.encode_frame(cmd | host.REPLY_BIT, body)
+
+    def read(self, n: int = 1) -> bytes:
+        chunk, self.out = bytes(self.out[:n]), self.out[n:]
+        return chunk
+
+
+def load_images(path: str, net: QNet) -> torch.Tensor:
+    """Raw images from an .npz (array ``x``) or .npy file, shaped like the model input."""
+    try:
+        arr = np.load(path)
+        x = arr["x"] if isinstance(arr, np.lib.npyio.NpzFile) else arr
+    except (OSError, ValueError, KeyError) as exc:
+        raise HwsnnError(f"cannot read images from {path}: {exc} (give an .npy array or an "
+                         ".npz with array x)") from None
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    size = int(np.prod(net.input.shape))
+    if x.numel() % size:
+        raise HwsnnError(f"{path} holds {x.numel()} values, not a whole number of "
+                         f"{tuple(net.input.shape)} images")
+    return x.reshape(-1, *net.input.shape)
+
+
+def infer(directory, port: str, *, baud: int = 115200, samples: int = 10, offset: int = 0,
+          images: str | None = None, timeout: float = 2.0) -> dict:
+    """Send test samples (or ``images``) to the board on ``port`` and compare every answer
+    with the golden model of the QNet in ``directory``."""
+    net = load_qnet(directory)
+    if images:
+        x, y = load_images(images, net), None
+    else:
+        x, y = data.load_for(tuple(net.input.shape), "test")
+        if samples < 1 or offset < 0 or offset + samples > len(x):
+            raise HwsnnError(f"--samples {samples} from {offset}: the test data has "
+                             f"{len(x)} samples")
+        x, y = x[offset:offset + samples], y[offset:offset + samples]
+    codes = golden.encode(net, x)
+    expect = golden.run(net, codes)
+    try:
+        client = host.Client(GoldenDevice(net)) if port == "golden" else \
+            host.Client.open(port, baud=baud, timeout=timeout)
+    except OSError as exc:  # pyserial's SerialException is one
+        raise HwsnnError(f"cannot open {port}: {exc} (is the board plugged in? 'golden' "
+                         "runs a software stand-in)") from None
+    ident = client.identify()
+    if not ident.matches(fingerprint(net)):
+        raise HwsnnError(f"the board on {port} runs model {ident.model_id_hex}, not the "
+                         f"QNet in {directory} ({fingerprint(net)[:16]}): build and flash "
+                         "that one, or point at the right directory")
+    rows = []
+    for i in range(len(codes)):
+        r = client.infer(codes[i].flatten().tolist())
+        want = expect.readout[i].tolist()
+        rows.append({"sample": i + (0 if images else offset), "class": r.prediction,
+                     "values": list(r.values), "cycles": r.cycles,
+                     "label": int(y[i]) if y is not None else None,
+                     "matches_golden": list(r.values) == want
+                     and r.prediction == int(expect.predictions[i])})
+    status = client.status()
+    out = {"port": port, "model_id": ident.model_id_hex, "samples": len(rows),
+           "results": rows, "golden_mismatches": sum(not r["matches_golden"] for r in rows),
+           "status": {"accepted": status.accepted, "rejected": status.rejected,
+                      "inferences": status.inferences}}
+    if y is not None:
+        out["accuracy"] = sum(r["class"] == r["label"] for r in rows) / len(rows)
+    out["directory"] = str(Path(directory))
+    return out
