@@ -170,11 +170,10 @@ def build(directory, board, *, lanes: int = 1, baud: int = DEFAULT_BAUD,
         try:
             plan = platform.build(top, name=name, build_dir=str(out), do_build=False,
                                   nextpnr_opts=opts)
-            products = plan.execute_local(str(out), env=env)
+            plan.execute_local(str(out), env=env)
         except Exception as exc:  # noqa: BLE001 - the tool's failure, with its log
             raise HwsnnError(f"the build for {board.name} failed: {exc}; see the logs in "
                              f"{out}") from None
-    del products
     pnr = json.loads((out / f"{name}.report.json").read_text())
     util = {bel: {"used": int(u["used"]), "available": int(u["available"])}
             for bel, u in sorted(pnr.get("utilization", {}).items())}
