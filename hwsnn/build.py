@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from amaranth.hdl import Elaboratable, Module
@@ -24,6 +22,7 @@ from amaranth.hdl import Elaboratable, Module
 from . import golden
 from .errors import HwsnnError, ParameterError
 from .qnet import QNet
+from .synth import find_script, replaced_environ
 
 # amaranth's build scripts name their tools by these variables; the YoWASP console
 # scripts are installed beside this Python.
@@ -74,28 +73,14 @@ def _advice(over: list[str], lanes: dict[str, int], board) -> str:
 
 def tool_env() -> dict:
     env = dict(os.environ)
-    bindir = Path(sys.executable).parent
     for var, script in TOOL_VARS.items():
         if not env.get(var):
-            found = shutil.which(script, path=os.pathsep.join([str(bindir),
-                                                                env.get("PATH", "")]))
+            found = find_script(script)
             if found is None:
                 raise HwsnnError(f"{script} is not installed: pip install {script} (or set "
                                  f"{var} to a native tool)")
             env[var] = found
     return env
-
-
-@contextmanager
-def _environ(env):
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 class BoardTop(Elaboratable):
@@ -124,7 +109,6 @@ class BoardTop(Elaboratable):
 def build(directory, board, *, lanes: int = 1, baud: int = DEFAULT_BAUD,
           check_only: bool = False, seed: int = 1, progress: bool = True) -> dict:
     """Fit-check and build the network of ``directory`` for ``board`` (a ``Board``)."""
-    from .hdl.plan import EnginePlan
     from .hdl.verilog import fingerprint
     from .qnet import load
     if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
@@ -132,14 +116,12 @@ def build(directory, board, *, lanes: int = 1, baud: int = DEFAULT_BAUD,
     directory = Path(directory)
     net = load(directory)
     lane_map = {p.name: lanes for p in net.populations}
-    for p in net.populations:
-        EnginePlan(net, p.name, lanes)  # refuses what has no engine (cos, saturation)
     from .hdl.link import uart_divisor
     try:
         uart_divisor(int(board.clock_mhz * 1e6), baud)
     except (TypeError, ValueError) as exc:
         raise ParameterError(f"--baud {baud} on {board.title}: {exc}") from None
-    fit = fit_check(net, lane_map, board)
+    fit = fit_check(net, lane_map, board)  # its engine plans refuse cos, saturation
     report = {"board": board.name, "device": board.device.name, "clock_mhz": board.clock_mhz,
               "lanes": lanes, "qnet_sha256": fingerprint(net), "fit_check": fit,
               "fits": fit["fits"], "resources": fit["resources"], "estimated": True}
@@ -166,7 +148,7 @@ def build(directory, board, *, lanes: int = 1, baud: int = DEFAULT_BAUD,
         print(f"building for {board.title}: synthesis, place and route, packing "
               "(a few minutes)...", file=sys.stderr, flush=True)
     opts = f"--seed {seed} --report {name}.report.json --timing-allow-fail"
-    with _environ(env):
+    with replaced_environ(env):
         try:
             plan = platform.build(top, name=name, build_dir=str(out), do_build=False,
                                   nextpnr_opts=opts)
@@ -216,8 +198,8 @@ def _post_route_resources(util: dict, estimated: dict, board) -> dict:
 def _cycles_per_inference(net: QNet, lanes: int) -> dict:
     """Golden-model cycles on the bundled test data (or a fixed random batch): the
     pipelined interval between inferences and the latency of one, in clock cycles."""
-    from .hdl.verilog import _example_codes
-    codes, _ = _example_codes(net)
+    from .hdl.verilog import example_codes
+    codes, _ = example_codes(net)
     res = golden.run(net, codes, lanes=lanes)
     per = {k: float(v.sum(1).double().mean()) for k, v in res.cycles.items()}
     return {"throughput": max(per.values()), "latency": sum(per.values())}

@@ -190,6 +190,11 @@ class Identity:
     def model_id_hex(self) -> str:
         return self.model_id.hex()
 
+    def encode(self) -> bytes:
+        """The IDENTIFY reply payload (what ``decode`` reads)."""
+        return (IDENTIFY_MAGIC + bytes([self.version]) + bytes(self.model_id)
+                + bytes([self.classes]) + self.pixels.to_bytes(2, "little"))
+
     def matches(self, fingerprint: str) -> bool:
         """Whether the device runs the QNet with this SHA-256 hex digest
         (``hwsnn.hdl.verilog.fingerprint(net)``)."""
@@ -209,6 +214,11 @@ class Inference:
     prediction: int  # the class (argmax of the readout, lowest index wins ties)
     cycles: int  # clock cycles from the first pixel to the last readout value
     values: tuple[int, ...]  # the readout values, one per class
+
+    def encode(self) -> bytes:
+        """The INFER reply payload (what ``decode`` reads)."""
+        return (bytes([self.prediction]) + (self.cycles & 0xFFFFFFFF).to_bytes(4, "little")
+                + b"".join(int(v).to_bytes(4, "little", signed=True) for v in self.values))
 
     @classmethod
     def decode(cls, payload: bytes) -> Inference:
@@ -230,6 +240,12 @@ class Status:
     @property
     def last_error_name(self) -> str:
         return error_name(self.last_error)
+
+    def encode(self) -> bytes:
+        """The STATUS reply payload (what ``decode`` reads)."""
+        return (b"".join(v.to_bytes(4, "little") for v in
+                         (self.accepted, self.rejected, self.inferences))
+                + bytes([self.last_error]))
 
     @classmethod
     def decode(cls, payload: bytes) -> Status:

@@ -7,7 +7,6 @@ golden model, so host scripts can be tried without hardware.
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -53,19 +52,18 @@ class GoldenDevice:
             return self._error(host.ERR_LENGTH)
         self.accepted += 1
         if cmd == host.CMD_IDENTIFY:
-            body = (host.IDENTIFY_MAGIC + bytes([host.PROTOCOL_VERSION])
-                    + bytes.fromhex(fingerprint(self.net))[:8]
-                    + struct.pack("<BH", self.net.classes, self.pixels))
+            body = host.Identity(host.PROTOCOL_VERSION, bytes.fromhex(fingerprint(self.net))[:8],
+                                 self.net.classes, self.pixels).encode()
         elif cmd == host.CMD_STATUS:
-            body = struct.pack("<IIIB", self.accepted, self.rejected, self.inferences,
-                               self.last_error)
+            body = host.Status(self.accepted, self.rejected, self.inferences,
+                               self.last_error).encode()
         else:
             codes = torch.tensor(list(payload), dtype=torch.int64).reshape(
                 1, *self.net.input.shape)
             res = golden.run(self.net, codes)
             cycles = int(sum(c.sum() for c in res.cycles.values()))
-            body = struct.pack("<BI", int(res.predictions[0]), cycles & 0xFFFFFFFF)
-            body += b"".join(struct.pack("<i", int(v)) for v in res.readout[0].tolist())
+            body = host.Inference(int(res.predictions[0]), cycles,
+                                  tuple(res.readout[0].tolist())).encode()
             self.inferences += 1
         self.out += host.encode_frame(cmd | host.REPLY_BIT, body)
 

@@ -262,6 +262,20 @@ def registered_wrapper(component: wiring.Component) -> wiring.Component:
 # -- running the tools -------------------------------------------------------------------------
 
 @contextmanager
+def replaced_environ(env: dict):
+    """Run a block with ``os.environ`` replaced by ``env`` (for tools and runners that read
+    the process environment rather than taking one)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextmanager
 def _directory(workdir):
     if workdir is not None:
         path = Path(workdir)
@@ -323,6 +337,13 @@ def _find_clock(fmax: dict, clock: str) -> tuple[str, float]:
     return net, matches[net]
 
 
+def find_script(script: str) -> str | None:
+    """A console script installed beside this Python (a virtual environment's bin), else
+    on PATH."""
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return shutil.which(script, path=search)
+
+
 def _command(env_var: str, script: str, module: str, function: str) -> list[str]:
     """The command for a tool: ``$ENV_VAR`` (split like a shell would), else the YoWASP
     console script beside this Python or on PATH, else the YoWASP module run by this
@@ -336,8 +357,7 @@ def _command(env_var: str, script: str, module: str, function: str) -> list[str]
         if found is None:
             raise ToolError(f"{env_var}={override!r}: command not found; {hint}")
         return [found, *argv[1:]]
-    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    found = shutil.which(script, path=search)
+    found = find_script(script)
     if found is not None:
         return [found]
     if importlib.util.find_spec(module) is not None:

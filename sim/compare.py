@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .. import golden
+
 QUANTITIES = ("spike count", "readout value", "class (argmax)")
 
 
@@ -111,7 +113,7 @@ def compare(record: dict, desc: dict, expected_readout, expected_classes,
     ``desc`` is the design's port description (``hdl.verilog.describe``);
     ``expected_readout`` [B, classes] and ``expected_classes`` [B] are lists of ints;
     ``expected_events`` maps a population to its golden counts per step
-    ``[B, steps, *shape]`` (a tensor or nested lists), or is None to skip the taps.
+    ``[B, steps, *shape]`` (``GoldenResult.outputs``), or is None to skip the taps.
     """
     ports = {p["name"]: p for p in desc["ports"]}
     n = len(expected_readout)
@@ -186,7 +188,7 @@ def _compare_tap(out: Comparison, name: str, log, fields, expected, n: int, end_
         cycles[key] = cycle
     for g in range(n * steps):
         s, t = divmod(g, steps)
-        want = _nonzero(expected[s][t])
+        want = dict(golden.step_events(expected[s][t]))
         if g < len(groups):
             got, when, end = groups[g]
         else:
@@ -213,20 +215,3 @@ def _compare_tap(out: Comparison, name: str, log, fields, expected, n: int, end_
         else:
             out.divergences.append(Divergence(name, s, t, None, None, None, end,
                                               "the step never ended (no end-of-step marker)"))
-
-
-def _nonzero(counts) -> dict:
-    """{coords: count} of a nested list or tensor of one step's counts."""
-    if hasattr(counts, "nonzero"):
-        nz = counts.nonzero(as_tuple=False).tolist()
-        return {tuple(i): int(counts[tuple(i)]) for i in nz}
-    out = {}
-
-    def walk(v, idx):
-        if isinstance(v, list):
-            for i, x in enumerate(v):
-                walk(x, idx + (i,))
-        elif v:
-            out[idx] = int(v)
-    walk(counts, ())
-    return out

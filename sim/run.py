@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,8 +22,10 @@ import torch
 from .. import data, golden
 from ..errors import HwsnnError, ParameterError
 from ..hdl import verilog
+from ..hdl.network import port_name
 from ..qnet import QNet
 from ..qnet import load as load_qnet
+from ..synth import replaced_environ
 from .compare import Comparison, compare
 
 SIMULATORS = ("verilator", "icarus")
@@ -57,7 +59,7 @@ class SimReport:
     t0_ns: float | None
     golden_accuracy: float | None = None
     hardware_accuracy: float | None = None
-    extra: dict = field(default_factory=dict)
+    bottleneck: str = ""  # the population whose engine has the most work
 
     @property
     def exact(self) -> bool:
@@ -84,7 +86,7 @@ class SimReport:
             "sim_seconds": self.sim_seconds, "build_seconds": self.build_seconds,
             "waves": self.waves, "log": self.log,
             "golden_accuracy": self.golden_accuracy,
-            "hardware_accuracy": self.hardware_accuracy, **self.extra,
+            "hardware_accuracy": self.hardware_accuracy, "bottleneck": self.bottleneck,
         }
 
 
@@ -118,22 +120,6 @@ def tool_env(simulator: str) -> dict:
         raise SimulatorError("Icarus Verilog is not installed: apt-get install iverilog "
                              "(or your system's package), or use --simulator verilator")
     return env
-
-
-class _Env:
-    """Run a block with os.environ replaced (the cocotb runner reads os.environ)."""
-
-    def __init__(self, env):
-        self.env = env
-
-    def __enter__(self):
-        self.saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(self.env)
-
-    def __exit__(self, *exc):
-        os.environ.clear()
-        os.environ.update(self.saved)
 
 
 def lint(verilog_path, top: str) -> dict:
@@ -299,7 +285,7 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
     mean_ideal = {name: float(v.double().mean()) for name, v in ideal.items()}
     layers = []
     for p in net.populations:
-        port = f"work_{_ident(desc, p.name)}"
+        port = f"work_{port_name(p.name)}"
         measured = record["work"].get(port)
         row = {"population": p.name, "lanes": desc["made_from"]["lanes"][p.name],
                "ideal_cycles_per_inference": mean_ideal[p.name]}
@@ -319,8 +305,8 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
         golden_accuracy=golden.accuracy(res.predictions, y),
         hardware_accuracy=golden.accuracy(torch.tensor(cmp.observed_classes),
                                           y[:len(cmp.observed_classes)])
-        if cmp.observed_classes else None)
-    report.extra["bottleneck"] = max(mean_ideal, key=mean_ideal.get)
+        if cmp.observed_classes else None,
+        bottleneck=max(mean_ideal, key=mean_ideal.get))
     first = cmp.first
     if first is not None and not waves and waves_on_mismatch:
         again = simulate(directory, simulator=simulator, samples=first.sample + 1, top=top,
@@ -329,14 +315,6 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
                          verilog_path=verilog_path, waves_on_mismatch=False)
         report.waves = again.waves
     return report
-
-
-def _ident(desc, name):
-    for t in desc.get("taps", []):
-        if t["population"] == name:
-            return t["port"][len("tap_"):]
-    from ..hdl.network import port_name
-    return port_name(name)
 
 
 def _runner(simulator):
@@ -364,7 +342,7 @@ def _build(simulator, env, source, top, work, waves):
             args = args + ["-s", "hwsnn_waves"]
     log = work / "build.log"
     try:
-        with _Env(env):
+        with replaced_environ(env):
             runner.build(sources=sources, hdl_toplevel=top, build_dir=str(build_dir),
                          build_args=args, timescale=("1ns", "1ps"), waves=runner_waves,
                          always=False, log_file=str(log))
@@ -386,7 +364,7 @@ def _run_bench(runner, simulator, env, top, work, waves, samples, progress):
 
     def target():
         try:
-            with _Env(env):
+            with replaced_environ(env):
                 runner.test(hdl_toplevel=top, test_module=BENCH_MODULE, test_dir=str(work),
                             waves=waves, log_file=str(work / "test.log"),
                             timescale=("1ns", "1ps"),

@@ -53,7 +53,7 @@ def test_memory_inventory_holds_every_weight(bundled_graph):
     net = quantize(convert(bundled_graph("digits-cnn"), method="gn", timesteps=2,
                            group_size=4, progress=False))
     for lanes in (1, 4, 16):
-        mems = memories(net, {p.name: lanes for p in net.populations})
+        mems = memories(net, {p.name: EnginePlan(net, p.name, lanes) for p in net.populations})
         for p in net.populations:
             plan = EnginePlan(net, p.name, lanes)
             for k, q in enumerate(p.projections):

@@ -161,7 +161,7 @@ class LayerEngine(wiring.Component):
                  queue_depth: int | None = None):
         self.plan = plan = EnginePlan(net, population, lanes)
         if queue_depth is None:
-            queue_depth = max(8, 2 * plan.addresses + 3)
+            queue_depth = plan.queue_depth
         if isinstance(queue_depth, bool) or not isinstance(queue_depth, int) \
                 or queue_depth < 4:
             raise TypeError(f"Queue depth must be an integer of at least 4, not "
@@ -176,7 +176,7 @@ class LayerEngine(wiring.Component):
         if pop.kind == "readout":
             members["o"] = Out(readout_signature(pop.size, plan.vbits))
         else:
-            members["o"] = Out(event_signature(pop.shape, 1 if plan.ilif else pop.group_size))
+            members["o"] = Out(event_signature(pop.shape, plan.out_count))
         members["active"] = Out(1)
         super().__init__(members)
 

@@ -63,13 +63,12 @@ def blocks_for(depth: int, width: int, modes) -> int:
     return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in modes)
 
 
-def memories(net: QNet, lanes: dict[str, int], fifo_depth: int = DEFAULT_FIFO_DEPTH,
-             queue_depth=None) -> list[MemoryUse]:
-    """Every RAM/ROM and FIFO buffer of the network's engines."""
+def memories(net: QNet, plans: dict[str, EnginePlan],
+             fifo_depth: int = DEFAULT_FIFO_DEPTH) -> list[MemoryUse]:
+    """Every RAM/ROM and FIFO buffer of the network's engines (``plans`` by population)."""
     from .events import EventLayout
     from .network import _reader_depths
     out = []
-    plans = {p.name: EnginePlan(net, p.name, lanes[p.name]) for p in net.populations}
     for name, plan in plans.items():
         P, A = plan.lanes, plan.addresses
         banks = 2 if plan.pop.kind == "ilif" else 1
@@ -80,19 +79,14 @@ def memories(net: QNet, lanes: dict[str, int], fifo_depth: int = DEFAULT_FIFO_DE
         for k, proj in enumerate(plan.projections):
             out.append(MemoryUse(name, f"weights {k} ({proj.proj.source})",
                                  max(1, len(proj.init)), P * proj.proj.weight_bits))
-        qd = queue_depth or max(8, 2 * A + 3)
         if plan.pop.kind == "readout":
             qw = P * plan.vbits + max(1, A).bit_length()
         else:
-            count = 1 if plan.ilif else plan.pop.group_size
-            qw = P * max(1, count.bit_length()) + 3 * 8 + 1
-        out.append(MemoryUse(name, "output queue", qd, qw))
+            qw = P * plan.out_count.bit_length() + 3 * 8 + 1
+        out.append(MemoryUse(name, "output queue", plan.queue_depth, qw))
+    # Event FIFOs (the pixels go straight to the input stage, without one).
     for source, consumer, depth in _reader_depths(net, plans, fifo_depth):
-        shape = net.input.shape if source == "input" else net.population(source).shape
-        if source == "input":
-            continue  # pixels go straight to the input stage
-        pop = net.population(source)
-        layout = EventLayout(tuple(shape), 1 if net.method == "ilif" else pop.group_size)
+        layout = EventLayout(tuple(net.population(source).shape), plans[source].out_count)
         out.append(MemoryUse(consumer, f"FIFO from {source}", depth, layout.size))
     return out
 
@@ -106,20 +100,17 @@ def estimate(net: QNet, lanes: dict[str, int], device, *, link: bool = True) -> 
     luts = LINK_LUTS if link else 0
     ffs = LINK_FFS if link else 0
     per = {}
-    for p in net.populations:
-        plan = EnginePlan(net, p.name, lanes[p.name])
+    plans = {p.name: EnginePlan(net, p.name, lanes[p.name]) for p in net.populations}
+    for name, plan in plans.items():
         cur = plan.cbits if plan.has_current else 0
         e_l = a + plan.lanes * (b * plan.vbits + c * cur)
         e_f = fa + plan.lanes * (fb * plan.vbits + fc * cur)
-        per[p.name] = {"lanes": plan.lanes, "luts": round(e_l), "ffs": round(e_f)}
+        per[name] = {"lanes": plan.lanes, "luts": round(e_l), "ffs": round(e_f)}
         luts += e_l
         ffs += e_f
-    mems = memories(net, lanes)
+    mems = memories(net, plans)
     if link:
-        size = 1
-        for d in net.input.shape:
-            size *= d
-        mems.append(MemoryUse("link", "pixel buffer", size, 8))
+        mems.append(MemoryUse("link", "pixel buffer", math.prod(net.input.shape), 8))
     blocks = 0
     for m in mems:
         if m.depth <= SHALLOW or m.bits <= SMALL_BITS:

@@ -210,9 +210,9 @@ class HostLink(wiring.Component):
         if self.value_shape.width > 32:
             raise ValueError(f"readout values of {self.value_shape.width} bits do not fit the "
                              "link's 32-bit fields")
-        self.identity = (host.IDENTIFY_MAGIC + bytes([host.PROTOCOL_VERSION])
-                         + bytes.fromhex(self.fingerprint)[:8] + bytes([self.classes])
-                         + self.pixels.to_bytes(2, "little"))
+        self.identity = host.Identity(host.PROTOCOL_VERSION,
+                                      bytes.fromhex(self.fingerprint)[:8], self.classes,
+                                      self.pixels).encode()
         assert len(self.identity) == host.IDENTIFY_LEN
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1),
                           "last_error": Out(8)})

@@ -20,6 +20,7 @@ on its own work since reset (``LayerEngine.active``). The readout's tap is its o
 
 from __future__ import annotations
 
+import math
 import re
 
 from amaranth.hdl import Module, Signal
@@ -52,10 +53,7 @@ def _reader_depths(net: QNet, plans, fifo_depth: int) -> list[tuple[str, str, in
     out = []
     for p in net.populations:
         for k, pp in enumerate(plans[p.name].event_projections):
-            src_size = 1
-            for d in pp.src_shape:
-                src_size *= d
-            depth = fifo_depth if k == 0 else max(fifo_depth, src_size + 2)
+            depth = fifo_depth if k == 0 else max(fifo_depth, math.prod(pp.src_shape) + 2)
             out.append((pp.proj.source, p.name, depth))
     return out
 

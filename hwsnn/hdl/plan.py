@@ -189,5 +189,15 @@ class EnginePlan:
         return pop.bias
 
     @property
+    def out_count(self) -> int:
+        """Largest spike count of an output event (an ILIF event is one bit)."""
+        return 1 if self.ilif else self.pop.group_size
+
+    @property
+    def queue_depth(self) -> int:
+        """Default output queue depth in lane groups: two sweeps' worth, at least 8."""
+        return max(8, 2 * self.addresses + 3)
+
+    @property
     def input_size(self) -> int:
         return int(np.prod(self.net.input.shape))

@@ -80,7 +80,7 @@ def _fields(layout) -> list[dict]:
     return out
 
 
-def _example_codes(net: QNet) -> tuple[torch.Tensor, str]:
+def example_codes(net: QNet) -> tuple[torch.Tensor, str]:
     from .. import data
     try:
         x, _ = data.load_for(tuple(net.input.shape), "test")
@@ -141,7 +141,7 @@ def describe(net: QNet, network: Network, top: str) -> dict:
                           "width": len(getattr(network, f"work_{ident}")),
                           "description": f"cycles the engine of {p.name} spent on its own "
                                          "work since reset"})
-    codes, origin = _example_codes(net)
+    codes, origin = example_codes(net)
     res = golden.run(net, codes, lanes=1)
     values = [int(v) for v in res.readout[0].tolist()]
     pred = int(res.predictions[0])
