@@ -24,15 +24,31 @@ while the engine is busy.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, fifo, memory, wiring
+import operator
+from functools import reduce
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..qnet import QNet
+from .buffers import RegisteredFIFO, SkidBuffer
 from .events import bits_for, event_signature, pixel_signature, readout_signature
 from .plan import EnginePlan, ProjectionPlan
 
 ACC, SWEEP = 0, 1
+STAGES = 9  # pipeline registers st[0..8] (see LayerEngine.elaborate)
+WRITE = 7  # the stage that writes back
+FORWARD = 5  # operations ahead whose writes a read misses
+
+
+def const_mul(value, factor: int):
+    """``value × factor`` as a sum of shifted copies of ``value`` (one per set bit of the
+    constant): adders, which stay in the fabric, where Yosys would spend a slow DSP block
+    on a product with a constant."""
+    if factor == 0:
+        return Const(0, 1)
+    return sum(value << b for b in range(factor.bit_length()) if (factor >> b) & 1)
 
 
 class _Expander(wiring.Component):
@@ -70,71 +86,89 @@ class _Expander(wiring.Component):
         count = Signal.like(self.op_count)
         shift = Signal(4)
         g = Signal(range(max(2, g_max)))
-        last_g = g == g_max - 1
+        last_g = Signal()  # registered: g == g_max − 1
         m.d.comb += [self.op_valid.eq(busy), self.op_count.eq(count), self.op_shift.eq(shift),
                      self.busy.eq(busy)]
+        # The ROM and membrane addresses are counters, stepped as the operation advances
+        # (no multiplier between the event and the memories).
+        addr = Signal.like(self.op_addr)
+        waddr = Signal.like(self.op_waddr)
+        m.d.comb += [self.op_addr.eq(addr), self.op_waddr.eq(waddr)]
         if p.kind == "dense":
             # Source neuron j (the flat index of a spatial source) selects the weight row.
-            j = Signal(range(max(2, p.rows)))
-            m.d.comb += [self.op_addr.eq(g), self.op_waddr.eq(j * g_max + g)]
             last = last_g
             with m.If(self.load):
                 if len(p.src_shape) == 3:
                     _, h, w = p.src_shape
-                    flat = (self.ev_c * (h * w) + self.ev_y * w + self.ev_x)
+                    flat = (const_mul(self.ev_c, h * w) + const_mul(self.ev_y, w) + self.ev_x)
                 else:
                     flat = self.ev_index
-                m.d.sync += [j.eq(flat), count.eq(self.ev_count), shift.eq(self.ev_shift),
-                             g.eq(0), busy.eq(1)]
+                m.d.sync += [waddr.eq(const_mul(flat, g_max)), addr.eq(0), count.eq(self.ev_count),
+                             shift.eq(self.ev_shift), g.eq(0), last_g.eq(g_max == 1),
+                             busy.eq(1)]
             with m.Elif(busy & self.en):
-                m.d.sync += g.eq(g + 1)
+                m.d.sync += [g.eq(g + 1), addr.eq(addr + 1), waddr.eq(waddr + 1),
+                             last_g.eq(g == g_max - 2)]
                 with m.If(last):
                     m.d.sync += busy.eq(0)
         else:
+            # An event at (c, y, x) reaches outputs oy in [oy0, oy0 + ny), ox in
+            # [ox0, ox0 + nx) through kernel tap (ky, kx) = (y + pad − oy·s, x + pad − ox·s).
+            # Membrane address (oy·W + ox)·G + g, ROM address ((c·k + ky)·k + kx)·G + g: both
+            # step by one along g, and by constants from tables when ox or oy moves on.
             q = p.proj
             k, s, pad = q.kernel, q.stride, q.padding
-            wout = e.width
+            G, W = g_max, e.width
             yr, xr = e.conv_ranges(p, 1), e.conv_ranges(p, 2)
-            y_lo = Array(Const(lo, range(e.height + 1)) for lo, _ in yr)
+
+            def table(values):
+                lo, hi = min(values + [0]), max(values + [0])
+                return Array(Const(v, signed(max(lo.bit_length(), hi.bit_length()) + 1))
+                             for v in values)
+
+            y0_addr = table([lo * W * G for lo, _ in yr])
+            x0_addr = table([lo * G for lo, _ in xr])
+            y0_w = table([(y + pad - lo * s) * k * G for y, (lo, _) in enumerate(yr)])
+            x0_w = table([(x + pad - lo * s) * G for x, (lo, _) in enumerate(xr)])
+            # When ox moves on: +1 (g wraps); ROM: kx − s. When oy moves on: back to ox0.
+            row_step = table([(W - n) * G + 1 for _, n in xr])
+            wrow_step = table([(s * (n - 1) - s * k) * G - (G - 1) for _, n in xr])
+            col_wstep = -(G - 1) - s * G
             y_n = Array(Const(n, range(e.height + 2)) for _, n in yr)
-            x_lo = Array(Const(lo, range(e.width + 1)) for lo, _ in xr)
             x_n = Array(Const(n, range(e.width + 2)) for _, n in xr)
-            c = Signal(range(max(2, p.src_shape[0])))
-            y = Signal(range(max(2, p.src_shape[1])))
-            x = Signal(range(max(2, p.src_shape[2])))
-            oy = Signal(range(max(2, e.height)))
-            ox = Signal(range(max(2, e.width)))
-            oy_end = Signal(range(e.height + 2))
-            ox_first = Signal(range(max(2, e.width)))
-            ox_end = Signal(range(e.width + 2))
-            ky = Signal(range(-s * e.height - 1, k + pad + 2))
-            kx = Signal(range(-s * e.width - 1, k + pad + 2))
-            m.d.comb += [ky.eq(y + pad - oy * s), kx.eq(x + pad - ox * s)]
-            row = (c * k + ky) * k + kx
-            m.d.comb += [self.op_addr.eq((oy * wout + ox) * g_max + g),
-                         self.op_waddr.eq(row * g_max + g)]
-            last_x = ox + 1 == ox_end
-            last_y = oy + 1 == oy_end
+            xs = Signal(range(e.width + 2))  # outputs left in this row, after this one
+            ys = Signal(range(e.height + 2))  # rows left, after this one
+            xn = Signal(range(e.width + 2))  # outputs per row
+            r_step = Signal.like(row_step[0])
+            w_step = Signal.like(wrow_step[0])
+            last_x, last_y = Signal(), Signal()  # registered: xs == 0, ys == 0
+            one_x = Signal()  # registered: a row has one output
             last = last_g & last_x & last_y
             with m.If(self.load):
                 ny, nx = y_n[self.ev_y], x_n[self.ev_x]
-                m.d.sync += [c.eq(self.ev_c), y.eq(self.ev_y), x.eq(self.ev_x),
-                             count.eq(self.ev_count), shift.eq(self.ev_shift), g.eq(0),
-                             oy.eq(y_lo[self.ev_y]), ox.eq(x_lo[self.ev_x]),
-                             ox_first.eq(x_lo[self.ev_x]),
-                             oy_end.eq(y_lo[self.ev_y] + ny), ox_end.eq(x_lo[self.ev_x] + nx),
+                m.d.sync += [count.eq(self.ev_count), shift.eq(self.ev_shift), g.eq(0),
+                             addr.eq(y0_addr[self.ev_y] + x0_addr[self.ev_x]),
+                             waddr.eq(const_mul(self.ev_c, k * k * G) + y0_w[self.ev_y]
+                                      + x0_w[self.ev_x]),
+                             xs.eq(nx - 1), ys.eq(ny - 1), xn.eq(nx - 1),
+                             last_g.eq(G == 1), last_x.eq(nx == 1), last_y.eq(ny == 1),
+                             one_x.eq(nx == 1),
+                             r_step.eq(row_step[self.ev_x]), w_step.eq(wrow_step[self.ev_x]),
                              busy.eq((ny != 0) & (nx != 0))]
             with m.Elif(busy & self.en):
                 with m.If(~last_g):
-                    m.d.sync += g.eq(g + 1)
+                    m.d.sync += [g.eq(g + 1), addr.eq(addr + 1), waddr.eq(waddr + 1),
+                                 last_g.eq(g == G - 2)]
                 with m.Else():
-                    m.d.sync += g.eq(0)
+                    m.d.sync += [g.eq(0), last_g.eq(G == 1)]
                     with m.If(~last_x):
-                        m.d.sync += ox.eq(ox + 1)
+                        m.d.sync += [xs.eq(xs - 1), addr.eq(addr + 1),
+                                     waddr.eq(waddr + col_wstep), last_x.eq(xs == 1)]
                     with m.Else():
-                        m.d.sync += ox.eq(ox_first)
+                        m.d.sync += [xs.eq(xn), addr.eq(addr + r_step),
+                                     waddr.eq(waddr + w_step), last_x.eq(one_x)]
                         with m.If(~last_y):
-                            m.d.sync += oy.eq(oy + 1)
+                            m.d.sync += [ys.eq(ys - 1), last_y.eq(ys == 1)]
                         with m.Else():
                             m.d.sync += busy.eq(0)
         m.d.comb += self.ready.eq(~busy | (last & self.en))
@@ -207,7 +241,7 @@ class LayerEngine(wiring.Component):
         b_rd = bmem.read_port()
         if plan.has_current:
             m.submodules.cmem = cmem = memory.Memory(
-                shape=data.ArrayLayout(signed(plan.cbits), P), depth=A, init=[[0] * P] * A)
+                shape=data.ArrayLayout(signed(plan.cbits), P), depth=A, init=plan.bias_words)
             c_rd, c_wr = cmem.read_port(), cmem.write_port()
         w_rd = []
         for k, p in enumerate(plan.projections):
@@ -225,26 +259,35 @@ class LayerEngine(wiring.Component):
             expanders.append(ex)
 
         # -- issue stage ------------------------------------------------------------------------
-        op_valid = Signal()
-        op_kind = Signal()
-        op_cur = Signal()  # the operation targets the input-current RAM
-        op_addr = Signal(range(max(2, A)))
-        op_proj = Signal(range(max(2, len(plan.projections))))
-        op_count = Signal(bits_for(max(p.max_count for p in plan.projections)))
-        op_shift = Signal(4)
-        op_last_step = Signal()  # GN sweep: reset V to V0 after firing
-        op_fire_k = Signal(range(max(2, plan.bits_out)))  # ILIF quotient bit
-        op_end = Signal()  # last sweep operation of the step
-        op_g = Signal(range(max(2, plan.groups)))
-        op_y = Signal(range(max(2, plan.height)))
-        op_x = Signal(range(max(2, plan.width)))
-        op_bank = Signal()
+        # The operation chosen this cycle (``issue``) is registered into ``st[0]`` and then
+        # moves one stage per cycle down a stall-free pipeline (``st[n]``: n cycles later).
+        n_proj = len(plan.projections)
+        rom_depth = max(max(1, len(p.init)) for p in plan.projections)
+        opl = data.StructLayout({
+            "valid": 1, "kind": 1,
+            "cur": 1,  # an accumulation into the input-current RAM
+            "bank": 1, "addr": range(max(2, A)), "waddr": range(max(2, rom_depth)),
+            "proj": range(max(2, n_proj)),
+            "count": bits_for(max(p.max_count for p in plan.projections)), "shift": 4,
+            "last_step": 1,  # GN sweep: reset V to V0 after firing
+            "fire_k": range(max(2, plan.bits_out)),  # ILIF quotient bit
+            "end": 1,  # last sweep operation of the step
+            "g": range(max(2, plan.groups)), "y": range(max(2, plan.height)),
+            "x": range(max(2, plan.width)),
+        })
+        issue = Signal(opl)
+        op_valid, op_kind, op_cur, op_addr = issue.valid, issue.kind, issue.cur, issue.addr
+        op_proj, op_count, op_shift = issue.proj, issue.count, issue.shift
+        op_last_step, op_fire_k, op_end = issue.last_step, issue.fire_k, issue.end
+        op_g, op_y, op_x, op_bank = issue.g, issue.y, issue.x, issue.bank
         sweep_now = Signal()  # a sweep operation takes this cycle's issue slot
         acc_bank, fire_bank = Signal(), Signal()
         full = [Signal(name="full0"), Signal(name="full1")]  # bank accumulated, not fired
-        # One idle cycle after the last operation of every sweep: the fire rule's result
-        # is only final in stage 3, so its address must not be read the next cycle.
-        bubble = Signal()
+        # Two idle cycles after the last operation of every sweep: the fire rule's result
+        # is only final in stage 7, so its address must not be read for the next two cycles
+        # (see the forwarding below).
+        bubble1, bubble2 = Signal(), Signal()
+        bubble = bubble1 | bubble2
         for ex in expanders:
             m.d.comb += ex.en.eq(~sweep_now & ~bubble)
 
@@ -255,14 +298,13 @@ class LayerEngine(wiring.Component):
                              op_proj.eq(k), op_count.eq(ex.op_count), op_shift.eq(ex.op_shift),
                              op_cur.eq(1 if (plan.projections[k].is_input and plan.has_current)
                                        else 0),
-                             w_rd[k].addr.eq(ex.op_waddr)]
+                             issue.waddr.eq(ex.op_waddr)]
 
-        # Lane groups waiting for the output; the sweep issues only with room for its
-        # in-flight operations (credit), so nothing is ever dropped.
-        s1_valid, s2_valid, s3_valid = Signal(), Signal(), Signal()
-        s1_kind, s2_kind, s3_kind = Signal(), Signal(), Signal()
-        inflight = ((s1_valid & (s1_kind == SWEEP)) + (s2_valid & (s2_kind == SWEEP)) +
-                    (s3_valid & (s3_kind == SWEEP)))
+        # Lane groups waiting for the output; the sweep issues only with room for every
+        # sweep operation in flight (credit), so nothing is ever dropped. ``reserved``
+        # counts the groups in the queue and the sweep operations issued and not yet
+        # pushed or dropped (stage 7); the credit is registered: room for two more a cycle
+        # ago is room for one now.
         if readout:
             group = data.StructLayout({"values": data.ArrayLayout(signed(plan.vbits), P),
                                        "addr": range(max(2, A))})
@@ -273,9 +315,13 @@ class LayerEngine(wiring.Component):
                                        "y": range(max(2, plan.height)),
                                        "x": range(max(2, plan.width)),
                                        "end": 1})
-        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=group.size,
-                                                           depth=self.queue_depth)
-        credit = queue.w_level + inflight < self.queue_depth
+        m.submodules.queue = queue = RegisteredFIFO(width=group.size, depth=self.queue_depth)
+        st = [Signal(opl, name=f"st{n}") for n in range(STAGES)]
+        used = Signal(range(self.queue_depth + 3))  # queued groups and sweeps in flight
+        dropped = Signal()  # a sweep operation without spikes leaves the pipeline
+        m.d.sync += used.eq(used + sweep_now - dropped - (queue.r_en & queue.r_rdy))
+        credit = Signal()
+        m.d.sync += credit.eq(used <= self.queue_depth - 2)
 
         # Control: the step/plane counters and the phases.
         step = Signal(range(max(2, plan.steps + 1)))
@@ -327,13 +373,8 @@ class LayerEngine(wiring.Component):
 
         def accept_events(k, next_state):
             """Feed port k's events to its expander until the end-of-step marker."""
-            port, ex, pp = ev_ports[k], ev_expanders[k], ev_plans[k]
+            port, ex = ev_ports[k], ev_expanders[k]
             fields = port.payload
-            if len(pp.src_shape) == 3:
-                m.d.comb += [ex.ev_c.eq(fields.c), ex.ev_y.eq(fields.y), ex.ev_x.eq(fields.x)]
-            else:
-                m.d.comb += ex.ev_index.eq(fields.index)
-            m.d.comb += [ex.ev_count.eq(fields.count), ex.ev_shift.eq(shift_for_plane())]
             with m.If(port.valid):
                 with m.If(fields.end):
                     with m.If(~ex.busy):
@@ -379,41 +420,64 @@ class LayerEngine(wiring.Component):
             m.d.sync += [step.eq(0), fire_k.eq(0), plane.eq(0)]
             m.next = "INPUT" if has_input else ("ACC0" if n_ports else "SWEEP")
 
+        # What each expander would load (it loads only when told to, in its state).
+        for port, ex, pp in zip(ev_ports, ev_expanders, ev_plans, strict=True):
+            fields = port.payload
+            if len(pp.src_shape) == 3:
+                m.d.comb += [ex.ev_c.eq(fields.c), ex.ev_y.eq(fields.y), ex.ev_x.eq(fields.x)]
+            else:
+                m.d.comb += ex.ev_index.eq(fields.index)
+            m.d.comb += [ex.ev_count.eq(fields.count), ex.ev_shift.eq(shift_for_plane())]
+        if has_input:
+            ex = expanders[plan.input_index]
+            # Pixels arrive through a skid buffer (a registered ready). The held pixel's
+            # lowest set bit is the next event; flags say whether none or one is left.
+            m.submodules.pixel_skid = pskid = SkidBuffer(8)
+            m.d.comb += [pskid.i_data.eq(self.pixels.payload),
+                         pskid.i_valid.eq(self.pixels.valid),
+                         self.pixels.ready.eq(pskid.i_ready)]
+            pix_zero, pix_one = Signal(init=1), Signal()
+            more_pixels = Signal(init=1)  # pixel_count < input size
+
+            def hold_bits(value):
+                m.d.sync += [pix_bits.eq(value), pix_zero.eq(value == 0),
+                             pix_one.eq(reduce(operator.or_, [value == (1 << b)
+                                                              for b in range(8)]))]
+
+            # The held bits without the lowest set one (LUTs, no carry chain).
+            below = [reduce(operator.or_, [pix_bits[i] for i in range(b)], Const(0, 1))
+                     for b in range(8)]
+            rest = Cat(*(pix_bits[b] & below[b] for b in range(8)))
+
+            bit = Signal(3)
+            for b in reversed(range(8)):
+                with m.If(pix_bits[b]):
+                    m.d.comb += bit.eq(b)
+            if len(in_shape) == 3:
+                m.d.comb += [ex.ev_c.eq(pix_c), ex.ev_y.eq(pix_y), ex.ev_x.eq(pix_x)]
+            else:
+                m.d.comb += ex.ev_index.eq(pix_index)
+            m.d.comb += [ex.ev_count.eq(1), ex.ev_shift.eq(bit)]
+
         with m.FSM(init="INPUT" if has_input else ("ACC0" if n_ports else "SWEEP")):
             if has_input:
                 with m.State("INPUT"):
-                    ex = expanders[plan.input_index]
-                    # The highest set bit of the held pixel is the next event.
-                    bit = Signal(3)
-                    for b in range(8):
-                        with m.If(pix_bits[b]):
-                            m.d.comb += bit.eq(b)
-                    if len(in_shape) == 3:
-                        m.d.comb += [ex.ev_c.eq(pix_c), ex.ev_y.eq(pix_y), ex.ev_x.eq(pix_x)]
-                    else:
-                        m.d.comb += ex.ev_index.eq(pix_index)
-                    m.d.comb += [ex.ev_count.eq(1), ex.ev_shift.eq(bit)]
-                    remaining = pix_bits & ~(Const(1, 8) << bit)
-                    emptying = Signal()
-                    with m.If(pix_bits != 0):
-                        with m.If(ex.ready):
-                            m.d.comb += ex.load.eq(1)
-                            m.d.sync += pix_bits.eq(remaining)
-                            m.d.comb += emptying.eq(remaining == 0)
-                    with m.Else():
-                        m.d.comb += emptying.eq(1)
+                    with m.If(~pix_zero & ex.ready):
+                        m.d.comb += ex.load.eq(1)
+                        hold_bits(rest)
                     # Take the next pixel once the held one has no bits left.
-                    with m.If(emptying & (pixel_count < plan.input_size)):
-                        m.d.comb += self.pixels.ready.eq(1)
-                        with m.If(self.pixels.valid):
-                            m.d.sync += [pix_bits.eq(self.pixels.payload),
-                                         pixel_count.eq(pixel_count + 1),
+                    with m.If((pix_zero | (pix_one & ex.ready)) & more_pixels):
+                        m.d.comb += pskid.o_ready.eq(1)
+                        with m.If(pskid.o_valid):
+                            hold_bits(pskid.o_data)
+                            m.d.sync += [pixel_count.eq(pixel_count + 1),
+                                         more_pixels.eq(pixel_count != plan.input_size - 1),
                                          pix_c.eq(nxt_c), pix_y.eq(nxt_y), pix_x.eq(nxt_x),
                                          pix_index.eq(nxt_index)]
                             self._advance_pixel(m, in_shape, nxt_c, nxt_y, nxt_x, nxt_index)
-                    with m.If((pixel_count == plan.input_size) & (pix_bits == 0) & ~ex.busy):
-                        m.d.sync += [pixel_count.eq(0), nxt_c.eq(0), nxt_y.eq(0), nxt_x.eq(0),
-                                     nxt_index.eq(0)]
+                    with m.If(~more_pixels & pix_zero & ~ex.busy):
+                        m.d.sync += [pixel_count.eq(0), more_pixels.eq(1), nxt_c.eq(0),
+                                     nxt_y.eq(0), nxt_x.eq(0), nxt_index.eq(0)]
                         if dual and not n_ports:
                             hand_over()  # the image is all of this sample's input
                         else:
@@ -467,118 +531,174 @@ class LayerEngine(wiring.Component):
                             m.d.sync += fire_k.eq(fire_k + 1)
                     sweep_issue(0, fired_bank)
 
-        m.d.sync += bubble.eq(sweep_now & op_end)
+        m.d.sync += [bubble1.eq(sweep_now & op_end), bubble2.eq(bubble1)]
         m.d.comb += self.active.eq(op_valid | bubble)
 
-        # -- stage 0 → 1: memory reads ----------------------------------------------------
-        op_vaddr = Signal(range(max(2, banks * A)))
-        m.d.comb += op_vaddr.eq(op_addr + op_bank * A if dual else op_addr)
-        m.d.comb += [v_rd.addr.eq(op_vaddr), b_rd.addr.eq(op_addr)]
-        if plan.has_current:
-            m.d.comb += c_rd.addr.eq(op_addr)
-        s1_cur = Signal()
-        s1_addr = Signal.like(op_vaddr)  # membrane address, bank included
-        s1_proj = Signal.like(op_proj)
-        s1_count = Signal.like(op_count)
-        s1_shift = Signal(4)
-        s1_last_step = Signal()
-        s1_fire_k = Signal.like(op_fire_k)
-        s1_end = Signal()
-        s1_g = Signal.like(op_g)
-        s1_y, s1_x = Signal.like(op_y), Signal.like(op_x)
-        m.d.sync += [s1_valid.eq(op_valid), s1_kind.eq(op_kind), s1_cur.eq(op_cur),
-                     s1_addr.eq(op_vaddr), s1_proj.eq(op_proj), s1_count.eq(op_count),
-                     s1_shift.eq(op_shift), s1_last_step.eq(op_last_step),
-                     s1_fire_k.eq(op_fire_k), s1_end.eq(op_end), s1_g.eq(op_g),
-                     s1_y.eq(op_y), s1_x.eq(op_x)]
+        # -- the pipeline -------------------------------------------------------------------
+        # The operation in st[n] is in cycle n after its issue:
+        #   0  weight ROM read                     4  the sum (accumulation), or the fire
+        #   1  weights registered                     rule's input (sweep)
+        #   2  weight × count, or << shift;        5  neuron rule: comparisons
+        #      membrane/bias/current RAM read      6  neuron rule: result and spikes
+        #   3  the projection's term chosen; RAM   7  write back; spikes queued
+        #      data registered; forwarding hits
+        # Nothing stalls once issued, so an operation n cycles older is n stages ahead.
+        m.d.sync += st[0].eq(issue)
+        for n in range(STAGES - 1):
+            m.d.sync += st[n + 1].eq(st[n])
 
-        # -- stage 1: sums, with forwarding of the writes in flight ---------------------
-        # A write is in flight for three cycles after its read: in stage 2 (an
-        # accumulation's sum is final there; a sweep's is not, and the cycle of bubble
-        # after every sweep keeps its address from being read then), in stage 3 (being
-        # written) and stage 4 (committed last cycle, unseen by a read issued then).
+        def vaddr(s):
+            return s.addr + s.bank * A if dual else s.addr
+
+        def same_address(x, y):
+            return (x.addr == y.addr) & (x.bank == y.bank) if dual else x.addr == y.addr
+
+        def writes_v(s):
+            return s.valid & ~((s.kind == ACC) & s.cur)
+
+        def writes_c(s):
+            return s.valid & (((s.kind == ACC) & s.cur) | ((s.kind == SWEEP) & s.last_step))
+
+        # Weight terms: s·W as shifted adds (counts above 1 only come from group neurons;
+        # no multiplier, so no DSP block is spent on a 2- or 3-bit factor), W << b for the
+        # bit-events of pixels and ILIF planes.
+        for rd in w_rd:
+            m.d.comb += rd.addr.eq(st[0].waddr)
+        w1 = [Signal.like(rd.data, name=f"w1_{k}") for k, rd in enumerate(w_rd)]
+        m.d.sync += [w1[k].eq(rd.data) for k, rd in enumerate(w_rd)]
+        terms, abits = [], 1
+        for k, pp in enumerate(plan.projections):
+            wbits = pp.proj.weight_bits
+            if pp.max_count > 1:
+                cb = bits_for(pp.max_count)
+                pairs = []
+                for j in range(0, cb, 2):
+                    bits = [b for b in (j, j + 1) if b < cb]
+                    shape = signed(wbits + max(bits) + 2)
+                    t = [Signal(shape, name=f"w2_{k}_{j}_{p}") for p in range(P)]
+                    for p in range(P):
+                        m.d.sync += t[p].eq(sum(Mux(st[2].count[b], w1[k][p] << b, 0)
+                                                for b in bits))
+                    pairs.append(t)
+                terms.append([sum(t[p] for t in pairs) for p in range(P)])
+                abits = max(abits, wbits + cb + 1)
+            else:
+                max_shift = 7 if pp.is_input else (plan.steps_in - 1 if ilif else 0)
+                sbits = bits_for(max_shift) if max_shift else 0
+                shape = signed(wbits + max_shift)
+                t = [Signal(shape, name=f"w2_{k}_{p}") for p in range(P)]
+                for p in range(P):
+                    m.d.sync += t[p].eq(w1[k][p] << st[2].shift[:sbits] if sbits
+                                        else w1[k][p])
+                terms.append(t)
+                abits = max(abits, wbits + max_shift)
+        addend = Signal(data.ArrayLayout(signed(abits), P))
+        for k, t in enumerate(terms):
+            with m.If(st[3].proj == k):
+                m.d.sync += [addend[p].eq(t[p]) for p in range(P)]
+
+        # Membrane, bias and current: read in cycle 2, registered in cycle 3.
+        m.d.comb += [v_rd.addr.eq(vaddr(st[2])), b_rd.addr.eq(st[2].addr)]
+        v_raw = Signal(vshape)
+        b_raw = Signal(data.ArrayLayout(signed(plan.bbits), P))
+        m.d.sync += [v_raw.eq(v_rd.data), b_raw.eq(b_rd.data)]
         cshape = data.ArrayLayout(signed(plan.cbits), P)
-        wide = data.ArrayLayout(signed(plan.vbits + 1), P)
-        s2_addr, s3_addr, s4_addr = (Signal.like(s1_addr, name=f"s{i}_addr")
-                                     for i in (2, 3, 4))
-        s2_vw, s3_vw, s4_vw = Signal(), Signal(), Signal()
-        s2_cw, s3_cw, s4_cw = Signal(), Signal(), Signal()
-        s2_val = Signal(wide)
-        s3_v, s4_v = Signal(vshape), Signal(vshape)
-        s2_c, s3_c, s4_c = Signal(cshape), Signal(cshape), Signal(cshape)
-
-        def forwarded(read_data, shape, writes):
-            out = Signal(shape)
-            m.d.comb += out.eq(read_data)
-            for hit, value in writes:  # oldest first: the newest write wins
-                with m.If(hit):
-                    m.d.comb += [out[p].eq(value[p]) for p in range(P)]
-            return out
-
-        def at(addr):
-            return addr == s1_addr
-
-        v_now = forwarded(v_rd.data, vshape,
-                          [(s4_vw & at(s4_addr), s4_v), (s3_vw & at(s3_addr), s3_v),
-                           (s2_vw & (s2_kind == ACC) & at(s2_addr), s2_val)])
-        c_now = forwarded(c_rd.data, cshape,
-                          [(s4_cw & at(s4_addr), s4_c), (s3_cw & at(s3_addr), s3_c),
-                           (s2_cw & at(s2_addr), s2_c)]) if plan.has_current else None
-        w_now = Signal(data.ArrayLayout(signed(16), P))
-        for k, rd in enumerate(w_rd):
-            with m.If(s1_proj == k):
-                m.d.comb += [w_now[p].eq(rd.data[p]) for p in range(P)]
-
-        theta = pop.threshold
-        multi = any(p.max_count > 1 for p in plan.projections)
-        val = Signal(wide)  # accumulation: the new sum; sweep: what the fire rule reads
-        for p in range(P):
-            base = Mux(s1_cur, c_now[p], v_now[p]) if plan.has_current else v_now[p]
-            # Counts above 1 only come from group neurons; s·W is a few shifted adds (no
-            # multiplier, so no DSP block is spent on a 2- or 3-bit factor).
-            weight = w_now[p]
-            if multi:
-                weight = sum(Mux(s1_count[k], w_now[p] << k, 0)
-                             for k in range(len(s1_count)))
-            pre = v_now[p] + b_rd.data[p]
-            if plan.has_current:
-                pre = pre + c_now[p]
-            if pop.kind == "ilif":
-                # The first fire step adds bias and offset and clamps to 2^T·Θ − 1.
-                top = 2**plan.bits_out * theta - 1
-                pre = Mux(s1_fire_k == 0, Mux(pre > top, top, pre), v_now[p])
-            with m.If(s1_kind == ACC):
-                m.d.comb += val[p].eq(base + (weight << s1_shift))
-            with m.Else():
-                m.d.comb += val[p].eq(pre)
-
-        acc_current = (s1_kind == ACC) & s1_cur
-        s2_last_step = Signal()
-        s2_fire_k = Signal.like(s1_fire_k)
-        s2_end = Signal()
-        s2_g, s2_y, s2_x = Signal.like(s1_g), Signal.like(s1_y), Signal.like(s1_x)
-        s2_laddr = Signal(range(max(2, A)))
-        m.d.sync += [s2_valid.eq(s1_valid), s2_kind.eq(s1_kind), s2_addr.eq(s1_addr),
-                     s2_val.eq(val), s2_vw.eq(s1_valid & ~acc_current),
-                     s2_last_step.eq(s1_last_step), s2_fire_k.eq(s1_fire_k),
-                     s2_end.eq(s1_end), s2_g.eq(s1_g), s2_y.eq(s1_y), s2_x.eq(s1_x),
-                     s2_laddr.eq(s1_addr if not dual else 0)]
+        c_raw = Signal(cshape)
         if plan.has_current:
-            # The last sweep of a sample clears the current for the next one.
-            m.d.sync += s2_cw.eq(s1_valid & (acc_current | ((s1_kind == SWEEP) &
-                                                            s1_last_step)))
-            for p in range(P):
-                m.d.sync += s2_c[p].eq(Mux(s1_kind == ACC, val[p], 0))
+            m.d.comb += c_rd.addr.eq(st[2].addr)
+            m.d.sync += c_raw.eq(c_rd.data)
 
-        # -- stage 2: the neuron rule ----------------------------------------------------
+        # Forwarding: a read in cycle 2 misses the writes of the five operations ahead
+        # of it (written in their cycle 7, at least one cycle after it). In cycle 3 their
+        # addresses are compared with its own, and each operand of the cycle-4 sum gets a
+        # one-hot choice of its source (a registered select: an AND-OR in cycle 4, then
+        # one adder). An accumulation's value is final from stage 5 on, a sweep's from
+        # stage 7 on: the two idle cycles after every sweep keep a sweep's address from
+        # being read by the two operations behind it.
+        opw = max(plan.vbits, plan.cbits) + 1
+        wide = data.ArrayLayout(signed(opw), P)
+        val5, r6 = Signal(wide), Signal(wide)
+        res7, res8, res9 = (Signal(vshape, name=f"res{n}") for n in (7, 8, 9))
+        cres7, cres8, cres9 = (Signal(cshape, name=f"cres{n}") for n in (7, 8, 9))
+        b5, b6 = Signal.like(b_raw), Signal.like(b_raw)
+        m.d.sync += [res8.eq(res7), res9.eq(res8), cres8.eq(cres7), cres9.eq(cres8),
+                     b5.eq(b_raw), b6.eq(b5)]
+        s3 = st[3]
+        hit_v, hit_c = [], []
+        for d in range(1, FORWARD + 1):
+            y = st[3 + d]
+            v_ok, c_ok = writes_v(y) & same_address(s3, y), writes_c(y) & same_address(s3, y)
+            if d <= 2:
+                v_ok, c_ok = v_ok & (y.kind == ACC), c_ok & (y.kind == ACC)
+            hit_v.append(v_ok)
+            hit_c.append(c_ok)
+
+        def newest(hits):
+            """One-hot: the first hit (the newest write), and a last bit for none."""
+            out, seen = [], Const(0, 1)
+            for h in hits:
+                out.append(h & ~seen)
+                seen = seen | h
+            return [*out, ~seen]
+
+        # X: the membrane (or for an accumulation into the current, the current).
+        # Y: the weight term (accumulation), bias + current or bias (sweep; an ILIF
+        # sweep adds the bias in its first fire step only).
+        fwd_v = newest(hit_v)  # val5, r6, res7, res8, res9, raw
+        fwd_c = newest(hit_c)  # val5, r6, cres7, cres8, cres9, raw
+        x_sources = [val5, r6, res7, res8, res9, v_raw, cres7, cres8, cres9, c_raw]
+        acc = s3.kind == ACC
+        into_c = acc & s3.cur
+        x_select = [(fwd_v[i] & ~into_c) | (fwd_c[i] & into_c) if i < 2 else
+                    fwd_v[i] & ~into_c for i in range(6)]
+        x_select += [fwd_c[i] & into_c for i in range(2, 6)]
+        y_sources = [addend, b_raw, val5, r6, cres7, cres8, cres9, c_raw]
+        sweep_bias = ~acc
+        if ilif:
+            sweep_bias = sweep_bias & (s3.fire_k == 0)
+        if plan.has_current:
+            y_select = [acc, Const(0, 1)] + [fwd_c[i] & ~acc for i in range(6)]
+        else:
+            y_select = [acc, sweep_bias] + [Const(0, 1)] * 6
+        x_sel, y_sel = Signal(len(x_sources)), Signal(len(y_sources))
+        m.d.sync += [x_sel.eq(Cat(*x_select)), y_sel.eq(Cat(*y_select))]
+
+        # -- cycle 4: sums ----------------------------------------------------------------
+        # The current RAM holds bias + input current (its initial value, and what the last
+        # sweep of a sample writes back), so a sweep adds one term.
+        for p in range(P):
+            x = reduce(operator.or_, [Mux(x_sel[i], src[p], 0)
+                                      for i, src in enumerate(x_sources)])
+            y = reduce(operator.or_, [Mux(y_sel[i], src[p], 0)
+                                      for i, src in enumerate(y_sources)])
+            m.d.sync += val5[p].eq(x + y)
+
+        # -- cycles 5 and 6: the neuron rule ---------------------------------------------------
+        theta = pop.threshold
+        s5, s6 = st[5], st[6]
         result = Signal(vshape)
         if readout:
             out_vals = Signal(data.ArrayLayout(signed(plan.vbits), P))
         else:
             out_counts = Signal(data.ArrayLayout(self.o.payload.count.shape(), P))
         for p in range(P):
-            r = s2_val[p]
-            with m.If(s2_kind == ACC):
+            if pop.kind == "ilif":
+                # The first fire step clamps V + bias + offset to 2^T·Θ − 1; every step
+                # takes one quotient bit of a restoring division: fire if V ≥ Θ·2^(T−1−k).
+                top = 2**plan.bits_out * theta - 1
+                clamp = (s5.kind == SWEEP) & (s5.fire_k == 0) & (val5[p] > top)
+                m.d.sync += r6[p].eq(Mux(clamp, top, val5[p]))
+            else:
+                m.d.sync += r6[p].eq(val5[p])
+            if pop.kind == "gn":
+                # τ member neurons with thresholds Θ, 2Θ, …, τΘ: the differences V − iΘ
+                # (cycle 5) are both the comparisons and the soft-reset values.
+                dshape = signed(plan.vbits + 2)
+                diffs = [Signal(dshape, name=f"d{i}_{p}")
+                         for i in range(1, pop.group_size + 1)]
+                m.d.sync += [dv.eq(val5[p] - i * theta) for i, dv in enumerate(diffs, start=1)]
+            r = r6[p]
+            with m.If(s6.kind == ACC):
                 m.d.comb += result[p].eq(r)
             with m.Else():
                 if readout:
@@ -586,47 +706,52 @@ class LayerEngine(wiring.Component):
                 elif pop.kind == "ilif":
                     weight = Array(Const(theta * 2 ** (plan.bits_out - 1 - k),
                                          unsigned(plan.vbits))
-                                   for k in range(plan.bits_out))[s2_fire_k]
-                    fire = r >= weight
+                                   for k in range(plan.bits_out))[s6.fire_k]
+                    diff = Signal(signed(plan.vbits + 2), name=f"diff{p}")
+                    m.d.comb += diff.eq(r - weight)
+                    fire = diff >= 0
                     m.d.comb += out_counts[p].eq(fire)
-                    with m.If(s2_fire_k == plan.bits_out - 1):
+                    with m.If(s6.fire_k == plan.bits_out - 1):
                         m.d.comb += result[p].eq(0)
                     with m.Else():
-                        m.d.comb += result[p].eq(r - Mux(fire, weight, 0))
+                        m.d.comb += result[p].eq(Mux(fire, diff, r))
                 else:
-                    tau = pop.group_size
-                    # τ member neurons with thresholds Θ, 2Θ, …, τΘ.
-                    spikes = sum(r >= (i * theta) for i in range(1, tau + 1))
-                    s = Signal(range(tau + 1), name=f"spikes{p}")
-                    m.d.comb += [s.eq(spikes), out_counts[p].eq(s)]
-                    reset = Array(Const(i * theta, unsigned(bits_for(tau * theta)))
-                                  for i in range(tau + 1))[s]
-                    m.d.comb += result[p].eq(Mux(s2_last_step, pop.v0, r - reset))
+                    fires = [dv >= 0 for dv in diffs]
+                    m.d.comb += out_counts[p].eq(sum(fires))
+                    kept = Signal(vshape.elem_shape, name=f"kept{p}")
+                    m.d.comb += kept.eq(r)
+                    # A thermometer code: the highest member that fired wins.
+                    for dv, f in zip(diffs, fires, strict=True):
+                        with m.If(f):
+                            m.d.comb += kept.eq(dv)
+                    m.d.comb += result[p].eq(Mux(s6.last_step, pop.v0, kept))
 
-        # -- stage 3: write back and queue the spikes -----------------------------------------
-        m.d.sync += [s3_valid.eq(s2_valid), s3_kind.eq(s2_kind), s3_addr.eq(s2_addr),
-                     s3_v.eq(result), s3_vw.eq(s2_vw), s3_cw.eq(s2_cw), s3_c.eq(s2_c),
-                     s4_addr.eq(s3_addr), s4_v.eq(s3_v), s4_vw.eq(s3_vw), s4_cw.eq(s3_cw),
-                     s4_c.eq(s3_c)]
-        m.d.comb += [v_wr.addr.eq(s3_addr), v_wr.data.eq(s3_v),
-                     v_wr.en.eq(Mux(s3_vw, (1 << P) - 1, 0))]
+        # -- cycle 7: write back and queue the spikes --------------------------------------
+        s7 = st[WRITE]
+        m.d.sync += res7.eq(result)
         if plan.has_current:
-            m.d.comb += [c_wr.addr.eq(s3_addr), c_wr.data.eq(s3_c),
-                         c_wr.en.eq(Mux(s3_cw, (1 << P) - 1, 0))]
+            for p in range(P):  # an accumulation's new current, or the sweep's bias
+                m.d.sync += cres7[p].eq(Mux(s6.kind == ACC, r6[p], b6[p]))
+        m.d.comb += [v_wr.addr.eq(vaddr(s7)), v_wr.data.eq(res7),
+                     v_wr.en.eq(Mux(writes_v(s7), (1 << P) - 1, 0))]
+        if plan.has_current:
+            m.d.comb += [c_wr.addr.eq(s7.addr), c_wr.data.eq(cres7),
+                         c_wr.en.eq(Mux(writes_c(s7), (1 << P) - 1, 0))]
         entry = Signal(group)
-        s3_entry = Signal(group)
-        s3_push = Signal()
+        entry7 = Signal(group)
+        push7 = Signal()
+        sweeping = s6.valid & (s6.kind == SWEEP)
         if readout:
-            m.d.comb += [entry.values.eq(out_vals), entry.addr.eq(s2_laddr)]
-            m.d.sync += [s3_entry.eq(entry), s3_push.eq(s2_valid & (s2_kind == SWEEP))]
+            m.d.comb += [entry.values.eq(out_vals), entry.addr.eq(s6.addr)]
+            m.d.sync += [entry7.eq(entry), push7.eq(sweeping)]
         else:
-            m.d.comb += [entry.counts.eq(out_counts), entry.g.eq(s2_g), entry.y.eq(s2_y),
-                         entry.x.eq(s2_x), entry.end.eq(s2_end)]
+            m.d.comb += [entry.counts.eq(out_counts), entry.g.eq(s6.g), entry.y.eq(s6.y),
+                         entry.x.eq(s6.x), entry.end.eq(s6.end)]
             any_spike = Signal()
             m.d.comb += any_spike.eq(out_counts.as_value() != 0)
-            m.d.sync += [s3_entry.eq(entry),
-                         s3_push.eq(s2_valid & (s2_kind == SWEEP) & (any_spike | s2_end))]
-        m.d.comb += [queue.w_data.eq(s3_entry), queue.w_en.eq(s3_push)]
+            m.d.sync += [entry7.eq(entry), push7.eq(sweeping & (any_spike | s6.end))]
+        m.d.comb += [queue.w_data.eq(entry7), queue.w_en.eq(push7),
+                     dropped.eq(s7.valid & (s7.kind == SWEEP) & ~push7)]
 
         # -- output: serialize the lanes of the queued groups ---------------------------------
         head = data.View(group, queue.r_data)

@@ -24,11 +24,12 @@ import math
 import re
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import fifo, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..graph import INPUT
 from ..qnet import QNet
+from .buffers import RegisteredFIFO, SkidBuffer
 from .engine import LayerEngine
 from .events import pixel_signature, readout_signature
 
@@ -109,7 +110,13 @@ class Network(wiring.Component):
         for source, ports in readers.items():
             producer = self.pixels if source == INPUT else self.engines[source].o
             self._fan_out(m, source, producer, ports)
-        wiring.connect(m, wiring.flipped(self.o), self.engines[self.net.output.name].o)
+        # The readout leaves through a skid buffer: the argmax logic ends in flip-flops.
+        out = self.engines[self.net.output.name].o
+        m.submodules.out_skid = skid = SkidBuffer(len(out.payload.as_value()))
+        m.d.comb += [skid.i_data.eq(out.payload), skid.i_valid.eq(out.valid),
+                     out.ready.eq(skid.i_ready),
+                     self.o.payload.eq(skid.o_data), self.o.valid.eq(skid.o_valid),
+                     skid.o_ready.eq(self.o.ready)]
         m.d.sync += self.cycles.eq(self.cycles + 1)
         if self.taps:
             for name, engine in self.engines.items():
@@ -135,7 +142,7 @@ class Network(wiring.Component):
             if depth == 0:
                 writers.append((port.ready, port))
                 continue
-            q = fifo.SyncFIFOBuffered(width=width, depth=depth)
+            q = RegisteredFIFO(width=width, depth=depth)
             m.submodules[f"fifo_{source}_{i}"] = q
             m.d.comb += [port.valid.eq(q.r_rdy), port.payload.eq(q.r_data),
                          q.r_en.eq(port.ready), q.w_data.eq(producer.payload)]
@@ -145,7 +152,7 @@ class Network(wiring.Component):
             all_ready = all_ready & ready
         m.d.comb += [accept.eq(producer.valid & all_ready), producer.ready.eq(all_ready)]
         for _, target in writers:
-            if isinstance(target, fifo.SyncFIFOBuffered):
+            if isinstance(target, RegisteredFIFO):
                 m.d.comb += target.w_en.eq(accept)
             else:
                 m.d.comb += [target.valid.eq(producer.valid & all_ready),

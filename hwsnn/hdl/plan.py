@@ -173,7 +173,8 @@ class EnginePlan:
                                                           .shape[0], -1)
             clo = int(np.minimum(w, 0).sum(1).min()) * INPUT_LEVELS
             chi = int(np.maximum(w, 0).sum(1).max()) * INPUT_LEVELS
-            self.cbits = signed_bits(min(clo, 0), max(chi, 0))
+            # The current RAM holds bias + current (see LayerEngine).
+            self.cbits = signed_bits(min(clo + min(blo, 0), 0), max(chi + max(bhi, 0), 0))
         else:
             self.cbits = 1
         # ILIF fire clamps V to 2^T·Θ − 1 before the restoring division.
@@ -195,8 +196,9 @@ class EnginePlan:
 
     @property
     def queue_depth(self) -> int:
-        """Default output queue depth in lane groups: two sweeps' worth, at least 8."""
-        return max(8, 2 * self.addresses + 3)
+        """Default output queue depth in lane groups: two sweeps' worth and the
+        operations in flight, at least 16."""
+        return max(16, 2 * self.addresses + 10)
 
     @property
     def input_size(self) -> int:
