@@ -1,7 +1,8 @@
 """Train the bundled example models on scikit-learn's digits with QCFS activations.
 
-    python examples/train_digits.py            # both models, writes hwsnn/models/*.pt
+    python examples/train_digits.py            # every model, writes hwsnn/models/*.pt
     python examples/train_digits.py --model digits-cnn
+    python examples/train_digits.py --model digits28-mlp   # 28×28 digits (data set digits28)
 
 CPU only, fixed seed, about a minute per model. The checkpoints ship inside the package,
 so users never need to run this.

@@ -174,6 +174,8 @@ def build(directory, board, *, lanes: int = 1, baud: int = DEFAULT_BAUD,
         "latency_cycles": cycles["latency"],
         "latency_us": cycles["latency"] / clock_hz * 1e6,
         "inferences_per_second": clock_hz / cycles["throughput"],
+        # What a clock at the achieved Fmax (a PLL; not generated yet) would give.
+        "latency_us_at_fmax": cycles["latency"] / fmax if fmax > 0 else None,
     })
     report["resources"] = _post_route_resources(util, fit["resources"], board)
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -19,10 +19,34 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   wire [32:0] \$7 ;
   wire [32:0] \$8 ;
   wire [32:0] \$9 ;
+  wire \$signal ;
+  wire [10:0] \$signal$26 ;
+  wire \$signal$27 ;
+  wire [10:0] \$signal$29 ;
+  wire \$signal$33 ;
+  wire \$signal$35 ;
+  wire \$signal$37 ;
+  wire [11:0] \$signal$39 ;
+  wire \$signal$40 ;
+  wire [11:0] \$signal$42 ;
+  wire \$signal$46 ;
+  wire \$signal$48 ;
+  wire \$signal$50 ;
+  wire [9:0] \$signal$52 ;
+  wire \$signal$53 ;
+  wire [9:0] \$signal$55 ;
+  wire \$signal$59 ;
+  wire \$signal$61 ;
+  wire [26:0] \$signal$62 ;
+  wire \$signal$64 ;
+  wire \$signal$67 ;
+  wire [26:0] \$signal$68 ;
+  wire \$signal$69 ;
+  wire \$signal$70 ;
   wire active;
-  wire \active$66 ;
-  wire \active$67 ;
-  wire \active$68 ;
+  wire \active$72 ;
+  wire \active$73 ;
+  wire \active$74 ;
   input clk;
   wire clk;
   wire conv1_accept;
@@ -75,11 +99,11 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   wire \o__payload$56.end ;
   wire [1:0] \o__payload$56.x ;
   wire [1:0] \o__payload$56.y ;
-  wire [26:0] \o__payload$62 ;
-  wire [3:0] \o__payload$62.argmax ;
-  wire [3:0] \o__payload$62.index ;
-  wire \o__payload$62.last ;
-  wire [17:0] \o__payload$62.value ;
+  wire [26:0] \o__payload$63 ;
+  wire [3:0] \o__payload$63.argmax ;
+  wire [3:0] \o__payload$63.index ;
+  wire \o__payload$63.last ;
+  wire [17:0] \o__payload$63.value ;
   wire [3:0] \o__payload.argmax ;
   wire [3:0] \o__payload.index ;
   wire \o__payload.last ;
@@ -89,13 +113,13 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   wire \o__ready$34 ;
   wire \o__ready$47 ;
   wire \o__ready$60 ;
-  wire \o__ready$63 ;
+  wire \o__ready$66 ;
   output o__valid;
   wire o__valid;
   wire \o__valid$32 ;
   wire \o__valid$45 ;
   wire \o__valid$58 ;
-  wire \o__valid$64 ;
+  wire \o__valid$65 ;
   input [7:0] pixels__payload;
   wire [7:0] pixels__payload;
   wire [7:0] \pixels__payload$22 ;
@@ -105,15 +129,6 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   input pixels__valid;
   wire pixels__valid;
   wire \pixels__valid$21 ;
-  wire [10:0] r_data;
-  wire [11:0] \r_data$39 ;
-  wire [9:0] \r_data$52 ;
-  wire r_en;
-  wire \r_en$40 ;
-  wire \r_en$53 ;
-  wire r_rdy;
-  wire \r_rdy$37 ;
-  wire \r_rdy$50 ;
   input rst;
   wire rst;
   output [10:0] tap_conv1__payload;
@@ -143,15 +158,6 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   wire [1:0] \tap_conv3__payload.y ;
   output tap_conv3__valid;
   wire tap_conv3__valid;
-  wire [10:0] w_data;
-  wire [11:0] \w_data$42 ;
-  wire [9:0] \w_data$55 ;
-  wire w_en;
-  wire \w_en$48 ;
-  wire \w_en$61 ;
-  wire w_rdy;
-  wire \w_rdy$46 ;
-  wire \w_rdy$59 ;
   output [31:0] work_conv1;
   reg [31:0] work_conv1 = 32'd0;
   output [31:0] work_conv2;
@@ -195,10 +201,10 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv2  engine_conv2 (
-    .active(\active$66 ),
+    .active(\active$72 ),
     .clk(clk),
     .i0__payload(i0__payload),
-    .i0__ready(r_en),
+    .i0__ready(\$signal$27 ),
     .i0__valid(i0__valid),
     .o__payload(tap_conv2__payload),
     .o__ready(\o__ready$47 ),
@@ -206,10 +212,10 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv3  engine_conv3 (
-    .active(\active$67 ),
+    .active(\active$73 ),
     .clk(clk),
     .i0__payload(\i0__payload$38 ),
-    .i0__ready(\r_en$40 ),
+    .i0__ready(\$signal$40 ),
     .i0__valid(\i0__valid$36 ),
     .o__payload(tap_conv3__payload),
     .o__ready(\o__ready$60 ),
@@ -217,45 +223,55 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
     .rst(rst)
   );
   \digits_cnn_ilif.engine_fc  engine_fc (
-    .active(\active$68 ),
+    .active(\active$74 ),
     .clk(clk),
     .i0__payload(\i0__payload$51 ),
-    .i0__ready(\r_en$53 ),
+    .i0__ready(\$signal$53 ),
     .i0__valid(\i0__valid$49 ),
-    .o__payload(o__payload),
-    .o__ready(o__ready),
-    .o__valid(o__valid),
+    .o__payload(\$signal$62 ),
+    .o__ready(\o__ready$66 ),
+    .o__valid(\$signal$64 ),
     .rst(rst)
   );
   \digits_cnn_ilif.fifo_conv1_0  fifo_conv1_0 (
     .clk(clk),
-    .r_data(i0__payload),
-    .r_en(r_en),
-    .r_rdy(i0__valid),
+    .\port$3834$0 (\$signal$27 ),
+    .\port$4361$0 (i0__payload),
+    .\port$4363$0 (i0__valid),
     .rst(rst),
+    .w_data(tap_conv1__payload),
     .w_en(conv1_accept),
-    .w_port__data(tap_conv1__payload),
-    .w_rdy(w_rdy)
+    .w_rdy(\$signal$33 )
   );
   \digits_cnn_ilif.fifo_conv2_0  fifo_conv2_0 (
     .clk(clk),
-    .r_data(\i0__payload$38 ),
-    .r_en(\r_en$40 ),
-    .r_rdy(\i0__valid$36 ),
+    .\port$4010$0 (\$signal$40 ),
+    .\port$4387$0 (\i0__payload$38 ),
+    .\port$4389$0 (\i0__valid$36 ),
     .rst(rst),
+    .w_data(tap_conv2__payload),
     .w_en(conv2_accept),
-    .w_port__data(tap_conv2__payload),
-    .w_rdy(\w_rdy$46 )
+    .w_rdy(\$signal$46 )
   );
   \digits_cnn_ilif.fifo_conv3_0  fifo_conv3_0 (
     .clk(clk),
-    .r_data(\i0__payload$51 ),
-    .r_en(\r_en$53 ),
-    .r_rdy(\i0__valid$49 ),
+    .\port$4186$0 (\$signal$53 ),
+    .\port$4413$0 (\i0__payload$51 ),
+    .\port$4415$0 (\i0__valid$49 ),
     .rst(rst),
+    .w_data(tap_conv3__payload),
     .w_en(conv3_accept),
-    .w_port__data(tap_conv3__payload),
-    .w_rdy(\w_rdy$59 )
+    .w_rdy(\$signal$59 )
+  );
+  \digits_cnn_ilif.out_skid  out_skid (
+    .clk(clk),
+    .\port$0$11 (o__ready),
+    .\port$3598$0 (\o__ready$66 ),
+    .\port$4193$0 (\$signal$62 ),
+    .\port$4194$0 (\$signal$64 ),
+    .\port$4423$0 (o__payload),
+    .\port$4425$0 (o__valid),
+    .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
@@ -277,7 +293,7 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$13  = work_conv2;
-    if (\active$66 ) begin
+    if (\active$72 ) begin
       \$13  = \$8 [31:0];
     end
     if (rst) begin
@@ -287,7 +303,7 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$14  = work_conv3;
-    if (\active$67 ) begin
+    if (\active$73 ) begin
       \$14  = \$9 [31:0];
     end
     if (rst) begin
@@ -297,7 +313,7 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$15  = work_fc;
-    if (\active$68 ) begin
+    if (\active$74 ) begin
       \$15  = \$10 [31:0];
     end
     if (rst) begin
@@ -305,27 +321,30 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
     end
   end
   assign \pixels__payload$22  = pixels__payload;
-  assign r_rdy = i0__valid;
-  assign r_data = i0__payload;
-  assign i0__ready = r_en;
-  assign w_data = tap_conv1__payload;
+  assign \$signal  = i0__valid;
+  assign \$signal$26  = i0__payload;
+  assign i0__ready = \$signal$27 ;
+  assign \$signal$29  = tap_conv1__payload;
   assign \o__payload$30  = tap_conv1__payload;
-  assign w_en = conv1_accept;
-  assign \r_rdy$37  = \i0__valid$36 ;
-  assign \r_data$39  = \i0__payload$38 ;
-  assign \i0__ready$41  = \r_en$40 ;
-  assign \w_data$42  = tap_conv2__payload;
+  assign \$signal$35  = conv1_accept;
+  assign \$signal$37  = \i0__valid$36 ;
+  assign \$signal$39  = \i0__payload$38 ;
+  assign \i0__ready$41  = \$signal$40 ;
+  assign \$signal$42  = tap_conv2__payload;
   assign \o__payload$43  = tap_conv2__payload;
-  assign \w_en$48  = conv2_accept;
-  assign \r_rdy$50  = \i0__valid$49 ;
-  assign \r_data$52  = \i0__payload$51 ;
-  assign \i0__ready$54  = \r_en$53 ;
-  assign \w_data$55  = tap_conv3__payload;
+  assign \$signal$48  = conv2_accept;
+  assign \$signal$50  = \i0__valid$49 ;
+  assign \$signal$52  = \i0__payload$51 ;
+  assign \i0__ready$54  = \$signal$53 ;
+  assign \$signal$55  = tap_conv3__payload;
   assign \o__payload$56  = tap_conv3__payload;
-  assign \w_en$61  = conv3_accept;
-  assign \o__payload$62  = o__payload;
-  assign \o__ready$63  = o__ready;
-  assign \o__valid$64  = o__valid;
+  assign \$signal$61  = conv3_accept;
+  assign \o__payload$63  = \$signal$62 ;
+  assign \o__valid$65  = \$signal$64 ;
+  assign \$signal$67  = \o__ready$66 ;
+  assign \$signal$68  = o__payload;
+  assign \$signal$69  = o__valid;
+  assign \$signal$70  = o__ready;
   assign \o__payload.index  = o__payload[3:0];
   assign \o__payload.value  = o__payload[21:4];
   assign \o__payload.argmax  = o__payload[25:22];
@@ -375,19 +394,19 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   assign \o__payload$56.x  = tap_conv3__payload[7:6];
   assign \o__payload$56.count  = tap_conv3__payload[8];
   assign \o__payload$56.end  = tap_conv3__payload[9];
-  assign \o__payload$62.index  = o__payload[3:0];
-  assign \o__payload$62.value  = o__payload[21:4];
-  assign \o__payload$62.argmax  = o__payload[25:22];
-  assign \o__payload$62.last  = o__payload[26];
+  assign \o__payload$63.index  = \$signal$62 [3:0];
+  assign \o__payload$63.value  = \$signal$62 [21:4];
+  assign \o__payload$63.argmax  = \$signal$62 [25:22];
+  assign \o__payload$63.last  = \$signal$62 [26];
   assign \$1  = \pixels__ready$20 ;
   assign pixels__ready = \pixels__ready$20 ;
   assign \$2  = \pixels__ready$20 ;
-  assign \$3  = w_rdy;
-  assign \o__ready$34  = w_rdy;
-  assign \$4  = \w_rdy$46 ;
-  assign \o__ready$47  = \w_rdy$46 ;
-  assign \$5  = \w_rdy$59 ;
-  assign \o__ready$60  = \w_rdy$59 ;
+  assign \$3  = \$signal$33 ;
+  assign \o__ready$34  = \$signal$33 ;
+  assign \$4  = \$signal$46 ;
+  assign \o__ready$47  = \$signal$46 ;
+  assign \$5  = \$signal$59 ;
+  assign \o__ready$60  = \$signal$59 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -395,15 +414,15 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
-  reg [17:0] \$100 ;
+  wire \$100 ;
   wire \$101 ;
   wire \$102 ;
-  reg [17:0] \$103 ;
+  wire \$103 ;
   wire \$104 ;
-  reg [17:0] \$105 ;
-  wire [17:0] \$106 ;
-  wire [19:0] \$107 ;
-  wire [3:0] \$108 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
@@ -416,56 +435,56 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
-  wire \$12 ;
+  wire [8:0] \$12 ;
   wire \$120 ;
-  wire [3:0] \$121 ;
-  wire [4:0] \$122 ;
+  wire \$121 ;
+  wire \$122 ;
   wire \$123 ;
-  reg \$124 ;
-  wire [4:0] \$125 ;
-  wire [4:0] \$126 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
   wire \$127 ;
   wire \$128 ;
   wire \$129 ;
-  wire \$13 ;
+  wire [9:0] \$13 ;
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire [14:0] \$136 ;
-  wire [14:0] \$137 ;
-  wire [14:0] \$138 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
   wire \$139 ;
   wire \$14 ;
   wire \$140 ;
-  wire [7:0] \$141 ;
+  wire \$141 ;
   wire \$142 ;
   wire \$143 ;
-  wire [1:0] \$144 ;
-  wire [3:0] \$145 ;
-  wire [3:0] \$146 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire \$15 ;
+  reg [17:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
-  reg \$153 ;
+  wire \$153 ;
   wire \$154 ;
-  reg \$155 ;
+  wire \$155 ;
   wire \$156 ;
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
-  wire [1:0] \$16 ;
-  wire [1:0] \$160 ;
+  wire [19:0] \$16 ;
+  wire \$160 ;
   wire \$161 ;
   wire \$162 ;
-  wire [2:0] \$163 ;
-  wire [9:0] \$164 ;
+  wire \$163 ;
+  wire \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
@@ -473,13 +492,13 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$169 ;
   wire \$17 ;
   wire \$170 ;
-  wire [3:0] \$171 ;
-  wire [7:0] \$172 ;
+  wire \$171 ;
+  wire \$172 ;
   wire \$173 ;
   wire \$174 ;
-  wire [3:0] \$175 ;
-  wire [3:0] \$176 ;
-  wire [1:0] \$177 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
   wire \$178 ;
   wire \$179 ;
   wire \$18 ;
@@ -491,209 +510,927 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$185 ;
   wire \$186 ;
   wire \$187 ;
-  wire [4:0] \$188 ;
-  wire [4:0] \$189 ;
-  wire [2:0] \$19 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
-  wire [6:0] \$193 ;
-  wire [6:0] \$194 ;
-  reg [7:0] \$195 ;
-  reg [6:0] \$196 ;
-  reg \$197 ;
-  reg [2:0] \$198 ;
-  reg [2:0] \$199 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire \$2 ;
-  wire [9:0] \$20 ;
-  reg [5:0] \$200 ;
-  reg [2:0] \$201 ;
-  reg [2:0] \$202 ;
-  reg \$203 ;
-  reg [5:0] \$204 ;
-  reg \$205 ;
-  reg \$206 ;
-  reg \$207 ;
-  reg [1:0] \$208 ;
-  reg \$209 ;
+  wire [19:0] \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
-  reg [6:0] \$210 ;
-  reg \$211 ;
-  reg [2:0] \$212 ;
-  reg [2:0] \$213 ;
-  reg [2:0] \$214 ;
-  reg \$215 ;
-  reg \$216 ;
-  reg \$217 ;
-  reg \$218 ;
-  reg \$219 ;
-  wire \$22 ;
-  reg [7:0] \$220 ;
-  reg \$221 ;
-  reg \$222 ;
-  reg [3:0] \$223 ;
-  reg \$224 ;
-  reg [1:0] \$225 ;
-  reg \$226 ;
-  reg \$227 ;
-  reg [2:0] \$228 ;
-  reg [2:0] \$229 ;
-  wire \$23 ;
-  reg \$230 ;
-  reg \$231 ;
-  reg [7:0] \$232 ;
-  reg [75:0] \$233 ;
-  reg \$234 ;
-  reg \$235 ;
-  reg [1:0] \$236 ;
-  reg \$237 ;
-  reg \$238 ;
-  reg [2:0] \$239 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
+  reg [17:0] \$22 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
+  wire [19:0] \$23 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
   wire \$24 ;
-  reg [2:0] \$240 ;
-  reg [6:0] \$241 ;
-  reg \$242 ;
-  reg \$243 ;
-  reg [7:0] \$244 ;
-  reg [71:0] \$245 ;
-  reg \$246 ;
-  reg \$247 ;
-  reg [3:0] \$248 ;
-  reg [7:0] \$249 ;
-  wire [8:0] \$25 ;
-  reg [71:0] \$250 ;
-  reg \$251 ;
-  reg \$252 ;
-  reg [3:0] \$253 ;
-  reg [11:0] \$254 ;
-  reg \$255 ;
-  reg [3:0] \$256 ;
-  wire [9:0] \$26 ;
-  wire \$27 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
+  wire \$25 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire \$259 ;
+  wire \$26 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
+  wire [19:0] \$27 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire \$279 ;
   wire \$28 ;
-  wire \$29 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire \$289 ;
+  reg [17:0] \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire \$3 ;
-  wire \$30 ;
+  wire [19:0] \$30 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire \$309 ;
   wire \$31 ;
+  wire \$310 ;
+  wire \$311 ;
+  wire \$312 ;
+  wire \$313 ;
+  wire \$314 ;
+  wire \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire \$319 ;
   wire \$32 ;
+  wire \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire \$324 ;
+  wire \$325 ;
+  wire \$326 ;
+  wire \$327 ;
+  wire \$328 ;
+  wire \$329 ;
   wire \$33 ;
-  wire \$34 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire \$338 ;
+  wire \$339 ;
+  wire [19:0] \$34 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire \$344 ;
+  wire \$345 ;
+  wire \$346 ;
+  wire \$347 ;
+  wire \$348 ;
+  wire \$349 ;
   wire \$35 ;
-  wire \$36 ;
-  wire [30:0] \$37 ;
-  wire [31:0] \$38 ;
+  wire \$350 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire \$359 ;
+  reg [17:0] \$36 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire \$368 ;
+  wire \$369 ;
+  wire [19:0] \$37 ;
+  wire \$370 ;
+  wire \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire \$377 ;
+  wire \$378 ;
+  wire \$379 ;
+  wire \$38 ;
+  wire \$380 ;
+  wire \$381 ;
+  wire \$382 ;
+  wire \$383 ;
+  wire \$384 ;
+  wire \$385 ;
+  wire \$386 ;
+  wire \$387 ;
+  wire \$388 ;
+  wire \$389 ;
   wire \$39 ;
+  wire \$390 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire \$393 ;
+  wire \$394 ;
+  wire \$395 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire \$398 ;
+  wire \$399 ;
   wire \$4 ;
-  wire [18:0] \$40 ;
-  wire \$41 ;
-  wire [18:0] \$42 ;
-  wire [18:0] \$43 ;
-  wire [18:0] \$44 ;
+  wire \$40 ;
+  wire \$400 ;
+  wire \$401 ;
+  wire \$402 ;
+  wire \$403 ;
+  wire \$404 ;
+  wire \$405 ;
+  wire \$406 ;
+  wire \$407 ;
+  wire \$408 ;
+  wire \$409 ;
+  wire [19:0] \$41 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire \$412 ;
+  wire \$413 ;
+  wire \$414 ;
+  wire \$415 ;
+  wire \$416 ;
+  wire \$417 ;
+  wire \$418 ;
+  wire \$419 ;
+  wire [8:0] \$42 ;
+  wire \$420 ;
+  wire \$421 ;
+  wire \$422 ;
+  wire \$423 ;
+  wire \$424 ;
+  wire \$425 ;
+  wire \$426 ;
+  wire \$427 ;
+  wire \$428 ;
+  wire \$429 ;
+  wire [9:0] \$43 ;
+  wire \$430 ;
+  wire \$431 ;
+  wire \$432 ;
+  wire \$433 ;
+  wire \$434 ;
+  wire \$435 ;
+  wire \$436 ;
+  wire \$437 ;
+  wire \$438 ;
+  wire \$439 ;
+  wire \$44 ;
+  wire \$440 ;
+  wire \$441 ;
+  wire \$442 ;
+  wire \$443 ;
+  wire \$444 ;
+  wire \$445 ;
+  wire \$446 ;
+  wire \$447 ;
+  wire \$448 ;
+  wire \$449 ;
   wire \$45 ;
-  wire [30:0] \$46 ;
-  wire [31:0] \$47 ;
-  wire \$48 ;
-  wire [18:0] \$49 ;
+  wire \$450 ;
+  wire \$451 ;
+  wire \$452 ;
+  wire \$453 ;
+  wire \$454 ;
+  wire \$455 ;
+  wire \$456 ;
+  wire \$457 ;
+  wire \$458 ;
+  wire \$459 ;
+  wire \$46 ;
+  wire \$460 ;
+  wire \$461 ;
+  wire \$462 ;
+  wire \$463 ;
+  wire \$464 ;
+  wire \$465 ;
+  wire \$466 ;
+  wire \$467 ;
+  wire \$468 ;
+  wire \$469 ;
+  wire \$47 ;
+  wire \$470 ;
+  wire \$471 ;
+  wire \$472 ;
+  wire \$473 ;
+  wire \$474 ;
+  wire \$475 ;
+  wire \$476 ;
+  wire \$477 ;
+  wire \$478 ;
+  wire \$479 ;
+  wire [3:0] \$48 ;
+  wire [7:0] \$480 ;
+  wire \$481 ;
+  wire \$482 ;
+  wire \$483 ;
+  wire [1:0] \$484 ;
+  wire [3:0] \$485 ;
+  wire [3:0] \$486 ;
+  wire \$487 ;
+  wire \$488 ;
+  wire \$489 ;
+  wire \$49 ;
+  wire \$490 ;
+  wire \$491 ;
+  reg \$492 ;
+  wire \$493 ;
+  reg \$494 ;
+  wire \$495 ;
+  wire \$496 ;
+  wire \$497 ;
+  wire \$498 ;
+  wire [3:0] \$499 ;
   wire \$5 ;
   wire \$50 ;
-  wire [18:0] \$51 ;
-  wire [18:0] \$52 ;
-  wire [18:0] \$53 ;
+  wire [7:0] \$500 ;
+  wire \$501 ;
+  wire \$502 ;
+  wire \$503 ;
+  wire [3:0] \$504 ;
+  wire [3:0] \$505 ;
+  wire [1:0] \$506 ;
+  wire \$507 ;
+  wire \$508 ;
+  wire \$509 ;
+  wire \$51 ;
+  wire [14:0] \$510 ;
+  wire [14:0] \$511 ;
+  wire [14:0] \$512 ;
+  wire [14:0] \$513 ;
+  wire \$514 ;
+  wire \$515 ;
+  wire \$516 ;
+  wire \$517 ;
+  wire \$518 ;
+  wire \$519 ;
+  wire \$52 ;
+  wire \$520 ;
+  wire \$521 ;
+  wire \$522 ;
+  wire \$523 ;
+  wire \$524 ;
+  wire \$525 ;
+  wire \$526 ;
+  wire \$527 ;
+  wire \$528 ;
+  wire \$529 ;
+  wire \$53 ;
+  wire \$530 ;
+  wire \$531 ;
+  wire \$532 ;
+  wire \$533 ;
+  wire \$534 ;
+  wire \$535 ;
+  wire \$536 ;
+  wire \$537 ;
+  wire \$538 ;
+  wire \$539 ;
   wire \$54 ;
-  wire [30:0] \$55 ;
-  wire [31:0] \$56 ;
+  wire \$540 ;
+  wire \$541 ;
+  wire \$542 ;
+  wire \$543 ;
+  wire \$544 ;
+  wire \$545 ;
+  wire \$546 ;
+  wire \$547 ;
+  wire \$548 ;
+  wire \$549 ;
+  wire \$55 ;
+  wire \$550 ;
+  wire \$551 ;
+  wire \$552 ;
+  wire \$553 ;
+  wire \$554 ;
+  wire \$555 ;
+  wire \$556 ;
+  wire \$557 ;
+  wire \$558 ;
+  wire \$559 ;
+  wire \$56 ;
+  wire \$560 ;
+  wire \$561 ;
+  wire \$562 ;
+  wire \$563 ;
+  wire \$564 ;
+  wire \$565 ;
+  wire \$566 ;
+  wire \$567 ;
+  wire \$568 ;
+  wire \$569 ;
   wire \$57 ;
-  wire [18:0] \$58 ;
+  wire \$570 ;
+  wire \$571 ;
+  wire \$572 ;
+  wire \$573 ;
+  wire \$574 ;
+  wire \$575 ;
+  wire \$576 ;
+  wire \$577 ;
+  wire \$578 ;
+  wire \$579 ;
+  wire \$58 ;
+  wire \$580 ;
+  wire \$581 ;
+  wire \$582 ;
+  wire \$583 ;
+  wire \$584 ;
+  wire \$585 ;
+  wire \$586 ;
+  wire \$587 ;
+  wire \$588 ;
+  wire \$589 ;
   wire \$59 ;
-  wire [14:0] \$6 ;
-  wire [18:0] \$60 ;
-  wire [18:0] \$61 ;
-  wire [18:0] \$62 ;
+  wire \$590 ;
+  wire \$591 ;
+  wire \$592 ;
+  wire \$593 ;
+  wire \$594 ;
+  wire \$595 ;
+  wire \$596 ;
+  wire \$597 ;
+  wire \$598 ;
+  wire \$599 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$600 ;
+  wire \$601 ;
+  wire \$602 ;
+  wire \$603 ;
+  wire \$604 ;
+  wire \$605 ;
+  wire \$606 ;
+  wire \$607 ;
+  wire \$608 ;
+  wire \$609 ;
+  wire \$61 ;
+  wire \$610 ;
+  wire \$611 ;
+  wire \$612 ;
+  wire \$613 ;
+  wire \$614 ;
+  wire \$615 ;
+  wire \$616 ;
+  wire \$617 ;
+  wire \$618 ;
+  wire \$619 ;
+  wire \$62 ;
+  wire \$620 ;
+  wire \$621 ;
+  wire \$622 ;
+  wire \$623 ;
+  wire \$624 ;
+  wire \$625 ;
+  wire \$626 ;
+  wire \$627 ;
+  wire \$628 ;
+  wire \$629 ;
   wire \$63 ;
-  wire [30:0] \$64 ;
-  wire [31:0] \$65 ;
+  wire \$630 ;
+  wire \$631 ;
+  wire \$632 ;
+  wire \$633 ;
+  wire \$634 ;
+  wire \$635 ;
+  wire \$636 ;
+  wire \$637 ;
+  wire \$638 ;
+  wire \$639 ;
+  wire [3:0] \$64 ;
+  wire \$640 ;
+  wire \$641 ;
+  wire \$642 ;
+  wire \$643 ;
+  wire \$644 ;
+  wire \$645 ;
+  wire \$646 ;
+  wire \$647 ;
+  wire \$648 ;
+  wire \$649 ;
+  wire [4:0] \$65 ;
+  wire \$650 ;
+  wire \$651 ;
+  wire \$652 ;
+  wire \$653 ;
+  wire \$654 ;
+  wire \$655 ;
+  wire \$656 ;
+  wire \$657 ;
+  wire \$658 ;
+  wire \$659 ;
   wire \$66 ;
-  wire [18:0] \$67 ;
-  wire \$68 ;
-  wire [18:0] \$69 ;
-  wire [14:0] \$7 ;
-  wire [18:0] \$70 ;
-  wire [18:0] \$71 ;
+  wire \$660 ;
+  wire \$661 ;
+  wire \$662 ;
+  wire \$663 ;
+  wire \$664 ;
+  wire \$665 ;
+  wire \$666 ;
+  wire \$667 ;
+  wire \$668 ;
+  wire \$669 ;
+  reg \$67 ;
+  wire \$670 ;
+  wire \$671 ;
+  wire \$672 ;
+  wire \$673 ;
+  wire \$674 ;
+  wire \$675 ;
+  wire \$676 ;
+  wire \$677 ;
+  wire \$678 ;
+  wire \$679 ;
+  wire [4:0] \$68 ;
+  wire \$680 ;
+  wire \$681 ;
+  wire \$682 ;
+  wire \$683 ;
+  wire \$684 ;
+  wire \$685 ;
+  wire \$686 ;
+  wire \$687 ;
+  wire \$688 ;
+  wire \$689 ;
+  wire [4:0] \$69 ;
+  wire \$690 ;
+  wire \$691 ;
+  wire \$692 ;
+  wire \$693 ;
+  wire \$694 ;
+  wire \$695 ;
+  wire \$696 ;
+  wire \$697 ;
+  wire \$698 ;
+  wire \$699 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$700 ;
+  wire \$701 ;
+  wire \$702 ;
+  wire \$703 ;
+  wire \$704 ;
+  wire \$705 ;
+  wire \$706 ;
+  wire \$707 ;
+  wire \$708 ;
+  wire \$709 ;
+  wire \$71 ;
+  wire \$710 ;
+  wire \$711 ;
+  wire \$712 ;
+  wire \$713 ;
+  wire [18:0] \$714 ;
+  wire [18:0] \$715 ;
+  wire [18:0] \$716 ;
+  wire [17:0] \$717 ;
+  wire [18:0] \$718 ;
+  wire [17:0] \$719 ;
   wire \$72 ;
-  reg [17:0] \$73 ;
+  wire [18:0] \$720 ;
+  wire [17:0] \$721 ;
+  wire [18:0] \$722 ;
+  wire [17:0] \$723 ;
+  wire [18:0] \$724 ;
+  wire [1:0] \$725 ;
+  wire [18:0] \$726 ;
+  wire [1:0] \$727 ;
+  wire [18:0] \$728 ;
+  wire [1:0] \$729 ;
+  wire \$73 ;
+  wire [18:0] \$730 ;
+  wire [1:0] \$731 ;
+  wire [18:0] \$732 ;
+  wire [14:0] \$733 ;
+  wire [14:0] \$734 ;
+  wire [14:0] \$735 ;
+  wire [18:0] \$736 ;
+  wire [18:0] \$737 ;
+  wire [18:0] \$738 ;
+  wire [18:0] \$739 ;
   wire \$74 ;
+  wire [1:0] \$740 ;
+  wire [18:0] \$741 ;
+  wire [1:0] \$742 ;
+  wire [18:0] \$743 ;
+  wire [1:0] \$744 ;
+  wire [18:0] \$745 ;
+  wire [1:0] \$746 ;
+  wire [18:0] \$747 ;
+  wire [19:0] \$748 ;
+  wire [18:0] \$749 ;
   wire \$75 ;
-  reg [17:0] \$76 ;
+  wire [18:0] \$750 ;
+  wire [18:0] \$751 ;
+  wire [17:0] \$752 ;
+  wire [18:0] \$753 ;
+  wire [17:0] \$754 ;
+  wire [18:0] \$755 ;
+  wire [17:0] \$756 ;
+  wire [18:0] \$757 ;
+  wire [17:0] \$758 ;
+  wire [18:0] \$759 ;
+  wire \$76 ;
+  wire [1:0] \$760 ;
+  wire [18:0] \$761 ;
+  wire [1:0] \$762 ;
+  wire [18:0] \$763 ;
+  wire [1:0] \$764 ;
+  wire [18:0] \$765 ;
+  wire [1:0] \$766 ;
+  wire [18:0] \$767 ;
+  wire [14:0] \$768 ;
+  wire [14:0] \$769 ;
   wire \$77 ;
-  reg [17:0] \$78 ;
-  wire [17:0] \$79 ;
-  wire [14:0] \$8 ;
-  wire [19:0] \$80 ;
-  wire \$81 ;
-  reg [17:0] \$82 ;
+  wire [14:0] \$770 ;
+  wire [18:0] \$771 ;
+  wire [18:0] \$772 ;
+  wire [18:0] \$773 ;
+  wire [18:0] \$774 ;
+  wire [1:0] \$775 ;
+  wire [18:0] \$776 ;
+  wire [1:0] \$777 ;
+  wire [18:0] \$778 ;
+  wire [1:0] \$779 ;
+  wire [9:0] \$78 ;
+  wire [18:0] \$780 ;
+  wire [1:0] \$781 ;
+  wire [18:0] \$782 ;
+  wire [19:0] \$783 ;
+  wire [18:0] \$784 ;
+  wire [18:0] \$785 ;
+  wire [18:0] \$786 ;
+  wire [17:0] \$787 ;
+  wire [18:0] \$788 ;
+  wire [17:0] \$789 ;
+  wire [10:0] \$79 ;
+  wire [18:0] \$790 ;
+  wire [17:0] \$791 ;
+  wire [18:0] \$792 ;
+  wire [17:0] \$793 ;
+  wire [18:0] \$794 ;
+  wire [1:0] \$795 ;
+  wire [18:0] \$796 ;
+  wire [1:0] \$797 ;
+  wire [18:0] \$798 ;
+  wire [1:0] \$799 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire [18:0] \$800 ;
+  wire [1:0] \$801 ;
+  wire [18:0] \$802 ;
+  wire [14:0] \$803 ;
+  wire [14:0] \$804 ;
+  wire [14:0] \$805 ;
+  wire [18:0] \$806 ;
+  wire [18:0] \$807 ;
+  wire [18:0] \$808 ;
+  wire [18:0] \$809 ;
+  wire [11:0] \$81 ;
+  wire [1:0] \$810 ;
+  wire [18:0] \$811 ;
+  wire [1:0] \$812 ;
+  wire [18:0] \$813 ;
+  wire [1:0] \$814 ;
+  wire [18:0] \$815 ;
+  wire [1:0] \$816 ;
+  wire [18:0] \$817 ;
+  wire [19:0] \$818 ;
+  wire [18:0] \$819 ;
+  wire \$82 ;
+  wire [18:0] \$820 ;
+  wire [18:0] \$821 ;
+  wire [17:0] \$822 ;
+  wire [18:0] \$823 ;
+  wire [17:0] \$824 ;
+  wire [18:0] \$825 ;
+  wire [17:0] \$826 ;
+  wire [18:0] \$827 ;
+  wire [17:0] \$828 ;
+  wire [18:0] \$829 ;
   wire \$83 ;
+  wire [1:0] \$830 ;
+  wire [18:0] \$831 ;
+  wire [1:0] \$832 ;
+  wire [18:0] \$833 ;
+  wire [1:0] \$834 ;
+  wire [18:0] \$835 ;
+  wire [1:0] \$836 ;
+  wire [18:0] \$837 ;
+  wire [14:0] \$838 ;
+  wire [14:0] \$839 ;
   wire \$84 ;
-  reg [17:0] \$85 ;
+  wire [14:0] \$840 ;
+  wire [18:0] \$841 ;
+  wire [18:0] \$842 ;
+  wire [18:0] \$843 ;
+  wire [18:0] \$844 ;
+  wire [1:0] \$845 ;
+  wire [18:0] \$846 ;
+  wire [1:0] \$847 ;
+  wire [18:0] \$848 ;
+  wire [1:0] \$849 ;
+  wire \$85 ;
+  wire [18:0] \$850 ;
+  wire [1:0] \$851 ;
+  wire [18:0] \$852 ;
+  wire [19:0] \$853 ;
+  wire \$854 ;
+  wire \$855 ;
+  wire \$856 ;
+  wire \$857 ;
+  wire \$858 ;
+  wire [18:0] \$859 ;
   wire \$86 ;
-  reg [17:0] \$87 ;
-  wire [17:0] \$88 ;
-  wire [19:0] \$89 ;
+  wire \$860 ;
+  wire \$861 ;
+  wire \$862 ;
+  wire \$863 ;
+  wire \$864 ;
+  wire [18:0] \$865 ;
+  wire \$866 ;
+  wire \$867 ;
+  wire \$868 ;
+  wire \$869 ;
+  wire \$87 ;
+  wire \$870 ;
+  wire [18:0] \$871 ;
+  wire \$872 ;
+  wire \$873 ;
+  wire \$874 ;
+  wire \$875 ;
+  wire \$876 ;
+  wire [18:0] \$877 ;
+  wire \$878 ;
+  wire \$879 ;
+  wire \$88 ;
+  wire \$880 ;
+  wire \$881 ;
+  wire \$882 ;
+  wire [4:0] \$883 ;
+  wire [4:0] \$884 ;
+  wire \$885 ;
+  wire \$886 ;
+  wire \$887 ;
+  wire [6:0] \$888 ;
+  wire [6:0] \$889 ;
+  wire \$89 ;
+  reg [8:0] \$890 ;
+  reg \$891 ;
+  reg [7:0] \$892 ;
+  reg \$893 ;
+  reg \$894 ;
+  reg [6:0] \$895 ;
+  reg \$896 ;
+  reg \$897 ;
+  reg [2:0] \$898 ;
+  reg [2:0] \$899 ;
   wire \$9 ;
   wire \$90 ;
-  reg [17:0] \$91 ;
+  reg [5:0] \$900 ;
+  reg [2:0] \$901 ;
+  reg [2:0] \$902 ;
+  reg \$903 ;
+  reg [5:0] \$904 ;
+  reg \$905 ;
+  reg \$906 ;
+  reg \$907 ;
+  reg [1:0] \$908 ;
+  reg \$909 ;
+  wire \$91 ;
+  reg [6:0] \$910 ;
+  reg \$911 ;
+  reg [2:0] \$912 ;
+  reg [2:0] \$913 ;
+  reg \$914 ;
+  reg [2:0] \$915 ;
+  reg \$916 ;
+  reg \$917 ;
+  reg \$918 ;
+  reg [32:0] \$919 ;
   wire \$92 ;
+  reg [32:0] \$920 ;
+  reg [32:0] \$921 ;
+  reg [32:0] \$922 ;
+  reg [32:0] \$923 ;
+  reg [32:0] \$924 ;
+  reg [32:0] \$925 ;
+  reg [32:0] \$926 ;
+  reg [32:0] \$927 ;
+  reg [31:0] \$928 ;
+  reg [14:0] \$929 ;
   wire \$93 ;
-  reg [17:0] \$94 ;
+  reg [14:0] \$930 ;
+  reg [14:0] \$931 ;
+  reg [14:0] \$932 ;
+  reg [59:0] \$933 ;
+  reg [71:0] \$934 ;
+  reg [59:0] \$935 ;
+  reg [71:0] \$936 ;
+  reg [71:0] \$937 ;
+  reg [3:0] \$938 ;
+  reg [3:0] \$939 ;
+  wire \$94 ;
+  reg [59:0] \$940 ;
+  reg [59:0] \$941 ;
+  reg [4:0] \$942 ;
+  reg [4:0] \$943 ;
+  reg [9:0] \$944 ;
+  reg [7:0] \$945 ;
+  reg [75:0] \$946 ;
+  reg [75:0] \$947 ;
+  reg [71:0] \$948 ;
+  reg [11:0] \$949 ;
   wire \$95 ;
-  reg [17:0] \$96 ;
-  wire [17:0] \$97 ;
-  wire [19:0] \$98 ;
+  reg \$950 ;
+  reg [3:0] \$951 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
   wire \$99 ;
   reg \$like  = 1'h0;
-  reg \$like$106  = 1'h0;
-  reg [2:0] \$like$107  = 3'h0;
-  reg [2:0] \$like$119  = 3'h0;
-  reg [2:0] \$like$85  = 3'h0;
+  reg [59:0] \$like$113  = 60'h000000000000000;
+  wire [14:0] \$like$113[0] ;
+  wire [14:0] \$like$113[1] ;
+  wire [14:0] \$like$113[2] ;
+  wire [14:0] \$like$113[3] ;
+  reg [2:0] \$like$84  = 3'h0;
   reg \$signal  = 1'h0;
-  reg \$signal$123  = 1'h0;
-  wire \$signal$124 ;
-  reg [3:0] \$signal$125  = 4'h0;
-  wire \$signal$125[0] ;
-  wire \$signal$125[1] ;
-  wire \$signal$125[2] ;
-  wire \$signal$125[3] ;
-  wire [3:0] \$signal$126 ;
-  wire \$signal$126[0] ;
-  wire \$signal$126[1] ;
-  wire \$signal$126[2] ;
-  wire \$signal$126[3] ;
+  wire [7:0] \$signal$10 ;
+  reg [4:0] \$signal$115  = 5'h00;
+  reg [4:0] \$signal$116  = 5'h00;
+  reg [9:0] \$signal$117  = 10'h000;
+  reg [7:0] \$signal$118  = 8'h00;
+  reg [75:0] \$signal$119  = 76'h0000000000000000000;
+  wire [18:0] \$signal$119[0] ;
+  wire [18:0] \$signal$119[1] ;
+  wire [18:0] \$signal$119[2] ;
+  wire [18:0] \$signal$119[3] ;
+  wire \$signal$12 ;
+  wire \$signal$15 ;
+  reg \$signal$27  = 1'h1;
+  reg \$signal$30  = 1'h0;
+  reg \$signal$32 ;
   reg \$signal$36  = 1'h0;
-  reg \$signal$37  = 1'h0;
-  reg \$signal$38  = 1'h0;
-  reg \$signal$39  = 1'h0;
-  reg \$signal$43  = 1'h0;
-  reg \$signal$64  = 1'h0;
-  reg [71:0] \$signal$66  = 72'h000000000000000000;
-  wire [17:0] \$signal$66[0] ;
-  wire [17:0] \$signal$66[1] ;
-  wire [17:0] \$signal$66[2] ;
-  wire [17:0] \$signal$66[3] ;
-  reg \$signal$67  = 1'h0;
-  reg [4:0] \$signature__addr ;
-  wire [7:0] \$signature__addr$56 ;
-  wire [71:0] \$signature__data ;
-  wire [31:0] \$signature__data$72 ;
-  wire [7:0] \$signature__data$72[0] ;
-  wire [7:0] \$signature__data$72[1] ;
-  wire [7:0] \$signature__data$72[2] ;
-  wire [7:0] \$signature__data$72[3] ;
-  wire [17:0] \$signature__data[0] ;
-  wire [17:0] \$signature__data[1] ;
-  wire [17:0] \$signature__data[2] ;
-  wire [17:0] \$signature__data[3] ;
+  reg [75:0] \$signal$50  = 76'h0000000000000000000;
+  wire [18:0] \$signal$50[0] ;
+  wire [18:0] \$signal$50[1] ;
+  wire [18:0] \$signal$50[2] ;
+  wire [18:0] \$signal$50[3] ;
+  reg \$signal$6  = 1'h0;
+  reg [11:0] \$signal$63  = 12'h000;
+  reg \$signal$65  = 1'h0;
+  wire [11:0] \$signal$69 ;
+  wire \$signal$73 ;
+  reg \$signal$76 ;
+  wire \$signal$80 ;
+  wire [7:0] \$signal$81 ;
+  reg \$signal$91  = 1'h0;
+  wire [4:0] \$signature__addr ;
+  wire [7:0] \$signature__addr$45 ;
+  wire [31:0] \$signature__data ;
+  wire [71:0] \$signature__data$105 ;
+  wire [17:0] \$signature__data$105[0] ;
+  wire [17:0] \$signature__data$105[1] ;
+  wire [17:0] \$signature__data$105[2] ;
+  wire [17:0] \$signature__data$105[3] ;
+  wire [7:0] \$signature__data[0] ;
+  wire [7:0] \$signature__data[1] ;
+  wire [7:0] \$signature__data[2] ;
+  wire [7:0] \$signature__data[3] ;
   output active;
   wire active;
+  reg [59:0] addend = 60'h000000000000000;
+  wire [14:0] \addend[0] ;
+  wire [14:0] \addend[1] ;
+  wire [14:0] \addend[2] ;
+  wire [14:0] \addend[3] ;
   wire any_spike;
+  reg [59:0] b6 = 60'h000000000000000;
+  wire [14:0] \b6[0] ;
+  wire [14:0] \b6[1] ;
+  wire [14:0] \b6[2] ;
+  wire [14:0] \b6[3] ;
+  reg [59:0] b_raw = 60'h000000000000000;
+  wire [14:0] \b_raw[0] ;
+  wire [14:0] \b_raw[1] ;
+  wire [14:0] \b_raw[2] ;
+  wire [14:0] \b_raw[3] ;
   wire [6:0] b_rd__addr;
   wire [59:0] b_rd__data;
   wire [14:0] \b_rd__data[0] ;
@@ -701,12 +1438,36 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire [14:0] \b_rd__data[2] ;
   wire [14:0] \b_rd__data[3] ;
   reg [2:0] \bit ;
-  reg bubble = 1'h0;
   wire busy;
+  wire [3:0] c_raw;
+  wire \c_raw[0] ;
+  wire \c_raw[1] ;
+  wire \c_raw[2] ;
+  wire \c_raw[3] ;
   input clk;
   wire clk;
+  reg credit = 1'h0;
+  wire [3:0] cres7;
+  wire \cres7[0] ;
+  wire \cres7[1] ;
+  wire \cres7[2] ;
+  wire \cres7[3] ;
+  reg [3:0] cres8 = 4'h0;
+  wire \cres8[0] ;
+  wire \cres8[1] ;
+  wire \cres8[2] ;
+  wire \cres8[3] ;
+  reg [3:0] cres9 = 4'h0;
+  wire \cres9[0] ;
+  wire \cres9[1] ;
+  wire \cres9[2] ;
+  wire \cres9[3] ;
+  reg [19:0] diff0;
+  reg [19:0] diff1;
+  reg [19:0] diff2;
+  reg [19:0] diff3;
   reg [3:0] done = 4'h0;
-  reg emptying;
+  wire dropped;
   wire en;
   wire [11:0] entry;
   wire [3:0] \entry.counts ;
@@ -718,18 +1479,46 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \entry.g ;
   wire [2:0] \entry.x ;
   wire [2:0] \entry.y ;
-  reg ev_c;
-  reg ev_count;
-  reg [3:0] ev_shift;
-  reg [2:0] ev_x;
-  reg [2:0] ev_y;
+  (* init = 12'h000 *)
+  wire [11:0] entry7;
+  wire [3:0] \entry7.counts ;
+  wire \entry7.counts[0] ;
+  wire \entry7.counts[1] ;
+  wire \entry7.counts[2] ;
+  wire \entry7.counts[3] ;
+  wire \entry7.end ;
+  wire \entry7.g ;
+  wire [2:0] \entry7.x ;
+  wire [2:0] \entry7.y ;
+  reg ev_c = 1'h0;
+  wire ev_count;
+  wire [3:0] ev_shift;
+  reg [2:0] ev_x = 3'h0;
+  reg [2:0] ev_y = 3'h0;
   reg [2:0] fire_k = 3'h0;
   reg fire_state = 1'h0;
   reg [1:0] fsm_state = 2'h0;
   reg full0 = 1'h0;
   reg full1 = 1'h0;
+  reg [32:0] issue;
+  wire [6:0] \issue.addr ;
+  wire \issue.bank ;
+  wire \issue.count ;
+  wire \issue.cur ;
+  wire \issue.end ;
+  wire [1:0] \issue.fire_k ;
+  wire \issue.g ;
+  wire \issue.kind ;
+  wire \issue.last_step ;
+  wire \issue.proj ;
+  wire [3:0] \issue.shift ;
+  wire \issue.valid ;
+  wire [4:0] \issue.waddr ;
+  wire [2:0] \issue.x ;
+  wire [2:0] \issue.y ;
   reg [1:0] lane;
   reg load;
+  reg more_pixels = 1'h1;
   reg [5:0] nxt_index = 6'h00;
   reg [2:0] nxt_x = 3'h0;
   output [10:0] o__payload;
@@ -743,31 +1532,11 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire o__ready;
   output o__valid;
   reg o__valid;
-  reg [6:0] op_addr;
-  wire [6:0] \op_addr$7 ;
-  reg op_bank;
-  reg op_count;
-  wire \op_count$12 ;
-  reg op_cur;
-  reg op_end;
-  reg [1:0] op_fire_k;
-  reg op_g;
-  reg op_kind;
-  reg op_last_step;
-  reg op_proj;
-  reg [3:0] op_shift;
-  wire [3:0] \op_shift$14 ;
-  wire [7:0] op_vaddr;
+  wire [6:0] op_addr;
+  wire op_count;
+  wire [3:0] op_shift;
   wire op_valid;
-  reg \op_valid$4 ;
   wire [4:0] op_waddr;
-  reg [2:0] op_x;
-  reg [2:0] op_y;
-  reg [71:0] out;
-  wire [17:0] \out[0] ;
-  wire [17:0] \out[1] ;
-  wire [17:0] \out[2] ;
-  wire [17:0] \out[3] ;
   reg [3:0] out_counts;
   wire \out_counts[0] ;
   wire \out_counts[1] ;
@@ -775,21 +1544,39 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \out_counts[3] ;
   wire [3:0] pending;
   reg [7:0] pix_bits = 8'h00;
-  reg pix_c = 1'h0;
+  (* init = 1'h0 *)
+  wire pix_c;
   reg [5:0] pix_index = 6'h00;
-  reg [2:0] pix_x = 3'h0;
-  reg [2:0] pix_y = 3'h0;
+  (* init = 3'h0 *)
+  wire [2:0] pix_x;
+  (* init = 3'h0 *)
+  wire [2:0] pix_y;
   reg [6:0] pixel_count = 7'h00;
   input [7:0] pixels__payload;
   wire [7:0] pixels__payload;
   output pixels__ready;
-  reg pixels__ready;
+  wire pixels__ready;
   input pixels__valid;
   wire pixels__valid;
-  wire [11:0] r_data;
-  reg r_en;
-  wire r_rdy;
+  (* init = 1'h0 *)
+  wire push7;
   wire ready;
+  (* init = 72'h000000000000000000 *)
+  wire [71:0] res7;
+  wire [17:0] \res7[0] ;
+  wire [17:0] \res7[1] ;
+  wire [17:0] \res7[2] ;
+  wire [17:0] \res7[3] ;
+  reg [71:0] res8 = 72'h000000000000000000;
+  wire [17:0] \res8[0] ;
+  wire [17:0] \res8[1] ;
+  wire [17:0] \res8[2] ;
+  wire [17:0] \res8[3] ;
+  reg [71:0] res9 = 72'h000000000000000000;
+  wire [17:0] \res9[0] ;
+  wire [17:0] \res9[1] ;
+  wire [17:0] \res9[2] ;
+  wire [17:0] \res9[3] ;
   reg [71:0] result;
   wire [17:0] \result[0] ;
   wire [17:0] \result[1] ;
@@ -797,83 +1584,178 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire [17:0] \result[3] ;
   input rst;
   wire rst;
-  reg [7:0] s1_addr = 8'h00;
-  reg s1_count = 1'h0;
-  reg s1_cur = 1'h0;
-  reg s1_end = 1'h0;
-  reg [1:0] s1_fire_k = 2'h0;
-  reg s1_g = 1'h0;
-  reg s1_last_step = 1'h0;
-  reg s1_proj = 1'h0;
-  reg [3:0] s1_shift = 4'h0;
-  reg [2:0] s1_x = 3'h0;
-  reg [7:0] s2_addr = 8'h00;
-  reg s2_end = 1'h0;
-  reg [1:0] s2_fire_k = 2'h0;
-  reg [6:0] s2_laddr = 7'h00;
-  reg s2_last_step = 1'h0;
-  reg [75:0] s2_val = 76'h0000000000000000000;
-  wire [18:0] \s2_val[0] ;
-  wire [18:0] \s2_val[1] ;
-  wire [18:0] \s2_val[2] ;
-  wire [18:0] \s2_val[3] ;
-  reg [2:0] s2_x = 3'h0;
-  reg [7:0] s3_addr = 8'h00;
-  (* init = 12'h000 *)
-  wire [11:0] s3_entry;
-  wire [3:0] \s3_entry.counts ;
-  wire \s3_entry.counts[0] ;
-  wire \s3_entry.counts[1] ;
-  wire \s3_entry.counts[2] ;
-  wire \s3_entry.counts[3] ;
-  wire \s3_entry.end ;
-  wire \s3_entry.g ;
-  wire [2:0] \s3_entry.x ;
-  wire [2:0] \s3_entry.y ;
-  reg s3_kind = 1'h0;
-  (* init = 1'h0 *)
-  wire s3_push;
-  reg s3_valid = 1'h0;
-  reg [7:0] s4_addr = 8'h00;
-  reg [3:0] s4_c = 4'h0;
-  wire \s4_c[0] ;
-  wire \s4_c[1] ;
-  wire \s4_c[2] ;
-  wire \s4_c[3] ;
-  reg s4_cw = 1'h0;
-  reg [71:0] s4_v = 72'h000000000000000000;
-  wire [17:0] \s4_v[0] ;
-  wire [17:0] \s4_v[1] ;
-  wire [17:0] \s4_v[2] ;
-  wire [17:0] \s4_v[3] ;
-  reg s4_vw = 1'h0;
+  reg [32:0] st0 = 33'h000000000;
+  wire [6:0] \st0.addr ;
+  wire \st0.bank ;
+  wire \st0.count ;
+  wire \st0.cur ;
+  wire \st0.end ;
+  wire [1:0] \st0.fire_k ;
+  wire \st0.g ;
+  wire \st0.kind ;
+  wire \st0.last_step ;
+  wire \st0.proj ;
+  wire [3:0] \st0.shift ;
+  wire \st0.valid ;
+  wire [4:0] \st0.waddr ;
+  wire [2:0] \st0.x ;
+  wire [2:0] \st0.y ;
+  reg [32:0] st1 = 33'h000000000;
+  wire [6:0] \st1.addr ;
+  wire \st1.bank ;
+  wire \st1.count ;
+  wire \st1.cur ;
+  wire \st1.end ;
+  wire [1:0] \st1.fire_k ;
+  wire \st1.g ;
+  wire \st1.kind ;
+  wire \st1.last_step ;
+  wire \st1.proj ;
+  wire [3:0] \st1.shift ;
+  wire \st1.valid ;
+  wire [4:0] \st1.waddr ;
+  wire [2:0] \st1.x ;
+  wire [2:0] \st1.y ;
+  reg [32:0] st2 = 33'h000000000;
+  wire [6:0] \st2.addr ;
+  wire \st2.bank ;
+  wire \st2.count ;
+  wire \st2.cur ;
+  wire \st2.end ;
+  wire [1:0] \st2.fire_k ;
+  wire \st2.g ;
+  wire \st2.kind ;
+  wire \st2.last_step ;
+  wire \st2.proj ;
+  wire [3:0] \st2.shift ;
+  wire \st2.valid ;
+  wire [4:0] \st2.waddr ;
+  wire [2:0] \st2.x ;
+  wire [2:0] \st2.y ;
+  reg [32:0] st3 = 33'h000000000;
+  wire [6:0] \st3.addr ;
+  wire \st3.bank ;
+  wire \st3.count ;
+  wire \st3.cur ;
+  wire \st3.end ;
+  wire [1:0] \st3.fire_k ;
+  wire \st3.g ;
+  wire \st3.kind ;
+  wire \st3.last_step ;
+  wire \st3.proj ;
+  wire [3:0] \st3.shift ;
+  wire \st3.valid ;
+  wire [4:0] \st3.waddr ;
+  wire [2:0] \st3.x ;
+  wire [2:0] \st3.y ;
+  reg [32:0] st4 = 33'h000000000;
+  wire [6:0] \st4.addr ;
+  wire \st4.bank ;
+  wire \st4.count ;
+  wire \st4.cur ;
+  wire \st4.end ;
+  wire [1:0] \st4.fire_k ;
+  wire \st4.g ;
+  wire \st4.kind ;
+  wire \st4.last_step ;
+  wire \st4.proj ;
+  wire [3:0] \st4.shift ;
+  wire \st4.valid ;
+  wire [4:0] \st4.waddr ;
+  wire [2:0] \st4.x ;
+  wire [2:0] \st4.y ;
+  reg [32:0] st5 = 33'h000000000;
+  wire [6:0] \st5.addr ;
+  wire \st5.bank ;
+  wire \st5.count ;
+  wire \st5.cur ;
+  wire \st5.end ;
+  wire [1:0] \st5.fire_k ;
+  wire \st5.g ;
+  wire \st5.kind ;
+  wire \st5.last_step ;
+  wire \st5.proj ;
+  wire [3:0] \st5.shift ;
+  wire \st5.valid ;
+  wire [4:0] \st5.waddr ;
+  wire [2:0] \st5.x ;
+  wire [2:0] \st5.y ;
+  reg [32:0] st6 = 33'h000000000;
+  wire [6:0] \st6.addr ;
+  wire \st6.bank ;
+  wire \st6.count ;
+  wire \st6.cur ;
+  wire \st6.end ;
+  wire [1:0] \st6.fire_k ;
+  wire \st6.g ;
+  wire \st6.kind ;
+  wire \st6.last_step ;
+  wire \st6.proj ;
+  wire [3:0] \st6.shift ;
+  wire \st6.valid ;
+  wire [4:0] \st6.waddr ;
+  wire [2:0] \st6.x ;
+  wire [2:0] \st6.y ;
+  reg [32:0] st7 = 33'h000000000;
+  wire [6:0] \st7.addr ;
+  wire \st7.bank ;
+  wire \st7.count ;
+  wire \st7.cur ;
+  wire \st7.end ;
+  wire [1:0] \st7.fire_k ;
+  wire \st7.g ;
+  wire \st7.kind ;
+  wire \st7.last_step ;
+  wire \st7.proj ;
+  wire [3:0] \st7.shift ;
+  wire \st7.valid ;
+  wire [4:0] \st7.waddr ;
+  wire [2:0] \st7.x ;
+  wire [2:0] \st7.y ;
+  reg [32:0] st8 = 33'h000000000;
+  wire [6:0] \st8.addr ;
+  wire \st8.bank ;
+  wire \st8.count ;
+  wire \st8.cur ;
+  wire \st8.end ;
+  wire [1:0] \st8.fire_k ;
+  wire \st8.g ;
+  wire \st8.kind ;
+  wire \st8.last_step ;
+  wire \st8.proj ;
+  wire [3:0] \st8.shift ;
+  wire \st8.valid ;
+  wire [4:0] \st8.waddr ;
+  wire [2:0] \st8.x ;
+  wire [2:0] \st8.y ;
   reg [6:0] sweep_addr = 7'h00;
   reg sweep_g = 1'h0;
+  reg sweep_last = 1'h0;
   reg sweep_now;
   reg [2:0] sweep_x = 3'h0;
   reg [2:0] sweep_y = 3'h0;
-  (* init = 8'h00 *)
+  reg [8:0] used = 9'h000;
+  reg [71:0] v_raw = 72'h000000000000000000;
+  wire [17:0] \v_raw[0] ;
+  wire [17:0] \v_raw[1] ;
+  wire [17:0] \v_raw[2] ;
+  wire [17:0] \v_raw[3] ;
   wire [7:0] v_wr__addr;
-  (* init = 72'h000000000000000000 *)
-  wire [71:0] v_wr__data;
+  reg [71:0] v_wr__data = 72'h000000000000000000;
   wire [17:0] \v_wr__data[0] ;
   wire [17:0] \v_wr__data[1] ;
   wire [17:0] \v_wr__data[2] ;
   wire [17:0] \v_wr__data[3] ;
   wire v_wr__en;
-  reg [75:0] val;
-  wire [18:0] \val[0] ;
-  wire [18:0] \val[1] ;
-  wire [18:0] \val[2] ;
-  wire [18:0] \val[3] ;
-  reg [11:0] w_data = 12'h000;
-  reg w_en = 1'h0;
-  wire [8:0] w_level;
-  reg [63:0] w_now;
-  wire [15:0] \w_now[0] ;
-  wire [15:0] \w_now[1] ;
-  wire [15:0] \w_now[2] ;
-  wire [15:0] \w_now[3] ;
+  reg [31:0] w1_0 = 32'd0;
+  wire [7:0] \w1_0[0] ;
+  wire [7:0] \w1_0[1] ;
+  wire [7:0] \w1_0[2] ;
+  wire [7:0] \w1_0[3] ;
+  reg [14:0] w2_0_0 = 15'h0000;
+  reg [14:0] w2_0_1 = 15'h0000;
+  reg [14:0] w2_0_2 = 15'h0000;
+  reg [14:0] w2_0_3 = 15'h0000;
   reg [59:0] bmem [127:0];
   initial begin
     bmem[0] = 60'h7c7f6e3ca3e97dd;
@@ -1007,7 +1889,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   end
   reg [59:0] _0_;
   always @(posedge clk) begin
-    _0_ <= bmem[op_addr];
+    _0_ <= bmem[st2[10:4]];
   end
   assign b_rd__data = _0_;
   reg [71:0] vmem [255:0];
@@ -1270,14 +2152,14 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     vmem[255] = 72'h000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$108 [0])
-      vmem[s3_addr] <= \$signal$66 ;
+    if (\$48 [0])
+      vmem[\$43 [7:0]] <= v_wr__data;
   end
   reg [71:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vmem[\$26 [7:0]];
+    _1_ <= vmem[\$13 [7:0]];
   end
-  assign \$signature__data  = _1_;
+  assign \$signature__data$105  = _1_;
   reg [31:0] wrom0 [17:0];
   initial begin
     wrom0[0] = 32'd2747731760;
@@ -1301,737 +2183,1022 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   end
   reg [31:0] _2_;
   always @(posedge clk) begin
-    _2_ <= wrom0[\$signature__addr ];
+    _2_ <= wrom0[st0[15:11]];
   end
-  assign \$signature__data$72  = _2_;
-  assign \$1  = ~ sweep_now;
-  assign \$2  = ~ bubble;
-  assign en = \$1  & \$2 ;
-  assign \$3  = ~ bubble;
-  assign \$4  = op_valid & \$3 ;
-  assign \$5  = | pix_bits;
-  assign \$6  = 1'h1 << \bit ;
-  assign \$7  = ~ \$6 ;
-  assign \$8  = { 7'h00, pix_bits } & \$7 ;
-  assign \$9  = ! \$8 ;
-  assign \$10  = pixel_count < 7'h40;
-  assign \$11  = emptying & \$10 ;
-  assign \$13  = \$signal$36  & \$12 ;
-  assign \$15  = \$signal$38  & \$14 ;
-  assign \$16  = \$13  + \$15 ;
-  assign \$18  = s3_valid & \$17 ;
-  assign \$19  = \$16  + \$18 ;
-  assign \$20  = w_level + \$19 ;
-  assign \$21  = \$20  < 9'h103;
-  assign \$22  = ~ bubble;
-  assign \$23  = \$21  & \$22 ;
-  assign \$24  = sweep_addr == 7'h7f;
-  assign active = \op_valid$4  | bubble;
-  assign \$25  = op_bank * 8'h80;
-  assign \$26  = op_addr + \$25 ;
-  assign \$27  = s4_addr == s1_addr;
-  assign \$28  = s4_vw & \$27 ;
-  assign \$29  = s3_addr == s1_addr;
-  assign \$30  = \$signal$64  & \$29 ;
-  assign \$31  = ! \$signal$39 ;
-  assign \$32  = \$signal$67  & \$31 ;
-  assign \$33  = s2_addr == s1_addr;
-  assign \$34  = \$32  & \$33 ;
-  assign \$35  = ! s1_proj;
-  assign \$36  = ! \$signal$37 ;
-  assign \$37  = $signed(w_now[15:0]) << s1_shift;
-  assign \$38  = $signed(out[17:0]) + $signed(\$37 );
-  assign \$39  = ! s1_fire_k;
-  assign \$40  = $signed(out[17:0]) + $signed(b_rd__data[14:0]);
-  assign \$41  = $signed(\$40 ) > $signed(16'h459f);
-  assign \$42  = $signed(out[17:0]) + $signed(b_rd__data[14:0]);
-  assign \$43  = \$41  ? 19'h0459f : \$42 ;
-  assign \$44  = \$39  ? \$43  : { out[17], out[17:0] };
-  assign \$45  = ! \$signal$37 ;
-  assign \$46  = $signed(w_now[31:16]) << s1_shift;
-  assign \$47  = $signed(out[35:18]) + $signed(\$46 );
-  assign \$48  = ! s1_fire_k;
-  assign \$49  = $signed(out[35:18]) + $signed(b_rd__data[29:15]);
-  assign \$50  = $signed(\$49 ) > $signed(16'h459f);
-  assign \$51  = $signed(out[35:18]) + $signed(b_rd__data[29:15]);
-  assign \$52  = \$50  ? 19'h0459f : \$51 ;
-  assign \$53  = \$48  ? \$52  : { out[35], out[35:18] };
-  assign \$54  = ! \$signal$37 ;
-  assign \$55  = $signed(w_now[47:32]) << s1_shift;
-  assign \$56  = $signed(out[53:36]) + $signed(\$55 );
-  assign \$57  = ! s1_fire_k;
-  assign \$58  = $signed(out[53:36]) + $signed(b_rd__data[44:30]);
-  assign \$59  = $signed(\$58 ) > $signed(16'h459f);
-  assign \$60  = $signed(out[53:36]) + $signed(b_rd__data[44:30]);
-  assign \$61  = \$59  ? 19'h0459f : \$60 ;
-  assign \$62  = \$57  ? \$61  : { out[53], out[53:36] };
-  assign \$63  = ! \$signal$37 ;
-  assign \$64  = $signed(w_now[63:48]) << s1_shift;
-  assign \$65  = $signed(out[71:54]) + $signed(\$64 );
-  assign \$66  = ! s1_fire_k;
-  assign \$67  = $signed(out[71:54]) + $signed(b_rd__data[59:45]);
-  assign \$68  = $signed(\$67 ) > $signed(16'h459f);
-  assign \$69  = $signed(out[71:54]) + $signed(b_rd__data[59:45]);
-  assign \$70  = \$68  ? 19'h0459f : \$69 ;
-  assign \$71  = \$66  ? \$70  : { out[71], out[71:54] };
-  assign \$72  = ! \$signal$39 ;
-  assign \$74  = $signed({ 1'h0, \$73  }) <= $signed(s2_val[18:0]);
-  assign \$75  = s2_fire_k == 2'h3;
-  assign \$77  = $signed({ 1'h0, \$76  }) <= $signed(s2_val[18:0]);
-  assign \$79  = \$77  ? \$78  : 18'h00000;
-  assign \$80  = $signed(s2_val[18:0]) - $signed({ 1'h0, \$79  });
-  assign \$81  = ! \$signal$39 ;
-  assign \$83  = $signed({ 1'h0, \$82  }) <= $signed(s2_val[37:19]);
-  assign \$84  = s2_fire_k == 2'h3;
-  assign \$86  = $signed({ 1'h0, \$85  }) <= $signed(s2_val[37:19]);
-  assign \$88  = \$86  ? \$87  : 18'h00000;
-  assign \$89  = $signed(s2_val[37:19]) - $signed({ 1'h0, \$88  });
-  assign \$90  = ! \$signal$39 ;
-  assign \$92  = $signed({ 1'h0, \$91  }) <= $signed(s2_val[56:38]);
-  assign \$93  = s2_fire_k == 2'h3;
-  assign \$95  = $signed({ 1'h0, \$94  }) <= $signed(s2_val[56:38]);
-  assign \$97  = \$95  ? \$96  : 18'h00000;
-  assign \$98  = $signed(s2_val[56:38]) - $signed({ 1'h0, \$97  });
-  assign \$99  = ! \$signal$39 ;
-  assign \$101  = $signed({ 1'h0, \$100  }) <= $signed(s2_val[75:57]);
-  assign \$102  = s2_fire_k == 2'h3;
-  assign \$104  = $signed({ 1'h0, \$103  }) <= $signed(s2_val[75:57]);
-  assign \$106  = \$104  ? \$105  : 18'h00000;
-  assign \$107  = $signed(s2_val[75:57]) - $signed({ 1'h0, \$106  });
-  assign \$108  = \$signal$64  ? 4'hf : 4'h0;
+  assign \$signature__data  = _2_;
+  assign \$47  = st7[0] & \$46 ;
+  assign \$48  = \$47  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
-  assign \$110  = ~ done[0];
-  assign \$111  = \$109  & \$110 ;
-  assign \$113  = ~ done[1];
-  assign \$114  = \$112  & \$113 ;
-  assign \$116  = ~ done[2];
-  assign \$117  = \$115  & \$116 ;
-  assign \$119  = ~ done[3];
-  assign \$120  = \$118  & \$119 ;
-  assign \$121  = r_data[4] * 3'h4;
-  assign \$122  = \$121  + lane;
-  assign \$123  = | pending;
-  assign \$125  = pending - 1'h1;
-  assign \$126  = { 1'h0, pending } & \$125 ;
-  assign \$127  = ! \$126 ;
-  assign \$128  = ~ r_data[11];
-  assign \$129  = \$127  & \$128 ;
-  assign \$130  = ! fsm_state;
-  assign \$131  = fsm_state == 1'h1;
-  assign \$132  = fsm_state == 2'h2;
-  assign \$133  = ! fire_state;
-  assign \$135  = | pix_bits;
-  assign \$136  = 1'h1 << \bit ;
-  assign \$137  = ~ \$136 ;
-  assign \$138  = { 7'h00, pix_bits } & \$137 ;
-  assign \$139  = pixel_count < 7'h40;
-  assign \$140  = emptying & \$139 ;
-  assign \$141  = pixel_count + 1'h1;
-  assign \$142  = nxt_x == 3'h7;
-  assign \$143  = \$like$107  == 3'h7;
-  assign \$144  = \$like$106  + 1'h1;
-  assign \$145  = \$like$107  + 1'h1;
-  assign \$146  = nxt_x + 1'h1;
-  assign \$147  = pixel_count == 7'h40;
-  assign \$148  = ! pix_bits;
-  assign \$149  = \$147  & \$148 ;
-  assign \$150  = ~ op_valid;
-  assign \$151  = \$149  & \$150 ;
-  assign \$152  = ~ \$signal ;
-  assign \$154  = ~ \$153 ;
-  assign \$157  = \$signal$36  & \$156 ;
-  assign \$159  = \$signal$38  & \$158 ;
-  assign \$160  = \$157  + \$159 ;
-  assign \$162  = s3_valid & \$161 ;
-  assign \$163  = \$160  + \$162 ;
-  assign \$164  = w_level + \$163 ;
-  assign \$165  = \$164  < 9'h103;
-  assign \$166  = ~ bubble;
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = sweep_addr == 7'h7f;
-  assign \$169  = fire_k == 2'h3;
-  assign \$170  = ~ \$signal$43 ;
-  assign \$171  = fire_k + 1'h1;
-  assign \$172  = sweep_addr + 1'h1;
-  assign \$174  = sweep_x == 3'h7;
-  assign \$175  = sweep_y + 1'h1;
-  assign \$176  = sweep_x + 1'h1;
-  assign \$177  = sweep_g + 1'h1;
-  assign \$178  = sweep_now & op_end;
-  assign \$179  = ! \$signal$37 ;
-  assign \$180  = \$179  & s1_cur;
-  assign \$181  = ~ \$180 ;
-  assign \$182  = \$signal$36  & \$181 ;
-  assign \$184  = \$signal$38  & \$183 ;
-  assign \$185  = any_spike | s2_end;
-  assign \$186  = \$184  & \$185 ;
-  assign \$187  = | pending;
-  assign \$188  = pending - 1'h1;
-  assign \$189  = { 1'h0, pending } & \$188 ;
-  assign \$190  = ! \$189 ;
-  assign \$191  = ~ r_data[11];
-  assign \$192  = \$190  & \$191 ;
-  assign \$193  = 1'h1 << lane;
-  assign \$194  = { 3'h0, done } | \$193 ;
+  assign \$50  = st7[0] & \$49 ;
+  assign \$51  = ~ \$signal$65 ;
+  assign dropped = \$50  & \$51 ;
+  assign \$53  = ~ done[0];
+  assign \$54  = \$52  & \$53 ;
+  assign \$56  = ~ done[1];
+  assign \$57  = \$55  & \$56 ;
+  assign \$59  = ~ done[2];
+  assign \$60  = \$58  & \$59 ;
+  assign \$62  = ~ done[3];
+  assign \$63  = \$61  & \$62 ;
+  assign \$64  = \$signal$69 [4] * 3'h4;
+  assign \$65  = \$64  + lane;
+  assign \$66  = | pending;
+  assign \$68  = pending - 1'h1;
+  assign \$69  = { 1'h0, pending } & \$68 ;
+  assign \$70  = ! \$69 ;
+  assign \$71  = ~ \$signal$69 [11];
+  assign \$72  = \$70  & \$71 ;
+  assign \$73  = ! fsm_state;
+  assign \$74  = fsm_state == 1'h1;
+  assign \$75  = fsm_state == 2'h2;
+  assign \$76  = ! fire_state;
+  assign \$78  = used + sweep_now;
+  assign \$79  = \$78  - dropped;
+  assign \$80  = \$signal$76  & \$signal$73 ;
+  assign \$81  = $signed(\$79 ) - $signed({ 1'h0, \$80  });
+  assign \$82  = used <= 9'h108;
+  assign \$83  = ~ \$signal$27 ;
+  assign \$84  = \$83  & ready;
+  assign \$87  = pix_bits[1] & \$86 ;
+  assign \$89  = \$88  | pix_bits[1];
+  assign \$90  = pix_bits[2] & \$89 ;
+  assign \$92  = \$91  | pix_bits[1];
+  assign \$93  = \$92  | pix_bits[2];
+  assign \$94  = pix_bits[3] & \$93 ;
+  assign \$96  = \$95  | pix_bits[1];
+  assign \$97  = \$96  | pix_bits[2];
+  assign \$98  = \$97  | pix_bits[3];
+  assign \$99  = pix_bits[4] & \$98 ;
+  assign \$101  = \$100  | pix_bits[1];
+  assign \$102  = \$101  | pix_bits[2];
+  assign \$103  = \$102  | pix_bits[3];
+  assign \$104  = \$103  | pix_bits[4];
+  assign \$105  = pix_bits[5] & \$104 ;
+  assign \$107  = \$106  | pix_bits[1];
+  assign \$108  = \$107  | pix_bits[2];
+  assign \$109  = \$108  | pix_bits[3];
+  assign \$110  = \$109  | pix_bits[4];
+  assign \$111  = \$110  | pix_bits[5];
+  assign \$112  = pix_bits[6] & \$111 ;
+  assign \$114  = \$113  | pix_bits[1];
+  assign \$115  = \$114  | pix_bits[2];
+  assign \$116  = \$115  | pix_bits[3];
+  assign \$117  = \$116  | pix_bits[4];
+  assign \$118  = \$117  | pix_bits[5];
+  assign \$119  = \$118  | pix_bits[6];
+  assign \$120  = pix_bits[7] & \$119 ;
+  assign \$123  = pix_bits[1] & \$122 ;
+  assign \$125  = \$124  | pix_bits[1];
+  assign \$126  = pix_bits[2] & \$125 ;
+  assign \$128  = \$127  | pix_bits[1];
+  assign \$129  = \$128  | pix_bits[2];
+  assign \$130  = pix_bits[3] & \$129 ;
+  assign \$132  = \$131  | pix_bits[1];
+  assign \$133  = \$132  | pix_bits[2];
+  assign \$134  = \$133  | pix_bits[3];
+  assign \$135  = pix_bits[4] & \$134 ;
+  assign \$137  = \$136  | pix_bits[1];
+  assign \$138  = \$137  | pix_bits[2];
+  assign \$139  = \$138  | pix_bits[3];
+  assign \$140  = \$139  | pix_bits[4];
+  assign \$141  = pix_bits[5] & \$140 ;
+  assign \$143  = \$142  | pix_bits[1];
+  assign \$144  = \$143  | pix_bits[2];
+  assign \$145  = \$144  | pix_bits[3];
+  assign \$146  = \$145  | pix_bits[4];
+  assign \$147  = \$146  | pix_bits[5];
+  assign \$148  = pix_bits[6] & \$147 ;
+  assign \$150  = \$149  | pix_bits[1];
+  assign \$151  = \$150  | pix_bits[2];
+  assign \$152  = \$151  | pix_bits[3];
+  assign \$153  = \$152  | pix_bits[4];
+  assign \$154  = \$153  | pix_bits[5];
+  assign \$155  = \$154  | pix_bits[6];
+  assign \$156  = pix_bits[7] & \$155 ;
+  assign \$157  = ! { \$156 , \$148 , \$141 , \$135 , \$130 , \$126 , \$123 , \$121  };
+  assign \$160  = pix_bits[1] & \$159 ;
+  assign \$162  = \$161  | pix_bits[1];
+  assign \$163  = pix_bits[2] & \$162 ;
+  assign \$165  = \$164  | pix_bits[1];
+  assign \$166  = \$165  | pix_bits[2];
+  assign \$167  = pix_bits[3] & \$166 ;
+  assign \$169  = \$168  | pix_bits[1];
+  assign \$170  = \$169  | pix_bits[2];
+  assign \$171  = \$170  | pix_bits[3];
+  assign \$172  = pix_bits[4] & \$171 ;
+  assign \$174  = \$173  | pix_bits[1];
+  assign \$175  = \$174  | pix_bits[2];
+  assign \$176  = \$175  | pix_bits[3];
+  assign \$177  = \$176  | pix_bits[4];
+  assign \$178  = pix_bits[5] & \$177 ;
+  assign \$180  = \$179  | pix_bits[1];
+  assign \$181  = \$180  | pix_bits[2];
+  assign \$182  = \$181  | pix_bits[3];
+  assign \$183  = \$182  | pix_bits[4];
+  assign \$184  = \$183  | pix_bits[5];
+  assign \$185  = pix_bits[6] & \$184 ;
+  assign \$187  = \$186  | pix_bits[1];
+  assign \$188  = \$187  | pix_bits[2];
+  assign \$189  = \$188  | pix_bits[3];
+  assign \$190  = \$189  | pix_bits[4];
+  assign \$191  = \$190  | pix_bits[5];
+  assign \$192  = \$191  | pix_bits[6];
+  assign \$193  = pix_bits[7] & \$192 ;
+  assign \$194  = { \$193 , \$185 , \$178 , \$172 , \$167 , \$163 , \$160 , \$158  } == 1'h1;
+  assign \$197  = pix_bits[1] & \$196 ;
+  assign \$199  = \$198  | pix_bits[1];
+  assign \$200  = pix_bits[2] & \$199 ;
+  assign \$202  = \$201  | pix_bits[1];
+  assign \$203  = \$202  | pix_bits[2];
+  assign \$204  = pix_bits[3] & \$203 ;
+  assign \$206  = \$205  | pix_bits[1];
+  assign \$207  = \$206  | pix_bits[2];
+  assign \$208  = \$207  | pix_bits[3];
+  assign \$209  = pix_bits[4] & \$208 ;
+  assign \$211  = \$210  | pix_bits[1];
+  assign \$212  = \$211  | pix_bits[2];
+  assign \$213  = \$212  | pix_bits[3];
+  assign \$214  = \$213  | pix_bits[4];
+  assign \$215  = pix_bits[5] & \$214 ;
+  assign \$217  = \$216  | pix_bits[1];
+  assign \$218  = \$217  | pix_bits[2];
+  assign \$219  = \$218  | pix_bits[3];
+  assign \$220  = \$219  | pix_bits[4];
+  assign \$221  = \$220  | pix_bits[5];
+  assign \$222  = pix_bits[6] & \$221 ;
+  assign \$224  = \$223  | pix_bits[1];
+  assign \$225  = \$224  | pix_bits[2];
+  assign \$226  = \$225  | pix_bits[3];
+  assign \$227  = \$226  | pix_bits[4];
+  assign \$228  = \$227  | pix_bits[5];
+  assign \$229  = \$228  | pix_bits[6];
+  assign \$230  = pix_bits[7] & \$229 ;
+  assign \$231  = { \$230 , \$222 , \$215 , \$209 , \$204 , \$200 , \$197 , \$195  } == 2'h2;
+  assign \$232  = \$194  | \$231 ;
+  assign \$235  = pix_bits[1] & \$234 ;
+  assign \$237  = \$236  | pix_bits[1];
+  assign \$238  = pix_bits[2] & \$237 ;
+  assign \$240  = \$239  | pix_bits[1];
+  assign \$241  = \$240  | pix_bits[2];
+  assign \$242  = pix_bits[3] & \$241 ;
+  assign \$244  = \$243  | pix_bits[1];
+  assign \$245  = \$244  | pix_bits[2];
+  assign \$246  = \$245  | pix_bits[3];
+  assign \$247  = pix_bits[4] & \$246 ;
+  assign \$249  = \$248  | pix_bits[1];
+  assign \$250  = \$249  | pix_bits[2];
+  assign \$251  = \$250  | pix_bits[3];
+  assign \$252  = \$251  | pix_bits[4];
+  assign \$253  = pix_bits[5] & \$252 ;
+  assign \$255  = \$254  | pix_bits[1];
+  assign \$256  = \$255  | pix_bits[2];
+  assign \$257  = \$256  | pix_bits[3];
+  assign \$258  = \$257  | pix_bits[4];
+  assign \$259  = \$258  | pix_bits[5];
+  assign \$260  = pix_bits[6] & \$259 ;
+  assign \$262  = \$261  | pix_bits[1];
+  assign \$263  = \$262  | pix_bits[2];
+  assign \$264  = \$263  | pix_bits[3];
+  assign \$265  = \$264  | pix_bits[4];
+  assign \$266  = \$265  | pix_bits[5];
+  assign \$267  = \$266  | pix_bits[6];
+  assign \$268  = pix_bits[7] & \$267 ;
+  assign \$269  = { \$268 , \$260 , \$253 , \$247 , \$242 , \$238 , \$235 , \$233  } == 3'h4;
+  assign \$270  = \$232  | \$269 ;
+  assign \$273  = pix_bits[1] & \$272 ;
+  assign \$275  = \$274  | pix_bits[1];
+  assign \$276  = pix_bits[2] & \$275 ;
+  assign \$278  = \$277  | pix_bits[1];
+  assign \$279  = \$278  | pix_bits[2];
+  assign \$280  = pix_bits[3] & \$279 ;
+  assign \$282  = \$281  | pix_bits[1];
+  assign \$283  = \$282  | pix_bits[2];
+  assign \$284  = \$283  | pix_bits[3];
+  assign \$285  = pix_bits[4] & \$284 ;
+  assign \$287  = \$286  | pix_bits[1];
+  assign \$288  = \$287  | pix_bits[2];
+  assign \$289  = \$288  | pix_bits[3];
+  assign \$290  = \$289  | pix_bits[4];
+  assign \$291  = pix_bits[5] & \$290 ;
+  assign \$293  = \$292  | pix_bits[1];
+  assign \$294  = \$293  | pix_bits[2];
+  assign \$295  = \$294  | pix_bits[3];
+  assign \$296  = \$295  | pix_bits[4];
+  assign \$297  = \$296  | pix_bits[5];
+  assign \$298  = pix_bits[6] & \$297 ;
+  assign \$300  = \$299  | pix_bits[1];
+  assign \$301  = \$300  | pix_bits[2];
+  assign \$302  = \$301  | pix_bits[3];
+  assign \$303  = \$302  | pix_bits[4];
+  assign \$304  = \$303  | pix_bits[5];
+  assign \$305  = \$304  | pix_bits[6];
+  assign \$306  = pix_bits[7] & \$305 ;
+  assign \$307  = { \$306 , \$298 , \$291 , \$285 , \$280 , \$276 , \$273 , \$271  } == 4'h8;
+  assign \$308  = \$270  | \$307 ;
+  assign \$311  = pix_bits[1] & \$310 ;
+  assign \$313  = \$312  | pix_bits[1];
+  assign \$314  = pix_bits[2] & \$313 ;
+  assign \$316  = \$315  | pix_bits[1];
+  assign \$317  = \$316  | pix_bits[2];
+  assign \$318  = pix_bits[3] & \$317 ;
+  assign \$320  = \$319  | pix_bits[1];
+  assign \$321  = \$320  | pix_bits[2];
+  assign \$322  = \$321  | pix_bits[3];
+  assign \$323  = pix_bits[4] & \$322 ;
+  assign \$325  = \$324  | pix_bits[1];
+  assign \$326  = \$325  | pix_bits[2];
+  assign \$327  = \$326  | pix_bits[3];
+  assign \$328  = \$327  | pix_bits[4];
+  assign \$329  = pix_bits[5] & \$328 ;
+  assign \$331  = \$330  | pix_bits[1];
+  assign \$332  = \$331  | pix_bits[2];
+  assign \$333  = \$332  | pix_bits[3];
+  assign \$334  = \$333  | pix_bits[4];
+  assign \$335  = \$334  | pix_bits[5];
+  assign \$336  = pix_bits[6] & \$335 ;
+  assign \$338  = \$337  | pix_bits[1];
+  assign \$339  = \$338  | pix_bits[2];
+  assign \$340  = \$339  | pix_bits[3];
+  assign \$341  = \$340  | pix_bits[4];
+  assign \$342  = \$341  | pix_bits[5];
+  assign \$343  = \$342  | pix_bits[6];
+  assign \$344  = pix_bits[7] & \$343 ;
+  assign \$345  = { \$344 , \$336 , \$329 , \$323 , \$318 , \$314 , \$311 , \$309  } == 5'h10;
+  assign \$346  = \$308  | \$345 ;
+  assign \$349  = pix_bits[1] & \$348 ;
+  assign \$351  = \$350  | pix_bits[1];
+  assign \$352  = pix_bits[2] & \$351 ;
+  assign \$354  = \$353  | pix_bits[1];
+  assign \$355  = \$354  | pix_bits[2];
+  assign \$356  = pix_bits[3] & \$355 ;
+  assign \$358  = \$357  | pix_bits[1];
+  assign \$359  = \$358  | pix_bits[2];
+  assign \$360  = \$359  | pix_bits[3];
+  assign \$361  = pix_bits[4] & \$360 ;
+  assign \$363  = \$362  | pix_bits[1];
+  assign \$364  = \$363  | pix_bits[2];
+  assign \$365  = \$364  | pix_bits[3];
+  assign \$366  = \$365  | pix_bits[4];
+  assign \$367  = pix_bits[5] & \$366 ;
+  assign \$369  = \$368  | pix_bits[1];
+  assign \$370  = \$369  | pix_bits[2];
+  assign \$371  = \$370  | pix_bits[3];
+  assign \$372  = \$371  | pix_bits[4];
+  assign \$373  = \$372  | pix_bits[5];
+  assign \$374  = pix_bits[6] & \$373 ;
+  assign \$376  = \$375  | pix_bits[1];
+  assign \$377  = \$376  | pix_bits[2];
+  assign \$378  = \$377  | pix_bits[3];
+  assign \$379  = \$378  | pix_bits[4];
+  assign \$380  = \$379  | pix_bits[5];
+  assign \$381  = \$380  | pix_bits[6];
+  assign \$382  = pix_bits[7] & \$381 ;
+  assign \$383  = { \$382 , \$374 , \$367 , \$361 , \$356 , \$352 , \$349 , \$347  } == 6'h20;
+  assign \$384  = \$346  | \$383 ;
+  assign \$387  = pix_bits[1] & \$386 ;
+  assign \$389  = \$388  | pix_bits[1];
+  assign \$390  = pix_bits[2] & \$389 ;
+  assign \$392  = \$391  | pix_bits[1];
+  assign \$393  = \$392  | pix_bits[2];
+  assign \$394  = pix_bits[3] & \$393 ;
+  assign \$396  = \$395  | pix_bits[1];
+  assign \$397  = \$396  | pix_bits[2];
+  assign \$398  = \$397  | pix_bits[3];
+  assign \$399  = pix_bits[4] & \$398 ;
+  assign \$401  = \$400  | pix_bits[1];
+  assign \$402  = \$401  | pix_bits[2];
+  assign \$403  = \$402  | pix_bits[3];
+  assign \$404  = \$403  | pix_bits[4];
+  assign \$405  = pix_bits[5] & \$404 ;
+  assign \$407  = \$406  | pix_bits[1];
+  assign \$408  = \$407  | pix_bits[2];
+  assign \$409  = \$408  | pix_bits[3];
+  assign \$410  = \$409  | pix_bits[4];
+  assign \$411  = \$410  | pix_bits[5];
+  assign \$412  = pix_bits[6] & \$411 ;
+  assign \$414  = \$413  | pix_bits[1];
+  assign \$415  = \$414  | pix_bits[2];
+  assign \$416  = \$415  | pix_bits[3];
+  assign \$417  = \$416  | pix_bits[4];
+  assign \$418  = \$417  | pix_bits[5];
+  assign \$419  = \$418  | pix_bits[6];
+  assign \$420  = pix_bits[7] & \$419 ;
+  assign \$421  = { \$420 , \$412 , \$405 , \$399 , \$394 , \$390 , \$387 , \$385  } == 7'h40;
+  assign \$422  = \$384  | \$421 ;
+  assign \$425  = pix_bits[1] & \$424 ;
+  assign \$427  = \$426  | pix_bits[1];
+  assign \$428  = pix_bits[2] & \$427 ;
+  assign \$430  = \$429  | pix_bits[1];
+  assign \$431  = \$430  | pix_bits[2];
+  assign \$432  = pix_bits[3] & \$431 ;
+  assign \$434  = \$433  | pix_bits[1];
+  assign \$435  = \$434  | pix_bits[2];
+  assign \$436  = \$435  | pix_bits[3];
+  assign \$437  = pix_bits[4] & \$436 ;
+  assign \$439  = \$438  | pix_bits[1];
+  assign \$440  = \$439  | pix_bits[2];
+  assign \$441  = \$440  | pix_bits[3];
+  assign \$442  = \$441  | pix_bits[4];
+  assign \$443  = pix_bits[5] & \$442 ;
+  assign \$445  = \$444  | pix_bits[1];
+  assign \$446  = \$445  | pix_bits[2];
+  assign \$447  = \$446  | pix_bits[3];
+  assign \$448  = \$447  | pix_bits[4];
+  assign \$449  = \$448  | pix_bits[5];
+  assign \$450  = pix_bits[6] & \$449 ;
+  assign \$452  = \$451  | pix_bits[1];
+  assign \$453  = \$452  | pix_bits[2];
+  assign \$454  = \$453  | pix_bits[3];
+  assign \$455  = \$454  | pix_bits[4];
+  assign \$456  = \$455  | pix_bits[5];
+  assign \$457  = \$456  | pix_bits[6];
+  assign \$458  = pix_bits[7] & \$457 ;
+  assign \$459  = { \$458 , \$450 , \$443 , \$437 , \$432 , \$428 , \$425 , \$423  } == 8'h80;
+  assign \$460  = \$422  | \$459 ;
+  assign \$461  = \$signal$30  & ready;
+  assign \$462  = \$signal$27  | \$461 ;
+  assign \$463  = \$462  & more_pixels;
+  assign \$464  = ! \$signal$81 ;
+  assign \$465  = \$signal$81  == 1'h1;
+  assign \$466  = \$signal$81  == 2'h2;
+  assign \$467  = \$465  | \$466 ;
+  assign \$468  = \$signal$81  == 3'h4;
+  assign \$469  = \$467  | \$468 ;
+  assign \$470  = \$signal$81  == 4'h8;
+  assign \$471  = \$469  | \$470 ;
+  assign \$472  = \$signal$81  == 5'h10;
+  assign \$473  = \$471  | \$472 ;
+  assign \$474  = \$signal$81  == 6'h20;
+  assign \$475  = \$473  | \$474 ;
+  assign \$476  = \$signal$81  == 7'h40;
+  assign \$477  = \$475  | \$476 ;
+  assign \$478  = \$signal$81  == 8'h80;
+  assign \$479  = \$477  | \$478 ;
+  assign \$480  = pixel_count + 1'h1;
+  assign \$481  = pixel_count != 6'h3f;
+  assign \$482  = nxt_x == 3'h7;
+  assign \$483  = \$like$84  == 3'h7;
+  assign \$484  = \$like  + 1'h1;
+  assign \$485  = \$like$84  + 1'h1;
+  assign \$486  = nxt_x + 1'h1;
+  assign \$487  = ~ more_pixels;
+  assign \$488  = \$487  & \$signal$27 ;
+  assign \$489  = ~ op_valid;
+  assign \$490  = \$488  & \$489 ;
+  assign \$491  = ~ \$signal$6 ;
+  assign \$493  = ~ \$492 ;
+  assign \$495  = ~ \$signal ;
+  assign \$496  = credit & \$495 ;
+  assign \$497  = fire_k == 2'h3;
+  assign \$498  = ~ \$signal$36 ;
+  assign \$499  = fire_k + 1'h1;
+  assign \$500  = sweep_addr + 1'h1;
+  assign \$501  = sweep_addr == 7'h7e;
+  assign \$503  = sweep_x == 3'h7;
+  assign \$504  = sweep_y + 1'h1;
+  assign \$505  = sweep_x + 1'h1;
+  assign \$506  = sweep_g + 1'h1;
+  assign \$507  = sweep_now & issue[25];
+  assign \$508  = sweep_now & issue[25];
+  assign \$509  = \$508  | \$signal$91 ;
+  assign \$510  = $signed(w1_0[7:0]) << st2[20:18];
+  assign \$511  = $signed(w1_0[15:8]) << st2[20:18];
+  assign \$512  = $signed(w1_0[23:16]) << st2[20:18];
+  assign \$513  = $signed(w1_0[31:24]) << st2[20:18];
+  assign \$514  = ! st3[16];
+  assign \$515  = ! st3[1];
+  assign \$516  = \$515  & st3[2];
+  assign \$517  = ~ \$516 ;
+  assign \$518  = st3[0] & \$517 ;
+  assign \$519  = st2[10:4] == st3[10:4];
+  assign \$520  = st2[3] == st3[3];
+  assign \$521  = \$519  & \$520 ;
+  assign \$522  = \$518  & \$521 ;
+  assign \$523  = ! st3[1];
+  assign \$524  = \$522  & \$523 ;
+  assign \$525  = ! st3[1];
+  assign \$526  = \$525  & st3[2];
+  assign \$528  = \$527  & st3[22];
+  assign \$529  = \$526  | \$528 ;
+  assign \$530  = st3[0] & \$529 ;
+  assign \$531  = st2[10:4] == st3[10:4];
+  assign \$532  = st2[3] == st3[3];
+  assign \$533  = \$531  & \$532 ;
+  assign \$534  = \$530  & \$533 ;
+  assign \$535  = ! st3[1];
+  assign \$536  = \$534  & \$535 ;
+  assign \$537  = ! st4[1];
+  assign \$538  = \$537  & st4[2];
+  assign \$539  = ~ \$538 ;
+  assign \$540  = st4[0] & \$539 ;
+  assign \$541  = st2[10:4] == st4[10:4];
+  assign \$542  = st2[3] == st4[3];
+  assign \$543  = \$541  & \$542 ;
+  assign \$544  = \$540  & \$543 ;
+  assign \$545  = ! st4[1];
+  assign \$546  = \$544  & \$545 ;
+  assign \$547  = ! st4[1];
+  assign \$548  = \$547  & st4[2];
+  assign \$550  = \$549  & st4[22];
+  assign \$551  = \$548  | \$550 ;
+  assign \$552  = st4[0] & \$551 ;
+  assign \$553  = st2[10:4] == st4[10:4];
+  assign \$554  = st2[3] == st4[3];
+  assign \$555  = \$553  & \$554 ;
+  assign \$556  = \$552  & \$555 ;
+  assign \$557  = ! st4[1];
+  assign \$558  = \$556  & \$557 ;
+  assign \$559  = ! st5[1];
+  assign \$560  = \$559  & st5[2];
+  assign \$561  = ~ \$560 ;
+  assign \$562  = st5[0] & \$561 ;
+  assign \$563  = st2[10:4] == st5[10:4];
+  assign \$564  = st2[3] == st5[3];
+  assign \$565  = \$563  & \$564 ;
+  assign \$566  = \$562  & \$565 ;
+  assign \$567  = ! st5[1];
+  assign \$568  = \$567  & st5[2];
+  assign \$570  = \$569  & st5[22];
+  assign \$571  = \$568  | \$570 ;
+  assign \$572  = st5[0] & \$571 ;
+  assign \$573  = st2[10:4] == st5[10:4];
+  assign \$574  = st2[3] == st5[3];
+  assign \$575  = \$573  & \$574 ;
+  assign \$576  = \$572  & \$575 ;
+  assign \$577  = ! st6[1];
+  assign \$578  = \$577  & st6[2];
+  assign \$579  = ~ \$578 ;
+  assign \$580  = st6[0] & \$579 ;
+  assign \$581  = st2[10:4] == st6[10:4];
+  assign \$582  = st2[3] == st6[3];
+  assign \$583  = \$581  & \$582 ;
+  assign \$584  = \$580  & \$583 ;
+  assign \$585  = ! st6[1];
+  assign \$586  = \$585  & st6[2];
+  assign \$588  = \$587  & st6[22];
+  assign \$589  = \$586  | \$588 ;
+  assign \$590  = st6[0] & \$589 ;
+  assign \$591  = st2[10:4] == st6[10:4];
+  assign \$592  = st2[3] == st6[3];
+  assign \$593  = \$591  & \$592 ;
+  assign \$594  = \$590  & \$593 ;
+  assign \$595  = ! st7[1];
+  assign \$596  = \$595  & st7[2];
+  assign \$597  = ~ \$596 ;
+  assign \$598  = st7[0] & \$597 ;
+  assign \$599  = st2[10:4] == st7[10:4];
+  assign \$600  = st2[3] == st7[3];
+  assign \$601  = \$599  & \$600 ;
+  assign \$602  = \$598  & \$601 ;
+  assign \$603  = ! st7[1];
+  assign \$604  = \$603  & st7[2];
+  assign \$606  = \$605  & st7[22];
+  assign \$607  = \$604  | \$606 ;
+  assign \$608  = st7[0] & \$607 ;
+  assign \$609  = st2[10:4] == st7[10:4];
+  assign \$610  = st2[3] == st7[3];
+  assign \$611  = \$609  & \$610 ;
+  assign \$612  = \$608  & \$611 ;
+  assign \$615  = ! st3[1];
+  assign \$616  = \$615  & st3[2];
+  assign \$617  = ~ \$616 ;
+  assign \$618  = \$614  & \$617 ;
+  assign \$621  = ! st3[1];
+  assign \$622  = \$621  & st3[2];
+  assign \$623  = \$620  & \$622 ;
+  assign \$624  = \$618  | \$623 ;
+  assign \$626  = ~ \$625 ;
+  assign \$627  = \$signal$115 [1] & \$626 ;
+  assign \$628  = ! st3[1];
+  assign \$629  = \$628  & st3[2];
+  assign \$630  = ~ \$629 ;
+  assign \$631  = \$627  & \$630 ;
+  assign \$633  = ~ \$632 ;
+  assign \$634  = \$signal$116 [1] & \$633 ;
+  assign \$635  = ! st3[1];
+  assign \$636  = \$635  & st3[2];
+  assign \$637  = \$634  & \$636 ;
+  assign \$638  = \$631  | \$637 ;
+  assign \$640  = \$639  | \$signal$115 [1];
+  assign \$641  = ~ \$640 ;
+  assign \$642  = \$signal$115 [2] & \$641 ;
+  assign \$643  = ! st3[1];
+  assign \$644  = \$643  & st3[2];
+  assign \$645  = ~ \$644 ;
+  assign \$646  = \$642  & \$645 ;
+  assign \$648  = \$647  | \$signal$115 [1];
+  assign \$649  = \$648  | \$signal$115 [2];
+  assign \$650  = ~ \$649 ;
+  assign \$651  = \$signal$115 [3] & \$650 ;
+  assign \$652  = ! st3[1];
+  assign \$653  = \$652  & st3[2];
+  assign \$654  = ~ \$653 ;
+  assign \$655  = \$651  & \$654 ;
+  assign \$657  = \$656  | \$signal$115 [1];
+  assign \$658  = \$657  | \$signal$115 [2];
+  assign \$659  = \$658  | \$signal$115 [3];
+  assign \$660  = ~ \$659 ;
+  assign \$661  = \$signal$115 [4] & \$660 ;
+  assign \$662  = ! st3[1];
+  assign \$663  = \$662  & st3[2];
+  assign \$664  = ~ \$663 ;
+  assign \$665  = \$661  & \$664 ;
+  assign \$667  = \$666  | \$signal$115 [1];
+  assign \$668  = \$667  | \$signal$115 [2];
+  assign \$669  = \$668  | \$signal$115 [3];
+  assign \$670  = \$669  | \$signal$115 [4];
+  assign \$671  = ~ \$670 ;
+  assign \$672  = ! st3[1];
+  assign \$673  = \$672  & st3[2];
+  assign \$674  = ~ \$673 ;
+  assign \$675  = \$671  & \$674 ;
+  assign \$677  = \$676  | \$signal$116 [1];
+  assign \$678  = ~ \$677 ;
+  assign \$679  = \$signal$116 [2] & \$678 ;
+  assign \$680  = ! st3[1];
+  assign \$681  = \$680  & st3[2];
+  assign \$682  = \$679  & \$681 ;
+  assign \$684  = \$683  | \$signal$116 [1];
+  assign \$685  = \$684  | \$signal$116 [2];
+  assign \$686  = ~ \$685 ;
+  assign \$687  = \$signal$116 [3] & \$686 ;
+  assign \$688  = ! st3[1];
+  assign \$689  = \$688  & st3[2];
+  assign \$690  = \$687  & \$689 ;
+  assign \$692  = \$691  | \$signal$116 [1];
+  assign \$693  = \$692  | \$signal$116 [2];
+  assign \$694  = \$693  | \$signal$116 [3];
+  assign \$695  = ~ \$694 ;
+  assign \$696  = \$signal$116 [4] & \$695 ;
+  assign \$697  = ! st3[1];
+  assign \$698  = \$697  & st3[2];
+  assign \$699  = \$696  & \$698 ;
+  assign \$701  = \$700  | \$signal$116 [1];
+  assign \$702  = \$701  | \$signal$116 [2];
+  assign \$703  = \$702  | \$signal$116 [3];
+  assign \$704  = \$703  | \$signal$116 [4];
+  assign \$705  = ~ \$704 ;
+  assign \$706  = ! st3[1];
+  assign \$707  = \$706  & st3[2];
+  assign \$708  = \$705  & \$707 ;
+  assign \$709  = ! st3[1];
+  assign \$710  = ! st3[1];
+  assign \$712  = ! st3[24:23];
+  assign \$713  = \$711  & \$712 ;
+  assign \$714  = \$signal$117 [0] ? \$signal$119 [18:0] : 19'h00000;
+  assign \$715  = \$signal$117 [1] ? \$signal$50 [18:0] : 19'h00000;
+  assign \$716  = \$714  | \$715 ;
+  assign \$717  = \$signal$117 [2] ? v_wr__data[17:0] : 18'h00000;
+  assign \$718  = \$716  | { \$717 [17], \$717  };
+  assign \$719  = \$signal$117 [3] ? res8[17:0] : 18'h00000;
+  assign \$720  = \$718  | { \$719 [17], \$719  };
+  assign \$721  = \$signal$117 [4] ? res9[17:0] : 18'h00000;
+  assign \$722  = \$720  | { \$721 [17], \$721  };
+  assign \$723  = \$signal$117 [5] ? v_raw[17:0] : 18'h00000;
+  assign \$724  = \$722  | { \$723 [17], \$723  };
+  assign \$727  = \$signal$117 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$728  = \$726  | { \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727  };
+  assign \$729  = \$signal$117 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$730  = \$728  | { \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729  };
+  assign \$733  = \$signal$118 [0] ? addend[14:0] : 15'h0000;
+  assign \$734  = \$signal$118 [1] ? b_raw[14:0] : 15'h0000;
+  assign \$735  = \$733  | \$734 ;
+  assign \$736  = \$signal$118 [2] ? \$signal$119 [18:0] : 19'h00000;
+  assign \$737  = { \$735 [14], \$735 [14], \$735 [14], \$735 [14], \$735  } | \$736 ;
+  assign \$738  = \$signal$118 [3] ? \$signal$50 [18:0] : 19'h00000;
+  assign \$739  = \$737  | \$738 ;
+  assign \$742  = \$signal$118 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$743  = \$741  | { \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742  };
+  assign \$744  = \$signal$118 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$745  = \$743  | { \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744  };
+  assign \$748  = $signed(\$732 ) + $signed(\$747 );
+  assign \$749  = \$signal$117 [0] ? \$signal$119 [37:19] : 19'h00000;
+  assign \$750  = \$signal$117 [1] ? \$signal$50 [37:19] : 19'h00000;
+  assign \$751  = \$749  | \$750 ;
+  assign \$752  = \$signal$117 [2] ? v_wr__data[35:18] : 18'h00000;
+  assign \$753  = \$751  | { \$752 [17], \$752  };
+  assign \$754  = \$signal$117 [3] ? res8[35:18] : 18'h00000;
+  assign \$755  = \$753  | { \$754 [17], \$754  };
+  assign \$756  = \$signal$117 [4] ? res9[35:18] : 18'h00000;
+  assign \$757  = \$755  | { \$756 [17], \$756  };
+  assign \$758  = \$signal$117 [5] ? v_raw[35:18] : 18'h00000;
+  assign \$759  = \$757  | { \$758 [17], \$758  };
+  assign \$762  = \$signal$117 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$763  = \$761  | { \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762  };
+  assign \$764  = \$signal$117 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$765  = \$763  | { \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764  };
+  assign \$768  = \$signal$118 [0] ? addend[29:15] : 15'h0000;
+  assign \$769  = \$signal$118 [1] ? b_raw[29:15] : 15'h0000;
+  assign \$770  = \$768  | \$769 ;
+  assign \$771  = \$signal$118 [2] ? \$signal$119 [37:19] : 19'h00000;
+  assign \$772  = { \$770 [14], \$770 [14], \$770 [14], \$770 [14], \$770  } | \$771 ;
+  assign \$773  = \$signal$118 [3] ? \$signal$50 [37:19] : 19'h00000;
+  assign \$774  = \$772  | \$773 ;
+  assign \$777  = \$signal$118 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$778  = \$776  | { \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777  };
+  assign \$779  = \$signal$118 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$780  = \$778  | { \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779  };
+  assign \$783  = $signed(\$767 ) + $signed(\$782 );
+  assign \$784  = \$signal$117 [0] ? \$signal$119 [56:38] : 19'h00000;
+  assign \$785  = \$signal$117 [1] ? \$signal$50 [56:38] : 19'h00000;
+  assign \$786  = \$784  | \$785 ;
+  assign \$787  = \$signal$117 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign \$788  = \$786  | { \$787 [17], \$787  };
+  assign \$789  = \$signal$117 [3] ? res8[53:36] : 18'h00000;
+  assign \$790  = \$788  | { \$789 [17], \$789  };
+  assign \$791  = \$signal$117 [4] ? res9[53:36] : 18'h00000;
+  assign \$792  = \$790  | { \$791 [17], \$791  };
+  assign \$793  = \$signal$117 [5] ? v_raw[53:36] : 18'h00000;
+  assign \$794  = \$792  | { \$793 [17], \$793  };
+  assign \$797  = \$signal$117 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$798  = \$796  | { \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797  };
+  assign \$799  = \$signal$117 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$800  = \$798  | { \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799  };
+  assign \$803  = \$signal$118 [0] ? addend[44:30] : 15'h0000;
+  assign \$804  = \$signal$118 [1] ? b_raw[44:30] : 15'h0000;
+  assign \$805  = \$803  | \$804 ;
+  assign \$806  = \$signal$118 [2] ? \$signal$119 [56:38] : 19'h00000;
+  assign \$807  = { \$805 [14], \$805 [14], \$805 [14], \$805 [14], \$805  } | \$806 ;
+  assign \$808  = \$signal$118 [3] ? \$signal$50 [56:38] : 19'h00000;
+  assign \$809  = \$807  | \$808 ;
+  assign \$812  = \$signal$118 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$813  = \$811  | { \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812  };
+  assign \$814  = \$signal$118 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$815  = \$813  | { \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814  };
+  assign \$818  = $signed(\$802 ) + $signed(\$817 );
+  assign \$819  = \$signal$117 [0] ? \$signal$119 [75:57] : 19'h00000;
+  assign \$820  = \$signal$117 [1] ? \$signal$50 [75:57] : 19'h00000;
+  assign \$821  = \$819  | \$820 ;
+  assign \$822  = \$signal$117 [2] ? v_wr__data[71:54] : 18'h00000;
+  assign \$823  = \$821  | { \$822 [17], \$822  };
+  assign \$824  = \$signal$117 [3] ? res8[71:54] : 18'h00000;
+  assign \$825  = \$823  | { \$824 [17], \$824  };
+  assign \$826  = \$signal$117 [4] ? res9[71:54] : 18'h00000;
+  assign \$827  = \$825  | { \$826 [17], \$826  };
+  assign \$828  = \$signal$117 [5] ? v_raw[71:54] : 18'h00000;
+  assign \$829  = \$827  | { \$828 [17], \$828  };
+  assign \$832  = \$signal$117 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$833  = \$831  | { \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832  };
+  assign \$834  = \$signal$117 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$835  = \$833  | { \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834  };
+  assign \$838  = \$signal$118 [0] ? addend[59:45] : 15'h0000;
+  assign \$839  = \$signal$118 [1] ? b_raw[59:45] : 15'h0000;
+  assign \$840  = \$838  | \$839 ;
+  assign \$841  = \$signal$118 [2] ? \$signal$119 [75:57] : 19'h00000;
+  assign \$842  = { \$840 [14], \$840 [14], \$840 [14], \$840 [14], \$840  } | \$841 ;
+  assign \$843  = \$signal$118 [3] ? \$signal$50 [75:57] : 19'h00000;
+  assign \$844  = \$842  | \$843 ;
+  assign \$847  = \$signal$118 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$848  = \$846  | { \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847  };
+  assign \$849  = \$signal$118 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$850  = \$848  | { \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849  };
+  assign \$853  = $signed(\$837 ) + $signed(\$852 );
+  assign \$855  = ! st5[24:23];
+  assign \$856  = \$854  & \$855 ;
+  assign \$857  = $signed(\$signal$119 [18:0]) > $signed(16'h459f);
+  assign \$858  = \$856  & \$857 ;
+  assign \$859  = \$858  ? 19'h0459f : \$signal$119 [18:0];
+  assign \$861  = ! st5[24:23];
+  assign \$862  = \$860  & \$861 ;
+  assign \$863  = $signed(\$signal$119 [37:19]) > $signed(16'h459f);
+  assign \$864  = \$862  & \$863 ;
+  assign \$865  = \$864  ? 19'h0459f : \$signal$119 [37:19];
+  assign \$867  = ! st5[24:23];
+  assign \$868  = \$866  & \$867 ;
+  assign \$869  = $signed(\$signal$119 [56:38]) > $signed(16'h459f);
+  assign \$870  = \$868  & \$869 ;
+  assign \$871  = \$870  ? 19'h0459f : \$signal$119 [56:38];
+  assign \$873  = ! st5[24:23];
+  assign \$874  = \$872  & \$873 ;
+  assign \$875  = $signed(\$signal$119 [75:57]) > $signed(16'h459f);
+  assign \$876  = \$874  & \$875 ;
+  assign \$877  = \$876  ? 19'h0459f : \$signal$119 [75:57];
+  assign \$879  = st6[0] & \$878 ;
+  assign \$880  = any_spike | st6[25];
+  assign \$881  = \$879  & \$880 ;
+  assign \$882  = | pending;
+  assign \$883  = pending - 1'h1;
+  assign \$884  = { 1'h0, pending } & \$883 ;
+  assign \$885  = ! \$884 ;
+  assign \$886  = ~ \$signal$69 [11];
+  assign \$887  = \$885  & \$886 ;
+  assign \$888  = 1'h1 << lane;
+  assign \$889  = { 3'h0, done } | \$888 ;
   always @(posedge clk)
-    pix_bits <= \$195 ;
+    used <= \$890 ;
   always @(posedge clk)
-    pixel_count <= \$196 ;
+    credit <= \$891 ;
   always @(posedge clk)
-    pix_c <= \$197 ;
+    pix_bits <= \$892 ;
   always @(posedge clk)
-    pix_y <= \$198 ;
+    \$signal$27  <= \$893 ;
   always @(posedge clk)
-    pix_x <= \$199 ;
+    \$signal$30  <= \$894 ;
   always @(posedge clk)
-    pix_index <= \$200 ;
+    pixel_count <= \$895 ;
   always @(posedge clk)
-    nxt_x <= \$201 ;
+    more_pixels <= \$896 ;
   always @(posedge clk)
-    \$like$107  <= \$202 ;
+    ev_c <= \$897 ;
   always @(posedge clk)
-    \$like$106  <= \$203 ;
+    ev_y <= \$898 ;
   always @(posedge clk)
-    nxt_index <= \$204 ;
+    ev_x <= \$899 ;
   always @(posedge clk)
-    full1 <= \$205 ;
+    pix_index <= \$900 ;
   always @(posedge clk)
-    full0 <= \$206 ;
+    nxt_x <= \$901 ;
   always @(posedge clk)
-    \$signal  <= \$207 ;
+    \$like$84  <= \$902 ;
   always @(posedge clk)
-    fsm_state <= \$208 ;
+    \$like  <= \$903 ;
   always @(posedge clk)
-    fire_state <= \$209 ;
+    nxt_index <= \$904 ;
   always @(posedge clk)
-    sweep_addr <= \$210 ;
+    full1 <= \$905 ;
   always @(posedge clk)
-    sweep_g <= \$211 ;
+    full0 <= \$906 ;
   always @(posedge clk)
-    sweep_y <= \$212 ;
+    \$signal$6  <= \$907 ;
   always @(posedge clk)
-    sweep_x <= \$213 ;
+    fsm_state <= \$908 ;
   always @(posedge clk)
-    fire_k <= \$214 ;
+    fire_state <= \$909 ;
   always @(posedge clk)
-    \$signal$43  <= \$215 ;
+    sweep_addr <= \$910 ;
   always @(posedge clk)
-    bubble <= \$216 ;
+    sweep_g <= \$911 ;
   always @(posedge clk)
-    \$signal$36  <= \$217 ;
+    sweep_y <= \$912 ;
   always @(posedge clk)
-    \$signal$37  <= \$218 ;
+    sweep_x <= \$913 ;
   always @(posedge clk)
-    s1_cur <= \$219 ;
+    sweep_last <= \$914 ;
   always @(posedge clk)
-    s1_addr <= \$220 ;
+    fire_k <= \$915 ;
   always @(posedge clk)
-    s1_proj <= \$221 ;
+    \$signal$36  <= \$916 ;
   always @(posedge clk)
-    s1_count <= \$222 ;
+    \$signal$91  <= \$917 ;
   always @(posedge clk)
-    s1_shift <= \$223 ;
+    \$signal  <= \$918 ;
   always @(posedge clk)
-    s1_last_step <= \$224 ;
+    st0 <= \$919 ;
   always @(posedge clk)
-    s1_fire_k <= \$225 ;
+    st1 <= \$920 ;
   always @(posedge clk)
-    s1_end <= \$226 ;
+    st2 <= \$921 ;
   always @(posedge clk)
-    s1_g <= \$227 ;
+    st3 <= \$922 ;
   always @(posedge clk)
-    \$like$119  <= \$228 ;
+    st4 <= \$923 ;
   always @(posedge clk)
-    s1_x <= \$229 ;
+    st5 <= \$924 ;
   always @(posedge clk)
-    \$signal$38  <= \$230 ;
+    st6 <= \$925 ;
   always @(posedge clk)
-    \$signal$39  <= \$231 ;
+    st7 <= \$926 ;
   always @(posedge clk)
-    s2_addr <= \$232 ;
+    st8 <= \$927 ;
   always @(posedge clk)
-    s2_val <= \$233 ;
+    w1_0 <= \$928 ;
   always @(posedge clk)
-    \$signal$67  <= \$234 ;
+    w2_0_0 <= \$929 ;
   always @(posedge clk)
-    s2_last_step <= \$235 ;
+    w2_0_1 <= \$930 ;
   always @(posedge clk)
-    s2_fire_k <= \$236 ;
+    w2_0_2 <= \$931 ;
   always @(posedge clk)
-    s2_end <= \$237 ;
+    w2_0_3 <= \$932 ;
   always @(posedge clk)
-    \$like  <= \$238 ;
+    addend <= \$933 ;
   always @(posedge clk)
-    \$like$85  <= \$239 ;
+    v_raw <= \$934 ;
   always @(posedge clk)
-    s2_x <= \$240 ;
+    b_raw <= \$935 ;
   always @(posedge clk)
-    s2_laddr <= \$241 ;
+    res8 <= \$936 ;
   always @(posedge clk)
-    s3_valid <= \$242 ;
+    res9 <= \$937 ;
   always @(posedge clk)
-    s3_kind <= \$243 ;
+    cres8 <= \$938 ;
   always @(posedge clk)
-    s3_addr <= \$244 ;
+    cres9 <= \$939 ;
   always @(posedge clk)
-    \$signal$66  <= \$245 ;
+    \$like$113  <= \$940 ;
   always @(posedge clk)
-    \$signal$64  <= \$246 ;
+    b6 <= \$941 ;
   always @(posedge clk)
-    \$signal$123  <= \$247 ;
+    \$signal$115  <= \$942 ;
   always @(posedge clk)
-    \$signal$125  <= \$248 ;
+    \$signal$116  <= \$943 ;
   always @(posedge clk)
-    s4_addr <= \$249 ;
+    \$signal$117  <= \$944 ;
   always @(posedge clk)
-    s4_v <= \$250 ;
+    \$signal$118  <= \$945 ;
   always @(posedge clk)
-    s4_vw <= \$251 ;
+    \$signal$119  <= \$946 ;
   always @(posedge clk)
-    s4_cw <= \$252 ;
+    \$signal$50  <= \$947 ;
   always @(posedge clk)
-    s4_c <= \$253 ;
+    v_wr__data <= \$948 ;
   always @(posedge clk)
-    w_data <= \$254 ;
+    \$signal$63  <= \$949 ;
   always @(posedge clk)
-    w_en <= \$255 ;
+    \$signal$65  <= \$950 ;
   always @(posedge clk)
-    done <= \$256 ;
+    done <= \$951 ;
+  assign \$1  = ~ sweep_now;
+  assign \$2  = ~ \$signal ;
+  assign en = \$1  & \$2 ;
+  assign \$3  = ~ \$signal ;
+  assign \$4  = op_valid & \$3 ;
+  assign \$5  = ~ \$signal$27 ;
+  assign \$6  = \$5  & ready;
+  assign \$7  = \$signal$30  & ready;
+  assign \$8  = \$signal$27  | \$7 ;
+  assign \$9  = \$8  & more_pixels;
+  assign \$10  = ~ \$signal ;
+  assign \$11  = credit & \$10 ;
+  assign active = issue[0] | \$signal ;
+  assign \$12  = st2[3] * 8'h80;
+  assign \$13  = st2[10:4] + \$12 ;
+  assign \$14  = ! st6[1];
+  assign \$16  = $signed(\$signal$50 [18:0]) - $signed({ 1'h0, \$15  });
+  assign \$17  = $signed(diff0) >= $signed(1'h0);
+  assign \$18  = st6[24:23] == 2'h3;
+  assign \$19  = $signed(diff0) >= $signed(1'h0);
+  assign \$20  = \$19  ? diff0 : { \$signal$50 [18], \$signal$50 [18:0] };
+  assign \$21  = ! st6[1];
+  assign \$23  = $signed(\$signal$50 [37:19]) - $signed({ 1'h0, \$22  });
+  assign \$24  = $signed(diff1) >= $signed(1'h0);
+  assign \$25  = st6[24:23] == 2'h3;
+  assign \$26  = $signed(diff1) >= $signed(1'h0);
+  assign \$27  = \$26  ? diff1 : { \$signal$50 [37], \$signal$50 [37:19] };
+  assign \$28  = ! st6[1];
+  assign \$30  = $signed(\$signal$50 [56:38]) - $signed({ 1'h0, \$29  });
+  assign \$31  = $signed(diff2) >= $signed(1'h0);
+  assign \$32  = st6[24:23] == 2'h3;
+  assign \$33  = $signed(diff2) >= $signed(1'h0);
+  assign \$34  = \$33  ? diff2 : { \$signal$50 [56], \$signal$50 [56:38] };
+  assign \$35  = ! st6[1];
+  assign \$37  = $signed(\$signal$50 [75:57]) - $signed({ 1'h0, \$36  });
+  assign \$38  = $signed(diff3) >= $signed(1'h0);
+  assign \$39  = st6[24:23] == 2'h3;
+  assign \$40  = $signed(diff3) >= $signed(1'h0);
+  assign \$41  = \$40  ? diff3 : { \$signal$50 [75], \$signal$50 [75:57] };
+  assign \$42  = st7[3] * 8'h80;
+  assign \$43  = st7[10:4] + \$42 ;
+  assign \$44  = ! st7[1];
+  assign \$45  = \$44  & st7[2];
+  assign \$46  = ~ \$45 ;
   \digits_cnn_ilif.engine_conv1.expand0  expand0 (
     .clk(clk),
     .en(en),
     .ev_c(ev_c),
-    .ev_count(ev_count),
-    .ev_shift(ev_shift),
     .ev_x(ev_x),
     .ev_y(ev_y),
     .load(load),
-    .op_addr(\op_addr$7 ),
-    .op_count(\op_count$12 ),
-    .op_shift(\op_shift$14 ),
+    .op_addr(op_addr),
+    .op_count(op_count),
+    .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
+    .\port$3623$0 (\bit ),
     .ready(ready),
+    .rst(rst)
+  );
+  \digits_cnn_ilif.engine_conv1.pixel_skid  pixel_skid (
+    .clk(clk),
+    .\port$0$2 (pixels__payload),
+    .\port$1244$0 (pixels__ready),
+    .\port$3625$0 (\$signal$32 ),
+    .\port$3826$0 (\$signal$81 ),
+    .\port$3828$0 (\$signal$80 ),
+    .\port$5$0 (pixels__valid),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv1.queue  queue (
     .clk(clk),
-    .r_data(r_data),
-    .r_en(r_en),
-    .r_rdy(r_rdy),
+    .\port$3638$0 (\$signal$76 ),
+    .\port$3816$0 (\$signal$69 ),
+    .\port$3818$0 (\$signal$73 ),
     .rst(rst),
-    .w_en(w_en),
-    .w_level(w_level),
-    .w_port__data(w_data)
+    .w_data(\$signal$63 ),
+    .w_en(\$signal$65 )
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$73  = 18'h022d0;
-      2'h1:
-          \$73  = 18'h01168;
-      2'h2:
-          \$73  = 18'h008b4;
-      2'h3:
-          \$73  = 18'h0045a;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$76  = 18'h022d0;
-      2'h1:
-          \$76  = 18'h01168;
-      2'h2:
-          \$76  = 18'h008b4;
-      2'h3:
-          \$76  = 18'h0045a;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$78  = 18'h022d0;
-      2'h1:
-          \$78  = 18'h01168;
-      2'h2:
-          \$78  = 18'h008b4;
-      2'h3:
-          \$78  = 18'h0045a;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$82  = 18'h022d0;
-      2'h1:
-          \$82  = 18'h01168;
-      2'h2:
-          \$82  = 18'h008b4;
-      2'h3:
-          \$82  = 18'h0045a;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$85  = 18'h022d0;
-      2'h1:
-          \$85  = 18'h01168;
-      2'h2:
-          \$85  = 18'h008b4;
-      2'h3:
-          \$85  = 18'h0045a;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$87  = 18'h022d0;
-      2'h1:
-          \$87  = 18'h01168;
-      2'h2:
-          \$87  = 18'h008b4;
-      2'h3:
-          \$87  = 18'h0045a;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$91  = 18'h022d0;
-      2'h1:
-          \$91  = 18'h01168;
-      2'h2:
-          \$91  = 18'h008b4;
-      2'h3:
-          \$91  = 18'h0045a;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$94  = 18'h022d0;
-      2'h1:
-          \$94  = 18'h01168;
-      2'h2:
-          \$94  = 18'h008b4;
-      2'h3:
-          \$94  = 18'h0045a;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$96  = 18'h022d0;
-      2'h1:
-          \$96  = 18'h01168;
-      2'h2:
-          \$96  = 18'h008b4;
-      2'h3:
-          \$96  = 18'h0045a;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$100  = 18'h022d0;
-      2'h1:
-          \$100  = 18'h01168;
-      2'h2:
-          \$100  = 18'h008b4;
-      2'h3:
-          \$100  = 18'h0045a;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$103  = 18'h022d0;
-      2'h1:
-          \$103  = 18'h01168;
-      2'h2:
-          \$103  = 18'h008b4;
-      2'h3:
-          \$103  = 18'h0045a;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$105  = 18'h022d0;
-      2'h1:
-          \$105  = 18'h01168;
-      2'h2:
-          \$105  = 18'h008b4;
-      2'h3:
-          \$105  = 18'h0045a;
-    endcase
-  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$124  = r_data[0];
+          \$67  = \$signal$69 [0];
       2'h1:
-          \$124  = r_data[1];
+          \$67  = \$signal$69 [1];
       2'h2:
-          \$124  = r_data[2];
+          \$67  = \$signal$69 [2];
       2'h3:
-          \$124  = r_data[3];
+          \$67  = \$signal$69 [3];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal )
+    casez (\$signal$6 )
       1'h0:
-          \$153  = full0;
+          \$492  = full0;
       1'h1:
-          \$153  = full1;
+          \$492  = full1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    casez (\$signal$43 )
+    casez (\$signal$36 )
       1'h0:
-          \$155  = full0;
+          \$494  = full0;
       1'h1:
-          \$155  = full1;
+          \$494  = full1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \op_valid$4  = 1'h0;
+    issue = 33'h000000000;
     if (\$4 ) begin
-      \op_valid$4  = 1'h1;
-    end
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            \op_valid$4  = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_kind = 1'h0;
-    if (\$4 ) begin
-      op_kind = 1'h0;
+      issue[0] = 1'h1;
+      issue[1] = 1'h0;
+      issue[10:4] = op_addr;
+      issue[3] = \$signal$6 ;
+      issue[16] = 1'h0;
+      issue[17] = op_count;
+      issue[21:18] = op_shift;
+      issue[2] = 1'h0;
+      issue[15:11] = op_waddr;
     end
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$23 ) begin
-            op_kind = 1'h1;
+          if (\$11 ) begin
+            issue[0] = 1'h1;
+            issue[1] = 1'h1;
+            issue[10:4] = sweep_addr;
+            issue[3] = \$signal$36 ;
+            issue[26] = sweep_g;
+            issue[29:27] = sweep_y;
+            issue[32:30] = sweep_x;
+            issue[22] = 1'h0;
+            issue[25] = sweep_last;
+            issue[24:23] = fire_k[1:0];
           end
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_addr = 7'h00;
-    if (\$4 ) begin
-      op_addr = \op_addr$7 ;
-    end
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            op_addr = sweep_addr;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_bank = 1'h0;
-    if (\$4 ) begin
-      op_bank = \$signal ;
-    end
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            op_bank = \$signal$43 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_proj = 1'h0;
-    if (\$4 ) begin
-      op_proj = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_count = 1'h0;
-    if (\$4 ) begin
-      op_count = \op_count$12 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_shift = 4'h0;
-    if (\$4 ) begin
-      op_shift = \op_shift$14 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_cur = 1'h0;
-    if (\$4 ) begin
-      op_cur = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signature__addr  = 5'h00;
-    if (\$4 ) begin
-      \$signature__addr  = op_waddr;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \bit  = 3'h0;
-    casez (fsm_state)
-      2'h0:
-        begin
-          if (pix_bits[0]) begin
-            \bit  = 3'h0;
-          end
-          if (pix_bits[1]) begin
-            \bit  = 3'h1;
-          end
-          if (pix_bits[2]) begin
-            \bit  = 3'h2;
-          end
-          if (pix_bits[3]) begin
-            \bit  = 3'h3;
-          end
-          if (pix_bits[4]) begin
-            \bit  = 3'h4;
-          end
-          if (pix_bits[5]) begin
-            \bit  = 3'h5;
-          end
-          if (pix_bits[6]) begin
-            \bit  = 3'h6;
-          end
-          if (pix_bits[7]) begin
-            \bit  = 3'h7;
-          end
-        end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    ev_c = 1'h0;
-    casez (fsm_state)
-      2'h0:
-          ev_c = pix_c;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    ev_y = 3'h0;
-    casez (fsm_state)
-      2'h0:
-          ev_y = pix_y;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    ev_x = 3'h0;
-    casez (fsm_state)
-      2'h0:
-          ev_x = pix_x;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    ev_count = 1'h0;
-    casez (fsm_state)
-      2'h0:
-          ev_count = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    ev_shift = 4'h0;
-    casez (fsm_state)
-      2'h0:
-          ev_shift = { 1'h0, \bit  };
-    endcase
+    if (pix_bits[7]) begin
+      \bit  = 3'h7;
+    end
+    if (pix_bits[6]) begin
+      \bit  = 3'h6;
+    end
+    if (pix_bits[5]) begin
+      \bit  = 3'h5;
+    end
+    if (pix_bits[4]) begin
+      \bit  = 3'h4;
+    end
+    if (pix_bits[3]) begin
+      \bit  = 3'h3;
+    end
+    if (pix_bits[2]) begin
+      \bit  = 3'h2;
+    end
+    if (pix_bits[1]) begin
+      \bit  = 3'h1;
+    end
+    if (pix_bits[0]) begin
+      \bit  = 3'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     load = 1'h0;
     casez (fsm_state)
       2'h0:
-          if (\$5 ) begin
-            if (ready) begin
-              load = 1'h1;
-            end
+          if (\$6 ) begin
+            load = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    emptying = 1'h0;
+    \$signal$32  = 1'h0;
     casez (fsm_state)
       2'h0:
-          (* full_case = 32'd1 *)
-          if (\$5 ) begin
-            if (ready) begin
-              emptying = \$9 ;
-            end
-          end else begin
-            emptying = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    pixels__ready = 1'h0;
-    casez (fsm_state)
-      2'h0:
-          if (\$11 ) begin
-            pixels__ready = 1'h1;
+          if (\$9 ) begin
+            \$signal$32  = 1'h1;
           end
     endcase
   end
@@ -2043,217 +3210,116 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
       1'h0:
           /* empty */;
       1'h1:
-          if (\$23 ) begin
+          if (\$11 ) begin
             sweep_now = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_g = 1'h0;
     (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            op_g = sweep_g;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_y = 3'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            op_y = sweep_y;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_x = 3'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            op_x = sweep_x;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_last_step = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            op_last_step = 1'h0;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_end = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            op_end = \$24 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_fire_k = 2'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            op_fire_k = fire_k[1:0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    out = \$signature__data ;
-    if (\$28 ) begin
-      out[17:0] = s4_v[17:0];
-      out[35:18] = s4_v[35:18];
-      out[53:36] = s4_v[53:36];
-      out[71:54] = s4_v[71:54];
-    end
-    if (\$30 ) begin
-      out[17:0] = \$signal$66 [17:0];
-      out[35:18] = \$signal$66 [35:18];
-      out[53:36] = \$signal$66 [53:36];
-      out[71:54] = \$signal$66 [71:54];
-    end
-    if (\$34 ) begin
-      out[17:0] = s2_val[17:0];
-      out[35:18] = s2_val[36:19];
-      out[53:36] = s2_val[55:38];
-      out[71:54] = s2_val[74:57];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    w_now = 64'h0000000000000000;
-    if (\$35 ) begin
-      w_now[15:0] = { \$signature__data$72 [7], \$signature__data$72 [7], \$signature__data$72 [7], \$signature__data$72 [7], \$signature__data$72 [7], \$signature__data$72 [7], \$signature__data$72 [7], \$signature__data$72 [7], \$signature__data$72 [7:0] };
-      w_now[31:16] = { \$signature__data$72 [15], \$signature__data$72 [15], \$signature__data$72 [15], \$signature__data$72 [15], \$signature__data$72 [15], \$signature__data$72 [15], \$signature__data$72 [15], \$signature__data$72 [15], \$signature__data$72 [15:8] };
-      w_now[47:32] = { \$signature__data$72 [23], \$signature__data$72 [23], \$signature__data$72 [23], \$signature__data$72 [23], \$signature__data$72 [23], \$signature__data$72 [23], \$signature__data$72 [23], \$signature__data$72 [23], \$signature__data$72 [23:16] };
-      w_now[63:48] = { \$signature__data$72 [31], \$signature__data$72 [31], \$signature__data$72 [31], \$signature__data$72 [31], \$signature__data$72 [31], \$signature__data$72 [31], \$signature__data$72 [31], \$signature__data$72 [31], \$signature__data$72 [31:24] };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$36 ) begin
-      val[18:0] = \$38 [18:0];
-    end else begin
-      val[18:0] = \$44 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-      val[37:19] = \$47 [18:0];
-    end else begin
-      val[37:19] = \$53 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$54 ) begin
-      val[56:38] = \$56 [18:0];
-    end else begin
-      val[56:38] = \$62 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$63 ) begin
-      val[75:57] = \$65 [18:0];
-    end else begin
-      val[75:57] = \$71 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$72 ) begin
-      result[17:0] = s2_val[17:0];
+    if (\$14 ) begin
+      result[17:0] = \$signal$50 [17:0];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$75 ) begin
+      if (\$18 ) begin
         result[17:0] = 18'h00000;
       end else begin
-        result[17:0] = \$80 [17:0];
+        result[17:0] = \$20 [17:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$81 ) begin
-      result[35:18] = s2_val[36:19];
+    if (\$21 ) begin
+      result[35:18] = \$signal$50 [36:19];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$84 ) begin
+      if (\$25 ) begin
         result[35:18] = 18'h00000;
       end else begin
-        result[35:18] = \$89 [17:0];
+        result[35:18] = \$27 [17:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$90 ) begin
-      result[53:36] = s2_val[55:38];
+    if (\$28 ) begin
+      result[53:36] = \$signal$50 [55:38];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$93 ) begin
+      if (\$32 ) begin
         result[53:36] = 18'h00000;
       end else begin
-        result[53:36] = \$98 [17:0];
+        result[53:36] = \$34 [17:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$99 ) begin
-      result[71:54] = s2_val[74:57];
+    if (\$35 ) begin
+      result[71:54] = \$signal$50 [74:57];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$102 ) begin
+      if (\$39 ) begin
         result[71:54] = 18'h00000;
       end else begin
-        result[71:54] = \$107 [17:0];
+        result[71:54] = \$41 [17:0];
       end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    diff0 = 20'h00000;
+    (* full_case = 32'd1 *)
+    if (\$14 ) begin
+    end else begin
+      diff0 = \$16 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     out_counts = 4'h0;
     (* full_case = 32'd1 *)
-    if (\$72 ) begin
+    if (\$14 ) begin
     end else begin
-      out_counts[0] = \$74 ;
+      out_counts[0] = \$17 ;
     end
     (* full_case = 32'd1 *)
-    if (\$81 ) begin
+    if (\$21 ) begin
     end else begin
-      out_counts[1] = \$83 ;
+      out_counts[1] = \$24 ;
     end
     (* full_case = 32'd1 *)
-    if (\$90 ) begin
+    if (\$28 ) begin
     end else begin
-      out_counts[2] = \$92 ;
+      out_counts[2] = \$31 ;
     end
     (* full_case = 32'd1 *)
-    if (\$99 ) begin
+    if (\$35 ) begin
     end else begin
-      out_counts[3] = \$101 ;
+      out_counts[3] = \$38 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    diff1 = 20'h00000;
+    (* full_case = 32'd1 *)
+    if (\$21 ) begin
+    end else begin
+      diff1 = \$23 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    diff2 = 20'h00000;
+    (* full_case = 32'd1 *)
+    if (\$28 ) begin
+    end else begin
+      diff2 = \$30 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    diff3 = 20'h00000;
+    (* full_case = 32'd1 *)
+    if (\$35 ) begin
+    end else begin
+      diff3 = \$37 ;
     end
   end
   always @* begin
@@ -2275,10 +3341,10 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     o__payload[10:9] = 2'h0;
-    if (r_rdy) begin
+    if (\$signal$73 ) begin
       (* full_case = 32'd1 *)
-      if (\$123 ) begin
-        o__payload[9] = \$124 ;
+      if (\$66 ) begin
+        o__payload[9] = \$67 ;
       end else begin
         o__payload[10] = 1'h1;
       end
@@ -2287,9 +3353,9 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     o__valid = 1'h0;
-    if (r_rdy) begin
+    if (\$signal$73 ) begin
       (* full_case = 32'd1 *)
-      if (\$123 ) begin
+      if (\$66 ) begin
         o__valid = 1'h1;
       end else begin
         o__valid = 1'h1;
@@ -2298,221 +3364,293 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    r_en = 1'h0;
-    if (r_rdy) begin
+    \$signal$76  = 1'h0;
+    if (\$signal$73 ) begin
       (* full_case = 32'd1 *)
-      if (\$123 ) begin
+      if (\$66 ) begin
         if (o__ready) begin
-          if (\$129 ) begin
-            r_en = 1'h1;
+          if (\$72 ) begin
+            \$signal$76  = 1'h1;
           end
         end
       end else begin
         if (o__ready) begin
-          r_en = 1'h1;
+          \$signal$76  = 1'h1;
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$195  = pix_bits;
+    \$890  = \$81 [8:0];
+    if (rst) begin
+      \$890  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$891  = \$82 ;
+    if (rst) begin
+      \$891  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$892  = pix_bits;
     casez (fsm_state)
       2'h0:
         begin
-          if (\$135 ) begin
-            if (ready) begin
-              \$195  = \$138 [7:0];
-            end
+          if (\$84 ) begin
+            \$892  = { \$120 , \$112 , \$105 , \$99 , \$94 , \$90 , \$87 , \$85  };
           end
-          if (\$140 ) begin
-            if (pixels__valid) begin
-              \$195  = pixels__payload;
+          if (\$463 ) begin
+            if (\$signal$80 ) begin
+              \$892  = \$signal$81 ;
             end
           end
         end
     endcase
     if (rst) begin
-      \$195  = 8'h00;
+      \$892  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$196  = pixel_count;
+    \$893  = \$signal$27 ;
     casez (fsm_state)
       2'h0:
         begin
-          if (\$140 ) begin
-            if (pixels__valid) begin
-              \$196  = \$141 [6:0];
-            end
+          if (\$84 ) begin
+            \$893  = \$157 ;
           end
-          if (\$151 ) begin
-            \$196  = 7'h00;
+          if (\$463 ) begin
+            if (\$signal$80 ) begin
+              \$893  = \$464 ;
+            end
           end
         end
     endcase
     if (rst) begin
-      \$196  = 7'h00;
+      \$893  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$197  = pix_c;
-    casez (fsm_state)
-      2'h0:
-          if (\$140 ) begin
-            if (pixels__valid) begin
-              \$197  = \$like$106 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$197  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$198  = pix_y;
-    casez (fsm_state)
-      2'h0:
-          if (\$140 ) begin
-            if (pixels__valid) begin
-              \$198  = \$like$107 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$198  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$199  = pix_x;
-    casez (fsm_state)
-      2'h0:
-          if (\$140 ) begin
-            if (pixels__valid) begin
-              \$199  = nxt_x;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$199  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$200  = pix_index;
-    casez (fsm_state)
-      2'h0:
-          if (\$140 ) begin
-            if (pixels__valid) begin
-              \$200  = nxt_index;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$200  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$201  = nxt_x;
+    \$894  = \$signal$30 ;
     casez (fsm_state)
       2'h0:
         begin
-          if (\$140 ) begin
-            if (pixels__valid) begin
+          if (\$84 ) begin
+            \$894  = \$460 ;
+          end
+          if (\$463 ) begin
+            if (\$signal$80 ) begin
+              \$894  = \$479 ;
+            end
+          end
+        end
+    endcase
+    if (rst) begin
+      \$894  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$895  = pixel_count;
+    casez (fsm_state)
+      2'h0:
+        begin
+          if (\$463 ) begin
+            if (\$signal$80 ) begin
+              \$895  = \$480 [6:0];
+            end
+          end
+          if (\$490 ) begin
+            \$895  = 7'h00;
+          end
+        end
+    endcase
+    if (rst) begin
+      \$895  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$896  = more_pixels;
+    casez (fsm_state)
+      2'h0:
+        begin
+          if (\$463 ) begin
+            if (\$signal$80 ) begin
+              \$896  = \$481 ;
+            end
+          end
+          if (\$490 ) begin
+            \$896  = 1'h1;
+          end
+        end
+    endcase
+    if (rst) begin
+      \$896  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$897  = ev_c;
+    casez (fsm_state)
+      2'h0:
+          if (\$463 ) begin
+            if (\$signal$80 ) begin
+              \$897  = \$like ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$897  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$898  = ev_y;
+    casez (fsm_state)
+      2'h0:
+          if (\$463 ) begin
+            if (\$signal$80 ) begin
+              \$898  = \$like$84 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$898  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$899  = ev_x;
+    casez (fsm_state)
+      2'h0:
+          if (\$463 ) begin
+            if (\$signal$80 ) begin
+              \$899  = nxt_x;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$899  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$900  = pix_index;
+    casez (fsm_state)
+      2'h0:
+          if (\$463 ) begin
+            if (\$signal$80 ) begin
+              \$900  = nxt_index;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$900  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$901  = nxt_x;
+    casez (fsm_state)
+      2'h0:
+        begin
+          if (\$463 ) begin
+            if (\$signal$80 ) begin
               (* full_case = 32'd1 *)
-              if (\$142 ) begin
-                \$201  = 3'h0;
+              if (\$482 ) begin
+                \$901  = 3'h0;
               end else begin
-                \$201  = \$146 [2:0];
+                \$901  = \$486 [2:0];
               end
             end
           end
-          if (\$151 ) begin
-            \$201  = 3'h0;
+          if (\$490 ) begin
+            \$901  = 3'h0;
           end
         end
     endcase
     if (rst) begin
-      \$201  = 3'h0;
+      \$901  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$202  = \$like$107 ;
+    \$902  = \$like$84 ;
     casez (fsm_state)
       2'h0:
         begin
-          if (\$140 ) begin
-            if (pixels__valid) begin
-              if (\$142 ) begin
+          if (\$463 ) begin
+            if (\$signal$80 ) begin
+              if (\$482 ) begin
                 (* full_case = 32'd1 *)
-                if (\$143 ) begin
-                  \$202  = 3'h0;
+                if (\$483 ) begin
+                  \$902  = 3'h0;
                 end else begin
-                  \$202  = \$145 [2:0];
+                  \$902  = \$485 [2:0];
                 end
               end
             end
           end
-          if (\$151 ) begin
-            \$202  = 3'h0;
+          if (\$490 ) begin
+            \$902  = 3'h0;
           end
         end
     endcase
     if (rst) begin
-      \$202  = 3'h0;
+      \$902  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$203  = \$like$106 ;
+    \$903  = \$like ;
     casez (fsm_state)
       2'h0:
         begin
-          if (\$140 ) begin
-            if (pixels__valid) begin
-              if (\$142 ) begin
-                if (\$143 ) begin
-                  \$203  = \$144 [0];
+          if (\$463 ) begin
+            if (\$signal$80 ) begin
+              if (\$482 ) begin
+                if (\$483 ) begin
+                  \$903  = \$484 [0];
                 end
               end
             end
           end
-          if (\$151 ) begin
-            \$203  = 1'h0;
+          if (\$490 ) begin
+            \$903  = 1'h0;
           end
         end
     endcase
     if (rst) begin
-      \$203  = 1'h0;
+      \$903  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$204  = nxt_index;
+    \$904  = nxt_index;
     casez (fsm_state)
       2'h0:
-          if (\$151 ) begin
-            \$204  = 6'h00;
+          if (\$490 ) begin
+            \$904  = 6'h00;
           end
     endcase
     if (rst) begin
-      \$204  = 6'h00;
+      \$904  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$205  = full1;
+    \$905  = full1;
     casez (fsm_state)
       2'h0:
-          if (\$151 ) begin
-            if (\$signal ) begin
-              \$205  = 1'h1;
+          if (\$490 ) begin
+            if (\$signal$6 ) begin
+              \$905  = 1'h1;
             end
           end
     endcase
@@ -2521,30 +3659,30 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
       1'h0:
           /* empty */;
       1'h1:
-          if (\$167 ) begin
-            if (\$168 ) begin
-              if (\$169 ) begin
-                if (\$signal$43 ) begin
-                  \$205  = 1'h0;
+          if (\$496 ) begin
+            if (sweep_last) begin
+              if (\$497 ) begin
+                if (\$signal$36 ) begin
+                  \$905  = 1'h0;
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$205  = 1'h0;
+      \$905  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$206  = full0;
+    \$906  = full0;
     casez (fsm_state)
       2'h0:
-          if (\$151 ) begin
+          if (\$490 ) begin
             (* full_case = 32'd1 *)
-            if (\$signal ) begin
+            if (\$signal$6 ) begin
             end else begin
-              \$206  = 1'h1;
+              \$906  = 1'h1;
             end
           end
     endcase
@@ -2553,580 +3691,690 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
       1'h0:
           /* empty */;
       1'h1:
-          if (\$167 ) begin
-            if (\$168 ) begin
-              if (\$169 ) begin
+          if (\$496 ) begin
+            if (sweep_last) begin
+              if (\$497 ) begin
                 (* full_case = 32'd1 *)
-                if (\$signal$43 ) begin
+                if (\$signal$36 ) begin
                 end else begin
-                  \$206  = 1'h0;
+                  \$906  = 1'h0;
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$206  = 1'h0;
+      \$906  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$207  = \$signal ;
+    \$907  = \$signal$6 ;
     casez (fsm_state)
       2'h0:
-          if (\$151 ) begin
-            \$207  = \$152 ;
+          if (\$490 ) begin
+            \$907  = \$491 ;
           end
     endcase
     if (rst) begin
-      \$207  = 1'h0;
+      \$907  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$208  = fsm_state;
+    \$908  = fsm_state;
     casez (fsm_state)
       2'h0:
-          if (\$151 ) begin
-            \$208  = 2'h1;
+          if (\$490 ) begin
+            \$908  = 2'h1;
           end
       2'h1:
-          if (\$154 ) begin
-            \$208  = 2'h0;
+          if (\$493 ) begin
+            \$908  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$208  = 2'h0;
+      \$908  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$209  = fire_state;
+    \$909  = fire_state;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
-          if (\$155 ) begin
-            \$209  = 1'h1;
+          if (\$494 ) begin
+            \$909  = 1'h1;
           end
       1'h1:
-          if (\$167 ) begin
-            if (\$168 ) begin
-              if (\$169 ) begin
-                \$209  = 1'h0;
+          if (\$496 ) begin
+            if (sweep_last) begin
+              if (\$497 ) begin
+                \$909  = 1'h0;
               end
             end
           end
     endcase
     if (rst) begin
-      \$209  = 1'h0;
+      \$909  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$210  = sweep_addr;
+    \$910  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$167 ) begin
+          if (\$496 ) begin
             (* full_case = 32'd1 *)
-            if (\$168 ) begin
-              \$210  = 7'h00;
+            if (sweep_last) begin
+              \$910  = 7'h00;
             end else begin
-              \$210  = \$172 [6:0];
+              \$910  = \$500 [6:0];
             end
           end
     endcase
     if (rst) begin
-      \$210  = 7'h00;
+      \$910  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$211  = sweep_g;
+    \$911  = sweep_g;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$167 ) begin
+          if (\$496 ) begin
             (* full_case = 32'd1 *)
-            if (\$168 ) begin
-              \$211  = 1'h0;
+            if (sweep_last) begin
+              \$911  = 1'h0;
             end else begin
               (* full_case = 32'd1 *)
-              if (\$173 ) begin
-                \$211  = 1'h0;
+              if (\$502 ) begin
+                \$911  = 1'h0;
               end else begin
-                \$211  = \$177 [0];
+                \$911  = \$506 [0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$211  = 1'h0;
+      \$911  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$212  = sweep_y;
+    \$912  = sweep_y;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$167 ) begin
+          if (\$496 ) begin
             (* full_case = 32'd1 *)
-            if (\$168 ) begin
-              \$212  = 3'h0;
+            if (sweep_last) begin
+              \$912  = 3'h0;
             end else begin
-              if (\$173 ) begin
-                if (\$174 ) begin
-                  \$212  = \$175 [2:0];
+              if (\$502 ) begin
+                if (\$503 ) begin
+                  \$912  = \$504 [2:0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$212  = 3'h0;
+      \$912  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$213  = sweep_x;
+    \$913  = sweep_x;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$167 ) begin
+          if (\$496 ) begin
             (* full_case = 32'd1 *)
-            if (\$168 ) begin
-              \$213  = 3'h0;
+            if (sweep_last) begin
+              \$913  = 3'h0;
             end else begin
-              if (\$173 ) begin
+              if (\$502 ) begin
                 (* full_case = 32'd1 *)
-                if (\$174 ) begin
-                  \$213  = 3'h0;
+                if (\$503 ) begin
+                  \$913  = 3'h0;
                 end else begin
-                  \$213  = \$176 [2:0];
+                  \$913  = \$505 [2:0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$213  = 3'h0;
+      \$913  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$214  = fire_k;
+    \$914  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$167 ) begin
-            if (\$168 ) begin
+          if (\$496 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$914  = 1'h0;
+            end else begin
+              \$914  = \$501 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$914  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$915  = fire_k;
+    (* full_case = 32'd1 *)
+    casez (fire_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$496 ) begin
+            if (sweep_last) begin
               (* full_case = 32'd1 *)
-              if (\$169 ) begin
-                \$214  = 3'h0;
+              if (\$497 ) begin
+                \$915  = 3'h0;
               end else begin
-                \$214  = \$171 [2:0];
+                \$915  = \$499 [2:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$214  = 3'h0;
+      \$915  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$215  = \$signal$43 ;
+    \$916  = \$signal$36 ;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$167 ) begin
-            if (\$168 ) begin
-              if (\$169 ) begin
-                \$215  = \$170 ;
+          if (\$496 ) begin
+            if (sweep_last) begin
+              if (\$497 ) begin
+                \$916  = \$498 ;
               end
             end
           end
     endcase
     if (rst) begin
-      \$215  = 1'h0;
+      \$916  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$216  = \$178 ;
+    \$917  = \$507 ;
     if (rst) begin
-      \$216  = 1'h0;
+      \$917  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$217  = \op_valid$4 ;
+    \$918  = \$509 ;
     if (rst) begin
-      \$217  = 1'h0;
+      \$918  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$218  = op_kind;
+    \$919  = issue;
     if (rst) begin
-      \$218  = 1'h0;
+      \$919  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$219  = op_cur;
+    \$920  = st0;
     if (rst) begin
-      \$219  = 1'h0;
+      \$920  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$220  = \$26 [7:0];
+    \$921  = st1;
     if (rst) begin
-      \$220  = 8'h00;
+      \$921  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$221  = op_proj;
+    \$922  = st2;
     if (rst) begin
-      \$221  = 1'h0;
+      \$922  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$222  = op_count;
+    \$923  = st3;
     if (rst) begin
-      \$222  = 1'h0;
+      \$923  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$223  = op_shift;
+    \$924  = st4;
     if (rst) begin
-      \$223  = 4'h0;
+      \$924  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$224  = op_last_step;
+    \$925  = st5;
     if (rst) begin
-      \$224  = 1'h0;
+      \$925  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$225  = op_fire_k;
+    \$926  = st6;
     if (rst) begin
-      \$225  = 2'h0;
+      \$926  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$226  = op_end;
+    \$927  = st7;
     if (rst) begin
-      \$226  = 1'h0;
+      \$927  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$227  = op_g;
+    \$928  = \$signature__data ;
     if (rst) begin
-      \$227  = 1'h0;
+      \$928  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$228  = op_y;
+    \$929  = \$510 ;
     if (rst) begin
-      \$228  = 3'h0;
+      \$929  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$229  = op_x;
+    \$930  = \$511 ;
     if (rst) begin
-      \$229  = 3'h0;
+      \$930  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$230  = \$signal$36 ;
+    \$931  = \$512 ;
     if (rst) begin
-      \$230  = 1'h0;
+      \$931  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$231  = \$signal$37 ;
+    \$932  = \$513 ;
     if (rst) begin
-      \$231  = 1'h0;
+      \$932  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$232  = s1_addr;
+    \$933  = addend;
+    if (\$514 ) begin
+      \$933 [14:0] = w2_0_0;
+      \$933 [29:15] = w2_0_1;
+      \$933 [44:30] = w2_0_2;
+      \$933 [59:45] = w2_0_3;
+    end
     if (rst) begin
-      \$232  = 8'h00;
+      \$933  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$233  = val;
+    \$934  = \$signature__data$105 ;
     if (rst) begin
-      \$233  = 76'h0000000000000000000;
+      \$934  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$234  = \$182 ;
+    \$935  = b_rd__data;
     if (rst) begin
-      \$234  = 1'h0;
+      \$935  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$235  = s1_last_step;
+    \$936  = v_wr__data;
     if (rst) begin
-      \$235  = 1'h0;
+      \$936  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$236  = s1_fire_k;
+    \$937  = res8;
     if (rst) begin
-      \$236  = 2'h0;
+      \$937  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$237  = s1_end;
+    \$938  = 4'h0;
     if (rst) begin
-      \$237  = 1'h0;
+      \$938  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$238  = s1_g;
+    \$939  = cres8;
     if (rst) begin
-      \$238  = 1'h0;
+      \$939  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$239  = \$like$119 ;
+    \$940  = b_raw;
     if (rst) begin
-      \$239  = 3'h0;
+      \$940  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$240  = s1_x;
+    \$941  = \$like$113 ;
     if (rst) begin
-      \$240  = 3'h0;
+      \$941  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$241  = 7'h00;
+    \$942 [0] = \$524 ;
+    \$942 [1] = \$546 ;
+    \$942 [2] = \$566 ;
+    \$942 [3] = \$584 ;
+    \$942 [4] = \$602 ;
     if (rst) begin
-      \$241  = 7'h00;
+      \$942  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$242  = \$signal$38 ;
+    \$943 [0] = \$536 ;
+    \$943 [1] = \$558 ;
+    \$943 [2] = \$576 ;
+    \$943 [3] = \$594 ;
+    \$943 [4] = \$612 ;
     if (rst) begin
-      \$242  = 1'h0;
+      \$943  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$243  = \$signal$39 ;
+    \$944  = { \$708 , \$699 , \$690 , \$682 , \$675 , \$665 , \$655 , \$646 , \$638 , \$624  };
     if (rst) begin
-      \$243  = 1'h0;
+      \$944  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$244  = s2_addr;
+    \$945  = { 6'h00, \$713 , \$709  };
     if (rst) begin
-      \$244  = 8'h00;
+      \$945  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$245  = result;
+    \$946 [18:0] = \$748 [18:0];
+    \$946 [37:19] = \$783 [18:0];
+    \$946 [56:38] = \$818 [18:0];
+    \$946 [75:57] = \$853 [18:0];
     if (rst) begin
-      \$245  = 72'h000000000000000000;
+      \$946  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$246  = \$signal$67 ;
+    \$947 [18:0] = \$859 ;
+    \$947 [37:19] = \$865 ;
+    \$947 [56:38] = \$871 ;
+    \$947 [75:57] = \$877 ;
     if (rst) begin
-      \$246  = 1'h0;
+      \$947  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$247  = 1'h0;
+    \$948  = result;
     if (rst) begin
-      \$247  = 1'h0;
+      \$948  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$248  = 4'h0;
+    \$949  = entry;
     if (rst) begin
-      \$248  = 4'h0;
+      \$949  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$249  = s3_addr;
+    \$950  = \$881 ;
     if (rst) begin
-      \$249  = 8'h00;
+      \$950  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$250  = \$signal$66 ;
-    if (rst) begin
-      \$250  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$251  = \$signal$64 ;
-    if (rst) begin
-      \$251  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$252  = \$signal$123 ;
-    if (rst) begin
-      \$252  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$253  = \$signal$125 ;
-    if (rst) begin
-      \$253  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$254  = entry;
-    if (rst) begin
-      \$254  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$255  = \$186 ;
-    if (rst) begin
-      \$255  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$256  = done;
-    if (r_rdy) begin
+    \$951  = done;
+    if (\$signal$73 ) begin
       (* full_case = 32'd1 *)
-      if (\$187 ) begin
+      if (\$882 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
-          if (\$192 ) begin
-            \$256  = 4'h0;
+          if (\$887 ) begin
+            \$951  = 4'h0;
           end else begin
-            \$256  = \$194 [3:0];
+            \$951  = \$889 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$256  = 4'h0;
+          \$951  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$256  = 4'h0;
+      \$951  = 4'h0;
     end
   end
-  assign op_vaddr = \$26 [7:0];
-  assign \$signature__addr$56  = \$26 [7:0];
-  assign b_rd__addr = op_addr;
-  assign v_wr__addr = s3_addr;
-  assign v_wr__data = \$signal$66 ;
-  assign v_wr__en = \$108 [0];
-  assign s3_entry = w_data;
-  assign s3_push = w_en;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (st6[24:23])
+      2'h0:
+          \$15  = 18'h022d0;
+      2'h1:
+          \$15  = 18'h01168;
+      2'h2:
+          \$15  = 18'h008b4;
+      2'h3:
+          \$15  = 18'h0045a;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (st6[24:23])
+      2'h0:
+          \$22  = 18'h022d0;
+      2'h1:
+          \$22  = 18'h01168;
+      2'h2:
+          \$22  = 18'h008b4;
+      2'h3:
+          \$22  = 18'h0045a;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (st6[24:23])
+      2'h0:
+          \$29  = 18'h022d0;
+      2'h1:
+          \$29  = 18'h01168;
+      2'h2:
+          \$29  = 18'h008b4;
+      2'h3:
+          \$29  = 18'h0045a;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (st6[24:23])
+      2'h0:
+          \$36  = 18'h022d0;
+      2'h1:
+          \$36  = 18'h01168;
+      2'h2:
+          \$36  = 18'h008b4;
+      2'h3:
+          \$36  = 18'h0045a;
+    endcase
+  end
+  assign \$signal$10  = pixels__payload;
+  assign \$signal$12  = pixels__valid;
+  assign \$signal$15  = pixels__ready;
+  assign pix_c = ev_c;
+  assign pix_y = ev_y;
+  assign pix_x = ev_x;
+  assign ev_count = 1'h1;
+  assign ev_shift = { 1'h0, \bit  };
+  assign \$signature__addr  = st0[15:11];
+  assign \$signature__addr$45  = \$13 [7:0];
+  assign b_rd__addr = st2[10:4];
+  assign v_wr__addr = \$43 [7:0];
+  assign res7 = v_wr__data;
+  assign v_wr__en = \$48 [0];
+  assign entry7 = \$signal$63 ;
+  assign push7 = \$signal$65 ;
   assign busy = op_valid;
-  assign \$signal$124  = 1'h0;
-  assign \$signal$126  = 4'h0;
-  assign \out[0]  = out[17:0];
-  assign \out[1]  = out[35:18];
-  assign \out[2]  = out[53:36];
-  assign \out[3]  = out[71:54];
-  assign \$signature__data[0]  = \$signature__data [17:0];
-  assign \$signature__data[1]  = \$signature__data [35:18];
-  assign \$signature__data[2]  = \$signature__data [53:36];
-  assign \$signature__data[3]  = \$signature__data [71:54];
-  assign \s4_v[0]  = s4_v[17:0];
-  assign \s4_v[1]  = s4_v[35:18];
-  assign \s4_v[2]  = s4_v[53:36];
-  assign \s4_v[3]  = s4_v[71:54];
-  assign \$signal$66[0]  = \$signal$66 [17:0];
-  assign \$signal$66[1]  = \$signal$66 [35:18];
-  assign \$signal$66[2]  = \$signal$66 [53:36];
-  assign \$signal$66[3]  = \$signal$66 [71:54];
-  assign \s2_val[0]  = s2_val[18:0];
-  assign \s2_val[1]  = s2_val[37:19];
-  assign \s2_val[2]  = s2_val[56:38];
-  assign \s2_val[3]  = s2_val[75:57];
-  assign \w_now[0]  = w_now[15:0];
-  assign \w_now[1]  = w_now[31:16];
-  assign \w_now[2]  = w_now[47:32];
-  assign \w_now[3]  = w_now[63:48];
-  assign \$signature__data$72[0]  = \$signature__data$72 [7:0];
-  assign \$signature__data$72[1]  = \$signature__data$72 [15:8];
-  assign \$signature__data$72[2]  = \$signature__data$72 [23:16];
-  assign \$signature__data$72[3]  = \$signature__data$72 [31:24];
-  assign \val[0]  = val[18:0];
-  assign \val[1]  = val[37:19];
-  assign \val[2]  = val[56:38];
-  assign \val[3]  = val[75:57];
-  assign \b_rd__data[0]  = b_rd__data[14:0];
-  assign \b_rd__data[1]  = b_rd__data[29:15];
-  assign \b_rd__data[2]  = b_rd__data[44:30];
-  assign \b_rd__data[3]  = b_rd__data[59:45];
+  assign cres7 = 4'h0;
+  assign c_raw = 4'h0;
+  assign \issue.valid  = issue[0];
+  assign \issue.kind  = issue[1];
+  assign \issue.cur  = issue[2];
+  assign \issue.bank  = issue[3];
+  assign \issue.addr  = issue[10:4];
+  assign \issue.waddr  = issue[15:11];
+  assign \issue.proj  = issue[16];
+  assign \issue.count  = issue[17];
+  assign \issue.shift  = issue[21:18];
+  assign \issue.last_step  = issue[22];
+  assign \issue.fire_k  = issue[24:23];
+  assign \issue.end  = issue[25];
+  assign \issue.g  = issue[26];
+  assign \issue.y  = issue[29:27];
+  assign \issue.x  = issue[32:30];
+  assign \st0.valid  = st0[0];
+  assign \st0.kind  = st0[1];
+  assign \st0.cur  = st0[2];
+  assign \st0.bank  = st0[3];
+  assign \st0.addr  = st0[10:4];
+  assign \st0.waddr  = st0[15:11];
+  assign \st0.proj  = st0[16];
+  assign \st0.count  = st0[17];
+  assign \st0.shift  = st0[21:18];
+  assign \st0.last_step  = st0[22];
+  assign \st0.fire_k  = st0[24:23];
+  assign \st0.end  = st0[25];
+  assign \st0.g  = st0[26];
+  assign \st0.y  = st0[29:27];
+  assign \st0.x  = st0[32:30];
+  assign \st2.valid  = st2[0];
+  assign \st2.kind  = st2[1];
+  assign \st2.cur  = st2[2];
+  assign \st2.bank  = st2[3];
+  assign \st2.addr  = st2[10:4];
+  assign \st2.waddr  = st2[15:11];
+  assign \st2.proj  = st2[16];
+  assign \st2.count  = st2[17];
+  assign \st2.shift  = st2[21:18];
+  assign \st2.last_step  = st2[22];
+  assign \st2.fire_k  = st2[24:23];
+  assign \st2.end  = st2[25];
+  assign \st2.g  = st2[26];
+  assign \st2.y  = st2[29:27];
+  assign \st2.x  = st2[32:30];
+  assign \st6.valid  = st6[0];
+  assign \st6.kind  = st6[1];
+  assign \st6.cur  = st6[2];
+  assign \st6.bank  = st6[3];
+  assign \st6.addr  = st6[10:4];
+  assign \st6.waddr  = st6[15:11];
+  assign \st6.proj  = st6[16];
+  assign \st6.count  = st6[17];
+  assign \st6.shift  = st6[21:18];
+  assign \st6.last_step  = st6[22];
+  assign \st6.fire_k  = st6[24:23];
+  assign \st6.end  = st6[25];
+  assign \st6.g  = st6[26];
+  assign \st6.y  = st6[29:27];
+  assign \st6.x  = st6[32:30];
   assign \result[0]  = result[17:0];
   assign \result[1]  = result[35:18];
   assign \result[2]  = result[53:36];
   assign \result[3]  = result[71:54];
+  assign \$signal$50[0]  = \$signal$50 [18:0];
+  assign \$signal$50[1]  = \$signal$50 [37:19];
+  assign \$signal$50[2]  = \$signal$50 [56:38];
+  assign \$signal$50[3]  = \$signal$50 [75:57];
   assign \out_counts[0]  = out_counts[0];
   assign \out_counts[1]  = out_counts[1];
   assign \out_counts[2]  = out_counts[2];
   assign \out_counts[3]  = out_counts[3];
-  assign \v_wr__data[0]  = \$signal$66 [17:0];
-  assign \v_wr__data[1]  = \$signal$66 [35:18];
-  assign \v_wr__data[2]  = \$signal$66 [53:36];
-  assign \v_wr__data[3]  = \$signal$66 [71:54];
+  assign \st7.valid  = st7[0];
+  assign \st7.kind  = st7[1];
+  assign \st7.cur  = st7[2];
+  assign \st7.bank  = st7[3];
+  assign \st7.addr  = st7[10:4];
+  assign \st7.waddr  = st7[15:11];
+  assign \st7.proj  = st7[16];
+  assign \st7.count  = st7[17];
+  assign \st7.shift  = st7[21:18];
+  assign \st7.last_step  = st7[22];
+  assign \st7.fire_k  = st7[24:23];
+  assign \st7.end  = st7[25];
+  assign \st7.g  = st7[26];
+  assign \st7.y  = st7[29:27];
+  assign \st7.x  = st7[32:30];
+  assign \v_wr__data[0]  = v_wr__data[17:0];
+  assign \v_wr__data[1]  = v_wr__data[35:18];
+  assign \v_wr__data[2]  = v_wr__data[53:36];
+  assign \v_wr__data[3]  = v_wr__data[71:54];
+  assign \res7[0]  = v_wr__data[17:0];
+  assign \res7[1]  = v_wr__data[35:18];
+  assign \res7[2]  = v_wr__data[53:36];
+  assign \res7[3]  = v_wr__data[71:54];
   assign \entry.counts  = entry[3:0];
   assign \entry.counts[0]  = entry[0];
   assign \entry.counts[1]  = entry[1];
@@ -3136,131 +4384,395 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \entry.y  = entry[7:5];
   assign \entry.x  = entry[10:8];
   assign \entry.end  = entry[11];
-  assign \s3_entry.counts  = w_data[3:0];
-  assign \s3_entry.counts[0]  = w_data[0];
-  assign \s3_entry.counts[1]  = w_data[1];
-  assign \s3_entry.counts[2]  = w_data[2];
-  assign \s3_entry.counts[3]  = w_data[3];
-  assign \s3_entry.g  = w_data[4];
-  assign \s3_entry.y  = w_data[7:5];
-  assign \s3_entry.x  = w_data[10:8];
-  assign \s3_entry.end  = w_data[11];
+  assign \entry7.counts  = \$signal$63 [3:0];
+  assign \entry7.counts[0]  = \$signal$63 [0];
+  assign \entry7.counts[1]  = \$signal$63 [1];
+  assign \entry7.counts[2]  = \$signal$63 [2];
+  assign \entry7.counts[3]  = \$signal$63 [3];
+  assign \entry7.g  = \$signal$63 [4];
+  assign \entry7.y  = \$signal$63 [7:5];
+  assign \entry7.x  = \$signal$63 [10:8];
+  assign \entry7.end  = \$signal$63 [11];
   assign \o__payload.c  = o__payload[2:0];
   assign \o__payload.y  = o__payload[5:3];
   assign \o__payload.x  = o__payload[8:6];
   assign \o__payload.count  = o__payload[9];
   assign \o__payload.end  = o__payload[10];
-  assign \$signal$125[0]  = \$signal$125 [0];
-  assign \$signal$125[1]  = \$signal$125 [1];
-  assign \$signal$125[2]  = \$signal$125 [2];
-  assign \$signal$125[3]  = \$signal$125 [3];
-  assign \$signal$126[0]  = 1'h0;
-  assign \$signal$126[1]  = 1'h0;
-  assign \$signal$126[2]  = 1'h0;
-  assign \$signal$126[3]  = 1'h0;
-  assign \s4_c[0]  = s4_c[0];
-  assign \s4_c[1]  = s4_c[1];
-  assign \s4_c[2]  = s4_c[2];
-  assign \s4_c[3]  = s4_c[3];
+  assign \st1.valid  = st1[0];
+  assign \st1.kind  = st1[1];
+  assign \st1.cur  = st1[2];
+  assign \st1.bank  = st1[3];
+  assign \st1.addr  = st1[10:4];
+  assign \st1.waddr  = st1[15:11];
+  assign \st1.proj  = st1[16];
+  assign \st1.count  = st1[17];
+  assign \st1.shift  = st1[21:18];
+  assign \st1.last_step  = st1[22];
+  assign \st1.fire_k  = st1[24:23];
+  assign \st1.end  = st1[25];
+  assign \st1.g  = st1[26];
+  assign \st1.y  = st1[29:27];
+  assign \st1.x  = st1[32:30];
+  assign \st3.valid  = st3[0];
+  assign \st3.kind  = st3[1];
+  assign \st3.cur  = st3[2];
+  assign \st3.bank  = st3[3];
+  assign \st3.addr  = st3[10:4];
+  assign \st3.waddr  = st3[15:11];
+  assign \st3.proj  = st3[16];
+  assign \st3.count  = st3[17];
+  assign \st3.shift  = st3[21:18];
+  assign \st3.last_step  = st3[22];
+  assign \st3.fire_k  = st3[24:23];
+  assign \st3.end  = st3[25];
+  assign \st3.g  = st3[26];
+  assign \st3.y  = st3[29:27];
+  assign \st3.x  = st3[32:30];
+  assign \st4.valid  = st4[0];
+  assign \st4.kind  = st4[1];
+  assign \st4.cur  = st4[2];
+  assign \st4.bank  = st4[3];
+  assign \st4.addr  = st4[10:4];
+  assign \st4.waddr  = st4[15:11];
+  assign \st4.proj  = st4[16];
+  assign \st4.count  = st4[17];
+  assign \st4.shift  = st4[21:18];
+  assign \st4.last_step  = st4[22];
+  assign \st4.fire_k  = st4[24:23];
+  assign \st4.end  = st4[25];
+  assign \st4.g  = st4[26];
+  assign \st4.y  = st4[29:27];
+  assign \st4.x  = st4[32:30];
+  assign \st5.valid  = st5[0];
+  assign \st5.kind  = st5[1];
+  assign \st5.cur  = st5[2];
+  assign \st5.bank  = st5[3];
+  assign \st5.addr  = st5[10:4];
+  assign \st5.waddr  = st5[15:11];
+  assign \st5.proj  = st5[16];
+  assign \st5.count  = st5[17];
+  assign \st5.shift  = st5[21:18];
+  assign \st5.last_step  = st5[22];
+  assign \st5.fire_k  = st5[24:23];
+  assign \st5.end  = st5[25];
+  assign \st5.g  = st5[26];
+  assign \st5.y  = st5[29:27];
+  assign \st5.x  = st5[32:30];
+  assign \st8.valid  = st8[0];
+  assign \st8.kind  = st8[1];
+  assign \st8.cur  = st8[2];
+  assign \st8.bank  = st8[3];
+  assign \st8.addr  = st8[10:4];
+  assign \st8.waddr  = st8[15:11];
+  assign \st8.proj  = st8[16];
+  assign \st8.count  = st8[17];
+  assign \st8.shift  = st8[21:18];
+  assign \st8.last_step  = st8[22];
+  assign \st8.fire_k  = st8[24:23];
+  assign \st8.end  = st8[25];
+  assign \st8.g  = st8[26];
+  assign \st8.y  = st8[29:27];
+  assign \st8.x  = st8[32:30];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \addend[0]  = addend[14:0];
+  assign \addend[1]  = addend[29:15];
+  assign \addend[2]  = addend[44:30];
+  assign \addend[3]  = addend[59:45];
+  assign \v_raw[0]  = v_raw[17:0];
+  assign \v_raw[1]  = v_raw[35:18];
+  assign \v_raw[2]  = v_raw[53:36];
+  assign \v_raw[3]  = v_raw[71:54];
+  assign \$signature__data$105[0]  = \$signature__data$105 [17:0];
+  assign \$signature__data$105[1]  = \$signature__data$105 [35:18];
+  assign \$signature__data$105[2]  = \$signature__data$105 [53:36];
+  assign \$signature__data$105[3]  = \$signature__data$105 [71:54];
+  assign \b_raw[0]  = b_raw[14:0];
+  assign \b_raw[1]  = b_raw[29:15];
+  assign \b_raw[2]  = b_raw[44:30];
+  assign \b_raw[3]  = b_raw[59:45];
+  assign \b_rd__data[0]  = b_rd__data[14:0];
+  assign \b_rd__data[1]  = b_rd__data[29:15];
+  assign \b_rd__data[2]  = b_rd__data[44:30];
+  assign \b_rd__data[3]  = b_rd__data[59:45];
+  assign \res8[0]  = res8[17:0];
+  assign \res8[1]  = res8[35:18];
+  assign \res8[2]  = res8[53:36];
+  assign \res8[3]  = res8[71:54];
+  assign \res9[0]  = res9[17:0];
+  assign \res9[1]  = res9[35:18];
+  assign \res9[2]  = res9[53:36];
+  assign \res9[3]  = res9[71:54];
+  assign \cres8[0]  = cres8[0];
+  assign \cres8[1]  = cres8[1];
+  assign \cres8[2]  = cres8[2];
+  assign \cres8[3]  = cres8[3];
+  assign \cres7[0]  = 1'h0;
+  assign \cres7[1]  = 1'h0;
+  assign \cres7[2]  = 1'h0;
+  assign \cres7[3]  = 1'h0;
+  assign \cres9[0]  = cres9[0];
+  assign \cres9[1]  = cres9[1];
+  assign \cres9[2]  = cres9[2];
+  assign \cres9[3]  = cres9[3];
+  assign \$like$113[0]  = \$like$113 [14:0];
+  assign \$like$113[1]  = \$like$113 [29:15];
+  assign \$like$113[2]  = \$like$113 [44:30];
+  assign \$like$113[3]  = \$like$113 [59:45];
+  assign \b6[0]  = b6[14:0];
+  assign \b6[1]  = b6[29:15];
+  assign \b6[2]  = b6[44:30];
+  assign \b6[3]  = b6[59:45];
+  assign \$signal$119[0]  = \$signal$119 [18:0];
+  assign \$signal$119[1]  = \$signal$119 [37:19];
+  assign \$signal$119[2]  = \$signal$119 [56:38];
+  assign \$signal$119[3]  = \$signal$119 [75:57];
+  assign \c_raw[0]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[3]  = 1'h0;
   always @*
-    o__payload[8:6] = r_data[10:8];
+    o__payload[8:6] = \$signal$69 [10:8];
   always @*
-    o__payload[5:3] = r_data[7:5];
+    o__payload[5:3] = \$signal$69 [7:5];
   always @*
-    o__payload[2:0] = \$122 [2:0];
-  assign pending[3] = \$120 ;
-  assign pending[2] = \$117 ;
-  assign pending[1] = \$114 ;
-  assign pending[0] = \$111 ;
-  assign entry[11] = s2_end;
-  assign entry[10:8] = s2_x;
-  assign entry[7:5] = \$like$85 ;
-  assign entry[4] = \$like ;
+    o__payload[2:0] = \$65 [2:0];
+  assign pending[3] = \$63 ;
+  assign pending[2] = \$60 ;
+  assign pending[1] = \$57 ;
+  assign pending[0] = \$54 ;
+  assign entry[11] = st6[25];
+  assign entry[10:8] = st6[32:30];
+  assign entry[7:5] = st6[29:27];
+  assign entry[4] = st6[26];
   assign entry[3:0] = out_counts;
-  assign \$12  = \$signal$37 ;
-  assign \$14  = \$signal$39 ;
-  assign \$17  = s3_kind;
-  assign \$134  = fire_state;
-  assign \$156  = \$signal$37 ;
-  assign \$158  = \$signal$39 ;
-  assign \$161  = s3_kind;
-  assign \$173  = sweep_g;
-  assign \$183  = \$signal$39 ;
-  assign \$109  = r_data[0];
-  assign \$112  = r_data[1];
-  assign \$115  = r_data[2];
-  assign \$118  = r_data[3];
+  assign \$49  = st7[1];
+  assign \$77  = fire_state;
+  assign \$85  = 1'h0;
+  assign \$86  = pix_bits[0];
+  assign \$88  = pix_bits[0];
+  assign \$91  = pix_bits[0];
+  assign \$95  = pix_bits[0];
+  assign \$100  = pix_bits[0];
+  assign \$106  = pix_bits[0];
+  assign \$113  = pix_bits[0];
+  assign \$121  = 1'h0;
+  assign \$122  = pix_bits[0];
+  assign \$124  = pix_bits[0];
+  assign \$127  = pix_bits[0];
+  assign \$131  = pix_bits[0];
+  assign \$136  = pix_bits[0];
+  assign \$142  = pix_bits[0];
+  assign \$149  = pix_bits[0];
+  assign \$158  = 1'h0;
+  assign \$159  = pix_bits[0];
+  assign \$161  = pix_bits[0];
+  assign \$164  = pix_bits[0];
+  assign \$168  = pix_bits[0];
+  assign \$173  = pix_bits[0];
+  assign \$179  = pix_bits[0];
+  assign \$186  = pix_bits[0];
+  assign \$195  = 1'h0;
+  assign \$196  = pix_bits[0];
+  assign \$198  = pix_bits[0];
+  assign \$201  = pix_bits[0];
+  assign \$205  = pix_bits[0];
+  assign \$210  = pix_bits[0];
+  assign \$216  = pix_bits[0];
+  assign \$223  = pix_bits[0];
+  assign \$233  = 1'h0;
+  assign \$234  = pix_bits[0];
+  assign \$236  = pix_bits[0];
+  assign \$239  = pix_bits[0];
+  assign \$243  = pix_bits[0];
+  assign \$248  = pix_bits[0];
+  assign \$254  = pix_bits[0];
+  assign \$261  = pix_bits[0];
+  assign \$271  = 1'h0;
+  assign \$272  = pix_bits[0];
+  assign \$274  = pix_bits[0];
+  assign \$277  = pix_bits[0];
+  assign \$281  = pix_bits[0];
+  assign \$286  = pix_bits[0];
+  assign \$292  = pix_bits[0];
+  assign \$299  = pix_bits[0];
+  assign \$309  = 1'h0;
+  assign \$310  = pix_bits[0];
+  assign \$312  = pix_bits[0];
+  assign \$315  = pix_bits[0];
+  assign \$319  = pix_bits[0];
+  assign \$324  = pix_bits[0];
+  assign \$330  = pix_bits[0];
+  assign \$337  = pix_bits[0];
+  assign \$347  = 1'h0;
+  assign \$348  = pix_bits[0];
+  assign \$350  = pix_bits[0];
+  assign \$353  = pix_bits[0];
+  assign \$357  = pix_bits[0];
+  assign \$362  = pix_bits[0];
+  assign \$368  = pix_bits[0];
+  assign \$375  = pix_bits[0];
+  assign \$385  = 1'h0;
+  assign \$386  = pix_bits[0];
+  assign \$388  = pix_bits[0];
+  assign \$391  = pix_bits[0];
+  assign \$395  = pix_bits[0];
+  assign \$400  = pix_bits[0];
+  assign \$406  = pix_bits[0];
+  assign \$413  = pix_bits[0];
+  assign \$423  = 1'h0;
+  assign \$424  = pix_bits[0];
+  assign \$426  = pix_bits[0];
+  assign \$429  = pix_bits[0];
+  assign \$433  = pix_bits[0];
+  assign \$438  = pix_bits[0];
+  assign \$444  = pix_bits[0];
+  assign \$451  = pix_bits[0];
+  assign \$502  = sweep_g;
+  assign \$527  = st3[1];
+  assign \$549  = st4[1];
+  assign \$569  = st5[1];
+  assign \$587  = st6[1];
+  assign \$605  = st7[1];
+  assign \$613  = 1'h1;
+  assign \$614  = \$signal$115 [0];
+  assign \$619  = 1'h1;
+  assign \$620  = \$signal$116 [0];
+  assign \$625  = \$signal$115 [0];
+  assign \$632  = \$signal$116 [0];
+  assign \$639  = \$signal$115 [0];
+  assign \$647  = \$signal$115 [0];
+  assign \$656  = \$signal$115 [0];
+  assign \$666  = \$signal$115 [0];
+  assign \$676  = \$signal$116 [0];
+  assign \$683  = \$signal$116 [0];
+  assign \$691  = \$signal$116 [0];
+  assign \$700  = \$signal$116 [0];
+  assign \$725  = 2'h0;
+  assign \$726  = \$724 ;
+  assign \$731  = 2'h0;
+  assign \$732  = \$730 ;
+  assign \$740  = 2'h0;
+  assign \$741  = \$739 ;
+  assign \$746  = 2'h0;
+  assign \$747  = \$745 ;
+  assign \$760  = 2'h0;
+  assign \$761  = \$759 ;
+  assign \$766  = 2'h0;
+  assign \$767  = \$765 ;
+  assign \$775  = 2'h0;
+  assign \$776  = \$774 ;
+  assign \$781  = 2'h0;
+  assign \$782  = \$780 ;
+  assign \$795  = 2'h0;
+  assign \$796  = \$794 ;
+  assign \$801  = 2'h0;
+  assign \$802  = \$800 ;
+  assign \$810  = 2'h0;
+  assign \$811  = \$809 ;
+  assign \$816  = 2'h0;
+  assign \$817  = \$815 ;
+  assign \$830  = 2'h0;
+  assign \$831  = \$829 ;
+  assign \$836  = 2'h0;
+  assign \$837  = \$835 ;
+  assign \$845  = 2'h0;
+  assign \$846  = \$844 ;
+  assign \$851  = 2'h0;
+  assign \$852  = \$850 ;
+  assign \$854  = st5[1];
+  assign \$860  = st5[1];
+  assign \$866  = st5[1];
+  assign \$872  = st5[1];
+  assign \$878  = st6[1];
+  assign \$52  = \$signal$69 [0];
+  assign \$55  = \$signal$69 [1];
+  assign \$58  = \$signal$69 [2];
+  assign \$61  = \$signal$69 [3];
+  assign \$711  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, op_addr, op_waddr, ready, ev_c, ev_y, ev_x, ev_count, ev_shift, load, op_count, op_shift, op_valid, clk);
+module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3623$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire [3:0] \$1 ;
-  wire [5:0] \$10 ;
+  wire \$1 ;
+  wire [2:0] \$10 ;
   wire [7:0] \$11 ;
   wire [8:0] \$12 ;
-  wire [10:0] \$13 ;
-  wire [11:0] \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire [3:0] \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire [3:0] \$2 ;
-  wire [3:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
+  reg [4:0] \$13 ;
+  wire [10:0] \$14 ;
+  reg [3:0] \$15 ;
+  wire [11:0] \$16 ;
+  reg [3:0] \$17 ;
+  wire [4:0] \$18 ;
+  reg [3:0] \$19 ;
+  wire \$2 ;
+  wire [4:0] \$20 ;
+  reg [3:0] \$21 ;
+  wire [4:0] \$22 ;
+  reg [3:0] \$23 ;
   wire \$24 ;
   reg [3:0] \$25 ;
-  reg [3:0] \$26 ;
+  wire \$26 ;
   reg [3:0] \$27 ;
-  reg [3:0] \$28 ;
-  reg [3:0] \$29 ;
-  wire [3:0] \$3 ;
-  wire [4:0] \$30 ;
+  wire \$28 ;
+  reg [4:0] \$29 ;
+  wire \$3 ;
+  reg [3:0] \$30 ;
   reg [3:0] \$31 ;
-  reg [3:0] \$32 ;
-  wire [4:0] \$33 ;
-  reg [3:0] \$34 ;
+  wire \$32 ;
+  reg [3:0] \$33 ;
+  wire \$34 ;
   wire \$35 ;
-  reg [3:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire [3:0] \$4 ;
+  wire \$36 ;
+  wire [1:0] \$37 ;
+  wire [7:0] \$38 ;
+  wire [5:0] \$39 ;
+  wire \$4 ;
   wire \$40 ;
-  wire [1:0] \$41 ;
-  wire [3:0] \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire [3:0] \$45 ;
-  wire [3:0] \$46 ;
-  wire \$47 ;
+  wire \$41 ;
+  wire [4:0] \$42 ;
+  wire [7:0] \$43 ;
+  wire [6:0] \$44 ;
+  wire \$45 ;
+  wire [8:0] \$46 ;
+  wire [6:0] \$47 ;
   wire \$48 ;
-  wire [3:0] \$49 ;
-  wire [6:0] \$5 ;
-  reg \$50 ;
-  reg [2:0] \$51 ;
-  reg [2:0] \$52 ;
+  wire [4:0] \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  reg \$51 ;
+  reg [3:0] \$52 ;
   reg \$53 ;
-  reg [3:0] \$54 ;
-  reg \$55 ;
-  reg [2:0] \$56 ;
-  reg [2:0] \$57 ;
-  reg [2:0] \$58 ;
-  reg [3:0] \$59 ;
-  wire [7:0] \$6 ;
-  reg [3:0] \$60 ;
+  reg [6:0] \$54 ;
+  reg [4:0] \$55 ;
+  reg [3:0] \$56 ;
+  reg [3:0] \$57 ;
+  reg [3:0] \$58 ;
+  reg \$59 ;
+  reg [7:0] \$6 ;
+  reg \$60 ;
   reg \$61 ;
-  wire [9:0] \$7 ;
-  wire [10:0] \$8 ;
-  wire [2:0] \$9 ;
+  reg \$62 ;
+  reg [4:0] \$63 ;
+  reg [3:0] \$64 ;
+  reg \$65 ;
+  reg [4:0] \$7 ;
+  wire [8:0] \$8 ;
+  wire [1:0] \$9 ;
+  reg \$signal  = 1'h0;
+  (* init = 7'h00 *)
+  wire [6:0] addr;
   (* init = 1'h0 *)
   wire busy;
   (* init = 1'h0 *)
   wire \busy$6 ;
-  reg c = 1'h0;
   input clk;
   wire clk;
   (* init = 1'h0 *)
@@ -3269,21 +4781,20 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, op_addr, op_waddr, ready,
   wire en;
   input ev_c;
   wire ev_c;
-  input ev_count;
   wire ev_count;
-  input [3:0] ev_shift;
   wire [3:0] ev_shift;
   input [2:0] ev_x;
   wire [2:0] ev_x;
   input [2:0] ev_y;
   wire [2:0] ev_y;
   reg g = 1'h0;
-  wire [4:0] kx;
-  wire [4:0] ky;
+  reg last_g = 1'h0;
+  reg last_y = 1'h0;
   input load;
   wire load;
+  reg one_x = 1'h0;
   output [6:0] op_addr;
-  wire [6:0] op_addr;
+  reg [6:0] op_addr = 7'h00;
   output op_count;
   reg op_count = 1'h0;
   output [3:0] op_shift;
@@ -3291,142 +4802,119 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, op_addr, op_waddr, ready,
   output op_valid;
   reg op_valid = 1'h0;
   output [4:0] op_waddr;
-  wire [4:0] op_waddr;
-  reg [2:0] ox = 3'h0;
-  reg [3:0] ox_end = 4'h0;
-  reg [2:0] ox_first = 3'h0;
-  reg [2:0] oy = 3'h0;
-  reg [3:0] oy_end = 4'h0;
+  reg [4:0] op_waddr = 5'h00;
+  input [2:0] \port$3623$0 ;
+  wire [2:0] \port$3623$0 ;
+  reg [4:0] r_step = 5'h00;
   output ready;
   wire ready;
   input rst;
   wire rst;
   (* init = 4'h0 *)
   wire [3:0] shift;
-  reg [2:0] x = 3'h0;
-  reg [2:0] y = 3'h0;
-  assign \$37  = | \$36 ;
-  assign \$38  = \$35  & \$37 ;
-  assign \$40  = ~ \$39 ;
-  assign \$41  = g + 1'h1;
-  assign \$42  = ox + 1'h1;
-  assign \$43  = \$42  == ox_end;
-  assign \$44  = ~ \$43 ;
-  assign \$45  = ox + 1'h1;
-  assign \$46  = oy + 1'h1;
-  assign \$47  = \$46  == oy_end;
-  assign \$48  = ~ \$47 ;
-  assign \$49  = oy + 1'h1;
+  reg [3:0] w_step = 4'h0;
+  (* init = 5'h00 *)
+  wire [4:0] waddr;
+  reg [3:0] xn = 4'h0;
+  reg [3:0] xs = 4'h0;
+  reg [3:0] ys = 4'h0;
+  assign \$34  = | \$33 ;
+  assign \$35  = \$32  & \$34 ;
+  assign \$36  = ~ last_g;
+  assign \$37  = g + 1'h1;
+  assign \$38  = op_addr + 1'h1;
+  assign \$39  = op_waddr + 1'h1;
+  assign \$40  = ! g;
+  assign \$41  = ~ \$signal ;
+  assign \$42  = xs - 1'h1;
+  assign \$43  = op_addr + 1'h1;
+  assign \$44  = op_waddr + 7'h7d;
+  assign \$45  = xs == 1'h1;
+  assign \$46  = $signed({ 1'h0, op_addr }) + $signed(r_step);
+  assign \$47  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
+  assign \$48  = ~ last_y;
+  assign \$49  = ys - 1'h1;
+  assign \$50  = ys == 1'h1;
   always @(posedge clk)
-    c <= \$50 ;
+    op_count <= \$51 ;
   always @(posedge clk)
-    y <= \$51 ;
+    op_shift <= \$52 ;
   always @(posedge clk)
-    x <= \$52 ;
+    g <= \$53 ;
   always @(posedge clk)
-    op_count <= \$53 ;
+    op_addr <= \$54 ;
   always @(posedge clk)
-    op_shift <= \$54 ;
+    op_waddr <= \$55 ;
   always @(posedge clk)
-    g <= \$55 ;
+    xs <= \$56 ;
   always @(posedge clk)
-    oy <= \$56 ;
+    ys <= \$57 ;
   always @(posedge clk)
-    ox <= \$57 ;
+    xn <= \$58 ;
   always @(posedge clk)
-    ox_first <= \$58 ;
+    last_g <= \$59 ;
   always @(posedge clk)
-    oy_end <= \$59 ;
+    \$signal  <= \$60 ;
   always @(posedge clk)
-    ox_end <= \$60 ;
+    last_y <= \$61 ;
   always @(posedge clk)
-    op_valid <= \$61 ;
-  assign \$1  = y + 1'h1;
-  assign \$2  = oy * 1'h1;
-  assign ky = \$1  - \$2 ;
-  assign \$3  = x + 1'h1;
-  assign \$4  = ox * 1'h1;
-  assign kx = \$3  - \$4 ;
-  assign \$5  = oy * 4'h8;
-  assign \$6  = \$5  + ox;
-  assign \$7  = \$6  * 2'h2;
-  assign \$8  = \$7  + g;
-  assign \$9  = c * 2'h3;
-  assign \$10  = $signed({ 1'h0, \$9  }) + $signed(ky);
-  assign \$11  = $signed(\$10 ) * $signed(3'h3);
-  assign \$12  = $signed(\$11 ) + $signed(kx);
-  assign \$13  = $signed(\$12 ) * $signed(3'h2);
-  assign \$14  = $signed(\$13 ) + $signed({ 1'h0, g });
-  assign \$15  = ~ op_valid;
-  assign \$17  = ox + 1'h1;
-  assign \$18  = \$17  == ox_end;
-  assign \$19  = \$16  & \$18 ;
-  assign \$20  = oy + 1'h1;
-  assign \$21  = \$20  == oy_end;
-  assign \$22  = \$19  & \$21 ;
-  assign \$23  = \$22  & en;
-  assign ready = \$15  | \$23 ;
-  assign \$24  = op_valid & en;
-  assign \$30  = \$28  + \$29 ;
-  assign \$33  = \$31  + \$32 ;
-  assign \$35  = | \$34 ;
+    one_x <= \$62 ;
+  always @(posedge clk)
+    r_step <= \$63 ;
+  always @(posedge clk)
+    w_step <= \$64 ;
+  always @(posedge clk)
+    op_valid <= \$65 ;
+  assign \$1  = ~ op_valid;
+  assign \$2  = last_g & \$signal ;
+  assign \$3  = \$2  & last_y;
+  assign \$4  = \$3  & en;
+  assign ready = \$1  | \$4 ;
+  assign \$5  = op_valid & en;
+  assign \$8  = $signed(\$6 ) + $signed(\$7 );
+  assign \$10  = 1'h0 + \$9 ;
+  assign \$12  = \$10  + \$11 ;
+  assign \$14  = $signed({ 1'h0, \$12  }) + $signed(\$13 );
+  assign \$16  = $signed(\$14 ) + $signed(\$15 );
+  assign \$18  = \$17  - 1'h1;
+  assign \$20  = \$19  - 1'h1;
+  assign \$22  = \$21  - 1'h1;
+  assign \$24  = \$23  == 1'h1;
+  assign \$26  = \$25  == 1'h1;
+  assign \$28  = \$27  == 1'h1;
+  assign \$32  = | \$31 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$36  = 4'h2;
-      3'h1:
-          \$36  = 4'h3;
-      3'h2:
-          \$36  = 4'h3;
-      3'h3:
-          \$36  = 4'h3;
-      3'h4:
-          \$36  = 4'h3;
-      3'h5:
-          \$36  = 4'h3;
-      3'h6:
-          \$36  = 4'h3;
-      3'h7:
-          \$36  = 4'h2;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$50  = c;
+    \$51  = op_count;
     if (load) begin
-      \$50  = ev_c;
+      \$51  = 1'h1;
     end
     if (rst) begin
-      \$50  = 1'h0;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$51  = y;
+    \$52  = op_shift;
     if (load) begin
-      \$51  = ev_y;
+      \$52  = { 1'h0, \port$3623$0  };
     end
     if (rst) begin
-      \$51  = 3'h0;
+      \$52  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$52  = x;
+    \$53  = g;
     if (load) begin
-      \$52  = ev_x;
-    end
-    if (rst) begin
-      \$52  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$53  = op_count;
-    if (load) begin
-      \$53  = ev_count;
+      \$53  = 1'h0;
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$36 ) begin
+        \$53  = \$37 [0];
+      end else begin
+        \$53  = 1'h0;
+      end
     end
     if (rst) begin
       \$53  = 1'h0;
@@ -3434,120 +4922,153 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, op_addr, op_waddr, ready,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$54  = op_shift;
+    \$54  = op_addr;
     if (load) begin
-      \$54  = ev_shift;
-    end
-    if (rst) begin
-      \$54  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$55  = g;
-    if (load) begin
-      \$55  = 1'h0;
-    end else if (\$24 ) begin
+      \$54  = \$8 [6:0];
+    end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
-        \$55  = \$41 [0];
+      if (\$36 ) begin
+        \$54  = \$38 [6:0];
       end else begin
-        \$55  = 1'h0;
+        (* full_case = 32'd1 *)
+        if (\$41 ) begin
+          \$54  = \$43 [6:0];
+        end else begin
+          \$54  = \$46 [6:0];
+        end
       end
     end
     if (rst) begin
-      \$55  = 1'h0;
+      \$54  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$56  = oy;
+    \$55  = op_waddr;
     if (load) begin
-      \$56  = \$25 [2:0];
-    end else if (\$24 ) begin
+      \$55  = \$16 [4:0];
+    end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$36 ) begin
+        \$55  = \$39 [4:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$44 ) begin
+        if (\$41 ) begin
+          \$55  = \$44 [4:0];
+        end else begin
+          \$55  = \$47 [4:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$55  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$56  = xs;
+    if (load) begin
+      \$56  = \$18 [3:0];
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$36 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$41 ) begin
+          \$56  = \$42 [3:0];
+        end else begin
+          \$56  = xn;
+        end
+      end
+    end
+    if (rst) begin
+      \$56  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$57  = ys;
+    if (load) begin
+      \$57  = \$20 [3:0];
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$36 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$41 ) begin
         end else begin
           if (\$48 ) begin
-            \$56  = \$49 [2:0];
+            \$57  = \$49 [3:0];
           end
         end
       end
     end
     if (rst) begin
-      \$56  = 3'h0;
+      \$57  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$57  = ox;
+    \$58  = xn;
     if (load) begin
-      \$57  = \$26 [2:0];
-    end else if (\$24 ) begin
+      \$58  = \$22 [3:0];
+    end
+    if (rst) begin
+      \$58  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$59  = last_g;
+    if (load) begin
+      \$59  = 1'h0;
+    end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$36 ) begin
+        \$59  = \$40 ;
+      end else begin
+        \$59  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$59  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$60  = \$signal ;
+    if (load) begin
+      \$60  = \$24 ;
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$36 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$44 ) begin
-          \$57  = \$45 [2:0];
+        if (\$41 ) begin
+          \$60  = \$45 ;
         end else begin
-          \$57  = ox_first;
+          \$60  = one_x;
         end
       end
     end
     if (rst) begin
-      \$57  = 3'h0;
+      \$60  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$58  = ox_first;
+    \$61  = last_y;
     if (load) begin
-      \$58  = \$27 [2:0];
-    end
-    if (rst) begin
-      \$58  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$59  = oy_end;
-    if (load) begin
-      \$59  = \$30 [3:0];
-    end
-    if (rst) begin
-      \$59  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$60  = ox_end;
-    if (load) begin
-      \$60  = \$33 [3:0];
-    end
-    if (rst) begin
-      \$60  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$61  = op_valid;
-    if (load) begin
-      \$61  = \$38 ;
-    end else if (\$24 ) begin
+      \$61  = \$26 ;
+    end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$36 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$44 ) begin
+        if (\$41 ) begin
         end else begin
-          (* full_case = 32'd1 *)
           if (\$48 ) begin
-          end else begin
-            \$61  = 1'h0;
+            \$61  = \$50 ;
           end
         end
       end
@@ -3558,24 +5079,254 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, op_addr, op_waddr, ready,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$62  = one_x;
+    if (load) begin
+      \$62  = \$28 ;
+    end
+    if (rst) begin
+      \$62  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$63  = r_step;
+    if (load) begin
+      \$63  = \$29 ;
+    end
+    if (rst) begin
+      \$63  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$64  = w_step;
+    if (load) begin
+      \$64  = \$30 ;
+    end
+    if (rst) begin
+      \$64  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$65  = op_valid;
+    if (load) begin
+      \$65  = \$35 ;
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$36 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$41 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$48 ) begin
+          end else begin
+            \$65  = 1'h0;
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$65  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
     casez (ev_y)
       3'h0:
-          \$25  = 4'h0;
+          \$6  = 8'h00;
       3'h1:
-          \$25  = 4'h0;
+          \$6  = 8'h00;
       3'h2:
-          \$25  = 4'h1;
+          \$6  = 8'h10;
       3'h3:
+          \$6  = 8'h20;
+      3'h4:
+          \$6  = 8'h30;
+      3'h5:
+          \$6  = 8'h40;
+      3'h6:
+          \$6  = 8'h50;
+      3'h7:
+          \$6  = 8'h60;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    (* full_case = 32'd1 *)
+    casez (ev_x)
+      3'h0:
+          \$7  = 5'h00;
+      3'h1:
+          \$7  = 5'h00;
+      3'h2:
+          \$7  = 5'h02;
+      3'h3:
+          \$7  = 5'h04;
+      3'h4:
+          \$7  = 5'h06;
+      3'h5:
+          \$7  = 5'h08;
+      3'h6:
+          \$7  = 5'h0a;
+      3'h7:
+          \$7  = 5'h0c;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    (* full_case = 32'd1 *)
+    casez (ev_y)
+      3'h0:
+          \$13  = 5'h06;
+      3'h1:
+          \$13  = 5'h0c;
+      3'h2:
+          \$13  = 5'h0c;
+      3'h3:
+          \$13  = 5'h0c;
+      3'h4:
+          \$13  = 5'h0c;
+      3'h5:
+          \$13  = 5'h0c;
+      3'h6:
+          \$13  = 5'h0c;
+      3'h7:
+          \$13  = 5'h0c;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    (* full_case = 32'd1 *)
+    casez (ev_x)
+      3'h0:
+          \$15  = 4'h2;
+      3'h1:
+          \$15  = 4'h4;
+      3'h2:
+          \$15  = 4'h4;
+      3'h3:
+          \$15  = 4'h4;
+      3'h4:
+          \$15  = 4'h4;
+      3'h5:
+          \$15  = 4'h4;
+      3'h6:
+          \$15  = 4'h4;
+      3'h7:
+          \$15  = 4'h4;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    (* full_case = 32'd1 *)
+    casez (ev_x)
+      3'h0:
+          \$17  = 4'h2;
+      3'h1:
+          \$17  = 4'h3;
+      3'h2:
+          \$17  = 4'h3;
+      3'h3:
+          \$17  = 4'h3;
+      3'h4:
+          \$17  = 4'h3;
+      3'h5:
+          \$17  = 4'h3;
+      3'h6:
+          \$17  = 4'h3;
+      3'h7:
+          \$17  = 4'h2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    (* full_case = 32'd1 *)
+    casez (ev_y)
+      3'h0:
+          \$19  = 4'h2;
+      3'h1:
+          \$19  = 4'h3;
+      3'h2:
+          \$19  = 4'h3;
+      3'h3:
+          \$19  = 4'h3;
+      3'h4:
+          \$19  = 4'h3;
+      3'h5:
+          \$19  = 4'h3;
+      3'h6:
+          \$19  = 4'h3;
+      3'h7:
+          \$19  = 4'h2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    (* full_case = 32'd1 *)
+    casez (ev_x)
+      3'h0:
+          \$21  = 4'h2;
+      3'h1:
+          \$21  = 4'h3;
+      3'h2:
+          \$21  = 4'h3;
+      3'h3:
+          \$21  = 4'h3;
+      3'h4:
+          \$21  = 4'h3;
+      3'h5:
+          \$21  = 4'h3;
+      3'h6:
+          \$21  = 4'h3;
+      3'h7:
+          \$21  = 4'h2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    (* full_case = 32'd1 *)
+    casez (ev_x)
+      3'h0:
+          \$23  = 4'h2;
+      3'h1:
+          \$23  = 4'h3;
+      3'h2:
+          \$23  = 4'h3;
+      3'h3:
+          \$23  = 4'h3;
+      3'h4:
+          \$23  = 4'h3;
+      3'h5:
+          \$23  = 4'h3;
+      3'h6:
+          \$23  = 4'h3;
+      3'h7:
+          \$23  = 4'h2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    (* full_case = 32'd1 *)
+    casez (ev_y)
+      3'h0:
           \$25  = 4'h2;
+      3'h1:
+          \$25  = 4'h3;
+      3'h2:
+          \$25  = 4'h3;
+      3'h3:
+          \$25  = 4'h3;
       3'h4:
           \$25  = 4'h3;
       3'h5:
-          \$25  = 4'h4;
+          \$25  = 4'h3;
       3'h6:
-          \$25  = 4'h5;
+          \$25  = 4'h3;
       3'h7:
-          \$25  = 4'h6;
+          \$25  = 4'h2;
     endcase
   end
   always @* begin
@@ -3583,87 +5334,21 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, op_addr, op_waddr, ready,
     (* full_case = 32'd1 *)
     casez (ev_x)
       3'h0:
-          \$26  = 4'h0;
-      3'h1:
-          \$26  = 4'h0;
-      3'h2:
-          \$26  = 4'h1;
-      3'h3:
-          \$26  = 4'h2;
-      3'h4:
-          \$26  = 4'h3;
-      3'h5:
-          \$26  = 4'h4;
-      3'h6:
-          \$26  = 4'h5;
-      3'h7:
-          \$26  = 4'h6;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$27  = 4'h0;
-      3'h1:
-          \$27  = 4'h0;
-      3'h2:
-          \$27  = 4'h1;
-      3'h3:
           \$27  = 4'h2;
+      3'h1:
+          \$27  = 4'h3;
+      3'h2:
+          \$27  = 4'h3;
+      3'h3:
+          \$27  = 4'h3;
       3'h4:
           \$27  = 4'h3;
       3'h5:
-          \$27  = 4'h4;
+          \$27  = 4'h3;
       3'h6:
-          \$27  = 4'h5;
+          \$27  = 4'h3;
       3'h7:
-          \$27  = 4'h6;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    casez (ev_y)
-      3'h0:
-          \$28  = 4'h0;
-      3'h1:
-          \$28  = 4'h0;
-      3'h2:
-          \$28  = 4'h1;
-      3'h3:
-          \$28  = 4'h2;
-      3'h4:
-          \$28  = 4'h3;
-      3'h5:
-          \$28  = 4'h4;
-      3'h6:
-          \$28  = 4'h5;
-      3'h7:
-          \$28  = 4'h6;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    casez (ev_y)
-      3'h0:
-          \$29  = 4'h2;
-      3'h1:
-          \$29  = 4'h3;
-      3'h2:
-          \$29  = 4'h3;
-      3'h3:
-          \$29  = 4'h3;
-      3'h4:
-          \$29  = 4'h3;
-      3'h5:
-          \$29  = 4'h3;
-      3'h6:
-          \$29  = 4'h3;
-      3'h7:
-          \$29  = 4'h2;
+          \$27  = 4'h2;
     endcase
   end
   always @* begin
@@ -3671,21 +5356,65 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, op_addr, op_waddr, ready,
     (* full_case = 32'd1 *)
     casez (ev_x)
       3'h0:
-          \$31  = 4'h0;
+          \$29  = 5'h0d;
       3'h1:
-          \$31  = 4'h0;
+          \$29  = 5'h0b;
       3'h2:
-          \$31  = 4'h1;
+          \$29  = 5'h0b;
       3'h3:
+          \$29  = 5'h0b;
+      3'h4:
+          \$29  = 5'h0b;
+      3'h5:
+          \$29  = 5'h0b;
+      3'h6:
+          \$29  = 5'h0b;
+      3'h7:
+          \$29  = 5'h0d;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    (* full_case = 32'd1 *)
+    casez (ev_x)
+      3'h0:
+          \$30  = 4'hb;
+      3'h1:
+          \$30  = 4'hd;
+      3'h2:
+          \$30  = 4'hd;
+      3'h3:
+          \$30  = 4'hd;
+      3'h4:
+          \$30  = 4'hd;
+      3'h5:
+          \$30  = 4'hd;
+      3'h6:
+          \$30  = 4'hd;
+      3'h7:
+          \$30  = 4'hb;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    (* full_case = 32'd1 *)
+    casez (ev_y)
+      3'h0:
           \$31  = 4'h2;
+      3'h1:
+          \$31  = 4'h3;
+      3'h2:
+          \$31  = 4'h3;
+      3'h3:
+          \$31  = 4'h3;
       3'h4:
           \$31  = 4'h3;
       3'h5:
-          \$31  = 4'h4;
+          \$31  = 4'h3;
       3'h6:
-          \$31  = 4'h5;
+          \$31  = 4'h3;
       3'h7:
-          \$31  = 4'h6;
+          \$31  = 4'h2;
     endcase
   end
   always @* begin
@@ -3693,58 +5422,271 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, op_addr, op_waddr, ready,
     (* full_case = 32'd1 *)
     casez (ev_x)
       3'h0:
-          \$32  = 4'h2;
+          \$33  = 4'h2;
       3'h1:
-          \$32  = 4'h3;
+          \$33  = 4'h3;
       3'h2:
-          \$32  = 4'h3;
+          \$33  = 4'h3;
       3'h3:
-          \$32  = 4'h3;
+          \$33  = 4'h3;
       3'h4:
-          \$32  = 4'h3;
+          \$33  = 4'h3;
       3'h5:
-          \$32  = 4'h3;
+          \$33  = 4'h3;
       3'h6:
-          \$32  = 4'h3;
+          \$33  = 4'h3;
       3'h7:
-          \$32  = 4'h2;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    casez (ev_y)
-      3'h0:
-          \$34  = 4'h2;
-      3'h1:
-          \$34  = 4'h3;
-      3'h2:
-          \$34  = 4'h3;
-      3'h3:
-          \$34  = 4'h3;
-      3'h4:
-          \$34  = 4'h3;
-      3'h5:
-          \$34  = 4'h3;
-      3'h6:
-          \$34  = 4'h3;
-      3'h7:
-          \$34  = 4'h2;
+          \$33  = 4'h2;
     endcase
   end
   assign busy = op_valid;
   assign count = op_count;
   assign shift = op_shift;
   assign \busy$6  = op_valid;
-  assign op_addr = \$8 [6:0];
-  assign op_waddr = \$14 [4:0];
-  assign \$16  = g;
-  assign \$39  = g;
+  assign addr = op_addr;
+  assign waddr = op_waddr;
+  assign ev_count = 1'h1;
+  assign ev_shift = { 1'h0, \port$3623$0  };
+  assign \$9  = { ev_c, 1'h0 };
+  assign \$11  = { 3'h0, ev_c, 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.queue (rst, w_level, r_data, r_en, w_port__data, w_en, r_rdy, clk);
+module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1244$0 , \port$3625$0 , \port$3826$0 , \port$3828$0 , \port$0$2 );
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [7:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [7:0] \$7 ;
+  wire \$signal ;
+  reg [7:0] \$signal$10  = 8'h00;
+  wire [7:0] \$signal$11 ;
+  wire \$signal$3 ;
+  reg \$signal$5  = 1'h0;
+  wire \$signal$8 ;
+  reg [7:0] \$signal$9  = 8'h00;
+  input clk;
+  wire clk;
+  wire [1:0] count;
+  input [7:0] \port$0$2 ;
+  wire [7:0] \port$0$2 ;
+  output \port$1244$0 ;
+  wire \port$1244$0 ;
+  input \port$3625$0 ;
+  wire \port$3625$0 ;
+  (* init = 8'h00 *)
+  output [7:0] \port$3826$0 ;
+  wire [7:0] \port$3826$0 ;
+  (* init = 1'h0 *)
+  output \port$3828$0 ;
+  wire \port$3828$0 ;
+  input \port$5$0 ;
+  wire \port$5$0 ;
+  input rst;
+  wire rst;
+  reg spare_valid = 1'h0;
+  wire take;
+  assign take = \port$5$0  & \$1 ;
+  assign count = \$signal$5  + spare_valid;
+  assign \$2  = ~ \$signal$5 ;
+  assign \$3  = \port$3625$0  | \$2 ;
+  always @(posedge clk)
+    \$signal$9  <= \$4 ;
+  always @(posedge clk)
+    \$signal$5  <= \$5 ;
+  always @(posedge clk)
+    spare_valid <= \$6 ;
+  always @(posedge clk)
+    \$signal$10  <= \$7 ;
+  assign \$signal  = ~ spare_valid;
+  assign \$1  = ~ spare_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$4  = \$signal$9 ;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$4  = \$signal$10 ;
+      end else if (take) begin
+        \$4  = \port$0$2 ;
+      end
+    end
+    if (rst) begin
+      \$4  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$5  = \$signal$5 ;
+    if (\$3 ) begin
+      (* full_case = 32'd1 *)
+      if (spare_valid) begin
+        \$5  = 1'h1;
+      end else if (take) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$6  = spare_valid;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$6  = 1'h0;
+      end
+    end else if (take) begin
+      \$6  = 1'h1;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$7  = \$signal$10 ;
+    if (\$3 ) begin
+    end else if (take) begin
+      \$7  = \port$0$2 ;
+    end
+    if (rst) begin
+      \$7  = 8'h00;
+    end
+  end
+  assign \$signal$3  = \port$5$0 ;
+  assign \$signal$8  = \port$3625$0 ;
+  assign \$signal$11  = \port$0$2 ;
+  assign \port$1244$0  = \$signal ;
+  assign \port$3826$0  = \$signal$9 ;
+  assign \port$3828$0  = \$signal$5 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv1.queue (rst, \port$3638$0 , w_data, w_en, \port$3816$0 , \port$3818$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire [9:0] \$3 ;
+  wire [10:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  reg [11:0] \$7 ;
+  reg \$8 ;
+  wire [11:0] \$signal ;
+  reg [11:0] \$signal$11  = 12'h000;
+  (* init = 12'h000 *)
+  wire [11:0] \$signal$12 ;
+  (* init = 1'h0 *)
+  wire \$signal$13 ;
+  wire [11:0] \$signal$14 ;
+  wire [11:0] \$signal$15 ;
+  wire \$signal$16 ;
+  wire \$signal$17 ;
+  wire \$signal$18 ;
+  wire \$signal$19 ;
+  wire \$signal$3 ;
+  wire \$signal$4 ;
+  wire \$signal$9 ;
+  input clk;
+  wire clk;
+  wire [1:0] count;
+  reg held_valid = 1'h0;
+  wire [8:0] level;
+  wire [8:0] \level$21 ;
+  input \port$3638$0 ;
+  wire \port$3638$0 ;
+  output [11:0] \port$3816$0 ;
+  wire [11:0] \port$3816$0 ;
+  output \port$3818$0 ;
+  wire \port$3818$0 ;
+  wire [11:0] r_data;
+  wire r_en;
+  wire r_rdy;
+  input rst;
+  wire rst;
+  wire take;
+  input [11:0] w_data;
+  wire [11:0] w_data;
+  input w_en;
+  wire w_en;
+  wire w_rdy;
+  assign \$2  = \$1  | \$signal$9 ;
+  assign take = r_rdy & \$2 ;
+  assign \$3  = \level$21  + held_valid;
+  assign \$4  = \$3  + count;
+  assign \$5  = ~ held_valid;
+  assign \$6  = \$5  | \$signal$9 ;
+  always @(posedge clk)
+    \$signal$11  <= \$7 ;
+  always @(posedge clk)
+    held_valid <= \$8 ;
+  assign \$1  = ~ held_valid;
+  \digits_cnn_ilif.engine_conv1.queue.inner  inner (
+    .clk(clk),
+    .r_data(r_data),
+    .r_en(take),
+    .r_rdy(r_rdy),
+    .rst(rst),
+    .w_en(w_en),
+    .w_level(\level$21 ),
+    .w_port__data(w_data),
+    .w_rdy(\$signal$4 )
+  );
+  \digits_cnn_ilif.engine_conv1.queue.skid  skid (
+    .clk(clk),
+    .count(count),
+    .\port$1232$0 (\$signal$9 ),
+    .\port$3638$0 (\port$3638$0 ),
+    .\port$3800$0 (\$signal$11 ),
+    .\port$3802$0 (held_valid),
+    .\port$3816$0 (\$signal$14 ),
+    .\port$3818$0 (\$signal$16 ),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$7  = \$signal$11 ;
+    if (take) begin
+      \$7  = r_data;
+    end
+    if (rst) begin
+      \$7  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$8  = held_valid;
+    if (\$6 ) begin
+      \$8  = take;
+    end
+    if (rst) begin
+      \$8  = 1'h0;
+    end
+  end
+  assign \$signal  = w_data;
+  assign \$signal$3  = w_en;
+  assign w_rdy = \$signal$4 ;
+  assign r_en = take;
+  assign \$signal$12  = \$signal$11 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$18  = \port$3638$0 ;
+  assign \$signal$19  = \port$3638$0 ;
+  assign level = \$4 [8:0];
+  assign \port$3816$0  = \$signal$14 ;
+  assign \port$3818$0  = \$signal$16 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -3809,8 +5751,9 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, w_level, r_data, r_en, w_port__
   input [11:0] w_port__data;
   wire [11:0] w_port__data;
   wire w_port__en;
+  output w_rdy;
   wire w_rdy;
-  reg [11:0] storage [257:0];
+  reg [11:0] storage [264:0];
   initial begin
     storage[0] = 12'h000;
     storage[1] = 12'h000;
@@ -4070,6 +6013,13 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, w_level, r_data, r_en, w_port__
     storage[255] = 12'h000;
     storage[256] = 12'h000;
     storage[257] = 12'h000;
+    storage[258] = 12'h000;
+    storage[259] = 12'h000;
+    storage[260] = 12'h000;
+    storage[261] = 12'h000;
+    storage[262] = 12'h000;
+    storage[263] = 12'h000;
+    storage[264] = 12'h000;
   end
   always @(posedge clk) begin
     if (w_port__en)
@@ -4082,7 +6032,7 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, w_level, r_data, r_en, w_port__
     end
   end
   assign r_data = _0_;
-  assign w_rdy = inner_level != 9'h102;
+  assign w_rdy = inner_level != 9'h109;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
   assign \$1  = ~ r_rdy;
@@ -4090,13 +6040,13 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, w_level, r_data, r_en, w_port__
   assign r_port__en = inner_r_rdy & \$2 ;
   assign \$3  = inner_level + r_rdy;
   assign \$4  = w_rdy & w_en;
-  assign \$5  = w_port__addr == 9'h101;
+  assign \$5  = w_port__addr == 9'h108;
   assign \$6  = w_port__addr + 1'h1;
   assign \$7  = \$5  ? 10'h000 : \$6 ;
   assign \$8  = ~ r_rdy;
   assign \$9  = \$8  | r_en;
   assign \$10  = inner_r_rdy & \$9 ;
-  assign \$11  = r_port__addr == 9'h101;
+  assign \$11  = r_port__addr == 9'h108;
   assign \$12  = r_port__addr + 1'h1;
   assign \$13  = \$11  ? 10'h000 : \$12 ;
   assign \$14  = w_rdy & w_en;
@@ -4125,7 +6075,7 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, w_level, r_data, r_en, w_port__
   always @(posedge clk)
     r_rdy <= \$34 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$31  = w_port__addr;
     if (\$4 ) begin
       \$31  = \$7 [8:0];
@@ -4135,7 +6085,7 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, w_level, r_data, r_en, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$32  = r_port__addr;
     if (\$10 ) begin
       \$32  = \$13 [8:0];
@@ -4145,7 +6095,7 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, w_level, r_data, r_en, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$33  = inner_level;
     if (\$19 ) begin
       \$33  = \$20 [8:0];
@@ -4158,7 +6108,7 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, w_level, r_data, r_en, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$34  = r_rdy;
     if (\$30 ) begin
       \$34  = 1'h1;
@@ -4179,34 +6129,151 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, w_level, r_data, r_en, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__ready, o__payload, o__valid, i0__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1232$0 , count, \port$3638$0 , \port$3800$0 , \port$3802$0 , \port$3816$0 , \port$3818$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [11:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [11:0] \$7 ;
+  wire \$signal ;
+  reg [11:0] \$signal$10  = 12'h000;
+  wire [11:0] \$signal$11 ;
+  wire \$signal$3 ;
+  reg \$signal$5  = 1'h0;
+  wire \$signal$8 ;
+  reg [11:0] \$signal$9  = 12'h000;
+  input clk;
+  wire clk;
+  output [1:0] count;
+  wire [1:0] count;
+  output \port$1232$0 ;
+  wire \port$1232$0 ;
+  input \port$3638$0 ;
+  wire \port$3638$0 ;
+  input [11:0] \port$3800$0 ;
+  wire [11:0] \port$3800$0 ;
+  input \port$3802$0 ;
+  wire \port$3802$0 ;
+  (* init = 12'h000 *)
+  output [11:0] \port$3816$0 ;
+  wire [11:0] \port$3816$0 ;
+  (* init = 1'h0 *)
+  output \port$3818$0 ;
+  wire \port$3818$0 ;
+  input rst;
+  wire rst;
+  reg spare_valid = 1'h0;
+  wire take;
+  assign take = \port$3802$0  & \$1 ;
+  assign count = \$signal$5  + spare_valid;
+  assign \$2  = ~ \$signal$5 ;
+  assign \$3  = \port$3638$0  | \$2 ;
+  always @(posedge clk)
+    \$signal$9  <= \$4 ;
+  always @(posedge clk)
+    \$signal$5  <= \$5 ;
+  always @(posedge clk)
+    spare_valid <= \$6 ;
+  always @(posedge clk)
+    \$signal$10  <= \$7 ;
+  assign \$signal  = ~ spare_valid;
+  assign \$1  = ~ spare_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$4  = \$signal$9 ;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$4  = \$signal$10 ;
+      end else if (take) begin
+        \$4  = \port$3800$0 ;
+      end
+    end
+    if (rst) begin
+      \$4  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$5  = \$signal$5 ;
+    if (\$3 ) begin
+      (* full_case = 32'd1 *)
+      if (spare_valid) begin
+        \$5  = 1'h1;
+      end else if (take) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$6  = spare_valid;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$6  = 1'h0;
+      end
+    end else if (take) begin
+      \$6  = 1'h1;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$7  = \$signal$10 ;
+    if (\$3 ) begin
+    end else if (take) begin
+      \$7  = \port$3800$0 ;
+    end
+    if (rst) begin
+      \$7  = 12'h000;
+    end
+  end
+  assign \$signal$3  = \port$3802$0 ;
+  assign \$signal$8  = \port$3638$0 ;
+  assign \$signal$11  = \port$3800$0 ;
+  assign \port$1232$0  = \$signal ;
+  assign \port$3816$0  = \$signal$9 ;
+  assign \port$3818$0  = \$signal$5 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
-  reg [15:0] \$100 ;
-  wire [15:0] \$101 ;
-  wire [17:0] \$102 ;
-  wire [3:0] \$103 ;
-  wire \$104 ;
+  wire \$100 ;
+  wire [10:0] \$101 ;
+  wire [10:0] \$102 ;
+  wire [10:0] \$103 ;
+  wire [10:0] \$104 ;
   wire \$105 ;
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
-  wire [1:0] \$11 ;
+  reg [15:0] \$11 ;
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
   wire \$114 ;
   wire \$115 ;
-  wire [4:0] \$116 ;
-  wire [5:0] \$117 ;
+  wire \$116 ;
+  wire \$117 ;
   wire \$118 ;
-  reg \$119 ;
-  wire \$12 ;
-  wire [4:0] \$120 ;
-  wire [4:0] \$121 ;
+  wire \$119 ;
+  wire [17:0] \$12 ;
+  wire \$120 ;
+  wire \$121 ;
   wire \$122 ;
   wire \$123 ;
   wire \$124 ;
@@ -4219,36 +6286,36 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__re
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
-  wire [3:0] \$133 ;
-  reg \$134 ;
+  wire \$133 ;
+  wire \$134 ;
   wire \$135 ;
-  reg \$136 ;
+  wire \$136 ;
   wire \$137 ;
   wire \$138 ;
   wire \$139 ;
-  wire [2:0] \$14 ;
+  wire \$14 ;
   wire \$140 ;
-  wire [1:0] \$141 ;
+  wire \$141 ;
   wire \$142 ;
   wire \$143 ;
-  wire [2:0] \$144 ;
-  wire [10:0] \$145 ;
+  wire \$144 ;
+  wire \$145 ;
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire [10:0] \$15 ;
+  wire \$15 ;
   wire \$150 ;
   wire \$151 ;
-  wire [3:0] \$152 ;
-  wire [8:0] \$153 ;
+  wire \$152 ;
+  wire \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire [3:0] \$156 ;
-  wire [3:0] \$157 ;
-  wire [2:0] \$158 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
   wire \$159 ;
-  wire \$16 ;
+  wire [17:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
@@ -4258,211 +6325,553 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__re
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
-  wire [4:0] \$169 ;
+  wire \$169 ;
   wire \$17 ;
-  wire [4:0] \$170 ;
+  wire \$170 ;
   wire \$171 ;
   wire \$172 ;
   wire \$173 ;
-  wire [6:0] \$174 ;
-  wire [6:0] \$175 ;
-  reg [2:0] \$176 ;
-  reg \$177 ;
-  reg \$178 ;
-  reg \$179 ;
-  wire \$18 ;
-  reg [1:0] \$180 ;
-  reg \$181 ;
-  reg [7:0] \$182 ;
-  reg [1:0] \$183 ;
-  reg [2:0] \$184 ;
-  reg [2:0] \$185 ;
-  reg [2:0] \$186 ;
-  reg \$187 ;
-  reg \$188 ;
-  reg \$189 ;
-  wire \$19 ;
-  reg \$190 ;
-  reg \$191 ;
-  reg [8:0] \$192 ;
-  reg \$193 ;
-  reg \$194 ;
-  reg [3:0] \$195 ;
-  reg \$196 ;
-  reg [1:0] \$197 ;
-  reg \$198 ;
-  reg [1:0] \$199 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  reg [15:0] \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire [17:0] \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire \$2 ;
-  wire [9:0] \$20 ;
-  reg [2:0] \$200 ;
-  reg [2:0] \$201 ;
-  reg \$202 ;
-  reg \$203 ;
-  reg [8:0] \$204 ;
-  reg [67:0] \$205 ;
-  reg \$206 ;
-  reg \$207 ;
-  reg [1:0] \$208 ;
-  reg \$209 ;
-  wire [10:0] \$21 ;
-  reg [1:0] \$210 ;
-  reg [2:0] \$211 ;
-  reg [2:0] \$212 ;
-  reg [7:0] \$213 ;
-  reg \$214 ;
-  reg \$215 ;
-  reg [8:0] \$216 ;
-  reg [63:0] \$217 ;
-  reg \$218 ;
-  reg \$219 ;
+  wire \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
+  wire \$21 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  reg [3:0] \$220 ;
-  reg [8:0] \$221 ;
-  reg [63:0] \$222 ;
-  reg \$223 ;
-  reg \$224 ;
-  reg [3:0] \$225 ;
-  reg [12:0] \$226 ;
-  reg \$227 ;
-  reg [3:0] \$228 ;
-  wire \$23 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
+  wire [17:0] \$23 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
   wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
+  reg [15:0] \$25 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire \$259 ;
+  wire [17:0] \$26 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire \$27 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire \$279 ;
   wire \$28 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire \$289 ;
   wire \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire \$3 ;
-  wire \$30 ;
+  wire [17:0] \$30 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire [16:0] \$305 ;
+  wire [16:0] \$306 ;
+  wire [16:0] \$307 ;
+  wire [15:0] \$308 ;
+  wire [16:0] \$309 ;
   wire \$31 ;
-  wire [30:0] \$32 ;
-  wire [31:0] \$33 ;
+  wire [15:0] \$310 ;
+  wire [16:0] \$311 ;
+  wire [15:0] \$312 ;
+  wire [16:0] \$313 ;
+  wire [15:0] \$314 ;
+  wire [16:0] \$315 ;
+  wire [1:0] \$316 ;
+  wire [16:0] \$317 ;
+  wire [1:0] \$318 ;
+  wire [16:0] \$319 ;
+  reg [15:0] \$32 ;
+  wire [1:0] \$320 ;
+  wire [16:0] \$321 ;
+  wire [1:0] \$322 ;
+  wire [16:0] \$323 ;
+  wire [10:0] \$324 ;
+  wire [12:0] \$325 ;
+  wire [12:0] \$326 ;
+  wire [16:0] \$327 ;
+  wire [16:0] \$328 ;
+  wire [16:0] \$329 ;
+  wire [17:0] \$33 ;
+  wire [16:0] \$330 ;
+  wire [1:0] \$331 ;
+  wire [16:0] \$332 ;
+  wire [1:0] \$333 ;
+  wire [16:0] \$334 ;
+  wire [1:0] \$335 ;
+  wire [16:0] \$336 ;
+  wire [1:0] \$337 ;
+  wire [16:0] \$338 ;
+  wire [17:0] \$339 ;
   wire \$34 ;
-  wire [16:0] \$35 ;
+  wire [16:0] \$340 ;
+  wire [16:0] \$341 ;
+  wire [16:0] \$342 ;
+  wire [15:0] \$343 ;
+  wire [16:0] \$344 ;
+  wire [15:0] \$345 ;
+  wire [16:0] \$346 ;
+  wire [15:0] \$347 ;
+  wire [16:0] \$348 ;
+  wire [15:0] \$349 ;
+  wire \$35 ;
+  wire [16:0] \$350 ;
+  wire [1:0] \$351 ;
+  wire [16:0] \$352 ;
+  wire [1:0] \$353 ;
+  wire [16:0] \$354 ;
+  wire [1:0] \$355 ;
+  wire [16:0] \$356 ;
+  wire [1:0] \$357 ;
+  wire [16:0] \$358 ;
+  wire [10:0] \$359 ;
   wire \$36 ;
-  wire [16:0] \$37 ;
-  wire [16:0] \$38 ;
-  wire [16:0] \$39 ;
+  wire [12:0] \$360 ;
+  wire [12:0] \$361 ;
+  wire [16:0] \$362 ;
+  wire [16:0] \$363 ;
+  wire [16:0] \$364 ;
+  wire [16:0] \$365 ;
+  wire [1:0] \$366 ;
+  wire [16:0] \$367 ;
+  wire [1:0] \$368 ;
+  wire [16:0] \$369 ;
+  wire [17:0] \$37 ;
+  wire [1:0] \$370 ;
+  wire [16:0] \$371 ;
+  wire [1:0] \$372 ;
+  wire [16:0] \$373 ;
+  wire [17:0] \$374 ;
+  wire [16:0] \$375 ;
+  wire [16:0] \$376 ;
+  wire [16:0] \$377 ;
+  wire [15:0] \$378 ;
+  wire [16:0] \$379 ;
+  wire [9:0] \$38 ;
+  wire [15:0] \$380 ;
+  wire [16:0] \$381 ;
+  wire [15:0] \$382 ;
+  wire [16:0] \$383 ;
+  wire [15:0] \$384 ;
+  wire [16:0] \$385 ;
+  wire [1:0] \$386 ;
+  wire [16:0] \$387 ;
+  wire [1:0] \$388 ;
+  wire [16:0] \$389 ;
+  wire [10:0] \$39 ;
+  wire [1:0] \$390 ;
+  wire [16:0] \$391 ;
+  wire [1:0] \$392 ;
+  wire [16:0] \$393 ;
+  wire [10:0] \$394 ;
+  wire [12:0] \$395 ;
+  wire [12:0] \$396 ;
+  wire [16:0] \$397 ;
+  wire [16:0] \$398 ;
+  wire [16:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  wire [30:0] \$41 ;
-  wire [31:0] \$42 ;
+  wire [16:0] \$400 ;
+  wire [1:0] \$401 ;
+  wire [16:0] \$402 ;
+  wire [1:0] \$403 ;
+  wire [16:0] \$404 ;
+  wire [1:0] \$405 ;
+  wire [16:0] \$406 ;
+  wire [1:0] \$407 ;
+  wire [16:0] \$408 ;
+  wire [17:0] \$409 ;
+  wire \$41 ;
+  wire [16:0] \$410 ;
+  wire [16:0] \$411 ;
+  wire [16:0] \$412 ;
+  wire [15:0] \$413 ;
+  wire [16:0] \$414 ;
+  wire [15:0] \$415 ;
+  wire [16:0] \$416 ;
+  wire [15:0] \$417 ;
+  wire [16:0] \$418 ;
+  wire [15:0] \$419 ;
+  wire \$42 ;
+  wire [16:0] \$420 ;
+  wire [1:0] \$421 ;
+  wire [16:0] \$422 ;
+  wire [1:0] \$423 ;
+  wire [16:0] \$424 ;
+  wire [1:0] \$425 ;
+  wire [16:0] \$426 ;
+  wire [1:0] \$427 ;
+  wire [16:0] \$428 ;
+  wire [10:0] \$429 ;
   wire \$43 ;
-  wire [16:0] \$44 ;
+  wire [12:0] \$430 ;
+  wire [12:0] \$431 ;
+  wire [16:0] \$432 ;
+  wire [16:0] \$433 ;
+  wire [16:0] \$434 ;
+  wire [16:0] \$435 ;
+  wire [1:0] \$436 ;
+  wire [16:0] \$437 ;
+  wire [1:0] \$438 ;
+  wire [16:0] \$439 ;
+  wire [3:0] \$44 ;
+  wire [1:0] \$440 ;
+  wire [16:0] \$441 ;
+  wire [1:0] \$442 ;
+  wire [16:0] \$443 ;
+  wire [17:0] \$444 ;
+  wire \$445 ;
+  wire \$446 ;
+  wire \$447 ;
+  wire \$448 ;
+  wire \$449 ;
   wire \$45 ;
-  wire [16:0] \$46 ;
-  wire [16:0] \$47 ;
-  wire [16:0] \$48 ;
+  wire [16:0] \$450 ;
+  wire \$451 ;
+  wire \$452 ;
+  wire \$453 ;
+  wire \$454 ;
+  wire \$455 ;
+  wire [16:0] \$456 ;
+  wire \$457 ;
+  wire \$458 ;
+  wire \$459 ;
+  wire \$46 ;
+  wire \$460 ;
+  wire \$461 ;
+  wire [16:0] \$462 ;
+  wire \$463 ;
+  wire \$464 ;
+  wire \$465 ;
+  wire \$466 ;
+  wire \$467 ;
+  wire [16:0] \$468 ;
+  wire \$469 ;
+  wire \$47 ;
+  wire \$470 ;
+  wire \$471 ;
+  wire \$472 ;
+  wire \$473 ;
+  wire [4:0] \$474 ;
+  wire [4:0] \$475 ;
+  wire \$476 ;
+  wire \$477 ;
+  wire \$478 ;
+  wire [6:0] \$479 ;
+  wire \$48 ;
+  wire [6:0] \$480 ;
+  reg [9:0] \$481 ;
+  reg \$482 ;
+  reg [2:0] \$483 ;
+  reg \$484 ;
+  reg \$485 ;
+  reg \$486 ;
+  reg [1:0] \$487 ;
+  reg \$488 ;
+  reg [7:0] \$489 ;
   wire \$49 ;
-  wire [3:0] \$5 ;
-  wire [30:0] \$50 ;
-  wire [31:0] \$51 ;
+  reg [1:0] \$490 ;
+  reg [2:0] \$491 ;
+  reg [2:0] \$492 ;
+  reg \$493 ;
+  reg [2:0] \$494 ;
+  reg \$495 ;
+  reg \$496 ;
+  reg \$497 ;
+  reg [38:0] \$498 ;
+  reg [38:0] \$499 ;
+  wire \$5 ;
+  wire \$50 ;
+  reg [38:0] \$500 ;
+  reg [38:0] \$501 ;
+  reg [38:0] \$502 ;
+  reg [38:0] \$503 ;
+  reg [38:0] \$504 ;
+  reg [38:0] \$505 ;
+  reg [38:0] \$506 ;
+  reg [31:0] \$507 ;
+  reg [10:0] \$508 ;
+  reg [10:0] \$509 ;
+  wire \$51 ;
+  reg [10:0] \$510 ;
+  reg [10:0] \$511 ;
+  reg [43:0] \$512 ;
+  reg [63:0] \$513 ;
+  reg [51:0] \$514 ;
+  reg [63:0] \$515 ;
+  reg [63:0] \$516 ;
+  reg [3:0] \$517 ;
+  reg [3:0] \$518 ;
+  reg [51:0] \$519 ;
   wire \$52 ;
-  wire [16:0] \$53 ;
+  reg [51:0] \$520 ;
+  reg [4:0] \$521 ;
+  reg [4:0] \$522 ;
+  reg [9:0] \$523 ;
+  reg [7:0] \$524 ;
+  reg [67:0] \$525 ;
+  reg [67:0] \$526 ;
+  reg [63:0] \$527 ;
+  reg [12:0] \$528 ;
+  reg \$529 ;
+  wire \$53 ;
+  reg [3:0] \$530 ;
   wire \$54 ;
-  wire [16:0] \$55 ;
-  wire [16:0] \$56 ;
-  wire [16:0] \$57 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
   wire \$58 ;
-  wire [30:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [31:0] \$60 ;
-  wire \$61 ;
-  wire [16:0] \$62 ;
-  wire \$63 ;
-  wire [16:0] \$64 ;
-  wire [16:0] \$65 ;
-  wire [16:0] \$66 ;
+  wire [4:0] \$60 ;
+  wire [5:0] \$61 ;
+  wire \$62 ;
+  reg \$63 ;
+  wire [4:0] \$64 ;
+  wire [4:0] \$65 ;
+  wire \$66 ;
   wire \$67 ;
-  reg [15:0] \$68 ;
+  wire \$68 ;
   wire \$69 ;
   wire \$7 ;
   wire \$70 ;
-  reg [15:0] \$71 ;
+  wire \$71 ;
   wire \$72 ;
-  reg [15:0] \$73 ;
-  wire [15:0] \$74 ;
-  wire [17:0] \$75 ;
+  wire \$73 ;
+  wire [10:0] \$74 ;
+  wire [11:0] \$75 ;
   wire \$76 ;
-  reg [15:0] \$77 ;
+  wire [12:0] \$77 ;
   wire \$78 ;
   wire \$79 ;
-  wire \$8 ;
-  reg [15:0] \$80 ;
+  wire [9:0] \$8 ;
+  wire \$80 ;
   wire \$81 ;
-  reg [15:0] \$82 ;
-  wire [15:0] \$83 ;
-  wire [17:0] \$84 ;
-  wire \$85 ;
-  reg [15:0] \$86 ;
+  wire [3:0] \$82 ;
+  reg \$83 ;
+  wire \$84 ;
+  reg \$85 ;
+  wire \$86 ;
   wire \$87 ;
   wire \$88 ;
-  reg [15:0] \$89 ;
-  wire \$9 ;
-  wire \$90 ;
-  reg [15:0] \$91 ;
-  wire [15:0] \$92 ;
-  wire [17:0] \$93 ;
+  wire \$89 ;
+  wire [10:0] \$9 ;
+  wire [3:0] \$90 ;
+  wire [8:0] \$91 ;
+  wire \$92 ;
+  wire \$93 ;
   wire \$94 ;
-  reg [15:0] \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  reg [15:0] \$98 ;
+  wire [3:0] \$95 ;
+  wire [3:0] \$96 ;
+  wire [2:0] \$97 ;
+  wire \$98 ;
   wire \$99 ;
-  reg [1:0] \$like  = 2'h0;
-  reg [2:0] \$like$108  = 3'h0;
-  reg [2:0] \$like$82  = 3'h0;
+  reg [51:0] \$like  = 52'h0000000000000;
+  wire [12:0] \$like[0] ;
+  wire [12:0] \$like[1] ;
+  wire [12:0] \$like[2] ;
+  wire [12:0] \$like[3] ;
   reg \$signal  = 1'h0;
-  reg \$signal$112  = 1'h0;
-  wire \$signal$113 ;
-  reg [3:0] \$signal$114  = 4'h0;
-  wire \$signal$114[0] ;
-  wire \$signal$114[1] ;
-  wire \$signal$114[2] ;
-  wire \$signal$114[3] ;
-  wire [3:0] \$signal$115 ;
-  wire \$signal$115[0] ;
-  wire \$signal$115[1] ;
-  wire \$signal$115[2] ;
-  wire \$signal$115[3] ;
-  reg \$signal$33  = 1'h0;
-  reg \$signal$34  = 1'h0;
-  reg \$signal$35  = 1'h0;
-  reg \$signal$36  = 1'h0;
-  reg \$signal$40  = 1'h0;
-  reg \$signal$61  = 1'h0;
-  reg [63:0] \$signal$63  = 64'h0000000000000000;
-  wire [15:0] \$signal$63[0] ;
-  wire [15:0] \$signal$63[1] ;
-  wire [15:0] \$signal$63[2] ;
-  wire [15:0] \$signal$63[3] ;
-  reg \$signal$64  = 1'h0;
-  reg [8:0] \$signature__addr ;
-  wire [8:0] \$signature__addr$53 ;
-  wire [63:0] \$signature__data ;
-  wire [31:0] \$signature__data$69 ;
-  wire [7:0] \$signature__data$69[0] ;
-  wire [7:0] \$signature__data$69[1] ;
-  wire [7:0] \$signature__data$69[2] ;
-  wire [7:0] \$signature__data$69[3] ;
-  wire [15:0] \$signature__data[0] ;
-  wire [15:0] \$signature__data[1] ;
-  wire [15:0] \$signature__data[2] ;
-  wire [15:0] \$signature__data[3] ;
+  reg [67:0] \$signal$100  = 68'h00000000000000000;
+  wire [16:0] \$signal$100[0] ;
+  wire [16:0] \$signal$100[1] ;
+  wire [16:0] \$signal$100[2] ;
+  wire [16:0] \$signal$100[3] ;
+  reg \$signal$26  = 1'h0;
+  reg [67:0] \$signal$40  = 68'h00000000000000000;
+  wire [16:0] \$signal$40[0] ;
+  wire [16:0] \$signal$40[1] ;
+  wire [16:0] \$signal$40[2] ;
+  wire [16:0] \$signal$40[3] ;
+  reg [12:0] \$signal$53  = 13'h0000;
+  reg \$signal$55  = 1'h0;
+  wire [12:0] \$signal$59 ;
+  reg \$signal$6  = 1'h0;
+  wire \$signal$63 ;
+  reg \$signal$66 ;
+  reg \$signal$72  = 1'h0;
+  reg [4:0] \$signal$96  = 5'h00;
+  reg [4:0] \$signal$97  = 5'h00;
+  reg [9:0] \$signal$98  = 10'h000;
+  reg [7:0] \$signal$99  = 8'h00;
+  wire [8:0] \$signature__addr ;
+  wire [8:0] \$signature__addr$35 ;
+  wire [31:0] \$signature__data ;
+  wire [63:0] \$signature__data$86 ;
+  wire [15:0] \$signature__data$86[0] ;
+  wire [15:0] \$signature__data$86[1] ;
+  wire [15:0] \$signature__data$86[2] ;
+  wire [15:0] \$signature__data$86[3] ;
+  wire [7:0] \$signature__data[0] ;
+  wire [7:0] \$signature__data[1] ;
+  wire [7:0] \$signature__data[2] ;
+  wire [7:0] \$signature__data[3] ;
   output active;
   wire active;
+  reg [43:0] addend = 44'h00000000000;
+  wire [10:0] \addend[0] ;
+  wire [10:0] \addend[1] ;
+  wire [10:0] \addend[2] ;
+  wire [10:0] \addend[3] ;
   wire any_spike;
+  reg [51:0] b6 = 52'h0000000000000;
+  wire [12:0] \b6[0] ;
+  wire [12:0] \b6[1] ;
+  wire [12:0] \b6[2] ;
+  wire [12:0] \b6[3] ;
+  reg [51:0] b_raw = 52'h0000000000000;
+  wire [12:0] \b_raw[0] ;
+  wire [12:0] \b_raw[1] ;
+  wire [12:0] \b_raw[2] ;
+  wire [12:0] \b_raw[3] ;
   wire [7:0] b_rd__addr;
   wire [51:0] b_rd__data;
   wire [12:0] \b_rd__data[0] ;
   wire [12:0] \b_rd__data[1] ;
   wire [12:0] \b_rd__data[2] ;
   wire [12:0] \b_rd__data[3] ;
-  reg bubble = 1'h0;
   wire busy;
+  wire [3:0] c_raw;
+  wire \c_raw[0] ;
+  wire \c_raw[1] ;
+  wire \c_raw[2] ;
+  wire \c_raw[3] ;
   input clk;
   wire clk;
+  reg credit = 1'h0;
+  wire [3:0] cres7;
+  wire \cres7[0] ;
+  wire \cres7[1] ;
+  wire \cres7[2] ;
+  wire \cres7[3] ;
+  reg [3:0] cres8 = 4'h0;
+  wire \cres8[0] ;
+  wire \cres8[1] ;
+  wire \cres8[2] ;
+  wire \cres8[3] ;
+  reg [3:0] cres9 = 4'h0;
+  wire \cres9[0] ;
+  wire \cres9[1] ;
+  wire \cres9[2] ;
+  wire \cres9[3] ;
+  reg [17:0] diff0;
+  reg [17:0] diff1;
+  reg [17:0] diff2;
+  reg [17:0] diff3;
   reg [3:0] done = 4'h0;
+  wire dropped;
   wire en;
   wire [12:0] entry;
   wire [3:0] \entry.counts ;
@@ -4474,11 +6883,22 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__re
   wire [1:0] \entry.g ;
   wire [2:0] \entry.x ;
   wire [2:0] \entry.y ;
-  reg [2:0] ev_c;
-  reg ev_count;
-  reg [3:0] ev_shift;
-  reg [2:0] ev_x;
-  reg [2:0] ev_y;
+  (* init = 13'h0000 *)
+  wire [12:0] entry7;
+  wire [3:0] \entry7.counts ;
+  wire \entry7.counts[0] ;
+  wire \entry7.counts[1] ;
+  wire \entry7.counts[2] ;
+  wire \entry7.counts[3] ;
+  wire \entry7.end ;
+  wire [1:0] \entry7.g ;
+  wire [2:0] \entry7.x ;
+  wire [2:0] \entry7.y ;
+  wire [2:0] ev_c;
+  wire ev_count;
+  wire [3:0] ev_shift;
+  wire [2:0] ev_x;
+  wire [2:0] ev_y;
   reg [2:0] fire_k = 3'h0;
   reg fire_state = 1'h0;
   reg [1:0] fsm_state = 2'h0;
@@ -4495,6 +6915,22 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__re
   reg i0__ready;
   input i0__valid;
   wire i0__valid;
+  reg [38:0] issue;
+  wire [7:0] \issue.addr ;
+  wire \issue.bank ;
+  wire \issue.count ;
+  wire \issue.cur ;
+  wire \issue.end ;
+  wire [1:0] \issue.fire_k ;
+  wire [1:0] \issue.g ;
+  wire \issue.kind ;
+  wire \issue.last_step ;
+  wire \issue.proj ;
+  wire [3:0] \issue.shift ;
+  wire \issue.valid ;
+  wire [8:0] \issue.waddr ;
+  wire [2:0] \issue.x ;
+  wire [2:0] \issue.y ;
   reg [1:0] lane;
   reg load;
   output [11:0] o__payload;
@@ -4508,31 +6944,11 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__re
   wire o__ready;
   output o__valid;
   reg o__valid;
-  reg [7:0] op_addr;
-  wire [7:0] \op_addr$7 ;
-  reg op_bank;
-  reg op_count;
-  wire \op_count$12 ;
-  reg op_cur;
-  reg op_end;
-  reg [1:0] op_fire_k;
-  reg [1:0] op_g;
-  reg op_kind;
-  reg op_last_step;
-  reg op_proj;
-  reg [3:0] op_shift;
-  wire [3:0] \op_shift$14 ;
-  wire [8:0] op_vaddr;
+  wire [7:0] op_addr;
+  wire op_count;
+  wire [3:0] op_shift;
   wire op_valid;
-  reg \op_valid$4 ;
   wire [8:0] op_waddr;
-  reg [2:0] op_x;
-  reg [2:0] op_y;
-  reg [63:0] out;
-  wire [15:0] \out[0] ;
-  wire [15:0] \out[1] ;
-  wire [15:0] \out[2] ;
-  wire [15:0] \out[3] ;
   reg [3:0] out_counts;
   wire \out_counts[0] ;
   wire \out_counts[1] ;
@@ -4540,10 +6956,25 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__re
   wire \out_counts[3] ;
   wire [3:0] pending;
   reg [2:0] plane = 3'h0;
-  wire [12:0] r_data;
-  reg r_en;
-  wire r_rdy;
+  (* init = 1'h0 *)
+  wire push7;
   wire ready;
+  (* init = 64'h0000000000000000 *)
+  wire [63:0] res7;
+  wire [15:0] \res7[0] ;
+  wire [15:0] \res7[1] ;
+  wire [15:0] \res7[2] ;
+  wire [15:0] \res7[3] ;
+  reg [63:0] res8 = 64'h0000000000000000;
+  wire [15:0] \res8[0] ;
+  wire [15:0] \res8[1] ;
+  wire [15:0] \res8[2] ;
+  wire [15:0] \res8[3] ;
+  reg [63:0] res9 = 64'h0000000000000000;
+  wire [15:0] \res9[0] ;
+  wire [15:0] \res9[1] ;
+  wire [15:0] \res9[2] ;
+  wire [15:0] \res9[3] ;
   reg [63:0] result;
   wire [15:0] \result[0] ;
   wire [15:0] \result[1] ;
@@ -4551,83 +6982,178 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__re
   wire [15:0] \result[3] ;
   input rst;
   wire rst;
-  reg [8:0] s1_addr = 9'h000;
-  reg s1_count = 1'h0;
-  reg s1_cur = 1'h0;
-  reg s1_end = 1'h0;
-  reg [1:0] s1_fire_k = 2'h0;
-  reg [1:0] s1_g = 2'h0;
-  reg s1_last_step = 1'h0;
-  reg s1_proj = 1'h0;
-  reg [3:0] s1_shift = 4'h0;
-  reg [2:0] s1_x = 3'h0;
-  reg [8:0] s2_addr = 9'h000;
-  reg s2_end = 1'h0;
-  reg [1:0] s2_fire_k = 2'h0;
-  reg [7:0] s2_laddr = 8'h00;
-  reg s2_last_step = 1'h0;
-  reg [67:0] s2_val = 68'h00000000000000000;
-  wire [16:0] \s2_val[0] ;
-  wire [16:0] \s2_val[1] ;
-  wire [16:0] \s2_val[2] ;
-  wire [16:0] \s2_val[3] ;
-  reg [2:0] s2_x = 3'h0;
-  reg [8:0] s3_addr = 9'h000;
-  (* init = 13'h0000 *)
-  wire [12:0] s3_entry;
-  wire [3:0] \s3_entry.counts ;
-  wire \s3_entry.counts[0] ;
-  wire \s3_entry.counts[1] ;
-  wire \s3_entry.counts[2] ;
-  wire \s3_entry.counts[3] ;
-  wire \s3_entry.end ;
-  wire [1:0] \s3_entry.g ;
-  wire [2:0] \s3_entry.x ;
-  wire [2:0] \s3_entry.y ;
-  reg s3_kind = 1'h0;
-  (* init = 1'h0 *)
-  wire s3_push;
-  reg s3_valid = 1'h0;
-  reg [8:0] s4_addr = 9'h000;
-  reg [3:0] s4_c = 4'h0;
-  wire \s4_c[0] ;
-  wire \s4_c[1] ;
-  wire \s4_c[2] ;
-  wire \s4_c[3] ;
-  reg s4_cw = 1'h0;
-  reg [63:0] s4_v = 64'h0000000000000000;
-  wire [15:0] \s4_v[0] ;
-  wire [15:0] \s4_v[1] ;
-  wire [15:0] \s4_v[2] ;
-  wire [15:0] \s4_v[3] ;
-  reg s4_vw = 1'h0;
+  reg [38:0] st0 = 39'h0000000000;
+  wire [7:0] \st0.addr ;
+  wire \st0.bank ;
+  wire \st0.count ;
+  wire \st0.cur ;
+  wire \st0.end ;
+  wire [1:0] \st0.fire_k ;
+  wire [1:0] \st0.g ;
+  wire \st0.kind ;
+  wire \st0.last_step ;
+  wire \st0.proj ;
+  wire [3:0] \st0.shift ;
+  wire \st0.valid ;
+  wire [8:0] \st0.waddr ;
+  wire [2:0] \st0.x ;
+  wire [2:0] \st0.y ;
+  reg [38:0] st1 = 39'h0000000000;
+  wire [7:0] \st1.addr ;
+  wire \st1.bank ;
+  wire \st1.count ;
+  wire \st1.cur ;
+  wire \st1.end ;
+  wire [1:0] \st1.fire_k ;
+  wire [1:0] \st1.g ;
+  wire \st1.kind ;
+  wire \st1.last_step ;
+  wire \st1.proj ;
+  wire [3:0] \st1.shift ;
+  wire \st1.valid ;
+  wire [8:0] \st1.waddr ;
+  wire [2:0] \st1.x ;
+  wire [2:0] \st1.y ;
+  reg [38:0] st2 = 39'h0000000000;
+  wire [7:0] \st2.addr ;
+  wire \st2.bank ;
+  wire \st2.count ;
+  wire \st2.cur ;
+  wire \st2.end ;
+  wire [1:0] \st2.fire_k ;
+  wire [1:0] \st2.g ;
+  wire \st2.kind ;
+  wire \st2.last_step ;
+  wire \st2.proj ;
+  wire [3:0] \st2.shift ;
+  wire \st2.valid ;
+  wire [8:0] \st2.waddr ;
+  wire [2:0] \st2.x ;
+  wire [2:0] \st2.y ;
+  reg [38:0] st3 = 39'h0000000000;
+  wire [7:0] \st3.addr ;
+  wire \st3.bank ;
+  wire \st3.count ;
+  wire \st3.cur ;
+  wire \st3.end ;
+  wire [1:0] \st3.fire_k ;
+  wire [1:0] \st3.g ;
+  wire \st3.kind ;
+  wire \st3.last_step ;
+  wire \st3.proj ;
+  wire [3:0] \st3.shift ;
+  wire \st3.valid ;
+  wire [8:0] \st3.waddr ;
+  wire [2:0] \st3.x ;
+  wire [2:0] \st3.y ;
+  reg [38:0] st4 = 39'h0000000000;
+  wire [7:0] \st4.addr ;
+  wire \st4.bank ;
+  wire \st4.count ;
+  wire \st4.cur ;
+  wire \st4.end ;
+  wire [1:0] \st4.fire_k ;
+  wire [1:0] \st4.g ;
+  wire \st4.kind ;
+  wire \st4.last_step ;
+  wire \st4.proj ;
+  wire [3:0] \st4.shift ;
+  wire \st4.valid ;
+  wire [8:0] \st4.waddr ;
+  wire [2:0] \st4.x ;
+  wire [2:0] \st4.y ;
+  reg [38:0] st5 = 39'h0000000000;
+  wire [7:0] \st5.addr ;
+  wire \st5.bank ;
+  wire \st5.count ;
+  wire \st5.cur ;
+  wire \st5.end ;
+  wire [1:0] \st5.fire_k ;
+  wire [1:0] \st5.g ;
+  wire \st5.kind ;
+  wire \st5.last_step ;
+  wire \st5.proj ;
+  wire [3:0] \st5.shift ;
+  wire \st5.valid ;
+  wire [8:0] \st5.waddr ;
+  wire [2:0] \st5.x ;
+  wire [2:0] \st5.y ;
+  reg [38:0] st6 = 39'h0000000000;
+  wire [7:0] \st6.addr ;
+  wire \st6.bank ;
+  wire \st6.count ;
+  wire \st6.cur ;
+  wire \st6.end ;
+  wire [1:0] \st6.fire_k ;
+  wire [1:0] \st6.g ;
+  wire \st6.kind ;
+  wire \st6.last_step ;
+  wire \st6.proj ;
+  wire [3:0] \st6.shift ;
+  wire \st6.valid ;
+  wire [8:0] \st6.waddr ;
+  wire [2:0] \st6.x ;
+  wire [2:0] \st6.y ;
+  reg [38:0] st7 = 39'h0000000000;
+  wire [7:0] \st7.addr ;
+  wire \st7.bank ;
+  wire \st7.count ;
+  wire \st7.cur ;
+  wire \st7.end ;
+  wire [1:0] \st7.fire_k ;
+  wire [1:0] \st7.g ;
+  wire \st7.kind ;
+  wire \st7.last_step ;
+  wire \st7.proj ;
+  wire [3:0] \st7.shift ;
+  wire \st7.valid ;
+  wire [8:0] \st7.waddr ;
+  wire [2:0] \st7.x ;
+  wire [2:0] \st7.y ;
+  reg [38:0] st8 = 39'h0000000000;
+  wire [7:0] \st8.addr ;
+  wire \st8.bank ;
+  wire \st8.count ;
+  wire \st8.cur ;
+  wire \st8.end ;
+  wire [1:0] \st8.fire_k ;
+  wire [1:0] \st8.g ;
+  wire \st8.kind ;
+  wire \st8.last_step ;
+  wire \st8.proj ;
+  wire [3:0] \st8.shift ;
+  wire \st8.valid ;
+  wire [8:0] \st8.waddr ;
+  wire [2:0] \st8.x ;
+  wire [2:0] \st8.y ;
   reg [7:0] sweep_addr = 8'h00;
   reg [1:0] sweep_g = 2'h0;
+  reg sweep_last = 1'h0;
   reg sweep_now;
   reg [2:0] sweep_x = 3'h0;
   reg [2:0] sweep_y = 3'h0;
-  (* init = 9'h000 *)
+  reg [9:0] used = 10'h000;
+  reg [63:0] v_raw = 64'h0000000000000000;
+  wire [15:0] \v_raw[0] ;
+  wire [15:0] \v_raw[1] ;
+  wire [15:0] \v_raw[2] ;
+  wire [15:0] \v_raw[3] ;
   wire [8:0] v_wr__addr;
-  (* init = 64'h0000000000000000 *)
-  wire [63:0] v_wr__data;
+  reg [63:0] v_wr__data = 64'h0000000000000000;
   wire [15:0] \v_wr__data[0] ;
   wire [15:0] \v_wr__data[1] ;
   wire [15:0] \v_wr__data[2] ;
   wire [15:0] \v_wr__data[3] ;
   wire v_wr__en;
-  reg [67:0] val;
-  wire [16:0] \val[0] ;
-  wire [16:0] \val[1] ;
-  wire [16:0] \val[2] ;
-  wire [16:0] \val[3] ;
-  reg [12:0] w_data = 13'h0000;
-  reg w_en = 1'h0;
-  wire [9:0] w_level;
-  reg [63:0] w_now;
-  wire [15:0] \w_now[0] ;
-  wire [15:0] \w_now[1] ;
-  wire [15:0] \w_now[2] ;
-  wire [15:0] \w_now[3] ;
+  reg [31:0] w1_0 = 32'd0;
+  wire [7:0] \w1_0[0] ;
+  wire [7:0] \w1_0[1] ;
+  wire [7:0] \w1_0[2] ;
+  wire [7:0] \w1_0[3] ;
+  reg [10:0] w2_0_0 = 11'h000;
+  reg [10:0] w2_0_1 = 11'h000;
+  reg [10:0] w2_0_2 = 11'h000;
+  reg [10:0] w2_0_3 = 11'h000;
   reg [51:0] bmem [255:0];
   initial begin
     bmem[0] = 52'h34d8bdbe6c102;
@@ -4889,7 +7415,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__re
   end
   reg [51:0] _0_;
   always @(posedge clk) begin
-    _0_ <= bmem[op_addr];
+    _0_ <= bmem[st2[11:4]];
   end
   assign b_rd__data = _0_;
   reg [63:0] vmem [511:0];
@@ -5408,14 +7934,14 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__re
     vmem[511] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$103 [0])
-      vmem[s3_addr] <= \$signal$63 ;
+    if (\$44 [0])
+      vmem[\$39 [8:0]] <= v_wr__data;
   end
   reg [63:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vmem[\$21 [8:0]];
+    _1_ <= vmem[\$9 [8:0]];
   end
-  assign \$signature__data  = _1_;
+  assign \$signature__data$86  = _1_;
   reg [31:0] wrom0 [287:0];
   initial begin
     wrom0[0] = 32'd802951396;
@@ -5709,642 +8235,588 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__re
   end
   reg [31:0] _2_;
   always @(posedge clk) begin
-    _2_ <= wrom0[\$signature__addr ];
+    _2_ <= wrom0[st0[20:12]];
   end
-  assign \$signature__data$69  = _2_;
+  assign \$signature__data  = _2_;
+  assign \$465  = \$463  & \$464 ;
+  assign \$466  = $signed(\$signal$100 [67:51]) > $signed(13'h08ff);
+  assign \$467  = \$465  & \$466 ;
+  assign \$468  = \$467  ? 17'h008ff : \$signal$100 [67:51];
+  assign \$470  = st6[0] & \$469 ;
+  assign \$471  = any_spike | st6[30];
+  assign \$472  = \$470  & \$471 ;
+  assign \$473  = | pending;
+  assign \$474  = pending - 1'h1;
+  assign \$475  = { 1'h0, pending } & \$474 ;
+  assign \$476  = ! \$475 ;
+  assign \$477  = ~ \$signal$59 [12];
+  assign \$478  = \$476  & \$477 ;
+  assign \$479  = 1'h1 << lane;
+  assign \$480  = { 3'h0, done } | \$479 ;
+  always @(posedge clk)
+    used <= \$481 ;
+  always @(posedge clk)
+    credit <= \$482 ;
+  always @(posedge clk)
+    plane <= \$483 ;
+  always @(posedge clk)
+    full1 <= \$484 ;
+  always @(posedge clk)
+    full0 <= \$485 ;
+  always @(posedge clk)
+    \$signal$6  <= \$486 ;
+  always @(posedge clk)
+    fsm_state <= \$487 ;
+  always @(posedge clk)
+    fire_state <= \$488 ;
+  always @(posedge clk)
+    sweep_addr <= \$489 ;
+  always @(posedge clk)
+    sweep_g <= \$490 ;
+  always @(posedge clk)
+    sweep_y <= \$491 ;
+  always @(posedge clk)
+    sweep_x <= \$492 ;
+  always @(posedge clk)
+    sweep_last <= \$493 ;
+  always @(posedge clk)
+    fire_k <= \$494 ;
+  always @(posedge clk)
+    \$signal$26  <= \$495 ;
+  always @(posedge clk)
+    \$signal$72  <= \$496 ;
+  always @(posedge clk)
+    \$signal  <= \$497 ;
+  always @(posedge clk)
+    st0 <= \$498 ;
+  always @(posedge clk)
+    st1 <= \$499 ;
+  always @(posedge clk)
+    st2 <= \$500 ;
+  always @(posedge clk)
+    st3 <= \$501 ;
+  always @(posedge clk)
+    st4 <= \$502 ;
+  always @(posedge clk)
+    st5 <= \$503 ;
+  always @(posedge clk)
+    st6 <= \$504 ;
+  always @(posedge clk)
+    st7 <= \$505 ;
+  always @(posedge clk)
+    st8 <= \$506 ;
+  always @(posedge clk)
+    w1_0 <= \$507 ;
+  always @(posedge clk)
+    w2_0_0 <= \$508 ;
+  always @(posedge clk)
+    w2_0_1 <= \$509 ;
+  always @(posedge clk)
+    w2_0_2 <= \$510 ;
+  always @(posedge clk)
+    w2_0_3 <= \$511 ;
+  always @(posedge clk)
+    addend <= \$512 ;
+  always @(posedge clk)
+    v_raw <= \$513 ;
+  always @(posedge clk)
+    b_raw <= \$514 ;
+  always @(posedge clk)
+    res8 <= \$515 ;
+  always @(posedge clk)
+    res9 <= \$516 ;
+  always @(posedge clk)
+    cres8 <= \$517 ;
+  always @(posedge clk)
+    cres9 <= \$518 ;
+  always @(posedge clk)
+    \$like  <= \$519 ;
+  always @(posedge clk)
+    b6 <= \$520 ;
+  always @(posedge clk)
+    \$signal$96  <= \$521 ;
+  always @(posedge clk)
+    \$signal$97  <= \$522 ;
+  always @(posedge clk)
+    \$signal$98  <= \$523 ;
+  always @(posedge clk)
+    \$signal$99  <= \$524 ;
+  always @(posedge clk)
+    \$signal$100  <= \$525 ;
+  always @(posedge clk)
+    \$signal$40  <= \$526 ;
+  always @(posedge clk)
+    v_wr__data <= \$527 ;
+  always @(posedge clk)
+    \$signal$53  <= \$528 ;
+  always @(posedge clk)
+    \$signal$55  <= \$529 ;
+  always @(posedge clk)
+    done <= \$530 ;
   assign \$1  = ~ sweep_now;
-  assign \$2  = ~ bubble;
+  assign \$2  = ~ \$signal ;
   assign en = \$1  & \$2 ;
-  assign \$3  = ~ bubble;
+  assign \$3  = ~ \$signal ;
   assign \$4  = op_valid & \$3 ;
-  assign \$5  = 2'h3 - plane;
-  assign \$6  = ~ op_valid;
-  assign \$8  = \$signal$33  & \$7 ;
-  assign \$10  = \$signal$35  & \$9 ;
-  assign \$11  = \$8  + \$10 ;
-  assign \$13  = s3_valid & \$12 ;
-  assign \$14  = \$11  + \$13 ;
-  assign \$15  = w_level + \$14 ;
-  assign \$16  = \$15  < 10'h203;
-  assign \$17  = ~ bubble;
-  assign \$18  = \$16  & \$17 ;
-  assign \$19  = sweep_addr == 8'hff;
-  assign active = \op_valid$4  | bubble;
-  assign \$20  = op_bank * 9'h100;
-  assign \$21  = op_addr + \$20 ;
-  assign \$22  = s4_addr == s1_addr;
-  assign \$23  = s4_vw & \$22 ;
-  assign \$24  = s3_addr == s1_addr;
-  assign \$25  = \$signal$61  & \$24 ;
-  assign \$26  = ! \$signal$36 ;
-  assign \$27  = \$signal$64  & \$26 ;
-  assign \$28  = s2_addr == s1_addr;
-  assign \$29  = \$27  & \$28 ;
-  assign \$30  = ! s1_proj;
-  assign \$31  = ! \$signal$34 ;
-  assign \$32  = $signed(w_now[15:0]) << s1_shift;
-  assign \$33  = $signed(out[15:0]) + $signed(\$32 );
-  assign \$34  = ! s1_fire_k;
-  assign \$35  = $signed(out[15:0]) + $signed(b_rd__data[12:0]);
-  assign \$36  = $signed(\$35 ) > $signed(13'h08ff);
-  assign \$37  = $signed(out[15:0]) + $signed(b_rd__data[12:0]);
-  assign \$38  = \$36  ? 17'h008ff : \$37 ;
-  assign \$39  = \$34  ? \$38  : { out[15], out[15:0] };
-  assign \$40  = ! \$signal$34 ;
-  assign \$41  = $signed(w_now[31:16]) << s1_shift;
-  assign \$42  = $signed(out[31:16]) + $signed(\$41 );
-  assign \$43  = ! s1_fire_k;
-  assign \$44  = $signed(out[31:16]) + $signed(b_rd__data[25:13]);
-  assign \$45  = $signed(\$44 ) > $signed(13'h08ff);
-  assign \$46  = $signed(out[31:16]) + $signed(b_rd__data[25:13]);
-  assign \$47  = \$45  ? 17'h008ff : \$46 ;
-  assign \$48  = \$43  ? \$47  : { out[31], out[31:16] };
-  assign \$49  = ! \$signal$34 ;
-  assign \$50  = $signed(w_now[47:32]) << s1_shift;
-  assign \$51  = $signed(out[47:32]) + $signed(\$50 );
-  assign \$52  = ! s1_fire_k;
-  assign \$53  = $signed(out[47:32]) + $signed(b_rd__data[38:26]);
-  assign \$54  = $signed(\$53 ) > $signed(13'h08ff);
-  assign \$55  = $signed(out[47:32]) + $signed(b_rd__data[38:26]);
-  assign \$56  = \$54  ? 17'h008ff : \$55 ;
-  assign \$57  = \$52  ? \$56  : { out[47], out[47:32] };
-  assign \$58  = ! \$signal$34 ;
-  assign \$59  = $signed(w_now[63:48]) << s1_shift;
-  assign \$60  = $signed(out[63:48]) + $signed(\$59 );
-  assign \$61  = ! s1_fire_k;
-  assign \$62  = $signed(out[63:48]) + $signed(b_rd__data[51:39]);
-  assign \$63  = $signed(\$62 ) > $signed(13'h08ff);
-  assign \$64  = $signed(out[63:48]) + $signed(b_rd__data[51:39]);
-  assign \$65  = \$63  ? 17'h008ff : \$64 ;
-  assign \$66  = \$61  ? \$65  : { out[63], out[63:48] };
-  assign \$67  = ! \$signal$36 ;
-  assign \$69  = $signed({ 1'h0, \$68  }) <= $signed(s2_val[16:0]);
-  assign \$70  = s2_fire_k == 2'h3;
-  assign \$72  = $signed({ 1'h0, \$71  }) <= $signed(s2_val[16:0]);
-  assign \$74  = \$72  ? \$73  : 16'h0000;
-  assign \$75  = $signed(s2_val[16:0]) - $signed({ 1'h0, \$74  });
-  assign \$76  = ! \$signal$36 ;
-  assign \$78  = $signed({ 1'h0, \$77  }) <= $signed(s2_val[33:17]);
-  assign \$79  = s2_fire_k == 2'h3;
-  assign \$81  = $signed({ 1'h0, \$80  }) <= $signed(s2_val[33:17]);
-  assign \$83  = \$81  ? \$82  : 16'h0000;
-  assign \$84  = $signed(s2_val[33:17]) - $signed({ 1'h0, \$83  });
-  assign \$85  = ! \$signal$36 ;
-  assign \$87  = $signed({ 1'h0, \$86  }) <= $signed(s2_val[50:34]);
-  assign \$88  = s2_fire_k == 2'h3;
-  assign \$90  = $signed({ 1'h0, \$89  }) <= $signed(s2_val[50:34]);
-  assign \$92  = \$90  ? \$91  : 16'h0000;
-  assign \$93  = $signed(s2_val[50:34]) - $signed({ 1'h0, \$92  });
-  assign \$94  = ! \$signal$36 ;
-  assign \$96  = $signed({ 1'h0, \$95  }) <= $signed(s2_val[67:51]);
-  assign \$97  = s2_fire_k == 2'h3;
-  assign \$99  = $signed({ 1'h0, \$98  }) <= $signed(s2_val[67:51]);
-  assign \$101  = \$99  ? \$100  : 16'h0000;
-  assign \$102  = $signed(s2_val[67:51]) - $signed({ 1'h0, \$101  });
-  assign \$103  = \$signal$61  ? 4'hf : 4'h0;
+  assign ev_shift = 2'h3 - plane;
+  assign \$5  = ~ op_valid;
+  assign \$6  = ~ \$signal ;
+  assign \$7  = credit & \$6 ;
+  assign active = issue[0] | \$signal ;
+  assign \$8  = st2[3] * 9'h100;
+  assign \$9  = st2[11:4] + \$8 ;
+  assign \$10  = ! st6[1];
+  assign \$12  = $signed(\$signal$40 [16:0]) - $signed({ 1'h0, \$11  });
+  assign \$13  = $signed(diff0) >= $signed(1'h0);
+  assign \$14  = st6[29:28] == 2'h3;
+  assign \$15  = $signed(diff0) >= $signed(1'h0);
+  assign \$16  = \$15  ? diff0 : { \$signal$40 [16], \$signal$40 [16:0] };
+  assign \$17  = ! st6[1];
+  assign \$19  = $signed(\$signal$40 [33:17]) - $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(diff1) >= $signed(1'h0);
+  assign \$21  = st6[29:28] == 2'h3;
+  assign \$22  = $signed(diff1) >= $signed(1'h0);
+  assign \$23  = \$22  ? diff1 : { \$signal$40 [33], \$signal$40 [33:17] };
+  assign \$24  = ! st6[1];
+  assign \$26  = $signed(\$signal$40 [50:34]) - $signed({ 1'h0, \$25  });
+  assign \$27  = $signed(diff2) >= $signed(1'h0);
+  assign \$28  = st6[29:28] == 2'h3;
+  assign \$29  = $signed(diff2) >= $signed(1'h0);
+  assign \$30  = \$29  ? diff2 : { \$signal$40 [50], \$signal$40 [50:34] };
+  assign \$31  = ! st6[1];
+  assign \$33  = $signed(\$signal$40 [67:51]) - $signed({ 1'h0, \$32  });
+  assign \$34  = $signed(diff3) >= $signed(1'h0);
+  assign \$35  = st6[29:28] == 2'h3;
+  assign \$36  = $signed(diff3) >= $signed(1'h0);
+  assign \$37  = \$36  ? diff3 : { \$signal$40 [67], \$signal$40 [67:51] };
+  assign \$38  = st7[3] * 9'h100;
+  assign \$39  = st7[11:4] + \$38 ;
+  assign \$40  = ! st7[1];
+  assign \$41  = \$40  & st7[2];
+  assign \$42  = ~ \$41 ;
+  assign \$43  = st7[0] & \$42 ;
+  assign \$44  = \$43  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
-  assign \$105  = ~ done[0];
-  assign \$106  = \$104  & \$105 ;
-  assign \$108  = ~ done[1];
-  assign \$109  = \$107  & \$108 ;
-  assign \$111  = ~ done[2];
+  assign \$46  = st7[0] & \$45 ;
+  assign \$47  = ~ \$signal$55 ;
+  assign dropped = \$46  & \$47 ;
+  assign \$49  = ~ done[0];
+  assign \$50  = \$48  & \$49 ;
+  assign \$52  = ~ done[1];
+  assign \$53  = \$51  & \$52 ;
+  assign \$55  = ~ done[2];
+  assign \$56  = \$54  & \$55 ;
+  assign \$58  = ~ done[3];
+  assign \$59  = \$57  & \$58 ;
+  assign \$60  = \$signal$59 [5:4] * 3'h4;
+  assign \$61  = \$60  + lane;
+  assign \$62  = | pending;
+  assign \$64  = pending - 1'h1;
+  assign \$65  = { 1'h0, pending } & \$64 ;
+  assign \$66  = ! \$65 ;
+  assign \$67  = ~ \$signal$59 [12];
+  assign \$68  = \$66  & \$67 ;
+  assign \$69  = ! fsm_state;
+  assign \$70  = fsm_state == 1'h1;
+  assign \$71  = fsm_state == 2'h2;
+  assign \$72  = ! fire_state;
+  assign \$74  = used + sweep_now;
+  assign \$75  = \$74  - dropped;
+  assign \$76  = \$signal$66  & \$signal$63 ;
+  assign \$77  = $signed(\$75 ) - $signed({ 1'h0, \$76  });
+  assign \$78  = used <= 10'h208;
+  assign \$79  = ~ op_valid;
+  assign \$80  = plane == 2'h3;
+  assign \$81  = ~ \$signal$6 ;
+  assign \$82  = plane + 1'h1;
+  assign \$84  = ~ \$83 ;
+  assign \$86  = ~ \$signal ;
+  assign \$87  = credit & \$86 ;
+  assign \$88  = fire_k == 2'h3;
+  assign \$89  = ~ \$signal$26 ;
+  assign \$90  = fire_k + 1'h1;
+  assign \$91  = sweep_addr + 1'h1;
+  assign \$92  = sweep_addr == 8'hfe;
+  assign \$93  = sweep_g == 2'h3;
+  assign \$94  = sweep_x == 3'h7;
+  assign \$95  = sweep_y + 1'h1;
+  assign \$96  = sweep_x + 1'h1;
+  assign \$97  = sweep_g + 1'h1;
+  assign \$98  = sweep_now & issue[30];
+  assign \$99  = sweep_now & issue[30];
+  assign \$100  = \$99  | \$signal$72 ;
+  assign \$101  = $signed(w1_0[7:0]) << st2[24:23];
+  assign \$102  = $signed(w1_0[15:8]) << st2[24:23];
+  assign \$103  = $signed(w1_0[23:16]) << st2[24:23];
+  assign \$104  = $signed(w1_0[31:24]) << st2[24:23];
+  assign \$105  = ! st3[21];
+  assign \$106  = ! st3[1];
+  assign \$107  = \$106  & st3[2];
+  assign \$108  = ~ \$107 ;
+  assign \$109  = st3[0] & \$108 ;
+  assign \$110  = st2[11:4] == st3[11:4];
+  assign \$111  = st2[3] == st3[3];
   assign \$112  = \$110  & \$111 ;
-  assign \$114  = ~ done[3];
+  assign \$113  = \$109  & \$112 ;
+  assign \$114  = ! st3[1];
   assign \$115  = \$113  & \$114 ;
-  assign \$116  = r_data[5:4] * 3'h4;
-  assign \$117  = \$116  + lane;
-  assign \$118  = | pending;
-  assign \$120  = pending - 1'h1;
-  assign \$121  = { 1'h0, pending } & \$120 ;
-  assign \$122  = ! \$121 ;
-  assign \$123  = ~ r_data[12];
+  assign \$116  = ! st3[1];
+  assign \$117  = \$116  & st3[2];
+  assign \$119  = \$118  & st3[27];
+  assign \$120  = \$117  | \$119 ;
+  assign \$121  = st3[0] & \$120 ;
+  assign \$122  = st2[11:4] == st3[11:4];
+  assign \$123  = st2[3] == st3[3];
   assign \$124  = \$122  & \$123 ;
-  assign \$125  = ! fsm_state;
-  assign \$126  = fsm_state == 1'h1;
-  assign \$127  = fsm_state == 2'h2;
-  assign \$128  = ! fire_state;
-  assign \$130  = ~ op_valid;
-  assign \$131  = plane == 2'h3;
-  assign \$132  = ~ \$signal ;
-  assign \$133  = plane + 1'h1;
-  assign \$135  = ~ \$134 ;
-  assign \$138  = \$signal$33  & \$137 ;
-  assign \$140  = \$signal$35  & \$139 ;
-  assign \$141  = \$138  + \$140 ;
-  assign \$143  = s3_valid & \$142 ;
-  assign \$144  = \$141  + \$143 ;
-  assign \$145  = w_level + \$144 ;
-  assign \$146  = \$145  < 10'h203;
-  assign \$147  = ~ bubble;
-  assign \$148  = \$146  & \$147 ;
-  assign \$149  = sweep_addr == 8'hff;
-  assign \$150  = fire_k == 2'h3;
-  assign \$151  = ~ \$signal$40 ;
-  assign \$152  = fire_k + 1'h1;
-  assign \$153  = sweep_addr + 1'h1;
-  assign \$154  = sweep_g == 2'h3;
-  assign \$155  = sweep_x == 3'h7;
-  assign \$156  = sweep_y + 1'h1;
-  assign \$157  = sweep_x + 1'h1;
-  assign \$158  = sweep_g + 1'h1;
-  assign \$159  = sweep_now & op_end;
-  assign \$160  = ! \$signal$34 ;
-  assign \$161  = \$160  & s1_cur;
-  assign \$162  = ~ \$161 ;
-  assign \$163  = \$signal$33  & \$162 ;
-  assign \$165  = \$signal$35  & \$164 ;
-  assign \$166  = any_spike | s2_end;
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = | pending;
-  assign \$169  = pending - 1'h1;
-  assign \$170  = { 1'h0, pending } & \$169 ;
-  assign \$171  = ! \$170 ;
-  assign \$172  = ~ r_data[12];
-  assign \$173  = \$171  & \$172 ;
-  assign \$174  = 1'h1 << lane;
-  assign \$175  = { 3'h0, done } | \$174 ;
-  always @(posedge clk)
-    plane <= \$176 ;
-  always @(posedge clk)
-    full1 <= \$177 ;
-  always @(posedge clk)
-    full0 <= \$178 ;
-  always @(posedge clk)
-    \$signal  <= \$179 ;
-  always @(posedge clk)
-    fsm_state <= \$180 ;
-  always @(posedge clk)
-    fire_state <= \$181 ;
-  always @(posedge clk)
-    sweep_addr <= \$182 ;
-  always @(posedge clk)
-    sweep_g <= \$183 ;
-  always @(posedge clk)
-    sweep_y <= \$184 ;
-  always @(posedge clk)
-    sweep_x <= \$185 ;
-  always @(posedge clk)
-    fire_k <= \$186 ;
-  always @(posedge clk)
-    \$signal$40  <= \$187 ;
-  always @(posedge clk)
-    bubble <= \$188 ;
-  always @(posedge clk)
-    \$signal$33  <= \$189 ;
-  always @(posedge clk)
-    \$signal$34  <= \$190 ;
-  always @(posedge clk)
-    s1_cur <= \$191 ;
-  always @(posedge clk)
-    s1_addr <= \$192 ;
-  always @(posedge clk)
-    s1_proj <= \$193 ;
-  always @(posedge clk)
-    s1_count <= \$194 ;
-  always @(posedge clk)
-    s1_shift <= \$195 ;
-  always @(posedge clk)
-    s1_last_step <= \$196 ;
-  always @(posedge clk)
-    s1_fire_k <= \$197 ;
-  always @(posedge clk)
-    s1_end <= \$198 ;
-  always @(posedge clk)
-    s1_g <= \$199 ;
-  always @(posedge clk)
-    \$like$108  <= \$200 ;
-  always @(posedge clk)
-    s1_x <= \$201 ;
-  always @(posedge clk)
-    \$signal$35  <= \$202 ;
-  always @(posedge clk)
-    \$signal$36  <= \$203 ;
-  always @(posedge clk)
-    s2_addr <= \$204 ;
-  always @(posedge clk)
-    s2_val <= \$205 ;
-  always @(posedge clk)
-    \$signal$64  <= \$206 ;
-  always @(posedge clk)
-    s2_last_step <= \$207 ;
-  always @(posedge clk)
-    s2_fire_k <= \$208 ;
-  always @(posedge clk)
-    s2_end <= \$209 ;
-  always @(posedge clk)
-    \$like  <= \$210 ;
-  always @(posedge clk)
-    \$like$82  <= \$211 ;
-  always @(posedge clk)
-    s2_x <= \$212 ;
-  always @(posedge clk)
-    s2_laddr <= \$213 ;
-  always @(posedge clk)
-    s3_valid <= \$214 ;
-  always @(posedge clk)
-    s3_kind <= \$215 ;
-  always @(posedge clk)
-    s3_addr <= \$216 ;
-  always @(posedge clk)
-    \$signal$63  <= \$217 ;
-  always @(posedge clk)
-    \$signal$61  <= \$218 ;
-  always @(posedge clk)
-    \$signal$112  <= \$219 ;
-  always @(posedge clk)
-    \$signal$114  <= \$220 ;
-  always @(posedge clk)
-    s4_addr <= \$221 ;
-  always @(posedge clk)
-    s4_v <= \$222 ;
-  always @(posedge clk)
-    s4_vw <= \$223 ;
-  always @(posedge clk)
-    s4_cw <= \$224 ;
-  always @(posedge clk)
-    s4_c <= \$225 ;
-  always @(posedge clk)
-    w_data <= \$226 ;
-  always @(posedge clk)
-    w_en <= \$227 ;
-  always @(posedge clk)
-    done <= \$228 ;
+  assign \$125  = \$121  & \$124 ;
+  assign \$126  = ! st3[1];
+  assign \$127  = \$125  & \$126 ;
+  assign \$128  = ! st4[1];
+  assign \$129  = \$128  & st4[2];
+  assign \$130  = ~ \$129 ;
+  assign \$131  = st4[0] & \$130 ;
+  assign \$132  = st2[11:4] == st4[11:4];
+  assign \$133  = st2[3] == st4[3];
+  assign \$134  = \$132  & \$133 ;
+  assign \$135  = \$131  & \$134 ;
+  assign \$136  = ! st4[1];
+  assign \$137  = \$135  & \$136 ;
+  assign \$138  = ! st4[1];
+  assign \$139  = \$138  & st4[2];
+  assign \$141  = \$140  & st4[27];
+  assign \$142  = \$139  | \$141 ;
+  assign \$143  = st4[0] & \$142 ;
+  assign \$144  = st2[11:4] == st4[11:4];
+  assign \$145  = st2[3] == st4[3];
+  assign \$146  = \$144  & \$145 ;
+  assign \$147  = \$143  & \$146 ;
+  assign \$148  = ! st4[1];
+  assign \$149  = \$147  & \$148 ;
+  assign \$150  = ! st5[1];
+  assign \$151  = \$150  & st5[2];
+  assign \$152  = ~ \$151 ;
+  assign \$153  = st5[0] & \$152 ;
+  assign \$154  = st2[11:4] == st5[11:4];
+  assign \$155  = st2[3] == st5[3];
+  assign \$156  = \$154  & \$155 ;
+  assign \$157  = \$153  & \$156 ;
+  assign \$158  = ! st5[1];
+  assign \$159  = \$158  & st5[2];
+  assign \$161  = \$160  & st5[27];
+  assign \$162  = \$159  | \$161 ;
+  assign \$163  = st5[0] & \$162 ;
+  assign \$164  = st2[11:4] == st5[11:4];
+  assign \$165  = st2[3] == st5[3];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ! st6[1];
+  assign \$169  = \$168  & st6[2];
+  assign \$170  = ~ \$169 ;
+  assign \$171  = st6[0] & \$170 ;
+  assign \$172  = st2[11:4] == st6[11:4];
+  assign \$173  = st2[3] == st6[3];
+  assign \$174  = \$172  & \$173 ;
+  assign \$175  = \$171  & \$174 ;
+  assign \$176  = ! st6[1];
+  assign \$177  = \$176  & st6[2];
+  assign \$179  = \$178  & st6[27];
+  assign \$180  = \$177  | \$179 ;
+  assign \$181  = st6[0] & \$180 ;
+  assign \$182  = st2[11:4] == st6[11:4];
+  assign \$183  = st2[3] == st6[3];
+  assign \$184  = \$182  & \$183 ;
+  assign \$185  = \$181  & \$184 ;
+  assign \$186  = ! st7[1];
+  assign \$187  = \$186  & st7[2];
+  assign \$188  = ~ \$187 ;
+  assign \$189  = st7[0] & \$188 ;
+  assign \$190  = st2[11:4] == st7[11:4];
+  assign \$191  = st2[3] == st7[3];
+  assign \$192  = \$190  & \$191 ;
+  assign \$193  = \$189  & \$192 ;
+  assign \$194  = ! st7[1];
+  assign \$195  = \$194  & st7[2];
+  assign \$197  = \$196  & st7[27];
+  assign \$198  = \$195  | \$197 ;
+  assign \$199  = st7[0] & \$198 ;
+  assign \$200  = st2[11:4] == st7[11:4];
+  assign \$201  = st2[3] == st7[3];
+  assign \$202  = \$200  & \$201 ;
+  assign \$203  = \$199  & \$202 ;
+  assign \$206  = ! st3[1];
+  assign \$207  = \$206  & st3[2];
+  assign \$208  = ~ \$207 ;
+  assign \$209  = \$205  & \$208 ;
+  assign \$212  = ! st3[1];
+  assign \$213  = \$212  & st3[2];
+  assign \$214  = \$211  & \$213 ;
+  assign \$215  = \$209  | \$214 ;
+  assign \$217  = ~ \$216 ;
+  assign \$218  = \$signal$96 [1] & \$217 ;
+  assign \$219  = ! st3[1];
+  assign \$220  = \$219  & st3[2];
+  assign \$221  = ~ \$220 ;
+  assign \$222  = \$218  & \$221 ;
+  assign \$224  = ~ \$223 ;
+  assign \$225  = \$signal$97 [1] & \$224 ;
+  assign \$226  = ! st3[1];
+  assign \$227  = \$226  & st3[2];
+  assign \$228  = \$225  & \$227 ;
+  assign \$229  = \$222  | \$228 ;
+  assign \$231  = \$230  | \$signal$96 [1];
+  assign \$232  = ~ \$231 ;
+  assign \$233  = \$signal$96 [2] & \$232 ;
+  assign \$234  = ! st3[1];
+  assign \$235  = \$234  & st3[2];
+  assign \$236  = ~ \$235 ;
+  assign \$237  = \$233  & \$236 ;
+  assign \$239  = \$238  | \$signal$96 [1];
+  assign \$240  = \$239  | \$signal$96 [2];
+  assign \$241  = ~ \$240 ;
+  assign \$242  = \$signal$96 [3] & \$241 ;
+  assign \$243  = ! st3[1];
+  assign \$244  = \$243  & st3[2];
+  assign \$245  = ~ \$244 ;
+  assign \$246  = \$242  & \$245 ;
+  assign \$248  = \$247  | \$signal$96 [1];
+  assign \$249  = \$248  | \$signal$96 [2];
+  assign \$250  = \$249  | \$signal$96 [3];
+  assign \$251  = ~ \$250 ;
+  assign \$252  = \$signal$96 [4] & \$251 ;
+  assign \$253  = ! st3[1];
+  assign \$254  = \$253  & st3[2];
+  assign \$255  = ~ \$254 ;
+  assign \$256  = \$252  & \$255 ;
+  assign \$258  = \$257  | \$signal$96 [1];
+  assign \$259  = \$258  | \$signal$96 [2];
+  assign \$260  = \$259  | \$signal$96 [3];
+  assign \$261  = \$260  | \$signal$96 [4];
+  assign \$262  = ~ \$261 ;
+  assign \$263  = ! st3[1];
+  assign \$264  = \$263  & st3[2];
+  assign \$265  = ~ \$264 ;
+  assign \$266  = \$262  & \$265 ;
+  assign \$268  = \$267  | \$signal$97 [1];
+  assign \$269  = ~ \$268 ;
+  assign \$270  = \$signal$97 [2] & \$269 ;
+  assign \$271  = ! st3[1];
+  assign \$272  = \$271  & st3[2];
+  assign \$273  = \$270  & \$272 ;
+  assign \$275  = \$274  | \$signal$97 [1];
+  assign \$276  = \$275  | \$signal$97 [2];
+  assign \$277  = ~ \$276 ;
+  assign \$278  = \$signal$97 [3] & \$277 ;
+  assign \$279  = ! st3[1];
+  assign \$280  = \$279  & st3[2];
+  assign \$281  = \$278  & \$280 ;
+  assign \$283  = \$282  | \$signal$97 [1];
+  assign \$284  = \$283  | \$signal$97 [2];
+  assign \$285  = \$284  | \$signal$97 [3];
+  assign \$286  = ~ \$285 ;
+  assign \$287  = \$signal$97 [4] & \$286 ;
+  assign \$288  = ! st3[1];
+  assign \$289  = \$288  & st3[2];
+  assign \$290  = \$287  & \$289 ;
+  assign \$292  = \$291  | \$signal$97 [1];
+  assign \$293  = \$292  | \$signal$97 [2];
+  assign \$294  = \$293  | \$signal$97 [3];
+  assign \$295  = \$294  | \$signal$97 [4];
+  assign \$296  = ~ \$295 ;
+  assign \$297  = ! st3[1];
+  assign \$298  = \$297  & st3[2];
+  assign \$299  = \$296  & \$298 ;
+  assign \$300  = ! st3[1];
+  assign \$301  = ! st3[1];
+  assign \$303  = ! st3[29:28];
+  assign \$304  = \$302  & \$303 ;
+  assign \$305  = \$signal$98 [0] ? \$signal$100 [16:0] : 17'h00000;
+  assign \$306  = \$signal$98 [1] ? \$signal$40 [16:0] : 17'h00000;
+  assign \$307  = \$305  | \$306 ;
+  assign \$308  = \$signal$98 [2] ? v_wr__data[15:0] : 16'h0000;
+  assign \$309  = \$307  | { \$308 [15], \$308  };
+  assign \$310  = \$signal$98 [3] ? res8[15:0] : 16'h0000;
+  assign \$311  = \$309  | { \$310 [15], \$310  };
+  assign \$312  = \$signal$98 [4] ? res9[15:0] : 16'h0000;
+  assign \$313  = \$311  | { \$312 [15], \$312  };
+  assign \$314  = \$signal$98 [5] ? v_raw[15:0] : 16'h0000;
+  assign \$315  = \$313  | { \$314 [15], \$314  };
+  assign \$318  = \$signal$98 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$319  = \$317  | { \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318  };
+  assign \$320  = \$signal$98 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$321  = \$319  | { \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320  };
+  assign \$324  = \$signal$99 [0] ? addend[10:0] : 11'h000;
+  assign \$325  = \$signal$99 [1] ? b_raw[12:0] : 13'h0000;
+  assign \$326  = { \$324 [10], \$324 [10], \$324  } | \$325 ;
+  assign \$327  = \$signal$99 [2] ? \$signal$100 [16:0] : 17'h00000;
+  assign \$328  = { \$326 [12], \$326 [12], \$326 [12], \$326 [12], \$326  } | \$327 ;
+  assign \$329  = \$signal$99 [3] ? \$signal$40 [16:0] : 17'h00000;
+  assign \$330  = \$328  | \$329 ;
+  assign \$333  = \$signal$99 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$334  = \$332  | { \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333  };
+  assign \$335  = \$signal$99 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$336  = \$334  | { \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335  };
+  assign \$339  = $signed(\$323 ) + $signed(\$338 );
+  assign \$340  = \$signal$98 [0] ? \$signal$100 [33:17] : 17'h00000;
+  assign \$341  = \$signal$98 [1] ? \$signal$40 [33:17] : 17'h00000;
+  assign \$342  = \$340  | \$341 ;
+  assign \$343  = \$signal$98 [2] ? v_wr__data[31:16] : 16'h0000;
+  assign \$344  = \$342  | { \$343 [15], \$343  };
+  assign \$345  = \$signal$98 [3] ? res8[31:16] : 16'h0000;
+  assign \$346  = \$344  | { \$345 [15], \$345  };
+  assign \$347  = \$signal$98 [4] ? res9[31:16] : 16'h0000;
+  assign \$348  = \$346  | { \$347 [15], \$347  };
+  assign \$349  = \$signal$98 [5] ? v_raw[31:16] : 16'h0000;
+  assign \$350  = \$348  | { \$349 [15], \$349  };
+  assign \$353  = \$signal$98 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$354  = \$352  | { \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353  };
+  assign \$355  = \$signal$98 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$356  = \$354  | { \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355  };
+  assign \$359  = \$signal$99 [0] ? addend[21:11] : 11'h000;
+  assign \$360  = \$signal$99 [1] ? b_raw[25:13] : 13'h0000;
+  assign \$361  = { \$359 [10], \$359 [10], \$359  } | \$360 ;
+  assign \$362  = \$signal$99 [2] ? \$signal$100 [33:17] : 17'h00000;
+  assign \$363  = { \$361 [12], \$361 [12], \$361 [12], \$361 [12], \$361  } | \$362 ;
+  assign \$364  = \$signal$99 [3] ? \$signal$40 [33:17] : 17'h00000;
+  assign \$365  = \$363  | \$364 ;
+  assign \$368  = \$signal$99 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$369  = \$367  | { \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368  };
+  assign \$370  = \$signal$99 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$371  = \$369  | { \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370  };
+  assign \$374  = $signed(\$358 ) + $signed(\$373 );
+  assign \$375  = \$signal$98 [0] ? \$signal$100 [50:34] : 17'h00000;
+  assign \$376  = \$signal$98 [1] ? \$signal$40 [50:34] : 17'h00000;
+  assign \$377  = \$375  | \$376 ;
+  assign \$378  = \$signal$98 [2] ? v_wr__data[47:32] : 16'h0000;
+  assign \$379  = \$377  | { \$378 [15], \$378  };
+  assign \$380  = \$signal$98 [3] ? res8[47:32] : 16'h0000;
+  assign \$381  = \$379  | { \$380 [15], \$380  };
+  assign \$382  = \$signal$98 [4] ? res9[47:32] : 16'h0000;
+  assign \$383  = \$381  | { \$382 [15], \$382  };
+  assign \$384  = \$signal$98 [5] ? v_raw[47:32] : 16'h0000;
+  assign \$385  = \$383  | { \$384 [15], \$384  };
+  assign \$388  = \$signal$98 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$389  = \$387  | { \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388  };
+  assign \$390  = \$signal$98 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$391  = \$389  | { \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390  };
+  assign \$394  = \$signal$99 [0] ? addend[32:22] : 11'h000;
+  assign \$395  = \$signal$99 [1] ? b_raw[38:26] : 13'h0000;
+  assign \$396  = { \$394 [10], \$394 [10], \$394  } | \$395 ;
+  assign \$397  = \$signal$99 [2] ? \$signal$100 [50:34] : 17'h00000;
+  assign \$398  = { \$396 [12], \$396 [12], \$396 [12], \$396 [12], \$396  } | \$397 ;
+  assign \$399  = \$signal$99 [3] ? \$signal$40 [50:34] : 17'h00000;
+  assign \$400  = \$398  | \$399 ;
+  assign \$403  = \$signal$99 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$404  = \$402  | { \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403  };
+  assign \$405  = \$signal$99 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$406  = \$404  | { \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405  };
+  assign \$409  = $signed(\$393 ) + $signed(\$408 );
+  assign \$410  = \$signal$98 [0] ? \$signal$100 [67:51] : 17'h00000;
+  assign \$411  = \$signal$98 [1] ? \$signal$40 [67:51] : 17'h00000;
+  assign \$412  = \$410  | \$411 ;
+  assign \$413  = \$signal$98 [2] ? v_wr__data[63:48] : 16'h0000;
+  assign \$414  = \$412  | { \$413 [15], \$413  };
+  assign \$415  = \$signal$98 [3] ? res8[63:48] : 16'h0000;
+  assign \$416  = \$414  | { \$415 [15], \$415  };
+  assign \$417  = \$signal$98 [4] ? res9[63:48] : 16'h0000;
+  assign \$418  = \$416  | { \$417 [15], \$417  };
+  assign \$419  = \$signal$98 [5] ? v_raw[63:48] : 16'h0000;
+  assign \$420  = \$418  | { \$419 [15], \$419  };
+  assign \$423  = \$signal$98 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$424  = \$422  | { \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423  };
+  assign \$425  = \$signal$98 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$426  = \$424  | { \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425  };
+  assign \$429  = \$signal$99 [0] ? addend[43:33] : 11'h000;
+  assign \$430  = \$signal$99 [1] ? b_raw[51:39] : 13'h0000;
+  assign \$431  = { \$429 [10], \$429 [10], \$429  } | \$430 ;
+  assign \$432  = \$signal$99 [2] ? \$signal$100 [67:51] : 17'h00000;
+  assign \$433  = { \$431 [12], \$431 [12], \$431 [12], \$431 [12], \$431  } | \$432 ;
+  assign \$434  = \$signal$99 [3] ? \$signal$40 [67:51] : 17'h00000;
+  assign \$435  = \$433  | \$434 ;
+  assign \$438  = \$signal$99 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$439  = \$437  | { \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438  };
+  assign \$440  = \$signal$99 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$441  = \$439  | { \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440  };
+  assign \$444  = $signed(\$428 ) + $signed(\$443 );
+  assign \$446  = ! st5[29:28];
+  assign \$447  = \$445  & \$446 ;
+  assign \$448  = $signed(\$signal$100 [16:0]) > $signed(13'h08ff);
+  assign \$449  = \$447  & \$448 ;
+  assign \$450  = \$449  ? 17'h008ff : \$signal$100 [16:0];
+  assign \$452  = ! st5[29:28];
+  assign \$453  = \$451  & \$452 ;
+  assign \$454  = $signed(\$signal$100 [33:17]) > $signed(13'h08ff);
+  assign \$455  = \$453  & \$454 ;
+  assign \$456  = \$455  ? 17'h008ff : \$signal$100 [33:17];
+  assign \$458  = ! st5[29:28];
+  assign \$459  = \$457  & \$458 ;
+  assign \$460  = $signed(\$signal$100 [50:34]) > $signed(13'h08ff);
+  assign \$461  = \$459  & \$460 ;
+  assign \$462  = \$461  ? 17'h008ff : \$signal$100 [50:34];
+  assign \$464  = ! st5[29:28];
   \digits_cnn_ilif.engine_conv2.expand0  expand0 (
     .clk(clk),
     .en(en),
-    .ev_c(ev_c),
-    .ev_count(ev_count),
     .ev_shift(ev_shift),
-    .ev_x(ev_x),
-    .ev_y(ev_y),
     .load(load),
-    .op_addr(\op_addr$7 ),
-    .op_count(\op_count$12 ),
-    .op_shift(\op_shift$14 ),
+    .op_addr(op_addr),
+    .op_count(op_count),
+    .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
+    .\port$4361$0 (i0__payload[9:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv2.queue  queue (
     .clk(clk),
-    .r_data(r_data),
-    .r_en(r_en),
-    .r_rdy(r_rdy),
+    .\port$3848$0 (\$signal$66 ),
+    .\port$4002$0 (\$signal$59 ),
+    .\port$4004$0 (\$signal$63 ),
     .rst(rst),
-    .w_en(w_en),
-    .w_level(w_level),
-    .w_port__data(w_data)
+    .w_data(\$signal$53 ),
+    .w_en(\$signal$55 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$68  = 16'h0480;
-      2'h1:
-          \$68  = 16'h0240;
-      2'h2:
-          \$68  = 16'h0120;
-      2'h3:
-          \$68  = 16'h0090;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$71  = 16'h0480;
-      2'h1:
-          \$71  = 16'h0240;
-      2'h2:
-          \$71  = 16'h0120;
-      2'h3:
-          \$71  = 16'h0090;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$73  = 16'h0480;
-      2'h1:
-          \$73  = 16'h0240;
-      2'h2:
-          \$73  = 16'h0120;
-      2'h3:
-          \$73  = 16'h0090;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$77  = 16'h0480;
-      2'h1:
-          \$77  = 16'h0240;
-      2'h2:
-          \$77  = 16'h0120;
-      2'h3:
-          \$77  = 16'h0090;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$80  = 16'h0480;
-      2'h1:
-          \$80  = 16'h0240;
-      2'h2:
-          \$80  = 16'h0120;
-      2'h3:
-          \$80  = 16'h0090;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$82  = 16'h0480;
-      2'h1:
-          \$82  = 16'h0240;
-      2'h2:
-          \$82  = 16'h0120;
-      2'h3:
-          \$82  = 16'h0090;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$86  = 16'h0480;
-      2'h1:
-          \$86  = 16'h0240;
-      2'h2:
-          \$86  = 16'h0120;
-      2'h3:
-          \$86  = 16'h0090;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$89  = 16'h0480;
-      2'h1:
-          \$89  = 16'h0240;
-      2'h2:
-          \$89  = 16'h0120;
-      2'h3:
-          \$89  = 16'h0090;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$91  = 16'h0480;
-      2'h1:
-          \$91  = 16'h0240;
-      2'h2:
-          \$91  = 16'h0120;
-      2'h3:
-          \$91  = 16'h0090;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$95  = 16'h0480;
-      2'h1:
-          \$95  = 16'h0240;
-      2'h2:
-          \$95  = 16'h0120;
-      2'h3:
-          \$95  = 16'h0090;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$98  = 16'h0480;
-      2'h1:
-          \$98  = 16'h0240;
-      2'h2:
-          \$98  = 16'h0120;
-      2'h3:
-          \$98  = 16'h0090;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$100  = 16'h0480;
-      2'h1:
-          \$100  = 16'h0240;
-      2'h2:
-          \$100  = 16'h0120;
-      2'h3:
-          \$100  = 16'h0090;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$119  = r_data[0];
-      2'h1:
-          \$119  = r_data[1];
-      2'h2:
-          \$119  = r_data[2];
-      2'h3:
-          \$119  = r_data[3];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$134  = full0;
-      1'h1:
-          \$134  = full1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$40 )
-      1'h0:
-          \$136  = full0;
-      1'h1:
-          \$136  = full1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \op_valid$4  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    issue = 39'h0000000000;
     if (\$4 ) begin
-      \op_valid$4  = 1'h1;
+      issue[0] = 1'h1;
+      issue[1] = 1'h0;
+      issue[11:4] = op_addr;
+      issue[3] = \$signal$6 ;
+      issue[21] = 1'h0;
+      issue[22] = op_count;
+      issue[26:23] = op_shift;
+      issue[2] = 1'h0;
+      issue[20:12] = op_waddr;
     end
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$18 ) begin
-            \op_valid$4  = 1'h1;
+          if (\$7 ) begin
+            issue[0] = 1'h1;
+            issue[1] = 1'h1;
+            issue[11:4] = sweep_addr;
+            issue[3] = \$signal$26 ;
+            issue[32:31] = sweep_g;
+            issue[35:33] = sweep_y;
+            issue[38:36] = sweep_x;
+            issue[27] = 1'h0;
+            issue[30] = sweep_last;
+            issue[29:28] = fire_k[1:0];
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_kind = 1'h0;
-    if (\$4 ) begin
-      op_kind = 1'h0;
-    end
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_kind = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_addr = 8'h00;
-    if (\$4 ) begin
-      op_addr = \op_addr$7 ;
-    end
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_addr = sweep_addr;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_bank = 1'h0;
-    if (\$4 ) begin
-      op_bank = \$signal ;
-    end
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_bank = \$signal$40 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_proj = 1'h0;
-    if (\$4 ) begin
-      op_proj = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_count = 1'h0;
-    if (\$4 ) begin
-      op_count = \op_count$12 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_shift = 4'h0;
-    if (\$4 ) begin
-      op_shift = \op_shift$14 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_cur = 1'h0;
-    if (\$4 ) begin
-      op_cur = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$signature__addr  = 9'h000;
-    if (\$4 ) begin
-      \$signature__addr  = op_waddr;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    ev_c = 3'h0;
-    casez (fsm_state)
-      2'h0:
-          ev_c = i0__payload[2:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    ev_y = 3'h0;
-    casez (fsm_state)
-      2'h0:
-          ev_y = i0__payload[5:3];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    ev_x = 3'h0;
-    casez (fsm_state)
-      2'h0:
-          ev_x = i0__payload[8:6];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    ev_count = 1'h0;
-    casez (fsm_state)
-      2'h0:
-          ev_count = i0__payload[9];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    ev_shift = 4'h0;
-    casez (fsm_state)
-      2'h0:
-          ev_shift = \$5 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     i0__ready = 1'h0;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[10]) begin
-              if (\$6 ) begin
+              if (\$5 ) begin
                 i0__ready = 1'h1;
               end
             end else if (ready) begin
@@ -6354,7 +8826,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__re
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     load = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -6367,228 +8839,127 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__re
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     sweep_now = 1'h0;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$18 ) begin
+          if (\$7 ) begin
             sweep_now = 1'h1;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_g = 2'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_g = sweep_g;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_y = 3'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_y = sweep_y;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_x = 3'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_x = sweep_x;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_last_step = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_last_step = 1'h0;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_end = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_end = \$19 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_fire_k = 2'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_fire_k = fire_k[1:0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    out = \$signature__data ;
-    if (\$23 ) begin
-      out[15:0] = s4_v[15:0];
-      out[31:16] = s4_v[31:16];
-      out[47:32] = s4_v[47:32];
-      out[63:48] = s4_v[63:48];
-    end
-    if (\$25 ) begin
-      out[15:0] = \$signal$63 [15:0];
-      out[31:16] = \$signal$63 [31:16];
-      out[47:32] = \$signal$63 [47:32];
-      out[63:48] = \$signal$63 [63:48];
-    end
-    if (\$29 ) begin
-      out[15:0] = s2_val[15:0];
-      out[31:16] = s2_val[32:17];
-      out[47:32] = s2_val[49:34];
-      out[63:48] = s2_val[66:51];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    w_now = 64'h0000000000000000;
-    if (\$30 ) begin
-      w_now[15:0] = { \$signature__data$69 [7], \$signature__data$69 [7], \$signature__data$69 [7], \$signature__data$69 [7], \$signature__data$69 [7], \$signature__data$69 [7], \$signature__data$69 [7], \$signature__data$69 [7], \$signature__data$69 [7:0] };
-      w_now[31:16] = { \$signature__data$69 [15], \$signature__data$69 [15], \$signature__data$69 [15], \$signature__data$69 [15], \$signature__data$69 [15], \$signature__data$69 [15], \$signature__data$69 [15], \$signature__data$69 [15], \$signature__data$69 [15:8] };
-      w_now[47:32] = { \$signature__data$69 [23], \$signature__data$69 [23], \$signature__data$69 [23], \$signature__data$69 [23], \$signature__data$69 [23], \$signature__data$69 [23], \$signature__data$69 [23], \$signature__data$69 [23], \$signature__data$69 [23:16] };
-      w_now[63:48] = { \$signature__data$69 [31], \$signature__data$69 [31], \$signature__data$69 [31], \$signature__data$69 [31], \$signature__data$69 [31], \$signature__data$69 [31], \$signature__data$69 [31], \$signature__data$69 [31], \$signature__data$69 [31:24] };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$31 ) begin
-      val[16:0] = \$33 [16:0];
-    end else begin
-      val[16:0] = \$39 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$40 ) begin
-      val[33:17] = \$42 [16:0];
-    end else begin
-      val[33:17] = \$48 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$49 ) begin
-      val[50:34] = \$51 [16:0];
-    end else begin
-      val[50:34] = \$57 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$58 ) begin
-      val[67:51] = \$60 [16:0];
-    end else begin
-      val[67:51] = \$66 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$67 ) begin
-      result[15:0] = s2_val[15:0];
+    if (\$10 ) begin
+      result[15:0] = \$signal$40 [15:0];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$70 ) begin
+      if (\$14 ) begin
         result[15:0] = 16'h0000;
       end else begin
-        result[15:0] = \$75 [15:0];
+        result[15:0] = \$16 [15:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$76 ) begin
-      result[31:16] = s2_val[32:17];
+    if (\$17 ) begin
+      result[31:16] = \$signal$40 [32:17];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$79 ) begin
+      if (\$21 ) begin
         result[31:16] = 16'h0000;
       end else begin
-        result[31:16] = \$84 [15:0];
+        result[31:16] = \$23 [15:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$85 ) begin
-      result[47:32] = s2_val[49:34];
+    if (\$24 ) begin
+      result[47:32] = \$signal$40 [49:34];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$88 ) begin
+      if (\$28 ) begin
         result[47:32] = 16'h0000;
       end else begin
-        result[47:32] = \$93 [15:0];
+        result[47:32] = \$30 [15:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$94 ) begin
-      result[63:48] = s2_val[66:51];
+    if (\$31 ) begin
+      result[63:48] = \$signal$40 [66:51];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$97 ) begin
+      if (\$35 ) begin
         result[63:48] = 16'h0000;
       end else begin
-        result[63:48] = \$102 [15:0];
+        result[63:48] = \$37 [15:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    out_counts = 4'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    diff0 = 18'h00000;
     (* full_case = 32'd1 *)
-    if (\$67 ) begin
+    if (\$10 ) begin
     end else begin
-      out_counts[0] = \$69 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$76 ) begin
-    end else begin
-      out_counts[1] = \$78 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$85 ) begin
-    end else begin
-      out_counts[2] = \$87 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$94 ) begin
-    end else begin
-      out_counts[3] = \$96 ;
+      diff0 = \$12 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    out_counts = 4'h0;
+    (* full_case = 32'd1 *)
+    if (\$10 ) begin
+    end else begin
+      out_counts[0] = \$13 ;
+    end
+    (* full_case = 32'd1 *)
+    if (\$17 ) begin
+    end else begin
+      out_counts[1] = \$20 ;
+    end
+    (* full_case = 32'd1 *)
+    if (\$24 ) begin
+    end else begin
+      out_counts[2] = \$27 ;
+    end
+    (* full_case = 32'd1 *)
+    if (\$31 ) begin
+    end else begin
+      out_counts[3] = \$34 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    diff1 = 18'h00000;
+    (* full_case = 32'd1 *)
+    if (\$17 ) begin
+    end else begin
+      diff1 = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    diff2 = 18'h00000;
+    (* full_case = 32'd1 *)
+    if (\$24 ) begin
+    end else begin
+      diff2 = \$26 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    diff3 = 18'h00000;
+    (* full_case = 32'd1 *)
+    if (\$31 ) begin
+    end else begin
+      diff3 = \$33 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     lane = 2'h0;
     if (pending[3]) begin
       lane = 2'h3;
@@ -6604,23 +8975,23 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     o__payload[11:10] = 2'h0;
-    if (r_rdy) begin
+    if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
-      if (\$118 ) begin
-        o__payload[10] = \$119 ;
+      if (\$62 ) begin
+        o__payload[10] = \$63 ;
       end else begin
         o__payload[11] = 1'h1;
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     o__valid = 1'h0;
-    if (r_rdy) begin
+    if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
-      if (\$118 ) begin
+      if (\$62 ) begin
         o__valid = 1'h1;
       end else begin
         o__valid = 1'h1;
@@ -6628,56 +8999,70 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    r_en = 1'h0;
-    if (r_rdy) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$signal$66  = 1'h0;
+    if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
-      if (\$118 ) begin
+      if (\$62 ) begin
         if (o__ready) begin
-          if (\$124 ) begin
-            r_en = 1'h1;
+          if (\$68 ) begin
+            \$signal$66  = 1'h1;
           end
         end
       end else begin
         if (o__ready) begin
-          r_en = 1'h1;
+          \$signal$66  = 1'h1;
         end
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$176  = plane;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$481  = \$77 [9:0];
+    if (rst) begin
+      \$481  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$482  = \$78 ;
+    if (rst) begin
+      \$482  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$483  = plane;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[10]) begin
-              if (\$130 ) begin
+              if (\$79 ) begin
                 (* full_case = 32'd1 *)
-                if (\$131 ) begin
-                  \$176  = 3'h0;
+                if (\$80 ) begin
+                  \$483  = 3'h0;
                 end else begin
-                  \$176  = \$133 [2:0];
+                  \$483  = \$82 [2:0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$176  = 3'h0;
+      \$483  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$177  = full1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$484  = full1;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[10]) begin
-              if (\$130 ) begin
-                if (\$131 ) begin
-                  if (\$signal ) begin
-                    \$177  = 1'h1;
+              if (\$79 ) begin
+                if (\$80 ) begin
+                  if (\$signal$6 ) begin
+                    \$484  = 1'h1;
                   end
                 end
               end
@@ -6689,33 +9074,33 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__re
       1'h0:
           /* empty */;
       1'h1:
-          if (\$148 ) begin
-            if (\$149 ) begin
-              if (\$150 ) begin
-                if (\$signal$40 ) begin
-                  \$177  = 1'h0;
+          if (\$87 ) begin
+            if (sweep_last) begin
+              if (\$88 ) begin
+                if (\$signal$26 ) begin
+                  \$484  = 1'h0;
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$177  = 1'h0;
+      \$484  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$178  = full0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$485  = full0;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[10]) begin
-              if (\$130 ) begin
-                if (\$131 ) begin
+              if (\$79 ) begin
+                if (\$80 ) begin
                   (* full_case = 32'd1 *)
-                  if (\$signal ) begin
+                  if (\$signal$6 ) begin
                   end else begin
-                    \$178  = 1'h1;
+                    \$485  = 1'h1;
                   end
                 end
               end
@@ -6727,600 +9112,740 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__re
       1'h0:
           /* empty */;
       1'h1:
-          if (\$148 ) begin
-            if (\$149 ) begin
-              if (\$150 ) begin
+          if (\$87 ) begin
+            if (sweep_last) begin
+              if (\$88 ) begin
                 (* full_case = 32'd1 *)
-                if (\$signal$40 ) begin
+                if (\$signal$26 ) begin
                 end else begin
-                  \$178  = 1'h0;
+                  \$485  = 1'h0;
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$178  = 1'h0;
+      \$485  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$179  = \$signal ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$486  = \$signal$6 ;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[10]) begin
-              if (\$130 ) begin
-                if (\$131 ) begin
-                  \$179  = \$132 ;
+              if (\$79 ) begin
+                if (\$80 ) begin
+                  \$486  = \$81 ;
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$179  = 1'h0;
+      \$486  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$180  = fsm_state;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$487  = fsm_state;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[10]) begin
-              if (\$130 ) begin
+              if (\$79 ) begin
                 (* full_case = 32'd1 *)
-                if (\$131 ) begin
-                  \$180  = 2'h1;
+                if (\$80 ) begin
+                  \$487  = 2'h1;
                 end else begin
-                  \$180  = 2'h0;
+                  \$487  = 2'h0;
                 end
               end
             end
           end
       2'h1:
-          if (\$135 ) begin
-            \$180  = 2'h0;
+          if (\$84 ) begin
+            \$487  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$180  = 2'h0;
+      \$487  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$181  = fire_state;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$488  = fire_state;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
-          if (\$136 ) begin
-            \$181  = 1'h1;
+          if (\$85 ) begin
+            \$488  = 1'h1;
           end
       1'h1:
-          if (\$148 ) begin
-            if (\$149 ) begin
-              if (\$150 ) begin
-                \$181  = 1'h0;
+          if (\$87 ) begin
+            if (sweep_last) begin
+              if (\$88 ) begin
+                \$488  = 1'h0;
               end
             end
           end
     endcase
     if (rst) begin
-      \$181  = 1'h0;
+      \$488  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$182  = sweep_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$489  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$148 ) begin
+          if (\$87 ) begin
             (* full_case = 32'd1 *)
-            if (\$149 ) begin
-              \$182  = 8'h00;
+            if (sweep_last) begin
+              \$489  = 8'h00;
             end else begin
-              \$182  = \$153 [7:0];
+              \$489  = \$91 [7:0];
             end
           end
     endcase
     if (rst) begin
-      \$182  = 8'h00;
+      \$489  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$183  = sweep_g;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$490  = sweep_g;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$148 ) begin
+          if (\$87 ) begin
             (* full_case = 32'd1 *)
-            if (\$149 ) begin
-              \$183  = 2'h0;
+            if (sweep_last) begin
+              \$490  = 2'h0;
             end else begin
               (* full_case = 32'd1 *)
-              if (\$154 ) begin
-                \$183  = 2'h0;
+              if (\$93 ) begin
+                \$490  = 2'h0;
               end else begin
-                \$183  = \$158 [1:0];
+                \$490  = \$97 [1:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$183  = 2'h0;
+      \$490  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$184  = sweep_y;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$491  = sweep_y;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$148 ) begin
+          if (\$87 ) begin
             (* full_case = 32'd1 *)
-            if (\$149 ) begin
-              \$184  = 3'h0;
+            if (sweep_last) begin
+              \$491  = 3'h0;
             end else begin
-              if (\$154 ) begin
-                if (\$155 ) begin
-                  \$184  = \$156 [2:0];
+              if (\$93 ) begin
+                if (\$94 ) begin
+                  \$491  = \$95 [2:0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$184  = 3'h0;
+      \$491  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$185  = sweep_x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$492  = sweep_x;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$148 ) begin
+          if (\$87 ) begin
             (* full_case = 32'd1 *)
-            if (\$149 ) begin
-              \$185  = 3'h0;
+            if (sweep_last) begin
+              \$492  = 3'h0;
             end else begin
-              if (\$154 ) begin
+              if (\$93 ) begin
                 (* full_case = 32'd1 *)
-                if (\$155 ) begin
-                  \$185  = 3'h0;
+                if (\$94 ) begin
+                  \$492  = 3'h0;
                 end else begin
-                  \$185  = \$157 [2:0];
+                  \$492  = \$96 [2:0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$185  = 3'h0;
+      \$492  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$186  = fire_k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$493  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$148 ) begin
-            if (\$149 ) begin
+          if (\$87 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$493  = 1'h0;
+            end else begin
+              \$493  = \$92 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$493  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$494  = fire_k;
+    (* full_case = 32'd1 *)
+    casez (fire_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$87 ) begin
+            if (sweep_last) begin
               (* full_case = 32'd1 *)
-              if (\$150 ) begin
-                \$186  = 3'h0;
+              if (\$88 ) begin
+                \$494  = 3'h0;
               end else begin
-                \$186  = \$152 [2:0];
+                \$494  = \$90 [2:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$186  = 3'h0;
+      \$494  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$187  = \$signal$40 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$495  = \$signal$26 ;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$148 ) begin
-            if (\$149 ) begin
-              if (\$150 ) begin
-                \$187  = \$151 ;
+          if (\$87 ) begin
+            if (sweep_last) begin
+              if (\$88 ) begin
+                \$495  = \$89 ;
               end
             end
           end
     endcase
     if (rst) begin
-      \$187  = 1'h0;
+      \$495  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$188  = \$159 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$496  = \$98 ;
     if (rst) begin
-      \$188  = 1'h0;
+      \$496  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$189  = \op_valid$4 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$497  = \$100 ;
     if (rst) begin
-      \$189  = 1'h0;
+      \$497  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$190  = op_kind;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$498  = issue;
     if (rst) begin
-      \$190  = 1'h0;
+      \$498  = 39'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$191  = op_cur;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$499  = st0;
     if (rst) begin
-      \$191  = 1'h0;
+      \$499  = 39'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$192  = \$21 [8:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$500  = st1;
     if (rst) begin
-      \$192  = 9'h000;
+      \$500  = 39'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$193  = op_proj;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$501  = st2;
     if (rst) begin
-      \$193  = 1'h0;
+      \$501  = 39'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$194  = op_count;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$502  = st3;
     if (rst) begin
-      \$194  = 1'h0;
+      \$502  = 39'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$195  = op_shift;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$503  = st4;
     if (rst) begin
-      \$195  = 4'h0;
+      \$503  = 39'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$196  = op_last_step;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$504  = st5;
     if (rst) begin
-      \$196  = 1'h0;
+      \$504  = 39'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$197  = op_fire_k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$505  = st6;
     if (rst) begin
-      \$197  = 2'h0;
+      \$505  = 39'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$198  = op_end;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$506  = st7;
     if (rst) begin
-      \$198  = 1'h0;
+      \$506  = 39'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$199  = op_g;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$507  = \$signature__data ;
     if (rst) begin
-      \$199  = 2'h0;
+      \$507  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$200  = op_y;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$508  = \$101 ;
     if (rst) begin
-      \$200  = 3'h0;
+      \$508  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$201  = op_x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$509  = \$102 ;
     if (rst) begin
-      \$201  = 3'h0;
+      \$509  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$202  = \$signal$33 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$510  = \$103 ;
     if (rst) begin
-      \$202  = 1'h0;
+      \$510  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$203  = \$signal$34 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$511  = \$104 ;
     if (rst) begin
-      \$203  = 1'h0;
+      \$511  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$204  = s1_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$512  = addend;
+    if (\$105 ) begin
+      \$512 [10:0] = w2_0_0;
+      \$512 [21:11] = w2_0_1;
+      \$512 [32:22] = w2_0_2;
+      \$512 [43:33] = w2_0_3;
+    end
     if (rst) begin
-      \$204  = 9'h000;
+      \$512  = 44'h00000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$205  = val;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$513  = \$signature__data$86 ;
     if (rst) begin
-      \$205  = 68'h00000000000000000;
+      \$513  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$206  = \$163 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$514  = b_rd__data;
     if (rst) begin
-      \$206  = 1'h0;
+      \$514  = 52'h0000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$207  = s1_last_step;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$515  = v_wr__data;
     if (rst) begin
-      \$207  = 1'h0;
+      \$515  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$208  = s1_fire_k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$516  = res8;
     if (rst) begin
-      \$208  = 2'h0;
+      \$516  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$209  = s1_end;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$517  = 4'h0;
     if (rst) begin
-      \$209  = 1'h0;
+      \$517  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$210  = s1_g;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$518  = cres8;
     if (rst) begin
-      \$210  = 2'h0;
+      \$518  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$211  = \$like$108 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$519  = b_raw;
     if (rst) begin
-      \$211  = 3'h0;
+      \$519  = 52'h0000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$212  = s1_x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$520  = \$like ;
     if (rst) begin
-      \$212  = 3'h0;
+      \$520  = 52'h0000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$213  = 8'h00;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$521 [0] = \$115 ;
+    \$521 [1] = \$137 ;
+    \$521 [2] = \$157 ;
+    \$521 [3] = \$175 ;
+    \$521 [4] = \$193 ;
     if (rst) begin
-      \$213  = 8'h00;
+      \$521  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$214  = \$signal$35 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$522 [0] = \$127 ;
+    \$522 [1] = \$149 ;
+    \$522 [2] = \$167 ;
+    \$522 [3] = \$185 ;
+    \$522 [4] = \$203 ;
     if (rst) begin
-      \$214  = 1'h0;
+      \$522  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$215  = \$signal$36 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$523  = { \$299 , \$290 , \$281 , \$273 , \$266 , \$256 , \$246 , \$237 , \$229 , \$215  };
     if (rst) begin
-      \$215  = 1'h0;
+      \$523  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$216  = s2_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$524  = { 6'h00, \$304 , \$300  };
     if (rst) begin
-      \$216  = 9'h000;
+      \$524  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$217  = result;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$525 [16:0] = \$339 [16:0];
+    \$525 [33:17] = \$374 [16:0];
+    \$525 [50:34] = \$409 [16:0];
+    \$525 [67:51] = \$444 [16:0];
     if (rst) begin
-      \$217  = 64'h0000000000000000;
+      \$525  = 68'h00000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$218  = \$signal$64 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$526 [16:0] = \$450 ;
+    \$526 [33:17] = \$456 ;
+    \$526 [50:34] = \$462 ;
+    \$526 [67:51] = \$468 ;
     if (rst) begin
-      \$218  = 1'h0;
+      \$526  = 68'h00000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$219  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$527  = result;
     if (rst) begin
-      \$219  = 1'h0;
+      \$527  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$220  = 4'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$528  = entry;
     if (rst) begin
-      \$220  = 4'h0;
+      \$528  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$221  = s3_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$529  = \$472 ;
     if (rst) begin
-      \$221  = 9'h000;
+      \$529  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$222  = \$signal$63 ;
-    if (rst) begin
-      \$222  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$223  = \$signal$61 ;
-    if (rst) begin
-      \$223  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$224  = \$signal$112 ;
-    if (rst) begin
-      \$224  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$225  = \$signal$114 ;
-    if (rst) begin
-      \$225  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$226  = entry;
-    if (rst) begin
-      \$226  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = \$167 ;
-    if (rst) begin
-      \$227  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = done;
-    if (r_rdy) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$530  = done;
+    if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
-      if (\$168 ) begin
+      if (\$473 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
-          if (\$173 ) begin
-            \$228  = 4'h0;
+          if (\$478 ) begin
+            \$530  = 4'h0;
           end else begin
-            \$228  = \$175 [3:0];
+            \$530  = \$480 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$228  = 4'h0;
+          \$530  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$228  = 4'h0;
+      \$530  = 4'h0;
     end
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    casez (st6[29:28])
+      2'h0:
+          \$11  = 16'h0480;
+      2'h1:
+          \$11  = 16'h0240;
+      2'h2:
+          \$11  = 16'h0120;
+      2'h3:
+          \$11  = 16'h0090;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    casez (st6[29:28])
+      2'h0:
+          \$18  = 16'h0480;
+      2'h1:
+          \$18  = 16'h0240;
+      2'h2:
+          \$18  = 16'h0120;
+      2'h3:
+          \$18  = 16'h0090;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    casez (st6[29:28])
+      2'h0:
+          \$25  = 16'h0480;
+      2'h1:
+          \$25  = 16'h0240;
+      2'h2:
+          \$25  = 16'h0120;
+      2'h3:
+          \$25  = 16'h0090;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    casez (st6[29:28])
+      2'h0:
+          \$32  = 16'h0480;
+      2'h1:
+          \$32  = 16'h0240;
+      2'h2:
+          \$32  = 16'h0120;
+      2'h3:
+          \$32  = 16'h0090;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    casez (lane)
+      2'h0:
+          \$63  = \$signal$59 [0];
+      2'h1:
+          \$63  = \$signal$59 [1];
+      2'h2:
+          \$63  = \$signal$59 [2];
+      2'h3:
+          \$63  = \$signal$59 [3];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$6 )
+      1'h0:
+          \$83  = full0;
+      1'h1:
+          \$83  = full1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$26 )
+      1'h0:
+          \$85  = full0;
+      1'h1:
+          \$85  = full1;
+    endcase
+  end
+  assign ev_c = i0__payload[2:0];
+  assign ev_y = i0__payload[5:3];
+  assign ev_x = i0__payload[8:6];
+  assign ev_count = i0__payload[9];
   assign busy = op_valid;
-  assign op_vaddr = \$21 [8:0];
-  assign \$signature__addr$53  = \$21 [8:0];
-  assign b_rd__addr = op_addr;
-  assign v_wr__addr = s3_addr;
-  assign v_wr__data = \$signal$63 ;
-  assign v_wr__en = \$103 [0];
-  assign s3_entry = w_data;
-  assign s3_push = w_en;
-  assign \$signal$113  = 1'h0;
-  assign \$signal$115  = 4'h0;
+  assign \$signature__addr  = st0[20:12];
+  assign \$signature__addr$35  = \$9 [8:0];
+  assign b_rd__addr = st2[11:4];
+  assign v_wr__addr = \$39 [8:0];
+  assign res7 = v_wr__data;
+  assign v_wr__en = \$44 [0];
+  assign entry7 = \$signal$53 ;
+  assign push7 = \$signal$55 ;
+  assign cres7 = 4'h0;
+  assign c_raw = 4'h0;
+  assign \issue.valid  = issue[0];
+  assign \issue.kind  = issue[1];
+  assign \issue.cur  = issue[2];
+  assign \issue.bank  = issue[3];
+  assign \issue.addr  = issue[11:4];
+  assign \issue.waddr  = issue[20:12];
+  assign \issue.proj  = issue[21];
+  assign \issue.count  = issue[22];
+  assign \issue.shift  = issue[26:23];
+  assign \issue.last_step  = issue[27];
+  assign \issue.fire_k  = issue[29:28];
+  assign \issue.end  = issue[30];
+  assign \issue.g  = issue[32:31];
+  assign \issue.y  = issue[35:33];
+  assign \issue.x  = issue[38:36];
   assign \i0__payload.c  = i0__payload[2:0];
   assign \i0__payload.y  = i0__payload[5:3];
   assign \i0__payload.x  = i0__payload[8:6];
   assign \i0__payload.count  = i0__payload[9];
   assign \i0__payload.end  = i0__payload[10];
-  assign \out[0]  = out[15:0];
-  assign \out[1]  = out[31:16];
-  assign \out[2]  = out[47:32];
-  assign \out[3]  = out[63:48];
-  assign \$signature__data[0]  = \$signature__data [15:0];
-  assign \$signature__data[1]  = \$signature__data [31:16];
-  assign \$signature__data[2]  = \$signature__data [47:32];
-  assign \$signature__data[3]  = \$signature__data [63:48];
-  assign \s4_v[0]  = s4_v[15:0];
-  assign \s4_v[1]  = s4_v[31:16];
-  assign \s4_v[2]  = s4_v[47:32];
-  assign \s4_v[3]  = s4_v[63:48];
-  assign \$signal$63[0]  = \$signal$63 [15:0];
-  assign \$signal$63[1]  = \$signal$63 [31:16];
-  assign \$signal$63[2]  = \$signal$63 [47:32];
-  assign \$signal$63[3]  = \$signal$63 [63:48];
-  assign \s2_val[0]  = s2_val[16:0];
-  assign \s2_val[1]  = s2_val[33:17];
-  assign \s2_val[2]  = s2_val[50:34];
-  assign \s2_val[3]  = s2_val[67:51];
-  assign \w_now[0]  = w_now[15:0];
-  assign \w_now[1]  = w_now[31:16];
-  assign \w_now[2]  = w_now[47:32];
-  assign \w_now[3]  = w_now[63:48];
-  assign \$signature__data$69[0]  = \$signature__data$69 [7:0];
-  assign \$signature__data$69[1]  = \$signature__data$69 [15:8];
-  assign \$signature__data$69[2]  = \$signature__data$69 [23:16];
-  assign \$signature__data$69[3]  = \$signature__data$69 [31:24];
-  assign \val[0]  = val[16:0];
-  assign \val[1]  = val[33:17];
-  assign \val[2]  = val[50:34];
-  assign \val[3]  = val[67:51];
-  assign \b_rd__data[0]  = b_rd__data[12:0];
-  assign \b_rd__data[1]  = b_rd__data[25:13];
-  assign \b_rd__data[2]  = b_rd__data[38:26];
-  assign \b_rd__data[3]  = b_rd__data[51:39];
+  assign \st0.valid  = st0[0];
+  assign \st0.kind  = st0[1];
+  assign \st0.cur  = st0[2];
+  assign \st0.bank  = st0[3];
+  assign \st0.addr  = st0[11:4];
+  assign \st0.waddr  = st0[20:12];
+  assign \st0.proj  = st0[21];
+  assign \st0.count  = st0[22];
+  assign \st0.shift  = st0[26:23];
+  assign \st0.last_step  = st0[27];
+  assign \st0.fire_k  = st0[29:28];
+  assign \st0.end  = st0[30];
+  assign \st0.g  = st0[32:31];
+  assign \st0.y  = st0[35:33];
+  assign \st0.x  = st0[38:36];
+  assign \st2.valid  = st2[0];
+  assign \st2.kind  = st2[1];
+  assign \st2.cur  = st2[2];
+  assign \st2.bank  = st2[3];
+  assign \st2.addr  = st2[11:4];
+  assign \st2.waddr  = st2[20:12];
+  assign \st2.proj  = st2[21];
+  assign \st2.count  = st2[22];
+  assign \st2.shift  = st2[26:23];
+  assign \st2.last_step  = st2[27];
+  assign \st2.fire_k  = st2[29:28];
+  assign \st2.end  = st2[30];
+  assign \st2.g  = st2[32:31];
+  assign \st2.y  = st2[35:33];
+  assign \st2.x  = st2[38:36];
+  assign \st6.valid  = st6[0];
+  assign \st6.kind  = st6[1];
+  assign \st6.cur  = st6[2];
+  assign \st6.bank  = st6[3];
+  assign \st6.addr  = st6[11:4];
+  assign \st6.waddr  = st6[20:12];
+  assign \st6.proj  = st6[21];
+  assign \st6.count  = st6[22];
+  assign \st6.shift  = st6[26:23];
+  assign \st6.last_step  = st6[27];
+  assign \st6.fire_k  = st6[29:28];
+  assign \st6.end  = st6[30];
+  assign \st6.g  = st6[32:31];
+  assign \st6.y  = st6[35:33];
+  assign \st6.x  = st6[38:36];
   assign \result[0]  = result[15:0];
   assign \result[1]  = result[31:16];
   assign \result[2]  = result[47:32];
   assign \result[3]  = result[63:48];
+  assign \$signal$40[0]  = \$signal$40 [16:0];
+  assign \$signal$40[1]  = \$signal$40 [33:17];
+  assign \$signal$40[2]  = \$signal$40 [50:34];
+  assign \$signal$40[3]  = \$signal$40 [67:51];
   assign \out_counts[0]  = out_counts[0];
   assign \out_counts[1]  = out_counts[1];
   assign \out_counts[2]  = out_counts[2];
   assign \out_counts[3]  = out_counts[3];
-  assign \v_wr__data[0]  = \$signal$63 [15:0];
-  assign \v_wr__data[1]  = \$signal$63 [31:16];
-  assign \v_wr__data[2]  = \$signal$63 [47:32];
-  assign \v_wr__data[3]  = \$signal$63 [63:48];
+  assign \st7.valid  = st7[0];
+  assign \st7.kind  = st7[1];
+  assign \st7.cur  = st7[2];
+  assign \st7.bank  = st7[3];
+  assign \st7.addr  = st7[11:4];
+  assign \st7.waddr  = st7[20:12];
+  assign \st7.proj  = st7[21];
+  assign \st7.count  = st7[22];
+  assign \st7.shift  = st7[26:23];
+  assign \st7.last_step  = st7[27];
+  assign \st7.fire_k  = st7[29:28];
+  assign \st7.end  = st7[30];
+  assign \st7.g  = st7[32:31];
+  assign \st7.y  = st7[35:33];
+  assign \st7.x  = st7[38:36];
+  assign \v_wr__data[0]  = v_wr__data[15:0];
+  assign \v_wr__data[1]  = v_wr__data[31:16];
+  assign \v_wr__data[2]  = v_wr__data[47:32];
+  assign \v_wr__data[3]  = v_wr__data[63:48];
+  assign \res7[0]  = v_wr__data[15:0];
+  assign \res7[1]  = v_wr__data[31:16];
+  assign \res7[2]  = v_wr__data[47:32];
+  assign \res7[3]  = v_wr__data[63:48];
   assign \entry.counts  = entry[3:0];
   assign \entry.counts[0]  = entry[0];
   assign \entry.counts[1]  = entry[1];
@@ -7330,153 +9855,334 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__payload, i0__re
   assign \entry.y  = entry[8:6];
   assign \entry.x  = entry[11:9];
   assign \entry.end  = entry[12];
-  assign \s3_entry.counts  = w_data[3:0];
-  assign \s3_entry.counts[0]  = w_data[0];
-  assign \s3_entry.counts[1]  = w_data[1];
-  assign \s3_entry.counts[2]  = w_data[2];
-  assign \s3_entry.counts[3]  = w_data[3];
-  assign \s3_entry.g  = w_data[5:4];
-  assign \s3_entry.y  = w_data[8:6];
-  assign \s3_entry.x  = w_data[11:9];
-  assign \s3_entry.end  = w_data[12];
+  assign \entry7.counts  = \$signal$53 [3:0];
+  assign \entry7.counts[0]  = \$signal$53 [0];
+  assign \entry7.counts[1]  = \$signal$53 [1];
+  assign \entry7.counts[2]  = \$signal$53 [2];
+  assign \entry7.counts[3]  = \$signal$53 [3];
+  assign \entry7.g  = \$signal$53 [5:4];
+  assign \entry7.y  = \$signal$53 [8:6];
+  assign \entry7.x  = \$signal$53 [11:9];
+  assign \entry7.end  = \$signal$53 [12];
   assign \o__payload.c  = o__payload[3:0];
   assign \o__payload.y  = o__payload[6:4];
   assign \o__payload.x  = o__payload[9:7];
   assign \o__payload.count  = o__payload[10];
   assign \o__payload.end  = o__payload[11];
-  assign \$signal$114[0]  = \$signal$114 [0];
-  assign \$signal$114[1]  = \$signal$114 [1];
-  assign \$signal$114[2]  = \$signal$114 [2];
-  assign \$signal$114[3]  = \$signal$114 [3];
-  assign \$signal$115[0]  = 1'h0;
-  assign \$signal$115[1]  = 1'h0;
-  assign \$signal$115[2]  = 1'h0;
-  assign \$signal$115[3]  = 1'h0;
-  assign \s4_c[0]  = s4_c[0];
-  assign \s4_c[1]  = s4_c[1];
-  assign \s4_c[2]  = s4_c[2];
-  assign \s4_c[3]  = s4_c[3];
+  assign \st1.valid  = st1[0];
+  assign \st1.kind  = st1[1];
+  assign \st1.cur  = st1[2];
+  assign \st1.bank  = st1[3];
+  assign \st1.addr  = st1[11:4];
+  assign \st1.waddr  = st1[20:12];
+  assign \st1.proj  = st1[21];
+  assign \st1.count  = st1[22];
+  assign \st1.shift  = st1[26:23];
+  assign \st1.last_step  = st1[27];
+  assign \st1.fire_k  = st1[29:28];
+  assign \st1.end  = st1[30];
+  assign \st1.g  = st1[32:31];
+  assign \st1.y  = st1[35:33];
+  assign \st1.x  = st1[38:36];
+  assign \st3.valid  = st3[0];
+  assign \st3.kind  = st3[1];
+  assign \st3.cur  = st3[2];
+  assign \st3.bank  = st3[3];
+  assign \st3.addr  = st3[11:4];
+  assign \st3.waddr  = st3[20:12];
+  assign \st3.proj  = st3[21];
+  assign \st3.count  = st3[22];
+  assign \st3.shift  = st3[26:23];
+  assign \st3.last_step  = st3[27];
+  assign \st3.fire_k  = st3[29:28];
+  assign \st3.end  = st3[30];
+  assign \st3.g  = st3[32:31];
+  assign \st3.y  = st3[35:33];
+  assign \st3.x  = st3[38:36];
+  assign \st4.valid  = st4[0];
+  assign \st4.kind  = st4[1];
+  assign \st4.cur  = st4[2];
+  assign \st4.bank  = st4[3];
+  assign \st4.addr  = st4[11:4];
+  assign \st4.waddr  = st4[20:12];
+  assign \st4.proj  = st4[21];
+  assign \st4.count  = st4[22];
+  assign \st4.shift  = st4[26:23];
+  assign \st4.last_step  = st4[27];
+  assign \st4.fire_k  = st4[29:28];
+  assign \st4.end  = st4[30];
+  assign \st4.g  = st4[32:31];
+  assign \st4.y  = st4[35:33];
+  assign \st4.x  = st4[38:36];
+  assign \st5.valid  = st5[0];
+  assign \st5.kind  = st5[1];
+  assign \st5.cur  = st5[2];
+  assign \st5.bank  = st5[3];
+  assign \st5.addr  = st5[11:4];
+  assign \st5.waddr  = st5[20:12];
+  assign \st5.proj  = st5[21];
+  assign \st5.count  = st5[22];
+  assign \st5.shift  = st5[26:23];
+  assign \st5.last_step  = st5[27];
+  assign \st5.fire_k  = st5[29:28];
+  assign \st5.end  = st5[30];
+  assign \st5.g  = st5[32:31];
+  assign \st5.y  = st5[35:33];
+  assign \st5.x  = st5[38:36];
+  assign \st8.valid  = st8[0];
+  assign \st8.kind  = st8[1];
+  assign \st8.cur  = st8[2];
+  assign \st8.bank  = st8[3];
+  assign \st8.addr  = st8[11:4];
+  assign \st8.waddr  = st8[20:12];
+  assign \st8.proj  = st8[21];
+  assign \st8.count  = st8[22];
+  assign \st8.shift  = st8[26:23];
+  assign \st8.last_step  = st8[27];
+  assign \st8.fire_k  = st8[29:28];
+  assign \st8.end  = st8[30];
+  assign \st8.g  = st8[32:31];
+  assign \st8.y  = st8[35:33];
+  assign \st8.x  = st8[38:36];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \addend[0]  = addend[10:0];
+  assign \addend[1]  = addend[21:11];
+  assign \addend[2]  = addend[32:22];
+  assign \addend[3]  = addend[43:33];
+  assign \v_raw[0]  = v_raw[15:0];
+  assign \v_raw[1]  = v_raw[31:16];
+  assign \v_raw[2]  = v_raw[47:32];
+  assign \v_raw[3]  = v_raw[63:48];
+  assign \$signature__data$86[0]  = \$signature__data$86 [15:0];
+  assign \$signature__data$86[1]  = \$signature__data$86 [31:16];
+  assign \$signature__data$86[2]  = \$signature__data$86 [47:32];
+  assign \$signature__data$86[3]  = \$signature__data$86 [63:48];
+  assign \b_raw[0]  = b_raw[12:0];
+  assign \b_raw[1]  = b_raw[25:13];
+  assign \b_raw[2]  = b_raw[38:26];
+  assign \b_raw[3]  = b_raw[51:39];
+  assign \b_rd__data[0]  = b_rd__data[12:0];
+  assign \b_rd__data[1]  = b_rd__data[25:13];
+  assign \b_rd__data[2]  = b_rd__data[38:26];
+  assign \b_rd__data[3]  = b_rd__data[51:39];
+  assign \res8[0]  = res8[15:0];
+  assign \res8[1]  = res8[31:16];
+  assign \res8[2]  = res8[47:32];
+  assign \res8[3]  = res8[63:48];
+  assign \res9[0]  = res9[15:0];
+  assign \res9[1]  = res9[31:16];
+  assign \res9[2]  = res9[47:32];
+  assign \res9[3]  = res9[63:48];
+  assign \cres8[0]  = cres8[0];
+  assign \cres8[1]  = cres8[1];
+  assign \cres8[2]  = cres8[2];
+  assign \cres8[3]  = cres8[3];
+  assign \cres7[0]  = 1'h0;
+  assign \cres7[1]  = 1'h0;
+  assign \cres7[2]  = 1'h0;
+  assign \cres7[3]  = 1'h0;
+  assign \cres9[0]  = cres9[0];
+  assign \cres9[1]  = cres9[1];
+  assign \cres9[2]  = cres9[2];
+  assign \cres9[3]  = cres9[3];
+  assign \$like[0]  = \$like [12:0];
+  assign \$like[1]  = \$like [25:13];
+  assign \$like[2]  = \$like [38:26];
+  assign \$like[3]  = \$like [51:39];
+  assign \b6[0]  = b6[12:0];
+  assign \b6[1]  = b6[25:13];
+  assign \b6[2]  = b6[38:26];
+  assign \b6[3]  = b6[51:39];
+  assign \$signal$100[0]  = \$signal$100 [16:0];
+  assign \$signal$100[1]  = \$signal$100 [33:17];
+  assign \$signal$100[2]  = \$signal$100 [50:34];
+  assign \$signal$100[3]  = \$signal$100 [67:51];
+  assign \c_raw[0]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[3]  = 1'h0;
   always @*
-    o__payload[9:7] = r_data[11:9];
+    o__payload[9:7] = \$signal$59 [11:9];
   always @*
-    o__payload[6:4] = r_data[8:6];
+    o__payload[6:4] = \$signal$59 [8:6];
   always @*
-    o__payload[3:0] = \$117 [3:0];
-  assign pending[3] = \$115 ;
-  assign pending[2] = \$112 ;
-  assign pending[1] = \$109 ;
-  assign pending[0] = \$106 ;
-  assign entry[12] = s2_end;
-  assign entry[11:9] = s2_x;
-  assign entry[8:6] = \$like$82 ;
-  assign entry[5:4] = \$like ;
+    o__payload[3:0] = \$61 [3:0];
+  assign pending[3] = \$59 ;
+  assign pending[2] = \$56 ;
+  assign pending[1] = \$53 ;
+  assign pending[0] = \$50 ;
+  assign entry[12] = st6[30];
+  assign entry[11:9] = st6[38:36];
+  assign entry[8:6] = st6[35:33];
+  assign entry[5:4] = st6[32:31];
   assign entry[3:0] = out_counts;
-  assign \$7  = \$signal$34 ;
-  assign \$9  = \$signal$36 ;
-  assign \$12  = s3_kind;
-  assign \$129  = fire_state;
-  assign \$137  = \$signal$34 ;
-  assign \$139  = \$signal$36 ;
-  assign \$142  = s3_kind;
-  assign \$164  = \$signal$36 ;
-  assign \$104  = r_data[0];
-  assign \$107  = r_data[1];
-  assign \$110  = r_data[2];
-  assign \$113  = r_data[3];
+  assign \$45  = st7[1];
+  assign \$73  = fire_state;
+  assign \$118  = st3[1];
+  assign \$140  = st4[1];
+  assign \$160  = st5[1];
+  assign \$178  = st6[1];
+  assign \$196  = st7[1];
+  assign \$204  = 1'h1;
+  assign \$205  = \$signal$96 [0];
+  assign \$210  = 1'h1;
+  assign \$211  = \$signal$97 [0];
+  assign \$216  = \$signal$96 [0];
+  assign \$223  = \$signal$97 [0];
+  assign \$230  = \$signal$96 [0];
+  assign \$238  = \$signal$96 [0];
+  assign \$247  = \$signal$96 [0];
+  assign \$257  = \$signal$96 [0];
+  assign \$267  = \$signal$97 [0];
+  assign \$274  = \$signal$97 [0];
+  assign \$282  = \$signal$97 [0];
+  assign \$291  = \$signal$97 [0];
+  assign \$316  = 2'h0;
+  assign \$317  = \$315 ;
+  assign \$322  = 2'h0;
+  assign \$323  = \$321 ;
+  assign \$331  = 2'h0;
+  assign \$332  = \$330 ;
+  assign \$337  = 2'h0;
+  assign \$338  = \$336 ;
+  assign \$351  = 2'h0;
+  assign \$352  = \$350 ;
+  assign \$357  = 2'h0;
+  assign \$358  = \$356 ;
+  assign \$366  = 2'h0;
+  assign \$367  = \$365 ;
+  assign \$372  = 2'h0;
+  assign \$373  = \$371 ;
+  assign \$386  = 2'h0;
+  assign \$387  = \$385 ;
+  assign \$392  = 2'h0;
+  assign \$393  = \$391 ;
+  assign \$401  = 2'h0;
+  assign \$402  = \$400 ;
+  assign \$407  = 2'h0;
+  assign \$408  = \$406 ;
+  assign \$421  = 2'h0;
+  assign \$422  = \$420 ;
+  assign \$427  = 2'h0;
+  assign \$428  = \$426 ;
+  assign \$436  = 2'h0;
+  assign \$437  = \$435 ;
+  assign \$442  = 2'h0;
+  assign \$443  = \$441 ;
+  assign \$445  = st5[1];
+  assign \$451  = st5[1];
+  assign \$457  = st5[1];
+  assign \$463  = st5[1];
+  assign \$469  = st6[1];
+  assign \$48  = \$signal$59 [0];
+  assign \$51  = \$signal$59 [1];
+  assign \$54  = \$signal$59 [2];
+  assign \$57  = \$signal$59 [3];
+  assign \$302  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, op_addr, op_waddr, ready, ev_c, ev_y, ev_x, ev_count, ev_shift, load, op_count, op_shift, op_valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire [3:0] \$1 ;
+module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4361$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  wire \$1 ;
   wire [6:0] \$10 ;
-  wire [8:0] \$11 ;
-  wire [9:0] \$12 ;
-  wire [12:0] \$13 ;
-  wire [13:0] \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire [3:0] \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire [3:0] \$2 ;
-  wire [3:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
+  wire [9:0] \$11 ;
+  wire [10:0] \$12 ;
+  reg [5:0] \$13 ;
+  wire [12:0] \$14 ;
+  reg [4:0] \$15 ;
+  wire [13:0] \$16 ;
+  reg [3:0] \$17 ;
+  wire [4:0] \$18 ;
+  reg [3:0] \$19 ;
+  wire \$2 ;
+  wire [4:0] \$20 ;
+  reg [3:0] \$21 ;
+  wire [4:0] \$22 ;
+  reg [3:0] \$23 ;
   wire \$24 ;
   reg [3:0] \$25 ;
-  reg [3:0] \$26 ;
+  wire \$26 ;
   reg [3:0] \$27 ;
-  reg [3:0] \$28 ;
-  reg [3:0] \$29 ;
-  wire [3:0] \$3 ;
-  wire [4:0] \$30 ;
+  wire \$28 ;
+  reg [5:0] \$29 ;
+  wire \$3 ;
+  reg [4:0] \$30 ;
   reg [3:0] \$31 ;
-  reg [3:0] \$32 ;
-  wire [4:0] \$33 ;
-  reg [3:0] \$34 ;
+  wire \$32 ;
+  reg [3:0] \$33 ;
+  wire \$34 ;
   wire \$35 ;
-  reg [3:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire [3:0] \$4 ;
+  wire \$36 ;
+  wire [2:0] \$37 ;
+  wire [8:0] \$38 ;
+  wire [9:0] \$39 ;
+  wire \$4 ;
   wire \$40 ;
-  wire [2:0] \$41 ;
-  wire [3:0] \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire [3:0] \$45 ;
-  wire [3:0] \$46 ;
-  wire \$47 ;
+  wire \$41 ;
+  wire [4:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [10:0] \$44 ;
+  wire \$45 ;
+  wire [9:0] \$46 ;
+  wire [10:0] \$47 ;
   wire \$48 ;
-  wire [3:0] \$49 ;
-  wire [6:0] \$5 ;
-  reg [2:0] \$50 ;
-  reg [2:0] \$51 ;
-  reg [2:0] \$52 ;
-  reg \$53 ;
-  reg [3:0] \$54 ;
-  reg [1:0] \$55 ;
-  reg [2:0] \$56 ;
-  reg [2:0] \$57 ;
-  reg [2:0] \$58 ;
-  reg [3:0] \$59 ;
-  wire [7:0] \$6 ;
-  reg [3:0] \$60 ;
+  wire [4:0] \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  reg \$51 ;
+  reg [3:0] \$52 ;
+  reg [1:0] \$53 ;
+  reg [7:0] \$54 ;
+  reg [8:0] \$55 ;
+  reg [3:0] \$56 ;
+  reg [3:0] \$57 ;
+  reg [3:0] \$58 ;
+  reg \$59 ;
+  reg [8:0] \$6 ;
+  reg \$60 ;
   reg \$61 ;
-  wire [10:0] \$7 ;
-  wire [11:0] \$8 ;
-  wire [4:0] \$9 ;
+  reg \$62 ;
+  reg [5:0] \$63 ;
+  reg [4:0] \$64 ;
+  reg \$65 ;
+  reg [5:0] \$7 ;
+  wire [9:0] \$8 ;
+  wire [5:0] \$9 ;
+  reg \$signal  = 1'h0;
+  (* init = 8'h00 *)
+  wire [7:0] addr;
   (* init = 1'h0 *)
   wire busy;
   (* init = 1'h0 *)
   wire \busy$6 ;
-  reg [2:0] c = 3'h0;
   input clk;
   wire clk;
   (* init = 1'h0 *)
   wire count;
   input en;
   wire en;
-  input [2:0] ev_c;
   wire [2:0] ev_c;
-  input ev_count;
   wire ev_count;
   input [3:0] ev_shift;
   wire [3:0] ev_shift;
-  input [2:0] ev_x;
   wire [2:0] ev_x;
-  input [2:0] ev_y;
   wire [2:0] ev_y;
   reg [1:0] g = 2'h0;
-  wire [4:0] kx;
-  wire [4:0] ky;
+  reg last_g = 1'h0;
+  reg last_y = 1'h0;
   input load;
   wire load;
+  reg one_x = 1'h0;
   output [7:0] op_addr;
-  wire [7:0] op_addr;
+  reg [7:0] op_addr = 8'h00;
   output op_count;
   reg op_count = 1'h0;
   output [3:0] op_shift;
@@ -7484,265 +10190,273 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, op_addr, op_waddr, ready,
   output op_valid;
   reg op_valid = 1'h0;
   output [8:0] op_waddr;
-  wire [8:0] op_waddr;
-  reg [2:0] ox = 3'h0;
-  reg [3:0] ox_end = 4'h0;
-  reg [2:0] ox_first = 3'h0;
-  reg [2:0] oy = 3'h0;
-  reg [3:0] oy_end = 4'h0;
+  reg [8:0] op_waddr = 9'h000;
+  input [9:0] \port$4361$0 ;
+  wire [9:0] \port$4361$0 ;
+  reg [5:0] r_step = 6'h00;
   output ready;
   wire ready;
   input rst;
   wire rst;
   (* init = 4'h0 *)
   wire [3:0] shift;
-  reg [2:0] x = 3'h0;
-  reg [2:0] y = 3'h0;
-  assign \$37  = | \$36 ;
-  assign \$38  = \$35  & \$37 ;
-  assign \$39  = g == 2'h3;
-  assign \$40  = ~ \$39 ;
-  assign \$41  = g + 1'h1;
-  assign \$42  = ox + 1'h1;
-  assign \$43  = \$42  == ox_end;
-  assign \$44  = ~ \$43 ;
-  assign \$45  = ox + 1'h1;
-  assign \$46  = oy + 1'h1;
-  assign \$47  = \$46  == oy_end;
-  assign \$48  = ~ \$47 ;
-  assign \$49  = oy + 1'h1;
+  reg [4:0] w_step = 5'h00;
+  (* init = 9'h000 *)
+  wire [8:0] waddr;
+  reg [3:0] xn = 4'h0;
+  reg [3:0] xs = 4'h0;
+  reg [3:0] ys = 4'h0;
+  assign \$34  = | \$33 ;
+  assign \$35  = \$32  & \$34 ;
+  assign \$36  = ~ last_g;
+  assign \$37  = g + 1'h1;
+  assign \$38  = op_addr + 1'h1;
+  assign \$39  = op_waddr + 1'h1;
+  assign \$40  = g == 2'h2;
+  assign \$41  = ~ \$signal ;
+  assign \$42  = xs - 1'h1;
+  assign \$43  = op_addr + 1'h1;
+  assign \$44  = op_waddr + 11'h7f9;
+  assign \$45  = xs == 1'h1;
+  assign \$46  = $signed({ 1'h0, op_addr }) + $signed(r_step);
+  assign \$47  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
+  assign \$48  = ~ last_y;
+  assign \$49  = ys - 1'h1;
+  assign \$50  = ys == 1'h1;
   always @(posedge clk)
-    c <= \$50 ;
+    op_count <= \$51 ;
   always @(posedge clk)
-    y <= \$51 ;
+    op_shift <= \$52 ;
   always @(posedge clk)
-    x <= \$52 ;
+    g <= \$53 ;
   always @(posedge clk)
-    op_count <= \$53 ;
+    op_addr <= \$54 ;
   always @(posedge clk)
-    op_shift <= \$54 ;
+    op_waddr <= \$55 ;
   always @(posedge clk)
-    g <= \$55 ;
+    xs <= \$56 ;
   always @(posedge clk)
-    oy <= \$56 ;
+    ys <= \$57 ;
   always @(posedge clk)
-    ox <= \$57 ;
+    xn <= \$58 ;
   always @(posedge clk)
-    ox_first <= \$58 ;
+    last_g <= \$59 ;
   always @(posedge clk)
-    oy_end <= \$59 ;
+    \$signal  <= \$60 ;
   always @(posedge clk)
-    ox_end <= \$60 ;
+    last_y <= \$61 ;
   always @(posedge clk)
-    op_valid <= \$61 ;
-  assign \$1  = y + 1'h1;
-  assign \$2  = oy * 1'h1;
-  assign ky = \$1  - \$2 ;
-  assign \$3  = x + 1'h1;
-  assign \$4  = ox * 1'h1;
-  assign kx = \$3  - \$4 ;
-  assign \$5  = oy * 4'h8;
-  assign \$6  = \$5  + ox;
-  assign \$7  = \$6  * 3'h4;
-  assign \$8  = \$7  + g;
-  assign \$9  = c * 2'h3;
-  assign \$10  = $signed({ 1'h0, \$9  }) + $signed(ky);
-  assign \$11  = $signed(\$10 ) * $signed(3'h3);
-  assign \$12  = $signed(\$11 ) + $signed(kx);
-  assign \$13  = $signed(\$12 ) * $signed(4'h4);
-  assign \$14  = $signed(\$13 ) + $signed({ 1'h0, g });
-  assign \$15  = ~ op_valid;
-  assign \$16  = g == 2'h3;
-  assign \$17  = ox + 1'h1;
-  assign \$18  = \$17  == ox_end;
-  assign \$19  = \$16  & \$18 ;
-  assign \$20  = oy + 1'h1;
-  assign \$21  = \$20  == oy_end;
-  assign \$22  = \$19  & \$21 ;
-  assign \$23  = \$22  & en;
-  assign ready = \$15  | \$23 ;
-  assign \$24  = op_valid & en;
-  assign \$30  = \$28  + \$29 ;
-  assign \$33  = \$31  + \$32 ;
-  assign \$35  = | \$34 ;
+    one_x <= \$62 ;
+  always @(posedge clk)
+    r_step <= \$63 ;
+  always @(posedge clk)
+    w_step <= \$64 ;
+  always @(posedge clk)
+    op_valid <= \$65 ;
+  assign \$1  = ~ op_valid;
+  assign \$2  = last_g & \$signal ;
+  assign \$3  = \$2  & last_y;
+  assign \$4  = \$3  & en;
+  assign ready = \$1  | \$4 ;
+  assign \$5  = op_valid & en;
+  assign \$8  = $signed(\$6 ) + $signed(\$7 );
+  assign \$10  = 1'h0 + \$9 ;
+  assign \$12  = \$10  + \$11 ;
+  assign \$14  = $signed({ 1'h0, \$12  }) + $signed(\$13 );
+  assign \$16  = $signed(\$14 ) + $signed(\$15 );
+  assign \$18  = \$17  - 1'h1;
+  assign \$20  = \$19  - 1'h1;
+  assign \$22  = \$21  - 1'h1;
+  assign \$24  = \$23  == 1'h1;
+  assign \$26  = \$25  == 1'h1;
+  assign \$28  = \$27  == 1'h1;
+  assign \$32  = | \$31 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$36  = 4'h2;
-      3'h1:
-          \$36  = 4'h3;
-      3'h2:
-          \$36  = 4'h3;
-      3'h3:
-          \$36  = 4'h3;
-      3'h4:
-          \$36  = 4'h3;
-      3'h5:
-          \$36  = 4'h3;
-      3'h6:
-          \$36  = 4'h3;
-      3'h7:
-          \$36  = 4'h2;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$50  = c;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$51  = op_count;
     if (load) begin
-      \$50  = ev_c;
+      \$51  = \port$4361$0 [9];
     end
     if (rst) begin
-      \$50  = 3'h0;
+      \$51  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$51  = y;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$52  = op_shift;
     if (load) begin
-      \$51  = ev_y;
+      \$52  = ev_shift;
     end
     if (rst) begin
-      \$51  = 3'h0;
+      \$52  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$52  = x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$53  = g;
     if (load) begin
-      \$52  = ev_x;
-    end
-    if (rst) begin
-      \$52  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$53  = op_count;
-    if (load) begin
-      \$53  = ev_count;
-    end
-    if (rst) begin
-      \$53  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$54  = op_shift;
-    if (load) begin
-      \$54  = ev_shift;
-    end
-    if (rst) begin
-      \$54  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$55  = g;
-    if (load) begin
-      \$55  = 2'h0;
-    end else if (\$24 ) begin
+      \$53  = 2'h0;
+    end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
-        \$55  = \$41 [1:0];
+      if (\$36 ) begin
+        \$53  = \$37 [1:0];
       end else begin
-        \$55  = 2'h0;
+        \$53  = 2'h0;
       end
     end
     if (rst) begin
-      \$55  = 2'h0;
+      \$53  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$56  = oy;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$54  = op_addr;
     if (load) begin
-      \$56  = \$25 [2:0];
-    end else if (\$24 ) begin
+      \$54  = \$8 [7:0];
+    end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$36 ) begin
+        \$54  = \$38 [7:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$44 ) begin
+        if (\$41 ) begin
+          \$54  = \$43 [7:0];
+        end else begin
+          \$54  = \$46 [7:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$54  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$55  = op_waddr;
+    if (load) begin
+      \$55  = \$16 [8:0];
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$36 ) begin
+        \$55  = \$39 [8:0];
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$41 ) begin
+          \$55  = \$44 [8:0];
+        end else begin
+          \$55  = \$47 [8:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$55  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$56  = xs;
+    if (load) begin
+      \$56  = \$18 [3:0];
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$36 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$41 ) begin
+          \$56  = \$42 [3:0];
+        end else begin
+          \$56  = xn;
+        end
+      end
+    end
+    if (rst) begin
+      \$56  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$57  = ys;
+    if (load) begin
+      \$57  = \$20 [3:0];
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$36 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$41 ) begin
         end else begin
           if (\$48 ) begin
-            \$56  = \$49 [2:0];
+            \$57  = \$49 [3:0];
           end
         end
       end
     end
     if (rst) begin
-      \$56  = 3'h0;
+      \$57  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$57  = ox;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$58  = xn;
     if (load) begin
-      \$57  = \$26 [2:0];
-    end else if (\$24 ) begin
+      \$58  = \$22 [3:0];
+    end
+    if (rst) begin
+      \$58  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$59  = last_g;
+    if (load) begin
+      \$59  = 1'h0;
+    end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$36 ) begin
+        \$59  = \$40 ;
+      end else begin
+        \$59  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$59  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$60  = \$signal ;
+    if (load) begin
+      \$60  = \$24 ;
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$36 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$44 ) begin
-          \$57  = \$45 [2:0];
+        if (\$41 ) begin
+          \$60  = \$45 ;
         end else begin
-          \$57  = ox_first;
+          \$60  = one_x;
         end
       end
     end
     if (rst) begin
-      \$57  = 3'h0;
+      \$60  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$58  = ox_first;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$61  = last_y;
     if (load) begin
-      \$58  = \$27 [2:0];
-    end
-    if (rst) begin
-      \$58  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$59  = oy_end;
-    if (load) begin
-      \$59  = \$30 [3:0];
-    end
-    if (rst) begin
-      \$59  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$60  = ox_end;
-    if (load) begin
-      \$60  = \$33 [3:0];
-    end
-    if (rst) begin
-      \$60  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$61  = op_valid;
-    if (load) begin
-      \$61  = \$38 ;
-    end else if (\$24 ) begin
+      \$61  = \$26 ;
+    end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$36 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$44 ) begin
+        if (\$41 ) begin
         end else begin
-          (* full_case = 32'd1 *)
           if (\$48 ) begin
-          end else begin
-            \$61  = 1'h0;
+            \$61  = \$50 ;
           end
         end
       end
@@ -7752,192 +10466,501 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, op_addr, op_waddr, ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$62  = one_x;
+    if (load) begin
+      \$62  = \$28 ;
+    end
+    if (rst) begin
+      \$62  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$63  = r_step;
+    if (load) begin
+      \$63  = \$29 ;
+    end
+    if (rst) begin
+      \$63  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$64  = w_step;
+    if (load) begin
+      \$64  = \$30 ;
+    end
+    if (rst) begin
+      \$64  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$65  = op_valid;
+    if (load) begin
+      \$65  = \$35 ;
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$36 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$41 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$48 ) begin
+          end else begin
+            \$65  = 1'h0;
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$65  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (ev_y)
+    casez (\port$4361$0 [5:3])
       3'h0:
-          \$25  = 4'h0;
+          \$6  = 9'h000;
       3'h1:
-          \$25  = 4'h0;
+          \$6  = 9'h000;
       3'h2:
-          \$25  = 4'h1;
+          \$6  = 9'h020;
       3'h3:
+          \$6  = 9'h040;
+      3'h4:
+          \$6  = 9'h060;
+      3'h5:
+          \$6  = 9'h080;
+      3'h6:
+          \$6  = 9'h0a0;
+      3'h7:
+          \$6  = 9'h0c0;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\port$4361$0 [8:6])
+      3'h0:
+          \$7  = 6'h00;
+      3'h1:
+          \$7  = 6'h00;
+      3'h2:
+          \$7  = 6'h04;
+      3'h3:
+          \$7  = 6'h08;
+      3'h4:
+          \$7  = 6'h0c;
+      3'h5:
+          \$7  = 6'h10;
+      3'h6:
+          \$7  = 6'h14;
+      3'h7:
+          \$7  = 6'h18;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\port$4361$0 [5:3])
+      3'h0:
+          \$13  = 6'h0c;
+      3'h1:
+          \$13  = 6'h18;
+      3'h2:
+          \$13  = 6'h18;
+      3'h3:
+          \$13  = 6'h18;
+      3'h4:
+          \$13  = 6'h18;
+      3'h5:
+          \$13  = 6'h18;
+      3'h6:
+          \$13  = 6'h18;
+      3'h7:
+          \$13  = 6'h18;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\port$4361$0 [8:6])
+      3'h0:
+          \$15  = 5'h04;
+      3'h1:
+          \$15  = 5'h08;
+      3'h2:
+          \$15  = 5'h08;
+      3'h3:
+          \$15  = 5'h08;
+      3'h4:
+          \$15  = 5'h08;
+      3'h5:
+          \$15  = 5'h08;
+      3'h6:
+          \$15  = 5'h08;
+      3'h7:
+          \$15  = 5'h08;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\port$4361$0 [8:6])
+      3'h0:
+          \$17  = 4'h2;
+      3'h1:
+          \$17  = 4'h3;
+      3'h2:
+          \$17  = 4'h3;
+      3'h3:
+          \$17  = 4'h3;
+      3'h4:
+          \$17  = 4'h3;
+      3'h5:
+          \$17  = 4'h3;
+      3'h6:
+          \$17  = 4'h3;
+      3'h7:
+          \$17  = 4'h2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\port$4361$0 [5:3])
+      3'h0:
+          \$19  = 4'h2;
+      3'h1:
+          \$19  = 4'h3;
+      3'h2:
+          \$19  = 4'h3;
+      3'h3:
+          \$19  = 4'h3;
+      3'h4:
+          \$19  = 4'h3;
+      3'h5:
+          \$19  = 4'h3;
+      3'h6:
+          \$19  = 4'h3;
+      3'h7:
+          \$19  = 4'h2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\port$4361$0 [8:6])
+      3'h0:
+          \$21  = 4'h2;
+      3'h1:
+          \$21  = 4'h3;
+      3'h2:
+          \$21  = 4'h3;
+      3'h3:
+          \$21  = 4'h3;
+      3'h4:
+          \$21  = 4'h3;
+      3'h5:
+          \$21  = 4'h3;
+      3'h6:
+          \$21  = 4'h3;
+      3'h7:
+          \$21  = 4'h2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\port$4361$0 [8:6])
+      3'h0:
+          \$23  = 4'h2;
+      3'h1:
+          \$23  = 4'h3;
+      3'h2:
+          \$23  = 4'h3;
+      3'h3:
+          \$23  = 4'h3;
+      3'h4:
+          \$23  = 4'h3;
+      3'h5:
+          \$23  = 4'h3;
+      3'h6:
+          \$23  = 4'h3;
+      3'h7:
+          \$23  = 4'h2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\port$4361$0 [5:3])
+      3'h0:
           \$25  = 4'h2;
+      3'h1:
+          \$25  = 4'h3;
+      3'h2:
+          \$25  = 4'h3;
+      3'h3:
+          \$25  = 4'h3;
       3'h4:
           \$25  = 4'h3;
       3'h5:
-          \$25  = 4'h4;
+          \$25  = 4'h3;
       3'h6:
-          \$25  = 4'h5;
+          \$25  = 4'h3;
       3'h7:
-          \$25  = 4'h6;
+          \$25  = 4'h2;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (ev_x)
+    casez (\port$4361$0 [8:6])
       3'h0:
-          \$26  = 4'h0;
-      3'h1:
-          \$26  = 4'h0;
-      3'h2:
-          \$26  = 4'h1;
-      3'h3:
-          \$26  = 4'h2;
-      3'h4:
-          \$26  = 4'h3;
-      3'h5:
-          \$26  = 4'h4;
-      3'h6:
-          \$26  = 4'h5;
-      3'h7:
-          \$26  = 4'h6;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$27  = 4'h0;
-      3'h1:
-          \$27  = 4'h0;
-      3'h2:
-          \$27  = 4'h1;
-      3'h3:
           \$27  = 4'h2;
+      3'h1:
+          \$27  = 4'h3;
+      3'h2:
+          \$27  = 4'h3;
+      3'h3:
+          \$27  = 4'h3;
       3'h4:
           \$27  = 4'h3;
       3'h5:
-          \$27  = 4'h4;
+          \$27  = 4'h3;
       3'h6:
-          \$27  = 4'h5;
+          \$27  = 4'h3;
       3'h7:
-          \$27  = 4'h6;
+          \$27  = 4'h2;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (ev_y)
+    casez (\port$4361$0 [8:6])
       3'h0:
-          \$28  = 4'h0;
+          \$29  = 6'h19;
       3'h1:
-          \$28  = 4'h0;
+          \$29  = 6'h15;
       3'h2:
-          \$28  = 4'h1;
+          \$29  = 6'h15;
       3'h3:
-          \$28  = 4'h2;
+          \$29  = 6'h15;
       3'h4:
-          \$28  = 4'h3;
+          \$29  = 6'h15;
       3'h5:
-          \$28  = 4'h4;
+          \$29  = 6'h15;
       3'h6:
-          \$28  = 4'h5;
+          \$29  = 6'h15;
       3'h7:
-          \$28  = 4'h6;
+          \$29  = 6'h19;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (ev_y)
+    casez (\port$4361$0 [8:6])
       3'h0:
-          \$29  = 4'h2;
+          \$30  = 5'h15;
       3'h1:
-          \$29  = 4'h3;
+          \$30  = 5'h19;
       3'h2:
-          \$29  = 4'h3;
+          \$30  = 5'h19;
       3'h3:
-          \$29  = 4'h3;
+          \$30  = 5'h19;
       3'h4:
-          \$29  = 4'h3;
+          \$30  = 5'h19;
       3'h5:
-          \$29  = 4'h3;
+          \$30  = 5'h19;
       3'h6:
-          \$29  = 4'h3;
+          \$30  = 5'h19;
       3'h7:
-          \$29  = 4'h2;
+          \$30  = 5'h15;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (ev_x)
+    casez (\port$4361$0 [5:3])
       3'h0:
-          \$31  = 4'h0;
-      3'h1:
-          \$31  = 4'h0;
-      3'h2:
-          \$31  = 4'h1;
-      3'h3:
           \$31  = 4'h2;
+      3'h1:
+          \$31  = 4'h3;
+      3'h2:
+          \$31  = 4'h3;
+      3'h3:
+          \$31  = 4'h3;
       3'h4:
           \$31  = 4'h3;
       3'h5:
-          \$31  = 4'h4;
+          \$31  = 4'h3;
       3'h6:
-          \$31  = 4'h5;
+          \$31  = 4'h3;
       3'h7:
-          \$31  = 4'h6;
+          \$31  = 4'h2;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (ev_x)
+    casez (\port$4361$0 [8:6])
       3'h0:
-          \$32  = 4'h2;
+          \$33  = 4'h2;
       3'h1:
-          \$32  = 4'h3;
+          \$33  = 4'h3;
       3'h2:
-          \$32  = 4'h3;
+          \$33  = 4'h3;
       3'h3:
-          \$32  = 4'h3;
+          \$33  = 4'h3;
       3'h4:
-          \$32  = 4'h3;
+          \$33  = 4'h3;
       3'h5:
-          \$32  = 4'h3;
+          \$33  = 4'h3;
       3'h6:
-          \$32  = 4'h3;
+          \$33  = 4'h3;
       3'h7:
-          \$32  = 4'h2;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    (* full_case = 32'd1 *)
-    casez (ev_y)
-      3'h0:
-          \$34  = 4'h2;
-      3'h1:
-          \$34  = 4'h3;
-      3'h2:
-          \$34  = 4'h3;
-      3'h3:
-          \$34  = 4'h3;
-      3'h4:
-          \$34  = 4'h3;
-      3'h5:
-          \$34  = 4'h3;
-      3'h6:
-          \$34  = 4'h3;
-      3'h7:
-          \$34  = 4'h2;
+          \$33  = 4'h2;
     endcase
   end
   assign busy = op_valid;
   assign count = op_count;
   assign shift = op_shift;
   assign \busy$6  = op_valid;
-  assign op_addr = \$8 [7:0];
-  assign op_waddr = \$14 [8:0];
+  assign addr = op_addr;
+  assign waddr = op_waddr;
+  assign ev_count = \port$4361$0 [9];
+  assign ev_y = \port$4361$0 [5:3];
+  assign ev_x = \port$4361$0 [8:6];
+  assign ev_c = \port$4361$0 [2:0];
+  assign \$9  = { 1'h0, \port$4361$0 [2:0], 2'h0 };
+  assign \$11  = { 2'h0, \port$4361$0 [2:0], 5'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.queue (rst, w_level, r_data, r_en, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+module \digits_cnn_ilif.engine_conv2.queue (rst, \port$3848$0 , w_data, w_en, \port$4002$0 , \port$4004$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire [10:0] \$3 ;
+  wire [11:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  reg [12:0] \$7 ;
+  reg \$8 ;
+  wire [12:0] \$signal ;
+  reg [12:0] \$signal$11  = 13'h0000;
+  (* init = 13'h0000 *)
+  wire [12:0] \$signal$12 ;
+  (* init = 1'h0 *)
+  wire \$signal$13 ;
+  wire [12:0] \$signal$14 ;
+  wire [12:0] \$signal$15 ;
+  wire \$signal$16 ;
+  wire \$signal$17 ;
+  wire \$signal$18 ;
+  wire \$signal$19 ;
+  wire \$signal$3 ;
+  wire \$signal$4 ;
+  wire \$signal$9 ;
+  input clk;
+  wire clk;
+  wire [1:0] count;
+  reg held_valid = 1'h0;
+  wire [9:0] level;
+  wire [9:0] \level$21 ;
+  input \port$3848$0 ;
+  wire \port$3848$0 ;
+  output [12:0] \port$4002$0 ;
+  wire [12:0] \port$4002$0 ;
+  output \port$4004$0 ;
+  wire \port$4004$0 ;
+  wire [12:0] r_data;
+  wire r_en;
+  wire r_rdy;
+  input rst;
+  wire rst;
+  wire take;
+  input [12:0] w_data;
+  wire [12:0] w_data;
+  input w_en;
+  wire w_en;
+  wire w_rdy;
+  assign \$2  = \$1  | \$signal$9 ;
+  assign take = r_rdy & \$2 ;
+  assign \$3  = \level$21  + held_valid;
+  assign \$4  = \$3  + count;
+  assign \$5  = ~ held_valid;
+  assign \$6  = \$5  | \$signal$9 ;
+  always @(posedge clk)
+    \$signal$11  <= \$7 ;
+  always @(posedge clk)
+    held_valid <= \$8 ;
+  assign \$1  = ~ held_valid;
+  \digits_cnn_ilif.engine_conv2.queue.inner  inner (
+    .clk(clk),
+    .r_data(r_data),
+    .r_en(take),
+    .r_rdy(r_rdy),
+    .rst(rst),
+    .w_en(w_en),
+    .w_level(\level$21 ),
+    .w_port__data(w_data),
+    .w_rdy(\$signal$4 )
+  );
+  \digits_cnn_ilif.engine_conv2.queue.skid  skid (
+    .clk(clk),
+    .count(count),
+    .\port$2028$0 (\$signal$9 ),
+    .\port$3848$0 (\port$3848$0 ),
+    .\port$3986$0 (\$signal$11 ),
+    .\port$3988$0 (held_valid),
+    .\port$4002$0 (\$signal$14 ),
+    .\port$4004$0 (\$signal$16 ),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$7  = \$signal$11 ;
+    if (take) begin
+      \$7  = r_data;
+    end
+    if (rst) begin
+      \$7  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$8  = held_valid;
+    if (\$6 ) begin
+      \$8  = take;
+    end
+    if (rst) begin
+      \$8  = 1'h0;
+    end
+  end
+  assign \$signal  = w_data;
+  assign \$signal$3  = w_en;
+  assign w_rdy = \$signal$4 ;
+  assign r_en = take;
+  assign \$signal$12  = \$signal$11 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$18  = \port$3848$0 ;
+  assign \$signal$19  = \port$3848$0 ;
+  assign level = \$4 [9:0];
+  assign \port$4002$0  = \$signal$14 ;
+  assign \port$4004$0  = \$signal$16 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -8002,8 +11025,9 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, w_level, r_data, r_en, w_port__
   input [12:0] w_port__data;
   wire [12:0] w_port__data;
   wire w_port__en;
+  output w_rdy;
   wire w_rdy;
-  reg [12:0] storage [513:0];
+  reg [12:0] storage [520:0];
   initial begin
     storage[0] = 13'h0000;
     storage[1] = 13'h0000;
@@ -8519,6 +11543,13 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, w_level, r_data, r_en, w_port__
     storage[511] = 13'h0000;
     storage[512] = 13'h0000;
     storage[513] = 13'h0000;
+    storage[514] = 13'h0000;
+    storage[515] = 13'h0000;
+    storage[516] = 13'h0000;
+    storage[517] = 13'h0000;
+    storage[518] = 13'h0000;
+    storage[519] = 13'h0000;
+    storage[520] = 13'h0000;
   end
   always @(posedge clk) begin
     if (w_port__en)
@@ -8531,7 +11562,7 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, w_level, r_data, r_en, w_port__
     end
   end
   assign r_data = _0_;
-  assign w_rdy = inner_level != 10'h202;
+  assign w_rdy = inner_level != 10'h209;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
   assign \$1  = ~ r_rdy;
@@ -8539,13 +11570,13 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, w_level, r_data, r_en, w_port__
   assign r_port__en = inner_r_rdy & \$2 ;
   assign \$3  = inner_level + r_rdy;
   assign \$4  = w_rdy & w_en;
-  assign \$5  = w_port__addr == 10'h201;
+  assign \$5  = w_port__addr == 10'h208;
   assign \$6  = w_port__addr + 1'h1;
   assign \$7  = \$5  ? 11'h000 : \$6 ;
   assign \$8  = ~ r_rdy;
   assign \$9  = \$8  | r_en;
   assign \$10  = inner_r_rdy & \$9 ;
-  assign \$11  = r_port__addr == 10'h201;
+  assign \$11  = r_port__addr == 10'h208;
   assign \$12  = r_port__addr + 1'h1;
   assign \$13  = \$11  ? 11'h000 : \$12 ;
   assign \$14  = w_rdy & w_en;
@@ -8574,7 +11605,7 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, w_level, r_data, r_en, w_port__
   always @(posedge clk)
     r_rdy <= \$34 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$31  = w_port__addr;
     if (\$4 ) begin
       \$31  = \$7 [9:0];
@@ -8584,7 +11615,7 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, w_level, r_data, r_en, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$32  = r_port__addr;
     if (\$10 ) begin
       \$32  = \$13 [9:0];
@@ -8594,7 +11625,7 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, w_level, r_data, r_en, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$33  = inner_level;
     if (\$19 ) begin
       \$33  = \$20 [9:0];
@@ -8607,7 +11638,7 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, w_level, r_data, r_en, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$34  = r_rdy;
     if (\$30 ) begin
       \$34  = 1'h1;
@@ -8628,34 +11659,151 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, w_level, r_data, r_en, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__ready, o__payload, o__valid, i0__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2028$0 , count, \port$3848$0 , \port$3986$0 , \port$3988$0 , \port$4002$0 , \port$4004$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [12:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [12:0] \$7 ;
+  wire \$signal ;
+  reg [12:0] \$signal$10  = 13'h0000;
+  wire [12:0] \$signal$11 ;
+  wire \$signal$3 ;
+  reg \$signal$5  = 1'h0;
+  wire \$signal$8 ;
+  reg [12:0] \$signal$9  = 13'h0000;
+  input clk;
+  wire clk;
+  output [1:0] count;
+  wire [1:0] count;
+  output \port$2028$0 ;
+  wire \port$2028$0 ;
+  input \port$3848$0 ;
+  wire \port$3848$0 ;
+  input [12:0] \port$3986$0 ;
+  wire [12:0] \port$3986$0 ;
+  input \port$3988$0 ;
+  wire \port$3988$0 ;
+  (* init = 13'h0000 *)
+  output [12:0] \port$4002$0 ;
+  wire [12:0] \port$4002$0 ;
+  (* init = 1'h0 *)
+  output \port$4004$0 ;
+  wire \port$4004$0 ;
+  input rst;
+  wire rst;
+  reg spare_valid = 1'h0;
+  wire take;
+  assign take = \port$3988$0  & \$1 ;
+  assign count = \$signal$5  + spare_valid;
+  assign \$2  = ~ \$signal$5 ;
+  assign \$3  = \port$3848$0  | \$2 ;
+  always @(posedge clk)
+    \$signal$9  <= \$4 ;
+  always @(posedge clk)
+    \$signal$5  <= \$5 ;
+  always @(posedge clk)
+    spare_valid <= \$6 ;
+  always @(posedge clk)
+    \$signal$10  <= \$7 ;
+  assign \$signal  = ~ spare_valid;
+  assign \$1  = ~ spare_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$4  = \$signal$9 ;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$4  = \$signal$10 ;
+      end else if (take) begin
+        \$4  = \port$3986$0 ;
+      end
+    end
+    if (rst) begin
+      \$4  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$5  = \$signal$5 ;
+    if (\$3 ) begin
+      (* full_case = 32'd1 *)
+      if (spare_valid) begin
+        \$5  = 1'h1;
+      end else if (take) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$6  = spare_valid;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$6  = 1'h0;
+      end
+    end else if (take) begin
+      \$6  = 1'h1;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$7  = \$signal$10 ;
+    if (\$3 ) begin
+    end else if (take) begin
+      \$7  = \port$3986$0 ;
+    end
+    if (rst) begin
+      \$7  = 13'h0000;
+    end
+  end
+  assign \$signal$3  = \port$3988$0 ;
+  assign \$signal$8  = \port$3848$0 ;
+  assign \$signal$11  = \port$3986$0 ;
+  assign \port$2028$0  = \$signal ;
+  assign \port$4002$0  = \$signal$9 ;
+  assign \port$4004$0  = \$signal$5 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
-  reg [17:0] \$100 ;
-  wire [17:0] \$101 ;
-  wire [19:0] \$102 ;
-  wire [3:0] \$103 ;
-  wire \$104 ;
+  wire \$100 ;
+  wire [10:0] \$101 ;
+  wire [10:0] \$102 ;
+  wire [10:0] \$103 ;
+  wire [10:0] \$104 ;
   wire \$105 ;
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
-  wire [1:0] \$11 ;
+  reg [17:0] \$11 ;
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
   wire \$114 ;
   wire \$115 ;
-  wire [4:0] \$116 ;
-  wire [5:0] \$117 ;
+  wire \$116 ;
+  wire \$117 ;
   wire \$118 ;
-  reg \$119 ;
-  wire \$12 ;
-  wire [4:0] \$120 ;
-  wire [4:0] \$121 ;
+  wire \$119 ;
+  wire [19:0] \$12 ;
+  wire \$120 ;
+  wire \$121 ;
   wire \$122 ;
   wire \$123 ;
   wire \$124 ;
@@ -8668,36 +11816,36 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__re
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
-  wire [3:0] \$133 ;
-  reg \$134 ;
+  wire \$133 ;
+  wire \$134 ;
   wire \$135 ;
-  reg \$136 ;
+  wire \$136 ;
   wire \$137 ;
   wire \$138 ;
   wire \$139 ;
-  wire [2:0] \$14 ;
+  wire \$14 ;
   wire \$140 ;
-  wire [1:0] \$141 ;
+  wire \$141 ;
   wire \$142 ;
   wire \$143 ;
-  wire [2:0] \$144 ;
-  wire [8:0] \$145 ;
+  wire \$144 ;
+  wire \$145 ;
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire [8:0] \$15 ;
+  wire \$15 ;
   wire \$150 ;
   wire \$151 ;
-  wire [3:0] \$152 ;
-  wire [6:0] \$153 ;
+  wire \$152 ;
+  wire \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire [2:0] \$156 ;
-  wire [2:0] \$157 ;
-  wire [2:0] \$158 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
   wire \$159 ;
-  wire \$16 ;
+  wire [19:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
@@ -8707,211 +11855,553 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__re
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
-  wire [4:0] \$169 ;
+  wire \$169 ;
   wire \$17 ;
-  wire [4:0] \$170 ;
+  wire \$170 ;
   wire \$171 ;
   wire \$172 ;
   wire \$173 ;
-  wire [6:0] \$174 ;
-  wire [6:0] \$175 ;
-  reg [2:0] \$176 ;
-  reg \$177 ;
-  reg \$178 ;
-  reg \$179 ;
-  wire \$18 ;
-  reg [1:0] \$180 ;
-  reg \$181 ;
-  reg [5:0] \$182 ;
-  reg [1:0] \$183 ;
-  reg [1:0] \$184 ;
-  reg [1:0] \$185 ;
-  reg [2:0] \$186 ;
-  reg \$187 ;
-  reg \$188 ;
-  reg \$189 ;
-  wire \$19 ;
-  reg \$190 ;
-  reg \$191 ;
-  reg [6:0] \$192 ;
-  reg \$193 ;
-  reg \$194 ;
-  reg [3:0] \$195 ;
-  reg \$196 ;
-  reg [1:0] \$197 ;
-  reg \$198 ;
-  reg [1:0] \$199 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  reg [17:0] \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire [19:0] \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire \$2 ;
-  wire [7:0] \$20 ;
-  reg [1:0] \$200 ;
-  reg [1:0] \$201 ;
-  reg \$202 ;
-  reg \$203 ;
-  reg [6:0] \$204 ;
-  reg [75:0] \$205 ;
-  reg \$206 ;
-  reg \$207 ;
-  reg [1:0] \$208 ;
-  reg \$209 ;
-  wire [8:0] \$21 ;
-  reg [1:0] \$210 ;
-  reg [1:0] \$211 ;
-  reg [1:0] \$212 ;
-  reg [5:0] \$213 ;
-  reg \$214 ;
-  reg \$215 ;
-  reg [6:0] \$216 ;
-  reg [71:0] \$217 ;
-  reg \$218 ;
-  reg \$219 ;
+  wire \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
+  wire \$21 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  reg [3:0] \$220 ;
-  reg [6:0] \$221 ;
-  reg [71:0] \$222 ;
-  reg \$223 ;
-  reg \$224 ;
-  reg [3:0] \$225 ;
-  reg [10:0] \$226 ;
-  reg \$227 ;
-  reg [3:0] \$228 ;
-  wire \$23 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
+  wire [19:0] \$23 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
   wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
+  reg [17:0] \$25 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire \$259 ;
+  wire [19:0] \$26 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire \$27 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire \$279 ;
   wire \$28 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire \$289 ;
   wire \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire \$3 ;
-  wire \$30 ;
+  wire [19:0] \$30 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire [18:0] \$305 ;
+  wire [18:0] \$306 ;
+  wire [18:0] \$307 ;
+  wire [17:0] \$308 ;
+  wire [18:0] \$309 ;
   wire \$31 ;
-  wire [30:0] \$32 ;
-  wire [31:0] \$33 ;
+  wire [17:0] \$310 ;
+  wire [18:0] \$311 ;
+  wire [17:0] \$312 ;
+  wire [18:0] \$313 ;
+  wire [17:0] \$314 ;
+  wire [18:0] \$315 ;
+  wire [1:0] \$316 ;
+  wire [18:0] \$317 ;
+  wire [1:0] \$318 ;
+  wire [18:0] \$319 ;
+  reg [17:0] \$32 ;
+  wire [1:0] \$320 ;
+  wire [18:0] \$321 ;
+  wire [1:0] \$322 ;
+  wire [18:0] \$323 ;
+  wire [10:0] \$324 ;
+  wire [13:0] \$325 ;
+  wire [13:0] \$326 ;
+  wire [18:0] \$327 ;
+  wire [18:0] \$328 ;
+  wire [18:0] \$329 ;
+  wire [19:0] \$33 ;
+  wire [18:0] \$330 ;
+  wire [1:0] \$331 ;
+  wire [18:0] \$332 ;
+  wire [1:0] \$333 ;
+  wire [18:0] \$334 ;
+  wire [1:0] \$335 ;
+  wire [18:0] \$336 ;
+  wire [1:0] \$337 ;
+  wire [18:0] \$338 ;
+  wire [19:0] \$339 ;
   wire \$34 ;
-  wire [18:0] \$35 ;
+  wire [18:0] \$340 ;
+  wire [18:0] \$341 ;
+  wire [18:0] \$342 ;
+  wire [17:0] \$343 ;
+  wire [18:0] \$344 ;
+  wire [17:0] \$345 ;
+  wire [18:0] \$346 ;
+  wire [17:0] \$347 ;
+  wire [18:0] \$348 ;
+  wire [17:0] \$349 ;
+  wire \$35 ;
+  wire [18:0] \$350 ;
+  wire [1:0] \$351 ;
+  wire [18:0] \$352 ;
+  wire [1:0] \$353 ;
+  wire [18:0] \$354 ;
+  wire [1:0] \$355 ;
+  wire [18:0] \$356 ;
+  wire [1:0] \$357 ;
+  wire [18:0] \$358 ;
+  wire [10:0] \$359 ;
   wire \$36 ;
-  wire [18:0] \$37 ;
-  wire [18:0] \$38 ;
-  wire [18:0] \$39 ;
+  wire [13:0] \$360 ;
+  wire [13:0] \$361 ;
+  wire [18:0] \$362 ;
+  wire [18:0] \$363 ;
+  wire [18:0] \$364 ;
+  wire [18:0] \$365 ;
+  wire [1:0] \$366 ;
+  wire [18:0] \$367 ;
+  wire [1:0] \$368 ;
+  wire [18:0] \$369 ;
+  wire [19:0] \$37 ;
+  wire [1:0] \$370 ;
+  wire [18:0] \$371 ;
+  wire [1:0] \$372 ;
+  wire [18:0] \$373 ;
+  wire [19:0] \$374 ;
+  wire [18:0] \$375 ;
+  wire [18:0] \$376 ;
+  wire [18:0] \$377 ;
+  wire [17:0] \$378 ;
+  wire [18:0] \$379 ;
+  wire [7:0] \$38 ;
+  wire [17:0] \$380 ;
+  wire [18:0] \$381 ;
+  wire [17:0] \$382 ;
+  wire [18:0] \$383 ;
+  wire [17:0] \$384 ;
+  wire [18:0] \$385 ;
+  wire [1:0] \$386 ;
+  wire [18:0] \$387 ;
+  wire [1:0] \$388 ;
+  wire [18:0] \$389 ;
+  wire [8:0] \$39 ;
+  wire [1:0] \$390 ;
+  wire [18:0] \$391 ;
+  wire [1:0] \$392 ;
+  wire [18:0] \$393 ;
+  wire [10:0] \$394 ;
+  wire [13:0] \$395 ;
+  wire [13:0] \$396 ;
+  wire [18:0] \$397 ;
+  wire [18:0] \$398 ;
+  wire [18:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  wire [30:0] \$41 ;
-  wire [31:0] \$42 ;
+  wire [18:0] \$400 ;
+  wire [1:0] \$401 ;
+  wire [18:0] \$402 ;
+  wire [1:0] \$403 ;
+  wire [18:0] \$404 ;
+  wire [1:0] \$405 ;
+  wire [18:0] \$406 ;
+  wire [1:0] \$407 ;
+  wire [18:0] \$408 ;
+  wire [19:0] \$409 ;
+  wire \$41 ;
+  wire [18:0] \$410 ;
+  wire [18:0] \$411 ;
+  wire [18:0] \$412 ;
+  wire [17:0] \$413 ;
+  wire [18:0] \$414 ;
+  wire [17:0] \$415 ;
+  wire [18:0] \$416 ;
+  wire [17:0] \$417 ;
+  wire [18:0] \$418 ;
+  wire [17:0] \$419 ;
+  wire \$42 ;
+  wire [18:0] \$420 ;
+  wire [1:0] \$421 ;
+  wire [18:0] \$422 ;
+  wire [1:0] \$423 ;
+  wire [18:0] \$424 ;
+  wire [1:0] \$425 ;
+  wire [18:0] \$426 ;
+  wire [1:0] \$427 ;
+  wire [18:0] \$428 ;
+  wire [10:0] \$429 ;
   wire \$43 ;
-  wire [18:0] \$44 ;
+  wire [13:0] \$430 ;
+  wire [13:0] \$431 ;
+  wire [18:0] \$432 ;
+  wire [18:0] \$433 ;
+  wire [18:0] \$434 ;
+  wire [18:0] \$435 ;
+  wire [1:0] \$436 ;
+  wire [18:0] \$437 ;
+  wire [1:0] \$438 ;
+  wire [18:0] \$439 ;
+  wire [3:0] \$44 ;
+  wire [1:0] \$440 ;
+  wire [18:0] \$441 ;
+  wire [1:0] \$442 ;
+  wire [18:0] \$443 ;
+  wire [19:0] \$444 ;
+  wire \$445 ;
+  wire \$446 ;
+  wire \$447 ;
+  wire \$448 ;
+  wire \$449 ;
   wire \$45 ;
-  wire [18:0] \$46 ;
-  wire [18:0] \$47 ;
-  wire [18:0] \$48 ;
+  wire [18:0] \$450 ;
+  wire \$451 ;
+  wire \$452 ;
+  wire \$453 ;
+  wire \$454 ;
+  wire \$455 ;
+  wire [18:0] \$456 ;
+  wire \$457 ;
+  wire \$458 ;
+  wire \$459 ;
+  wire \$46 ;
+  wire \$460 ;
+  wire \$461 ;
+  wire [18:0] \$462 ;
+  wire \$463 ;
+  wire \$464 ;
+  wire \$465 ;
+  wire \$466 ;
+  wire \$467 ;
+  wire [18:0] \$468 ;
+  wire \$469 ;
+  wire \$47 ;
+  wire \$470 ;
+  wire \$471 ;
+  wire \$472 ;
+  wire \$473 ;
+  wire [4:0] \$474 ;
+  wire [4:0] \$475 ;
+  wire \$476 ;
+  wire \$477 ;
+  wire \$478 ;
+  wire [6:0] \$479 ;
+  wire \$48 ;
+  wire [6:0] \$480 ;
+  reg [7:0] \$481 ;
+  reg \$482 ;
+  reg [2:0] \$483 ;
+  reg \$484 ;
+  reg \$485 ;
+  reg \$486 ;
+  reg [1:0] \$487 ;
+  reg \$488 ;
+  reg [5:0] \$489 ;
   wire \$49 ;
-  wire [3:0] \$5 ;
-  wire [30:0] \$50 ;
-  wire [31:0] \$51 ;
+  reg [1:0] \$490 ;
+  reg [1:0] \$491 ;
+  reg [1:0] \$492 ;
+  reg \$493 ;
+  reg [2:0] \$494 ;
+  reg \$495 ;
+  reg \$496 ;
+  reg \$497 ;
+  reg [37:0] \$498 ;
+  reg [37:0] \$499 ;
+  wire \$5 ;
+  wire \$50 ;
+  reg [37:0] \$500 ;
+  reg [37:0] \$501 ;
+  reg [37:0] \$502 ;
+  reg [37:0] \$503 ;
+  reg [37:0] \$504 ;
+  reg [37:0] \$505 ;
+  reg [37:0] \$506 ;
+  reg [31:0] \$507 ;
+  reg [10:0] \$508 ;
+  reg [10:0] \$509 ;
+  wire \$51 ;
+  reg [10:0] \$510 ;
+  reg [10:0] \$511 ;
+  reg [43:0] \$512 ;
+  reg [71:0] \$513 ;
+  reg [55:0] \$514 ;
+  reg [71:0] \$515 ;
+  reg [71:0] \$516 ;
+  reg [3:0] \$517 ;
+  reg [3:0] \$518 ;
+  reg [55:0] \$519 ;
   wire \$52 ;
-  wire [18:0] \$53 ;
+  reg [55:0] \$520 ;
+  reg [4:0] \$521 ;
+  reg [4:0] \$522 ;
+  reg [9:0] \$523 ;
+  reg [7:0] \$524 ;
+  reg [75:0] \$525 ;
+  reg [75:0] \$526 ;
+  reg [71:0] \$527 ;
+  reg [10:0] \$528 ;
+  reg \$529 ;
+  wire \$53 ;
+  reg [3:0] \$530 ;
   wire \$54 ;
-  wire [18:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire [18:0] \$57 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
   wire \$58 ;
-  wire [30:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [31:0] \$60 ;
-  wire \$61 ;
-  wire [18:0] \$62 ;
-  wire \$63 ;
-  wire [18:0] \$64 ;
-  wire [18:0] \$65 ;
-  wire [18:0] \$66 ;
+  wire [4:0] \$60 ;
+  wire [5:0] \$61 ;
+  wire \$62 ;
+  reg \$63 ;
+  wire [4:0] \$64 ;
+  wire [4:0] \$65 ;
+  wire \$66 ;
   wire \$67 ;
-  reg [17:0] \$68 ;
+  wire \$68 ;
   wire \$69 ;
   wire \$7 ;
   wire \$70 ;
-  reg [17:0] \$71 ;
+  wire \$71 ;
   wire \$72 ;
-  reg [17:0] \$73 ;
-  wire [17:0] \$74 ;
-  wire [19:0] \$75 ;
+  wire \$73 ;
+  wire [8:0] \$74 ;
+  wire [9:0] \$75 ;
   wire \$76 ;
-  reg [17:0] \$77 ;
+  wire [10:0] \$77 ;
   wire \$78 ;
   wire \$79 ;
-  wire \$8 ;
-  reg [17:0] \$80 ;
+  wire [7:0] \$8 ;
+  wire \$80 ;
   wire \$81 ;
-  reg [17:0] \$82 ;
-  wire [17:0] \$83 ;
-  wire [19:0] \$84 ;
-  wire \$85 ;
-  reg [17:0] \$86 ;
+  wire [3:0] \$82 ;
+  reg \$83 ;
+  wire \$84 ;
+  reg \$85 ;
+  wire \$86 ;
   wire \$87 ;
   wire \$88 ;
-  reg [17:0] \$89 ;
-  wire \$9 ;
-  wire \$90 ;
-  reg [17:0] \$91 ;
-  wire [17:0] \$92 ;
-  wire [19:0] \$93 ;
+  wire \$89 ;
+  wire [8:0] \$9 ;
+  wire [3:0] \$90 ;
+  wire [6:0] \$91 ;
+  wire \$92 ;
+  wire \$93 ;
   wire \$94 ;
-  reg [17:0] \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  reg [17:0] \$98 ;
+  wire [2:0] \$95 ;
+  wire [2:0] \$96 ;
+  wire [2:0] \$97 ;
+  wire \$98 ;
   wire \$99 ;
-  reg [1:0] \$like  = 2'h0;
-  reg [1:0] \$like$108  = 2'h0;
-  reg [1:0] \$like$82  = 2'h0;
+  reg [55:0] \$like  = 56'h00000000000000;
+  wire [13:0] \$like[0] ;
+  wire [13:0] \$like[1] ;
+  wire [13:0] \$like[2] ;
+  wire [13:0] \$like[3] ;
   reg \$signal  = 1'h0;
-  reg \$signal$112  = 1'h0;
-  wire \$signal$113 ;
-  reg [3:0] \$signal$114  = 4'h0;
-  wire \$signal$114[0] ;
-  wire \$signal$114[1] ;
-  wire \$signal$114[2] ;
-  wire \$signal$114[3] ;
-  wire [3:0] \$signal$115 ;
-  wire \$signal$115[0] ;
-  wire \$signal$115[1] ;
-  wire \$signal$115[2] ;
-  wire \$signal$115[3] ;
-  reg \$signal$33  = 1'h0;
-  reg \$signal$34  = 1'h0;
-  reg \$signal$35  = 1'h0;
-  reg \$signal$36  = 1'h0;
-  reg \$signal$40  = 1'h0;
-  reg \$signal$61  = 1'h0;
-  reg [71:0] \$signal$63  = 72'h000000000000000000;
-  wire [17:0] \$signal$63[0] ;
-  wire [17:0] \$signal$63[1] ;
-  wire [17:0] \$signal$63[2] ;
-  wire [17:0] \$signal$63[3] ;
-  reg \$signal$64  = 1'h0;
-  reg [11:0] \$signature__addr ;
-  wire [6:0] \$signature__addr$53 ;
-  wire [71:0] \$signature__data ;
-  wire [31:0] \$signature__data$69 ;
-  wire [7:0] \$signature__data$69[0] ;
-  wire [7:0] \$signature__data$69[1] ;
-  wire [7:0] \$signature__data$69[2] ;
-  wire [7:0] \$signature__data$69[3] ;
-  wire [17:0] \$signature__data[0] ;
-  wire [17:0] \$signature__data[1] ;
-  wire [17:0] \$signature__data[2] ;
-  wire [17:0] \$signature__data[3] ;
+  reg [75:0] \$signal$100  = 76'h0000000000000000000;
+  wire [18:0] \$signal$100[0] ;
+  wire [18:0] \$signal$100[1] ;
+  wire [18:0] \$signal$100[2] ;
+  wire [18:0] \$signal$100[3] ;
+  reg \$signal$26  = 1'h0;
+  reg [75:0] \$signal$40  = 76'h0000000000000000000;
+  wire [18:0] \$signal$40[0] ;
+  wire [18:0] \$signal$40[1] ;
+  wire [18:0] \$signal$40[2] ;
+  wire [18:0] \$signal$40[3] ;
+  reg [10:0] \$signal$53  = 11'h000;
+  reg \$signal$55  = 1'h0;
+  wire [10:0] \$signal$59 ;
+  reg \$signal$6  = 1'h0;
+  wire \$signal$63 ;
+  reg \$signal$66 ;
+  reg \$signal$72  = 1'h0;
+  reg [4:0] \$signal$96  = 5'h00;
+  reg [4:0] \$signal$97  = 5'h00;
+  reg [9:0] \$signal$98  = 10'h000;
+  reg [7:0] \$signal$99  = 8'h00;
+  wire [11:0] \$signature__addr ;
+  wire [6:0] \$signature__addr$35 ;
+  wire [31:0] \$signature__data ;
+  wire [71:0] \$signature__data$86 ;
+  wire [17:0] \$signature__data$86[0] ;
+  wire [17:0] \$signature__data$86[1] ;
+  wire [17:0] \$signature__data$86[2] ;
+  wire [17:0] \$signature__data$86[3] ;
+  wire [7:0] \$signature__data[0] ;
+  wire [7:0] \$signature__data[1] ;
+  wire [7:0] \$signature__data[2] ;
+  wire [7:0] \$signature__data[3] ;
   output active;
   wire active;
+  reg [43:0] addend = 44'h00000000000;
+  wire [10:0] \addend[0] ;
+  wire [10:0] \addend[1] ;
+  wire [10:0] \addend[2] ;
+  wire [10:0] \addend[3] ;
   wire any_spike;
+  reg [55:0] b6 = 56'h00000000000000;
+  wire [13:0] \b6[0] ;
+  wire [13:0] \b6[1] ;
+  wire [13:0] \b6[2] ;
+  wire [13:0] \b6[3] ;
+  reg [55:0] b_raw = 56'h00000000000000;
+  wire [13:0] \b_raw[0] ;
+  wire [13:0] \b_raw[1] ;
+  wire [13:0] \b_raw[2] ;
+  wire [13:0] \b_raw[3] ;
   wire [5:0] b_rd__addr;
   wire [55:0] b_rd__data;
   wire [13:0] \b_rd__data[0] ;
   wire [13:0] \b_rd__data[1] ;
   wire [13:0] \b_rd__data[2] ;
   wire [13:0] \b_rd__data[3] ;
-  reg bubble = 1'h0;
   wire busy;
+  wire [3:0] c_raw;
+  wire \c_raw[0] ;
+  wire \c_raw[1] ;
+  wire \c_raw[2] ;
+  wire \c_raw[3] ;
   input clk;
   wire clk;
+  reg credit = 1'h0;
+  wire [3:0] cres7;
+  wire \cres7[0] ;
+  wire \cres7[1] ;
+  wire \cres7[2] ;
+  wire \cres7[3] ;
+  reg [3:0] cres8 = 4'h0;
+  wire \cres8[0] ;
+  wire \cres8[1] ;
+  wire \cres8[2] ;
+  wire \cres8[3] ;
+  reg [3:0] cres9 = 4'h0;
+  wire \cres9[0] ;
+  wire \cres9[1] ;
+  wire \cres9[2] ;
+  wire \cres9[3] ;
+  reg [19:0] diff0;
+  reg [19:0] diff1;
+  reg [19:0] diff2;
+  reg [19:0] diff3;
   reg [3:0] done = 4'h0;
+  wire dropped;
   wire en;
   wire [10:0] entry;
   wire [3:0] \entry.counts ;
@@ -8923,11 +12413,22 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__re
   wire [1:0] \entry.g ;
   wire [1:0] \entry.x ;
   wire [1:0] \entry.y ;
-  reg [3:0] ev_c;
-  reg ev_count;
-  reg [3:0] ev_shift;
-  reg [2:0] ev_x;
-  reg [2:0] ev_y;
+  (* init = 11'h000 *)
+  wire [10:0] entry7;
+  wire [3:0] \entry7.counts ;
+  wire \entry7.counts[0] ;
+  wire \entry7.counts[1] ;
+  wire \entry7.counts[2] ;
+  wire \entry7.counts[3] ;
+  wire \entry7.end ;
+  wire [1:0] \entry7.g ;
+  wire [1:0] \entry7.x ;
+  wire [1:0] \entry7.y ;
+  wire [3:0] ev_c;
+  wire ev_count;
+  wire [3:0] ev_shift;
+  wire [2:0] ev_x;
+  wire [2:0] ev_y;
   reg [2:0] fire_k = 3'h0;
   reg fire_state = 1'h0;
   reg [1:0] fsm_state = 2'h0;
@@ -8944,6 +12445,22 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__re
   reg i0__ready;
   input i0__valid;
   wire i0__valid;
+  reg [37:0] issue;
+  wire [5:0] \issue.addr ;
+  wire \issue.bank ;
+  wire \issue.count ;
+  wire \issue.cur ;
+  wire \issue.end ;
+  wire [1:0] \issue.fire_k ;
+  wire [1:0] \issue.g ;
+  wire \issue.kind ;
+  wire \issue.last_step ;
+  wire \issue.proj ;
+  wire [3:0] \issue.shift ;
+  wire \issue.valid ;
+  wire [11:0] \issue.waddr ;
+  wire [1:0] \issue.x ;
+  wire [1:0] \issue.y ;
   reg [1:0] lane;
   reg load;
   output [9:0] o__payload;
@@ -8957,31 +12474,11 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__re
   wire o__ready;
   output o__valid;
   reg o__valid;
-  reg [5:0] op_addr;
-  wire [5:0] \op_addr$7 ;
-  reg op_bank;
-  reg op_count;
-  wire \op_count$12 ;
-  reg op_cur;
-  reg op_end;
-  reg [1:0] op_fire_k;
-  reg [1:0] op_g;
-  reg op_kind;
-  reg op_last_step;
-  reg op_proj;
-  reg [3:0] op_shift;
-  wire [3:0] \op_shift$14 ;
-  wire [6:0] op_vaddr;
+  wire [5:0] op_addr;
+  wire op_count;
+  wire [3:0] op_shift;
   wire op_valid;
-  reg \op_valid$4 ;
   wire [11:0] op_waddr;
-  reg [1:0] op_x;
-  reg [1:0] op_y;
-  reg [71:0] out;
-  wire [17:0] \out[0] ;
-  wire [17:0] \out[1] ;
-  wire [17:0] \out[2] ;
-  wire [17:0] \out[3] ;
   reg [3:0] out_counts;
   wire \out_counts[0] ;
   wire \out_counts[1] ;
@@ -8989,10 +12486,25 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__re
   wire \out_counts[3] ;
   wire [3:0] pending;
   reg [2:0] plane = 3'h0;
-  wire [10:0] r_data;
-  reg r_en;
-  wire r_rdy;
+  (* init = 1'h0 *)
+  wire push7;
   wire ready;
+  (* init = 72'h000000000000000000 *)
+  wire [71:0] res7;
+  wire [17:0] \res7[0] ;
+  wire [17:0] \res7[1] ;
+  wire [17:0] \res7[2] ;
+  wire [17:0] \res7[3] ;
+  reg [71:0] res8 = 72'h000000000000000000;
+  wire [17:0] \res8[0] ;
+  wire [17:0] \res8[1] ;
+  wire [17:0] \res8[2] ;
+  wire [17:0] \res8[3] ;
+  reg [71:0] res9 = 72'h000000000000000000;
+  wire [17:0] \res9[0] ;
+  wire [17:0] \res9[1] ;
+  wire [17:0] \res9[2] ;
+  wire [17:0] \res9[3] ;
   reg [71:0] result;
   wire [17:0] \result[0] ;
   wire [17:0] \result[1] ;
@@ -9000,83 +12512,178 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__re
   wire [17:0] \result[3] ;
   input rst;
   wire rst;
-  reg [6:0] s1_addr = 7'h00;
-  reg s1_count = 1'h0;
-  reg s1_cur = 1'h0;
-  reg s1_end = 1'h0;
-  reg [1:0] s1_fire_k = 2'h0;
-  reg [1:0] s1_g = 2'h0;
-  reg s1_last_step = 1'h0;
-  reg s1_proj = 1'h0;
-  reg [3:0] s1_shift = 4'h0;
-  reg [1:0] s1_x = 2'h0;
-  reg [6:0] s2_addr = 7'h00;
-  reg s2_end = 1'h0;
-  reg [1:0] s2_fire_k = 2'h0;
-  reg [5:0] s2_laddr = 6'h00;
-  reg s2_last_step = 1'h0;
-  reg [75:0] s2_val = 76'h0000000000000000000;
-  wire [18:0] \s2_val[0] ;
-  wire [18:0] \s2_val[1] ;
-  wire [18:0] \s2_val[2] ;
-  wire [18:0] \s2_val[3] ;
-  reg [1:0] s2_x = 2'h0;
-  reg [6:0] s3_addr = 7'h00;
-  (* init = 11'h000 *)
-  wire [10:0] s3_entry;
-  wire [3:0] \s3_entry.counts ;
-  wire \s3_entry.counts[0] ;
-  wire \s3_entry.counts[1] ;
-  wire \s3_entry.counts[2] ;
-  wire \s3_entry.counts[3] ;
-  wire \s3_entry.end ;
-  wire [1:0] \s3_entry.g ;
-  wire [1:0] \s3_entry.x ;
-  wire [1:0] \s3_entry.y ;
-  reg s3_kind = 1'h0;
-  (* init = 1'h0 *)
-  wire s3_push;
-  reg s3_valid = 1'h0;
-  reg [6:0] s4_addr = 7'h00;
-  reg [3:0] s4_c = 4'h0;
-  wire \s4_c[0] ;
-  wire \s4_c[1] ;
-  wire \s4_c[2] ;
-  wire \s4_c[3] ;
-  reg s4_cw = 1'h0;
-  reg [71:0] s4_v = 72'h000000000000000000;
-  wire [17:0] \s4_v[0] ;
-  wire [17:0] \s4_v[1] ;
-  wire [17:0] \s4_v[2] ;
-  wire [17:0] \s4_v[3] ;
-  reg s4_vw = 1'h0;
+  reg [37:0] st0 = 38'h0000000000;
+  wire [5:0] \st0.addr ;
+  wire \st0.bank ;
+  wire \st0.count ;
+  wire \st0.cur ;
+  wire \st0.end ;
+  wire [1:0] \st0.fire_k ;
+  wire [1:0] \st0.g ;
+  wire \st0.kind ;
+  wire \st0.last_step ;
+  wire \st0.proj ;
+  wire [3:0] \st0.shift ;
+  wire \st0.valid ;
+  wire [11:0] \st0.waddr ;
+  wire [1:0] \st0.x ;
+  wire [1:0] \st0.y ;
+  reg [37:0] st1 = 38'h0000000000;
+  wire [5:0] \st1.addr ;
+  wire \st1.bank ;
+  wire \st1.count ;
+  wire \st1.cur ;
+  wire \st1.end ;
+  wire [1:0] \st1.fire_k ;
+  wire [1:0] \st1.g ;
+  wire \st1.kind ;
+  wire \st1.last_step ;
+  wire \st1.proj ;
+  wire [3:0] \st1.shift ;
+  wire \st1.valid ;
+  wire [11:0] \st1.waddr ;
+  wire [1:0] \st1.x ;
+  wire [1:0] \st1.y ;
+  reg [37:0] st2 = 38'h0000000000;
+  wire [5:0] \st2.addr ;
+  wire \st2.bank ;
+  wire \st2.count ;
+  wire \st2.cur ;
+  wire \st2.end ;
+  wire [1:0] \st2.fire_k ;
+  wire [1:0] \st2.g ;
+  wire \st2.kind ;
+  wire \st2.last_step ;
+  wire \st2.proj ;
+  wire [3:0] \st2.shift ;
+  wire \st2.valid ;
+  wire [11:0] \st2.waddr ;
+  wire [1:0] \st2.x ;
+  wire [1:0] \st2.y ;
+  reg [37:0] st3 = 38'h0000000000;
+  wire [5:0] \st3.addr ;
+  wire \st3.bank ;
+  wire \st3.count ;
+  wire \st3.cur ;
+  wire \st3.end ;
+  wire [1:0] \st3.fire_k ;
+  wire [1:0] \st3.g ;
+  wire \st3.kind ;
+  wire \st3.last_step ;
+  wire \st3.proj ;
+  wire [3:0] \st3.shift ;
+  wire \st3.valid ;
+  wire [11:0] \st3.waddr ;
+  wire [1:0] \st3.x ;
+  wire [1:0] \st3.y ;
+  reg [37:0] st4 = 38'h0000000000;
+  wire [5:0] \st4.addr ;
+  wire \st4.bank ;
+  wire \st4.count ;
+  wire \st4.cur ;
+  wire \st4.end ;
+  wire [1:0] \st4.fire_k ;
+  wire [1:0] \st4.g ;
+  wire \st4.kind ;
+  wire \st4.last_step ;
+  wire \st4.proj ;
+  wire [3:0] \st4.shift ;
+  wire \st4.valid ;
+  wire [11:0] \st4.waddr ;
+  wire [1:0] \st4.x ;
+  wire [1:0] \st4.y ;
+  reg [37:0] st5 = 38'h0000000000;
+  wire [5:0] \st5.addr ;
+  wire \st5.bank ;
+  wire \st5.count ;
+  wire \st5.cur ;
+  wire \st5.end ;
+  wire [1:0] \st5.fire_k ;
+  wire [1:0] \st5.g ;
+  wire \st5.kind ;
+  wire \st5.last_step ;
+  wire \st5.proj ;
+  wire [3:0] \st5.shift ;
+  wire \st5.valid ;
+  wire [11:0] \st5.waddr ;
+  wire [1:0] \st5.x ;
+  wire [1:0] \st5.y ;
+  reg [37:0] st6 = 38'h0000000000;
+  wire [5:0] \st6.addr ;
+  wire \st6.bank ;
+  wire \st6.count ;
+  wire \st6.cur ;
+  wire \st6.end ;
+  wire [1:0] \st6.fire_k ;
+  wire [1:0] \st6.g ;
+  wire \st6.kind ;
+  wire \st6.last_step ;
+  wire \st6.proj ;
+  wire [3:0] \st6.shift ;
+  wire \st6.valid ;
+  wire [11:0] \st6.waddr ;
+  wire [1:0] \st6.x ;
+  wire [1:0] \st6.y ;
+  reg [37:0] st7 = 38'h0000000000;
+  wire [5:0] \st7.addr ;
+  wire \st7.bank ;
+  wire \st7.count ;
+  wire \st7.cur ;
+  wire \st7.end ;
+  wire [1:0] \st7.fire_k ;
+  wire [1:0] \st7.g ;
+  wire \st7.kind ;
+  wire \st7.last_step ;
+  wire \st7.proj ;
+  wire [3:0] \st7.shift ;
+  wire \st7.valid ;
+  wire [11:0] \st7.waddr ;
+  wire [1:0] \st7.x ;
+  wire [1:0] \st7.y ;
+  reg [37:0] st8 = 38'h0000000000;
+  wire [5:0] \st8.addr ;
+  wire \st8.bank ;
+  wire \st8.count ;
+  wire \st8.cur ;
+  wire \st8.end ;
+  wire [1:0] \st8.fire_k ;
+  wire [1:0] \st8.g ;
+  wire \st8.kind ;
+  wire \st8.last_step ;
+  wire \st8.proj ;
+  wire [3:0] \st8.shift ;
+  wire \st8.valid ;
+  wire [11:0] \st8.waddr ;
+  wire [1:0] \st8.x ;
+  wire [1:0] \st8.y ;
   reg [5:0] sweep_addr = 6'h00;
   reg [1:0] sweep_g = 2'h0;
+  reg sweep_last = 1'h0;
   reg sweep_now;
   reg [1:0] sweep_x = 2'h0;
   reg [1:0] sweep_y = 2'h0;
-  (* init = 7'h00 *)
+  reg [7:0] used = 8'h00;
+  reg [71:0] v_raw = 72'h000000000000000000;
+  wire [17:0] \v_raw[0] ;
+  wire [17:0] \v_raw[1] ;
+  wire [17:0] \v_raw[2] ;
+  wire [17:0] \v_raw[3] ;
   wire [6:0] v_wr__addr;
-  (* init = 72'h000000000000000000 *)
-  wire [71:0] v_wr__data;
+  reg [71:0] v_wr__data = 72'h000000000000000000;
   wire [17:0] \v_wr__data[0] ;
   wire [17:0] \v_wr__data[1] ;
   wire [17:0] \v_wr__data[2] ;
   wire [17:0] \v_wr__data[3] ;
   wire v_wr__en;
-  reg [75:0] val;
-  wire [18:0] \val[0] ;
-  wire [18:0] \val[1] ;
-  wire [18:0] \val[2] ;
-  wire [18:0] \val[3] ;
-  reg [10:0] w_data = 11'h000;
-  reg w_en = 1'h0;
-  wire [7:0] w_level;
-  reg [63:0] w_now;
-  wire [15:0] \w_now[0] ;
-  wire [15:0] \w_now[1] ;
-  wire [15:0] \w_now[2] ;
-  wire [15:0] \w_now[3] ;
+  reg [31:0] w1_0 = 32'd0;
+  wire [7:0] \w1_0[0] ;
+  wire [7:0] \w1_0[1] ;
+  wire [7:0] \w1_0[2] ;
+  wire [7:0] \w1_0[3] ;
+  reg [10:0] w2_0_0 = 11'h000;
+  reg [10:0] w2_0_1 = 11'h000;
+  reg [10:0] w2_0_2 = 11'h000;
+  reg [10:0] w2_0_3 = 11'h000;
   reg [55:0] bmem [63:0];
   initial begin
     bmem[0] = 56'h1cd6e1829dcb3b;
@@ -9146,7 +12753,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__re
   end
   reg [55:0] _0_;
   always @(posedge clk) begin
-    _0_ <= bmem[op_addr];
+    _0_ <= bmem[st2[9:4]];
   end
   assign b_rd__data = _0_;
   reg [71:0] vmem [127:0];
@@ -9281,14 +12888,14 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__re
     vmem[127] = 72'h000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$103 [0])
-      vmem[s3_addr] <= \$signal$63 ;
+    if (\$44 [0])
+      vmem[\$39 [6:0]] <= v_wr__data;
   end
   reg [71:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vmem[\$21 [6:0]];
+    _1_ <= vmem[\$9 [6:0]];
   end
-  assign \$signature__data  = _1_;
+  assign \$signature__data$86  = _1_;
   reg [31:0] wrom0 [2303:0];
   initial begin
     wrom0[0] = 32'd3858372614;
@@ -11598,642 +15205,588 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__re
   end
   reg [31:0] _2_;
   always @(posedge clk) begin
-    _2_ <= wrom0[\$signature__addr ];
+    _2_ <= wrom0[st0[21:10]];
   end
-  assign \$signature__data$69  = _2_;
+  assign \$signature__data  = _2_;
+  assign \$465  = \$463  & \$464 ;
+  assign \$466  = $signed(\$signal$100 [75:57]) > $signed(13'h0f7f);
+  assign \$467  = \$465  & \$466 ;
+  assign \$468  = \$467  ? 19'h00f7f : \$signal$100 [75:57];
+  assign \$470  = st6[0] & \$469 ;
+  assign \$471  = any_spike | st6[31];
+  assign \$472  = \$470  & \$471 ;
+  assign \$473  = | pending;
+  assign \$474  = pending - 1'h1;
+  assign \$475  = { 1'h0, pending } & \$474 ;
+  assign \$476  = ! \$475 ;
+  assign \$477  = ~ \$signal$59 [10];
+  assign \$478  = \$476  & \$477 ;
+  assign \$479  = 1'h1 << lane;
+  assign \$480  = { 3'h0, done } | \$479 ;
+  always @(posedge clk)
+    used <= \$481 ;
+  always @(posedge clk)
+    credit <= \$482 ;
+  always @(posedge clk)
+    plane <= \$483 ;
+  always @(posedge clk)
+    full1 <= \$484 ;
+  always @(posedge clk)
+    full0 <= \$485 ;
+  always @(posedge clk)
+    \$signal$6  <= \$486 ;
+  always @(posedge clk)
+    fsm_state <= \$487 ;
+  always @(posedge clk)
+    fire_state <= \$488 ;
+  always @(posedge clk)
+    sweep_addr <= \$489 ;
+  always @(posedge clk)
+    sweep_g <= \$490 ;
+  always @(posedge clk)
+    sweep_y <= \$491 ;
+  always @(posedge clk)
+    sweep_x <= \$492 ;
+  always @(posedge clk)
+    sweep_last <= \$493 ;
+  always @(posedge clk)
+    fire_k <= \$494 ;
+  always @(posedge clk)
+    \$signal$26  <= \$495 ;
+  always @(posedge clk)
+    \$signal$72  <= \$496 ;
+  always @(posedge clk)
+    \$signal  <= \$497 ;
+  always @(posedge clk)
+    st0 <= \$498 ;
+  always @(posedge clk)
+    st1 <= \$499 ;
+  always @(posedge clk)
+    st2 <= \$500 ;
+  always @(posedge clk)
+    st3 <= \$501 ;
+  always @(posedge clk)
+    st4 <= \$502 ;
+  always @(posedge clk)
+    st5 <= \$503 ;
+  always @(posedge clk)
+    st6 <= \$504 ;
+  always @(posedge clk)
+    st7 <= \$505 ;
+  always @(posedge clk)
+    st8 <= \$506 ;
+  always @(posedge clk)
+    w1_0 <= \$507 ;
+  always @(posedge clk)
+    w2_0_0 <= \$508 ;
+  always @(posedge clk)
+    w2_0_1 <= \$509 ;
+  always @(posedge clk)
+    w2_0_2 <= \$510 ;
+  always @(posedge clk)
+    w2_0_3 <= \$511 ;
+  always @(posedge clk)
+    addend <= \$512 ;
+  always @(posedge clk)
+    v_raw <= \$513 ;
+  always @(posedge clk)
+    b_raw <= \$514 ;
+  always @(posedge clk)
+    res8 <= \$515 ;
+  always @(posedge clk)
+    res9 <= \$516 ;
+  always @(posedge clk)
+    cres8 <= \$517 ;
+  always @(posedge clk)
+    cres9 <= \$518 ;
+  always @(posedge clk)
+    \$like  <= \$519 ;
+  always @(posedge clk)
+    b6 <= \$520 ;
+  always @(posedge clk)
+    \$signal$96  <= \$521 ;
+  always @(posedge clk)
+    \$signal$97  <= \$522 ;
+  always @(posedge clk)
+    \$signal$98  <= \$523 ;
+  always @(posedge clk)
+    \$signal$99  <= \$524 ;
+  always @(posedge clk)
+    \$signal$100  <= \$525 ;
+  always @(posedge clk)
+    \$signal$40  <= \$526 ;
+  always @(posedge clk)
+    v_wr__data <= \$527 ;
+  always @(posedge clk)
+    \$signal$53  <= \$528 ;
+  always @(posedge clk)
+    \$signal$55  <= \$529 ;
+  always @(posedge clk)
+    done <= \$530 ;
   assign \$1  = ~ sweep_now;
-  assign \$2  = ~ bubble;
+  assign \$2  = ~ \$signal ;
   assign en = \$1  & \$2 ;
-  assign \$3  = ~ bubble;
+  assign \$3  = ~ \$signal ;
   assign \$4  = op_valid & \$3 ;
-  assign \$5  = 2'h3 - plane;
-  assign \$6  = ~ op_valid;
-  assign \$8  = \$signal$33  & \$7 ;
-  assign \$10  = \$signal$35  & \$9 ;
-  assign \$11  = \$8  + \$10 ;
-  assign \$13  = s3_valid & \$12 ;
-  assign \$14  = \$11  + \$13 ;
-  assign \$15  = w_level + \$14 ;
-  assign \$16  = \$15  < 8'h83;
-  assign \$17  = ~ bubble;
-  assign \$18  = \$16  & \$17 ;
-  assign \$19  = sweep_addr == 6'h3f;
-  assign active = \op_valid$4  | bubble;
-  assign \$20  = op_bank * 7'h40;
-  assign \$21  = op_addr + \$20 ;
-  assign \$22  = s4_addr == s1_addr;
-  assign \$23  = s4_vw & \$22 ;
-  assign \$24  = s3_addr == s1_addr;
-  assign \$25  = \$signal$61  & \$24 ;
-  assign \$26  = ! \$signal$36 ;
-  assign \$27  = \$signal$64  & \$26 ;
-  assign \$28  = s2_addr == s1_addr;
-  assign \$29  = \$27  & \$28 ;
-  assign \$30  = ! s1_proj;
-  assign \$31  = ! \$signal$34 ;
-  assign \$32  = $signed(w_now[15:0]) << s1_shift;
-  assign \$33  = $signed(out[17:0]) + $signed(\$32 );
-  assign \$34  = ! s1_fire_k;
-  assign \$35  = $signed(out[17:0]) + $signed(b_rd__data[13:0]);
-  assign \$36  = $signed(\$35 ) > $signed(13'h0f7f);
-  assign \$37  = $signed(out[17:0]) + $signed(b_rd__data[13:0]);
-  assign \$38  = \$36  ? 19'h00f7f : \$37 ;
-  assign \$39  = \$34  ? \$38  : { out[17], out[17:0] };
-  assign \$40  = ! \$signal$34 ;
-  assign \$41  = $signed(w_now[31:16]) << s1_shift;
-  assign \$42  = $signed(out[35:18]) + $signed(\$41 );
-  assign \$43  = ! s1_fire_k;
-  assign \$44  = $signed(out[35:18]) + $signed(b_rd__data[27:14]);
-  assign \$45  = $signed(\$44 ) > $signed(13'h0f7f);
-  assign \$46  = $signed(out[35:18]) + $signed(b_rd__data[27:14]);
-  assign \$47  = \$45  ? 19'h00f7f : \$46 ;
-  assign \$48  = \$43  ? \$47  : { out[35], out[35:18] };
-  assign \$49  = ! \$signal$34 ;
-  assign \$50  = $signed(w_now[47:32]) << s1_shift;
-  assign \$51  = $signed(out[53:36]) + $signed(\$50 );
-  assign \$52  = ! s1_fire_k;
-  assign \$53  = $signed(out[53:36]) + $signed(b_rd__data[41:28]);
-  assign \$54  = $signed(\$53 ) > $signed(13'h0f7f);
-  assign \$55  = $signed(out[53:36]) + $signed(b_rd__data[41:28]);
-  assign \$56  = \$54  ? 19'h00f7f : \$55 ;
-  assign \$57  = \$52  ? \$56  : { out[53], out[53:36] };
-  assign \$58  = ! \$signal$34 ;
-  assign \$59  = $signed(w_now[63:48]) << s1_shift;
-  assign \$60  = $signed(out[71:54]) + $signed(\$59 );
-  assign \$61  = ! s1_fire_k;
-  assign \$62  = $signed(out[71:54]) + $signed(b_rd__data[55:42]);
-  assign \$63  = $signed(\$62 ) > $signed(13'h0f7f);
-  assign \$64  = $signed(out[71:54]) + $signed(b_rd__data[55:42]);
-  assign \$65  = \$63  ? 19'h00f7f : \$64 ;
-  assign \$66  = \$61  ? \$65  : { out[71], out[71:54] };
-  assign \$67  = ! \$signal$36 ;
-  assign \$69  = $signed({ 1'h0, \$68  }) <= $signed(s2_val[18:0]);
-  assign \$70  = s2_fire_k == 2'h3;
-  assign \$72  = $signed({ 1'h0, \$71  }) <= $signed(s2_val[18:0]);
-  assign \$74  = \$72  ? \$73  : 18'h00000;
-  assign \$75  = $signed(s2_val[18:0]) - $signed({ 1'h0, \$74  });
-  assign \$76  = ! \$signal$36 ;
-  assign \$78  = $signed({ 1'h0, \$77  }) <= $signed(s2_val[37:19]);
-  assign \$79  = s2_fire_k == 2'h3;
-  assign \$81  = $signed({ 1'h0, \$80  }) <= $signed(s2_val[37:19]);
-  assign \$83  = \$81  ? \$82  : 18'h00000;
-  assign \$84  = $signed(s2_val[37:19]) - $signed({ 1'h0, \$83  });
-  assign \$85  = ! \$signal$36 ;
-  assign \$87  = $signed({ 1'h0, \$86  }) <= $signed(s2_val[56:38]);
-  assign \$88  = s2_fire_k == 2'h3;
-  assign \$90  = $signed({ 1'h0, \$89  }) <= $signed(s2_val[56:38]);
-  assign \$92  = \$90  ? \$91  : 18'h00000;
-  assign \$93  = $signed(s2_val[56:38]) - $signed({ 1'h0, \$92  });
-  assign \$94  = ! \$signal$36 ;
-  assign \$96  = $signed({ 1'h0, \$95  }) <= $signed(s2_val[75:57]);
-  assign \$97  = s2_fire_k == 2'h3;
-  assign \$99  = $signed({ 1'h0, \$98  }) <= $signed(s2_val[75:57]);
-  assign \$101  = \$99  ? \$100  : 18'h00000;
-  assign \$102  = $signed(s2_val[75:57]) - $signed({ 1'h0, \$101  });
-  assign \$103  = \$signal$61  ? 4'hf : 4'h0;
+  assign ev_shift = 2'h3 - plane;
+  assign \$5  = ~ op_valid;
+  assign \$6  = ~ \$signal ;
+  assign \$7  = credit & \$6 ;
+  assign active = issue[0] | \$signal ;
+  assign \$8  = st2[3] * 7'h40;
+  assign \$9  = st2[9:4] + \$8 ;
+  assign \$10  = ! st6[1];
+  assign \$12  = $signed(\$signal$40 [18:0]) - $signed({ 1'h0, \$11  });
+  assign \$13  = $signed(diff0) >= $signed(1'h0);
+  assign \$14  = st6[30:29] == 2'h3;
+  assign \$15  = $signed(diff0) >= $signed(1'h0);
+  assign \$16  = \$15  ? diff0 : { \$signal$40 [18], \$signal$40 [18:0] };
+  assign \$17  = ! st6[1];
+  assign \$19  = $signed(\$signal$40 [37:19]) - $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(diff1) >= $signed(1'h0);
+  assign \$21  = st6[30:29] == 2'h3;
+  assign \$22  = $signed(diff1) >= $signed(1'h0);
+  assign \$23  = \$22  ? diff1 : { \$signal$40 [37], \$signal$40 [37:19] };
+  assign \$24  = ! st6[1];
+  assign \$26  = $signed(\$signal$40 [56:38]) - $signed({ 1'h0, \$25  });
+  assign \$27  = $signed(diff2) >= $signed(1'h0);
+  assign \$28  = st6[30:29] == 2'h3;
+  assign \$29  = $signed(diff2) >= $signed(1'h0);
+  assign \$30  = \$29  ? diff2 : { \$signal$40 [56], \$signal$40 [56:38] };
+  assign \$31  = ! st6[1];
+  assign \$33  = $signed(\$signal$40 [75:57]) - $signed({ 1'h0, \$32  });
+  assign \$34  = $signed(diff3) >= $signed(1'h0);
+  assign \$35  = st6[30:29] == 2'h3;
+  assign \$36  = $signed(diff3) >= $signed(1'h0);
+  assign \$37  = \$36  ? diff3 : { \$signal$40 [75], \$signal$40 [75:57] };
+  assign \$38  = st7[3] * 7'h40;
+  assign \$39  = st7[9:4] + \$38 ;
+  assign \$40  = ! st7[1];
+  assign \$41  = \$40  & st7[2];
+  assign \$42  = ~ \$41 ;
+  assign \$43  = st7[0] & \$42 ;
+  assign \$44  = \$43  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
-  assign \$105  = ~ done[0];
-  assign \$106  = \$104  & \$105 ;
-  assign \$108  = ~ done[1];
-  assign \$109  = \$107  & \$108 ;
-  assign \$111  = ~ done[2];
+  assign \$46  = st7[0] & \$45 ;
+  assign \$47  = ~ \$signal$55 ;
+  assign dropped = \$46  & \$47 ;
+  assign \$49  = ~ done[0];
+  assign \$50  = \$48  & \$49 ;
+  assign \$52  = ~ done[1];
+  assign \$53  = \$51  & \$52 ;
+  assign \$55  = ~ done[2];
+  assign \$56  = \$54  & \$55 ;
+  assign \$58  = ~ done[3];
+  assign \$59  = \$57  & \$58 ;
+  assign \$60  = \$signal$59 [5:4] * 3'h4;
+  assign \$61  = \$60  + lane;
+  assign \$62  = | pending;
+  assign \$64  = pending - 1'h1;
+  assign \$65  = { 1'h0, pending } & \$64 ;
+  assign \$66  = ! \$65 ;
+  assign \$67  = ~ \$signal$59 [10];
+  assign \$68  = \$66  & \$67 ;
+  assign \$69  = ! fsm_state;
+  assign \$70  = fsm_state == 1'h1;
+  assign \$71  = fsm_state == 2'h2;
+  assign \$72  = ! fire_state;
+  assign \$74  = used + sweep_now;
+  assign \$75  = \$74  - dropped;
+  assign \$76  = \$signal$66  & \$signal$63 ;
+  assign \$77  = $signed(\$75 ) - $signed({ 1'h0, \$76  });
+  assign \$78  = used <= 8'h88;
+  assign \$79  = ~ op_valid;
+  assign \$80  = plane == 2'h3;
+  assign \$81  = ~ \$signal$6 ;
+  assign \$82  = plane + 1'h1;
+  assign \$84  = ~ \$83 ;
+  assign \$86  = ~ \$signal ;
+  assign \$87  = credit & \$86 ;
+  assign \$88  = fire_k == 2'h3;
+  assign \$89  = ~ \$signal$26 ;
+  assign \$90  = fire_k + 1'h1;
+  assign \$91  = sweep_addr + 1'h1;
+  assign \$92  = sweep_addr == 6'h3e;
+  assign \$93  = sweep_g == 2'h3;
+  assign \$94  = sweep_x == 2'h3;
+  assign \$95  = sweep_y + 1'h1;
+  assign \$96  = sweep_x + 1'h1;
+  assign \$97  = sweep_g + 1'h1;
+  assign \$98  = sweep_now & issue[31];
+  assign \$99  = sweep_now & issue[31];
+  assign \$100  = \$99  | \$signal$72 ;
+  assign \$101  = $signed(w1_0[7:0]) << st2[25:24];
+  assign \$102  = $signed(w1_0[15:8]) << st2[25:24];
+  assign \$103  = $signed(w1_0[23:16]) << st2[25:24];
+  assign \$104  = $signed(w1_0[31:24]) << st2[25:24];
+  assign \$105  = ! st3[22];
+  assign \$106  = ! st3[1];
+  assign \$107  = \$106  & st3[2];
+  assign \$108  = ~ \$107 ;
+  assign \$109  = st3[0] & \$108 ;
+  assign \$110  = st2[9:4] == st3[9:4];
+  assign \$111  = st2[3] == st3[3];
   assign \$112  = \$110  & \$111 ;
-  assign \$114  = ~ done[3];
+  assign \$113  = \$109  & \$112 ;
+  assign \$114  = ! st3[1];
   assign \$115  = \$113  & \$114 ;
-  assign \$116  = r_data[5:4] * 3'h4;
-  assign \$117  = \$116  + lane;
-  assign \$118  = | pending;
-  assign \$120  = pending - 1'h1;
-  assign \$121  = { 1'h0, pending } & \$120 ;
-  assign \$122  = ! \$121 ;
-  assign \$123  = ~ r_data[10];
+  assign \$116  = ! st3[1];
+  assign \$117  = \$116  & st3[2];
+  assign \$119  = \$118  & st3[28];
+  assign \$120  = \$117  | \$119 ;
+  assign \$121  = st3[0] & \$120 ;
+  assign \$122  = st2[9:4] == st3[9:4];
+  assign \$123  = st2[3] == st3[3];
   assign \$124  = \$122  & \$123 ;
-  assign \$125  = ! fsm_state;
-  assign \$126  = fsm_state == 1'h1;
-  assign \$127  = fsm_state == 2'h2;
-  assign \$128  = ! fire_state;
-  assign \$130  = ~ op_valid;
-  assign \$131  = plane == 2'h3;
-  assign \$132  = ~ \$signal ;
-  assign \$133  = plane + 1'h1;
-  assign \$135  = ~ \$134 ;
-  assign \$138  = \$signal$33  & \$137 ;
-  assign \$140  = \$signal$35  & \$139 ;
-  assign \$141  = \$138  + \$140 ;
-  assign \$143  = s3_valid & \$142 ;
-  assign \$144  = \$141  + \$143 ;
-  assign \$145  = w_level + \$144 ;
-  assign \$146  = \$145  < 8'h83;
-  assign \$147  = ~ bubble;
-  assign \$148  = \$146  & \$147 ;
-  assign \$149  = sweep_addr == 6'h3f;
-  assign \$150  = fire_k == 2'h3;
-  assign \$151  = ~ \$signal$40 ;
-  assign \$152  = fire_k + 1'h1;
-  assign \$153  = sweep_addr + 1'h1;
-  assign \$154  = sweep_g == 2'h3;
-  assign \$155  = sweep_x == 2'h3;
-  assign \$156  = sweep_y + 1'h1;
-  assign \$157  = sweep_x + 1'h1;
-  assign \$158  = sweep_g + 1'h1;
-  assign \$159  = sweep_now & op_end;
-  assign \$160  = ! \$signal$34 ;
-  assign \$161  = \$160  & s1_cur;
-  assign \$162  = ~ \$161 ;
-  assign \$163  = \$signal$33  & \$162 ;
-  assign \$165  = \$signal$35  & \$164 ;
-  assign \$166  = any_spike | s2_end;
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = | pending;
-  assign \$169  = pending - 1'h1;
-  assign \$170  = { 1'h0, pending } & \$169 ;
-  assign \$171  = ! \$170 ;
-  assign \$172  = ~ r_data[10];
-  assign \$173  = \$171  & \$172 ;
-  assign \$174  = 1'h1 << lane;
-  assign \$175  = { 3'h0, done } | \$174 ;
-  always @(posedge clk)
-    plane <= \$176 ;
-  always @(posedge clk)
-    full1 <= \$177 ;
-  always @(posedge clk)
-    full0 <= \$178 ;
-  always @(posedge clk)
-    \$signal  <= \$179 ;
-  always @(posedge clk)
-    fsm_state <= \$180 ;
-  always @(posedge clk)
-    fire_state <= \$181 ;
-  always @(posedge clk)
-    sweep_addr <= \$182 ;
-  always @(posedge clk)
-    sweep_g <= \$183 ;
-  always @(posedge clk)
-    sweep_y <= \$184 ;
-  always @(posedge clk)
-    sweep_x <= \$185 ;
-  always @(posedge clk)
-    fire_k <= \$186 ;
-  always @(posedge clk)
-    \$signal$40  <= \$187 ;
-  always @(posedge clk)
-    bubble <= \$188 ;
-  always @(posedge clk)
-    \$signal$33  <= \$189 ;
-  always @(posedge clk)
-    \$signal$34  <= \$190 ;
-  always @(posedge clk)
-    s1_cur <= \$191 ;
-  always @(posedge clk)
-    s1_addr <= \$192 ;
-  always @(posedge clk)
-    s1_proj <= \$193 ;
-  always @(posedge clk)
-    s1_count <= \$194 ;
-  always @(posedge clk)
-    s1_shift <= \$195 ;
-  always @(posedge clk)
-    s1_last_step <= \$196 ;
-  always @(posedge clk)
-    s1_fire_k <= \$197 ;
-  always @(posedge clk)
-    s1_end <= \$198 ;
-  always @(posedge clk)
-    s1_g <= \$199 ;
-  always @(posedge clk)
-    \$like$108  <= \$200 ;
-  always @(posedge clk)
-    s1_x <= \$201 ;
-  always @(posedge clk)
-    \$signal$35  <= \$202 ;
-  always @(posedge clk)
-    \$signal$36  <= \$203 ;
-  always @(posedge clk)
-    s2_addr <= \$204 ;
-  always @(posedge clk)
-    s2_val <= \$205 ;
-  always @(posedge clk)
-    \$signal$64  <= \$206 ;
-  always @(posedge clk)
-    s2_last_step <= \$207 ;
-  always @(posedge clk)
-    s2_fire_k <= \$208 ;
-  always @(posedge clk)
-    s2_end <= \$209 ;
-  always @(posedge clk)
-    \$like  <= \$210 ;
-  always @(posedge clk)
-    \$like$82  <= \$211 ;
-  always @(posedge clk)
-    s2_x <= \$212 ;
-  always @(posedge clk)
-    s2_laddr <= \$213 ;
-  always @(posedge clk)
-    s3_valid <= \$214 ;
-  always @(posedge clk)
-    s3_kind <= \$215 ;
-  always @(posedge clk)
-    s3_addr <= \$216 ;
-  always @(posedge clk)
-    \$signal$63  <= \$217 ;
-  always @(posedge clk)
-    \$signal$61  <= \$218 ;
-  always @(posedge clk)
-    \$signal$112  <= \$219 ;
-  always @(posedge clk)
-    \$signal$114  <= \$220 ;
-  always @(posedge clk)
-    s4_addr <= \$221 ;
-  always @(posedge clk)
-    s4_v <= \$222 ;
-  always @(posedge clk)
-    s4_vw <= \$223 ;
-  always @(posedge clk)
-    s4_cw <= \$224 ;
-  always @(posedge clk)
-    s4_c <= \$225 ;
-  always @(posedge clk)
-    w_data <= \$226 ;
-  always @(posedge clk)
-    w_en <= \$227 ;
-  always @(posedge clk)
-    done <= \$228 ;
+  assign \$125  = \$121  & \$124 ;
+  assign \$126  = ! st3[1];
+  assign \$127  = \$125  & \$126 ;
+  assign \$128  = ! st4[1];
+  assign \$129  = \$128  & st4[2];
+  assign \$130  = ~ \$129 ;
+  assign \$131  = st4[0] & \$130 ;
+  assign \$132  = st2[9:4] == st4[9:4];
+  assign \$133  = st2[3] == st4[3];
+  assign \$134  = \$132  & \$133 ;
+  assign \$135  = \$131  & \$134 ;
+  assign \$136  = ! st4[1];
+  assign \$137  = \$135  & \$136 ;
+  assign \$138  = ! st4[1];
+  assign \$139  = \$138  & st4[2];
+  assign \$141  = \$140  & st4[28];
+  assign \$142  = \$139  | \$141 ;
+  assign \$143  = st4[0] & \$142 ;
+  assign \$144  = st2[9:4] == st4[9:4];
+  assign \$145  = st2[3] == st4[3];
+  assign \$146  = \$144  & \$145 ;
+  assign \$147  = \$143  & \$146 ;
+  assign \$148  = ! st4[1];
+  assign \$149  = \$147  & \$148 ;
+  assign \$150  = ! st5[1];
+  assign \$151  = \$150  & st5[2];
+  assign \$152  = ~ \$151 ;
+  assign \$153  = st5[0] & \$152 ;
+  assign \$154  = st2[9:4] == st5[9:4];
+  assign \$155  = st2[3] == st5[3];
+  assign \$156  = \$154  & \$155 ;
+  assign \$157  = \$153  & \$156 ;
+  assign \$158  = ! st5[1];
+  assign \$159  = \$158  & st5[2];
+  assign \$161  = \$160  & st5[28];
+  assign \$162  = \$159  | \$161 ;
+  assign \$163  = st5[0] & \$162 ;
+  assign \$164  = st2[9:4] == st5[9:4];
+  assign \$165  = st2[3] == st5[3];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ! st6[1];
+  assign \$169  = \$168  & st6[2];
+  assign \$170  = ~ \$169 ;
+  assign \$171  = st6[0] & \$170 ;
+  assign \$172  = st2[9:4] == st6[9:4];
+  assign \$173  = st2[3] == st6[3];
+  assign \$174  = \$172  & \$173 ;
+  assign \$175  = \$171  & \$174 ;
+  assign \$176  = ! st6[1];
+  assign \$177  = \$176  & st6[2];
+  assign \$179  = \$178  & st6[28];
+  assign \$180  = \$177  | \$179 ;
+  assign \$181  = st6[0] & \$180 ;
+  assign \$182  = st2[9:4] == st6[9:4];
+  assign \$183  = st2[3] == st6[3];
+  assign \$184  = \$182  & \$183 ;
+  assign \$185  = \$181  & \$184 ;
+  assign \$186  = ! st7[1];
+  assign \$187  = \$186  & st7[2];
+  assign \$188  = ~ \$187 ;
+  assign \$189  = st7[0] & \$188 ;
+  assign \$190  = st2[9:4] == st7[9:4];
+  assign \$191  = st2[3] == st7[3];
+  assign \$192  = \$190  & \$191 ;
+  assign \$193  = \$189  & \$192 ;
+  assign \$194  = ! st7[1];
+  assign \$195  = \$194  & st7[2];
+  assign \$197  = \$196  & st7[28];
+  assign \$198  = \$195  | \$197 ;
+  assign \$199  = st7[0] & \$198 ;
+  assign \$200  = st2[9:4] == st7[9:4];
+  assign \$201  = st2[3] == st7[3];
+  assign \$202  = \$200  & \$201 ;
+  assign \$203  = \$199  & \$202 ;
+  assign \$206  = ! st3[1];
+  assign \$207  = \$206  & st3[2];
+  assign \$208  = ~ \$207 ;
+  assign \$209  = \$205  & \$208 ;
+  assign \$212  = ! st3[1];
+  assign \$213  = \$212  & st3[2];
+  assign \$214  = \$211  & \$213 ;
+  assign \$215  = \$209  | \$214 ;
+  assign \$217  = ~ \$216 ;
+  assign \$218  = \$signal$96 [1] & \$217 ;
+  assign \$219  = ! st3[1];
+  assign \$220  = \$219  & st3[2];
+  assign \$221  = ~ \$220 ;
+  assign \$222  = \$218  & \$221 ;
+  assign \$224  = ~ \$223 ;
+  assign \$225  = \$signal$97 [1] & \$224 ;
+  assign \$226  = ! st3[1];
+  assign \$227  = \$226  & st3[2];
+  assign \$228  = \$225  & \$227 ;
+  assign \$229  = \$222  | \$228 ;
+  assign \$231  = \$230  | \$signal$96 [1];
+  assign \$232  = ~ \$231 ;
+  assign \$233  = \$signal$96 [2] & \$232 ;
+  assign \$234  = ! st3[1];
+  assign \$235  = \$234  & st3[2];
+  assign \$236  = ~ \$235 ;
+  assign \$237  = \$233  & \$236 ;
+  assign \$239  = \$238  | \$signal$96 [1];
+  assign \$240  = \$239  | \$signal$96 [2];
+  assign \$241  = ~ \$240 ;
+  assign \$242  = \$signal$96 [3] & \$241 ;
+  assign \$243  = ! st3[1];
+  assign \$244  = \$243  & st3[2];
+  assign \$245  = ~ \$244 ;
+  assign \$246  = \$242  & \$245 ;
+  assign \$248  = \$247  | \$signal$96 [1];
+  assign \$249  = \$248  | \$signal$96 [2];
+  assign \$250  = \$249  | \$signal$96 [3];
+  assign \$251  = ~ \$250 ;
+  assign \$252  = \$signal$96 [4] & \$251 ;
+  assign \$253  = ! st3[1];
+  assign \$254  = \$253  & st3[2];
+  assign \$255  = ~ \$254 ;
+  assign \$256  = \$252  & \$255 ;
+  assign \$258  = \$257  | \$signal$96 [1];
+  assign \$259  = \$258  | \$signal$96 [2];
+  assign \$260  = \$259  | \$signal$96 [3];
+  assign \$261  = \$260  | \$signal$96 [4];
+  assign \$262  = ~ \$261 ;
+  assign \$263  = ! st3[1];
+  assign \$264  = \$263  & st3[2];
+  assign \$265  = ~ \$264 ;
+  assign \$266  = \$262  & \$265 ;
+  assign \$268  = \$267  | \$signal$97 [1];
+  assign \$269  = ~ \$268 ;
+  assign \$270  = \$signal$97 [2] & \$269 ;
+  assign \$271  = ! st3[1];
+  assign \$272  = \$271  & st3[2];
+  assign \$273  = \$270  & \$272 ;
+  assign \$275  = \$274  | \$signal$97 [1];
+  assign \$276  = \$275  | \$signal$97 [2];
+  assign \$277  = ~ \$276 ;
+  assign \$278  = \$signal$97 [3] & \$277 ;
+  assign \$279  = ! st3[1];
+  assign \$280  = \$279  & st3[2];
+  assign \$281  = \$278  & \$280 ;
+  assign \$283  = \$282  | \$signal$97 [1];
+  assign \$284  = \$283  | \$signal$97 [2];
+  assign \$285  = \$284  | \$signal$97 [3];
+  assign \$286  = ~ \$285 ;
+  assign \$287  = \$signal$97 [4] & \$286 ;
+  assign \$288  = ! st3[1];
+  assign \$289  = \$288  & st3[2];
+  assign \$290  = \$287  & \$289 ;
+  assign \$292  = \$291  | \$signal$97 [1];
+  assign \$293  = \$292  | \$signal$97 [2];
+  assign \$294  = \$293  | \$signal$97 [3];
+  assign \$295  = \$294  | \$signal$97 [4];
+  assign \$296  = ~ \$295 ;
+  assign \$297  = ! st3[1];
+  assign \$298  = \$297  & st3[2];
+  assign \$299  = \$296  & \$298 ;
+  assign \$300  = ! st3[1];
+  assign \$301  = ! st3[1];
+  assign \$303  = ! st3[30:29];
+  assign \$304  = \$302  & \$303 ;
+  assign \$305  = \$signal$98 [0] ? \$signal$100 [18:0] : 19'h00000;
+  assign \$306  = \$signal$98 [1] ? \$signal$40 [18:0] : 19'h00000;
+  assign \$307  = \$305  | \$306 ;
+  assign \$308  = \$signal$98 [2] ? v_wr__data[17:0] : 18'h00000;
+  assign \$309  = \$307  | { \$308 [17], \$308  };
+  assign \$310  = \$signal$98 [3] ? res8[17:0] : 18'h00000;
+  assign \$311  = \$309  | { \$310 [17], \$310  };
+  assign \$312  = \$signal$98 [4] ? res9[17:0] : 18'h00000;
+  assign \$313  = \$311  | { \$312 [17], \$312  };
+  assign \$314  = \$signal$98 [5] ? v_raw[17:0] : 18'h00000;
+  assign \$315  = \$313  | { \$314 [17], \$314  };
+  assign \$318  = \$signal$98 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$319  = \$317  | { \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318  };
+  assign \$320  = \$signal$98 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$321  = \$319  | { \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320  };
+  assign \$324  = \$signal$99 [0] ? addend[10:0] : 11'h000;
+  assign \$325  = \$signal$99 [1] ? b_raw[13:0] : 14'h0000;
+  assign \$326  = { \$324 [10], \$324 [10], \$324 [10], \$324  } | \$325 ;
+  assign \$327  = \$signal$99 [2] ? \$signal$100 [18:0] : 19'h00000;
+  assign \$328  = { \$326 [13], \$326 [13], \$326 [13], \$326 [13], \$326 [13], \$326  } | \$327 ;
+  assign \$329  = \$signal$99 [3] ? \$signal$40 [18:0] : 19'h00000;
+  assign \$330  = \$328  | \$329 ;
+  assign \$333  = \$signal$99 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$334  = \$332  | { \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333  };
+  assign \$335  = \$signal$99 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$336  = \$334  | { \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335  };
+  assign \$339  = $signed(\$323 ) + $signed(\$338 );
+  assign \$340  = \$signal$98 [0] ? \$signal$100 [37:19] : 19'h00000;
+  assign \$341  = \$signal$98 [1] ? \$signal$40 [37:19] : 19'h00000;
+  assign \$342  = \$340  | \$341 ;
+  assign \$343  = \$signal$98 [2] ? v_wr__data[35:18] : 18'h00000;
+  assign \$344  = \$342  | { \$343 [17], \$343  };
+  assign \$345  = \$signal$98 [3] ? res8[35:18] : 18'h00000;
+  assign \$346  = \$344  | { \$345 [17], \$345  };
+  assign \$347  = \$signal$98 [4] ? res9[35:18] : 18'h00000;
+  assign \$348  = \$346  | { \$347 [17], \$347  };
+  assign \$349  = \$signal$98 [5] ? v_raw[35:18] : 18'h00000;
+  assign \$350  = \$348  | { \$349 [17], \$349  };
+  assign \$353  = \$signal$98 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$354  = \$352  | { \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353  };
+  assign \$355  = \$signal$98 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$356  = \$354  | { \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355  };
+  assign \$359  = \$signal$99 [0] ? addend[21:11] : 11'h000;
+  assign \$360  = \$signal$99 [1] ? b_raw[27:14] : 14'h0000;
+  assign \$361  = { \$359 [10], \$359 [10], \$359 [10], \$359  } | \$360 ;
+  assign \$362  = \$signal$99 [2] ? \$signal$100 [37:19] : 19'h00000;
+  assign \$363  = { \$361 [13], \$361 [13], \$361 [13], \$361 [13], \$361 [13], \$361  } | \$362 ;
+  assign \$364  = \$signal$99 [3] ? \$signal$40 [37:19] : 19'h00000;
+  assign \$365  = \$363  | \$364 ;
+  assign \$368  = \$signal$99 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$369  = \$367  | { \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368  };
+  assign \$370  = \$signal$99 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$371  = \$369  | { \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370  };
+  assign \$374  = $signed(\$358 ) + $signed(\$373 );
+  assign \$375  = \$signal$98 [0] ? \$signal$100 [56:38] : 19'h00000;
+  assign \$376  = \$signal$98 [1] ? \$signal$40 [56:38] : 19'h00000;
+  assign \$377  = \$375  | \$376 ;
+  assign \$378  = \$signal$98 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign \$379  = \$377  | { \$378 [17], \$378  };
+  assign \$380  = \$signal$98 [3] ? res8[53:36] : 18'h00000;
+  assign \$381  = \$379  | { \$380 [17], \$380  };
+  assign \$382  = \$signal$98 [4] ? res9[53:36] : 18'h00000;
+  assign \$383  = \$381  | { \$382 [17], \$382  };
+  assign \$384  = \$signal$98 [5] ? v_raw[53:36] : 18'h00000;
+  assign \$385  = \$383  | { \$384 [17], \$384  };
+  assign \$388  = \$signal$98 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$389  = \$387  | { \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388  };
+  assign \$390  = \$signal$98 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$391  = \$389  | { \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390  };
+  assign \$394  = \$signal$99 [0] ? addend[32:22] : 11'h000;
+  assign \$395  = \$signal$99 [1] ? b_raw[41:28] : 14'h0000;
+  assign \$396  = { \$394 [10], \$394 [10], \$394 [10], \$394  } | \$395 ;
+  assign \$397  = \$signal$99 [2] ? \$signal$100 [56:38] : 19'h00000;
+  assign \$398  = { \$396 [13], \$396 [13], \$396 [13], \$396 [13], \$396 [13], \$396  } | \$397 ;
+  assign \$399  = \$signal$99 [3] ? \$signal$40 [56:38] : 19'h00000;
+  assign \$400  = \$398  | \$399 ;
+  assign \$403  = \$signal$99 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$404  = \$402  | { \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403  };
+  assign \$405  = \$signal$99 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$406  = \$404  | { \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405  };
+  assign \$409  = $signed(\$393 ) + $signed(\$408 );
+  assign \$410  = \$signal$98 [0] ? \$signal$100 [75:57] : 19'h00000;
+  assign \$411  = \$signal$98 [1] ? \$signal$40 [75:57] : 19'h00000;
+  assign \$412  = \$410  | \$411 ;
+  assign \$413  = \$signal$98 [2] ? v_wr__data[71:54] : 18'h00000;
+  assign \$414  = \$412  | { \$413 [17], \$413  };
+  assign \$415  = \$signal$98 [3] ? res8[71:54] : 18'h00000;
+  assign \$416  = \$414  | { \$415 [17], \$415  };
+  assign \$417  = \$signal$98 [4] ? res9[71:54] : 18'h00000;
+  assign \$418  = \$416  | { \$417 [17], \$417  };
+  assign \$419  = \$signal$98 [5] ? v_raw[71:54] : 18'h00000;
+  assign \$420  = \$418  | { \$419 [17], \$419  };
+  assign \$423  = \$signal$98 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$424  = \$422  | { \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423  };
+  assign \$425  = \$signal$98 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$426  = \$424  | { \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425  };
+  assign \$429  = \$signal$99 [0] ? addend[43:33] : 11'h000;
+  assign \$430  = \$signal$99 [1] ? b_raw[55:42] : 14'h0000;
+  assign \$431  = { \$429 [10], \$429 [10], \$429 [10], \$429  } | \$430 ;
+  assign \$432  = \$signal$99 [2] ? \$signal$100 [75:57] : 19'h00000;
+  assign \$433  = { \$431 [13], \$431 [13], \$431 [13], \$431 [13], \$431 [13], \$431  } | \$432 ;
+  assign \$434  = \$signal$99 [3] ? \$signal$40 [75:57] : 19'h00000;
+  assign \$435  = \$433  | \$434 ;
+  assign \$438  = \$signal$99 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$439  = \$437  | { \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438  };
+  assign \$440  = \$signal$99 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$441  = \$439  | { \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440  };
+  assign \$444  = $signed(\$428 ) + $signed(\$443 );
+  assign \$446  = ! st5[30:29];
+  assign \$447  = \$445  & \$446 ;
+  assign \$448  = $signed(\$signal$100 [18:0]) > $signed(13'h0f7f);
+  assign \$449  = \$447  & \$448 ;
+  assign \$450  = \$449  ? 19'h00f7f : \$signal$100 [18:0];
+  assign \$452  = ! st5[30:29];
+  assign \$453  = \$451  & \$452 ;
+  assign \$454  = $signed(\$signal$100 [37:19]) > $signed(13'h0f7f);
+  assign \$455  = \$453  & \$454 ;
+  assign \$456  = \$455  ? 19'h00f7f : \$signal$100 [37:19];
+  assign \$458  = ! st5[30:29];
+  assign \$459  = \$457  & \$458 ;
+  assign \$460  = $signed(\$signal$100 [56:38]) > $signed(13'h0f7f);
+  assign \$461  = \$459  & \$460 ;
+  assign \$462  = \$461  ? 19'h00f7f : \$signal$100 [56:38];
+  assign \$464  = ! st5[30:29];
   \digits_cnn_ilif.engine_conv3.expand0  expand0 (
     .clk(clk),
     .en(en),
-    .ev_c(ev_c),
-    .ev_count(ev_count),
     .ev_shift(ev_shift),
-    .ev_x(ev_x),
-    .ev_y(ev_y),
     .load(load),
-    .op_addr(\op_addr$7 ),
-    .op_count(\op_count$12 ),
-    .op_shift(\op_shift$14 ),
+    .op_addr(op_addr),
+    .op_count(op_count),
+    .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
+    .\port$4387$0 (i0__payload[10:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv3.queue  queue (
     .clk(clk),
-    .r_data(r_data),
-    .r_en(r_en),
-    .r_rdy(r_rdy),
+    .\port$4024$0 (\$signal$66 ),
+    .\port$4178$0 (\$signal$59 ),
+    .\port$4180$0 (\$signal$63 ),
     .rst(rst),
-    .w_en(w_en),
-    .w_level(w_level),
-    .w_port__data(w_data)
+    .w_data(\$signal$53 ),
+    .w_en(\$signal$55 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$68  = 18'h007c0;
-      2'h1:
-          \$68  = 18'h003e0;
-      2'h2:
-          \$68  = 18'h001f0;
-      2'h3:
-          \$68  = 18'h000f8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$71  = 18'h007c0;
-      2'h1:
-          \$71  = 18'h003e0;
-      2'h2:
-          \$71  = 18'h001f0;
-      2'h3:
-          \$71  = 18'h000f8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$73  = 18'h007c0;
-      2'h1:
-          \$73  = 18'h003e0;
-      2'h2:
-          \$73  = 18'h001f0;
-      2'h3:
-          \$73  = 18'h000f8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$77  = 18'h007c0;
-      2'h1:
-          \$77  = 18'h003e0;
-      2'h2:
-          \$77  = 18'h001f0;
-      2'h3:
-          \$77  = 18'h000f8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$80  = 18'h007c0;
-      2'h1:
-          \$80  = 18'h003e0;
-      2'h2:
-          \$80  = 18'h001f0;
-      2'h3:
-          \$80  = 18'h000f8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$82  = 18'h007c0;
-      2'h1:
-          \$82  = 18'h003e0;
-      2'h2:
-          \$82  = 18'h001f0;
-      2'h3:
-          \$82  = 18'h000f8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$86  = 18'h007c0;
-      2'h1:
-          \$86  = 18'h003e0;
-      2'h2:
-          \$86  = 18'h001f0;
-      2'h3:
-          \$86  = 18'h000f8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$89  = 18'h007c0;
-      2'h1:
-          \$89  = 18'h003e0;
-      2'h2:
-          \$89  = 18'h001f0;
-      2'h3:
-          \$89  = 18'h000f8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$91  = 18'h007c0;
-      2'h1:
-          \$91  = 18'h003e0;
-      2'h2:
-          \$91  = 18'h001f0;
-      2'h3:
-          \$91  = 18'h000f8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$95  = 18'h007c0;
-      2'h1:
-          \$95  = 18'h003e0;
-      2'h2:
-          \$95  = 18'h001f0;
-      2'h3:
-          \$95  = 18'h000f8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$98  = 18'h007c0;
-      2'h1:
-          \$98  = 18'h003e0;
-      2'h2:
-          \$98  = 18'h001f0;
-      2'h3:
-          \$98  = 18'h000f8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (s2_fire_k)
-      2'h0:
-          \$100  = 18'h007c0;
-      2'h1:
-          \$100  = 18'h003e0;
-      2'h2:
-          \$100  = 18'h001f0;
-      2'h3:
-          \$100  = 18'h000f8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$119  = r_data[0];
-      2'h1:
-          \$119  = r_data[1];
-      2'h2:
-          \$119  = r_data[2];
-      2'h3:
-          \$119  = r_data[3];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal )
-      1'h0:
-          \$134  = full0;
-      1'h1:
-          \$134  = full1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$40 )
-      1'h0:
-          \$136  = full0;
-      1'h1:
-          \$136  = full1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \op_valid$4  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    issue = 38'h0000000000;
     if (\$4 ) begin
-      \op_valid$4  = 1'h1;
+      issue[0] = 1'h1;
+      issue[1] = 1'h0;
+      issue[9:4] = op_addr;
+      issue[3] = \$signal$6 ;
+      issue[22] = 1'h0;
+      issue[23] = op_count;
+      issue[27:24] = op_shift;
+      issue[2] = 1'h0;
+      issue[21:10] = op_waddr;
     end
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$18 ) begin
-            \op_valid$4  = 1'h1;
+          if (\$7 ) begin
+            issue[0] = 1'h1;
+            issue[1] = 1'h1;
+            issue[9:4] = sweep_addr;
+            issue[3] = \$signal$26 ;
+            issue[33:32] = sweep_g;
+            issue[35:34] = sweep_y;
+            issue[37:36] = sweep_x;
+            issue[28] = 1'h0;
+            issue[31] = sweep_last;
+            issue[30:29] = fire_k[1:0];
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_kind = 1'h0;
-    if (\$4 ) begin
-      op_kind = 1'h0;
-    end
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_kind = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_addr = 6'h00;
-    if (\$4 ) begin
-      op_addr = \op_addr$7 ;
-    end
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_addr = sweep_addr;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_bank = 1'h0;
-    if (\$4 ) begin
-      op_bank = \$signal ;
-    end
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_bank = \$signal$40 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_proj = 1'h0;
-    if (\$4 ) begin
-      op_proj = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_count = 1'h0;
-    if (\$4 ) begin
-      op_count = \op_count$12 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_shift = 4'h0;
-    if (\$4 ) begin
-      op_shift = \op_shift$14 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_cur = 1'h0;
-    if (\$4 ) begin
-      op_cur = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$signature__addr  = 12'h000;
-    if (\$4 ) begin
-      \$signature__addr  = op_waddr;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    ev_c = 4'h0;
-    casez (fsm_state)
-      2'h0:
-          ev_c = i0__payload[3:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    ev_y = 3'h0;
-    casez (fsm_state)
-      2'h0:
-          ev_y = i0__payload[6:4];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    ev_x = 3'h0;
-    casez (fsm_state)
-      2'h0:
-          ev_x = i0__payload[9:7];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    ev_count = 1'h0;
-    casez (fsm_state)
-      2'h0:
-          ev_count = i0__payload[10];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    ev_shift = 4'h0;
-    casez (fsm_state)
-      2'h0:
-          ev_shift = \$5 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     i0__ready = 1'h0;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[11]) begin
-              if (\$6 ) begin
+              if (\$5 ) begin
                 i0__ready = 1'h1;
               end
             end else if (ready) begin
@@ -12243,7 +15796,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__re
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     load = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -12256,228 +15809,127 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__re
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     sweep_now = 1'h0;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$18 ) begin
+          if (\$7 ) begin
             sweep_now = 1'h1;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_g = 2'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_g = sweep_g;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_y = 2'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_y = sweep_y;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_x = 2'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_x = sweep_x;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_last_step = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_last_step = 1'h0;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_end = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_end = \$19 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_fire_k = 2'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_fire_k = fire_k[1:0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    out = \$signature__data ;
-    if (\$23 ) begin
-      out[17:0] = s4_v[17:0];
-      out[35:18] = s4_v[35:18];
-      out[53:36] = s4_v[53:36];
-      out[71:54] = s4_v[71:54];
-    end
-    if (\$25 ) begin
-      out[17:0] = \$signal$63 [17:0];
-      out[35:18] = \$signal$63 [35:18];
-      out[53:36] = \$signal$63 [53:36];
-      out[71:54] = \$signal$63 [71:54];
-    end
-    if (\$29 ) begin
-      out[17:0] = s2_val[17:0];
-      out[35:18] = s2_val[36:19];
-      out[53:36] = s2_val[55:38];
-      out[71:54] = s2_val[74:57];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    w_now = 64'h0000000000000000;
-    if (\$30 ) begin
-      w_now[15:0] = { \$signature__data$69 [7], \$signature__data$69 [7], \$signature__data$69 [7], \$signature__data$69 [7], \$signature__data$69 [7], \$signature__data$69 [7], \$signature__data$69 [7], \$signature__data$69 [7], \$signature__data$69 [7:0] };
-      w_now[31:16] = { \$signature__data$69 [15], \$signature__data$69 [15], \$signature__data$69 [15], \$signature__data$69 [15], \$signature__data$69 [15], \$signature__data$69 [15], \$signature__data$69 [15], \$signature__data$69 [15], \$signature__data$69 [15:8] };
-      w_now[47:32] = { \$signature__data$69 [23], \$signature__data$69 [23], \$signature__data$69 [23], \$signature__data$69 [23], \$signature__data$69 [23], \$signature__data$69 [23], \$signature__data$69 [23], \$signature__data$69 [23], \$signature__data$69 [23:16] };
-      w_now[63:48] = { \$signature__data$69 [31], \$signature__data$69 [31], \$signature__data$69 [31], \$signature__data$69 [31], \$signature__data$69 [31], \$signature__data$69 [31], \$signature__data$69 [31], \$signature__data$69 [31], \$signature__data$69 [31:24] };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$31 ) begin
-      val[18:0] = \$33 [18:0];
-    end else begin
-      val[18:0] = \$39 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$40 ) begin
-      val[37:19] = \$42 [18:0];
-    end else begin
-      val[37:19] = \$48 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$49 ) begin
-      val[56:38] = \$51 [18:0];
-    end else begin
-      val[56:38] = \$57 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$58 ) begin
-      val[75:57] = \$60 [18:0];
-    end else begin
-      val[75:57] = \$66 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$67 ) begin
-      result[17:0] = s2_val[17:0];
+    if (\$10 ) begin
+      result[17:0] = \$signal$40 [17:0];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$70 ) begin
+      if (\$14 ) begin
         result[17:0] = 18'h00000;
       end else begin
-        result[17:0] = \$75 [17:0];
+        result[17:0] = \$16 [17:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$76 ) begin
-      result[35:18] = s2_val[36:19];
+    if (\$17 ) begin
+      result[35:18] = \$signal$40 [36:19];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$79 ) begin
+      if (\$21 ) begin
         result[35:18] = 18'h00000;
       end else begin
-        result[35:18] = \$84 [17:0];
+        result[35:18] = \$23 [17:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$85 ) begin
-      result[53:36] = s2_val[55:38];
+    if (\$24 ) begin
+      result[53:36] = \$signal$40 [55:38];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$88 ) begin
+      if (\$28 ) begin
         result[53:36] = 18'h00000;
       end else begin
-        result[53:36] = \$93 [17:0];
+        result[53:36] = \$30 [17:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$94 ) begin
-      result[71:54] = s2_val[74:57];
+    if (\$31 ) begin
+      result[71:54] = \$signal$40 [74:57];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$97 ) begin
+      if (\$35 ) begin
         result[71:54] = 18'h00000;
       end else begin
-        result[71:54] = \$102 [17:0];
+        result[71:54] = \$37 [17:0];
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    out_counts = 4'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    diff0 = 20'h00000;
     (* full_case = 32'd1 *)
-    if (\$67 ) begin
+    if (\$10 ) begin
     end else begin
-      out_counts[0] = \$69 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$76 ) begin
-    end else begin
-      out_counts[1] = \$78 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$85 ) begin
-    end else begin
-      out_counts[2] = \$87 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$94 ) begin
-    end else begin
-      out_counts[3] = \$96 ;
+      diff0 = \$12 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    out_counts = 4'h0;
+    (* full_case = 32'd1 *)
+    if (\$10 ) begin
+    end else begin
+      out_counts[0] = \$13 ;
+    end
+    (* full_case = 32'd1 *)
+    if (\$17 ) begin
+    end else begin
+      out_counts[1] = \$20 ;
+    end
+    (* full_case = 32'd1 *)
+    if (\$24 ) begin
+    end else begin
+      out_counts[2] = \$27 ;
+    end
+    (* full_case = 32'd1 *)
+    if (\$31 ) begin
+    end else begin
+      out_counts[3] = \$34 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    diff1 = 20'h00000;
+    (* full_case = 32'd1 *)
+    if (\$17 ) begin
+    end else begin
+      diff1 = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    diff2 = 20'h00000;
+    (* full_case = 32'd1 *)
+    if (\$24 ) begin
+    end else begin
+      diff2 = \$26 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    diff3 = 20'h00000;
+    (* full_case = 32'd1 *)
+    if (\$31 ) begin
+    end else begin
+      diff3 = \$33 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     lane = 2'h0;
     if (pending[3]) begin
       lane = 2'h3;
@@ -12493,23 +15945,23 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     o__payload[9:8] = 2'h0;
-    if (r_rdy) begin
+    if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
-      if (\$118 ) begin
-        o__payload[8] = \$119 ;
+      if (\$62 ) begin
+        o__payload[8] = \$63 ;
       end else begin
         o__payload[9] = 1'h1;
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     o__valid = 1'h0;
-    if (r_rdy) begin
+    if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
-      if (\$118 ) begin
+      if (\$62 ) begin
         o__valid = 1'h1;
       end else begin
         o__valid = 1'h1;
@@ -12517,56 +15969,70 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__re
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    r_en = 1'h0;
-    if (r_rdy) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$signal$66  = 1'h0;
+    if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
-      if (\$118 ) begin
+      if (\$62 ) begin
         if (o__ready) begin
-          if (\$124 ) begin
-            r_en = 1'h1;
+          if (\$68 ) begin
+            \$signal$66  = 1'h1;
           end
         end
       end else begin
         if (o__ready) begin
-          r_en = 1'h1;
+          \$signal$66  = 1'h1;
         end
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$176  = plane;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$481  = \$77 [7:0];
+    if (rst) begin
+      \$481  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$482  = \$78 ;
+    if (rst) begin
+      \$482  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$483  = plane;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[11]) begin
-              if (\$130 ) begin
+              if (\$79 ) begin
                 (* full_case = 32'd1 *)
-                if (\$131 ) begin
-                  \$176  = 3'h0;
+                if (\$80 ) begin
+                  \$483  = 3'h0;
                 end else begin
-                  \$176  = \$133 [2:0];
+                  \$483  = \$82 [2:0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$176  = 3'h0;
+      \$483  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$177  = full1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$484  = full1;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[11]) begin
-              if (\$130 ) begin
-                if (\$131 ) begin
-                  if (\$signal ) begin
-                    \$177  = 1'h1;
+              if (\$79 ) begin
+                if (\$80 ) begin
+                  if (\$signal$6 ) begin
+                    \$484  = 1'h1;
                   end
                 end
               end
@@ -12578,33 +16044,33 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__re
       1'h0:
           /* empty */;
       1'h1:
-          if (\$148 ) begin
-            if (\$149 ) begin
-              if (\$150 ) begin
-                if (\$signal$40 ) begin
-                  \$177  = 1'h0;
+          if (\$87 ) begin
+            if (sweep_last) begin
+              if (\$88 ) begin
+                if (\$signal$26 ) begin
+                  \$484  = 1'h0;
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$177  = 1'h0;
+      \$484  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$178  = full0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$485  = full0;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[11]) begin
-              if (\$130 ) begin
-                if (\$131 ) begin
+              if (\$79 ) begin
+                if (\$80 ) begin
                   (* full_case = 32'd1 *)
-                  if (\$signal ) begin
+                  if (\$signal$6 ) begin
                   end else begin
-                    \$178  = 1'h1;
+                    \$485  = 1'h1;
                   end
                 end
               end
@@ -12616,600 +16082,740 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__re
       1'h0:
           /* empty */;
       1'h1:
-          if (\$148 ) begin
-            if (\$149 ) begin
-              if (\$150 ) begin
+          if (\$87 ) begin
+            if (sweep_last) begin
+              if (\$88 ) begin
                 (* full_case = 32'd1 *)
-                if (\$signal$40 ) begin
+                if (\$signal$26 ) begin
                 end else begin
-                  \$178  = 1'h0;
+                  \$485  = 1'h0;
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$178  = 1'h0;
+      \$485  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$179  = \$signal ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$486  = \$signal$6 ;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[11]) begin
-              if (\$130 ) begin
-                if (\$131 ) begin
-                  \$179  = \$132 ;
+              if (\$79 ) begin
+                if (\$80 ) begin
+                  \$486  = \$81 ;
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$179  = 1'h0;
+      \$486  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$180  = fsm_state;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$487  = fsm_state;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[11]) begin
-              if (\$130 ) begin
+              if (\$79 ) begin
                 (* full_case = 32'd1 *)
-                if (\$131 ) begin
-                  \$180  = 2'h1;
+                if (\$80 ) begin
+                  \$487  = 2'h1;
                 end else begin
-                  \$180  = 2'h0;
+                  \$487  = 2'h0;
                 end
               end
             end
           end
       2'h1:
-          if (\$135 ) begin
-            \$180  = 2'h0;
+          if (\$84 ) begin
+            \$487  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$180  = 2'h0;
+      \$487  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$181  = fire_state;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$488  = fire_state;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
-          if (\$136 ) begin
-            \$181  = 1'h1;
+          if (\$85 ) begin
+            \$488  = 1'h1;
           end
       1'h1:
-          if (\$148 ) begin
-            if (\$149 ) begin
-              if (\$150 ) begin
-                \$181  = 1'h0;
+          if (\$87 ) begin
+            if (sweep_last) begin
+              if (\$88 ) begin
+                \$488  = 1'h0;
               end
             end
           end
     endcase
     if (rst) begin
-      \$181  = 1'h0;
+      \$488  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$182  = sweep_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$489  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$148 ) begin
+          if (\$87 ) begin
             (* full_case = 32'd1 *)
-            if (\$149 ) begin
-              \$182  = 6'h00;
+            if (sweep_last) begin
+              \$489  = 6'h00;
             end else begin
-              \$182  = \$153 [5:0];
+              \$489  = \$91 [5:0];
             end
           end
     endcase
     if (rst) begin
-      \$182  = 6'h00;
+      \$489  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$183  = sweep_g;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$490  = sweep_g;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$148 ) begin
+          if (\$87 ) begin
             (* full_case = 32'd1 *)
-            if (\$149 ) begin
-              \$183  = 2'h0;
+            if (sweep_last) begin
+              \$490  = 2'h0;
             end else begin
               (* full_case = 32'd1 *)
-              if (\$154 ) begin
-                \$183  = 2'h0;
+              if (\$93 ) begin
+                \$490  = 2'h0;
               end else begin
-                \$183  = \$158 [1:0];
+                \$490  = \$97 [1:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$183  = 2'h0;
+      \$490  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$184  = sweep_y;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$491  = sweep_y;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$148 ) begin
+          if (\$87 ) begin
             (* full_case = 32'd1 *)
-            if (\$149 ) begin
-              \$184  = 2'h0;
+            if (sweep_last) begin
+              \$491  = 2'h0;
             end else begin
-              if (\$154 ) begin
-                if (\$155 ) begin
-                  \$184  = \$156 [1:0];
+              if (\$93 ) begin
+                if (\$94 ) begin
+                  \$491  = \$95 [1:0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$184  = 2'h0;
+      \$491  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$185  = sweep_x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$492  = sweep_x;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$148 ) begin
+          if (\$87 ) begin
             (* full_case = 32'd1 *)
-            if (\$149 ) begin
-              \$185  = 2'h0;
+            if (sweep_last) begin
+              \$492  = 2'h0;
             end else begin
-              if (\$154 ) begin
+              if (\$93 ) begin
                 (* full_case = 32'd1 *)
-                if (\$155 ) begin
-                  \$185  = 2'h0;
+                if (\$94 ) begin
+                  \$492  = 2'h0;
                 end else begin
-                  \$185  = \$157 [1:0];
+                  \$492  = \$96 [1:0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$185  = 2'h0;
+      \$492  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$186  = fire_k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$493  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$148 ) begin
-            if (\$149 ) begin
+          if (\$87 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$493  = 1'h0;
+            end else begin
+              \$493  = \$92 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$493  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$494  = fire_k;
+    (* full_case = 32'd1 *)
+    casez (fire_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$87 ) begin
+            if (sweep_last) begin
               (* full_case = 32'd1 *)
-              if (\$150 ) begin
-                \$186  = 3'h0;
+              if (\$88 ) begin
+                \$494  = 3'h0;
               end else begin
-                \$186  = \$152 [2:0];
+                \$494  = \$90 [2:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$186  = 3'h0;
+      \$494  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$187  = \$signal$40 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$495  = \$signal$26 ;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$148 ) begin
-            if (\$149 ) begin
-              if (\$150 ) begin
-                \$187  = \$151 ;
+          if (\$87 ) begin
+            if (sweep_last) begin
+              if (\$88 ) begin
+                \$495  = \$89 ;
               end
             end
           end
     endcase
     if (rst) begin
-      \$187  = 1'h0;
+      \$495  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$188  = \$159 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$496  = \$98 ;
     if (rst) begin
-      \$188  = 1'h0;
+      \$496  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$189  = \op_valid$4 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$497  = \$100 ;
     if (rst) begin
-      \$189  = 1'h0;
+      \$497  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$190  = op_kind;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$498  = issue;
     if (rst) begin
-      \$190  = 1'h0;
+      \$498  = 38'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$191  = op_cur;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$499  = st0;
     if (rst) begin
-      \$191  = 1'h0;
+      \$499  = 38'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$192  = \$21 [6:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$500  = st1;
     if (rst) begin
-      \$192  = 7'h00;
+      \$500  = 38'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$193  = op_proj;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$501  = st2;
     if (rst) begin
-      \$193  = 1'h0;
+      \$501  = 38'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$194  = op_count;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$502  = st3;
     if (rst) begin
-      \$194  = 1'h0;
+      \$502  = 38'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$195  = op_shift;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$503  = st4;
     if (rst) begin
-      \$195  = 4'h0;
+      \$503  = 38'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$196  = op_last_step;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$504  = st5;
     if (rst) begin
-      \$196  = 1'h0;
+      \$504  = 38'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$197  = op_fire_k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$505  = st6;
     if (rst) begin
-      \$197  = 2'h0;
+      \$505  = 38'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$198  = op_end;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$506  = st7;
     if (rst) begin
-      \$198  = 1'h0;
+      \$506  = 38'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$199  = op_g;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$507  = \$signature__data ;
     if (rst) begin
-      \$199  = 2'h0;
+      \$507  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$200  = op_y;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$508  = \$101 ;
     if (rst) begin
-      \$200  = 2'h0;
+      \$508  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$201  = op_x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$509  = \$102 ;
     if (rst) begin
-      \$201  = 2'h0;
+      \$509  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$202  = \$signal$33 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$510  = \$103 ;
     if (rst) begin
-      \$202  = 1'h0;
+      \$510  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$203  = \$signal$34 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$511  = \$104 ;
     if (rst) begin
-      \$203  = 1'h0;
+      \$511  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$204  = s1_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$512  = addend;
+    if (\$105 ) begin
+      \$512 [10:0] = w2_0_0;
+      \$512 [21:11] = w2_0_1;
+      \$512 [32:22] = w2_0_2;
+      \$512 [43:33] = w2_0_3;
+    end
     if (rst) begin
-      \$204  = 7'h00;
+      \$512  = 44'h00000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$205  = val;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$513  = \$signature__data$86 ;
     if (rst) begin
-      \$205  = 76'h0000000000000000000;
+      \$513  = 72'h000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$206  = \$163 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$514  = b_rd__data;
     if (rst) begin
-      \$206  = 1'h0;
+      \$514  = 56'h00000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$207  = s1_last_step;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$515  = v_wr__data;
     if (rst) begin
-      \$207  = 1'h0;
+      \$515  = 72'h000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$208  = s1_fire_k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$516  = res8;
     if (rst) begin
-      \$208  = 2'h0;
+      \$516  = 72'h000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$209  = s1_end;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$517  = 4'h0;
     if (rst) begin
-      \$209  = 1'h0;
+      \$517  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$210  = s1_g;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$518  = cres8;
     if (rst) begin
-      \$210  = 2'h0;
+      \$518  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$211  = \$like$108 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$519  = b_raw;
     if (rst) begin
-      \$211  = 2'h0;
+      \$519  = 56'h00000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$212  = s1_x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$520  = \$like ;
     if (rst) begin
-      \$212  = 2'h0;
+      \$520  = 56'h00000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$213  = 6'h00;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$521 [0] = \$115 ;
+    \$521 [1] = \$137 ;
+    \$521 [2] = \$157 ;
+    \$521 [3] = \$175 ;
+    \$521 [4] = \$193 ;
     if (rst) begin
-      \$213  = 6'h00;
+      \$521  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$214  = \$signal$35 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$522 [0] = \$127 ;
+    \$522 [1] = \$149 ;
+    \$522 [2] = \$167 ;
+    \$522 [3] = \$185 ;
+    \$522 [4] = \$203 ;
     if (rst) begin
-      \$214  = 1'h0;
+      \$522  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$215  = \$signal$36 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$523  = { \$299 , \$290 , \$281 , \$273 , \$266 , \$256 , \$246 , \$237 , \$229 , \$215  };
     if (rst) begin
-      \$215  = 1'h0;
+      \$523  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$216  = s2_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$524  = { 6'h00, \$304 , \$300  };
     if (rst) begin
-      \$216  = 7'h00;
+      \$524  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$217  = result;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$525 [18:0] = \$339 [18:0];
+    \$525 [37:19] = \$374 [18:0];
+    \$525 [56:38] = \$409 [18:0];
+    \$525 [75:57] = \$444 [18:0];
     if (rst) begin
-      \$217  = 72'h000000000000000000;
+      \$525  = 76'h0000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$218  = \$signal$64 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$526 [18:0] = \$450 ;
+    \$526 [37:19] = \$456 ;
+    \$526 [56:38] = \$462 ;
+    \$526 [75:57] = \$468 ;
     if (rst) begin
-      \$218  = 1'h0;
+      \$526  = 76'h0000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$219  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$527  = result;
     if (rst) begin
-      \$219  = 1'h0;
+      \$527  = 72'h000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$220  = 4'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$528  = entry;
     if (rst) begin
-      \$220  = 4'h0;
+      \$528  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$221  = s3_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$529  = \$472 ;
     if (rst) begin
-      \$221  = 7'h00;
+      \$529  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$222  = \$signal$63 ;
-    if (rst) begin
-      \$222  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$223  = \$signal$61 ;
-    if (rst) begin
-      \$223  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$224  = \$signal$112 ;
-    if (rst) begin
-      \$224  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$225  = \$signal$114 ;
-    if (rst) begin
-      \$225  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$226  = entry;
-    if (rst) begin
-      \$226  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$227  = \$167 ;
-    if (rst) begin
-      \$227  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$228  = done;
-    if (r_rdy) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$530  = done;
+    if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
-      if (\$168 ) begin
+      if (\$473 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
-          if (\$173 ) begin
-            \$228  = 4'h0;
+          if (\$478 ) begin
+            \$530  = 4'h0;
           end else begin
-            \$228  = \$175 [3:0];
+            \$530  = \$480 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$228  = 4'h0;
+          \$530  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$228  = 4'h0;
+      \$530  = 4'h0;
     end
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (st6[30:29])
+      2'h0:
+          \$11  = 18'h007c0;
+      2'h1:
+          \$11  = 18'h003e0;
+      2'h2:
+          \$11  = 18'h001f0;
+      2'h3:
+          \$11  = 18'h000f8;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (st6[30:29])
+      2'h0:
+          \$18  = 18'h007c0;
+      2'h1:
+          \$18  = 18'h003e0;
+      2'h2:
+          \$18  = 18'h001f0;
+      2'h3:
+          \$18  = 18'h000f8;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (st6[30:29])
+      2'h0:
+          \$25  = 18'h007c0;
+      2'h1:
+          \$25  = 18'h003e0;
+      2'h2:
+          \$25  = 18'h001f0;
+      2'h3:
+          \$25  = 18'h000f8;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (st6[30:29])
+      2'h0:
+          \$32  = 18'h007c0;
+      2'h1:
+          \$32  = 18'h003e0;
+      2'h2:
+          \$32  = 18'h001f0;
+      2'h3:
+          \$32  = 18'h000f8;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (lane)
+      2'h0:
+          \$63  = \$signal$59 [0];
+      2'h1:
+          \$63  = \$signal$59 [1];
+      2'h2:
+          \$63  = \$signal$59 [2];
+      2'h3:
+          \$63  = \$signal$59 [3];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$6 )
+      1'h0:
+          \$83  = full0;
+      1'h1:
+          \$83  = full1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\$signal$26 )
+      1'h0:
+          \$85  = full0;
+      1'h1:
+          \$85  = full1;
+    endcase
+  end
+  assign ev_c = i0__payload[3:0];
+  assign ev_y = i0__payload[6:4];
+  assign ev_x = i0__payload[9:7];
+  assign ev_count = i0__payload[10];
   assign busy = op_valid;
-  assign op_vaddr = \$21 [6:0];
-  assign \$signature__addr$53  = \$21 [6:0];
-  assign b_rd__addr = op_addr;
-  assign v_wr__addr = s3_addr;
-  assign v_wr__data = \$signal$63 ;
-  assign v_wr__en = \$103 [0];
-  assign s3_entry = w_data;
-  assign s3_push = w_en;
-  assign \$signal$113  = 1'h0;
-  assign \$signal$115  = 4'h0;
+  assign \$signature__addr  = st0[21:10];
+  assign \$signature__addr$35  = \$9 [6:0];
+  assign b_rd__addr = st2[9:4];
+  assign v_wr__addr = \$39 [6:0];
+  assign res7 = v_wr__data;
+  assign v_wr__en = \$44 [0];
+  assign entry7 = \$signal$53 ;
+  assign push7 = \$signal$55 ;
+  assign cres7 = 4'h0;
+  assign c_raw = 4'h0;
+  assign \issue.valid  = issue[0];
+  assign \issue.kind  = issue[1];
+  assign \issue.cur  = issue[2];
+  assign \issue.bank  = issue[3];
+  assign \issue.addr  = issue[9:4];
+  assign \issue.waddr  = issue[21:10];
+  assign \issue.proj  = issue[22];
+  assign \issue.count  = issue[23];
+  assign \issue.shift  = issue[27:24];
+  assign \issue.last_step  = issue[28];
+  assign \issue.fire_k  = issue[30:29];
+  assign \issue.end  = issue[31];
+  assign \issue.g  = issue[33:32];
+  assign \issue.y  = issue[35:34];
+  assign \issue.x  = issue[37:36];
   assign \i0__payload.c  = i0__payload[3:0];
   assign \i0__payload.y  = i0__payload[6:4];
   assign \i0__payload.x  = i0__payload[9:7];
   assign \i0__payload.count  = i0__payload[10];
   assign \i0__payload.end  = i0__payload[11];
-  assign \out[0]  = out[17:0];
-  assign \out[1]  = out[35:18];
-  assign \out[2]  = out[53:36];
-  assign \out[3]  = out[71:54];
-  assign \$signature__data[0]  = \$signature__data [17:0];
-  assign \$signature__data[1]  = \$signature__data [35:18];
-  assign \$signature__data[2]  = \$signature__data [53:36];
-  assign \$signature__data[3]  = \$signature__data [71:54];
-  assign \s4_v[0]  = s4_v[17:0];
-  assign \s4_v[1]  = s4_v[35:18];
-  assign \s4_v[2]  = s4_v[53:36];
-  assign \s4_v[3]  = s4_v[71:54];
-  assign \$signal$63[0]  = \$signal$63 [17:0];
-  assign \$signal$63[1]  = \$signal$63 [35:18];
-  assign \$signal$63[2]  = \$signal$63 [53:36];
-  assign \$signal$63[3]  = \$signal$63 [71:54];
-  assign \s2_val[0]  = s2_val[18:0];
-  assign \s2_val[1]  = s2_val[37:19];
-  assign \s2_val[2]  = s2_val[56:38];
-  assign \s2_val[3]  = s2_val[75:57];
-  assign \w_now[0]  = w_now[15:0];
-  assign \w_now[1]  = w_now[31:16];
-  assign \w_now[2]  = w_now[47:32];
-  assign \w_now[3]  = w_now[63:48];
-  assign \$signature__data$69[0]  = \$signature__data$69 [7:0];
-  assign \$signature__data$69[1]  = \$signature__data$69 [15:8];
-  assign \$signature__data$69[2]  = \$signature__data$69 [23:16];
-  assign \$signature__data$69[3]  = \$signature__data$69 [31:24];
-  assign \val[0]  = val[18:0];
-  assign \val[1]  = val[37:19];
-  assign \val[2]  = val[56:38];
-  assign \val[3]  = val[75:57];
-  assign \b_rd__data[0]  = b_rd__data[13:0];
-  assign \b_rd__data[1]  = b_rd__data[27:14];
-  assign \b_rd__data[2]  = b_rd__data[41:28];
-  assign \b_rd__data[3]  = b_rd__data[55:42];
+  assign \st0.valid  = st0[0];
+  assign \st0.kind  = st0[1];
+  assign \st0.cur  = st0[2];
+  assign \st0.bank  = st0[3];
+  assign \st0.addr  = st0[9:4];
+  assign \st0.waddr  = st0[21:10];
+  assign \st0.proj  = st0[22];
+  assign \st0.count  = st0[23];
+  assign \st0.shift  = st0[27:24];
+  assign \st0.last_step  = st0[28];
+  assign \st0.fire_k  = st0[30:29];
+  assign \st0.end  = st0[31];
+  assign \st0.g  = st0[33:32];
+  assign \st0.y  = st0[35:34];
+  assign \st0.x  = st0[37:36];
+  assign \st2.valid  = st2[0];
+  assign \st2.kind  = st2[1];
+  assign \st2.cur  = st2[2];
+  assign \st2.bank  = st2[3];
+  assign \st2.addr  = st2[9:4];
+  assign \st2.waddr  = st2[21:10];
+  assign \st2.proj  = st2[22];
+  assign \st2.count  = st2[23];
+  assign \st2.shift  = st2[27:24];
+  assign \st2.last_step  = st2[28];
+  assign \st2.fire_k  = st2[30:29];
+  assign \st2.end  = st2[31];
+  assign \st2.g  = st2[33:32];
+  assign \st2.y  = st2[35:34];
+  assign \st2.x  = st2[37:36];
+  assign \st6.valid  = st6[0];
+  assign \st6.kind  = st6[1];
+  assign \st6.cur  = st6[2];
+  assign \st6.bank  = st6[3];
+  assign \st6.addr  = st6[9:4];
+  assign \st6.waddr  = st6[21:10];
+  assign \st6.proj  = st6[22];
+  assign \st6.count  = st6[23];
+  assign \st6.shift  = st6[27:24];
+  assign \st6.last_step  = st6[28];
+  assign \st6.fire_k  = st6[30:29];
+  assign \st6.end  = st6[31];
+  assign \st6.g  = st6[33:32];
+  assign \st6.y  = st6[35:34];
+  assign \st6.x  = st6[37:36];
   assign \result[0]  = result[17:0];
   assign \result[1]  = result[35:18];
   assign \result[2]  = result[53:36];
   assign \result[3]  = result[71:54];
+  assign \$signal$40[0]  = \$signal$40 [18:0];
+  assign \$signal$40[1]  = \$signal$40 [37:19];
+  assign \$signal$40[2]  = \$signal$40 [56:38];
+  assign \$signal$40[3]  = \$signal$40 [75:57];
   assign \out_counts[0]  = out_counts[0];
   assign \out_counts[1]  = out_counts[1];
   assign \out_counts[2]  = out_counts[2];
   assign \out_counts[3]  = out_counts[3];
-  assign \v_wr__data[0]  = \$signal$63 [17:0];
-  assign \v_wr__data[1]  = \$signal$63 [35:18];
-  assign \v_wr__data[2]  = \$signal$63 [53:36];
-  assign \v_wr__data[3]  = \$signal$63 [71:54];
+  assign \st7.valid  = st7[0];
+  assign \st7.kind  = st7[1];
+  assign \st7.cur  = st7[2];
+  assign \st7.bank  = st7[3];
+  assign \st7.addr  = st7[9:4];
+  assign \st7.waddr  = st7[21:10];
+  assign \st7.proj  = st7[22];
+  assign \st7.count  = st7[23];
+  assign \st7.shift  = st7[27:24];
+  assign \st7.last_step  = st7[28];
+  assign \st7.fire_k  = st7[30:29];
+  assign \st7.end  = st7[31];
+  assign \st7.g  = st7[33:32];
+  assign \st7.y  = st7[35:34];
+  assign \st7.x  = st7[37:36];
+  assign \v_wr__data[0]  = v_wr__data[17:0];
+  assign \v_wr__data[1]  = v_wr__data[35:18];
+  assign \v_wr__data[2]  = v_wr__data[53:36];
+  assign \v_wr__data[3]  = v_wr__data[71:54];
+  assign \res7[0]  = v_wr__data[17:0];
+  assign \res7[1]  = v_wr__data[35:18];
+  assign \res7[2]  = v_wr__data[53:36];
+  assign \res7[3]  = v_wr__data[71:54];
   assign \entry.counts  = entry[3:0];
   assign \entry.counts[0]  = entry[0];
   assign \entry.counts[1]  = entry[1];
@@ -13219,153 +16825,334 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__payload, i0__re
   assign \entry.y  = entry[7:6];
   assign \entry.x  = entry[9:8];
   assign \entry.end  = entry[10];
-  assign \s3_entry.counts  = w_data[3:0];
-  assign \s3_entry.counts[0]  = w_data[0];
-  assign \s3_entry.counts[1]  = w_data[1];
-  assign \s3_entry.counts[2]  = w_data[2];
-  assign \s3_entry.counts[3]  = w_data[3];
-  assign \s3_entry.g  = w_data[5:4];
-  assign \s3_entry.y  = w_data[7:6];
-  assign \s3_entry.x  = w_data[9:8];
-  assign \s3_entry.end  = w_data[10];
+  assign \entry7.counts  = \$signal$53 [3:0];
+  assign \entry7.counts[0]  = \$signal$53 [0];
+  assign \entry7.counts[1]  = \$signal$53 [1];
+  assign \entry7.counts[2]  = \$signal$53 [2];
+  assign \entry7.counts[3]  = \$signal$53 [3];
+  assign \entry7.g  = \$signal$53 [5:4];
+  assign \entry7.y  = \$signal$53 [7:6];
+  assign \entry7.x  = \$signal$53 [9:8];
+  assign \entry7.end  = \$signal$53 [10];
   assign \o__payload.c  = o__payload[3:0];
   assign \o__payload.y  = o__payload[5:4];
   assign \o__payload.x  = o__payload[7:6];
   assign \o__payload.count  = o__payload[8];
   assign \o__payload.end  = o__payload[9];
-  assign \$signal$114[0]  = \$signal$114 [0];
-  assign \$signal$114[1]  = \$signal$114 [1];
-  assign \$signal$114[2]  = \$signal$114 [2];
-  assign \$signal$114[3]  = \$signal$114 [3];
-  assign \$signal$115[0]  = 1'h0;
-  assign \$signal$115[1]  = 1'h0;
-  assign \$signal$115[2]  = 1'h0;
-  assign \$signal$115[3]  = 1'h0;
-  assign \s4_c[0]  = s4_c[0];
-  assign \s4_c[1]  = s4_c[1];
-  assign \s4_c[2]  = s4_c[2];
-  assign \s4_c[3]  = s4_c[3];
+  assign \st1.valid  = st1[0];
+  assign \st1.kind  = st1[1];
+  assign \st1.cur  = st1[2];
+  assign \st1.bank  = st1[3];
+  assign \st1.addr  = st1[9:4];
+  assign \st1.waddr  = st1[21:10];
+  assign \st1.proj  = st1[22];
+  assign \st1.count  = st1[23];
+  assign \st1.shift  = st1[27:24];
+  assign \st1.last_step  = st1[28];
+  assign \st1.fire_k  = st1[30:29];
+  assign \st1.end  = st1[31];
+  assign \st1.g  = st1[33:32];
+  assign \st1.y  = st1[35:34];
+  assign \st1.x  = st1[37:36];
+  assign \st3.valid  = st3[0];
+  assign \st3.kind  = st3[1];
+  assign \st3.cur  = st3[2];
+  assign \st3.bank  = st3[3];
+  assign \st3.addr  = st3[9:4];
+  assign \st3.waddr  = st3[21:10];
+  assign \st3.proj  = st3[22];
+  assign \st3.count  = st3[23];
+  assign \st3.shift  = st3[27:24];
+  assign \st3.last_step  = st3[28];
+  assign \st3.fire_k  = st3[30:29];
+  assign \st3.end  = st3[31];
+  assign \st3.g  = st3[33:32];
+  assign \st3.y  = st3[35:34];
+  assign \st3.x  = st3[37:36];
+  assign \st4.valid  = st4[0];
+  assign \st4.kind  = st4[1];
+  assign \st4.cur  = st4[2];
+  assign \st4.bank  = st4[3];
+  assign \st4.addr  = st4[9:4];
+  assign \st4.waddr  = st4[21:10];
+  assign \st4.proj  = st4[22];
+  assign \st4.count  = st4[23];
+  assign \st4.shift  = st4[27:24];
+  assign \st4.last_step  = st4[28];
+  assign \st4.fire_k  = st4[30:29];
+  assign \st4.end  = st4[31];
+  assign \st4.g  = st4[33:32];
+  assign \st4.y  = st4[35:34];
+  assign \st4.x  = st4[37:36];
+  assign \st5.valid  = st5[0];
+  assign \st5.kind  = st5[1];
+  assign \st5.cur  = st5[2];
+  assign \st5.bank  = st5[3];
+  assign \st5.addr  = st5[9:4];
+  assign \st5.waddr  = st5[21:10];
+  assign \st5.proj  = st5[22];
+  assign \st5.count  = st5[23];
+  assign \st5.shift  = st5[27:24];
+  assign \st5.last_step  = st5[28];
+  assign \st5.fire_k  = st5[30:29];
+  assign \st5.end  = st5[31];
+  assign \st5.g  = st5[33:32];
+  assign \st5.y  = st5[35:34];
+  assign \st5.x  = st5[37:36];
+  assign \st8.valid  = st8[0];
+  assign \st8.kind  = st8[1];
+  assign \st8.cur  = st8[2];
+  assign \st8.bank  = st8[3];
+  assign \st8.addr  = st8[9:4];
+  assign \st8.waddr  = st8[21:10];
+  assign \st8.proj  = st8[22];
+  assign \st8.count  = st8[23];
+  assign \st8.shift  = st8[27:24];
+  assign \st8.last_step  = st8[28];
+  assign \st8.fire_k  = st8[30:29];
+  assign \st8.end  = st8[31];
+  assign \st8.g  = st8[33:32];
+  assign \st8.y  = st8[35:34];
+  assign \st8.x  = st8[37:36];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \addend[0]  = addend[10:0];
+  assign \addend[1]  = addend[21:11];
+  assign \addend[2]  = addend[32:22];
+  assign \addend[3]  = addend[43:33];
+  assign \v_raw[0]  = v_raw[17:0];
+  assign \v_raw[1]  = v_raw[35:18];
+  assign \v_raw[2]  = v_raw[53:36];
+  assign \v_raw[3]  = v_raw[71:54];
+  assign \$signature__data$86[0]  = \$signature__data$86 [17:0];
+  assign \$signature__data$86[1]  = \$signature__data$86 [35:18];
+  assign \$signature__data$86[2]  = \$signature__data$86 [53:36];
+  assign \$signature__data$86[3]  = \$signature__data$86 [71:54];
+  assign \b_raw[0]  = b_raw[13:0];
+  assign \b_raw[1]  = b_raw[27:14];
+  assign \b_raw[2]  = b_raw[41:28];
+  assign \b_raw[3]  = b_raw[55:42];
+  assign \b_rd__data[0]  = b_rd__data[13:0];
+  assign \b_rd__data[1]  = b_rd__data[27:14];
+  assign \b_rd__data[2]  = b_rd__data[41:28];
+  assign \b_rd__data[3]  = b_rd__data[55:42];
+  assign \res8[0]  = res8[17:0];
+  assign \res8[1]  = res8[35:18];
+  assign \res8[2]  = res8[53:36];
+  assign \res8[3]  = res8[71:54];
+  assign \res9[0]  = res9[17:0];
+  assign \res9[1]  = res9[35:18];
+  assign \res9[2]  = res9[53:36];
+  assign \res9[3]  = res9[71:54];
+  assign \cres8[0]  = cres8[0];
+  assign \cres8[1]  = cres8[1];
+  assign \cres8[2]  = cres8[2];
+  assign \cres8[3]  = cres8[3];
+  assign \cres7[0]  = 1'h0;
+  assign \cres7[1]  = 1'h0;
+  assign \cres7[2]  = 1'h0;
+  assign \cres7[3]  = 1'h0;
+  assign \cres9[0]  = cres9[0];
+  assign \cres9[1]  = cres9[1];
+  assign \cres9[2]  = cres9[2];
+  assign \cres9[3]  = cres9[3];
+  assign \$like[0]  = \$like [13:0];
+  assign \$like[1]  = \$like [27:14];
+  assign \$like[2]  = \$like [41:28];
+  assign \$like[3]  = \$like [55:42];
+  assign \b6[0]  = b6[13:0];
+  assign \b6[1]  = b6[27:14];
+  assign \b6[2]  = b6[41:28];
+  assign \b6[3]  = b6[55:42];
+  assign \$signal$100[0]  = \$signal$100 [18:0];
+  assign \$signal$100[1]  = \$signal$100 [37:19];
+  assign \$signal$100[2]  = \$signal$100 [56:38];
+  assign \$signal$100[3]  = \$signal$100 [75:57];
+  assign \c_raw[0]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[3]  = 1'h0;
   always @*
-    o__payload[7:6] = r_data[9:8];
+    o__payload[7:6] = \$signal$59 [9:8];
   always @*
-    o__payload[5:4] = r_data[7:6];
+    o__payload[5:4] = \$signal$59 [7:6];
   always @*
-    o__payload[3:0] = \$117 [3:0];
-  assign pending[3] = \$115 ;
-  assign pending[2] = \$112 ;
-  assign pending[1] = \$109 ;
-  assign pending[0] = \$106 ;
-  assign entry[10] = s2_end;
-  assign entry[9:8] = s2_x;
-  assign entry[7:6] = \$like$82 ;
-  assign entry[5:4] = \$like ;
+    o__payload[3:0] = \$61 [3:0];
+  assign pending[3] = \$59 ;
+  assign pending[2] = \$56 ;
+  assign pending[1] = \$53 ;
+  assign pending[0] = \$50 ;
+  assign entry[10] = st6[31];
+  assign entry[9:8] = st6[37:36];
+  assign entry[7:6] = st6[35:34];
+  assign entry[5:4] = st6[33:32];
   assign entry[3:0] = out_counts;
-  assign \$7  = \$signal$34 ;
-  assign \$9  = \$signal$36 ;
-  assign \$12  = s3_kind;
-  assign \$129  = fire_state;
-  assign \$137  = \$signal$34 ;
-  assign \$139  = \$signal$36 ;
-  assign \$142  = s3_kind;
-  assign \$164  = \$signal$36 ;
-  assign \$104  = r_data[0];
-  assign \$107  = r_data[1];
-  assign \$110  = r_data[2];
-  assign \$113  = r_data[3];
+  assign \$45  = st7[1];
+  assign \$73  = fire_state;
+  assign \$118  = st3[1];
+  assign \$140  = st4[1];
+  assign \$160  = st5[1];
+  assign \$178  = st6[1];
+  assign \$196  = st7[1];
+  assign \$204  = 1'h1;
+  assign \$205  = \$signal$96 [0];
+  assign \$210  = 1'h1;
+  assign \$211  = \$signal$97 [0];
+  assign \$216  = \$signal$96 [0];
+  assign \$223  = \$signal$97 [0];
+  assign \$230  = \$signal$96 [0];
+  assign \$238  = \$signal$96 [0];
+  assign \$247  = \$signal$96 [0];
+  assign \$257  = \$signal$96 [0];
+  assign \$267  = \$signal$97 [0];
+  assign \$274  = \$signal$97 [0];
+  assign \$282  = \$signal$97 [0];
+  assign \$291  = \$signal$97 [0];
+  assign \$316  = 2'h0;
+  assign \$317  = \$315 ;
+  assign \$322  = 2'h0;
+  assign \$323  = \$321 ;
+  assign \$331  = 2'h0;
+  assign \$332  = \$330 ;
+  assign \$337  = 2'h0;
+  assign \$338  = \$336 ;
+  assign \$351  = 2'h0;
+  assign \$352  = \$350 ;
+  assign \$357  = 2'h0;
+  assign \$358  = \$356 ;
+  assign \$366  = 2'h0;
+  assign \$367  = \$365 ;
+  assign \$372  = 2'h0;
+  assign \$373  = \$371 ;
+  assign \$386  = 2'h0;
+  assign \$387  = \$385 ;
+  assign \$392  = 2'h0;
+  assign \$393  = \$391 ;
+  assign \$401  = 2'h0;
+  assign \$402  = \$400 ;
+  assign \$407  = 2'h0;
+  assign \$408  = \$406 ;
+  assign \$421  = 2'h0;
+  assign \$422  = \$420 ;
+  assign \$427  = 2'h0;
+  assign \$428  = \$426 ;
+  assign \$436  = 2'h0;
+  assign \$437  = \$435 ;
+  assign \$442  = 2'h0;
+  assign \$443  = \$441 ;
+  assign \$445  = st5[1];
+  assign \$451  = st5[1];
+  assign \$457  = st5[1];
+  assign \$463  = st5[1];
+  assign \$469  = st6[1];
+  assign \$48  = \$signal$59 [0];
+  assign \$51  = \$signal$59 [1];
+  assign \$54  = \$signal$59 [2];
+  assign \$57  = \$signal$59 [3];
+  assign \$302  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, op_addr, op_waddr, ready, ev_c, ev_y, ev_x, ev_count, ev_shift, load, op_count, op_shift, op_valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire [3:0] \$1 ;
-  wire [8:0] \$10 ;
-  wire [11:0] \$11 ;
+module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4387$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  wire \$1 ;
+  wire [11:0] \$10 ;
+  wire [10:0] \$11 ;
   wire [12:0] \$12 ;
-  wire [15:0] \$13 ;
-  wire [16:0] \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire [2:0] \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire [3:0] \$2 ;
-  wire [2:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
+  reg [7:0] \$13 ;
+  wire [14:0] \$14 ;
+  reg [5:0] \$15 ;
+  wire [15:0] \$16 ;
+  reg [2:0] \$17 ;
+  wire [3:0] \$18 ;
+  reg [2:0] \$19 ;
+  wire \$2 ;
+  wire [3:0] \$20 ;
+  reg [2:0] \$21 ;
+  wire [3:0] \$22 ;
+  reg [2:0] \$23 ;
   wire \$24 ;
   reg [2:0] \$25 ;
-  reg [2:0] \$26 ;
+  wire \$26 ;
   reg [2:0] \$27 ;
-  reg [2:0] \$28 ;
-  reg [2:0] \$29 ;
-  wire [3:0] \$3 ;
-  wire [3:0] \$30 ;
+  wire \$28 ;
+  reg [4:0] \$29 ;
+  wire \$3 ;
+  reg [6:0] \$30 ;
   reg [2:0] \$31 ;
-  reg [2:0] \$32 ;
-  wire [3:0] \$33 ;
-  reg [2:0] \$34 ;
+  wire \$32 ;
+  reg [2:0] \$33 ;
+  wire \$34 ;
   wire \$35 ;
-  reg [2:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire [3:0] \$4 ;
+  wire \$36 ;
+  wire [2:0] \$37 ;
+  wire [6:0] \$38 ;
+  wire [12:0] \$39 ;
+  wire \$4 ;
   wire \$40 ;
-  wire [2:0] \$41 ;
-  wire [2:0] \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire [2:0] \$45 ;
-  wire [2:0] \$46 ;
-  wire \$47 ;
+  wire \$41 ;
+  wire [3:0] \$42 ;
+  wire [6:0] \$43 ;
+  wire [13:0] \$44 ;
+  wire \$45 ;
+  wire [7:0] \$46 ;
+  wire [13:0] \$47 ;
   wire \$48 ;
-  wire [2:0] \$49 ;
-  wire [4:0] \$5 ;
-  reg [3:0] \$50 ;
-  reg [2:0] \$51 ;
-  reg [2:0] \$52 ;
-  reg \$53 ;
-  reg [3:0] \$54 ;
-  reg [1:0] \$55 ;
-  reg [1:0] \$56 ;
-  reg [1:0] \$57 ;
-  reg [1:0] \$58 ;
-  reg [2:0] \$59 ;
-  wire [5:0] \$6 ;
-  reg [2:0] \$60 ;
+  wire [3:0] \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  reg \$51 ;
+  reg [3:0] \$52 ;
+  reg [1:0] \$53 ;
+  reg [5:0] \$54 ;
+  reg [11:0] \$55 ;
+  reg [2:0] \$56 ;
+  reg [2:0] \$57 ;
+  reg [2:0] \$58 ;
+  reg \$59 ;
+  reg [6:0] \$6 ;
+  reg \$60 ;
   reg \$61 ;
-  wire [8:0] \$7 ;
-  wire [9:0] \$8 ;
-  wire [6:0] \$9 ;
+  reg \$62 ;
+  reg [4:0] \$63 ;
+  reg [6:0] \$64 ;
+  reg \$65 ;
+  reg [4:0] \$7 ;
+  wire [7:0] \$8 ;
+  wire [10:0] \$9 ;
+  reg \$signal  = 1'h0;
+  (* init = 6'h00 *)
+  wire [5:0] addr;
   (* init = 1'h0 *)
   wire busy;
   (* init = 1'h0 *)
   wire \busy$6 ;
-  reg [3:0] c = 4'h0;
   input clk;
   wire clk;
   (* init = 1'h0 *)
   wire count;
   input en;
   wire en;
-  input [3:0] ev_c;
   wire [3:0] ev_c;
-  input ev_count;
   wire ev_count;
   input [3:0] ev_shift;
   wire [3:0] ev_shift;
-  input [2:0] ev_x;
   wire [2:0] ev_x;
-  input [2:0] ev_y;
   wire [2:0] ev_y;
   reg [1:0] g = 2'h0;
-  wire [4:0] kx;
-  wire [4:0] ky;
+  reg last_g = 1'h0;
+  reg last_y = 1'h0;
   input load;
   wire load;
+  reg one_x = 1'h0;
   output [5:0] op_addr;
-  wire [5:0] op_addr;
+  reg [5:0] op_addr = 6'h00;
   output op_count;
   reg op_count = 1'h0;
   output [3:0] op_shift;
@@ -13373,265 +17160,273 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, op_addr, op_waddr, ready,
   output op_valid;
   reg op_valid = 1'h0;
   output [11:0] op_waddr;
-  wire [11:0] op_waddr;
-  reg [1:0] ox = 2'h0;
-  reg [2:0] ox_end = 3'h0;
-  reg [1:0] ox_first = 2'h0;
-  reg [1:0] oy = 2'h0;
-  reg [2:0] oy_end = 3'h0;
+  reg [11:0] op_waddr = 12'h000;
+  input [10:0] \port$4387$0 ;
+  wire [10:0] \port$4387$0 ;
+  reg [4:0] r_step = 5'h00;
   output ready;
   wire ready;
   input rst;
   wire rst;
   (* init = 4'h0 *)
   wire [3:0] shift;
-  reg [2:0] x = 3'h0;
-  reg [2:0] y = 3'h0;
-  assign \$37  = | \$36 ;
-  assign \$38  = \$35  & \$37 ;
-  assign \$39  = g == 2'h3;
-  assign \$40  = ~ \$39 ;
-  assign \$41  = g + 1'h1;
-  assign \$42  = ox + 1'h1;
-  assign \$43  = \$42  == ox_end;
-  assign \$44  = ~ \$43 ;
-  assign \$45  = ox + 1'h1;
-  assign \$46  = oy + 1'h1;
-  assign \$47  = \$46  == oy_end;
-  assign \$48  = ~ \$47 ;
-  assign \$49  = oy + 1'h1;
+  reg [6:0] w_step = 7'h00;
+  (* init = 12'h000 *)
+  wire [11:0] waddr;
+  reg [2:0] xn = 3'h0;
+  reg [2:0] xs = 3'h0;
+  reg [2:0] ys = 3'h0;
+  assign \$34  = | \$33 ;
+  assign \$35  = \$32  & \$34 ;
+  assign \$36  = ~ last_g;
+  assign \$37  = g + 1'h1;
+  assign \$38  = op_addr + 1'h1;
+  assign \$39  = op_waddr + 1'h1;
+  assign \$40  = g == 2'h2;
+  assign \$41  = ~ \$signal ;
+  assign \$42  = xs - 1'h1;
+  assign \$43  = op_addr + 1'h1;
+  assign \$44  = op_waddr + 14'h3ff5;
+  assign \$45  = xs == 1'h1;
+  assign \$46  = $signed({ 1'h0, op_addr }) + $signed(r_step);
+  assign \$47  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
+  assign \$48  = ~ last_y;
+  assign \$49  = ys - 1'h1;
+  assign \$50  = ys == 1'h1;
   always @(posedge clk)
-    c <= \$50 ;
+    op_count <= \$51 ;
   always @(posedge clk)
-    y <= \$51 ;
+    op_shift <= \$52 ;
   always @(posedge clk)
-    x <= \$52 ;
+    g <= \$53 ;
   always @(posedge clk)
-    op_count <= \$53 ;
+    op_addr <= \$54 ;
   always @(posedge clk)
-    op_shift <= \$54 ;
+    op_waddr <= \$55 ;
   always @(posedge clk)
-    g <= \$55 ;
+    xs <= \$56 ;
   always @(posedge clk)
-    oy <= \$56 ;
+    ys <= \$57 ;
   always @(posedge clk)
-    ox <= \$57 ;
+    xn <= \$58 ;
   always @(posedge clk)
-    ox_first <= \$58 ;
+    last_g <= \$59 ;
   always @(posedge clk)
-    oy_end <= \$59 ;
+    \$signal  <= \$60 ;
   always @(posedge clk)
-    ox_end <= \$60 ;
+    last_y <= \$61 ;
   always @(posedge clk)
-    op_valid <= \$61 ;
-  assign \$1  = y + 2'h2;
-  assign \$2  = oy * 2'h2;
-  assign ky = \$1  - \$2 ;
-  assign \$3  = x + 2'h2;
-  assign \$4  = ox * 2'h2;
-  assign kx = \$3  - \$4 ;
-  assign \$5  = oy * 3'h4;
-  assign \$6  = \$5  + ox;
-  assign \$7  = \$6  * 3'h4;
-  assign \$8  = \$7  + g;
-  assign \$9  = c * 3'h6;
-  assign \$10  = $signed({ 1'h0, \$9  }) + $signed(ky);
-  assign \$11  = $signed(\$10 ) * $signed(4'h6);
-  assign \$12  = $signed(\$11 ) + $signed(kx);
-  assign \$13  = $signed(\$12 ) * $signed(4'h4);
-  assign \$14  = $signed(\$13 ) + $signed({ 1'h0, g });
-  assign \$15  = ~ op_valid;
-  assign \$16  = g == 2'h3;
-  assign \$17  = ox + 1'h1;
-  assign \$18  = \$17  == ox_end;
-  assign \$19  = \$16  & \$18 ;
-  assign \$20  = oy + 1'h1;
-  assign \$21  = \$20  == oy_end;
-  assign \$22  = \$19  & \$21 ;
-  assign \$23  = \$22  & en;
-  assign ready = \$15  | \$23 ;
-  assign \$24  = op_valid & en;
-  assign \$30  = \$28  + \$29 ;
-  assign \$33  = \$31  + \$32 ;
-  assign \$35  = | \$34 ;
+    one_x <= \$62 ;
+  always @(posedge clk)
+    r_step <= \$63 ;
+  always @(posedge clk)
+    w_step <= \$64 ;
+  always @(posedge clk)
+    op_valid <= \$65 ;
+  assign \$1  = ~ op_valid;
+  assign \$2  = last_g & \$signal ;
+  assign \$3  = \$2  & last_y;
+  assign \$4  = \$3  & en;
+  assign ready = \$1  | \$4 ;
+  assign \$5  = op_valid & en;
+  assign \$8  = $signed(\$6 ) + $signed(\$7 );
+  assign \$10  = 1'h0 + \$9 ;
+  assign \$12  = \$10  + \$11 ;
+  assign \$14  = $signed({ 1'h0, \$12  }) + $signed(\$13 );
+  assign \$16  = $signed(\$14 ) + $signed(\$15 );
+  assign \$18  = \$17  - 1'h1;
+  assign \$20  = \$19  - 1'h1;
+  assign \$22  = \$21  - 1'h1;
+  assign \$24  = \$23  == 1'h1;
+  assign \$26  = \$25  == 1'h1;
+  assign \$28  = \$27  == 1'h1;
+  assign \$32  = | \$31 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$36  = 3'h2;
-      3'h1:
-          \$36  = 3'h2;
-      3'h2:
-          \$36  = 3'h3;
-      3'h3:
-          \$36  = 3'h3;
-      3'h4:
-          \$36  = 3'h3;
-      3'h5:
-          \$36  = 3'h3;
-      3'h6:
-          \$36  = 3'h2;
-      3'h7:
-          \$36  = 3'h2;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$50  = c;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$51  = op_count;
     if (load) begin
-      \$50  = ev_c;
+      \$51  = \port$4387$0 [10];
     end
     if (rst) begin
-      \$50  = 4'h0;
+      \$51  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$51  = y;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$52  = op_shift;
     if (load) begin
-      \$51  = ev_y;
+      \$52  = ev_shift;
     end
     if (rst) begin
-      \$51  = 3'h0;
+      \$52  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$52  = x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$53  = g;
     if (load) begin
-      \$52  = ev_x;
-    end
-    if (rst) begin
-      \$52  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$53  = op_count;
-    if (load) begin
-      \$53  = ev_count;
-    end
-    if (rst) begin
-      \$53  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$54  = op_shift;
-    if (load) begin
-      \$54  = ev_shift;
-    end
-    if (rst) begin
-      \$54  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$55  = g;
-    if (load) begin
-      \$55  = 2'h0;
-    end else if (\$24 ) begin
+      \$53  = 2'h0;
+    end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
-        \$55  = \$41 [1:0];
+      if (\$36 ) begin
+        \$53  = \$37 [1:0];
       end else begin
-        \$55  = 2'h0;
+        \$53  = 2'h0;
       end
     end
     if (rst) begin
-      \$55  = 2'h0;
+      \$53  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$56  = oy;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$54  = op_addr;
     if (load) begin
-      \$56  = \$25 [1:0];
-    end else if (\$24 ) begin
+      \$54  = \$8 [5:0];
+    end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$36 ) begin
+        \$54  = \$38 [5:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$44 ) begin
+        if (\$41 ) begin
+          \$54  = \$43 [5:0];
+        end else begin
+          \$54  = \$46 [5:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$54  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$55  = op_waddr;
+    if (load) begin
+      \$55  = \$16 [11:0];
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$36 ) begin
+        \$55  = \$39 [11:0];
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$41 ) begin
+          \$55  = \$44 [11:0];
+        end else begin
+          \$55  = \$47 [11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$55  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$56  = xs;
+    if (load) begin
+      \$56  = \$18 [2:0];
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$36 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$41 ) begin
+          \$56  = \$42 [2:0];
+        end else begin
+          \$56  = xn;
+        end
+      end
+    end
+    if (rst) begin
+      \$56  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$57  = ys;
+    if (load) begin
+      \$57  = \$20 [2:0];
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$36 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$41 ) begin
         end else begin
           if (\$48 ) begin
-            \$56  = \$49 [1:0];
+            \$57  = \$49 [2:0];
           end
         end
       end
     end
     if (rst) begin
-      \$56  = 2'h0;
+      \$57  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$57  = ox;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$58  = xn;
     if (load) begin
-      \$57  = \$26 [1:0];
-    end else if (\$24 ) begin
+      \$58  = \$22 [2:0];
+    end
+    if (rst) begin
+      \$58  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$59  = last_g;
+    if (load) begin
+      \$59  = 1'h0;
+    end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$36 ) begin
+        \$59  = \$40 ;
+      end else begin
+        \$59  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$59  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$60  = \$signal ;
+    if (load) begin
+      \$60  = \$24 ;
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$36 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$44 ) begin
-          \$57  = \$45 [1:0];
+        if (\$41 ) begin
+          \$60  = \$45 ;
         end else begin
-          \$57  = ox_first;
+          \$60  = one_x;
         end
       end
     end
     if (rst) begin
-      \$57  = 2'h0;
+      \$60  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$58  = ox_first;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$61  = last_y;
     if (load) begin
-      \$58  = \$27 [1:0];
-    end
-    if (rst) begin
-      \$58  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$59  = oy_end;
-    if (load) begin
-      \$59  = \$30 [2:0];
-    end
-    if (rst) begin
-      \$59  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$60  = ox_end;
-    if (load) begin
-      \$60  = \$33 [2:0];
-    end
-    if (rst) begin
-      \$60  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$61  = op_valid;
-    if (load) begin
-      \$61  = \$38 ;
-    end else if (\$24 ) begin
+      \$61  = \$26 ;
+    end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$36 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$44 ) begin
+        if (\$41 ) begin
         end else begin
-          (* full_case = 32'd1 *)
           if (\$48 ) begin
-          end else begin
-            \$61  = 1'h0;
+            \$61  = \$50 ;
           end
         end
       end
@@ -13641,21 +17436,251 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, op_addr, op_waddr, ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$62  = one_x;
+    if (load) begin
+      \$62  = \$28 ;
+    end
+    if (rst) begin
+      \$62  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$63  = r_step;
+    if (load) begin
+      \$63  = \$29 ;
+    end
+    if (rst) begin
+      \$63  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$64  = w_step;
+    if (load) begin
+      \$64  = \$30 ;
+    end
+    if (rst) begin
+      \$64  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$65  = op_valid;
+    if (load) begin
+      \$65  = \$35 ;
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$36 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$41 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$48 ) begin
+          end else begin
+            \$65  = 1'h0;
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$65  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (ev_y)
+    casez (\port$4387$0 [6:4])
       3'h0:
-          \$25  = 3'h0;
+          \$6  = 7'h00;
       3'h1:
-          \$25  = 3'h0;
+          \$6  = 7'h00;
       3'h2:
-          \$25  = 3'h0;
+          \$6  = 7'h00;
       3'h3:
-          \$25  = 3'h0;
+          \$6  = 7'h00;
       3'h4:
-          \$25  = 3'h1;
+          \$6  = 7'h10;
       3'h5:
-          \$25  = 3'h1;
+          \$6  = 7'h10;
+      3'h6:
+          \$6  = 7'h20;
+      3'h7:
+          \$6  = 7'h20;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\port$4387$0 [9:7])
+      3'h0:
+          \$7  = 5'h00;
+      3'h1:
+          \$7  = 5'h00;
+      3'h2:
+          \$7  = 5'h00;
+      3'h3:
+          \$7  = 5'h00;
+      3'h4:
+          \$7  = 5'h04;
+      3'h5:
+          \$7  = 5'h04;
+      3'h6:
+          \$7  = 5'h08;
+      3'h7:
+          \$7  = 5'h08;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\port$4387$0 [6:4])
+      3'h0:
+          \$13  = 8'h30;
+      3'h1:
+          \$13  = 8'h48;
+      3'h2:
+          \$13  = 8'h60;
+      3'h3:
+          \$13  = 8'h78;
+      3'h4:
+          \$13  = 8'h60;
+      3'h5:
+          \$13  = 8'h78;
+      3'h6:
+          \$13  = 8'h60;
+      3'h7:
+          \$13  = 8'h78;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\port$4387$0 [9:7])
+      3'h0:
+          \$15  = 6'h08;
+      3'h1:
+          \$15  = 6'h0c;
+      3'h2:
+          \$15  = 6'h10;
+      3'h3:
+          \$15  = 6'h14;
+      3'h4:
+          \$15  = 6'h10;
+      3'h5:
+          \$15  = 6'h14;
+      3'h6:
+          \$15  = 6'h10;
+      3'h7:
+          \$15  = 6'h14;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\port$4387$0 [9:7])
+      3'h0:
+          \$17  = 3'h2;
+      3'h1:
+          \$17  = 3'h2;
+      3'h2:
+          \$17  = 3'h3;
+      3'h3:
+          \$17  = 3'h3;
+      3'h4:
+          \$17  = 3'h3;
+      3'h5:
+          \$17  = 3'h3;
+      3'h6:
+          \$17  = 3'h2;
+      3'h7:
+          \$17  = 3'h2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\port$4387$0 [6:4])
+      3'h0:
+          \$19  = 3'h2;
+      3'h1:
+          \$19  = 3'h2;
+      3'h2:
+          \$19  = 3'h3;
+      3'h3:
+          \$19  = 3'h3;
+      3'h4:
+          \$19  = 3'h3;
+      3'h5:
+          \$19  = 3'h3;
+      3'h6:
+          \$19  = 3'h2;
+      3'h7:
+          \$19  = 3'h2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\port$4387$0 [9:7])
+      3'h0:
+          \$21  = 3'h2;
+      3'h1:
+          \$21  = 3'h2;
+      3'h2:
+          \$21  = 3'h3;
+      3'h3:
+          \$21  = 3'h3;
+      3'h4:
+          \$21  = 3'h3;
+      3'h5:
+          \$21  = 3'h3;
+      3'h6:
+          \$21  = 3'h2;
+      3'h7:
+          \$21  = 3'h2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\port$4387$0 [9:7])
+      3'h0:
+          \$23  = 3'h2;
+      3'h1:
+          \$23  = 3'h2;
+      3'h2:
+          \$23  = 3'h3;
+      3'h3:
+          \$23  = 3'h3;
+      3'h4:
+          \$23  = 3'h3;
+      3'h5:
+          \$23  = 3'h3;
+      3'h6:
+          \$23  = 3'h2;
+      3'h7:
+          \$23  = 3'h2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\port$4387$0 [6:4])
+      3'h0:
+          \$25  = 3'h2;
+      3'h1:
+          \$25  = 3'h2;
+      3'h2:
+          \$25  = 3'h3;
+      3'h3:
+          \$25  = 3'h3;
+      3'h4:
+          \$25  = 3'h3;
+      3'h5:
+          \$25  = 3'h3;
       3'h6:
           \$25  = 3'h2;
       3'h7:
@@ -13663,43 +17688,21 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, op_addr, op_waddr, ready,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (ev_x)
+    casez (\port$4387$0 [9:7])
       3'h0:
-          \$26  = 3'h0;
+          \$27  = 3'h2;
       3'h1:
-          \$26  = 3'h0;
+          \$27  = 3'h2;
       3'h2:
-          \$26  = 3'h0;
+          \$27  = 3'h3;
       3'h3:
-          \$26  = 3'h0;
+          \$27  = 3'h3;
       3'h4:
-          \$26  = 3'h1;
+          \$27  = 3'h3;
       3'h5:
-          \$26  = 3'h1;
-      3'h6:
-          \$26  = 3'h2;
-      3'h7:
-          \$26  = 3'h2;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$27  = 3'h0;
-      3'h1:
-          \$27  = 3'h0;
-      3'h2:
-          \$27  = 3'h0;
-      3'h3:
-          \$27  = 3'h0;
-      3'h4:
-          \$27  = 3'h1;
-      3'h5:
-          \$27  = 3'h1;
+          \$27  = 3'h3;
       3'h6:
           \$27  = 3'h2;
       3'h7:
@@ -13707,65 +17710,65 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, op_addr, op_waddr, ready,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (ev_y)
+    casez (\port$4387$0 [9:7])
       3'h0:
-          \$28  = 3'h0;
+          \$29  = 5'h09;
       3'h1:
-          \$28  = 3'h0;
+          \$29  = 5'h09;
       3'h2:
-          \$28  = 3'h0;
+          \$29  = 5'h05;
       3'h3:
-          \$28  = 3'h0;
+          \$29  = 5'h05;
       3'h4:
-          \$28  = 3'h1;
+          \$29  = 5'h05;
       3'h5:
-          \$28  = 3'h1;
+          \$29  = 5'h05;
       3'h6:
-          \$28  = 3'h2;
+          \$29  = 5'h09;
       3'h7:
-          \$28  = 3'h2;
+          \$29  = 5'h09;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (ev_y)
+    casez (\port$4387$0 [9:7])
       3'h0:
-          \$29  = 3'h2;
+          \$30  = 7'h55;
       3'h1:
-          \$29  = 3'h2;
+          \$30  = 7'h55;
       3'h2:
-          \$29  = 3'h3;
+          \$30  = 7'h5d;
       3'h3:
-          \$29  = 3'h3;
+          \$30  = 7'h5d;
       3'h4:
-          \$29  = 3'h3;
+          \$30  = 7'h5d;
       3'h5:
-          \$29  = 3'h3;
+          \$30  = 7'h5d;
       3'h6:
-          \$29  = 3'h2;
+          \$30  = 7'h55;
       3'h7:
-          \$29  = 3'h2;
+          \$30  = 7'h55;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (ev_x)
+    casez (\port$4387$0 [6:4])
       3'h0:
-          \$31  = 3'h0;
+          \$31  = 3'h2;
       3'h1:
-          \$31  = 3'h0;
+          \$31  = 3'h2;
       3'h2:
-          \$31  = 3'h0;
+          \$31  = 3'h3;
       3'h3:
-          \$31  = 3'h0;
+          \$31  = 3'h3;
       3'h4:
-          \$31  = 3'h1;
+          \$31  = 3'h3;
       3'h5:
-          \$31  = 3'h1;
+          \$31  = 3'h3;
       3'h6:
           \$31  = 3'h2;
       3'h7:
@@ -13773,60 +17776,161 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, op_addr, op_waddr, ready,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (ev_x)
+    casez (\port$4387$0 [9:7])
       3'h0:
-          \$32  = 3'h2;
+          \$33  = 3'h2;
       3'h1:
-          \$32  = 3'h2;
+          \$33  = 3'h2;
       3'h2:
-          \$32  = 3'h3;
+          \$33  = 3'h3;
       3'h3:
-          \$32  = 3'h3;
+          \$33  = 3'h3;
       3'h4:
-          \$32  = 3'h3;
+          \$33  = 3'h3;
       3'h5:
-          \$32  = 3'h3;
+          \$33  = 3'h3;
       3'h6:
-          \$32  = 3'h2;
+          \$33  = 3'h2;
       3'h7:
-          \$32  = 3'h2;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (ev_y)
-      3'h0:
-          \$34  = 3'h2;
-      3'h1:
-          \$34  = 3'h2;
-      3'h2:
-          \$34  = 3'h3;
-      3'h3:
-          \$34  = 3'h3;
-      3'h4:
-          \$34  = 3'h3;
-      3'h5:
-          \$34  = 3'h3;
-      3'h6:
-          \$34  = 3'h2;
-      3'h7:
-          \$34  = 3'h2;
+          \$33  = 3'h2;
     endcase
   end
   assign busy = op_valid;
   assign count = op_count;
   assign shift = op_shift;
   assign \busy$6  = op_valid;
-  assign op_addr = \$8 [5:0];
-  assign op_waddr = \$14 [11:0];
+  assign addr = op_addr;
+  assign waddr = op_waddr;
+  assign ev_count = \port$4387$0 [10];
+  assign ev_y = \port$4387$0 [6:4];
+  assign ev_x = \port$4387$0 [9:7];
+  assign ev_c = \port$4387$0 [3:0];
+  assign \$9  = { 3'h0, \port$4387$0 [3:0], 4'h0 };
+  assign \$11  = { \port$4387$0 [3:0], 7'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.queue (rst, w_level, r_data, r_en, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+module \digits_cnn_ilif.engine_conv3.queue (rst, \port$4024$0 , w_data, w_en, \port$4178$0 , \port$4180$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire [8:0] \$3 ;
+  wire [9:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  reg [10:0] \$7 ;
+  reg \$8 ;
+  wire [10:0] \$signal ;
+  reg [10:0] \$signal$11  = 11'h000;
+  (* init = 11'h000 *)
+  wire [10:0] \$signal$12 ;
+  (* init = 1'h0 *)
+  wire \$signal$13 ;
+  wire [10:0] \$signal$14 ;
+  wire [10:0] \$signal$15 ;
+  wire \$signal$16 ;
+  wire \$signal$17 ;
+  wire \$signal$18 ;
+  wire \$signal$19 ;
+  wire \$signal$3 ;
+  wire \$signal$4 ;
+  wire \$signal$9 ;
+  input clk;
+  wire clk;
+  wire [1:0] count;
+  reg held_valid = 1'h0;
+  wire [7:0] level;
+  wire [7:0] \level$21 ;
+  input \port$4024$0 ;
+  wire \port$4024$0 ;
+  output [10:0] \port$4178$0 ;
+  wire [10:0] \port$4178$0 ;
+  output \port$4180$0 ;
+  wire \port$4180$0 ;
+  wire [10:0] r_data;
+  wire r_en;
+  wire r_rdy;
+  input rst;
+  wire rst;
+  wire take;
+  input [10:0] w_data;
+  wire [10:0] w_data;
+  input w_en;
+  wire w_en;
+  wire w_rdy;
+  assign \$2  = \$1  | \$signal$9 ;
+  assign take = r_rdy & \$2 ;
+  assign \$3  = \level$21  + held_valid;
+  assign \$4  = \$3  + count;
+  assign \$5  = ~ held_valid;
+  assign \$6  = \$5  | \$signal$9 ;
+  always @(posedge clk)
+    \$signal$11  <= \$7 ;
+  always @(posedge clk)
+    held_valid <= \$8 ;
+  assign \$1  = ~ held_valid;
+  \digits_cnn_ilif.engine_conv3.queue.inner  inner (
+    .clk(clk),
+    .r_data(r_data),
+    .r_en(take),
+    .r_rdy(r_rdy),
+    .rst(rst),
+    .w_en(w_en),
+    .w_level(\level$21 ),
+    .w_port__data(w_data),
+    .w_rdy(\$signal$4 )
+  );
+  \digits_cnn_ilif.engine_conv3.queue.skid  skid (
+    .clk(clk),
+    .count(count),
+    .\port$2812$0 (\$signal$9 ),
+    .\port$4024$0 (\port$4024$0 ),
+    .\port$4162$0 (\$signal$11 ),
+    .\port$4164$0 (held_valid),
+    .\port$4178$0 (\$signal$14 ),
+    .\port$4180$0 (\$signal$16 ),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$7  = \$signal$11 ;
+    if (take) begin
+      \$7  = r_data;
+    end
+    if (rst) begin
+      \$7  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$8  = held_valid;
+    if (\$6 ) begin
+      \$8  = take;
+    end
+    if (rst) begin
+      \$8  = 1'h0;
+    end
+  end
+  assign \$signal  = w_data;
+  assign \$signal$3  = w_en;
+  assign w_rdy = \$signal$4 ;
+  assign r_en = take;
+  assign \$signal$12  = \$signal$11 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$18  = \port$4024$0 ;
+  assign \$signal$19  = \port$4024$0 ;
+  assign level = \$4 [7:0];
+  assign \port$4178$0  = \$signal$14 ;
+  assign \port$4180$0  = \$signal$16 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -13891,8 +17995,9 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, w_level, r_data, r_en, w_port__
   input [10:0] w_port__data;
   wire [10:0] w_port__data;
   wire w_port__en;
+  output w_rdy;
   wire w_rdy;
-  reg [10:0] storage [129:0];
+  reg [10:0] storage [136:0];
   initial begin
     storage[0] = 11'h000;
     storage[1] = 11'h000;
@@ -14024,6 +18129,13 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, w_level, r_data, r_en, w_port__
     storage[127] = 11'h000;
     storage[128] = 11'h000;
     storage[129] = 11'h000;
+    storage[130] = 11'h000;
+    storage[131] = 11'h000;
+    storage[132] = 11'h000;
+    storage[133] = 11'h000;
+    storage[134] = 11'h000;
+    storage[135] = 11'h000;
+    storage[136] = 11'h000;
   end
   always @(posedge clk) begin
     if (w_port__en)
@@ -14036,7 +18148,7 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, w_level, r_data, r_en, w_port__
     end
   end
   assign r_data = _0_;
-  assign w_rdy = inner_level != 8'h82;
+  assign w_rdy = inner_level != 8'h89;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
   assign \$1  = ~ r_rdy;
@@ -14044,13 +18156,13 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, w_level, r_data, r_en, w_port__
   assign r_port__en = inner_r_rdy & \$2 ;
   assign \$3  = inner_level + r_rdy;
   assign \$4  = w_rdy & w_en;
-  assign \$5  = w_port__addr == 8'h81;
+  assign \$5  = w_port__addr == 8'h88;
   assign \$6  = w_port__addr + 1'h1;
   assign \$7  = \$5  ? 9'h000 : \$6 ;
   assign \$8  = ~ r_rdy;
   assign \$9  = \$8  | r_en;
   assign \$10  = inner_r_rdy & \$9 ;
-  assign \$11  = r_port__addr == 8'h81;
+  assign \$11  = r_port__addr == 8'h88;
   assign \$12  = r_port__addr + 1'h1;
   assign \$13  = \$11  ? 9'h000 : \$12 ;
   assign \$14  = w_rdy & w_en;
@@ -14079,7 +18191,7 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, w_level, r_data, r_en, w_port__
   always @(posedge clk)
     r_rdy <= \$34 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$31  = w_port__addr;
     if (\$4 ) begin
       \$31  = \$7 [7:0];
@@ -14089,7 +18201,7 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, w_level, r_data, r_en, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$32  = r_port__addr;
     if (\$10 ) begin
       \$32  = \$13 [7:0];
@@ -14099,7 +18211,7 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, w_level, r_data, r_en, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$33  = inner_level;
     if (\$19 ) begin
       \$33  = \$20 [7:0];
@@ -14112,7 +18224,7 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, w_level, r_data, r_en, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$34  = r_rdy;
     if (\$30 ) begin
       \$34  = 1'h1;
@@ -14133,149 +18245,550 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, w_level, r_data, r_en, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc (clk, rst, active, i0__payload, i0__ready, o__payload, o__valid, i0__valid, o__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2812$0 , count, \port$4024$0 , \port$4162$0 , \port$4164$0 , \port$4178$0 , \port$4180$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [10:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [10:0] \$7 ;
+  wire \$signal ;
+  reg [10:0] \$signal$10  = 11'h000;
+  wire [10:0] \$signal$11 ;
+  wire \$signal$3 ;
+  reg \$signal$5  = 1'h0;
+  wire \$signal$8 ;
+  reg [10:0] \$signal$9  = 11'h000;
+  input clk;
+  wire clk;
+  output [1:0] count;
+  wire [1:0] count;
+  output \port$2812$0 ;
+  wire \port$2812$0 ;
+  input \port$4024$0 ;
+  wire \port$4024$0 ;
+  input [10:0] \port$4162$0 ;
+  wire [10:0] \port$4162$0 ;
+  input \port$4164$0 ;
+  wire \port$4164$0 ;
+  (* init = 11'h000 *)
+  output [10:0] \port$4178$0 ;
+  wire [10:0] \port$4178$0 ;
+  (* init = 1'h0 *)
+  output \port$4180$0 ;
+  wire \port$4180$0 ;
+  input rst;
+  wire rst;
+  reg spare_valid = 1'h0;
+  wire take;
+  assign take = \port$4164$0  & \$1 ;
+  assign count = \$signal$5  + spare_valid;
+  assign \$2  = ~ \$signal$5 ;
+  assign \$3  = \port$4024$0  | \$2 ;
+  always @(posedge clk)
+    \$signal$9  <= \$4 ;
+  always @(posedge clk)
+    \$signal$5  <= \$5 ;
+  always @(posedge clk)
+    spare_valid <= \$6 ;
+  always @(posedge clk)
+    \$signal$10  <= \$7 ;
+  assign \$signal  = ~ spare_valid;
+  assign \$1  = ~ spare_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$4  = \$signal$9 ;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$4  = \$signal$10 ;
+      end else if (take) begin
+        \$4  = \port$4162$0 ;
+      end
+    end
+    if (rst) begin
+      \$4  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$5  = \$signal$5 ;
+    if (\$3 ) begin
+      (* full_case = 32'd1 *)
+      if (spare_valid) begin
+        \$5  = 1'h1;
+      end else if (take) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$6  = spare_valid;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$6  = 1'h0;
+      end
+    end else if (take) begin
+      \$6  = 1'h1;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$7  = \$signal$10 ;
+    if (\$3 ) begin
+    end else if (take) begin
+      \$7  = \port$4162$0 ;
+    end
+    if (rst) begin
+      \$7  = 11'h000;
+    end
+  end
+  assign \$signal$3  = \port$4164$0 ;
+  assign \$signal$8  = \port$4024$0 ;
+  assign \$signal$11  = \port$4162$0 ;
+  assign \port$2812$0  = \$signal ;
+  assign \port$4178$0  = \$signal$9 ;
+  assign \port$4180$0  = \$signal$5 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$10 ;
-  reg [17:0] \$100 ;
-  wire [6:0] \$101 ;
-  wire [6:0] \$102 ;
-  reg [2:0] \$103 ;
-  reg \$104 ;
-  reg [1:0] \$105 ;
-  reg [1:0] \$106 ;
-  reg \$107 ;
-  reg \$108 ;
-  reg [2:0] \$109 ;
-  wire [1:0] \$11 ;
-  reg \$110 ;
-  reg \$111 ;
-  reg \$112 ;
-  reg \$113 ;
-  reg \$114 ;
-  reg [1:0] \$115 ;
-  reg \$116 ;
-  reg \$117 ;
-  reg [3:0] \$118 ;
-  reg \$119 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  reg \$120 ;
-  reg \$121 ;
-  reg [1:0] \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg \$125 ;
-  reg \$126 ;
-  reg [1:0] \$127 ;
-  reg [75:0] \$128 ;
-  reg \$129 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  reg \$130 ;
-  reg \$131 ;
-  reg \$132 ;
-  reg [1:0] \$133 ;
-  reg \$134 ;
-  reg \$135 ;
-  reg [1:0] \$136 ;
-  reg \$137 ;
-  reg \$138 ;
-  reg [1:0] \$139 ;
-  wire [2:0] \$14 ;
-  reg [71:0] \$140 ;
-  reg \$141 ;
-  reg \$142 ;
-  reg [3:0] \$143 ;
-  reg [1:0] \$144 ;
-  reg [71:0] \$145 ;
-  reg \$146 ;
-  reg \$147 ;
-  reg [3:0] \$148 ;
-  reg [73:0] \$149 ;
-  wire [4:0] \$15 ;
-  reg \$150 ;
-  reg [17:0] \$151 ;
-  reg [3:0] \$152 ;
-  reg [3:0] \$153 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire [3:0] \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
   wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
   wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
   wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
+  wire [4:0] \$22 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
+  wire [5:0] \$23 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire [18:0] \$236 ;
+  wire [18:0] \$237 ;
+  wire [18:0] \$238 ;
+  wire [17:0] \$239 ;
   wire \$24 ;
+  wire [18:0] \$240 ;
+  wire [17:0] \$241 ;
+  wire [18:0] \$242 ;
+  wire [17:0] \$243 ;
+  wire [18:0] \$244 ;
+  wire [17:0] \$245 ;
+  wire [18:0] \$246 ;
+  wire [1:0] \$247 ;
+  wire [18:0] \$248 ;
+  wire [1:0] \$249 ;
   wire \$25 ;
-  wire \$26 ;
+  wire [18:0] \$250 ;
+  wire [1:0] \$251 ;
+  wire [18:0] \$252 ;
+  wire [1:0] \$253 ;
+  wire [18:0] \$254 ;
+  wire [10:0] \$255 ;
+  wire [9:0] \$256 ;
+  wire [10:0] \$257 ;
+  wire [18:0] \$258 ;
+  wire [18:0] \$259 ;
+  reg [17:0] \$26 ;
+  wire [18:0] \$260 ;
+  wire [18:0] \$261 ;
+  wire [1:0] \$262 ;
+  wire [18:0] \$263 ;
+  wire [1:0] \$264 ;
+  wire [18:0] \$265 ;
+  wire [1:0] \$266 ;
+  wire [18:0] \$267 ;
+  wire [1:0] \$268 ;
+  wire [18:0] \$269 ;
   wire \$27 ;
-  wire \$28 ;
+  wire [19:0] \$270 ;
+  wire [18:0] \$271 ;
+  wire [18:0] \$272 ;
+  wire [18:0] \$273 ;
+  wire [17:0] \$274 ;
+  wire [18:0] \$275 ;
+  wire [17:0] \$276 ;
+  wire [18:0] \$277 ;
+  wire [17:0] \$278 ;
+  wire [18:0] \$279 ;
+  wire [3:0] \$28 ;
+  wire [17:0] \$280 ;
+  wire [18:0] \$281 ;
+  wire [1:0] \$282 ;
+  wire [18:0] \$283 ;
+  wire [1:0] \$284 ;
+  wire [18:0] \$285 ;
+  wire [1:0] \$286 ;
+  wire [18:0] \$287 ;
+  wire [1:0] \$288 ;
+  wire [18:0] \$289 ;
   wire \$29 ;
+  wire [10:0] \$290 ;
+  wire [9:0] \$291 ;
+  wire [10:0] \$292 ;
+  wire [18:0] \$293 ;
+  wire [18:0] \$294 ;
+  wire [18:0] \$295 ;
+  wire [18:0] \$296 ;
+  wire [1:0] \$297 ;
+  wire [18:0] \$298 ;
+  wire [1:0] \$299 ;
   wire \$3 ;
-  wire [30:0] \$30 ;
-  wire [31:0] \$31 ;
-  wire [18:0] \$32 ;
-  wire \$33 ;
-  wire [30:0] \$34 ;
-  wire [31:0] \$35 ;
-  wire [18:0] \$36 ;
+  wire \$30 ;
+  wire [18:0] \$300 ;
+  wire [1:0] \$301 ;
+  wire [18:0] \$302 ;
+  wire [1:0] \$303 ;
+  wire [18:0] \$304 ;
+  wire [19:0] \$305 ;
+  wire [18:0] \$306 ;
+  wire [18:0] \$307 ;
+  wire [18:0] \$308 ;
+  wire [17:0] \$309 ;
+  wire \$31 ;
+  wire [18:0] \$310 ;
+  wire [17:0] \$311 ;
+  wire [18:0] \$312 ;
+  wire [17:0] \$313 ;
+  wire [18:0] \$314 ;
+  wire [17:0] \$315 ;
+  wire [18:0] \$316 ;
+  wire [1:0] \$317 ;
+  wire [18:0] \$318 ;
+  wire [1:0] \$319 ;
+  wire [5:0] \$32 ;
+  wire [18:0] \$320 ;
+  wire [1:0] \$321 ;
+  wire [18:0] \$322 ;
+  wire [1:0] \$323 ;
+  wire [18:0] \$324 ;
+  wire [10:0] \$325 ;
+  wire [9:0] \$326 ;
+  wire [10:0] \$327 ;
+  wire [18:0] \$328 ;
+  wire [18:0] \$329 ;
+  wire [6:0] \$33 ;
+  wire [18:0] \$330 ;
+  wire [18:0] \$331 ;
+  wire [1:0] \$332 ;
+  wire [18:0] \$333 ;
+  wire [1:0] \$334 ;
+  wire [18:0] \$335 ;
+  wire [1:0] \$336 ;
+  wire [18:0] \$337 ;
+  wire [1:0] \$338 ;
+  wire [18:0] \$339 ;
+  wire \$34 ;
+  wire [19:0] \$340 ;
+  wire [18:0] \$341 ;
+  wire [18:0] \$342 ;
+  wire [18:0] \$343 ;
+  wire [17:0] \$344 ;
+  wire [18:0] \$345 ;
+  wire [17:0] \$346 ;
+  wire [18:0] \$347 ;
+  wire [17:0] \$348 ;
+  wire [18:0] \$349 ;
+  wire [7:0] \$35 ;
+  wire [17:0] \$350 ;
+  wire [18:0] \$351 ;
+  wire [1:0] \$352 ;
+  wire [18:0] \$353 ;
+  wire [1:0] \$354 ;
+  wire [18:0] \$355 ;
+  wire [1:0] \$356 ;
+  wire [18:0] \$357 ;
+  wire [1:0] \$358 ;
+  wire [18:0] \$359 ;
+  wire \$36 ;
+  wire [10:0] \$360 ;
+  wire [9:0] \$361 ;
+  wire [10:0] \$362 ;
+  wire [18:0] \$363 ;
+  wire [18:0] \$364 ;
+  wire [18:0] \$365 ;
+  wire [18:0] \$366 ;
+  wire [1:0] \$367 ;
+  wire [18:0] \$368 ;
+  wire [1:0] \$369 ;
   wire \$37 ;
-  wire [30:0] \$38 ;
-  wire [31:0] \$39 ;
+  wire [18:0] \$370 ;
+  wire [1:0] \$371 ;
+  wire [18:0] \$372 ;
+  wire [1:0] \$373 ;
+  wire [18:0] \$374 ;
+  wire [19:0] \$375 ;
+  wire \$376 ;
+  wire \$377 ;
+  wire \$378 ;
+  wire \$379 ;
+  wire \$38 ;
+  reg [17:0] \$380 ;
+  wire \$381 ;
+  wire \$382 ;
+  wire \$383 ;
+  reg [17:0] \$384 ;
+  wire [6:0] \$385 ;
+  wire [6:0] \$386 ;
+  reg [4:0] \$387 ;
+  reg \$388 ;
+  reg [2:0] \$389 ;
+  wire [3:0] \$39 ;
+  reg \$390 ;
+  reg [1:0] \$391 ;
+  reg [1:0] \$392 ;
+  reg \$393 ;
+  reg \$394 ;
+  reg \$395 ;
+  reg [2:0] \$396 ;
+  reg \$397 ;
+  reg \$398 ;
+  reg \$399 ;
   wire \$4 ;
-  wire [18:0] \$40 ;
+  wire \$40 ;
+  reg [28:0] \$400 ;
+  reg [28:0] \$401 ;
+  reg [28:0] \$402 ;
+  reg [28:0] \$403 ;
+  reg [28:0] \$404 ;
+  reg [28:0] \$405 ;
+  reg [28:0] \$406 ;
+  reg [28:0] \$407 ;
+  reg [28:0] \$408 ;
+  reg [31:0] \$409 ;
   wire \$41 ;
-  wire [30:0] \$42 ;
-  wire [31:0] \$43 ;
-  wire [18:0] \$44 ;
+  reg [10:0] \$410 ;
+  reg [10:0] \$411 ;
+  reg [10:0] \$412 ;
+  reg [10:0] \$413 ;
+  reg [43:0] \$414 ;
+  reg [71:0] \$415 ;
+  reg [39:0] \$416 ;
+  reg [71:0] \$417 ;
+  reg [71:0] \$418 ;
+  reg [3:0] \$419 ;
+  wire [2:0] \$42 ;
+  reg [3:0] \$420 ;
+  reg [39:0] \$421 ;
+  reg [39:0] \$422 ;
+  reg [4:0] \$423 ;
+  reg [4:0] \$424 ;
+  reg [9:0] \$425 ;
+  reg [7:0] \$426 ;
+  reg [75:0] \$427 ;
+  reg [75:0] \$428 ;
+  reg [71:0] \$429 ;
+  wire \$43 ;
+  reg [73:0] \$430 ;
+  reg \$431 ;
+  reg \$432 ;
+  reg \$433 ;
+  reg \$434 ;
+  reg [17:0] \$435 ;
+  reg [3:0] \$436 ;
+  reg [3:0] \$437 ;
+  wire \$44 ;
   wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire [3:0] \$49 ;
-  wire [3:0] \$5 ;
+  wire [1:0] \$46 ;
+  wire [1:0] \$47 ;
+  wire [2:0] \$48 ;
+  wire \$49 ;
+  wire \$5 ;
   wire \$50 ;
   wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire [4:0] \$54 ;
-  wire [5:0] \$55 ;
+  wire [10:0] \$52 ;
+  wire [10:0] \$53 ;
+  wire [10:0] \$54 ;
+  wire [10:0] \$55 ;
   wire \$56 ;
   wire \$57 ;
-  reg [17:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  reg [17:0] \$61 ;
+  wire \$61 ;
   wire \$62 ;
   wire \$63 ;
-  wire [3:0] \$64 ;
+  wire \$64 ;
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
   wire \$68 ;
-  wire [3:0] \$69 ;
+  wire \$69 ;
   wire \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
   wire \$73 ;
-  wire [1:0] \$74 ;
+  wire \$74 ;
   wire \$75 ;
   wire \$76 ;
-  wire [2:0] \$77 ;
-  wire [4:0] \$78 ;
+  wire \$77 ;
+  wire \$78 ;
   wire \$79 ;
   wire \$8 ;
   wire \$80 ;
   wire \$81 ;
   wire \$82 ;
-  wire [2:0] \$83 ;
+  wire \$83 ;
   wire \$84 ;
   wire \$85 ;
-  wire [1:0] \$86 ;
-  wire [1:0] \$87 ;
-  wire [2:0] \$88 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
   wire \$89 ;
   wire \$9 ;
   wire \$90 ;
@@ -14285,51 +18798,67 @@ module \digits_cnn_ilif.engine_fc (clk, rst, active, i0__payload, i0__ready, o__
   wire \$94 ;
   wire \$95 ;
   wire \$96 ;
-  reg [17:0] \$97 ;
+  wire \$97 ;
   wire \$98 ;
   wire \$99 ;
-  reg \$like  = 1'h0;
-  reg [1:0] \$like$109  = 2'h0;
-  reg \$like$110  = 1'h0;
-  wire \$signal ;
-  reg \$signal$112  = 1'h0;
-  wire \$signal$113 ;
-  reg [3:0] \$signal$114  = 4'h0;
-  wire \$signal$114[0] ;
-  wire \$signal$114[1] ;
-  wire \$signal$114[2] ;
-  wire \$signal$114[3] ;
-  wire [3:0] \$signal$115 ;
-  wire \$signal$115[0] ;
-  wire \$signal$115[1] ;
-  wire \$signal$115[2] ;
-  wire \$signal$115[3] ;
-  reg \$signal$32  = 1'h0;
-  reg \$signal$33  = 1'h0;
-  reg \$signal$34  = 1'h0;
-  reg \$signal$35  = 1'h0;
-  wire \$signal$39 ;
-  reg \$signal$60  = 1'h0;
-  reg [71:0] \$signal$62  = 72'h000000000000000000;
-  wire [17:0] \$signal$62[0] ;
-  wire [17:0] \$signal$62[1] ;
-  wire [17:0] \$signal$62[2] ;
-  wire [17:0] \$signal$62[3] ;
-  reg \$signal$63  = 1'h0;
-  reg [9:0] \$signature__addr ;
-  wire [1:0] \$signature__addr$52 ;
-  wire [71:0] \$signature__data ;
-  wire [31:0] \$signature__data$68 ;
-  wire [7:0] \$signature__data$68[0] ;
-  wire [7:0] \$signature__data$68[1] ;
-  wire [7:0] \$signature__data$68[2] ;
-  wire [7:0] \$signature__data$68[3] ;
-  wire [17:0] \$signature__data[0] ;
-  wire [17:0] \$signature__data[1] ;
-  wire [17:0] \$signature__data[2] ;
-  wire [17:0] \$signature__data[3] ;
+  reg [39:0] \$like  = 40'h0000000000;
+  wire [9:0] \$like[0] ;
+  wire [9:0] \$like[1] ;
+  wire [9:0] \$like[2] ;
+  wire [9:0] \$like[3] ;
+  reg \$signal  = 1'h0;
+  wire \$signal$24 ;
+  reg [75:0] \$signal$39  = 76'h0000000000000000000;
+  wire [18:0] \$signal$39[0] ;
+  wire [18:0] \$signal$39[1] ;
+  wire [18:0] \$signal$39[2] ;
+  wire [18:0] \$signal$39[3] ;
+  reg [73:0] \$signal$47  = 74'h0000000000000000000;
+  reg \$signal$49  = 1'h0;
+  wire \$signal$5 ;
+  wire [73:0] \$signal$55 ;
+  wire \$signal$60 ;
+  reg \$signal$61  = 1'h0;
+  reg \$signal$64 ;
+  reg \$signal$69  = 1'h0;
+  reg [4:0] \$signal$93  = 5'h00;
+  reg [4:0] \$signal$94  = 5'h00;
+  reg [9:0] \$signal$95  = 10'h000;
+  reg [7:0] \$signal$96  = 8'h00;
+  reg [75:0] \$signal$97  = 76'h0000000000000000000;
+  wire [18:0] \$signal$97[0] ;
+  wire [18:0] \$signal$97[1] ;
+  wire [18:0] \$signal$97[2] ;
+  wire [18:0] \$signal$97[3] ;
+  wire [9:0] \$signature__addr ;
+  wire [1:0] \$signature__addr$34 ;
+  wire [31:0] \$signature__data ;
+  wire [71:0] \$signature__data$83 ;
+  wire [17:0] \$signature__data$83[0] ;
+  wire [17:0] \$signature__data$83[1] ;
+  wire [17:0] \$signature__data$83[2] ;
+  wire [17:0] \$signature__data$83[3] ;
+  wire [7:0] \$signature__data[0] ;
+  wire [7:0] \$signature__data[1] ;
+  wire [7:0] \$signature__data[2] ;
+  wire [7:0] \$signature__data[3] ;
   output active;
   wire active;
+  reg [43:0] addend = 44'h00000000000;
+  wire [10:0] \addend[0] ;
+  wire [10:0] \addend[1] ;
+  wire [10:0] \addend[2] ;
+  wire [10:0] \addend[3] ;
+  reg [39:0] b6 = 40'h0000000000;
+  wire [9:0] \b6[0] ;
+  wire [9:0] \b6[1] ;
+  wire [9:0] \b6[2] ;
+  wire [9:0] \b6[3] ;
+  reg [39:0] b_raw = 40'h0000000000;
+  wire [9:0] \b_raw[0] ;
+  wire [9:0] \b_raw[1] ;
+  wire [9:0] \b_raw[2] ;
+  wire [9:0] \b_raw[3] ;
   wire [1:0] b_rd__addr;
   wire [39:0] b_rd__data;
   wire [9:0] \b_rd__data[0] ;
@@ -14338,11 +18867,33 @@ module \digits_cnn_ilif.engine_fc (clk, rst, active, i0__payload, i0__ready, o__
   wire [9:0] \b_rd__data[3] ;
   reg [3:0] best_idx = 4'h0;
   reg [17:0] best_val = 18'h00000;
-  reg bubble = 1'h0;
+  reg better = 1'h0;
   wire busy;
+  wire [3:0] c_raw;
+  wire \c_raw[0] ;
+  wire \c_raw[1] ;
+  wire \c_raw[2] ;
+  wire \c_raw[3] ;
   input clk;
   wire clk;
+  reg credit = 1'h0;
+  wire [3:0] cres7;
+  wire \cres7[0] ;
+  wire \cres7[1] ;
+  wire \cres7[2] ;
+  wire \cres7[3] ;
+  reg [3:0] cres8 = 4'h0;
+  wire \cres8[0] ;
+  wire \cres8[1] ;
+  wire \cres8[2] ;
+  wire \cres8[3] ;
+  reg [3:0] cres9 = 4'h0;
+  wire \cres9[0] ;
+  wire \cres9[1] ;
+  wire \cres9[2] ;
+  wire \cres9[3] ;
   reg [3:0] done = 4'h0;
+  wire dropped;
   wire en;
   wire [73:0] entry;
   wire [1:0] \entry.addr ;
@@ -14351,12 +18902,21 @@ module \digits_cnn_ilif.engine_fc (clk, rst, active, i0__payload, i0__ready, o__
   wire [17:0] \entry.values[1] ;
   wire [17:0] \entry.values[2] ;
   wire [17:0] \entry.values[3] ;
-  reg [3:0] ev_c;
-  reg ev_count;
-  reg [3:0] ev_shift;
-  reg [1:0] ev_x;
-  reg [1:0] ev_y;
+  (* init = 74'h0000000000000000000 *)
+  wire [73:0] entry7;
+  wire [1:0] \entry7.addr ;
+  wire [71:0] \entry7.values ;
+  wire [17:0] \entry7.values[0] ;
+  wire [17:0] \entry7.values[1] ;
+  wire [17:0] \entry7.values[2] ;
+  wire [17:0] \entry7.values[3] ;
+  wire [3:0] ev_c;
+  wire ev_count;
+  wire [3:0] ev_shift;
+  wire [1:0] ev_x;
+  wire [1:0] ev_y;
   reg fire_k = 1'h0;
+  reg first = 1'h1;
   reg fsm_state = 1'h0;
   input [9:0] i0__payload;
   wire [9:0] i0__payload;
@@ -14370,6 +18930,22 @@ module \digits_cnn_ilif.engine_fc (clk, rst, active, i0__payload, i0__ready, o__
   input i0__valid;
   wire i0__valid;
   wire [3:0] index;
+  reg [28:0] issue;
+  wire [1:0] \issue.addr ;
+  wire \issue.bank ;
+  wire \issue.count ;
+  wire \issue.cur ;
+  wire \issue.end ;
+  wire \issue.fire_k ;
+  wire [1:0] \issue.g ;
+  wire \issue.kind ;
+  wire \issue.last_step ;
+  wire \issue.proj ;
+  wire [3:0] \issue.shift ;
+  wire \issue.valid ;
+  wire [9:0] \issue.waddr ;
+  wire \issue.x ;
+  wire \issue.y ;
   reg [1:0] lane;
   wire last_lane;
   reg load;
@@ -14383,41 +18959,36 @@ module \digits_cnn_ilif.engine_fc (clk, rst, active, i0__payload, i0__ready, o__
   wire o__ready;
   output o__valid;
   reg o__valid;
-  reg [1:0] op_addr;
-  wire [1:0] \op_addr$7 ;
-  reg op_bank;
-  reg op_count;
-  wire \op_count$12 ;
-  reg op_cur;
-  reg op_end;
-  reg op_fire_k;
-  reg [1:0] op_g;
-  reg op_kind;
-  reg op_last_step;
-  reg op_proj;
-  reg [3:0] op_shift;
-  wire [3:0] \op_shift$14 ;
-  wire [1:0] op_vaddr;
+  wire [1:0] op_addr;
+  wire op_count;
+  wire [3:0] op_shift;
   wire op_valid;
-  reg \op_valid$4 ;
   wire [9:0] op_waddr;
-  reg op_x;
-  reg op_y;
-  reg [71:0] out;
-  wire [17:0] \out[0] ;
-  wire [17:0] \out[1] ;
-  wire [17:0] \out[2] ;
-  wire [17:0] \out[3] ;
   reg [71:0] out_vals;
   wire [17:0] \out_vals[0] ;
   wire [17:0] \out_vals[1] ;
   wire [17:0] \out_vals[2] ;
   wire [17:0] \out_vals[3] ;
   reg [2:0] plane = 3'h0;
-  wire [73:0] r_data;
-  reg r_en;
-  wire r_rdy;
+  (* init = 1'h0 *)
+  wire push7;
   wire ready;
+  (* init = 72'h000000000000000000 *)
+  wire [71:0] res7;
+  wire [17:0] \res7[0] ;
+  wire [17:0] \res7[1] ;
+  wire [17:0] \res7[2] ;
+  wire [17:0] \res7[3] ;
+  reg [71:0] res8 = 72'h000000000000000000;
+  wire [17:0] \res8[0] ;
+  wire [17:0] \res8[1] ;
+  wire [17:0] \res8[2] ;
+  wire [17:0] \res8[3] ;
+  reg [71:0] res9 = 72'h000000000000000000;
+  wire [17:0] \res9[0] ;
+  wire [17:0] \res9[1] ;
+  wire [17:0] \res9[2] ;
+  wire [17:0] \res9[3] ;
   reg [71:0] result;
   wire [17:0] \result[0] ;
   wire [17:0] \result[1] ;
@@ -14425,81 +18996,179 @@ module \digits_cnn_ilif.engine_fc (clk, rst, active, i0__payload, i0__ready, o__
   wire [17:0] \result[3] ;
   input rst;
   wire rst;
-  reg [1:0] s1_addr = 2'h0;
-  reg s1_count = 1'h0;
-  reg s1_cur = 1'h0;
-  reg s1_end = 1'h0;
-  reg s1_fire_k = 1'h0;
-  reg [1:0] s1_g = 2'h0;
-  reg s1_last_step = 1'h0;
-  reg s1_proj = 1'h0;
-  reg [3:0] s1_shift = 4'h0;
-  reg s1_x = 1'h0;
-  reg [1:0] s2_addr = 2'h0;
-  reg s2_end = 1'h0;
-  reg s2_fire_k = 1'h0;
-  reg [1:0] s2_laddr = 2'h0;
-  reg s2_last_step = 1'h0;
-  reg [75:0] s2_val = 76'h0000000000000000000;
-  wire [18:0] \s2_val[0] ;
-  wire [18:0] \s2_val[1] ;
-  wire [18:0] \s2_val[2] ;
-  wire [18:0] \s2_val[3] ;
-  reg s2_x = 1'h0;
-  reg [1:0] s3_addr = 2'h0;
-  (* init = 74'h0000000000000000000 *)
-  wire [73:0] s3_entry;
-  wire [1:0] \s3_entry.addr ;
-  wire [71:0] \s3_entry.values ;
-  wire [17:0] \s3_entry.values[0] ;
-  wire [17:0] \s3_entry.values[1] ;
-  wire [17:0] \s3_entry.values[2] ;
-  wire [17:0] \s3_entry.values[3] ;
-  reg s3_kind = 1'h0;
-  (* init = 1'h0 *)
-  wire s3_push;
-  reg s3_valid = 1'h0;
-  reg [1:0] s4_addr = 2'h0;
-  reg [3:0] s4_c = 4'h0;
-  wire \s4_c[0] ;
-  wire \s4_c[1] ;
-  wire \s4_c[2] ;
-  wire \s4_c[3] ;
-  reg s4_cw = 1'h0;
-  reg [71:0] s4_v = 72'h000000000000000000;
-  wire [17:0] \s4_v[0] ;
-  wire [17:0] \s4_v[1] ;
-  wire [17:0] \s4_v[2] ;
-  wire [17:0] \s4_v[3] ;
-  reg s4_vw = 1'h0;
+  reg [28:0] st0 = 29'h00000000;
+  wire [1:0] \st0.addr ;
+  wire \st0.bank ;
+  wire \st0.count ;
+  wire \st0.cur ;
+  wire \st0.end ;
+  wire \st0.fire_k ;
+  wire [1:0] \st0.g ;
+  wire \st0.kind ;
+  wire \st0.last_step ;
+  wire \st0.proj ;
+  wire [3:0] \st0.shift ;
+  wire \st0.valid ;
+  wire [9:0] \st0.waddr ;
+  wire \st0.x ;
+  wire \st0.y ;
+  reg [28:0] st1 = 29'h00000000;
+  wire [1:0] \st1.addr ;
+  wire \st1.bank ;
+  wire \st1.count ;
+  wire \st1.cur ;
+  wire \st1.end ;
+  wire \st1.fire_k ;
+  wire [1:0] \st1.g ;
+  wire \st1.kind ;
+  wire \st1.last_step ;
+  wire \st1.proj ;
+  wire [3:0] \st1.shift ;
+  wire \st1.valid ;
+  wire [9:0] \st1.waddr ;
+  wire \st1.x ;
+  wire \st1.y ;
+  reg [28:0] st2 = 29'h00000000;
+  wire [1:0] \st2.addr ;
+  wire \st2.bank ;
+  wire \st2.count ;
+  wire \st2.cur ;
+  wire \st2.end ;
+  wire \st2.fire_k ;
+  wire [1:0] \st2.g ;
+  wire \st2.kind ;
+  wire \st2.last_step ;
+  wire \st2.proj ;
+  wire [3:0] \st2.shift ;
+  wire \st2.valid ;
+  wire [9:0] \st2.waddr ;
+  wire \st2.x ;
+  wire \st2.y ;
+  reg [28:0] st3 = 29'h00000000;
+  wire [1:0] \st3.addr ;
+  wire \st3.bank ;
+  wire \st3.count ;
+  wire \st3.cur ;
+  wire \st3.end ;
+  wire \st3.fire_k ;
+  wire [1:0] \st3.g ;
+  wire \st3.kind ;
+  wire \st3.last_step ;
+  wire \st3.proj ;
+  wire [3:0] \st3.shift ;
+  wire \st3.valid ;
+  wire [9:0] \st3.waddr ;
+  wire \st3.x ;
+  wire \st3.y ;
+  reg [28:0] st4 = 29'h00000000;
+  wire [1:0] \st4.addr ;
+  wire \st4.bank ;
+  wire \st4.count ;
+  wire \st4.cur ;
+  wire \st4.end ;
+  wire \st4.fire_k ;
+  wire [1:0] \st4.g ;
+  wire \st4.kind ;
+  wire \st4.last_step ;
+  wire \st4.proj ;
+  wire [3:0] \st4.shift ;
+  wire \st4.valid ;
+  wire [9:0] \st4.waddr ;
+  wire \st4.x ;
+  wire \st4.y ;
+  reg [28:0] st5 = 29'h00000000;
+  wire [1:0] \st5.addr ;
+  wire \st5.bank ;
+  wire \st5.count ;
+  wire \st5.cur ;
+  wire \st5.end ;
+  wire \st5.fire_k ;
+  wire [1:0] \st5.g ;
+  wire \st5.kind ;
+  wire \st5.last_step ;
+  wire \st5.proj ;
+  wire [3:0] \st5.shift ;
+  wire \st5.valid ;
+  wire [9:0] \st5.waddr ;
+  wire \st5.x ;
+  wire \st5.y ;
+  reg [28:0] st6 = 29'h00000000;
+  wire [1:0] \st6.addr ;
+  wire \st6.bank ;
+  wire \st6.count ;
+  wire \st6.cur ;
+  wire \st6.end ;
+  wire \st6.fire_k ;
+  wire [1:0] \st6.g ;
+  wire \st6.kind ;
+  wire \st6.last_step ;
+  wire \st6.proj ;
+  wire [3:0] \st6.shift ;
+  wire \st6.valid ;
+  wire [9:0] \st6.waddr ;
+  wire \st6.x ;
+  wire \st6.y ;
+  reg [28:0] st7 = 29'h00000000;
+  wire [1:0] \st7.addr ;
+  wire \st7.bank ;
+  wire \st7.count ;
+  wire \st7.cur ;
+  wire \st7.end ;
+  wire \st7.fire_k ;
+  wire [1:0] \st7.g ;
+  wire \st7.kind ;
+  wire \st7.last_step ;
+  wire \st7.proj ;
+  wire [3:0] \st7.shift ;
+  wire \st7.valid ;
+  wire [9:0] \st7.waddr ;
+  wire \st7.x ;
+  wire \st7.y ;
+  reg [28:0] st8 = 29'h00000000;
+  wire [1:0] \st8.addr ;
+  wire \st8.bank ;
+  wire \st8.count ;
+  wire \st8.cur ;
+  wire \st8.end ;
+  wire \st8.fire_k ;
+  wire [1:0] \st8.g ;
+  wire \st8.kind ;
+  wire \st8.last_step ;
+  wire \st8.proj ;
+  wire [3:0] \st8.shift ;
+  wire \st8.valid ;
+  wire [9:0] \st8.waddr ;
+  wire \st8.x ;
+  wire \st8.y ;
   reg [2:0] step = 3'h0;
   reg [1:0] sweep_addr = 2'h0;
   reg [1:0] sweep_g = 2'h0;
+  reg sweep_last = 1'h0;
   reg sweep_now;
   reg sweep_x = 1'h0;
   reg sweep_y = 1'h0;
-  (* init = 2'h0 *)
+  reg [4:0] used = 5'h00;
+  reg [71:0] v_raw = 72'h000000000000000000;
+  wire [17:0] \v_raw[0] ;
+  wire [17:0] \v_raw[1] ;
+  wire [17:0] \v_raw[2] ;
+  wire [17:0] \v_raw[3] ;
   wire [1:0] v_wr__addr;
-  (* init = 72'h000000000000000000 *)
-  wire [71:0] v_wr__data;
+  reg [71:0] v_wr__data = 72'h000000000000000000;
   wire [17:0] \v_wr__data[0] ;
   wire [17:0] \v_wr__data[1] ;
   wire [17:0] \v_wr__data[2] ;
   wire [17:0] \v_wr__data[3] ;
   wire v_wr__en;
-  reg [75:0] val;
-  wire [18:0] \val[0] ;
-  wire [18:0] \val[1] ;
-  wire [18:0] \val[2] ;
-  wire [18:0] \val[3] ;
-  reg [73:0] w_data = 74'h0000000000000000000;
-  reg w_en = 1'h0;
-  wire [3:0] w_level;
-  reg [63:0] w_now;
-  wire [15:0] \w_now[0] ;
-  wire [15:0] \w_now[1] ;
-  wire [15:0] \w_now[2] ;
-  wire [15:0] \w_now[3] ;
+  reg [31:0] w1_0 = 32'd0;
+  wire [7:0] \w1_0[0] ;
+  wire [7:0] \w1_0[1] ;
+  wire [7:0] \w1_0[2] ;
+  wire [7:0] \w1_0[3] ;
+  reg [10:0] w2_0_0 = 11'h000;
+  reg [10:0] w2_0_1 = 11'h000;
+  reg [10:0] w2_0_2 = 11'h000;
+  reg [10:0] w2_0_3 = 11'h000;
   reg [39:0] bmem [2:0];
   initial begin
     bmem[0] = 40'h0c2d41b058;
@@ -14508,7 +19177,7 @@ module \digits_cnn_ilif.engine_fc (clk, rst, active, i0__payload, i0__ready, o__
   end
   reg [39:0] _0_;
   always @(posedge clk) begin
-    _0_ <= bmem[op_addr];
+    _0_ <= bmem[st2[5:4]];
   end
   assign b_rd__data = _0_;
   reg [71:0] vmem [2:0];
@@ -14518,14 +19187,14 @@ module \digits_cnn_ilif.engine_fc (clk, rst, active, i0__payload, i0__ready, o__
     vmem[2] = 72'h000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$49 [0])
-      vmem[s3_addr] <= \$signal$62 ;
+    if (\$14 [0])
+      vmem[st7[5:4]] <= v_wr__data;
   end
   reg [71:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vmem[op_addr];
+    _1_ <= vmem[st2[5:4]];
   end
-  assign \$signature__data  = _1_;
+  assign \$signature__data$83  = _1_;
   reg [31:0] wrom0 [767:0];
   initial begin
     wrom0[0] = 32'd486942651;
@@ -15299,434 +19968,550 @@ module \digits_cnn_ilif.engine_fc (clk, rst, active, i0__payload, i0__ready, o__
   end
   reg [31:0] _2_;
   always @(posedge clk) begin
-    _2_ <= wrom0[\$signature__addr ];
+    _2_ <= wrom0[st0[15:6]];
   end
-  assign \$signature__data$68  = _2_;
-  assign \$1  = ~ sweep_now;
-  assign \$2  = ~ bubble;
-  assign en = \$1  & \$2 ;
-  assign \$3  = ~ bubble;
-  assign \$4  = op_valid & \$3 ;
-  assign \$5  = 2'h3 - plane;
-  assign \$6  = ~ op_valid;
-  assign \$8  = \$signal$32  & \$7 ;
-  assign \$10  = \$signal$34  & \$9 ;
-  assign \$11  = \$8  + \$10 ;
-  assign \$13  = s3_valid & \$12 ;
-  assign \$14  = \$11  + \$13 ;
-  assign \$15  = w_level + \$14 ;
-  assign \$16  = \$15  < 4'h9;
-  assign \$17  = ~ bubble;
-  assign \$18  = \$16  & \$17 ;
-  assign \$19  = sweep_addr == 2'h2;
-  assign active = \op_valid$4  | bubble;
-  assign \$20  = s4_addr == s1_addr;
-  assign \$21  = s4_vw & \$20 ;
-  assign \$22  = s3_addr == s1_addr;
-  assign \$23  = \$signal$60  & \$22 ;
-  assign \$24  = ! \$signal$35 ;
-  assign \$25  = \$signal$63  & \$24 ;
-  assign \$26  = s2_addr == s1_addr;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = ! s1_proj;
-  assign \$29  = ! \$signal$33 ;
-  assign \$30  = $signed(w_now[15:0]) << s1_shift;
-  assign \$31  = $signed(out[17:0]) + $signed(\$30 );
-  assign \$32  = $signed(out[17:0]) + $signed(b_rd__data[9:0]);
-  assign \$33  = ! \$signal$33 ;
-  assign \$34  = $signed(w_now[31:16]) << s1_shift;
-  assign \$35  = $signed(out[35:18]) + $signed(\$34 );
-  assign \$36  = $signed(out[35:18]) + $signed(b_rd__data[19:10]);
-  assign \$37  = ! \$signal$33 ;
-  assign \$38  = $signed(w_now[47:32]) << s1_shift;
-  assign \$39  = $signed(out[53:36]) + $signed(\$38 );
-  assign \$40  = $signed(out[53:36]) + $signed(b_rd__data[29:20]);
-  assign \$41  = ! \$signal$33 ;
-  assign \$42  = $signed(w_now[63:48]) << s1_shift;
-  assign \$43  = $signed(out[71:54]) + $signed(\$42 );
-  assign \$44  = $signed(out[71:54]) + $signed(b_rd__data[39:30]);
-  assign \$45  = ! \$signal$35 ;
-  assign \$46  = ! \$signal$35 ;
-  assign \$47  = ! \$signal$35 ;
-  assign \$48  = ! \$signal$35 ;
-  assign \$49  = \$signal$60  ? 4'hf : 4'h0;
-  assign \$50  = ~ done[3];
-  assign \$51  = ~ done[2];
-  assign \$52  = ~ done[1];
-  assign \$53  = ~ done[0];
-  assign \$54  = r_data[73:72] * 3'h4;
-  assign \$55  = \$54  + lane;
-  assign \$56  = lane == 2'h3;
-  assign \$57  = \$55 [3:0] == 4'h9;
-  assign last_lane = \$56  | \$57 ;
-  assign \$59  = \$55 [3:0] == 4'h9;
-  assign \$60  = ! \$55 [3:0];
-  assign \$62  = $signed(\$61 ) > $signed(best_val);
-  assign \$63  = \$60  | \$62 ;
-  assign \$64  = \$63  ? \$55 [3:0] : best_idx;
-  assign \$65  = ! fsm_state;
-  assign \$67  = ~ op_valid;
-  assign \$68  = plane == 2'h3;
-  assign \$69  = plane + 1'h1;
-  assign \$71  = \$signal$32  & \$70 ;
-  assign \$73  = \$signal$34  & \$72 ;
-  assign \$74  = \$71  + \$73 ;
-  assign \$76  = s3_valid & \$75 ;
-  assign \$77  = \$74  + \$76 ;
-  assign \$78  = w_level + \$77 ;
-  assign \$79  = \$78  < 4'h9;
-  assign \$80  = ~ bubble;
-  assign \$81  = \$79  & \$80 ;
-  assign \$82  = sweep_addr == 2'h2;
-  assign \$83  = sweep_addr + 1'h1;
-  assign \$84  = sweep_g == 2'h2;
-  assign \$85  = ! sweep_x;
-  assign \$86  = sweep_y + 1'h1;
-  assign \$87  = sweep_x + 1'h1;
-  assign \$88  = sweep_g + 1'h1;
-  assign \$89  = sweep_now & op_end;
-  assign \$90  = ! \$signal$33 ;
-  assign \$91  = \$90  & s1_cur;
-  assign \$92  = ~ \$91 ;
-  assign \$93  = \$signal$32  & \$92 ;
-  assign \$95  = \$signal$34  & \$94 ;
-  assign \$96  = ! \$55 [3:0];
-  assign \$98  = $signed(\$97 ) > $signed(best_val);
-  assign \$99  = \$96  | \$98 ;
-  assign \$101  = 1'h1 << lane;
-  assign \$102  = { 3'h0, done } | \$101 ;
+  assign \$signature__data  = _2_;
+  assign en = ~ \$signal ;
+  assign \$1  = ~ \$signal ;
+  assign \$2  = op_valid & \$1 ;
+  assign ev_shift = 2'h3 - plane;
+  assign \$3  = ~ op_valid;
+  assign \$4  = ~ \$signal ;
+  assign \$5  = credit & \$4 ;
+  assign active = issue[0] | \$signal ;
+  assign \$6  = ! st6[1];
+  assign \$7  = ! st6[1];
+  assign \$8  = ! st6[1];
+  assign \$9  = ! st6[1];
+  assign \$10  = ! st7[1];
+  assign \$11  = \$10  & st7[2];
+  assign \$12  = ~ \$11 ;
+  assign \$13  = st7[0] & \$12 ;
+  assign \$14  = \$13  ? 4'hf : 4'h0;
+  assign \$16  = st7[0] & \$15 ;
+  assign \$17  = ~ \$signal$49 ;
+  assign dropped = \$16  & \$17 ;
+  assign \$18  = ~ done[3];
+  assign \$19  = ~ done[2];
+  assign \$20  = ~ done[1];
+  assign \$21  = ~ done[0];
+  assign \$22  = \$signal$55 [73:72] * 3'h4;
+  assign \$23  = \$22  + lane;
+  assign \$24  = lane == 2'h3;
+  assign \$25  = \$23 [3:0] == 4'h9;
+  assign last_lane = \$24  | \$25 ;
+  assign \$27  = \$23 [3:0] == 4'h9;
+  assign \$28  = better ? \$23 [3:0] : best_idx;
+  assign \$29  = \$signal$60  & \$signal$61 ;
+  assign \$30  = ! fsm_state;
+  assign \$32  = used + sweep_now;
+  assign \$33  = \$32  - dropped;
+  assign \$34  = \$signal$64  & \$signal$60 ;
+  assign \$35  = $signed(\$33 ) - $signed({ 1'h0, \$34  });
+  assign \$36  = used <= 4'he;
+  assign \$37  = ~ op_valid;
+  assign \$38  = plane == 2'h3;
+  assign \$39  = plane + 1'h1;
+  assign \$40  = ~ \$signal ;
+  assign \$41  = credit & \$40 ;
+  assign \$42  = sweep_addr + 1'h1;
+  assign \$43  = sweep_addr == 1'h1;
+  assign \$44  = sweep_g == 2'h2;
+  assign \$45  = ! sweep_x;
+  assign \$46  = sweep_y + 1'h1;
+  assign \$47  = sweep_x + 1'h1;
+  assign \$48  = sweep_g + 1'h1;
+  assign \$49  = sweep_now & issue[24];
+  assign \$50  = sweep_now & issue[24];
+  assign \$51  = \$50  | \$signal$69 ;
+  assign \$52  = $signed(w1_0[7:0]) << st2[19:18];
+  assign \$53  = $signed(w1_0[15:8]) << st2[19:18];
+  assign \$54  = $signed(w1_0[23:16]) << st2[19:18];
+  assign \$55  = $signed(w1_0[31:24]) << st2[19:18];
+  assign \$56  = ! st3[16];
+  assign \$57  = ! st3[1];
+  assign \$58  = \$57  & st3[2];
+  assign \$59  = ~ \$58 ;
+  assign \$60  = st3[0] & \$59 ;
+  assign \$61  = st2[5:4] == st3[5:4];
+  assign \$62  = \$60  & \$61 ;
+  assign \$63  = ! st3[1];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ! st3[1];
+  assign \$66  = \$65  & st3[2];
+  assign \$68  = \$67  & st3[22];
+  assign \$69  = \$66  | \$68 ;
+  assign \$70  = st3[0] & \$69 ;
+  assign \$71  = st2[5:4] == st3[5:4];
+  assign \$72  = \$70  & \$71 ;
+  assign \$73  = ! st3[1];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = ! st4[1];
+  assign \$76  = \$75  & st4[2];
+  assign \$77  = ~ \$76 ;
+  assign \$78  = st4[0] & \$77 ;
+  assign \$79  = st2[5:4] == st4[5:4];
+  assign \$80  = \$78  & \$79 ;
+  assign \$81  = ! st4[1];
+  assign \$82  = \$80  & \$81 ;
+  assign \$83  = ! st4[1];
+  assign \$84  = \$83  & st4[2];
+  assign \$86  = \$85  & st4[22];
+  assign \$87  = \$84  | \$86 ;
+  assign \$88  = st4[0] & \$87 ;
+  assign \$89  = st2[5:4] == st4[5:4];
+  assign \$90  = \$88  & \$89 ;
+  assign \$91  = ! st4[1];
+  assign \$92  = \$90  & \$91 ;
+  assign \$93  = ! st5[1];
+  assign \$94  = \$93  & st5[2];
+  assign \$95  = ~ \$94 ;
+  assign \$96  = st5[0] & \$95 ;
+  assign \$97  = st2[5:4] == st5[5:4];
+  assign \$98  = \$96  & \$97 ;
+  assign \$99  = ! st5[1];
+  assign \$100  = \$99  & st5[2];
+  assign \$102  = \$101  & st5[22];
+  assign \$103  = \$100  | \$102 ;
+  assign \$104  = st5[0] & \$103 ;
+  assign \$105  = st2[5:4] == st5[5:4];
+  assign \$106  = \$104  & \$105 ;
+  assign \$107  = ! st6[1];
+  assign \$108  = \$107  & st6[2];
+  assign \$109  = ~ \$108 ;
+  assign \$110  = st6[0] & \$109 ;
+  assign \$111  = st2[5:4] == st6[5:4];
+  assign \$112  = \$110  & \$111 ;
+  assign \$113  = ! st6[1];
+  assign \$114  = \$113  & st6[2];
+  assign \$116  = \$115  & st6[22];
+  assign \$117  = \$114  | \$116 ;
+  assign \$118  = st6[0] & \$117 ;
+  assign \$119  = st2[5:4] == st6[5:4];
+  assign \$120  = \$118  & \$119 ;
+  assign \$121  = ! st7[1];
+  assign \$122  = \$121  & st7[2];
+  assign \$123  = ~ \$122 ;
+  assign \$124  = st7[0] & \$123 ;
+  assign \$125  = st2[5:4] == st7[5:4];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = ! st7[1];
+  assign \$128  = \$127  & st7[2];
+  assign \$130  = \$129  & st7[22];
+  assign \$131  = \$128  | \$130 ;
+  assign \$132  = st7[0] & \$131 ;
+  assign \$133  = st2[5:4] == st7[5:4];
+  assign \$134  = \$132  & \$133 ;
+  assign \$137  = ! st3[1];
+  assign \$138  = \$137  & st3[2];
+  assign \$139  = ~ \$138 ;
+  assign \$140  = \$136  & \$139 ;
+  assign \$143  = ! st3[1];
+  assign \$144  = \$143  & st3[2];
+  assign \$145  = \$142  & \$144 ;
+  assign \$146  = \$140  | \$145 ;
+  assign \$148  = ~ \$147 ;
+  assign \$149  = \$signal$93 [1] & \$148 ;
+  assign \$150  = ! st3[1];
+  assign \$151  = \$150  & st3[2];
+  assign \$152  = ~ \$151 ;
+  assign \$153  = \$149  & \$152 ;
+  assign \$155  = ~ \$154 ;
+  assign \$156  = \$signal$94 [1] & \$155 ;
+  assign \$157  = ! st3[1];
+  assign \$158  = \$157  & st3[2];
+  assign \$159  = \$156  & \$158 ;
+  assign \$160  = \$153  | \$159 ;
+  assign \$162  = \$161  | \$signal$93 [1];
+  assign \$163  = ~ \$162 ;
+  assign \$164  = \$signal$93 [2] & \$163 ;
+  assign \$165  = ! st3[1];
+  assign \$166  = \$165  & st3[2];
+  assign \$167  = ~ \$166 ;
+  assign \$168  = \$164  & \$167 ;
+  assign \$170  = \$169  | \$signal$93 [1];
+  assign \$171  = \$170  | \$signal$93 [2];
+  assign \$172  = ~ \$171 ;
+  assign \$173  = \$signal$93 [3] & \$172 ;
+  assign \$174  = ! st3[1];
+  assign \$175  = \$174  & st3[2];
+  assign \$176  = ~ \$175 ;
+  assign \$177  = \$173  & \$176 ;
+  assign \$179  = \$178  | \$signal$93 [1];
+  assign \$180  = \$179  | \$signal$93 [2];
+  assign \$181  = \$180  | \$signal$93 [3];
+  assign \$182  = ~ \$181 ;
+  assign \$183  = \$signal$93 [4] & \$182 ;
+  assign \$184  = ! st3[1];
+  assign \$185  = \$184  & st3[2];
+  assign \$186  = ~ \$185 ;
+  assign \$187  = \$183  & \$186 ;
+  assign \$189  = \$188  | \$signal$93 [1];
+  assign \$190  = \$189  | \$signal$93 [2];
+  assign \$191  = \$190  | \$signal$93 [3];
+  assign \$192  = \$191  | \$signal$93 [4];
+  assign \$193  = ~ \$192 ;
+  assign \$194  = ! st3[1];
+  assign \$195  = \$194  & st3[2];
+  assign \$196  = ~ \$195 ;
+  assign \$197  = \$193  & \$196 ;
+  assign \$199  = \$198  | \$signal$94 [1];
+  assign \$200  = ~ \$199 ;
+  assign \$201  = \$signal$94 [2] & \$200 ;
+  assign \$202  = ! st3[1];
+  assign \$203  = \$202  & st3[2];
+  assign \$204  = \$201  & \$203 ;
+  assign \$206  = \$205  | \$signal$94 [1];
+  assign \$207  = \$206  | \$signal$94 [2];
+  assign \$208  = ~ \$207 ;
+  assign \$209  = \$signal$94 [3] & \$208 ;
+  assign \$210  = ! st3[1];
+  assign \$211  = \$210  & st3[2];
+  assign \$212  = \$209  & \$211 ;
+  assign \$214  = \$213  | \$signal$94 [1];
+  assign \$215  = \$214  | \$signal$94 [2];
+  assign \$216  = \$215  | \$signal$94 [3];
+  assign \$217  = ~ \$216 ;
+  assign \$218  = \$signal$94 [4] & \$217 ;
+  assign \$219  = ! st3[1];
+  assign \$220  = \$219  & st3[2];
+  assign \$221  = \$218  & \$220 ;
+  assign \$223  = \$222  | \$signal$94 [1];
+  assign \$224  = \$223  | \$signal$94 [2];
+  assign \$225  = \$224  | \$signal$94 [3];
+  assign \$226  = \$225  | \$signal$94 [4];
+  assign \$227  = ~ \$226 ;
+  assign \$228  = ! st3[1];
+  assign \$229  = \$228  & st3[2];
+  assign \$230  = \$227  & \$229 ;
+  assign \$231  = ! st3[1];
+  assign \$232  = ! st3[1];
+  assign \$234  = ! st3[23];
+  assign \$235  = \$233  & \$234 ;
+  assign \$236  = \$signal$95 [0] ? \$signal$97 [18:0] : 19'h00000;
+  assign \$237  = \$signal$95 [1] ? \$signal$39 [18:0] : 19'h00000;
+  assign \$238  = \$236  | \$237 ;
+  assign \$239  = \$signal$95 [2] ? v_wr__data[17:0] : 18'h00000;
+  assign \$240  = \$238  | { \$239 [17], \$239  };
+  assign \$241  = \$signal$95 [3] ? res8[17:0] : 18'h00000;
+  assign \$242  = \$240  | { \$241 [17], \$241  };
+  assign \$243  = \$signal$95 [4] ? res9[17:0] : 18'h00000;
+  assign \$244  = \$242  | { \$243 [17], \$243  };
+  assign \$245  = \$signal$95 [5] ? v_raw[17:0] : 18'h00000;
+  assign \$246  = \$244  | { \$245 [17], \$245  };
+  assign \$249  = \$signal$95 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$250  = \$248  | { \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249  };
+  assign \$251  = \$signal$95 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$252  = \$250  | { \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251  };
+  assign \$255  = \$signal$96 [0] ? addend[10:0] : 11'h000;
+  assign \$256  = \$signal$96 [1] ? b_raw[9:0] : 10'h000;
+  assign \$257  = \$255  | { \$256 [9], \$256  };
+  assign \$258  = \$signal$96 [2] ? \$signal$97 [18:0] : 19'h00000;
+  assign \$259  = { \$257 [10], \$257 [10], \$257 [10], \$257 [10], \$257 [10], \$257 [10], \$257 [10], \$257 [10], \$257  } | \$258 ;
+  assign \$260  = \$signal$96 [3] ? \$signal$39 [18:0] : 19'h00000;
+  assign \$261  = \$259  | \$260 ;
+  assign \$264  = \$signal$96 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$265  = \$263  | { \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264  };
+  assign \$266  = \$signal$96 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$267  = \$265  | { \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266  };
+  assign \$270  = $signed(\$254 ) + $signed(\$269 );
+  assign \$271  = \$signal$95 [0] ? \$signal$97 [37:19] : 19'h00000;
+  assign \$272  = \$signal$95 [1] ? \$signal$39 [37:19] : 19'h00000;
+  assign \$273  = \$271  | \$272 ;
+  assign \$274  = \$signal$95 [2] ? v_wr__data[35:18] : 18'h00000;
+  assign \$275  = \$273  | { \$274 [17], \$274  };
+  assign \$276  = \$signal$95 [3] ? res8[35:18] : 18'h00000;
+  assign \$277  = \$275  | { \$276 [17], \$276  };
+  assign \$278  = \$signal$95 [4] ? res9[35:18] : 18'h00000;
+  assign \$279  = \$277  | { \$278 [17], \$278  };
+  assign \$280  = \$signal$95 [5] ? v_raw[35:18] : 18'h00000;
+  assign \$281  = \$279  | { \$280 [17], \$280  };
+  assign \$284  = \$signal$95 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$285  = \$283  | { \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284  };
+  assign \$286  = \$signal$95 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$287  = \$285  | { \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286  };
+  assign \$290  = \$signal$96 [0] ? addend[21:11] : 11'h000;
+  assign \$291  = \$signal$96 [1] ? b_raw[19:10] : 10'h000;
+  assign \$292  = \$290  | { \$291 [9], \$291  };
+  assign \$293  = \$signal$96 [2] ? \$signal$97 [37:19] : 19'h00000;
+  assign \$294  = { \$292 [10], \$292 [10], \$292 [10], \$292 [10], \$292 [10], \$292 [10], \$292 [10], \$292 [10], \$292  } | \$293 ;
+  assign \$295  = \$signal$96 [3] ? \$signal$39 [37:19] : 19'h00000;
+  assign \$296  = \$294  | \$295 ;
+  assign \$299  = \$signal$96 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$300  = \$298  | { \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299  };
+  assign \$301  = \$signal$96 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$302  = \$300  | { \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301  };
+  assign \$305  = $signed(\$289 ) + $signed(\$304 );
+  assign \$306  = \$signal$95 [0] ? \$signal$97 [56:38] : 19'h00000;
+  assign \$307  = \$signal$95 [1] ? \$signal$39 [56:38] : 19'h00000;
+  assign \$308  = \$306  | \$307 ;
+  assign \$309  = \$signal$95 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign \$310  = \$308  | { \$309 [17], \$309  };
+  assign \$311  = \$signal$95 [3] ? res8[53:36] : 18'h00000;
+  assign \$312  = \$310  | { \$311 [17], \$311  };
+  assign \$313  = \$signal$95 [4] ? res9[53:36] : 18'h00000;
+  assign \$314  = \$312  | { \$313 [17], \$313  };
+  assign \$315  = \$signal$95 [5] ? v_raw[53:36] : 18'h00000;
+  assign \$316  = \$314  | { \$315 [17], \$315  };
+  assign \$319  = \$signal$95 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$320  = \$318  | { \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319  };
+  assign \$321  = \$signal$95 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$322  = \$320  | { \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321  };
+  assign \$325  = \$signal$96 [0] ? addend[32:22] : 11'h000;
+  assign \$326  = \$signal$96 [1] ? b_raw[29:20] : 10'h000;
+  assign \$327  = \$325  | { \$326 [9], \$326  };
+  assign \$328  = \$signal$96 [2] ? \$signal$97 [56:38] : 19'h00000;
+  assign \$329  = { \$327 [10], \$327 [10], \$327 [10], \$327 [10], \$327 [10], \$327 [10], \$327 [10], \$327 [10], \$327  } | \$328 ;
+  assign \$330  = \$signal$96 [3] ? \$signal$39 [56:38] : 19'h00000;
+  assign \$331  = \$329  | \$330 ;
+  assign \$334  = \$signal$96 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$335  = \$333  | { \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334  };
+  assign \$336  = \$signal$96 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$337  = \$335  | { \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336  };
+  assign \$340  = $signed(\$324 ) + $signed(\$339 );
+  assign \$341  = \$signal$95 [0] ? \$signal$97 [75:57] : 19'h00000;
+  assign \$342  = \$signal$95 [1] ? \$signal$39 [75:57] : 19'h00000;
+  assign \$343  = \$341  | \$342 ;
+  assign \$344  = \$signal$95 [2] ? v_wr__data[71:54] : 18'h00000;
+  assign \$345  = \$343  | { \$344 [17], \$344  };
+  assign \$346  = \$signal$95 [3] ? res8[71:54] : 18'h00000;
+  assign \$347  = \$345  | { \$346 [17], \$346  };
+  assign \$348  = \$signal$95 [4] ? res9[71:54] : 18'h00000;
+  assign \$349  = \$347  | { \$348 [17], \$348  };
+  assign \$350  = \$signal$95 [5] ? v_raw[71:54] : 18'h00000;
+  assign \$351  = \$349  | { \$350 [17], \$350  };
+  assign \$354  = \$signal$95 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$355  = \$353  | { \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354  };
+  assign \$356  = \$signal$95 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$357  = \$355  | { \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356  };
+  assign \$360  = \$signal$96 [0] ? addend[43:33] : 11'h000;
+  assign \$361  = \$signal$96 [1] ? b_raw[39:30] : 10'h000;
+  assign \$362  = \$360  | { \$361 [9], \$361  };
+  assign \$363  = \$signal$96 [2] ? \$signal$97 [75:57] : 19'h00000;
+  assign \$364  = { \$362 [10], \$362 [10], \$362 [10], \$362 [10], \$362 [10], \$362 [10], \$362 [10], \$362 [10], \$362  } | \$363 ;
+  assign \$365  = \$signal$96 [3] ? \$signal$39 [75:57] : 19'h00000;
+  assign \$366  = \$364  | \$365 ;
+  assign \$369  = \$signal$96 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$370  = \$368  | { \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369  };
+  assign \$371  = \$signal$96 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$372  = \$370  | { \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371  };
+  assign \$375  = $signed(\$359 ) + $signed(\$374 );
+  assign \$377  = st6[0] & \$376 ;
+  assign \$378  = ~ \$signal$61 ;
+  assign \$379  = \$signal$60  & \$378 ;
+  assign \$381  = $signed(\$380 ) > $signed(best_val);
+  assign \$382  = first | \$381 ;
+  assign \$383  = \$signal$60  & \$signal$61 ;
+  assign \$385  = 1'h1 << lane;
+  assign \$386  = { 3'h0, done } | \$385 ;
   always @(posedge clk)
-    plane <= \$103 ;
+    used <= \$387 ;
   always @(posedge clk)
-    fsm_state <= \$104 ;
+    credit <= \$388 ;
   always @(posedge clk)
-    sweep_addr <= \$105 ;
+    plane <= \$389 ;
   always @(posedge clk)
-    sweep_g <= \$106 ;
+    fsm_state <= \$390 ;
   always @(posedge clk)
-    sweep_y <= \$107 ;
+    sweep_addr <= \$391 ;
   always @(posedge clk)
-    sweep_x <= \$108 ;
+    sweep_g <= \$392 ;
   always @(posedge clk)
-    step <= \$109 ;
+    sweep_y <= \$393 ;
   always @(posedge clk)
-    fire_k <= \$110 ;
+    sweep_x <= \$394 ;
   always @(posedge clk)
-    bubble <= \$111 ;
+    sweep_last <= \$395 ;
   always @(posedge clk)
-    \$signal$32  <= \$112 ;
+    step <= \$396 ;
   always @(posedge clk)
-    \$signal$33  <= \$113 ;
+    fire_k <= \$397 ;
   always @(posedge clk)
-    s1_cur <= \$114 ;
+    \$signal$69  <= \$398 ;
   always @(posedge clk)
-    s1_addr <= \$115 ;
+    \$signal  <= \$399 ;
   always @(posedge clk)
-    s1_proj <= \$116 ;
+    st0 <= \$400 ;
   always @(posedge clk)
-    s1_count <= \$117 ;
+    st1 <= \$401 ;
   always @(posedge clk)
-    s1_shift <= \$118 ;
+    st2 <= \$402 ;
   always @(posedge clk)
-    s1_last_step <= \$119 ;
+    st3 <= \$403 ;
   always @(posedge clk)
-    s1_fire_k <= \$120 ;
+    st4 <= \$404 ;
   always @(posedge clk)
-    s1_end <= \$121 ;
+    st5 <= \$405 ;
   always @(posedge clk)
-    s1_g <= \$122 ;
+    st6 <= \$406 ;
   always @(posedge clk)
-    \$like  <= \$123 ;
+    st7 <= \$407 ;
   always @(posedge clk)
-    s1_x <= \$124 ;
+    st8 <= \$408 ;
   always @(posedge clk)
-    \$signal$34  <= \$125 ;
+    w1_0 <= \$409 ;
   always @(posedge clk)
-    \$signal$35  <= \$126 ;
+    w2_0_0 <= \$410 ;
   always @(posedge clk)
-    s2_addr <= \$127 ;
+    w2_0_1 <= \$411 ;
   always @(posedge clk)
-    s2_val <= \$128 ;
+    w2_0_2 <= \$412 ;
   always @(posedge clk)
-    \$signal$63  <= \$129 ;
+    w2_0_3 <= \$413 ;
   always @(posedge clk)
-    s2_last_step <= \$130 ;
+    addend <= \$414 ;
   always @(posedge clk)
-    s2_fire_k <= \$131 ;
+    v_raw <= \$415 ;
   always @(posedge clk)
-    s2_end <= \$132 ;
+    b_raw <= \$416 ;
   always @(posedge clk)
-    \$like$109  <= \$133 ;
+    res8 <= \$417 ;
   always @(posedge clk)
-    \$like$110  <= \$134 ;
+    res9 <= \$418 ;
   always @(posedge clk)
-    s2_x <= \$135 ;
+    cres8 <= \$419 ;
   always @(posedge clk)
-    s2_laddr <= \$136 ;
+    cres9 <= \$420 ;
   always @(posedge clk)
-    s3_valid <= \$137 ;
+    \$like  <= \$421 ;
   always @(posedge clk)
-    s3_kind <= \$138 ;
+    b6 <= \$422 ;
   always @(posedge clk)
-    s3_addr <= \$139 ;
+    \$signal$93  <= \$423 ;
   always @(posedge clk)
-    \$signal$62  <= \$140 ;
+    \$signal$94  <= \$424 ;
   always @(posedge clk)
-    \$signal$60  <= \$141 ;
+    \$signal$95  <= \$425 ;
   always @(posedge clk)
-    \$signal$112  <= \$142 ;
+    \$signal$96  <= \$426 ;
   always @(posedge clk)
-    \$signal$114  <= \$143 ;
+    \$signal$97  <= \$427 ;
   always @(posedge clk)
-    s4_addr <= \$144 ;
+    \$signal$39  <= \$428 ;
   always @(posedge clk)
-    s4_v <= \$145 ;
+    v_wr__data <= \$429 ;
   always @(posedge clk)
-    s4_vw <= \$146 ;
+    \$signal$47  <= \$430 ;
   always @(posedge clk)
-    s4_cw <= \$147 ;
+    \$signal$49  <= \$431 ;
   always @(posedge clk)
-    s4_c <= \$148 ;
+    better <= \$432 ;
   always @(posedge clk)
-    w_data <= \$149 ;
+    \$signal$61  <= \$433 ;
   always @(posedge clk)
-    w_en <= \$150 ;
+    first <= \$434 ;
   always @(posedge clk)
-    best_val <= \$151 ;
+    best_val <= \$435 ;
   always @(posedge clk)
-    best_idx <= \$152 ;
+    best_idx <= \$436 ;
   always @(posedge clk)
-    done <= \$153 ;
+    done <= \$437 ;
   \digits_cnn_ilif.engine_fc.expand0  expand0 (
     .clk(clk),
     .en(en),
-    .ev_c(ev_c),
-    .ev_count(ev_count),
     .ev_shift(ev_shift),
-    .ev_x(ev_x),
-    .ev_y(ev_y),
     .load(load),
-    .op_addr(\op_addr$7 ),
-    .op_count(\op_count$12 ),
-    .op_shift(\op_shift$14 ),
+    .op_addr(op_addr),
+    .op_count(op_count),
+    .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
+    .\port$4413$0 (i0__payload[8:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_fc.queue  queue (
     .clk(clk),
-    .r_data(r_data),
-    .r_en(r_en),
-    .r_rdy(r_rdy),
+    .\port$4195$0 (\$signal$64 ),
+    .\port$4335$0 (\$signal$55 ),
+    .\port$4337$0 (\$signal$60 ),
     .rst(rst),
-    .w_en(w_en),
-    .w_level(w_level),
-    .w_port__data(w_data)
+    .w_data(\$signal$47 ),
+    .w_en(\$signal$49 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$58  = r_data[17:0];
+          \$26  = \$signal$55 [17:0];
       2'h1:
-          \$58  = r_data[35:18];
+          \$26  = \$signal$55 [35:18];
       2'h2:
-          \$58  = r_data[53:36];
+          \$26  = \$signal$55 [53:36];
       2'h3:
-          \$58  = r_data[71:54];
+          \$26  = \$signal$55 [71:54];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$61  = r_data[17:0];
+          \$380  = \$signal$55 [17:0];
       2'h1:
-          \$61  = r_data[35:18];
+          \$380  = \$signal$55 [35:18];
       2'h2:
-          \$61  = r_data[53:36];
+          \$380  = \$signal$55 [53:36];
       2'h3:
-          \$61  = r_data[71:54];
+          \$380  = \$signal$55 [71:54];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$97  = r_data[17:0];
+          \$384  = \$signal$55 [17:0];
       2'h1:
-          \$97  = r_data[35:18];
+          \$384  = \$signal$55 [35:18];
       2'h2:
-          \$97  = r_data[53:36];
+          \$384  = \$signal$55 [53:36];
       2'h3:
-          \$97  = r_data[71:54];
+          \$384  = \$signal$55 [71:54];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$100  = r_data[17:0];
-      2'h1:
-          \$100  = r_data[35:18];
-      2'h2:
-          \$100  = r_data[53:36];
-      2'h3:
-          \$100  = r_data[71:54];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \op_valid$4  = 1'h0;
-    if (\$4 ) begin
-      \op_valid$4  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    issue = 29'h00000000;
+    if (\$2 ) begin
+      issue[0] = 1'h1;
+      issue[1] = 1'h0;
+      issue[5:4] = op_addr;
+      issue[3] = 1'h0;
+      issue[16] = 1'h0;
+      issue[17] = op_count;
+      issue[21:18] = op_shift;
+      issue[2] = 1'h0;
+      issue[15:6] = op_waddr;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$18 ) begin
-            \op_valid$4  = 1'h1;
+          if (\$5 ) begin
+            issue[0] = 1'h1;
+            issue[1] = 1'h1;
+            issue[5:4] = sweep_addr;
+            issue[3] = 1'h0;
+            issue[26:25] = sweep_g;
+            issue[27] = sweep_y;
+            issue[28] = sweep_x;
+            issue[22] = 1'h0;
+            issue[24] = sweep_last;
+            issue[23] = fire_k;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    op_kind = 1'h0;
-    if (\$4 ) begin
-      op_kind = 1'h0;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_kind = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    op_addr = 2'h0;
-    if (\$4 ) begin
-      op_addr = \op_addr$7 ;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_addr = sweep_addr;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    op_bank = 1'h0;
-    if (\$4 ) begin
-      op_bank = 1'h0;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_bank = 1'h0;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    op_proj = 1'h0;
-    if (\$4 ) begin
-      op_proj = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    op_count = 1'h0;
-    if (\$4 ) begin
-      op_count = \op_count$12 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    op_shift = 4'h0;
-    if (\$4 ) begin
-      op_shift = \op_shift$14 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    op_cur = 1'h0;
-    if (\$4 ) begin
-      op_cur = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$signature__addr  = 10'h000;
-    if (\$4 ) begin
-      \$signature__addr  = op_waddr;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    ev_c = 4'h0;
-    casez (fsm_state)
-      1'h0:
-          ev_c = i0__payload[3:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    ev_y = 2'h0;
-    casez (fsm_state)
-      1'h0:
-          ev_y = i0__payload[5:4];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    ev_x = 2'h0;
-    casez (fsm_state)
-      1'h0:
-          ev_x = i0__payload[7:6];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    ev_count = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          ev_count = i0__payload[8];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    ev_shift = 4'h0;
-    casez (fsm_state)
-      1'h0:
-          ev_shift = \$5 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     i0__ready = 1'h0;
     casez (fsm_state)
       1'h0:
           if (i0__valid) begin
             if (i0__payload[9]) begin
-              if (\$6 ) begin
+              if (\$3 ) begin
                 i0__ready = 1'h1;
               end
             end else if (ready) begin
@@ -15736,7 +20521,7 @@ module \digits_cnn_ilif.engine_fc (clk, rst, active, i0__payload, i0__ready, o__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     load = 1'h0;
     casez (fsm_state)
       1'h0:
@@ -15749,890 +20534,1043 @@ module \digits_cnn_ilif.engine_fc (clk, rst, active, i0__payload, i0__ready, o__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     sweep_now = 1'h0;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$18 ) begin
+          if (\$5 ) begin
             sweep_now = 1'h1;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    op_g = 2'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_g = sweep_g;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    op_y = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_y = sweep_y;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    op_x = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_x = sweep_x;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    op_last_step = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_last_step = 1'h0;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    op_end = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_end = \$19 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    op_fire_k = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$18 ) begin
-            op_fire_k = fire_k;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    out = \$signature__data ;
-    if (\$21 ) begin
-      out[17:0] = s4_v[17:0];
-      out[35:18] = s4_v[35:18];
-      out[53:36] = s4_v[53:36];
-      out[71:54] = s4_v[71:54];
-    end
-    if (\$23 ) begin
-      out[17:0] = \$signal$62 [17:0];
-      out[35:18] = \$signal$62 [35:18];
-      out[53:36] = \$signal$62 [53:36];
-      out[71:54] = \$signal$62 [71:54];
-    end
-    if (\$27 ) begin
-      out[17:0] = s2_val[17:0];
-      out[35:18] = s2_val[36:19];
-      out[53:36] = s2_val[55:38];
-      out[71:54] = s2_val[74:57];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    w_now = 64'h0000000000000000;
-    if (\$28 ) begin
-      w_now[15:0] = { \$signature__data$68 [7], \$signature__data$68 [7], \$signature__data$68 [7], \$signature__data$68 [7], \$signature__data$68 [7], \$signature__data$68 [7], \$signature__data$68 [7], \$signature__data$68 [7], \$signature__data$68 [7:0] };
-      w_now[31:16] = { \$signature__data$68 [15], \$signature__data$68 [15], \$signature__data$68 [15], \$signature__data$68 [15], \$signature__data$68 [15], \$signature__data$68 [15], \$signature__data$68 [15], \$signature__data$68 [15], \$signature__data$68 [15:8] };
-      w_now[47:32] = { \$signature__data$68 [23], \$signature__data$68 [23], \$signature__data$68 [23], \$signature__data$68 [23], \$signature__data$68 [23], \$signature__data$68 [23], \$signature__data$68 [23], \$signature__data$68 [23], \$signature__data$68 [23:16] };
-      w_now[63:48] = { \$signature__data$68 [31], \$signature__data$68 [31], \$signature__data$68 [31], \$signature__data$68 [31], \$signature__data$68 [31], \$signature__data$68 [31], \$signature__data$68 [31], \$signature__data$68 [31], \$signature__data$68 [31:24] };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$29 ) begin
-      val[18:0] = \$31 [18:0];
-    end else begin
-      val[18:0] = \$32 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$33 ) begin
-      val[37:19] = \$35 [18:0];
-    end else begin
-      val[37:19] = \$36 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$37 ) begin
-      val[56:38] = \$39 [18:0];
-    end else begin
-      val[56:38] = \$40 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$41 ) begin
-      val[75:57] = \$43 [18:0];
-    end else begin
-      val[75:57] = \$44 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$45 ) begin
-      result[17:0] = s2_val[17:0];
+    if (\$6 ) begin
+      result[17:0] = \$signal$39 [17:0];
     end else begin
       result[17:0] = 18'h00000;
     end
     (* full_case = 32'd1 *)
-    if (\$46 ) begin
-      result[35:18] = s2_val[36:19];
+    if (\$7 ) begin
+      result[35:18] = \$signal$39 [36:19];
     end else begin
       result[35:18] = 18'h00000;
     end
     (* full_case = 32'd1 *)
-    if (\$47 ) begin
-      result[53:36] = s2_val[55:38];
+    if (\$8 ) begin
+      result[53:36] = \$signal$39 [55:38];
     end else begin
       result[53:36] = 18'h00000;
     end
     (* full_case = 32'd1 *)
-    if (\$48 ) begin
-      result[71:54] = s2_val[74:57];
+    if (\$9 ) begin
+      result[71:54] = \$signal$39 [74:57];
     end else begin
       result[71:54] = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     out_vals = 72'h000000000000000000;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
+    if (\$6 ) begin
     end else begin
-      out_vals[17:0] = s2_val[17:0];
+      out_vals[17:0] = \$signal$39 [17:0];
     end
     (* full_case = 32'd1 *)
-    if (\$46 ) begin
+    if (\$7 ) begin
     end else begin
-      out_vals[35:18] = s2_val[36:19];
+      out_vals[35:18] = \$signal$39 [36:19];
     end
     (* full_case = 32'd1 *)
-    if (\$47 ) begin
+    if (\$8 ) begin
     end else begin
-      out_vals[53:36] = s2_val[55:38];
+      out_vals[53:36] = \$signal$39 [55:38];
     end
     (* full_case = 32'd1 *)
-    if (\$48 ) begin
+    if (\$9 ) begin
     end else begin
-      out_vals[71:54] = s2_val[74:57];
+      out_vals[71:54] = \$signal$39 [74:57];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     lane = 2'h0;
-    if (\$50 ) begin
+    if (\$18 ) begin
       lane = 2'h3;
     end
-    if (\$51 ) begin
+    if (\$19 ) begin
       lane = 2'h2;
     end
-    if (\$52 ) begin
+    if (\$20 ) begin
       lane = 2'h1;
     end
-    if (\$53 ) begin
+    if (\$21 ) begin
       lane = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     o__valid = 1'h0;
-    if (r_rdy) begin
+    if (\$29 ) begin
       o__valid = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    r_en = 1'h0;
-    if (r_rdy) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$signal$64  = 1'h0;
+    if (\$29 ) begin
       if (o__ready) begin
         if (last_lane) begin
-          r_en = 1'h1;
+          \$signal$64  = 1'h1;
         end
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$103  = plane;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$387  = \$35 [4:0];
+    if (rst) begin
+      \$387  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$388  = \$36 ;
+    if (rst) begin
+      \$388  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$389  = plane;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           if (i0__valid) begin
             if (i0__payload[9]) begin
-              if (\$67 ) begin
+              if (\$37 ) begin
                 (* full_case = 32'd1 *)
-                if (\$68 ) begin
-                  \$103  = 3'h0;
+                if (\$38 ) begin
+                  \$389  = 3'h0;
                 end else begin
-                  \$103  = \$69 [2:0];
+                  \$389  = \$39 [2:0];
                 end
               end
             end
           end
       1'h1:
-          if (\$81 ) begin
-            if (\$82 ) begin
-              \$103  = 3'h0;
+          if (\$41 ) begin
+            if (sweep_last) begin
+              \$389  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$103  = 3'h0;
+      \$389  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$104  = fsm_state;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$390  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           if (i0__valid) begin
             if (i0__payload[9]) begin
-              if (\$67 ) begin
+              if (\$37 ) begin
                 (* full_case = 32'd1 *)
-                if (\$68 ) begin
-                  \$104  = 1'h1;
+                if (\$38 ) begin
+                  \$390  = 1'h1;
                 end else begin
-                  \$104  = 1'h0;
+                  \$390  = 1'h0;
                 end
               end
             end
           end
       1'h1:
-          if (\$81 ) begin
-            if (\$82 ) begin
-              \$104  = 1'h0;
+          if (\$41 ) begin
+            if (sweep_last) begin
+              \$390  = 1'h0;
             end
           end
     endcase
     if (rst) begin
-      \$104  = 1'h0;
+      \$390  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$105  = sweep_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$391  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$81 ) begin
+          if (\$41 ) begin
             (* full_case = 32'd1 *)
-            if (\$82 ) begin
-              \$105  = 2'h0;
+            if (sweep_last) begin
+              \$391  = 2'h0;
             end else begin
-              \$105  = \$83 [1:0];
+              \$391  = \$42 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$105  = 2'h0;
+      \$391  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$106  = sweep_g;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$392  = sweep_g;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$81 ) begin
+          if (\$41 ) begin
             (* full_case = 32'd1 *)
-            if (\$82 ) begin
-              \$106  = 2'h0;
+            if (sweep_last) begin
+              \$392  = 2'h0;
             end else begin
               (* full_case = 32'd1 *)
-              if (\$84 ) begin
-                \$106  = 2'h0;
+              if (\$44 ) begin
+                \$392  = 2'h0;
               end else begin
-                \$106  = \$88 [1:0];
+                \$392  = \$48 [1:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$106  = 2'h0;
+      \$392  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$107  = sweep_y;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$393  = sweep_y;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$81 ) begin
+          if (\$41 ) begin
             (* full_case = 32'd1 *)
-            if (\$82 ) begin
-              \$107  = 1'h0;
+            if (sweep_last) begin
+              \$393  = 1'h0;
             end else begin
-              if (\$84 ) begin
-                if (\$85 ) begin
-                  \$107  = \$86 [0];
+              if (\$44 ) begin
+                if (\$45 ) begin
+                  \$393  = \$46 [0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$107  = 1'h0;
+      \$393  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$108  = sweep_x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$394  = sweep_x;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$81 ) begin
+          if (\$41 ) begin
             (* full_case = 32'd1 *)
-            if (\$82 ) begin
-              \$108  = 1'h0;
+            if (sweep_last) begin
+              \$394  = 1'h0;
             end else begin
-              if (\$84 ) begin
+              if (\$44 ) begin
                 (* full_case = 32'd1 *)
-                if (\$85 ) begin
-                  \$108  = 1'h0;
+                if (\$45 ) begin
+                  \$394  = 1'h0;
                 end else begin
-                  \$108  = \$87 [0];
+                  \$394  = \$47 [0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$108  = 1'h0;
+      \$394  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$109  = step;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$395  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$81 ) begin
-            if (\$82 ) begin
-              \$109  = 3'h0;
+          if (\$41 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$395  = 1'h0;
+            end else begin
+              \$395  = \$43 ;
             end
           end
     endcase
     if (rst) begin
-      \$109  = 3'h0;
+      \$395  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$110  = fire_k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$396  = step;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$81 ) begin
-            if (\$82 ) begin
-              \$110  = 1'h0;
+          if (\$41 ) begin
+            if (sweep_last) begin
+              \$396  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$110  = 1'h0;
+      \$396  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$111  = \$89 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$397  = fire_k;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$41 ) begin
+            if (sweep_last) begin
+              \$397  = 1'h0;
+            end
+          end
+    endcase
     if (rst) begin
-      \$111  = 1'h0;
+      \$397  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$112  = \op_valid$4 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$398  = \$49 ;
     if (rst) begin
-      \$112  = 1'h0;
+      \$398  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$113  = op_kind;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$399  = \$51 ;
     if (rst) begin
-      \$113  = 1'h0;
+      \$399  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$114  = op_cur;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$400  = issue;
     if (rst) begin
-      \$114  = 1'h0;
+      \$400  = 29'h00000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$115  = op_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$401  = st0;
     if (rst) begin
-      \$115  = 2'h0;
+      \$401  = 29'h00000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$116  = op_proj;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$402  = st1;
     if (rst) begin
-      \$116  = 1'h0;
+      \$402  = 29'h00000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$117  = op_count;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$403  = st2;
     if (rst) begin
-      \$117  = 1'h0;
+      \$403  = 29'h00000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$118  = op_shift;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$404  = st3;
     if (rst) begin
-      \$118  = 4'h0;
+      \$404  = 29'h00000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$119  = op_last_step;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$405  = st4;
     if (rst) begin
-      \$119  = 1'h0;
+      \$405  = 29'h00000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$120  = op_fire_k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$406  = st5;
     if (rst) begin
-      \$120  = 1'h0;
+      \$406  = 29'h00000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$121  = op_end;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$407  = st6;
     if (rst) begin
-      \$121  = 1'h0;
+      \$407  = 29'h00000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$122  = op_g;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$408  = st7;
     if (rst) begin
-      \$122  = 2'h0;
+      \$408  = 29'h00000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$123  = op_y;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$409  = \$signature__data ;
     if (rst) begin
-      \$123  = 1'h0;
+      \$409  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$124  = op_x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$410  = \$52 ;
     if (rst) begin
-      \$124  = 1'h0;
+      \$410  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$125  = \$signal$32 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$411  = \$53 ;
     if (rst) begin
-      \$125  = 1'h0;
+      \$411  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$126  = \$signal$33 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$412  = \$54 ;
     if (rst) begin
-      \$126  = 1'h0;
+      \$412  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$127  = s1_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$413  = \$55 ;
     if (rst) begin
-      \$127  = 2'h0;
+      \$413  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$128  = val;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$414  = addend;
+    if (\$56 ) begin
+      \$414 [10:0] = w2_0_0;
+      \$414 [21:11] = w2_0_1;
+      \$414 [32:22] = w2_0_2;
+      \$414 [43:33] = w2_0_3;
+    end
     if (rst) begin
-      \$128  = 76'h0000000000000000000;
+      \$414  = 44'h00000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$129  = \$93 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$415  = \$signature__data$83 ;
     if (rst) begin
-      \$129  = 1'h0;
+      \$415  = 72'h000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$130  = s1_last_step;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$416  = b_rd__data;
     if (rst) begin
-      \$130  = 1'h0;
+      \$416  = 40'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$131  = s1_fire_k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$417  = v_wr__data;
     if (rst) begin
-      \$131  = 1'h0;
+      \$417  = 72'h000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$132  = s1_end;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$418  = res8;
     if (rst) begin
-      \$132  = 1'h0;
+      \$418  = 72'h000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$133  = s1_g;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$419  = 4'h0;
     if (rst) begin
-      \$133  = 2'h0;
+      \$419  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$134  = \$like ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$420  = cres8;
     if (rst) begin
-      \$134  = 1'h0;
+      \$420  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$135  = s1_x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$421  = b_raw;
     if (rst) begin
-      \$135  = 1'h0;
+      \$421  = 40'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$136  = s1_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$422  = \$like ;
     if (rst) begin
-      \$136  = 2'h0;
+      \$422  = 40'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$137  = \$signal$34 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$423 [0] = \$64 ;
+    \$423 [1] = \$82 ;
+    \$423 [2] = \$98 ;
+    \$423 [3] = \$112 ;
+    \$423 [4] = \$126 ;
     if (rst) begin
-      \$137  = 1'h0;
+      \$423  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$138  = \$signal$35 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$424 [0] = \$74 ;
+    \$424 [1] = \$92 ;
+    \$424 [2] = \$106 ;
+    \$424 [3] = \$120 ;
+    \$424 [4] = \$134 ;
     if (rst) begin
-      \$138  = 1'h0;
+      \$424  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$139  = s2_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$425  = { \$230 , \$221 , \$212 , \$204 , \$197 , \$187 , \$177 , \$168 , \$160 , \$146  };
     if (rst) begin
-      \$139  = 2'h0;
+      \$425  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$140  = result;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$426  = { 6'h00, \$235 , \$231  };
     if (rst) begin
-      \$140  = 72'h000000000000000000;
+      \$426  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$141  = \$signal$63 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$427 [18:0] = \$270 [18:0];
+    \$427 [37:19] = \$305 [18:0];
+    \$427 [56:38] = \$340 [18:0];
+    \$427 [75:57] = \$375 [18:0];
     if (rst) begin
-      \$141  = 1'h0;
+      \$427  = 76'h0000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$142  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$428 [18:0] = \$signal$97 [18:0];
+    \$428 [37:19] = \$signal$97 [37:19];
+    \$428 [56:38] = \$signal$97 [56:38];
+    \$428 [75:57] = \$signal$97 [75:57];
     if (rst) begin
-      \$142  = 1'h0;
+      \$428  = 76'h0000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$143  = 4'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$429  = result;
     if (rst) begin
-      \$143  = 4'h0;
+      \$429  = 72'h000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$144  = s3_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$430  = entry;
     if (rst) begin
-      \$144  = 2'h0;
+      \$430  = 74'h0000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$145  = \$signal$62 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$431  = \$377 ;
     if (rst) begin
-      \$145  = 72'h000000000000000000;
+      \$431  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$146  = \$signal$60 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$432  = better;
+    if (\$379 ) begin
+      \$432  = \$382 ;
+    end
     if (rst) begin
-      \$146  = 1'h0;
+      \$432  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$147  = \$signal$112 ;
-    if (rst) begin
-      \$147  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$433  = \$signal$61 ;
+    if (\$379 ) begin
+      \$433  = 1'h1;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$148  = \$signal$114 ;
-    if (rst) begin
-      \$148  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$149  = entry;
-    if (rst) begin
-      \$149  = 74'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$150  = \$95 ;
-    if (rst) begin
-      \$150  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$151  = best_val;
-    if (r_rdy) begin
+    if (\$383 ) begin
       if (o__ready) begin
-        if (\$99 ) begin
-          \$151  = \$100 ;
+        \$433  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$433  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$434  = first;
+    if (\$383 ) begin
+      if (o__ready) begin
+        \$434  = o__payload[26];
+      end
+    end
+    if (rst) begin
+      \$434  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$435  = best_val;
+    if (\$383 ) begin
+      if (o__ready) begin
+        if (better) begin
+          \$435  = \$384 ;
         end
       end
     end
     if (rst) begin
-      \$151  = 18'h00000;
+      \$435  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$152  = best_idx;
-    if (r_rdy) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$436  = best_idx;
+    if (\$383 ) begin
       if (o__ready) begin
-        if (\$99 ) begin
-          \$152  = \$55 [3:0];
+        if (better) begin
+          \$436  = \$23 [3:0];
         end
       end
     end
     if (rst) begin
-      \$152  = 4'h0;
+      \$436  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$153  = done;
-    if (r_rdy) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$437  = done;
+    if (\$383 ) begin
       if (o__ready) begin
         (* full_case = 32'd1 *)
         if (last_lane) begin
-          \$153  = 4'h0;
+          \$437  = 4'h0;
         end else begin
-          \$153  = \$102 [3:0];
+          \$437  = \$386 [3:0];
         end
       end
     end
     if (rst) begin
-      \$153  = 4'h0;
+      \$437  = 4'h0;
     end
   end
-  assign \$signal  = 1'h0;
+  assign \$signal$5  = 1'h0;
+  assign ev_c = i0__payload[3:0];
+  assign ev_y = i0__payload[5:4];
+  assign ev_x = i0__payload[7:6];
+  assign ev_count = i0__payload[8];
   assign busy = op_valid;
-  assign \$signal$39  = 1'h0;
-  assign op_vaddr = op_addr;
-  assign \$signature__addr$52  = op_addr;
-  assign b_rd__addr = op_addr;
-  assign v_wr__addr = s3_addr;
-  assign v_wr__data = \$signal$62 ;
-  assign v_wr__en = \$49 [0];
-  assign s3_entry = w_data;
-  assign s3_push = w_en;
-  assign index = \$55 [3:0];
-  assign \$signal$113  = 1'h0;
-  assign \$signal$115  = 4'h0;
+  assign \$signal$24  = 1'h0;
+  assign \$signature__addr  = st0[15:6];
+  assign \$signature__addr$34  = st2[5:4];
+  assign b_rd__addr = st2[5:4];
+  assign v_wr__addr = st7[5:4];
+  assign res7 = v_wr__data;
+  assign v_wr__en = \$14 [0];
+  assign entry7 = \$signal$47 ;
+  assign push7 = \$signal$49 ;
+  assign index = \$23 [3:0];
+  assign cres7 = 4'h0;
+  assign c_raw = 4'h0;
+  assign \issue.valid  = issue[0];
+  assign \issue.kind  = issue[1];
+  assign \issue.cur  = issue[2];
+  assign \issue.bank  = issue[3];
+  assign \issue.addr  = issue[5:4];
+  assign \issue.waddr  = issue[15:6];
+  assign \issue.proj  = issue[16];
+  assign \issue.count  = issue[17];
+  assign \issue.shift  = issue[21:18];
+  assign \issue.last_step  = issue[22];
+  assign \issue.fire_k  = issue[23];
+  assign \issue.end  = issue[24];
+  assign \issue.g  = issue[26:25];
+  assign \issue.y  = issue[27];
+  assign \issue.x  = issue[28];
   assign \i0__payload.c  = i0__payload[3:0];
   assign \i0__payload.y  = i0__payload[5:4];
   assign \i0__payload.x  = i0__payload[7:6];
   assign \i0__payload.count  = i0__payload[8];
   assign \i0__payload.end  = i0__payload[9];
-  assign \out[0]  = out[17:0];
-  assign \out[1]  = out[35:18];
-  assign \out[2]  = out[53:36];
-  assign \out[3]  = out[71:54];
-  assign \$signature__data[0]  = \$signature__data [17:0];
-  assign \$signature__data[1]  = \$signature__data [35:18];
-  assign \$signature__data[2]  = \$signature__data [53:36];
-  assign \$signature__data[3]  = \$signature__data [71:54];
-  assign \s4_v[0]  = s4_v[17:0];
-  assign \s4_v[1]  = s4_v[35:18];
-  assign \s4_v[2]  = s4_v[53:36];
-  assign \s4_v[3]  = s4_v[71:54];
-  assign \$signal$62[0]  = \$signal$62 [17:0];
-  assign \$signal$62[1]  = \$signal$62 [35:18];
-  assign \$signal$62[2]  = \$signal$62 [53:36];
-  assign \$signal$62[3]  = \$signal$62 [71:54];
-  assign \s2_val[0]  = s2_val[18:0];
-  assign \s2_val[1]  = s2_val[37:19];
-  assign \s2_val[2]  = s2_val[56:38];
-  assign \s2_val[3]  = s2_val[75:57];
-  assign \w_now[0]  = w_now[15:0];
-  assign \w_now[1]  = w_now[31:16];
-  assign \w_now[2]  = w_now[47:32];
-  assign \w_now[3]  = w_now[63:48];
-  assign \$signature__data$68[0]  = \$signature__data$68 [7:0];
-  assign \$signature__data$68[1]  = \$signature__data$68 [15:8];
-  assign \$signature__data$68[2]  = \$signature__data$68 [23:16];
-  assign \$signature__data$68[3]  = \$signature__data$68 [31:24];
-  assign \val[0]  = val[18:0];
-  assign \val[1]  = val[37:19];
-  assign \val[2]  = val[56:38];
-  assign \val[3]  = val[75:57];
-  assign \b_rd__data[0]  = b_rd__data[9:0];
-  assign \b_rd__data[1]  = b_rd__data[19:10];
-  assign \b_rd__data[2]  = b_rd__data[29:20];
-  assign \b_rd__data[3]  = b_rd__data[39:30];
+  assign \st0.valid  = st0[0];
+  assign \st0.kind  = st0[1];
+  assign \st0.cur  = st0[2];
+  assign \st0.bank  = st0[3];
+  assign \st0.addr  = st0[5:4];
+  assign \st0.waddr  = st0[15:6];
+  assign \st0.proj  = st0[16];
+  assign \st0.count  = st0[17];
+  assign \st0.shift  = st0[21:18];
+  assign \st0.last_step  = st0[22];
+  assign \st0.fire_k  = st0[23];
+  assign \st0.end  = st0[24];
+  assign \st0.g  = st0[26:25];
+  assign \st0.y  = st0[27];
+  assign \st0.x  = st0[28];
+  assign \st2.valid  = st2[0];
+  assign \st2.kind  = st2[1];
+  assign \st2.cur  = st2[2];
+  assign \st2.bank  = st2[3];
+  assign \st2.addr  = st2[5:4];
+  assign \st2.waddr  = st2[15:6];
+  assign \st2.proj  = st2[16];
+  assign \st2.count  = st2[17];
+  assign \st2.shift  = st2[21:18];
+  assign \st2.last_step  = st2[22];
+  assign \st2.fire_k  = st2[23];
+  assign \st2.end  = st2[24];
+  assign \st2.g  = st2[26:25];
+  assign \st2.y  = st2[27];
+  assign \st2.x  = st2[28];
+  assign \st6.valid  = st6[0];
+  assign \st6.kind  = st6[1];
+  assign \st6.cur  = st6[2];
+  assign \st6.bank  = st6[3];
+  assign \st6.addr  = st6[5:4];
+  assign \st6.waddr  = st6[15:6];
+  assign \st6.proj  = st6[16];
+  assign \st6.count  = st6[17];
+  assign \st6.shift  = st6[21:18];
+  assign \st6.last_step  = st6[22];
+  assign \st6.fire_k  = st6[23];
+  assign \st6.end  = st6[24];
+  assign \st6.g  = st6[26:25];
+  assign \st6.y  = st6[27];
+  assign \st6.x  = st6[28];
   assign \result[0]  = result[17:0];
   assign \result[1]  = result[35:18];
   assign \result[2]  = result[53:36];
   assign \result[3]  = result[71:54];
+  assign \$signal$39[0]  = \$signal$39 [18:0];
+  assign \$signal$39[1]  = \$signal$39 [37:19];
+  assign \$signal$39[2]  = \$signal$39 [56:38];
+  assign \$signal$39[3]  = \$signal$39 [75:57];
   assign \out_vals[0]  = out_vals[17:0];
   assign \out_vals[1]  = out_vals[35:18];
   assign \out_vals[2]  = out_vals[53:36];
   assign \out_vals[3]  = out_vals[71:54];
-  assign \v_wr__data[0]  = \$signal$62 [17:0];
-  assign \v_wr__data[1]  = \$signal$62 [35:18];
-  assign \v_wr__data[2]  = \$signal$62 [53:36];
-  assign \v_wr__data[3]  = \$signal$62 [71:54];
+  assign \st7.valid  = st7[0];
+  assign \st7.kind  = st7[1];
+  assign \st7.cur  = st7[2];
+  assign \st7.bank  = st7[3];
+  assign \st7.addr  = st7[5:4];
+  assign \st7.waddr  = st7[15:6];
+  assign \st7.proj  = st7[16];
+  assign \st7.count  = st7[17];
+  assign \st7.shift  = st7[21:18];
+  assign \st7.last_step  = st7[22];
+  assign \st7.fire_k  = st7[23];
+  assign \st7.end  = st7[24];
+  assign \st7.g  = st7[26:25];
+  assign \st7.y  = st7[27];
+  assign \st7.x  = st7[28];
+  assign \v_wr__data[0]  = v_wr__data[17:0];
+  assign \v_wr__data[1]  = v_wr__data[35:18];
+  assign \v_wr__data[2]  = v_wr__data[53:36];
+  assign \v_wr__data[3]  = v_wr__data[71:54];
+  assign \res7[0]  = v_wr__data[17:0];
+  assign \res7[1]  = v_wr__data[35:18];
+  assign \res7[2]  = v_wr__data[53:36];
+  assign \res7[3]  = v_wr__data[71:54];
   assign \entry.values  = entry[71:0];
   assign \entry.values[0]  = entry[17:0];
   assign \entry.values[1]  = entry[35:18];
   assign \entry.values[2]  = entry[53:36];
   assign \entry.values[3]  = entry[71:54];
   assign \entry.addr  = entry[73:72];
-  assign \s3_entry.values  = w_data[71:0];
-  assign \s3_entry.values[0]  = w_data[17:0];
-  assign \s3_entry.values[1]  = w_data[35:18];
-  assign \s3_entry.values[2]  = w_data[53:36];
-  assign \s3_entry.values[3]  = w_data[71:54];
-  assign \s3_entry.addr  = w_data[73:72];
+  assign \entry7.values  = \$signal$47 [71:0];
+  assign \entry7.values[0]  = \$signal$47 [17:0];
+  assign \entry7.values[1]  = \$signal$47 [35:18];
+  assign \entry7.values[2]  = \$signal$47 [53:36];
+  assign \entry7.values[3]  = \$signal$47 [71:54];
+  assign \entry7.addr  = \$signal$47 [73:72];
   assign \o__payload.index  = o__payload[3:0];
   assign \o__payload.value  = o__payload[21:4];
   assign \o__payload.argmax  = o__payload[25:22];
   assign \o__payload.last  = o__payload[26];
-  assign \$signal$114[0]  = \$signal$114 [0];
-  assign \$signal$114[1]  = \$signal$114 [1];
-  assign \$signal$114[2]  = \$signal$114 [2];
-  assign \$signal$114[3]  = \$signal$114 [3];
-  assign \$signal$115[0]  = 1'h0;
-  assign \$signal$115[1]  = 1'h0;
-  assign \$signal$115[2]  = 1'h0;
-  assign \$signal$115[3]  = 1'h0;
-  assign \s4_c[0]  = s4_c[0];
-  assign \s4_c[1]  = s4_c[1];
-  assign \s4_c[2]  = s4_c[2];
-  assign \s4_c[3]  = s4_c[3];
-  assign o__payload[25:22] = \$64 ;
-  assign o__payload[26] = \$59 ;
-  assign o__payload[21:4] = \$58 ;
-  assign o__payload[3:0] = \$55 [3:0];
-  assign entry[73:72] = s2_laddr;
+  assign \st1.valid  = st1[0];
+  assign \st1.kind  = st1[1];
+  assign \st1.cur  = st1[2];
+  assign \st1.bank  = st1[3];
+  assign \st1.addr  = st1[5:4];
+  assign \st1.waddr  = st1[15:6];
+  assign \st1.proj  = st1[16];
+  assign \st1.count  = st1[17];
+  assign \st1.shift  = st1[21:18];
+  assign \st1.last_step  = st1[22];
+  assign \st1.fire_k  = st1[23];
+  assign \st1.end  = st1[24];
+  assign \st1.g  = st1[26:25];
+  assign \st1.y  = st1[27];
+  assign \st1.x  = st1[28];
+  assign \st3.valid  = st3[0];
+  assign \st3.kind  = st3[1];
+  assign \st3.cur  = st3[2];
+  assign \st3.bank  = st3[3];
+  assign \st3.addr  = st3[5:4];
+  assign \st3.waddr  = st3[15:6];
+  assign \st3.proj  = st3[16];
+  assign \st3.count  = st3[17];
+  assign \st3.shift  = st3[21:18];
+  assign \st3.last_step  = st3[22];
+  assign \st3.fire_k  = st3[23];
+  assign \st3.end  = st3[24];
+  assign \st3.g  = st3[26:25];
+  assign \st3.y  = st3[27];
+  assign \st3.x  = st3[28];
+  assign \st4.valid  = st4[0];
+  assign \st4.kind  = st4[1];
+  assign \st4.cur  = st4[2];
+  assign \st4.bank  = st4[3];
+  assign \st4.addr  = st4[5:4];
+  assign \st4.waddr  = st4[15:6];
+  assign \st4.proj  = st4[16];
+  assign \st4.count  = st4[17];
+  assign \st4.shift  = st4[21:18];
+  assign \st4.last_step  = st4[22];
+  assign \st4.fire_k  = st4[23];
+  assign \st4.end  = st4[24];
+  assign \st4.g  = st4[26:25];
+  assign \st4.y  = st4[27];
+  assign \st4.x  = st4[28];
+  assign \st5.valid  = st5[0];
+  assign \st5.kind  = st5[1];
+  assign \st5.cur  = st5[2];
+  assign \st5.bank  = st5[3];
+  assign \st5.addr  = st5[5:4];
+  assign \st5.waddr  = st5[15:6];
+  assign \st5.proj  = st5[16];
+  assign \st5.count  = st5[17];
+  assign \st5.shift  = st5[21:18];
+  assign \st5.last_step  = st5[22];
+  assign \st5.fire_k  = st5[23];
+  assign \st5.end  = st5[24];
+  assign \st5.g  = st5[26:25];
+  assign \st5.y  = st5[27];
+  assign \st5.x  = st5[28];
+  assign \st8.valid  = st8[0];
+  assign \st8.kind  = st8[1];
+  assign \st8.cur  = st8[2];
+  assign \st8.bank  = st8[3];
+  assign \st8.addr  = st8[5:4];
+  assign \st8.waddr  = st8[15:6];
+  assign \st8.proj  = st8[16];
+  assign \st8.count  = st8[17];
+  assign \st8.shift  = st8[21:18];
+  assign \st8.last_step  = st8[22];
+  assign \st8.fire_k  = st8[23];
+  assign \st8.end  = st8[24];
+  assign \st8.g  = st8[26:25];
+  assign \st8.y  = st8[27];
+  assign \st8.x  = st8[28];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \addend[0]  = addend[10:0];
+  assign \addend[1]  = addend[21:11];
+  assign \addend[2]  = addend[32:22];
+  assign \addend[3]  = addend[43:33];
+  assign \v_raw[0]  = v_raw[17:0];
+  assign \v_raw[1]  = v_raw[35:18];
+  assign \v_raw[2]  = v_raw[53:36];
+  assign \v_raw[3]  = v_raw[71:54];
+  assign \$signature__data$83[0]  = \$signature__data$83 [17:0];
+  assign \$signature__data$83[1]  = \$signature__data$83 [35:18];
+  assign \$signature__data$83[2]  = \$signature__data$83 [53:36];
+  assign \$signature__data$83[3]  = \$signature__data$83 [71:54];
+  assign \b_raw[0]  = b_raw[9:0];
+  assign \b_raw[1]  = b_raw[19:10];
+  assign \b_raw[2]  = b_raw[29:20];
+  assign \b_raw[3]  = b_raw[39:30];
+  assign \b_rd__data[0]  = b_rd__data[9:0];
+  assign \b_rd__data[1]  = b_rd__data[19:10];
+  assign \b_rd__data[2]  = b_rd__data[29:20];
+  assign \b_rd__data[3]  = b_rd__data[39:30];
+  assign \res8[0]  = res8[17:0];
+  assign \res8[1]  = res8[35:18];
+  assign \res8[2]  = res8[53:36];
+  assign \res8[3]  = res8[71:54];
+  assign \res9[0]  = res9[17:0];
+  assign \res9[1]  = res9[35:18];
+  assign \res9[2]  = res9[53:36];
+  assign \res9[3]  = res9[71:54];
+  assign \cres8[0]  = cres8[0];
+  assign \cres8[1]  = cres8[1];
+  assign \cres8[2]  = cres8[2];
+  assign \cres8[3]  = cres8[3];
+  assign \cres7[0]  = 1'h0;
+  assign \cres7[1]  = 1'h0;
+  assign \cres7[2]  = 1'h0;
+  assign \cres7[3]  = 1'h0;
+  assign \cres9[0]  = cres9[0];
+  assign \cres9[1]  = cres9[1];
+  assign \cres9[2]  = cres9[2];
+  assign \cres9[3]  = cres9[3];
+  assign \$like[0]  = \$like [9:0];
+  assign \$like[1]  = \$like [19:10];
+  assign \$like[2]  = \$like [29:20];
+  assign \$like[3]  = \$like [39:30];
+  assign \b6[0]  = b6[9:0];
+  assign \b6[1]  = b6[19:10];
+  assign \b6[2]  = b6[29:20];
+  assign \b6[3]  = b6[39:30];
+  assign \$signal$97[0]  = \$signal$97 [18:0];
+  assign \$signal$97[1]  = \$signal$97 [37:19];
+  assign \$signal$97[2]  = \$signal$97 [56:38];
+  assign \$signal$97[3]  = \$signal$97 [75:57];
+  assign \c_raw[0]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[3]  = 1'h0;
+  assign o__payload[25:22] = \$28 ;
+  assign o__payload[26] = \$27 ;
+  assign o__payload[21:4] = \$26 ;
+  assign o__payload[3:0] = \$23 [3:0];
+  assign entry[73:72] = st6[5:4];
   assign entry[71:0] = out_vals;
-  assign \$7  = \$signal$33 ;
-  assign \$9  = \$signal$35 ;
-  assign \$12  = s3_kind;
-  assign \$66  = fsm_state;
-  assign \$70  = \$signal$33 ;
-  assign \$72  = \$signal$35 ;
-  assign \$75  = s3_kind;
-  assign \$94  = \$signal$35 ;
+  assign \$15  = st7[1];
+  assign \$31  = fsm_state;
+  assign \$67  = st3[1];
+  assign \$85  = st4[1];
+  assign \$101  = st5[1];
+  assign \$115  = st6[1];
+  assign \$129  = st7[1];
+  assign \$135  = 1'h1;
+  assign \$136  = \$signal$93 [0];
+  assign \$141  = 1'h1;
+  assign \$142  = \$signal$94 [0];
+  assign \$147  = \$signal$93 [0];
+  assign \$154  = \$signal$94 [0];
+  assign \$161  = \$signal$93 [0];
+  assign \$169  = \$signal$93 [0];
+  assign \$178  = \$signal$93 [0];
+  assign \$188  = \$signal$93 [0];
+  assign \$198  = \$signal$94 [0];
+  assign \$205  = \$signal$94 [0];
+  assign \$213  = \$signal$94 [0];
+  assign \$222  = \$signal$94 [0];
+  assign \$247  = 2'h0;
+  assign \$248  = \$246 ;
+  assign \$253  = 2'h0;
+  assign \$254  = \$252 ;
+  assign \$262  = 2'h0;
+  assign \$263  = \$261 ;
+  assign \$268  = 2'h0;
+  assign \$269  = \$267 ;
+  assign \$282  = 2'h0;
+  assign \$283  = \$281 ;
+  assign \$288  = 2'h0;
+  assign \$289  = \$287 ;
+  assign \$297  = 2'h0;
+  assign \$298  = \$296 ;
+  assign \$303  = 2'h0;
+  assign \$304  = \$302 ;
+  assign \$317  = 2'h0;
+  assign \$318  = \$316 ;
+  assign \$323  = 2'h0;
+  assign \$324  = \$322 ;
+  assign \$332  = 2'h0;
+  assign \$333  = \$331 ;
+  assign \$338  = 2'h0;
+  assign \$339  = \$337 ;
+  assign \$352  = 2'h0;
+  assign \$353  = \$351 ;
+  assign \$358  = 2'h0;
+  assign \$359  = \$357 ;
+  assign \$367  = 2'h0;
+  assign \$368  = \$366 ;
+  assign \$373  = 2'h0;
+  assign \$374  = \$372 ;
+  assign \$376  = st6[1];
+  assign \$233  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc.expand0 (rst, en, op_waddr, ready, ev_c, ev_y, ev_x, ev_count, ev_shift, load, op_count, op_shift, op_addr, op_valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
-  wire [9:0] \$1 ;
-  wire [10:0] \$10 ;
-  wire [2:0] \$11 ;
-  wire \$12 ;
-  reg [7:0] \$13 ;
-  reg \$14 ;
-  reg [3:0] \$15 ;
-  reg [1:0] \$16 ;
-  reg \$17 ;
-  wire [10:0] \$2 ;
+module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4413$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  wire \$1 ;
+  wire [14:0] \$10 ;
+  wire [15:0] \$11 ;
+  wire [10:0] \$12 ;
+  wire [11:0] \$13 ;
+  wire [4:0] \$14 ;
+  wire [5:0] \$15 ;
+  wire [12:0] \$16 ;
+  wire [13:0] \$17 ;
+  wire [14:0] \$18 ;
+  wire [16:0] \$19 ;
+  wire \$2 ;
+  wire [2:0] \$20 ;
+  wire [2:0] \$21 ;
+  wire [10:0] \$22 ;
+  wire \$23 ;
+  reg [9:0] \$24 ;
+  reg [1:0] \$25 ;
+  reg \$26 ;
+  reg [3:0] \$27 ;
+  reg [1:0] \$28 ;
+  reg \$29 ;
   wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [8:0] \$7 ;
-  wire [4:0] \$8 ;
-  wire [9:0] \$9 ;
+  reg \$30 ;
+  wire [10:0] \$4 ;
+  wire [11:0] \$5 ;
+  wire [4:0] \$6 ;
+  wire [5:0] \$7 ;
+  wire [12:0] \$8 ;
+  wire [13:0] \$9 ;
+  (* init = 2'h0 *)
+  wire [1:0] addr;
   (* init = 1'h0 *)
   wire busy;
   (* init = 1'h0 *)
@@ -16643,19 +21581,14 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, op_waddr, ready, ev_c, ev_y,
   wire count;
   input en;
   wire en;
-  input [3:0] ev_c;
   wire [3:0] ev_c;
-  input ev_count;
   wire ev_count;
   input [3:0] ev_shift;
   wire [3:0] ev_shift;
-  input [1:0] ev_x;
   wire [1:0] ev_x;
-  input [1:0] ev_y;
   wire [1:0] ev_y;
-  (* init = 2'h0 *)
-  wire [1:0] g;
-  reg [7:0] j = 8'h00;
+  reg [1:0] g = 2'h0;
+  reg last_g = 1'h0;
   input load;
   wire load;
   output [1:0] op_addr;
@@ -16667,148 +21600,317 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, op_waddr, ready, ev_c, ev_y,
   output op_valid;
   reg op_valid = 1'h0;
   output [9:0] op_waddr;
-  wire [9:0] op_waddr;
+  reg [9:0] op_waddr = 10'h000;
+  input [8:0] \port$4413$0 ;
+  wire [8:0] \port$4413$0 ;
   output ready;
   wire ready;
   input rst;
   wire rst;
   (* init = 4'h0 *)
   wire [3:0] shift;
-  assign \$1  = j * 2'h3;
-  assign \$2  = \$1  + op_addr;
-  assign \$3  = ~ op_valid;
-  assign \$4  = op_addr == 2'h2;
-  assign \$5  = \$4  & en;
-  assign ready = \$3  | \$5 ;
-  assign \$6  = op_valid & en;
-  assign \$7  = ev_c * 5'h10;
-  assign \$8  = ev_y * 3'h4;
-  assign \$9  = \$7  + \$8 ;
-  assign \$10  = \$9  + ev_x;
-  assign \$11  = op_addr + 1'h1;
-  assign \$12  = op_addr == 2'h2;
+  (* init = 10'h000 *)
+  wire [9:0] waddr;
+  assign \$1  = ~ op_valid;
+  assign \$2  = last_g & en;
+  assign ready = \$1  | \$2 ;
+  assign \$3  = op_valid & en;
+  assign \$5  = 1'h0 + \$4 ;
+  assign \$7  = 1'h0 + \$6 ;
+  assign \$8  = \$5  + \$7 ;
+  assign \$9  = \$8  + \port$4413$0 [7:6];
+  assign \$11  = 1'h0 + \$10 ;
+  assign \$13  = 1'h0 + \$12 ;
+  assign \$15  = 1'h0 + \$14 ;
+  assign \$16  = \$13  + \$15 ;
+  assign \$17  = \$16  + \port$4413$0 [7:6];
+  assign \$19  = \$11  + \$18 ;
+  assign \$20  = g + 1'h1;
+  assign \$21  = op_addr + 1'h1;
+  assign \$22  = op_waddr + 1'h1;
+  assign \$23  = g == 1'h1;
   always @(posedge clk)
-    j <= \$13 ;
+    op_waddr <= \$24 ;
   always @(posedge clk)
-    op_count <= \$14 ;
+    op_addr <= \$25 ;
   always @(posedge clk)
-    op_shift <= \$15 ;
+    op_count <= \$26 ;
   always @(posedge clk)
-    op_addr <= \$16 ;
+    op_shift <= \$27 ;
   always @(posedge clk)
-    op_valid <= \$17 ;
+    g <= \$28 ;
+  always @(posedge clk)
+    last_g <= \$29 ;
+  always @(posedge clk)
+    op_valid <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$13  = j;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$24  = op_waddr;
     if (load) begin
-      \$13  = \$10 [7:0];
+      \$24  = \$19 [9:0];
+    end else if (\$3 ) begin
+      \$24  = \$22 [9:0];
     end
     if (rst) begin
-      \$13  = 8'h00;
+      \$24  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$14  = op_count;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$25  = op_addr;
     if (load) begin
-      \$14  = ev_count;
+      \$25  = 2'h0;
+    end else if (\$3 ) begin
+      \$25  = \$21 [1:0];
     end
     if (rst) begin
-      \$14  = 1'h0;
+      \$25  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$15  = op_shift;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$26  = op_count;
     if (load) begin
-      \$15  = ev_shift;
+      \$26  = \port$4413$0 [8];
     end
     if (rst) begin
-      \$15  = 4'h0;
+      \$26  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$16  = op_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$27  = op_shift;
     if (load) begin
-      \$16  = 2'h0;
-    end else if (\$6 ) begin
-      \$16  = \$11 [1:0];
+      \$27  = ev_shift;
     end
     if (rst) begin
-      \$16  = 2'h0;
+      \$27  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$17  = op_valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$28  = g;
     if (load) begin
-      \$17  = 1'h1;
-    end else if (\$6 ) begin
-      if (\$12 ) begin
-        \$17  = 1'h0;
+      \$28  = 2'h0;
+    end else if (\$3 ) begin
+      \$28  = \$20 [1:0];
+    end
+    if (rst) begin
+      \$28  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$29  = last_g;
+    if (load) begin
+      \$29  = 1'h0;
+    end else if (\$3 ) begin
+      \$29  = \$23 ;
+    end
+    if (rst) begin
+      \$29  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$30  = op_valid;
+    if (load) begin
+      \$30  = 1'h1;
+    end else if (\$3 ) begin
+      if (last_g) begin
+        \$30  = 1'h0;
       end
     end
     if (rst) begin
-      \$17  = 1'h0;
+      \$30  = 1'h0;
     end
   end
   assign busy = op_valid;
   assign count = op_count;
   assign shift = op_shift;
   assign \busy$6  = op_valid;
-  assign g = op_addr;
-  assign op_waddr = \$2 [9:0];
+  assign addr = op_addr;
+  assign waddr = op_waddr;
+  assign ev_c = \port$4413$0 [3:0];
+  assign ev_y = \port$4413$0 [5:4];
+  assign ev_x = \port$4413$0 [7:6];
+  assign ev_count = \port$4413$0 [8];
+  assign \$4  = { 3'h0, \port$4413$0 [3:0], 4'h0 };
+  assign \$6  = { 1'h0, \port$4413$0 [5:4], 2'h0 };
+  assign \$10  = { 1'h0, \$9  };
+  assign \$12  = { 3'h0, \port$4413$0 [3:0], 4'h0 };
+  assign \$14  = { 1'h0, \port$4413$0 [5:4], 2'h0 };
+  assign \$18  = { \$17 , 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc.queue (rst, w_level, r_data, r_en, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+module \digits_cnn_ilif.engine_fc.queue (rst, \port$4195$0 , w_data, w_en, \port$4335$0 , \port$4337$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire [5:0] \$3 ;
+  wire [6:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  reg [73:0] \$7 ;
+  reg \$8 ;
+  wire [73:0] \$signal ;
+  reg [73:0] \$signal$11  = 74'h0000000000000000000;
+  (* init = 74'h0000000000000000000 *)
+  wire [73:0] \$signal$12 ;
+  (* init = 1'h0 *)
+  wire \$signal$13 ;
+  wire [73:0] \$signal$14 ;
+  wire [73:0] \$signal$15 ;
+  wire \$signal$16 ;
+  wire \$signal$17 ;
+  wire \$signal$18 ;
+  wire \$signal$19 ;
+  wire \$signal$3 ;
+  wire \$signal$4 ;
+  wire \$signal$9 ;
+  input clk;
+  wire clk;
+  wire [1:0] count;
+  reg held_valid = 1'h0;
+  wire [4:0] level;
+  wire [4:0] \level$21 ;
+  input \port$4195$0 ;
+  wire \port$4195$0 ;
+  output [73:0] \port$4335$0 ;
+  wire [73:0] \port$4335$0 ;
+  output \port$4337$0 ;
+  wire \port$4337$0 ;
+  wire [73:0] r_data;
+  wire r_en;
+  wire r_rdy;
+  input rst;
+  wire rst;
+  wire take;
+  input [73:0] w_data;
+  wire [73:0] w_data;
+  input w_en;
+  wire w_en;
+  wire w_rdy;
+  assign \$2  = \$1  | \$signal$9 ;
+  assign take = r_rdy & \$2 ;
+  assign \$3  = \level$21  + held_valid;
+  assign \$4  = \$3  + count;
+  assign \$5  = ~ held_valid;
+  assign \$6  = \$5  | \$signal$9 ;
+  always @(posedge clk)
+    \$signal$11  <= \$7 ;
+  always @(posedge clk)
+    held_valid <= \$8 ;
+  assign \$1  = ~ held_valid;
+  \digits_cnn_ilif.engine_fc.queue.inner  inner (
+    .clk(clk),
+    .r_data(r_data),
+    .r_en(take),
+    .r_rdy(r_rdy),
+    .rst(rst),
+    .w_en(w_en),
+    .w_level(\level$21 ),
+    .w_port__data(w_data),
+    .w_rdy(\$signal$4 )
+  );
+  \digits_cnn_ilif.engine_fc.queue.skid  skid (
+    .clk(clk),
+    .count(count),
+    .\port$3373$0 (\$signal$9 ),
+    .\port$4195$0 (\port$4195$0 ),
+    .\port$4319$0 (\$signal$11 ),
+    .\port$4321$0 (held_valid),
+    .\port$4335$0 (\$signal$14 ),
+    .\port$4337$0 (\$signal$16 ),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$7  = \$signal$11 ;
+    if (take) begin
+      \$7  = r_data;
+    end
+    if (rst) begin
+      \$7  = 74'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$8  = held_valid;
+    if (\$6 ) begin
+      \$8  = take;
+    end
+    if (rst) begin
+      \$8  = 1'h0;
+    end
+  end
+  assign \$signal  = w_data;
+  assign \$signal$3  = w_en;
+  assign w_rdy = \$signal$4 ;
+  assign r_en = take;
+  assign \$signal$12  = \$signal$11 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$18  = \port$4195$0 ;
+  assign \$signal$19  = \port$4195$0 ;
+  assign level = \$4 [4:0];
+  assign \port$4335$0  = \$signal$14 ;
+  assign \port$4337$0  = \$signal$16 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_fc.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
+  wire [4:0] \$11 ;
+  wire [4:0] \$12 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
-  wire [4:0] \$16 ;
+  wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire \$19 ;
+  wire [4:0] \$19 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [4:0] \$23 ;
+  wire \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire \$26 ;
-  reg [2:0] \$27 ;
-  reg [2:0] \$28 ;
-  reg [3:0] \$29 ;
-  wire [4:0] \$3 ;
-  reg \$30 ;
+  wire [4:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  reg [3:0] \$30 ;
+  reg [3:0] \$31 ;
+  reg [3:0] \$32 ;
+  reg \$33 ;
   wire \$4 ;
-  wire [3:0] \$5 ;
-  wire \$6 ;
+  wire [4:0] \$5 ;
+  wire [4:0] \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [3:0] \$9 ;
+  wire \$9 ;
   input clk;
   wire clk;
-  (* init = 3'h0 *)
-  wire [2:0] consume;
+  (* init = 4'h0 *)
+  wire [3:0] consume;
   reg [3:0] inner_level = 4'h0;
   wire inner_r_rdy;
-  wire [3:0] level;
-  (* init = 3'h0 *)
-  wire [2:0] produce;
+  wire [4:0] level;
+  (* init = 4'h0 *)
+  wire [3:0] produce;
   output [73:0] r_data;
   wire [73:0] r_data;
   input r_en;
   wire r_en;
-  wire [3:0] r_level;
-  reg [2:0] r_port__addr = 3'h0;
+  wire [4:0] r_level;
+  reg [3:0] r_port__addr = 4'h0;
   wire [73:0] r_port__data;
   wire r_port__en;
   output r_rdy;
@@ -16818,14 +21920,15 @@ module \digits_cnn_ilif.engine_fc.queue (rst, w_level, r_data, r_en, w_port__dat
   wire [73:0] w_data;
   input w_en;
   wire w_en;
-  output [3:0] w_level;
-  wire [3:0] w_level;
-  reg [2:0] w_port__addr = 3'h0;
+  output [4:0] w_level;
+  wire [4:0] w_level;
+  reg [3:0] w_port__addr = 4'h0;
   input [73:0] w_port__data;
   wire [73:0] w_port__data;
   wire w_port__en;
+  output w_rdy;
   wire w_rdy;
-  reg [73:0] storage [7:0];
+  reg [73:0] storage [14:0];
   initial begin
     storage[0] = 74'h0000000000000000000;
     storage[1] = 74'h0000000000000000000;
@@ -16835,6 +21938,13 @@ module \digits_cnn_ilif.engine_fc.queue (rst, w_level, r_data, r_en, w_port__dat
     storage[5] = 74'h0000000000000000000;
     storage[6] = 74'h0000000000000000000;
     storage[7] = 74'h0000000000000000000;
+    storage[8] = 74'h0000000000000000000;
+    storage[9] = 74'h0000000000000000000;
+    storage[10] = 74'h0000000000000000000;
+    storage[11] = 74'h0000000000000000000;
+    storage[12] = 74'h0000000000000000000;
+    storage[13] = 74'h0000000000000000000;
+    storage[14] = 74'h0000000000000000000;
   end
   always @(posedge clk) begin
     if (w_port__en)
@@ -16847,101 +21957,339 @@ module \digits_cnn_ilif.engine_fc.queue (rst, w_level, r_data, r_en, w_port__dat
     end
   end
   assign r_data = _0_;
-  assign w_rdy = inner_level != 4'h8;
+  assign w_rdy = inner_level != 4'hf;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
   assign \$1  = ~ r_rdy;
   assign \$2  = \$1  | r_en;
   assign r_port__en = inner_r_rdy & \$2 ;
-  assign \$3  = inner_level + r_rdy;
-  assign \$4  = w_rdy & w_en;
+  assign w_level = inner_level + r_rdy;
+  assign \$3  = w_rdy & w_en;
+  assign \$4  = w_port__addr == 4'he;
   assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = ~ r_rdy;
-  assign \$7  = \$6  | r_en;
-  assign \$8  = inner_r_rdy & \$7 ;
-  assign \$9  = r_port__addr + 1'h1;
-  assign \$10  = w_rdy & w_en;
-  assign \$11  = ~ r_rdy;
-  assign \$12  = \$11  | r_en;
-  assign \$13  = inner_r_rdy & \$12 ;
-  assign \$14  = ~ \$13 ;
-  assign \$15  = \$10  & \$14 ;
-  assign \$16  = inner_level + 1'h1;
-  assign \$17  = ~ r_rdy;
-  assign \$18  = \$17  | r_en;
-  assign \$19  = inner_r_rdy & \$18 ;
-  assign \$20  = w_rdy & w_en;
-  assign \$21  = ~ \$20 ;
-  assign \$22  = \$19  & \$21 ;
-  assign \$23  = inner_level - 1'h1;
-  assign \$24  = ~ r_rdy;
-  assign \$25  = \$24  | r_en;
-  assign \$26  = inner_r_rdy & \$25 ;
+  assign \$6  = \$4  ? 5'h00 : \$5 ;
+  assign \$7  = ~ r_rdy;
+  assign \$8  = \$7  | r_en;
+  assign \$9  = inner_r_rdy & \$8 ;
+  assign \$10  = r_port__addr == 4'he;
+  assign \$11  = r_port__addr + 1'h1;
+  assign \$12  = \$10  ? 5'h00 : \$11 ;
+  assign \$13  = w_rdy & w_en;
+  assign \$14  = ~ r_rdy;
+  assign \$15  = \$14  | r_en;
+  assign \$16  = inner_r_rdy & \$15 ;
+  assign \$17  = ~ \$16 ;
+  assign \$18  = \$13  & \$17 ;
+  assign \$19  = inner_level + 1'h1;
+  assign \$20  = ~ r_rdy;
+  assign \$21  = \$20  | r_en;
+  assign \$22  = inner_r_rdy & \$21 ;
+  assign \$23  = w_rdy & w_en;
+  assign \$24  = ~ \$23 ;
+  assign \$25  = \$22  & \$24 ;
+  assign \$26  = inner_level - 1'h1;
+  assign \$27  = ~ r_rdy;
+  assign \$28  = \$27  | r_en;
+  assign \$29  = inner_r_rdy & \$28 ;
   always @(posedge clk)
-    w_port__addr <= \$27 ;
+    w_port__addr <= \$30 ;
   always @(posedge clk)
-    r_port__addr <= \$28 ;
+    r_port__addr <= \$31 ;
   always @(posedge clk)
-    inner_level <= \$29 ;
+    inner_level <= \$32 ;
   always @(posedge clk)
-    r_rdy <= \$30 ;
+    r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$27  = w_port__addr;
-    if (\$4 ) begin
-      \$27  = \$5 [2:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$30  = w_port__addr;
+    if (\$3 ) begin
+      \$30  = \$6 [3:0];
     end
     if (rst) begin
-      \$27  = 3'h0;
+      \$30  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$28  = r_port__addr;
-    if (\$8 ) begin
-      \$28  = \$9 [2:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$31  = r_port__addr;
+    if (\$9 ) begin
+      \$31  = \$12 [3:0];
     end
     if (rst) begin
-      \$28  = 3'h0;
+      \$31  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$29  = inner_level;
-    if (\$15 ) begin
-      \$29  = \$16 [3:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$32  = inner_level;
+    if (\$18 ) begin
+      \$32  = \$19 [3:0];
     end
-    if (\$22 ) begin
-      \$29  = \$23 [3:0];
+    if (\$25 ) begin
+      \$32  = \$26 [3:0];
     end
     if (rst) begin
-      \$29  = 4'h0;
+      \$32  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$30  = r_rdy;
-    if (\$26 ) begin
-      \$30  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$33  = r_rdy;
+    if (\$29 ) begin
+      \$33  = 1'h1;
     end else if (r_en) begin
-      \$30  = 1'h0;
+      \$33  = 1'h0;
     end
     if (rst) begin
-      \$30  = 1'h0;
+      \$33  = 1'h0;
     end
   end
-  assign level = \$3 [3:0];
-  assign r_level = \$3 [3:0];
+  assign level = w_level;
+  assign r_level = w_level;
   assign produce = w_port__addr;
   assign w_data = w_port__data;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
-  assign w_level = \$3 [3:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, r_data, w_port__data, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3373$0 , count, \port$4195$0 , \port$4319$0 , \port$4321$0 , \port$4335$0 , \port$4337$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [73:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [73:0] \$7 ;
+  wire \$signal ;
+  reg [73:0] \$signal$10  = 74'h0000000000000000000;
+  wire [73:0] \$signal$11 ;
+  wire \$signal$3 ;
+  reg \$signal$5  = 1'h0;
+  wire \$signal$8 ;
+  reg [73:0] \$signal$9  = 74'h0000000000000000000;
+  input clk;
+  wire clk;
+  output [1:0] count;
+  wire [1:0] count;
+  output \port$3373$0 ;
+  wire \port$3373$0 ;
+  input \port$4195$0 ;
+  wire \port$4195$0 ;
+  input [73:0] \port$4319$0 ;
+  wire [73:0] \port$4319$0 ;
+  input \port$4321$0 ;
+  wire \port$4321$0 ;
+  (* init = 74'h0000000000000000000 *)
+  output [73:0] \port$4335$0 ;
+  wire [73:0] \port$4335$0 ;
+  (* init = 1'h0 *)
+  output \port$4337$0 ;
+  wire \port$4337$0 ;
+  input rst;
+  wire rst;
+  reg spare_valid = 1'h0;
+  wire take;
+  assign take = \port$4321$0  & \$1 ;
+  assign count = \$signal$5  + spare_valid;
+  assign \$2  = ~ \$signal$5 ;
+  assign \$3  = \port$4195$0  | \$2 ;
+  always @(posedge clk)
+    \$signal$9  <= \$4 ;
+  always @(posedge clk)
+    \$signal$5  <= \$5 ;
+  always @(posedge clk)
+    spare_valid <= \$6 ;
+  always @(posedge clk)
+    \$signal$10  <= \$7 ;
+  assign \$signal  = ~ spare_valid;
+  assign \$1  = ~ spare_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$4  = \$signal$9 ;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$4  = \$signal$10 ;
+      end else if (take) begin
+        \$4  = \port$4319$0 ;
+      end
+    end
+    if (rst) begin
+      \$4  = 74'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$5  = \$signal$5 ;
+    if (\$3 ) begin
+      (* full_case = 32'd1 *)
+      if (spare_valid) begin
+        \$5  = 1'h1;
+      end else if (take) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$6  = spare_valid;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$6  = 1'h0;
+      end
+    end else if (take) begin
+      \$6  = 1'h1;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$7  = \$signal$10 ;
+    if (\$3 ) begin
+    end else if (take) begin
+      \$7  = \port$4319$0 ;
+    end
+    if (rst) begin
+      \$7  = 74'h0000000000000000000;
+    end
+  end
+  assign \$signal$3  = \port$4321$0 ;
+  assign \$signal$8  = \port$4195$0 ;
+  assign \$signal$11  = \port$4319$0 ;
+  assign \port$3373$0  = \$signal ;
+  assign \port$4335$0  = \$signal$9 ;
+  assign \port$4337$0  = \$signal$5 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$3834$0 , \port$4361$0 , \port$4363$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire [5:0] \$3 ;
+  wire [6:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  reg [10:0] \$7 ;
+  reg \$8 ;
+  wire [10:0] \$signal ;
+  reg [10:0] \$signal$11  = 11'h000;
+  (* init = 11'h000 *)
+  wire [10:0] \$signal$12 ;
+  (* init = 1'h0 *)
+  wire \$signal$13 ;
+  wire [10:0] \$signal$14 ;
+  wire [10:0] \$signal$15 ;
+  wire \$signal$16 ;
+  wire \$signal$17 ;
+  wire \$signal$18 ;
+  wire \$signal$19 ;
+  wire \$signal$3 ;
+  wire \$signal$4 ;
+  wire \$signal$9 ;
+  input clk;
+  wire clk;
+  wire [1:0] count;
+  reg held_valid = 1'h0;
+  wire [4:0] level;
+  wire [4:0] \level$21 ;
+  input \port$3834$0 ;
+  wire \port$3834$0 ;
+  output [10:0] \port$4361$0 ;
+  wire [10:0] \port$4361$0 ;
+  output \port$4363$0 ;
+  wire \port$4363$0 ;
+  wire [10:0] r_data;
+  wire r_en;
+  wire r_rdy;
+  input rst;
+  wire rst;
+  wire take;
+  input [10:0] w_data;
+  wire [10:0] w_data;
+  input w_en;
+  wire w_en;
+  output w_rdy;
+  wire w_rdy;
+  assign \$2  = \$1  | \$signal$9 ;
+  assign take = r_rdy & \$2 ;
+  assign \$3  = \level$21  + held_valid;
+  assign \$4  = \$3  + count;
+  assign \$5  = ~ held_valid;
+  assign \$6  = \$5  | \$signal$9 ;
+  always @(posedge clk)
+    \$signal$11  <= \$7 ;
+  always @(posedge clk)
+    held_valid <= \$8 ;
+  assign \$1  = ~ held_valid;
+  \digits_cnn_ilif.fifo_conv1_0.inner  inner (
+    .clk(clk),
+    .r_data(r_data),
+    .r_en(take),
+    .r_rdy(r_rdy),
+    .rst(rst),
+    .w_en(w_en),
+    .w_level(\level$21 ),
+    .w_port__data(w_data),
+    .w_rdy(\$signal$4 )
+  );
+  \digits_cnn_ilif.fifo_conv1_0.skid  skid (
+    .clk(clk),
+    .count(count),
+    .\port$3444$0 (\$signal$9 ),
+    .\port$3834$0 (\port$3834$0 ),
+    .\port$4345$0 (\$signal$11 ),
+    .\port$4347$0 (held_valid),
+    .\port$4361$0 (\$signal$14 ),
+    .\port$4363$0 (\$signal$16 ),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$7  = \$signal$11 ;
+    if (take) begin
+      \$7  = r_data;
+    end
+    if (rst) begin
+      \$7  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$8  = held_valid;
+    if (\$6 ) begin
+      \$8  = take;
+    end
+    if (rst) begin
+      \$8  = 1'h0;
+    end
+  end
+  assign \$signal  = w_data;
+  assign \$signal$3  = w_en;
+  assign r_en = take;
+  assign \$signal$12  = \$signal$11 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$18  = \port$3834$0 ;
+  assign \$signal$19  = \port$3834$0 ;
+  assign level = \$4 [4:0];
+  assign w_rdy = \$signal$4 ;
+  assign \port$4361$0  = \$signal$14 ;
+  assign \port$4363$0  = \$signal$16 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.fifo_conv1_0.inner (rst, w_en, r_en, w_rdy, w_level, r_data, w_port__data, r_rdy, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -16999,6 +22347,7 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
   wire [10:0] w_data;
   input w_en;
   wire w_en;
+  output [4:0] w_level;
   wire [4:0] w_level;
   reg [3:0] w_port__addr = 4'h0;
   input [10:0] w_port__data;
@@ -17078,7 +22427,7 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -17088,7 +22437,7 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -17098,7 +22447,7 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -17111,7 +22460,7 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -17131,8 +22480,243 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, r_data, w_port__data, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+module \digits_cnn_ilif.fifo_conv1_0.skid (rst, \port$3444$0 , count, \port$3834$0 , \port$4345$0 , \port$4347$0 , \port$4361$0 , \port$4363$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [10:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [10:0] \$7 ;
+  wire \$signal ;
+  reg [10:0] \$signal$10  = 11'h000;
+  wire [10:0] \$signal$11 ;
+  wire \$signal$3 ;
+  reg \$signal$5  = 1'h0;
+  wire \$signal$8 ;
+  reg [10:0] \$signal$9  = 11'h000;
+  input clk;
+  wire clk;
+  output [1:0] count;
+  wire [1:0] count;
+  output \port$3444$0 ;
+  wire \port$3444$0 ;
+  input \port$3834$0 ;
+  wire \port$3834$0 ;
+  input [10:0] \port$4345$0 ;
+  wire [10:0] \port$4345$0 ;
+  input \port$4347$0 ;
+  wire \port$4347$0 ;
+  (* init = 11'h000 *)
+  output [10:0] \port$4361$0 ;
+  wire [10:0] \port$4361$0 ;
+  (* init = 1'h0 *)
+  output \port$4363$0 ;
+  wire \port$4363$0 ;
+  input rst;
+  wire rst;
+  reg spare_valid = 1'h0;
+  wire take;
+  assign take = \port$4347$0  & \$1 ;
+  assign count = \$signal$5  + spare_valid;
+  assign \$2  = ~ \$signal$5 ;
+  assign \$3  = \port$3834$0  | \$2 ;
+  always @(posedge clk)
+    \$signal$9  <= \$4 ;
+  always @(posedge clk)
+    \$signal$5  <= \$5 ;
+  always @(posedge clk)
+    spare_valid <= \$6 ;
+  always @(posedge clk)
+    \$signal$10  <= \$7 ;
+  assign \$signal  = ~ spare_valid;
+  assign \$1  = ~ spare_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$4  = \$signal$9 ;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$4  = \$signal$10 ;
+      end else if (take) begin
+        \$4  = \port$4345$0 ;
+      end
+    end
+    if (rst) begin
+      \$4  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$5  = \$signal$5 ;
+    if (\$3 ) begin
+      (* full_case = 32'd1 *)
+      if (spare_valid) begin
+        \$5  = 1'h1;
+      end else if (take) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$6  = spare_valid;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$6  = 1'h0;
+      end
+    end else if (take) begin
+      \$6  = 1'h1;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$7  = \$signal$10 ;
+    if (\$3 ) begin
+    end else if (take) begin
+      \$7  = \port$4345$0 ;
+    end
+    if (rst) begin
+      \$7  = 11'h000;
+    end
+  end
+  assign \$signal$3  = \port$4347$0 ;
+  assign \$signal$8  = \port$3834$0 ;
+  assign \$signal$11  = \port$4345$0 ;
+  assign \port$3444$0  = \$signal ;
+  assign \port$4361$0  = \$signal$9 ;
+  assign \port$4363$0  = \$signal$5 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4010$0 , \port$4387$0 , \port$4389$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire [5:0] \$3 ;
+  wire [6:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  reg [11:0] \$7 ;
+  reg \$8 ;
+  wire [11:0] \$signal ;
+  reg [11:0] \$signal$11  = 12'h000;
+  (* init = 12'h000 *)
+  wire [11:0] \$signal$12 ;
+  (* init = 1'h0 *)
+  wire \$signal$13 ;
+  wire [11:0] \$signal$14 ;
+  wire [11:0] \$signal$15 ;
+  wire \$signal$16 ;
+  wire \$signal$17 ;
+  wire \$signal$18 ;
+  wire \$signal$19 ;
+  wire \$signal$3 ;
+  wire \$signal$4 ;
+  wire \$signal$9 ;
+  input clk;
+  wire clk;
+  wire [1:0] count;
+  reg held_valid = 1'h0;
+  wire [4:0] level;
+  wire [4:0] \level$21 ;
+  input \port$4010$0 ;
+  wire \port$4010$0 ;
+  output [11:0] \port$4387$0 ;
+  wire [11:0] \port$4387$0 ;
+  output \port$4389$0 ;
+  wire \port$4389$0 ;
+  wire [11:0] r_data;
+  wire r_en;
+  wire r_rdy;
+  input rst;
+  wire rst;
+  wire take;
+  input [11:0] w_data;
+  wire [11:0] w_data;
+  input w_en;
+  wire w_en;
+  output w_rdy;
+  wire w_rdy;
+  assign \$2  = \$1  | \$signal$9 ;
+  assign take = r_rdy & \$2 ;
+  assign \$3  = \level$21  + held_valid;
+  assign \$4  = \$3  + count;
+  assign \$5  = ~ held_valid;
+  assign \$6  = \$5  | \$signal$9 ;
+  always @(posedge clk)
+    \$signal$11  <= \$7 ;
+  always @(posedge clk)
+    held_valid <= \$8 ;
+  assign \$1  = ~ held_valid;
+  \digits_cnn_ilif.fifo_conv2_0.inner  inner (
+    .clk(clk),
+    .r_data(r_data),
+    .r_en(take),
+    .r_rdy(r_rdy),
+    .rst(rst),
+    .w_en(w_en),
+    .w_level(\level$21 ),
+    .w_port__data(w_data),
+    .w_rdy(\$signal$4 )
+  );
+  \digits_cnn_ilif.fifo_conv2_0.skid  skid (
+    .clk(clk),
+    .count(count),
+    .\port$3515$0 (\$signal$9 ),
+    .\port$4010$0 (\port$4010$0 ),
+    .\port$4371$0 (\$signal$11 ),
+    .\port$4373$0 (held_valid),
+    .\port$4387$0 (\$signal$14 ),
+    .\port$4389$0 (\$signal$16 ),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$7  = \$signal$11 ;
+    if (take) begin
+      \$7  = r_data;
+    end
+    if (rst) begin
+      \$7  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$8  = held_valid;
+    if (\$6 ) begin
+      \$8  = take;
+    end
+    if (rst) begin
+      \$8  = 1'h0;
+    end
+  end
+  assign \$signal  = w_data;
+  assign \$signal$3  = w_en;
+  assign r_en = take;
+  assign \$signal$12  = \$signal$11 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$18  = \port$4010$0 ;
+  assign \$signal$19  = \port$4010$0 ;
+  assign level = \$4 [4:0];
+  assign w_rdy = \$signal$4 ;
+  assign \port$4387$0  = \$signal$14 ;
+  assign \port$4389$0  = \$signal$16 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.fifo_conv2_0.inner (rst, w_en, r_en, w_rdy, w_level, r_data, w_port__data, r_rdy, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -17190,6 +22774,7 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
   wire [11:0] w_data;
   input w_en;
   wire w_en;
+  output [4:0] w_level;
   wire [4:0] w_level;
   reg [3:0] w_port__addr = 4'h0;
   input [11:0] w_port__data;
@@ -17269,7 +22854,7 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -17279,7 +22864,7 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -17289,7 +22874,7 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -17302,7 +22887,7 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -17322,8 +22907,243 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, r_data, w_port__data, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+module \digits_cnn_ilif.fifo_conv2_0.skid (rst, \port$3515$0 , count, \port$4010$0 , \port$4371$0 , \port$4373$0 , \port$4387$0 , \port$4389$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [11:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [11:0] \$7 ;
+  wire \$signal ;
+  reg [11:0] \$signal$10  = 12'h000;
+  wire [11:0] \$signal$11 ;
+  wire \$signal$3 ;
+  reg \$signal$5  = 1'h0;
+  wire \$signal$8 ;
+  reg [11:0] \$signal$9  = 12'h000;
+  input clk;
+  wire clk;
+  output [1:0] count;
+  wire [1:0] count;
+  output \port$3515$0 ;
+  wire \port$3515$0 ;
+  input \port$4010$0 ;
+  wire \port$4010$0 ;
+  input [11:0] \port$4371$0 ;
+  wire [11:0] \port$4371$0 ;
+  input \port$4373$0 ;
+  wire \port$4373$0 ;
+  (* init = 12'h000 *)
+  output [11:0] \port$4387$0 ;
+  wire [11:0] \port$4387$0 ;
+  (* init = 1'h0 *)
+  output \port$4389$0 ;
+  wire \port$4389$0 ;
+  input rst;
+  wire rst;
+  reg spare_valid = 1'h0;
+  wire take;
+  assign take = \port$4373$0  & \$1 ;
+  assign count = \$signal$5  + spare_valid;
+  assign \$2  = ~ \$signal$5 ;
+  assign \$3  = \port$4010$0  | \$2 ;
+  always @(posedge clk)
+    \$signal$9  <= \$4 ;
+  always @(posedge clk)
+    \$signal$5  <= \$5 ;
+  always @(posedge clk)
+    spare_valid <= \$6 ;
+  always @(posedge clk)
+    \$signal$10  <= \$7 ;
+  assign \$signal  = ~ spare_valid;
+  assign \$1  = ~ spare_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$4  = \$signal$9 ;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$4  = \$signal$10 ;
+      end else if (take) begin
+        \$4  = \port$4371$0 ;
+      end
+    end
+    if (rst) begin
+      \$4  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$5  = \$signal$5 ;
+    if (\$3 ) begin
+      (* full_case = 32'd1 *)
+      if (spare_valid) begin
+        \$5  = 1'h1;
+      end else if (take) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$6  = spare_valid;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$6  = 1'h0;
+      end
+    end else if (take) begin
+      \$6  = 1'h1;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$7  = \$signal$10 ;
+    if (\$3 ) begin
+    end else if (take) begin
+      \$7  = \port$4371$0 ;
+    end
+    if (rst) begin
+      \$7  = 12'h000;
+    end
+  end
+  assign \$signal$3  = \port$4373$0 ;
+  assign \$signal$8  = \port$4010$0 ;
+  assign \$signal$11  = \port$4371$0 ;
+  assign \port$3515$0  = \$signal ;
+  assign \port$4387$0  = \$signal$9 ;
+  assign \port$4389$0  = \$signal$5 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4186$0 , \port$4413$0 , \port$4415$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire [5:0] \$3 ;
+  wire [6:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  reg [9:0] \$7 ;
+  reg \$8 ;
+  wire [9:0] \$signal ;
+  reg [9:0] \$signal$11  = 10'h000;
+  (* init = 10'h000 *)
+  wire [9:0] \$signal$12 ;
+  (* init = 1'h0 *)
+  wire \$signal$13 ;
+  wire [9:0] \$signal$14 ;
+  wire [9:0] \$signal$15 ;
+  wire \$signal$16 ;
+  wire \$signal$17 ;
+  wire \$signal$18 ;
+  wire \$signal$19 ;
+  wire \$signal$3 ;
+  wire \$signal$4 ;
+  wire \$signal$9 ;
+  input clk;
+  wire clk;
+  wire [1:0] count;
+  reg held_valid = 1'h0;
+  wire [4:0] level;
+  wire [4:0] \level$21 ;
+  input \port$4186$0 ;
+  wire \port$4186$0 ;
+  output [9:0] \port$4413$0 ;
+  wire [9:0] \port$4413$0 ;
+  output \port$4415$0 ;
+  wire \port$4415$0 ;
+  wire [9:0] r_data;
+  wire r_en;
+  wire r_rdy;
+  input rst;
+  wire rst;
+  wire take;
+  input [9:0] w_data;
+  wire [9:0] w_data;
+  input w_en;
+  wire w_en;
+  output w_rdy;
+  wire w_rdy;
+  assign \$2  = \$1  | \$signal$9 ;
+  assign take = r_rdy & \$2 ;
+  assign \$3  = \level$21  + held_valid;
+  assign \$4  = \$3  + count;
+  assign \$5  = ~ held_valid;
+  assign \$6  = \$5  | \$signal$9 ;
+  always @(posedge clk)
+    \$signal$11  <= \$7 ;
+  always @(posedge clk)
+    held_valid <= \$8 ;
+  assign \$1  = ~ held_valid;
+  \digits_cnn_ilif.fifo_conv3_0.inner  inner (
+    .clk(clk),
+    .r_data(r_data),
+    .r_en(take),
+    .r_rdy(r_rdy),
+    .rst(rst),
+    .w_en(w_en),
+    .w_level(\level$21 ),
+    .w_port__data(w_data),
+    .w_rdy(\$signal$4 )
+  );
+  \digits_cnn_ilif.fifo_conv3_0.skid  skid (
+    .clk(clk),
+    .count(count),
+    .\port$3586$0 (\$signal$9 ),
+    .\port$4186$0 (\port$4186$0 ),
+    .\port$4397$0 (\$signal$11 ),
+    .\port$4399$0 (held_valid),
+    .\port$4413$0 (\$signal$14 ),
+    .\port$4415$0 (\$signal$16 ),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$7  = \$signal$11 ;
+    if (take) begin
+      \$7  = r_data;
+    end
+    if (rst) begin
+      \$7  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$8  = held_valid;
+    if (\$6 ) begin
+      \$8  = take;
+    end
+    if (rst) begin
+      \$8  = 1'h0;
+    end
+  end
+  assign \$signal  = w_data;
+  assign \$signal$3  = w_en;
+  assign r_en = take;
+  assign \$signal$12  = \$signal$11 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$18  = \port$4186$0 ;
+  assign \$signal$19  = \port$4186$0 ;
+  assign level = \$4 [4:0];
+  assign w_rdy = \$signal$4 ;
+  assign \port$4413$0  = \$signal$14 ;
+  assign \port$4415$0  = \$signal$16 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.fifo_conv3_0.inner (rst, w_en, r_en, w_rdy, w_level, r_data, w_port__data, r_rdy, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -17381,6 +23201,7 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
   wire [9:0] w_data;
   input w_en;
   wire w_en;
+  output [4:0] w_level;
   wire [4:0] w_level;
   reg [3:0] w_port__addr = 4'h0;
   input [9:0] w_port__data;
@@ -17460,7 +23281,7 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -17470,7 +23291,7 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -17480,7 +23301,7 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -17493,7 +23314,7 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -17510,4 +23331,237 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, r_data, w_port__data, r_
   assign w_data = w_port__data;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.fifo_conv3_0.skid (rst, \port$3586$0 , count, \port$4186$0 , \port$4397$0 , \port$4399$0 , \port$4413$0 , \port$4415$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [9:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [9:0] \$7 ;
+  wire \$signal ;
+  reg [9:0] \$signal$10  = 10'h000;
+  wire [9:0] \$signal$11 ;
+  wire \$signal$3 ;
+  reg \$signal$5  = 1'h0;
+  wire \$signal$8 ;
+  reg [9:0] \$signal$9  = 10'h000;
+  input clk;
+  wire clk;
+  output [1:0] count;
+  wire [1:0] count;
+  output \port$3586$0 ;
+  wire \port$3586$0 ;
+  input \port$4186$0 ;
+  wire \port$4186$0 ;
+  input [9:0] \port$4397$0 ;
+  wire [9:0] \port$4397$0 ;
+  input \port$4399$0 ;
+  wire \port$4399$0 ;
+  (* init = 10'h000 *)
+  output [9:0] \port$4413$0 ;
+  wire [9:0] \port$4413$0 ;
+  (* init = 1'h0 *)
+  output \port$4415$0 ;
+  wire \port$4415$0 ;
+  input rst;
+  wire rst;
+  reg spare_valid = 1'h0;
+  wire take;
+  assign take = \port$4399$0  & \$1 ;
+  assign count = \$signal$5  + spare_valid;
+  assign \$2  = ~ \$signal$5 ;
+  assign \$3  = \port$4186$0  | \$2 ;
+  always @(posedge clk)
+    \$signal$9  <= \$4 ;
+  always @(posedge clk)
+    \$signal$5  <= \$5 ;
+  always @(posedge clk)
+    spare_valid <= \$6 ;
+  always @(posedge clk)
+    \$signal$10  <= \$7 ;
+  assign \$signal  = ~ spare_valid;
+  assign \$1  = ~ spare_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$4  = \$signal$9 ;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$4  = \$signal$10 ;
+      end else if (take) begin
+        \$4  = \port$4397$0 ;
+      end
+    end
+    if (rst) begin
+      \$4  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$5  = \$signal$5 ;
+    if (\$3 ) begin
+      (* full_case = 32'd1 *)
+      if (spare_valid) begin
+        \$5  = 1'h1;
+      end else if (take) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$6  = spare_valid;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$6  = 1'h0;
+      end
+    end else if (take) begin
+      \$6  = 1'h1;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$7  = \$signal$10 ;
+    if (\$3 ) begin
+    end else if (take) begin
+      \$7  = \port$4397$0 ;
+    end
+    if (rst) begin
+      \$7  = 10'h000;
+    end
+  end
+  assign \$signal$3  = \port$4399$0 ;
+  assign \$signal$8  = \port$4186$0 ;
+  assign \$signal$11  = \port$4397$0 ;
+  assign \port$3586$0  = \$signal ;
+  assign \port$4413$0  = \$signal$9 ;
+  assign \port$4415$0  = \$signal$5 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.out_skid (clk, rst, \port$3598$0 , \port$4193$0 , \port$4194$0 , \port$4423$0 , \port$4425$0 , \port$0$11 );
+  reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [26:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [26:0] \$7 ;
+  wire \$signal ;
+  reg [26:0] \$signal$10  = 27'h0000000;
+  wire [26:0] \$signal$11 ;
+  wire \$signal$3 ;
+  reg \$signal$5  = 1'h0;
+  wire \$signal$8 ;
+  reg [26:0] \$signal$9  = 27'h0000000;
+  input clk;
+  wire clk;
+  wire [1:0] count;
+  input \port$0$11 ;
+  wire \port$0$11 ;
+  output \port$3598$0 ;
+  wire \port$3598$0 ;
+  input [26:0] \port$4193$0 ;
+  wire [26:0] \port$4193$0 ;
+  input \port$4194$0 ;
+  wire \port$4194$0 ;
+  (* init = 27'h0000000 *)
+  output [26:0] \port$4423$0 ;
+  wire [26:0] \port$4423$0 ;
+  (* init = 1'h0 *)
+  output \port$4425$0 ;
+  wire \port$4425$0 ;
+  input rst;
+  wire rst;
+  reg spare_valid = 1'h0;
+  wire take;
+  assign take = \port$4194$0  & \$1 ;
+  assign count = \$signal$5  + spare_valid;
+  assign \$2  = ~ \$signal$5 ;
+  assign \$3  = \port$0$11  | \$2 ;
+  always @(posedge clk)
+    \$signal$9  <= \$4 ;
+  always @(posedge clk)
+    \$signal$5  <= \$5 ;
+  always @(posedge clk)
+    spare_valid <= \$6 ;
+  always @(posedge clk)
+    \$signal$10  <= \$7 ;
+  assign \$signal  = ~ spare_valid;
+  assign \$1  = ~ spare_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$4  = \$signal$9 ;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$4  = \$signal$10 ;
+      end else if (take) begin
+        \$4  = \port$4193$0 ;
+      end
+    end
+    if (rst) begin
+      \$4  = 27'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$5  = \$signal$5 ;
+    if (\$3 ) begin
+      (* full_case = 32'd1 *)
+      if (spare_valid) begin
+        \$5  = 1'h1;
+      end else if (take) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$6  = spare_valid;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$6  = 1'h0;
+      end
+    end else if (take) begin
+      \$6  = 1'h1;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$7  = \$signal$10 ;
+    if (\$3 ) begin
+    end else if (take) begin
+      \$7  = \port$4193$0 ;
+    end
+    if (rst) begin
+      \$7  = 27'h0000000;
+    end
+  end
+  assign \$signal$3  = \port$4194$0 ;
+  assign \$signal$8  = \port$0$11 ;
+  assign \$signal$11  = \port$4193$0 ;
+  assign \port$3598$0  = \$signal ;
+  assign \port$4423$0  = \$signal$9 ;
+  assign \port$4425$0  = \$signal$5 ;
 endmodule

@@ -16,9 +16,27 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   wire [32:0] \$7 ;
   wire [32:0] \$8 ;
   reg [31:0] \$9 ;
+  wire \$signal ;
+  wire [9:0] \$signal$23 ;
+  wire \$signal$24 ;
+  wire [9:0] \$signal$26 ;
+  wire \$signal$30 ;
+  wire \$signal$32 ;
+  wire \$signal$34 ;
+  wire [8:0] \$signal$36 ;
+  wire \$signal$37 ;
+  wire [8:0] \$signal$39 ;
+  wire \$signal$43 ;
+  wire \$signal$45 ;
+  wire [23:0] \$signal$46 ;
+  wire \$signal$48 ;
+  wire \$signal$51 ;
+  wire [23:0] \$signal$52 ;
+  wire \$signal$53 ;
+  wire \$signal$54 ;
   wire active;
-  wire \active$50 ;
-  wire \active$51 ;
+  wire \active$56 ;
+  wire \active$57 ;
   input clk;
   wire clk;
   output [31:0] cycles;
@@ -48,11 +66,11 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   wire [2:0] \o__payload$40.count ;
   wire \o__payload$40.end ;
   wire [4:0] \o__payload$40.index ;
-  wire [23:0] \o__payload$46 ;
-  wire [3:0] \o__payload$46.argmax ;
-  wire [3:0] \o__payload$46.index ;
-  wire \o__payload$46.last ;
-  wire [14:0] \o__payload$46.value ;
+  wire [23:0] \o__payload$47 ;
+  wire [3:0] \o__payload$47.argmax ;
+  wire [3:0] \o__payload$47.index ;
+  wire \o__payload$47.last ;
+  wire [14:0] \o__payload$47.value ;
   wire [3:0] \o__payload.argmax ;
   wire [3:0] \o__payload.index ;
   wire \o__payload.last ;
@@ -61,12 +79,12 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   wire o__ready;
   wire \o__ready$31 ;
   wire \o__ready$44 ;
-  wire \o__ready$47 ;
+  wire \o__ready$50 ;
   output o__valid;
   wire o__valid;
   wire \o__valid$29 ;
   wire \o__valid$42 ;
-  wire \o__valid$48 ;
+  wire \o__valid$49 ;
   input [7:0] pixels__payload;
   wire [7:0] pixels__payload;
   wire [7:0] \pixels__payload$19 ;
@@ -76,12 +94,6 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   input pixels__valid;
   wire pixels__valid;
   wire \pixels__valid$18 ;
-  wire [9:0] r_data;
-  wire [8:0] \r_data$36 ;
-  wire r_en;
-  wire \r_en$37 ;
-  wire r_rdy;
-  wire \r_rdy$34 ;
   input rst;
   wire rst;
   output [9:0] tap_fc1__payload;
@@ -98,12 +110,6 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   wire [4:0] \tap_fc2__payload.index ;
   output tap_fc2__valid;
   wire tap_fc2__valid;
-  wire [9:0] w_data;
-  wire [8:0] \w_data$39 ;
-  wire w_en;
-  wire \w_en$45 ;
-  wire w_rdy;
-  wire \w_rdy$43 ;
   output [31:0] work_fc1;
   reg [31:0] work_fc1 = 32'd0;
   output [31:0] work_fc2;
@@ -140,10 +146,10 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
     .rst(rst)
   );
   \digits_mlp_gn.engine_fc2  engine_fc2 (
-    .active(\active$50 ),
+    .active(\active$56 ),
     .clk(clk),
     .i0__payload(i0__payload),
-    .i0__ready(r_en),
+    .i0__ready(\$signal$24 ),
     .i0__valid(i0__valid),
     .o__payload(tap_fc2__payload),
     .o__ready(\o__ready$44 ),
@@ -151,35 +157,45 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
     .rst(rst)
   );
   \digits_mlp_gn.engine_fc3  engine_fc3 (
-    .active(\active$51 ),
+    .active(\active$57 ),
     .clk(clk),
     .i0__payload(\i0__payload$35 ),
-    .i0__ready(\r_en$37 ),
+    .i0__ready(\$signal$37 ),
     .i0__valid(\i0__valid$33 ),
-    .o__payload(o__payload),
-    .o__ready(o__ready),
-    .o__valid(o__valid),
+    .o__payload(\$signal$46 ),
+    .o__ready(\o__ready$50 ),
+    .o__valid(\$signal$48 ),
     .rst(rst)
   );
   \digits_mlp_gn.fifo_fc1_0  fifo_fc1_0 (
     .clk(clk),
-    .r_data(i0__payload),
-    .r_en(r_en),
-    .r_rdy(i0__valid),
+    .\port$2866$0 (\$signal$24 ),
+    .\port$3241$0 (i0__payload),
+    .\port$3243$0 (i0__valid),
     .rst(rst),
+    .w_data(tap_fc1__payload),
     .w_en(fc1_accept),
-    .w_port__data(tap_fc1__payload),
-    .w_rdy(w_rdy)
+    .w_rdy(\$signal$30 )
   );
   \digits_mlp_gn.fifo_fc2_0  fifo_fc2_0 (
     .clk(clk),
-    .r_data(\i0__payload$35 ),
-    .r_en(\r_en$37 ),
-    .r_rdy(\i0__valid$33 ),
+    .\port$3058$0 (\$signal$37 ),
+    .\port$3267$0 (\i0__payload$35 ),
+    .\port$3269$0 (\i0__valid$33 ),
     .rst(rst),
+    .w_data(tap_fc2__payload),
     .w_en(fc2_accept),
-    .w_port__data(tap_fc2__payload),
-    .w_rdy(\w_rdy$43 )
+    .w_rdy(\$signal$43 )
+  );
+  \digits_mlp_gn.out_skid  out_skid (
+    .clk(clk),
+    .\port$0$11 (o__ready),
+    .\port$2618$0 (\o__ready$50 ),
+    .\port$3065$0 (\$signal$46 ),
+    .\port$3066$0 (\$signal$48 ),
+    .\port$3277$0 (o__payload),
+    .\port$3279$0 (o__valid),
+    .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
@@ -201,7 +217,7 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$11  = work_fc2;
-    if (\active$50 ) begin
+    if (\active$56 ) begin
       \$11  = \$7 [31:0];
     end
     if (rst) begin
@@ -211,7 +227,7 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$12  = work_fc3;
-    if (\active$51 ) begin
+    if (\active$57 ) begin
       \$12  = \$8 [31:0];
     end
     if (rst) begin
@@ -219,21 +235,24 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
     end
   end
   assign \pixels__payload$19  = pixels__payload;
-  assign r_rdy = i0__valid;
-  assign r_data = i0__payload;
-  assign i0__ready = r_en;
-  assign w_data = tap_fc1__payload;
+  assign \$signal  = i0__valid;
+  assign \$signal$23  = i0__payload;
+  assign i0__ready = \$signal$24 ;
+  assign \$signal$26  = tap_fc1__payload;
   assign \o__payload$27  = tap_fc1__payload;
-  assign w_en = fc1_accept;
-  assign \r_rdy$34  = \i0__valid$33 ;
-  assign \r_data$36  = \i0__payload$35 ;
-  assign \i0__ready$38  = \r_en$37 ;
-  assign \w_data$39  = tap_fc2__payload;
+  assign \$signal$32  = fc1_accept;
+  assign \$signal$34  = \i0__valid$33 ;
+  assign \$signal$36  = \i0__payload$35 ;
+  assign \i0__ready$38  = \$signal$37 ;
+  assign \$signal$39  = tap_fc2__payload;
   assign \o__payload$40  = tap_fc2__payload;
-  assign \w_en$45  = fc2_accept;
-  assign \o__payload$46  = o__payload;
-  assign \o__ready$47  = o__ready;
-  assign \o__valid$48  = o__valid;
+  assign \$signal$45  = fc2_accept;
+  assign \o__payload$47  = \$signal$46 ;
+  assign \o__valid$49  = \$signal$48 ;
+  assign \$signal$51  = \o__ready$50 ;
+  assign \$signal$52  = o__payload;
+  assign \$signal$53  = o__valid;
+  assign \$signal$54  = o__ready;
   assign \o__payload.index  = o__payload[3:0];
   assign \o__payload.value  = o__payload[18:4];
   assign \o__payload.argmax  = o__payload[22:19];
@@ -256,17 +275,17 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   assign \o__payload$40.index  = tap_fc2__payload[4:0];
   assign \o__payload$40.count  = tap_fc2__payload[7:5];
   assign \o__payload$40.end  = tap_fc2__payload[8];
-  assign \o__payload$46.index  = o__payload[3:0];
-  assign \o__payload$46.value  = o__payload[18:4];
-  assign \o__payload$46.argmax  = o__payload[22:19];
-  assign \o__payload$46.last  = o__payload[23];
+  assign \o__payload$47.index  = \$signal$46 [3:0];
+  assign \o__payload$47.value  = \$signal$46 [18:4];
+  assign \o__payload$47.argmax  = \$signal$46 [22:19];
+  assign \o__payload$47.last  = \$signal$46 [23];
   assign \$1  = \pixels__ready$17 ;
   assign pixels__ready = \pixels__ready$17 ;
   assign \$2  = \pixels__ready$17 ;
-  assign \$3  = w_rdy;
-  assign \o__ready$31  = w_rdy;
-  assign \$4  = \w_rdy$43 ;
-  assign \o__ready$44  = \w_rdy$43 ;
+  assign \$3  = \$signal$30 ;
+  assign \o__ready$31  = \$signal$30 ;
+  assign \$4  = \$signal$43 ;
+  assign \o__ready$44  = \$signal$43 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -274,22 +293,31 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [22:0] \$100 ;
+  wire \$100 ;
+  reg [22:0] \$1000 ;
+  reg [22:0] \$1001 ;
+  reg [22:0] \$1002 ;
+  reg [22:0] \$1003 ;
+  reg [83:0] \$1004 ;
+  reg [79:0] \$1005 ;
+  reg [18:0] \$1006 ;
+  reg \$1007 ;
+  reg [3:0] \$1008 ;
   wire \$101 ;
   wire \$102 ;
-  wire [1:0] \$103 ;
+  wire \$103 ;
   wire \$104 ;
-  wire [2:0] \$105 ;
-  wire \$106 ;
-  wire [3:0] \$107 ;
-  wire \$108 ;
-  wire [4:0] \$109 ;
+  wire [6:0] \$105 ;
+  wire [7:0] \$106 ;
+  wire \$107 ;
+  wire [8:0] \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  reg [14:0] \$110 ;
-  wire [22:0] \$111 ;
-  wire [22:0] \$112 ;
-  wire [3:0] \$113 ;
-  wire [3:0] \$114 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
@@ -303,32 +331,32 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$124 ;
   wire \$125 ;
   wire \$126 ;
-  wire [6:0] \$127 ;
-  wire [7:0] \$128 ;
+  wire \$127 ;
+  wire \$128 ;
   wire \$129 ;
-  wire \$13 ;
-  reg [2:0] \$130 ;
-  wire [4:0] \$131 ;
-  wire [4:0] \$132 ;
+  wire [1:0] \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
   wire \$133 ;
   wire \$134 ;
   wire \$135 ;
   wire \$136 ;
   wire \$137 ;
   wire \$138 ;
-  wire [14:0] \$139 ;
+  wire \$139 ;
   wire \$14 ;
-  wire [14:0] \$140 ;
-  wire [14:0] \$141 ;
+  wire \$140 ;
+  wire \$141 ;
   wire \$142 ;
   wire \$143 ;
-  wire [7:0] \$144 ;
+  wire \$144 ;
   wire \$145 ;
   wire \$146 ;
-  wire [1:0] \$147 ;
-  wire [3:0] \$148 ;
-  wire [3:0] \$149 ;
-  wire \$15 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire [2:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
@@ -338,25 +366,25 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$156 ;
   wire \$157 ;
   wire \$158 ;
-  wire [1:0] \$159 ;
-  wire [1:0] \$16 ;
+  wire \$159 ;
+  wire \$16 ;
   wire \$160 ;
   wire \$161 ;
-  wire [2:0] \$162 ;
-  wire [6:0] \$163 ;
+  wire \$162 ;
+  wire \$163 ;
   wire \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
-  wire [2:0] \$169 ;
-  wire \$17 ;
-  wire [4:0] \$170 ;
+  wire \$169 ;
+  wire [3:0] \$17 ;
+  wire \$170 ;
   wire \$171 ;
   wire \$172 ;
-  wire [1:0] \$173 ;
-  wire [1:0] \$174 ;
-  wire [4:0] \$175 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
   wire \$176 ;
   wire \$177 ;
   wire \$178 ;
@@ -370,226 +398,981 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$185 ;
   wire \$186 ;
   wire \$187 ;
-  wire [21:0] \$188 ;
+  wire \$188 ;
   wire \$189 ;
-  wire [2:0] \$19 ;
-  wire [21:0] \$190 ;
+  wire [4:0] \$19 ;
+  wire \$190 ;
   wire \$191 ;
-  wire [21:0] \$192 ;
+  wire \$192 ;
   wire \$193 ;
-  wire [21:0] \$194 ;
+  wire \$194 ;
   wire \$195 ;
   wire \$196 ;
   wire \$197 ;
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire [6:0] \$20 ;
-  wire [4:0] \$200 ;
-  wire [4:0] \$201 ;
+  wire \$20 ;
+  wire \$200 ;
+  wire \$201 ;
   wire \$202 ;
   wire \$203 ;
   wire \$204 ;
-  wire [6:0] \$205 ;
-  wire [6:0] \$206 ;
-  reg [7:0] \$207 ;
-  reg [6:0] \$208 ;
-  reg \$209 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
-  reg [2:0] \$210 ;
-  reg [2:0] \$211 ;
-  reg [5:0] \$212 ;
-  reg [2:0] \$213 ;
-  reg [2:0] \$214 ;
-  reg \$215 ;
-  reg [5:0] \$216 ;
-  reg \$217 ;
-  reg [3:0] \$218 ;
-  reg [3:0] \$219 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  reg \$220 ;
-  reg \$221 ;
-  reg [1:0] \$222 ;
-  reg [1:0] \$223 ;
-  reg [1:0] \$224 ;
-  reg \$225 ;
-  reg \$226 ;
-  reg \$227 ;
-  reg \$228 ;
-  reg [3:0] \$229 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
   wire \$23 ;
-  reg \$230 ;
-  reg \$231 ;
-  reg [3:0] \$232 ;
-  reg \$233 ;
-  reg \$234 ;
-  reg \$235 ;
-  reg [3:0] \$236 ;
-  reg \$237 ;
-  reg \$238 ;
-  reg \$239 ;
-  wire \$24 ;
-  reg \$240 ;
-  reg [3:0] \$241 ;
-  reg [87:0] \$242 ;
-  reg \$243 ;
-  reg \$244 ;
-  reg \$245 ;
-  reg \$246 ;
-  reg [3:0] \$247 ;
-  reg \$248 ;
-  reg \$249 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
+  wire [20:0] \$24 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
   wire \$25 ;
-  reg [3:0] \$250 ;
-  reg \$251 ;
-  reg [79:0] \$252 ;
-  reg \$253 ;
-  reg \$254 ;
-  reg [3:0] \$255 ;
-  reg [83:0] \$256 ;
-  reg \$257 ;
-  reg \$258 ;
-  reg [79:0] \$259 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire \$259 ;
   wire \$26 ;
-  reg [3:0] \$260 ;
-  reg [83:0] \$261 ;
-  reg \$262 ;
-  reg \$263 ;
-  reg [79:0] \$264 ;
-  reg [18:0] \$265 ;
-  reg \$266 ;
-  reg [3:0] \$267 ;
-  wire \$27 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
+  wire [1:0] \$27 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire \$279 ;
   wire \$28 ;
-  wire \$29 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire \$289 ;
+  wire [2:0] \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire \$31 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire \$309 ;
+  wire [3:0] \$31 ;
+  wire \$310 ;
+  wire \$311 ;
+  wire \$312 ;
+  wire \$313 ;
+  wire \$314 ;
+  wire \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire \$319 ;
   wire \$32 ;
-  wire \$33 ;
+  wire \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire \$324 ;
+  wire \$325 ;
+  wire \$326 ;
+  wire \$327 ;
+  wire \$328 ;
+  wire \$329 ;
+  wire [4:0] \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire \$338 ;
+  wire \$339 ;
   wire \$34 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire \$344 ;
+  wire \$345 ;
+  wire \$346 ;
+  wire \$347 ;
+  wire \$348 ;
+  wire \$349 ;
   wire \$35 ;
+  wire \$350 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire \$359 ;
   wire \$36 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire \$368 ;
+  wire \$369 ;
   wire \$37 ;
-  wire \$38 ;
+  wire \$370 ;
+  wire \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire \$377 ;
+  wire \$378 ;
+  wire \$379 ;
+  wire [20:0] \$38 ;
+  wire \$380 ;
+  wire \$381 ;
+  wire \$382 ;
+  wire \$383 ;
+  wire \$384 ;
+  wire \$385 ;
+  wire \$386 ;
+  wire \$387 ;
+  wire \$388 ;
+  wire \$389 ;
   wire \$39 ;
+  wire \$390 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire \$393 ;
+  wire \$394 ;
+  wire \$395 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire \$398 ;
+  wire \$399 ;
   wire \$4 ;
   wire \$40 ;
-  wire \$41 ;
-  wire [20:0] \$42 ;
-  wire [30:0] \$43 ;
-  wire [31:0] \$44 ;
-  wire [21:0] \$45 ;
-  wire [22:0] \$46 ;
-  wire \$47 ;
-  wire [20:0] \$48 ;
-  wire [30:0] \$49 ;
+  wire \$400 ;
+  wire \$401 ;
+  wire \$402 ;
+  wire \$403 ;
+  wire \$404 ;
+  wire \$405 ;
+  wire \$406 ;
+  wire \$407 ;
+  wire \$408 ;
+  wire \$409 ;
+  wire [1:0] \$41 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire \$412 ;
+  wire \$413 ;
+  wire \$414 ;
+  wire \$415 ;
+  wire \$416 ;
+  wire \$417 ;
+  wire \$418 ;
+  wire \$419 ;
+  wire \$42 ;
+  wire \$420 ;
+  wire \$421 ;
+  wire \$422 ;
+  wire \$423 ;
+  wire \$424 ;
+  wire \$425 ;
+  wire \$426 ;
+  wire \$427 ;
+  wire \$428 ;
+  wire \$429 ;
+  wire [2:0] \$43 ;
+  wire \$430 ;
+  wire \$431 ;
+  wire \$432 ;
+  wire \$433 ;
+  wire \$434 ;
+  wire \$435 ;
+  wire \$436 ;
+  wire \$437 ;
+  wire \$438 ;
+  wire \$439 ;
+  wire \$44 ;
+  wire \$440 ;
+  wire \$441 ;
+  wire \$442 ;
+  wire \$443 ;
+  wire \$444 ;
+  wire \$445 ;
+  wire \$446 ;
+  wire \$447 ;
+  wire \$448 ;
+  wire \$449 ;
+  wire [3:0] \$45 ;
+  wire \$450 ;
+  wire \$451 ;
+  wire \$452 ;
+  wire \$453 ;
+  wire \$454 ;
+  wire \$455 ;
+  wire \$456 ;
+  wire \$457 ;
+  wire \$458 ;
+  wire \$459 ;
+  wire \$46 ;
+  wire \$460 ;
+  wire \$461 ;
+  wire \$462 ;
+  wire \$463 ;
+  wire \$464 ;
+  wire \$465 ;
+  wire \$466 ;
+  wire \$467 ;
+  wire \$468 ;
+  wire \$469 ;
+  wire [4:0] \$47 ;
+  wire \$470 ;
+  wire \$471 ;
+  wire \$472 ;
+  wire \$473 ;
+  wire \$474 ;
+  wire \$475 ;
+  wire \$476 ;
+  wire \$477 ;
+  wire \$478 ;
+  wire \$479 ;
+  wire \$48 ;
+  wire \$480 ;
+  wire \$481 ;
+  wire \$482 ;
+  wire \$483 ;
+  wire \$484 ;
+  wire \$485 ;
+  wire \$486 ;
+  wire \$487 ;
+  wire \$488 ;
+  wire \$489 ;
+  wire \$49 ;
+  wire \$490 ;
+  wire \$491 ;
+  wire \$492 ;
+  wire \$493 ;
+  wire \$494 ;
+  wire \$495 ;
+  wire \$496 ;
+  wire \$497 ;
+  wire \$498 ;
+  wire \$499 ;
   wire \$5 ;
-  wire [31:0] \$50 ;
-  wire [21:0] \$51 ;
-  wire [22:0] \$52 ;
+  wire \$50 ;
+  wire \$500 ;
+  wire \$501 ;
+  wire \$502 ;
+  wire \$503 ;
+  wire \$504 ;
+  wire \$505 ;
+  wire \$506 ;
+  wire [7:0] \$507 ;
+  wire \$508 ;
+  wire \$509 ;
+  wire \$51 ;
+  wire \$510 ;
+  wire [1:0] \$511 ;
+  wire [3:0] \$512 ;
+  wire [3:0] \$513 ;
+  wire \$514 ;
+  wire \$515 ;
+  wire \$516 ;
+  wire \$517 ;
+  wire \$518 ;
+  wire \$519 ;
+  wire [20:0] \$52 ;
+  wire \$520 ;
+  wire [2:0] \$521 ;
+  wire [4:0] \$522 ;
+  wire \$523 ;
+  wire \$524 ;
+  wire \$525 ;
+  wire [1:0] \$526 ;
+  wire [1:0] \$527 ;
+  wire [4:0] \$528 ;
+  wire \$529 ;
   wire \$53 ;
-  wire [20:0] \$54 ;
-  wire [30:0] \$55 ;
-  wire [31:0] \$56 ;
-  wire [21:0] \$57 ;
-  wire [22:0] \$58 ;
-  wire \$59 ;
-  wire [14:0] \$6 ;
-  wire [20:0] \$60 ;
-  wire [30:0] \$61 ;
-  wire [31:0] \$62 ;
-  wire [21:0] \$63 ;
-  wire [22:0] \$64 ;
+  wire \$530 ;
+  wire \$531 ;
+  wire [14:0] \$532 ;
+  wire [14:0] \$533 ;
+  wire [14:0] \$534 ;
+  wire [14:0] \$535 ;
+  wire \$536 ;
+  wire \$537 ;
+  wire \$538 ;
+  wire \$539 ;
+  wire \$54 ;
+  wire \$540 ;
+  wire \$541 ;
+  wire \$542 ;
+  wire \$543 ;
+  wire \$544 ;
+  wire \$545 ;
+  wire \$546 ;
+  wire \$547 ;
+  wire \$548 ;
+  wire \$549 ;
+  wire [1:0] \$55 ;
+  wire \$550 ;
+  wire \$551 ;
+  wire \$552 ;
+  wire \$553 ;
+  wire \$554 ;
+  wire \$555 ;
+  wire \$556 ;
+  wire \$557 ;
+  wire \$558 ;
+  wire \$559 ;
+  wire \$56 ;
+  wire \$560 ;
+  wire \$561 ;
+  wire \$562 ;
+  wire \$563 ;
+  wire \$564 ;
+  wire \$565 ;
+  wire \$566 ;
+  wire \$567 ;
+  wire \$568 ;
+  wire \$569 ;
+  wire [2:0] \$57 ;
+  wire \$570 ;
+  wire \$571 ;
+  wire \$572 ;
+  wire \$573 ;
+  wire \$574 ;
+  wire \$575 ;
+  wire \$576 ;
+  wire \$577 ;
+  wire \$578 ;
+  wire \$579 ;
+  wire \$58 ;
+  wire \$580 ;
+  wire \$581 ;
+  wire \$582 ;
+  wire \$583 ;
+  wire \$584 ;
+  wire \$585 ;
+  wire \$586 ;
+  wire \$587 ;
+  wire \$588 ;
+  wire \$589 ;
+  wire [3:0] \$59 ;
+  wire \$590 ;
+  wire \$591 ;
+  wire \$592 ;
+  wire \$593 ;
+  wire \$594 ;
+  wire \$595 ;
+  wire \$596 ;
+  wire \$597 ;
+  wire \$598 ;
+  wire \$599 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$600 ;
+  wire \$601 ;
+  wire \$602 ;
+  wire \$603 ;
+  wire \$604 ;
+  wire \$605 ;
+  wire \$606 ;
+  wire \$607 ;
+  wire \$608 ;
+  wire \$609 ;
+  wire [4:0] \$61 ;
+  wire \$610 ;
+  wire \$611 ;
+  wire \$612 ;
+  wire \$613 ;
+  wire \$614 ;
+  wire \$615 ;
+  wire \$616 ;
+  wire \$617 ;
+  wire \$618 ;
+  wire \$619 ;
+  wire \$62 ;
+  wire \$620 ;
+  wire \$621 ;
+  wire \$622 ;
+  wire \$623 ;
+  wire \$624 ;
+  wire \$625 ;
+  wire \$626 ;
+  wire \$627 ;
+  wire \$628 ;
+  wire \$629 ;
+  wire \$63 ;
+  wire \$630 ;
+  wire \$631 ;
+  wire \$632 ;
+  wire \$633 ;
+  wire \$634 ;
+  wire \$635 ;
+  wire \$636 ;
+  wire \$637 ;
+  wire \$638 ;
+  wire \$639 ;
+  wire \$64 ;
+  wire \$640 ;
+  wire \$641 ;
+  wire \$642 ;
+  wire \$643 ;
+  wire \$644 ;
+  wire \$645 ;
+  wire \$646 ;
+  wire \$647 ;
+  wire \$648 ;
+  wire \$649 ;
   wire \$65 ;
-  wire \$66 ;
-  wire [1:0] \$67 ;
+  wire \$650 ;
+  wire \$651 ;
+  wire \$652 ;
+  wire \$653 ;
+  wire \$654 ;
+  wire \$655 ;
+  wire \$656 ;
+  wire \$657 ;
+  wire \$658 ;
+  wire \$659 ;
+  wire [20:0] \$66 ;
+  wire \$660 ;
+  wire \$661 ;
+  wire \$662 ;
+  wire \$663 ;
+  wire \$664 ;
+  wire \$665 ;
+  wire \$666 ;
+  wire \$667 ;
+  wire \$668 ;
+  wire \$669 ;
+  wire \$67 ;
+  wire \$670 ;
+  wire \$671 ;
+  wire \$672 ;
+  wire \$673 ;
+  wire \$674 ;
+  wire \$675 ;
+  wire \$676 ;
+  wire \$677 ;
+  wire \$678 ;
+  wire \$679 ;
   wire \$68 ;
-  wire [2:0] \$69 ;
-  wire [14:0] \$7 ;
+  wire \$680 ;
+  wire \$681 ;
+  wire \$682 ;
+  wire \$683 ;
+  wire \$684 ;
+  wire \$685 ;
+  wire \$686 ;
+  wire \$687 ;
+  wire \$688 ;
+  wire \$689 ;
+  wire \$69 ;
+  wire \$690 ;
+  wire \$691 ;
+  wire \$692 ;
+  wire \$693 ;
+  wire \$694 ;
+  wire \$695 ;
+  wire \$696 ;
+  wire \$697 ;
+  wire \$698 ;
+  wire \$699 ;
+  wire \$7 ;
   wire \$70 ;
+  wire \$700 ;
+  wire \$701 ;
+  wire \$702 ;
+  wire \$703 ;
+  wire \$704 ;
+  wire \$705 ;
+  wire \$706 ;
+  wire \$707 ;
+  wire \$708 ;
+  wire \$709 ;
   wire [3:0] \$71 ;
+  wire \$710 ;
+  wire \$711 ;
+  wire \$712 ;
+  wire \$713 ;
+  wire \$714 ;
+  wire \$715 ;
+  wire \$716 ;
+  wire \$717 ;
+  wire \$718 ;
+  wire \$719 ;
   wire \$72 ;
-  wire [4:0] \$73 ;
-  reg [14:0] \$74 ;
-  wire [22:0] \$75 ;
-  wire [22:0] \$76 ;
+  wire \$720 ;
+  wire \$721 ;
+  wire \$722 ;
+  wire \$723 ;
+  wire \$724 ;
+  wire \$725 ;
+  wire \$726 ;
+  wire \$727 ;
+  wire \$728 ;
+  wire \$729 ;
+  wire \$73 ;
+  wire \$730 ;
+  wire \$731 ;
+  wire \$732 ;
+  wire \$733 ;
+  wire \$734 ;
+  wire \$735 ;
+  wire \$736 ;
+  wire \$737 ;
+  wire \$738 ;
+  wire \$739 ;
+  wire \$74 ;
+  wire \$740 ;
+  wire \$741 ;
+  wire \$742 ;
+  wire \$743 ;
+  wire \$744 ;
+  wire \$745 ;
+  wire \$746 ;
+  wire \$747 ;
+  wire \$748 ;
+  wire \$749 ;
+  wire \$75 ;
+  wire \$750 ;
+  wire \$751 ;
+  wire \$752 ;
+  wire \$753 ;
+  wire \$754 ;
+  wire \$755 ;
+  wire [21:0] \$756 ;
+  wire [21:0] \$757 ;
+  wire [21:0] \$758 ;
+  wire [20:0] \$759 ;
+  wire \$76 ;
+  wire [21:0] \$760 ;
+  wire [20:0] \$761 ;
+  wire [21:0] \$762 ;
+  wire [20:0] \$763 ;
+  wire [21:0] \$764 ;
+  wire [20:0] \$765 ;
+  wire [21:0] \$766 ;
+  wire [19:0] \$767 ;
+  wire [21:0] \$768 ;
+  wire [19:0] \$769 ;
   wire \$77 ;
-  wire \$78 ;
-  wire [1:0] \$79 ;
-  wire [14:0] \$8 ;
+  wire [21:0] \$770 ;
+  wire [19:0] \$771 ;
+  wire [21:0] \$772 ;
+  wire [19:0] \$773 ;
+  wire [21:0] \$774 ;
+  wire [14:0] \$775 ;
+  wire [16:0] \$776 ;
+  wire [16:0] \$777 ;
+  wire [21:0] \$778 ;
+  wire [21:0] \$779 ;
+  wire [3:0] \$78 ;
+  wire [21:0] \$780 ;
+  wire [21:0] \$781 ;
+  wire [19:0] \$782 ;
+  wire [21:0] \$783 ;
+  wire [19:0] \$784 ;
+  wire [21:0] \$785 ;
+  wire [19:0] \$786 ;
+  wire [21:0] \$787 ;
+  wire [19:0] \$788 ;
+  wire [21:0] \$789 ;
+  wire \$79 ;
+  wire [22:0] \$790 ;
+  wire [21:0] \$791 ;
+  wire [21:0] \$792 ;
+  wire [21:0] \$793 ;
+  wire [20:0] \$794 ;
+  wire [21:0] \$795 ;
+  wire [20:0] \$796 ;
+  wire [21:0] \$797 ;
+  wire [20:0] \$798 ;
+  wire [21:0] \$799 ;
+  wire \$8 ;
   wire \$80 ;
-  wire [2:0] \$81 ;
+  wire [20:0] \$800 ;
+  wire [21:0] \$801 ;
+  wire [19:0] \$802 ;
+  wire [21:0] \$803 ;
+  wire [19:0] \$804 ;
+  wire [21:0] \$805 ;
+  wire [19:0] \$806 ;
+  wire [21:0] \$807 ;
+  wire [19:0] \$808 ;
+  wire [21:0] \$809 ;
+  wire \$81 ;
+  wire [14:0] \$810 ;
+  wire [16:0] \$811 ;
+  wire [16:0] \$812 ;
+  wire [21:0] \$813 ;
+  wire [21:0] \$814 ;
+  wire [21:0] \$815 ;
+  wire [21:0] \$816 ;
+  wire [19:0] \$817 ;
+  wire [21:0] \$818 ;
+  wire [19:0] \$819 ;
   wire \$82 ;
-  wire [3:0] \$83 ;
+  wire [21:0] \$820 ;
+  wire [19:0] \$821 ;
+  wire [21:0] \$822 ;
+  wire [19:0] \$823 ;
+  wire [21:0] \$824 ;
+  wire [22:0] \$825 ;
+  wire [21:0] \$826 ;
+  wire [21:0] \$827 ;
+  wire [21:0] \$828 ;
+  wire [20:0] \$829 ;
+  wire \$83 ;
+  wire [21:0] \$830 ;
+  wire [20:0] \$831 ;
+  wire [21:0] \$832 ;
+  wire [20:0] \$833 ;
+  wire [21:0] \$834 ;
+  wire [20:0] \$835 ;
+  wire [21:0] \$836 ;
+  wire [19:0] \$837 ;
+  wire [21:0] \$838 ;
+  wire [19:0] \$839 ;
   wire \$84 ;
-  wire [4:0] \$85 ;
-  reg [14:0] \$86 ;
-  wire [22:0] \$87 ;
-  wire [22:0] \$88 ;
+  wire [21:0] \$840 ;
+  wire [19:0] \$841 ;
+  wire [21:0] \$842 ;
+  wire [19:0] \$843 ;
+  wire [21:0] \$844 ;
+  wire [14:0] \$845 ;
+  wire [16:0] \$846 ;
+  wire [16:0] \$847 ;
+  wire [21:0] \$848 ;
+  wire [21:0] \$849 ;
+  wire \$85 ;
+  wire [21:0] \$850 ;
+  wire [21:0] \$851 ;
+  wire [19:0] \$852 ;
+  wire [21:0] \$853 ;
+  wire [19:0] \$854 ;
+  wire [21:0] \$855 ;
+  wire [19:0] \$856 ;
+  wire [21:0] \$857 ;
+  wire [19:0] \$858 ;
+  wire [21:0] \$859 ;
+  wire \$86 ;
+  wire [22:0] \$860 ;
+  wire [21:0] \$861 ;
+  wire [21:0] \$862 ;
+  wire [21:0] \$863 ;
+  wire [20:0] \$864 ;
+  wire [21:0] \$865 ;
+  wire [20:0] \$866 ;
+  wire [21:0] \$867 ;
+  wire [20:0] \$868 ;
+  wire [21:0] \$869 ;
+  wire \$87 ;
+  wire [20:0] \$870 ;
+  wire [21:0] \$871 ;
+  wire [19:0] \$872 ;
+  wire [21:0] \$873 ;
+  wire [19:0] \$874 ;
+  wire [21:0] \$875 ;
+  wire [19:0] \$876 ;
+  wire [21:0] \$877 ;
+  wire [19:0] \$878 ;
+  wire [21:0] \$879 ;
+  wire \$88 ;
+  wire [14:0] \$880 ;
+  wire [16:0] \$881 ;
+  wire [16:0] \$882 ;
+  wire [21:0] \$883 ;
+  wire [21:0] \$884 ;
+  wire [21:0] \$885 ;
+  wire [21:0] \$886 ;
+  wire [19:0] \$887 ;
+  wire [21:0] \$888 ;
+  wire [19:0] \$889 ;
   wire \$89 ;
+  wire [21:0] \$890 ;
+  wire [19:0] \$891 ;
+  wire [21:0] \$892 ;
+  wire [19:0] \$893 ;
+  wire [21:0] \$894 ;
+  wire [22:0] \$895 ;
+  wire [22:0] \$896 ;
+  wire [22:0] \$897 ;
+  wire [22:0] \$898 ;
+  wire [22:0] \$899 ;
   wire \$9 ;
   wire \$90 ;
-  wire [1:0] \$91 ;
+  wire [22:0] \$900 ;
+  wire [22:0] \$901 ;
+  wire [22:0] \$902 ;
+  wire [22:0] \$903 ;
+  wire [22:0] \$904 ;
+  wire [22:0] \$905 ;
+  wire [22:0] \$906 ;
+  wire [22:0] \$907 ;
+  wire [22:0] \$908 ;
+  wire [22:0] \$909 ;
+  wire \$91 ;
+  wire [22:0] \$910 ;
+  wire [22:0] \$911 ;
+  wire \$912 ;
+  wire [21:0] \$913 ;
+  wire \$914 ;
+  wire [21:0] \$915 ;
+  wire \$916 ;
+  wire [21:0] \$917 ;
+  wire \$918 ;
+  wire [21:0] \$919 ;
   wire \$92 ;
-  wire [2:0] \$93 ;
-  wire \$94 ;
-  wire [3:0] \$95 ;
+  wire \$920 ;
+  wire \$921 ;
+  wire \$922 ;
+  wire \$923 ;
+  wire \$924 ;
+  wire [4:0] \$925 ;
+  wire [4:0] \$926 ;
+  wire \$927 ;
+  wire \$928 ;
+  wire \$929 ;
+  wire \$93 ;
+  wire [6:0] \$930 ;
+  wire [6:0] \$931 ;
+  reg [5:0] \$932 ;
+  reg \$933 ;
+  reg [7:0] \$934 ;
+  reg \$935 ;
+  reg \$936 ;
+  reg [6:0] \$937 ;
+  reg \$938 ;
+  reg \$939 ;
+  wire [6:0] \$94 ;
+  reg [2:0] \$940 ;
+  reg [2:0] \$941 ;
+  reg [5:0] \$942 ;
+  reg [2:0] \$943 ;
+  reg [2:0] \$944 ;
+  reg \$945 ;
+  reg [5:0] \$946 ;
+  reg \$947 ;
+  reg [3:0] \$948 ;
+  reg [3:0] \$949 ;
+  wire [7:0] \$95 ;
+  reg \$950 ;
+  reg \$951 ;
+  reg \$952 ;
+  reg [1:0] \$953 ;
+  reg [1:0] \$954 ;
+  reg [1:0] \$955 ;
+  reg \$956 ;
+  reg \$957 ;
+  reg [32:0] \$958 ;
+  reg [32:0] \$959 ;
   wire \$96 ;
-  wire [4:0] \$97 ;
-  reg [14:0] \$98 ;
-  wire [22:0] \$99 ;
-  reg [3:0] \$like  = 4'h0;
-  reg \$like$101  = 1'h0;
-  reg \$like$122  = 1'h0;
-  reg [2:0] \$like$123  = 3'h0;
-  reg \$like$134  = 1'h0;
-  wire \$signal ;
-  reg \$signal$35  = 1'h0;
-  reg \$signal$36  = 1'h0;
-  reg \$signal$37  = 1'h0;
-  reg \$signal$38  = 1'h0;
-  wire \$signal$42 ;
-  reg \$signal$65  = 1'h0;
-  reg [83:0] \$signal$67  = 84'h000000000000000000000;
-  wire [20:0] \$signal$67[0] ;
-  wire [20:0] \$signal$67[1] ;
-  wire [20:0] \$signal$67[2] ;
-  wire [20:0] \$signal$67[3] ;
-  reg \$signal$68  = 1'h0;
-  reg \$signal$75  = 1'h0;
-  reg [79:0] \$signal$76  = 80'h00000000000000000000;
-  wire [19:0] \$signal$76[0] ;
-  wire [19:0] \$signal$76[1] ;
-  wire [19:0] \$signal$76[2] ;
-  wire [19:0] \$signal$76[3] ;
-  reg \$signal$77  = 1'h0;
-  reg [79:0] \$signal$78  = 80'h00000000000000000000;
-  wire [19:0] \$signal$78[0] ;
-  wire [19:0] \$signal$78[1] ;
-  wire [19:0] \$signal$78[2] ;
-  wire [19:0] \$signal$78[3] ;
-  reg [9:0] \$signature__addr ;
-  wire [3:0] \$signature__addr$56 ;
-  wire [3:0] \$signature__addr$58 ;
-  wire [83:0] \$signature__data ;
-  wire [79:0] \$signature__data$72 ;
-  wire [19:0] \$signature__data$72[0] ;
-  wire [19:0] \$signature__data$72[1] ;
-  wire [19:0] \$signature__data$72[2] ;
-  wire [19:0] \$signature__data$72[3] ;
-  wire [31:0] \$signature__data$81 ;
-  wire [7:0] \$signature__data$81[0] ;
-  wire [7:0] \$signature__data$81[1] ;
-  wire [7:0] \$signature__data$81[2] ;
-  wire [7:0] \$signature__data$81[3] ;
-  wire [20:0] \$signature__data[0] ;
-  wire [20:0] \$signature__data[1] ;
-  wire [20:0] \$signature__data[2] ;
-  wire [20:0] \$signature__data[3] ;
+  reg [32:0] \$960 ;
+  reg [32:0] \$961 ;
+  reg [32:0] \$962 ;
+  reg [32:0] \$963 ;
+  reg [32:0] \$964 ;
+  reg [32:0] \$965 ;
+  reg [32:0] \$966 ;
+  reg [31:0] \$967 ;
+  reg [14:0] \$968 ;
+  reg [14:0] \$969 ;
+  reg [2:0] \$97 ;
+  reg [14:0] \$970 ;
+  reg [14:0] \$971 ;
+  reg [59:0] \$972 ;
+  reg [83:0] \$973 ;
+  reg [67:0] \$974 ;
+  reg [79:0] \$975 ;
+  reg [83:0] \$976 ;
+  reg [83:0] \$977 ;
+  reg [79:0] \$978 ;
+  reg [79:0] \$979 ;
+  wire [4:0] \$98 ;
+  reg [67:0] \$980 ;
+  reg [67:0] \$981 ;
+  reg [4:0] \$982 ;
+  reg [4:0] \$983 ;
+  reg [9:0] \$984 ;
+  reg [7:0] \$985 ;
+  reg [87:0] \$986 ;
+  reg [87:0] \$987 ;
+  reg [22:0] \$988 ;
+  reg [22:0] \$989 ;
+  wire [4:0] \$99 ;
+  reg [22:0] \$990 ;
+  reg [22:0] \$991 ;
+  reg [22:0] \$992 ;
+  reg [22:0] \$993 ;
+  reg [22:0] \$994 ;
+  reg [22:0] \$995 ;
+  reg [22:0] \$996 ;
+  reg [22:0] \$997 ;
+  reg [22:0] \$998 ;
+  reg [22:0] \$999 ;
+  reg \$like  = 1'h0;
+  reg [2:0] \$like$105  = 3'h0;
+  reg [67:0] \$like$134  = 68'h00000000000000000;
+  wire [16:0] \$like$134[0] ;
+  wire [16:0] \$like$134[1] ;
+  wire [16:0] \$like$134[2] ;
+  wire [16:0] \$like$134[3] ;
+  reg \$signal  = 1'h0;
+  wire \$signal$101 ;
+  wire [7:0] \$signal$102 ;
+  wire \$signal$11 ;
+  reg \$signal$111  = 1'h0;
+  reg [4:0] \$signal$136  = 5'h00;
+  reg [4:0] \$signal$137  = 5'h00;
+  reg [9:0] \$signal$138  = 10'h000;
+  reg [7:0] \$signal$139  = 8'h00;
+  wire \$signal$14 ;
+  reg [87:0] \$signal$140  = 88'h0000000000000000000000;
+  wire [21:0] \$signal$140[0] ;
+  wire [21:0] \$signal$140[1] ;
+  wire [21:0] \$signal$140[2] ;
+  wire [21:0] \$signal$140[3] ;
+  reg \$signal$26  = 1'h1;
+  reg \$signal$29  = 1'h0;
+  reg \$signal$31 ;
+  wire \$signal$34 ;
+  wire \$signal$5 ;
+  reg [87:0] \$signal$51  = 88'h0000000000000000000000;
+  wire [21:0] \$signal$51[0] ;
+  wire [21:0] \$signal$51[1] ;
+  wire [21:0] \$signal$51[2] ;
+  wire [21:0] \$signal$51[3] ;
+  reg [18:0] \$signal$84  = 19'h00000;
+  reg \$signal$86  = 1'h0;
+  wire [7:0] \$signal$9 ;
+  wire [18:0] \$signal$90 ;
+  wire \$signal$94 ;
+  reg \$signal$97 ;
+  wire [9:0] \$signature__addr ;
+  wire [3:0] \$signature__addr$45 ;
+  wire [3:0] \$signature__addr$48 ;
+  wire [31:0] \$signature__data ;
+  wire [83:0] \$signature__data$125 ;
+  wire [20:0] \$signature__data$125[0] ;
+  wire [20:0] \$signature__data$125[1] ;
+  wire [20:0] \$signature__data$125[2] ;
+  wire [20:0] \$signature__data$125[3] ;
+  wire [79:0] \$signature__data$129 ;
+  wire [19:0] \$signature__data$129[0] ;
+  wire [19:0] \$signature__data$129[1] ;
+  wire [19:0] \$signature__data$129[2] ;
+  wire [19:0] \$signature__data$129[3] ;
+  wire [7:0] \$signature__data[0] ;
+  wire [7:0] \$signature__data[1] ;
+  wire [7:0] \$signature__data[2] ;
+  wire [7:0] \$signature__data[3] ;
   output active;
   wire active;
+  reg [59:0] addend = 60'h000000000000000;
+  wire [14:0] \addend[0] ;
+  wire [14:0] \addend[1] ;
+  wire [14:0] \addend[2] ;
+  wire [14:0] \addend[3] ;
   wire any_spike;
+  reg [67:0] b6 = 68'h00000000000000000;
+  wire [16:0] \b6[0] ;
+  wire [16:0] \b6[1] ;
+  wire [16:0] \b6[2] ;
+  wire [16:0] \b6[3] ;
+  reg [67:0] b_raw = 68'h00000000000000000;
+  wire [16:0] \b_raw[0] ;
+  wire [16:0] \b_raw[1] ;
+  wire [16:0] \b_raw[2] ;
+  wire [16:0] \b_raw[3] ;
   wire [3:0] b_rd__addr;
   wire [67:0] b_rd__data;
   wire [16:0] \b_rd__data[0] ;
@@ -597,12 +1380,14 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire [16:0] \b_rd__data[2] ;
   wire [16:0] \b_rd__data[3] ;
   reg [2:0] \bit ;
-  reg bubble = 1'h0;
   wire busy;
-  (* init = 4'h0 *)
+  reg [79:0] c_raw = 80'h00000000000000000000;
+  wire [19:0] \c_raw[0] ;
+  wire [19:0] \c_raw[1] ;
+  wire [19:0] \c_raw[2] ;
+  wire [19:0] \c_raw[3] ;
   wire [3:0] c_wr__addr;
-  (* init = 80'h00000000000000000000 *)
-  wire [79:0] c_wr__data;
+  reg [79:0] c_wr__data = 80'h00000000000000000000;
   wire [19:0] \c_wr__data[0] ;
   wire [19:0] \c_wr__data[1] ;
   wire [19:0] \c_wr__data[2] ;
@@ -610,8 +1395,41 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire c_wr__en;
   input clk;
   wire clk;
+  reg credit = 1'h0;
+  (* init = 80'h00000000000000000000 *)
+  wire [79:0] cres7;
+  wire [19:0] \cres7[0] ;
+  wire [19:0] \cres7[1] ;
+  wire [19:0] \cres7[2] ;
+  wire [19:0] \cres7[3] ;
+  reg [79:0] cres8 = 80'h00000000000000000000;
+  wire [19:0] \cres8[0] ;
+  wire [19:0] \cres8[1] ;
+  wire [19:0] \cres8[2] ;
+  wire [19:0] \cres8[3] ;
+  reg [79:0] cres9 = 80'h00000000000000000000;
+  wire [19:0] \cres9[0] ;
+  wire [19:0] \cres9[1] ;
+  wire [19:0] \cres9[2] ;
+  wire [19:0] \cres9[3] ;
+  reg [22:0] d1_0 = 23'h000000;
+  reg [22:0] d1_1 = 23'h000000;
+  reg [22:0] d1_2 = 23'h000000;
+  reg [22:0] d1_3 = 23'h000000;
+  reg [22:0] d2_0 = 23'h000000;
+  reg [22:0] d2_1 = 23'h000000;
+  reg [22:0] d2_2 = 23'h000000;
+  reg [22:0] d2_3 = 23'h000000;
+  reg [22:0] d3_0 = 23'h000000;
+  reg [22:0] d3_1 = 23'h000000;
+  reg [22:0] d3_2 = 23'h000000;
+  reg [22:0] d3_3 = 23'h000000;
+  reg [22:0] d4_0 = 23'h000000;
+  reg [22:0] d4_1 = 23'h000000;
+  reg [22:0] d4_2 = 23'h000000;
+  reg [22:0] d4_3 = 23'h000000;
   reg [3:0] done = 4'h0;
-  reg emptying;
+  wire dropped;
   wire en;
   wire [18:0] entry;
   wire [11:0] \entry.counts ;
@@ -623,15 +1441,47 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire [3:0] \entry.g ;
   wire \entry.x ;
   wire \entry.y ;
-  reg ev_c;
-  reg ev_count;
-  reg [3:0] ev_shift;
-  reg [2:0] ev_x;
-  reg [2:0] ev_y;
+  (* init = 19'h00000 *)
+  wire [18:0] entry7;
+  wire [11:0] \entry7.counts ;
+  wire [2:0] \entry7.counts[0] ;
+  wire [2:0] \entry7.counts[1] ;
+  wire [2:0] \entry7.counts[2] ;
+  wire [2:0] \entry7.counts[3] ;
+  wire \entry7.end ;
+  wire [3:0] \entry7.g ;
+  wire \entry7.x ;
+  wire \entry7.y ;
+  reg ev_c = 1'h0;
+  wire ev_count;
+  wire [3:0] ev_shift;
+  reg [2:0] ev_x = 3'h0;
+  reg [2:0] ev_y = 3'h0;
   reg [1:0] fire_k = 2'h0;
   reg fsm_state = 1'h0;
+  reg [32:0] issue;
+  wire [3:0] \issue.addr ;
+  wire \issue.bank ;
+  wire \issue.count ;
+  wire \issue.cur ;
+  wire \issue.end ;
+  wire \issue.fire_k ;
+  wire [3:0] \issue.g ;
+  wire \issue.kind ;
+  wire \issue.last_step ;
+  wire \issue.proj ;
+  wire [3:0] \issue.shift ;
+  wire \issue.valid ;
+  wire [9:0] \issue.waddr ;
+  wire \issue.x ;
+  wire \issue.y ;
+  reg [20:0] kept0;
+  reg [20:0] kept1;
+  reg [20:0] kept2;
+  reg [20:0] kept3;
   reg [1:0] lane;
   reg load;
+  reg more_pixels = 1'h1;
   reg [5:0] nxt_index = 6'h00;
   reg [2:0] nxt_x = 3'h0;
   output [9:0] o__payload;
@@ -643,36 +1493,11 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire o__ready;
   output o__valid;
   reg o__valid;
-  reg [3:0] op_addr;
-  wire [3:0] \op_addr$7 ;
-  reg op_bank;
-  reg op_count;
-  wire \op_count$12 ;
-  reg op_cur;
-  reg op_end;
-  reg op_fire_k;
-  reg [3:0] op_g;
-  reg op_kind;
-  reg op_last_step;
-  reg op_proj;
-  reg [3:0] op_shift;
-  wire [3:0] \op_shift$14 ;
-  wire [3:0] op_vaddr;
+  wire [3:0] op_addr;
+  wire op_count;
+  wire [3:0] op_shift;
   wire op_valid;
-  reg \op_valid$4 ;
   wire [9:0] op_waddr;
-  reg op_x;
-  reg op_y;
-  reg [83:0] out;
-  reg [79:0] \out$71 ;
-  wire [19:0] \out$71[0] ;
-  wire [19:0] \out$71[1] ;
-  wire [19:0] \out$71[2] ;
-  wire [19:0] \out$71[3] ;
-  wire [20:0] \out[0] ;
-  wire [20:0] \out[1] ;
-  wire [20:0] \out[2] ;
-  wire [20:0] \out[3] ;
   reg [11:0] out_counts;
   wire [2:0] \out_counts[0] ;
   wire [2:0] \out_counts[1] ;
@@ -680,22 +1505,40 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire [2:0] \out_counts[3] ;
   wire [3:0] pending;
   reg [7:0] pix_bits = 8'h00;
-  reg pix_c = 1'h0;
+  (* init = 1'h0 *)
+  wire pix_c;
   reg [5:0] pix_index = 6'h00;
-  reg [2:0] pix_x = 3'h0;
-  reg [2:0] pix_y = 3'h0;
+  (* init = 3'h0 *)
+  wire [2:0] pix_x;
+  (* init = 3'h0 *)
+  wire [2:0] pix_y;
   reg [6:0] pixel_count = 7'h00;
   input [7:0] pixels__payload;
   wire [7:0] pixels__payload;
   output pixels__ready;
-  reg pixels__ready;
+  wire pixels__ready;
   input pixels__valid;
   wire pixels__valid;
   reg [1:0] plane = 2'h0;
-  wire [18:0] r_data;
-  reg r_en;
-  wire r_rdy;
+  (* init = 1'h0 *)
+  wire push7;
   wire ready;
+  (* init = 84'h000000000000000000000 *)
+  wire [83:0] res7;
+  wire [20:0] \res7[0] ;
+  wire [20:0] \res7[1] ;
+  wire [20:0] \res7[2] ;
+  wire [20:0] \res7[3] ;
+  reg [83:0] res8 = 84'h000000000000000000000;
+  wire [20:0] \res8[0] ;
+  wire [20:0] \res8[1] ;
+  wire [20:0] \res8[2] ;
+  wire [20:0] \res8[3] ;
+  reg [83:0] res9 = 84'h000000000000000000000;
+  wire [20:0] \res9[0] ;
+  wire [20:0] \res9[1] ;
+  wire [20:0] \res9[2] ;
+  wire [20:0] \res9[3] ;
   reg [83:0] result;
   wire [20:0] \result[0] ;
   wire [20:0] \result[1] ;
@@ -703,88 +1546,179 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire [20:0] \result[3] ;
   input rst;
   wire rst;
-  reg [3:0] s1_addr = 4'h0;
-  reg s1_count = 1'h0;
-  reg s1_cur = 1'h0;
-  reg s1_end = 1'h0;
-  reg s1_fire_k = 1'h0;
-  reg [3:0] s1_g = 4'h0;
-  reg s1_last_step = 1'h0;
-  reg s1_proj = 1'h0;
-  reg [3:0] s1_shift = 4'h0;
-  reg s1_x = 1'h0;
-  reg [3:0] s2_addr = 4'h0;
-  reg s2_end = 1'h0;
-  reg s2_fire_k = 1'h0;
-  reg [3:0] s2_laddr = 4'h0;
-  reg s2_last_step = 1'h0;
-  reg [87:0] s2_val = 88'h0000000000000000000000;
-  wire [21:0] \s2_val[0] ;
-  wire [21:0] \s2_val[1] ;
-  wire [21:0] \s2_val[2] ;
-  wire [21:0] \s2_val[3] ;
-  reg s2_x = 1'h0;
-  reg [3:0] s3_addr = 4'h0;
-  (* init = 19'h00000 *)
-  wire [18:0] s3_entry;
-  wire [11:0] \s3_entry.counts ;
-  wire [2:0] \s3_entry.counts[0] ;
-  wire [2:0] \s3_entry.counts[1] ;
-  wire [2:0] \s3_entry.counts[2] ;
-  wire [2:0] \s3_entry.counts[3] ;
-  wire \s3_entry.end ;
-  wire [3:0] \s3_entry.g ;
-  wire \s3_entry.x ;
-  wire \s3_entry.y ;
-  reg s3_kind = 1'h0;
-  (* init = 1'h0 *)
-  wire s3_push;
-  reg s3_valid = 1'h0;
-  reg [3:0] s4_addr = 4'h0;
-  reg [79:0] s4_c = 80'h00000000000000000000;
-  wire [19:0] \s4_c[0] ;
-  wire [19:0] \s4_c[1] ;
-  wire [19:0] \s4_c[2] ;
-  wire [19:0] \s4_c[3] ;
-  reg s4_cw = 1'h0;
-  reg [83:0] s4_v = 84'h000000000000000000000;
-  wire [20:0] \s4_v[0] ;
-  wire [20:0] \s4_v[1] ;
-  wire [20:0] \s4_v[2] ;
-  wire [20:0] \s4_v[3] ;
-  reg s4_vw = 1'h0;
-  reg [2:0] spikes0;
-  reg [2:0] spikes1;
-  reg [2:0] spikes2;
-  reg [2:0] spikes3;
+  reg [32:0] st0 = 33'h000000000;
+  wire [3:0] \st0.addr ;
+  wire \st0.bank ;
+  wire \st0.count ;
+  wire \st0.cur ;
+  wire \st0.end ;
+  wire \st0.fire_k ;
+  wire [3:0] \st0.g ;
+  wire \st0.kind ;
+  wire \st0.last_step ;
+  wire \st0.proj ;
+  wire [3:0] \st0.shift ;
+  wire \st0.valid ;
+  wire [9:0] \st0.waddr ;
+  wire \st0.x ;
+  wire \st0.y ;
+  reg [32:0] st1 = 33'h000000000;
+  wire [3:0] \st1.addr ;
+  wire \st1.bank ;
+  wire \st1.count ;
+  wire \st1.cur ;
+  wire \st1.end ;
+  wire \st1.fire_k ;
+  wire [3:0] \st1.g ;
+  wire \st1.kind ;
+  wire \st1.last_step ;
+  wire \st1.proj ;
+  wire [3:0] \st1.shift ;
+  wire \st1.valid ;
+  wire [9:0] \st1.waddr ;
+  wire \st1.x ;
+  wire \st1.y ;
+  reg [32:0] st2 = 33'h000000000;
+  wire [3:0] \st2.addr ;
+  wire \st2.bank ;
+  wire \st2.count ;
+  wire \st2.cur ;
+  wire \st2.end ;
+  wire \st2.fire_k ;
+  wire [3:0] \st2.g ;
+  wire \st2.kind ;
+  wire \st2.last_step ;
+  wire \st2.proj ;
+  wire [3:0] \st2.shift ;
+  wire \st2.valid ;
+  wire [9:0] \st2.waddr ;
+  wire \st2.x ;
+  wire \st2.y ;
+  reg [32:0] st3 = 33'h000000000;
+  wire [3:0] \st3.addr ;
+  wire \st3.bank ;
+  wire \st3.count ;
+  wire \st3.cur ;
+  wire \st3.end ;
+  wire \st3.fire_k ;
+  wire [3:0] \st3.g ;
+  wire \st3.kind ;
+  wire \st3.last_step ;
+  wire \st3.proj ;
+  wire [3:0] \st3.shift ;
+  wire \st3.valid ;
+  wire [9:0] \st3.waddr ;
+  wire \st3.x ;
+  wire \st3.y ;
+  reg [32:0] st4 = 33'h000000000;
+  wire [3:0] \st4.addr ;
+  wire \st4.bank ;
+  wire \st4.count ;
+  wire \st4.cur ;
+  wire \st4.end ;
+  wire \st4.fire_k ;
+  wire [3:0] \st4.g ;
+  wire \st4.kind ;
+  wire \st4.last_step ;
+  wire \st4.proj ;
+  wire [3:0] \st4.shift ;
+  wire \st4.valid ;
+  wire [9:0] \st4.waddr ;
+  wire \st4.x ;
+  wire \st4.y ;
+  reg [32:0] st5 = 33'h000000000;
+  wire [3:0] \st5.addr ;
+  wire \st5.bank ;
+  wire \st5.count ;
+  wire \st5.cur ;
+  wire \st5.end ;
+  wire \st5.fire_k ;
+  wire [3:0] \st5.g ;
+  wire \st5.kind ;
+  wire \st5.last_step ;
+  wire \st5.proj ;
+  wire [3:0] \st5.shift ;
+  wire \st5.valid ;
+  wire [9:0] \st5.waddr ;
+  wire \st5.x ;
+  wire \st5.y ;
+  reg [32:0] st6 = 33'h000000000;
+  wire [3:0] \st6.addr ;
+  wire \st6.bank ;
+  wire \st6.count ;
+  wire \st6.cur ;
+  wire \st6.end ;
+  wire \st6.fire_k ;
+  wire [3:0] \st6.g ;
+  wire \st6.kind ;
+  wire \st6.last_step ;
+  wire \st6.proj ;
+  wire [3:0] \st6.shift ;
+  wire \st6.valid ;
+  wire [9:0] \st6.waddr ;
+  wire \st6.x ;
+  wire \st6.y ;
+  reg [32:0] st7 = 33'h000000000;
+  wire [3:0] \st7.addr ;
+  wire \st7.bank ;
+  wire \st7.count ;
+  wire \st7.cur ;
+  wire \st7.end ;
+  wire \st7.fire_k ;
+  wire [3:0] \st7.g ;
+  wire \st7.kind ;
+  wire \st7.last_step ;
+  wire \st7.proj ;
+  wire [3:0] \st7.shift ;
+  wire \st7.valid ;
+  wire [9:0] \st7.waddr ;
+  wire \st7.x ;
+  wire \st7.y ;
+  reg [32:0] st8 = 33'h000000000;
+  wire [3:0] \st8.addr ;
+  wire \st8.bank ;
+  wire \st8.count ;
+  wire \st8.cur ;
+  wire \st8.end ;
+  wire \st8.fire_k ;
+  wire [3:0] \st8.g ;
+  wire \st8.kind ;
+  wire \st8.last_step ;
+  wire \st8.proj ;
+  wire [3:0] \st8.shift ;
+  wire \st8.valid ;
+  wire [9:0] \st8.waddr ;
+  wire \st8.x ;
+  wire \st8.y ;
   reg [1:0] step = 2'h0;
   reg [3:0] sweep_addr = 4'h0;
   reg [3:0] sweep_g = 4'h0;
+  reg sweep_last = 1'h0;
   reg sweep_now;
   reg sweep_x = 1'h0;
   reg sweep_y = 1'h0;
-  (* init = 4'h0 *)
+  reg [5:0] used = 6'h00;
+  reg [83:0] v_raw = 84'h000000000000000000000;
+  wire [20:0] \v_raw[0] ;
+  wire [20:0] \v_raw[1] ;
+  wire [20:0] \v_raw[2] ;
+  wire [20:0] \v_raw[3] ;
   wire [3:0] v_wr__addr;
-  (* init = 84'h000000000000000000000 *)
-  wire [83:0] v_wr__data;
+  reg [83:0] v_wr__data = 84'h000000000000000000000;
   wire [20:0] \v_wr__data[0] ;
   wire [20:0] \v_wr__data[1] ;
   wire [20:0] \v_wr__data[2] ;
   wire [20:0] \v_wr__data[3] ;
   wire v_wr__en;
-  reg [87:0] val;
-  wire [21:0] \val[0] ;
-  wire [21:0] \val[1] ;
-  wire [21:0] \val[2] ;
-  wire [21:0] \val[3] ;
-  reg [18:0] w_data = 19'h00000;
-  reg w_en = 1'h0;
-  wire [5:0] w_level;
-  reg [63:0] w_now;
-  wire [15:0] \w_now[0] ;
-  wire [15:0] \w_now[1] ;
-  wire [15:0] \w_now[2] ;
-  wire [15:0] \w_now[3] ;
+  reg [31:0] w1_0 = 32'd0;
+  wire [7:0] \w1_0[0] ;
+  wire [7:0] \w1_0[1] ;
+  wire [7:0] \w1_0[2] ;
+  wire [7:0] \w1_0[3] ;
+  reg [14:0] w2_0_0 = 15'h0000;
+  reg [14:0] w2_0_1 = 15'h0000;
+  reg [14:0] w2_0_2 = 15'h0000;
+  reg [14:0] w2_0_3 = 15'h0000;
   reg [67:0] bmem [15:0];
   initial begin
     bmem[0] = 68'he997f872b43dde07b;
@@ -806,37 +1740,37 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   end
   reg [67:0] _0_;
   always @(posedge clk) begin
-    _0_ <= bmem[op_addr];
+    _0_ <= bmem[st2[7:4]];
   end
   assign b_rd__data = _0_;
   reg [79:0] cmem [15:0];
   initial begin
-    cmem[0] = 80'h00000000000000000000;
-    cmem[1] = 80'h00000000000000000000;
-    cmem[2] = 80'h00000000000000000000;
-    cmem[3] = 80'h00000000000000000000;
-    cmem[4] = 80'h00000000000000000000;
-    cmem[5] = 80'h00000000000000000000;
-    cmem[6] = 80'h00000000000000000000;
-    cmem[7] = 80'h00000000000000000000;
-    cmem[8] = 80'h00000000000000000000;
-    cmem[9] = 80'h00000000000000000000;
-    cmem[10] = 80'h00000000000000000000;
-    cmem[11] = 80'h00000000000000000000;
-    cmem[12] = 80'h00000000000000000000;
-    cmem[13] = 80'h00000000000000000000;
-    cmem[14] = 80'h00000000000000000000;
-    cmem[15] = 80'h00000000000000000000;
+    cmem[0] = 80'hfd32ffe1cafa1eefe07b;
+    cmem[1] = 80'h02396febe1f87c9fbe37;
+    cmem[2] = 80'hff248f46f6ffae0ffffc;
+    cmem[3] = 80'hf675d04ab6fee6c0ada5;
+    cmem[4] = 80'hfadd50b24f06f57fab54;
+    cmem[5] = 80'h02f42fbcc70086605a36;
+    cmem[6] = 80'h0301604afbfd0fef75d6;
+    cmem[7] = 80'hfccd20353bfc46400137;
+    cmem[8] = 80'hfe00ffedfb0ab63ff5ab;
+    cmem[9] = 80'h00db507001fc00206fbd;
+    cmem[10] = 80'h0157cfe4e602a51f6df2;
+    cmem[11] = 80'hfcb5dffbd2f82500484f;
+    cmem[12] = 80'hfeb7ffbb6afced403eeb;
+    cmem[13] = 80'h02c8afc65002066ffe3e;
+    cmem[14] = 80'h02174fe44301b8affc91;
+    cmem[15] = 80'h0908bfb61e019f6fb11a;
   end
   always @(posedge clk) begin
-    if (\$114 [0])
-      cmem[s3_addr] <= \$signal$76 ;
+    if (\$78 [0])
+      cmem[st7[7:4]] <= c_wr__data;
   end
   reg [79:0] _1_;
   always @(posedge clk) begin
-    _1_ <= cmem[op_addr];
+    _1_ <= cmem[st2[7:4]];
   end
-  assign \$signature__data$72  = _1_;
+  assign \$signature__data$129  = _1_;
   reg [83:0] vmem [15:0];
   initial begin
     vmem[0] = 84'h005260029300149800a4c;
@@ -857,14 +1791,14 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     vmem[15] = 84'h005260029300149800a4c;
   end
   always @(posedge clk) begin
-    if (\$113 [0])
-      vmem[s3_addr] <= \$signal$67 ;
+    if (\$71 [0])
+      vmem[st7[7:4]] <= v_wr__data;
   end
   reg [83:0] _2_;
   always @(posedge clk) begin
-    _2_ <= vmem[op_addr];
+    _2_ <= vmem[st2[7:4]];
   end
-  assign \$signature__data  = _2_;
+  assign \$signature__data$125  = _2_;
   reg [31:0] wrom0 [1023:0];
   initial begin
     wrom0[0] = 32'd0;
@@ -1894,637 +2828,1108 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   end
   reg [31:0] _3_;
   always @(posedge clk) begin
-    _3_ <= wrom0[\$signature__addr ];
+    _3_ <= wrom0[st0[17:8]];
   end
-  assign \$signature__data$81  = _3_;
-  assign \$1  = ~ sweep_now;
-  assign \$2  = ~ bubble;
-  assign en = \$1  & \$2 ;
-  assign \$3  = ~ bubble;
-  assign \$4  = op_valid & \$3 ;
-  assign \$5  = | pix_bits;
-  assign \$6  = 1'h1 << \bit ;
-  assign \$7  = ~ \$6 ;
-  assign \$8  = { 7'h00, pix_bits } & \$7 ;
-  assign \$9  = ! \$8 ;
-  assign \$10  = pixel_count < 7'h40;
-  assign \$11  = emptying & \$10 ;
-  assign \$13  = \$signal$35  & \$12 ;
-  assign \$15  = \$signal$37  & \$14 ;
-  assign \$16  = \$13  + \$15 ;
-  assign \$18  = s3_valid & \$17 ;
-  assign \$19  = \$16  + \$18 ;
-  assign \$20  = w_level + \$19 ;
-  assign \$21  = \$20  < 6'h23;
-  assign \$22  = ~ bubble;
-  assign \$23  = \$21  & \$22 ;
-  assign \$24  = step == 1'h1;
-  assign \$25  = sweep_addr == 4'hf;
-  assign active = \op_valid$4  | bubble;
-  assign \$26  = s4_addr == s1_addr;
-  assign \$27  = s4_vw & \$26 ;
-  assign \$28  = s3_addr == s1_addr;
-  assign \$29  = \$signal$65  & \$28 ;
-  assign \$30  = ! \$signal$38 ;
-  assign \$31  = \$signal$68  & \$30 ;
-  assign \$32  = s2_addr == s1_addr;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = s4_addr == s1_addr;
-  assign \$35  = s4_cw & \$34 ;
-  assign \$36  = s3_addr == s1_addr;
-  assign \$37  = \$signal$75  & \$36 ;
-  assign \$38  = s2_addr == s1_addr;
-  assign \$39  = \$signal$77  & \$38 ;
-  assign \$40  = ! s1_proj;
-  assign \$41  = ! \$signal$36 ;
-  assign \$42  = s1_cur ? { \out$71 [19], \out$71 [19:0] } : out[20:0];
-  assign \$43  = $signed(w_now[15:0]) << s1_shift;
-  assign \$44  = $signed(\$42 ) + $signed(\$43 );
-  assign \$45  = $signed(out[20:0]) + $signed(b_rd__data[16:0]);
-  assign \$46  = $signed(\$45 ) + $signed(\out$71 [19:0]);
-  assign \$47  = ! \$signal$36 ;
-  assign \$48  = s1_cur ? { \out$71 [39], \out$71 [39:20] } : out[41:21];
-  assign \$49  = $signed(w_now[31:16]) << s1_shift;
-  assign \$50  = $signed(\$48 ) + $signed(\$49 );
-  assign \$51  = $signed(out[41:21]) + $signed(b_rd__data[33:17]);
-  assign \$52  = $signed(\$51 ) + $signed(\out$71 [39:20]);
-  assign \$53  = ! \$signal$36 ;
-  assign \$54  = s1_cur ? { \out$71 [59], \out$71 [59:40] } : out[62:42];
-  assign \$55  = $signed(w_now[47:32]) << s1_shift;
-  assign \$56  = $signed(\$54 ) + $signed(\$55 );
-  assign \$57  = $signed(out[62:42]) + $signed(b_rd__data[50:34]);
-  assign \$58  = $signed(\$57 ) + $signed(\out$71 [59:40]);
-  assign \$59  = ! \$signal$36 ;
-  assign \$60  = s1_cur ? { \out$71 [79], \out$71 [79:60] } : out[83:63];
-  assign \$61  = $signed(w_now[63:48]) << s1_shift;
-  assign \$62  = $signed(\$60 ) + $signed(\$61 );
-  assign \$63  = $signed(out[83:63]) + $signed(b_rd__data[67:51]);
-  assign \$64  = $signed(\$63 ) + $signed(\out$71 [79:60]);
-  assign \$65  = ! \$signal$38 ;
-  assign \$66  = $signed(s2_val[21:0]) >= $signed(14'h1498);
-  assign \$67  = 1'h0 + \$66 ;
-  assign \$68  = $signed(s2_val[21:0]) >= $signed(15'h2930);
-  assign \$69  = \$67  + \$68 ;
-  assign \$70  = $signed(s2_val[21:0]) >= $signed(15'h3dc8);
-  assign \$71  = \$69  + \$70 ;
-  assign \$72  = $signed(s2_val[21:0]) >= $signed(16'h5260);
-  assign \$73  = \$71  + \$72 ;
-  assign \$75  = $signed(s2_val[21:0]) - $signed({ 1'h0, \$74  });
-  assign \$76  = s2_last_step ? 23'h000a4c : \$75 ;
-  assign \$77  = ! \$signal$38 ;
-  assign \$78  = $signed(s2_val[43:22]) >= $signed(14'h1498);
-  assign \$79  = 1'h0 + \$78 ;
-  assign \$80  = $signed(s2_val[43:22]) >= $signed(15'h2930);
-  assign \$81  = \$79  + \$80 ;
-  assign \$82  = $signed(s2_val[43:22]) >= $signed(15'h3dc8);
-  assign \$83  = \$81  + \$82 ;
-  assign \$84  = $signed(s2_val[43:22]) >= $signed(16'h5260);
-  assign \$85  = \$83  + \$84 ;
-  assign \$87  = $signed(s2_val[43:22]) - $signed({ 1'h0, \$86  });
-  assign \$88  = s2_last_step ? 23'h000a4c : \$87 ;
-  assign \$89  = ! \$signal$38 ;
-  assign \$90  = $signed(s2_val[65:44]) >= $signed(14'h1498);
-  assign \$91  = 1'h0 + \$90 ;
-  assign \$92  = $signed(s2_val[65:44]) >= $signed(15'h2930);
-  assign \$93  = \$91  + \$92 ;
-  assign \$94  = $signed(s2_val[65:44]) >= $signed(15'h3dc8);
-  assign \$95  = \$93  + \$94 ;
-  assign \$96  = $signed(s2_val[65:44]) >= $signed(16'h5260);
-  assign \$97  = \$95  + \$96 ;
-  assign \$99  = $signed(s2_val[65:44]) - $signed({ 1'h0, \$98  });
-  assign \$100  = s2_last_step ? 23'h000a4c : \$99 ;
-  assign \$101  = ! \$signal$38 ;
-  assign \$102  = $signed(s2_val[87:66]) >= $signed(14'h1498);
-  assign \$103  = 1'h0 + \$102 ;
-  assign \$104  = $signed(s2_val[87:66]) >= $signed(15'h2930);
-  assign \$105  = \$103  + \$104 ;
-  assign \$106  = $signed(s2_val[87:66]) >= $signed(15'h3dc8);
-  assign \$107  = \$105  + \$106 ;
-  assign \$108  = $signed(s2_val[87:66]) >= $signed(16'h5260);
-  assign \$109  = \$107  + \$108 ;
-  assign \$111  = $signed(s2_val[87:66]) - $signed({ 1'h0, \$110  });
-  assign \$112  = s2_last_step ? 23'h000a4c : \$111 ;
-  assign \$113  = \$signal$65  ? 4'hf : 4'h0;
-  assign \$114  = \$signal$75  ? 4'hf : 4'h0;
+  assign \$signature__data  = _3_;
+  assign en = ~ \$signal ;
+  assign \$1  = ~ \$signal ;
+  assign \$2  = op_valid & \$1 ;
+  assign \$3  = ~ \$signal$26 ;
+  assign \$4  = \$3  & ready;
+  assign \$5  = \$signal$29  & ready;
+  assign \$6  = \$signal$26  | \$5 ;
+  assign \$7  = \$6  & more_pixels;
+  assign \$8  = ~ \$signal ;
+  assign \$9  = credit & \$8 ;
+  assign \$10  = step == 1'h1;
+  assign active = issue[0] | \$signal ;
+  assign \$11  = ! st6[1];
+  assign \$12  = $signed(d1_0) >= $signed(1'h0);
+  assign \$13  = 1'h0 + \$12 ;
+  assign \$14  = $signed(d2_0) >= $signed(1'h0);
+  assign \$15  = \$13  + \$14 ;
+  assign \$16  = $signed(d3_0) >= $signed(1'h0);
+  assign \$17  = \$15  + \$16 ;
+  assign \$18  = $signed(d4_0) >= $signed(1'h0);
+  assign \$19  = \$17  + \$18 ;
+  assign \$20  = $signed(d1_0) >= $signed(1'h0);
+  assign \$21  = $signed(d2_0) >= $signed(1'h0);
+  assign \$22  = $signed(d3_0) >= $signed(1'h0);
+  assign \$23  = $signed(d4_0) >= $signed(1'h0);
+  assign \$24  = st6[24] ? 21'h000a4c : kept0;
+  assign \$25  = ! st6[1];
+  assign \$26  = $signed(d1_1) >= $signed(1'h0);
+  assign \$27  = 1'h0 + \$26 ;
+  assign \$28  = $signed(d2_1) >= $signed(1'h0);
+  assign \$29  = \$27  + \$28 ;
+  assign \$30  = $signed(d3_1) >= $signed(1'h0);
+  assign \$31  = \$29  + \$30 ;
+  assign \$32  = $signed(d4_1) >= $signed(1'h0);
+  assign \$33  = \$31  + \$32 ;
+  assign \$34  = $signed(d1_1) >= $signed(1'h0);
+  assign \$35  = $signed(d2_1) >= $signed(1'h0);
+  assign \$36  = $signed(d3_1) >= $signed(1'h0);
+  assign \$37  = $signed(d4_1) >= $signed(1'h0);
+  assign \$38  = st6[24] ? 21'h000a4c : kept1;
+  assign \$39  = ! st6[1];
+  assign \$40  = $signed(d1_2) >= $signed(1'h0);
+  assign \$41  = 1'h0 + \$40 ;
+  assign \$42  = $signed(d2_2) >= $signed(1'h0);
+  assign \$43  = \$41  + \$42 ;
+  assign \$44  = $signed(d3_2) >= $signed(1'h0);
+  assign \$45  = \$43  + \$44 ;
+  assign \$46  = $signed(d4_2) >= $signed(1'h0);
+  assign \$47  = \$45  + \$46 ;
+  assign \$48  = $signed(d1_2) >= $signed(1'h0);
+  assign \$49  = $signed(d2_2) >= $signed(1'h0);
+  assign \$50  = $signed(d3_2) >= $signed(1'h0);
+  assign \$51  = $signed(d4_2) >= $signed(1'h0);
+  assign \$52  = st6[24] ? 21'h000a4c : kept2;
+  assign \$53  = ! st6[1];
+  assign \$54  = $signed(d1_3) >= $signed(1'h0);
+  assign \$55  = 1'h0 + \$54 ;
+  assign \$56  = $signed(d2_3) >= $signed(1'h0);
+  assign \$57  = \$55  + \$56 ;
+  assign \$58  = $signed(d3_3) >= $signed(1'h0);
+  assign \$59  = \$57  + \$58 ;
+  assign \$60  = $signed(d4_3) >= $signed(1'h0);
+  assign \$61  = \$59  + \$60 ;
+  assign \$62  = $signed(d1_3) >= $signed(1'h0);
+  assign \$63  = $signed(d2_3) >= $signed(1'h0);
+  assign \$64  = $signed(d3_3) >= $signed(1'h0);
+  assign \$65  = $signed(d4_3) >= $signed(1'h0);
+  assign \$66  = st6[24] ? 21'h000a4c : kept3;
+  assign \$67  = ! st7[1];
+  assign \$68  = \$67  & st7[2];
+  assign \$69  = ~ \$68 ;
+  assign \$70  = st7[0] & \$69 ;
+  assign \$71  = \$70  ? 4'hf : 4'h0;
+  assign \$72  = ! st7[1];
+  assign \$73  = \$72  & st7[2];
+  assign \$75  = \$74  & st7[24];
+  assign \$76  = \$73  | \$75 ;
+  assign \$77  = st7[0] & \$76 ;
+  assign \$78  = \$77  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
-  assign \$115  = | r_data[2:0];
-  assign \$116  = ~ done[0];
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = | r_data[5:3];
-  assign \$119  = ~ done[1];
-  assign \$120  = \$118  & \$119 ;
-  assign \$121  = | r_data[8:6];
-  assign \$122  = ~ done[2];
-  assign \$123  = \$121  & \$122 ;
-  assign \$124  = | r_data[11:9];
-  assign \$125  = ~ done[3];
-  assign \$126  = \$124  & \$125 ;
-  assign \$127  = r_data[15:12] * 3'h4;
-  assign \$128  = \$127  + lane;
-  assign \$129  = | pending;
-  assign \$131  = pending - 1'h1;
-  assign \$132  = { 1'h0, pending } & \$131 ;
-  assign \$133  = ! \$132 ;
-  assign \$134  = ~ r_data[18];
-  assign \$135  = \$133  & \$134 ;
-  assign \$136  = ! fsm_state;
-  assign \$138  = | pix_bits;
-  assign \$139  = 1'h1 << \bit ;
-  assign \$140  = ~ \$139 ;
-  assign \$141  = { 7'h00, pix_bits } & \$140 ;
-  assign \$142  = pixel_count < 7'h40;
-  assign \$143  = emptying & \$142 ;
-  assign \$144  = pixel_count + 1'h1;
-  assign \$145  = nxt_x == 3'h7;
-  assign \$146  = \$like$123  == 3'h7;
-  assign \$147  = \$like$122  + 1'h1;
-  assign \$148  = \$like$123  + 1'h1;
-  assign \$149  = nxt_x + 1'h1;
-  assign \$150  = pixel_count == 7'h40;
-  assign \$151  = ! pix_bits;
-  assign \$152  = \$150  & \$151 ;
-  assign \$153  = ~ op_valid;
-  assign \$154  = \$152  & \$153 ;
-  assign \$156  = \$signal$35  & \$155 ;
-  assign \$158  = \$signal$37  & \$157 ;
-  assign \$159  = \$156  + \$158 ;
-  assign \$161  = s3_valid & \$160 ;
-  assign \$162  = \$159  + \$161 ;
-  assign \$163  = w_level + \$162 ;
-  assign \$164  = \$163  < 6'h23;
-  assign \$165  = ~ bubble;
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = sweep_addr == 4'hf;
-  assign \$168  = step == 1'h1;
-  assign \$169  = step + 1'h1;
-  assign \$170  = sweep_addr + 1'h1;
-  assign \$171  = sweep_g == 4'hf;
-  assign \$172  = ! sweep_x;
-  assign \$173  = sweep_y + 1'h1;
-  assign \$174  = sweep_x + 1'h1;
-  assign \$175  = sweep_g + 1'h1;
-  assign \$176  = sweep_now & op_end;
-  assign \$177  = ! \$signal$36 ;
-  assign \$178  = \$177  & s1_cur;
-  assign \$179  = ~ \$178 ;
-  assign \$180  = \$signal$35  & \$179 ;
-  assign \$181  = ! \$signal$36 ;
-  assign \$182  = \$181  & s1_cur;
-  assign \$184  = \$183  & s1_last_step;
-  assign \$185  = \$182  | \$184 ;
-  assign \$186  = \$signal$35  & \$185 ;
-  assign \$187  = ! \$signal$36 ;
-  assign \$188  = \$signal$36  ? 22'h000000 : val[21:0];
-  assign \$189  = ! \$signal$36 ;
-  assign \$190  = \$signal$36  ? 22'h000000 : val[43:22];
-  assign \$191  = ! \$signal$36 ;
-  assign \$192  = \$signal$36  ? 22'h000000 : val[65:44];
-  assign \$193  = ! \$signal$36 ;
-  assign \$194  = \$signal$36  ? 22'h000000 : val[87:66];
-  assign \$196  = \$signal$37  & \$195 ;
-  assign \$197  = any_spike | s2_end;
-  assign \$198  = \$196  & \$197 ;
-  assign \$199  = | pending;
-  assign \$200  = pending - 1'h1;
-  assign \$201  = { 1'h0, pending } & \$200 ;
-  assign \$202  = ! \$201 ;
-  assign \$203  = ~ r_data[18];
-  assign \$204  = \$202  & \$203 ;
-  assign \$205  = 1'h1 << lane;
-  assign \$206  = { 3'h0, done } | \$205 ;
+  assign \$80  = st7[0] & \$79 ;
+  assign \$81  = ~ \$signal$86 ;
+  assign dropped = \$80  & \$81 ;
+  assign \$82  = | \$signal$90 [2:0];
+  assign \$83  = ~ done[0];
+  assign \$84  = \$82  & \$83 ;
+  assign \$85  = | \$signal$90 [5:3];
+  assign \$86  = ~ done[1];
+  assign \$87  = \$85  & \$86 ;
+  assign \$88  = | \$signal$90 [8:6];
+  assign \$89  = ~ done[2];
+  assign \$90  = \$88  & \$89 ;
+  assign \$91  = | \$signal$90 [11:9];
+  assign \$92  = ~ done[3];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = \$signal$90 [15:12] * 3'h4;
+  assign \$95  = \$94  + lane;
+  assign \$96  = | pending;
+  assign \$98  = pending - 1'h1;
+  assign \$99  = { 1'h0, pending } & \$98 ;
+  assign \$100  = ! \$99 ;
+  assign \$101  = ~ \$signal$90 [18];
+  assign \$102  = \$100  & \$101 ;
+  assign \$103  = ! fsm_state;
+  assign \$105  = used + sweep_now;
+  assign \$106  = \$105  - dropped;
+  assign \$107  = \$signal$97  & \$signal$94 ;
+  assign \$108  = $signed(\$106 ) - $signed({ 1'h0, \$107  });
+  assign \$109  = used <= 6'h28;
+  assign \$110  = ~ \$signal$26 ;
+  assign \$111  = \$110  & ready;
+  assign \$114  = pix_bits[1] & \$113 ;
+  assign \$116  = \$115  | pix_bits[1];
+  assign \$117  = pix_bits[2] & \$116 ;
+  assign \$119  = \$118  | pix_bits[1];
+  assign \$120  = \$119  | pix_bits[2];
+  assign \$121  = pix_bits[3] & \$120 ;
+  assign \$123  = \$122  | pix_bits[1];
+  assign \$124  = \$123  | pix_bits[2];
+  assign \$125  = \$124  | pix_bits[3];
+  assign \$126  = pix_bits[4] & \$125 ;
+  assign \$128  = \$127  | pix_bits[1];
+  assign \$129  = \$128  | pix_bits[2];
+  assign \$130  = \$129  | pix_bits[3];
+  assign \$131  = \$130  | pix_bits[4];
+  assign \$132  = pix_bits[5] & \$131 ;
+  assign \$134  = \$133  | pix_bits[1];
+  assign \$135  = \$134  | pix_bits[2];
+  assign \$136  = \$135  | pix_bits[3];
+  assign \$137  = \$136  | pix_bits[4];
+  assign \$138  = \$137  | pix_bits[5];
+  assign \$139  = pix_bits[6] & \$138 ;
+  assign \$141  = \$140  | pix_bits[1];
+  assign \$142  = \$141  | pix_bits[2];
+  assign \$143  = \$142  | pix_bits[3];
+  assign \$144  = \$143  | pix_bits[4];
+  assign \$145  = \$144  | pix_bits[5];
+  assign \$146  = \$145  | pix_bits[6];
+  assign \$147  = pix_bits[7] & \$146 ;
+  assign \$150  = pix_bits[1] & \$149 ;
+  assign \$152  = \$151  | pix_bits[1];
+  assign \$153  = pix_bits[2] & \$152 ;
+  assign \$155  = \$154  | pix_bits[1];
+  assign \$156  = \$155  | pix_bits[2];
+  assign \$157  = pix_bits[3] & \$156 ;
+  assign \$159  = \$158  | pix_bits[1];
+  assign \$160  = \$159  | pix_bits[2];
+  assign \$161  = \$160  | pix_bits[3];
+  assign \$162  = pix_bits[4] & \$161 ;
+  assign \$164  = \$163  | pix_bits[1];
+  assign \$165  = \$164  | pix_bits[2];
+  assign \$166  = \$165  | pix_bits[3];
+  assign \$167  = \$166  | pix_bits[4];
+  assign \$168  = pix_bits[5] & \$167 ;
+  assign \$170  = \$169  | pix_bits[1];
+  assign \$171  = \$170  | pix_bits[2];
+  assign \$172  = \$171  | pix_bits[3];
+  assign \$173  = \$172  | pix_bits[4];
+  assign \$174  = \$173  | pix_bits[5];
+  assign \$175  = pix_bits[6] & \$174 ;
+  assign \$177  = \$176  | pix_bits[1];
+  assign \$178  = \$177  | pix_bits[2];
+  assign \$179  = \$178  | pix_bits[3];
+  assign \$180  = \$179  | pix_bits[4];
+  assign \$181  = \$180  | pix_bits[5];
+  assign \$182  = \$181  | pix_bits[6];
+  assign \$183  = pix_bits[7] & \$182 ;
+  assign \$184  = ! { \$183 , \$175 , \$168 , \$162 , \$157 , \$153 , \$150 , \$148  };
+  assign \$187  = pix_bits[1] & \$186 ;
+  assign \$189  = \$188  | pix_bits[1];
+  assign \$190  = pix_bits[2] & \$189 ;
+  assign \$192  = \$191  | pix_bits[1];
+  assign \$193  = \$192  | pix_bits[2];
+  assign \$194  = pix_bits[3] & \$193 ;
+  assign \$196  = \$195  | pix_bits[1];
+  assign \$197  = \$196  | pix_bits[2];
+  assign \$198  = \$197  | pix_bits[3];
+  assign \$199  = pix_bits[4] & \$198 ;
+  assign \$201  = \$200  | pix_bits[1];
+  assign \$202  = \$201  | pix_bits[2];
+  assign \$203  = \$202  | pix_bits[3];
+  assign \$204  = \$203  | pix_bits[4];
+  assign \$205  = pix_bits[5] & \$204 ;
+  assign \$207  = \$206  | pix_bits[1];
+  assign \$208  = \$207  | pix_bits[2];
+  assign \$209  = \$208  | pix_bits[3];
+  assign \$210  = \$209  | pix_bits[4];
+  assign \$211  = \$210  | pix_bits[5];
+  assign \$212  = pix_bits[6] & \$211 ;
+  assign \$214  = \$213  | pix_bits[1];
+  assign \$215  = \$214  | pix_bits[2];
+  assign \$216  = \$215  | pix_bits[3];
+  assign \$217  = \$216  | pix_bits[4];
+  assign \$218  = \$217  | pix_bits[5];
+  assign \$219  = \$218  | pix_bits[6];
+  assign \$220  = pix_bits[7] & \$219 ;
+  assign \$221  = { \$220 , \$212 , \$205 , \$199 , \$194 , \$190 , \$187 , \$185  } == 1'h1;
+  assign \$224  = pix_bits[1] & \$223 ;
+  assign \$226  = \$225  | pix_bits[1];
+  assign \$227  = pix_bits[2] & \$226 ;
+  assign \$229  = \$228  | pix_bits[1];
+  assign \$230  = \$229  | pix_bits[2];
+  assign \$231  = pix_bits[3] & \$230 ;
+  assign \$233  = \$232  | pix_bits[1];
+  assign \$234  = \$233  | pix_bits[2];
+  assign \$235  = \$234  | pix_bits[3];
+  assign \$236  = pix_bits[4] & \$235 ;
+  assign \$238  = \$237  | pix_bits[1];
+  assign \$239  = \$238  | pix_bits[2];
+  assign \$240  = \$239  | pix_bits[3];
+  assign \$241  = \$240  | pix_bits[4];
+  assign \$242  = pix_bits[5] & \$241 ;
+  assign \$244  = \$243  | pix_bits[1];
+  assign \$245  = \$244  | pix_bits[2];
+  assign \$246  = \$245  | pix_bits[3];
+  assign \$247  = \$246  | pix_bits[4];
+  assign \$248  = \$247  | pix_bits[5];
+  assign \$249  = pix_bits[6] & \$248 ;
+  assign \$251  = \$250  | pix_bits[1];
+  assign \$252  = \$251  | pix_bits[2];
+  assign \$253  = \$252  | pix_bits[3];
+  assign \$254  = \$253  | pix_bits[4];
+  assign \$255  = \$254  | pix_bits[5];
+  assign \$256  = \$255  | pix_bits[6];
+  assign \$257  = pix_bits[7] & \$256 ;
+  assign \$258  = { \$257 , \$249 , \$242 , \$236 , \$231 , \$227 , \$224 , \$222  } == 2'h2;
+  assign \$259  = \$221  | \$258 ;
+  assign \$262  = pix_bits[1] & \$261 ;
+  assign \$264  = \$263  | pix_bits[1];
+  assign \$265  = pix_bits[2] & \$264 ;
+  assign \$267  = \$266  | pix_bits[1];
+  assign \$268  = \$267  | pix_bits[2];
+  assign \$269  = pix_bits[3] & \$268 ;
+  assign \$271  = \$270  | pix_bits[1];
+  assign \$272  = \$271  | pix_bits[2];
+  assign \$273  = \$272  | pix_bits[3];
+  assign \$274  = pix_bits[4] & \$273 ;
+  assign \$276  = \$275  | pix_bits[1];
+  assign \$277  = \$276  | pix_bits[2];
+  assign \$278  = \$277  | pix_bits[3];
+  assign \$279  = \$278  | pix_bits[4];
+  assign \$280  = pix_bits[5] & \$279 ;
+  assign \$282  = \$281  | pix_bits[1];
+  assign \$283  = \$282  | pix_bits[2];
+  assign \$284  = \$283  | pix_bits[3];
+  assign \$285  = \$284  | pix_bits[4];
+  assign \$286  = \$285  | pix_bits[5];
+  assign \$287  = pix_bits[6] & \$286 ;
+  assign \$289  = \$288  | pix_bits[1];
+  assign \$290  = \$289  | pix_bits[2];
+  assign \$291  = \$290  | pix_bits[3];
+  assign \$292  = \$291  | pix_bits[4];
+  assign \$293  = \$292  | pix_bits[5];
+  assign \$294  = \$293  | pix_bits[6];
+  assign \$295  = pix_bits[7] & \$294 ;
+  assign \$296  = { \$295 , \$287 , \$280 , \$274 , \$269 , \$265 , \$262 , \$260  } == 3'h4;
+  assign \$297  = \$259  | \$296 ;
+  assign \$300  = pix_bits[1] & \$299 ;
+  assign \$302  = \$301  | pix_bits[1];
+  assign \$303  = pix_bits[2] & \$302 ;
+  assign \$305  = \$304  | pix_bits[1];
+  assign \$306  = \$305  | pix_bits[2];
+  assign \$307  = pix_bits[3] & \$306 ;
+  assign \$309  = \$308  | pix_bits[1];
+  assign \$310  = \$309  | pix_bits[2];
+  assign \$311  = \$310  | pix_bits[3];
+  assign \$312  = pix_bits[4] & \$311 ;
+  assign \$314  = \$313  | pix_bits[1];
+  assign \$315  = \$314  | pix_bits[2];
+  assign \$316  = \$315  | pix_bits[3];
+  assign \$317  = \$316  | pix_bits[4];
+  assign \$318  = pix_bits[5] & \$317 ;
+  assign \$320  = \$319  | pix_bits[1];
+  assign \$321  = \$320  | pix_bits[2];
+  assign \$322  = \$321  | pix_bits[3];
+  assign \$323  = \$322  | pix_bits[4];
+  assign \$324  = \$323  | pix_bits[5];
+  assign \$325  = pix_bits[6] & \$324 ;
+  assign \$327  = \$326  | pix_bits[1];
+  assign \$328  = \$327  | pix_bits[2];
+  assign \$329  = \$328  | pix_bits[3];
+  assign \$330  = \$329  | pix_bits[4];
+  assign \$331  = \$330  | pix_bits[5];
+  assign \$332  = \$331  | pix_bits[6];
+  assign \$333  = pix_bits[7] & \$332 ;
+  assign \$334  = { \$333 , \$325 , \$318 , \$312 , \$307 , \$303 , \$300 , \$298  } == 4'h8;
+  assign \$335  = \$297  | \$334 ;
+  assign \$338  = pix_bits[1] & \$337 ;
+  assign \$340  = \$339  | pix_bits[1];
+  assign \$341  = pix_bits[2] & \$340 ;
+  assign \$343  = \$342  | pix_bits[1];
+  assign \$344  = \$343  | pix_bits[2];
+  assign \$345  = pix_bits[3] & \$344 ;
+  assign \$347  = \$346  | pix_bits[1];
+  assign \$348  = \$347  | pix_bits[2];
+  assign \$349  = \$348  | pix_bits[3];
+  assign \$350  = pix_bits[4] & \$349 ;
+  assign \$352  = \$351  | pix_bits[1];
+  assign \$353  = \$352  | pix_bits[2];
+  assign \$354  = \$353  | pix_bits[3];
+  assign \$355  = \$354  | pix_bits[4];
+  assign \$356  = pix_bits[5] & \$355 ;
+  assign \$358  = \$357  | pix_bits[1];
+  assign \$359  = \$358  | pix_bits[2];
+  assign \$360  = \$359  | pix_bits[3];
+  assign \$361  = \$360  | pix_bits[4];
+  assign \$362  = \$361  | pix_bits[5];
+  assign \$363  = pix_bits[6] & \$362 ;
+  assign \$365  = \$364  | pix_bits[1];
+  assign \$366  = \$365  | pix_bits[2];
+  assign \$367  = \$366  | pix_bits[3];
+  assign \$368  = \$367  | pix_bits[4];
+  assign \$369  = \$368  | pix_bits[5];
+  assign \$370  = \$369  | pix_bits[6];
+  assign \$371  = pix_bits[7] & \$370 ;
+  assign \$372  = { \$371 , \$363 , \$356 , \$350 , \$345 , \$341 , \$338 , \$336  } == 5'h10;
+  assign \$373  = \$335  | \$372 ;
+  assign \$376  = pix_bits[1] & \$375 ;
+  assign \$378  = \$377  | pix_bits[1];
+  assign \$379  = pix_bits[2] & \$378 ;
+  assign \$381  = \$380  | pix_bits[1];
+  assign \$382  = \$381  | pix_bits[2];
+  assign \$383  = pix_bits[3] & \$382 ;
+  assign \$385  = \$384  | pix_bits[1];
+  assign \$386  = \$385  | pix_bits[2];
+  assign \$387  = \$386  | pix_bits[3];
+  assign \$388  = pix_bits[4] & \$387 ;
+  assign \$390  = \$389  | pix_bits[1];
+  assign \$391  = \$390  | pix_bits[2];
+  assign \$392  = \$391  | pix_bits[3];
+  assign \$393  = \$392  | pix_bits[4];
+  assign \$394  = pix_bits[5] & \$393 ;
+  assign \$396  = \$395  | pix_bits[1];
+  assign \$397  = \$396  | pix_bits[2];
+  assign \$398  = \$397  | pix_bits[3];
+  assign \$399  = \$398  | pix_bits[4];
+  assign \$400  = \$399  | pix_bits[5];
+  assign \$401  = pix_bits[6] & \$400 ;
+  assign \$403  = \$402  | pix_bits[1];
+  assign \$404  = \$403  | pix_bits[2];
+  assign \$405  = \$404  | pix_bits[3];
+  assign \$406  = \$405  | pix_bits[4];
+  assign \$407  = \$406  | pix_bits[5];
+  assign \$408  = \$407  | pix_bits[6];
+  assign \$409  = pix_bits[7] & \$408 ;
+  assign \$410  = { \$409 , \$401 , \$394 , \$388 , \$383 , \$379 , \$376 , \$374  } == 6'h20;
+  assign \$411  = \$373  | \$410 ;
+  assign \$414  = pix_bits[1] & \$413 ;
+  assign \$416  = \$415  | pix_bits[1];
+  assign \$417  = pix_bits[2] & \$416 ;
+  assign \$419  = \$418  | pix_bits[1];
+  assign \$420  = \$419  | pix_bits[2];
+  assign \$421  = pix_bits[3] & \$420 ;
+  assign \$423  = \$422  | pix_bits[1];
+  assign \$424  = \$423  | pix_bits[2];
+  assign \$425  = \$424  | pix_bits[3];
+  assign \$426  = pix_bits[4] & \$425 ;
+  assign \$428  = \$427  | pix_bits[1];
+  assign \$429  = \$428  | pix_bits[2];
+  assign \$430  = \$429  | pix_bits[3];
+  assign \$431  = \$430  | pix_bits[4];
+  assign \$432  = pix_bits[5] & \$431 ;
+  assign \$434  = \$433  | pix_bits[1];
+  assign \$435  = \$434  | pix_bits[2];
+  assign \$436  = \$435  | pix_bits[3];
+  assign \$437  = \$436  | pix_bits[4];
+  assign \$438  = \$437  | pix_bits[5];
+  assign \$439  = pix_bits[6] & \$438 ;
+  assign \$441  = \$440  | pix_bits[1];
+  assign \$442  = \$441  | pix_bits[2];
+  assign \$443  = \$442  | pix_bits[3];
+  assign \$444  = \$443  | pix_bits[4];
+  assign \$445  = \$444  | pix_bits[5];
+  assign \$446  = \$445  | pix_bits[6];
+  assign \$447  = pix_bits[7] & \$446 ;
+  assign \$448  = { \$447 , \$439 , \$432 , \$426 , \$421 , \$417 , \$414 , \$412  } == 7'h40;
+  assign \$449  = \$411  | \$448 ;
+  assign \$452  = pix_bits[1] & \$451 ;
+  assign \$454  = \$453  | pix_bits[1];
+  assign \$455  = pix_bits[2] & \$454 ;
+  assign \$457  = \$456  | pix_bits[1];
+  assign \$458  = \$457  | pix_bits[2];
+  assign \$459  = pix_bits[3] & \$458 ;
+  assign \$461  = \$460  | pix_bits[1];
+  assign \$462  = \$461  | pix_bits[2];
+  assign \$463  = \$462  | pix_bits[3];
+  assign \$464  = pix_bits[4] & \$463 ;
+  assign \$466  = \$465  | pix_bits[1];
+  assign \$467  = \$466  | pix_bits[2];
+  assign \$468  = \$467  | pix_bits[3];
+  assign \$469  = \$468  | pix_bits[4];
+  assign \$470  = pix_bits[5] & \$469 ;
+  assign \$472  = \$471  | pix_bits[1];
+  assign \$473  = \$472  | pix_bits[2];
+  assign \$474  = \$473  | pix_bits[3];
+  assign \$475  = \$474  | pix_bits[4];
+  assign \$476  = \$475  | pix_bits[5];
+  assign \$477  = pix_bits[6] & \$476 ;
+  assign \$479  = \$478  | pix_bits[1];
+  assign \$480  = \$479  | pix_bits[2];
+  assign \$481  = \$480  | pix_bits[3];
+  assign \$482  = \$481  | pix_bits[4];
+  assign \$483  = \$482  | pix_bits[5];
+  assign \$484  = \$483  | pix_bits[6];
+  assign \$485  = pix_bits[7] & \$484 ;
+  assign \$486  = { \$485 , \$477 , \$470 , \$464 , \$459 , \$455 , \$452 , \$450  } == 8'h80;
+  assign \$487  = \$449  | \$486 ;
+  assign \$488  = \$signal$29  & ready;
+  assign \$489  = \$signal$26  | \$488 ;
+  assign \$490  = \$489  & more_pixels;
+  assign \$491  = ! \$signal$102 ;
+  assign \$492  = \$signal$102  == 1'h1;
+  assign \$493  = \$signal$102  == 2'h2;
+  assign \$494  = \$492  | \$493 ;
+  assign \$495  = \$signal$102  == 3'h4;
+  assign \$496  = \$494  | \$495 ;
+  assign \$497  = \$signal$102  == 4'h8;
+  assign \$498  = \$496  | \$497 ;
+  assign \$499  = \$signal$102  == 5'h10;
+  assign \$500  = \$498  | \$499 ;
+  assign \$501  = \$signal$102  == 6'h20;
+  assign \$502  = \$500  | \$501 ;
+  assign \$503  = \$signal$102  == 7'h40;
+  assign \$504  = \$502  | \$503 ;
+  assign \$505  = \$signal$102  == 8'h80;
+  assign \$506  = \$504  | \$505 ;
+  assign \$507  = pixel_count + 1'h1;
+  assign \$508  = pixel_count != 6'h3f;
+  assign \$509  = nxt_x == 3'h7;
+  assign \$510  = \$like$105  == 3'h7;
+  assign \$511  = \$like  + 1'h1;
+  assign \$512  = \$like$105  + 1'h1;
+  assign \$513  = nxt_x + 1'h1;
+  assign \$514  = ~ more_pixels;
+  assign \$515  = \$514  & \$signal$26 ;
+  assign \$516  = ~ op_valid;
+  assign \$517  = \$515  & \$516 ;
+  assign \$518  = ~ \$signal ;
+  assign \$519  = credit & \$518 ;
+  assign \$520  = step == 1'h1;
+  assign \$521  = step + 1'h1;
+  assign \$522  = sweep_addr + 1'h1;
+  assign \$523  = sweep_addr == 4'he;
+  assign \$524  = sweep_g == 4'hf;
+  assign \$525  = ! sweep_x;
+  assign \$526  = sweep_y + 1'h1;
+  assign \$527  = sweep_x + 1'h1;
+  assign \$528  = sweep_g + 1'h1;
+  assign \$529  = sweep_now & issue[26];
+  assign \$530  = sweep_now & issue[26];
+  assign \$531  = \$530  | \$signal$111 ;
+  assign \$532  = $signed(w1_0[7:0]) << st2[22:20];
+  assign \$533  = $signed(w1_0[15:8]) << st2[22:20];
+  assign \$534  = $signed(w1_0[23:16]) << st2[22:20];
+  assign \$535  = $signed(w1_0[31:24]) << st2[22:20];
+  assign \$536  = ! st3[18];
+  assign \$537  = ! st3[1];
+  assign \$538  = \$537  & st3[2];
+  assign \$539  = ~ \$538 ;
+  assign \$540  = st3[0] & \$539 ;
+  assign \$541  = st2[7:4] == st3[7:4];
+  assign \$542  = \$540  & \$541 ;
+  assign \$543  = ! st3[1];
+  assign \$544  = \$542  & \$543 ;
+  assign \$545  = ! st3[1];
+  assign \$546  = \$545  & st3[2];
+  assign \$548  = \$547  & st3[24];
+  assign \$549  = \$546  | \$548 ;
+  assign \$550  = st3[0] & \$549 ;
+  assign \$551  = st2[7:4] == st3[7:4];
+  assign \$552  = \$550  & \$551 ;
+  assign \$553  = ! st3[1];
+  assign \$554  = \$552  & \$553 ;
+  assign \$555  = ! st4[1];
+  assign \$556  = \$555  & st4[2];
+  assign \$557  = ~ \$556 ;
+  assign \$558  = st4[0] & \$557 ;
+  assign \$559  = st2[7:4] == st4[7:4];
+  assign \$560  = \$558  & \$559 ;
+  assign \$561  = ! st4[1];
+  assign \$562  = \$560  & \$561 ;
+  assign \$563  = ! st4[1];
+  assign \$564  = \$563  & st4[2];
+  assign \$566  = \$565  & st4[24];
+  assign \$567  = \$564  | \$566 ;
+  assign \$568  = st4[0] & \$567 ;
+  assign \$569  = st2[7:4] == st4[7:4];
+  assign \$570  = \$568  & \$569 ;
+  assign \$571  = ! st4[1];
+  assign \$572  = \$570  & \$571 ;
+  assign \$573  = ! st5[1];
+  assign \$574  = \$573  & st5[2];
+  assign \$575  = ~ \$574 ;
+  assign \$576  = st5[0] & \$575 ;
+  assign \$577  = st2[7:4] == st5[7:4];
+  assign \$578  = \$576  & \$577 ;
+  assign \$579  = ! st5[1];
+  assign \$580  = \$579  & st5[2];
+  assign \$582  = \$581  & st5[24];
+  assign \$583  = \$580  | \$582 ;
+  assign \$584  = st5[0] & \$583 ;
+  assign \$585  = st2[7:4] == st5[7:4];
+  assign \$586  = \$584  & \$585 ;
+  assign \$587  = ! st6[1];
+  assign \$588  = \$587  & st6[2];
+  assign \$589  = ~ \$588 ;
+  assign \$590  = st6[0] & \$589 ;
+  assign \$591  = st2[7:4] == st6[7:4];
+  assign \$592  = \$590  & \$591 ;
+  assign \$593  = ! st6[1];
+  assign \$594  = \$593  & st6[2];
+  assign \$596  = \$595  & st6[24];
+  assign \$597  = \$594  | \$596 ;
+  assign \$598  = st6[0] & \$597 ;
+  assign \$599  = st2[7:4] == st6[7:4];
+  assign \$600  = \$598  & \$599 ;
+  assign \$601  = ! st7[1];
+  assign \$602  = \$601  & st7[2];
+  assign \$603  = ~ \$602 ;
+  assign \$604  = st7[0] & \$603 ;
+  assign \$605  = st2[7:4] == st7[7:4];
+  assign \$606  = \$604  & \$605 ;
+  assign \$607  = ! st7[1];
+  assign \$608  = \$607  & st7[2];
+  assign \$610  = \$609  & st7[24];
+  assign \$611  = \$608  | \$610 ;
+  assign \$612  = st7[0] & \$611 ;
+  assign \$613  = st2[7:4] == st7[7:4];
+  assign \$614  = \$612  & \$613 ;
+  assign \$617  = ! st3[1];
+  assign \$618  = \$617  & st3[2];
+  assign \$619  = ~ \$618 ;
+  assign \$620  = \$616  & \$619 ;
+  assign \$623  = ! st3[1];
+  assign \$624  = \$623  & st3[2];
+  assign \$625  = \$622  & \$624 ;
+  assign \$626  = \$620  | \$625 ;
+  assign \$628  = ~ \$627 ;
+  assign \$629  = \$signal$136 [1] & \$628 ;
+  assign \$630  = ! st3[1];
+  assign \$631  = \$630  & st3[2];
+  assign \$632  = ~ \$631 ;
+  assign \$633  = \$629  & \$632 ;
+  assign \$635  = ~ \$634 ;
+  assign \$636  = \$signal$137 [1] & \$635 ;
+  assign \$637  = ! st3[1];
+  assign \$638  = \$637  & st3[2];
+  assign \$639  = \$636  & \$638 ;
+  assign \$640  = \$633  | \$639 ;
+  assign \$642  = \$641  | \$signal$136 [1];
+  assign \$643  = ~ \$642 ;
+  assign \$644  = \$signal$136 [2] & \$643 ;
+  assign \$645  = ! st3[1];
+  assign \$646  = \$645  & st3[2];
+  assign \$647  = ~ \$646 ;
+  assign \$648  = \$644  & \$647 ;
+  assign \$650  = \$649  | \$signal$136 [1];
+  assign \$651  = \$650  | \$signal$136 [2];
+  assign \$652  = ~ \$651 ;
+  assign \$653  = \$signal$136 [3] & \$652 ;
+  assign \$654  = ! st3[1];
+  assign \$655  = \$654  & st3[2];
+  assign \$656  = ~ \$655 ;
+  assign \$657  = \$653  & \$656 ;
+  assign \$659  = \$658  | \$signal$136 [1];
+  assign \$660  = \$659  | \$signal$136 [2];
+  assign \$661  = \$660  | \$signal$136 [3];
+  assign \$662  = ~ \$661 ;
+  assign \$663  = \$signal$136 [4] & \$662 ;
+  assign \$664  = ! st3[1];
+  assign \$665  = \$664  & st3[2];
+  assign \$666  = ~ \$665 ;
+  assign \$667  = \$663  & \$666 ;
+  assign \$669  = \$668  | \$signal$136 [1];
+  assign \$670  = \$669  | \$signal$136 [2];
+  assign \$671  = \$670  | \$signal$136 [3];
+  assign \$672  = \$671  | \$signal$136 [4];
+  assign \$673  = ~ \$672 ;
+  assign \$674  = ! st3[1];
+  assign \$675  = \$674  & st3[2];
+  assign \$676  = ~ \$675 ;
+  assign \$677  = \$673  & \$676 ;
+  assign \$679  = \$678  | \$signal$137 [1];
+  assign \$680  = ~ \$679 ;
+  assign \$681  = \$signal$137 [2] & \$680 ;
+  assign \$682  = ! st3[1];
+  assign \$683  = \$682  & st3[2];
+  assign \$684  = \$681  & \$683 ;
+  assign \$686  = \$685  | \$signal$137 [1];
+  assign \$687  = \$686  | \$signal$137 [2];
+  assign \$688  = ~ \$687 ;
+  assign \$689  = \$signal$137 [3] & \$688 ;
+  assign \$690  = ! st3[1];
+  assign \$691  = \$690  & st3[2];
+  assign \$692  = \$689  & \$691 ;
+  assign \$694  = \$693  | \$signal$137 [1];
+  assign \$695  = \$694  | \$signal$137 [2];
+  assign \$696  = \$695  | \$signal$137 [3];
+  assign \$697  = ~ \$696 ;
+  assign \$698  = \$signal$137 [4] & \$697 ;
+  assign \$699  = ! st3[1];
+  assign \$700  = \$699  & st3[2];
+  assign \$701  = \$698  & \$700 ;
+  assign \$703  = \$702  | \$signal$137 [1];
+  assign \$704  = \$703  | \$signal$137 [2];
+  assign \$705  = \$704  | \$signal$137 [3];
+  assign \$706  = \$705  | \$signal$137 [4];
+  assign \$707  = ~ \$706 ;
+  assign \$708  = ! st3[1];
+  assign \$709  = \$708  & st3[2];
+  assign \$710  = \$707  & \$709 ;
+  assign \$711  = ! st3[1];
+  assign \$714  = ! st3[1];
+  assign \$716  = \$713  & \$715 ;
+  assign \$718  = ~ \$717 ;
+  assign \$719  = \$signal$137 [1] & \$718 ;
+  assign \$720  = ! st3[1];
+  assign \$722  = \$719  & \$721 ;
+  assign \$724  = \$723  | \$signal$137 [1];
+  assign \$725  = ~ \$724 ;
+  assign \$726  = \$signal$137 [2] & \$725 ;
+  assign \$727  = ! st3[1];
+  assign \$729  = \$726  & \$728 ;
+  assign \$731  = \$730  | \$signal$137 [1];
+  assign \$732  = \$731  | \$signal$137 [2];
+  assign \$733  = ~ \$732 ;
+  assign \$734  = \$signal$137 [3] & \$733 ;
+  assign \$735  = ! st3[1];
+  assign \$737  = \$734  & \$736 ;
+  assign \$739  = \$738  | \$signal$137 [1];
+  assign \$740  = \$739  | \$signal$137 [2];
+  assign \$741  = \$740  | \$signal$137 [3];
+  assign \$742  = ~ \$741 ;
+  assign \$743  = \$signal$137 [4] & \$742 ;
+  assign \$744  = ! st3[1];
+  assign \$746  = \$743  & \$745 ;
+  assign \$748  = \$747  | \$signal$137 [1];
+  assign \$749  = \$748  | \$signal$137 [2];
+  assign \$750  = \$749  | \$signal$137 [3];
+  assign \$751  = \$750  | \$signal$137 [4];
+  assign \$752  = ~ \$751 ;
+  assign \$753  = ! st3[1];
+  assign \$755  = \$752  & \$754 ;
+  assign \$756  = \$signal$138 [0] ? \$signal$140 [21:0] : 22'h000000;
+  assign \$757  = \$signal$138 [1] ? \$signal$51 [21:0] : 22'h000000;
+  assign \$758  = \$756  | \$757 ;
+  assign \$759  = \$signal$138 [2] ? v_wr__data[20:0] : 21'h000000;
+  assign \$760  = \$758  | { \$759 [20], \$759  };
+  assign \$761  = \$signal$138 [3] ? res8[20:0] : 21'h000000;
+  assign \$762  = \$760  | { \$761 [20], \$761  };
+  assign \$763  = \$signal$138 [4] ? res9[20:0] : 21'h000000;
+  assign \$764  = \$762  | { \$763 [20], \$763  };
+  assign \$765  = \$signal$138 [5] ? v_raw[20:0] : 21'h000000;
+  assign \$766  = \$764  | { \$765 [20], \$765  };
+  assign \$767  = \$signal$138 [6] ? c_wr__data[19:0] : 20'h00000;
+  assign \$768  = \$766  | { \$767 [19], \$767 [19], \$767  };
+  assign \$769  = \$signal$138 [7] ? cres8[19:0] : 20'h00000;
+  assign \$770  = \$768  | { \$769 [19], \$769 [19], \$769  };
+  assign \$771  = \$signal$138 [8] ? cres9[19:0] : 20'h00000;
+  assign \$772  = \$770  | { \$771 [19], \$771 [19], \$771  };
+  assign \$773  = \$signal$138 [9] ? c_raw[19:0] : 20'h00000;
+  assign \$774  = \$772  | { \$773 [19], \$773 [19], \$773  };
+  assign \$775  = \$signal$139 [0] ? addend[14:0] : 15'h0000;
+  assign \$776  = \$signal$139 [1] ? b_raw[16:0] : 17'h00000;
+  assign \$777  = { \$775 [14], \$775 [14], \$775  } | \$776 ;
+  assign \$778  = \$signal$139 [2] ? \$signal$140 [21:0] : 22'h000000;
+  assign \$779  = { \$777 [16], \$777 [16], \$777 [16], \$777 [16], \$777 [16], \$777  } | \$778 ;
+  assign \$780  = \$signal$139 [3] ? \$signal$51 [21:0] : 22'h000000;
+  assign \$781  = \$779  | \$780 ;
+  assign \$782  = \$signal$139 [4] ? c_wr__data[19:0] : 20'h00000;
+  assign \$783  = \$781  | { \$782 [19], \$782 [19], \$782  };
+  assign \$784  = \$signal$139 [5] ? cres8[19:0] : 20'h00000;
+  assign \$785  = \$783  | { \$784 [19], \$784 [19], \$784  };
+  assign \$786  = \$signal$139 [6] ? cres9[19:0] : 20'h00000;
+  assign \$787  = \$785  | { \$786 [19], \$786 [19], \$786  };
+  assign \$788  = \$signal$139 [7] ? c_raw[19:0] : 20'h00000;
+  assign \$789  = \$787  | { \$788 [19], \$788 [19], \$788  };
+  assign \$790  = $signed(\$774 ) + $signed(\$789 );
+  assign \$791  = \$signal$138 [0] ? \$signal$140 [43:22] : 22'h000000;
+  assign \$792  = \$signal$138 [1] ? \$signal$51 [43:22] : 22'h000000;
+  assign \$793  = \$791  | \$792 ;
+  assign \$794  = \$signal$138 [2] ? v_wr__data[41:21] : 21'h000000;
+  assign \$795  = \$793  | { \$794 [20], \$794  };
+  assign \$796  = \$signal$138 [3] ? res8[41:21] : 21'h000000;
+  assign \$797  = \$795  | { \$796 [20], \$796  };
+  assign \$798  = \$signal$138 [4] ? res9[41:21] : 21'h000000;
+  assign \$799  = \$797  | { \$798 [20], \$798  };
+  assign \$800  = \$signal$138 [5] ? v_raw[41:21] : 21'h000000;
+  assign \$801  = \$799  | { \$800 [20], \$800  };
+  assign \$802  = \$signal$138 [6] ? c_wr__data[39:20] : 20'h00000;
+  assign \$803  = \$801  | { \$802 [19], \$802 [19], \$802  };
+  assign \$804  = \$signal$138 [7] ? cres8[39:20] : 20'h00000;
+  assign \$805  = \$803  | { \$804 [19], \$804 [19], \$804  };
+  assign \$806  = \$signal$138 [8] ? cres9[39:20] : 20'h00000;
+  assign \$807  = \$805  | { \$806 [19], \$806 [19], \$806  };
+  assign \$808  = \$signal$138 [9] ? c_raw[39:20] : 20'h00000;
+  assign \$809  = \$807  | { \$808 [19], \$808 [19], \$808  };
+  assign \$810  = \$signal$139 [0] ? addend[29:15] : 15'h0000;
+  assign \$811  = \$signal$139 [1] ? b_raw[33:17] : 17'h00000;
+  assign \$812  = { \$810 [14], \$810 [14], \$810  } | \$811 ;
+  assign \$813  = \$signal$139 [2] ? \$signal$140 [43:22] : 22'h000000;
+  assign \$814  = { \$812 [16], \$812 [16], \$812 [16], \$812 [16], \$812 [16], \$812  } | \$813 ;
+  assign \$815  = \$signal$139 [3] ? \$signal$51 [43:22] : 22'h000000;
+  assign \$816  = \$814  | \$815 ;
+  assign \$817  = \$signal$139 [4] ? c_wr__data[39:20] : 20'h00000;
+  assign \$818  = \$816  | { \$817 [19], \$817 [19], \$817  };
+  assign \$819  = \$signal$139 [5] ? cres8[39:20] : 20'h00000;
+  assign \$820  = \$818  | { \$819 [19], \$819 [19], \$819  };
+  assign \$821  = \$signal$139 [6] ? cres9[39:20] : 20'h00000;
+  assign \$822  = \$820  | { \$821 [19], \$821 [19], \$821  };
+  assign \$823  = \$signal$139 [7] ? c_raw[39:20] : 20'h00000;
+  assign \$824  = \$822  | { \$823 [19], \$823 [19], \$823  };
+  assign \$825  = $signed(\$809 ) + $signed(\$824 );
+  assign \$826  = \$signal$138 [0] ? \$signal$140 [65:44] : 22'h000000;
+  assign \$827  = \$signal$138 [1] ? \$signal$51 [65:44] : 22'h000000;
+  assign \$828  = \$826  | \$827 ;
+  assign \$829  = \$signal$138 [2] ? v_wr__data[62:42] : 21'h000000;
+  assign \$830  = \$828  | { \$829 [20], \$829  };
+  assign \$831  = \$signal$138 [3] ? res8[62:42] : 21'h000000;
+  assign \$832  = \$830  | { \$831 [20], \$831  };
+  assign \$833  = \$signal$138 [4] ? res9[62:42] : 21'h000000;
+  assign \$834  = \$832  | { \$833 [20], \$833  };
+  assign \$835  = \$signal$138 [5] ? v_raw[62:42] : 21'h000000;
+  assign \$836  = \$834  | { \$835 [20], \$835  };
+  assign \$837  = \$signal$138 [6] ? c_wr__data[59:40] : 20'h00000;
+  assign \$838  = \$836  | { \$837 [19], \$837 [19], \$837  };
+  assign \$839  = \$signal$138 [7] ? cres8[59:40] : 20'h00000;
+  assign \$840  = \$838  | { \$839 [19], \$839 [19], \$839  };
+  assign \$841  = \$signal$138 [8] ? cres9[59:40] : 20'h00000;
+  assign \$842  = \$840  | { \$841 [19], \$841 [19], \$841  };
+  assign \$843  = \$signal$138 [9] ? c_raw[59:40] : 20'h00000;
+  assign \$844  = \$842  | { \$843 [19], \$843 [19], \$843  };
+  assign \$845  = \$signal$139 [0] ? addend[44:30] : 15'h0000;
+  assign \$846  = \$signal$139 [1] ? b_raw[50:34] : 17'h00000;
+  assign \$847  = { \$845 [14], \$845 [14], \$845  } | \$846 ;
+  assign \$848  = \$signal$139 [2] ? \$signal$140 [65:44] : 22'h000000;
+  assign \$849  = { \$847 [16], \$847 [16], \$847 [16], \$847 [16], \$847 [16], \$847  } | \$848 ;
+  assign \$850  = \$signal$139 [3] ? \$signal$51 [65:44] : 22'h000000;
+  assign \$851  = \$849  | \$850 ;
+  assign \$852  = \$signal$139 [4] ? c_wr__data[59:40] : 20'h00000;
+  assign \$853  = \$851  | { \$852 [19], \$852 [19], \$852  };
+  assign \$854  = \$signal$139 [5] ? cres8[59:40] : 20'h00000;
+  assign \$855  = \$853  | { \$854 [19], \$854 [19], \$854  };
+  assign \$856  = \$signal$139 [6] ? cres9[59:40] : 20'h00000;
+  assign \$857  = \$855  | { \$856 [19], \$856 [19], \$856  };
+  assign \$858  = \$signal$139 [7] ? c_raw[59:40] : 20'h00000;
+  assign \$859  = \$857  | { \$858 [19], \$858 [19], \$858  };
+  assign \$860  = $signed(\$844 ) + $signed(\$859 );
+  assign \$861  = \$signal$138 [0] ? \$signal$140 [87:66] : 22'h000000;
+  assign \$862  = \$signal$138 [1] ? \$signal$51 [87:66] : 22'h000000;
+  assign \$863  = \$861  | \$862 ;
+  assign \$864  = \$signal$138 [2] ? v_wr__data[83:63] : 21'h000000;
+  assign \$865  = \$863  | { \$864 [20], \$864  };
+  assign \$866  = \$signal$138 [3] ? res8[83:63] : 21'h000000;
+  assign \$867  = \$865  | { \$866 [20], \$866  };
+  assign \$868  = \$signal$138 [4] ? res9[83:63] : 21'h000000;
+  assign \$869  = \$867  | { \$868 [20], \$868  };
+  assign \$870  = \$signal$138 [5] ? v_raw[83:63] : 21'h000000;
+  assign \$871  = \$869  | { \$870 [20], \$870  };
+  assign \$872  = \$signal$138 [6] ? c_wr__data[79:60] : 20'h00000;
+  assign \$873  = \$871  | { \$872 [19], \$872 [19], \$872  };
+  assign \$874  = \$signal$138 [7] ? cres8[79:60] : 20'h00000;
+  assign \$875  = \$873  | { \$874 [19], \$874 [19], \$874  };
+  assign \$876  = \$signal$138 [8] ? cres9[79:60] : 20'h00000;
+  assign \$877  = \$875  | { \$876 [19], \$876 [19], \$876  };
+  assign \$878  = \$signal$138 [9] ? c_raw[79:60] : 20'h00000;
+  assign \$879  = \$877  | { \$878 [19], \$878 [19], \$878  };
+  assign \$880  = \$signal$139 [0] ? addend[59:45] : 15'h0000;
+  assign \$881  = \$signal$139 [1] ? b_raw[67:51] : 17'h00000;
+  assign \$882  = { \$880 [14], \$880 [14], \$880  } | \$881 ;
+  assign \$883  = \$signal$139 [2] ? \$signal$140 [87:66] : 22'h000000;
+  assign \$884  = { \$882 [16], \$882 [16], \$882 [16], \$882 [16], \$882 [16], \$882  } | \$883 ;
+  assign \$885  = \$signal$139 [3] ? \$signal$51 [87:66] : 22'h000000;
+  assign \$886  = \$884  | \$885 ;
+  assign \$887  = \$signal$139 [4] ? c_wr__data[79:60] : 20'h00000;
+  assign \$888  = \$886  | { \$887 [19], \$887 [19], \$887  };
+  assign \$889  = \$signal$139 [5] ? cres8[79:60] : 20'h00000;
+  assign \$890  = \$888  | { \$889 [19], \$889 [19], \$889  };
+  assign \$891  = \$signal$139 [6] ? cres9[79:60] : 20'h00000;
+  assign \$892  = \$890  | { \$891 [19], \$891 [19], \$891  };
+  assign \$893  = \$signal$139 [7] ? c_raw[79:60] : 20'h00000;
+  assign \$894  = \$892  | { \$893 [19], \$893 [19], \$893  };
+  assign \$895  = $signed(\$879 ) + $signed(\$894 );
+  assign \$896  = $signed(\$signal$140 [21:0]) - $signed(14'h1498);
+  assign \$897  = $signed(\$signal$140 [21:0]) - $signed(15'h2930);
+  assign \$898  = $signed(\$signal$140 [21:0]) - $signed(15'h3dc8);
+  assign \$899  = $signed(\$signal$140 [21:0]) - $signed(16'h5260);
+  assign \$900  = $signed(\$signal$140 [43:22]) - $signed(14'h1498);
+  assign \$901  = $signed(\$signal$140 [43:22]) - $signed(15'h2930);
+  assign \$902  = $signed(\$signal$140 [43:22]) - $signed(15'h3dc8);
+  assign \$903  = $signed(\$signal$140 [43:22]) - $signed(16'h5260);
+  assign \$904  = $signed(\$signal$140 [65:44]) - $signed(14'h1498);
+  assign \$905  = $signed(\$signal$140 [65:44]) - $signed(15'h2930);
+  assign \$906  = $signed(\$signal$140 [65:44]) - $signed(15'h3dc8);
+  assign \$907  = $signed(\$signal$140 [65:44]) - $signed(16'h5260);
+  assign \$908  = $signed(\$signal$140 [87:66]) - $signed(14'h1498);
+  assign \$909  = $signed(\$signal$140 [87:66]) - $signed(15'h2930);
+  assign \$910  = $signed(\$signal$140 [87:66]) - $signed(15'h3dc8);
+  assign \$911  = $signed(\$signal$140 [87:66]) - $signed(16'h5260);
+  assign \$912  = ! st6[1];
+  assign \$913  = st6[1] ? { b6[16], b6[16], b6[16], b6[16], b6[16], b6[16:0] } : \$signal$51 [21:0];
+  assign \$914  = ! st6[1];
+  assign \$915  = st6[1] ? { b6[33], b6[33], b6[33], b6[33], b6[33], b6[33:17] } : \$signal$51 [43:22];
+  assign \$916  = ! st6[1];
+  assign \$917  = st6[1] ? { b6[50], b6[50], b6[50], b6[50], b6[50], b6[50:34] } : \$signal$51 [65:44];
+  assign \$918  = ! st6[1];
+  assign \$919  = st6[1] ? { b6[67], b6[67], b6[67], b6[67], b6[67], b6[67:51] } : \$signal$51 [87:66];
+  assign \$921  = st6[0] & \$920 ;
+  assign \$922  = any_spike | st6[26];
+  assign \$923  = \$921  & \$922 ;
+  assign \$924  = | pending;
+  assign \$925  = pending - 1'h1;
+  assign \$926  = { 1'h0, pending } & \$925 ;
+  assign \$927  = ! \$926 ;
+  assign \$928  = ~ \$signal$90 [18];
+  assign \$929  = \$927  & \$928 ;
+  assign \$930  = 1'h1 << lane;
+  assign \$931  = { 3'h0, done } | \$930 ;
   always @(posedge clk)
-    pix_bits <= \$207 ;
+    used <= \$932 ;
   always @(posedge clk)
-    pixel_count <= \$208 ;
+    credit <= \$933 ;
   always @(posedge clk)
-    pix_c <= \$209 ;
+    pix_bits <= \$934 ;
   always @(posedge clk)
-    pix_y <= \$210 ;
+    \$signal$26  <= \$935 ;
   always @(posedge clk)
-    pix_x <= \$211 ;
+    \$signal$29  <= \$936 ;
   always @(posedge clk)
-    pix_index <= \$212 ;
+    pixel_count <= \$937 ;
   always @(posedge clk)
-    nxt_x <= \$213 ;
+    more_pixels <= \$938 ;
   always @(posedge clk)
-    \$like$123  <= \$214 ;
+    ev_c <= \$939 ;
   always @(posedge clk)
-    \$like$122  <= \$215 ;
+    ev_y <= \$940 ;
   always @(posedge clk)
-    nxt_index <= \$216 ;
+    ev_x <= \$941 ;
   always @(posedge clk)
-    fsm_state <= \$217 ;
+    pix_index <= \$942 ;
   always @(posedge clk)
-    sweep_addr <= \$218 ;
+    nxt_x <= \$943 ;
   always @(posedge clk)
-    sweep_g <= \$219 ;
+    \$like$105  <= \$944 ;
   always @(posedge clk)
-    sweep_y <= \$220 ;
+    \$like  <= \$945 ;
   always @(posedge clk)
-    sweep_x <= \$221 ;
+    nxt_index <= \$946 ;
   always @(posedge clk)
-    step <= \$222 ;
+    fsm_state <= \$947 ;
   always @(posedge clk)
-    fire_k <= \$223 ;
+    sweep_addr <= \$948 ;
   always @(posedge clk)
-    plane <= \$224 ;
+    sweep_g <= \$949 ;
   always @(posedge clk)
-    bubble <= \$225 ;
+    sweep_y <= \$950 ;
   always @(posedge clk)
-    \$signal$35  <= \$226 ;
+    sweep_x <= \$951 ;
   always @(posedge clk)
-    \$signal$36  <= \$227 ;
+    sweep_last <= \$952 ;
   always @(posedge clk)
-    s1_cur <= \$228 ;
+    step <= \$953 ;
   always @(posedge clk)
-    s1_addr <= \$229 ;
+    fire_k <= \$954 ;
   always @(posedge clk)
-    s1_proj <= \$230 ;
+    plane <= \$955 ;
   always @(posedge clk)
-    s1_count <= \$231 ;
+    \$signal$111  <= \$956 ;
   always @(posedge clk)
-    s1_shift <= \$232 ;
+    \$signal  <= \$957 ;
   always @(posedge clk)
-    s1_last_step <= \$233 ;
+    st0 <= \$958 ;
   always @(posedge clk)
-    s1_fire_k <= \$234 ;
+    st1 <= \$959 ;
   always @(posedge clk)
-    s1_end <= \$235 ;
+    st2 <= \$960 ;
   always @(posedge clk)
-    s1_g <= \$236 ;
+    st3 <= \$961 ;
   always @(posedge clk)
-    \$like$134  <= \$237 ;
+    st4 <= \$962 ;
   always @(posedge clk)
-    s1_x <= \$238 ;
+    st5 <= \$963 ;
   always @(posedge clk)
-    \$signal$37  <= \$239 ;
+    st6 <= \$964 ;
   always @(posedge clk)
-    \$signal$38  <= \$240 ;
+    st7 <= \$965 ;
   always @(posedge clk)
-    s2_addr <= \$241 ;
+    st8 <= \$966 ;
   always @(posedge clk)
-    s2_val <= \$242 ;
+    w1_0 <= \$967 ;
   always @(posedge clk)
-    \$signal$68  <= \$243 ;
+    w2_0_0 <= \$968 ;
   always @(posedge clk)
-    s2_last_step <= \$244 ;
+    w2_0_1 <= \$969 ;
   always @(posedge clk)
-    s2_fire_k <= \$245 ;
+    w2_0_2 <= \$970 ;
   always @(posedge clk)
-    s2_end <= \$246 ;
+    w2_0_3 <= \$971 ;
   always @(posedge clk)
-    \$like  <= \$247 ;
+    addend <= \$972 ;
   always @(posedge clk)
-    \$like$101  <= \$248 ;
+    v_raw <= \$973 ;
   always @(posedge clk)
-    s2_x <= \$249 ;
+    b_raw <= \$974 ;
   always @(posedge clk)
-    s2_laddr <= \$250 ;
+    c_raw <= \$975 ;
   always @(posedge clk)
-    \$signal$77  <= \$251 ;
+    res8 <= \$976 ;
   always @(posedge clk)
-    \$signal$78  <= \$252 ;
+    res9 <= \$977 ;
   always @(posedge clk)
-    s3_valid <= \$253 ;
+    cres8 <= \$978 ;
   always @(posedge clk)
-    s3_kind <= \$254 ;
+    cres9 <= \$979 ;
   always @(posedge clk)
-    s3_addr <= \$255 ;
+    \$like$134  <= \$980 ;
   always @(posedge clk)
-    \$signal$67  <= \$256 ;
+    b6 <= \$981 ;
   always @(posedge clk)
-    \$signal$65  <= \$257 ;
+    \$signal$136  <= \$982 ;
   always @(posedge clk)
-    \$signal$75  <= \$258 ;
+    \$signal$137  <= \$983 ;
   always @(posedge clk)
-    \$signal$76  <= \$259 ;
+    \$signal$138  <= \$984 ;
   always @(posedge clk)
-    s4_addr <= \$260 ;
+    \$signal$139  <= \$985 ;
   always @(posedge clk)
-    s4_v <= \$261 ;
+    \$signal$140  <= \$986 ;
   always @(posedge clk)
-    s4_vw <= \$262 ;
+    \$signal$51  <= \$987 ;
   always @(posedge clk)
-    s4_cw <= \$263 ;
+    d1_0 <= \$988 ;
   always @(posedge clk)
-    s4_c <= \$264 ;
+    d2_0 <= \$989 ;
   always @(posedge clk)
-    w_data <= \$265 ;
+    d3_0 <= \$990 ;
   always @(posedge clk)
-    w_en <= \$266 ;
+    d4_0 <= \$991 ;
   always @(posedge clk)
-    done <= \$267 ;
+    d1_1 <= \$992 ;
+  always @(posedge clk)
+    d2_1 <= \$993 ;
+  always @(posedge clk)
+    d3_1 <= \$994 ;
+  always @(posedge clk)
+    d4_1 <= \$995 ;
+  always @(posedge clk)
+    d1_2 <= \$996 ;
+  always @(posedge clk)
+    d2_2 <= \$997 ;
+  always @(posedge clk)
+    d3_2 <= \$998 ;
+  always @(posedge clk)
+    d4_2 <= \$999 ;
+  always @(posedge clk)
+    d1_3 <= \$1000 ;
+  always @(posedge clk)
+    d2_3 <= \$1001 ;
+  always @(posedge clk)
+    d3_3 <= \$1002 ;
+  always @(posedge clk)
+    d4_3 <= \$1003 ;
+  always @(posedge clk)
+    v_wr__data <= \$1004 ;
+  always @(posedge clk)
+    c_wr__data <= \$1005 ;
+  always @(posedge clk)
+    \$signal$84  <= \$1006 ;
+  always @(posedge clk)
+    \$signal$86  <= \$1007 ;
+  always @(posedge clk)
+    done <= \$1008 ;
   \digits_mlp_gn.engine_fc1.expand0  expand0 (
     .clk(clk),
     .en(en),
     .ev_c(ev_c),
-    .ev_count(ev_count),
-    .ev_shift(ev_shift),
     .ev_x(ev_x),
     .ev_y(ev_y),
     .load(load),
-    .op_addr(\op_addr$7 ),
-    .op_count(\op_count$12 ),
-    .op_shift(\op_shift$14 ),
+    .op_addr(op_addr),
+    .op_count(op_count),
+    .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
+    .\port$2641$0 (\bit ),
     .ready(ready),
+    .rst(rst)
+  );
+  \digits_mlp_gn.engine_fc1.pixel_skid  pixel_skid (
+    .clk(clk),
+    .\port$0$2 (pixels__payload),
+    .\port$1181$0 (pixels__ready),
+    .\port$2643$0 (\$signal$31 ),
+    .\port$2858$0 (\$signal$102 ),
+    .\port$2860$0 (\$signal$101 ),
+    .\port$5$0 (pixels__valid),
     .rst(rst)
   );
   \digits_mlp_gn.engine_fc1.queue  queue (
     .clk(clk),
-    .r_data(r_data),
-    .r_en(r_en),
-    .r_rdy(r_rdy),
+    .\port$2656$0 (\$signal$97 ),
+    .\port$2848$0 (\$signal$90 ),
+    .\port$2850$0 (\$signal$94 ),
     .rst(rst),
-    .w_en(w_en),
-    .w_level(w_level),
-    .w_port__data(w_data)
+    .w_data(\$signal$84 ),
+    .w_en(\$signal$86 )
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$74  = 15'h0000;
-    casez (spikes0)
-      3'h0:
-          \$74  = 15'h0000;
-      3'h1:
-          \$74  = 15'h1498;
-      3'h2:
-          \$74  = 15'h2930;
-      3'h3:
-          \$74  = 15'h3dc8;
-      3'h4:
-          \$74  = 15'h5260;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = 15'h0000;
-    casez (spikes1)
-      3'h0:
-          \$86  = 15'h0000;
-      3'h1:
-          \$86  = 15'h1498;
-      3'h2:
-          \$86  = 15'h2930;
-      3'h3:
-          \$86  = 15'h3dc8;
-      3'h4:
-          \$86  = 15'h5260;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = 15'h0000;
-    casez (spikes2)
-      3'h0:
-          \$98  = 15'h0000;
-      3'h1:
-          \$98  = 15'h1498;
-      3'h2:
-          \$98  = 15'h2930;
-      3'h3:
-          \$98  = 15'h3dc8;
-      3'h4:
-          \$98  = 15'h5260;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = 15'h0000;
-    casez (spikes3)
-      3'h0:
-          \$110  = 15'h0000;
-      3'h1:
-          \$110  = 15'h1498;
-      3'h2:
-          \$110  = 15'h2930;
-      3'h3:
-          \$110  = 15'h3dc8;
-      3'h4:
-          \$110  = 15'h5260;
-    endcase
-  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$130  = r_data[2:0];
+          \$97  = \$signal$90 [2:0];
       2'h1:
-          \$130  = r_data[5:3];
+          \$97  = \$signal$90 [5:3];
       2'h2:
-          \$130  = r_data[8:6];
+          \$97  = \$signal$90 [8:6];
       2'h3:
-          \$130  = r_data[11:9];
+          \$97  = \$signal$90 [11:9];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \op_valid$4  = 1'h0;
-    if (\$4 ) begin
-      \op_valid$4  = 1'h1;
+    issue = 33'h000000000;
+    if (\$2 ) begin
+      issue[0] = 1'h1;
+      issue[1] = 1'h0;
+      issue[7:4] = op_addr;
+      issue[3] = 1'h0;
+      issue[18] = 1'h0;
+      issue[19] = op_count;
+      issue[23:20] = op_shift;
+      issue[2] = 1'h1;
+      issue[17:8] = op_waddr;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$23 ) begin
-            \op_valid$4  = 1'h1;
+          if (\$9 ) begin
+            issue[0] = 1'h1;
+            issue[1] = 1'h1;
+            issue[7:4] = sweep_addr;
+            issue[3] = 1'h0;
+            issue[30:27] = sweep_g;
+            issue[31] = sweep_y;
+            issue[32] = sweep_x;
+            issue[24] = \$10 ;
+            issue[26] = sweep_last;
+            issue[25] = fire_k[0];
           end
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_kind = 1'h0;
-    if (\$4 ) begin
-      op_kind = 1'h0;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            op_kind = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_addr = 4'h0;
-    if (\$4 ) begin
-      op_addr = \op_addr$7 ;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            op_addr = sweep_addr;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_bank = 1'h0;
-    if (\$4 ) begin
-      op_bank = 1'h0;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            op_bank = 1'h0;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_proj = 1'h0;
-    if (\$4 ) begin
-      op_proj = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_count = 1'h0;
-    if (\$4 ) begin
-      op_count = \op_count$12 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_shift = 4'h0;
-    if (\$4 ) begin
-      op_shift = \op_shift$14 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_cur = 1'h0;
-    if (\$4 ) begin
-      op_cur = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signature__addr  = 10'h000;
-    if (\$4 ) begin
-      \$signature__addr  = op_waddr;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \bit  = 3'h0;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (pix_bits[0]) begin
-            \bit  = 3'h0;
-          end
-          if (pix_bits[1]) begin
-            \bit  = 3'h1;
-          end
-          if (pix_bits[2]) begin
-            \bit  = 3'h2;
-          end
-          if (pix_bits[3]) begin
-            \bit  = 3'h3;
-          end
-          if (pix_bits[4]) begin
-            \bit  = 3'h4;
-          end
-          if (pix_bits[5]) begin
-            \bit  = 3'h5;
-          end
-          if (pix_bits[6]) begin
-            \bit  = 3'h6;
-          end
-          if (pix_bits[7]) begin
-            \bit  = 3'h7;
-          end
-        end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    ev_c = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          ev_c = pix_c;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    ev_y = 3'h0;
-    casez (fsm_state)
-      1'h0:
-          ev_y = pix_y;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    ev_x = 3'h0;
-    casez (fsm_state)
-      1'h0:
-          ev_x = pix_x;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    ev_count = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          ev_count = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    ev_shift = 4'h0;
-    casez (fsm_state)
-      1'h0:
-          ev_shift = { 1'h0, \bit  };
-    endcase
+    if (pix_bits[7]) begin
+      \bit  = 3'h7;
+    end
+    if (pix_bits[6]) begin
+      \bit  = 3'h6;
+    end
+    if (pix_bits[5]) begin
+      \bit  = 3'h5;
+    end
+    if (pix_bits[4]) begin
+      \bit  = 3'h4;
+    end
+    if (pix_bits[3]) begin
+      \bit  = 3'h3;
+    end
+    if (pix_bits[2]) begin
+      \bit  = 3'h2;
+    end
+    if (pix_bits[1]) begin
+      \bit  = 3'h1;
+    end
+    if (pix_bits[0]) begin
+      \bit  = 3'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     load = 1'h0;
     casez (fsm_state)
       1'h0:
-          if (\$5 ) begin
-            if (ready) begin
-              load = 1'h1;
-            end
+          if (\$4 ) begin
+            load = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    emptying = 1'h0;
+    \$signal$31  = 1'h0;
     casez (fsm_state)
       1'h0:
-          (* full_case = 32'd1 *)
-          if (\$5 ) begin
-            if (ready) begin
-              emptying = \$9 ;
-            end
-          end else begin
-            emptying = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    pixels__ready = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          if (\$11 ) begin
-            pixels__ready = 1'h1;
+          if (\$7 ) begin
+            \$signal$31  = 1'h1;
           end
     endcase
   end
@@ -2536,255 +3941,144 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
       1'h0:
           /* empty */;
       1'h1:
-          if (\$23 ) begin
+          if (\$9 ) begin
             sweep_now = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_g = 4'h0;
     (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            op_g = sweep_g;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_y = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            op_y = sweep_y;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_x = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            op_x = sweep_x;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_last_step = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            op_last_step = \$24 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_end = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            op_end = \$25 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    op_fire_k = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$23 ) begin
-            op_fire_k = fire_k[0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    out = \$signature__data ;
-    if (\$27 ) begin
-      out[20:0] = s4_v[20:0];
-      out[41:21] = s4_v[41:21];
-      out[62:42] = s4_v[62:42];
-      out[83:63] = s4_v[83:63];
+    if (\$11 ) begin
+      result[20:0] = \$signal$51 [20:0];
+    end else begin
+      result[20:0] = \$24 ;
     end
-    if (\$29 ) begin
-      out[20:0] = \$signal$67 [20:0];
-      out[41:21] = \$signal$67 [41:21];
-      out[62:42] = \$signal$67 [62:42];
-      out[83:63] = \$signal$67 [83:63];
+    (* full_case = 32'd1 *)
+    if (\$25 ) begin
+      result[41:21] = \$signal$51 [42:22];
+    end else begin
+      result[41:21] = \$38 ;
     end
-    if (\$33 ) begin
-      out[20:0] = s2_val[20:0];
-      out[41:21] = s2_val[42:22];
-      out[62:42] = s2_val[64:44];
-      out[83:63] = s2_val[86:66];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \out$71  = \$signature__data$72 ;
-    if (\$35 ) begin
-      \out$71 [19:0] = s4_c[19:0];
-      \out$71 [39:20] = s4_c[39:20];
-      \out$71 [59:40] = s4_c[59:40];
-      \out$71 [79:60] = s4_c[79:60];
-    end
-    if (\$37 ) begin
-      \out$71 [19:0] = \$signal$76 [19:0];
-      \out$71 [39:20] = \$signal$76 [39:20];
-      \out$71 [59:40] = \$signal$76 [59:40];
-      \out$71 [79:60] = \$signal$76 [79:60];
-    end
+    (* full_case = 32'd1 *)
     if (\$39 ) begin
-      \out$71 [19:0] = \$signal$78 [19:0];
-      \out$71 [39:20] = \$signal$78 [39:20];
-      \out$71 [59:40] = \$signal$78 [59:40];
-      \out$71 [79:60] = \$signal$78 [79:60];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    w_now = 64'h0000000000000000;
-    if (\$40 ) begin
-      w_now[15:0] = { \$signature__data$81 [7], \$signature__data$81 [7], \$signature__data$81 [7], \$signature__data$81 [7], \$signature__data$81 [7], \$signature__data$81 [7], \$signature__data$81 [7], \$signature__data$81 [7], \$signature__data$81 [7:0] };
-      w_now[31:16] = { \$signature__data$81 [15], \$signature__data$81 [15], \$signature__data$81 [15], \$signature__data$81 [15], \$signature__data$81 [15], \$signature__data$81 [15], \$signature__data$81 [15], \$signature__data$81 [15], \$signature__data$81 [15:8] };
-      w_now[47:32] = { \$signature__data$81 [23], \$signature__data$81 [23], \$signature__data$81 [23], \$signature__data$81 [23], \$signature__data$81 [23], \$signature__data$81 [23], \$signature__data$81 [23], \$signature__data$81 [23], \$signature__data$81 [23:16] };
-      w_now[63:48] = { \$signature__data$81 [31], \$signature__data$81 [31], \$signature__data$81 [31], \$signature__data$81 [31], \$signature__data$81 [31], \$signature__data$81 [31], \$signature__data$81 [31], \$signature__data$81 [31], \$signature__data$81 [31:24] };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$41 ) begin
-      val[21:0] = \$44 [21:0];
+      result[62:42] = \$signal$51 [64:44];
     end else begin
-      val[21:0] = \$46 [21:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$47 ) begin
-      val[43:22] = \$50 [21:0];
-    end else begin
-      val[43:22] = \$52 [21:0];
+      result[62:42] = \$52 ;
     end
     (* full_case = 32'd1 *)
     if (\$53 ) begin
-      val[65:44] = \$56 [21:0];
+      result[83:63] = \$signal$51 [86:66];
     end else begin
-      val[65:44] = \$58 [21:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$59 ) begin
-      val[87:66] = \$62 [21:0];
-    end else begin
-      val[87:66] = \$64 [21:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$65 ) begin
-      result[20:0] = s2_val[20:0];
-    end else begin
-      result[20:0] = \$76 [20:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$77 ) begin
-      result[41:21] = s2_val[42:22];
-    end else begin
-      result[41:21] = \$88 [20:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$89 ) begin
-      result[62:42] = s2_val[64:44];
-    end else begin
-      result[62:42] = \$100 [20:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$101 ) begin
-      result[83:63] = s2_val[86:66];
-    end else begin
-      result[83:63] = \$112 [20:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    spikes0 = 3'h0;
-    (* full_case = 32'd1 *)
-    if (\$65 ) begin
-    end else begin
-      spikes0 = \$73 [2:0];
+      result[83:63] = \$66 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     out_counts = 12'h000;
     (* full_case = 32'd1 *)
-    if (\$65 ) begin
+    if (\$11 ) begin
     end else begin
-      out_counts[2:0] = spikes0;
+      out_counts[2:0] = \$19 [2:0];
     end
     (* full_case = 32'd1 *)
-    if (\$77 ) begin
+    if (\$25 ) begin
     end else begin
-      out_counts[5:3] = spikes1;
+      out_counts[5:3] = \$33 [2:0];
     end
     (* full_case = 32'd1 *)
-    if (\$89 ) begin
+    if (\$39 ) begin
     end else begin
-      out_counts[8:6] = spikes2;
+      out_counts[8:6] = \$47 [2:0];
     end
     (* full_case = 32'd1 *)
-    if (\$101 ) begin
+    if (\$53 ) begin
     end else begin
-      out_counts[11:9] = spikes3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    spikes1 = 3'h0;
-    (* full_case = 32'd1 *)
-    if (\$77 ) begin
-    end else begin
-      spikes1 = \$85 [2:0];
+      out_counts[11:9] = \$61 [2:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    spikes2 = 3'h0;
+    kept0 = 21'h000000;
     (* full_case = 32'd1 *)
-    if (\$89 ) begin
+    if (\$11 ) begin
     end else begin
-      spikes2 = \$97 [2:0];
+      kept0 = \$signal$51 [20:0];
+      if (\$20 ) begin
+        kept0 = d1_0[20:0];
+      end
+      if (\$21 ) begin
+        kept0 = d2_0[20:0];
+      end
+      if (\$22 ) begin
+        kept0 = d3_0[20:0];
+      end
+      if (\$23 ) begin
+        kept0 = d4_0[20:0];
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    spikes3 = 3'h0;
+    kept1 = 21'h000000;
     (* full_case = 32'd1 *)
-    if (\$101 ) begin
+    if (\$25 ) begin
     end else begin
-      spikes3 = \$109 [2:0];
+      kept1 = \$signal$51 [42:22];
+      if (\$34 ) begin
+        kept1 = d1_1[20:0];
+      end
+      if (\$35 ) begin
+        kept1 = d2_1[20:0];
+      end
+      if (\$36 ) begin
+        kept1 = d3_1[20:0];
+      end
+      if (\$37 ) begin
+        kept1 = d4_1[20:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    kept2 = 21'h000000;
+    (* full_case = 32'd1 *)
+    if (\$39 ) begin
+    end else begin
+      kept2 = \$signal$51 [64:44];
+      if (\$48 ) begin
+        kept2 = d1_2[20:0];
+      end
+      if (\$49 ) begin
+        kept2 = d2_2[20:0];
+      end
+      if (\$50 ) begin
+        kept2 = d3_2[20:0];
+      end
+      if (\$51 ) begin
+        kept2 = d4_2[20:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    kept3 = 21'h000000;
+    (* full_case = 32'd1 *)
+    if (\$53 ) begin
+    end else begin
+      kept3 = \$signal$51 [86:66];
+      if (\$62 ) begin
+        kept3 = d1_3[20:0];
+      end
+      if (\$63 ) begin
+        kept3 = d2_3[20:0];
+      end
+      if (\$64 ) begin
+        kept3 = d3_3[20:0];
+      end
+      if (\$65 ) begin
+        kept3 = d4_3[20:0];
+      end
     end
   end
   always @* begin
@@ -2806,10 +4100,10 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     o__payload[9:6] = 4'h0;
-    if (r_rdy) begin
+    if (\$signal$94 ) begin
       (* full_case = 32'd1 *)
-      if (\$129 ) begin
-        o__payload[8:6] = \$130 ;
+      if (\$96 ) begin
+        o__payload[8:6] = \$97 ;
       end else begin
         o__payload[9] = 1'h1;
       end
@@ -2818,9 +4112,9 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     o__valid = 1'h0;
-    if (r_rdy) begin
+    if (\$signal$94 ) begin
       (* full_case = 32'd1 *)
-      if (\$129 ) begin
+      if (\$96 ) begin
         o__valid = 1'h1;
       end else begin
         o__valid = 1'h1;
@@ -2829,809 +4123,1031 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    r_en = 1'h0;
-    if (r_rdy) begin
+    \$signal$97  = 1'h0;
+    if (\$signal$94 ) begin
       (* full_case = 32'd1 *)
-      if (\$129 ) begin
+      if (\$96 ) begin
         if (o__ready) begin
-          if (\$135 ) begin
-            r_en = 1'h1;
+          if (\$102 ) begin
+            \$signal$97  = 1'h1;
           end
         end
       end else begin
         if (o__ready) begin
-          r_en = 1'h1;
+          \$signal$97  = 1'h1;
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$207  = pix_bits;
+    \$932  = \$108 [5:0];
+    if (rst) begin
+      \$932  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$933  = \$109 ;
+    if (rst) begin
+      \$933  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$934  = pix_bits;
     casez (fsm_state)
       1'h0:
         begin
-          if (\$138 ) begin
-            if (ready) begin
-              \$207  = \$141 [7:0];
-            end
+          if (\$111 ) begin
+            \$934  = { \$147 , \$139 , \$132 , \$126 , \$121 , \$117 , \$114 , \$112  };
           end
-          if (\$143 ) begin
-            if (pixels__valid) begin
-              \$207  = pixels__payload;
+          if (\$490 ) begin
+            if (\$signal$101 ) begin
+              \$934  = \$signal$102 ;
             end
           end
         end
     endcase
     if (rst) begin
-      \$207  = 8'h00;
+      \$934  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$208  = pixel_count;
+    \$935  = \$signal$26 ;
     casez (fsm_state)
       1'h0:
         begin
-          if (\$143 ) begin
-            if (pixels__valid) begin
-              \$208  = \$144 [6:0];
-            end
+          if (\$111 ) begin
+            \$935  = \$184 ;
           end
-          if (\$154 ) begin
-            \$208  = 7'h00;
+          if (\$490 ) begin
+            if (\$signal$101 ) begin
+              \$935  = \$491 ;
+            end
           end
         end
     endcase
     if (rst) begin
-      \$208  = 7'h00;
+      \$935  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$209  = pix_c;
-    casez (fsm_state)
-      1'h0:
-          if (\$143 ) begin
-            if (pixels__valid) begin
-              \$209  = \$like$122 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$209  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$210  = pix_y;
-    casez (fsm_state)
-      1'h0:
-          if (\$143 ) begin
-            if (pixels__valid) begin
-              \$210  = \$like$123 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$210  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$211  = pix_x;
-    casez (fsm_state)
-      1'h0:
-          if (\$143 ) begin
-            if (pixels__valid) begin
-              \$211  = nxt_x;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$211  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$212  = pix_index;
-    casez (fsm_state)
-      1'h0:
-          if (\$143 ) begin
-            if (pixels__valid) begin
-              \$212  = nxt_index;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$212  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$213  = nxt_x;
+    \$936  = \$signal$29 ;
     casez (fsm_state)
       1'h0:
         begin
-          if (\$143 ) begin
-            if (pixels__valid) begin
+          if (\$111 ) begin
+            \$936  = \$487 ;
+          end
+          if (\$490 ) begin
+            if (\$signal$101 ) begin
+              \$936  = \$506 ;
+            end
+          end
+        end
+    endcase
+    if (rst) begin
+      \$936  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$937  = pixel_count;
+    casez (fsm_state)
+      1'h0:
+        begin
+          if (\$490 ) begin
+            if (\$signal$101 ) begin
+              \$937  = \$507 [6:0];
+            end
+          end
+          if (\$517 ) begin
+            \$937  = 7'h00;
+          end
+        end
+    endcase
+    if (rst) begin
+      \$937  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$938  = more_pixels;
+    casez (fsm_state)
+      1'h0:
+        begin
+          if (\$490 ) begin
+            if (\$signal$101 ) begin
+              \$938  = \$508 ;
+            end
+          end
+          if (\$517 ) begin
+            \$938  = 1'h1;
+          end
+        end
+    endcase
+    if (rst) begin
+      \$938  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$939  = ev_c;
+    casez (fsm_state)
+      1'h0:
+          if (\$490 ) begin
+            if (\$signal$101 ) begin
+              \$939  = \$like ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$939  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$940  = ev_y;
+    casez (fsm_state)
+      1'h0:
+          if (\$490 ) begin
+            if (\$signal$101 ) begin
+              \$940  = \$like$105 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$940  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$941  = ev_x;
+    casez (fsm_state)
+      1'h0:
+          if (\$490 ) begin
+            if (\$signal$101 ) begin
+              \$941  = nxt_x;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$941  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$942  = pix_index;
+    casez (fsm_state)
+      1'h0:
+          if (\$490 ) begin
+            if (\$signal$101 ) begin
+              \$942  = nxt_index;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$942  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$943  = nxt_x;
+    casez (fsm_state)
+      1'h0:
+        begin
+          if (\$490 ) begin
+            if (\$signal$101 ) begin
               (* full_case = 32'd1 *)
-              if (\$145 ) begin
-                \$213  = 3'h0;
+              if (\$509 ) begin
+                \$943  = 3'h0;
               end else begin
-                \$213  = \$149 [2:0];
+                \$943  = \$513 [2:0];
               end
             end
           end
-          if (\$154 ) begin
-            \$213  = 3'h0;
+          if (\$517 ) begin
+            \$943  = 3'h0;
           end
         end
     endcase
     if (rst) begin
-      \$213  = 3'h0;
+      \$943  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$214  = \$like$123 ;
+    \$944  = \$like$105 ;
     casez (fsm_state)
       1'h0:
         begin
-          if (\$143 ) begin
-            if (pixels__valid) begin
-              if (\$145 ) begin
+          if (\$490 ) begin
+            if (\$signal$101 ) begin
+              if (\$509 ) begin
                 (* full_case = 32'd1 *)
-                if (\$146 ) begin
-                  \$214  = 3'h0;
+                if (\$510 ) begin
+                  \$944  = 3'h0;
                 end else begin
-                  \$214  = \$148 [2:0];
+                  \$944  = \$512 [2:0];
                 end
               end
             end
           end
-          if (\$154 ) begin
-            \$214  = 3'h0;
+          if (\$517 ) begin
+            \$944  = 3'h0;
           end
         end
     endcase
     if (rst) begin
-      \$214  = 3'h0;
+      \$944  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$215  = \$like$122 ;
+    \$945  = \$like ;
     casez (fsm_state)
       1'h0:
         begin
-          if (\$143 ) begin
-            if (pixels__valid) begin
-              if (\$145 ) begin
-                if (\$146 ) begin
-                  \$215  = \$147 [0];
+          if (\$490 ) begin
+            if (\$signal$101 ) begin
+              if (\$509 ) begin
+                if (\$510 ) begin
+                  \$945  = \$511 [0];
                 end
               end
             end
           end
-          if (\$154 ) begin
-            \$215  = 1'h0;
+          if (\$517 ) begin
+            \$945  = 1'h0;
           end
         end
     endcase
     if (rst) begin
-      \$215  = 1'h0;
+      \$945  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$216  = nxt_index;
+    \$946  = nxt_index;
     casez (fsm_state)
       1'h0:
-          if (\$154 ) begin
-            \$216  = 6'h00;
+          if (\$517 ) begin
+            \$946  = 6'h00;
           end
     endcase
     if (rst) begin
-      \$216  = 6'h00;
+      \$946  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$217  = fsm_state;
+    \$947  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
-          if (\$154 ) begin
-            \$217  = 1'h1;
+          if (\$517 ) begin
+            \$947  = 1'h1;
           end
       1'h1:
-          if (\$166 ) begin
-            if (\$167 ) begin
+          if (\$519 ) begin
+            if (sweep_last) begin
               (* full_case = 32'd1 *)
-              if (\$168 ) begin
-                \$217  = 1'h0;
+              if (\$520 ) begin
+                \$947  = 1'h0;
               end else begin
-                \$217  = 1'h1;
+                \$947  = 1'h1;
               end
             end
           end
     endcase
     if (rst) begin
-      \$217  = 1'h0;
+      \$947  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$218  = sweep_addr;
+    \$948  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$166 ) begin
+          if (\$519 ) begin
             (* full_case = 32'd1 *)
-            if (\$167 ) begin
-              \$218  = 4'h0;
+            if (sweep_last) begin
+              \$948  = 4'h0;
             end else begin
-              \$218  = \$170 [3:0];
+              \$948  = \$522 [3:0];
             end
           end
     endcase
     if (rst) begin
-      \$218  = 4'h0;
+      \$948  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$219  = sweep_g;
+    \$949  = sweep_g;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$166 ) begin
+          if (\$519 ) begin
             (* full_case = 32'd1 *)
-            if (\$167 ) begin
-              \$219  = 4'h0;
+            if (sweep_last) begin
+              \$949  = 4'h0;
             end else begin
               (* full_case = 32'd1 *)
-              if (\$171 ) begin
-                \$219  = 4'h0;
+              if (\$524 ) begin
+                \$949  = 4'h0;
               end else begin
-                \$219  = \$175 [3:0];
+                \$949  = \$528 [3:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$219  = 4'h0;
+      \$949  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$220  = sweep_y;
+    \$950  = sweep_y;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$166 ) begin
+          if (\$519 ) begin
             (* full_case = 32'd1 *)
-            if (\$167 ) begin
-              \$220  = 1'h0;
+            if (sweep_last) begin
+              \$950  = 1'h0;
             end else begin
-              if (\$171 ) begin
-                if (\$172 ) begin
-                  \$220  = \$173 [0];
+              if (\$524 ) begin
+                if (\$525 ) begin
+                  \$950  = \$526 [0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$220  = 1'h0;
+      \$950  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$221  = sweep_x;
+    \$951  = sweep_x;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$166 ) begin
+          if (\$519 ) begin
             (* full_case = 32'd1 *)
-            if (\$167 ) begin
-              \$221  = 1'h0;
+            if (sweep_last) begin
+              \$951  = 1'h0;
             end else begin
-              if (\$171 ) begin
+              if (\$524 ) begin
                 (* full_case = 32'd1 *)
-                if (\$172 ) begin
-                  \$221  = 1'h0;
+                if (\$525 ) begin
+                  \$951  = 1'h0;
                 end else begin
-                  \$221  = \$174 [0];
+                  \$951  = \$527 [0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$221  = 1'h0;
+      \$951  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$222  = step;
+    \$952  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$166 ) begin
-            if (\$167 ) begin
+          if (\$519 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$952  = 1'h0;
+            end else begin
+              \$952  = \$523 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$952  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$953  = step;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$519 ) begin
+            if (sweep_last) begin
               (* full_case = 32'd1 *)
-              if (\$168 ) begin
-                \$222  = 2'h0;
+              if (\$520 ) begin
+                \$953  = 2'h0;
               end else begin
-                \$222  = \$169 [1:0];
+                \$953  = \$521 [1:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$222  = 2'h0;
+      \$953  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$223  = fire_k;
+    \$954  = fire_k;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$166 ) begin
-            if (\$167 ) begin
-              if (\$168 ) begin
-                \$223  = 2'h0;
+          if (\$519 ) begin
+            if (sweep_last) begin
+              if (\$520 ) begin
+                \$954  = 2'h0;
               end
             end
           end
     endcase
     if (rst) begin
-      \$223  = 2'h0;
+      \$954  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$224  = plane;
+    \$955  = plane;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$166 ) begin
-            if (\$167 ) begin
-              if (\$168 ) begin
-                \$224  = 2'h0;
+          if (\$519 ) begin
+            if (sweep_last) begin
+              if (\$520 ) begin
+                \$955  = 2'h0;
               end
             end
           end
     endcase
     if (rst) begin
-      \$224  = 2'h0;
+      \$955  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$225  = \$176 ;
+    \$956  = \$529 ;
     if (rst) begin
-      \$225  = 1'h0;
+      \$956  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$226  = \op_valid$4 ;
+    \$957  = \$531 ;
     if (rst) begin
-      \$226  = 1'h0;
+      \$957  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$227  = op_kind;
+    \$958  = issue;
     if (rst) begin
-      \$227  = 1'h0;
+      \$958  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$228  = op_cur;
+    \$959  = st0;
     if (rst) begin
-      \$228  = 1'h0;
+      \$959  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$229  = op_addr;
+    \$960  = st1;
     if (rst) begin
-      \$229  = 4'h0;
+      \$960  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$230  = op_proj;
+    \$961  = st2;
     if (rst) begin
-      \$230  = 1'h0;
+      \$961  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$231  = op_count;
+    \$962  = st3;
     if (rst) begin
-      \$231  = 1'h0;
+      \$962  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$232  = op_shift;
+    \$963  = st4;
     if (rst) begin
-      \$232  = 4'h0;
+      \$963  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$233  = op_last_step;
+    \$964  = st5;
     if (rst) begin
-      \$233  = 1'h0;
+      \$964  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$234  = op_fire_k;
+    \$965  = st6;
     if (rst) begin
-      \$234  = 1'h0;
+      \$965  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$235  = op_end;
+    \$966  = st7;
     if (rst) begin
-      \$235  = 1'h0;
+      \$966  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$236  = op_g;
+    \$967  = \$signature__data ;
     if (rst) begin
-      \$236  = 4'h0;
+      \$967  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$237  = op_y;
+    \$968  = \$532 ;
     if (rst) begin
-      \$237  = 1'h0;
+      \$968  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$238  = op_x;
+    \$969  = \$533 ;
     if (rst) begin
-      \$238  = 1'h0;
+      \$969  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$239  = \$signal$35 ;
+    \$970  = \$534 ;
     if (rst) begin
-      \$239  = 1'h0;
+      \$970  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$240  = \$signal$36 ;
+    \$971  = \$535 ;
     if (rst) begin
-      \$240  = 1'h0;
+      \$971  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$241  = s1_addr;
+    \$972  = addend;
+    if (\$536 ) begin
+      \$972 [14:0] = w2_0_0;
+      \$972 [29:15] = w2_0_1;
+      \$972 [44:30] = w2_0_2;
+      \$972 [59:45] = w2_0_3;
+    end
     if (rst) begin
-      \$241  = 4'h0;
+      \$972  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$242  = val;
+    \$973  = \$signature__data$125 ;
     if (rst) begin
-      \$242  = 88'h0000000000000000000000;
+      \$973  = 84'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$243  = \$180 ;
+    \$974  = b_rd__data;
     if (rst) begin
-      \$243  = 1'h0;
+      \$974  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$244  = s1_last_step;
+    \$975  = \$signature__data$129 ;
     if (rst) begin
-      \$244  = 1'h0;
+      \$975  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$245  = s1_fire_k;
+    \$976  = v_wr__data;
     if (rst) begin
-      \$245  = 1'h0;
+      \$976  = 84'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$246  = s1_end;
+    \$977  = res8;
     if (rst) begin
-      \$246  = 1'h0;
+      \$977  = 84'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$247  = s1_g;
+    \$978  = c_wr__data;
     if (rst) begin
-      \$247  = 4'h0;
+      \$978  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$248  = \$like$134 ;
+    \$979  = cres8;
     if (rst) begin
-      \$248  = 1'h0;
+      \$979  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$249  = s1_x;
+    \$980  = b_raw;
     if (rst) begin
-      \$249  = 1'h0;
+      \$980  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$250  = s1_addr;
+    \$981  = \$like$134 ;
     if (rst) begin
-      \$250  = 4'h0;
+      \$981  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$251  = \$186 ;
+    \$982 [0] = \$544 ;
+    \$982 [1] = \$562 ;
+    \$982 [2] = \$578 ;
+    \$982 [3] = \$592 ;
+    \$982 [4] = \$606 ;
     if (rst) begin
-      \$251  = 1'h0;
+      \$982  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$252 [19:0] = \$188 [19:0];
-    \$252 [39:20] = \$190 [19:0];
-    \$252 [59:40] = \$192 [19:0];
-    \$252 [79:60] = \$194 [19:0];
+    \$983 [0] = \$554 ;
+    \$983 [1] = \$572 ;
+    \$983 [2] = \$586 ;
+    \$983 [3] = \$600 ;
+    \$983 [4] = \$614 ;
     if (rst) begin
-      \$252  = 80'h00000000000000000000;
+      \$983  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$253  = \$signal$37 ;
+    \$984  = { \$710 , \$701 , \$692 , \$684 , \$677 , \$667 , \$657 , \$648 , \$640 , \$626  };
     if (rst) begin
-      \$253  = 1'h0;
+      \$984  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$254  = \$signal$38 ;
+    \$985  = { \$755 , \$746 , \$737 , \$729 , \$722 , \$716 , 1'h0, \$711  };
     if (rst) begin
-      \$254  = 1'h0;
+      \$985  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$255  = s2_addr;
+    \$986 [21:0] = \$790 [21:0];
+    \$986 [43:22] = \$825 [21:0];
+    \$986 [65:44] = \$860 [21:0];
+    \$986 [87:66] = \$895 [21:0];
     if (rst) begin
-      \$255  = 4'h0;
+      \$986  = 88'h0000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$256  = result;
+    \$987 [21:0] = \$signal$140 [21:0];
+    \$987 [43:22] = \$signal$140 [43:22];
+    \$987 [65:44] = \$signal$140 [65:44];
+    \$987 [87:66] = \$signal$140 [87:66];
     if (rst) begin
-      \$256  = 84'h000000000000000000000;
+      \$987  = 88'h0000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$257  = \$signal$68 ;
+    \$988  = \$896 ;
     if (rst) begin
-      \$257  = 1'h0;
+      \$988  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$258  = \$signal$77 ;
+    \$989  = \$897 ;
     if (rst) begin
-      \$258  = 1'h0;
+      \$989  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$259  = \$signal$78 ;
+    \$990  = \$898 ;
     if (rst) begin
-      \$259  = 80'h00000000000000000000;
+      \$990  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$260  = s3_addr;
+    \$991  = \$899 ;
     if (rst) begin
-      \$260  = 4'h0;
+      \$991  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$261  = \$signal$67 ;
+    \$992  = \$900 ;
     if (rst) begin
-      \$261  = 84'h000000000000000000000;
+      \$992  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$262  = \$signal$65 ;
+    \$993  = \$901 ;
     if (rst) begin
-      \$262  = 1'h0;
+      \$993  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$263  = \$signal$75 ;
+    \$994  = \$902 ;
     if (rst) begin
-      \$263  = 1'h0;
+      \$994  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$264  = \$signal$76 ;
+    \$995  = \$903 ;
     if (rst) begin
-      \$264  = 80'h00000000000000000000;
+      \$995  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$265  = entry;
+    \$996  = \$904 ;
     if (rst) begin
-      \$265  = 19'h00000;
+      \$996  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$266  = \$198 ;
+    \$997  = \$905 ;
     if (rst) begin
-      \$266  = 1'h0;
+      \$997  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$267  = done;
-    if (r_rdy) begin
+    \$998  = \$906 ;
+    if (rst) begin
+      \$998  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$999  = \$907 ;
+    if (rst) begin
+      \$999  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1000  = \$908 ;
+    if (rst) begin
+      \$1000  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1001  = \$909 ;
+    if (rst) begin
+      \$1001  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1002  = \$910 ;
+    if (rst) begin
+      \$1002  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1003  = \$911 ;
+    if (rst) begin
+      \$1003  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1004  = result;
+    if (rst) begin
+      \$1004  = 84'h000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1005 [19:0] = \$913 [19:0];
+    \$1005 [39:20] = \$915 [19:0];
+    \$1005 [59:40] = \$917 [19:0];
+    \$1005 [79:60] = \$919 [19:0];
+    if (rst) begin
+      \$1005  = 80'h00000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1006  = entry;
+    if (rst) begin
+      \$1006  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1007  = \$923 ;
+    if (rst) begin
+      \$1007  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1008  = done;
+    if (\$signal$94 ) begin
       (* full_case = 32'd1 *)
-      if (\$199 ) begin
+      if (\$924 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
-          if (\$204 ) begin
-            \$267  = 4'h0;
+          if (\$929 ) begin
+            \$1008  = 4'h0;
           end else begin
-            \$267  = \$206 [3:0];
+            \$1008  = \$931 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$267  = 4'h0;
+          \$1008  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$267  = 4'h0;
+      \$1008  = 4'h0;
     end
   end
-  assign \$signal  = 1'h0;
-  assign \$signal$42  = 1'h0;
-  assign op_vaddr = op_addr;
-  assign \$signature__addr$56  = op_addr;
-  assign b_rd__addr = op_addr;
-  assign \$signature__addr$58  = op_addr;
-  assign v_wr__addr = s3_addr;
-  assign v_wr__data = \$signal$67 ;
-  assign v_wr__en = \$113 [0];
-  assign c_wr__addr = s3_addr;
-  assign c_wr__data = \$signal$76 ;
-  assign c_wr__en = \$114 [0];
-  assign s3_entry = w_data;
-  assign s3_push = w_en;
+  assign \$signal$5  = 1'h0;
+  assign \$signal$9  = pixels__payload;
+  assign \$signal$11  = pixels__valid;
+  assign \$signal$14  = pixels__ready;
+  assign pix_c = ev_c;
+  assign pix_y = ev_y;
+  assign pix_x = ev_x;
+  assign ev_count = 1'h1;
+  assign ev_shift = { 1'h0, \bit  };
+  assign \$signal$34  = 1'h0;
+  assign \$signature__addr  = st0[17:8];
+  assign \$signature__addr$45  = st2[7:4];
+  assign b_rd__addr = st2[7:4];
+  assign \$signature__addr$48  = st2[7:4];
+  assign v_wr__addr = st7[7:4];
+  assign res7 = v_wr__data;
+  assign v_wr__en = \$71 [0];
+  assign c_wr__addr = st7[7:4];
+  assign cres7 = c_wr__data;
+  assign c_wr__en = \$78 [0];
+  assign entry7 = \$signal$84 ;
+  assign push7 = \$signal$86 ;
   assign busy = op_valid;
-  assign \out[0]  = out[20:0];
-  assign \out[1]  = out[41:21];
-  assign \out[2]  = out[62:42];
-  assign \out[3]  = out[83:63];
-  assign \$signature__data[0]  = \$signature__data [20:0];
-  assign \$signature__data[1]  = \$signature__data [41:21];
-  assign \$signature__data[2]  = \$signature__data [62:42];
-  assign \$signature__data[3]  = \$signature__data [83:63];
-  assign \s4_v[0]  = s4_v[20:0];
-  assign \s4_v[1]  = s4_v[41:21];
-  assign \s4_v[2]  = s4_v[62:42];
-  assign \s4_v[3]  = s4_v[83:63];
-  assign \$signal$67[0]  = \$signal$67 [20:0];
-  assign \$signal$67[1]  = \$signal$67 [41:21];
-  assign \$signal$67[2]  = \$signal$67 [62:42];
-  assign \$signal$67[3]  = \$signal$67 [83:63];
-  assign \s2_val[0]  = s2_val[21:0];
-  assign \s2_val[1]  = s2_val[43:22];
-  assign \s2_val[2]  = s2_val[65:44];
-  assign \s2_val[3]  = s2_val[87:66];
-  assign \out$71[0]  = \out$71 [19:0];
-  assign \out$71[1]  = \out$71 [39:20];
-  assign \out$71[2]  = \out$71 [59:40];
-  assign \out$71[3]  = \out$71 [79:60];
-  assign \$signature__data$72[0]  = \$signature__data$72 [19:0];
-  assign \$signature__data$72[1]  = \$signature__data$72 [39:20];
-  assign \$signature__data$72[2]  = \$signature__data$72 [59:40];
-  assign \$signature__data$72[3]  = \$signature__data$72 [79:60];
-  assign \s4_c[0]  = s4_c[19:0];
-  assign \s4_c[1]  = s4_c[39:20];
-  assign \s4_c[2]  = s4_c[59:40];
-  assign \s4_c[3]  = s4_c[79:60];
-  assign \$signal$76[0]  = \$signal$76 [19:0];
-  assign \$signal$76[1]  = \$signal$76 [39:20];
-  assign \$signal$76[2]  = \$signal$76 [59:40];
-  assign \$signal$76[3]  = \$signal$76 [79:60];
-  assign \$signal$78[0]  = \$signal$78 [19:0];
-  assign \$signal$78[1]  = \$signal$78 [39:20];
-  assign \$signal$78[2]  = \$signal$78 [59:40];
-  assign \$signal$78[3]  = \$signal$78 [79:60];
-  assign \w_now[0]  = w_now[15:0];
-  assign \w_now[1]  = w_now[31:16];
-  assign \w_now[2]  = w_now[47:32];
-  assign \w_now[3]  = w_now[63:48];
-  assign \$signature__data$81[0]  = \$signature__data$81 [7:0];
-  assign \$signature__data$81[1]  = \$signature__data$81 [15:8];
-  assign \$signature__data$81[2]  = \$signature__data$81 [23:16];
-  assign \$signature__data$81[3]  = \$signature__data$81 [31:24];
-  assign \val[0]  = val[21:0];
-  assign \val[1]  = val[43:22];
-  assign \val[2]  = val[65:44];
-  assign \val[3]  = val[87:66];
-  assign \b_rd__data[0]  = b_rd__data[16:0];
-  assign \b_rd__data[1]  = b_rd__data[33:17];
-  assign \b_rd__data[2]  = b_rd__data[50:34];
-  assign \b_rd__data[3]  = b_rd__data[67:51];
+  assign \issue.valid  = issue[0];
+  assign \issue.kind  = issue[1];
+  assign \issue.cur  = issue[2];
+  assign \issue.bank  = issue[3];
+  assign \issue.addr  = issue[7:4];
+  assign \issue.waddr  = issue[17:8];
+  assign \issue.proj  = issue[18];
+  assign \issue.count  = issue[19];
+  assign \issue.shift  = issue[23:20];
+  assign \issue.last_step  = issue[24];
+  assign \issue.fire_k  = issue[25];
+  assign \issue.end  = issue[26];
+  assign \issue.g  = issue[30:27];
+  assign \issue.y  = issue[31];
+  assign \issue.x  = issue[32];
+  assign \st0.valid  = st0[0];
+  assign \st0.kind  = st0[1];
+  assign \st0.cur  = st0[2];
+  assign \st0.bank  = st0[3];
+  assign \st0.addr  = st0[7:4];
+  assign \st0.waddr  = st0[17:8];
+  assign \st0.proj  = st0[18];
+  assign \st0.count  = st0[19];
+  assign \st0.shift  = st0[23:20];
+  assign \st0.last_step  = st0[24];
+  assign \st0.fire_k  = st0[25];
+  assign \st0.end  = st0[26];
+  assign \st0.g  = st0[30:27];
+  assign \st0.y  = st0[31];
+  assign \st0.x  = st0[32];
+  assign \st2.valid  = st2[0];
+  assign \st2.kind  = st2[1];
+  assign \st2.cur  = st2[2];
+  assign \st2.bank  = st2[3];
+  assign \st2.addr  = st2[7:4];
+  assign \st2.waddr  = st2[17:8];
+  assign \st2.proj  = st2[18];
+  assign \st2.count  = st2[19];
+  assign \st2.shift  = st2[23:20];
+  assign \st2.last_step  = st2[24];
+  assign \st2.fire_k  = st2[25];
+  assign \st2.end  = st2[26];
+  assign \st2.g  = st2[30:27];
+  assign \st2.y  = st2[31];
+  assign \st2.x  = st2[32];
+  assign \st6.valid  = st6[0];
+  assign \st6.kind  = st6[1];
+  assign \st6.cur  = st6[2];
+  assign \st6.bank  = st6[3];
+  assign \st6.addr  = st6[7:4];
+  assign \st6.waddr  = st6[17:8];
+  assign \st6.proj  = st6[18];
+  assign \st6.count  = st6[19];
+  assign \st6.shift  = st6[23:20];
+  assign \st6.last_step  = st6[24];
+  assign \st6.fire_k  = st6[25];
+  assign \st6.end  = st6[26];
+  assign \st6.g  = st6[30:27];
+  assign \st6.y  = st6[31];
+  assign \st6.x  = st6[32];
   assign \result[0]  = result[20:0];
   assign \result[1]  = result[41:21];
   assign \result[2]  = result[62:42];
   assign \result[3]  = result[83:63];
+  assign \$signal$51[0]  = \$signal$51 [21:0];
+  assign \$signal$51[1]  = \$signal$51 [43:22];
+  assign \$signal$51[2]  = \$signal$51 [65:44];
+  assign \$signal$51[3]  = \$signal$51 [87:66];
   assign \out_counts[0]  = out_counts[2:0];
   assign \out_counts[1]  = out_counts[5:3];
   assign \out_counts[2]  = out_counts[8:6];
   assign \out_counts[3]  = out_counts[11:9];
-  assign \v_wr__data[0]  = \$signal$67 [20:0];
-  assign \v_wr__data[1]  = \$signal$67 [41:21];
-  assign \v_wr__data[2]  = \$signal$67 [62:42];
-  assign \v_wr__data[3]  = \$signal$67 [83:63];
-  assign \c_wr__data[0]  = \$signal$76 [19:0];
-  assign \c_wr__data[1]  = \$signal$76 [39:20];
-  assign \c_wr__data[2]  = \$signal$76 [59:40];
-  assign \c_wr__data[3]  = \$signal$76 [79:60];
+  assign \st7.valid  = st7[0];
+  assign \st7.kind  = st7[1];
+  assign \st7.cur  = st7[2];
+  assign \st7.bank  = st7[3];
+  assign \st7.addr  = st7[7:4];
+  assign \st7.waddr  = st7[17:8];
+  assign \st7.proj  = st7[18];
+  assign \st7.count  = st7[19];
+  assign \st7.shift  = st7[23:20];
+  assign \st7.last_step  = st7[24];
+  assign \st7.fire_k  = st7[25];
+  assign \st7.end  = st7[26];
+  assign \st7.g  = st7[30:27];
+  assign \st7.y  = st7[31];
+  assign \st7.x  = st7[32];
+  assign \v_wr__data[0]  = v_wr__data[20:0];
+  assign \v_wr__data[1]  = v_wr__data[41:21];
+  assign \v_wr__data[2]  = v_wr__data[62:42];
+  assign \v_wr__data[3]  = v_wr__data[83:63];
+  assign \res7[0]  = v_wr__data[20:0];
+  assign \res7[1]  = v_wr__data[41:21];
+  assign \res7[2]  = v_wr__data[62:42];
+  assign \res7[3]  = v_wr__data[83:63];
+  assign \c_wr__data[0]  = c_wr__data[19:0];
+  assign \c_wr__data[1]  = c_wr__data[39:20];
+  assign \c_wr__data[2]  = c_wr__data[59:40];
+  assign \c_wr__data[3]  = c_wr__data[79:60];
+  assign \cres7[0]  = c_wr__data[19:0];
+  assign \cres7[1]  = c_wr__data[39:20];
+  assign \cres7[2]  = c_wr__data[59:40];
+  assign \cres7[3]  = c_wr__data[79:60];
   assign \entry.counts  = entry[11:0];
   assign \entry.counts[0]  = entry[2:0];
   assign \entry.counts[1]  = entry[5:3];
@@ -3641,60 +5157,313 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \entry.y  = entry[16];
   assign \entry.x  = entry[17];
   assign \entry.end  = entry[18];
-  assign \s3_entry.counts  = w_data[11:0];
-  assign \s3_entry.counts[0]  = w_data[2:0];
-  assign \s3_entry.counts[1]  = w_data[5:3];
-  assign \s3_entry.counts[2]  = w_data[8:6];
-  assign \s3_entry.counts[3]  = w_data[11:9];
-  assign \s3_entry.g  = w_data[15:12];
-  assign \s3_entry.y  = w_data[16];
-  assign \s3_entry.x  = w_data[17];
-  assign \s3_entry.end  = w_data[18];
+  assign \entry7.counts  = \$signal$84 [11:0];
+  assign \entry7.counts[0]  = \$signal$84 [2:0];
+  assign \entry7.counts[1]  = \$signal$84 [5:3];
+  assign \entry7.counts[2]  = \$signal$84 [8:6];
+  assign \entry7.counts[3]  = \$signal$84 [11:9];
+  assign \entry7.g  = \$signal$84 [15:12];
+  assign \entry7.y  = \$signal$84 [16];
+  assign \entry7.x  = \$signal$84 [17];
+  assign \entry7.end  = \$signal$84 [18];
   assign \o__payload.index  = o__payload[5:0];
   assign \o__payload.count  = o__payload[8:6];
   assign \o__payload.end  = o__payload[9];
+  assign \st1.valid  = st1[0];
+  assign \st1.kind  = st1[1];
+  assign \st1.cur  = st1[2];
+  assign \st1.bank  = st1[3];
+  assign \st1.addr  = st1[7:4];
+  assign \st1.waddr  = st1[17:8];
+  assign \st1.proj  = st1[18];
+  assign \st1.count  = st1[19];
+  assign \st1.shift  = st1[23:20];
+  assign \st1.last_step  = st1[24];
+  assign \st1.fire_k  = st1[25];
+  assign \st1.end  = st1[26];
+  assign \st1.g  = st1[30:27];
+  assign \st1.y  = st1[31];
+  assign \st1.x  = st1[32];
+  assign \st3.valid  = st3[0];
+  assign \st3.kind  = st3[1];
+  assign \st3.cur  = st3[2];
+  assign \st3.bank  = st3[3];
+  assign \st3.addr  = st3[7:4];
+  assign \st3.waddr  = st3[17:8];
+  assign \st3.proj  = st3[18];
+  assign \st3.count  = st3[19];
+  assign \st3.shift  = st3[23:20];
+  assign \st3.last_step  = st3[24];
+  assign \st3.fire_k  = st3[25];
+  assign \st3.end  = st3[26];
+  assign \st3.g  = st3[30:27];
+  assign \st3.y  = st3[31];
+  assign \st3.x  = st3[32];
+  assign \st4.valid  = st4[0];
+  assign \st4.kind  = st4[1];
+  assign \st4.cur  = st4[2];
+  assign \st4.bank  = st4[3];
+  assign \st4.addr  = st4[7:4];
+  assign \st4.waddr  = st4[17:8];
+  assign \st4.proj  = st4[18];
+  assign \st4.count  = st4[19];
+  assign \st4.shift  = st4[23:20];
+  assign \st4.last_step  = st4[24];
+  assign \st4.fire_k  = st4[25];
+  assign \st4.end  = st4[26];
+  assign \st4.g  = st4[30:27];
+  assign \st4.y  = st4[31];
+  assign \st4.x  = st4[32];
+  assign \st5.valid  = st5[0];
+  assign \st5.kind  = st5[1];
+  assign \st5.cur  = st5[2];
+  assign \st5.bank  = st5[3];
+  assign \st5.addr  = st5[7:4];
+  assign \st5.waddr  = st5[17:8];
+  assign \st5.proj  = st5[18];
+  assign \st5.count  = st5[19];
+  assign \st5.shift  = st5[23:20];
+  assign \st5.last_step  = st5[24];
+  assign \st5.fire_k  = st5[25];
+  assign \st5.end  = st5[26];
+  assign \st5.g  = st5[30:27];
+  assign \st5.y  = st5[31];
+  assign \st5.x  = st5[32];
+  assign \st8.valid  = st8[0];
+  assign \st8.kind  = st8[1];
+  assign \st8.cur  = st8[2];
+  assign \st8.bank  = st8[3];
+  assign \st8.addr  = st8[7:4];
+  assign \st8.waddr  = st8[17:8];
+  assign \st8.proj  = st8[18];
+  assign \st8.count  = st8[19];
+  assign \st8.shift  = st8[23:20];
+  assign \st8.last_step  = st8[24];
+  assign \st8.fire_k  = st8[25];
+  assign \st8.end  = st8[26];
+  assign \st8.g  = st8[30:27];
+  assign \st8.y  = st8[31];
+  assign \st8.x  = st8[32];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \addend[0]  = addend[14:0];
+  assign \addend[1]  = addend[29:15];
+  assign \addend[2]  = addend[44:30];
+  assign \addend[3]  = addend[59:45];
+  assign \v_raw[0]  = v_raw[20:0];
+  assign \v_raw[1]  = v_raw[41:21];
+  assign \v_raw[2]  = v_raw[62:42];
+  assign \v_raw[3]  = v_raw[83:63];
+  assign \$signature__data$125[0]  = \$signature__data$125 [20:0];
+  assign \$signature__data$125[1]  = \$signature__data$125 [41:21];
+  assign \$signature__data$125[2]  = \$signature__data$125 [62:42];
+  assign \$signature__data$125[3]  = \$signature__data$125 [83:63];
+  assign \b_raw[0]  = b_raw[16:0];
+  assign \b_raw[1]  = b_raw[33:17];
+  assign \b_raw[2]  = b_raw[50:34];
+  assign \b_raw[3]  = b_raw[67:51];
+  assign \b_rd__data[0]  = b_rd__data[16:0];
+  assign \b_rd__data[1]  = b_rd__data[33:17];
+  assign \b_rd__data[2]  = b_rd__data[50:34];
+  assign \b_rd__data[3]  = b_rd__data[67:51];
+  assign \c_raw[0]  = c_raw[19:0];
+  assign \c_raw[1]  = c_raw[39:20];
+  assign \c_raw[2]  = c_raw[59:40];
+  assign \c_raw[3]  = c_raw[79:60];
+  assign \$signature__data$129[0]  = \$signature__data$129 [19:0];
+  assign \$signature__data$129[1]  = \$signature__data$129 [39:20];
+  assign \$signature__data$129[2]  = \$signature__data$129 [59:40];
+  assign \$signature__data$129[3]  = \$signature__data$129 [79:60];
+  assign \res8[0]  = res8[20:0];
+  assign \res8[1]  = res8[41:21];
+  assign \res8[2]  = res8[62:42];
+  assign \res8[3]  = res8[83:63];
+  assign \res9[0]  = res9[20:0];
+  assign \res9[1]  = res9[41:21];
+  assign \res9[2]  = res9[62:42];
+  assign \res9[3]  = res9[83:63];
+  assign \cres8[0]  = cres8[19:0];
+  assign \cres8[1]  = cres8[39:20];
+  assign \cres8[2]  = cres8[59:40];
+  assign \cres8[3]  = cres8[79:60];
+  assign \cres9[0]  = cres9[19:0];
+  assign \cres9[1]  = cres9[39:20];
+  assign \cres9[2]  = cres9[59:40];
+  assign \cres9[3]  = cres9[79:60];
+  assign \$like$134[0]  = \$like$134 [16:0];
+  assign \$like$134[1]  = \$like$134 [33:17];
+  assign \$like$134[2]  = \$like$134 [50:34];
+  assign \$like$134[3]  = \$like$134 [67:51];
+  assign \b6[0]  = b6[16:0];
+  assign \b6[1]  = b6[33:17];
+  assign \b6[2]  = b6[50:34];
+  assign \b6[3]  = b6[67:51];
+  assign \$signal$140[0]  = \$signal$140 [21:0];
+  assign \$signal$140[1]  = \$signal$140 [43:22];
+  assign \$signal$140[2]  = \$signal$140 [65:44];
+  assign \$signal$140[3]  = \$signal$140 [87:66];
   always @*
-    o__payload[5:0] = \$128 [5:0];
-  assign pending[3] = \$126 ;
-  assign pending[2] = \$123 ;
-  assign pending[1] = \$120 ;
-  assign pending[0] = \$117 ;
-  assign entry[18] = s2_end;
-  assign entry[17] = s2_x;
-  assign entry[16] = \$like$101 ;
-  assign entry[15:12] = \$like ;
+    o__payload[5:0] = \$95 [5:0];
+  assign pending[3] = \$93 ;
+  assign pending[2] = \$90 ;
+  assign pending[1] = \$87 ;
+  assign pending[0] = \$84 ;
+  assign entry[18] = st6[26];
+  assign entry[17] = st6[32];
+  assign entry[16] = st6[31];
+  assign entry[15:12] = st6[30:27];
   assign entry[11:0] = out_counts;
-  assign \$12  = \$signal$36 ;
-  assign \$14  = \$signal$38 ;
-  assign \$17  = s3_kind;
-  assign \$137  = fsm_state;
-  assign \$155  = \$signal$36 ;
-  assign \$157  = \$signal$38 ;
-  assign \$160  = s3_kind;
-  assign \$183  = \$signal$36 ;
-  assign \$195  = \$signal$38 ;
+  assign \$74  = st7[1];
+  assign \$79  = st7[1];
+  assign \$104  = fsm_state;
+  assign \$112  = 1'h0;
+  assign \$113  = pix_bits[0];
+  assign \$115  = pix_bits[0];
+  assign \$118  = pix_bits[0];
+  assign \$122  = pix_bits[0];
+  assign \$127  = pix_bits[0];
+  assign \$133  = pix_bits[0];
+  assign \$140  = pix_bits[0];
+  assign \$148  = 1'h0;
+  assign \$149  = pix_bits[0];
+  assign \$151  = pix_bits[0];
+  assign \$154  = pix_bits[0];
+  assign \$158  = pix_bits[0];
+  assign \$163  = pix_bits[0];
+  assign \$169  = pix_bits[0];
+  assign \$176  = pix_bits[0];
+  assign \$185  = 1'h0;
+  assign \$186  = pix_bits[0];
+  assign \$188  = pix_bits[0];
+  assign \$191  = pix_bits[0];
+  assign \$195  = pix_bits[0];
+  assign \$200  = pix_bits[0];
+  assign \$206  = pix_bits[0];
+  assign \$213  = pix_bits[0];
+  assign \$222  = 1'h0;
+  assign \$223  = pix_bits[0];
+  assign \$225  = pix_bits[0];
+  assign \$228  = pix_bits[0];
+  assign \$232  = pix_bits[0];
+  assign \$237  = pix_bits[0];
+  assign \$243  = pix_bits[0];
+  assign \$250  = pix_bits[0];
+  assign \$260  = 1'h0;
+  assign \$261  = pix_bits[0];
+  assign \$263  = pix_bits[0];
+  assign \$266  = pix_bits[0];
+  assign \$270  = pix_bits[0];
+  assign \$275  = pix_bits[0];
+  assign \$281  = pix_bits[0];
+  assign \$288  = pix_bits[0];
+  assign \$298  = 1'h0;
+  assign \$299  = pix_bits[0];
+  assign \$301  = pix_bits[0];
+  assign \$304  = pix_bits[0];
+  assign \$308  = pix_bits[0];
+  assign \$313  = pix_bits[0];
+  assign \$319  = pix_bits[0];
+  assign \$326  = pix_bits[0];
+  assign \$336  = 1'h0;
+  assign \$337  = pix_bits[0];
+  assign \$339  = pix_bits[0];
+  assign \$342  = pix_bits[0];
+  assign \$346  = pix_bits[0];
+  assign \$351  = pix_bits[0];
+  assign \$357  = pix_bits[0];
+  assign \$364  = pix_bits[0];
+  assign \$374  = 1'h0;
+  assign \$375  = pix_bits[0];
+  assign \$377  = pix_bits[0];
+  assign \$380  = pix_bits[0];
+  assign \$384  = pix_bits[0];
+  assign \$389  = pix_bits[0];
+  assign \$395  = pix_bits[0];
+  assign \$402  = pix_bits[0];
+  assign \$412  = 1'h0;
+  assign \$413  = pix_bits[0];
+  assign \$415  = pix_bits[0];
+  assign \$418  = pix_bits[0];
+  assign \$422  = pix_bits[0];
+  assign \$427  = pix_bits[0];
+  assign \$433  = pix_bits[0];
+  assign \$440  = pix_bits[0];
+  assign \$450  = 1'h0;
+  assign \$451  = pix_bits[0];
+  assign \$453  = pix_bits[0];
+  assign \$456  = pix_bits[0];
+  assign \$460  = pix_bits[0];
+  assign \$465  = pix_bits[0];
+  assign \$471  = pix_bits[0];
+  assign \$478  = pix_bits[0];
+  assign \$547  = st3[1];
+  assign \$565  = st4[1];
+  assign \$581  = st5[1];
+  assign \$595  = st6[1];
+  assign \$609  = st7[1];
+  assign \$615  = 1'h1;
+  assign \$616  = \$signal$136 [0];
+  assign \$621  = 1'h1;
+  assign \$622  = \$signal$137 [0];
+  assign \$627  = \$signal$136 [0];
+  assign \$634  = \$signal$137 [0];
+  assign \$641  = \$signal$136 [0];
+  assign \$649  = \$signal$136 [0];
+  assign \$658  = \$signal$136 [0];
+  assign \$668  = \$signal$136 [0];
+  assign \$678  = \$signal$137 [0];
+  assign \$685  = \$signal$137 [0];
+  assign \$693  = \$signal$137 [0];
+  assign \$702  = \$signal$137 [0];
+  assign \$712  = 1'h1;
+  assign \$713  = \$signal$137 [0];
+  assign \$717  = \$signal$137 [0];
+  assign \$723  = \$signal$137 [0];
+  assign \$730  = \$signal$137 [0];
+  assign \$738  = \$signal$137 [0];
+  assign \$747  = \$signal$137 [0];
+  assign \$920  = st6[1];
+  assign \$715  = st3[1];
+  assign \$721  = st3[1];
+  assign \$728  = st3[1];
+  assign \$736  = st3[1];
+  assign \$745  = st3[1];
+  assign \$754  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc1.expand0 (rst, en, op_waddr, ready, ev_c, ev_y, ev_x, ev_count, ev_shift, load, op_count, op_shift, op_addr, op_valid, clk);
+module \digits_mlp_gn.engine_fc1.expand0 (rst, en, ready, \port$2641$0 , load, ev_c, ev_y, ev_x, op_waddr, op_addr, op_count, op_shift, op_valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire [10:0] \$1 ;
-  wire [9:0] \$10 ;
-  wire [4:0] \$11 ;
-  wire \$12 ;
-  reg [5:0] \$13 ;
-  reg \$14 ;
-  reg [3:0] \$15 ;
-  reg [3:0] \$16 ;
-  reg \$17 ;
-  wire [11:0] \$2 ;
+  wire \$1 ;
+  wire [17:0] \$10 ;
+  wire [18:0] \$11 ;
+  wire [4:0] \$12 ;
+  wire [4:0] \$13 ;
+  wire [10:0] \$14 ;
+  wire \$15 ;
+  reg [9:0] \$16 ;
+  reg [3:0] \$17 ;
+  reg \$18 ;
+  reg [3:0] \$19 ;
+  wire \$2 ;
+  reg [3:0] \$20 ;
+  reg \$21 ;
+  reg \$22 ;
   wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [7:0] \$7 ;
-  wire [6:0] \$8 ;
-  wire [8:0] \$9 ;
+  wire [7:0] \$4 ;
+  wire [8:0] \$5 ;
+  wire [5:0] \$6 ;
+  wire [6:0] \$7 ;
+  wire [9:0] \$8 ;
+  wire [10:0] \$9 ;
+  (* init = 4'h0 *)
+  wire [3:0] addr;
   (* init = 1'h0 *)
   wire busy;
   (* init = 1'h0 *)
@@ -3707,17 +5476,14 @@ module \digits_mlp_gn.engine_fc1.expand0 (rst, en, op_waddr, ready, ev_c, ev_y, 
   wire en;
   input ev_c;
   wire ev_c;
-  input ev_count;
   wire ev_count;
-  input [3:0] ev_shift;
   wire [3:0] ev_shift;
   input [2:0] ev_x;
   wire [2:0] ev_x;
   input [2:0] ev_y;
   wire [2:0] ev_y;
-  (* init = 4'h0 *)
-  wire [3:0] g;
-  reg [5:0] j = 6'h00;
+  reg [3:0] g = 4'h0;
+  reg last_g = 1'h0;
   input load;
   wire load;
   output [3:0] op_addr;
@@ -3729,103 +5495,375 @@ module \digits_mlp_gn.engine_fc1.expand0 (rst, en, op_waddr, ready, ev_c, ev_y, 
   output op_valid;
   reg op_valid = 1'h0;
   output [9:0] op_waddr;
-  wire [9:0] op_waddr;
+  reg [9:0] op_waddr = 10'h000;
+  input [2:0] \port$2641$0 ;
+  wire [2:0] \port$2641$0 ;
   output ready;
   wire ready;
   input rst;
   wire rst;
   (* init = 4'h0 *)
   wire [3:0] shift;
-  assign \$1  = j * 5'h10;
-  assign \$2  = \$1  + op_addr;
-  assign \$3  = ~ op_valid;
-  assign \$4  = op_addr == 4'hf;
-  assign \$5  = \$4  & en;
-  assign ready = \$3  | \$5 ;
-  assign \$6  = op_valid & en;
-  assign \$7  = ev_c * 7'h40;
-  assign \$8  = ev_y * 4'h8;
-  assign \$9  = \$7  + \$8 ;
-  assign \$10  = \$9  + ev_x;
-  assign \$11  = op_addr + 1'h1;
-  assign \$12  = op_addr == 4'hf;
+  (* init = 10'h000 *)
+  wire [9:0] waddr;
+  assign \$1  = ~ op_valid;
+  assign \$2  = last_g & en;
+  assign ready = \$1  | \$2 ;
+  assign \$3  = op_valid & en;
+  assign \$5  = 1'h0 + \$4 ;
+  assign \$7  = 1'h0 + \$6 ;
+  assign \$8  = \$5  + \$7 ;
+  assign \$9  = \$8  + ev_x;
+  assign \$11  = 1'h0 + \$10 ;
+  assign \$12  = g + 1'h1;
+  assign \$13  = op_addr + 1'h1;
+  assign \$14  = op_waddr + 1'h1;
+  assign \$15  = g == 4'he;
   always @(posedge clk)
-    j <= \$13 ;
+    op_waddr <= \$16 ;
   always @(posedge clk)
-    op_count <= \$14 ;
+    op_addr <= \$17 ;
   always @(posedge clk)
-    op_shift <= \$15 ;
+    op_count <= \$18 ;
   always @(posedge clk)
-    op_addr <= \$16 ;
+    op_shift <= \$19 ;
   always @(posedge clk)
-    op_valid <= \$17 ;
+    g <= \$20 ;
+  always @(posedge clk)
+    last_g <= \$21 ;
+  always @(posedge clk)
+    op_valid <= \$22 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$13  = j;
+    \$16  = op_waddr;
     if (load) begin
-      \$13  = \$10 [5:0];
+      \$16  = \$11 [9:0];
+    end else if (\$3 ) begin
+      \$16  = \$14 [9:0];
     end
     if (rst) begin
-      \$13  = 6'h00;
+      \$16  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$14  = op_count;
+    \$17  = op_addr;
     if (load) begin
-      \$14  = ev_count;
+      \$17  = 4'h0;
+    end else if (\$3 ) begin
+      \$17  = \$13 [3:0];
     end
     if (rst) begin
-      \$14  = 1'h0;
+      \$17  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$15  = op_shift;
+    \$18  = op_count;
     if (load) begin
-      \$15  = ev_shift;
+      \$18  = 1'h1;
     end
     if (rst) begin
-      \$15  = 4'h0;
+      \$18  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$16  = op_addr;
+    \$19  = op_shift;
     if (load) begin
-      \$16  = 4'h0;
-    end else if (\$6 ) begin
-      \$16  = \$11 [3:0];
+      \$19  = { 1'h0, \port$2641$0  };
     end
     if (rst) begin
-      \$16  = 4'h0;
+      \$19  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$17  = op_valid;
+    \$20  = g;
     if (load) begin
-      \$17  = 1'h1;
-    end else if (\$6 ) begin
-      if (\$12 ) begin
-        \$17  = 1'h0;
+      \$20  = 4'h0;
+    end else if (\$3 ) begin
+      \$20  = \$12 [3:0];
+    end
+    if (rst) begin
+      \$20  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$21  = last_g;
+    if (load) begin
+      \$21  = 1'h0;
+    end else if (\$3 ) begin
+      \$21  = \$15 ;
+    end
+    if (rst) begin
+      \$21  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$22  = op_valid;
+    if (load) begin
+      \$22  = 1'h1;
+    end else if (\$3 ) begin
+      if (last_g) begin
+        \$22  = 1'h0;
       end
     end
     if (rst) begin
-      \$17  = 1'h0;
+      \$22  = 1'h0;
     end
   end
   assign busy = op_valid;
   assign count = op_count;
   assign shift = op_shift;
   assign \busy$6  = op_valid;
-  assign g = op_addr;
-  assign op_waddr = \$2 [9:0];
+  assign addr = op_addr;
+  assign waddr = op_waddr;
+  assign ev_count = 1'h1;
+  assign ev_shift = { 1'h0, \port$2641$0  };
+  assign \$4  = { 1'h0, ev_c, 6'h00 };
+  assign \$6  = { ev_y, 3'h0 };
+  assign \$10  = { 3'h0, \$9 , 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc1.queue (rst, w_level, r_data, r_en, w_port__data, w_en, r_rdy, clk);
+module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1181$0 , \port$2643$0 , \port$2858$0 , \port$2860$0 , \port$0$2 );
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [7:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [7:0] \$7 ;
+  wire \$signal ;
+  reg [7:0] \$signal$10  = 8'h00;
+  wire [7:0] \$signal$11 ;
+  wire \$signal$3 ;
+  reg \$signal$5  = 1'h0;
+  wire \$signal$8 ;
+  reg [7:0] \$signal$9  = 8'h00;
+  input clk;
+  wire clk;
+  wire [1:0] count;
+  input [7:0] \port$0$2 ;
+  wire [7:0] \port$0$2 ;
+  output \port$1181$0 ;
+  wire \port$1181$0 ;
+  input \port$2643$0 ;
+  wire \port$2643$0 ;
+  (* init = 8'h00 *)
+  output [7:0] \port$2858$0 ;
+  wire [7:0] \port$2858$0 ;
+  (* init = 1'h0 *)
+  output \port$2860$0 ;
+  wire \port$2860$0 ;
+  input \port$5$0 ;
+  wire \port$5$0 ;
+  input rst;
+  wire rst;
+  reg spare_valid = 1'h0;
+  wire take;
+  assign take = \port$5$0  & \$1 ;
+  assign count = \$signal$5  + spare_valid;
+  assign \$2  = ~ \$signal$5 ;
+  assign \$3  = \port$2643$0  | \$2 ;
+  always @(posedge clk)
+    \$signal$9  <= \$4 ;
+  always @(posedge clk)
+    \$signal$5  <= \$5 ;
+  always @(posedge clk)
+    spare_valid <= \$6 ;
+  always @(posedge clk)
+    \$signal$10  <= \$7 ;
+  assign \$signal  = ~ spare_valid;
+  assign \$1  = ~ spare_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$4  = \$signal$9 ;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$4  = \$signal$10 ;
+      end else if (take) begin
+        \$4  = \port$0$2 ;
+      end
+    end
+    if (rst) begin
+      \$4  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$5  = \$signal$5 ;
+    if (\$3 ) begin
+      (* full_case = 32'd1 *)
+      if (spare_valid) begin
+        \$5  = 1'h1;
+      end else if (take) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$6  = spare_valid;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$6  = 1'h0;
+      end
+    end else if (take) begin
+      \$6  = 1'h1;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$7  = \$signal$10 ;
+    if (\$3 ) begin
+    end else if (take) begin
+      \$7  = \port$0$2 ;
+    end
+    if (rst) begin
+      \$7  = 8'h00;
+    end
+  end
+  assign \$signal$3  = \port$5$0 ;
+  assign \$signal$8  = \port$2643$0 ;
+  assign \$signal$11  = \port$0$2 ;
+  assign \port$1181$0  = \$signal ;
+  assign \port$2858$0  = \$signal$9 ;
+  assign \port$2860$0  = \$signal$5 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_mlp_gn.engine_fc1.queue (rst, \port$2656$0 , w_data, w_en, \port$2848$0 , \port$2850$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire [6:0] \$3 ;
+  wire [7:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  reg [18:0] \$7 ;
+  reg \$8 ;
+  wire [18:0] \$signal ;
+  reg [18:0] \$signal$11  = 19'h00000;
+  (* init = 19'h00000 *)
+  wire [18:0] \$signal$12 ;
+  (* init = 1'h0 *)
+  wire \$signal$13 ;
+  wire [18:0] \$signal$14 ;
+  wire [18:0] \$signal$15 ;
+  wire \$signal$16 ;
+  wire \$signal$17 ;
+  wire \$signal$18 ;
+  wire \$signal$19 ;
+  wire \$signal$3 ;
+  wire \$signal$4 ;
+  wire \$signal$9 ;
+  input clk;
+  wire clk;
+  wire [1:0] count;
+  reg held_valid = 1'h0;
+  wire [5:0] level;
+  wire [5:0] \level$21 ;
+  input \port$2656$0 ;
+  wire \port$2656$0 ;
+  output [18:0] \port$2848$0 ;
+  wire [18:0] \port$2848$0 ;
+  output \port$2850$0 ;
+  wire \port$2850$0 ;
+  wire [18:0] r_data;
+  wire r_en;
+  wire r_rdy;
+  input rst;
+  wire rst;
+  wire take;
+  input [18:0] w_data;
+  wire [18:0] w_data;
+  input w_en;
+  wire w_en;
+  wire w_rdy;
+  assign \$2  = \$1  | \$signal$9 ;
+  assign take = r_rdy & \$2 ;
+  assign \$3  = \level$21  + held_valid;
+  assign \$4  = \$3  + count;
+  assign \$5  = ~ held_valid;
+  assign \$6  = \$5  | \$signal$9 ;
+  always @(posedge clk)
+    \$signal$11  <= \$7 ;
+  always @(posedge clk)
+    held_valid <= \$8 ;
+  assign \$1  = ~ held_valid;
+  \digits_mlp_gn.engine_fc1.queue.inner  inner (
+    .clk(clk),
+    .r_data(r_data),
+    .r_en(take),
+    .r_rdy(r_rdy),
+    .rst(rst),
+    .w_en(w_en),
+    .w_level(\level$21 ),
+    .w_port__data(w_data),
+    .w_rdy(\$signal$4 )
+  );
+  \digits_mlp_gn.engine_fc1.queue.skid  skid (
+    .clk(clk),
+    .count(count),
+    .\port$1169$0 (\$signal$9 ),
+    .\port$2656$0 (\port$2656$0 ),
+    .\port$2832$0 (\$signal$11 ),
+    .\port$2834$0 (held_valid),
+    .\port$2848$0 (\$signal$14 ),
+    .\port$2850$0 (\$signal$16 ),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$7  = \$signal$11 ;
+    if (take) begin
+      \$7  = r_data;
+    end
+    if (rst) begin
+      \$7  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$8  = held_valid;
+    if (\$6 ) begin
+      \$8  = take;
+    end
+    if (rst) begin
+      \$8  = 1'h0;
+    end
+  end
+  assign \$signal  = w_data;
+  assign \$signal$3  = w_en;
+  assign w_rdy = \$signal$4 ;
+  assign r_en = take;
+  assign \$signal$12  = \$signal$11 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$18  = \port$2656$0 ;
+  assign \$signal$19  = \port$2656$0 ;
+  assign level = \$4 [5:0];
+  assign \port$2848$0  = \$signal$14 ;
+  assign \port$2850$0  = \$signal$16 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_mlp_gn.engine_fc1.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -3890,8 +5928,9 @@ module \digits_mlp_gn.engine_fc1.queue (rst, w_level, r_data, r_en, w_port__data
   input [18:0] w_port__data;
   wire [18:0] w_port__data;
   wire w_port__en;
+  output w_rdy;
   wire w_rdy;
-  reg [18:0] storage [33:0];
+  reg [18:0] storage [40:0];
   initial begin
     storage[0] = 19'h00000;
     storage[1] = 19'h00000;
@@ -3927,6 +5966,13 @@ module \digits_mlp_gn.engine_fc1.queue (rst, w_level, r_data, r_en, w_port__data
     storage[31] = 19'h00000;
     storage[32] = 19'h00000;
     storage[33] = 19'h00000;
+    storage[34] = 19'h00000;
+    storage[35] = 19'h00000;
+    storage[36] = 19'h00000;
+    storage[37] = 19'h00000;
+    storage[38] = 19'h00000;
+    storage[39] = 19'h00000;
+    storage[40] = 19'h00000;
   end
   always @(posedge clk) begin
     if (w_port__en)
@@ -3939,7 +5985,7 @@ module \digits_mlp_gn.engine_fc1.queue (rst, w_level, r_data, r_en, w_port__data
     end
   end
   assign r_data = _0_;
-  assign w_rdy = inner_level != 6'h22;
+  assign w_rdy = inner_level != 6'h29;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
   assign \$1  = ~ r_rdy;
@@ -3947,13 +5993,13 @@ module \digits_mlp_gn.engine_fc1.queue (rst, w_level, r_data, r_en, w_port__data
   assign r_port__en = inner_r_rdy & \$2 ;
   assign \$3  = inner_level + r_rdy;
   assign \$4  = w_rdy & w_en;
-  assign \$5  = w_port__addr == 6'h21;
+  assign \$5  = w_port__addr == 6'h28;
   assign \$6  = w_port__addr + 1'h1;
   assign \$7  = \$5  ? 7'h00 : \$6 ;
   assign \$8  = ~ r_rdy;
   assign \$9  = \$8  | r_en;
   assign \$10  = inner_r_rdy & \$9 ;
-  assign \$11  = r_port__addr == 6'h21;
+  assign \$11  = r_port__addr == 6'h28;
   assign \$12  = r_port__addr + 1'h1;
   assign \$13  = \$11  ? 7'h00 : \$12 ;
   assign \$14  = w_rdy & w_en;
@@ -3982,7 +6028,7 @@ module \digits_mlp_gn.engine_fc1.queue (rst, w_level, r_data, r_en, w_port__data
   always @(posedge clk)
     r_rdy <= \$34 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$31  = w_port__addr;
     if (\$4 ) begin
       \$31  = \$7 [5:0];
@@ -3992,7 +6038,7 @@ module \digits_mlp_gn.engine_fc1.queue (rst, w_level, r_data, r_en, w_port__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$32  = r_port__addr;
     if (\$10 ) begin
       \$32  = \$13 [5:0];
@@ -4002,7 +6048,7 @@ module \digits_mlp_gn.engine_fc1.queue (rst, w_level, r_data, r_en, w_port__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$33  = inner_level;
     if (\$19 ) begin
       \$33  = \$20 [5:0];
@@ -4015,7 +6061,7 @@ module \digits_mlp_gn.engine_fc1.queue (rst, w_level, r_data, r_en, w_port__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$34  = r_rdy;
     if (\$30 ) begin
       \$34  = 1'h1;
@@ -4036,92 +6082,209 @@ module \digits_mlp_gn.engine_fc1.queue (rst, w_level, r_data, r_en, w_port__data
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__payload, i0__ready, o__payload, o__valid, i0__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1169$0 , count, \port$2656$0 , \port$2832$0 , \port$2834$0 , \port$2848$0 , \port$2850$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
-  wire [1:0] \$10 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [18:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [18:0] \$7 ;
+  wire \$signal ;
+  reg [18:0] \$signal$10  = 19'h00000;
+  wire [18:0] \$signal$11 ;
+  wire \$signal$3 ;
+  reg \$signal$5  = 1'h0;
+  wire \$signal$8 ;
+  reg [18:0] \$signal$9  = 19'h00000;
+  input clk;
+  wire clk;
+  output [1:0] count;
+  wire [1:0] count;
+  output \port$1169$0 ;
+  wire \port$1169$0 ;
+  input \port$2656$0 ;
+  wire \port$2656$0 ;
+  input [18:0] \port$2832$0 ;
+  wire [18:0] \port$2832$0 ;
+  input \port$2834$0 ;
+  wire \port$2834$0 ;
+  (* init = 19'h00000 *)
+  output [18:0] \port$2848$0 ;
+  wire [18:0] \port$2848$0 ;
+  (* init = 1'h0 *)
+  output \port$2850$0 ;
+  wire \port$2850$0 ;
+  input rst;
+  wire rst;
+  reg spare_valid = 1'h0;
+  wire take;
+  assign take = \port$2834$0  & \$1 ;
+  assign count = \$signal$5  + spare_valid;
+  assign \$2  = ~ \$signal$5 ;
+  assign \$3  = \port$2656$0  | \$2 ;
+  always @(posedge clk)
+    \$signal$9  <= \$4 ;
+  always @(posedge clk)
+    \$signal$5  <= \$5 ;
+  always @(posedge clk)
+    spare_valid <= \$6 ;
+  always @(posedge clk)
+    \$signal$10  <= \$7 ;
+  assign \$signal  = ~ spare_valid;
+  assign \$1  = ~ spare_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$4  = \$signal$9 ;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$4  = \$signal$10 ;
+      end else if (take) begin
+        \$4  = \port$2832$0 ;
+      end
+    end
+    if (rst) begin
+      \$4  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$5  = \$signal$5 ;
+    if (\$3 ) begin
+      (* full_case = 32'd1 *)
+      if (spare_valid) begin
+        \$5  = 1'h1;
+      end else if (take) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$6  = spare_valid;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$6  = 1'h0;
+      end
+    end else if (take) begin
+      \$6  = 1'h1;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$7  = \$signal$10 ;
+    if (\$3 ) begin
+    end else if (take) begin
+      \$7  = \port$2832$0 ;
+    end
+    if (rst) begin
+      \$7  = 19'h00000;
+    end
+  end
+  assign \$signal$3  = \port$2834$0 ;
+  assign \$signal$8  = \port$2656$0 ;
+  assign \$signal$11  = \port$2832$0 ;
+  assign \port$1169$0  = \$signal ;
+  assign \port$2848$0  = \$signal$9 ;
+  assign \port$2850$0  = \$signal$5 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  wire \$1 ;
+  wire \$10 ;
   wire \$100 ;
-  wire [4:0] \$101 ;
-  reg [9:0] \$102 ;
-  wire [16:0] \$103 ;
-  wire [16:0] \$104 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire [2:0] \$103 ;
+  wire [3:0] \$104 ;
   wire \$105 ;
   wire \$106 ;
-  wire [1:0] \$107 ;
-  wire \$108 ;
-  wire [2:0] \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire [3:0] \$111 ;
+  wire \$107 ;
+  wire [1:0] \$108 ;
+  wire [1:0] \$109 ;
+  wire [2:0] \$11 ;
+  wire [3:0] \$110 ;
+  wire \$111 ;
   wire \$112 ;
-  wire [4:0] \$113 ;
-  reg [9:0] \$114 ;
-  wire [16:0] \$115 ;
-  wire [16:0] \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire [1:0] \$119 ;
+  wire \$113 ;
+  wire [8:0] \$114 ;
+  wire [8:0] \$115 ;
+  wire [9:0] \$116 ;
+  wire [8:0] \$117 ;
+  wire [8:0] \$118 ;
+  wire [10:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire [2:0] \$121 ;
-  wire \$122 ;
-  wire [3:0] \$123 ;
-  wire \$124 ;
-  wire [4:0] \$125 ;
-  reg [9:0] \$126 ;
-  wire [16:0] \$127 ;
-  wire [16:0] \$128 ;
-  wire [3:0] \$129 ;
-  wire [2:0] \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire [5:0] \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire [5:0] \$142 ;
-  wire [6:0] \$143 ;
-  wire \$144 ;
-  reg [2:0] \$145 ;
-  wire [4:0] \$146 ;
-  wire [4:0] \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire \$15 ;
+  wire [8:0] \$120 ;
+  wire [8:0] \$121 ;
+  wire [9:0] \$122 ;
+  wire [8:0] \$123 ;
+  wire [8:0] \$124 ;
+  wire [10:0] \$125 ;
+  wire [8:0] \$126 ;
+  wire [8:0] \$127 ;
+  wire [9:0] \$128 ;
+  wire [8:0] \$129 ;
+  wire [3:0] \$13 ;
+  wire [8:0] \$130 ;
+  wire [10:0] \$131 ;
+  wire [8:0] \$132 ;
+  wire [8:0] \$133 ;
+  wire [9:0] \$134 ;
+  wire [8:0] \$135 ;
+  wire [8:0] \$136 ;
+  wire [10:0] \$137 ;
+  wire [10:0] \$138 ;
+  wire [10:0] \$139 ;
+  wire \$14 ;
+  wire [11:0] \$140 ;
+  wire [10:0] \$141 ;
+  wire [10:0] \$142 ;
+  wire [11:0] \$143 ;
+  wire [10:0] \$144 ;
+  wire [10:0] \$145 ;
+  wire [11:0] \$146 ;
+  wire [10:0] \$147 ;
+  wire [10:0] \$148 ;
+  wire [11:0] \$149 ;
+  wire [4:0] \$15 ;
   wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire [1:0] \$158 ;
+  wire [11:0] \$151 ;
+  wire [12:0] \$152 ;
+  wire [11:0] \$153 ;
+  wire [12:0] \$154 ;
+  wire [11:0] \$155 ;
+  wire [12:0] \$156 ;
+  wire [11:0] \$157 ;
+  wire [12:0] \$158 ;
   wire \$159 ;
   wire \$16 ;
   wire \$160 ;
-  wire [2:0] \$161 ;
-  wire [5:0] \$162 ;
+  wire \$161 ;
+  wire \$162 ;
   wire \$163 ;
   wire \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
-  wire [2:0] \$168 ;
-  wire [3:0] \$169 ;
+  wire \$168 ;
+  wire \$169 ;
   wire \$17 ;
   wire \$170 ;
   wire \$171 ;
-  wire [1:0] \$172 ;
-  wire [1:0] \$173 ;
-  wire [3:0] \$174 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
   wire \$175 ;
   wire \$176 ;
   wire \$177 ;
@@ -4133,205 +6296,586 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__payload, i0__ready,
   wire \$182 ;
   wire \$183 ;
   wire \$184 ;
-  wire [4:0] \$185 ;
-  wire [4:0] \$186 ;
+  wire \$185 ;
+  wire \$186 ;
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
   wire \$19 ;
-  wire [6:0] \$190 ;
-  wire [6:0] \$191 ;
-  reg \$192 ;
-  reg [2:0] \$193 ;
-  reg [2:0] \$194 ;
-  reg \$195 ;
-  reg \$196 ;
-  reg [1:0] \$197 ;
-  reg [1:0] \$198 ;
-  reg [1:0] \$199 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire \$2 ;
-  wire \$20 ;
-  reg \$200 ;
-  reg \$201 ;
-  reg \$202 ;
-  reg \$203 ;
-  reg [2:0] \$204 ;
-  reg \$205 ;
-  reg [2:0] \$206 ;
-  reg [3:0] \$207 ;
-  reg \$208 ;
-  reg \$209 ;
+  wire [14:0] \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
-  reg \$210 ;
-  reg [2:0] \$211 ;
-  reg \$212 ;
-  reg \$213 ;
-  reg \$214 ;
-  reg \$215 ;
-  reg [2:0] \$216 ;
-  reg [63:0] \$217 ;
-  reg \$218 ;
-  reg \$219 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  reg \$220 ;
-  reg \$221 ;
-  reg [2:0] \$222 ;
-  reg \$223 ;
-  reg \$224 ;
-  reg [2:0] \$225 ;
-  reg \$226 ;
-  reg \$227 ;
-  reg [2:0] \$228 ;
-  reg [59:0] \$229 ;
-  wire \$23 ;
-  reg \$230 ;
-  reg \$231 ;
-  reg [3:0] \$232 ;
-  reg [2:0] \$233 ;
-  reg [59:0] \$234 ;
-  reg \$235 ;
-  reg \$236 ;
-  reg [3:0] \$237 ;
-  reg [17:0] \$238 ;
-  reg \$239 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
+  wire [1:0] \$23 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
   wire \$24 ;
-  reg [3:0] \$240 ;
-  wire \$25 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
+  wire [2:0] \$25 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire \$259 ;
   wire \$26 ;
-  wire \$27 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
+  wire [3:0] \$27 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire \$279 ;
   wire \$28 ;
-  wire \$29 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire \$289 ;
+  wire [4:0] \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire \$3 ;
-  wire [16:0] \$30 ;
-  wire [16:0] \$31 ;
-  wire [17:0] \$32 ;
-  wire [16:0] \$33 ;
-  wire [16:0] \$34 ;
-  wire [18:0] \$35 ;
-  wire [18:0] \$36 ;
-  wire [18:0] \$37 ;
-  wire [19:0] \$38 ;
-  wire [34:0] \$39 ;
+  wire \$30 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire \$309 ;
+  wire \$31 ;
+  wire \$310 ;
+  wire \$311 ;
+  wire \$312 ;
+  wire \$313 ;
+  wire \$314 ;
+  wire \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire \$319 ;
+  wire \$32 ;
+  wire \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire \$324 ;
+  wire \$325 ;
+  wire \$326 ;
+  wire \$327 ;
+  wire \$328 ;
+  wire \$329 ;
+  wire \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire \$335 ;
+  wire [15:0] \$336 ;
+  wire [15:0] \$337 ;
+  wire [15:0] \$338 ;
+  wire [14:0] \$339 ;
+  wire [14:0] \$34 ;
+  wire [15:0] \$340 ;
+  wire [14:0] \$341 ;
+  wire [15:0] \$342 ;
+  wire [14:0] \$343 ;
+  wire [15:0] \$344 ;
+  wire [14:0] \$345 ;
+  wire [15:0] \$346 ;
+  wire [1:0] \$347 ;
+  wire [15:0] \$348 ;
+  wire [1:0] \$349 ;
+  wire \$35 ;
+  wire [15:0] \$350 ;
+  wire [1:0] \$351 ;
+  wire [15:0] \$352 ;
+  wire [1:0] \$353 ;
+  wire [15:0] \$354 ;
+  wire [11:0] \$355 ;
+  wire [10:0] \$356 ;
+  wire [11:0] \$357 ;
+  wire [15:0] \$358 ;
+  wire [15:0] \$359 ;
+  wire \$36 ;
+  wire [15:0] \$360 ;
+  wire [15:0] \$361 ;
+  wire [1:0] \$362 ;
+  wire [15:0] \$363 ;
+  wire [1:0] \$364 ;
+  wire [15:0] \$365 ;
+  wire [1:0] \$366 ;
+  wire [15:0] \$367 ;
+  wire [1:0] \$368 ;
+  wire [15:0] \$369 ;
+  wire [1:0] \$37 ;
+  wire [16:0] \$370 ;
+  wire [15:0] \$371 ;
+  wire [15:0] \$372 ;
+  wire [15:0] \$373 ;
+  wire [14:0] \$374 ;
+  wire [15:0] \$375 ;
+  wire [14:0] \$376 ;
+  wire [15:0] \$377 ;
+  wire [14:0] \$378 ;
+  wire [15:0] \$379 ;
+  wire \$38 ;
+  wire [14:0] \$380 ;
+  wire [15:0] \$381 ;
+  wire [1:0] \$382 ;
+  wire [15:0] \$383 ;
+  wire [1:0] \$384 ;
+  wire [15:0] \$385 ;
+  wire [1:0] \$386 ;
+  wire [15:0] \$387 ;
+  wire [1:0] \$388 ;
+  wire [15:0] \$389 ;
+  wire [2:0] \$39 ;
+  wire [11:0] \$390 ;
+  wire [10:0] \$391 ;
+  wire [11:0] \$392 ;
+  wire [15:0] \$393 ;
+  wire [15:0] \$394 ;
+  wire [15:0] \$395 ;
+  wire [15:0] \$396 ;
+  wire [1:0] \$397 ;
+  wire [15:0] \$398 ;
+  wire [1:0] \$399 ;
   wire \$4 ;
-  wire [35:0] \$40 ;
-  wire [15:0] \$41 ;
+  wire \$40 ;
+  wire [15:0] \$400 ;
+  wire [1:0] \$401 ;
+  wire [15:0] \$402 ;
+  wire [1:0] \$403 ;
+  wire [15:0] \$404 ;
+  wire [16:0] \$405 ;
+  wire [15:0] \$406 ;
+  wire [15:0] \$407 ;
+  wire [15:0] \$408 ;
+  wire [14:0] \$409 ;
+  wire [3:0] \$41 ;
+  wire [15:0] \$410 ;
+  wire [14:0] \$411 ;
+  wire [15:0] \$412 ;
+  wire [14:0] \$413 ;
+  wire [15:0] \$414 ;
+  wire [14:0] \$415 ;
+  wire [15:0] \$416 ;
+  wire [1:0] \$417 ;
+  wire [15:0] \$418 ;
+  wire [1:0] \$419 ;
   wire \$42 ;
-  wire [16:0] \$43 ;
-  wire [16:0] \$44 ;
-  wire [17:0] \$45 ;
-  wire [16:0] \$46 ;
-  wire [16:0] \$47 ;
-  wire [18:0] \$48 ;
-  wire [18:0] \$49 ;
+  wire [15:0] \$420 ;
+  wire [1:0] \$421 ;
+  wire [15:0] \$422 ;
+  wire [1:0] \$423 ;
+  wire [15:0] \$424 ;
+  wire [11:0] \$425 ;
+  wire [10:0] \$426 ;
+  wire [11:0] \$427 ;
+  wire [15:0] \$428 ;
+  wire [15:0] \$429 ;
+  wire [4:0] \$43 ;
+  wire [15:0] \$430 ;
+  wire [15:0] \$431 ;
+  wire [1:0] \$432 ;
+  wire [15:0] \$433 ;
+  wire [1:0] \$434 ;
+  wire [15:0] \$435 ;
+  wire [1:0] \$436 ;
+  wire [15:0] \$437 ;
+  wire [1:0] \$438 ;
+  wire [15:0] \$439 ;
+  wire \$44 ;
+  wire [16:0] \$440 ;
+  wire [15:0] \$441 ;
+  wire [15:0] \$442 ;
+  wire [15:0] \$443 ;
+  wire [14:0] \$444 ;
+  wire [15:0] \$445 ;
+  wire [14:0] \$446 ;
+  wire [15:0] \$447 ;
+  wire [14:0] \$448 ;
+  wire [15:0] \$449 ;
+  wire \$45 ;
+  wire [14:0] \$450 ;
+  wire [15:0] \$451 ;
+  wire [1:0] \$452 ;
+  wire [15:0] \$453 ;
+  wire [1:0] \$454 ;
+  wire [15:0] \$455 ;
+  wire [1:0] \$456 ;
+  wire [15:0] \$457 ;
+  wire [1:0] \$458 ;
+  wire [15:0] \$459 ;
+  wire \$46 ;
+  wire [11:0] \$460 ;
+  wire [10:0] \$461 ;
+  wire [11:0] \$462 ;
+  wire [15:0] \$463 ;
+  wire [15:0] \$464 ;
+  wire [15:0] \$465 ;
+  wire [15:0] \$466 ;
+  wire [1:0] \$467 ;
+  wire [15:0] \$468 ;
+  wire [1:0] \$469 ;
+  wire \$47 ;
+  wire [15:0] \$470 ;
+  wire [1:0] \$471 ;
+  wire [15:0] \$472 ;
+  wire [1:0] \$473 ;
+  wire [15:0] \$474 ;
+  wire [16:0] \$475 ;
+  wire [16:0] \$476 ;
+  wire [16:0] \$477 ;
+  wire [16:0] \$478 ;
+  wire [16:0] \$479 ;
+  wire [14:0] \$48 ;
+  wire [16:0] \$480 ;
+  wire [16:0] \$481 ;
+  wire [16:0] \$482 ;
+  wire [16:0] \$483 ;
+  wire [16:0] \$484 ;
+  wire [16:0] \$485 ;
+  wire [16:0] \$486 ;
+  wire [16:0] \$487 ;
+  wire [16:0] \$488 ;
+  wire [16:0] \$489 ;
+  wire \$49 ;
+  wire [16:0] \$490 ;
+  wire [16:0] \$491 ;
+  wire \$492 ;
+  wire \$493 ;
+  wire \$494 ;
+  wire \$495 ;
+  wire \$496 ;
+  wire [4:0] \$497 ;
+  wire [4:0] \$498 ;
+  wire \$499 ;
   wire \$5 ;
-  wire [18:0] \$50 ;
-  wire [19:0] \$51 ;
-  wire [34:0] \$52 ;
-  wire [35:0] \$53 ;
-  wire [15:0] \$54 ;
-  wire \$55 ;
-  wire [16:0] \$56 ;
-  wire [16:0] \$57 ;
-  wire [17:0] \$58 ;
-  wire [16:0] \$59 ;
+  wire \$50 ;
+  wire \$500 ;
+  wire \$501 ;
+  wire [6:0] \$502 ;
+  wire [6:0] \$503 ;
+  reg [4:0] \$504 ;
+  reg \$505 ;
+  reg \$506 ;
+  reg [2:0] \$507 ;
+  reg [2:0] \$508 ;
+  reg \$509 ;
+  wire [1:0] \$51 ;
+  reg \$510 ;
+  reg \$511 ;
+  reg [1:0] \$512 ;
+  reg [1:0] \$513 ;
+  reg [1:0] \$514 ;
+  reg \$515 ;
+  reg \$516 ;
+  reg [31:0] \$517 ;
+  reg [31:0] \$518 ;
+  reg [31:0] \$519 ;
+  wire \$52 ;
+  reg [31:0] \$520 ;
+  reg [31:0] \$521 ;
+  reg [31:0] \$522 ;
+  reg [31:0] \$523 ;
+  reg [31:0] \$524 ;
+  reg [31:0] \$525 ;
+  reg [31:0] \$526 ;
+  reg [10:0] \$527 ;
+  reg [10:0] \$528 ;
+  reg [10:0] \$529 ;
+  wire [2:0] \$53 ;
+  reg [10:0] \$530 ;
+  reg [11:0] \$531 ;
+  reg [11:0] \$532 ;
+  reg [11:0] \$533 ;
+  reg [11:0] \$534 ;
+  reg [47:0] \$535 ;
+  reg [59:0] \$536 ;
+  reg [43:0] \$537 ;
+  reg [59:0] \$538 ;
+  reg [59:0] \$539 ;
+  wire \$54 ;
+  reg [3:0] \$540 ;
+  reg [3:0] \$541 ;
+  reg [43:0] \$542 ;
+  reg [43:0] \$543 ;
+  reg [4:0] \$544 ;
+  reg [4:0] \$545 ;
+  reg [9:0] \$546 ;
+  reg [7:0] \$547 ;
+  reg [63:0] \$548 ;
+  reg [63:0] \$549 ;
+  wire [3:0] \$55 ;
+  reg [16:0] \$550 ;
+  reg [16:0] \$551 ;
+  reg [16:0] \$552 ;
+  reg [16:0] \$553 ;
+  reg [16:0] \$554 ;
+  reg [16:0] \$555 ;
+  reg [16:0] \$556 ;
+  reg [16:0] \$557 ;
+  reg [16:0] \$558 ;
+  reg [16:0] \$559 ;
+  wire \$56 ;
+  reg [16:0] \$560 ;
+  reg [16:0] \$561 ;
+  reg [16:0] \$562 ;
+  reg [16:0] \$563 ;
+  reg [16:0] \$564 ;
+  reg [16:0] \$565 ;
+  reg [59:0] \$566 ;
+  reg [17:0] \$567 ;
+  reg \$568 ;
+  reg [3:0] \$569 ;
+  wire [4:0] \$57 ;
+  wire \$58 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [16:0] \$60 ;
-  wire [18:0] \$61 ;
-  wire [18:0] \$62 ;
-  wire [18:0] \$63 ;
-  wire [19:0] \$64 ;
-  wire [34:0] \$65 ;
-  wire [35:0] \$66 ;
-  wire [15:0] \$67 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire [14:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire [3:0] \$67 ;
   wire \$68 ;
-  wire [16:0] \$69 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [16:0] \$70 ;
-  wire [17:0] \$71 ;
-  wire [16:0] \$72 ;
-  wire [16:0] \$73 ;
-  wire [18:0] \$74 ;
-  wire [18:0] \$75 ;
-  wire [18:0] \$76 ;
-  wire [19:0] \$77 ;
-  wire [34:0] \$78 ;
-  wire [35:0] \$79 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [15:0] \$80 ;
+  wire \$80 ;
   wire \$81 ;
   wire \$82 ;
-  wire [1:0] \$83 ;
-  wire \$84 ;
-  wire [2:0] \$85 ;
-  wire \$86 ;
-  wire [3:0] \$87 ;
-  wire \$88 ;
-  wire [4:0] \$89 ;
-  wire \$9 ;
-  reg [9:0] \$90 ;
-  wire [16:0] \$91 ;
-  wire [16:0] \$92 ;
+  wire [5:0] \$83 ;
+  wire [6:0] \$84 ;
+  wire \$85 ;
+  reg [2:0] \$86 ;
+  wire [4:0] \$87 ;
+  wire [4:0] \$88 ;
+  wire \$89 ;
+  wire [1:0] \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
   wire \$93 ;
-  wire \$94 ;
-  wire [1:0] \$95 ;
+  wire [5:0] \$94 ;
+  wire [6:0] \$95 ;
   wire \$96 ;
-  wire [2:0] \$97 ;
+  wire [7:0] \$97 ;
   wire \$98 ;
-  wire [3:0] \$99 ;
-  reg [2:0] \$like  = 3'h0;
-  reg \$like$108  = 1'h0;
-  reg \$like$83  = 1'h0;
-  wire \$signal ;
-  reg \$signal$112  = 1'h0;
-  wire \$signal$113 ;
-  reg [3:0] \$signal$114  = 4'h0;
-  wire \$signal$114[0] ;
-  wire \$signal$114[1] ;
-  wire \$signal$114[2] ;
-  wire \$signal$114[3] ;
-  wire [3:0] \$signal$115 ;
-  wire \$signal$115[0] ;
-  wire \$signal$115[1] ;
-  wire \$signal$115[2] ;
-  wire \$signal$115[3] ;
-  reg \$signal$29  = 1'h0;
-  reg \$signal$30  = 1'h0;
-  reg \$signal$31  = 1'h0;
-  reg \$signal$32  = 1'h0;
-  wire \$signal$36 ;
-  reg \$signal$58  = 1'h0;
-  reg [59:0] \$signal$60  = 60'h000000000000000;
-  wire [14:0] \$signal$60[0] ;
-  wire [14:0] \$signal$60[1] ;
-  wire [14:0] \$signal$60[2] ;
-  wire [14:0] \$signal$60[3] ;
-  reg \$signal$61  = 1'h0;
-  reg [8:0] \$signature__addr ;
-  wire [2:0] \$signature__addr$50 ;
-  wire [59:0] \$signature__data ;
-  wire [31:0] \$signature__data$66 ;
-  wire [7:0] \$signature__data$66[0] ;
-  wire [7:0] \$signature__data$66[1] ;
-  wire [7:0] \$signature__data$66[2] ;
-  wire [7:0] \$signature__data$66[3] ;
-  wire [14:0] \$signature__data[0] ;
-  wire [14:0] \$signature__data[1] ;
-  wire [14:0] \$signature__data[2] ;
-  wire [14:0] \$signature__data[3] ;
+  wire \$99 ;
+  reg [43:0] \$like  = 44'h00000000000;
+  wire [10:0] \$like[0] ;
+  wire [10:0] \$like[1] ;
+  wire [10:0] \$like[2] ;
+  wire [10:0] \$like[3] ;
+  reg \$signal  = 1'h0;
+  reg [4:0] \$signal$112  = 5'h00;
+  reg [4:0] \$signal$113  = 5'h00;
+  reg [9:0] \$signal$114  = 10'h000;
+  reg [7:0] \$signal$115  = 8'h00;
+  reg [63:0] \$signal$116  = 64'h0000000000000000;
+  wire [15:0] \$signal$116[0] ;
+  wire [15:0] \$signal$116[1] ;
+  wire [15:0] \$signal$116[2] ;
+  wire [15:0] \$signal$116[3] ;
+  wire \$signal$21 ;
+  reg [63:0] \$signal$37  = 64'h0000000000000000;
+  wire [15:0] \$signal$37[0] ;
+  wire [15:0] \$signal$37[1] ;
+  wire [15:0] \$signal$37[2] ;
+  wire [15:0] \$signal$37[3] ;
+  wire \$signal$5 ;
+  reg [17:0] \$signal$66  = 18'h00000;
+  reg \$signal$68  = 1'h0;
+  wire [17:0] \$signal$72 ;
+  wire \$signal$76 ;
+  reg \$signal$79 ;
+  reg \$signal$84  = 1'h0;
+  wire [8:0] \$signature__addr ;
+  wire [2:0] \$signature__addr$32 ;
+  wire [31:0] \$signature__data ;
+  wire [59:0] \$signature__data$102 ;
+  wire [14:0] \$signature__data$102[0] ;
+  wire [14:0] \$signature__data$102[1] ;
+  wire [14:0] \$signature__data$102[2] ;
+  wire [14:0] \$signature__data$102[3] ;
+  wire [7:0] \$signature__data[0] ;
+  wire [7:0] \$signature__data[1] ;
+  wire [7:0] \$signature__data[2] ;
+  wire [7:0] \$signature__data[3] ;
   output active;
   wire active;
+  reg [47:0] addend = 48'h000000000000;
+  wire [11:0] \addend[0] ;
+  wire [11:0] \addend[1] ;
+  wire [11:0] \addend[2] ;
+  wire [11:0] \addend[3] ;
   wire any_spike;
+  reg [43:0] b6 = 44'h00000000000;
+  wire [10:0] \b6[0] ;
+  wire [10:0] \b6[1] ;
+  wire [10:0] \b6[2] ;
+  wire [10:0] \b6[3] ;
+  reg [43:0] b_raw = 44'h00000000000;
+  wire [10:0] \b_raw[0] ;
+  wire [10:0] \b_raw[1] ;
+  wire [10:0] \b_raw[2] ;
+  wire [10:0] \b_raw[3] ;
   wire [2:0] b_rd__addr;
   wire [43:0] b_rd__data;
   wire [10:0] \b_rd__data[0] ;
   wire [10:0] \b_rd__data[1] ;
   wire [10:0] \b_rd__data[2] ;
   wire [10:0] \b_rd__data[3] ;
-  reg bubble = 1'h0;
   wire busy;
+  wire [3:0] c_raw;
+  wire \c_raw[0] ;
+  wire \c_raw[1] ;
+  wire \c_raw[2] ;
+  wire \c_raw[3] ;
   input clk;
   wire clk;
+  reg credit = 1'h0;
+  wire [3:0] cres7;
+  wire \cres7[0] ;
+  wire \cres7[1] ;
+  wire \cres7[2] ;
+  wire \cres7[3] ;
+  reg [3:0] cres8 = 4'h0;
+  wire \cres8[0] ;
+  wire \cres8[1] ;
+  wire \cres8[2] ;
+  wire \cres8[3] ;
+  reg [3:0] cres9 = 4'h0;
+  wire \cres9[0] ;
+  wire \cres9[1] ;
+  wire \cres9[2] ;
+  wire \cres9[3] ;
+  reg [16:0] d1_0 = 17'h00000;
+  reg [16:0] d1_1 = 17'h00000;
+  reg [16:0] d1_2 = 17'h00000;
+  reg [16:0] d1_3 = 17'h00000;
+  reg [16:0] d2_0 = 17'h00000;
+  reg [16:0] d2_1 = 17'h00000;
+  reg [16:0] d2_2 = 17'h00000;
+  reg [16:0] d2_3 = 17'h00000;
+  reg [16:0] d3_0 = 17'h00000;
+  reg [16:0] d3_1 = 17'h00000;
+  reg [16:0] d3_2 = 17'h00000;
+  reg [16:0] d3_3 = 17'h00000;
+  reg [16:0] d4_0 = 17'h00000;
+  reg [16:0] d4_1 = 17'h00000;
+  reg [16:0] d4_2 = 17'h00000;
+  reg [16:0] d4_3 = 17'h00000;
   reg [3:0] done = 4'h0;
+  wire dropped;
   wire en;
   wire [17:0] entry;
   wire [11:0] \entry.counts ;
@@ -4343,9 +6887,20 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__payload, i0__ready,
   wire [2:0] \entry.g ;
   wire \entry.x ;
   wire \entry.y ;
-  reg [2:0] ev_count;
-  reg [5:0] ev_index;
-  reg [3:0] ev_shift;
+  (* init = 18'h00000 *)
+  wire [17:0] entry7;
+  wire [11:0] \entry7.counts ;
+  wire [2:0] \entry7.counts[0] ;
+  wire [2:0] \entry7.counts[1] ;
+  wire [2:0] \entry7.counts[2] ;
+  wire [2:0] \entry7.counts[3] ;
+  wire \entry7.end ;
+  wire [2:0] \entry7.g ;
+  wire \entry7.x ;
+  wire \entry7.y ;
+  wire [2:0] ev_count;
+  wire [5:0] ev_index;
+  wire [3:0] ev_shift;
   reg [1:0] fire_k = 2'h0;
   reg fsm_state = 1'h0;
   input [9:0] i0__payload;
@@ -4357,6 +6912,26 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__payload, i0__ready,
   reg i0__ready;
   input i0__valid;
   wire i0__valid;
+  reg [31:0] issue;
+  wire [2:0] \issue.addr ;
+  wire \issue.bank ;
+  wire [2:0] \issue.count ;
+  wire \issue.cur ;
+  wire \issue.end ;
+  wire \issue.fire_k ;
+  wire [2:0] \issue.g ;
+  wire \issue.kind ;
+  wire \issue.last_step ;
+  wire \issue.proj ;
+  wire [3:0] \issue.shift ;
+  wire \issue.valid ;
+  wire [8:0] \issue.waddr ;
+  wire \issue.x ;
+  wire \issue.y ;
+  reg [14:0] kept0;
+  reg [14:0] kept1;
+  reg [14:0] kept2;
+  reg [14:0] kept3;
   reg [1:0] lane;
   reg load;
   output [8:0] o__payload;
@@ -4368,31 +6943,11 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__payload, i0__ready,
   wire o__ready;
   output o__valid;
   reg o__valid;
-  reg [2:0] op_addr;
-  wire [2:0] \op_addr$7 ;
-  reg op_bank;
-  reg [2:0] op_count;
-  wire [2:0] \op_count$12 ;
-  reg op_cur;
-  reg op_end;
-  reg op_fire_k;
-  reg [2:0] op_g;
-  reg op_kind;
-  reg op_last_step;
-  reg op_proj;
-  reg [3:0] op_shift;
-  wire [3:0] \op_shift$14 ;
-  wire [2:0] op_vaddr;
+  wire [2:0] op_addr;
+  wire [2:0] op_count;
+  wire [3:0] op_shift;
   wire op_valid;
-  reg \op_valid$4 ;
   wire [8:0] op_waddr;
-  reg op_x;
-  reg op_y;
-  reg [59:0] out;
-  wire [14:0] \out[0] ;
-  wire [14:0] \out[1] ;
-  wire [14:0] \out[2] ;
-  wire [14:0] \out[3] ;
   reg [11:0] out_counts;
   wire [2:0] \out_counts[0] ;
   wire [2:0] \out_counts[1] ;
@@ -4400,10 +6955,25 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__payload, i0__ready,
   wire [2:0] \out_counts[3] ;
   wire [3:0] pending;
   reg [1:0] plane = 2'h0;
-  wire [17:0] r_data;
-  reg r_en;
-  wire r_rdy;
+  (* init = 1'h0 *)
+  wire push7;
   wire ready;
+  (* init = 60'h000000000000000 *)
+  wire [59:0] res7;
+  wire [14:0] \res7[0] ;
+  wire [14:0] \res7[1] ;
+  wire [14:0] \res7[2] ;
+  wire [14:0] \res7[3] ;
+  reg [59:0] res8 = 60'h000000000000000;
+  wire [14:0] \res8[0] ;
+  wire [14:0] \res8[1] ;
+  wire [14:0] \res8[2] ;
+  wire [14:0] \res8[3] ;
+  reg [59:0] res9 = 60'h000000000000000;
+  wire [14:0] \res9[0] ;
+  wire [14:0] \res9[1] ;
+  wire [14:0] \res9[2] ;
+  wire [14:0] \res9[3] ;
   reg [59:0] result;
   wire [14:0] \result[0] ;
   wire [14:0] \result[1] ;
@@ -4411,88 +6981,183 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__payload, i0__ready,
   wire [14:0] \result[3] ;
   input rst;
   wire rst;
-  reg [2:0] s1_addr = 3'h0;
-  reg [2:0] s1_count = 3'h0;
-  reg s1_cur = 1'h0;
-  reg s1_end = 1'h0;
-  reg s1_fire_k = 1'h0;
-  reg [2:0] s1_g = 3'h0;
-  reg s1_last_step = 1'h0;
-  reg s1_proj = 1'h0;
-  reg [3:0] s1_shift = 4'h0;
-  reg s1_x = 1'h0;
-  reg [2:0] s2_addr = 3'h0;
-  reg s2_end = 1'h0;
-  reg s2_fire_k = 1'h0;
-  reg [2:0] s2_laddr = 3'h0;
-  reg s2_last_step = 1'h0;
-  reg [63:0] s2_val = 64'h0000000000000000;
-  wire [15:0] \s2_val[0] ;
-  wire [15:0] \s2_val[1] ;
-  wire [15:0] \s2_val[2] ;
-  wire [15:0] \s2_val[3] ;
-  reg s2_x = 1'h0;
-  reg [2:0] s3_addr = 3'h0;
-  (* init = 18'h00000 *)
-  wire [17:0] s3_entry;
-  wire [11:0] \s3_entry.counts ;
-  wire [2:0] \s3_entry.counts[0] ;
-  wire [2:0] \s3_entry.counts[1] ;
-  wire [2:0] \s3_entry.counts[2] ;
-  wire [2:0] \s3_entry.counts[3] ;
-  wire \s3_entry.end ;
-  wire [2:0] \s3_entry.g ;
-  wire \s3_entry.x ;
-  wire \s3_entry.y ;
-  reg s3_kind = 1'h0;
-  (* init = 1'h0 *)
-  wire s3_push;
-  reg s3_valid = 1'h0;
-  reg [2:0] s4_addr = 3'h0;
-  reg [3:0] s4_c = 4'h0;
-  wire \s4_c[0] ;
-  wire \s4_c[1] ;
-  wire \s4_c[2] ;
-  wire \s4_c[3] ;
-  reg s4_cw = 1'h0;
-  reg [59:0] s4_v = 60'h000000000000000;
-  wire [14:0] \s4_v[0] ;
-  wire [14:0] \s4_v[1] ;
-  wire [14:0] \s4_v[2] ;
-  wire [14:0] \s4_v[3] ;
-  reg s4_vw = 1'h0;
-  reg [2:0] spikes0;
-  reg [2:0] spikes1;
-  reg [2:0] spikes2;
-  reg [2:0] spikes3;
+  reg [31:0] st0 = 32'd0;
+  wire [2:0] \st0.addr ;
+  wire \st0.bank ;
+  wire [2:0] \st0.count ;
+  wire \st0.cur ;
+  wire \st0.end ;
+  wire \st0.fire_k ;
+  wire [2:0] \st0.g ;
+  wire \st0.kind ;
+  wire \st0.last_step ;
+  wire \st0.proj ;
+  wire [3:0] \st0.shift ;
+  wire \st0.valid ;
+  wire [8:0] \st0.waddr ;
+  wire \st0.x ;
+  wire \st0.y ;
+  reg [31:0] st1 = 32'd0;
+  wire [2:0] \st1.addr ;
+  wire \st1.bank ;
+  wire [2:0] \st1.count ;
+  wire \st1.cur ;
+  wire \st1.end ;
+  wire \st1.fire_k ;
+  wire [2:0] \st1.g ;
+  wire \st1.kind ;
+  wire \st1.last_step ;
+  wire \st1.proj ;
+  wire [3:0] \st1.shift ;
+  wire \st1.valid ;
+  wire [8:0] \st1.waddr ;
+  wire \st1.x ;
+  wire \st1.y ;
+  reg [31:0] st2 = 32'd0;
+  wire [2:0] \st2.addr ;
+  wire \st2.bank ;
+  wire [2:0] \st2.count ;
+  wire \st2.cur ;
+  wire \st2.end ;
+  wire \st2.fire_k ;
+  wire [2:0] \st2.g ;
+  wire \st2.kind ;
+  wire \st2.last_step ;
+  wire \st2.proj ;
+  wire [3:0] \st2.shift ;
+  wire \st2.valid ;
+  wire [8:0] \st2.waddr ;
+  wire \st2.x ;
+  wire \st2.y ;
+  reg [31:0] st3 = 32'd0;
+  wire [2:0] \st3.addr ;
+  wire \st3.bank ;
+  wire [2:0] \st3.count ;
+  wire \st3.cur ;
+  wire \st3.end ;
+  wire \st3.fire_k ;
+  wire [2:0] \st3.g ;
+  wire \st3.kind ;
+  wire \st3.last_step ;
+  wire \st3.proj ;
+  wire [3:0] \st3.shift ;
+  wire \st3.valid ;
+  wire [8:0] \st3.waddr ;
+  wire \st3.x ;
+  wire \st3.y ;
+  reg [31:0] st4 = 32'd0;
+  wire [2:0] \st4.addr ;
+  wire \st4.bank ;
+  wire [2:0] \st4.count ;
+  wire \st4.cur ;
+  wire \st4.end ;
+  wire \st4.fire_k ;
+  wire [2:0] \st4.g ;
+  wire \st4.kind ;
+  wire \st4.last_step ;
+  wire \st4.proj ;
+  wire [3:0] \st4.shift ;
+  wire \st4.valid ;
+  wire [8:0] \st4.waddr ;
+  wire \st4.x ;
+  wire \st4.y ;
+  reg [31:0] st5 = 32'd0;
+  wire [2:0] \st5.addr ;
+  wire \st5.bank ;
+  wire [2:0] \st5.count ;
+  wire \st5.cur ;
+  wire \st5.end ;
+  wire \st5.fire_k ;
+  wire [2:0] \st5.g ;
+  wire \st5.kind ;
+  wire \st5.last_step ;
+  wire \st5.proj ;
+  wire [3:0] \st5.shift ;
+  wire \st5.valid ;
+  wire [8:0] \st5.waddr ;
+  wire \st5.x ;
+  wire \st5.y ;
+  reg [31:0] st6 = 32'd0;
+  wire [2:0] \st6.addr ;
+  wire \st6.bank ;
+  wire [2:0] \st6.count ;
+  wire \st6.cur ;
+  wire \st6.end ;
+  wire \st6.fire_k ;
+  wire [2:0] \st6.g ;
+  wire \st6.kind ;
+  wire \st6.last_step ;
+  wire \st6.proj ;
+  wire [3:0] \st6.shift ;
+  wire \st6.valid ;
+  wire [8:0] \st6.waddr ;
+  wire \st6.x ;
+  wire \st6.y ;
+  reg [31:0] st7 = 32'd0;
+  wire [2:0] \st7.addr ;
+  wire \st7.bank ;
+  wire [2:0] \st7.count ;
+  wire \st7.cur ;
+  wire \st7.end ;
+  wire \st7.fire_k ;
+  wire [2:0] \st7.g ;
+  wire \st7.kind ;
+  wire \st7.last_step ;
+  wire \st7.proj ;
+  wire [3:0] \st7.shift ;
+  wire \st7.valid ;
+  wire [8:0] \st7.waddr ;
+  wire \st7.x ;
+  wire \st7.y ;
+  reg [31:0] st8 = 32'd0;
+  wire [2:0] \st8.addr ;
+  wire \st8.bank ;
+  wire [2:0] \st8.count ;
+  wire \st8.cur ;
+  wire \st8.end ;
+  wire \st8.fire_k ;
+  wire [2:0] \st8.g ;
+  wire \st8.kind ;
+  wire \st8.last_step ;
+  wire \st8.proj ;
+  wire [3:0] \st8.shift ;
+  wire \st8.valid ;
+  wire [8:0] \st8.waddr ;
+  wire \st8.x ;
+  wire \st8.y ;
   reg [1:0] step = 2'h0;
   reg [2:0] sweep_addr = 3'h0;
   reg [2:0] sweep_g = 3'h0;
+  reg sweep_last = 1'h0;
   reg sweep_now;
   reg sweep_x = 1'h0;
   reg sweep_y = 1'h0;
-  (* init = 3'h0 *)
+  reg [4:0] used = 5'h00;
+  reg [59:0] v_raw = 60'h000000000000000;
+  wire [14:0] \v_raw[0] ;
+  wire [14:0] \v_raw[1] ;
+  wire [14:0] \v_raw[2] ;
+  wire [14:0] \v_raw[3] ;
   wire [2:0] v_wr__addr;
-  (* init = 60'h000000000000000 *)
-  wire [59:0] v_wr__data;
+  reg [59:0] v_wr__data = 60'h000000000000000;
   wire [14:0] \v_wr__data[0] ;
   wire [14:0] \v_wr__data[1] ;
   wire [14:0] \v_wr__data[2] ;
   wire [14:0] \v_wr__data[3] ;
   wire v_wr__en;
-  reg [63:0] val;
-  wire [15:0] \val[0] ;
-  wire [15:0] \val[1] ;
-  wire [15:0] \val[2] ;
-  wire [15:0] \val[3] ;
-  reg [17:0] w_data = 18'h00000;
-  reg w_en = 1'h0;
-  wire [4:0] w_level;
-  reg [63:0] w_now;
-  wire [15:0] \w_now[0] ;
-  wire [15:0] \w_now[1] ;
-  wire [15:0] \w_now[2] ;
-  wire [15:0] \w_now[3] ;
+  reg [31:0] w1_0 = 32'd0;
+  wire [7:0] \w1_0[0] ;
+  wire [7:0] \w1_0[1] ;
+  wire [7:0] \w1_0[2] ;
+  wire [7:0] \w1_0[3] ;
+  reg [10:0] w2_0_0_0 = 11'h000;
+  reg [10:0] w2_0_0_1 = 11'h000;
+  reg [10:0] w2_0_0_2 = 11'h000;
+  reg [10:0] w2_0_0_3 = 11'h000;
+  reg [11:0] w2_0_2_0 = 12'h000;
+  reg [11:0] w2_0_2_1 = 12'h000;
+  reg [11:0] w2_0_2_2 = 12'h000;
+  reg [11:0] w2_0_2_3 = 12'h000;
   reg [43:0] bmem [7:0];
   initial begin
     bmem[0] = 44'h3afef8a013e;
@@ -4506,7 +7171,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__payload, i0__ready,
   end
   reg [43:0] _0_;
   always @(posedge clk) begin
-    _0_ <= bmem[op_addr];
+    _0_ <= bmem[st2[6:4]];
   end
   assign b_rd__data = _0_;
   reg [59:0] vmem [7:0];
@@ -4521,14 +7186,14 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__payload, i0__ready,
     vmem[7] = 60'h00cc01980330066;
   end
   always @(posedge clk) begin
-    if (\$129 [0])
-      vmem[s3_addr] <= \$signal$60 ;
+    if (\$67 [0])
+      vmem[st7[6:4]] <= v_wr__data;
   end
   reg [59:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vmem[op_addr];
+    _1_ <= vmem[st2[6:4]];
   end
-  assign \$signature__data  = _1_;
+  assign \$signature__data$102  = _1_;
   reg [31:0] wrom0 [511:0];
   initial begin
     wrom0[0] = 32'd490743759;
@@ -5046,510 +7711,643 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__payload, i0__ready,
   end
   reg [31:0] _2_;
   always @(posedge clk) begin
-    _2_ <= wrom0[\$signature__addr ];
+    _2_ <= wrom0[st0[15:7]];
   end
-  assign \$signature__data$66  = _2_;
-  assign \$1  = ~ sweep_now;
-  assign \$2  = ~ bubble;
-  assign en = \$1  & \$2 ;
-  assign \$3  = ~ bubble;
-  assign \$4  = op_valid & \$3 ;
-  assign \$5  = ~ op_valid;
-  assign \$7  = \$signal$29  & \$6 ;
-  assign \$9  = \$signal$31  & \$8 ;
-  assign \$10  = \$7  + \$9 ;
-  assign \$12  = s3_valid & \$11 ;
-  assign \$13  = \$10  + \$12 ;
-  assign \$14  = w_level + \$13 ;
-  assign \$15  = \$14  < 5'h13;
-  assign \$16  = ~ bubble;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = step == 1'h1;
-  assign \$19  = sweep_addr == 3'h7;
-  assign active = \op_valid$4  | bubble;
-  assign \$20  = s4_addr == s1_addr;
-  assign \$21  = s4_vw & \$20 ;
-  assign \$22  = s3_addr == s1_addr;
-  assign \$23  = \$signal$58  & \$22 ;
-  assign \$24  = ! \$signal$32 ;
-  assign \$25  = \$signal$61  & \$24 ;
-  assign \$26  = s2_addr == s1_addr;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = ! s1_proj;
-  assign \$29  = ! \$signal$30 ;
-  assign \$31  = s1_count[0] ? \$30  : 17'h00000;
-  assign \$32  = $signed(1'h0) + $signed(\$31 );
-  assign \$34  = s1_count[1] ? \$33  : 17'h00000;
-  assign \$35  = $signed(\$32 ) + $signed(\$34 );
-  assign \$37  = s1_count[2] ? \$36  : 19'h00000;
-  assign \$38  = $signed(\$35 ) + $signed(\$37 );
-  assign \$39  = $signed(\$38 ) << s1_shift;
-  assign \$40  = $signed(out[14:0]) + $signed(\$39 );
-  assign \$41  = $signed(out[14:0]) + $signed(b_rd__data[10:0]);
-  assign \$42  = ! \$signal$30 ;
-  assign \$44  = s1_count[0] ? \$43  : 17'h00000;
-  assign \$45  = $signed(1'h0) + $signed(\$44 );
-  assign \$47  = s1_count[1] ? \$46  : 17'h00000;
-  assign \$48  = $signed(\$45 ) + $signed(\$47 );
-  assign \$50  = s1_count[2] ? \$49  : 19'h00000;
-  assign \$51  = $signed(\$48 ) + $signed(\$50 );
-  assign \$52  = $signed(\$51 ) << s1_shift;
-  assign \$53  = $signed(out[29:15]) + $signed(\$52 );
-  assign \$54  = $signed(out[29:15]) + $signed(b_rd__data[21:11]);
-  assign \$55  = ! \$signal$30 ;
-  assign \$57  = s1_count[0] ? \$56  : 17'h00000;
-  assign \$58  = $signed(1'h0) + $signed(\$57 );
-  assign \$60  = s1_count[1] ? \$59  : 17'h00000;
-  assign \$61  = $signed(\$58 ) + $signed(\$60 );
-  assign \$63  = s1_count[2] ? \$62  : 19'h00000;
-  assign \$64  = $signed(\$61 ) + $signed(\$63 );
-  assign \$65  = $signed(\$64 ) << s1_shift;
-  assign \$66  = $signed(out[44:30]) + $signed(\$65 );
-  assign \$67  = $signed(out[44:30]) + $signed(b_rd__data[32:22]);
-  assign \$68  = ! \$signal$30 ;
-  assign \$70  = s1_count[0] ? \$69  : 17'h00000;
-  assign \$71  = $signed(1'h0) + $signed(\$70 );
-  assign \$73  = s1_count[1] ? \$72  : 17'h00000;
-  assign \$74  = $signed(\$71 ) + $signed(\$73 );
-  assign \$76  = s1_count[2] ? \$75  : 19'h00000;
-  assign \$77  = $signed(\$74 ) + $signed(\$76 );
-  assign \$78  = $signed(\$77 ) << s1_shift;
-  assign \$79  = $signed(out[59:45]) + $signed(\$78 );
-  assign \$80  = $signed(out[59:45]) + $signed(b_rd__data[43:33]);
-  assign \$81  = ! \$signal$32 ;
-  assign \$82  = $signed(s2_val[15:0]) >= $signed(9'h0cc);
-  assign \$83  = 1'h0 + \$82 ;
-  assign \$84  = $signed(s2_val[15:0]) >= $signed(10'h198);
-  assign \$85  = \$83  + \$84 ;
-  assign \$86  = $signed(s2_val[15:0]) >= $signed(11'h264);
-  assign \$87  = \$85  + \$86 ;
-  assign \$88  = $signed(s2_val[15:0]) >= $signed(11'h330);
-  assign \$89  = \$87  + \$88 ;
-  assign \$91  = $signed(s2_val[15:0]) - $signed({ 1'h0, \$90  });
-  assign \$92  = s2_last_step ? 17'h00066 : \$91 ;
-  assign \$93  = ! \$signal$32 ;
-  assign \$94  = $signed(s2_val[31:16]) >= $signed(9'h0cc);
-  assign \$95  = 1'h0 + \$94 ;
-  assign \$96  = $signed(s2_val[31:16]) >= $signed(10'h198);
-  assign \$97  = \$95  + \$96 ;
-  assign \$98  = $signed(s2_val[31:16]) >= $signed(11'h264);
-  assign \$99  = \$97  + \$98 ;
-  assign \$100  = $signed(s2_val[31:16]) >= $signed(11'h330);
-  assign \$101  = \$99  + \$100 ;
-  assign \$103  = $signed(s2_val[31:16]) - $signed({ 1'h0, \$102  });
-  assign \$104  = s2_last_step ? 17'h00066 : \$103 ;
-  assign \$105  = ! \$signal$32 ;
-  assign \$106  = $signed(s2_val[47:32]) >= $signed(9'h0cc);
-  assign \$107  = 1'h0 + \$106 ;
-  assign \$108  = $signed(s2_val[47:32]) >= $signed(10'h198);
-  assign \$109  = \$107  + \$108 ;
-  assign \$110  = $signed(s2_val[47:32]) >= $signed(11'h264);
-  assign \$111  = \$109  + \$110 ;
-  assign \$112  = $signed(s2_val[47:32]) >= $signed(11'h330);
-  assign \$113  = \$111  + \$112 ;
-  assign \$115  = $signed(s2_val[47:32]) - $signed({ 1'h0, \$114  });
-  assign \$116  = s2_last_step ? 17'h00066 : \$115 ;
-  assign \$117  = ! \$signal$32 ;
-  assign \$118  = $signed(s2_val[63:48]) >= $signed(9'h0cc);
-  assign \$119  = 1'h0 + \$118 ;
-  assign \$120  = $signed(s2_val[63:48]) >= $signed(10'h198);
-  assign \$121  = \$119  + \$120 ;
-  assign \$122  = $signed(s2_val[63:48]) >= $signed(11'h264);
-  assign \$123  = \$121  + \$122 ;
-  assign \$124  = $signed(s2_val[63:48]) >= $signed(11'h330);
-  assign \$125  = \$123  + \$124 ;
-  assign \$127  = $signed(s2_val[63:48]) - $signed({ 1'h0, \$126  });
-  assign \$128  = s2_last_step ? 17'h00066 : \$127 ;
-  assign \$129  = \$signal$58  ? 4'hf : 4'h0;
+  assign \$signature__data  = _2_;
+  assign \$427  = \$425  | { \$426 [10], \$426  };
+  assign \$428  = \$signal$115 [2] ? \$signal$116 [47:32] : 16'h0000;
+  assign \$429  = { \$427 [11], \$427 [11], \$427 [11], \$427 [11], \$427  } | \$428 ;
+  assign \$430  = \$signal$115 [3] ? \$signal$37 [47:32] : 16'h0000;
+  assign \$431  = \$429  | \$430 ;
+  assign \$434  = \$signal$115 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$435  = \$433  | { \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434  };
+  assign \$436  = \$signal$115 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$437  = \$435  | { \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436  };
+  assign \$440  = $signed(\$424 ) + $signed(\$439 );
+  assign \$441  = \$signal$114 [0] ? \$signal$116 [63:48] : 16'h0000;
+  assign \$442  = \$signal$114 [1] ? \$signal$37 [63:48] : 16'h0000;
+  assign \$443  = \$441  | \$442 ;
+  assign \$444  = \$signal$114 [2] ? v_wr__data[59:45] : 15'h0000;
+  assign \$445  = \$443  | { \$444 [14], \$444  };
+  assign \$446  = \$signal$114 [3] ? res8[59:45] : 15'h0000;
+  assign \$447  = \$445  | { \$446 [14], \$446  };
+  assign \$448  = \$signal$114 [4] ? res9[59:45] : 15'h0000;
+  assign \$449  = \$447  | { \$448 [14], \$448  };
+  assign \$450  = \$signal$114 [5] ? v_raw[59:45] : 15'h0000;
+  assign \$451  = \$449  | { \$450 [14], \$450  };
+  assign \$454  = \$signal$114 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$455  = \$453  | { \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454  };
+  assign \$456  = \$signal$114 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$457  = \$455  | { \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456  };
+  assign \$460  = \$signal$115 [0] ? addend[47:36] : 12'h000;
+  assign \$461  = \$signal$115 [1] ? b_raw[43:33] : 11'h000;
+  assign \$462  = \$460  | { \$461 [10], \$461  };
+  assign \$463  = \$signal$115 [2] ? \$signal$116 [63:48] : 16'h0000;
+  assign \$464  = { \$462 [11], \$462 [11], \$462 [11], \$462 [11], \$462  } | \$463 ;
+  assign \$465  = \$signal$115 [3] ? \$signal$37 [63:48] : 16'h0000;
+  assign \$466  = \$464  | \$465 ;
+  assign \$469  = \$signal$115 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$470  = \$468  | { \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469  };
+  assign \$471  = \$signal$115 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$472  = \$470  | { \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471  };
+  assign \$475  = $signed(\$459 ) + $signed(\$474 );
+  assign \$476  = $signed(\$signal$116 [15:0]) - $signed(9'h0cc);
+  assign \$477  = $signed(\$signal$116 [15:0]) - $signed(10'h198);
+  assign \$478  = $signed(\$signal$116 [15:0]) - $signed(11'h264);
+  assign \$479  = $signed(\$signal$116 [15:0]) - $signed(11'h330);
+  assign \$480  = $signed(\$signal$116 [31:16]) - $signed(9'h0cc);
+  assign \$481  = $signed(\$signal$116 [31:16]) - $signed(10'h198);
+  assign \$482  = $signed(\$signal$116 [31:16]) - $signed(11'h264);
+  assign \$483  = $signed(\$signal$116 [31:16]) - $signed(11'h330);
+  assign \$484  = $signed(\$signal$116 [47:32]) - $signed(9'h0cc);
+  assign \$485  = $signed(\$signal$116 [47:32]) - $signed(10'h198);
+  assign \$486  = $signed(\$signal$116 [47:32]) - $signed(11'h264);
+  assign \$487  = $signed(\$signal$116 [47:32]) - $signed(11'h330);
+  assign \$488  = $signed(\$signal$116 [63:48]) - $signed(9'h0cc);
+  assign \$489  = $signed(\$signal$116 [63:48]) - $signed(10'h198);
+  assign \$490  = $signed(\$signal$116 [63:48]) - $signed(11'h264);
+  assign \$491  = $signed(\$signal$116 [63:48]) - $signed(11'h330);
+  assign \$493  = st6[0] & \$492 ;
+  assign \$494  = any_spike | st6[26];
+  assign \$495  = \$493  & \$494 ;
+  assign \$496  = | pending;
+  assign \$497  = pending - 1'h1;
+  assign \$498  = { 1'h0, pending } & \$497 ;
+  assign \$499  = ! \$498 ;
+  assign \$500  = ~ \$signal$72 [17];
+  assign \$501  = \$499  & \$500 ;
+  assign \$502  = 1'h1 << lane;
+  assign \$503  = { 3'h0, done } | \$502 ;
+  always @(posedge clk)
+    used <= \$504 ;
+  always @(posedge clk)
+    credit <= \$505 ;
+  always @(posedge clk)
+    fsm_state <= \$506 ;
+  always @(posedge clk)
+    sweep_addr <= \$507 ;
+  always @(posedge clk)
+    sweep_g <= \$508 ;
+  always @(posedge clk)
+    sweep_y <= \$509 ;
+  always @(posedge clk)
+    sweep_x <= \$510 ;
+  always @(posedge clk)
+    sweep_last <= \$511 ;
+  always @(posedge clk)
+    step <= \$512 ;
+  always @(posedge clk)
+    fire_k <= \$513 ;
+  always @(posedge clk)
+    plane <= \$514 ;
+  always @(posedge clk)
+    \$signal$84  <= \$515 ;
+  always @(posedge clk)
+    \$signal  <= \$516 ;
+  always @(posedge clk)
+    st0 <= \$517 ;
+  always @(posedge clk)
+    st1 <= \$518 ;
+  always @(posedge clk)
+    st2 <= \$519 ;
+  always @(posedge clk)
+    st3 <= \$520 ;
+  always @(posedge clk)
+    st4 <= \$521 ;
+  always @(posedge clk)
+    st5 <= \$522 ;
+  always @(posedge clk)
+    st6 <= \$523 ;
+  always @(posedge clk)
+    st7 <= \$524 ;
+  always @(posedge clk)
+    st8 <= \$525 ;
+  always @(posedge clk)
+    w1_0 <= \$526 ;
+  always @(posedge clk)
+    w2_0_0_0 <= \$527 ;
+  always @(posedge clk)
+    w2_0_0_1 <= \$528 ;
+  always @(posedge clk)
+    w2_0_0_2 <= \$529 ;
+  always @(posedge clk)
+    w2_0_0_3 <= \$530 ;
+  always @(posedge clk)
+    w2_0_2_0 <= \$531 ;
+  always @(posedge clk)
+    w2_0_2_1 <= \$532 ;
+  always @(posedge clk)
+    w2_0_2_2 <= \$533 ;
+  always @(posedge clk)
+    w2_0_2_3 <= \$534 ;
+  always @(posedge clk)
+    addend <= \$535 ;
+  always @(posedge clk)
+    v_raw <= \$536 ;
+  always @(posedge clk)
+    b_raw <= \$537 ;
+  always @(posedge clk)
+    res8 <= \$538 ;
+  always @(posedge clk)
+    res9 <= \$539 ;
+  always @(posedge clk)
+    cres8 <= \$540 ;
+  always @(posedge clk)
+    cres9 <= \$541 ;
+  always @(posedge clk)
+    \$like  <= \$542 ;
+  always @(posedge clk)
+    b6 <= \$543 ;
+  always @(posedge clk)
+    \$signal$112  <= \$544 ;
+  always @(posedge clk)
+    \$signal$113  <= \$545 ;
+  always @(posedge clk)
+    \$signal$114  <= \$546 ;
+  always @(posedge clk)
+    \$signal$115  <= \$547 ;
+  always @(posedge clk)
+    \$signal$116  <= \$548 ;
+  always @(posedge clk)
+    \$signal$37  <= \$549 ;
+  always @(posedge clk)
+    d1_0 <= \$550 ;
+  always @(posedge clk)
+    d2_0 <= \$551 ;
+  always @(posedge clk)
+    d3_0 <= \$552 ;
+  always @(posedge clk)
+    d4_0 <= \$553 ;
+  always @(posedge clk)
+    d1_1 <= \$554 ;
+  always @(posedge clk)
+    d2_1 <= \$555 ;
+  always @(posedge clk)
+    d3_1 <= \$556 ;
+  always @(posedge clk)
+    d4_1 <= \$557 ;
+  always @(posedge clk)
+    d1_2 <= \$558 ;
+  always @(posedge clk)
+    d2_2 <= \$559 ;
+  always @(posedge clk)
+    d3_2 <= \$560 ;
+  always @(posedge clk)
+    d4_2 <= \$561 ;
+  always @(posedge clk)
+    d1_3 <= \$562 ;
+  always @(posedge clk)
+    d2_3 <= \$563 ;
+  always @(posedge clk)
+    d3_3 <= \$564 ;
+  always @(posedge clk)
+    d4_3 <= \$565 ;
+  always @(posedge clk)
+    v_wr__data <= \$566 ;
+  always @(posedge clk)
+    \$signal$66  <= \$567 ;
+  always @(posedge clk)
+    \$signal$68  <= \$568 ;
+  always @(posedge clk)
+    done <= \$569 ;
+  assign en = ~ \$signal ;
+  assign \$1  = ~ \$signal ;
+  assign \$2  = op_valid & \$1 ;
+  assign \$3  = ~ op_valid;
+  assign \$4  = ~ \$signal ;
+  assign \$5  = credit & \$4 ;
+  assign \$6  = step == 1'h1;
+  assign active = issue[0] | \$signal ;
+  assign \$7  = ! st6[1];
+  assign \$8  = $signed(d1_0) >= $signed(1'h0);
+  assign \$9  = 1'h0 + \$8 ;
+  assign \$10  = $signed(d2_0) >= $signed(1'h0);
+  assign \$11  = \$9  + \$10 ;
+  assign \$12  = $signed(d3_0) >= $signed(1'h0);
+  assign \$13  = \$11  + \$12 ;
+  assign \$14  = $signed(d4_0) >= $signed(1'h0);
+  assign \$15  = \$13  + \$14 ;
+  assign \$16  = $signed(d1_0) >= $signed(1'h0);
+  assign \$17  = $signed(d2_0) >= $signed(1'h0);
+  assign \$18  = $signed(d3_0) >= $signed(1'h0);
+  assign \$19  = $signed(d4_0) >= $signed(1'h0);
+  assign \$20  = st6[24] ? 15'h0066 : kept0;
+  assign \$21  = ! st6[1];
+  assign \$22  = $signed(d1_1) >= $signed(1'h0);
+  assign \$23  = 1'h0 + \$22 ;
+  assign \$24  = $signed(d2_1) >= $signed(1'h0);
+  assign \$25  = \$23  + \$24 ;
+  assign \$26  = $signed(d3_1) >= $signed(1'h0);
+  assign \$27  = \$25  + \$26 ;
+  assign \$28  = $signed(d4_1) >= $signed(1'h0);
+  assign \$29  = \$27  + \$28 ;
+  assign \$30  = $signed(d1_1) >= $signed(1'h0);
+  assign \$31  = $signed(d2_1) >= $signed(1'h0);
+  assign \$32  = $signed(d3_1) >= $signed(1'h0);
+  assign \$33  = $signed(d4_1) >= $signed(1'h0);
+  assign \$34  = st6[24] ? 15'h0066 : kept1;
+  assign \$35  = ! st6[1];
+  assign \$36  = $signed(d1_2) >= $signed(1'h0);
+  assign \$37  = 1'h0 + \$36 ;
+  assign \$38  = $signed(d2_2) >= $signed(1'h0);
+  assign \$39  = \$37  + \$38 ;
+  assign \$40  = $signed(d3_2) >= $signed(1'h0);
+  assign \$41  = \$39  + \$40 ;
+  assign \$42  = $signed(d4_2) >= $signed(1'h0);
+  assign \$43  = \$41  + \$42 ;
+  assign \$44  = $signed(d1_2) >= $signed(1'h0);
+  assign \$45  = $signed(d2_2) >= $signed(1'h0);
+  assign \$46  = $signed(d3_2) >= $signed(1'h0);
+  assign \$47  = $signed(d4_2) >= $signed(1'h0);
+  assign \$48  = st6[24] ? 15'h0066 : kept2;
+  assign \$49  = ! st6[1];
+  assign \$50  = $signed(d1_3) >= $signed(1'h0);
+  assign \$51  = 1'h0 + \$50 ;
+  assign \$52  = $signed(d2_3) >= $signed(1'h0);
+  assign \$53  = \$51  + \$52 ;
+  assign \$54  = $signed(d3_3) >= $signed(1'h0);
+  assign \$55  = \$53  + \$54 ;
+  assign \$56  = $signed(d4_3) >= $signed(1'h0);
+  assign \$57  = \$55  + \$56 ;
+  assign \$58  = $signed(d1_3) >= $signed(1'h0);
+  assign \$59  = $signed(d2_3) >= $signed(1'h0);
+  assign \$60  = $signed(d3_3) >= $signed(1'h0);
+  assign \$61  = $signed(d4_3) >= $signed(1'h0);
+  assign \$62  = st6[24] ? 15'h0066 : kept3;
+  assign \$63  = ! st7[1];
+  assign \$64  = \$63  & st7[2];
+  assign \$65  = ~ \$64 ;
+  assign \$66  = st7[0] & \$65 ;
+  assign \$67  = \$66  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
-  assign \$130  = | r_data[2:0];
-  assign \$131  = ~ done[0];
-  assign \$132  = \$130  & \$131 ;
-  assign \$133  = | r_data[5:3];
-  assign \$134  = ~ done[1];
-  assign \$135  = \$133  & \$134 ;
-  assign \$136  = | r_data[8:6];
-  assign \$137  = ~ done[2];
-  assign \$138  = \$136  & \$137 ;
-  assign \$139  = | r_data[11:9];
-  assign \$140  = ~ done[3];
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = r_data[14:12] * 3'h4;
-  assign \$143  = \$142  + lane;
-  assign \$144  = | pending;
-  assign \$146  = pending - 1'h1;
-  assign \$147  = { 1'h0, pending } & \$146 ;
-  assign \$148  = ! \$147 ;
-  assign \$149  = ~ r_data[17];
-  assign \$150  = \$148  & \$149 ;
-  assign \$151  = ! fsm_state;
-  assign \$153  = ~ op_valid;
-  assign \$155  = \$signal$29  & \$154 ;
-  assign \$157  = \$signal$31  & \$156 ;
-  assign \$158  = \$155  + \$157 ;
-  assign \$160  = s3_valid & \$159 ;
-  assign \$161  = \$158  + \$160 ;
-  assign \$162  = w_level + \$161 ;
-  assign \$163  = \$162  < 5'h13;
-  assign \$164  = ~ bubble;
-  assign \$165  = \$163  & \$164 ;
-  assign \$166  = sweep_addr == 3'h7;
-  assign \$167  = step == 1'h1;
-  assign \$168  = step + 1'h1;
-  assign \$169  = sweep_addr + 1'h1;
-  assign \$170  = sweep_g == 3'h7;
-  assign \$171  = ! sweep_x;
-  assign \$172  = sweep_y + 1'h1;
-  assign \$173  = sweep_x + 1'h1;
-  assign \$174  = sweep_g + 1'h1;
-  assign \$175  = sweep_now & op_end;
-  assign \$176  = ! \$signal$30 ;
-  assign \$177  = \$176  & s1_cur;
-  assign \$178  = ~ \$177 ;
-  assign \$179  = \$signal$29  & \$178 ;
-  assign \$181  = \$signal$31  & \$180 ;
-  assign \$182  = any_spike | s2_end;
-  assign \$183  = \$181  & \$182 ;
-  assign \$184  = | pending;
-  assign \$185  = pending - 1'h1;
-  assign \$186  = { 1'h0, pending } & \$185 ;
-  assign \$187  = ! \$186 ;
-  assign \$188  = ~ r_data[17];
-  assign \$189  = \$187  & \$188 ;
-  assign \$190  = 1'h1 << lane;
-  assign \$191  = { 3'h0, done } | \$190 ;
-  always @(posedge clk)
-    fsm_state <= \$192 ;
-  always @(posedge clk)
-    sweep_addr <= \$193 ;
-  always @(posedge clk)
-    sweep_g <= \$194 ;
-  always @(posedge clk)
-    sweep_y <= \$195 ;
-  always @(posedge clk)
-    sweep_x <= \$196 ;
-  always @(posedge clk)
-    step <= \$197 ;
-  always @(posedge clk)
-    fire_k <= \$198 ;
-  always @(posedge clk)
-    plane <= \$199 ;
-  always @(posedge clk)
-    bubble <= \$200 ;
-  always @(posedge clk)
-    \$signal$29  <= \$201 ;
-  always @(posedge clk)
-    \$signal$30  <= \$202 ;
-  always @(posedge clk)
-    s1_cur <= \$203 ;
-  always @(posedge clk)
-    s1_addr <= \$204 ;
-  always @(posedge clk)
-    s1_proj <= \$205 ;
-  always @(posedge clk)
-    s1_count <= \$206 ;
-  always @(posedge clk)
-    s1_shift <= \$207 ;
-  always @(posedge clk)
-    s1_last_step <= \$208 ;
-  always @(posedge clk)
-    s1_fire_k <= \$209 ;
-  always @(posedge clk)
-    s1_end <= \$210 ;
-  always @(posedge clk)
-    s1_g <= \$211 ;
-  always @(posedge clk)
-    \$like$108  <= \$212 ;
-  always @(posedge clk)
-    s1_x <= \$213 ;
-  always @(posedge clk)
-    \$signal$31  <= \$214 ;
-  always @(posedge clk)
-    \$signal$32  <= \$215 ;
-  always @(posedge clk)
-    s2_addr <= \$216 ;
-  always @(posedge clk)
-    s2_val <= \$217 ;
-  always @(posedge clk)
-    \$signal$61  <= \$218 ;
-  always @(posedge clk)
-    s2_last_step <= \$219 ;
-  always @(posedge clk)
-    s2_fire_k <= \$220 ;
-  always @(posedge clk)
-    s2_end <= \$221 ;
-  always @(posedge clk)
-    \$like  <= \$222 ;
-  always @(posedge clk)
-    \$like$83  <= \$223 ;
-  always @(posedge clk)
-    s2_x <= \$224 ;
-  always @(posedge clk)
-    s2_laddr <= \$225 ;
-  always @(posedge clk)
-    s3_valid <= \$226 ;
-  always @(posedge clk)
-    s3_kind <= \$227 ;
-  always @(posedge clk)
-    s3_addr <= \$228 ;
-  always @(posedge clk)
-    \$signal$60  <= \$229 ;
-  always @(posedge clk)
-    \$signal$58  <= \$230 ;
-  always @(posedge clk)
-    \$signal$112  <= \$231 ;
-  always @(posedge clk)
-    \$signal$114  <= \$232 ;
-  always @(posedge clk)
-    s4_addr <= \$233 ;
-  always @(posedge clk)
-    s4_v <= \$234 ;
-  always @(posedge clk)
-    s4_vw <= \$235 ;
-  always @(posedge clk)
-    s4_cw <= \$236 ;
-  always @(posedge clk)
-    s4_c <= \$237 ;
-  always @(posedge clk)
-    w_data <= \$238 ;
-  always @(posedge clk)
-    w_en <= \$239 ;
-  always @(posedge clk)
-    done <= \$240 ;
+  assign \$69  = st7[0] & \$68 ;
+  assign \$70  = ~ \$signal$68 ;
+  assign dropped = \$69  & \$70 ;
+  assign \$71  = | \$signal$72 [2:0];
+  assign \$72  = ~ done[0];
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = | \$signal$72 [5:3];
+  assign \$75  = ~ done[1];
+  assign \$76  = \$74  & \$75 ;
+  assign \$77  = | \$signal$72 [8:6];
+  assign \$78  = ~ done[2];
+  assign \$79  = \$77  & \$78 ;
+  assign \$80  = | \$signal$72 [11:9];
+  assign \$81  = ~ done[3];
+  assign \$82  = \$80  & \$81 ;
+  assign \$83  = \$signal$72 [14:12] * 3'h4;
+  assign \$84  = \$83  + lane;
+  assign \$85  = | pending;
+  assign \$87  = pending - 1'h1;
+  assign \$88  = { 1'h0, pending } & \$87 ;
+  assign \$89  = ! \$88 ;
+  assign \$90  = ~ \$signal$72 [17];
+  assign \$91  = \$89  & \$90 ;
+  assign \$92  = ! fsm_state;
+  assign \$94  = used + sweep_now;
+  assign \$95  = \$94  - dropped;
+  assign \$96  = \$signal$79  & \$signal$76 ;
+  assign \$97  = $signed(\$95 ) - $signed({ 1'h0, \$96  });
+  assign \$98  = used <= 5'h18;
+  assign \$99  = ~ op_valid;
+  assign \$100  = ~ \$signal ;
+  assign \$101  = credit & \$100 ;
+  assign \$102  = step == 1'h1;
+  assign \$103  = step + 1'h1;
+  assign \$104  = sweep_addr + 1'h1;
+  assign \$105  = sweep_addr == 3'h6;
+  assign \$106  = sweep_g == 3'h7;
+  assign \$107  = ! sweep_x;
+  assign \$108  = sweep_y + 1'h1;
+  assign \$109  = sweep_x + 1'h1;
+  assign \$110  = sweep_g + 1'h1;
+  assign \$111  = sweep_now & issue[26];
+  assign \$112  = sweep_now & issue[26];
+  assign \$113  = \$112  | \$signal$84 ;
+  assign \$115  = st2[17] ? \$114  : 9'h000;
+  assign \$116  = $signed(1'h0) + $signed(\$115 );
+  assign \$118  = st2[18] ? \$117  : 9'h000;
+  assign \$119  = $signed(\$116 ) + $signed(\$118 );
+  assign \$121  = st2[17] ? \$120  : 9'h000;
+  assign \$122  = $signed(1'h0) + $signed(\$121 );
+  assign \$124  = st2[18] ? \$123  : 9'h000;
+  assign \$125  = $signed(\$122 ) + $signed(\$124 );
+  assign \$127  = st2[17] ? \$126  : 9'h000;
+  assign \$128  = $signed(1'h0) + $signed(\$127 );
+  assign \$130  = st2[18] ? \$129  : 9'h000;
+  assign \$131  = $signed(\$128 ) + $signed(\$130 );
+  assign \$133  = st2[17] ? \$132  : 9'h000;
+  assign \$134  = $signed(1'h0) + $signed(\$133 );
+  assign \$136  = st2[18] ? \$135  : 9'h000;
+  assign \$137  = $signed(\$134 ) + $signed(\$136 );
+  assign \$139  = st2[19] ? \$138  : 11'h000;
+  assign \$140  = $signed(1'h0) + $signed(\$139 );
+  assign \$142  = st2[19] ? \$141  : 11'h000;
+  assign \$143  = $signed(1'h0) + $signed(\$142 );
+  assign \$145  = st2[19] ? \$144  : 11'h000;
+  assign \$146  = $signed(1'h0) + $signed(\$145 );
+  assign \$148  = st2[19] ? \$147  : 11'h000;
+  assign \$149  = $signed(1'h0) + $signed(\$148 );
+  assign \$150  = ! st3[16];
+  assign \$151  = $signed(1'h0) + $signed(w2_0_0_0);
+  assign \$152  = $signed(\$151 ) + $signed(w2_0_2_0);
+  assign \$153  = $signed(1'h0) + $signed(w2_0_0_1);
+  assign \$154  = $signed(\$153 ) + $signed(w2_0_2_1);
+  assign \$155  = $signed(1'h0) + $signed(w2_0_0_2);
+  assign \$156  = $signed(\$155 ) + $signed(w2_0_2_2);
+  assign \$157  = $signed(1'h0) + $signed(w2_0_0_3);
+  assign \$158  = $signed(\$157 ) + $signed(w2_0_2_3);
+  assign \$159  = ! st3[1];
+  assign \$160  = \$159  & st3[2];
+  assign \$161  = ~ \$160 ;
+  assign \$162  = st3[0] & \$161 ;
+  assign \$163  = st2[6:4] == st3[6:4];
+  assign \$164  = \$162  & \$163 ;
+  assign \$165  = ! st3[1];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = ! st3[1];
+  assign \$168  = \$167  & st3[2];
+  assign \$170  = \$169  & st3[24];
+  assign \$171  = \$168  | \$170 ;
+  assign \$172  = st3[0] & \$171 ;
+  assign \$173  = st2[6:4] == st3[6:4];
+  assign \$174  = \$172  & \$173 ;
+  assign \$175  = ! st3[1];
+  assign \$176  = \$174  & \$175 ;
+  assign \$177  = ! st4[1];
+  assign \$178  = \$177  & st4[2];
+  assign \$179  = ~ \$178 ;
+  assign \$180  = st4[0] & \$179 ;
+  assign \$181  = st2[6:4] == st4[6:4];
+  assign \$182  = \$180  & \$181 ;
+  assign \$183  = ! st4[1];
+  assign \$184  = \$182  & \$183 ;
+  assign \$185  = ! st4[1];
+  assign \$186  = \$185  & st4[2];
+  assign \$188  = \$187  & st4[24];
+  assign \$189  = \$186  | \$188 ;
+  assign \$190  = st4[0] & \$189 ;
+  assign \$191  = st2[6:4] == st4[6:4];
+  assign \$192  = \$190  & \$191 ;
+  assign \$193  = ! st4[1];
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = ! st5[1];
+  assign \$196  = \$195  & st5[2];
+  assign \$197  = ~ \$196 ;
+  assign \$198  = st5[0] & \$197 ;
+  assign \$199  = st2[6:4] == st5[6:4];
+  assign \$200  = \$198  & \$199 ;
+  assign \$201  = ! st5[1];
+  assign \$202  = \$201  & st5[2];
+  assign \$204  = \$203  & st5[24];
+  assign \$205  = \$202  | \$204 ;
+  assign \$206  = st5[0] & \$205 ;
+  assign \$207  = st2[6:4] == st5[6:4];
+  assign \$208  = \$206  & \$207 ;
+  assign \$209  = ! st6[1];
+  assign \$210  = \$209  & st6[2];
+  assign \$211  = ~ \$210 ;
+  assign \$212  = st6[0] & \$211 ;
+  assign \$213  = st2[6:4] == st6[6:4];
+  assign \$214  = \$212  & \$213 ;
+  assign \$215  = ! st6[1];
+  assign \$216  = \$215  & st6[2];
+  assign \$218  = \$217  & st6[24];
+  assign \$219  = \$216  | \$218 ;
+  assign \$220  = st6[0] & \$219 ;
+  assign \$221  = st2[6:4] == st6[6:4];
+  assign \$222  = \$220  & \$221 ;
+  assign \$223  = ! st7[1];
+  assign \$224  = \$223  & st7[2];
+  assign \$225  = ~ \$224 ;
+  assign \$226  = st7[0] & \$225 ;
+  assign \$227  = st2[6:4] == st7[6:4];
+  assign \$228  = \$226  & \$227 ;
+  assign \$229  = ! st7[1];
+  assign \$230  = \$229  & st7[2];
+  assign \$232  = \$231  & st7[24];
+  assign \$233  = \$230  | \$232 ;
+  assign \$234  = st7[0] & \$233 ;
+  assign \$235  = st2[6:4] == st7[6:4];
+  assign \$236  = \$234  & \$235 ;
+  assign \$239  = ! st3[1];
+  assign \$240  = \$239  & st3[2];
+  assign \$241  = ~ \$240 ;
+  assign \$242  = \$238  & \$241 ;
+  assign \$245  = ! st3[1];
+  assign \$246  = \$245  & st3[2];
+  assign \$247  = \$244  & \$246 ;
+  assign \$248  = \$242  | \$247 ;
+  assign \$250  = ~ \$249 ;
+  assign \$251  = \$signal$112 [1] & \$250 ;
+  assign \$252  = ! st3[1];
+  assign \$253  = \$252  & st3[2];
+  assign \$254  = ~ \$253 ;
+  assign \$255  = \$251  & \$254 ;
+  assign \$257  = ~ \$256 ;
+  assign \$258  = \$signal$113 [1] & \$257 ;
+  assign \$259  = ! st3[1];
+  assign \$260  = \$259  & st3[2];
+  assign \$261  = \$258  & \$260 ;
+  assign \$262  = \$255  | \$261 ;
+  assign \$264  = \$263  | \$signal$112 [1];
+  assign \$265  = ~ \$264 ;
+  assign \$266  = \$signal$112 [2] & \$265 ;
+  assign \$267  = ! st3[1];
+  assign \$268  = \$267  & st3[2];
+  assign \$269  = ~ \$268 ;
+  assign \$270  = \$266  & \$269 ;
+  assign \$272  = \$271  | \$signal$112 [1];
+  assign \$273  = \$272  | \$signal$112 [2];
+  assign \$274  = ~ \$273 ;
+  assign \$275  = \$signal$112 [3] & \$274 ;
+  assign \$276  = ! st3[1];
+  assign \$277  = \$276  & st3[2];
+  assign \$278  = ~ \$277 ;
+  assign \$279  = \$275  & \$278 ;
+  assign \$281  = \$280  | \$signal$112 [1];
+  assign \$282  = \$281  | \$signal$112 [2];
+  assign \$283  = \$282  | \$signal$112 [3];
+  assign \$284  = ~ \$283 ;
+  assign \$285  = \$signal$112 [4] & \$284 ;
+  assign \$286  = ! st3[1];
+  assign \$287  = \$286  & st3[2];
+  assign \$288  = ~ \$287 ;
+  assign \$289  = \$285  & \$288 ;
+  assign \$291  = \$290  | \$signal$112 [1];
+  assign \$292  = \$291  | \$signal$112 [2];
+  assign \$293  = \$292  | \$signal$112 [3];
+  assign \$294  = \$293  | \$signal$112 [4];
+  assign \$295  = ~ \$294 ;
+  assign \$296  = ! st3[1];
+  assign \$297  = \$296  & st3[2];
+  assign \$298  = ~ \$297 ;
+  assign \$299  = \$295  & \$298 ;
+  assign \$301  = \$300  | \$signal$113 [1];
+  assign \$302  = ~ \$301 ;
+  assign \$303  = \$signal$113 [2] & \$302 ;
+  assign \$304  = ! st3[1];
+  assign \$305  = \$304  & st3[2];
+  assign \$306  = \$303  & \$305 ;
+  assign \$308  = \$307  | \$signal$113 [1];
+  assign \$309  = \$308  | \$signal$113 [2];
+  assign \$310  = ~ \$309 ;
+  assign \$311  = \$signal$113 [3] & \$310 ;
+  assign \$312  = ! st3[1];
+  assign \$313  = \$312  & st3[2];
+  assign \$314  = \$311  & \$313 ;
+  assign \$316  = \$315  | \$signal$113 [1];
+  assign \$317  = \$316  | \$signal$113 [2];
+  assign \$318  = \$317  | \$signal$113 [3];
+  assign \$319  = ~ \$318 ;
+  assign \$320  = \$signal$113 [4] & \$319 ;
+  assign \$321  = ! st3[1];
+  assign \$322  = \$321  & st3[2];
+  assign \$323  = \$320  & \$322 ;
+  assign \$325  = \$324  | \$signal$113 [1];
+  assign \$326  = \$325  | \$signal$113 [2];
+  assign \$327  = \$326  | \$signal$113 [3];
+  assign \$328  = \$327  | \$signal$113 [4];
+  assign \$329  = ~ \$328 ;
+  assign \$330  = ! st3[1];
+  assign \$331  = \$330  & st3[2];
+  assign \$332  = \$329  & \$331 ;
+  assign \$333  = ! st3[1];
+  assign \$334  = ! st3[1];
+  assign \$336  = \$signal$114 [0] ? \$signal$116 [15:0] : 16'h0000;
+  assign \$337  = \$signal$114 [1] ? \$signal$37 [15:0] : 16'h0000;
+  assign \$338  = \$336  | \$337 ;
+  assign \$339  = \$signal$114 [2] ? v_wr__data[14:0] : 15'h0000;
+  assign \$340  = \$338  | { \$339 [14], \$339  };
+  assign \$341  = \$signal$114 [3] ? res8[14:0] : 15'h0000;
+  assign \$342  = \$340  | { \$341 [14], \$341  };
+  assign \$343  = \$signal$114 [4] ? res9[14:0] : 15'h0000;
+  assign \$344  = \$342  | { \$343 [14], \$343  };
+  assign \$345  = \$signal$114 [5] ? v_raw[14:0] : 15'h0000;
+  assign \$346  = \$344  | { \$345 [14], \$345  };
+  assign \$349  = \$signal$114 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$350  = \$348  | { \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349  };
+  assign \$351  = \$signal$114 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$352  = \$350  | { \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351  };
+  assign \$355  = \$signal$115 [0] ? addend[11:0] : 12'h000;
+  assign \$356  = \$signal$115 [1] ? b_raw[10:0] : 11'h000;
+  assign \$357  = \$355  | { \$356 [10], \$356  };
+  assign \$358  = \$signal$115 [2] ? \$signal$116 [15:0] : 16'h0000;
+  assign \$359  = { \$357 [11], \$357 [11], \$357 [11], \$357 [11], \$357  } | \$358 ;
+  assign \$360  = \$signal$115 [3] ? \$signal$37 [15:0] : 16'h0000;
+  assign \$361  = \$359  | \$360 ;
+  assign \$364  = \$signal$115 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$365  = \$363  | { \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364  };
+  assign \$366  = \$signal$115 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$367  = \$365  | { \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366  };
+  assign \$370  = $signed(\$354 ) + $signed(\$369 );
+  assign \$371  = \$signal$114 [0] ? \$signal$116 [31:16] : 16'h0000;
+  assign \$372  = \$signal$114 [1] ? \$signal$37 [31:16] : 16'h0000;
+  assign \$373  = \$371  | \$372 ;
+  assign \$374  = \$signal$114 [2] ? v_wr__data[29:15] : 15'h0000;
+  assign \$375  = \$373  | { \$374 [14], \$374  };
+  assign \$376  = \$signal$114 [3] ? res8[29:15] : 15'h0000;
+  assign \$377  = \$375  | { \$376 [14], \$376  };
+  assign \$378  = \$signal$114 [4] ? res9[29:15] : 15'h0000;
+  assign \$379  = \$377  | { \$378 [14], \$378  };
+  assign \$380  = \$signal$114 [5] ? v_raw[29:15] : 15'h0000;
+  assign \$381  = \$379  | { \$380 [14], \$380  };
+  assign \$384  = \$signal$114 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$385  = \$383  | { \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384  };
+  assign \$386  = \$signal$114 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$387  = \$385  | { \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386  };
+  assign \$390  = \$signal$115 [0] ? addend[23:12] : 12'h000;
+  assign \$391  = \$signal$115 [1] ? b_raw[21:11] : 11'h000;
+  assign \$392  = \$390  | { \$391 [10], \$391  };
+  assign \$393  = \$signal$115 [2] ? \$signal$116 [31:16] : 16'h0000;
+  assign \$394  = { \$392 [11], \$392 [11], \$392 [11], \$392 [11], \$392  } | \$393 ;
+  assign \$395  = \$signal$115 [3] ? \$signal$37 [31:16] : 16'h0000;
+  assign \$396  = \$394  | \$395 ;
+  assign \$399  = \$signal$115 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$400  = \$398  | { \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399  };
+  assign \$401  = \$signal$115 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$402  = \$400  | { \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401  };
+  assign \$405  = $signed(\$389 ) + $signed(\$404 );
+  assign \$406  = \$signal$114 [0] ? \$signal$116 [47:32] : 16'h0000;
+  assign \$407  = \$signal$114 [1] ? \$signal$37 [47:32] : 16'h0000;
+  assign \$408  = \$406  | \$407 ;
+  assign \$409  = \$signal$114 [2] ? v_wr__data[44:30] : 15'h0000;
+  assign \$410  = \$408  | { \$409 [14], \$409  };
+  assign \$411  = \$signal$114 [3] ? res8[44:30] : 15'h0000;
+  assign \$412  = \$410  | { \$411 [14], \$411  };
+  assign \$413  = \$signal$114 [4] ? res9[44:30] : 15'h0000;
+  assign \$414  = \$412  | { \$413 [14], \$413  };
+  assign \$415  = \$signal$114 [5] ? v_raw[44:30] : 15'h0000;
+  assign \$416  = \$414  | { \$415 [14], \$415  };
+  assign \$419  = \$signal$114 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$420  = \$418  | { \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419  };
+  assign \$421  = \$signal$114 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$422  = \$420  | { \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421  };
+  assign \$425  = \$signal$115 [0] ? addend[35:24] : 12'h000;
+  assign \$426  = \$signal$115 [1] ? b_raw[32:22] : 11'h000;
   \digits_mlp_gn.engine_fc2.expand0  expand0 (
     .clk(clk),
     .en(en),
-    .ev_count(ev_count),
-    .ev_index(ev_index),
-    .ev_shift(ev_shift),
     .load(load),
-    .op_addr(\op_addr$7 ),
-    .op_count(\op_count$12 ),
-    .op_shift(\op_shift$14 ),
+    .op_addr(op_addr),
+    .op_count(op_count),
+    .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
+    .\port$3241$0 (i0__payload[8:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_mlp_gn.engine_fc2.queue  queue (
     .clk(clk),
-    .r_data(r_data),
-    .r_en(r_en),
-    .r_rdy(r_rdy),
+    .\port$2880$0 (\$signal$79 ),
+    .\port$3050$0 (\$signal$72 ),
+    .\port$3052$0 (\$signal$76 ),
     .rst(rst),
-    .w_en(w_en),
-    .w_level(w_level),
-    .w_port__data(w_data)
+    .w_data(\$signal$66 ),
+    .w_en(\$signal$68 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$90  = 10'h000;
-    casez (spikes0)
-      3'h0:
-          \$90  = 10'h000;
-      3'h1:
-          \$90  = 10'h0cc;
-      3'h2:
-          \$90  = 10'h198;
-      3'h3:
-          \$90  = 10'h264;
-      3'h4:
-          \$90  = 10'h330;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$102  = 10'h000;
-    casez (spikes1)
-      3'h0:
-          \$102  = 10'h000;
-      3'h1:
-          \$102  = 10'h0cc;
-      3'h2:
-          \$102  = 10'h198;
-      3'h3:
-          \$102  = 10'h264;
-      3'h4:
-          \$102  = 10'h330;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$114  = 10'h000;
-    casez (spikes2)
-      3'h0:
-          \$114  = 10'h000;
-      3'h1:
-          \$114  = 10'h0cc;
-      3'h2:
-          \$114  = 10'h198;
-      3'h3:
-          \$114  = 10'h264;
-      3'h4:
-          \$114  = 10'h330;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$126  = 10'h000;
-    casez (spikes3)
-      3'h0:
-          \$126  = 10'h000;
-      3'h1:
-          \$126  = 10'h0cc;
-      3'h2:
-          \$126  = 10'h198;
-      3'h3:
-          \$126  = 10'h264;
-      3'h4:
-          \$126  = 10'h330;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$145  = r_data[2:0];
-      2'h1:
-          \$145  = r_data[5:3];
-      2'h2:
-          \$145  = r_data[8:6];
-      2'h3:
-          \$145  = r_data[11:9];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \op_valid$4  = 1'h0;
-    if (\$4 ) begin
-      \op_valid$4  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    issue = 32'd0;
+    if (\$2 ) begin
+      issue[0] = 1'h1;
+      issue[1] = 1'h0;
+      issue[6:4] = op_addr;
+      issue[3] = 1'h0;
+      issue[16] = 1'h0;
+      issue[19:17] = op_count;
+      issue[23:20] = op_shift;
+      issue[2] = 1'h0;
+      issue[15:7] = op_waddr;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$17 ) begin
-            \op_valid$4  = 1'h1;
+          if (\$5 ) begin
+            issue[0] = 1'h1;
+            issue[1] = 1'h1;
+            issue[6:4] = sweep_addr;
+            issue[3] = 1'h0;
+            issue[29:27] = sweep_g;
+            issue[30] = sweep_y;
+            issue[31] = sweep_x;
+            issue[24] = \$6 ;
+            issue[26] = sweep_last;
+            issue[25] = fire_k[0];
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_kind = 1'h0;
-    if (\$4 ) begin
-      op_kind = 1'h0;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_kind = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_addr = 3'h0;
-    if (\$4 ) begin
-      op_addr = \op_addr$7 ;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_addr = sweep_addr;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_bank = 1'h0;
-    if (\$4 ) begin
-      op_bank = 1'h0;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_bank = 1'h0;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_proj = 1'h0;
-    if (\$4 ) begin
-      op_proj = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_count = 3'h0;
-    if (\$4 ) begin
-      op_count = \op_count$12 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_shift = 4'h0;
-    if (\$4 ) begin
-      op_shift = \op_shift$14 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_cur = 1'h0;
-    if (\$4 ) begin
-      op_cur = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$signature__addr  = 9'h000;
-    if (\$4 ) begin
-      \$signature__addr  = op_waddr;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    ev_index = 6'h00;
-    casez (fsm_state)
-      1'h0:
-          ev_index = i0__payload[5:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    ev_count = 3'h0;
-    casez (fsm_state)
-      1'h0:
-          ev_count = i0__payload[8:6];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    ev_shift = 4'h0;
-    casez (fsm_state)
-      1'h0:
-          ev_shift = 4'h0;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     i0__ready = 1'h0;
     casez (fsm_state)
       1'h0:
           if (i0__valid) begin
             if (i0__payload[9]) begin
-              if (\$5 ) begin
+              if (\$3 ) begin
                 i0__ready = 1'h1;
               end
             end else if (ready) begin
@@ -5559,7 +8357,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__payload, i0__ready,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     load = 1'h0;
     casez (fsm_state)
       1'h0:
@@ -5572,244 +8370,155 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__payload, i0__ready,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     sweep_now = 1'h0;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$17 ) begin
+          if (\$5 ) begin
             sweep_now = 1'h1;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_g = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_g = sweep_g;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_y = 1'h0;
+    if (\$7 ) begin
+      result[14:0] = \$signal$37 [14:0];
+    end else begin
+      result[14:0] = \$20 ;
+    end
     (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_y = sweep_y;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_x = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_x = sweep_x;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_last_step = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_last_step = \$18 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_end = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_end = \$19 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    op_fire_k = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_fire_k = fire_k[0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    out = \$signature__data ;
     if (\$21 ) begin
-      out[14:0] = s4_v[14:0];
-      out[29:15] = s4_v[29:15];
-      out[44:30] = s4_v[44:30];
-      out[59:45] = s4_v[59:45];
+      result[29:15] = \$signal$37 [30:16];
+    end else begin
+      result[29:15] = \$34 ;
     end
-    if (\$23 ) begin
-      out[14:0] = \$signal$60 [14:0];
-      out[29:15] = \$signal$60 [29:15];
-      out[44:30] = \$signal$60 [44:30];
-      out[59:45] = \$signal$60 [59:45];
+    (* full_case = 32'd1 *)
+    if (\$35 ) begin
+      result[44:30] = \$signal$37 [46:32];
+    end else begin
+      result[44:30] = \$48 ;
     end
-    if (\$27 ) begin
-      out[14:0] = s2_val[14:0];
-      out[29:15] = s2_val[30:16];
-      out[44:30] = s2_val[46:32];
-      out[59:45] = s2_val[62:48];
+    (* full_case = 32'd1 *)
+    if (\$49 ) begin
+      result[59:45] = \$signal$37 [62:48];
+    end else begin
+      result[59:45] = \$62 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    w_now = 64'h0000000000000000;
-    if (\$28 ) begin
-      w_now[15:0] = { \$signature__data$66 [7], \$signature__data$66 [7], \$signature__data$66 [7], \$signature__data$66 [7], \$signature__data$66 [7], \$signature__data$66 [7], \$signature__data$66 [7], \$signature__data$66 [7], \$signature__data$66 [7:0] };
-      w_now[31:16] = { \$signature__data$66 [15], \$signature__data$66 [15], \$signature__data$66 [15], \$signature__data$66 [15], \$signature__data$66 [15], \$signature__data$66 [15], \$signature__data$66 [15], \$signature__data$66 [15], \$signature__data$66 [15:8] };
-      w_now[47:32] = { \$signature__data$66 [23], \$signature__data$66 [23], \$signature__data$66 [23], \$signature__data$66 [23], \$signature__data$66 [23], \$signature__data$66 [23], \$signature__data$66 [23], \$signature__data$66 [23], \$signature__data$66 [23:16] };
-      w_now[63:48] = { \$signature__data$66 [31], \$signature__data$66 [31], \$signature__data$66 [31], \$signature__data$66 [31], \$signature__data$66 [31], \$signature__data$66 [31], \$signature__data$66 [31], \$signature__data$66 [31], \$signature__data$66 [31:24] };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$29 ) begin
-      val[15:0] = \$40 [15:0];
-    end else begin
-      val[15:0] = \$41 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$42 ) begin
-      val[31:16] = \$53 [15:0];
-    end else begin
-      val[31:16] = \$54 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$55 ) begin
-      val[47:32] = \$66 [15:0];
-    end else begin
-      val[47:32] = \$67 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$68 ) begin
-      val[63:48] = \$79 [15:0];
-    end else begin
-      val[63:48] = \$80 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$81 ) begin
-      result[14:0] = s2_val[14:0];
-    end else begin
-      result[14:0] = \$92 [14:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$93 ) begin
-      result[29:15] = s2_val[30:16];
-    end else begin
-      result[29:15] = \$104 [14:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$105 ) begin
-      result[44:30] = s2_val[46:32];
-    end else begin
-      result[44:30] = \$116 [14:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$117 ) begin
-      result[59:45] = s2_val[62:48];
-    end else begin
-      result[59:45] = \$128 [14:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    spikes0 = 3'h0;
-    (* full_case = 32'd1 *)
-    if (\$81 ) begin
-    end else begin
-      spikes0 = \$89 [2:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     out_counts = 12'h000;
     (* full_case = 32'd1 *)
-    if (\$81 ) begin
+    if (\$7 ) begin
     end else begin
-      out_counts[2:0] = spikes0;
+      out_counts[2:0] = \$15 [2:0];
     end
     (* full_case = 32'd1 *)
-    if (\$93 ) begin
+    if (\$21 ) begin
     end else begin
-      out_counts[5:3] = spikes1;
+      out_counts[5:3] = \$29 [2:0];
     end
     (* full_case = 32'd1 *)
-    if (\$105 ) begin
+    if (\$35 ) begin
     end else begin
-      out_counts[8:6] = spikes2;
+      out_counts[8:6] = \$43 [2:0];
     end
     (* full_case = 32'd1 *)
-    if (\$117 ) begin
+    if (\$49 ) begin
     end else begin
-      out_counts[11:9] = spikes3;
+      out_counts[11:9] = \$57 [2:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    spikes1 = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    kept0 = 15'h0000;
     (* full_case = 32'd1 *)
-    if (\$93 ) begin
+    if (\$7 ) begin
     end else begin
-      spikes1 = \$101 [2:0];
+      kept0 = \$signal$37 [14:0];
+      if (\$16 ) begin
+        kept0 = d1_0[14:0];
+      end
+      if (\$17 ) begin
+        kept0 = d2_0[14:0];
+      end
+      if (\$18 ) begin
+        kept0 = d3_0[14:0];
+      end
+      if (\$19 ) begin
+        kept0 = d4_0[14:0];
+      end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    spikes2 = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    kept1 = 15'h0000;
     (* full_case = 32'd1 *)
-    if (\$105 ) begin
+    if (\$21 ) begin
     end else begin
-      spikes2 = \$113 [2:0];
+      kept1 = \$signal$37 [30:16];
+      if (\$30 ) begin
+        kept1 = d1_1[14:0];
+      end
+      if (\$31 ) begin
+        kept1 = d2_1[14:0];
+      end
+      if (\$32 ) begin
+        kept1 = d3_1[14:0];
+      end
+      if (\$33 ) begin
+        kept1 = d4_1[14:0];
+      end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    spikes3 = 3'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    kept2 = 15'h0000;
     (* full_case = 32'd1 *)
-    if (\$117 ) begin
+    if (\$35 ) begin
     end else begin
-      spikes3 = \$125 [2:0];
+      kept2 = \$signal$37 [46:32];
+      if (\$44 ) begin
+        kept2 = d1_2[14:0];
+      end
+      if (\$45 ) begin
+        kept2 = d2_2[14:0];
+      end
+      if (\$46 ) begin
+        kept2 = d3_2[14:0];
+      end
+      if (\$47 ) begin
+        kept2 = d4_2[14:0];
+      end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    kept3 = 15'h0000;
+    (* full_case = 32'd1 *)
+    if (\$49 ) begin
+    end else begin
+      kept3 = \$signal$37 [62:48];
+      if (\$58 ) begin
+        kept3 = d1_3[14:0];
+      end
+      if (\$59 ) begin
+        kept3 = d2_3[14:0];
+      end
+      if (\$60 ) begin
+        kept3 = d3_3[14:0];
+      end
+      if (\$61 ) begin
+        kept3 = d4_3[14:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     lane = 2'h0;
     if (pending[3]) begin
       lane = 2'h3;
@@ -5825,23 +8534,23 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__payload, i0__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     o__payload[8:5] = 4'h0;
-    if (r_rdy) begin
+    if (\$signal$76 ) begin
       (* full_case = 32'd1 *)
-      if (\$144 ) begin
-        o__payload[7:5] = \$145 ;
+      if (\$85 ) begin
+        o__payload[7:5] = \$86 ;
       end else begin
         o__payload[8] = 1'h1;
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     o__valid = 1'h0;
-    if (r_rdy) begin
+    if (\$signal$76 ) begin
       (* full_case = 32'd1 *)
-      if (\$144 ) begin
+      if (\$85 ) begin
         o__valid = 1'h1;
       end else begin
         o__valid = 1'h1;
@@ -5849,583 +8558,800 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__payload, i0__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    r_en = 1'h0;
-    if (r_rdy) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$signal$79  = 1'h0;
+    if (\$signal$76 ) begin
       (* full_case = 32'd1 *)
-      if (\$144 ) begin
+      if (\$85 ) begin
         if (o__ready) begin
-          if (\$150 ) begin
-            r_en = 1'h1;
+          if (\$91 ) begin
+            \$signal$79  = 1'h1;
           end
         end
       end else begin
         if (o__ready) begin
-          r_en = 1'h1;
+          \$signal$79  = 1'h1;
         end
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$192  = fsm_state;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$504  = \$97 [4:0];
+    if (rst) begin
+      \$504  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$505  = \$98 ;
+    if (rst) begin
+      \$505  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$506  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           if (i0__valid) begin
             if (i0__payload[9]) begin
-              if (\$153 ) begin
-                \$192  = 1'h1;
+              if (\$99 ) begin
+                \$506  = 1'h1;
               end
             end
           end
       1'h1:
-          if (\$165 ) begin
-            if (\$166 ) begin
+          if (\$101 ) begin
+            if (sweep_last) begin
               (* full_case = 32'd1 *)
-              if (\$167 ) begin
-                \$192  = 1'h0;
+              if (\$102 ) begin
+                \$506  = 1'h0;
               end else begin
-                \$192  = 1'h0;
+                \$506  = 1'h0;
               end
             end
           end
     endcase
     if (rst) begin
-      \$192  = 1'h0;
+      \$506  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$193  = sweep_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$507  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$165 ) begin
+          if (\$101 ) begin
             (* full_case = 32'd1 *)
-            if (\$166 ) begin
-              \$193  = 3'h0;
+            if (sweep_last) begin
+              \$507  = 3'h0;
             end else begin
-              \$193  = \$169 [2:0];
+              \$507  = \$104 [2:0];
             end
           end
     endcase
     if (rst) begin
-      \$193  = 3'h0;
+      \$507  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$194  = sweep_g;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$508  = sweep_g;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$165 ) begin
+          if (\$101 ) begin
             (* full_case = 32'd1 *)
-            if (\$166 ) begin
-              \$194  = 3'h0;
+            if (sweep_last) begin
+              \$508  = 3'h0;
             end else begin
               (* full_case = 32'd1 *)
-              if (\$170 ) begin
-                \$194  = 3'h0;
+              if (\$106 ) begin
+                \$508  = 3'h0;
               end else begin
-                \$194  = \$174 [2:0];
+                \$508  = \$110 [2:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$194  = 3'h0;
+      \$508  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$195  = sweep_y;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$509  = sweep_y;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$165 ) begin
+          if (\$101 ) begin
             (* full_case = 32'd1 *)
-            if (\$166 ) begin
-              \$195  = 1'h0;
+            if (sweep_last) begin
+              \$509  = 1'h0;
             end else begin
-              if (\$170 ) begin
-                if (\$171 ) begin
-                  \$195  = \$172 [0];
+              if (\$106 ) begin
+                if (\$107 ) begin
+                  \$509  = \$108 [0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$195  = 1'h0;
+      \$509  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$196  = sweep_x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$510  = sweep_x;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$165 ) begin
+          if (\$101 ) begin
             (* full_case = 32'd1 *)
-            if (\$166 ) begin
-              \$196  = 1'h0;
+            if (sweep_last) begin
+              \$510  = 1'h0;
             end else begin
-              if (\$170 ) begin
+              if (\$106 ) begin
                 (* full_case = 32'd1 *)
-                if (\$171 ) begin
-                  \$196  = 1'h0;
+                if (\$107 ) begin
+                  \$510  = 1'h0;
                 end else begin
-                  \$196  = \$173 [0];
+                  \$510  = \$109 [0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$196  = 1'h0;
+      \$510  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$197  = step;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$511  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$165 ) begin
-            if (\$166 ) begin
+          if (\$101 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$511  = 1'h0;
+            end else begin
+              \$511  = \$105 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$511  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$512  = step;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$101 ) begin
+            if (sweep_last) begin
               (* full_case = 32'd1 *)
-              if (\$167 ) begin
-                \$197  = 2'h0;
+              if (\$102 ) begin
+                \$512  = 2'h0;
               end else begin
-                \$197  = \$168 [1:0];
+                \$512  = \$103 [1:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$197  = 2'h0;
+      \$512  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$198  = fire_k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$513  = fire_k;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$165 ) begin
-            if (\$166 ) begin
-              if (\$167 ) begin
-                \$198  = 2'h0;
+          if (\$101 ) begin
+            if (sweep_last) begin
+              if (\$102 ) begin
+                \$513  = 2'h0;
               end
             end
           end
     endcase
     if (rst) begin
-      \$198  = 2'h0;
+      \$513  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$199  = plane;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$514  = plane;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$165 ) begin
-            if (\$166 ) begin
-              if (\$167 ) begin
-                \$199  = 2'h0;
+          if (\$101 ) begin
+            if (sweep_last) begin
+              if (\$102 ) begin
+                \$514  = 2'h0;
               end
             end
           end
     endcase
     if (rst) begin
-      \$199  = 2'h0;
+      \$514  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$200  = \$175 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$515  = \$111 ;
     if (rst) begin
-      \$200  = 1'h0;
+      \$515  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$201  = \op_valid$4 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$516  = \$113 ;
     if (rst) begin
-      \$201  = 1'h0;
+      \$516  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$202  = op_kind;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$517  = issue;
     if (rst) begin
-      \$202  = 1'h0;
+      \$517  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$203  = op_cur;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$518  = st0;
     if (rst) begin
-      \$203  = 1'h0;
+      \$518  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$204  = op_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$519  = st1;
     if (rst) begin
-      \$204  = 3'h0;
+      \$519  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$205  = op_proj;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$520  = st2;
     if (rst) begin
-      \$205  = 1'h0;
+      \$520  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$206  = op_count;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$521  = st3;
     if (rst) begin
-      \$206  = 3'h0;
+      \$521  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$207  = op_shift;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$522  = st4;
     if (rst) begin
-      \$207  = 4'h0;
+      \$522  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$208  = op_last_step;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$523  = st5;
     if (rst) begin
-      \$208  = 1'h0;
+      \$523  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$209  = op_fire_k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$524  = st6;
     if (rst) begin
-      \$209  = 1'h0;
+      \$524  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$210  = op_end;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$525  = st7;
     if (rst) begin
-      \$210  = 1'h0;
+      \$525  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$211  = op_g;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$526  = \$signature__data ;
     if (rst) begin
-      \$211  = 3'h0;
+      \$526  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$212  = op_y;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$527  = \$119 ;
     if (rst) begin
-      \$212  = 1'h0;
+      \$527  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$213  = op_x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$528  = \$125 ;
     if (rst) begin
-      \$213  = 1'h0;
+      \$528  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$214  = \$signal$29 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$529  = \$131 ;
     if (rst) begin
-      \$214  = 1'h0;
+      \$529  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$215  = \$signal$30 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$530  = \$137 ;
     if (rst) begin
-      \$215  = 1'h0;
+      \$530  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$216  = s1_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$531  = \$140 ;
     if (rst) begin
-      \$216  = 3'h0;
+      \$531  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$217  = val;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$532  = \$143 ;
     if (rst) begin
-      \$217  = 64'h0000000000000000;
+      \$532  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$218  = \$179 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$533  = \$146 ;
     if (rst) begin
-      \$218  = 1'h0;
+      \$533  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$219  = s1_last_step;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$534  = \$149 ;
     if (rst) begin
-      \$219  = 1'h0;
+      \$534  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$220  = s1_fire_k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$535  = addend;
+    if (\$150 ) begin
+      \$535 [11:0] = \$152 [11:0];
+      \$535 [23:12] = \$154 [11:0];
+      \$535 [35:24] = \$156 [11:0];
+      \$535 [47:36] = \$158 [11:0];
+    end
     if (rst) begin
-      \$220  = 1'h0;
+      \$535  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$221  = s1_end;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$536  = \$signature__data$102 ;
     if (rst) begin
-      \$221  = 1'h0;
+      \$536  = 60'h000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$222  = s1_g;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$537  = b_rd__data;
     if (rst) begin
-      \$222  = 3'h0;
+      \$537  = 44'h00000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$223  = \$like$108 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$538  = v_wr__data;
     if (rst) begin
-      \$223  = 1'h0;
+      \$538  = 60'h000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$224  = s1_x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$539  = res8;
     if (rst) begin
-      \$224  = 1'h0;
+      \$539  = 60'h000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$225  = s1_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$540  = 4'h0;
     if (rst) begin
-      \$225  = 3'h0;
+      \$540  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$226  = \$signal$31 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$541  = cres8;
     if (rst) begin
-      \$226  = 1'h0;
+      \$541  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = \$signal$32 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$542  = b_raw;
     if (rst) begin
-      \$227  = 1'h0;
+      \$542  = 44'h00000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = s2_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$543  = \$like ;
     if (rst) begin
-      \$228  = 3'h0;
+      \$543  = 44'h00000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = result;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$544 [0] = \$166 ;
+    \$544 [1] = \$184 ;
+    \$544 [2] = \$200 ;
+    \$544 [3] = \$214 ;
+    \$544 [4] = \$228 ;
     if (rst) begin
-      \$229  = 60'h000000000000000;
+      \$544  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = \$signal$61 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$545 [0] = \$176 ;
+    \$545 [1] = \$194 ;
+    \$545 [2] = \$208 ;
+    \$545 [3] = \$222 ;
+    \$545 [4] = \$236 ;
     if (rst) begin
-      \$230  = 1'h0;
+      \$545  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$546  = { \$332 , \$323 , \$314 , \$306 , \$299 , \$289 , \$279 , \$270 , \$262 , \$248  };
     if (rst) begin
-      \$231  = 1'h0;
+      \$546  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = 4'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$547  = { 6'h00, \$335 , \$333  };
     if (rst) begin
-      \$232  = 4'h0;
+      \$547  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$233  = s3_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$548 [15:0] = \$370 [15:0];
+    \$548 [31:16] = \$405 [15:0];
+    \$548 [47:32] = \$440 [15:0];
+    \$548 [63:48] = \$475 [15:0];
     if (rst) begin
-      \$233  = 3'h0;
+      \$548  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$234  = \$signal$60 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$549 [15:0] = \$signal$116 [15:0];
+    \$549 [31:16] = \$signal$116 [31:16];
+    \$549 [47:32] = \$signal$116 [47:32];
+    \$549 [63:48] = \$signal$116 [63:48];
     if (rst) begin
-      \$234  = 60'h000000000000000;
+      \$549  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$235  = \$signal$58 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$550  = \$476 ;
     if (rst) begin
-      \$235  = 1'h0;
+      \$550  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$236  = \$signal$112 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$551  = \$477 ;
     if (rst) begin
-      \$236  = 1'h0;
+      \$551  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$237  = \$signal$114 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$552  = \$478 ;
     if (rst) begin
-      \$237  = 4'h0;
+      \$552  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$238  = entry;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$553  = \$479 ;
     if (rst) begin
-      \$238  = 18'h00000;
+      \$553  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$239  = \$183 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$554  = \$480 ;
     if (rst) begin
-      \$239  = 1'h0;
+      \$554  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$240  = done;
-    if (r_rdy) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$555  = \$481 ;
+    if (rst) begin
+      \$555  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$556  = \$482 ;
+    if (rst) begin
+      \$556  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$557  = \$483 ;
+    if (rst) begin
+      \$557  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$558  = \$484 ;
+    if (rst) begin
+      \$558  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$559  = \$485 ;
+    if (rst) begin
+      \$559  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$560  = \$486 ;
+    if (rst) begin
+      \$560  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$561  = \$487 ;
+    if (rst) begin
+      \$561  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$562  = \$488 ;
+    if (rst) begin
+      \$562  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$563  = \$489 ;
+    if (rst) begin
+      \$563  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$564  = \$490 ;
+    if (rst) begin
+      \$564  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$565  = \$491 ;
+    if (rst) begin
+      \$565  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$566  = result;
+    if (rst) begin
+      \$566  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$567  = entry;
+    if (rst) begin
+      \$567  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$568  = \$495 ;
+    if (rst) begin
+      \$568  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$569  = done;
+    if (\$signal$76 ) begin
       (* full_case = 32'd1 *)
-      if (\$184 ) begin
+      if (\$496 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
-          if (\$189 ) begin
-            \$240  = 4'h0;
+          if (\$501 ) begin
+            \$569  = 4'h0;
           end else begin
-            \$240  = \$191 [3:0];
+            \$569  = \$503 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$240  = 4'h0;
+          \$569  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$240  = 4'h0;
+      \$569  = 4'h0;
     end
   end
-  assign \$signal  = 1'h0;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    casez (lane)
+      2'h0:
+          \$86  = \$signal$72 [2:0];
+      2'h1:
+          \$86  = \$signal$72 [5:3];
+      2'h2:
+          \$86  = \$signal$72 [8:6];
+      2'h3:
+          \$86  = \$signal$72 [11:9];
+    endcase
+  end
+  assign \$signal$5  = 1'h0;
+  assign ev_index = i0__payload[5:0];
+  assign ev_count = i0__payload[8:6];
+  assign ev_shift = 4'h0;
   assign busy = op_valid;
-  assign \$signal$36  = 1'h0;
-  assign op_vaddr = op_addr;
-  assign \$signature__addr$50  = op_addr;
-  assign b_rd__addr = op_addr;
-  assign v_wr__addr = s3_addr;
-  assign v_wr__data = \$signal$60 ;
-  assign v_wr__en = \$129 [0];
-  assign s3_entry = w_data;
-  assign s3_push = w_en;
-  assign \$signal$113  = 1'h0;
-  assign \$signal$115  = 4'h0;
+  assign \$signal$21  = 1'h0;
+  assign \$signature__addr  = st0[15:7];
+  assign \$signature__addr$32  = st2[6:4];
+  assign b_rd__addr = st2[6:4];
+  assign v_wr__addr = st7[6:4];
+  assign res7 = v_wr__data;
+  assign v_wr__en = \$67 [0];
+  assign entry7 = \$signal$66 ;
+  assign push7 = \$signal$68 ;
+  assign cres7 = 4'h0;
+  assign c_raw = 4'h0;
+  assign \issue.valid  = issue[0];
+  assign \issue.kind  = issue[1];
+  assign \issue.cur  = issue[2];
+  assign \issue.bank  = issue[3];
+  assign \issue.addr  = issue[6:4];
+  assign \issue.waddr  = issue[15:7];
+  assign \issue.proj  = issue[16];
+  assign \issue.count  = issue[19:17];
+  assign \issue.shift  = issue[23:20];
+  assign \issue.last_step  = issue[24];
+  assign \issue.fire_k  = issue[25];
+  assign \issue.end  = issue[26];
+  assign \issue.g  = issue[29:27];
+  assign \issue.y  = issue[30];
+  assign \issue.x  = issue[31];
   assign \i0__payload.index  = i0__payload[5:0];
   assign \i0__payload.count  = i0__payload[8:6];
   assign \i0__payload.end  = i0__payload[9];
-  assign \out[0]  = out[14:0];
-  assign \out[1]  = out[29:15];
-  assign \out[2]  = out[44:30];
-  assign \out[3]  = out[59:45];
-  assign \$signature__data[0]  = \$signature__data [14:0];
-  assign \$signature__data[1]  = \$signature__data [29:15];
-  assign \$signature__data[2]  = \$signature__data [44:30];
-  assign \$signature__data[3]  = \$signature__data [59:45];
-  assign \s4_v[0]  = s4_v[14:0];
-  assign \s4_v[1]  = s4_v[29:15];
-  assign \s4_v[2]  = s4_v[44:30];
-  assign \s4_v[3]  = s4_v[59:45];
-  assign \$signal$60[0]  = \$signal$60 [14:0];
-  assign \$signal$60[1]  = \$signal$60 [29:15];
-  assign \$signal$60[2]  = \$signal$60 [44:30];
-  assign \$signal$60[3]  = \$signal$60 [59:45];
-  assign \s2_val[0]  = s2_val[15:0];
-  assign \s2_val[1]  = s2_val[31:16];
-  assign \s2_val[2]  = s2_val[47:32];
-  assign \s2_val[3]  = s2_val[63:48];
-  assign \w_now[0]  = w_now[15:0];
-  assign \w_now[1]  = w_now[31:16];
-  assign \w_now[2]  = w_now[47:32];
-  assign \w_now[3]  = w_now[63:48];
-  assign \$signature__data$66[0]  = \$signature__data$66 [7:0];
-  assign \$signature__data$66[1]  = \$signature__data$66 [15:8];
-  assign \$signature__data$66[2]  = \$signature__data$66 [23:16];
-  assign \$signature__data$66[3]  = \$signature__data$66 [31:24];
-  assign \val[0]  = val[15:0];
-  assign \val[1]  = val[31:16];
-  assign \val[2]  = val[47:32];
-  assign \val[3]  = val[63:48];
-  assign \b_rd__data[0]  = b_rd__data[10:0];
-  assign \b_rd__data[1]  = b_rd__data[21:11];
-  assign \b_rd__data[2]  = b_rd__data[32:22];
-  assign \b_rd__data[3]  = b_rd__data[43:33];
+  assign \st0.valid  = st0[0];
+  assign \st0.kind  = st0[1];
+  assign \st0.cur  = st0[2];
+  assign \st0.bank  = st0[3];
+  assign \st0.addr  = st0[6:4];
+  assign \st0.waddr  = st0[15:7];
+  assign \st0.proj  = st0[16];
+  assign \st0.count  = st0[19:17];
+  assign \st0.shift  = st0[23:20];
+  assign \st0.last_step  = st0[24];
+  assign \st0.fire_k  = st0[25];
+  assign \st0.end  = st0[26];
+  assign \st0.g  = st0[29:27];
+  assign \st0.y  = st0[30];
+  assign \st0.x  = st0[31];
+  assign \st2.valid  = st2[0];
+  assign \st2.kind  = st2[1];
+  assign \st2.cur  = st2[2];
+  assign \st2.bank  = st2[3];
+  assign \st2.addr  = st2[6:4];
+  assign \st2.waddr  = st2[15:7];
+  assign \st2.proj  = st2[16];
+  assign \st2.count  = st2[19:17];
+  assign \st2.shift  = st2[23:20];
+  assign \st2.last_step  = st2[24];
+  assign \st2.fire_k  = st2[25];
+  assign \st2.end  = st2[26];
+  assign \st2.g  = st2[29:27];
+  assign \st2.y  = st2[30];
+  assign \st2.x  = st2[31];
+  assign \st6.valid  = st6[0];
+  assign \st6.kind  = st6[1];
+  assign \st6.cur  = st6[2];
+  assign \st6.bank  = st6[3];
+  assign \st6.addr  = st6[6:4];
+  assign \st6.waddr  = st6[15:7];
+  assign \st6.proj  = st6[16];
+  assign \st6.count  = st6[19:17];
+  assign \st6.shift  = st6[23:20];
+  assign \st6.last_step  = st6[24];
+  assign \st6.fire_k  = st6[25];
+  assign \st6.end  = st6[26];
+  assign \st6.g  = st6[29:27];
+  assign \st6.y  = st6[30];
+  assign \st6.x  = st6[31];
   assign \result[0]  = result[14:0];
   assign \result[1]  = result[29:15];
   assign \result[2]  = result[44:30];
   assign \result[3]  = result[59:45];
+  assign \$signal$37[0]  = \$signal$37 [15:0];
+  assign \$signal$37[1]  = \$signal$37 [31:16];
+  assign \$signal$37[2]  = \$signal$37 [47:32];
+  assign \$signal$37[3]  = \$signal$37 [63:48];
   assign \out_counts[0]  = out_counts[2:0];
   assign \out_counts[1]  = out_counts[5:3];
   assign \out_counts[2]  = out_counts[8:6];
   assign \out_counts[3]  = out_counts[11:9];
-  assign \v_wr__data[0]  = \$signal$60 [14:0];
-  assign \v_wr__data[1]  = \$signal$60 [29:15];
-  assign \v_wr__data[2]  = \$signal$60 [44:30];
-  assign \v_wr__data[3]  = \$signal$60 [59:45];
+  assign \st7.valid  = st7[0];
+  assign \st7.kind  = st7[1];
+  assign \st7.cur  = st7[2];
+  assign \st7.bank  = st7[3];
+  assign \st7.addr  = st7[6:4];
+  assign \st7.waddr  = st7[15:7];
+  assign \st7.proj  = st7[16];
+  assign \st7.count  = st7[19:17];
+  assign \st7.shift  = st7[23:20];
+  assign \st7.last_step  = st7[24];
+  assign \st7.fire_k  = st7[25];
+  assign \st7.end  = st7[26];
+  assign \st7.g  = st7[29:27];
+  assign \st7.y  = st7[30];
+  assign \st7.x  = st7[31];
+  assign \v_wr__data[0]  = v_wr__data[14:0];
+  assign \v_wr__data[1]  = v_wr__data[29:15];
+  assign \v_wr__data[2]  = v_wr__data[44:30];
+  assign \v_wr__data[3]  = v_wr__data[59:45];
+  assign \res7[0]  = v_wr__data[14:0];
+  assign \res7[1]  = v_wr__data[29:15];
+  assign \res7[2]  = v_wr__data[44:30];
+  assign \res7[3]  = v_wr__data[59:45];
   assign \entry.counts  = entry[11:0];
   assign \entry.counts[0]  = entry[2:0];
   assign \entry.counts[1]  = entry[5:3];
@@ -6435,79 +9361,258 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__payload, i0__ready,
   assign \entry.y  = entry[15];
   assign \entry.x  = entry[16];
   assign \entry.end  = entry[17];
-  assign \s3_entry.counts  = w_data[11:0];
-  assign \s3_entry.counts[0]  = w_data[2:0];
-  assign \s3_entry.counts[1]  = w_data[5:3];
-  assign \s3_entry.counts[2]  = w_data[8:6];
-  assign \s3_entry.counts[3]  = w_data[11:9];
-  assign \s3_entry.g  = w_data[14:12];
-  assign \s3_entry.y  = w_data[15];
-  assign \s3_entry.x  = w_data[16];
-  assign \s3_entry.end  = w_data[17];
+  assign \entry7.counts  = \$signal$66 [11:0];
+  assign \entry7.counts[0]  = \$signal$66 [2:0];
+  assign \entry7.counts[1]  = \$signal$66 [5:3];
+  assign \entry7.counts[2]  = \$signal$66 [8:6];
+  assign \entry7.counts[3]  = \$signal$66 [11:9];
+  assign \entry7.g  = \$signal$66 [14:12];
+  assign \entry7.y  = \$signal$66 [15];
+  assign \entry7.x  = \$signal$66 [16];
+  assign \entry7.end  = \$signal$66 [17];
   assign \o__payload.index  = o__payload[4:0];
   assign \o__payload.count  = o__payload[7:5];
   assign \o__payload.end  = o__payload[8];
-  assign \$signal$114[0]  = \$signal$114 [0];
-  assign \$signal$114[1]  = \$signal$114 [1];
-  assign \$signal$114[2]  = \$signal$114 [2];
-  assign \$signal$114[3]  = \$signal$114 [3];
-  assign \$signal$115[0]  = 1'h0;
-  assign \$signal$115[1]  = 1'h0;
-  assign \$signal$115[2]  = 1'h0;
-  assign \$signal$115[3]  = 1'h0;
-  assign \s4_c[0]  = s4_c[0];
-  assign \s4_c[1]  = s4_c[1];
-  assign \s4_c[2]  = s4_c[2];
-  assign \s4_c[3]  = s4_c[3];
+  assign \st1.valid  = st1[0];
+  assign \st1.kind  = st1[1];
+  assign \st1.cur  = st1[2];
+  assign \st1.bank  = st1[3];
+  assign \st1.addr  = st1[6:4];
+  assign \st1.waddr  = st1[15:7];
+  assign \st1.proj  = st1[16];
+  assign \st1.count  = st1[19:17];
+  assign \st1.shift  = st1[23:20];
+  assign \st1.last_step  = st1[24];
+  assign \st1.fire_k  = st1[25];
+  assign \st1.end  = st1[26];
+  assign \st1.g  = st1[29:27];
+  assign \st1.y  = st1[30];
+  assign \st1.x  = st1[31];
+  assign \st3.valid  = st3[0];
+  assign \st3.kind  = st3[1];
+  assign \st3.cur  = st3[2];
+  assign \st3.bank  = st3[3];
+  assign \st3.addr  = st3[6:4];
+  assign \st3.waddr  = st3[15:7];
+  assign \st3.proj  = st3[16];
+  assign \st3.count  = st3[19:17];
+  assign \st3.shift  = st3[23:20];
+  assign \st3.last_step  = st3[24];
+  assign \st3.fire_k  = st3[25];
+  assign \st3.end  = st3[26];
+  assign \st3.g  = st3[29:27];
+  assign \st3.y  = st3[30];
+  assign \st3.x  = st3[31];
+  assign \st4.valid  = st4[0];
+  assign \st4.kind  = st4[1];
+  assign \st4.cur  = st4[2];
+  assign \st4.bank  = st4[3];
+  assign \st4.addr  = st4[6:4];
+  assign \st4.waddr  = st4[15:7];
+  assign \st4.proj  = st4[16];
+  assign \st4.count  = st4[19:17];
+  assign \st4.shift  = st4[23:20];
+  assign \st4.last_step  = st4[24];
+  assign \st4.fire_k  = st4[25];
+  assign \st4.end  = st4[26];
+  assign \st4.g  = st4[29:27];
+  assign \st4.y  = st4[30];
+  assign \st4.x  = st4[31];
+  assign \st5.valid  = st5[0];
+  assign \st5.kind  = st5[1];
+  assign \st5.cur  = st5[2];
+  assign \st5.bank  = st5[3];
+  assign \st5.addr  = st5[6:4];
+  assign \st5.waddr  = st5[15:7];
+  assign \st5.proj  = st5[16];
+  assign \st5.count  = st5[19:17];
+  assign \st5.shift  = st5[23:20];
+  assign \st5.last_step  = st5[24];
+  assign \st5.fire_k  = st5[25];
+  assign \st5.end  = st5[26];
+  assign \st5.g  = st5[29:27];
+  assign \st5.y  = st5[30];
+  assign \st5.x  = st5[31];
+  assign \st8.valid  = st8[0];
+  assign \st8.kind  = st8[1];
+  assign \st8.cur  = st8[2];
+  assign \st8.bank  = st8[3];
+  assign \st8.addr  = st8[6:4];
+  assign \st8.waddr  = st8[15:7];
+  assign \st8.proj  = st8[16];
+  assign \st8.count  = st8[19:17];
+  assign \st8.shift  = st8[23:20];
+  assign \st8.last_step  = st8[24];
+  assign \st8.fire_k  = st8[25];
+  assign \st8.end  = st8[26];
+  assign \st8.g  = st8[29:27];
+  assign \st8.y  = st8[30];
+  assign \st8.x  = st8[31];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \addend[0]  = addend[11:0];
+  assign \addend[1]  = addend[23:12];
+  assign \addend[2]  = addend[35:24];
+  assign \addend[3]  = addend[47:36];
+  assign \v_raw[0]  = v_raw[14:0];
+  assign \v_raw[1]  = v_raw[29:15];
+  assign \v_raw[2]  = v_raw[44:30];
+  assign \v_raw[3]  = v_raw[59:45];
+  assign \$signature__data$102[0]  = \$signature__data$102 [14:0];
+  assign \$signature__data$102[1]  = \$signature__data$102 [29:15];
+  assign \$signature__data$102[2]  = \$signature__data$102 [44:30];
+  assign \$signature__data$102[3]  = \$signature__data$102 [59:45];
+  assign \b_raw[0]  = b_raw[10:0];
+  assign \b_raw[1]  = b_raw[21:11];
+  assign \b_raw[2]  = b_raw[32:22];
+  assign \b_raw[3]  = b_raw[43:33];
+  assign \b_rd__data[0]  = b_rd__data[10:0];
+  assign \b_rd__data[1]  = b_rd__data[21:11];
+  assign \b_rd__data[2]  = b_rd__data[32:22];
+  assign \b_rd__data[3]  = b_rd__data[43:33];
+  assign \res8[0]  = res8[14:0];
+  assign \res8[1]  = res8[29:15];
+  assign \res8[2]  = res8[44:30];
+  assign \res8[3]  = res8[59:45];
+  assign \res9[0]  = res9[14:0];
+  assign \res9[1]  = res9[29:15];
+  assign \res9[2]  = res9[44:30];
+  assign \res9[3]  = res9[59:45];
+  assign \cres8[0]  = cres8[0];
+  assign \cres8[1]  = cres8[1];
+  assign \cres8[2]  = cres8[2];
+  assign \cres8[3]  = cres8[3];
+  assign \cres7[0]  = 1'h0;
+  assign \cres7[1]  = 1'h0;
+  assign \cres7[2]  = 1'h0;
+  assign \cres7[3]  = 1'h0;
+  assign \cres9[0]  = cres9[0];
+  assign \cres9[1]  = cres9[1];
+  assign \cres9[2]  = cres9[2];
+  assign \cres9[3]  = cres9[3];
+  assign \$like[0]  = \$like [10:0];
+  assign \$like[1]  = \$like [21:11];
+  assign \$like[2]  = \$like [32:22];
+  assign \$like[3]  = \$like [43:33];
+  assign \b6[0]  = b6[10:0];
+  assign \b6[1]  = b6[21:11];
+  assign \b6[2]  = b6[32:22];
+  assign \b6[3]  = b6[43:33];
+  assign \$signal$116[0]  = \$signal$116 [15:0];
+  assign \$signal$116[1]  = \$signal$116 [31:16];
+  assign \$signal$116[2]  = \$signal$116 [47:32];
+  assign \$signal$116[3]  = \$signal$116 [63:48];
+  assign \c_raw[0]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[3]  = 1'h0;
   always @*
-    o__payload[4:0] = \$143 [4:0];
-  assign pending[3] = \$141 ;
-  assign pending[2] = \$138 ;
-  assign pending[1] = \$135 ;
-  assign pending[0] = \$132 ;
-  assign entry[17] = s2_end;
-  assign entry[16] = s2_x;
-  assign entry[15] = \$like$83 ;
-  assign entry[14:12] = \$like ;
+    o__payload[4:0] = \$84 [4:0];
+  assign pending[3] = \$82 ;
+  assign pending[2] = \$79 ;
+  assign pending[1] = \$76 ;
+  assign pending[0] = \$73 ;
+  assign entry[17] = st6[26];
+  assign entry[16] = st6[31];
+  assign entry[15] = st6[30];
+  assign entry[14:12] = st6[29:27];
   assign entry[11:0] = out_counts;
-  assign \$6  = \$signal$30 ;
-  assign \$8  = \$signal$32 ;
-  assign \$11  = s3_kind;
-  assign \$30  = { w_now[15], w_now[15:0] };
-  assign \$33  = { w_now[15:0], 1'h0 };
-  assign \$36  = { w_now[15], w_now[15:0], 2'h0 };
-  assign \$43  = { w_now[31], w_now[31:16] };
-  assign \$46  = { w_now[31:16], 1'h0 };
-  assign \$49  = { w_now[31], w_now[31:16], 2'h0 };
-  assign \$56  = { w_now[47], w_now[47:32] };
-  assign \$59  = { w_now[47:32], 1'h0 };
-  assign \$62  = { w_now[47], w_now[47:32], 2'h0 };
-  assign \$69  = { w_now[63], w_now[63:48] };
-  assign \$72  = { w_now[63:48], 1'h0 };
-  assign \$75  = { w_now[63], w_now[63:48], 2'h0 };
-  assign \$152  = fsm_state;
-  assign \$154  = \$signal$30 ;
-  assign \$156  = \$signal$32 ;
-  assign \$159  = s3_kind;
-  assign \$180  = \$signal$32 ;
+  assign \$68  = st7[1];
+  assign \$93  = fsm_state;
+  assign \$114  = { w1_0[7], w1_0[7:0] };
+  assign \$117  = { w1_0[7:0], 1'h0 };
+  assign \$120  = { w1_0[15], w1_0[15:8] };
+  assign \$123  = { w1_0[15:8], 1'h0 };
+  assign \$126  = { w1_0[23], w1_0[23:16] };
+  assign \$129  = { w1_0[23:16], 1'h0 };
+  assign \$132  = { w1_0[31], w1_0[31:24] };
+  assign \$135  = { w1_0[31:24], 1'h0 };
+  assign \$138  = { w1_0[7], w1_0[7:0], 2'h0 };
+  assign \$141  = { w1_0[15], w1_0[15:8], 2'h0 };
+  assign \$144  = { w1_0[23], w1_0[23:16], 2'h0 };
+  assign \$147  = { w1_0[31], w1_0[31:24], 2'h0 };
+  assign \$169  = st3[1];
+  assign \$187  = st4[1];
+  assign \$203  = st5[1];
+  assign \$217  = st6[1];
+  assign \$231  = st7[1];
+  assign \$237  = 1'h1;
+  assign \$238  = \$signal$112 [0];
+  assign \$243  = 1'h1;
+  assign \$244  = \$signal$113 [0];
+  assign \$249  = \$signal$112 [0];
+  assign \$256  = \$signal$113 [0];
+  assign \$263  = \$signal$112 [0];
+  assign \$271  = \$signal$112 [0];
+  assign \$280  = \$signal$112 [0];
+  assign \$290  = \$signal$112 [0];
+  assign \$300  = \$signal$113 [0];
+  assign \$307  = \$signal$113 [0];
+  assign \$315  = \$signal$113 [0];
+  assign \$324  = \$signal$113 [0];
+  assign \$347  = 2'h0;
+  assign \$348  = \$346 ;
+  assign \$353  = 2'h0;
+  assign \$354  = \$352 ;
+  assign \$362  = 2'h0;
+  assign \$363  = \$361 ;
+  assign \$368  = 2'h0;
+  assign \$369  = \$367 ;
+  assign \$382  = 2'h0;
+  assign \$383  = \$381 ;
+  assign \$388  = 2'h0;
+  assign \$389  = \$387 ;
+  assign \$397  = 2'h0;
+  assign \$398  = \$396 ;
+  assign \$403  = 2'h0;
+  assign \$404  = \$402 ;
+  assign \$417  = 2'h0;
+  assign \$418  = \$416 ;
+  assign \$423  = 2'h0;
+  assign \$424  = \$422 ;
+  assign \$432  = 2'h0;
+  assign \$433  = \$431 ;
+  assign \$438  = 2'h0;
+  assign \$439  = \$437 ;
+  assign \$452  = 2'h0;
+  assign \$453  = \$451 ;
+  assign \$458  = 2'h0;
+  assign \$459  = \$457 ;
+  assign \$467  = 2'h0;
+  assign \$468  = \$466 ;
+  assign \$473  = 2'h0;
+  assign \$474  = \$472 ;
+  assign \$492  = st6[1];
+  assign \$335  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc2.expand0 (rst, en, op_waddr, ready, ev_index, ev_count, ev_shift, load, op_count, op_shift, op_addr, op_valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire [9:0] \$1 ;
-  reg [2:0] \$10 ;
-  reg [3:0] \$11 ;
+module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$3241$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  wire \$1 ;
+  reg [8:0] \$10 ;
+  reg [2:0] \$11 ;
   reg [2:0] \$12 ;
-  reg \$13 ;
-  wire [10:0] \$2 ;
+  reg [3:0] \$13 ;
+  reg [2:0] \$14 ;
+  reg \$15 ;
+  reg \$16 ;
+  wire \$2 ;
   wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
+  wire [8:0] \$4 ;
+  wire [9:0] \$5 ;
+  wire [3:0] \$6 ;
   wire [3:0] \$7 ;
-  wire \$8 ;
-  reg [5:0] \$9 ;
+  wire [9:0] \$8 ;
+  wire \$9 ;
+  (* init = 3'h0 *)
+  wire [2:0] addr;
   (* init = 1'h0 *)
   wire busy;
   (* init = 1'h0 *)
@@ -6518,15 +9623,11 @@ module \digits_mlp_gn.engine_fc2.expand0 (rst, en, op_waddr, ready, ev_index, ev
   wire [2:0] count;
   input en;
   wire en;
-  input [2:0] ev_count;
   wire [2:0] ev_count;
-  input [5:0] ev_index;
   wire [5:0] ev_index;
-  input [3:0] ev_shift;
   wire [3:0] ev_shift;
-  (* init = 3'h0 *)
-  wire [2:0] g;
-  reg [5:0] j = 6'h00;
+  reg [2:0] g = 3'h0;
+  reg last_g = 1'h0;
   input load;
   wire load;
   output [2:0] op_addr;
@@ -6538,99 +9639,254 @@ module \digits_mlp_gn.engine_fc2.expand0 (rst, en, op_waddr, ready, ev_index, ev
   output op_valid;
   reg op_valid = 1'h0;
   output [8:0] op_waddr;
-  wire [8:0] op_waddr;
+  reg [8:0] op_waddr = 9'h000;
+  input [8:0] \port$3241$0 ;
+  wire [8:0] \port$3241$0 ;
   output ready;
   wire ready;
   input rst;
   wire rst;
   (* init = 4'h0 *)
   wire [3:0] shift;
-  assign \$1  = j * 4'h8;
-  assign \$2  = \$1  + op_addr;
-  assign \$3  = ~ op_valid;
-  assign \$4  = op_addr == 3'h7;
-  assign \$5  = \$4  & en;
-  assign ready = \$3  | \$5 ;
-  assign \$6  = op_valid & en;
+  (* init = 9'h000 *)
+  wire [8:0] waddr;
+  assign \$1  = ~ op_valid;
+  assign \$2  = last_g & en;
+  assign ready = \$1  | \$2 ;
+  assign \$3  = op_valid & en;
+  assign \$5  = 1'h0 + \$4 ;
+  assign \$6  = g + 1'h1;
   assign \$7  = op_addr + 1'h1;
-  assign \$8  = op_addr == 3'h7;
+  assign \$8  = op_waddr + 1'h1;
+  assign \$9  = g == 3'h6;
   always @(posedge clk)
-    j <= \$9 ;
+    op_waddr <= \$10 ;
   always @(posedge clk)
-    op_count <= \$10 ;
+    op_addr <= \$11 ;
   always @(posedge clk)
-    op_shift <= \$11 ;
+    op_count <= \$12 ;
   always @(posedge clk)
-    op_addr <= \$12 ;
+    op_shift <= \$13 ;
   always @(posedge clk)
-    op_valid <= \$13 ;
+    g <= \$14 ;
+  always @(posedge clk)
+    last_g <= \$15 ;
+  always @(posedge clk)
+    op_valid <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$9  = j;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$10  = op_waddr;
     if (load) begin
-      \$9  = ev_index;
+      \$10  = \$5 [8:0];
+    end else if (\$3 ) begin
+      \$10  = \$8 [8:0];
     end
     if (rst) begin
-      \$9  = 6'h00;
+      \$10  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$10  = op_count;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$11  = op_addr;
     if (load) begin
-      \$10  = ev_count;
+      \$11  = 3'h0;
+    end else if (\$3 ) begin
+      \$11  = \$7 [2:0];
     end
     if (rst) begin
-      \$10  = 3'h0;
+      \$11  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$11  = op_shift;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$12  = op_count;
     if (load) begin
-      \$11  = ev_shift;
-    end
-    if (rst) begin
-      \$11  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$12  = op_addr;
-    if (load) begin
-      \$12  = 3'h0;
-    end else if (\$6 ) begin
-      \$12  = \$7 [2:0];
+      \$12  = \port$3241$0 [8:6];
     end
     if (rst) begin
       \$12  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$13  = op_valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$13  = op_shift;
     if (load) begin
-      \$13  = 1'h1;
-    end else if (\$6 ) begin
-      if (\$8 ) begin
-        \$13  = 1'h0;
+      \$13  = 4'h0;
+    end
+    if (rst) begin
+      \$13  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$14  = g;
+    if (load) begin
+      \$14  = 3'h0;
+    end else if (\$3 ) begin
+      \$14  = \$6 [2:0];
+    end
+    if (rst) begin
+      \$14  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$15  = last_g;
+    if (load) begin
+      \$15  = 1'h0;
+    end else if (\$3 ) begin
+      \$15  = \$9 ;
+    end
+    if (rst) begin
+      \$15  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$16  = op_valid;
+    if (load) begin
+      \$16  = 1'h1;
+    end else if (\$3 ) begin
+      if (last_g) begin
+        \$16  = 1'h0;
       end
     end
     if (rst) begin
-      \$13  = 1'h0;
+      \$16  = 1'h0;
     end
   end
   assign busy = op_valid;
   assign count = op_count;
   assign shift = op_shift;
   assign \busy$6  = op_valid;
-  assign g = op_addr;
-  assign op_waddr = \$2 [8:0];
+  assign addr = op_addr;
+  assign waddr = op_waddr;
+  assign ev_index = \port$3241$0 [5:0];
+  assign ev_count = \port$3241$0 [8:6];
+  assign ev_shift = 4'h0;
+  assign \$4  = { \port$3241$0 [5:0], 3'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc2.queue (rst, w_level, r_data, r_en, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+module \digits_mlp_gn.engine_fc2.queue (rst, \port$2880$0 , w_data, w_en, \port$3050$0 , \port$3052$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire [5:0] \$3 ;
+  wire [6:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  reg [17:0] \$7 ;
+  reg \$8 ;
+  wire [17:0] \$signal ;
+  reg [17:0] \$signal$11  = 18'h00000;
+  (* init = 18'h00000 *)
+  wire [17:0] \$signal$12 ;
+  (* init = 1'h0 *)
+  wire \$signal$13 ;
+  wire [17:0] \$signal$14 ;
+  wire [17:0] \$signal$15 ;
+  wire \$signal$16 ;
+  wire \$signal$17 ;
+  wire \$signal$18 ;
+  wire \$signal$19 ;
+  wire \$signal$3 ;
+  wire \$signal$4 ;
+  wire \$signal$9 ;
+  input clk;
+  wire clk;
+  wire [1:0] count;
+  reg held_valid = 1'h0;
+  wire [4:0] level;
+  wire [4:0] \level$21 ;
+  input \port$2880$0 ;
+  wire \port$2880$0 ;
+  output [17:0] \port$3050$0 ;
+  wire [17:0] \port$3050$0 ;
+  output \port$3052$0 ;
+  wire \port$3052$0 ;
+  wire [17:0] r_data;
+  wire r_en;
+  wire r_rdy;
+  input rst;
+  wire rst;
+  wire take;
+  input [17:0] w_data;
+  wire [17:0] w_data;
+  input w_en;
+  wire w_en;
+  wire w_rdy;
+  assign \$2  = \$1  | \$signal$9 ;
+  assign take = r_rdy & \$2 ;
+  assign \$3  = \level$21  + held_valid;
+  assign \$4  = \$3  + count;
+  assign \$5  = ~ held_valid;
+  assign \$6  = \$5  | \$signal$9 ;
+  always @(posedge clk)
+    \$signal$11  <= \$7 ;
+  always @(posedge clk)
+    held_valid <= \$8 ;
+  assign \$1  = ~ held_valid;
+  \digits_mlp_gn.engine_fc2.queue.inner  inner (
+    .clk(clk),
+    .r_data(r_data),
+    .r_en(take),
+    .r_rdy(r_rdy),
+    .rst(rst),
+    .w_en(w_en),
+    .w_level(\level$21 ),
+    .w_port__data(w_data),
+    .w_rdy(\$signal$4 )
+  );
+  \digits_mlp_gn.engine_fc2.queue.skid  skid (
+    .clk(clk),
+    .count(count),
+    .\port$1878$0 (\$signal$9 ),
+    .\port$2880$0 (\port$2880$0 ),
+    .\port$3034$0 (\$signal$11 ),
+    .\port$3036$0 (held_valid),
+    .\port$3050$0 (\$signal$14 ),
+    .\port$3052$0 (\$signal$16 ),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$7  = \$signal$11 ;
+    if (take) begin
+      \$7  = r_data;
+    end
+    if (rst) begin
+      \$7  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$8  = held_valid;
+    if (\$6 ) begin
+      \$8  = take;
+    end
+    if (rst) begin
+      \$8  = 1'h0;
+    end
+  end
+  assign \$signal  = w_data;
+  assign \$signal$3  = w_en;
+  assign w_rdy = \$signal$4 ;
+  assign r_en = take;
+  assign \$signal$12  = \$signal$11 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$18  = \port$2880$0 ;
+  assign \$signal$19  = \port$2880$0 ;
+  assign level = \$4 [4:0];
+  assign \port$3050$0  = \$signal$14 ;
+  assign \port$3052$0  = \$signal$16 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_mlp_gn.engine_fc2.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -6695,8 +9951,9 @@ module \digits_mlp_gn.engine_fc2.queue (rst, w_level, r_data, r_en, w_port__data
   input [17:0] w_port__data;
   wire [17:0] w_port__data;
   wire w_port__en;
+  output w_rdy;
   wire w_rdy;
-  reg [17:0] storage [17:0];
+  reg [17:0] storage [24:0];
   initial begin
     storage[0] = 18'h00000;
     storage[1] = 18'h00000;
@@ -6716,6 +9973,13 @@ module \digits_mlp_gn.engine_fc2.queue (rst, w_level, r_data, r_en, w_port__data
     storage[15] = 18'h00000;
     storage[16] = 18'h00000;
     storage[17] = 18'h00000;
+    storage[18] = 18'h00000;
+    storage[19] = 18'h00000;
+    storage[20] = 18'h00000;
+    storage[21] = 18'h00000;
+    storage[22] = 18'h00000;
+    storage[23] = 18'h00000;
+    storage[24] = 18'h00000;
   end
   always @(posedge clk) begin
     if (w_port__en)
@@ -6728,7 +9992,7 @@ module \digits_mlp_gn.engine_fc2.queue (rst, w_level, r_data, r_en, w_port__data
     end
   end
   assign r_data = _0_;
-  assign w_rdy = inner_level != 5'h12;
+  assign w_rdy = inner_level != 5'h19;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
   assign \$1  = ~ r_rdy;
@@ -6736,13 +10000,13 @@ module \digits_mlp_gn.engine_fc2.queue (rst, w_level, r_data, r_en, w_port__data
   assign r_port__en = inner_r_rdy & \$2 ;
   assign \$3  = inner_level + r_rdy;
   assign \$4  = w_rdy & w_en;
-  assign \$5  = w_port__addr == 5'h11;
+  assign \$5  = w_port__addr == 5'h18;
   assign \$6  = w_port__addr + 1'h1;
   assign \$7  = \$5  ? 6'h00 : \$6 ;
   assign \$8  = ~ r_rdy;
   assign \$9  = \$8  | r_en;
   assign \$10  = inner_r_rdy & \$9 ;
-  assign \$11  = r_port__addr == 5'h11;
+  assign \$11  = r_port__addr == 5'h18;
   assign \$12  = r_port__addr + 1'h1;
   assign \$13  = \$11  ? 6'h00 : \$12 ;
   assign \$14  = w_rdy & w_en;
@@ -6771,7 +10035,7 @@ module \digits_mlp_gn.engine_fc2.queue (rst, w_level, r_data, r_en, w_port__data
   always @(posedge clk)
     r_rdy <= \$34 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$31  = w_port__addr;
     if (\$4 ) begin
       \$31  = \$7 [4:0];
@@ -6781,7 +10045,7 @@ module \digits_mlp_gn.engine_fc2.queue (rst, w_level, r_data, r_en, w_port__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$32  = r_port__addr;
     if (\$10 ) begin
       \$32  = \$13 [4:0];
@@ -6791,7 +10055,7 @@ module \digits_mlp_gn.engine_fc2.queue (rst, w_level, r_data, r_en, w_port__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$33  = inner_level;
     if (\$19 ) begin
       \$33  = \$20 [4:0];
@@ -6804,7 +10068,7 @@ module \digits_mlp_gn.engine_fc2.queue (rst, w_level, r_data, r_en, w_port__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$34  = r_rdy;
     if (\$30 ) begin
       \$34  = 1'h1;
@@ -6825,238 +10089,662 @@ module \digits_mlp_gn.engine_fc2.queue (rst, w_level, r_data, r_en, w_port__data
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc3 (clk, rst, active, i0__payload, i0__ready, o__payload, o__valid, i0__valid, o__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1878$0 , count, \port$2880$0 , \port$3034$0 , \port$3036$0 , \port$3050$0 , \port$3052$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
-  wire [1:0] \$10 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [17:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [17:0] \$7 ;
+  wire \$signal ;
+  reg [17:0] \$signal$10  = 18'h00000;
+  wire [17:0] \$signal$11 ;
+  wire \$signal$3 ;
+  reg \$signal$5  = 1'h0;
+  wire \$signal$8 ;
+  reg [17:0] \$signal$9  = 18'h00000;
+  input clk;
+  wire clk;
+  output [1:0] count;
+  wire [1:0] count;
+  output \port$1878$0 ;
+  wire \port$1878$0 ;
+  input \port$2880$0 ;
+  wire \port$2880$0 ;
+  input [17:0] \port$3034$0 ;
+  wire [17:0] \port$3034$0 ;
+  input \port$3036$0 ;
+  wire \port$3036$0 ;
+  (* init = 18'h00000 *)
+  output [17:0] \port$3050$0 ;
+  wire [17:0] \port$3050$0 ;
+  (* init = 1'h0 *)
+  output \port$3052$0 ;
+  wire \port$3052$0 ;
+  input rst;
+  wire rst;
+  reg spare_valid = 1'h0;
+  wire take;
+  assign take = \port$3036$0  & \$1 ;
+  assign count = \$signal$5  + spare_valid;
+  assign \$2  = ~ \$signal$5 ;
+  assign \$3  = \port$2880$0  | \$2 ;
+  always @(posedge clk)
+    \$signal$9  <= \$4 ;
+  always @(posedge clk)
+    \$signal$5  <= \$5 ;
+  always @(posedge clk)
+    spare_valid <= \$6 ;
+  always @(posedge clk)
+    \$signal$10  <= \$7 ;
+  assign \$signal  = ~ spare_valid;
+  assign \$1  = ~ spare_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$4  = \$signal$9 ;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$4  = \$signal$10 ;
+      end else if (take) begin
+        \$4  = \port$3034$0 ;
+      end
+    end
+    if (rst) begin
+      \$4  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$5  = \$signal$5 ;
+    if (\$3 ) begin
+      (* full_case = 32'd1 *)
+      if (spare_valid) begin
+        \$5  = 1'h1;
+      end else if (take) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$6  = spare_valid;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$6  = 1'h0;
+      end
+    end else if (take) begin
+      \$6  = 1'h1;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$7  = \$signal$10 ;
+    if (\$3 ) begin
+    end else if (take) begin
+      \$7  = \port$3034$0 ;
+    end
+    if (rst) begin
+      \$7  = 18'h00000;
+    end
+  end
+  assign \$signal$3  = \port$3036$0 ;
+  assign \$signal$8  = \port$2880$0 ;
+  assign \$signal$11  = \port$3034$0 ;
+  assign \port$1878$0  = \$signal ;
+  assign \port$3050$0  = \$signal$9 ;
+  assign \port$3052$0  = \$signal$5 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  wire \$1 ;
+  wire \$10 ;
   wire \$100 ;
   wire \$101 ;
   wire \$102 ;
   wire \$103 ;
-  wire [2:0] \$104 ;
+  wire \$104 ;
   wire \$105 ;
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire [1:0] \$109 ;
+  wire \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  wire [2:0] \$112 ;
-  wire [4:0] \$113 ;
+  wire \$112 ;
+  wire \$113 ;
   wire \$114 ;
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
-  wire [2:0] \$118 ;
+  wire \$118 ;
   wire \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire [1:0] \$121 ;
-  wire [1:0] \$122 ;
-  wire [2:0] \$123 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
   wire \$124 ;
   wire \$125 ;
   wire \$126 ;
   wire \$127 ;
   wire \$128 ;
   wire \$129 ;
-  wire [2:0] \$13 ;
+  wire \$13 ;
   wire \$130 ;
   wire \$131 ;
-  reg [14:0] \$132 ;
+  wire \$132 ;
   wire \$133 ;
   wire \$134 ;
-  reg [14:0] \$135 ;
-  wire [6:0] \$136 ;
-  wire [6:0] \$137 ;
-  reg \$138 ;
-  reg [1:0] \$139 ;
-  wire [4:0] \$14 ;
-  reg [1:0] \$140 ;
-  reg [1:0] \$141 ;
-  reg \$142 ;
-  reg \$143 ;
-  reg [1:0] \$144 ;
-  reg [1:0] \$145 ;
-  reg \$146 ;
-  reg \$147 ;
-  reg \$148 ;
-  reg \$149 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire [3:0] \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
   wire \$15 ;
-  reg [1:0] \$150 ;
-  reg \$151 ;
-  reg [2:0] \$152 ;
-  reg [3:0] \$153 ;
-  reg \$154 ;
-  reg \$155 ;
-  reg \$156 ;
-  reg [1:0] \$157 ;
-  reg \$158 ;
-  reg \$159 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
   wire \$16 ;
-  reg \$160 ;
-  reg \$161 ;
-  reg [1:0] \$162 ;
-  reg [63:0] \$163 ;
-  reg \$164 ;
-  reg \$165 ;
-  reg \$166 ;
-  reg \$167 ;
-  reg [1:0] \$168 ;
-  reg \$169 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
   wire \$17 ;
-  reg \$170 ;
-  reg [1:0] \$171 ;
-  reg \$172 ;
-  reg \$173 ;
-  reg [1:0] \$174 ;
-  reg [59:0] \$175 ;
-  reg \$176 ;
-  reg \$177 ;
-  reg [3:0] \$178 ;
-  reg [1:0] \$179 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire \$18 ;
-  reg [59:0] \$180 ;
-  reg \$181 ;
-  reg \$182 ;
-  reg [3:0] \$183 ;
-  reg [61:0] \$184 ;
-  reg \$185 ;
-  reg [14:0] \$186 ;
-  reg [3:0] \$187 ;
-  reg [3:0] \$188 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
   wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
+  wire [4:0] \$22 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
+  wire [5:0] \$23 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
   wire \$24 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
   wire \$25 ;
-  wire \$26 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire \$259 ;
+  reg [14:0] \$26 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire \$27 ;
-  wire \$28 ;
-  wire [16:0] \$29 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire [15:0] \$274 ;
+  wire [15:0] \$275 ;
+  wire [15:0] \$276 ;
+  wire [14:0] \$277 ;
+  wire [15:0] \$278 ;
+  wire [14:0] \$279 ;
+  wire [3:0] \$28 ;
+  wire [15:0] \$280 ;
+  wire [14:0] \$281 ;
+  wire [15:0] \$282 ;
+  wire [14:0] \$283 ;
+  wire [15:0] \$284 ;
+  wire [1:0] \$285 ;
+  wire [15:0] \$286 ;
+  wire [1:0] \$287 ;
+  wire [15:0] \$288 ;
+  wire [1:0] \$289 ;
+  wire \$29 ;
+  wire [15:0] \$290 ;
+  wire [1:0] \$291 ;
+  wire [15:0] \$292 ;
+  wire [11:0] \$293 ;
+  wire [7:0] \$294 ;
+  wire [11:0] \$295 ;
+  wire [15:0] \$296 ;
+  wire [15:0] \$297 ;
+  wire [15:0] \$298 ;
+  wire [15:0] \$299 ;
   wire \$3 ;
-  wire [16:0] \$30 ;
-  wire [17:0] \$31 ;
-  wire [16:0] \$32 ;
-  wire [16:0] \$33 ;
-  wire [18:0] \$34 ;
-  wire [18:0] \$35 ;
-  wire [18:0] \$36 ;
-  wire [19:0] \$37 ;
-  wire [34:0] \$38 ;
-  wire [35:0] \$39 ;
+  wire \$30 ;
+  wire [1:0] \$300 ;
+  wire [15:0] \$301 ;
+  wire [1:0] \$302 ;
+  wire [15:0] \$303 ;
+  wire [1:0] \$304 ;
+  wire [15:0] \$305 ;
+  wire [1:0] \$306 ;
+  wire [15:0] \$307 ;
+  wire [16:0] \$308 ;
+  wire [15:0] \$309 ;
+  wire \$31 ;
+  wire [15:0] \$310 ;
+  wire [15:0] \$311 ;
+  wire [14:0] \$312 ;
+  wire [15:0] \$313 ;
+  wire [14:0] \$314 ;
+  wire [15:0] \$315 ;
+  wire [14:0] \$316 ;
+  wire [15:0] \$317 ;
+  wire [14:0] \$318 ;
+  wire [15:0] \$319 ;
+  wire [5:0] \$32 ;
+  wire [1:0] \$320 ;
+  wire [15:0] \$321 ;
+  wire [1:0] \$322 ;
+  wire [15:0] \$323 ;
+  wire [1:0] \$324 ;
+  wire [15:0] \$325 ;
+  wire [1:0] \$326 ;
+  wire [15:0] \$327 ;
+  wire [11:0] \$328 ;
+  wire [7:0] \$329 ;
+  wire [6:0] \$33 ;
+  wire [11:0] \$330 ;
+  wire [15:0] \$331 ;
+  wire [15:0] \$332 ;
+  wire [15:0] \$333 ;
+  wire [15:0] \$334 ;
+  wire [1:0] \$335 ;
+  wire [15:0] \$336 ;
+  wire [1:0] \$337 ;
+  wire [15:0] \$338 ;
+  wire [1:0] \$339 ;
+  wire \$34 ;
+  wire [15:0] \$340 ;
+  wire [1:0] \$341 ;
+  wire [15:0] \$342 ;
+  wire [16:0] \$343 ;
+  wire [15:0] \$344 ;
+  wire [15:0] \$345 ;
+  wire [15:0] \$346 ;
+  wire [14:0] \$347 ;
+  wire [15:0] \$348 ;
+  wire [14:0] \$349 ;
+  wire [7:0] \$35 ;
+  wire [15:0] \$350 ;
+  wire [14:0] \$351 ;
+  wire [15:0] \$352 ;
+  wire [14:0] \$353 ;
+  wire [15:0] \$354 ;
+  wire [1:0] \$355 ;
+  wire [15:0] \$356 ;
+  wire [1:0] \$357 ;
+  wire [15:0] \$358 ;
+  wire [1:0] \$359 ;
+  wire \$36 ;
+  wire [15:0] \$360 ;
+  wire [1:0] \$361 ;
+  wire [15:0] \$362 ;
+  wire [11:0] \$363 ;
+  wire [7:0] \$364 ;
+  wire [11:0] \$365 ;
+  wire [15:0] \$366 ;
+  wire [15:0] \$367 ;
+  wire [15:0] \$368 ;
+  wire [15:0] \$369 ;
+  wire \$37 ;
+  wire [1:0] \$370 ;
+  wire [15:0] \$371 ;
+  wire [1:0] \$372 ;
+  wire [15:0] \$373 ;
+  wire [1:0] \$374 ;
+  wire [15:0] \$375 ;
+  wire [1:0] \$376 ;
+  wire [15:0] \$377 ;
+  wire [16:0] \$378 ;
+  wire [15:0] \$379 ;
+  wire \$38 ;
+  wire [15:0] \$380 ;
+  wire [15:0] \$381 ;
+  wire [14:0] \$382 ;
+  wire [15:0] \$383 ;
+  wire [14:0] \$384 ;
+  wire [15:0] \$385 ;
+  wire [14:0] \$386 ;
+  wire [15:0] \$387 ;
+  wire [14:0] \$388 ;
+  wire [15:0] \$389 ;
+  wire [2:0] \$39 ;
+  wire [1:0] \$390 ;
+  wire [15:0] \$391 ;
+  wire [1:0] \$392 ;
+  wire [15:0] \$393 ;
+  wire [1:0] \$394 ;
+  wire [15:0] \$395 ;
+  wire [1:0] \$396 ;
+  wire [15:0] \$397 ;
+  wire [11:0] \$398 ;
+  wire [7:0] \$399 ;
   wire \$4 ;
-  wire [15:0] \$40 ;
+  wire \$40 ;
+  wire [11:0] \$400 ;
+  wire [15:0] \$401 ;
+  wire [15:0] \$402 ;
+  wire [15:0] \$403 ;
+  wire [15:0] \$404 ;
+  wire [1:0] \$405 ;
+  wire [15:0] \$406 ;
+  wire [1:0] \$407 ;
+  wire [15:0] \$408 ;
+  wire [1:0] \$409 ;
   wire \$41 ;
-  wire [16:0] \$42 ;
-  wire [16:0] \$43 ;
-  wire [17:0] \$44 ;
-  wire [16:0] \$45 ;
-  wire [16:0] \$46 ;
-  wire [18:0] \$47 ;
-  wire [18:0] \$48 ;
-  wire [18:0] \$49 ;
+  wire [15:0] \$410 ;
+  wire [1:0] \$411 ;
+  wire [15:0] \$412 ;
+  wire [16:0] \$413 ;
+  wire \$414 ;
+  wire \$415 ;
+  wire \$416 ;
+  wire \$417 ;
+  reg [14:0] \$418 ;
+  wire \$419 ;
+  wire [2:0] \$42 ;
+  wire \$420 ;
+  wire \$421 ;
+  reg [14:0] \$422 ;
+  wire [6:0] \$423 ;
+  wire [6:0] \$424 ;
+  reg [4:0] \$425 ;
+  reg \$426 ;
+  reg \$427 ;
+  reg [1:0] \$428 ;
+  reg [1:0] \$429 ;
+  wire \$43 ;
+  reg [1:0] \$430 ;
+  reg \$431 ;
+  reg \$432 ;
+  reg \$433 ;
+  reg [1:0] \$434 ;
+  reg [1:0] \$435 ;
+  reg \$436 ;
+  reg \$437 ;
+  reg [27:0] \$438 ;
+  reg [27:0] \$439 ;
+  wire \$44 ;
+  reg [27:0] \$440 ;
+  reg [27:0] \$441 ;
+  reg [27:0] \$442 ;
+  reg [27:0] \$443 ;
+  reg [27:0] \$444 ;
+  reg [27:0] \$445 ;
+  reg [27:0] \$446 ;
+  reg [31:0] \$447 ;
+  reg [10:0] \$448 ;
+  reg [10:0] \$449 ;
+  wire \$45 ;
+  reg [10:0] \$450 ;
+  reg [10:0] \$451 ;
+  reg [11:0] \$452 ;
+  reg [11:0] \$453 ;
+  reg [11:0] \$454 ;
+  reg [11:0] \$455 ;
+  reg [47:0] \$456 ;
+  reg [59:0] \$457 ;
+  reg [31:0] \$458 ;
+  reg [59:0] \$459 ;
+  wire [1:0] \$46 ;
+  reg [59:0] \$460 ;
+  reg [3:0] \$461 ;
+  reg [3:0] \$462 ;
+  reg [31:0] \$463 ;
+  reg [31:0] \$464 ;
+  reg [4:0] \$465 ;
+  reg [4:0] \$466 ;
+  reg [9:0] \$467 ;
+  reg [7:0] \$468 ;
+  reg [63:0] \$469 ;
+  wire [1:0] \$47 ;
+  reg [63:0] \$470 ;
+  reg [59:0] \$471 ;
+  reg [61:0] \$472 ;
+  reg \$473 ;
+  reg \$474 ;
+  reg \$475 ;
+  reg \$476 ;
+  reg [14:0] \$477 ;
+  reg [3:0] \$478 ;
+  reg [3:0] \$479 ;
+  wire [2:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [19:0] \$50 ;
-  wire [34:0] \$51 ;
-  wire [35:0] \$52 ;
-  wire [15:0] \$53 ;
-  wire \$54 ;
-  wire [16:0] \$55 ;
-  wire [16:0] \$56 ;
-  wire [17:0] \$57 ;
-  wire [16:0] \$58 ;
-  wire [16:0] \$59 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire [8:0] \$52 ;
+  wire [8:0] \$53 ;
+  wire [9:0] \$54 ;
+  wire [8:0] \$55 ;
+  wire [8:0] \$56 ;
+  wire [10:0] \$57 ;
+  wire [8:0] \$58 ;
+  wire [8:0] \$59 ;
   wire \$6 ;
-  wire [18:0] \$60 ;
-  wire [18:0] \$61 ;
-  wire [18:0] \$62 ;
-  wire [19:0] \$63 ;
-  wire [34:0] \$64 ;
-  wire [35:0] \$65 ;
-  wire [15:0] \$66 ;
-  wire \$67 ;
-  wire [16:0] \$68 ;
-  wire [16:0] \$69 ;
+  wire [9:0] \$60 ;
+  wire [8:0] \$61 ;
+  wire [8:0] \$62 ;
+  wire [10:0] \$63 ;
+  wire [8:0] \$64 ;
+  wire [8:0] \$65 ;
+  wire [9:0] \$66 ;
+  wire [8:0] \$67 ;
+  wire [8:0] \$68 ;
+  wire [10:0] \$69 ;
   wire \$7 ;
-  wire [17:0] \$70 ;
-  wire [16:0] \$71 ;
-  wire [16:0] \$72 ;
-  wire [18:0] \$73 ;
-  wire [18:0] \$74 ;
-  wire [18:0] \$75 ;
-  wire [19:0] \$76 ;
-  wire [34:0] \$77 ;
-  wire [35:0] \$78 ;
-  wire [15:0] \$79 ;
+  wire [8:0] \$70 ;
+  wire [8:0] \$71 ;
+  wire [9:0] \$72 ;
+  wire [8:0] \$73 ;
+  wire [8:0] \$74 ;
+  wire [10:0] \$75 ;
+  wire [10:0] \$76 ;
+  wire [10:0] \$77 ;
+  wire [11:0] \$78 ;
+  wire [10:0] \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire [3:0] \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
+  wire [10:0] \$80 ;
+  wire [11:0] \$81 ;
+  wire [10:0] \$82 ;
+  wire [10:0] \$83 ;
+  wire [11:0] \$84 ;
+  wire [10:0] \$85 ;
+  wire [10:0] \$86 ;
+  wire [11:0] \$87 ;
   wire \$88 ;
-  wire [4:0] \$89 ;
+  wire [11:0] \$89 ;
   wire \$9 ;
-  wire [5:0] \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  reg [14:0] \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  reg [14:0] \$96 ;
+  wire [12:0] \$90 ;
+  wire [11:0] \$91 ;
+  wire [12:0] \$92 ;
+  wire [11:0] \$93 ;
+  wire [12:0] \$94 ;
+  wire [11:0] \$95 ;
+  wire [12:0] \$96 ;
   wire \$97 ;
   wire \$98 ;
-  wire [3:0] \$99 ;
-  reg \$like  = 1'h0;
-  reg [1:0] \$like$107  = 2'h0;
-  reg \$like$108  = 1'h0;
-  wire \$signal ;
-  reg \$signal$110  = 1'h0;
-  wire \$signal$111 ;
-  reg [3:0] \$signal$112  = 4'h0;
-  wire \$signal$112[0] ;
-  wire \$signal$112[1] ;
-  wire \$signal$112[2] ;
-  wire \$signal$112[3] ;
-  wire [3:0] \$signal$113 ;
-  wire \$signal$113[0] ;
-  wire \$signal$113[1] ;
-  wire \$signal$113[2] ;
-  wire \$signal$113[3] ;
-  reg \$signal$29  = 1'h0;
-  reg \$signal$30  = 1'h0;
-  reg \$signal$31  = 1'h0;
-  reg \$signal$32  = 1'h0;
-  wire \$signal$36 ;
-  reg \$signal$57  = 1'h0;
-  reg [59:0] \$signal$59  = 60'h000000000000000;
-  wire [14:0] \$signal$59[0] ;
-  wire [14:0] \$signal$59[1] ;
-  wire [14:0] \$signal$59[2] ;
-  wire [14:0] \$signal$59[3] ;
-  reg \$signal$60  = 1'h0;
-  reg [6:0] \$signature__addr ;
-  wire [1:0] \$signature__addr$49 ;
-  wire [59:0] \$signature__data ;
-  wire [31:0] \$signature__data$65 ;
-  wire [7:0] \$signature__data$65[0] ;
-  wire [7:0] \$signature__data$65[1] ;
-  wire [7:0] \$signature__data$65[2] ;
-  wire [7:0] \$signature__data$65[3] ;
-  wire [14:0] \$signature__data[0] ;
-  wire [14:0] \$signature__data[1] ;
-  wire [14:0] \$signature__data[2] ;
-  wire [14:0] \$signature__data[3] ;
+  wire \$99 ;
+  reg [31:0] \$like  = 32'd0;
+  wire [7:0] \$like[0] ;
+  wire [7:0] \$like[1] ;
+  wire [7:0] \$like[2] ;
+  wire [7:0] \$like[3] ;
+  reg \$signal  = 1'h0;
+  wire \$signal$21 ;
+  reg [63:0] \$signal$36  = 64'h0000000000000000;
+  wire [15:0] \$signal$36[0] ;
+  wire [15:0] \$signal$36[1] ;
+  wire [15:0] \$signal$36[2] ;
+  wire [15:0] \$signal$36[3] ;
+  reg [61:0] \$signal$44  = 62'h0000000000000000;
+  reg \$signal$46  = 1'h0;
+  wire \$signal$5 ;
+  wire [61:0] \$signal$52 ;
+  wire \$signal$57 ;
+  reg \$signal$58  = 1'h0;
+  reg \$signal$61 ;
+  reg \$signal$67  = 1'h0;
+  reg [4:0] \$signal$95  = 5'h00;
+  reg [4:0] \$signal$96  = 5'h00;
+  reg [9:0] \$signal$97  = 10'h000;
+  reg [7:0] \$signal$98  = 8'h00;
+  reg [63:0] \$signal$99  = 64'h0000000000000000;
+  wire [15:0] \$signal$99[0] ;
+  wire [15:0] \$signal$99[1] ;
+  wire [15:0] \$signal$99[2] ;
+  wire [15:0] \$signal$99[3] ;
+  wire [6:0] \$signature__addr ;
+  wire [1:0] \$signature__addr$31 ;
+  wire [31:0] \$signature__data ;
+  wire [59:0] \$signature__data$85 ;
+  wire [14:0] \$signature__data$85[0] ;
+  wire [14:0] \$signature__data$85[1] ;
+  wire [14:0] \$signature__data$85[2] ;
+  wire [14:0] \$signature__data$85[3] ;
+  wire [7:0] \$signature__data[0] ;
+  wire [7:0] \$signature__data[1] ;
+  wire [7:0] \$signature__data[2] ;
+  wire [7:0] \$signature__data[3] ;
   output active;
   wire active;
+  reg [47:0] addend = 48'h000000000000;
+  wire [11:0] \addend[0] ;
+  wire [11:0] \addend[1] ;
+  wire [11:0] \addend[2] ;
+  wire [11:0] \addend[3] ;
+  reg [31:0] b6 = 32'd0;
+  wire [7:0] \b6[0] ;
+  wire [7:0] \b6[1] ;
+  wire [7:0] \b6[2] ;
+  wire [7:0] \b6[3] ;
+  reg [31:0] b_raw = 32'd0;
+  wire [7:0] \b_raw[0] ;
+  wire [7:0] \b_raw[1] ;
+  wire [7:0] \b_raw[2] ;
+  wire [7:0] \b_raw[3] ;
   wire [1:0] b_rd__addr;
   wire [31:0] b_rd__data;
   wire [7:0] \b_rd__data[0] ;
@@ -7065,11 +10753,33 @@ module \digits_mlp_gn.engine_fc3 (clk, rst, active, i0__payload, i0__ready, o__p
   wire [7:0] \b_rd__data[3] ;
   reg [3:0] best_idx = 4'h0;
   reg [14:0] best_val = 15'h0000;
-  reg bubble = 1'h0;
+  reg better = 1'h0;
   wire busy;
+  wire [3:0] c_raw;
+  wire \c_raw[0] ;
+  wire \c_raw[1] ;
+  wire \c_raw[2] ;
+  wire \c_raw[3] ;
   input clk;
   wire clk;
+  reg credit = 1'h0;
+  wire [3:0] cres7;
+  wire \cres7[0] ;
+  wire \cres7[1] ;
+  wire \cres7[2] ;
+  wire \cres7[3] ;
+  reg [3:0] cres8 = 4'h0;
+  wire \cres8[0] ;
+  wire \cres8[1] ;
+  wire \cres8[2] ;
+  wire \cres8[3] ;
+  reg [3:0] cres9 = 4'h0;
+  wire \cres9[0] ;
+  wire \cres9[1] ;
+  wire \cres9[2] ;
+  wire \cres9[3] ;
   reg [3:0] done = 4'h0;
+  wire dropped;
   wire en;
   wire [61:0] entry;
   wire [1:0] \entry.addr ;
@@ -7078,10 +10788,19 @@ module \digits_mlp_gn.engine_fc3 (clk, rst, active, i0__payload, i0__ready, o__p
   wire [14:0] \entry.values[1] ;
   wire [14:0] \entry.values[2] ;
   wire [14:0] \entry.values[3] ;
-  reg [2:0] ev_count;
-  reg [4:0] ev_index;
-  reg [3:0] ev_shift;
+  (* init = 62'h0000000000000000 *)
+  wire [61:0] entry7;
+  wire [1:0] \entry7.addr ;
+  wire [59:0] \entry7.values ;
+  wire [14:0] \entry7.values[0] ;
+  wire [14:0] \entry7.values[1] ;
+  wire [14:0] \entry7.values[2] ;
+  wire [14:0] \entry7.values[3] ;
+  wire [2:0] ev_count;
+  wire [4:0] ev_index;
+  wire [3:0] ev_shift;
   reg [1:0] fire_k = 2'h0;
+  reg first = 1'h1;
   reg fsm_state = 1'h0;
   input [8:0] i0__payload;
   wire [8:0] i0__payload;
@@ -7093,6 +10812,22 @@ module \digits_mlp_gn.engine_fc3 (clk, rst, active, i0__payload, i0__ready, o__p
   input i0__valid;
   wire i0__valid;
   wire [3:0] index;
+  reg [27:0] issue;
+  wire [1:0] \issue.addr ;
+  wire \issue.bank ;
+  wire [2:0] \issue.count ;
+  wire \issue.cur ;
+  wire \issue.end ;
+  wire \issue.fire_k ;
+  wire [1:0] \issue.g ;
+  wire \issue.kind ;
+  wire \issue.last_step ;
+  wire \issue.proj ;
+  wire [3:0] \issue.shift ;
+  wire \issue.valid ;
+  wire [6:0] \issue.waddr ;
+  wire \issue.x ;
+  wire \issue.y ;
   reg [1:0] lane;
   wire last_lane;
   reg load;
@@ -7106,41 +10841,36 @@ module \digits_mlp_gn.engine_fc3 (clk, rst, active, i0__payload, i0__ready, o__p
   wire o__ready;
   output o__valid;
   reg o__valid;
-  reg [1:0] op_addr;
-  wire [1:0] \op_addr$7 ;
-  reg op_bank;
-  reg [2:0] op_count;
-  wire [2:0] \op_count$12 ;
-  reg op_cur;
-  reg op_end;
-  reg op_fire_k;
-  reg [1:0] op_g;
-  reg op_kind;
-  reg op_last_step;
-  reg op_proj;
-  reg [3:0] op_shift;
-  wire [3:0] \op_shift$14 ;
-  wire [1:0] op_vaddr;
+  wire [1:0] op_addr;
+  wire [2:0] op_count;
+  wire [3:0] op_shift;
   wire op_valid;
-  reg \op_valid$4 ;
   wire [6:0] op_waddr;
-  reg op_x;
-  reg op_y;
-  reg [59:0] out;
-  wire [14:0] \out[0] ;
-  wire [14:0] \out[1] ;
-  wire [14:0] \out[2] ;
-  wire [14:0] \out[3] ;
   reg [59:0] out_vals;
   wire [14:0] \out_vals[0] ;
   wire [14:0] \out_vals[1] ;
   wire [14:0] \out_vals[2] ;
   wire [14:0] \out_vals[3] ;
   reg [1:0] plane = 2'h0;
-  wire [61:0] r_data;
-  reg r_en;
-  wire r_rdy;
+  (* init = 1'h0 *)
+  wire push7;
   wire ready;
+  (* init = 60'h000000000000000 *)
+  wire [59:0] res7;
+  wire [14:0] \res7[0] ;
+  wire [14:0] \res7[1] ;
+  wire [14:0] \res7[2] ;
+  wire [14:0] \res7[3] ;
+  reg [59:0] res8 = 60'h000000000000000;
+  wire [14:0] \res8[0] ;
+  wire [14:0] \res8[1] ;
+  wire [14:0] \res8[2] ;
+  wire [14:0] \res8[3] ;
+  reg [59:0] res9 = 60'h000000000000000;
+  wire [14:0] \res9[0] ;
+  wire [14:0] \res9[1] ;
+  wire [14:0] \res9[2] ;
+  wire [14:0] \res9[3] ;
   reg [59:0] result;
   wire [14:0] \result[0] ;
   wire [14:0] \result[1] ;
@@ -7148,81 +10878,183 @@ module \digits_mlp_gn.engine_fc3 (clk, rst, active, i0__payload, i0__ready, o__p
   wire [14:0] \result[3] ;
   input rst;
   wire rst;
-  reg [1:0] s1_addr = 2'h0;
-  reg [2:0] s1_count = 3'h0;
-  reg s1_cur = 1'h0;
-  reg s1_end = 1'h0;
-  reg s1_fire_k = 1'h0;
-  reg [1:0] s1_g = 2'h0;
-  reg s1_last_step = 1'h0;
-  reg s1_proj = 1'h0;
-  reg [3:0] s1_shift = 4'h0;
-  reg s1_x = 1'h0;
-  reg [1:0] s2_addr = 2'h0;
-  reg s2_end = 1'h0;
-  reg s2_fire_k = 1'h0;
-  reg [1:0] s2_laddr = 2'h0;
-  reg s2_last_step = 1'h0;
-  reg [63:0] s2_val = 64'h0000000000000000;
-  wire [15:0] \s2_val[0] ;
-  wire [15:0] \s2_val[1] ;
-  wire [15:0] \s2_val[2] ;
-  wire [15:0] \s2_val[3] ;
-  reg s2_x = 1'h0;
-  reg [1:0] s3_addr = 2'h0;
-  (* init = 62'h0000000000000000 *)
-  wire [61:0] s3_entry;
-  wire [1:0] \s3_entry.addr ;
-  wire [59:0] \s3_entry.values ;
-  wire [14:0] \s3_entry.values[0] ;
-  wire [14:0] \s3_entry.values[1] ;
-  wire [14:0] \s3_entry.values[2] ;
-  wire [14:0] \s3_entry.values[3] ;
-  reg s3_kind = 1'h0;
-  (* init = 1'h0 *)
-  wire s3_push;
-  reg s3_valid = 1'h0;
-  reg [1:0] s4_addr = 2'h0;
-  reg [3:0] s4_c = 4'h0;
-  wire \s4_c[0] ;
-  wire \s4_c[1] ;
-  wire \s4_c[2] ;
-  wire \s4_c[3] ;
-  reg s4_cw = 1'h0;
-  reg [59:0] s4_v = 60'h000000000000000;
-  wire [14:0] \s4_v[0] ;
-  wire [14:0] \s4_v[1] ;
-  wire [14:0] \s4_v[2] ;
-  wire [14:0] \s4_v[3] ;
-  reg s4_vw = 1'h0;
+  reg [27:0] st0 = 28'h0000000;
+  wire [1:0] \st0.addr ;
+  wire \st0.bank ;
+  wire [2:0] \st0.count ;
+  wire \st0.cur ;
+  wire \st0.end ;
+  wire \st0.fire_k ;
+  wire [1:0] \st0.g ;
+  wire \st0.kind ;
+  wire \st0.last_step ;
+  wire \st0.proj ;
+  wire [3:0] \st0.shift ;
+  wire \st0.valid ;
+  wire [6:0] \st0.waddr ;
+  wire \st0.x ;
+  wire \st0.y ;
+  reg [27:0] st1 = 28'h0000000;
+  wire [1:0] \st1.addr ;
+  wire \st1.bank ;
+  wire [2:0] \st1.count ;
+  wire \st1.cur ;
+  wire \st1.end ;
+  wire \st1.fire_k ;
+  wire [1:0] \st1.g ;
+  wire \st1.kind ;
+  wire \st1.last_step ;
+  wire \st1.proj ;
+  wire [3:0] \st1.shift ;
+  wire \st1.valid ;
+  wire [6:0] \st1.waddr ;
+  wire \st1.x ;
+  wire \st1.y ;
+  reg [27:0] st2 = 28'h0000000;
+  wire [1:0] \st2.addr ;
+  wire \st2.bank ;
+  wire [2:0] \st2.count ;
+  wire \st2.cur ;
+  wire \st2.end ;
+  wire \st2.fire_k ;
+  wire [1:0] \st2.g ;
+  wire \st2.kind ;
+  wire \st2.last_step ;
+  wire \st2.proj ;
+  wire [3:0] \st2.shift ;
+  wire \st2.valid ;
+  wire [6:0] \st2.waddr ;
+  wire \st2.x ;
+  wire \st2.y ;
+  reg [27:0] st3 = 28'h0000000;
+  wire [1:0] \st3.addr ;
+  wire \st3.bank ;
+  wire [2:0] \st3.count ;
+  wire \st3.cur ;
+  wire \st3.end ;
+  wire \st3.fire_k ;
+  wire [1:0] \st3.g ;
+  wire \st3.kind ;
+  wire \st3.last_step ;
+  wire \st3.proj ;
+  wire [3:0] \st3.shift ;
+  wire \st3.valid ;
+  wire [6:0] \st3.waddr ;
+  wire \st3.x ;
+  wire \st3.y ;
+  reg [27:0] st4 = 28'h0000000;
+  wire [1:0] \st4.addr ;
+  wire \st4.bank ;
+  wire [2:0] \st4.count ;
+  wire \st4.cur ;
+  wire \st4.end ;
+  wire \st4.fire_k ;
+  wire [1:0] \st4.g ;
+  wire \st4.kind ;
+  wire \st4.last_step ;
+  wire \st4.proj ;
+  wire [3:0] \st4.shift ;
+  wire \st4.valid ;
+  wire [6:0] \st4.waddr ;
+  wire \st4.x ;
+  wire \st4.y ;
+  reg [27:0] st5 = 28'h0000000;
+  wire [1:0] \st5.addr ;
+  wire \st5.bank ;
+  wire [2:0] \st5.count ;
+  wire \st5.cur ;
+  wire \st5.end ;
+  wire \st5.fire_k ;
+  wire [1:0] \st5.g ;
+  wire \st5.kind ;
+  wire \st5.last_step ;
+  wire \st5.proj ;
+  wire [3:0] \st5.shift ;
+  wire \st5.valid ;
+  wire [6:0] \st5.waddr ;
+  wire \st5.x ;
+  wire \st5.y ;
+  reg [27:0] st6 = 28'h0000000;
+  wire [1:0] \st6.addr ;
+  wire \st6.bank ;
+  wire [2:0] \st6.count ;
+  wire \st6.cur ;
+  wire \st6.end ;
+  wire \st6.fire_k ;
+  wire [1:0] \st6.g ;
+  wire \st6.kind ;
+  wire \st6.last_step ;
+  wire \st6.proj ;
+  wire [3:0] \st6.shift ;
+  wire \st6.valid ;
+  wire [6:0] \st6.waddr ;
+  wire \st6.x ;
+  wire \st6.y ;
+  reg [27:0] st7 = 28'h0000000;
+  wire [1:0] \st7.addr ;
+  wire \st7.bank ;
+  wire [2:0] \st7.count ;
+  wire \st7.cur ;
+  wire \st7.end ;
+  wire \st7.fire_k ;
+  wire [1:0] \st7.g ;
+  wire \st7.kind ;
+  wire \st7.last_step ;
+  wire \st7.proj ;
+  wire [3:0] \st7.shift ;
+  wire \st7.valid ;
+  wire [6:0] \st7.waddr ;
+  wire \st7.x ;
+  wire \st7.y ;
+  reg [27:0] st8 = 28'h0000000;
+  wire [1:0] \st8.addr ;
+  wire \st8.bank ;
+  wire [2:0] \st8.count ;
+  wire \st8.cur ;
+  wire \st8.end ;
+  wire \st8.fire_k ;
+  wire [1:0] \st8.g ;
+  wire \st8.kind ;
+  wire \st8.last_step ;
+  wire \st8.proj ;
+  wire [3:0] \st8.shift ;
+  wire \st8.valid ;
+  wire [6:0] \st8.waddr ;
+  wire \st8.x ;
+  wire \st8.y ;
   reg [1:0] step = 2'h0;
   reg [1:0] sweep_addr = 2'h0;
   reg [1:0] sweep_g = 2'h0;
+  reg sweep_last = 1'h0;
   reg sweep_now;
   reg sweep_x = 1'h0;
   reg sweep_y = 1'h0;
-  (* init = 2'h0 *)
+  reg [4:0] used = 5'h00;
+  reg [59:0] v_raw = 60'h000000000000000;
+  wire [14:0] \v_raw[0] ;
+  wire [14:0] \v_raw[1] ;
+  wire [14:0] \v_raw[2] ;
+  wire [14:0] \v_raw[3] ;
   wire [1:0] v_wr__addr;
-  (* init = 60'h000000000000000 *)
-  wire [59:0] v_wr__data;
+  reg [59:0] v_wr__data = 60'h000000000000000;
   wire [14:0] \v_wr__data[0] ;
   wire [14:0] \v_wr__data[1] ;
   wire [14:0] \v_wr__data[2] ;
   wire [14:0] \v_wr__data[3] ;
   wire v_wr__en;
-  reg [63:0] val;
-  wire [15:0] \val[0] ;
-  wire [15:0] \val[1] ;
-  wire [15:0] \val[2] ;
-  wire [15:0] \val[3] ;
-  reg [61:0] w_data = 62'h0000000000000000;
-  reg w_en = 1'h0;
-  wire [3:0] w_level;
-  reg [63:0] w_now;
-  wire [15:0] \w_now[0] ;
-  wire [15:0] \w_now[1] ;
-  wire [15:0] \w_now[2] ;
-  wire [15:0] \w_now[3] ;
+  reg [31:0] w1_0 = 32'd0;
+  wire [7:0] \w1_0[0] ;
+  wire [7:0] \w1_0[1] ;
+  wire [7:0] \w1_0[2] ;
+  wire [7:0] \w1_0[3] ;
+  reg [10:0] w2_0_0_0 = 11'h000;
+  reg [10:0] w2_0_0_1 = 11'h000;
+  reg [10:0] w2_0_0_2 = 11'h000;
+  reg [10:0] w2_0_0_3 = 11'h000;
+  reg [11:0] w2_0_2_0 = 12'h000;
+  reg [11:0] w2_0_2_1 = 12'h000;
+  reg [11:0] w2_0_2_2 = 12'h000;
+  reg [11:0] w2_0_2_3 = 12'h000;
   reg [31:0] bmem [2:0];
   initial begin
     bmem[0] = 32'd3638356140;
@@ -7231,7 +11063,7 @@ module \digits_mlp_gn.engine_fc3 (clk, rst, active, i0__payload, i0__ready, o__p
   end
   reg [31:0] _0_;
   always @(posedge clk) begin
-    _0_ <= bmem[op_addr];
+    _0_ <= bmem[st2[5:4]];
   end
   assign b_rd__data = _0_;
   reg [59:0] vmem [2:0];
@@ -7241,14 +11073,14 @@ module \digits_mlp_gn.engine_fc3 (clk, rst, active, i0__payload, i0__ready, o__p
     vmem[2] = 60'h000000000000000;
   end
   always @(posedge clk) begin
-    if (\$84 [0])
-      vmem[s3_addr] <= \$signal$59 ;
+    if (\$14 [0])
+      vmem[st7[5:4]] <= v_wr__data;
   end
   reg [59:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vmem[op_addr];
+    _1_ <= vmem[st2[5:4]];
   end
-  assign \$signature__data  = _1_;
+  assign \$signature__data$85  = _1_;
   reg [31:0] wrom0 [95:0];
   initial begin
     wrom0[0] = 32'd3316296513;
@@ -7350,439 +11182,762 @@ module \digits_mlp_gn.engine_fc3 (clk, rst, active, i0__payload, i0__ready, o__p
   end
   reg [31:0] _2_;
   always @(posedge clk) begin
-    _2_ <= wrom0[\$signature__addr ];
+    _2_ <= wrom0[st0[12:6]];
   end
-  assign \$signature__data$65  = _2_;
-  assign \$1  = ~ sweep_now;
-  assign \$2  = ~ bubble;
-  assign en = \$1  & \$2 ;
-  assign \$3  = ~ bubble;
-  assign \$4  = op_valid & \$3 ;
-  assign \$5  = ~ op_valid;
-  assign \$7  = \$signal$29  & \$6 ;
-  assign \$9  = \$signal$31  & \$8 ;
-  assign \$10  = \$7  + \$9 ;
-  assign \$12  = s3_valid & \$11 ;
-  assign \$13  = \$10  + \$12 ;
-  assign \$14  = w_level + \$13 ;
-  assign \$15  = \$14  < 4'h9;
-  assign \$16  = ~ bubble;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = sweep_addr == 2'h2;
-  assign active = \op_valid$4  | bubble;
-  assign \$19  = s4_addr == s1_addr;
-  assign \$20  = s4_vw & \$19 ;
-  assign \$21  = s3_addr == s1_addr;
-  assign \$22  = \$signal$57  & \$21 ;
-  assign \$23  = ! \$signal$32 ;
-  assign \$24  = \$signal$60  & \$23 ;
-  assign \$25  = s2_addr == s1_addr;
-  assign \$26  = \$24  & \$25 ;
-  assign \$27  = ! s1_proj;
-  assign \$28  = ! \$signal$30 ;
-  assign \$30  = s1_count[0] ? \$29  : 17'h00000;
-  assign \$31  = $signed(1'h0) + $signed(\$30 );
-  assign \$33  = s1_count[1] ? \$32  : 17'h00000;
-  assign \$34  = $signed(\$31 ) + $signed(\$33 );
-  assign \$36  = s1_count[2] ? \$35  : 19'h00000;
-  assign \$37  = $signed(\$34 ) + $signed(\$36 );
-  assign \$38  = $signed(\$37 ) << s1_shift;
-  assign \$39  = $signed(out[14:0]) + $signed(\$38 );
-  assign \$40  = $signed(out[14:0]) + $signed(b_rd__data[7:0]);
-  assign \$41  = ! \$signal$30 ;
-  assign \$43  = s1_count[0] ? \$42  : 17'h00000;
-  assign \$44  = $signed(1'h0) + $signed(\$43 );
-  assign \$46  = s1_count[1] ? \$45  : 17'h00000;
-  assign \$47  = $signed(\$44 ) + $signed(\$46 );
-  assign \$49  = s1_count[2] ? \$48  : 19'h00000;
-  assign \$50  = $signed(\$47 ) + $signed(\$49 );
-  assign \$51  = $signed(\$50 ) << s1_shift;
-  assign \$52  = $signed(out[29:15]) + $signed(\$51 );
-  assign \$53  = $signed(out[29:15]) + $signed(b_rd__data[15:8]);
-  assign \$54  = ! \$signal$30 ;
-  assign \$56  = s1_count[0] ? \$55  : 17'h00000;
-  assign \$57  = $signed(1'h0) + $signed(\$56 );
-  assign \$59  = s1_count[1] ? \$58  : 17'h00000;
-  assign \$60  = $signed(\$57 ) + $signed(\$59 );
-  assign \$62  = s1_count[2] ? \$61  : 19'h00000;
+  assign \$signature__data  = _2_;
+  always @(posedge clk)
+    cres9 <= \$462 ;
+  always @(posedge clk)
+    \$like  <= \$463 ;
+  always @(posedge clk)
+    b6 <= \$464 ;
+  always @(posedge clk)
+    \$signal$95  <= \$465 ;
+  always @(posedge clk)
+    \$signal$96  <= \$466 ;
+  always @(posedge clk)
+    \$signal$97  <= \$467 ;
+  always @(posedge clk)
+    \$signal$98  <= \$468 ;
+  always @(posedge clk)
+    \$signal$99  <= \$469 ;
+  always @(posedge clk)
+    \$signal$36  <= \$470 ;
+  always @(posedge clk)
+    v_wr__data <= \$471 ;
+  always @(posedge clk)
+    \$signal$44  <= \$472 ;
+  always @(posedge clk)
+    \$signal$46  <= \$473 ;
+  always @(posedge clk)
+    better <= \$474 ;
+  always @(posedge clk)
+    \$signal$58  <= \$475 ;
+  always @(posedge clk)
+    first <= \$476 ;
+  always @(posedge clk)
+    best_val <= \$477 ;
+  always @(posedge clk)
+    best_idx <= \$478 ;
+  always @(posedge clk)
+    done <= \$479 ;
+  assign en = ~ \$signal ;
+  assign \$1  = ~ \$signal ;
+  assign \$2  = op_valid & \$1 ;
+  assign \$3  = ~ op_valid;
+  assign \$4  = ~ \$signal ;
+  assign \$5  = credit & \$4 ;
+  assign active = issue[0] | \$signal ;
+  assign \$6  = ! st6[1];
+  assign \$7  = ! st6[1];
+  assign \$8  = ! st6[1];
+  assign \$9  = ! st6[1];
+  assign \$10  = ! st7[1];
+  assign \$11  = \$10  & st7[2];
+  assign \$12  = ~ \$11 ;
+  assign \$13  = st7[0] & \$12 ;
+  assign \$14  = \$13  ? 4'hf : 4'h0;
+  assign \$16  = st7[0] & \$15 ;
+  assign \$17  = ~ \$signal$46 ;
+  assign dropped = \$16  & \$17 ;
+  assign \$18  = ~ done[3];
+  assign \$19  = ~ done[2];
+  assign \$20  = ~ done[1];
+  assign \$21  = ~ done[0];
+  assign \$22  = \$signal$52 [61:60] * 3'h4;
+  assign \$23  = \$22  + lane;
+  assign \$24  = lane == 2'h3;
+  assign \$25  = \$23 [3:0] == 4'h9;
+  assign last_lane = \$24  | \$25 ;
+  assign \$27  = \$23 [3:0] == 4'h9;
+  assign \$28  = better ? \$23 [3:0] : best_idx;
+  assign \$29  = \$signal$57  & \$signal$58 ;
+  assign \$30  = ! fsm_state;
+  assign \$32  = used + sweep_now;
+  assign \$33  = \$32  - dropped;
+  assign \$34  = \$signal$61  & \$signal$57 ;
+  assign \$35  = $signed(\$33 ) - $signed({ 1'h0, \$34  });
+  assign \$36  = used <= 4'he;
+  assign \$37  = ~ op_valid;
+  assign \$38  = step == 1'h1;
+  assign \$39  = step + 1'h1;
+  assign \$40  = ~ \$signal ;
+  assign \$41  = credit & \$40 ;
+  assign \$42  = sweep_addr + 1'h1;
+  assign \$43  = sweep_addr == 1'h1;
+  assign \$44  = sweep_g == 2'h2;
+  assign \$45  = ! sweep_x;
+  assign \$46  = sweep_y + 1'h1;
+  assign \$47  = sweep_x + 1'h1;
+  assign \$48  = sweep_g + 1'h1;
+  assign \$49  = sweep_now & issue[23];
+  assign \$50  = sweep_now & issue[23];
+  assign \$51  = \$50  | \$signal$67 ;
+  assign \$53  = st2[14] ? \$52  : 9'h000;
+  assign \$54  = $signed(1'h0) + $signed(\$53 );
+  assign \$56  = st2[15] ? \$55  : 9'h000;
+  assign \$57  = $signed(\$54 ) + $signed(\$56 );
+  assign \$59  = st2[14] ? \$58  : 9'h000;
+  assign \$60  = $signed(1'h0) + $signed(\$59 );
+  assign \$62  = st2[15] ? \$61  : 9'h000;
   assign \$63  = $signed(\$60 ) + $signed(\$62 );
-  assign \$64  = $signed(\$63 ) << s1_shift;
-  assign \$65  = $signed(out[44:30]) + $signed(\$64 );
-  assign \$66  = $signed(out[44:30]) + $signed(b_rd__data[23:16]);
-  assign \$67  = ! \$signal$30 ;
-  assign \$69  = s1_count[0] ? \$68  : 17'h00000;
-  assign \$70  = $signed(1'h0) + $signed(\$69 );
-  assign \$72  = s1_count[1] ? \$71  : 17'h00000;
-  assign \$73  = $signed(\$70 ) + $signed(\$72 );
-  assign \$75  = s1_count[2] ? \$74  : 19'h00000;
-  assign \$76  = $signed(\$73 ) + $signed(\$75 );
-  assign \$77  = $signed(\$76 ) << s1_shift;
-  assign \$78  = $signed(out[59:45]) + $signed(\$77 );
-  assign \$79  = $signed(out[59:45]) + $signed(b_rd__data[31:24]);
-  assign \$80  = ! \$signal$32 ;
-  assign \$81  = ! \$signal$32 ;
-  assign \$82  = ! \$signal$32 ;
-  assign \$83  = ! \$signal$32 ;
-  assign \$84  = \$signal$57  ? 4'hf : 4'h0;
-  assign \$85  = ~ done[3];
-  assign \$86  = ~ done[2];
-  assign \$87  = ~ done[1];
-  assign \$88  = ~ done[0];
-  assign \$89  = r_data[61:60] * 3'h4;
-  assign \$90  = \$89  + lane;
-  assign \$91  = lane == 2'h3;
-  assign \$92  = \$90 [3:0] == 4'h9;
-  assign last_lane = \$91  | \$92 ;
-  assign \$94  = \$90 [3:0] == 4'h9;
-  assign \$95  = ! \$90 [3:0];
-  assign \$97  = $signed(\$96 ) > $signed(best_val);
-  assign \$98  = \$95  | \$97 ;
-  assign \$99  = \$98  ? \$90 [3:0] : best_idx;
-  assign \$100  = ! fsm_state;
-  assign \$102  = ~ op_valid;
-  assign \$103  = step == 1'h1;
-  assign \$104  = step + 1'h1;
-  assign \$106  = \$signal$29  & \$105 ;
-  assign \$108  = \$signal$31  & \$107 ;
-  assign \$109  = \$106  + \$108 ;
-  assign \$111  = s3_valid & \$110 ;
-  assign \$112  = \$109  + \$111 ;
-  assign \$113  = w_level + \$112 ;
-  assign \$114  = \$113  < 4'h9;
-  assign \$115  = ~ bubble;
-  assign \$116  = \$114  & \$115 ;
-  assign \$117  = sweep_addr == 2'h2;
-  assign \$118  = sweep_addr + 1'h1;
-  assign \$119  = sweep_g == 2'h2;
-  assign \$120  = ! sweep_x;
-  assign \$121  = sweep_y + 1'h1;
-  assign \$122  = sweep_x + 1'h1;
-  assign \$123  = sweep_g + 1'h1;
-  assign \$124  = sweep_now & op_end;
-  assign \$125  = ! \$signal$30 ;
-  assign \$126  = \$125  & s1_cur;
-  assign \$127  = ~ \$126 ;
-  assign \$128  = \$signal$29  & \$127 ;
-  assign \$130  = \$signal$31  & \$129 ;
-  assign \$131  = ! \$90 [3:0];
-  assign \$133  = $signed(\$132 ) > $signed(best_val);
-  assign \$134  = \$131  | \$133 ;
-  assign \$136  = 1'h1 << lane;
-  assign \$137  = { 3'h0, done } | \$136 ;
+  assign \$65  = st2[14] ? \$64  : 9'h000;
+  assign \$66  = $signed(1'h0) + $signed(\$65 );
+  assign \$68  = st2[15] ? \$67  : 9'h000;
+  assign \$69  = $signed(\$66 ) + $signed(\$68 );
+  assign \$71  = st2[14] ? \$70  : 9'h000;
+  assign \$72  = $signed(1'h0) + $signed(\$71 );
+  assign \$74  = st2[15] ? \$73  : 9'h000;
+  assign \$75  = $signed(\$72 ) + $signed(\$74 );
+  assign \$77  = st2[16] ? \$76  : 11'h000;
+  assign \$78  = $signed(1'h0) + $signed(\$77 );
+  assign \$80  = st2[16] ? \$79  : 11'h000;
+  assign \$81  = $signed(1'h0) + $signed(\$80 );
+  assign \$83  = st2[16] ? \$82  : 11'h000;
+  assign \$84  = $signed(1'h0) + $signed(\$83 );
+  assign \$86  = st2[16] ? \$85  : 11'h000;
+  assign \$87  = $signed(1'h0) + $signed(\$86 );
+  assign \$88  = ! st3[13];
+  assign \$89  = $signed(1'h0) + $signed(w2_0_0_0);
+  assign \$90  = $signed(\$89 ) + $signed(w2_0_2_0);
+  assign \$91  = $signed(1'h0) + $signed(w2_0_0_1);
+  assign \$92  = $signed(\$91 ) + $signed(w2_0_2_1);
+  assign \$93  = $signed(1'h0) + $signed(w2_0_0_2);
+  assign \$94  = $signed(\$93 ) + $signed(w2_0_2_2);
+  assign \$95  = $signed(1'h0) + $signed(w2_0_0_3);
+  assign \$96  = $signed(\$95 ) + $signed(w2_0_2_3);
+  assign \$97  = ! st3[1];
+  assign \$98  = \$97  & st3[2];
+  assign \$99  = ~ \$98 ;
+  assign \$100  = st3[0] & \$99 ;
+  assign \$101  = st2[5:4] == st3[5:4];
+  assign \$102  = \$100  & \$101 ;
+  assign \$103  = ! st3[1];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = ! st3[1];
+  assign \$106  = \$105  & st3[2];
+  assign \$108  = \$107  & st3[21];
+  assign \$109  = \$106  | \$108 ;
+  assign \$110  = st3[0] & \$109 ;
+  assign \$111  = st2[5:4] == st3[5:4];
+  assign \$112  = \$110  & \$111 ;
+  assign \$113  = ! st3[1];
+  assign \$114  = \$112  & \$113 ;
+  assign \$115  = ! st4[1];
+  assign \$116  = \$115  & st4[2];
+  assign \$117  = ~ \$116 ;
+  assign \$118  = st4[0] & \$117 ;
+  assign \$119  = st2[5:4] == st4[5:4];
+  assign \$120  = \$118  & \$119 ;
+  assign \$121  = ! st4[1];
+  assign \$122  = \$120  & \$121 ;
+  assign \$123  = ! st4[1];
+  assign \$124  = \$123  & st4[2];
+  assign \$126  = \$125  & st4[21];
+  assign \$127  = \$124  | \$126 ;
+  assign \$128  = st4[0] & \$127 ;
+  assign \$129  = st2[5:4] == st4[5:4];
+  assign \$130  = \$128  & \$129 ;
+  assign \$131  = ! st4[1];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ! st5[1];
+  assign \$134  = \$133  & st5[2];
+  assign \$135  = ~ \$134 ;
+  assign \$136  = st5[0] & \$135 ;
+  assign \$137  = st2[5:4] == st5[5:4];
+  assign \$138  = \$136  & \$137 ;
+  assign \$139  = ! st5[1];
+  assign \$140  = \$139  & st5[2];
+  assign \$142  = \$141  & st5[21];
+  assign \$143  = \$140  | \$142 ;
+  assign \$144  = st5[0] & \$143 ;
+  assign \$145  = st2[5:4] == st5[5:4];
+  assign \$146  = \$144  & \$145 ;
+  assign \$147  = ! st6[1];
+  assign \$148  = \$147  & st6[2];
+  assign \$149  = ~ \$148 ;
+  assign \$150  = st6[0] & \$149 ;
+  assign \$151  = st2[5:4] == st6[5:4];
+  assign \$152  = \$150  & \$151 ;
+  assign \$153  = ! st6[1];
+  assign \$154  = \$153  & st6[2];
+  assign \$156  = \$155  & st6[21];
+  assign \$157  = \$154  | \$156 ;
+  assign \$158  = st6[0] & \$157 ;
+  assign \$159  = st2[5:4] == st6[5:4];
+  assign \$160  = \$158  & \$159 ;
+  assign \$161  = ! st7[1];
+  assign \$162  = \$161  & st7[2];
+  assign \$163  = ~ \$162 ;
+  assign \$164  = st7[0] & \$163 ;
+  assign \$165  = st2[5:4] == st7[5:4];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = ! st7[1];
+  assign \$168  = \$167  & st7[2];
+  assign \$170  = \$169  & st7[21];
+  assign \$171  = \$168  | \$170 ;
+  assign \$172  = st7[0] & \$171 ;
+  assign \$173  = st2[5:4] == st7[5:4];
+  assign \$174  = \$172  & \$173 ;
+  assign \$177  = ! st3[1];
+  assign \$178  = \$177  & st3[2];
+  assign \$179  = ~ \$178 ;
+  assign \$180  = \$176  & \$179 ;
+  assign \$183  = ! st3[1];
+  assign \$184  = \$183  & st3[2];
+  assign \$185  = \$182  & \$184 ;
+  assign \$186  = \$180  | \$185 ;
+  assign \$188  = ~ \$187 ;
+  assign \$189  = \$signal$95 [1] & \$188 ;
+  assign \$190  = ! st3[1];
+  assign \$191  = \$190  & st3[2];
+  assign \$192  = ~ \$191 ;
+  assign \$193  = \$189  & \$192 ;
+  assign \$195  = ~ \$194 ;
+  assign \$196  = \$signal$96 [1] & \$195 ;
+  assign \$197  = ! st3[1];
+  assign \$198  = \$197  & st3[2];
+  assign \$199  = \$196  & \$198 ;
+  assign \$200  = \$193  | \$199 ;
+  assign \$202  = \$201  | \$signal$95 [1];
+  assign \$203  = ~ \$202 ;
+  assign \$204  = \$signal$95 [2] & \$203 ;
+  assign \$205  = ! st3[1];
+  assign \$206  = \$205  & st3[2];
+  assign \$207  = ~ \$206 ;
+  assign \$208  = \$204  & \$207 ;
+  assign \$210  = \$209  | \$signal$95 [1];
+  assign \$211  = \$210  | \$signal$95 [2];
+  assign \$212  = ~ \$211 ;
+  assign \$213  = \$signal$95 [3] & \$212 ;
+  assign \$214  = ! st3[1];
+  assign \$215  = \$214  & st3[2];
+  assign \$216  = ~ \$215 ;
+  assign \$217  = \$213  & \$216 ;
+  assign \$219  = \$218  | \$signal$95 [1];
+  assign \$220  = \$219  | \$signal$95 [2];
+  assign \$221  = \$220  | \$signal$95 [3];
+  assign \$222  = ~ \$221 ;
+  assign \$223  = \$signal$95 [4] & \$222 ;
+  assign \$224  = ! st3[1];
+  assign \$225  = \$224  & st3[2];
+  assign \$226  = ~ \$225 ;
+  assign \$227  = \$223  & \$226 ;
+  assign \$229  = \$228  | \$signal$95 [1];
+  assign \$230  = \$229  | \$signal$95 [2];
+  assign \$231  = \$230  | \$signal$95 [3];
+  assign \$232  = \$231  | \$signal$95 [4];
+  assign \$233  = ~ \$232 ;
+  assign \$234  = ! st3[1];
+  assign \$235  = \$234  & st3[2];
+  assign \$236  = ~ \$235 ;
+  assign \$237  = \$233  & \$236 ;
+  assign \$239  = \$238  | \$signal$96 [1];
+  assign \$240  = ~ \$239 ;
+  assign \$241  = \$signal$96 [2] & \$240 ;
+  assign \$242  = ! st3[1];
+  assign \$243  = \$242  & st3[2];
+  assign \$244  = \$241  & \$243 ;
+  assign \$246  = \$245  | \$signal$96 [1];
+  assign \$247  = \$246  | \$signal$96 [2];
+  assign \$248  = ~ \$247 ;
+  assign \$249  = \$signal$96 [3] & \$248 ;
+  assign \$250  = ! st3[1];
+  assign \$251  = \$250  & st3[2];
+  assign \$252  = \$249  & \$251 ;
+  assign \$254  = \$253  | \$signal$96 [1];
+  assign \$255  = \$254  | \$signal$96 [2];
+  assign \$256  = \$255  | \$signal$96 [3];
+  assign \$257  = ~ \$256 ;
+  assign \$258  = \$signal$96 [4] & \$257 ;
+  assign \$259  = ! st3[1];
+  assign \$260  = \$259  & st3[2];
+  assign \$261  = \$258  & \$260 ;
+  assign \$263  = \$262  | \$signal$96 [1];
+  assign \$264  = \$263  | \$signal$96 [2];
+  assign \$265  = \$264  | \$signal$96 [3];
+  assign \$266  = \$265  | \$signal$96 [4];
+  assign \$267  = ~ \$266 ;
+  assign \$268  = ! st3[1];
+  assign \$269  = \$268  & st3[2];
+  assign \$270  = \$267  & \$269 ;
+  assign \$271  = ! st3[1];
+  assign \$272  = ! st3[1];
+  assign \$274  = \$signal$97 [0] ? \$signal$99 [15:0] : 16'h0000;
+  assign \$275  = \$signal$97 [1] ? \$signal$36 [15:0] : 16'h0000;
+  assign \$276  = \$274  | \$275 ;
+  assign \$277  = \$signal$97 [2] ? v_wr__data[14:0] : 15'h0000;
+  assign \$278  = \$276  | { \$277 [14], \$277  };
+  assign \$279  = \$signal$97 [3] ? res8[14:0] : 15'h0000;
+  assign \$280  = \$278  | { \$279 [14], \$279  };
+  assign \$281  = \$signal$97 [4] ? res9[14:0] : 15'h0000;
+  assign \$282  = \$280  | { \$281 [14], \$281  };
+  assign \$283  = \$signal$97 [5] ? v_raw[14:0] : 15'h0000;
+  assign \$284  = \$282  | { \$283 [14], \$283  };
+  assign \$287  = \$signal$97 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$288  = \$286  | { \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287  };
+  assign \$289  = \$signal$97 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$290  = \$288  | { \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289  };
+  assign \$293  = \$signal$98 [0] ? addend[11:0] : 12'h000;
+  assign \$294  = \$signal$98 [1] ? b_raw[7:0] : 8'h00;
+  assign \$295  = \$293  | { \$294 [7], \$294 [7], \$294 [7], \$294 [7], \$294  };
+  assign \$296  = \$signal$98 [2] ? \$signal$99 [15:0] : 16'h0000;
+  assign \$297  = { \$295 [11], \$295 [11], \$295 [11], \$295 [11], \$295  } | \$296 ;
+  assign \$298  = \$signal$98 [3] ? \$signal$36 [15:0] : 16'h0000;
+  assign \$299  = \$297  | \$298 ;
+  assign \$302  = \$signal$98 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$303  = \$301  | { \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302  };
+  assign \$304  = \$signal$98 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$305  = \$303  | { \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304  };
+  assign \$308  = $signed(\$292 ) + $signed(\$307 );
+  assign \$309  = \$signal$97 [0] ? \$signal$99 [31:16] : 16'h0000;
+  assign \$310  = \$signal$97 [1] ? \$signal$36 [31:16] : 16'h0000;
+  assign \$311  = \$309  | \$310 ;
+  assign \$312  = \$signal$97 [2] ? v_wr__data[29:15] : 15'h0000;
+  assign \$313  = \$311  | { \$312 [14], \$312  };
+  assign \$314  = \$signal$97 [3] ? res8[29:15] : 15'h0000;
+  assign \$315  = \$313  | { \$314 [14], \$314  };
+  assign \$316  = \$signal$97 [4] ? res9[29:15] : 15'h0000;
+  assign \$317  = \$315  | { \$316 [14], \$316  };
+  assign \$318  = \$signal$97 [5] ? v_raw[29:15] : 15'h0000;
+  assign \$319  = \$317  | { \$318 [14], \$318  };
+  assign \$322  = \$signal$97 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$323  = \$321  | { \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322  };
+  assign \$324  = \$signal$97 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$325  = \$323  | { \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324  };
+  assign \$328  = \$signal$98 [0] ? addend[23:12] : 12'h000;
+  assign \$329  = \$signal$98 [1] ? b_raw[15:8] : 8'h00;
+  assign \$330  = \$328  | { \$329 [7], \$329 [7], \$329 [7], \$329 [7], \$329  };
+  assign \$331  = \$signal$98 [2] ? \$signal$99 [31:16] : 16'h0000;
+  assign \$332  = { \$330 [11], \$330 [11], \$330 [11], \$330 [11], \$330  } | \$331 ;
+  assign \$333  = \$signal$98 [3] ? \$signal$36 [31:16] : 16'h0000;
+  assign \$334  = \$332  | \$333 ;
+  assign \$337  = \$signal$98 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$338  = \$336  | { \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337  };
+  assign \$339  = \$signal$98 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$340  = \$338  | { \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339  };
+  assign \$343  = $signed(\$327 ) + $signed(\$342 );
+  assign \$344  = \$signal$97 [0] ? \$signal$99 [47:32] : 16'h0000;
+  assign \$345  = \$signal$97 [1] ? \$signal$36 [47:32] : 16'h0000;
+  assign \$346  = \$344  | \$345 ;
+  assign \$347  = \$signal$97 [2] ? v_wr__data[44:30] : 15'h0000;
+  assign \$348  = \$346  | { \$347 [14], \$347  };
+  assign \$349  = \$signal$97 [3] ? res8[44:30] : 15'h0000;
+  assign \$350  = \$348  | { \$349 [14], \$349  };
+  assign \$351  = \$signal$97 [4] ? res9[44:30] : 15'h0000;
+  assign \$352  = \$350  | { \$351 [14], \$351  };
+  assign \$353  = \$signal$97 [5] ? v_raw[44:30] : 15'h0000;
+  assign \$354  = \$352  | { \$353 [14], \$353  };
+  assign \$357  = \$signal$97 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$358  = \$356  | { \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357  };
+  assign \$359  = \$signal$97 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$360  = \$358  | { \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359  };
+  assign \$363  = \$signal$98 [0] ? addend[35:24] : 12'h000;
+  assign \$364  = \$signal$98 [1] ? b_raw[23:16] : 8'h00;
+  assign \$365  = \$363  | { \$364 [7], \$364 [7], \$364 [7], \$364 [7], \$364  };
+  assign \$366  = \$signal$98 [2] ? \$signal$99 [47:32] : 16'h0000;
+  assign \$367  = { \$365 [11], \$365 [11], \$365 [11], \$365 [11], \$365  } | \$366 ;
+  assign \$368  = \$signal$98 [3] ? \$signal$36 [47:32] : 16'h0000;
+  assign \$369  = \$367  | \$368 ;
+  assign \$372  = \$signal$98 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$373  = \$371  | { \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372  };
+  assign \$374  = \$signal$98 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$375  = \$373  | { \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374  };
+  assign \$378  = $signed(\$362 ) + $signed(\$377 );
+  assign \$379  = \$signal$97 [0] ? \$signal$99 [63:48] : 16'h0000;
+  assign \$380  = \$signal$97 [1] ? \$signal$36 [63:48] : 16'h0000;
+  assign \$381  = \$379  | \$380 ;
+  assign \$382  = \$signal$97 [2] ? v_wr__data[59:45] : 15'h0000;
+  assign \$383  = \$381  | { \$382 [14], \$382  };
+  assign \$384  = \$signal$97 [3] ? res8[59:45] : 15'h0000;
+  assign \$385  = \$383  | { \$384 [14], \$384  };
+  assign \$386  = \$signal$97 [4] ? res9[59:45] : 15'h0000;
+  assign \$387  = \$385  | { \$386 [14], \$386  };
+  assign \$388  = \$signal$97 [5] ? v_raw[59:45] : 15'h0000;
+  assign \$389  = \$387  | { \$388 [14], \$388  };
+  assign \$392  = \$signal$97 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$393  = \$391  | { \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392  };
+  assign \$394  = \$signal$97 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$395  = \$393  | { \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394  };
+  assign \$398  = \$signal$98 [0] ? addend[47:36] : 12'h000;
+  assign \$399  = \$signal$98 [1] ? b_raw[31:24] : 8'h00;
+  assign \$400  = \$398  | { \$399 [7], \$399 [7], \$399 [7], \$399 [7], \$399  };
+  assign \$401  = \$signal$98 [2] ? \$signal$99 [63:48] : 16'h0000;
+  assign \$402  = { \$400 [11], \$400 [11], \$400 [11], \$400 [11], \$400  } | \$401 ;
+  assign \$403  = \$signal$98 [3] ? \$signal$36 [63:48] : 16'h0000;
+  assign \$404  = \$402  | \$403 ;
+  assign \$407  = \$signal$98 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$408  = \$406  | { \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407  };
+  assign \$409  = \$signal$98 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$410  = \$408  | { \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409  };
+  assign \$413  = $signed(\$397 ) + $signed(\$412 );
+  assign \$415  = st6[0] & \$414 ;
+  assign \$416  = ~ \$signal$58 ;
+  assign \$417  = \$signal$57  & \$416 ;
+  assign \$419  = $signed(\$418 ) > $signed(best_val);
+  assign \$420  = first | \$419 ;
+  assign \$421  = \$signal$57  & \$signal$58 ;
+  assign \$423  = 1'h1 << lane;
+  assign \$424  = { 3'h0, done } | \$423 ;
   always @(posedge clk)
-    fsm_state <= \$138 ;
+    used <= \$425 ;
   always @(posedge clk)
-    step <= \$139 ;
+    credit <= \$426 ;
   always @(posedge clk)
-    sweep_addr <= \$140 ;
+    fsm_state <= \$427 ;
   always @(posedge clk)
-    sweep_g <= \$141 ;
+    step <= \$428 ;
   always @(posedge clk)
-    sweep_y <= \$142 ;
+    sweep_addr <= \$429 ;
   always @(posedge clk)
-    sweep_x <= \$143 ;
+    sweep_g <= \$430 ;
   always @(posedge clk)
-    fire_k <= \$144 ;
+    sweep_y <= \$431 ;
   always @(posedge clk)
-    plane <= \$145 ;
+    sweep_x <= \$432 ;
   always @(posedge clk)
-    bubble <= \$146 ;
+    sweep_last <= \$433 ;
   always @(posedge clk)
-    \$signal$29  <= \$147 ;
+    fire_k <= \$434 ;
   always @(posedge clk)
-    \$signal$30  <= \$148 ;
+    plane <= \$435 ;
   always @(posedge clk)
-    s1_cur <= \$149 ;
+    \$signal$67  <= \$436 ;
   always @(posedge clk)
-    s1_addr <= \$150 ;
+    \$signal  <= \$437 ;
   always @(posedge clk)
-    s1_proj <= \$151 ;
+    st0 <= \$438 ;
   always @(posedge clk)
-    s1_count <= \$152 ;
+    st1 <= \$439 ;
   always @(posedge clk)
-    s1_shift <= \$153 ;
+    st2 <= \$440 ;
   always @(posedge clk)
-    s1_last_step <= \$154 ;
+    st3 <= \$441 ;
   always @(posedge clk)
-    s1_fire_k <= \$155 ;
+    st4 <= \$442 ;
   always @(posedge clk)
-    s1_end <= \$156 ;
+    st5 <= \$443 ;
   always @(posedge clk)
-    s1_g <= \$157 ;
+    st6 <= \$444 ;
   always @(posedge clk)
-    \$like  <= \$158 ;
+    st7 <= \$445 ;
   always @(posedge clk)
-    s1_x <= \$159 ;
+    st8 <= \$446 ;
   always @(posedge clk)
-    \$signal$31  <= \$160 ;
+    w1_0 <= \$447 ;
   always @(posedge clk)
-    \$signal$32  <= \$161 ;
+    w2_0_0_0 <= \$448 ;
   always @(posedge clk)
-    s2_addr <= \$162 ;
+    w2_0_0_1 <= \$449 ;
   always @(posedge clk)
-    s2_val <= \$163 ;
+    w2_0_0_2 <= \$450 ;
   always @(posedge clk)
-    \$signal$60  <= \$164 ;
+    w2_0_0_3 <= \$451 ;
   always @(posedge clk)
-    s2_last_step <= \$165 ;
+    w2_0_2_0 <= \$452 ;
   always @(posedge clk)
-    s2_fire_k <= \$166 ;
+    w2_0_2_1 <= \$453 ;
   always @(posedge clk)
-    s2_end <= \$167 ;
+    w2_0_2_2 <= \$454 ;
   always @(posedge clk)
-    \$like$107  <= \$168 ;
+    w2_0_2_3 <= \$455 ;
   always @(posedge clk)
-    \$like$108  <= \$169 ;
+    addend <= \$456 ;
   always @(posedge clk)
-    s2_x <= \$170 ;
+    v_raw <= \$457 ;
   always @(posedge clk)
-    s2_laddr <= \$171 ;
+    b_raw <= \$458 ;
   always @(posedge clk)
-    s3_valid <= \$172 ;
+    res8 <= \$459 ;
   always @(posedge clk)
-    s3_kind <= \$173 ;
+    res9 <= \$460 ;
   always @(posedge clk)
-    s3_addr <= \$174 ;
-  always @(posedge clk)
-    \$signal$59  <= \$175 ;
-  always @(posedge clk)
-    \$signal$57  <= \$176 ;
-  always @(posedge clk)
-    \$signal$110  <= \$177 ;
-  always @(posedge clk)
-    \$signal$112  <= \$178 ;
-  always @(posedge clk)
-    s4_addr <= \$179 ;
-  always @(posedge clk)
-    s4_v <= \$180 ;
-  always @(posedge clk)
-    s4_vw <= \$181 ;
-  always @(posedge clk)
-    s4_cw <= \$182 ;
-  always @(posedge clk)
-    s4_c <= \$183 ;
-  always @(posedge clk)
-    w_data <= \$184 ;
-  always @(posedge clk)
-    w_en <= \$185 ;
-  always @(posedge clk)
-    best_val <= \$186 ;
-  always @(posedge clk)
-    best_idx <= \$187 ;
-  always @(posedge clk)
-    done <= \$188 ;
+    cres8 <= \$461 ;
   \digits_mlp_gn.engine_fc3.expand0  expand0 (
     .clk(clk),
     .en(en),
-    .ev_count(ev_count),
-    .ev_index(ev_index),
-    .ev_shift(ev_shift),
     .load(load),
-    .op_addr(\op_addr$7 ),
-    .op_count(\op_count$12 ),
-    .op_shift(\op_shift$14 ),
+    .op_addr(op_addr),
+    .op_count(op_count),
+    .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
+    .\port$3267$0 (i0__payload[7:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_mlp_gn.engine_fc3.queue  queue (
     .clk(clk),
-    .r_data(r_data),
-    .r_en(r_en),
-    .r_rdy(r_rdy),
+    .\port$3067$0 (\$signal$61 ),
+    .\port$3215$0 (\$signal$52 ),
+    .\port$3217$0 (\$signal$57 ),
     .rst(rst),
-    .w_en(w_en),
-    .w_level(w_level),
-    .w_port__data(w_data)
+    .w_data(\$signal$44 ),
+    .w_en(\$signal$46 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$462  = cres8;
+    if (rst) begin
+      \$462  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$463  = b_raw;
+    if (rst) begin
+      \$463  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$464  = \$like ;
+    if (rst) begin
+      \$464  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$465 [0] = \$104 ;
+    \$465 [1] = \$122 ;
+    \$465 [2] = \$138 ;
+    \$465 [3] = \$152 ;
+    \$465 [4] = \$166 ;
+    if (rst) begin
+      \$465  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$466 [0] = \$114 ;
+    \$466 [1] = \$132 ;
+    \$466 [2] = \$146 ;
+    \$466 [3] = \$160 ;
+    \$466 [4] = \$174 ;
+    if (rst) begin
+      \$466  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$467  = { \$270 , \$261 , \$252 , \$244 , \$237 , \$227 , \$217 , \$208 , \$200 , \$186  };
+    if (rst) begin
+      \$467  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$468  = { 6'h00, \$273 , \$271  };
+    if (rst) begin
+      \$468  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$469 [15:0] = \$308 [15:0];
+    \$469 [31:16] = \$343 [15:0];
+    \$469 [47:32] = \$378 [15:0];
+    \$469 [63:48] = \$413 [15:0];
+    if (rst) begin
+      \$469  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$470 [15:0] = \$signal$99 [15:0];
+    \$470 [31:16] = \$signal$99 [31:16];
+    \$470 [47:32] = \$signal$99 [47:32];
+    \$470 [63:48] = \$signal$99 [63:48];
+    if (rst) begin
+      \$470  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$471  = result;
+    if (rst) begin
+      \$471  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$472  = entry;
+    if (rst) begin
+      \$472  = 62'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$473  = \$415 ;
+    if (rst) begin
+      \$473  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$474  = better;
+    if (\$417 ) begin
+      \$474  = \$420 ;
+    end
+    if (rst) begin
+      \$474  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$475  = \$signal$58 ;
+    if (\$417 ) begin
+      \$475  = 1'h1;
+    end
+    if (\$421 ) begin
+      if (o__ready) begin
+        \$475  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$475  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$476  = first;
+    if (\$421 ) begin
+      if (o__ready) begin
+        \$476  = o__payload[23];
+      end
+    end
+    if (rst) begin
+      \$476  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$477  = best_val;
+    if (\$421 ) begin
+      if (o__ready) begin
+        if (better) begin
+          \$477  = \$422 ;
+        end
+      end
+    end
+    if (rst) begin
+      \$477  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$478  = best_idx;
+    if (\$421 ) begin
+      if (o__ready) begin
+        if (better) begin
+          \$478  = \$23 [3:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$478  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$479  = done;
+    if (\$421 ) begin
+      if (o__ready) begin
+        (* full_case = 32'd1 *)
+        if (last_lane) begin
+          \$479  = 4'h0;
+        end else begin
+          \$479  = \$424 [3:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$479  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$93  = r_data[14:0];
+          \$26  = \$signal$52 [14:0];
       2'h1:
-          \$93  = r_data[29:15];
+          \$26  = \$signal$52 [29:15];
       2'h2:
-          \$93  = r_data[44:30];
+          \$26  = \$signal$52 [44:30];
       2'h3:
-          \$93  = r_data[59:45];
+          \$26  = \$signal$52 [59:45];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$96  = r_data[14:0];
+          \$418  = \$signal$52 [14:0];
       2'h1:
-          \$96  = r_data[29:15];
+          \$418  = \$signal$52 [29:15];
       2'h2:
-          \$96  = r_data[44:30];
+          \$418  = \$signal$52 [44:30];
       2'h3:
-          \$96  = r_data[59:45];
+          \$418  = \$signal$52 [59:45];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$132  = r_data[14:0];
+          \$422  = \$signal$52 [14:0];
       2'h1:
-          \$132  = r_data[29:15];
+          \$422  = \$signal$52 [29:15];
       2'h2:
-          \$132  = r_data[44:30];
+          \$422  = \$signal$52 [44:30];
       2'h3:
-          \$132  = r_data[59:45];
+          \$422  = \$signal$52 [59:45];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$135  = r_data[14:0];
-      2'h1:
-          \$135  = r_data[29:15];
-      2'h2:
-          \$135  = r_data[44:30];
-      2'h3:
-          \$135  = r_data[59:45];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \op_valid$4  = 1'h0;
-    if (\$4 ) begin
-      \op_valid$4  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    issue = 28'h0000000;
+    if (\$2 ) begin
+      issue[0] = 1'h1;
+      issue[1] = 1'h0;
+      issue[5:4] = op_addr;
+      issue[3] = 1'h0;
+      issue[13] = 1'h0;
+      issue[16:14] = op_count;
+      issue[20:17] = op_shift;
+      issue[2] = 1'h0;
+      issue[12:6] = op_waddr;
     end
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$17 ) begin
-            \op_valid$4  = 1'h1;
+          if (\$5 ) begin
+            issue[0] = 1'h1;
+            issue[1] = 1'h1;
+            issue[5:4] = sweep_addr;
+            issue[3] = 1'h0;
+            issue[25:24] = sweep_g;
+            issue[26] = sweep_y;
+            issue[27] = sweep_x;
+            issue[21] = 1'h0;
+            issue[23] = sweep_last;
+            issue[22] = fire_k[0];
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_kind = 1'h0;
-    if (\$4 ) begin
-      op_kind = 1'h0;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_kind = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_addr = 2'h0;
-    if (\$4 ) begin
-      op_addr = \op_addr$7 ;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_addr = sweep_addr;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_bank = 1'h0;
-    if (\$4 ) begin
-      op_bank = 1'h0;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_bank = 1'h0;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_proj = 1'h0;
-    if (\$4 ) begin
-      op_proj = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_count = 3'h0;
-    if (\$4 ) begin
-      op_count = \op_count$12 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_shift = 4'h0;
-    if (\$4 ) begin
-      op_shift = \op_shift$14 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_cur = 1'h0;
-    if (\$4 ) begin
-      op_cur = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$signature__addr  = 7'h00;
-    if (\$4 ) begin
-      \$signature__addr  = op_waddr;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    ev_index = 5'h00;
-    casez (fsm_state)
-      1'h0:
-          ev_index = i0__payload[4:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    ev_count = 3'h0;
-    casez (fsm_state)
-      1'h0:
-          ev_count = i0__payload[7:5];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    ev_shift = 4'h0;
-    casez (fsm_state)
-      1'h0:
-          ev_shift = 4'h0;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     i0__ready = 1'h0;
     casez (fsm_state)
       1'h0:
           if (i0__valid) begin
             if (i0__payload[8]) begin
-              if (\$5 ) begin
+              if (\$3 ) begin
                 i0__ready = 1'h1;
               end
             end else if (ready) begin
@@ -7792,7 +11947,7 @@ module \digits_mlp_gn.engine_fc3 (clk, rst, active, i0__payload, i0__ready, o__p
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     load = 1'h0;
     casez (fsm_state)
       1'h0:
@@ -7805,895 +11960,887 @@ module \digits_mlp_gn.engine_fc3 (clk, rst, active, i0__payload, i0__ready, o__p
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     sweep_now = 1'h0;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$17 ) begin
+          if (\$5 ) begin
             sweep_now = 1'h1;
           end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_g = 2'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_g = sweep_g;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_y = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_y = sweep_y;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_x = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_x = sweep_x;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_last_step = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_last_step = 1'h0;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_end = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_end = \$18 ;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    op_fire_k = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$17 ) begin
-            op_fire_k = fire_k[0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    out = \$signature__data ;
-    if (\$20 ) begin
-      out[14:0] = s4_v[14:0];
-      out[29:15] = s4_v[29:15];
-      out[44:30] = s4_v[44:30];
-      out[59:45] = s4_v[59:45];
-    end
-    if (\$22 ) begin
-      out[14:0] = \$signal$59 [14:0];
-      out[29:15] = \$signal$59 [29:15];
-      out[44:30] = \$signal$59 [44:30];
-      out[59:45] = \$signal$59 [59:45];
-    end
-    if (\$26 ) begin
-      out[14:0] = s2_val[14:0];
-      out[29:15] = s2_val[30:16];
-      out[44:30] = s2_val[46:32];
-      out[59:45] = s2_val[62:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    w_now = 64'h0000000000000000;
-    if (\$27 ) begin
-      w_now[15:0] = { \$signature__data$65 [7], \$signature__data$65 [7], \$signature__data$65 [7], \$signature__data$65 [7], \$signature__data$65 [7], \$signature__data$65 [7], \$signature__data$65 [7], \$signature__data$65 [7], \$signature__data$65 [7:0] };
-      w_now[31:16] = { \$signature__data$65 [15], \$signature__data$65 [15], \$signature__data$65 [15], \$signature__data$65 [15], \$signature__data$65 [15], \$signature__data$65 [15], \$signature__data$65 [15], \$signature__data$65 [15], \$signature__data$65 [15:8] };
-      w_now[47:32] = { \$signature__data$65 [23], \$signature__data$65 [23], \$signature__data$65 [23], \$signature__data$65 [23], \$signature__data$65 [23], \$signature__data$65 [23], \$signature__data$65 [23], \$signature__data$65 [23], \$signature__data$65 [23:16] };
-      w_now[63:48] = { \$signature__data$65 [31], \$signature__data$65 [31], \$signature__data$65 [31], \$signature__data$65 [31], \$signature__data$65 [31], \$signature__data$65 [31], \$signature__data$65 [31], \$signature__data$65 [31], \$signature__data$65 [31:24] };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$28 ) begin
-      val[15:0] = \$39 [15:0];
-    end else begin
-      val[15:0] = \$40 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$41 ) begin
-      val[31:16] = \$52 [15:0];
-    end else begin
-      val[31:16] = \$53 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$54 ) begin
-      val[47:32] = \$65 [15:0];
-    end else begin
-      val[47:32] = \$66 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$67 ) begin
-      val[63:48] = \$78 [15:0];
-    end else begin
-      val[63:48] = \$79 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$80 ) begin
-      result[14:0] = s2_val[14:0];
+    if (\$6 ) begin
+      result[14:0] = \$signal$36 [14:0];
     end else begin
       result[14:0] = 15'h0000;
     end
     (* full_case = 32'd1 *)
-    if (\$81 ) begin
-      result[29:15] = s2_val[30:16];
+    if (\$7 ) begin
+      result[29:15] = \$signal$36 [30:16];
     end else begin
       result[29:15] = 15'h0000;
     end
     (* full_case = 32'd1 *)
-    if (\$82 ) begin
-      result[44:30] = s2_val[46:32];
+    if (\$8 ) begin
+      result[44:30] = \$signal$36 [46:32];
     end else begin
       result[44:30] = 15'h0000;
     end
     (* full_case = 32'd1 *)
-    if (\$83 ) begin
-      result[59:45] = s2_val[62:48];
+    if (\$9 ) begin
+      result[59:45] = \$signal$36 [62:48];
     end else begin
       result[59:45] = 15'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     out_vals = 60'h000000000000000;
     (* full_case = 32'd1 *)
-    if (\$80 ) begin
+    if (\$6 ) begin
     end else begin
-      out_vals[14:0] = s2_val[14:0];
+      out_vals[14:0] = \$signal$36 [14:0];
     end
     (* full_case = 32'd1 *)
-    if (\$81 ) begin
+    if (\$7 ) begin
     end else begin
-      out_vals[29:15] = s2_val[30:16];
+      out_vals[29:15] = \$signal$36 [30:16];
     end
     (* full_case = 32'd1 *)
-    if (\$82 ) begin
+    if (\$8 ) begin
     end else begin
-      out_vals[44:30] = s2_val[46:32];
+      out_vals[44:30] = \$signal$36 [46:32];
     end
     (* full_case = 32'd1 *)
-    if (\$83 ) begin
+    if (\$9 ) begin
     end else begin
-      out_vals[59:45] = s2_val[62:48];
+      out_vals[59:45] = \$signal$36 [62:48];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     lane = 2'h0;
-    if (\$85 ) begin
+    if (\$18 ) begin
       lane = 2'h3;
     end
-    if (\$86 ) begin
+    if (\$19 ) begin
       lane = 2'h2;
     end
-    if (\$87 ) begin
+    if (\$20 ) begin
       lane = 2'h1;
     end
-    if (\$88 ) begin
+    if (\$21 ) begin
       lane = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     o__valid = 1'h0;
-    if (r_rdy) begin
+    if (\$29 ) begin
       o__valid = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    r_en = 1'h0;
-    if (r_rdy) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$signal$61  = 1'h0;
+    if (\$29 ) begin
       if (o__ready) begin
         if (last_lane) begin
-          r_en = 1'h1;
+          \$signal$61  = 1'h1;
         end
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$138  = fsm_state;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$425  = \$35 [4:0];
+    if (rst) begin
+      \$425  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$426  = \$36 ;
+    if (rst) begin
+      \$426  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$427  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           if (i0__valid) begin
             if (i0__payload[8]) begin
-              if (\$102 ) begin
+              if (\$37 ) begin
                 (* full_case = 32'd1 *)
-                if (\$103 ) begin
-                  \$138  = 1'h1;
+                if (\$38 ) begin
+                  \$427  = 1'h1;
                 end else begin
-                  \$138  = 1'h0;
+                  \$427  = 1'h0;
                 end
               end
             end
           end
       1'h1:
-          if (\$116 ) begin
-            if (\$117 ) begin
-              \$138  = 1'h0;
+          if (\$41 ) begin
+            if (sweep_last) begin
+              \$427  = 1'h0;
             end
           end
     endcase
     if (rst) begin
-      \$138  = 1'h0;
+      \$427  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$139  = step;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$428  = step;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           if (i0__valid) begin
             if (i0__payload[8]) begin
-              if (\$102 ) begin
+              if (\$37 ) begin
                 (* full_case = 32'd1 *)
-                if (\$103 ) begin
+                if (\$38 ) begin
                 end else begin
-                  \$139  = \$104 [1:0];
+                  \$428  = \$39 [1:0];
                 end
               end
             end
           end
       1'h1:
-          if (\$116 ) begin
-            if (\$117 ) begin
-              \$139  = 2'h0;
+          if (\$41 ) begin
+            if (sweep_last) begin
+              \$428  = 2'h0;
             end
           end
     endcase
     if (rst) begin
-      \$139  = 2'h0;
+      \$428  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$140  = sweep_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$429  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$116 ) begin
+          if (\$41 ) begin
             (* full_case = 32'd1 *)
-            if (\$117 ) begin
-              \$140  = 2'h0;
+            if (sweep_last) begin
+              \$429  = 2'h0;
             end else begin
-              \$140  = \$118 [1:0];
+              \$429  = \$42 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$140  = 2'h0;
+      \$429  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$141  = sweep_g;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$430  = sweep_g;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$116 ) begin
+          if (\$41 ) begin
             (* full_case = 32'd1 *)
-            if (\$117 ) begin
-              \$141  = 2'h0;
+            if (sweep_last) begin
+              \$430  = 2'h0;
             end else begin
               (* full_case = 32'd1 *)
-              if (\$119 ) begin
-                \$141  = 2'h0;
+              if (\$44 ) begin
+                \$430  = 2'h0;
               end else begin
-                \$141  = \$123 [1:0];
+                \$430  = \$48 [1:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$141  = 2'h0;
+      \$430  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$142  = sweep_y;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$431  = sweep_y;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$116 ) begin
+          if (\$41 ) begin
             (* full_case = 32'd1 *)
-            if (\$117 ) begin
-              \$142  = 1'h0;
+            if (sweep_last) begin
+              \$431  = 1'h0;
             end else begin
-              if (\$119 ) begin
-                if (\$120 ) begin
-                  \$142  = \$121 [0];
+              if (\$44 ) begin
+                if (\$45 ) begin
+                  \$431  = \$46 [0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$142  = 1'h0;
+      \$431  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$143  = sweep_x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$432  = sweep_x;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$116 ) begin
+          if (\$41 ) begin
             (* full_case = 32'd1 *)
-            if (\$117 ) begin
-              \$143  = 1'h0;
+            if (sweep_last) begin
+              \$432  = 1'h0;
             end else begin
-              if (\$119 ) begin
+              if (\$44 ) begin
                 (* full_case = 32'd1 *)
-                if (\$120 ) begin
-                  \$143  = 1'h0;
+                if (\$45 ) begin
+                  \$432  = 1'h0;
                 end else begin
-                  \$143  = \$122 [0];
+                  \$432  = \$47 [0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$143  = 1'h0;
+      \$432  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$144  = fire_k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$433  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$116 ) begin
-            if (\$117 ) begin
-              \$144  = 2'h0;
+          if (\$41 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$433  = 1'h0;
+            end else begin
+              \$433  = \$43 ;
             end
           end
     endcase
     if (rst) begin
-      \$144  = 2'h0;
+      \$433  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$145  = plane;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$434  = fire_k;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$116 ) begin
-            if (\$117 ) begin
-              \$145  = 2'h0;
+          if (\$41 ) begin
+            if (sweep_last) begin
+              \$434  = 2'h0;
             end
           end
     endcase
     if (rst) begin
-      \$145  = 2'h0;
+      \$434  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$146  = \$124 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$435  = plane;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$41 ) begin
+            if (sweep_last) begin
+              \$435  = 2'h0;
+            end
+          end
+    endcase
     if (rst) begin
-      \$146  = 1'h0;
+      \$435  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$147  = \op_valid$4 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$436  = \$49 ;
     if (rst) begin
-      \$147  = 1'h0;
+      \$436  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$148  = op_kind;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$437  = \$51 ;
     if (rst) begin
-      \$148  = 1'h0;
+      \$437  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$149  = op_cur;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$438  = issue;
     if (rst) begin
-      \$149  = 1'h0;
+      \$438  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$150  = op_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$439  = st0;
     if (rst) begin
-      \$150  = 2'h0;
+      \$439  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$151  = op_proj;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$440  = st1;
     if (rst) begin
-      \$151  = 1'h0;
+      \$440  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$152  = op_count;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$441  = st2;
     if (rst) begin
-      \$152  = 3'h0;
+      \$441  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$153  = op_shift;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$442  = st3;
     if (rst) begin
-      \$153  = 4'h0;
+      \$442  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$154  = op_last_step;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$443  = st4;
     if (rst) begin
-      \$154  = 1'h0;
+      \$443  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$155  = op_fire_k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$444  = st5;
     if (rst) begin
-      \$155  = 1'h0;
+      \$444  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$156  = op_end;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$445  = st6;
     if (rst) begin
-      \$156  = 1'h0;
+      \$445  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$157  = op_g;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$446  = st7;
     if (rst) begin
-      \$157  = 2'h0;
+      \$446  = 28'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$158  = op_y;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$447  = \$signature__data ;
     if (rst) begin
-      \$158  = 1'h0;
+      \$447  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$159  = op_x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$448  = \$57 ;
     if (rst) begin
-      \$159  = 1'h0;
+      \$448  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$160  = \$signal$29 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$449  = \$63 ;
     if (rst) begin
-      \$160  = 1'h0;
+      \$449  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$161  = \$signal$30 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$450  = \$69 ;
     if (rst) begin
-      \$161  = 1'h0;
+      \$450  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$162  = s1_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$451  = \$75 ;
     if (rst) begin
-      \$162  = 2'h0;
+      \$451  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$163  = val;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$452  = \$78 ;
     if (rst) begin
-      \$163  = 64'h0000000000000000;
+      \$452  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$164  = \$128 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$453  = \$81 ;
     if (rst) begin
-      \$164  = 1'h0;
+      \$453  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$165  = s1_last_step;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$454  = \$84 ;
     if (rst) begin
-      \$165  = 1'h0;
+      \$454  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$166  = s1_fire_k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$455  = \$87 ;
     if (rst) begin
-      \$166  = 1'h0;
+      \$455  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$167  = s1_end;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$456  = addend;
+    if (\$88 ) begin
+      \$456 [11:0] = \$90 [11:0];
+      \$456 [23:12] = \$92 [11:0];
+      \$456 [35:24] = \$94 [11:0];
+      \$456 [47:36] = \$96 [11:0];
+    end
     if (rst) begin
-      \$167  = 1'h0;
+      \$456  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$168  = s1_g;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$457  = \$signature__data$85 ;
     if (rst) begin
-      \$168  = 2'h0;
+      \$457  = 60'h000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$169  = \$like ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$458  = b_rd__data;
     if (rst) begin
-      \$169  = 1'h0;
+      \$458  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$170  = s1_x;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$459  = v_wr__data;
     if (rst) begin
-      \$170  = 1'h0;
+      \$459  = 60'h000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$171  = s1_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$460  = res8;
     if (rst) begin
-      \$171  = 2'h0;
+      \$460  = 60'h000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$172  = \$signal$31 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$461  = 4'h0;
     if (rst) begin
-      \$172  = 1'h0;
+      \$461  = 4'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$173  = \$signal$32 ;
-    if (rst) begin
-      \$173  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$174  = s2_addr;
-    if (rst) begin
-      \$174  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$175  = result;
-    if (rst) begin
-      \$175  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$176  = \$signal$60 ;
-    if (rst) begin
-      \$176  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$177  = 1'h0;
-    if (rst) begin
-      \$177  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$178  = 4'h0;
-    if (rst) begin
-      \$178  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$179  = s3_addr;
-    if (rst) begin
-      \$179  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$180  = \$signal$59 ;
-    if (rst) begin
-      \$180  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$181  = \$signal$57 ;
-    if (rst) begin
-      \$181  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$182  = \$signal$110 ;
-    if (rst) begin
-      \$182  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$183  = \$signal$112 ;
-    if (rst) begin
-      \$183  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$184  = entry;
-    if (rst) begin
-      \$184  = 62'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$185  = \$130 ;
-    if (rst) begin
-      \$185  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$186  = best_val;
-    if (r_rdy) begin
-      if (o__ready) begin
-        if (\$134 ) begin
-          \$186  = \$135 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$186  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$187  = best_idx;
-    if (r_rdy) begin
-      if (o__ready) begin
-        if (\$134 ) begin
-          \$187  = \$90 [3:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$187  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$188  = done;
-    if (r_rdy) begin
-      if (o__ready) begin
-        (* full_case = 32'd1 *)
-        if (last_lane) begin
-          \$188  = 4'h0;
-        end else begin
-          \$188  = \$137 [3:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$188  = 4'h0;
-    end
-  end
-  assign \$signal  = 1'h0;
+  assign \$signal$5  = 1'h0;
+  assign ev_index = i0__payload[4:0];
+  assign ev_count = i0__payload[7:5];
+  assign ev_shift = 4'h0;
   assign busy = op_valid;
-  assign \$signal$36  = 1'h0;
-  assign op_vaddr = op_addr;
-  assign \$signature__addr$49  = op_addr;
-  assign b_rd__addr = op_addr;
-  assign v_wr__addr = s3_addr;
-  assign v_wr__data = \$signal$59 ;
-  assign v_wr__en = \$84 [0];
-  assign s3_entry = w_data;
-  assign s3_push = w_en;
-  assign index = \$90 [3:0];
-  assign \$signal$111  = 1'h0;
-  assign \$signal$113  = 4'h0;
+  assign \$signal$21  = 1'h0;
+  assign \$signature__addr  = st0[12:6];
+  assign \$signature__addr$31  = st2[5:4];
+  assign b_rd__addr = st2[5:4];
+  assign v_wr__addr = st7[5:4];
+  assign res7 = v_wr__data;
+  assign v_wr__en = \$14 [0];
+  assign entry7 = \$signal$44 ;
+  assign push7 = \$signal$46 ;
+  assign index = \$23 [3:0];
+  assign cres7 = 4'h0;
+  assign c_raw = 4'h0;
+  assign \issue.valid  = issue[0];
+  assign \issue.kind  = issue[1];
+  assign \issue.cur  = issue[2];
+  assign \issue.bank  = issue[3];
+  assign \issue.addr  = issue[5:4];
+  assign \issue.waddr  = issue[12:6];
+  assign \issue.proj  = issue[13];
+  assign \issue.count  = issue[16:14];
+  assign \issue.shift  = issue[20:17];
+  assign \issue.last_step  = issue[21];
+  assign \issue.fire_k  = issue[22];
+  assign \issue.end  = issue[23];
+  assign \issue.g  = issue[25:24];
+  assign \issue.y  = issue[26];
+  assign \issue.x  = issue[27];
   assign \i0__payload.index  = i0__payload[4:0];
   assign \i0__payload.count  = i0__payload[7:5];
   assign \i0__payload.end  = i0__payload[8];
-  assign \out[0]  = out[14:0];
-  assign \out[1]  = out[29:15];
-  assign \out[2]  = out[44:30];
-  assign \out[3]  = out[59:45];
-  assign \$signature__data[0]  = \$signature__data [14:0];
-  assign \$signature__data[1]  = \$signature__data [29:15];
-  assign \$signature__data[2]  = \$signature__data [44:30];
-  assign \$signature__data[3]  = \$signature__data [59:45];
-  assign \s4_v[0]  = s4_v[14:0];
-  assign \s4_v[1]  = s4_v[29:15];
-  assign \s4_v[2]  = s4_v[44:30];
-  assign \s4_v[3]  = s4_v[59:45];
-  assign \$signal$59[0]  = \$signal$59 [14:0];
-  assign \$signal$59[1]  = \$signal$59 [29:15];
-  assign \$signal$59[2]  = \$signal$59 [44:30];
-  assign \$signal$59[3]  = \$signal$59 [59:45];
-  assign \s2_val[0]  = s2_val[15:0];
-  assign \s2_val[1]  = s2_val[31:16];
-  assign \s2_val[2]  = s2_val[47:32];
-  assign \s2_val[3]  = s2_val[63:48];
-  assign \w_now[0]  = w_now[15:0];
-  assign \w_now[1]  = w_now[31:16];
-  assign \w_now[2]  = w_now[47:32];
-  assign \w_now[3]  = w_now[63:48];
-  assign \$signature__data$65[0]  = \$signature__data$65 [7:0];
-  assign \$signature__data$65[1]  = \$signature__data$65 [15:8];
-  assign \$signature__data$65[2]  = \$signature__data$65 [23:16];
-  assign \$signature__data$65[3]  = \$signature__data$65 [31:24];
-  assign \val[0]  = val[15:0];
-  assign \val[1]  = val[31:16];
-  assign \val[2]  = val[47:32];
-  assign \val[3]  = val[63:48];
-  assign \b_rd__data[0]  = b_rd__data[7:0];
-  assign \b_rd__data[1]  = b_rd__data[15:8];
-  assign \b_rd__data[2]  = b_rd__data[23:16];
-  assign \b_rd__data[3]  = b_rd__data[31:24];
+  assign \st0.valid  = st0[0];
+  assign \st0.kind  = st0[1];
+  assign \st0.cur  = st0[2];
+  assign \st0.bank  = st0[3];
+  assign \st0.addr  = st0[5:4];
+  assign \st0.waddr  = st0[12:6];
+  assign \st0.proj  = st0[13];
+  assign \st0.count  = st0[16:14];
+  assign \st0.shift  = st0[20:17];
+  assign \st0.last_step  = st0[21];
+  assign \st0.fire_k  = st0[22];
+  assign \st0.end  = st0[23];
+  assign \st0.g  = st0[25:24];
+  assign \st0.y  = st0[26];
+  assign \st0.x  = st0[27];
+  assign \st2.valid  = st2[0];
+  assign \st2.kind  = st2[1];
+  assign \st2.cur  = st2[2];
+  assign \st2.bank  = st2[3];
+  assign \st2.addr  = st2[5:4];
+  assign \st2.waddr  = st2[12:6];
+  assign \st2.proj  = st2[13];
+  assign \st2.count  = st2[16:14];
+  assign \st2.shift  = st2[20:17];
+  assign \st2.last_step  = st2[21];
+  assign \st2.fire_k  = st2[22];
+  assign \st2.end  = st2[23];
+  assign \st2.g  = st2[25:24];
+  assign \st2.y  = st2[26];
+  assign \st2.x  = st2[27];
+  assign \st6.valid  = st6[0];
+  assign \st6.kind  = st6[1];
+  assign \st6.cur  = st6[2];
+  assign \st6.bank  = st6[3];
+  assign \st6.addr  = st6[5:4];
+  assign \st6.waddr  = st6[12:6];
+  assign \st6.proj  = st6[13];
+  assign \st6.count  = st6[16:14];
+  assign \st6.shift  = st6[20:17];
+  assign \st6.last_step  = st6[21];
+  assign \st6.fire_k  = st6[22];
+  assign \st6.end  = st6[23];
+  assign \st6.g  = st6[25:24];
+  assign \st6.y  = st6[26];
+  assign \st6.x  = st6[27];
   assign \result[0]  = result[14:0];
   assign \result[1]  = result[29:15];
   assign \result[2]  = result[44:30];
   assign \result[3]  = result[59:45];
+  assign \$signal$36[0]  = \$signal$36 [15:0];
+  assign \$signal$36[1]  = \$signal$36 [31:16];
+  assign \$signal$36[2]  = \$signal$36 [47:32];
+  assign \$signal$36[3]  = \$signal$36 [63:48];
   assign \out_vals[0]  = out_vals[14:0];
   assign \out_vals[1]  = out_vals[29:15];
   assign \out_vals[2]  = out_vals[44:30];
   assign \out_vals[3]  = out_vals[59:45];
-  assign \v_wr__data[0]  = \$signal$59 [14:0];
-  assign \v_wr__data[1]  = \$signal$59 [29:15];
-  assign \v_wr__data[2]  = \$signal$59 [44:30];
-  assign \v_wr__data[3]  = \$signal$59 [59:45];
+  assign \st7.valid  = st7[0];
+  assign \st7.kind  = st7[1];
+  assign \st7.cur  = st7[2];
+  assign \st7.bank  = st7[3];
+  assign \st7.addr  = st7[5:4];
+  assign \st7.waddr  = st7[12:6];
+  assign \st7.proj  = st7[13];
+  assign \st7.count  = st7[16:14];
+  assign \st7.shift  = st7[20:17];
+  assign \st7.last_step  = st7[21];
+  assign \st7.fire_k  = st7[22];
+  assign \st7.end  = st7[23];
+  assign \st7.g  = st7[25:24];
+  assign \st7.y  = st7[26];
+  assign \st7.x  = st7[27];
+  assign \v_wr__data[0]  = v_wr__data[14:0];
+  assign \v_wr__data[1]  = v_wr__data[29:15];
+  assign \v_wr__data[2]  = v_wr__data[44:30];
+  assign \v_wr__data[3]  = v_wr__data[59:45];
+  assign \res7[0]  = v_wr__data[14:0];
+  assign \res7[1]  = v_wr__data[29:15];
+  assign \res7[2]  = v_wr__data[44:30];
+  assign \res7[3]  = v_wr__data[59:45];
   assign \entry.values  = entry[59:0];
   assign \entry.values[0]  = entry[14:0];
   assign \entry.values[1]  = entry[29:15];
   assign \entry.values[2]  = entry[44:30];
   assign \entry.values[3]  = entry[59:45];
   assign \entry.addr  = entry[61:60];
-  assign \s3_entry.values  = w_data[59:0];
-  assign \s3_entry.values[0]  = w_data[14:0];
-  assign \s3_entry.values[1]  = w_data[29:15];
-  assign \s3_entry.values[2]  = w_data[44:30];
-  assign \s3_entry.values[3]  = w_data[59:45];
-  assign \s3_entry.addr  = w_data[61:60];
+  assign \entry7.values  = \$signal$44 [59:0];
+  assign \entry7.values[0]  = \$signal$44 [14:0];
+  assign \entry7.values[1]  = \$signal$44 [29:15];
+  assign \entry7.values[2]  = \$signal$44 [44:30];
+  assign \entry7.values[3]  = \$signal$44 [59:45];
+  assign \entry7.addr  = \$signal$44 [61:60];
   assign \o__payload.index  = o__payload[3:0];
   assign \o__payload.value  = o__payload[18:4];
   assign \o__payload.argmax  = o__payload[22:19];
   assign \o__payload.last  = o__payload[23];
-  assign \$signal$112[0]  = \$signal$112 [0];
-  assign \$signal$112[1]  = \$signal$112 [1];
-  assign \$signal$112[2]  = \$signal$112 [2];
-  assign \$signal$112[3]  = \$signal$112 [3];
-  assign \$signal$113[0]  = 1'h0;
-  assign \$signal$113[1]  = 1'h0;
-  assign \$signal$113[2]  = 1'h0;
-  assign \$signal$113[3]  = 1'h0;
-  assign \s4_c[0]  = s4_c[0];
-  assign \s4_c[1]  = s4_c[1];
-  assign \s4_c[2]  = s4_c[2];
-  assign \s4_c[3]  = s4_c[3];
-  assign o__payload[22:19] = \$99 ;
-  assign o__payload[23] = \$94 ;
-  assign o__payload[18:4] = \$93 ;
-  assign o__payload[3:0] = \$90 [3:0];
-  assign entry[61:60] = s2_laddr;
+  assign \st1.valid  = st1[0];
+  assign \st1.kind  = st1[1];
+  assign \st1.cur  = st1[2];
+  assign \st1.bank  = st1[3];
+  assign \st1.addr  = st1[5:4];
+  assign \st1.waddr  = st1[12:6];
+  assign \st1.proj  = st1[13];
+  assign \st1.count  = st1[16:14];
+  assign \st1.shift  = st1[20:17];
+  assign \st1.last_step  = st1[21];
+  assign \st1.fire_k  = st1[22];
+  assign \st1.end  = st1[23];
+  assign \st1.g  = st1[25:24];
+  assign \st1.y  = st1[26];
+  assign \st1.x  = st1[27];
+  assign \st3.valid  = st3[0];
+  assign \st3.kind  = st3[1];
+  assign \st3.cur  = st3[2];
+  assign \st3.bank  = st3[3];
+  assign \st3.addr  = st3[5:4];
+  assign \st3.waddr  = st3[12:6];
+  assign \st3.proj  = st3[13];
+  assign \st3.count  = st3[16:14];
+  assign \st3.shift  = st3[20:17];
+  assign \st3.last_step  = st3[21];
+  assign \st3.fire_k  = st3[22];
+  assign \st3.end  = st3[23];
+  assign \st3.g  = st3[25:24];
+  assign \st3.y  = st3[26];
+  assign \st3.x  = st3[27];
+  assign \st4.valid  = st4[0];
+  assign \st4.kind  = st4[1];
+  assign \st4.cur  = st4[2];
+  assign \st4.bank  = st4[3];
+  assign \st4.addr  = st4[5:4];
+  assign \st4.waddr  = st4[12:6];
+  assign \st4.proj  = st4[13];
+  assign \st4.count  = st4[16:14];
+  assign \st4.shift  = st4[20:17];
+  assign \st4.last_step  = st4[21];
+  assign \st4.fire_k  = st4[22];
+  assign \st4.end  = st4[23];
+  assign \st4.g  = st4[25:24];
+  assign \st4.y  = st4[26];
+  assign \st4.x  = st4[27];
+  assign \st5.valid  = st5[0];
+  assign \st5.kind  = st5[1];
+  assign \st5.cur  = st5[2];
+  assign \st5.bank  = st5[3];
+  assign \st5.addr  = st5[5:4];
+  assign \st5.waddr  = st5[12:6];
+  assign \st5.proj  = st5[13];
+  assign \st5.count  = st5[16:14];
+  assign \st5.shift  = st5[20:17];
+  assign \st5.last_step  = st5[21];
+  assign \st5.fire_k  = st5[22];
+  assign \st5.end  = st5[23];
+  assign \st5.g  = st5[25:24];
+  assign \st5.y  = st5[26];
+  assign \st5.x  = st5[27];
+  assign \st8.valid  = st8[0];
+  assign \st8.kind  = st8[1];
+  assign \st8.cur  = st8[2];
+  assign \st8.bank  = st8[3];
+  assign \st8.addr  = st8[5:4];
+  assign \st8.waddr  = st8[12:6];
+  assign \st8.proj  = st8[13];
+  assign \st8.count  = st8[16:14];
+  assign \st8.shift  = st8[20:17];
+  assign \st8.last_step  = st8[21];
+  assign \st8.fire_k  = st8[22];
+  assign \st8.end  = st8[23];
+  assign \st8.g  = st8[25:24];
+  assign \st8.y  = st8[26];
+  assign \st8.x  = st8[27];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \addend[0]  = addend[11:0];
+  assign \addend[1]  = addend[23:12];
+  assign \addend[2]  = addend[35:24];
+  assign \addend[3]  = addend[47:36];
+  assign \v_raw[0]  = v_raw[14:0];
+  assign \v_raw[1]  = v_raw[29:15];
+  assign \v_raw[2]  = v_raw[44:30];
+  assign \v_raw[3]  = v_raw[59:45];
+  assign \$signature__data$85[0]  = \$signature__data$85 [14:0];
+  assign \$signature__data$85[1]  = \$signature__data$85 [29:15];
+  assign \$signature__data$85[2]  = \$signature__data$85 [44:30];
+  assign \$signature__data$85[3]  = \$signature__data$85 [59:45];
+  assign \b_raw[0]  = b_raw[7:0];
+  assign \b_raw[1]  = b_raw[15:8];
+  assign \b_raw[2]  = b_raw[23:16];
+  assign \b_raw[3]  = b_raw[31:24];
+  assign \b_rd__data[0]  = b_rd__data[7:0];
+  assign \b_rd__data[1]  = b_rd__data[15:8];
+  assign \b_rd__data[2]  = b_rd__data[23:16];
+  assign \b_rd__data[3]  = b_rd__data[31:24];
+  assign \res8[0]  = res8[14:0];
+  assign \res8[1]  = res8[29:15];
+  assign \res8[2]  = res8[44:30];
+  assign \res8[3]  = res8[59:45];
+  assign \res9[0]  = res9[14:0];
+  assign \res9[1]  = res9[29:15];
+  assign \res9[2]  = res9[44:30];
+  assign \res9[3]  = res9[59:45];
+  assign \cres8[0]  = cres8[0];
+  assign \cres8[1]  = cres8[1];
+  assign \cres8[2]  = cres8[2];
+  assign \cres8[3]  = cres8[3];
+  assign \cres7[0]  = 1'h0;
+  assign \cres7[1]  = 1'h0;
+  assign \cres7[2]  = 1'h0;
+  assign \cres7[3]  = 1'h0;
+  assign \cres9[0]  = cres9[0];
+  assign \cres9[1]  = cres9[1];
+  assign \cres9[2]  = cres9[2];
+  assign \cres9[3]  = cres9[3];
+  assign \$like[0]  = \$like [7:0];
+  assign \$like[1]  = \$like [15:8];
+  assign \$like[2]  = \$like [23:16];
+  assign \$like[3]  = \$like [31:24];
+  assign \b6[0]  = b6[7:0];
+  assign \b6[1]  = b6[15:8];
+  assign \b6[2]  = b6[23:16];
+  assign \b6[3]  = b6[31:24];
+  assign \$signal$99[0]  = \$signal$99 [15:0];
+  assign \$signal$99[1]  = \$signal$99 [31:16];
+  assign \$signal$99[2]  = \$signal$99 [47:32];
+  assign \$signal$99[3]  = \$signal$99 [63:48];
+  assign \c_raw[0]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[3]  = 1'h0;
+  assign o__payload[22:19] = \$28 ;
+  assign o__payload[23] = \$27 ;
+  assign o__payload[18:4] = \$26 ;
+  assign o__payload[3:0] = \$23 [3:0];
+  assign entry[61:60] = st6[5:4];
   assign entry[59:0] = out_vals;
-  assign \$6  = \$signal$30 ;
-  assign \$8  = \$signal$32 ;
-  assign \$11  = s3_kind;
-  assign \$29  = { w_now[15], w_now[15:0] };
-  assign \$32  = { w_now[15:0], 1'h0 };
-  assign \$35  = { w_now[15], w_now[15:0], 2'h0 };
-  assign \$42  = { w_now[31], w_now[31:16] };
-  assign \$45  = { w_now[31:16], 1'h0 };
-  assign \$48  = { w_now[31], w_now[31:16], 2'h0 };
-  assign \$55  = { w_now[47], w_now[47:32] };
-  assign \$58  = { w_now[47:32], 1'h0 };
-  assign \$61  = { w_now[47], w_now[47:32], 2'h0 };
-  assign \$68  = { w_now[63], w_now[63:48] };
-  assign \$71  = { w_now[63:48], 1'h0 };
-  assign \$74  = { w_now[63], w_now[63:48], 2'h0 };
-  assign \$101  = fsm_state;
-  assign \$105  = \$signal$30 ;
-  assign \$107  = \$signal$32 ;
-  assign \$110  = s3_kind;
-  assign \$129  = \$signal$32 ;
+  assign \$15  = st7[1];
+  assign \$31  = fsm_state;
+  assign \$52  = { w1_0[7], w1_0[7:0] };
+  assign \$55  = { w1_0[7:0], 1'h0 };
+  assign \$58  = { w1_0[15], w1_0[15:8] };
+  assign \$61  = { w1_0[15:8], 1'h0 };
+  assign \$64  = { w1_0[23], w1_0[23:16] };
+  assign \$67  = { w1_0[23:16], 1'h0 };
+  assign \$70  = { w1_0[31], w1_0[31:24] };
+  assign \$73  = { w1_0[31:24], 1'h0 };
+  assign \$76  = { w1_0[7], w1_0[7:0], 2'h0 };
+  assign \$79  = { w1_0[15], w1_0[15:8], 2'h0 };
+  assign \$82  = { w1_0[23], w1_0[23:16], 2'h0 };
+  assign \$85  = { w1_0[31], w1_0[31:24], 2'h0 };
+  assign \$107  = st3[1];
+  assign \$125  = st4[1];
+  assign \$141  = st5[1];
+  assign \$155  = st6[1];
+  assign \$169  = st7[1];
+  assign \$175  = 1'h1;
+  assign \$176  = \$signal$95 [0];
+  assign \$181  = 1'h1;
+  assign \$182  = \$signal$96 [0];
+  assign \$187  = \$signal$95 [0];
+  assign \$194  = \$signal$96 [0];
+  assign \$201  = \$signal$95 [0];
+  assign \$209  = \$signal$95 [0];
+  assign \$218  = \$signal$95 [0];
+  assign \$228  = \$signal$95 [0];
+  assign \$238  = \$signal$96 [0];
+  assign \$245  = \$signal$96 [0];
+  assign \$253  = \$signal$96 [0];
+  assign \$262  = \$signal$96 [0];
+  assign \$285  = 2'h0;
+  assign \$286  = \$284 ;
+  assign \$291  = 2'h0;
+  assign \$292  = \$290 ;
+  assign \$300  = 2'h0;
+  assign \$301  = \$299 ;
+  assign \$306  = 2'h0;
+  assign \$307  = \$305 ;
+  assign \$320  = 2'h0;
+  assign \$321  = \$319 ;
+  assign \$326  = 2'h0;
+  assign \$327  = \$325 ;
+  assign \$335  = 2'h0;
+  assign \$336  = \$334 ;
+  assign \$341  = 2'h0;
+  assign \$342  = \$340 ;
+  assign \$355  = 2'h0;
+  assign \$356  = \$354 ;
+  assign \$361  = 2'h0;
+  assign \$362  = \$360 ;
+  assign \$370  = 2'h0;
+  assign \$371  = \$369 ;
+  assign \$376  = 2'h0;
+  assign \$377  = \$375 ;
+  assign \$390  = 2'h0;
+  assign \$391  = \$389 ;
+  assign \$396  = 2'h0;
+  assign \$397  = \$395 ;
+  assign \$405  = 2'h0;
+  assign \$406  = \$404 ;
+  assign \$411  = 2'h0;
+  assign \$412  = \$410 ;
+  assign \$414  = st6[1];
+  assign \$273  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc3.expand0 (rst, en, op_waddr, ready, ev_index, ev_count, ev_shift, load, op_count, op_shift, op_addr, op_valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire [6:0] \$1 ;
-  reg [2:0] \$10 ;
-  reg [3:0] \$11 ;
-  reg [1:0] \$12 ;
-  reg \$13 ;
-  wire [7:0] \$2 ;
+module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$3267$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  wire \$1 ;
+  wire [7:0] \$10 ;
+  wire \$11 ;
+  reg [6:0] \$12 ;
+  reg [1:0] \$13 ;
+  reg [2:0] \$14 ;
+  reg [3:0] \$15 ;
+  reg [1:0] \$16 ;
+  reg \$17 ;
+  reg \$18 ;
+  wire \$2 ;
   wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [2:0] \$7 ;
-  wire \$8 ;
-  reg [4:0] \$9 ;
+  wire [5:0] \$4 ;
+  wire [6:0] \$5 ;
+  wire [5:0] \$6 ;
+  wire [7:0] \$7 ;
+  wire [2:0] \$8 ;
+  wire [2:0] \$9 ;
+  (* init = 2'h0 *)
+  wire [1:0] addr;
   (* init = 1'h0 *)
   wire busy;
   (* init = 1'h0 *)
@@ -8704,15 +12851,11 @@ module \digits_mlp_gn.engine_fc3.expand0 (rst, en, op_waddr, ready, ev_index, ev
   wire [2:0] count;
   input en;
   wire en;
-  input [2:0] ev_count;
   wire [2:0] ev_count;
-  input [4:0] ev_index;
   wire [4:0] ev_index;
-  input [3:0] ev_shift;
   wire [3:0] ev_shift;
-  (* init = 2'h0 *)
-  wire [1:0] g;
-  reg [4:0] j = 5'h00;
+  reg [1:0] g = 2'h0;
+  reg last_g = 1'h0;
   input load;
   wire load;
   output [1:0] op_addr;
@@ -8724,144 +12867,304 @@ module \digits_mlp_gn.engine_fc3.expand0 (rst, en, op_waddr, ready, ev_index, ev
   output op_valid;
   reg op_valid = 1'h0;
   output [6:0] op_waddr;
-  wire [6:0] op_waddr;
+  reg [6:0] op_waddr = 7'h00;
+  input [7:0] \port$3267$0 ;
+  wire [7:0] \port$3267$0 ;
   output ready;
   wire ready;
   input rst;
   wire rst;
   (* init = 4'h0 *)
   wire [3:0] shift;
-  assign \$1  = j * 2'h3;
-  assign \$2  = \$1  + op_addr;
-  assign \$3  = ~ op_valid;
-  assign \$4  = op_addr == 2'h2;
-  assign \$5  = \$4  & en;
-  assign ready = \$3  | \$5 ;
-  assign \$6  = op_valid & en;
-  assign \$7  = op_addr + 1'h1;
-  assign \$8  = op_addr == 2'h2;
+  (* init = 7'h00 *)
+  wire [6:0] waddr;
+  assign \$1  = ~ op_valid;
+  assign \$2  = last_g & en;
+  assign ready = \$1  | \$2 ;
+  assign \$3  = op_valid & en;
+  assign \$5  = 1'h0 + \$4 ;
+  assign \$7  = \$5  + \$6 ;
+  assign \$8  = g + 1'h1;
+  assign \$9  = op_addr + 1'h1;
+  assign \$10  = op_waddr + 1'h1;
+  assign \$11  = g == 1'h1;
   always @(posedge clk)
-    j <= \$9 ;
+    op_waddr <= \$12 ;
   always @(posedge clk)
-    op_count <= \$10 ;
+    op_addr <= \$13 ;
   always @(posedge clk)
-    op_shift <= \$11 ;
+    op_count <= \$14 ;
   always @(posedge clk)
-    op_addr <= \$12 ;
+    op_shift <= \$15 ;
   always @(posedge clk)
-    op_valid <= \$13 ;
+    g <= \$16 ;
+  always @(posedge clk)
+    last_g <= \$17 ;
+  always @(posedge clk)
+    op_valid <= \$18 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$9  = j;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$12  = op_waddr;
     if (load) begin
-      \$9  = ev_index;
+      \$12  = \$7 [6:0];
+    end else if (\$3 ) begin
+      \$12  = \$10 [6:0];
     end
     if (rst) begin
-      \$9  = 5'h00;
+      \$12  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$10  = op_count;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$13  = op_addr;
     if (load) begin
-      \$10  = ev_count;
+      \$13  = 2'h0;
+    end else if (\$3 ) begin
+      \$13  = \$9 [1:0];
     end
     if (rst) begin
-      \$10  = 3'h0;
+      \$13  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$11  = op_shift;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$14  = op_count;
     if (load) begin
-      \$11  = ev_shift;
+      \$14  = \port$3267$0 [7:5];
     end
     if (rst) begin
-      \$11  = 4'h0;
+      \$14  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$12  = op_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$15  = op_shift;
     if (load) begin
-      \$12  = 2'h0;
-    end else if (\$6 ) begin
-      \$12  = \$7 [1:0];
+      \$15  = 4'h0;
     end
     if (rst) begin
-      \$12  = 2'h0;
+      \$15  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$13  = op_valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$16  = g;
     if (load) begin
-      \$13  = 1'h1;
-    end else if (\$6 ) begin
-      if (\$8 ) begin
-        \$13  = 1'h0;
+      \$16  = 2'h0;
+    end else if (\$3 ) begin
+      \$16  = \$8 [1:0];
+    end
+    if (rst) begin
+      \$16  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$17  = last_g;
+    if (load) begin
+      \$17  = 1'h0;
+    end else if (\$3 ) begin
+      \$17  = \$11 ;
+    end
+    if (rst) begin
+      \$17  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$18  = op_valid;
+    if (load) begin
+      \$18  = 1'h1;
+    end else if (\$3 ) begin
+      if (last_g) begin
+        \$18  = 1'h0;
       end
     end
     if (rst) begin
-      \$13  = 1'h0;
+      \$18  = 1'h0;
     end
   end
   assign busy = op_valid;
   assign count = op_count;
   assign shift = op_shift;
   assign \busy$6  = op_valid;
-  assign g = op_addr;
-  assign op_waddr = \$2 [6:0];
+  assign addr = op_addr;
+  assign waddr = op_waddr;
+  assign ev_index = \port$3267$0 [4:0];
+  assign ev_count = \port$3267$0 [7:5];
+  assign ev_shift = 4'h0;
+  assign \$4  = { 1'h0, \port$3267$0 [4:0] };
+  assign \$6  = { \port$3267$0 [4:0], 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc3.queue (rst, w_level, r_data, r_en, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+module \digits_mlp_gn.engine_fc3.queue (rst, \port$3067$0 , w_data, w_en, \port$3215$0 , \port$3217$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire [5:0] \$3 ;
+  wire [6:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  reg [61:0] \$7 ;
+  reg \$8 ;
+  wire [61:0] \$signal ;
+  reg [61:0] \$signal$11  = 62'h0000000000000000;
+  (* init = 62'h0000000000000000 *)
+  wire [61:0] \$signal$12 ;
+  (* init = 1'h0 *)
+  wire \$signal$13 ;
+  wire [61:0] \$signal$14 ;
+  wire [61:0] \$signal$15 ;
+  wire \$signal$16 ;
+  wire \$signal$17 ;
+  wire \$signal$18 ;
+  wire \$signal$19 ;
+  wire \$signal$3 ;
+  wire \$signal$4 ;
+  wire \$signal$9 ;
+  input clk;
+  wire clk;
+  wire [1:0] count;
+  reg held_valid = 1'h0;
+  wire [4:0] level;
+  wire [4:0] \level$21 ;
+  input \port$3067$0 ;
+  wire \port$3067$0 ;
+  output [61:0] \port$3215$0 ;
+  wire [61:0] \port$3215$0 ;
+  output \port$3217$0 ;
+  wire \port$3217$0 ;
+  wire [61:0] r_data;
+  wire r_en;
+  wire r_rdy;
+  input rst;
+  wire rst;
+  wire take;
+  input [61:0] w_data;
+  wire [61:0] w_data;
+  input w_en;
+  wire w_en;
+  wire w_rdy;
+  assign \$2  = \$1  | \$signal$9 ;
+  assign take = r_rdy & \$2 ;
+  assign \$3  = \level$21  + held_valid;
+  assign \$4  = \$3  + count;
+  assign \$5  = ~ held_valid;
+  assign \$6  = \$5  | \$signal$9 ;
+  always @(posedge clk)
+    \$signal$11  <= \$7 ;
+  always @(posedge clk)
+    held_valid <= \$8 ;
+  assign \$1  = ~ held_valid;
+  \digits_mlp_gn.engine_fc3.queue.inner  inner (
+    .clk(clk),
+    .r_data(r_data),
+    .r_en(take),
+    .r_rdy(r_rdy),
+    .rst(rst),
+    .w_en(w_en),
+    .w_level(\level$21 ),
+    .w_port__data(w_data),
+    .w_rdy(\$signal$4 )
+  );
+  \digits_mlp_gn.engine_fc3.queue.skid  skid (
+    .clk(clk),
+    .count(count),
+    .\port$2464$0 (\$signal$9 ),
+    .\port$3067$0 (\port$3067$0 ),
+    .\port$3199$0 (\$signal$11 ),
+    .\port$3201$0 (held_valid),
+    .\port$3215$0 (\$signal$14 ),
+    .\port$3217$0 (\$signal$16 ),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$7  = \$signal$11 ;
+    if (take) begin
+      \$7  = r_data;
+    end
+    if (rst) begin
+      \$7  = 62'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$8  = held_valid;
+    if (\$6 ) begin
+      \$8  = take;
+    end
+    if (rst) begin
+      \$8  = 1'h0;
+    end
+  end
+  assign \$signal  = w_data;
+  assign \$signal$3  = w_en;
+  assign w_rdy = \$signal$4 ;
+  assign r_en = take;
+  assign \$signal$12  = \$signal$11 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$18  = \port$3067$0 ;
+  assign \$signal$19  = \port$3067$0 ;
+  assign level = \$4 [4:0];
+  assign \port$3215$0  = \$signal$14 ;
+  assign \port$3217$0  = \$signal$16 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_mlp_gn.engine_fc3.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
+  wire [4:0] \$11 ;
+  wire [4:0] \$12 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
-  wire [4:0] \$16 ;
+  wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire \$19 ;
+  wire [4:0] \$19 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [4:0] \$23 ;
+  wire \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire \$26 ;
-  reg [2:0] \$27 ;
-  reg [2:0] \$28 ;
-  reg [3:0] \$29 ;
-  wire [4:0] \$3 ;
-  reg \$30 ;
+  wire [4:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  reg [3:0] \$30 ;
+  reg [3:0] \$31 ;
+  reg [3:0] \$32 ;
+  reg \$33 ;
   wire \$4 ;
-  wire [3:0] \$5 ;
-  wire \$6 ;
+  wire [4:0] \$5 ;
+  wire [4:0] \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [3:0] \$9 ;
+  wire \$9 ;
   input clk;
   wire clk;
-  (* init = 3'h0 *)
-  wire [2:0] consume;
+  (* init = 4'h0 *)
+  wire [3:0] consume;
   reg [3:0] inner_level = 4'h0;
   wire inner_r_rdy;
-  wire [3:0] level;
-  (* init = 3'h0 *)
-  wire [2:0] produce;
+  wire [4:0] level;
+  (* init = 4'h0 *)
+  wire [3:0] produce;
   output [61:0] r_data;
   wire [61:0] r_data;
   input r_en;
   wire r_en;
-  wire [3:0] r_level;
-  reg [2:0] r_port__addr = 3'h0;
+  wire [4:0] r_level;
+  reg [3:0] r_port__addr = 4'h0;
   wire [61:0] r_port__data;
   wire r_port__en;
   output r_rdy;
@@ -8871,14 +13174,15 @@ module \digits_mlp_gn.engine_fc3.queue (rst, w_level, r_data, r_en, w_port__data
   wire [61:0] w_data;
   input w_en;
   wire w_en;
-  output [3:0] w_level;
-  wire [3:0] w_level;
-  reg [2:0] w_port__addr = 3'h0;
+  output [4:0] w_level;
+  wire [4:0] w_level;
+  reg [3:0] w_port__addr = 4'h0;
   input [61:0] w_port__data;
   wire [61:0] w_port__data;
   wire w_port__en;
+  output w_rdy;
   wire w_rdy;
-  reg [61:0] storage [7:0];
+  reg [61:0] storage [14:0];
   initial begin
     storage[0] = 62'h0000000000000000;
     storage[1] = 62'h0000000000000000;
@@ -8888,6 +13192,13 @@ module \digits_mlp_gn.engine_fc3.queue (rst, w_level, r_data, r_en, w_port__data
     storage[5] = 62'h0000000000000000;
     storage[6] = 62'h0000000000000000;
     storage[7] = 62'h0000000000000000;
+    storage[8] = 62'h0000000000000000;
+    storage[9] = 62'h0000000000000000;
+    storage[10] = 62'h0000000000000000;
+    storage[11] = 62'h0000000000000000;
+    storage[12] = 62'h0000000000000000;
+    storage[13] = 62'h0000000000000000;
+    storage[14] = 62'h0000000000000000;
   end
   always @(posedge clk) begin
     if (w_port__en)
@@ -8900,101 +13211,339 @@ module \digits_mlp_gn.engine_fc3.queue (rst, w_level, r_data, r_en, w_port__data
     end
   end
   assign r_data = _0_;
-  assign w_rdy = inner_level != 4'h8;
+  assign w_rdy = inner_level != 4'hf;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
   assign \$1  = ~ r_rdy;
   assign \$2  = \$1  | r_en;
   assign r_port__en = inner_r_rdy & \$2 ;
-  assign \$3  = inner_level + r_rdy;
-  assign \$4  = w_rdy & w_en;
+  assign w_level = inner_level + r_rdy;
+  assign \$3  = w_rdy & w_en;
+  assign \$4  = w_port__addr == 4'he;
   assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = ~ r_rdy;
-  assign \$7  = \$6  | r_en;
-  assign \$8  = inner_r_rdy & \$7 ;
-  assign \$9  = r_port__addr + 1'h1;
-  assign \$10  = w_rdy & w_en;
-  assign \$11  = ~ r_rdy;
-  assign \$12  = \$11  | r_en;
-  assign \$13  = inner_r_rdy & \$12 ;
-  assign \$14  = ~ \$13 ;
-  assign \$15  = \$10  & \$14 ;
-  assign \$16  = inner_level + 1'h1;
-  assign \$17  = ~ r_rdy;
-  assign \$18  = \$17  | r_en;
-  assign \$19  = inner_r_rdy & \$18 ;
-  assign \$20  = w_rdy & w_en;
-  assign \$21  = ~ \$20 ;
-  assign \$22  = \$19  & \$21 ;
-  assign \$23  = inner_level - 1'h1;
-  assign \$24  = ~ r_rdy;
-  assign \$25  = \$24  | r_en;
-  assign \$26  = inner_r_rdy & \$25 ;
+  assign \$6  = \$4  ? 5'h00 : \$5 ;
+  assign \$7  = ~ r_rdy;
+  assign \$8  = \$7  | r_en;
+  assign \$9  = inner_r_rdy & \$8 ;
+  assign \$10  = r_port__addr == 4'he;
+  assign \$11  = r_port__addr + 1'h1;
+  assign \$12  = \$10  ? 5'h00 : \$11 ;
+  assign \$13  = w_rdy & w_en;
+  assign \$14  = ~ r_rdy;
+  assign \$15  = \$14  | r_en;
+  assign \$16  = inner_r_rdy & \$15 ;
+  assign \$17  = ~ \$16 ;
+  assign \$18  = \$13  & \$17 ;
+  assign \$19  = inner_level + 1'h1;
+  assign \$20  = ~ r_rdy;
+  assign \$21  = \$20  | r_en;
+  assign \$22  = inner_r_rdy & \$21 ;
+  assign \$23  = w_rdy & w_en;
+  assign \$24  = ~ \$23 ;
+  assign \$25  = \$22  & \$24 ;
+  assign \$26  = inner_level - 1'h1;
+  assign \$27  = ~ r_rdy;
+  assign \$28  = \$27  | r_en;
+  assign \$29  = inner_r_rdy & \$28 ;
   always @(posedge clk)
-    w_port__addr <= \$27 ;
+    w_port__addr <= \$30 ;
   always @(posedge clk)
-    r_port__addr <= \$28 ;
+    r_port__addr <= \$31 ;
   always @(posedge clk)
-    inner_level <= \$29 ;
+    inner_level <= \$32 ;
   always @(posedge clk)
-    r_rdy <= \$30 ;
+    r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$27  = w_port__addr;
-    if (\$4 ) begin
-      \$27  = \$5 [2:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$30  = w_port__addr;
+    if (\$3 ) begin
+      \$30  = \$6 [3:0];
     end
     if (rst) begin
-      \$27  = 3'h0;
+      \$30  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$28  = r_port__addr;
-    if (\$8 ) begin
-      \$28  = \$9 [2:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$31  = r_port__addr;
+    if (\$9 ) begin
+      \$31  = \$12 [3:0];
     end
     if (rst) begin
-      \$28  = 3'h0;
+      \$31  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$29  = inner_level;
-    if (\$15 ) begin
-      \$29  = \$16 [3:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$32  = inner_level;
+    if (\$18 ) begin
+      \$32  = \$19 [3:0];
     end
-    if (\$22 ) begin
-      \$29  = \$23 [3:0];
+    if (\$25 ) begin
+      \$32  = \$26 [3:0];
     end
     if (rst) begin
-      \$29  = 4'h0;
+      \$32  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$30  = r_rdy;
-    if (\$26 ) begin
-      \$30  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$33  = r_rdy;
+    if (\$29 ) begin
+      \$33  = 1'h1;
     end else if (r_en) begin
-      \$30  = 1'h0;
+      \$33  = 1'h0;
     end
     if (rst) begin
-      \$30  = 1'h0;
+      \$33  = 1'h0;
     end
   end
-  assign level = \$3 [3:0];
-  assign r_level = \$3 [3:0];
+  assign level = w_level;
+  assign r_level = w_level;
   assign produce = w_port__addr;
   assign w_data = w_port__data;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
-  assign w_level = \$3 [3:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, r_data, w_port__data, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2464$0 , count, \port$3067$0 , \port$3199$0 , \port$3201$0 , \port$3215$0 , \port$3217$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [61:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [61:0] \$7 ;
+  wire \$signal ;
+  reg [61:0] \$signal$10  = 62'h0000000000000000;
+  wire [61:0] \$signal$11 ;
+  wire \$signal$3 ;
+  reg \$signal$5  = 1'h0;
+  wire \$signal$8 ;
+  reg [61:0] \$signal$9  = 62'h0000000000000000;
+  input clk;
+  wire clk;
+  output [1:0] count;
+  wire [1:0] count;
+  output \port$2464$0 ;
+  wire \port$2464$0 ;
+  input \port$3067$0 ;
+  wire \port$3067$0 ;
+  input [61:0] \port$3199$0 ;
+  wire [61:0] \port$3199$0 ;
+  input \port$3201$0 ;
+  wire \port$3201$0 ;
+  (* init = 62'h0000000000000000 *)
+  output [61:0] \port$3215$0 ;
+  wire [61:0] \port$3215$0 ;
+  (* init = 1'h0 *)
+  output \port$3217$0 ;
+  wire \port$3217$0 ;
+  input rst;
+  wire rst;
+  reg spare_valid = 1'h0;
+  wire take;
+  assign take = \port$3201$0  & \$1 ;
+  assign count = \$signal$5  + spare_valid;
+  assign \$2  = ~ \$signal$5 ;
+  assign \$3  = \port$3067$0  | \$2 ;
+  always @(posedge clk)
+    \$signal$9  <= \$4 ;
+  always @(posedge clk)
+    \$signal$5  <= \$5 ;
+  always @(posedge clk)
+    spare_valid <= \$6 ;
+  always @(posedge clk)
+    \$signal$10  <= \$7 ;
+  assign \$signal  = ~ spare_valid;
+  assign \$1  = ~ spare_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$4  = \$signal$9 ;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$4  = \$signal$10 ;
+      end else if (take) begin
+        \$4  = \port$3199$0 ;
+      end
+    end
+    if (rst) begin
+      \$4  = 62'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$5  = \$signal$5 ;
+    if (\$3 ) begin
+      (* full_case = 32'd1 *)
+      if (spare_valid) begin
+        \$5  = 1'h1;
+      end else if (take) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$6  = spare_valid;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$6  = 1'h0;
+      end
+    end else if (take) begin
+      \$6  = 1'h1;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$7  = \$signal$10 ;
+    if (\$3 ) begin
+    end else if (take) begin
+      \$7  = \port$3199$0 ;
+    end
+    if (rst) begin
+      \$7  = 62'h0000000000000000;
+    end
+  end
+  assign \$signal$3  = \port$3201$0 ;
+  assign \$signal$8  = \port$3067$0 ;
+  assign \$signal$11  = \port$3199$0 ;
+  assign \port$2464$0  = \$signal ;
+  assign \port$3215$0  = \$signal$9 ;
+  assign \port$3217$0  = \$signal$5 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, w_data, \port$2866$0 , \port$3241$0 , \port$3243$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire [5:0] \$3 ;
+  wire [6:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  reg [9:0] \$7 ;
+  reg \$8 ;
+  wire [9:0] \$signal ;
+  reg [9:0] \$signal$11  = 10'h000;
+  (* init = 10'h000 *)
+  wire [9:0] \$signal$12 ;
+  (* init = 1'h0 *)
+  wire \$signal$13 ;
+  wire [9:0] \$signal$14 ;
+  wire [9:0] \$signal$15 ;
+  wire \$signal$16 ;
+  wire \$signal$17 ;
+  wire \$signal$18 ;
+  wire \$signal$19 ;
+  wire \$signal$3 ;
+  wire \$signal$4 ;
+  wire \$signal$9 ;
+  input clk;
+  wire clk;
+  wire [1:0] count;
+  reg held_valid = 1'h0;
+  wire [4:0] level;
+  wire [4:0] \level$21 ;
+  input \port$2866$0 ;
+  wire \port$2866$0 ;
+  output [9:0] \port$3241$0 ;
+  wire [9:0] \port$3241$0 ;
+  output \port$3243$0 ;
+  wire \port$3243$0 ;
+  wire [9:0] r_data;
+  wire r_en;
+  wire r_rdy;
+  input rst;
+  wire rst;
+  wire take;
+  input [9:0] w_data;
+  wire [9:0] w_data;
+  input w_en;
+  wire w_en;
+  output w_rdy;
+  wire w_rdy;
+  assign \$2  = \$1  | \$signal$9 ;
+  assign take = r_rdy & \$2 ;
+  assign \$3  = \level$21  + held_valid;
+  assign \$4  = \$3  + count;
+  assign \$5  = ~ held_valid;
+  assign \$6  = \$5  | \$signal$9 ;
+  always @(posedge clk)
+    \$signal$11  <= \$7 ;
+  always @(posedge clk)
+    held_valid <= \$8 ;
+  assign \$1  = ~ held_valid;
+  \digits_mlp_gn.fifo_fc1_0.inner  inner (
+    .clk(clk),
+    .r_data(r_data),
+    .r_en(take),
+    .r_rdy(r_rdy),
+    .rst(rst),
+    .w_en(w_en),
+    .w_level(\level$21 ),
+    .w_port__data(w_data),
+    .w_rdy(\$signal$4 )
+  );
+  \digits_mlp_gn.fifo_fc1_0.skid  skid (
+    .clk(clk),
+    .count(count),
+    .\port$2535$0 (\$signal$9 ),
+    .\port$2866$0 (\port$2866$0 ),
+    .\port$3225$0 (\$signal$11 ),
+    .\port$3227$0 (held_valid),
+    .\port$3241$0 (\$signal$14 ),
+    .\port$3243$0 (\$signal$16 ),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$7  = \$signal$11 ;
+    if (take) begin
+      \$7  = r_data;
+    end
+    if (rst) begin
+      \$7  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$8  = held_valid;
+    if (\$6 ) begin
+      \$8  = take;
+    end
+    if (rst) begin
+      \$8  = 1'h0;
+    end
+  end
+  assign \$signal  = w_data;
+  assign \$signal$3  = w_en;
+  assign r_en = take;
+  assign \$signal$12  = \$signal$11 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$18  = \port$2866$0 ;
+  assign \$signal$19  = \port$2866$0 ;
+  assign level = \$4 [4:0];
+  assign w_rdy = \$signal$4 ;
+  assign \port$3241$0  = \$signal$14 ;
+  assign \port$3243$0  = \$signal$16 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_mlp_gn.fifo_fc1_0.inner (rst, w_en, r_en, w_rdy, w_level, r_data, w_port__data, r_rdy, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -9052,6 +13601,7 @@ module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, r_data, w_port__data, r_en, 
   wire [9:0] w_data;
   input w_en;
   wire w_en;
+  output [4:0] w_level;
   wire [4:0] w_level;
   reg [3:0] w_port__addr = 4'h0;
   input [9:0] w_port__data;
@@ -9131,7 +13681,7 @@ module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, r_data, w_port__data, r_en, 
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -9141,7 +13691,7 @@ module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, r_data, w_port__data, r_en, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -9151,7 +13701,7 @@ module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, r_data, w_port__data, r_en, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -9164,7 +13714,7 @@ module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, r_data, w_port__data, r_en, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -9184,8 +13734,243 @@ module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, r_data, w_port__data, r_en, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, r_data, w_port__data, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+module \digits_mlp_gn.fifo_fc1_0.skid (rst, \port$2535$0 , count, \port$2866$0 , \port$3225$0 , \port$3227$0 , \port$3241$0 , \port$3243$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [9:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [9:0] \$7 ;
+  wire \$signal ;
+  reg [9:0] \$signal$10  = 10'h000;
+  wire [9:0] \$signal$11 ;
+  wire \$signal$3 ;
+  reg \$signal$5  = 1'h0;
+  wire \$signal$8 ;
+  reg [9:0] \$signal$9  = 10'h000;
+  input clk;
+  wire clk;
+  output [1:0] count;
+  wire [1:0] count;
+  output \port$2535$0 ;
+  wire \port$2535$0 ;
+  input \port$2866$0 ;
+  wire \port$2866$0 ;
+  input [9:0] \port$3225$0 ;
+  wire [9:0] \port$3225$0 ;
+  input \port$3227$0 ;
+  wire \port$3227$0 ;
+  (* init = 10'h000 *)
+  output [9:0] \port$3241$0 ;
+  wire [9:0] \port$3241$0 ;
+  (* init = 1'h0 *)
+  output \port$3243$0 ;
+  wire \port$3243$0 ;
+  input rst;
+  wire rst;
+  reg spare_valid = 1'h0;
+  wire take;
+  assign take = \port$3227$0  & \$1 ;
+  assign count = \$signal$5  + spare_valid;
+  assign \$2  = ~ \$signal$5 ;
+  assign \$3  = \port$2866$0  | \$2 ;
+  always @(posedge clk)
+    \$signal$9  <= \$4 ;
+  always @(posedge clk)
+    \$signal$5  <= \$5 ;
+  always @(posedge clk)
+    spare_valid <= \$6 ;
+  always @(posedge clk)
+    \$signal$10  <= \$7 ;
+  assign \$signal  = ~ spare_valid;
+  assign \$1  = ~ spare_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$4  = \$signal$9 ;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$4  = \$signal$10 ;
+      end else if (take) begin
+        \$4  = \port$3225$0 ;
+      end
+    end
+    if (rst) begin
+      \$4  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$5  = \$signal$5 ;
+    if (\$3 ) begin
+      (* full_case = 32'd1 *)
+      if (spare_valid) begin
+        \$5  = 1'h1;
+      end else if (take) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$6  = spare_valid;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$6  = 1'h0;
+      end
+    end else if (take) begin
+      \$6  = 1'h1;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$7  = \$signal$10 ;
+    if (\$3 ) begin
+    end else if (take) begin
+      \$7  = \port$3225$0 ;
+    end
+    if (rst) begin
+      \$7  = 10'h000;
+    end
+  end
+  assign \$signal$3  = \port$3227$0 ;
+  assign \$signal$8  = \port$2866$0 ;
+  assign \$signal$11  = \port$3225$0 ;
+  assign \port$2535$0  = \$signal ;
+  assign \port$3241$0  = \$signal$9 ;
+  assign \port$3243$0  = \$signal$5 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, w_data, \port$3058$0 , \port$3267$0 , \port$3269$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire [5:0] \$3 ;
+  wire [6:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  reg [8:0] \$7 ;
+  reg \$8 ;
+  wire [8:0] \$signal ;
+  reg [8:0] \$signal$11  = 9'h000;
+  (* init = 9'h000 *)
+  wire [8:0] \$signal$12 ;
+  (* init = 1'h0 *)
+  wire \$signal$13 ;
+  wire [8:0] \$signal$14 ;
+  wire [8:0] \$signal$15 ;
+  wire \$signal$16 ;
+  wire \$signal$17 ;
+  wire \$signal$18 ;
+  wire \$signal$19 ;
+  wire \$signal$3 ;
+  wire \$signal$4 ;
+  wire \$signal$9 ;
+  input clk;
+  wire clk;
+  wire [1:0] count;
+  reg held_valid = 1'h0;
+  wire [4:0] level;
+  wire [4:0] \level$21 ;
+  input \port$3058$0 ;
+  wire \port$3058$0 ;
+  output [8:0] \port$3267$0 ;
+  wire [8:0] \port$3267$0 ;
+  output \port$3269$0 ;
+  wire \port$3269$0 ;
+  wire [8:0] r_data;
+  wire r_en;
+  wire r_rdy;
+  input rst;
+  wire rst;
+  wire take;
+  input [8:0] w_data;
+  wire [8:0] w_data;
+  input w_en;
+  wire w_en;
+  output w_rdy;
+  wire w_rdy;
+  assign \$2  = \$1  | \$signal$9 ;
+  assign take = r_rdy & \$2 ;
+  assign \$3  = \level$21  + held_valid;
+  assign \$4  = \$3  + count;
+  assign \$5  = ~ held_valid;
+  assign \$6  = \$5  | \$signal$9 ;
+  always @(posedge clk)
+    \$signal$11  <= \$7 ;
+  always @(posedge clk)
+    held_valid <= \$8 ;
+  assign \$1  = ~ held_valid;
+  \digits_mlp_gn.fifo_fc2_0.inner  inner (
+    .clk(clk),
+    .r_data(r_data),
+    .r_en(take),
+    .r_rdy(r_rdy),
+    .rst(rst),
+    .w_en(w_en),
+    .w_level(\level$21 ),
+    .w_port__data(w_data),
+    .w_rdy(\$signal$4 )
+  );
+  \digits_mlp_gn.fifo_fc2_0.skid  skid (
+    .clk(clk),
+    .count(count),
+    .\port$2606$0 (\$signal$9 ),
+    .\port$3058$0 (\port$3058$0 ),
+    .\port$3251$0 (\$signal$11 ),
+    .\port$3253$0 (held_valid),
+    .\port$3267$0 (\$signal$14 ),
+    .\port$3269$0 (\$signal$16 ),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$7  = \$signal$11 ;
+    if (take) begin
+      \$7  = r_data;
+    end
+    if (rst) begin
+      \$7  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$8  = held_valid;
+    if (\$6 ) begin
+      \$8  = take;
+    end
+    if (rst) begin
+      \$8  = 1'h0;
+    end
+  end
+  assign \$signal  = w_data;
+  assign \$signal$3  = w_en;
+  assign r_en = take;
+  assign \$signal$12  = \$signal$11 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$18  = \port$3058$0 ;
+  assign \$signal$19  = \port$3058$0 ;
+  assign level = \$4 [4:0];
+  assign w_rdy = \$signal$4 ;
+  assign \port$3267$0  = \$signal$14 ;
+  assign \port$3269$0  = \$signal$16 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_mlp_gn.fifo_fc2_0.inner (rst, w_en, r_en, w_rdy, w_level, r_data, w_port__data, r_rdy, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -9243,6 +14028,7 @@ module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, r_data, w_port__data, r_en, 
   wire [8:0] w_data;
   input w_en;
   wire w_en;
+  output [4:0] w_level;
   wire [4:0] w_level;
   reg [3:0] w_port__addr = 4'h0;
   input [8:0] w_port__data;
@@ -9322,7 +14108,7 @@ module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, r_data, w_port__data, r_en, 
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -9332,7 +14118,7 @@ module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, r_data, w_port__data, r_en, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -9342,7 +14128,7 @@ module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, r_data, w_port__data, r_en, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -9355,7 +14141,7 @@ module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, r_data, w_port__data, r_en, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -9372,4 +14158,237 @@ module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, r_data, w_port__data, r_en, 
   assign w_data = w_port__data;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_mlp_gn.fifo_fc2_0.skid (rst, \port$2606$0 , count, \port$3058$0 , \port$3251$0 , \port$3253$0 , \port$3267$0 , \port$3269$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [8:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [8:0] \$7 ;
+  wire \$signal ;
+  reg [8:0] \$signal$10  = 9'h000;
+  wire [8:0] \$signal$11 ;
+  wire \$signal$3 ;
+  reg \$signal$5  = 1'h0;
+  wire \$signal$8 ;
+  reg [8:0] \$signal$9  = 9'h000;
+  input clk;
+  wire clk;
+  output [1:0] count;
+  wire [1:0] count;
+  output \port$2606$0 ;
+  wire \port$2606$0 ;
+  input \port$3058$0 ;
+  wire \port$3058$0 ;
+  input [8:0] \port$3251$0 ;
+  wire [8:0] \port$3251$0 ;
+  input \port$3253$0 ;
+  wire \port$3253$0 ;
+  (* init = 9'h000 *)
+  output [8:0] \port$3267$0 ;
+  wire [8:0] \port$3267$0 ;
+  (* init = 1'h0 *)
+  output \port$3269$0 ;
+  wire \port$3269$0 ;
+  input rst;
+  wire rst;
+  reg spare_valid = 1'h0;
+  wire take;
+  assign take = \port$3253$0  & \$1 ;
+  assign count = \$signal$5  + spare_valid;
+  assign \$2  = ~ \$signal$5 ;
+  assign \$3  = \port$3058$0  | \$2 ;
+  always @(posedge clk)
+    \$signal$9  <= \$4 ;
+  always @(posedge clk)
+    \$signal$5  <= \$5 ;
+  always @(posedge clk)
+    spare_valid <= \$6 ;
+  always @(posedge clk)
+    \$signal$10  <= \$7 ;
+  assign \$signal  = ~ spare_valid;
+  assign \$1  = ~ spare_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$4  = \$signal$9 ;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$4  = \$signal$10 ;
+      end else if (take) begin
+        \$4  = \port$3251$0 ;
+      end
+    end
+    if (rst) begin
+      \$4  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$5  = \$signal$5 ;
+    if (\$3 ) begin
+      (* full_case = 32'd1 *)
+      if (spare_valid) begin
+        \$5  = 1'h1;
+      end else if (take) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$6  = spare_valid;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$6  = 1'h0;
+      end
+    end else if (take) begin
+      \$6  = 1'h1;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$7  = \$signal$10 ;
+    if (\$3 ) begin
+    end else if (take) begin
+      \$7  = \port$3251$0 ;
+    end
+    if (rst) begin
+      \$7  = 9'h000;
+    end
+  end
+  assign \$signal$3  = \port$3253$0 ;
+  assign \$signal$8  = \port$3058$0 ;
+  assign \$signal$11  = \port$3251$0 ;
+  assign \port$2606$0  = \$signal ;
+  assign \port$3267$0  = \$signal$9 ;
+  assign \port$3269$0  = \$signal$5 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_mlp_gn.out_skid (clk, rst, \port$2618$0 , \port$3065$0 , \port$3066$0 , \port$3277$0 , \port$3279$0 , \port$0$11 );
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [23:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [23:0] \$7 ;
+  wire \$signal ;
+  reg [23:0] \$signal$10  = 24'h000000;
+  wire [23:0] \$signal$11 ;
+  wire \$signal$3 ;
+  reg \$signal$5  = 1'h0;
+  wire \$signal$8 ;
+  reg [23:0] \$signal$9  = 24'h000000;
+  input clk;
+  wire clk;
+  wire [1:0] count;
+  input \port$0$11 ;
+  wire \port$0$11 ;
+  output \port$2618$0 ;
+  wire \port$2618$0 ;
+  input [23:0] \port$3065$0 ;
+  wire [23:0] \port$3065$0 ;
+  input \port$3066$0 ;
+  wire \port$3066$0 ;
+  (* init = 24'h000000 *)
+  output [23:0] \port$3277$0 ;
+  wire [23:0] \port$3277$0 ;
+  (* init = 1'h0 *)
+  output \port$3279$0 ;
+  wire \port$3279$0 ;
+  input rst;
+  wire rst;
+  reg spare_valid = 1'h0;
+  wire take;
+  assign take = \port$3066$0  & \$1 ;
+  assign count = \$signal$5  + spare_valid;
+  assign \$2  = ~ \$signal$5 ;
+  assign \$3  = \port$0$11  | \$2 ;
+  always @(posedge clk)
+    \$signal$9  <= \$4 ;
+  always @(posedge clk)
+    \$signal$5  <= \$5 ;
+  always @(posedge clk)
+    spare_valid <= \$6 ;
+  always @(posedge clk)
+    \$signal$10  <= \$7 ;
+  assign \$signal  = ~ spare_valid;
+  assign \$1  = ~ spare_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$4  = \$signal$9 ;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$4  = \$signal$10 ;
+      end else if (take) begin
+        \$4  = \port$3065$0 ;
+      end
+    end
+    if (rst) begin
+      \$4  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$5  = \$signal$5 ;
+    if (\$3 ) begin
+      (* full_case = 32'd1 *)
+      if (spare_valid) begin
+        \$5  = 1'h1;
+      end else if (take) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$6  = spare_valid;
+    if (\$3 ) begin
+      if (spare_valid) begin
+        \$6  = 1'h0;
+      end
+    end else if (take) begin
+      \$6  = 1'h1;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$7  = \$signal$10 ;
+    if (\$3 ) begin
+    end else if (take) begin
+      \$7  = \port$3065$0 ;
+    end
+    if (rst) begin
+      \$7  = 24'h000000;
+    end
+  end
+  assign \$signal$3  = \port$3066$0 ;
+  assign \$signal$8  = \port$0$11 ;
+  assign \$signal$11  = \port$3065$0 ;
+  assign \port$2618$0  = \$signal ;
+  assign \port$3277$0  = \$signal$9 ;
+  assign \port$3279$0  = \$signal$5 ;
 endmodule

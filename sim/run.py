@@ -352,7 +352,12 @@ def _build(simulator, env, source, top, work, waves):
     return runner
 
 
-def _run_bench(runner, simulator, env, top, work, waves, samples, progress):
+def _run_bench(runner, simulator, env, top, work, waves, samples, progress,
+               module: str = BENCH_MODULE, results_xml: str | None = None):
+    """Run the cocotb bench ``module`` (a module of this directory) on a built design, with
+    ``work/bench.json`` as its configuration; it must write ``work/record.json``.
+    ``results_xml``: an absolute path for cocotb's results file (else the runner's
+    default, which depends on whether pytest is running)."""
     # The runner hands the simulator this process's sys.path as PYTHONPATH.
     bench_dir = str(Path(__file__).parent)
     if bench_dir not in sys.path:
@@ -365,9 +370,9 @@ def _run_bench(runner, simulator, env, top, work, waves, samples, progress):
     def target():
         try:
             with replaced_environ(env):
-                runner.test(hdl_toplevel=top, test_module=BENCH_MODULE, test_dir=str(work),
+                runner.test(hdl_toplevel=top, test_module=module, test_dir=str(work),
                             waves=waves, log_file=str(work / "test.log"),
-                            timescale=("1ns", "1ps"),
+                            timescale=("1ns", "1ps"), results_xml=results_xml,
                             extra_env={"HWSNN_BENCH": env["HWSNN_BENCH"]})
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)

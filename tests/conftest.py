@@ -22,7 +22,8 @@ def bundled_graph():
 
     def get(name):
         if name not in cache:
-            cache[name] = trace(BUNDLED[name].load(), torch.zeros(2, 1, 8, 8))
+            spec = BUNDLED[name]
+            cache[name] = trace(spec.load(), torch.zeros(2, *spec.input_shape))
         return cache[name]
 
     return get

@@ -1,9 +1,10 @@
 """The conversion quality figures of the digits CNN (issue: GN(τ=4) at T=2 within 0.5
-points of the ANN; integer golden within 0.3 points of the float SNN at 8-bit weights)."""
+points of the ANN; integer golden within 0.3 points of the float SNN at 8-bit weights),
+and the accuracy of the MNIST-shaped digits28 MLP."""
 
 import pytest
 
-from hwsnn import api, floatsim, golden
+from hwsnn import api, data, floatsim, golden
 from hwsnn.convert import convert
 from hwsnn.quantize import quantize
 
@@ -18,6 +19,13 @@ def ann_accuracy(bundled_graph, digits_test):
 
 def test_bundled_cnn_is_trained(ann_accuracy):
     assert ann_accuracy >= 0.97
+
+
+def test_bundled_digits28_mlp_is_trained(bundled_graph):
+    x, y = data.load("digits28", "test")
+    graph = bundled_graph("digits28-mlp")
+    logits = graph.forward(graph.input.to_codes(x))[graph.output.name]
+    assert golden.accuracy(logits.argmax(1), y) >= 0.95
 
 
 def test_gn4_at_t2_matches_the_ann(bundled_graph, digits_test, ann_accuracy):

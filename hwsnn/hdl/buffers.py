@@ -7,7 +7,7 @@ and it still moves one beat per cycle.
 ``RegisteredFIFO`` puts one behind ``SyncFIFOBuffered``, which reads straight out of block
 RAM: an ECP5 block RAM without its output register takes ~6 ns from the clock edge to
 valid data, and any logic behind it would eat most of a fast clock period. Here the block
-RAM's data only reaches the skid buffer's D inputs.
+RAM's data only reaches the D inputs of one register, in front of the skid buffer.
 """
 
 from __future__ import annotations
@@ -47,23 +47,32 @@ class SkidBuffer(Elaboratable):
 class RegisteredFIFO(Elaboratable):
     """The write/read ports of ``amaranth.lib.fifo.SyncFIFOBuffered`` (``w_data``,
     ``w_en``, ``w_rdy``, ``r_data``, ``r_en``, ``r_rdy``) and ``level``, the entries held
-    (block RAM and skid buffer): ``depth + 2`` at most."""
+    (block RAM, a register and the skid buffer): ``depth + 3`` at most."""
 
     def __init__(self, *, width: int, depth: int):
         self.width, self.depth = width, depth
         self.w_data, self.w_en, self.w_rdy = Signal(width), Signal(), Signal()
         self.r_data, self.r_en, self.r_rdy = Signal(width), Signal(), Signal()
-        self.level = Signal(range(depth + 3))
+        self.level = Signal(range(depth + 4))
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.inner = inner = fifo.SyncFIFOBuffered(width=self.width, depth=self.depth)
         m.submodules.skid = skid = SkidBuffer(self.width)
+        # The RAM's data goes straight into a register (no logic in between), which a
+        # pipeline step with a registered-ready consumer may load every cycle.
+        held, held_valid = Signal(self.width), Signal()
+        take = Signal()
         m.d.comb += [inner.w_data.eq(self.w_data), inner.w_en.eq(self.w_en),
                      self.w_rdy.eq(inner.w_rdy),
-                     skid.i_data.eq(inner.r_data), skid.i_valid.eq(inner.r_rdy),
-                     inner.r_en.eq(skid.i_ready),
+                     take.eq(inner.r_rdy & (~held_valid | skid.i_ready)),
+                     inner.r_en.eq(take),
+                     skid.i_data.eq(held), skid.i_valid.eq(held_valid),
                      self.r_data.eq(skid.o_data), self.r_rdy.eq(skid.o_valid),
                      skid.o_ready.eq(self.r_en),
-                     self.level.eq(inner.level + skid.count)]
+                     self.level.eq(inner.level + held_valid + skid.count)]
+        with m.If(take):
+            m.d.sync += held.eq(inner.r_data)
+        with m.If(~held_valid | skid.i_ready):
+            m.d.sync += held_valid.eq(take)
         return m

@@ -286,10 +286,11 @@ class LayerEngine(wiring.Component):
         # Two idle cycles after the last operation of every sweep: the fire rule's result
         # is only final in stage 7, so its address must not be read for the next two cycles
         # (see the forwarding below).
-        bubble1, bubble2 = Signal(), Signal()
-        bubble = bubble1 | bubble2
+        bubble1, bubble = Signal(), Signal()  # the first idle cycle; either of the two
+        # Sweeps and accumulations share the issue slot only in the two-bank ILIF engines;
+        # elsewhere an expander is idle whenever a sweep runs.
         for ex in expanders:
-            m.d.comb += ex.en.eq(~sweep_now & ~bubble)
+            m.d.comb += ex.en.eq(~sweep_now & ~bubble if dual else ~bubble)
 
         for k, ex in enumerate(expanders):
             with m.If(ex.op_valid & ~bubble):
@@ -327,6 +328,7 @@ class LayerEngine(wiring.Component):
         step = Signal(range(max(2, plan.steps + 1)))
         plane = Signal(range(max(2, plan.steps_in + 1)))
         sweep_addr = Signal(range(max(2, A)))
+        sweep_last = Signal(init=A == 1)  # registered: sweep_addr == A − 1
         sweep_g = Signal(range(max(2, plan.groups)))
         sweep_y = Signal(range(max(2, plan.height)))
         sweep_x = Signal(range(max(2, plan.width)))
@@ -351,14 +353,15 @@ class LayerEngine(wiring.Component):
                 m.d.comb += [op_valid.eq(1), op_kind.eq(SWEEP), op_addr.eq(sweep_addr),
                              op_bank.eq(fire_bank), sweep_now.eq(1),
                              op_g.eq(sweep_g), op_y.eq(sweep_y), op_x.eq(sweep_x),
-                             op_last_step.eq(last_step), op_end.eq(sweep_addr == A - 1),
+                             op_last_step.eq(last_step), op_end.eq(sweep_last),
                              op_fire_k.eq(fire_k)]
-                with m.If(sweep_addr == A - 1):
+                with m.If(sweep_last):
                     m.d.sync += [sweep_addr.eq(0), sweep_g.eq(0), sweep_y.eq(0),
-                                 sweep_x.eq(0)]
+                                 sweep_x.eq(0), sweep_last.eq(A == 1)]
                     on_done()
                 with m.Else():
-                    m.d.sync += sweep_addr.eq(sweep_addr + 1)
+                    m.d.sync += [sweep_addr.eq(sweep_addr + 1),
+                                 sweep_last.eq(sweep_addr == A - 2)]
                     with m.If(sweep_g == plan.groups - 1):
                         m.d.sync += sweep_g.eq(0)
                         with m.If(sweep_x == plan.width - 1):
@@ -531,7 +534,7 @@ class LayerEngine(wiring.Component):
                             m.d.sync += fire_k.eq(fire_k + 1)
                     sweep_issue(0, fired_bank)
 
-        m.d.sync += [bubble1.eq(sweep_now & op_end), bubble2.eq(bubble1)]
+        m.d.sync += [bubble1.eq(sweep_now & op_end), bubble.eq((sweep_now & op_end) | bubble1)]
         m.d.comb += self.active.eq(op_valid | bubble)
 
         # -- the pipeline -------------------------------------------------------------------
@@ -609,9 +612,9 @@ class LayerEngine(wiring.Component):
             m.d.sync += c_raw.eq(c_rd.data)
 
         # Forwarding: a read in cycle 2 misses the writes of the five operations ahead
-        # of it (written in their cycle 7, at least one cycle after it). In cycle 3 their
-        # addresses are compared with its own, and each operand of the cycle-4 sum gets a
-        # one-hot choice of its source (a registered select: an AND-OR in cycle 4, then
+        # of it (written in their cycle 7, at least one cycle after it). In cycles 2 and 3
+        # their addresses are compared with its own, and each operand of the cycle-4 sum
+        # gets a one-hot choice of its source (a registered select: an AND-OR in cycle 4, then
         # one adder). An accumulation's value is final from stage 5 on, a sweep's from
         # stage 7 on: the two idle cycles after every sweep keep a sweep's address from
         # being read by the two operations behind it.
@@ -623,15 +626,15 @@ class LayerEngine(wiring.Component):
         b5, b6 = Signal.like(b_raw), Signal.like(b_raw)
         m.d.sync += [res8.eq(res7), res9.eq(res8), cres8.eq(cres7), cres9.eq(cres8),
                      b5.eq(b_raw), b6.eq(b5)]
+        # The address comparisons already happen in cycle 2 (the distances stay).
         s3 = st[3]
-        hit_v, hit_c = [], []
+        hit_v, hit_c = Signal(FORWARD), Signal(FORWARD)
         for d in range(1, FORWARD + 1):
-            y = st[3 + d]
-            v_ok, c_ok = writes_v(y) & same_address(s3, y), writes_c(y) & same_address(s3, y)
+            y = st[2 + d]
+            v_ok, c_ok = writes_v(y) & same_address(st[2], y), writes_c(y) & same_address(st[2], y)
             if d <= 2:
                 v_ok, c_ok = v_ok & (y.kind == ACC), c_ok & (y.kind == ACC)
-            hit_v.append(v_ok)
-            hit_c.append(c_ok)
+            m.d.sync += [hit_v[d - 1].eq(v_ok), hit_c[d - 1].eq(c_ok)]
 
         def newest(hits):
             """One-hot: the first hit (the newest write), and a last bit for none."""
@@ -644,8 +647,8 @@ class LayerEngine(wiring.Component):
         # X: the membrane (or for an accumulation into the current, the current).
         # Y: the weight term (accumulation), bias + current or bias (sweep; an ILIF
         # sweep adds the bias in its first fire step only).
-        fwd_v = newest(hit_v)  # val5, r6, res7, res8, res9, raw
-        fwd_c = newest(hit_c)  # val5, r6, cres7, cres8, cres9, raw
+        fwd_v = newest([hit_v[i] for i in range(FORWARD)])  # val5, r6, res7, res8, res9, raw
+        fwd_c = newest([hit_c[i] for i in range(FORWARD)])  # val5, r6, cres7, cres8, cres9, raw
         x_sources = [val5, r6, res7, res8, res9, v_raw, cres7, cres8, cres9, c_raw]
         acc = s3.kind == ACC
         into_c = acc & s3.cur
@@ -826,14 +829,20 @@ class LayerEngine(wiring.Component):
         best_val = Signal(signed(plan.vbits))
         best_idx = Signal(range(max(2, n)))
         value = values[lane]
-        better = (index == 0) | (value > best_val)
+        first = Signal(init=1)  # the first value of a sample
+        # Each value takes two cycles: its comparison with the best so far is registered
+        # first (a sample has few readout values; the argmax stays off the timing paths).
+        compared, better = Signal(), Signal()
         payload = self.o.payload
         m.d.comb += [payload.index.eq(index), payload.value.eq(value),
                      payload.last.eq(index == n - 1),
                      payload.argmax.eq(Mux(better, index, best_idx))]
-        with m.If(queue.r_rdy):
+        with m.If(queue.r_rdy & ~compared):
+            m.d.sync += [better.eq(first | (value > best_val)), compared.eq(1)]
+        with m.If(queue.r_rdy & compared):
             m.d.comb += self.o.valid.eq(1)
             with m.If(self.o.ready):
+                m.d.sync += [first.eq(payload.last), compared.eq(0)]
                 with m.If(better):
                     m.d.sync += [best_val.eq(value), best_idx.eq(index)]
                 with m.If(last_lane):

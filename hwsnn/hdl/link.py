@@ -253,7 +253,11 @@ class HostLink(wiring.Component):
         m.d.comb += [busy.eq(~exec_idle | req_valid), self.busy.eq(busy)]
 
         # ---- receiver ---------------------------------------------------------------
-        got, byte = urx.valid, urx.data
+        # Each received byte is registered with what the receiver asks of it (its
+        # comparisons and the CRC update), one cycle before the receiver takes it: bytes
+        # are at least 40 cycles apart, so nothing else moves in between.
+        got, byte = Signal(), Signal(8)
+        is_sync, is_command, crc_bad, length_bad = Signal(), Signal(), Signal(), Signal()
         rcmd = Signal(8)
         rlen_lo = Signal(8)
         rcount = Signal(range(n_pix + 1))
@@ -265,7 +269,19 @@ class HostLink(wiring.Component):
         post_code = Signal(8)
         clash_now = clash | busy
         crc_next = Signal(8)
-        m.d.comb += crc_next.eq(crc8_update(rcrc, byte))
+        data = urx.data
+        m.d.sync += [got.eq(urx.valid), byte.eq(data), crc_next.eq(crc8_update(rcrc, data)),
+                     is_sync.eq(data == host.SYNC),
+                     is_command.eq((data == host.CMD_IDENTIFY) | (data == host.CMD_INFER)
+                                   | (data == host.CMD_STATUS)),
+                     crc_bad.eq(data != rcrc),
+                     length_bad.eq(Cat(rlen_lo, data)
+                                   != Mux(rcmd == host.CMD_INFER, n_pix, 0))]
+        # The timeout compare is registered: timer reaches its last value this cycle if it
+        # stood one below it last cycle and was not restarted then.
+        near, restarted = Signal(), Signal()
+        m.d.sync += [near.eq(timer == self.timeout_cycles - 2), restarted.eq(got | urx.error)]
+        expired = near & ~restarted
 
         def post_error(code):
             m.d.comb += [post.eq(1), post_kind.eq(K_ERROR), post_code.eq(code)]
@@ -278,20 +294,19 @@ class HostLink(wiring.Component):
             with m.If(urx.error):
                 post_error(host.ERR_FRAMING)
                 m.next = "HUNT"
-            with m.Elif(~got & (timer == self.timeout_cycles - 1)):
+            with m.Elif(~got & expired):
                 post_error(host.ERR_TRUNCATED)
                 m.next = "HUNT"
 
         with m.FSM(name="rx_fsm"):
             with m.State("HUNT"):
-                with m.If(got & (byte == host.SYNC)):
+                with m.If(got & is_sync):
                     m.d.sync += [rcrc.eq(0), timer.eq(0), clash.eq(busy)]
                     m.next = "CMD"
             with m.State("CMD"):
                 with m.If(got):
                     m.d.sync += [rcmd.eq(byte), rcrc.eq(crc_next)]
-                    with m.If((byte == host.CMD_IDENTIFY) | (byte == host.CMD_INFER)
-                              | (byte == host.CMD_STATUS)):
+                    with m.If(is_command):
                         m.next = "LEN0"
                     with m.Else():
                         post_error(host.ERR_COMMAND)
@@ -306,7 +321,7 @@ class HostLink(wiring.Component):
                 with m.If(got):
                     m.d.sync += [rcrc.eq(crc_next), rcount.eq(0)]
                     infer = rcmd == host.CMD_INFER
-                    with m.If(Cat(rlen_lo, byte) != Mux(infer, n_pix, 0)):
+                    with m.If(length_bad):
                         post_error(host.ERR_LENGTH)
                         m.next = "HUNT"
                     with m.Elif(infer):
@@ -326,7 +341,7 @@ class HostLink(wiring.Component):
                 inside_frame()
             with m.State("CRC"):
                 with m.If(got):
-                    with m.If(byte != rcrc):
+                    with m.If(crc_bad):
                         post_error(host.ERR_CRC)
                     with m.Elif(clash_now):
                         post_error(host.ERR_BUSY)

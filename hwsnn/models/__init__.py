@@ -1,4 +1,4 @@
-"""The bundled example models, trained on the digits data by ``examples/train_digits.py``.
+"""The bundled example models, trained on the digits data sets by ``examples/train_digits.py``.
 
 Each is addressable by name (``hwsnn models`` lists them): an architecture factory plus a
 state dict shipped inside the package, so nothing is trained or downloaded at run time.
@@ -31,6 +31,18 @@ def digits_mlp(levels: int = LEVELS) -> nn.Module:
         act2=QCFS(levels),
         drop=nn.Dropout(0.1),
         fc3=nn.Linear(32, 10),
+    ))
+
+
+def digits28_mlp(levels: int = LEVELS) -> nn.Module:
+    """784-128-10 MLP with QCFS activations, for digits upsampled to 28×28 (MNIST-shaped)."""
+    return nn.Sequential(OrderedDict(
+        flatten=nn.Flatten(),
+        fc1=nn.Linear(28 * 28, 128),
+        bn1=nn.BatchNorm1d(128),
+        act1=QCFS(levels),
+        drop=nn.Dropout(0.1),
+        fc2=nn.Linear(128, 10),
     ))
 
 
@@ -88,5 +100,8 @@ BUNDLED = {
                      "64-64-32-10 MLP, QCFS(L=4), BatchNorm"),
         BundledModel("digits-cnn", digits_cnn, (1, 8, 8), "digits",
                      "conv8-conv16-pool-conv16-pool-fc10 CNN, QCFS(L=4), BatchNorm"),
+        BundledModel("digits28-mlp", digits28_mlp, (1, 28, 28), "digits28",
+                     "784-128-10 MLP, QCFS(L=4), BatchNorm: MNIST-shaped, for latency/resource "
+                     "figures"),
     )
 }

@@ -1,0 +1,142 @@
+"""The UART host link's Verilog in cocotb (Verilator and Icarus), driven by the real host
+client (hwsnn.host.Client) through an in-process serial shim (sim/link_bench.py), against
+the golden model: IDENTIFY, INFER round trips, corrupt and truncated frames, recovery."""
+
+import random
+
+import pytest
+import torch
+from hdl.random_nets import random_qnet
+
+from hwsnn import golden, host
+from hwsnn.convert import convert
+from hwsnn.hdl.verilog import fingerprint
+from hwsnn.quantize import quantize
+from hwsnn.sim.link_run import build_link, run_link
+
+SAMPLES = 4
+ERROR_CASES = [("bad CRC (payload bit)", host.ERR_CRC), ("bad CRC (CRC byte)", host.ERR_CRC),
+               ("truncated", host.ERR_TRUNCATED), ("framing", host.ERR_FRAMING),
+               ("bad length", host.ERR_LENGTH), ("unknown command", host.ERR_COMMAND),
+               ("busy", host.ERR_BUSY)]
+# After the samples in turn: one INFER after each corrupt frame (or two), one with garbage
+# before it, one answered while a frame arrived (busy) and one after that.
+EXTRA_INFERENCES = 8
+STATUS_REQUESTS = 6
+
+
+@pytest.fixture(scope="module")
+def small():
+    """A small random QNet (5 pixels, 5 classes) and codes with different readouts."""
+    net = random_qnet(random.Random(33), "gn")
+    codes = torch.randint(0, 256, (SAMPLES, *net.input.shape),
+                          generator=torch.Generator().manual_seed(33))
+    assert len({tuple(r) for r in golden.run(net, codes).readout.tolist()}) >= 3
+    return net, codes
+
+
+@pytest.fixture(scope="module")
+def small_link(small, tmp_path_factory):
+    """The small net's link built (once per simulator) and its run with every fault."""
+    cache = {}
+
+    def get(simulator):
+        if simulator not in cache:
+            design = build_link(small[0], tmp_path_factory.mktemp(f"link-{simulator}"),
+                                simulator=simulator, quick_build=True)
+            cache[simulator] = design, run_link(design, small[1])
+        return cache[simulator]
+
+    return get
+
+
+def golden_answers(net, codes):
+    res = golden.run(net, codes)
+    return [(int(p), r.tolist()) for r, p in zip(res.readout, res.predictions, strict=True)]
+
+
+def check_round_trips(net, codes, record, extra):
+    """Every INFER gave the golden model's class and readout for its sample (checked here
+    against a golden run of our own, not only by the bench), the samples in turn first."""
+    want = golden_answers(net, codes)
+    rows = record["inferences"]
+    assert len(rows) == len(codes) + extra
+    assert [r["sample"] for r in rows[:len(codes)]] == list(range(len(codes)))
+    for r in rows:
+        assert r["ok"] and "error" not in r, r
+        assert (r["prediction"], r["values"]) == want[r["sample"]], r
+        assert r["cycles"] > 0
+
+
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_identify_and_round_trips_equal_golden(small, small_link, simulator):
+    net, codes = small
+    design, record = small_link(simulator)
+    assert record["passed"] and record["cocotb_tests"] == 1 and record["cocotb_failed"] == 0, \
+        record["failed"] or record["crashed"]
+    ident = next(c for c in record["checks"] if c["name"] == "identify")
+    assert ident["ok"]
+    assert ident["observed"] == {"version": host.PROTOCOL_VERSION,
+                                 "model_id": fingerprint(net)[:16], "classes": net.classes,
+                                 "pixels": codes[0].numel()}
+    check_round_trips(net, codes, record, EXTRA_INFERENCES)
+    assert record["counts"]["inference_mismatches"] == 0
+
+
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_corrupt_frames_get_their_error_and_the_link_recovers(small, small_link, simulator):
+    net, codes = small
+    design, record = small_link(simulator)
+    errors = record["errors"]
+    assert [(e["case"], e["code"]) for e in errors] == ERROR_CASES
+    assert all(e["ok"] for e in errors)
+    truncated = next(e for e in errors if e["case"] == "truncated")
+    quiet = truncated["quiet_cycles"]  # from the last bit sent to the ERROR reply
+    assert design.timeout_cycles - design.divisor <= quiet <= \
+        design.timeout_cycles + 20 * design.divisor
+    # The INFER after each corrupt frame (and the one with garbage before it) is golden.
+    contexts = [r["context"] for r in record["inferences"][len(codes):]]
+    assert contexts == ["after a bad payload bit", "after a bad CRC byte",
+                        "after a truncated frame", "garbage before the frame",
+                        "after a framing error", "after bad length and unknown command",
+                        "answered while a frame arrived", "after busy"]
+    # STATUS counted every frame as the bench expected, and the last one is known here.
+    statuses = record["statuses"]
+    assert len(statuses) == STATUS_REQUESTS and all(s["ok"] for s in statuses), statuses
+    infers = len(codes) + EXTRA_INFERENCES
+    assert statuses[-1]["observed"] == {
+        "accepted": 1 + infers + STATUS_REQUESTS, "rejected": len(ERROR_CASES),
+        "inferences": infers, "last_error": host.ERR_BUSY}
+    bad_crc = next(s for s in statuses if s["context"] == "after a bad payload bit")
+    assert bad_crc["observed"]["last_error"] == host.ERR_CRC
+    assert bad_crc["observed"]["inferences"] == len(codes) + 1  # the corrupt one never ran
+
+
+def test_wrong_expectation_fails_the_bench(small, small_link):
+    """A golden value changed by one makes the bench report that sample and fail."""
+    net, codes = small
+    design, _ = small_link("verilator")
+    wrong = golden_answers(net, codes[:2])
+    wrong[0][1][1] += 1
+    record = run_link(design, codes[:2], faults=False, expected=wrong)
+    assert not record["passed"] and record["cocotb_failed"] == 1
+    assert [c["name"] for c in record["failed"]] == ["infer sample 0 (in turn)"]
+    assert record["failed"][0]["observed"] == list(golden_answers(net, codes[:1])[0])
+    assert [r["ok"] for r in record["inferences"]] == [False, True]
+    assert record["errors"] == []
+
+
+def test_digits_link_equals_golden(bundled_graph, digits_test, tmp_path):
+    """The bundled digits MLP (64 pixels, 10 classes, 4 lanes) behind the link, in Icarus."""
+    net = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
+                           group_size=4, progress=False))
+    codes = golden.encode(net, digits_test[0][:3])
+    design = build_link(net, tmp_path, simulator="icarus", lanes=4)
+    record = run_link(design, codes)
+    assert record["passed"] and record["cocotb_failed"] == 0, \
+        record["failed"] or record["crashed"]
+    check_round_trips(net, codes, record, EXTRA_INFERENCES)
+    assert [(e["case"], e["code"]) for e in record["errors"]] == ERROR_CASES
+    # The classes are the golden model's, so the link's accuracy is the golden accuracy.
+    observed = [r["prediction"] for r in record["inferences"][:len(codes)]]
+    assert observed == golden.run(net, codes).predictions.tolist()
