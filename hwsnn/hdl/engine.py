@@ -14,9 +14,11 @@ The engine runs the QNet semantics of its population (docs/qnet.md) sample after
   membranes (GN: τ comparators against Θ, 2Θ, …, τΘ and a soft reset; ILIF: one quotient
   bit of a restoring division per step; readout: report), and emit the spikes.
 
-Every operation is one pass through a pipeline: read (membrane, weight, bias RAMs) →
-sums → neuron rule → write back; results still in flight are forwarded to a read of the
-same address, so events to one neuron can follow each other on consecutive cycles. Spikes leave
+Every operation is one pass through an eight-stage pipeline that never stalls: weight
+read → weight term → membrane, bias, current read → one sum → neuron rule (two stages) →
+write back; results still in flight are forwarded to a read of the same address, so
+events to one neuron can follow each other on consecutive cycles (the stages are listed
+in ``LayerEngine.elaborate``; every path is a few LUT levels and one carry chain). Spikes leave
 through a small queue of lane groups; the sweep only issues when the queue has room, so
 back-pressure on the output never loses a spike, and the input is simply not accepted
 while the engine is busy.
@@ -302,7 +304,7 @@ class LayerEngine(wiring.Component):
                              issue.waddr.eq(ex.op_waddr)]
 
         # Lane groups waiting for the output; the sweep issues only with room for every
-        # sweep operation in flight (credit), so nothing is ever dropped. ``reserved``
+        # sweep operation in flight (credit), so nothing is ever dropped. ``used``
         # counts the groups in the queue and the sweep operations issued and not yet
         # pushed or dropped (stage 7); the credit is registered: room for two more a cycle
         # ago is room for one now.

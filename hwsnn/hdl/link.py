@@ -267,7 +267,11 @@ class HostLink(wiring.Component):
         post = Signal()
         post_kind = Signal(2)
         post_code = Signal(8)
-        clash_now = clash | busy
+        # The receiver sees the executor's busy flag a cycle late (registered): a frame
+        # starts at least 40 cycles after the last one was posted, so it cannot matter.
+        busy_seen = Signal()
+        m.d.sync += busy_seen.eq(busy)
+        clash_now = clash | busy_seen
         crc_next = Signal(8)
         data = urx.data
         m.d.sync += [got.eq(urx.valid), byte.eq(data), crc_next.eq(crc8_update(rcrc, data)),
@@ -288,7 +292,7 @@ class HostLink(wiring.Component):
 
         def inside_frame():
             """Framing errors, the timeout and the clash flag, in every state after sync."""
-            with m.If(busy):
+            with m.If(busy_seen):
                 m.d.sync += clash.eq(1)
             m.d.sync += timer.eq(Mux(got | urx.error, 0, timer + 1))
             with m.If(urx.error):
@@ -301,7 +305,7 @@ class HostLink(wiring.Component):
         with m.FSM(name="rx_fsm"):
             with m.State("HUNT"):
                 with m.If(got & is_sync):
-                    m.d.sync += [rcrc.eq(0), timer.eq(0), clash.eq(busy)]
+                    m.d.sync += [rcrc.eq(0), timer.eq(0), clash.eq(busy_seen)]
                     m.next = "CMD"
             with m.State("CMD"):
                 with m.If(got):
