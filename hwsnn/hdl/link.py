@@ -355,16 +355,19 @@ class HostLink(wiring.Component):
                 inside_frame()
 
         # A good frame always finds the slot empty (else it clashed); an error finding it
-        # full (a reply already pending) is counted but not answered.
-        with m.If(post):
-            with m.If(post_kind == K_ERROR):
-                m.d.sync += [rejected.eq(rejected + 1), last_error.eq(post_code)]
+        # full (a reply already pending) is counted but not answered. The post is
+        # registered first (the next frame is at least 40 cycles away).
+        posted, posted_kind, posted_code = Signal(), Signal(2), Signal(8)
+        m.d.sync += [posted.eq(post), posted_kind.eq(post_kind), posted_code.eq(post_code)]
+        with m.If(posted):
+            with m.If(posted_kind == K_ERROR):
+                m.d.sync += [rejected.eq(rejected + 1), last_error.eq(posted_code)]
                 with m.If(~req_valid):
                     m.d.sync += [req_valid.eq(1), req_kind.eq(K_ERROR),
-                                 req_code.eq(post_code)]
+                                 req_code.eq(posted_code)]
             with m.Else():
                 m.d.sync += [accepted.eq(accepted + 1), req_valid.eq(1),
-                             req_kind.eq(post_kind)]
+                             req_kind.eq(posted_kind)]
 
         # ---- executor ---------------------------------------------------------------
         kind = Signal(2)
