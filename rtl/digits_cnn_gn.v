@@ -235,9 +235,9 @@ module digits_cnn_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   );
   \digits_cnn_gn.fifo_conv1_0  fifo_conv1_0 (
     .clk(clk),
-    .\port$3989$0 (\$signal$27 ),
-    .\port$4588$0 (i0__payload),
-    .\port$4590$0 (i0__valid),
+    .\port$4000$0 (\$signal$27 ),
+    .\port$4643$0 (i0__payload),
+    .\port$4645$0 (i0__valid),
     .rst(rst),
     .w_data(tap_conv1__payload),
     .w_en(conv1_accept),
@@ -245,9 +245,9 @@ module digits_cnn_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   );
   \digits_cnn_gn.fifo_conv2_0  fifo_conv2_0 (
     .clk(clk),
-    .\port$4197$0 (\$signal$40 ),
-    .\port$4614$0 (\i0__payload$38 ),
-    .\port$4616$0 (\i0__valid$36 ),
+    .\port$4222$0 (\$signal$40 ),
+    .\port$4669$0 (\i0__payload$38 ),
+    .\port$4671$0 (\i0__valid$36 ),
     .rst(rst),
     .w_data(tap_conv2__payload),
     .w_en(conv2_accept),
@@ -255,9 +255,9 @@ module digits_cnn_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   );
   \digits_cnn_gn.fifo_conv3_0  fifo_conv3_0 (
     .clk(clk),
-    .\port$4405$0 (\$signal$53 ),
-    .\port$4640$0 (\i0__payload$51 ),
-    .\port$4642$0 (\i0__valid$49 ),
+    .\port$4444$0 (\$signal$53 ),
+    .\port$4695$0 (\i0__payload$51 ),
+    .\port$4697$0 (\i0__valid$49 ),
     .rst(rst),
     .w_data(tap_conv3__payload),
     .w_en(conv3_accept),
@@ -266,11 +266,11 @@ module digits_cnn_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   \digits_cnn_gn.out_skid  out_skid (
     .clk(clk),
     .\port$0$11 (o__ready),
-    .\port$3723$0 (\o__ready$66 ),
-    .\port$4412$0 (\$signal$62 ),
-    .\port$4413$0 (\$signal$64 ),
-    .\port$4650$0 (o__payload),
-    .\port$4652$0 (o__valid),
+    .\port$3720$0 (\o__ready$66 ),
+    .\port$4451$0 (\$signal$62 ),
+    .\port$4452$0 (\$signal$64 ),
+    .\port$4705$0 (o__payload),
+    .\port$4707$0 (o__valid),
     .rst(rst)
   );
   always @* begin
@@ -419,12 +419,20 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   reg [20:0] \$1001 ;
   reg [20:0] \$1002 ;
   reg [20:0] \$1003 ;
-  reg [75:0] \$1004 ;
-  reg [71:0] \$1005 ;
-  reg [19:0] \$1006 ;
-  reg \$1007 ;
-  reg [3:0] \$1008 ;
+  reg [20:0] \$1004 ;
+  reg [20:0] \$1005 ;
+  reg [20:0] \$1006 ;
+  reg [20:0] \$1007 ;
+  reg [20:0] \$1008 ;
+  reg [20:0] \$1009 ;
   wire \$101 ;
+  reg [20:0] \$1010 ;
+  reg [20:0] \$1011 ;
+  reg [75:0] \$1012 ;
+  reg [71:0] \$1013 ;
+  reg [19:0] \$1014 ;
+  reg \$1015 ;
+  reg [3:0] \$1016 ;
   wire \$102 ;
   wire \$103 ;
   wire \$104 ;
@@ -1401,21 +1409,21 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire [4:0] \$98 ;
   reg [59:0] \$980 ;
   reg [59:0] \$981 ;
-  reg [4:0] \$982 ;
-  reg [4:0] \$983 ;
-  reg [9:0] \$984 ;
-  reg [7:0] \$985 ;
-  reg [79:0] \$986 ;
-  reg [79:0] \$987 ;
-  reg [20:0] \$988 ;
-  reg [20:0] \$989 ;
+  reg \$982 ;
+  reg \$983 ;
+  reg \$984 ;
+  reg \$985 ;
+  reg \$986 ;
+  reg \$987 ;
+  reg \$988 ;
+  reg \$989 ;
   wire [4:0] \$99 ;
-  reg [20:0] \$990 ;
-  reg [20:0] \$991 ;
-  reg [20:0] \$992 ;
-  reg [20:0] \$993 ;
-  reg [20:0] \$994 ;
-  reg [20:0] \$995 ;
+  reg \$990 ;
+  reg \$991 ;
+  reg [9:0] \$992 ;
+  reg [7:0] \$993 ;
+  reg [79:0] \$994 ;
+  reg [79:0] \$995 ;
   reg [20:0] \$996 ;
   reg [20:0] \$997 ;
   reg [20:0] \$998 ;
@@ -1432,16 +1440,14 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire [7:0] \$signal$102 ;
   wire \$signal$11 ;
   reg \$signal$111  = 1'h0;
-  reg [4:0] \$signal$136  = 5'h00;
-  reg [4:0] \$signal$137  = 5'h00;
-  reg [9:0] \$signal$138  = 10'h000;
-  reg [7:0] \$signal$139  = 8'h00;
   wire \$signal$14 ;
-  reg [79:0] \$signal$140  = 80'h00000000000000000000;
-  wire [19:0] \$signal$140[0] ;
-  wire [19:0] \$signal$140[1] ;
-  wire [19:0] \$signal$140[2] ;
-  wire [19:0] \$signal$140[3] ;
+  reg [9:0] \$signal$146  = 10'h000;
+  reg [7:0] \$signal$147  = 8'h00;
+  reg [79:0] \$signal$148  = 80'h00000000000000000000;
+  wire [19:0] \$signal$148[0] ;
+  wire [19:0] \$signal$148[1] ;
+  wire [19:0] \$signal$148[2] ;
+  wire [19:0] \$signal$148[3] ;
   reg \$signal$26  = 1'h1;
   reg \$signal$29  = 1'h0;
   reg \$signal$31 ;
@@ -1580,6 +1586,16 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   reg [2:0] ev_y = 3'h0;
   reg [1:0] fire_k = 2'h0;
   reg fsm_state = 1'h0;
+  reg hit_c1 = 1'h0;
+  reg hit_c2 = 1'h0;
+  reg hit_c3 = 1'h0;
+  reg hit_c4 = 1'h0;
+  reg hit_c5 = 1'h0;
+  reg hit_v1 = 1'h0;
+  reg hit_v2 = 1'h0;
+  reg hit_v3 = 1'h0;
+  reg hit_v4 = 1'h0;
+  reg hit_v5 = 1'h0;
   reg [31:0] issue;
   wire [6:0] \issue.addr ;
   wire \issue.bank ;
@@ -2739,79 +2755,79 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \$534  = $signed(w1_0[23:16]) << st2[20:18];
   assign \$535  = $signed(w1_0[31:24]) << st2[20:18];
   assign \$536  = ! st3[16];
-  assign \$537  = ! st3[1];
-  assign \$538  = \$537  & st3[2];
-  assign \$539  = ~ \$538 ;
-  assign \$540  = st3[0] & \$539 ;
-  assign \$541  = st2[10:4] == st3[10:4];
-  assign \$542  = \$540  & \$541 ;
-  assign \$543  = ! st3[1];
-  assign \$544  = \$542  & \$543 ;
-  assign \$545  = ! st3[1];
-  assign \$546  = \$545  & st3[2];
-  assign \$548  = \$547  & st3[22];
-  assign \$549  = \$546  | \$548 ;
-  assign \$550  = st3[0] & \$549 ;
-  assign \$551  = st2[10:4] == st3[10:4];
-  assign \$552  = \$550  & \$551 ;
-  assign \$553  = ! st3[1];
-  assign \$554  = \$552  & \$553 ;
-  assign \$555  = ! st4[1];
-  assign \$556  = \$555  & st4[2];
-  assign \$557  = ~ \$556 ;
-  assign \$558  = st4[0] & \$557 ;
-  assign \$559  = st2[10:4] == st4[10:4];
-  assign \$560  = \$558  & \$559 ;
-  assign \$561  = ! st4[1];
-  assign \$562  = \$560  & \$561 ;
-  assign \$563  = ! st4[1];
-  assign \$564  = \$563  & st4[2];
-  assign \$566  = \$565  & st4[22];
-  assign \$567  = \$564  | \$566 ;
-  assign \$568  = st4[0] & \$567 ;
-  assign \$569  = st2[10:4] == st4[10:4];
-  assign \$570  = \$568  & \$569 ;
-  assign \$571  = ! st4[1];
-  assign \$572  = \$570  & \$571 ;
-  assign \$573  = ! st5[1];
-  assign \$574  = \$573  & st5[2];
-  assign \$575  = ~ \$574 ;
-  assign \$576  = st5[0] & \$575 ;
-  assign \$577  = st2[10:4] == st5[10:4];
-  assign \$578  = \$576  & \$577 ;
-  assign \$579  = ! st5[1];
-  assign \$580  = \$579  & st5[2];
-  assign \$582  = \$581  & st5[22];
-  assign \$583  = \$580  | \$582 ;
-  assign \$584  = st5[0] & \$583 ;
-  assign \$585  = st2[10:4] == st5[10:4];
-  assign \$586  = \$584  & \$585 ;
-  assign \$587  = ! st6[1];
-  assign \$588  = \$587  & st6[2];
-  assign \$589  = ~ \$588 ;
-  assign \$590  = st6[0] & \$589 ;
-  assign \$591  = st2[10:4] == st6[10:4];
-  assign \$592  = \$590  & \$591 ;
-  assign \$593  = ! st6[1];
-  assign \$594  = \$593  & st6[2];
-  assign \$596  = \$595  & st6[22];
-  assign \$597  = \$594  | \$596 ;
-  assign \$598  = st6[0] & \$597 ;
-  assign \$599  = st2[10:4] == st6[10:4];
-  assign \$600  = \$598  & \$599 ;
-  assign \$601  = ! st7[1];
-  assign \$602  = \$601  & st7[2];
-  assign \$603  = ~ \$602 ;
-  assign \$604  = st7[0] & \$603 ;
-  assign \$605  = st2[10:4] == st7[10:4];
-  assign \$606  = \$604  & \$605 ;
-  assign \$607  = ! st7[1];
-  assign \$608  = \$607  & st7[2];
-  assign \$610  = \$609  & st7[22];
-  assign \$611  = \$608  | \$610 ;
-  assign \$612  = st7[0] & \$611 ;
-  assign \$613  = st2[10:4] == st7[10:4];
-  assign \$614  = \$612  & \$613 ;
+  assign \$537  = st2[10:4] == st3[10:4];
+  assign \$538  = ! st3[1];
+  assign \$539  = \$537  & \$538 ;
+  assign \$540  = ! st3[1];
+  assign \$541  = \$540  & st3[2];
+  assign \$542  = ~ \$541 ;
+  assign \$543  = st3[0] & \$542 ;
+  assign \$544  = \$539  & \$543 ;
+  assign \$545  = st2[10:4] == st3[10:4];
+  assign \$546  = ! st3[1];
+  assign \$547  = \$545  & \$546 ;
+  assign \$548  = ! st3[1];
+  assign \$549  = \$548  & st3[2];
+  assign \$551  = \$550  & st3[22];
+  assign \$552  = \$549  | \$551 ;
+  assign \$553  = st3[0] & \$552 ;
+  assign \$554  = \$547  & \$553 ;
+  assign \$555  = st2[10:4] == st4[10:4];
+  assign \$556  = ! st4[1];
+  assign \$557  = \$555  & \$556 ;
+  assign \$558  = ! st4[1];
+  assign \$559  = \$558  & st4[2];
+  assign \$560  = ~ \$559 ;
+  assign \$561  = st4[0] & \$560 ;
+  assign \$562  = \$557  & \$561 ;
+  assign \$563  = st2[10:4] == st4[10:4];
+  assign \$564  = ! st4[1];
+  assign \$565  = \$563  & \$564 ;
+  assign \$566  = ! st4[1];
+  assign \$567  = \$566  & st4[2];
+  assign \$569  = \$568  & st4[22];
+  assign \$570  = \$567  | \$569 ;
+  assign \$571  = st4[0] & \$570 ;
+  assign \$572  = \$565  & \$571 ;
+  assign \$573  = st2[10:4] == st5[10:4];
+  assign \$574  = ! st5[1];
+  assign \$575  = \$574  & st5[2];
+  assign \$576  = ~ \$575 ;
+  assign \$577  = st5[0] & \$576 ;
+  assign \$578  = \$573  & \$577 ;
+  assign \$579  = st2[10:4] == st5[10:4];
+  assign \$580  = ! st5[1];
+  assign \$581  = \$580  & st5[2];
+  assign \$583  = \$582  & st5[22];
+  assign \$584  = \$581  | \$583 ;
+  assign \$585  = st5[0] & \$584 ;
+  assign \$586  = \$579  & \$585 ;
+  assign \$587  = st2[10:4] == st6[10:4];
+  assign \$588  = ! st6[1];
+  assign \$589  = \$588  & st6[2];
+  assign \$590  = ~ \$589 ;
+  assign \$591  = st6[0] & \$590 ;
+  assign \$592  = \$587  & \$591 ;
+  assign \$593  = st2[10:4] == st6[10:4];
+  assign \$594  = ! st6[1];
+  assign \$595  = \$594  & st6[2];
+  assign \$597  = \$596  & st6[22];
+  assign \$598  = \$595  | \$597 ;
+  assign \$599  = st6[0] & \$598 ;
+  assign \$600  = \$593  & \$599 ;
+  assign \$601  = st2[10:4] == st7[10:4];
+  assign \$602  = ! st7[1];
+  assign \$603  = \$602  & st7[2];
+  assign \$604  = ~ \$603 ;
+  assign \$605  = st7[0] & \$604 ;
+  assign \$606  = \$601  & \$605 ;
+  assign \$607  = st2[10:4] == st7[10:4];
+  assign \$608  = ! st7[1];
+  assign \$609  = \$608  & st7[2];
+  assign \$611  = \$610  & st7[22];
+  assign \$612  = \$609  | \$611 ;
+  assign \$613  = st7[0] & \$612 ;
+  assign \$614  = \$607  & \$613 ;
   assign \$617  = ! st3[1];
   assign \$618  = \$617  & st3[2];
   assign \$619  = ~ \$618 ;
@@ -2821,75 +2837,75 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \$625  = \$622  & \$624 ;
   assign \$626  = \$620  | \$625 ;
   assign \$628  = ~ \$627 ;
-  assign \$629  = \$signal$136 [1] & \$628 ;
+  assign \$629  = hit_v2 & \$628 ;
   assign \$630  = ! st3[1];
   assign \$631  = \$630  & st3[2];
   assign \$632  = ~ \$631 ;
   assign \$633  = \$629  & \$632 ;
   assign \$635  = ~ \$634 ;
-  assign \$636  = \$signal$137 [1] & \$635 ;
+  assign \$636  = hit_c2 & \$635 ;
   assign \$637  = ! st3[1];
   assign \$638  = \$637  & st3[2];
   assign \$639  = \$636  & \$638 ;
   assign \$640  = \$633  | \$639 ;
-  assign \$642  = \$641  | \$signal$136 [1];
+  assign \$642  = \$641  | hit_v2;
   assign \$643  = ~ \$642 ;
-  assign \$644  = \$signal$136 [2] & \$643 ;
+  assign \$644  = hit_v3 & \$643 ;
   assign \$645  = ! st3[1];
   assign \$646  = \$645  & st3[2];
   assign \$647  = ~ \$646 ;
   assign \$648  = \$644  & \$647 ;
-  assign \$650  = \$649  | \$signal$136 [1];
-  assign \$651  = \$650  | \$signal$136 [2];
+  assign \$650  = \$649  | hit_v2;
+  assign \$651  = \$650  | hit_v3;
   assign \$652  = ~ \$651 ;
-  assign \$653  = \$signal$136 [3] & \$652 ;
+  assign \$653  = hit_v4 & \$652 ;
   assign \$654  = ! st3[1];
   assign \$655  = \$654  & st3[2];
   assign \$656  = ~ \$655 ;
   assign \$657  = \$653  & \$656 ;
-  assign \$659  = \$658  | \$signal$136 [1];
-  assign \$660  = \$659  | \$signal$136 [2];
-  assign \$661  = \$660  | \$signal$136 [3];
+  assign \$659  = \$658  | hit_v2;
+  assign \$660  = \$659  | hit_v3;
+  assign \$661  = \$660  | hit_v4;
   assign \$662  = ~ \$661 ;
-  assign \$663  = \$signal$136 [4] & \$662 ;
+  assign \$663  = hit_v5 & \$662 ;
   assign \$664  = ! st3[1];
   assign \$665  = \$664  & st3[2];
   assign \$666  = ~ \$665 ;
   assign \$667  = \$663  & \$666 ;
-  assign \$669  = \$668  | \$signal$136 [1];
-  assign \$670  = \$669  | \$signal$136 [2];
-  assign \$671  = \$670  | \$signal$136 [3];
-  assign \$672  = \$671  | \$signal$136 [4];
+  assign \$669  = \$668  | hit_v2;
+  assign \$670  = \$669  | hit_v3;
+  assign \$671  = \$670  | hit_v4;
+  assign \$672  = \$671  | hit_v5;
   assign \$673  = ~ \$672 ;
   assign \$674  = ! st3[1];
   assign \$675  = \$674  & st3[2];
   assign \$676  = ~ \$675 ;
   assign \$677  = \$673  & \$676 ;
-  assign \$679  = \$678  | \$signal$137 [1];
+  assign \$679  = \$678  | hit_c2;
   assign \$680  = ~ \$679 ;
-  assign \$681  = \$signal$137 [2] & \$680 ;
+  assign \$681  = hit_c3 & \$680 ;
   assign \$682  = ! st3[1];
   assign \$683  = \$682  & st3[2];
   assign \$684  = \$681  & \$683 ;
-  assign \$686  = \$685  | \$signal$137 [1];
-  assign \$687  = \$686  | \$signal$137 [2];
+  assign \$686  = \$685  | hit_c2;
+  assign \$687  = \$686  | hit_c3;
   assign \$688  = ~ \$687 ;
-  assign \$689  = \$signal$137 [3] & \$688 ;
+  assign \$689  = hit_c4 & \$688 ;
   assign \$690  = ! st3[1];
   assign \$691  = \$690  & st3[2];
   assign \$692  = \$689  & \$691 ;
-  assign \$694  = \$693  | \$signal$137 [1];
-  assign \$695  = \$694  | \$signal$137 [2];
-  assign \$696  = \$695  | \$signal$137 [3];
+  assign \$694  = \$693  | hit_c2;
+  assign \$695  = \$694  | hit_c3;
+  assign \$696  = \$695  | hit_c4;
   assign \$697  = ~ \$696 ;
-  assign \$698  = \$signal$137 [4] & \$697 ;
+  assign \$698  = hit_c5 & \$697 ;
   assign \$699  = ! st3[1];
   assign \$700  = \$699  & st3[2];
   assign \$701  = \$698  & \$700 ;
-  assign \$703  = \$702  | \$signal$137 [1];
-  assign \$704  = \$703  | \$signal$137 [2];
-  assign \$705  = \$704  | \$signal$137 [3];
-  assign \$706  = \$705  | \$signal$137 [4];
+  assign \$703  = \$702  | hit_c2;
+  assign \$704  = \$703  | hit_c3;
+  assign \$705  = \$704  | hit_c4;
+  assign \$706  = \$705  | hit_c5;
   assign \$707  = ~ \$706 ;
   assign \$708  = ! st3[1];
   assign \$709  = \$708  & st3[2];
@@ -2898,190 +2914,190 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \$714  = ! st3[1];
   assign \$716  = \$713  & \$715 ;
   assign \$718  = ~ \$717 ;
-  assign \$719  = \$signal$137 [1] & \$718 ;
+  assign \$719  = hit_c2 & \$718 ;
   assign \$720  = ! st3[1];
   assign \$722  = \$719  & \$721 ;
-  assign \$724  = \$723  | \$signal$137 [1];
+  assign \$724  = \$723  | hit_c2;
   assign \$725  = ~ \$724 ;
-  assign \$726  = \$signal$137 [2] & \$725 ;
+  assign \$726  = hit_c3 & \$725 ;
   assign \$727  = ! st3[1];
   assign \$729  = \$726  & \$728 ;
-  assign \$731  = \$730  | \$signal$137 [1];
-  assign \$732  = \$731  | \$signal$137 [2];
+  assign \$731  = \$730  | hit_c2;
+  assign \$732  = \$731  | hit_c3;
   assign \$733  = ~ \$732 ;
-  assign \$734  = \$signal$137 [3] & \$733 ;
+  assign \$734  = hit_c4 & \$733 ;
   assign \$735  = ! st3[1];
   assign \$737  = \$734  & \$736 ;
-  assign \$739  = \$738  | \$signal$137 [1];
-  assign \$740  = \$739  | \$signal$137 [2];
-  assign \$741  = \$740  | \$signal$137 [3];
+  assign \$739  = \$738  | hit_c2;
+  assign \$740  = \$739  | hit_c3;
+  assign \$741  = \$740  | hit_c4;
   assign \$742  = ~ \$741 ;
-  assign \$743  = \$signal$137 [4] & \$742 ;
+  assign \$743  = hit_c5 & \$742 ;
   assign \$744  = ! st3[1];
   assign \$746  = \$743  & \$745 ;
-  assign \$748  = \$747  | \$signal$137 [1];
-  assign \$749  = \$748  | \$signal$137 [2];
-  assign \$750  = \$749  | \$signal$137 [3];
-  assign \$751  = \$750  | \$signal$137 [4];
+  assign \$748  = \$747  | hit_c2;
+  assign \$749  = \$748  | hit_c3;
+  assign \$750  = \$749  | hit_c4;
+  assign \$751  = \$750  | hit_c5;
   assign \$752  = ~ \$751 ;
   assign \$753  = ! st3[1];
   assign \$755  = \$752  & \$754 ;
-  assign \$756  = \$signal$138 [0] ? \$signal$140 [19:0] : 20'h00000;
-  assign \$757  = \$signal$138 [1] ? \$signal$51 [19:0] : 20'h00000;
+  assign \$756  = \$signal$146 [0] ? \$signal$148 [19:0] : 20'h00000;
+  assign \$757  = \$signal$146 [1] ? \$signal$51 [19:0] : 20'h00000;
   assign \$758  = \$756  | \$757 ;
-  assign \$759  = \$signal$138 [2] ? v_wr__data[18:0] : 19'h00000;
+  assign \$759  = \$signal$146 [2] ? v_wr__data[18:0] : 19'h00000;
   assign \$760  = \$758  | { \$759 [18], \$759  };
-  assign \$761  = \$signal$138 [3] ? res8[18:0] : 19'h00000;
+  assign \$761  = \$signal$146 [3] ? res8[18:0] : 19'h00000;
   assign \$762  = \$760  | { \$761 [18], \$761  };
-  assign \$763  = \$signal$138 [4] ? res9[18:0] : 19'h00000;
+  assign \$763  = \$signal$146 [4] ? res9[18:0] : 19'h00000;
   assign \$764  = \$762  | { \$763 [18], \$763  };
-  assign \$765  = \$signal$138 [5] ? v_raw[18:0] : 19'h00000;
+  assign \$765  = \$signal$146 [5] ? v_raw[18:0] : 19'h00000;
   assign \$766  = \$764  | { \$765 [18], \$765  };
-  assign \$767  = \$signal$138 [6] ? c_wr__data[17:0] : 18'h00000;
+  assign \$767  = \$signal$146 [6] ? c_wr__data[17:0] : 18'h00000;
   assign \$768  = \$766  | { \$767 [17], \$767 [17], \$767  };
-  assign \$769  = \$signal$138 [7] ? cres8[17:0] : 18'h00000;
+  assign \$769  = \$signal$146 [7] ? cres8[17:0] : 18'h00000;
   assign \$770  = \$768  | { \$769 [17], \$769 [17], \$769  };
-  assign \$771  = \$signal$138 [8] ? cres9[17:0] : 18'h00000;
+  assign \$771  = \$signal$146 [8] ? cres9[17:0] : 18'h00000;
   assign \$772  = \$770  | { \$771 [17], \$771 [17], \$771  };
-  assign \$773  = \$signal$138 [9] ? c_raw[17:0] : 18'h00000;
+  assign \$773  = \$signal$146 [9] ? c_raw[17:0] : 18'h00000;
   assign \$774  = \$772  | { \$773 [17], \$773 [17], \$773  };
-  assign \$775  = \$signal$139 [0] ? addend[14:0] : 15'h0000;
-  assign \$776  = \$signal$139 [1] ? b_raw[14:0] : 15'h0000;
+  assign \$775  = \$signal$147 [0] ? addend[14:0] : 15'h0000;
+  assign \$776  = \$signal$147 [1] ? b_raw[14:0] : 15'h0000;
   assign \$777  = \$775  | \$776 ;
-  assign \$778  = \$signal$139 [2] ? \$signal$140 [19:0] : 20'h00000;
+  assign \$778  = \$signal$147 [2] ? \$signal$148 [19:0] : 20'h00000;
   assign \$779  = { \$777 [14], \$777 [14], \$777 [14], \$777 [14], \$777 [14], \$777  } | \$778 ;
-  assign \$780  = \$signal$139 [3] ? \$signal$51 [19:0] : 20'h00000;
+  assign \$780  = \$signal$147 [3] ? \$signal$51 [19:0] : 20'h00000;
   assign \$781  = \$779  | \$780 ;
-  assign \$782  = \$signal$139 [4] ? c_wr__data[17:0] : 18'h00000;
+  assign \$782  = \$signal$147 [4] ? c_wr__data[17:0] : 18'h00000;
   assign \$783  = \$781  | { \$782 [17], \$782 [17], \$782  };
-  assign \$784  = \$signal$139 [5] ? cres8[17:0] : 18'h00000;
+  assign \$784  = \$signal$147 [5] ? cres8[17:0] : 18'h00000;
   assign \$785  = \$783  | { \$784 [17], \$784 [17], \$784  };
-  assign \$786  = \$signal$139 [6] ? cres9[17:0] : 18'h00000;
+  assign \$786  = \$signal$147 [6] ? cres9[17:0] : 18'h00000;
   assign \$787  = \$785  | { \$786 [17], \$786 [17], \$786  };
-  assign \$788  = \$signal$139 [7] ? c_raw[17:0] : 18'h00000;
+  assign \$788  = \$signal$147 [7] ? c_raw[17:0] : 18'h00000;
   assign \$789  = \$787  | { \$788 [17], \$788 [17], \$788  };
   assign \$790  = $signed(\$774 ) + $signed(\$789 );
-  assign \$791  = \$signal$138 [0] ? \$signal$140 [39:20] : 20'h00000;
-  assign \$792  = \$signal$138 [1] ? \$signal$51 [39:20] : 20'h00000;
+  assign \$791  = \$signal$146 [0] ? \$signal$148 [39:20] : 20'h00000;
+  assign \$792  = \$signal$146 [1] ? \$signal$51 [39:20] : 20'h00000;
   assign \$793  = \$791  | \$792 ;
-  assign \$794  = \$signal$138 [2] ? v_wr__data[37:19] : 19'h00000;
+  assign \$794  = \$signal$146 [2] ? v_wr__data[37:19] : 19'h00000;
   assign \$795  = \$793  | { \$794 [18], \$794  };
-  assign \$796  = \$signal$138 [3] ? res8[37:19] : 19'h00000;
+  assign \$796  = \$signal$146 [3] ? res8[37:19] : 19'h00000;
   assign \$797  = \$795  | { \$796 [18], \$796  };
-  assign \$798  = \$signal$138 [4] ? res9[37:19] : 19'h00000;
+  assign \$798  = \$signal$146 [4] ? res9[37:19] : 19'h00000;
   assign \$799  = \$797  | { \$798 [18], \$798  };
-  assign \$800  = \$signal$138 [5] ? v_raw[37:19] : 19'h00000;
+  assign \$800  = \$signal$146 [5] ? v_raw[37:19] : 19'h00000;
   assign \$801  = \$799  | { \$800 [18], \$800  };
-  assign \$802  = \$signal$138 [6] ? c_wr__data[35:18] : 18'h00000;
+  assign \$802  = \$signal$146 [6] ? c_wr__data[35:18] : 18'h00000;
   assign \$803  = \$801  | { \$802 [17], \$802 [17], \$802  };
-  assign \$804  = \$signal$138 [7] ? cres8[35:18] : 18'h00000;
+  assign \$804  = \$signal$146 [7] ? cres8[35:18] : 18'h00000;
   assign \$805  = \$803  | { \$804 [17], \$804 [17], \$804  };
-  assign \$806  = \$signal$138 [8] ? cres9[35:18] : 18'h00000;
+  assign \$806  = \$signal$146 [8] ? cres9[35:18] : 18'h00000;
   assign \$807  = \$805  | { \$806 [17], \$806 [17], \$806  };
-  assign \$808  = \$signal$138 [9] ? c_raw[35:18] : 18'h00000;
+  assign \$808  = \$signal$146 [9] ? c_raw[35:18] : 18'h00000;
   assign \$809  = \$807  | { \$808 [17], \$808 [17], \$808  };
-  assign \$810  = \$signal$139 [0] ? addend[29:15] : 15'h0000;
-  assign \$811  = \$signal$139 [1] ? b_raw[29:15] : 15'h0000;
+  assign \$810  = \$signal$147 [0] ? addend[29:15] : 15'h0000;
+  assign \$811  = \$signal$147 [1] ? b_raw[29:15] : 15'h0000;
   assign \$812  = \$810  | \$811 ;
-  assign \$813  = \$signal$139 [2] ? \$signal$140 [39:20] : 20'h00000;
+  assign \$813  = \$signal$147 [2] ? \$signal$148 [39:20] : 20'h00000;
   assign \$814  = { \$812 [14], \$812 [14], \$812 [14], \$812 [14], \$812 [14], \$812  } | \$813 ;
-  assign \$815  = \$signal$139 [3] ? \$signal$51 [39:20] : 20'h00000;
+  assign \$815  = \$signal$147 [3] ? \$signal$51 [39:20] : 20'h00000;
   assign \$816  = \$814  | \$815 ;
-  assign \$817  = \$signal$139 [4] ? c_wr__data[35:18] : 18'h00000;
+  assign \$817  = \$signal$147 [4] ? c_wr__data[35:18] : 18'h00000;
   assign \$818  = \$816  | { \$817 [17], \$817 [17], \$817  };
-  assign \$819  = \$signal$139 [5] ? cres8[35:18] : 18'h00000;
+  assign \$819  = \$signal$147 [5] ? cres8[35:18] : 18'h00000;
   assign \$820  = \$818  | { \$819 [17], \$819 [17], \$819  };
-  assign \$821  = \$signal$139 [6] ? cres9[35:18] : 18'h00000;
+  assign \$821  = \$signal$147 [6] ? cres9[35:18] : 18'h00000;
   assign \$822  = \$820  | { \$821 [17], \$821 [17], \$821  };
-  assign \$823  = \$signal$139 [7] ? c_raw[35:18] : 18'h00000;
+  assign \$823  = \$signal$147 [7] ? c_raw[35:18] : 18'h00000;
   assign \$824  = \$822  | { \$823 [17], \$823 [17], \$823  };
   assign \$825  = $signed(\$809 ) + $signed(\$824 );
-  assign \$826  = \$signal$138 [0] ? \$signal$140 [59:40] : 20'h00000;
-  assign \$827  = \$signal$138 [1] ? \$signal$51 [59:40] : 20'h00000;
+  assign \$826  = \$signal$146 [0] ? \$signal$148 [59:40] : 20'h00000;
+  assign \$827  = \$signal$146 [1] ? \$signal$51 [59:40] : 20'h00000;
   assign \$828  = \$826  | \$827 ;
-  assign \$829  = \$signal$138 [2] ? v_wr__data[56:38] : 19'h00000;
+  assign \$829  = \$signal$146 [2] ? v_wr__data[56:38] : 19'h00000;
   assign \$830  = \$828  | { \$829 [18], \$829  };
-  assign \$831  = \$signal$138 [3] ? res8[56:38] : 19'h00000;
+  assign \$831  = \$signal$146 [3] ? res8[56:38] : 19'h00000;
   assign \$832  = \$830  | { \$831 [18], \$831  };
-  assign \$833  = \$signal$138 [4] ? res9[56:38] : 19'h00000;
+  assign \$833  = \$signal$146 [4] ? res9[56:38] : 19'h00000;
   assign \$834  = \$832  | { \$833 [18], \$833  };
-  assign \$835  = \$signal$138 [5] ? v_raw[56:38] : 19'h00000;
+  assign \$835  = \$signal$146 [5] ? v_raw[56:38] : 19'h00000;
   assign \$836  = \$834  | { \$835 [18], \$835  };
-  assign \$837  = \$signal$138 [6] ? c_wr__data[53:36] : 18'h00000;
+  assign \$837  = \$signal$146 [6] ? c_wr__data[53:36] : 18'h00000;
   assign \$838  = \$836  | { \$837 [17], \$837 [17], \$837  };
-  assign \$839  = \$signal$138 [7] ? cres8[53:36] : 18'h00000;
+  assign \$839  = \$signal$146 [7] ? cres8[53:36] : 18'h00000;
   assign \$840  = \$838  | { \$839 [17], \$839 [17], \$839  };
-  assign \$841  = \$signal$138 [8] ? cres9[53:36] : 18'h00000;
+  assign \$841  = \$signal$146 [8] ? cres9[53:36] : 18'h00000;
   assign \$842  = \$840  | { \$841 [17], \$841 [17], \$841  };
-  assign \$843  = \$signal$138 [9] ? c_raw[53:36] : 18'h00000;
+  assign \$843  = \$signal$146 [9] ? c_raw[53:36] : 18'h00000;
   assign \$844  = \$842  | { \$843 [17], \$843 [17], \$843  };
-  assign \$845  = \$signal$139 [0] ? addend[44:30] : 15'h0000;
-  assign \$846  = \$signal$139 [1] ? b_raw[44:30] : 15'h0000;
+  assign \$845  = \$signal$147 [0] ? addend[44:30] : 15'h0000;
+  assign \$846  = \$signal$147 [1] ? b_raw[44:30] : 15'h0000;
   assign \$847  = \$845  | \$846 ;
-  assign \$848  = \$signal$139 [2] ? \$signal$140 [59:40] : 20'h00000;
+  assign \$848  = \$signal$147 [2] ? \$signal$148 [59:40] : 20'h00000;
   assign \$849  = { \$847 [14], \$847 [14], \$847 [14], \$847 [14], \$847 [14], \$847  } | \$848 ;
-  assign \$850  = \$signal$139 [3] ? \$signal$51 [59:40] : 20'h00000;
+  assign \$850  = \$signal$147 [3] ? \$signal$51 [59:40] : 20'h00000;
   assign \$851  = \$849  | \$850 ;
-  assign \$852  = \$signal$139 [4] ? c_wr__data[53:36] : 18'h00000;
+  assign \$852  = \$signal$147 [4] ? c_wr__data[53:36] : 18'h00000;
   assign \$853  = \$851  | { \$852 [17], \$852 [17], \$852  };
-  assign \$854  = \$signal$139 [5] ? cres8[53:36] : 18'h00000;
+  assign \$854  = \$signal$147 [5] ? cres8[53:36] : 18'h00000;
   assign \$855  = \$853  | { \$854 [17], \$854 [17], \$854  };
-  assign \$856  = \$signal$139 [6] ? cres9[53:36] : 18'h00000;
+  assign \$856  = \$signal$147 [6] ? cres9[53:36] : 18'h00000;
   assign \$857  = \$855  | { \$856 [17], \$856 [17], \$856  };
-  assign \$858  = \$signal$139 [7] ? c_raw[53:36] : 18'h00000;
+  assign \$858  = \$signal$147 [7] ? c_raw[53:36] : 18'h00000;
   assign \$859  = \$857  | { \$858 [17], \$858 [17], \$858  };
   assign \$860  = $signed(\$844 ) + $signed(\$859 );
-  assign \$861  = \$signal$138 [0] ? \$signal$140 [79:60] : 20'h00000;
-  assign \$862  = \$signal$138 [1] ? \$signal$51 [79:60] : 20'h00000;
+  assign \$861  = \$signal$146 [0] ? \$signal$148 [79:60] : 20'h00000;
+  assign \$862  = \$signal$146 [1] ? \$signal$51 [79:60] : 20'h00000;
   assign \$863  = \$861  | \$862 ;
-  assign \$864  = \$signal$138 [2] ? v_wr__data[75:57] : 19'h00000;
+  assign \$864  = \$signal$146 [2] ? v_wr__data[75:57] : 19'h00000;
   assign \$865  = \$863  | { \$864 [18], \$864  };
-  assign \$866  = \$signal$138 [3] ? res8[75:57] : 19'h00000;
+  assign \$866  = \$signal$146 [3] ? res8[75:57] : 19'h00000;
   assign \$867  = \$865  | { \$866 [18], \$866  };
-  assign \$868  = \$signal$138 [4] ? res9[75:57] : 19'h00000;
+  assign \$868  = \$signal$146 [4] ? res9[75:57] : 19'h00000;
   assign \$869  = \$867  | { \$868 [18], \$868  };
-  assign \$870  = \$signal$138 [5] ? v_raw[75:57] : 19'h00000;
+  assign \$870  = \$signal$146 [5] ? v_raw[75:57] : 19'h00000;
   assign \$871  = \$869  | { \$870 [18], \$870  };
-  assign \$872  = \$signal$138 [6] ? c_wr__data[71:54] : 18'h00000;
+  assign \$872  = \$signal$146 [6] ? c_wr__data[71:54] : 18'h00000;
   assign \$873  = \$871  | { \$872 [17], \$872 [17], \$872  };
-  assign \$874  = \$signal$138 [7] ? cres8[71:54] : 18'h00000;
+  assign \$874  = \$signal$146 [7] ? cres8[71:54] : 18'h00000;
   assign \$875  = \$873  | { \$874 [17], \$874 [17], \$874  };
-  assign \$876  = \$signal$138 [8] ? cres9[71:54] : 18'h00000;
+  assign \$876  = \$signal$146 [8] ? cres9[71:54] : 18'h00000;
   assign \$877  = \$875  | { \$876 [17], \$876 [17], \$876  };
-  assign \$878  = \$signal$138 [9] ? c_raw[71:54] : 18'h00000;
+  assign \$878  = \$signal$146 [9] ? c_raw[71:54] : 18'h00000;
   assign \$879  = \$877  | { \$878 [17], \$878 [17], \$878  };
-  assign \$880  = \$signal$139 [0] ? addend[59:45] : 15'h0000;
-  assign \$881  = \$signal$139 [1] ? b_raw[59:45] : 15'h0000;
+  assign \$880  = \$signal$147 [0] ? addend[59:45] : 15'h0000;
+  assign \$881  = \$signal$147 [1] ? b_raw[59:45] : 15'h0000;
   assign \$882  = \$880  | \$881 ;
-  assign \$883  = \$signal$139 [2] ? \$signal$140 [79:60] : 20'h00000;
+  assign \$883  = \$signal$147 [2] ? \$signal$148 [79:60] : 20'h00000;
   assign \$884  = { \$882 [14], \$882 [14], \$882 [14], \$882 [14], \$882 [14], \$882  } | \$883 ;
-  assign \$885  = \$signal$139 [3] ? \$signal$51 [79:60] : 20'h00000;
+  assign \$885  = \$signal$147 [3] ? \$signal$51 [79:60] : 20'h00000;
   assign \$886  = \$884  | \$885 ;
-  assign \$887  = \$signal$139 [4] ? c_wr__data[71:54] : 18'h00000;
+  assign \$887  = \$signal$147 [4] ? c_wr__data[71:54] : 18'h00000;
   assign \$888  = \$886  | { \$887 [17], \$887 [17], \$887  };
-  assign \$889  = \$signal$139 [5] ? cres8[71:54] : 18'h00000;
+  assign \$889  = \$signal$147 [5] ? cres8[71:54] : 18'h00000;
   assign \$890  = \$888  | { \$889 [17], \$889 [17], \$889  };
-  assign \$891  = \$signal$139 [6] ? cres9[71:54] : 18'h00000;
+  assign \$891  = \$signal$147 [6] ? cres9[71:54] : 18'h00000;
   assign \$892  = \$890  | { \$891 [17], \$891 [17], \$891  };
-  assign \$893  = \$signal$139 [7] ? c_raw[71:54] : 18'h00000;
+  assign \$893  = \$signal$147 [7] ? c_raw[71:54] : 18'h00000;
   assign \$894  = \$892  | { \$893 [17], \$893 [17], \$893  };
   assign \$895  = $signed(\$879 ) + $signed(\$894 );
-  assign \$896  = $signed(\$signal$140 [19:0]) - $signed(14'h1054);
-  assign \$897  = $signed(\$signal$140 [19:0]) - $signed(15'h20a8);
-  assign \$898  = $signed(\$signal$140 [19:0]) - $signed(15'h30fc);
-  assign \$899  = $signed(\$signal$140 [19:0]) - $signed(16'h4150);
-  assign \$900  = $signed(\$signal$140 [39:20]) - $signed(14'h1054);
-  assign \$901  = $signed(\$signal$140 [39:20]) - $signed(15'h20a8);
-  assign \$902  = $signed(\$signal$140 [39:20]) - $signed(15'h30fc);
-  assign \$903  = $signed(\$signal$140 [39:20]) - $signed(16'h4150);
-  assign \$904  = $signed(\$signal$140 [59:40]) - $signed(14'h1054);
-  assign \$905  = $signed(\$signal$140 [59:40]) - $signed(15'h20a8);
-  assign \$906  = $signed(\$signal$140 [59:40]) - $signed(15'h30fc);
-  assign \$907  = $signed(\$signal$140 [59:40]) - $signed(16'h4150);
-  assign \$908  = $signed(\$signal$140 [79:60]) - $signed(14'h1054);
-  assign \$909  = $signed(\$signal$140 [79:60]) - $signed(15'h20a8);
-  assign \$910  = $signed(\$signal$140 [79:60]) - $signed(15'h30fc);
-  assign \$911  = $signed(\$signal$140 [79:60]) - $signed(16'h4150);
+  assign \$896  = $signed(\$signal$148 [19:0]) - $signed(14'h1054);
+  assign \$897  = $signed(\$signal$148 [19:0]) - $signed(15'h20a8);
+  assign \$898  = $signed(\$signal$148 [19:0]) - $signed(15'h30fc);
+  assign \$899  = $signed(\$signal$148 [19:0]) - $signed(16'h4150);
+  assign \$900  = $signed(\$signal$148 [39:20]) - $signed(14'h1054);
+  assign \$901  = $signed(\$signal$148 [39:20]) - $signed(15'h20a8);
+  assign \$902  = $signed(\$signal$148 [39:20]) - $signed(15'h30fc);
+  assign \$903  = $signed(\$signal$148 [39:20]) - $signed(16'h4150);
+  assign \$904  = $signed(\$signal$148 [59:40]) - $signed(14'h1054);
+  assign \$905  = $signed(\$signal$148 [59:40]) - $signed(15'h20a8);
+  assign \$906  = $signed(\$signal$148 [59:40]) - $signed(15'h30fc);
+  assign \$907  = $signed(\$signal$148 [59:40]) - $signed(16'h4150);
+  assign \$908  = $signed(\$signal$148 [79:60]) - $signed(14'h1054);
+  assign \$909  = $signed(\$signal$148 [79:60]) - $signed(15'h20a8);
+  assign \$910  = $signed(\$signal$148 [79:60]) - $signed(15'h30fc);
+  assign \$911  = $signed(\$signal$148 [79:60]) - $signed(16'h4150);
   assign \$912  = ! st6[1];
   assign \$913  = st6[1] ? { b6[14], b6[14], b6[14], b6[14], b6[14], b6[14:0] } : \$signal$51 [19:0];
   assign \$914  = ! st6[1];
@@ -3202,59 +3218,75 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   always @(posedge clk)
     b6 <= \$981 ;
   always @(posedge clk)
-    \$signal$136  <= \$982 ;
+    hit_v1 <= \$982 ;
   always @(posedge clk)
-    \$signal$137  <= \$983 ;
+    hit_c1 <= \$983 ;
   always @(posedge clk)
-    \$signal$138  <= \$984 ;
+    hit_v2 <= \$984 ;
   always @(posedge clk)
-    \$signal$139  <= \$985 ;
+    hit_c2 <= \$985 ;
   always @(posedge clk)
-    \$signal$140  <= \$986 ;
+    hit_v3 <= \$986 ;
   always @(posedge clk)
-    \$signal$51  <= \$987 ;
+    hit_c3 <= \$987 ;
   always @(posedge clk)
-    d1_0 <= \$988 ;
+    hit_v4 <= \$988 ;
   always @(posedge clk)
-    d2_0 <= \$989 ;
+    hit_c4 <= \$989 ;
   always @(posedge clk)
-    d3_0 <= \$990 ;
+    hit_v5 <= \$990 ;
   always @(posedge clk)
-    d4_0 <= \$991 ;
+    hit_c5 <= \$991 ;
   always @(posedge clk)
-    d1_1 <= \$992 ;
+    \$signal$146  <= \$992 ;
   always @(posedge clk)
-    d2_1 <= \$993 ;
+    \$signal$147  <= \$993 ;
   always @(posedge clk)
-    d3_1 <= \$994 ;
+    \$signal$148  <= \$994 ;
   always @(posedge clk)
-    d4_1 <= \$995 ;
+    \$signal$51  <= \$995 ;
   always @(posedge clk)
-    d1_2 <= \$996 ;
+    d1_0 <= \$996 ;
   always @(posedge clk)
-    d2_2 <= \$997 ;
+    d2_0 <= \$997 ;
   always @(posedge clk)
-    d3_2 <= \$998 ;
+    d3_0 <= \$998 ;
   always @(posedge clk)
-    d4_2 <= \$999 ;
+    d4_0 <= \$999 ;
   always @(posedge clk)
-    d1_3 <= \$1000 ;
+    d1_1 <= \$1000 ;
   always @(posedge clk)
-    d2_3 <= \$1001 ;
+    d2_1 <= \$1001 ;
   always @(posedge clk)
-    d3_3 <= \$1002 ;
+    d3_1 <= \$1002 ;
   always @(posedge clk)
-    d4_3 <= \$1003 ;
+    d4_1 <= \$1003 ;
   always @(posedge clk)
-    v_wr__data <= \$1004 ;
+    d1_2 <= \$1004 ;
   always @(posedge clk)
-    c_wr__data <= \$1005 ;
+    d2_2 <= \$1005 ;
   always @(posedge clk)
-    \$signal$84  <= \$1006 ;
+    d3_2 <= \$1006 ;
   always @(posedge clk)
-    \$signal$86  <= \$1007 ;
+    d4_2 <= \$1007 ;
   always @(posedge clk)
-    done <= \$1008 ;
+    d1_3 <= \$1008 ;
+  always @(posedge clk)
+    d2_3 <= \$1009 ;
+  always @(posedge clk)
+    d3_3 <= \$1010 ;
+  always @(posedge clk)
+    d4_3 <= \$1011 ;
+  always @(posedge clk)
+    v_wr__data <= \$1012 ;
+  always @(posedge clk)
+    c_wr__data <= \$1013 ;
+  always @(posedge clk)
+    \$signal$84  <= \$1014 ;
+  always @(posedge clk)
+    \$signal$86  <= \$1015 ;
+  always @(posedge clk)
+    done <= \$1016 ;
   \digits_cnn_gn.engine_conv1.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -3267,25 +3299,25 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$3748$0 (\bit ),
+    .\port$3745$0 (\bit ),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_gn.engine_conv1.pixel_skid  pixel_skid (
     .clk(clk),
     .\port$0$2 (pixels__payload),
-    .\port$1290$0 (pixels__ready),
-    .\port$3750$0 (\$signal$31 ),
-    .\port$3981$0 (\$signal$102 ),
-    .\port$3983$0 (\$signal$101 ),
+    .\port$1289$0 (pixels__ready),
+    .\port$3747$0 (\$signal$31 ),
+    .\port$3992$0 (\$signal$102 ),
+    .\port$3994$0 (\$signal$101 ),
     .\port$5$0 (pixels__valid),
     .rst(rst)
   );
   \digits_cnn_gn.engine_conv1.queue  queue (
     .clk(clk),
-    .\port$3763$0 (\$signal$97 ),
-    .\port$3971$0 (\$signal$90 ),
-    .\port$3973$0 (\$signal$94 ),
+    .\port$3760$0 (\$signal$97 ),
+    .\port$3982$0 (\$signal$90 ),
+    .\port$3984$0 (\$signal$94 ),
     .rst(rst),
     .w_data(\$signal$84 ),
     .w_en(\$signal$86 )
@@ -4253,225 +4285,273 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$982 [0] = \$544 ;
-    \$982 [1] = \$562 ;
-    \$982 [2] = \$578 ;
-    \$982 [3] = \$592 ;
-    \$982 [4] = \$606 ;
+    \$982  = \$544 ;
     if (rst) begin
-      \$982  = 5'h00;
+      \$982  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$983 [0] = \$554 ;
-    \$983 [1] = \$572 ;
-    \$983 [2] = \$586 ;
-    \$983 [3] = \$600 ;
-    \$983 [4] = \$614 ;
+    \$983  = \$554 ;
     if (rst) begin
-      \$983  = 5'h00;
+      \$983  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$984  = { \$710 , \$701 , \$692 , \$684 , \$677 , \$667 , \$657 , \$648 , \$640 , \$626  };
+    \$984  = \$562 ;
     if (rst) begin
-      \$984  = 10'h000;
+      \$984  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$985  = { \$755 , \$746 , \$737 , \$729 , \$722 , \$716 , 1'h0, \$711  };
+    \$985  = \$572 ;
     if (rst) begin
-      \$985  = 8'h00;
+      \$985  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$986 [19:0] = \$790 [19:0];
-    \$986 [39:20] = \$825 [19:0];
-    \$986 [59:40] = \$860 [19:0];
-    \$986 [79:60] = \$895 [19:0];
+    \$986  = \$578 ;
     if (rst) begin
-      \$986  = 80'h00000000000000000000;
+      \$986  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$987 [19:0] = \$signal$140 [19:0];
-    \$987 [39:20] = \$signal$140 [39:20];
-    \$987 [59:40] = \$signal$140 [59:40];
-    \$987 [79:60] = \$signal$140 [79:60];
+    \$987  = \$586 ;
     if (rst) begin
-      \$987  = 80'h00000000000000000000;
+      \$987  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$988  = \$896 ;
+    \$988  = \$592 ;
     if (rst) begin
-      \$988  = 21'h000000;
+      \$988  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$989  = \$897 ;
+    \$989  = \$600 ;
     if (rst) begin
-      \$989  = 21'h000000;
+      \$989  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$990  = \$898 ;
+    \$990  = \$606 ;
     if (rst) begin
-      \$990  = 21'h000000;
+      \$990  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$991  = \$899 ;
+    \$991  = \$614 ;
     if (rst) begin
-      \$991  = 21'h000000;
+      \$991  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$992  = \$900 ;
+    \$992  = { \$710 , \$701 , \$692 , \$684 , \$677 , \$667 , \$657 , \$648 , \$640 , \$626  };
     if (rst) begin
-      \$992  = 21'h000000;
+      \$992  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$993  = \$901 ;
+    \$993  = { \$755 , \$746 , \$737 , \$729 , \$722 , \$716 , 1'h0, \$711  };
     if (rst) begin
-      \$993  = 21'h000000;
+      \$993  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$994  = \$902 ;
+    \$994 [19:0] = \$790 [19:0];
+    \$994 [39:20] = \$825 [19:0];
+    \$994 [59:40] = \$860 [19:0];
+    \$994 [79:60] = \$895 [19:0];
     if (rst) begin
-      \$994  = 21'h000000;
+      \$994  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$995  = \$903 ;
+    \$995 [19:0] = \$signal$148 [19:0];
+    \$995 [39:20] = \$signal$148 [39:20];
+    \$995 [59:40] = \$signal$148 [59:40];
+    \$995 [79:60] = \$signal$148 [79:60];
     if (rst) begin
-      \$995  = 21'h000000;
+      \$995  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$996  = \$904 ;
+    \$996  = \$896 ;
     if (rst) begin
       \$996  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$997  = \$905 ;
+    \$997  = \$897 ;
     if (rst) begin
       \$997  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$998  = \$906 ;
+    \$998  = \$898 ;
     if (rst) begin
       \$998  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$999  = \$907 ;
+    \$999  = \$899 ;
     if (rst) begin
       \$999  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1000  = \$908 ;
+    \$1000  = \$900 ;
     if (rst) begin
       \$1000  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1001  = \$909 ;
+    \$1001  = \$901 ;
     if (rst) begin
       \$1001  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1002  = \$910 ;
+    \$1002  = \$902 ;
     if (rst) begin
       \$1002  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1003  = \$911 ;
+    \$1003  = \$903 ;
     if (rst) begin
       \$1003  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1004  = result;
+    \$1004  = \$904 ;
     if (rst) begin
-      \$1004  = 76'h0000000000000000000;
+      \$1004  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1005 [17:0] = \$913 [17:0];
-    \$1005 [35:18] = \$915 [17:0];
-    \$1005 [53:36] = \$917 [17:0];
-    \$1005 [71:54] = \$919 [17:0];
+    \$1005  = \$905 ;
     if (rst) begin
-      \$1005  = 72'h000000000000000000;
+      \$1005  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1006  = entry;
+    \$1006  = \$906 ;
     if (rst) begin
-      \$1006  = 20'h00000;
+      \$1006  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1007  = \$923 ;
+    \$1007  = \$907 ;
     if (rst) begin
-      \$1007  = 1'h0;
+      \$1007  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1008  = done;
+    \$1008  = \$908 ;
+    if (rst) begin
+      \$1008  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1009  = \$909 ;
+    if (rst) begin
+      \$1009  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1010  = \$910 ;
+    if (rst) begin
+      \$1010  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1011  = \$911 ;
+    if (rst) begin
+      \$1011  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1012  = result;
+    if (rst) begin
+      \$1012  = 76'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1013 [17:0] = \$913 [17:0];
+    \$1013 [35:18] = \$915 [17:0];
+    \$1013 [53:36] = \$917 [17:0];
+    \$1013 [71:54] = \$919 [17:0];
+    if (rst) begin
+      \$1013  = 72'h000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1014  = entry;
+    if (rst) begin
+      \$1014  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1015  = \$923 ;
+    if (rst) begin
+      \$1015  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1016  = done;
     if (\$signal$94 ) begin
       (* full_case = 32'd1 *)
       if (\$924 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
           if (\$929 ) begin
-            \$1008  = 4'h0;
+            \$1016  = 4'h0;
           end else begin
-            \$1008  = \$931 [3:0];
+            \$1016  = \$931 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$1008  = 4'h0;
+          \$1016  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$1008  = 4'h0;
+      \$1016  = 4'h0;
     end
   end
   assign \$signal$5  = 1'h0;
@@ -4758,10 +4838,10 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \b6[1]  = b6[29:15];
   assign \b6[2]  = b6[44:30];
   assign \b6[3]  = b6[59:45];
-  assign \$signal$140[0]  = \$signal$140 [19:0];
-  assign \$signal$140[1]  = \$signal$140 [39:20];
-  assign \$signal$140[2]  = \$signal$140 [59:40];
-  assign \$signal$140[3]  = \$signal$140 [79:60];
+  assign \$signal$148[0]  = \$signal$148 [19:0];
+  assign \$signal$148[1]  = \$signal$148 [39:20];
+  assign \$signal$148[2]  = \$signal$148 [59:40];
+  assign \$signal$148[3]  = \$signal$148 [79:60];
   always @*
     o__payload[8:6] = \$signal$90 [18:16];
   always @*
@@ -4861,32 +4941,32 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \$471  = pix_bits[0];
   assign \$478  = pix_bits[0];
   assign \$524  = sweep_g;
-  assign \$547  = st3[1];
-  assign \$565  = st4[1];
-  assign \$581  = st5[1];
-  assign \$595  = st6[1];
-  assign \$609  = st7[1];
+  assign \$550  = st3[1];
+  assign \$568  = st4[1];
+  assign \$582  = st5[1];
+  assign \$596  = st6[1];
+  assign \$610  = st7[1];
   assign \$615  = 1'h1;
-  assign \$616  = \$signal$136 [0];
+  assign \$616  = hit_v1;
   assign \$621  = 1'h1;
-  assign \$622  = \$signal$137 [0];
-  assign \$627  = \$signal$136 [0];
-  assign \$634  = \$signal$137 [0];
-  assign \$641  = \$signal$136 [0];
-  assign \$649  = \$signal$136 [0];
-  assign \$658  = \$signal$136 [0];
-  assign \$668  = \$signal$136 [0];
-  assign \$678  = \$signal$137 [0];
-  assign \$685  = \$signal$137 [0];
-  assign \$693  = \$signal$137 [0];
-  assign \$702  = \$signal$137 [0];
+  assign \$622  = hit_c1;
+  assign \$627  = hit_v1;
+  assign \$634  = hit_c1;
+  assign \$641  = hit_v1;
+  assign \$649  = hit_v1;
+  assign \$658  = hit_v1;
+  assign \$668  = hit_v1;
+  assign \$678  = hit_c1;
+  assign \$685  = hit_c1;
+  assign \$693  = hit_c1;
+  assign \$702  = hit_c1;
   assign \$712  = 1'h1;
-  assign \$713  = \$signal$137 [0];
-  assign \$717  = \$signal$137 [0];
-  assign \$723  = \$signal$137 [0];
-  assign \$730  = \$signal$137 [0];
-  assign \$738  = \$signal$137 [0];
-  assign \$747  = \$signal$137 [0];
+  assign \$713  = hit_c1;
+  assign \$717  = hit_c1;
+  assign \$723  = hit_c1;
+  assign \$730  = hit_c1;
+  assign \$738  = hit_c1;
+  assign \$747  = hit_c1;
   assign \$920  = st6[1];
   assign \$715  = st3[1];
   assign \$721  = st3[1];
@@ -4897,7 +4977,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3748$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
+module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3745$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [2:0] \$10 ;
@@ -4918,49 +4998,47 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3748$0 , load,
   wire \$24 ;
   reg [3:0] \$25 ;
   wire \$26 ;
-  reg [3:0] \$27 ;
-  wire \$28 ;
-  reg [4:0] \$29 ;
+  reg [4:0] \$27 ;
+  reg [3:0] \$28 ;
+  reg [3:0] \$29 ;
   wire \$3 ;
-  reg [3:0] \$30 ;
+  wire \$30 ;
   reg [3:0] \$31 ;
   wire \$32 ;
-  reg [3:0] \$33 ;
+  wire \$33 ;
   wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [1:0] \$37 ;
-  wire [7:0] \$38 ;
-  wire [5:0] \$39 ;
+  wire [1:0] \$35 ;
+  wire [7:0] \$36 ;
+  wire [5:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire [4:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [6:0] \$44 ;
-  wire \$45 ;
-  wire [8:0] \$46 ;
-  wire [6:0] \$47 ;
-  wire \$48 ;
-  wire [4:0] \$49 ;
+  wire [4:0] \$40 ;
+  wire [7:0] \$41 ;
+  wire [6:0] \$42 ;
+  wire \$43 ;
+  wire [8:0] \$44 ;
+  wire [6:0] \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire [4:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  reg \$51 ;
-  reg [3:0] \$52 ;
-  reg \$53 ;
-  reg [6:0] \$54 ;
-  reg [4:0] \$55 ;
+  reg \$50 ;
+  reg [3:0] \$51 ;
+  reg \$52 ;
+  reg [6:0] \$53 ;
+  reg [4:0] \$54 ;
+  reg [3:0] \$55 ;
   reg [3:0] \$56 ;
   reg [3:0] \$57 ;
-  reg [3:0] \$58 ;
+  reg \$58 ;
   reg \$59 ;
   reg [7:0] \$6 ;
   reg \$60 ;
-  reg \$61 ;
-  reg \$62 ;
-  reg [4:0] \$63 ;
-  reg [3:0] \$64 ;
-  reg \$65 ;
+  reg [4:0] \$61 ;
+  reg [3:0] \$62 ;
+  reg \$63 ;
   reg [4:0] \$7 ;
   wire [8:0] \$8 ;
   wire [1:0] \$9 ;
@@ -4990,7 +5068,6 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3748$0 , load,
   reg last_y = 1'h0;
   input load;
   wire load;
-  reg one_x = 1'h0;
   output [6:0] op_addr;
   reg [6:0] op_addr = 7'h00;
   output op_count;
@@ -5001,8 +5078,8 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3748$0 , load,
   reg op_valid = 1'h0;
   output [4:0] op_waddr;
   reg [4:0] op_waddr = 5'h00;
-  input [2:0] \port$3748$0 ;
-  wire [2:0] \port$3748$0 ;
+  input [2:0] \port$3745$0 ;
+  wire [2:0] \port$3745$0 ;
   reg [4:0] r_step = 5'h00;
   output ready;
   wire ready;
@@ -5016,53 +5093,48 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3748$0 , load,
   reg [3:0] xn = 4'h0;
   reg [3:0] xs = 4'h0;
   reg [3:0] ys = 4'h0;
-  assign \$34  = | \$33 ;
-  assign \$35  = \$32  & \$34 ;
-  assign \$36  = ~ last_g;
-  assign \$37  = g + 1'h1;
-  assign \$38  = op_addr + 1'h1;
-  assign \$39  = op_waddr + 1'h1;
-  assign \$40  = ! g;
-  assign \$41  = ~ \$signal ;
-  assign \$42  = xs - 1'h1;
-  assign \$43  = op_addr + 1'h1;
-  assign \$44  = op_waddr + 7'h7d;
-  assign \$45  = xs == 1'h1;
-  assign \$46  = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign \$47  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign \$48  = ~ last_y;
-  assign \$49  = ys - 1'h1;
-  assign \$50  = ys == 1'h1;
+  assign \$36  = op_addr + 1'h1;
+  assign \$37  = op_waddr + 1'h1;
+  assign \$38  = ! g;
+  assign \$39  = ~ \$signal ;
+  assign \$40  = xs - 1'h1;
+  assign \$41  = op_addr + 1'h1;
+  assign \$42  = op_waddr + 7'h7d;
+  assign \$43  = xs == 1'h1;
+  assign \$44  = $signed({ 1'h0, op_addr }) + $signed(r_step);
+  assign \$45  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
+  assign \$46  = ! xn;
+  assign \$47  = ~ last_y;
+  assign \$48  = ys - 1'h1;
+  assign \$49  = ys == 1'h1;
   always @(posedge clk)
-    op_count <= \$51 ;
+    op_count <= \$50 ;
   always @(posedge clk)
-    op_shift <= \$52 ;
+    op_shift <= \$51 ;
   always @(posedge clk)
-    g <= \$53 ;
+    g <= \$52 ;
   always @(posedge clk)
-    op_addr <= \$54 ;
+    op_addr <= \$53 ;
   always @(posedge clk)
-    op_waddr <= \$55 ;
+    op_waddr <= \$54 ;
   always @(posedge clk)
-    xs <= \$56 ;
+    xs <= \$55 ;
   always @(posedge clk)
-    ys <= \$57 ;
+    ys <= \$56 ;
   always @(posedge clk)
-    xn <= \$58 ;
+    xn <= \$57 ;
   always @(posedge clk)
-    last_g <= \$59 ;
+    last_g <= \$58 ;
   always @(posedge clk)
-    \$signal  <= \$60 ;
+    \$signal  <= \$59 ;
   always @(posedge clk)
-    last_y <= \$61 ;
+    last_y <= \$60 ;
   always @(posedge clk)
-    one_x <= \$62 ;
+    r_step <= \$61 ;
   always @(posedge clk)
-    r_step <= \$63 ;
+    w_step <= \$62 ;
   always @(posedge clk)
-    w_step <= \$64 ;
-  always @(posedge clk)
-    op_valid <= \$65 ;
+    op_valid <= \$63 ;
   assign \$1  = ~ op_valid;
   assign \$2  = last_g & \$signal ;
   assign \$3  = \$2  & last_y;
@@ -5079,103 +5151,128 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3748$0 , load,
   assign \$22  = \$21  - 1'h1;
   assign \$24  = \$23  == 1'h1;
   assign \$26  = \$25  == 1'h1;
-  assign \$28  = \$27  == 1'h1;
+  assign \$30  = | \$29 ;
   assign \$32  = | \$31 ;
+  assign \$33  = \$30  & \$32 ;
+  assign \$34  = ~ last_g;
+  assign \$35  = g + 1'h1;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$51  = op_count;
+    \$50  = op_count;
     if (load) begin
-      \$51  = 1'h1;
+      \$50  = 1'h1;
     end
     if (rst) begin
-      \$51  = 1'h0;
+      \$50  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$52  = op_shift;
+    \$51  = op_shift;
     if (load) begin
-      \$52  = { 1'h0, \port$3748$0  };
+      \$51  = { 1'h0, \port$3745$0  };
     end
     if (rst) begin
-      \$52  = 4'h0;
+      \$51  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$53  = g;
+    \$52  = g;
     if (load) begin
-      \$53  = 1'h0;
+      \$52  = 1'h0;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$53  = \$37 [0];
+      if (\$34 ) begin
+        \$52  = \$35 [0];
       end else begin
-        \$53  = 1'h0;
+        \$52  = 1'h0;
       end
     end
     if (rst) begin
-      \$53  = 1'h0;
+      \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$54  = op_addr;
+    \$53  = op_addr;
     if (load) begin
-      \$54  = \$8 [6:0];
+      \$53  = \$8 [6:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$54  = \$38 [6:0];
+      if (\$34 ) begin
+        \$53  = \$36 [6:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$54  = \$43 [6:0];
+        if (\$39 ) begin
+          \$53  = \$41 [6:0];
         end else begin
-          \$54  = \$46 [6:0];
+          \$53  = \$44 [6:0];
         end
       end
     end
     if (rst) begin
-      \$54  = 7'h00;
+      \$53  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$55  = op_waddr;
+    \$54  = op_waddr;
     if (load) begin
-      \$55  = \$16 [4:0];
+      \$54  = \$16 [4:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$55  = \$39 [4:0];
+      if (\$34 ) begin
+        \$54  = \$37 [4:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$55  = \$44 [4:0];
+        if (\$39 ) begin
+          \$54  = \$42 [4:0];
         end else begin
-          \$55  = \$47 [4:0];
+          \$54  = \$45 [4:0];
         end
       end
     end
     if (rst) begin
-      \$55  = 5'h00;
+      \$54  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$56  = xs;
+    \$55  = xs;
     if (load) begin
-      \$56  = \$18 [3:0];
+      \$55  = \$18 [3:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$56  = \$42 [3:0];
+        if (\$39 ) begin
+          \$55  = \$40 [3:0];
         end else begin
-          \$56  = xn;
+          \$55  = xn;
+        end
+      end
+    end
+    if (rst) begin
+      \$55  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$56  = ys;
+    if (load) begin
+      \$56  = \$20 [3:0];
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$34 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$39 ) begin
+        end else begin
+          if (\$47 ) begin
+            \$56  = \$48 [3:0];
+          end
         end
       end
     end
@@ -5185,21 +5282,9 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3748$0 , load,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$57  = ys;
+    \$57  = xn;
     if (load) begin
-      \$57  = \$20 [3:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$36 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$41 ) begin
-        end else begin
-          if (\$48 ) begin
-            \$57  = \$49 [3:0];
-          end
-        end
-      end
+      \$57  = \$22 [3:0];
     end
     if (rst) begin
       \$57  = 4'h0;
@@ -5207,25 +5292,36 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3748$0 , load,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$58  = xn;
+    \$58  = last_g;
     if (load) begin
-      \$58  = \$22 [3:0];
+      \$58  = 1'h0;
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$34 ) begin
+        \$58  = \$38 ;
+      end else begin
+        \$58  = 1'h0;
+      end
     end
     if (rst) begin
-      \$58  = 4'h0;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$59  = last_g;
+    \$59  = \$signal ;
     if (load) begin
-      \$59  = 1'h0;
+      \$59  = \$24 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$59  = \$40 ;
+      if (\$34 ) begin
       end else begin
-        \$59  = 1'h0;
+        (* full_case = 32'd1 *)
+        if (\$39 ) begin
+          \$59  = \$43 ;
+        end else begin
+          \$59  = \$46 ;
+        end
       end
     end
     if (rst) begin
@@ -5234,18 +5330,19 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3748$0 , load,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$60  = \$signal ;
+    \$60  = last_y;
     if (load) begin
-      \$60  = \$24 ;
+      \$60  = \$26 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$60  = \$45 ;
+        if (\$39 ) begin
         end else begin
-          \$60  = one_x;
+          if (\$47 ) begin
+            \$60  = \$49 ;
+          end
         end
       end
     end
@@ -5255,78 +5352,46 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3748$0 , load,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$61  = last_y;
+    \$61  = r_step;
     if (load) begin
-      \$61  = \$26 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$36 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$41 ) begin
-        end else begin
-          if (\$48 ) begin
-            \$61  = \$50 ;
-          end
-        end
-      end
+      \$61  = \$27 ;
     end
     if (rst) begin
-      \$61  = 1'h0;
+      \$61  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$62  = one_x;
+    \$62  = w_step;
     if (load) begin
       \$62  = \$28 ;
     end
     if (rst) begin
-      \$62  = 1'h0;
+      \$62  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$63  = r_step;
+    \$63  = op_valid;
     if (load) begin
-      \$63  = \$29 ;
-    end
-    if (rst) begin
-      \$63  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$64  = w_step;
-    if (load) begin
-      \$64  = \$30 ;
-    end
-    if (rst) begin
-      \$64  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$65  = op_valid;
-    if (load) begin
-      \$65  = \$35 ;
+      \$63  = \$33 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
+        if (\$39 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$48 ) begin
+          if (\$47 ) begin
           end else begin
-            \$65  = 1'h0;
+            \$63  = 1'h0;
           end
         end
       end
     end
     if (rst) begin
-      \$65  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
@@ -5532,21 +5597,21 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3748$0 , load,
     (* full_case = 32'd1 *)
     casez (ev_x)
       3'h0:
-          \$27  = 4'h2;
+          \$27  = 5'h0d;
       3'h1:
-          \$27  = 4'h3;
+          \$27  = 5'h0b;
       3'h2:
-          \$27  = 4'h3;
+          \$27  = 5'h0b;
       3'h3:
-          \$27  = 4'h3;
+          \$27  = 5'h0b;
       3'h4:
-          \$27  = 4'h3;
+          \$27  = 5'h0b;
       3'h5:
-          \$27  = 4'h3;
+          \$27  = 5'h0b;
       3'h6:
-          \$27  = 4'h3;
+          \$27  = 5'h0b;
       3'h7:
-          \$27  = 4'h2;
+          \$27  = 5'h0d;
     endcase
   end
   always @* begin
@@ -5554,43 +5619,21 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3748$0 , load,
     (* full_case = 32'd1 *)
     casez (ev_x)
       3'h0:
-          \$29  = 5'h0d;
+          \$28  = 4'hb;
       3'h1:
-          \$29  = 5'h0b;
+          \$28  = 4'hd;
       3'h2:
-          \$29  = 5'h0b;
+          \$28  = 4'hd;
       3'h3:
-          \$29  = 5'h0b;
+          \$28  = 4'hd;
       3'h4:
-          \$29  = 5'h0b;
+          \$28  = 4'hd;
       3'h5:
-          \$29  = 5'h0b;
+          \$28  = 4'hd;
       3'h6:
-          \$29  = 5'h0b;
+          \$28  = 4'hd;
       3'h7:
-          \$29  = 5'h0d;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$30  = 4'hb;
-      3'h1:
-          \$30  = 4'hd;
-      3'h2:
-          \$30  = 4'hd;
-      3'h3:
-          \$30  = 4'hd;
-      3'h4:
-          \$30  = 4'hd;
-      3'h5:
-          \$30  = 4'hd;
-      3'h6:
-          \$30  = 4'hd;
-      3'h7:
-          \$30  = 4'hb;
+          \$28  = 4'hb;
     endcase
   end
   always @* begin
@@ -5598,21 +5641,21 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3748$0 , load,
     (* full_case = 32'd1 *)
     casez (ev_y)
       3'h0:
-          \$31  = 4'h2;
+          \$29  = 4'h2;
       3'h1:
-          \$31  = 4'h3;
+          \$29  = 4'h3;
       3'h2:
-          \$31  = 4'h3;
+          \$29  = 4'h3;
       3'h3:
-          \$31  = 4'h3;
+          \$29  = 4'h3;
       3'h4:
-          \$31  = 4'h3;
+          \$29  = 4'h3;
       3'h5:
-          \$31  = 4'h3;
+          \$29  = 4'h3;
       3'h6:
-          \$31  = 4'h3;
+          \$29  = 4'h3;
       3'h7:
-          \$31  = 4'h2;
+          \$29  = 4'h2;
     endcase
   end
   always @* begin
@@ -5620,21 +5663,21 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3748$0 , load,
     (* full_case = 32'd1 *)
     casez (ev_x)
       3'h0:
-          \$33  = 4'h2;
+          \$31  = 4'h2;
       3'h1:
-          \$33  = 4'h3;
+          \$31  = 4'h3;
       3'h2:
-          \$33  = 4'h3;
+          \$31  = 4'h3;
       3'h3:
-          \$33  = 4'h3;
+          \$31  = 4'h3;
       3'h4:
-          \$33  = 4'h3;
+          \$31  = 4'h3;
       3'h5:
-          \$33  = 4'h3;
+          \$31  = 4'h3;
       3'h6:
-          \$33  = 4'h3;
+          \$31  = 4'h3;
       3'h7:
-          \$33  = 4'h2;
+          \$31  = 4'h2;
     endcase
   end
   assign busy = op_valid;
@@ -5644,13 +5687,13 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3748$0 , load,
   assign addr = op_addr;
   assign waddr = op_waddr;
   assign ev_count = 1'h1;
-  assign ev_shift = { 1'h0, \port$3748$0  };
+  assign ev_shift = { 1'h0, \port$3745$0  };
   assign \$9  = { ev_c, 1'h0 };
   assign \$11  = { 3'h0, ev_c, 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1290$0 , \port$3750$0 , \port$3981$0 , \port$3983$0 , \port$0$2 );
+module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1289$0 , \port$3747$0 , \port$3992$0 , \port$3994$0 , \port$0$2 );
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5671,16 +5714,16 @@ module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1290$
   wire [1:0] count;
   input [7:0] \port$0$2 ;
   wire [7:0] \port$0$2 ;
-  output \port$1290$0 ;
-  wire \port$1290$0 ;
-  input \port$3750$0 ;
-  wire \port$3750$0 ;
+  output \port$1289$0 ;
+  wire \port$1289$0 ;
+  input \port$3747$0 ;
+  wire \port$3747$0 ;
   (* init = 8'h00 *)
-  output [7:0] \port$3981$0 ;
-  wire [7:0] \port$3981$0 ;
+  output [7:0] \port$3992$0 ;
+  wire [7:0] \port$3992$0 ;
   (* init = 1'h0 *)
-  output \port$3983$0 ;
-  wire \port$3983$0 ;
+  output \port$3994$0 ;
+  wire \port$3994$0 ;
   input \port$5$0 ;
   wire \port$5$0 ;
   input rst;
@@ -5690,7 +5733,7 @@ module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1290$
   assign take = \port$5$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3750$0  | \$2 ;
+  assign \$3  = \port$3747$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -5758,15 +5801,15 @@ module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1290$
     end
   end
   assign \$signal$3  = \port$5$0 ;
-  assign \$signal$8  = \port$3750$0 ;
+  assign \$signal$8  = \port$3747$0 ;
   assign \$signal$11  = \port$0$2 ;
-  assign \port$1290$0  = \$signal ;
-  assign \port$3981$0  = \$signal$9 ;
-  assign \port$3983$0  = \$signal$5 ;
+  assign \port$1289$0  = \$signal ;
+  assign \port$3992$0  = \$signal$9 ;
+  assign \port$3994$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1.queue (rst, \port$3763$0 , w_data, w_en, \port$3971$0 , \port$3973$0 , clk);
+module \digits_cnn_gn.engine_conv1.queue (rst, \port$3760$0 , w_data, w_en, \port$3982$0 , \port$3984$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5797,12 +5840,12 @@ module \digits_cnn_gn.engine_conv1.queue (rst, \port$3763$0 , w_data, w_en, \por
   reg held_valid = 1'h0;
   wire [8:0] level;
   wire [8:0] \level$21 ;
-  input \port$3763$0 ;
-  wire \port$3763$0 ;
-  output [19:0] \port$3971$0 ;
-  wire [19:0] \port$3971$0 ;
-  output \port$3973$0 ;
-  wire \port$3973$0 ;
+  input \port$3760$0 ;
+  wire \port$3760$0 ;
+  output [19:0] \port$3982$0 ;
+  wire [19:0] \port$3982$0 ;
+  output \port$3984$0 ;
+  wire \port$3984$0 ;
   wire [19:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -5839,12 +5882,12 @@ module \digits_cnn_gn.engine_conv1.queue (rst, \port$3763$0 , w_data, w_en, \por
   \digits_cnn_gn.engine_conv1.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$1278$0 (\$signal$9 ),
-    .\port$3763$0 (\port$3763$0 ),
-    .\port$3955$0 (\$signal$11 ),
-    .\port$3957$0 (held_valid),
-    .\port$3971$0 (\$signal$14 ),
-    .\port$3973$0 (\$signal$16 ),
+    .\port$1277$0 (\$signal$9 ),
+    .\port$3760$0 (\port$3760$0 ),
+    .\port$3966$0 (\$signal$11 ),
+    .\port$3968$0 (held_valid),
+    .\port$3982$0 (\$signal$14 ),
+    .\port$3984$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -5875,11 +5918,11 @@ module \digits_cnn_gn.engine_conv1.queue (rst, \port$3763$0 , w_data, w_en, \por
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3763$0 ;
-  assign \$signal$19  = \port$3763$0 ;
+  assign \$signal$18  = \port$3760$0 ;
+  assign \$signal$19  = \port$3760$0 ;
   assign level = \$4 [8:0];
-  assign \port$3971$0  = \$signal$14 ;
-  assign \port$3973$0  = \$signal$16 ;
+  assign \port$3982$0  = \$signal$14 ;
+  assign \port$3984$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6327,7 +6370,7 @@ module \digits_cnn_gn.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1278$0 , count, \port$3763$0 , \port$3955$0 , \port$3957$0 , \port$3971$0 , \port$3973$0 , clk);
+module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1277$0 , count, \port$3760$0 , \port$3966$0 , \port$3968$0 , \port$3982$0 , \port$3984$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -6347,28 +6390,28 @@ module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1278$0 , count, \port$
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$1278$0 ;
-  wire \port$1278$0 ;
-  input \port$3763$0 ;
-  wire \port$3763$0 ;
-  input [19:0] \port$3955$0 ;
-  wire [19:0] \port$3955$0 ;
-  input \port$3957$0 ;
-  wire \port$3957$0 ;
+  output \port$1277$0 ;
+  wire \port$1277$0 ;
+  input \port$3760$0 ;
+  wire \port$3760$0 ;
+  input [19:0] \port$3966$0 ;
+  wire [19:0] \port$3966$0 ;
+  input \port$3968$0 ;
+  wire \port$3968$0 ;
   (* init = 20'h00000 *)
-  output [19:0] \port$3971$0 ;
-  wire [19:0] \port$3971$0 ;
+  output [19:0] \port$3982$0 ;
+  wire [19:0] \port$3982$0 ;
   (* init = 1'h0 *)
-  output \port$3973$0 ;
-  wire \port$3973$0 ;
+  output \port$3984$0 ;
+  wire \port$3984$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3957$0  & \$1 ;
+  assign take = \port$3968$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3763$0  | \$2 ;
+  assign \$3  = \port$3760$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -6386,7 +6429,7 @@ module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1278$0 , count, \port$
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3955$0 ;
+        \$4  = \port$3966$0 ;
       end
     end
     if (rst) begin
@@ -6429,18 +6472,18 @@ module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1278$0 , count, \port$
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3955$0 ;
+      \$7  = \port$3966$0 ;
     end
     if (rst) begin
       \$7  = 20'h00000;
     end
   end
-  assign \$signal$3  = \port$3957$0 ;
-  assign \$signal$8  = \port$3763$0 ;
-  assign \$signal$11  = \port$3955$0 ;
-  assign \port$1278$0  = \$signal ;
-  assign \port$3971$0  = \$signal$9 ;
-  assign \port$3973$0  = \$signal$5 ;
+  assign \$signal$3  = \port$3968$0 ;
+  assign \$signal$8  = \port$3760$0 ;
+  assign \$signal$11  = \port$3966$0 ;
+  assign \port$1277$0  = \$signal ;
+  assign \port$3982$0  = \$signal$9 ;
+  assign \port$3984$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6940,21 +6983,21 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   reg [3:0] \$541 ;
   reg [47:0] \$542 ;
   reg [47:0] \$543 ;
-  reg [4:0] \$544 ;
-  reg [4:0] \$545 ;
-  reg [9:0] \$546 ;
-  reg [7:0] \$547 ;
-  reg [63:0] \$548 ;
-  reg [63:0] \$549 ;
+  reg \$544 ;
+  reg \$545 ;
+  reg \$546 ;
+  reg \$547 ;
+  reg \$548 ;
+  reg \$549 ;
   wire [3:0] \$55 ;
-  reg [16:0] \$550 ;
-  reg [16:0] \$551 ;
-  reg [16:0] \$552 ;
-  reg [16:0] \$553 ;
-  reg [16:0] \$554 ;
-  reg [16:0] \$555 ;
-  reg [16:0] \$556 ;
-  reg [16:0] \$557 ;
+  reg \$550 ;
+  reg \$551 ;
+  reg \$552 ;
+  reg \$553 ;
+  reg [9:0] \$554 ;
+  reg [7:0] \$555 ;
+  reg [63:0] \$556 ;
+  reg [63:0] \$557 ;
   reg [16:0] \$558 ;
   reg [16:0] \$559 ;
   wire \$56 ;
@@ -6964,11 +7007,19 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   reg [16:0] \$563 ;
   reg [16:0] \$564 ;
   reg [16:0] \$565 ;
-  reg [59:0] \$566 ;
-  reg [20:0] \$567 ;
-  reg \$568 ;
-  reg [3:0] \$569 ;
+  reg [16:0] \$566 ;
+  reg [16:0] \$567 ;
+  reg [16:0] \$568 ;
+  reg [16:0] \$569 ;
   wire [4:0] \$57 ;
+  reg [16:0] \$570 ;
+  reg [16:0] \$571 ;
+  reg [16:0] \$572 ;
+  reg [16:0] \$573 ;
+  reg [59:0] \$574 ;
+  reg [20:0] \$575 ;
+  reg \$576 ;
+  reg [3:0] \$577 ;
   wire \$58 ;
   wire \$59 ;
   wire \$6 ;
@@ -7021,15 +7072,13 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [11:0] \$like[2] ;
   wire [11:0] \$like[3] ;
   reg \$signal  = 1'h0;
-  reg [4:0] \$signal$114  = 5'h00;
-  reg [4:0] \$signal$115  = 5'h00;
-  reg [9:0] \$signal$116  = 10'h000;
-  reg [7:0] \$signal$117  = 8'h00;
-  reg [63:0] \$signal$118  = 64'h0000000000000000;
-  wire [15:0] \$signal$118[0] ;
-  wire [15:0] \$signal$118[1] ;
-  wire [15:0] \$signal$118[2] ;
-  wire [15:0] \$signal$118[3] ;
+  reg [9:0] \$signal$124  = 10'h000;
+  reg [7:0] \$signal$125  = 8'h00;
+  reg [63:0] \$signal$126  = 64'h0000000000000000;
+  wire [15:0] \$signal$126[0] ;
+  wire [15:0] \$signal$126[1] ;
+  wire [15:0] \$signal$126[2] ;
+  wire [15:0] \$signal$126[3] ;
   wire \$signal$23 ;
   reg [63:0] \$signal$39  = 64'h0000000000000000;
   wire [15:0] \$signal$39[0] ;
@@ -7150,6 +7199,16 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [2:0] ev_y;
   reg [1:0] fire_k = 2'h0;
   reg fsm_state = 1'h0;
+  reg hit_c1 = 1'h0;
+  reg hit_c2 = 1'h0;
+  reg hit_c3 = 1'h0;
+  reg hit_c4 = 1'h0;
+  reg hit_c5 = 1'h0;
+  reg hit_v1 = 1'h0;
+  reg hit_v2 = 1'h0;
+  reg hit_v3 = 1'h0;
+  reg hit_v4 = 1'h0;
+  reg hit_v5 = 1'h0;
   input [12:0] i0__payload;
   wire [12:0] i0__payload;
   wire [2:0] \i0__payload.c ;
@@ -8237,59 +8296,65 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     _2_ <= wrom0[st0[20:12]];
   end
   assign \$signature__data  = _2_;
+  assign \$419  = \$signal$124 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$420  = \$418  | { \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419  };
+  assign \$421  = \$signal$124 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$422  = \$420  | { \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421  };
+  assign \$425  = \$signal$125 [0] ? addend[35:24] : 12'h000;
+  assign \$426  = \$signal$125 [1] ? b_raw[35:24] : 12'h000;
   assign \$427  = \$425  | \$426 ;
-  assign \$428  = \$signal$117 [2] ? \$signal$118 [47:32] : 16'h0000;
+  assign \$428  = \$signal$125 [2] ? \$signal$126 [47:32] : 16'h0000;
   assign \$429  = { \$427 [11], \$427 [11], \$427 [11], \$427 [11], \$427  } | \$428 ;
-  assign \$430  = \$signal$117 [3] ? \$signal$39 [47:32] : 16'h0000;
+  assign \$430  = \$signal$125 [3] ? \$signal$39 [47:32] : 16'h0000;
   assign \$431  = \$429  | \$430 ;
-  assign \$434  = \$signal$117 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$434  = \$signal$125 [5] ? { cres8[2], cres8[2] } : 2'h0;
   assign \$435  = \$433  | { \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434  };
-  assign \$436  = \$signal$117 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$436  = \$signal$125 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign \$437  = \$435  | { \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436  };
   assign \$440  = $signed(\$424 ) + $signed(\$439 );
-  assign \$441  = \$signal$116 [0] ? \$signal$118 [63:48] : 16'h0000;
-  assign \$442  = \$signal$116 [1] ? \$signal$39 [63:48] : 16'h0000;
+  assign \$441  = \$signal$124 [0] ? \$signal$126 [63:48] : 16'h0000;
+  assign \$442  = \$signal$124 [1] ? \$signal$39 [63:48] : 16'h0000;
   assign \$443  = \$441  | \$442 ;
-  assign \$444  = \$signal$116 [2] ? v_wr__data[59:45] : 15'h0000;
+  assign \$444  = \$signal$124 [2] ? v_wr__data[59:45] : 15'h0000;
   assign \$445  = \$443  | { \$444 [14], \$444  };
-  assign \$446  = \$signal$116 [3] ? res8[59:45] : 15'h0000;
+  assign \$446  = \$signal$124 [3] ? res8[59:45] : 15'h0000;
   assign \$447  = \$445  | { \$446 [14], \$446  };
-  assign \$448  = \$signal$116 [4] ? res9[59:45] : 15'h0000;
+  assign \$448  = \$signal$124 [4] ? res9[59:45] : 15'h0000;
   assign \$449  = \$447  | { \$448 [14], \$448  };
-  assign \$450  = \$signal$116 [5] ? v_raw[59:45] : 15'h0000;
+  assign \$450  = \$signal$124 [5] ? v_raw[59:45] : 15'h0000;
   assign \$451  = \$449  | { \$450 [14], \$450  };
-  assign \$454  = \$signal$116 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$454  = \$signal$124 [7] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$455  = \$453  | { \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454  };
-  assign \$456  = \$signal$116 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$456  = \$signal$124 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$457  = \$455  | { \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456  };
-  assign \$460  = \$signal$117 [0] ? addend[47:36] : 12'h000;
-  assign \$461  = \$signal$117 [1] ? b_raw[47:36] : 12'h000;
+  assign \$460  = \$signal$125 [0] ? addend[47:36] : 12'h000;
+  assign \$461  = \$signal$125 [1] ? b_raw[47:36] : 12'h000;
   assign \$462  = \$460  | \$461 ;
-  assign \$463  = \$signal$117 [2] ? \$signal$118 [63:48] : 16'h0000;
+  assign \$463  = \$signal$125 [2] ? \$signal$126 [63:48] : 16'h0000;
   assign \$464  = { \$462 [11], \$462 [11], \$462 [11], \$462 [11], \$462  } | \$463 ;
-  assign \$465  = \$signal$117 [3] ? \$signal$39 [63:48] : 16'h0000;
+  assign \$465  = \$signal$125 [3] ? \$signal$39 [63:48] : 16'h0000;
   assign \$466  = \$464  | \$465 ;
-  assign \$469  = \$signal$117 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$469  = \$signal$125 [5] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$470  = \$468  | { \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469  };
-  assign \$471  = \$signal$117 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$471  = \$signal$125 [6] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$472  = \$470  | { \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471  };
   assign \$475  = $signed(\$459 ) + $signed(\$474 );
-  assign \$476  = $signed(\$signal$118 [15:0]) - $signed(9'h090);
-  assign \$477  = $signed(\$signal$118 [15:0]) - $signed(10'h120);
-  assign \$478  = $signed(\$signal$118 [15:0]) - $signed(10'h1b0);
-  assign \$479  = $signed(\$signal$118 [15:0]) - $signed(11'h240);
-  assign \$480  = $signed(\$signal$118 [31:16]) - $signed(9'h090);
-  assign \$481  = $signed(\$signal$118 [31:16]) - $signed(10'h120);
-  assign \$482  = $signed(\$signal$118 [31:16]) - $signed(10'h1b0);
-  assign \$483  = $signed(\$signal$118 [31:16]) - $signed(11'h240);
-  assign \$484  = $signed(\$signal$118 [47:32]) - $signed(9'h090);
-  assign \$485  = $signed(\$signal$118 [47:32]) - $signed(10'h120);
-  assign \$486  = $signed(\$signal$118 [47:32]) - $signed(10'h1b0);
-  assign \$487  = $signed(\$signal$118 [47:32]) - $signed(11'h240);
-  assign \$488  = $signed(\$signal$118 [63:48]) - $signed(9'h090);
-  assign \$489  = $signed(\$signal$118 [63:48]) - $signed(10'h120);
-  assign \$490  = $signed(\$signal$118 [63:48]) - $signed(10'h1b0);
-  assign \$491  = $signed(\$signal$118 [63:48]) - $signed(11'h240);
+  assign \$476  = $signed(\$signal$126 [15:0]) - $signed(9'h090);
+  assign \$477  = $signed(\$signal$126 [15:0]) - $signed(10'h120);
+  assign \$478  = $signed(\$signal$126 [15:0]) - $signed(10'h1b0);
+  assign \$479  = $signed(\$signal$126 [15:0]) - $signed(11'h240);
+  assign \$480  = $signed(\$signal$126 [31:16]) - $signed(9'h090);
+  assign \$481  = $signed(\$signal$126 [31:16]) - $signed(10'h120);
+  assign \$482  = $signed(\$signal$126 [31:16]) - $signed(10'h1b0);
+  assign \$483  = $signed(\$signal$126 [31:16]) - $signed(11'h240);
+  assign \$484  = $signed(\$signal$126 [47:32]) - $signed(9'h090);
+  assign \$485  = $signed(\$signal$126 [47:32]) - $signed(10'h120);
+  assign \$486  = $signed(\$signal$126 [47:32]) - $signed(10'h1b0);
+  assign \$487  = $signed(\$signal$126 [47:32]) - $signed(11'h240);
+  assign \$488  = $signed(\$signal$126 [63:48]) - $signed(9'h090);
+  assign \$489  = $signed(\$signal$126 [63:48]) - $signed(10'h120);
+  assign \$490  = $signed(\$signal$126 [63:48]) - $signed(10'h1b0);
+  assign \$491  = $signed(\$signal$126 [63:48]) - $signed(11'h240);
   assign \$493  = st6[0] & \$492 ;
   assign \$494  = any_spike | st6[31];
   assign \$495  = \$493  & \$494 ;
@@ -8382,57 +8447,73 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk)
     b6 <= \$543 ;
   always @(posedge clk)
-    \$signal$114  <= \$544 ;
+    hit_v1 <= \$544 ;
   always @(posedge clk)
-    \$signal$115  <= \$545 ;
+    hit_c1 <= \$545 ;
   always @(posedge clk)
-    \$signal$116  <= \$546 ;
+    hit_v2 <= \$546 ;
   always @(posedge clk)
-    \$signal$117  <= \$547 ;
+    hit_c2 <= \$547 ;
   always @(posedge clk)
-    \$signal$118  <= \$548 ;
+    hit_v3 <= \$548 ;
   always @(posedge clk)
-    \$signal$39  <= \$549 ;
+    hit_c3 <= \$549 ;
   always @(posedge clk)
-    d1_0 <= \$550 ;
+    hit_v4 <= \$550 ;
   always @(posedge clk)
-    d2_0 <= \$551 ;
+    hit_c4 <= \$551 ;
   always @(posedge clk)
-    d3_0 <= \$552 ;
+    hit_v5 <= \$552 ;
   always @(posedge clk)
-    d4_0 <= \$553 ;
+    hit_c5 <= \$553 ;
   always @(posedge clk)
-    d1_1 <= \$554 ;
+    \$signal$124  <= \$554 ;
   always @(posedge clk)
-    d2_1 <= \$555 ;
+    \$signal$125  <= \$555 ;
   always @(posedge clk)
-    d3_1 <= \$556 ;
+    \$signal$126  <= \$556 ;
   always @(posedge clk)
-    d4_1 <= \$557 ;
+    \$signal$39  <= \$557 ;
   always @(posedge clk)
-    d1_2 <= \$558 ;
+    d1_0 <= \$558 ;
   always @(posedge clk)
-    d2_2 <= \$559 ;
+    d2_0 <= \$559 ;
   always @(posedge clk)
-    d3_2 <= \$560 ;
+    d3_0 <= \$560 ;
   always @(posedge clk)
-    d4_2 <= \$561 ;
+    d4_0 <= \$561 ;
   always @(posedge clk)
-    d1_3 <= \$562 ;
+    d1_1 <= \$562 ;
   always @(posedge clk)
-    d2_3 <= \$563 ;
+    d2_1 <= \$563 ;
   always @(posedge clk)
-    d3_3 <= \$564 ;
+    d3_1 <= \$564 ;
   always @(posedge clk)
-    d4_3 <= \$565 ;
+    d4_1 <= \$565 ;
   always @(posedge clk)
-    v_wr__data <= \$566 ;
+    d1_2 <= \$566 ;
   always @(posedge clk)
-    \$signal$68  <= \$567 ;
+    d2_2 <= \$567 ;
   always @(posedge clk)
-    \$signal$70  <= \$568 ;
+    d3_2 <= \$568 ;
   always @(posedge clk)
-    done <= \$569 ;
+    d4_2 <= \$569 ;
+  always @(posedge clk)
+    d1_3 <= \$570 ;
+  always @(posedge clk)
+    d2_3 <= \$571 ;
+  always @(posedge clk)
+    d3_3 <= \$572 ;
+  always @(posedge clk)
+    d4_3 <= \$573 ;
+  always @(posedge clk)
+    v_wr__data <= \$574 ;
+  always @(posedge clk)
+    \$signal$68  <= \$575 ;
+  always @(posedge clk)
+    \$signal$70  <= \$576 ;
+  always @(posedge clk)
+    done <= \$577 ;
   assign en = ~ \$signal ;
   assign \$1  = ~ \$signal ;
   assign \$2  = op_valid & \$1 ;
@@ -8580,79 +8661,79 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \$156  = $signed(\$155 ) + $signed(w2_0_2_2);
   assign \$157  = $signed(1'h0) + $signed(w2_0_0_3);
   assign \$158  = $signed(\$157 ) + $signed(w2_0_2_3);
-  assign \$159  = ! st3[1];
-  assign \$160  = \$159  & st3[2];
-  assign \$161  = ~ \$160 ;
-  assign \$162  = st3[0] & \$161 ;
-  assign \$163  = st2[11:4] == st3[11:4];
-  assign \$164  = \$162  & \$163 ;
-  assign \$165  = ! st3[1];
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = ! st3[1];
-  assign \$168  = \$167  & st3[2];
-  assign \$170  = \$169  & st3[29];
-  assign \$171  = \$168  | \$170 ;
-  assign \$172  = st3[0] & \$171 ;
-  assign \$173  = st2[11:4] == st3[11:4];
-  assign \$174  = \$172  & \$173 ;
-  assign \$175  = ! st3[1];
-  assign \$176  = \$174  & \$175 ;
-  assign \$177  = ! st4[1];
-  assign \$178  = \$177  & st4[2];
-  assign \$179  = ~ \$178 ;
-  assign \$180  = st4[0] & \$179 ;
-  assign \$181  = st2[11:4] == st4[11:4];
-  assign \$182  = \$180  & \$181 ;
-  assign \$183  = ! st4[1];
-  assign \$184  = \$182  & \$183 ;
-  assign \$185  = ! st4[1];
-  assign \$186  = \$185  & st4[2];
-  assign \$188  = \$187  & st4[29];
-  assign \$189  = \$186  | \$188 ;
-  assign \$190  = st4[0] & \$189 ;
-  assign \$191  = st2[11:4] == st4[11:4];
-  assign \$192  = \$190  & \$191 ;
-  assign \$193  = ! st4[1];
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = ! st5[1];
-  assign \$196  = \$195  & st5[2];
-  assign \$197  = ~ \$196 ;
-  assign \$198  = st5[0] & \$197 ;
-  assign \$199  = st2[11:4] == st5[11:4];
-  assign \$200  = \$198  & \$199 ;
-  assign \$201  = ! st5[1];
-  assign \$202  = \$201  & st5[2];
-  assign \$204  = \$203  & st5[29];
-  assign \$205  = \$202  | \$204 ;
-  assign \$206  = st5[0] & \$205 ;
-  assign \$207  = st2[11:4] == st5[11:4];
-  assign \$208  = \$206  & \$207 ;
-  assign \$209  = ! st6[1];
-  assign \$210  = \$209  & st6[2];
-  assign \$211  = ~ \$210 ;
-  assign \$212  = st6[0] & \$211 ;
-  assign \$213  = st2[11:4] == st6[11:4];
-  assign \$214  = \$212  & \$213 ;
-  assign \$215  = ! st6[1];
-  assign \$216  = \$215  & st6[2];
-  assign \$218  = \$217  & st6[29];
-  assign \$219  = \$216  | \$218 ;
-  assign \$220  = st6[0] & \$219 ;
-  assign \$221  = st2[11:4] == st6[11:4];
-  assign \$222  = \$220  & \$221 ;
-  assign \$223  = ! st7[1];
-  assign \$224  = \$223  & st7[2];
-  assign \$225  = ~ \$224 ;
-  assign \$226  = st7[0] & \$225 ;
-  assign \$227  = st2[11:4] == st7[11:4];
-  assign \$228  = \$226  & \$227 ;
-  assign \$229  = ! st7[1];
-  assign \$230  = \$229  & st7[2];
-  assign \$232  = \$231  & st7[29];
-  assign \$233  = \$230  | \$232 ;
-  assign \$234  = st7[0] & \$233 ;
-  assign \$235  = st2[11:4] == st7[11:4];
-  assign \$236  = \$234  & \$235 ;
+  assign \$159  = st2[11:4] == st3[11:4];
+  assign \$160  = ! st3[1];
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = ! st3[1];
+  assign \$163  = \$162  & st3[2];
+  assign \$164  = ~ \$163 ;
+  assign \$165  = st3[0] & \$164 ;
+  assign \$166  = \$161  & \$165 ;
+  assign \$167  = st2[11:4] == st3[11:4];
+  assign \$168  = ! st3[1];
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = ! st3[1];
+  assign \$171  = \$170  & st3[2];
+  assign \$173  = \$172  & st3[29];
+  assign \$174  = \$171  | \$173 ;
+  assign \$175  = st3[0] & \$174 ;
+  assign \$176  = \$169  & \$175 ;
+  assign \$177  = st2[11:4] == st4[11:4];
+  assign \$178  = ! st4[1];
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = ! st4[1];
+  assign \$181  = \$180  & st4[2];
+  assign \$182  = ~ \$181 ;
+  assign \$183  = st4[0] & \$182 ;
+  assign \$184  = \$179  & \$183 ;
+  assign \$185  = st2[11:4] == st4[11:4];
+  assign \$186  = ! st4[1];
+  assign \$187  = \$185  & \$186 ;
+  assign \$188  = ! st4[1];
+  assign \$189  = \$188  & st4[2];
+  assign \$191  = \$190  & st4[29];
+  assign \$192  = \$189  | \$191 ;
+  assign \$193  = st4[0] & \$192 ;
+  assign \$194  = \$187  & \$193 ;
+  assign \$195  = st2[11:4] == st5[11:4];
+  assign \$196  = ! st5[1];
+  assign \$197  = \$196  & st5[2];
+  assign \$198  = ~ \$197 ;
+  assign \$199  = st5[0] & \$198 ;
+  assign \$200  = \$195  & \$199 ;
+  assign \$201  = st2[11:4] == st5[11:4];
+  assign \$202  = ! st5[1];
+  assign \$203  = \$202  & st5[2];
+  assign \$205  = \$204  & st5[29];
+  assign \$206  = \$203  | \$205 ;
+  assign \$207  = st5[0] & \$206 ;
+  assign \$208  = \$201  & \$207 ;
+  assign \$209  = st2[11:4] == st6[11:4];
+  assign \$210  = ! st6[1];
+  assign \$211  = \$210  & st6[2];
+  assign \$212  = ~ \$211 ;
+  assign \$213  = st6[0] & \$212 ;
+  assign \$214  = \$209  & \$213 ;
+  assign \$215  = st2[11:4] == st6[11:4];
+  assign \$216  = ! st6[1];
+  assign \$217  = \$216  & st6[2];
+  assign \$219  = \$218  & st6[29];
+  assign \$220  = \$217  | \$219 ;
+  assign \$221  = st6[0] & \$220 ;
+  assign \$222  = \$215  & \$221 ;
+  assign \$223  = st2[11:4] == st7[11:4];
+  assign \$224  = ! st7[1];
+  assign \$225  = \$224  & st7[2];
+  assign \$226  = ~ \$225 ;
+  assign \$227  = st7[0] & \$226 ;
+  assign \$228  = \$223  & \$227 ;
+  assign \$229  = st2[11:4] == st7[11:4];
+  assign \$230  = ! st7[1];
+  assign \$231  = \$230  & st7[2];
+  assign \$233  = \$232  & st7[29];
+  assign \$234  = \$231  | \$233 ;
+  assign \$235  = st7[0] & \$234 ;
+  assign \$236  = \$229  & \$235 ;
   assign \$239  = ! st3[1];
   assign \$240  = \$239  & st3[2];
   assign \$241  = ~ \$240 ;
@@ -8662,152 +8743,146 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \$247  = \$244  & \$246 ;
   assign \$248  = \$242  | \$247 ;
   assign \$250  = ~ \$249 ;
-  assign \$251  = \$signal$114 [1] & \$250 ;
+  assign \$251  = hit_v2 & \$250 ;
   assign \$252  = ! st3[1];
   assign \$253  = \$252  & st3[2];
   assign \$254  = ~ \$253 ;
   assign \$255  = \$251  & \$254 ;
   assign \$257  = ~ \$256 ;
-  assign \$258  = \$signal$115 [1] & \$257 ;
+  assign \$258  = hit_c2 & \$257 ;
   assign \$259  = ! st3[1];
   assign \$260  = \$259  & st3[2];
   assign \$261  = \$258  & \$260 ;
   assign \$262  = \$255  | \$261 ;
-  assign \$264  = \$263  | \$signal$114 [1];
+  assign \$264  = \$263  | hit_v2;
   assign \$265  = ~ \$264 ;
-  assign \$266  = \$signal$114 [2] & \$265 ;
+  assign \$266  = hit_v3 & \$265 ;
   assign \$267  = ! st3[1];
   assign \$268  = \$267  & st3[2];
   assign \$269  = ~ \$268 ;
   assign \$270  = \$266  & \$269 ;
-  assign \$272  = \$271  | \$signal$114 [1];
-  assign \$273  = \$272  | \$signal$114 [2];
+  assign \$272  = \$271  | hit_v2;
+  assign \$273  = \$272  | hit_v3;
   assign \$274  = ~ \$273 ;
-  assign \$275  = \$signal$114 [3] & \$274 ;
+  assign \$275  = hit_v4 & \$274 ;
   assign \$276  = ! st3[1];
   assign \$277  = \$276  & st3[2];
   assign \$278  = ~ \$277 ;
   assign \$279  = \$275  & \$278 ;
-  assign \$281  = \$280  | \$signal$114 [1];
-  assign \$282  = \$281  | \$signal$114 [2];
-  assign \$283  = \$282  | \$signal$114 [3];
+  assign \$281  = \$280  | hit_v2;
+  assign \$282  = \$281  | hit_v3;
+  assign \$283  = \$282  | hit_v4;
   assign \$284  = ~ \$283 ;
-  assign \$285  = \$signal$114 [4] & \$284 ;
+  assign \$285  = hit_v5 & \$284 ;
   assign \$286  = ! st3[1];
   assign \$287  = \$286  & st3[2];
   assign \$288  = ~ \$287 ;
   assign \$289  = \$285  & \$288 ;
-  assign \$291  = \$290  | \$signal$114 [1];
-  assign \$292  = \$291  | \$signal$114 [2];
-  assign \$293  = \$292  | \$signal$114 [3];
-  assign \$294  = \$293  | \$signal$114 [4];
+  assign \$291  = \$290  | hit_v2;
+  assign \$292  = \$291  | hit_v3;
+  assign \$293  = \$292  | hit_v4;
+  assign \$294  = \$293  | hit_v5;
   assign \$295  = ~ \$294 ;
   assign \$296  = ! st3[1];
   assign \$297  = \$296  & st3[2];
   assign \$298  = ~ \$297 ;
   assign \$299  = \$295  & \$298 ;
-  assign \$301  = \$300  | \$signal$115 [1];
+  assign \$301  = \$300  | hit_c2;
   assign \$302  = ~ \$301 ;
-  assign \$303  = \$signal$115 [2] & \$302 ;
+  assign \$303  = hit_c3 & \$302 ;
   assign \$304  = ! st3[1];
   assign \$305  = \$304  & st3[2];
   assign \$306  = \$303  & \$305 ;
-  assign \$308  = \$307  | \$signal$115 [1];
-  assign \$309  = \$308  | \$signal$115 [2];
+  assign \$308  = \$307  | hit_c2;
+  assign \$309  = \$308  | hit_c3;
   assign \$310  = ~ \$309 ;
-  assign \$311  = \$signal$115 [3] & \$310 ;
+  assign \$311  = hit_c4 & \$310 ;
   assign \$312  = ! st3[1];
   assign \$313  = \$312  & st3[2];
   assign \$314  = \$311  & \$313 ;
-  assign \$316  = \$315  | \$signal$115 [1];
-  assign \$317  = \$316  | \$signal$115 [2];
-  assign \$318  = \$317  | \$signal$115 [3];
+  assign \$316  = \$315  | hit_c2;
+  assign \$317  = \$316  | hit_c3;
+  assign \$318  = \$317  | hit_c4;
   assign \$319  = ~ \$318 ;
-  assign \$320  = \$signal$115 [4] & \$319 ;
+  assign \$320  = hit_c5 & \$319 ;
   assign \$321  = ! st3[1];
   assign \$322  = \$321  & st3[2];
   assign \$323  = \$320  & \$322 ;
-  assign \$325  = \$324  | \$signal$115 [1];
-  assign \$326  = \$325  | \$signal$115 [2];
-  assign \$327  = \$326  | \$signal$115 [3];
-  assign \$328  = \$327  | \$signal$115 [4];
+  assign \$325  = \$324  | hit_c2;
+  assign \$326  = \$325  | hit_c3;
+  assign \$327  = \$326  | hit_c4;
+  assign \$328  = \$327  | hit_c5;
   assign \$329  = ~ \$328 ;
   assign \$330  = ! st3[1];
   assign \$331  = \$330  & st3[2];
   assign \$332  = \$329  & \$331 ;
   assign \$333  = ! st3[1];
   assign \$334  = ! st3[1];
-  assign \$336  = \$signal$116 [0] ? \$signal$118 [15:0] : 16'h0000;
-  assign \$337  = \$signal$116 [1] ? \$signal$39 [15:0] : 16'h0000;
+  assign \$336  = \$signal$124 [0] ? \$signal$126 [15:0] : 16'h0000;
+  assign \$337  = \$signal$124 [1] ? \$signal$39 [15:0] : 16'h0000;
   assign \$338  = \$336  | \$337 ;
-  assign \$339  = \$signal$116 [2] ? v_wr__data[14:0] : 15'h0000;
+  assign \$339  = \$signal$124 [2] ? v_wr__data[14:0] : 15'h0000;
   assign \$340  = \$338  | { \$339 [14], \$339  };
-  assign \$341  = \$signal$116 [3] ? res8[14:0] : 15'h0000;
+  assign \$341  = \$signal$124 [3] ? res8[14:0] : 15'h0000;
   assign \$342  = \$340  | { \$341 [14], \$341  };
-  assign \$343  = \$signal$116 [4] ? res9[14:0] : 15'h0000;
+  assign \$343  = \$signal$124 [4] ? res9[14:0] : 15'h0000;
   assign \$344  = \$342  | { \$343 [14], \$343  };
-  assign \$345  = \$signal$116 [5] ? v_raw[14:0] : 15'h0000;
+  assign \$345  = \$signal$124 [5] ? v_raw[14:0] : 15'h0000;
   assign \$346  = \$344  | { \$345 [14], \$345  };
-  assign \$349  = \$signal$116 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$349  = \$signal$124 [7] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$350  = \$348  | { \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349  };
-  assign \$351  = \$signal$116 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$351  = \$signal$124 [8] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$352  = \$350  | { \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351  };
-  assign \$355  = \$signal$117 [0] ? addend[11:0] : 12'h000;
-  assign \$356  = \$signal$117 [1] ? b_raw[11:0] : 12'h000;
+  assign \$355  = \$signal$125 [0] ? addend[11:0] : 12'h000;
+  assign \$356  = \$signal$125 [1] ? b_raw[11:0] : 12'h000;
   assign \$357  = \$355  | \$356 ;
-  assign \$358  = \$signal$117 [2] ? \$signal$118 [15:0] : 16'h0000;
+  assign \$358  = \$signal$125 [2] ? \$signal$126 [15:0] : 16'h0000;
   assign \$359  = { \$357 [11], \$357 [11], \$357 [11], \$357 [11], \$357  } | \$358 ;
-  assign \$360  = \$signal$117 [3] ? \$signal$39 [15:0] : 16'h0000;
+  assign \$360  = \$signal$125 [3] ? \$signal$39 [15:0] : 16'h0000;
   assign \$361  = \$359  | \$360 ;
-  assign \$364  = \$signal$117 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$364  = \$signal$125 [5] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$365  = \$363  | { \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364  };
-  assign \$366  = \$signal$117 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$366  = \$signal$125 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$367  = \$365  | { \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366  };
   assign \$370  = $signed(\$354 ) + $signed(\$369 );
-  assign \$371  = \$signal$116 [0] ? \$signal$118 [31:16] : 16'h0000;
-  assign \$372  = \$signal$116 [1] ? \$signal$39 [31:16] : 16'h0000;
+  assign \$371  = \$signal$124 [0] ? \$signal$126 [31:16] : 16'h0000;
+  assign \$372  = \$signal$124 [1] ? \$signal$39 [31:16] : 16'h0000;
   assign \$373  = \$371  | \$372 ;
-  assign \$374  = \$signal$116 [2] ? v_wr__data[29:15] : 15'h0000;
+  assign \$374  = \$signal$124 [2] ? v_wr__data[29:15] : 15'h0000;
   assign \$375  = \$373  | { \$374 [14], \$374  };
-  assign \$376  = \$signal$116 [3] ? res8[29:15] : 15'h0000;
+  assign \$376  = \$signal$124 [3] ? res8[29:15] : 15'h0000;
   assign \$377  = \$375  | { \$376 [14], \$376  };
-  assign \$378  = \$signal$116 [4] ? res9[29:15] : 15'h0000;
+  assign \$378  = \$signal$124 [4] ? res9[29:15] : 15'h0000;
   assign \$379  = \$377  | { \$378 [14], \$378  };
-  assign \$380  = \$signal$116 [5] ? v_raw[29:15] : 15'h0000;
+  assign \$380  = \$signal$124 [5] ? v_raw[29:15] : 15'h0000;
   assign \$381  = \$379  | { \$380 [14], \$380  };
-  assign \$384  = \$signal$116 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$384  = \$signal$124 [7] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$385  = \$383  | { \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384  };
-  assign \$386  = \$signal$116 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$386  = \$signal$124 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$387  = \$385  | { \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386  };
-  assign \$390  = \$signal$117 [0] ? addend[23:12] : 12'h000;
-  assign \$391  = \$signal$117 [1] ? b_raw[23:12] : 12'h000;
+  assign \$390  = \$signal$125 [0] ? addend[23:12] : 12'h000;
+  assign \$391  = \$signal$125 [1] ? b_raw[23:12] : 12'h000;
   assign \$392  = \$390  | \$391 ;
-  assign \$393  = \$signal$117 [2] ? \$signal$118 [31:16] : 16'h0000;
+  assign \$393  = \$signal$125 [2] ? \$signal$126 [31:16] : 16'h0000;
   assign \$394  = { \$392 [11], \$392 [11], \$392 [11], \$392 [11], \$392  } | \$393 ;
-  assign \$395  = \$signal$117 [3] ? \$signal$39 [31:16] : 16'h0000;
+  assign \$395  = \$signal$125 [3] ? \$signal$39 [31:16] : 16'h0000;
   assign \$396  = \$394  | \$395 ;
-  assign \$399  = \$signal$117 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$399  = \$signal$125 [5] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$400  = \$398  | { \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399  };
-  assign \$401  = \$signal$117 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$401  = \$signal$125 [6] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$402  = \$400  | { \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401  };
   assign \$405  = $signed(\$389 ) + $signed(\$404 );
-  assign \$406  = \$signal$116 [0] ? \$signal$118 [47:32] : 16'h0000;
-  assign \$407  = \$signal$116 [1] ? \$signal$39 [47:32] : 16'h0000;
+  assign \$406  = \$signal$124 [0] ? \$signal$126 [47:32] : 16'h0000;
+  assign \$407  = \$signal$124 [1] ? \$signal$39 [47:32] : 16'h0000;
   assign \$408  = \$406  | \$407 ;
-  assign \$409  = \$signal$116 [2] ? v_wr__data[44:30] : 15'h0000;
+  assign \$409  = \$signal$124 [2] ? v_wr__data[44:30] : 15'h0000;
   assign \$410  = \$408  | { \$409 [14], \$409  };
-  assign \$411  = \$signal$116 [3] ? res8[44:30] : 15'h0000;
+  assign \$411  = \$signal$124 [3] ? res8[44:30] : 15'h0000;
   assign \$412  = \$410  | { \$411 [14], \$411  };
-  assign \$413  = \$signal$116 [4] ? res9[44:30] : 15'h0000;
+  assign \$413  = \$signal$124 [4] ? res9[44:30] : 15'h0000;
   assign \$414  = \$412  | { \$413 [14], \$413  };
-  assign \$415  = \$signal$116 [5] ? v_raw[44:30] : 15'h0000;
+  assign \$415  = \$signal$124 [5] ? v_raw[44:30] : 15'h0000;
   assign \$416  = \$414  | { \$415 [14], \$415  };
-  assign \$419  = \$signal$116 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$420  = \$418  | { \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419  };
-  assign \$421  = \$signal$116 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$422  = \$420  | { \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421  };
-  assign \$425  = \$signal$117 [0] ? addend[35:24] : 12'h000;
-  assign \$426  = \$signal$117 [1] ? b_raw[35:24] : 12'h000;
   \digits_cnn_gn.engine_conv2.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -8817,15 +8892,15 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4588$0 (i0__payload[11:0]),
+    .\port$4643$0 (i0__payload[11:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_gn.engine_conv2.queue  queue (
     .clk(clk),
-    .\port$4003$0 (\$signal$81 ),
-    .\port$4189$0 (\$signal$74 ),
-    .\port$4191$0 (\$signal$78 ),
+    .\port$4014$0 (\$signal$81 ),
+    .\port$4214$0 (\$signal$74 ),
+    .\port$4216$0 (\$signal$78 ),
     .rst(rst),
     .w_data(\$signal$68 ),
     .w_en(\$signal$70 )
@@ -9536,215 +9611,263 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$544 [0] = \$166 ;
-    \$544 [1] = \$184 ;
-    \$544 [2] = \$200 ;
-    \$544 [3] = \$214 ;
-    \$544 [4] = \$228 ;
+    \$544  = \$166 ;
     if (rst) begin
-      \$544  = 5'h00;
+      \$544  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$545 [0] = \$176 ;
-    \$545 [1] = \$194 ;
-    \$545 [2] = \$208 ;
-    \$545 [3] = \$222 ;
-    \$545 [4] = \$236 ;
+    \$545  = \$176 ;
     if (rst) begin
-      \$545  = 5'h00;
+      \$545  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$546  = { \$332 , \$323 , \$314 , \$306 , \$299 , \$289 , \$279 , \$270 , \$262 , \$248  };
+    \$546  = \$184 ;
     if (rst) begin
-      \$546  = 10'h000;
+      \$546  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$547  = { 6'h00, \$335 , \$333  };
+    \$547  = \$194 ;
     if (rst) begin
-      \$547  = 8'h00;
+      \$547  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$548 [15:0] = \$370 [15:0];
-    \$548 [31:16] = \$405 [15:0];
-    \$548 [47:32] = \$440 [15:0];
-    \$548 [63:48] = \$475 [15:0];
+    \$548  = \$200 ;
     if (rst) begin
-      \$548  = 64'h0000000000000000;
+      \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$549 [15:0] = \$signal$118 [15:0];
-    \$549 [31:16] = \$signal$118 [31:16];
-    \$549 [47:32] = \$signal$118 [47:32];
-    \$549 [63:48] = \$signal$118 [63:48];
+    \$549  = \$208 ;
     if (rst) begin
-      \$549  = 64'h0000000000000000;
+      \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$550  = \$476 ;
+    \$550  = \$214 ;
     if (rst) begin
-      \$550  = 17'h00000;
+      \$550  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$551  = \$477 ;
+    \$551  = \$222 ;
     if (rst) begin
-      \$551  = 17'h00000;
+      \$551  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$552  = \$478 ;
+    \$552  = \$228 ;
     if (rst) begin
-      \$552  = 17'h00000;
+      \$552  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$553  = \$479 ;
+    \$553  = \$236 ;
     if (rst) begin
-      \$553  = 17'h00000;
+      \$553  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$554  = \$480 ;
+    \$554  = { \$332 , \$323 , \$314 , \$306 , \$299 , \$289 , \$279 , \$270 , \$262 , \$248  };
     if (rst) begin
-      \$554  = 17'h00000;
+      \$554  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$555  = \$481 ;
+    \$555  = { 6'h00, \$335 , \$333  };
     if (rst) begin
-      \$555  = 17'h00000;
+      \$555  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$556  = \$482 ;
+    \$556 [15:0] = \$370 [15:0];
+    \$556 [31:16] = \$405 [15:0];
+    \$556 [47:32] = \$440 [15:0];
+    \$556 [63:48] = \$475 [15:0];
     if (rst) begin
-      \$556  = 17'h00000;
+      \$556  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$557  = \$483 ;
+    \$557 [15:0] = \$signal$126 [15:0];
+    \$557 [31:16] = \$signal$126 [31:16];
+    \$557 [47:32] = \$signal$126 [47:32];
+    \$557 [63:48] = \$signal$126 [63:48];
     if (rst) begin
-      \$557  = 17'h00000;
+      \$557  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$558  = \$484 ;
+    \$558  = \$476 ;
     if (rst) begin
       \$558  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$559  = \$485 ;
+    \$559  = \$477 ;
     if (rst) begin
       \$559  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$560  = \$486 ;
+    \$560  = \$478 ;
     if (rst) begin
       \$560  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$561  = \$487 ;
+    \$561  = \$479 ;
     if (rst) begin
       \$561  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$562  = \$488 ;
+    \$562  = \$480 ;
     if (rst) begin
       \$562  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$563  = \$489 ;
+    \$563  = \$481 ;
     if (rst) begin
       \$563  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$564  = \$490 ;
+    \$564  = \$482 ;
     if (rst) begin
       \$564  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$565  = \$491 ;
+    \$565  = \$483 ;
     if (rst) begin
       \$565  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$566  = result;
+    \$566  = \$484 ;
     if (rst) begin
-      \$566  = 60'h000000000000000;
+      \$566  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$567  = entry;
+    \$567  = \$485 ;
     if (rst) begin
-      \$567  = 21'h000000;
+      \$567  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$568  = \$495 ;
+    \$568  = \$486 ;
     if (rst) begin
-      \$568  = 1'h0;
+      \$568  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$569  = done;
+    \$569  = \$487 ;
+    if (rst) begin
+      \$569  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$570  = \$488 ;
+    if (rst) begin
+      \$570  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$571  = \$489 ;
+    if (rst) begin
+      \$571  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$572  = \$490 ;
+    if (rst) begin
+      \$572  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$573  = \$491 ;
+    if (rst) begin
+      \$573  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$574  = result;
+    if (rst) begin
+      \$574  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$575  = entry;
+    if (rst) begin
+      \$575  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$576  = \$495 ;
+    if (rst) begin
+      \$576  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$577  = done;
     if (\$signal$78 ) begin
       (* full_case = 32'd1 *)
       if (\$496 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
           if (\$501 ) begin
-            \$569  = 4'h0;
+            \$577  = 4'h0;
           end else begin
-            \$569  = \$503 [3:0];
+            \$577  = \$503 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$569  = 4'h0;
+          \$577  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$569  = 4'h0;
+      \$577  = 4'h0;
     end
   end
   always @* begin
@@ -10033,10 +10156,10 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \b6[1]  = b6[23:12];
   assign \b6[2]  = b6[35:24];
   assign \b6[3]  = b6[47:36];
-  assign \$signal$118[0]  = \$signal$118 [15:0];
-  assign \$signal$118[1]  = \$signal$118 [31:16];
-  assign \$signal$118[2]  = \$signal$118 [47:32];
-  assign \$signal$118[3]  = \$signal$118 [63:48];
+  assign \$signal$126[0]  = \$signal$126 [15:0];
+  assign \$signal$126[1]  = \$signal$126 [31:16];
+  assign \$signal$126[2]  = \$signal$126 [47:32];
+  assign \$signal$126[3]  = \$signal$126 [63:48];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
@@ -10070,25 +10193,25 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \$141  = { w1_0[15], w1_0[15:8], 2'h0 };
   assign \$144  = { w1_0[23], w1_0[23:16], 2'h0 };
   assign \$147  = { w1_0[31], w1_0[31:24], 2'h0 };
-  assign \$169  = st3[1];
-  assign \$187  = st4[1];
-  assign \$203  = st5[1];
-  assign \$217  = st6[1];
-  assign \$231  = st7[1];
+  assign \$172  = st3[1];
+  assign \$190  = st4[1];
+  assign \$204  = st5[1];
+  assign \$218  = st6[1];
+  assign \$232  = st7[1];
   assign \$237  = 1'h1;
-  assign \$238  = \$signal$114 [0];
+  assign \$238  = hit_v1;
   assign \$243  = 1'h1;
-  assign \$244  = \$signal$115 [0];
-  assign \$249  = \$signal$114 [0];
-  assign \$256  = \$signal$115 [0];
-  assign \$263  = \$signal$114 [0];
-  assign \$271  = \$signal$114 [0];
-  assign \$280  = \$signal$114 [0];
-  assign \$290  = \$signal$114 [0];
-  assign \$300  = \$signal$115 [0];
-  assign \$307  = \$signal$115 [0];
-  assign \$315  = \$signal$115 [0];
-  assign \$324  = \$signal$115 [0];
+  assign \$244  = hit_c1;
+  assign \$249  = hit_v1;
+  assign \$256  = hit_c1;
+  assign \$263  = hit_v1;
+  assign \$271  = hit_v1;
+  assign \$280  = hit_v1;
+  assign \$290  = hit_v1;
+  assign \$300  = hit_c1;
+  assign \$307  = hit_c1;
+  assign \$315  = hit_c1;
+  assign \$324  = hit_c1;
   assign \$347  = 2'h0;
   assign \$348  = \$346 ;
   assign \$353  = 2'h0;
@@ -10126,7 +10249,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4588$0 , clk);
+module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4643$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [6:0] \$10 ;
@@ -10147,49 +10270,47 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   wire \$24 ;
   reg [3:0] \$25 ;
   wire \$26 ;
-  reg [3:0] \$27 ;
-  wire \$28 ;
-  reg [5:0] \$29 ;
+  reg [5:0] \$27 ;
+  reg [4:0] \$28 ;
+  reg [3:0] \$29 ;
   wire \$3 ;
-  reg [4:0] \$30 ;
+  wire \$30 ;
   reg [3:0] \$31 ;
   wire \$32 ;
-  reg [3:0] \$33 ;
+  wire \$33 ;
   wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [2:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
+  wire [2:0] \$35 ;
+  wire [8:0] \$36 ;
+  wire [9:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire [4:0] \$42 ;
-  wire [8:0] \$43 ;
-  wire [10:0] \$44 ;
-  wire \$45 ;
-  wire [9:0] \$46 ;
-  wire [10:0] \$47 ;
-  wire \$48 ;
-  wire [4:0] \$49 ;
+  wire [4:0] \$40 ;
+  wire [8:0] \$41 ;
+  wire [10:0] \$42 ;
+  wire \$43 ;
+  wire [9:0] \$44 ;
+  wire [10:0] \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire [4:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  reg [2:0] \$51 ;
-  reg [3:0] \$52 ;
-  reg [1:0] \$53 ;
-  reg [7:0] \$54 ;
-  reg [8:0] \$55 ;
+  reg [2:0] \$50 ;
+  reg [3:0] \$51 ;
+  reg [1:0] \$52 ;
+  reg [7:0] \$53 ;
+  reg [8:0] \$54 ;
+  reg [3:0] \$55 ;
   reg [3:0] \$56 ;
   reg [3:0] \$57 ;
-  reg [3:0] \$58 ;
+  reg \$58 ;
   reg \$59 ;
   reg [8:0] \$6 ;
   reg \$60 ;
-  reg \$61 ;
-  reg \$62 ;
-  reg [5:0] \$63 ;
-  reg [4:0] \$64 ;
-  reg \$65 ;
+  reg [5:0] \$61 ;
+  reg [4:0] \$62 ;
+  reg \$63 ;
   reg [5:0] \$7 ;
   wire [9:0] \$8 ;
   wire [5:0] \$9 ;
@@ -10216,7 +10337,6 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   reg last_y = 1'h0;
   input load;
   wire load;
-  reg one_x = 1'h0;
   output [7:0] op_addr;
   reg [7:0] op_addr = 8'h00;
   output [2:0] op_count;
@@ -10227,8 +10347,8 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   reg op_valid = 1'h0;
   output [8:0] op_waddr;
   reg [8:0] op_waddr = 9'h000;
-  input [11:0] \port$4588$0 ;
-  wire [11:0] \port$4588$0 ;
+  input [11:0] \port$4643$0 ;
+  wire [11:0] \port$4643$0 ;
   reg [5:0] r_step = 6'h00;
   output ready;
   wire ready;
@@ -10242,53 +10362,48 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   reg [3:0] xn = 4'h0;
   reg [3:0] xs = 4'h0;
   reg [3:0] ys = 4'h0;
-  assign \$34  = | \$33 ;
-  assign \$35  = \$32  & \$34 ;
-  assign \$36  = ~ last_g;
-  assign \$37  = g + 1'h1;
-  assign \$38  = op_addr + 1'h1;
-  assign \$39  = op_waddr + 1'h1;
-  assign \$40  = g == 2'h2;
-  assign \$41  = ~ \$signal ;
-  assign \$42  = xs - 1'h1;
-  assign \$43  = op_addr + 1'h1;
-  assign \$44  = op_waddr + 11'h7f9;
-  assign \$45  = xs == 1'h1;
-  assign \$46  = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign \$47  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign \$48  = ~ last_y;
-  assign \$49  = ys - 1'h1;
-  assign \$50  = ys == 1'h1;
+  assign \$36  = op_addr + 1'h1;
+  assign \$37  = op_waddr + 1'h1;
+  assign \$38  = g == 2'h2;
+  assign \$39  = ~ \$signal ;
+  assign \$40  = xs - 1'h1;
+  assign \$41  = op_addr + 1'h1;
+  assign \$42  = op_waddr + 11'h7f9;
+  assign \$43  = xs == 1'h1;
+  assign \$44  = $signed({ 1'h0, op_addr }) + $signed(r_step);
+  assign \$45  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
+  assign \$46  = ! xn;
+  assign \$47  = ~ last_y;
+  assign \$48  = ys - 1'h1;
+  assign \$49  = ys == 1'h1;
   always @(posedge clk)
-    op_count <= \$51 ;
+    op_count <= \$50 ;
   always @(posedge clk)
-    op_shift <= \$52 ;
+    op_shift <= \$51 ;
   always @(posedge clk)
-    g <= \$53 ;
+    g <= \$52 ;
   always @(posedge clk)
-    op_addr <= \$54 ;
+    op_addr <= \$53 ;
   always @(posedge clk)
-    op_waddr <= \$55 ;
+    op_waddr <= \$54 ;
   always @(posedge clk)
-    xs <= \$56 ;
+    xs <= \$55 ;
   always @(posedge clk)
-    ys <= \$57 ;
+    ys <= \$56 ;
   always @(posedge clk)
-    xn <= \$58 ;
+    xn <= \$57 ;
   always @(posedge clk)
-    last_g <= \$59 ;
+    last_g <= \$58 ;
   always @(posedge clk)
-    \$signal  <= \$60 ;
+    \$signal  <= \$59 ;
   always @(posedge clk)
-    last_y <= \$61 ;
+    last_y <= \$60 ;
   always @(posedge clk)
-    one_x <= \$62 ;
+    r_step <= \$61 ;
   always @(posedge clk)
-    r_step <= \$63 ;
+    w_step <= \$62 ;
   always @(posedge clk)
-    w_step <= \$64 ;
-  always @(posedge clk)
-    op_valid <= \$65 ;
+    op_valid <= \$63 ;
   assign \$1  = ~ op_valid;
   assign \$2  = last_g & \$signal ;
   assign \$3  = \$2  & last_y;
@@ -10305,103 +10420,128 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   assign \$22  = \$21  - 1'h1;
   assign \$24  = \$23  == 1'h1;
   assign \$26  = \$25  == 1'h1;
-  assign \$28  = \$27  == 1'h1;
+  assign \$30  = | \$29 ;
   assign \$32  = | \$31 ;
+  assign \$33  = \$30  & \$32 ;
+  assign \$34  = ~ last_g;
+  assign \$35  = g + 1'h1;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$51  = op_count;
+    \$50  = op_count;
     if (load) begin
-      \$51  = \port$4588$0 [11:9];
+      \$50  = \port$4643$0 [11:9];
     end
     if (rst) begin
-      \$51  = 3'h0;
+      \$50  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$52  = op_shift;
+    \$51  = op_shift;
     if (load) begin
-      \$52  = 4'h0;
+      \$51  = 4'h0;
     end
     if (rst) begin
-      \$52  = 4'h0;
+      \$51  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$53  = g;
+    \$52  = g;
     if (load) begin
-      \$53  = 2'h0;
+      \$52  = 2'h0;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$53  = \$37 [1:0];
+      if (\$34 ) begin
+        \$52  = \$35 [1:0];
       end else begin
-        \$53  = 2'h0;
+        \$52  = 2'h0;
       end
     end
     if (rst) begin
-      \$53  = 2'h0;
+      \$52  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$54  = op_addr;
+    \$53  = op_addr;
     if (load) begin
-      \$54  = \$8 [7:0];
+      \$53  = \$8 [7:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$54  = \$38 [7:0];
+      if (\$34 ) begin
+        \$53  = \$36 [7:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$54  = \$43 [7:0];
+        if (\$39 ) begin
+          \$53  = \$41 [7:0];
         end else begin
-          \$54  = \$46 [7:0];
+          \$53  = \$44 [7:0];
         end
       end
     end
     if (rst) begin
-      \$54  = 8'h00;
+      \$53  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$55  = op_waddr;
+    \$54  = op_waddr;
     if (load) begin
-      \$55  = \$16 [8:0];
+      \$54  = \$16 [8:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$55  = \$39 [8:0];
+      if (\$34 ) begin
+        \$54  = \$37 [8:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$55  = \$44 [8:0];
+        if (\$39 ) begin
+          \$54  = \$42 [8:0];
         end else begin
-          \$55  = \$47 [8:0];
+          \$54  = \$45 [8:0];
         end
       end
     end
     if (rst) begin
-      \$55  = 9'h000;
+      \$54  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$56  = xs;
+    \$55  = xs;
     if (load) begin
-      \$56  = \$18 [3:0];
+      \$55  = \$18 [3:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$56  = \$42 [3:0];
+        if (\$39 ) begin
+          \$55  = \$40 [3:0];
         end else begin
-          \$56  = xn;
+          \$55  = xn;
+        end
+      end
+    end
+    if (rst) begin
+      \$55  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$56  = ys;
+    if (load) begin
+      \$56  = \$20 [3:0];
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$34 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$39 ) begin
+        end else begin
+          if (\$47 ) begin
+            \$56  = \$48 [3:0];
+          end
         end
       end
     end
@@ -10411,21 +10551,9 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$57  = ys;
+    \$57  = xn;
     if (load) begin
-      \$57  = \$20 [3:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$36 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$41 ) begin
-        end else begin
-          if (\$48 ) begin
-            \$57  = \$49 [3:0];
-          end
-        end
-      end
+      \$57  = \$22 [3:0];
     end
     if (rst) begin
       \$57  = 4'h0;
@@ -10433,25 +10561,36 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$58  = xn;
+    \$58  = last_g;
     if (load) begin
-      \$58  = \$22 [3:0];
+      \$58  = 1'h0;
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$34 ) begin
+        \$58  = \$38 ;
+      end else begin
+        \$58  = 1'h0;
+      end
     end
     if (rst) begin
-      \$58  = 4'h0;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$59  = last_g;
+    \$59  = \$signal ;
     if (load) begin
-      \$59  = 1'h0;
+      \$59  = \$24 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$59  = \$40 ;
+      if (\$34 ) begin
       end else begin
-        \$59  = 1'h0;
+        (* full_case = 32'd1 *)
+        if (\$39 ) begin
+          \$59  = \$43 ;
+        end else begin
+          \$59  = \$46 ;
+        end
       end
     end
     if (rst) begin
@@ -10460,18 +10599,19 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$60  = \$signal ;
+    \$60  = last_y;
     if (load) begin
-      \$60  = \$24 ;
+      \$60  = \$26 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$60  = \$45 ;
+        if (\$39 ) begin
         end else begin
-          \$60  = one_x;
+          if (\$47 ) begin
+            \$60  = \$49 ;
+          end
         end
       end
     end
@@ -10481,84 +10621,52 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$61  = last_y;
+    \$61  = r_step;
     if (load) begin
-      \$61  = \$26 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$36 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$41 ) begin
-        end else begin
-          if (\$48 ) begin
-            \$61  = \$50 ;
-          end
-        end
-      end
+      \$61  = \$27 ;
     end
     if (rst) begin
-      \$61  = 1'h0;
+      \$61  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$62  = one_x;
+    \$62  = w_step;
     if (load) begin
       \$62  = \$28 ;
     end
     if (rst) begin
-      \$62  = 1'h0;
+      \$62  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$63  = r_step;
+    \$63  = op_valid;
     if (load) begin
-      \$63  = \$29 ;
-    end
-    if (rst) begin
-      \$63  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$64  = w_step;
-    if (load) begin
-      \$64  = \$30 ;
-    end
-    if (rst) begin
-      \$64  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$65  = op_valid;
-    if (load) begin
-      \$65  = \$35 ;
+      \$63  = \$33 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
+        if (\$39 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$48 ) begin
+          if (\$47 ) begin
           end else begin
-            \$65  = 1'h0;
+            \$63  = 1'h0;
           end
         end
       end
     end
     if (rst) begin
-      \$65  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4588$0 [5:3])
+    casez (\port$4643$0 [5:3])
       3'h0:
           \$6  = 9'h000;
       3'h1:
@@ -10580,7 +10688,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4588$0 [8:6])
+    casez (\port$4643$0 [8:6])
       3'h0:
           \$7  = 6'h00;
       3'h1:
@@ -10602,7 +10710,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4588$0 [5:3])
+    casez (\port$4643$0 [5:3])
       3'h0:
           \$13  = 6'h0c;
       3'h1:
@@ -10624,7 +10732,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4588$0 [8:6])
+    casez (\port$4643$0 [8:6])
       3'h0:
           \$15  = 5'h04;
       3'h1:
@@ -10646,7 +10754,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4588$0 [8:6])
+    casez (\port$4643$0 [8:6])
       3'h0:
           \$17  = 4'h2;
       3'h1:
@@ -10668,7 +10776,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4588$0 [5:3])
+    casez (\port$4643$0 [5:3])
       3'h0:
           \$19  = 4'h2;
       3'h1:
@@ -10690,7 +10798,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4588$0 [8:6])
+    casez (\port$4643$0 [8:6])
       3'h0:
           \$21  = 4'h2;
       3'h1:
@@ -10712,7 +10820,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4588$0 [8:6])
+    casez (\port$4643$0 [8:6])
       3'h0:
           \$23  = 4'h2;
       3'h1:
@@ -10734,7 +10842,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4588$0 [5:3])
+    casez (\port$4643$0 [5:3])
       3'h0:
           \$25  = 4'h2;
       3'h1:
@@ -10756,73 +10864,73 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4588$0 [8:6])
+    casez (\port$4643$0 [8:6])
       3'h0:
-          \$27  = 4'h2;
+          \$27  = 6'h19;
       3'h1:
-          \$27  = 4'h3;
+          \$27  = 6'h15;
       3'h2:
-          \$27  = 4'h3;
+          \$27  = 6'h15;
       3'h3:
-          \$27  = 4'h3;
+          \$27  = 6'h15;
       3'h4:
-          \$27  = 4'h3;
+          \$27  = 6'h15;
       3'h5:
-          \$27  = 4'h3;
+          \$27  = 6'h15;
       3'h6:
-          \$27  = 4'h3;
+          \$27  = 6'h15;
       3'h7:
-          \$27  = 4'h2;
+          \$27  = 6'h19;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4588$0 [8:6])
+    casez (\port$4643$0 [8:6])
       3'h0:
-          \$29  = 6'h19;
+          \$28  = 5'h15;
       3'h1:
-          \$29  = 6'h15;
+          \$28  = 5'h19;
       3'h2:
-          \$29  = 6'h15;
+          \$28  = 5'h19;
       3'h3:
-          \$29  = 6'h15;
+          \$28  = 5'h19;
       3'h4:
-          \$29  = 6'h15;
+          \$28  = 5'h19;
       3'h5:
-          \$29  = 6'h15;
+          \$28  = 5'h19;
       3'h6:
-          \$29  = 6'h15;
+          \$28  = 5'h19;
       3'h7:
-          \$29  = 6'h19;
+          \$28  = 5'h15;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4588$0 [8:6])
+    casez (\port$4643$0 [5:3])
       3'h0:
-          \$30  = 5'h15;
+          \$29  = 4'h2;
       3'h1:
-          \$30  = 5'h19;
+          \$29  = 4'h3;
       3'h2:
-          \$30  = 5'h19;
+          \$29  = 4'h3;
       3'h3:
-          \$30  = 5'h19;
+          \$29  = 4'h3;
       3'h4:
-          \$30  = 5'h19;
+          \$29  = 4'h3;
       3'h5:
-          \$30  = 5'h19;
+          \$29  = 4'h3;
       3'h6:
-          \$30  = 5'h19;
+          \$29  = 4'h3;
       3'h7:
-          \$30  = 5'h15;
+          \$29  = 4'h2;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4588$0 [5:3])
+    casez (\port$4643$0 [8:6])
       3'h0:
           \$31  = 4'h2;
       3'h1:
@@ -10839,28 +10947,6 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
           \$31  = 4'h3;
       3'h7:
           \$31  = 4'h2;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\port$4588$0 [8:6])
-      3'h0:
-          \$33  = 4'h2;
-      3'h1:
-          \$33  = 4'h3;
-      3'h2:
-          \$33  = 4'h3;
-      3'h3:
-          \$33  = 4'h3;
-      3'h4:
-          \$33  = 4'h3;
-      3'h5:
-          \$33  = 4'h3;
-      3'h6:
-          \$33  = 4'h3;
-      3'h7:
-          \$33  = 4'h2;
     endcase
   end
   assign busy = op_valid;
@@ -10869,17 +10955,17 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_count = \port$4588$0 [11:9];
+  assign ev_count = \port$4643$0 [11:9];
   assign ev_shift = 4'h0;
-  assign ev_y = \port$4588$0 [5:3];
-  assign ev_x = \port$4588$0 [8:6];
-  assign ev_c = \port$4588$0 [2:0];
-  assign \$9  = { 1'h0, \port$4588$0 [2:0], 2'h0 };
-  assign \$11  = { 2'h0, \port$4588$0 [2:0], 5'h00 };
+  assign ev_y = \port$4643$0 [5:3];
+  assign ev_x = \port$4643$0 [8:6];
+  assign ev_c = \port$4643$0 [2:0];
+  assign \$9  = { 1'h0, \port$4643$0 [2:0], 2'h0 };
+  assign \$11  = { 2'h0, \port$4643$0 [2:0], 5'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv2.queue (rst, \port$4003$0 , w_data, w_en, \port$4189$0 , \port$4191$0 , clk);
+module \digits_cnn_gn.engine_conv2.queue (rst, \port$4014$0 , w_data, w_en, \port$4214$0 , \port$4216$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -10910,12 +10996,12 @@ module \digits_cnn_gn.engine_conv2.queue (rst, \port$4003$0 , w_data, w_en, \por
   reg held_valid = 1'h0;
   wire [9:0] level;
   wire [9:0] \level$21 ;
-  input \port$4003$0 ;
-  wire \port$4003$0 ;
-  output [20:0] \port$4189$0 ;
-  wire [20:0] \port$4189$0 ;
-  output \port$4191$0 ;
-  wire \port$4191$0 ;
+  input \port$4014$0 ;
+  wire \port$4014$0 ;
+  output [20:0] \port$4214$0 ;
+  wire [20:0] \port$4214$0 ;
+  output \port$4216$0 ;
+  wire \port$4216$0 ;
   wire [20:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -10952,12 +11038,12 @@ module \digits_cnn_gn.engine_conv2.queue (rst, \port$4003$0 , w_data, w_en, \por
   \digits_cnn_gn.engine_conv2.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2095$0 (\$signal$9 ),
-    .\port$4003$0 (\port$4003$0 ),
-    .\port$4173$0 (\$signal$11 ),
-    .\port$4175$0 (held_valid),
-    .\port$4189$0 (\$signal$14 ),
-    .\port$4191$0 (\$signal$16 ),
+    .\port$2093$0 (\$signal$9 ),
+    .\port$4014$0 (\port$4014$0 ),
+    .\port$4198$0 (\$signal$11 ),
+    .\port$4200$0 (held_valid),
+    .\port$4214$0 (\$signal$14 ),
+    .\port$4216$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -10988,11 +11074,11 @@ module \digits_cnn_gn.engine_conv2.queue (rst, \port$4003$0 , w_data, w_en, \por
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4003$0 ;
-  assign \$signal$19  = \port$4003$0 ;
+  assign \$signal$18  = \port$4014$0 ;
+  assign \$signal$19  = \port$4014$0 ;
   assign level = \$4 [9:0];
-  assign \port$4189$0  = \$signal$14 ;
-  assign \port$4191$0  = \$signal$16 ;
+  assign \port$4214$0  = \$signal$14 ;
+  assign \port$4216$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11696,7 +11782,7 @@ module \digits_cnn_gn.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2095$0 , count, \port$4003$0 , \port$4173$0 , \port$4175$0 , \port$4189$0 , \port$4191$0 , clk);
+module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2093$0 , count, \port$4014$0 , \port$4198$0 , \port$4200$0 , \port$4214$0 , \port$4216$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -11716,28 +11802,28 @@ module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2095$0 , count, \port$
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2095$0 ;
-  wire \port$2095$0 ;
-  input \port$4003$0 ;
-  wire \port$4003$0 ;
-  input [20:0] \port$4173$0 ;
-  wire [20:0] \port$4173$0 ;
-  input \port$4175$0 ;
-  wire \port$4175$0 ;
+  output \port$2093$0 ;
+  wire \port$2093$0 ;
+  input \port$4014$0 ;
+  wire \port$4014$0 ;
+  input [20:0] \port$4198$0 ;
+  wire [20:0] \port$4198$0 ;
+  input \port$4200$0 ;
+  wire \port$4200$0 ;
   (* init = 21'h000000 *)
-  output [20:0] \port$4189$0 ;
-  wire [20:0] \port$4189$0 ;
+  output [20:0] \port$4214$0 ;
+  wire [20:0] \port$4214$0 ;
   (* init = 1'h0 *)
-  output \port$4191$0 ;
-  wire \port$4191$0 ;
+  output \port$4216$0 ;
+  wire \port$4216$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4175$0  & \$1 ;
+  assign take = \port$4200$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4003$0  | \$2 ;
+  assign \$3  = \port$4014$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -11755,7 +11841,7 @@ module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2095$0 , count, \port$
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4173$0 ;
+        \$4  = \port$4198$0 ;
       end
     end
     if (rst) begin
@@ -11798,18 +11884,18 @@ module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2095$0 , count, \port$
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4173$0 ;
+      \$7  = \port$4198$0 ;
     end
     if (rst) begin
       \$7  = 21'h000000;
     end
   end
-  assign \$signal$3  = \port$4175$0 ;
-  assign \$signal$8  = \port$4003$0 ;
-  assign \$signal$11  = \port$4173$0 ;
-  assign \port$2095$0  = \$signal ;
-  assign \port$4189$0  = \$signal$9 ;
-  assign \port$4191$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4200$0 ;
+  assign \$signal$8  = \port$4014$0 ;
+  assign \$signal$11  = \port$4198$0 ;
+  assign \port$2093$0  = \$signal ;
+  assign \port$4214$0  = \$signal$9 ;
+  assign \port$4216$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -12309,21 +12395,21 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   reg [3:0] \$541 ;
   reg [47:0] \$542 ;
   reg [47:0] \$543 ;
-  reg [4:0] \$544 ;
-  reg [4:0] \$545 ;
-  reg [9:0] \$546 ;
-  reg [7:0] \$547 ;
-  reg [71:0] \$548 ;
-  reg [71:0] \$549 ;
+  reg \$544 ;
+  reg \$545 ;
+  reg \$546 ;
+  reg \$547 ;
+  reg \$548 ;
+  reg \$549 ;
   wire [3:0] \$55 ;
-  reg [18:0] \$550 ;
-  reg [18:0] \$551 ;
-  reg [18:0] \$552 ;
-  reg [18:0] \$553 ;
-  reg [18:0] \$554 ;
-  reg [18:0] \$555 ;
-  reg [18:0] \$556 ;
-  reg [18:0] \$557 ;
+  reg \$550 ;
+  reg \$551 ;
+  reg \$552 ;
+  reg \$553 ;
+  reg [9:0] \$554 ;
+  reg [7:0] \$555 ;
+  reg [71:0] \$556 ;
+  reg [71:0] \$557 ;
   reg [18:0] \$558 ;
   reg [18:0] \$559 ;
   wire \$56 ;
@@ -12333,11 +12419,19 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   reg [18:0] \$563 ;
   reg [18:0] \$564 ;
   reg [18:0] \$565 ;
-  reg [67:0] \$566 ;
+  reg [18:0] \$566 ;
   reg [18:0] \$567 ;
-  reg \$568 ;
-  reg [3:0] \$569 ;
+  reg [18:0] \$568 ;
+  reg [18:0] \$569 ;
   wire [4:0] \$57 ;
+  reg [18:0] \$570 ;
+  reg [18:0] \$571 ;
+  reg [18:0] \$572 ;
+  reg [18:0] \$573 ;
+  reg [67:0] \$574 ;
+  reg [18:0] \$575 ;
+  reg \$576 ;
+  reg [3:0] \$577 ;
   wire \$58 ;
   wire \$59 ;
   wire \$6 ;
@@ -12390,15 +12484,13 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [11:0] \$like[2] ;
   wire [11:0] \$like[3] ;
   reg \$signal  = 1'h0;
-  reg [4:0] \$signal$114  = 5'h00;
-  reg [4:0] \$signal$115  = 5'h00;
-  reg [9:0] \$signal$116  = 10'h000;
-  reg [7:0] \$signal$117  = 8'h00;
-  reg [71:0] \$signal$118  = 72'h000000000000000000;
-  wire [17:0] \$signal$118[0] ;
-  wire [17:0] \$signal$118[1] ;
-  wire [17:0] \$signal$118[2] ;
-  wire [17:0] \$signal$118[3] ;
+  reg [9:0] \$signal$124  = 10'h000;
+  reg [7:0] \$signal$125  = 8'h00;
+  reg [71:0] \$signal$126  = 72'h000000000000000000;
+  wire [17:0] \$signal$126[0] ;
+  wire [17:0] \$signal$126[1] ;
+  wire [17:0] \$signal$126[2] ;
+  wire [17:0] \$signal$126[3] ;
   wire \$signal$23 ;
   reg [71:0] \$signal$39  = 72'h000000000000000000;
   wire [17:0] \$signal$39[0] ;
@@ -12519,6 +12611,16 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [2:0] ev_y;
   reg [1:0] fire_k = 2'h0;
   reg fsm_state = 1'h0;
+  reg hit_c1 = 1'h0;
+  reg hit_c2 = 1'h0;
+  reg hit_c3 = 1'h0;
+  reg hit_c4 = 1'h0;
+  reg hit_c5 = 1'h0;
+  reg hit_v1 = 1'h0;
+  reg hit_v2 = 1'h0;
+  reg hit_v3 = 1'h0;
+  reg hit_v4 = 1'h0;
+  reg hit_v5 = 1'h0;
   input [13:0] i0__payload;
   wire [13:0] i0__payload;
   wire [3:0] \i0__payload.c ;
@@ -15238,59 +15340,65 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     _2_ <= wrom0[st0[21:10]];
   end
   assign \$signature__data  = _2_;
+  assign \$419  = \$signal$124 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$420  = \$418  | { \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419  };
+  assign \$421  = \$signal$124 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$422  = \$420  | { \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421  };
+  assign \$425  = \$signal$125 [0] ? addend[35:24] : 12'h000;
+  assign \$426  = \$signal$125 [1] ? b_raw[35:24] : 12'h000;
   assign \$427  = \$425  | \$426 ;
-  assign \$428  = \$signal$117 [2] ? \$signal$118 [53:36] : 18'h00000;
+  assign \$428  = \$signal$125 [2] ? \$signal$126 [53:36] : 18'h00000;
   assign \$429  = { \$427 [11], \$427 [11], \$427 [11], \$427 [11], \$427 [11], \$427 [11], \$427  } | \$428 ;
-  assign \$430  = \$signal$117 [3] ? \$signal$39 [53:36] : 18'h00000;
+  assign \$430  = \$signal$125 [3] ? \$signal$39 [53:36] : 18'h00000;
   assign \$431  = \$429  | \$430 ;
-  assign \$434  = \$signal$117 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$434  = \$signal$125 [5] ? { cres8[2], cres8[2] } : 2'h0;
   assign \$435  = \$433  | { \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434  };
-  assign \$436  = \$signal$117 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$436  = \$signal$125 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign \$437  = \$435  | { \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436  };
   assign \$440  = $signed(\$424 ) + $signed(\$439 );
-  assign \$441  = \$signal$116 [0] ? \$signal$118 [71:54] : 18'h00000;
-  assign \$442  = \$signal$116 [1] ? \$signal$39 [71:54] : 18'h00000;
+  assign \$441  = \$signal$124 [0] ? \$signal$126 [71:54] : 18'h00000;
+  assign \$442  = \$signal$124 [1] ? \$signal$39 [71:54] : 18'h00000;
   assign \$443  = \$441  | \$442 ;
-  assign \$444  = \$signal$116 [2] ? v_wr__data[67:51] : 17'h00000;
+  assign \$444  = \$signal$124 [2] ? v_wr__data[67:51] : 17'h00000;
   assign \$445  = \$443  | { \$444 [16], \$444  };
-  assign \$446  = \$signal$116 [3] ? res8[67:51] : 17'h00000;
+  assign \$446  = \$signal$124 [3] ? res8[67:51] : 17'h00000;
   assign \$447  = \$445  | { \$446 [16], \$446  };
-  assign \$448  = \$signal$116 [4] ? res9[67:51] : 17'h00000;
+  assign \$448  = \$signal$124 [4] ? res9[67:51] : 17'h00000;
   assign \$449  = \$447  | { \$448 [16], \$448  };
-  assign \$450  = \$signal$116 [5] ? v_raw[67:51] : 17'h00000;
+  assign \$450  = \$signal$124 [5] ? v_raw[67:51] : 17'h00000;
   assign \$451  = \$449  | { \$450 [16], \$450  };
-  assign \$454  = \$signal$116 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$454  = \$signal$124 [7] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$455  = \$453  | { \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454  };
-  assign \$456  = \$signal$116 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$456  = \$signal$124 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$457  = \$455  | { \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456  };
-  assign \$460  = \$signal$117 [0] ? addend[47:36] : 12'h000;
-  assign \$461  = \$signal$117 [1] ? b_raw[47:36] : 12'h000;
+  assign \$460  = \$signal$125 [0] ? addend[47:36] : 12'h000;
+  assign \$461  = \$signal$125 [1] ? b_raw[47:36] : 12'h000;
   assign \$462  = \$460  | \$461 ;
-  assign \$463  = \$signal$117 [2] ? \$signal$118 [71:54] : 18'h00000;
+  assign \$463  = \$signal$125 [2] ? \$signal$126 [71:54] : 18'h00000;
   assign \$464  = { \$462 [11], \$462 [11], \$462 [11], \$462 [11], \$462 [11], \$462 [11], \$462  } | \$463 ;
-  assign \$465  = \$signal$117 [3] ? \$signal$39 [71:54] : 18'h00000;
+  assign \$465  = \$signal$125 [3] ? \$signal$39 [71:54] : 18'h00000;
   assign \$466  = \$464  | \$465 ;
-  assign \$469  = \$signal$117 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$469  = \$signal$125 [5] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$470  = \$468  | { \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469  };
-  assign \$471  = \$signal$117 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$471  = \$signal$125 [6] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$472  = \$470  | { \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471  };
   assign \$475  = $signed(\$459 ) + $signed(\$474 );
-  assign \$476  = $signed(\$signal$118 [17:0]) - $signed(9'h0f8);
-  assign \$477  = $signed(\$signal$118 [17:0]) - $signed(10'h1f0);
-  assign \$478  = $signed(\$signal$118 [17:0]) - $signed(11'h2e8);
-  assign \$479  = $signed(\$signal$118 [17:0]) - $signed(11'h3e0);
-  assign \$480  = $signed(\$signal$118 [35:18]) - $signed(9'h0f8);
-  assign \$481  = $signed(\$signal$118 [35:18]) - $signed(10'h1f0);
-  assign \$482  = $signed(\$signal$118 [35:18]) - $signed(11'h2e8);
-  assign \$483  = $signed(\$signal$118 [35:18]) - $signed(11'h3e0);
-  assign \$484  = $signed(\$signal$118 [53:36]) - $signed(9'h0f8);
-  assign \$485  = $signed(\$signal$118 [53:36]) - $signed(10'h1f0);
-  assign \$486  = $signed(\$signal$118 [53:36]) - $signed(11'h2e8);
-  assign \$487  = $signed(\$signal$118 [53:36]) - $signed(11'h3e0);
-  assign \$488  = $signed(\$signal$118 [71:54]) - $signed(9'h0f8);
-  assign \$489  = $signed(\$signal$118 [71:54]) - $signed(10'h1f0);
-  assign \$490  = $signed(\$signal$118 [71:54]) - $signed(11'h2e8);
-  assign \$491  = $signed(\$signal$118 [71:54]) - $signed(11'h3e0);
+  assign \$476  = $signed(\$signal$126 [17:0]) - $signed(9'h0f8);
+  assign \$477  = $signed(\$signal$126 [17:0]) - $signed(10'h1f0);
+  assign \$478  = $signed(\$signal$126 [17:0]) - $signed(11'h2e8);
+  assign \$479  = $signed(\$signal$126 [17:0]) - $signed(11'h3e0);
+  assign \$480  = $signed(\$signal$126 [35:18]) - $signed(9'h0f8);
+  assign \$481  = $signed(\$signal$126 [35:18]) - $signed(10'h1f0);
+  assign \$482  = $signed(\$signal$126 [35:18]) - $signed(11'h2e8);
+  assign \$483  = $signed(\$signal$126 [35:18]) - $signed(11'h3e0);
+  assign \$484  = $signed(\$signal$126 [53:36]) - $signed(9'h0f8);
+  assign \$485  = $signed(\$signal$126 [53:36]) - $signed(10'h1f0);
+  assign \$486  = $signed(\$signal$126 [53:36]) - $signed(11'h2e8);
+  assign \$487  = $signed(\$signal$126 [53:36]) - $signed(11'h3e0);
+  assign \$488  = $signed(\$signal$126 [71:54]) - $signed(9'h0f8);
+  assign \$489  = $signed(\$signal$126 [71:54]) - $signed(10'h1f0);
+  assign \$490  = $signed(\$signal$126 [71:54]) - $signed(11'h2e8);
+  assign \$491  = $signed(\$signal$126 [71:54]) - $signed(11'h3e0);
   assign \$493  = st6[0] & \$492 ;
   assign \$494  = any_spike | st6[32];
   assign \$495  = \$493  & \$494 ;
@@ -15383,57 +15491,73 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk)
     b6 <= \$543 ;
   always @(posedge clk)
-    \$signal$114  <= \$544 ;
+    hit_v1 <= \$544 ;
   always @(posedge clk)
-    \$signal$115  <= \$545 ;
+    hit_c1 <= \$545 ;
   always @(posedge clk)
-    \$signal$116  <= \$546 ;
+    hit_v2 <= \$546 ;
   always @(posedge clk)
-    \$signal$117  <= \$547 ;
+    hit_c2 <= \$547 ;
   always @(posedge clk)
-    \$signal$118  <= \$548 ;
+    hit_v3 <= \$548 ;
   always @(posedge clk)
-    \$signal$39  <= \$549 ;
+    hit_c3 <= \$549 ;
   always @(posedge clk)
-    d1_0 <= \$550 ;
+    hit_v4 <= \$550 ;
   always @(posedge clk)
-    d2_0 <= \$551 ;
+    hit_c4 <= \$551 ;
   always @(posedge clk)
-    d3_0 <= \$552 ;
+    hit_v5 <= \$552 ;
   always @(posedge clk)
-    d4_0 <= \$553 ;
+    hit_c5 <= \$553 ;
   always @(posedge clk)
-    d1_1 <= \$554 ;
+    \$signal$124  <= \$554 ;
   always @(posedge clk)
-    d2_1 <= \$555 ;
+    \$signal$125  <= \$555 ;
   always @(posedge clk)
-    d3_1 <= \$556 ;
+    \$signal$126  <= \$556 ;
   always @(posedge clk)
-    d4_1 <= \$557 ;
+    \$signal$39  <= \$557 ;
   always @(posedge clk)
-    d1_2 <= \$558 ;
+    d1_0 <= \$558 ;
   always @(posedge clk)
-    d2_2 <= \$559 ;
+    d2_0 <= \$559 ;
   always @(posedge clk)
-    d3_2 <= \$560 ;
+    d3_0 <= \$560 ;
   always @(posedge clk)
-    d4_2 <= \$561 ;
+    d4_0 <= \$561 ;
   always @(posedge clk)
-    d1_3 <= \$562 ;
+    d1_1 <= \$562 ;
   always @(posedge clk)
-    d2_3 <= \$563 ;
+    d2_1 <= \$563 ;
   always @(posedge clk)
-    d3_3 <= \$564 ;
+    d3_1 <= \$564 ;
   always @(posedge clk)
-    d4_3 <= \$565 ;
+    d4_1 <= \$565 ;
   always @(posedge clk)
-    v_wr__data <= \$566 ;
+    d1_2 <= \$566 ;
   always @(posedge clk)
-    \$signal$68  <= \$567 ;
+    d2_2 <= \$567 ;
   always @(posedge clk)
-    \$signal$70  <= \$568 ;
+    d3_2 <= \$568 ;
   always @(posedge clk)
-    done <= \$569 ;
+    d4_2 <= \$569 ;
+  always @(posedge clk)
+    d1_3 <= \$570 ;
+  always @(posedge clk)
+    d2_3 <= \$571 ;
+  always @(posedge clk)
+    d3_3 <= \$572 ;
+  always @(posedge clk)
+    d4_3 <= \$573 ;
+  always @(posedge clk)
+    v_wr__data <= \$574 ;
+  always @(posedge clk)
+    \$signal$68  <= \$575 ;
+  always @(posedge clk)
+    \$signal$70  <= \$576 ;
+  always @(posedge clk)
+    done <= \$577 ;
   assign en = ~ \$signal ;
   assign \$1  = ~ \$signal ;
   assign \$2  = op_valid & \$1 ;
@@ -15581,79 +15705,79 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \$156  = $signed(\$155 ) + $signed(w2_0_2_2);
   assign \$157  = $signed(1'h0) + $signed(w2_0_0_3);
   assign \$158  = $signed(\$157 ) + $signed(w2_0_2_3);
-  assign \$159  = ! st3[1];
-  assign \$160  = \$159  & st3[2];
-  assign \$161  = ~ \$160 ;
-  assign \$162  = st3[0] & \$161 ;
-  assign \$163  = st2[9:4] == st3[9:4];
-  assign \$164  = \$162  & \$163 ;
-  assign \$165  = ! st3[1];
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = ! st3[1];
-  assign \$168  = \$167  & st3[2];
-  assign \$170  = \$169  & st3[30];
-  assign \$171  = \$168  | \$170 ;
-  assign \$172  = st3[0] & \$171 ;
-  assign \$173  = st2[9:4] == st3[9:4];
-  assign \$174  = \$172  & \$173 ;
-  assign \$175  = ! st3[1];
-  assign \$176  = \$174  & \$175 ;
-  assign \$177  = ! st4[1];
-  assign \$178  = \$177  & st4[2];
-  assign \$179  = ~ \$178 ;
-  assign \$180  = st4[0] & \$179 ;
-  assign \$181  = st2[9:4] == st4[9:4];
-  assign \$182  = \$180  & \$181 ;
-  assign \$183  = ! st4[1];
-  assign \$184  = \$182  & \$183 ;
-  assign \$185  = ! st4[1];
-  assign \$186  = \$185  & st4[2];
-  assign \$188  = \$187  & st4[30];
-  assign \$189  = \$186  | \$188 ;
-  assign \$190  = st4[0] & \$189 ;
-  assign \$191  = st2[9:4] == st4[9:4];
-  assign \$192  = \$190  & \$191 ;
-  assign \$193  = ! st4[1];
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = ! st5[1];
-  assign \$196  = \$195  & st5[2];
-  assign \$197  = ~ \$196 ;
-  assign \$198  = st5[0] & \$197 ;
-  assign \$199  = st2[9:4] == st5[9:4];
-  assign \$200  = \$198  & \$199 ;
-  assign \$201  = ! st5[1];
-  assign \$202  = \$201  & st5[2];
-  assign \$204  = \$203  & st5[30];
-  assign \$205  = \$202  | \$204 ;
-  assign \$206  = st5[0] & \$205 ;
-  assign \$207  = st2[9:4] == st5[9:4];
-  assign \$208  = \$206  & \$207 ;
-  assign \$209  = ! st6[1];
-  assign \$210  = \$209  & st6[2];
-  assign \$211  = ~ \$210 ;
-  assign \$212  = st6[0] & \$211 ;
-  assign \$213  = st2[9:4] == st6[9:4];
-  assign \$214  = \$212  & \$213 ;
-  assign \$215  = ! st6[1];
-  assign \$216  = \$215  & st6[2];
-  assign \$218  = \$217  & st6[30];
-  assign \$219  = \$216  | \$218 ;
-  assign \$220  = st6[0] & \$219 ;
-  assign \$221  = st2[9:4] == st6[9:4];
-  assign \$222  = \$220  & \$221 ;
-  assign \$223  = ! st7[1];
-  assign \$224  = \$223  & st7[2];
-  assign \$225  = ~ \$224 ;
-  assign \$226  = st7[0] & \$225 ;
-  assign \$227  = st2[9:4] == st7[9:4];
-  assign \$228  = \$226  & \$227 ;
-  assign \$229  = ! st7[1];
-  assign \$230  = \$229  & st7[2];
-  assign \$232  = \$231  & st7[30];
-  assign \$233  = \$230  | \$232 ;
-  assign \$234  = st7[0] & \$233 ;
-  assign \$235  = st2[9:4] == st7[9:4];
-  assign \$236  = \$234  & \$235 ;
+  assign \$159  = st2[9:4] == st3[9:4];
+  assign \$160  = ! st3[1];
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = ! st3[1];
+  assign \$163  = \$162  & st3[2];
+  assign \$164  = ~ \$163 ;
+  assign \$165  = st3[0] & \$164 ;
+  assign \$166  = \$161  & \$165 ;
+  assign \$167  = st2[9:4] == st3[9:4];
+  assign \$168  = ! st3[1];
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = ! st3[1];
+  assign \$171  = \$170  & st3[2];
+  assign \$173  = \$172  & st3[30];
+  assign \$174  = \$171  | \$173 ;
+  assign \$175  = st3[0] & \$174 ;
+  assign \$176  = \$169  & \$175 ;
+  assign \$177  = st2[9:4] == st4[9:4];
+  assign \$178  = ! st4[1];
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = ! st4[1];
+  assign \$181  = \$180  & st4[2];
+  assign \$182  = ~ \$181 ;
+  assign \$183  = st4[0] & \$182 ;
+  assign \$184  = \$179  & \$183 ;
+  assign \$185  = st2[9:4] == st4[9:4];
+  assign \$186  = ! st4[1];
+  assign \$187  = \$185  & \$186 ;
+  assign \$188  = ! st4[1];
+  assign \$189  = \$188  & st4[2];
+  assign \$191  = \$190  & st4[30];
+  assign \$192  = \$189  | \$191 ;
+  assign \$193  = st4[0] & \$192 ;
+  assign \$194  = \$187  & \$193 ;
+  assign \$195  = st2[9:4] == st5[9:4];
+  assign \$196  = ! st5[1];
+  assign \$197  = \$196  & st5[2];
+  assign \$198  = ~ \$197 ;
+  assign \$199  = st5[0] & \$198 ;
+  assign \$200  = \$195  & \$199 ;
+  assign \$201  = st2[9:4] == st5[9:4];
+  assign \$202  = ! st5[1];
+  assign \$203  = \$202  & st5[2];
+  assign \$205  = \$204  & st5[30];
+  assign \$206  = \$203  | \$205 ;
+  assign \$207  = st5[0] & \$206 ;
+  assign \$208  = \$201  & \$207 ;
+  assign \$209  = st2[9:4] == st6[9:4];
+  assign \$210  = ! st6[1];
+  assign \$211  = \$210  & st6[2];
+  assign \$212  = ~ \$211 ;
+  assign \$213  = st6[0] & \$212 ;
+  assign \$214  = \$209  & \$213 ;
+  assign \$215  = st2[9:4] == st6[9:4];
+  assign \$216  = ! st6[1];
+  assign \$217  = \$216  & st6[2];
+  assign \$219  = \$218  & st6[30];
+  assign \$220  = \$217  | \$219 ;
+  assign \$221  = st6[0] & \$220 ;
+  assign \$222  = \$215  & \$221 ;
+  assign \$223  = st2[9:4] == st7[9:4];
+  assign \$224  = ! st7[1];
+  assign \$225  = \$224  & st7[2];
+  assign \$226  = ~ \$225 ;
+  assign \$227  = st7[0] & \$226 ;
+  assign \$228  = \$223  & \$227 ;
+  assign \$229  = st2[9:4] == st7[9:4];
+  assign \$230  = ! st7[1];
+  assign \$231  = \$230  & st7[2];
+  assign \$233  = \$232  & st7[30];
+  assign \$234  = \$231  | \$233 ;
+  assign \$235  = st7[0] & \$234 ;
+  assign \$236  = \$229  & \$235 ;
   assign \$239  = ! st3[1];
   assign \$240  = \$239  & st3[2];
   assign \$241  = ~ \$240 ;
@@ -15663,152 +15787,146 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \$247  = \$244  & \$246 ;
   assign \$248  = \$242  | \$247 ;
   assign \$250  = ~ \$249 ;
-  assign \$251  = \$signal$114 [1] & \$250 ;
+  assign \$251  = hit_v2 & \$250 ;
   assign \$252  = ! st3[1];
   assign \$253  = \$252  & st3[2];
   assign \$254  = ~ \$253 ;
   assign \$255  = \$251  & \$254 ;
   assign \$257  = ~ \$256 ;
-  assign \$258  = \$signal$115 [1] & \$257 ;
+  assign \$258  = hit_c2 & \$257 ;
   assign \$259  = ! st3[1];
   assign \$260  = \$259  & st3[2];
   assign \$261  = \$258  & \$260 ;
   assign \$262  = \$255  | \$261 ;
-  assign \$264  = \$263  | \$signal$114 [1];
+  assign \$264  = \$263  | hit_v2;
   assign \$265  = ~ \$264 ;
-  assign \$266  = \$signal$114 [2] & \$265 ;
+  assign \$266  = hit_v3 & \$265 ;
   assign \$267  = ! st3[1];
   assign \$268  = \$267  & st3[2];
   assign \$269  = ~ \$268 ;
   assign \$270  = \$266  & \$269 ;
-  assign \$272  = \$271  | \$signal$114 [1];
-  assign \$273  = \$272  | \$signal$114 [2];
+  assign \$272  = \$271  | hit_v2;
+  assign \$273  = \$272  | hit_v3;
   assign \$274  = ~ \$273 ;
-  assign \$275  = \$signal$114 [3] & \$274 ;
+  assign \$275  = hit_v4 & \$274 ;
   assign \$276  = ! st3[1];
   assign \$277  = \$276  & st3[2];
   assign \$278  = ~ \$277 ;
   assign \$279  = \$275  & \$278 ;
-  assign \$281  = \$280  | \$signal$114 [1];
-  assign \$282  = \$281  | \$signal$114 [2];
-  assign \$283  = \$282  | \$signal$114 [3];
+  assign \$281  = \$280  | hit_v2;
+  assign \$282  = \$281  | hit_v3;
+  assign \$283  = \$282  | hit_v4;
   assign \$284  = ~ \$283 ;
-  assign \$285  = \$signal$114 [4] & \$284 ;
+  assign \$285  = hit_v5 & \$284 ;
   assign \$286  = ! st3[1];
   assign \$287  = \$286  & st3[2];
   assign \$288  = ~ \$287 ;
   assign \$289  = \$285  & \$288 ;
-  assign \$291  = \$290  | \$signal$114 [1];
-  assign \$292  = \$291  | \$signal$114 [2];
-  assign \$293  = \$292  | \$signal$114 [3];
-  assign \$294  = \$293  | \$signal$114 [4];
+  assign \$291  = \$290  | hit_v2;
+  assign \$292  = \$291  | hit_v3;
+  assign \$293  = \$292  | hit_v4;
+  assign \$294  = \$293  | hit_v5;
   assign \$295  = ~ \$294 ;
   assign \$296  = ! st3[1];
   assign \$297  = \$296  & st3[2];
   assign \$298  = ~ \$297 ;
   assign \$299  = \$295  & \$298 ;
-  assign \$301  = \$300  | \$signal$115 [1];
+  assign \$301  = \$300  | hit_c2;
   assign \$302  = ~ \$301 ;
-  assign \$303  = \$signal$115 [2] & \$302 ;
+  assign \$303  = hit_c3 & \$302 ;
   assign \$304  = ! st3[1];
   assign \$305  = \$304  & st3[2];
   assign \$306  = \$303  & \$305 ;
-  assign \$308  = \$307  | \$signal$115 [1];
-  assign \$309  = \$308  | \$signal$115 [2];
+  assign \$308  = \$307  | hit_c2;
+  assign \$309  = \$308  | hit_c3;
   assign \$310  = ~ \$309 ;
-  assign \$311  = \$signal$115 [3] & \$310 ;
+  assign \$311  = hit_c4 & \$310 ;
   assign \$312  = ! st3[1];
   assign \$313  = \$312  & st3[2];
   assign \$314  = \$311  & \$313 ;
-  assign \$316  = \$315  | \$signal$115 [1];
-  assign \$317  = \$316  | \$signal$115 [2];
-  assign \$318  = \$317  | \$signal$115 [3];
+  assign \$316  = \$315  | hit_c2;
+  assign \$317  = \$316  | hit_c3;
+  assign \$318  = \$317  | hit_c4;
   assign \$319  = ~ \$318 ;
-  assign \$320  = \$signal$115 [4] & \$319 ;
+  assign \$320  = hit_c5 & \$319 ;
   assign \$321  = ! st3[1];
   assign \$322  = \$321  & st3[2];
   assign \$323  = \$320  & \$322 ;
-  assign \$325  = \$324  | \$signal$115 [1];
-  assign \$326  = \$325  | \$signal$115 [2];
-  assign \$327  = \$326  | \$signal$115 [3];
-  assign \$328  = \$327  | \$signal$115 [4];
+  assign \$325  = \$324  | hit_c2;
+  assign \$326  = \$325  | hit_c3;
+  assign \$327  = \$326  | hit_c4;
+  assign \$328  = \$327  | hit_c5;
   assign \$329  = ~ \$328 ;
   assign \$330  = ! st3[1];
   assign \$331  = \$330  & st3[2];
   assign \$332  = \$329  & \$331 ;
   assign \$333  = ! st3[1];
   assign \$334  = ! st3[1];
-  assign \$336  = \$signal$116 [0] ? \$signal$118 [17:0] : 18'h00000;
-  assign \$337  = \$signal$116 [1] ? \$signal$39 [17:0] : 18'h00000;
+  assign \$336  = \$signal$124 [0] ? \$signal$126 [17:0] : 18'h00000;
+  assign \$337  = \$signal$124 [1] ? \$signal$39 [17:0] : 18'h00000;
   assign \$338  = \$336  | \$337 ;
-  assign \$339  = \$signal$116 [2] ? v_wr__data[16:0] : 17'h00000;
+  assign \$339  = \$signal$124 [2] ? v_wr__data[16:0] : 17'h00000;
   assign \$340  = \$338  | { \$339 [16], \$339  };
-  assign \$341  = \$signal$116 [3] ? res8[16:0] : 17'h00000;
+  assign \$341  = \$signal$124 [3] ? res8[16:0] : 17'h00000;
   assign \$342  = \$340  | { \$341 [16], \$341  };
-  assign \$343  = \$signal$116 [4] ? res9[16:0] : 17'h00000;
+  assign \$343  = \$signal$124 [4] ? res9[16:0] : 17'h00000;
   assign \$344  = \$342  | { \$343 [16], \$343  };
-  assign \$345  = \$signal$116 [5] ? v_raw[16:0] : 17'h00000;
+  assign \$345  = \$signal$124 [5] ? v_raw[16:0] : 17'h00000;
   assign \$346  = \$344  | { \$345 [16], \$345  };
-  assign \$349  = \$signal$116 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$349  = \$signal$124 [7] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$350  = \$348  | { \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349  };
-  assign \$351  = \$signal$116 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$351  = \$signal$124 [8] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$352  = \$350  | { \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351  };
-  assign \$355  = \$signal$117 [0] ? addend[11:0] : 12'h000;
-  assign \$356  = \$signal$117 [1] ? b_raw[11:0] : 12'h000;
+  assign \$355  = \$signal$125 [0] ? addend[11:0] : 12'h000;
+  assign \$356  = \$signal$125 [1] ? b_raw[11:0] : 12'h000;
   assign \$357  = \$355  | \$356 ;
-  assign \$358  = \$signal$117 [2] ? \$signal$118 [17:0] : 18'h00000;
+  assign \$358  = \$signal$125 [2] ? \$signal$126 [17:0] : 18'h00000;
   assign \$359  = { \$357 [11], \$357 [11], \$357 [11], \$357 [11], \$357 [11], \$357 [11], \$357  } | \$358 ;
-  assign \$360  = \$signal$117 [3] ? \$signal$39 [17:0] : 18'h00000;
+  assign \$360  = \$signal$125 [3] ? \$signal$39 [17:0] : 18'h00000;
   assign \$361  = \$359  | \$360 ;
-  assign \$364  = \$signal$117 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$364  = \$signal$125 [5] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$365  = \$363  | { \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364  };
-  assign \$366  = \$signal$117 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$366  = \$signal$125 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$367  = \$365  | { \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366  };
   assign \$370  = $signed(\$354 ) + $signed(\$369 );
-  assign \$371  = \$signal$116 [0] ? \$signal$118 [35:18] : 18'h00000;
-  assign \$372  = \$signal$116 [1] ? \$signal$39 [35:18] : 18'h00000;
+  assign \$371  = \$signal$124 [0] ? \$signal$126 [35:18] : 18'h00000;
+  assign \$372  = \$signal$124 [1] ? \$signal$39 [35:18] : 18'h00000;
   assign \$373  = \$371  | \$372 ;
-  assign \$374  = \$signal$116 [2] ? v_wr__data[33:17] : 17'h00000;
+  assign \$374  = \$signal$124 [2] ? v_wr__data[33:17] : 17'h00000;
   assign \$375  = \$373  | { \$374 [16], \$374  };
-  assign \$376  = \$signal$116 [3] ? res8[33:17] : 17'h00000;
+  assign \$376  = \$signal$124 [3] ? res8[33:17] : 17'h00000;
   assign \$377  = \$375  | { \$376 [16], \$376  };
-  assign \$378  = \$signal$116 [4] ? res9[33:17] : 17'h00000;
+  assign \$378  = \$signal$124 [4] ? res9[33:17] : 17'h00000;
   assign \$379  = \$377  | { \$378 [16], \$378  };
-  assign \$380  = \$signal$116 [5] ? v_raw[33:17] : 17'h00000;
+  assign \$380  = \$signal$124 [5] ? v_raw[33:17] : 17'h00000;
   assign \$381  = \$379  | { \$380 [16], \$380  };
-  assign \$384  = \$signal$116 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$384  = \$signal$124 [7] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$385  = \$383  | { \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384  };
-  assign \$386  = \$signal$116 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$386  = \$signal$124 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$387  = \$385  | { \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386  };
-  assign \$390  = \$signal$117 [0] ? addend[23:12] : 12'h000;
-  assign \$391  = \$signal$117 [1] ? b_raw[23:12] : 12'h000;
+  assign \$390  = \$signal$125 [0] ? addend[23:12] : 12'h000;
+  assign \$391  = \$signal$125 [1] ? b_raw[23:12] : 12'h000;
   assign \$392  = \$390  | \$391 ;
-  assign \$393  = \$signal$117 [2] ? \$signal$118 [35:18] : 18'h00000;
+  assign \$393  = \$signal$125 [2] ? \$signal$126 [35:18] : 18'h00000;
   assign \$394  = { \$392 [11], \$392 [11], \$392 [11], \$392 [11], \$392 [11], \$392 [11], \$392  } | \$393 ;
-  assign \$395  = \$signal$117 [3] ? \$signal$39 [35:18] : 18'h00000;
+  assign \$395  = \$signal$125 [3] ? \$signal$39 [35:18] : 18'h00000;
   assign \$396  = \$394  | \$395 ;
-  assign \$399  = \$signal$117 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$399  = \$signal$125 [5] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$400  = \$398  | { \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399  };
-  assign \$401  = \$signal$117 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$401  = \$signal$125 [6] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$402  = \$400  | { \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401  };
   assign \$405  = $signed(\$389 ) + $signed(\$404 );
-  assign \$406  = \$signal$116 [0] ? \$signal$118 [53:36] : 18'h00000;
-  assign \$407  = \$signal$116 [1] ? \$signal$39 [53:36] : 18'h00000;
+  assign \$406  = \$signal$124 [0] ? \$signal$126 [53:36] : 18'h00000;
+  assign \$407  = \$signal$124 [1] ? \$signal$39 [53:36] : 18'h00000;
   assign \$408  = \$406  | \$407 ;
-  assign \$409  = \$signal$116 [2] ? v_wr__data[50:34] : 17'h00000;
+  assign \$409  = \$signal$124 [2] ? v_wr__data[50:34] : 17'h00000;
   assign \$410  = \$408  | { \$409 [16], \$409  };
-  assign \$411  = \$signal$116 [3] ? res8[50:34] : 17'h00000;
+  assign \$411  = \$signal$124 [3] ? res8[50:34] : 17'h00000;
   assign \$412  = \$410  | { \$411 [16], \$411  };
-  assign \$413  = \$signal$116 [4] ? res9[50:34] : 17'h00000;
+  assign \$413  = \$signal$124 [4] ? res9[50:34] : 17'h00000;
   assign \$414  = \$412  | { \$413 [16], \$413  };
-  assign \$415  = \$signal$116 [5] ? v_raw[50:34] : 17'h00000;
+  assign \$415  = \$signal$124 [5] ? v_raw[50:34] : 17'h00000;
   assign \$416  = \$414  | { \$415 [16], \$415  };
-  assign \$419  = \$signal$116 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$420  = \$418  | { \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419  };
-  assign \$421  = \$signal$116 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$422  = \$420  | { \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421  };
-  assign \$425  = \$signal$117 [0] ? addend[35:24] : 12'h000;
-  assign \$426  = \$signal$117 [1] ? b_raw[35:24] : 12'h000;
   \digits_cnn_gn.engine_conv3.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -15818,15 +15936,15 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4614$0 (i0__payload[12:0]),
+    .\port$4669$0 (i0__payload[12:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_gn.engine_conv3.queue  queue (
     .clk(clk),
-    .\port$4211$0 (\$signal$81 ),
-    .\port$4397$0 (\$signal$74 ),
-    .\port$4399$0 (\$signal$78 ),
+    .\port$4236$0 (\$signal$81 ),
+    .\port$4436$0 (\$signal$74 ),
+    .\port$4438$0 (\$signal$78 ),
     .rst(rst),
     .w_data(\$signal$68 ),
     .w_en(\$signal$70 )
@@ -16537,215 +16655,263 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$544 [0] = \$166 ;
-    \$544 [1] = \$184 ;
-    \$544 [2] = \$200 ;
-    \$544 [3] = \$214 ;
-    \$544 [4] = \$228 ;
+    \$544  = \$166 ;
     if (rst) begin
-      \$544  = 5'h00;
+      \$544  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$545 [0] = \$176 ;
-    \$545 [1] = \$194 ;
-    \$545 [2] = \$208 ;
-    \$545 [3] = \$222 ;
-    \$545 [4] = \$236 ;
+    \$545  = \$176 ;
     if (rst) begin
-      \$545  = 5'h00;
+      \$545  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$546  = { \$332 , \$323 , \$314 , \$306 , \$299 , \$289 , \$279 , \$270 , \$262 , \$248  };
+    \$546  = \$184 ;
     if (rst) begin
-      \$546  = 10'h000;
+      \$546  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$547  = { 6'h00, \$335 , \$333  };
+    \$547  = \$194 ;
     if (rst) begin
-      \$547  = 8'h00;
+      \$547  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$548 [17:0] = \$370 [17:0];
-    \$548 [35:18] = \$405 [17:0];
-    \$548 [53:36] = \$440 [17:0];
-    \$548 [71:54] = \$475 [17:0];
+    \$548  = \$200 ;
     if (rst) begin
-      \$548  = 72'h000000000000000000;
+      \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$549 [17:0] = \$signal$118 [17:0];
-    \$549 [35:18] = \$signal$118 [35:18];
-    \$549 [53:36] = \$signal$118 [53:36];
-    \$549 [71:54] = \$signal$118 [71:54];
+    \$549  = \$208 ;
     if (rst) begin
-      \$549  = 72'h000000000000000000;
+      \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$550  = \$476 ;
+    \$550  = \$214 ;
     if (rst) begin
-      \$550  = 19'h00000;
+      \$550  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$551  = \$477 ;
+    \$551  = \$222 ;
     if (rst) begin
-      \$551  = 19'h00000;
+      \$551  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$552  = \$478 ;
+    \$552  = \$228 ;
     if (rst) begin
-      \$552  = 19'h00000;
+      \$552  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$553  = \$479 ;
+    \$553  = \$236 ;
     if (rst) begin
-      \$553  = 19'h00000;
+      \$553  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$554  = \$480 ;
+    \$554  = { \$332 , \$323 , \$314 , \$306 , \$299 , \$289 , \$279 , \$270 , \$262 , \$248  };
     if (rst) begin
-      \$554  = 19'h00000;
+      \$554  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$555  = \$481 ;
+    \$555  = { 6'h00, \$335 , \$333  };
     if (rst) begin
-      \$555  = 19'h00000;
+      \$555  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$556  = \$482 ;
+    \$556 [17:0] = \$370 [17:0];
+    \$556 [35:18] = \$405 [17:0];
+    \$556 [53:36] = \$440 [17:0];
+    \$556 [71:54] = \$475 [17:0];
     if (rst) begin
-      \$556  = 19'h00000;
+      \$556  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$557  = \$483 ;
+    \$557 [17:0] = \$signal$126 [17:0];
+    \$557 [35:18] = \$signal$126 [35:18];
+    \$557 [53:36] = \$signal$126 [53:36];
+    \$557 [71:54] = \$signal$126 [71:54];
     if (rst) begin
-      \$557  = 19'h00000;
+      \$557  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$558  = \$484 ;
+    \$558  = \$476 ;
     if (rst) begin
       \$558  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$559  = \$485 ;
+    \$559  = \$477 ;
     if (rst) begin
       \$559  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$560  = \$486 ;
+    \$560  = \$478 ;
     if (rst) begin
       \$560  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$561  = \$487 ;
+    \$561  = \$479 ;
     if (rst) begin
       \$561  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$562  = \$488 ;
+    \$562  = \$480 ;
     if (rst) begin
       \$562  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$563  = \$489 ;
+    \$563  = \$481 ;
     if (rst) begin
       \$563  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$564  = \$490 ;
+    \$564  = \$482 ;
     if (rst) begin
       \$564  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$565  = \$491 ;
+    \$565  = \$483 ;
     if (rst) begin
       \$565  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$566  = result;
+    \$566  = \$484 ;
     if (rst) begin
-      \$566  = 68'h00000000000000000;
+      \$566  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$567  = entry;
+    \$567  = \$485 ;
     if (rst) begin
       \$567  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$568  = \$495 ;
+    \$568  = \$486 ;
     if (rst) begin
-      \$568  = 1'h0;
+      \$568  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$569  = done;
+    \$569  = \$487 ;
+    if (rst) begin
+      \$569  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$570  = \$488 ;
+    if (rst) begin
+      \$570  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$571  = \$489 ;
+    if (rst) begin
+      \$571  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$572  = \$490 ;
+    if (rst) begin
+      \$572  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$573  = \$491 ;
+    if (rst) begin
+      \$573  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$574  = result;
+    if (rst) begin
+      \$574  = 68'h00000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$575  = entry;
+    if (rst) begin
+      \$575  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$576  = \$495 ;
+    if (rst) begin
+      \$576  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$577  = done;
     if (\$signal$78 ) begin
       (* full_case = 32'd1 *)
       if (\$496 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
           if (\$501 ) begin
-            \$569  = 4'h0;
+            \$577  = 4'h0;
           end else begin
-            \$569  = \$503 [3:0];
+            \$577  = \$503 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$569  = 4'h0;
+          \$577  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$569  = 4'h0;
+      \$577  = 4'h0;
     end
   end
   always @* begin
@@ -17034,10 +17200,10 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \b6[1]  = b6[23:12];
   assign \b6[2]  = b6[35:24];
   assign \b6[3]  = b6[47:36];
-  assign \$signal$118[0]  = \$signal$118 [17:0];
-  assign \$signal$118[1]  = \$signal$118 [35:18];
-  assign \$signal$118[2]  = \$signal$118 [53:36];
-  assign \$signal$118[3]  = \$signal$118 [71:54];
+  assign \$signal$126[0]  = \$signal$126 [17:0];
+  assign \$signal$126[1]  = \$signal$126 [35:18];
+  assign \$signal$126[2]  = \$signal$126 [53:36];
+  assign \$signal$126[3]  = \$signal$126 [71:54];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
@@ -17071,25 +17237,25 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \$141  = { w1_0[15], w1_0[15:8], 2'h0 };
   assign \$144  = { w1_0[23], w1_0[23:16], 2'h0 };
   assign \$147  = { w1_0[31], w1_0[31:24], 2'h0 };
-  assign \$169  = st3[1];
-  assign \$187  = st4[1];
-  assign \$203  = st5[1];
-  assign \$217  = st6[1];
-  assign \$231  = st7[1];
+  assign \$172  = st3[1];
+  assign \$190  = st4[1];
+  assign \$204  = st5[1];
+  assign \$218  = st6[1];
+  assign \$232  = st7[1];
   assign \$237  = 1'h1;
-  assign \$238  = \$signal$114 [0];
+  assign \$238  = hit_v1;
   assign \$243  = 1'h1;
-  assign \$244  = \$signal$115 [0];
-  assign \$249  = \$signal$114 [0];
-  assign \$256  = \$signal$115 [0];
-  assign \$263  = \$signal$114 [0];
-  assign \$271  = \$signal$114 [0];
-  assign \$280  = \$signal$114 [0];
-  assign \$290  = \$signal$114 [0];
-  assign \$300  = \$signal$115 [0];
-  assign \$307  = \$signal$115 [0];
-  assign \$315  = \$signal$115 [0];
-  assign \$324  = \$signal$115 [0];
+  assign \$244  = hit_c1;
+  assign \$249  = hit_v1;
+  assign \$256  = hit_c1;
+  assign \$263  = hit_v1;
+  assign \$271  = hit_v1;
+  assign \$280  = hit_v1;
+  assign \$290  = hit_v1;
+  assign \$300  = hit_c1;
+  assign \$307  = hit_c1;
+  assign \$315  = hit_c1;
+  assign \$324  = hit_c1;
   assign \$347  = 2'h0;
   assign \$348  = \$346 ;
   assign \$353  = 2'h0;
@@ -17127,7 +17293,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4614$0 , clk);
+module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4669$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire [11:0] \$10 ;
@@ -17148,49 +17314,47 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   wire \$24 ;
   reg [2:0] \$25 ;
   wire \$26 ;
-  reg [2:0] \$27 ;
-  wire \$28 ;
-  reg [4:0] \$29 ;
+  reg [4:0] \$27 ;
+  reg [6:0] \$28 ;
+  reg [2:0] \$29 ;
   wire \$3 ;
-  reg [6:0] \$30 ;
+  wire \$30 ;
   reg [2:0] \$31 ;
   wire \$32 ;
-  reg [2:0] \$33 ;
+  wire \$33 ;
   wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [2:0] \$37 ;
-  wire [6:0] \$38 ;
-  wire [12:0] \$39 ;
+  wire [2:0] \$35 ;
+  wire [6:0] \$36 ;
+  wire [12:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire [3:0] \$42 ;
-  wire [6:0] \$43 ;
-  wire [13:0] \$44 ;
-  wire \$45 ;
-  wire [7:0] \$46 ;
-  wire [13:0] \$47 ;
-  wire \$48 ;
-  wire [3:0] \$49 ;
+  wire [3:0] \$40 ;
+  wire [6:0] \$41 ;
+  wire [13:0] \$42 ;
+  wire \$43 ;
+  wire [7:0] \$44 ;
+  wire [13:0] \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire [3:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  reg [2:0] \$51 ;
-  reg [3:0] \$52 ;
-  reg [1:0] \$53 ;
-  reg [5:0] \$54 ;
-  reg [11:0] \$55 ;
+  reg [2:0] \$50 ;
+  reg [3:0] \$51 ;
+  reg [1:0] \$52 ;
+  reg [5:0] \$53 ;
+  reg [11:0] \$54 ;
+  reg [2:0] \$55 ;
   reg [2:0] \$56 ;
   reg [2:0] \$57 ;
-  reg [2:0] \$58 ;
+  reg \$58 ;
   reg \$59 ;
   reg [6:0] \$6 ;
   reg \$60 ;
-  reg \$61 ;
-  reg \$62 ;
-  reg [4:0] \$63 ;
-  reg [6:0] \$64 ;
-  reg \$65 ;
+  reg [4:0] \$61 ;
+  reg [6:0] \$62 ;
+  reg \$63 ;
   reg [4:0] \$7 ;
   wire [7:0] \$8 ;
   wire [10:0] \$9 ;
@@ -17217,7 +17381,6 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   reg last_y = 1'h0;
   input load;
   wire load;
-  reg one_x = 1'h0;
   output [5:0] op_addr;
   reg [5:0] op_addr = 6'h00;
   output [2:0] op_count;
@@ -17228,8 +17391,8 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   reg op_valid = 1'h0;
   output [11:0] op_waddr;
   reg [11:0] op_waddr = 12'h000;
-  input [12:0] \port$4614$0 ;
-  wire [12:0] \port$4614$0 ;
+  input [12:0] \port$4669$0 ;
+  wire [12:0] \port$4669$0 ;
   reg [4:0] r_step = 5'h00;
   output ready;
   wire ready;
@@ -17243,53 +17406,48 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   reg [2:0] xn = 3'h0;
   reg [2:0] xs = 3'h0;
   reg [2:0] ys = 3'h0;
-  assign \$34  = | \$33 ;
-  assign \$35  = \$32  & \$34 ;
-  assign \$36  = ~ last_g;
-  assign \$37  = g + 1'h1;
-  assign \$38  = op_addr + 1'h1;
-  assign \$39  = op_waddr + 1'h1;
-  assign \$40  = g == 2'h2;
-  assign \$41  = ~ \$signal ;
-  assign \$42  = xs - 1'h1;
-  assign \$43  = op_addr + 1'h1;
-  assign \$44  = op_waddr + 14'h3ff5;
-  assign \$45  = xs == 1'h1;
-  assign \$46  = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign \$47  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign \$48  = ~ last_y;
-  assign \$49  = ys - 1'h1;
-  assign \$50  = ys == 1'h1;
+  assign \$36  = op_addr + 1'h1;
+  assign \$37  = op_waddr + 1'h1;
+  assign \$38  = g == 2'h2;
+  assign \$39  = ~ \$signal ;
+  assign \$40  = xs - 1'h1;
+  assign \$41  = op_addr + 1'h1;
+  assign \$42  = op_waddr + 14'h3ff5;
+  assign \$43  = xs == 1'h1;
+  assign \$44  = $signed({ 1'h0, op_addr }) + $signed(r_step);
+  assign \$45  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
+  assign \$46  = ! xn;
+  assign \$47  = ~ last_y;
+  assign \$48  = ys - 1'h1;
+  assign \$49  = ys == 1'h1;
   always @(posedge clk)
-    op_count <= \$51 ;
+    op_count <= \$50 ;
   always @(posedge clk)
-    op_shift <= \$52 ;
+    op_shift <= \$51 ;
   always @(posedge clk)
-    g <= \$53 ;
+    g <= \$52 ;
   always @(posedge clk)
-    op_addr <= \$54 ;
+    op_addr <= \$53 ;
   always @(posedge clk)
-    op_waddr <= \$55 ;
+    op_waddr <= \$54 ;
   always @(posedge clk)
-    xs <= \$56 ;
+    xs <= \$55 ;
   always @(posedge clk)
-    ys <= \$57 ;
+    ys <= \$56 ;
   always @(posedge clk)
-    xn <= \$58 ;
+    xn <= \$57 ;
   always @(posedge clk)
-    last_g <= \$59 ;
+    last_g <= \$58 ;
   always @(posedge clk)
-    \$signal  <= \$60 ;
+    \$signal  <= \$59 ;
   always @(posedge clk)
-    last_y <= \$61 ;
+    last_y <= \$60 ;
   always @(posedge clk)
-    one_x <= \$62 ;
+    r_step <= \$61 ;
   always @(posedge clk)
-    r_step <= \$63 ;
+    w_step <= \$62 ;
   always @(posedge clk)
-    w_step <= \$64 ;
-  always @(posedge clk)
-    op_valid <= \$65 ;
+    op_valid <= \$63 ;
   assign \$1  = ~ op_valid;
   assign \$2  = last_g & \$signal ;
   assign \$3  = \$2  & last_y;
@@ -17306,103 +17464,128 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   assign \$22  = \$21  - 1'h1;
   assign \$24  = \$23  == 1'h1;
   assign \$26  = \$25  == 1'h1;
-  assign \$28  = \$27  == 1'h1;
+  assign \$30  = | \$29 ;
   assign \$32  = | \$31 ;
+  assign \$33  = \$30  & \$32 ;
+  assign \$34  = ~ last_g;
+  assign \$35  = g + 1'h1;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$51  = op_count;
+    \$50  = op_count;
     if (load) begin
-      \$51  = \port$4614$0 [12:10];
+      \$50  = \port$4669$0 [12:10];
     end
     if (rst) begin
-      \$51  = 3'h0;
+      \$50  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$52  = op_shift;
+    \$51  = op_shift;
     if (load) begin
-      \$52  = 4'h0;
+      \$51  = 4'h0;
     end
     if (rst) begin
-      \$52  = 4'h0;
+      \$51  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$53  = g;
+    \$52  = g;
     if (load) begin
-      \$53  = 2'h0;
+      \$52  = 2'h0;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$53  = \$37 [1:0];
+      if (\$34 ) begin
+        \$52  = \$35 [1:0];
       end else begin
-        \$53  = 2'h0;
+        \$52  = 2'h0;
       end
     end
     if (rst) begin
-      \$53  = 2'h0;
+      \$52  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$54  = op_addr;
+    \$53  = op_addr;
     if (load) begin
-      \$54  = \$8 [5:0];
+      \$53  = \$8 [5:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$54  = \$38 [5:0];
+      if (\$34 ) begin
+        \$53  = \$36 [5:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$54  = \$43 [5:0];
+        if (\$39 ) begin
+          \$53  = \$41 [5:0];
         end else begin
-          \$54  = \$46 [5:0];
+          \$53  = \$44 [5:0];
         end
       end
     end
     if (rst) begin
-      \$54  = 6'h00;
+      \$53  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$55  = op_waddr;
+    \$54  = op_waddr;
     if (load) begin
-      \$55  = \$16 [11:0];
+      \$54  = \$16 [11:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$55  = \$39 [11:0];
+      if (\$34 ) begin
+        \$54  = \$37 [11:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$55  = \$44 [11:0];
+        if (\$39 ) begin
+          \$54  = \$42 [11:0];
         end else begin
-          \$55  = \$47 [11:0];
+          \$54  = \$45 [11:0];
         end
       end
     end
     if (rst) begin
-      \$55  = 12'h000;
+      \$54  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$56  = xs;
+    \$55  = xs;
     if (load) begin
-      \$56  = \$18 [2:0];
+      \$55  = \$18 [2:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$56  = \$42 [2:0];
+        if (\$39 ) begin
+          \$55  = \$40 [2:0];
         end else begin
-          \$56  = xn;
+          \$55  = xn;
+        end
+      end
+    end
+    if (rst) begin
+      \$55  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$56  = ys;
+    if (load) begin
+      \$56  = \$20 [2:0];
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$34 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$39 ) begin
+        end else begin
+          if (\$47 ) begin
+            \$56  = \$48 [2:0];
+          end
         end
       end
     end
@@ -17412,21 +17595,9 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$57  = ys;
+    \$57  = xn;
     if (load) begin
-      \$57  = \$20 [2:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$36 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$41 ) begin
-        end else begin
-          if (\$48 ) begin
-            \$57  = \$49 [2:0];
-          end
-        end
-      end
+      \$57  = \$22 [2:0];
     end
     if (rst) begin
       \$57  = 3'h0;
@@ -17434,25 +17605,36 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$58  = xn;
+    \$58  = last_g;
     if (load) begin
-      \$58  = \$22 [2:0];
+      \$58  = 1'h0;
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$34 ) begin
+        \$58  = \$38 ;
+      end else begin
+        \$58  = 1'h0;
+      end
     end
     if (rst) begin
-      \$58  = 3'h0;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$59  = last_g;
+    \$59  = \$signal ;
     if (load) begin
-      \$59  = 1'h0;
+      \$59  = \$24 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$59  = \$40 ;
+      if (\$34 ) begin
       end else begin
-        \$59  = 1'h0;
+        (* full_case = 32'd1 *)
+        if (\$39 ) begin
+          \$59  = \$43 ;
+        end else begin
+          \$59  = \$46 ;
+        end
       end
     end
     if (rst) begin
@@ -17461,18 +17643,19 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$60  = \$signal ;
+    \$60  = last_y;
     if (load) begin
-      \$60  = \$24 ;
+      \$60  = \$26 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$60  = \$45 ;
+        if (\$39 ) begin
         end else begin
-          \$60  = one_x;
+          if (\$47 ) begin
+            \$60  = \$49 ;
+          end
         end
       end
     end
@@ -17482,84 +17665,52 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$61  = last_y;
+    \$61  = r_step;
     if (load) begin
-      \$61  = \$26 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$36 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$41 ) begin
-        end else begin
-          if (\$48 ) begin
-            \$61  = \$50 ;
-          end
-        end
-      end
+      \$61  = \$27 ;
     end
     if (rst) begin
-      \$61  = 1'h0;
+      \$61  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$62  = one_x;
+    \$62  = w_step;
     if (load) begin
       \$62  = \$28 ;
     end
     if (rst) begin
-      \$62  = 1'h0;
+      \$62  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$63  = r_step;
+    \$63  = op_valid;
     if (load) begin
-      \$63  = \$29 ;
-    end
-    if (rst) begin
-      \$63  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$64  = w_step;
-    if (load) begin
-      \$64  = \$30 ;
-    end
-    if (rst) begin
-      \$64  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$65  = op_valid;
-    if (load) begin
-      \$65  = \$35 ;
+      \$63  = \$33 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
+        if (\$39 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$48 ) begin
+          if (\$47 ) begin
           end else begin
-            \$65  = 1'h0;
+            \$63  = 1'h0;
           end
         end
       end
     end
     if (rst) begin
-      \$65  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4614$0 [6:4])
+    casez (\port$4669$0 [6:4])
       3'h0:
           \$6  = 7'h00;
       3'h1:
@@ -17581,7 +17732,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4614$0 [9:7])
+    casez (\port$4669$0 [9:7])
       3'h0:
           \$7  = 5'h00;
       3'h1:
@@ -17603,7 +17754,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4614$0 [6:4])
+    casez (\port$4669$0 [6:4])
       3'h0:
           \$13  = 8'h30;
       3'h1:
@@ -17625,7 +17776,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4614$0 [9:7])
+    casez (\port$4669$0 [9:7])
       3'h0:
           \$15  = 6'h08;
       3'h1:
@@ -17647,7 +17798,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4614$0 [9:7])
+    casez (\port$4669$0 [9:7])
       3'h0:
           \$17  = 3'h2;
       3'h1:
@@ -17669,7 +17820,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4614$0 [6:4])
+    casez (\port$4669$0 [6:4])
       3'h0:
           \$19  = 3'h2;
       3'h1:
@@ -17691,7 +17842,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4614$0 [9:7])
+    casez (\port$4669$0 [9:7])
       3'h0:
           \$21  = 3'h2;
       3'h1:
@@ -17713,7 +17864,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4614$0 [9:7])
+    casez (\port$4669$0 [9:7])
       3'h0:
           \$23  = 3'h2;
       3'h1:
@@ -17735,7 +17886,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4614$0 [6:4])
+    casez (\port$4669$0 [6:4])
       3'h0:
           \$25  = 3'h2;
       3'h1:
@@ -17757,73 +17908,73 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4614$0 [9:7])
+    casez (\port$4669$0 [9:7])
       3'h0:
-          \$27  = 3'h2;
+          \$27  = 5'h09;
       3'h1:
-          \$27  = 3'h2;
+          \$27  = 5'h09;
       3'h2:
-          \$27  = 3'h3;
+          \$27  = 5'h05;
       3'h3:
-          \$27  = 3'h3;
+          \$27  = 5'h05;
       3'h4:
-          \$27  = 3'h3;
+          \$27  = 5'h05;
       3'h5:
-          \$27  = 3'h3;
+          \$27  = 5'h05;
       3'h6:
-          \$27  = 3'h2;
+          \$27  = 5'h09;
       3'h7:
-          \$27  = 3'h2;
+          \$27  = 5'h09;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4614$0 [9:7])
+    casez (\port$4669$0 [9:7])
       3'h0:
-          \$29  = 5'h09;
+          \$28  = 7'h55;
       3'h1:
-          \$29  = 5'h09;
+          \$28  = 7'h55;
       3'h2:
-          \$29  = 5'h05;
+          \$28  = 7'h5d;
       3'h3:
-          \$29  = 5'h05;
+          \$28  = 7'h5d;
       3'h4:
-          \$29  = 5'h05;
+          \$28  = 7'h5d;
       3'h5:
-          \$29  = 5'h05;
+          \$28  = 7'h5d;
       3'h6:
-          \$29  = 5'h09;
+          \$28  = 7'h55;
       3'h7:
-          \$29  = 5'h09;
+          \$28  = 7'h55;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4614$0 [9:7])
+    casez (\port$4669$0 [6:4])
       3'h0:
-          \$30  = 7'h55;
+          \$29  = 3'h2;
       3'h1:
-          \$30  = 7'h55;
+          \$29  = 3'h2;
       3'h2:
-          \$30  = 7'h5d;
+          \$29  = 3'h3;
       3'h3:
-          \$30  = 7'h5d;
+          \$29  = 3'h3;
       3'h4:
-          \$30  = 7'h5d;
+          \$29  = 3'h3;
       3'h5:
-          \$30  = 7'h5d;
+          \$29  = 3'h3;
       3'h6:
-          \$30  = 7'h55;
+          \$29  = 3'h2;
       3'h7:
-          \$30  = 7'h55;
+          \$29  = 3'h2;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4614$0 [6:4])
+    casez (\port$4669$0 [9:7])
       3'h0:
           \$31  = 3'h2;
       3'h1:
@@ -17840,28 +17991,6 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
           \$31  = 3'h2;
       3'h7:
           \$31  = 3'h2;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\port$4614$0 [9:7])
-      3'h0:
-          \$33  = 3'h2;
-      3'h1:
-          \$33  = 3'h2;
-      3'h2:
-          \$33  = 3'h3;
-      3'h3:
-          \$33  = 3'h3;
-      3'h4:
-          \$33  = 3'h3;
-      3'h5:
-          \$33  = 3'h3;
-      3'h6:
-          \$33  = 3'h2;
-      3'h7:
-          \$33  = 3'h2;
     endcase
   end
   assign busy = op_valid;
@@ -17870,17 +17999,17 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_count = \port$4614$0 [12:10];
+  assign ev_count = \port$4669$0 [12:10];
   assign ev_shift = 4'h0;
-  assign ev_y = \port$4614$0 [6:4];
-  assign ev_x = \port$4614$0 [9:7];
-  assign ev_c = \port$4614$0 [3:0];
-  assign \$9  = { 3'h0, \port$4614$0 [3:0], 4'h0 };
-  assign \$11  = { \port$4614$0 [3:0], 7'h00 };
+  assign ev_y = \port$4669$0 [6:4];
+  assign ev_x = \port$4669$0 [9:7];
+  assign ev_c = \port$4669$0 [3:0];
+  assign \$9  = { 3'h0, \port$4669$0 [3:0], 4'h0 };
+  assign \$11  = { \port$4669$0 [3:0], 7'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv3.queue (rst, \port$4211$0 , w_data, w_en, \port$4397$0 , \port$4399$0 , clk);
+module \digits_cnn_gn.engine_conv3.queue (rst, \port$4236$0 , w_data, w_en, \port$4436$0 , \port$4438$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -17911,12 +18040,12 @@ module \digits_cnn_gn.engine_conv3.queue (rst, \port$4211$0 , w_data, w_en, \por
   reg held_valid = 1'h0;
   wire [7:0] level;
   wire [7:0] \level$21 ;
-  input \port$4211$0 ;
-  wire \port$4211$0 ;
-  output [18:0] \port$4397$0 ;
-  wire [18:0] \port$4397$0 ;
-  output \port$4399$0 ;
-  wire \port$4399$0 ;
+  input \port$4236$0 ;
+  wire \port$4236$0 ;
+  output [18:0] \port$4436$0 ;
+  wire [18:0] \port$4436$0 ;
+  output \port$4438$0 ;
+  wire \port$4438$0 ;
   wire [18:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -17953,12 +18082,12 @@ module \digits_cnn_gn.engine_conv3.queue (rst, \port$4211$0 , w_data, w_en, \por
   \digits_cnn_gn.engine_conv3.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2900$0 (\$signal$9 ),
-    .\port$4211$0 (\port$4211$0 ),
-    .\port$4381$0 (\$signal$11 ),
-    .\port$4383$0 (held_valid),
-    .\port$4397$0 (\$signal$14 ),
-    .\port$4399$0 (\$signal$16 ),
+    .\port$2897$0 (\$signal$9 ),
+    .\port$4236$0 (\port$4236$0 ),
+    .\port$4420$0 (\$signal$11 ),
+    .\port$4422$0 (held_valid),
+    .\port$4436$0 (\$signal$14 ),
+    .\port$4438$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -17989,11 +18118,11 @@ module \digits_cnn_gn.engine_conv3.queue (rst, \port$4211$0 , w_data, w_en, \por
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4211$0 ;
-  assign \$signal$19  = \port$4211$0 ;
+  assign \$signal$18  = \port$4236$0 ;
+  assign \$signal$19  = \port$4236$0 ;
   assign level = \$4 [7:0];
-  assign \port$4397$0  = \$signal$14 ;
-  assign \port$4399$0  = \$signal$16 ;
+  assign \port$4436$0  = \$signal$14 ;
+  assign \port$4438$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18313,7 +18442,7 @@ module \digits_cnn_gn.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2900$0 , count, \port$4211$0 , \port$4381$0 , \port$4383$0 , \port$4397$0 , \port$4399$0 , clk);
+module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2897$0 , count, \port$4236$0 , \port$4420$0 , \port$4422$0 , \port$4436$0 , \port$4438$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -18333,28 +18462,28 @@ module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2900$0 , count, \port$
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2900$0 ;
-  wire \port$2900$0 ;
-  input \port$4211$0 ;
-  wire \port$4211$0 ;
-  input [18:0] \port$4381$0 ;
-  wire [18:0] \port$4381$0 ;
-  input \port$4383$0 ;
-  wire \port$4383$0 ;
+  output \port$2897$0 ;
+  wire \port$2897$0 ;
+  input \port$4236$0 ;
+  wire \port$4236$0 ;
+  input [18:0] \port$4420$0 ;
+  wire [18:0] \port$4420$0 ;
+  input \port$4422$0 ;
+  wire \port$4422$0 ;
   (* init = 19'h00000 *)
-  output [18:0] \port$4397$0 ;
-  wire [18:0] \port$4397$0 ;
+  output [18:0] \port$4436$0 ;
+  wire [18:0] \port$4436$0 ;
   (* init = 1'h0 *)
-  output \port$4399$0 ;
-  wire \port$4399$0 ;
+  output \port$4438$0 ;
+  wire \port$4438$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4383$0  & \$1 ;
+  assign take = \port$4422$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4211$0  | \$2 ;
+  assign \$3  = \port$4236$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -18372,7 +18501,7 @@ module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2900$0 , count, \port$
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4381$0 ;
+        \$4  = \port$4420$0 ;
       end
     end
     if (rst) begin
@@ -18415,18 +18544,18 @@ module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2900$0 , count, \port$
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4381$0 ;
+      \$7  = \port$4420$0 ;
     end
     if (rst) begin
       \$7  = 19'h00000;
     end
   end
-  assign \$signal$3  = \port$4383$0 ;
-  assign \$signal$8  = \port$4211$0 ;
-  assign \$signal$11  = \port$4381$0 ;
-  assign \port$2900$0  = \$signal ;
-  assign \port$4397$0  = \$signal$9 ;
-  assign \port$4399$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4422$0 ;
+  assign \$signal$8  = \port$4236$0 ;
+  assign \$signal$11  = \port$4420$0 ;
+  assign \port$2897$0  = \$signal ;
+  assign \port$4436$0  = \$signal$9 ;
+  assign \port$4438$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18838,23 +18967,31 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   reg [3:0] \$462 ;
   reg [35:0] \$463 ;
   reg [35:0] \$464 ;
-  reg [4:0] \$465 ;
-  reg [4:0] \$466 ;
-  reg [9:0] \$467 ;
-  reg [7:0] \$468 ;
-  reg [71:0] \$469 ;
+  reg \$465 ;
+  reg \$466 ;
+  reg \$467 ;
+  reg \$468 ;
+  reg \$469 ;
   wire [1:0] \$47 ;
-  reg [71:0] \$470 ;
-  reg [67:0] \$471 ;
-  reg [69:0] \$472 ;
+  reg \$470 ;
+  reg \$471 ;
+  reg \$472 ;
   reg \$473 ;
   reg \$474 ;
-  reg \$475 ;
-  reg \$476 ;
-  reg [16:0] \$477 ;
-  reg [3:0] \$478 ;
-  reg [3:0] \$479 ;
+  reg [9:0] \$475 ;
+  reg [7:0] \$476 ;
+  reg [71:0] \$477 ;
+  reg [71:0] \$478 ;
+  reg [67:0] \$479 ;
   wire [2:0] \$48 ;
+  reg [69:0] \$480 ;
+  reg \$481 ;
+  reg \$482 ;
+  reg \$483 ;
+  reg \$484 ;
+  reg [16:0] \$485 ;
+  reg [3:0] \$486 ;
+  reg [3:0] \$487 ;
   wire \$49 ;
   wire \$5 ;
   wire \$50 ;
@@ -18917,12 +19054,13 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire [8:0] \$like[2] ;
   wire [8:0] \$like[3] ;
   reg \$signal  = 1'h0;
-  reg [7:0] \$signal$100  = 8'h00;
-  reg [71:0] \$signal$101  = 72'h000000000000000000;
-  wire [17:0] \$signal$101[0] ;
-  wire [17:0] \$signal$101[1] ;
-  wire [17:0] \$signal$101[2] ;
-  wire [17:0] \$signal$101[3] ;
+  reg [9:0] \$signal$107  = 10'h000;
+  reg [7:0] \$signal$108  = 8'h00;
+  reg [71:0] \$signal$109  = 72'h000000000000000000;
+  wire [17:0] \$signal$109[0] ;
+  wire [17:0] \$signal$109[1] ;
+  wire [17:0] \$signal$109[2] ;
+  wire [17:0] \$signal$109[3] ;
   wire \$signal$23 ;
   reg [71:0] \$signal$38  = 72'h000000000000000000;
   wire [17:0] \$signal$38[0] ;
@@ -18937,9 +19075,6 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   reg \$signal$60  = 1'h0;
   reg \$signal$63 ;
   reg \$signal$69  = 1'h0;
-  reg [4:0] \$signal$97  = 5'h00;
-  reg [4:0] \$signal$98  = 5'h00;
-  reg [9:0] \$signal$99  = 10'h000;
   wire [9:0] \$signature__addr ;
   wire [1:0] \$signature__addr$33 ;
   wire [31:0] \$signature__data ;
@@ -19028,6 +19163,16 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   reg [1:0] fire_k = 2'h0;
   reg first = 1'h1;
   reg fsm_state = 1'h0;
+  reg hit_c1 = 1'h0;
+  reg hit_c2 = 1'h0;
+  reg hit_c3 = 1'h0;
+  reg hit_c4 = 1'h0;
+  reg hit_c5 = 1'h0;
+  reg hit_v1 = 1'h0;
+  reg hit_v2 = 1'h0;
+  reg hit_v3 = 1'h0;
+  reg hit_v4 = 1'h0;
+  reg hit_v5 = 1'h0;
   input [11:0] i0__payload;
   wire [11:0] i0__payload;
   wire [3:0] \i0__payload.c ;
@@ -20086,41 +20231,65 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   end
   assign \$signature__data  = _2_;
   always @(posedge clk)
+    b_raw <= \$458 ;
+  always @(posedge clk)
+    res8 <= \$459 ;
+  always @(posedge clk)
+    res9 <= \$460 ;
+  always @(posedge clk)
+    cres8 <= \$461 ;
+  always @(posedge clk)
     cres9 <= \$462 ;
   always @(posedge clk)
     \$like  <= \$463 ;
   always @(posedge clk)
     b6 <= \$464 ;
   always @(posedge clk)
-    \$signal$97  <= \$465 ;
+    hit_v1 <= \$465 ;
   always @(posedge clk)
-    \$signal$98  <= \$466 ;
+    hit_c1 <= \$466 ;
   always @(posedge clk)
-    \$signal$99  <= \$467 ;
+    hit_v2 <= \$467 ;
   always @(posedge clk)
-    \$signal$100  <= \$468 ;
+    hit_c2 <= \$468 ;
   always @(posedge clk)
-    \$signal$101  <= \$469 ;
+    hit_v3 <= \$469 ;
   always @(posedge clk)
-    \$signal$38  <= \$470 ;
+    hit_c3 <= \$470 ;
   always @(posedge clk)
-    v_wr__data <= \$471 ;
+    hit_v4 <= \$471 ;
   always @(posedge clk)
-    \$signal$46  <= \$472 ;
+    hit_c4 <= \$472 ;
   always @(posedge clk)
-    \$signal$48  <= \$473 ;
+    hit_v5 <= \$473 ;
   always @(posedge clk)
-    better <= \$474 ;
+    hit_c5 <= \$474 ;
   always @(posedge clk)
-    \$signal$60  <= \$475 ;
+    \$signal$107  <= \$475 ;
   always @(posedge clk)
-    first <= \$476 ;
+    \$signal$108  <= \$476 ;
   always @(posedge clk)
-    best_val <= \$477 ;
+    \$signal$109  <= \$477 ;
   always @(posedge clk)
-    best_idx <= \$478 ;
+    \$signal$38  <= \$478 ;
   always @(posedge clk)
-    done <= \$479 ;
+    v_wr__data <= \$479 ;
+  always @(posedge clk)
+    \$signal$46  <= \$480 ;
+  always @(posedge clk)
+    \$signal$48  <= \$481 ;
+  always @(posedge clk)
+    better <= \$482 ;
+  always @(posedge clk)
+    \$signal$60  <= \$483 ;
+  always @(posedge clk)
+    first <= \$484 ;
+  always @(posedge clk)
+    best_val <= \$485 ;
+  always @(posedge clk)
+    best_idx <= \$486 ;
+  always @(posedge clk)
+    done <= \$487 ;
   assign en = ~ \$signal ;
   assign \$1  = ~ \$signal ;
   assign \$2  = op_valid & \$1 ;
@@ -20206,79 +20375,79 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \$94  = $signed(\$93 ) + $signed(w2_0_2_2);
   assign \$95  = $signed(1'h0) + $signed(w2_0_0_3);
   assign \$96  = $signed(\$95 ) + $signed(w2_0_2_3);
-  assign \$97  = ! st3[1];
-  assign \$98  = \$97  & st3[2];
-  assign \$99  = ~ \$98 ;
-  assign \$100  = st3[0] & \$99 ;
-  assign \$101  = st2[5:4] == st3[5:4];
-  assign \$102  = \$100  & \$101 ;
-  assign \$103  = ! st3[1];
-  assign \$104  = \$102  & \$103 ;
-  assign \$105  = ! st3[1];
-  assign \$106  = \$105  & st3[2];
-  assign \$108  = \$107  & st3[24];
-  assign \$109  = \$106  | \$108 ;
-  assign \$110  = st3[0] & \$109 ;
-  assign \$111  = st2[5:4] == st3[5:4];
-  assign \$112  = \$110  & \$111 ;
-  assign \$113  = ! st3[1];
-  assign \$114  = \$112  & \$113 ;
-  assign \$115  = ! st4[1];
-  assign \$116  = \$115  & st4[2];
-  assign \$117  = ~ \$116 ;
-  assign \$118  = st4[0] & \$117 ;
-  assign \$119  = st2[5:4] == st4[5:4];
-  assign \$120  = \$118  & \$119 ;
-  assign \$121  = ! st4[1];
-  assign \$122  = \$120  & \$121 ;
-  assign \$123  = ! st4[1];
-  assign \$124  = \$123  & st4[2];
-  assign \$126  = \$125  & st4[24];
-  assign \$127  = \$124  | \$126 ;
-  assign \$128  = st4[0] & \$127 ;
-  assign \$129  = st2[5:4] == st4[5:4];
-  assign \$130  = \$128  & \$129 ;
-  assign \$131  = ! st4[1];
-  assign \$132  = \$130  & \$131 ;
-  assign \$133  = ! st5[1];
-  assign \$134  = \$133  & st5[2];
-  assign \$135  = ~ \$134 ;
-  assign \$136  = st5[0] & \$135 ;
-  assign \$137  = st2[5:4] == st5[5:4];
-  assign \$138  = \$136  & \$137 ;
-  assign \$139  = ! st5[1];
-  assign \$140  = \$139  & st5[2];
-  assign \$142  = \$141  & st5[24];
-  assign \$143  = \$140  | \$142 ;
-  assign \$144  = st5[0] & \$143 ;
-  assign \$145  = st2[5:4] == st5[5:4];
-  assign \$146  = \$144  & \$145 ;
-  assign \$147  = ! st6[1];
-  assign \$148  = \$147  & st6[2];
-  assign \$149  = ~ \$148 ;
-  assign \$150  = st6[0] & \$149 ;
-  assign \$151  = st2[5:4] == st6[5:4];
-  assign \$152  = \$150  & \$151 ;
-  assign \$153  = ! st6[1];
-  assign \$154  = \$153  & st6[2];
-  assign \$156  = \$155  & st6[24];
-  assign \$157  = \$154  | \$156 ;
-  assign \$158  = st6[0] & \$157 ;
-  assign \$159  = st2[5:4] == st6[5:4];
-  assign \$160  = \$158  & \$159 ;
-  assign \$161  = ! st7[1];
-  assign \$162  = \$161  & st7[2];
-  assign \$163  = ~ \$162 ;
-  assign \$164  = st7[0] & \$163 ;
-  assign \$165  = st2[5:4] == st7[5:4];
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = ! st7[1];
-  assign \$168  = \$167  & st7[2];
-  assign \$170  = \$169  & st7[24];
-  assign \$171  = \$168  | \$170 ;
-  assign \$172  = st7[0] & \$171 ;
-  assign \$173  = st2[5:4] == st7[5:4];
-  assign \$174  = \$172  & \$173 ;
+  assign \$97  = st2[5:4] == st3[5:4];
+  assign \$98  = ! st3[1];
+  assign \$99  = \$97  & \$98 ;
+  assign \$100  = ! st3[1];
+  assign \$101  = \$100  & st3[2];
+  assign \$102  = ~ \$101 ;
+  assign \$103  = st3[0] & \$102 ;
+  assign \$104  = \$99  & \$103 ;
+  assign \$105  = st2[5:4] == st3[5:4];
+  assign \$106  = ! st3[1];
+  assign \$107  = \$105  & \$106 ;
+  assign \$108  = ! st3[1];
+  assign \$109  = \$108  & st3[2];
+  assign \$111  = \$110  & st3[24];
+  assign \$112  = \$109  | \$111 ;
+  assign \$113  = st3[0] & \$112 ;
+  assign \$114  = \$107  & \$113 ;
+  assign \$115  = st2[5:4] == st4[5:4];
+  assign \$116  = ! st4[1];
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = ! st4[1];
+  assign \$119  = \$118  & st4[2];
+  assign \$120  = ~ \$119 ;
+  assign \$121  = st4[0] & \$120 ;
+  assign \$122  = \$117  & \$121 ;
+  assign \$123  = st2[5:4] == st4[5:4];
+  assign \$124  = ! st4[1];
+  assign \$125  = \$123  & \$124 ;
+  assign \$126  = ! st4[1];
+  assign \$127  = \$126  & st4[2];
+  assign \$129  = \$128  & st4[24];
+  assign \$130  = \$127  | \$129 ;
+  assign \$131  = st4[0] & \$130 ;
+  assign \$132  = \$125  & \$131 ;
+  assign \$133  = st2[5:4] == st5[5:4];
+  assign \$134  = ! st5[1];
+  assign \$135  = \$134  & st5[2];
+  assign \$136  = ~ \$135 ;
+  assign \$137  = st5[0] & \$136 ;
+  assign \$138  = \$133  & \$137 ;
+  assign \$139  = st2[5:4] == st5[5:4];
+  assign \$140  = ! st5[1];
+  assign \$141  = \$140  & st5[2];
+  assign \$143  = \$142  & st5[24];
+  assign \$144  = \$141  | \$143 ;
+  assign \$145  = st5[0] & \$144 ;
+  assign \$146  = \$139  & \$145 ;
+  assign \$147  = st2[5:4] == st6[5:4];
+  assign \$148  = ! st6[1];
+  assign \$149  = \$148  & st6[2];
+  assign \$150  = ~ \$149 ;
+  assign \$151  = st6[0] & \$150 ;
+  assign \$152  = \$147  & \$151 ;
+  assign \$153  = st2[5:4] == st6[5:4];
+  assign \$154  = ! st6[1];
+  assign \$155  = \$154  & st6[2];
+  assign \$157  = \$156  & st6[24];
+  assign \$158  = \$155  | \$157 ;
+  assign \$159  = st6[0] & \$158 ;
+  assign \$160  = \$153  & \$159 ;
+  assign \$161  = st2[5:4] == st7[5:4];
+  assign \$162  = ! st7[1];
+  assign \$163  = \$162  & st7[2];
+  assign \$164  = ~ \$163 ;
+  assign \$165  = st7[0] & \$164 ;
+  assign \$166  = \$161  & \$165 ;
+  assign \$167  = st2[5:4] == st7[5:4];
+  assign \$168  = ! st7[1];
+  assign \$169  = \$168  & st7[2];
+  assign \$171  = \$170  & st7[24];
+  assign \$172  = \$169  | \$171 ;
+  assign \$173  = st7[0] & \$172 ;
+  assign \$174  = \$167  & \$173 ;
   assign \$177  = ! st3[1];
   assign \$178  = \$177  & st3[2];
   assign \$179  = ~ \$178 ;
@@ -20288,187 +20457,187 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \$185  = \$182  & \$184 ;
   assign \$186  = \$180  | \$185 ;
   assign \$188  = ~ \$187 ;
-  assign \$189  = \$signal$97 [1] & \$188 ;
+  assign \$189  = hit_v2 & \$188 ;
   assign \$190  = ! st3[1];
   assign \$191  = \$190  & st3[2];
   assign \$192  = ~ \$191 ;
   assign \$193  = \$189  & \$192 ;
   assign \$195  = ~ \$194 ;
-  assign \$196  = \$signal$98 [1] & \$195 ;
+  assign \$196  = hit_c2 & \$195 ;
   assign \$197  = ! st3[1];
   assign \$198  = \$197  & st3[2];
   assign \$199  = \$196  & \$198 ;
   assign \$200  = \$193  | \$199 ;
-  assign \$202  = \$201  | \$signal$97 [1];
+  assign \$202  = \$201  | hit_v2;
   assign \$203  = ~ \$202 ;
-  assign \$204  = \$signal$97 [2] & \$203 ;
+  assign \$204  = hit_v3 & \$203 ;
   assign \$205  = ! st3[1];
   assign \$206  = \$205  & st3[2];
   assign \$207  = ~ \$206 ;
   assign \$208  = \$204  & \$207 ;
-  assign \$210  = \$209  | \$signal$97 [1];
-  assign \$211  = \$210  | \$signal$97 [2];
+  assign \$210  = \$209  | hit_v2;
+  assign \$211  = \$210  | hit_v3;
   assign \$212  = ~ \$211 ;
-  assign \$213  = \$signal$97 [3] & \$212 ;
+  assign \$213  = hit_v4 & \$212 ;
   assign \$214  = ! st3[1];
   assign \$215  = \$214  & st3[2];
   assign \$216  = ~ \$215 ;
   assign \$217  = \$213  & \$216 ;
-  assign \$219  = \$218  | \$signal$97 [1];
-  assign \$220  = \$219  | \$signal$97 [2];
-  assign \$221  = \$220  | \$signal$97 [3];
+  assign \$219  = \$218  | hit_v2;
+  assign \$220  = \$219  | hit_v3;
+  assign \$221  = \$220  | hit_v4;
   assign \$222  = ~ \$221 ;
-  assign \$223  = \$signal$97 [4] & \$222 ;
+  assign \$223  = hit_v5 & \$222 ;
   assign \$224  = ! st3[1];
   assign \$225  = \$224  & st3[2];
   assign \$226  = ~ \$225 ;
   assign \$227  = \$223  & \$226 ;
-  assign \$229  = \$228  | \$signal$97 [1];
-  assign \$230  = \$229  | \$signal$97 [2];
-  assign \$231  = \$230  | \$signal$97 [3];
-  assign \$232  = \$231  | \$signal$97 [4];
+  assign \$229  = \$228  | hit_v2;
+  assign \$230  = \$229  | hit_v3;
+  assign \$231  = \$230  | hit_v4;
+  assign \$232  = \$231  | hit_v5;
   assign \$233  = ~ \$232 ;
   assign \$234  = ! st3[1];
   assign \$235  = \$234  & st3[2];
   assign \$236  = ~ \$235 ;
   assign \$237  = \$233  & \$236 ;
-  assign \$239  = \$238  | \$signal$98 [1];
+  assign \$239  = \$238  | hit_c2;
   assign \$240  = ~ \$239 ;
-  assign \$241  = \$signal$98 [2] & \$240 ;
+  assign \$241  = hit_c3 & \$240 ;
   assign \$242  = ! st3[1];
   assign \$243  = \$242  & st3[2];
   assign \$244  = \$241  & \$243 ;
-  assign \$246  = \$245  | \$signal$98 [1];
-  assign \$247  = \$246  | \$signal$98 [2];
+  assign \$246  = \$245  | hit_c2;
+  assign \$247  = \$246  | hit_c3;
   assign \$248  = ~ \$247 ;
-  assign \$249  = \$signal$98 [3] & \$248 ;
+  assign \$249  = hit_c4 & \$248 ;
   assign \$250  = ! st3[1];
   assign \$251  = \$250  & st3[2];
   assign \$252  = \$249  & \$251 ;
-  assign \$254  = \$253  | \$signal$98 [1];
-  assign \$255  = \$254  | \$signal$98 [2];
-  assign \$256  = \$255  | \$signal$98 [3];
+  assign \$254  = \$253  | hit_c2;
+  assign \$255  = \$254  | hit_c3;
+  assign \$256  = \$255  | hit_c4;
   assign \$257  = ~ \$256 ;
-  assign \$258  = \$signal$98 [4] & \$257 ;
+  assign \$258  = hit_c5 & \$257 ;
   assign \$259  = ! st3[1];
   assign \$260  = \$259  & st3[2];
   assign \$261  = \$258  & \$260 ;
-  assign \$263  = \$262  | \$signal$98 [1];
-  assign \$264  = \$263  | \$signal$98 [2];
-  assign \$265  = \$264  | \$signal$98 [3];
-  assign \$266  = \$265  | \$signal$98 [4];
+  assign \$263  = \$262  | hit_c2;
+  assign \$264  = \$263  | hit_c3;
+  assign \$265  = \$264  | hit_c4;
+  assign \$266  = \$265  | hit_c5;
   assign \$267  = ~ \$266 ;
   assign \$268  = ! st3[1];
   assign \$269  = \$268  & st3[2];
   assign \$270  = \$267  & \$269 ;
   assign \$271  = ! st3[1];
   assign \$272  = ! st3[1];
-  assign \$274  = \$signal$99 [0] ? \$signal$101 [17:0] : 18'h00000;
-  assign \$275  = \$signal$99 [1] ? \$signal$38 [17:0] : 18'h00000;
+  assign \$274  = \$signal$107 [0] ? \$signal$109 [17:0] : 18'h00000;
+  assign \$275  = \$signal$107 [1] ? \$signal$38 [17:0] : 18'h00000;
   assign \$276  = \$274  | \$275 ;
-  assign \$277  = \$signal$99 [2] ? v_wr__data[16:0] : 17'h00000;
+  assign \$277  = \$signal$107 [2] ? v_wr__data[16:0] : 17'h00000;
   assign \$278  = \$276  | { \$277 [16], \$277  };
-  assign \$279  = \$signal$99 [3] ? res8[16:0] : 17'h00000;
+  assign \$279  = \$signal$107 [3] ? res8[16:0] : 17'h00000;
   assign \$280  = \$278  | { \$279 [16], \$279  };
-  assign \$281  = \$signal$99 [4] ? res9[16:0] : 17'h00000;
+  assign \$281  = \$signal$107 [4] ? res9[16:0] : 17'h00000;
   assign \$282  = \$280  | { \$281 [16], \$281  };
-  assign \$283  = \$signal$99 [5] ? v_raw[16:0] : 17'h00000;
+  assign \$283  = \$signal$107 [5] ? v_raw[16:0] : 17'h00000;
   assign \$284  = \$282  | { \$283 [16], \$283  };
-  assign \$287  = \$signal$99 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$287  = \$signal$107 [7] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$288  = \$286  | { \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287  };
-  assign \$289  = \$signal$99 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$289  = \$signal$107 [8] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$290  = \$288  | { \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289  };
-  assign \$293  = \$signal$100 [0] ? addend[11:0] : 12'h000;
-  assign \$294  = \$signal$100 [1] ? b_raw[8:0] : 9'h000;
+  assign \$293  = \$signal$108 [0] ? addend[11:0] : 12'h000;
+  assign \$294  = \$signal$108 [1] ? b_raw[8:0] : 9'h000;
   assign \$295  = \$293  | { \$294 [8], \$294 [8], \$294 [8], \$294  };
-  assign \$296  = \$signal$100 [2] ? \$signal$101 [17:0] : 18'h00000;
+  assign \$296  = \$signal$108 [2] ? \$signal$109 [17:0] : 18'h00000;
   assign \$297  = { \$295 [11], \$295 [11], \$295 [11], \$295 [11], \$295 [11], \$295 [11], \$295  } | \$296 ;
-  assign \$298  = \$signal$100 [3] ? \$signal$38 [17:0] : 18'h00000;
+  assign \$298  = \$signal$108 [3] ? \$signal$38 [17:0] : 18'h00000;
   assign \$299  = \$297  | \$298 ;
-  assign \$302  = \$signal$100 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$302  = \$signal$108 [5] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$303  = \$301  | { \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302  };
-  assign \$304  = \$signal$100 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$304  = \$signal$108 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$305  = \$303  | { \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304  };
   assign \$308  = $signed(\$292 ) + $signed(\$307 );
-  assign \$309  = \$signal$99 [0] ? \$signal$101 [35:18] : 18'h00000;
-  assign \$310  = \$signal$99 [1] ? \$signal$38 [35:18] : 18'h00000;
+  assign \$309  = \$signal$107 [0] ? \$signal$109 [35:18] : 18'h00000;
+  assign \$310  = \$signal$107 [1] ? \$signal$38 [35:18] : 18'h00000;
   assign \$311  = \$309  | \$310 ;
-  assign \$312  = \$signal$99 [2] ? v_wr__data[33:17] : 17'h00000;
+  assign \$312  = \$signal$107 [2] ? v_wr__data[33:17] : 17'h00000;
   assign \$313  = \$311  | { \$312 [16], \$312  };
-  assign \$314  = \$signal$99 [3] ? res8[33:17] : 17'h00000;
+  assign \$314  = \$signal$107 [3] ? res8[33:17] : 17'h00000;
   assign \$315  = \$313  | { \$314 [16], \$314  };
-  assign \$316  = \$signal$99 [4] ? res9[33:17] : 17'h00000;
+  assign \$316  = \$signal$107 [4] ? res9[33:17] : 17'h00000;
   assign \$317  = \$315  | { \$316 [16], \$316  };
-  assign \$318  = \$signal$99 [5] ? v_raw[33:17] : 17'h00000;
+  assign \$318  = \$signal$107 [5] ? v_raw[33:17] : 17'h00000;
   assign \$319  = \$317  | { \$318 [16], \$318  };
-  assign \$322  = \$signal$99 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$322  = \$signal$107 [7] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$323  = \$321  | { \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322  };
-  assign \$324  = \$signal$99 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$324  = \$signal$107 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$325  = \$323  | { \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324  };
-  assign \$328  = \$signal$100 [0] ? addend[23:12] : 12'h000;
-  assign \$329  = \$signal$100 [1] ? b_raw[17:9] : 9'h000;
+  assign \$328  = \$signal$108 [0] ? addend[23:12] : 12'h000;
+  assign \$329  = \$signal$108 [1] ? b_raw[17:9] : 9'h000;
   assign \$330  = \$328  | { \$329 [8], \$329 [8], \$329 [8], \$329  };
-  assign \$331  = \$signal$100 [2] ? \$signal$101 [35:18] : 18'h00000;
+  assign \$331  = \$signal$108 [2] ? \$signal$109 [35:18] : 18'h00000;
   assign \$332  = { \$330 [11], \$330 [11], \$330 [11], \$330 [11], \$330 [11], \$330 [11], \$330  } | \$331 ;
-  assign \$333  = \$signal$100 [3] ? \$signal$38 [35:18] : 18'h00000;
+  assign \$333  = \$signal$108 [3] ? \$signal$38 [35:18] : 18'h00000;
   assign \$334  = \$332  | \$333 ;
-  assign \$337  = \$signal$100 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$337  = \$signal$108 [5] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$338  = \$336  | { \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337  };
-  assign \$339  = \$signal$100 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$339  = \$signal$108 [6] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$340  = \$338  | { \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339  };
   assign \$343  = $signed(\$327 ) + $signed(\$342 );
-  assign \$344  = \$signal$99 [0] ? \$signal$101 [53:36] : 18'h00000;
-  assign \$345  = \$signal$99 [1] ? \$signal$38 [53:36] : 18'h00000;
+  assign \$344  = \$signal$107 [0] ? \$signal$109 [53:36] : 18'h00000;
+  assign \$345  = \$signal$107 [1] ? \$signal$38 [53:36] : 18'h00000;
   assign \$346  = \$344  | \$345 ;
-  assign \$347  = \$signal$99 [2] ? v_wr__data[50:34] : 17'h00000;
+  assign \$347  = \$signal$107 [2] ? v_wr__data[50:34] : 17'h00000;
   assign \$348  = \$346  | { \$347 [16], \$347  };
-  assign \$349  = \$signal$99 [3] ? res8[50:34] : 17'h00000;
+  assign \$349  = \$signal$107 [3] ? res8[50:34] : 17'h00000;
   assign \$350  = \$348  | { \$349 [16], \$349  };
-  assign \$351  = \$signal$99 [4] ? res9[50:34] : 17'h00000;
+  assign \$351  = \$signal$107 [4] ? res9[50:34] : 17'h00000;
   assign \$352  = \$350  | { \$351 [16], \$351  };
-  assign \$353  = \$signal$99 [5] ? v_raw[50:34] : 17'h00000;
+  assign \$353  = \$signal$107 [5] ? v_raw[50:34] : 17'h00000;
   assign \$354  = \$352  | { \$353 [16], \$353  };
-  assign \$357  = \$signal$99 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$357  = \$signal$107 [7] ? { cres8[2], cres8[2] } : 2'h0;
   assign \$358  = \$356  | { \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357  };
-  assign \$359  = \$signal$99 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$359  = \$signal$107 [8] ? { cres9[2], cres9[2] } : 2'h0;
   assign \$360  = \$358  | { \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359  };
-  assign \$363  = \$signal$100 [0] ? addend[35:24] : 12'h000;
-  assign \$364  = \$signal$100 [1] ? b_raw[26:18] : 9'h000;
+  assign \$363  = \$signal$108 [0] ? addend[35:24] : 12'h000;
+  assign \$364  = \$signal$108 [1] ? b_raw[26:18] : 9'h000;
   assign \$365  = \$363  | { \$364 [8], \$364 [8], \$364 [8], \$364  };
-  assign \$366  = \$signal$100 [2] ? \$signal$101 [53:36] : 18'h00000;
+  assign \$366  = \$signal$108 [2] ? \$signal$109 [53:36] : 18'h00000;
   assign \$367  = { \$365 [11], \$365 [11], \$365 [11], \$365 [11], \$365 [11], \$365 [11], \$365  } | \$366 ;
-  assign \$368  = \$signal$100 [3] ? \$signal$38 [53:36] : 18'h00000;
+  assign \$368  = \$signal$108 [3] ? \$signal$38 [53:36] : 18'h00000;
   assign \$369  = \$367  | \$368 ;
-  assign \$372  = \$signal$100 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$372  = \$signal$108 [5] ? { cres8[2], cres8[2] } : 2'h0;
   assign \$373  = \$371  | { \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372  };
-  assign \$374  = \$signal$100 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$374  = \$signal$108 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign \$375  = \$373  | { \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374  };
   assign \$378  = $signed(\$362 ) + $signed(\$377 );
-  assign \$379  = \$signal$99 [0] ? \$signal$101 [71:54] : 18'h00000;
-  assign \$380  = \$signal$99 [1] ? \$signal$38 [71:54] : 18'h00000;
+  assign \$379  = \$signal$107 [0] ? \$signal$109 [71:54] : 18'h00000;
+  assign \$380  = \$signal$107 [1] ? \$signal$38 [71:54] : 18'h00000;
   assign \$381  = \$379  | \$380 ;
-  assign \$382  = \$signal$99 [2] ? v_wr__data[67:51] : 17'h00000;
+  assign \$382  = \$signal$107 [2] ? v_wr__data[67:51] : 17'h00000;
   assign \$383  = \$381  | { \$382 [16], \$382  };
-  assign \$384  = \$signal$99 [3] ? res8[67:51] : 17'h00000;
+  assign \$384  = \$signal$107 [3] ? res8[67:51] : 17'h00000;
   assign \$385  = \$383  | { \$384 [16], \$384  };
-  assign \$386  = \$signal$99 [4] ? res9[67:51] : 17'h00000;
+  assign \$386  = \$signal$107 [4] ? res9[67:51] : 17'h00000;
   assign \$387  = \$385  | { \$386 [16], \$386  };
-  assign \$388  = \$signal$99 [5] ? v_raw[67:51] : 17'h00000;
+  assign \$388  = \$signal$107 [5] ? v_raw[67:51] : 17'h00000;
   assign \$389  = \$387  | { \$388 [16], \$388  };
-  assign \$392  = \$signal$99 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$392  = \$signal$107 [7] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$393  = \$391  | { \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392  };
-  assign \$394  = \$signal$99 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$394  = \$signal$107 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$395  = \$393  | { \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394  };
-  assign \$398  = \$signal$100 [0] ? addend[47:36] : 12'h000;
-  assign \$399  = \$signal$100 [1] ? b_raw[35:27] : 9'h000;
+  assign \$398  = \$signal$108 [0] ? addend[47:36] : 12'h000;
+  assign \$399  = \$signal$108 [1] ? b_raw[35:27] : 9'h000;
   assign \$400  = \$398  | { \$399 [8], \$399 [8], \$399 [8], \$399  };
-  assign \$401  = \$signal$100 [2] ? \$signal$101 [71:54] : 18'h00000;
+  assign \$401  = \$signal$108 [2] ? \$signal$109 [71:54] : 18'h00000;
   assign \$402  = { \$400 [11], \$400 [11], \$400 [11], \$400 [11], \$400 [11], \$400 [11], \$400  } | \$401 ;
-  assign \$403  = \$signal$100 [3] ? \$signal$38 [71:54] : 18'h00000;
+  assign \$403  = \$signal$108 [3] ? \$signal$38 [71:54] : 18'h00000;
   assign \$404  = \$402  | \$403 ;
-  assign \$407  = \$signal$100 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$407  = \$signal$108 [5] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$408  = \$406  | { \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407  };
-  assign \$409  = \$signal$100 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$409  = \$signal$108 [6] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$410  = \$408  | { \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409  };
   assign \$413  = $signed(\$397 ) + $signed(\$412 );
   assign \$415  = st6[0] & \$414 ;
@@ -20545,14 +20714,6 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
     addend <= \$456 ;
   always @(posedge clk)
     v_raw <= \$457 ;
-  always @(posedge clk)
-    b_raw <= \$458 ;
-  always @(posedge clk)
-    res8 <= \$459 ;
-  always @(posedge clk)
-    res9 <= \$460 ;
-  always @(posedge clk)
-    cres8 <= \$461 ;
   \digits_cnn_gn.engine_fc.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -20562,19 +20723,47 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4640$0 (i0__payload[10:0]),
+    .\port$4695$0 (i0__payload[10:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_gn.engine_fc.queue  queue (
     .clk(clk),
-    .\port$4414$0 (\$signal$63 ),
-    .\port$4562$0 (\$signal$54 ),
-    .\port$4564$0 (\$signal$59 ),
+    .\port$4453$0 (\$signal$63 ),
+    .\port$4617$0 (\$signal$54 ),
+    .\port$4619$0 (\$signal$59 ),
     .rst(rst),
     .w_data(\$signal$46 ),
     .w_en(\$signal$48 )
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$458  = b_rd__data;
+    if (rst) begin
+      \$458  = 36'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$459  = v_wr__data;
+    if (rst) begin
+      \$459  = 68'h00000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$460  = res8;
+    if (rst) begin
+      \$460  = 68'h00000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$461  = 4'h0;
+    if (rst) begin
+      \$461  = 4'h0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$462  = cres8;
@@ -20598,161 +20787,209 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$465 [0] = \$104 ;
-    \$465 [1] = \$122 ;
-    \$465 [2] = \$138 ;
-    \$465 [3] = \$152 ;
-    \$465 [4] = \$166 ;
+    \$465  = \$104 ;
     if (rst) begin
-      \$465  = 5'h00;
+      \$465  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$466 [0] = \$114 ;
-    \$466 [1] = \$132 ;
-    \$466 [2] = \$146 ;
-    \$466 [3] = \$160 ;
-    \$466 [4] = \$174 ;
+    \$466  = \$114 ;
     if (rst) begin
-      \$466  = 5'h00;
+      \$466  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$467  = { \$270 , \$261 , \$252 , \$244 , \$237 , \$227 , \$217 , \$208 , \$200 , \$186  };
+    \$467  = \$122 ;
     if (rst) begin
-      \$467  = 10'h000;
+      \$467  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$468  = { 6'h00, \$273 , \$271  };
+    \$468  = \$132 ;
     if (rst) begin
-      \$468  = 8'h00;
+      \$468  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$469 [17:0] = \$308 [17:0];
-    \$469 [35:18] = \$343 [17:0];
-    \$469 [53:36] = \$378 [17:0];
-    \$469 [71:54] = \$413 [17:0];
+    \$469  = \$138 ;
     if (rst) begin
-      \$469  = 72'h000000000000000000;
+      \$469  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$470 [17:0] = \$signal$101 [17:0];
-    \$470 [35:18] = \$signal$101 [35:18];
-    \$470 [53:36] = \$signal$101 [53:36];
-    \$470 [71:54] = \$signal$101 [71:54];
+    \$470  = \$146 ;
     if (rst) begin
-      \$470  = 72'h000000000000000000;
+      \$470  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$471  = result;
+    \$471  = \$152 ;
     if (rst) begin
-      \$471  = 68'h00000000000000000;
+      \$471  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$472  = entry;
+    \$472  = \$160 ;
     if (rst) begin
-      \$472  = 70'h000000000000000000;
+      \$472  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$473  = \$415 ;
+    \$473  = \$166 ;
     if (rst) begin
       \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$474  = better;
-    if (\$417 ) begin
-      \$474  = \$420 ;
-    end
+    \$474  = \$174 ;
     if (rst) begin
       \$474  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$475  = \$signal$60 ;
+    \$475  = { \$270 , \$261 , \$252 , \$244 , \$237 , \$227 , \$217 , \$208 , \$200 , \$186  };
+    if (rst) begin
+      \$475  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$476  = { 6'h00, \$273 , \$271  };
+    if (rst) begin
+      \$476  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$477 [17:0] = \$308 [17:0];
+    \$477 [35:18] = \$343 [17:0];
+    \$477 [53:36] = \$378 [17:0];
+    \$477 [71:54] = \$413 [17:0];
+    if (rst) begin
+      \$477  = 72'h000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$478 [17:0] = \$signal$109 [17:0];
+    \$478 [35:18] = \$signal$109 [35:18];
+    \$478 [53:36] = \$signal$109 [53:36];
+    \$478 [71:54] = \$signal$109 [71:54];
+    if (rst) begin
+      \$478  = 72'h000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$479  = result;
+    if (rst) begin
+      \$479  = 68'h00000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$480  = entry;
+    if (rst) begin
+      \$480  = 70'h000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$481  = \$415 ;
+    if (rst) begin
+      \$481  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$482  = better;
     if (\$417 ) begin
-      \$475  = 1'h1;
-    end
-    if (\$421 ) begin
-      if (o__ready) begin
-        \$475  = 1'h0;
-      end
+      \$482  = \$420 ;
     end
     if (rst) begin
-      \$475  = 1'h0;
+      \$482  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$476  = first;
+    \$483  = \$signal$60 ;
+    if (\$417 ) begin
+      \$483  = 1'h1;
+    end
     if (\$421 ) begin
       if (o__ready) begin
-        \$476  = o__payload[25];
+        \$483  = 1'h0;
       end
     end
     if (rst) begin
-      \$476  = 1'h1;
+      \$483  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$477  = best_val;
+    \$484  = first;
+    if (\$421 ) begin
+      if (o__ready) begin
+        \$484  = o__payload[25];
+      end
+    end
+    if (rst) begin
+      \$484  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$485  = best_val;
     if (\$421 ) begin
       if (o__ready) begin
         if (better) begin
-          \$477  = \$422 ;
+          \$485  = \$422 ;
         end
       end
     end
     if (rst) begin
-      \$477  = 17'h00000;
+      \$485  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$478  = best_idx;
+    \$486  = best_idx;
     if (\$421 ) begin
       if (o__ready) begin
         if (better) begin
-          \$478  = \$23 [3:0];
+          \$486  = \$23 [3:0];
         end
       end
     end
     if (rst) begin
-      \$478  = 4'h0;
+      \$486  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$479  = done;
+    \$487  = done;
     if (\$421 ) begin
       if (o__ready) begin
         (* full_case = 32'd1 *)
         if (last_lane) begin
-          \$479  = 4'h0;
+          \$487  = 4'h0;
         end else begin
-          \$479  = \$424 [3:0];
+          \$487  = \$424 [3:0];
         end
       end
     end
     if (rst) begin
-      \$479  = 4'h0;
+      \$487  = 4'h0;
     end
   end
   always @* begin
@@ -21345,34 +21582,6 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
       \$457  = 68'h00000000000000000;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$458  = b_rd__data;
-    if (rst) begin
-      \$458  = 36'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$459  = v_wr__data;
-    if (rst) begin
-      \$459  = 68'h00000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$460  = res8;
-    if (rst) begin
-      \$460  = 68'h00000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$461  = 4'h0;
-    if (rst) begin
-      \$461  = 4'h0;
-    end
-  end
   assign \$signal$5  = 1'h0;
   assign ev_c = i0__payload[3:0];
   assign ev_y = i0__payload[5:4];
@@ -21639,10 +21848,10 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \b6[1]  = b6[17:9];
   assign \b6[2]  = b6[26:18];
   assign \b6[3]  = b6[35:27];
-  assign \$signal$101[0]  = \$signal$101 [17:0];
-  assign \$signal$101[1]  = \$signal$101 [35:18];
-  assign \$signal$101[2]  = \$signal$101 [53:36];
-  assign \$signal$101[3]  = \$signal$101 [71:54];
+  assign \$signal$109[0]  = \$signal$109 [17:0];
+  assign \$signal$109[1]  = \$signal$109 [35:18];
+  assign \$signal$109[2]  = \$signal$109 [53:36];
+  assign \$signal$109[3]  = \$signal$109 [71:54];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
@@ -21667,25 +21876,25 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \$79  = { w1_0[15], w1_0[15:8], 2'h0 };
   assign \$82  = { w1_0[23], w1_0[23:16], 2'h0 };
   assign \$85  = { w1_0[31], w1_0[31:24], 2'h0 };
-  assign \$107  = st3[1];
-  assign \$125  = st4[1];
-  assign \$141  = st5[1];
-  assign \$155  = st6[1];
-  assign \$169  = st7[1];
+  assign \$110  = st3[1];
+  assign \$128  = st4[1];
+  assign \$142  = st5[1];
+  assign \$156  = st6[1];
+  assign \$170  = st7[1];
   assign \$175  = 1'h1;
-  assign \$176  = \$signal$97 [0];
+  assign \$176  = hit_v1;
   assign \$181  = 1'h1;
-  assign \$182  = \$signal$98 [0];
-  assign \$187  = \$signal$97 [0];
-  assign \$194  = \$signal$98 [0];
-  assign \$201  = \$signal$97 [0];
-  assign \$209  = \$signal$97 [0];
-  assign \$218  = \$signal$97 [0];
-  assign \$228  = \$signal$97 [0];
-  assign \$238  = \$signal$98 [0];
-  assign \$245  = \$signal$98 [0];
-  assign \$253  = \$signal$98 [0];
-  assign \$262  = \$signal$98 [0];
+  assign \$182  = hit_c1;
+  assign \$187  = hit_v1;
+  assign \$194  = hit_c1;
+  assign \$201  = hit_v1;
+  assign \$209  = hit_v1;
+  assign \$218  = hit_v1;
+  assign \$228  = hit_v1;
+  assign \$238  = hit_c1;
+  assign \$245  = hit_c1;
+  assign \$253  = hit_c1;
+  assign \$262  = hit_c1;
   assign \$285  = 2'h0;
   assign \$286  = \$284 ;
   assign \$291  = 2'h0;
@@ -21723,7 +21932,7 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4640$0 , clk);
+module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4695$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -21786,8 +21995,8 @@ module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr
   reg op_valid = 1'h0;
   output [9:0] op_waddr;
   reg [9:0] op_waddr = 10'h000;
-  input [10:0] \port$4640$0 ;
-  wire [10:0] \port$4640$0 ;
+  input [10:0] \port$4695$0 ;
+  wire [10:0] \port$4695$0 ;
   output ready;
   wire ready;
   input rst;
@@ -21803,12 +22012,12 @@ module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr
   assign \$5  = 1'h0 + \$4 ;
   assign \$7  = 1'h0 + \$6 ;
   assign \$8  = \$5  + \$7 ;
-  assign \$9  = \$8  + \port$4640$0 [7:6];
+  assign \$9  = \$8  + \port$4695$0 [7:6];
   assign \$11  = 1'h0 + \$10 ;
   assign \$13  = 1'h0 + \$12 ;
   assign \$15  = 1'h0 + \$14 ;
   assign \$16  = \$13  + \$15 ;
-  assign \$17  = \$16  + \port$4640$0 [7:6];
+  assign \$17  = \$16  + \port$4695$0 [7:6];
   assign \$19  = \$11  + \$18 ;
   assign \$20  = g + 1'h1;
   assign \$21  = op_addr + 1'h1;
@@ -21856,7 +22065,7 @@ module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$26  = op_count;
     if (load) begin
-      \$26  = \port$4640$0 [10:8];
+      \$26  = \port$4695$0 [10:8];
     end
     if (rst) begin
       \$26  = 3'h0;
@@ -21916,21 +22125,21 @@ module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_c = \port$4640$0 [3:0];
-  assign ev_y = \port$4640$0 [5:4];
-  assign ev_x = \port$4640$0 [7:6];
-  assign ev_count = \port$4640$0 [10:8];
+  assign ev_c = \port$4695$0 [3:0];
+  assign ev_y = \port$4695$0 [5:4];
+  assign ev_x = \port$4695$0 [7:6];
+  assign ev_count = \port$4695$0 [10:8];
   assign ev_shift = 4'h0;
-  assign \$4  = { 3'h0, \port$4640$0 [3:0], 4'h0 };
-  assign \$6  = { 1'h0, \port$4640$0 [5:4], 2'h0 };
+  assign \$4  = { 3'h0, \port$4695$0 [3:0], 4'h0 };
+  assign \$6  = { 1'h0, \port$4695$0 [5:4], 2'h0 };
   assign \$10  = { 1'h0, \$9  };
-  assign \$12  = { 3'h0, \port$4640$0 [3:0], 4'h0 };
-  assign \$14  = { 1'h0, \port$4640$0 [5:4], 2'h0 };
+  assign \$12  = { 3'h0, \port$4695$0 [3:0], 4'h0 };
+  assign \$14  = { 1'h0, \port$4695$0 [5:4], 2'h0 };
   assign \$18  = { \$17 , 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_fc.queue (rst, \port$4414$0 , w_data, w_en, \port$4562$0 , \port$4564$0 , clk);
+module \digits_cnn_gn.engine_fc.queue (rst, \port$4453$0 , w_data, w_en, \port$4617$0 , \port$4619$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21961,12 +22170,12 @@ module \digits_cnn_gn.engine_fc.queue (rst, \port$4414$0 , w_data, w_en, \port$4
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$4414$0 ;
-  wire \port$4414$0 ;
-  output [69:0] \port$4562$0 ;
-  wire [69:0] \port$4562$0 ;
-  output \port$4564$0 ;
-  wire \port$4564$0 ;
+  input \port$4453$0 ;
+  wire \port$4453$0 ;
+  output [69:0] \port$4617$0 ;
+  wire [69:0] \port$4617$0 ;
+  output \port$4619$0 ;
+  wire \port$4619$0 ;
   wire [69:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -22003,12 +22212,12 @@ module \digits_cnn_gn.engine_fc.queue (rst, \port$4414$0 , w_data, w_en, \port$4
   \digits_cnn_gn.engine_fc.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3498$0 (\$signal$9 ),
-    .\port$4414$0 (\port$4414$0 ),
-    .\port$4546$0 (\$signal$11 ),
-    .\port$4548$0 (held_valid),
-    .\port$4562$0 (\$signal$14 ),
-    .\port$4564$0 (\$signal$16 ),
+    .\port$3495$0 (\$signal$9 ),
+    .\port$4453$0 (\port$4453$0 ),
+    .\port$4601$0 (\$signal$11 ),
+    .\port$4603$0 (held_valid),
+    .\port$4617$0 (\$signal$14 ),
+    .\port$4619$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -22039,11 +22248,11 @@ module \digits_cnn_gn.engine_fc.queue (rst, \port$4414$0 , w_data, w_en, \port$4
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4414$0 ;
-  assign \$signal$19  = \port$4414$0 ;
+  assign \$signal$18  = \port$4453$0 ;
+  assign \$signal$19  = \port$4453$0 ;
   assign level = \$4 [4:0];
-  assign \port$4562$0  = \$signal$14 ;
-  assign \port$4564$0  = \$signal$16 ;
+  assign \port$4617$0  = \$signal$14 ;
+  assign \port$4619$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -22239,7 +22448,7 @@ module \digits_cnn_gn.engine_fc.queue.inner (rst, r_en, w_rdy, w_level, r_data, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3498$0 , count, \port$4414$0 , \port$4546$0 , \port$4548$0 , \port$4562$0 , \port$4564$0 , clk);
+module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3495$0 , count, \port$4453$0 , \port$4601$0 , \port$4603$0 , \port$4617$0 , \port$4619$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22259,28 +22468,28 @@ module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3498$0 , count, \port$441
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3498$0 ;
-  wire \port$3498$0 ;
-  input \port$4414$0 ;
-  wire \port$4414$0 ;
-  input [69:0] \port$4546$0 ;
-  wire [69:0] \port$4546$0 ;
-  input \port$4548$0 ;
-  wire \port$4548$0 ;
+  output \port$3495$0 ;
+  wire \port$3495$0 ;
+  input \port$4453$0 ;
+  wire \port$4453$0 ;
+  input [69:0] \port$4601$0 ;
+  wire [69:0] \port$4601$0 ;
+  input \port$4603$0 ;
+  wire \port$4603$0 ;
   (* init = 70'h000000000000000000 *)
-  output [69:0] \port$4562$0 ;
-  wire [69:0] \port$4562$0 ;
+  output [69:0] \port$4617$0 ;
+  wire [69:0] \port$4617$0 ;
   (* init = 1'h0 *)
-  output \port$4564$0 ;
-  wire \port$4564$0 ;
+  output \port$4619$0 ;
+  wire \port$4619$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4548$0  & \$1 ;
+  assign take = \port$4603$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4414$0  | \$2 ;
+  assign \$3  = \port$4453$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -22298,7 +22507,7 @@ module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3498$0 , count, \port$441
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4546$0 ;
+        \$4  = \port$4601$0 ;
       end
     end
     if (rst) begin
@@ -22341,22 +22550,22 @@ module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3498$0 , count, \port$441
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4546$0 ;
+      \$7  = \port$4601$0 ;
     end
     if (rst) begin
       \$7  = 70'h000000000000000000;
     end
   end
-  assign \$signal$3  = \port$4548$0 ;
-  assign \$signal$8  = \port$4414$0 ;
-  assign \$signal$11  = \port$4546$0 ;
-  assign \port$3498$0  = \$signal ;
-  assign \port$4562$0  = \$signal$9 ;
-  assign \port$4564$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4603$0 ;
+  assign \$signal$8  = \port$4453$0 ;
+  assign \$signal$11  = \port$4601$0 ;
+  assign \port$3495$0  = \$signal ;
+  assign \port$4617$0  = \$signal$9 ;
+  assign \port$4619$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$3989$0 , \port$4588$0 , \port$4590$0 , clk);
+module \digits_cnn_gn.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$4000$0 , \port$4643$0 , \port$4645$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22387,12 +22596,12 @@ module \digits_cnn_gn.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$3989$0 , \po
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$3989$0 ;
-  wire \port$3989$0 ;
-  output [12:0] \port$4588$0 ;
-  wire [12:0] \port$4588$0 ;
-  output \port$4590$0 ;
-  wire \port$4590$0 ;
+  input \port$4000$0 ;
+  wire \port$4000$0 ;
+  output [12:0] \port$4643$0 ;
+  wire [12:0] \port$4643$0 ;
+  output \port$4645$0 ;
+  wire \port$4645$0 ;
   wire [12:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -22430,12 +22639,12 @@ module \digits_cnn_gn.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$3989$0 , \po
   \digits_cnn_gn.fifo_conv1_0.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3569$0 (\$signal$9 ),
-    .\port$3989$0 (\port$3989$0 ),
-    .\port$4572$0 (\$signal$11 ),
-    .\port$4574$0 (held_valid),
-    .\port$4588$0 (\$signal$14 ),
-    .\port$4590$0 (\$signal$16 ),
+    .\port$3566$0 (\$signal$9 ),
+    .\port$4000$0 (\port$4000$0 ),
+    .\port$4627$0 (\$signal$11 ),
+    .\port$4629$0 (held_valid),
+    .\port$4643$0 (\$signal$14 ),
+    .\port$4645$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -22465,12 +22674,12 @@ module \digits_cnn_gn.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$3989$0 , \po
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3989$0 ;
-  assign \$signal$19  = \port$3989$0 ;
+  assign \$signal$18  = \port$4000$0 ;
+  assign \$signal$19  = \port$4000$0 ;
   assign level = \$4 [4:0];
   assign w_rdy = \$signal$4 ;
-  assign \port$4588$0  = \$signal$14 ;
-  assign \port$4590$0  = \$signal$16 ;
+  assign \port$4643$0  = \$signal$14 ;
+  assign \port$4645$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -22666,7 +22875,7 @@ module \digits_cnn_gn.fifo_conv1_0.inner (rst, w_en, r_en, w_rdy, w_level, r_dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv1_0.skid (rst, \port$3569$0 , count, \port$3989$0 , \port$4572$0 , \port$4574$0 , \port$4588$0 , \port$4590$0 , clk);
+module \digits_cnn_gn.fifo_conv1_0.skid (rst, \port$3566$0 , count, \port$4000$0 , \port$4627$0 , \port$4629$0 , \port$4643$0 , \port$4645$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22686,28 +22895,28 @@ module \digits_cnn_gn.fifo_conv1_0.skid (rst, \port$3569$0 , count, \port$3989$0
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3569$0 ;
-  wire \port$3569$0 ;
-  input \port$3989$0 ;
-  wire \port$3989$0 ;
-  input [12:0] \port$4572$0 ;
-  wire [12:0] \port$4572$0 ;
-  input \port$4574$0 ;
-  wire \port$4574$0 ;
+  output \port$3566$0 ;
+  wire \port$3566$0 ;
+  input \port$4000$0 ;
+  wire \port$4000$0 ;
+  input [12:0] \port$4627$0 ;
+  wire [12:0] \port$4627$0 ;
+  input \port$4629$0 ;
+  wire \port$4629$0 ;
   (* init = 13'h0000 *)
-  output [12:0] \port$4588$0 ;
-  wire [12:0] \port$4588$0 ;
+  output [12:0] \port$4643$0 ;
+  wire [12:0] \port$4643$0 ;
   (* init = 1'h0 *)
-  output \port$4590$0 ;
-  wire \port$4590$0 ;
+  output \port$4645$0 ;
+  wire \port$4645$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4574$0  & \$1 ;
+  assign take = \port$4629$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3989$0  | \$2 ;
+  assign \$3  = \port$4000$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -22725,7 +22934,7 @@ module \digits_cnn_gn.fifo_conv1_0.skid (rst, \port$3569$0 , count, \port$3989$0
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4572$0 ;
+        \$4  = \port$4627$0 ;
       end
     end
     if (rst) begin
@@ -22768,22 +22977,22 @@ module \digits_cnn_gn.fifo_conv1_0.skid (rst, \port$3569$0 , count, \port$3989$0
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4572$0 ;
+      \$7  = \port$4627$0 ;
     end
     if (rst) begin
       \$7  = 13'h0000;
     end
   end
-  assign \$signal$3  = \port$4574$0 ;
-  assign \$signal$8  = \port$3989$0 ;
-  assign \$signal$11  = \port$4572$0 ;
-  assign \port$3569$0  = \$signal ;
-  assign \port$4588$0  = \$signal$9 ;
-  assign \port$4590$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4629$0 ;
+  assign \$signal$8  = \port$4000$0 ;
+  assign \$signal$11  = \port$4627$0 ;
+  assign \port$3566$0  = \$signal ;
+  assign \port$4643$0  = \$signal$9 ;
+  assign \port$4645$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4197$0 , \port$4614$0 , \port$4616$0 , clk);
+module \digits_cnn_gn.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4222$0 , \port$4669$0 , \port$4671$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22814,12 +23023,12 @@ module \digits_cnn_gn.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4197$0 , \po
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$4197$0 ;
-  wire \port$4197$0 ;
-  output [13:0] \port$4614$0 ;
-  wire [13:0] \port$4614$0 ;
-  output \port$4616$0 ;
-  wire \port$4616$0 ;
+  input \port$4222$0 ;
+  wire \port$4222$0 ;
+  output [13:0] \port$4669$0 ;
+  wire [13:0] \port$4669$0 ;
+  output \port$4671$0 ;
+  wire \port$4671$0 ;
   wire [13:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -22857,12 +23066,12 @@ module \digits_cnn_gn.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4197$0 , \po
   \digits_cnn_gn.fifo_conv2_0.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3640$0 (\$signal$9 ),
-    .\port$4197$0 (\port$4197$0 ),
-    .\port$4598$0 (\$signal$11 ),
-    .\port$4600$0 (held_valid),
-    .\port$4614$0 (\$signal$14 ),
-    .\port$4616$0 (\$signal$16 ),
+    .\port$3637$0 (\$signal$9 ),
+    .\port$4222$0 (\port$4222$0 ),
+    .\port$4653$0 (\$signal$11 ),
+    .\port$4655$0 (held_valid),
+    .\port$4669$0 (\$signal$14 ),
+    .\port$4671$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -22892,12 +23101,12 @@ module \digits_cnn_gn.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4197$0 , \po
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4197$0 ;
-  assign \$signal$19  = \port$4197$0 ;
+  assign \$signal$18  = \port$4222$0 ;
+  assign \$signal$19  = \port$4222$0 ;
   assign level = \$4 [4:0];
   assign w_rdy = \$signal$4 ;
-  assign \port$4614$0  = \$signal$14 ;
-  assign \port$4616$0  = \$signal$16 ;
+  assign \port$4669$0  = \$signal$14 ;
+  assign \port$4671$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -23093,7 +23302,7 @@ module \digits_cnn_gn.fifo_conv2_0.inner (rst, w_en, r_en, w_rdy, w_level, r_dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv2_0.skid (rst, \port$3640$0 , count, \port$4197$0 , \port$4598$0 , \port$4600$0 , \port$4614$0 , \port$4616$0 , clk);
+module \digits_cnn_gn.fifo_conv2_0.skid (rst, \port$3637$0 , count, \port$4222$0 , \port$4653$0 , \port$4655$0 , \port$4669$0 , \port$4671$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23113,28 +23322,28 @@ module \digits_cnn_gn.fifo_conv2_0.skid (rst, \port$3640$0 , count, \port$4197$0
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3640$0 ;
-  wire \port$3640$0 ;
-  input \port$4197$0 ;
-  wire \port$4197$0 ;
-  input [13:0] \port$4598$0 ;
-  wire [13:0] \port$4598$0 ;
-  input \port$4600$0 ;
-  wire \port$4600$0 ;
+  output \port$3637$0 ;
+  wire \port$3637$0 ;
+  input \port$4222$0 ;
+  wire \port$4222$0 ;
+  input [13:0] \port$4653$0 ;
+  wire [13:0] \port$4653$0 ;
+  input \port$4655$0 ;
+  wire \port$4655$0 ;
   (* init = 14'h0000 *)
-  output [13:0] \port$4614$0 ;
-  wire [13:0] \port$4614$0 ;
+  output [13:0] \port$4669$0 ;
+  wire [13:0] \port$4669$0 ;
   (* init = 1'h0 *)
-  output \port$4616$0 ;
-  wire \port$4616$0 ;
+  output \port$4671$0 ;
+  wire \port$4671$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4600$0  & \$1 ;
+  assign take = \port$4655$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4197$0  | \$2 ;
+  assign \$3  = \port$4222$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -23152,7 +23361,7 @@ module \digits_cnn_gn.fifo_conv2_0.skid (rst, \port$3640$0 , count, \port$4197$0
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4598$0 ;
+        \$4  = \port$4653$0 ;
       end
     end
     if (rst) begin
@@ -23195,22 +23404,22 @@ module \digits_cnn_gn.fifo_conv2_0.skid (rst, \port$3640$0 , count, \port$4197$0
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4598$0 ;
+      \$7  = \port$4653$0 ;
     end
     if (rst) begin
       \$7  = 14'h0000;
     end
   end
-  assign \$signal$3  = \port$4600$0 ;
-  assign \$signal$8  = \port$4197$0 ;
-  assign \$signal$11  = \port$4598$0 ;
-  assign \port$3640$0  = \$signal ;
-  assign \port$4614$0  = \$signal$9 ;
-  assign \port$4616$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4655$0 ;
+  assign \$signal$8  = \port$4222$0 ;
+  assign \$signal$11  = \port$4653$0 ;
+  assign \port$3637$0  = \$signal ;
+  assign \port$4669$0  = \$signal$9 ;
+  assign \port$4671$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4405$0 , \port$4640$0 , \port$4642$0 , clk);
+module \digits_cnn_gn.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4444$0 , \port$4695$0 , \port$4697$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23241,12 +23450,12 @@ module \digits_cnn_gn.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4405$0 , \po
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$4405$0 ;
-  wire \port$4405$0 ;
-  output [11:0] \port$4640$0 ;
-  wire [11:0] \port$4640$0 ;
-  output \port$4642$0 ;
-  wire \port$4642$0 ;
+  input \port$4444$0 ;
+  wire \port$4444$0 ;
+  output [11:0] \port$4695$0 ;
+  wire [11:0] \port$4695$0 ;
+  output \port$4697$0 ;
+  wire \port$4697$0 ;
   wire [11:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -23284,12 +23493,12 @@ module \digits_cnn_gn.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4405$0 , \po
   \digits_cnn_gn.fifo_conv3_0.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3711$0 (\$signal$9 ),
-    .\port$4405$0 (\port$4405$0 ),
-    .\port$4624$0 (\$signal$11 ),
-    .\port$4626$0 (held_valid),
-    .\port$4640$0 (\$signal$14 ),
-    .\port$4642$0 (\$signal$16 ),
+    .\port$3708$0 (\$signal$9 ),
+    .\port$4444$0 (\port$4444$0 ),
+    .\port$4679$0 (\$signal$11 ),
+    .\port$4681$0 (held_valid),
+    .\port$4695$0 (\$signal$14 ),
+    .\port$4697$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -23319,12 +23528,12 @@ module \digits_cnn_gn.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4405$0 , \po
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4405$0 ;
-  assign \$signal$19  = \port$4405$0 ;
+  assign \$signal$18  = \port$4444$0 ;
+  assign \$signal$19  = \port$4444$0 ;
   assign level = \$4 [4:0];
   assign w_rdy = \$signal$4 ;
-  assign \port$4640$0  = \$signal$14 ;
-  assign \port$4642$0  = \$signal$16 ;
+  assign \port$4695$0  = \$signal$14 ;
+  assign \port$4697$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -23520,7 +23729,7 @@ module \digits_cnn_gn.fifo_conv3_0.inner (rst, w_en, r_en, w_rdy, w_level, r_dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv3_0.skid (rst, \port$3711$0 , count, \port$4405$0 , \port$4624$0 , \port$4626$0 , \port$4640$0 , \port$4642$0 , clk);
+module \digits_cnn_gn.fifo_conv3_0.skid (rst, \port$3708$0 , count, \port$4444$0 , \port$4679$0 , \port$4681$0 , \port$4695$0 , \port$4697$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23540,28 +23749,28 @@ module \digits_cnn_gn.fifo_conv3_0.skid (rst, \port$3711$0 , count, \port$4405$0
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3711$0 ;
-  wire \port$3711$0 ;
-  input \port$4405$0 ;
-  wire \port$4405$0 ;
-  input [11:0] \port$4624$0 ;
-  wire [11:0] \port$4624$0 ;
-  input \port$4626$0 ;
-  wire \port$4626$0 ;
+  output \port$3708$0 ;
+  wire \port$3708$0 ;
+  input \port$4444$0 ;
+  wire \port$4444$0 ;
+  input [11:0] \port$4679$0 ;
+  wire [11:0] \port$4679$0 ;
+  input \port$4681$0 ;
+  wire \port$4681$0 ;
   (* init = 12'h000 *)
-  output [11:0] \port$4640$0 ;
-  wire [11:0] \port$4640$0 ;
+  output [11:0] \port$4695$0 ;
+  wire [11:0] \port$4695$0 ;
   (* init = 1'h0 *)
-  output \port$4642$0 ;
-  wire \port$4642$0 ;
+  output \port$4697$0 ;
+  wire \port$4697$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4626$0  & \$1 ;
+  assign take = \port$4681$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4405$0  | \$2 ;
+  assign \$3  = \port$4444$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -23579,7 +23788,7 @@ module \digits_cnn_gn.fifo_conv3_0.skid (rst, \port$3711$0 , count, \port$4405$0
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4624$0 ;
+        \$4  = \port$4679$0 ;
       end
     end
     if (rst) begin
@@ -23622,22 +23831,22 @@ module \digits_cnn_gn.fifo_conv3_0.skid (rst, \port$3711$0 , count, \port$4405$0
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4624$0 ;
+      \$7  = \port$4679$0 ;
     end
     if (rst) begin
       \$7  = 12'h000;
     end
   end
-  assign \$signal$3  = \port$4626$0 ;
-  assign \$signal$8  = \port$4405$0 ;
-  assign \$signal$11  = \port$4624$0 ;
-  assign \port$3711$0  = \$signal ;
-  assign \port$4640$0  = \$signal$9 ;
-  assign \port$4642$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4681$0 ;
+  assign \$signal$8  = \port$4444$0 ;
+  assign \$signal$11  = \port$4679$0 ;
+  assign \port$3708$0  = \$signal ;
+  assign \port$4695$0  = \$signal$9 ;
+  assign \port$4697$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.out_skid (clk, rst, \port$3723$0 , \port$4412$0 , \port$4413$0 , \port$4650$0 , \port$4652$0 , \port$0$11 );
+module \digits_cnn_gn.out_skid (clk, rst, \port$3720$0 , \port$4451$0 , \port$4452$0 , \port$4705$0 , \port$4707$0 , \port$0$11 );
   reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23658,23 +23867,23 @@ module \digits_cnn_gn.out_skid (clk, rst, \port$3723$0 , \port$4412$0 , \port$44
   wire [1:0] count;
   input \port$0$11 ;
   wire \port$0$11 ;
-  output \port$3723$0 ;
-  wire \port$3723$0 ;
-  input [25:0] \port$4412$0 ;
-  wire [25:0] \port$4412$0 ;
-  input \port$4413$0 ;
-  wire \port$4413$0 ;
+  output \port$3720$0 ;
+  wire \port$3720$0 ;
+  input [25:0] \port$4451$0 ;
+  wire [25:0] \port$4451$0 ;
+  input \port$4452$0 ;
+  wire \port$4452$0 ;
   (* init = 26'h0000000 *)
-  output [25:0] \port$4650$0 ;
-  wire [25:0] \port$4650$0 ;
+  output [25:0] \port$4705$0 ;
+  wire [25:0] \port$4705$0 ;
   (* init = 1'h0 *)
-  output \port$4652$0 ;
-  wire \port$4652$0 ;
+  output \port$4707$0 ;
+  wire \port$4707$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4413$0  & \$1 ;
+  assign take = \port$4452$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
   assign \$3  = \port$0$11  | \$2 ;
@@ -23695,7 +23904,7 @@ module \digits_cnn_gn.out_skid (clk, rst, \port$3723$0 , \port$4412$0 , \port$44
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4412$0 ;
+        \$4  = \port$4451$0 ;
       end
     end
     if (rst) begin
@@ -23738,16 +23947,16 @@ module \digits_cnn_gn.out_skid (clk, rst, \port$3723$0 , \port$4412$0 , \port$44
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4412$0 ;
+      \$7  = \port$4451$0 ;
     end
     if (rst) begin
       \$7  = 26'h0000000;
     end
   end
-  assign \$signal$3  = \port$4413$0 ;
+  assign \$signal$3  = \port$4452$0 ;
   assign \$signal$8  = \port$0$11 ;
-  assign \$signal$11  = \port$4412$0 ;
-  assign \port$3723$0  = \$signal ;
-  assign \port$4650$0  = \$signal$9 ;
-  assign \port$4652$0  = \$signal$5 ;
+  assign \$signal$11  = \port$4451$0 ;
+  assign \port$3720$0  = \$signal ;
+  assign \port$4705$0  = \$signal$9 ;
+  assign \port$4707$0  = \$signal$5 ;
 endmodule

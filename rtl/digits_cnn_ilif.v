@@ -235,9 +235,9 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   );
   \digits_cnn_ilif.fifo_conv1_0  fifo_conv1_0 (
     .clk(clk),
-    .\port$3834$0 (\$signal$27 ),
-    .\port$4361$0 (i0__payload),
-    .\port$4363$0 (i0__valid),
+    .\port$3845$0 (\$signal$27 ),
+    .\port$4416$0 (i0__payload),
+    .\port$4418$0 (i0__valid),
     .rst(rst),
     .w_data(tap_conv1__payload),
     .w_en(conv1_accept),
@@ -245,9 +245,9 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   );
   \digits_cnn_ilif.fifo_conv2_0  fifo_conv2_0 (
     .clk(clk),
-    .\port$4010$0 (\$signal$40 ),
-    .\port$4387$0 (\i0__payload$38 ),
-    .\port$4389$0 (\i0__valid$36 ),
+    .\port$4035$0 (\$signal$40 ),
+    .\port$4442$0 (\i0__payload$38 ),
+    .\port$4444$0 (\i0__valid$36 ),
     .rst(rst),
     .w_data(tap_conv2__payload),
     .w_en(conv2_accept),
@@ -255,9 +255,9 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   );
   \digits_cnn_ilif.fifo_conv3_0  fifo_conv3_0 (
     .clk(clk),
-    .\port$4186$0 (\$signal$53 ),
-    .\port$4413$0 (\i0__payload$51 ),
-    .\port$4415$0 (\i0__valid$49 ),
+    .\port$4225$0 (\$signal$53 ),
+    .\port$4468$0 (\i0__payload$51 ),
+    .\port$4470$0 (\i0__valid$49 ),
     .rst(rst),
     .w_data(tap_conv3__payload),
     .w_en(conv3_accept),
@@ -266,11 +266,11 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   \digits_cnn_ilif.out_skid  out_skid (
     .clk(clk),
     .\port$0$11 (o__ready),
-    .\port$3598$0 (\o__ready$66 ),
-    .\port$4193$0 (\$signal$62 ),
-    .\port$4194$0 (\$signal$64 ),
-    .\port$4423$0 (o__payload),
-    .\port$4425$0 (o__valid),
+    .\port$3595$0 (\o__ready$66 ),
+    .\port$4232$0 (\$signal$62 ),
+    .\port$4233$0 (\$signal$64 ),
+    .\port$4478$0 (o__payload),
+    .\port$4480$0 (o__valid),
     .rst(rst)
   );
   always @* begin
@@ -1348,17 +1348,25 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$94 ;
   reg [59:0] \$940 ;
   reg [59:0] \$941 ;
-  reg [4:0] \$942 ;
-  reg [4:0] \$943 ;
-  reg [9:0] \$944 ;
-  reg [7:0] \$945 ;
-  reg [75:0] \$946 ;
-  reg [75:0] \$947 ;
-  reg [71:0] \$948 ;
-  reg [11:0] \$949 ;
+  reg \$942 ;
+  reg \$943 ;
+  reg \$944 ;
+  reg \$945 ;
+  reg \$946 ;
+  reg \$947 ;
+  reg \$948 ;
+  reg \$949 ;
   wire \$95 ;
   reg \$950 ;
-  reg [3:0] \$951 ;
+  reg \$951 ;
+  reg [9:0] \$952 ;
+  reg [7:0] \$953 ;
+  reg [75:0] \$954 ;
+  reg [75:0] \$955 ;
+  reg [71:0] \$956 ;
+  reg [11:0] \$957 ;
+  reg \$958 ;
+  reg [3:0] \$959 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
@@ -1372,16 +1380,14 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   reg [2:0] \$like$84  = 3'h0;
   reg \$signal  = 1'h0;
   wire [7:0] \$signal$10 ;
-  reg [4:0] \$signal$115  = 5'h00;
-  reg [4:0] \$signal$116  = 5'h00;
-  reg [9:0] \$signal$117  = 10'h000;
-  reg [7:0] \$signal$118  = 8'h00;
-  reg [75:0] \$signal$119  = 76'h0000000000000000000;
-  wire [18:0] \$signal$119[0] ;
-  wire [18:0] \$signal$119[1] ;
-  wire [18:0] \$signal$119[2] ;
-  wire [18:0] \$signal$119[3] ;
   wire \$signal$12 ;
+  reg [9:0] \$signal$125  = 10'h000;
+  reg [7:0] \$signal$126  = 8'h00;
+  reg [75:0] \$signal$127  = 76'h0000000000000000000;
+  wire [18:0] \$signal$127[0] ;
+  wire [18:0] \$signal$127[1] ;
+  wire [18:0] \$signal$127[2] ;
+  wire [18:0] \$signal$127[3] ;
   wire \$signal$15 ;
   reg \$signal$27  = 1'h1;
   reg \$signal$30  = 1'h0;
@@ -1500,6 +1506,16 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   reg [1:0] fsm_state = 2'h0;
   reg full0 = 1'h0;
   reg full1 = 1'h0;
+  reg hit_c1 = 1'h0;
+  reg hit_c2 = 1'h0;
+  reg hit_c3 = 1'h0;
+  reg hit_c4 = 1'h0;
+  reg hit_c5 = 1'h0;
+  reg hit_v1 = 1'h0;
+  reg hit_v2 = 1'h0;
+  reg hit_v3 = 1'h0;
+  reg hit_v4 = 1'h0;
+  reg hit_v5 = 1'h0;
   reg [32:0] issue;
   wire [6:0] \issue.addr ;
   wire \issue.bank ;
@@ -2186,6 +2202,14 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     _2_ <= wrom0[st0[15:11]];
   end
   assign \$signature__data  = _2_;
+  assign \$39  = st6[24:23] == 2'h3;
+  assign \$40  = $signed(diff3) >= $signed(1'h0);
+  assign \$41  = \$40  ? diff3 : { \$signal$50 [75], \$signal$50 [75:57] };
+  assign \$42  = st7[3] * 8'h80;
+  assign \$43  = st7[10:4] + \$42 ;
+  assign \$44  = ! st7[1];
+  assign \$45  = \$44  & st7[2];
+  assign \$46  = ~ \$45 ;
   assign \$47  = st7[0] & \$46 ;
   assign \$48  = \$47  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
@@ -2566,99 +2590,99 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \$512  = $signed(w1_0[23:16]) << st2[20:18];
   assign \$513  = $signed(w1_0[31:24]) << st2[20:18];
   assign \$514  = ! st3[16];
-  assign \$515  = ! st3[1];
-  assign \$516  = \$515  & st3[2];
-  assign \$517  = ~ \$516 ;
-  assign \$518  = st3[0] & \$517 ;
-  assign \$519  = st2[10:4] == st3[10:4];
-  assign \$520  = st2[3] == st3[3];
-  assign \$521  = \$519  & \$520 ;
-  assign \$522  = \$518  & \$521 ;
-  assign \$523  = ! st3[1];
-  assign \$524  = \$522  & \$523 ;
-  assign \$525  = ! st3[1];
-  assign \$526  = \$525  & st3[2];
-  assign \$528  = \$527  & st3[22];
-  assign \$529  = \$526  | \$528 ;
-  assign \$530  = st3[0] & \$529 ;
-  assign \$531  = st2[10:4] == st3[10:4];
-  assign \$532  = st2[3] == st3[3];
-  assign \$533  = \$531  & \$532 ;
-  assign \$534  = \$530  & \$533 ;
-  assign \$535  = ! st3[1];
-  assign \$536  = \$534  & \$535 ;
-  assign \$537  = ! st4[1];
-  assign \$538  = \$537  & st4[2];
-  assign \$539  = ~ \$538 ;
-  assign \$540  = st4[0] & \$539 ;
-  assign \$541  = st2[10:4] == st4[10:4];
-  assign \$542  = st2[3] == st4[3];
-  assign \$543  = \$541  & \$542 ;
-  assign \$544  = \$540  & \$543 ;
-  assign \$545  = ! st4[1];
-  assign \$546  = \$544  & \$545 ;
-  assign \$547  = ! st4[1];
-  assign \$548  = \$547  & st4[2];
-  assign \$550  = \$549  & st4[22];
-  assign \$551  = \$548  | \$550 ;
-  assign \$552  = st4[0] & \$551 ;
-  assign \$553  = st2[10:4] == st4[10:4];
-  assign \$554  = st2[3] == st4[3];
-  assign \$555  = \$553  & \$554 ;
-  assign \$556  = \$552  & \$555 ;
-  assign \$557  = ! st4[1];
-  assign \$558  = \$556  & \$557 ;
-  assign \$559  = ! st5[1];
-  assign \$560  = \$559  & st5[2];
-  assign \$561  = ~ \$560 ;
-  assign \$562  = st5[0] & \$561 ;
-  assign \$563  = st2[10:4] == st5[10:4];
-  assign \$564  = st2[3] == st5[3];
-  assign \$565  = \$563  & \$564 ;
-  assign \$566  = \$562  & \$565 ;
-  assign \$567  = ! st5[1];
-  assign \$568  = \$567  & st5[2];
-  assign \$570  = \$569  & st5[22];
-  assign \$571  = \$568  | \$570 ;
-  assign \$572  = st5[0] & \$571 ;
-  assign \$573  = st2[10:4] == st5[10:4];
-  assign \$574  = st2[3] == st5[3];
-  assign \$575  = \$573  & \$574 ;
-  assign \$576  = \$572  & \$575 ;
-  assign \$577  = ! st6[1];
-  assign \$578  = \$577  & st6[2];
-  assign \$579  = ~ \$578 ;
-  assign \$580  = st6[0] & \$579 ;
-  assign \$581  = st2[10:4] == st6[10:4];
-  assign \$582  = st2[3] == st6[3];
-  assign \$583  = \$581  & \$582 ;
-  assign \$584  = \$580  & \$583 ;
-  assign \$585  = ! st6[1];
-  assign \$586  = \$585  & st6[2];
-  assign \$588  = \$587  & st6[22];
-  assign \$589  = \$586  | \$588 ;
-  assign \$590  = st6[0] & \$589 ;
-  assign \$591  = st2[10:4] == st6[10:4];
-  assign \$592  = st2[3] == st6[3];
-  assign \$593  = \$591  & \$592 ;
-  assign \$594  = \$590  & \$593 ;
-  assign \$595  = ! st7[1];
-  assign \$596  = \$595  & st7[2];
-  assign \$597  = ~ \$596 ;
-  assign \$598  = st7[0] & \$597 ;
-  assign \$599  = st2[10:4] == st7[10:4];
-  assign \$600  = st2[3] == st7[3];
-  assign \$601  = \$599  & \$600 ;
-  assign \$602  = \$598  & \$601 ;
-  assign \$603  = ! st7[1];
-  assign \$604  = \$603  & st7[2];
-  assign \$606  = \$605  & st7[22];
-  assign \$607  = \$604  | \$606 ;
-  assign \$608  = st7[0] & \$607 ;
-  assign \$609  = st2[10:4] == st7[10:4];
-  assign \$610  = st2[3] == st7[3];
-  assign \$611  = \$609  & \$610 ;
-  assign \$612  = \$608  & \$611 ;
+  assign \$515  = st2[10:4] == st3[10:4];
+  assign \$516  = st2[3] == st3[3];
+  assign \$517  = \$515  & \$516 ;
+  assign \$518  = ! st3[1];
+  assign \$519  = \$517  & \$518 ;
+  assign \$520  = ! st3[1];
+  assign \$521  = \$520  & st3[2];
+  assign \$522  = ~ \$521 ;
+  assign \$523  = st3[0] & \$522 ;
+  assign \$524  = \$519  & \$523 ;
+  assign \$525  = st2[10:4] == st3[10:4];
+  assign \$526  = st2[3] == st3[3];
+  assign \$527  = \$525  & \$526 ;
+  assign \$528  = ! st3[1];
+  assign \$529  = \$527  & \$528 ;
+  assign \$530  = ! st3[1];
+  assign \$531  = \$530  & st3[2];
+  assign \$533  = \$532  & st3[22];
+  assign \$534  = \$531  | \$533 ;
+  assign \$535  = st3[0] & \$534 ;
+  assign \$536  = \$529  & \$535 ;
+  assign \$537  = st2[10:4] == st4[10:4];
+  assign \$538  = st2[3] == st4[3];
+  assign \$539  = \$537  & \$538 ;
+  assign \$540  = ! st4[1];
+  assign \$541  = \$539  & \$540 ;
+  assign \$542  = ! st4[1];
+  assign \$543  = \$542  & st4[2];
+  assign \$544  = ~ \$543 ;
+  assign \$545  = st4[0] & \$544 ;
+  assign \$546  = \$541  & \$545 ;
+  assign \$547  = st2[10:4] == st4[10:4];
+  assign \$548  = st2[3] == st4[3];
+  assign \$549  = \$547  & \$548 ;
+  assign \$550  = ! st4[1];
+  assign \$551  = \$549  & \$550 ;
+  assign \$552  = ! st4[1];
+  assign \$553  = \$552  & st4[2];
+  assign \$555  = \$554  & st4[22];
+  assign \$556  = \$553  | \$555 ;
+  assign \$557  = st4[0] & \$556 ;
+  assign \$558  = \$551  & \$557 ;
+  assign \$559  = st2[10:4] == st5[10:4];
+  assign \$560  = st2[3] == st5[3];
+  assign \$561  = \$559  & \$560 ;
+  assign \$562  = ! st5[1];
+  assign \$563  = \$562  & st5[2];
+  assign \$564  = ~ \$563 ;
+  assign \$565  = st5[0] & \$564 ;
+  assign \$566  = \$561  & \$565 ;
+  assign \$567  = st2[10:4] == st5[10:4];
+  assign \$568  = st2[3] == st5[3];
+  assign \$569  = \$567  & \$568 ;
+  assign \$570  = ! st5[1];
+  assign \$571  = \$570  & st5[2];
+  assign \$573  = \$572  & st5[22];
+  assign \$574  = \$571  | \$573 ;
+  assign \$575  = st5[0] & \$574 ;
+  assign \$576  = \$569  & \$575 ;
+  assign \$577  = st2[10:4] == st6[10:4];
+  assign \$578  = st2[3] == st6[3];
+  assign \$579  = \$577  & \$578 ;
+  assign \$580  = ! st6[1];
+  assign \$581  = \$580  & st6[2];
+  assign \$582  = ~ \$581 ;
+  assign \$583  = st6[0] & \$582 ;
+  assign \$584  = \$579  & \$583 ;
+  assign \$585  = st2[10:4] == st6[10:4];
+  assign \$586  = st2[3] == st6[3];
+  assign \$587  = \$585  & \$586 ;
+  assign \$588  = ! st6[1];
+  assign \$589  = \$588  & st6[2];
+  assign \$591  = \$590  & st6[22];
+  assign \$592  = \$589  | \$591 ;
+  assign \$593  = st6[0] & \$592 ;
+  assign \$594  = \$587  & \$593 ;
+  assign \$595  = st2[10:4] == st7[10:4];
+  assign \$596  = st2[3] == st7[3];
+  assign \$597  = \$595  & \$596 ;
+  assign \$598  = ! st7[1];
+  assign \$599  = \$598  & st7[2];
+  assign \$600  = ~ \$599 ;
+  assign \$601  = st7[0] & \$600 ;
+  assign \$602  = \$597  & \$601 ;
+  assign \$603  = st2[10:4] == st7[10:4];
+  assign \$604  = st2[3] == st7[3];
+  assign \$605  = \$603  & \$604 ;
+  assign \$606  = ! st7[1];
+  assign \$607  = \$606  & st7[2];
+  assign \$609  = \$608  & st7[22];
+  assign \$610  = \$607  | \$609 ;
+  assign \$611  = st7[0] & \$610 ;
+  assign \$612  = \$605  & \$611 ;
   assign \$615  = ! st3[1];
   assign \$616  = \$615  & st3[2];
   assign \$617  = ~ \$616 ;
@@ -2668,75 +2692,75 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \$623  = \$620  & \$622 ;
   assign \$624  = \$618  | \$623 ;
   assign \$626  = ~ \$625 ;
-  assign \$627  = \$signal$115 [1] & \$626 ;
+  assign \$627  = hit_v2 & \$626 ;
   assign \$628  = ! st3[1];
   assign \$629  = \$628  & st3[2];
   assign \$630  = ~ \$629 ;
   assign \$631  = \$627  & \$630 ;
   assign \$633  = ~ \$632 ;
-  assign \$634  = \$signal$116 [1] & \$633 ;
+  assign \$634  = hit_c2 & \$633 ;
   assign \$635  = ! st3[1];
   assign \$636  = \$635  & st3[2];
   assign \$637  = \$634  & \$636 ;
   assign \$638  = \$631  | \$637 ;
-  assign \$640  = \$639  | \$signal$115 [1];
+  assign \$640  = \$639  | hit_v2;
   assign \$641  = ~ \$640 ;
-  assign \$642  = \$signal$115 [2] & \$641 ;
+  assign \$642  = hit_v3 & \$641 ;
   assign \$643  = ! st3[1];
   assign \$644  = \$643  & st3[2];
   assign \$645  = ~ \$644 ;
   assign \$646  = \$642  & \$645 ;
-  assign \$648  = \$647  | \$signal$115 [1];
-  assign \$649  = \$648  | \$signal$115 [2];
+  assign \$648  = \$647  | hit_v2;
+  assign \$649  = \$648  | hit_v3;
   assign \$650  = ~ \$649 ;
-  assign \$651  = \$signal$115 [3] & \$650 ;
+  assign \$651  = hit_v4 & \$650 ;
   assign \$652  = ! st3[1];
   assign \$653  = \$652  & st3[2];
   assign \$654  = ~ \$653 ;
   assign \$655  = \$651  & \$654 ;
-  assign \$657  = \$656  | \$signal$115 [1];
-  assign \$658  = \$657  | \$signal$115 [2];
-  assign \$659  = \$658  | \$signal$115 [3];
+  assign \$657  = \$656  | hit_v2;
+  assign \$658  = \$657  | hit_v3;
+  assign \$659  = \$658  | hit_v4;
   assign \$660  = ~ \$659 ;
-  assign \$661  = \$signal$115 [4] & \$660 ;
+  assign \$661  = hit_v5 & \$660 ;
   assign \$662  = ! st3[1];
   assign \$663  = \$662  & st3[2];
   assign \$664  = ~ \$663 ;
   assign \$665  = \$661  & \$664 ;
-  assign \$667  = \$666  | \$signal$115 [1];
-  assign \$668  = \$667  | \$signal$115 [2];
-  assign \$669  = \$668  | \$signal$115 [3];
-  assign \$670  = \$669  | \$signal$115 [4];
+  assign \$667  = \$666  | hit_v2;
+  assign \$668  = \$667  | hit_v3;
+  assign \$669  = \$668  | hit_v4;
+  assign \$670  = \$669  | hit_v5;
   assign \$671  = ~ \$670 ;
   assign \$672  = ! st3[1];
   assign \$673  = \$672  & st3[2];
   assign \$674  = ~ \$673 ;
   assign \$675  = \$671  & \$674 ;
-  assign \$677  = \$676  | \$signal$116 [1];
+  assign \$677  = \$676  | hit_c2;
   assign \$678  = ~ \$677 ;
-  assign \$679  = \$signal$116 [2] & \$678 ;
+  assign \$679  = hit_c3 & \$678 ;
   assign \$680  = ! st3[1];
   assign \$681  = \$680  & st3[2];
   assign \$682  = \$679  & \$681 ;
-  assign \$684  = \$683  | \$signal$116 [1];
-  assign \$685  = \$684  | \$signal$116 [2];
+  assign \$684  = \$683  | hit_c2;
+  assign \$685  = \$684  | hit_c3;
   assign \$686  = ~ \$685 ;
-  assign \$687  = \$signal$116 [3] & \$686 ;
+  assign \$687  = hit_c4 & \$686 ;
   assign \$688  = ! st3[1];
   assign \$689  = \$688  & st3[2];
   assign \$690  = \$687  & \$689 ;
-  assign \$692  = \$691  | \$signal$116 [1];
-  assign \$693  = \$692  | \$signal$116 [2];
-  assign \$694  = \$693  | \$signal$116 [3];
+  assign \$692  = \$691  | hit_c2;
+  assign \$693  = \$692  | hit_c3;
+  assign \$694  = \$693  | hit_c4;
   assign \$695  = ~ \$694 ;
-  assign \$696  = \$signal$116 [4] & \$695 ;
+  assign \$696  = hit_c5 & \$695 ;
   assign \$697  = ! st3[1];
   assign \$698  = \$697  & st3[2];
   assign \$699  = \$696  & \$698 ;
-  assign \$701  = \$700  | \$signal$116 [1];
-  assign \$702  = \$701  | \$signal$116 [2];
-  assign \$703  = \$702  | \$signal$116 [3];
-  assign \$704  = \$703  | \$signal$116 [4];
+  assign \$701  = \$700  | hit_c2;
+  assign \$702  = \$701  | hit_c3;
+  assign \$703  = \$702  | hit_c4;
+  assign \$704  = \$703  | hit_c5;
   assign \$705  = ~ \$704 ;
   assign \$706  = ! st3[1];
   assign \$707  = \$706  & st3[2];
@@ -2745,134 +2769,134 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \$710  = ! st3[1];
   assign \$712  = ! st3[24:23];
   assign \$713  = \$711  & \$712 ;
-  assign \$714  = \$signal$117 [0] ? \$signal$119 [18:0] : 19'h00000;
-  assign \$715  = \$signal$117 [1] ? \$signal$50 [18:0] : 19'h00000;
+  assign \$714  = \$signal$125 [0] ? \$signal$127 [18:0] : 19'h00000;
+  assign \$715  = \$signal$125 [1] ? \$signal$50 [18:0] : 19'h00000;
   assign \$716  = \$714  | \$715 ;
-  assign \$717  = \$signal$117 [2] ? v_wr__data[17:0] : 18'h00000;
+  assign \$717  = \$signal$125 [2] ? v_wr__data[17:0] : 18'h00000;
   assign \$718  = \$716  | { \$717 [17], \$717  };
-  assign \$719  = \$signal$117 [3] ? res8[17:0] : 18'h00000;
+  assign \$719  = \$signal$125 [3] ? res8[17:0] : 18'h00000;
   assign \$720  = \$718  | { \$719 [17], \$719  };
-  assign \$721  = \$signal$117 [4] ? res9[17:0] : 18'h00000;
+  assign \$721  = \$signal$125 [4] ? res9[17:0] : 18'h00000;
   assign \$722  = \$720  | { \$721 [17], \$721  };
-  assign \$723  = \$signal$117 [5] ? v_raw[17:0] : 18'h00000;
+  assign \$723  = \$signal$125 [5] ? v_raw[17:0] : 18'h00000;
   assign \$724  = \$722  | { \$723 [17], \$723  };
-  assign \$727  = \$signal$117 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$727  = \$signal$125 [7] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$728  = \$726  | { \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727  };
-  assign \$729  = \$signal$117 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$729  = \$signal$125 [8] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$730  = \$728  | { \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729  };
-  assign \$733  = \$signal$118 [0] ? addend[14:0] : 15'h0000;
-  assign \$734  = \$signal$118 [1] ? b_raw[14:0] : 15'h0000;
+  assign \$733  = \$signal$126 [0] ? addend[14:0] : 15'h0000;
+  assign \$734  = \$signal$126 [1] ? b_raw[14:0] : 15'h0000;
   assign \$735  = \$733  | \$734 ;
-  assign \$736  = \$signal$118 [2] ? \$signal$119 [18:0] : 19'h00000;
+  assign \$736  = \$signal$126 [2] ? \$signal$127 [18:0] : 19'h00000;
   assign \$737  = { \$735 [14], \$735 [14], \$735 [14], \$735 [14], \$735  } | \$736 ;
-  assign \$738  = \$signal$118 [3] ? \$signal$50 [18:0] : 19'h00000;
+  assign \$738  = \$signal$126 [3] ? \$signal$50 [18:0] : 19'h00000;
   assign \$739  = \$737  | \$738 ;
-  assign \$742  = \$signal$118 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$742  = \$signal$126 [5] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$743  = \$741  | { \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742  };
-  assign \$744  = \$signal$118 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$744  = \$signal$126 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$745  = \$743  | { \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744  };
   assign \$748  = $signed(\$732 ) + $signed(\$747 );
-  assign \$749  = \$signal$117 [0] ? \$signal$119 [37:19] : 19'h00000;
-  assign \$750  = \$signal$117 [1] ? \$signal$50 [37:19] : 19'h00000;
+  assign \$749  = \$signal$125 [0] ? \$signal$127 [37:19] : 19'h00000;
+  assign \$750  = \$signal$125 [1] ? \$signal$50 [37:19] : 19'h00000;
   assign \$751  = \$749  | \$750 ;
-  assign \$752  = \$signal$117 [2] ? v_wr__data[35:18] : 18'h00000;
+  assign \$752  = \$signal$125 [2] ? v_wr__data[35:18] : 18'h00000;
   assign \$753  = \$751  | { \$752 [17], \$752  };
-  assign \$754  = \$signal$117 [3] ? res8[35:18] : 18'h00000;
+  assign \$754  = \$signal$125 [3] ? res8[35:18] : 18'h00000;
   assign \$755  = \$753  | { \$754 [17], \$754  };
-  assign \$756  = \$signal$117 [4] ? res9[35:18] : 18'h00000;
+  assign \$756  = \$signal$125 [4] ? res9[35:18] : 18'h00000;
   assign \$757  = \$755  | { \$756 [17], \$756  };
-  assign \$758  = \$signal$117 [5] ? v_raw[35:18] : 18'h00000;
+  assign \$758  = \$signal$125 [5] ? v_raw[35:18] : 18'h00000;
   assign \$759  = \$757  | { \$758 [17], \$758  };
-  assign \$762  = \$signal$117 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$762  = \$signal$125 [7] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$763  = \$761  | { \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762  };
-  assign \$764  = \$signal$117 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$764  = \$signal$125 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$765  = \$763  | { \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764  };
-  assign \$768  = \$signal$118 [0] ? addend[29:15] : 15'h0000;
-  assign \$769  = \$signal$118 [1] ? b_raw[29:15] : 15'h0000;
+  assign \$768  = \$signal$126 [0] ? addend[29:15] : 15'h0000;
+  assign \$769  = \$signal$126 [1] ? b_raw[29:15] : 15'h0000;
   assign \$770  = \$768  | \$769 ;
-  assign \$771  = \$signal$118 [2] ? \$signal$119 [37:19] : 19'h00000;
+  assign \$771  = \$signal$126 [2] ? \$signal$127 [37:19] : 19'h00000;
   assign \$772  = { \$770 [14], \$770 [14], \$770 [14], \$770 [14], \$770  } | \$771 ;
-  assign \$773  = \$signal$118 [3] ? \$signal$50 [37:19] : 19'h00000;
+  assign \$773  = \$signal$126 [3] ? \$signal$50 [37:19] : 19'h00000;
   assign \$774  = \$772  | \$773 ;
-  assign \$777  = \$signal$118 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$777  = \$signal$126 [5] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$778  = \$776  | { \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777  };
-  assign \$779  = \$signal$118 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$779  = \$signal$126 [6] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$780  = \$778  | { \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779  };
   assign \$783  = $signed(\$767 ) + $signed(\$782 );
-  assign \$784  = \$signal$117 [0] ? \$signal$119 [56:38] : 19'h00000;
-  assign \$785  = \$signal$117 [1] ? \$signal$50 [56:38] : 19'h00000;
+  assign \$784  = \$signal$125 [0] ? \$signal$127 [56:38] : 19'h00000;
+  assign \$785  = \$signal$125 [1] ? \$signal$50 [56:38] : 19'h00000;
   assign \$786  = \$784  | \$785 ;
-  assign \$787  = \$signal$117 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign \$787  = \$signal$125 [2] ? v_wr__data[53:36] : 18'h00000;
   assign \$788  = \$786  | { \$787 [17], \$787  };
-  assign \$789  = \$signal$117 [3] ? res8[53:36] : 18'h00000;
+  assign \$789  = \$signal$125 [3] ? res8[53:36] : 18'h00000;
   assign \$790  = \$788  | { \$789 [17], \$789  };
-  assign \$791  = \$signal$117 [4] ? res9[53:36] : 18'h00000;
+  assign \$791  = \$signal$125 [4] ? res9[53:36] : 18'h00000;
   assign \$792  = \$790  | { \$791 [17], \$791  };
-  assign \$793  = \$signal$117 [5] ? v_raw[53:36] : 18'h00000;
+  assign \$793  = \$signal$125 [5] ? v_raw[53:36] : 18'h00000;
   assign \$794  = \$792  | { \$793 [17], \$793  };
-  assign \$797  = \$signal$117 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$797  = \$signal$125 [7] ? { cres8[2], cres8[2] } : 2'h0;
   assign \$798  = \$796  | { \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797  };
-  assign \$799  = \$signal$117 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$799  = \$signal$125 [8] ? { cres9[2], cres9[2] } : 2'h0;
   assign \$800  = \$798  | { \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799  };
-  assign \$803  = \$signal$118 [0] ? addend[44:30] : 15'h0000;
-  assign \$804  = \$signal$118 [1] ? b_raw[44:30] : 15'h0000;
+  assign \$803  = \$signal$126 [0] ? addend[44:30] : 15'h0000;
+  assign \$804  = \$signal$126 [1] ? b_raw[44:30] : 15'h0000;
   assign \$805  = \$803  | \$804 ;
-  assign \$806  = \$signal$118 [2] ? \$signal$119 [56:38] : 19'h00000;
+  assign \$806  = \$signal$126 [2] ? \$signal$127 [56:38] : 19'h00000;
   assign \$807  = { \$805 [14], \$805 [14], \$805 [14], \$805 [14], \$805  } | \$806 ;
-  assign \$808  = \$signal$118 [3] ? \$signal$50 [56:38] : 19'h00000;
+  assign \$808  = \$signal$126 [3] ? \$signal$50 [56:38] : 19'h00000;
   assign \$809  = \$807  | \$808 ;
-  assign \$812  = \$signal$118 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$812  = \$signal$126 [5] ? { cres8[2], cres8[2] } : 2'h0;
   assign \$813  = \$811  | { \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812  };
-  assign \$814  = \$signal$118 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$814  = \$signal$126 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign \$815  = \$813  | { \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814  };
   assign \$818  = $signed(\$802 ) + $signed(\$817 );
-  assign \$819  = \$signal$117 [0] ? \$signal$119 [75:57] : 19'h00000;
-  assign \$820  = \$signal$117 [1] ? \$signal$50 [75:57] : 19'h00000;
+  assign \$819  = \$signal$125 [0] ? \$signal$127 [75:57] : 19'h00000;
+  assign \$820  = \$signal$125 [1] ? \$signal$50 [75:57] : 19'h00000;
   assign \$821  = \$819  | \$820 ;
-  assign \$822  = \$signal$117 [2] ? v_wr__data[71:54] : 18'h00000;
+  assign \$822  = \$signal$125 [2] ? v_wr__data[71:54] : 18'h00000;
   assign \$823  = \$821  | { \$822 [17], \$822  };
-  assign \$824  = \$signal$117 [3] ? res8[71:54] : 18'h00000;
+  assign \$824  = \$signal$125 [3] ? res8[71:54] : 18'h00000;
   assign \$825  = \$823  | { \$824 [17], \$824  };
-  assign \$826  = \$signal$117 [4] ? res9[71:54] : 18'h00000;
+  assign \$826  = \$signal$125 [4] ? res9[71:54] : 18'h00000;
   assign \$827  = \$825  | { \$826 [17], \$826  };
-  assign \$828  = \$signal$117 [5] ? v_raw[71:54] : 18'h00000;
+  assign \$828  = \$signal$125 [5] ? v_raw[71:54] : 18'h00000;
   assign \$829  = \$827  | { \$828 [17], \$828  };
-  assign \$832  = \$signal$117 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$832  = \$signal$125 [7] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$833  = \$831  | { \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832  };
-  assign \$834  = \$signal$117 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$834  = \$signal$125 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$835  = \$833  | { \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834  };
-  assign \$838  = \$signal$118 [0] ? addend[59:45] : 15'h0000;
-  assign \$839  = \$signal$118 [1] ? b_raw[59:45] : 15'h0000;
+  assign \$838  = \$signal$126 [0] ? addend[59:45] : 15'h0000;
+  assign \$839  = \$signal$126 [1] ? b_raw[59:45] : 15'h0000;
   assign \$840  = \$838  | \$839 ;
-  assign \$841  = \$signal$118 [2] ? \$signal$119 [75:57] : 19'h00000;
+  assign \$841  = \$signal$126 [2] ? \$signal$127 [75:57] : 19'h00000;
   assign \$842  = { \$840 [14], \$840 [14], \$840 [14], \$840 [14], \$840  } | \$841 ;
-  assign \$843  = \$signal$118 [3] ? \$signal$50 [75:57] : 19'h00000;
+  assign \$843  = \$signal$126 [3] ? \$signal$50 [75:57] : 19'h00000;
   assign \$844  = \$842  | \$843 ;
-  assign \$847  = \$signal$118 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$847  = \$signal$126 [5] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$848  = \$846  | { \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847  };
-  assign \$849  = \$signal$118 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$849  = \$signal$126 [6] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$850  = \$848  | { \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849  };
   assign \$853  = $signed(\$837 ) + $signed(\$852 );
   assign \$855  = ! st5[24:23];
   assign \$856  = \$854  & \$855 ;
-  assign \$857  = $signed(\$signal$119 [18:0]) > $signed(16'h459f);
+  assign \$857  = $signed(\$signal$127 [18:0]) > $signed(16'h459f);
   assign \$858  = \$856  & \$857 ;
-  assign \$859  = \$858  ? 19'h0459f : \$signal$119 [18:0];
+  assign \$859  = \$858  ? 19'h0459f : \$signal$127 [18:0];
   assign \$861  = ! st5[24:23];
   assign \$862  = \$860  & \$861 ;
-  assign \$863  = $signed(\$signal$119 [37:19]) > $signed(16'h459f);
+  assign \$863  = $signed(\$signal$127 [37:19]) > $signed(16'h459f);
   assign \$864  = \$862  & \$863 ;
-  assign \$865  = \$864  ? 19'h0459f : \$signal$119 [37:19];
+  assign \$865  = \$864  ? 19'h0459f : \$signal$127 [37:19];
   assign \$867  = ! st5[24:23];
   assign \$868  = \$866  & \$867 ;
-  assign \$869  = $signed(\$signal$119 [56:38]) > $signed(16'h459f);
+  assign \$869  = $signed(\$signal$127 [56:38]) > $signed(16'h459f);
   assign \$870  = \$868  & \$869 ;
-  assign \$871  = \$870  ? 19'h0459f : \$signal$119 [56:38];
+  assign \$871  = \$870  ? 19'h0459f : \$signal$127 [56:38];
   assign \$873  = ! st5[24:23];
   assign \$874  = \$872  & \$873 ;
-  assign \$875  = $signed(\$signal$119 [75:57]) > $signed(16'h459f);
+  assign \$875  = $signed(\$signal$127 [75:57]) > $signed(16'h459f);
   assign \$876  = \$874  & \$875 ;
-  assign \$877  = \$876  ? 19'h0459f : \$signal$119 [75:57];
+  assign \$877  = \$876  ? 19'h0459f : \$signal$127 [75:57];
   assign \$879  = st6[0] & \$878 ;
   assign \$880  = any_spike | st6[25];
   assign \$881  = \$879  & \$880 ;
@@ -2989,25 +3013,41 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   always @(posedge clk)
     b6 <= \$941 ;
   always @(posedge clk)
-    \$signal$115  <= \$942 ;
+    hit_v1 <= \$942 ;
   always @(posedge clk)
-    \$signal$116  <= \$943 ;
+    hit_c1 <= \$943 ;
   always @(posedge clk)
-    \$signal$117  <= \$944 ;
+    hit_v2 <= \$944 ;
   always @(posedge clk)
-    \$signal$118  <= \$945 ;
+    hit_c2 <= \$945 ;
   always @(posedge clk)
-    \$signal$119  <= \$946 ;
+    hit_v3 <= \$946 ;
   always @(posedge clk)
-    \$signal$50  <= \$947 ;
+    hit_c3 <= \$947 ;
   always @(posedge clk)
-    v_wr__data <= \$948 ;
+    hit_v4 <= \$948 ;
   always @(posedge clk)
-    \$signal$63  <= \$949 ;
+    hit_c4 <= \$949 ;
   always @(posedge clk)
-    \$signal$65  <= \$950 ;
+    hit_v5 <= \$950 ;
   always @(posedge clk)
-    done <= \$951 ;
+    hit_c5 <= \$951 ;
+  always @(posedge clk)
+    \$signal$125  <= \$952 ;
+  always @(posedge clk)
+    \$signal$126  <= \$953 ;
+  always @(posedge clk)
+    \$signal$127  <= \$954 ;
+  always @(posedge clk)
+    \$signal$50  <= \$955 ;
+  always @(posedge clk)
+    v_wr__data <= \$956 ;
+  always @(posedge clk)
+    \$signal$63  <= \$957 ;
+  always @(posedge clk)
+    \$signal$65  <= \$958 ;
+  always @(posedge clk)
+    done <= \$959 ;
   assign \$1  = ~ sweep_now;
   assign \$2  = ~ \$signal ;
   assign en = \$1  & \$2 ;
@@ -3044,14 +3084,6 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \$35  = ! st6[1];
   assign \$37  = $signed(\$signal$50 [75:57]) - $signed({ 1'h0, \$36  });
   assign \$38  = $signed(diff3) >= $signed(1'h0);
-  assign \$39  = st6[24:23] == 2'h3;
-  assign \$40  = $signed(diff3) >= $signed(1'h0);
-  assign \$41  = \$40  ? diff3 : { \$signal$50 [75], \$signal$50 [75:57] };
-  assign \$42  = st7[3] * 8'h80;
-  assign \$43  = st7[10:4] + \$42 ;
-  assign \$44  = ! st7[1];
-  assign \$45  = \$44  & st7[2];
-  assign \$46  = ~ \$45 ;
   \digits_cnn_ilif.engine_conv1.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -3064,25 +3096,25 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$3623$0 (\bit ),
+    .\port$3620$0 (\bit ),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv1.pixel_skid  pixel_skid (
     .clk(clk),
     .\port$0$2 (pixels__payload),
-    .\port$1244$0 (pixels__ready),
-    .\port$3625$0 (\$signal$32 ),
-    .\port$3826$0 (\$signal$81 ),
-    .\port$3828$0 (\$signal$80 ),
+    .\port$1243$0 (pixels__ready),
+    .\port$3622$0 (\$signal$32 ),
+    .\port$3837$0 (\$signal$81 ),
+    .\port$3839$0 (\$signal$80 ),
     .\port$5$0 (pixels__valid),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv1.queue  queue (
     .clk(clk),
-    .\port$3638$0 (\$signal$76 ),
-    .\port$3816$0 (\$signal$69 ),
-    .\port$3818$0 (\$signal$73 ),
+    .\port$3635$0 (\$signal$76 ),
+    .\port$3827$0 (\$signal$69 ),
+    .\port$3829$0 (\$signal$73 ),
     .rst(rst),
     .w_data(\$signal$63 ),
     .w_en(\$signal$65 )
@@ -4106,103 +4138,151 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$942 [0] = \$524 ;
-    \$942 [1] = \$546 ;
-    \$942 [2] = \$566 ;
-    \$942 [3] = \$584 ;
-    \$942 [4] = \$602 ;
+    \$942  = \$524 ;
     if (rst) begin
-      \$942  = 5'h00;
+      \$942  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$943 [0] = \$536 ;
-    \$943 [1] = \$558 ;
-    \$943 [2] = \$576 ;
-    \$943 [3] = \$594 ;
-    \$943 [4] = \$612 ;
+    \$943  = \$536 ;
     if (rst) begin
-      \$943  = 5'h00;
+      \$943  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$944  = { \$708 , \$699 , \$690 , \$682 , \$675 , \$665 , \$655 , \$646 , \$638 , \$624  };
+    \$944  = \$546 ;
     if (rst) begin
-      \$944  = 10'h000;
+      \$944  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$945  = { 6'h00, \$713 , \$709  };
+    \$945  = \$558 ;
     if (rst) begin
-      \$945  = 8'h00;
+      \$945  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$946 [18:0] = \$748 [18:0];
-    \$946 [37:19] = \$783 [18:0];
-    \$946 [56:38] = \$818 [18:0];
-    \$946 [75:57] = \$853 [18:0];
+    \$946  = \$566 ;
     if (rst) begin
-      \$946  = 76'h0000000000000000000;
+      \$946  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$947 [18:0] = \$859 ;
-    \$947 [37:19] = \$865 ;
-    \$947 [56:38] = \$871 ;
-    \$947 [75:57] = \$877 ;
+    \$947  = \$576 ;
     if (rst) begin
-      \$947  = 76'h0000000000000000000;
+      \$947  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$948  = result;
+    \$948  = \$584 ;
     if (rst) begin
-      \$948  = 72'h000000000000000000;
+      \$948  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$949  = entry;
+    \$949  = \$594 ;
     if (rst) begin
-      \$949  = 12'h000;
+      \$949  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$950  = \$881 ;
+    \$950  = \$602 ;
     if (rst) begin
       \$950  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$951  = done;
+    \$951  = \$612 ;
+    if (rst) begin
+      \$951  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$952  = { \$708 , \$699 , \$690 , \$682 , \$675 , \$665 , \$655 , \$646 , \$638 , \$624  };
+    if (rst) begin
+      \$952  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$953  = { 6'h00, \$713 , \$709  };
+    if (rst) begin
+      \$953  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$954 [18:0] = \$748 [18:0];
+    \$954 [37:19] = \$783 [18:0];
+    \$954 [56:38] = \$818 [18:0];
+    \$954 [75:57] = \$853 [18:0];
+    if (rst) begin
+      \$954  = 76'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$955 [18:0] = \$859 ;
+    \$955 [37:19] = \$865 ;
+    \$955 [56:38] = \$871 ;
+    \$955 [75:57] = \$877 ;
+    if (rst) begin
+      \$955  = 76'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$956  = result;
+    if (rst) begin
+      \$956  = 72'h000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$957  = entry;
+    if (rst) begin
+      \$957  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$958  = \$881 ;
+    if (rst) begin
+      \$958  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$959  = done;
     if (\$signal$73 ) begin
       (* full_case = 32'd1 *)
       if (\$882 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
           if (\$887 ) begin
-            \$951  = 4'h0;
+            \$959  = 4'h0;
           end else begin
-            \$951  = \$889 [3:0];
+            \$959  = \$889 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$951  = 4'h0;
+          \$959  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$951  = 4'h0;
+      \$959  = 4'h0;
     end
   end
   always @* begin
@@ -4529,10 +4609,10 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \b6[1]  = b6[29:15];
   assign \b6[2]  = b6[44:30];
   assign \b6[3]  = b6[59:45];
-  assign \$signal$119[0]  = \$signal$119 [18:0];
-  assign \$signal$119[1]  = \$signal$119 [37:19];
-  assign \$signal$119[2]  = \$signal$119 [56:38];
-  assign \$signal$119[3]  = \$signal$119 [75:57];
+  assign \$signal$127[0]  = \$signal$127 [18:0];
+  assign \$signal$127[1]  = \$signal$127 [37:19];
+  assign \$signal$127[2]  = \$signal$127 [56:38];
+  assign \$signal$127[3]  = \$signal$127 [75:57];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
@@ -4635,25 +4715,25 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \$444  = pix_bits[0];
   assign \$451  = pix_bits[0];
   assign \$502  = sweep_g;
-  assign \$527  = st3[1];
-  assign \$549  = st4[1];
-  assign \$569  = st5[1];
-  assign \$587  = st6[1];
-  assign \$605  = st7[1];
+  assign \$532  = st3[1];
+  assign \$554  = st4[1];
+  assign \$572  = st5[1];
+  assign \$590  = st6[1];
+  assign \$608  = st7[1];
   assign \$613  = 1'h1;
-  assign \$614  = \$signal$115 [0];
+  assign \$614  = hit_v1;
   assign \$619  = 1'h1;
-  assign \$620  = \$signal$116 [0];
-  assign \$625  = \$signal$115 [0];
-  assign \$632  = \$signal$116 [0];
-  assign \$639  = \$signal$115 [0];
-  assign \$647  = \$signal$115 [0];
-  assign \$656  = \$signal$115 [0];
-  assign \$666  = \$signal$115 [0];
-  assign \$676  = \$signal$116 [0];
-  assign \$683  = \$signal$116 [0];
-  assign \$691  = \$signal$116 [0];
-  assign \$700  = \$signal$116 [0];
+  assign \$620  = hit_c1;
+  assign \$625  = hit_v1;
+  assign \$632  = hit_c1;
+  assign \$639  = hit_v1;
+  assign \$647  = hit_v1;
+  assign \$656  = hit_v1;
+  assign \$666  = hit_v1;
+  assign \$676  = hit_c1;
+  assign \$683  = hit_c1;
+  assign \$691  = hit_c1;
+  assign \$700  = hit_c1;
   assign \$725  = 2'h0;
   assign \$726  = \$724 ;
   assign \$731  = 2'h0;
@@ -4699,7 +4779,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3623$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
+module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3620$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [2:0] \$10 ;
@@ -4720,49 +4800,47 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3623$0 , loa
   wire \$24 ;
   reg [3:0] \$25 ;
   wire \$26 ;
-  reg [3:0] \$27 ;
-  wire \$28 ;
-  reg [4:0] \$29 ;
+  reg [4:0] \$27 ;
+  reg [3:0] \$28 ;
+  reg [3:0] \$29 ;
   wire \$3 ;
-  reg [3:0] \$30 ;
+  wire \$30 ;
   reg [3:0] \$31 ;
   wire \$32 ;
-  reg [3:0] \$33 ;
+  wire \$33 ;
   wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [1:0] \$37 ;
-  wire [7:0] \$38 ;
-  wire [5:0] \$39 ;
+  wire [1:0] \$35 ;
+  wire [7:0] \$36 ;
+  wire [5:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire [4:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [6:0] \$44 ;
-  wire \$45 ;
-  wire [8:0] \$46 ;
-  wire [6:0] \$47 ;
-  wire \$48 ;
-  wire [4:0] \$49 ;
+  wire [4:0] \$40 ;
+  wire [7:0] \$41 ;
+  wire [6:0] \$42 ;
+  wire \$43 ;
+  wire [8:0] \$44 ;
+  wire [6:0] \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire [4:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  reg \$51 ;
-  reg [3:0] \$52 ;
-  reg \$53 ;
-  reg [6:0] \$54 ;
-  reg [4:0] \$55 ;
+  reg \$50 ;
+  reg [3:0] \$51 ;
+  reg \$52 ;
+  reg [6:0] \$53 ;
+  reg [4:0] \$54 ;
+  reg [3:0] \$55 ;
   reg [3:0] \$56 ;
   reg [3:0] \$57 ;
-  reg [3:0] \$58 ;
+  reg \$58 ;
   reg \$59 ;
   reg [7:0] \$6 ;
   reg \$60 ;
-  reg \$61 ;
-  reg \$62 ;
-  reg [4:0] \$63 ;
-  reg [3:0] \$64 ;
-  reg \$65 ;
+  reg [4:0] \$61 ;
+  reg [3:0] \$62 ;
+  reg \$63 ;
   reg [4:0] \$7 ;
   wire [8:0] \$8 ;
   wire [1:0] \$9 ;
@@ -4792,7 +4870,6 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3623$0 , loa
   reg last_y = 1'h0;
   input load;
   wire load;
-  reg one_x = 1'h0;
   output [6:0] op_addr;
   reg [6:0] op_addr = 7'h00;
   output op_count;
@@ -4803,8 +4880,8 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3623$0 , loa
   reg op_valid = 1'h0;
   output [4:0] op_waddr;
   reg [4:0] op_waddr = 5'h00;
-  input [2:0] \port$3623$0 ;
-  wire [2:0] \port$3623$0 ;
+  input [2:0] \port$3620$0 ;
+  wire [2:0] \port$3620$0 ;
   reg [4:0] r_step = 5'h00;
   output ready;
   wire ready;
@@ -4818,53 +4895,48 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3623$0 , loa
   reg [3:0] xn = 4'h0;
   reg [3:0] xs = 4'h0;
   reg [3:0] ys = 4'h0;
-  assign \$34  = | \$33 ;
-  assign \$35  = \$32  & \$34 ;
-  assign \$36  = ~ last_g;
-  assign \$37  = g + 1'h1;
-  assign \$38  = op_addr + 1'h1;
-  assign \$39  = op_waddr + 1'h1;
-  assign \$40  = ! g;
-  assign \$41  = ~ \$signal ;
-  assign \$42  = xs - 1'h1;
-  assign \$43  = op_addr + 1'h1;
-  assign \$44  = op_waddr + 7'h7d;
-  assign \$45  = xs == 1'h1;
-  assign \$46  = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign \$47  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign \$48  = ~ last_y;
-  assign \$49  = ys - 1'h1;
-  assign \$50  = ys == 1'h1;
+  assign \$36  = op_addr + 1'h1;
+  assign \$37  = op_waddr + 1'h1;
+  assign \$38  = ! g;
+  assign \$39  = ~ \$signal ;
+  assign \$40  = xs - 1'h1;
+  assign \$41  = op_addr + 1'h1;
+  assign \$42  = op_waddr + 7'h7d;
+  assign \$43  = xs == 1'h1;
+  assign \$44  = $signed({ 1'h0, op_addr }) + $signed(r_step);
+  assign \$45  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
+  assign \$46  = ! xn;
+  assign \$47  = ~ last_y;
+  assign \$48  = ys - 1'h1;
+  assign \$49  = ys == 1'h1;
   always @(posedge clk)
-    op_count <= \$51 ;
+    op_count <= \$50 ;
   always @(posedge clk)
-    op_shift <= \$52 ;
+    op_shift <= \$51 ;
   always @(posedge clk)
-    g <= \$53 ;
+    g <= \$52 ;
   always @(posedge clk)
-    op_addr <= \$54 ;
+    op_addr <= \$53 ;
   always @(posedge clk)
-    op_waddr <= \$55 ;
+    op_waddr <= \$54 ;
   always @(posedge clk)
-    xs <= \$56 ;
+    xs <= \$55 ;
   always @(posedge clk)
-    ys <= \$57 ;
+    ys <= \$56 ;
   always @(posedge clk)
-    xn <= \$58 ;
+    xn <= \$57 ;
   always @(posedge clk)
-    last_g <= \$59 ;
+    last_g <= \$58 ;
   always @(posedge clk)
-    \$signal  <= \$60 ;
+    \$signal  <= \$59 ;
   always @(posedge clk)
-    last_y <= \$61 ;
+    last_y <= \$60 ;
   always @(posedge clk)
-    one_x <= \$62 ;
+    r_step <= \$61 ;
   always @(posedge clk)
-    r_step <= \$63 ;
+    w_step <= \$62 ;
   always @(posedge clk)
-    w_step <= \$64 ;
-  always @(posedge clk)
-    op_valid <= \$65 ;
+    op_valid <= \$63 ;
   assign \$1  = ~ op_valid;
   assign \$2  = last_g & \$signal ;
   assign \$3  = \$2  & last_y;
@@ -4881,103 +4953,128 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3623$0 , loa
   assign \$22  = \$21  - 1'h1;
   assign \$24  = \$23  == 1'h1;
   assign \$26  = \$25  == 1'h1;
-  assign \$28  = \$27  == 1'h1;
+  assign \$30  = | \$29 ;
   assign \$32  = | \$31 ;
+  assign \$33  = \$30  & \$32 ;
+  assign \$34  = ~ last_g;
+  assign \$35  = g + 1'h1;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$51  = op_count;
+    \$50  = op_count;
     if (load) begin
-      \$51  = 1'h1;
+      \$50  = 1'h1;
     end
     if (rst) begin
-      \$51  = 1'h0;
+      \$50  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$52  = op_shift;
+    \$51  = op_shift;
     if (load) begin
-      \$52  = { 1'h0, \port$3623$0  };
+      \$51  = { 1'h0, \port$3620$0  };
     end
     if (rst) begin
-      \$52  = 4'h0;
+      \$51  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$53  = g;
+    \$52  = g;
     if (load) begin
-      \$53  = 1'h0;
+      \$52  = 1'h0;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$53  = \$37 [0];
+      if (\$34 ) begin
+        \$52  = \$35 [0];
       end else begin
-        \$53  = 1'h0;
+        \$52  = 1'h0;
       end
     end
     if (rst) begin
-      \$53  = 1'h0;
+      \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$54  = op_addr;
+    \$53  = op_addr;
     if (load) begin
-      \$54  = \$8 [6:0];
+      \$53  = \$8 [6:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$54  = \$38 [6:0];
+      if (\$34 ) begin
+        \$53  = \$36 [6:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$54  = \$43 [6:0];
+        if (\$39 ) begin
+          \$53  = \$41 [6:0];
         end else begin
-          \$54  = \$46 [6:0];
+          \$53  = \$44 [6:0];
         end
       end
     end
     if (rst) begin
-      \$54  = 7'h00;
+      \$53  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$55  = op_waddr;
+    \$54  = op_waddr;
     if (load) begin
-      \$55  = \$16 [4:0];
+      \$54  = \$16 [4:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$55  = \$39 [4:0];
+      if (\$34 ) begin
+        \$54  = \$37 [4:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$55  = \$44 [4:0];
+        if (\$39 ) begin
+          \$54  = \$42 [4:0];
         end else begin
-          \$55  = \$47 [4:0];
+          \$54  = \$45 [4:0];
         end
       end
     end
     if (rst) begin
-      \$55  = 5'h00;
+      \$54  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$56  = xs;
+    \$55  = xs;
     if (load) begin
-      \$56  = \$18 [3:0];
+      \$55  = \$18 [3:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$56  = \$42 [3:0];
+        if (\$39 ) begin
+          \$55  = \$40 [3:0];
         end else begin
-          \$56  = xn;
+          \$55  = xn;
+        end
+      end
+    end
+    if (rst) begin
+      \$55  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$56  = ys;
+    if (load) begin
+      \$56  = \$20 [3:0];
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$34 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$39 ) begin
+        end else begin
+          if (\$47 ) begin
+            \$56  = \$48 [3:0];
+          end
         end
       end
     end
@@ -4987,21 +5084,9 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3623$0 , loa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$57  = ys;
+    \$57  = xn;
     if (load) begin
-      \$57  = \$20 [3:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$36 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$41 ) begin
-        end else begin
-          if (\$48 ) begin
-            \$57  = \$49 [3:0];
-          end
-        end
-      end
+      \$57  = \$22 [3:0];
     end
     if (rst) begin
       \$57  = 4'h0;
@@ -5009,25 +5094,36 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3623$0 , loa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$58  = xn;
+    \$58  = last_g;
     if (load) begin
-      \$58  = \$22 [3:0];
+      \$58  = 1'h0;
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$34 ) begin
+        \$58  = \$38 ;
+      end else begin
+        \$58  = 1'h0;
+      end
     end
     if (rst) begin
-      \$58  = 4'h0;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$59  = last_g;
+    \$59  = \$signal ;
     if (load) begin
-      \$59  = 1'h0;
+      \$59  = \$24 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$59  = \$40 ;
+      if (\$34 ) begin
       end else begin
-        \$59  = 1'h0;
+        (* full_case = 32'd1 *)
+        if (\$39 ) begin
+          \$59  = \$43 ;
+        end else begin
+          \$59  = \$46 ;
+        end
       end
     end
     if (rst) begin
@@ -5036,18 +5132,19 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3623$0 , loa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$60  = \$signal ;
+    \$60  = last_y;
     if (load) begin
-      \$60  = \$24 ;
+      \$60  = \$26 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$60  = \$45 ;
+        if (\$39 ) begin
         end else begin
-          \$60  = one_x;
+          if (\$47 ) begin
+            \$60  = \$49 ;
+          end
         end
       end
     end
@@ -5057,78 +5154,46 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3623$0 , loa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$61  = last_y;
+    \$61  = r_step;
     if (load) begin
-      \$61  = \$26 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$36 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$41 ) begin
-        end else begin
-          if (\$48 ) begin
-            \$61  = \$50 ;
-          end
-        end
-      end
+      \$61  = \$27 ;
     end
     if (rst) begin
-      \$61  = 1'h0;
+      \$61  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$62  = one_x;
+    \$62  = w_step;
     if (load) begin
       \$62  = \$28 ;
     end
     if (rst) begin
-      \$62  = 1'h0;
+      \$62  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$63  = r_step;
+    \$63  = op_valid;
     if (load) begin
-      \$63  = \$29 ;
-    end
-    if (rst) begin
-      \$63  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$64  = w_step;
-    if (load) begin
-      \$64  = \$30 ;
-    end
-    if (rst) begin
-      \$64  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$65  = op_valid;
-    if (load) begin
-      \$65  = \$35 ;
+      \$63  = \$33 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
+        if (\$39 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$48 ) begin
+          if (\$47 ) begin
           end else begin
-            \$65  = 1'h0;
+            \$63  = 1'h0;
           end
         end
       end
     end
     if (rst) begin
-      \$65  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
@@ -5334,21 +5399,21 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3623$0 , loa
     (* full_case = 32'd1 *)
     casez (ev_x)
       3'h0:
-          \$27  = 4'h2;
+          \$27  = 5'h0d;
       3'h1:
-          \$27  = 4'h3;
+          \$27  = 5'h0b;
       3'h2:
-          \$27  = 4'h3;
+          \$27  = 5'h0b;
       3'h3:
-          \$27  = 4'h3;
+          \$27  = 5'h0b;
       3'h4:
-          \$27  = 4'h3;
+          \$27  = 5'h0b;
       3'h5:
-          \$27  = 4'h3;
+          \$27  = 5'h0b;
       3'h6:
-          \$27  = 4'h3;
+          \$27  = 5'h0b;
       3'h7:
-          \$27  = 4'h2;
+          \$27  = 5'h0d;
     endcase
   end
   always @* begin
@@ -5356,43 +5421,21 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3623$0 , loa
     (* full_case = 32'd1 *)
     casez (ev_x)
       3'h0:
-          \$29  = 5'h0d;
+          \$28  = 4'hb;
       3'h1:
-          \$29  = 5'h0b;
+          \$28  = 4'hd;
       3'h2:
-          \$29  = 5'h0b;
+          \$28  = 4'hd;
       3'h3:
-          \$29  = 5'h0b;
+          \$28  = 4'hd;
       3'h4:
-          \$29  = 5'h0b;
+          \$28  = 4'hd;
       3'h5:
-          \$29  = 5'h0b;
+          \$28  = 4'hd;
       3'h6:
-          \$29  = 5'h0b;
+          \$28  = 4'hd;
       3'h7:
-          \$29  = 5'h0d;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$30  = 4'hb;
-      3'h1:
-          \$30  = 4'hd;
-      3'h2:
-          \$30  = 4'hd;
-      3'h3:
-          \$30  = 4'hd;
-      3'h4:
-          \$30  = 4'hd;
-      3'h5:
-          \$30  = 4'hd;
-      3'h6:
-          \$30  = 4'hd;
-      3'h7:
-          \$30  = 4'hb;
+          \$28  = 4'hb;
     endcase
   end
   always @* begin
@@ -5400,21 +5443,21 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3623$0 , loa
     (* full_case = 32'd1 *)
     casez (ev_y)
       3'h0:
-          \$31  = 4'h2;
+          \$29  = 4'h2;
       3'h1:
-          \$31  = 4'h3;
+          \$29  = 4'h3;
       3'h2:
-          \$31  = 4'h3;
+          \$29  = 4'h3;
       3'h3:
-          \$31  = 4'h3;
+          \$29  = 4'h3;
       3'h4:
-          \$31  = 4'h3;
+          \$29  = 4'h3;
       3'h5:
-          \$31  = 4'h3;
+          \$29  = 4'h3;
       3'h6:
-          \$31  = 4'h3;
+          \$29  = 4'h3;
       3'h7:
-          \$31  = 4'h2;
+          \$29  = 4'h2;
     endcase
   end
   always @* begin
@@ -5422,21 +5465,21 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3623$0 , loa
     (* full_case = 32'd1 *)
     casez (ev_x)
       3'h0:
-          \$33  = 4'h2;
+          \$31  = 4'h2;
       3'h1:
-          \$33  = 4'h3;
+          \$31  = 4'h3;
       3'h2:
-          \$33  = 4'h3;
+          \$31  = 4'h3;
       3'h3:
-          \$33  = 4'h3;
+          \$31  = 4'h3;
       3'h4:
-          \$33  = 4'h3;
+          \$31  = 4'h3;
       3'h5:
-          \$33  = 4'h3;
+          \$31  = 4'h3;
       3'h6:
-          \$33  = 4'h3;
+          \$31  = 4'h3;
       3'h7:
-          \$33  = 4'h2;
+          \$31  = 4'h2;
     endcase
   end
   assign busy = op_valid;
@@ -5446,13 +5489,13 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3623$0 , loa
   assign addr = op_addr;
   assign waddr = op_waddr;
   assign ev_count = 1'h1;
-  assign ev_shift = { 1'h0, \port$3623$0  };
+  assign ev_shift = { 1'h0, \port$3620$0  };
   assign \$9  = { ev_c, 1'h0 };
   assign \$11  = { 3'h0, ev_c, 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1244$0 , \port$3625$0 , \port$3826$0 , \port$3828$0 , \port$0$2 );
+module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1243$0 , \port$3622$0 , \port$3837$0 , \port$3839$0 , \port$0$2 );
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5473,16 +5516,16 @@ module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$124
   wire [1:0] count;
   input [7:0] \port$0$2 ;
   wire [7:0] \port$0$2 ;
-  output \port$1244$0 ;
-  wire \port$1244$0 ;
-  input \port$3625$0 ;
-  wire \port$3625$0 ;
+  output \port$1243$0 ;
+  wire \port$1243$0 ;
+  input \port$3622$0 ;
+  wire \port$3622$0 ;
   (* init = 8'h00 *)
-  output [7:0] \port$3826$0 ;
-  wire [7:0] \port$3826$0 ;
+  output [7:0] \port$3837$0 ;
+  wire [7:0] \port$3837$0 ;
   (* init = 1'h0 *)
-  output \port$3828$0 ;
-  wire \port$3828$0 ;
+  output \port$3839$0 ;
+  wire \port$3839$0 ;
   input \port$5$0 ;
   wire \port$5$0 ;
   input rst;
@@ -5492,7 +5535,7 @@ module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$124
   assign take = \port$5$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3625$0  | \$2 ;
+  assign \$3  = \port$3622$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -5560,15 +5603,15 @@ module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$124
     end
   end
   assign \$signal$3  = \port$5$0 ;
-  assign \$signal$8  = \port$3625$0 ;
+  assign \$signal$8  = \port$3622$0 ;
   assign \$signal$11  = \port$0$2 ;
-  assign \port$1244$0  = \$signal ;
-  assign \port$3826$0  = \$signal$9 ;
-  assign \port$3828$0  = \$signal$5 ;
+  assign \port$1243$0  = \$signal ;
+  assign \port$3837$0  = \$signal$9 ;
+  assign \port$3839$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.queue (rst, \port$3638$0 , w_data, w_en, \port$3816$0 , \port$3818$0 , clk);
+module \digits_cnn_ilif.engine_conv1.queue (rst, \port$3635$0 , w_data, w_en, \port$3827$0 , \port$3829$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5599,12 +5642,12 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, \port$3638$0 , w_data, w_en, \p
   reg held_valid = 1'h0;
   wire [8:0] level;
   wire [8:0] \level$21 ;
-  input \port$3638$0 ;
-  wire \port$3638$0 ;
-  output [11:0] \port$3816$0 ;
-  wire [11:0] \port$3816$0 ;
-  output \port$3818$0 ;
-  wire \port$3818$0 ;
+  input \port$3635$0 ;
+  wire \port$3635$0 ;
+  output [11:0] \port$3827$0 ;
+  wire [11:0] \port$3827$0 ;
+  output \port$3829$0 ;
+  wire \port$3829$0 ;
   wire [11:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -5641,12 +5684,12 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, \port$3638$0 , w_data, w_en, \p
   \digits_cnn_ilif.engine_conv1.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$1232$0 (\$signal$9 ),
-    .\port$3638$0 (\port$3638$0 ),
-    .\port$3800$0 (\$signal$11 ),
-    .\port$3802$0 (held_valid),
-    .\port$3816$0 (\$signal$14 ),
-    .\port$3818$0 (\$signal$16 ),
+    .\port$1231$0 (\$signal$9 ),
+    .\port$3635$0 (\port$3635$0 ),
+    .\port$3811$0 (\$signal$11 ),
+    .\port$3813$0 (held_valid),
+    .\port$3827$0 (\$signal$14 ),
+    .\port$3829$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -5677,11 +5720,11 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, \port$3638$0 , w_data, w_en, \p
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3638$0 ;
-  assign \$signal$19  = \port$3638$0 ;
+  assign \$signal$18  = \port$3635$0 ;
+  assign \$signal$19  = \port$3635$0 ;
   assign level = \$4 [8:0];
-  assign \port$3816$0  = \$signal$14 ;
-  assign \port$3818$0  = \$signal$16 ;
+  assign \port$3827$0  = \$signal$14 ;
+  assign \port$3829$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6129,7 +6172,7 @@ module \digits_cnn_ilif.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1232$0 , count, \port$3638$0 , \port$3800$0 , \port$3802$0 , \port$3816$0 , \port$3818$0 , clk);
+module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1231$0 , count, \port$3635$0 , \port$3811$0 , \port$3813$0 , \port$3827$0 , \port$3829$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -6149,28 +6192,28 @@ module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1232$0 , count, \por
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$1232$0 ;
-  wire \port$1232$0 ;
-  input \port$3638$0 ;
-  wire \port$3638$0 ;
-  input [11:0] \port$3800$0 ;
-  wire [11:0] \port$3800$0 ;
-  input \port$3802$0 ;
-  wire \port$3802$0 ;
+  output \port$1231$0 ;
+  wire \port$1231$0 ;
+  input \port$3635$0 ;
+  wire \port$3635$0 ;
+  input [11:0] \port$3811$0 ;
+  wire [11:0] \port$3811$0 ;
+  input \port$3813$0 ;
+  wire \port$3813$0 ;
   (* init = 12'h000 *)
-  output [11:0] \port$3816$0 ;
-  wire [11:0] \port$3816$0 ;
+  output [11:0] \port$3827$0 ;
+  wire [11:0] \port$3827$0 ;
   (* init = 1'h0 *)
-  output \port$3818$0 ;
-  wire \port$3818$0 ;
+  output \port$3829$0 ;
+  wire \port$3829$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3802$0  & \$1 ;
+  assign take = \port$3813$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3638$0  | \$2 ;
+  assign \$3  = \port$3635$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -6188,7 +6231,7 @@ module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1232$0 , count, \por
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3800$0 ;
+        \$4  = \port$3811$0 ;
       end
     end
     if (rst) begin
@@ -6231,18 +6274,18 @@ module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1232$0 , count, \por
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3800$0 ;
+      \$7  = \port$3811$0 ;
     end
     if (rst) begin
       \$7  = 12'h000;
     end
   end
-  assign \$signal$3  = \port$3802$0 ;
-  assign \$signal$8  = \port$3638$0 ;
-  assign \$signal$11  = \port$3800$0 ;
-  assign \port$1232$0  = \$signal ;
-  assign \port$3816$0  = \$signal$9 ;
-  assign \port$3818$0  = \$signal$5 ;
+  assign \$signal$3  = \port$3813$0 ;
+  assign \$signal$8  = \port$3635$0 ;
+  assign \$signal$11  = \port$3811$0 ;
+  assign \port$1231$0  = \$signal ;
+  assign \port$3827$0  = \$signal$9 ;
+  assign \port$3829$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6717,17 +6760,25 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   reg [51:0] \$519 ;
   wire \$52 ;
   reg [51:0] \$520 ;
-  reg [4:0] \$521 ;
-  reg [4:0] \$522 ;
-  reg [9:0] \$523 ;
-  reg [7:0] \$524 ;
-  reg [67:0] \$525 ;
-  reg [67:0] \$526 ;
-  reg [63:0] \$527 ;
-  reg [12:0] \$528 ;
+  reg \$521 ;
+  reg \$522 ;
+  reg \$523 ;
+  reg \$524 ;
+  reg \$525 ;
+  reg \$526 ;
+  reg \$527 ;
+  reg \$528 ;
   reg \$529 ;
   wire \$53 ;
-  reg [3:0] \$530 ;
+  reg \$530 ;
+  reg [9:0] \$531 ;
+  reg [7:0] \$532 ;
+  reg [67:0] \$533 ;
+  reg [67:0] \$534 ;
+  reg [63:0] \$535 ;
+  reg [12:0] \$536 ;
+  reg \$537 ;
+  reg [3:0] \$538 ;
   wire \$54 ;
   wire \$55 ;
   wire \$56 ;
@@ -6784,11 +6835,13 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire [12:0] \$like[2] ;
   wire [12:0] \$like[3] ;
   reg \$signal  = 1'h0;
-  reg [67:0] \$signal$100  = 68'h00000000000000000;
-  wire [16:0] \$signal$100[0] ;
-  wire [16:0] \$signal$100[1] ;
-  wire [16:0] \$signal$100[2] ;
-  wire [16:0] \$signal$100[3] ;
+  reg [9:0] \$signal$106  = 10'h000;
+  reg [7:0] \$signal$107  = 8'h00;
+  reg [67:0] \$signal$108  = 68'h00000000000000000;
+  wire [16:0] \$signal$108[0] ;
+  wire [16:0] \$signal$108[1] ;
+  wire [16:0] \$signal$108[2] ;
+  wire [16:0] \$signal$108[3] ;
   reg \$signal$26  = 1'h0;
   reg [67:0] \$signal$40  = 68'h00000000000000000;
   wire [16:0] \$signal$40[0] ;
@@ -6802,10 +6855,6 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$signal$63 ;
   reg \$signal$66 ;
   reg \$signal$72  = 1'h0;
-  reg [4:0] \$signal$96  = 5'h00;
-  reg [4:0] \$signal$97  = 5'h00;
-  reg [9:0] \$signal$98  = 10'h000;
-  reg [7:0] \$signal$99  = 8'h00;
   wire [8:0] \$signature__addr ;
   wire [8:0] \$signature__addr$35 ;
   wire [31:0] \$signature__data ;
@@ -6904,6 +6953,16 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   reg [1:0] fsm_state = 2'h0;
   reg full0 = 1'h0;
   reg full1 = 1'h0;
+  reg hit_c1 = 1'h0;
+  reg hit_c2 = 1'h0;
+  reg hit_c3 = 1'h0;
+  reg hit_c4 = 1'h0;
+  reg hit_c5 = 1'h0;
+  reg hit_v1 = 1'h0;
+  reg hit_v2 = 1'h0;
+  reg hit_v3 = 1'h0;
+  reg hit_v4 = 1'h0;
+  reg hit_v5 = 1'h0;
   input [10:0] i0__payload;
   wire [10:0] i0__payload;
   wire [2:0] \i0__payload.c ;
@@ -8238,10 +8297,16 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     _2_ <= wrom0[st0[20:12]];
   end
   assign \$signature__data  = _2_;
+  assign \$458  = ! st5[29:28];
+  assign \$459  = \$457  & \$458 ;
+  assign \$460  = $signed(\$signal$108 [50:34]) > $signed(13'h08ff);
+  assign \$461  = \$459  & \$460 ;
+  assign \$462  = \$461  ? 17'h008ff : \$signal$108 [50:34];
+  assign \$464  = ! st5[29:28];
   assign \$465  = \$463  & \$464 ;
-  assign \$466  = $signed(\$signal$100 [67:51]) > $signed(13'h08ff);
+  assign \$466  = $signed(\$signal$108 [67:51]) > $signed(13'h08ff);
   assign \$467  = \$465  & \$466 ;
-  assign \$468  = \$467  ? 17'h008ff : \$signal$100 [67:51];
+  assign \$468  = \$467  ? 17'h008ff : \$signal$108 [67:51];
   assign \$470  = st6[0] & \$469 ;
   assign \$471  = any_spike | st6[30];
   assign \$472  = \$470  & \$471 ;
@@ -8334,25 +8399,41 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   always @(posedge clk)
     b6 <= \$520 ;
   always @(posedge clk)
-    \$signal$96  <= \$521 ;
+    hit_v1 <= \$521 ;
   always @(posedge clk)
-    \$signal$97  <= \$522 ;
+    hit_c1 <= \$522 ;
   always @(posedge clk)
-    \$signal$98  <= \$523 ;
+    hit_v2 <= \$523 ;
   always @(posedge clk)
-    \$signal$99  <= \$524 ;
+    hit_c2 <= \$524 ;
   always @(posedge clk)
-    \$signal$100  <= \$525 ;
+    hit_v3 <= \$525 ;
   always @(posedge clk)
-    \$signal$40  <= \$526 ;
+    hit_c3 <= \$526 ;
   always @(posedge clk)
-    v_wr__data <= \$527 ;
+    hit_v4 <= \$527 ;
   always @(posedge clk)
-    \$signal$53  <= \$528 ;
+    hit_c4 <= \$528 ;
   always @(posedge clk)
-    \$signal$55  <= \$529 ;
+    hit_v5 <= \$529 ;
   always @(posedge clk)
-    done <= \$530 ;
+    hit_c5 <= \$530 ;
+  always @(posedge clk)
+    \$signal$106  <= \$531 ;
+  always @(posedge clk)
+    \$signal$107  <= \$532 ;
+  always @(posedge clk)
+    \$signal$108  <= \$533 ;
+  always @(posedge clk)
+    \$signal$40  <= \$534 ;
+  always @(posedge clk)
+    v_wr__data <= \$535 ;
+  always @(posedge clk)
+    \$signal$53  <= \$536 ;
+  always @(posedge clk)
+    \$signal$55  <= \$537 ;
+  always @(posedge clk)
+    done <= \$538 ;
   assign \$1  = ~ sweep_now;
   assign \$2  = ~ \$signal ;
   assign en = \$1  & \$2 ;
@@ -8450,99 +8531,99 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \$103  = $signed(w1_0[23:16]) << st2[24:23];
   assign \$104  = $signed(w1_0[31:24]) << st2[24:23];
   assign \$105  = ! st3[21];
-  assign \$106  = ! st3[1];
-  assign \$107  = \$106  & st3[2];
-  assign \$108  = ~ \$107 ;
-  assign \$109  = st3[0] & \$108 ;
-  assign \$110  = st2[11:4] == st3[11:4];
-  assign \$111  = st2[3] == st3[3];
-  assign \$112  = \$110  & \$111 ;
-  assign \$113  = \$109  & \$112 ;
-  assign \$114  = ! st3[1];
-  assign \$115  = \$113  & \$114 ;
-  assign \$116  = ! st3[1];
-  assign \$117  = \$116  & st3[2];
-  assign \$119  = \$118  & st3[27];
-  assign \$120  = \$117  | \$119 ;
-  assign \$121  = st3[0] & \$120 ;
-  assign \$122  = st2[11:4] == st3[11:4];
-  assign \$123  = st2[3] == st3[3];
-  assign \$124  = \$122  & \$123 ;
-  assign \$125  = \$121  & \$124 ;
-  assign \$126  = ! st3[1];
-  assign \$127  = \$125  & \$126 ;
-  assign \$128  = ! st4[1];
-  assign \$129  = \$128  & st4[2];
-  assign \$130  = ~ \$129 ;
-  assign \$131  = st4[0] & \$130 ;
-  assign \$132  = st2[11:4] == st4[11:4];
-  assign \$133  = st2[3] == st4[3];
-  assign \$134  = \$132  & \$133 ;
-  assign \$135  = \$131  & \$134 ;
-  assign \$136  = ! st4[1];
-  assign \$137  = \$135  & \$136 ;
-  assign \$138  = ! st4[1];
-  assign \$139  = \$138  & st4[2];
-  assign \$141  = \$140  & st4[27];
-  assign \$142  = \$139  | \$141 ;
-  assign \$143  = st4[0] & \$142 ;
-  assign \$144  = st2[11:4] == st4[11:4];
-  assign \$145  = st2[3] == st4[3];
-  assign \$146  = \$144  & \$145 ;
-  assign \$147  = \$143  & \$146 ;
-  assign \$148  = ! st4[1];
-  assign \$149  = \$147  & \$148 ;
-  assign \$150  = ! st5[1];
-  assign \$151  = \$150  & st5[2];
-  assign \$152  = ~ \$151 ;
-  assign \$153  = st5[0] & \$152 ;
-  assign \$154  = st2[11:4] == st5[11:4];
-  assign \$155  = st2[3] == st5[3];
-  assign \$156  = \$154  & \$155 ;
-  assign \$157  = \$153  & \$156 ;
-  assign \$158  = ! st5[1];
-  assign \$159  = \$158  & st5[2];
-  assign \$161  = \$160  & st5[27];
-  assign \$162  = \$159  | \$161 ;
-  assign \$163  = st5[0] & \$162 ;
-  assign \$164  = st2[11:4] == st5[11:4];
-  assign \$165  = st2[3] == st5[3];
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = \$163  & \$166 ;
-  assign \$168  = ! st6[1];
-  assign \$169  = \$168  & st6[2];
-  assign \$170  = ~ \$169 ;
-  assign \$171  = st6[0] & \$170 ;
-  assign \$172  = st2[11:4] == st6[11:4];
-  assign \$173  = st2[3] == st6[3];
-  assign \$174  = \$172  & \$173 ;
-  assign \$175  = \$171  & \$174 ;
-  assign \$176  = ! st6[1];
-  assign \$177  = \$176  & st6[2];
-  assign \$179  = \$178  & st6[27];
-  assign \$180  = \$177  | \$179 ;
-  assign \$181  = st6[0] & \$180 ;
-  assign \$182  = st2[11:4] == st6[11:4];
-  assign \$183  = st2[3] == st6[3];
-  assign \$184  = \$182  & \$183 ;
-  assign \$185  = \$181  & \$184 ;
-  assign \$186  = ! st7[1];
-  assign \$187  = \$186  & st7[2];
-  assign \$188  = ~ \$187 ;
-  assign \$189  = st7[0] & \$188 ;
-  assign \$190  = st2[11:4] == st7[11:4];
-  assign \$191  = st2[3] == st7[3];
-  assign \$192  = \$190  & \$191 ;
-  assign \$193  = \$189  & \$192 ;
-  assign \$194  = ! st7[1];
-  assign \$195  = \$194  & st7[2];
-  assign \$197  = \$196  & st7[27];
-  assign \$198  = \$195  | \$197 ;
-  assign \$199  = st7[0] & \$198 ;
-  assign \$200  = st2[11:4] == st7[11:4];
-  assign \$201  = st2[3] == st7[3];
-  assign \$202  = \$200  & \$201 ;
-  assign \$203  = \$199  & \$202 ;
+  assign \$106  = st2[11:4] == st3[11:4];
+  assign \$107  = st2[3] == st3[3];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ! st3[1];
+  assign \$110  = \$108  & \$109 ;
+  assign \$111  = ! st3[1];
+  assign \$112  = \$111  & st3[2];
+  assign \$113  = ~ \$112 ;
+  assign \$114  = st3[0] & \$113 ;
+  assign \$115  = \$110  & \$114 ;
+  assign \$116  = st2[11:4] == st3[11:4];
+  assign \$117  = st2[3] == st3[3];
+  assign \$118  = \$116  & \$117 ;
+  assign \$119  = ! st3[1];
+  assign \$120  = \$118  & \$119 ;
+  assign \$121  = ! st3[1];
+  assign \$122  = \$121  & st3[2];
+  assign \$124  = \$123  & st3[27];
+  assign \$125  = \$122  | \$124 ;
+  assign \$126  = st3[0] & \$125 ;
+  assign \$127  = \$120  & \$126 ;
+  assign \$128  = st2[11:4] == st4[11:4];
+  assign \$129  = st2[3] == st4[3];
+  assign \$130  = \$128  & \$129 ;
+  assign \$131  = ! st4[1];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ! st4[1];
+  assign \$134  = \$133  & st4[2];
+  assign \$135  = ~ \$134 ;
+  assign \$136  = st4[0] & \$135 ;
+  assign \$137  = \$132  & \$136 ;
+  assign \$138  = st2[11:4] == st4[11:4];
+  assign \$139  = st2[3] == st4[3];
+  assign \$140  = \$138  & \$139 ;
+  assign \$141  = ! st4[1];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = ! st4[1];
+  assign \$144  = \$143  & st4[2];
+  assign \$146  = \$145  & st4[27];
+  assign \$147  = \$144  | \$146 ;
+  assign \$148  = st4[0] & \$147 ;
+  assign \$149  = \$142  & \$148 ;
+  assign \$150  = st2[11:4] == st5[11:4];
+  assign \$151  = st2[3] == st5[3];
+  assign \$152  = \$150  & \$151 ;
+  assign \$153  = ! st5[1];
+  assign \$154  = \$153  & st5[2];
+  assign \$155  = ~ \$154 ;
+  assign \$156  = st5[0] & \$155 ;
+  assign \$157  = \$152  & \$156 ;
+  assign \$158  = st2[11:4] == st5[11:4];
+  assign \$159  = st2[3] == st5[3];
+  assign \$160  = \$158  & \$159 ;
+  assign \$161  = ! st5[1];
+  assign \$162  = \$161  & st5[2];
+  assign \$164  = \$163  & st5[27];
+  assign \$165  = \$162  | \$164 ;
+  assign \$166  = st5[0] & \$165 ;
+  assign \$167  = \$160  & \$166 ;
+  assign \$168  = st2[11:4] == st6[11:4];
+  assign \$169  = st2[3] == st6[3];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ! st6[1];
+  assign \$172  = \$171  & st6[2];
+  assign \$173  = ~ \$172 ;
+  assign \$174  = st6[0] & \$173 ;
+  assign \$175  = \$170  & \$174 ;
+  assign \$176  = st2[11:4] == st6[11:4];
+  assign \$177  = st2[3] == st6[3];
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = ! st6[1];
+  assign \$180  = \$179  & st6[2];
+  assign \$182  = \$181  & st6[27];
+  assign \$183  = \$180  | \$182 ;
+  assign \$184  = st6[0] & \$183 ;
+  assign \$185  = \$178  & \$184 ;
+  assign \$186  = st2[11:4] == st7[11:4];
+  assign \$187  = st2[3] == st7[3];
+  assign \$188  = \$186  & \$187 ;
+  assign \$189  = ! st7[1];
+  assign \$190  = \$189  & st7[2];
+  assign \$191  = ~ \$190 ;
+  assign \$192  = st7[0] & \$191 ;
+  assign \$193  = \$188  & \$192 ;
+  assign \$194  = st2[11:4] == st7[11:4];
+  assign \$195  = st2[3] == st7[3];
+  assign \$196  = \$194  & \$195 ;
+  assign \$197  = ! st7[1];
+  assign \$198  = \$197  & st7[2];
+  assign \$200  = \$199  & st7[27];
+  assign \$201  = \$198  | \$200 ;
+  assign \$202  = st7[0] & \$201 ;
+  assign \$203  = \$196  & \$202 ;
   assign \$206  = ! st3[1];
   assign \$207  = \$206  & st3[2];
   assign \$208  = ~ \$207 ;
@@ -8552,75 +8633,75 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \$214  = \$211  & \$213 ;
   assign \$215  = \$209  | \$214 ;
   assign \$217  = ~ \$216 ;
-  assign \$218  = \$signal$96 [1] & \$217 ;
+  assign \$218  = hit_v2 & \$217 ;
   assign \$219  = ! st3[1];
   assign \$220  = \$219  & st3[2];
   assign \$221  = ~ \$220 ;
   assign \$222  = \$218  & \$221 ;
   assign \$224  = ~ \$223 ;
-  assign \$225  = \$signal$97 [1] & \$224 ;
+  assign \$225  = hit_c2 & \$224 ;
   assign \$226  = ! st3[1];
   assign \$227  = \$226  & st3[2];
   assign \$228  = \$225  & \$227 ;
   assign \$229  = \$222  | \$228 ;
-  assign \$231  = \$230  | \$signal$96 [1];
+  assign \$231  = \$230  | hit_v2;
   assign \$232  = ~ \$231 ;
-  assign \$233  = \$signal$96 [2] & \$232 ;
+  assign \$233  = hit_v3 & \$232 ;
   assign \$234  = ! st3[1];
   assign \$235  = \$234  & st3[2];
   assign \$236  = ~ \$235 ;
   assign \$237  = \$233  & \$236 ;
-  assign \$239  = \$238  | \$signal$96 [1];
-  assign \$240  = \$239  | \$signal$96 [2];
+  assign \$239  = \$238  | hit_v2;
+  assign \$240  = \$239  | hit_v3;
   assign \$241  = ~ \$240 ;
-  assign \$242  = \$signal$96 [3] & \$241 ;
+  assign \$242  = hit_v4 & \$241 ;
   assign \$243  = ! st3[1];
   assign \$244  = \$243  & st3[2];
   assign \$245  = ~ \$244 ;
   assign \$246  = \$242  & \$245 ;
-  assign \$248  = \$247  | \$signal$96 [1];
-  assign \$249  = \$248  | \$signal$96 [2];
-  assign \$250  = \$249  | \$signal$96 [3];
+  assign \$248  = \$247  | hit_v2;
+  assign \$249  = \$248  | hit_v3;
+  assign \$250  = \$249  | hit_v4;
   assign \$251  = ~ \$250 ;
-  assign \$252  = \$signal$96 [4] & \$251 ;
+  assign \$252  = hit_v5 & \$251 ;
   assign \$253  = ! st3[1];
   assign \$254  = \$253  & st3[2];
   assign \$255  = ~ \$254 ;
   assign \$256  = \$252  & \$255 ;
-  assign \$258  = \$257  | \$signal$96 [1];
-  assign \$259  = \$258  | \$signal$96 [2];
-  assign \$260  = \$259  | \$signal$96 [3];
-  assign \$261  = \$260  | \$signal$96 [4];
+  assign \$258  = \$257  | hit_v2;
+  assign \$259  = \$258  | hit_v3;
+  assign \$260  = \$259  | hit_v4;
+  assign \$261  = \$260  | hit_v5;
   assign \$262  = ~ \$261 ;
   assign \$263  = ! st3[1];
   assign \$264  = \$263  & st3[2];
   assign \$265  = ~ \$264 ;
   assign \$266  = \$262  & \$265 ;
-  assign \$268  = \$267  | \$signal$97 [1];
+  assign \$268  = \$267  | hit_c2;
   assign \$269  = ~ \$268 ;
-  assign \$270  = \$signal$97 [2] & \$269 ;
+  assign \$270  = hit_c3 & \$269 ;
   assign \$271  = ! st3[1];
   assign \$272  = \$271  & st3[2];
   assign \$273  = \$270  & \$272 ;
-  assign \$275  = \$274  | \$signal$97 [1];
-  assign \$276  = \$275  | \$signal$97 [2];
+  assign \$275  = \$274  | hit_c2;
+  assign \$276  = \$275  | hit_c3;
   assign \$277  = ~ \$276 ;
-  assign \$278  = \$signal$97 [3] & \$277 ;
+  assign \$278  = hit_c4 & \$277 ;
   assign \$279  = ! st3[1];
   assign \$280  = \$279  & st3[2];
   assign \$281  = \$278  & \$280 ;
-  assign \$283  = \$282  | \$signal$97 [1];
-  assign \$284  = \$283  | \$signal$97 [2];
-  assign \$285  = \$284  | \$signal$97 [3];
+  assign \$283  = \$282  | hit_c2;
+  assign \$284  = \$283  | hit_c3;
+  assign \$285  = \$284  | hit_c4;
   assign \$286  = ~ \$285 ;
-  assign \$287  = \$signal$97 [4] & \$286 ;
+  assign \$287  = hit_c5 & \$286 ;
   assign \$288  = ! st3[1];
   assign \$289  = \$288  & st3[2];
   assign \$290  = \$287  & \$289 ;
-  assign \$292  = \$291  | \$signal$97 [1];
-  assign \$293  = \$292  | \$signal$97 [2];
-  assign \$294  = \$293  | \$signal$97 [3];
-  assign \$295  = \$294  | \$signal$97 [4];
+  assign \$292  = \$291  | hit_c2;
+  assign \$293  = \$292  | hit_c3;
+  assign \$294  = \$293  | hit_c4;
+  assign \$295  = \$294  | hit_c5;
   assign \$296  = ~ \$295 ;
   assign \$297  = ! st3[1];
   assign \$298  = \$297  & st3[2];
@@ -8629,130 +8710,124 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \$301  = ! st3[1];
   assign \$303  = ! st3[29:28];
   assign \$304  = \$302  & \$303 ;
-  assign \$305  = \$signal$98 [0] ? \$signal$100 [16:0] : 17'h00000;
-  assign \$306  = \$signal$98 [1] ? \$signal$40 [16:0] : 17'h00000;
+  assign \$305  = \$signal$106 [0] ? \$signal$108 [16:0] : 17'h00000;
+  assign \$306  = \$signal$106 [1] ? \$signal$40 [16:0] : 17'h00000;
   assign \$307  = \$305  | \$306 ;
-  assign \$308  = \$signal$98 [2] ? v_wr__data[15:0] : 16'h0000;
+  assign \$308  = \$signal$106 [2] ? v_wr__data[15:0] : 16'h0000;
   assign \$309  = \$307  | { \$308 [15], \$308  };
-  assign \$310  = \$signal$98 [3] ? res8[15:0] : 16'h0000;
+  assign \$310  = \$signal$106 [3] ? res8[15:0] : 16'h0000;
   assign \$311  = \$309  | { \$310 [15], \$310  };
-  assign \$312  = \$signal$98 [4] ? res9[15:0] : 16'h0000;
+  assign \$312  = \$signal$106 [4] ? res9[15:0] : 16'h0000;
   assign \$313  = \$311  | { \$312 [15], \$312  };
-  assign \$314  = \$signal$98 [5] ? v_raw[15:0] : 16'h0000;
+  assign \$314  = \$signal$106 [5] ? v_raw[15:0] : 16'h0000;
   assign \$315  = \$313  | { \$314 [15], \$314  };
-  assign \$318  = \$signal$98 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$318  = \$signal$106 [7] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$319  = \$317  | { \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318  };
-  assign \$320  = \$signal$98 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$320  = \$signal$106 [8] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$321  = \$319  | { \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320  };
-  assign \$324  = \$signal$99 [0] ? addend[10:0] : 11'h000;
-  assign \$325  = \$signal$99 [1] ? b_raw[12:0] : 13'h0000;
+  assign \$324  = \$signal$107 [0] ? addend[10:0] : 11'h000;
+  assign \$325  = \$signal$107 [1] ? b_raw[12:0] : 13'h0000;
   assign \$326  = { \$324 [10], \$324 [10], \$324  } | \$325 ;
-  assign \$327  = \$signal$99 [2] ? \$signal$100 [16:0] : 17'h00000;
+  assign \$327  = \$signal$107 [2] ? \$signal$108 [16:0] : 17'h00000;
   assign \$328  = { \$326 [12], \$326 [12], \$326 [12], \$326 [12], \$326  } | \$327 ;
-  assign \$329  = \$signal$99 [3] ? \$signal$40 [16:0] : 17'h00000;
+  assign \$329  = \$signal$107 [3] ? \$signal$40 [16:0] : 17'h00000;
   assign \$330  = \$328  | \$329 ;
-  assign \$333  = \$signal$99 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$333  = \$signal$107 [5] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$334  = \$332  | { \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333  };
-  assign \$335  = \$signal$99 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$335  = \$signal$107 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$336  = \$334  | { \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335  };
   assign \$339  = $signed(\$323 ) + $signed(\$338 );
-  assign \$340  = \$signal$98 [0] ? \$signal$100 [33:17] : 17'h00000;
-  assign \$341  = \$signal$98 [1] ? \$signal$40 [33:17] : 17'h00000;
+  assign \$340  = \$signal$106 [0] ? \$signal$108 [33:17] : 17'h00000;
+  assign \$341  = \$signal$106 [1] ? \$signal$40 [33:17] : 17'h00000;
   assign \$342  = \$340  | \$341 ;
-  assign \$343  = \$signal$98 [2] ? v_wr__data[31:16] : 16'h0000;
+  assign \$343  = \$signal$106 [2] ? v_wr__data[31:16] : 16'h0000;
   assign \$344  = \$342  | { \$343 [15], \$343  };
-  assign \$345  = \$signal$98 [3] ? res8[31:16] : 16'h0000;
+  assign \$345  = \$signal$106 [3] ? res8[31:16] : 16'h0000;
   assign \$346  = \$344  | { \$345 [15], \$345  };
-  assign \$347  = \$signal$98 [4] ? res9[31:16] : 16'h0000;
+  assign \$347  = \$signal$106 [4] ? res9[31:16] : 16'h0000;
   assign \$348  = \$346  | { \$347 [15], \$347  };
-  assign \$349  = \$signal$98 [5] ? v_raw[31:16] : 16'h0000;
+  assign \$349  = \$signal$106 [5] ? v_raw[31:16] : 16'h0000;
   assign \$350  = \$348  | { \$349 [15], \$349  };
-  assign \$353  = \$signal$98 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$353  = \$signal$106 [7] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$354  = \$352  | { \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353  };
-  assign \$355  = \$signal$98 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$355  = \$signal$106 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$356  = \$354  | { \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355  };
-  assign \$359  = \$signal$99 [0] ? addend[21:11] : 11'h000;
-  assign \$360  = \$signal$99 [1] ? b_raw[25:13] : 13'h0000;
+  assign \$359  = \$signal$107 [0] ? addend[21:11] : 11'h000;
+  assign \$360  = \$signal$107 [1] ? b_raw[25:13] : 13'h0000;
   assign \$361  = { \$359 [10], \$359 [10], \$359  } | \$360 ;
-  assign \$362  = \$signal$99 [2] ? \$signal$100 [33:17] : 17'h00000;
+  assign \$362  = \$signal$107 [2] ? \$signal$108 [33:17] : 17'h00000;
   assign \$363  = { \$361 [12], \$361 [12], \$361 [12], \$361 [12], \$361  } | \$362 ;
-  assign \$364  = \$signal$99 [3] ? \$signal$40 [33:17] : 17'h00000;
+  assign \$364  = \$signal$107 [3] ? \$signal$40 [33:17] : 17'h00000;
   assign \$365  = \$363  | \$364 ;
-  assign \$368  = \$signal$99 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$368  = \$signal$107 [5] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$369  = \$367  | { \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368  };
-  assign \$370  = \$signal$99 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$370  = \$signal$107 [6] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$371  = \$369  | { \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370  };
   assign \$374  = $signed(\$358 ) + $signed(\$373 );
-  assign \$375  = \$signal$98 [0] ? \$signal$100 [50:34] : 17'h00000;
-  assign \$376  = \$signal$98 [1] ? \$signal$40 [50:34] : 17'h00000;
+  assign \$375  = \$signal$106 [0] ? \$signal$108 [50:34] : 17'h00000;
+  assign \$376  = \$signal$106 [1] ? \$signal$40 [50:34] : 17'h00000;
   assign \$377  = \$375  | \$376 ;
-  assign \$378  = \$signal$98 [2] ? v_wr__data[47:32] : 16'h0000;
+  assign \$378  = \$signal$106 [2] ? v_wr__data[47:32] : 16'h0000;
   assign \$379  = \$377  | { \$378 [15], \$378  };
-  assign \$380  = \$signal$98 [3] ? res8[47:32] : 16'h0000;
+  assign \$380  = \$signal$106 [3] ? res8[47:32] : 16'h0000;
   assign \$381  = \$379  | { \$380 [15], \$380  };
-  assign \$382  = \$signal$98 [4] ? res9[47:32] : 16'h0000;
+  assign \$382  = \$signal$106 [4] ? res9[47:32] : 16'h0000;
   assign \$383  = \$381  | { \$382 [15], \$382  };
-  assign \$384  = \$signal$98 [5] ? v_raw[47:32] : 16'h0000;
+  assign \$384  = \$signal$106 [5] ? v_raw[47:32] : 16'h0000;
   assign \$385  = \$383  | { \$384 [15], \$384  };
-  assign \$388  = \$signal$98 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$388  = \$signal$106 [7] ? { cres8[2], cres8[2] } : 2'h0;
   assign \$389  = \$387  | { \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388  };
-  assign \$390  = \$signal$98 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$390  = \$signal$106 [8] ? { cres9[2], cres9[2] } : 2'h0;
   assign \$391  = \$389  | { \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390  };
-  assign \$394  = \$signal$99 [0] ? addend[32:22] : 11'h000;
-  assign \$395  = \$signal$99 [1] ? b_raw[38:26] : 13'h0000;
+  assign \$394  = \$signal$107 [0] ? addend[32:22] : 11'h000;
+  assign \$395  = \$signal$107 [1] ? b_raw[38:26] : 13'h0000;
   assign \$396  = { \$394 [10], \$394 [10], \$394  } | \$395 ;
-  assign \$397  = \$signal$99 [2] ? \$signal$100 [50:34] : 17'h00000;
+  assign \$397  = \$signal$107 [2] ? \$signal$108 [50:34] : 17'h00000;
   assign \$398  = { \$396 [12], \$396 [12], \$396 [12], \$396 [12], \$396  } | \$397 ;
-  assign \$399  = \$signal$99 [3] ? \$signal$40 [50:34] : 17'h00000;
+  assign \$399  = \$signal$107 [3] ? \$signal$40 [50:34] : 17'h00000;
   assign \$400  = \$398  | \$399 ;
-  assign \$403  = \$signal$99 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$403  = \$signal$107 [5] ? { cres8[2], cres8[2] } : 2'h0;
   assign \$404  = \$402  | { \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403  };
-  assign \$405  = \$signal$99 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$405  = \$signal$107 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign \$406  = \$404  | { \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405  };
   assign \$409  = $signed(\$393 ) + $signed(\$408 );
-  assign \$410  = \$signal$98 [0] ? \$signal$100 [67:51] : 17'h00000;
-  assign \$411  = \$signal$98 [1] ? \$signal$40 [67:51] : 17'h00000;
+  assign \$410  = \$signal$106 [0] ? \$signal$108 [67:51] : 17'h00000;
+  assign \$411  = \$signal$106 [1] ? \$signal$40 [67:51] : 17'h00000;
   assign \$412  = \$410  | \$411 ;
-  assign \$413  = \$signal$98 [2] ? v_wr__data[63:48] : 16'h0000;
+  assign \$413  = \$signal$106 [2] ? v_wr__data[63:48] : 16'h0000;
   assign \$414  = \$412  | { \$413 [15], \$413  };
-  assign \$415  = \$signal$98 [3] ? res8[63:48] : 16'h0000;
+  assign \$415  = \$signal$106 [3] ? res8[63:48] : 16'h0000;
   assign \$416  = \$414  | { \$415 [15], \$415  };
-  assign \$417  = \$signal$98 [4] ? res9[63:48] : 16'h0000;
+  assign \$417  = \$signal$106 [4] ? res9[63:48] : 16'h0000;
   assign \$418  = \$416  | { \$417 [15], \$417  };
-  assign \$419  = \$signal$98 [5] ? v_raw[63:48] : 16'h0000;
+  assign \$419  = \$signal$106 [5] ? v_raw[63:48] : 16'h0000;
   assign \$420  = \$418  | { \$419 [15], \$419  };
-  assign \$423  = \$signal$98 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$423  = \$signal$106 [7] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$424  = \$422  | { \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423  };
-  assign \$425  = \$signal$98 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$425  = \$signal$106 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$426  = \$424  | { \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425  };
-  assign \$429  = \$signal$99 [0] ? addend[43:33] : 11'h000;
-  assign \$430  = \$signal$99 [1] ? b_raw[51:39] : 13'h0000;
+  assign \$429  = \$signal$107 [0] ? addend[43:33] : 11'h000;
+  assign \$430  = \$signal$107 [1] ? b_raw[51:39] : 13'h0000;
   assign \$431  = { \$429 [10], \$429 [10], \$429  } | \$430 ;
-  assign \$432  = \$signal$99 [2] ? \$signal$100 [67:51] : 17'h00000;
+  assign \$432  = \$signal$107 [2] ? \$signal$108 [67:51] : 17'h00000;
   assign \$433  = { \$431 [12], \$431 [12], \$431 [12], \$431 [12], \$431  } | \$432 ;
-  assign \$434  = \$signal$99 [3] ? \$signal$40 [67:51] : 17'h00000;
+  assign \$434  = \$signal$107 [3] ? \$signal$40 [67:51] : 17'h00000;
   assign \$435  = \$433  | \$434 ;
-  assign \$438  = \$signal$99 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$438  = \$signal$107 [5] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$439  = \$437  | { \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438  };
-  assign \$440  = \$signal$99 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$440  = \$signal$107 [6] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$441  = \$439  | { \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440  };
   assign \$444  = $signed(\$428 ) + $signed(\$443 );
   assign \$446  = ! st5[29:28];
   assign \$447  = \$445  & \$446 ;
-  assign \$448  = $signed(\$signal$100 [16:0]) > $signed(13'h08ff);
+  assign \$448  = $signed(\$signal$108 [16:0]) > $signed(13'h08ff);
   assign \$449  = \$447  & \$448 ;
-  assign \$450  = \$449  ? 17'h008ff : \$signal$100 [16:0];
+  assign \$450  = \$449  ? 17'h008ff : \$signal$108 [16:0];
   assign \$452  = ! st5[29:28];
   assign \$453  = \$451  & \$452 ;
-  assign \$454  = $signed(\$signal$100 [33:17]) > $signed(13'h08ff);
+  assign \$454  = $signed(\$signal$108 [33:17]) > $signed(13'h08ff);
   assign \$455  = \$453  & \$454 ;
-  assign \$456  = \$455  ? 17'h008ff : \$signal$100 [33:17];
-  assign \$458  = ! st5[29:28];
-  assign \$459  = \$457  & \$458 ;
-  assign \$460  = $signed(\$signal$100 [50:34]) > $signed(13'h08ff);
-  assign \$461  = \$459  & \$460 ;
-  assign \$462  = \$461  ? 17'h008ff : \$signal$100 [50:34];
-  assign \$464  = ! st5[29:28];
+  assign \$456  = \$455  ? 17'h008ff : \$signal$108 [33:17];
   \digits_cnn_ilif.engine_conv2.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -8763,15 +8838,15 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4361$0 (i0__payload[9:0]),
+    .\port$4416$0 (i0__payload[9:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv2.queue  queue (
     .clk(clk),
-    .\port$3848$0 (\$signal$66 ),
-    .\port$4002$0 (\$signal$59 ),
-    .\port$4004$0 (\$signal$63 ),
+    .\port$3859$0 (\$signal$66 ),
+    .\port$4027$0 (\$signal$59 ),
+    .\port$4029$0 (\$signal$63 ),
     .rst(rst),
     .w_data(\$signal$53 ),
     .w_en(\$signal$55 )
@@ -9542,103 +9617,151 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$521 [0] = \$115 ;
-    \$521 [1] = \$137 ;
-    \$521 [2] = \$157 ;
-    \$521 [3] = \$175 ;
-    \$521 [4] = \$193 ;
+    \$521  = \$115 ;
     if (rst) begin
-      \$521  = 5'h00;
+      \$521  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$522 [0] = \$127 ;
-    \$522 [1] = \$149 ;
-    \$522 [2] = \$167 ;
-    \$522 [3] = \$185 ;
-    \$522 [4] = \$203 ;
+    \$522  = \$127 ;
     if (rst) begin
-      \$522  = 5'h00;
+      \$522  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$523  = { \$299 , \$290 , \$281 , \$273 , \$266 , \$256 , \$246 , \$237 , \$229 , \$215  };
+    \$523  = \$137 ;
     if (rst) begin
-      \$523  = 10'h000;
+      \$523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$524  = { 6'h00, \$304 , \$300  };
+    \$524  = \$149 ;
     if (rst) begin
-      \$524  = 8'h00;
+      \$524  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$525 [16:0] = \$339 [16:0];
-    \$525 [33:17] = \$374 [16:0];
-    \$525 [50:34] = \$409 [16:0];
-    \$525 [67:51] = \$444 [16:0];
+    \$525  = \$157 ;
     if (rst) begin
-      \$525  = 68'h00000000000000000;
+      \$525  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$526 [16:0] = \$450 ;
-    \$526 [33:17] = \$456 ;
-    \$526 [50:34] = \$462 ;
-    \$526 [67:51] = \$468 ;
+    \$526  = \$167 ;
     if (rst) begin
-      \$526  = 68'h00000000000000000;
+      \$526  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$527  = result;
+    \$527  = \$175 ;
     if (rst) begin
-      \$527  = 64'h0000000000000000;
+      \$527  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$528  = entry;
+    \$528  = \$185 ;
     if (rst) begin
-      \$528  = 13'h0000;
+      \$528  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$529  = \$472 ;
+    \$529  = \$193 ;
     if (rst) begin
       \$529  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$530  = done;
+    \$530  = \$203 ;
+    if (rst) begin
+      \$530  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$531  = { \$299 , \$290 , \$281 , \$273 , \$266 , \$256 , \$246 , \$237 , \$229 , \$215  };
+    if (rst) begin
+      \$531  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$532  = { 6'h00, \$304 , \$300  };
+    if (rst) begin
+      \$532  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$533 [16:0] = \$339 [16:0];
+    \$533 [33:17] = \$374 [16:0];
+    \$533 [50:34] = \$409 [16:0];
+    \$533 [67:51] = \$444 [16:0];
+    if (rst) begin
+      \$533  = 68'h00000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$534 [16:0] = \$450 ;
+    \$534 [33:17] = \$456 ;
+    \$534 [50:34] = \$462 ;
+    \$534 [67:51] = \$468 ;
+    if (rst) begin
+      \$534  = 68'h00000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$535  = result;
+    if (rst) begin
+      \$535  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$536  = entry;
+    if (rst) begin
+      \$536  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$537  = \$472 ;
+    if (rst) begin
+      \$537  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$538  = done;
     if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
       if (\$473 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
           if (\$478 ) begin
-            \$530  = 4'h0;
+            \$538  = 4'h0;
           end else begin
-            \$530  = \$480 [3:0];
+            \$538  = \$480 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$530  = 4'h0;
+          \$538  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$530  = 4'h0;
+      \$538  = 4'h0;
     end
   end
   always @* begin
@@ -10000,10 +10123,10 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \b6[1]  = b6[25:13];
   assign \b6[2]  = b6[38:26];
   assign \b6[3]  = b6[51:39];
-  assign \$signal$100[0]  = \$signal$100 [16:0];
-  assign \$signal$100[1]  = \$signal$100 [33:17];
-  assign \$signal$100[2]  = \$signal$100 [50:34];
-  assign \$signal$100[3]  = \$signal$100 [67:51];
+  assign \$signal$108[0]  = \$signal$108 [16:0];
+  assign \$signal$108[1]  = \$signal$108 [33:17];
+  assign \$signal$108[2]  = \$signal$108 [50:34];
+  assign \$signal$108[3]  = \$signal$108 [67:51];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
@@ -10025,25 +10148,25 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign entry[3:0] = out_counts;
   assign \$45  = st7[1];
   assign \$73  = fire_state;
-  assign \$118  = st3[1];
-  assign \$140  = st4[1];
-  assign \$160  = st5[1];
-  assign \$178  = st6[1];
-  assign \$196  = st7[1];
+  assign \$123  = st3[1];
+  assign \$145  = st4[1];
+  assign \$163  = st5[1];
+  assign \$181  = st6[1];
+  assign \$199  = st7[1];
   assign \$204  = 1'h1;
-  assign \$205  = \$signal$96 [0];
+  assign \$205  = hit_v1;
   assign \$210  = 1'h1;
-  assign \$211  = \$signal$97 [0];
-  assign \$216  = \$signal$96 [0];
-  assign \$223  = \$signal$97 [0];
-  assign \$230  = \$signal$96 [0];
-  assign \$238  = \$signal$96 [0];
-  assign \$247  = \$signal$96 [0];
-  assign \$257  = \$signal$96 [0];
-  assign \$267  = \$signal$97 [0];
-  assign \$274  = \$signal$97 [0];
-  assign \$282  = \$signal$97 [0];
-  assign \$291  = \$signal$97 [0];
+  assign \$211  = hit_c1;
+  assign \$216  = hit_v1;
+  assign \$223  = hit_c1;
+  assign \$230  = hit_v1;
+  assign \$238  = hit_v1;
+  assign \$247  = hit_v1;
+  assign \$257  = hit_v1;
+  assign \$267  = hit_c1;
+  assign \$274  = hit_c1;
+  assign \$282  = hit_c1;
+  assign \$291  = hit_c1;
   assign \$316  = 2'h0;
   assign \$317  = \$315 ;
   assign \$322  = 2'h0;
@@ -10089,7 +10212,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4361$0 , clk);
+module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4416$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [6:0] \$10 ;
@@ -10110,49 +10233,47 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   wire \$24 ;
   reg [3:0] \$25 ;
   wire \$26 ;
-  reg [3:0] \$27 ;
-  wire \$28 ;
-  reg [5:0] \$29 ;
+  reg [5:0] \$27 ;
+  reg [4:0] \$28 ;
+  reg [3:0] \$29 ;
   wire \$3 ;
-  reg [4:0] \$30 ;
+  wire \$30 ;
   reg [3:0] \$31 ;
   wire \$32 ;
-  reg [3:0] \$33 ;
+  wire \$33 ;
   wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [2:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
+  wire [2:0] \$35 ;
+  wire [8:0] \$36 ;
+  wire [9:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire [4:0] \$42 ;
-  wire [8:0] \$43 ;
-  wire [10:0] \$44 ;
-  wire \$45 ;
-  wire [9:0] \$46 ;
-  wire [10:0] \$47 ;
-  wire \$48 ;
-  wire [4:0] \$49 ;
+  wire [4:0] \$40 ;
+  wire [8:0] \$41 ;
+  wire [10:0] \$42 ;
+  wire \$43 ;
+  wire [9:0] \$44 ;
+  wire [10:0] \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire [4:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  reg \$51 ;
-  reg [3:0] \$52 ;
-  reg [1:0] \$53 ;
-  reg [7:0] \$54 ;
-  reg [8:0] \$55 ;
+  reg \$50 ;
+  reg [3:0] \$51 ;
+  reg [1:0] \$52 ;
+  reg [7:0] \$53 ;
+  reg [8:0] \$54 ;
+  reg [3:0] \$55 ;
   reg [3:0] \$56 ;
   reg [3:0] \$57 ;
-  reg [3:0] \$58 ;
+  reg \$58 ;
   reg \$59 ;
   reg [8:0] \$6 ;
   reg \$60 ;
-  reg \$61 ;
-  reg \$62 ;
-  reg [5:0] \$63 ;
-  reg [4:0] \$64 ;
-  reg \$65 ;
+  reg [5:0] \$61 ;
+  reg [4:0] \$62 ;
+  reg \$63 ;
   reg [5:0] \$7 ;
   wire [9:0] \$8 ;
   wire [5:0] \$9 ;
@@ -10180,7 +10301,6 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   reg last_y = 1'h0;
   input load;
   wire load;
-  reg one_x = 1'h0;
   output [7:0] op_addr;
   reg [7:0] op_addr = 8'h00;
   output op_count;
@@ -10191,8 +10311,8 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   reg op_valid = 1'h0;
   output [8:0] op_waddr;
   reg [8:0] op_waddr = 9'h000;
-  input [9:0] \port$4361$0 ;
-  wire [9:0] \port$4361$0 ;
+  input [9:0] \port$4416$0 ;
+  wire [9:0] \port$4416$0 ;
   reg [5:0] r_step = 6'h00;
   output ready;
   wire ready;
@@ -10206,53 +10326,48 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   reg [3:0] xn = 4'h0;
   reg [3:0] xs = 4'h0;
   reg [3:0] ys = 4'h0;
-  assign \$34  = | \$33 ;
-  assign \$35  = \$32  & \$34 ;
-  assign \$36  = ~ last_g;
-  assign \$37  = g + 1'h1;
-  assign \$38  = op_addr + 1'h1;
-  assign \$39  = op_waddr + 1'h1;
-  assign \$40  = g == 2'h2;
-  assign \$41  = ~ \$signal ;
-  assign \$42  = xs - 1'h1;
-  assign \$43  = op_addr + 1'h1;
-  assign \$44  = op_waddr + 11'h7f9;
-  assign \$45  = xs == 1'h1;
-  assign \$46  = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign \$47  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign \$48  = ~ last_y;
-  assign \$49  = ys - 1'h1;
-  assign \$50  = ys == 1'h1;
+  assign \$36  = op_addr + 1'h1;
+  assign \$37  = op_waddr + 1'h1;
+  assign \$38  = g == 2'h2;
+  assign \$39  = ~ \$signal ;
+  assign \$40  = xs - 1'h1;
+  assign \$41  = op_addr + 1'h1;
+  assign \$42  = op_waddr + 11'h7f9;
+  assign \$43  = xs == 1'h1;
+  assign \$44  = $signed({ 1'h0, op_addr }) + $signed(r_step);
+  assign \$45  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
+  assign \$46  = ! xn;
+  assign \$47  = ~ last_y;
+  assign \$48  = ys - 1'h1;
+  assign \$49  = ys == 1'h1;
   always @(posedge clk)
-    op_count <= \$51 ;
+    op_count <= \$50 ;
   always @(posedge clk)
-    op_shift <= \$52 ;
+    op_shift <= \$51 ;
   always @(posedge clk)
-    g <= \$53 ;
+    g <= \$52 ;
   always @(posedge clk)
-    op_addr <= \$54 ;
+    op_addr <= \$53 ;
   always @(posedge clk)
-    op_waddr <= \$55 ;
+    op_waddr <= \$54 ;
   always @(posedge clk)
-    xs <= \$56 ;
+    xs <= \$55 ;
   always @(posedge clk)
-    ys <= \$57 ;
+    ys <= \$56 ;
   always @(posedge clk)
-    xn <= \$58 ;
+    xn <= \$57 ;
   always @(posedge clk)
-    last_g <= \$59 ;
+    last_g <= \$58 ;
   always @(posedge clk)
-    \$signal  <= \$60 ;
+    \$signal  <= \$59 ;
   always @(posedge clk)
-    last_y <= \$61 ;
+    last_y <= \$60 ;
   always @(posedge clk)
-    one_x <= \$62 ;
+    r_step <= \$61 ;
   always @(posedge clk)
-    r_step <= \$63 ;
+    w_step <= \$62 ;
   always @(posedge clk)
-    w_step <= \$64 ;
-  always @(posedge clk)
-    op_valid <= \$65 ;
+    op_valid <= \$63 ;
   assign \$1  = ~ op_valid;
   assign \$2  = last_g & \$signal ;
   assign \$3  = \$2  & last_y;
@@ -10269,103 +10384,128 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   assign \$22  = \$21  - 1'h1;
   assign \$24  = \$23  == 1'h1;
   assign \$26  = \$25  == 1'h1;
-  assign \$28  = \$27  == 1'h1;
+  assign \$30  = | \$29 ;
   assign \$32  = | \$31 ;
+  assign \$33  = \$30  & \$32 ;
+  assign \$34  = ~ last_g;
+  assign \$35  = g + 1'h1;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$51  = op_count;
+    \$50  = op_count;
     if (load) begin
-      \$51  = \port$4361$0 [9];
+      \$50  = \port$4416$0 [9];
     end
     if (rst) begin
-      \$51  = 1'h0;
+      \$50  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$52  = op_shift;
+    \$51  = op_shift;
     if (load) begin
-      \$52  = ev_shift;
+      \$51  = ev_shift;
     end
     if (rst) begin
-      \$52  = 4'h0;
+      \$51  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$53  = g;
+    \$52  = g;
     if (load) begin
-      \$53  = 2'h0;
+      \$52  = 2'h0;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$53  = \$37 [1:0];
+      if (\$34 ) begin
+        \$52  = \$35 [1:0];
       end else begin
-        \$53  = 2'h0;
+        \$52  = 2'h0;
       end
     end
     if (rst) begin
-      \$53  = 2'h0;
+      \$52  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$54  = op_addr;
+    \$53  = op_addr;
     if (load) begin
-      \$54  = \$8 [7:0];
+      \$53  = \$8 [7:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$54  = \$38 [7:0];
+      if (\$34 ) begin
+        \$53  = \$36 [7:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$54  = \$43 [7:0];
+        if (\$39 ) begin
+          \$53  = \$41 [7:0];
         end else begin
-          \$54  = \$46 [7:0];
+          \$53  = \$44 [7:0];
         end
       end
     end
     if (rst) begin
-      \$54  = 8'h00;
+      \$53  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$55  = op_waddr;
+    \$54  = op_waddr;
     if (load) begin
-      \$55  = \$16 [8:0];
+      \$54  = \$16 [8:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$55  = \$39 [8:0];
+      if (\$34 ) begin
+        \$54  = \$37 [8:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$55  = \$44 [8:0];
+        if (\$39 ) begin
+          \$54  = \$42 [8:0];
         end else begin
-          \$55  = \$47 [8:0];
+          \$54  = \$45 [8:0];
         end
       end
     end
     if (rst) begin
-      \$55  = 9'h000;
+      \$54  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$56  = xs;
+    \$55  = xs;
     if (load) begin
-      \$56  = \$18 [3:0];
+      \$55  = \$18 [3:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$56  = \$42 [3:0];
+        if (\$39 ) begin
+          \$55  = \$40 [3:0];
         end else begin
-          \$56  = xn;
+          \$55  = xn;
+        end
+      end
+    end
+    if (rst) begin
+      \$55  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$56  = ys;
+    if (load) begin
+      \$56  = \$20 [3:0];
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$34 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$39 ) begin
+        end else begin
+          if (\$47 ) begin
+            \$56  = \$48 [3:0];
+          end
         end
       end
     end
@@ -10375,21 +10515,9 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$57  = ys;
+    \$57  = xn;
     if (load) begin
-      \$57  = \$20 [3:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$36 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$41 ) begin
-        end else begin
-          if (\$48 ) begin
-            \$57  = \$49 [3:0];
-          end
-        end
-      end
+      \$57  = \$22 [3:0];
     end
     if (rst) begin
       \$57  = 4'h0;
@@ -10397,25 +10525,36 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$58  = xn;
+    \$58  = last_g;
     if (load) begin
-      \$58  = \$22 [3:0];
+      \$58  = 1'h0;
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$34 ) begin
+        \$58  = \$38 ;
+      end else begin
+        \$58  = 1'h0;
+      end
     end
     if (rst) begin
-      \$58  = 4'h0;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$59  = last_g;
+    \$59  = \$signal ;
     if (load) begin
-      \$59  = 1'h0;
+      \$59  = \$24 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$59  = \$40 ;
+      if (\$34 ) begin
       end else begin
-        \$59  = 1'h0;
+        (* full_case = 32'd1 *)
+        if (\$39 ) begin
+          \$59  = \$43 ;
+        end else begin
+          \$59  = \$46 ;
+        end
       end
     end
     if (rst) begin
@@ -10424,18 +10563,19 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$60  = \$signal ;
+    \$60  = last_y;
     if (load) begin
-      \$60  = \$24 ;
+      \$60  = \$26 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$60  = \$45 ;
+        if (\$39 ) begin
         end else begin
-          \$60  = one_x;
+          if (\$47 ) begin
+            \$60  = \$49 ;
+          end
         end
       end
     end
@@ -10445,84 +10585,52 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$61  = last_y;
+    \$61  = r_step;
     if (load) begin
-      \$61  = \$26 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$36 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$41 ) begin
-        end else begin
-          if (\$48 ) begin
-            \$61  = \$50 ;
-          end
-        end
-      end
+      \$61  = \$27 ;
     end
     if (rst) begin
-      \$61  = 1'h0;
+      \$61  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$62  = one_x;
+    \$62  = w_step;
     if (load) begin
       \$62  = \$28 ;
     end
     if (rst) begin
-      \$62  = 1'h0;
+      \$62  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$63  = r_step;
+    \$63  = op_valid;
     if (load) begin
-      \$63  = \$29 ;
-    end
-    if (rst) begin
-      \$63  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$64  = w_step;
-    if (load) begin
-      \$64  = \$30 ;
-    end
-    if (rst) begin
-      \$64  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$65  = op_valid;
-    if (load) begin
-      \$65  = \$35 ;
+      \$63  = \$33 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
+        if (\$39 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$48 ) begin
+          if (\$47 ) begin
           end else begin
-            \$65  = 1'h0;
+            \$63  = 1'h0;
           end
         end
       end
     end
     if (rst) begin
-      \$65  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4361$0 [5:3])
+    casez (\port$4416$0 [5:3])
       3'h0:
           \$6  = 9'h000;
       3'h1:
@@ -10544,7 +10652,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4361$0 [8:6])
+    casez (\port$4416$0 [8:6])
       3'h0:
           \$7  = 6'h00;
       3'h1:
@@ -10566,7 +10674,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4361$0 [5:3])
+    casez (\port$4416$0 [5:3])
       3'h0:
           \$13  = 6'h0c;
       3'h1:
@@ -10588,7 +10696,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4361$0 [8:6])
+    casez (\port$4416$0 [8:6])
       3'h0:
           \$15  = 5'h04;
       3'h1:
@@ -10610,7 +10718,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4361$0 [8:6])
+    casez (\port$4416$0 [8:6])
       3'h0:
           \$17  = 4'h2;
       3'h1:
@@ -10632,7 +10740,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4361$0 [5:3])
+    casez (\port$4416$0 [5:3])
       3'h0:
           \$19  = 4'h2;
       3'h1:
@@ -10654,7 +10762,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4361$0 [8:6])
+    casez (\port$4416$0 [8:6])
       3'h0:
           \$21  = 4'h2;
       3'h1:
@@ -10676,7 +10784,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4361$0 [8:6])
+    casez (\port$4416$0 [8:6])
       3'h0:
           \$23  = 4'h2;
       3'h1:
@@ -10698,7 +10806,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4361$0 [5:3])
+    casez (\port$4416$0 [5:3])
       3'h0:
           \$25  = 4'h2;
       3'h1:
@@ -10720,73 +10828,73 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4361$0 [8:6])
+    casez (\port$4416$0 [8:6])
       3'h0:
-          \$27  = 4'h2;
+          \$27  = 6'h19;
       3'h1:
-          \$27  = 4'h3;
+          \$27  = 6'h15;
       3'h2:
-          \$27  = 4'h3;
+          \$27  = 6'h15;
       3'h3:
-          \$27  = 4'h3;
+          \$27  = 6'h15;
       3'h4:
-          \$27  = 4'h3;
+          \$27  = 6'h15;
       3'h5:
-          \$27  = 4'h3;
+          \$27  = 6'h15;
       3'h6:
-          \$27  = 4'h3;
+          \$27  = 6'h15;
       3'h7:
-          \$27  = 4'h2;
+          \$27  = 6'h19;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4361$0 [8:6])
+    casez (\port$4416$0 [8:6])
       3'h0:
-          \$29  = 6'h19;
+          \$28  = 5'h15;
       3'h1:
-          \$29  = 6'h15;
+          \$28  = 5'h19;
       3'h2:
-          \$29  = 6'h15;
+          \$28  = 5'h19;
       3'h3:
-          \$29  = 6'h15;
+          \$28  = 5'h19;
       3'h4:
-          \$29  = 6'h15;
+          \$28  = 5'h19;
       3'h5:
-          \$29  = 6'h15;
+          \$28  = 5'h19;
       3'h6:
-          \$29  = 6'h15;
+          \$28  = 5'h19;
       3'h7:
-          \$29  = 6'h19;
+          \$28  = 5'h15;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4361$0 [8:6])
+    casez (\port$4416$0 [5:3])
       3'h0:
-          \$30  = 5'h15;
+          \$29  = 4'h2;
       3'h1:
-          \$30  = 5'h19;
+          \$29  = 4'h3;
       3'h2:
-          \$30  = 5'h19;
+          \$29  = 4'h3;
       3'h3:
-          \$30  = 5'h19;
+          \$29  = 4'h3;
       3'h4:
-          \$30  = 5'h19;
+          \$29  = 4'h3;
       3'h5:
-          \$30  = 5'h19;
+          \$29  = 4'h3;
       3'h6:
-          \$30  = 5'h19;
+          \$29  = 4'h3;
       3'h7:
-          \$30  = 5'h15;
+          \$29  = 4'h2;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4361$0 [5:3])
+    casez (\port$4416$0 [8:6])
       3'h0:
           \$31  = 4'h2;
       3'h1:
@@ -10803,28 +10911,6 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
           \$31  = 4'h3;
       3'h7:
           \$31  = 4'h2;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\port$4361$0 [8:6])
-      3'h0:
-          \$33  = 4'h2;
-      3'h1:
-          \$33  = 4'h3;
-      3'h2:
-          \$33  = 4'h3;
-      3'h3:
-          \$33  = 4'h3;
-      3'h4:
-          \$33  = 4'h3;
-      3'h5:
-          \$33  = 4'h3;
-      3'h6:
-          \$33  = 4'h3;
-      3'h7:
-          \$33  = 4'h2;
     endcase
   end
   assign busy = op_valid;
@@ -10833,16 +10919,16 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_count = \port$4361$0 [9];
-  assign ev_y = \port$4361$0 [5:3];
-  assign ev_x = \port$4361$0 [8:6];
-  assign ev_c = \port$4361$0 [2:0];
-  assign \$9  = { 1'h0, \port$4361$0 [2:0], 2'h0 };
-  assign \$11  = { 2'h0, \port$4361$0 [2:0], 5'h00 };
+  assign ev_count = \port$4416$0 [9];
+  assign ev_y = \port$4416$0 [5:3];
+  assign ev_x = \port$4416$0 [8:6];
+  assign ev_c = \port$4416$0 [2:0];
+  assign \$9  = { 1'h0, \port$4416$0 [2:0], 2'h0 };
+  assign \$11  = { 2'h0, \port$4416$0 [2:0], 5'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.queue (rst, \port$3848$0 , w_data, w_en, \port$4002$0 , \port$4004$0 , clk);
+module \digits_cnn_ilif.engine_conv2.queue (rst, \port$3859$0 , w_data, w_en, \port$4027$0 , \port$4029$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -10873,12 +10959,12 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, \port$3848$0 , w_data, w_en, \p
   reg held_valid = 1'h0;
   wire [9:0] level;
   wire [9:0] \level$21 ;
-  input \port$3848$0 ;
-  wire \port$3848$0 ;
-  output [12:0] \port$4002$0 ;
-  wire [12:0] \port$4002$0 ;
-  output \port$4004$0 ;
-  wire \port$4004$0 ;
+  input \port$3859$0 ;
+  wire \port$3859$0 ;
+  output [12:0] \port$4027$0 ;
+  wire [12:0] \port$4027$0 ;
+  output \port$4029$0 ;
+  wire \port$4029$0 ;
   wire [12:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -10915,12 +11001,12 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, \port$3848$0 , w_data, w_en, \p
   \digits_cnn_ilif.engine_conv2.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2028$0 (\$signal$9 ),
-    .\port$3848$0 (\port$3848$0 ),
-    .\port$3986$0 (\$signal$11 ),
-    .\port$3988$0 (held_valid),
-    .\port$4002$0 (\$signal$14 ),
-    .\port$4004$0 (\$signal$16 ),
+    .\port$2026$0 (\$signal$9 ),
+    .\port$3859$0 (\port$3859$0 ),
+    .\port$4011$0 (\$signal$11 ),
+    .\port$4013$0 (held_valid),
+    .\port$4027$0 (\$signal$14 ),
+    .\port$4029$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -10951,11 +11037,11 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, \port$3848$0 , w_data, w_en, \p
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3848$0 ;
-  assign \$signal$19  = \port$3848$0 ;
+  assign \$signal$18  = \port$3859$0 ;
+  assign \$signal$19  = \port$3859$0 ;
   assign level = \$4 [9:0];
-  assign \port$4002$0  = \$signal$14 ;
-  assign \port$4004$0  = \$signal$16 ;
+  assign \port$4027$0  = \$signal$14 ;
+  assign \port$4029$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11659,7 +11745,7 @@ module \digits_cnn_ilif.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2028$0 , count, \port$3848$0 , \port$3986$0 , \port$3988$0 , \port$4002$0 , \port$4004$0 , clk);
+module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2026$0 , count, \port$3859$0 , \port$4011$0 , \port$4013$0 , \port$4027$0 , \port$4029$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -11679,28 +11765,28 @@ module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2028$0 , count, \por
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2028$0 ;
-  wire \port$2028$0 ;
-  input \port$3848$0 ;
-  wire \port$3848$0 ;
-  input [12:0] \port$3986$0 ;
-  wire [12:0] \port$3986$0 ;
-  input \port$3988$0 ;
-  wire \port$3988$0 ;
+  output \port$2026$0 ;
+  wire \port$2026$0 ;
+  input \port$3859$0 ;
+  wire \port$3859$0 ;
+  input [12:0] \port$4011$0 ;
+  wire [12:0] \port$4011$0 ;
+  input \port$4013$0 ;
+  wire \port$4013$0 ;
   (* init = 13'h0000 *)
-  output [12:0] \port$4002$0 ;
-  wire [12:0] \port$4002$0 ;
+  output [12:0] \port$4027$0 ;
+  wire [12:0] \port$4027$0 ;
   (* init = 1'h0 *)
-  output \port$4004$0 ;
-  wire \port$4004$0 ;
+  output \port$4029$0 ;
+  wire \port$4029$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3988$0  & \$1 ;
+  assign take = \port$4013$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3848$0  | \$2 ;
+  assign \$3  = \port$3859$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -11718,7 +11804,7 @@ module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2028$0 , count, \por
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3986$0 ;
+        \$4  = \port$4011$0 ;
       end
     end
     if (rst) begin
@@ -11761,18 +11847,18 @@ module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2028$0 , count, \por
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3986$0 ;
+      \$7  = \port$4011$0 ;
     end
     if (rst) begin
       \$7  = 13'h0000;
     end
   end
-  assign \$signal$3  = \port$3988$0 ;
-  assign \$signal$8  = \port$3848$0 ;
-  assign \$signal$11  = \port$3986$0 ;
-  assign \port$2028$0  = \$signal ;
-  assign \port$4002$0  = \$signal$9 ;
-  assign \port$4004$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4013$0 ;
+  assign \$signal$8  = \port$3859$0 ;
+  assign \$signal$11  = \port$4011$0 ;
+  assign \port$2026$0  = \$signal ;
+  assign \port$4027$0  = \$signal$9 ;
+  assign \port$4029$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -12247,17 +12333,25 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   reg [55:0] \$519 ;
   wire \$52 ;
   reg [55:0] \$520 ;
-  reg [4:0] \$521 ;
-  reg [4:0] \$522 ;
-  reg [9:0] \$523 ;
-  reg [7:0] \$524 ;
-  reg [75:0] \$525 ;
-  reg [75:0] \$526 ;
-  reg [71:0] \$527 ;
-  reg [10:0] \$528 ;
+  reg \$521 ;
+  reg \$522 ;
+  reg \$523 ;
+  reg \$524 ;
+  reg \$525 ;
+  reg \$526 ;
+  reg \$527 ;
+  reg \$528 ;
   reg \$529 ;
   wire \$53 ;
-  reg [3:0] \$530 ;
+  reg \$530 ;
+  reg [9:0] \$531 ;
+  reg [7:0] \$532 ;
+  reg [75:0] \$533 ;
+  reg [75:0] \$534 ;
+  reg [71:0] \$535 ;
+  reg [10:0] \$536 ;
+  reg \$537 ;
+  reg [3:0] \$538 ;
   wire \$54 ;
   wire \$55 ;
   wire \$56 ;
@@ -12314,11 +12408,13 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire [13:0] \$like[2] ;
   wire [13:0] \$like[3] ;
   reg \$signal  = 1'h0;
-  reg [75:0] \$signal$100  = 76'h0000000000000000000;
-  wire [18:0] \$signal$100[0] ;
-  wire [18:0] \$signal$100[1] ;
-  wire [18:0] \$signal$100[2] ;
-  wire [18:0] \$signal$100[3] ;
+  reg [9:0] \$signal$106  = 10'h000;
+  reg [7:0] \$signal$107  = 8'h00;
+  reg [75:0] \$signal$108  = 76'h0000000000000000000;
+  wire [18:0] \$signal$108[0] ;
+  wire [18:0] \$signal$108[1] ;
+  wire [18:0] \$signal$108[2] ;
+  wire [18:0] \$signal$108[3] ;
   reg \$signal$26  = 1'h0;
   reg [75:0] \$signal$40  = 76'h0000000000000000000;
   wire [18:0] \$signal$40[0] ;
@@ -12332,10 +12428,6 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$signal$63 ;
   reg \$signal$66 ;
   reg \$signal$72  = 1'h0;
-  reg [4:0] \$signal$96  = 5'h00;
-  reg [4:0] \$signal$97  = 5'h00;
-  reg [9:0] \$signal$98  = 10'h000;
-  reg [7:0] \$signal$99  = 8'h00;
   wire [11:0] \$signature__addr ;
   wire [6:0] \$signature__addr$35 ;
   wire [31:0] \$signature__data ;
@@ -12434,6 +12526,16 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   reg [1:0] fsm_state = 2'h0;
   reg full0 = 1'h0;
   reg full1 = 1'h0;
+  reg hit_c1 = 1'h0;
+  reg hit_c2 = 1'h0;
+  reg hit_c3 = 1'h0;
+  reg hit_c4 = 1'h0;
+  reg hit_c5 = 1'h0;
+  reg hit_v1 = 1'h0;
+  reg hit_v2 = 1'h0;
+  reg hit_v3 = 1'h0;
+  reg hit_v4 = 1'h0;
+  reg hit_v5 = 1'h0;
   input [11:0] i0__payload;
   wire [11:0] i0__payload;
   wire [3:0] \i0__payload.c ;
@@ -15208,10 +15310,16 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     _2_ <= wrom0[st0[21:10]];
   end
   assign \$signature__data  = _2_;
+  assign \$458  = ! st5[30:29];
+  assign \$459  = \$457  & \$458 ;
+  assign \$460  = $signed(\$signal$108 [56:38]) > $signed(13'h0f7f);
+  assign \$461  = \$459  & \$460 ;
+  assign \$462  = \$461  ? 19'h00f7f : \$signal$108 [56:38];
+  assign \$464  = ! st5[30:29];
   assign \$465  = \$463  & \$464 ;
-  assign \$466  = $signed(\$signal$100 [75:57]) > $signed(13'h0f7f);
+  assign \$466  = $signed(\$signal$108 [75:57]) > $signed(13'h0f7f);
   assign \$467  = \$465  & \$466 ;
-  assign \$468  = \$467  ? 19'h00f7f : \$signal$100 [75:57];
+  assign \$468  = \$467  ? 19'h00f7f : \$signal$108 [75:57];
   assign \$470  = st6[0] & \$469 ;
   assign \$471  = any_spike | st6[31];
   assign \$472  = \$470  & \$471 ;
@@ -15304,25 +15412,41 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   always @(posedge clk)
     b6 <= \$520 ;
   always @(posedge clk)
-    \$signal$96  <= \$521 ;
+    hit_v1 <= \$521 ;
   always @(posedge clk)
-    \$signal$97  <= \$522 ;
+    hit_c1 <= \$522 ;
   always @(posedge clk)
-    \$signal$98  <= \$523 ;
+    hit_v2 <= \$523 ;
   always @(posedge clk)
-    \$signal$99  <= \$524 ;
+    hit_c2 <= \$524 ;
   always @(posedge clk)
-    \$signal$100  <= \$525 ;
+    hit_v3 <= \$525 ;
   always @(posedge clk)
-    \$signal$40  <= \$526 ;
+    hit_c3 <= \$526 ;
   always @(posedge clk)
-    v_wr__data <= \$527 ;
+    hit_v4 <= \$527 ;
   always @(posedge clk)
-    \$signal$53  <= \$528 ;
+    hit_c4 <= \$528 ;
   always @(posedge clk)
-    \$signal$55  <= \$529 ;
+    hit_v5 <= \$529 ;
   always @(posedge clk)
-    done <= \$530 ;
+    hit_c5 <= \$530 ;
+  always @(posedge clk)
+    \$signal$106  <= \$531 ;
+  always @(posedge clk)
+    \$signal$107  <= \$532 ;
+  always @(posedge clk)
+    \$signal$108  <= \$533 ;
+  always @(posedge clk)
+    \$signal$40  <= \$534 ;
+  always @(posedge clk)
+    v_wr__data <= \$535 ;
+  always @(posedge clk)
+    \$signal$53  <= \$536 ;
+  always @(posedge clk)
+    \$signal$55  <= \$537 ;
+  always @(posedge clk)
+    done <= \$538 ;
   assign \$1  = ~ sweep_now;
   assign \$2  = ~ \$signal ;
   assign en = \$1  & \$2 ;
@@ -15420,99 +15544,99 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \$103  = $signed(w1_0[23:16]) << st2[25:24];
   assign \$104  = $signed(w1_0[31:24]) << st2[25:24];
   assign \$105  = ! st3[22];
-  assign \$106  = ! st3[1];
-  assign \$107  = \$106  & st3[2];
-  assign \$108  = ~ \$107 ;
-  assign \$109  = st3[0] & \$108 ;
-  assign \$110  = st2[9:4] == st3[9:4];
-  assign \$111  = st2[3] == st3[3];
-  assign \$112  = \$110  & \$111 ;
-  assign \$113  = \$109  & \$112 ;
-  assign \$114  = ! st3[1];
-  assign \$115  = \$113  & \$114 ;
-  assign \$116  = ! st3[1];
-  assign \$117  = \$116  & st3[2];
-  assign \$119  = \$118  & st3[28];
-  assign \$120  = \$117  | \$119 ;
-  assign \$121  = st3[0] & \$120 ;
-  assign \$122  = st2[9:4] == st3[9:4];
-  assign \$123  = st2[3] == st3[3];
-  assign \$124  = \$122  & \$123 ;
-  assign \$125  = \$121  & \$124 ;
-  assign \$126  = ! st3[1];
-  assign \$127  = \$125  & \$126 ;
-  assign \$128  = ! st4[1];
-  assign \$129  = \$128  & st4[2];
-  assign \$130  = ~ \$129 ;
-  assign \$131  = st4[0] & \$130 ;
-  assign \$132  = st2[9:4] == st4[9:4];
-  assign \$133  = st2[3] == st4[3];
-  assign \$134  = \$132  & \$133 ;
-  assign \$135  = \$131  & \$134 ;
-  assign \$136  = ! st4[1];
-  assign \$137  = \$135  & \$136 ;
-  assign \$138  = ! st4[1];
-  assign \$139  = \$138  & st4[2];
-  assign \$141  = \$140  & st4[28];
-  assign \$142  = \$139  | \$141 ;
-  assign \$143  = st4[0] & \$142 ;
-  assign \$144  = st2[9:4] == st4[9:4];
-  assign \$145  = st2[3] == st4[3];
-  assign \$146  = \$144  & \$145 ;
-  assign \$147  = \$143  & \$146 ;
-  assign \$148  = ! st4[1];
-  assign \$149  = \$147  & \$148 ;
-  assign \$150  = ! st5[1];
-  assign \$151  = \$150  & st5[2];
-  assign \$152  = ~ \$151 ;
-  assign \$153  = st5[0] & \$152 ;
-  assign \$154  = st2[9:4] == st5[9:4];
-  assign \$155  = st2[3] == st5[3];
-  assign \$156  = \$154  & \$155 ;
-  assign \$157  = \$153  & \$156 ;
-  assign \$158  = ! st5[1];
-  assign \$159  = \$158  & st5[2];
-  assign \$161  = \$160  & st5[28];
-  assign \$162  = \$159  | \$161 ;
-  assign \$163  = st5[0] & \$162 ;
-  assign \$164  = st2[9:4] == st5[9:4];
-  assign \$165  = st2[3] == st5[3];
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = \$163  & \$166 ;
-  assign \$168  = ! st6[1];
-  assign \$169  = \$168  & st6[2];
-  assign \$170  = ~ \$169 ;
-  assign \$171  = st6[0] & \$170 ;
-  assign \$172  = st2[9:4] == st6[9:4];
-  assign \$173  = st2[3] == st6[3];
-  assign \$174  = \$172  & \$173 ;
-  assign \$175  = \$171  & \$174 ;
-  assign \$176  = ! st6[1];
-  assign \$177  = \$176  & st6[2];
-  assign \$179  = \$178  & st6[28];
-  assign \$180  = \$177  | \$179 ;
-  assign \$181  = st6[0] & \$180 ;
-  assign \$182  = st2[9:4] == st6[9:4];
-  assign \$183  = st2[3] == st6[3];
-  assign \$184  = \$182  & \$183 ;
-  assign \$185  = \$181  & \$184 ;
-  assign \$186  = ! st7[1];
-  assign \$187  = \$186  & st7[2];
-  assign \$188  = ~ \$187 ;
-  assign \$189  = st7[0] & \$188 ;
-  assign \$190  = st2[9:4] == st7[9:4];
-  assign \$191  = st2[3] == st7[3];
-  assign \$192  = \$190  & \$191 ;
-  assign \$193  = \$189  & \$192 ;
-  assign \$194  = ! st7[1];
-  assign \$195  = \$194  & st7[2];
-  assign \$197  = \$196  & st7[28];
-  assign \$198  = \$195  | \$197 ;
-  assign \$199  = st7[0] & \$198 ;
-  assign \$200  = st2[9:4] == st7[9:4];
-  assign \$201  = st2[3] == st7[3];
-  assign \$202  = \$200  & \$201 ;
-  assign \$203  = \$199  & \$202 ;
+  assign \$106  = st2[9:4] == st3[9:4];
+  assign \$107  = st2[3] == st3[3];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ! st3[1];
+  assign \$110  = \$108  & \$109 ;
+  assign \$111  = ! st3[1];
+  assign \$112  = \$111  & st3[2];
+  assign \$113  = ~ \$112 ;
+  assign \$114  = st3[0] & \$113 ;
+  assign \$115  = \$110  & \$114 ;
+  assign \$116  = st2[9:4] == st3[9:4];
+  assign \$117  = st2[3] == st3[3];
+  assign \$118  = \$116  & \$117 ;
+  assign \$119  = ! st3[1];
+  assign \$120  = \$118  & \$119 ;
+  assign \$121  = ! st3[1];
+  assign \$122  = \$121  & st3[2];
+  assign \$124  = \$123  & st3[28];
+  assign \$125  = \$122  | \$124 ;
+  assign \$126  = st3[0] & \$125 ;
+  assign \$127  = \$120  & \$126 ;
+  assign \$128  = st2[9:4] == st4[9:4];
+  assign \$129  = st2[3] == st4[3];
+  assign \$130  = \$128  & \$129 ;
+  assign \$131  = ! st4[1];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ! st4[1];
+  assign \$134  = \$133  & st4[2];
+  assign \$135  = ~ \$134 ;
+  assign \$136  = st4[0] & \$135 ;
+  assign \$137  = \$132  & \$136 ;
+  assign \$138  = st2[9:4] == st4[9:4];
+  assign \$139  = st2[3] == st4[3];
+  assign \$140  = \$138  & \$139 ;
+  assign \$141  = ! st4[1];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = ! st4[1];
+  assign \$144  = \$143  & st4[2];
+  assign \$146  = \$145  & st4[28];
+  assign \$147  = \$144  | \$146 ;
+  assign \$148  = st4[0] & \$147 ;
+  assign \$149  = \$142  & \$148 ;
+  assign \$150  = st2[9:4] == st5[9:4];
+  assign \$151  = st2[3] == st5[3];
+  assign \$152  = \$150  & \$151 ;
+  assign \$153  = ! st5[1];
+  assign \$154  = \$153  & st5[2];
+  assign \$155  = ~ \$154 ;
+  assign \$156  = st5[0] & \$155 ;
+  assign \$157  = \$152  & \$156 ;
+  assign \$158  = st2[9:4] == st5[9:4];
+  assign \$159  = st2[3] == st5[3];
+  assign \$160  = \$158  & \$159 ;
+  assign \$161  = ! st5[1];
+  assign \$162  = \$161  & st5[2];
+  assign \$164  = \$163  & st5[28];
+  assign \$165  = \$162  | \$164 ;
+  assign \$166  = st5[0] & \$165 ;
+  assign \$167  = \$160  & \$166 ;
+  assign \$168  = st2[9:4] == st6[9:4];
+  assign \$169  = st2[3] == st6[3];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ! st6[1];
+  assign \$172  = \$171  & st6[2];
+  assign \$173  = ~ \$172 ;
+  assign \$174  = st6[0] & \$173 ;
+  assign \$175  = \$170  & \$174 ;
+  assign \$176  = st2[9:4] == st6[9:4];
+  assign \$177  = st2[3] == st6[3];
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = ! st6[1];
+  assign \$180  = \$179  & st6[2];
+  assign \$182  = \$181  & st6[28];
+  assign \$183  = \$180  | \$182 ;
+  assign \$184  = st6[0] & \$183 ;
+  assign \$185  = \$178  & \$184 ;
+  assign \$186  = st2[9:4] == st7[9:4];
+  assign \$187  = st2[3] == st7[3];
+  assign \$188  = \$186  & \$187 ;
+  assign \$189  = ! st7[1];
+  assign \$190  = \$189  & st7[2];
+  assign \$191  = ~ \$190 ;
+  assign \$192  = st7[0] & \$191 ;
+  assign \$193  = \$188  & \$192 ;
+  assign \$194  = st2[9:4] == st7[9:4];
+  assign \$195  = st2[3] == st7[3];
+  assign \$196  = \$194  & \$195 ;
+  assign \$197  = ! st7[1];
+  assign \$198  = \$197  & st7[2];
+  assign \$200  = \$199  & st7[28];
+  assign \$201  = \$198  | \$200 ;
+  assign \$202  = st7[0] & \$201 ;
+  assign \$203  = \$196  & \$202 ;
   assign \$206  = ! st3[1];
   assign \$207  = \$206  & st3[2];
   assign \$208  = ~ \$207 ;
@@ -15522,75 +15646,75 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \$214  = \$211  & \$213 ;
   assign \$215  = \$209  | \$214 ;
   assign \$217  = ~ \$216 ;
-  assign \$218  = \$signal$96 [1] & \$217 ;
+  assign \$218  = hit_v2 & \$217 ;
   assign \$219  = ! st3[1];
   assign \$220  = \$219  & st3[2];
   assign \$221  = ~ \$220 ;
   assign \$222  = \$218  & \$221 ;
   assign \$224  = ~ \$223 ;
-  assign \$225  = \$signal$97 [1] & \$224 ;
+  assign \$225  = hit_c2 & \$224 ;
   assign \$226  = ! st3[1];
   assign \$227  = \$226  & st3[2];
   assign \$228  = \$225  & \$227 ;
   assign \$229  = \$222  | \$228 ;
-  assign \$231  = \$230  | \$signal$96 [1];
+  assign \$231  = \$230  | hit_v2;
   assign \$232  = ~ \$231 ;
-  assign \$233  = \$signal$96 [2] & \$232 ;
+  assign \$233  = hit_v3 & \$232 ;
   assign \$234  = ! st3[1];
   assign \$235  = \$234  & st3[2];
   assign \$236  = ~ \$235 ;
   assign \$237  = \$233  & \$236 ;
-  assign \$239  = \$238  | \$signal$96 [1];
-  assign \$240  = \$239  | \$signal$96 [2];
+  assign \$239  = \$238  | hit_v2;
+  assign \$240  = \$239  | hit_v3;
   assign \$241  = ~ \$240 ;
-  assign \$242  = \$signal$96 [3] & \$241 ;
+  assign \$242  = hit_v4 & \$241 ;
   assign \$243  = ! st3[1];
   assign \$244  = \$243  & st3[2];
   assign \$245  = ~ \$244 ;
   assign \$246  = \$242  & \$245 ;
-  assign \$248  = \$247  | \$signal$96 [1];
-  assign \$249  = \$248  | \$signal$96 [2];
-  assign \$250  = \$249  | \$signal$96 [3];
+  assign \$248  = \$247  | hit_v2;
+  assign \$249  = \$248  | hit_v3;
+  assign \$250  = \$249  | hit_v4;
   assign \$251  = ~ \$250 ;
-  assign \$252  = \$signal$96 [4] & \$251 ;
+  assign \$252  = hit_v5 & \$251 ;
   assign \$253  = ! st3[1];
   assign \$254  = \$253  & st3[2];
   assign \$255  = ~ \$254 ;
   assign \$256  = \$252  & \$255 ;
-  assign \$258  = \$257  | \$signal$96 [1];
-  assign \$259  = \$258  | \$signal$96 [2];
-  assign \$260  = \$259  | \$signal$96 [3];
-  assign \$261  = \$260  | \$signal$96 [4];
+  assign \$258  = \$257  | hit_v2;
+  assign \$259  = \$258  | hit_v3;
+  assign \$260  = \$259  | hit_v4;
+  assign \$261  = \$260  | hit_v5;
   assign \$262  = ~ \$261 ;
   assign \$263  = ! st3[1];
   assign \$264  = \$263  & st3[2];
   assign \$265  = ~ \$264 ;
   assign \$266  = \$262  & \$265 ;
-  assign \$268  = \$267  | \$signal$97 [1];
+  assign \$268  = \$267  | hit_c2;
   assign \$269  = ~ \$268 ;
-  assign \$270  = \$signal$97 [2] & \$269 ;
+  assign \$270  = hit_c3 & \$269 ;
   assign \$271  = ! st3[1];
   assign \$272  = \$271  & st3[2];
   assign \$273  = \$270  & \$272 ;
-  assign \$275  = \$274  | \$signal$97 [1];
-  assign \$276  = \$275  | \$signal$97 [2];
+  assign \$275  = \$274  | hit_c2;
+  assign \$276  = \$275  | hit_c3;
   assign \$277  = ~ \$276 ;
-  assign \$278  = \$signal$97 [3] & \$277 ;
+  assign \$278  = hit_c4 & \$277 ;
   assign \$279  = ! st3[1];
   assign \$280  = \$279  & st3[2];
   assign \$281  = \$278  & \$280 ;
-  assign \$283  = \$282  | \$signal$97 [1];
-  assign \$284  = \$283  | \$signal$97 [2];
-  assign \$285  = \$284  | \$signal$97 [3];
+  assign \$283  = \$282  | hit_c2;
+  assign \$284  = \$283  | hit_c3;
+  assign \$285  = \$284  | hit_c4;
   assign \$286  = ~ \$285 ;
-  assign \$287  = \$signal$97 [4] & \$286 ;
+  assign \$287  = hit_c5 & \$286 ;
   assign \$288  = ! st3[1];
   assign \$289  = \$288  & st3[2];
   assign \$290  = \$287  & \$289 ;
-  assign \$292  = \$291  | \$signal$97 [1];
-  assign \$293  = \$292  | \$signal$97 [2];
-  assign \$294  = \$293  | \$signal$97 [3];
-  assign \$295  = \$294  | \$signal$97 [4];
+  assign \$292  = \$291  | hit_c2;
+  assign \$293  = \$292  | hit_c3;
+  assign \$294  = \$293  | hit_c4;
+  assign \$295  = \$294  | hit_c5;
   assign \$296  = ~ \$295 ;
   assign \$297  = ! st3[1];
   assign \$298  = \$297  & st3[2];
@@ -15599,130 +15723,124 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \$301  = ! st3[1];
   assign \$303  = ! st3[30:29];
   assign \$304  = \$302  & \$303 ;
-  assign \$305  = \$signal$98 [0] ? \$signal$100 [18:0] : 19'h00000;
-  assign \$306  = \$signal$98 [1] ? \$signal$40 [18:0] : 19'h00000;
+  assign \$305  = \$signal$106 [0] ? \$signal$108 [18:0] : 19'h00000;
+  assign \$306  = \$signal$106 [1] ? \$signal$40 [18:0] : 19'h00000;
   assign \$307  = \$305  | \$306 ;
-  assign \$308  = \$signal$98 [2] ? v_wr__data[17:0] : 18'h00000;
+  assign \$308  = \$signal$106 [2] ? v_wr__data[17:0] : 18'h00000;
   assign \$309  = \$307  | { \$308 [17], \$308  };
-  assign \$310  = \$signal$98 [3] ? res8[17:0] : 18'h00000;
+  assign \$310  = \$signal$106 [3] ? res8[17:0] : 18'h00000;
   assign \$311  = \$309  | { \$310 [17], \$310  };
-  assign \$312  = \$signal$98 [4] ? res9[17:0] : 18'h00000;
+  assign \$312  = \$signal$106 [4] ? res9[17:0] : 18'h00000;
   assign \$313  = \$311  | { \$312 [17], \$312  };
-  assign \$314  = \$signal$98 [5] ? v_raw[17:0] : 18'h00000;
+  assign \$314  = \$signal$106 [5] ? v_raw[17:0] : 18'h00000;
   assign \$315  = \$313  | { \$314 [17], \$314  };
-  assign \$318  = \$signal$98 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$318  = \$signal$106 [7] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$319  = \$317  | { \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318  };
-  assign \$320  = \$signal$98 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$320  = \$signal$106 [8] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$321  = \$319  | { \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320  };
-  assign \$324  = \$signal$99 [0] ? addend[10:0] : 11'h000;
-  assign \$325  = \$signal$99 [1] ? b_raw[13:0] : 14'h0000;
+  assign \$324  = \$signal$107 [0] ? addend[10:0] : 11'h000;
+  assign \$325  = \$signal$107 [1] ? b_raw[13:0] : 14'h0000;
   assign \$326  = { \$324 [10], \$324 [10], \$324 [10], \$324  } | \$325 ;
-  assign \$327  = \$signal$99 [2] ? \$signal$100 [18:0] : 19'h00000;
+  assign \$327  = \$signal$107 [2] ? \$signal$108 [18:0] : 19'h00000;
   assign \$328  = { \$326 [13], \$326 [13], \$326 [13], \$326 [13], \$326 [13], \$326  } | \$327 ;
-  assign \$329  = \$signal$99 [3] ? \$signal$40 [18:0] : 19'h00000;
+  assign \$329  = \$signal$107 [3] ? \$signal$40 [18:0] : 19'h00000;
   assign \$330  = \$328  | \$329 ;
-  assign \$333  = \$signal$99 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$333  = \$signal$107 [5] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$334  = \$332  | { \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333  };
-  assign \$335  = \$signal$99 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$335  = \$signal$107 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$336  = \$334  | { \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335  };
   assign \$339  = $signed(\$323 ) + $signed(\$338 );
-  assign \$340  = \$signal$98 [0] ? \$signal$100 [37:19] : 19'h00000;
-  assign \$341  = \$signal$98 [1] ? \$signal$40 [37:19] : 19'h00000;
+  assign \$340  = \$signal$106 [0] ? \$signal$108 [37:19] : 19'h00000;
+  assign \$341  = \$signal$106 [1] ? \$signal$40 [37:19] : 19'h00000;
   assign \$342  = \$340  | \$341 ;
-  assign \$343  = \$signal$98 [2] ? v_wr__data[35:18] : 18'h00000;
+  assign \$343  = \$signal$106 [2] ? v_wr__data[35:18] : 18'h00000;
   assign \$344  = \$342  | { \$343 [17], \$343  };
-  assign \$345  = \$signal$98 [3] ? res8[35:18] : 18'h00000;
+  assign \$345  = \$signal$106 [3] ? res8[35:18] : 18'h00000;
   assign \$346  = \$344  | { \$345 [17], \$345  };
-  assign \$347  = \$signal$98 [4] ? res9[35:18] : 18'h00000;
+  assign \$347  = \$signal$106 [4] ? res9[35:18] : 18'h00000;
   assign \$348  = \$346  | { \$347 [17], \$347  };
-  assign \$349  = \$signal$98 [5] ? v_raw[35:18] : 18'h00000;
+  assign \$349  = \$signal$106 [5] ? v_raw[35:18] : 18'h00000;
   assign \$350  = \$348  | { \$349 [17], \$349  };
-  assign \$353  = \$signal$98 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$353  = \$signal$106 [7] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$354  = \$352  | { \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353  };
-  assign \$355  = \$signal$98 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$355  = \$signal$106 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$356  = \$354  | { \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355  };
-  assign \$359  = \$signal$99 [0] ? addend[21:11] : 11'h000;
-  assign \$360  = \$signal$99 [1] ? b_raw[27:14] : 14'h0000;
+  assign \$359  = \$signal$107 [0] ? addend[21:11] : 11'h000;
+  assign \$360  = \$signal$107 [1] ? b_raw[27:14] : 14'h0000;
   assign \$361  = { \$359 [10], \$359 [10], \$359 [10], \$359  } | \$360 ;
-  assign \$362  = \$signal$99 [2] ? \$signal$100 [37:19] : 19'h00000;
+  assign \$362  = \$signal$107 [2] ? \$signal$108 [37:19] : 19'h00000;
   assign \$363  = { \$361 [13], \$361 [13], \$361 [13], \$361 [13], \$361 [13], \$361  } | \$362 ;
-  assign \$364  = \$signal$99 [3] ? \$signal$40 [37:19] : 19'h00000;
+  assign \$364  = \$signal$107 [3] ? \$signal$40 [37:19] : 19'h00000;
   assign \$365  = \$363  | \$364 ;
-  assign \$368  = \$signal$99 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$368  = \$signal$107 [5] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$369  = \$367  | { \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368  };
-  assign \$370  = \$signal$99 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$370  = \$signal$107 [6] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$371  = \$369  | { \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370  };
   assign \$374  = $signed(\$358 ) + $signed(\$373 );
-  assign \$375  = \$signal$98 [0] ? \$signal$100 [56:38] : 19'h00000;
-  assign \$376  = \$signal$98 [1] ? \$signal$40 [56:38] : 19'h00000;
+  assign \$375  = \$signal$106 [0] ? \$signal$108 [56:38] : 19'h00000;
+  assign \$376  = \$signal$106 [1] ? \$signal$40 [56:38] : 19'h00000;
   assign \$377  = \$375  | \$376 ;
-  assign \$378  = \$signal$98 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign \$378  = \$signal$106 [2] ? v_wr__data[53:36] : 18'h00000;
   assign \$379  = \$377  | { \$378 [17], \$378  };
-  assign \$380  = \$signal$98 [3] ? res8[53:36] : 18'h00000;
+  assign \$380  = \$signal$106 [3] ? res8[53:36] : 18'h00000;
   assign \$381  = \$379  | { \$380 [17], \$380  };
-  assign \$382  = \$signal$98 [4] ? res9[53:36] : 18'h00000;
+  assign \$382  = \$signal$106 [4] ? res9[53:36] : 18'h00000;
   assign \$383  = \$381  | { \$382 [17], \$382  };
-  assign \$384  = \$signal$98 [5] ? v_raw[53:36] : 18'h00000;
+  assign \$384  = \$signal$106 [5] ? v_raw[53:36] : 18'h00000;
   assign \$385  = \$383  | { \$384 [17], \$384  };
-  assign \$388  = \$signal$98 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$388  = \$signal$106 [7] ? { cres8[2], cres8[2] } : 2'h0;
   assign \$389  = \$387  | { \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388  };
-  assign \$390  = \$signal$98 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$390  = \$signal$106 [8] ? { cres9[2], cres9[2] } : 2'h0;
   assign \$391  = \$389  | { \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390  };
-  assign \$394  = \$signal$99 [0] ? addend[32:22] : 11'h000;
-  assign \$395  = \$signal$99 [1] ? b_raw[41:28] : 14'h0000;
+  assign \$394  = \$signal$107 [0] ? addend[32:22] : 11'h000;
+  assign \$395  = \$signal$107 [1] ? b_raw[41:28] : 14'h0000;
   assign \$396  = { \$394 [10], \$394 [10], \$394 [10], \$394  } | \$395 ;
-  assign \$397  = \$signal$99 [2] ? \$signal$100 [56:38] : 19'h00000;
+  assign \$397  = \$signal$107 [2] ? \$signal$108 [56:38] : 19'h00000;
   assign \$398  = { \$396 [13], \$396 [13], \$396 [13], \$396 [13], \$396 [13], \$396  } | \$397 ;
-  assign \$399  = \$signal$99 [3] ? \$signal$40 [56:38] : 19'h00000;
+  assign \$399  = \$signal$107 [3] ? \$signal$40 [56:38] : 19'h00000;
   assign \$400  = \$398  | \$399 ;
-  assign \$403  = \$signal$99 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$403  = \$signal$107 [5] ? { cres8[2], cres8[2] } : 2'h0;
   assign \$404  = \$402  | { \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403  };
-  assign \$405  = \$signal$99 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$405  = \$signal$107 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign \$406  = \$404  | { \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405  };
   assign \$409  = $signed(\$393 ) + $signed(\$408 );
-  assign \$410  = \$signal$98 [0] ? \$signal$100 [75:57] : 19'h00000;
-  assign \$411  = \$signal$98 [1] ? \$signal$40 [75:57] : 19'h00000;
+  assign \$410  = \$signal$106 [0] ? \$signal$108 [75:57] : 19'h00000;
+  assign \$411  = \$signal$106 [1] ? \$signal$40 [75:57] : 19'h00000;
   assign \$412  = \$410  | \$411 ;
-  assign \$413  = \$signal$98 [2] ? v_wr__data[71:54] : 18'h00000;
+  assign \$413  = \$signal$106 [2] ? v_wr__data[71:54] : 18'h00000;
   assign \$414  = \$412  | { \$413 [17], \$413  };
-  assign \$415  = \$signal$98 [3] ? res8[71:54] : 18'h00000;
+  assign \$415  = \$signal$106 [3] ? res8[71:54] : 18'h00000;
   assign \$416  = \$414  | { \$415 [17], \$415  };
-  assign \$417  = \$signal$98 [4] ? res9[71:54] : 18'h00000;
+  assign \$417  = \$signal$106 [4] ? res9[71:54] : 18'h00000;
   assign \$418  = \$416  | { \$417 [17], \$417  };
-  assign \$419  = \$signal$98 [5] ? v_raw[71:54] : 18'h00000;
+  assign \$419  = \$signal$106 [5] ? v_raw[71:54] : 18'h00000;
   assign \$420  = \$418  | { \$419 [17], \$419  };
-  assign \$423  = \$signal$98 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$423  = \$signal$106 [7] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$424  = \$422  | { \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423  };
-  assign \$425  = \$signal$98 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$425  = \$signal$106 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$426  = \$424  | { \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425  };
-  assign \$429  = \$signal$99 [0] ? addend[43:33] : 11'h000;
-  assign \$430  = \$signal$99 [1] ? b_raw[55:42] : 14'h0000;
+  assign \$429  = \$signal$107 [0] ? addend[43:33] : 11'h000;
+  assign \$430  = \$signal$107 [1] ? b_raw[55:42] : 14'h0000;
   assign \$431  = { \$429 [10], \$429 [10], \$429 [10], \$429  } | \$430 ;
-  assign \$432  = \$signal$99 [2] ? \$signal$100 [75:57] : 19'h00000;
+  assign \$432  = \$signal$107 [2] ? \$signal$108 [75:57] : 19'h00000;
   assign \$433  = { \$431 [13], \$431 [13], \$431 [13], \$431 [13], \$431 [13], \$431  } | \$432 ;
-  assign \$434  = \$signal$99 [3] ? \$signal$40 [75:57] : 19'h00000;
+  assign \$434  = \$signal$107 [3] ? \$signal$40 [75:57] : 19'h00000;
   assign \$435  = \$433  | \$434 ;
-  assign \$438  = \$signal$99 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$438  = \$signal$107 [5] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$439  = \$437  | { \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438  };
-  assign \$440  = \$signal$99 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$440  = \$signal$107 [6] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$441  = \$439  | { \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440  };
   assign \$444  = $signed(\$428 ) + $signed(\$443 );
   assign \$446  = ! st5[30:29];
   assign \$447  = \$445  & \$446 ;
-  assign \$448  = $signed(\$signal$100 [18:0]) > $signed(13'h0f7f);
+  assign \$448  = $signed(\$signal$108 [18:0]) > $signed(13'h0f7f);
   assign \$449  = \$447  & \$448 ;
-  assign \$450  = \$449  ? 19'h00f7f : \$signal$100 [18:0];
+  assign \$450  = \$449  ? 19'h00f7f : \$signal$108 [18:0];
   assign \$452  = ! st5[30:29];
   assign \$453  = \$451  & \$452 ;
-  assign \$454  = $signed(\$signal$100 [37:19]) > $signed(13'h0f7f);
+  assign \$454  = $signed(\$signal$108 [37:19]) > $signed(13'h0f7f);
   assign \$455  = \$453  & \$454 ;
-  assign \$456  = \$455  ? 19'h00f7f : \$signal$100 [37:19];
-  assign \$458  = ! st5[30:29];
-  assign \$459  = \$457  & \$458 ;
-  assign \$460  = $signed(\$signal$100 [56:38]) > $signed(13'h0f7f);
-  assign \$461  = \$459  & \$460 ;
-  assign \$462  = \$461  ? 19'h00f7f : \$signal$100 [56:38];
-  assign \$464  = ! st5[30:29];
+  assign \$456  = \$455  ? 19'h00f7f : \$signal$108 [37:19];
   \digits_cnn_ilif.engine_conv3.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -15733,15 +15851,15 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4387$0 (i0__payload[10:0]),
+    .\port$4442$0 (i0__payload[10:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv3.queue  queue (
     .clk(clk),
-    .\port$4024$0 (\$signal$66 ),
-    .\port$4178$0 (\$signal$59 ),
-    .\port$4180$0 (\$signal$63 ),
+    .\port$4049$0 (\$signal$66 ),
+    .\port$4217$0 (\$signal$59 ),
+    .\port$4219$0 (\$signal$63 ),
     .rst(rst),
     .w_data(\$signal$53 ),
     .w_en(\$signal$55 )
@@ -16512,103 +16630,151 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$521 [0] = \$115 ;
-    \$521 [1] = \$137 ;
-    \$521 [2] = \$157 ;
-    \$521 [3] = \$175 ;
-    \$521 [4] = \$193 ;
+    \$521  = \$115 ;
     if (rst) begin
-      \$521  = 5'h00;
+      \$521  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$522 [0] = \$127 ;
-    \$522 [1] = \$149 ;
-    \$522 [2] = \$167 ;
-    \$522 [3] = \$185 ;
-    \$522 [4] = \$203 ;
+    \$522  = \$127 ;
     if (rst) begin
-      \$522  = 5'h00;
+      \$522  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$523  = { \$299 , \$290 , \$281 , \$273 , \$266 , \$256 , \$246 , \$237 , \$229 , \$215  };
+    \$523  = \$137 ;
     if (rst) begin
-      \$523  = 10'h000;
+      \$523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$524  = { 6'h00, \$304 , \$300  };
+    \$524  = \$149 ;
     if (rst) begin
-      \$524  = 8'h00;
+      \$524  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$525 [18:0] = \$339 [18:0];
-    \$525 [37:19] = \$374 [18:0];
-    \$525 [56:38] = \$409 [18:0];
-    \$525 [75:57] = \$444 [18:0];
+    \$525  = \$157 ;
     if (rst) begin
-      \$525  = 76'h0000000000000000000;
+      \$525  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$526 [18:0] = \$450 ;
-    \$526 [37:19] = \$456 ;
-    \$526 [56:38] = \$462 ;
-    \$526 [75:57] = \$468 ;
+    \$526  = \$167 ;
     if (rst) begin
-      \$526  = 76'h0000000000000000000;
+      \$526  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$527  = result;
+    \$527  = \$175 ;
     if (rst) begin
-      \$527  = 72'h000000000000000000;
+      \$527  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$528  = entry;
+    \$528  = \$185 ;
     if (rst) begin
-      \$528  = 11'h000;
+      \$528  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$529  = \$472 ;
+    \$529  = \$193 ;
     if (rst) begin
       \$529  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$530  = done;
+    \$530  = \$203 ;
+    if (rst) begin
+      \$530  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$531  = { \$299 , \$290 , \$281 , \$273 , \$266 , \$256 , \$246 , \$237 , \$229 , \$215  };
+    if (rst) begin
+      \$531  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$532  = { 6'h00, \$304 , \$300  };
+    if (rst) begin
+      \$532  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$533 [18:0] = \$339 [18:0];
+    \$533 [37:19] = \$374 [18:0];
+    \$533 [56:38] = \$409 [18:0];
+    \$533 [75:57] = \$444 [18:0];
+    if (rst) begin
+      \$533  = 76'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$534 [18:0] = \$450 ;
+    \$534 [37:19] = \$456 ;
+    \$534 [56:38] = \$462 ;
+    \$534 [75:57] = \$468 ;
+    if (rst) begin
+      \$534  = 76'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$535  = result;
+    if (rst) begin
+      \$535  = 72'h000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$536  = entry;
+    if (rst) begin
+      \$536  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$537  = \$472 ;
+    if (rst) begin
+      \$537  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$538  = done;
     if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
       if (\$473 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
           if (\$478 ) begin
-            \$530  = 4'h0;
+            \$538  = 4'h0;
           end else begin
-            \$530  = \$480 [3:0];
+            \$538  = \$480 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$530  = 4'h0;
+          \$538  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$530  = 4'h0;
+      \$538  = 4'h0;
     end
   end
   always @* begin
@@ -16970,10 +17136,10 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \b6[1]  = b6[27:14];
   assign \b6[2]  = b6[41:28];
   assign \b6[3]  = b6[55:42];
-  assign \$signal$100[0]  = \$signal$100 [18:0];
-  assign \$signal$100[1]  = \$signal$100 [37:19];
-  assign \$signal$100[2]  = \$signal$100 [56:38];
-  assign \$signal$100[3]  = \$signal$100 [75:57];
+  assign \$signal$108[0]  = \$signal$108 [18:0];
+  assign \$signal$108[1]  = \$signal$108 [37:19];
+  assign \$signal$108[2]  = \$signal$108 [56:38];
+  assign \$signal$108[3]  = \$signal$108 [75:57];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
@@ -16995,25 +17161,25 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign entry[3:0] = out_counts;
   assign \$45  = st7[1];
   assign \$73  = fire_state;
-  assign \$118  = st3[1];
-  assign \$140  = st4[1];
-  assign \$160  = st5[1];
-  assign \$178  = st6[1];
-  assign \$196  = st7[1];
+  assign \$123  = st3[1];
+  assign \$145  = st4[1];
+  assign \$163  = st5[1];
+  assign \$181  = st6[1];
+  assign \$199  = st7[1];
   assign \$204  = 1'h1;
-  assign \$205  = \$signal$96 [0];
+  assign \$205  = hit_v1;
   assign \$210  = 1'h1;
-  assign \$211  = \$signal$97 [0];
-  assign \$216  = \$signal$96 [0];
-  assign \$223  = \$signal$97 [0];
-  assign \$230  = \$signal$96 [0];
-  assign \$238  = \$signal$96 [0];
-  assign \$247  = \$signal$96 [0];
-  assign \$257  = \$signal$96 [0];
-  assign \$267  = \$signal$97 [0];
-  assign \$274  = \$signal$97 [0];
-  assign \$282  = \$signal$97 [0];
-  assign \$291  = \$signal$97 [0];
+  assign \$211  = hit_c1;
+  assign \$216  = hit_v1;
+  assign \$223  = hit_c1;
+  assign \$230  = hit_v1;
+  assign \$238  = hit_v1;
+  assign \$247  = hit_v1;
+  assign \$257  = hit_v1;
+  assign \$267  = hit_c1;
+  assign \$274  = hit_c1;
+  assign \$282  = hit_c1;
+  assign \$291  = hit_c1;
   assign \$316  = 2'h0;
   assign \$317  = \$315 ;
   assign \$322  = 2'h0;
@@ -17059,7 +17225,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4387$0 , clk);
+module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4442$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire [11:0] \$10 ;
@@ -17080,49 +17246,47 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   wire \$24 ;
   reg [2:0] \$25 ;
   wire \$26 ;
-  reg [2:0] \$27 ;
-  wire \$28 ;
-  reg [4:0] \$29 ;
+  reg [4:0] \$27 ;
+  reg [6:0] \$28 ;
+  reg [2:0] \$29 ;
   wire \$3 ;
-  reg [6:0] \$30 ;
+  wire \$30 ;
   reg [2:0] \$31 ;
   wire \$32 ;
-  reg [2:0] \$33 ;
+  wire \$33 ;
   wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [2:0] \$37 ;
-  wire [6:0] \$38 ;
-  wire [12:0] \$39 ;
+  wire [2:0] \$35 ;
+  wire [6:0] \$36 ;
+  wire [12:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire [3:0] \$42 ;
-  wire [6:0] \$43 ;
-  wire [13:0] \$44 ;
-  wire \$45 ;
-  wire [7:0] \$46 ;
-  wire [13:0] \$47 ;
-  wire \$48 ;
-  wire [3:0] \$49 ;
+  wire [3:0] \$40 ;
+  wire [6:0] \$41 ;
+  wire [13:0] \$42 ;
+  wire \$43 ;
+  wire [7:0] \$44 ;
+  wire [13:0] \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire [3:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  reg \$51 ;
-  reg [3:0] \$52 ;
-  reg [1:0] \$53 ;
-  reg [5:0] \$54 ;
-  reg [11:0] \$55 ;
+  reg \$50 ;
+  reg [3:0] \$51 ;
+  reg [1:0] \$52 ;
+  reg [5:0] \$53 ;
+  reg [11:0] \$54 ;
+  reg [2:0] \$55 ;
   reg [2:0] \$56 ;
   reg [2:0] \$57 ;
-  reg [2:0] \$58 ;
+  reg \$58 ;
   reg \$59 ;
   reg [6:0] \$6 ;
   reg \$60 ;
-  reg \$61 ;
-  reg \$62 ;
-  reg [4:0] \$63 ;
-  reg [6:0] \$64 ;
-  reg \$65 ;
+  reg [4:0] \$61 ;
+  reg [6:0] \$62 ;
+  reg \$63 ;
   reg [4:0] \$7 ;
   wire [7:0] \$8 ;
   wire [10:0] \$9 ;
@@ -17150,7 +17314,6 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   reg last_y = 1'h0;
   input load;
   wire load;
-  reg one_x = 1'h0;
   output [5:0] op_addr;
   reg [5:0] op_addr = 6'h00;
   output op_count;
@@ -17161,8 +17324,8 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   reg op_valid = 1'h0;
   output [11:0] op_waddr;
   reg [11:0] op_waddr = 12'h000;
-  input [10:0] \port$4387$0 ;
-  wire [10:0] \port$4387$0 ;
+  input [10:0] \port$4442$0 ;
+  wire [10:0] \port$4442$0 ;
   reg [4:0] r_step = 5'h00;
   output ready;
   wire ready;
@@ -17176,53 +17339,48 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   reg [2:0] xn = 3'h0;
   reg [2:0] xs = 3'h0;
   reg [2:0] ys = 3'h0;
-  assign \$34  = | \$33 ;
-  assign \$35  = \$32  & \$34 ;
-  assign \$36  = ~ last_g;
-  assign \$37  = g + 1'h1;
-  assign \$38  = op_addr + 1'h1;
-  assign \$39  = op_waddr + 1'h1;
-  assign \$40  = g == 2'h2;
-  assign \$41  = ~ \$signal ;
-  assign \$42  = xs - 1'h1;
-  assign \$43  = op_addr + 1'h1;
-  assign \$44  = op_waddr + 14'h3ff5;
-  assign \$45  = xs == 1'h1;
-  assign \$46  = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign \$47  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign \$48  = ~ last_y;
-  assign \$49  = ys - 1'h1;
-  assign \$50  = ys == 1'h1;
+  assign \$36  = op_addr + 1'h1;
+  assign \$37  = op_waddr + 1'h1;
+  assign \$38  = g == 2'h2;
+  assign \$39  = ~ \$signal ;
+  assign \$40  = xs - 1'h1;
+  assign \$41  = op_addr + 1'h1;
+  assign \$42  = op_waddr + 14'h3ff5;
+  assign \$43  = xs == 1'h1;
+  assign \$44  = $signed({ 1'h0, op_addr }) + $signed(r_step);
+  assign \$45  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
+  assign \$46  = ! xn;
+  assign \$47  = ~ last_y;
+  assign \$48  = ys - 1'h1;
+  assign \$49  = ys == 1'h1;
   always @(posedge clk)
-    op_count <= \$51 ;
+    op_count <= \$50 ;
   always @(posedge clk)
-    op_shift <= \$52 ;
+    op_shift <= \$51 ;
   always @(posedge clk)
-    g <= \$53 ;
+    g <= \$52 ;
   always @(posedge clk)
-    op_addr <= \$54 ;
+    op_addr <= \$53 ;
   always @(posedge clk)
-    op_waddr <= \$55 ;
+    op_waddr <= \$54 ;
   always @(posedge clk)
-    xs <= \$56 ;
+    xs <= \$55 ;
   always @(posedge clk)
-    ys <= \$57 ;
+    ys <= \$56 ;
   always @(posedge clk)
-    xn <= \$58 ;
+    xn <= \$57 ;
   always @(posedge clk)
-    last_g <= \$59 ;
+    last_g <= \$58 ;
   always @(posedge clk)
-    \$signal  <= \$60 ;
+    \$signal  <= \$59 ;
   always @(posedge clk)
-    last_y <= \$61 ;
+    last_y <= \$60 ;
   always @(posedge clk)
-    one_x <= \$62 ;
+    r_step <= \$61 ;
   always @(posedge clk)
-    r_step <= \$63 ;
+    w_step <= \$62 ;
   always @(posedge clk)
-    w_step <= \$64 ;
-  always @(posedge clk)
-    op_valid <= \$65 ;
+    op_valid <= \$63 ;
   assign \$1  = ~ op_valid;
   assign \$2  = last_g & \$signal ;
   assign \$3  = \$2  & last_y;
@@ -17239,103 +17397,128 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   assign \$22  = \$21  - 1'h1;
   assign \$24  = \$23  == 1'h1;
   assign \$26  = \$25  == 1'h1;
-  assign \$28  = \$27  == 1'h1;
+  assign \$30  = | \$29 ;
   assign \$32  = | \$31 ;
+  assign \$33  = \$30  & \$32 ;
+  assign \$34  = ~ last_g;
+  assign \$35  = g + 1'h1;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$51  = op_count;
+    \$50  = op_count;
     if (load) begin
-      \$51  = \port$4387$0 [10];
+      \$50  = \port$4442$0 [10];
     end
     if (rst) begin
-      \$51  = 1'h0;
+      \$50  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$52  = op_shift;
+    \$51  = op_shift;
     if (load) begin
-      \$52  = ev_shift;
+      \$51  = ev_shift;
     end
     if (rst) begin
-      \$52  = 4'h0;
+      \$51  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$53  = g;
+    \$52  = g;
     if (load) begin
-      \$53  = 2'h0;
+      \$52  = 2'h0;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$53  = \$37 [1:0];
+      if (\$34 ) begin
+        \$52  = \$35 [1:0];
       end else begin
-        \$53  = 2'h0;
+        \$52  = 2'h0;
       end
     end
     if (rst) begin
-      \$53  = 2'h0;
+      \$52  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$54  = op_addr;
+    \$53  = op_addr;
     if (load) begin
-      \$54  = \$8 [5:0];
+      \$53  = \$8 [5:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$54  = \$38 [5:0];
+      if (\$34 ) begin
+        \$53  = \$36 [5:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$54  = \$43 [5:0];
+        if (\$39 ) begin
+          \$53  = \$41 [5:0];
         end else begin
-          \$54  = \$46 [5:0];
+          \$53  = \$44 [5:0];
         end
       end
     end
     if (rst) begin
-      \$54  = 6'h00;
+      \$53  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$55  = op_waddr;
+    \$54  = op_waddr;
     if (load) begin
-      \$55  = \$16 [11:0];
+      \$54  = \$16 [11:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$55  = \$39 [11:0];
+      if (\$34 ) begin
+        \$54  = \$37 [11:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$55  = \$44 [11:0];
+        if (\$39 ) begin
+          \$54  = \$42 [11:0];
         end else begin
-          \$55  = \$47 [11:0];
+          \$54  = \$45 [11:0];
         end
       end
     end
     if (rst) begin
-      \$55  = 12'h000;
+      \$54  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$56  = xs;
+    \$55  = xs;
     if (load) begin
-      \$56  = \$18 [2:0];
+      \$55  = \$18 [2:0];
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$56  = \$42 [2:0];
+        if (\$39 ) begin
+          \$55  = \$40 [2:0];
         end else begin
-          \$56  = xn;
+          \$55  = xn;
+        end
+      end
+    end
+    if (rst) begin
+      \$55  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$56  = ys;
+    if (load) begin
+      \$56  = \$20 [2:0];
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$34 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$39 ) begin
+        end else begin
+          if (\$47 ) begin
+            \$56  = \$48 [2:0];
+          end
         end
       end
     end
@@ -17345,21 +17528,9 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$57  = ys;
+    \$57  = xn;
     if (load) begin
-      \$57  = \$20 [2:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$36 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$41 ) begin
-        end else begin
-          if (\$48 ) begin
-            \$57  = \$49 [2:0];
-          end
-        end
-      end
+      \$57  = \$22 [2:0];
     end
     if (rst) begin
       \$57  = 3'h0;
@@ -17367,25 +17538,36 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$58  = xn;
+    \$58  = last_g;
     if (load) begin
-      \$58  = \$22 [2:0];
+      \$58  = 1'h0;
+    end else if (\$5 ) begin
+      (* full_case = 32'd1 *)
+      if (\$34 ) begin
+        \$58  = \$38 ;
+      end else begin
+        \$58  = 1'h0;
+      end
     end
     if (rst) begin
-      \$58  = 3'h0;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$59  = last_g;
+    \$59  = \$signal ;
     if (load) begin
-      \$59  = 1'h0;
+      \$59  = \$24 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$59  = \$40 ;
+      if (\$34 ) begin
       end else begin
-        \$59  = 1'h0;
+        (* full_case = 32'd1 *)
+        if (\$39 ) begin
+          \$59  = \$43 ;
+        end else begin
+          \$59  = \$46 ;
+        end
       end
     end
     if (rst) begin
@@ -17394,18 +17576,19 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$60  = \$signal ;
+    \$60  = last_y;
     if (load) begin
-      \$60  = \$24 ;
+      \$60  = \$26 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$60  = \$45 ;
+        if (\$39 ) begin
         end else begin
-          \$60  = one_x;
+          if (\$47 ) begin
+            \$60  = \$49 ;
+          end
         end
       end
     end
@@ -17415,84 +17598,52 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$61  = last_y;
+    \$61  = r_step;
     if (load) begin
-      \$61  = \$26 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$36 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$41 ) begin
-        end else begin
-          if (\$48 ) begin
-            \$61  = \$50 ;
-          end
-        end
-      end
+      \$61  = \$27 ;
     end
     if (rst) begin
-      \$61  = 1'h0;
+      \$61  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$62  = one_x;
+    \$62  = w_step;
     if (load) begin
       \$62  = \$28 ;
     end
     if (rst) begin
-      \$62  = 1'h0;
+      \$62  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$63  = r_step;
+    \$63  = op_valid;
     if (load) begin
-      \$63  = \$29 ;
-    end
-    if (rst) begin
-      \$63  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$64  = w_step;
-    if (load) begin
-      \$64  = \$30 ;
-    end
-    if (rst) begin
-      \$64  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$65  = op_valid;
-    if (load) begin
-      \$65  = \$35 ;
+      \$63  = \$33 ;
     end else if (\$5 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
+      if (\$34 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$41 ) begin
+        if (\$39 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$48 ) begin
+          if (\$47 ) begin
           end else begin
-            \$65  = 1'h0;
+            \$63  = 1'h0;
           end
         end
       end
     end
     if (rst) begin
-      \$65  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4387$0 [6:4])
+    casez (\port$4442$0 [6:4])
       3'h0:
           \$6  = 7'h00;
       3'h1:
@@ -17514,7 +17665,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4387$0 [9:7])
+    casez (\port$4442$0 [9:7])
       3'h0:
           \$7  = 5'h00;
       3'h1:
@@ -17536,7 +17687,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4387$0 [6:4])
+    casez (\port$4442$0 [6:4])
       3'h0:
           \$13  = 8'h30;
       3'h1:
@@ -17558,7 +17709,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4387$0 [9:7])
+    casez (\port$4442$0 [9:7])
       3'h0:
           \$15  = 6'h08;
       3'h1:
@@ -17580,7 +17731,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4387$0 [9:7])
+    casez (\port$4442$0 [9:7])
       3'h0:
           \$17  = 3'h2;
       3'h1:
@@ -17602,7 +17753,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4387$0 [6:4])
+    casez (\port$4442$0 [6:4])
       3'h0:
           \$19  = 3'h2;
       3'h1:
@@ -17624,7 +17775,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4387$0 [9:7])
+    casez (\port$4442$0 [9:7])
       3'h0:
           \$21  = 3'h2;
       3'h1:
@@ -17646,7 +17797,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4387$0 [9:7])
+    casez (\port$4442$0 [9:7])
       3'h0:
           \$23  = 3'h2;
       3'h1:
@@ -17668,7 +17819,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4387$0 [6:4])
+    casez (\port$4442$0 [6:4])
       3'h0:
           \$25  = 3'h2;
       3'h1:
@@ -17690,73 +17841,73 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4387$0 [9:7])
+    casez (\port$4442$0 [9:7])
       3'h0:
-          \$27  = 3'h2;
+          \$27  = 5'h09;
       3'h1:
-          \$27  = 3'h2;
+          \$27  = 5'h09;
       3'h2:
-          \$27  = 3'h3;
+          \$27  = 5'h05;
       3'h3:
-          \$27  = 3'h3;
+          \$27  = 5'h05;
       3'h4:
-          \$27  = 3'h3;
+          \$27  = 5'h05;
       3'h5:
-          \$27  = 3'h3;
+          \$27  = 5'h05;
       3'h6:
-          \$27  = 3'h2;
+          \$27  = 5'h09;
       3'h7:
-          \$27  = 3'h2;
+          \$27  = 5'h09;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4387$0 [9:7])
+    casez (\port$4442$0 [9:7])
       3'h0:
-          \$29  = 5'h09;
+          \$28  = 7'h55;
       3'h1:
-          \$29  = 5'h09;
+          \$28  = 7'h55;
       3'h2:
-          \$29  = 5'h05;
+          \$28  = 7'h5d;
       3'h3:
-          \$29  = 5'h05;
+          \$28  = 7'h5d;
       3'h4:
-          \$29  = 5'h05;
+          \$28  = 7'h5d;
       3'h5:
-          \$29  = 5'h05;
+          \$28  = 7'h5d;
       3'h6:
-          \$29  = 5'h09;
+          \$28  = 7'h55;
       3'h7:
-          \$29  = 5'h09;
+          \$28  = 7'h55;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4387$0 [9:7])
+    casez (\port$4442$0 [6:4])
       3'h0:
-          \$30  = 7'h55;
+          \$29  = 3'h2;
       3'h1:
-          \$30  = 7'h55;
+          \$29  = 3'h2;
       3'h2:
-          \$30  = 7'h5d;
+          \$29  = 3'h3;
       3'h3:
-          \$30  = 7'h5d;
+          \$29  = 3'h3;
       3'h4:
-          \$30  = 7'h5d;
+          \$29  = 3'h3;
       3'h5:
-          \$30  = 7'h5d;
+          \$29  = 3'h3;
       3'h6:
-          \$30  = 7'h55;
+          \$29  = 3'h2;
       3'h7:
-          \$30  = 7'h55;
+          \$29  = 3'h2;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4387$0 [6:4])
+    casez (\port$4442$0 [9:7])
       3'h0:
           \$31  = 3'h2;
       3'h1:
@@ -17773,28 +17924,6 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
           \$31  = 3'h2;
       3'h7:
           \$31  = 3'h2;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\port$4387$0 [9:7])
-      3'h0:
-          \$33  = 3'h2;
-      3'h1:
-          \$33  = 3'h2;
-      3'h2:
-          \$33  = 3'h3;
-      3'h3:
-          \$33  = 3'h3;
-      3'h4:
-          \$33  = 3'h3;
-      3'h5:
-          \$33  = 3'h3;
-      3'h6:
-          \$33  = 3'h2;
-      3'h7:
-          \$33  = 3'h2;
     endcase
   end
   assign busy = op_valid;
@@ -17803,16 +17932,16 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_count = \port$4387$0 [10];
-  assign ev_y = \port$4387$0 [6:4];
-  assign ev_x = \port$4387$0 [9:7];
-  assign ev_c = \port$4387$0 [3:0];
-  assign \$9  = { 3'h0, \port$4387$0 [3:0], 4'h0 };
-  assign \$11  = { \port$4387$0 [3:0], 7'h00 };
+  assign ev_count = \port$4442$0 [10];
+  assign ev_y = \port$4442$0 [6:4];
+  assign ev_x = \port$4442$0 [9:7];
+  assign ev_c = \port$4442$0 [3:0];
+  assign \$9  = { 3'h0, \port$4442$0 [3:0], 4'h0 };
+  assign \$11  = { \port$4442$0 [3:0], 7'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.queue (rst, \port$4024$0 , w_data, w_en, \port$4178$0 , \port$4180$0 , clk);
+module \digits_cnn_ilif.engine_conv3.queue (rst, \port$4049$0 , w_data, w_en, \port$4217$0 , \port$4219$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -17843,12 +17972,12 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, \port$4024$0 , w_data, w_en, \p
   reg held_valid = 1'h0;
   wire [7:0] level;
   wire [7:0] \level$21 ;
-  input \port$4024$0 ;
-  wire \port$4024$0 ;
-  output [10:0] \port$4178$0 ;
-  wire [10:0] \port$4178$0 ;
-  output \port$4180$0 ;
-  wire \port$4180$0 ;
+  input \port$4049$0 ;
+  wire \port$4049$0 ;
+  output [10:0] \port$4217$0 ;
+  wire [10:0] \port$4217$0 ;
+  output \port$4219$0 ;
+  wire \port$4219$0 ;
   wire [10:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -17885,12 +18014,12 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, \port$4024$0 , w_data, w_en, \p
   \digits_cnn_ilif.engine_conv3.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2812$0 (\$signal$9 ),
-    .\port$4024$0 (\port$4024$0 ),
-    .\port$4162$0 (\$signal$11 ),
-    .\port$4164$0 (held_valid),
-    .\port$4178$0 (\$signal$14 ),
-    .\port$4180$0 (\$signal$16 ),
+    .\port$2809$0 (\$signal$9 ),
+    .\port$4049$0 (\port$4049$0 ),
+    .\port$4201$0 (\$signal$11 ),
+    .\port$4203$0 (held_valid),
+    .\port$4217$0 (\$signal$14 ),
+    .\port$4219$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -17921,11 +18050,11 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, \port$4024$0 , w_data, w_en, \p
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4024$0 ;
-  assign \$signal$19  = \port$4024$0 ;
+  assign \$signal$18  = \port$4049$0 ;
+  assign \$signal$19  = \port$4049$0 ;
   assign level = \$4 [7:0];
-  assign \port$4178$0  = \$signal$14 ;
-  assign \port$4180$0  = \$signal$16 ;
+  assign \port$4217$0  = \$signal$14 ;
+  assign \port$4219$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18245,7 +18374,7 @@ module \digits_cnn_ilif.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2812$0 , count, \port$4024$0 , \port$4162$0 , \port$4164$0 , \port$4178$0 , \port$4180$0 , clk);
+module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2809$0 , count, \port$4049$0 , \port$4201$0 , \port$4203$0 , \port$4217$0 , \port$4219$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -18265,28 +18394,28 @@ module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2812$0 , count, \por
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2812$0 ;
-  wire \port$2812$0 ;
-  input \port$4024$0 ;
-  wire \port$4024$0 ;
-  input [10:0] \port$4162$0 ;
-  wire [10:0] \port$4162$0 ;
-  input \port$4164$0 ;
-  wire \port$4164$0 ;
+  output \port$2809$0 ;
+  wire \port$2809$0 ;
+  input \port$4049$0 ;
+  wire \port$4049$0 ;
+  input [10:0] \port$4201$0 ;
+  wire [10:0] \port$4201$0 ;
+  input \port$4203$0 ;
+  wire \port$4203$0 ;
   (* init = 11'h000 *)
-  output [10:0] \port$4178$0 ;
-  wire [10:0] \port$4178$0 ;
+  output [10:0] \port$4217$0 ;
+  wire [10:0] \port$4217$0 ;
   (* init = 1'h0 *)
-  output \port$4180$0 ;
-  wire \port$4180$0 ;
+  output \port$4219$0 ;
+  wire \port$4219$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4164$0  & \$1 ;
+  assign take = \port$4203$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4024$0  | \$2 ;
+  assign \$3  = \port$4049$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -18304,7 +18433,7 @@ module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2812$0 , count, \por
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4162$0 ;
+        \$4  = \port$4201$0 ;
       end
     end
     if (rst) begin
@@ -18347,18 +18476,18 @@ module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2812$0 , count, \por
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4162$0 ;
+      \$7  = \port$4201$0 ;
     end
     if (rst) begin
       \$7  = 11'h000;
     end
   end
-  assign \$signal$3  = \port$4164$0 ;
-  assign \$signal$8  = \port$4024$0 ;
-  assign \$signal$11  = \port$4162$0 ;
-  assign \port$2812$0  = \$signal ;
-  assign \port$4178$0  = \$signal$9 ;
-  assign \port$4180$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4203$0 ;
+  assign \$signal$8  = \port$4049$0 ;
+  assign \$signal$11  = \port$4201$0 ;
+  assign \port$2809$0  = \$signal ;
+  assign \port$4217$0  = \$signal$9 ;
+  assign \port$4219$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18724,23 +18853,31 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   reg [3:0] \$420 ;
   reg [39:0] \$421 ;
   reg [39:0] \$422 ;
-  reg [4:0] \$423 ;
-  reg [4:0] \$424 ;
-  reg [9:0] \$425 ;
-  reg [7:0] \$426 ;
-  reg [75:0] \$427 ;
-  reg [75:0] \$428 ;
-  reg [71:0] \$429 ;
+  reg \$423 ;
+  reg \$424 ;
+  reg \$425 ;
+  reg \$426 ;
+  reg \$427 ;
+  reg \$428 ;
+  reg \$429 ;
   wire \$43 ;
-  reg [73:0] \$430 ;
+  reg \$430 ;
   reg \$431 ;
   reg \$432 ;
-  reg \$433 ;
-  reg \$434 ;
-  reg [17:0] \$435 ;
-  reg [3:0] \$436 ;
-  reg [3:0] \$437 ;
+  reg [9:0] \$433 ;
+  reg [7:0] \$434 ;
+  reg [75:0] \$435 ;
+  reg [75:0] \$436 ;
+  reg [71:0] \$437 ;
+  reg [73:0] \$438 ;
+  reg \$439 ;
   wire \$44 ;
+  reg \$440 ;
+  reg \$441 ;
+  reg \$442 ;
+  reg [17:0] \$443 ;
+  reg [3:0] \$444 ;
+  reg [3:0] \$445 ;
   wire \$45 ;
   wire [1:0] \$46 ;
   wire [1:0] \$47 ;
@@ -18807,6 +18944,13 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire [9:0] \$like[2] ;
   wire [9:0] \$like[3] ;
   reg \$signal  = 1'h0;
+  reg [9:0] \$signal$103  = 10'h000;
+  reg [7:0] \$signal$104  = 8'h00;
+  reg [75:0] \$signal$105  = 76'h0000000000000000000;
+  wire [18:0] \$signal$105[0] ;
+  wire [18:0] \$signal$105[1] ;
+  wire [18:0] \$signal$105[2] ;
+  wire [18:0] \$signal$105[3] ;
   wire \$signal$24 ;
   reg [75:0] \$signal$39  = 76'h0000000000000000000;
   wire [18:0] \$signal$39[0] ;
@@ -18821,15 +18965,6 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   reg \$signal$61  = 1'h0;
   reg \$signal$64 ;
   reg \$signal$69  = 1'h0;
-  reg [4:0] \$signal$93  = 5'h00;
-  reg [4:0] \$signal$94  = 5'h00;
-  reg [9:0] \$signal$95  = 10'h000;
-  reg [7:0] \$signal$96  = 8'h00;
-  reg [75:0] \$signal$97  = 76'h0000000000000000000;
-  wire [18:0] \$signal$97[0] ;
-  wire [18:0] \$signal$97[1] ;
-  wire [18:0] \$signal$97[2] ;
-  wire [18:0] \$signal$97[3] ;
   wire [9:0] \$signature__addr ;
   wire [1:0] \$signature__addr$34 ;
   wire [31:0] \$signature__data ;
@@ -18918,6 +19053,16 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   reg fire_k = 1'h0;
   reg first = 1'h1;
   reg fsm_state = 1'h0;
+  reg hit_c1 = 1'h0;
+  reg hit_c2 = 1'h0;
+  reg hit_c3 = 1'h0;
+  reg hit_c4 = 1'h0;
+  reg hit_c5 = 1'h0;
+  reg hit_v1 = 1'h0;
+  reg hit_v2 = 1'h0;
+  reg hit_v3 = 1'h0;
+  reg hit_v4 = 1'h0;
+  reg hit_v5 = 1'h0;
   input [9:0] i0__payload;
   wire [9:0] i0__payload;
   wire [3:0] \i0__payload.c ;
@@ -20029,79 +20174,79 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \$54  = $signed(w1_0[23:16]) << st2[19:18];
   assign \$55  = $signed(w1_0[31:24]) << st2[19:18];
   assign \$56  = ! st3[16];
-  assign \$57  = ! st3[1];
-  assign \$58  = \$57  & st3[2];
-  assign \$59  = ~ \$58 ;
-  assign \$60  = st3[0] & \$59 ;
-  assign \$61  = st2[5:4] == st3[5:4];
-  assign \$62  = \$60  & \$61 ;
-  assign \$63  = ! st3[1];
-  assign \$64  = \$62  & \$63 ;
-  assign \$65  = ! st3[1];
-  assign \$66  = \$65  & st3[2];
-  assign \$68  = \$67  & st3[22];
-  assign \$69  = \$66  | \$68 ;
-  assign \$70  = st3[0] & \$69 ;
-  assign \$71  = st2[5:4] == st3[5:4];
-  assign \$72  = \$70  & \$71 ;
-  assign \$73  = ! st3[1];
-  assign \$74  = \$72  & \$73 ;
-  assign \$75  = ! st4[1];
-  assign \$76  = \$75  & st4[2];
-  assign \$77  = ~ \$76 ;
-  assign \$78  = st4[0] & \$77 ;
-  assign \$79  = st2[5:4] == st4[5:4];
-  assign \$80  = \$78  & \$79 ;
-  assign \$81  = ! st4[1];
-  assign \$82  = \$80  & \$81 ;
-  assign \$83  = ! st4[1];
-  assign \$84  = \$83  & st4[2];
-  assign \$86  = \$85  & st4[22];
-  assign \$87  = \$84  | \$86 ;
-  assign \$88  = st4[0] & \$87 ;
-  assign \$89  = st2[5:4] == st4[5:4];
-  assign \$90  = \$88  & \$89 ;
-  assign \$91  = ! st4[1];
-  assign \$92  = \$90  & \$91 ;
-  assign \$93  = ! st5[1];
-  assign \$94  = \$93  & st5[2];
-  assign \$95  = ~ \$94 ;
-  assign \$96  = st5[0] & \$95 ;
-  assign \$97  = st2[5:4] == st5[5:4];
-  assign \$98  = \$96  & \$97 ;
-  assign \$99  = ! st5[1];
-  assign \$100  = \$99  & st5[2];
-  assign \$102  = \$101  & st5[22];
-  assign \$103  = \$100  | \$102 ;
-  assign \$104  = st5[0] & \$103 ;
-  assign \$105  = st2[5:4] == st5[5:4];
-  assign \$106  = \$104  & \$105 ;
-  assign \$107  = ! st6[1];
-  assign \$108  = \$107  & st6[2];
-  assign \$109  = ~ \$108 ;
-  assign \$110  = st6[0] & \$109 ;
-  assign \$111  = st2[5:4] == st6[5:4];
-  assign \$112  = \$110  & \$111 ;
-  assign \$113  = ! st6[1];
-  assign \$114  = \$113  & st6[2];
-  assign \$116  = \$115  & st6[22];
-  assign \$117  = \$114  | \$116 ;
-  assign \$118  = st6[0] & \$117 ;
-  assign \$119  = st2[5:4] == st6[5:4];
-  assign \$120  = \$118  & \$119 ;
-  assign \$121  = ! st7[1];
-  assign \$122  = \$121  & st7[2];
-  assign \$123  = ~ \$122 ;
-  assign \$124  = st7[0] & \$123 ;
-  assign \$125  = st2[5:4] == st7[5:4];
-  assign \$126  = \$124  & \$125 ;
-  assign \$127  = ! st7[1];
-  assign \$128  = \$127  & st7[2];
-  assign \$130  = \$129  & st7[22];
-  assign \$131  = \$128  | \$130 ;
-  assign \$132  = st7[0] & \$131 ;
-  assign \$133  = st2[5:4] == st7[5:4];
-  assign \$134  = \$132  & \$133 ;
+  assign \$57  = st2[5:4] == st3[5:4];
+  assign \$58  = ! st3[1];
+  assign \$59  = \$57  & \$58 ;
+  assign \$60  = ! st3[1];
+  assign \$61  = \$60  & st3[2];
+  assign \$62  = ~ \$61 ;
+  assign \$63  = st3[0] & \$62 ;
+  assign \$64  = \$59  & \$63 ;
+  assign \$65  = st2[5:4] == st3[5:4];
+  assign \$66  = ! st3[1];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = ! st3[1];
+  assign \$69  = \$68  & st3[2];
+  assign \$71  = \$70  & st3[22];
+  assign \$72  = \$69  | \$71 ;
+  assign \$73  = st3[0] & \$72 ;
+  assign \$74  = \$67  & \$73 ;
+  assign \$75  = st2[5:4] == st4[5:4];
+  assign \$76  = ! st4[1];
+  assign \$77  = \$75  & \$76 ;
+  assign \$78  = ! st4[1];
+  assign \$79  = \$78  & st4[2];
+  assign \$80  = ~ \$79 ;
+  assign \$81  = st4[0] & \$80 ;
+  assign \$82  = \$77  & \$81 ;
+  assign \$83  = st2[5:4] == st4[5:4];
+  assign \$84  = ! st4[1];
+  assign \$85  = \$83  & \$84 ;
+  assign \$86  = ! st4[1];
+  assign \$87  = \$86  & st4[2];
+  assign \$89  = \$88  & st4[22];
+  assign \$90  = \$87  | \$89 ;
+  assign \$91  = st4[0] & \$90 ;
+  assign \$92  = \$85  & \$91 ;
+  assign \$93  = st2[5:4] == st5[5:4];
+  assign \$94  = ! st5[1];
+  assign \$95  = \$94  & st5[2];
+  assign \$96  = ~ \$95 ;
+  assign \$97  = st5[0] & \$96 ;
+  assign \$98  = \$93  & \$97 ;
+  assign \$99  = st2[5:4] == st5[5:4];
+  assign \$100  = ! st5[1];
+  assign \$101  = \$100  & st5[2];
+  assign \$103  = \$102  & st5[22];
+  assign \$104  = \$101  | \$103 ;
+  assign \$105  = st5[0] & \$104 ;
+  assign \$106  = \$99  & \$105 ;
+  assign \$107  = st2[5:4] == st6[5:4];
+  assign \$108  = ! st6[1];
+  assign \$109  = \$108  & st6[2];
+  assign \$110  = ~ \$109 ;
+  assign \$111  = st6[0] & \$110 ;
+  assign \$112  = \$107  & \$111 ;
+  assign \$113  = st2[5:4] == st6[5:4];
+  assign \$114  = ! st6[1];
+  assign \$115  = \$114  & st6[2];
+  assign \$117  = \$116  & st6[22];
+  assign \$118  = \$115  | \$117 ;
+  assign \$119  = st6[0] & \$118 ;
+  assign \$120  = \$113  & \$119 ;
+  assign \$121  = st2[5:4] == st7[5:4];
+  assign \$122  = ! st7[1];
+  assign \$123  = \$122  & st7[2];
+  assign \$124  = ~ \$123 ;
+  assign \$125  = st7[0] & \$124 ;
+  assign \$126  = \$121  & \$125 ;
+  assign \$127  = st2[5:4] == st7[5:4];
+  assign \$128  = ! st7[1];
+  assign \$129  = \$128  & st7[2];
+  assign \$131  = \$130  & st7[22];
+  assign \$132  = \$129  | \$131 ;
+  assign \$133  = st7[0] & \$132 ;
+  assign \$134  = \$127  & \$133 ;
   assign \$137  = ! st3[1];
   assign \$138  = \$137  & st3[2];
   assign \$139  = ~ \$138 ;
@@ -20111,75 +20256,75 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \$145  = \$142  & \$144 ;
   assign \$146  = \$140  | \$145 ;
   assign \$148  = ~ \$147 ;
-  assign \$149  = \$signal$93 [1] & \$148 ;
+  assign \$149  = hit_v2 & \$148 ;
   assign \$150  = ! st3[1];
   assign \$151  = \$150  & st3[2];
   assign \$152  = ~ \$151 ;
   assign \$153  = \$149  & \$152 ;
   assign \$155  = ~ \$154 ;
-  assign \$156  = \$signal$94 [1] & \$155 ;
+  assign \$156  = hit_c2 & \$155 ;
   assign \$157  = ! st3[1];
   assign \$158  = \$157  & st3[2];
   assign \$159  = \$156  & \$158 ;
   assign \$160  = \$153  | \$159 ;
-  assign \$162  = \$161  | \$signal$93 [1];
+  assign \$162  = \$161  | hit_v2;
   assign \$163  = ~ \$162 ;
-  assign \$164  = \$signal$93 [2] & \$163 ;
+  assign \$164  = hit_v3 & \$163 ;
   assign \$165  = ! st3[1];
   assign \$166  = \$165  & st3[2];
   assign \$167  = ~ \$166 ;
   assign \$168  = \$164  & \$167 ;
-  assign \$170  = \$169  | \$signal$93 [1];
-  assign \$171  = \$170  | \$signal$93 [2];
+  assign \$170  = \$169  | hit_v2;
+  assign \$171  = \$170  | hit_v3;
   assign \$172  = ~ \$171 ;
-  assign \$173  = \$signal$93 [3] & \$172 ;
+  assign \$173  = hit_v4 & \$172 ;
   assign \$174  = ! st3[1];
   assign \$175  = \$174  & st3[2];
   assign \$176  = ~ \$175 ;
   assign \$177  = \$173  & \$176 ;
-  assign \$179  = \$178  | \$signal$93 [1];
-  assign \$180  = \$179  | \$signal$93 [2];
-  assign \$181  = \$180  | \$signal$93 [3];
+  assign \$179  = \$178  | hit_v2;
+  assign \$180  = \$179  | hit_v3;
+  assign \$181  = \$180  | hit_v4;
   assign \$182  = ~ \$181 ;
-  assign \$183  = \$signal$93 [4] & \$182 ;
+  assign \$183  = hit_v5 & \$182 ;
   assign \$184  = ! st3[1];
   assign \$185  = \$184  & st3[2];
   assign \$186  = ~ \$185 ;
   assign \$187  = \$183  & \$186 ;
-  assign \$189  = \$188  | \$signal$93 [1];
-  assign \$190  = \$189  | \$signal$93 [2];
-  assign \$191  = \$190  | \$signal$93 [3];
-  assign \$192  = \$191  | \$signal$93 [4];
+  assign \$189  = \$188  | hit_v2;
+  assign \$190  = \$189  | hit_v3;
+  assign \$191  = \$190  | hit_v4;
+  assign \$192  = \$191  | hit_v5;
   assign \$193  = ~ \$192 ;
   assign \$194  = ! st3[1];
   assign \$195  = \$194  & st3[2];
   assign \$196  = ~ \$195 ;
   assign \$197  = \$193  & \$196 ;
-  assign \$199  = \$198  | \$signal$94 [1];
+  assign \$199  = \$198  | hit_c2;
   assign \$200  = ~ \$199 ;
-  assign \$201  = \$signal$94 [2] & \$200 ;
+  assign \$201  = hit_c3 & \$200 ;
   assign \$202  = ! st3[1];
   assign \$203  = \$202  & st3[2];
   assign \$204  = \$201  & \$203 ;
-  assign \$206  = \$205  | \$signal$94 [1];
-  assign \$207  = \$206  | \$signal$94 [2];
+  assign \$206  = \$205  | hit_c2;
+  assign \$207  = \$206  | hit_c3;
   assign \$208  = ~ \$207 ;
-  assign \$209  = \$signal$94 [3] & \$208 ;
+  assign \$209  = hit_c4 & \$208 ;
   assign \$210  = ! st3[1];
   assign \$211  = \$210  & st3[2];
   assign \$212  = \$209  & \$211 ;
-  assign \$214  = \$213  | \$signal$94 [1];
-  assign \$215  = \$214  | \$signal$94 [2];
-  assign \$216  = \$215  | \$signal$94 [3];
+  assign \$214  = \$213  | hit_c2;
+  assign \$215  = \$214  | hit_c3;
+  assign \$216  = \$215  | hit_c4;
   assign \$217  = ~ \$216 ;
-  assign \$218  = \$signal$94 [4] & \$217 ;
+  assign \$218  = hit_c5 & \$217 ;
   assign \$219  = ! st3[1];
   assign \$220  = \$219  & st3[2];
   assign \$221  = \$218  & \$220 ;
-  assign \$223  = \$222  | \$signal$94 [1];
-  assign \$224  = \$223  | \$signal$94 [2];
-  assign \$225  = \$224  | \$signal$94 [3];
-  assign \$226  = \$225  | \$signal$94 [4];
+  assign \$223  = \$222  | hit_c2;
+  assign \$224  = \$223  | hit_c3;
+  assign \$225  = \$224  | hit_c4;
+  assign \$226  = \$225  | hit_c5;
   assign \$227  = ~ \$226 ;
   assign \$228  = ! st3[1];
   assign \$229  = \$228  & st3[2];
@@ -20188,112 +20333,112 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \$232  = ! st3[1];
   assign \$234  = ! st3[23];
   assign \$235  = \$233  & \$234 ;
-  assign \$236  = \$signal$95 [0] ? \$signal$97 [18:0] : 19'h00000;
-  assign \$237  = \$signal$95 [1] ? \$signal$39 [18:0] : 19'h00000;
+  assign \$236  = \$signal$103 [0] ? \$signal$105 [18:0] : 19'h00000;
+  assign \$237  = \$signal$103 [1] ? \$signal$39 [18:0] : 19'h00000;
   assign \$238  = \$236  | \$237 ;
-  assign \$239  = \$signal$95 [2] ? v_wr__data[17:0] : 18'h00000;
+  assign \$239  = \$signal$103 [2] ? v_wr__data[17:0] : 18'h00000;
   assign \$240  = \$238  | { \$239 [17], \$239  };
-  assign \$241  = \$signal$95 [3] ? res8[17:0] : 18'h00000;
+  assign \$241  = \$signal$103 [3] ? res8[17:0] : 18'h00000;
   assign \$242  = \$240  | { \$241 [17], \$241  };
-  assign \$243  = \$signal$95 [4] ? res9[17:0] : 18'h00000;
+  assign \$243  = \$signal$103 [4] ? res9[17:0] : 18'h00000;
   assign \$244  = \$242  | { \$243 [17], \$243  };
-  assign \$245  = \$signal$95 [5] ? v_raw[17:0] : 18'h00000;
+  assign \$245  = \$signal$103 [5] ? v_raw[17:0] : 18'h00000;
   assign \$246  = \$244  | { \$245 [17], \$245  };
-  assign \$249  = \$signal$95 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$249  = \$signal$103 [7] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$250  = \$248  | { \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249  };
-  assign \$251  = \$signal$95 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$251  = \$signal$103 [8] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$252  = \$250  | { \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251  };
-  assign \$255  = \$signal$96 [0] ? addend[10:0] : 11'h000;
-  assign \$256  = \$signal$96 [1] ? b_raw[9:0] : 10'h000;
+  assign \$255  = \$signal$104 [0] ? addend[10:0] : 11'h000;
+  assign \$256  = \$signal$104 [1] ? b_raw[9:0] : 10'h000;
   assign \$257  = \$255  | { \$256 [9], \$256  };
-  assign \$258  = \$signal$96 [2] ? \$signal$97 [18:0] : 19'h00000;
+  assign \$258  = \$signal$104 [2] ? \$signal$105 [18:0] : 19'h00000;
   assign \$259  = { \$257 [10], \$257 [10], \$257 [10], \$257 [10], \$257 [10], \$257 [10], \$257 [10], \$257 [10], \$257  } | \$258 ;
-  assign \$260  = \$signal$96 [3] ? \$signal$39 [18:0] : 19'h00000;
+  assign \$260  = \$signal$104 [3] ? \$signal$39 [18:0] : 19'h00000;
   assign \$261  = \$259  | \$260 ;
-  assign \$264  = \$signal$96 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$264  = \$signal$104 [5] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$265  = \$263  | { \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264  };
-  assign \$266  = \$signal$96 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$266  = \$signal$104 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$267  = \$265  | { \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266  };
   assign \$270  = $signed(\$254 ) + $signed(\$269 );
-  assign \$271  = \$signal$95 [0] ? \$signal$97 [37:19] : 19'h00000;
-  assign \$272  = \$signal$95 [1] ? \$signal$39 [37:19] : 19'h00000;
+  assign \$271  = \$signal$103 [0] ? \$signal$105 [37:19] : 19'h00000;
+  assign \$272  = \$signal$103 [1] ? \$signal$39 [37:19] : 19'h00000;
   assign \$273  = \$271  | \$272 ;
-  assign \$274  = \$signal$95 [2] ? v_wr__data[35:18] : 18'h00000;
+  assign \$274  = \$signal$103 [2] ? v_wr__data[35:18] : 18'h00000;
   assign \$275  = \$273  | { \$274 [17], \$274  };
-  assign \$276  = \$signal$95 [3] ? res8[35:18] : 18'h00000;
+  assign \$276  = \$signal$103 [3] ? res8[35:18] : 18'h00000;
   assign \$277  = \$275  | { \$276 [17], \$276  };
-  assign \$278  = \$signal$95 [4] ? res9[35:18] : 18'h00000;
+  assign \$278  = \$signal$103 [4] ? res9[35:18] : 18'h00000;
   assign \$279  = \$277  | { \$278 [17], \$278  };
-  assign \$280  = \$signal$95 [5] ? v_raw[35:18] : 18'h00000;
+  assign \$280  = \$signal$103 [5] ? v_raw[35:18] : 18'h00000;
   assign \$281  = \$279  | { \$280 [17], \$280  };
-  assign \$284  = \$signal$95 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$284  = \$signal$103 [7] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$285  = \$283  | { \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284  };
-  assign \$286  = \$signal$95 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$286  = \$signal$103 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$287  = \$285  | { \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286  };
-  assign \$290  = \$signal$96 [0] ? addend[21:11] : 11'h000;
-  assign \$291  = \$signal$96 [1] ? b_raw[19:10] : 10'h000;
+  assign \$290  = \$signal$104 [0] ? addend[21:11] : 11'h000;
+  assign \$291  = \$signal$104 [1] ? b_raw[19:10] : 10'h000;
   assign \$292  = \$290  | { \$291 [9], \$291  };
-  assign \$293  = \$signal$96 [2] ? \$signal$97 [37:19] : 19'h00000;
+  assign \$293  = \$signal$104 [2] ? \$signal$105 [37:19] : 19'h00000;
   assign \$294  = { \$292 [10], \$292 [10], \$292 [10], \$292 [10], \$292 [10], \$292 [10], \$292 [10], \$292 [10], \$292  } | \$293 ;
-  assign \$295  = \$signal$96 [3] ? \$signal$39 [37:19] : 19'h00000;
+  assign \$295  = \$signal$104 [3] ? \$signal$39 [37:19] : 19'h00000;
   assign \$296  = \$294  | \$295 ;
-  assign \$299  = \$signal$96 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$299  = \$signal$104 [5] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$300  = \$298  | { \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299  };
-  assign \$301  = \$signal$96 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$301  = \$signal$104 [6] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$302  = \$300  | { \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301  };
   assign \$305  = $signed(\$289 ) + $signed(\$304 );
-  assign \$306  = \$signal$95 [0] ? \$signal$97 [56:38] : 19'h00000;
-  assign \$307  = \$signal$95 [1] ? \$signal$39 [56:38] : 19'h00000;
+  assign \$306  = \$signal$103 [0] ? \$signal$105 [56:38] : 19'h00000;
+  assign \$307  = \$signal$103 [1] ? \$signal$39 [56:38] : 19'h00000;
   assign \$308  = \$306  | \$307 ;
-  assign \$309  = \$signal$95 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign \$309  = \$signal$103 [2] ? v_wr__data[53:36] : 18'h00000;
   assign \$310  = \$308  | { \$309 [17], \$309  };
-  assign \$311  = \$signal$95 [3] ? res8[53:36] : 18'h00000;
+  assign \$311  = \$signal$103 [3] ? res8[53:36] : 18'h00000;
   assign \$312  = \$310  | { \$311 [17], \$311  };
-  assign \$313  = \$signal$95 [4] ? res9[53:36] : 18'h00000;
+  assign \$313  = \$signal$103 [4] ? res9[53:36] : 18'h00000;
   assign \$314  = \$312  | { \$313 [17], \$313  };
-  assign \$315  = \$signal$95 [5] ? v_raw[53:36] : 18'h00000;
+  assign \$315  = \$signal$103 [5] ? v_raw[53:36] : 18'h00000;
   assign \$316  = \$314  | { \$315 [17], \$315  };
-  assign \$319  = \$signal$95 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$319  = \$signal$103 [7] ? { cres8[2], cres8[2] } : 2'h0;
   assign \$320  = \$318  | { \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319  };
-  assign \$321  = \$signal$95 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$321  = \$signal$103 [8] ? { cres9[2], cres9[2] } : 2'h0;
   assign \$322  = \$320  | { \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321  };
-  assign \$325  = \$signal$96 [0] ? addend[32:22] : 11'h000;
-  assign \$326  = \$signal$96 [1] ? b_raw[29:20] : 10'h000;
+  assign \$325  = \$signal$104 [0] ? addend[32:22] : 11'h000;
+  assign \$326  = \$signal$104 [1] ? b_raw[29:20] : 10'h000;
   assign \$327  = \$325  | { \$326 [9], \$326  };
-  assign \$328  = \$signal$96 [2] ? \$signal$97 [56:38] : 19'h00000;
+  assign \$328  = \$signal$104 [2] ? \$signal$105 [56:38] : 19'h00000;
   assign \$329  = { \$327 [10], \$327 [10], \$327 [10], \$327 [10], \$327 [10], \$327 [10], \$327 [10], \$327 [10], \$327  } | \$328 ;
-  assign \$330  = \$signal$96 [3] ? \$signal$39 [56:38] : 19'h00000;
+  assign \$330  = \$signal$104 [3] ? \$signal$39 [56:38] : 19'h00000;
   assign \$331  = \$329  | \$330 ;
-  assign \$334  = \$signal$96 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$334  = \$signal$104 [5] ? { cres8[2], cres8[2] } : 2'h0;
   assign \$335  = \$333  | { \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334  };
-  assign \$336  = \$signal$96 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$336  = \$signal$104 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign \$337  = \$335  | { \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336  };
   assign \$340  = $signed(\$324 ) + $signed(\$339 );
-  assign \$341  = \$signal$95 [0] ? \$signal$97 [75:57] : 19'h00000;
-  assign \$342  = \$signal$95 [1] ? \$signal$39 [75:57] : 19'h00000;
+  assign \$341  = \$signal$103 [0] ? \$signal$105 [75:57] : 19'h00000;
+  assign \$342  = \$signal$103 [1] ? \$signal$39 [75:57] : 19'h00000;
   assign \$343  = \$341  | \$342 ;
-  assign \$344  = \$signal$95 [2] ? v_wr__data[71:54] : 18'h00000;
+  assign \$344  = \$signal$103 [2] ? v_wr__data[71:54] : 18'h00000;
   assign \$345  = \$343  | { \$344 [17], \$344  };
-  assign \$346  = \$signal$95 [3] ? res8[71:54] : 18'h00000;
+  assign \$346  = \$signal$103 [3] ? res8[71:54] : 18'h00000;
   assign \$347  = \$345  | { \$346 [17], \$346  };
-  assign \$348  = \$signal$95 [4] ? res9[71:54] : 18'h00000;
+  assign \$348  = \$signal$103 [4] ? res9[71:54] : 18'h00000;
   assign \$349  = \$347  | { \$348 [17], \$348  };
-  assign \$350  = \$signal$95 [5] ? v_raw[71:54] : 18'h00000;
+  assign \$350  = \$signal$103 [5] ? v_raw[71:54] : 18'h00000;
   assign \$351  = \$349  | { \$350 [17], \$350  };
-  assign \$354  = \$signal$95 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$354  = \$signal$103 [7] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$355  = \$353  | { \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354  };
-  assign \$356  = \$signal$95 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$356  = \$signal$103 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$357  = \$355  | { \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356  };
-  assign \$360  = \$signal$96 [0] ? addend[43:33] : 11'h000;
-  assign \$361  = \$signal$96 [1] ? b_raw[39:30] : 10'h000;
+  assign \$360  = \$signal$104 [0] ? addend[43:33] : 11'h000;
+  assign \$361  = \$signal$104 [1] ? b_raw[39:30] : 10'h000;
   assign \$362  = \$360  | { \$361 [9], \$361  };
-  assign \$363  = \$signal$96 [2] ? \$signal$97 [75:57] : 19'h00000;
+  assign \$363  = \$signal$104 [2] ? \$signal$105 [75:57] : 19'h00000;
   assign \$364  = { \$362 [10], \$362 [10], \$362 [10], \$362 [10], \$362 [10], \$362 [10], \$362 [10], \$362 [10], \$362  } | \$363 ;
-  assign \$365  = \$signal$96 [3] ? \$signal$39 [75:57] : 19'h00000;
+  assign \$365  = \$signal$104 [3] ? \$signal$39 [75:57] : 19'h00000;
   assign \$366  = \$364  | \$365 ;
-  assign \$369  = \$signal$96 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$369  = \$signal$104 [5] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$370  = \$368  | { \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369  };
-  assign \$371  = \$signal$96 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$371  = \$signal$104 [6] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$372  = \$370  | { \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371  };
   assign \$375  = $signed(\$359 ) + $signed(\$374 );
   assign \$377  = st6[0] & \$376 ;
@@ -20377,35 +20522,51 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   always @(posedge clk)
     b6 <= \$422 ;
   always @(posedge clk)
-    \$signal$93  <= \$423 ;
+    hit_v1 <= \$423 ;
   always @(posedge clk)
-    \$signal$94  <= \$424 ;
+    hit_c1 <= \$424 ;
   always @(posedge clk)
-    \$signal$95  <= \$425 ;
+    hit_v2 <= \$425 ;
   always @(posedge clk)
-    \$signal$96  <= \$426 ;
+    hit_c2 <= \$426 ;
   always @(posedge clk)
-    \$signal$97  <= \$427 ;
+    hit_v3 <= \$427 ;
   always @(posedge clk)
-    \$signal$39  <= \$428 ;
+    hit_c3 <= \$428 ;
   always @(posedge clk)
-    v_wr__data <= \$429 ;
+    hit_v4 <= \$429 ;
   always @(posedge clk)
-    \$signal$47  <= \$430 ;
+    hit_c4 <= \$430 ;
   always @(posedge clk)
-    \$signal$49  <= \$431 ;
+    hit_v5 <= \$431 ;
   always @(posedge clk)
-    better <= \$432 ;
+    hit_c5 <= \$432 ;
   always @(posedge clk)
-    \$signal$61  <= \$433 ;
+    \$signal$103  <= \$433 ;
   always @(posedge clk)
-    first <= \$434 ;
+    \$signal$104  <= \$434 ;
   always @(posedge clk)
-    best_val <= \$435 ;
+    \$signal$105  <= \$435 ;
   always @(posedge clk)
-    best_idx <= \$436 ;
+    \$signal$39  <= \$436 ;
   always @(posedge clk)
-    done <= \$437 ;
+    v_wr__data <= \$437 ;
+  always @(posedge clk)
+    \$signal$47  <= \$438 ;
+  always @(posedge clk)
+    \$signal$49  <= \$439 ;
+  always @(posedge clk)
+    better <= \$440 ;
+  always @(posedge clk)
+    \$signal$61  <= \$441 ;
+  always @(posedge clk)
+    first <= \$442 ;
+  always @(posedge clk)
+    best_val <= \$443 ;
+  always @(posedge clk)
+    best_idx <= \$444 ;
+  always @(posedge clk)
+    done <= \$445 ;
   \digits_cnn_ilif.engine_fc.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -20416,15 +20577,15 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4413$0 (i0__payload[8:0]),
+    .\port$4468$0 (i0__payload[8:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_fc.queue  queue (
     .clk(clk),
-    .\port$4195$0 (\$signal$64 ),
-    .\port$4335$0 (\$signal$55 ),
-    .\port$4337$0 (\$signal$60 ),
+    .\port$4234$0 (\$signal$64 ),
+    .\port$4390$0 (\$signal$55 ),
+    .\port$4392$0 (\$signal$60 ),
     .rst(rst),
     .w_data(\$signal$47 ),
     .w_en(\$signal$49 )
@@ -21043,161 +21204,209 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$423 [0] = \$64 ;
-    \$423 [1] = \$82 ;
-    \$423 [2] = \$98 ;
-    \$423 [3] = \$112 ;
-    \$423 [4] = \$126 ;
+    \$423  = \$64 ;
     if (rst) begin
-      \$423  = 5'h00;
+      \$423  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$424 [0] = \$74 ;
-    \$424 [1] = \$92 ;
-    \$424 [2] = \$106 ;
-    \$424 [3] = \$120 ;
-    \$424 [4] = \$134 ;
+    \$424  = \$74 ;
     if (rst) begin
-      \$424  = 5'h00;
+      \$424  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$425  = { \$230 , \$221 , \$212 , \$204 , \$197 , \$187 , \$177 , \$168 , \$160 , \$146  };
+    \$425  = \$82 ;
     if (rst) begin
-      \$425  = 10'h000;
+      \$425  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$426  = { 6'h00, \$235 , \$231  };
+    \$426  = \$92 ;
     if (rst) begin
-      \$426  = 8'h00;
+      \$426  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$427 [18:0] = \$270 [18:0];
-    \$427 [37:19] = \$305 [18:0];
-    \$427 [56:38] = \$340 [18:0];
-    \$427 [75:57] = \$375 [18:0];
+    \$427  = \$98 ;
     if (rst) begin
-      \$427  = 76'h0000000000000000000;
+      \$427  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$428 [18:0] = \$signal$97 [18:0];
-    \$428 [37:19] = \$signal$97 [37:19];
-    \$428 [56:38] = \$signal$97 [56:38];
-    \$428 [75:57] = \$signal$97 [75:57];
+    \$428  = \$106 ;
     if (rst) begin
-      \$428  = 76'h0000000000000000000;
+      \$428  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$429  = result;
+    \$429  = \$112 ;
     if (rst) begin
-      \$429  = 72'h000000000000000000;
+      \$429  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$430  = entry;
+    \$430  = \$120 ;
     if (rst) begin
-      \$430  = 74'h0000000000000000000;
+      \$430  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$431  = \$377 ;
+    \$431  = \$126 ;
     if (rst) begin
       \$431  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$432  = better;
-    if (\$379 ) begin
-      \$432  = \$382 ;
-    end
+    \$432  = \$134 ;
     if (rst) begin
       \$432  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$433  = \$signal$61 ;
+    \$433  = { \$230 , \$221 , \$212 , \$204 , \$197 , \$187 , \$177 , \$168 , \$160 , \$146  };
+    if (rst) begin
+      \$433  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$434  = { 6'h00, \$235 , \$231  };
+    if (rst) begin
+      \$434  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$435 [18:0] = \$270 [18:0];
+    \$435 [37:19] = \$305 [18:0];
+    \$435 [56:38] = \$340 [18:0];
+    \$435 [75:57] = \$375 [18:0];
+    if (rst) begin
+      \$435  = 76'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$436 [18:0] = \$signal$105 [18:0];
+    \$436 [37:19] = \$signal$105 [37:19];
+    \$436 [56:38] = \$signal$105 [56:38];
+    \$436 [75:57] = \$signal$105 [75:57];
+    if (rst) begin
+      \$436  = 76'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$437  = result;
+    if (rst) begin
+      \$437  = 72'h000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$438  = entry;
+    if (rst) begin
+      \$438  = 74'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$439  = \$377 ;
+    if (rst) begin
+      \$439  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$440  = better;
     if (\$379 ) begin
-      \$433  = 1'h1;
-    end
-    if (\$383 ) begin
-      if (o__ready) begin
-        \$433  = 1'h0;
-      end
+      \$440  = \$382 ;
     end
     if (rst) begin
-      \$433  = 1'h0;
+      \$440  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$434  = first;
+    \$441  = \$signal$61 ;
+    if (\$379 ) begin
+      \$441  = 1'h1;
+    end
     if (\$383 ) begin
       if (o__ready) begin
-        \$434  = o__payload[26];
+        \$441  = 1'h0;
       end
     end
     if (rst) begin
-      \$434  = 1'h1;
+      \$441  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$435  = best_val;
+    \$442  = first;
+    if (\$383 ) begin
+      if (o__ready) begin
+        \$442  = o__payload[26];
+      end
+    end
+    if (rst) begin
+      \$442  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$443  = best_val;
     if (\$383 ) begin
       if (o__ready) begin
         if (better) begin
-          \$435  = \$384 ;
+          \$443  = \$384 ;
         end
       end
     end
     if (rst) begin
-      \$435  = 18'h00000;
+      \$443  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$436  = best_idx;
+    \$444  = best_idx;
     if (\$383 ) begin
       if (o__ready) begin
         if (better) begin
-          \$436  = \$23 [3:0];
+          \$444  = \$23 [3:0];
         end
       end
     end
     if (rst) begin
-      \$436  = 4'h0;
+      \$444  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$437  = done;
+    \$445  = done;
     if (\$383 ) begin
       if (o__ready) begin
         (* full_case = 32'd1 *)
         if (last_lane) begin
-          \$437  = 4'h0;
+          \$445  = 4'h0;
         end else begin
-          \$437  = \$386 [3:0];
+          \$445  = \$386 [3:0];
         end
       end
     end
     if (rst) begin
-      \$437  = 4'h0;
+      \$445  = 4'h0;
     end
   end
   assign \$signal$5  = 1'h0;
@@ -21465,10 +21674,10 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \b6[1]  = b6[19:10];
   assign \b6[2]  = b6[29:20];
   assign \b6[3]  = b6[39:30];
-  assign \$signal$97[0]  = \$signal$97 [18:0];
-  assign \$signal$97[1]  = \$signal$97 [37:19];
-  assign \$signal$97[2]  = \$signal$97 [56:38];
-  assign \$signal$97[3]  = \$signal$97 [75:57];
+  assign \$signal$105[0]  = \$signal$105 [18:0];
+  assign \$signal$105[1]  = \$signal$105 [37:19];
+  assign \$signal$105[2]  = \$signal$105 [56:38];
+  assign \$signal$105[3]  = \$signal$105 [75:57];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
@@ -21481,25 +21690,25 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign entry[71:0] = out_vals;
   assign \$15  = st7[1];
   assign \$31  = fsm_state;
-  assign \$67  = st3[1];
-  assign \$85  = st4[1];
-  assign \$101  = st5[1];
-  assign \$115  = st6[1];
-  assign \$129  = st7[1];
+  assign \$70  = st3[1];
+  assign \$88  = st4[1];
+  assign \$102  = st5[1];
+  assign \$116  = st6[1];
+  assign \$130  = st7[1];
   assign \$135  = 1'h1;
-  assign \$136  = \$signal$93 [0];
+  assign \$136  = hit_v1;
   assign \$141  = 1'h1;
-  assign \$142  = \$signal$94 [0];
-  assign \$147  = \$signal$93 [0];
-  assign \$154  = \$signal$94 [0];
-  assign \$161  = \$signal$93 [0];
-  assign \$169  = \$signal$93 [0];
-  assign \$178  = \$signal$93 [0];
-  assign \$188  = \$signal$93 [0];
-  assign \$198  = \$signal$94 [0];
-  assign \$205  = \$signal$94 [0];
-  assign \$213  = \$signal$94 [0];
-  assign \$222  = \$signal$94 [0];
+  assign \$142  = hit_c1;
+  assign \$147  = hit_v1;
+  assign \$154  = hit_c1;
+  assign \$161  = hit_v1;
+  assign \$169  = hit_v1;
+  assign \$178  = hit_v1;
+  assign \$188  = hit_v1;
+  assign \$198  = hit_c1;
+  assign \$205  = hit_c1;
+  assign \$213  = hit_c1;
+  assign \$222  = hit_c1;
   assign \$247  = 2'h0;
   assign \$248  = \$246 ;
   assign \$253  = 2'h0;
@@ -21537,7 +21746,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4413$0 , clk);
+module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4468$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -21601,8 +21810,8 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
   reg op_valid = 1'h0;
   output [9:0] op_waddr;
   reg [9:0] op_waddr = 10'h000;
-  input [8:0] \port$4413$0 ;
-  wire [8:0] \port$4413$0 ;
+  input [8:0] \port$4468$0 ;
+  wire [8:0] \port$4468$0 ;
   output ready;
   wire ready;
   input rst;
@@ -21618,12 +21827,12 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
   assign \$5  = 1'h0 + \$4 ;
   assign \$7  = 1'h0 + \$6 ;
   assign \$8  = \$5  + \$7 ;
-  assign \$9  = \$8  + \port$4413$0 [7:6];
+  assign \$9  = \$8  + \port$4468$0 [7:6];
   assign \$11  = 1'h0 + \$10 ;
   assign \$13  = 1'h0 + \$12 ;
   assign \$15  = 1'h0 + \$14 ;
   assign \$16  = \$13  + \$15 ;
-  assign \$17  = \$16  + \port$4413$0 [7:6];
+  assign \$17  = \$16  + \port$4468$0 [7:6];
   assign \$19  = \$11  + \$18 ;
   assign \$20  = g + 1'h1;
   assign \$21  = op_addr + 1'h1;
@@ -21671,7 +21880,7 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$26  = op_count;
     if (load) begin
-      \$26  = \port$4413$0 [8];
+      \$26  = \port$4468$0 [8];
     end
     if (rst) begin
       \$26  = 1'h0;
@@ -21731,20 +21940,20 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_c = \port$4413$0 [3:0];
-  assign ev_y = \port$4413$0 [5:4];
-  assign ev_x = \port$4413$0 [7:6];
-  assign ev_count = \port$4413$0 [8];
-  assign \$4  = { 3'h0, \port$4413$0 [3:0], 4'h0 };
-  assign \$6  = { 1'h0, \port$4413$0 [5:4], 2'h0 };
+  assign ev_c = \port$4468$0 [3:0];
+  assign ev_y = \port$4468$0 [5:4];
+  assign ev_x = \port$4468$0 [7:6];
+  assign ev_count = \port$4468$0 [8];
+  assign \$4  = { 3'h0, \port$4468$0 [3:0], 4'h0 };
+  assign \$6  = { 1'h0, \port$4468$0 [5:4], 2'h0 };
   assign \$10  = { 1'h0, \$9  };
-  assign \$12  = { 3'h0, \port$4413$0 [3:0], 4'h0 };
-  assign \$14  = { 1'h0, \port$4413$0 [5:4], 2'h0 };
+  assign \$12  = { 3'h0, \port$4468$0 [3:0], 4'h0 };
+  assign \$14  = { 1'h0, \port$4468$0 [5:4], 2'h0 };
   assign \$18  = { \$17 , 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc.queue (rst, \port$4195$0 , w_data, w_en, \port$4335$0 , \port$4337$0 , clk);
+module \digits_cnn_ilif.engine_fc.queue (rst, \port$4234$0 , w_data, w_en, \port$4390$0 , \port$4392$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21775,12 +21984,12 @@ module \digits_cnn_ilif.engine_fc.queue (rst, \port$4195$0 , w_data, w_en, \port
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$4195$0 ;
-  wire \port$4195$0 ;
-  output [73:0] \port$4335$0 ;
-  wire [73:0] \port$4335$0 ;
-  output \port$4337$0 ;
-  wire \port$4337$0 ;
+  input \port$4234$0 ;
+  wire \port$4234$0 ;
+  output [73:0] \port$4390$0 ;
+  wire [73:0] \port$4390$0 ;
+  output \port$4392$0 ;
+  wire \port$4392$0 ;
   wire [73:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -21817,12 +22026,12 @@ module \digits_cnn_ilif.engine_fc.queue (rst, \port$4195$0 , w_data, w_en, \port
   \digits_cnn_ilif.engine_fc.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3373$0 (\$signal$9 ),
-    .\port$4195$0 (\port$4195$0 ),
-    .\port$4319$0 (\$signal$11 ),
-    .\port$4321$0 (held_valid),
-    .\port$4335$0 (\$signal$14 ),
-    .\port$4337$0 (\$signal$16 ),
+    .\port$3370$0 (\$signal$9 ),
+    .\port$4234$0 (\port$4234$0 ),
+    .\port$4374$0 (\$signal$11 ),
+    .\port$4376$0 (held_valid),
+    .\port$4390$0 (\$signal$14 ),
+    .\port$4392$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -21853,11 +22062,11 @@ module \digits_cnn_ilif.engine_fc.queue (rst, \port$4195$0 , w_data, w_en, \port
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4195$0 ;
-  assign \$signal$19  = \port$4195$0 ;
+  assign \$signal$18  = \port$4234$0 ;
+  assign \$signal$19  = \port$4234$0 ;
   assign level = \$4 [4:0];
-  assign \port$4335$0  = \$signal$14 ;
-  assign \port$4337$0  = \$signal$16 ;
+  assign \port$4390$0  = \$signal$14 ;
+  assign \port$4392$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -22053,7 +22262,7 @@ module \digits_cnn_ilif.engine_fc.queue.inner (rst, r_en, w_rdy, w_level, r_data
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3373$0 , count, \port$4195$0 , \port$4319$0 , \port$4321$0 , \port$4335$0 , \port$4337$0 , clk);
+module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3370$0 , count, \port$4234$0 , \port$4374$0 , \port$4376$0 , \port$4390$0 , \port$4392$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22073,28 +22282,28 @@ module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3373$0 , count, \port$4
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3373$0 ;
-  wire \port$3373$0 ;
-  input \port$4195$0 ;
-  wire \port$4195$0 ;
-  input [73:0] \port$4319$0 ;
-  wire [73:0] \port$4319$0 ;
-  input \port$4321$0 ;
-  wire \port$4321$0 ;
+  output \port$3370$0 ;
+  wire \port$3370$0 ;
+  input \port$4234$0 ;
+  wire \port$4234$0 ;
+  input [73:0] \port$4374$0 ;
+  wire [73:0] \port$4374$0 ;
+  input \port$4376$0 ;
+  wire \port$4376$0 ;
   (* init = 74'h0000000000000000000 *)
-  output [73:0] \port$4335$0 ;
-  wire [73:0] \port$4335$0 ;
+  output [73:0] \port$4390$0 ;
+  wire [73:0] \port$4390$0 ;
   (* init = 1'h0 *)
-  output \port$4337$0 ;
-  wire \port$4337$0 ;
+  output \port$4392$0 ;
+  wire \port$4392$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4321$0  & \$1 ;
+  assign take = \port$4376$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4195$0  | \$2 ;
+  assign \$3  = \port$4234$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -22112,7 +22321,7 @@ module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3373$0 , count, \port$4
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4319$0 ;
+        \$4  = \port$4374$0 ;
       end
     end
     if (rst) begin
@@ -22155,22 +22364,22 @@ module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3373$0 , count, \port$4
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4319$0 ;
+      \$7  = \port$4374$0 ;
     end
     if (rst) begin
       \$7  = 74'h0000000000000000000;
     end
   end
-  assign \$signal$3  = \port$4321$0 ;
-  assign \$signal$8  = \port$4195$0 ;
-  assign \$signal$11  = \port$4319$0 ;
-  assign \port$3373$0  = \$signal ;
-  assign \port$4335$0  = \$signal$9 ;
-  assign \port$4337$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4376$0 ;
+  assign \$signal$8  = \port$4234$0 ;
+  assign \$signal$11  = \port$4374$0 ;
+  assign \port$3370$0  = \$signal ;
+  assign \port$4390$0  = \$signal$9 ;
+  assign \port$4392$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$3834$0 , \port$4361$0 , \port$4363$0 , clk);
+module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$3845$0 , \port$4416$0 , \port$4418$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22201,12 +22410,12 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$3834$0 , \
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$3834$0 ;
-  wire \port$3834$0 ;
-  output [10:0] \port$4361$0 ;
-  wire [10:0] \port$4361$0 ;
-  output \port$4363$0 ;
-  wire \port$4363$0 ;
+  input \port$3845$0 ;
+  wire \port$3845$0 ;
+  output [10:0] \port$4416$0 ;
+  wire [10:0] \port$4416$0 ;
+  output \port$4418$0 ;
+  wire \port$4418$0 ;
   wire [10:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -22244,12 +22453,12 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$3834$0 , \
   \digits_cnn_ilif.fifo_conv1_0.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3444$0 (\$signal$9 ),
-    .\port$3834$0 (\port$3834$0 ),
-    .\port$4345$0 (\$signal$11 ),
-    .\port$4347$0 (held_valid),
-    .\port$4361$0 (\$signal$14 ),
-    .\port$4363$0 (\$signal$16 ),
+    .\port$3441$0 (\$signal$9 ),
+    .\port$3845$0 (\port$3845$0 ),
+    .\port$4400$0 (\$signal$11 ),
+    .\port$4402$0 (held_valid),
+    .\port$4416$0 (\$signal$14 ),
+    .\port$4418$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -22279,12 +22488,12 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$3834$0 , \
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3834$0 ;
-  assign \$signal$19  = \port$3834$0 ;
+  assign \$signal$18  = \port$3845$0 ;
+  assign \$signal$19  = \port$3845$0 ;
   assign level = \$4 [4:0];
   assign w_rdy = \$signal$4 ;
-  assign \port$4361$0  = \$signal$14 ;
-  assign \port$4363$0  = \$signal$16 ;
+  assign \port$4416$0  = \$signal$14 ;
+  assign \port$4418$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -22480,7 +22689,7 @@ module \digits_cnn_ilif.fifo_conv1_0.inner (rst, w_en, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv1_0.skid (rst, \port$3444$0 , count, \port$3834$0 , \port$4345$0 , \port$4347$0 , \port$4361$0 , \port$4363$0 , clk);
+module \digits_cnn_ilif.fifo_conv1_0.skid (rst, \port$3441$0 , count, \port$3845$0 , \port$4400$0 , \port$4402$0 , \port$4416$0 , \port$4418$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22500,28 +22709,28 @@ module \digits_cnn_ilif.fifo_conv1_0.skid (rst, \port$3444$0 , count, \port$3834
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3444$0 ;
-  wire \port$3444$0 ;
-  input \port$3834$0 ;
-  wire \port$3834$0 ;
-  input [10:0] \port$4345$0 ;
-  wire [10:0] \port$4345$0 ;
-  input \port$4347$0 ;
-  wire \port$4347$0 ;
+  output \port$3441$0 ;
+  wire \port$3441$0 ;
+  input \port$3845$0 ;
+  wire \port$3845$0 ;
+  input [10:0] \port$4400$0 ;
+  wire [10:0] \port$4400$0 ;
+  input \port$4402$0 ;
+  wire \port$4402$0 ;
   (* init = 11'h000 *)
-  output [10:0] \port$4361$0 ;
-  wire [10:0] \port$4361$0 ;
+  output [10:0] \port$4416$0 ;
+  wire [10:0] \port$4416$0 ;
   (* init = 1'h0 *)
-  output \port$4363$0 ;
-  wire \port$4363$0 ;
+  output \port$4418$0 ;
+  wire \port$4418$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4347$0  & \$1 ;
+  assign take = \port$4402$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3834$0  | \$2 ;
+  assign \$3  = \port$3845$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -22539,7 +22748,7 @@ module \digits_cnn_ilif.fifo_conv1_0.skid (rst, \port$3444$0 , count, \port$3834
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4345$0 ;
+        \$4  = \port$4400$0 ;
       end
     end
     if (rst) begin
@@ -22582,22 +22791,22 @@ module \digits_cnn_ilif.fifo_conv1_0.skid (rst, \port$3444$0 , count, \port$3834
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4345$0 ;
+      \$7  = \port$4400$0 ;
     end
     if (rst) begin
       \$7  = 11'h000;
     end
   end
-  assign \$signal$3  = \port$4347$0 ;
-  assign \$signal$8  = \port$3834$0 ;
-  assign \$signal$11  = \port$4345$0 ;
-  assign \port$3444$0  = \$signal ;
-  assign \port$4361$0  = \$signal$9 ;
-  assign \port$4363$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4402$0 ;
+  assign \$signal$8  = \port$3845$0 ;
+  assign \$signal$11  = \port$4400$0 ;
+  assign \port$3441$0  = \$signal ;
+  assign \port$4416$0  = \$signal$9 ;
+  assign \port$4418$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4010$0 , \port$4387$0 , \port$4389$0 , clk);
+module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4035$0 , \port$4442$0 , \port$4444$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22628,12 +22837,12 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4010$0 , \
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$4010$0 ;
-  wire \port$4010$0 ;
-  output [11:0] \port$4387$0 ;
-  wire [11:0] \port$4387$0 ;
-  output \port$4389$0 ;
-  wire \port$4389$0 ;
+  input \port$4035$0 ;
+  wire \port$4035$0 ;
+  output [11:0] \port$4442$0 ;
+  wire [11:0] \port$4442$0 ;
+  output \port$4444$0 ;
+  wire \port$4444$0 ;
   wire [11:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -22671,12 +22880,12 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4010$0 , \
   \digits_cnn_ilif.fifo_conv2_0.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3515$0 (\$signal$9 ),
-    .\port$4010$0 (\port$4010$0 ),
-    .\port$4371$0 (\$signal$11 ),
-    .\port$4373$0 (held_valid),
-    .\port$4387$0 (\$signal$14 ),
-    .\port$4389$0 (\$signal$16 ),
+    .\port$3512$0 (\$signal$9 ),
+    .\port$4035$0 (\port$4035$0 ),
+    .\port$4426$0 (\$signal$11 ),
+    .\port$4428$0 (held_valid),
+    .\port$4442$0 (\$signal$14 ),
+    .\port$4444$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -22706,12 +22915,12 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4010$0 , \
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4010$0 ;
-  assign \$signal$19  = \port$4010$0 ;
+  assign \$signal$18  = \port$4035$0 ;
+  assign \$signal$19  = \port$4035$0 ;
   assign level = \$4 [4:0];
   assign w_rdy = \$signal$4 ;
-  assign \port$4387$0  = \$signal$14 ;
-  assign \port$4389$0  = \$signal$16 ;
+  assign \port$4442$0  = \$signal$14 ;
+  assign \port$4444$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -22907,7 +23116,7 @@ module \digits_cnn_ilif.fifo_conv2_0.inner (rst, w_en, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv2_0.skid (rst, \port$3515$0 , count, \port$4010$0 , \port$4371$0 , \port$4373$0 , \port$4387$0 , \port$4389$0 , clk);
+module \digits_cnn_ilif.fifo_conv2_0.skid (rst, \port$3512$0 , count, \port$4035$0 , \port$4426$0 , \port$4428$0 , \port$4442$0 , \port$4444$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22927,28 +23136,28 @@ module \digits_cnn_ilif.fifo_conv2_0.skid (rst, \port$3515$0 , count, \port$4010
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3515$0 ;
-  wire \port$3515$0 ;
-  input \port$4010$0 ;
-  wire \port$4010$0 ;
-  input [11:0] \port$4371$0 ;
-  wire [11:0] \port$4371$0 ;
-  input \port$4373$0 ;
-  wire \port$4373$0 ;
+  output \port$3512$0 ;
+  wire \port$3512$0 ;
+  input \port$4035$0 ;
+  wire \port$4035$0 ;
+  input [11:0] \port$4426$0 ;
+  wire [11:0] \port$4426$0 ;
+  input \port$4428$0 ;
+  wire \port$4428$0 ;
   (* init = 12'h000 *)
-  output [11:0] \port$4387$0 ;
-  wire [11:0] \port$4387$0 ;
+  output [11:0] \port$4442$0 ;
+  wire [11:0] \port$4442$0 ;
   (* init = 1'h0 *)
-  output \port$4389$0 ;
-  wire \port$4389$0 ;
+  output \port$4444$0 ;
+  wire \port$4444$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4373$0  & \$1 ;
+  assign take = \port$4428$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4010$0  | \$2 ;
+  assign \$3  = \port$4035$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -22966,7 +23175,7 @@ module \digits_cnn_ilif.fifo_conv2_0.skid (rst, \port$3515$0 , count, \port$4010
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4371$0 ;
+        \$4  = \port$4426$0 ;
       end
     end
     if (rst) begin
@@ -23009,22 +23218,22 @@ module \digits_cnn_ilif.fifo_conv2_0.skid (rst, \port$3515$0 , count, \port$4010
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4371$0 ;
+      \$7  = \port$4426$0 ;
     end
     if (rst) begin
       \$7  = 12'h000;
     end
   end
-  assign \$signal$3  = \port$4373$0 ;
-  assign \$signal$8  = \port$4010$0 ;
-  assign \$signal$11  = \port$4371$0 ;
-  assign \port$3515$0  = \$signal ;
-  assign \port$4387$0  = \$signal$9 ;
-  assign \port$4389$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4428$0 ;
+  assign \$signal$8  = \port$4035$0 ;
+  assign \$signal$11  = \port$4426$0 ;
+  assign \port$3512$0  = \$signal ;
+  assign \port$4442$0  = \$signal$9 ;
+  assign \port$4444$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4186$0 , \port$4413$0 , \port$4415$0 , clk);
+module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4225$0 , \port$4468$0 , \port$4470$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23055,12 +23264,12 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4186$0 , \
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$4186$0 ;
-  wire \port$4186$0 ;
-  output [9:0] \port$4413$0 ;
-  wire [9:0] \port$4413$0 ;
-  output \port$4415$0 ;
-  wire \port$4415$0 ;
+  input \port$4225$0 ;
+  wire \port$4225$0 ;
+  output [9:0] \port$4468$0 ;
+  wire [9:0] \port$4468$0 ;
+  output \port$4470$0 ;
+  wire \port$4470$0 ;
   wire [9:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -23098,12 +23307,12 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4186$0 , \
   \digits_cnn_ilif.fifo_conv3_0.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3586$0 (\$signal$9 ),
-    .\port$4186$0 (\port$4186$0 ),
-    .\port$4397$0 (\$signal$11 ),
-    .\port$4399$0 (held_valid),
-    .\port$4413$0 (\$signal$14 ),
-    .\port$4415$0 (\$signal$16 ),
+    .\port$3583$0 (\$signal$9 ),
+    .\port$4225$0 (\port$4225$0 ),
+    .\port$4452$0 (\$signal$11 ),
+    .\port$4454$0 (held_valid),
+    .\port$4468$0 (\$signal$14 ),
+    .\port$4470$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -23133,12 +23342,12 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4186$0 , \
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4186$0 ;
-  assign \$signal$19  = \port$4186$0 ;
+  assign \$signal$18  = \port$4225$0 ;
+  assign \$signal$19  = \port$4225$0 ;
   assign level = \$4 [4:0];
   assign w_rdy = \$signal$4 ;
-  assign \port$4413$0  = \$signal$14 ;
-  assign \port$4415$0  = \$signal$16 ;
+  assign \port$4468$0  = \$signal$14 ;
+  assign \port$4470$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -23334,7 +23543,7 @@ module \digits_cnn_ilif.fifo_conv3_0.inner (rst, w_en, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv3_0.skid (rst, \port$3586$0 , count, \port$4186$0 , \port$4397$0 , \port$4399$0 , \port$4413$0 , \port$4415$0 , clk);
+module \digits_cnn_ilif.fifo_conv3_0.skid (rst, \port$3583$0 , count, \port$4225$0 , \port$4452$0 , \port$4454$0 , \port$4468$0 , \port$4470$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23354,28 +23563,28 @@ module \digits_cnn_ilif.fifo_conv3_0.skid (rst, \port$3586$0 , count, \port$4186
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3586$0 ;
-  wire \port$3586$0 ;
-  input \port$4186$0 ;
-  wire \port$4186$0 ;
-  input [9:0] \port$4397$0 ;
-  wire [9:0] \port$4397$0 ;
-  input \port$4399$0 ;
-  wire \port$4399$0 ;
+  output \port$3583$0 ;
+  wire \port$3583$0 ;
+  input \port$4225$0 ;
+  wire \port$4225$0 ;
+  input [9:0] \port$4452$0 ;
+  wire [9:0] \port$4452$0 ;
+  input \port$4454$0 ;
+  wire \port$4454$0 ;
   (* init = 10'h000 *)
-  output [9:0] \port$4413$0 ;
-  wire [9:0] \port$4413$0 ;
+  output [9:0] \port$4468$0 ;
+  wire [9:0] \port$4468$0 ;
   (* init = 1'h0 *)
-  output \port$4415$0 ;
-  wire \port$4415$0 ;
+  output \port$4470$0 ;
+  wire \port$4470$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4399$0  & \$1 ;
+  assign take = \port$4454$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4186$0  | \$2 ;
+  assign \$3  = \port$4225$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -23393,7 +23602,7 @@ module \digits_cnn_ilif.fifo_conv3_0.skid (rst, \port$3586$0 , count, \port$4186
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4397$0 ;
+        \$4  = \port$4452$0 ;
       end
     end
     if (rst) begin
@@ -23436,22 +23645,22 @@ module \digits_cnn_ilif.fifo_conv3_0.skid (rst, \port$3586$0 , count, \port$4186
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4397$0 ;
+      \$7  = \port$4452$0 ;
     end
     if (rst) begin
       \$7  = 10'h000;
     end
   end
-  assign \$signal$3  = \port$4399$0 ;
-  assign \$signal$8  = \port$4186$0 ;
-  assign \$signal$11  = \port$4397$0 ;
-  assign \port$3586$0  = \$signal ;
-  assign \port$4413$0  = \$signal$9 ;
-  assign \port$4415$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4454$0 ;
+  assign \$signal$8  = \port$4225$0 ;
+  assign \$signal$11  = \port$4452$0 ;
+  assign \port$3583$0  = \$signal ;
+  assign \port$4468$0  = \$signal$9 ;
+  assign \port$4470$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.out_skid (clk, rst, \port$3598$0 , \port$4193$0 , \port$4194$0 , \port$4423$0 , \port$4425$0 , \port$0$11 );
+module \digits_cnn_ilif.out_skid (clk, rst, \port$3595$0 , \port$4232$0 , \port$4233$0 , \port$4478$0 , \port$4480$0 , \port$0$11 );
   reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23472,23 +23681,23 @@ module \digits_cnn_ilif.out_skid (clk, rst, \port$3598$0 , \port$4193$0 , \port$
   wire [1:0] count;
   input \port$0$11 ;
   wire \port$0$11 ;
-  output \port$3598$0 ;
-  wire \port$3598$0 ;
-  input [26:0] \port$4193$0 ;
-  wire [26:0] \port$4193$0 ;
-  input \port$4194$0 ;
-  wire \port$4194$0 ;
+  output \port$3595$0 ;
+  wire \port$3595$0 ;
+  input [26:0] \port$4232$0 ;
+  wire [26:0] \port$4232$0 ;
+  input \port$4233$0 ;
+  wire \port$4233$0 ;
   (* init = 27'h0000000 *)
-  output [26:0] \port$4423$0 ;
-  wire [26:0] \port$4423$0 ;
+  output [26:0] \port$4478$0 ;
+  wire [26:0] \port$4478$0 ;
   (* init = 1'h0 *)
-  output \port$4425$0 ;
-  wire \port$4425$0 ;
+  output \port$4480$0 ;
+  wire \port$4480$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4194$0  & \$1 ;
+  assign take = \port$4233$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
   assign \$3  = \port$0$11  | \$2 ;
@@ -23509,7 +23718,7 @@ module \digits_cnn_ilif.out_skid (clk, rst, \port$3598$0 , \port$4193$0 , \port$
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4193$0 ;
+        \$4  = \port$4232$0 ;
       end
     end
     if (rst) begin
@@ -23552,16 +23761,16 @@ module \digits_cnn_ilif.out_skid (clk, rst, \port$3598$0 , \port$4193$0 , \port$
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4193$0 ;
+      \$7  = \port$4232$0 ;
     end
     if (rst) begin
       \$7  = 27'h0000000;
     end
   end
-  assign \$signal$3  = \port$4194$0 ;
+  assign \$signal$3  = \port$4233$0 ;
   assign \$signal$8  = \port$0$11 ;
-  assign \$signal$11  = \port$4193$0 ;
-  assign \port$3598$0  = \$signal ;
-  assign \port$4423$0  = \$signal$9 ;
-  assign \port$4425$0  = \$signal$5 ;
+  assign \$signal$11  = \port$4232$0 ;
+  assign \port$3595$0  = \$signal ;
+  assign \port$4478$0  = \$signal$9 ;
+  assign \port$4480$0  = \$signal$5 ;
 endmodule

@@ -169,9 +169,9 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   );
   \digits_mlp_gn.fifo_fc1_0  fifo_fc1_0 (
     .clk(clk),
-    .\port$2866$0 (\$signal$24 ),
-    .\port$3241$0 (i0__payload),
-    .\port$3243$0 (i0__valid),
+    .\port$2882$0 (\$signal$24 ),
+    .\port$3289$0 (i0__payload),
+    .\port$3291$0 (i0__valid),
     .rst(rst),
     .w_data(tap_fc1__payload),
     .w_en(fc1_accept),
@@ -179,9 +179,9 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   );
   \digits_mlp_gn.fifo_fc2_0  fifo_fc2_0 (
     .clk(clk),
-    .\port$3058$0 (\$signal$37 ),
-    .\port$3267$0 (\i0__payload$35 ),
-    .\port$3269$0 (\i0__valid$33 ),
+    .\port$3090$0 (\$signal$37 ),
+    .\port$3315$0 (\i0__payload$35 ),
+    .\port$3317$0 (\i0__valid$33 ),
     .rst(rst),
     .w_data(tap_fc2__payload),
     .w_en(fc2_accept),
@@ -191,10 +191,10 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
     .clk(clk),
     .\port$0$11 (o__ready),
     .\port$2618$0 (\o__ready$50 ),
-    .\port$3065$0 (\$signal$46 ),
-    .\port$3066$0 (\$signal$48 ),
-    .\port$3277$0 (o__payload),
-    .\port$3279$0 (o__valid),
+    .\port$3097$0 (\$signal$46 ),
+    .\port$3098$0 (\$signal$48 ),
+    .\port$3325$0 (o__payload),
+    .\port$3327$0 (o__valid),
     .rst(rst)
   );
   always @* begin
@@ -298,12 +298,20 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   reg [22:0] \$1001 ;
   reg [22:0] \$1002 ;
   reg [22:0] \$1003 ;
-  reg [83:0] \$1004 ;
-  reg [79:0] \$1005 ;
-  reg [18:0] \$1006 ;
-  reg \$1007 ;
-  reg [3:0] \$1008 ;
+  reg [22:0] \$1004 ;
+  reg [22:0] \$1005 ;
+  reg [22:0] \$1006 ;
+  reg [22:0] \$1007 ;
+  reg [22:0] \$1008 ;
+  reg [22:0] \$1009 ;
   wire \$101 ;
+  reg [22:0] \$1010 ;
+  reg [22:0] \$1011 ;
+  reg [83:0] \$1012 ;
+  reg [79:0] \$1013 ;
+  reg [18:0] \$1014 ;
+  reg \$1015 ;
+  reg [3:0] \$1016 ;
   wire \$102 ;
   wire \$103 ;
   wire \$104 ;
@@ -1280,21 +1288,21 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire [4:0] \$98 ;
   reg [67:0] \$980 ;
   reg [67:0] \$981 ;
-  reg [4:0] \$982 ;
-  reg [4:0] \$983 ;
-  reg [9:0] \$984 ;
-  reg [7:0] \$985 ;
-  reg [87:0] \$986 ;
-  reg [87:0] \$987 ;
-  reg [22:0] \$988 ;
-  reg [22:0] \$989 ;
+  reg \$982 ;
+  reg \$983 ;
+  reg \$984 ;
+  reg \$985 ;
+  reg \$986 ;
+  reg \$987 ;
+  reg \$988 ;
+  reg \$989 ;
   wire [4:0] \$99 ;
-  reg [22:0] \$990 ;
-  reg [22:0] \$991 ;
-  reg [22:0] \$992 ;
-  reg [22:0] \$993 ;
-  reg [22:0] \$994 ;
-  reg [22:0] \$995 ;
+  reg \$990 ;
+  reg \$991 ;
+  reg [9:0] \$992 ;
+  reg [7:0] \$993 ;
+  reg [87:0] \$994 ;
+  reg [87:0] \$995 ;
   reg [22:0] \$996 ;
   reg [22:0] \$997 ;
   reg [22:0] \$998 ;
@@ -1311,16 +1319,14 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire [7:0] \$signal$102 ;
   wire \$signal$11 ;
   reg \$signal$111  = 1'h0;
-  reg [4:0] \$signal$136  = 5'h00;
-  reg [4:0] \$signal$137  = 5'h00;
-  reg [9:0] \$signal$138  = 10'h000;
-  reg [7:0] \$signal$139  = 8'h00;
   wire \$signal$14 ;
-  reg [87:0] \$signal$140  = 88'h0000000000000000000000;
-  wire [21:0] \$signal$140[0] ;
-  wire [21:0] \$signal$140[1] ;
-  wire [21:0] \$signal$140[2] ;
-  wire [21:0] \$signal$140[3] ;
+  reg [9:0] \$signal$146  = 10'h000;
+  reg [7:0] \$signal$147  = 8'h00;
+  reg [87:0] \$signal$148  = 88'h0000000000000000000000;
+  wire [21:0] \$signal$148[0] ;
+  wire [21:0] \$signal$148[1] ;
+  wire [21:0] \$signal$148[2] ;
+  wire [21:0] \$signal$148[3] ;
   reg \$signal$26  = 1'h1;
   reg \$signal$29  = 1'h0;
   reg \$signal$31 ;
@@ -1459,6 +1465,16 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   reg [2:0] ev_y = 3'h0;
   reg [1:0] fire_k = 2'h0;
   reg fsm_state = 1'h0;
+  reg hit_c1 = 1'h0;
+  reg hit_c2 = 1'h0;
+  reg hit_c3 = 1'h0;
+  reg hit_c4 = 1'h0;
+  reg hit_c5 = 1'h0;
+  reg hit_v1 = 1'h0;
+  reg hit_v2 = 1'h0;
+  reg hit_v3 = 1'h0;
+  reg hit_v4 = 1'h0;
+  reg hit_v5 = 1'h0;
   reg [32:0] issue;
   wire [3:0] \issue.addr ;
   wire \issue.bank ;
@@ -3287,79 +3303,79 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \$534  = $signed(w1_0[23:16]) << st2[22:20];
   assign \$535  = $signed(w1_0[31:24]) << st2[22:20];
   assign \$536  = ! st3[18];
-  assign \$537  = ! st3[1];
-  assign \$538  = \$537  & st3[2];
-  assign \$539  = ~ \$538 ;
-  assign \$540  = st3[0] & \$539 ;
-  assign \$541  = st2[7:4] == st3[7:4];
-  assign \$542  = \$540  & \$541 ;
-  assign \$543  = ! st3[1];
-  assign \$544  = \$542  & \$543 ;
-  assign \$545  = ! st3[1];
-  assign \$546  = \$545  & st3[2];
-  assign \$548  = \$547  & st3[24];
-  assign \$549  = \$546  | \$548 ;
-  assign \$550  = st3[0] & \$549 ;
-  assign \$551  = st2[7:4] == st3[7:4];
-  assign \$552  = \$550  & \$551 ;
-  assign \$553  = ! st3[1];
-  assign \$554  = \$552  & \$553 ;
-  assign \$555  = ! st4[1];
-  assign \$556  = \$555  & st4[2];
-  assign \$557  = ~ \$556 ;
-  assign \$558  = st4[0] & \$557 ;
-  assign \$559  = st2[7:4] == st4[7:4];
-  assign \$560  = \$558  & \$559 ;
-  assign \$561  = ! st4[1];
-  assign \$562  = \$560  & \$561 ;
-  assign \$563  = ! st4[1];
-  assign \$564  = \$563  & st4[2];
-  assign \$566  = \$565  & st4[24];
-  assign \$567  = \$564  | \$566 ;
-  assign \$568  = st4[0] & \$567 ;
-  assign \$569  = st2[7:4] == st4[7:4];
-  assign \$570  = \$568  & \$569 ;
-  assign \$571  = ! st4[1];
-  assign \$572  = \$570  & \$571 ;
-  assign \$573  = ! st5[1];
-  assign \$574  = \$573  & st5[2];
-  assign \$575  = ~ \$574 ;
-  assign \$576  = st5[0] & \$575 ;
-  assign \$577  = st2[7:4] == st5[7:4];
-  assign \$578  = \$576  & \$577 ;
-  assign \$579  = ! st5[1];
-  assign \$580  = \$579  & st5[2];
-  assign \$582  = \$581  & st5[24];
-  assign \$583  = \$580  | \$582 ;
-  assign \$584  = st5[0] & \$583 ;
-  assign \$585  = st2[7:4] == st5[7:4];
-  assign \$586  = \$584  & \$585 ;
-  assign \$587  = ! st6[1];
-  assign \$588  = \$587  & st6[2];
-  assign \$589  = ~ \$588 ;
-  assign \$590  = st6[0] & \$589 ;
-  assign \$591  = st2[7:4] == st6[7:4];
-  assign \$592  = \$590  & \$591 ;
-  assign \$593  = ! st6[1];
-  assign \$594  = \$593  & st6[2];
-  assign \$596  = \$595  & st6[24];
-  assign \$597  = \$594  | \$596 ;
-  assign \$598  = st6[0] & \$597 ;
-  assign \$599  = st2[7:4] == st6[7:4];
-  assign \$600  = \$598  & \$599 ;
-  assign \$601  = ! st7[1];
-  assign \$602  = \$601  & st7[2];
-  assign \$603  = ~ \$602 ;
-  assign \$604  = st7[0] & \$603 ;
-  assign \$605  = st2[7:4] == st7[7:4];
-  assign \$606  = \$604  & \$605 ;
-  assign \$607  = ! st7[1];
-  assign \$608  = \$607  & st7[2];
-  assign \$610  = \$609  & st7[24];
-  assign \$611  = \$608  | \$610 ;
-  assign \$612  = st7[0] & \$611 ;
-  assign \$613  = st2[7:4] == st7[7:4];
-  assign \$614  = \$612  & \$613 ;
+  assign \$537  = st2[7:4] == st3[7:4];
+  assign \$538  = ! st3[1];
+  assign \$539  = \$537  & \$538 ;
+  assign \$540  = ! st3[1];
+  assign \$541  = \$540  & st3[2];
+  assign \$542  = ~ \$541 ;
+  assign \$543  = st3[0] & \$542 ;
+  assign \$544  = \$539  & \$543 ;
+  assign \$545  = st2[7:4] == st3[7:4];
+  assign \$546  = ! st3[1];
+  assign \$547  = \$545  & \$546 ;
+  assign \$548  = ! st3[1];
+  assign \$549  = \$548  & st3[2];
+  assign \$551  = \$550  & st3[24];
+  assign \$552  = \$549  | \$551 ;
+  assign \$553  = st3[0] & \$552 ;
+  assign \$554  = \$547  & \$553 ;
+  assign \$555  = st2[7:4] == st4[7:4];
+  assign \$556  = ! st4[1];
+  assign \$557  = \$555  & \$556 ;
+  assign \$558  = ! st4[1];
+  assign \$559  = \$558  & st4[2];
+  assign \$560  = ~ \$559 ;
+  assign \$561  = st4[0] & \$560 ;
+  assign \$562  = \$557  & \$561 ;
+  assign \$563  = st2[7:4] == st4[7:4];
+  assign \$564  = ! st4[1];
+  assign \$565  = \$563  & \$564 ;
+  assign \$566  = ! st4[1];
+  assign \$567  = \$566  & st4[2];
+  assign \$569  = \$568  & st4[24];
+  assign \$570  = \$567  | \$569 ;
+  assign \$571  = st4[0] & \$570 ;
+  assign \$572  = \$565  & \$571 ;
+  assign \$573  = st2[7:4] == st5[7:4];
+  assign \$574  = ! st5[1];
+  assign \$575  = \$574  & st5[2];
+  assign \$576  = ~ \$575 ;
+  assign \$577  = st5[0] & \$576 ;
+  assign \$578  = \$573  & \$577 ;
+  assign \$579  = st2[7:4] == st5[7:4];
+  assign \$580  = ! st5[1];
+  assign \$581  = \$580  & st5[2];
+  assign \$583  = \$582  & st5[24];
+  assign \$584  = \$581  | \$583 ;
+  assign \$585  = st5[0] & \$584 ;
+  assign \$586  = \$579  & \$585 ;
+  assign \$587  = st2[7:4] == st6[7:4];
+  assign \$588  = ! st6[1];
+  assign \$589  = \$588  & st6[2];
+  assign \$590  = ~ \$589 ;
+  assign \$591  = st6[0] & \$590 ;
+  assign \$592  = \$587  & \$591 ;
+  assign \$593  = st2[7:4] == st6[7:4];
+  assign \$594  = ! st6[1];
+  assign \$595  = \$594  & st6[2];
+  assign \$597  = \$596  & st6[24];
+  assign \$598  = \$595  | \$597 ;
+  assign \$599  = st6[0] & \$598 ;
+  assign \$600  = \$593  & \$599 ;
+  assign \$601  = st2[7:4] == st7[7:4];
+  assign \$602  = ! st7[1];
+  assign \$603  = \$602  & st7[2];
+  assign \$604  = ~ \$603 ;
+  assign \$605  = st7[0] & \$604 ;
+  assign \$606  = \$601  & \$605 ;
+  assign \$607  = st2[7:4] == st7[7:4];
+  assign \$608  = ! st7[1];
+  assign \$609  = \$608  & st7[2];
+  assign \$611  = \$610  & st7[24];
+  assign \$612  = \$609  | \$611 ;
+  assign \$613  = st7[0] & \$612 ;
+  assign \$614  = \$607  & \$613 ;
   assign \$617  = ! st3[1];
   assign \$618  = \$617  & st3[2];
   assign \$619  = ~ \$618 ;
@@ -3369,75 +3385,75 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \$625  = \$622  & \$624 ;
   assign \$626  = \$620  | \$625 ;
   assign \$628  = ~ \$627 ;
-  assign \$629  = \$signal$136 [1] & \$628 ;
+  assign \$629  = hit_v2 & \$628 ;
   assign \$630  = ! st3[1];
   assign \$631  = \$630  & st3[2];
   assign \$632  = ~ \$631 ;
   assign \$633  = \$629  & \$632 ;
   assign \$635  = ~ \$634 ;
-  assign \$636  = \$signal$137 [1] & \$635 ;
+  assign \$636  = hit_c2 & \$635 ;
   assign \$637  = ! st3[1];
   assign \$638  = \$637  & st3[2];
   assign \$639  = \$636  & \$638 ;
   assign \$640  = \$633  | \$639 ;
-  assign \$642  = \$641  | \$signal$136 [1];
+  assign \$642  = \$641  | hit_v2;
   assign \$643  = ~ \$642 ;
-  assign \$644  = \$signal$136 [2] & \$643 ;
+  assign \$644  = hit_v3 & \$643 ;
   assign \$645  = ! st3[1];
   assign \$646  = \$645  & st3[2];
   assign \$647  = ~ \$646 ;
   assign \$648  = \$644  & \$647 ;
-  assign \$650  = \$649  | \$signal$136 [1];
-  assign \$651  = \$650  | \$signal$136 [2];
+  assign \$650  = \$649  | hit_v2;
+  assign \$651  = \$650  | hit_v3;
   assign \$652  = ~ \$651 ;
-  assign \$653  = \$signal$136 [3] & \$652 ;
+  assign \$653  = hit_v4 & \$652 ;
   assign \$654  = ! st3[1];
   assign \$655  = \$654  & st3[2];
   assign \$656  = ~ \$655 ;
   assign \$657  = \$653  & \$656 ;
-  assign \$659  = \$658  | \$signal$136 [1];
-  assign \$660  = \$659  | \$signal$136 [2];
-  assign \$661  = \$660  | \$signal$136 [3];
+  assign \$659  = \$658  | hit_v2;
+  assign \$660  = \$659  | hit_v3;
+  assign \$661  = \$660  | hit_v4;
   assign \$662  = ~ \$661 ;
-  assign \$663  = \$signal$136 [4] & \$662 ;
+  assign \$663  = hit_v5 & \$662 ;
   assign \$664  = ! st3[1];
   assign \$665  = \$664  & st3[2];
   assign \$666  = ~ \$665 ;
   assign \$667  = \$663  & \$666 ;
-  assign \$669  = \$668  | \$signal$136 [1];
-  assign \$670  = \$669  | \$signal$136 [2];
-  assign \$671  = \$670  | \$signal$136 [3];
-  assign \$672  = \$671  | \$signal$136 [4];
+  assign \$669  = \$668  | hit_v2;
+  assign \$670  = \$669  | hit_v3;
+  assign \$671  = \$670  | hit_v4;
+  assign \$672  = \$671  | hit_v5;
   assign \$673  = ~ \$672 ;
   assign \$674  = ! st3[1];
   assign \$675  = \$674  & st3[2];
   assign \$676  = ~ \$675 ;
   assign \$677  = \$673  & \$676 ;
-  assign \$679  = \$678  | \$signal$137 [1];
+  assign \$679  = \$678  | hit_c2;
   assign \$680  = ~ \$679 ;
-  assign \$681  = \$signal$137 [2] & \$680 ;
+  assign \$681  = hit_c3 & \$680 ;
   assign \$682  = ! st3[1];
   assign \$683  = \$682  & st3[2];
   assign \$684  = \$681  & \$683 ;
-  assign \$686  = \$685  | \$signal$137 [1];
-  assign \$687  = \$686  | \$signal$137 [2];
+  assign \$686  = \$685  | hit_c2;
+  assign \$687  = \$686  | hit_c3;
   assign \$688  = ~ \$687 ;
-  assign \$689  = \$signal$137 [3] & \$688 ;
+  assign \$689  = hit_c4 & \$688 ;
   assign \$690  = ! st3[1];
   assign \$691  = \$690  & st3[2];
   assign \$692  = \$689  & \$691 ;
-  assign \$694  = \$693  | \$signal$137 [1];
-  assign \$695  = \$694  | \$signal$137 [2];
-  assign \$696  = \$695  | \$signal$137 [3];
+  assign \$694  = \$693  | hit_c2;
+  assign \$695  = \$694  | hit_c3;
+  assign \$696  = \$695  | hit_c4;
   assign \$697  = ~ \$696 ;
-  assign \$698  = \$signal$137 [4] & \$697 ;
+  assign \$698  = hit_c5 & \$697 ;
   assign \$699  = ! st3[1];
   assign \$700  = \$699  & st3[2];
   assign \$701  = \$698  & \$700 ;
-  assign \$703  = \$702  | \$signal$137 [1];
-  assign \$704  = \$703  | \$signal$137 [2];
-  assign \$705  = \$704  | \$signal$137 [3];
-  assign \$706  = \$705  | \$signal$137 [4];
+  assign \$703  = \$702  | hit_c2;
+  assign \$704  = \$703  | hit_c3;
+  assign \$705  = \$704  | hit_c4;
+  assign \$706  = \$705  | hit_c5;
   assign \$707  = ~ \$706 ;
   assign \$708  = ! st3[1];
   assign \$709  = \$708  & st3[2];
@@ -3446,190 +3462,190 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \$714  = ! st3[1];
   assign \$716  = \$713  & \$715 ;
   assign \$718  = ~ \$717 ;
-  assign \$719  = \$signal$137 [1] & \$718 ;
+  assign \$719  = hit_c2 & \$718 ;
   assign \$720  = ! st3[1];
   assign \$722  = \$719  & \$721 ;
-  assign \$724  = \$723  | \$signal$137 [1];
+  assign \$724  = \$723  | hit_c2;
   assign \$725  = ~ \$724 ;
-  assign \$726  = \$signal$137 [2] & \$725 ;
+  assign \$726  = hit_c3 & \$725 ;
   assign \$727  = ! st3[1];
   assign \$729  = \$726  & \$728 ;
-  assign \$731  = \$730  | \$signal$137 [1];
-  assign \$732  = \$731  | \$signal$137 [2];
+  assign \$731  = \$730  | hit_c2;
+  assign \$732  = \$731  | hit_c3;
   assign \$733  = ~ \$732 ;
-  assign \$734  = \$signal$137 [3] & \$733 ;
+  assign \$734  = hit_c4 & \$733 ;
   assign \$735  = ! st3[1];
   assign \$737  = \$734  & \$736 ;
-  assign \$739  = \$738  | \$signal$137 [1];
-  assign \$740  = \$739  | \$signal$137 [2];
-  assign \$741  = \$740  | \$signal$137 [3];
+  assign \$739  = \$738  | hit_c2;
+  assign \$740  = \$739  | hit_c3;
+  assign \$741  = \$740  | hit_c4;
   assign \$742  = ~ \$741 ;
-  assign \$743  = \$signal$137 [4] & \$742 ;
+  assign \$743  = hit_c5 & \$742 ;
   assign \$744  = ! st3[1];
   assign \$746  = \$743  & \$745 ;
-  assign \$748  = \$747  | \$signal$137 [1];
-  assign \$749  = \$748  | \$signal$137 [2];
-  assign \$750  = \$749  | \$signal$137 [3];
-  assign \$751  = \$750  | \$signal$137 [4];
+  assign \$748  = \$747  | hit_c2;
+  assign \$749  = \$748  | hit_c3;
+  assign \$750  = \$749  | hit_c4;
+  assign \$751  = \$750  | hit_c5;
   assign \$752  = ~ \$751 ;
   assign \$753  = ! st3[1];
   assign \$755  = \$752  & \$754 ;
-  assign \$756  = \$signal$138 [0] ? \$signal$140 [21:0] : 22'h000000;
-  assign \$757  = \$signal$138 [1] ? \$signal$51 [21:0] : 22'h000000;
+  assign \$756  = \$signal$146 [0] ? \$signal$148 [21:0] : 22'h000000;
+  assign \$757  = \$signal$146 [1] ? \$signal$51 [21:0] : 22'h000000;
   assign \$758  = \$756  | \$757 ;
-  assign \$759  = \$signal$138 [2] ? v_wr__data[20:0] : 21'h000000;
+  assign \$759  = \$signal$146 [2] ? v_wr__data[20:0] : 21'h000000;
   assign \$760  = \$758  | { \$759 [20], \$759  };
-  assign \$761  = \$signal$138 [3] ? res8[20:0] : 21'h000000;
+  assign \$761  = \$signal$146 [3] ? res8[20:0] : 21'h000000;
   assign \$762  = \$760  | { \$761 [20], \$761  };
-  assign \$763  = \$signal$138 [4] ? res9[20:0] : 21'h000000;
+  assign \$763  = \$signal$146 [4] ? res9[20:0] : 21'h000000;
   assign \$764  = \$762  | { \$763 [20], \$763  };
-  assign \$765  = \$signal$138 [5] ? v_raw[20:0] : 21'h000000;
+  assign \$765  = \$signal$146 [5] ? v_raw[20:0] : 21'h000000;
   assign \$766  = \$764  | { \$765 [20], \$765  };
-  assign \$767  = \$signal$138 [6] ? c_wr__data[19:0] : 20'h00000;
+  assign \$767  = \$signal$146 [6] ? c_wr__data[19:0] : 20'h00000;
   assign \$768  = \$766  | { \$767 [19], \$767 [19], \$767  };
-  assign \$769  = \$signal$138 [7] ? cres8[19:0] : 20'h00000;
+  assign \$769  = \$signal$146 [7] ? cres8[19:0] : 20'h00000;
   assign \$770  = \$768  | { \$769 [19], \$769 [19], \$769  };
-  assign \$771  = \$signal$138 [8] ? cres9[19:0] : 20'h00000;
+  assign \$771  = \$signal$146 [8] ? cres9[19:0] : 20'h00000;
   assign \$772  = \$770  | { \$771 [19], \$771 [19], \$771  };
-  assign \$773  = \$signal$138 [9] ? c_raw[19:0] : 20'h00000;
+  assign \$773  = \$signal$146 [9] ? c_raw[19:0] : 20'h00000;
   assign \$774  = \$772  | { \$773 [19], \$773 [19], \$773  };
-  assign \$775  = \$signal$139 [0] ? addend[14:0] : 15'h0000;
-  assign \$776  = \$signal$139 [1] ? b_raw[16:0] : 17'h00000;
+  assign \$775  = \$signal$147 [0] ? addend[14:0] : 15'h0000;
+  assign \$776  = \$signal$147 [1] ? b_raw[16:0] : 17'h00000;
   assign \$777  = { \$775 [14], \$775 [14], \$775  } | \$776 ;
-  assign \$778  = \$signal$139 [2] ? \$signal$140 [21:0] : 22'h000000;
+  assign \$778  = \$signal$147 [2] ? \$signal$148 [21:0] : 22'h000000;
   assign \$779  = { \$777 [16], \$777 [16], \$777 [16], \$777 [16], \$777 [16], \$777  } | \$778 ;
-  assign \$780  = \$signal$139 [3] ? \$signal$51 [21:0] : 22'h000000;
+  assign \$780  = \$signal$147 [3] ? \$signal$51 [21:0] : 22'h000000;
   assign \$781  = \$779  | \$780 ;
-  assign \$782  = \$signal$139 [4] ? c_wr__data[19:0] : 20'h00000;
+  assign \$782  = \$signal$147 [4] ? c_wr__data[19:0] : 20'h00000;
   assign \$783  = \$781  | { \$782 [19], \$782 [19], \$782  };
-  assign \$784  = \$signal$139 [5] ? cres8[19:0] : 20'h00000;
+  assign \$784  = \$signal$147 [5] ? cres8[19:0] : 20'h00000;
   assign \$785  = \$783  | { \$784 [19], \$784 [19], \$784  };
-  assign \$786  = \$signal$139 [6] ? cres9[19:0] : 20'h00000;
+  assign \$786  = \$signal$147 [6] ? cres9[19:0] : 20'h00000;
   assign \$787  = \$785  | { \$786 [19], \$786 [19], \$786  };
-  assign \$788  = \$signal$139 [7] ? c_raw[19:0] : 20'h00000;
+  assign \$788  = \$signal$147 [7] ? c_raw[19:0] : 20'h00000;
   assign \$789  = \$787  | { \$788 [19], \$788 [19], \$788  };
   assign \$790  = $signed(\$774 ) + $signed(\$789 );
-  assign \$791  = \$signal$138 [0] ? \$signal$140 [43:22] : 22'h000000;
-  assign \$792  = \$signal$138 [1] ? \$signal$51 [43:22] : 22'h000000;
+  assign \$791  = \$signal$146 [0] ? \$signal$148 [43:22] : 22'h000000;
+  assign \$792  = \$signal$146 [1] ? \$signal$51 [43:22] : 22'h000000;
   assign \$793  = \$791  | \$792 ;
-  assign \$794  = \$signal$138 [2] ? v_wr__data[41:21] : 21'h000000;
+  assign \$794  = \$signal$146 [2] ? v_wr__data[41:21] : 21'h000000;
   assign \$795  = \$793  | { \$794 [20], \$794  };
-  assign \$796  = \$signal$138 [3] ? res8[41:21] : 21'h000000;
+  assign \$796  = \$signal$146 [3] ? res8[41:21] : 21'h000000;
   assign \$797  = \$795  | { \$796 [20], \$796  };
-  assign \$798  = \$signal$138 [4] ? res9[41:21] : 21'h000000;
+  assign \$798  = \$signal$146 [4] ? res9[41:21] : 21'h000000;
   assign \$799  = \$797  | { \$798 [20], \$798  };
-  assign \$800  = \$signal$138 [5] ? v_raw[41:21] : 21'h000000;
+  assign \$800  = \$signal$146 [5] ? v_raw[41:21] : 21'h000000;
   assign \$801  = \$799  | { \$800 [20], \$800  };
-  assign \$802  = \$signal$138 [6] ? c_wr__data[39:20] : 20'h00000;
+  assign \$802  = \$signal$146 [6] ? c_wr__data[39:20] : 20'h00000;
   assign \$803  = \$801  | { \$802 [19], \$802 [19], \$802  };
-  assign \$804  = \$signal$138 [7] ? cres8[39:20] : 20'h00000;
+  assign \$804  = \$signal$146 [7] ? cres8[39:20] : 20'h00000;
   assign \$805  = \$803  | { \$804 [19], \$804 [19], \$804  };
-  assign \$806  = \$signal$138 [8] ? cres9[39:20] : 20'h00000;
+  assign \$806  = \$signal$146 [8] ? cres9[39:20] : 20'h00000;
   assign \$807  = \$805  | { \$806 [19], \$806 [19], \$806  };
-  assign \$808  = \$signal$138 [9] ? c_raw[39:20] : 20'h00000;
+  assign \$808  = \$signal$146 [9] ? c_raw[39:20] : 20'h00000;
   assign \$809  = \$807  | { \$808 [19], \$808 [19], \$808  };
-  assign \$810  = \$signal$139 [0] ? addend[29:15] : 15'h0000;
-  assign \$811  = \$signal$139 [1] ? b_raw[33:17] : 17'h00000;
+  assign \$810  = \$signal$147 [0] ? addend[29:15] : 15'h0000;
+  assign \$811  = \$signal$147 [1] ? b_raw[33:17] : 17'h00000;
   assign \$812  = { \$810 [14], \$810 [14], \$810  } | \$811 ;
-  assign \$813  = \$signal$139 [2] ? \$signal$140 [43:22] : 22'h000000;
+  assign \$813  = \$signal$147 [2] ? \$signal$148 [43:22] : 22'h000000;
   assign \$814  = { \$812 [16], \$812 [16], \$812 [16], \$812 [16], \$812 [16], \$812  } | \$813 ;
-  assign \$815  = \$signal$139 [3] ? \$signal$51 [43:22] : 22'h000000;
+  assign \$815  = \$signal$147 [3] ? \$signal$51 [43:22] : 22'h000000;
   assign \$816  = \$814  | \$815 ;
-  assign \$817  = \$signal$139 [4] ? c_wr__data[39:20] : 20'h00000;
+  assign \$817  = \$signal$147 [4] ? c_wr__data[39:20] : 20'h00000;
   assign \$818  = \$816  | { \$817 [19], \$817 [19], \$817  };
-  assign \$819  = \$signal$139 [5] ? cres8[39:20] : 20'h00000;
+  assign \$819  = \$signal$147 [5] ? cres8[39:20] : 20'h00000;
   assign \$820  = \$818  | { \$819 [19], \$819 [19], \$819  };
-  assign \$821  = \$signal$139 [6] ? cres9[39:20] : 20'h00000;
+  assign \$821  = \$signal$147 [6] ? cres9[39:20] : 20'h00000;
   assign \$822  = \$820  | { \$821 [19], \$821 [19], \$821  };
-  assign \$823  = \$signal$139 [7] ? c_raw[39:20] : 20'h00000;
+  assign \$823  = \$signal$147 [7] ? c_raw[39:20] : 20'h00000;
   assign \$824  = \$822  | { \$823 [19], \$823 [19], \$823  };
   assign \$825  = $signed(\$809 ) + $signed(\$824 );
-  assign \$826  = \$signal$138 [0] ? \$signal$140 [65:44] : 22'h000000;
-  assign \$827  = \$signal$138 [1] ? \$signal$51 [65:44] : 22'h000000;
+  assign \$826  = \$signal$146 [0] ? \$signal$148 [65:44] : 22'h000000;
+  assign \$827  = \$signal$146 [1] ? \$signal$51 [65:44] : 22'h000000;
   assign \$828  = \$826  | \$827 ;
-  assign \$829  = \$signal$138 [2] ? v_wr__data[62:42] : 21'h000000;
+  assign \$829  = \$signal$146 [2] ? v_wr__data[62:42] : 21'h000000;
   assign \$830  = \$828  | { \$829 [20], \$829  };
-  assign \$831  = \$signal$138 [3] ? res8[62:42] : 21'h000000;
+  assign \$831  = \$signal$146 [3] ? res8[62:42] : 21'h000000;
   assign \$832  = \$830  | { \$831 [20], \$831  };
-  assign \$833  = \$signal$138 [4] ? res9[62:42] : 21'h000000;
+  assign \$833  = \$signal$146 [4] ? res9[62:42] : 21'h000000;
   assign \$834  = \$832  | { \$833 [20], \$833  };
-  assign \$835  = \$signal$138 [5] ? v_raw[62:42] : 21'h000000;
+  assign \$835  = \$signal$146 [5] ? v_raw[62:42] : 21'h000000;
   assign \$836  = \$834  | { \$835 [20], \$835  };
-  assign \$837  = \$signal$138 [6] ? c_wr__data[59:40] : 20'h00000;
+  assign \$837  = \$signal$146 [6] ? c_wr__data[59:40] : 20'h00000;
   assign \$838  = \$836  | { \$837 [19], \$837 [19], \$837  };
-  assign \$839  = \$signal$138 [7] ? cres8[59:40] : 20'h00000;
+  assign \$839  = \$signal$146 [7] ? cres8[59:40] : 20'h00000;
   assign \$840  = \$838  | { \$839 [19], \$839 [19], \$839  };
-  assign \$841  = \$signal$138 [8] ? cres9[59:40] : 20'h00000;
+  assign \$841  = \$signal$146 [8] ? cres9[59:40] : 20'h00000;
   assign \$842  = \$840  | { \$841 [19], \$841 [19], \$841  };
-  assign \$843  = \$signal$138 [9] ? c_raw[59:40] : 20'h00000;
+  assign \$843  = \$signal$146 [9] ? c_raw[59:40] : 20'h00000;
   assign \$844  = \$842  | { \$843 [19], \$843 [19], \$843  };
-  assign \$845  = \$signal$139 [0] ? addend[44:30] : 15'h0000;
-  assign \$846  = \$signal$139 [1] ? b_raw[50:34] : 17'h00000;
+  assign \$845  = \$signal$147 [0] ? addend[44:30] : 15'h0000;
+  assign \$846  = \$signal$147 [1] ? b_raw[50:34] : 17'h00000;
   assign \$847  = { \$845 [14], \$845 [14], \$845  } | \$846 ;
-  assign \$848  = \$signal$139 [2] ? \$signal$140 [65:44] : 22'h000000;
+  assign \$848  = \$signal$147 [2] ? \$signal$148 [65:44] : 22'h000000;
   assign \$849  = { \$847 [16], \$847 [16], \$847 [16], \$847 [16], \$847 [16], \$847  } | \$848 ;
-  assign \$850  = \$signal$139 [3] ? \$signal$51 [65:44] : 22'h000000;
+  assign \$850  = \$signal$147 [3] ? \$signal$51 [65:44] : 22'h000000;
   assign \$851  = \$849  | \$850 ;
-  assign \$852  = \$signal$139 [4] ? c_wr__data[59:40] : 20'h00000;
+  assign \$852  = \$signal$147 [4] ? c_wr__data[59:40] : 20'h00000;
   assign \$853  = \$851  | { \$852 [19], \$852 [19], \$852  };
-  assign \$854  = \$signal$139 [5] ? cres8[59:40] : 20'h00000;
+  assign \$854  = \$signal$147 [5] ? cres8[59:40] : 20'h00000;
   assign \$855  = \$853  | { \$854 [19], \$854 [19], \$854  };
-  assign \$856  = \$signal$139 [6] ? cres9[59:40] : 20'h00000;
+  assign \$856  = \$signal$147 [6] ? cres9[59:40] : 20'h00000;
   assign \$857  = \$855  | { \$856 [19], \$856 [19], \$856  };
-  assign \$858  = \$signal$139 [7] ? c_raw[59:40] : 20'h00000;
+  assign \$858  = \$signal$147 [7] ? c_raw[59:40] : 20'h00000;
   assign \$859  = \$857  | { \$858 [19], \$858 [19], \$858  };
   assign \$860  = $signed(\$844 ) + $signed(\$859 );
-  assign \$861  = \$signal$138 [0] ? \$signal$140 [87:66] : 22'h000000;
-  assign \$862  = \$signal$138 [1] ? \$signal$51 [87:66] : 22'h000000;
+  assign \$861  = \$signal$146 [0] ? \$signal$148 [87:66] : 22'h000000;
+  assign \$862  = \$signal$146 [1] ? \$signal$51 [87:66] : 22'h000000;
   assign \$863  = \$861  | \$862 ;
-  assign \$864  = \$signal$138 [2] ? v_wr__data[83:63] : 21'h000000;
+  assign \$864  = \$signal$146 [2] ? v_wr__data[83:63] : 21'h000000;
   assign \$865  = \$863  | { \$864 [20], \$864  };
-  assign \$866  = \$signal$138 [3] ? res8[83:63] : 21'h000000;
+  assign \$866  = \$signal$146 [3] ? res8[83:63] : 21'h000000;
   assign \$867  = \$865  | { \$866 [20], \$866  };
-  assign \$868  = \$signal$138 [4] ? res9[83:63] : 21'h000000;
+  assign \$868  = \$signal$146 [4] ? res9[83:63] : 21'h000000;
   assign \$869  = \$867  | { \$868 [20], \$868  };
-  assign \$870  = \$signal$138 [5] ? v_raw[83:63] : 21'h000000;
+  assign \$870  = \$signal$146 [5] ? v_raw[83:63] : 21'h000000;
   assign \$871  = \$869  | { \$870 [20], \$870  };
-  assign \$872  = \$signal$138 [6] ? c_wr__data[79:60] : 20'h00000;
+  assign \$872  = \$signal$146 [6] ? c_wr__data[79:60] : 20'h00000;
   assign \$873  = \$871  | { \$872 [19], \$872 [19], \$872  };
-  assign \$874  = \$signal$138 [7] ? cres8[79:60] : 20'h00000;
+  assign \$874  = \$signal$146 [7] ? cres8[79:60] : 20'h00000;
   assign \$875  = \$873  | { \$874 [19], \$874 [19], \$874  };
-  assign \$876  = \$signal$138 [8] ? cres9[79:60] : 20'h00000;
+  assign \$876  = \$signal$146 [8] ? cres9[79:60] : 20'h00000;
   assign \$877  = \$875  | { \$876 [19], \$876 [19], \$876  };
-  assign \$878  = \$signal$138 [9] ? c_raw[79:60] : 20'h00000;
+  assign \$878  = \$signal$146 [9] ? c_raw[79:60] : 20'h00000;
   assign \$879  = \$877  | { \$878 [19], \$878 [19], \$878  };
-  assign \$880  = \$signal$139 [0] ? addend[59:45] : 15'h0000;
-  assign \$881  = \$signal$139 [1] ? b_raw[67:51] : 17'h00000;
+  assign \$880  = \$signal$147 [0] ? addend[59:45] : 15'h0000;
+  assign \$881  = \$signal$147 [1] ? b_raw[67:51] : 17'h00000;
   assign \$882  = { \$880 [14], \$880 [14], \$880  } | \$881 ;
-  assign \$883  = \$signal$139 [2] ? \$signal$140 [87:66] : 22'h000000;
+  assign \$883  = \$signal$147 [2] ? \$signal$148 [87:66] : 22'h000000;
   assign \$884  = { \$882 [16], \$882 [16], \$882 [16], \$882 [16], \$882 [16], \$882  } | \$883 ;
-  assign \$885  = \$signal$139 [3] ? \$signal$51 [87:66] : 22'h000000;
+  assign \$885  = \$signal$147 [3] ? \$signal$51 [87:66] : 22'h000000;
   assign \$886  = \$884  | \$885 ;
-  assign \$887  = \$signal$139 [4] ? c_wr__data[79:60] : 20'h00000;
+  assign \$887  = \$signal$147 [4] ? c_wr__data[79:60] : 20'h00000;
   assign \$888  = \$886  | { \$887 [19], \$887 [19], \$887  };
-  assign \$889  = \$signal$139 [5] ? cres8[79:60] : 20'h00000;
+  assign \$889  = \$signal$147 [5] ? cres8[79:60] : 20'h00000;
   assign \$890  = \$888  | { \$889 [19], \$889 [19], \$889  };
-  assign \$891  = \$signal$139 [6] ? cres9[79:60] : 20'h00000;
+  assign \$891  = \$signal$147 [6] ? cres9[79:60] : 20'h00000;
   assign \$892  = \$890  | { \$891 [19], \$891 [19], \$891  };
-  assign \$893  = \$signal$139 [7] ? c_raw[79:60] : 20'h00000;
+  assign \$893  = \$signal$147 [7] ? c_raw[79:60] : 20'h00000;
   assign \$894  = \$892  | { \$893 [19], \$893 [19], \$893  };
   assign \$895  = $signed(\$879 ) + $signed(\$894 );
-  assign \$896  = $signed(\$signal$140 [21:0]) - $signed(14'h1498);
-  assign \$897  = $signed(\$signal$140 [21:0]) - $signed(15'h2930);
-  assign \$898  = $signed(\$signal$140 [21:0]) - $signed(15'h3dc8);
-  assign \$899  = $signed(\$signal$140 [21:0]) - $signed(16'h5260);
-  assign \$900  = $signed(\$signal$140 [43:22]) - $signed(14'h1498);
-  assign \$901  = $signed(\$signal$140 [43:22]) - $signed(15'h2930);
-  assign \$902  = $signed(\$signal$140 [43:22]) - $signed(15'h3dc8);
-  assign \$903  = $signed(\$signal$140 [43:22]) - $signed(16'h5260);
-  assign \$904  = $signed(\$signal$140 [65:44]) - $signed(14'h1498);
-  assign \$905  = $signed(\$signal$140 [65:44]) - $signed(15'h2930);
-  assign \$906  = $signed(\$signal$140 [65:44]) - $signed(15'h3dc8);
-  assign \$907  = $signed(\$signal$140 [65:44]) - $signed(16'h5260);
-  assign \$908  = $signed(\$signal$140 [87:66]) - $signed(14'h1498);
-  assign \$909  = $signed(\$signal$140 [87:66]) - $signed(15'h2930);
-  assign \$910  = $signed(\$signal$140 [87:66]) - $signed(15'h3dc8);
-  assign \$911  = $signed(\$signal$140 [87:66]) - $signed(16'h5260);
+  assign \$896  = $signed(\$signal$148 [21:0]) - $signed(14'h1498);
+  assign \$897  = $signed(\$signal$148 [21:0]) - $signed(15'h2930);
+  assign \$898  = $signed(\$signal$148 [21:0]) - $signed(15'h3dc8);
+  assign \$899  = $signed(\$signal$148 [21:0]) - $signed(16'h5260);
+  assign \$900  = $signed(\$signal$148 [43:22]) - $signed(14'h1498);
+  assign \$901  = $signed(\$signal$148 [43:22]) - $signed(15'h2930);
+  assign \$902  = $signed(\$signal$148 [43:22]) - $signed(15'h3dc8);
+  assign \$903  = $signed(\$signal$148 [43:22]) - $signed(16'h5260);
+  assign \$904  = $signed(\$signal$148 [65:44]) - $signed(14'h1498);
+  assign \$905  = $signed(\$signal$148 [65:44]) - $signed(15'h2930);
+  assign \$906  = $signed(\$signal$148 [65:44]) - $signed(15'h3dc8);
+  assign \$907  = $signed(\$signal$148 [65:44]) - $signed(16'h5260);
+  assign \$908  = $signed(\$signal$148 [87:66]) - $signed(14'h1498);
+  assign \$909  = $signed(\$signal$148 [87:66]) - $signed(15'h2930);
+  assign \$910  = $signed(\$signal$148 [87:66]) - $signed(15'h3dc8);
+  assign \$911  = $signed(\$signal$148 [87:66]) - $signed(16'h5260);
   assign \$912  = ! st6[1];
   assign \$913  = st6[1] ? { b6[16], b6[16], b6[16], b6[16], b6[16], b6[16:0] } : \$signal$51 [21:0];
   assign \$914  = ! st6[1];
@@ -3750,59 +3766,75 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   always @(posedge clk)
     b6 <= \$981 ;
   always @(posedge clk)
-    \$signal$136  <= \$982 ;
+    hit_v1 <= \$982 ;
   always @(posedge clk)
-    \$signal$137  <= \$983 ;
+    hit_c1 <= \$983 ;
   always @(posedge clk)
-    \$signal$138  <= \$984 ;
+    hit_v2 <= \$984 ;
   always @(posedge clk)
-    \$signal$139  <= \$985 ;
+    hit_c2 <= \$985 ;
   always @(posedge clk)
-    \$signal$140  <= \$986 ;
+    hit_v3 <= \$986 ;
   always @(posedge clk)
-    \$signal$51  <= \$987 ;
+    hit_c3 <= \$987 ;
   always @(posedge clk)
-    d1_0 <= \$988 ;
+    hit_v4 <= \$988 ;
   always @(posedge clk)
-    d2_0 <= \$989 ;
+    hit_c4 <= \$989 ;
   always @(posedge clk)
-    d3_0 <= \$990 ;
+    hit_v5 <= \$990 ;
   always @(posedge clk)
-    d4_0 <= \$991 ;
+    hit_c5 <= \$991 ;
   always @(posedge clk)
-    d1_1 <= \$992 ;
+    \$signal$146  <= \$992 ;
   always @(posedge clk)
-    d2_1 <= \$993 ;
+    \$signal$147  <= \$993 ;
   always @(posedge clk)
-    d3_1 <= \$994 ;
+    \$signal$148  <= \$994 ;
   always @(posedge clk)
-    d4_1 <= \$995 ;
+    \$signal$51  <= \$995 ;
   always @(posedge clk)
-    d1_2 <= \$996 ;
+    d1_0 <= \$996 ;
   always @(posedge clk)
-    d2_2 <= \$997 ;
+    d2_0 <= \$997 ;
   always @(posedge clk)
-    d3_2 <= \$998 ;
+    d3_0 <= \$998 ;
   always @(posedge clk)
-    d4_2 <= \$999 ;
+    d4_0 <= \$999 ;
   always @(posedge clk)
-    d1_3 <= \$1000 ;
+    d1_1 <= \$1000 ;
   always @(posedge clk)
-    d2_3 <= \$1001 ;
+    d2_1 <= \$1001 ;
   always @(posedge clk)
-    d3_3 <= \$1002 ;
+    d3_1 <= \$1002 ;
   always @(posedge clk)
-    d4_3 <= \$1003 ;
+    d4_1 <= \$1003 ;
   always @(posedge clk)
-    v_wr__data <= \$1004 ;
+    d1_2 <= \$1004 ;
   always @(posedge clk)
-    c_wr__data <= \$1005 ;
+    d2_2 <= \$1005 ;
   always @(posedge clk)
-    \$signal$84  <= \$1006 ;
+    d3_2 <= \$1006 ;
   always @(posedge clk)
-    \$signal$86  <= \$1007 ;
+    d4_2 <= \$1007 ;
   always @(posedge clk)
-    done <= \$1008 ;
+    d1_3 <= \$1008 ;
+  always @(posedge clk)
+    d2_3 <= \$1009 ;
+  always @(posedge clk)
+    d3_3 <= \$1010 ;
+  always @(posedge clk)
+    d4_3 <= \$1011 ;
+  always @(posedge clk)
+    v_wr__data <= \$1012 ;
+  always @(posedge clk)
+    c_wr__data <= \$1013 ;
+  always @(posedge clk)
+    \$signal$84  <= \$1014 ;
+  always @(posedge clk)
+    \$signal$86  <= \$1015 ;
+  always @(posedge clk)
+    done <= \$1016 ;
   \digits_mlp_gn.engine_fc1.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -3824,16 +3856,16 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     .\port$0$2 (pixels__payload),
     .\port$1181$0 (pixels__ready),
     .\port$2643$0 (\$signal$31 ),
-    .\port$2858$0 (\$signal$102 ),
-    .\port$2860$0 (\$signal$101 ),
+    .\port$2874$0 (\$signal$102 ),
+    .\port$2876$0 (\$signal$101 ),
     .\port$5$0 (pixels__valid),
     .rst(rst)
   );
   \digits_mlp_gn.engine_fc1.queue  queue (
     .clk(clk),
     .\port$2656$0 (\$signal$97 ),
-    .\port$2848$0 (\$signal$90 ),
-    .\port$2850$0 (\$signal$94 ),
+    .\port$2864$0 (\$signal$90 ),
+    .\port$2866$0 (\$signal$94 ),
     .rst(rst),
     .w_data(\$signal$84 ),
     .w_en(\$signal$86 )
@@ -4801,225 +4833,273 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$982 [0] = \$544 ;
-    \$982 [1] = \$562 ;
-    \$982 [2] = \$578 ;
-    \$982 [3] = \$592 ;
-    \$982 [4] = \$606 ;
+    \$982  = \$544 ;
     if (rst) begin
-      \$982  = 5'h00;
+      \$982  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$983 [0] = \$554 ;
-    \$983 [1] = \$572 ;
-    \$983 [2] = \$586 ;
-    \$983 [3] = \$600 ;
-    \$983 [4] = \$614 ;
+    \$983  = \$554 ;
     if (rst) begin
-      \$983  = 5'h00;
+      \$983  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$984  = { \$710 , \$701 , \$692 , \$684 , \$677 , \$667 , \$657 , \$648 , \$640 , \$626  };
+    \$984  = \$562 ;
     if (rst) begin
-      \$984  = 10'h000;
+      \$984  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$985  = { \$755 , \$746 , \$737 , \$729 , \$722 , \$716 , 1'h0, \$711  };
+    \$985  = \$572 ;
     if (rst) begin
-      \$985  = 8'h00;
+      \$985  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$986 [21:0] = \$790 [21:0];
-    \$986 [43:22] = \$825 [21:0];
-    \$986 [65:44] = \$860 [21:0];
-    \$986 [87:66] = \$895 [21:0];
+    \$986  = \$578 ;
     if (rst) begin
-      \$986  = 88'h0000000000000000000000;
+      \$986  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$987 [21:0] = \$signal$140 [21:0];
-    \$987 [43:22] = \$signal$140 [43:22];
-    \$987 [65:44] = \$signal$140 [65:44];
-    \$987 [87:66] = \$signal$140 [87:66];
+    \$987  = \$586 ;
     if (rst) begin
-      \$987  = 88'h0000000000000000000000;
+      \$987  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$988  = \$896 ;
+    \$988  = \$592 ;
     if (rst) begin
-      \$988  = 23'h000000;
+      \$988  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$989  = \$897 ;
+    \$989  = \$600 ;
     if (rst) begin
-      \$989  = 23'h000000;
+      \$989  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$990  = \$898 ;
+    \$990  = \$606 ;
     if (rst) begin
-      \$990  = 23'h000000;
+      \$990  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$991  = \$899 ;
+    \$991  = \$614 ;
     if (rst) begin
-      \$991  = 23'h000000;
+      \$991  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$992  = \$900 ;
+    \$992  = { \$710 , \$701 , \$692 , \$684 , \$677 , \$667 , \$657 , \$648 , \$640 , \$626  };
     if (rst) begin
-      \$992  = 23'h000000;
+      \$992  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$993  = \$901 ;
+    \$993  = { \$755 , \$746 , \$737 , \$729 , \$722 , \$716 , 1'h0, \$711  };
     if (rst) begin
-      \$993  = 23'h000000;
+      \$993  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$994  = \$902 ;
+    \$994 [21:0] = \$790 [21:0];
+    \$994 [43:22] = \$825 [21:0];
+    \$994 [65:44] = \$860 [21:0];
+    \$994 [87:66] = \$895 [21:0];
     if (rst) begin
-      \$994  = 23'h000000;
+      \$994  = 88'h0000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$995  = \$903 ;
+    \$995 [21:0] = \$signal$148 [21:0];
+    \$995 [43:22] = \$signal$148 [43:22];
+    \$995 [65:44] = \$signal$148 [65:44];
+    \$995 [87:66] = \$signal$148 [87:66];
     if (rst) begin
-      \$995  = 23'h000000;
+      \$995  = 88'h0000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$996  = \$904 ;
+    \$996  = \$896 ;
     if (rst) begin
       \$996  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$997  = \$905 ;
+    \$997  = \$897 ;
     if (rst) begin
       \$997  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$998  = \$906 ;
+    \$998  = \$898 ;
     if (rst) begin
       \$998  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$999  = \$907 ;
+    \$999  = \$899 ;
     if (rst) begin
       \$999  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1000  = \$908 ;
+    \$1000  = \$900 ;
     if (rst) begin
       \$1000  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1001  = \$909 ;
+    \$1001  = \$901 ;
     if (rst) begin
       \$1001  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1002  = \$910 ;
+    \$1002  = \$902 ;
     if (rst) begin
       \$1002  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1003  = \$911 ;
+    \$1003  = \$903 ;
     if (rst) begin
       \$1003  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1004  = result;
+    \$1004  = \$904 ;
     if (rst) begin
-      \$1004  = 84'h000000000000000000000;
+      \$1004  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1005 [19:0] = \$913 [19:0];
-    \$1005 [39:20] = \$915 [19:0];
-    \$1005 [59:40] = \$917 [19:0];
-    \$1005 [79:60] = \$919 [19:0];
+    \$1005  = \$905 ;
     if (rst) begin
-      \$1005  = 80'h00000000000000000000;
+      \$1005  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1006  = entry;
+    \$1006  = \$906 ;
     if (rst) begin
-      \$1006  = 19'h00000;
+      \$1006  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1007  = \$923 ;
+    \$1007  = \$907 ;
     if (rst) begin
-      \$1007  = 1'h0;
+      \$1007  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1008  = done;
+    \$1008  = \$908 ;
+    if (rst) begin
+      \$1008  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1009  = \$909 ;
+    if (rst) begin
+      \$1009  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1010  = \$910 ;
+    if (rst) begin
+      \$1010  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1011  = \$911 ;
+    if (rst) begin
+      \$1011  = 23'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1012  = result;
+    if (rst) begin
+      \$1012  = 84'h000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1013 [19:0] = \$913 [19:0];
+    \$1013 [39:20] = \$915 [19:0];
+    \$1013 [59:40] = \$917 [19:0];
+    \$1013 [79:60] = \$919 [19:0];
+    if (rst) begin
+      \$1013  = 80'h00000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1014  = entry;
+    if (rst) begin
+      \$1014  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1015  = \$923 ;
+    if (rst) begin
+      \$1015  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1016  = done;
     if (\$signal$94 ) begin
       (* full_case = 32'd1 *)
       if (\$924 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
           if (\$929 ) begin
-            \$1008  = 4'h0;
+            \$1016  = 4'h0;
           end else begin
-            \$1008  = \$931 [3:0];
+            \$1016  = \$931 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$1008  = 4'h0;
+          \$1016  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$1008  = 4'h0;
+      \$1016  = 4'h0;
     end
   end
   assign \$signal$5  = 1'h0;
@@ -5304,10 +5384,10 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \b6[1]  = b6[33:17];
   assign \b6[2]  = b6[50:34];
   assign \b6[3]  = b6[67:51];
-  assign \$signal$140[0]  = \$signal$140 [21:0];
-  assign \$signal$140[1]  = \$signal$140 [43:22];
-  assign \$signal$140[2]  = \$signal$140 [65:44];
-  assign \$signal$140[3]  = \$signal$140 [87:66];
+  assign \$signal$148[0]  = \$signal$148 [21:0];
+  assign \$signal$148[1]  = \$signal$148 [43:22];
+  assign \$signal$148[2]  = \$signal$148 [65:44];
+  assign \$signal$148[3]  = \$signal$148 [87:66];
   always @*
     o__payload[5:0] = \$95 [5:0];
   assign pending[3] = \$93 ;
@@ -5402,32 +5482,32 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \$465  = pix_bits[0];
   assign \$471  = pix_bits[0];
   assign \$478  = pix_bits[0];
-  assign \$547  = st3[1];
-  assign \$565  = st4[1];
-  assign \$581  = st5[1];
-  assign \$595  = st6[1];
-  assign \$609  = st7[1];
+  assign \$550  = st3[1];
+  assign \$568  = st4[1];
+  assign \$582  = st5[1];
+  assign \$596  = st6[1];
+  assign \$610  = st7[1];
   assign \$615  = 1'h1;
-  assign \$616  = \$signal$136 [0];
+  assign \$616  = hit_v1;
   assign \$621  = 1'h1;
-  assign \$622  = \$signal$137 [0];
-  assign \$627  = \$signal$136 [0];
-  assign \$634  = \$signal$137 [0];
-  assign \$641  = \$signal$136 [0];
-  assign \$649  = \$signal$136 [0];
-  assign \$658  = \$signal$136 [0];
-  assign \$668  = \$signal$136 [0];
-  assign \$678  = \$signal$137 [0];
-  assign \$685  = \$signal$137 [0];
-  assign \$693  = \$signal$137 [0];
-  assign \$702  = \$signal$137 [0];
+  assign \$622  = hit_c1;
+  assign \$627  = hit_v1;
+  assign \$634  = hit_c1;
+  assign \$641  = hit_v1;
+  assign \$649  = hit_v1;
+  assign \$658  = hit_v1;
+  assign \$668  = hit_v1;
+  assign \$678  = hit_c1;
+  assign \$685  = hit_c1;
+  assign \$693  = hit_c1;
+  assign \$702  = hit_c1;
   assign \$712  = 1'h1;
-  assign \$713  = \$signal$137 [0];
-  assign \$717  = \$signal$137 [0];
-  assign \$723  = \$signal$137 [0];
-  assign \$730  = \$signal$137 [0];
-  assign \$738  = \$signal$137 [0];
-  assign \$747  = \$signal$137 [0];
+  assign \$713  = hit_c1;
+  assign \$717  = hit_c1;
+  assign \$723  = hit_c1;
+  assign \$730  = hit_c1;
+  assign \$738  = hit_c1;
+  assign \$747  = hit_c1;
   assign \$920  = st6[1];
   assign \$715  = st3[1];
   assign \$721  = st3[1];
@@ -5629,7 +5709,7 @@ module \digits_mlp_gn.engine_fc1.expand0 (rst, en, ready, \port$2641$0 , load, e
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1181$0 , \port$2643$0 , \port$2858$0 , \port$2860$0 , \port$0$2 );
+module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1181$0 , \port$2643$0 , \port$2874$0 , \port$2876$0 , \port$0$2 );
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5655,11 +5735,11 @@ module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1181$0 
   input \port$2643$0 ;
   wire \port$2643$0 ;
   (* init = 8'h00 *)
-  output [7:0] \port$2858$0 ;
-  wire [7:0] \port$2858$0 ;
+  output [7:0] \port$2874$0 ;
+  wire [7:0] \port$2874$0 ;
   (* init = 1'h0 *)
-  output \port$2860$0 ;
-  wire \port$2860$0 ;
+  output \port$2876$0 ;
+  wire \port$2876$0 ;
   input \port$5$0 ;
   wire \port$5$0 ;
   input rst;
@@ -5740,12 +5820,12 @@ module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1181$0 
   assign \$signal$8  = \port$2643$0 ;
   assign \$signal$11  = \port$0$2 ;
   assign \port$1181$0  = \$signal ;
-  assign \port$2858$0  = \$signal$9 ;
-  assign \port$2860$0  = \$signal$5 ;
+  assign \port$2874$0  = \$signal$9 ;
+  assign \port$2876$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc1.queue (rst, \port$2656$0 , w_data, w_en, \port$2848$0 , \port$2850$0 , clk);
+module \digits_mlp_gn.engine_fc1.queue (rst, \port$2656$0 , w_data, w_en, \port$2864$0 , \port$2866$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5778,10 +5858,10 @@ module \digits_mlp_gn.engine_fc1.queue (rst, \port$2656$0 , w_data, w_en, \port$
   wire [5:0] \level$21 ;
   input \port$2656$0 ;
   wire \port$2656$0 ;
-  output [18:0] \port$2848$0 ;
-  wire [18:0] \port$2848$0 ;
-  output \port$2850$0 ;
-  wire \port$2850$0 ;
+  output [18:0] \port$2864$0 ;
+  wire [18:0] \port$2864$0 ;
+  output \port$2866$0 ;
+  wire \port$2866$0 ;
   wire [18:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -5820,10 +5900,10 @@ module \digits_mlp_gn.engine_fc1.queue (rst, \port$2656$0 , w_data, w_en, \port$
     .count(count),
     .\port$1169$0 (\$signal$9 ),
     .\port$2656$0 (\port$2656$0 ),
-    .\port$2832$0 (\$signal$11 ),
-    .\port$2834$0 (held_valid),
-    .\port$2848$0 (\$signal$14 ),
-    .\port$2850$0 (\$signal$16 ),
+    .\port$2848$0 (\$signal$11 ),
+    .\port$2850$0 (held_valid),
+    .\port$2864$0 (\$signal$14 ),
+    .\port$2866$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -5857,8 +5937,8 @@ module \digits_mlp_gn.engine_fc1.queue (rst, \port$2656$0 , w_data, w_en, \port$
   assign \$signal$18  = \port$2656$0 ;
   assign \$signal$19  = \port$2656$0 ;
   assign level = \$4 [5:0];
-  assign \port$2848$0  = \$signal$14 ;
-  assign \port$2850$0  = \$signal$16 ;
+  assign \port$2864$0  = \$signal$14 ;
+  assign \port$2866$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6082,7 +6162,7 @@ module \digits_mlp_gn.engine_fc1.queue.inner (rst, r_en, w_rdy, w_level, r_data,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1169$0 , count, \port$2656$0 , \port$2832$0 , \port$2834$0 , \port$2848$0 , \port$2850$0 , clk);
+module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1169$0 , count, \port$2656$0 , \port$2848$0 , \port$2850$0 , \port$2864$0 , \port$2866$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -6106,21 +6186,21 @@ module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1169$0 , count, \port$26
   wire \port$1169$0 ;
   input \port$2656$0 ;
   wire \port$2656$0 ;
-  input [18:0] \port$2832$0 ;
-  wire [18:0] \port$2832$0 ;
-  input \port$2834$0 ;
-  wire \port$2834$0 ;
-  (* init = 19'h00000 *)
-  output [18:0] \port$2848$0 ;
+  input [18:0] \port$2848$0 ;
   wire [18:0] \port$2848$0 ;
-  (* init = 1'h0 *)
-  output \port$2850$0 ;
+  input \port$2850$0 ;
   wire \port$2850$0 ;
+  (* init = 19'h00000 *)
+  output [18:0] \port$2864$0 ;
+  wire [18:0] \port$2864$0 ;
+  (* init = 1'h0 *)
+  output \port$2866$0 ;
+  wire \port$2866$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$2834$0  & \$1 ;
+  assign take = \port$2850$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
   assign \$3  = \port$2656$0  | \$2 ;
@@ -6141,7 +6221,7 @@ module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1169$0 , count, \port$26
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$2832$0 ;
+        \$4  = \port$2848$0 ;
       end
     end
     if (rst) begin
@@ -6184,18 +6264,18 @@ module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1169$0 , count, \port$26
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$2832$0 ;
+      \$7  = \port$2848$0 ;
     end
     if (rst) begin
       \$7  = 19'h00000;
     end
   end
-  assign \$signal$3  = \port$2834$0 ;
+  assign \$signal$3  = \port$2850$0 ;
   assign \$signal$8  = \port$2656$0 ;
-  assign \$signal$11  = \port$2832$0 ;
+  assign \$signal$11  = \port$2848$0 ;
   assign \port$1169$0  = \$signal ;
-  assign \port$2848$0  = \$signal$9 ;
-  assign \port$2850$0  = \$signal$5 ;
+  assign \port$2864$0  = \$signal$9 ;
+  assign \port$2866$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6695,21 +6775,21 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   reg [3:0] \$541 ;
   reg [43:0] \$542 ;
   reg [43:0] \$543 ;
-  reg [4:0] \$544 ;
-  reg [4:0] \$545 ;
-  reg [9:0] \$546 ;
-  reg [7:0] \$547 ;
-  reg [63:0] \$548 ;
-  reg [63:0] \$549 ;
+  reg \$544 ;
+  reg \$545 ;
+  reg \$546 ;
+  reg \$547 ;
+  reg \$548 ;
+  reg \$549 ;
   wire [3:0] \$55 ;
-  reg [16:0] \$550 ;
-  reg [16:0] \$551 ;
-  reg [16:0] \$552 ;
-  reg [16:0] \$553 ;
-  reg [16:0] \$554 ;
-  reg [16:0] \$555 ;
-  reg [16:0] \$556 ;
-  reg [16:0] \$557 ;
+  reg \$550 ;
+  reg \$551 ;
+  reg \$552 ;
+  reg \$553 ;
+  reg [9:0] \$554 ;
+  reg [7:0] \$555 ;
+  reg [63:0] \$556 ;
+  reg [63:0] \$557 ;
   reg [16:0] \$558 ;
   reg [16:0] \$559 ;
   wire \$56 ;
@@ -6719,11 +6799,19 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   reg [16:0] \$563 ;
   reg [16:0] \$564 ;
   reg [16:0] \$565 ;
-  reg [59:0] \$566 ;
-  reg [17:0] \$567 ;
-  reg \$568 ;
-  reg [3:0] \$569 ;
+  reg [16:0] \$566 ;
+  reg [16:0] \$567 ;
+  reg [16:0] \$568 ;
+  reg [16:0] \$569 ;
   wire [4:0] \$57 ;
+  reg [16:0] \$570 ;
+  reg [16:0] \$571 ;
+  reg [16:0] \$572 ;
+  reg [16:0] \$573 ;
+  reg [59:0] \$574 ;
+  reg [17:0] \$575 ;
+  reg \$576 ;
+  reg [3:0] \$577 ;
   wire \$58 ;
   wire \$59 ;
   wire \$6 ;
@@ -6776,15 +6864,13 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire [10:0] \$like[2] ;
   wire [10:0] \$like[3] ;
   reg \$signal  = 1'h0;
-  reg [4:0] \$signal$112  = 5'h00;
-  reg [4:0] \$signal$113  = 5'h00;
-  reg [9:0] \$signal$114  = 10'h000;
-  reg [7:0] \$signal$115  = 8'h00;
-  reg [63:0] \$signal$116  = 64'h0000000000000000;
-  wire [15:0] \$signal$116[0] ;
-  wire [15:0] \$signal$116[1] ;
-  wire [15:0] \$signal$116[2] ;
-  wire [15:0] \$signal$116[3] ;
+  reg [9:0] \$signal$122  = 10'h000;
+  reg [7:0] \$signal$123  = 8'h00;
+  reg [63:0] \$signal$124  = 64'h0000000000000000;
+  wire [15:0] \$signal$124[0] ;
+  wire [15:0] \$signal$124[1] ;
+  wire [15:0] \$signal$124[2] ;
+  wire [15:0] \$signal$124[3] ;
   wire \$signal$21 ;
   reg [63:0] \$signal$37  = 64'h0000000000000000;
   wire [15:0] \$signal$37[0] ;
@@ -6903,6 +6989,16 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire [3:0] ev_shift;
   reg [1:0] fire_k = 2'h0;
   reg fsm_state = 1'h0;
+  reg hit_c1 = 1'h0;
+  reg hit_c2 = 1'h0;
+  reg hit_c3 = 1'h0;
+  reg hit_c4 = 1'h0;
+  reg hit_c5 = 1'h0;
+  reg hit_v1 = 1'h0;
+  reg hit_v2 = 1'h0;
+  reg hit_v3 = 1'h0;
+  reg hit_v4 = 1'h0;
+  reg hit_v5 = 1'h0;
   input [9:0] i0__payload;
   wire [9:0] i0__payload;
   wire [2:0] \i0__payload.count ;
@@ -7714,59 +7810,65 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     _2_ <= wrom0[st0[15:7]];
   end
   assign \$signature__data  = _2_;
+  assign \$419  = \$signal$122 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$420  = \$418  | { \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419  };
+  assign \$421  = \$signal$122 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$422  = \$420  | { \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421  };
+  assign \$425  = \$signal$123 [0] ? addend[35:24] : 12'h000;
+  assign \$426  = \$signal$123 [1] ? b_raw[32:22] : 11'h000;
   assign \$427  = \$425  | { \$426 [10], \$426  };
-  assign \$428  = \$signal$115 [2] ? \$signal$116 [47:32] : 16'h0000;
+  assign \$428  = \$signal$123 [2] ? \$signal$124 [47:32] : 16'h0000;
   assign \$429  = { \$427 [11], \$427 [11], \$427 [11], \$427 [11], \$427  } | \$428 ;
-  assign \$430  = \$signal$115 [3] ? \$signal$37 [47:32] : 16'h0000;
+  assign \$430  = \$signal$123 [3] ? \$signal$37 [47:32] : 16'h0000;
   assign \$431  = \$429  | \$430 ;
-  assign \$434  = \$signal$115 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$434  = \$signal$123 [5] ? { cres8[2], cres8[2] } : 2'h0;
   assign \$435  = \$433  | { \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434  };
-  assign \$436  = \$signal$115 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$436  = \$signal$123 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign \$437  = \$435  | { \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436  };
   assign \$440  = $signed(\$424 ) + $signed(\$439 );
-  assign \$441  = \$signal$114 [0] ? \$signal$116 [63:48] : 16'h0000;
-  assign \$442  = \$signal$114 [1] ? \$signal$37 [63:48] : 16'h0000;
+  assign \$441  = \$signal$122 [0] ? \$signal$124 [63:48] : 16'h0000;
+  assign \$442  = \$signal$122 [1] ? \$signal$37 [63:48] : 16'h0000;
   assign \$443  = \$441  | \$442 ;
-  assign \$444  = \$signal$114 [2] ? v_wr__data[59:45] : 15'h0000;
+  assign \$444  = \$signal$122 [2] ? v_wr__data[59:45] : 15'h0000;
   assign \$445  = \$443  | { \$444 [14], \$444  };
-  assign \$446  = \$signal$114 [3] ? res8[59:45] : 15'h0000;
+  assign \$446  = \$signal$122 [3] ? res8[59:45] : 15'h0000;
   assign \$447  = \$445  | { \$446 [14], \$446  };
-  assign \$448  = \$signal$114 [4] ? res9[59:45] : 15'h0000;
+  assign \$448  = \$signal$122 [4] ? res9[59:45] : 15'h0000;
   assign \$449  = \$447  | { \$448 [14], \$448  };
-  assign \$450  = \$signal$114 [5] ? v_raw[59:45] : 15'h0000;
+  assign \$450  = \$signal$122 [5] ? v_raw[59:45] : 15'h0000;
   assign \$451  = \$449  | { \$450 [14], \$450  };
-  assign \$454  = \$signal$114 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$454  = \$signal$122 [7] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$455  = \$453  | { \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454  };
-  assign \$456  = \$signal$114 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$456  = \$signal$122 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$457  = \$455  | { \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456  };
-  assign \$460  = \$signal$115 [0] ? addend[47:36] : 12'h000;
-  assign \$461  = \$signal$115 [1] ? b_raw[43:33] : 11'h000;
+  assign \$460  = \$signal$123 [0] ? addend[47:36] : 12'h000;
+  assign \$461  = \$signal$123 [1] ? b_raw[43:33] : 11'h000;
   assign \$462  = \$460  | { \$461 [10], \$461  };
-  assign \$463  = \$signal$115 [2] ? \$signal$116 [63:48] : 16'h0000;
+  assign \$463  = \$signal$123 [2] ? \$signal$124 [63:48] : 16'h0000;
   assign \$464  = { \$462 [11], \$462 [11], \$462 [11], \$462 [11], \$462  } | \$463 ;
-  assign \$465  = \$signal$115 [3] ? \$signal$37 [63:48] : 16'h0000;
+  assign \$465  = \$signal$123 [3] ? \$signal$37 [63:48] : 16'h0000;
   assign \$466  = \$464  | \$465 ;
-  assign \$469  = \$signal$115 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$469  = \$signal$123 [5] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$470  = \$468  | { \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469  };
-  assign \$471  = \$signal$115 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$471  = \$signal$123 [6] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$472  = \$470  | { \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471  };
   assign \$475  = $signed(\$459 ) + $signed(\$474 );
-  assign \$476  = $signed(\$signal$116 [15:0]) - $signed(9'h0cc);
-  assign \$477  = $signed(\$signal$116 [15:0]) - $signed(10'h198);
-  assign \$478  = $signed(\$signal$116 [15:0]) - $signed(11'h264);
-  assign \$479  = $signed(\$signal$116 [15:0]) - $signed(11'h330);
-  assign \$480  = $signed(\$signal$116 [31:16]) - $signed(9'h0cc);
-  assign \$481  = $signed(\$signal$116 [31:16]) - $signed(10'h198);
-  assign \$482  = $signed(\$signal$116 [31:16]) - $signed(11'h264);
-  assign \$483  = $signed(\$signal$116 [31:16]) - $signed(11'h330);
-  assign \$484  = $signed(\$signal$116 [47:32]) - $signed(9'h0cc);
-  assign \$485  = $signed(\$signal$116 [47:32]) - $signed(10'h198);
-  assign \$486  = $signed(\$signal$116 [47:32]) - $signed(11'h264);
-  assign \$487  = $signed(\$signal$116 [47:32]) - $signed(11'h330);
-  assign \$488  = $signed(\$signal$116 [63:48]) - $signed(9'h0cc);
-  assign \$489  = $signed(\$signal$116 [63:48]) - $signed(10'h198);
-  assign \$490  = $signed(\$signal$116 [63:48]) - $signed(11'h264);
-  assign \$491  = $signed(\$signal$116 [63:48]) - $signed(11'h330);
+  assign \$476  = $signed(\$signal$124 [15:0]) - $signed(9'h0cc);
+  assign \$477  = $signed(\$signal$124 [15:0]) - $signed(10'h198);
+  assign \$478  = $signed(\$signal$124 [15:0]) - $signed(11'h264);
+  assign \$479  = $signed(\$signal$124 [15:0]) - $signed(11'h330);
+  assign \$480  = $signed(\$signal$124 [31:16]) - $signed(9'h0cc);
+  assign \$481  = $signed(\$signal$124 [31:16]) - $signed(10'h198);
+  assign \$482  = $signed(\$signal$124 [31:16]) - $signed(11'h264);
+  assign \$483  = $signed(\$signal$124 [31:16]) - $signed(11'h330);
+  assign \$484  = $signed(\$signal$124 [47:32]) - $signed(9'h0cc);
+  assign \$485  = $signed(\$signal$124 [47:32]) - $signed(10'h198);
+  assign \$486  = $signed(\$signal$124 [47:32]) - $signed(11'h264);
+  assign \$487  = $signed(\$signal$124 [47:32]) - $signed(11'h330);
+  assign \$488  = $signed(\$signal$124 [63:48]) - $signed(9'h0cc);
+  assign \$489  = $signed(\$signal$124 [63:48]) - $signed(10'h198);
+  assign \$490  = $signed(\$signal$124 [63:48]) - $signed(11'h264);
+  assign \$491  = $signed(\$signal$124 [63:48]) - $signed(11'h330);
   assign \$493  = st6[0] & \$492 ;
   assign \$494  = any_spike | st6[26];
   assign \$495  = \$493  & \$494 ;
@@ -7859,57 +7961,73 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   always @(posedge clk)
     b6 <= \$543 ;
   always @(posedge clk)
-    \$signal$112  <= \$544 ;
+    hit_v1 <= \$544 ;
   always @(posedge clk)
-    \$signal$113  <= \$545 ;
+    hit_c1 <= \$545 ;
   always @(posedge clk)
-    \$signal$114  <= \$546 ;
+    hit_v2 <= \$546 ;
   always @(posedge clk)
-    \$signal$115  <= \$547 ;
+    hit_c2 <= \$547 ;
   always @(posedge clk)
-    \$signal$116  <= \$548 ;
+    hit_v3 <= \$548 ;
   always @(posedge clk)
-    \$signal$37  <= \$549 ;
+    hit_c3 <= \$549 ;
   always @(posedge clk)
-    d1_0 <= \$550 ;
+    hit_v4 <= \$550 ;
   always @(posedge clk)
-    d2_0 <= \$551 ;
+    hit_c4 <= \$551 ;
   always @(posedge clk)
-    d3_0 <= \$552 ;
+    hit_v5 <= \$552 ;
   always @(posedge clk)
-    d4_0 <= \$553 ;
+    hit_c5 <= \$553 ;
   always @(posedge clk)
-    d1_1 <= \$554 ;
+    \$signal$122  <= \$554 ;
   always @(posedge clk)
-    d2_1 <= \$555 ;
+    \$signal$123  <= \$555 ;
   always @(posedge clk)
-    d3_1 <= \$556 ;
+    \$signal$124  <= \$556 ;
   always @(posedge clk)
-    d4_1 <= \$557 ;
+    \$signal$37  <= \$557 ;
   always @(posedge clk)
-    d1_2 <= \$558 ;
+    d1_0 <= \$558 ;
   always @(posedge clk)
-    d2_2 <= \$559 ;
+    d2_0 <= \$559 ;
   always @(posedge clk)
-    d3_2 <= \$560 ;
+    d3_0 <= \$560 ;
   always @(posedge clk)
-    d4_2 <= \$561 ;
+    d4_0 <= \$561 ;
   always @(posedge clk)
-    d1_3 <= \$562 ;
+    d1_1 <= \$562 ;
   always @(posedge clk)
-    d2_3 <= \$563 ;
+    d2_1 <= \$563 ;
   always @(posedge clk)
-    d3_3 <= \$564 ;
+    d3_1 <= \$564 ;
   always @(posedge clk)
-    d4_3 <= \$565 ;
+    d4_1 <= \$565 ;
   always @(posedge clk)
-    v_wr__data <= \$566 ;
+    d1_2 <= \$566 ;
   always @(posedge clk)
-    \$signal$66  <= \$567 ;
+    d2_2 <= \$567 ;
   always @(posedge clk)
-    \$signal$68  <= \$568 ;
+    d3_2 <= \$568 ;
   always @(posedge clk)
-    done <= \$569 ;
+    d4_2 <= \$569 ;
+  always @(posedge clk)
+    d1_3 <= \$570 ;
+  always @(posedge clk)
+    d2_3 <= \$571 ;
+  always @(posedge clk)
+    d3_3 <= \$572 ;
+  always @(posedge clk)
+    d4_3 <= \$573 ;
+  always @(posedge clk)
+    v_wr__data <= \$574 ;
+  always @(posedge clk)
+    \$signal$66  <= \$575 ;
+  always @(posedge clk)
+    \$signal$68  <= \$576 ;
+  always @(posedge clk)
+    done <= \$577 ;
   assign en = ~ \$signal ;
   assign \$1  = ~ \$signal ;
   assign \$2  = op_valid & \$1 ;
@@ -8057,79 +8175,79 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \$156  = $signed(\$155 ) + $signed(w2_0_2_2);
   assign \$157  = $signed(1'h0) + $signed(w2_0_0_3);
   assign \$158  = $signed(\$157 ) + $signed(w2_0_2_3);
-  assign \$159  = ! st3[1];
-  assign \$160  = \$159  & st3[2];
-  assign \$161  = ~ \$160 ;
-  assign \$162  = st3[0] & \$161 ;
-  assign \$163  = st2[6:4] == st3[6:4];
-  assign \$164  = \$162  & \$163 ;
-  assign \$165  = ! st3[1];
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = ! st3[1];
-  assign \$168  = \$167  & st3[2];
-  assign \$170  = \$169  & st3[24];
-  assign \$171  = \$168  | \$170 ;
-  assign \$172  = st3[0] & \$171 ;
-  assign \$173  = st2[6:4] == st3[6:4];
-  assign \$174  = \$172  & \$173 ;
-  assign \$175  = ! st3[1];
-  assign \$176  = \$174  & \$175 ;
-  assign \$177  = ! st4[1];
-  assign \$178  = \$177  & st4[2];
-  assign \$179  = ~ \$178 ;
-  assign \$180  = st4[0] & \$179 ;
-  assign \$181  = st2[6:4] == st4[6:4];
-  assign \$182  = \$180  & \$181 ;
-  assign \$183  = ! st4[1];
-  assign \$184  = \$182  & \$183 ;
-  assign \$185  = ! st4[1];
-  assign \$186  = \$185  & st4[2];
-  assign \$188  = \$187  & st4[24];
-  assign \$189  = \$186  | \$188 ;
-  assign \$190  = st4[0] & \$189 ;
-  assign \$191  = st2[6:4] == st4[6:4];
-  assign \$192  = \$190  & \$191 ;
-  assign \$193  = ! st4[1];
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = ! st5[1];
-  assign \$196  = \$195  & st5[2];
-  assign \$197  = ~ \$196 ;
-  assign \$198  = st5[0] & \$197 ;
-  assign \$199  = st2[6:4] == st5[6:4];
-  assign \$200  = \$198  & \$199 ;
-  assign \$201  = ! st5[1];
-  assign \$202  = \$201  & st5[2];
-  assign \$204  = \$203  & st5[24];
-  assign \$205  = \$202  | \$204 ;
-  assign \$206  = st5[0] & \$205 ;
-  assign \$207  = st2[6:4] == st5[6:4];
-  assign \$208  = \$206  & \$207 ;
-  assign \$209  = ! st6[1];
-  assign \$210  = \$209  & st6[2];
-  assign \$211  = ~ \$210 ;
-  assign \$212  = st6[0] & \$211 ;
-  assign \$213  = st2[6:4] == st6[6:4];
-  assign \$214  = \$212  & \$213 ;
-  assign \$215  = ! st6[1];
-  assign \$216  = \$215  & st6[2];
-  assign \$218  = \$217  & st6[24];
-  assign \$219  = \$216  | \$218 ;
-  assign \$220  = st6[0] & \$219 ;
-  assign \$221  = st2[6:4] == st6[6:4];
-  assign \$222  = \$220  & \$221 ;
-  assign \$223  = ! st7[1];
-  assign \$224  = \$223  & st7[2];
-  assign \$225  = ~ \$224 ;
-  assign \$226  = st7[0] & \$225 ;
-  assign \$227  = st2[6:4] == st7[6:4];
-  assign \$228  = \$226  & \$227 ;
-  assign \$229  = ! st7[1];
-  assign \$230  = \$229  & st7[2];
-  assign \$232  = \$231  & st7[24];
-  assign \$233  = \$230  | \$232 ;
-  assign \$234  = st7[0] & \$233 ;
-  assign \$235  = st2[6:4] == st7[6:4];
-  assign \$236  = \$234  & \$235 ;
+  assign \$159  = st2[6:4] == st3[6:4];
+  assign \$160  = ! st3[1];
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = ! st3[1];
+  assign \$163  = \$162  & st3[2];
+  assign \$164  = ~ \$163 ;
+  assign \$165  = st3[0] & \$164 ;
+  assign \$166  = \$161  & \$165 ;
+  assign \$167  = st2[6:4] == st3[6:4];
+  assign \$168  = ! st3[1];
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = ! st3[1];
+  assign \$171  = \$170  & st3[2];
+  assign \$173  = \$172  & st3[24];
+  assign \$174  = \$171  | \$173 ;
+  assign \$175  = st3[0] & \$174 ;
+  assign \$176  = \$169  & \$175 ;
+  assign \$177  = st2[6:4] == st4[6:4];
+  assign \$178  = ! st4[1];
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = ! st4[1];
+  assign \$181  = \$180  & st4[2];
+  assign \$182  = ~ \$181 ;
+  assign \$183  = st4[0] & \$182 ;
+  assign \$184  = \$179  & \$183 ;
+  assign \$185  = st2[6:4] == st4[6:4];
+  assign \$186  = ! st4[1];
+  assign \$187  = \$185  & \$186 ;
+  assign \$188  = ! st4[1];
+  assign \$189  = \$188  & st4[2];
+  assign \$191  = \$190  & st4[24];
+  assign \$192  = \$189  | \$191 ;
+  assign \$193  = st4[0] & \$192 ;
+  assign \$194  = \$187  & \$193 ;
+  assign \$195  = st2[6:4] == st5[6:4];
+  assign \$196  = ! st5[1];
+  assign \$197  = \$196  & st5[2];
+  assign \$198  = ~ \$197 ;
+  assign \$199  = st5[0] & \$198 ;
+  assign \$200  = \$195  & \$199 ;
+  assign \$201  = st2[6:4] == st5[6:4];
+  assign \$202  = ! st5[1];
+  assign \$203  = \$202  & st5[2];
+  assign \$205  = \$204  & st5[24];
+  assign \$206  = \$203  | \$205 ;
+  assign \$207  = st5[0] & \$206 ;
+  assign \$208  = \$201  & \$207 ;
+  assign \$209  = st2[6:4] == st6[6:4];
+  assign \$210  = ! st6[1];
+  assign \$211  = \$210  & st6[2];
+  assign \$212  = ~ \$211 ;
+  assign \$213  = st6[0] & \$212 ;
+  assign \$214  = \$209  & \$213 ;
+  assign \$215  = st2[6:4] == st6[6:4];
+  assign \$216  = ! st6[1];
+  assign \$217  = \$216  & st6[2];
+  assign \$219  = \$218  & st6[24];
+  assign \$220  = \$217  | \$219 ;
+  assign \$221  = st6[0] & \$220 ;
+  assign \$222  = \$215  & \$221 ;
+  assign \$223  = st2[6:4] == st7[6:4];
+  assign \$224  = ! st7[1];
+  assign \$225  = \$224  & st7[2];
+  assign \$226  = ~ \$225 ;
+  assign \$227  = st7[0] & \$226 ;
+  assign \$228  = \$223  & \$227 ;
+  assign \$229  = st2[6:4] == st7[6:4];
+  assign \$230  = ! st7[1];
+  assign \$231  = \$230  & st7[2];
+  assign \$233  = \$232  & st7[24];
+  assign \$234  = \$231  | \$233 ;
+  assign \$235  = st7[0] & \$234 ;
+  assign \$236  = \$229  & \$235 ;
   assign \$239  = ! st3[1];
   assign \$240  = \$239  & st3[2];
   assign \$241  = ~ \$240 ;
@@ -8139,152 +8257,146 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \$247  = \$244  & \$246 ;
   assign \$248  = \$242  | \$247 ;
   assign \$250  = ~ \$249 ;
-  assign \$251  = \$signal$112 [1] & \$250 ;
+  assign \$251  = hit_v2 & \$250 ;
   assign \$252  = ! st3[1];
   assign \$253  = \$252  & st3[2];
   assign \$254  = ~ \$253 ;
   assign \$255  = \$251  & \$254 ;
   assign \$257  = ~ \$256 ;
-  assign \$258  = \$signal$113 [1] & \$257 ;
+  assign \$258  = hit_c2 & \$257 ;
   assign \$259  = ! st3[1];
   assign \$260  = \$259  & st3[2];
   assign \$261  = \$258  & \$260 ;
   assign \$262  = \$255  | \$261 ;
-  assign \$264  = \$263  | \$signal$112 [1];
+  assign \$264  = \$263  | hit_v2;
   assign \$265  = ~ \$264 ;
-  assign \$266  = \$signal$112 [2] & \$265 ;
+  assign \$266  = hit_v3 & \$265 ;
   assign \$267  = ! st3[1];
   assign \$268  = \$267  & st3[2];
   assign \$269  = ~ \$268 ;
   assign \$270  = \$266  & \$269 ;
-  assign \$272  = \$271  | \$signal$112 [1];
-  assign \$273  = \$272  | \$signal$112 [2];
+  assign \$272  = \$271  | hit_v2;
+  assign \$273  = \$272  | hit_v3;
   assign \$274  = ~ \$273 ;
-  assign \$275  = \$signal$112 [3] & \$274 ;
+  assign \$275  = hit_v4 & \$274 ;
   assign \$276  = ! st3[1];
   assign \$277  = \$276  & st3[2];
   assign \$278  = ~ \$277 ;
   assign \$279  = \$275  & \$278 ;
-  assign \$281  = \$280  | \$signal$112 [1];
-  assign \$282  = \$281  | \$signal$112 [2];
-  assign \$283  = \$282  | \$signal$112 [3];
+  assign \$281  = \$280  | hit_v2;
+  assign \$282  = \$281  | hit_v3;
+  assign \$283  = \$282  | hit_v4;
   assign \$284  = ~ \$283 ;
-  assign \$285  = \$signal$112 [4] & \$284 ;
+  assign \$285  = hit_v5 & \$284 ;
   assign \$286  = ! st3[1];
   assign \$287  = \$286  & st3[2];
   assign \$288  = ~ \$287 ;
   assign \$289  = \$285  & \$288 ;
-  assign \$291  = \$290  | \$signal$112 [1];
-  assign \$292  = \$291  | \$signal$112 [2];
-  assign \$293  = \$292  | \$signal$112 [3];
-  assign \$294  = \$293  | \$signal$112 [4];
+  assign \$291  = \$290  | hit_v2;
+  assign \$292  = \$291  | hit_v3;
+  assign \$293  = \$292  | hit_v4;
+  assign \$294  = \$293  | hit_v5;
   assign \$295  = ~ \$294 ;
   assign \$296  = ! st3[1];
   assign \$297  = \$296  & st3[2];
   assign \$298  = ~ \$297 ;
   assign \$299  = \$295  & \$298 ;
-  assign \$301  = \$300  | \$signal$113 [1];
+  assign \$301  = \$300  | hit_c2;
   assign \$302  = ~ \$301 ;
-  assign \$303  = \$signal$113 [2] & \$302 ;
+  assign \$303  = hit_c3 & \$302 ;
   assign \$304  = ! st3[1];
   assign \$305  = \$304  & st3[2];
   assign \$306  = \$303  & \$305 ;
-  assign \$308  = \$307  | \$signal$113 [1];
-  assign \$309  = \$308  | \$signal$113 [2];
+  assign \$308  = \$307  | hit_c2;
+  assign \$309  = \$308  | hit_c3;
   assign \$310  = ~ \$309 ;
-  assign \$311  = \$signal$113 [3] & \$310 ;
+  assign \$311  = hit_c4 & \$310 ;
   assign \$312  = ! st3[1];
   assign \$313  = \$312  & st3[2];
   assign \$314  = \$311  & \$313 ;
-  assign \$316  = \$315  | \$signal$113 [1];
-  assign \$317  = \$316  | \$signal$113 [2];
-  assign \$318  = \$317  | \$signal$113 [3];
+  assign \$316  = \$315  | hit_c2;
+  assign \$317  = \$316  | hit_c3;
+  assign \$318  = \$317  | hit_c4;
   assign \$319  = ~ \$318 ;
-  assign \$320  = \$signal$113 [4] & \$319 ;
+  assign \$320  = hit_c5 & \$319 ;
   assign \$321  = ! st3[1];
   assign \$322  = \$321  & st3[2];
   assign \$323  = \$320  & \$322 ;
-  assign \$325  = \$324  | \$signal$113 [1];
-  assign \$326  = \$325  | \$signal$113 [2];
-  assign \$327  = \$326  | \$signal$113 [3];
-  assign \$328  = \$327  | \$signal$113 [4];
+  assign \$325  = \$324  | hit_c2;
+  assign \$326  = \$325  | hit_c3;
+  assign \$327  = \$326  | hit_c4;
+  assign \$328  = \$327  | hit_c5;
   assign \$329  = ~ \$328 ;
   assign \$330  = ! st3[1];
   assign \$331  = \$330  & st3[2];
   assign \$332  = \$329  & \$331 ;
   assign \$333  = ! st3[1];
   assign \$334  = ! st3[1];
-  assign \$336  = \$signal$114 [0] ? \$signal$116 [15:0] : 16'h0000;
-  assign \$337  = \$signal$114 [1] ? \$signal$37 [15:0] : 16'h0000;
+  assign \$336  = \$signal$122 [0] ? \$signal$124 [15:0] : 16'h0000;
+  assign \$337  = \$signal$122 [1] ? \$signal$37 [15:0] : 16'h0000;
   assign \$338  = \$336  | \$337 ;
-  assign \$339  = \$signal$114 [2] ? v_wr__data[14:0] : 15'h0000;
+  assign \$339  = \$signal$122 [2] ? v_wr__data[14:0] : 15'h0000;
   assign \$340  = \$338  | { \$339 [14], \$339  };
-  assign \$341  = \$signal$114 [3] ? res8[14:0] : 15'h0000;
+  assign \$341  = \$signal$122 [3] ? res8[14:0] : 15'h0000;
   assign \$342  = \$340  | { \$341 [14], \$341  };
-  assign \$343  = \$signal$114 [4] ? res9[14:0] : 15'h0000;
+  assign \$343  = \$signal$122 [4] ? res9[14:0] : 15'h0000;
   assign \$344  = \$342  | { \$343 [14], \$343  };
-  assign \$345  = \$signal$114 [5] ? v_raw[14:0] : 15'h0000;
+  assign \$345  = \$signal$122 [5] ? v_raw[14:0] : 15'h0000;
   assign \$346  = \$344  | { \$345 [14], \$345  };
-  assign \$349  = \$signal$114 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$349  = \$signal$122 [7] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$350  = \$348  | { \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349  };
-  assign \$351  = \$signal$114 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$351  = \$signal$122 [8] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$352  = \$350  | { \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351  };
-  assign \$355  = \$signal$115 [0] ? addend[11:0] : 12'h000;
-  assign \$356  = \$signal$115 [1] ? b_raw[10:0] : 11'h000;
+  assign \$355  = \$signal$123 [0] ? addend[11:0] : 12'h000;
+  assign \$356  = \$signal$123 [1] ? b_raw[10:0] : 11'h000;
   assign \$357  = \$355  | { \$356 [10], \$356  };
-  assign \$358  = \$signal$115 [2] ? \$signal$116 [15:0] : 16'h0000;
+  assign \$358  = \$signal$123 [2] ? \$signal$124 [15:0] : 16'h0000;
   assign \$359  = { \$357 [11], \$357 [11], \$357 [11], \$357 [11], \$357  } | \$358 ;
-  assign \$360  = \$signal$115 [3] ? \$signal$37 [15:0] : 16'h0000;
+  assign \$360  = \$signal$123 [3] ? \$signal$37 [15:0] : 16'h0000;
   assign \$361  = \$359  | \$360 ;
-  assign \$364  = \$signal$115 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$364  = \$signal$123 [5] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$365  = \$363  | { \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364  };
-  assign \$366  = \$signal$115 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$366  = \$signal$123 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$367  = \$365  | { \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366  };
   assign \$370  = $signed(\$354 ) + $signed(\$369 );
-  assign \$371  = \$signal$114 [0] ? \$signal$116 [31:16] : 16'h0000;
-  assign \$372  = \$signal$114 [1] ? \$signal$37 [31:16] : 16'h0000;
+  assign \$371  = \$signal$122 [0] ? \$signal$124 [31:16] : 16'h0000;
+  assign \$372  = \$signal$122 [1] ? \$signal$37 [31:16] : 16'h0000;
   assign \$373  = \$371  | \$372 ;
-  assign \$374  = \$signal$114 [2] ? v_wr__data[29:15] : 15'h0000;
+  assign \$374  = \$signal$122 [2] ? v_wr__data[29:15] : 15'h0000;
   assign \$375  = \$373  | { \$374 [14], \$374  };
-  assign \$376  = \$signal$114 [3] ? res8[29:15] : 15'h0000;
+  assign \$376  = \$signal$122 [3] ? res8[29:15] : 15'h0000;
   assign \$377  = \$375  | { \$376 [14], \$376  };
-  assign \$378  = \$signal$114 [4] ? res9[29:15] : 15'h0000;
+  assign \$378  = \$signal$122 [4] ? res9[29:15] : 15'h0000;
   assign \$379  = \$377  | { \$378 [14], \$378  };
-  assign \$380  = \$signal$114 [5] ? v_raw[29:15] : 15'h0000;
+  assign \$380  = \$signal$122 [5] ? v_raw[29:15] : 15'h0000;
   assign \$381  = \$379  | { \$380 [14], \$380  };
-  assign \$384  = \$signal$114 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$384  = \$signal$122 [7] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$385  = \$383  | { \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384  };
-  assign \$386  = \$signal$114 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$386  = \$signal$122 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$387  = \$385  | { \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386  };
-  assign \$390  = \$signal$115 [0] ? addend[23:12] : 12'h000;
-  assign \$391  = \$signal$115 [1] ? b_raw[21:11] : 11'h000;
+  assign \$390  = \$signal$123 [0] ? addend[23:12] : 12'h000;
+  assign \$391  = \$signal$123 [1] ? b_raw[21:11] : 11'h000;
   assign \$392  = \$390  | { \$391 [10], \$391  };
-  assign \$393  = \$signal$115 [2] ? \$signal$116 [31:16] : 16'h0000;
+  assign \$393  = \$signal$123 [2] ? \$signal$124 [31:16] : 16'h0000;
   assign \$394  = { \$392 [11], \$392 [11], \$392 [11], \$392 [11], \$392  } | \$393 ;
-  assign \$395  = \$signal$115 [3] ? \$signal$37 [31:16] : 16'h0000;
+  assign \$395  = \$signal$123 [3] ? \$signal$37 [31:16] : 16'h0000;
   assign \$396  = \$394  | \$395 ;
-  assign \$399  = \$signal$115 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$399  = \$signal$123 [5] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$400  = \$398  | { \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399  };
-  assign \$401  = \$signal$115 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$401  = \$signal$123 [6] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$402  = \$400  | { \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401  };
   assign \$405  = $signed(\$389 ) + $signed(\$404 );
-  assign \$406  = \$signal$114 [0] ? \$signal$116 [47:32] : 16'h0000;
-  assign \$407  = \$signal$114 [1] ? \$signal$37 [47:32] : 16'h0000;
+  assign \$406  = \$signal$122 [0] ? \$signal$124 [47:32] : 16'h0000;
+  assign \$407  = \$signal$122 [1] ? \$signal$37 [47:32] : 16'h0000;
   assign \$408  = \$406  | \$407 ;
-  assign \$409  = \$signal$114 [2] ? v_wr__data[44:30] : 15'h0000;
+  assign \$409  = \$signal$122 [2] ? v_wr__data[44:30] : 15'h0000;
   assign \$410  = \$408  | { \$409 [14], \$409  };
-  assign \$411  = \$signal$114 [3] ? res8[44:30] : 15'h0000;
+  assign \$411  = \$signal$122 [3] ? res8[44:30] : 15'h0000;
   assign \$412  = \$410  | { \$411 [14], \$411  };
-  assign \$413  = \$signal$114 [4] ? res9[44:30] : 15'h0000;
+  assign \$413  = \$signal$122 [4] ? res9[44:30] : 15'h0000;
   assign \$414  = \$412  | { \$413 [14], \$413  };
-  assign \$415  = \$signal$114 [5] ? v_raw[44:30] : 15'h0000;
+  assign \$415  = \$signal$122 [5] ? v_raw[44:30] : 15'h0000;
   assign \$416  = \$414  | { \$415 [14], \$415  };
-  assign \$419  = \$signal$114 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$420  = \$418  | { \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419  };
-  assign \$421  = \$signal$114 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$422  = \$420  | { \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421  };
-  assign \$425  = \$signal$115 [0] ? addend[35:24] : 12'h000;
-  assign \$426  = \$signal$115 [1] ? b_raw[32:22] : 11'h000;
   \digits_mlp_gn.engine_fc2.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -8294,15 +8406,15 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$3241$0 (i0__payload[8:0]),
+    .\port$3289$0 (i0__payload[8:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_mlp_gn.engine_fc2.queue  queue (
     .clk(clk),
-    .\port$2880$0 (\$signal$79 ),
-    .\port$3050$0 (\$signal$72 ),
-    .\port$3052$0 (\$signal$76 ),
+    .\port$2896$0 (\$signal$79 ),
+    .\port$3082$0 (\$signal$72 ),
+    .\port$3084$0 (\$signal$76 ),
     .rst(rst),
     .w_data(\$signal$66 ),
     .w_en(\$signal$68 )
@@ -9013,215 +9125,263 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$544 [0] = \$166 ;
-    \$544 [1] = \$184 ;
-    \$544 [2] = \$200 ;
-    \$544 [3] = \$214 ;
-    \$544 [4] = \$228 ;
+    \$544  = \$166 ;
     if (rst) begin
-      \$544  = 5'h00;
+      \$544  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$545 [0] = \$176 ;
-    \$545 [1] = \$194 ;
-    \$545 [2] = \$208 ;
-    \$545 [3] = \$222 ;
-    \$545 [4] = \$236 ;
+    \$545  = \$176 ;
     if (rst) begin
-      \$545  = 5'h00;
+      \$545  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$546  = { \$332 , \$323 , \$314 , \$306 , \$299 , \$289 , \$279 , \$270 , \$262 , \$248  };
+    \$546  = \$184 ;
     if (rst) begin
-      \$546  = 10'h000;
+      \$546  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$547  = { 6'h00, \$335 , \$333  };
+    \$547  = \$194 ;
     if (rst) begin
-      \$547  = 8'h00;
+      \$547  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$548 [15:0] = \$370 [15:0];
-    \$548 [31:16] = \$405 [15:0];
-    \$548 [47:32] = \$440 [15:0];
-    \$548 [63:48] = \$475 [15:0];
+    \$548  = \$200 ;
     if (rst) begin
-      \$548  = 64'h0000000000000000;
+      \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$549 [15:0] = \$signal$116 [15:0];
-    \$549 [31:16] = \$signal$116 [31:16];
-    \$549 [47:32] = \$signal$116 [47:32];
-    \$549 [63:48] = \$signal$116 [63:48];
+    \$549  = \$208 ;
     if (rst) begin
-      \$549  = 64'h0000000000000000;
+      \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$550  = \$476 ;
+    \$550  = \$214 ;
     if (rst) begin
-      \$550  = 17'h00000;
+      \$550  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$551  = \$477 ;
+    \$551  = \$222 ;
     if (rst) begin
-      \$551  = 17'h00000;
+      \$551  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$552  = \$478 ;
+    \$552  = \$228 ;
     if (rst) begin
-      \$552  = 17'h00000;
+      \$552  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$553  = \$479 ;
+    \$553  = \$236 ;
     if (rst) begin
-      \$553  = 17'h00000;
+      \$553  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$554  = \$480 ;
+    \$554  = { \$332 , \$323 , \$314 , \$306 , \$299 , \$289 , \$279 , \$270 , \$262 , \$248  };
     if (rst) begin
-      \$554  = 17'h00000;
+      \$554  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$555  = \$481 ;
+    \$555  = { 6'h00, \$335 , \$333  };
     if (rst) begin
-      \$555  = 17'h00000;
+      \$555  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$556  = \$482 ;
+    \$556 [15:0] = \$370 [15:0];
+    \$556 [31:16] = \$405 [15:0];
+    \$556 [47:32] = \$440 [15:0];
+    \$556 [63:48] = \$475 [15:0];
     if (rst) begin
-      \$556  = 17'h00000;
+      \$556  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$557  = \$483 ;
+    \$557 [15:0] = \$signal$124 [15:0];
+    \$557 [31:16] = \$signal$124 [31:16];
+    \$557 [47:32] = \$signal$124 [47:32];
+    \$557 [63:48] = \$signal$124 [63:48];
     if (rst) begin
-      \$557  = 17'h00000;
+      \$557  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$558  = \$484 ;
+    \$558  = \$476 ;
     if (rst) begin
       \$558  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$559  = \$485 ;
+    \$559  = \$477 ;
     if (rst) begin
       \$559  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$560  = \$486 ;
+    \$560  = \$478 ;
     if (rst) begin
       \$560  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$561  = \$487 ;
+    \$561  = \$479 ;
     if (rst) begin
       \$561  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$562  = \$488 ;
+    \$562  = \$480 ;
     if (rst) begin
       \$562  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$563  = \$489 ;
+    \$563  = \$481 ;
     if (rst) begin
       \$563  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$564  = \$490 ;
+    \$564  = \$482 ;
     if (rst) begin
       \$564  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$565  = \$491 ;
+    \$565  = \$483 ;
     if (rst) begin
       \$565  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$566  = result;
+    \$566  = \$484 ;
     if (rst) begin
-      \$566  = 60'h000000000000000;
+      \$566  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$567  = entry;
+    \$567  = \$485 ;
     if (rst) begin
-      \$567  = 18'h00000;
+      \$567  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$568  = \$495 ;
+    \$568  = \$486 ;
     if (rst) begin
-      \$568  = 1'h0;
+      \$568  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$569  = done;
+    \$569  = \$487 ;
+    if (rst) begin
+      \$569  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$570  = \$488 ;
+    if (rst) begin
+      \$570  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$571  = \$489 ;
+    if (rst) begin
+      \$571  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$572  = \$490 ;
+    if (rst) begin
+      \$572  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$573  = \$491 ;
+    if (rst) begin
+      \$573  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$574  = result;
+    if (rst) begin
+      \$574  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$575  = entry;
+    if (rst) begin
+      \$575  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$576  = \$495 ;
+    if (rst) begin
+      \$576  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$577  = done;
     if (\$signal$76 ) begin
       (* full_case = 32'd1 *)
       if (\$496 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
           if (\$501 ) begin
-            \$569  = 4'h0;
+            \$577  = 4'h0;
           end else begin
-            \$569  = \$503 [3:0];
+            \$577  = \$503 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$569  = 4'h0;
+          \$577  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$569  = 4'h0;
+      \$577  = 4'h0;
     end
   end
   always @* begin
@@ -9504,10 +9664,10 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \b6[1]  = b6[21:11];
   assign \b6[2]  = b6[32:22];
   assign \b6[3]  = b6[43:33];
-  assign \$signal$116[0]  = \$signal$116 [15:0];
-  assign \$signal$116[1]  = \$signal$116 [31:16];
-  assign \$signal$116[2]  = \$signal$116 [47:32];
-  assign \$signal$116[3]  = \$signal$116 [63:48];
+  assign \$signal$124[0]  = \$signal$124 [15:0];
+  assign \$signal$124[1]  = \$signal$124 [31:16];
+  assign \$signal$124[2]  = \$signal$124 [47:32];
+  assign \$signal$124[3]  = \$signal$124 [63:48];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
@@ -9537,25 +9697,25 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \$141  = { w1_0[15], w1_0[15:8], 2'h0 };
   assign \$144  = { w1_0[23], w1_0[23:16], 2'h0 };
   assign \$147  = { w1_0[31], w1_0[31:24], 2'h0 };
-  assign \$169  = st3[1];
-  assign \$187  = st4[1];
-  assign \$203  = st5[1];
-  assign \$217  = st6[1];
-  assign \$231  = st7[1];
+  assign \$172  = st3[1];
+  assign \$190  = st4[1];
+  assign \$204  = st5[1];
+  assign \$218  = st6[1];
+  assign \$232  = st7[1];
   assign \$237  = 1'h1;
-  assign \$238  = \$signal$112 [0];
+  assign \$238  = hit_v1;
   assign \$243  = 1'h1;
-  assign \$244  = \$signal$113 [0];
-  assign \$249  = \$signal$112 [0];
-  assign \$256  = \$signal$113 [0];
-  assign \$263  = \$signal$112 [0];
-  assign \$271  = \$signal$112 [0];
-  assign \$280  = \$signal$112 [0];
-  assign \$290  = \$signal$112 [0];
-  assign \$300  = \$signal$113 [0];
-  assign \$307  = \$signal$113 [0];
-  assign \$315  = \$signal$113 [0];
-  assign \$324  = \$signal$113 [0];
+  assign \$244  = hit_c1;
+  assign \$249  = hit_v1;
+  assign \$256  = hit_c1;
+  assign \$263  = hit_v1;
+  assign \$271  = hit_v1;
+  assign \$280  = hit_v1;
+  assign \$290  = hit_v1;
+  assign \$300  = hit_c1;
+  assign \$307  = hit_c1;
+  assign \$315  = hit_c1;
+  assign \$324  = hit_c1;
   assign \$347  = 2'h0;
   assign \$348  = \$346 ;
   assign \$353  = 2'h0;
@@ -9593,7 +9753,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$3241$0 , clk);
+module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$3289$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   reg [8:0] \$10 ;
@@ -9640,8 +9800,8 @@ module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_add
   reg op_valid = 1'h0;
   output [8:0] op_waddr;
   reg [8:0] op_waddr = 9'h000;
-  input [8:0] \port$3241$0 ;
-  wire [8:0] \port$3241$0 ;
+  input [8:0] \port$3289$0 ;
+  wire [8:0] \port$3289$0 ;
   output ready;
   wire ready;
   input rst;
@@ -9701,7 +9861,7 @@ module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_add
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$12  = op_count;
     if (load) begin
-      \$12  = \port$3241$0 [8:6];
+      \$12  = \port$3289$0 [8:6];
     end
     if (rst) begin
       \$12  = 3'h0;
@@ -9761,14 +9921,14 @@ module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_add
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_index = \port$3241$0 [5:0];
-  assign ev_count = \port$3241$0 [8:6];
+  assign ev_index = \port$3289$0 [5:0];
+  assign ev_count = \port$3289$0 [8:6];
   assign ev_shift = 4'h0;
-  assign \$4  = { \port$3241$0 [5:0], 3'h0 };
+  assign \$4  = { \port$3289$0 [5:0], 3'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc2.queue (rst, \port$2880$0 , w_data, w_en, \port$3050$0 , \port$3052$0 , clk);
+module \digits_mlp_gn.engine_fc2.queue (rst, \port$2896$0 , w_data, w_en, \port$3082$0 , \port$3084$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -9799,12 +9959,12 @@ module \digits_mlp_gn.engine_fc2.queue (rst, \port$2880$0 , w_data, w_en, \port$
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$2880$0 ;
-  wire \port$2880$0 ;
-  output [17:0] \port$3050$0 ;
-  wire [17:0] \port$3050$0 ;
-  output \port$3052$0 ;
-  wire \port$3052$0 ;
+  input \port$2896$0 ;
+  wire \port$2896$0 ;
+  output [17:0] \port$3082$0 ;
+  wire [17:0] \port$3082$0 ;
+  output \port$3084$0 ;
+  wire \port$3084$0 ;
   wire [17:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -9842,11 +10002,11 @@ module \digits_mlp_gn.engine_fc2.queue (rst, \port$2880$0 , w_data, w_en, \port$
     .clk(clk),
     .count(count),
     .\port$1878$0 (\$signal$9 ),
-    .\port$2880$0 (\port$2880$0 ),
-    .\port$3034$0 (\$signal$11 ),
-    .\port$3036$0 (held_valid),
-    .\port$3050$0 (\$signal$14 ),
-    .\port$3052$0 (\$signal$16 ),
+    .\port$2896$0 (\port$2896$0 ),
+    .\port$3066$0 (\$signal$11 ),
+    .\port$3068$0 (held_valid),
+    .\port$3082$0 (\$signal$14 ),
+    .\port$3084$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -9877,11 +10037,11 @@ module \digits_mlp_gn.engine_fc2.queue (rst, \port$2880$0 , w_data, w_en, \port$
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$2880$0 ;
-  assign \$signal$19  = \port$2880$0 ;
+  assign \$signal$18  = \port$2896$0 ;
+  assign \$signal$19  = \port$2896$0 ;
   assign level = \$4 [4:0];
-  assign \port$3050$0  = \$signal$14 ;
-  assign \port$3052$0  = \$signal$16 ;
+  assign \port$3082$0  = \$signal$14 ;
+  assign \port$3084$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10089,7 +10249,7 @@ module \digits_mlp_gn.engine_fc2.queue.inner (rst, r_en, w_rdy, w_level, r_data,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1878$0 , count, \port$2880$0 , \port$3034$0 , \port$3036$0 , \port$3050$0 , \port$3052$0 , clk);
+module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1878$0 , count, \port$2896$0 , \port$3066$0 , \port$3068$0 , \port$3082$0 , \port$3084$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -10111,26 +10271,26 @@ module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1878$0 , count, \port$28
   wire [1:0] count;
   output \port$1878$0 ;
   wire \port$1878$0 ;
-  input \port$2880$0 ;
-  wire \port$2880$0 ;
-  input [17:0] \port$3034$0 ;
-  wire [17:0] \port$3034$0 ;
-  input \port$3036$0 ;
-  wire \port$3036$0 ;
+  input \port$2896$0 ;
+  wire \port$2896$0 ;
+  input [17:0] \port$3066$0 ;
+  wire [17:0] \port$3066$0 ;
+  input \port$3068$0 ;
+  wire \port$3068$0 ;
   (* init = 18'h00000 *)
-  output [17:0] \port$3050$0 ;
-  wire [17:0] \port$3050$0 ;
+  output [17:0] \port$3082$0 ;
+  wire [17:0] \port$3082$0 ;
   (* init = 1'h0 *)
-  output \port$3052$0 ;
-  wire \port$3052$0 ;
+  output \port$3084$0 ;
+  wire \port$3084$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3036$0  & \$1 ;
+  assign take = \port$3068$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$2880$0  | \$2 ;
+  assign \$3  = \port$2896$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -10148,7 +10308,7 @@ module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1878$0 , count, \port$28
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3034$0 ;
+        \$4  = \port$3066$0 ;
       end
     end
     if (rst) begin
@@ -10191,18 +10351,18 @@ module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1878$0 , count, \port$28
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3034$0 ;
+      \$7  = \port$3066$0 ;
     end
     if (rst) begin
       \$7  = 18'h00000;
     end
   end
-  assign \$signal$3  = \port$3036$0 ;
-  assign \$signal$8  = \port$2880$0 ;
-  assign \$signal$11  = \port$3034$0 ;
+  assign \$signal$3  = \port$3068$0 ;
+  assign \$signal$8  = \port$2896$0 ;
+  assign \$signal$11  = \port$3066$0 ;
   assign \port$1878$0  = \$signal ;
-  assign \port$3050$0  = \$signal$9 ;
-  assign \port$3052$0  = \$signal$5 ;
+  assign \port$3082$0  = \$signal$9 ;
+  assign \port$3084$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10614,23 +10774,31 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   reg [3:0] \$462 ;
   reg [31:0] \$463 ;
   reg [31:0] \$464 ;
-  reg [4:0] \$465 ;
-  reg [4:0] \$466 ;
-  reg [9:0] \$467 ;
-  reg [7:0] \$468 ;
-  reg [63:0] \$469 ;
+  reg \$465 ;
+  reg \$466 ;
+  reg \$467 ;
+  reg \$468 ;
+  reg \$469 ;
   wire [1:0] \$47 ;
-  reg [63:0] \$470 ;
-  reg [59:0] \$471 ;
-  reg [61:0] \$472 ;
+  reg \$470 ;
+  reg \$471 ;
+  reg \$472 ;
   reg \$473 ;
   reg \$474 ;
-  reg \$475 ;
-  reg \$476 ;
-  reg [14:0] \$477 ;
-  reg [3:0] \$478 ;
-  reg [3:0] \$479 ;
+  reg [9:0] \$475 ;
+  reg [7:0] \$476 ;
+  reg [63:0] \$477 ;
+  reg [63:0] \$478 ;
+  reg [59:0] \$479 ;
   wire [2:0] \$48 ;
+  reg [61:0] \$480 ;
+  reg \$481 ;
+  reg \$482 ;
+  reg \$483 ;
+  reg \$484 ;
+  reg [14:0] \$485 ;
+  reg [3:0] \$486 ;
+  reg [3:0] \$487 ;
   wire \$49 ;
   wire \$5 ;
   wire \$50 ;
@@ -10693,6 +10861,13 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire [7:0] \$like[2] ;
   wire [7:0] \$like[3] ;
   reg \$signal  = 1'h0;
+  reg [9:0] \$signal$105  = 10'h000;
+  reg [7:0] \$signal$106  = 8'h00;
+  reg [63:0] \$signal$107  = 64'h0000000000000000;
+  wire [15:0] \$signal$107[0] ;
+  wire [15:0] \$signal$107[1] ;
+  wire [15:0] \$signal$107[2] ;
+  wire [15:0] \$signal$107[3] ;
   wire \$signal$21 ;
   reg [63:0] \$signal$36  = 64'h0000000000000000;
   wire [15:0] \$signal$36[0] ;
@@ -10707,15 +10882,6 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   reg \$signal$58  = 1'h0;
   reg \$signal$61 ;
   reg \$signal$67  = 1'h0;
-  reg [4:0] \$signal$95  = 5'h00;
-  reg [4:0] \$signal$96  = 5'h00;
-  reg [9:0] \$signal$97  = 10'h000;
-  reg [7:0] \$signal$98  = 8'h00;
-  reg [63:0] \$signal$99  = 64'h0000000000000000;
-  wire [15:0] \$signal$99[0] ;
-  wire [15:0] \$signal$99[1] ;
-  wire [15:0] \$signal$99[2] ;
-  wire [15:0] \$signal$99[3] ;
   wire [6:0] \$signature__addr ;
   wire [1:0] \$signature__addr$31 ;
   wire [31:0] \$signature__data ;
@@ -10802,6 +10968,16 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   reg [1:0] fire_k = 2'h0;
   reg first = 1'h1;
   reg fsm_state = 1'h0;
+  reg hit_c1 = 1'h0;
+  reg hit_c2 = 1'h0;
+  reg hit_c3 = 1'h0;
+  reg hit_c4 = 1'h0;
+  reg hit_c5 = 1'h0;
+  reg hit_v1 = 1'h0;
+  reg hit_v2 = 1'h0;
+  reg hit_v3 = 1'h0;
+  reg hit_v4 = 1'h0;
+  reg hit_v5 = 1'h0;
   input [8:0] i0__payload;
   wire [8:0] i0__payload;
   wire [2:0] \i0__payload.count ;
@@ -11186,41 +11362,65 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   end
   assign \$signature__data  = _2_;
   always @(posedge clk)
+    b_raw <= \$458 ;
+  always @(posedge clk)
+    res8 <= \$459 ;
+  always @(posedge clk)
+    res9 <= \$460 ;
+  always @(posedge clk)
+    cres8 <= \$461 ;
+  always @(posedge clk)
     cres9 <= \$462 ;
   always @(posedge clk)
     \$like  <= \$463 ;
   always @(posedge clk)
     b6 <= \$464 ;
   always @(posedge clk)
-    \$signal$95  <= \$465 ;
+    hit_v1 <= \$465 ;
   always @(posedge clk)
-    \$signal$96  <= \$466 ;
+    hit_c1 <= \$466 ;
   always @(posedge clk)
-    \$signal$97  <= \$467 ;
+    hit_v2 <= \$467 ;
   always @(posedge clk)
-    \$signal$98  <= \$468 ;
+    hit_c2 <= \$468 ;
   always @(posedge clk)
-    \$signal$99  <= \$469 ;
+    hit_v3 <= \$469 ;
   always @(posedge clk)
-    \$signal$36  <= \$470 ;
+    hit_c3 <= \$470 ;
   always @(posedge clk)
-    v_wr__data <= \$471 ;
+    hit_v4 <= \$471 ;
   always @(posedge clk)
-    \$signal$44  <= \$472 ;
+    hit_c4 <= \$472 ;
   always @(posedge clk)
-    \$signal$46  <= \$473 ;
+    hit_v5 <= \$473 ;
   always @(posedge clk)
-    better <= \$474 ;
+    hit_c5 <= \$474 ;
   always @(posedge clk)
-    \$signal$58  <= \$475 ;
+    \$signal$105  <= \$475 ;
   always @(posedge clk)
-    first <= \$476 ;
+    \$signal$106  <= \$476 ;
   always @(posedge clk)
-    best_val <= \$477 ;
+    \$signal$107  <= \$477 ;
   always @(posedge clk)
-    best_idx <= \$478 ;
+    \$signal$36  <= \$478 ;
   always @(posedge clk)
-    done <= \$479 ;
+    v_wr__data <= \$479 ;
+  always @(posedge clk)
+    \$signal$44  <= \$480 ;
+  always @(posedge clk)
+    \$signal$46  <= \$481 ;
+  always @(posedge clk)
+    better <= \$482 ;
+  always @(posedge clk)
+    \$signal$58  <= \$483 ;
+  always @(posedge clk)
+    first <= \$484 ;
+  always @(posedge clk)
+    best_val <= \$485 ;
+  always @(posedge clk)
+    best_idx <= \$486 ;
+  always @(posedge clk)
+    done <= \$487 ;
   assign en = ~ \$signal ;
   assign \$1  = ~ \$signal ;
   assign \$2  = op_valid & \$1 ;
@@ -11306,79 +11506,79 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \$94  = $signed(\$93 ) + $signed(w2_0_2_2);
   assign \$95  = $signed(1'h0) + $signed(w2_0_0_3);
   assign \$96  = $signed(\$95 ) + $signed(w2_0_2_3);
-  assign \$97  = ! st3[1];
-  assign \$98  = \$97  & st3[2];
-  assign \$99  = ~ \$98 ;
-  assign \$100  = st3[0] & \$99 ;
-  assign \$101  = st2[5:4] == st3[5:4];
-  assign \$102  = \$100  & \$101 ;
-  assign \$103  = ! st3[1];
-  assign \$104  = \$102  & \$103 ;
-  assign \$105  = ! st3[1];
-  assign \$106  = \$105  & st3[2];
-  assign \$108  = \$107  & st3[21];
-  assign \$109  = \$106  | \$108 ;
-  assign \$110  = st3[0] & \$109 ;
-  assign \$111  = st2[5:4] == st3[5:4];
-  assign \$112  = \$110  & \$111 ;
-  assign \$113  = ! st3[1];
-  assign \$114  = \$112  & \$113 ;
-  assign \$115  = ! st4[1];
-  assign \$116  = \$115  & st4[2];
-  assign \$117  = ~ \$116 ;
-  assign \$118  = st4[0] & \$117 ;
-  assign \$119  = st2[5:4] == st4[5:4];
-  assign \$120  = \$118  & \$119 ;
-  assign \$121  = ! st4[1];
-  assign \$122  = \$120  & \$121 ;
-  assign \$123  = ! st4[1];
-  assign \$124  = \$123  & st4[2];
-  assign \$126  = \$125  & st4[21];
-  assign \$127  = \$124  | \$126 ;
-  assign \$128  = st4[0] & \$127 ;
-  assign \$129  = st2[5:4] == st4[5:4];
-  assign \$130  = \$128  & \$129 ;
-  assign \$131  = ! st4[1];
-  assign \$132  = \$130  & \$131 ;
-  assign \$133  = ! st5[1];
-  assign \$134  = \$133  & st5[2];
-  assign \$135  = ~ \$134 ;
-  assign \$136  = st5[0] & \$135 ;
-  assign \$137  = st2[5:4] == st5[5:4];
-  assign \$138  = \$136  & \$137 ;
-  assign \$139  = ! st5[1];
-  assign \$140  = \$139  & st5[2];
-  assign \$142  = \$141  & st5[21];
-  assign \$143  = \$140  | \$142 ;
-  assign \$144  = st5[0] & \$143 ;
-  assign \$145  = st2[5:4] == st5[5:4];
-  assign \$146  = \$144  & \$145 ;
-  assign \$147  = ! st6[1];
-  assign \$148  = \$147  & st6[2];
-  assign \$149  = ~ \$148 ;
-  assign \$150  = st6[0] & \$149 ;
-  assign \$151  = st2[5:4] == st6[5:4];
-  assign \$152  = \$150  & \$151 ;
-  assign \$153  = ! st6[1];
-  assign \$154  = \$153  & st6[2];
-  assign \$156  = \$155  & st6[21];
-  assign \$157  = \$154  | \$156 ;
-  assign \$158  = st6[0] & \$157 ;
-  assign \$159  = st2[5:4] == st6[5:4];
-  assign \$160  = \$158  & \$159 ;
-  assign \$161  = ! st7[1];
-  assign \$162  = \$161  & st7[2];
-  assign \$163  = ~ \$162 ;
-  assign \$164  = st7[0] & \$163 ;
-  assign \$165  = st2[5:4] == st7[5:4];
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = ! st7[1];
-  assign \$168  = \$167  & st7[2];
-  assign \$170  = \$169  & st7[21];
-  assign \$171  = \$168  | \$170 ;
-  assign \$172  = st7[0] & \$171 ;
-  assign \$173  = st2[5:4] == st7[5:4];
-  assign \$174  = \$172  & \$173 ;
+  assign \$97  = st2[5:4] == st3[5:4];
+  assign \$98  = ! st3[1];
+  assign \$99  = \$97  & \$98 ;
+  assign \$100  = ! st3[1];
+  assign \$101  = \$100  & st3[2];
+  assign \$102  = ~ \$101 ;
+  assign \$103  = st3[0] & \$102 ;
+  assign \$104  = \$99  & \$103 ;
+  assign \$105  = st2[5:4] == st3[5:4];
+  assign \$106  = ! st3[1];
+  assign \$107  = \$105  & \$106 ;
+  assign \$108  = ! st3[1];
+  assign \$109  = \$108  & st3[2];
+  assign \$111  = \$110  & st3[21];
+  assign \$112  = \$109  | \$111 ;
+  assign \$113  = st3[0] & \$112 ;
+  assign \$114  = \$107  & \$113 ;
+  assign \$115  = st2[5:4] == st4[5:4];
+  assign \$116  = ! st4[1];
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = ! st4[1];
+  assign \$119  = \$118  & st4[2];
+  assign \$120  = ~ \$119 ;
+  assign \$121  = st4[0] & \$120 ;
+  assign \$122  = \$117  & \$121 ;
+  assign \$123  = st2[5:4] == st4[5:4];
+  assign \$124  = ! st4[1];
+  assign \$125  = \$123  & \$124 ;
+  assign \$126  = ! st4[1];
+  assign \$127  = \$126  & st4[2];
+  assign \$129  = \$128  & st4[21];
+  assign \$130  = \$127  | \$129 ;
+  assign \$131  = st4[0] & \$130 ;
+  assign \$132  = \$125  & \$131 ;
+  assign \$133  = st2[5:4] == st5[5:4];
+  assign \$134  = ! st5[1];
+  assign \$135  = \$134  & st5[2];
+  assign \$136  = ~ \$135 ;
+  assign \$137  = st5[0] & \$136 ;
+  assign \$138  = \$133  & \$137 ;
+  assign \$139  = st2[5:4] == st5[5:4];
+  assign \$140  = ! st5[1];
+  assign \$141  = \$140  & st5[2];
+  assign \$143  = \$142  & st5[21];
+  assign \$144  = \$141  | \$143 ;
+  assign \$145  = st5[0] & \$144 ;
+  assign \$146  = \$139  & \$145 ;
+  assign \$147  = st2[5:4] == st6[5:4];
+  assign \$148  = ! st6[1];
+  assign \$149  = \$148  & st6[2];
+  assign \$150  = ~ \$149 ;
+  assign \$151  = st6[0] & \$150 ;
+  assign \$152  = \$147  & \$151 ;
+  assign \$153  = st2[5:4] == st6[5:4];
+  assign \$154  = ! st6[1];
+  assign \$155  = \$154  & st6[2];
+  assign \$157  = \$156  & st6[21];
+  assign \$158  = \$155  | \$157 ;
+  assign \$159  = st6[0] & \$158 ;
+  assign \$160  = \$153  & \$159 ;
+  assign \$161  = st2[5:4] == st7[5:4];
+  assign \$162  = ! st7[1];
+  assign \$163  = \$162  & st7[2];
+  assign \$164  = ~ \$163 ;
+  assign \$165  = st7[0] & \$164 ;
+  assign \$166  = \$161  & \$165 ;
+  assign \$167  = st2[5:4] == st7[5:4];
+  assign \$168  = ! st7[1];
+  assign \$169  = \$168  & st7[2];
+  assign \$171  = \$170  & st7[21];
+  assign \$172  = \$169  | \$171 ;
+  assign \$173  = st7[0] & \$172 ;
+  assign \$174  = \$167  & \$173 ;
   assign \$177  = ! st3[1];
   assign \$178  = \$177  & st3[2];
   assign \$179  = ~ \$178 ;
@@ -11388,187 +11588,187 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \$185  = \$182  & \$184 ;
   assign \$186  = \$180  | \$185 ;
   assign \$188  = ~ \$187 ;
-  assign \$189  = \$signal$95 [1] & \$188 ;
+  assign \$189  = hit_v2 & \$188 ;
   assign \$190  = ! st3[1];
   assign \$191  = \$190  & st3[2];
   assign \$192  = ~ \$191 ;
   assign \$193  = \$189  & \$192 ;
   assign \$195  = ~ \$194 ;
-  assign \$196  = \$signal$96 [1] & \$195 ;
+  assign \$196  = hit_c2 & \$195 ;
   assign \$197  = ! st3[1];
   assign \$198  = \$197  & st3[2];
   assign \$199  = \$196  & \$198 ;
   assign \$200  = \$193  | \$199 ;
-  assign \$202  = \$201  | \$signal$95 [1];
+  assign \$202  = \$201  | hit_v2;
   assign \$203  = ~ \$202 ;
-  assign \$204  = \$signal$95 [2] & \$203 ;
+  assign \$204  = hit_v3 & \$203 ;
   assign \$205  = ! st3[1];
   assign \$206  = \$205  & st3[2];
   assign \$207  = ~ \$206 ;
   assign \$208  = \$204  & \$207 ;
-  assign \$210  = \$209  | \$signal$95 [1];
-  assign \$211  = \$210  | \$signal$95 [2];
+  assign \$210  = \$209  | hit_v2;
+  assign \$211  = \$210  | hit_v3;
   assign \$212  = ~ \$211 ;
-  assign \$213  = \$signal$95 [3] & \$212 ;
+  assign \$213  = hit_v4 & \$212 ;
   assign \$214  = ! st3[1];
   assign \$215  = \$214  & st3[2];
   assign \$216  = ~ \$215 ;
   assign \$217  = \$213  & \$216 ;
-  assign \$219  = \$218  | \$signal$95 [1];
-  assign \$220  = \$219  | \$signal$95 [2];
-  assign \$221  = \$220  | \$signal$95 [3];
+  assign \$219  = \$218  | hit_v2;
+  assign \$220  = \$219  | hit_v3;
+  assign \$221  = \$220  | hit_v4;
   assign \$222  = ~ \$221 ;
-  assign \$223  = \$signal$95 [4] & \$222 ;
+  assign \$223  = hit_v5 & \$222 ;
   assign \$224  = ! st3[1];
   assign \$225  = \$224  & st3[2];
   assign \$226  = ~ \$225 ;
   assign \$227  = \$223  & \$226 ;
-  assign \$229  = \$228  | \$signal$95 [1];
-  assign \$230  = \$229  | \$signal$95 [2];
-  assign \$231  = \$230  | \$signal$95 [3];
-  assign \$232  = \$231  | \$signal$95 [4];
+  assign \$229  = \$228  | hit_v2;
+  assign \$230  = \$229  | hit_v3;
+  assign \$231  = \$230  | hit_v4;
+  assign \$232  = \$231  | hit_v5;
   assign \$233  = ~ \$232 ;
   assign \$234  = ! st3[1];
   assign \$235  = \$234  & st3[2];
   assign \$236  = ~ \$235 ;
   assign \$237  = \$233  & \$236 ;
-  assign \$239  = \$238  | \$signal$96 [1];
+  assign \$239  = \$238  | hit_c2;
   assign \$240  = ~ \$239 ;
-  assign \$241  = \$signal$96 [2] & \$240 ;
+  assign \$241  = hit_c3 & \$240 ;
   assign \$242  = ! st3[1];
   assign \$243  = \$242  & st3[2];
   assign \$244  = \$241  & \$243 ;
-  assign \$246  = \$245  | \$signal$96 [1];
-  assign \$247  = \$246  | \$signal$96 [2];
+  assign \$246  = \$245  | hit_c2;
+  assign \$247  = \$246  | hit_c3;
   assign \$248  = ~ \$247 ;
-  assign \$249  = \$signal$96 [3] & \$248 ;
+  assign \$249  = hit_c4 & \$248 ;
   assign \$250  = ! st3[1];
   assign \$251  = \$250  & st3[2];
   assign \$252  = \$249  & \$251 ;
-  assign \$254  = \$253  | \$signal$96 [1];
-  assign \$255  = \$254  | \$signal$96 [2];
-  assign \$256  = \$255  | \$signal$96 [3];
+  assign \$254  = \$253  | hit_c2;
+  assign \$255  = \$254  | hit_c3;
+  assign \$256  = \$255  | hit_c4;
   assign \$257  = ~ \$256 ;
-  assign \$258  = \$signal$96 [4] & \$257 ;
+  assign \$258  = hit_c5 & \$257 ;
   assign \$259  = ! st3[1];
   assign \$260  = \$259  & st3[2];
   assign \$261  = \$258  & \$260 ;
-  assign \$263  = \$262  | \$signal$96 [1];
-  assign \$264  = \$263  | \$signal$96 [2];
-  assign \$265  = \$264  | \$signal$96 [3];
-  assign \$266  = \$265  | \$signal$96 [4];
+  assign \$263  = \$262  | hit_c2;
+  assign \$264  = \$263  | hit_c3;
+  assign \$265  = \$264  | hit_c4;
+  assign \$266  = \$265  | hit_c5;
   assign \$267  = ~ \$266 ;
   assign \$268  = ! st3[1];
   assign \$269  = \$268  & st3[2];
   assign \$270  = \$267  & \$269 ;
   assign \$271  = ! st3[1];
   assign \$272  = ! st3[1];
-  assign \$274  = \$signal$97 [0] ? \$signal$99 [15:0] : 16'h0000;
-  assign \$275  = \$signal$97 [1] ? \$signal$36 [15:0] : 16'h0000;
+  assign \$274  = \$signal$105 [0] ? \$signal$107 [15:0] : 16'h0000;
+  assign \$275  = \$signal$105 [1] ? \$signal$36 [15:0] : 16'h0000;
   assign \$276  = \$274  | \$275 ;
-  assign \$277  = \$signal$97 [2] ? v_wr__data[14:0] : 15'h0000;
+  assign \$277  = \$signal$105 [2] ? v_wr__data[14:0] : 15'h0000;
   assign \$278  = \$276  | { \$277 [14], \$277  };
-  assign \$279  = \$signal$97 [3] ? res8[14:0] : 15'h0000;
+  assign \$279  = \$signal$105 [3] ? res8[14:0] : 15'h0000;
   assign \$280  = \$278  | { \$279 [14], \$279  };
-  assign \$281  = \$signal$97 [4] ? res9[14:0] : 15'h0000;
+  assign \$281  = \$signal$105 [4] ? res9[14:0] : 15'h0000;
   assign \$282  = \$280  | { \$281 [14], \$281  };
-  assign \$283  = \$signal$97 [5] ? v_raw[14:0] : 15'h0000;
+  assign \$283  = \$signal$105 [5] ? v_raw[14:0] : 15'h0000;
   assign \$284  = \$282  | { \$283 [14], \$283  };
-  assign \$287  = \$signal$97 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$287  = \$signal$105 [7] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$288  = \$286  | { \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287  };
-  assign \$289  = \$signal$97 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$289  = \$signal$105 [8] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$290  = \$288  | { \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289  };
-  assign \$293  = \$signal$98 [0] ? addend[11:0] : 12'h000;
-  assign \$294  = \$signal$98 [1] ? b_raw[7:0] : 8'h00;
+  assign \$293  = \$signal$106 [0] ? addend[11:0] : 12'h000;
+  assign \$294  = \$signal$106 [1] ? b_raw[7:0] : 8'h00;
   assign \$295  = \$293  | { \$294 [7], \$294 [7], \$294 [7], \$294 [7], \$294  };
-  assign \$296  = \$signal$98 [2] ? \$signal$99 [15:0] : 16'h0000;
+  assign \$296  = \$signal$106 [2] ? \$signal$107 [15:0] : 16'h0000;
   assign \$297  = { \$295 [11], \$295 [11], \$295 [11], \$295 [11], \$295  } | \$296 ;
-  assign \$298  = \$signal$98 [3] ? \$signal$36 [15:0] : 16'h0000;
+  assign \$298  = \$signal$106 [3] ? \$signal$36 [15:0] : 16'h0000;
   assign \$299  = \$297  | \$298 ;
-  assign \$302  = \$signal$98 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$302  = \$signal$106 [5] ? { cres8[0], cres8[0] } : 2'h0;
   assign \$303  = \$301  | { \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302  };
-  assign \$304  = \$signal$98 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$304  = \$signal$106 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign \$305  = \$303  | { \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304  };
   assign \$308  = $signed(\$292 ) + $signed(\$307 );
-  assign \$309  = \$signal$97 [0] ? \$signal$99 [31:16] : 16'h0000;
-  assign \$310  = \$signal$97 [1] ? \$signal$36 [31:16] : 16'h0000;
+  assign \$309  = \$signal$105 [0] ? \$signal$107 [31:16] : 16'h0000;
+  assign \$310  = \$signal$105 [1] ? \$signal$36 [31:16] : 16'h0000;
   assign \$311  = \$309  | \$310 ;
-  assign \$312  = \$signal$97 [2] ? v_wr__data[29:15] : 15'h0000;
+  assign \$312  = \$signal$105 [2] ? v_wr__data[29:15] : 15'h0000;
   assign \$313  = \$311  | { \$312 [14], \$312  };
-  assign \$314  = \$signal$97 [3] ? res8[29:15] : 15'h0000;
+  assign \$314  = \$signal$105 [3] ? res8[29:15] : 15'h0000;
   assign \$315  = \$313  | { \$314 [14], \$314  };
-  assign \$316  = \$signal$97 [4] ? res9[29:15] : 15'h0000;
+  assign \$316  = \$signal$105 [4] ? res9[29:15] : 15'h0000;
   assign \$317  = \$315  | { \$316 [14], \$316  };
-  assign \$318  = \$signal$97 [5] ? v_raw[29:15] : 15'h0000;
+  assign \$318  = \$signal$105 [5] ? v_raw[29:15] : 15'h0000;
   assign \$319  = \$317  | { \$318 [14], \$318  };
-  assign \$322  = \$signal$97 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$322  = \$signal$105 [7] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$323  = \$321  | { \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322  };
-  assign \$324  = \$signal$97 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$324  = \$signal$105 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$325  = \$323  | { \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324  };
-  assign \$328  = \$signal$98 [0] ? addend[23:12] : 12'h000;
-  assign \$329  = \$signal$98 [1] ? b_raw[15:8] : 8'h00;
+  assign \$328  = \$signal$106 [0] ? addend[23:12] : 12'h000;
+  assign \$329  = \$signal$106 [1] ? b_raw[15:8] : 8'h00;
   assign \$330  = \$328  | { \$329 [7], \$329 [7], \$329 [7], \$329 [7], \$329  };
-  assign \$331  = \$signal$98 [2] ? \$signal$99 [31:16] : 16'h0000;
+  assign \$331  = \$signal$106 [2] ? \$signal$107 [31:16] : 16'h0000;
   assign \$332  = { \$330 [11], \$330 [11], \$330 [11], \$330 [11], \$330  } | \$331 ;
-  assign \$333  = \$signal$98 [3] ? \$signal$36 [31:16] : 16'h0000;
+  assign \$333  = \$signal$106 [3] ? \$signal$36 [31:16] : 16'h0000;
   assign \$334  = \$332  | \$333 ;
-  assign \$337  = \$signal$98 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$337  = \$signal$106 [5] ? { cres8[1], cres8[1] } : 2'h0;
   assign \$338  = \$336  | { \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337  };
-  assign \$339  = \$signal$98 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$339  = \$signal$106 [6] ? { cres9[1], cres9[1] } : 2'h0;
   assign \$340  = \$338  | { \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339  };
   assign \$343  = $signed(\$327 ) + $signed(\$342 );
-  assign \$344  = \$signal$97 [0] ? \$signal$99 [47:32] : 16'h0000;
-  assign \$345  = \$signal$97 [1] ? \$signal$36 [47:32] : 16'h0000;
+  assign \$344  = \$signal$105 [0] ? \$signal$107 [47:32] : 16'h0000;
+  assign \$345  = \$signal$105 [1] ? \$signal$36 [47:32] : 16'h0000;
   assign \$346  = \$344  | \$345 ;
-  assign \$347  = \$signal$97 [2] ? v_wr__data[44:30] : 15'h0000;
+  assign \$347  = \$signal$105 [2] ? v_wr__data[44:30] : 15'h0000;
   assign \$348  = \$346  | { \$347 [14], \$347  };
-  assign \$349  = \$signal$97 [3] ? res8[44:30] : 15'h0000;
+  assign \$349  = \$signal$105 [3] ? res8[44:30] : 15'h0000;
   assign \$350  = \$348  | { \$349 [14], \$349  };
-  assign \$351  = \$signal$97 [4] ? res9[44:30] : 15'h0000;
+  assign \$351  = \$signal$105 [4] ? res9[44:30] : 15'h0000;
   assign \$352  = \$350  | { \$351 [14], \$351  };
-  assign \$353  = \$signal$97 [5] ? v_raw[44:30] : 15'h0000;
+  assign \$353  = \$signal$105 [5] ? v_raw[44:30] : 15'h0000;
   assign \$354  = \$352  | { \$353 [14], \$353  };
-  assign \$357  = \$signal$97 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$357  = \$signal$105 [7] ? { cres8[2], cres8[2] } : 2'h0;
   assign \$358  = \$356  | { \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357  };
-  assign \$359  = \$signal$97 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$359  = \$signal$105 [8] ? { cres9[2], cres9[2] } : 2'h0;
   assign \$360  = \$358  | { \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359  };
-  assign \$363  = \$signal$98 [0] ? addend[35:24] : 12'h000;
-  assign \$364  = \$signal$98 [1] ? b_raw[23:16] : 8'h00;
+  assign \$363  = \$signal$106 [0] ? addend[35:24] : 12'h000;
+  assign \$364  = \$signal$106 [1] ? b_raw[23:16] : 8'h00;
   assign \$365  = \$363  | { \$364 [7], \$364 [7], \$364 [7], \$364 [7], \$364  };
-  assign \$366  = \$signal$98 [2] ? \$signal$99 [47:32] : 16'h0000;
+  assign \$366  = \$signal$106 [2] ? \$signal$107 [47:32] : 16'h0000;
   assign \$367  = { \$365 [11], \$365 [11], \$365 [11], \$365 [11], \$365  } | \$366 ;
-  assign \$368  = \$signal$98 [3] ? \$signal$36 [47:32] : 16'h0000;
+  assign \$368  = \$signal$106 [3] ? \$signal$36 [47:32] : 16'h0000;
   assign \$369  = \$367  | \$368 ;
-  assign \$372  = \$signal$98 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$372  = \$signal$106 [5] ? { cres8[2], cres8[2] } : 2'h0;
   assign \$373  = \$371  | { \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372  };
-  assign \$374  = \$signal$98 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$374  = \$signal$106 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign \$375  = \$373  | { \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374  };
   assign \$378  = $signed(\$362 ) + $signed(\$377 );
-  assign \$379  = \$signal$97 [0] ? \$signal$99 [63:48] : 16'h0000;
-  assign \$380  = \$signal$97 [1] ? \$signal$36 [63:48] : 16'h0000;
+  assign \$379  = \$signal$105 [0] ? \$signal$107 [63:48] : 16'h0000;
+  assign \$380  = \$signal$105 [1] ? \$signal$36 [63:48] : 16'h0000;
   assign \$381  = \$379  | \$380 ;
-  assign \$382  = \$signal$97 [2] ? v_wr__data[59:45] : 15'h0000;
+  assign \$382  = \$signal$105 [2] ? v_wr__data[59:45] : 15'h0000;
   assign \$383  = \$381  | { \$382 [14], \$382  };
-  assign \$384  = \$signal$97 [3] ? res8[59:45] : 15'h0000;
+  assign \$384  = \$signal$105 [3] ? res8[59:45] : 15'h0000;
   assign \$385  = \$383  | { \$384 [14], \$384  };
-  assign \$386  = \$signal$97 [4] ? res9[59:45] : 15'h0000;
+  assign \$386  = \$signal$105 [4] ? res9[59:45] : 15'h0000;
   assign \$387  = \$385  | { \$386 [14], \$386  };
-  assign \$388  = \$signal$97 [5] ? v_raw[59:45] : 15'h0000;
+  assign \$388  = \$signal$105 [5] ? v_raw[59:45] : 15'h0000;
   assign \$389  = \$387  | { \$388 [14], \$388  };
-  assign \$392  = \$signal$97 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$392  = \$signal$105 [7] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$393  = \$391  | { \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392  };
-  assign \$394  = \$signal$97 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$394  = \$signal$105 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$395  = \$393  | { \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394  };
-  assign \$398  = \$signal$98 [0] ? addend[47:36] : 12'h000;
-  assign \$399  = \$signal$98 [1] ? b_raw[31:24] : 8'h00;
+  assign \$398  = \$signal$106 [0] ? addend[47:36] : 12'h000;
+  assign \$399  = \$signal$106 [1] ? b_raw[31:24] : 8'h00;
   assign \$400  = \$398  | { \$399 [7], \$399 [7], \$399 [7], \$399 [7], \$399  };
-  assign \$401  = \$signal$98 [2] ? \$signal$99 [63:48] : 16'h0000;
+  assign \$401  = \$signal$106 [2] ? \$signal$107 [63:48] : 16'h0000;
   assign \$402  = { \$400 [11], \$400 [11], \$400 [11], \$400 [11], \$400  } | \$401 ;
-  assign \$403  = \$signal$98 [3] ? \$signal$36 [63:48] : 16'h0000;
+  assign \$403  = \$signal$106 [3] ? \$signal$36 [63:48] : 16'h0000;
   assign \$404  = \$402  | \$403 ;
-  assign \$407  = \$signal$98 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$407  = \$signal$106 [5] ? { cres8[3], cres8[3] } : 2'h0;
   assign \$408  = \$406  | { \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407  };
-  assign \$409  = \$signal$98 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$409  = \$signal$106 [6] ? { cres9[3], cres9[3] } : 2'h0;
   assign \$410  = \$408  | { \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409  };
   assign \$413  = $signed(\$397 ) + $signed(\$412 );
   assign \$415  = st6[0] & \$414 ;
@@ -11645,14 +11845,6 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
     addend <= \$456 ;
   always @(posedge clk)
     v_raw <= \$457 ;
-  always @(posedge clk)
-    b_raw <= \$458 ;
-  always @(posedge clk)
-    res8 <= \$459 ;
-  always @(posedge clk)
-    res9 <= \$460 ;
-  always @(posedge clk)
-    cres8 <= \$461 ;
   \digits_mlp_gn.engine_fc3.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -11662,19 +11854,47 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$3267$0 (i0__payload[7:0]),
+    .\port$3315$0 (i0__payload[7:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_mlp_gn.engine_fc3.queue  queue (
     .clk(clk),
-    .\port$3067$0 (\$signal$61 ),
-    .\port$3215$0 (\$signal$52 ),
-    .\port$3217$0 (\$signal$57 ),
+    .\port$3099$0 (\$signal$61 ),
+    .\port$3263$0 (\$signal$52 ),
+    .\port$3265$0 (\$signal$57 ),
     .rst(rst),
     .w_data(\$signal$44 ),
     .w_en(\$signal$46 )
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$458  = b_rd__data;
+    if (rst) begin
+      \$458  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$459  = v_wr__data;
+    if (rst) begin
+      \$459  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$460  = res8;
+    if (rst) begin
+      \$460  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$461  = 4'h0;
+    if (rst) begin
+      \$461  = 4'h0;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$462  = cres8;
@@ -11698,161 +11918,209 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$465 [0] = \$104 ;
-    \$465 [1] = \$122 ;
-    \$465 [2] = \$138 ;
-    \$465 [3] = \$152 ;
-    \$465 [4] = \$166 ;
+    \$465  = \$104 ;
     if (rst) begin
-      \$465  = 5'h00;
+      \$465  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$466 [0] = \$114 ;
-    \$466 [1] = \$132 ;
-    \$466 [2] = \$146 ;
-    \$466 [3] = \$160 ;
-    \$466 [4] = \$174 ;
+    \$466  = \$114 ;
     if (rst) begin
-      \$466  = 5'h00;
+      \$466  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$467  = { \$270 , \$261 , \$252 , \$244 , \$237 , \$227 , \$217 , \$208 , \$200 , \$186  };
+    \$467  = \$122 ;
     if (rst) begin
-      \$467  = 10'h000;
+      \$467  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$468  = { 6'h00, \$273 , \$271  };
+    \$468  = \$132 ;
     if (rst) begin
-      \$468  = 8'h00;
+      \$468  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$469 [15:0] = \$308 [15:0];
-    \$469 [31:16] = \$343 [15:0];
-    \$469 [47:32] = \$378 [15:0];
-    \$469 [63:48] = \$413 [15:0];
+    \$469  = \$138 ;
     if (rst) begin
-      \$469  = 64'h0000000000000000;
+      \$469  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$470 [15:0] = \$signal$99 [15:0];
-    \$470 [31:16] = \$signal$99 [31:16];
-    \$470 [47:32] = \$signal$99 [47:32];
-    \$470 [63:48] = \$signal$99 [63:48];
+    \$470  = \$146 ;
     if (rst) begin
-      \$470  = 64'h0000000000000000;
+      \$470  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$471  = result;
+    \$471  = \$152 ;
     if (rst) begin
-      \$471  = 60'h000000000000000;
+      \$471  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$472  = entry;
+    \$472  = \$160 ;
     if (rst) begin
-      \$472  = 62'h0000000000000000;
+      \$472  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$473  = \$415 ;
+    \$473  = \$166 ;
     if (rst) begin
       \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$474  = better;
-    if (\$417 ) begin
-      \$474  = \$420 ;
-    end
+    \$474  = \$174 ;
     if (rst) begin
       \$474  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$475  = \$signal$58 ;
+    \$475  = { \$270 , \$261 , \$252 , \$244 , \$237 , \$227 , \$217 , \$208 , \$200 , \$186  };
+    if (rst) begin
+      \$475  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$476  = { 6'h00, \$273 , \$271  };
+    if (rst) begin
+      \$476  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$477 [15:0] = \$308 [15:0];
+    \$477 [31:16] = \$343 [15:0];
+    \$477 [47:32] = \$378 [15:0];
+    \$477 [63:48] = \$413 [15:0];
+    if (rst) begin
+      \$477  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$478 [15:0] = \$signal$107 [15:0];
+    \$478 [31:16] = \$signal$107 [31:16];
+    \$478 [47:32] = \$signal$107 [47:32];
+    \$478 [63:48] = \$signal$107 [63:48];
+    if (rst) begin
+      \$478  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$479  = result;
+    if (rst) begin
+      \$479  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$480  = entry;
+    if (rst) begin
+      \$480  = 62'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$481  = \$415 ;
+    if (rst) begin
+      \$481  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$482  = better;
     if (\$417 ) begin
-      \$475  = 1'h1;
-    end
-    if (\$421 ) begin
-      if (o__ready) begin
-        \$475  = 1'h0;
-      end
+      \$482  = \$420 ;
     end
     if (rst) begin
-      \$475  = 1'h0;
+      \$482  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$476  = first;
+    \$483  = \$signal$58 ;
+    if (\$417 ) begin
+      \$483  = 1'h1;
+    end
     if (\$421 ) begin
       if (o__ready) begin
-        \$476  = o__payload[23];
+        \$483  = 1'h0;
       end
     end
     if (rst) begin
-      \$476  = 1'h1;
+      \$483  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$477  = best_val;
+    \$484  = first;
+    if (\$421 ) begin
+      if (o__ready) begin
+        \$484  = o__payload[23];
+      end
+    end
+    if (rst) begin
+      \$484  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$485  = best_val;
     if (\$421 ) begin
       if (o__ready) begin
         if (better) begin
-          \$477  = \$422 ;
+          \$485  = \$422 ;
         end
       end
     end
     if (rst) begin
-      \$477  = 15'h0000;
+      \$485  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$478  = best_idx;
+    \$486  = best_idx;
     if (\$421 ) begin
       if (o__ready) begin
         if (better) begin
-          \$478  = \$23 [3:0];
+          \$486  = \$23 [3:0];
         end
       end
     end
     if (rst) begin
-      \$478  = 4'h0;
+      \$486  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$479  = done;
+    \$487  = done;
     if (\$421 ) begin
       if (o__ready) begin
         (* full_case = 32'd1 *)
         if (last_lane) begin
-          \$479  = 4'h0;
+          \$487  = 4'h0;
         end else begin
-          \$479  = \$424 [3:0];
+          \$487  = \$424 [3:0];
         end
       end
     end
     if (rst) begin
-      \$479  = 4'h0;
+      \$487  = 4'h0;
     end
   end
   always @* begin
@@ -12445,34 +12713,6 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
       \$457  = 60'h000000000000000;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$458  = b_rd__data;
-    if (rst) begin
-      \$458  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$459  = v_wr__data;
-    if (rst) begin
-      \$459  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$460  = res8;
-    if (rst) begin
-      \$460  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$461  = 4'h0;
-    if (rst) begin
-      \$461  = 4'h0;
-    end
-  end
   assign \$signal$5  = 1'h0;
   assign ev_index = i0__payload[4:0];
   assign ev_count = i0__payload[7:5];
@@ -12735,10 +12975,10 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \b6[1]  = b6[15:8];
   assign \b6[2]  = b6[23:16];
   assign \b6[3]  = b6[31:24];
-  assign \$signal$99[0]  = \$signal$99 [15:0];
-  assign \$signal$99[1]  = \$signal$99 [31:16];
-  assign \$signal$99[2]  = \$signal$99 [47:32];
-  assign \$signal$99[3]  = \$signal$99 [63:48];
+  assign \$signal$107[0]  = \$signal$107 [15:0];
+  assign \$signal$107[1]  = \$signal$107 [31:16];
+  assign \$signal$107[2]  = \$signal$107 [47:32];
+  assign \$signal$107[3]  = \$signal$107 [63:48];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
@@ -12763,25 +13003,25 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \$79  = { w1_0[15], w1_0[15:8], 2'h0 };
   assign \$82  = { w1_0[23], w1_0[23:16], 2'h0 };
   assign \$85  = { w1_0[31], w1_0[31:24], 2'h0 };
-  assign \$107  = st3[1];
-  assign \$125  = st4[1];
-  assign \$141  = st5[1];
-  assign \$155  = st6[1];
-  assign \$169  = st7[1];
+  assign \$110  = st3[1];
+  assign \$128  = st4[1];
+  assign \$142  = st5[1];
+  assign \$156  = st6[1];
+  assign \$170  = st7[1];
   assign \$175  = 1'h1;
-  assign \$176  = \$signal$95 [0];
+  assign \$176  = hit_v1;
   assign \$181  = 1'h1;
-  assign \$182  = \$signal$96 [0];
-  assign \$187  = \$signal$95 [0];
-  assign \$194  = \$signal$96 [0];
-  assign \$201  = \$signal$95 [0];
-  assign \$209  = \$signal$95 [0];
-  assign \$218  = \$signal$95 [0];
-  assign \$228  = \$signal$95 [0];
-  assign \$238  = \$signal$96 [0];
-  assign \$245  = \$signal$96 [0];
-  assign \$253  = \$signal$96 [0];
-  assign \$262  = \$signal$96 [0];
+  assign \$182  = hit_c1;
+  assign \$187  = hit_v1;
+  assign \$194  = hit_c1;
+  assign \$201  = hit_v1;
+  assign \$209  = hit_v1;
+  assign \$218  = hit_v1;
+  assign \$228  = hit_v1;
+  assign \$238  = hit_c1;
+  assign \$245  = hit_c1;
+  assign \$253  = hit_c1;
+  assign \$262  = hit_c1;
   assign \$285  = 2'h0;
   assign \$286  = \$284 ;
   assign \$291  = 2'h0;
@@ -12819,7 +13059,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$3267$0 , clk);
+module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$3315$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire [7:0] \$10 ;
@@ -12868,8 +13108,8 @@ module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_add
   reg op_valid = 1'h0;
   output [6:0] op_waddr;
   reg [6:0] op_waddr = 7'h00;
-  input [7:0] \port$3267$0 ;
-  wire [7:0] \port$3267$0 ;
+  input [7:0] \port$3315$0 ;
+  wire [7:0] \port$3315$0 ;
   output ready;
   wire ready;
   input rst;
@@ -12930,7 +13170,7 @@ module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_add
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$14  = op_count;
     if (load) begin
-      \$14  = \port$3267$0 [7:5];
+      \$14  = \port$3315$0 [7:5];
     end
     if (rst) begin
       \$14  = 3'h0;
@@ -12990,15 +13230,15 @@ module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_add
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_index = \port$3267$0 [4:0];
-  assign ev_count = \port$3267$0 [7:5];
+  assign ev_index = \port$3315$0 [4:0];
+  assign ev_count = \port$3315$0 [7:5];
   assign ev_shift = 4'h0;
-  assign \$4  = { 1'h0, \port$3267$0 [4:0] };
-  assign \$6  = { \port$3267$0 [4:0], 1'h0 };
+  assign \$4  = { 1'h0, \port$3315$0 [4:0] };
+  assign \$6  = { \port$3315$0 [4:0], 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc3.queue (rst, \port$3067$0 , w_data, w_en, \port$3215$0 , \port$3217$0 , clk);
+module \digits_mlp_gn.engine_fc3.queue (rst, \port$3099$0 , w_data, w_en, \port$3263$0 , \port$3265$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -13029,12 +13269,12 @@ module \digits_mlp_gn.engine_fc3.queue (rst, \port$3067$0 , w_data, w_en, \port$
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$3067$0 ;
-  wire \port$3067$0 ;
-  output [61:0] \port$3215$0 ;
-  wire [61:0] \port$3215$0 ;
-  output \port$3217$0 ;
-  wire \port$3217$0 ;
+  input \port$3099$0 ;
+  wire \port$3099$0 ;
+  output [61:0] \port$3263$0 ;
+  wire [61:0] \port$3263$0 ;
+  output \port$3265$0 ;
+  wire \port$3265$0 ;
   wire [61:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -13072,11 +13312,11 @@ module \digits_mlp_gn.engine_fc3.queue (rst, \port$3067$0 , w_data, w_en, \port$
     .clk(clk),
     .count(count),
     .\port$2464$0 (\$signal$9 ),
-    .\port$3067$0 (\port$3067$0 ),
-    .\port$3199$0 (\$signal$11 ),
-    .\port$3201$0 (held_valid),
-    .\port$3215$0 (\$signal$14 ),
-    .\port$3217$0 (\$signal$16 ),
+    .\port$3099$0 (\port$3099$0 ),
+    .\port$3247$0 (\$signal$11 ),
+    .\port$3249$0 (held_valid),
+    .\port$3263$0 (\$signal$14 ),
+    .\port$3265$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -13107,11 +13347,11 @@ module \digits_mlp_gn.engine_fc3.queue (rst, \port$3067$0 , w_data, w_en, \port$
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3067$0 ;
-  assign \$signal$19  = \port$3067$0 ;
+  assign \$signal$18  = \port$3099$0 ;
+  assign \$signal$19  = \port$3099$0 ;
   assign level = \$4 [4:0];
-  assign \port$3215$0  = \$signal$14 ;
-  assign \port$3217$0  = \$signal$16 ;
+  assign \port$3263$0  = \$signal$14 ;
+  assign \port$3265$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -13307,7 +13547,7 @@ module \digits_mlp_gn.engine_fc3.queue.inner (rst, r_en, w_rdy, w_level, r_data,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2464$0 , count, \port$3067$0 , \port$3199$0 , \port$3201$0 , \port$3215$0 , \port$3217$0 , clk);
+module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2464$0 , count, \port$3099$0 , \port$3247$0 , \port$3249$0 , \port$3263$0 , \port$3265$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -13329,26 +13569,26 @@ module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2464$0 , count, \port$30
   wire [1:0] count;
   output \port$2464$0 ;
   wire \port$2464$0 ;
-  input \port$3067$0 ;
-  wire \port$3067$0 ;
-  input [61:0] \port$3199$0 ;
-  wire [61:0] \port$3199$0 ;
-  input \port$3201$0 ;
-  wire \port$3201$0 ;
+  input \port$3099$0 ;
+  wire \port$3099$0 ;
+  input [61:0] \port$3247$0 ;
+  wire [61:0] \port$3247$0 ;
+  input \port$3249$0 ;
+  wire \port$3249$0 ;
   (* init = 62'h0000000000000000 *)
-  output [61:0] \port$3215$0 ;
-  wire [61:0] \port$3215$0 ;
+  output [61:0] \port$3263$0 ;
+  wire [61:0] \port$3263$0 ;
   (* init = 1'h0 *)
-  output \port$3217$0 ;
-  wire \port$3217$0 ;
+  output \port$3265$0 ;
+  wire \port$3265$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3201$0  & \$1 ;
+  assign take = \port$3249$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3067$0  | \$2 ;
+  assign \$3  = \port$3099$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -13366,7 +13606,7 @@ module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2464$0 , count, \port$30
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3199$0 ;
+        \$4  = \port$3247$0 ;
       end
     end
     if (rst) begin
@@ -13409,22 +13649,22 @@ module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2464$0 , count, \port$30
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3199$0 ;
+      \$7  = \port$3247$0 ;
     end
     if (rst) begin
       \$7  = 62'h0000000000000000;
     end
   end
-  assign \$signal$3  = \port$3201$0 ;
-  assign \$signal$8  = \port$3067$0 ;
-  assign \$signal$11  = \port$3199$0 ;
+  assign \$signal$3  = \port$3249$0 ;
+  assign \$signal$8  = \port$3099$0 ;
+  assign \$signal$11  = \port$3247$0 ;
   assign \port$2464$0  = \$signal ;
-  assign \port$3215$0  = \$signal$9 ;
-  assign \port$3217$0  = \$signal$5 ;
+  assign \port$3263$0  = \$signal$9 ;
+  assign \port$3265$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, w_data, \port$2866$0 , \port$3241$0 , \port$3243$0 , clk);
+module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, w_data, \port$2882$0 , \port$3289$0 , \port$3291$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -13455,12 +13695,12 @@ module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, w_data, \port$2866$0 , \port
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$2866$0 ;
-  wire \port$2866$0 ;
-  output [9:0] \port$3241$0 ;
-  wire [9:0] \port$3241$0 ;
-  output \port$3243$0 ;
-  wire \port$3243$0 ;
+  input \port$2882$0 ;
+  wire \port$2882$0 ;
+  output [9:0] \port$3289$0 ;
+  wire [9:0] \port$3289$0 ;
+  output \port$3291$0 ;
+  wire \port$3291$0 ;
   wire [9:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -13499,11 +13739,11 @@ module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, w_data, \port$2866$0 , \port
     .clk(clk),
     .count(count),
     .\port$2535$0 (\$signal$9 ),
-    .\port$2866$0 (\port$2866$0 ),
-    .\port$3225$0 (\$signal$11 ),
-    .\port$3227$0 (held_valid),
-    .\port$3241$0 (\$signal$14 ),
-    .\port$3243$0 (\$signal$16 ),
+    .\port$2882$0 (\port$2882$0 ),
+    .\port$3273$0 (\$signal$11 ),
+    .\port$3275$0 (held_valid),
+    .\port$3289$0 (\$signal$14 ),
+    .\port$3291$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -13533,12 +13773,12 @@ module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, w_data, \port$2866$0 , \port
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$2866$0 ;
-  assign \$signal$19  = \port$2866$0 ;
+  assign \$signal$18  = \port$2882$0 ;
+  assign \$signal$19  = \port$2882$0 ;
   assign level = \$4 [4:0];
   assign w_rdy = \$signal$4 ;
-  assign \port$3241$0  = \$signal$14 ;
-  assign \port$3243$0  = \$signal$16 ;
+  assign \port$3289$0  = \$signal$14 ;
+  assign \port$3291$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -13734,7 +13974,7 @@ module \digits_mlp_gn.fifo_fc1_0.inner (rst, w_en, r_en, w_rdy, w_level, r_data,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.fifo_fc1_0.skid (rst, \port$2535$0 , count, \port$2866$0 , \port$3225$0 , \port$3227$0 , \port$3241$0 , \port$3243$0 , clk);
+module \digits_mlp_gn.fifo_fc1_0.skid (rst, \port$2535$0 , count, \port$2882$0 , \port$3273$0 , \port$3275$0 , \port$3289$0 , \port$3291$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -13756,26 +13996,26 @@ module \digits_mlp_gn.fifo_fc1_0.skid (rst, \port$2535$0 , count, \port$2866$0 ,
   wire [1:0] count;
   output \port$2535$0 ;
   wire \port$2535$0 ;
-  input \port$2866$0 ;
-  wire \port$2866$0 ;
-  input [9:0] \port$3225$0 ;
-  wire [9:0] \port$3225$0 ;
-  input \port$3227$0 ;
-  wire \port$3227$0 ;
+  input \port$2882$0 ;
+  wire \port$2882$0 ;
+  input [9:0] \port$3273$0 ;
+  wire [9:0] \port$3273$0 ;
+  input \port$3275$0 ;
+  wire \port$3275$0 ;
   (* init = 10'h000 *)
-  output [9:0] \port$3241$0 ;
-  wire [9:0] \port$3241$0 ;
+  output [9:0] \port$3289$0 ;
+  wire [9:0] \port$3289$0 ;
   (* init = 1'h0 *)
-  output \port$3243$0 ;
-  wire \port$3243$0 ;
+  output \port$3291$0 ;
+  wire \port$3291$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3227$0  & \$1 ;
+  assign take = \port$3275$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$2866$0  | \$2 ;
+  assign \$3  = \port$2882$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -13793,7 +14033,7 @@ module \digits_mlp_gn.fifo_fc1_0.skid (rst, \port$2535$0 , count, \port$2866$0 ,
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3225$0 ;
+        \$4  = \port$3273$0 ;
       end
     end
     if (rst) begin
@@ -13836,22 +14076,22 @@ module \digits_mlp_gn.fifo_fc1_0.skid (rst, \port$2535$0 , count, \port$2866$0 ,
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3225$0 ;
+      \$7  = \port$3273$0 ;
     end
     if (rst) begin
       \$7  = 10'h000;
     end
   end
-  assign \$signal$3  = \port$3227$0 ;
-  assign \$signal$8  = \port$2866$0 ;
-  assign \$signal$11  = \port$3225$0 ;
+  assign \$signal$3  = \port$3275$0 ;
+  assign \$signal$8  = \port$2882$0 ;
+  assign \$signal$11  = \port$3273$0 ;
   assign \port$2535$0  = \$signal ;
-  assign \port$3241$0  = \$signal$9 ;
-  assign \port$3243$0  = \$signal$5 ;
+  assign \port$3289$0  = \$signal$9 ;
+  assign \port$3291$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, w_data, \port$3058$0 , \port$3267$0 , \port$3269$0 , clk);
+module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, w_data, \port$3090$0 , \port$3315$0 , \port$3317$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -13882,12 +14122,12 @@ module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, w_data, \port$3058$0 , \port
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$3058$0 ;
-  wire \port$3058$0 ;
-  output [8:0] \port$3267$0 ;
-  wire [8:0] \port$3267$0 ;
-  output \port$3269$0 ;
-  wire \port$3269$0 ;
+  input \port$3090$0 ;
+  wire \port$3090$0 ;
+  output [8:0] \port$3315$0 ;
+  wire [8:0] \port$3315$0 ;
+  output \port$3317$0 ;
+  wire \port$3317$0 ;
   wire [8:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -13926,11 +14166,11 @@ module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, w_data, \port$3058$0 , \port
     .clk(clk),
     .count(count),
     .\port$2606$0 (\$signal$9 ),
-    .\port$3058$0 (\port$3058$0 ),
-    .\port$3251$0 (\$signal$11 ),
-    .\port$3253$0 (held_valid),
-    .\port$3267$0 (\$signal$14 ),
-    .\port$3269$0 (\$signal$16 ),
+    .\port$3090$0 (\port$3090$0 ),
+    .\port$3299$0 (\$signal$11 ),
+    .\port$3301$0 (held_valid),
+    .\port$3315$0 (\$signal$14 ),
+    .\port$3317$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -13960,12 +14200,12 @@ module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, w_data, \port$3058$0 , \port
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3058$0 ;
-  assign \$signal$19  = \port$3058$0 ;
+  assign \$signal$18  = \port$3090$0 ;
+  assign \$signal$19  = \port$3090$0 ;
   assign level = \$4 [4:0];
   assign w_rdy = \$signal$4 ;
-  assign \port$3267$0  = \$signal$14 ;
-  assign \port$3269$0  = \$signal$16 ;
+  assign \port$3315$0  = \$signal$14 ;
+  assign \port$3317$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -14161,7 +14401,7 @@ module \digits_mlp_gn.fifo_fc2_0.inner (rst, w_en, r_en, w_rdy, w_level, r_data,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.fifo_fc2_0.skid (rst, \port$2606$0 , count, \port$3058$0 , \port$3251$0 , \port$3253$0 , \port$3267$0 , \port$3269$0 , clk);
+module \digits_mlp_gn.fifo_fc2_0.skid (rst, \port$2606$0 , count, \port$3090$0 , \port$3299$0 , \port$3301$0 , \port$3315$0 , \port$3317$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -14183,26 +14423,26 @@ module \digits_mlp_gn.fifo_fc2_0.skid (rst, \port$2606$0 , count, \port$3058$0 ,
   wire [1:0] count;
   output \port$2606$0 ;
   wire \port$2606$0 ;
-  input \port$3058$0 ;
-  wire \port$3058$0 ;
-  input [8:0] \port$3251$0 ;
-  wire [8:0] \port$3251$0 ;
-  input \port$3253$0 ;
-  wire \port$3253$0 ;
+  input \port$3090$0 ;
+  wire \port$3090$0 ;
+  input [8:0] \port$3299$0 ;
+  wire [8:0] \port$3299$0 ;
+  input \port$3301$0 ;
+  wire \port$3301$0 ;
   (* init = 9'h000 *)
-  output [8:0] \port$3267$0 ;
-  wire [8:0] \port$3267$0 ;
+  output [8:0] \port$3315$0 ;
+  wire [8:0] \port$3315$0 ;
   (* init = 1'h0 *)
-  output \port$3269$0 ;
-  wire \port$3269$0 ;
+  output \port$3317$0 ;
+  wire \port$3317$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3253$0  & \$1 ;
+  assign take = \port$3301$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3058$0  | \$2 ;
+  assign \$3  = \port$3090$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -14220,7 +14460,7 @@ module \digits_mlp_gn.fifo_fc2_0.skid (rst, \port$2606$0 , count, \port$3058$0 ,
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3251$0 ;
+        \$4  = \port$3299$0 ;
       end
     end
     if (rst) begin
@@ -14263,22 +14503,22 @@ module \digits_mlp_gn.fifo_fc2_0.skid (rst, \port$2606$0 , count, \port$3058$0 ,
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3251$0 ;
+      \$7  = \port$3299$0 ;
     end
     if (rst) begin
       \$7  = 9'h000;
     end
   end
-  assign \$signal$3  = \port$3253$0 ;
-  assign \$signal$8  = \port$3058$0 ;
-  assign \$signal$11  = \port$3251$0 ;
+  assign \$signal$3  = \port$3301$0 ;
+  assign \$signal$8  = \port$3090$0 ;
+  assign \$signal$11  = \port$3299$0 ;
   assign \port$2606$0  = \$signal ;
-  assign \port$3267$0  = \$signal$9 ;
-  assign \port$3269$0  = \$signal$5 ;
+  assign \port$3315$0  = \$signal$9 ;
+  assign \port$3317$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.out_skid (clk, rst, \port$2618$0 , \port$3065$0 , \port$3066$0 , \port$3277$0 , \port$3279$0 , \port$0$11 );
+module \digits_mlp_gn.out_skid (clk, rst, \port$2618$0 , \port$3097$0 , \port$3098$0 , \port$3325$0 , \port$3327$0 , \port$0$11 );
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -14301,21 +14541,21 @@ module \digits_mlp_gn.out_skid (clk, rst, \port$2618$0 , \port$3065$0 , \port$30
   wire \port$0$11 ;
   output \port$2618$0 ;
   wire \port$2618$0 ;
-  input [23:0] \port$3065$0 ;
-  wire [23:0] \port$3065$0 ;
-  input \port$3066$0 ;
-  wire \port$3066$0 ;
+  input [23:0] \port$3097$0 ;
+  wire [23:0] \port$3097$0 ;
+  input \port$3098$0 ;
+  wire \port$3098$0 ;
   (* init = 24'h000000 *)
-  output [23:0] \port$3277$0 ;
-  wire [23:0] \port$3277$0 ;
+  output [23:0] \port$3325$0 ;
+  wire [23:0] \port$3325$0 ;
   (* init = 1'h0 *)
-  output \port$3279$0 ;
-  wire \port$3279$0 ;
+  output \port$3327$0 ;
+  wire \port$3327$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3066$0  & \$1 ;
+  assign take = \port$3098$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
   assign \$3  = \port$0$11  | \$2 ;
@@ -14336,7 +14576,7 @@ module \digits_mlp_gn.out_skid (clk, rst, \port$2618$0 , \port$3065$0 , \port$30
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3065$0 ;
+        \$4  = \port$3097$0 ;
       end
     end
     if (rst) begin
@@ -14379,16 +14619,16 @@ module \digits_mlp_gn.out_skid (clk, rst, \port$2618$0 , \port$3065$0 , \port$30
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3065$0 ;
+      \$7  = \port$3097$0 ;
     end
     if (rst) begin
       \$7  = 24'h000000;
     end
   end
-  assign \$signal$3  = \port$3066$0 ;
+  assign \$signal$3  = \port$3098$0 ;
   assign \$signal$8  = \port$0$11 ;
-  assign \$signal$11  = \port$3065$0 ;
+  assign \$signal$11  = \port$3097$0 ;
   assign \port$2618$0  = \$signal ;
-  assign \port$3277$0  = \$signal$9 ;
-  assign \port$3279$0  = \$signal$5 ;
+  assign \port$3325$0  = \$signal$9 ;
+  assign \port$3327$0  = \$signal$5 ;
 endmodule

@@ -86,17 +86,18 @@ def build_link(net: QNet, work, *, simulator: str = "verilator", lanes: int = 1,
                       runner=runner)
 
 
-def golden_samples(net: QNet, codes: torch.Tensor) -> list[dict]:
-    """Each sample's pixel codes (C order) with the golden model's class and readout."""
-    res = golden.run(net, codes)
+def golden_samples(res, codes: torch.Tensor) -> list[dict]:
+    """Each sample's pixel codes (C order) with the class and readout of ``res``, the
+    golden model's run on them."""
     return [{"codes": c.reshape(-1).tolist(), "prediction": int(p), "readout": r.tolist()}
             for c, r, p in zip(codes, res.readout, res.predictions, strict=True)]
 
 
-def read_timeout_cycles(design: LinkDesign, codes: torch.Tensor) -> int:
-    """The client's read timeout: well over an inference and a reply, and over the link's
-    own timeout (so that a truncated frame's ERROR reply comes within it)."""
-    work = int(golden.run(design.net, codes, lanes=design.lanes).ideal_cycles_total.max())
+def read_timeout_cycles(design: LinkDesign, res) -> int:
+    """The client's read timeout: well over an inference (of ``res``, the golden run with
+    the design's lanes) and a reply, and over the link's own timeout (so that a truncated
+    frame's ERROR reply comes within it)."""
+    work = int(res.ideal_cycles_total.max())
     reply = 6 + host.INFER_HEADER_LEN + 4 * design.classes
     return 4 * work + 4 * design.timeout_cycles + 10 * design.divisor * reply + 1000
 
@@ -115,7 +116,8 @@ def run_link(design: LinkDesign, codes: torch.Tensor, *, faults: bool = True,
     codes = torch.as_tensor(codes)
     if codes.ndim < 1 or len(codes) < 1:
         raise ParameterError("run_link needs at least one sample")
-    samples = golden_samples(design.net, codes)
+    res = golden.run(design.net, codes, lanes=design.lanes)
+    samples = golden_samples(res, codes)
     if expected is not None:
         if len(expected) != len(samples):
             raise ParameterError(f"{len(expected)} expectations for {len(samples)} samples")
@@ -124,7 +126,7 @@ def run_link(design: LinkDesign, codes: torch.Tensor, *, faults: bool = True,
     work = design.work
     cfg = {"period_ns": PERIOD_NS, "divisor": design.divisor,
            "timeout_cycles": design.timeout_cycles,
-           "read_timeout_cycles": read_timeout_cycles(design, codes),
+           "read_timeout_cycles": read_timeout_cycles(design, res),
            "fingerprint": design.fingerprint, "classes": design.classes,
            "pixels": design.pixels, "samples": samples, "faults": bool(faults),
            "out": str((work / "record.json").resolve())}

@@ -144,7 +144,6 @@ class _Expander(wiring.Component):
             r_step = Signal.like(row_step[0])
             w_step = Signal.like(wrow_step[0])
             last_x, last_y = Signal(), Signal()  # registered: xs == 0, ys == 0
-            one_x = Signal()  # registered: a row has one output
             last = last_g & last_x & last_y
             with m.If(self.load):
                 ny, nx = y_n[self.ev_y], x_n[self.ev_x]
@@ -154,7 +153,6 @@ class _Expander(wiring.Component):
                                       + x0_w[self.ev_x]),
                              xs.eq(nx - 1), ys.eq(ny - 1), xn.eq(nx - 1),
                              last_g.eq(G == 1), last_x.eq(nx == 1), last_y.eq(ny == 1),
-                             one_x.eq(nx == 1),
                              r_step.eq(row_step[self.ev_x]), w_step.eq(wrow_step[self.ev_x]),
                              busy.eq((ny != 0) & (nx != 0))]
             with m.Elif(busy & self.en):
@@ -168,7 +166,7 @@ class _Expander(wiring.Component):
                                      waddr.eq(waddr + col_wstep), last_x.eq(xs == 1)]
                     with m.Else():
                         m.d.sync += [xs.eq(xn), addr.eq(addr + r_step),
-                                     waddr.eq(waddr + w_step), last_x.eq(one_x)]
+                                     waddr.eq(waddr + w_step), last_x.eq(xn == 0)]
                         with m.If(~last_y):
                             m.d.sync += [ys.eq(ys - 1), last_y.eq(ys == 1)]
                         with m.Else():
@@ -630,13 +628,14 @@ class LayerEngine(wiring.Component):
                      b5.eq(b_raw), b6.eq(b5)]
         # The address comparisons already happen in cycle 2 (the distances stay).
         s3 = st[3]
-        hit_v, hit_c = Signal(FORWARD), Signal(FORWARD)
+        hit_v = [Signal(name=f"hit_v{d}") for d in range(1, FORWARD + 1)]
+        hit_c = [Signal(name=f"hit_c{d}") for d in range(1, FORWARD + 1)]
         for d in range(1, FORWARD + 1):
             y = st[2 + d]
-            v_ok, c_ok = writes_v(y) & same_address(st[2], y), writes_c(y) & same_address(st[2], y)
+            ok = same_address(st[2], y)
             if d <= 2:
-                v_ok, c_ok = v_ok & (y.kind == ACC), c_ok & (y.kind == ACC)
-            m.d.sync += [hit_v[d - 1].eq(v_ok), hit_c[d - 1].eq(c_ok)]
+                ok = ok & (y.kind == ACC)
+            m.d.sync += [hit_v[d - 1].eq(ok & writes_v(y)), hit_c[d - 1].eq(ok & writes_c(y))]
 
         def newest(hits):
             """One-hot: the first hit (the newest write), and a last bit for none."""
@@ -649,21 +648,19 @@ class LayerEngine(wiring.Component):
         # X: the membrane (or for an accumulation into the current, the current).
         # Y: the weight term (accumulation), bias + current or bias (sweep; an ILIF
         # sweep adds the bias in its first fire step only).
-        fwd_v = newest([hit_v[i] for i in range(FORWARD)])  # val5, r6, res7, res8, res9, raw
-        fwd_c = newest([hit_c[i] for i in range(FORWARD)])  # val5, r6, cres7, cres8, cres9, raw
-        x_sources = [val5, r6, res7, res8, res9, v_raw, cres7, cres8, cres9, c_raw]
+        fwd_v = newest(hit_v)  # val5, r6, res7, res8, res9, raw
+        fwd_c = newest(hit_c)  # val5, r6, cres7, cres8, cres9, raw
         acc = s3.kind == ACC
         into_c = acc & s3.cur
-        x_select = [(fwd_v[i] & ~into_c) | (fwd_c[i] & into_c) if i < 2 else
-                    fwd_v[i] & ~into_c for i in range(6)]
+        x_sources = [val5, r6, res7, res8, res9, v_raw, cres7, cres8, cres9, c_raw]
+        x_select = [(fwd_v[i] & ~into_c) | (fwd_c[i] & into_c) for i in range(2)]  # either
+        x_select += [fwd_v[i] & ~into_c for i in range(2, 6)]
         x_select += [fwd_c[i] & into_c for i in range(2, 6)]
         y_sources = [addend, b_raw, val5, r6, cres7, cres8, cres9, c_raw]
-        sweep_bias = ~acc
-        if ilif:
-            sweep_bias = sweep_bias & (s3.fire_k == 0)
         if plan.has_current:
             y_select = [acc, Const(0, 1)] + [fwd_c[i] & ~acc for i in range(6)]
         else:
+            sweep_bias = ~acc & (s3.fire_k == 0) if ilif else ~acc
             y_select = [acc, sweep_bias] + [Const(0, 1)] * 6
         x_sel, y_sel = Signal(len(x_sources)), Signal(len(y_sources))
         m.d.sync += [x_sel.eq(Cat(*x_select)), y_sel.eq(Cat(*y_select))]
