@@ -37,32 +37,80 @@ class FitError(HwsnnError):
     """The design does not fit the board; the message has the numbers and what to do."""
 
 
-def fit_check(net: QNet, lanes: dict[str, int], board) -> dict:
-    """Estimated use of each resource kind against the board: ``fits`` and a
-    ``resources`` object {kind: {"used", "available"}}."""
+WEIGHTS = ("auto", "bram", "spram")
+
+
+def _place_weights(net: QNet, lanes: dict[str, int], board, weights: str) -> list:
+    """Which projections keep their weights in SPRAM, loaded over the link at run time
+    (``hdl.store``): none for ``bram``; for ``auto`` the largest weight memories, one
+    by one, while the block RAMs do not fit and the SPRAMs have room; ``spram``: at
+    least the largest."""
     from .hdl.estimate import estimate
-    est = estimate(net, lanes, board.device)
+    from .hdl.plan import EnginePlan
+    from .hdl.store import store_tiles
+    if weights not in WEIGHTS:
+        raise ParameterError(f"--weights {weights!r}: choose from {', '.join(WEIGHTS)}")
+    dev = board.device
+    if weights == "bram" or (weights == "auto" and not dev.spram_blocks):
+        return []
+    if not dev.spram_blocks:
+        raise ParameterError(f"--weights spram: {board.title} ({dev.name}) has no SPRAM; "
+                             "use --weights bram (or auto)")
+    sizes = []
+    for p in net.populations:
+        plan = EnginePlan(net, p.name, lanes[p.name])
+        for k, pp in enumerate(plan.projections):
+            depth, width = max(1, len(pp.init)), plan.lanes * pp.proj.weight_bits
+            sizes.append((depth * width, store_tiles(depth, width), (p.name, k)))
+    sizes.sort(key=lambda t: -t[0])
+    chosen, tiles = [], 0
+    for _, n, key in sizes:
+        if chosen or weights == "auto":
+            est = estimate(net, lanes, dev, loadable=chosen)
+            if est.bram_blocks <= FIT_MARGIN * dev.bram_blocks:
+                break
+        if tiles + n > dev.spram_blocks:
+            break
+        chosen.append(key)
+        tiles += n
+    return chosen
+
+
+def fit_check(net: QNet, lanes: dict[str, int], board, weights: str = "auto") -> dict:
+    """Estimated use of each resource kind against the board: ``fits``, a ``resources``
+    object {kind: {"used", "available"}}, and ``loadable``: the projections whose
+    weights go to SPRAM (``weights``: auto, bram or spram)."""
+    from .hdl.estimate import estimate
+    from .hdl.plan import store_specs
+    loadable = _place_weights(net, lanes, board, weights)
+    est = estimate(net, lanes, board.device, loadable=loadable)
     dev = board.device
     resources = {
         "luts": {"used": est.luts, "available": dev.luts},
         "ffs": {"used": est.ffs, "available": dev.ffs},
         "bram_blocks": {"used": est.bram_blocks, "available": dev.bram_blocks},
-        "spram_blocks": {"used": 0, "available": dev.spram_blocks},
+        "spram_blocks": {"used": est.spram_blocks, "available": dev.spram_blocks},
         "dsps": {"used": 0, "available": dev.dsps},
     }
     over = {k: v for k, v in resources.items()
-            if v["used"] > FIT_MARGIN * v["available"] and v["used"] > 0}
+            if v["used"] > v["available"] * (1 if k == "spram_blocks" else FIT_MARGIN)
+            and v["used"] > 0}
+    stores = store_specs(net, lanes, loadable)
     return {"fits": not over, "resources": resources, "over": sorted(over),
-            "estimate": est.to_json()}
+            "estimate": est.to_json(), "loadable": [list(k) for k in loadable],
+            "stores": [s.describe() for s in stores],
+            "load_bytes": sum(s.depth * s.bytes_per_word for s in stores)}
 
 
-def _advice(over: list[str], lanes: dict[str, int], board) -> str:
+def _advice(over: list[str], lanes: dict[str, int], board, weights: str = "auto") -> str:
     tips = []
     if "luts" in over or "ffs" in over:
         if max(lanes.values()) > 1:
             tips.append(f"fewer lanes (--lanes {max(1, max(lanes.values()) // 2)})")
         tips.append("fewer or smaller layers")
     if "bram_blocks" in over:
+        if board.device.spram_blocks and weights == "bram":
+            tips.append("--weights auto (the largest weights in SPRAM)")
         tips.append("fewer weight bits (convert with --weight-bits 4..6)")
         tips.append("a smaller model")
     bigger = {"ice40": "an ECP5 board (ulx3s-85f)", "ecp5": "a board with a larger ECP5 "
@@ -86,14 +134,16 @@ def tool_env() -> dict:
 class BoardTop(Elaboratable):
     """The network behind the host link, on the board's clock and UART pins."""
 
-    def __init__(self, net: QNet, board, lanes, baud: int):
+    def __init__(self, net: QNet, board, lanes, baud: int, loadable=()):
         self.net, self.board, self.lanes, self.baud = net, board, lanes, baud
+        self.loadable = [tuple(k) for k in loadable]
 
     def elaborate(self, platform):
         from .hdl.link import HostLink
         m = Module()
         m.submodules.link = link = HostLink(self.net, clk_hz=int(self.board.clock_mhz * 1e6),
-                                            baud=self.baud, lanes=self.lanes)
+                                            baud=self.baud, lanes=self.lanes,
+                                            loadable=self.loadable)
         uart = platform.request("uart", self.board.uart, dir={"rx": "-", "tx": "-"})
         from amaranth.lib import io
         m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)
@@ -106,32 +156,35 @@ class BoardTop(Elaboratable):
         return m
 
 
-def build(directory, board, *, lanes: int = 1, baud: int = DEFAULT_BAUD,
-          check_only: bool = False, seed: int = 1, progress: bool = True) -> dict:
+def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFAULT_BAUD,
+          check_only: bool = False, seed: int = 1, progress: bool = True,
+          weights: str = "auto") -> dict:
     """Fit-check and build the network of ``directory`` for ``board`` (a ``Board``)."""
     from .hdl.verilog import fingerprint
     from .qnet import load
-    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-        raise ParameterError(f"--lanes must be a positive integer, not {lanes!r}")
     directory = Path(directory)
     net = load(directory)
-    lane_map = {p.name: lanes for p in net.populations}
+    lane_map = _lane_map(net, lanes)
     from .hdl.link import uart_divisor
     try:
         uart_divisor(int(board.clock_mhz * 1e6), baud)
     except (TypeError, ValueError) as exc:
         raise ParameterError(f"--baud {baud} on {board.title}: {exc}") from None
-    fit = fit_check(net, lane_map, board)  # its engine plans refuse cos, saturation
+    fit = fit_check(net, lane_map, board, weights)  # its plans refuse cos, saturation
     report = {"board": board.name, "device": board.device.name, "clock_mhz": board.clock_mhz,
               "lanes": lanes, "qnet_sha256": fingerprint(net), "fit_check": fit,
-              "fits": fit["fits"], "resources": fit["resources"], "estimated": True}
+              "fits": fit["fits"], "resources": fit["resources"], "estimated": True,
+              "loadable": fit["loadable"], "stores": fit["stores"],
+              "load_bytes": fit["load_bytes"]}
     if not fit["fits"]:
         numbers = ", ".join(f"{k} {fit['resources'][k]['used']} of "
                             f"{fit['resources'][k]['available']}" for k in fit["over"])
-        raise FitError(f"{directory} does not fit {board.title} with {lanes} lane"
-                       f"{'s' if lanes > 1 else ''} (estimate: {numbers}; at most "
+        said = (f"{lanes} lane{'s' if lanes > 1 else ''}" if isinstance(lanes, int) else
+                "lanes " + ", ".join(f"{k}={v}" for k, v in lane_map.items()))
+        raise FitError(f"{directory} does not fit {board.title} with {said} "
+                       f"(estimate: {numbers}; at most "
                        f"{FIT_MARGIN:.0%} of each is used): try "
-                       f"{_advice(fit['over'], lane_map, board)}")
+                       f"{_advice(fit['over'], lane_map, board, weights)}")
     if check_only:
         return report
     env = tool_env()
@@ -142,7 +195,7 @@ def build(directory, board, *, lanes: int = 1, baud: int = DEFAULT_BAUD,
     out = directory / "build" / board.name
     name = "hwsnn_board"
     platform = board.make_platform()
-    top = BoardTop(net, board, lanes, baud)
+    top = BoardTop(net, board, lane_map, baud, fit["loadable"])
     t = time.time()
     if progress:
         print(f"building for {board.title}: synthesis, place and route, packing "
@@ -163,7 +216,7 @@ def build(directory, board, *, lanes: int = 1, baud: int = DEFAULT_BAUD,
                default=float("nan"))
     bit = out / f"{name}.{board.bitstream_ext}"
     # Latency from the golden model's ideal cycles on the test data, at the board clock.
-    cycles = _cycles_per_inference(net, lanes)
+    cycles = _cycles_per_inference(net, lane_map)
     clock_hz = board.clock_mhz * 1e6
     report.update({
         "estimated": False, "utilisation": util, "fmax_mhz": fmax,
@@ -197,11 +250,28 @@ def _post_route_resources(util: dict, estimated: dict, board) -> dict:
     return out
 
 
-def _cycles_per_inference(net: QNet, lanes: int) -> dict:
+def _lane_map(net: QNet, lanes) -> dict[str, int]:
+    """Lanes per population from an int (all) or a dict (the rest get 1), checked."""
+    names = [p.name for p in net.populations]
+    given = lanes if isinstance(lanes, dict) else {n: lanes for n in names}
+    for name, n in given.items():
+        if name not in names:
+            raise ParameterError(f"--lanes names {name!r}, which is not a population of "
+                                 f"this network ({', '.join(names)})")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ParameterError(f"--lanes must be positive integers, not {n!r} for {name}")
+    return {n: given.get(n, 1) for n in names}
+
+
+def _cycles_per_inference(net: QNet, lanes: dict[str, int]) -> dict:
     """Golden-model cycles on the bundled test data (or a fixed random batch): the
-    pipelined interval between inferences and the latency of one, in clock cycles."""
+    pipelined interval between inferences and the latency of one, in clock cycles, each
+    engine counted with its own lanes."""
     from .hdl.verilog import example_codes
     codes, _ = example_codes(net)
-    res = golden.run(net, codes, lanes=lanes)
-    per = {k: float(v.sum(1).double().mean()) for k, v in res.cycles.items()}
+    per = {}
+    for n in sorted(set(lanes.values())):
+        res = golden.run(net, codes, lanes=n)
+        per.update({k: float(v.sum(1).double().mean()) for k, v in res.cycles.items()
+                    if lanes[k] == n})
     return {"throughput": max(per.values()), "latency": sum(per.values())}

@@ -3,6 +3,7 @@
     hwsnn models                         list the bundled models
     hwsnn convert MODEL -o DIR [...]     model → QNet (+ float SNN) in DIR
     hwsnn eval DIR                       ANN vs float SNN vs integer golden
+    hwsnn export-nir DIR -o FILE.nir     the converted network as a NIR graph
     hwsnn verilog DIR                    QNet → Verilog + port description in DIR/rtl
     hwsnn sim DIR                        cocotb run of that Verilog against the golden model
     hwsnn boards                         supported boards
@@ -76,7 +77,24 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _do_convert_nir(args, out: str):
+    from . import nir_io
+    input_range = tuple(_floats(args.input_range, "input range"))
+    normalize = None
+    if args.normalize:
+        mean, _, std = args.normalize.partition("/")
+        normalize = (_floats(mean, "mean"), _floats(std, "std"))
+    conv = nir_io.load(args.model, timesteps=args.timesteps, reset=args.nir_reset,
+                       threshold=args.nir_threshold, v0=args.nir_v0, lif=args.nir_lif,
+                       input_range=input_range, normalize=normalize,
+                       weight_bits=args.weight_bits, max_membrane_bits=args.max_membrane_bits)
+    conv.qnet.metadata.setdefault("model", args.model)
+    return conv, conv.save(out)
+
+
 def _do_convert(args, out: str):
+    if args.model.endswith(".nir"):
+        return _do_convert_nir(args, out)
     loaded = api.load_model(args.model, args.weights,
                             _shape(args.input_shape) if args.input_shape else None)
     if loaded.input_shape is None:
@@ -99,7 +117,7 @@ def _do_convert(args, out: str):
     conv = api.convert(
         loaded.model, None if isinstance(loaded.model, torch.export.ExportedProgram)
         else torch.zeros(2, *loaded.input_shape),
-        method=args.method, timesteps=args.timesteps,
+        method=args.method, timesteps=4 if args.timesteps is None else args.timesteps,
         group_size=api.parse_group_size(args.group_size) if args.group_size else None,
         cos_steps=args.cos_steps, weight_bits=args.weight_bits,
         max_membrane_bits=args.max_membrane_bits, calibration=calibration,
@@ -144,7 +162,35 @@ def cmd_convert(args) -> int:
                      f"{r['theta']:8.4g} {r['threshold']:7d} {r['group_size']:3d} "
                      f"{r['membrane_bits']:6d}" + (" saturating" if r["saturate"] else ""))
     lines += [f"warning: {w}" for w in obj["warnings"]]
+    if "nir" in q.metadata:
+        nir = obj["nir"] = dict(q.metadata["nir"], semantics=q.metadata["nir_semantics"])
+        lines.append(f"NIR import ({'exact integer network' if nir['exact'] else 'quantized'})"
+                     f": reset {nir['semantics']['reset']}, fire when V "
+                     f"{'>' if nir['semantics']['threshold'] == 'gt' else '>='} threshold, "
+                     f"initial potential {nir['semantics']['v0']}")
+        if nir["assumed"]:
+            lines.append("assumed (NIR does not say; set with --nir-reset, --nir-threshold, "
+                         "--nir-v0): " + ", ".join(f"{k}={v}" for k, v in
+                                                  nir["assumed"].items()))
+        lines += [f"approximation: {a}" for a in nir["approximations"]]
     lines.append(f"wrote {directory}/qnet.json, qnet.npz, snn.json, snn.npz")
+    _emit(args, obj, "\n".join(lines))
+    return 0
+
+
+def cmd_export_nir(args) -> int:
+    from . import nir_io
+    from .qnet import load as load_qnet
+    qnet = load_qnet(args.directory)
+    path = nir_io.write(qnet, args.output)
+    graph = nir_io.read(path)
+    notes = json.loads(graph.metadata["hwsnn_semantics"])["not_expressible_in_nir"]
+    obj = {"output": str(path), "nodes": len(graph.nodes), "edges": len(graph.edges),
+           "not_expressible_in_nir": notes}
+    lines = [f"wrote {path}: {obj['nodes']} NIR nodes, {obj['edges']} edges (the integer "
+             "network; its metadata 'hwsnn' restores the QNet exactly)",
+             "NIR cannot express (recorded in the file's metadata 'hwsnn_semantics'):"]
+    lines += [f"  - {n}" for n in notes]
     _emit(args, obj, "\n".join(lines))
     return 0
 
@@ -189,6 +235,21 @@ def _lanes(text):
     if lanes < 1:
         raise HwsnnError(f"--lanes {lanes}: the lane count must be at least 1")
     return lanes
+
+
+def _lane_spec(text):
+    """``--lanes`` of build: ``N`` for every engine, or ``fc1=8,fc2=1`` per population
+    (populations not named get 1)."""
+    if "=" not in text:
+        return _lanes(text)
+    out = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        if not name.strip() or not value.strip():
+            raise HwsnnError(f"--lanes {text!r}: give N, or population=N pairs like "
+                             "fc1=8,fc2=1")
+        out[name.strip()] = _lanes(value.strip())
+    return out
 
 
 def cmd_verilog(args) -> int:
@@ -293,11 +354,17 @@ def cmd_build(args) -> int:
     from . import boards
     from .build import build
     board = boards.get(args.board)
-    r = build(args.directory, board, lanes=_lanes(args.lanes), baud=args.baud,
-              check_only=args.check_only, progress=not args.json)
-    lines = [f"{board.title}: {'fits' if r['fits'] else 'does NOT fit'} with "
-             f"{r['lanes']} lane{'s' if r['lanes'] > 1 else ''}"]
+    r = build(args.directory, board, lanes=_lane_spec(args.lanes), baud=args.baud,
+              check_only=args.check_only, progress=not args.json, weights=args.weights)
+    lanes = r["lanes"]
+    lanes = (f"{lanes} lane{'s' if lanes > 1 else ''}" if isinstance(lanes, int) else
+             "lanes " + ", ".join(f"{k}={v}" for k, v in lanes.items()))
+    lines = [f"{board.title}: {'fits' if r['fits'] else 'does NOT fit'} with {lanes}"]
     lines += _resource_lines(r["resources"], r["estimated"])
+    for st in r["stores"]:
+        lines.append(f"  weights of {st['population']} (from {st['source']}) in SPRAM: "
+                     f"{st['depth']} words of {st['bytes_per_word']} bytes, loaded over the "
+                     "link by 'hwsnn infer' after each power-up")
     if not r["estimated"]:
         lines += [f"  Fmax {r['fmax_mhz']:.1f} MHz post-route, board clock "
                   f"{r['clock_mhz']:g} MHz ({'met' if r['meets_clock'] else 'NOT met'})",
@@ -339,7 +406,8 @@ def cmd_flash(args) -> int:
 def cmd_infer(args) -> int:
     from .infer import infer
     r = infer(args.directory, args.port, baud=args.baud, samples=args.samples,
-              offset=args.offset, images=args.images, timeout=args.timeout)
+              offset=args.offset, images=args.images, timeout=args.timeout,
+              progress=not args.json)
     lines = [f"{r['port']}: model {r['model_id']}, {r['samples']} inferences"]
     for row in r["results"]:
         label = "" if row["label"] is None else f" (label {row['label']})"
@@ -397,15 +465,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("convert", help="convert a trained model to a quantized SNN (QNet)")
     s.add_argument("model", metavar="MODEL", help="a bundled model name (see 'hwsnn models'), "
-                   "a torch.export program (.pt2), or package.module:factory with --weights")
+                   "a torch.export program (.pt2), a NIR graph (.nir, see docs/nir.md), or "
+                   "package.module:factory with --weights")
     s.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     s.add_argument("--weights", metavar="FILE", help="state dict for package.module:factory")
     s.add_argument("--input-shape", metavar="C,H,W", help="input shape without batch")
     s.add_argument("--method", choices=METHODS, default="gn",
                    help="if, if-shift (Deng & Gu), gn (group neurons), ilif (temporal "
                         "separation), cos (offset-spike calibration); default gn")
-    s.add_argument("--timesteps", "-T", type=int, default=4,
-                   help="time steps T (ilif: bits per value); default 4")
+    s.add_argument("--timesteps", "-T", type=int, default=None,
+                   help="time steps T (ilif: bits per value); default 4 (a NIR graph "
+                        "written by hwsnn: its own)")
     s.add_argument("--group-size", metavar="TAU", help="GN group size τ, or per layer "
                    "like conv1=4,conv2=2 (default 4)")
     s.add_argument("--cos-steps", type=int, default=8, help="COS pre-simulation steps ρ")
@@ -421,8 +491,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="raw input range mapped to 8-bit codes (default 0,1)")
     s.add_argument("--normalize", metavar="MEAN/STD",
                    help="input normalisation the model expects, folded into layer 1")
+    s.add_argument("--nir-reset", choices=("subtract", "zero"),
+                   help="NIR input: reset after a spike (default subtract; zero is refused)")
+    s.add_argument("--nir-threshold", choices=("gt", "ge"),
+                   help="NIR input: fire when V > threshold (gt, the NIR text; default) or "
+                        "V >= threshold (ge)")
+    s.add_argument("--nir-v0", choices=("zero", "half"),
+                   help="NIR input: initial membrane potential 0 (default) or threshold/2")
+    s.add_argument("--nir-lif", choices=("refuse", "if"), default="refuse",
+                   help="NIR input: refuse LIF neurons (default) or approximate them by IF")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("export-nir", help="write a converted network as a NIR graph")
+    s.add_argument("directory", metavar="DIR", help="output of 'hwsnn convert'")
+    s.add_argument("-o", "--output", required=True, metavar="FILE.nir", help="NIR file")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_export_nir)
 
     s = sub.add_parser("eval", help="ANN vs float SNN vs integer golden accuracy")
     s.add_argument("directory", metavar="DIR", help="output of 'hwsnn convert'")
@@ -470,9 +555,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "bitstream for a board")
     s.add_argument("directory", metavar="DIR", help="output of 'hwsnn convert'")
     s.add_argument("--board", required=True, help="see 'hwsnn boards'")
-    s.add_argument("--lanes", default="1", help="lanes per engine (default 1)")
+    s.add_argument("--lanes", default="1", help="lanes per engine (default 1), or per "
+                   "population: fc1=8,fc2=1")
     s.add_argument("--baud", type=int, default=115200, help="UART baud rate")
     s.add_argument("--check-only", action="store_true", help="only the fit check")
+    s.add_argument("--weights", choices=["auto", "bram", "spram"], default="auto",
+                   help="where weights live: block RAM in the bitstream, or (UP5K) SPRAM "
+                   "loaded over the UART at run time; auto: SPRAM for the largest weights "
+                   "only when block RAM does not fit (default)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_build)
 

@@ -147,6 +147,34 @@ def _as_affine(v) -> _Affine:
     return _Affine([(v.name, v.shape, [])], torch.zeros(v.shape, dtype=torch.float64))
 
 
+def _input_affine(spec: InputSpec) -> _Affine:
+    """The model input as an affine value of the 8-bit codes: ``x = lo + code·step``,
+    normalised by ``(x − mean)/std`` when the spec has a normalisation."""
+    shape = tuple(spec.shape)
+    channels = shape[0]
+    step = (spec.hi - spec.lo) / INPUT_LEVELS
+    mean = torch.zeros(channels, dtype=torch.float64)
+    std = torch.ones(channels, dtype=torch.float64)
+    if spec.mean is not None:
+        mean = _per_channel(spec.mean, channels, "mean")
+        std = _per_channel(spec.std, channels, "std")
+    scale = step / std
+    shift = (spec.lo - mean) / std
+    bias = shift.reshape(-1, *([1] * (len(shape) - 1))).expand(shape).clone()
+    return _Affine([(INPUT, shape, [_Scale(scale, "input")])], bias, ["input"])
+
+
+def _extend(x, op, bias=None, module=None) -> _Affine:
+    """Apply linear ``op`` (+ ``bias``) to a symbolic value."""
+    aff = _as_affine(x)
+    terms = [(s, shape, ops + [op]) for s, shape, ops in aff.terms]
+    new_bias = op.apply(aff.bias.unsqueeze(0))[0]
+    if bias is not None:
+        new_bias = new_bias + bias
+    modules = aff.modules + ([module] if module else [])
+    return _Affine(terms, new_bias.contiguous(), modules)
+
+
 # ---------------------------------------------------------------------------------------
 # What to tell the user for what we refuse.
 
@@ -278,17 +306,7 @@ class _Walker(torch.fx.Interpreter):
         if spec.shape and tuple(spec.shape) != shape:
             raise ShapeError(f"example input has shape {shape}, expected {tuple(spec.shape)}")
         spec.shape = shape
-        channels = shape[0]
-        step = (spec.hi - spec.lo) / INPUT_LEVELS
-        mean = torch.zeros(channels, dtype=torch.float64)
-        std = torch.ones(channels, dtype=torch.float64)
-        if spec.mean is not None:
-            mean = _per_channel(spec.mean, channels, "mean")
-            std = _per_channel(spec.std, channels, "std")
-        scale = step / std
-        shift = (spec.lo - mean) / std
-        bias = shift.reshape(-1, *([1] * (len(shape) - 1))).expand(shape).clone()
-        return _Affine([(INPUT, shape, [_Scale(scale, "input")])], bias, ["input"])
+        return _input_affine(spec)
 
     def _dispatch(self, n, result):
         if n.op == "call_module" and n.target.startswith("_guards"):
@@ -456,14 +474,7 @@ class _Walker(torch.fx.Interpreter):
 
     # -- the operations --------------------------------------------------------------------
     def _extend(self, x, op, bias=None, module=None) -> _Affine:
-        """Apply linear ``op`` (+ ``bias``) to a symbolic value."""
-        aff = _as_affine(x)
-        terms = [(s, shape, ops + [op]) for s, shape, ops in aff.terms]
-        new_bias = op.apply(aff.bias.unsqueeze(0))[0]
-        if bias is not None:
-            new_bias = new_bias + bias
-        modules = aff.modules + ([module] if module else [])
-        return _Affine(terms, new_bias.contiguous(), modules)
+        return _extend(x, op, bias, module)
 
     def _conv(self, n, x, weight, bias, stride, padding, dilation, groups, name):
         where = f"layer '{name}'"

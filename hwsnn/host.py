@@ -1,4 +1,4 @@
-"""Host side of the UART link to a ``hwsnn.hdl.link.HostLink`` (protocol version 1).
+"""Host side of the UART link to a ``hwsnn.hdl.link.HostLink`` (protocol version 2).
 
 Pure Python, no hardware and no serial library needed: ``crc8`` and ``encode_frame`` build
 frames, ``FrameParser`` takes received bytes in any pieces and returns complete frames,
@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from .errors import HwsnnError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 SYNC = 0xA5
 CRC_POLY = 0x07
 MAX_LEN = 0xFFFF
@@ -25,6 +25,8 @@ MAX_LEN = 0xFFFF
 CMD_IDENTIFY = 0x01
 CMD_INFER = 0x02
 CMD_STATUS = 0x03
+CMD_LOAD = 0x04
+CMD_COMMIT = 0x05
 REPLY_BIT = 0x80
 CMD_ERROR = 0xFF
 
@@ -34,6 +36,8 @@ ERR_COMMAND = 3
 ERR_TRUNCATED = 4
 ERR_FRAMING = 5
 ERR_BUSY = 6
+ERR_NOT_LOADED = 7
+ERR_ADDRESS = 8
 
 ERROR_NAMES = {
     0: "none",
@@ -43,18 +47,22 @@ ERROR_NAMES = {
     ERR_TRUNCATED: "truncated frame (timeout inside a frame)",
     ERR_FRAMING: "UART framing error (stop bit low)",
     ERR_BUSY: "busy (frame arrived while the previous one was still being handled)",
+    ERR_NOT_LOADED: "weights not loaded (INFER before COMMIT, or after a LOAD)",
+    ERR_ADDRESS: "LOAD outside the weight stores (store index or word address)",
 }
 
 IDENTIFY_MAGIC = b"HWSN"
-IDENTIFY_LEN = 16
-STATUS_LEN = 13
+IDENTIFY_LEN = 21
+STATUS_LEN = 14
+LOAD_HEADER_LEN = 3  # store (1) + first word address (2); then the bytes
+NO_LAYOUT = bytes(4)
 INFER_HEADER_LEN = 5  # class (1) + cycles (4); then 4 bytes per class
 
 
 class LinkError(HwsnnError):
     """The device answered with ERROR, a reply was corrupt or unexpected, or none came.
 
-    ``code`` is the device's error code (1..6) for an ERROR reply, else ``None``."""
+    ``code`` is the device's error code (1..8) for an ERROR reply, else ``None``."""
 
     def __init__(self, message: str, code: int | None = None):
         super().__init__(message)
@@ -185,6 +193,8 @@ class Identity:
     model_id: bytes  # the first 8 bytes of the QNet's SHA-256 fingerprint
     classes: int
     pixels: int  # pixel codes per sample (the INFER payload length)
+    stores: int = 0  # weight stores the host must LOAD before inference
+    layout: bytes = NO_LAYOUT  # ``hdl.plan.layout_id`` of those stores
 
     @property
     def model_id_hex(self) -> str:
@@ -193,7 +203,8 @@ class Identity:
     def encode(self) -> bytes:
         """The IDENTIFY reply payload (what ``decode`` reads)."""
         return (IDENTIFY_MAGIC + bytes([self.version]) + bytes(self.model_id)
-                + bytes([self.classes]) + self.pixels.to_bytes(2, "little"))
+                + bytes([self.classes]) + self.pixels.to_bytes(2, "little")
+                + bytes([self.stores]) + bytes(self.layout))
 
     def matches(self, fingerprint: str) -> bool:
         """Whether the device runs the QNet with this SHA-256 hex digest
@@ -202,11 +213,15 @@ class Identity:
 
     @classmethod
     def decode(cls, payload: bytes) -> Identity:
-        _need(payload, IDENTIFY_LEN, "IDENTIFY")
         if payload[:4] != IDENTIFY_MAGIC:
             raise LinkError(f"IDENTIFY reply starts with {payload[:4]!r}, not {IDENTIFY_MAGIC!r}")
+        if len(payload) > 4 and payload[4] != PROTOCOL_VERSION:
+            raise LinkError(f"the device speaks protocol version {payload[4]}, this host "
+                            f"{PROTOCOL_VERSION}: rebuild and flash the design with this "
+                            "version of hwsnn")
+        _need(payload, IDENTIFY_LEN, "IDENTIFY")
         return cls(payload[4], bytes(payload[5:13]), payload[13],
-                   int.from_bytes(payload[14:16], "little"))
+                   int.from_bytes(payload[14:16], "little"), payload[16], bytes(payload[17:21]))
 
 
 @dataclass(frozen=True)
@@ -236,6 +251,7 @@ class Status:
     rejected: int  # frames answered (or, when busy, due to be answered) with ERROR
     inferences: int  # inferences completed
     last_error: int  # code of the latest error, 0 = none yet
+    loaded: bool = True  # weights ready: no stores, or COMMIT since the last LOAD
 
     @property
     def last_error_name(self) -> str:
@@ -245,13 +261,13 @@ class Status:
         """The STATUS reply payload (what ``decode`` reads)."""
         return (b"".join(v.to_bytes(4, "little") for v in
                          (self.accepted, self.rejected, self.inferences))
-                + bytes([self.last_error]))
+                + bytes([self.last_error, int(bool(self.loaded))]))
 
     @classmethod
     def decode(cls, payload: bytes) -> Status:
         _need(payload, STATUS_LEN, "STATUS")
         words = [int.from_bytes(payload[i:i + 4], "little") for i in (0, 4, 8)]
-        return cls(*words, payload[12])
+        return cls(*words, payload[12], bool(payload[13] & 1))
 
 
 # ---------------------------------------------------------------------------------------
@@ -342,3 +358,42 @@ class Client:
 
     def status(self) -> Status:
         return Status.decode(self.request(CMD_STATUS))
+
+    def load(self, store: int, address: int, data: bytes) -> None:
+        """Write ``data`` into weight store ``store`` from word ``address`` on (one LOAD
+        frame: the bytes of consecutive words, each word's bytes little-endian)."""
+        if not 0 <= store <= 0xFF or not 0 <= address <= 0xFFFF or not data:
+            raise ValueError(f"LOAD needs a store 0..255, an address 0..65535 and data, not "
+                             f"{store}, {address}, {len(data)} bytes")
+        _need(self.request(CMD_LOAD, bytes([store]) + address.to_bytes(2, "little")
+                           + bytes(data)), 0, "LOAD")
+
+    def commit(self) -> None:
+        """Declare the weights complete: INFER is accepted from now on."""
+        _need(self.request(CMD_COMMIT), 0, "COMMIT")
+
+    def load_weights(self, specs, *, chunk_bytes: int = 1024, attempts: int = 3,
+                     progress=None) -> int:
+        """Write every store of ``specs`` (``hdl.plan.StoreSpec``, in link order) and
+        COMMIT; returns the bytes sent. A frame that fails (CRC, timeout, …) starts the
+        whole load again (a corrupt frame may have written anywhere), up to ``attempts``
+        times. ``progress(done, total)`` is called after every frame."""
+        blobs = [(i, s.encode(), s.bytes_per_word) for i, s in enumerate(specs)]
+        total = sum(len(b) for _, b, _ in blobs)
+        for attempt in range(attempts):
+            done = 0
+            try:
+                for i, blob, n in blobs:
+                    step = max(n, chunk_bytes // n * n)
+                    for at in range(0, len(blob), step):
+                        self.load(i, at // n, blob[at:at + step])
+                        done += len(blob[at:at + step])
+                        if progress is not None:
+                            progress(done, total)
+                self.commit()
+                return total
+            except LinkError:
+                if attempt == attempts - 1:
+                    raise
+                self.reset()
+        raise AssertionError("unreachable")

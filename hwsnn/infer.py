@@ -1,8 +1,12 @@
 """Inference on a board through the host link (``hwsnn infer DIR --port PORT``).
 
 ``--port golden`` talks to ``GoldenDevice`` instead of a serial port: a software stand-in
-for the board that answers every frame of protocol version 1 (docs/link.md) with the
-golden model, so host scripts can be tried without hardware.
+for the board that answers IDENTIFY, INFER and STATUS (protocol version 2, docs/link.md)
+with the golden model, so host scripts can be tried without hardware.
+
+A design whose weights live in SPRAM (``hwsnn build --weights``) starts without them: when
+the board says so, ``infer`` first writes them (LOAD frames, then COMMIT) from the QNet,
+laid out as the build that the board reports (``build/*/report.json``) placed them.
 """
 
 from __future__ import annotations
@@ -72,6 +76,48 @@ class GoldenDevice:
         return chunk
 
 
+def stores_for(directory, net: QNet, ident: host.Identity) -> list:
+    """The weight stores of the build (in ``directory/build/*/report.json``) whose layout
+    the board reports."""
+    import json
+
+    from .hdl.plan import layout_id, store_specs
+    seen = []
+    for report in sorted(Path(directory).glob("build/*/report.json")):
+        try:
+            r = json.loads(report.read_text())
+            lanes = {p.name: int(r["lanes"] if isinstance(r["lanes"], int)
+                                 else r["lanes"].get(p.name, 1)) for p in net.populations}
+            specs = store_specs(net, lanes, [tuple(k) for k in r.get("loadable", [])])
+        except (OSError, ValueError, KeyError, TypeError, HwsnnError):
+            continue
+        if specs and layout_id(specs) == ident.layout:
+            return specs
+        seen.append(report.parent.name)
+    raise HwsnnError(f"the board needs its weights loaded (layout {ident.layout.hex()}), but "
+                     f"no build in {directory}/build has that layout"
+                     + (f" (checked: {', '.join(seen)})" if seen else "")
+                     + ": rebuild with 'hwsnn build' for this board and flash it")
+
+
+def _load(client: host.Client, specs, progress: bool) -> int:
+    total = sum(s.depth * s.bytes_per_word for s in specs)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc="loading weights")
+
+    def step(done, _total):
+        if bar is not None:
+            bar.n = done
+            bar.refresh()
+    try:
+        return client.load_weights(specs, progress=step)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def load_images(path: str, net: QNet) -> torch.Tensor:
     """Raw images from an .npz (array ``x``) or .npy file, shaped like the model input."""
     try:
@@ -89,7 +135,7 @@ def load_images(path: str, net: QNet) -> torch.Tensor:
 
 
 def infer(directory, port: str, *, baud: int = 115200, samples: int = 10, offset: int = 0,
-          images: str | None = None, timeout: float = 2.0) -> dict:
+          images: str | None = None, timeout: float = 2.0, progress: bool = True) -> dict:
     """Send test samples (or ``images``) to the board on ``port`` and compare every answer
     with the golden model of the QNet in ``directory``."""
     net = load_qnet(directory)
@@ -114,6 +160,10 @@ def infer(directory, port: str, *, baud: int = 115200, samples: int = 10, offset
         raise HwsnnError(f"the board on {port} runs model {ident.model_id_hex}, not the "
                          f"QNet in {directory} ({fingerprint(net)[:16]}): build and flash "
                          "that one, or point at the right directory")
+    loaded_bytes = 0
+    if ident.stores and not client.status().loaded:
+        specs = stores_for(directory, net, ident)
+        loaded_bytes = _load(client, specs, progress)
     rows = []
     for i in range(len(codes)):
         r = client.infer(codes[i].flatten().tolist())
@@ -125,6 +175,7 @@ def infer(directory, port: str, *, baud: int = 115200, samples: int = 10, offset
                      and r.prediction == int(expect.predictions[i])})
     status = client.status()
     out = {"port": port, "model_id": ident.model_id_hex, "samples": len(rows),
+           "weights_loaded_bytes": loaded_bytes,
            "results": rows, "golden_mismatches": sum(not r["matches_golden"] for r in rows),
            "status": {"accepted": status.accepted, "rejected": status.rejected,
                       "inferences": status.inferences}}

@@ -191,7 +191,8 @@ class Scenario:
         self.inferences: list[dict] = []
         self.errors: list[dict] = []
         self.statuses: list[dict] = []
-        self.status = {"accepted": 0, "rejected": 0, "inferences": 0, "last_error": 0}
+        self.status = {"accepted": 0, "rejected": 0, "inferences": 0, "last_error": 0,
+                       "loaded": not cfg.get("stores")}
         self.next_sample = 0
         self.settle = 2 * int(cfg["timeout_cycles"]) + 20 * int(cfg["divisor"])
 
@@ -217,8 +218,10 @@ class Scenario:
             return self.check("identify", False, observed=f"LinkError: {exc}")
         self.good()
         fp = self.cfg["fingerprint"]
+        stores = self.cfg.get("stores") or []
         want = host.Identity(host.PROTOCOL_VERSION, bytes.fromhex(fp)[:8],
-                             self.cfg["classes"], self.cfg["pixels"])
+                             self.cfg["classes"], self.cfg["pixels"], len(stores),
+                             bytes.fromhex(self.cfg["layout"]) if stores else host.NO_LAYOUT)
         self.check("identify", ident == want and ident.matches(fp),
                    expected=_identity_json(want), observed=_identity_json(ident))
 
@@ -262,7 +265,8 @@ class Scenario:
             return self.check(f"status ({context})", False, observed=str(exc))
         self.good()
         observed = {"accepted": got.accepted, "rejected": got.rejected,
-                    "inferences": got.inferences, "last_error": got.last_error}
+                    "inferences": got.inferences, "last_error": got.last_error,
+                    "loaded": got.loaded}
         ok = observed == self.status
         self.statuses.append({"context": context, "ok": ok, "expected": dict(self.status),
                               "observed": observed})
@@ -301,9 +305,33 @@ class Scenario:
         self.client.reset()
 
     # -- the whole run ---------------------------------------------------------------------
+    def load_weights(self):
+        """Weights in run-time stores: INFER is refused before they are loaded; then
+        LOAD frames (several per store) and COMMIT."""
+        stores = [_Store(bytes.fromhex(s["data"]), s["bytes_per_word"])
+                  for s in self.cfg["stores"]]
+        self.expect_error("infer before the weights are loaded", host.ERR_NOT_LOADED,
+                          lambda: self.client.infer(self.samples[0]["codes"]))
+        chunk = int(self.cfg.get("load_chunk", 64))
+        frames = 1 + sum(-(-len(s.blob) // max(s.bytes_per_word, chunk // s.bytes_per_word
+                                                * s.bytes_per_word)) for s in stores)
+        try:
+            sent = self.client.load_weights(stores, chunk_bytes=chunk, attempts=1)
+        except host.LinkError as exc:
+            self.recover()
+            return self.check("load weights", False, observed=f"LinkError: {exc}")
+        for _ in range(frames):
+            self.good()
+        self.status["loaded"] = True
+        self.check("load weights", sent == sum(len(s.blob) for s in stores),
+                   expected=sum(len(s.blob) for s in stores), observed=sent)
+
     def run(self):
         self.identify()
         self.check_status("after IDENTIFY")
+        if self.cfg.get("stores"):
+            self.load_weights()
+            self.check_status("after loading the weights")
         for i in range(len(self.samples)):
             self.infer("in turn", index=i)
         self.next_sample = len(self.samples)
@@ -364,9 +392,20 @@ class Scenario:
         self.check_status("at the end")
 
 
+class _Store:
+    """What ``host.Client.load_weights`` needs of a store: its bytes and word size."""
+
+    def __init__(self, blob: bytes, bytes_per_word: int):
+        self.blob, self.bytes_per_word = blob, bytes_per_word
+
+    def encode(self) -> bytes:
+        return self.blob
+
+
 def _identity_json(ident):
     return {"version": ident.version, "model_id": ident.model_id.hex(),
-            "classes": ident.classes, "pixels": ident.pixels}
+            "classes": ident.classes, "pixels": ident.pixels, "stores": ident.stores,
+            "layout": ident.layout.hex()}
 
 
 @cocotb.test()

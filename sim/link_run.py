@@ -21,6 +21,7 @@ import torch
 from .. import golden, host
 from ..errors import ParameterError
 from ..hdl.link import HostLink
+from ..hdl.plan import layout_id
 from ..hdl.verilog import fingerprint
 from ..qnet import QNet
 from .run import PERIOD_NS, SIMULATORS, SimulatorError, _build, _run_bench, tool_env
@@ -41,6 +42,7 @@ class LinkDesign:
     divisor: int
     timeout_cycles: int
     lanes: int
+    stores: list
     fingerprint: str
     pixels: int
     classes: int
@@ -49,19 +51,24 @@ class LinkDesign:
     runner: object
 
 
-def link_verilog(net: QNet, *, lanes: int = 1, divisor: int = 4,
-                 timeout_bytes: int = 3) -> tuple[HostLink, str]:
+def link_verilog(net: QNet, *, lanes: int = 1, divisor: int = 4, timeout_bytes: int = 3,
+                 loadable=(), primitives: bool = False) -> tuple[HostLink, str]:
     """The link and its Verilog (module ``hwsnn_link``: clk, rst, rx, tx, busy,
-    last_error), at ``divisor`` clock cycles per bit."""
+    last_error), at ``divisor`` clock cycles per bit. ``loadable``: projections whose
+    weights are loaded over the link (``hdl.store``); ``primitives``: those stores as
+    UP5K ``SB_SPRAM256KA`` instances rather than behavioural memories."""
     from amaranth.back import verilog
+
+    from ..hdl.store import UP5KPrimitives
     link = HostLink(net, clk_hz=divisor * BAUD, baud=BAUD, lanes=lanes,
-                    timeout_bytes=timeout_bytes)
-    return link, verilog.convert(link, name=LINK_TOP, emit_src=False)
+                    timeout_bytes=timeout_bytes, loadable=loadable)
+    return link, verilog.convert(link, name=LINK_TOP, emit_src=False,
+                                 platform=UP5KPrimitives() if primitives else None)
 
 
 def build_link(net: QNet, work, *, simulator: str = "verilator", lanes: int = 1,
-               divisor: int = 4, timeout_bytes: int = 3,
-               quick_build: bool = False) -> LinkDesign:
+               divisor: int = 4, timeout_bytes: int = 3, loadable=(),
+               primitives: bool = False, quick_build: bool = False) -> LinkDesign:
     """Write ``work/hwsnn_link.v`` (unless it is already there, unchanged) and build it.
     ``quick_build``: Verilator compiles its C++ without optimisation, in about half the
     time, for a slower simulation (worth it for short runs)."""
@@ -73,14 +80,22 @@ def build_link(net: QNet, work, *, simulator: str = "verilator", lanes: int = 1,
         env["MAKEFLAGS"] += " OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    link, text = link_verilog(net, lanes=lanes, divisor=divisor, timeout_bytes=timeout_bytes)
+    link, text = link_verilog(net, lanes=lanes, divisor=divisor, timeout_bytes=timeout_bytes,
+                              loadable=loadable, primitives=primitives)
     source = work / f"{LINK_TOP}.v"
     if not source.is_file() or source.read_text() != text:
         source.write_text(text)
+    extra = []
+    if primitives and link.stores:
+        from ..hdl.store import spram_model
+        model = work / "sb_spram256ka.v"
+        model.write_text(spram_model())
+        extra.append(model)
     t = time.time()
-    runner = _build(simulator, env, source, LINK_TOP, work, False)
+    runner = _build(simulator, env, source, LINK_TOP, work, False, extra)
     return LinkDesign(net=net, simulator=simulator, work=work, source=source,
                       divisor=link.divisor, timeout_cycles=link.timeout_cycles, lanes=lanes,
+                      stores=link.stores,
                       fingerprint=fingerprint(net), pixels=link.pixels,
                       classes=link.classes, build_seconds=time.time() - t, env=env,
                       runner=runner)
@@ -103,10 +118,12 @@ def read_timeout_cycles(design: LinkDesign, res) -> int:
 
 
 def run_link(design: LinkDesign, codes: torch.Tensor, *, faults: bool = True,
-             expected: list[tuple[int, list[int]]] | None = None) -> dict:
+             expected: list[tuple[int, list[int]]] | None = None,
+             load_chunk: int = 64) -> dict:
     """Run the bench on ``codes`` ([B, *input shape], 0..255): IDENTIFY, every sample in
     turn, STATUS, and with ``faults`` the corrupt-frame cases, each followed by an INFER
-    that must give the golden answer again. ``expected`` replaces the golden model's
+    that must give the golden answer again; a design with run-time weight stores gets
+    them first, in LOAD frames of ``load_chunk`` bytes. ``expected`` replaces the golden model's
     (class, readout) per sample (to show that a wrong expectation fails the run).
 
     Returns the bench's record (``passed``, ``checks``, ``failed``, ``inferences``,
@@ -129,6 +146,10 @@ def run_link(design: LinkDesign, codes: torch.Tensor, *, faults: bool = True,
            "read_timeout_cycles": read_timeout_cycles(design, res),
            "fingerprint": design.fingerprint, "classes": design.classes,
            "pixels": design.pixels, "samples": samples, "faults": bool(faults),
+           "stores": [{"bytes_per_word": s.bytes_per_word, "data": s.encode().hex()}
+                      for s in design.stores],
+           "layout": layout_id(design.stores).hex() if design.stores else None,
+           "load_chunk": int(load_chunk),
            "out": str((work / "record.json").resolve())}
     (work / "bench.json").write_text(json.dumps(cfg))
     (work / "record.json").unlink(missing_ok=True)
@@ -151,8 +172,10 @@ def run_link(design: LinkDesign, codes: torch.Tensor, *, faults: bool = True,
 
 def simulate_link(net: QNet, codes: torch.Tensor, work, *, simulator: str = "verilator",
                   lanes: int = 1, divisor: int = 4, timeout_bytes: int = 3,
-                  faults: bool = True, expected=None, quick_build: bool = False) -> dict:
+                  faults: bool = True, expected=None, quick_build: bool = False,
+                  loadable=(), primitives: bool = False) -> dict:
     """``build_link`` then ``run_link``."""
     design = build_link(net, work, simulator=simulator, lanes=lanes, divisor=divisor,
-                        timeout_bytes=timeout_bytes, quick_build=quick_build)
+                        timeout_bytes=timeout_bytes, quick_build=quick_build,
+                        loadable=loadable, primitives=primitives)
     return run_link(design, codes, faults=faults, expected=expected)

@@ -322,10 +322,10 @@ def _runner(simulator):
     return get_runner(simulator)
 
 
-def _build(simulator, env, source, top, work, waves):
+def _build(simulator, env, source, top, work, waves, extra_sources=()):
     build_dir = work / ("build-waves" if waves else "build")
     runner = _runner(simulator)
-    sources = [str(source)]
+    sources = [str(source), *map(str, extra_sources)]
     if simulator == "verilator":
         args, runner_waves = VERILATOR_QUIET, waves
     else:

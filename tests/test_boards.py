@@ -7,6 +7,7 @@ import pytest
 from hwsnn import boards
 from hwsnn.build import FitError, build, fit_check
 from hwsnn.convert import convert
+from hwsnn.errors import ParameterError
 from hwsnn.hdl.estimate import blocks_for, memories
 from hwsnn.hdl.plan import EnginePlan
 from hwsnn.quantize import quantize
@@ -84,6 +85,28 @@ def test_fit_check_accepts_the_mlp_and_refuses_the_cnn_on_icebreaker(bundled_gra
     # The same network fits the largest ECP5 board.
     ok = build(tmp_path / "cnn", boards.get("ulx3s-85f"), lanes=1, check_only=True)
     assert ok["fits"] and ok["estimated"]
+
+
+def test_weights_go_to_spram_on_the_up5k_only_when_asked_or_needed(bundled_graph, tmp_path):
+    board = boards.get("icebreaker")
+    mlp = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
+                           group_size=4, progress=False))
+    lanes = {p.name: 1 for p in mlp.populations}
+    auto = fit_check(mlp, lanes, board)  # fits in block RAM: nothing moves
+    assert auto["fits"] and auto["loadable"] == [] and auto["load_bytes"] == 0
+    spram = fit_check(mlp, lanes, board, "spram")  # the largest weights: fc1's
+    assert spram["fits"] and spram["loadable"] == [["fc1", 0]]
+    (store,) = spram["stores"]
+    weights = mlp.population("fc1").projections[0].weight.size
+    assert store["depth"] == weights and store["bytes_per_word"] == 1  # 1 lane, 8 bits
+    assert spram["load_bytes"] == weights
+    used = {k: spram["resources"][k]["used"] for k in ("bram_blocks", "spram_blocks")}
+    assert used["spram_blocks"] == 1  # ≤ 16 K words of ≤ 16 bits: one SPRAM
+    assert used["bram_blocks"] < auto["resources"]["bram_blocks"]["used"]
+    with pytest.raises(ParameterError, match="has no SPRAM"):
+        fit_check(mlp, lanes, boards.get("ulx3s-85f"), "spram")
+    with pytest.raises(ParameterError, match="--weights 'flash'"):
+        fit_check(mlp, lanes, board, "flash")
 
 
 def test_build_for_icebreaker_gives_a_bitstream_and_a_report(bundled_graph, tmp_path):

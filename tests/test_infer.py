@@ -9,6 +9,7 @@ import pytest
 
 from hwsnn import golden, host
 from hwsnn.convert import convert
+from hwsnn.errors import HwsnnError
 from hwsnn.infer import GoldenDevice, infer
 from hwsnn.quantize import quantize
 
@@ -59,3 +60,37 @@ def test_cli_infer_images_and_errors(mlp_dir, digits_test, tmp_path):
                         str(tmp_path / "no-such-tty")], capture_output=True, text=True)
     assert r.returncode == 2 and "cannot open" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_weights_to_load_follow_the_build_the_board_reports(mlp_dir, tmp_path):
+    """infer finds the store layout a board reports among DIR's builds, and refuses with
+    the layout when none matches."""
+    import shutil
+
+    from hwsnn.hdl.plan import layout_id, store_specs
+    from hwsnn.infer import stores_for
+    src, net = mlp_dir
+    d = tmp_path / "mlp"
+    shutil.copytree(src, d)
+    first = net.populations[0].name
+    specs = store_specs(net, {p.name: 4 for p in net.populations}, [(first, 0)])
+    report = d / "build" / "icebreaker" / "report.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"lanes": 4, "loadable": [[first, 0]]}))
+    ident = host.Identity(host.PROTOCOL_VERSION, bytes(8), 10, 64, 1, layout_id(specs))
+    got = stores_for(d, net, ident)
+    assert [s.describe() for s in got] == [s.describe() for s in specs]
+    assert got[0].encode() == specs[0].encode()
+    other = host.Identity(host.PROTOCOL_VERSION, bytes(8), 10, 64, 1, b"\x00\x01\x02\x03")
+    with pytest.raises(HwsnnError, match="layout 00010203.*checked: icebreaker"):
+        stores_for(d, net, other)
+
+
+def test_store_bytes_by_hand():
+    """Two lanes of 4-bit weights: one byte per word, lane 0 in the low nibble, two's
+    complement: (-4, 0) → 0x0C, (7, -1) → 0xF7."""
+    from hwsnn.hdl.plan import StoreSpec
+    spec = StoreSpec("p", 0, "input", 2, 4, [[-4, 0], [7, -1]])
+    assert spec.bytes_per_word == 1 and spec.encode() == bytes([0x0C, 0xF7])
+    wide = StoreSpec("p", 0, "input", 3, 8, [[1, -1, 2]])  # 24 bits: three bytes
+    assert wide.encode() == bytes([0x01, 0xFF, 0x02])

@@ -78,7 +78,8 @@ def test_identify_and_round_trips_equal_golden(small, small_link, simulator):
     assert ident["ok"]
     assert ident["observed"] == {"version": host.PROTOCOL_VERSION,
                                  "model_id": fingerprint(net)[:16], "classes": net.classes,
-                                 "pixels": codes[0].numel()}
+                                 "pixels": codes[0].numel(), "stores": 0,
+                                 "layout": "00000000"}
     check_round_trips(net, codes, record, EXTRA_INFERENCES)
     assert record["counts"]["inference_mismatches"] == 0
 
@@ -106,7 +107,7 @@ def test_corrupt_frames_get_their_error_and_the_link_recovers(small, small_link,
     infers = len(codes) + EXTRA_INFERENCES
     assert statuses[-1]["observed"] == {
         "accepted": 1 + infers + STATUS_REQUESTS, "rejected": len(ERROR_CASES),
-        "inferences": infers, "last_error": host.ERR_BUSY}
+        "inferences": infers, "last_error": host.ERR_BUSY, "loaded": True}
     bad_crc = next(s for s in statuses if s["context"] == "after a bad payload bit")
     assert bad_crc["observed"]["last_error"] == host.ERR_CRC
     assert bad_crc["observed"]["inferences"] == len(codes) + 1  # the corrupt one never ran
@@ -140,3 +141,26 @@ def test_digits_link_equals_golden(bundled_graph, digits_test, tmp_path):
     # The classes are the golden model's, so the link's accuracy is the golden accuracy.
     observed = [r["prediction"] for r in record["inferences"][:len(codes)]]
     assert observed == golden.run(net, codes).predictions.tolist()
+
+
+def test_spram_weights_loaded_over_the_link(small, tmp_path):
+    """The input weights in UP5K SPRAM primitives (simulated with Yosys's model of
+    SB_SPRAM256KA), written by the real client's LOAD frames: INFER is refused before,
+    and every round trip after equals the golden model, corrupt frames included."""
+    net, codes = small
+    first = net.populations[0].name
+    design = build_link(net, tmp_path, simulator="icarus", lanes=2,
+                        loadable=[(first, 0)], primitives=True)
+    assert "SB_SPRAM256KA" in design.source.read_text()
+    (spec,) = design.stores
+    assert spec.depth * spec.bytes_per_word > 3 * 4  # several LOAD frames of 4 bytes
+    record = run_link(design, codes, load_chunk=4)
+    assert record["passed"] and record["cocotb_failed"] == 0, \
+        record["failed"] or record["crashed"]
+    ident = next(c for c in record["checks"] if c["name"] == "identify")
+    assert ident["observed"]["stores"] == 1
+    assert [(e["case"], e["code"]) for e in record["errors"]] == \
+        [("infer before the weights are loaded", host.ERR_NOT_LOADED)] + ERROR_CASES
+    loaded = next(s for s in record["statuses"] if s["context"] == "after loading the weights")
+    assert loaded["ok"] and loaded["observed"]["loaded"]
+    check_round_trips(net, codes, record, EXTRA_INFERENCES)

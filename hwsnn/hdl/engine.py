@@ -37,6 +37,7 @@ from ..qnet import QNet
 from .buffers import RegisteredFIFO, SkidBuffer
 from .events import bits_for, event_signature, pixel_signature, readout_signature
 from .plan import EnginePlan, ProjectionPlan
+from .store import WeightStore, write_signature
 
 ACC, SWEEP = 0, 1
 STAGES = 9  # pipeline registers st[0..8] (see LayerEngine.elaborate)
@@ -175,6 +176,14 @@ class _Expander(wiring.Component):
         return m
 
 
+class _StorePort:
+    """A ``WeightStore`` seen like a ROM read port: ``addr`` in, ``data`` (lanes) out."""
+
+    def __init__(self, store: WeightStore, layout):
+        self.addr = store.r_addr
+        self.data = data.View(layout, store.r_data)
+
+
 class LayerEngine(wiring.Component):
     """The engine of one QNet population.
 
@@ -189,11 +198,22 @@ class LayerEngine(wiring.Component):
     stream)`` of its values and argmax; ``active : Out(1)``, high in every cycle that the
     engine spends on its own work (an operation issues, or the idle cycle after a sweep),
     so that a counter of it measures the engine against the golden model's ideal cycles.
+
+    ``loadable`` lists projections (indices into ``plan.projections``) whose weights live
+    in a ``WeightStore`` (SPRAM on a UP5K) instead of a ROM: they start empty, and the
+    engine has ``load{k} : In(store.write_signature)`` for each, written while it is idle.
     """
 
     def __init__(self, net: QNet, population: str, *, lanes: int = 1,
-                 queue_depth: int | None = None):
+                 queue_depth: int | None = None, loadable=()):
         self.plan = plan = EnginePlan(net, population, lanes)
+        loadable = tuple(sorted(set(loadable)))
+        for k in loadable:
+            if isinstance(k, bool) or not isinstance(k, int) \
+                    or not 0 <= k < len(plan.projections):
+                raise ValueError(f"population {population} has no projection {k!r} to load "
+                                 f"(it has {len(plan.projections)})")
+        self.loadable = loadable
         if queue_depth is None:
             queue_depth = plan.queue_depth
         if isinstance(queue_depth, bool) or not isinstance(queue_depth, int) \
@@ -212,6 +232,10 @@ class LayerEngine(wiring.Component):
         else:
             members["o"] = Out(event_signature(pop.shape, plan.out_count))
         members["active"] = Out(1)
+        for k in loadable:
+            p = plan.projections[k]
+            members[f"load{k}"] = In(write_signature(
+                max(1, len(p.init)), lanes * p.proj.weight_bits))
         super().__init__(members)
 
     @property
@@ -246,8 +270,13 @@ class LayerEngine(wiring.Component):
         w_rd = []
         for k, p in enumerate(plan.projections):
             wbits = p.proj.weight_bits
-            rom = memory.Memory(shape=data.ArrayLayout(signed(wbits), P),
-                                depth=max(1, len(p.init)), init=p.init)
+            layout = data.ArrayLayout(signed(wbits), P)
+            if k in self.loadable:
+                m.submodules[f"wstore{k}"] = ws = WeightStore(max(1, len(p.init)), P * wbits)
+                wiring.connect(m, wiring.flipped(getattr(self, f"load{k}")), ws.w)
+                w_rd.append(_StorePort(ws, layout))
+                continue
+            rom = memory.Memory(shape=layout, depth=max(1, len(p.init)), init=p.init)
             m.submodules[f"wrom{k}"] = rom
             w_rd.append(rom.read_port())
 

@@ -57,10 +57,12 @@ class Estimate:
     bram_blocks: int
     memories: list[MemoryUse] = field(default_factory=list)
     per_engine: dict[str, dict] = field(default_factory=dict)
+    spram_blocks: int = 0
 
     def to_json(self) -> dict:
         return {"family": self.family, "luts": self.luts, "ffs": self.ffs,
-                "bram_blocks": self.bram_blocks, "per_engine": self.per_engine,
+                "bram_blocks": self.bram_blocks, "spram_blocks": self.spram_blocks,
+                "per_engine": self.per_engine,
                 "memory_bits": sum(m.bits for m in self.memories)}
 
 
@@ -83,7 +85,7 @@ def memories(net: QNet, plans: dict[str, EnginePlan],
         if plan.has_current:
             out.append(MemoryUse(name, "input current", A, P * plan.cbits))
         for k, proj in enumerate(plan.projections):
-            out.append(MemoryUse(name, f"weights {k} ({proj.proj.source})",
+            out.append(MemoryUse(name, weights_name(k, proj.proj.source),
                                  max(1, len(proj.init)), P * proj.proj.weight_bits))
         if plan.pop.kind == "readout":
             qw = P * plan.vbits + max(1, A).bit_length()
@@ -97,9 +99,17 @@ def memories(net: QNet, plans: dict[str, EnginePlan],
     return out
 
 
-def estimate(net: QNet, lanes: dict[str, int], device, *, link: bool = True) -> Estimate:
+def weights_name(k: int, source: str) -> str:
+    return f"weights {k} ({source})"
+
+
+def estimate(net: QNet, lanes: dict[str, int], device, *, link: bool = True,
+             loadable=()) -> Estimate:
     """LUTs, flip-flops and block RAMs of the network (and its host link) on ``device``
-    (a ``hwsnn.boards.Device``)."""
+    (a ``hwsnn.boards.Device``); the weights of ``loadable`` ((population, projection)
+    pairs) in SPRAM tiles instead of block RAM."""
+    from .plan import store_specs
+    from .store import store_tiles
     fam = device.family
     a, b, c = LUT_MODEL[fam]
     fa, fb, fc = FF_MODEL[fam]
@@ -117,12 +127,20 @@ def estimate(net: QNet, lanes: dict[str, int], device, *, link: bool = True) -> 
     mems = memories(net, plans)
     if link:
         mems.append(MemoryUse("link", "pixel buffer", math.prod(net.input.shape), 8))
-    blocks = 0
+    in_spram = {(s.population, weights_name(s.projection, s.source))
+                for s in store_specs(net, lanes, loadable)}
+    blocks = spram = 0
     for m in mems:
+        if (m.owner, m.name) in in_spram:
+            n = store_tiles(m.depth, m.width)
+            spram += n
+            per.setdefault(m.owner, {}).setdefault("spram_blocks", 0)
+            per[m.owner]["spram_blocks"] += n
+            continue
         if m.depth <= SHALLOW or m.bits <= SMALL_BITS:
             continue
         n = blocks_for(m.depth, m.width, device.bram_modes)
         blocks += n
         per.setdefault(m.owner, {}).setdefault("bram_blocks", 0)
         per[m.owner]["bram_blocks"] += n
-    return Estimate(fam, round(luts), round(ffs), blocks, mems, per)
+    return Estimate(fam, round(luts), round(ffs), blocks, mems, per, spram)

@@ -1,17 +1,21 @@
 """A UART host link around a ``Network``: frames in, inferences and replies out.
 
 ``HostLink(net, clk_hz=..., baud=...)`` is a ``wiring.Component`` with ``rx : In(1)``
-(idle high) and ``tx : Out(1)``, speaking protocol version 1 of docs/link.md: IDENTIFY,
-INFER and STATUS frames with a CRC-8, ERROR replies for bad frames. For debugging it also
-has ``busy : Out(1)`` (a frame is being executed or answered, or a reply is pending) and
-``last_error : Out(8)`` (the latest error code, 0 = none), e.g. for LEDs.
+(idle high) and ``tx : Out(1)``, speaking protocol version 2 of docs/link.md: IDENTIFY,
+INFER and STATUS frames with a CRC-8, ERROR replies for bad frames, and for a network
+with run-time weight stores (``loadable``, SPRAM on a UP5K) LOAD and COMMIT frames that
+write its weights. For debugging it also has ``busy : Out(1)`` (a frame is being
+executed or answered, or a reply is pending) and ``last_error : Out(8)`` (the latest
+error code, 0 = none), e.g. for LEDs.
 
 Inside: ``UartRx`` and ``UartTx`` (8N1, ``divisor`` clock cycles per bit), a receiver
-that checks frames and writes the INFER payload into a pixel RAM, and an executor that
-(only once the frame's CRC has checked) streams the pixels into the network, collects the
-readout values in a second RAM and sends the reply. The receiver keeps running while the
-executor works: a frame that arrives meanwhile is answered with ERROR 6 (busy), and its
-payload never touches the pixel RAM.
+that checks frames and writes the INFER payload into a pixel RAM (and a LOAD payload into
+the weight stores, byte by byte), and an executor that (only once the frame's CRC has
+checked) streams the pixels into the network, collects the readout values in a second RAM
+and sends the reply. The receiver keeps running while the executor works: a frame that
+arrives meanwhile is answered with ERROR 6 (busy), and its payload never touches the
+pixel RAM or the stores. A LOAD frame writes as it arrives, so a corrupt one may have
+written: any LOAD clears the "loaded" flag, INFER is refused (ERROR 7) until a COMMIT.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from amaranth.lib.wiring import In, Out
 from .. import host
 from ..qnet import QNet
 from .network import Network
+from .plan import layout_id
 from .verilog import fingerprint
 
 MIN_DIVISOR = 4
@@ -160,10 +165,13 @@ class UartRx(wiring.Component):
 
 
 # Reply kinds inside the link (the request slot and the executor).
-K_IDENTIFY, K_INFER, K_STATUS, K_ERROR = range(4)
+# A good frame's kind is its CMD − 1.
+K_IDENTIFY, K_INFER, K_STATUS, K_LOAD, K_COMMIT, K_ERROR = range(6)
 _REPLY_CMD = {K_IDENTIFY: host.CMD_IDENTIFY | host.REPLY_BIT,
               K_INFER: host.CMD_INFER | host.REPLY_BIT,
-              K_STATUS: host.CMD_STATUS | host.REPLY_BIT, K_ERROR: host.CMD_ERROR}
+              K_STATUS: host.CMD_STATUS | host.REPLY_BIT,
+              K_LOAD: host.CMD_LOAD | host.REPLY_BIT,
+              K_COMMIT: host.CMD_COMMIT | host.REPLY_BIT, K_ERROR: host.CMD_ERROR}
 
 
 class HostLink(wiring.Component):
@@ -177,7 +185,7 @@ class HostLink(wiring.Component):
     """
 
     def __init__(self, net: QNet, *, clk_hz, baud=115200, lanes=1, timeout_bytes=20,
-                 network: Network | None = None):
+                 network: Network | None = None, loadable=()):
         if not isinstance(net, QNet):
             raise TypeError(f"HostLink needs a QNet, not {type(net).__name__}")
         self.divisor, self.baud_error = uart_divisor(clk_hz, baud)
@@ -197,7 +205,7 @@ class HostLink(wiring.Component):
         if not 1 <= self.classes <= 255:
             raise ValueError(f"the link reports at most 255 classes, not {self.classes}")
         if network is None:
-            network = Network(net, lanes=lanes)
+            network = Network(net, lanes=lanes, loadable=loadable)
         elif not isinstance(network, Network):
             raise TypeError(f"network must be a hwsnn.hdl.network.Network, not "
                             f"{type(network).__name__}")
@@ -210,16 +218,22 @@ class HostLink(wiring.Component):
         if self.value_shape.width > 32:
             raise ValueError(f"readout values of {self.value_shape.width} bits do not fit the "
                              "link's 32-bit fields")
-        self.identity = host.Identity(host.PROTOCOL_VERSION,
-                                      bytes.fromhex(self.fingerprint)[:8], self.classes,
-                                      self.pixels).encode()
+        self.stores = network.stores
+        if len(self.stores) > 255:
+            raise ValueError(f"the link addresses at most 255 weight stores, not "
+                             f"{len(self.stores)}")
+        self.identity = host.Identity(
+            host.PROTOCOL_VERSION, bytes.fromhex(self.fingerprint)[:8], self.classes,
+            self.pixels, len(self.stores),
+            layout_id(self.stores) if self.stores else host.NO_LAYOUT).encode()
         assert len(self.identity) == host.IDENTIFY_LEN
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1),
                           "last_error": Out(8)})
 
     def payload_length(self, kind: int) -> int:
         return {K_IDENTIFY: host.IDENTIFY_LEN, K_STATUS: host.STATUS_LEN, K_ERROR: 1,
-                K_INFER: host.INFER_HEADER_LEN + 4 * self.classes}[kind]
+                K_INFER: host.INFER_HEADER_LEN + 4 * self.classes, K_LOAD: 0,
+                K_COMMIT: 0}[kind]
 
     def elaborate(self, platform):
         m = Module()
@@ -246,7 +260,7 @@ class HostLink(wiring.Component):
         # The request slot between receiver and executor: one request (a good frame, or
         # an ERROR reply to send).
         req_valid = Signal()
-        req_kind = Signal(2)
+        req_kind = Signal(3)
         req_code = Signal(8)
         exec_idle = Signal()
         busy = Signal()
@@ -265,7 +279,7 @@ class HostLink(wiring.Component):
         clash = Signal()  # the executor was busy at some point since this frame's sync
         timer = Signal(range(self.timeout_cycles + 1))
         post = Signal()
-        post_kind = Signal(2)
+        post_kind = Signal(3)
         post_code = Signal(8)
         # The receiver sees the executor's busy flag a cycle late (registered): a frame
         # starts at least 40 cycles after the last one was posted, so it cannot matter.
@@ -274,13 +288,37 @@ class HostLink(wiring.Component):
         clash_now = clash | busy_seen
         crc_next = Signal(8)
         data = urx.data
+        stores = self.stores
+        commands = [host.CMD_IDENTIFY, host.CMD_INFER, host.CMD_STATUS]
+        if stores:
+            commands += [host.CMD_LOAD, host.CMD_COMMIT]
+        rlen = Cat(rlen_lo, data)
         m.d.sync += [got.eq(urx.valid), byte.eq(data), crc_next.eq(crc8_update(rcrc, data)),
                      is_sync.eq(data == host.SYNC),
-                     is_command.eq((data == host.CMD_IDENTIFY) | (data == host.CMD_INFER)
-                                   | (data == host.CMD_STATUS)),
+                     is_command.eq(reduce(lambda a, b: a | b, [data == c for c in commands])),
                      crc_bad.eq(data != rcrc),
-                     length_bad.eq(Cat(rlen_lo, data)
-                                   != Mux(rcmd == host.CMD_INFER, n_pix, 0))]
+                     length_bad.eq(Mux(rcmd == host.CMD_LOAD,
+                                       rlen < host.LOAD_HEADER_LEN + 1,
+                                       rlen != Mux(rcmd == host.CMD_INFER, n_pix, 0)))]
+        # Weights loaded at run time (LOAD frames; see hdl.store): the payload after the
+        # 3-byte header is written a byte per received byte, into word ``laddr``, byte
+        # ``lbyte`` of store ``lsel``; ``lrem`` counts the payload bytes still to come.
+        loaded = Signal(init=0 if stores else 1)  # COMMIT since reset and the last LOAD
+        lsel = Signal(8)
+        laddr = Signal(17)
+        lbyte = Signal(8)
+        lrem = Signal(16)
+        lrem_last, lbyte_last, l_inside, l_bad = Signal(), Signal(), Signal(), Signal()
+        if stores:
+            last_byte = Mux(lsel == 0, stores[0].bytes_per_word - 1, 0)
+            inside = (lsel == 0) & (laddr < stores[0].depth)
+            for i, spec in enumerate(stores[1:], start=1):
+                last_byte = Mux(lsel == i, spec.bytes_per_word - 1, last_byte)
+                inside = inside | ((lsel == i) & (laddr < spec.depth))
+            m.d.sync += [lrem_last.eq(lrem == 1), lbyte_last.eq(lbyte == last_byte),
+                         l_inside.eq(inside)]
+            load = net.load
+            m.d.sync += load.en.eq(0)
         # The timeout compare is registered: timer reaches its last value this cycle if it
         # stood one below it last cycle and was not restarted then.
         near, restarted = Signal(), Signal()
@@ -323,16 +361,50 @@ class HostLink(wiring.Component):
                 inside_frame()
             with m.State("LEN1"):
                 with m.If(got):
-                    m.d.sync += [rcrc.eq(crc_next), rcount.eq(0)]
+                    m.d.sync += [rcrc.eq(crc_next), rcount.eq(0),
+                                 lrem.eq(Cat(rlen_lo, byte)), l_bad.eq(0)]
                     infer = rcmd == host.CMD_INFER
                     with m.If(length_bad):
                         post_error(host.ERR_LENGTH)
                         m.next = "HUNT"
                     with m.Elif(infer):
                         m.next = "PAYLOAD"
+                    if stores:
+                        with m.Elif(rcmd == host.CMD_LOAD):
+                            m.next = "LSEL"
                     with m.Else():
                         m.next = "CRC"
                 inside_frame()
+            if stores:
+                for state, field, then in (("LSEL", lsel, "LADR0"),
+                                           ("LADR0", laddr[:8], "LADR1"),
+                                           ("LADR1", laddr[8:16], "LDATA")):
+                    with m.State(state):
+                        with m.If(got):
+                            m.d.sync += [rcrc.eq(crc_next), field.eq(byte),
+                                         lrem.eq(lrem - 1), lbyte.eq(0)]
+                            if state == "LSEL":
+                                m.d.sync += laddr[16].eq(0)
+                            m.next = then
+                        inside_frame()
+                with m.State("LDATA"):
+                    with m.If(got):
+                        m.d.sync += [rcrc.eq(crc_next), lrem.eq(lrem - 1)]
+                        with m.If(~clash_now):
+                            m.d.sync += loaded.eq(0)
+                            with m.If(l_inside):
+                                m.d.sync += [load.en.eq(1), load.sel.eq(lsel),
+                                             load.addr.eq(laddr), load.byte.eq(lbyte),
+                                             load.data.eq(byte)]
+                            with m.Else():
+                                m.d.sync += l_bad.eq(1)
+                        with m.If(lbyte_last):
+                            m.d.sync += [lbyte.eq(0), laddr.eq(laddr + 1)]
+                        with m.Else():
+                            m.d.sync += lbyte.eq(lbyte + 1)
+                        with m.If(lrem_last):
+                            m.next = "CRC"
+                    inside_frame()
             with m.State("PAYLOAD"):
                 # The payload goes into the pixel RAM only while the executor is idle; a
                 # frame that clashed with it is answered ERROR 6 and never executed.
@@ -349,15 +421,22 @@ class HostLink(wiring.Component):
                         post_error(host.ERR_CRC)
                     with m.Elif(clash_now):
                         post_error(host.ERR_BUSY)
+                    with m.Elif((rcmd == host.CMD_INFER) & ~loaded):
+                        post_error(host.ERR_NOT_LOADED)
+                    with m.Elif((rcmd == host.CMD_LOAD) & l_bad):
+                        post_error(host.ERR_ADDRESS)
                     with m.Else():
                         m.d.comb += [post.eq(1), post_kind.eq(rcmd - 1)]
+                        if stores:
+                            with m.If(rcmd == host.CMD_COMMIT):
+                                m.d.sync += loaded.eq(1)
                     m.next = "HUNT"
                 inside_frame()
 
         # A good frame always finds the slot empty (else it clashed); an error finding it
         # full (a reply already pending) is counted but not answered. The post is
         # registered first (the next frame is at least 40 cycles away).
-        posted, posted_kind, posted_code = Signal(), Signal(2), Signal(8)
+        posted, posted_kind, posted_code = Signal(), Signal(3), Signal(8)
         m.d.sync += [posted.eq(post), posted_kind.eq(post_kind), posted_code.eq(post_code)]
         with m.If(posted):
             with m.If(posted_kind == K_ERROR):
@@ -370,7 +449,7 @@ class HostLink(wiring.Component):
                              req_kind.eq(posted_kind)]
 
         # ---- executor ---------------------------------------------------------------
-        kind = Signal(2)
+        kind = Signal(3)
         code = Signal(8)
         ptr = Signal(range(n_pix + 1))
         feeding = Signal()
@@ -397,14 +476,14 @@ class HostLink(wiring.Component):
 
         # The payload byte at ``pos`` for each kind.
         ident = Const(int.from_bytes(self.identity, "little"), 8 * host.IDENTIFY_LEN)
-        status = Cat(accepted, rejected, inferences, last_error)
+        status = Cat(accepted, rejected, inferences, last_error, loaded, Const(0, 7))
         value32 = Signal(signed(32))
         m.d.comb += value32.eq(val_r.data)
         header = Cat(klass, cycles)
         pay = Signal(8)
         with m.Switch(kind):
             with m.Case(K_IDENTIFY):
-                m.d.comb += pay.eq(ident.word_select(pos[:4], 8))
+                m.d.comb += pay.eq(ident.word_select(pos[:5], 8))
             with m.Case(K_STATUS):
                 m.d.comb += pay.eq(status.word_select(pos[:4], 8))
             with m.Case(K_INFER):
@@ -464,6 +543,8 @@ class HostLink(wiring.Component):
                 m.d.sync += [pos.eq(0), vbyte.eq(0), vidx.eq(0)]
             with m.State("LEN1"):
                 send(plen[8:], "PAYLOAD")
+                with m.If(tx_xfer & (plen == 0)):
+                    m.next = "CRC"
             with m.State("PAYLOAD"):
                 send(pay, "PAYLOAD")
                 with m.If(tx_xfer):

@@ -16,6 +16,10 @@ an identifier by ``port_name``), ``tap_p : Out(tap signature)``: ``valid`` is hi
 every cycle in which ``p`` hands an event (or an end-of-step marker) to its readers, and
 ``payload`` is that event; and ``work_p : Out(32)``: the cycles ``p``'s engine has spent
 on its own work since reset (``LayerEngine.active``). The readout's tap is its output.
+
+With ``loadable`` ((population, projection index) pairs), those projections' weights
+live in run-time stores (``hdl.store``, SPRAM on a UP5K) listed in ``stores``
+(``plan.StoreSpec``), written through ``load : In(load_signature)`` before inference.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from ..qnet import QNet
 from .buffers import RegisteredFIFO, SkidBuffer
 from .engine import LayerEngine
 from .events import pixel_signature, readout_signature
+from .plan import store_specs
 
 DEFAULT_FIFO_DEPTH = 16
 COUNTER_BITS = 32
@@ -41,6 +46,16 @@ def port_name(population: str) -> str:
     """A population name as a Verilog/Python identifier (``layer1.0`` → ``layer1_0``)."""
     name = re.sub(r"\W", "_", population)
     return name if name and not name[0].isdigit() else f"p_{name}"
+
+
+def load_signature(stores) -> wiring.Signature:
+    """One byte for the run-time weight stores: store ``sel``, word ``addr``, ``byte``
+    index in the word, ``data``; written in the cycle ``en`` is high."""
+    depth = max(s.depth for s in stores)
+    nbytes = max(s.bytes_per_word for s in stores)
+    return wiring.Signature({"en": Out(1), "sel": Out(range(max(2, len(stores)))),
+                             "addr": Out(range(max(2, depth))),
+                             "byte": Out(range(max(2, nbytes))), "data": Out(8)})
 
 
 def tap_signature(layout) -> wiring.Signature:
@@ -64,15 +79,18 @@ class Network(wiring.Component):
     population name), and debug taps when ``taps``."""
 
     def __init__(self, net: QNet, *, lanes: int | dict[str, int] = 1,
-                 fifo_depth: int = DEFAULT_FIFO_DEPTH, taps: bool = False):
+                 fifo_depth: int = DEFAULT_FIFO_DEPTH, taps: bool = False, loadable=()):
         if isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 2:
             raise TypeError(f"FIFO depth must be an integer of at least 2, not {fifo_depth!r}")
         self.net = net
         self.fifo_depth = fifo_depth
         lanes_of = lanes if isinstance(lanes, dict) else {}
-        self.engines = {p.name: LayerEngine(net, p.name,
-                                            lanes=lanes_of.get(p.name, lanes if isinstance(
-                                                lanes, int) else 1))
+        self.lanes = {p.name: lanes_of.get(p.name, lanes if isinstance(lanes, int) else 1)
+                      for p in net.populations}
+        self.stores = store_specs(net, self.lanes, loadable)
+        self.engines = {p.name: LayerEngine(net, p.name, lanes=self.lanes[p.name],
+                                            loadable=[s.projection for s in self.stores
+                                                      if s.population == p.name])
                         for p in net.populations}
         out = self.engines[net.output.name]
         members = {
@@ -80,6 +98,8 @@ class Network(wiring.Component):
             "o": Out(readout_signature(net.output.size, out.plan.vbits)),
             "cycles": Out(COUNTER_BITS),
         }
+        if self.stores:
+            members["load"] = In(load_signature(self.stores))
         self.taps = bool(taps)
         self.port_names = {p.name: port_name(p.name) for p in net.populations}
         if len(set(self.port_names.values())) != len(self.port_names):
@@ -118,6 +138,11 @@ class Network(wiring.Component):
                      self.o.payload.eq(skid.o_data), self.o.valid.eq(skid.o_valid),
                      skid.o_ready.eq(self.o.ready)]
         m.d.sync += self.cycles.eq(self.cycles + 1)
+        for i, spec in enumerate(self.stores):
+            port = getattr(self.engines[spec.population], f"load{spec.projection}")
+            m.d.comb += [port.en.eq(self.load.en & (self.load.sel == i)),
+                         port.addr.eq(self.load.addr), port.byte.eq(self.load.byte),
+                         port.data.eq(self.load.data)]
         if self.taps:
             for name, engine in self.engines.items():
                 ident = self.port_names[name]

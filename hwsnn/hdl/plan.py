@@ -203,3 +203,77 @@ class EnginePlan:
     @property
     def input_size(self) -> int:
         return int(np.prod(self.net.input.shape))
+
+
+# -- weights loaded at run time ---------------------------------------------------------------
+@dataclass
+class StoreSpec:
+    """A projection whose weights are written over the host link (``hdl.store``): its
+    words in address order, packed as the hardware reads them (lane l in bits
+    ``l·wbits ..``, two's complement, little-endian bytes)."""
+
+    population: str
+    projection: int
+    source: str
+    lanes: int
+    weight_bits: int
+    words: list[list[int]]
+
+    @property
+    def depth(self) -> int:
+        return max(1, len(self.words))
+
+    @property
+    def width(self) -> int:
+        return self.lanes * self.weight_bits
+
+    @property
+    def bytes_per_word(self) -> int:
+        return math.ceil(self.width / 8)
+
+    def describe(self) -> dict:
+        return {"population": self.population, "projection": self.projection,
+                "source": self.source, "lanes": self.lanes, "weight_bits": self.weight_bits,
+                "depth": self.depth, "bytes_per_word": self.bytes_per_word}
+
+    def encode(self) -> bytes:
+        """The store's contents as LOAD payload bytes, word after word."""
+        mask = (1 << self.weight_bits) - 1
+        out = bytearray()
+        for word in self.words:
+            v = 0
+            for lane, w in enumerate(word):
+                v |= (int(w) & mask) << (lane * self.weight_bits)
+            out += v.to_bytes(self.bytes_per_word, "little")
+        return bytes(out)
+
+
+def store_specs(net: QNet, lanes: dict[str, int], loadable) -> list[StoreSpec]:
+    """The stores of ``loadable`` ((population, projection index) pairs), in the order
+    the link numbers them: populations in QNet order, projections in engine order."""
+    loadable = set(loadable)
+    names = {p.name for p in net.populations}
+    for pop, _ in loadable:
+        if pop not in names:
+            raise ParameterError(f"no population {pop!r} to hold loadable weights")
+    out = []
+    for p in net.populations:
+        ks = sorted(k for pop, k in loadable if pop == p.name)
+        if not ks:
+            continue
+        plan = EnginePlan(net, p.name, lanes[p.name])
+        for k in ks:
+            if not 0 <= k < len(plan.projections):
+                raise ParameterError(f"population {p.name} has no projection {k}")
+            pp = plan.projections[k]
+            out.append(StoreSpec(p.name, k, pp.proj.source, plan.lanes, pp.proj.weight_bits,
+                                 pp.init))
+    return out
+
+
+def layout_id(specs: list[StoreSpec]) -> bytes:
+    """4 bytes naming the store layout (IDENTIFY reports them; the host checks)."""
+    import hashlib
+    import json
+    text = json.dumps([s.describe() for s in specs], sort_keys=True)
+    return hashlib.sha256(text.encode()).digest()[:4]

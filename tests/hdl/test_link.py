@@ -18,6 +18,7 @@ from hwsnn import golden, host
 from hwsnn.convert import convert
 from hwsnn.hdl.link import HostLink, crc8_update
 from hwsnn.hdl.network import Network
+from hwsnn.hdl.plan import layout_id
 from hwsnn.hdl.verilog import fingerprint
 from hwsnn.quantize import quantize
 
@@ -223,11 +224,14 @@ def test_reply_decoders():
     payload = bytes([3]) + (1234).to_bytes(4, "little") + b"".join(
         v.to_bytes(4, "little", signed=True) for v in values)
     assert host.Inference.decode(payload) == host.Inference(3, 1234, tuple(values))
-    status = host.Status.decode(bytes([1, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 1, 5]))
-    assert status == host.Status(1, 258, 2**24, 5) and status.last_error_name.startswith("UART")
-    ident = host.Identity.decode(b"HWSN\x01" + bytes(range(8)) + b"\x0a\x40\x00")
-    assert ident == host.Identity(1, bytes(range(8)), 10, 64)
-    for bad in (b"HWSX" + bytes(12), b"HWSN"):
+    status = host.Status.decode(bytes([1, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 1, 5, 0]))
+    assert status == host.Status(1, 258, 2**24, 5, loaded=False)
+    assert status.last_error_name.startswith("UART")
+    ident = host.Identity.decode(b"HWSN\x02" + bytes(range(8)) + b"\x0a\x40\x00\x01wxyz")
+    assert ident == host.Identity(2, bytes(range(8)), 10, 64, 1, b"wxyz")
+    with pytest.raises(host.LinkError, match="protocol version 1"):
+        host.Identity.decode(b"HWSN\x01" + bytes(range(8)) + b"\x0a\x40\x00")
+    for bad in (b"HWSX" + bytes(17), b"HWSN", b"HWSN\x02" + bytes(12)):
         with pytest.raises(host.LinkError):
             host.Identity.decode(bad)
     with pytest.raises(host.LinkError):
@@ -251,7 +255,7 @@ class FakePort:
 
 
 def test_client_over_a_fake_port():
-    status = bytes(range(13))
+    status = bytes(range(14))
     port = FakePort(b"\x00" + host.encode_frame(0x83, status))
     assert host.Client(port).status() == host.Status.decode(status)
     assert port.written == host.encode_frame(host.CMD_STATUS)
@@ -343,8 +347,8 @@ def test_digits_identify_infer_status(digits):
                             timeout_bytes=TIMEOUT_BYTES))
     client = host.Client(port)
     ident = client.identify()
-    assert ident == host.Identity(1, bytes.fromhex(fingerprint(net))[:8], net.classes,
-                                  codes[0].numel())
+    assert ident == host.Identity(host.PROTOCOL_VERSION, bytes.fromhex(fingerprint(net))[:8],
+                                  net.classes, codes[0].numel())
     assert ident.matches(fingerprint(net))
     port.write(b"\x00\x13\xff\x5a")  # garbage before a frame is skipped
     got = [client.infer(c) for c in codes]
@@ -432,6 +436,61 @@ def test_frame_while_busy_gets_error_6(small):
     expect_error(port, host.ERR_BUSY)
     assert client.status() == host.Status(2, 1, 1, host.ERR_BUSY)
     assert_golden(net, codes[0], client.infer(codes[0]))
+
+
+def loadable_port(net, lanes=2) -> SimPort:
+    """A link whose first population's input weights are loaded at run time."""
+    return SimPort(HostLink(net, clk_hz=CLK_HZ, baud=BAUD, timeout_bytes=TIMEOUT_BYTES,
+                            lanes=lanes, loadable=[(net.populations[0].name, 0)]))
+
+
+def test_weights_loaded_over_the_link(small):
+    """LOAD + COMMIT write the run-time weight store; INFER is refused until then and
+    again after any LOAD, and then equals the golden model."""
+    net, codes = small
+    port = loadable_port(net)
+    client = host.Client(port)
+    (spec,) = port.link.stores
+    ident = client.identify()
+    assert (ident.stores, ident.layout) == (1, layout_id([spec]))
+    assert not client.status().loaded
+    with pytest.raises(host.LinkError, match="ERROR 7") as err:
+        client.infer(codes[0])
+    assert err.value.code == host.ERR_NOT_LOADED and port.inferences == []
+    blob = spec.encode()
+    assert len(blob) == spec.depth * spec.bytes_per_word
+    sent = client.load_weights([spec], chunk_bytes=4)  # several frames
+    assert sent == len(blob) and client.status().loaded
+    assert_golden(net, codes[0], client.infer(codes[0]))
+    # A corrupt LOAD frame is refused, and the weights count as not loaded until the
+    # next COMMIT (its bytes were written before its CRC came).
+    frame = bytearray(host.encode_frame(host.CMD_LOAD, b"\x00\x00\x00" + blob[:2]))
+    frame[-2] ^= 0x01
+    port.write(frame)
+    expect_error(port, host.ERR_CRC)
+    with pytest.raises(host.LinkError, match="ERROR 7"):
+        client.infer(codes[1])
+    client.load_weights([spec])
+    assert_golden(net, codes[1], client.infer(codes[1]))
+    # Outside the stores: a store index or a word address too high.
+    for header in (b"\x01\x00\x00", b"\x00" + spec.depth.to_bytes(2, "little")):
+        with pytest.raises(host.LinkError, match="ERROR 8") as err:
+            client.request(host.CMD_LOAD, header + b"\x00")
+        assert err.value.code == host.ERR_ADDRESS
+    with pytest.raises(host.LinkError, match="ERROR 2"):  # LOAD without data
+        client.request(host.CMD_LOAD, b"\x00\x00\x00")
+    client.commit()  # the refused LOADs wrote nothing
+    assert_golden(net, codes[2], client.infer(codes[2]))
+    assert client.status().rejected == 6  # ERROR 7, 1, 7, 8, 8, 2
+
+
+def test_load_is_an_unknown_command_without_stores(small):
+    net, _ = small
+    client = host.Client(small_port(net))
+    assert client.identify().stores == 0 and client.status().loaded
+    for cmd in (host.CMD_LOAD, host.CMD_COMMIT):
+        with pytest.raises(host.LinkError, match="unknown command"):
+            client.request(cmd, b"\x00\x00\x00\x00" if cmd == host.CMD_LOAD else b"")
 
 
 def test_link_converts_to_verilog():

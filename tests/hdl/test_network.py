@@ -16,12 +16,24 @@ from hwsnn.quantize import quantize
 from .random_nets import random_qnet
 
 
-def simulate(net, codes, lanes, busy=0.0, seed=0):
-    dut = Network(net, lanes=lanes)
+def simulate(net, codes, lanes, busy=0.0, seed=0, loadable=(), load=True):
+    dut = Network(net, lanes=lanes, loadable=loadable)
     rng = random.Random(seed)
     got = []
 
     async def feed(ctx):
+        # Run-time weight stores are written first, a byte per cycle (as the link does).
+        for i, spec in enumerate(dut.stores if load else []):
+            payload = spec.encode()
+            n = spec.bytes_per_word
+            for at, byte in enumerate(payload):
+                ctx.set(dut.load.en, 1)
+                ctx.set(dut.load.sel, i)
+                ctx.set(dut.load.addr, at // n)
+                ctx.set(dut.load.byte, at % n)
+                ctx.set(dut.load.data, byte)
+                await ctx.tick()
+            ctx.set(dut.load.en, 0)
         for sample in codes:
             for v in sample.flatten().tolist():
                 await stream_put(ctx, dut.pixels, int(v), rng, busy)
@@ -65,3 +77,18 @@ def test_random_network_with_residuals(seed):
                           generator=torch.Generator().manual_seed(seed))
     assert simulate(net, codes, lanes=1 + seed % 3, busy=0.3, seed=seed) == \
         expected(net, codes)
+
+
+@pytest.mark.parametrize("lanes,method", [(1, "gn"), (4, "ilif"), (3, "gn")])
+def test_weights_loaded_at_run_time(bundled_graph, digits_test, lanes, method):
+    """Input weights in run-time stores (SPRAM on a UP5K; here the behavioural model)
+    written through the load port give the golden model's readouts; without the load
+    they do not (the stores start empty)."""
+    net = quantize(convert(bundled_graph("digits-mlp"), method=method, timesteps=2,
+                           progress=False))
+    codes = golden.encode(net, digits_test[0][:2])
+    first = net.populations[0].name
+    assert simulate(net, codes, lanes=lanes, loadable=[(first, 0)]) == expected(net, codes)
+    if lanes == 1:
+        assert simulate(net, codes, lanes=lanes, loadable=[(first, 0)], load=False) != \
+            expected(net, codes)
