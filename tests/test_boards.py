@@ -10,6 +10,7 @@ from hwsnn.convert import convert
 from hwsnn.errors import ParameterError
 from hwsnn.hdl.estimate import blocks_for, memories
 from hwsnn.hdl.plan import EnginePlan
+from hwsnn.pll import pll_setting
 from hwsnn.quantize import quantize
 
 
@@ -116,11 +117,15 @@ def test_build_for_icebreaker_gives_a_bitstream_and_a_report(bundled_graph, tmp_
     net = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
                            group_size=4, progress=False))
     net.save(tmp_path / "mlp")
-    r = build(tmp_path / "mlp", boards.get("icebreaker"), lanes=1, progress=False)
+    # On a PLL at 30 MHz from the board's 12 MHz (the digits MLP reaches about 36 MHz).
+    r = build(tmp_path / "mlp", boards.get("icebreaker"), lanes=1, progress=False, clock=30)
     assert r["fits"] and not r["estimated"]
     assert r["bitstream"] and (tmp_path / "mlp" / "build" / "icebreaker" /
                                "hwsnn_board.bin").stat().st_size > 100_000
-    assert r["fmax_mhz"] > r["clock_mhz"] == 12.0 and r["meets_clock"]
+    assert r["clock_mhz"] == 30.0 and r["board_clock_mhz"] == 12.0
+    assert r["pll"]["params"] == {"DIVR": 0, "DIVF": 79, "DIVQ": 5, "FILTER_RANGE": 1}
+    assert r["fmax_mhz"] > r["clock_mhz"] and r["meets_clock"]
+    assert abs(r["latency_us"] - r["latency_cycles"] / 30.0) < 1e-6
     for kind in ("luts", "bram_blocks"):
         used, available = r["resources"][kind]["used"], r["resources"][kind]["available"]
         assert 0 < used <= available
@@ -136,3 +141,35 @@ def test_build_for_icebreaker_gives_a_bitstream_and_a_report(bundled_graph, tmp_
     assert out.returncode == 0, out.stderr
     cmd = json.loads(out.stdout)["command"]
     assert cmd[0] == "iceprog" and cmd[-1].endswith("hwsnn_board.bin")
+
+
+@pytest.mark.parametrize("family,f_in,target", [("ice40", 12, 30), ("ice40", 12, 40),
+                                                ("ice40", 12, 33.7), ("ecp5", 25, 120),
+                                                ("ecp5", 25, 128.1), ("ecp5", 25, 62)])
+def test_pll_settings_obey_the_data_sheet_limits(family, f_in, target):
+    """Every setting recomputes to its output frequency within the VCO / reference limits,
+    at most the target and within a few percent of it."""
+    s = pll_setting(family, f_in, target)
+    p = s.params
+    if family == "ice40":
+        pfd = f_in / (p["DIVR"] + 1)
+        vco = pfd * (p["DIVF"] + 1)
+        out = vco / 2 ** p["DIVQ"]
+        assert 10 <= pfd <= 133 and 533 <= vco <= 1066 and 1 <= p["DIVQ"] <= 6
+        assert p["FILTER_RANGE"] == 1  # 12 MHz reference: the 10-17 MHz range
+    else:
+        out = f_in / p["CLKI_DIV"] * p["CLKFB_DIV"]
+        assert f_in / p["CLKI_DIV"] >= 3.125 and 400 <= out * p["CLKOP_DIV"] <= 800
+    assert abs(out - s.output_mhz) < 1e-9
+    assert 0.97 * target <= s.output_mhz <= target
+
+
+def test_pll_by_hand():
+    # 12 MHz × 80 = 960 MHz VCO, / 2^5 = 30 MHz; 12 × 53 = 636, / 2^4 = 39.75 MHz.
+    assert pll_setting("ice40", 12, 30).params == {"DIVR": 0, "DIVF": 79, "DIVQ": 5,
+                                                   "FILTER_RANGE": 1}
+    assert pll_setting("ice40", 12, 40).output_mhz == 39.75
+    with pytest.raises(ParameterError, match="lowest is 16 MHz"):
+        pll_setting("ice40", 12, 10)
+    with pytest.raises(ParameterError, match="--clock 'fast'"):
+        build("unused", boards.get("icebreaker"), clock="fast")

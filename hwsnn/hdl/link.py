@@ -452,6 +452,8 @@ class HostLink(wiring.Component):
         kind = Signal(3)
         code = Signal(8)
         ptr = Signal(range(n_pix + 1))
+        ptr1 = Signal(range(n_pix + 2), init=1)  # ptr + 1, kept in a register
+        ptr_last = Signal()  # ptr == n_pix − 1, registered
         feeding = Signal()
         counting = Signal()
         cycles = Signal(COUNTER_BITS)
@@ -468,11 +470,14 @@ class HostLink(wiring.Component):
         vbyte = Signal(2)
         vidx = Signal(range(n_cls + 1))
         plen = Signal(16)
+        plen_last = Signal(16)  # plen − 1
         reply_cmd = Signal(8)
         with m.Switch(kind):
             for k, cmd in _REPLY_CMD.items():
                 with m.Case(k):
-                    m.d.comb += [reply_cmd.eq(cmd), plen.eq(self.payload_length(k))]
+                    # Registered: ``kind`` is set a SYNC byte (≥ 40 cycles) before use.
+                    m.d.sync += [reply_cmd.eq(cmd), plen.eq(self.payload_length(k)),
+                                 plen_last.eq(max(0, self.payload_length(k) - 1))]
 
         # The payload byte at ``pos`` for each kind.
         ident = Const(int.from_bytes(self.identity, "little"), 8 * host.IDENTIFY_LEN)
@@ -496,16 +501,37 @@ class HostLink(wiring.Component):
         m.d.comb += [pix.payload.eq(pix_r.data), pix_r.addr.eq(ptr), val_r.addr.eq(vidx),
                      val_w.addr.eq(out.payload.index), val_w.data.eq(out.payload.value)]
 
+        # The reply's CRC takes each sent byte a cycle after it left (registered): the
+        # byte multiplexer and the CRC's XOR network are not one path. The next byte (or
+        # the CRC byte) is taken at least 40 cycles later.
+        sent, sent_byte = Signal(), Signal(8)
+        m.d.sync += sent.eq(0)
+        with m.If(sent):
+            m.d.sync += tcrc.eq(crc8_update(tcrc, sent_byte))
+
+        # Payload bytes leave from a register (``pay_q``): after each byte the position
+        # (a cycle later), the value RAM's read and the byte multiplexer settle first.
+        pay_q = Signal(8)
+        settle = Signal(3)
+        settled = Signal()
+        advance = Signal()  # a payload byte left last cycle
+        m.d.sync += [pay_q.eq(pay), advance.eq(0)]
+        m.d.comb += settled.eq(settle == 5)
+        with m.If(tx_xfer):
+            m.d.sync += settle.eq(0)
+        with m.Elif(~settled):
+            m.d.sync += settle.eq(settle + 1)
+
         def send(value, then):
             m.d.comb += [tx.valid.eq(1), tx.payload.eq(value)]
             with m.If(tx_xfer):
-                m.d.sync += tcrc.eq(crc8_update(tcrc, value))
+                m.d.sync += [sent.eq(1), sent_byte.eq(value)]
                 m.next = then
 
         with m.FSM(name="exec_fsm"):
             with m.State("IDLE"):
                 m.d.comb += exec_idle.eq(1)
-                m.d.sync += [ptr.eq(0), counting.eq(0)]
+                m.d.sync += [ptr.eq(0), ptr1.eq(1), ptr_last.eq(n_pix == 1), counting.eq(0)]
                 with m.If(req_valid):
                     m.d.sync += [req_valid.eq(0), kind.eq(req_kind), code.eq(req_code)]
                     with m.If(req_kind == K_INFER):
@@ -519,9 +545,9 @@ class HostLink(wiring.Component):
                 m.d.comb += [pix.valid.eq(feeding), out.ready.eq(1),
                              val_w.en.eq(out_xfer)]
                 with m.If(pix_xfer):
-                    m.d.comb += pix_r.addr.eq(ptr + 1)
-                    m.d.sync += ptr.eq(ptr + 1)
-                    with m.If(ptr == n_pix - 1):
+                    m.d.comb += pix_r.addr.eq(ptr1)
+                    m.d.sync += [ptr.eq(ptr1), ptr1.eq(ptr1 + 1), ptr_last.eq(ptr1 == n_pix - 1)]
+                    with m.If(ptr_last):
                         m.d.sync += feeding.eq(0)
                 last = out_xfer & out.payload.last
                 with m.If(counting & ~last):
@@ -546,16 +572,19 @@ class HostLink(wiring.Component):
                 with m.If(tx_xfer & (plen == 0)):
                     m.next = "CRC"
             with m.State("PAYLOAD"):
-                send(pay, "PAYLOAD")
+                with m.If(settled):
+                    send(pay_q, "PAYLOAD")
                 with m.If(tx_xfer):
-                    m.d.sync += pos.eq(pos + 1)
-                    with m.If(pos == plen - 1):
+                    m.d.sync += advance.eq(1)
+                    with m.If(pos == plen_last):
                         m.next = "CRC"
+                # The position moves on a cycle after the byte left (registered).
+                with m.If(advance):
+                    m.d.sync += pos.eq(pos + 1)
                     with m.If(pos >= host.INFER_HEADER_LEN):
                         m.d.sync += vbyte.eq(vbyte + 1)
                         with m.If(vbyte == 3):
-                            m.d.sync += vidx.eq(vidx + 1)
-                            m.d.comb += val_r.addr.eq(vidx + 1)
+                            m.d.sync += vidx.eq(vidx + 1)  # read from the next cycle on
             with m.State("CRC"):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(tcrc)]
                 with m.If(tx_xfer):
