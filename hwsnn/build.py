@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import ClockDomain, Elaboratable, Module
 
 from . import golden
 from .errors import HwsnnError, ParameterError
@@ -149,7 +149,8 @@ class BoardTop(Elaboratable):
         mhz = self.board.clock_mhz
         if self.pll is not None:
             pin = platform.request(self.board.clock, 0, dir="-")
-            m.submodules.pll = BoardPll(self.pll, pin)
+            m.domains.sync = sync = ClockDomain("sync")
+            m.submodules.pll = BoardPll(self.pll, pin, sync)
             mhz = self.pll.output_mhz
         m.submodules.link = link = HostLink(self.net, clk_hz=int(mhz * 1e6),
                                             baud=self.baud, lanes=self.lanes,

@@ -89,18 +89,19 @@ def pll_setting(family: str, input_mhz: float, target_mhz: float) -> PllSetting:
 
 
 class BoardPll(Elaboratable):
-    """The ``sync`` domain at ``setting.output_mhz`` from the board's clock pin ``pin``
-    (``platform.request(clock, 0, dir="-")``), held in reset until the PLL has locked.
+    """Drives ``domain`` (a ``ClockDomain`` the top defines) at ``setting.output_mhz`` from
+    the board's clock pin ``pin`` (``platform.request(clock, 0, dir="-")``), held in reset
+    until the PLL has locked.
     On iCE40 the PLL sits on the pin's own pad (``SB_PLL40_PAD``: the pad that feeds the
     global clock also hosts the PLL); on ECP5 the pin is buffered into ``EHXPLLL``."""
 
-    def __init__(self, setting: PllSetting, pin):
-        self.setting, self.pin = setting, pin
+    def __init__(self, setting: PllSetting, pin, domain: ClockDomain):
+        self.setting, self.pin, self.domain = setting, pin, domain
 
     def elaborate(self, platform):
         m = Module()
         s = self.setting
-        m.domains.sync = cd = ClockDomain("sync")
+        cd = self.domain
         lock = Signal()
         if s.family == "ice40":
             m.submodules.pll = Instance(
@@ -121,7 +122,7 @@ class BoardPll(Elaboratable):
                 i_PHASESTEP=Const(0, 1), i_PHASELOADREG=Const(0, 1),
                 i_PLLWAKESYNC=Const(0, 1), i_ENCLKOP=Const(0, 1),
                 o_CLKOP=cd.clk, o_LOCK=lock)
-        m.submodules.reset_sync = ResetSynchronizer(~lock, domain="sync")
+        m.submodules.reset_sync = ResetSynchronizer(~lock, domain=cd.name)
         # nextpnr derives the output's frequency from the PLL's parameters and the pin's
         # own constraint (the board's clock resource).
         return m
