@@ -182,7 +182,7 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
         raise ParameterError(f"--clock {clock!r}: give board, auto or a frequency in MHz")
     directory = Path(directory)
     net = load(directory)
-    lane_map = _lane_map(net, lanes)
+    lane_map = lanes_by_population(net, lanes)
     _check_baud(board.clock_mhz, baud, board)
     fit = fit_check(net, lane_map, board, weights)  # its plans refuse cos, saturation
     report = {"board": board.name, "device": board.device.name, "clock_mhz": board.clock_mhz,
@@ -193,8 +193,7 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
     if not fit["fits"]:
         numbers = ", ".join(f"{k} {fit['resources'][k]['used']} of "
                             f"{fit['resources'][k]['available']}" for k in fit["over"])
-        said = (f"{lanes} lane{'s' if lanes > 1 else ''}" if isinstance(lanes, int) else
-                "lanes " + ", ".join(f"{k}={v}" for k, v in lane_map.items()))
+        said = describe_lanes(lanes if isinstance(lanes, int) else lane_map)
         raise FitError(f"{directory} does not fit {board.title} with {said} "
                        f"(estimate: {numbers}; at most "
                        f"{FIT_MARGIN:.0%} of each is used): try "
@@ -313,7 +312,14 @@ def _post_route_resources(util: dict, estimated: dict, board) -> dict:
     return out
 
 
-def _lane_map(net: QNet, lanes) -> dict[str, int]:
+def describe_lanes(lanes) -> str:
+    """``4 lanes`` for an int, ``lanes fc1=2, fc2=1`` for a dict."""
+    if isinstance(lanes, int):
+        return f"{lanes} lane{'s' if lanes > 1 else ''}"
+    return "lanes " + ", ".join(f"{k}={v}" for k, v in lanes.items())
+
+
+def lanes_by_population(net: QNet, lanes) -> dict[str, int]:
     """Lanes per population from an int (all) or a dict (the rest get 1), checked."""
     names = [p.name for p in net.populations]
     given = lanes if isinstance(lanes, dict) else {n: lanes for n in names}

@@ -77,13 +77,23 @@ def cmd_models(args) -> int:
     return 0
 
 
-def _do_convert_nir(args, out: str):
-    from . import nir_io
-    input_range = tuple(_floats(args.input_range, "input range"))
+def _input_options(args) -> tuple[tuple[float, ...], tuple | None]:
+    """``--input-range`` and ``--normalize`` of convert, checked."""
     normalize = None
     if args.normalize:
         mean, _, std = args.normalize.partition("/")
+        if not std:
+            raise HwsnnError("--normalize takes MEAN/STD, e.g. 0.5/0.25 or 0.1,0.2,0.3/1,1,1")
         normalize = (_floats(mean, "mean"), _floats(std, "std"))
+    input_range = tuple(_floats(args.input_range, "input range"))
+    if len(input_range) != 2:
+        raise HwsnnError(f"--input-range takes LO,HI, not {args.input_range!r}")
+    return input_range, normalize
+
+
+def _do_convert_nir(args, out: str):
+    from . import nir_io
+    input_range, normalize = _input_options(args)
     conv = nir_io.load(args.model, timesteps=args.timesteps, reset=args.nir_reset,
                        threshold=args.nir_threshold, v0=args.nir_v0, lif=args.nir_lif,
                        input_range=input_range, normalize=normalize,
@@ -104,15 +114,7 @@ def _do_convert(args, out: str):
     if args.calibration_data or loaded.dataset or _has_bundled(loaded.input_shape):
         cx, _ = data.load_for(loaded.input_shape, "train", args.calibration_data)
         calibration = cx[: args.calibration_samples]
-    normalize = None
-    if args.normalize:
-        mean, _, std = args.normalize.partition("/")
-        if not std:
-            raise HwsnnError("--normalize takes MEAN/STD, e.g. 0.5/0.25 or 0.1,0.2,0.3/1,1,1")
-        normalize = (_floats(mean, "mean"), _floats(std, "std"))
-    input_range = tuple(_floats(args.input_range, "input range"))
-    if len(input_range) != 2:
-        raise HwsnnError(f"--input-range takes LO,HI, not {args.input_range!r}")
+    input_range, normalize = _input_options(args)
     # An exported program has the static batch size it was exported with.
     conv = api.convert(
         loaded.model, None if isinstance(loaded.model, torch.export.ExportedProgram)
@@ -364,15 +366,13 @@ def _resource_lines(resources: dict, estimated: bool) -> list[str]:
 
 def cmd_build(args) -> int:
     from . import boards
-    from .build import build
+    from .build import build, describe_lanes
     board = boards.get(args.board)
     r = build(args.directory, board, lanes=_lane_spec(args.lanes), baud=args.baud,
               check_only=args.check_only, progress=not args.json, weights=args.weights,
               clock=_clock(args.clock))
-    lanes = r["lanes"]
-    lanes = (f"{lanes} lane{'s' if lanes > 1 else ''}" if isinstance(lanes, int) else
-             "lanes " + ", ".join(f"{k}={v}" for k, v in lanes.items()))
-    lines = [f"{board.title}: {'fits' if r['fits'] else 'does NOT fit'} with {lanes}"]
+    lines = [f"{board.title}: {'fits' if r['fits'] else 'does NOT fit'} with "
+             f"{describe_lanes(r['lanes'])}"]
     lines += _resource_lines(r["resources"], r["estimated"])
     for st in r["stores"]:
         lines.append(f"  weights of {st['population']} (from {st['source']}) in SPRAM: "

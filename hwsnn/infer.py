@@ -81,14 +81,14 @@ def stores_for(directory, net: QNet, ident: host.Identity) -> list:
     the board reports."""
     import json
 
+    from .build import lanes_by_population
     from .hdl.plan import layout_id, store_specs
     seen = []
     for report in sorted(Path(directory).glob("build/*/report.json")):
         try:
             r = json.loads(report.read_text())
-            lanes = {p.name: int(r["lanes"] if isinstance(r["lanes"], int)
-                                 else r["lanes"].get(p.name, 1)) for p in net.populations}
-            specs = store_specs(net, lanes, [tuple(k) for k in r.get("loadable", [])])
+            specs = store_specs(net, lanes_by_population(net, r["lanes"]),
+                                [tuple(k) for k in r.get("loadable", [])])
         except (OSError, ValueError, KeyError, TypeError, HwsnnError):
             continue
         if specs and layout_id(specs) == ident.layout:
