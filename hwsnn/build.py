@@ -44,7 +44,8 @@ class FitError(HwsnnError):
 WEIGHTS = ("auto", "bram", "spram")
 
 
-def _place_weights(net: QNet, lanes: dict[str, int], board, weights: str) -> list:
+def _place_weights(net: QNet, lanes: dict[str, int], board, weights: str,
+                   input_lanes: int = 0) -> list:
     """Which projections keep their weights in SPRAM, loaded over the link at run time
     (``hdl.store``): none for ``bram``; for ``auto`` the largest weight memories, one
     by one, while the block RAMs do not fit and the SPRAMs have room; ``spram``: at
@@ -62,15 +63,15 @@ def _place_weights(net: QNet, lanes: dict[str, int], board, weights: str) -> lis
                              "use --weights bram (or auto)")
     sizes = []
     for p in net.populations:
-        plan = EnginePlan(net, p.name, lanes[p.name])
+        plan = EnginePlan(net, p.name, lanes[p.name], input_lanes)
         for k, pp in enumerate(plan.projections):
-            depth, width = max(1, len(pp.init)), plan.lanes * pp.proj.weight_bits
+            depth, width = max(1, len(pp.init)), plan.word_lanes(k) * pp.proj.weight_bits
             sizes.append((depth * width, store_tiles(depth, width), (p.name, k)))
     sizes.sort(key=lambda t: -t[0])
     chosen, tiles = [], 0
     for _, n, key in sizes:
         if chosen or weights == "auto":
-            est = estimate(net, lanes, dev, loadable=chosen)
+            est = estimate(net, lanes, dev, loadable=chosen, input_lanes=input_lanes)
             if est.bram_blocks <= FIT_MARGIN * dev.bram_blocks:
                 break
         if tiles + n > dev.spram_blocks:
@@ -80,26 +81,29 @@ def _place_weights(net: QNet, lanes: dict[str, int], board, weights: str) -> lis
     return chosen
 
 
-def fit_check(net: QNet, lanes: dict[str, int], board, weights: str = "auto") -> dict:
+def fit_check(net: QNet, lanes: dict[str, int], board, weights: str = "auto",
+              input_lanes: int = 0) -> dict:
     """Estimated use of each resource kind against the board: ``fits``, a ``resources``
     object {kind: {"used", "available"}}, and ``loadable``: the projections whose
     weights go to SPRAM (``weights``: auto, bram or spram)."""
     from .hdl.estimate import estimate
     from .hdl.plan import store_specs
-    loadable = _place_weights(net, lanes, board, weights)
-    est = estimate(net, lanes, board.device, loadable=loadable)
+    loadable = _place_weights(net, lanes, board, weights, input_lanes)
+    est = estimate(net, lanes, board.device, loadable=loadable, input_lanes=input_lanes)
     dev = board.device
     resources = {
         "luts": {"used": est.luts, "available": dev.luts},
         "ffs": {"used": est.ffs, "available": dev.ffs},
         "bram_blocks": {"used": est.bram_blocks, "available": dev.bram_blocks},
         "spram_blocks": {"used": est.spram_blocks, "available": dev.spram_blocks},
-        "dsps": {"used": 0, "available": dev.dsps},
+        "dsps": {"used": est.dsps, "available": dev.dsps},
     }
+    # SPRAMs and DSPs are counted exactly; the logic and block RAMs keep a margin.
     over = {k: v for k, v in resources.items()
-            if v["used"] > v["available"] * (1 if k == "spram_blocks" else FIT_MARGIN)
+            if v["used"] > v["available"] * (1 if k in ("spram_blocks", "dsps")
+                                             else FIT_MARGIN)
             and v["used"] > 0}
-    stores = store_specs(net, lanes, loadable)
+    stores = store_specs(net, lanes, loadable, input_lanes)
     return {"fits": not over, "resources": resources, "over": sorted(over),
             "estimate": est.to_json(), "loadable": [list(k) for k in loadable],
             "stores": [s.describe() for s in stores],
@@ -112,6 +116,9 @@ def _advice(over: list[str], lanes: dict[str, int], board, weights: str = "auto"
         if max(lanes.values()) > 1:
             tips.append(f"fewer lanes (--lanes {max(1, max(lanes.values()) // 2)})")
         tips.append("fewer or smaller layers")
+    if "dsps" in over:
+        tips.append(f"--input-lanes {board.device.dsps} or fewer (the multipliers of the "
+                    f"input stage; {board.device.name} has {board.device.dsps} DSPs)")
     if "bram_blocks" in over:
         if board.device.spram_blocks and weights == "bram":
             tips.append("--weights auto (the largest weights in SPRAM)")
@@ -138,8 +145,10 @@ def tool_env() -> dict:
 class BoardTop(Elaboratable):
     """The network behind the host link, on the board's clock and UART pins."""
 
-    def __init__(self, net: QNet, board, lanes, baud: int, loadable=(), pll=None):
+    def __init__(self, net: QNet, board, lanes, baud: int, loadable=(), pll=None,
+                 input_lanes: int = 0):
         self.net, self.board, self.lanes, self.baud = net, board, lanes, baud
+        self.input_lanes = input_lanes
         self.loadable = [tuple(k) for k in loadable]
         self.pll = pll  # a pll.PllSetting, or None for the board clock
 
@@ -154,7 +163,8 @@ class BoardTop(Elaboratable):
             mhz = self.pll.output_mhz
         m.submodules.link = link = HostLink(self.net, clk_hz=int(mhz * 1e6),
                                             baud=self.baud, lanes=self.lanes,
-                                            loadable=self.loadable)
+                                            loadable=self.loadable,
+                                            input_lanes=self.input_lanes)
         uart = platform.request("uart", self.board.uart, dir={"rx": "-", "tx": "-"})
         from amaranth.lib import io
         m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)
@@ -169,12 +179,14 @@ class BoardTop(Elaboratable):
 
 def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFAULT_BAUD,
           check_only: bool = False, seed: int = 1, progress: bool = True,
-          weights: str = "auto", clock: str | float = "board") -> dict:
+          weights: str = "auto", clock: str | float = "board", input_lanes: int = 0) -> dict:
     """Fit-check and build the network of ``directory`` for ``board`` (a ``Board``).
 
     ``clock``: ``"board"`` runs the design on the board's oscillator; a number (MHz) on a
     PLL output at or below it; ``"auto"`` builds at the board clock first, then again on
-    a PLL at the fastest setting within ``PLL_MARGIN`` of the Fmax that build reached."""
+    a PLL at the fastest setting within ``PLL_MARGIN`` of the Fmax that build reached.
+    ``input_lanes``: the multiply-accumulate input stage of the first layer (M lanes,
+    on M DSP blocks; ``hdl.inputmac``), 0 for the bit-event input stage."""
     from .hdl.verilog import fingerprint
     from .qnet import load
     if not (clock in ("board", "auto") or (isinstance(clock, int | float)
@@ -183,10 +195,13 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
     directory = Path(directory)
     net = load(directory)
     lane_map = lanes_by_population(net, lanes)
+    from .hdl.network import check_input_lanes
+    check_input_lanes(net, input_lanes)
     _check_baud(board.clock_mhz, baud, board)
-    fit = fit_check(net, lane_map, board, weights)  # its plans refuse cos, saturation
+    fit = fit_check(net, lane_map, board, weights, input_lanes)  # refuses cos, saturation
     report = {"board": board.name, "device": board.device.name, "clock_mhz": board.clock_mhz,
-              "lanes": lanes, "qnet_sha256": fingerprint(net), "fit_check": fit,
+              "lanes": lanes, "input_lanes": input_lanes, "qnet_sha256": fingerprint(net),
+              "fit_check": fit,
               "fits": fit["fits"], "resources": fit["resources"], "estimated": True,
               "loadable": fit["loadable"], "stores": fit["stores"],
               "load_bytes": fit["load_bytes"]}
@@ -215,7 +230,7 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
             print(f"building for {board.title}{at}: synthesis, place and route, packing "
                   "(a few minutes)...", file=sys.stderr, flush=True)
         return _run_tools(net, board, lane_map, baud, fit["loadable"], setting, out, seed,
-                          env)
+                          env, input_lanes)
 
     first_fmax = None
     if clock in ("board", "auto"):
@@ -242,7 +257,7 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
     clock_mhz = setting.output_mhz if setting else board.clock_mhz
     bit = out / f"{NAME}.{board.bitstream_ext}"
     # Latency from the golden model's ideal cycles on the test data, at the clock.
-    cycles = _cycles_per_inference(net, lane_map)
+    cycles = _cycles_per_inference(net, lane_map, input_lanes)
     clock_hz = clock_mhz * 1e6
     report.update({
         "estimated": False, "utilisation": util, "fmax_mhz": fmax,
@@ -276,15 +291,19 @@ def _check_baud(clock_mhz: float, baud: int, board) -> None:
                              f"{exc}") from None
 
 
-def _run_tools(net, board, lane_map, baud, loadable, setting, out, seed, env):
+def _run_tools(net, board, lane_map, baud, loadable, setting, out, seed, env,
+               input_lanes=0):
     """Synthesis, place and route and packing of the board top; (utilisation, Fmax)."""
     platform = board.make_platform()
-    top = BoardTop(net, board, lane_map, baud, loadable, setting)
+    top = BoardTop(net, board, lane_map, baud, loadable, setting, input_lanes)
     opts = f"--seed {seed} --report {NAME}.report.json --timing-allow-fail"
+    extra = {}
+    if input_lanes and board.device.family == "ice40":
+        extra["synth_opts"] = "-dsp"  # the input stage's multipliers on SB_MAC16
     with replaced_environ(env):
         try:
             plan = platform.build(top, name=NAME, build_dir=str(out), do_build=False,
-                                  nextpnr_opts=opts)
+                                  nextpnr_opts=opts, **extra)
             plan.execute_local(str(out), env=env)
         except Exception as exc:  # noqa: BLE001 - the tool's failure, with its log
             raise HwsnnError(f"the build for {board.name} failed: {exc} (the tools' "
@@ -332,7 +351,7 @@ def lanes_by_population(net: QNet, lanes) -> dict[str, int]:
     return {n: given.get(n, 1) for n in names}
 
 
-def _cycles_per_inference(net: QNet, lanes: dict[str, int]) -> dict:
+def _cycles_per_inference(net: QNet, lanes: dict[str, int], input_lanes: int = 0) -> dict:
     """Golden-model cycles on the bundled test data (or a fixed random batch): the
     pipelined interval between inferences and the latency of one, in clock cycles, each
     engine counted with its own lanes."""
@@ -340,7 +359,7 @@ def _cycles_per_inference(net: QNet, lanes: dict[str, int]) -> dict:
     codes, _ = example_codes(net)
     per = {}
     for n in sorted(set(lanes.values())):
-        res = golden.run(net, codes, lanes=n)
+        res = golden.run(net, codes, lanes=n, input_lanes=input_lanes)
         per.update({k: float(v.sum(1).double().mean()) for k, v in res.cycles.items()
                     if lanes[k] == n})
     return {"throughput": max(per.values()), "latency": sum(per.values())}

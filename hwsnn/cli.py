@@ -271,14 +271,18 @@ def cmd_verilog(args) -> int:
     from .qnet import load as load_qnet
     net = load_qnet(args.directory)
     desc = verilog.write(args.directory, net, lanes=_lanes(args.lanes), taps=not args.no_taps,
-                         top=args.top)
+                         top=args.top, input_lanes=args.input_lanes)
     obj = {"directory": str(args.directory), "top": desc["top"], "files": desc["files"],
            "verilog_lines": desc["verilog_lines"], "lanes": desc["made_from"]["lanes"],
+           "input_lanes": desc["made_from"]["input_lanes"],
            "taps": desc["made_from"]["taps"], "qnet_sha256": desc["made_from"]["qnet_sha256"],
            "ports": [{k: p[k] for k in ("name", "direction", "width")}
                      for p in desc["ports"]]}
     lines = [f"{desc['top']}: {desc['verilog_lines']} lines of Verilog, "
-             f"{len(desc['ports'])} ports, lanes {args.lanes}, debug taps "
+             f"{len(desc['ports'])} ports, lanes {args.lanes}, "
+             + (f"input stage {args.input_lanes} multiply-accumulate lanes, "
+                if args.input_lanes else "")
+             + "debug taps "
              f"{'on' if obj['taps'] else 'off'}"]
     if args.lint:
         from .sim.run import lint
@@ -364,15 +368,25 @@ def _resource_lines(resources: dict, estimated: bool) -> list[str]:
     return lines
 
 
+def _input_lanes_arg(s) -> None:
+    s.add_argument("--input-lanes", type=int, default=0, metavar="M",
+                   help="give the first layer (dense, group or IF neurons) a multiply-"
+                   "accumulate input stage of M lanes: one pass per non-zero pixel and M "
+                   "neurons instead of one per set pixel bit, on M DSP blocks (a multiple "
+                   "of that layer's lanes; 8 on a UP5K); default 0: bit events")
+
+
 def cmd_build(args) -> int:
     from . import boards
     from .build import build, describe_lanes
     board = boards.get(args.board)
     r = build(args.directory, board, lanes=_lane_spec(args.lanes), baud=args.baud,
               check_only=args.check_only, progress=not args.json, weights=args.weights,
-              clock=_clock(args.clock))
+              clock=_clock(args.clock), input_lanes=args.input_lanes)
     lines = [f"{board.title}: {'fits' if r['fits'] else 'does NOT fit'} with "
-             f"{describe_lanes(r['lanes'])}"]
+             f"{describe_lanes(r['lanes'])}"
+             + (f", an input stage of {args.input_lanes} multiply-accumulate lanes"
+                if args.input_lanes else "")]
     lines += _resource_lines(r["resources"], r["estimated"])
     for st in r["stores"]:
         lines.append(f"  weights of {st['population']} (from {st['source']}) in SPRAM: "
@@ -546,6 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lanes", default=str(verilog_defaults()[0]),
                    help="lanes P (neurons updated per cycle) of every engine; default %(default)s")
     s.add_argument("--top", default=verilog_defaults()[1], help="top module name")
+    _input_lanes_arg(s)
     s.add_argument("--no-taps", action="store_true", help="leave out the debug taps (every "
                    "population's events and work counter as ports)")
     s.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall")
@@ -579,6 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--board", required=True, help="see 'hwsnn boards'")
     s.add_argument("--lanes", default="1", help="lanes per engine (default 1), or per "
                    "population: fc1=8,fc2=1")
+    _input_lanes_arg(s)
     s.add_argument("--baud", type=int, default=115200, help="UART baud rate")
     s.add_argument("--check-only", action="store_true", help="only the fit check")
     s.add_argument("--clock", default="board", help="board: the board's oscillator "

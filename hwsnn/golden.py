@@ -17,6 +17,9 @@ count of the event-driven hardware with P lanes (``cycles``):
   keeps P channels of one position per word, so its sweep is H·W·ceil(C/P) cycles;
 - for rate methods the input stage turns the 8 bit-planes of the image into the first
   layer's current once per sample (set bits are the events); it is charged to step 0.
+  With M input lanes (``input_lanes``), a group-neuron population with a dense projection
+  from the image computes it with multipliers instead: ceil(N/M) passes over the
+  non-zero pixels, each pass two cycles longer (bias in, currents out).
 """
 
 from __future__ import annotations
@@ -130,8 +133,9 @@ def reach(proj: QProjection, src_shape) -> torch.Tensor:
 class _Work:
     """Collects events, SOPs and ideal cycles for one run."""
 
-    def __init__(self, net: QNet, batch: int, lanes: int):
+    def __init__(self, net: QNet, batch: int, lanes: int, input_lanes: int = 0):
         self.net, self.lanes, self.batch = net, lanes, batch
+        self.input_lanes = input_lanes
         self.weights = _Weights(net)
         self.shapes = {INPUT: tuple(net.input.shape)}
         self.shapes.update({p.name: tuple(p.shape) for p in net.populations})
@@ -208,18 +212,24 @@ def encode(net: QNet, images: torch.Tensor) -> torch.Tensor:
 
 
 def run(net: QNet, codes: torch.Tensor, *, lanes: int = 1, record: bool = False,
-        batch_size: int = 512) -> GoldenResult:
-    """Run the integer network on input codes ``[B, *input_shape]`` (0..255)."""
+        batch_size: int = 512, input_lanes: int = 0) -> GoldenResult:
+    """Run the integer network on input codes ``[B, *input_shape]`` (0..255).
+
+    ``lanes`` and ``input_lanes`` only change the ideal cycle counts."""
     if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
         raise ValueError(f"Lane count must be a positive integer, not {lanes!r}")
+    if isinstance(input_lanes, bool) or not isinstance(input_lanes, int) or input_lanes < 0:
+        raise ValueError(f"Input lane count must be a non-negative integer, not "
+                         f"{input_lanes!r}")
     codes = _check_codes(net, codes)
-    parts = [_run_batch(net, codes[i:i + batch_size], lanes, record)
+    parts = [_run_batch(net, codes[i:i + batch_size], lanes, record, input_lanes)
              for i in range(0, max(len(codes), 1), batch_size)]
     return parts[0] if len(parts) == 1 else _concat(parts)
 
 
-def _run_batch(net: QNet, codes: torch.Tensor, lanes: int, record: bool) -> GoldenResult:
-    work = _Work(net, codes.shape[0], lanes)
+def _run_batch(net: QNet, codes: torch.Tensor, lanes: int, record: bool,
+               input_lanes: int = 0) -> GoldenResult:
+    work = _Work(net, codes.shape[0], lanes, input_lanes)
     outputs: dict[str, list[torch.Tensor]] | None = (
         {p.name: [] for p in net.populations if p.kind != "readout"} if record else None)
     if net.method == "ilif":
@@ -259,6 +269,10 @@ def _input_stage(net: QNet, codes: torch.Tensor, work: _Work):
                 continue
             currents[id(proj)] = projection_current(proj, codes, pop.shape, work.weights)
             cost = sum(work.input_cost(pop, proj, plane) for plane in planes)
+            # The multiply-accumulate input stage (hdl.plan.mac_eligible: the same rule).
+            if work.input_lanes and pop.kind == "gn" and proj.kind == "dense":
+                nonzero = (codes != 0).reshape(codes.shape[0], -1).sum(1)
+                cost = math.ceil(pop.size / work.input_lanes) * (nonzero + 2)
             cycles[pop.name] = cycles.get(pop.name, 0) + cost
     return currents, cycles
 

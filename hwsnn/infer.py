@@ -88,7 +88,8 @@ def stores_for(directory, net: QNet, ident: host.Identity) -> list:
         try:
             r = json.loads(report.read_text())
             specs = store_specs(net, lanes_by_population(net, r["lanes"]),
-                                [tuple(k) for k in r.get("loadable", [])])
+                                [tuple(k) for k in r.get("loadable", [])],
+                                r.get("input_lanes", 0))
         except (OSError, ValueError, KeyError, TypeError, HwsnnError):
             continue
         if specs and layout_id(specs) == ident.layout:

@@ -52,7 +52,8 @@ class LinkDesign:
 
 
 def link_verilog(net: QNet, *, lanes: int = 1, divisor: int = 4, timeout_bytes: int = 3,
-                 loadable=(), primitives: bool = False) -> tuple[HostLink, str]:
+                 loadable=(), primitives: bool = False,
+                 input_lanes: int = 0) -> tuple[HostLink, str]:
     """The link and its Verilog (module ``hwsnn_link``: clk, rst, rx, tx, busy,
     last_error), at ``divisor`` clock cycles per bit. ``loadable``: projections whose
     weights are loaded over the link (``hdl.store``); ``primitives``: those stores as
@@ -61,14 +62,15 @@ def link_verilog(net: QNet, *, lanes: int = 1, divisor: int = 4, timeout_bytes: 
 
     from ..hdl.store import UP5KPrimitives
     link = HostLink(net, clk_hz=divisor * BAUD, baud=BAUD, lanes=lanes,
-                    timeout_bytes=timeout_bytes, loadable=loadable)
+                    timeout_bytes=timeout_bytes, loadable=loadable, input_lanes=input_lanes)
     return link, verilog.convert(link, name=LINK_TOP, emit_src=False,
                                  platform=UP5KPrimitives() if primitives else None)
 
 
 def build_link(net: QNet, work, *, simulator: str = "verilator", lanes: int = 1,
                divisor: int = 4, timeout_bytes: int = 3, loadable=(),
-               primitives: bool = False, quick_build: bool = False) -> LinkDesign:
+               primitives: bool = False, quick_build: bool = False,
+               input_lanes: int = 0) -> LinkDesign:
     """Write ``work/hwsnn_link.v`` (unless it is already there, unchanged) and build it.
     ``quick_build``: Verilator compiles its C++ without optimisation, in about half the
     time, for a slower simulation (worth it for short runs)."""
@@ -81,7 +83,8 @@ def build_link(net: QNet, work, *, simulator: str = "verilator", lanes: int = 1,
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     link, text = link_verilog(net, lanes=lanes, divisor=divisor, timeout_bytes=timeout_bytes,
-                              loadable=loadable, primitives=primitives)
+                              loadable=loadable, primitives=primitives,
+                              input_lanes=input_lanes)
     source = work / f"{LINK_TOP}.v"
     if not source.is_file() or source.read_text() != text:
         source.write_text(text)

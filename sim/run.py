@@ -188,10 +188,10 @@ def ensure_design(directory, net: QNet, *, top: str | None = None, lanes=None,
 # Running.
 
 
-def _expected(net: QNet, codes: torch.Tensor, lanes: dict[str, int]):
+def _expected(net: QNet, codes: torch.Tensor, lanes: dict[str, int], input_lanes: int = 0):
     """The golden run with ``record``, and the ideal cycles per population [B] with each
     population's own lane count."""
-    runs = {P: golden.run(net, codes, lanes=P, record=(i == 0))
+    runs = {P: golden.run(net, codes, lanes=P, record=(i == 0), input_lanes=input_lanes)
             for i, P in enumerate(sorted(set(lanes.values())))}
     first = runs[min(runs)]
     ideal = {name: runs[P].cycles[name].sum(1) for name, P in lanes.items()}
@@ -234,7 +234,8 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
     if not source.is_file():
         raise HwsnnError(f"{source} does not exist: run 'hwsnn verilog {directory}' again")
     codes = golden.encode(net, x)
-    res, ideal = _expected(net, codes, desc["made_from"]["lanes"])
+    res, ideal = _expected(net, codes, desc["made_from"]["lanes"],
+                           desc["made_from"].get("input_lanes", 0))
 
     work = directory / "sim" / simulator
     work.mkdir(parents=True, exist_ok=True)

@@ -49,11 +49,14 @@ def _payload(coords, count, spatial):
 
 def check_engine(net: QNet, name: str, codes: torch.Tensor, *, lanes: int = 1,
                  busy: float = 0.0, seed: int = 0, max_cycles: int | None = None,
-                 engine: LayerEngine | None = None) -> EngineCheck:
-    """Simulate the engine of population ``name`` on ``codes`` [B, *input] (0..255)."""
-    result = golden.run(net, codes, lanes=lanes, record=True)
+                 engine: LayerEngine | None = None, input_lanes: int = 0) -> EngineCheck:
+    """Simulate the engine of population ``name`` on ``codes`` [B, *input] (0..255)
+    (``input_lanes``: its multiply-accumulate input stage, when it has one)."""
+    if engine is not None:
+        input_lanes = engine.plan.mac_lanes
+    result = golden.run(net, codes, lanes=lanes, record=True, input_lanes=input_lanes)
     inputs, outputs = golden.population_io(net, name, result, codes)
-    eng = engine or LayerEngine(net, name, lanes=lanes)
+    eng = engine or LayerEngine(net, name, lanes=lanes, input_lanes=input_lanes)
     plan = eng.plan
     pop = plan.pop
     batch = codes.shape[0]

@@ -35,7 +35,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..qnet import QNet
 from .buffers import RegisteredFIFO, SkidBuffer
-from .events import bits_for, event_signature, pixel_signature, readout_signature
+from .events import bits_for, const_mul, event_signature, pixel_signature, readout_signature
+from .inputmac import InputMac
 from .plan import EnginePlan, ProjectionPlan
 from .store import WeightStore, write_signature
 
@@ -43,15 +44,6 @@ ACC, SWEEP = 0, 1
 STAGES = 9  # pipeline registers st[0..8] (see LayerEngine.elaborate)
 WRITE = 7  # the stage that writes back
 FORWARD = 5  # operations ahead whose writes a read misses
-
-
-def const_mul(value, factor: int):
-    """``value × factor`` as a sum of shifted copies of ``value`` (one per set bit of the
-    constant): adders, which stay in the fabric, where Yosys would spend a slow DSP block
-    on a product with a constant."""
-    if factor == 0:
-        return Const(0, 1)
-    return sum(value << b for b in range(factor.bit_length()) if (factor >> b) & 1)
 
 
 class _Expander(wiring.Component):
@@ -205,8 +197,8 @@ class LayerEngine(wiring.Component):
     """
 
     def __init__(self, net: QNet, population: str, *, lanes: int = 1,
-                 queue_depth: int | None = None, loadable=()):
-        self.plan = plan = EnginePlan(net, population, lanes)
+                 queue_depth: int | None = None, loadable=(), input_lanes: int = 0):
+        self.plan = plan = EnginePlan(net, population, lanes, input_lanes)
         loadable = tuple(sorted(set(loadable)))
         for k in loadable:
             if isinstance(k, bool) or not isinstance(k, int) \
@@ -235,7 +227,7 @@ class LayerEngine(wiring.Component):
         for k in loadable:
             p = plan.projections[k]
             members[f"load{k}"] = In(write_signature(
-                max(1, len(p.init)), lanes * p.proj.weight_bits))
+                max(1, len(p.init)), plan.word_lanes(k) * p.proj.weight_bits))
         super().__init__(members)
 
     @property
@@ -270,9 +262,10 @@ class LayerEngine(wiring.Component):
         w_rd = []
         for k, p in enumerate(plan.projections):
             wbits = p.proj.weight_bits
-            layout = data.ArrayLayout(signed(wbits), P)
+            layout = data.ArrayLayout(signed(wbits), plan.word_lanes(k))
             if k in self.loadable:
-                m.submodules[f"wstore{k}"] = ws = WeightStore(max(1, len(p.init)), P * wbits)
+                m.submodules[f"wstore{k}"] = ws = WeightStore(max(1, len(p.init)),
+                                                              plan.word_lanes(k) * wbits)
                 wiring.connect(m, wiring.flipped(getattr(self, f"load{k}")), ws.w)
                 w_rd.append(_StorePort(ws, layout))
                 continue
@@ -281,8 +274,13 @@ class LayerEngine(wiring.Component):
             w_rd.append(rom.read_port())
 
         # -- event expanders ----------------------------------------------------------------
+        # (none for a projection that the multiply-accumulate input stage reads)
+        mac = bool(plan.mac_lanes)
         expanders = []
         for k, p in enumerate(plan.projections):
+            if mac and p.is_input:
+                expanders.append(None)
+                continue
             ex = _Expander(plan, p)
             m.submodules[f"expand{k}"] = ex
             expanders.append(ex)
@@ -319,9 +317,12 @@ class LayerEngine(wiring.Component):
         # Sweeps and accumulations share the issue slot only in the two-bank ILIF engines;
         # elsewhere an expander is idle whenever a sweep runs.
         for ex in expanders:
-            m.d.comb += ex.en.eq(~sweep_now & ~bubble if dual else ~bubble)
+            if ex is not None:
+                m.d.comb += ex.en.eq(~sweep_now & ~bubble if dual else ~bubble)
 
         for k, ex in enumerate(expanders):
+            if ex is None:
+                continue
             with m.If(ex.op_valid & ~bubble):
                 m.d.comb += [op_valid.eq(1), op_kind.eq(ACC), op_addr.eq(ex.op_addr),
                              op_bank.eq(acc_bank),
@@ -461,13 +462,22 @@ class LayerEngine(wiring.Component):
                 m.d.comb += ex.ev_index.eq(fields.index)
             m.d.comb += [ex.ev_count.eq(fields.count), ex.ev_shift.eq(shift_for_plane())]
         if has_input:
-            ex = expanders[plan.input_index]
-            # Pixels arrive through a skid buffer (a registered ready). The held pixel's
-            # lowest set bit is the next event; flags say whether none or one is left.
+            # Pixels arrive through a skid buffer (a registered ready).
             m.submodules.pixel_skid = pskid = SkidBuffer(8)
             m.d.comb += [pskid.i_data.eq(self.pixels.payload),
                          pskid.i_valid.eq(self.pixels.valid),
                          self.pixels.ready.eq(pskid.i_ready)]
+        if mac:
+            m.submodules.input_mac = imac = InputMac(plan)
+            m.d.comb += [imac.pix_valid.eq(pskid.o_valid), imac.pix_data.eq(pskid.o_data),
+                         pskid.o_ready.eq(imac.pix_ready)]
+            # The bias RAM's read port: the sweeps of an engine with an input current
+            # add bias + current from the current RAM, so it is the input stage's.
+            m.d.comb += [b_rd.addr.eq(imac.b_addr), imac.b_data.eq(b_rd.data)]
+        elif has_input:
+            ex = expanders[plan.input_index]
+            # The held pixel's lowest set bit is the next event; flags say whether none or
+            # one is left.
             pix_zero, pix_one = Signal(init=1), Signal()
             more_pixels = Signal(init=1)  # pixel_count < input size
 
@@ -492,7 +502,12 @@ class LayerEngine(wiring.Component):
             m.d.comb += [ex.ev_count.eq(1), ex.ev_shift.eq(bit)]
 
         with m.FSM(init="INPUT" if has_input else ("ACC0" if n_ports else "SWEEP")):
-            if has_input:
+            if mac:
+                with m.State("INPUT"):
+                    m.d.comb += imac.start.eq(1)
+                    with m.If(imac.done):
+                        m.next = "ACC0" if n_ports else "SWEEP"
+            elif has_input:
                 with m.State("INPUT"):
                     with m.If(~pix_zero & ex.ready):
                         m.d.comb += ex.load.eq(1)
@@ -564,7 +579,7 @@ class LayerEngine(wiring.Component):
                     sweep_issue(0, fired_bank)
 
         m.d.sync += [bubble1.eq(sweep_now & op_end), bubble.eq((sweep_now & op_end) | bubble1)]
-        m.d.comb += self.active.eq(op_valid | bubble)
+        m.d.comb += self.active.eq(op_valid | bubble | (imac.active if mac else 0))
 
         # -- the pipeline -------------------------------------------------------------------
         # The operation in st[n] is in cycle n after its issue:
@@ -589,18 +604,28 @@ class LayerEngine(wiring.Component):
             return s.valid & ~((s.kind == ACC) & s.cur)
 
         def writes_c(s):
+            # (The multiply-accumulate input stage writes the whole current every sample;
+            # the sweeps need not restore the bias.)
+            if mac:
+                return Const(0, 1)
             return s.valid & (((s.kind == ACC) & s.cur) | ((s.kind == SWEEP) & s.last_step))
 
         # Weight terms: s·W as shifted adds (counts above 1 only come from group neurons;
         # no multiplier, so no DSP block is spent on a 2- or 3-bit factor), W << b for the
         # bit-events of pixels and ILIF planes.
-        for rd in w_rd:
-            m.d.comb += rd.addr.eq(st[0].waddr)
+        for k, rd in enumerate(w_rd):
+            if mac and plan.projections[k].is_input:
+                m.d.comb += [rd.addr.eq(imac.w_addr), imac.w_data.eq(rd.data)]
+            else:
+                m.d.comb += rd.addr.eq(st[0].waddr)
         w1 = [Signal.like(rd.data, name=f"w1_{k}") for k, rd in enumerate(w_rd)]
         m.d.sync += [w1[k].eq(rd.data) for k, rd in enumerate(w_rd)]
         terms, abits = [], 1
         for k, pp in enumerate(plan.projections):
             wbits = pp.proj.weight_bits
+            if mac and pp.is_input:
+                terms.append(None)
+                continue
             if pp.max_count > 1:
                 cb = bits_for(pp.max_count)
                 pairs = []
@@ -626,11 +651,15 @@ class LayerEngine(wiring.Component):
                 abits = max(abits, wbits + max_shift)
         addend = Signal(data.ArrayLayout(signed(abits), P))
         for k, t in enumerate(terms):
+            if t is None:
+                continue
             with m.If(st[3].proj == k):
                 m.d.sync += [addend[p].eq(t[p]) for p in range(P)]
 
         # Membrane, bias and current: read in cycle 2, registered in cycle 3.
-        m.d.comb += [v_rd.addr.eq(vaddr(st[2])), b_rd.addr.eq(st[2].addr)]
+        m.d.comb += v_rd.addr.eq(vaddr(st[2]))
+        if not mac:
+            m.d.comb += b_rd.addr.eq(st[2].addr)
         v_raw = Signal(vshape)
         b_raw = Signal(data.ArrayLayout(signed(plan.bbits), P))
         m.d.sync += [v_raw.eq(v_rd.data), b_raw.eq(b_rd.data)]
@@ -765,7 +794,10 @@ class LayerEngine(wiring.Component):
                 m.d.sync += cres7[p].eq(Mux(s6.kind == ACC, r6[p], b6[p]))
         m.d.comb += [v_wr.addr.eq(vaddr(s7)), v_wr.data.eq(res7),
                      v_wr.en.eq(Mux(writes_v(s7), (1 << P) - 1, 0))]
-        if plan.has_current:
+        if mac:  # bias + current of P neurons from the input stage
+            m.d.comb += [c_wr.addr.eq(imac.c_addr), c_wr.data.eq(imac.c_data),
+                         c_wr.en.eq(Mux(imac.c_en, (1 << P) - 1, 0))]
+        elif plan.has_current:
             m.d.comb += [c_wr.addr.eq(s7.addr), c_wr.data.eq(cres7),
                          c_wr.en.eq(Mux(writes_c(s7), (1 << P) - 1, 0))]
         entry = Signal(group)

@@ -33,6 +33,7 @@ LUT_MODEL = {f: tuple(v * _SCALE[f][0] for v in c)
              for f, c in {"ice40": (450.0, 18.3, 13.2), "ecp5": (620.0, 9.7, 6.1)}.items()}
 FF_MODEL = {f: tuple(v * _SCALE[f][1] for v in c)
             for f, c in {"ice40": (125.0, 6.5, 9.9), "ecp5": (195.0, 4.5, 3.7)}.items()}
+MAC_LUTS, MAC_FFS = 120, 90  # the input stage's counters, list and pass control
 LINK_LUTS = 750  # UART link, frame parser, CRC, counters (iCE40 synthesis: ~620 + carries)
 LINK_FFS = 310
 
@@ -58,10 +59,12 @@ class Estimate:
     memories: list[MemoryUse] = field(default_factory=list)
     per_engine: dict[str, dict] = field(default_factory=dict)
     spram_blocks: int = 0
+    dsps: int = 0
 
     def to_json(self) -> dict:
         return {"family": self.family, "luts": self.luts, "ffs": self.ffs,
                 "bram_blocks": self.bram_blocks, "spram_blocks": self.spram_blocks,
+                "dsps": self.dsps,
                 "per_engine": self.per_engine,
                 "memory_bits": sum(m.bits for m in self.memories)}
 
@@ -86,7 +89,11 @@ def memories(net: QNet, plans: dict[str, EnginePlan],
             out.append(MemoryUse(name, "input current", A, P * plan.cbits))
         for k, proj in enumerate(plan.projections):
             out.append(MemoryUse(name, weights_name(k, proj.proj.source),
-                                 max(1, len(proj.init)), P * proj.proj.weight_bits))
+                                 max(1, len(proj.init)),
+                                 plan.word_lanes(k) * proj.proj.weight_bits))
+        if plan.mac_lanes:
+            n = plan.input_size
+            out.append(MemoryUse(name, "non-zero pixels", n, max(1, n - 1).bit_length() + 8))
         if plan.pop.kind == "readout":
             qw = P * plan.vbits + max(1, A).bit_length()
         else:
@@ -104,10 +111,11 @@ def weights_name(k: int, source: str) -> str:
 
 
 def estimate(net: QNet, lanes: dict[str, int], device, *, link: bool = True,
-             loadable=()) -> Estimate:
-    """LUTs, flip-flops and block RAMs of the network (and its host link) on ``device``
-    (a ``hwsnn.boards.Device``); the weights of ``loadable`` ((population, projection)
-    pairs) in SPRAM tiles instead of block RAM."""
+             loadable=(), input_lanes: int = 0) -> Estimate:
+    """LUTs, flip-flops, block RAMs and DSPs of the network (and its host link) on
+    ``device`` (a ``hwsnn.boards.Device``); the weights of ``loadable`` ((population,
+    projection) pairs) in SPRAM tiles instead of block RAM; ``input_lanes``: the
+    multiply-accumulate input stages (``hdl.inputmac``)."""
     from .plan import store_specs
     from .store import store_tiles
     fam = device.family
@@ -116,19 +124,31 @@ def estimate(net: QNet, lanes: dict[str, int], device, *, link: bool = True,
     luts = LINK_LUTS if link else 0
     ffs = LINK_FFS if link else 0
     per = {}
-    plans = {p.name: EnginePlan(net, p.name, lanes[p.name]) for p in net.populations}
+    plans = {p.name: EnginePlan(net, p.name, lanes[p.name], input_lanes)
+             for p in net.populations}
+    dsps = 0
     for name, plan in plans.items():
         cur = plan.cbits if plan.has_current else 0
         e_l = a + plan.lanes * (b * plan.vbits + c * cur)
         e_f = fa + plan.lanes * (fb * plan.vbits + fc * cur)
         per[name] = {"lanes": plan.lanes, "luts": round(e_l), "ffs": round(e_f)}
+        if plan.mac_lanes:
+            # M multipliers (DSP blocks); per lane an accumulator, a hand-over register
+            # and its share of the weight and bias registers; about 120 for control.
+            M = plan.mac_lanes
+            wbits = plan.input_projection.proj.weight_bits
+            m_l = MAC_LUTS + M * (2 * plan.cbits + wbits)
+            m_f = MAC_FFS + M * (2 * plan.cbits + wbits + plan.bbits)
+            e_l, e_f = e_l + m_l, e_f + m_f
+            per[name].update(input_lanes=M, dsps=M, luts=round(e_l), ffs=round(e_f))
+            dsps += M
         luts += e_l
         ffs += e_f
     mems = memories(net, plans)
     if link:
         mems.append(MemoryUse("link", "pixel buffer", math.prod(net.input.shape), 8))
     in_spram = {(s.population, weights_name(s.projection, s.source))
-                for s in store_specs(net, lanes, loadable)}
+                for s in store_specs(net, lanes, loadable, input_lanes)}
     blocks = spram = 0
     for m in mems:
         if (m.owner, m.name) in in_spram:
@@ -143,4 +163,4 @@ def estimate(net: QNet, lanes: dict[str, int], device, *, link: bool = True,
         blocks += n
         per.setdefault(m.owner, {}).setdefault("bram_blocks", 0)
         per[m.owner]["bram_blocks"] += n
-    return Estimate(fam, round(luts), round(ffs), blocks, mems, per, spram)
+    return Estimate(fam, round(luts), round(ffs), blocks, mems, per, spram, dsps)

@@ -13,7 +13,7 @@ the last beat of a sample has ``last`` set and carries the ``argmax`` (lowest in
 
 from __future__ import annotations
 
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import Const, signed, unsigned
 from amaranth.lib import data, stream
 
 
@@ -67,3 +67,12 @@ class ReadoutLayout(data.StructLayout):
 
 def readout_signature(classes: int, value_bits: int) -> stream.Signature:
     return stream.Signature(ReadoutLayout(classes, value_bits))
+
+
+def const_mul(value, factor: int):
+    """``value × factor`` as a sum of shifted copies of ``value`` (one per set bit of the
+    constant): adders, which stay in the fabric, where Yosys would spend a slow DSP block
+    on a product with a constant."""
+    if factor == 0:
+        return Const(0, 1)
+    return sum(value << b for b in range(factor.bit_length()) if (factor >> b) & 1)

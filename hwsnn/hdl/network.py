@@ -31,12 +31,13 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..errors import ParameterError
 from ..graph import INPUT
 from ..qnet import QNet
 from .buffers import RegisteredFIFO, SkidBuffer
 from .engine import LayerEngine
 from .events import pixel_signature, readout_signature
-from .plan import store_specs
+from .plan import mac_eligible, store_specs
 
 DEFAULT_FIFO_DEPTH = 16
 COUNTER_BITS = 32
@@ -74,12 +75,28 @@ def _reader_depths(net: QNet, plans, fifo_depth: int) -> list[tuple[str, str, in
     return out
 
 
+def check_input_lanes(net: QNet, input_lanes: int) -> None:
+    """Refuse ``input_lanes`` for a network without a population that could use them."""
+    if isinstance(input_lanes, bool) or not isinstance(input_lanes, int) or input_lanes < 0:
+        raise ParameterError(f"--input-lanes must be a non-negative integer, not "
+                             f"{input_lanes!r}")
+    if input_lanes and not any(mac_eligible(net, p) for p in net.populations):
+        raise ParameterError(
+            "--input-lanes: no population of this network has a multiply-accumulate input "
+            "stage (it needs group or IF neurons fed by a dense layer from the image; this "
+            f"network is {net.method}, first layer "
+            f"{net.populations[0].projections[0].kind}); leave --input-lanes out")
+
+
 class Network(wiring.Component):
     """The network of ``net`` with ``lanes`` lanes per engine (an int, or a dict by
-    population name), and debug taps when ``taps``."""
+    population name), and debug taps when ``taps``. ``input_lanes`` (M > 0) gives the
+    populations with a dense projection from the image (group or IF neurons) a
+    multiply-accumulate input stage of M lanes (``hdl.inputmac``)."""
 
     def __init__(self, net: QNet, *, lanes: int | dict[str, int] = 1,
-                 fifo_depth: int = DEFAULT_FIFO_DEPTH, taps: bool = False, loadable=()):
+                 fifo_depth: int = DEFAULT_FIFO_DEPTH, taps: bool = False, loadable=(),
+                 input_lanes: int = 0):
         if isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 2:
             raise TypeError(f"FIFO depth must be an integer of at least 2, not {fifo_depth!r}")
         self.net = net
@@ -87,10 +104,13 @@ class Network(wiring.Component):
         lanes_of = lanes if isinstance(lanes, dict) else {}
         self.lanes = {p.name: lanes_of.get(p.name, lanes if isinstance(lanes, int) else 1)
                       for p in net.populations}
-        self.stores = store_specs(net, self.lanes, loadable)
+        check_input_lanes(net, input_lanes)
+        self.input_lanes = input_lanes
+        self.stores = store_specs(net, self.lanes, loadable, input_lanes)
         self.engines = {p.name: LayerEngine(net, p.name, lanes=self.lanes[p.name],
                                             loadable=[s.projection for s in self.stores
-                                                      if s.population == p.name])
+                                                      if s.population == p.name],
+                                            input_lanes=input_lanes)
                         for p in net.populations}
         out = self.engines[net.output.name]
         members = {

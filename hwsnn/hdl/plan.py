@@ -8,6 +8,10 @@ updates P output channels per cycle.
 
 Weight ROMs hold one P-wide word per (input row, lane group): a dense projection's row is
 the source neuron j (address j·G + g); a convolution's row is (c_in, ky, kx).
+
+With M input lanes (``input_lanes``), a dense projection from the image is read by the
+multiply-accumulate input stage instead: its words are M wide, neuron i in lane i % M of
+group i // M (G_M = ceil(N/M) groups), pixel j's group g at address j·G_M + g.
 """
 
 from __future__ import annotations
@@ -21,6 +25,14 @@ from ..errors import ParameterError
 from ..graph import INPUT, INPUT_LEVELS
 from ..qnet import QNet, QProjection
 from ..quantize import membrane_bounds, signed_bits, source_levels
+
+
+def mac_eligible(net: QNet, pop) -> bool:
+    """Whether population ``pop`` can take its image input through the multiply-accumulate
+    input stage: group (or IF) neurons of a rate method with a dense projection from the
+    image (golden.run counts its cycles by the same rule)."""
+    return pop.kind == "gn" and any(q.source == INPUT and q.kind == "dense"
+                                    for q in pop.projections)
 
 
 @dataclass
@@ -42,9 +54,13 @@ class ProjectionPlan:
 class EnginePlan:
     """Constants of the engine for population ``name`` of ``net`` with ``lanes`` lanes."""
 
-    def __init__(self, net: QNet, name: str, lanes: int):
+    def __init__(self, net: QNet, name: str, lanes: int, input_lanes: int = 0):
         if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
             raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
+        if isinstance(input_lanes, bool) or not isinstance(input_lanes, int) \
+                or input_lanes < 0:
+            raise TypeError(f"Input lane count must be a non-negative integer, not "
+                            f"{input_lanes!r}")
         from ..qnet import FORMAT_VERSION
         if net.version != FORMAT_VERSION:
             raise ParameterError(f"QNet version {net.version} is not supported by these "
@@ -69,6 +85,12 @@ class EnginePlan:
         self.positions = self.height * self.width
         self.groups = math.ceil(self.channels / lanes)
         self.addresses = self.positions * self.groups
+        # The multiply-accumulate input stage (0: bit-events through the main pipeline).
+        self.mac_lanes = input_lanes if mac_eligible(net, pop) else 0
+        if self.mac_lanes and self.mac_lanes % lanes:
+            raise ParameterError(f"population {name}: --input-lanes {input_lanes} must be a "
+                                 f"multiple of its {lanes} lanes")
+        self.mac_groups = math.ceil(self.channels / self.mac_lanes) if self.mac_lanes else 0
         shapes = {INPUT: tuple(net.input.shape)}
         shapes.update({p.name: tuple(p.shape) for p in net.populations})
         self.projections = [self._projection(q, shapes[q.source]) for q in pop.projections]
@@ -118,6 +140,8 @@ class EnginePlan:
         max_count = 1 if is_input else source_levels(self.net, q.source)
         w = q.weight
         p, g = self.lanes, self.groups
+        if is_input and self.mac_lanes:
+            p, g = self.mac_lanes, self.mac_groups
         if q.kind == "dense":
             if self.spatial:
                 raise ParameterError(f"population {self.pop.name}: a dense projection into a "
@@ -142,6 +166,11 @@ class EnginePlan:
                         for co in range(w.shape[0]):
                             init[r * g + co // p][co % p] = int(w[co, ci, ky, kx])
         return ProjectionPlan(q, tuple(src_shape), max_count, rows, init, is_input)
+
+    def word_lanes(self, k: int) -> int:
+        """Lanes of one word of projection k's weights (M for the MAC input stage)."""
+        return self.mac_lanes if (self.mac_lanes and self.projections[k].is_input) \
+            else self.lanes
 
     def conv_ranges(self, plan: ProjectionPlan, axis: int) -> list[tuple[int, int]]:
         """For each source coordinate along ``axis`` (1: y, 2: x): (first output coordinate
@@ -248,7 +277,8 @@ class StoreSpec:
         return bytes(out)
 
 
-def store_specs(net: QNet, lanes: dict[str, int], loadable) -> list[StoreSpec]:
+def store_specs(net: QNet, lanes: dict[str, int], loadable,
+                input_lanes: int = 0) -> list[StoreSpec]:
     """The stores of ``loadable`` ((population, projection index) pairs), in the order
     the link numbers them: populations in QNet order, projections in engine order."""
     loadable = set(loadable)
@@ -261,13 +291,13 @@ def store_specs(net: QNet, lanes: dict[str, int], loadable) -> list[StoreSpec]:
         ks = sorted(k for pop, k in loadable if pop == p.name)
         if not ks:
             continue
-        plan = EnginePlan(net, p.name, lanes[p.name])
+        plan = EnginePlan(net, p.name, lanes[p.name], input_lanes)
         for k in ks:
             if not 0 <= k < len(plan.projections):
                 raise ParameterError(f"population {p.name} has no projection {k}")
             pp = plan.projections[k]
-            out.append(StoreSpec(p.name, k, pp.proj.source, plan.lanes, pp.proj.weight_bits,
-                                 pp.init))
+            out.append(StoreSpec(p.name, k, pp.proj.source, plan.word_lanes(k),
+                                 pp.proj.weight_bits, pp.init))
     return out
 
 

@@ -5,13 +5,14 @@ import random
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from hwsnn import ParameterError, golden
 from hwsnn.convert import convert
 from hwsnn.hdl.check import check_engine
 from hwsnn.hdl.engine import LayerEngine
+from hwsnn.hdl.plan import mac_eligible
 from hwsnn.quantize import quantize
 
 from .random_nets import random_qnet
@@ -66,6 +67,47 @@ def test_random_layers(seed, method, lanes):
                           for _ in range(2)]).reshape(2, *net.input.shape)
     for pop in net.populations:
         report = check_engine(net, pop.name, codes, lanes=lanes, busy=0.25, seed=seed)
+        assert report.ok, (pop.name, report.mismatches)
+
+
+@pytest.mark.parametrize("method,lanes,input_lanes", [("gn", 1, 8), ("gn", 2, 4),
+                                                     ("if", 4, 8), ("gn", 3, 3)])
+def test_multiply_accumulate_input_stage(digits_nets, digits_test, method, lanes,
+                                         input_lanes):
+    """One pass per non-zero pixel and group of M neurons: the same spikes as the golden
+    model, and the engine's own work is the golden model's ideal count (G·(nonzero + 2)
+    input operations and the sweeps) up to the pixels' arrival."""
+    net = digits_nets["digits-mlp", method]
+    codes = golden.encode(net, digits_test[0][:3])
+    name = net.populations[0].name
+    report = check_engine(net, name, codes, lanes=lanes, input_lanes=input_lanes, busy=0.3,
+                          seed=lanes)
+    assert report.ok, report.mismatches
+    fast = check_engine(net, name, codes, lanes=lanes, input_lanes=input_lanes)
+    bits = check_engine(net, name, codes, lanes=lanes)
+    assert fast.ok and bits.ok
+    nonzero = (codes != 0).reshape(3, -1).sum(1)
+    groups = -(-net.populations[0].size // input_lanes)
+    sweeps = net.timesteps * -(-net.populations[0].size // lanes)
+    assert fast.ideal_cycles == int((groups * (nonzero + 2)).sum()) + 3 * sweeps
+    # Wall-clock cycles: the ideal plus the pixels' arrival in the first pass.
+    assert fast.ideal_cycles <= fast.cycles <= fast.ideal_cycles + 3 * (64 + 40)
+    assert fast.cycles < bits.cycles
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), lanes=st.sampled_from([1, 2, 3]),
+       factor=st.sampled_from([1, 2, 4]))
+def test_random_layers_multiply_accumulate(seed, lanes, factor):
+    rng = random.Random(seed)
+    net = random_qnet(rng, "gn")
+    assume(any(mac_eligible(net, p) for p in net.populations))
+    codes = torch.tensor([[rng.choice([0, 0, 255, rng.randint(1, 255)])
+                           for _ in range(int(torch.tensor(net.input.shape).prod()))]
+                          for _ in range(2)]).reshape(2, *net.input.shape)
+    for pop in net.populations:
+        report = check_engine(net, pop.name, codes, lanes=lanes, input_lanes=lanes * factor,
+                              busy=0.25, seed=seed)
         assert report.ok, (pop.name, report.mismatches)
 
 

@@ -16,8 +16,8 @@ from hwsnn.quantize import quantize
 from .random_nets import random_qnet
 
 
-def simulate(net, codes, lanes, busy=0.0, seed=0, loadable=(), load=True):
-    dut = Network(net, lanes=lanes, loadable=loadable)
+def simulate(net, codes, lanes, busy=0.0, seed=0, loadable=(), load=True, input_lanes=0):
+    dut = Network(net, lanes=lanes, loadable=loadable, input_lanes=input_lanes)
     rng = random.Random(seed)
     got = []
 
@@ -92,3 +92,21 @@ def test_weights_loaded_at_run_time(bundled_graph, digits_test, lanes, method):
     if lanes == 1:
         assert simulate(net, codes, lanes=lanes, loadable=[(first, 0)], load=False) != \
             expected(net, codes)
+
+
+@pytest.mark.parametrize("lanes,input_lanes,loaded", [(1, 8, True), (2, 4, False),
+                                                      (4, 12, True)])
+def test_multiply_accumulate_input_stage(bundled_graph, digits_test, lanes, input_lanes,
+                                         loaded):
+    """The input stage with M multipliers (input weights M lanes wide, in a run-time store
+    or a ROM) gives the golden model's readouts; with the store left empty it does not."""
+    net = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
+                           progress=False))
+    codes = golden.encode(net, digits_test[0][:3])
+    first = net.populations[0].name
+    loadable = [(first, 0)] if loaded else []
+    assert simulate(net, codes, lanes=lanes, busy=0.25, seed=lanes, loadable=loadable,
+                    input_lanes=input_lanes) == expected(net, codes)
+    if loaded and lanes == 1:
+        assert simulate(net, codes, lanes=lanes, loadable=loadable, load=False,
+                        input_lanes=input_lanes) != expected(net, codes)
