@@ -143,6 +143,54 @@ def test_build_for_icebreaker_gives_a_bitstream_and_a_report(bundled_graph, tmp_
     assert cmd[0] == "iceprog" and cmd[-1].endswith("hwsnn_board.bin")
 
 
+def test_input_lanes_fit_check_and_errors(bundled_graph, tmp_path):
+    """The multiply-accumulate input stage needs M DSPs (counted exactly) and M-lane input
+    weights; more lanes than DSPs, a network that cannot use it, or M that is not a
+    multiple of the layer's lanes are refused before any tool runs."""
+    board = boards.get("icebreaker")
+    mlp = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
+                           group_size=4, progress=False))
+    mlp.save(tmp_path / "mlp")
+    lanes = {p.name: 1 for p in mlp.populations}
+    fit = fit_check(mlp, lanes, board, "spram", input_lanes=8)
+    assert fit["fits"] and fit["resources"]["dsps"] == {"used": 8, "available": 8}
+    (store,) = fit["stores"]
+    fc1 = mlp.population("fc1")
+    assert store["lanes"] == 8 and store["bytes_per_word"] == 8
+    assert store["depth"] == fc1.projections[0].weight.shape[1] * math.ceil(fc1.size / 8)
+    with pytest.raises(FitError) as err:
+        build(tmp_path / "mlp", board, lanes=1, check_only=True, input_lanes=16)
+    assert "dsps 16 of 8" in str(err.value) and "--input-lanes 8" in str(err.value)
+    with pytest.raises(ParameterError, match="multiple of its 3 lanes"):
+        build(tmp_path / "mlp", board, lanes=3, check_only=True, input_lanes=8)
+    cnn = quantize(convert(bundled_graph("digits-cnn"), method="gn", timesteps=2,
+                           group_size=4, progress=False))
+    cnn.save(tmp_path / "cnn")
+    with pytest.raises(ParameterError, match="no population of this network"):
+        build(tmp_path / "cnn", boards.get("ulx3s-85f"), lanes=1, check_only=True,
+              input_lanes=8)
+
+
+def test_build_with_the_multiply_accumulate_input_stage(bundled_graph, tmp_path):
+    """On the iCEBreaker at its 12 MHz: the input stage's 8 multipliers land on the UP5K's
+    8 SB_MAC16 blocks, the input weights in SPRAM."""
+    net = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
+                           group_size=4, progress=False))
+    net.save(tmp_path / "mlp")
+    r = build(tmp_path / "mlp", boards.get("icebreaker"), lanes=1, progress=False,
+              weights="spram", input_lanes=8)
+    assert r["fits"] and r["meets_clock"] and r["bitstream"]
+    assert r["resources"]["dsps"] == {"used": 8, "available": 8}
+    assert r["resources"]["spram_blocks"]["used"] == 4  # 64-bit words: 4 tiles side by side
+    assert r["input_lanes"] == 8 and r["stores"][0]["lanes"] == 8
+    # The golden model's cycles with the input stage, not the bit-events'.
+    slow = build(tmp_path / "mlp", boards.get("icebreaker"), lanes=1, check_only=True)
+    assert "latency_cycles" not in slow
+    from hwsnn.build import _cycles_per_inference
+    bits = _cycles_per_inference(net, {p.name: 1 for p in net.populations})
+    assert r["latency_cycles"] < bits["latency"] / 2
+
+
 @pytest.mark.parametrize("family,f_in,target", [("ice40", 12, 30), ("ice40", 12, 40),
                                                 ("ice40", 12, 33.7), ("ecp5", 25, 120),
                                                 ("ecp5", 25, 128.1), ("ecp5", 25, 62)])

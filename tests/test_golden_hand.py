@@ -110,6 +110,18 @@ def test_group_neuron_tau_3():
     # SOPs. h → out: events 2 + 1 = 3, × 2 = 6; spikes 4 + 3 = 7, × 2 = 14 SOPs.
     assert res.synaptic_events.tolist() == [12]
     assert res.sops.tolist() == [20]
+    # The multiply-accumulate input stage (M input lanes): one pass per ceil(2/M) groups,
+    # each over the 2 non-zero pixels plus a clear and a hand-over: M = 1 → 2 · (2 + 2) = 8
+    # instead of 3 bit-events × ceil(2/1) = 6; M = 2 → 1 · 4 = 4. Same values.
+    for m, cost in ((1, 8), (2, 4)):
+        fast = golden.run(qnet("gn", 2, [h, out]), torch.tensor([[5, 2]]), input_lanes=m)
+        assert fast.cycles["h"].tolist() == [[cost + 2, 2]]  # + the sweeps of 2
+        assert fast.cycles["out"].tolist() == res.cycles["out"].tolist()
+        assert fast.readout.tolist() == [[4, 1]]
+    assert res.cycles["h"].tolist() == [[6 + 2, 2]]
+    # A zero pixel is skipped: x = (5, 0) → 1 non-zero pixel, M = 2: 1 · (1 + 2) = 3.
+    zero = golden.run(qnet("gn", 2, [h, out]), torch.tensor([[5, 0]]), input_lanes=2)
+    assert zero.cycles["h"].tolist() == [[3 + 2, 2]]
 
 
 def test_if_shift():

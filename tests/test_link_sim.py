@@ -164,3 +164,23 @@ def test_spram_weights_loaded_over_the_link(small, tmp_path):
     loaded = next(s for s in record["statuses"] if s["context"] == "after loading the weights")
     assert loaded["ok"] and loaded["observed"]["loaded"]
     check_round_trips(net, codes, record, EXTRA_INFERENCES)
+
+
+def test_multiply_accumulate_input_stage_over_the_link(bundled_graph, digits_test, tmp_path):
+    """The board configuration of the MNIST-shaped design, on the digits MLP: input
+    weights 8 lanes wide in four side-by-side SB_SPRAM256KA tiles (Yosys's model), loaded
+    by the real client, read by the 8-lane multiply-accumulate input stage; every round
+    trip equals the golden model."""
+    net = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
+                           group_size=4, progress=False))
+    codes = golden.encode(net, digits_test[0][:3])
+    first = net.populations[0].name
+    design = build_link(net, tmp_path, simulator="icarus", lanes=2, loadable=[(first, 0)],
+                        primitives=True, input_lanes=8)
+    assert design.source.read_text().count("SB_SPRAM256KA") >= 4
+    (spec,) = design.stores
+    assert spec.lanes == 8 and spec.bytes_per_word == 8
+    record = run_link(design, codes, faults=False, load_chunk=64)
+    assert record["passed"] and record["cocotb_failed"] == 0, \
+        record["failed"] or record["crashed"]
+    check_round_trips(net, codes, record, 0)

@@ -65,6 +65,27 @@ def test_network_is_bit_exact(design, digits_test, model, method, steps, lanes, 
                 assert row["ratio"] <= 1.10, row
 
 
+def test_multiply_accumulate_input_stage_is_bit_exact(design, tmp_path, digits_test):
+    """The Verilog of the 8-lane multiply-accumulate input stage (2 lanes behind it) in
+    Icarus with stalls: bit-exact, every hidden event included; its work counter is the
+    golden model's ideal count with input lanes."""
+    directory, net = design("digits-mlp", "gn", 2, 2)
+    d = tmp_path / "mac"
+    d.mkdir()
+    for name in ("qnet.json", "qnet.npz"):
+        shutil.copy(directory / name, d / name)
+    desc = verilog.write(d, net, lanes=2, input_lanes=8)
+    assert desc["made_from"]["input_lanes"] == 8
+    report = simulate(d, simulator="icarus", samples=4, stall=0.2, progress=False)
+    r = report.to_json()
+    assert r["finished"] and r["mismatches"] == 0, r["first_divergence_text"]
+    fc1 = next(row for row in r["layers"] if row["population"] == "fc1")
+    assert 1.0 <= fc1["ratio"] <= 1.05, fc1  # (+ the idle cycles after each sweep)
+    codes = golden.encode(net, digits_test[0][:4])
+    assert fc1["ideal_cycles_per_inference"] == float(
+        golden.run(net, codes, lanes=2, input_lanes=8).cycles["fc1"].sum(1).double().mean())
+
+
 def _changed_weight(net, population):
     """A weight of ``population`` (dense, from the previous layer) whose change alters the
     golden model's output for sample 0: (target, source, value, step, neuron, expected,
@@ -226,6 +247,8 @@ def test_cli_verilog_and_sim(tmp_path):
         assert r.returncode == 2 and words in r.stderr, r.stderr
     r = _cli("verilog", str(d), "--lanes", "0")
     assert r.returncode == 2 and "--lanes" in r.stderr
+    r = _cli("verilog", str(d), "--input-lanes", "8")  # ILIF has no multiply-accumulate stage
+    assert r.returncode == 2 and "--input-lanes" in r.stderr and "ilif" in r.stderr
     r = _cli("verilog", str(d), "--top", "9bad name")
     assert r.returncode == 2 and "not a Verilog identifier" in r.stderr
 

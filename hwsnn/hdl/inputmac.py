@@ -22,7 +22,7 @@ its accumulators final one cycle later.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -88,8 +88,12 @@ class InputMac(wiring.Component):
         acc = [Signal(signed(cbits), name=f"acc{lane}") for lane in range(M)]
         for lane in range(M):
             m.d.sync += prod[lane].eq(w2[lane] * code)
-            with m.If(mop[3].valid):
-                m.d.sync += acc[lane].eq(Mux(mop[3].first, 0, acc[lane]) + prod[lane])
+            # (The first and last operations of a pass never add their product: the first
+            # one may run before the weights are loaded.)
+            with m.If(mop[3].valid & mop[3].first):
+                m.d.sync += acc[lane].eq(0)
+            with m.Elif(mop[3].valid & ~mop[3].last):
+                m.d.sync += acc[lane].eq(acc[lane] + prod[lane])
 
         # Hand-over: the accumulators shift out P lanes per cycle, at consecutive addresses
         # (pass g has addresses g·M/P ..; the passes run in order); the bias of the
