@@ -5,7 +5,9 @@ The engine runs the QNet semantics of its population (docs/qnet.md) sample after
 - **input stage** (a projection from the image): every pixel code is split into its set
   bits; bit b of pixel j is an event that adds ``W[:, j] << b`` (adders only). For GN the
   sum is the input current, kept in its own RAM and added at every step; for ILIF it is
-  the accumulation of the 8 input bit-planes.
+  the accumulation of the 8 input bit-planes. With ``input_lanes`` M, a GN/IF population
+  with a dense projection from the image computes its input current with multipliers
+  instead, M neurons per non-zero pixel and cycle (``hdl.inputmac``).
 - **accumulate**: an input event (neuron j, count s) adds ``s·W[:, j]`` (ILIF: the bit of
   plane t adds ``W[:, j] << (T_in − 1 − t)``, which is the Horner sum ``V ← 2V + W·bit``)
   to every membrane it reaches: ceil(N/P) cycles for a dense projection, ceil(C/P) per
@@ -194,6 +196,10 @@ class LayerEngine(wiring.Component):
     ``loadable`` lists projections (indices into ``plan.projections``) whose weights live
     in a ``WeightStore`` (SPRAM on a UP5K) instead of a ROM: they start empty, and the
     engine has ``load{k} : In(store.write_signature)`` for each, written while it is idle.
+
+    ``input_lanes`` (M > 0, a multiple of P) gives a GN/IF population with a dense
+    projection from the image the multiply-accumulate input stage (``hdl.inputmac``);
+    other populations ignore it.
     """
 
     def __init__(self, net: QNet, population: str, *, lanes: int = 1,
