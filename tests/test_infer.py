@@ -94,3 +94,26 @@ def test_store_bytes_by_hand():
     assert spec.bytes_per_word == 1 and spec.encode() == bytes([0x0C, 0xF7])
     wide = StoreSpec("p", 0, "input", 3, 8, [[1, -1, 2]])  # 24 bits: three bytes
     assert wide.encode() == bytes([0x01, 0xFF, 0x02])
+
+
+def test_weights_to_load_with_the_multiply_accumulate_input_stage(bundled_graph, tmp_path):
+    """A build with ``input_lanes`` stores 8-lane input words: another layout, which
+    ``stores_for`` rebuilds from the report's ``input_lanes``."""
+    from hwsnn.hdl.plan import layout_id, store_specs
+    from hwsnn.infer import stores_for
+    net = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
+                           progress=False))
+    net.save(tmp_path)
+    first = net.populations[0].name
+    lanes = {p.name: 4 for p in net.populations}
+    bits = store_specs(net, lanes, [(first, 0)])
+    mac = store_specs(net, lanes, [(first, 0)], 8)
+    assert mac[0].lanes == 8 and layout_id(mac) != layout_id(bits)
+    report = tmp_path / "build" / "icebreaker" / "report.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"lanes": 4, "input_lanes": 8, "loadable": [[first, 0]]}))
+    got = stores_for(tmp_path, net, host.Identity(host.PROTOCOL_VERSION, bytes(8), 10, 64,
+                                                  1, layout_id(mac)))
+    assert got[0].describe() == mac[0].describe() and got[0].bytes_per_word == 8
+    # (Pixel-major rows of consecutive neurons: the same bytes, in longer words.)
+    assert got[0].encode() == mac[0].encode() == bits[0].encode()

@@ -16,8 +16,8 @@ UltraPlus SB_MAC16 blocks, the ECP5 MULT18X18D), output-stationary:
 
 One operation per cycle, G_M·(non-zero pixels + 2) in all (the golden model's ideal
 input cycles with ``input_lanes``). The pipeline: operation registered → weight read
-→ weights registered → product registered → accumulate; a pass's last operation finds
-its accumulators final one cycle later.
+→ weights registered (twice) → product registered → accumulate; a pass's last
+operation finds its accumulators final one cycle later.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 from .events import const_mul
 from .plan import EnginePlan
 
-DEPTH = 5  # operation registers mop[0..4]
+DEPTH = 6  # operation registers mop[0..5]
 
 
 class InputMac(wiring.Component):
@@ -81,18 +81,20 @@ class InputMac(wiring.Component):
 
         # -- datapath ------------------------------------------------------------------
         m.d.comb += self.w_addr.eq(mop[0].waddr)
-        w2 = Signal.like(self.w_data)
-        m.d.sync += w2.eq(self.w_data)
-        code = Cat(mop[2].code, Const(0, 1)).as_signed()  # 0..255 as a signed operand
+        # The weights are registered twice: a deep ROM's block RAMs are spread over the
+        # chip and joined by a multiplexer (ECP5), which must not meet the multiplier.
+        w2, w3 = Signal.like(self.w_data), Signal.like(self.w_data)
+        m.d.sync += [w2.eq(self.w_data), w3.eq(w2)]
+        code = Cat(mop[3].code, Const(0, 1)).as_signed()  # 0..255 as a signed operand
         prod = [Signal(signed(self.wbits + 9), name=f"prod{lane}") for lane in range(M)]
         acc = [Signal(signed(cbits), name=f"acc{lane}") for lane in range(M)]
         for lane in range(M):
-            m.d.sync += prod[lane].eq(w2[lane] * code)
+            m.d.sync += prod[lane].eq(w3[lane] * code)
             # (The first and last operations of a pass never add their product: the first
             # one may run before the weights are loaded.)
-            with m.If(mop[3].valid & mop[3].first):
+            with m.If(mop[4].valid & mop[4].first):
                 m.d.sync += acc[lane].eq(0)
-            with m.Elif(mop[3].valid & ~mop[3].last):
+            with m.Elif(mop[4].valid & ~mop[4].last):
                 m.d.sync += acc[lane].eq(acc[lane] + prod[lane])
 
         # Hand-over: the accumulators shift out P lanes per cycle, at consecutive addresses
@@ -104,7 +106,7 @@ class InputMac(wiring.Component):
         left = Signal(range(max(2, chunks)))
         c_addr = Signal(range(max(2, G * chunks + 1)))
         pending = Signal()  # a pass's last operation issued, its currents not all written
-        with m.If(mop[4].valid & mop[4].last):
+        with m.If(mop[5].valid & mop[5].last):
             m.d.sync += [hold[lane].eq(acc[lane]) for lane in range(M)]
             m.d.sync += [dumping.eq(1), left.eq(chunks - 1)]
         with m.Elif(dumping):
