@@ -235,9 +235,9 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   );
   \digits_cnn_ilif.fifo_conv1_0  fifo_conv1_0 (
     .clk(clk),
-    .\port$3845$0 (\$signal$27 ),
-    .\port$4416$0 (i0__payload),
-    .\port$4418$0 (i0__valid),
+    .\port$3849$0 (\$signal$27 ),
+    .\port$4420$0 (i0__payload),
+    .\port$4422$0 (i0__valid),
     .rst(rst),
     .w_data(tap_conv1__payload),
     .w_en(conv1_accept),
@@ -245,9 +245,9 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   );
   \digits_cnn_ilif.fifo_conv2_0  fifo_conv2_0 (
     .clk(clk),
-    .\port$4035$0 (\$signal$40 ),
-    .\port$4442$0 (\i0__payload$38 ),
-    .\port$4444$0 (\i0__valid$36 ),
+    .\port$4039$0 (\$signal$40 ),
+    .\port$4446$0 (\i0__payload$38 ),
+    .\port$4448$0 (\i0__valid$36 ),
     .rst(rst),
     .w_data(tap_conv2__payload),
     .w_en(conv2_accept),
@@ -255,9 +255,9 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   );
   \digits_cnn_ilif.fifo_conv3_0  fifo_conv3_0 (
     .clk(clk),
-    .\port$4225$0 (\$signal$53 ),
-    .\port$4468$0 (\i0__payload$51 ),
-    .\port$4470$0 (\i0__valid$49 ),
+    .\port$4229$0 (\$signal$53 ),
+    .\port$4472$0 (\i0__payload$51 ),
+    .\port$4474$0 (\i0__valid$49 ),
     .rst(rst),
     .w_data(tap_conv3__payload),
     .w_en(conv3_accept),
@@ -266,11 +266,11 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   \digits_cnn_ilif.out_skid  out_skid (
     .clk(clk),
     .\port$0$11 (o__ready),
-    .\port$3595$0 (\o__ready$66 ),
-    .\port$4232$0 (\$signal$62 ),
-    .\port$4233$0 (\$signal$64 ),
-    .\port$4478$0 (o__payload),
-    .\port$4480$0 (o__valid),
+    .\port$3599$0 (\o__ready$66 ),
+    .\port$4236$0 (\$signal$62 ),
+    .\port$4237$0 (\$signal$64 ),
+    .\port$4482$0 (o__payload),
+    .\port$4484$0 (o__valid),
     .rst(rst)
   );
   always @* begin
@@ -435,7 +435,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
-  wire [8:0] \$12 ;
+  wire \$12 ;
   wire \$120 ;
   wire \$121 ;
   wire \$122 ;
@@ -446,7 +446,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$127 ;
   wire \$128 ;
   wire \$129 ;
-  wire [9:0] \$13 ;
+  wire [8:0] \$13 ;
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
@@ -457,7 +457,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$137 ;
   wire \$138 ;
   wire \$139 ;
-  wire \$14 ;
+  wire [9:0] \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
@@ -468,7 +468,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  reg [17:0] \$15 ;
+  wire \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
@@ -479,7 +479,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
-  wire [19:0] \$16 ;
+  reg [17:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
@@ -490,7 +490,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire \$17 ;
+  wire [19:0] \$17 ;
   wire \$170 ;
   wire \$171 ;
   wire \$172 ;
@@ -524,7 +524,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire [19:0] \$20 ;
+  wire \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
@@ -535,7 +535,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$207 ;
   wire \$208 ;
   wire \$209 ;
-  wire \$21 ;
+  wire [19:0] \$21 ;
   wire \$210 ;
   wire \$211 ;
   wire \$212 ;
@@ -546,7 +546,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
-  reg [17:0] \$22 ;
+  wire \$22 ;
   wire \$220 ;
   wire \$221 ;
   wire \$222 ;
@@ -557,7 +557,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
-  wire [19:0] \$23 ;
+  reg [17:0] \$23 ;
   wire \$230 ;
   wire \$231 ;
   wire \$232 ;
@@ -568,7 +568,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$237 ;
   wire \$238 ;
   wire \$239 ;
-  wire \$24 ;
+  wire [19:0] \$24 ;
   wire \$240 ;
   wire \$241 ;
   wire \$242 ;
@@ -601,7 +601,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$267 ;
   wire \$268 ;
   wire \$269 ;
-  wire [19:0] \$27 ;
+  wire \$27 ;
   wire \$270 ;
   wire \$271 ;
   wire \$272 ;
@@ -612,7 +612,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$277 ;
   wire \$278 ;
   wire \$279 ;
-  wire \$28 ;
+  wire [19:0] \$28 ;
   wire \$280 ;
   wire \$281 ;
   wire \$282 ;
@@ -623,7 +623,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$287 ;
   wire \$288 ;
   wire \$289 ;
-  reg [17:0] \$29 ;
+  wire \$29 ;
   wire \$290 ;
   wire \$291 ;
   wire \$292 ;
@@ -635,7 +635,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$298 ;
   wire \$299 ;
   wire \$3 ;
-  wire [19:0] \$30 ;
+  reg [17:0] \$30 ;
   wire \$300 ;
   wire \$301 ;
   wire \$302 ;
@@ -646,7 +646,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$307 ;
   wire \$308 ;
   wire \$309 ;
-  wire \$31 ;
+  wire [19:0] \$31 ;
   wire \$310 ;
   wire \$311 ;
   wire \$312 ;
@@ -679,7 +679,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$337 ;
   wire \$338 ;
   wire \$339 ;
-  wire [19:0] \$34 ;
+  wire \$34 ;
   wire \$340 ;
   wire \$341 ;
   wire \$342 ;
@@ -690,7 +690,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$347 ;
   wire \$348 ;
   wire \$349 ;
-  wire \$35 ;
+  wire [19:0] \$35 ;
   wire \$350 ;
   wire \$351 ;
   wire \$352 ;
@@ -701,7 +701,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$357 ;
   wire \$358 ;
   wire \$359 ;
-  reg [17:0] \$36 ;
+  wire \$36 ;
   wire \$360 ;
   wire \$361 ;
   wire \$362 ;
@@ -712,7 +712,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$367 ;
   wire \$368 ;
   wire \$369 ;
-  wire [19:0] \$37 ;
+  reg [17:0] \$37 ;
   wire \$370 ;
   wire \$371 ;
   wire \$372 ;
@@ -723,7 +723,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$377 ;
   wire \$378 ;
   wire \$379 ;
-  wire \$38 ;
+  wire [19:0] \$38 ;
   wire \$380 ;
   wire \$381 ;
   wire \$382 ;
@@ -757,7 +757,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$407 ;
   wire \$408 ;
   wire \$409 ;
-  wire [19:0] \$41 ;
+  wire \$41 ;
   wire \$410 ;
   wire \$411 ;
   wire \$412 ;
@@ -768,7 +768,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$417 ;
   wire \$418 ;
   wire \$419 ;
-  wire [8:0] \$42 ;
+  wire [19:0] \$42 ;
   wire \$420 ;
   wire \$421 ;
   wire \$422 ;
@@ -779,7 +779,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$427 ;
   wire \$428 ;
   wire \$429 ;
-  wire [9:0] \$43 ;
+  wire [8:0] \$43 ;
   wire \$430 ;
   wire \$431 ;
   wire \$432 ;
@@ -790,7 +790,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$437 ;
   wire \$438 ;
   wire \$439 ;
-  wire \$44 ;
+  wire [9:0] \$44 ;
   wire \$440 ;
   wire \$441 ;
   wire \$442 ;
@@ -834,46 +834,46 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$477 ;
   wire \$478 ;
   wire \$479 ;
-  wire [3:0] \$48 ;
-  wire [7:0] \$480 ;
-  wire \$481 ;
+  wire \$48 ;
+  wire \$480 ;
+  wire [7:0] \$481 ;
   wire \$482 ;
   wire \$483 ;
-  wire [1:0] \$484 ;
-  wire [3:0] \$485 ;
+  wire \$484 ;
+  wire [1:0] \$485 ;
   wire [3:0] \$486 ;
-  wire \$487 ;
+  wire [3:0] \$487 ;
   wire \$488 ;
   wire \$489 ;
-  wire \$49 ;
+  wire [3:0] \$49 ;
   wire \$490 ;
   wire \$491 ;
-  reg \$492 ;
-  wire \$493 ;
-  reg \$494 ;
-  wire \$495 ;
+  wire \$492 ;
+  reg \$493 ;
+  wire \$494 ;
+  reg \$495 ;
   wire \$496 ;
   wire \$497 ;
   wire \$498 ;
-  wire [3:0] \$499 ;
+  wire \$499 ;
   wire \$5 ;
   wire \$50 ;
-  wire [7:0] \$500 ;
-  wire \$501 ;
+  wire [3:0] \$500 ;
+  wire [7:0] \$501 ;
   wire \$502 ;
   wire \$503 ;
-  wire [3:0] \$504 ;
+  wire \$504 ;
   wire [3:0] \$505 ;
-  wire [1:0] \$506 ;
-  wire \$507 ;
+  wire [3:0] \$506 ;
+  wire [1:0] \$507 ;
   wire \$508 ;
   wire \$509 ;
   wire \$51 ;
-  wire [14:0] \$510 ;
+  wire \$510 ;
   wire [14:0] \$511 ;
   wire [14:0] \$512 ;
   wire [14:0] \$513 ;
-  wire \$514 ;
+  wire [14:0] \$514 ;
   wire \$515 ;
   wire \$516 ;
   wire \$517 ;
@@ -1012,7 +1012,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$637 ;
   wire \$638 ;
   wire \$639 ;
-  wire [3:0] \$64 ;
+  wire \$64 ;
   wire \$640 ;
   wire \$641 ;
   wire \$642 ;
@@ -1023,7 +1023,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$647 ;
   wire \$648 ;
   wire \$649 ;
-  wire [4:0] \$65 ;
+  wire [3:0] \$65 ;
   wire \$650 ;
   wire \$651 ;
   wire \$652 ;
@@ -1034,7 +1034,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$657 ;
   wire \$658 ;
   wire \$659 ;
-  wire \$66 ;
+  wire [4:0] \$66 ;
   wire \$660 ;
   wire \$661 ;
   wire \$662 ;
@@ -1045,7 +1045,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$667 ;
   wire \$668 ;
   wire \$669 ;
-  reg \$67 ;
+  wire \$67 ;
   wire \$670 ;
   wire \$671 ;
   wire \$672 ;
@@ -1056,7 +1056,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$677 ;
   wire \$678 ;
   wire \$679 ;
-  wire [4:0] \$68 ;
+  reg \$68 ;
   wire \$680 ;
   wire \$681 ;
   wire \$682 ;
@@ -1079,7 +1079,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$698 ;
   wire \$699 ;
   wire \$7 ;
-  wire \$70 ;
+  wire [4:0] \$70 ;
   wire \$700 ;
   wire \$701 ;
   wire \$702 ;
@@ -1095,234 +1095,234 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$711 ;
   wire \$712 ;
   wire \$713 ;
-  wire [18:0] \$714 ;
+  wire \$714 ;
   wire [18:0] \$715 ;
   wire [18:0] \$716 ;
-  wire [17:0] \$717 ;
-  wire [18:0] \$718 ;
-  wire [17:0] \$719 ;
+  wire [18:0] \$717 ;
+  wire [17:0] \$718 ;
+  wire [18:0] \$719 ;
   wire \$72 ;
-  wire [18:0] \$720 ;
-  wire [17:0] \$721 ;
-  wire [18:0] \$722 ;
-  wire [17:0] \$723 ;
-  wire [18:0] \$724 ;
-  wire [1:0] \$725 ;
-  wire [18:0] \$726 ;
-  wire [1:0] \$727 ;
-  wire [18:0] \$728 ;
-  wire [1:0] \$729 ;
+  wire [17:0] \$720 ;
+  wire [18:0] \$721 ;
+  wire [17:0] \$722 ;
+  wire [18:0] \$723 ;
+  wire [17:0] \$724 ;
+  wire [18:0] \$725 ;
+  wire [1:0] \$726 ;
+  wire [18:0] \$727 ;
+  wire [1:0] \$728 ;
+  wire [18:0] \$729 ;
   wire \$73 ;
-  wire [18:0] \$730 ;
-  wire [1:0] \$731 ;
-  wire [18:0] \$732 ;
-  wire [14:0] \$733 ;
+  wire [1:0] \$730 ;
+  wire [18:0] \$731 ;
+  wire [1:0] \$732 ;
+  wire [18:0] \$733 ;
   wire [14:0] \$734 ;
   wire [14:0] \$735 ;
-  wire [18:0] \$736 ;
+  wire [14:0] \$736 ;
   wire [18:0] \$737 ;
   wire [18:0] \$738 ;
   wire [18:0] \$739 ;
   wire \$74 ;
-  wire [1:0] \$740 ;
-  wire [18:0] \$741 ;
-  wire [1:0] \$742 ;
-  wire [18:0] \$743 ;
-  wire [1:0] \$744 ;
-  wire [18:0] \$745 ;
-  wire [1:0] \$746 ;
-  wire [18:0] \$747 ;
-  wire [19:0] \$748 ;
-  wire [18:0] \$749 ;
+  wire [18:0] \$740 ;
+  wire [1:0] \$741 ;
+  wire [18:0] \$742 ;
+  wire [1:0] \$743 ;
+  wire [18:0] \$744 ;
+  wire [1:0] \$745 ;
+  wire [18:0] \$746 ;
+  wire [1:0] \$747 ;
+  wire [18:0] \$748 ;
+  wire [19:0] \$749 ;
   wire \$75 ;
   wire [18:0] \$750 ;
   wire [18:0] \$751 ;
-  wire [17:0] \$752 ;
-  wire [18:0] \$753 ;
-  wire [17:0] \$754 ;
-  wire [18:0] \$755 ;
-  wire [17:0] \$756 ;
-  wire [18:0] \$757 ;
-  wire [17:0] \$758 ;
-  wire [18:0] \$759 ;
+  wire [18:0] \$752 ;
+  wire [17:0] \$753 ;
+  wire [18:0] \$754 ;
+  wire [17:0] \$755 ;
+  wire [18:0] \$756 ;
+  wire [17:0] \$757 ;
+  wire [18:0] \$758 ;
+  wire [17:0] \$759 ;
   wire \$76 ;
-  wire [1:0] \$760 ;
-  wire [18:0] \$761 ;
-  wire [1:0] \$762 ;
-  wire [18:0] \$763 ;
-  wire [1:0] \$764 ;
-  wire [18:0] \$765 ;
-  wire [1:0] \$766 ;
-  wire [18:0] \$767 ;
-  wire [14:0] \$768 ;
+  wire [18:0] \$760 ;
+  wire [1:0] \$761 ;
+  wire [18:0] \$762 ;
+  wire [1:0] \$763 ;
+  wire [18:0] \$764 ;
+  wire [1:0] \$765 ;
+  wire [18:0] \$766 ;
+  wire [1:0] \$767 ;
+  wire [18:0] \$768 ;
   wire [14:0] \$769 ;
   wire \$77 ;
   wire [14:0] \$770 ;
-  wire [18:0] \$771 ;
+  wire [14:0] \$771 ;
   wire [18:0] \$772 ;
   wire [18:0] \$773 ;
   wire [18:0] \$774 ;
-  wire [1:0] \$775 ;
-  wire [18:0] \$776 ;
-  wire [1:0] \$777 ;
-  wire [18:0] \$778 ;
-  wire [1:0] \$779 ;
-  wire [9:0] \$78 ;
-  wire [18:0] \$780 ;
-  wire [1:0] \$781 ;
-  wire [18:0] \$782 ;
-  wire [19:0] \$783 ;
-  wire [18:0] \$784 ;
+  wire [18:0] \$775 ;
+  wire [1:0] \$776 ;
+  wire [18:0] \$777 ;
+  wire [1:0] \$778 ;
+  wire [18:0] \$779 ;
+  wire \$78 ;
+  wire [1:0] \$780 ;
+  wire [18:0] \$781 ;
+  wire [1:0] \$782 ;
+  wire [18:0] \$783 ;
+  wire [19:0] \$784 ;
   wire [18:0] \$785 ;
   wire [18:0] \$786 ;
-  wire [17:0] \$787 ;
-  wire [18:0] \$788 ;
-  wire [17:0] \$789 ;
-  wire [10:0] \$79 ;
-  wire [18:0] \$790 ;
-  wire [17:0] \$791 ;
-  wire [18:0] \$792 ;
-  wire [17:0] \$793 ;
-  wire [18:0] \$794 ;
-  wire [1:0] \$795 ;
-  wire [18:0] \$796 ;
-  wire [1:0] \$797 ;
-  wire [18:0] \$798 ;
-  wire [1:0] \$799 ;
+  wire [18:0] \$787 ;
+  wire [17:0] \$788 ;
+  wire [18:0] \$789 ;
+  wire [9:0] \$79 ;
+  wire [17:0] \$790 ;
+  wire [18:0] \$791 ;
+  wire [17:0] \$792 ;
+  wire [18:0] \$793 ;
+  wire [17:0] \$794 ;
+  wire [18:0] \$795 ;
+  wire [1:0] \$796 ;
+  wire [18:0] \$797 ;
+  wire [1:0] \$798 ;
+  wire [18:0] \$799 ;
   wire \$8 ;
-  wire \$80 ;
-  wire [18:0] \$800 ;
-  wire [1:0] \$801 ;
-  wire [18:0] \$802 ;
-  wire [14:0] \$803 ;
+  wire [10:0] \$80 ;
+  wire [1:0] \$800 ;
+  wire [18:0] \$801 ;
+  wire [1:0] \$802 ;
+  wire [18:0] \$803 ;
   wire [14:0] \$804 ;
   wire [14:0] \$805 ;
-  wire [18:0] \$806 ;
+  wire [14:0] \$806 ;
   wire [18:0] \$807 ;
   wire [18:0] \$808 ;
   wire [18:0] \$809 ;
-  wire [11:0] \$81 ;
-  wire [1:0] \$810 ;
-  wire [18:0] \$811 ;
-  wire [1:0] \$812 ;
-  wire [18:0] \$813 ;
-  wire [1:0] \$814 ;
-  wire [18:0] \$815 ;
-  wire [1:0] \$816 ;
-  wire [18:0] \$817 ;
-  wire [19:0] \$818 ;
-  wire [18:0] \$819 ;
-  wire \$82 ;
+  wire \$81 ;
+  wire [18:0] \$810 ;
+  wire [1:0] \$811 ;
+  wire [18:0] \$812 ;
+  wire [1:0] \$813 ;
+  wire [18:0] \$814 ;
+  wire [1:0] \$815 ;
+  wire [18:0] \$816 ;
+  wire [1:0] \$817 ;
+  wire [18:0] \$818 ;
+  wire [19:0] \$819 ;
+  wire [11:0] \$82 ;
   wire [18:0] \$820 ;
   wire [18:0] \$821 ;
-  wire [17:0] \$822 ;
-  wire [18:0] \$823 ;
-  wire [17:0] \$824 ;
-  wire [18:0] \$825 ;
-  wire [17:0] \$826 ;
-  wire [18:0] \$827 ;
-  wire [17:0] \$828 ;
-  wire [18:0] \$829 ;
+  wire [18:0] \$822 ;
+  wire [17:0] \$823 ;
+  wire [18:0] \$824 ;
+  wire [17:0] \$825 ;
+  wire [18:0] \$826 ;
+  wire [17:0] \$827 ;
+  wire [18:0] \$828 ;
+  wire [17:0] \$829 ;
   wire \$83 ;
-  wire [1:0] \$830 ;
-  wire [18:0] \$831 ;
-  wire [1:0] \$832 ;
-  wire [18:0] \$833 ;
-  wire [1:0] \$834 ;
-  wire [18:0] \$835 ;
-  wire [1:0] \$836 ;
-  wire [18:0] \$837 ;
-  wire [14:0] \$838 ;
+  wire [18:0] \$830 ;
+  wire [1:0] \$831 ;
+  wire [18:0] \$832 ;
+  wire [1:0] \$833 ;
+  wire [18:0] \$834 ;
+  wire [1:0] \$835 ;
+  wire [18:0] \$836 ;
+  wire [1:0] \$837 ;
+  wire [18:0] \$838 ;
   wire [14:0] \$839 ;
   wire \$84 ;
   wire [14:0] \$840 ;
-  wire [18:0] \$841 ;
+  wire [14:0] \$841 ;
   wire [18:0] \$842 ;
   wire [18:0] \$843 ;
   wire [18:0] \$844 ;
-  wire [1:0] \$845 ;
-  wire [18:0] \$846 ;
-  wire [1:0] \$847 ;
-  wire [18:0] \$848 ;
-  wire [1:0] \$849 ;
+  wire [18:0] \$845 ;
+  wire [1:0] \$846 ;
+  wire [18:0] \$847 ;
+  wire [1:0] \$848 ;
+  wire [18:0] \$849 ;
   wire \$85 ;
-  wire [18:0] \$850 ;
-  wire [1:0] \$851 ;
-  wire [18:0] \$852 ;
-  wire [19:0] \$853 ;
-  wire \$854 ;
+  wire [1:0] \$850 ;
+  wire [18:0] \$851 ;
+  wire [1:0] \$852 ;
+  wire [18:0] \$853 ;
+  wire [19:0] \$854 ;
   wire \$855 ;
   wire \$856 ;
   wire \$857 ;
   wire \$858 ;
-  wire [18:0] \$859 ;
+  wire \$859 ;
   wire \$86 ;
-  wire \$860 ;
+  wire [18:0] \$860 ;
   wire \$861 ;
   wire \$862 ;
   wire \$863 ;
   wire \$864 ;
-  wire [18:0] \$865 ;
-  wire \$866 ;
+  wire \$865 ;
+  wire [18:0] \$866 ;
   wire \$867 ;
   wire \$868 ;
   wire \$869 ;
   wire \$87 ;
   wire \$870 ;
-  wire [18:0] \$871 ;
-  wire \$872 ;
+  wire \$871 ;
+  wire [18:0] \$872 ;
   wire \$873 ;
   wire \$874 ;
   wire \$875 ;
   wire \$876 ;
-  wire [18:0] \$877 ;
-  wire \$878 ;
+  wire \$877 ;
+  wire [18:0] \$878 ;
   wire \$879 ;
   wire \$88 ;
   wire \$880 ;
   wire \$881 ;
   wire \$882 ;
-  wire [4:0] \$883 ;
+  wire \$883 ;
   wire [4:0] \$884 ;
-  wire \$885 ;
+  wire [4:0] \$885 ;
   wire \$886 ;
   wire \$887 ;
-  wire [6:0] \$888 ;
+  wire \$888 ;
   wire [6:0] \$889 ;
   wire \$89 ;
-  reg [8:0] \$890 ;
-  reg \$891 ;
-  reg [7:0] \$892 ;
-  reg \$893 ;
+  wire [6:0] \$890 ;
+  reg [8:0] \$891 ;
+  reg \$892 ;
+  reg [7:0] \$893 ;
   reg \$894 ;
-  reg [6:0] \$895 ;
-  reg \$896 ;
+  reg \$895 ;
+  reg [6:0] \$896 ;
   reg \$897 ;
-  reg [2:0] \$898 ;
+  reg \$898 ;
   reg [2:0] \$899 ;
   wire \$9 ;
   wire \$90 ;
-  reg [5:0] \$900 ;
-  reg [2:0] \$901 ;
+  reg [2:0] \$900 ;
+  reg [5:0] \$901 ;
   reg [2:0] \$902 ;
-  reg \$903 ;
-  reg [5:0] \$904 ;
-  reg \$905 ;
+  reg [2:0] \$903 ;
+  reg \$904 ;
+  reg [5:0] \$905 ;
   reg \$906 ;
   reg \$907 ;
-  reg [1:0] \$908 ;
-  reg \$909 ;
+  reg \$908 ;
+  reg [1:0] \$909 ;
   wire \$91 ;
-  reg [6:0] \$910 ;
-  reg \$911 ;
-  reg [2:0] \$912 ;
+  reg \$910 ;
+  reg [6:0] \$911 ;
+  reg \$912 ;
   reg [2:0] \$913 ;
-  reg \$914 ;
-  reg [2:0] \$915 ;
-  reg \$916 ;
+  reg [2:0] \$914 ;
+  reg \$915 ;
+  reg [2:0] \$916 ;
   reg \$917 ;
   reg \$918 ;
-  reg [32:0] \$919 ;
+  reg \$919 ;
   wire \$92 ;
   reg [32:0] \$920 ;
   reg [32:0] \$921 ;
@@ -1332,23 +1332,23 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   reg [32:0] \$925 ;
   reg [32:0] \$926 ;
   reg [32:0] \$927 ;
-  reg [31:0] \$928 ;
-  reg [14:0] \$929 ;
+  reg [32:0] \$928 ;
+  reg [31:0] \$929 ;
   wire \$93 ;
   reg [14:0] \$930 ;
   reg [14:0] \$931 ;
   reg [14:0] \$932 ;
-  reg [59:0] \$933 ;
-  reg [71:0] \$934 ;
-  reg [59:0] \$935 ;
-  reg [71:0] \$936 ;
+  reg [14:0] \$933 ;
+  reg [59:0] \$934 ;
+  reg [71:0] \$935 ;
+  reg [59:0] \$936 ;
   reg [71:0] \$937 ;
-  reg [3:0] \$938 ;
+  reg [71:0] \$938 ;
   reg [3:0] \$939 ;
   wire \$94 ;
-  reg [59:0] \$940 ;
+  reg [3:0] \$940 ;
   reg [59:0] \$941 ;
-  reg \$942 ;
+  reg [59:0] \$942 ;
   reg \$943 ;
   reg \$944 ;
   reg \$945 ;
@@ -1359,15 +1359,16 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$95 ;
   reg \$950 ;
   reg \$951 ;
-  reg [9:0] \$952 ;
-  reg [7:0] \$953 ;
-  reg [75:0] \$954 ;
+  reg \$952 ;
+  reg [9:0] \$953 ;
+  reg [7:0] \$954 ;
   reg [75:0] \$955 ;
-  reg [71:0] \$956 ;
-  reg [11:0] \$957 ;
-  reg \$958 ;
-  reg [3:0] \$959 ;
+  reg [75:0] \$956 ;
+  reg [71:0] \$957 ;
+  reg [11:0] \$958 ;
+  reg \$959 ;
   wire \$96 ;
+  reg [3:0] \$960 ;
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
@@ -2168,12 +2169,12 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     vmem[255] = 72'h000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$48 [0])
-      vmem[\$43 [7:0]] <= v_wr__data;
+    if (\$49 [0])
+      vmem[\$44 [7:0]] <= v_wr__data;
   end
   reg [71:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vmem[\$13 [7:0]];
+    _1_ <= vmem[\$14 [7:0]];
   end
   assign \$signature__data$105  = _1_;
   reg [31:0] wrom0 [17:0];
@@ -2202,852 +2203,854 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     _2_ <= wrom0[st0[15:11]];
   end
   assign \$signature__data  = _2_;
-  assign \$39  = st6[24:23] == 2'h3;
-  assign \$40  = $signed(diff3) >= $signed(1'h0);
-  assign \$41  = \$40  ? diff3 : { \$signal$50 [75], \$signal$50 [75:57] };
-  assign \$42  = st7[3] * 8'h80;
-  assign \$43  = st7[10:4] + \$42 ;
-  assign \$44  = ! st7[1];
-  assign \$45  = \$44  & st7[2];
-  assign \$46  = ~ \$45 ;
-  assign \$47  = st7[0] & \$46 ;
-  assign \$48  = \$47  ? 4'hf : 4'h0;
+  assign \$38  = $signed(\$signal$50 [75:57]) - $signed({ 1'h0, \$37  });
+  assign \$39  = $signed(diff3) >= $signed(1'h0);
+  assign \$40  = st6[24:23] == 2'h3;
+  assign \$41  = $signed(diff3) >= $signed(1'h0);
+  assign \$42  = \$41  ? diff3 : { \$signal$50 [75], \$signal$50 [75:57] };
+  assign \$43  = st7[3] * 8'h80;
+  assign \$44  = st7[10:4] + \$43 ;
+  assign \$45  = ! st7[1];
+  assign \$46  = \$45  & st7[2];
+  assign \$47  = ~ \$46 ;
+  assign \$48  = st7[0] & \$47 ;
+  assign \$49  = \$48  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
-  assign \$50  = st7[0] & \$49 ;
-  assign \$51  = ~ \$signal$65 ;
-  assign dropped = \$50  & \$51 ;
-  assign \$53  = ~ done[0];
-  assign \$54  = \$52  & \$53 ;
-  assign \$56  = ~ done[1];
-  assign \$57  = \$55  & \$56 ;
-  assign \$59  = ~ done[2];
-  assign \$60  = \$58  & \$59 ;
-  assign \$62  = ~ done[3];
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = \$signal$69 [4] * 3'h4;
-  assign \$65  = \$64  + lane;
-  assign \$66  = | pending;
-  assign \$68  = pending - 1'h1;
-  assign \$69  = { 1'h0, pending } & \$68 ;
-  assign \$70  = ! \$69 ;
-  assign \$71  = ~ \$signal$69 [11];
-  assign \$72  = \$70  & \$71 ;
-  assign \$73  = ! fsm_state;
-  assign \$74  = fsm_state == 1'h1;
-  assign \$75  = fsm_state == 2'h2;
-  assign \$76  = ! fire_state;
-  assign \$78  = used + sweep_now;
-  assign \$79  = \$78  - dropped;
-  assign \$80  = \$signal$76  & \$signal$73 ;
-  assign \$81  = $signed(\$79 ) - $signed({ 1'h0, \$80  });
-  assign \$82  = used <= 9'h108;
-  assign \$83  = ~ \$signal$27 ;
-  assign \$84  = \$83  & ready;
-  assign \$87  = pix_bits[1] & \$86 ;
-  assign \$89  = \$88  | pix_bits[1];
-  assign \$90  = pix_bits[2] & \$89 ;
-  assign \$92  = \$91  | pix_bits[1];
-  assign \$93  = \$92  | pix_bits[2];
-  assign \$94  = pix_bits[3] & \$93 ;
-  assign \$96  = \$95  | pix_bits[1];
-  assign \$97  = \$96  | pix_bits[2];
-  assign \$98  = \$97  | pix_bits[3];
-  assign \$99  = pix_bits[4] & \$98 ;
-  assign \$101  = \$100  | pix_bits[1];
-  assign \$102  = \$101  | pix_bits[2];
-  assign \$103  = \$102  | pix_bits[3];
-  assign \$104  = \$103  | pix_bits[4];
-  assign \$105  = pix_bits[5] & \$104 ;
-  assign \$107  = \$106  | pix_bits[1];
-  assign \$108  = \$107  | pix_bits[2];
-  assign \$109  = \$108  | pix_bits[3];
-  assign \$110  = \$109  | pix_bits[4];
-  assign \$111  = \$110  | pix_bits[5];
-  assign \$112  = pix_bits[6] & \$111 ;
-  assign \$114  = \$113  | pix_bits[1];
-  assign \$115  = \$114  | pix_bits[2];
-  assign \$116  = \$115  | pix_bits[3];
-  assign \$117  = \$116  | pix_bits[4];
-  assign \$118  = \$117  | pix_bits[5];
-  assign \$119  = \$118  | pix_bits[6];
-  assign \$120  = pix_bits[7] & \$119 ;
-  assign \$123  = pix_bits[1] & \$122 ;
-  assign \$125  = \$124  | pix_bits[1];
-  assign \$126  = pix_bits[2] & \$125 ;
-  assign \$128  = \$127  | pix_bits[1];
-  assign \$129  = \$128  | pix_bits[2];
-  assign \$130  = pix_bits[3] & \$129 ;
-  assign \$132  = \$131  | pix_bits[1];
-  assign \$133  = \$132  | pix_bits[2];
-  assign \$134  = \$133  | pix_bits[3];
-  assign \$135  = pix_bits[4] & \$134 ;
-  assign \$137  = \$136  | pix_bits[1];
-  assign \$138  = \$137  | pix_bits[2];
-  assign \$139  = \$138  | pix_bits[3];
-  assign \$140  = \$139  | pix_bits[4];
-  assign \$141  = pix_bits[5] & \$140 ;
-  assign \$143  = \$142  | pix_bits[1];
-  assign \$144  = \$143  | pix_bits[2];
-  assign \$145  = \$144  | pix_bits[3];
-  assign \$146  = \$145  | pix_bits[4];
-  assign \$147  = \$146  | pix_bits[5];
-  assign \$148  = pix_bits[6] & \$147 ;
-  assign \$150  = \$149  | pix_bits[1];
-  assign \$151  = \$150  | pix_bits[2];
-  assign \$152  = \$151  | pix_bits[3];
-  assign \$153  = \$152  | pix_bits[4];
-  assign \$154  = \$153  | pix_bits[5];
-  assign \$155  = \$154  | pix_bits[6];
-  assign \$156  = pix_bits[7] & \$155 ;
-  assign \$157  = ! { \$156 , \$148 , \$141 , \$135 , \$130 , \$126 , \$123 , \$121  };
-  assign \$160  = pix_bits[1] & \$159 ;
-  assign \$162  = \$161  | pix_bits[1];
-  assign \$163  = pix_bits[2] & \$162 ;
-  assign \$165  = \$164  | pix_bits[1];
-  assign \$166  = \$165  | pix_bits[2];
-  assign \$167  = pix_bits[3] & \$166 ;
-  assign \$169  = \$168  | pix_bits[1];
-  assign \$170  = \$169  | pix_bits[2];
-  assign \$171  = \$170  | pix_bits[3];
-  assign \$172  = pix_bits[4] & \$171 ;
-  assign \$174  = \$173  | pix_bits[1];
-  assign \$175  = \$174  | pix_bits[2];
-  assign \$176  = \$175  | pix_bits[3];
-  assign \$177  = \$176  | pix_bits[4];
-  assign \$178  = pix_bits[5] & \$177 ;
-  assign \$180  = \$179  | pix_bits[1];
-  assign \$181  = \$180  | pix_bits[2];
-  assign \$182  = \$181  | pix_bits[3];
-  assign \$183  = \$182  | pix_bits[4];
-  assign \$184  = \$183  | pix_bits[5];
-  assign \$185  = pix_bits[6] & \$184 ;
-  assign \$187  = \$186  | pix_bits[1];
-  assign \$188  = \$187  | pix_bits[2];
-  assign \$189  = \$188  | pix_bits[3];
-  assign \$190  = \$189  | pix_bits[4];
-  assign \$191  = \$190  | pix_bits[5];
-  assign \$192  = \$191  | pix_bits[6];
-  assign \$193  = pix_bits[7] & \$192 ;
-  assign \$194  = { \$193 , \$185 , \$178 , \$172 , \$167 , \$163 , \$160 , \$158  } == 1'h1;
-  assign \$197  = pix_bits[1] & \$196 ;
-  assign \$199  = \$198  | pix_bits[1];
-  assign \$200  = pix_bits[2] & \$199 ;
-  assign \$202  = \$201  | pix_bits[1];
-  assign \$203  = \$202  | pix_bits[2];
-  assign \$204  = pix_bits[3] & \$203 ;
-  assign \$206  = \$205  | pix_bits[1];
-  assign \$207  = \$206  | pix_bits[2];
-  assign \$208  = \$207  | pix_bits[3];
-  assign \$209  = pix_bits[4] & \$208 ;
-  assign \$211  = \$210  | pix_bits[1];
-  assign \$212  = \$211  | pix_bits[2];
-  assign \$213  = \$212  | pix_bits[3];
-  assign \$214  = \$213  | pix_bits[4];
-  assign \$215  = pix_bits[5] & \$214 ;
-  assign \$217  = \$216  | pix_bits[1];
-  assign \$218  = \$217  | pix_bits[2];
-  assign \$219  = \$218  | pix_bits[3];
-  assign \$220  = \$219  | pix_bits[4];
-  assign \$221  = \$220  | pix_bits[5];
-  assign \$222  = pix_bits[6] & \$221 ;
-  assign \$224  = \$223  | pix_bits[1];
-  assign \$225  = \$224  | pix_bits[2];
-  assign \$226  = \$225  | pix_bits[3];
-  assign \$227  = \$226  | pix_bits[4];
-  assign \$228  = \$227  | pix_bits[5];
-  assign \$229  = \$228  | pix_bits[6];
-  assign \$230  = pix_bits[7] & \$229 ;
-  assign \$231  = { \$230 , \$222 , \$215 , \$209 , \$204 , \$200 , \$197 , \$195  } == 2'h2;
-  assign \$232  = \$194  | \$231 ;
-  assign \$235  = pix_bits[1] & \$234 ;
-  assign \$237  = \$236  | pix_bits[1];
-  assign \$238  = pix_bits[2] & \$237 ;
-  assign \$240  = \$239  | pix_bits[1];
-  assign \$241  = \$240  | pix_bits[2];
-  assign \$242  = pix_bits[3] & \$241 ;
-  assign \$244  = \$243  | pix_bits[1];
-  assign \$245  = \$244  | pix_bits[2];
-  assign \$246  = \$245  | pix_bits[3];
-  assign \$247  = pix_bits[4] & \$246 ;
-  assign \$249  = \$248  | pix_bits[1];
-  assign \$250  = \$249  | pix_bits[2];
-  assign \$251  = \$250  | pix_bits[3];
-  assign \$252  = \$251  | pix_bits[4];
-  assign \$253  = pix_bits[5] & \$252 ;
-  assign \$255  = \$254  | pix_bits[1];
-  assign \$256  = \$255  | pix_bits[2];
-  assign \$257  = \$256  | pix_bits[3];
-  assign \$258  = \$257  | pix_bits[4];
-  assign \$259  = \$258  | pix_bits[5];
-  assign \$260  = pix_bits[6] & \$259 ;
-  assign \$262  = \$261  | pix_bits[1];
-  assign \$263  = \$262  | pix_bits[2];
-  assign \$264  = \$263  | pix_bits[3];
-  assign \$265  = \$264  | pix_bits[4];
-  assign \$266  = \$265  | pix_bits[5];
-  assign \$267  = \$266  | pix_bits[6];
-  assign \$268  = pix_bits[7] & \$267 ;
-  assign \$269  = { \$268 , \$260 , \$253 , \$247 , \$242 , \$238 , \$235 , \$233  } == 3'h4;
-  assign \$270  = \$232  | \$269 ;
-  assign \$273  = pix_bits[1] & \$272 ;
-  assign \$275  = \$274  | pix_bits[1];
-  assign \$276  = pix_bits[2] & \$275 ;
-  assign \$278  = \$277  | pix_bits[1];
-  assign \$279  = \$278  | pix_bits[2];
-  assign \$280  = pix_bits[3] & \$279 ;
-  assign \$282  = \$281  | pix_bits[1];
-  assign \$283  = \$282  | pix_bits[2];
-  assign \$284  = \$283  | pix_bits[3];
-  assign \$285  = pix_bits[4] & \$284 ;
-  assign \$287  = \$286  | pix_bits[1];
-  assign \$288  = \$287  | pix_bits[2];
-  assign \$289  = \$288  | pix_bits[3];
-  assign \$290  = \$289  | pix_bits[4];
-  assign \$291  = pix_bits[5] & \$290 ;
-  assign \$293  = \$292  | pix_bits[1];
-  assign \$294  = \$293  | pix_bits[2];
-  assign \$295  = \$294  | pix_bits[3];
-  assign \$296  = \$295  | pix_bits[4];
-  assign \$297  = \$296  | pix_bits[5];
-  assign \$298  = pix_bits[6] & \$297 ;
-  assign \$300  = \$299  | pix_bits[1];
-  assign \$301  = \$300  | pix_bits[2];
-  assign \$302  = \$301  | pix_bits[3];
-  assign \$303  = \$302  | pix_bits[4];
-  assign \$304  = \$303  | pix_bits[5];
-  assign \$305  = \$304  | pix_bits[6];
-  assign \$306  = pix_bits[7] & \$305 ;
-  assign \$307  = { \$306 , \$298 , \$291 , \$285 , \$280 , \$276 , \$273 , \$271  } == 4'h8;
-  assign \$308  = \$270  | \$307 ;
-  assign \$311  = pix_bits[1] & \$310 ;
-  assign \$313  = \$312  | pix_bits[1];
-  assign \$314  = pix_bits[2] & \$313 ;
-  assign \$316  = \$315  | pix_bits[1];
-  assign \$317  = \$316  | pix_bits[2];
-  assign \$318  = pix_bits[3] & \$317 ;
-  assign \$320  = \$319  | pix_bits[1];
-  assign \$321  = \$320  | pix_bits[2];
-  assign \$322  = \$321  | pix_bits[3];
-  assign \$323  = pix_bits[4] & \$322 ;
-  assign \$325  = \$324  | pix_bits[1];
-  assign \$326  = \$325  | pix_bits[2];
-  assign \$327  = \$326  | pix_bits[3];
-  assign \$328  = \$327  | pix_bits[4];
-  assign \$329  = pix_bits[5] & \$328 ;
-  assign \$331  = \$330  | pix_bits[1];
-  assign \$332  = \$331  | pix_bits[2];
-  assign \$333  = \$332  | pix_bits[3];
-  assign \$334  = \$333  | pix_bits[4];
-  assign \$335  = \$334  | pix_bits[5];
-  assign \$336  = pix_bits[6] & \$335 ;
-  assign \$338  = \$337  | pix_bits[1];
-  assign \$339  = \$338  | pix_bits[2];
-  assign \$340  = \$339  | pix_bits[3];
-  assign \$341  = \$340  | pix_bits[4];
-  assign \$342  = \$341  | pix_bits[5];
-  assign \$343  = \$342  | pix_bits[6];
-  assign \$344  = pix_bits[7] & \$343 ;
-  assign \$345  = { \$344 , \$336 , \$329 , \$323 , \$318 , \$314 , \$311 , \$309  } == 5'h10;
-  assign \$346  = \$308  | \$345 ;
-  assign \$349  = pix_bits[1] & \$348 ;
-  assign \$351  = \$350  | pix_bits[1];
-  assign \$352  = pix_bits[2] & \$351 ;
-  assign \$354  = \$353  | pix_bits[1];
-  assign \$355  = \$354  | pix_bits[2];
-  assign \$356  = pix_bits[3] & \$355 ;
-  assign \$358  = \$357  | pix_bits[1];
-  assign \$359  = \$358  | pix_bits[2];
-  assign \$360  = \$359  | pix_bits[3];
-  assign \$361  = pix_bits[4] & \$360 ;
-  assign \$363  = \$362  | pix_bits[1];
-  assign \$364  = \$363  | pix_bits[2];
-  assign \$365  = \$364  | pix_bits[3];
-  assign \$366  = \$365  | pix_bits[4];
-  assign \$367  = pix_bits[5] & \$366 ;
-  assign \$369  = \$368  | pix_bits[1];
-  assign \$370  = \$369  | pix_bits[2];
-  assign \$371  = \$370  | pix_bits[3];
-  assign \$372  = \$371  | pix_bits[4];
-  assign \$373  = \$372  | pix_bits[5];
-  assign \$374  = pix_bits[6] & \$373 ;
-  assign \$376  = \$375  | pix_bits[1];
-  assign \$377  = \$376  | pix_bits[2];
-  assign \$378  = \$377  | pix_bits[3];
-  assign \$379  = \$378  | pix_bits[4];
-  assign \$380  = \$379  | pix_bits[5];
-  assign \$381  = \$380  | pix_bits[6];
-  assign \$382  = pix_bits[7] & \$381 ;
-  assign \$383  = { \$382 , \$374 , \$367 , \$361 , \$356 , \$352 , \$349 , \$347  } == 6'h20;
-  assign \$384  = \$346  | \$383 ;
-  assign \$387  = pix_bits[1] & \$386 ;
-  assign \$389  = \$388  | pix_bits[1];
-  assign \$390  = pix_bits[2] & \$389 ;
-  assign \$392  = \$391  | pix_bits[1];
-  assign \$393  = \$392  | pix_bits[2];
-  assign \$394  = pix_bits[3] & \$393 ;
-  assign \$396  = \$395  | pix_bits[1];
-  assign \$397  = \$396  | pix_bits[2];
-  assign \$398  = \$397  | pix_bits[3];
-  assign \$399  = pix_bits[4] & \$398 ;
-  assign \$401  = \$400  | pix_bits[1];
-  assign \$402  = \$401  | pix_bits[2];
-  assign \$403  = \$402  | pix_bits[3];
-  assign \$404  = \$403  | pix_bits[4];
-  assign \$405  = pix_bits[5] & \$404 ;
-  assign \$407  = \$406  | pix_bits[1];
-  assign \$408  = \$407  | pix_bits[2];
-  assign \$409  = \$408  | pix_bits[3];
-  assign \$410  = \$409  | pix_bits[4];
-  assign \$411  = \$410  | pix_bits[5];
-  assign \$412  = pix_bits[6] & \$411 ;
-  assign \$414  = \$413  | pix_bits[1];
-  assign \$415  = \$414  | pix_bits[2];
-  assign \$416  = \$415  | pix_bits[3];
-  assign \$417  = \$416  | pix_bits[4];
-  assign \$418  = \$417  | pix_bits[5];
-  assign \$419  = \$418  | pix_bits[6];
-  assign \$420  = pix_bits[7] & \$419 ;
-  assign \$421  = { \$420 , \$412 , \$405 , \$399 , \$394 , \$390 , \$387 , \$385  } == 7'h40;
-  assign \$422  = \$384  | \$421 ;
-  assign \$425  = pix_bits[1] & \$424 ;
-  assign \$427  = \$426  | pix_bits[1];
-  assign \$428  = pix_bits[2] & \$427 ;
-  assign \$430  = \$429  | pix_bits[1];
-  assign \$431  = \$430  | pix_bits[2];
-  assign \$432  = pix_bits[3] & \$431 ;
-  assign \$434  = \$433  | pix_bits[1];
-  assign \$435  = \$434  | pix_bits[2];
-  assign \$436  = \$435  | pix_bits[3];
-  assign \$437  = pix_bits[4] & \$436 ;
-  assign \$439  = \$438  | pix_bits[1];
-  assign \$440  = \$439  | pix_bits[2];
-  assign \$441  = \$440  | pix_bits[3];
-  assign \$442  = \$441  | pix_bits[4];
-  assign \$443  = pix_bits[5] & \$442 ;
-  assign \$445  = \$444  | pix_bits[1];
-  assign \$446  = \$445  | pix_bits[2];
-  assign \$447  = \$446  | pix_bits[3];
-  assign \$448  = \$447  | pix_bits[4];
-  assign \$449  = \$448  | pix_bits[5];
-  assign \$450  = pix_bits[6] & \$449 ;
-  assign \$452  = \$451  | pix_bits[1];
-  assign \$453  = \$452  | pix_bits[2];
-  assign \$454  = \$453  | pix_bits[3];
-  assign \$455  = \$454  | pix_bits[4];
-  assign \$456  = \$455  | pix_bits[5];
-  assign \$457  = \$456  | pix_bits[6];
-  assign \$458  = pix_bits[7] & \$457 ;
-  assign \$459  = { \$458 , \$450 , \$443 , \$437 , \$432 , \$428 , \$425 , \$423  } == 8'h80;
-  assign \$460  = \$422  | \$459 ;
-  assign \$461  = \$signal$30  & ready;
-  assign \$462  = \$signal$27  | \$461 ;
-  assign \$463  = \$462  & more_pixels;
-  assign \$464  = ! \$signal$81 ;
-  assign \$465  = \$signal$81  == 1'h1;
-  assign \$466  = \$signal$81  == 2'h2;
-  assign \$467  = \$465  | \$466 ;
-  assign \$468  = \$signal$81  == 3'h4;
-  assign \$469  = \$467  | \$468 ;
-  assign \$470  = \$signal$81  == 4'h8;
-  assign \$471  = \$469  | \$470 ;
-  assign \$472  = \$signal$81  == 5'h10;
-  assign \$473  = \$471  | \$472 ;
-  assign \$474  = \$signal$81  == 6'h20;
-  assign \$475  = \$473  | \$474 ;
-  assign \$476  = \$signal$81  == 7'h40;
-  assign \$477  = \$475  | \$476 ;
-  assign \$478  = \$signal$81  == 8'h80;
-  assign \$479  = \$477  | \$478 ;
-  assign \$480  = pixel_count + 1'h1;
-  assign \$481  = pixel_count != 6'h3f;
-  assign \$482  = nxt_x == 3'h7;
-  assign \$483  = \$like$84  == 3'h7;
-  assign \$484  = \$like  + 1'h1;
-  assign \$485  = \$like$84  + 1'h1;
-  assign \$486  = nxt_x + 1'h1;
-  assign \$487  = ~ more_pixels;
-  assign \$488  = \$487  & \$signal$27 ;
-  assign \$489  = ~ op_valid;
-  assign \$490  = \$488  & \$489 ;
-  assign \$491  = ~ \$signal$6 ;
-  assign \$493  = ~ \$492 ;
-  assign \$495  = ~ \$signal ;
-  assign \$496  = credit & \$495 ;
-  assign \$497  = fire_k == 2'h3;
-  assign \$498  = ~ \$signal$36 ;
-  assign \$499  = fire_k + 1'h1;
-  assign \$500  = sweep_addr + 1'h1;
-  assign \$501  = sweep_addr == 7'h7e;
-  assign \$503  = sweep_x == 3'h7;
-  assign \$504  = sweep_y + 1'h1;
-  assign \$505  = sweep_x + 1'h1;
-  assign \$506  = sweep_g + 1'h1;
-  assign \$507  = sweep_now & issue[25];
+  assign \$51  = st7[0] & \$50 ;
+  assign \$52  = ~ \$signal$65 ;
+  assign dropped = \$51  & \$52 ;
+  assign \$54  = ~ done[0];
+  assign \$55  = \$53  & \$54 ;
+  assign \$57  = ~ done[1];
+  assign \$58  = \$56  & \$57 ;
+  assign \$60  = ~ done[2];
+  assign \$61  = \$59  & \$60 ;
+  assign \$63  = ~ done[3];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = \$signal$69 [4] * 3'h4;
+  assign \$66  = \$65  + lane;
+  assign \$67  = | pending;
+  assign \$69  = pending - 1'h1;
+  assign \$70  = { 1'h0, pending } & \$69 ;
+  assign \$71  = ! \$70 ;
+  assign \$72  = ~ \$signal$69 [11];
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = ! fsm_state;
+  assign \$75  = fsm_state == 1'h1;
+  assign \$76  = fsm_state == 2'h2;
+  assign \$77  = ! fire_state;
+  assign \$79  = used + sweep_now;
+  assign \$80  = \$79  - dropped;
+  assign \$81  = \$signal$76  & \$signal$73 ;
+  assign \$82  = $signed(\$80 ) - $signed({ 1'h0, \$81  });
+  assign \$83  = used <= 9'h108;
+  assign \$84  = ~ \$signal$27 ;
+  assign \$85  = \$84  & ready;
+  assign \$88  = pix_bits[1] & \$87 ;
+  assign \$90  = \$89  | pix_bits[1];
+  assign \$91  = pix_bits[2] & \$90 ;
+  assign \$93  = \$92  | pix_bits[1];
+  assign \$94  = \$93  | pix_bits[2];
+  assign \$95  = pix_bits[3] & \$94 ;
+  assign \$97  = \$96  | pix_bits[1];
+  assign \$98  = \$97  | pix_bits[2];
+  assign \$99  = \$98  | pix_bits[3];
+  assign \$100  = pix_bits[4] & \$99 ;
+  assign \$102  = \$101  | pix_bits[1];
+  assign \$103  = \$102  | pix_bits[2];
+  assign \$104  = \$103  | pix_bits[3];
+  assign \$105  = \$104  | pix_bits[4];
+  assign \$106  = pix_bits[5] & \$105 ;
+  assign \$108  = \$107  | pix_bits[1];
+  assign \$109  = \$108  | pix_bits[2];
+  assign \$110  = \$109  | pix_bits[3];
+  assign \$111  = \$110  | pix_bits[4];
+  assign \$112  = \$111  | pix_bits[5];
+  assign \$113  = pix_bits[6] & \$112 ;
+  assign \$115  = \$114  | pix_bits[1];
+  assign \$116  = \$115  | pix_bits[2];
+  assign \$117  = \$116  | pix_bits[3];
+  assign \$118  = \$117  | pix_bits[4];
+  assign \$119  = \$118  | pix_bits[5];
+  assign \$120  = \$119  | pix_bits[6];
+  assign \$121  = pix_bits[7] & \$120 ;
+  assign \$124  = pix_bits[1] & \$123 ;
+  assign \$126  = \$125  | pix_bits[1];
+  assign \$127  = pix_bits[2] & \$126 ;
+  assign \$129  = \$128  | pix_bits[1];
+  assign \$130  = \$129  | pix_bits[2];
+  assign \$131  = pix_bits[3] & \$130 ;
+  assign \$133  = \$132  | pix_bits[1];
+  assign \$134  = \$133  | pix_bits[2];
+  assign \$135  = \$134  | pix_bits[3];
+  assign \$136  = pix_bits[4] & \$135 ;
+  assign \$138  = \$137  | pix_bits[1];
+  assign \$139  = \$138  | pix_bits[2];
+  assign \$140  = \$139  | pix_bits[3];
+  assign \$141  = \$140  | pix_bits[4];
+  assign \$142  = pix_bits[5] & \$141 ;
+  assign \$144  = \$143  | pix_bits[1];
+  assign \$145  = \$144  | pix_bits[2];
+  assign \$146  = \$145  | pix_bits[3];
+  assign \$147  = \$146  | pix_bits[4];
+  assign \$148  = \$147  | pix_bits[5];
+  assign \$149  = pix_bits[6] & \$148 ;
+  assign \$151  = \$150  | pix_bits[1];
+  assign \$152  = \$151  | pix_bits[2];
+  assign \$153  = \$152  | pix_bits[3];
+  assign \$154  = \$153  | pix_bits[4];
+  assign \$155  = \$154  | pix_bits[5];
+  assign \$156  = \$155  | pix_bits[6];
+  assign \$157  = pix_bits[7] & \$156 ;
+  assign \$158  = ! { \$157 , \$149 , \$142 , \$136 , \$131 , \$127 , \$124 , \$122  };
+  assign \$161  = pix_bits[1] & \$160 ;
+  assign \$163  = \$162  | pix_bits[1];
+  assign \$164  = pix_bits[2] & \$163 ;
+  assign \$166  = \$165  | pix_bits[1];
+  assign \$167  = \$166  | pix_bits[2];
+  assign \$168  = pix_bits[3] & \$167 ;
+  assign \$170  = \$169  | pix_bits[1];
+  assign \$171  = \$170  | pix_bits[2];
+  assign \$172  = \$171  | pix_bits[3];
+  assign \$173  = pix_bits[4] & \$172 ;
+  assign \$175  = \$174  | pix_bits[1];
+  assign \$176  = \$175  | pix_bits[2];
+  assign \$177  = \$176  | pix_bits[3];
+  assign \$178  = \$177  | pix_bits[4];
+  assign \$179  = pix_bits[5] & \$178 ;
+  assign \$181  = \$180  | pix_bits[1];
+  assign \$182  = \$181  | pix_bits[2];
+  assign \$183  = \$182  | pix_bits[3];
+  assign \$184  = \$183  | pix_bits[4];
+  assign \$185  = \$184  | pix_bits[5];
+  assign \$186  = pix_bits[6] & \$185 ;
+  assign \$188  = \$187  | pix_bits[1];
+  assign \$189  = \$188  | pix_bits[2];
+  assign \$190  = \$189  | pix_bits[3];
+  assign \$191  = \$190  | pix_bits[4];
+  assign \$192  = \$191  | pix_bits[5];
+  assign \$193  = \$192  | pix_bits[6];
+  assign \$194  = pix_bits[7] & \$193 ;
+  assign \$195  = { \$194 , \$186 , \$179 , \$173 , \$168 , \$164 , \$161 , \$159  } == 1'h1;
+  assign \$198  = pix_bits[1] & \$197 ;
+  assign \$200  = \$199  | pix_bits[1];
+  assign \$201  = pix_bits[2] & \$200 ;
+  assign \$203  = \$202  | pix_bits[1];
+  assign \$204  = \$203  | pix_bits[2];
+  assign \$205  = pix_bits[3] & \$204 ;
+  assign \$207  = \$206  | pix_bits[1];
+  assign \$208  = \$207  | pix_bits[2];
+  assign \$209  = \$208  | pix_bits[3];
+  assign \$210  = pix_bits[4] & \$209 ;
+  assign \$212  = \$211  | pix_bits[1];
+  assign \$213  = \$212  | pix_bits[2];
+  assign \$214  = \$213  | pix_bits[3];
+  assign \$215  = \$214  | pix_bits[4];
+  assign \$216  = pix_bits[5] & \$215 ;
+  assign \$218  = \$217  | pix_bits[1];
+  assign \$219  = \$218  | pix_bits[2];
+  assign \$220  = \$219  | pix_bits[3];
+  assign \$221  = \$220  | pix_bits[4];
+  assign \$222  = \$221  | pix_bits[5];
+  assign \$223  = pix_bits[6] & \$222 ;
+  assign \$225  = \$224  | pix_bits[1];
+  assign \$226  = \$225  | pix_bits[2];
+  assign \$227  = \$226  | pix_bits[3];
+  assign \$228  = \$227  | pix_bits[4];
+  assign \$229  = \$228  | pix_bits[5];
+  assign \$230  = \$229  | pix_bits[6];
+  assign \$231  = pix_bits[7] & \$230 ;
+  assign \$232  = { \$231 , \$223 , \$216 , \$210 , \$205 , \$201 , \$198 , \$196  } == 2'h2;
+  assign \$233  = \$195  | \$232 ;
+  assign \$236  = pix_bits[1] & \$235 ;
+  assign \$238  = \$237  | pix_bits[1];
+  assign \$239  = pix_bits[2] & \$238 ;
+  assign \$241  = \$240  | pix_bits[1];
+  assign \$242  = \$241  | pix_bits[2];
+  assign \$243  = pix_bits[3] & \$242 ;
+  assign \$245  = \$244  | pix_bits[1];
+  assign \$246  = \$245  | pix_bits[2];
+  assign \$247  = \$246  | pix_bits[3];
+  assign \$248  = pix_bits[4] & \$247 ;
+  assign \$250  = \$249  | pix_bits[1];
+  assign \$251  = \$250  | pix_bits[2];
+  assign \$252  = \$251  | pix_bits[3];
+  assign \$253  = \$252  | pix_bits[4];
+  assign \$254  = pix_bits[5] & \$253 ;
+  assign \$256  = \$255  | pix_bits[1];
+  assign \$257  = \$256  | pix_bits[2];
+  assign \$258  = \$257  | pix_bits[3];
+  assign \$259  = \$258  | pix_bits[4];
+  assign \$260  = \$259  | pix_bits[5];
+  assign \$261  = pix_bits[6] & \$260 ;
+  assign \$263  = \$262  | pix_bits[1];
+  assign \$264  = \$263  | pix_bits[2];
+  assign \$265  = \$264  | pix_bits[3];
+  assign \$266  = \$265  | pix_bits[4];
+  assign \$267  = \$266  | pix_bits[5];
+  assign \$268  = \$267  | pix_bits[6];
+  assign \$269  = pix_bits[7] & \$268 ;
+  assign \$270  = { \$269 , \$261 , \$254 , \$248 , \$243 , \$239 , \$236 , \$234  } == 3'h4;
+  assign \$271  = \$233  | \$270 ;
+  assign \$274  = pix_bits[1] & \$273 ;
+  assign \$276  = \$275  | pix_bits[1];
+  assign \$277  = pix_bits[2] & \$276 ;
+  assign \$279  = \$278  | pix_bits[1];
+  assign \$280  = \$279  | pix_bits[2];
+  assign \$281  = pix_bits[3] & \$280 ;
+  assign \$283  = \$282  | pix_bits[1];
+  assign \$284  = \$283  | pix_bits[2];
+  assign \$285  = \$284  | pix_bits[3];
+  assign \$286  = pix_bits[4] & \$285 ;
+  assign \$288  = \$287  | pix_bits[1];
+  assign \$289  = \$288  | pix_bits[2];
+  assign \$290  = \$289  | pix_bits[3];
+  assign \$291  = \$290  | pix_bits[4];
+  assign \$292  = pix_bits[5] & \$291 ;
+  assign \$294  = \$293  | pix_bits[1];
+  assign \$295  = \$294  | pix_bits[2];
+  assign \$296  = \$295  | pix_bits[3];
+  assign \$297  = \$296  | pix_bits[4];
+  assign \$298  = \$297  | pix_bits[5];
+  assign \$299  = pix_bits[6] & \$298 ;
+  assign \$301  = \$300  | pix_bits[1];
+  assign \$302  = \$301  | pix_bits[2];
+  assign \$303  = \$302  | pix_bits[3];
+  assign \$304  = \$303  | pix_bits[4];
+  assign \$305  = \$304  | pix_bits[5];
+  assign \$306  = \$305  | pix_bits[6];
+  assign \$307  = pix_bits[7] & \$306 ;
+  assign \$308  = { \$307 , \$299 , \$292 , \$286 , \$281 , \$277 , \$274 , \$272  } == 4'h8;
+  assign \$309  = \$271  | \$308 ;
+  assign \$312  = pix_bits[1] & \$311 ;
+  assign \$314  = \$313  | pix_bits[1];
+  assign \$315  = pix_bits[2] & \$314 ;
+  assign \$317  = \$316  | pix_bits[1];
+  assign \$318  = \$317  | pix_bits[2];
+  assign \$319  = pix_bits[3] & \$318 ;
+  assign \$321  = \$320  | pix_bits[1];
+  assign \$322  = \$321  | pix_bits[2];
+  assign \$323  = \$322  | pix_bits[3];
+  assign \$324  = pix_bits[4] & \$323 ;
+  assign \$326  = \$325  | pix_bits[1];
+  assign \$327  = \$326  | pix_bits[2];
+  assign \$328  = \$327  | pix_bits[3];
+  assign \$329  = \$328  | pix_bits[4];
+  assign \$330  = pix_bits[5] & \$329 ;
+  assign \$332  = \$331  | pix_bits[1];
+  assign \$333  = \$332  | pix_bits[2];
+  assign \$334  = \$333  | pix_bits[3];
+  assign \$335  = \$334  | pix_bits[4];
+  assign \$336  = \$335  | pix_bits[5];
+  assign \$337  = pix_bits[6] & \$336 ;
+  assign \$339  = \$338  | pix_bits[1];
+  assign \$340  = \$339  | pix_bits[2];
+  assign \$341  = \$340  | pix_bits[3];
+  assign \$342  = \$341  | pix_bits[4];
+  assign \$343  = \$342  | pix_bits[5];
+  assign \$344  = \$343  | pix_bits[6];
+  assign \$345  = pix_bits[7] & \$344 ;
+  assign \$346  = { \$345 , \$337 , \$330 , \$324 , \$319 , \$315 , \$312 , \$310  } == 5'h10;
+  assign \$347  = \$309  | \$346 ;
+  assign \$350  = pix_bits[1] & \$349 ;
+  assign \$352  = \$351  | pix_bits[1];
+  assign \$353  = pix_bits[2] & \$352 ;
+  assign \$355  = \$354  | pix_bits[1];
+  assign \$356  = \$355  | pix_bits[2];
+  assign \$357  = pix_bits[3] & \$356 ;
+  assign \$359  = \$358  | pix_bits[1];
+  assign \$360  = \$359  | pix_bits[2];
+  assign \$361  = \$360  | pix_bits[3];
+  assign \$362  = pix_bits[4] & \$361 ;
+  assign \$364  = \$363  | pix_bits[1];
+  assign \$365  = \$364  | pix_bits[2];
+  assign \$366  = \$365  | pix_bits[3];
+  assign \$367  = \$366  | pix_bits[4];
+  assign \$368  = pix_bits[5] & \$367 ;
+  assign \$370  = \$369  | pix_bits[1];
+  assign \$371  = \$370  | pix_bits[2];
+  assign \$372  = \$371  | pix_bits[3];
+  assign \$373  = \$372  | pix_bits[4];
+  assign \$374  = \$373  | pix_bits[5];
+  assign \$375  = pix_bits[6] & \$374 ;
+  assign \$377  = \$376  | pix_bits[1];
+  assign \$378  = \$377  | pix_bits[2];
+  assign \$379  = \$378  | pix_bits[3];
+  assign \$380  = \$379  | pix_bits[4];
+  assign \$381  = \$380  | pix_bits[5];
+  assign \$382  = \$381  | pix_bits[6];
+  assign \$383  = pix_bits[7] & \$382 ;
+  assign \$384  = { \$383 , \$375 , \$368 , \$362 , \$357 , \$353 , \$350 , \$348  } == 6'h20;
+  assign \$385  = \$347  | \$384 ;
+  assign \$388  = pix_bits[1] & \$387 ;
+  assign \$390  = \$389  | pix_bits[1];
+  assign \$391  = pix_bits[2] & \$390 ;
+  assign \$393  = \$392  | pix_bits[1];
+  assign \$394  = \$393  | pix_bits[2];
+  assign \$395  = pix_bits[3] & \$394 ;
+  assign \$397  = \$396  | pix_bits[1];
+  assign \$398  = \$397  | pix_bits[2];
+  assign \$399  = \$398  | pix_bits[3];
+  assign \$400  = pix_bits[4] & \$399 ;
+  assign \$402  = \$401  | pix_bits[1];
+  assign \$403  = \$402  | pix_bits[2];
+  assign \$404  = \$403  | pix_bits[3];
+  assign \$405  = \$404  | pix_bits[4];
+  assign \$406  = pix_bits[5] & \$405 ;
+  assign \$408  = \$407  | pix_bits[1];
+  assign \$409  = \$408  | pix_bits[2];
+  assign \$410  = \$409  | pix_bits[3];
+  assign \$411  = \$410  | pix_bits[4];
+  assign \$412  = \$411  | pix_bits[5];
+  assign \$413  = pix_bits[6] & \$412 ;
+  assign \$415  = \$414  | pix_bits[1];
+  assign \$416  = \$415  | pix_bits[2];
+  assign \$417  = \$416  | pix_bits[3];
+  assign \$418  = \$417  | pix_bits[4];
+  assign \$419  = \$418  | pix_bits[5];
+  assign \$420  = \$419  | pix_bits[6];
+  assign \$421  = pix_bits[7] & \$420 ;
+  assign \$422  = { \$421 , \$413 , \$406 , \$400 , \$395 , \$391 , \$388 , \$386  } == 7'h40;
+  assign \$423  = \$385  | \$422 ;
+  assign \$426  = pix_bits[1] & \$425 ;
+  assign \$428  = \$427  | pix_bits[1];
+  assign \$429  = pix_bits[2] & \$428 ;
+  assign \$431  = \$430  | pix_bits[1];
+  assign \$432  = \$431  | pix_bits[2];
+  assign \$433  = pix_bits[3] & \$432 ;
+  assign \$435  = \$434  | pix_bits[1];
+  assign \$436  = \$435  | pix_bits[2];
+  assign \$437  = \$436  | pix_bits[3];
+  assign \$438  = pix_bits[4] & \$437 ;
+  assign \$440  = \$439  | pix_bits[1];
+  assign \$441  = \$440  | pix_bits[2];
+  assign \$442  = \$441  | pix_bits[3];
+  assign \$443  = \$442  | pix_bits[4];
+  assign \$444  = pix_bits[5] & \$443 ;
+  assign \$446  = \$445  | pix_bits[1];
+  assign \$447  = \$446  | pix_bits[2];
+  assign \$448  = \$447  | pix_bits[3];
+  assign \$449  = \$448  | pix_bits[4];
+  assign \$450  = \$449  | pix_bits[5];
+  assign \$451  = pix_bits[6] & \$450 ;
+  assign \$453  = \$452  | pix_bits[1];
+  assign \$454  = \$453  | pix_bits[2];
+  assign \$455  = \$454  | pix_bits[3];
+  assign \$456  = \$455  | pix_bits[4];
+  assign \$457  = \$456  | pix_bits[5];
+  assign \$458  = \$457  | pix_bits[6];
+  assign \$459  = pix_bits[7] & \$458 ;
+  assign \$460  = { \$459 , \$451 , \$444 , \$438 , \$433 , \$429 , \$426 , \$424  } == 8'h80;
+  assign \$461  = \$423  | \$460 ;
+  assign \$462  = \$signal$30  & ready;
+  assign \$463  = \$signal$27  | \$462 ;
+  assign \$464  = \$463  & more_pixels;
+  assign \$465  = ! \$signal$81 ;
+  assign \$466  = \$signal$81  == 1'h1;
+  assign \$467  = \$signal$81  == 2'h2;
+  assign \$468  = \$466  | \$467 ;
+  assign \$469  = \$signal$81  == 3'h4;
+  assign \$470  = \$468  | \$469 ;
+  assign \$471  = \$signal$81  == 4'h8;
+  assign \$472  = \$470  | \$471 ;
+  assign \$473  = \$signal$81  == 5'h10;
+  assign \$474  = \$472  | \$473 ;
+  assign \$475  = \$signal$81  == 6'h20;
+  assign \$476  = \$474  | \$475 ;
+  assign \$477  = \$signal$81  == 7'h40;
+  assign \$478  = \$476  | \$477 ;
+  assign \$479  = \$signal$81  == 8'h80;
+  assign \$480  = \$478  | \$479 ;
+  assign \$481  = pixel_count + 1'h1;
+  assign \$482  = pixel_count != 6'h3f;
+  assign \$483  = nxt_x == 3'h7;
+  assign \$484  = \$like$84  == 3'h7;
+  assign \$485  = \$like  + 1'h1;
+  assign \$486  = \$like$84  + 1'h1;
+  assign \$487  = nxt_x + 1'h1;
+  assign \$488  = ~ more_pixels;
+  assign \$489  = \$488  & \$signal$27 ;
+  assign \$490  = ~ op_valid;
+  assign \$491  = \$489  & \$490 ;
+  assign \$492  = ~ \$signal$6 ;
+  assign \$494  = ~ \$493 ;
+  assign \$496  = ~ \$signal ;
+  assign \$497  = credit & \$496 ;
+  assign \$498  = fire_k == 2'h3;
+  assign \$499  = ~ \$signal$36 ;
+  assign \$500  = fire_k + 1'h1;
+  assign \$501  = sweep_addr + 1'h1;
+  assign \$502  = sweep_addr == 7'h7e;
+  assign \$504  = sweep_x == 3'h7;
+  assign \$505  = sweep_y + 1'h1;
+  assign \$506  = sweep_x + 1'h1;
+  assign \$507  = sweep_g + 1'h1;
   assign \$508  = sweep_now & issue[25];
-  assign \$509  = \$508  | \$signal$91 ;
-  assign \$510  = $signed(w1_0[7:0]) << st2[20:18];
-  assign \$511  = $signed(w1_0[15:8]) << st2[20:18];
-  assign \$512  = $signed(w1_0[23:16]) << st2[20:18];
-  assign \$513  = $signed(w1_0[31:24]) << st2[20:18];
-  assign \$514  = ! st3[16];
-  assign \$515  = st2[10:4] == st3[10:4];
-  assign \$516  = st2[3] == st3[3];
-  assign \$517  = \$515  & \$516 ;
-  assign \$518  = ! st3[1];
-  assign \$519  = \$517  & \$518 ;
-  assign \$520  = ! st3[1];
-  assign \$521  = \$520  & st3[2];
-  assign \$522  = ~ \$521 ;
-  assign \$523  = st3[0] & \$522 ;
-  assign \$524  = \$519  & \$523 ;
-  assign \$525  = st2[10:4] == st3[10:4];
-  assign \$526  = st2[3] == st3[3];
-  assign \$527  = \$525  & \$526 ;
-  assign \$528  = ! st3[1];
-  assign \$529  = \$527  & \$528 ;
-  assign \$530  = ! st3[1];
-  assign \$531  = \$530  & st3[2];
-  assign \$533  = \$532  & st3[22];
-  assign \$534  = \$531  | \$533 ;
-  assign \$535  = st3[0] & \$534 ;
-  assign \$536  = \$529  & \$535 ;
-  assign \$537  = st2[10:4] == st4[10:4];
-  assign \$538  = st2[3] == st4[3];
-  assign \$539  = \$537  & \$538 ;
-  assign \$540  = ! st4[1];
-  assign \$541  = \$539  & \$540 ;
-  assign \$542  = ! st4[1];
-  assign \$543  = \$542  & st4[2];
-  assign \$544  = ~ \$543 ;
-  assign \$545  = st4[0] & \$544 ;
-  assign \$546  = \$541  & \$545 ;
-  assign \$547  = st2[10:4] == st4[10:4];
-  assign \$548  = st2[3] == st4[3];
-  assign \$549  = \$547  & \$548 ;
-  assign \$550  = ! st4[1];
-  assign \$551  = \$549  & \$550 ;
-  assign \$552  = ! st4[1];
-  assign \$553  = \$552  & st4[2];
-  assign \$555  = \$554  & st4[22];
-  assign \$556  = \$553  | \$555 ;
-  assign \$557  = st4[0] & \$556 ;
-  assign \$558  = \$551  & \$557 ;
-  assign \$559  = st2[10:4] == st5[10:4];
-  assign \$560  = st2[3] == st5[3];
-  assign \$561  = \$559  & \$560 ;
-  assign \$562  = ! st5[1];
-  assign \$563  = \$562  & st5[2];
-  assign \$564  = ~ \$563 ;
-  assign \$565  = st5[0] & \$564 ;
-  assign \$566  = \$561  & \$565 ;
-  assign \$567  = st2[10:4] == st5[10:4];
-  assign \$568  = st2[3] == st5[3];
-  assign \$569  = \$567  & \$568 ;
-  assign \$570  = ! st5[1];
-  assign \$571  = \$570  & st5[2];
-  assign \$573  = \$572  & st5[22];
-  assign \$574  = \$571  | \$573 ;
-  assign \$575  = st5[0] & \$574 ;
-  assign \$576  = \$569  & \$575 ;
-  assign \$577  = st2[10:4] == st6[10:4];
-  assign \$578  = st2[3] == st6[3];
-  assign \$579  = \$577  & \$578 ;
-  assign \$580  = ! st6[1];
-  assign \$581  = \$580  & st6[2];
-  assign \$582  = ~ \$581 ;
-  assign \$583  = st6[0] & \$582 ;
-  assign \$584  = \$579  & \$583 ;
-  assign \$585  = st2[10:4] == st6[10:4];
-  assign \$586  = st2[3] == st6[3];
-  assign \$587  = \$585  & \$586 ;
-  assign \$588  = ! st6[1];
-  assign \$589  = \$588  & st6[2];
-  assign \$591  = \$590  & st6[22];
-  assign \$592  = \$589  | \$591 ;
-  assign \$593  = st6[0] & \$592 ;
-  assign \$594  = \$587  & \$593 ;
-  assign \$595  = st2[10:4] == st7[10:4];
-  assign \$596  = st2[3] == st7[3];
-  assign \$597  = \$595  & \$596 ;
-  assign \$598  = ! st7[1];
-  assign \$599  = \$598  & st7[2];
-  assign \$600  = ~ \$599 ;
-  assign \$601  = st7[0] & \$600 ;
-  assign \$602  = \$597  & \$601 ;
-  assign \$603  = st2[10:4] == st7[10:4];
-  assign \$604  = st2[3] == st7[3];
-  assign \$605  = \$603  & \$604 ;
-  assign \$606  = ! st7[1];
-  assign \$607  = \$606  & st7[2];
-  assign \$609  = \$608  & st7[22];
-  assign \$610  = \$607  | \$609 ;
-  assign \$611  = st7[0] & \$610 ;
-  assign \$612  = \$605  & \$611 ;
-  assign \$615  = ! st3[1];
-  assign \$616  = \$615  & st3[2];
-  assign \$617  = ~ \$616 ;
-  assign \$618  = \$614  & \$617 ;
-  assign \$621  = ! st3[1];
-  assign \$622  = \$621  & st3[2];
-  assign \$623  = \$620  & \$622 ;
-  assign \$624  = \$618  | \$623 ;
-  assign \$626  = ~ \$625 ;
-  assign \$627  = hit_v2 & \$626 ;
-  assign \$628  = ! st3[1];
-  assign \$629  = \$628  & st3[2];
-  assign \$630  = ~ \$629 ;
-  assign \$631  = \$627  & \$630 ;
-  assign \$633  = ~ \$632 ;
-  assign \$634  = hit_c2 & \$633 ;
-  assign \$635  = ! st3[1];
-  assign \$636  = \$635  & st3[2];
-  assign \$637  = \$634  & \$636 ;
-  assign \$638  = \$631  | \$637 ;
-  assign \$640  = \$639  | hit_v2;
-  assign \$641  = ~ \$640 ;
-  assign \$642  = hit_v3 & \$641 ;
-  assign \$643  = ! st3[1];
-  assign \$644  = \$643  & st3[2];
-  assign \$645  = ~ \$644 ;
-  assign \$646  = \$642  & \$645 ;
-  assign \$648  = \$647  | hit_v2;
-  assign \$649  = \$648  | hit_v3;
-  assign \$650  = ~ \$649 ;
-  assign \$651  = hit_v4 & \$650 ;
-  assign \$652  = ! st3[1];
-  assign \$653  = \$652  & st3[2];
-  assign \$654  = ~ \$653 ;
-  assign \$655  = \$651  & \$654 ;
-  assign \$657  = \$656  | hit_v2;
-  assign \$658  = \$657  | hit_v3;
-  assign \$659  = \$658  | hit_v4;
-  assign \$660  = ~ \$659 ;
-  assign \$661  = hit_v5 & \$660 ;
-  assign \$662  = ! st3[1];
-  assign \$663  = \$662  & st3[2];
-  assign \$664  = ~ \$663 ;
-  assign \$665  = \$661  & \$664 ;
-  assign \$667  = \$666  | hit_v2;
-  assign \$668  = \$667  | hit_v3;
-  assign \$669  = \$668  | hit_v4;
-  assign \$670  = \$669  | hit_v5;
-  assign \$671  = ~ \$670 ;
-  assign \$672  = ! st3[1];
-  assign \$673  = \$672  & st3[2];
-  assign \$674  = ~ \$673 ;
-  assign \$675  = \$671  & \$674 ;
-  assign \$677  = \$676  | hit_c2;
-  assign \$678  = ~ \$677 ;
-  assign \$679  = hit_c3 & \$678 ;
-  assign \$680  = ! st3[1];
-  assign \$681  = \$680  & st3[2];
-  assign \$682  = \$679  & \$681 ;
-  assign \$684  = \$683  | hit_c2;
-  assign \$685  = \$684  | hit_c3;
-  assign \$686  = ~ \$685 ;
-  assign \$687  = hit_c4 & \$686 ;
-  assign \$688  = ! st3[1];
-  assign \$689  = \$688  & st3[2];
-  assign \$690  = \$687  & \$689 ;
-  assign \$692  = \$691  | hit_c2;
-  assign \$693  = \$692  | hit_c3;
-  assign \$694  = \$693  | hit_c4;
-  assign \$695  = ~ \$694 ;
-  assign \$696  = hit_c5 & \$695 ;
-  assign \$697  = ! st3[1];
-  assign \$698  = \$697  & st3[2];
-  assign \$699  = \$696  & \$698 ;
-  assign \$701  = \$700  | hit_c2;
-  assign \$702  = \$701  | hit_c3;
-  assign \$703  = \$702  | hit_c4;
-  assign \$704  = \$703  | hit_c5;
-  assign \$705  = ~ \$704 ;
-  assign \$706  = ! st3[1];
-  assign \$707  = \$706  & st3[2];
-  assign \$708  = \$705  & \$707 ;
-  assign \$709  = ! st3[1];
+  assign \$509  = sweep_now & issue[25];
+  assign \$510  = \$509  | \$signal$91 ;
+  assign \$511  = $signed(w1_0[7:0]) << st2[20:18];
+  assign \$512  = $signed(w1_0[15:8]) << st2[20:18];
+  assign \$513  = $signed(w1_0[23:16]) << st2[20:18];
+  assign \$514  = $signed(w1_0[31:24]) << st2[20:18];
+  assign \$515  = ! st3[16];
+  assign \$516  = st2[10:4] == st3[10:4];
+  assign \$517  = st2[3] == st3[3];
+  assign \$518  = \$516  & \$517 ;
+  assign \$519  = ! st3[1];
+  assign \$520  = \$518  & \$519 ;
+  assign \$521  = ! st3[1];
+  assign \$522  = \$521  & st3[2];
+  assign \$523  = ~ \$522 ;
+  assign \$524  = st3[0] & \$523 ;
+  assign \$525  = \$520  & \$524 ;
+  assign \$526  = st2[10:4] == st3[10:4];
+  assign \$527  = st2[3] == st3[3];
+  assign \$528  = \$526  & \$527 ;
+  assign \$529  = ! st3[1];
+  assign \$530  = \$528  & \$529 ;
+  assign \$531  = ! st3[1];
+  assign \$532  = \$531  & st3[2];
+  assign \$534  = \$533  & st3[22];
+  assign \$535  = \$532  | \$534 ;
+  assign \$536  = st3[0] & \$535 ;
+  assign \$537  = \$530  & \$536 ;
+  assign \$538  = st2[10:4] == st4[10:4];
+  assign \$539  = st2[3] == st4[3];
+  assign \$540  = \$538  & \$539 ;
+  assign \$541  = ! st4[1];
+  assign \$542  = \$540  & \$541 ;
+  assign \$543  = ! st4[1];
+  assign \$544  = \$543  & st4[2];
+  assign \$545  = ~ \$544 ;
+  assign \$546  = st4[0] & \$545 ;
+  assign \$547  = \$542  & \$546 ;
+  assign \$548  = st2[10:4] == st4[10:4];
+  assign \$549  = st2[3] == st4[3];
+  assign \$550  = \$548  & \$549 ;
+  assign \$551  = ! st4[1];
+  assign \$552  = \$550  & \$551 ;
+  assign \$553  = ! st4[1];
+  assign \$554  = \$553  & st4[2];
+  assign \$556  = \$555  & st4[22];
+  assign \$557  = \$554  | \$556 ;
+  assign \$558  = st4[0] & \$557 ;
+  assign \$559  = \$552  & \$558 ;
+  assign \$560  = st2[10:4] == st5[10:4];
+  assign \$561  = st2[3] == st5[3];
+  assign \$562  = \$560  & \$561 ;
+  assign \$563  = ! st5[1];
+  assign \$564  = \$563  & st5[2];
+  assign \$565  = ~ \$564 ;
+  assign \$566  = st5[0] & \$565 ;
+  assign \$567  = \$562  & \$566 ;
+  assign \$568  = st2[10:4] == st5[10:4];
+  assign \$569  = st2[3] == st5[3];
+  assign \$570  = \$568  & \$569 ;
+  assign \$571  = ! st5[1];
+  assign \$572  = \$571  & st5[2];
+  assign \$574  = \$573  & st5[22];
+  assign \$575  = \$572  | \$574 ;
+  assign \$576  = st5[0] & \$575 ;
+  assign \$577  = \$570  & \$576 ;
+  assign \$578  = st2[10:4] == st6[10:4];
+  assign \$579  = st2[3] == st6[3];
+  assign \$580  = \$578  & \$579 ;
+  assign \$581  = ! st6[1];
+  assign \$582  = \$581  & st6[2];
+  assign \$583  = ~ \$582 ;
+  assign \$584  = st6[0] & \$583 ;
+  assign \$585  = \$580  & \$584 ;
+  assign \$586  = st2[10:4] == st6[10:4];
+  assign \$587  = st2[3] == st6[3];
+  assign \$588  = \$586  & \$587 ;
+  assign \$589  = ! st6[1];
+  assign \$590  = \$589  & st6[2];
+  assign \$592  = \$591  & st6[22];
+  assign \$593  = \$590  | \$592 ;
+  assign \$594  = st6[0] & \$593 ;
+  assign \$595  = \$588  & \$594 ;
+  assign \$596  = st2[10:4] == st7[10:4];
+  assign \$597  = st2[3] == st7[3];
+  assign \$598  = \$596  & \$597 ;
+  assign \$599  = ! st7[1];
+  assign \$600  = \$599  & st7[2];
+  assign \$601  = ~ \$600 ;
+  assign \$602  = st7[0] & \$601 ;
+  assign \$603  = \$598  & \$602 ;
+  assign \$604  = st2[10:4] == st7[10:4];
+  assign \$605  = st2[3] == st7[3];
+  assign \$606  = \$604  & \$605 ;
+  assign \$607  = ! st7[1];
+  assign \$608  = \$607  & st7[2];
+  assign \$610  = \$609  & st7[22];
+  assign \$611  = \$608  | \$610 ;
+  assign \$612  = st7[0] & \$611 ;
+  assign \$613  = \$606  & \$612 ;
+  assign \$616  = ! st3[1];
+  assign \$617  = \$616  & st3[2];
+  assign \$618  = ~ \$617 ;
+  assign \$619  = \$615  & \$618 ;
+  assign \$622  = ! st3[1];
+  assign \$623  = \$622  & st3[2];
+  assign \$624  = \$621  & \$623 ;
+  assign \$625  = \$619  | \$624 ;
+  assign \$627  = ~ \$626 ;
+  assign \$628  = hit_v2 & \$627 ;
+  assign \$629  = ! st3[1];
+  assign \$630  = \$629  & st3[2];
+  assign \$631  = ~ \$630 ;
+  assign \$632  = \$628  & \$631 ;
+  assign \$634  = ~ \$633 ;
+  assign \$635  = hit_c2 & \$634 ;
+  assign \$636  = ! st3[1];
+  assign \$637  = \$636  & st3[2];
+  assign \$638  = \$635  & \$637 ;
+  assign \$639  = \$632  | \$638 ;
+  assign \$641  = \$640  | hit_v2;
+  assign \$642  = ~ \$641 ;
+  assign \$643  = hit_v3 & \$642 ;
+  assign \$644  = ! st3[1];
+  assign \$645  = \$644  & st3[2];
+  assign \$646  = ~ \$645 ;
+  assign \$647  = \$643  & \$646 ;
+  assign \$649  = \$648  | hit_v2;
+  assign \$650  = \$649  | hit_v3;
+  assign \$651  = ~ \$650 ;
+  assign \$652  = hit_v4 & \$651 ;
+  assign \$653  = ! st3[1];
+  assign \$654  = \$653  & st3[2];
+  assign \$655  = ~ \$654 ;
+  assign \$656  = \$652  & \$655 ;
+  assign \$658  = \$657  | hit_v2;
+  assign \$659  = \$658  | hit_v3;
+  assign \$660  = \$659  | hit_v4;
+  assign \$661  = ~ \$660 ;
+  assign \$662  = hit_v5 & \$661 ;
+  assign \$663  = ! st3[1];
+  assign \$664  = \$663  & st3[2];
+  assign \$665  = ~ \$664 ;
+  assign \$666  = \$662  & \$665 ;
+  assign \$668  = \$667  | hit_v2;
+  assign \$669  = \$668  | hit_v3;
+  assign \$670  = \$669  | hit_v4;
+  assign \$671  = \$670  | hit_v5;
+  assign \$672  = ~ \$671 ;
+  assign \$673  = ! st3[1];
+  assign \$674  = \$673  & st3[2];
+  assign \$675  = ~ \$674 ;
+  assign \$676  = \$672  & \$675 ;
+  assign \$678  = \$677  | hit_c2;
+  assign \$679  = ~ \$678 ;
+  assign \$680  = hit_c3 & \$679 ;
+  assign \$681  = ! st3[1];
+  assign \$682  = \$681  & st3[2];
+  assign \$683  = \$680  & \$682 ;
+  assign \$685  = \$684  | hit_c2;
+  assign \$686  = \$685  | hit_c3;
+  assign \$687  = ~ \$686 ;
+  assign \$688  = hit_c4 & \$687 ;
+  assign \$689  = ! st3[1];
+  assign \$690  = \$689  & st3[2];
+  assign \$691  = \$688  & \$690 ;
+  assign \$693  = \$692  | hit_c2;
+  assign \$694  = \$693  | hit_c3;
+  assign \$695  = \$694  | hit_c4;
+  assign \$696  = ~ \$695 ;
+  assign \$697  = hit_c5 & \$696 ;
+  assign \$698  = ! st3[1];
+  assign \$699  = \$698  & st3[2];
+  assign \$700  = \$697  & \$699 ;
+  assign \$702  = \$701  | hit_c2;
+  assign \$703  = \$702  | hit_c3;
+  assign \$704  = \$703  | hit_c4;
+  assign \$705  = \$704  | hit_c5;
+  assign \$706  = ~ \$705 ;
+  assign \$707  = ! st3[1];
+  assign \$708  = \$707  & st3[2];
+  assign \$709  = \$706  & \$708 ;
   assign \$710  = ! st3[1];
-  assign \$712  = ! st3[24:23];
-  assign \$713  = \$711  & \$712 ;
-  assign \$714  = \$signal$125 [0] ? \$signal$127 [18:0] : 19'h00000;
-  assign \$715  = \$signal$125 [1] ? \$signal$50 [18:0] : 19'h00000;
-  assign \$716  = \$714  | \$715 ;
-  assign \$717  = \$signal$125 [2] ? v_wr__data[17:0] : 18'h00000;
-  assign \$718  = \$716  | { \$717 [17], \$717  };
-  assign \$719  = \$signal$125 [3] ? res8[17:0] : 18'h00000;
-  assign \$720  = \$718  | { \$719 [17], \$719  };
-  assign \$721  = \$signal$125 [4] ? res9[17:0] : 18'h00000;
-  assign \$722  = \$720  | { \$721 [17], \$721  };
-  assign \$723  = \$signal$125 [5] ? v_raw[17:0] : 18'h00000;
-  assign \$724  = \$722  | { \$723 [17], \$723  };
-  assign \$727  = \$signal$125 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$728  = \$726  | { \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727  };
-  assign \$729  = \$signal$125 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$730  = \$728  | { \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729 [1], \$729  };
-  assign \$733  = \$signal$126 [0] ? addend[14:0] : 15'h0000;
-  assign \$734  = \$signal$126 [1] ? b_raw[14:0] : 15'h0000;
-  assign \$735  = \$733  | \$734 ;
-  assign \$736  = \$signal$126 [2] ? \$signal$127 [18:0] : 19'h00000;
-  assign \$737  = { \$735 [14], \$735 [14], \$735 [14], \$735 [14], \$735  } | \$736 ;
-  assign \$738  = \$signal$126 [3] ? \$signal$50 [18:0] : 19'h00000;
-  assign \$739  = \$737  | \$738 ;
-  assign \$742  = \$signal$126 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$743  = \$741  | { \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742  };
-  assign \$744  = \$signal$126 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$745  = \$743  | { \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744 [1], \$744  };
-  assign \$748  = $signed(\$732 ) + $signed(\$747 );
-  assign \$749  = \$signal$125 [0] ? \$signal$127 [37:19] : 19'h00000;
-  assign \$750  = \$signal$125 [1] ? \$signal$50 [37:19] : 19'h00000;
-  assign \$751  = \$749  | \$750 ;
-  assign \$752  = \$signal$125 [2] ? v_wr__data[35:18] : 18'h00000;
-  assign \$753  = \$751  | { \$752 [17], \$752  };
-  assign \$754  = \$signal$125 [3] ? res8[35:18] : 18'h00000;
-  assign \$755  = \$753  | { \$754 [17], \$754  };
-  assign \$756  = \$signal$125 [4] ? res9[35:18] : 18'h00000;
-  assign \$757  = \$755  | { \$756 [17], \$756  };
-  assign \$758  = \$signal$125 [5] ? v_raw[35:18] : 18'h00000;
-  assign \$759  = \$757  | { \$758 [17], \$758  };
-  assign \$762  = \$signal$125 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$763  = \$761  | { \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762  };
-  assign \$764  = \$signal$125 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$765  = \$763  | { \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764 [1], \$764  };
-  assign \$768  = \$signal$126 [0] ? addend[29:15] : 15'h0000;
-  assign \$769  = \$signal$126 [1] ? b_raw[29:15] : 15'h0000;
-  assign \$770  = \$768  | \$769 ;
-  assign \$771  = \$signal$126 [2] ? \$signal$127 [37:19] : 19'h00000;
-  assign \$772  = { \$770 [14], \$770 [14], \$770 [14], \$770 [14], \$770  } | \$771 ;
-  assign \$773  = \$signal$126 [3] ? \$signal$50 [37:19] : 19'h00000;
-  assign \$774  = \$772  | \$773 ;
-  assign \$777  = \$signal$126 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$778  = \$776  | { \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777  };
-  assign \$779  = \$signal$126 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$780  = \$778  | { \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779 [1], \$779  };
-  assign \$783  = $signed(\$767 ) + $signed(\$782 );
-  assign \$784  = \$signal$125 [0] ? \$signal$127 [56:38] : 19'h00000;
-  assign \$785  = \$signal$125 [1] ? \$signal$50 [56:38] : 19'h00000;
-  assign \$786  = \$784  | \$785 ;
-  assign \$787  = \$signal$125 [2] ? v_wr__data[53:36] : 18'h00000;
-  assign \$788  = \$786  | { \$787 [17], \$787  };
-  assign \$789  = \$signal$125 [3] ? res8[53:36] : 18'h00000;
-  assign \$790  = \$788  | { \$789 [17], \$789  };
-  assign \$791  = \$signal$125 [4] ? res9[53:36] : 18'h00000;
-  assign \$792  = \$790  | { \$791 [17], \$791  };
-  assign \$793  = \$signal$125 [5] ? v_raw[53:36] : 18'h00000;
-  assign \$794  = \$792  | { \$793 [17], \$793  };
-  assign \$797  = \$signal$125 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$798  = \$796  | { \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797  };
-  assign \$799  = \$signal$125 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$800  = \$798  | { \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799 [1], \$799  };
-  assign \$803  = \$signal$126 [0] ? addend[44:30] : 15'h0000;
-  assign \$804  = \$signal$126 [1] ? b_raw[44:30] : 15'h0000;
-  assign \$805  = \$803  | \$804 ;
-  assign \$806  = \$signal$126 [2] ? \$signal$127 [56:38] : 19'h00000;
-  assign \$807  = { \$805 [14], \$805 [14], \$805 [14], \$805 [14], \$805  } | \$806 ;
-  assign \$808  = \$signal$126 [3] ? \$signal$50 [56:38] : 19'h00000;
-  assign \$809  = \$807  | \$808 ;
-  assign \$812  = \$signal$126 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$813  = \$811  | { \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812  };
-  assign \$814  = \$signal$126 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$815  = \$813  | { \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814 [1], \$814  };
-  assign \$818  = $signed(\$802 ) + $signed(\$817 );
-  assign \$819  = \$signal$125 [0] ? \$signal$127 [75:57] : 19'h00000;
-  assign \$820  = \$signal$125 [1] ? \$signal$50 [75:57] : 19'h00000;
-  assign \$821  = \$819  | \$820 ;
-  assign \$822  = \$signal$125 [2] ? v_wr__data[71:54] : 18'h00000;
-  assign \$823  = \$821  | { \$822 [17], \$822  };
-  assign \$824  = \$signal$125 [3] ? res8[71:54] : 18'h00000;
-  assign \$825  = \$823  | { \$824 [17], \$824  };
-  assign \$826  = \$signal$125 [4] ? res9[71:54] : 18'h00000;
-  assign \$827  = \$825  | { \$826 [17], \$826  };
-  assign \$828  = \$signal$125 [5] ? v_raw[71:54] : 18'h00000;
-  assign \$829  = \$827  | { \$828 [17], \$828  };
-  assign \$832  = \$signal$125 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$833  = \$831  | { \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832  };
-  assign \$834  = \$signal$125 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$835  = \$833  | { \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834 [1], \$834  };
-  assign \$838  = \$signal$126 [0] ? addend[59:45] : 15'h0000;
-  assign \$839  = \$signal$126 [1] ? b_raw[59:45] : 15'h0000;
-  assign \$840  = \$838  | \$839 ;
-  assign \$841  = \$signal$126 [2] ? \$signal$127 [75:57] : 19'h00000;
-  assign \$842  = { \$840 [14], \$840 [14], \$840 [14], \$840 [14], \$840  } | \$841 ;
-  assign \$843  = \$signal$126 [3] ? \$signal$50 [75:57] : 19'h00000;
-  assign \$844  = \$842  | \$843 ;
-  assign \$847  = \$signal$126 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$848  = \$846  | { \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847  };
-  assign \$849  = \$signal$126 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$850  = \$848  | { \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849 [1], \$849  };
-  assign \$853  = $signed(\$837 ) + $signed(\$852 );
-  assign \$855  = ! st5[24:23];
-  assign \$856  = \$854  & \$855 ;
-  assign \$857  = $signed(\$signal$127 [18:0]) > $signed(16'h459f);
-  assign \$858  = \$856  & \$857 ;
-  assign \$859  = \$858  ? 19'h0459f : \$signal$127 [18:0];
-  assign \$861  = ! st5[24:23];
-  assign \$862  = \$860  & \$861 ;
-  assign \$863  = $signed(\$signal$127 [37:19]) > $signed(16'h459f);
-  assign \$864  = \$862  & \$863 ;
-  assign \$865  = \$864  ? 19'h0459f : \$signal$127 [37:19];
-  assign \$867  = ! st5[24:23];
-  assign \$868  = \$866  & \$867 ;
-  assign \$869  = $signed(\$signal$127 [56:38]) > $signed(16'h459f);
-  assign \$870  = \$868  & \$869 ;
-  assign \$871  = \$870  ? 19'h0459f : \$signal$127 [56:38];
-  assign \$873  = ! st5[24:23];
-  assign \$874  = \$872  & \$873 ;
-  assign \$875  = $signed(\$signal$127 [75:57]) > $signed(16'h459f);
-  assign \$876  = \$874  & \$875 ;
-  assign \$877  = \$876  ? 19'h0459f : \$signal$127 [75:57];
-  assign \$879  = st6[0] & \$878 ;
-  assign \$880  = any_spike | st6[25];
-  assign \$881  = \$879  & \$880 ;
-  assign \$882  = | pending;
-  assign \$883  = pending - 1'h1;
-  assign \$884  = { 1'h0, pending } & \$883 ;
-  assign \$885  = ! \$884 ;
-  assign \$886  = ~ \$signal$69 [11];
-  assign \$887  = \$885  & \$886 ;
-  assign \$888  = 1'h1 << lane;
-  assign \$889  = { 3'h0, done } | \$888 ;
+  assign \$711  = ! st3[1];
+  assign \$713  = ! st3[24:23];
+  assign \$714  = \$712  & \$713 ;
+  assign \$715  = \$signal$125 [0] ? \$signal$127 [18:0] : 19'h00000;
+  assign \$716  = \$signal$125 [1] ? \$signal$50 [18:0] : 19'h00000;
+  assign \$717  = \$715  | \$716 ;
+  assign \$718  = \$signal$125 [2] ? v_wr__data[17:0] : 18'h00000;
+  assign \$719  = \$717  | { \$718 [17], \$718  };
+  assign \$720  = \$signal$125 [3] ? res8[17:0] : 18'h00000;
+  assign \$721  = \$719  | { \$720 [17], \$720  };
+  assign \$722  = \$signal$125 [4] ? res9[17:0] : 18'h00000;
+  assign \$723  = \$721  | { \$722 [17], \$722  };
+  assign \$724  = \$signal$125 [5] ? v_raw[17:0] : 18'h00000;
+  assign \$725  = \$723  | { \$724 [17], \$724  };
+  assign \$728  = \$signal$125 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$729  = \$727  | { \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728  };
+  assign \$730  = \$signal$125 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$731  = \$729  | { \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730  };
+  assign \$734  = \$signal$126 [0] ? addend[14:0] : 15'h0000;
+  assign \$735  = \$signal$126 [1] ? b_raw[14:0] : 15'h0000;
+  assign \$736  = \$734  | \$735 ;
+  assign \$737  = \$signal$126 [2] ? \$signal$127 [18:0] : 19'h00000;
+  assign \$738  = { \$736 [14], \$736 [14], \$736 [14], \$736 [14], \$736  } | \$737 ;
+  assign \$739  = \$signal$126 [3] ? \$signal$50 [18:0] : 19'h00000;
+  assign \$740  = \$738  | \$739 ;
+  assign \$743  = \$signal$126 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$744  = \$742  | { \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743  };
+  assign \$745  = \$signal$126 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$746  = \$744  | { \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745  };
+  assign \$749  = $signed(\$733 ) + $signed(\$748 );
+  assign \$750  = \$signal$125 [0] ? \$signal$127 [37:19] : 19'h00000;
+  assign \$751  = \$signal$125 [1] ? \$signal$50 [37:19] : 19'h00000;
+  assign \$752  = \$750  | \$751 ;
+  assign \$753  = \$signal$125 [2] ? v_wr__data[35:18] : 18'h00000;
+  assign \$754  = \$752  | { \$753 [17], \$753  };
+  assign \$755  = \$signal$125 [3] ? res8[35:18] : 18'h00000;
+  assign \$756  = \$754  | { \$755 [17], \$755  };
+  assign \$757  = \$signal$125 [4] ? res9[35:18] : 18'h00000;
+  assign \$758  = \$756  | { \$757 [17], \$757  };
+  assign \$759  = \$signal$125 [5] ? v_raw[35:18] : 18'h00000;
+  assign \$760  = \$758  | { \$759 [17], \$759  };
+  assign \$763  = \$signal$125 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$764  = \$762  | { \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763  };
+  assign \$765  = \$signal$125 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$766  = \$764  | { \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765  };
+  assign \$769  = \$signal$126 [0] ? addend[29:15] : 15'h0000;
+  assign \$770  = \$signal$126 [1] ? b_raw[29:15] : 15'h0000;
+  assign \$771  = \$769  | \$770 ;
+  assign \$772  = \$signal$126 [2] ? \$signal$127 [37:19] : 19'h00000;
+  assign \$773  = { \$771 [14], \$771 [14], \$771 [14], \$771 [14], \$771  } | \$772 ;
+  assign \$774  = \$signal$126 [3] ? \$signal$50 [37:19] : 19'h00000;
+  assign \$775  = \$773  | \$774 ;
+  assign \$778  = \$signal$126 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$779  = \$777  | { \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778  };
+  assign \$780  = \$signal$126 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$781  = \$779  | { \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780  };
+  assign \$784  = $signed(\$768 ) + $signed(\$783 );
+  assign \$785  = \$signal$125 [0] ? \$signal$127 [56:38] : 19'h00000;
+  assign \$786  = \$signal$125 [1] ? \$signal$50 [56:38] : 19'h00000;
+  assign \$787  = \$785  | \$786 ;
+  assign \$788  = \$signal$125 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign \$789  = \$787  | { \$788 [17], \$788  };
+  assign \$790  = \$signal$125 [3] ? res8[53:36] : 18'h00000;
+  assign \$791  = \$789  | { \$790 [17], \$790  };
+  assign \$792  = \$signal$125 [4] ? res9[53:36] : 18'h00000;
+  assign \$793  = \$791  | { \$792 [17], \$792  };
+  assign \$794  = \$signal$125 [5] ? v_raw[53:36] : 18'h00000;
+  assign \$795  = \$793  | { \$794 [17], \$794  };
+  assign \$798  = \$signal$125 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$799  = \$797  | { \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798  };
+  assign \$800  = \$signal$125 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$801  = \$799  | { \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800  };
+  assign \$804  = \$signal$126 [0] ? addend[44:30] : 15'h0000;
+  assign \$805  = \$signal$126 [1] ? b_raw[44:30] : 15'h0000;
+  assign \$806  = \$804  | \$805 ;
+  assign \$807  = \$signal$126 [2] ? \$signal$127 [56:38] : 19'h00000;
+  assign \$808  = { \$806 [14], \$806 [14], \$806 [14], \$806 [14], \$806  } | \$807 ;
+  assign \$809  = \$signal$126 [3] ? \$signal$50 [56:38] : 19'h00000;
+  assign \$810  = \$808  | \$809 ;
+  assign \$813  = \$signal$126 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$814  = \$812  | { \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813  };
+  assign \$815  = \$signal$126 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$816  = \$814  | { \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815  };
+  assign \$819  = $signed(\$803 ) + $signed(\$818 );
+  assign \$820  = \$signal$125 [0] ? \$signal$127 [75:57] : 19'h00000;
+  assign \$821  = \$signal$125 [1] ? \$signal$50 [75:57] : 19'h00000;
+  assign \$822  = \$820  | \$821 ;
+  assign \$823  = \$signal$125 [2] ? v_wr__data[71:54] : 18'h00000;
+  assign \$824  = \$822  | { \$823 [17], \$823  };
+  assign \$825  = \$signal$125 [3] ? res8[71:54] : 18'h00000;
+  assign \$826  = \$824  | { \$825 [17], \$825  };
+  assign \$827  = \$signal$125 [4] ? res9[71:54] : 18'h00000;
+  assign \$828  = \$826  | { \$827 [17], \$827  };
+  assign \$829  = \$signal$125 [5] ? v_raw[71:54] : 18'h00000;
+  assign \$830  = \$828  | { \$829 [17], \$829  };
+  assign \$833  = \$signal$125 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$834  = \$832  | { \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833  };
+  assign \$835  = \$signal$125 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$836  = \$834  | { \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835  };
+  assign \$839  = \$signal$126 [0] ? addend[59:45] : 15'h0000;
+  assign \$840  = \$signal$126 [1] ? b_raw[59:45] : 15'h0000;
+  assign \$841  = \$839  | \$840 ;
+  assign \$842  = \$signal$126 [2] ? \$signal$127 [75:57] : 19'h00000;
+  assign \$843  = { \$841 [14], \$841 [14], \$841 [14], \$841 [14], \$841  } | \$842 ;
+  assign \$844  = \$signal$126 [3] ? \$signal$50 [75:57] : 19'h00000;
+  assign \$845  = \$843  | \$844 ;
+  assign \$848  = \$signal$126 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$849  = \$847  | { \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848  };
+  assign \$850  = \$signal$126 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$851  = \$849  | { \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850  };
+  assign \$854  = $signed(\$838 ) + $signed(\$853 );
+  assign \$856  = ! st5[24:23];
+  assign \$857  = \$855  & \$856 ;
+  assign \$858  = $signed(\$signal$127 [18:0]) > $signed(16'h459f);
+  assign \$859  = \$857  & \$858 ;
+  assign \$860  = \$859  ? 19'h0459f : \$signal$127 [18:0];
+  assign \$862  = ! st5[24:23];
+  assign \$863  = \$861  & \$862 ;
+  assign \$864  = $signed(\$signal$127 [37:19]) > $signed(16'h459f);
+  assign \$865  = \$863  & \$864 ;
+  assign \$866  = \$865  ? 19'h0459f : \$signal$127 [37:19];
+  assign \$868  = ! st5[24:23];
+  assign \$869  = \$867  & \$868 ;
+  assign \$870  = $signed(\$signal$127 [56:38]) > $signed(16'h459f);
+  assign \$871  = \$869  & \$870 ;
+  assign \$872  = \$871  ? 19'h0459f : \$signal$127 [56:38];
+  assign \$874  = ! st5[24:23];
+  assign \$875  = \$873  & \$874 ;
+  assign \$876  = $signed(\$signal$127 [75:57]) > $signed(16'h459f);
+  assign \$877  = \$875  & \$876 ;
+  assign \$878  = \$877  ? 19'h0459f : \$signal$127 [75:57];
+  assign \$880  = st6[0] & \$879 ;
+  assign \$881  = any_spike | st6[25];
+  assign \$882  = \$880  & \$881 ;
+  assign \$883  = | pending;
+  assign \$884  = pending - 1'h1;
+  assign \$885  = { 1'h0, pending } & \$884 ;
+  assign \$886  = ! \$885 ;
+  assign \$887  = ~ \$signal$69 [11];
+  assign \$888  = \$886  & \$887 ;
+  assign \$889  = 1'h1 << lane;
+  assign \$890  = { 3'h0, done } | \$889 ;
   always @(posedge clk)
-    used <= \$890 ;
+    used <= \$891 ;
   always @(posedge clk)
-    credit <= \$891 ;
+    credit <= \$892 ;
   always @(posedge clk)
-    pix_bits <= \$892 ;
+    pix_bits <= \$893 ;
   always @(posedge clk)
-    \$signal$27  <= \$893 ;
+    \$signal$27  <= \$894 ;
   always @(posedge clk)
-    \$signal$30  <= \$894 ;
+    \$signal$30  <= \$895 ;
   always @(posedge clk)
-    pixel_count <= \$895 ;
+    pixel_count <= \$896 ;
   always @(posedge clk)
-    more_pixels <= \$896 ;
+    more_pixels <= \$897 ;
   always @(posedge clk)
-    ev_c <= \$897 ;
+    ev_c <= \$898 ;
   always @(posedge clk)
-    ev_y <= \$898 ;
+    ev_y <= \$899 ;
   always @(posedge clk)
-    ev_x <= \$899 ;
+    ev_x <= \$900 ;
   always @(posedge clk)
-    pix_index <= \$900 ;
+    pix_index <= \$901 ;
   always @(posedge clk)
-    nxt_x <= \$901 ;
+    nxt_x <= \$902 ;
   always @(posedge clk)
-    \$like$84  <= \$902 ;
+    \$like$84  <= \$903 ;
   always @(posedge clk)
-    \$like  <= \$903 ;
+    \$like  <= \$904 ;
   always @(posedge clk)
-    nxt_index <= \$904 ;
+    nxt_index <= \$905 ;
   always @(posedge clk)
-    full1 <= \$905 ;
+    full1 <= \$906 ;
   always @(posedge clk)
-    full0 <= \$906 ;
+    full0 <= \$907 ;
   always @(posedge clk)
-    \$signal$6  <= \$907 ;
+    \$signal$6  <= \$908 ;
   always @(posedge clk)
-    fsm_state <= \$908 ;
+    fsm_state <= \$909 ;
   always @(posedge clk)
-    fire_state <= \$909 ;
+    fire_state <= \$910 ;
   always @(posedge clk)
-    sweep_addr <= \$910 ;
+    sweep_addr <= \$911 ;
   always @(posedge clk)
-    sweep_g <= \$911 ;
+    sweep_g <= \$912 ;
   always @(posedge clk)
-    sweep_y <= \$912 ;
+    sweep_y <= \$913 ;
   always @(posedge clk)
-    sweep_x <= \$913 ;
+    sweep_x <= \$914 ;
   always @(posedge clk)
-    sweep_last <= \$914 ;
+    sweep_last <= \$915 ;
   always @(posedge clk)
-    fire_k <= \$915 ;
+    fire_k <= \$916 ;
   always @(posedge clk)
-    \$signal$36  <= \$916 ;
+    \$signal$36  <= \$917 ;
   always @(posedge clk)
-    \$signal$91  <= \$917 ;
+    \$signal$91  <= \$918 ;
   always @(posedge clk)
-    \$signal  <= \$918 ;
+    \$signal  <= \$919 ;
   always @(posedge clk)
-    st0 <= \$919 ;
+    st0 <= \$920 ;
   always @(posedge clk)
-    st1 <= \$920 ;
+    st1 <= \$921 ;
   always @(posedge clk)
-    st2 <= \$921 ;
+    st2 <= \$922 ;
   always @(posedge clk)
-    st3 <= \$922 ;
+    st3 <= \$923 ;
   always @(posedge clk)
-    st4 <= \$923 ;
+    st4 <= \$924 ;
   always @(posedge clk)
-    st5 <= \$924 ;
+    st5 <= \$925 ;
   always @(posedge clk)
-    st6 <= \$925 ;
+    st6 <= \$926 ;
   always @(posedge clk)
-    st7 <= \$926 ;
+    st7 <= \$927 ;
   always @(posedge clk)
-    st8 <= \$927 ;
+    st8 <= \$928 ;
   always @(posedge clk)
-    w1_0 <= \$928 ;
+    w1_0 <= \$929 ;
   always @(posedge clk)
-    w2_0_0 <= \$929 ;
+    w2_0_0 <= \$930 ;
   always @(posedge clk)
-    w2_0_1 <= \$930 ;
+    w2_0_1 <= \$931 ;
   always @(posedge clk)
-    w2_0_2 <= \$931 ;
+    w2_0_2 <= \$932 ;
   always @(posedge clk)
-    w2_0_3 <= \$932 ;
+    w2_0_3 <= \$933 ;
   always @(posedge clk)
-    addend <= \$933 ;
+    addend <= \$934 ;
   always @(posedge clk)
-    v_raw <= \$934 ;
+    v_raw <= \$935 ;
   always @(posedge clk)
-    b_raw <= \$935 ;
+    b_raw <= \$936 ;
   always @(posedge clk)
-    res8 <= \$936 ;
+    res8 <= \$937 ;
   always @(posedge clk)
-    res9 <= \$937 ;
+    res9 <= \$938 ;
   always @(posedge clk)
-    cres8 <= \$938 ;
+    cres8 <= \$939 ;
   always @(posedge clk)
-    cres9 <= \$939 ;
+    cres9 <= \$940 ;
   always @(posedge clk)
-    \$like$113  <= \$940 ;
+    \$like$113  <= \$941 ;
   always @(posedge clk)
-    b6 <= \$941 ;
+    b6 <= \$942 ;
   always @(posedge clk)
-    hit_v1 <= \$942 ;
+    hit_v1 <= \$943 ;
   always @(posedge clk)
-    hit_c1 <= \$943 ;
+    hit_c1 <= \$944 ;
   always @(posedge clk)
-    hit_v2 <= \$944 ;
+    hit_v2 <= \$945 ;
   always @(posedge clk)
-    hit_c2 <= \$945 ;
+    hit_c2 <= \$946 ;
   always @(posedge clk)
-    hit_v3 <= \$946 ;
+    hit_v3 <= \$947 ;
   always @(posedge clk)
-    hit_c3 <= \$947 ;
+    hit_c3 <= \$948 ;
   always @(posedge clk)
-    hit_v4 <= \$948 ;
+    hit_v4 <= \$949 ;
   always @(posedge clk)
-    hit_c4 <= \$949 ;
+    hit_c4 <= \$950 ;
   always @(posedge clk)
-    hit_v5 <= \$950 ;
+    hit_v5 <= \$951 ;
   always @(posedge clk)
-    hit_c5 <= \$951 ;
+    hit_c5 <= \$952 ;
   always @(posedge clk)
-    \$signal$125  <= \$952 ;
+    \$signal$125  <= \$953 ;
   always @(posedge clk)
-    \$signal$126  <= \$953 ;
+    \$signal$126  <= \$954 ;
   always @(posedge clk)
-    \$signal$127  <= \$954 ;
+    \$signal$127  <= \$955 ;
   always @(posedge clk)
-    \$signal$50  <= \$955 ;
+    \$signal$50  <= \$956 ;
   always @(posedge clk)
-    v_wr__data <= \$956 ;
+    v_wr__data <= \$957 ;
   always @(posedge clk)
-    \$signal$63  <= \$957 ;
+    \$signal$63  <= \$958 ;
   always @(posedge clk)
-    \$signal$65  <= \$958 ;
+    \$signal$65  <= \$959 ;
   always @(posedge clk)
-    done <= \$959 ;
+    done <= \$960 ;
   assign \$1  = ~ sweep_now;
   assign \$2  = ~ \$signal ;
   assign en = \$1  & \$2 ;
@@ -3060,30 +3063,28 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \$9  = \$8  & more_pixels;
   assign \$10  = ~ \$signal ;
   assign \$11  = credit & \$10 ;
-  assign active = issue[0] | \$signal ;
-  assign \$12  = st2[3] * 8'h80;
-  assign \$13  = st2[10:4] + \$12 ;
-  assign \$14  = ! st6[1];
-  assign \$16  = $signed(\$signal$50 [18:0]) - $signed({ 1'h0, \$15  });
-  assign \$17  = $signed(diff0) >= $signed(1'h0);
-  assign \$18  = st6[24:23] == 2'h3;
-  assign \$19  = $signed(diff0) >= $signed(1'h0);
-  assign \$20  = \$19  ? diff0 : { \$signal$50 [18], \$signal$50 [18:0] };
-  assign \$21  = ! st6[1];
-  assign \$23  = $signed(\$signal$50 [37:19]) - $signed({ 1'h0, \$22  });
-  assign \$24  = $signed(diff1) >= $signed(1'h0);
-  assign \$25  = st6[24:23] == 2'h3;
-  assign \$26  = $signed(diff1) >= $signed(1'h0);
-  assign \$27  = \$26  ? diff1 : { \$signal$50 [37], \$signal$50 [37:19] };
-  assign \$28  = ! st6[1];
-  assign \$30  = $signed(\$signal$50 [56:38]) - $signed({ 1'h0, \$29  });
-  assign \$31  = $signed(diff2) >= $signed(1'h0);
-  assign \$32  = st6[24:23] == 2'h3;
-  assign \$33  = $signed(diff2) >= $signed(1'h0);
-  assign \$34  = \$33  ? diff2 : { \$signal$50 [56], \$signal$50 [56:38] };
-  assign \$35  = ! st6[1];
-  assign \$37  = $signed(\$signal$50 [75:57]) - $signed({ 1'h0, \$36  });
-  assign \$38  = $signed(diff3) >= $signed(1'h0);
+  assign \$12  = issue[0] | \$signal ;
+  assign \$13  = st2[3] * 8'h80;
+  assign \$14  = st2[10:4] + \$13 ;
+  assign \$15  = ! st6[1];
+  assign \$17  = $signed(\$signal$50 [18:0]) - $signed({ 1'h0, \$16  });
+  assign \$18  = $signed(diff0) >= $signed(1'h0);
+  assign \$19  = st6[24:23] == 2'h3;
+  assign \$20  = $signed(diff0) >= $signed(1'h0);
+  assign \$21  = \$20  ? diff0 : { \$signal$50 [18], \$signal$50 [18:0] };
+  assign \$22  = ! st6[1];
+  assign \$24  = $signed(\$signal$50 [37:19]) - $signed({ 1'h0, \$23  });
+  assign \$25  = $signed(diff1) >= $signed(1'h0);
+  assign \$26  = st6[24:23] == 2'h3;
+  assign \$27  = $signed(diff1) >= $signed(1'h0);
+  assign \$28  = \$27  ? diff1 : { \$signal$50 [37], \$signal$50 [37:19] };
+  assign \$29  = ! st6[1];
+  assign \$31  = $signed(\$signal$50 [56:38]) - $signed({ 1'h0, \$30  });
+  assign \$32  = $signed(diff2) >= $signed(1'h0);
+  assign \$33  = st6[24:23] == 2'h3;
+  assign \$34  = $signed(diff2) >= $signed(1'h0);
+  assign \$35  = \$34  ? diff2 : { \$signal$50 [56], \$signal$50 [56:38] };
+  assign \$36  = ! st6[1];
   \digits_cnn_ilif.engine_conv1.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -3096,25 +3097,25 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$3620$0 (\bit ),
+    .\port$3624$0 (\bit ),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv1.pixel_skid  pixel_skid (
     .clk(clk),
     .\port$0$2 (pixels__payload),
-    .\port$1243$0 (pixels__ready),
-    .\port$3622$0 (\$signal$32 ),
-    .\port$3837$0 (\$signal$81 ),
-    .\port$3839$0 (\$signal$80 ),
+    .\port$1244$0 (pixels__ready),
+    .\port$3626$0 (\$signal$32 ),
+    .\port$3841$0 (\$signal$81 ),
+    .\port$3843$0 (\$signal$80 ),
     .\port$5$0 (pixels__valid),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv1.queue  queue (
     .clk(clk),
-    .\port$3635$0 (\$signal$76 ),
-    .\port$3827$0 (\$signal$69 ),
-    .\port$3829$0 (\$signal$73 ),
+    .\port$3639$0 (\$signal$76 ),
+    .\port$3831$0 (\$signal$69 ),
+    .\port$3833$0 (\$signal$73 ),
     .rst(rst),
     .w_data(\$signal$63 ),
     .w_en(\$signal$65 )
@@ -3124,13 +3125,13 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$67  = \$signal$69 [0];
+          \$68  = \$signal$69 [0];
       2'h1:
-          \$67  = \$signal$69 [1];
+          \$68  = \$signal$69 [1];
       2'h2:
-          \$67  = \$signal$69 [2];
+          \$68  = \$signal$69 [2];
       2'h3:
-          \$67  = \$signal$69 [3];
+          \$68  = \$signal$69 [3];
     endcase
   end
   always @* begin
@@ -3138,9 +3139,9 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     (* full_case = 32'd1 *)
     casez (\$signal$6 )
       1'h0:
-          \$492  = full0;
+          \$493  = full0;
       1'h1:
-          \$492  = full1;
+          \$493  = full1;
     endcase
   end
   always @* begin
@@ -3148,9 +3149,9 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     (* full_case = 32'd1 *)
     casez (\$signal$36 )
       1'h0:
-          \$494  = full0;
+          \$495  = full0;
       1'h1:
-          \$494  = full1;
+          \$495  = full1;
     endcase
   end
   always @* begin
@@ -3250,47 +3251,47 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    if (\$14 ) begin
+    if (\$15 ) begin
       result[17:0] = \$signal$50 [17:0];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$18 ) begin
+      if (\$19 ) begin
         result[17:0] = 18'h00000;
       end else begin
-        result[17:0] = \$20 [17:0];
+        result[17:0] = \$21 [17:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$21 ) begin
+    if (\$22 ) begin
       result[35:18] = \$signal$50 [36:19];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$25 ) begin
+      if (\$26 ) begin
         result[35:18] = 18'h00000;
       end else begin
-        result[35:18] = \$27 [17:0];
+        result[35:18] = \$28 [17:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$28 ) begin
+    if (\$29 ) begin
       result[53:36] = \$signal$50 [55:38];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$32 ) begin
+      if (\$33 ) begin
         result[53:36] = 18'h00000;
       end else begin
-        result[53:36] = \$34 [17:0];
+        result[53:36] = \$35 [17:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$35 ) begin
+    if (\$36 ) begin
       result[71:54] = \$signal$50 [74:57];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$39 ) begin
+      if (\$40 ) begin
         result[71:54] = 18'h00000;
       end else begin
-        result[71:54] = \$41 [17:0];
+        result[71:54] = \$42 [17:0];
       end
     end
   end
@@ -3298,60 +3299,60 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     diff0 = 20'h00000;
     (* full_case = 32'd1 *)
-    if (\$14 ) begin
+    if (\$15 ) begin
     end else begin
-      diff0 = \$16 ;
+      diff0 = \$17 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     out_counts = 4'h0;
     (* full_case = 32'd1 *)
-    if (\$14 ) begin
+    if (\$15 ) begin
     end else begin
-      out_counts[0] = \$17 ;
+      out_counts[0] = \$18 ;
     end
     (* full_case = 32'd1 *)
-    if (\$21 ) begin
+    if (\$22 ) begin
     end else begin
-      out_counts[1] = \$24 ;
+      out_counts[1] = \$25 ;
     end
     (* full_case = 32'd1 *)
-    if (\$28 ) begin
+    if (\$29 ) begin
     end else begin
-      out_counts[2] = \$31 ;
+      out_counts[2] = \$32 ;
     end
     (* full_case = 32'd1 *)
-    if (\$35 ) begin
+    if (\$36 ) begin
     end else begin
-      out_counts[3] = \$38 ;
+      out_counts[3] = \$39 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     diff1 = 20'h00000;
     (* full_case = 32'd1 *)
-    if (\$21 ) begin
+    if (\$22 ) begin
     end else begin
-      diff1 = \$23 ;
+      diff1 = \$24 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     diff2 = 20'h00000;
     (* full_case = 32'd1 *)
-    if (\$28 ) begin
+    if (\$29 ) begin
     end else begin
-      diff2 = \$30 ;
+      diff2 = \$31 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     diff3 = 20'h00000;
     (* full_case = 32'd1 *)
-    if (\$35 ) begin
+    if (\$36 ) begin
     end else begin
-      diff3 = \$37 ;
+      diff3 = \$38 ;
     end
   end
   always @* begin
@@ -3375,8 +3376,8 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     o__payload[10:9] = 2'h0;
     if (\$signal$73 ) begin
       (* full_case = 32'd1 *)
-      if (\$66 ) begin
-        o__payload[9] = \$67 ;
+      if (\$67 ) begin
+        o__payload[9] = \$68 ;
       end else begin
         o__payload[10] = 1'h1;
       end
@@ -3387,7 +3388,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     o__valid = 1'h0;
     if (\$signal$73 ) begin
       (* full_case = 32'd1 *)
-      if (\$66 ) begin
+      if (\$67 ) begin
         o__valid = 1'h1;
       end else begin
         o__valid = 1'h1;
@@ -3399,9 +3400,9 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     \$signal$76  = 1'h0;
     if (\$signal$73 ) begin
       (* full_case = 32'd1 *)
-      if (\$66 ) begin
+      if (\$67 ) begin
         if (o__ready) begin
-          if (\$72 ) begin
+          if (\$73 ) begin
             \$signal$76  = 1'h1;
           end
         end
@@ -3414,156 +3415,141 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$890  = \$81 [8:0];
+    \$891  = \$82 [8:0];
     if (rst) begin
-      \$890  = 9'h000;
+      \$891  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$891  = \$82 ;
+    \$892  = \$83 ;
     if (rst) begin
-      \$891  = 1'h0;
+      \$892  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$892  = pix_bits;
+    \$893  = pix_bits;
     casez (fsm_state)
       2'h0:
         begin
-          if (\$84 ) begin
-            \$892  = { \$120 , \$112 , \$105 , \$99 , \$94 , \$90 , \$87 , \$85  };
+          if (\$85 ) begin
+            \$893  = { \$121 , \$113 , \$106 , \$100 , \$95 , \$91 , \$88 , \$86  };
           end
-          if (\$463 ) begin
+          if (\$464 ) begin
             if (\$signal$80 ) begin
-              \$892  = \$signal$81 ;
+              \$893  = \$signal$81 ;
             end
           end
         end
     endcase
     if (rst) begin
-      \$892  = 8'h00;
+      \$893  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$893  = \$signal$27 ;
+    \$894  = \$signal$27 ;
     casez (fsm_state)
       2'h0:
         begin
-          if (\$84 ) begin
-            \$893  = \$157 ;
+          if (\$85 ) begin
+            \$894  = \$158 ;
           end
-          if (\$463 ) begin
+          if (\$464 ) begin
             if (\$signal$80 ) begin
-              \$893  = \$464 ;
+              \$894  = \$465 ;
             end
           end
         end
     endcase
     if (rst) begin
-      \$893  = 1'h1;
+      \$894  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$894  = \$signal$30 ;
+    \$895  = \$signal$30 ;
     casez (fsm_state)
       2'h0:
         begin
-          if (\$84 ) begin
-            \$894  = \$460 ;
+          if (\$85 ) begin
+            \$895  = \$461 ;
           end
-          if (\$463 ) begin
+          if (\$464 ) begin
             if (\$signal$80 ) begin
-              \$894  = \$479 ;
+              \$895  = \$480 ;
             end
           end
         end
     endcase
     if (rst) begin
-      \$894  = 1'h0;
+      \$895  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$895  = pixel_count;
+    \$896  = pixel_count;
     casez (fsm_state)
       2'h0:
         begin
-          if (\$463 ) begin
+          if (\$464 ) begin
             if (\$signal$80 ) begin
-              \$895  = \$480 [6:0];
+              \$896  = \$481 [6:0];
             end
           end
-          if (\$490 ) begin
-            \$895  = 7'h00;
+          if (\$491 ) begin
+            \$896  = 7'h00;
           end
         end
     endcase
     if (rst) begin
-      \$895  = 7'h00;
+      \$896  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$896  = more_pixels;
+    \$897  = more_pixels;
     casez (fsm_state)
       2'h0:
         begin
-          if (\$463 ) begin
+          if (\$464 ) begin
             if (\$signal$80 ) begin
-              \$896  = \$481 ;
+              \$897  = \$482 ;
             end
           end
-          if (\$490 ) begin
-            \$896  = 1'h1;
+          if (\$491 ) begin
+            \$897  = 1'h1;
           end
         end
     endcase
     if (rst) begin
-      \$896  = 1'h1;
+      \$897  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$897  = ev_c;
+    \$898  = ev_c;
     casez (fsm_state)
       2'h0:
-          if (\$463 ) begin
+          if (\$464 ) begin
             if (\$signal$80 ) begin
-              \$897  = \$like ;
+              \$898  = \$like ;
             end
           end
     endcase
     if (rst) begin
-      \$897  = 1'h0;
+      \$898  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$898  = ev_y;
+    \$899  = ev_y;
     casez (fsm_state)
       2'h0:
-          if (\$463 ) begin
+          if (\$464 ) begin
             if (\$signal$80 ) begin
-              \$898  = \$like$84 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$898  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$899  = ev_x;
-    casez (fsm_state)
-      2'h0:
-          if (\$463 ) begin
-            if (\$signal$80 ) begin
-              \$899  = nxt_x;
+              \$899  = \$like$84 ;
             end
           end
     endcase
@@ -3573,63 +3559,51 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$900  = pix_index;
+    \$900  = ev_x;
     casez (fsm_state)
       2'h0:
-          if (\$463 ) begin
+          if (\$464 ) begin
             if (\$signal$80 ) begin
-              \$900  = nxt_index;
+              \$900  = nxt_x;
             end
           end
     endcase
     if (rst) begin
-      \$900  = 6'h00;
+      \$900  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$901  = nxt_x;
+    \$901  = pix_index;
+    casez (fsm_state)
+      2'h0:
+          if (\$464 ) begin
+            if (\$signal$80 ) begin
+              \$901  = nxt_index;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$901  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$902  = nxt_x;
     casez (fsm_state)
       2'h0:
         begin
-          if (\$463 ) begin
+          if (\$464 ) begin
             if (\$signal$80 ) begin
               (* full_case = 32'd1 *)
-              if (\$482 ) begin
-                \$901  = 3'h0;
+              if (\$483 ) begin
+                \$902  = 3'h0;
               end else begin
-                \$901  = \$486 [2:0];
+                \$902  = \$487 [2:0];
               end
             end
           end
-          if (\$490 ) begin
-            \$901  = 3'h0;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$901  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$902  = \$like$84 ;
-    casez (fsm_state)
-      2'h0:
-        begin
-          if (\$463 ) begin
-            if (\$signal$80 ) begin
-              if (\$482 ) begin
-                (* full_case = 32'd1 *)
-                if (\$483 ) begin
-                  \$902  = 3'h0;
-                end else begin
-                  \$902  = \$485 [2:0];
-                end
-              end
-            end
-          end
-          if (\$490 ) begin
+          if (\$491 ) begin
             \$902  = 3'h0;
           end
         end
@@ -3640,80 +3614,75 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$903  = \$like ;
+    \$903  = \$like$84 ;
     casez (fsm_state)
       2'h0:
         begin
-          if (\$463 ) begin
+          if (\$464 ) begin
             if (\$signal$80 ) begin
-              if (\$482 ) begin
-                if (\$483 ) begin
-                  \$903  = \$484 [0];
+              if (\$483 ) begin
+                (* full_case = 32'd1 *)
+                if (\$484 ) begin
+                  \$903  = 3'h0;
+                end else begin
+                  \$903  = \$486 [2:0];
                 end
               end
             end
           end
-          if (\$490 ) begin
-            \$903  = 1'h0;
+          if (\$491 ) begin
+            \$903  = 3'h0;
           end
         end
     endcase
     if (rst) begin
-      \$903  = 1'h0;
+      \$903  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$904  = nxt_index;
+    \$904  = \$like ;
     casez (fsm_state)
       2'h0:
-          if (\$490 ) begin
-            \$904  = 6'h00;
-          end
-    endcase
-    if (rst) begin
-      \$904  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$905  = full1;
-    casez (fsm_state)
-      2'h0:
-          if (\$490 ) begin
-            if (\$signal$6 ) begin
-              \$905  = 1'h1;
-            end
-          end
-    endcase
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$496 ) begin
-            if (sweep_last) begin
-              if (\$497 ) begin
-                if (\$signal$36 ) begin
-                  \$905  = 1'h0;
+        begin
+          if (\$464 ) begin
+            if (\$signal$80 ) begin
+              if (\$483 ) begin
+                if (\$484 ) begin
+                  \$904  = \$485 [0];
                 end
               end
             end
           end
+          if (\$491 ) begin
+            \$904  = 1'h0;
+          end
+        end
     endcase
     if (rst) begin
-      \$905  = 1'h0;
+      \$904  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$906  = full0;
+    \$905  = nxt_index;
     casez (fsm_state)
       2'h0:
-          if (\$490 ) begin
-            (* full_case = 32'd1 *)
+          if (\$491 ) begin
+            \$905  = 6'h00;
+          end
+    endcase
+    if (rst) begin
+      \$905  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$906  = full1;
+    casez (fsm_state)
+      2'h0:
+          if (\$491 ) begin
             if (\$signal$6 ) begin
-            end else begin
               \$906  = 1'h1;
             end
           end
@@ -3723,12 +3692,10 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
       1'h0:
           /* empty */;
       1'h1:
-          if (\$496 ) begin
+          if (\$497 ) begin
             if (sweep_last) begin
-              if (\$497 ) begin
-                (* full_case = 32'd1 *)
+              if (\$498 ) begin
                 if (\$signal$36 ) begin
-                end else begin
                   \$906  = 1'h0;
                 end
               end
@@ -3741,11 +3708,32 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$907  = \$signal$6 ;
+    \$907  = full0;
     casez (fsm_state)
       2'h0:
-          if (\$490 ) begin
-            \$907  = \$491 ;
+          if (\$491 ) begin
+            (* full_case = 32'd1 *)
+            if (\$signal$6 ) begin
+            end else begin
+              \$907  = 1'h1;
+            end
+          end
+    endcase
+    (* full_case = 32'd1 *)
+    casez (fire_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$497 ) begin
+            if (sweep_last) begin
+              if (\$498 ) begin
+                (* full_case = 32'd1 *)
+                if (\$signal$36 ) begin
+                end else begin
+                  \$907  = 1'h0;
+                end
+              end
+            end
           end
     endcase
     if (rst) begin
@@ -3754,133 +3742,118 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$908  = fsm_state;
+    \$908  = \$signal$6 ;
     casez (fsm_state)
       2'h0:
-          if (\$490 ) begin
-            \$908  = 2'h1;
+          if (\$491 ) begin
+            \$908  = \$492 ;
+          end
+    endcase
+    if (rst) begin
+      \$908  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$909  = fsm_state;
+    casez (fsm_state)
+      2'h0:
+          if (\$491 ) begin
+            \$909  = 2'h1;
           end
       2'h1:
-          if (\$493 ) begin
-            \$908  = 2'h0;
+          if (\$494 ) begin
+            \$909  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$908  = 2'h0;
+      \$909  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$909  = fire_state;
+    \$910  = fire_state;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
-          if (\$494 ) begin
-            \$909  = 1'h1;
+          if (\$495 ) begin
+            \$910  = 1'h1;
           end
       1'h1:
-          if (\$496 ) begin
+          if (\$497 ) begin
             if (sweep_last) begin
-              if (\$497 ) begin
-                \$909  = 1'h0;
+              if (\$498 ) begin
+                \$910  = 1'h0;
               end
             end
           end
     endcase
     if (rst) begin
-      \$909  = 1'h0;
+      \$910  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$910  = sweep_addr;
+    \$911  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$496 ) begin
+          if (\$497 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$910  = 7'h00;
+              \$911  = 7'h00;
             end else begin
-              \$910  = \$500 [6:0];
+              \$911  = \$501 [6:0];
             end
           end
     endcase
     if (rst) begin
-      \$910  = 7'h00;
+      \$911  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$911  = sweep_g;
+    \$912  = sweep_g;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$496 ) begin
+          if (\$497 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$911  = 1'h0;
+              \$912  = 1'h0;
             end else begin
               (* full_case = 32'd1 *)
-              if (\$502 ) begin
-                \$911  = 1'h0;
+              if (\$503 ) begin
+                \$912  = 1'h0;
               end else begin
-                \$911  = \$506 [0];
+                \$912  = \$507 [0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$911  = 1'h0;
+      \$912  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$912  = sweep_y;
+    \$913  = sweep_y;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$496 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$912  = 3'h0;
-            end else begin
-              if (\$502 ) begin
-                if (\$503 ) begin
-                  \$912  = \$504 [2:0];
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$912  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$913  = sweep_x;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$496 ) begin
+          if (\$497 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
               \$913  = 3'h0;
             end else begin
-              if (\$502 ) begin
-                (* full_case = 32'd1 *)
-                if (\$503 ) begin
-                  \$913  = 3'h0;
-                end else begin
+              if (\$503 ) begin
+                if (\$504 ) begin
                   \$913  = \$505 [2:0];
                 end
               end
@@ -3893,157 +3866,178 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$914  = sweep_last;
+    \$914  = sweep_x;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$496 ) begin
+          if (\$497 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$914  = 1'h0;
+              \$914  = 3'h0;
             end else begin
-              \$914  = \$501 ;
+              if (\$503 ) begin
+                (* full_case = 32'd1 *)
+                if (\$504 ) begin
+                  \$914  = 3'h0;
+                end else begin
+                  \$914  = \$506 [2:0];
+                end
+              end
             end
           end
     endcase
     if (rst) begin
-      \$914  = 1'h0;
+      \$914  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$915  = fire_k;
+    \$915  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$496 ) begin
+          if (\$497 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$915  = 1'h0;
+            end else begin
+              \$915  = \$502 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$915  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$916  = fire_k;
+    (* full_case = 32'd1 *)
+    casez (fire_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$497 ) begin
             if (sweep_last) begin
               (* full_case = 32'd1 *)
-              if (\$497 ) begin
-                \$915  = 3'h0;
+              if (\$498 ) begin
+                \$916  = 3'h0;
               end else begin
-                \$915  = \$499 [2:0];
+                \$916  = \$500 [2:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$915  = 3'h0;
+      \$916  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$916  = \$signal$36 ;
+    \$917  = \$signal$36 ;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$496 ) begin
+          if (\$497 ) begin
             if (sweep_last) begin
-              if (\$497 ) begin
-                \$916  = \$498 ;
+              if (\$498 ) begin
+                \$917  = \$499 ;
               end
             end
           end
     endcase
-    if (rst) begin
-      \$916  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$917  = \$507 ;
     if (rst) begin
       \$917  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$918  = \$509 ;
+    \$918  = \$508 ;
     if (rst) begin
       \$918  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$919  = issue;
+    \$919  = \$510 ;
     if (rst) begin
-      \$919  = 33'h000000000;
+      \$919  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$920  = st0;
+    \$920  = issue;
     if (rst) begin
       \$920  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$921  = st1;
+    \$921  = st0;
     if (rst) begin
       \$921  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$922  = st2;
+    \$922  = st1;
     if (rst) begin
       \$922  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$923  = st3;
+    \$923  = st2;
     if (rst) begin
       \$923  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$924  = st4;
+    \$924  = st3;
     if (rst) begin
       \$924  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$925  = st5;
+    \$925  = st4;
     if (rst) begin
       \$925  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$926  = st6;
+    \$926  = st5;
     if (rst) begin
       \$926  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$927  = st7;
+    \$927  = st6;
     if (rst) begin
       \$927  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$928  = \$signature__data ;
+    \$928  = st7;
     if (rst) begin
-      \$928  = 32'd0;
+      \$928  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$929  = \$510 ;
+    \$929  = \$signature__data ;
     if (rst) begin
-      \$929  = 15'h0000;
+      \$929  = 32'd0;
     end
   end
   always @* begin
@@ -4069,220 +4063,227 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$933  = addend;
-    if (\$514 ) begin
-      \$933 [14:0] = w2_0_0;
-      \$933 [29:15] = w2_0_1;
-      \$933 [44:30] = w2_0_2;
-      \$933 [59:45] = w2_0_3;
-    end
+    \$933  = \$514 ;
     if (rst) begin
-      \$933  = 60'h000000000000000;
+      \$933  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$934  = \$signature__data$105 ;
+    \$934  = addend;
+    if (\$515 ) begin
+      \$934 [14:0] = w2_0_0;
+      \$934 [29:15] = w2_0_1;
+      \$934 [44:30] = w2_0_2;
+      \$934 [59:45] = w2_0_3;
+    end
     if (rst) begin
-      \$934  = 72'h000000000000000000;
+      \$934  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$935  = b_rd__data;
+    \$935  = \$signature__data$105 ;
     if (rst) begin
-      \$935  = 60'h000000000000000;
+      \$935  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$936  = v_wr__data;
+    \$936  = b_rd__data;
     if (rst) begin
-      \$936  = 72'h000000000000000000;
+      \$936  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$937  = res8;
+    \$937  = v_wr__data;
     if (rst) begin
       \$937  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$938  = 4'h0;
+    \$938  = res8;
     if (rst) begin
-      \$938  = 4'h0;
+      \$938  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$939  = cres8;
+    \$939  = 4'h0;
     if (rst) begin
       \$939  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$940  = b_raw;
+    \$940  = cres8;
     if (rst) begin
-      \$940  = 60'h000000000000000;
+      \$940  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$941  = \$like$113 ;
+    \$941  = b_raw;
     if (rst) begin
       \$941  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$942  = \$524 ;
+    \$942  = \$like$113 ;
     if (rst) begin
-      \$942  = 1'h0;
+      \$942  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$943  = \$536 ;
+    \$943  = \$525 ;
     if (rst) begin
       \$943  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$944  = \$546 ;
+    \$944  = \$537 ;
     if (rst) begin
       \$944  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$945  = \$558 ;
+    \$945  = \$547 ;
     if (rst) begin
       \$945  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$946  = \$566 ;
+    \$946  = \$559 ;
     if (rst) begin
       \$946  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$947  = \$576 ;
+    \$947  = \$567 ;
     if (rst) begin
       \$947  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$948  = \$584 ;
+    \$948  = \$577 ;
     if (rst) begin
       \$948  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$949  = \$594 ;
+    \$949  = \$585 ;
     if (rst) begin
       \$949  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$950  = \$602 ;
+    \$950  = \$595 ;
     if (rst) begin
       \$950  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$951  = \$612 ;
+    \$951  = \$603 ;
     if (rst) begin
       \$951  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$952  = { \$708 , \$699 , \$690 , \$682 , \$675 , \$665 , \$655 , \$646 , \$638 , \$624  };
+    \$952  = \$613 ;
     if (rst) begin
-      \$952  = 10'h000;
+      \$952  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$953  = { 6'h00, \$713 , \$709  };
+    \$953  = { \$709 , \$700 , \$691 , \$683 , \$676 , \$666 , \$656 , \$647 , \$639 , \$625  };
     if (rst) begin
-      \$953  = 8'h00;
+      \$953  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$954 [18:0] = \$748 [18:0];
-    \$954 [37:19] = \$783 [18:0];
-    \$954 [56:38] = \$818 [18:0];
-    \$954 [75:57] = \$853 [18:0];
+    \$954  = { 6'h00, \$714 , \$710  };
     if (rst) begin
-      \$954  = 76'h0000000000000000000;
+      \$954  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$955 [18:0] = \$859 ;
-    \$955 [37:19] = \$865 ;
-    \$955 [56:38] = \$871 ;
-    \$955 [75:57] = \$877 ;
+    \$955 [18:0] = \$749 [18:0];
+    \$955 [37:19] = \$784 [18:0];
+    \$955 [56:38] = \$819 [18:0];
+    \$955 [75:57] = \$854 [18:0];
     if (rst) begin
       \$955  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$956  = result;
+    \$956 [18:0] = \$860 ;
+    \$956 [37:19] = \$866 ;
+    \$956 [56:38] = \$872 ;
+    \$956 [75:57] = \$878 ;
     if (rst) begin
-      \$956  = 72'h000000000000000000;
+      \$956  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$957  = entry;
+    \$957  = result;
     if (rst) begin
-      \$957  = 12'h000;
+      \$957  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$958  = \$881 ;
+    \$958  = entry;
     if (rst) begin
-      \$958  = 1'h0;
+      \$958  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$959  = done;
+    \$959  = \$882 ;
+    if (rst) begin
+      \$959  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$960  = done;
     if (\$signal$73 ) begin
       (* full_case = 32'd1 *)
-      if (\$882 ) begin
+      if (\$883 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
-          if (\$887 ) begin
-            \$959  = 4'h0;
+          if (\$888 ) begin
+            \$960  = 4'h0;
           end else begin
-            \$959  = \$889 [3:0];
+            \$960  = \$890 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$959  = 4'h0;
+          \$960  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$959  = 4'h0;
+      \$960  = 4'h0;
     end
   end
   always @* begin
@@ -4290,13 +4291,13 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     (* full_case = 32'd1 *)
     casez (st6[24:23])
       2'h0:
-          \$15  = 18'h022d0;
+          \$16  = 18'h022d0;
       2'h1:
-          \$15  = 18'h01168;
+          \$16  = 18'h01168;
       2'h2:
-          \$15  = 18'h008b4;
+          \$16  = 18'h008b4;
       2'h3:
-          \$15  = 18'h0045a;
+          \$16  = 18'h0045a;
     endcase
   end
   always @* begin
@@ -4304,13 +4305,13 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     (* full_case = 32'd1 *)
     casez (st6[24:23])
       2'h0:
-          \$22  = 18'h022d0;
+          \$23  = 18'h022d0;
       2'h1:
-          \$22  = 18'h01168;
+          \$23  = 18'h01168;
       2'h2:
-          \$22  = 18'h008b4;
+          \$23  = 18'h008b4;
       2'h3:
-          \$22  = 18'h0045a;
+          \$23  = 18'h0045a;
     endcase
   end
   always @* begin
@@ -4318,13 +4319,13 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     (* full_case = 32'd1 *)
     casez (st6[24:23])
       2'h0:
-          \$29  = 18'h022d0;
+          \$30  = 18'h022d0;
       2'h1:
-          \$29  = 18'h01168;
+          \$30  = 18'h01168;
       2'h2:
-          \$29  = 18'h008b4;
+          \$30  = 18'h008b4;
       2'h3:
-          \$29  = 18'h0045a;
+          \$30  = 18'h0045a;
     endcase
   end
   always @* begin
@@ -4332,13 +4333,13 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     (* full_case = 32'd1 *)
     casez (st6[24:23])
       2'h0:
-          \$36  = 18'h022d0;
+          \$37  = 18'h022d0;
       2'h1:
-          \$36  = 18'h01168;
+          \$37  = 18'h01168;
       2'h2:
-          \$36  = 18'h008b4;
+          \$37  = 18'h008b4;
       2'h3:
-          \$36  = 18'h0045a;
+          \$37  = 18'h0045a;
     endcase
   end
   assign \$signal$10  = pixels__payload;
@@ -4350,11 +4351,11 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign ev_count = 1'h1;
   assign ev_shift = { 1'h0, \bit  };
   assign \$signature__addr  = st0[15:11];
-  assign \$signature__addr$45  = \$13 [7:0];
+  assign \$signature__addr$45  = \$14 [7:0];
   assign b_rd__addr = st2[10:4];
-  assign v_wr__addr = \$43 [7:0];
+  assign v_wr__addr = \$44 [7:0];
   assign res7 = v_wr__data;
-  assign v_wr__en = \$48 [0];
+  assign v_wr__en = \$49 [0];
   assign entry7 = \$signal$63 ;
   assign push7 = \$signal$65 ;
   assign busy = op_valid;
@@ -4622,164 +4623,165 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   always @*
     o__payload[5:3] = \$signal$69 [7:5];
   always @*
-    o__payload[2:0] = \$65 [2:0];
-  assign pending[3] = \$63 ;
-  assign pending[2] = \$60 ;
-  assign pending[1] = \$57 ;
-  assign pending[0] = \$54 ;
+    o__payload[2:0] = \$66 [2:0];
+  assign pending[3] = \$64 ;
+  assign pending[2] = \$61 ;
+  assign pending[1] = \$58 ;
+  assign pending[0] = \$55 ;
   assign entry[11] = st6[25];
   assign entry[10:8] = st6[32:30];
   assign entry[7:5] = st6[29:27];
   assign entry[4] = st6[26];
   assign entry[3:0] = out_counts;
-  assign \$49  = st7[1];
-  assign \$77  = fire_state;
-  assign \$85  = 1'h0;
-  assign \$86  = pix_bits[0];
-  assign \$88  = pix_bits[0];
-  assign \$91  = pix_bits[0];
-  assign \$95  = pix_bits[0];
-  assign \$100  = pix_bits[0];
-  assign \$106  = pix_bits[0];
-  assign \$113  = pix_bits[0];
-  assign \$121  = 1'h0;
-  assign \$122  = pix_bits[0];
-  assign \$124  = pix_bits[0];
-  assign \$127  = pix_bits[0];
-  assign \$131  = pix_bits[0];
-  assign \$136  = pix_bits[0];
-  assign \$142  = pix_bits[0];
-  assign \$149  = pix_bits[0];
-  assign \$158  = 1'h0;
-  assign \$159  = pix_bits[0];
-  assign \$161  = pix_bits[0];
-  assign \$164  = pix_bits[0];
-  assign \$168  = pix_bits[0];
-  assign \$173  = pix_bits[0];
-  assign \$179  = pix_bits[0];
-  assign \$186  = pix_bits[0];
-  assign \$195  = 1'h0;
-  assign \$196  = pix_bits[0];
-  assign \$198  = pix_bits[0];
-  assign \$201  = pix_bits[0];
-  assign \$205  = pix_bits[0];
-  assign \$210  = pix_bits[0];
-  assign \$216  = pix_bits[0];
-  assign \$223  = pix_bits[0];
-  assign \$233  = 1'h0;
-  assign \$234  = pix_bits[0];
-  assign \$236  = pix_bits[0];
-  assign \$239  = pix_bits[0];
-  assign \$243  = pix_bits[0];
-  assign \$248  = pix_bits[0];
-  assign \$254  = pix_bits[0];
-  assign \$261  = pix_bits[0];
-  assign \$271  = 1'h0;
-  assign \$272  = pix_bits[0];
-  assign \$274  = pix_bits[0];
-  assign \$277  = pix_bits[0];
-  assign \$281  = pix_bits[0];
-  assign \$286  = pix_bits[0];
-  assign \$292  = pix_bits[0];
-  assign \$299  = pix_bits[0];
-  assign \$309  = 1'h0;
-  assign \$310  = pix_bits[0];
-  assign \$312  = pix_bits[0];
-  assign \$315  = pix_bits[0];
-  assign \$319  = pix_bits[0];
-  assign \$324  = pix_bits[0];
-  assign \$330  = pix_bits[0];
-  assign \$337  = pix_bits[0];
-  assign \$347  = 1'h0;
-  assign \$348  = pix_bits[0];
-  assign \$350  = pix_bits[0];
-  assign \$353  = pix_bits[0];
-  assign \$357  = pix_bits[0];
-  assign \$362  = pix_bits[0];
-  assign \$368  = pix_bits[0];
-  assign \$375  = pix_bits[0];
-  assign \$385  = 1'h0;
-  assign \$386  = pix_bits[0];
-  assign \$388  = pix_bits[0];
-  assign \$391  = pix_bits[0];
-  assign \$395  = pix_bits[0];
-  assign \$400  = pix_bits[0];
-  assign \$406  = pix_bits[0];
-  assign \$413  = pix_bits[0];
-  assign \$423  = 1'h0;
-  assign \$424  = pix_bits[0];
-  assign \$426  = pix_bits[0];
-  assign \$429  = pix_bits[0];
-  assign \$433  = pix_bits[0];
-  assign \$438  = pix_bits[0];
-  assign \$444  = pix_bits[0];
-  assign \$451  = pix_bits[0];
-  assign \$502  = sweep_g;
-  assign \$532  = st3[1];
-  assign \$554  = st4[1];
-  assign \$572  = st5[1];
-  assign \$590  = st6[1];
-  assign \$608  = st7[1];
-  assign \$613  = 1'h1;
-  assign \$614  = hit_v1;
-  assign \$619  = 1'h1;
-  assign \$620  = hit_c1;
-  assign \$625  = hit_v1;
-  assign \$632  = hit_c1;
-  assign \$639  = hit_v1;
-  assign \$647  = hit_v1;
-  assign \$656  = hit_v1;
-  assign \$666  = hit_v1;
-  assign \$676  = hit_c1;
-  assign \$683  = hit_c1;
-  assign \$691  = hit_c1;
-  assign \$700  = hit_c1;
-  assign \$725  = 2'h0;
-  assign \$726  = \$724 ;
-  assign \$731  = 2'h0;
-  assign \$732  = \$730 ;
-  assign \$740  = 2'h0;
-  assign \$741  = \$739 ;
-  assign \$746  = 2'h0;
-  assign \$747  = \$745 ;
-  assign \$760  = 2'h0;
-  assign \$761  = \$759 ;
-  assign \$766  = 2'h0;
-  assign \$767  = \$765 ;
-  assign \$775  = 2'h0;
-  assign \$776  = \$774 ;
-  assign \$781  = 2'h0;
-  assign \$782  = \$780 ;
-  assign \$795  = 2'h0;
-  assign \$796  = \$794 ;
-  assign \$801  = 2'h0;
-  assign \$802  = \$800 ;
-  assign \$810  = 2'h0;
-  assign \$811  = \$809 ;
-  assign \$816  = 2'h0;
-  assign \$817  = \$815 ;
-  assign \$830  = 2'h0;
-  assign \$831  = \$829 ;
-  assign \$836  = 2'h0;
-  assign \$837  = \$835 ;
-  assign \$845  = 2'h0;
-  assign \$846  = \$844 ;
-  assign \$851  = 2'h0;
-  assign \$852  = \$850 ;
-  assign \$854  = st5[1];
-  assign \$860  = st5[1];
-  assign \$866  = st5[1];
-  assign \$872  = st5[1];
-  assign \$878  = st6[1];
-  assign \$52  = \$signal$69 [0];
-  assign \$55  = \$signal$69 [1];
-  assign \$58  = \$signal$69 [2];
-  assign \$61  = \$signal$69 [3];
-  assign \$711  = st3[1];
+  assign active = \$12 ;
+  assign \$50  = st7[1];
+  assign \$78  = fire_state;
+  assign \$86  = 1'h0;
+  assign \$87  = pix_bits[0];
+  assign \$89  = pix_bits[0];
+  assign \$92  = pix_bits[0];
+  assign \$96  = pix_bits[0];
+  assign \$101  = pix_bits[0];
+  assign \$107  = pix_bits[0];
+  assign \$114  = pix_bits[0];
+  assign \$122  = 1'h0;
+  assign \$123  = pix_bits[0];
+  assign \$125  = pix_bits[0];
+  assign \$128  = pix_bits[0];
+  assign \$132  = pix_bits[0];
+  assign \$137  = pix_bits[0];
+  assign \$143  = pix_bits[0];
+  assign \$150  = pix_bits[0];
+  assign \$159  = 1'h0;
+  assign \$160  = pix_bits[0];
+  assign \$162  = pix_bits[0];
+  assign \$165  = pix_bits[0];
+  assign \$169  = pix_bits[0];
+  assign \$174  = pix_bits[0];
+  assign \$180  = pix_bits[0];
+  assign \$187  = pix_bits[0];
+  assign \$196  = 1'h0;
+  assign \$197  = pix_bits[0];
+  assign \$199  = pix_bits[0];
+  assign \$202  = pix_bits[0];
+  assign \$206  = pix_bits[0];
+  assign \$211  = pix_bits[0];
+  assign \$217  = pix_bits[0];
+  assign \$224  = pix_bits[0];
+  assign \$234  = 1'h0;
+  assign \$235  = pix_bits[0];
+  assign \$237  = pix_bits[0];
+  assign \$240  = pix_bits[0];
+  assign \$244  = pix_bits[0];
+  assign \$249  = pix_bits[0];
+  assign \$255  = pix_bits[0];
+  assign \$262  = pix_bits[0];
+  assign \$272  = 1'h0;
+  assign \$273  = pix_bits[0];
+  assign \$275  = pix_bits[0];
+  assign \$278  = pix_bits[0];
+  assign \$282  = pix_bits[0];
+  assign \$287  = pix_bits[0];
+  assign \$293  = pix_bits[0];
+  assign \$300  = pix_bits[0];
+  assign \$310  = 1'h0;
+  assign \$311  = pix_bits[0];
+  assign \$313  = pix_bits[0];
+  assign \$316  = pix_bits[0];
+  assign \$320  = pix_bits[0];
+  assign \$325  = pix_bits[0];
+  assign \$331  = pix_bits[0];
+  assign \$338  = pix_bits[0];
+  assign \$348  = 1'h0;
+  assign \$349  = pix_bits[0];
+  assign \$351  = pix_bits[0];
+  assign \$354  = pix_bits[0];
+  assign \$358  = pix_bits[0];
+  assign \$363  = pix_bits[0];
+  assign \$369  = pix_bits[0];
+  assign \$376  = pix_bits[0];
+  assign \$386  = 1'h0;
+  assign \$387  = pix_bits[0];
+  assign \$389  = pix_bits[0];
+  assign \$392  = pix_bits[0];
+  assign \$396  = pix_bits[0];
+  assign \$401  = pix_bits[0];
+  assign \$407  = pix_bits[0];
+  assign \$414  = pix_bits[0];
+  assign \$424  = 1'h0;
+  assign \$425  = pix_bits[0];
+  assign \$427  = pix_bits[0];
+  assign \$430  = pix_bits[0];
+  assign \$434  = pix_bits[0];
+  assign \$439  = pix_bits[0];
+  assign \$445  = pix_bits[0];
+  assign \$452  = pix_bits[0];
+  assign \$503  = sweep_g;
+  assign \$533  = st3[1];
+  assign \$555  = st4[1];
+  assign \$573  = st5[1];
+  assign \$591  = st6[1];
+  assign \$609  = st7[1];
+  assign \$614  = 1'h1;
+  assign \$615  = hit_v1;
+  assign \$620  = 1'h1;
+  assign \$621  = hit_c1;
+  assign \$626  = hit_v1;
+  assign \$633  = hit_c1;
+  assign \$640  = hit_v1;
+  assign \$648  = hit_v1;
+  assign \$657  = hit_v1;
+  assign \$667  = hit_v1;
+  assign \$677  = hit_c1;
+  assign \$684  = hit_c1;
+  assign \$692  = hit_c1;
+  assign \$701  = hit_c1;
+  assign \$726  = 2'h0;
+  assign \$727  = \$725 ;
+  assign \$732  = 2'h0;
+  assign \$733  = \$731 ;
+  assign \$741  = 2'h0;
+  assign \$742  = \$740 ;
+  assign \$747  = 2'h0;
+  assign \$748  = \$746 ;
+  assign \$761  = 2'h0;
+  assign \$762  = \$760 ;
+  assign \$767  = 2'h0;
+  assign \$768  = \$766 ;
+  assign \$776  = 2'h0;
+  assign \$777  = \$775 ;
+  assign \$782  = 2'h0;
+  assign \$783  = \$781 ;
+  assign \$796  = 2'h0;
+  assign \$797  = \$795 ;
+  assign \$802  = 2'h0;
+  assign \$803  = \$801 ;
+  assign \$811  = 2'h0;
+  assign \$812  = \$810 ;
+  assign \$817  = 2'h0;
+  assign \$818  = \$816 ;
+  assign \$831  = 2'h0;
+  assign \$832  = \$830 ;
+  assign \$837  = 2'h0;
+  assign \$838  = \$836 ;
+  assign \$846  = 2'h0;
+  assign \$847  = \$845 ;
+  assign \$852  = 2'h0;
+  assign \$853  = \$851 ;
+  assign \$855  = st5[1];
+  assign \$861  = st5[1];
+  assign \$867  = st5[1];
+  assign \$873  = st5[1];
+  assign \$879  = st6[1];
+  assign \$53  = \$signal$69 [0];
+  assign \$56  = \$signal$69 [1];
+  assign \$59  = \$signal$69 [2];
+  assign \$62  = \$signal$69 [3];
+  assign \$712  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3620$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
+module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3624$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [2:0] \$10 ;
@@ -4880,8 +4882,8 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3620$0 , loa
   reg op_valid = 1'h0;
   output [4:0] op_waddr;
   reg [4:0] op_waddr = 5'h00;
-  input [2:0] \port$3620$0 ;
-  wire [2:0] \port$3620$0 ;
+  input [2:0] \port$3624$0 ;
+  wire [2:0] \port$3624$0 ;
   reg [4:0] r_step = 5'h00;
   output ready;
   wire ready;
@@ -4972,7 +4974,7 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3620$0 , loa
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$51  = op_shift;
     if (load) begin
-      \$51  = { 1'h0, \port$3620$0  };
+      \$51  = { 1'h0, \port$3624$0  };
     end
     if (rst) begin
       \$51  = 4'h0;
@@ -5489,13 +5491,13 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3620$0 , loa
   assign addr = op_addr;
   assign waddr = op_waddr;
   assign ev_count = 1'h1;
-  assign ev_shift = { 1'h0, \port$3620$0  };
+  assign ev_shift = { 1'h0, \port$3624$0  };
   assign \$9  = { ev_c, 1'h0 };
   assign \$11  = { 3'h0, ev_c, 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1243$0 , \port$3622$0 , \port$3837$0 , \port$3839$0 , \port$0$2 );
+module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1244$0 , \port$3626$0 , \port$3841$0 , \port$3843$0 , \port$0$2 );
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5516,16 +5518,16 @@ module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$124
   wire [1:0] count;
   input [7:0] \port$0$2 ;
   wire [7:0] \port$0$2 ;
-  output \port$1243$0 ;
-  wire \port$1243$0 ;
-  input \port$3622$0 ;
-  wire \port$3622$0 ;
+  output \port$1244$0 ;
+  wire \port$1244$0 ;
+  input \port$3626$0 ;
+  wire \port$3626$0 ;
   (* init = 8'h00 *)
-  output [7:0] \port$3837$0 ;
-  wire [7:0] \port$3837$0 ;
+  output [7:0] \port$3841$0 ;
+  wire [7:0] \port$3841$0 ;
   (* init = 1'h0 *)
-  output \port$3839$0 ;
-  wire \port$3839$0 ;
+  output \port$3843$0 ;
+  wire \port$3843$0 ;
   input \port$5$0 ;
   wire \port$5$0 ;
   input rst;
@@ -5535,7 +5537,7 @@ module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$124
   assign take = \port$5$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3622$0  | \$2 ;
+  assign \$3  = \port$3626$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -5603,15 +5605,15 @@ module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$124
     end
   end
   assign \$signal$3  = \port$5$0 ;
-  assign \$signal$8  = \port$3622$0 ;
+  assign \$signal$8  = \port$3626$0 ;
   assign \$signal$11  = \port$0$2 ;
-  assign \port$1243$0  = \$signal ;
-  assign \port$3837$0  = \$signal$9 ;
-  assign \port$3839$0  = \$signal$5 ;
+  assign \port$1244$0  = \$signal ;
+  assign \port$3841$0  = \$signal$9 ;
+  assign \port$3843$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.queue (rst, \port$3635$0 , w_data, w_en, \port$3827$0 , \port$3829$0 , clk);
+module \digits_cnn_ilif.engine_conv1.queue (rst, \port$3639$0 , w_data, w_en, \port$3831$0 , \port$3833$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5642,12 +5644,12 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, \port$3635$0 , w_data, w_en, \p
   reg held_valid = 1'h0;
   wire [8:0] level;
   wire [8:0] \level$21 ;
-  input \port$3635$0 ;
-  wire \port$3635$0 ;
-  output [11:0] \port$3827$0 ;
-  wire [11:0] \port$3827$0 ;
-  output \port$3829$0 ;
-  wire \port$3829$0 ;
+  input \port$3639$0 ;
+  wire \port$3639$0 ;
+  output [11:0] \port$3831$0 ;
+  wire [11:0] \port$3831$0 ;
+  output \port$3833$0 ;
+  wire \port$3833$0 ;
   wire [11:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -5684,12 +5686,12 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, \port$3635$0 , w_data, w_en, \p
   \digits_cnn_ilif.engine_conv1.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$1231$0 (\$signal$9 ),
-    .\port$3635$0 (\port$3635$0 ),
-    .\port$3811$0 (\$signal$11 ),
-    .\port$3813$0 (held_valid),
-    .\port$3827$0 (\$signal$14 ),
-    .\port$3829$0 (\$signal$16 ),
+    .\port$1232$0 (\$signal$9 ),
+    .\port$3639$0 (\port$3639$0 ),
+    .\port$3815$0 (\$signal$11 ),
+    .\port$3817$0 (held_valid),
+    .\port$3831$0 (\$signal$14 ),
+    .\port$3833$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -5720,11 +5722,11 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, \port$3635$0 , w_data, w_en, \p
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3635$0 ;
-  assign \$signal$19  = \port$3635$0 ;
+  assign \$signal$18  = \port$3639$0 ;
+  assign \$signal$19  = \port$3639$0 ;
   assign level = \$4 [8:0];
-  assign \port$3827$0  = \$signal$14 ;
-  assign \port$3829$0  = \$signal$16 ;
+  assign \port$3831$0  = \$signal$14 ;
+  assign \port$3833$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6172,7 +6174,7 @@ module \digits_cnn_ilif.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1231$0 , count, \port$3635$0 , \port$3811$0 , \port$3813$0 , \port$3827$0 , \port$3829$0 , clk);
+module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1232$0 , count, \port$3639$0 , \port$3815$0 , \port$3817$0 , \port$3831$0 , \port$3833$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -6192,28 +6194,28 @@ module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1231$0 , count, \por
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$1231$0 ;
-  wire \port$1231$0 ;
-  input \port$3635$0 ;
-  wire \port$3635$0 ;
-  input [11:0] \port$3811$0 ;
-  wire [11:0] \port$3811$0 ;
-  input \port$3813$0 ;
-  wire \port$3813$0 ;
+  output \port$1232$0 ;
+  wire \port$1232$0 ;
+  input \port$3639$0 ;
+  wire \port$3639$0 ;
+  input [11:0] \port$3815$0 ;
+  wire [11:0] \port$3815$0 ;
+  input \port$3817$0 ;
+  wire \port$3817$0 ;
   (* init = 12'h000 *)
-  output [11:0] \port$3827$0 ;
-  wire [11:0] \port$3827$0 ;
+  output [11:0] \port$3831$0 ;
+  wire [11:0] \port$3831$0 ;
   (* init = 1'h0 *)
-  output \port$3829$0 ;
-  wire \port$3829$0 ;
+  output \port$3833$0 ;
+  wire \port$3833$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3813$0  & \$1 ;
+  assign take = \port$3817$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3635$0  | \$2 ;
+  assign \$3  = \port$3639$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -6231,7 +6233,7 @@ module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1231$0 , count, \por
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3811$0 ;
+        \$4  = \port$3815$0 ;
       end
     end
     if (rst) begin
@@ -6274,36 +6276,36 @@ module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1231$0 , count, \por
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3811$0 ;
+      \$7  = \port$3815$0 ;
     end
     if (rst) begin
       \$7  = 12'h000;
     end
   end
-  assign \$signal$3  = \port$3813$0 ;
-  assign \$signal$8  = \port$3635$0 ;
-  assign \$signal$11  = \port$3811$0 ;
-  assign \port$1231$0  = \$signal ;
-  assign \port$3827$0  = \$signal$9 ;
-  assign \port$3829$0  = \$signal$5 ;
+  assign \$signal$3  = \port$3817$0 ;
+  assign \$signal$8  = \port$3639$0 ;
+  assign \$signal$11  = \port$3815$0 ;
+  assign \port$1232$0  = \$signal ;
+  assign \port$3831$0  = \$signal$9 ;
+  assign \port$3833$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
-  wire \$10 ;
+  wire [10:0] \$10 ;
   wire \$100 ;
-  wire [10:0] \$101 ;
+  wire \$101 ;
   wire [10:0] \$102 ;
   wire [10:0] \$103 ;
   wire [10:0] \$104 ;
-  wire \$105 ;
+  wire [10:0] \$105 ;
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
-  reg [15:0] \$11 ;
+  wire \$11 ;
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
@@ -6314,7 +6316,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
-  wire [17:0] \$12 ;
+  reg [15:0] \$12 ;
   wire \$120 ;
   wire \$121 ;
   wire \$122 ;
@@ -6325,7 +6327,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$127 ;
   wire \$128 ;
   wire \$129 ;
-  wire \$13 ;
+  wire [17:0] \$13 ;
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
@@ -6358,7 +6360,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
-  wire [17:0] \$16 ;
+  wire \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
@@ -6369,7 +6371,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire \$17 ;
+  wire [17:0] \$17 ;
   wire \$170 ;
   wire \$171 ;
   wire \$172 ;
@@ -6380,7 +6382,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$177 ;
   wire \$178 ;
   wire \$179 ;
-  reg [15:0] \$18 ;
+  wire \$18 ;
   wire \$180 ;
   wire \$181 ;
   wire \$182 ;
@@ -6391,7 +6393,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire [17:0] \$19 ;
+  reg [15:0] \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
@@ -6403,7 +6405,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire \$20 ;
+  wire [17:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
@@ -6436,7 +6438,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
-  wire [17:0] \$23 ;
+  wire \$23 ;
   wire \$230 ;
   wire \$231 ;
   wire \$232 ;
@@ -6447,7 +6449,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$237 ;
   wire \$238 ;
   wire \$239 ;
-  wire \$24 ;
+  wire [17:0] \$24 ;
   wire \$240 ;
   wire \$241 ;
   wire \$242 ;
@@ -6458,7 +6460,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$247 ;
   wire \$248 ;
   wire \$249 ;
-  reg [15:0] \$25 ;
+  wire \$25 ;
   wire \$250 ;
   wire \$251 ;
   wire \$252 ;
@@ -6469,7 +6471,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$257 ;
   wire \$258 ;
   wire \$259 ;
-  wire [17:0] \$26 ;
+  reg [15:0] \$26 ;
   wire \$260 ;
   wire \$261 ;
   wire \$262 ;
@@ -6480,7 +6482,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$267 ;
   wire \$268 ;
   wire \$269 ;
-  wire \$27 ;
+  wire [17:0] \$27 ;
   wire \$270 ;
   wire \$271 ;
   wire \$272 ;
@@ -6514,226 +6516,226 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$298 ;
   wire \$299 ;
   wire \$3 ;
-  wire [17:0] \$30 ;
+  wire \$30 ;
   wire \$300 ;
   wire \$301 ;
   wire \$302 ;
   wire \$303 ;
   wire \$304 ;
-  wire [16:0] \$305 ;
+  wire \$305 ;
   wire [16:0] \$306 ;
   wire [16:0] \$307 ;
-  wire [15:0] \$308 ;
-  wire [16:0] \$309 ;
-  wire \$31 ;
-  wire [15:0] \$310 ;
-  wire [16:0] \$311 ;
-  wire [15:0] \$312 ;
-  wire [16:0] \$313 ;
-  wire [15:0] \$314 ;
-  wire [16:0] \$315 ;
-  wire [1:0] \$316 ;
-  wire [16:0] \$317 ;
-  wire [1:0] \$318 ;
-  wire [16:0] \$319 ;
-  reg [15:0] \$32 ;
-  wire [1:0] \$320 ;
-  wire [16:0] \$321 ;
-  wire [1:0] \$322 ;
-  wire [16:0] \$323 ;
-  wire [10:0] \$324 ;
-  wire [12:0] \$325 ;
+  wire [16:0] \$308 ;
+  wire [15:0] \$309 ;
+  wire [17:0] \$31 ;
+  wire [16:0] \$310 ;
+  wire [15:0] \$311 ;
+  wire [16:0] \$312 ;
+  wire [15:0] \$313 ;
+  wire [16:0] \$314 ;
+  wire [15:0] \$315 ;
+  wire [16:0] \$316 ;
+  wire [1:0] \$317 ;
+  wire [16:0] \$318 ;
+  wire [1:0] \$319 ;
+  wire \$32 ;
+  wire [16:0] \$320 ;
+  wire [1:0] \$321 ;
+  wire [16:0] \$322 ;
+  wire [1:0] \$323 ;
+  wire [16:0] \$324 ;
+  wire [10:0] \$325 ;
   wire [12:0] \$326 ;
-  wire [16:0] \$327 ;
+  wire [12:0] \$327 ;
   wire [16:0] \$328 ;
   wire [16:0] \$329 ;
-  wire [17:0] \$33 ;
+  reg [15:0] \$33 ;
   wire [16:0] \$330 ;
-  wire [1:0] \$331 ;
-  wire [16:0] \$332 ;
-  wire [1:0] \$333 ;
-  wire [16:0] \$334 ;
-  wire [1:0] \$335 ;
-  wire [16:0] \$336 ;
-  wire [1:0] \$337 ;
-  wire [16:0] \$338 ;
-  wire [17:0] \$339 ;
-  wire \$34 ;
-  wire [16:0] \$340 ;
+  wire [16:0] \$331 ;
+  wire [1:0] \$332 ;
+  wire [16:0] \$333 ;
+  wire [1:0] \$334 ;
+  wire [16:0] \$335 ;
+  wire [1:0] \$336 ;
+  wire [16:0] \$337 ;
+  wire [1:0] \$338 ;
+  wire [16:0] \$339 ;
+  wire [17:0] \$34 ;
+  wire [17:0] \$340 ;
   wire [16:0] \$341 ;
   wire [16:0] \$342 ;
-  wire [15:0] \$343 ;
-  wire [16:0] \$344 ;
-  wire [15:0] \$345 ;
-  wire [16:0] \$346 ;
-  wire [15:0] \$347 ;
-  wire [16:0] \$348 ;
-  wire [15:0] \$349 ;
+  wire [16:0] \$343 ;
+  wire [15:0] \$344 ;
+  wire [16:0] \$345 ;
+  wire [15:0] \$346 ;
+  wire [16:0] \$347 ;
+  wire [15:0] \$348 ;
+  wire [16:0] \$349 ;
   wire \$35 ;
-  wire [16:0] \$350 ;
-  wire [1:0] \$351 ;
-  wire [16:0] \$352 ;
-  wire [1:0] \$353 ;
-  wire [16:0] \$354 ;
-  wire [1:0] \$355 ;
-  wire [16:0] \$356 ;
-  wire [1:0] \$357 ;
-  wire [16:0] \$358 ;
-  wire [10:0] \$359 ;
+  wire [15:0] \$350 ;
+  wire [16:0] \$351 ;
+  wire [1:0] \$352 ;
+  wire [16:0] \$353 ;
+  wire [1:0] \$354 ;
+  wire [16:0] \$355 ;
+  wire [1:0] \$356 ;
+  wire [16:0] \$357 ;
+  wire [1:0] \$358 ;
+  wire [16:0] \$359 ;
   wire \$36 ;
-  wire [12:0] \$360 ;
+  wire [10:0] \$360 ;
   wire [12:0] \$361 ;
-  wire [16:0] \$362 ;
+  wire [12:0] \$362 ;
   wire [16:0] \$363 ;
   wire [16:0] \$364 ;
   wire [16:0] \$365 ;
-  wire [1:0] \$366 ;
-  wire [16:0] \$367 ;
-  wire [1:0] \$368 ;
-  wire [16:0] \$369 ;
-  wire [17:0] \$37 ;
-  wire [1:0] \$370 ;
-  wire [16:0] \$371 ;
-  wire [1:0] \$372 ;
-  wire [16:0] \$373 ;
-  wire [17:0] \$374 ;
-  wire [16:0] \$375 ;
+  wire [16:0] \$366 ;
+  wire [1:0] \$367 ;
+  wire [16:0] \$368 ;
+  wire [1:0] \$369 ;
+  wire \$37 ;
+  wire [16:0] \$370 ;
+  wire [1:0] \$371 ;
+  wire [16:0] \$372 ;
+  wire [1:0] \$373 ;
+  wire [16:0] \$374 ;
+  wire [17:0] \$375 ;
   wire [16:0] \$376 ;
   wire [16:0] \$377 ;
-  wire [15:0] \$378 ;
-  wire [16:0] \$379 ;
-  wire [9:0] \$38 ;
-  wire [15:0] \$380 ;
-  wire [16:0] \$381 ;
-  wire [15:0] \$382 ;
-  wire [16:0] \$383 ;
-  wire [15:0] \$384 ;
-  wire [16:0] \$385 ;
-  wire [1:0] \$386 ;
-  wire [16:0] \$387 ;
-  wire [1:0] \$388 ;
-  wire [16:0] \$389 ;
-  wire [10:0] \$39 ;
-  wire [1:0] \$390 ;
-  wire [16:0] \$391 ;
-  wire [1:0] \$392 ;
-  wire [16:0] \$393 ;
-  wire [10:0] \$394 ;
-  wire [12:0] \$395 ;
+  wire [16:0] \$378 ;
+  wire [15:0] \$379 ;
+  wire [17:0] \$38 ;
+  wire [16:0] \$380 ;
+  wire [15:0] \$381 ;
+  wire [16:0] \$382 ;
+  wire [15:0] \$383 ;
+  wire [16:0] \$384 ;
+  wire [15:0] \$385 ;
+  wire [16:0] \$386 ;
+  wire [1:0] \$387 ;
+  wire [16:0] \$388 ;
+  wire [1:0] \$389 ;
+  wire [9:0] \$39 ;
+  wire [16:0] \$390 ;
+  wire [1:0] \$391 ;
+  wire [16:0] \$392 ;
+  wire [1:0] \$393 ;
+  wire [16:0] \$394 ;
+  wire [10:0] \$395 ;
   wire [12:0] \$396 ;
-  wire [16:0] \$397 ;
+  wire [12:0] \$397 ;
   wire [16:0] \$398 ;
   wire [16:0] \$399 ;
   wire \$4 ;
-  wire \$40 ;
+  wire [10:0] \$40 ;
   wire [16:0] \$400 ;
-  wire [1:0] \$401 ;
-  wire [16:0] \$402 ;
-  wire [1:0] \$403 ;
-  wire [16:0] \$404 ;
-  wire [1:0] \$405 ;
-  wire [16:0] \$406 ;
-  wire [1:0] \$407 ;
-  wire [16:0] \$408 ;
-  wire [17:0] \$409 ;
+  wire [16:0] \$401 ;
+  wire [1:0] \$402 ;
+  wire [16:0] \$403 ;
+  wire [1:0] \$404 ;
+  wire [16:0] \$405 ;
+  wire [1:0] \$406 ;
+  wire [16:0] \$407 ;
+  wire [1:0] \$408 ;
+  wire [16:0] \$409 ;
   wire \$41 ;
-  wire [16:0] \$410 ;
+  wire [17:0] \$410 ;
   wire [16:0] \$411 ;
   wire [16:0] \$412 ;
-  wire [15:0] \$413 ;
-  wire [16:0] \$414 ;
-  wire [15:0] \$415 ;
-  wire [16:0] \$416 ;
-  wire [15:0] \$417 ;
-  wire [16:0] \$418 ;
-  wire [15:0] \$419 ;
+  wire [16:0] \$413 ;
+  wire [15:0] \$414 ;
+  wire [16:0] \$415 ;
+  wire [15:0] \$416 ;
+  wire [16:0] \$417 ;
+  wire [15:0] \$418 ;
+  wire [16:0] \$419 ;
   wire \$42 ;
-  wire [16:0] \$420 ;
-  wire [1:0] \$421 ;
-  wire [16:0] \$422 ;
-  wire [1:0] \$423 ;
-  wire [16:0] \$424 ;
-  wire [1:0] \$425 ;
-  wire [16:0] \$426 ;
-  wire [1:0] \$427 ;
-  wire [16:0] \$428 ;
-  wire [10:0] \$429 ;
+  wire [15:0] \$420 ;
+  wire [16:0] \$421 ;
+  wire [1:0] \$422 ;
+  wire [16:0] \$423 ;
+  wire [1:0] \$424 ;
+  wire [16:0] \$425 ;
+  wire [1:0] \$426 ;
+  wire [16:0] \$427 ;
+  wire [1:0] \$428 ;
+  wire [16:0] \$429 ;
   wire \$43 ;
-  wire [12:0] \$430 ;
+  wire [10:0] \$430 ;
   wire [12:0] \$431 ;
-  wire [16:0] \$432 ;
+  wire [12:0] \$432 ;
   wire [16:0] \$433 ;
   wire [16:0] \$434 ;
   wire [16:0] \$435 ;
-  wire [1:0] \$436 ;
-  wire [16:0] \$437 ;
-  wire [1:0] \$438 ;
-  wire [16:0] \$439 ;
-  wire [3:0] \$44 ;
-  wire [1:0] \$440 ;
-  wire [16:0] \$441 ;
-  wire [1:0] \$442 ;
-  wire [16:0] \$443 ;
-  wire [17:0] \$444 ;
-  wire \$445 ;
+  wire [16:0] \$436 ;
+  wire [1:0] \$437 ;
+  wire [16:0] \$438 ;
+  wire [1:0] \$439 ;
+  wire \$44 ;
+  wire [16:0] \$440 ;
+  wire [1:0] \$441 ;
+  wire [16:0] \$442 ;
+  wire [1:0] \$443 ;
+  wire [16:0] \$444 ;
+  wire [17:0] \$445 ;
   wire \$446 ;
   wire \$447 ;
   wire \$448 ;
   wire \$449 ;
-  wire \$45 ;
-  wire [16:0] \$450 ;
-  wire \$451 ;
+  wire [3:0] \$45 ;
+  wire \$450 ;
+  wire [16:0] \$451 ;
   wire \$452 ;
   wire \$453 ;
   wire \$454 ;
   wire \$455 ;
-  wire [16:0] \$456 ;
-  wire \$457 ;
+  wire \$456 ;
+  wire [16:0] \$457 ;
   wire \$458 ;
   wire \$459 ;
   wire \$46 ;
   wire \$460 ;
   wire \$461 ;
-  wire [16:0] \$462 ;
-  wire \$463 ;
+  wire \$462 ;
+  wire [16:0] \$463 ;
   wire \$464 ;
   wire \$465 ;
   wire \$466 ;
   wire \$467 ;
-  wire [16:0] \$468 ;
-  wire \$469 ;
+  wire \$468 ;
+  wire [16:0] \$469 ;
   wire \$47 ;
   wire \$470 ;
   wire \$471 ;
   wire \$472 ;
   wire \$473 ;
-  wire [4:0] \$474 ;
+  wire \$474 ;
   wire [4:0] \$475 ;
-  wire \$476 ;
+  wire [4:0] \$476 ;
   wire \$477 ;
   wire \$478 ;
-  wire [6:0] \$479 ;
+  wire \$479 ;
   wire \$48 ;
   wire [6:0] \$480 ;
-  reg [9:0] \$481 ;
-  reg \$482 ;
-  reg [2:0] \$483 ;
-  reg \$484 ;
+  wire [6:0] \$481 ;
+  reg [9:0] \$482 ;
+  reg \$483 ;
+  reg [2:0] \$484 ;
   reg \$485 ;
   reg \$486 ;
-  reg [1:0] \$487 ;
-  reg \$488 ;
-  reg [7:0] \$489 ;
+  reg \$487 ;
+  reg [1:0] \$488 ;
+  reg \$489 ;
   wire \$49 ;
-  reg [1:0] \$490 ;
-  reg [2:0] \$491 ;
+  reg [7:0] \$490 ;
+  reg [1:0] \$491 ;
   reg [2:0] \$492 ;
-  reg \$493 ;
-  reg [2:0] \$494 ;
-  reg \$495 ;
+  reg [2:0] \$493 ;
+  reg \$494 ;
+  reg [2:0] \$495 ;
   reg \$496 ;
   reg \$497 ;
-  reg [38:0] \$498 ;
+  reg \$498 ;
   reg [38:0] \$499 ;
   wire \$5 ;
   wire \$50 ;
@@ -6744,23 +6746,23 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   reg [38:0] \$504 ;
   reg [38:0] \$505 ;
   reg [38:0] \$506 ;
-  reg [31:0] \$507 ;
-  reg [10:0] \$508 ;
+  reg [38:0] \$507 ;
+  reg [31:0] \$508 ;
   reg [10:0] \$509 ;
   wire \$51 ;
   reg [10:0] \$510 ;
   reg [10:0] \$511 ;
-  reg [43:0] \$512 ;
-  reg [63:0] \$513 ;
-  reg [51:0] \$514 ;
-  reg [63:0] \$515 ;
+  reg [10:0] \$512 ;
+  reg [43:0] \$513 ;
+  reg [63:0] \$514 ;
+  reg [51:0] \$515 ;
   reg [63:0] \$516 ;
-  reg [3:0] \$517 ;
+  reg [63:0] \$517 ;
   reg [3:0] \$518 ;
-  reg [51:0] \$519 ;
+  reg [3:0] \$519 ;
   wire \$52 ;
   reg [51:0] \$520 ;
-  reg \$521 ;
+  reg [51:0] \$521 ;
   reg \$522 ;
   reg \$523 ;
   reg \$524 ;
@@ -6771,14 +6773,15 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   reg \$529 ;
   wire \$53 ;
   reg \$530 ;
-  reg [9:0] \$531 ;
-  reg [7:0] \$532 ;
-  reg [67:0] \$533 ;
+  reg \$531 ;
+  reg [9:0] \$532 ;
+  reg [7:0] \$533 ;
   reg [67:0] \$534 ;
-  reg [63:0] \$535 ;
-  reg [12:0] \$536 ;
-  reg \$537 ;
-  reg [3:0] \$538 ;
+  reg [67:0] \$535 ;
+  reg [63:0] \$536 ;
+  reg [12:0] \$537 ;
+  reg \$538 ;
+  reg [3:0] \$539 ;
   wire \$54 ;
   wire \$55 ;
   wire \$56 ;
@@ -6786,13 +6789,13 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$58 ;
   wire \$59 ;
   wire \$6 ;
-  wire [4:0] \$60 ;
-  wire [5:0] \$61 ;
-  wire \$62 ;
-  reg \$63 ;
-  wire [4:0] \$64 ;
+  wire \$60 ;
+  wire [4:0] \$61 ;
+  wire [5:0] \$62 ;
+  wire \$63 ;
+  reg \$64 ;
   wire [4:0] \$65 ;
-  wire \$66 ;
+  wire [4:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -6801,33 +6804,33 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$71 ;
   wire \$72 ;
   wire \$73 ;
-  wire [10:0] \$74 ;
-  wire [11:0] \$75 ;
-  wire \$76 ;
-  wire [12:0] \$77 ;
-  wire \$78 ;
+  wire \$74 ;
+  wire [10:0] \$75 ;
+  wire [11:0] \$76 ;
+  wire \$77 ;
+  wire [12:0] \$78 ;
   wire \$79 ;
-  wire [9:0] \$8 ;
+  wire \$8 ;
   wire \$80 ;
   wire \$81 ;
-  wire [3:0] \$82 ;
-  reg \$83 ;
-  wire \$84 ;
-  reg \$85 ;
-  wire \$86 ;
+  wire \$82 ;
+  wire [3:0] \$83 ;
+  reg \$84 ;
+  wire \$85 ;
+  reg \$86 ;
   wire \$87 ;
   wire \$88 ;
   wire \$89 ;
-  wire [10:0] \$9 ;
-  wire [3:0] \$90 ;
-  wire [8:0] \$91 ;
-  wire \$92 ;
+  wire [9:0] \$9 ;
+  wire \$90 ;
+  wire [3:0] \$91 ;
+  wire [8:0] \$92 ;
   wire \$93 ;
   wire \$94 ;
-  wire [3:0] \$95 ;
+  wire \$95 ;
   wire [3:0] \$96 ;
-  wire [2:0] \$97 ;
-  wire \$98 ;
+  wire [3:0] \$97 ;
+  wire [2:0] \$98 ;
   wire \$99 ;
   reg [51:0] \$like  = 52'h0000000000000;
   wire [12:0] \$like[0] ;
@@ -7993,12 +7996,12 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     vmem[511] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$44 [0])
-      vmem[\$39 [8:0]] <= v_wr__data;
+    if (\$45 [0])
+      vmem[\$40 [8:0]] <= v_wr__data;
   end
   reg [63:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vmem[\$9 [8:0]];
+    _1_ <= vmem[\$10 [8:0]];
   end
   assign \$signature__data$86  = _1_;
   reg [31:0] wrom0 [287:0];
@@ -8297,143 +8300,145 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     _2_ <= wrom0[st0[20:12]];
   end
   assign \$signature__data  = _2_;
-  assign \$458  = ! st5[29:28];
-  assign \$459  = \$457  & \$458 ;
-  assign \$460  = $signed(\$signal$108 [50:34]) > $signed(13'h08ff);
-  assign \$461  = \$459  & \$460 ;
-  assign \$462  = \$461  ? 17'h008ff : \$signal$108 [50:34];
-  assign \$464  = ! st5[29:28];
-  assign \$465  = \$463  & \$464 ;
-  assign \$466  = $signed(\$signal$108 [67:51]) > $signed(13'h08ff);
-  assign \$467  = \$465  & \$466 ;
-  assign \$468  = \$467  ? 17'h008ff : \$signal$108 [67:51];
-  assign \$470  = st6[0] & \$469 ;
-  assign \$471  = any_spike | st6[30];
-  assign \$472  = \$470  & \$471 ;
-  assign \$473  = | pending;
-  assign \$474  = pending - 1'h1;
-  assign \$475  = { 1'h0, pending } & \$474 ;
-  assign \$476  = ! \$475 ;
-  assign \$477  = ~ \$signal$59 [12];
-  assign \$478  = \$476  & \$477 ;
-  assign \$479  = 1'h1 << lane;
-  assign \$480  = { 3'h0, done } | \$479 ;
+  assign \$456  = \$454  & \$455 ;
+  assign \$457  = \$456  ? 17'h008ff : \$signal$108 [33:17];
+  assign \$459  = ! st5[29:28];
+  assign \$460  = \$458  & \$459 ;
+  assign \$461  = $signed(\$signal$108 [50:34]) > $signed(13'h08ff);
+  assign \$462  = \$460  & \$461 ;
+  assign \$463  = \$462  ? 17'h008ff : \$signal$108 [50:34];
+  assign \$465  = ! st5[29:28];
+  assign \$466  = \$464  & \$465 ;
+  assign \$467  = $signed(\$signal$108 [67:51]) > $signed(13'h08ff);
+  assign \$468  = \$466  & \$467 ;
+  assign \$469  = \$468  ? 17'h008ff : \$signal$108 [67:51];
+  assign \$471  = st6[0] & \$470 ;
+  assign \$472  = any_spike | st6[30];
+  assign \$473  = \$471  & \$472 ;
+  assign \$474  = | pending;
+  assign \$475  = pending - 1'h1;
+  assign \$476  = { 1'h0, pending } & \$475 ;
+  assign \$477  = ! \$476 ;
+  assign \$478  = ~ \$signal$59 [12];
+  assign \$479  = \$477  & \$478 ;
+  assign \$480  = 1'h1 << lane;
+  assign \$481  = { 3'h0, done } | \$480 ;
   always @(posedge clk)
-    used <= \$481 ;
+    used <= \$482 ;
   always @(posedge clk)
-    credit <= \$482 ;
+    credit <= \$483 ;
   always @(posedge clk)
-    plane <= \$483 ;
+    plane <= \$484 ;
   always @(posedge clk)
-    full1 <= \$484 ;
+    full1 <= \$485 ;
   always @(posedge clk)
-    full0 <= \$485 ;
+    full0 <= \$486 ;
   always @(posedge clk)
-    \$signal$6  <= \$486 ;
+    \$signal$6  <= \$487 ;
   always @(posedge clk)
-    fsm_state <= \$487 ;
+    fsm_state <= \$488 ;
   always @(posedge clk)
-    fire_state <= \$488 ;
+    fire_state <= \$489 ;
   always @(posedge clk)
-    sweep_addr <= \$489 ;
+    sweep_addr <= \$490 ;
   always @(posedge clk)
-    sweep_g <= \$490 ;
+    sweep_g <= \$491 ;
   always @(posedge clk)
-    sweep_y <= \$491 ;
+    sweep_y <= \$492 ;
   always @(posedge clk)
-    sweep_x <= \$492 ;
+    sweep_x <= \$493 ;
   always @(posedge clk)
-    sweep_last <= \$493 ;
+    sweep_last <= \$494 ;
   always @(posedge clk)
-    fire_k <= \$494 ;
+    fire_k <= \$495 ;
   always @(posedge clk)
-    \$signal$26  <= \$495 ;
+    \$signal$26  <= \$496 ;
   always @(posedge clk)
-    \$signal$72  <= \$496 ;
+    \$signal$72  <= \$497 ;
   always @(posedge clk)
-    \$signal  <= \$497 ;
+    \$signal  <= \$498 ;
   always @(posedge clk)
-    st0 <= \$498 ;
+    st0 <= \$499 ;
   always @(posedge clk)
-    st1 <= \$499 ;
+    st1 <= \$500 ;
   always @(posedge clk)
-    st2 <= \$500 ;
+    st2 <= \$501 ;
   always @(posedge clk)
-    st3 <= \$501 ;
+    st3 <= \$502 ;
   always @(posedge clk)
-    st4 <= \$502 ;
+    st4 <= \$503 ;
   always @(posedge clk)
-    st5 <= \$503 ;
+    st5 <= \$504 ;
   always @(posedge clk)
-    st6 <= \$504 ;
+    st6 <= \$505 ;
   always @(posedge clk)
-    st7 <= \$505 ;
+    st7 <= \$506 ;
   always @(posedge clk)
-    st8 <= \$506 ;
+    st8 <= \$507 ;
   always @(posedge clk)
-    w1_0 <= \$507 ;
+    w1_0 <= \$508 ;
   always @(posedge clk)
-    w2_0_0 <= \$508 ;
+    w2_0_0 <= \$509 ;
   always @(posedge clk)
-    w2_0_1 <= \$509 ;
+    w2_0_1 <= \$510 ;
   always @(posedge clk)
-    w2_0_2 <= \$510 ;
+    w2_0_2 <= \$511 ;
   always @(posedge clk)
-    w2_0_3 <= \$511 ;
+    w2_0_3 <= \$512 ;
   always @(posedge clk)
-    addend <= \$512 ;
+    addend <= \$513 ;
   always @(posedge clk)
-    v_raw <= \$513 ;
+    v_raw <= \$514 ;
   always @(posedge clk)
-    b_raw <= \$514 ;
+    b_raw <= \$515 ;
   always @(posedge clk)
-    res8 <= \$515 ;
+    res8 <= \$516 ;
   always @(posedge clk)
-    res9 <= \$516 ;
+    res9 <= \$517 ;
   always @(posedge clk)
-    cres8 <= \$517 ;
+    cres8 <= \$518 ;
   always @(posedge clk)
-    cres9 <= \$518 ;
+    cres9 <= \$519 ;
   always @(posedge clk)
-    \$like  <= \$519 ;
+    \$like  <= \$520 ;
   always @(posedge clk)
-    b6 <= \$520 ;
+    b6 <= \$521 ;
   always @(posedge clk)
-    hit_v1 <= \$521 ;
+    hit_v1 <= \$522 ;
   always @(posedge clk)
-    hit_c1 <= \$522 ;
+    hit_c1 <= \$523 ;
   always @(posedge clk)
-    hit_v2 <= \$523 ;
+    hit_v2 <= \$524 ;
   always @(posedge clk)
-    hit_c2 <= \$524 ;
+    hit_c2 <= \$525 ;
   always @(posedge clk)
-    hit_v3 <= \$525 ;
+    hit_v3 <= \$526 ;
   always @(posedge clk)
-    hit_c3 <= \$526 ;
+    hit_c3 <= \$527 ;
   always @(posedge clk)
-    hit_v4 <= \$527 ;
+    hit_v4 <= \$528 ;
   always @(posedge clk)
-    hit_c4 <= \$528 ;
+    hit_c4 <= \$529 ;
   always @(posedge clk)
-    hit_v5 <= \$529 ;
+    hit_v5 <= \$530 ;
   always @(posedge clk)
-    hit_c5 <= \$530 ;
+    hit_c5 <= \$531 ;
   always @(posedge clk)
-    \$signal$106  <= \$531 ;
+    \$signal$106  <= \$532 ;
   always @(posedge clk)
-    \$signal$107  <= \$532 ;
+    \$signal$107  <= \$533 ;
   always @(posedge clk)
-    \$signal$108  <= \$533 ;
+    \$signal$108  <= \$534 ;
   always @(posedge clk)
-    \$signal$40  <= \$534 ;
+    \$signal$40  <= \$535 ;
   always @(posedge clk)
-    v_wr__data <= \$535 ;
+    v_wr__data <= \$536 ;
   always @(posedge clk)
-    \$signal$53  <= \$536 ;
+    \$signal$53  <= \$537 ;
   always @(posedge clk)
-    \$signal$55  <= \$537 ;
+    \$signal$55  <= \$538 ;
   always @(posedge clk)
-    done <= \$538 ;
+    done <= \$539 ;
   assign \$1  = ~ sweep_now;
   assign \$2  = ~ \$signal ;
   assign en = \$1  & \$2 ;
@@ -8443,391 +8448,389 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \$5  = ~ op_valid;
   assign \$6  = ~ \$signal ;
   assign \$7  = credit & \$6 ;
-  assign active = issue[0] | \$signal ;
-  assign \$8  = st2[3] * 9'h100;
-  assign \$9  = st2[11:4] + \$8 ;
-  assign \$10  = ! st6[1];
-  assign \$12  = $signed(\$signal$40 [16:0]) - $signed({ 1'h0, \$11  });
-  assign \$13  = $signed(diff0) >= $signed(1'h0);
-  assign \$14  = st6[29:28] == 2'h3;
-  assign \$15  = $signed(diff0) >= $signed(1'h0);
-  assign \$16  = \$15  ? diff0 : { \$signal$40 [16], \$signal$40 [16:0] };
-  assign \$17  = ! st6[1];
-  assign \$19  = $signed(\$signal$40 [33:17]) - $signed({ 1'h0, \$18  });
-  assign \$20  = $signed(diff1) >= $signed(1'h0);
-  assign \$21  = st6[29:28] == 2'h3;
-  assign \$22  = $signed(diff1) >= $signed(1'h0);
-  assign \$23  = \$22  ? diff1 : { \$signal$40 [33], \$signal$40 [33:17] };
-  assign \$24  = ! st6[1];
-  assign \$26  = $signed(\$signal$40 [50:34]) - $signed({ 1'h0, \$25  });
-  assign \$27  = $signed(diff2) >= $signed(1'h0);
-  assign \$28  = st6[29:28] == 2'h3;
-  assign \$29  = $signed(diff2) >= $signed(1'h0);
-  assign \$30  = \$29  ? diff2 : { \$signal$40 [50], \$signal$40 [50:34] };
-  assign \$31  = ! st6[1];
-  assign \$33  = $signed(\$signal$40 [67:51]) - $signed({ 1'h0, \$32  });
-  assign \$34  = $signed(diff3) >= $signed(1'h0);
-  assign \$35  = st6[29:28] == 2'h3;
-  assign \$36  = $signed(diff3) >= $signed(1'h0);
-  assign \$37  = \$36  ? diff3 : { \$signal$40 [67], \$signal$40 [67:51] };
-  assign \$38  = st7[3] * 9'h100;
-  assign \$39  = st7[11:4] + \$38 ;
-  assign \$40  = ! st7[1];
-  assign \$41  = \$40  & st7[2];
-  assign \$42  = ~ \$41 ;
-  assign \$43  = st7[0] & \$42 ;
-  assign \$44  = \$43  ? 4'hf : 4'h0;
+  assign \$8  = issue[0] | \$signal ;
+  assign \$9  = st2[3] * 9'h100;
+  assign \$10  = st2[11:4] + \$9 ;
+  assign \$11  = ! st6[1];
+  assign \$13  = $signed(\$signal$40 [16:0]) - $signed({ 1'h0, \$12  });
+  assign \$14  = $signed(diff0) >= $signed(1'h0);
+  assign \$15  = st6[29:28] == 2'h3;
+  assign \$16  = $signed(diff0) >= $signed(1'h0);
+  assign \$17  = \$16  ? diff0 : { \$signal$40 [16], \$signal$40 [16:0] };
+  assign \$18  = ! st6[1];
+  assign \$20  = $signed(\$signal$40 [33:17]) - $signed({ 1'h0, \$19  });
+  assign \$21  = $signed(diff1) >= $signed(1'h0);
+  assign \$22  = st6[29:28] == 2'h3;
+  assign \$23  = $signed(diff1) >= $signed(1'h0);
+  assign \$24  = \$23  ? diff1 : { \$signal$40 [33], \$signal$40 [33:17] };
+  assign \$25  = ! st6[1];
+  assign \$27  = $signed(\$signal$40 [50:34]) - $signed({ 1'h0, \$26  });
+  assign \$28  = $signed(diff2) >= $signed(1'h0);
+  assign \$29  = st6[29:28] == 2'h3;
+  assign \$30  = $signed(diff2) >= $signed(1'h0);
+  assign \$31  = \$30  ? diff2 : { \$signal$40 [50], \$signal$40 [50:34] };
+  assign \$32  = ! st6[1];
+  assign \$34  = $signed(\$signal$40 [67:51]) - $signed({ 1'h0, \$33  });
+  assign \$35  = $signed(diff3) >= $signed(1'h0);
+  assign \$36  = st6[29:28] == 2'h3;
+  assign \$37  = $signed(diff3) >= $signed(1'h0);
+  assign \$38  = \$37  ? diff3 : { \$signal$40 [67], \$signal$40 [67:51] };
+  assign \$39  = st7[3] * 9'h100;
+  assign \$40  = st7[11:4] + \$39 ;
+  assign \$41  = ! st7[1];
+  assign \$42  = \$41  & st7[2];
+  assign \$43  = ~ \$42 ;
+  assign \$44  = st7[0] & \$43 ;
+  assign \$45  = \$44  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
-  assign \$46  = st7[0] & \$45 ;
-  assign \$47  = ~ \$signal$55 ;
-  assign dropped = \$46  & \$47 ;
-  assign \$49  = ~ done[0];
-  assign \$50  = \$48  & \$49 ;
-  assign \$52  = ~ done[1];
-  assign \$53  = \$51  & \$52 ;
-  assign \$55  = ~ done[2];
-  assign \$56  = \$54  & \$55 ;
-  assign \$58  = ~ done[3];
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = \$signal$59 [5:4] * 3'h4;
-  assign \$61  = \$60  + lane;
-  assign \$62  = | pending;
-  assign \$64  = pending - 1'h1;
-  assign \$65  = { 1'h0, pending } & \$64 ;
-  assign \$66  = ! \$65 ;
-  assign \$67  = ~ \$signal$59 [12];
-  assign \$68  = \$66  & \$67 ;
-  assign \$69  = ! fsm_state;
-  assign \$70  = fsm_state == 1'h1;
-  assign \$71  = fsm_state == 2'h2;
-  assign \$72  = ! fire_state;
-  assign \$74  = used + sweep_now;
-  assign \$75  = \$74  - dropped;
-  assign \$76  = \$signal$66  & \$signal$63 ;
-  assign \$77  = $signed(\$75 ) - $signed({ 1'h0, \$76  });
-  assign \$78  = used <= 10'h208;
-  assign \$79  = ~ op_valid;
-  assign \$80  = plane == 2'h3;
-  assign \$81  = ~ \$signal$6 ;
-  assign \$82  = plane + 1'h1;
-  assign \$84  = ~ \$83 ;
-  assign \$86  = ~ \$signal ;
-  assign \$87  = credit & \$86 ;
-  assign \$88  = fire_k == 2'h3;
-  assign \$89  = ~ \$signal$26 ;
-  assign \$90  = fire_k + 1'h1;
-  assign \$91  = sweep_addr + 1'h1;
-  assign \$92  = sweep_addr == 8'hfe;
-  assign \$93  = sweep_g == 2'h3;
-  assign \$94  = sweep_x == 3'h7;
-  assign \$95  = sweep_y + 1'h1;
-  assign \$96  = sweep_x + 1'h1;
-  assign \$97  = sweep_g + 1'h1;
-  assign \$98  = sweep_now & issue[30];
+  assign \$47  = st7[0] & \$46 ;
+  assign \$48  = ~ \$signal$55 ;
+  assign dropped = \$47  & \$48 ;
+  assign \$50  = ~ done[0];
+  assign \$51  = \$49  & \$50 ;
+  assign \$53  = ~ done[1];
+  assign \$54  = \$52  & \$53 ;
+  assign \$56  = ~ done[2];
+  assign \$57  = \$55  & \$56 ;
+  assign \$59  = ~ done[3];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$signal$59 [5:4] * 3'h4;
+  assign \$62  = \$61  + lane;
+  assign \$63  = | pending;
+  assign \$65  = pending - 1'h1;
+  assign \$66  = { 1'h0, pending } & \$65 ;
+  assign \$67  = ! \$66 ;
+  assign \$68  = ~ \$signal$59 [12];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = ! fsm_state;
+  assign \$71  = fsm_state == 1'h1;
+  assign \$72  = fsm_state == 2'h2;
+  assign \$73  = ! fire_state;
+  assign \$75  = used + sweep_now;
+  assign \$76  = \$75  - dropped;
+  assign \$77  = \$signal$66  & \$signal$63 ;
+  assign \$78  = $signed(\$76 ) - $signed({ 1'h0, \$77  });
+  assign \$79  = used <= 10'h208;
+  assign \$80  = ~ op_valid;
+  assign \$81  = plane == 2'h3;
+  assign \$82  = ~ \$signal$6 ;
+  assign \$83  = plane + 1'h1;
+  assign \$85  = ~ \$84 ;
+  assign \$87  = ~ \$signal ;
+  assign \$88  = credit & \$87 ;
+  assign \$89  = fire_k == 2'h3;
+  assign \$90  = ~ \$signal$26 ;
+  assign \$91  = fire_k + 1'h1;
+  assign \$92  = sweep_addr + 1'h1;
+  assign \$93  = sweep_addr == 8'hfe;
+  assign \$94  = sweep_g == 2'h3;
+  assign \$95  = sweep_x == 3'h7;
+  assign \$96  = sweep_y + 1'h1;
+  assign \$97  = sweep_x + 1'h1;
+  assign \$98  = sweep_g + 1'h1;
   assign \$99  = sweep_now & issue[30];
-  assign \$100  = \$99  | \$signal$72 ;
-  assign \$101  = $signed(w1_0[7:0]) << st2[24:23];
-  assign \$102  = $signed(w1_0[15:8]) << st2[24:23];
-  assign \$103  = $signed(w1_0[23:16]) << st2[24:23];
-  assign \$104  = $signed(w1_0[31:24]) << st2[24:23];
-  assign \$105  = ! st3[21];
-  assign \$106  = st2[11:4] == st3[11:4];
-  assign \$107  = st2[3] == st3[3];
-  assign \$108  = \$106  & \$107 ;
-  assign \$109  = ! st3[1];
-  assign \$110  = \$108  & \$109 ;
-  assign \$111  = ! st3[1];
-  assign \$112  = \$111  & st3[2];
-  assign \$113  = ~ \$112 ;
-  assign \$114  = st3[0] & \$113 ;
-  assign \$115  = \$110  & \$114 ;
-  assign \$116  = st2[11:4] == st3[11:4];
-  assign \$117  = st2[3] == st3[3];
-  assign \$118  = \$116  & \$117 ;
-  assign \$119  = ! st3[1];
-  assign \$120  = \$118  & \$119 ;
-  assign \$121  = ! st3[1];
-  assign \$122  = \$121  & st3[2];
-  assign \$124  = \$123  & st3[27];
-  assign \$125  = \$122  | \$124 ;
-  assign \$126  = st3[0] & \$125 ;
-  assign \$127  = \$120  & \$126 ;
-  assign \$128  = st2[11:4] == st4[11:4];
-  assign \$129  = st2[3] == st4[3];
-  assign \$130  = \$128  & \$129 ;
-  assign \$131  = ! st4[1];
-  assign \$132  = \$130  & \$131 ;
-  assign \$133  = ! st4[1];
-  assign \$134  = \$133  & st4[2];
-  assign \$135  = ~ \$134 ;
-  assign \$136  = st4[0] & \$135 ;
-  assign \$137  = \$132  & \$136 ;
-  assign \$138  = st2[11:4] == st4[11:4];
-  assign \$139  = st2[3] == st4[3];
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = ! st4[1];
-  assign \$142  = \$140  & \$141 ;
-  assign \$143  = ! st4[1];
-  assign \$144  = \$143  & st4[2];
-  assign \$146  = \$145  & st4[27];
-  assign \$147  = \$144  | \$146 ;
-  assign \$148  = st4[0] & \$147 ;
-  assign \$149  = \$142  & \$148 ;
-  assign \$150  = st2[11:4] == st5[11:4];
-  assign \$151  = st2[3] == st5[3];
-  assign \$152  = \$150  & \$151 ;
-  assign \$153  = ! st5[1];
-  assign \$154  = \$153  & st5[2];
-  assign \$155  = ~ \$154 ;
-  assign \$156  = st5[0] & \$155 ;
-  assign \$157  = \$152  & \$156 ;
-  assign \$158  = st2[11:4] == st5[11:4];
-  assign \$159  = st2[3] == st5[3];
-  assign \$160  = \$158  & \$159 ;
-  assign \$161  = ! st5[1];
-  assign \$162  = \$161  & st5[2];
-  assign \$164  = \$163  & st5[27];
-  assign \$165  = \$162  | \$164 ;
-  assign \$166  = st5[0] & \$165 ;
-  assign \$167  = \$160  & \$166 ;
-  assign \$168  = st2[11:4] == st6[11:4];
-  assign \$169  = st2[3] == st6[3];
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = ! st6[1];
-  assign \$172  = \$171  & st6[2];
-  assign \$173  = ~ \$172 ;
-  assign \$174  = st6[0] & \$173 ;
-  assign \$175  = \$170  & \$174 ;
-  assign \$176  = st2[11:4] == st6[11:4];
-  assign \$177  = st2[3] == st6[3];
-  assign \$178  = \$176  & \$177 ;
-  assign \$179  = ! st6[1];
-  assign \$180  = \$179  & st6[2];
-  assign \$182  = \$181  & st6[27];
-  assign \$183  = \$180  | \$182 ;
-  assign \$184  = st6[0] & \$183 ;
-  assign \$185  = \$178  & \$184 ;
-  assign \$186  = st2[11:4] == st7[11:4];
-  assign \$187  = st2[3] == st7[3];
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = ! st7[1];
-  assign \$190  = \$189  & st7[2];
-  assign \$191  = ~ \$190 ;
-  assign \$192  = st7[0] & \$191 ;
-  assign \$193  = \$188  & \$192 ;
-  assign \$194  = st2[11:4] == st7[11:4];
-  assign \$195  = st2[3] == st7[3];
-  assign \$196  = \$194  & \$195 ;
-  assign \$197  = ! st7[1];
-  assign \$198  = \$197  & st7[2];
-  assign \$200  = \$199  & st7[27];
-  assign \$201  = \$198  | \$200 ;
-  assign \$202  = st7[0] & \$201 ;
-  assign \$203  = \$196  & \$202 ;
-  assign \$206  = ! st3[1];
-  assign \$207  = \$206  & st3[2];
-  assign \$208  = ~ \$207 ;
-  assign \$209  = \$205  & \$208 ;
-  assign \$212  = ! st3[1];
-  assign \$213  = \$212  & st3[2];
-  assign \$214  = \$211  & \$213 ;
-  assign \$215  = \$209  | \$214 ;
-  assign \$217  = ~ \$216 ;
-  assign \$218  = hit_v2 & \$217 ;
-  assign \$219  = ! st3[1];
-  assign \$220  = \$219  & st3[2];
-  assign \$221  = ~ \$220 ;
-  assign \$222  = \$218  & \$221 ;
-  assign \$224  = ~ \$223 ;
-  assign \$225  = hit_c2 & \$224 ;
-  assign \$226  = ! st3[1];
-  assign \$227  = \$226  & st3[2];
-  assign \$228  = \$225  & \$227 ;
-  assign \$229  = \$222  | \$228 ;
-  assign \$231  = \$230  | hit_v2;
-  assign \$232  = ~ \$231 ;
-  assign \$233  = hit_v3 & \$232 ;
-  assign \$234  = ! st3[1];
-  assign \$235  = \$234  & st3[2];
-  assign \$236  = ~ \$235 ;
-  assign \$237  = \$233  & \$236 ;
-  assign \$239  = \$238  | hit_v2;
-  assign \$240  = \$239  | hit_v3;
-  assign \$241  = ~ \$240 ;
-  assign \$242  = hit_v4 & \$241 ;
-  assign \$243  = ! st3[1];
-  assign \$244  = \$243  & st3[2];
-  assign \$245  = ~ \$244 ;
-  assign \$246  = \$242  & \$245 ;
-  assign \$248  = \$247  | hit_v2;
-  assign \$249  = \$248  | hit_v3;
-  assign \$250  = \$249  | hit_v4;
-  assign \$251  = ~ \$250 ;
-  assign \$252  = hit_v5 & \$251 ;
-  assign \$253  = ! st3[1];
-  assign \$254  = \$253  & st3[2];
-  assign \$255  = ~ \$254 ;
-  assign \$256  = \$252  & \$255 ;
-  assign \$258  = \$257  | hit_v2;
-  assign \$259  = \$258  | hit_v3;
-  assign \$260  = \$259  | hit_v4;
-  assign \$261  = \$260  | hit_v5;
-  assign \$262  = ~ \$261 ;
-  assign \$263  = ! st3[1];
-  assign \$264  = \$263  & st3[2];
-  assign \$265  = ~ \$264 ;
-  assign \$266  = \$262  & \$265 ;
-  assign \$268  = \$267  | hit_c2;
-  assign \$269  = ~ \$268 ;
-  assign \$270  = hit_c3 & \$269 ;
-  assign \$271  = ! st3[1];
-  assign \$272  = \$271  & st3[2];
-  assign \$273  = \$270  & \$272 ;
-  assign \$275  = \$274  | hit_c2;
-  assign \$276  = \$275  | hit_c3;
-  assign \$277  = ~ \$276 ;
-  assign \$278  = hit_c4 & \$277 ;
-  assign \$279  = ! st3[1];
-  assign \$280  = \$279  & st3[2];
-  assign \$281  = \$278  & \$280 ;
-  assign \$283  = \$282  | hit_c2;
-  assign \$284  = \$283  | hit_c3;
-  assign \$285  = \$284  | hit_c4;
-  assign \$286  = ~ \$285 ;
-  assign \$287  = hit_c5 & \$286 ;
-  assign \$288  = ! st3[1];
-  assign \$289  = \$288  & st3[2];
-  assign \$290  = \$287  & \$289 ;
-  assign \$292  = \$291  | hit_c2;
-  assign \$293  = \$292  | hit_c3;
-  assign \$294  = \$293  | hit_c4;
-  assign \$295  = \$294  | hit_c5;
-  assign \$296  = ~ \$295 ;
-  assign \$297  = ! st3[1];
-  assign \$298  = \$297  & st3[2];
-  assign \$299  = \$296  & \$298 ;
-  assign \$300  = ! st3[1];
+  assign \$100  = sweep_now & issue[30];
+  assign \$101  = \$100  | \$signal$72 ;
+  assign \$102  = $signed(w1_0[7:0]) << st2[24:23];
+  assign \$103  = $signed(w1_0[15:8]) << st2[24:23];
+  assign \$104  = $signed(w1_0[23:16]) << st2[24:23];
+  assign \$105  = $signed(w1_0[31:24]) << st2[24:23];
+  assign \$106  = ! st3[21];
+  assign \$107  = st2[11:4] == st3[11:4];
+  assign \$108  = st2[3] == st3[3];
+  assign \$109  = \$107  & \$108 ;
+  assign \$110  = ! st3[1];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = ! st3[1];
+  assign \$113  = \$112  & st3[2];
+  assign \$114  = ~ \$113 ;
+  assign \$115  = st3[0] & \$114 ;
+  assign \$116  = \$111  & \$115 ;
+  assign \$117  = st2[11:4] == st3[11:4];
+  assign \$118  = st2[3] == st3[3];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = ! st3[1];
+  assign \$121  = \$119  & \$120 ;
+  assign \$122  = ! st3[1];
+  assign \$123  = \$122  & st3[2];
+  assign \$125  = \$124  & st3[27];
+  assign \$126  = \$123  | \$125 ;
+  assign \$127  = st3[0] & \$126 ;
+  assign \$128  = \$121  & \$127 ;
+  assign \$129  = st2[11:4] == st4[11:4];
+  assign \$130  = st2[3] == st4[3];
+  assign \$131  = \$129  & \$130 ;
+  assign \$132  = ! st4[1];
+  assign \$133  = \$131  & \$132 ;
+  assign \$134  = ! st4[1];
+  assign \$135  = \$134  & st4[2];
+  assign \$136  = ~ \$135 ;
+  assign \$137  = st4[0] & \$136 ;
+  assign \$138  = \$133  & \$137 ;
+  assign \$139  = st2[11:4] == st4[11:4];
+  assign \$140  = st2[3] == st4[3];
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = ! st4[1];
+  assign \$143  = \$141  & \$142 ;
+  assign \$144  = ! st4[1];
+  assign \$145  = \$144  & st4[2];
+  assign \$147  = \$146  & st4[27];
+  assign \$148  = \$145  | \$147 ;
+  assign \$149  = st4[0] & \$148 ;
+  assign \$150  = \$143  & \$149 ;
+  assign \$151  = st2[11:4] == st5[11:4];
+  assign \$152  = st2[3] == st5[3];
+  assign \$153  = \$151  & \$152 ;
+  assign \$154  = ! st5[1];
+  assign \$155  = \$154  & st5[2];
+  assign \$156  = ~ \$155 ;
+  assign \$157  = st5[0] & \$156 ;
+  assign \$158  = \$153  & \$157 ;
+  assign \$159  = st2[11:4] == st5[11:4];
+  assign \$160  = st2[3] == st5[3];
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = ! st5[1];
+  assign \$163  = \$162  & st5[2];
+  assign \$165  = \$164  & st5[27];
+  assign \$166  = \$163  | \$165 ;
+  assign \$167  = st5[0] & \$166 ;
+  assign \$168  = \$161  & \$167 ;
+  assign \$169  = st2[11:4] == st6[11:4];
+  assign \$170  = st2[3] == st6[3];
+  assign \$171  = \$169  & \$170 ;
+  assign \$172  = ! st6[1];
+  assign \$173  = \$172  & st6[2];
+  assign \$174  = ~ \$173 ;
+  assign \$175  = st6[0] & \$174 ;
+  assign \$176  = \$171  & \$175 ;
+  assign \$177  = st2[11:4] == st6[11:4];
+  assign \$178  = st2[3] == st6[3];
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = ! st6[1];
+  assign \$181  = \$180  & st6[2];
+  assign \$183  = \$182  & st6[27];
+  assign \$184  = \$181  | \$183 ;
+  assign \$185  = st6[0] & \$184 ;
+  assign \$186  = \$179  & \$185 ;
+  assign \$187  = st2[11:4] == st7[11:4];
+  assign \$188  = st2[3] == st7[3];
+  assign \$189  = \$187  & \$188 ;
+  assign \$190  = ! st7[1];
+  assign \$191  = \$190  & st7[2];
+  assign \$192  = ~ \$191 ;
+  assign \$193  = st7[0] & \$192 ;
+  assign \$194  = \$189  & \$193 ;
+  assign \$195  = st2[11:4] == st7[11:4];
+  assign \$196  = st2[3] == st7[3];
+  assign \$197  = \$195  & \$196 ;
+  assign \$198  = ! st7[1];
+  assign \$199  = \$198  & st7[2];
+  assign \$201  = \$200  & st7[27];
+  assign \$202  = \$199  | \$201 ;
+  assign \$203  = st7[0] & \$202 ;
+  assign \$204  = \$197  & \$203 ;
+  assign \$207  = ! st3[1];
+  assign \$208  = \$207  & st3[2];
+  assign \$209  = ~ \$208 ;
+  assign \$210  = \$206  & \$209 ;
+  assign \$213  = ! st3[1];
+  assign \$214  = \$213  & st3[2];
+  assign \$215  = \$212  & \$214 ;
+  assign \$216  = \$210  | \$215 ;
+  assign \$218  = ~ \$217 ;
+  assign \$219  = hit_v2 & \$218 ;
+  assign \$220  = ! st3[1];
+  assign \$221  = \$220  & st3[2];
+  assign \$222  = ~ \$221 ;
+  assign \$223  = \$219  & \$222 ;
+  assign \$225  = ~ \$224 ;
+  assign \$226  = hit_c2 & \$225 ;
+  assign \$227  = ! st3[1];
+  assign \$228  = \$227  & st3[2];
+  assign \$229  = \$226  & \$228 ;
+  assign \$230  = \$223  | \$229 ;
+  assign \$232  = \$231  | hit_v2;
+  assign \$233  = ~ \$232 ;
+  assign \$234  = hit_v3 & \$233 ;
+  assign \$235  = ! st3[1];
+  assign \$236  = \$235  & st3[2];
+  assign \$237  = ~ \$236 ;
+  assign \$238  = \$234  & \$237 ;
+  assign \$240  = \$239  | hit_v2;
+  assign \$241  = \$240  | hit_v3;
+  assign \$242  = ~ \$241 ;
+  assign \$243  = hit_v4 & \$242 ;
+  assign \$244  = ! st3[1];
+  assign \$245  = \$244  & st3[2];
+  assign \$246  = ~ \$245 ;
+  assign \$247  = \$243  & \$246 ;
+  assign \$249  = \$248  | hit_v2;
+  assign \$250  = \$249  | hit_v3;
+  assign \$251  = \$250  | hit_v4;
+  assign \$252  = ~ \$251 ;
+  assign \$253  = hit_v5 & \$252 ;
+  assign \$254  = ! st3[1];
+  assign \$255  = \$254  & st3[2];
+  assign \$256  = ~ \$255 ;
+  assign \$257  = \$253  & \$256 ;
+  assign \$259  = \$258  | hit_v2;
+  assign \$260  = \$259  | hit_v3;
+  assign \$261  = \$260  | hit_v4;
+  assign \$262  = \$261  | hit_v5;
+  assign \$263  = ~ \$262 ;
+  assign \$264  = ! st3[1];
+  assign \$265  = \$264  & st3[2];
+  assign \$266  = ~ \$265 ;
+  assign \$267  = \$263  & \$266 ;
+  assign \$269  = \$268  | hit_c2;
+  assign \$270  = ~ \$269 ;
+  assign \$271  = hit_c3 & \$270 ;
+  assign \$272  = ! st3[1];
+  assign \$273  = \$272  & st3[2];
+  assign \$274  = \$271  & \$273 ;
+  assign \$276  = \$275  | hit_c2;
+  assign \$277  = \$276  | hit_c3;
+  assign \$278  = ~ \$277 ;
+  assign \$279  = hit_c4 & \$278 ;
+  assign \$280  = ! st3[1];
+  assign \$281  = \$280  & st3[2];
+  assign \$282  = \$279  & \$281 ;
+  assign \$284  = \$283  | hit_c2;
+  assign \$285  = \$284  | hit_c3;
+  assign \$286  = \$285  | hit_c4;
+  assign \$287  = ~ \$286 ;
+  assign \$288  = hit_c5 & \$287 ;
+  assign \$289  = ! st3[1];
+  assign \$290  = \$289  & st3[2];
+  assign \$291  = \$288  & \$290 ;
+  assign \$293  = \$292  | hit_c2;
+  assign \$294  = \$293  | hit_c3;
+  assign \$295  = \$294  | hit_c4;
+  assign \$296  = \$295  | hit_c5;
+  assign \$297  = ~ \$296 ;
+  assign \$298  = ! st3[1];
+  assign \$299  = \$298  & st3[2];
+  assign \$300  = \$297  & \$299 ;
   assign \$301  = ! st3[1];
-  assign \$303  = ! st3[29:28];
-  assign \$304  = \$302  & \$303 ;
-  assign \$305  = \$signal$106 [0] ? \$signal$108 [16:0] : 17'h00000;
-  assign \$306  = \$signal$106 [1] ? \$signal$40 [16:0] : 17'h00000;
-  assign \$307  = \$305  | \$306 ;
-  assign \$308  = \$signal$106 [2] ? v_wr__data[15:0] : 16'h0000;
-  assign \$309  = \$307  | { \$308 [15], \$308  };
-  assign \$310  = \$signal$106 [3] ? res8[15:0] : 16'h0000;
-  assign \$311  = \$309  | { \$310 [15], \$310  };
-  assign \$312  = \$signal$106 [4] ? res9[15:0] : 16'h0000;
-  assign \$313  = \$311  | { \$312 [15], \$312  };
-  assign \$314  = \$signal$106 [5] ? v_raw[15:0] : 16'h0000;
-  assign \$315  = \$313  | { \$314 [15], \$314  };
-  assign \$318  = \$signal$106 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$319  = \$317  | { \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318  };
-  assign \$320  = \$signal$106 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$321  = \$319  | { \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320  };
-  assign \$324  = \$signal$107 [0] ? addend[10:0] : 11'h000;
-  assign \$325  = \$signal$107 [1] ? b_raw[12:0] : 13'h0000;
-  assign \$326  = { \$324 [10], \$324 [10], \$324  } | \$325 ;
-  assign \$327  = \$signal$107 [2] ? \$signal$108 [16:0] : 17'h00000;
-  assign \$328  = { \$326 [12], \$326 [12], \$326 [12], \$326 [12], \$326  } | \$327 ;
-  assign \$329  = \$signal$107 [3] ? \$signal$40 [16:0] : 17'h00000;
-  assign \$330  = \$328  | \$329 ;
-  assign \$333  = \$signal$107 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$334  = \$332  | { \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333  };
-  assign \$335  = \$signal$107 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$336  = \$334  | { \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335  };
-  assign \$339  = $signed(\$323 ) + $signed(\$338 );
-  assign \$340  = \$signal$106 [0] ? \$signal$108 [33:17] : 17'h00000;
-  assign \$341  = \$signal$106 [1] ? \$signal$40 [33:17] : 17'h00000;
-  assign \$342  = \$340  | \$341 ;
-  assign \$343  = \$signal$106 [2] ? v_wr__data[31:16] : 16'h0000;
-  assign \$344  = \$342  | { \$343 [15], \$343  };
-  assign \$345  = \$signal$106 [3] ? res8[31:16] : 16'h0000;
-  assign \$346  = \$344  | { \$345 [15], \$345  };
-  assign \$347  = \$signal$106 [4] ? res9[31:16] : 16'h0000;
-  assign \$348  = \$346  | { \$347 [15], \$347  };
-  assign \$349  = \$signal$106 [5] ? v_raw[31:16] : 16'h0000;
-  assign \$350  = \$348  | { \$349 [15], \$349  };
-  assign \$353  = \$signal$106 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$354  = \$352  | { \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353  };
-  assign \$355  = \$signal$106 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$356  = \$354  | { \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355  };
-  assign \$359  = \$signal$107 [0] ? addend[21:11] : 11'h000;
-  assign \$360  = \$signal$107 [1] ? b_raw[25:13] : 13'h0000;
-  assign \$361  = { \$359 [10], \$359 [10], \$359  } | \$360 ;
-  assign \$362  = \$signal$107 [2] ? \$signal$108 [33:17] : 17'h00000;
-  assign \$363  = { \$361 [12], \$361 [12], \$361 [12], \$361 [12], \$361  } | \$362 ;
-  assign \$364  = \$signal$107 [3] ? \$signal$40 [33:17] : 17'h00000;
-  assign \$365  = \$363  | \$364 ;
-  assign \$368  = \$signal$107 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$369  = \$367  | { \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368  };
-  assign \$370  = \$signal$107 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$371  = \$369  | { \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370  };
-  assign \$374  = $signed(\$358 ) + $signed(\$373 );
-  assign \$375  = \$signal$106 [0] ? \$signal$108 [50:34] : 17'h00000;
-  assign \$376  = \$signal$106 [1] ? \$signal$40 [50:34] : 17'h00000;
-  assign \$377  = \$375  | \$376 ;
-  assign \$378  = \$signal$106 [2] ? v_wr__data[47:32] : 16'h0000;
-  assign \$379  = \$377  | { \$378 [15], \$378  };
-  assign \$380  = \$signal$106 [3] ? res8[47:32] : 16'h0000;
-  assign \$381  = \$379  | { \$380 [15], \$380  };
-  assign \$382  = \$signal$106 [4] ? res9[47:32] : 16'h0000;
-  assign \$383  = \$381  | { \$382 [15], \$382  };
-  assign \$384  = \$signal$106 [5] ? v_raw[47:32] : 16'h0000;
-  assign \$385  = \$383  | { \$384 [15], \$384  };
-  assign \$388  = \$signal$106 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$389  = \$387  | { \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388  };
-  assign \$390  = \$signal$106 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$391  = \$389  | { \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390  };
-  assign \$394  = \$signal$107 [0] ? addend[32:22] : 11'h000;
-  assign \$395  = \$signal$107 [1] ? b_raw[38:26] : 13'h0000;
-  assign \$396  = { \$394 [10], \$394 [10], \$394  } | \$395 ;
-  assign \$397  = \$signal$107 [2] ? \$signal$108 [50:34] : 17'h00000;
-  assign \$398  = { \$396 [12], \$396 [12], \$396 [12], \$396 [12], \$396  } | \$397 ;
-  assign \$399  = \$signal$107 [3] ? \$signal$40 [50:34] : 17'h00000;
-  assign \$400  = \$398  | \$399 ;
-  assign \$403  = \$signal$107 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$404  = \$402  | { \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403  };
-  assign \$405  = \$signal$107 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$406  = \$404  | { \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405  };
-  assign \$409  = $signed(\$393 ) + $signed(\$408 );
-  assign \$410  = \$signal$106 [0] ? \$signal$108 [67:51] : 17'h00000;
-  assign \$411  = \$signal$106 [1] ? \$signal$40 [67:51] : 17'h00000;
-  assign \$412  = \$410  | \$411 ;
-  assign \$413  = \$signal$106 [2] ? v_wr__data[63:48] : 16'h0000;
-  assign \$414  = \$412  | { \$413 [15], \$413  };
-  assign \$415  = \$signal$106 [3] ? res8[63:48] : 16'h0000;
-  assign \$416  = \$414  | { \$415 [15], \$415  };
-  assign \$417  = \$signal$106 [4] ? res9[63:48] : 16'h0000;
-  assign \$418  = \$416  | { \$417 [15], \$417  };
-  assign \$419  = \$signal$106 [5] ? v_raw[63:48] : 16'h0000;
-  assign \$420  = \$418  | { \$419 [15], \$419  };
-  assign \$423  = \$signal$106 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$424  = \$422  | { \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423  };
-  assign \$425  = \$signal$106 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$426  = \$424  | { \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425  };
-  assign \$429  = \$signal$107 [0] ? addend[43:33] : 11'h000;
-  assign \$430  = \$signal$107 [1] ? b_raw[51:39] : 13'h0000;
-  assign \$431  = { \$429 [10], \$429 [10], \$429  } | \$430 ;
-  assign \$432  = \$signal$107 [2] ? \$signal$108 [67:51] : 17'h00000;
-  assign \$433  = { \$431 [12], \$431 [12], \$431 [12], \$431 [12], \$431  } | \$432 ;
-  assign \$434  = \$signal$107 [3] ? \$signal$40 [67:51] : 17'h00000;
-  assign \$435  = \$433  | \$434 ;
-  assign \$438  = \$signal$107 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$439  = \$437  | { \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438  };
-  assign \$440  = \$signal$107 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$441  = \$439  | { \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440  };
-  assign \$444  = $signed(\$428 ) + $signed(\$443 );
-  assign \$446  = ! st5[29:28];
-  assign \$447  = \$445  & \$446 ;
-  assign \$448  = $signed(\$signal$108 [16:0]) > $signed(13'h08ff);
-  assign \$449  = \$447  & \$448 ;
-  assign \$450  = \$449  ? 17'h008ff : \$signal$108 [16:0];
-  assign \$452  = ! st5[29:28];
-  assign \$453  = \$451  & \$452 ;
-  assign \$454  = $signed(\$signal$108 [33:17]) > $signed(13'h08ff);
-  assign \$455  = \$453  & \$454 ;
-  assign \$456  = \$455  ? 17'h008ff : \$signal$108 [33:17];
+  assign \$302  = ! st3[1];
+  assign \$304  = ! st3[29:28];
+  assign \$305  = \$303  & \$304 ;
+  assign \$306  = \$signal$106 [0] ? \$signal$108 [16:0] : 17'h00000;
+  assign \$307  = \$signal$106 [1] ? \$signal$40 [16:0] : 17'h00000;
+  assign \$308  = \$306  | \$307 ;
+  assign \$309  = \$signal$106 [2] ? v_wr__data[15:0] : 16'h0000;
+  assign \$310  = \$308  | { \$309 [15], \$309  };
+  assign \$311  = \$signal$106 [3] ? res8[15:0] : 16'h0000;
+  assign \$312  = \$310  | { \$311 [15], \$311  };
+  assign \$313  = \$signal$106 [4] ? res9[15:0] : 16'h0000;
+  assign \$314  = \$312  | { \$313 [15], \$313  };
+  assign \$315  = \$signal$106 [5] ? v_raw[15:0] : 16'h0000;
+  assign \$316  = \$314  | { \$315 [15], \$315  };
+  assign \$319  = \$signal$106 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$320  = \$318  | { \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319  };
+  assign \$321  = \$signal$106 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$322  = \$320  | { \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321  };
+  assign \$325  = \$signal$107 [0] ? addend[10:0] : 11'h000;
+  assign \$326  = \$signal$107 [1] ? b_raw[12:0] : 13'h0000;
+  assign \$327  = { \$325 [10], \$325 [10], \$325  } | \$326 ;
+  assign \$328  = \$signal$107 [2] ? \$signal$108 [16:0] : 17'h00000;
+  assign \$329  = { \$327 [12], \$327 [12], \$327 [12], \$327 [12], \$327  } | \$328 ;
+  assign \$330  = \$signal$107 [3] ? \$signal$40 [16:0] : 17'h00000;
+  assign \$331  = \$329  | \$330 ;
+  assign \$334  = \$signal$107 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$335  = \$333  | { \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334  };
+  assign \$336  = \$signal$107 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$337  = \$335  | { \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336  };
+  assign \$340  = $signed(\$324 ) + $signed(\$339 );
+  assign \$341  = \$signal$106 [0] ? \$signal$108 [33:17] : 17'h00000;
+  assign \$342  = \$signal$106 [1] ? \$signal$40 [33:17] : 17'h00000;
+  assign \$343  = \$341  | \$342 ;
+  assign \$344  = \$signal$106 [2] ? v_wr__data[31:16] : 16'h0000;
+  assign \$345  = \$343  | { \$344 [15], \$344  };
+  assign \$346  = \$signal$106 [3] ? res8[31:16] : 16'h0000;
+  assign \$347  = \$345  | { \$346 [15], \$346  };
+  assign \$348  = \$signal$106 [4] ? res9[31:16] : 16'h0000;
+  assign \$349  = \$347  | { \$348 [15], \$348  };
+  assign \$350  = \$signal$106 [5] ? v_raw[31:16] : 16'h0000;
+  assign \$351  = \$349  | { \$350 [15], \$350  };
+  assign \$354  = \$signal$106 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$355  = \$353  | { \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354  };
+  assign \$356  = \$signal$106 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$357  = \$355  | { \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356  };
+  assign \$360  = \$signal$107 [0] ? addend[21:11] : 11'h000;
+  assign \$361  = \$signal$107 [1] ? b_raw[25:13] : 13'h0000;
+  assign \$362  = { \$360 [10], \$360 [10], \$360  } | \$361 ;
+  assign \$363  = \$signal$107 [2] ? \$signal$108 [33:17] : 17'h00000;
+  assign \$364  = { \$362 [12], \$362 [12], \$362 [12], \$362 [12], \$362  } | \$363 ;
+  assign \$365  = \$signal$107 [3] ? \$signal$40 [33:17] : 17'h00000;
+  assign \$366  = \$364  | \$365 ;
+  assign \$369  = \$signal$107 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$370  = \$368  | { \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369  };
+  assign \$371  = \$signal$107 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$372  = \$370  | { \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371  };
+  assign \$375  = $signed(\$359 ) + $signed(\$374 );
+  assign \$376  = \$signal$106 [0] ? \$signal$108 [50:34] : 17'h00000;
+  assign \$377  = \$signal$106 [1] ? \$signal$40 [50:34] : 17'h00000;
+  assign \$378  = \$376  | \$377 ;
+  assign \$379  = \$signal$106 [2] ? v_wr__data[47:32] : 16'h0000;
+  assign \$380  = \$378  | { \$379 [15], \$379  };
+  assign \$381  = \$signal$106 [3] ? res8[47:32] : 16'h0000;
+  assign \$382  = \$380  | { \$381 [15], \$381  };
+  assign \$383  = \$signal$106 [4] ? res9[47:32] : 16'h0000;
+  assign \$384  = \$382  | { \$383 [15], \$383  };
+  assign \$385  = \$signal$106 [5] ? v_raw[47:32] : 16'h0000;
+  assign \$386  = \$384  | { \$385 [15], \$385  };
+  assign \$389  = \$signal$106 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$390  = \$388  | { \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389  };
+  assign \$391  = \$signal$106 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$392  = \$390  | { \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391  };
+  assign \$395  = \$signal$107 [0] ? addend[32:22] : 11'h000;
+  assign \$396  = \$signal$107 [1] ? b_raw[38:26] : 13'h0000;
+  assign \$397  = { \$395 [10], \$395 [10], \$395  } | \$396 ;
+  assign \$398  = \$signal$107 [2] ? \$signal$108 [50:34] : 17'h00000;
+  assign \$399  = { \$397 [12], \$397 [12], \$397 [12], \$397 [12], \$397  } | \$398 ;
+  assign \$400  = \$signal$107 [3] ? \$signal$40 [50:34] : 17'h00000;
+  assign \$401  = \$399  | \$400 ;
+  assign \$404  = \$signal$107 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$405  = \$403  | { \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404  };
+  assign \$406  = \$signal$107 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$407  = \$405  | { \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406  };
+  assign \$410  = $signed(\$394 ) + $signed(\$409 );
+  assign \$411  = \$signal$106 [0] ? \$signal$108 [67:51] : 17'h00000;
+  assign \$412  = \$signal$106 [1] ? \$signal$40 [67:51] : 17'h00000;
+  assign \$413  = \$411  | \$412 ;
+  assign \$414  = \$signal$106 [2] ? v_wr__data[63:48] : 16'h0000;
+  assign \$415  = \$413  | { \$414 [15], \$414  };
+  assign \$416  = \$signal$106 [3] ? res8[63:48] : 16'h0000;
+  assign \$417  = \$415  | { \$416 [15], \$416  };
+  assign \$418  = \$signal$106 [4] ? res9[63:48] : 16'h0000;
+  assign \$419  = \$417  | { \$418 [15], \$418  };
+  assign \$420  = \$signal$106 [5] ? v_raw[63:48] : 16'h0000;
+  assign \$421  = \$419  | { \$420 [15], \$420  };
+  assign \$424  = \$signal$106 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$425  = \$423  | { \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424  };
+  assign \$426  = \$signal$106 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$427  = \$425  | { \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426  };
+  assign \$430  = \$signal$107 [0] ? addend[43:33] : 11'h000;
+  assign \$431  = \$signal$107 [1] ? b_raw[51:39] : 13'h0000;
+  assign \$432  = { \$430 [10], \$430 [10], \$430  } | \$431 ;
+  assign \$433  = \$signal$107 [2] ? \$signal$108 [67:51] : 17'h00000;
+  assign \$434  = { \$432 [12], \$432 [12], \$432 [12], \$432 [12], \$432  } | \$433 ;
+  assign \$435  = \$signal$107 [3] ? \$signal$40 [67:51] : 17'h00000;
+  assign \$436  = \$434  | \$435 ;
+  assign \$439  = \$signal$107 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$440  = \$438  | { \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439  };
+  assign \$441  = \$signal$107 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$442  = \$440  | { \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441  };
+  assign \$445  = $signed(\$429 ) + $signed(\$444 );
+  assign \$447  = ! st5[29:28];
+  assign \$448  = \$446  & \$447 ;
+  assign \$449  = $signed(\$signal$108 [16:0]) > $signed(13'h08ff);
+  assign \$450  = \$448  & \$449 ;
+  assign \$451  = \$450  ? 17'h008ff : \$signal$108 [16:0];
+  assign \$453  = ! st5[29:28];
+  assign \$454  = \$452  & \$453 ;
+  assign \$455  = $signed(\$signal$108 [33:17]) > $signed(13'h08ff);
   \digits_cnn_ilif.engine_conv2.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -8838,15 +8841,15 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4416$0 (i0__payload[9:0]),
+    .\port$4420$0 (i0__payload[9:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv2.queue  queue (
     .clk(clk),
-    .\port$3859$0 (\$signal$66 ),
-    .\port$4027$0 (\$signal$59 ),
-    .\port$4029$0 (\$signal$63 ),
+    .\port$3863$0 (\$signal$66 ),
+    .\port$4031$0 (\$signal$59 ),
+    .\port$4033$0 (\$signal$63 ),
     .rst(rst),
     .w_data(\$signal$53 ),
     .w_en(\$signal$55 )
@@ -8929,47 +8932,47 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$10 ) begin
+    if (\$11 ) begin
       result[15:0] = \$signal$40 [15:0];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$14 ) begin
+      if (\$15 ) begin
         result[15:0] = 16'h0000;
       end else begin
-        result[15:0] = \$16 [15:0];
+        result[15:0] = \$17 [15:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$17 ) begin
+    if (\$18 ) begin
       result[31:16] = \$signal$40 [32:17];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$21 ) begin
+      if (\$22 ) begin
         result[31:16] = 16'h0000;
       end else begin
-        result[31:16] = \$23 [15:0];
+        result[31:16] = \$24 [15:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$24 ) begin
+    if (\$25 ) begin
       result[47:32] = \$signal$40 [49:34];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$28 ) begin
+      if (\$29 ) begin
         result[47:32] = 16'h0000;
       end else begin
-        result[47:32] = \$30 [15:0];
+        result[47:32] = \$31 [15:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$31 ) begin
+    if (\$32 ) begin
       result[63:48] = \$signal$40 [66:51];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$35 ) begin
+      if (\$36 ) begin
         result[63:48] = 16'h0000;
       end else begin
-        result[63:48] = \$37 [15:0];
+        result[63:48] = \$38 [15:0];
       end
     end
   end
@@ -8977,60 +8980,60 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     diff0 = 18'h00000;
     (* full_case = 32'd1 *)
-    if (\$10 ) begin
+    if (\$11 ) begin
     end else begin
-      diff0 = \$12 ;
+      diff0 = \$13 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     out_counts = 4'h0;
     (* full_case = 32'd1 *)
-    if (\$10 ) begin
+    if (\$11 ) begin
     end else begin
-      out_counts[0] = \$13 ;
+      out_counts[0] = \$14 ;
     end
     (* full_case = 32'd1 *)
-    if (\$17 ) begin
+    if (\$18 ) begin
     end else begin
-      out_counts[1] = \$20 ;
+      out_counts[1] = \$21 ;
     end
     (* full_case = 32'd1 *)
-    if (\$24 ) begin
+    if (\$25 ) begin
     end else begin
-      out_counts[2] = \$27 ;
+      out_counts[2] = \$28 ;
     end
     (* full_case = 32'd1 *)
-    if (\$31 ) begin
+    if (\$32 ) begin
     end else begin
-      out_counts[3] = \$34 ;
+      out_counts[3] = \$35 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     diff1 = 18'h00000;
     (* full_case = 32'd1 *)
-    if (\$17 ) begin
+    if (\$18 ) begin
     end else begin
-      diff1 = \$19 ;
+      diff1 = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     diff2 = 18'h00000;
     (* full_case = 32'd1 *)
-    if (\$24 ) begin
+    if (\$25 ) begin
     end else begin
-      diff2 = \$26 ;
+      diff2 = \$27 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     diff3 = 18'h00000;
     (* full_case = 32'd1 *)
-    if (\$31 ) begin
+    if (\$32 ) begin
     end else begin
-      diff3 = \$33 ;
+      diff3 = \$34 ;
     end
   end
   always @* begin
@@ -9054,8 +9057,8 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     o__payload[11:10] = 2'h0;
     if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
-      if (\$62 ) begin
-        o__payload[10] = \$63 ;
+      if (\$63 ) begin
+        o__payload[10] = \$64 ;
       end else begin
         o__payload[11] = 1'h1;
       end
@@ -9066,7 +9069,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     o__valid = 1'h0;
     if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
-      if (\$62 ) begin
+      if (\$63 ) begin
         o__valid = 1'h1;
       end else begin
         o__valid = 1'h1;
@@ -9078,9 +9081,9 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     \$signal$66  = 1'h0;
     if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
-      if (\$62 ) begin
+      if (\$63 ) begin
         if (o__ready) begin
-          if (\$68 ) begin
+          if (\$69 ) begin
             \$signal$66  = 1'h1;
           end
         end
@@ -9093,88 +9096,50 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$481  = \$77 [9:0];
+    \$482  = \$78 [9:0];
     if (rst) begin
-      \$481  = 10'h000;
+      \$482  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$482  = \$78 ;
+    \$483  = \$79 ;
     if (rst) begin
-      \$482  = 1'h0;
+      \$483  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$483  = plane;
+    \$484  = plane;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[10]) begin
-              if (\$79 ) begin
+              if (\$80 ) begin
                 (* full_case = 32'd1 *)
-                if (\$80 ) begin
-                  \$483  = 3'h0;
+                if (\$81 ) begin
+                  \$484  = 3'h0;
                 end else begin
-                  \$483  = \$82 [2:0];
+                  \$484  = \$83 [2:0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$483  = 3'h0;
+      \$484  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$484  = full1;
+    \$485  = full1;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[10]) begin
-              if (\$79 ) begin
-                if (\$80 ) begin
+              if (\$80 ) begin
+                if (\$81 ) begin
                   if (\$signal$6 ) begin
-                    \$484  = 1'h1;
-                  end
-                end
-              end
-            end
-          end
-    endcase
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$87 ) begin
-            if (sweep_last) begin
-              if (\$88 ) begin
-                if (\$signal$26 ) begin
-                  \$484  = 1'h0;
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$484  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$485  = full0;
-    casez (fsm_state)
-      2'h0:
-          if (i0__valid) begin
-            if (i0__payload[10]) begin
-              if (\$79 ) begin
-                if (\$80 ) begin
-                  (* full_case = 32'd1 *)
-                  if (\$signal$6 ) begin
-                  end else begin
                     \$485  = 1'h1;
                   end
                 end
@@ -9187,12 +9152,10 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
       1'h0:
           /* empty */;
       1'h1:
-          if (\$87 ) begin
+          if (\$88 ) begin
             if (sweep_last) begin
-              if (\$88 ) begin
-                (* full_case = 32'd1 *)
+              if (\$89 ) begin
                 if (\$signal$26 ) begin
-                end else begin
                   \$485  = 1'h0;
                 end
               end
@@ -9205,14 +9168,35 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$486  = \$signal$6 ;
+    \$486  = full0;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[10]) begin
-              if (\$79 ) begin
-                if (\$80 ) begin
-                  \$486  = \$81 ;
+              if (\$80 ) begin
+                if (\$81 ) begin
+                  (* full_case = 32'd1 *)
+                  if (\$signal$6 ) begin
+                  end else begin
+                    \$486  = 1'h1;
+                  end
+                end
+              end
+            end
+          end
+    endcase
+    (* full_case = 32'd1 *)
+    casez (fire_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$88 ) begin
+            if (sweep_last) begin
+              if (\$89 ) begin
+                (* full_case = 32'd1 *)
+                if (\$signal$26 ) begin
+                end else begin
+                  \$486  = 1'h0;
                 end
               end
             end
@@ -9224,142 +9208,133 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$487  = fsm_state;
+    \$487  = \$signal$6 ;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[10]) begin
-              if (\$79 ) begin
+              if (\$80 ) begin
+                if (\$81 ) begin
+                  \$487  = \$82 ;
+                end
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$487  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$488  = fsm_state;
+    casez (fsm_state)
+      2'h0:
+          if (i0__valid) begin
+            if (i0__payload[10]) begin
+              if (\$80 ) begin
                 (* full_case = 32'd1 *)
-                if (\$80 ) begin
-                  \$487  = 2'h1;
+                if (\$81 ) begin
+                  \$488  = 2'h1;
                 end else begin
-                  \$487  = 2'h0;
+                  \$488  = 2'h0;
                 end
               end
             end
           end
       2'h1:
-          if (\$84 ) begin
-            \$487  = 2'h0;
+          if (\$85 ) begin
+            \$488  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$487  = 2'h0;
+      \$488  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$488  = fire_state;
+    \$489  = fire_state;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
-          if (\$85 ) begin
-            \$488  = 1'h1;
+          if (\$86 ) begin
+            \$489  = 1'h1;
           end
       1'h1:
-          if (\$87 ) begin
+          if (\$88 ) begin
             if (sweep_last) begin
-              if (\$88 ) begin
-                \$488  = 1'h0;
+              if (\$89 ) begin
+                \$489  = 1'h0;
               end
             end
           end
     endcase
     if (rst) begin
-      \$488  = 1'h0;
+      \$489  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$489  = sweep_addr;
+    \$490  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$87 ) begin
+          if (\$88 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$489  = 8'h00;
+              \$490  = 8'h00;
             end else begin
-              \$489  = \$91 [7:0];
+              \$490  = \$92 [7:0];
             end
           end
     endcase
     if (rst) begin
-      \$489  = 8'h00;
+      \$490  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$490  = sweep_g;
+    \$491  = sweep_g;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$87 ) begin
+          if (\$88 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$490  = 2'h0;
+              \$491  = 2'h0;
             end else begin
               (* full_case = 32'd1 *)
-              if (\$93 ) begin
-                \$490  = 2'h0;
+              if (\$94 ) begin
+                \$491  = 2'h0;
               end else begin
-                \$490  = \$97 [1:0];
+                \$491  = \$98 [1:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$490  = 2'h0;
+      \$491  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$491  = sweep_y;
+    \$492  = sweep_y;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$87 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$491  = 3'h0;
-            end else begin
-              if (\$93 ) begin
-                if (\$94 ) begin
-                  \$491  = \$95 [2:0];
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$491  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$492  = sweep_x;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$87 ) begin
+          if (\$88 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
               \$492  = 3'h0;
             end else begin
-              if (\$93 ) begin
-                (* full_case = 32'd1 *)
-                if (\$94 ) begin
-                  \$492  = 3'h0;
-                end else begin
+              if (\$94 ) begin
+                if (\$95 ) begin
                   \$492  = \$96 [2:0];
                 end
               end
@@ -9372,157 +9347,178 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$493  = sweep_last;
+    \$493  = sweep_x;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$87 ) begin
+          if (\$88 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$493  = 1'h0;
+              \$493  = 3'h0;
             end else begin
-              \$493  = \$92 ;
+              if (\$94 ) begin
+                (* full_case = 32'd1 *)
+                if (\$95 ) begin
+                  \$493  = 3'h0;
+                end else begin
+                  \$493  = \$97 [2:0];
+                end
+              end
             end
           end
     endcase
     if (rst) begin
-      \$493  = 1'h0;
+      \$493  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$494  = fire_k;
+    \$494  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$87 ) begin
+          if (\$88 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$494  = 1'h0;
+            end else begin
+              \$494  = \$93 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$494  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$495  = fire_k;
+    (* full_case = 32'd1 *)
+    casez (fire_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$88 ) begin
             if (sweep_last) begin
               (* full_case = 32'd1 *)
-              if (\$88 ) begin
-                \$494  = 3'h0;
+              if (\$89 ) begin
+                \$495  = 3'h0;
               end else begin
-                \$494  = \$90 [2:0];
+                \$495  = \$91 [2:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$494  = 3'h0;
+      \$495  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$495  = \$signal$26 ;
+    \$496  = \$signal$26 ;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$87 ) begin
+          if (\$88 ) begin
             if (sweep_last) begin
-              if (\$88 ) begin
-                \$495  = \$89 ;
+              if (\$89 ) begin
+                \$496  = \$90 ;
               end
             end
           end
     endcase
-    if (rst) begin
-      \$495  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$496  = \$98 ;
     if (rst) begin
       \$496  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$497  = \$100 ;
+    \$497  = \$99 ;
     if (rst) begin
       \$497  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$498  = issue;
+    \$498  = \$101 ;
     if (rst) begin
-      \$498  = 39'h0000000000;
+      \$498  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$499  = st0;
+    \$499  = issue;
     if (rst) begin
       \$499  = 39'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$500  = st1;
+    \$500  = st0;
     if (rst) begin
       \$500  = 39'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$501  = st2;
+    \$501  = st1;
     if (rst) begin
       \$501  = 39'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$502  = st3;
+    \$502  = st2;
     if (rst) begin
       \$502  = 39'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$503  = st4;
+    \$503  = st3;
     if (rst) begin
       \$503  = 39'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$504  = st5;
+    \$504  = st4;
     if (rst) begin
       \$504  = 39'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$505  = st6;
+    \$505  = st5;
     if (rst) begin
       \$505  = 39'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$506  = st7;
+    \$506  = st6;
     if (rst) begin
       \$506  = 39'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$507  = \$signature__data ;
+    \$507  = st7;
     if (rst) begin
-      \$507  = 32'd0;
+      \$507  = 39'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$508  = \$101 ;
+    \$508  = \$signature__data ;
     if (rst) begin
-      \$508  = 11'h000;
+      \$508  = 32'd0;
     end
   end
   always @* begin
@@ -9548,220 +9544,227 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$512  = addend;
-    if (\$105 ) begin
-      \$512 [10:0] = w2_0_0;
-      \$512 [21:11] = w2_0_1;
-      \$512 [32:22] = w2_0_2;
-      \$512 [43:33] = w2_0_3;
-    end
+    \$512  = \$105 ;
     if (rst) begin
-      \$512  = 44'h00000000000;
+      \$512  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$513  = \$signature__data$86 ;
+    \$513  = addend;
+    if (\$106 ) begin
+      \$513 [10:0] = w2_0_0;
+      \$513 [21:11] = w2_0_1;
+      \$513 [32:22] = w2_0_2;
+      \$513 [43:33] = w2_0_3;
+    end
     if (rst) begin
-      \$513  = 64'h0000000000000000;
+      \$513  = 44'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$514  = b_rd__data;
+    \$514  = \$signature__data$86 ;
     if (rst) begin
-      \$514  = 52'h0000000000000;
+      \$514  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$515  = v_wr__data;
+    \$515  = b_rd__data;
     if (rst) begin
-      \$515  = 64'h0000000000000000;
+      \$515  = 52'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$516  = res8;
+    \$516  = v_wr__data;
     if (rst) begin
       \$516  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$517  = 4'h0;
+    \$517  = res8;
     if (rst) begin
-      \$517  = 4'h0;
+      \$517  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$518  = cres8;
+    \$518  = 4'h0;
     if (rst) begin
       \$518  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$519  = b_raw;
+    \$519  = cres8;
     if (rst) begin
-      \$519  = 52'h0000000000000;
+      \$519  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$520  = \$like ;
+    \$520  = b_raw;
     if (rst) begin
       \$520  = 52'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$521  = \$115 ;
+    \$521  = \$like ;
     if (rst) begin
-      \$521  = 1'h0;
+      \$521  = 52'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$522  = \$127 ;
+    \$522  = \$116 ;
     if (rst) begin
       \$522  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$523  = \$137 ;
+    \$523  = \$128 ;
     if (rst) begin
       \$523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$524  = \$149 ;
+    \$524  = \$138 ;
     if (rst) begin
       \$524  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$525  = \$157 ;
+    \$525  = \$150 ;
     if (rst) begin
       \$525  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$526  = \$167 ;
+    \$526  = \$158 ;
     if (rst) begin
       \$526  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$527  = \$175 ;
+    \$527  = \$168 ;
     if (rst) begin
       \$527  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$528  = \$185 ;
+    \$528  = \$176 ;
     if (rst) begin
       \$528  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$529  = \$193 ;
+    \$529  = \$186 ;
     if (rst) begin
       \$529  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$530  = \$203 ;
+    \$530  = \$194 ;
     if (rst) begin
       \$530  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$531  = { \$299 , \$290 , \$281 , \$273 , \$266 , \$256 , \$246 , \$237 , \$229 , \$215  };
+    \$531  = \$204 ;
     if (rst) begin
-      \$531  = 10'h000;
+      \$531  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$532  = { 6'h00, \$304 , \$300  };
+    \$532  = { \$300 , \$291 , \$282 , \$274 , \$267 , \$257 , \$247 , \$238 , \$230 , \$216  };
     if (rst) begin
-      \$532  = 8'h00;
+      \$532  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$533 [16:0] = \$339 [16:0];
-    \$533 [33:17] = \$374 [16:0];
-    \$533 [50:34] = \$409 [16:0];
-    \$533 [67:51] = \$444 [16:0];
+    \$533  = { 6'h00, \$305 , \$301  };
     if (rst) begin
-      \$533  = 68'h00000000000000000;
+      \$533  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$534 [16:0] = \$450 ;
-    \$534 [33:17] = \$456 ;
-    \$534 [50:34] = \$462 ;
-    \$534 [67:51] = \$468 ;
+    \$534 [16:0] = \$340 [16:0];
+    \$534 [33:17] = \$375 [16:0];
+    \$534 [50:34] = \$410 [16:0];
+    \$534 [67:51] = \$445 [16:0];
     if (rst) begin
       \$534  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$535  = result;
+    \$535 [16:0] = \$451 ;
+    \$535 [33:17] = \$457 ;
+    \$535 [50:34] = \$463 ;
+    \$535 [67:51] = \$469 ;
     if (rst) begin
-      \$535  = 64'h0000000000000000;
+      \$535  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$536  = entry;
+    \$536  = result;
     if (rst) begin
-      \$536  = 13'h0000;
+      \$536  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$537  = \$472 ;
+    \$537  = entry;
     if (rst) begin
-      \$537  = 1'h0;
+      \$537  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$538  = done;
+    \$538  = \$473 ;
+    if (rst) begin
+      \$538  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$539  = done;
     if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
-      if (\$473 ) begin
+      if (\$474 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
-          if (\$478 ) begin
-            \$538  = 4'h0;
+          if (\$479 ) begin
+            \$539  = 4'h0;
           end else begin
-            \$538  = \$480 [3:0];
+            \$539  = \$481 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$538  = 4'h0;
+          \$539  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$538  = 4'h0;
+      \$539  = 4'h0;
     end
   end
   always @* begin
@@ -9769,13 +9772,13 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     (* full_case = 32'd1 *)
     casez (st6[29:28])
       2'h0:
-          \$11  = 16'h0480;
+          \$12  = 16'h0480;
       2'h1:
-          \$11  = 16'h0240;
+          \$12  = 16'h0240;
       2'h2:
-          \$11  = 16'h0120;
+          \$12  = 16'h0120;
       2'h3:
-          \$11  = 16'h0090;
+          \$12  = 16'h0090;
     endcase
   end
   always @* begin
@@ -9783,13 +9786,13 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     (* full_case = 32'd1 *)
     casez (st6[29:28])
       2'h0:
-          \$18  = 16'h0480;
+          \$19  = 16'h0480;
       2'h1:
-          \$18  = 16'h0240;
+          \$19  = 16'h0240;
       2'h2:
-          \$18  = 16'h0120;
+          \$19  = 16'h0120;
       2'h3:
-          \$18  = 16'h0090;
+          \$19  = 16'h0090;
     endcase
   end
   always @* begin
@@ -9797,13 +9800,13 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     (* full_case = 32'd1 *)
     casez (st6[29:28])
       2'h0:
-          \$25  = 16'h0480;
+          \$26  = 16'h0480;
       2'h1:
-          \$25  = 16'h0240;
+          \$26  = 16'h0240;
       2'h2:
-          \$25  = 16'h0120;
+          \$26  = 16'h0120;
       2'h3:
-          \$25  = 16'h0090;
+          \$26  = 16'h0090;
     endcase
   end
   always @* begin
@@ -9811,13 +9814,13 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     (* full_case = 32'd1 *)
     casez (st6[29:28])
       2'h0:
-          \$32  = 16'h0480;
+          \$33  = 16'h0480;
       2'h1:
-          \$32  = 16'h0240;
+          \$33  = 16'h0240;
       2'h2:
-          \$32  = 16'h0120;
+          \$33  = 16'h0120;
       2'h3:
-          \$32  = 16'h0090;
+          \$33  = 16'h0090;
     endcase
   end
   always @* begin
@@ -9825,13 +9828,13 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$63  = \$signal$59 [0];
+          \$64  = \$signal$59 [0];
       2'h1:
-          \$63  = \$signal$59 [1];
+          \$64  = \$signal$59 [1];
       2'h2:
-          \$63  = \$signal$59 [2];
+          \$64  = \$signal$59 [2];
       2'h3:
-          \$63  = \$signal$59 [3];
+          \$64  = \$signal$59 [3];
     endcase
   end
   always @* begin
@@ -9839,9 +9842,9 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     (* full_case = 32'd1 *)
     casez (\$signal$6 )
       1'h0:
-          \$83  = full0;
+          \$84  = full0;
       1'h1:
-          \$83  = full1;
+          \$84  = full1;
     endcase
   end
   always @* begin
@@ -9849,9 +9852,9 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     (* full_case = 32'd1 *)
     casez (\$signal$26 )
       1'h0:
-          \$85  = full0;
+          \$86  = full0;
       1'h1:
-          \$85  = full1;
+          \$86  = full1;
     endcase
   end
   assign ev_c = i0__payload[2:0];
@@ -9860,11 +9863,11 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign ev_count = i0__payload[9];
   assign busy = op_valid;
   assign \$signature__addr  = st0[20:12];
-  assign \$signature__addr$35  = \$9 [8:0];
+  assign \$signature__addr$35  = \$10 [8:0];
   assign b_rd__addr = st2[11:4];
-  assign v_wr__addr = \$39 [8:0];
+  assign v_wr__addr = \$40 [8:0];
   assign res7 = v_wr__data;
-  assign v_wr__en = \$44 [0];
+  assign v_wr__en = \$45 [0];
   assign entry7 = \$signal$53 ;
   assign push7 = \$signal$55 ;
   assign cres7 = 4'h0;
@@ -10136,83 +10139,84 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   always @*
     o__payload[6:4] = \$signal$59 [8:6];
   always @*
-    o__payload[3:0] = \$61 [3:0];
-  assign pending[3] = \$59 ;
-  assign pending[2] = \$56 ;
-  assign pending[1] = \$53 ;
-  assign pending[0] = \$50 ;
+    o__payload[3:0] = \$62 [3:0];
+  assign pending[3] = \$60 ;
+  assign pending[2] = \$57 ;
+  assign pending[1] = \$54 ;
+  assign pending[0] = \$51 ;
   assign entry[12] = st6[30];
   assign entry[11:9] = st6[38:36];
   assign entry[8:6] = st6[35:33];
   assign entry[5:4] = st6[32:31];
   assign entry[3:0] = out_counts;
-  assign \$45  = st7[1];
-  assign \$73  = fire_state;
-  assign \$123  = st3[1];
-  assign \$145  = st4[1];
-  assign \$163  = st5[1];
-  assign \$181  = st6[1];
-  assign \$199  = st7[1];
-  assign \$204  = 1'h1;
-  assign \$205  = hit_v1;
-  assign \$210  = 1'h1;
-  assign \$211  = hit_c1;
-  assign \$216  = hit_v1;
-  assign \$223  = hit_c1;
-  assign \$230  = hit_v1;
-  assign \$238  = hit_v1;
-  assign \$247  = hit_v1;
-  assign \$257  = hit_v1;
-  assign \$267  = hit_c1;
-  assign \$274  = hit_c1;
-  assign \$282  = hit_c1;
-  assign \$291  = hit_c1;
-  assign \$316  = 2'h0;
-  assign \$317  = \$315 ;
-  assign \$322  = 2'h0;
-  assign \$323  = \$321 ;
-  assign \$331  = 2'h0;
-  assign \$332  = \$330 ;
-  assign \$337  = 2'h0;
-  assign \$338  = \$336 ;
-  assign \$351  = 2'h0;
-  assign \$352  = \$350 ;
-  assign \$357  = 2'h0;
-  assign \$358  = \$356 ;
-  assign \$366  = 2'h0;
-  assign \$367  = \$365 ;
-  assign \$372  = 2'h0;
-  assign \$373  = \$371 ;
-  assign \$386  = 2'h0;
-  assign \$387  = \$385 ;
-  assign \$392  = 2'h0;
-  assign \$393  = \$391 ;
-  assign \$401  = 2'h0;
-  assign \$402  = \$400 ;
-  assign \$407  = 2'h0;
-  assign \$408  = \$406 ;
-  assign \$421  = 2'h0;
-  assign \$422  = \$420 ;
-  assign \$427  = 2'h0;
-  assign \$428  = \$426 ;
-  assign \$436  = 2'h0;
-  assign \$437  = \$435 ;
-  assign \$442  = 2'h0;
-  assign \$443  = \$441 ;
-  assign \$445  = st5[1];
-  assign \$451  = st5[1];
-  assign \$457  = st5[1];
-  assign \$463  = st5[1];
-  assign \$469  = st6[1];
-  assign \$48  = \$signal$59 [0];
-  assign \$51  = \$signal$59 [1];
-  assign \$54  = \$signal$59 [2];
-  assign \$57  = \$signal$59 [3];
-  assign \$302  = st3[1];
+  assign active = \$8 ;
+  assign \$46  = st7[1];
+  assign \$74  = fire_state;
+  assign \$124  = st3[1];
+  assign \$146  = st4[1];
+  assign \$164  = st5[1];
+  assign \$182  = st6[1];
+  assign \$200  = st7[1];
+  assign \$205  = 1'h1;
+  assign \$206  = hit_v1;
+  assign \$211  = 1'h1;
+  assign \$212  = hit_c1;
+  assign \$217  = hit_v1;
+  assign \$224  = hit_c1;
+  assign \$231  = hit_v1;
+  assign \$239  = hit_v1;
+  assign \$248  = hit_v1;
+  assign \$258  = hit_v1;
+  assign \$268  = hit_c1;
+  assign \$275  = hit_c1;
+  assign \$283  = hit_c1;
+  assign \$292  = hit_c1;
+  assign \$317  = 2'h0;
+  assign \$318  = \$316 ;
+  assign \$323  = 2'h0;
+  assign \$324  = \$322 ;
+  assign \$332  = 2'h0;
+  assign \$333  = \$331 ;
+  assign \$338  = 2'h0;
+  assign \$339  = \$337 ;
+  assign \$352  = 2'h0;
+  assign \$353  = \$351 ;
+  assign \$358  = 2'h0;
+  assign \$359  = \$357 ;
+  assign \$367  = 2'h0;
+  assign \$368  = \$366 ;
+  assign \$373  = 2'h0;
+  assign \$374  = \$372 ;
+  assign \$387  = 2'h0;
+  assign \$388  = \$386 ;
+  assign \$393  = 2'h0;
+  assign \$394  = \$392 ;
+  assign \$402  = 2'h0;
+  assign \$403  = \$401 ;
+  assign \$408  = 2'h0;
+  assign \$409  = \$407 ;
+  assign \$422  = 2'h0;
+  assign \$423  = \$421 ;
+  assign \$428  = 2'h0;
+  assign \$429  = \$427 ;
+  assign \$437  = 2'h0;
+  assign \$438  = \$436 ;
+  assign \$443  = 2'h0;
+  assign \$444  = \$442 ;
+  assign \$446  = st5[1];
+  assign \$452  = st5[1];
+  assign \$458  = st5[1];
+  assign \$464  = st5[1];
+  assign \$470  = st6[1];
+  assign \$49  = \$signal$59 [0];
+  assign \$52  = \$signal$59 [1];
+  assign \$55  = \$signal$59 [2];
+  assign \$58  = \$signal$59 [3];
+  assign \$303  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4416$0 , clk);
+module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4420$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [6:0] \$10 ;
@@ -10311,8 +10315,8 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   reg op_valid = 1'h0;
   output [8:0] op_waddr;
   reg [8:0] op_waddr = 9'h000;
-  input [9:0] \port$4416$0 ;
-  wire [9:0] \port$4416$0 ;
+  input [9:0] \port$4420$0 ;
+  wire [9:0] \port$4420$0 ;
   reg [5:0] r_step = 6'h00;
   output ready;
   wire ready;
@@ -10393,7 +10397,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$50  = op_count;
     if (load) begin
-      \$50  = \port$4416$0 [9];
+      \$50  = \port$4420$0 [9];
     end
     if (rst) begin
       \$50  = 1'h0;
@@ -10630,7 +10634,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4416$0 [5:3])
+    casez (\port$4420$0 [5:3])
       3'h0:
           \$6  = 9'h000;
       3'h1:
@@ -10652,7 +10656,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4416$0 [8:6])
+    casez (\port$4420$0 [8:6])
       3'h0:
           \$7  = 6'h00;
       3'h1:
@@ -10674,7 +10678,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4416$0 [5:3])
+    casez (\port$4420$0 [5:3])
       3'h0:
           \$13  = 6'h0c;
       3'h1:
@@ -10696,7 +10700,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4416$0 [8:6])
+    casez (\port$4420$0 [8:6])
       3'h0:
           \$15  = 5'h04;
       3'h1:
@@ -10718,7 +10722,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4416$0 [8:6])
+    casez (\port$4420$0 [8:6])
       3'h0:
           \$17  = 4'h2;
       3'h1:
@@ -10740,7 +10744,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4416$0 [5:3])
+    casez (\port$4420$0 [5:3])
       3'h0:
           \$19  = 4'h2;
       3'h1:
@@ -10762,7 +10766,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4416$0 [8:6])
+    casez (\port$4420$0 [8:6])
       3'h0:
           \$21  = 4'h2;
       3'h1:
@@ -10784,7 +10788,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4416$0 [8:6])
+    casez (\port$4420$0 [8:6])
       3'h0:
           \$23  = 4'h2;
       3'h1:
@@ -10806,7 +10810,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4416$0 [5:3])
+    casez (\port$4420$0 [5:3])
       3'h0:
           \$25  = 4'h2;
       3'h1:
@@ -10828,7 +10832,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4416$0 [8:6])
+    casez (\port$4420$0 [8:6])
       3'h0:
           \$27  = 6'h19;
       3'h1:
@@ -10850,7 +10854,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4416$0 [8:6])
+    casez (\port$4420$0 [8:6])
       3'h0:
           \$28  = 5'h15;
       3'h1:
@@ -10872,7 +10876,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4416$0 [5:3])
+    casez (\port$4420$0 [5:3])
       3'h0:
           \$29  = 4'h2;
       3'h1:
@@ -10894,7 +10898,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4416$0 [8:6])
+    casez (\port$4420$0 [8:6])
       3'h0:
           \$31  = 4'h2;
       3'h1:
@@ -10919,16 +10923,16 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_count = \port$4416$0 [9];
-  assign ev_y = \port$4416$0 [5:3];
-  assign ev_x = \port$4416$0 [8:6];
-  assign ev_c = \port$4416$0 [2:0];
-  assign \$9  = { 1'h0, \port$4416$0 [2:0], 2'h0 };
-  assign \$11  = { 2'h0, \port$4416$0 [2:0], 5'h00 };
+  assign ev_count = \port$4420$0 [9];
+  assign ev_y = \port$4420$0 [5:3];
+  assign ev_x = \port$4420$0 [8:6];
+  assign ev_c = \port$4420$0 [2:0];
+  assign \$9  = { 1'h0, \port$4420$0 [2:0], 2'h0 };
+  assign \$11  = { 2'h0, \port$4420$0 [2:0], 5'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.queue (rst, \port$3859$0 , w_data, w_en, \port$4027$0 , \port$4029$0 , clk);
+module \digits_cnn_ilif.engine_conv2.queue (rst, \port$3863$0 , w_data, w_en, \port$4031$0 , \port$4033$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -10959,12 +10963,12 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, \port$3859$0 , w_data, w_en, \p
   reg held_valid = 1'h0;
   wire [9:0] level;
   wire [9:0] \level$21 ;
-  input \port$3859$0 ;
-  wire \port$3859$0 ;
-  output [12:0] \port$4027$0 ;
-  wire [12:0] \port$4027$0 ;
-  output \port$4029$0 ;
-  wire \port$4029$0 ;
+  input \port$3863$0 ;
+  wire \port$3863$0 ;
+  output [12:0] \port$4031$0 ;
+  wire [12:0] \port$4031$0 ;
+  output \port$4033$0 ;
+  wire \port$4033$0 ;
   wire [12:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -11001,12 +11005,12 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, \port$3859$0 , w_data, w_en, \p
   \digits_cnn_ilif.engine_conv2.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2026$0 (\$signal$9 ),
-    .\port$3859$0 (\port$3859$0 ),
-    .\port$4011$0 (\$signal$11 ),
-    .\port$4013$0 (held_valid),
-    .\port$4027$0 (\$signal$14 ),
-    .\port$4029$0 (\$signal$16 ),
+    .\port$2028$0 (\$signal$9 ),
+    .\port$3863$0 (\port$3863$0 ),
+    .\port$4015$0 (\$signal$11 ),
+    .\port$4017$0 (held_valid),
+    .\port$4031$0 (\$signal$14 ),
+    .\port$4033$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -11037,11 +11041,11 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, \port$3859$0 , w_data, w_en, \p
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3859$0 ;
-  assign \$signal$19  = \port$3859$0 ;
+  assign \$signal$18  = \port$3863$0 ;
+  assign \$signal$19  = \port$3863$0 ;
   assign level = \$4 [9:0];
-  assign \port$4027$0  = \$signal$14 ;
-  assign \port$4029$0  = \$signal$16 ;
+  assign \port$4031$0  = \$signal$14 ;
+  assign \port$4033$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11745,7 +11749,7 @@ module \digits_cnn_ilif.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2026$0 , count, \port$3859$0 , \port$4011$0 , \port$4013$0 , \port$4027$0 , \port$4029$0 , clk);
+module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2028$0 , count, \port$3863$0 , \port$4015$0 , \port$4017$0 , \port$4031$0 , \port$4033$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -11765,28 +11769,28 @@ module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2026$0 , count, \por
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2026$0 ;
-  wire \port$2026$0 ;
-  input \port$3859$0 ;
-  wire \port$3859$0 ;
-  input [12:0] \port$4011$0 ;
-  wire [12:0] \port$4011$0 ;
-  input \port$4013$0 ;
-  wire \port$4013$0 ;
+  output \port$2028$0 ;
+  wire \port$2028$0 ;
+  input \port$3863$0 ;
+  wire \port$3863$0 ;
+  input [12:0] \port$4015$0 ;
+  wire [12:0] \port$4015$0 ;
+  input \port$4017$0 ;
+  wire \port$4017$0 ;
   (* init = 13'h0000 *)
-  output [12:0] \port$4027$0 ;
-  wire [12:0] \port$4027$0 ;
+  output [12:0] \port$4031$0 ;
+  wire [12:0] \port$4031$0 ;
   (* init = 1'h0 *)
-  output \port$4029$0 ;
-  wire \port$4029$0 ;
+  output \port$4033$0 ;
+  wire \port$4033$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4013$0  & \$1 ;
+  assign take = \port$4017$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3859$0  | \$2 ;
+  assign \$3  = \port$3863$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -11804,7 +11808,7 @@ module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2026$0 , count, \por
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4011$0 ;
+        \$4  = \port$4015$0 ;
       end
     end
     if (rst) begin
@@ -11847,36 +11851,36 @@ module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2026$0 , count, \por
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4011$0 ;
+      \$7  = \port$4015$0 ;
     end
     if (rst) begin
       \$7  = 13'h0000;
     end
   end
-  assign \$signal$3  = \port$4013$0 ;
-  assign \$signal$8  = \port$3859$0 ;
-  assign \$signal$11  = \port$4011$0 ;
-  assign \port$2026$0  = \$signal ;
-  assign \port$4027$0  = \$signal$9 ;
-  assign \port$4029$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4017$0 ;
+  assign \$signal$8  = \port$3863$0 ;
+  assign \$signal$11  = \port$4015$0 ;
+  assign \port$2028$0  = \$signal ;
+  assign \port$4031$0  = \$signal$9 ;
+  assign \port$4033$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
-  wire \$10 ;
+  wire [8:0] \$10 ;
   wire \$100 ;
-  wire [10:0] \$101 ;
+  wire \$101 ;
   wire [10:0] \$102 ;
   wire [10:0] \$103 ;
   wire [10:0] \$104 ;
-  wire \$105 ;
+  wire [10:0] \$105 ;
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
-  reg [17:0] \$11 ;
+  wire \$11 ;
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
@@ -11887,7 +11891,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
-  wire [19:0] \$12 ;
+  reg [17:0] \$12 ;
   wire \$120 ;
   wire \$121 ;
   wire \$122 ;
@@ -11898,7 +11902,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$127 ;
   wire \$128 ;
   wire \$129 ;
-  wire \$13 ;
+  wire [19:0] \$13 ;
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
@@ -11931,7 +11935,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
-  wire [19:0] \$16 ;
+  wire \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
@@ -11942,7 +11946,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire \$17 ;
+  wire [19:0] \$17 ;
   wire \$170 ;
   wire \$171 ;
   wire \$172 ;
@@ -11953,7 +11957,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$177 ;
   wire \$178 ;
   wire \$179 ;
-  reg [17:0] \$18 ;
+  wire \$18 ;
   wire \$180 ;
   wire \$181 ;
   wire \$182 ;
@@ -11964,7 +11968,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire [19:0] \$19 ;
+  reg [17:0] \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
@@ -11976,7 +11980,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire \$20 ;
+  wire [19:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
@@ -12009,7 +12013,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
-  wire [19:0] \$23 ;
+  wire \$23 ;
   wire \$230 ;
   wire \$231 ;
   wire \$232 ;
@@ -12020,7 +12024,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$237 ;
   wire \$238 ;
   wire \$239 ;
-  wire \$24 ;
+  wire [19:0] \$24 ;
   wire \$240 ;
   wire \$241 ;
   wire \$242 ;
@@ -12031,7 +12035,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$247 ;
   wire \$248 ;
   wire \$249 ;
-  reg [17:0] \$25 ;
+  wire \$25 ;
   wire \$250 ;
   wire \$251 ;
   wire \$252 ;
@@ -12042,7 +12046,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$257 ;
   wire \$258 ;
   wire \$259 ;
-  wire [19:0] \$26 ;
+  reg [17:0] \$26 ;
   wire \$260 ;
   wire \$261 ;
   wire \$262 ;
@@ -12053,7 +12057,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$267 ;
   wire \$268 ;
   wire \$269 ;
-  wire \$27 ;
+  wire [19:0] \$27 ;
   wire \$270 ;
   wire \$271 ;
   wire \$272 ;
@@ -12087,226 +12091,226 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$298 ;
   wire \$299 ;
   wire \$3 ;
-  wire [19:0] \$30 ;
+  wire \$30 ;
   wire \$300 ;
   wire \$301 ;
   wire \$302 ;
   wire \$303 ;
   wire \$304 ;
-  wire [18:0] \$305 ;
+  wire \$305 ;
   wire [18:0] \$306 ;
   wire [18:0] \$307 ;
-  wire [17:0] \$308 ;
-  wire [18:0] \$309 ;
-  wire \$31 ;
-  wire [17:0] \$310 ;
-  wire [18:0] \$311 ;
-  wire [17:0] \$312 ;
-  wire [18:0] \$313 ;
-  wire [17:0] \$314 ;
-  wire [18:0] \$315 ;
-  wire [1:0] \$316 ;
-  wire [18:0] \$317 ;
-  wire [1:0] \$318 ;
-  wire [18:0] \$319 ;
-  reg [17:0] \$32 ;
-  wire [1:0] \$320 ;
-  wire [18:0] \$321 ;
-  wire [1:0] \$322 ;
-  wire [18:0] \$323 ;
-  wire [10:0] \$324 ;
-  wire [13:0] \$325 ;
+  wire [18:0] \$308 ;
+  wire [17:0] \$309 ;
+  wire [19:0] \$31 ;
+  wire [18:0] \$310 ;
+  wire [17:0] \$311 ;
+  wire [18:0] \$312 ;
+  wire [17:0] \$313 ;
+  wire [18:0] \$314 ;
+  wire [17:0] \$315 ;
+  wire [18:0] \$316 ;
+  wire [1:0] \$317 ;
+  wire [18:0] \$318 ;
+  wire [1:0] \$319 ;
+  wire \$32 ;
+  wire [18:0] \$320 ;
+  wire [1:0] \$321 ;
+  wire [18:0] \$322 ;
+  wire [1:0] \$323 ;
+  wire [18:0] \$324 ;
+  wire [10:0] \$325 ;
   wire [13:0] \$326 ;
-  wire [18:0] \$327 ;
+  wire [13:0] \$327 ;
   wire [18:0] \$328 ;
   wire [18:0] \$329 ;
-  wire [19:0] \$33 ;
+  reg [17:0] \$33 ;
   wire [18:0] \$330 ;
-  wire [1:0] \$331 ;
-  wire [18:0] \$332 ;
-  wire [1:0] \$333 ;
-  wire [18:0] \$334 ;
-  wire [1:0] \$335 ;
-  wire [18:0] \$336 ;
-  wire [1:0] \$337 ;
-  wire [18:0] \$338 ;
-  wire [19:0] \$339 ;
-  wire \$34 ;
-  wire [18:0] \$340 ;
+  wire [18:0] \$331 ;
+  wire [1:0] \$332 ;
+  wire [18:0] \$333 ;
+  wire [1:0] \$334 ;
+  wire [18:0] \$335 ;
+  wire [1:0] \$336 ;
+  wire [18:0] \$337 ;
+  wire [1:0] \$338 ;
+  wire [18:0] \$339 ;
+  wire [19:0] \$34 ;
+  wire [19:0] \$340 ;
   wire [18:0] \$341 ;
   wire [18:0] \$342 ;
-  wire [17:0] \$343 ;
-  wire [18:0] \$344 ;
-  wire [17:0] \$345 ;
-  wire [18:0] \$346 ;
-  wire [17:0] \$347 ;
-  wire [18:0] \$348 ;
-  wire [17:0] \$349 ;
+  wire [18:0] \$343 ;
+  wire [17:0] \$344 ;
+  wire [18:0] \$345 ;
+  wire [17:0] \$346 ;
+  wire [18:0] \$347 ;
+  wire [17:0] \$348 ;
+  wire [18:0] \$349 ;
   wire \$35 ;
-  wire [18:0] \$350 ;
-  wire [1:0] \$351 ;
-  wire [18:0] \$352 ;
-  wire [1:0] \$353 ;
-  wire [18:0] \$354 ;
-  wire [1:0] \$355 ;
-  wire [18:0] \$356 ;
-  wire [1:0] \$357 ;
-  wire [18:0] \$358 ;
-  wire [10:0] \$359 ;
+  wire [17:0] \$350 ;
+  wire [18:0] \$351 ;
+  wire [1:0] \$352 ;
+  wire [18:0] \$353 ;
+  wire [1:0] \$354 ;
+  wire [18:0] \$355 ;
+  wire [1:0] \$356 ;
+  wire [18:0] \$357 ;
+  wire [1:0] \$358 ;
+  wire [18:0] \$359 ;
   wire \$36 ;
-  wire [13:0] \$360 ;
+  wire [10:0] \$360 ;
   wire [13:0] \$361 ;
-  wire [18:0] \$362 ;
+  wire [13:0] \$362 ;
   wire [18:0] \$363 ;
   wire [18:0] \$364 ;
   wire [18:0] \$365 ;
-  wire [1:0] \$366 ;
-  wire [18:0] \$367 ;
-  wire [1:0] \$368 ;
-  wire [18:0] \$369 ;
-  wire [19:0] \$37 ;
-  wire [1:0] \$370 ;
-  wire [18:0] \$371 ;
-  wire [1:0] \$372 ;
-  wire [18:0] \$373 ;
-  wire [19:0] \$374 ;
-  wire [18:0] \$375 ;
+  wire [18:0] \$366 ;
+  wire [1:0] \$367 ;
+  wire [18:0] \$368 ;
+  wire [1:0] \$369 ;
+  wire \$37 ;
+  wire [18:0] \$370 ;
+  wire [1:0] \$371 ;
+  wire [18:0] \$372 ;
+  wire [1:0] \$373 ;
+  wire [18:0] \$374 ;
+  wire [19:0] \$375 ;
   wire [18:0] \$376 ;
   wire [18:0] \$377 ;
-  wire [17:0] \$378 ;
-  wire [18:0] \$379 ;
-  wire [7:0] \$38 ;
-  wire [17:0] \$380 ;
-  wire [18:0] \$381 ;
-  wire [17:0] \$382 ;
-  wire [18:0] \$383 ;
-  wire [17:0] \$384 ;
-  wire [18:0] \$385 ;
-  wire [1:0] \$386 ;
-  wire [18:0] \$387 ;
-  wire [1:0] \$388 ;
-  wire [18:0] \$389 ;
-  wire [8:0] \$39 ;
-  wire [1:0] \$390 ;
-  wire [18:0] \$391 ;
-  wire [1:0] \$392 ;
-  wire [18:0] \$393 ;
-  wire [10:0] \$394 ;
-  wire [13:0] \$395 ;
+  wire [18:0] \$378 ;
+  wire [17:0] \$379 ;
+  wire [19:0] \$38 ;
+  wire [18:0] \$380 ;
+  wire [17:0] \$381 ;
+  wire [18:0] \$382 ;
+  wire [17:0] \$383 ;
+  wire [18:0] \$384 ;
+  wire [17:0] \$385 ;
+  wire [18:0] \$386 ;
+  wire [1:0] \$387 ;
+  wire [18:0] \$388 ;
+  wire [1:0] \$389 ;
+  wire [7:0] \$39 ;
+  wire [18:0] \$390 ;
+  wire [1:0] \$391 ;
+  wire [18:0] \$392 ;
+  wire [1:0] \$393 ;
+  wire [18:0] \$394 ;
+  wire [10:0] \$395 ;
   wire [13:0] \$396 ;
-  wire [18:0] \$397 ;
+  wire [13:0] \$397 ;
   wire [18:0] \$398 ;
   wire [18:0] \$399 ;
   wire \$4 ;
-  wire \$40 ;
+  wire [8:0] \$40 ;
   wire [18:0] \$400 ;
-  wire [1:0] \$401 ;
-  wire [18:0] \$402 ;
-  wire [1:0] \$403 ;
-  wire [18:0] \$404 ;
-  wire [1:0] \$405 ;
-  wire [18:0] \$406 ;
-  wire [1:0] \$407 ;
-  wire [18:0] \$408 ;
-  wire [19:0] \$409 ;
+  wire [18:0] \$401 ;
+  wire [1:0] \$402 ;
+  wire [18:0] \$403 ;
+  wire [1:0] \$404 ;
+  wire [18:0] \$405 ;
+  wire [1:0] \$406 ;
+  wire [18:0] \$407 ;
+  wire [1:0] \$408 ;
+  wire [18:0] \$409 ;
   wire \$41 ;
-  wire [18:0] \$410 ;
+  wire [19:0] \$410 ;
   wire [18:0] \$411 ;
   wire [18:0] \$412 ;
-  wire [17:0] \$413 ;
-  wire [18:0] \$414 ;
-  wire [17:0] \$415 ;
-  wire [18:0] \$416 ;
-  wire [17:0] \$417 ;
-  wire [18:0] \$418 ;
-  wire [17:0] \$419 ;
+  wire [18:0] \$413 ;
+  wire [17:0] \$414 ;
+  wire [18:0] \$415 ;
+  wire [17:0] \$416 ;
+  wire [18:0] \$417 ;
+  wire [17:0] \$418 ;
+  wire [18:0] \$419 ;
   wire \$42 ;
-  wire [18:0] \$420 ;
-  wire [1:0] \$421 ;
-  wire [18:0] \$422 ;
-  wire [1:0] \$423 ;
-  wire [18:0] \$424 ;
-  wire [1:0] \$425 ;
-  wire [18:0] \$426 ;
-  wire [1:0] \$427 ;
-  wire [18:0] \$428 ;
-  wire [10:0] \$429 ;
+  wire [17:0] \$420 ;
+  wire [18:0] \$421 ;
+  wire [1:0] \$422 ;
+  wire [18:0] \$423 ;
+  wire [1:0] \$424 ;
+  wire [18:0] \$425 ;
+  wire [1:0] \$426 ;
+  wire [18:0] \$427 ;
+  wire [1:0] \$428 ;
+  wire [18:0] \$429 ;
   wire \$43 ;
-  wire [13:0] \$430 ;
+  wire [10:0] \$430 ;
   wire [13:0] \$431 ;
-  wire [18:0] \$432 ;
+  wire [13:0] \$432 ;
   wire [18:0] \$433 ;
   wire [18:0] \$434 ;
   wire [18:0] \$435 ;
-  wire [1:0] \$436 ;
-  wire [18:0] \$437 ;
-  wire [1:0] \$438 ;
-  wire [18:0] \$439 ;
-  wire [3:0] \$44 ;
-  wire [1:0] \$440 ;
-  wire [18:0] \$441 ;
-  wire [1:0] \$442 ;
-  wire [18:0] \$443 ;
-  wire [19:0] \$444 ;
-  wire \$445 ;
+  wire [18:0] \$436 ;
+  wire [1:0] \$437 ;
+  wire [18:0] \$438 ;
+  wire [1:0] \$439 ;
+  wire \$44 ;
+  wire [18:0] \$440 ;
+  wire [1:0] \$441 ;
+  wire [18:0] \$442 ;
+  wire [1:0] \$443 ;
+  wire [18:0] \$444 ;
+  wire [19:0] \$445 ;
   wire \$446 ;
   wire \$447 ;
   wire \$448 ;
   wire \$449 ;
-  wire \$45 ;
-  wire [18:0] \$450 ;
-  wire \$451 ;
+  wire [3:0] \$45 ;
+  wire \$450 ;
+  wire [18:0] \$451 ;
   wire \$452 ;
   wire \$453 ;
   wire \$454 ;
   wire \$455 ;
-  wire [18:0] \$456 ;
-  wire \$457 ;
+  wire \$456 ;
+  wire [18:0] \$457 ;
   wire \$458 ;
   wire \$459 ;
   wire \$46 ;
   wire \$460 ;
   wire \$461 ;
-  wire [18:0] \$462 ;
-  wire \$463 ;
+  wire \$462 ;
+  wire [18:0] \$463 ;
   wire \$464 ;
   wire \$465 ;
   wire \$466 ;
   wire \$467 ;
-  wire [18:0] \$468 ;
-  wire \$469 ;
+  wire \$468 ;
+  wire [18:0] \$469 ;
   wire \$47 ;
   wire \$470 ;
   wire \$471 ;
   wire \$472 ;
   wire \$473 ;
-  wire [4:0] \$474 ;
+  wire \$474 ;
   wire [4:0] \$475 ;
-  wire \$476 ;
+  wire [4:0] \$476 ;
   wire \$477 ;
   wire \$478 ;
-  wire [6:0] \$479 ;
+  wire \$479 ;
   wire \$48 ;
   wire [6:0] \$480 ;
-  reg [7:0] \$481 ;
-  reg \$482 ;
-  reg [2:0] \$483 ;
-  reg \$484 ;
+  wire [6:0] \$481 ;
+  reg [7:0] \$482 ;
+  reg \$483 ;
+  reg [2:0] \$484 ;
   reg \$485 ;
   reg \$486 ;
-  reg [1:0] \$487 ;
-  reg \$488 ;
-  reg [5:0] \$489 ;
+  reg \$487 ;
+  reg [1:0] \$488 ;
+  reg \$489 ;
   wire \$49 ;
-  reg [1:0] \$490 ;
+  reg [5:0] \$490 ;
   reg [1:0] \$491 ;
   reg [1:0] \$492 ;
-  reg \$493 ;
-  reg [2:0] \$494 ;
-  reg \$495 ;
+  reg [1:0] \$493 ;
+  reg \$494 ;
+  reg [2:0] \$495 ;
   reg \$496 ;
   reg \$497 ;
-  reg [37:0] \$498 ;
+  reg \$498 ;
   reg [37:0] \$499 ;
   wire \$5 ;
   wire \$50 ;
@@ -12317,23 +12321,23 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   reg [37:0] \$504 ;
   reg [37:0] \$505 ;
   reg [37:0] \$506 ;
-  reg [31:0] \$507 ;
-  reg [10:0] \$508 ;
+  reg [37:0] \$507 ;
+  reg [31:0] \$508 ;
   reg [10:0] \$509 ;
   wire \$51 ;
   reg [10:0] \$510 ;
   reg [10:0] \$511 ;
-  reg [43:0] \$512 ;
-  reg [71:0] \$513 ;
-  reg [55:0] \$514 ;
-  reg [71:0] \$515 ;
+  reg [10:0] \$512 ;
+  reg [43:0] \$513 ;
+  reg [71:0] \$514 ;
+  reg [55:0] \$515 ;
   reg [71:0] \$516 ;
-  reg [3:0] \$517 ;
+  reg [71:0] \$517 ;
   reg [3:0] \$518 ;
-  reg [55:0] \$519 ;
+  reg [3:0] \$519 ;
   wire \$52 ;
   reg [55:0] \$520 ;
-  reg \$521 ;
+  reg [55:0] \$521 ;
   reg \$522 ;
   reg \$523 ;
   reg \$524 ;
@@ -12344,14 +12348,15 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   reg \$529 ;
   wire \$53 ;
   reg \$530 ;
-  reg [9:0] \$531 ;
-  reg [7:0] \$532 ;
-  reg [75:0] \$533 ;
+  reg \$531 ;
+  reg [9:0] \$532 ;
+  reg [7:0] \$533 ;
   reg [75:0] \$534 ;
-  reg [71:0] \$535 ;
-  reg [10:0] \$536 ;
-  reg \$537 ;
-  reg [3:0] \$538 ;
+  reg [75:0] \$535 ;
+  reg [71:0] \$536 ;
+  reg [10:0] \$537 ;
+  reg \$538 ;
+  reg [3:0] \$539 ;
   wire \$54 ;
   wire \$55 ;
   wire \$56 ;
@@ -12359,13 +12364,13 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$58 ;
   wire \$59 ;
   wire \$6 ;
-  wire [4:0] \$60 ;
-  wire [5:0] \$61 ;
-  wire \$62 ;
-  reg \$63 ;
-  wire [4:0] \$64 ;
+  wire \$60 ;
+  wire [4:0] \$61 ;
+  wire [5:0] \$62 ;
+  wire \$63 ;
+  reg \$64 ;
   wire [4:0] \$65 ;
-  wire \$66 ;
+  wire [4:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -12374,33 +12379,33 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$71 ;
   wire \$72 ;
   wire \$73 ;
-  wire [8:0] \$74 ;
-  wire [9:0] \$75 ;
-  wire \$76 ;
-  wire [10:0] \$77 ;
-  wire \$78 ;
+  wire \$74 ;
+  wire [8:0] \$75 ;
+  wire [9:0] \$76 ;
+  wire \$77 ;
+  wire [10:0] \$78 ;
   wire \$79 ;
-  wire [7:0] \$8 ;
+  wire \$8 ;
   wire \$80 ;
   wire \$81 ;
-  wire [3:0] \$82 ;
-  reg \$83 ;
-  wire \$84 ;
-  reg \$85 ;
-  wire \$86 ;
+  wire \$82 ;
+  wire [3:0] \$83 ;
+  reg \$84 ;
+  wire \$85 ;
+  reg \$86 ;
   wire \$87 ;
   wire \$88 ;
   wire \$89 ;
-  wire [8:0] \$9 ;
-  wire [3:0] \$90 ;
-  wire [6:0] \$91 ;
-  wire \$92 ;
+  wire [7:0] \$9 ;
+  wire \$90 ;
+  wire [3:0] \$91 ;
+  wire [6:0] \$92 ;
   wire \$93 ;
   wire \$94 ;
-  wire [2:0] \$95 ;
+  wire \$95 ;
   wire [2:0] \$96 ;
   wire [2:0] \$97 ;
-  wire \$98 ;
+  wire [2:0] \$98 ;
   wire \$99 ;
   reg [55:0] \$like  = 56'h00000000000000;
   wire [13:0] \$like[0] ;
@@ -12990,12 +12995,12 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     vmem[127] = 72'h000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$44 [0])
-      vmem[\$39 [6:0]] <= v_wr__data;
+    if (\$45 [0])
+      vmem[\$40 [6:0]] <= v_wr__data;
   end
   reg [71:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vmem[\$9 [6:0]];
+    _1_ <= vmem[\$10 [6:0]];
   end
   assign \$signature__data$86  = _1_;
   reg [31:0] wrom0 [2303:0];
@@ -15310,143 +15315,145 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     _2_ <= wrom0[st0[21:10]];
   end
   assign \$signature__data  = _2_;
-  assign \$458  = ! st5[30:29];
-  assign \$459  = \$457  & \$458 ;
-  assign \$460  = $signed(\$signal$108 [56:38]) > $signed(13'h0f7f);
-  assign \$461  = \$459  & \$460 ;
-  assign \$462  = \$461  ? 19'h00f7f : \$signal$108 [56:38];
-  assign \$464  = ! st5[30:29];
-  assign \$465  = \$463  & \$464 ;
-  assign \$466  = $signed(\$signal$108 [75:57]) > $signed(13'h0f7f);
-  assign \$467  = \$465  & \$466 ;
-  assign \$468  = \$467  ? 19'h00f7f : \$signal$108 [75:57];
-  assign \$470  = st6[0] & \$469 ;
-  assign \$471  = any_spike | st6[31];
-  assign \$472  = \$470  & \$471 ;
-  assign \$473  = | pending;
-  assign \$474  = pending - 1'h1;
-  assign \$475  = { 1'h0, pending } & \$474 ;
-  assign \$476  = ! \$475 ;
-  assign \$477  = ~ \$signal$59 [10];
-  assign \$478  = \$476  & \$477 ;
-  assign \$479  = 1'h1 << lane;
-  assign \$480  = { 3'h0, done } | \$479 ;
+  assign \$456  = \$454  & \$455 ;
+  assign \$457  = \$456  ? 19'h00f7f : \$signal$108 [37:19];
+  assign \$459  = ! st5[30:29];
+  assign \$460  = \$458  & \$459 ;
+  assign \$461  = $signed(\$signal$108 [56:38]) > $signed(13'h0f7f);
+  assign \$462  = \$460  & \$461 ;
+  assign \$463  = \$462  ? 19'h00f7f : \$signal$108 [56:38];
+  assign \$465  = ! st5[30:29];
+  assign \$466  = \$464  & \$465 ;
+  assign \$467  = $signed(\$signal$108 [75:57]) > $signed(13'h0f7f);
+  assign \$468  = \$466  & \$467 ;
+  assign \$469  = \$468  ? 19'h00f7f : \$signal$108 [75:57];
+  assign \$471  = st6[0] & \$470 ;
+  assign \$472  = any_spike | st6[31];
+  assign \$473  = \$471  & \$472 ;
+  assign \$474  = | pending;
+  assign \$475  = pending - 1'h1;
+  assign \$476  = { 1'h0, pending } & \$475 ;
+  assign \$477  = ! \$476 ;
+  assign \$478  = ~ \$signal$59 [10];
+  assign \$479  = \$477  & \$478 ;
+  assign \$480  = 1'h1 << lane;
+  assign \$481  = { 3'h0, done } | \$480 ;
   always @(posedge clk)
-    used <= \$481 ;
+    used <= \$482 ;
   always @(posedge clk)
-    credit <= \$482 ;
+    credit <= \$483 ;
   always @(posedge clk)
-    plane <= \$483 ;
+    plane <= \$484 ;
   always @(posedge clk)
-    full1 <= \$484 ;
+    full1 <= \$485 ;
   always @(posedge clk)
-    full0 <= \$485 ;
+    full0 <= \$486 ;
   always @(posedge clk)
-    \$signal$6  <= \$486 ;
+    \$signal$6  <= \$487 ;
   always @(posedge clk)
-    fsm_state <= \$487 ;
+    fsm_state <= \$488 ;
   always @(posedge clk)
-    fire_state <= \$488 ;
+    fire_state <= \$489 ;
   always @(posedge clk)
-    sweep_addr <= \$489 ;
+    sweep_addr <= \$490 ;
   always @(posedge clk)
-    sweep_g <= \$490 ;
+    sweep_g <= \$491 ;
   always @(posedge clk)
-    sweep_y <= \$491 ;
+    sweep_y <= \$492 ;
   always @(posedge clk)
-    sweep_x <= \$492 ;
+    sweep_x <= \$493 ;
   always @(posedge clk)
-    sweep_last <= \$493 ;
+    sweep_last <= \$494 ;
   always @(posedge clk)
-    fire_k <= \$494 ;
+    fire_k <= \$495 ;
   always @(posedge clk)
-    \$signal$26  <= \$495 ;
+    \$signal$26  <= \$496 ;
   always @(posedge clk)
-    \$signal$72  <= \$496 ;
+    \$signal$72  <= \$497 ;
   always @(posedge clk)
-    \$signal  <= \$497 ;
+    \$signal  <= \$498 ;
   always @(posedge clk)
-    st0 <= \$498 ;
+    st0 <= \$499 ;
   always @(posedge clk)
-    st1 <= \$499 ;
+    st1 <= \$500 ;
   always @(posedge clk)
-    st2 <= \$500 ;
+    st2 <= \$501 ;
   always @(posedge clk)
-    st3 <= \$501 ;
+    st3 <= \$502 ;
   always @(posedge clk)
-    st4 <= \$502 ;
+    st4 <= \$503 ;
   always @(posedge clk)
-    st5 <= \$503 ;
+    st5 <= \$504 ;
   always @(posedge clk)
-    st6 <= \$504 ;
+    st6 <= \$505 ;
   always @(posedge clk)
-    st7 <= \$505 ;
+    st7 <= \$506 ;
   always @(posedge clk)
-    st8 <= \$506 ;
+    st8 <= \$507 ;
   always @(posedge clk)
-    w1_0 <= \$507 ;
+    w1_0 <= \$508 ;
   always @(posedge clk)
-    w2_0_0 <= \$508 ;
+    w2_0_0 <= \$509 ;
   always @(posedge clk)
-    w2_0_1 <= \$509 ;
+    w2_0_1 <= \$510 ;
   always @(posedge clk)
-    w2_0_2 <= \$510 ;
+    w2_0_2 <= \$511 ;
   always @(posedge clk)
-    w2_0_3 <= \$511 ;
+    w2_0_3 <= \$512 ;
   always @(posedge clk)
-    addend <= \$512 ;
+    addend <= \$513 ;
   always @(posedge clk)
-    v_raw <= \$513 ;
+    v_raw <= \$514 ;
   always @(posedge clk)
-    b_raw <= \$514 ;
+    b_raw <= \$515 ;
   always @(posedge clk)
-    res8 <= \$515 ;
+    res8 <= \$516 ;
   always @(posedge clk)
-    res9 <= \$516 ;
+    res9 <= \$517 ;
   always @(posedge clk)
-    cres8 <= \$517 ;
+    cres8 <= \$518 ;
   always @(posedge clk)
-    cres9 <= \$518 ;
+    cres9 <= \$519 ;
   always @(posedge clk)
-    \$like  <= \$519 ;
+    \$like  <= \$520 ;
   always @(posedge clk)
-    b6 <= \$520 ;
+    b6 <= \$521 ;
   always @(posedge clk)
-    hit_v1 <= \$521 ;
+    hit_v1 <= \$522 ;
   always @(posedge clk)
-    hit_c1 <= \$522 ;
+    hit_c1 <= \$523 ;
   always @(posedge clk)
-    hit_v2 <= \$523 ;
+    hit_v2 <= \$524 ;
   always @(posedge clk)
-    hit_c2 <= \$524 ;
+    hit_c2 <= \$525 ;
   always @(posedge clk)
-    hit_v3 <= \$525 ;
+    hit_v3 <= \$526 ;
   always @(posedge clk)
-    hit_c3 <= \$526 ;
+    hit_c3 <= \$527 ;
   always @(posedge clk)
-    hit_v4 <= \$527 ;
+    hit_v4 <= \$528 ;
   always @(posedge clk)
-    hit_c4 <= \$528 ;
+    hit_c4 <= \$529 ;
   always @(posedge clk)
-    hit_v5 <= \$529 ;
+    hit_v5 <= \$530 ;
   always @(posedge clk)
-    hit_c5 <= \$530 ;
+    hit_c5 <= \$531 ;
   always @(posedge clk)
-    \$signal$106  <= \$531 ;
+    \$signal$106  <= \$532 ;
   always @(posedge clk)
-    \$signal$107  <= \$532 ;
+    \$signal$107  <= \$533 ;
   always @(posedge clk)
-    \$signal$108  <= \$533 ;
+    \$signal$108  <= \$534 ;
   always @(posedge clk)
-    \$signal$40  <= \$534 ;
+    \$signal$40  <= \$535 ;
   always @(posedge clk)
-    v_wr__data <= \$535 ;
+    v_wr__data <= \$536 ;
   always @(posedge clk)
-    \$signal$53  <= \$536 ;
+    \$signal$53  <= \$537 ;
   always @(posedge clk)
-    \$signal$55  <= \$537 ;
+    \$signal$55  <= \$538 ;
   always @(posedge clk)
-    done <= \$538 ;
+    done <= \$539 ;
   assign \$1  = ~ sweep_now;
   assign \$2  = ~ \$signal ;
   assign en = \$1  & \$2 ;
@@ -15456,391 +15463,389 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \$5  = ~ op_valid;
   assign \$6  = ~ \$signal ;
   assign \$7  = credit & \$6 ;
-  assign active = issue[0] | \$signal ;
-  assign \$8  = st2[3] * 7'h40;
-  assign \$9  = st2[9:4] + \$8 ;
-  assign \$10  = ! st6[1];
-  assign \$12  = $signed(\$signal$40 [18:0]) - $signed({ 1'h0, \$11  });
-  assign \$13  = $signed(diff0) >= $signed(1'h0);
-  assign \$14  = st6[30:29] == 2'h3;
-  assign \$15  = $signed(diff0) >= $signed(1'h0);
-  assign \$16  = \$15  ? diff0 : { \$signal$40 [18], \$signal$40 [18:0] };
-  assign \$17  = ! st6[1];
-  assign \$19  = $signed(\$signal$40 [37:19]) - $signed({ 1'h0, \$18  });
-  assign \$20  = $signed(diff1) >= $signed(1'h0);
-  assign \$21  = st6[30:29] == 2'h3;
-  assign \$22  = $signed(diff1) >= $signed(1'h0);
-  assign \$23  = \$22  ? diff1 : { \$signal$40 [37], \$signal$40 [37:19] };
-  assign \$24  = ! st6[1];
-  assign \$26  = $signed(\$signal$40 [56:38]) - $signed({ 1'h0, \$25  });
-  assign \$27  = $signed(diff2) >= $signed(1'h0);
-  assign \$28  = st6[30:29] == 2'h3;
-  assign \$29  = $signed(diff2) >= $signed(1'h0);
-  assign \$30  = \$29  ? diff2 : { \$signal$40 [56], \$signal$40 [56:38] };
-  assign \$31  = ! st6[1];
-  assign \$33  = $signed(\$signal$40 [75:57]) - $signed({ 1'h0, \$32  });
-  assign \$34  = $signed(diff3) >= $signed(1'h0);
-  assign \$35  = st6[30:29] == 2'h3;
-  assign \$36  = $signed(diff3) >= $signed(1'h0);
-  assign \$37  = \$36  ? diff3 : { \$signal$40 [75], \$signal$40 [75:57] };
-  assign \$38  = st7[3] * 7'h40;
-  assign \$39  = st7[9:4] + \$38 ;
-  assign \$40  = ! st7[1];
-  assign \$41  = \$40  & st7[2];
-  assign \$42  = ~ \$41 ;
-  assign \$43  = st7[0] & \$42 ;
-  assign \$44  = \$43  ? 4'hf : 4'h0;
+  assign \$8  = issue[0] | \$signal ;
+  assign \$9  = st2[3] * 7'h40;
+  assign \$10  = st2[9:4] + \$9 ;
+  assign \$11  = ! st6[1];
+  assign \$13  = $signed(\$signal$40 [18:0]) - $signed({ 1'h0, \$12  });
+  assign \$14  = $signed(diff0) >= $signed(1'h0);
+  assign \$15  = st6[30:29] == 2'h3;
+  assign \$16  = $signed(diff0) >= $signed(1'h0);
+  assign \$17  = \$16  ? diff0 : { \$signal$40 [18], \$signal$40 [18:0] };
+  assign \$18  = ! st6[1];
+  assign \$20  = $signed(\$signal$40 [37:19]) - $signed({ 1'h0, \$19  });
+  assign \$21  = $signed(diff1) >= $signed(1'h0);
+  assign \$22  = st6[30:29] == 2'h3;
+  assign \$23  = $signed(diff1) >= $signed(1'h0);
+  assign \$24  = \$23  ? diff1 : { \$signal$40 [37], \$signal$40 [37:19] };
+  assign \$25  = ! st6[1];
+  assign \$27  = $signed(\$signal$40 [56:38]) - $signed({ 1'h0, \$26  });
+  assign \$28  = $signed(diff2) >= $signed(1'h0);
+  assign \$29  = st6[30:29] == 2'h3;
+  assign \$30  = $signed(diff2) >= $signed(1'h0);
+  assign \$31  = \$30  ? diff2 : { \$signal$40 [56], \$signal$40 [56:38] };
+  assign \$32  = ! st6[1];
+  assign \$34  = $signed(\$signal$40 [75:57]) - $signed({ 1'h0, \$33  });
+  assign \$35  = $signed(diff3) >= $signed(1'h0);
+  assign \$36  = st6[30:29] == 2'h3;
+  assign \$37  = $signed(diff3) >= $signed(1'h0);
+  assign \$38  = \$37  ? diff3 : { \$signal$40 [75], \$signal$40 [75:57] };
+  assign \$39  = st7[3] * 7'h40;
+  assign \$40  = st7[9:4] + \$39 ;
+  assign \$41  = ! st7[1];
+  assign \$42  = \$41  & st7[2];
+  assign \$43  = ~ \$42 ;
+  assign \$44  = st7[0] & \$43 ;
+  assign \$45  = \$44  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
-  assign \$46  = st7[0] & \$45 ;
-  assign \$47  = ~ \$signal$55 ;
-  assign dropped = \$46  & \$47 ;
-  assign \$49  = ~ done[0];
-  assign \$50  = \$48  & \$49 ;
-  assign \$52  = ~ done[1];
-  assign \$53  = \$51  & \$52 ;
-  assign \$55  = ~ done[2];
-  assign \$56  = \$54  & \$55 ;
-  assign \$58  = ~ done[3];
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = \$signal$59 [5:4] * 3'h4;
-  assign \$61  = \$60  + lane;
-  assign \$62  = | pending;
-  assign \$64  = pending - 1'h1;
-  assign \$65  = { 1'h0, pending } & \$64 ;
-  assign \$66  = ! \$65 ;
-  assign \$67  = ~ \$signal$59 [10];
-  assign \$68  = \$66  & \$67 ;
-  assign \$69  = ! fsm_state;
-  assign \$70  = fsm_state == 1'h1;
-  assign \$71  = fsm_state == 2'h2;
-  assign \$72  = ! fire_state;
-  assign \$74  = used + sweep_now;
-  assign \$75  = \$74  - dropped;
-  assign \$76  = \$signal$66  & \$signal$63 ;
-  assign \$77  = $signed(\$75 ) - $signed({ 1'h0, \$76  });
-  assign \$78  = used <= 8'h88;
-  assign \$79  = ~ op_valid;
-  assign \$80  = plane == 2'h3;
-  assign \$81  = ~ \$signal$6 ;
-  assign \$82  = plane + 1'h1;
-  assign \$84  = ~ \$83 ;
-  assign \$86  = ~ \$signal ;
-  assign \$87  = credit & \$86 ;
-  assign \$88  = fire_k == 2'h3;
-  assign \$89  = ~ \$signal$26 ;
-  assign \$90  = fire_k + 1'h1;
-  assign \$91  = sweep_addr + 1'h1;
-  assign \$92  = sweep_addr == 6'h3e;
-  assign \$93  = sweep_g == 2'h3;
-  assign \$94  = sweep_x == 2'h3;
-  assign \$95  = sweep_y + 1'h1;
-  assign \$96  = sweep_x + 1'h1;
-  assign \$97  = sweep_g + 1'h1;
-  assign \$98  = sweep_now & issue[31];
+  assign \$47  = st7[0] & \$46 ;
+  assign \$48  = ~ \$signal$55 ;
+  assign dropped = \$47  & \$48 ;
+  assign \$50  = ~ done[0];
+  assign \$51  = \$49  & \$50 ;
+  assign \$53  = ~ done[1];
+  assign \$54  = \$52  & \$53 ;
+  assign \$56  = ~ done[2];
+  assign \$57  = \$55  & \$56 ;
+  assign \$59  = ~ done[3];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$signal$59 [5:4] * 3'h4;
+  assign \$62  = \$61  + lane;
+  assign \$63  = | pending;
+  assign \$65  = pending - 1'h1;
+  assign \$66  = { 1'h0, pending } & \$65 ;
+  assign \$67  = ! \$66 ;
+  assign \$68  = ~ \$signal$59 [10];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = ! fsm_state;
+  assign \$71  = fsm_state == 1'h1;
+  assign \$72  = fsm_state == 2'h2;
+  assign \$73  = ! fire_state;
+  assign \$75  = used + sweep_now;
+  assign \$76  = \$75  - dropped;
+  assign \$77  = \$signal$66  & \$signal$63 ;
+  assign \$78  = $signed(\$76 ) - $signed({ 1'h0, \$77  });
+  assign \$79  = used <= 8'h88;
+  assign \$80  = ~ op_valid;
+  assign \$81  = plane == 2'h3;
+  assign \$82  = ~ \$signal$6 ;
+  assign \$83  = plane + 1'h1;
+  assign \$85  = ~ \$84 ;
+  assign \$87  = ~ \$signal ;
+  assign \$88  = credit & \$87 ;
+  assign \$89  = fire_k == 2'h3;
+  assign \$90  = ~ \$signal$26 ;
+  assign \$91  = fire_k + 1'h1;
+  assign \$92  = sweep_addr + 1'h1;
+  assign \$93  = sweep_addr == 6'h3e;
+  assign \$94  = sweep_g == 2'h3;
+  assign \$95  = sweep_x == 2'h3;
+  assign \$96  = sweep_y + 1'h1;
+  assign \$97  = sweep_x + 1'h1;
+  assign \$98  = sweep_g + 1'h1;
   assign \$99  = sweep_now & issue[31];
-  assign \$100  = \$99  | \$signal$72 ;
-  assign \$101  = $signed(w1_0[7:0]) << st2[25:24];
-  assign \$102  = $signed(w1_0[15:8]) << st2[25:24];
-  assign \$103  = $signed(w1_0[23:16]) << st2[25:24];
-  assign \$104  = $signed(w1_0[31:24]) << st2[25:24];
-  assign \$105  = ! st3[22];
-  assign \$106  = st2[9:4] == st3[9:4];
-  assign \$107  = st2[3] == st3[3];
-  assign \$108  = \$106  & \$107 ;
-  assign \$109  = ! st3[1];
-  assign \$110  = \$108  & \$109 ;
-  assign \$111  = ! st3[1];
-  assign \$112  = \$111  & st3[2];
-  assign \$113  = ~ \$112 ;
-  assign \$114  = st3[0] & \$113 ;
-  assign \$115  = \$110  & \$114 ;
-  assign \$116  = st2[9:4] == st3[9:4];
-  assign \$117  = st2[3] == st3[3];
-  assign \$118  = \$116  & \$117 ;
-  assign \$119  = ! st3[1];
-  assign \$120  = \$118  & \$119 ;
-  assign \$121  = ! st3[1];
-  assign \$122  = \$121  & st3[2];
-  assign \$124  = \$123  & st3[28];
-  assign \$125  = \$122  | \$124 ;
-  assign \$126  = st3[0] & \$125 ;
-  assign \$127  = \$120  & \$126 ;
-  assign \$128  = st2[9:4] == st4[9:4];
-  assign \$129  = st2[3] == st4[3];
-  assign \$130  = \$128  & \$129 ;
-  assign \$131  = ! st4[1];
-  assign \$132  = \$130  & \$131 ;
-  assign \$133  = ! st4[1];
-  assign \$134  = \$133  & st4[2];
-  assign \$135  = ~ \$134 ;
-  assign \$136  = st4[0] & \$135 ;
-  assign \$137  = \$132  & \$136 ;
-  assign \$138  = st2[9:4] == st4[9:4];
-  assign \$139  = st2[3] == st4[3];
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = ! st4[1];
-  assign \$142  = \$140  & \$141 ;
-  assign \$143  = ! st4[1];
-  assign \$144  = \$143  & st4[2];
-  assign \$146  = \$145  & st4[28];
-  assign \$147  = \$144  | \$146 ;
-  assign \$148  = st4[0] & \$147 ;
-  assign \$149  = \$142  & \$148 ;
-  assign \$150  = st2[9:4] == st5[9:4];
-  assign \$151  = st2[3] == st5[3];
-  assign \$152  = \$150  & \$151 ;
-  assign \$153  = ! st5[1];
-  assign \$154  = \$153  & st5[2];
-  assign \$155  = ~ \$154 ;
-  assign \$156  = st5[0] & \$155 ;
-  assign \$157  = \$152  & \$156 ;
-  assign \$158  = st2[9:4] == st5[9:4];
-  assign \$159  = st2[3] == st5[3];
-  assign \$160  = \$158  & \$159 ;
-  assign \$161  = ! st5[1];
-  assign \$162  = \$161  & st5[2];
-  assign \$164  = \$163  & st5[28];
-  assign \$165  = \$162  | \$164 ;
-  assign \$166  = st5[0] & \$165 ;
-  assign \$167  = \$160  & \$166 ;
-  assign \$168  = st2[9:4] == st6[9:4];
-  assign \$169  = st2[3] == st6[3];
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = ! st6[1];
-  assign \$172  = \$171  & st6[2];
-  assign \$173  = ~ \$172 ;
-  assign \$174  = st6[0] & \$173 ;
-  assign \$175  = \$170  & \$174 ;
-  assign \$176  = st2[9:4] == st6[9:4];
-  assign \$177  = st2[3] == st6[3];
-  assign \$178  = \$176  & \$177 ;
-  assign \$179  = ! st6[1];
-  assign \$180  = \$179  & st6[2];
-  assign \$182  = \$181  & st6[28];
-  assign \$183  = \$180  | \$182 ;
-  assign \$184  = st6[0] & \$183 ;
-  assign \$185  = \$178  & \$184 ;
-  assign \$186  = st2[9:4] == st7[9:4];
-  assign \$187  = st2[3] == st7[3];
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = ! st7[1];
-  assign \$190  = \$189  & st7[2];
-  assign \$191  = ~ \$190 ;
-  assign \$192  = st7[0] & \$191 ;
-  assign \$193  = \$188  & \$192 ;
-  assign \$194  = st2[9:4] == st7[9:4];
-  assign \$195  = st2[3] == st7[3];
-  assign \$196  = \$194  & \$195 ;
-  assign \$197  = ! st7[1];
-  assign \$198  = \$197  & st7[2];
-  assign \$200  = \$199  & st7[28];
-  assign \$201  = \$198  | \$200 ;
-  assign \$202  = st7[0] & \$201 ;
-  assign \$203  = \$196  & \$202 ;
-  assign \$206  = ! st3[1];
-  assign \$207  = \$206  & st3[2];
-  assign \$208  = ~ \$207 ;
-  assign \$209  = \$205  & \$208 ;
-  assign \$212  = ! st3[1];
-  assign \$213  = \$212  & st3[2];
-  assign \$214  = \$211  & \$213 ;
-  assign \$215  = \$209  | \$214 ;
-  assign \$217  = ~ \$216 ;
-  assign \$218  = hit_v2 & \$217 ;
-  assign \$219  = ! st3[1];
-  assign \$220  = \$219  & st3[2];
-  assign \$221  = ~ \$220 ;
-  assign \$222  = \$218  & \$221 ;
-  assign \$224  = ~ \$223 ;
-  assign \$225  = hit_c2 & \$224 ;
-  assign \$226  = ! st3[1];
-  assign \$227  = \$226  & st3[2];
-  assign \$228  = \$225  & \$227 ;
-  assign \$229  = \$222  | \$228 ;
-  assign \$231  = \$230  | hit_v2;
-  assign \$232  = ~ \$231 ;
-  assign \$233  = hit_v3 & \$232 ;
-  assign \$234  = ! st3[1];
-  assign \$235  = \$234  & st3[2];
-  assign \$236  = ~ \$235 ;
-  assign \$237  = \$233  & \$236 ;
-  assign \$239  = \$238  | hit_v2;
-  assign \$240  = \$239  | hit_v3;
-  assign \$241  = ~ \$240 ;
-  assign \$242  = hit_v4 & \$241 ;
-  assign \$243  = ! st3[1];
-  assign \$244  = \$243  & st3[2];
-  assign \$245  = ~ \$244 ;
-  assign \$246  = \$242  & \$245 ;
-  assign \$248  = \$247  | hit_v2;
-  assign \$249  = \$248  | hit_v3;
-  assign \$250  = \$249  | hit_v4;
-  assign \$251  = ~ \$250 ;
-  assign \$252  = hit_v5 & \$251 ;
-  assign \$253  = ! st3[1];
-  assign \$254  = \$253  & st3[2];
-  assign \$255  = ~ \$254 ;
-  assign \$256  = \$252  & \$255 ;
-  assign \$258  = \$257  | hit_v2;
-  assign \$259  = \$258  | hit_v3;
-  assign \$260  = \$259  | hit_v4;
-  assign \$261  = \$260  | hit_v5;
-  assign \$262  = ~ \$261 ;
-  assign \$263  = ! st3[1];
-  assign \$264  = \$263  & st3[2];
-  assign \$265  = ~ \$264 ;
-  assign \$266  = \$262  & \$265 ;
-  assign \$268  = \$267  | hit_c2;
-  assign \$269  = ~ \$268 ;
-  assign \$270  = hit_c3 & \$269 ;
-  assign \$271  = ! st3[1];
-  assign \$272  = \$271  & st3[2];
-  assign \$273  = \$270  & \$272 ;
-  assign \$275  = \$274  | hit_c2;
-  assign \$276  = \$275  | hit_c3;
-  assign \$277  = ~ \$276 ;
-  assign \$278  = hit_c4 & \$277 ;
-  assign \$279  = ! st3[1];
-  assign \$280  = \$279  & st3[2];
-  assign \$281  = \$278  & \$280 ;
-  assign \$283  = \$282  | hit_c2;
-  assign \$284  = \$283  | hit_c3;
-  assign \$285  = \$284  | hit_c4;
-  assign \$286  = ~ \$285 ;
-  assign \$287  = hit_c5 & \$286 ;
-  assign \$288  = ! st3[1];
-  assign \$289  = \$288  & st3[2];
-  assign \$290  = \$287  & \$289 ;
-  assign \$292  = \$291  | hit_c2;
-  assign \$293  = \$292  | hit_c3;
-  assign \$294  = \$293  | hit_c4;
-  assign \$295  = \$294  | hit_c5;
-  assign \$296  = ~ \$295 ;
-  assign \$297  = ! st3[1];
-  assign \$298  = \$297  & st3[2];
-  assign \$299  = \$296  & \$298 ;
-  assign \$300  = ! st3[1];
+  assign \$100  = sweep_now & issue[31];
+  assign \$101  = \$100  | \$signal$72 ;
+  assign \$102  = $signed(w1_0[7:0]) << st2[25:24];
+  assign \$103  = $signed(w1_0[15:8]) << st2[25:24];
+  assign \$104  = $signed(w1_0[23:16]) << st2[25:24];
+  assign \$105  = $signed(w1_0[31:24]) << st2[25:24];
+  assign \$106  = ! st3[22];
+  assign \$107  = st2[9:4] == st3[9:4];
+  assign \$108  = st2[3] == st3[3];
+  assign \$109  = \$107  & \$108 ;
+  assign \$110  = ! st3[1];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = ! st3[1];
+  assign \$113  = \$112  & st3[2];
+  assign \$114  = ~ \$113 ;
+  assign \$115  = st3[0] & \$114 ;
+  assign \$116  = \$111  & \$115 ;
+  assign \$117  = st2[9:4] == st3[9:4];
+  assign \$118  = st2[3] == st3[3];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = ! st3[1];
+  assign \$121  = \$119  & \$120 ;
+  assign \$122  = ! st3[1];
+  assign \$123  = \$122  & st3[2];
+  assign \$125  = \$124  & st3[28];
+  assign \$126  = \$123  | \$125 ;
+  assign \$127  = st3[0] & \$126 ;
+  assign \$128  = \$121  & \$127 ;
+  assign \$129  = st2[9:4] == st4[9:4];
+  assign \$130  = st2[3] == st4[3];
+  assign \$131  = \$129  & \$130 ;
+  assign \$132  = ! st4[1];
+  assign \$133  = \$131  & \$132 ;
+  assign \$134  = ! st4[1];
+  assign \$135  = \$134  & st4[2];
+  assign \$136  = ~ \$135 ;
+  assign \$137  = st4[0] & \$136 ;
+  assign \$138  = \$133  & \$137 ;
+  assign \$139  = st2[9:4] == st4[9:4];
+  assign \$140  = st2[3] == st4[3];
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = ! st4[1];
+  assign \$143  = \$141  & \$142 ;
+  assign \$144  = ! st4[1];
+  assign \$145  = \$144  & st4[2];
+  assign \$147  = \$146  & st4[28];
+  assign \$148  = \$145  | \$147 ;
+  assign \$149  = st4[0] & \$148 ;
+  assign \$150  = \$143  & \$149 ;
+  assign \$151  = st2[9:4] == st5[9:4];
+  assign \$152  = st2[3] == st5[3];
+  assign \$153  = \$151  & \$152 ;
+  assign \$154  = ! st5[1];
+  assign \$155  = \$154  & st5[2];
+  assign \$156  = ~ \$155 ;
+  assign \$157  = st5[0] & \$156 ;
+  assign \$158  = \$153  & \$157 ;
+  assign \$159  = st2[9:4] == st5[9:4];
+  assign \$160  = st2[3] == st5[3];
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = ! st5[1];
+  assign \$163  = \$162  & st5[2];
+  assign \$165  = \$164  & st5[28];
+  assign \$166  = \$163  | \$165 ;
+  assign \$167  = st5[0] & \$166 ;
+  assign \$168  = \$161  & \$167 ;
+  assign \$169  = st2[9:4] == st6[9:4];
+  assign \$170  = st2[3] == st6[3];
+  assign \$171  = \$169  & \$170 ;
+  assign \$172  = ! st6[1];
+  assign \$173  = \$172  & st6[2];
+  assign \$174  = ~ \$173 ;
+  assign \$175  = st6[0] & \$174 ;
+  assign \$176  = \$171  & \$175 ;
+  assign \$177  = st2[9:4] == st6[9:4];
+  assign \$178  = st2[3] == st6[3];
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = ! st6[1];
+  assign \$181  = \$180  & st6[2];
+  assign \$183  = \$182  & st6[28];
+  assign \$184  = \$181  | \$183 ;
+  assign \$185  = st6[0] & \$184 ;
+  assign \$186  = \$179  & \$185 ;
+  assign \$187  = st2[9:4] == st7[9:4];
+  assign \$188  = st2[3] == st7[3];
+  assign \$189  = \$187  & \$188 ;
+  assign \$190  = ! st7[1];
+  assign \$191  = \$190  & st7[2];
+  assign \$192  = ~ \$191 ;
+  assign \$193  = st7[0] & \$192 ;
+  assign \$194  = \$189  & \$193 ;
+  assign \$195  = st2[9:4] == st7[9:4];
+  assign \$196  = st2[3] == st7[3];
+  assign \$197  = \$195  & \$196 ;
+  assign \$198  = ! st7[1];
+  assign \$199  = \$198  & st7[2];
+  assign \$201  = \$200  & st7[28];
+  assign \$202  = \$199  | \$201 ;
+  assign \$203  = st7[0] & \$202 ;
+  assign \$204  = \$197  & \$203 ;
+  assign \$207  = ! st3[1];
+  assign \$208  = \$207  & st3[2];
+  assign \$209  = ~ \$208 ;
+  assign \$210  = \$206  & \$209 ;
+  assign \$213  = ! st3[1];
+  assign \$214  = \$213  & st3[2];
+  assign \$215  = \$212  & \$214 ;
+  assign \$216  = \$210  | \$215 ;
+  assign \$218  = ~ \$217 ;
+  assign \$219  = hit_v2 & \$218 ;
+  assign \$220  = ! st3[1];
+  assign \$221  = \$220  & st3[2];
+  assign \$222  = ~ \$221 ;
+  assign \$223  = \$219  & \$222 ;
+  assign \$225  = ~ \$224 ;
+  assign \$226  = hit_c2 & \$225 ;
+  assign \$227  = ! st3[1];
+  assign \$228  = \$227  & st3[2];
+  assign \$229  = \$226  & \$228 ;
+  assign \$230  = \$223  | \$229 ;
+  assign \$232  = \$231  | hit_v2;
+  assign \$233  = ~ \$232 ;
+  assign \$234  = hit_v3 & \$233 ;
+  assign \$235  = ! st3[1];
+  assign \$236  = \$235  & st3[2];
+  assign \$237  = ~ \$236 ;
+  assign \$238  = \$234  & \$237 ;
+  assign \$240  = \$239  | hit_v2;
+  assign \$241  = \$240  | hit_v3;
+  assign \$242  = ~ \$241 ;
+  assign \$243  = hit_v4 & \$242 ;
+  assign \$244  = ! st3[1];
+  assign \$245  = \$244  & st3[2];
+  assign \$246  = ~ \$245 ;
+  assign \$247  = \$243  & \$246 ;
+  assign \$249  = \$248  | hit_v2;
+  assign \$250  = \$249  | hit_v3;
+  assign \$251  = \$250  | hit_v4;
+  assign \$252  = ~ \$251 ;
+  assign \$253  = hit_v5 & \$252 ;
+  assign \$254  = ! st3[1];
+  assign \$255  = \$254  & st3[2];
+  assign \$256  = ~ \$255 ;
+  assign \$257  = \$253  & \$256 ;
+  assign \$259  = \$258  | hit_v2;
+  assign \$260  = \$259  | hit_v3;
+  assign \$261  = \$260  | hit_v4;
+  assign \$262  = \$261  | hit_v5;
+  assign \$263  = ~ \$262 ;
+  assign \$264  = ! st3[1];
+  assign \$265  = \$264  & st3[2];
+  assign \$266  = ~ \$265 ;
+  assign \$267  = \$263  & \$266 ;
+  assign \$269  = \$268  | hit_c2;
+  assign \$270  = ~ \$269 ;
+  assign \$271  = hit_c3 & \$270 ;
+  assign \$272  = ! st3[1];
+  assign \$273  = \$272  & st3[2];
+  assign \$274  = \$271  & \$273 ;
+  assign \$276  = \$275  | hit_c2;
+  assign \$277  = \$276  | hit_c3;
+  assign \$278  = ~ \$277 ;
+  assign \$279  = hit_c4 & \$278 ;
+  assign \$280  = ! st3[1];
+  assign \$281  = \$280  & st3[2];
+  assign \$282  = \$279  & \$281 ;
+  assign \$284  = \$283  | hit_c2;
+  assign \$285  = \$284  | hit_c3;
+  assign \$286  = \$285  | hit_c4;
+  assign \$287  = ~ \$286 ;
+  assign \$288  = hit_c5 & \$287 ;
+  assign \$289  = ! st3[1];
+  assign \$290  = \$289  & st3[2];
+  assign \$291  = \$288  & \$290 ;
+  assign \$293  = \$292  | hit_c2;
+  assign \$294  = \$293  | hit_c3;
+  assign \$295  = \$294  | hit_c4;
+  assign \$296  = \$295  | hit_c5;
+  assign \$297  = ~ \$296 ;
+  assign \$298  = ! st3[1];
+  assign \$299  = \$298  & st3[2];
+  assign \$300  = \$297  & \$299 ;
   assign \$301  = ! st3[1];
-  assign \$303  = ! st3[30:29];
-  assign \$304  = \$302  & \$303 ;
-  assign \$305  = \$signal$106 [0] ? \$signal$108 [18:0] : 19'h00000;
-  assign \$306  = \$signal$106 [1] ? \$signal$40 [18:0] : 19'h00000;
-  assign \$307  = \$305  | \$306 ;
-  assign \$308  = \$signal$106 [2] ? v_wr__data[17:0] : 18'h00000;
-  assign \$309  = \$307  | { \$308 [17], \$308  };
-  assign \$310  = \$signal$106 [3] ? res8[17:0] : 18'h00000;
-  assign \$311  = \$309  | { \$310 [17], \$310  };
-  assign \$312  = \$signal$106 [4] ? res9[17:0] : 18'h00000;
-  assign \$313  = \$311  | { \$312 [17], \$312  };
-  assign \$314  = \$signal$106 [5] ? v_raw[17:0] : 18'h00000;
-  assign \$315  = \$313  | { \$314 [17], \$314  };
-  assign \$318  = \$signal$106 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$319  = \$317  | { \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318  };
-  assign \$320  = \$signal$106 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$321  = \$319  | { \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320  };
-  assign \$324  = \$signal$107 [0] ? addend[10:0] : 11'h000;
-  assign \$325  = \$signal$107 [1] ? b_raw[13:0] : 14'h0000;
-  assign \$326  = { \$324 [10], \$324 [10], \$324 [10], \$324  } | \$325 ;
-  assign \$327  = \$signal$107 [2] ? \$signal$108 [18:0] : 19'h00000;
-  assign \$328  = { \$326 [13], \$326 [13], \$326 [13], \$326 [13], \$326 [13], \$326  } | \$327 ;
-  assign \$329  = \$signal$107 [3] ? \$signal$40 [18:0] : 19'h00000;
-  assign \$330  = \$328  | \$329 ;
-  assign \$333  = \$signal$107 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$334  = \$332  | { \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333  };
-  assign \$335  = \$signal$107 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$336  = \$334  | { \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335  };
-  assign \$339  = $signed(\$323 ) + $signed(\$338 );
-  assign \$340  = \$signal$106 [0] ? \$signal$108 [37:19] : 19'h00000;
-  assign \$341  = \$signal$106 [1] ? \$signal$40 [37:19] : 19'h00000;
-  assign \$342  = \$340  | \$341 ;
-  assign \$343  = \$signal$106 [2] ? v_wr__data[35:18] : 18'h00000;
-  assign \$344  = \$342  | { \$343 [17], \$343  };
-  assign \$345  = \$signal$106 [3] ? res8[35:18] : 18'h00000;
-  assign \$346  = \$344  | { \$345 [17], \$345  };
-  assign \$347  = \$signal$106 [4] ? res9[35:18] : 18'h00000;
-  assign \$348  = \$346  | { \$347 [17], \$347  };
-  assign \$349  = \$signal$106 [5] ? v_raw[35:18] : 18'h00000;
-  assign \$350  = \$348  | { \$349 [17], \$349  };
-  assign \$353  = \$signal$106 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$354  = \$352  | { \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353  };
-  assign \$355  = \$signal$106 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$356  = \$354  | { \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355  };
-  assign \$359  = \$signal$107 [0] ? addend[21:11] : 11'h000;
-  assign \$360  = \$signal$107 [1] ? b_raw[27:14] : 14'h0000;
-  assign \$361  = { \$359 [10], \$359 [10], \$359 [10], \$359  } | \$360 ;
-  assign \$362  = \$signal$107 [2] ? \$signal$108 [37:19] : 19'h00000;
-  assign \$363  = { \$361 [13], \$361 [13], \$361 [13], \$361 [13], \$361 [13], \$361  } | \$362 ;
-  assign \$364  = \$signal$107 [3] ? \$signal$40 [37:19] : 19'h00000;
-  assign \$365  = \$363  | \$364 ;
-  assign \$368  = \$signal$107 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$369  = \$367  | { \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368  };
-  assign \$370  = \$signal$107 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$371  = \$369  | { \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370  };
-  assign \$374  = $signed(\$358 ) + $signed(\$373 );
-  assign \$375  = \$signal$106 [0] ? \$signal$108 [56:38] : 19'h00000;
-  assign \$376  = \$signal$106 [1] ? \$signal$40 [56:38] : 19'h00000;
-  assign \$377  = \$375  | \$376 ;
-  assign \$378  = \$signal$106 [2] ? v_wr__data[53:36] : 18'h00000;
-  assign \$379  = \$377  | { \$378 [17], \$378  };
-  assign \$380  = \$signal$106 [3] ? res8[53:36] : 18'h00000;
-  assign \$381  = \$379  | { \$380 [17], \$380  };
-  assign \$382  = \$signal$106 [4] ? res9[53:36] : 18'h00000;
-  assign \$383  = \$381  | { \$382 [17], \$382  };
-  assign \$384  = \$signal$106 [5] ? v_raw[53:36] : 18'h00000;
-  assign \$385  = \$383  | { \$384 [17], \$384  };
-  assign \$388  = \$signal$106 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$389  = \$387  | { \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388  };
-  assign \$390  = \$signal$106 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$391  = \$389  | { \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390  };
-  assign \$394  = \$signal$107 [0] ? addend[32:22] : 11'h000;
-  assign \$395  = \$signal$107 [1] ? b_raw[41:28] : 14'h0000;
-  assign \$396  = { \$394 [10], \$394 [10], \$394 [10], \$394  } | \$395 ;
-  assign \$397  = \$signal$107 [2] ? \$signal$108 [56:38] : 19'h00000;
-  assign \$398  = { \$396 [13], \$396 [13], \$396 [13], \$396 [13], \$396 [13], \$396  } | \$397 ;
-  assign \$399  = \$signal$107 [3] ? \$signal$40 [56:38] : 19'h00000;
-  assign \$400  = \$398  | \$399 ;
-  assign \$403  = \$signal$107 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$404  = \$402  | { \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403  };
-  assign \$405  = \$signal$107 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$406  = \$404  | { \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405  };
-  assign \$409  = $signed(\$393 ) + $signed(\$408 );
-  assign \$410  = \$signal$106 [0] ? \$signal$108 [75:57] : 19'h00000;
-  assign \$411  = \$signal$106 [1] ? \$signal$40 [75:57] : 19'h00000;
-  assign \$412  = \$410  | \$411 ;
-  assign \$413  = \$signal$106 [2] ? v_wr__data[71:54] : 18'h00000;
-  assign \$414  = \$412  | { \$413 [17], \$413  };
-  assign \$415  = \$signal$106 [3] ? res8[71:54] : 18'h00000;
-  assign \$416  = \$414  | { \$415 [17], \$415  };
-  assign \$417  = \$signal$106 [4] ? res9[71:54] : 18'h00000;
-  assign \$418  = \$416  | { \$417 [17], \$417  };
-  assign \$419  = \$signal$106 [5] ? v_raw[71:54] : 18'h00000;
-  assign \$420  = \$418  | { \$419 [17], \$419  };
-  assign \$423  = \$signal$106 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$424  = \$422  | { \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423  };
-  assign \$425  = \$signal$106 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$426  = \$424  | { \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425 [1], \$425  };
-  assign \$429  = \$signal$107 [0] ? addend[43:33] : 11'h000;
-  assign \$430  = \$signal$107 [1] ? b_raw[55:42] : 14'h0000;
-  assign \$431  = { \$429 [10], \$429 [10], \$429 [10], \$429  } | \$430 ;
-  assign \$432  = \$signal$107 [2] ? \$signal$108 [75:57] : 19'h00000;
-  assign \$433  = { \$431 [13], \$431 [13], \$431 [13], \$431 [13], \$431 [13], \$431  } | \$432 ;
-  assign \$434  = \$signal$107 [3] ? \$signal$40 [75:57] : 19'h00000;
-  assign \$435  = \$433  | \$434 ;
-  assign \$438  = \$signal$107 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$439  = \$437  | { \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438  };
-  assign \$440  = \$signal$107 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$441  = \$439  | { \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440 [1], \$440  };
-  assign \$444  = $signed(\$428 ) + $signed(\$443 );
-  assign \$446  = ! st5[30:29];
-  assign \$447  = \$445  & \$446 ;
-  assign \$448  = $signed(\$signal$108 [18:0]) > $signed(13'h0f7f);
-  assign \$449  = \$447  & \$448 ;
-  assign \$450  = \$449  ? 19'h00f7f : \$signal$108 [18:0];
-  assign \$452  = ! st5[30:29];
-  assign \$453  = \$451  & \$452 ;
-  assign \$454  = $signed(\$signal$108 [37:19]) > $signed(13'h0f7f);
-  assign \$455  = \$453  & \$454 ;
-  assign \$456  = \$455  ? 19'h00f7f : \$signal$108 [37:19];
+  assign \$302  = ! st3[1];
+  assign \$304  = ! st3[30:29];
+  assign \$305  = \$303  & \$304 ;
+  assign \$306  = \$signal$106 [0] ? \$signal$108 [18:0] : 19'h00000;
+  assign \$307  = \$signal$106 [1] ? \$signal$40 [18:0] : 19'h00000;
+  assign \$308  = \$306  | \$307 ;
+  assign \$309  = \$signal$106 [2] ? v_wr__data[17:0] : 18'h00000;
+  assign \$310  = \$308  | { \$309 [17], \$309  };
+  assign \$311  = \$signal$106 [3] ? res8[17:0] : 18'h00000;
+  assign \$312  = \$310  | { \$311 [17], \$311  };
+  assign \$313  = \$signal$106 [4] ? res9[17:0] : 18'h00000;
+  assign \$314  = \$312  | { \$313 [17], \$313  };
+  assign \$315  = \$signal$106 [5] ? v_raw[17:0] : 18'h00000;
+  assign \$316  = \$314  | { \$315 [17], \$315  };
+  assign \$319  = \$signal$106 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$320  = \$318  | { \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319  };
+  assign \$321  = \$signal$106 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$322  = \$320  | { \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321  };
+  assign \$325  = \$signal$107 [0] ? addend[10:0] : 11'h000;
+  assign \$326  = \$signal$107 [1] ? b_raw[13:0] : 14'h0000;
+  assign \$327  = { \$325 [10], \$325 [10], \$325 [10], \$325  } | \$326 ;
+  assign \$328  = \$signal$107 [2] ? \$signal$108 [18:0] : 19'h00000;
+  assign \$329  = { \$327 [13], \$327 [13], \$327 [13], \$327 [13], \$327 [13], \$327  } | \$328 ;
+  assign \$330  = \$signal$107 [3] ? \$signal$40 [18:0] : 19'h00000;
+  assign \$331  = \$329  | \$330 ;
+  assign \$334  = \$signal$107 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$335  = \$333  | { \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334  };
+  assign \$336  = \$signal$107 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$337  = \$335  | { \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336  };
+  assign \$340  = $signed(\$324 ) + $signed(\$339 );
+  assign \$341  = \$signal$106 [0] ? \$signal$108 [37:19] : 19'h00000;
+  assign \$342  = \$signal$106 [1] ? \$signal$40 [37:19] : 19'h00000;
+  assign \$343  = \$341  | \$342 ;
+  assign \$344  = \$signal$106 [2] ? v_wr__data[35:18] : 18'h00000;
+  assign \$345  = \$343  | { \$344 [17], \$344  };
+  assign \$346  = \$signal$106 [3] ? res8[35:18] : 18'h00000;
+  assign \$347  = \$345  | { \$346 [17], \$346  };
+  assign \$348  = \$signal$106 [4] ? res9[35:18] : 18'h00000;
+  assign \$349  = \$347  | { \$348 [17], \$348  };
+  assign \$350  = \$signal$106 [5] ? v_raw[35:18] : 18'h00000;
+  assign \$351  = \$349  | { \$350 [17], \$350  };
+  assign \$354  = \$signal$106 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$355  = \$353  | { \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354  };
+  assign \$356  = \$signal$106 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$357  = \$355  | { \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356  };
+  assign \$360  = \$signal$107 [0] ? addend[21:11] : 11'h000;
+  assign \$361  = \$signal$107 [1] ? b_raw[27:14] : 14'h0000;
+  assign \$362  = { \$360 [10], \$360 [10], \$360 [10], \$360  } | \$361 ;
+  assign \$363  = \$signal$107 [2] ? \$signal$108 [37:19] : 19'h00000;
+  assign \$364  = { \$362 [13], \$362 [13], \$362 [13], \$362 [13], \$362 [13], \$362  } | \$363 ;
+  assign \$365  = \$signal$107 [3] ? \$signal$40 [37:19] : 19'h00000;
+  assign \$366  = \$364  | \$365 ;
+  assign \$369  = \$signal$107 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$370  = \$368  | { \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369  };
+  assign \$371  = \$signal$107 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$372  = \$370  | { \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371  };
+  assign \$375  = $signed(\$359 ) + $signed(\$374 );
+  assign \$376  = \$signal$106 [0] ? \$signal$108 [56:38] : 19'h00000;
+  assign \$377  = \$signal$106 [1] ? \$signal$40 [56:38] : 19'h00000;
+  assign \$378  = \$376  | \$377 ;
+  assign \$379  = \$signal$106 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign \$380  = \$378  | { \$379 [17], \$379  };
+  assign \$381  = \$signal$106 [3] ? res8[53:36] : 18'h00000;
+  assign \$382  = \$380  | { \$381 [17], \$381  };
+  assign \$383  = \$signal$106 [4] ? res9[53:36] : 18'h00000;
+  assign \$384  = \$382  | { \$383 [17], \$383  };
+  assign \$385  = \$signal$106 [5] ? v_raw[53:36] : 18'h00000;
+  assign \$386  = \$384  | { \$385 [17], \$385  };
+  assign \$389  = \$signal$106 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$390  = \$388  | { \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389  };
+  assign \$391  = \$signal$106 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$392  = \$390  | { \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391  };
+  assign \$395  = \$signal$107 [0] ? addend[32:22] : 11'h000;
+  assign \$396  = \$signal$107 [1] ? b_raw[41:28] : 14'h0000;
+  assign \$397  = { \$395 [10], \$395 [10], \$395 [10], \$395  } | \$396 ;
+  assign \$398  = \$signal$107 [2] ? \$signal$108 [56:38] : 19'h00000;
+  assign \$399  = { \$397 [13], \$397 [13], \$397 [13], \$397 [13], \$397 [13], \$397  } | \$398 ;
+  assign \$400  = \$signal$107 [3] ? \$signal$40 [56:38] : 19'h00000;
+  assign \$401  = \$399  | \$400 ;
+  assign \$404  = \$signal$107 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$405  = \$403  | { \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404  };
+  assign \$406  = \$signal$107 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$407  = \$405  | { \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406  };
+  assign \$410  = $signed(\$394 ) + $signed(\$409 );
+  assign \$411  = \$signal$106 [0] ? \$signal$108 [75:57] : 19'h00000;
+  assign \$412  = \$signal$106 [1] ? \$signal$40 [75:57] : 19'h00000;
+  assign \$413  = \$411  | \$412 ;
+  assign \$414  = \$signal$106 [2] ? v_wr__data[71:54] : 18'h00000;
+  assign \$415  = \$413  | { \$414 [17], \$414  };
+  assign \$416  = \$signal$106 [3] ? res8[71:54] : 18'h00000;
+  assign \$417  = \$415  | { \$416 [17], \$416  };
+  assign \$418  = \$signal$106 [4] ? res9[71:54] : 18'h00000;
+  assign \$419  = \$417  | { \$418 [17], \$418  };
+  assign \$420  = \$signal$106 [5] ? v_raw[71:54] : 18'h00000;
+  assign \$421  = \$419  | { \$420 [17], \$420  };
+  assign \$424  = \$signal$106 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$425  = \$423  | { \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424  };
+  assign \$426  = \$signal$106 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$427  = \$425  | { \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426  };
+  assign \$430  = \$signal$107 [0] ? addend[43:33] : 11'h000;
+  assign \$431  = \$signal$107 [1] ? b_raw[55:42] : 14'h0000;
+  assign \$432  = { \$430 [10], \$430 [10], \$430 [10], \$430  } | \$431 ;
+  assign \$433  = \$signal$107 [2] ? \$signal$108 [75:57] : 19'h00000;
+  assign \$434  = { \$432 [13], \$432 [13], \$432 [13], \$432 [13], \$432 [13], \$432  } | \$433 ;
+  assign \$435  = \$signal$107 [3] ? \$signal$40 [75:57] : 19'h00000;
+  assign \$436  = \$434  | \$435 ;
+  assign \$439  = \$signal$107 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$440  = \$438  | { \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439  };
+  assign \$441  = \$signal$107 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$442  = \$440  | { \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441  };
+  assign \$445  = $signed(\$429 ) + $signed(\$444 );
+  assign \$447  = ! st5[30:29];
+  assign \$448  = \$446  & \$447 ;
+  assign \$449  = $signed(\$signal$108 [18:0]) > $signed(13'h0f7f);
+  assign \$450  = \$448  & \$449 ;
+  assign \$451  = \$450  ? 19'h00f7f : \$signal$108 [18:0];
+  assign \$453  = ! st5[30:29];
+  assign \$454  = \$452  & \$453 ;
+  assign \$455  = $signed(\$signal$108 [37:19]) > $signed(13'h0f7f);
   \digits_cnn_ilif.engine_conv3.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -15851,15 +15856,15 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4442$0 (i0__payload[10:0]),
+    .\port$4446$0 (i0__payload[10:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv3.queue  queue (
     .clk(clk),
-    .\port$4049$0 (\$signal$66 ),
-    .\port$4217$0 (\$signal$59 ),
-    .\port$4219$0 (\$signal$63 ),
+    .\port$4053$0 (\$signal$66 ),
+    .\port$4221$0 (\$signal$59 ),
+    .\port$4223$0 (\$signal$63 ),
     .rst(rst),
     .w_data(\$signal$53 ),
     .w_en(\$signal$55 )
@@ -15942,47 +15947,47 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
-    if (\$10 ) begin
+    if (\$11 ) begin
       result[17:0] = \$signal$40 [17:0];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$14 ) begin
+      if (\$15 ) begin
         result[17:0] = 18'h00000;
       end else begin
-        result[17:0] = \$16 [17:0];
+        result[17:0] = \$17 [17:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$17 ) begin
+    if (\$18 ) begin
       result[35:18] = \$signal$40 [36:19];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$21 ) begin
+      if (\$22 ) begin
         result[35:18] = 18'h00000;
       end else begin
-        result[35:18] = \$23 [17:0];
+        result[35:18] = \$24 [17:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$24 ) begin
+    if (\$25 ) begin
       result[53:36] = \$signal$40 [55:38];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$28 ) begin
+      if (\$29 ) begin
         result[53:36] = 18'h00000;
       end else begin
-        result[53:36] = \$30 [17:0];
+        result[53:36] = \$31 [17:0];
       end
     end
     (* full_case = 32'd1 *)
-    if (\$31 ) begin
+    if (\$32 ) begin
       result[71:54] = \$signal$40 [74:57];
     end else begin
       (* full_case = 32'd1 *)
-      if (\$35 ) begin
+      if (\$36 ) begin
         result[71:54] = 18'h00000;
       end else begin
-        result[71:54] = \$37 [17:0];
+        result[71:54] = \$38 [17:0];
       end
     end
   end
@@ -15990,60 +15995,60 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     diff0 = 20'h00000;
     (* full_case = 32'd1 *)
-    if (\$10 ) begin
+    if (\$11 ) begin
     end else begin
-      diff0 = \$12 ;
+      diff0 = \$13 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     out_counts = 4'h0;
     (* full_case = 32'd1 *)
-    if (\$10 ) begin
+    if (\$11 ) begin
     end else begin
-      out_counts[0] = \$13 ;
+      out_counts[0] = \$14 ;
     end
     (* full_case = 32'd1 *)
-    if (\$17 ) begin
+    if (\$18 ) begin
     end else begin
-      out_counts[1] = \$20 ;
+      out_counts[1] = \$21 ;
     end
     (* full_case = 32'd1 *)
-    if (\$24 ) begin
+    if (\$25 ) begin
     end else begin
-      out_counts[2] = \$27 ;
+      out_counts[2] = \$28 ;
     end
     (* full_case = 32'd1 *)
-    if (\$31 ) begin
+    if (\$32 ) begin
     end else begin
-      out_counts[3] = \$34 ;
+      out_counts[3] = \$35 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     diff1 = 20'h00000;
     (* full_case = 32'd1 *)
-    if (\$17 ) begin
+    if (\$18 ) begin
     end else begin
-      diff1 = \$19 ;
+      diff1 = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     diff2 = 20'h00000;
     (* full_case = 32'd1 *)
-    if (\$24 ) begin
+    if (\$25 ) begin
     end else begin
-      diff2 = \$26 ;
+      diff2 = \$27 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     diff3 = 20'h00000;
     (* full_case = 32'd1 *)
-    if (\$31 ) begin
+    if (\$32 ) begin
     end else begin
-      diff3 = \$33 ;
+      diff3 = \$34 ;
     end
   end
   always @* begin
@@ -16067,8 +16072,8 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     o__payload[9:8] = 2'h0;
     if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
-      if (\$62 ) begin
-        o__payload[8] = \$63 ;
+      if (\$63 ) begin
+        o__payload[8] = \$64 ;
       end else begin
         o__payload[9] = 1'h1;
       end
@@ -16079,7 +16084,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     o__valid = 1'h0;
     if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
-      if (\$62 ) begin
+      if (\$63 ) begin
         o__valid = 1'h1;
       end else begin
         o__valid = 1'h1;
@@ -16091,9 +16096,9 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     \$signal$66  = 1'h0;
     if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
-      if (\$62 ) begin
+      if (\$63 ) begin
         if (o__ready) begin
-          if (\$68 ) begin
+          if (\$69 ) begin
             \$signal$66  = 1'h1;
           end
         end
@@ -16106,88 +16111,50 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$481  = \$77 [7:0];
+    \$482  = \$78 [7:0];
     if (rst) begin
-      \$481  = 8'h00;
+      \$482  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$482  = \$78 ;
+    \$483  = \$79 ;
     if (rst) begin
-      \$482  = 1'h0;
+      \$483  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$483  = plane;
+    \$484  = plane;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[11]) begin
-              if (\$79 ) begin
+              if (\$80 ) begin
                 (* full_case = 32'd1 *)
-                if (\$80 ) begin
-                  \$483  = 3'h0;
+                if (\$81 ) begin
+                  \$484  = 3'h0;
                 end else begin
-                  \$483  = \$82 [2:0];
+                  \$484  = \$83 [2:0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$483  = 3'h0;
+      \$484  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$484  = full1;
+    \$485  = full1;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[11]) begin
-              if (\$79 ) begin
-                if (\$80 ) begin
+              if (\$80 ) begin
+                if (\$81 ) begin
                   if (\$signal$6 ) begin
-                    \$484  = 1'h1;
-                  end
-                end
-              end
-            end
-          end
-    endcase
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$87 ) begin
-            if (sweep_last) begin
-              if (\$88 ) begin
-                if (\$signal$26 ) begin
-                  \$484  = 1'h0;
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$484  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$485  = full0;
-    casez (fsm_state)
-      2'h0:
-          if (i0__valid) begin
-            if (i0__payload[11]) begin
-              if (\$79 ) begin
-                if (\$80 ) begin
-                  (* full_case = 32'd1 *)
-                  if (\$signal$6 ) begin
-                  end else begin
                     \$485  = 1'h1;
                   end
                 end
@@ -16200,12 +16167,10 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
       1'h0:
           /* empty */;
       1'h1:
-          if (\$87 ) begin
+          if (\$88 ) begin
             if (sweep_last) begin
-              if (\$88 ) begin
-                (* full_case = 32'd1 *)
+              if (\$89 ) begin
                 if (\$signal$26 ) begin
-                end else begin
                   \$485  = 1'h0;
                 end
               end
@@ -16218,14 +16183,35 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$486  = \$signal$6 ;
+    \$486  = full0;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[11]) begin
-              if (\$79 ) begin
-                if (\$80 ) begin
-                  \$486  = \$81 ;
+              if (\$80 ) begin
+                if (\$81 ) begin
+                  (* full_case = 32'd1 *)
+                  if (\$signal$6 ) begin
+                  end else begin
+                    \$486  = 1'h1;
+                  end
+                end
+              end
+            end
+          end
+    endcase
+    (* full_case = 32'd1 *)
+    casez (fire_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$88 ) begin
+            if (sweep_last) begin
+              if (\$89 ) begin
+                (* full_case = 32'd1 *)
+                if (\$signal$26 ) begin
+                end else begin
+                  \$486  = 1'h0;
                 end
               end
             end
@@ -16237,116 +16223,110 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$487  = fsm_state;
+    \$487  = \$signal$6 ;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[11]) begin
-              if (\$79 ) begin
+              if (\$80 ) begin
+                if (\$81 ) begin
+                  \$487  = \$82 ;
+                end
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$487  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$488  = fsm_state;
+    casez (fsm_state)
+      2'h0:
+          if (i0__valid) begin
+            if (i0__payload[11]) begin
+              if (\$80 ) begin
                 (* full_case = 32'd1 *)
-                if (\$80 ) begin
-                  \$487  = 2'h1;
+                if (\$81 ) begin
+                  \$488  = 2'h1;
                 end else begin
-                  \$487  = 2'h0;
+                  \$488  = 2'h0;
                 end
               end
             end
           end
       2'h1:
-          if (\$84 ) begin
-            \$487  = 2'h0;
-          end
-    endcase
-    if (rst) begin
-      \$487  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$488  = fire_state;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
           if (\$85 ) begin
-            \$488  = 1'h1;
+            \$488  = 2'h0;
+          end
+    endcase
+    if (rst) begin
+      \$488  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$489  = fire_state;
+    (* full_case = 32'd1 *)
+    casez (fire_state)
+      1'h0:
+          if (\$86 ) begin
+            \$489  = 1'h1;
           end
       1'h1:
-          if (\$87 ) begin
+          if (\$88 ) begin
             if (sweep_last) begin
-              if (\$88 ) begin
-                \$488  = 1'h0;
+              if (\$89 ) begin
+                \$489  = 1'h0;
               end
             end
           end
     endcase
     if (rst) begin
-      \$488  = 1'h0;
+      \$489  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$489  = sweep_addr;
+    \$490  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$87 ) begin
+          if (\$88 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$489  = 6'h00;
+              \$490  = 6'h00;
             end else begin
-              \$489  = \$91 [5:0];
+              \$490  = \$92 [5:0];
             end
           end
     endcase
     if (rst) begin
-      \$489  = 6'h00;
+      \$490  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$490  = sweep_g;
+    \$491  = sweep_g;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$87 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$490  = 2'h0;
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$93 ) begin
-                \$490  = 2'h0;
-              end else begin
-                \$490  = \$97 [1:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$490  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$491  = sweep_y;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$87 ) begin
+          if (\$88 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
               \$491  = 2'h0;
             end else begin
-              if (\$93 ) begin
-                if (\$94 ) begin
-                  \$491  = \$95 [1:0];
-                end
+              (* full_case = 32'd1 *)
+              if (\$94 ) begin
+                \$491  = 2'h0;
+              end else begin
+                \$491  = \$98 [1:0];
               end
             end
           end
@@ -16357,22 +16337,19 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$492  = sweep_x;
+    \$492  = sweep_y;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$87 ) begin
+          if (\$88 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
               \$492  = 2'h0;
             end else begin
-              if (\$93 ) begin
-                (* full_case = 32'd1 *)
-                if (\$94 ) begin
-                  \$492  = 2'h0;
-                end else begin
+              if (\$94 ) begin
+                if (\$95 ) begin
                   \$492  = \$96 [1:0];
                 end
               end
@@ -16385,157 +16362,178 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$493  = sweep_last;
+    \$493  = sweep_x;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$87 ) begin
+          if (\$88 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$493  = 1'h0;
+              \$493  = 2'h0;
             end else begin
-              \$493  = \$92 ;
+              if (\$94 ) begin
+                (* full_case = 32'd1 *)
+                if (\$95 ) begin
+                  \$493  = 2'h0;
+                end else begin
+                  \$493  = \$97 [1:0];
+                end
+              end
             end
           end
     endcase
     if (rst) begin
-      \$493  = 1'h0;
+      \$493  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$494  = fire_k;
+    \$494  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$87 ) begin
+          if (\$88 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$494  = 1'h0;
+            end else begin
+              \$494  = \$93 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$494  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$495  = fire_k;
+    (* full_case = 32'd1 *)
+    casez (fire_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$88 ) begin
             if (sweep_last) begin
               (* full_case = 32'd1 *)
-              if (\$88 ) begin
-                \$494  = 3'h0;
+              if (\$89 ) begin
+                \$495  = 3'h0;
               end else begin
-                \$494  = \$90 [2:0];
+                \$495  = \$91 [2:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$494  = 3'h0;
+      \$495  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$495  = \$signal$26 ;
+    \$496  = \$signal$26 ;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$87 ) begin
+          if (\$88 ) begin
             if (sweep_last) begin
-              if (\$88 ) begin
-                \$495  = \$89 ;
+              if (\$89 ) begin
+                \$496  = \$90 ;
               end
             end
           end
     endcase
-    if (rst) begin
-      \$495  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$496  = \$98 ;
     if (rst) begin
       \$496  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$497  = \$100 ;
+    \$497  = \$99 ;
     if (rst) begin
       \$497  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$498  = issue;
+    \$498  = \$101 ;
     if (rst) begin
-      \$498  = 38'h0000000000;
+      \$498  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$499  = st0;
+    \$499  = issue;
     if (rst) begin
       \$499  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$500  = st1;
+    \$500  = st0;
     if (rst) begin
       \$500  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$501  = st2;
+    \$501  = st1;
     if (rst) begin
       \$501  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$502  = st3;
+    \$502  = st2;
     if (rst) begin
       \$502  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$503  = st4;
+    \$503  = st3;
     if (rst) begin
       \$503  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$504  = st5;
+    \$504  = st4;
     if (rst) begin
       \$504  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$505  = st6;
+    \$505  = st5;
     if (rst) begin
       \$505  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$506  = st7;
+    \$506  = st6;
     if (rst) begin
       \$506  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$507  = \$signature__data ;
+    \$507  = st7;
     if (rst) begin
-      \$507  = 32'd0;
+      \$507  = 38'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$508  = \$101 ;
+    \$508  = \$signature__data ;
     if (rst) begin
-      \$508  = 11'h000;
+      \$508  = 32'd0;
     end
   end
   always @* begin
@@ -16561,220 +16559,227 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$512  = addend;
-    if (\$105 ) begin
-      \$512 [10:0] = w2_0_0;
-      \$512 [21:11] = w2_0_1;
-      \$512 [32:22] = w2_0_2;
-      \$512 [43:33] = w2_0_3;
-    end
+    \$512  = \$105 ;
     if (rst) begin
-      \$512  = 44'h00000000000;
+      \$512  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$513  = \$signature__data$86 ;
+    \$513  = addend;
+    if (\$106 ) begin
+      \$513 [10:0] = w2_0_0;
+      \$513 [21:11] = w2_0_1;
+      \$513 [32:22] = w2_0_2;
+      \$513 [43:33] = w2_0_3;
+    end
     if (rst) begin
-      \$513  = 72'h000000000000000000;
+      \$513  = 44'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$514  = b_rd__data;
+    \$514  = \$signature__data$86 ;
     if (rst) begin
-      \$514  = 56'h00000000000000;
+      \$514  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$515  = v_wr__data;
+    \$515  = b_rd__data;
     if (rst) begin
-      \$515  = 72'h000000000000000000;
+      \$515  = 56'h00000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$516  = res8;
+    \$516  = v_wr__data;
     if (rst) begin
       \$516  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$517  = 4'h0;
+    \$517  = res8;
     if (rst) begin
-      \$517  = 4'h0;
+      \$517  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$518  = cres8;
+    \$518  = 4'h0;
     if (rst) begin
       \$518  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$519  = b_raw;
+    \$519  = cres8;
     if (rst) begin
-      \$519  = 56'h00000000000000;
+      \$519  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$520  = \$like ;
+    \$520  = b_raw;
     if (rst) begin
       \$520  = 56'h00000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$521  = \$115 ;
+    \$521  = \$like ;
     if (rst) begin
-      \$521  = 1'h0;
+      \$521  = 56'h00000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$522  = \$127 ;
+    \$522  = \$116 ;
     if (rst) begin
       \$522  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$523  = \$137 ;
+    \$523  = \$128 ;
     if (rst) begin
       \$523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$524  = \$149 ;
+    \$524  = \$138 ;
     if (rst) begin
       \$524  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$525  = \$157 ;
+    \$525  = \$150 ;
     if (rst) begin
       \$525  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$526  = \$167 ;
+    \$526  = \$158 ;
     if (rst) begin
       \$526  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$527  = \$175 ;
+    \$527  = \$168 ;
     if (rst) begin
       \$527  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$528  = \$185 ;
+    \$528  = \$176 ;
     if (rst) begin
       \$528  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$529  = \$193 ;
+    \$529  = \$186 ;
     if (rst) begin
       \$529  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$530  = \$203 ;
+    \$530  = \$194 ;
     if (rst) begin
       \$530  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$531  = { \$299 , \$290 , \$281 , \$273 , \$266 , \$256 , \$246 , \$237 , \$229 , \$215  };
+    \$531  = \$204 ;
     if (rst) begin
-      \$531  = 10'h000;
+      \$531  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$532  = { 6'h00, \$304 , \$300  };
+    \$532  = { \$300 , \$291 , \$282 , \$274 , \$267 , \$257 , \$247 , \$238 , \$230 , \$216  };
     if (rst) begin
-      \$532  = 8'h00;
+      \$532  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$533 [18:0] = \$339 [18:0];
-    \$533 [37:19] = \$374 [18:0];
-    \$533 [56:38] = \$409 [18:0];
-    \$533 [75:57] = \$444 [18:0];
+    \$533  = { 6'h00, \$305 , \$301  };
     if (rst) begin
-      \$533  = 76'h0000000000000000000;
+      \$533  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$534 [18:0] = \$450 ;
-    \$534 [37:19] = \$456 ;
-    \$534 [56:38] = \$462 ;
-    \$534 [75:57] = \$468 ;
+    \$534 [18:0] = \$340 [18:0];
+    \$534 [37:19] = \$375 [18:0];
+    \$534 [56:38] = \$410 [18:0];
+    \$534 [75:57] = \$445 [18:0];
     if (rst) begin
       \$534  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$535  = result;
+    \$535 [18:0] = \$451 ;
+    \$535 [37:19] = \$457 ;
+    \$535 [56:38] = \$463 ;
+    \$535 [75:57] = \$469 ;
     if (rst) begin
-      \$535  = 72'h000000000000000000;
+      \$535  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$536  = entry;
+    \$536  = result;
     if (rst) begin
-      \$536  = 11'h000;
+      \$536  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$537  = \$472 ;
+    \$537  = entry;
     if (rst) begin
-      \$537  = 1'h0;
+      \$537  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$538  = done;
+    \$538  = \$473 ;
+    if (rst) begin
+      \$538  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$539  = done;
     if (\$signal$63 ) begin
       (* full_case = 32'd1 *)
-      if (\$473 ) begin
+      if (\$474 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
-          if (\$478 ) begin
-            \$538  = 4'h0;
+          if (\$479 ) begin
+            \$539  = 4'h0;
           end else begin
-            \$538  = \$480 [3:0];
+            \$539  = \$481 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$538  = 4'h0;
+          \$539  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$538  = 4'h0;
+      \$539  = 4'h0;
     end
   end
   always @* begin
@@ -16782,13 +16787,13 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     (* full_case = 32'd1 *)
     casez (st6[30:29])
       2'h0:
-          \$11  = 18'h007c0;
+          \$12  = 18'h007c0;
       2'h1:
-          \$11  = 18'h003e0;
+          \$12  = 18'h003e0;
       2'h2:
-          \$11  = 18'h001f0;
+          \$12  = 18'h001f0;
       2'h3:
-          \$11  = 18'h000f8;
+          \$12  = 18'h000f8;
     endcase
   end
   always @* begin
@@ -16796,13 +16801,13 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     (* full_case = 32'd1 *)
     casez (st6[30:29])
       2'h0:
-          \$18  = 18'h007c0;
+          \$19  = 18'h007c0;
       2'h1:
-          \$18  = 18'h003e0;
+          \$19  = 18'h003e0;
       2'h2:
-          \$18  = 18'h001f0;
+          \$19  = 18'h001f0;
       2'h3:
-          \$18  = 18'h000f8;
+          \$19  = 18'h000f8;
     endcase
   end
   always @* begin
@@ -16810,13 +16815,13 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     (* full_case = 32'd1 *)
     casez (st6[30:29])
       2'h0:
-          \$25  = 18'h007c0;
+          \$26  = 18'h007c0;
       2'h1:
-          \$25  = 18'h003e0;
+          \$26  = 18'h003e0;
       2'h2:
-          \$25  = 18'h001f0;
+          \$26  = 18'h001f0;
       2'h3:
-          \$25  = 18'h000f8;
+          \$26  = 18'h000f8;
     endcase
   end
   always @* begin
@@ -16824,13 +16829,13 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     (* full_case = 32'd1 *)
     casez (st6[30:29])
       2'h0:
-          \$32  = 18'h007c0;
+          \$33  = 18'h007c0;
       2'h1:
-          \$32  = 18'h003e0;
+          \$33  = 18'h003e0;
       2'h2:
-          \$32  = 18'h001f0;
+          \$33  = 18'h001f0;
       2'h3:
-          \$32  = 18'h000f8;
+          \$33  = 18'h000f8;
     endcase
   end
   always @* begin
@@ -16838,13 +16843,13 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$63  = \$signal$59 [0];
+          \$64  = \$signal$59 [0];
       2'h1:
-          \$63  = \$signal$59 [1];
+          \$64  = \$signal$59 [1];
       2'h2:
-          \$63  = \$signal$59 [2];
+          \$64  = \$signal$59 [2];
       2'h3:
-          \$63  = \$signal$59 [3];
+          \$64  = \$signal$59 [3];
     endcase
   end
   always @* begin
@@ -16852,9 +16857,9 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     (* full_case = 32'd1 *)
     casez (\$signal$6 )
       1'h0:
-          \$83  = full0;
+          \$84  = full0;
       1'h1:
-          \$83  = full1;
+          \$84  = full1;
     endcase
   end
   always @* begin
@@ -16862,9 +16867,9 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     (* full_case = 32'd1 *)
     casez (\$signal$26 )
       1'h0:
-          \$85  = full0;
+          \$86  = full0;
       1'h1:
-          \$85  = full1;
+          \$86  = full1;
     endcase
   end
   assign ev_c = i0__payload[3:0];
@@ -16873,11 +16878,11 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign ev_count = i0__payload[10];
   assign busy = op_valid;
   assign \$signature__addr  = st0[21:10];
-  assign \$signature__addr$35  = \$9 [6:0];
+  assign \$signature__addr$35  = \$10 [6:0];
   assign b_rd__addr = st2[9:4];
-  assign v_wr__addr = \$39 [6:0];
+  assign v_wr__addr = \$40 [6:0];
   assign res7 = v_wr__data;
-  assign v_wr__en = \$44 [0];
+  assign v_wr__en = \$45 [0];
   assign entry7 = \$signal$53 ;
   assign push7 = \$signal$55 ;
   assign cres7 = 4'h0;
@@ -17149,83 +17154,84 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   always @*
     o__payload[5:4] = \$signal$59 [7:6];
   always @*
-    o__payload[3:0] = \$61 [3:0];
-  assign pending[3] = \$59 ;
-  assign pending[2] = \$56 ;
-  assign pending[1] = \$53 ;
-  assign pending[0] = \$50 ;
+    o__payload[3:0] = \$62 [3:0];
+  assign pending[3] = \$60 ;
+  assign pending[2] = \$57 ;
+  assign pending[1] = \$54 ;
+  assign pending[0] = \$51 ;
   assign entry[10] = st6[31];
   assign entry[9:8] = st6[37:36];
   assign entry[7:6] = st6[35:34];
   assign entry[5:4] = st6[33:32];
   assign entry[3:0] = out_counts;
-  assign \$45  = st7[1];
-  assign \$73  = fire_state;
-  assign \$123  = st3[1];
-  assign \$145  = st4[1];
-  assign \$163  = st5[1];
-  assign \$181  = st6[1];
-  assign \$199  = st7[1];
-  assign \$204  = 1'h1;
-  assign \$205  = hit_v1;
-  assign \$210  = 1'h1;
-  assign \$211  = hit_c1;
-  assign \$216  = hit_v1;
-  assign \$223  = hit_c1;
-  assign \$230  = hit_v1;
-  assign \$238  = hit_v1;
-  assign \$247  = hit_v1;
-  assign \$257  = hit_v1;
-  assign \$267  = hit_c1;
-  assign \$274  = hit_c1;
-  assign \$282  = hit_c1;
-  assign \$291  = hit_c1;
-  assign \$316  = 2'h0;
-  assign \$317  = \$315 ;
-  assign \$322  = 2'h0;
-  assign \$323  = \$321 ;
-  assign \$331  = 2'h0;
-  assign \$332  = \$330 ;
-  assign \$337  = 2'h0;
-  assign \$338  = \$336 ;
-  assign \$351  = 2'h0;
-  assign \$352  = \$350 ;
-  assign \$357  = 2'h0;
-  assign \$358  = \$356 ;
-  assign \$366  = 2'h0;
-  assign \$367  = \$365 ;
-  assign \$372  = 2'h0;
-  assign \$373  = \$371 ;
-  assign \$386  = 2'h0;
-  assign \$387  = \$385 ;
-  assign \$392  = 2'h0;
-  assign \$393  = \$391 ;
-  assign \$401  = 2'h0;
-  assign \$402  = \$400 ;
-  assign \$407  = 2'h0;
-  assign \$408  = \$406 ;
-  assign \$421  = 2'h0;
-  assign \$422  = \$420 ;
-  assign \$427  = 2'h0;
-  assign \$428  = \$426 ;
-  assign \$436  = 2'h0;
-  assign \$437  = \$435 ;
-  assign \$442  = 2'h0;
-  assign \$443  = \$441 ;
-  assign \$445  = st5[1];
-  assign \$451  = st5[1];
-  assign \$457  = st5[1];
-  assign \$463  = st5[1];
-  assign \$469  = st6[1];
-  assign \$48  = \$signal$59 [0];
-  assign \$51  = \$signal$59 [1];
-  assign \$54  = \$signal$59 [2];
-  assign \$57  = \$signal$59 [3];
-  assign \$302  = st3[1];
+  assign active = \$8 ;
+  assign \$46  = st7[1];
+  assign \$74  = fire_state;
+  assign \$124  = st3[1];
+  assign \$146  = st4[1];
+  assign \$164  = st5[1];
+  assign \$182  = st6[1];
+  assign \$200  = st7[1];
+  assign \$205  = 1'h1;
+  assign \$206  = hit_v1;
+  assign \$211  = 1'h1;
+  assign \$212  = hit_c1;
+  assign \$217  = hit_v1;
+  assign \$224  = hit_c1;
+  assign \$231  = hit_v1;
+  assign \$239  = hit_v1;
+  assign \$248  = hit_v1;
+  assign \$258  = hit_v1;
+  assign \$268  = hit_c1;
+  assign \$275  = hit_c1;
+  assign \$283  = hit_c1;
+  assign \$292  = hit_c1;
+  assign \$317  = 2'h0;
+  assign \$318  = \$316 ;
+  assign \$323  = 2'h0;
+  assign \$324  = \$322 ;
+  assign \$332  = 2'h0;
+  assign \$333  = \$331 ;
+  assign \$338  = 2'h0;
+  assign \$339  = \$337 ;
+  assign \$352  = 2'h0;
+  assign \$353  = \$351 ;
+  assign \$358  = 2'h0;
+  assign \$359  = \$357 ;
+  assign \$367  = 2'h0;
+  assign \$368  = \$366 ;
+  assign \$373  = 2'h0;
+  assign \$374  = \$372 ;
+  assign \$387  = 2'h0;
+  assign \$388  = \$386 ;
+  assign \$393  = 2'h0;
+  assign \$394  = \$392 ;
+  assign \$402  = 2'h0;
+  assign \$403  = \$401 ;
+  assign \$408  = 2'h0;
+  assign \$409  = \$407 ;
+  assign \$422  = 2'h0;
+  assign \$423  = \$421 ;
+  assign \$428  = 2'h0;
+  assign \$429  = \$427 ;
+  assign \$437  = 2'h0;
+  assign \$438  = \$436 ;
+  assign \$443  = 2'h0;
+  assign \$444  = \$442 ;
+  assign \$446  = st5[1];
+  assign \$452  = st5[1];
+  assign \$458  = st5[1];
+  assign \$464  = st5[1];
+  assign \$470  = st6[1];
+  assign \$49  = \$signal$59 [0];
+  assign \$52  = \$signal$59 [1];
+  assign \$55  = \$signal$59 [2];
+  assign \$58  = \$signal$59 [3];
+  assign \$303  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4442$0 , clk);
+module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4446$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire [11:0] \$10 ;
@@ -17324,8 +17330,8 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   reg op_valid = 1'h0;
   output [11:0] op_waddr;
   reg [11:0] op_waddr = 12'h000;
-  input [10:0] \port$4442$0 ;
-  wire [10:0] \port$4442$0 ;
+  input [10:0] \port$4446$0 ;
+  wire [10:0] \port$4446$0 ;
   reg [4:0] r_step = 5'h00;
   output ready;
   wire ready;
@@ -17406,7 +17412,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$50  = op_count;
     if (load) begin
-      \$50  = \port$4442$0 [10];
+      \$50  = \port$4446$0 [10];
     end
     if (rst) begin
       \$50  = 1'h0;
@@ -17643,7 +17649,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4442$0 [6:4])
+    casez (\port$4446$0 [6:4])
       3'h0:
           \$6  = 7'h00;
       3'h1:
@@ -17665,7 +17671,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4442$0 [9:7])
+    casez (\port$4446$0 [9:7])
       3'h0:
           \$7  = 5'h00;
       3'h1:
@@ -17687,7 +17693,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4442$0 [6:4])
+    casez (\port$4446$0 [6:4])
       3'h0:
           \$13  = 8'h30;
       3'h1:
@@ -17709,7 +17715,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4442$0 [9:7])
+    casez (\port$4446$0 [9:7])
       3'h0:
           \$15  = 6'h08;
       3'h1:
@@ -17731,7 +17737,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4442$0 [9:7])
+    casez (\port$4446$0 [9:7])
       3'h0:
           \$17  = 3'h2;
       3'h1:
@@ -17753,7 +17759,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4442$0 [6:4])
+    casez (\port$4446$0 [6:4])
       3'h0:
           \$19  = 3'h2;
       3'h1:
@@ -17775,7 +17781,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4442$0 [9:7])
+    casez (\port$4446$0 [9:7])
       3'h0:
           \$21  = 3'h2;
       3'h1:
@@ -17797,7 +17803,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4442$0 [9:7])
+    casez (\port$4446$0 [9:7])
       3'h0:
           \$23  = 3'h2;
       3'h1:
@@ -17819,7 +17825,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4442$0 [6:4])
+    casez (\port$4446$0 [6:4])
       3'h0:
           \$25  = 3'h2;
       3'h1:
@@ -17841,7 +17847,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4442$0 [9:7])
+    casez (\port$4446$0 [9:7])
       3'h0:
           \$27  = 5'h09;
       3'h1:
@@ -17863,7 +17869,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4442$0 [9:7])
+    casez (\port$4446$0 [9:7])
       3'h0:
           \$28  = 7'h55;
       3'h1:
@@ -17885,7 +17891,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4442$0 [6:4])
+    casez (\port$4446$0 [6:4])
       3'h0:
           \$29  = 3'h2;
       3'h1:
@@ -17907,7 +17913,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4442$0 [9:7])
+    casez (\port$4446$0 [9:7])
       3'h0:
           \$31  = 3'h2;
       3'h1:
@@ -17932,16 +17938,16 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_count = \port$4442$0 [10];
-  assign ev_y = \port$4442$0 [6:4];
-  assign ev_x = \port$4442$0 [9:7];
-  assign ev_c = \port$4442$0 [3:0];
-  assign \$9  = { 3'h0, \port$4442$0 [3:0], 4'h0 };
-  assign \$11  = { \port$4442$0 [3:0], 7'h00 };
+  assign ev_count = \port$4446$0 [10];
+  assign ev_y = \port$4446$0 [6:4];
+  assign ev_x = \port$4446$0 [9:7];
+  assign ev_c = \port$4446$0 [3:0];
+  assign \$9  = { 3'h0, \port$4446$0 [3:0], 4'h0 };
+  assign \$11  = { \port$4446$0 [3:0], 7'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.queue (rst, \port$4049$0 , w_data, w_en, \port$4217$0 , \port$4219$0 , clk);
+module \digits_cnn_ilif.engine_conv3.queue (rst, \port$4053$0 , w_data, w_en, \port$4221$0 , \port$4223$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -17972,12 +17978,12 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, \port$4049$0 , w_data, w_en, \p
   reg held_valid = 1'h0;
   wire [7:0] level;
   wire [7:0] \level$21 ;
-  input \port$4049$0 ;
-  wire \port$4049$0 ;
-  output [10:0] \port$4217$0 ;
-  wire [10:0] \port$4217$0 ;
-  output \port$4219$0 ;
-  wire \port$4219$0 ;
+  input \port$4053$0 ;
+  wire \port$4053$0 ;
+  output [10:0] \port$4221$0 ;
+  wire [10:0] \port$4221$0 ;
+  output \port$4223$0 ;
+  wire \port$4223$0 ;
   wire [10:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -18014,12 +18020,12 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, \port$4049$0 , w_data, w_en, \p
   \digits_cnn_ilif.engine_conv3.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2809$0 (\$signal$9 ),
-    .\port$4049$0 (\port$4049$0 ),
-    .\port$4201$0 (\$signal$11 ),
-    .\port$4203$0 (held_valid),
-    .\port$4217$0 (\$signal$14 ),
-    .\port$4219$0 (\$signal$16 ),
+    .\port$2812$0 (\$signal$9 ),
+    .\port$4053$0 (\port$4053$0 ),
+    .\port$4205$0 (\$signal$11 ),
+    .\port$4207$0 (held_valid),
+    .\port$4221$0 (\$signal$14 ),
+    .\port$4223$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -18050,11 +18056,11 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, \port$4049$0 , w_data, w_en, \p
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4049$0 ;
-  assign \$signal$19  = \port$4049$0 ;
+  assign \$signal$18  = \port$4053$0 ;
+  assign \$signal$19  = \port$4053$0 ;
   assign level = \$4 [7:0];
-  assign \port$4217$0  = \$signal$14 ;
-  assign \port$4219$0  = \$signal$16 ;
+  assign \port$4221$0  = \$signal$14 ;
+  assign \port$4223$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18374,7 +18380,7 @@ module \digits_cnn_ilif.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2809$0 , count, \port$4049$0 , \port$4201$0 , \port$4203$0 , \port$4217$0 , \port$4219$0 , clk);
+module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2812$0 , count, \port$4053$0 , \port$4205$0 , \port$4207$0 , \port$4221$0 , \port$4223$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -18394,28 +18400,28 @@ module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2809$0 , count, \por
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2809$0 ;
-  wire \port$2809$0 ;
-  input \port$4049$0 ;
-  wire \port$4049$0 ;
-  input [10:0] \port$4201$0 ;
-  wire [10:0] \port$4201$0 ;
-  input \port$4203$0 ;
-  wire \port$4203$0 ;
+  output \port$2812$0 ;
+  wire \port$2812$0 ;
+  input \port$4053$0 ;
+  wire \port$4053$0 ;
+  input [10:0] \port$4205$0 ;
+  wire [10:0] \port$4205$0 ;
+  input \port$4207$0 ;
+  wire \port$4207$0 ;
   (* init = 11'h000 *)
-  output [10:0] \port$4217$0 ;
-  wire [10:0] \port$4217$0 ;
+  output [10:0] \port$4221$0 ;
+  wire [10:0] \port$4221$0 ;
   (* init = 1'h0 *)
-  output \port$4219$0 ;
-  wire \port$4219$0 ;
+  output \port$4223$0 ;
+  wire \port$4223$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4203$0  & \$1 ;
+  assign take = \port$4207$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4049$0  | \$2 ;
+  assign \$3  = \port$4053$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -18433,7 +18439,7 @@ module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2809$0 , count, \por
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4201$0 ;
+        \$4  = \port$4205$0 ;
       end
     end
     if (rst) begin
@@ -18476,18 +18482,18 @@ module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2809$0 , count, \por
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4201$0 ;
+      \$7  = \port$4205$0 ;
     end
     if (rst) begin
       \$7  = 11'h000;
     end
   end
-  assign \$signal$3  = \port$4203$0 ;
-  assign \$signal$8  = \port$4049$0 ;
-  assign \$signal$11  = \port$4201$0 ;
-  assign \port$2809$0  = \$signal ;
-  assign \port$4217$0  = \$signal$9 ;
-  assign \port$4219$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4207$0 ;
+  assign \$signal$8  = \port$4053$0 ;
+  assign \$signal$11  = \port$4205$0 ;
+  assign \port$2812$0  = \$signal ;
+  assign \port$4221$0  = \$signal$9 ;
+  assign \port$4223$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18538,7 +18544,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire \$137 ;
   wire \$138 ;
   wire \$139 ;
-  wire [3:0] \$14 ;
+  wire \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
@@ -18549,7 +18555,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire \$15 ;
+  wire [3:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
@@ -18627,7 +18633,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
-  wire [4:0] \$22 ;
+  wire \$22 ;
   wire \$220 ;
   wire \$221 ;
   wire \$222 ;
@@ -18638,197 +18644,197 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
-  wire [5:0] \$23 ;
+  wire [4:0] \$23 ;
   wire \$230 ;
   wire \$231 ;
   wire \$232 ;
   wire \$233 ;
   wire \$234 ;
   wire \$235 ;
-  wire [18:0] \$236 ;
+  wire \$236 ;
   wire [18:0] \$237 ;
   wire [18:0] \$238 ;
-  wire [17:0] \$239 ;
-  wire \$24 ;
-  wire [18:0] \$240 ;
-  wire [17:0] \$241 ;
-  wire [18:0] \$242 ;
-  wire [17:0] \$243 ;
-  wire [18:0] \$244 ;
-  wire [17:0] \$245 ;
-  wire [18:0] \$246 ;
-  wire [1:0] \$247 ;
-  wire [18:0] \$248 ;
-  wire [1:0] \$249 ;
+  wire [18:0] \$239 ;
+  wire [5:0] \$24 ;
+  wire [17:0] \$240 ;
+  wire [18:0] \$241 ;
+  wire [17:0] \$242 ;
+  wire [18:0] \$243 ;
+  wire [17:0] \$244 ;
+  wire [18:0] \$245 ;
+  wire [17:0] \$246 ;
+  wire [18:0] \$247 ;
+  wire [1:0] \$248 ;
+  wire [18:0] \$249 ;
   wire \$25 ;
-  wire [18:0] \$250 ;
-  wire [1:0] \$251 ;
-  wire [18:0] \$252 ;
-  wire [1:0] \$253 ;
-  wire [18:0] \$254 ;
-  wire [10:0] \$255 ;
-  wire [9:0] \$256 ;
-  wire [10:0] \$257 ;
-  wire [18:0] \$258 ;
+  wire [1:0] \$250 ;
+  wire [18:0] \$251 ;
+  wire [1:0] \$252 ;
+  wire [18:0] \$253 ;
+  wire [1:0] \$254 ;
+  wire [18:0] \$255 ;
+  wire [10:0] \$256 ;
+  wire [9:0] \$257 ;
+  wire [10:0] \$258 ;
   wire [18:0] \$259 ;
-  reg [17:0] \$26 ;
+  wire \$26 ;
   wire [18:0] \$260 ;
   wire [18:0] \$261 ;
-  wire [1:0] \$262 ;
-  wire [18:0] \$263 ;
-  wire [1:0] \$264 ;
-  wire [18:0] \$265 ;
-  wire [1:0] \$266 ;
-  wire [18:0] \$267 ;
-  wire [1:0] \$268 ;
-  wire [18:0] \$269 ;
-  wire \$27 ;
-  wire [19:0] \$270 ;
-  wire [18:0] \$271 ;
+  wire [18:0] \$262 ;
+  wire [1:0] \$263 ;
+  wire [18:0] \$264 ;
+  wire [1:0] \$265 ;
+  wire [18:0] \$266 ;
+  wire [1:0] \$267 ;
+  wire [18:0] \$268 ;
+  wire [1:0] \$269 ;
+  reg [17:0] \$27 ;
+  wire [18:0] \$270 ;
+  wire [19:0] \$271 ;
   wire [18:0] \$272 ;
   wire [18:0] \$273 ;
-  wire [17:0] \$274 ;
-  wire [18:0] \$275 ;
-  wire [17:0] \$276 ;
-  wire [18:0] \$277 ;
-  wire [17:0] \$278 ;
-  wire [18:0] \$279 ;
-  wire [3:0] \$28 ;
-  wire [17:0] \$280 ;
-  wire [18:0] \$281 ;
-  wire [1:0] \$282 ;
-  wire [18:0] \$283 ;
-  wire [1:0] \$284 ;
-  wire [18:0] \$285 ;
-  wire [1:0] \$286 ;
-  wire [18:0] \$287 ;
-  wire [1:0] \$288 ;
-  wire [18:0] \$289 ;
-  wire \$29 ;
-  wire [10:0] \$290 ;
-  wire [9:0] \$291 ;
-  wire [10:0] \$292 ;
-  wire [18:0] \$293 ;
+  wire [18:0] \$274 ;
+  wire [17:0] \$275 ;
+  wire [18:0] \$276 ;
+  wire [17:0] \$277 ;
+  wire [18:0] \$278 ;
+  wire [17:0] \$279 ;
+  wire \$28 ;
+  wire [18:0] \$280 ;
+  wire [17:0] \$281 ;
+  wire [18:0] \$282 ;
+  wire [1:0] \$283 ;
+  wire [18:0] \$284 ;
+  wire [1:0] \$285 ;
+  wire [18:0] \$286 ;
+  wire [1:0] \$287 ;
+  wire [18:0] \$288 ;
+  wire [1:0] \$289 ;
+  wire [3:0] \$29 ;
+  wire [18:0] \$290 ;
+  wire [10:0] \$291 ;
+  wire [9:0] \$292 ;
+  wire [10:0] \$293 ;
   wire [18:0] \$294 ;
   wire [18:0] \$295 ;
   wire [18:0] \$296 ;
-  wire [1:0] \$297 ;
-  wire [18:0] \$298 ;
-  wire [1:0] \$299 ;
+  wire [18:0] \$297 ;
+  wire [1:0] \$298 ;
+  wire [18:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire [18:0] \$300 ;
-  wire [1:0] \$301 ;
-  wire [18:0] \$302 ;
-  wire [1:0] \$303 ;
-  wire [18:0] \$304 ;
-  wire [19:0] \$305 ;
-  wire [18:0] \$306 ;
+  wire [1:0] \$300 ;
+  wire [18:0] \$301 ;
+  wire [1:0] \$302 ;
+  wire [18:0] \$303 ;
+  wire [1:0] \$304 ;
+  wire [18:0] \$305 ;
+  wire [19:0] \$306 ;
   wire [18:0] \$307 ;
   wire [18:0] \$308 ;
-  wire [17:0] \$309 ;
+  wire [18:0] \$309 ;
   wire \$31 ;
-  wire [18:0] \$310 ;
-  wire [17:0] \$311 ;
-  wire [18:0] \$312 ;
-  wire [17:0] \$313 ;
-  wire [18:0] \$314 ;
-  wire [17:0] \$315 ;
-  wire [18:0] \$316 ;
-  wire [1:0] \$317 ;
-  wire [18:0] \$318 ;
-  wire [1:0] \$319 ;
-  wire [5:0] \$32 ;
-  wire [18:0] \$320 ;
-  wire [1:0] \$321 ;
-  wire [18:0] \$322 ;
-  wire [1:0] \$323 ;
-  wire [18:0] \$324 ;
-  wire [10:0] \$325 ;
-  wire [9:0] \$326 ;
-  wire [10:0] \$327 ;
-  wire [18:0] \$328 ;
+  wire [17:0] \$310 ;
+  wire [18:0] \$311 ;
+  wire [17:0] \$312 ;
+  wire [18:0] \$313 ;
+  wire [17:0] \$314 ;
+  wire [18:0] \$315 ;
+  wire [17:0] \$316 ;
+  wire [18:0] \$317 ;
+  wire [1:0] \$318 ;
+  wire [18:0] \$319 ;
+  wire \$32 ;
+  wire [1:0] \$320 ;
+  wire [18:0] \$321 ;
+  wire [1:0] \$322 ;
+  wire [18:0] \$323 ;
+  wire [1:0] \$324 ;
+  wire [18:0] \$325 ;
+  wire [10:0] \$326 ;
+  wire [9:0] \$327 ;
+  wire [10:0] \$328 ;
   wire [18:0] \$329 ;
-  wire [6:0] \$33 ;
+  wire [5:0] \$33 ;
   wire [18:0] \$330 ;
   wire [18:0] \$331 ;
-  wire [1:0] \$332 ;
-  wire [18:0] \$333 ;
-  wire [1:0] \$334 ;
-  wire [18:0] \$335 ;
-  wire [1:0] \$336 ;
-  wire [18:0] \$337 ;
-  wire [1:0] \$338 ;
-  wire [18:0] \$339 ;
-  wire \$34 ;
-  wire [19:0] \$340 ;
-  wire [18:0] \$341 ;
+  wire [18:0] \$332 ;
+  wire [1:0] \$333 ;
+  wire [18:0] \$334 ;
+  wire [1:0] \$335 ;
+  wire [18:0] \$336 ;
+  wire [1:0] \$337 ;
+  wire [18:0] \$338 ;
+  wire [1:0] \$339 ;
+  wire [6:0] \$34 ;
+  wire [18:0] \$340 ;
+  wire [19:0] \$341 ;
   wire [18:0] \$342 ;
   wire [18:0] \$343 ;
-  wire [17:0] \$344 ;
-  wire [18:0] \$345 ;
-  wire [17:0] \$346 ;
-  wire [18:0] \$347 ;
-  wire [17:0] \$348 ;
-  wire [18:0] \$349 ;
-  wire [7:0] \$35 ;
-  wire [17:0] \$350 ;
-  wire [18:0] \$351 ;
-  wire [1:0] \$352 ;
-  wire [18:0] \$353 ;
-  wire [1:0] \$354 ;
-  wire [18:0] \$355 ;
-  wire [1:0] \$356 ;
-  wire [18:0] \$357 ;
-  wire [1:0] \$358 ;
-  wire [18:0] \$359 ;
-  wire \$36 ;
-  wire [10:0] \$360 ;
-  wire [9:0] \$361 ;
-  wire [10:0] \$362 ;
-  wire [18:0] \$363 ;
+  wire [18:0] \$344 ;
+  wire [17:0] \$345 ;
+  wire [18:0] \$346 ;
+  wire [17:0] \$347 ;
+  wire [18:0] \$348 ;
+  wire [17:0] \$349 ;
+  wire \$35 ;
+  wire [18:0] \$350 ;
+  wire [17:0] \$351 ;
+  wire [18:0] \$352 ;
+  wire [1:0] \$353 ;
+  wire [18:0] \$354 ;
+  wire [1:0] \$355 ;
+  wire [18:0] \$356 ;
+  wire [1:0] \$357 ;
+  wire [18:0] \$358 ;
+  wire [1:0] \$359 ;
+  wire [7:0] \$36 ;
+  wire [18:0] \$360 ;
+  wire [10:0] \$361 ;
+  wire [9:0] \$362 ;
+  wire [10:0] \$363 ;
   wire [18:0] \$364 ;
   wire [18:0] \$365 ;
   wire [18:0] \$366 ;
-  wire [1:0] \$367 ;
-  wire [18:0] \$368 ;
-  wire [1:0] \$369 ;
+  wire [18:0] \$367 ;
+  wire [1:0] \$368 ;
+  wire [18:0] \$369 ;
   wire \$37 ;
-  wire [18:0] \$370 ;
-  wire [1:0] \$371 ;
-  wire [18:0] \$372 ;
-  wire [1:0] \$373 ;
-  wire [18:0] \$374 ;
-  wire [19:0] \$375 ;
-  wire \$376 ;
+  wire [1:0] \$370 ;
+  wire [18:0] \$371 ;
+  wire [1:0] \$372 ;
+  wire [18:0] \$373 ;
+  wire [1:0] \$374 ;
+  wire [18:0] \$375 ;
+  wire [19:0] \$376 ;
   wire \$377 ;
   wire \$378 ;
   wire \$379 ;
   wire \$38 ;
-  reg [17:0] \$380 ;
-  wire \$381 ;
+  wire \$380 ;
+  reg [17:0] \$381 ;
   wire \$382 ;
   wire \$383 ;
-  reg [17:0] \$384 ;
-  wire [6:0] \$385 ;
+  wire \$384 ;
+  reg [17:0] \$385 ;
   wire [6:0] \$386 ;
-  reg [4:0] \$387 ;
-  reg \$388 ;
-  reg [2:0] \$389 ;
-  wire [3:0] \$39 ;
-  reg \$390 ;
-  reg [1:0] \$391 ;
+  wire [6:0] \$387 ;
+  reg [4:0] \$388 ;
+  reg \$389 ;
+  wire \$39 ;
+  reg [2:0] \$390 ;
+  reg \$391 ;
   reg [1:0] \$392 ;
-  reg \$393 ;
+  reg [1:0] \$393 ;
   reg \$394 ;
   reg \$395 ;
-  reg [2:0] \$396 ;
-  reg \$397 ;
+  reg \$396 ;
+  reg [2:0] \$397 ;
   reg \$398 ;
   reg \$399 ;
   wire \$4 ;
-  wire \$40 ;
-  reg [28:0] \$400 ;
+  wire [3:0] \$40 ;
+  reg \$400 ;
   reg [28:0] \$401 ;
   reg [28:0] \$402 ;
   reg [28:0] \$403 ;
@@ -18837,60 +18843,61 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   reg [28:0] \$406 ;
   reg [28:0] \$407 ;
   reg [28:0] \$408 ;
-  reg [31:0] \$409 ;
+  reg [28:0] \$409 ;
   wire \$41 ;
-  reg [10:0] \$410 ;
+  reg [31:0] \$410 ;
   reg [10:0] \$411 ;
   reg [10:0] \$412 ;
   reg [10:0] \$413 ;
-  reg [43:0] \$414 ;
-  reg [71:0] \$415 ;
-  reg [39:0] \$416 ;
-  reg [71:0] \$417 ;
+  reg [10:0] \$414 ;
+  reg [43:0] \$415 ;
+  reg [71:0] \$416 ;
+  reg [39:0] \$417 ;
   reg [71:0] \$418 ;
-  reg [3:0] \$419 ;
-  wire [2:0] \$42 ;
+  reg [71:0] \$419 ;
+  wire \$42 ;
   reg [3:0] \$420 ;
-  reg [39:0] \$421 ;
+  reg [3:0] \$421 ;
   reg [39:0] \$422 ;
-  reg \$423 ;
+  reg [39:0] \$423 ;
   reg \$424 ;
   reg \$425 ;
   reg \$426 ;
   reg \$427 ;
   reg \$428 ;
   reg \$429 ;
-  wire \$43 ;
+  wire [2:0] \$43 ;
   reg \$430 ;
   reg \$431 ;
   reg \$432 ;
-  reg [9:0] \$433 ;
-  reg [7:0] \$434 ;
-  reg [75:0] \$435 ;
+  reg \$433 ;
+  reg [9:0] \$434 ;
+  reg [7:0] \$435 ;
   reg [75:0] \$436 ;
-  reg [71:0] \$437 ;
-  reg [73:0] \$438 ;
-  reg \$439 ;
+  reg [75:0] \$437 ;
+  reg [71:0] \$438 ;
+  reg [73:0] \$439 ;
   wire \$44 ;
   reg \$440 ;
   reg \$441 ;
   reg \$442 ;
-  reg [17:0] \$443 ;
-  reg [3:0] \$444 ;
+  reg \$443 ;
+  reg [17:0] \$444 ;
   reg [3:0] \$445 ;
+  reg [3:0] \$446 ;
   wire \$45 ;
-  wire [1:0] \$46 ;
+  wire \$46 ;
   wire [1:0] \$47 ;
-  wire [2:0] \$48 ;
-  wire \$49 ;
+  wire [1:0] \$48 ;
+  wire [2:0] \$49 ;
   wire \$5 ;
   wire \$50 ;
   wire \$51 ;
-  wire [10:0] \$52 ;
+  wire \$52 ;
   wire [10:0] \$53 ;
   wire [10:0] \$54 ;
   wire [10:0] \$55 ;
-  wire \$56 ;
+  wire [10:0] \$56 ;
   wire \$57 ;
   wire \$58 ;
   wire \$59 ;
@@ -19332,7 +19339,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     vmem[2] = 72'h000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$14 [0])
+    if (\$15 [0])
       vmem[st7[5:4]] <= v_wr__data;
   end
   reg [71:0] _1_;
@@ -20123,450 +20130,450 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \$3  = ~ op_valid;
   assign \$4  = ~ \$signal ;
   assign \$5  = credit & \$4 ;
-  assign active = issue[0] | \$signal ;
-  assign \$6  = ! st6[1];
+  assign \$6  = issue[0] | \$signal ;
   assign \$7  = ! st6[1];
   assign \$8  = ! st6[1];
   assign \$9  = ! st6[1];
-  assign \$10  = ! st7[1];
-  assign \$11  = \$10  & st7[2];
-  assign \$12  = ~ \$11 ;
-  assign \$13  = st7[0] & \$12 ;
-  assign \$14  = \$13  ? 4'hf : 4'h0;
-  assign \$16  = st7[0] & \$15 ;
-  assign \$17  = ~ \$signal$49 ;
-  assign dropped = \$16  & \$17 ;
-  assign \$18  = ~ done[3];
-  assign \$19  = ~ done[2];
-  assign \$20  = ~ done[1];
-  assign \$21  = ~ done[0];
-  assign \$22  = \$signal$55 [73:72] * 3'h4;
-  assign \$23  = \$22  + lane;
-  assign \$24  = lane == 2'h3;
-  assign \$25  = \$23 [3:0] == 4'h9;
-  assign last_lane = \$24  | \$25 ;
-  assign \$27  = \$23 [3:0] == 4'h9;
-  assign \$28  = better ? \$23 [3:0] : best_idx;
-  assign \$29  = \$signal$60  & \$signal$61 ;
-  assign \$30  = ! fsm_state;
-  assign \$32  = used + sweep_now;
-  assign \$33  = \$32  - dropped;
-  assign \$34  = \$signal$64  & \$signal$60 ;
-  assign \$35  = $signed(\$33 ) - $signed({ 1'h0, \$34  });
-  assign \$36  = used <= 4'he;
-  assign \$37  = ~ op_valid;
-  assign \$38  = plane == 2'h3;
-  assign \$39  = plane + 1'h1;
-  assign \$40  = ~ \$signal ;
-  assign \$41  = credit & \$40 ;
-  assign \$42  = sweep_addr + 1'h1;
-  assign \$43  = sweep_addr == 1'h1;
-  assign \$44  = sweep_g == 2'h2;
-  assign \$45  = ! sweep_x;
-  assign \$46  = sweep_y + 1'h1;
-  assign \$47  = sweep_x + 1'h1;
-  assign \$48  = sweep_g + 1'h1;
-  assign \$49  = sweep_now & issue[24];
+  assign \$10  = ! st6[1];
+  assign \$11  = ! st7[1];
+  assign \$12  = \$11  & st7[2];
+  assign \$13  = ~ \$12 ;
+  assign \$14  = st7[0] & \$13 ;
+  assign \$15  = \$14  ? 4'hf : 4'h0;
+  assign \$17  = st7[0] & \$16 ;
+  assign \$18  = ~ \$signal$49 ;
+  assign dropped = \$17  & \$18 ;
+  assign \$19  = ~ done[3];
+  assign \$20  = ~ done[2];
+  assign \$21  = ~ done[1];
+  assign \$22  = ~ done[0];
+  assign \$23  = \$signal$55 [73:72] * 3'h4;
+  assign \$24  = \$23  + lane;
+  assign \$25  = lane == 2'h3;
+  assign \$26  = \$24 [3:0] == 4'h9;
+  assign last_lane = \$25  | \$26 ;
+  assign \$28  = \$24 [3:0] == 4'h9;
+  assign \$29  = better ? \$24 [3:0] : best_idx;
+  assign \$30  = \$signal$60  & \$signal$61 ;
+  assign \$31  = ! fsm_state;
+  assign \$33  = used + sweep_now;
+  assign \$34  = \$33  - dropped;
+  assign \$35  = \$signal$64  & \$signal$60 ;
+  assign \$36  = $signed(\$34 ) - $signed({ 1'h0, \$35  });
+  assign \$37  = used <= 4'he;
+  assign \$38  = ~ op_valid;
+  assign \$39  = plane == 2'h3;
+  assign \$40  = plane + 1'h1;
+  assign \$41  = ~ \$signal ;
+  assign \$42  = credit & \$41 ;
+  assign \$43  = sweep_addr + 1'h1;
+  assign \$44  = sweep_addr == 1'h1;
+  assign \$45  = sweep_g == 2'h2;
+  assign \$46  = ! sweep_x;
+  assign \$47  = sweep_y + 1'h1;
+  assign \$48  = sweep_x + 1'h1;
+  assign \$49  = sweep_g + 1'h1;
   assign \$50  = sweep_now & issue[24];
-  assign \$51  = \$50  | \$signal$69 ;
-  assign \$52  = $signed(w1_0[7:0]) << st2[19:18];
-  assign \$53  = $signed(w1_0[15:8]) << st2[19:18];
-  assign \$54  = $signed(w1_0[23:16]) << st2[19:18];
-  assign \$55  = $signed(w1_0[31:24]) << st2[19:18];
-  assign \$56  = ! st3[16];
-  assign \$57  = st2[5:4] == st3[5:4];
-  assign \$58  = ! st3[1];
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = ! st3[1];
-  assign \$61  = \$60  & st3[2];
-  assign \$62  = ~ \$61 ;
-  assign \$63  = st3[0] & \$62 ;
-  assign \$64  = \$59  & \$63 ;
-  assign \$65  = st2[5:4] == st3[5:4];
-  assign \$66  = ! st3[1];
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = ! st3[1];
-  assign \$69  = \$68  & st3[2];
-  assign \$71  = \$70  & st3[22];
-  assign \$72  = \$69  | \$71 ;
-  assign \$73  = st3[0] & \$72 ;
-  assign \$74  = \$67  & \$73 ;
-  assign \$75  = st2[5:4] == st4[5:4];
-  assign \$76  = ! st4[1];
-  assign \$77  = \$75  & \$76 ;
-  assign \$78  = ! st4[1];
-  assign \$79  = \$78  & st4[2];
-  assign \$80  = ~ \$79 ;
-  assign \$81  = st4[0] & \$80 ;
-  assign \$82  = \$77  & \$81 ;
-  assign \$83  = st2[5:4] == st4[5:4];
-  assign \$84  = ! st4[1];
-  assign \$85  = \$83  & \$84 ;
-  assign \$86  = ! st4[1];
-  assign \$87  = \$86  & st4[2];
-  assign \$89  = \$88  & st4[22];
-  assign \$90  = \$87  | \$89 ;
-  assign \$91  = st4[0] & \$90 ;
-  assign \$92  = \$85  & \$91 ;
-  assign \$93  = st2[5:4] == st5[5:4];
-  assign \$94  = ! st5[1];
-  assign \$95  = \$94  & st5[2];
-  assign \$96  = ~ \$95 ;
-  assign \$97  = st5[0] & \$96 ;
-  assign \$98  = \$93  & \$97 ;
-  assign \$99  = st2[5:4] == st5[5:4];
-  assign \$100  = ! st5[1];
-  assign \$101  = \$100  & st5[2];
-  assign \$103  = \$102  & st5[22];
-  assign \$104  = \$101  | \$103 ;
-  assign \$105  = st5[0] & \$104 ;
-  assign \$106  = \$99  & \$105 ;
-  assign \$107  = st2[5:4] == st6[5:4];
-  assign \$108  = ! st6[1];
-  assign \$109  = \$108  & st6[2];
-  assign \$110  = ~ \$109 ;
-  assign \$111  = st6[0] & \$110 ;
-  assign \$112  = \$107  & \$111 ;
-  assign \$113  = st2[5:4] == st6[5:4];
-  assign \$114  = ! st6[1];
-  assign \$115  = \$114  & st6[2];
-  assign \$117  = \$116  & st6[22];
-  assign \$118  = \$115  | \$117 ;
-  assign \$119  = st6[0] & \$118 ;
-  assign \$120  = \$113  & \$119 ;
-  assign \$121  = st2[5:4] == st7[5:4];
-  assign \$122  = ! st7[1];
-  assign \$123  = \$122  & st7[2];
-  assign \$124  = ~ \$123 ;
-  assign \$125  = st7[0] & \$124 ;
-  assign \$126  = \$121  & \$125 ;
-  assign \$127  = st2[5:4] == st7[5:4];
-  assign \$128  = ! st7[1];
-  assign \$129  = \$128  & st7[2];
-  assign \$131  = \$130  & st7[22];
-  assign \$132  = \$129  | \$131 ;
-  assign \$133  = st7[0] & \$132 ;
-  assign \$134  = \$127  & \$133 ;
-  assign \$137  = ! st3[1];
-  assign \$138  = \$137  & st3[2];
-  assign \$139  = ~ \$138 ;
-  assign \$140  = \$136  & \$139 ;
-  assign \$143  = ! st3[1];
-  assign \$144  = \$143  & st3[2];
-  assign \$145  = \$142  & \$144 ;
-  assign \$146  = \$140  | \$145 ;
-  assign \$148  = ~ \$147 ;
-  assign \$149  = hit_v2 & \$148 ;
-  assign \$150  = ! st3[1];
-  assign \$151  = \$150  & st3[2];
-  assign \$152  = ~ \$151 ;
-  assign \$153  = \$149  & \$152 ;
-  assign \$155  = ~ \$154 ;
-  assign \$156  = hit_c2 & \$155 ;
-  assign \$157  = ! st3[1];
-  assign \$158  = \$157  & st3[2];
-  assign \$159  = \$156  & \$158 ;
-  assign \$160  = \$153  | \$159 ;
-  assign \$162  = \$161  | hit_v2;
-  assign \$163  = ~ \$162 ;
-  assign \$164  = hit_v3 & \$163 ;
-  assign \$165  = ! st3[1];
-  assign \$166  = \$165  & st3[2];
-  assign \$167  = ~ \$166 ;
-  assign \$168  = \$164  & \$167 ;
-  assign \$170  = \$169  | hit_v2;
-  assign \$171  = \$170  | hit_v3;
-  assign \$172  = ~ \$171 ;
-  assign \$173  = hit_v4 & \$172 ;
-  assign \$174  = ! st3[1];
-  assign \$175  = \$174  & st3[2];
-  assign \$176  = ~ \$175 ;
-  assign \$177  = \$173  & \$176 ;
-  assign \$179  = \$178  | hit_v2;
-  assign \$180  = \$179  | hit_v3;
-  assign \$181  = \$180  | hit_v4;
-  assign \$182  = ~ \$181 ;
-  assign \$183  = hit_v5 & \$182 ;
-  assign \$184  = ! st3[1];
-  assign \$185  = \$184  & st3[2];
-  assign \$186  = ~ \$185 ;
-  assign \$187  = \$183  & \$186 ;
-  assign \$189  = \$188  | hit_v2;
-  assign \$190  = \$189  | hit_v3;
-  assign \$191  = \$190  | hit_v4;
-  assign \$192  = \$191  | hit_v5;
-  assign \$193  = ~ \$192 ;
-  assign \$194  = ! st3[1];
-  assign \$195  = \$194  & st3[2];
-  assign \$196  = ~ \$195 ;
-  assign \$197  = \$193  & \$196 ;
-  assign \$199  = \$198  | hit_c2;
-  assign \$200  = ~ \$199 ;
-  assign \$201  = hit_c3 & \$200 ;
-  assign \$202  = ! st3[1];
-  assign \$203  = \$202  & st3[2];
-  assign \$204  = \$201  & \$203 ;
-  assign \$206  = \$205  | hit_c2;
-  assign \$207  = \$206  | hit_c3;
-  assign \$208  = ~ \$207 ;
-  assign \$209  = hit_c4 & \$208 ;
-  assign \$210  = ! st3[1];
-  assign \$211  = \$210  & st3[2];
-  assign \$212  = \$209  & \$211 ;
-  assign \$214  = \$213  | hit_c2;
-  assign \$215  = \$214  | hit_c3;
-  assign \$216  = \$215  | hit_c4;
-  assign \$217  = ~ \$216 ;
-  assign \$218  = hit_c5 & \$217 ;
-  assign \$219  = ! st3[1];
-  assign \$220  = \$219  & st3[2];
-  assign \$221  = \$218  & \$220 ;
-  assign \$223  = \$222  | hit_c2;
-  assign \$224  = \$223  | hit_c3;
-  assign \$225  = \$224  | hit_c4;
-  assign \$226  = \$225  | hit_c5;
-  assign \$227  = ~ \$226 ;
-  assign \$228  = ! st3[1];
-  assign \$229  = \$228  & st3[2];
-  assign \$230  = \$227  & \$229 ;
-  assign \$231  = ! st3[1];
+  assign \$51  = sweep_now & issue[24];
+  assign \$52  = \$51  | \$signal$69 ;
+  assign \$53  = $signed(w1_0[7:0]) << st2[19:18];
+  assign \$54  = $signed(w1_0[15:8]) << st2[19:18];
+  assign \$55  = $signed(w1_0[23:16]) << st2[19:18];
+  assign \$56  = $signed(w1_0[31:24]) << st2[19:18];
+  assign \$57  = ! st3[16];
+  assign \$58  = st2[5:4] == st3[5:4];
+  assign \$59  = ! st3[1];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = ! st3[1];
+  assign \$62  = \$61  & st3[2];
+  assign \$63  = ~ \$62 ;
+  assign \$64  = st3[0] & \$63 ;
+  assign \$65  = \$60  & \$64 ;
+  assign \$66  = st2[5:4] == st3[5:4];
+  assign \$67  = ! st3[1];
+  assign \$68  = \$66  & \$67 ;
+  assign \$69  = ! st3[1];
+  assign \$70  = \$69  & st3[2];
+  assign \$72  = \$71  & st3[22];
+  assign \$73  = \$70  | \$72 ;
+  assign \$74  = st3[0] & \$73 ;
+  assign \$75  = \$68  & \$74 ;
+  assign \$76  = st2[5:4] == st4[5:4];
+  assign \$77  = ! st4[1];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ! st4[1];
+  assign \$80  = \$79  & st4[2];
+  assign \$81  = ~ \$80 ;
+  assign \$82  = st4[0] & \$81 ;
+  assign \$83  = \$78  & \$82 ;
+  assign \$84  = st2[5:4] == st4[5:4];
+  assign \$85  = ! st4[1];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ! st4[1];
+  assign \$88  = \$87  & st4[2];
+  assign \$90  = \$89  & st4[22];
+  assign \$91  = \$88  | \$90 ;
+  assign \$92  = st4[0] & \$91 ;
+  assign \$93  = \$86  & \$92 ;
+  assign \$94  = st2[5:4] == st5[5:4];
+  assign \$95  = ! st5[1];
+  assign \$96  = \$95  & st5[2];
+  assign \$97  = ~ \$96 ;
+  assign \$98  = st5[0] & \$97 ;
+  assign \$99  = \$94  & \$98 ;
+  assign \$100  = st2[5:4] == st5[5:4];
+  assign \$101  = ! st5[1];
+  assign \$102  = \$101  & st5[2];
+  assign \$104  = \$103  & st5[22];
+  assign \$105  = \$102  | \$104 ;
+  assign \$106  = st5[0] & \$105 ;
+  assign \$107  = \$100  & \$106 ;
+  assign \$108  = st2[5:4] == st6[5:4];
+  assign \$109  = ! st6[1];
+  assign \$110  = \$109  & st6[2];
+  assign \$111  = ~ \$110 ;
+  assign \$112  = st6[0] & \$111 ;
+  assign \$113  = \$108  & \$112 ;
+  assign \$114  = st2[5:4] == st6[5:4];
+  assign \$115  = ! st6[1];
+  assign \$116  = \$115  & st6[2];
+  assign \$118  = \$117  & st6[22];
+  assign \$119  = \$116  | \$118 ;
+  assign \$120  = st6[0] & \$119 ;
+  assign \$121  = \$114  & \$120 ;
+  assign \$122  = st2[5:4] == st7[5:4];
+  assign \$123  = ! st7[1];
+  assign \$124  = \$123  & st7[2];
+  assign \$125  = ~ \$124 ;
+  assign \$126  = st7[0] & \$125 ;
+  assign \$127  = \$122  & \$126 ;
+  assign \$128  = st2[5:4] == st7[5:4];
+  assign \$129  = ! st7[1];
+  assign \$130  = \$129  & st7[2];
+  assign \$132  = \$131  & st7[22];
+  assign \$133  = \$130  | \$132 ;
+  assign \$134  = st7[0] & \$133 ;
+  assign \$135  = \$128  & \$134 ;
+  assign \$138  = ! st3[1];
+  assign \$139  = \$138  & st3[2];
+  assign \$140  = ~ \$139 ;
+  assign \$141  = \$137  & \$140 ;
+  assign \$144  = ! st3[1];
+  assign \$145  = \$144  & st3[2];
+  assign \$146  = \$143  & \$145 ;
+  assign \$147  = \$141  | \$146 ;
+  assign \$149  = ~ \$148 ;
+  assign \$150  = hit_v2 & \$149 ;
+  assign \$151  = ! st3[1];
+  assign \$152  = \$151  & st3[2];
+  assign \$153  = ~ \$152 ;
+  assign \$154  = \$150  & \$153 ;
+  assign \$156  = ~ \$155 ;
+  assign \$157  = hit_c2 & \$156 ;
+  assign \$158  = ! st3[1];
+  assign \$159  = \$158  & st3[2];
+  assign \$160  = \$157  & \$159 ;
+  assign \$161  = \$154  | \$160 ;
+  assign \$163  = \$162  | hit_v2;
+  assign \$164  = ~ \$163 ;
+  assign \$165  = hit_v3 & \$164 ;
+  assign \$166  = ! st3[1];
+  assign \$167  = \$166  & st3[2];
+  assign \$168  = ~ \$167 ;
+  assign \$169  = \$165  & \$168 ;
+  assign \$171  = \$170  | hit_v2;
+  assign \$172  = \$171  | hit_v3;
+  assign \$173  = ~ \$172 ;
+  assign \$174  = hit_v4 & \$173 ;
+  assign \$175  = ! st3[1];
+  assign \$176  = \$175  & st3[2];
+  assign \$177  = ~ \$176 ;
+  assign \$178  = \$174  & \$177 ;
+  assign \$180  = \$179  | hit_v2;
+  assign \$181  = \$180  | hit_v3;
+  assign \$182  = \$181  | hit_v4;
+  assign \$183  = ~ \$182 ;
+  assign \$184  = hit_v5 & \$183 ;
+  assign \$185  = ! st3[1];
+  assign \$186  = \$185  & st3[2];
+  assign \$187  = ~ \$186 ;
+  assign \$188  = \$184  & \$187 ;
+  assign \$190  = \$189  | hit_v2;
+  assign \$191  = \$190  | hit_v3;
+  assign \$192  = \$191  | hit_v4;
+  assign \$193  = \$192  | hit_v5;
+  assign \$194  = ~ \$193 ;
+  assign \$195  = ! st3[1];
+  assign \$196  = \$195  & st3[2];
+  assign \$197  = ~ \$196 ;
+  assign \$198  = \$194  & \$197 ;
+  assign \$200  = \$199  | hit_c2;
+  assign \$201  = ~ \$200 ;
+  assign \$202  = hit_c3 & \$201 ;
+  assign \$203  = ! st3[1];
+  assign \$204  = \$203  & st3[2];
+  assign \$205  = \$202  & \$204 ;
+  assign \$207  = \$206  | hit_c2;
+  assign \$208  = \$207  | hit_c3;
+  assign \$209  = ~ \$208 ;
+  assign \$210  = hit_c4 & \$209 ;
+  assign \$211  = ! st3[1];
+  assign \$212  = \$211  & st3[2];
+  assign \$213  = \$210  & \$212 ;
+  assign \$215  = \$214  | hit_c2;
+  assign \$216  = \$215  | hit_c3;
+  assign \$217  = \$216  | hit_c4;
+  assign \$218  = ~ \$217 ;
+  assign \$219  = hit_c5 & \$218 ;
+  assign \$220  = ! st3[1];
+  assign \$221  = \$220  & st3[2];
+  assign \$222  = \$219  & \$221 ;
+  assign \$224  = \$223  | hit_c2;
+  assign \$225  = \$224  | hit_c3;
+  assign \$226  = \$225  | hit_c4;
+  assign \$227  = \$226  | hit_c5;
+  assign \$228  = ~ \$227 ;
+  assign \$229  = ! st3[1];
+  assign \$230  = \$229  & st3[2];
+  assign \$231  = \$228  & \$230 ;
   assign \$232  = ! st3[1];
-  assign \$234  = ! st3[23];
-  assign \$235  = \$233  & \$234 ;
-  assign \$236  = \$signal$103 [0] ? \$signal$105 [18:0] : 19'h00000;
-  assign \$237  = \$signal$103 [1] ? \$signal$39 [18:0] : 19'h00000;
-  assign \$238  = \$236  | \$237 ;
-  assign \$239  = \$signal$103 [2] ? v_wr__data[17:0] : 18'h00000;
-  assign \$240  = \$238  | { \$239 [17], \$239  };
-  assign \$241  = \$signal$103 [3] ? res8[17:0] : 18'h00000;
-  assign \$242  = \$240  | { \$241 [17], \$241  };
-  assign \$243  = \$signal$103 [4] ? res9[17:0] : 18'h00000;
-  assign \$244  = \$242  | { \$243 [17], \$243  };
-  assign \$245  = \$signal$103 [5] ? v_raw[17:0] : 18'h00000;
-  assign \$246  = \$244  | { \$245 [17], \$245  };
-  assign \$249  = \$signal$103 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$250  = \$248  | { \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249 [1], \$249  };
-  assign \$251  = \$signal$103 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$252  = \$250  | { \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251 [1], \$251  };
-  assign \$255  = \$signal$104 [0] ? addend[10:0] : 11'h000;
-  assign \$256  = \$signal$104 [1] ? b_raw[9:0] : 10'h000;
-  assign \$257  = \$255  | { \$256 [9], \$256  };
-  assign \$258  = \$signal$104 [2] ? \$signal$105 [18:0] : 19'h00000;
-  assign \$259  = { \$257 [10], \$257 [10], \$257 [10], \$257 [10], \$257 [10], \$257 [10], \$257 [10], \$257 [10], \$257  } | \$258 ;
-  assign \$260  = \$signal$104 [3] ? \$signal$39 [18:0] : 19'h00000;
-  assign \$261  = \$259  | \$260 ;
-  assign \$264  = \$signal$104 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$265  = \$263  | { \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264 [1], \$264  };
-  assign \$266  = \$signal$104 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$267  = \$265  | { \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266 [1], \$266  };
-  assign \$270  = $signed(\$254 ) + $signed(\$269 );
-  assign \$271  = \$signal$103 [0] ? \$signal$105 [37:19] : 19'h00000;
-  assign \$272  = \$signal$103 [1] ? \$signal$39 [37:19] : 19'h00000;
-  assign \$273  = \$271  | \$272 ;
-  assign \$274  = \$signal$103 [2] ? v_wr__data[35:18] : 18'h00000;
-  assign \$275  = \$273  | { \$274 [17], \$274  };
-  assign \$276  = \$signal$103 [3] ? res8[35:18] : 18'h00000;
-  assign \$277  = \$275  | { \$276 [17], \$276  };
-  assign \$278  = \$signal$103 [4] ? res9[35:18] : 18'h00000;
-  assign \$279  = \$277  | { \$278 [17], \$278  };
-  assign \$280  = \$signal$103 [5] ? v_raw[35:18] : 18'h00000;
-  assign \$281  = \$279  | { \$280 [17], \$280  };
-  assign \$284  = \$signal$103 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$285  = \$283  | { \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284 [1], \$284  };
-  assign \$286  = \$signal$103 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$287  = \$285  | { \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286 [1], \$286  };
-  assign \$290  = \$signal$104 [0] ? addend[21:11] : 11'h000;
-  assign \$291  = \$signal$104 [1] ? b_raw[19:10] : 10'h000;
-  assign \$292  = \$290  | { \$291 [9], \$291  };
-  assign \$293  = \$signal$104 [2] ? \$signal$105 [37:19] : 19'h00000;
-  assign \$294  = { \$292 [10], \$292 [10], \$292 [10], \$292 [10], \$292 [10], \$292 [10], \$292 [10], \$292 [10], \$292  } | \$293 ;
-  assign \$295  = \$signal$104 [3] ? \$signal$39 [37:19] : 19'h00000;
-  assign \$296  = \$294  | \$295 ;
-  assign \$299  = \$signal$104 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$300  = \$298  | { \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299 [1], \$299  };
-  assign \$301  = \$signal$104 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$302  = \$300  | { \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301 [1], \$301  };
-  assign \$305  = $signed(\$289 ) + $signed(\$304 );
-  assign \$306  = \$signal$103 [0] ? \$signal$105 [56:38] : 19'h00000;
-  assign \$307  = \$signal$103 [1] ? \$signal$39 [56:38] : 19'h00000;
-  assign \$308  = \$306  | \$307 ;
-  assign \$309  = \$signal$103 [2] ? v_wr__data[53:36] : 18'h00000;
-  assign \$310  = \$308  | { \$309 [17], \$309  };
-  assign \$311  = \$signal$103 [3] ? res8[53:36] : 18'h00000;
-  assign \$312  = \$310  | { \$311 [17], \$311  };
-  assign \$313  = \$signal$103 [4] ? res9[53:36] : 18'h00000;
-  assign \$314  = \$312  | { \$313 [17], \$313  };
-  assign \$315  = \$signal$103 [5] ? v_raw[53:36] : 18'h00000;
-  assign \$316  = \$314  | { \$315 [17], \$315  };
-  assign \$319  = \$signal$103 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$320  = \$318  | { \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319  };
-  assign \$321  = \$signal$103 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$322  = \$320  | { \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321  };
-  assign \$325  = \$signal$104 [0] ? addend[32:22] : 11'h000;
-  assign \$326  = \$signal$104 [1] ? b_raw[29:20] : 10'h000;
-  assign \$327  = \$325  | { \$326 [9], \$326  };
-  assign \$328  = \$signal$104 [2] ? \$signal$105 [56:38] : 19'h00000;
-  assign \$329  = { \$327 [10], \$327 [10], \$327 [10], \$327 [10], \$327 [10], \$327 [10], \$327 [10], \$327 [10], \$327  } | \$328 ;
-  assign \$330  = \$signal$104 [3] ? \$signal$39 [56:38] : 19'h00000;
-  assign \$331  = \$329  | \$330 ;
-  assign \$334  = \$signal$104 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$335  = \$333  | { \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334  };
-  assign \$336  = \$signal$104 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$337  = \$335  | { \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336  };
-  assign \$340  = $signed(\$324 ) + $signed(\$339 );
-  assign \$341  = \$signal$103 [0] ? \$signal$105 [75:57] : 19'h00000;
-  assign \$342  = \$signal$103 [1] ? \$signal$39 [75:57] : 19'h00000;
-  assign \$343  = \$341  | \$342 ;
-  assign \$344  = \$signal$103 [2] ? v_wr__data[71:54] : 18'h00000;
-  assign \$345  = \$343  | { \$344 [17], \$344  };
-  assign \$346  = \$signal$103 [3] ? res8[71:54] : 18'h00000;
-  assign \$347  = \$345  | { \$346 [17], \$346  };
-  assign \$348  = \$signal$103 [4] ? res9[71:54] : 18'h00000;
-  assign \$349  = \$347  | { \$348 [17], \$348  };
-  assign \$350  = \$signal$103 [5] ? v_raw[71:54] : 18'h00000;
-  assign \$351  = \$349  | { \$350 [17], \$350  };
-  assign \$354  = \$signal$103 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$355  = \$353  | { \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354  };
-  assign \$356  = \$signal$103 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$357  = \$355  | { \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356  };
-  assign \$360  = \$signal$104 [0] ? addend[43:33] : 11'h000;
-  assign \$361  = \$signal$104 [1] ? b_raw[39:30] : 10'h000;
-  assign \$362  = \$360  | { \$361 [9], \$361  };
-  assign \$363  = \$signal$104 [2] ? \$signal$105 [75:57] : 19'h00000;
-  assign \$364  = { \$362 [10], \$362 [10], \$362 [10], \$362 [10], \$362 [10], \$362 [10], \$362 [10], \$362 [10], \$362  } | \$363 ;
-  assign \$365  = \$signal$104 [3] ? \$signal$39 [75:57] : 19'h00000;
-  assign \$366  = \$364  | \$365 ;
-  assign \$369  = \$signal$104 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$370  = \$368  | { \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369  };
-  assign \$371  = \$signal$104 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$372  = \$370  | { \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371  };
-  assign \$375  = $signed(\$359 ) + $signed(\$374 );
-  assign \$377  = st6[0] & \$376 ;
-  assign \$378  = ~ \$signal$61 ;
-  assign \$379  = \$signal$60  & \$378 ;
-  assign \$381  = $signed(\$380 ) > $signed(best_val);
-  assign \$382  = first | \$381 ;
-  assign \$383  = \$signal$60  & \$signal$61 ;
-  assign \$385  = 1'h1 << lane;
-  assign \$386  = { 3'h0, done } | \$385 ;
+  assign \$233  = ! st3[1];
+  assign \$235  = ! st3[23];
+  assign \$236  = \$234  & \$235 ;
+  assign \$237  = \$signal$103 [0] ? \$signal$105 [18:0] : 19'h00000;
+  assign \$238  = \$signal$103 [1] ? \$signal$39 [18:0] : 19'h00000;
+  assign \$239  = \$237  | \$238 ;
+  assign \$240  = \$signal$103 [2] ? v_wr__data[17:0] : 18'h00000;
+  assign \$241  = \$239  | { \$240 [17], \$240  };
+  assign \$242  = \$signal$103 [3] ? res8[17:0] : 18'h00000;
+  assign \$243  = \$241  | { \$242 [17], \$242  };
+  assign \$244  = \$signal$103 [4] ? res9[17:0] : 18'h00000;
+  assign \$245  = \$243  | { \$244 [17], \$244  };
+  assign \$246  = \$signal$103 [5] ? v_raw[17:0] : 18'h00000;
+  assign \$247  = \$245  | { \$246 [17], \$246  };
+  assign \$250  = \$signal$103 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$251  = \$249  | { \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250  };
+  assign \$252  = \$signal$103 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$253  = \$251  | { \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252  };
+  assign \$256  = \$signal$104 [0] ? addend[10:0] : 11'h000;
+  assign \$257  = \$signal$104 [1] ? b_raw[9:0] : 10'h000;
+  assign \$258  = \$256  | { \$257 [9], \$257  };
+  assign \$259  = \$signal$104 [2] ? \$signal$105 [18:0] : 19'h00000;
+  assign \$260  = { \$258 [10], \$258 [10], \$258 [10], \$258 [10], \$258 [10], \$258 [10], \$258 [10], \$258 [10], \$258  } | \$259 ;
+  assign \$261  = \$signal$104 [3] ? \$signal$39 [18:0] : 19'h00000;
+  assign \$262  = \$260  | \$261 ;
+  assign \$265  = \$signal$104 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$266  = \$264  | { \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265  };
+  assign \$267  = \$signal$104 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$268  = \$266  | { \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267  };
+  assign \$271  = $signed(\$255 ) + $signed(\$270 );
+  assign \$272  = \$signal$103 [0] ? \$signal$105 [37:19] : 19'h00000;
+  assign \$273  = \$signal$103 [1] ? \$signal$39 [37:19] : 19'h00000;
+  assign \$274  = \$272  | \$273 ;
+  assign \$275  = \$signal$103 [2] ? v_wr__data[35:18] : 18'h00000;
+  assign \$276  = \$274  | { \$275 [17], \$275  };
+  assign \$277  = \$signal$103 [3] ? res8[35:18] : 18'h00000;
+  assign \$278  = \$276  | { \$277 [17], \$277  };
+  assign \$279  = \$signal$103 [4] ? res9[35:18] : 18'h00000;
+  assign \$280  = \$278  | { \$279 [17], \$279  };
+  assign \$281  = \$signal$103 [5] ? v_raw[35:18] : 18'h00000;
+  assign \$282  = \$280  | { \$281 [17], \$281  };
+  assign \$285  = \$signal$103 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$286  = \$284  | { \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285  };
+  assign \$287  = \$signal$103 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$288  = \$286  | { \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287  };
+  assign \$291  = \$signal$104 [0] ? addend[21:11] : 11'h000;
+  assign \$292  = \$signal$104 [1] ? b_raw[19:10] : 10'h000;
+  assign \$293  = \$291  | { \$292 [9], \$292  };
+  assign \$294  = \$signal$104 [2] ? \$signal$105 [37:19] : 19'h00000;
+  assign \$295  = { \$293 [10], \$293 [10], \$293 [10], \$293 [10], \$293 [10], \$293 [10], \$293 [10], \$293 [10], \$293  } | \$294 ;
+  assign \$296  = \$signal$104 [3] ? \$signal$39 [37:19] : 19'h00000;
+  assign \$297  = \$295  | \$296 ;
+  assign \$300  = \$signal$104 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$301  = \$299  | { \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300  };
+  assign \$302  = \$signal$104 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$303  = \$301  | { \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302  };
+  assign \$306  = $signed(\$290 ) + $signed(\$305 );
+  assign \$307  = \$signal$103 [0] ? \$signal$105 [56:38] : 19'h00000;
+  assign \$308  = \$signal$103 [1] ? \$signal$39 [56:38] : 19'h00000;
+  assign \$309  = \$307  | \$308 ;
+  assign \$310  = \$signal$103 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign \$311  = \$309  | { \$310 [17], \$310  };
+  assign \$312  = \$signal$103 [3] ? res8[53:36] : 18'h00000;
+  assign \$313  = \$311  | { \$312 [17], \$312  };
+  assign \$314  = \$signal$103 [4] ? res9[53:36] : 18'h00000;
+  assign \$315  = \$313  | { \$314 [17], \$314  };
+  assign \$316  = \$signal$103 [5] ? v_raw[53:36] : 18'h00000;
+  assign \$317  = \$315  | { \$316 [17], \$316  };
+  assign \$320  = \$signal$103 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$321  = \$319  | { \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320  };
+  assign \$322  = \$signal$103 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$323  = \$321  | { \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322  };
+  assign \$326  = \$signal$104 [0] ? addend[32:22] : 11'h000;
+  assign \$327  = \$signal$104 [1] ? b_raw[29:20] : 10'h000;
+  assign \$328  = \$326  | { \$327 [9], \$327  };
+  assign \$329  = \$signal$104 [2] ? \$signal$105 [56:38] : 19'h00000;
+  assign \$330  = { \$328 [10], \$328 [10], \$328 [10], \$328 [10], \$328 [10], \$328 [10], \$328 [10], \$328 [10], \$328  } | \$329 ;
+  assign \$331  = \$signal$104 [3] ? \$signal$39 [56:38] : 19'h00000;
+  assign \$332  = \$330  | \$331 ;
+  assign \$335  = \$signal$104 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$336  = \$334  | { \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335  };
+  assign \$337  = \$signal$104 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$338  = \$336  | { \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337  };
+  assign \$341  = $signed(\$325 ) + $signed(\$340 );
+  assign \$342  = \$signal$103 [0] ? \$signal$105 [75:57] : 19'h00000;
+  assign \$343  = \$signal$103 [1] ? \$signal$39 [75:57] : 19'h00000;
+  assign \$344  = \$342  | \$343 ;
+  assign \$345  = \$signal$103 [2] ? v_wr__data[71:54] : 18'h00000;
+  assign \$346  = \$344  | { \$345 [17], \$345  };
+  assign \$347  = \$signal$103 [3] ? res8[71:54] : 18'h00000;
+  assign \$348  = \$346  | { \$347 [17], \$347  };
+  assign \$349  = \$signal$103 [4] ? res9[71:54] : 18'h00000;
+  assign \$350  = \$348  | { \$349 [17], \$349  };
+  assign \$351  = \$signal$103 [5] ? v_raw[71:54] : 18'h00000;
+  assign \$352  = \$350  | { \$351 [17], \$351  };
+  assign \$355  = \$signal$103 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$356  = \$354  | { \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355  };
+  assign \$357  = \$signal$103 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$358  = \$356  | { \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357  };
+  assign \$361  = \$signal$104 [0] ? addend[43:33] : 11'h000;
+  assign \$362  = \$signal$104 [1] ? b_raw[39:30] : 10'h000;
+  assign \$363  = \$361  | { \$362 [9], \$362  };
+  assign \$364  = \$signal$104 [2] ? \$signal$105 [75:57] : 19'h00000;
+  assign \$365  = { \$363 [10], \$363 [10], \$363 [10], \$363 [10], \$363 [10], \$363 [10], \$363 [10], \$363 [10], \$363  } | \$364 ;
+  assign \$366  = \$signal$104 [3] ? \$signal$39 [75:57] : 19'h00000;
+  assign \$367  = \$365  | \$366 ;
+  assign \$370  = \$signal$104 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$371  = \$369  | { \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370  };
+  assign \$372  = \$signal$104 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$373  = \$371  | { \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372  };
+  assign \$376  = $signed(\$360 ) + $signed(\$375 );
+  assign \$378  = st6[0] & \$377 ;
+  assign \$379  = ~ \$signal$61 ;
+  assign \$380  = \$signal$60  & \$379 ;
+  assign \$382  = $signed(\$381 ) > $signed(best_val);
+  assign \$383  = first | \$382 ;
+  assign \$384  = \$signal$60  & \$signal$61 ;
+  assign \$386  = 1'h1 << lane;
+  assign \$387  = { 3'h0, done } | \$386 ;
   always @(posedge clk)
-    used <= \$387 ;
+    used <= \$388 ;
   always @(posedge clk)
-    credit <= \$388 ;
+    credit <= \$389 ;
   always @(posedge clk)
-    plane <= \$389 ;
+    plane <= \$390 ;
   always @(posedge clk)
-    fsm_state <= \$390 ;
+    fsm_state <= \$391 ;
   always @(posedge clk)
-    sweep_addr <= \$391 ;
+    sweep_addr <= \$392 ;
   always @(posedge clk)
-    sweep_g <= \$392 ;
+    sweep_g <= \$393 ;
   always @(posedge clk)
-    sweep_y <= \$393 ;
+    sweep_y <= \$394 ;
   always @(posedge clk)
-    sweep_x <= \$394 ;
+    sweep_x <= \$395 ;
   always @(posedge clk)
-    sweep_last <= \$395 ;
+    sweep_last <= \$396 ;
   always @(posedge clk)
-    step <= \$396 ;
+    step <= \$397 ;
   always @(posedge clk)
-    fire_k <= \$397 ;
+    fire_k <= \$398 ;
   always @(posedge clk)
-    \$signal$69  <= \$398 ;
+    \$signal$69  <= \$399 ;
   always @(posedge clk)
-    \$signal  <= \$399 ;
+    \$signal  <= \$400 ;
   always @(posedge clk)
-    st0 <= \$400 ;
+    st0 <= \$401 ;
   always @(posedge clk)
-    st1 <= \$401 ;
+    st1 <= \$402 ;
   always @(posedge clk)
-    st2 <= \$402 ;
+    st2 <= \$403 ;
   always @(posedge clk)
-    st3 <= \$403 ;
+    st3 <= \$404 ;
   always @(posedge clk)
-    st4 <= \$404 ;
+    st4 <= \$405 ;
   always @(posedge clk)
-    st5 <= \$405 ;
+    st5 <= \$406 ;
   always @(posedge clk)
-    st6 <= \$406 ;
+    st6 <= \$407 ;
   always @(posedge clk)
-    st7 <= \$407 ;
+    st7 <= \$408 ;
   always @(posedge clk)
-    st8 <= \$408 ;
+    st8 <= \$409 ;
   always @(posedge clk)
-    w1_0 <= \$409 ;
+    w1_0 <= \$410 ;
   always @(posedge clk)
-    w2_0_0 <= \$410 ;
+    w2_0_0 <= \$411 ;
   always @(posedge clk)
-    w2_0_1 <= \$411 ;
+    w2_0_1 <= \$412 ;
   always @(posedge clk)
-    w2_0_2 <= \$412 ;
+    w2_0_2 <= \$413 ;
   always @(posedge clk)
-    w2_0_3 <= \$413 ;
+    w2_0_3 <= \$414 ;
   always @(posedge clk)
-    addend <= \$414 ;
+    addend <= \$415 ;
   always @(posedge clk)
-    v_raw <= \$415 ;
+    v_raw <= \$416 ;
   always @(posedge clk)
-    b_raw <= \$416 ;
+    b_raw <= \$417 ;
   always @(posedge clk)
-    res8 <= \$417 ;
+    res8 <= \$418 ;
   always @(posedge clk)
-    res9 <= \$418 ;
+    res9 <= \$419 ;
   always @(posedge clk)
-    cres8 <= \$419 ;
+    cres8 <= \$420 ;
   always @(posedge clk)
-    cres9 <= \$420 ;
+    cres9 <= \$421 ;
   always @(posedge clk)
-    \$like  <= \$421 ;
+    \$like  <= \$422 ;
   always @(posedge clk)
-    b6 <= \$422 ;
+    b6 <= \$423 ;
   always @(posedge clk)
-    hit_v1 <= \$423 ;
+    hit_v1 <= \$424 ;
   always @(posedge clk)
-    hit_c1 <= \$424 ;
+    hit_c1 <= \$425 ;
   always @(posedge clk)
-    hit_v2 <= \$425 ;
+    hit_v2 <= \$426 ;
   always @(posedge clk)
-    hit_c2 <= \$426 ;
+    hit_c2 <= \$427 ;
   always @(posedge clk)
-    hit_v3 <= \$427 ;
+    hit_v3 <= \$428 ;
   always @(posedge clk)
-    hit_c3 <= \$428 ;
+    hit_c3 <= \$429 ;
   always @(posedge clk)
-    hit_v4 <= \$429 ;
+    hit_v4 <= \$430 ;
   always @(posedge clk)
-    hit_c4 <= \$430 ;
+    hit_c4 <= \$431 ;
   always @(posedge clk)
-    hit_v5 <= \$431 ;
+    hit_v5 <= \$432 ;
   always @(posedge clk)
-    hit_c5 <= \$432 ;
+    hit_c5 <= \$433 ;
   always @(posedge clk)
-    \$signal$103  <= \$433 ;
+    \$signal$103  <= \$434 ;
   always @(posedge clk)
-    \$signal$104  <= \$434 ;
+    \$signal$104  <= \$435 ;
   always @(posedge clk)
-    \$signal$105  <= \$435 ;
+    \$signal$105  <= \$436 ;
   always @(posedge clk)
-    \$signal$39  <= \$436 ;
+    \$signal$39  <= \$437 ;
   always @(posedge clk)
-    v_wr__data <= \$437 ;
+    v_wr__data <= \$438 ;
   always @(posedge clk)
-    \$signal$47  <= \$438 ;
+    \$signal$47  <= \$439 ;
   always @(posedge clk)
-    \$signal$49  <= \$439 ;
+    \$signal$49  <= \$440 ;
   always @(posedge clk)
-    better <= \$440 ;
+    better <= \$441 ;
   always @(posedge clk)
-    \$signal$61  <= \$441 ;
+    \$signal$61  <= \$442 ;
   always @(posedge clk)
-    first <= \$442 ;
+    first <= \$443 ;
   always @(posedge clk)
-    best_val <= \$443 ;
+    best_val <= \$444 ;
   always @(posedge clk)
-    best_idx <= \$444 ;
+    best_idx <= \$445 ;
   always @(posedge clk)
-    done <= \$445 ;
+    done <= \$446 ;
   \digits_cnn_ilif.engine_fc.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -20577,15 +20584,15 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4468$0 (i0__payload[8:0]),
+    .\port$4472$0 (i0__payload[8:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_fc.queue  queue (
     .clk(clk),
-    .\port$4234$0 (\$signal$64 ),
-    .\port$4390$0 (\$signal$55 ),
-    .\port$4392$0 (\$signal$60 ),
+    .\port$4238$0 (\$signal$64 ),
+    .\port$4394$0 (\$signal$55 ),
+    .\port$4396$0 (\$signal$60 ),
     .rst(rst),
     .w_data(\$signal$47 ),
     .w_en(\$signal$49 )
@@ -20595,13 +20602,13 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$26  = \$signal$55 [17:0];
+          \$27  = \$signal$55 [17:0];
       2'h1:
-          \$26  = \$signal$55 [35:18];
+          \$27  = \$signal$55 [35:18];
       2'h2:
-          \$26  = \$signal$55 [53:36];
+          \$27  = \$signal$55 [53:36];
       2'h3:
-          \$26  = \$signal$55 [71:54];
+          \$27  = \$signal$55 [71:54];
     endcase
   end
   always @* begin
@@ -20609,13 +20616,13 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$380  = \$signal$55 [17:0];
+          \$381  = \$signal$55 [17:0];
       2'h1:
-          \$380  = \$signal$55 [35:18];
+          \$381  = \$signal$55 [35:18];
       2'h2:
-          \$380  = \$signal$55 [53:36];
+          \$381  = \$signal$55 [53:36];
       2'h3:
-          \$380  = \$signal$55 [71:54];
+          \$381  = \$signal$55 [71:54];
     endcase
   end
   always @* begin
@@ -20623,13 +20630,13 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$384  = \$signal$55 [17:0];
+          \$385  = \$signal$55 [17:0];
       2'h1:
-          \$384  = \$signal$55 [35:18];
+          \$385  = \$signal$55 [35:18];
       2'h2:
-          \$384  = \$signal$55 [53:36];
+          \$385  = \$signal$55 [53:36];
       2'h3:
-          \$384  = \$signal$55 [71:54];
+          \$385  = \$signal$55 [71:54];
     endcase
   end
   always @* begin
@@ -20710,25 +20717,25 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
-    if (\$6 ) begin
+    if (\$7 ) begin
       result[17:0] = \$signal$39 [17:0];
     end else begin
       result[17:0] = 18'h00000;
     end
     (* full_case = 32'd1 *)
-    if (\$7 ) begin
+    if (\$8 ) begin
       result[35:18] = \$signal$39 [36:19];
     end else begin
       result[35:18] = 18'h00000;
     end
     (* full_case = 32'd1 *)
-    if (\$8 ) begin
+    if (\$9 ) begin
       result[53:36] = \$signal$39 [55:38];
     end else begin
       result[53:36] = 18'h00000;
     end
     (* full_case = 32'd1 *)
-    if (\$9 ) begin
+    if (\$10 ) begin
       result[71:54] = \$signal$39 [74:57];
     end else begin
       result[71:54] = 18'h00000;
@@ -20738,22 +20745,22 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     out_vals = 72'h000000000000000000;
     (* full_case = 32'd1 *)
-    if (\$6 ) begin
+    if (\$7 ) begin
     end else begin
       out_vals[17:0] = \$signal$39 [17:0];
     end
     (* full_case = 32'd1 *)
-    if (\$7 ) begin
+    if (\$8 ) begin
     end else begin
       out_vals[35:18] = \$signal$39 [36:19];
     end
     (* full_case = 32'd1 *)
-    if (\$8 ) begin
+    if (\$9 ) begin
     end else begin
       out_vals[53:36] = \$signal$39 [55:38];
     end
     (* full_case = 32'd1 *)
-    if (\$9 ) begin
+    if (\$10 ) begin
     end else begin
       out_vals[71:54] = \$signal$39 [74:57];
     end
@@ -20761,30 +20768,30 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     lane = 2'h0;
-    if (\$18 ) begin
+    if (\$19 ) begin
       lane = 2'h3;
     end
-    if (\$19 ) begin
+    if (\$20 ) begin
       lane = 2'h2;
     end
-    if (\$20 ) begin
+    if (\$21 ) begin
       lane = 2'h1;
     end
-    if (\$21 ) begin
+    if (\$22 ) begin
       lane = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     o__valid = 1'h0;
-    if (\$29 ) begin
+    if (\$30 ) begin
       o__valid = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$signal$64  = 1'h0;
-    if (\$29 ) begin
+    if (\$30 ) begin
       if (o__ready) begin
         if (last_lane) begin
           \$signal$64  = 1'h1;
@@ -20794,116 +20801,90 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$387  = \$35 [4:0];
+    \$388  = \$36 [4:0];
     if (rst) begin
-      \$387  = 5'h00;
+      \$388  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$388  = \$36 ;
+    \$389  = \$37 ;
     if (rst) begin
-      \$388  = 1'h0;
+      \$389  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$389  = plane;
+    \$390  = plane;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           if (i0__valid) begin
             if (i0__payload[9]) begin
-              if (\$37 ) begin
+              if (\$38 ) begin
                 (* full_case = 32'd1 *)
-                if (\$38 ) begin
-                  \$389  = 3'h0;
+                if (\$39 ) begin
+                  \$390  = 3'h0;
                 end else begin
-                  \$389  = \$39 [2:0];
+                  \$390  = \$40 [2:0];
                 end
               end
             end
           end
       1'h1:
-          if (\$41 ) begin
+          if (\$42 ) begin
             if (sweep_last) begin
-              \$389  = 3'h0;
+              \$390  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$389  = 3'h0;
+      \$390  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$390  = fsm_state;
+    \$391  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           if (i0__valid) begin
             if (i0__payload[9]) begin
-              if (\$37 ) begin
+              if (\$38 ) begin
                 (* full_case = 32'd1 *)
-                if (\$38 ) begin
-                  \$390  = 1'h1;
+                if (\$39 ) begin
+                  \$391  = 1'h1;
                 end else begin
-                  \$390  = 1'h0;
+                  \$391  = 1'h0;
                 end
               end
             end
           end
       1'h1:
-          if (\$41 ) begin
+          if (\$42 ) begin
             if (sweep_last) begin
-              \$390  = 1'h0;
+              \$391  = 1'h0;
             end
           end
     endcase
     if (rst) begin
-      \$390  = 1'h0;
+      \$391  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$391  = sweep_addr;
+    \$392  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$41 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$391  = 2'h0;
-            end else begin
-              \$391  = \$42 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$391  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$392  = sweep_g;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$41 ) begin
+          if (\$42 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
               \$392  = 2'h0;
             end else begin
-              (* full_case = 32'd1 *)
-              if (\$44 ) begin
-                \$392  = 2'h0;
-              end else begin
-                \$392  = \$48 [1:0];
-              end
+              \$392  = \$43 [1:0];
             end
           end
     endcase
@@ -20913,47 +20894,45 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$393  = sweep_y;
+    \$393  = sweep_g;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$41 ) begin
+          if (\$42 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$393  = 1'h0;
+              \$393  = 2'h0;
             end else begin
-              if (\$44 ) begin
-                if (\$45 ) begin
-                  \$393  = \$46 [0];
-                end
+              (* full_case = 32'd1 *)
+              if (\$45 ) begin
+                \$393  = 2'h0;
+              end else begin
+                \$393  = \$49 [1:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$393  = 1'h0;
+      \$393  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$394  = sweep_x;
+    \$394  = sweep_y;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$41 ) begin
+          if (\$42 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
               \$394  = 1'h0;
             end else begin
-              if (\$44 ) begin
-                (* full_case = 32'd1 *)
-                if (\$45 ) begin
-                  \$394  = 1'h0;
-                end else begin
+              if (\$45 ) begin
+                if (\$46 ) begin
                   \$394  = \$47 [0];
                 end
               end
@@ -20966,18 +20945,25 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$395  = sweep_last;
+    \$395  = sweep_x;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$41 ) begin
+          if (\$42 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
               \$395  = 1'h0;
             end else begin
-              \$395  = \$43 ;
+              if (\$45 ) begin
+                (* full_case = 32'd1 *)
+                if (\$46 ) begin
+                  \$395  = 1'h0;
+                end else begin
+                  \$395  = \$48 [0];
+                end
+              end
             end
           end
     endcase
@@ -20987,129 +20973,143 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$396  = step;
+    \$396  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$41 ) begin
+          if (\$42 ) begin
+            (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$396  = 3'h0;
+              \$396  = 1'h0;
+            end else begin
+              \$396  = \$44 ;
             end
           end
     endcase
     if (rst) begin
-      \$396  = 3'h0;
+      \$396  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$397  = fire_k;
+    \$397  = step;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$41 ) begin
+          if (\$42 ) begin
             if (sweep_last) begin
-              \$397  = 1'h0;
+              \$397  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$397  = 1'h0;
+      \$397  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$398  = \$49 ;
+    \$398  = fire_k;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$42 ) begin
+            if (sweep_last) begin
+              \$398  = 1'h0;
+            end
+          end
+    endcase
     if (rst) begin
       \$398  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$399  = \$51 ;
+    \$399  = \$50 ;
     if (rst) begin
       \$399  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$400  = issue;
+    \$400  = \$52 ;
     if (rst) begin
-      \$400  = 29'h00000000;
+      \$400  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$401  = st0;
+    \$401  = issue;
     if (rst) begin
       \$401  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$402  = st1;
+    \$402  = st0;
     if (rst) begin
       \$402  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$403  = st2;
+    \$403  = st1;
     if (rst) begin
       \$403  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$404  = st3;
+    \$404  = st2;
     if (rst) begin
       \$404  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$405  = st4;
+    \$405  = st3;
     if (rst) begin
       \$405  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$406  = st5;
+    \$406  = st4;
     if (rst) begin
       \$406  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$407  = st6;
+    \$407  = st5;
     if (rst) begin
       \$407  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$408  = st7;
+    \$408  = st6;
     if (rst) begin
       \$408  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$409  = \$signature__data ;
+    \$409  = st7;
     if (rst) begin
-      \$409  = 32'd0;
+      \$409  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$410  = \$52 ;
+    \$410  = \$signature__data ;
     if (rst) begin
-      \$410  = 11'h000;
+      \$410  = 32'd0;
     end
   end
   always @* begin
@@ -21135,218 +21135,210 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$414  = addend;
-    if (\$56 ) begin
-      \$414 [10:0] = w2_0_0;
-      \$414 [21:11] = w2_0_1;
-      \$414 [32:22] = w2_0_2;
-      \$414 [43:33] = w2_0_3;
-    end
+    \$414  = \$56 ;
     if (rst) begin
-      \$414  = 44'h00000000000;
+      \$414  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$415  = \$signature__data$83 ;
+    \$415  = addend;
+    if (\$57 ) begin
+      \$415 [10:0] = w2_0_0;
+      \$415 [21:11] = w2_0_1;
+      \$415 [32:22] = w2_0_2;
+      \$415 [43:33] = w2_0_3;
+    end
     if (rst) begin
-      \$415  = 72'h000000000000000000;
+      \$415  = 44'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$416  = b_rd__data;
+    \$416  = \$signature__data$83 ;
     if (rst) begin
-      \$416  = 40'h0000000000;
+      \$416  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$417  = v_wr__data;
+    \$417  = b_rd__data;
     if (rst) begin
-      \$417  = 72'h000000000000000000;
+      \$417  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$418  = res8;
+    \$418  = v_wr__data;
     if (rst) begin
       \$418  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$419  = 4'h0;
+    \$419  = res8;
     if (rst) begin
-      \$419  = 4'h0;
+      \$419  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$420  = cres8;
+    \$420  = 4'h0;
     if (rst) begin
       \$420  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$421  = b_raw;
+    \$421  = cres8;
     if (rst) begin
-      \$421  = 40'h0000000000;
+      \$421  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$422  = \$like ;
+    \$422  = b_raw;
     if (rst) begin
       \$422  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$423  = \$64 ;
+    \$423  = \$like ;
     if (rst) begin
-      \$423  = 1'h0;
+      \$423  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$424  = \$74 ;
+    \$424  = \$65 ;
     if (rst) begin
       \$424  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$425  = \$82 ;
+    \$425  = \$75 ;
     if (rst) begin
       \$425  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$426  = \$92 ;
+    \$426  = \$83 ;
     if (rst) begin
       \$426  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$427  = \$98 ;
+    \$427  = \$93 ;
     if (rst) begin
       \$427  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$428  = \$106 ;
+    \$428  = \$99 ;
     if (rst) begin
       \$428  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$429  = \$112 ;
+    \$429  = \$107 ;
     if (rst) begin
       \$429  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$430  = \$120 ;
+    \$430  = \$113 ;
     if (rst) begin
       \$430  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$431  = \$126 ;
+    \$431  = \$121 ;
     if (rst) begin
       \$431  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$432  = \$134 ;
+    \$432  = \$127 ;
     if (rst) begin
       \$432  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$433  = { \$230 , \$221 , \$212 , \$204 , \$197 , \$187 , \$177 , \$168 , \$160 , \$146  };
+    \$433  = \$135 ;
     if (rst) begin
-      \$433  = 10'h000;
+      \$433  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$434  = { 6'h00, \$235 , \$231  };
+    \$434  = { \$231 , \$222 , \$213 , \$205 , \$198 , \$188 , \$178 , \$169 , \$161 , \$147  };
     if (rst) begin
-      \$434  = 8'h00;
+      \$434  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$435 [18:0] = \$270 [18:0];
-    \$435 [37:19] = \$305 [18:0];
-    \$435 [56:38] = \$340 [18:0];
-    \$435 [75:57] = \$375 [18:0];
+    \$435  = { 6'h00, \$236 , \$232  };
     if (rst) begin
-      \$435  = 76'h0000000000000000000;
+      \$435  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$436 [18:0] = \$signal$105 [18:0];
-    \$436 [37:19] = \$signal$105 [37:19];
-    \$436 [56:38] = \$signal$105 [56:38];
-    \$436 [75:57] = \$signal$105 [75:57];
+    \$436 [18:0] = \$271 [18:0];
+    \$436 [37:19] = \$306 [18:0];
+    \$436 [56:38] = \$341 [18:0];
+    \$436 [75:57] = \$376 [18:0];
     if (rst) begin
       \$436  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$437  = result;
+    \$437 [18:0] = \$signal$105 [18:0];
+    \$437 [37:19] = \$signal$105 [37:19];
+    \$437 [56:38] = \$signal$105 [56:38];
+    \$437 [75:57] = \$signal$105 [75:57];
     if (rst) begin
-      \$437  = 72'h000000000000000000;
+      \$437  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$438  = entry;
+    \$438  = result;
     if (rst) begin
-      \$438  = 74'h0000000000000000000;
+      \$438  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$439  = \$377 ;
+    \$439  = entry;
     if (rst) begin
-      \$439  = 1'h0;
+      \$439  = 74'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$440  = better;
-    if (\$379 ) begin
-      \$440  = \$382 ;
-    end
+    \$440  = \$378 ;
     if (rst) begin
       \$440  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$441  = \$signal$61 ;
-    if (\$379 ) begin
-      \$441  = 1'h1;
-    end
-    if (\$383 ) begin
-      if (o__ready) begin
-        \$441  = 1'h0;
-      end
+    \$441  = better;
+    if (\$380 ) begin
+      \$441  = \$383 ;
     end
     if (rst) begin
       \$441  = 1'h0;
@@ -21354,59 +21346,74 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$442  = first;
-    if (\$383 ) begin
-      if (o__ready) begin
-        \$442  = o__payload[26];
-      end
-    end
-    if (rst) begin
+    \$442  = \$signal$61 ;
+    if (\$380 ) begin
       \$442  = 1'h1;
     end
+    if (\$384 ) begin
+      if (o__ready) begin
+        \$442  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$442  = 1'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$443  = best_val;
-    if (\$383 ) begin
+    \$443  = first;
+    if (\$384 ) begin
+      if (o__ready) begin
+        \$443  = o__payload[26];
+      end
+    end
+    if (rst) begin
+      \$443  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$444  = best_val;
+    if (\$384 ) begin
       if (o__ready) begin
         if (better) begin
-          \$443  = \$384 ;
+          \$444  = \$385 ;
         end
       end
     end
     if (rst) begin
-      \$443  = 18'h00000;
+      \$444  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$444  = best_idx;
-    if (\$383 ) begin
+    \$445  = best_idx;
+    if (\$384 ) begin
       if (o__ready) begin
         if (better) begin
-          \$444  = \$23 [3:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$444  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$445  = done;
-    if (\$383 ) begin
-      if (o__ready) begin
-        (* full_case = 32'd1 *)
-        if (last_lane) begin
-          \$445  = 4'h0;
-        end else begin
-          \$445  = \$386 [3:0];
+          \$445  = \$24 [3:0];
         end
       end
     end
     if (rst) begin
       \$445  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$446  = done;
+    if (\$384 ) begin
+      if (o__ready) begin
+        (* full_case = 32'd1 *)
+        if (last_lane) begin
+          \$446  = 4'h0;
+        end else begin
+          \$446  = \$387 [3:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$446  = 4'h0;
     end
   end
   assign \$signal$5  = 1'h0;
@@ -21421,10 +21428,10 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign b_rd__addr = st2[5:4];
   assign v_wr__addr = st7[5:4];
   assign res7 = v_wr__data;
-  assign v_wr__en = \$14 [0];
+  assign v_wr__en = \$15 [0];
   assign entry7 = \$signal$47 ;
   assign push7 = \$signal$49 ;
-  assign index = \$23 [3:0];
+  assign index = \$24 [3:0];
   assign cres7 = 4'h0;
   assign c_raw = 4'h0;
   assign \issue.valid  = issue[0];
@@ -21682,71 +21689,72 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
   assign \c_raw[3]  = 1'h0;
-  assign o__payload[25:22] = \$28 ;
-  assign o__payload[26] = \$27 ;
-  assign o__payload[21:4] = \$26 ;
-  assign o__payload[3:0] = \$23 [3:0];
+  assign o__payload[25:22] = \$29 ;
+  assign o__payload[26] = \$28 ;
+  assign o__payload[21:4] = \$27 ;
+  assign o__payload[3:0] = \$24 [3:0];
   assign entry[73:72] = st6[5:4];
   assign entry[71:0] = out_vals;
-  assign \$15  = st7[1];
-  assign \$31  = fsm_state;
-  assign \$70  = st3[1];
-  assign \$88  = st4[1];
-  assign \$102  = st5[1];
-  assign \$116  = st6[1];
-  assign \$130  = st7[1];
-  assign \$135  = 1'h1;
-  assign \$136  = hit_v1;
-  assign \$141  = 1'h1;
-  assign \$142  = hit_c1;
-  assign \$147  = hit_v1;
-  assign \$154  = hit_c1;
-  assign \$161  = hit_v1;
-  assign \$169  = hit_v1;
-  assign \$178  = hit_v1;
-  assign \$188  = hit_v1;
-  assign \$198  = hit_c1;
-  assign \$205  = hit_c1;
-  assign \$213  = hit_c1;
-  assign \$222  = hit_c1;
-  assign \$247  = 2'h0;
-  assign \$248  = \$246 ;
-  assign \$253  = 2'h0;
-  assign \$254  = \$252 ;
-  assign \$262  = 2'h0;
-  assign \$263  = \$261 ;
-  assign \$268  = 2'h0;
-  assign \$269  = \$267 ;
-  assign \$282  = 2'h0;
-  assign \$283  = \$281 ;
-  assign \$288  = 2'h0;
-  assign \$289  = \$287 ;
-  assign \$297  = 2'h0;
-  assign \$298  = \$296 ;
-  assign \$303  = 2'h0;
-  assign \$304  = \$302 ;
-  assign \$317  = 2'h0;
-  assign \$318  = \$316 ;
-  assign \$323  = 2'h0;
-  assign \$324  = \$322 ;
-  assign \$332  = 2'h0;
-  assign \$333  = \$331 ;
-  assign \$338  = 2'h0;
-  assign \$339  = \$337 ;
-  assign \$352  = 2'h0;
-  assign \$353  = \$351 ;
-  assign \$358  = 2'h0;
-  assign \$359  = \$357 ;
-  assign \$367  = 2'h0;
-  assign \$368  = \$366 ;
-  assign \$373  = 2'h0;
-  assign \$374  = \$372 ;
-  assign \$376  = st6[1];
-  assign \$233  = st3[1];
+  assign active = \$6 ;
+  assign \$16  = st7[1];
+  assign \$32  = fsm_state;
+  assign \$71  = st3[1];
+  assign \$89  = st4[1];
+  assign \$103  = st5[1];
+  assign \$117  = st6[1];
+  assign \$131  = st7[1];
+  assign \$136  = 1'h1;
+  assign \$137  = hit_v1;
+  assign \$142  = 1'h1;
+  assign \$143  = hit_c1;
+  assign \$148  = hit_v1;
+  assign \$155  = hit_c1;
+  assign \$162  = hit_v1;
+  assign \$170  = hit_v1;
+  assign \$179  = hit_v1;
+  assign \$189  = hit_v1;
+  assign \$199  = hit_c1;
+  assign \$206  = hit_c1;
+  assign \$214  = hit_c1;
+  assign \$223  = hit_c1;
+  assign \$248  = 2'h0;
+  assign \$249  = \$247 ;
+  assign \$254  = 2'h0;
+  assign \$255  = \$253 ;
+  assign \$263  = 2'h0;
+  assign \$264  = \$262 ;
+  assign \$269  = 2'h0;
+  assign \$270  = \$268 ;
+  assign \$283  = 2'h0;
+  assign \$284  = \$282 ;
+  assign \$289  = 2'h0;
+  assign \$290  = \$288 ;
+  assign \$298  = 2'h0;
+  assign \$299  = \$297 ;
+  assign \$304  = 2'h0;
+  assign \$305  = \$303 ;
+  assign \$318  = 2'h0;
+  assign \$319  = \$317 ;
+  assign \$324  = 2'h0;
+  assign \$325  = \$323 ;
+  assign \$333  = 2'h0;
+  assign \$334  = \$332 ;
+  assign \$339  = 2'h0;
+  assign \$340  = \$338 ;
+  assign \$353  = 2'h0;
+  assign \$354  = \$352 ;
+  assign \$359  = 2'h0;
+  assign \$360  = \$358 ;
+  assign \$368  = 2'h0;
+  assign \$369  = \$367 ;
+  assign \$374  = 2'h0;
+  assign \$375  = \$373 ;
+  assign \$377  = st6[1];
+  assign \$234  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4468$0 , clk);
+module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4472$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -21810,8 +21818,8 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
   reg op_valid = 1'h0;
   output [9:0] op_waddr;
   reg [9:0] op_waddr = 10'h000;
-  input [8:0] \port$4468$0 ;
-  wire [8:0] \port$4468$0 ;
+  input [8:0] \port$4472$0 ;
+  wire [8:0] \port$4472$0 ;
   output ready;
   wire ready;
   input rst;
@@ -21827,12 +21835,12 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
   assign \$5  = 1'h0 + \$4 ;
   assign \$7  = 1'h0 + \$6 ;
   assign \$8  = \$5  + \$7 ;
-  assign \$9  = \$8  + \port$4468$0 [7:6];
+  assign \$9  = \$8  + \port$4472$0 [7:6];
   assign \$11  = 1'h0 + \$10 ;
   assign \$13  = 1'h0 + \$12 ;
   assign \$15  = 1'h0 + \$14 ;
   assign \$16  = \$13  + \$15 ;
-  assign \$17  = \$16  + \port$4468$0 [7:6];
+  assign \$17  = \$16  + \port$4472$0 [7:6];
   assign \$19  = \$11  + \$18 ;
   assign \$20  = g + 1'h1;
   assign \$21  = op_addr + 1'h1;
@@ -21880,7 +21888,7 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$26  = op_count;
     if (load) begin
-      \$26  = \port$4468$0 [8];
+      \$26  = \port$4472$0 [8];
     end
     if (rst) begin
       \$26  = 1'h0;
@@ -21940,20 +21948,20 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_c = \port$4468$0 [3:0];
-  assign ev_y = \port$4468$0 [5:4];
-  assign ev_x = \port$4468$0 [7:6];
-  assign ev_count = \port$4468$0 [8];
-  assign \$4  = { 3'h0, \port$4468$0 [3:0], 4'h0 };
-  assign \$6  = { 1'h0, \port$4468$0 [5:4], 2'h0 };
+  assign ev_c = \port$4472$0 [3:0];
+  assign ev_y = \port$4472$0 [5:4];
+  assign ev_x = \port$4472$0 [7:6];
+  assign ev_count = \port$4472$0 [8];
+  assign \$4  = { 3'h0, \port$4472$0 [3:0], 4'h0 };
+  assign \$6  = { 1'h0, \port$4472$0 [5:4], 2'h0 };
   assign \$10  = { 1'h0, \$9  };
-  assign \$12  = { 3'h0, \port$4468$0 [3:0], 4'h0 };
-  assign \$14  = { 1'h0, \port$4468$0 [5:4], 2'h0 };
+  assign \$12  = { 3'h0, \port$4472$0 [3:0], 4'h0 };
+  assign \$14  = { 1'h0, \port$4472$0 [5:4], 2'h0 };
   assign \$18  = { \$17 , 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc.queue (rst, \port$4234$0 , w_data, w_en, \port$4390$0 , \port$4392$0 , clk);
+module \digits_cnn_ilif.engine_fc.queue (rst, \port$4238$0 , w_data, w_en, \port$4394$0 , \port$4396$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21984,12 +21992,12 @@ module \digits_cnn_ilif.engine_fc.queue (rst, \port$4234$0 , w_data, w_en, \port
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$4234$0 ;
-  wire \port$4234$0 ;
-  output [73:0] \port$4390$0 ;
-  wire [73:0] \port$4390$0 ;
-  output \port$4392$0 ;
-  wire \port$4392$0 ;
+  input \port$4238$0 ;
+  wire \port$4238$0 ;
+  output [73:0] \port$4394$0 ;
+  wire [73:0] \port$4394$0 ;
+  output \port$4396$0 ;
+  wire \port$4396$0 ;
   wire [73:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -22026,12 +22034,12 @@ module \digits_cnn_ilif.engine_fc.queue (rst, \port$4234$0 , w_data, w_en, \port
   \digits_cnn_ilif.engine_fc.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3370$0 (\$signal$9 ),
-    .\port$4234$0 (\port$4234$0 ),
-    .\port$4374$0 (\$signal$11 ),
-    .\port$4376$0 (held_valid),
-    .\port$4390$0 (\$signal$14 ),
-    .\port$4392$0 (\$signal$16 ),
+    .\port$3374$0 (\$signal$9 ),
+    .\port$4238$0 (\port$4238$0 ),
+    .\port$4378$0 (\$signal$11 ),
+    .\port$4380$0 (held_valid),
+    .\port$4394$0 (\$signal$14 ),
+    .\port$4396$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -22062,11 +22070,11 @@ module \digits_cnn_ilif.engine_fc.queue (rst, \port$4234$0 , w_data, w_en, \port
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4234$0 ;
-  assign \$signal$19  = \port$4234$0 ;
+  assign \$signal$18  = \port$4238$0 ;
+  assign \$signal$19  = \port$4238$0 ;
   assign level = \$4 [4:0];
-  assign \port$4390$0  = \$signal$14 ;
-  assign \port$4392$0  = \$signal$16 ;
+  assign \port$4394$0  = \$signal$14 ;
+  assign \port$4396$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -22262,7 +22270,7 @@ module \digits_cnn_ilif.engine_fc.queue.inner (rst, r_en, w_rdy, w_level, r_data
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3370$0 , count, \port$4234$0 , \port$4374$0 , \port$4376$0 , \port$4390$0 , \port$4392$0 , clk);
+module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3374$0 , count, \port$4238$0 , \port$4378$0 , \port$4380$0 , \port$4394$0 , \port$4396$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22282,28 +22290,28 @@ module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3370$0 , count, \port$4
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3370$0 ;
-  wire \port$3370$0 ;
-  input \port$4234$0 ;
-  wire \port$4234$0 ;
-  input [73:0] \port$4374$0 ;
-  wire [73:0] \port$4374$0 ;
-  input \port$4376$0 ;
-  wire \port$4376$0 ;
+  output \port$3374$0 ;
+  wire \port$3374$0 ;
+  input \port$4238$0 ;
+  wire \port$4238$0 ;
+  input [73:0] \port$4378$0 ;
+  wire [73:0] \port$4378$0 ;
+  input \port$4380$0 ;
+  wire \port$4380$0 ;
   (* init = 74'h0000000000000000000 *)
-  output [73:0] \port$4390$0 ;
-  wire [73:0] \port$4390$0 ;
+  output [73:0] \port$4394$0 ;
+  wire [73:0] \port$4394$0 ;
   (* init = 1'h0 *)
-  output \port$4392$0 ;
-  wire \port$4392$0 ;
+  output \port$4396$0 ;
+  wire \port$4396$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4376$0  & \$1 ;
+  assign take = \port$4380$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4234$0  | \$2 ;
+  assign \$3  = \port$4238$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -22321,7 +22329,7 @@ module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3370$0 , count, \port$4
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4374$0 ;
+        \$4  = \port$4378$0 ;
       end
     end
     if (rst) begin
@@ -22364,22 +22372,22 @@ module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3370$0 , count, \port$4
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4374$0 ;
+      \$7  = \port$4378$0 ;
     end
     if (rst) begin
       \$7  = 74'h0000000000000000000;
     end
   end
-  assign \$signal$3  = \port$4376$0 ;
-  assign \$signal$8  = \port$4234$0 ;
-  assign \$signal$11  = \port$4374$0 ;
-  assign \port$3370$0  = \$signal ;
-  assign \port$4390$0  = \$signal$9 ;
-  assign \port$4392$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4380$0 ;
+  assign \$signal$8  = \port$4238$0 ;
+  assign \$signal$11  = \port$4378$0 ;
+  assign \port$3374$0  = \$signal ;
+  assign \port$4394$0  = \$signal$9 ;
+  assign \port$4396$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$3845$0 , \port$4416$0 , \port$4418$0 , clk);
+module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$3849$0 , \port$4420$0 , \port$4422$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22410,12 +22418,12 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$3845$0 , \
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$3845$0 ;
-  wire \port$3845$0 ;
-  output [10:0] \port$4416$0 ;
-  wire [10:0] \port$4416$0 ;
-  output \port$4418$0 ;
-  wire \port$4418$0 ;
+  input \port$3849$0 ;
+  wire \port$3849$0 ;
+  output [10:0] \port$4420$0 ;
+  wire [10:0] \port$4420$0 ;
+  output \port$4422$0 ;
+  wire \port$4422$0 ;
   wire [10:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -22453,12 +22461,12 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$3845$0 , \
   \digits_cnn_ilif.fifo_conv1_0.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3441$0 (\$signal$9 ),
-    .\port$3845$0 (\port$3845$0 ),
-    .\port$4400$0 (\$signal$11 ),
-    .\port$4402$0 (held_valid),
-    .\port$4416$0 (\$signal$14 ),
-    .\port$4418$0 (\$signal$16 ),
+    .\port$3445$0 (\$signal$9 ),
+    .\port$3849$0 (\port$3849$0 ),
+    .\port$4404$0 (\$signal$11 ),
+    .\port$4406$0 (held_valid),
+    .\port$4420$0 (\$signal$14 ),
+    .\port$4422$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -22488,12 +22496,12 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$3845$0 , \
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3845$0 ;
-  assign \$signal$19  = \port$3845$0 ;
+  assign \$signal$18  = \port$3849$0 ;
+  assign \$signal$19  = \port$3849$0 ;
   assign level = \$4 [4:0];
   assign w_rdy = \$signal$4 ;
-  assign \port$4416$0  = \$signal$14 ;
-  assign \port$4418$0  = \$signal$16 ;
+  assign \port$4420$0  = \$signal$14 ;
+  assign \port$4422$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -22689,7 +22697,7 @@ module \digits_cnn_ilif.fifo_conv1_0.inner (rst, w_en, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv1_0.skid (rst, \port$3441$0 , count, \port$3845$0 , \port$4400$0 , \port$4402$0 , \port$4416$0 , \port$4418$0 , clk);
+module \digits_cnn_ilif.fifo_conv1_0.skid (rst, \port$3445$0 , count, \port$3849$0 , \port$4404$0 , \port$4406$0 , \port$4420$0 , \port$4422$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22709,28 +22717,28 @@ module \digits_cnn_ilif.fifo_conv1_0.skid (rst, \port$3441$0 , count, \port$3845
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3441$0 ;
-  wire \port$3441$0 ;
-  input \port$3845$0 ;
-  wire \port$3845$0 ;
-  input [10:0] \port$4400$0 ;
-  wire [10:0] \port$4400$0 ;
-  input \port$4402$0 ;
-  wire \port$4402$0 ;
+  output \port$3445$0 ;
+  wire \port$3445$0 ;
+  input \port$3849$0 ;
+  wire \port$3849$0 ;
+  input [10:0] \port$4404$0 ;
+  wire [10:0] \port$4404$0 ;
+  input \port$4406$0 ;
+  wire \port$4406$0 ;
   (* init = 11'h000 *)
-  output [10:0] \port$4416$0 ;
-  wire [10:0] \port$4416$0 ;
+  output [10:0] \port$4420$0 ;
+  wire [10:0] \port$4420$0 ;
   (* init = 1'h0 *)
-  output \port$4418$0 ;
-  wire \port$4418$0 ;
+  output \port$4422$0 ;
+  wire \port$4422$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4402$0  & \$1 ;
+  assign take = \port$4406$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3845$0  | \$2 ;
+  assign \$3  = \port$3849$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -22748,7 +22756,7 @@ module \digits_cnn_ilif.fifo_conv1_0.skid (rst, \port$3441$0 , count, \port$3845
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4400$0 ;
+        \$4  = \port$4404$0 ;
       end
     end
     if (rst) begin
@@ -22791,22 +22799,22 @@ module \digits_cnn_ilif.fifo_conv1_0.skid (rst, \port$3441$0 , count, \port$3845
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4400$0 ;
+      \$7  = \port$4404$0 ;
     end
     if (rst) begin
       \$7  = 11'h000;
     end
   end
-  assign \$signal$3  = \port$4402$0 ;
-  assign \$signal$8  = \port$3845$0 ;
-  assign \$signal$11  = \port$4400$0 ;
-  assign \port$3441$0  = \$signal ;
-  assign \port$4416$0  = \$signal$9 ;
-  assign \port$4418$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4406$0 ;
+  assign \$signal$8  = \port$3849$0 ;
+  assign \$signal$11  = \port$4404$0 ;
+  assign \port$3445$0  = \$signal ;
+  assign \port$4420$0  = \$signal$9 ;
+  assign \port$4422$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4035$0 , \port$4442$0 , \port$4444$0 , clk);
+module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4039$0 , \port$4446$0 , \port$4448$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22837,12 +22845,12 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4035$0 , \
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$4035$0 ;
-  wire \port$4035$0 ;
-  output [11:0] \port$4442$0 ;
-  wire [11:0] \port$4442$0 ;
-  output \port$4444$0 ;
-  wire \port$4444$0 ;
+  input \port$4039$0 ;
+  wire \port$4039$0 ;
+  output [11:0] \port$4446$0 ;
+  wire [11:0] \port$4446$0 ;
+  output \port$4448$0 ;
+  wire \port$4448$0 ;
   wire [11:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -22880,12 +22888,12 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4035$0 , \
   \digits_cnn_ilif.fifo_conv2_0.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3512$0 (\$signal$9 ),
-    .\port$4035$0 (\port$4035$0 ),
-    .\port$4426$0 (\$signal$11 ),
-    .\port$4428$0 (held_valid),
-    .\port$4442$0 (\$signal$14 ),
-    .\port$4444$0 (\$signal$16 ),
+    .\port$3516$0 (\$signal$9 ),
+    .\port$4039$0 (\port$4039$0 ),
+    .\port$4430$0 (\$signal$11 ),
+    .\port$4432$0 (held_valid),
+    .\port$4446$0 (\$signal$14 ),
+    .\port$4448$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -22915,12 +22923,12 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4035$0 , \
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4035$0 ;
-  assign \$signal$19  = \port$4035$0 ;
+  assign \$signal$18  = \port$4039$0 ;
+  assign \$signal$19  = \port$4039$0 ;
   assign level = \$4 [4:0];
   assign w_rdy = \$signal$4 ;
-  assign \port$4442$0  = \$signal$14 ;
-  assign \port$4444$0  = \$signal$16 ;
+  assign \port$4446$0  = \$signal$14 ;
+  assign \port$4448$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -23116,7 +23124,7 @@ module \digits_cnn_ilif.fifo_conv2_0.inner (rst, w_en, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv2_0.skid (rst, \port$3512$0 , count, \port$4035$0 , \port$4426$0 , \port$4428$0 , \port$4442$0 , \port$4444$0 , clk);
+module \digits_cnn_ilif.fifo_conv2_0.skid (rst, \port$3516$0 , count, \port$4039$0 , \port$4430$0 , \port$4432$0 , \port$4446$0 , \port$4448$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23136,28 +23144,28 @@ module \digits_cnn_ilif.fifo_conv2_0.skid (rst, \port$3512$0 , count, \port$4035
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3512$0 ;
-  wire \port$3512$0 ;
-  input \port$4035$0 ;
-  wire \port$4035$0 ;
-  input [11:0] \port$4426$0 ;
-  wire [11:0] \port$4426$0 ;
-  input \port$4428$0 ;
-  wire \port$4428$0 ;
+  output \port$3516$0 ;
+  wire \port$3516$0 ;
+  input \port$4039$0 ;
+  wire \port$4039$0 ;
+  input [11:0] \port$4430$0 ;
+  wire [11:0] \port$4430$0 ;
+  input \port$4432$0 ;
+  wire \port$4432$0 ;
   (* init = 12'h000 *)
-  output [11:0] \port$4442$0 ;
-  wire [11:0] \port$4442$0 ;
+  output [11:0] \port$4446$0 ;
+  wire [11:0] \port$4446$0 ;
   (* init = 1'h0 *)
-  output \port$4444$0 ;
-  wire \port$4444$0 ;
+  output \port$4448$0 ;
+  wire \port$4448$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4428$0  & \$1 ;
+  assign take = \port$4432$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4035$0  | \$2 ;
+  assign \$3  = \port$4039$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -23175,7 +23183,7 @@ module \digits_cnn_ilif.fifo_conv2_0.skid (rst, \port$3512$0 , count, \port$4035
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4426$0 ;
+        \$4  = \port$4430$0 ;
       end
     end
     if (rst) begin
@@ -23218,22 +23226,22 @@ module \digits_cnn_ilif.fifo_conv2_0.skid (rst, \port$3512$0 , count, \port$4035
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4426$0 ;
+      \$7  = \port$4430$0 ;
     end
     if (rst) begin
       \$7  = 12'h000;
     end
   end
-  assign \$signal$3  = \port$4428$0 ;
-  assign \$signal$8  = \port$4035$0 ;
-  assign \$signal$11  = \port$4426$0 ;
-  assign \port$3512$0  = \$signal ;
-  assign \port$4442$0  = \$signal$9 ;
-  assign \port$4444$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4432$0 ;
+  assign \$signal$8  = \port$4039$0 ;
+  assign \$signal$11  = \port$4430$0 ;
+  assign \port$3516$0  = \$signal ;
+  assign \port$4446$0  = \$signal$9 ;
+  assign \port$4448$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4225$0 , \port$4468$0 , \port$4470$0 , clk);
+module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4229$0 , \port$4472$0 , \port$4474$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23264,12 +23272,12 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4225$0 , \
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$4225$0 ;
-  wire \port$4225$0 ;
-  output [9:0] \port$4468$0 ;
-  wire [9:0] \port$4468$0 ;
-  output \port$4470$0 ;
-  wire \port$4470$0 ;
+  input \port$4229$0 ;
+  wire \port$4229$0 ;
+  output [9:0] \port$4472$0 ;
+  wire [9:0] \port$4472$0 ;
+  output \port$4474$0 ;
+  wire \port$4474$0 ;
   wire [9:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -23307,12 +23315,12 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4225$0 , \
   \digits_cnn_ilif.fifo_conv3_0.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3583$0 (\$signal$9 ),
-    .\port$4225$0 (\port$4225$0 ),
-    .\port$4452$0 (\$signal$11 ),
-    .\port$4454$0 (held_valid),
-    .\port$4468$0 (\$signal$14 ),
-    .\port$4470$0 (\$signal$16 ),
+    .\port$3587$0 (\$signal$9 ),
+    .\port$4229$0 (\port$4229$0 ),
+    .\port$4456$0 (\$signal$11 ),
+    .\port$4458$0 (held_valid),
+    .\port$4472$0 (\$signal$14 ),
+    .\port$4474$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -23342,12 +23350,12 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4225$0 , \
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4225$0 ;
-  assign \$signal$19  = \port$4225$0 ;
+  assign \$signal$18  = \port$4229$0 ;
+  assign \$signal$19  = \port$4229$0 ;
   assign level = \$4 [4:0];
   assign w_rdy = \$signal$4 ;
-  assign \port$4468$0  = \$signal$14 ;
-  assign \port$4470$0  = \$signal$16 ;
+  assign \port$4472$0  = \$signal$14 ;
+  assign \port$4474$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -23543,7 +23551,7 @@ module \digits_cnn_ilif.fifo_conv3_0.inner (rst, w_en, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv3_0.skid (rst, \port$3583$0 , count, \port$4225$0 , \port$4452$0 , \port$4454$0 , \port$4468$0 , \port$4470$0 , clk);
+module \digits_cnn_ilif.fifo_conv3_0.skid (rst, \port$3587$0 , count, \port$4229$0 , \port$4456$0 , \port$4458$0 , \port$4472$0 , \port$4474$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23563,28 +23571,28 @@ module \digits_cnn_ilif.fifo_conv3_0.skid (rst, \port$3583$0 , count, \port$4225
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3583$0 ;
-  wire \port$3583$0 ;
-  input \port$4225$0 ;
-  wire \port$4225$0 ;
-  input [9:0] \port$4452$0 ;
-  wire [9:0] \port$4452$0 ;
-  input \port$4454$0 ;
-  wire \port$4454$0 ;
+  output \port$3587$0 ;
+  wire \port$3587$0 ;
+  input \port$4229$0 ;
+  wire \port$4229$0 ;
+  input [9:0] \port$4456$0 ;
+  wire [9:0] \port$4456$0 ;
+  input \port$4458$0 ;
+  wire \port$4458$0 ;
   (* init = 10'h000 *)
-  output [9:0] \port$4468$0 ;
-  wire [9:0] \port$4468$0 ;
+  output [9:0] \port$4472$0 ;
+  wire [9:0] \port$4472$0 ;
   (* init = 1'h0 *)
-  output \port$4470$0 ;
-  wire \port$4470$0 ;
+  output \port$4474$0 ;
+  wire \port$4474$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4454$0  & \$1 ;
+  assign take = \port$4458$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4225$0  | \$2 ;
+  assign \$3  = \port$4229$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -23602,7 +23610,7 @@ module \digits_cnn_ilif.fifo_conv3_0.skid (rst, \port$3583$0 , count, \port$4225
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4452$0 ;
+        \$4  = \port$4456$0 ;
       end
     end
     if (rst) begin
@@ -23645,22 +23653,22 @@ module \digits_cnn_ilif.fifo_conv3_0.skid (rst, \port$3583$0 , count, \port$4225
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4452$0 ;
+      \$7  = \port$4456$0 ;
     end
     if (rst) begin
       \$7  = 10'h000;
     end
   end
-  assign \$signal$3  = \port$4454$0 ;
-  assign \$signal$8  = \port$4225$0 ;
-  assign \$signal$11  = \port$4452$0 ;
-  assign \port$3583$0  = \$signal ;
-  assign \port$4468$0  = \$signal$9 ;
-  assign \port$4470$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4458$0 ;
+  assign \$signal$8  = \port$4229$0 ;
+  assign \$signal$11  = \port$4456$0 ;
+  assign \port$3587$0  = \$signal ;
+  assign \port$4472$0  = \$signal$9 ;
+  assign \port$4474$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.out_skid (clk, rst, \port$3595$0 , \port$4232$0 , \port$4233$0 , \port$4478$0 , \port$4480$0 , \port$0$11 );
+module \digits_cnn_ilif.out_skid (clk, rst, \port$3599$0 , \port$4236$0 , \port$4237$0 , \port$4482$0 , \port$4484$0 , \port$0$11 );
   reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -23681,23 +23689,23 @@ module \digits_cnn_ilif.out_skid (clk, rst, \port$3595$0 , \port$4232$0 , \port$
   wire [1:0] count;
   input \port$0$11 ;
   wire \port$0$11 ;
-  output \port$3595$0 ;
-  wire \port$3595$0 ;
-  input [26:0] \port$4232$0 ;
-  wire [26:0] \port$4232$0 ;
-  input \port$4233$0 ;
-  wire \port$4233$0 ;
+  output \port$3599$0 ;
+  wire \port$3599$0 ;
+  input [26:0] \port$4236$0 ;
+  wire [26:0] \port$4236$0 ;
+  input \port$4237$0 ;
+  wire \port$4237$0 ;
   (* init = 27'h0000000 *)
-  output [26:0] \port$4478$0 ;
-  wire [26:0] \port$4478$0 ;
+  output [26:0] \port$4482$0 ;
+  wire [26:0] \port$4482$0 ;
   (* init = 1'h0 *)
-  output \port$4480$0 ;
-  wire \port$4480$0 ;
+  output \port$4484$0 ;
+  wire \port$4484$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4233$0  & \$1 ;
+  assign take = \port$4237$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
   assign \$3  = \port$0$11  | \$2 ;
@@ -23718,7 +23726,7 @@ module \digits_cnn_ilif.out_skid (clk, rst, \port$3595$0 , \port$4232$0 , \port$
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4232$0 ;
+        \$4  = \port$4236$0 ;
       end
     end
     if (rst) begin
@@ -23761,16 +23769,16 @@ module \digits_cnn_ilif.out_skid (clk, rst, \port$3595$0 , \port$4232$0 , \port$
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4232$0 ;
+      \$7  = \port$4236$0 ;
     end
     if (rst) begin
       \$7  = 27'h0000000;
     end
   end
-  assign \$signal$3  = \port$4233$0 ;
+  assign \$signal$3  = \port$4237$0 ;
   assign \$signal$8  = \port$0$11 ;
-  assign \$signal$11  = \port$4232$0 ;
-  assign \port$3595$0  = \$signal ;
-  assign \port$4478$0  = \$signal$9 ;
-  assign \port$4480$0  = \$signal$5 ;
+  assign \$signal$11  = \port$4236$0 ;
+  assign \port$3599$0  = \$signal ;
+  assign \port$4482$0  = \$signal$9 ;
+  assign \port$4484$0  = \$signal$5 ;
 endmodule

@@ -169,9 +169,9 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   );
   \digits_mlp_gn.fifo_fc1_0  fifo_fc1_0 (
     .clk(clk),
-    .\port$2882$0 (\$signal$24 ),
-    .\port$3289$0 (i0__payload),
-    .\port$3291$0 (i0__valid),
+    .\port$2885$0 (\$signal$24 ),
+    .\port$3292$0 (i0__payload),
+    .\port$3294$0 (i0__valid),
     .rst(rst),
     .w_data(tap_fc1__payload),
     .w_en(fc1_accept),
@@ -179,9 +179,9 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   );
   \digits_mlp_gn.fifo_fc2_0  fifo_fc2_0 (
     .clk(clk),
-    .\port$3090$0 (\$signal$37 ),
-    .\port$3315$0 (\i0__payload$35 ),
-    .\port$3317$0 (\i0__valid$33 ),
+    .\port$3093$0 (\$signal$37 ),
+    .\port$3318$0 (\i0__payload$35 ),
+    .\port$3320$0 (\i0__valid$33 ),
     .rst(rst),
     .w_data(tap_fc2__payload),
     .w_en(fc2_accept),
@@ -190,11 +190,11 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   \digits_mlp_gn.out_skid  out_skid (
     .clk(clk),
     .\port$0$11 (o__ready),
-    .\port$2618$0 (\o__ready$50 ),
-    .\port$3097$0 (\$signal$46 ),
-    .\port$3098$0 (\$signal$48 ),
-    .\port$3325$0 (o__payload),
-    .\port$3327$0 (o__valid),
+    .\port$2621$0 (\o__ready$50 ),
+    .\port$3100$0 (\$signal$46 ),
+    .\port$3101$0 (\$signal$48 ),
+    .\port$3328$0 (o__payload),
+    .\port$3330$0 (o__valid),
     .rst(rst)
   );
   always @* begin
@@ -293,7 +293,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
+  wire [4:0] \$100 ;
   reg [22:0] \$1000 ;
   reg [22:0] \$1001 ;
   reg [22:0] \$1002 ;
@@ -307,19 +307,20 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$101 ;
   reg [22:0] \$1010 ;
   reg [22:0] \$1011 ;
-  reg [83:0] \$1012 ;
-  reg [79:0] \$1013 ;
-  reg [18:0] \$1014 ;
-  reg \$1015 ;
-  reg [3:0] \$1016 ;
+  reg [22:0] \$1012 ;
+  reg [83:0] \$1013 ;
+  reg [79:0] \$1014 ;
+  reg [18:0] \$1015 ;
+  reg \$1016 ;
+  reg [3:0] \$1017 ;
   wire \$102 ;
   wire \$103 ;
   wire \$104 ;
-  wire [6:0] \$105 ;
-  wire [7:0] \$106 ;
-  wire \$107 ;
-  wire [8:0] \$108 ;
-  wire \$109 ;
+  wire \$105 ;
+  wire [6:0] \$106 ;
+  wire [7:0] \$107 ;
+  wire \$108 ;
+  wire [8:0] \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
@@ -342,7 +343,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$127 ;
   wire \$128 ;
   wire \$129 ;
-  wire [1:0] \$13 ;
+  wire \$13 ;
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
@@ -353,7 +354,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$137 ;
   wire \$138 ;
   wire \$139 ;
-  wire \$14 ;
+  wire [1:0] \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
@@ -364,7 +365,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire [2:0] \$15 ;
+  wire \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
@@ -375,7 +376,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
-  wire \$16 ;
+  wire [2:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
@@ -386,7 +387,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire [3:0] \$17 ;
+  wire \$17 ;
   wire \$170 ;
   wire \$171 ;
   wire \$172 ;
@@ -397,7 +398,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$177 ;
   wire \$178 ;
   wire \$179 ;
-  wire \$18 ;
+  wire [3:0] \$18 ;
   wire \$180 ;
   wire \$181 ;
   wire \$182 ;
@@ -408,7 +409,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire [4:0] \$19 ;
+  wire \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
@@ -420,7 +421,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire \$20 ;
+  wire [4:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
@@ -464,7 +465,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$237 ;
   wire \$238 ;
   wire \$239 ;
-  wire [20:0] \$24 ;
+  wire \$24 ;
   wire \$240 ;
   wire \$241 ;
   wire \$242 ;
@@ -475,7 +476,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$247 ;
   wire \$248 ;
   wire \$249 ;
-  wire \$25 ;
+  wire [20:0] \$25 ;
   wire \$250 ;
   wire \$251 ;
   wire \$252 ;
@@ -497,7 +498,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$267 ;
   wire \$268 ;
   wire \$269 ;
-  wire [1:0] \$27 ;
+  wire \$27 ;
   wire \$270 ;
   wire \$271 ;
   wire \$272 ;
@@ -508,7 +509,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$277 ;
   wire \$278 ;
   wire \$279 ;
-  wire \$28 ;
+  wire [1:0] \$28 ;
   wire \$280 ;
   wire \$281 ;
   wire \$282 ;
@@ -519,7 +520,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$287 ;
   wire \$288 ;
   wire \$289 ;
-  wire [2:0] \$29 ;
+  wire \$29 ;
   wire \$290 ;
   wire \$291 ;
   wire \$292 ;
@@ -531,7 +532,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$298 ;
   wire \$299 ;
   wire \$3 ;
-  wire \$30 ;
+  wire [2:0] \$30 ;
   wire \$300 ;
   wire \$301 ;
   wire \$302 ;
@@ -542,7 +543,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$307 ;
   wire \$308 ;
   wire \$309 ;
-  wire [3:0] \$31 ;
+  wire \$31 ;
   wire \$310 ;
   wire \$311 ;
   wire \$312 ;
@@ -553,7 +554,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$317 ;
   wire \$318 ;
   wire \$319 ;
-  wire \$32 ;
+  wire [3:0] \$32 ;
   wire \$320 ;
   wire \$321 ;
   wire \$322 ;
@@ -564,7 +565,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$327 ;
   wire \$328 ;
   wire \$329 ;
-  wire [4:0] \$33 ;
+  wire \$33 ;
   wire \$330 ;
   wire \$331 ;
   wire \$332 ;
@@ -575,7 +576,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$337 ;
   wire \$338 ;
   wire \$339 ;
-  wire \$34 ;
+  wire [4:0] \$34 ;
   wire \$340 ;
   wire \$341 ;
   wire \$342 ;
@@ -619,7 +620,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$377 ;
   wire \$378 ;
   wire \$379 ;
-  wire [20:0] \$38 ;
+  wire \$38 ;
   wire \$380 ;
   wire \$381 ;
   wire \$382 ;
@@ -630,7 +631,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$387 ;
   wire \$388 ;
   wire \$389 ;
-  wire \$39 ;
+  wire [20:0] \$39 ;
   wire \$390 ;
   wire \$391 ;
   wire \$392 ;
@@ -653,7 +654,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$407 ;
   wire \$408 ;
   wire \$409 ;
-  wire [1:0] \$41 ;
+  wire \$41 ;
   wire \$410 ;
   wire \$411 ;
   wire \$412 ;
@@ -664,7 +665,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$417 ;
   wire \$418 ;
   wire \$419 ;
-  wire \$42 ;
+  wire [1:0] \$42 ;
   wire \$420 ;
   wire \$421 ;
   wire \$422 ;
@@ -675,7 +676,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$427 ;
   wire \$428 ;
   wire \$429 ;
-  wire [2:0] \$43 ;
+  wire \$43 ;
   wire \$430 ;
   wire \$431 ;
   wire \$432 ;
@@ -686,7 +687,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$437 ;
   wire \$438 ;
   wire \$439 ;
-  wire \$44 ;
+  wire [2:0] \$44 ;
   wire \$440 ;
   wire \$441 ;
   wire \$442 ;
@@ -697,7 +698,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$447 ;
   wire \$448 ;
   wire \$449 ;
-  wire [3:0] \$45 ;
+  wire \$45 ;
   wire \$450 ;
   wire \$451 ;
   wire \$452 ;
@@ -708,7 +709,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$457 ;
   wire \$458 ;
   wire \$459 ;
-  wire \$46 ;
+  wire [3:0] \$46 ;
   wire \$460 ;
   wire \$461 ;
   wire \$462 ;
@@ -719,7 +720,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$467 ;
   wire \$468 ;
   wire \$469 ;
-  wire [4:0] \$47 ;
+  wire \$47 ;
   wire \$470 ;
   wire \$471 ;
   wire \$472 ;
@@ -730,7 +731,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$477 ;
   wire \$478 ;
   wire \$479 ;
-  wire \$48 ;
+  wire [4:0] \$48 ;
   wire \$480 ;
   wire \$481 ;
   wire \$482 ;
@@ -761,39 +762,39 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$504 ;
   wire \$505 ;
   wire \$506 ;
-  wire [7:0] \$507 ;
-  wire \$508 ;
+  wire \$507 ;
+  wire [7:0] \$508 ;
   wire \$509 ;
   wire \$51 ;
   wire \$510 ;
-  wire [1:0] \$511 ;
-  wire [3:0] \$512 ;
+  wire \$511 ;
+  wire [1:0] \$512 ;
   wire [3:0] \$513 ;
-  wire \$514 ;
+  wire [3:0] \$514 ;
   wire \$515 ;
   wire \$516 ;
   wire \$517 ;
   wire \$518 ;
   wire \$519 ;
-  wire [20:0] \$52 ;
+  wire \$52 ;
   wire \$520 ;
-  wire [2:0] \$521 ;
-  wire [4:0] \$522 ;
-  wire \$523 ;
+  wire \$521 ;
+  wire [2:0] \$522 ;
+  wire [4:0] \$523 ;
   wire \$524 ;
   wire \$525 ;
-  wire [1:0] \$526 ;
+  wire \$526 ;
   wire [1:0] \$527 ;
-  wire [4:0] \$528 ;
-  wire \$529 ;
-  wire \$53 ;
+  wire [1:0] \$528 ;
+  wire [4:0] \$529 ;
+  wire [20:0] \$53 ;
   wire \$530 ;
   wire \$531 ;
-  wire [14:0] \$532 ;
+  wire \$532 ;
   wire [14:0] \$533 ;
   wire [14:0] \$534 ;
   wire [14:0] \$535 ;
-  wire \$536 ;
+  wire [14:0] \$536 ;
   wire \$537 ;
   wire \$538 ;
   wire \$539 ;
@@ -808,7 +809,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$547 ;
   wire \$548 ;
   wire \$549 ;
-  wire [1:0] \$55 ;
+  wire \$55 ;
   wire \$550 ;
   wire \$551 ;
   wire \$552 ;
@@ -819,7 +820,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$557 ;
   wire \$558 ;
   wire \$559 ;
-  wire \$56 ;
+  wire [1:0] \$56 ;
   wire \$560 ;
   wire \$561 ;
   wire \$562 ;
@@ -830,7 +831,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$567 ;
   wire \$568 ;
   wire \$569 ;
-  wire [2:0] \$57 ;
+  wire \$57 ;
   wire \$570 ;
   wire \$571 ;
   wire \$572 ;
@@ -841,7 +842,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$577 ;
   wire \$578 ;
   wire \$579 ;
-  wire \$58 ;
+  wire [2:0] \$58 ;
   wire \$580 ;
   wire \$581 ;
   wire \$582 ;
@@ -852,7 +853,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$587 ;
   wire \$588 ;
   wire \$589 ;
-  wire [3:0] \$59 ;
+  wire \$59 ;
   wire \$590 ;
   wire \$591 ;
   wire \$592 ;
@@ -864,7 +865,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$598 ;
   wire \$599 ;
   wire \$6 ;
-  wire \$60 ;
+  wire [3:0] \$60 ;
   wire \$600 ;
   wire \$601 ;
   wire \$602 ;
@@ -875,7 +876,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$607 ;
   wire \$608 ;
   wire \$609 ;
-  wire [4:0] \$61 ;
+  wire \$61 ;
   wire \$610 ;
   wire \$611 ;
   wire \$612 ;
@@ -886,7 +887,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$617 ;
   wire \$618 ;
   wire \$619 ;
-  wire \$62 ;
+  wire [4:0] \$62 ;
   wire \$620 ;
   wire \$621 ;
   wire \$622 ;
@@ -930,7 +931,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$657 ;
   wire \$658 ;
   wire \$659 ;
-  wire [20:0] \$66 ;
+  wire \$66 ;
   wire \$660 ;
   wire \$661 ;
   wire \$662 ;
@@ -941,7 +942,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$667 ;
   wire \$668 ;
   wire \$669 ;
-  wire \$67 ;
+  wire [20:0] \$67 ;
   wire \$670 ;
   wire \$671 ;
   wire \$672 ;
@@ -986,7 +987,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$707 ;
   wire \$708 ;
   wire \$709 ;
-  wire [3:0] \$71 ;
+  wire \$71 ;
   wire \$710 ;
   wire \$711 ;
   wire \$712 ;
@@ -997,7 +998,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$717 ;
   wire \$718 ;
   wire \$719 ;
-  wire \$72 ;
+  wire [3:0] \$72 ;
   wire \$720 ;
   wire \$721 ;
   wire \$722 ;
@@ -1037,161 +1038,161 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$753 ;
   wire \$754 ;
   wire \$755 ;
-  wire [21:0] \$756 ;
+  wire \$756 ;
   wire [21:0] \$757 ;
   wire [21:0] \$758 ;
-  wire [20:0] \$759 ;
+  wire [21:0] \$759 ;
   wire \$76 ;
-  wire [21:0] \$760 ;
-  wire [20:0] \$761 ;
-  wire [21:0] \$762 ;
-  wire [20:0] \$763 ;
-  wire [21:0] \$764 ;
-  wire [20:0] \$765 ;
-  wire [21:0] \$766 ;
-  wire [19:0] \$767 ;
-  wire [21:0] \$768 ;
-  wire [19:0] \$769 ;
+  wire [20:0] \$760 ;
+  wire [21:0] \$761 ;
+  wire [20:0] \$762 ;
+  wire [21:0] \$763 ;
+  wire [20:0] \$764 ;
+  wire [21:0] \$765 ;
+  wire [20:0] \$766 ;
+  wire [21:0] \$767 ;
+  wire [19:0] \$768 ;
+  wire [21:0] \$769 ;
   wire \$77 ;
-  wire [21:0] \$770 ;
-  wire [19:0] \$771 ;
-  wire [21:0] \$772 ;
-  wire [19:0] \$773 ;
-  wire [21:0] \$774 ;
-  wire [14:0] \$775 ;
-  wire [16:0] \$776 ;
+  wire [19:0] \$770 ;
+  wire [21:0] \$771 ;
+  wire [19:0] \$772 ;
+  wire [21:0] \$773 ;
+  wire [19:0] \$774 ;
+  wire [21:0] \$775 ;
+  wire [14:0] \$776 ;
   wire [16:0] \$777 ;
-  wire [21:0] \$778 ;
+  wire [16:0] \$778 ;
   wire [21:0] \$779 ;
-  wire [3:0] \$78 ;
+  wire \$78 ;
   wire [21:0] \$780 ;
   wire [21:0] \$781 ;
-  wire [19:0] \$782 ;
-  wire [21:0] \$783 ;
-  wire [19:0] \$784 ;
-  wire [21:0] \$785 ;
-  wire [19:0] \$786 ;
-  wire [21:0] \$787 ;
-  wire [19:0] \$788 ;
-  wire [21:0] \$789 ;
-  wire \$79 ;
-  wire [22:0] \$790 ;
-  wire [21:0] \$791 ;
+  wire [21:0] \$782 ;
+  wire [19:0] \$783 ;
+  wire [21:0] \$784 ;
+  wire [19:0] \$785 ;
+  wire [21:0] \$786 ;
+  wire [19:0] \$787 ;
+  wire [21:0] \$788 ;
+  wire [19:0] \$789 ;
+  wire [3:0] \$79 ;
+  wire [21:0] \$790 ;
+  wire [22:0] \$791 ;
   wire [21:0] \$792 ;
   wire [21:0] \$793 ;
-  wire [20:0] \$794 ;
-  wire [21:0] \$795 ;
-  wire [20:0] \$796 ;
-  wire [21:0] \$797 ;
-  wire [20:0] \$798 ;
-  wire [21:0] \$799 ;
+  wire [21:0] \$794 ;
+  wire [20:0] \$795 ;
+  wire [21:0] \$796 ;
+  wire [20:0] \$797 ;
+  wire [21:0] \$798 ;
+  wire [20:0] \$799 ;
   wire \$8 ;
   wire \$80 ;
-  wire [20:0] \$800 ;
-  wire [21:0] \$801 ;
-  wire [19:0] \$802 ;
-  wire [21:0] \$803 ;
-  wire [19:0] \$804 ;
-  wire [21:0] \$805 ;
-  wire [19:0] \$806 ;
-  wire [21:0] \$807 ;
-  wire [19:0] \$808 ;
-  wire [21:0] \$809 ;
+  wire [21:0] \$800 ;
+  wire [20:0] \$801 ;
+  wire [21:0] \$802 ;
+  wire [19:0] \$803 ;
+  wire [21:0] \$804 ;
+  wire [19:0] \$805 ;
+  wire [21:0] \$806 ;
+  wire [19:0] \$807 ;
+  wire [21:0] \$808 ;
+  wire [19:0] \$809 ;
   wire \$81 ;
-  wire [14:0] \$810 ;
-  wire [16:0] \$811 ;
+  wire [21:0] \$810 ;
+  wire [14:0] \$811 ;
   wire [16:0] \$812 ;
-  wire [21:0] \$813 ;
+  wire [16:0] \$813 ;
   wire [21:0] \$814 ;
   wire [21:0] \$815 ;
   wire [21:0] \$816 ;
-  wire [19:0] \$817 ;
-  wire [21:0] \$818 ;
-  wire [19:0] \$819 ;
+  wire [21:0] \$817 ;
+  wire [19:0] \$818 ;
+  wire [21:0] \$819 ;
   wire \$82 ;
-  wire [21:0] \$820 ;
-  wire [19:0] \$821 ;
-  wire [21:0] \$822 ;
-  wire [19:0] \$823 ;
-  wire [21:0] \$824 ;
-  wire [22:0] \$825 ;
-  wire [21:0] \$826 ;
+  wire [19:0] \$820 ;
+  wire [21:0] \$821 ;
+  wire [19:0] \$822 ;
+  wire [21:0] \$823 ;
+  wire [19:0] \$824 ;
+  wire [21:0] \$825 ;
+  wire [22:0] \$826 ;
   wire [21:0] \$827 ;
   wire [21:0] \$828 ;
-  wire [20:0] \$829 ;
+  wire [21:0] \$829 ;
   wire \$83 ;
-  wire [21:0] \$830 ;
-  wire [20:0] \$831 ;
-  wire [21:0] \$832 ;
-  wire [20:0] \$833 ;
-  wire [21:0] \$834 ;
-  wire [20:0] \$835 ;
-  wire [21:0] \$836 ;
-  wire [19:0] \$837 ;
-  wire [21:0] \$838 ;
-  wire [19:0] \$839 ;
+  wire [20:0] \$830 ;
+  wire [21:0] \$831 ;
+  wire [20:0] \$832 ;
+  wire [21:0] \$833 ;
+  wire [20:0] \$834 ;
+  wire [21:0] \$835 ;
+  wire [20:0] \$836 ;
+  wire [21:0] \$837 ;
+  wire [19:0] \$838 ;
+  wire [21:0] \$839 ;
   wire \$84 ;
-  wire [21:0] \$840 ;
-  wire [19:0] \$841 ;
-  wire [21:0] \$842 ;
-  wire [19:0] \$843 ;
-  wire [21:0] \$844 ;
-  wire [14:0] \$845 ;
-  wire [16:0] \$846 ;
+  wire [19:0] \$840 ;
+  wire [21:0] \$841 ;
+  wire [19:0] \$842 ;
+  wire [21:0] \$843 ;
+  wire [19:0] \$844 ;
+  wire [21:0] \$845 ;
+  wire [14:0] \$846 ;
   wire [16:0] \$847 ;
-  wire [21:0] \$848 ;
+  wire [16:0] \$848 ;
   wire [21:0] \$849 ;
   wire \$85 ;
   wire [21:0] \$850 ;
   wire [21:0] \$851 ;
-  wire [19:0] \$852 ;
-  wire [21:0] \$853 ;
-  wire [19:0] \$854 ;
-  wire [21:0] \$855 ;
-  wire [19:0] \$856 ;
-  wire [21:0] \$857 ;
-  wire [19:0] \$858 ;
-  wire [21:0] \$859 ;
+  wire [21:0] \$852 ;
+  wire [19:0] \$853 ;
+  wire [21:0] \$854 ;
+  wire [19:0] \$855 ;
+  wire [21:0] \$856 ;
+  wire [19:0] \$857 ;
+  wire [21:0] \$858 ;
+  wire [19:0] \$859 ;
   wire \$86 ;
-  wire [22:0] \$860 ;
-  wire [21:0] \$861 ;
+  wire [21:0] \$860 ;
+  wire [22:0] \$861 ;
   wire [21:0] \$862 ;
   wire [21:0] \$863 ;
-  wire [20:0] \$864 ;
-  wire [21:0] \$865 ;
-  wire [20:0] \$866 ;
-  wire [21:0] \$867 ;
-  wire [20:0] \$868 ;
-  wire [21:0] \$869 ;
+  wire [21:0] \$864 ;
+  wire [20:0] \$865 ;
+  wire [21:0] \$866 ;
+  wire [20:0] \$867 ;
+  wire [21:0] \$868 ;
+  wire [20:0] \$869 ;
   wire \$87 ;
-  wire [20:0] \$870 ;
-  wire [21:0] \$871 ;
-  wire [19:0] \$872 ;
-  wire [21:0] \$873 ;
-  wire [19:0] \$874 ;
-  wire [21:0] \$875 ;
-  wire [19:0] \$876 ;
-  wire [21:0] \$877 ;
-  wire [19:0] \$878 ;
-  wire [21:0] \$879 ;
+  wire [21:0] \$870 ;
+  wire [20:0] \$871 ;
+  wire [21:0] \$872 ;
+  wire [19:0] \$873 ;
+  wire [21:0] \$874 ;
+  wire [19:0] \$875 ;
+  wire [21:0] \$876 ;
+  wire [19:0] \$877 ;
+  wire [21:0] \$878 ;
+  wire [19:0] \$879 ;
   wire \$88 ;
-  wire [14:0] \$880 ;
-  wire [16:0] \$881 ;
+  wire [21:0] \$880 ;
+  wire [14:0] \$881 ;
   wire [16:0] \$882 ;
-  wire [21:0] \$883 ;
+  wire [16:0] \$883 ;
   wire [21:0] \$884 ;
   wire [21:0] \$885 ;
   wire [21:0] \$886 ;
-  wire [19:0] \$887 ;
-  wire [21:0] \$888 ;
-  wire [19:0] \$889 ;
+  wire [21:0] \$887 ;
+  wire [19:0] \$888 ;
+  wire [21:0] \$889 ;
   wire \$89 ;
-  wire [21:0] \$890 ;
-  wire [19:0] \$891 ;
-  wire [21:0] \$892 ;
-  wire [19:0] \$893 ;
-  wire [21:0] \$894 ;
-  wire [22:0] \$895 ;
+  wire [19:0] \$890 ;
+  wire [21:0] \$891 ;
+  wire [19:0] \$892 ;
+  wire [21:0] \$893 ;
+  wire [19:0] \$894 ;
+  wire [21:0] \$895 ;
   wire [22:0] \$896 ;
   wire [22:0] \$897 ;
   wire [22:0] \$898 ;
@@ -1211,59 +1212,59 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$91 ;
   wire [22:0] \$910 ;
   wire [22:0] \$911 ;
-  wire \$912 ;
-  wire [21:0] \$913 ;
-  wire \$914 ;
-  wire [21:0] \$915 ;
-  wire \$916 ;
-  wire [21:0] \$917 ;
-  wire \$918 ;
-  wire [21:0] \$919 ;
+  wire [22:0] \$912 ;
+  wire \$913 ;
+  wire [21:0] \$914 ;
+  wire \$915 ;
+  wire [21:0] \$916 ;
+  wire \$917 ;
+  wire [21:0] \$918 ;
+  wire \$919 ;
   wire \$92 ;
-  wire \$920 ;
+  wire [21:0] \$920 ;
   wire \$921 ;
   wire \$922 ;
   wire \$923 ;
   wire \$924 ;
-  wire [4:0] \$925 ;
+  wire \$925 ;
   wire [4:0] \$926 ;
-  wire \$927 ;
+  wire [4:0] \$927 ;
   wire \$928 ;
   wire \$929 ;
   wire \$93 ;
-  wire [6:0] \$930 ;
+  wire \$930 ;
   wire [6:0] \$931 ;
-  reg [5:0] \$932 ;
-  reg \$933 ;
-  reg [7:0] \$934 ;
-  reg \$935 ;
+  wire [6:0] \$932 ;
+  reg [5:0] \$933 ;
+  reg \$934 ;
+  reg [7:0] \$935 ;
   reg \$936 ;
-  reg [6:0] \$937 ;
-  reg \$938 ;
+  reg \$937 ;
+  reg [6:0] \$938 ;
   reg \$939 ;
-  wire [6:0] \$94 ;
-  reg [2:0] \$940 ;
+  wire \$94 ;
+  reg \$940 ;
   reg [2:0] \$941 ;
-  reg [5:0] \$942 ;
-  reg [2:0] \$943 ;
+  reg [2:0] \$942 ;
+  reg [5:0] \$943 ;
   reg [2:0] \$944 ;
-  reg \$945 ;
-  reg [5:0] \$946 ;
-  reg \$947 ;
-  reg [3:0] \$948 ;
+  reg [2:0] \$945 ;
+  reg \$946 ;
+  reg [5:0] \$947 ;
+  reg \$948 ;
   reg [3:0] \$949 ;
-  wire [7:0] \$95 ;
-  reg \$950 ;
+  wire [6:0] \$95 ;
+  reg [3:0] \$950 ;
   reg \$951 ;
   reg \$952 ;
-  reg [1:0] \$953 ;
+  reg \$953 ;
   reg [1:0] \$954 ;
   reg [1:0] \$955 ;
-  reg \$956 ;
+  reg [1:0] \$956 ;
   reg \$957 ;
-  reg [32:0] \$958 ;
+  reg \$958 ;
   reg [32:0] \$959 ;
-  wire \$96 ;
+  wire [7:0] \$96 ;
   reg [32:0] \$960 ;
   reg [32:0] \$961 ;
   reg [32:0] \$962 ;
@@ -1271,24 +1272,24 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   reg [32:0] \$964 ;
   reg [32:0] \$965 ;
   reg [32:0] \$966 ;
-  reg [31:0] \$967 ;
-  reg [14:0] \$968 ;
+  reg [32:0] \$967 ;
+  reg [31:0] \$968 ;
   reg [14:0] \$969 ;
-  reg [2:0] \$97 ;
+  wire \$97 ;
   reg [14:0] \$970 ;
   reg [14:0] \$971 ;
-  reg [59:0] \$972 ;
-  reg [83:0] \$973 ;
-  reg [67:0] \$974 ;
-  reg [79:0] \$975 ;
-  reg [83:0] \$976 ;
+  reg [14:0] \$972 ;
+  reg [59:0] \$973 ;
+  reg [83:0] \$974 ;
+  reg [67:0] \$975 ;
+  reg [79:0] \$976 ;
   reg [83:0] \$977 ;
-  reg [79:0] \$978 ;
+  reg [83:0] \$978 ;
   reg [79:0] \$979 ;
-  wire [4:0] \$98 ;
-  reg [67:0] \$980 ;
+  reg [2:0] \$98 ;
+  reg [79:0] \$980 ;
   reg [67:0] \$981 ;
-  reg \$982 ;
+  reg [67:0] \$982 ;
   reg \$983 ;
   reg \$984 ;
   reg \$985 ;
@@ -1299,11 +1300,11 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire [4:0] \$99 ;
   reg \$990 ;
   reg \$991 ;
-  reg [9:0] \$992 ;
-  reg [7:0] \$993 ;
-  reg [87:0] \$994 ;
+  reg \$992 ;
+  reg [9:0] \$993 ;
+  reg [7:0] \$994 ;
   reg [87:0] \$995 ;
-  reg [22:0] \$996 ;
+  reg [87:0] \$996 ;
   reg [22:0] \$997 ;
   reg [22:0] \$998 ;
   reg [22:0] \$999 ;
@@ -1779,7 +1780,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     cmem[15] = 80'h0908bfb61e019f6fb11a;
   end
   always @(posedge clk) begin
-    if (\$78 [0])
+    if (\$79 [0])
       cmem[st7[7:4]] <= c_wr__data;
   end
   reg [79:0] _1_;
@@ -1807,7 +1808,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     vmem[15] = 84'h005260029300149800a4c;
   end
   always @(posedge clk) begin
-    if (\$71 [0])
+    if (\$72 [0])
       vmem[st7[7:4]] <= v_wr__data;
   end
   reg [83:0] _2_;
@@ -2858,983 +2859,983 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \$8  = ~ \$signal ;
   assign \$9  = credit & \$8 ;
   assign \$10  = step == 1'h1;
-  assign active = issue[0] | \$signal ;
-  assign \$11  = ! st6[1];
-  assign \$12  = $signed(d1_0) >= $signed(1'h0);
-  assign \$13  = 1'h0 + \$12 ;
-  assign \$14  = $signed(d2_0) >= $signed(1'h0);
-  assign \$15  = \$13  + \$14 ;
-  assign \$16  = $signed(d3_0) >= $signed(1'h0);
-  assign \$17  = \$15  + \$16 ;
-  assign \$18  = $signed(d4_0) >= $signed(1'h0);
-  assign \$19  = \$17  + \$18 ;
-  assign \$20  = $signed(d1_0) >= $signed(1'h0);
-  assign \$21  = $signed(d2_0) >= $signed(1'h0);
-  assign \$22  = $signed(d3_0) >= $signed(1'h0);
-  assign \$23  = $signed(d4_0) >= $signed(1'h0);
-  assign \$24  = st6[24] ? 21'h000a4c : kept0;
-  assign \$25  = ! st6[1];
-  assign \$26  = $signed(d1_1) >= $signed(1'h0);
-  assign \$27  = 1'h0 + \$26 ;
-  assign \$28  = $signed(d2_1) >= $signed(1'h0);
-  assign \$29  = \$27  + \$28 ;
-  assign \$30  = $signed(d3_1) >= $signed(1'h0);
-  assign \$31  = \$29  + \$30 ;
-  assign \$32  = $signed(d4_1) >= $signed(1'h0);
-  assign \$33  = \$31  + \$32 ;
-  assign \$34  = $signed(d1_1) >= $signed(1'h0);
-  assign \$35  = $signed(d2_1) >= $signed(1'h0);
-  assign \$36  = $signed(d3_1) >= $signed(1'h0);
-  assign \$37  = $signed(d4_1) >= $signed(1'h0);
-  assign \$38  = st6[24] ? 21'h000a4c : kept1;
-  assign \$39  = ! st6[1];
-  assign \$40  = $signed(d1_2) >= $signed(1'h0);
-  assign \$41  = 1'h0 + \$40 ;
-  assign \$42  = $signed(d2_2) >= $signed(1'h0);
-  assign \$43  = \$41  + \$42 ;
-  assign \$44  = $signed(d3_2) >= $signed(1'h0);
-  assign \$45  = \$43  + \$44 ;
-  assign \$46  = $signed(d4_2) >= $signed(1'h0);
-  assign \$47  = \$45  + \$46 ;
-  assign \$48  = $signed(d1_2) >= $signed(1'h0);
-  assign \$49  = $signed(d2_2) >= $signed(1'h0);
-  assign \$50  = $signed(d3_2) >= $signed(1'h0);
-  assign \$51  = $signed(d4_2) >= $signed(1'h0);
-  assign \$52  = st6[24] ? 21'h000a4c : kept2;
-  assign \$53  = ! st6[1];
-  assign \$54  = $signed(d1_3) >= $signed(1'h0);
-  assign \$55  = 1'h0 + \$54 ;
-  assign \$56  = $signed(d2_3) >= $signed(1'h0);
-  assign \$57  = \$55  + \$56 ;
-  assign \$58  = $signed(d3_3) >= $signed(1'h0);
-  assign \$59  = \$57  + \$58 ;
-  assign \$60  = $signed(d4_3) >= $signed(1'h0);
-  assign \$61  = \$59  + \$60 ;
-  assign \$62  = $signed(d1_3) >= $signed(1'h0);
-  assign \$63  = $signed(d2_3) >= $signed(1'h0);
-  assign \$64  = $signed(d3_3) >= $signed(1'h0);
-  assign \$65  = $signed(d4_3) >= $signed(1'h0);
-  assign \$66  = st6[24] ? 21'h000a4c : kept3;
-  assign \$67  = ! st7[1];
-  assign \$68  = \$67  & st7[2];
-  assign \$69  = ~ \$68 ;
-  assign \$70  = st7[0] & \$69 ;
-  assign \$71  = \$70  ? 4'hf : 4'h0;
-  assign \$72  = ! st7[1];
-  assign \$73  = \$72  & st7[2];
-  assign \$75  = \$74  & st7[24];
-  assign \$76  = \$73  | \$75 ;
-  assign \$77  = st7[0] & \$76 ;
-  assign \$78  = \$77  ? 4'hf : 4'h0;
+  assign \$11  = issue[0] | \$signal ;
+  assign \$12  = ! st6[1];
+  assign \$13  = $signed(d1_0) >= $signed(1'h0);
+  assign \$14  = 1'h0 + \$13 ;
+  assign \$15  = $signed(d2_0) >= $signed(1'h0);
+  assign \$16  = \$14  + \$15 ;
+  assign \$17  = $signed(d3_0) >= $signed(1'h0);
+  assign \$18  = \$16  + \$17 ;
+  assign \$19  = $signed(d4_0) >= $signed(1'h0);
+  assign \$20  = \$18  + \$19 ;
+  assign \$21  = $signed(d1_0) >= $signed(1'h0);
+  assign \$22  = $signed(d2_0) >= $signed(1'h0);
+  assign \$23  = $signed(d3_0) >= $signed(1'h0);
+  assign \$24  = $signed(d4_0) >= $signed(1'h0);
+  assign \$25  = st6[24] ? 21'h000a4c : kept0;
+  assign \$26  = ! st6[1];
+  assign \$27  = $signed(d1_1) >= $signed(1'h0);
+  assign \$28  = 1'h0 + \$27 ;
+  assign \$29  = $signed(d2_1) >= $signed(1'h0);
+  assign \$30  = \$28  + \$29 ;
+  assign \$31  = $signed(d3_1) >= $signed(1'h0);
+  assign \$32  = \$30  + \$31 ;
+  assign \$33  = $signed(d4_1) >= $signed(1'h0);
+  assign \$34  = \$32  + \$33 ;
+  assign \$35  = $signed(d1_1) >= $signed(1'h0);
+  assign \$36  = $signed(d2_1) >= $signed(1'h0);
+  assign \$37  = $signed(d3_1) >= $signed(1'h0);
+  assign \$38  = $signed(d4_1) >= $signed(1'h0);
+  assign \$39  = st6[24] ? 21'h000a4c : kept1;
+  assign \$40  = ! st6[1];
+  assign \$41  = $signed(d1_2) >= $signed(1'h0);
+  assign \$42  = 1'h0 + \$41 ;
+  assign \$43  = $signed(d2_2) >= $signed(1'h0);
+  assign \$44  = \$42  + \$43 ;
+  assign \$45  = $signed(d3_2) >= $signed(1'h0);
+  assign \$46  = \$44  + \$45 ;
+  assign \$47  = $signed(d4_2) >= $signed(1'h0);
+  assign \$48  = \$46  + \$47 ;
+  assign \$49  = $signed(d1_2) >= $signed(1'h0);
+  assign \$50  = $signed(d2_2) >= $signed(1'h0);
+  assign \$51  = $signed(d3_2) >= $signed(1'h0);
+  assign \$52  = $signed(d4_2) >= $signed(1'h0);
+  assign \$53  = st6[24] ? 21'h000a4c : kept2;
+  assign \$54  = ! st6[1];
+  assign \$55  = $signed(d1_3) >= $signed(1'h0);
+  assign \$56  = 1'h0 + \$55 ;
+  assign \$57  = $signed(d2_3) >= $signed(1'h0);
+  assign \$58  = \$56  + \$57 ;
+  assign \$59  = $signed(d3_3) >= $signed(1'h0);
+  assign \$60  = \$58  + \$59 ;
+  assign \$61  = $signed(d4_3) >= $signed(1'h0);
+  assign \$62  = \$60  + \$61 ;
+  assign \$63  = $signed(d1_3) >= $signed(1'h0);
+  assign \$64  = $signed(d2_3) >= $signed(1'h0);
+  assign \$65  = $signed(d3_3) >= $signed(1'h0);
+  assign \$66  = $signed(d4_3) >= $signed(1'h0);
+  assign \$67  = st6[24] ? 21'h000a4c : kept3;
+  assign \$68  = ! st7[1];
+  assign \$69  = \$68  & st7[2];
+  assign \$70  = ~ \$69 ;
+  assign \$71  = st7[0] & \$70 ;
+  assign \$72  = \$71  ? 4'hf : 4'h0;
+  assign \$73  = ! st7[1];
+  assign \$74  = \$73  & st7[2];
+  assign \$76  = \$75  & st7[24];
+  assign \$77  = \$74  | \$76 ;
+  assign \$78  = st7[0] & \$77 ;
+  assign \$79  = \$78  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
-  assign \$80  = st7[0] & \$79 ;
-  assign \$81  = ~ \$signal$86 ;
-  assign dropped = \$80  & \$81 ;
-  assign \$82  = | \$signal$90 [2:0];
-  assign \$83  = ~ done[0];
-  assign \$84  = \$82  & \$83 ;
-  assign \$85  = | \$signal$90 [5:3];
-  assign \$86  = ~ done[1];
-  assign \$87  = \$85  & \$86 ;
-  assign \$88  = | \$signal$90 [8:6];
-  assign \$89  = ~ done[2];
-  assign \$90  = \$88  & \$89 ;
-  assign \$91  = | \$signal$90 [11:9];
-  assign \$92  = ~ done[3];
-  assign \$93  = \$91  & \$92 ;
-  assign \$94  = \$signal$90 [15:12] * 3'h4;
-  assign \$95  = \$94  + lane;
-  assign \$96  = | pending;
-  assign \$98  = pending - 1'h1;
-  assign \$99  = { 1'h0, pending } & \$98 ;
-  assign \$100  = ! \$99 ;
-  assign \$101  = ~ \$signal$90 [18];
-  assign \$102  = \$100  & \$101 ;
-  assign \$103  = ! fsm_state;
-  assign \$105  = used + sweep_now;
-  assign \$106  = \$105  - dropped;
-  assign \$107  = \$signal$97  & \$signal$94 ;
-  assign \$108  = $signed(\$106 ) - $signed({ 1'h0, \$107  });
-  assign \$109  = used <= 6'h28;
-  assign \$110  = ~ \$signal$26 ;
-  assign \$111  = \$110  & ready;
-  assign \$114  = pix_bits[1] & \$113 ;
-  assign \$116  = \$115  | pix_bits[1];
-  assign \$117  = pix_bits[2] & \$116 ;
-  assign \$119  = \$118  | pix_bits[1];
-  assign \$120  = \$119  | pix_bits[2];
-  assign \$121  = pix_bits[3] & \$120 ;
-  assign \$123  = \$122  | pix_bits[1];
-  assign \$124  = \$123  | pix_bits[2];
-  assign \$125  = \$124  | pix_bits[3];
-  assign \$126  = pix_bits[4] & \$125 ;
-  assign \$128  = \$127  | pix_bits[1];
-  assign \$129  = \$128  | pix_bits[2];
-  assign \$130  = \$129  | pix_bits[3];
-  assign \$131  = \$130  | pix_bits[4];
-  assign \$132  = pix_bits[5] & \$131 ;
-  assign \$134  = \$133  | pix_bits[1];
-  assign \$135  = \$134  | pix_bits[2];
-  assign \$136  = \$135  | pix_bits[3];
-  assign \$137  = \$136  | pix_bits[4];
-  assign \$138  = \$137  | pix_bits[5];
-  assign \$139  = pix_bits[6] & \$138 ;
-  assign \$141  = \$140  | pix_bits[1];
-  assign \$142  = \$141  | pix_bits[2];
-  assign \$143  = \$142  | pix_bits[3];
-  assign \$144  = \$143  | pix_bits[4];
-  assign \$145  = \$144  | pix_bits[5];
-  assign \$146  = \$145  | pix_bits[6];
-  assign \$147  = pix_bits[7] & \$146 ;
-  assign \$150  = pix_bits[1] & \$149 ;
-  assign \$152  = \$151  | pix_bits[1];
-  assign \$153  = pix_bits[2] & \$152 ;
-  assign \$155  = \$154  | pix_bits[1];
-  assign \$156  = \$155  | pix_bits[2];
-  assign \$157  = pix_bits[3] & \$156 ;
-  assign \$159  = \$158  | pix_bits[1];
-  assign \$160  = \$159  | pix_bits[2];
-  assign \$161  = \$160  | pix_bits[3];
-  assign \$162  = pix_bits[4] & \$161 ;
-  assign \$164  = \$163  | pix_bits[1];
-  assign \$165  = \$164  | pix_bits[2];
-  assign \$166  = \$165  | pix_bits[3];
-  assign \$167  = \$166  | pix_bits[4];
-  assign \$168  = pix_bits[5] & \$167 ;
-  assign \$170  = \$169  | pix_bits[1];
-  assign \$171  = \$170  | pix_bits[2];
-  assign \$172  = \$171  | pix_bits[3];
-  assign \$173  = \$172  | pix_bits[4];
-  assign \$174  = \$173  | pix_bits[5];
-  assign \$175  = pix_bits[6] & \$174 ;
-  assign \$177  = \$176  | pix_bits[1];
-  assign \$178  = \$177  | pix_bits[2];
-  assign \$179  = \$178  | pix_bits[3];
-  assign \$180  = \$179  | pix_bits[4];
-  assign \$181  = \$180  | pix_bits[5];
-  assign \$182  = \$181  | pix_bits[6];
-  assign \$183  = pix_bits[7] & \$182 ;
-  assign \$184  = ! { \$183 , \$175 , \$168 , \$162 , \$157 , \$153 , \$150 , \$148  };
-  assign \$187  = pix_bits[1] & \$186 ;
-  assign \$189  = \$188  | pix_bits[1];
-  assign \$190  = pix_bits[2] & \$189 ;
-  assign \$192  = \$191  | pix_bits[1];
-  assign \$193  = \$192  | pix_bits[2];
-  assign \$194  = pix_bits[3] & \$193 ;
-  assign \$196  = \$195  | pix_bits[1];
-  assign \$197  = \$196  | pix_bits[2];
-  assign \$198  = \$197  | pix_bits[3];
-  assign \$199  = pix_bits[4] & \$198 ;
-  assign \$201  = \$200  | pix_bits[1];
-  assign \$202  = \$201  | pix_bits[2];
-  assign \$203  = \$202  | pix_bits[3];
-  assign \$204  = \$203  | pix_bits[4];
-  assign \$205  = pix_bits[5] & \$204 ;
-  assign \$207  = \$206  | pix_bits[1];
-  assign \$208  = \$207  | pix_bits[2];
-  assign \$209  = \$208  | pix_bits[3];
-  assign \$210  = \$209  | pix_bits[4];
-  assign \$211  = \$210  | pix_bits[5];
-  assign \$212  = pix_bits[6] & \$211 ;
-  assign \$214  = \$213  | pix_bits[1];
-  assign \$215  = \$214  | pix_bits[2];
-  assign \$216  = \$215  | pix_bits[3];
-  assign \$217  = \$216  | pix_bits[4];
-  assign \$218  = \$217  | pix_bits[5];
-  assign \$219  = \$218  | pix_bits[6];
-  assign \$220  = pix_bits[7] & \$219 ;
-  assign \$221  = { \$220 , \$212 , \$205 , \$199 , \$194 , \$190 , \$187 , \$185  } == 1'h1;
-  assign \$224  = pix_bits[1] & \$223 ;
-  assign \$226  = \$225  | pix_bits[1];
-  assign \$227  = pix_bits[2] & \$226 ;
-  assign \$229  = \$228  | pix_bits[1];
-  assign \$230  = \$229  | pix_bits[2];
-  assign \$231  = pix_bits[3] & \$230 ;
-  assign \$233  = \$232  | pix_bits[1];
-  assign \$234  = \$233  | pix_bits[2];
-  assign \$235  = \$234  | pix_bits[3];
-  assign \$236  = pix_bits[4] & \$235 ;
-  assign \$238  = \$237  | pix_bits[1];
-  assign \$239  = \$238  | pix_bits[2];
-  assign \$240  = \$239  | pix_bits[3];
-  assign \$241  = \$240  | pix_bits[4];
-  assign \$242  = pix_bits[5] & \$241 ;
-  assign \$244  = \$243  | pix_bits[1];
-  assign \$245  = \$244  | pix_bits[2];
-  assign \$246  = \$245  | pix_bits[3];
-  assign \$247  = \$246  | pix_bits[4];
-  assign \$248  = \$247  | pix_bits[5];
-  assign \$249  = pix_bits[6] & \$248 ;
-  assign \$251  = \$250  | pix_bits[1];
-  assign \$252  = \$251  | pix_bits[2];
-  assign \$253  = \$252  | pix_bits[3];
-  assign \$254  = \$253  | pix_bits[4];
-  assign \$255  = \$254  | pix_bits[5];
-  assign \$256  = \$255  | pix_bits[6];
-  assign \$257  = pix_bits[7] & \$256 ;
-  assign \$258  = { \$257 , \$249 , \$242 , \$236 , \$231 , \$227 , \$224 , \$222  } == 2'h2;
-  assign \$259  = \$221  | \$258 ;
-  assign \$262  = pix_bits[1] & \$261 ;
-  assign \$264  = \$263  | pix_bits[1];
-  assign \$265  = pix_bits[2] & \$264 ;
-  assign \$267  = \$266  | pix_bits[1];
-  assign \$268  = \$267  | pix_bits[2];
-  assign \$269  = pix_bits[3] & \$268 ;
-  assign \$271  = \$270  | pix_bits[1];
-  assign \$272  = \$271  | pix_bits[2];
-  assign \$273  = \$272  | pix_bits[3];
-  assign \$274  = pix_bits[4] & \$273 ;
-  assign \$276  = \$275  | pix_bits[1];
-  assign \$277  = \$276  | pix_bits[2];
-  assign \$278  = \$277  | pix_bits[3];
-  assign \$279  = \$278  | pix_bits[4];
-  assign \$280  = pix_bits[5] & \$279 ;
-  assign \$282  = \$281  | pix_bits[1];
-  assign \$283  = \$282  | pix_bits[2];
-  assign \$284  = \$283  | pix_bits[3];
-  assign \$285  = \$284  | pix_bits[4];
-  assign \$286  = \$285  | pix_bits[5];
-  assign \$287  = pix_bits[6] & \$286 ;
-  assign \$289  = \$288  | pix_bits[1];
-  assign \$290  = \$289  | pix_bits[2];
-  assign \$291  = \$290  | pix_bits[3];
-  assign \$292  = \$291  | pix_bits[4];
-  assign \$293  = \$292  | pix_bits[5];
-  assign \$294  = \$293  | pix_bits[6];
-  assign \$295  = pix_bits[7] & \$294 ;
-  assign \$296  = { \$295 , \$287 , \$280 , \$274 , \$269 , \$265 , \$262 , \$260  } == 3'h4;
-  assign \$297  = \$259  | \$296 ;
-  assign \$300  = pix_bits[1] & \$299 ;
-  assign \$302  = \$301  | pix_bits[1];
-  assign \$303  = pix_bits[2] & \$302 ;
-  assign \$305  = \$304  | pix_bits[1];
-  assign \$306  = \$305  | pix_bits[2];
-  assign \$307  = pix_bits[3] & \$306 ;
-  assign \$309  = \$308  | pix_bits[1];
-  assign \$310  = \$309  | pix_bits[2];
-  assign \$311  = \$310  | pix_bits[3];
-  assign \$312  = pix_bits[4] & \$311 ;
-  assign \$314  = \$313  | pix_bits[1];
-  assign \$315  = \$314  | pix_bits[2];
-  assign \$316  = \$315  | pix_bits[3];
-  assign \$317  = \$316  | pix_bits[4];
-  assign \$318  = pix_bits[5] & \$317 ;
-  assign \$320  = \$319  | pix_bits[1];
-  assign \$321  = \$320  | pix_bits[2];
-  assign \$322  = \$321  | pix_bits[3];
-  assign \$323  = \$322  | pix_bits[4];
-  assign \$324  = \$323  | pix_bits[5];
-  assign \$325  = pix_bits[6] & \$324 ;
-  assign \$327  = \$326  | pix_bits[1];
-  assign \$328  = \$327  | pix_bits[2];
-  assign \$329  = \$328  | pix_bits[3];
-  assign \$330  = \$329  | pix_bits[4];
-  assign \$331  = \$330  | pix_bits[5];
-  assign \$332  = \$331  | pix_bits[6];
-  assign \$333  = pix_bits[7] & \$332 ;
-  assign \$334  = { \$333 , \$325 , \$318 , \$312 , \$307 , \$303 , \$300 , \$298  } == 4'h8;
-  assign \$335  = \$297  | \$334 ;
-  assign \$338  = pix_bits[1] & \$337 ;
-  assign \$340  = \$339  | pix_bits[1];
-  assign \$341  = pix_bits[2] & \$340 ;
-  assign \$343  = \$342  | pix_bits[1];
-  assign \$344  = \$343  | pix_bits[2];
-  assign \$345  = pix_bits[3] & \$344 ;
-  assign \$347  = \$346  | pix_bits[1];
-  assign \$348  = \$347  | pix_bits[2];
-  assign \$349  = \$348  | pix_bits[3];
-  assign \$350  = pix_bits[4] & \$349 ;
-  assign \$352  = \$351  | pix_bits[1];
-  assign \$353  = \$352  | pix_bits[2];
-  assign \$354  = \$353  | pix_bits[3];
-  assign \$355  = \$354  | pix_bits[4];
-  assign \$356  = pix_bits[5] & \$355 ;
-  assign \$358  = \$357  | pix_bits[1];
-  assign \$359  = \$358  | pix_bits[2];
-  assign \$360  = \$359  | pix_bits[3];
-  assign \$361  = \$360  | pix_bits[4];
-  assign \$362  = \$361  | pix_bits[5];
-  assign \$363  = pix_bits[6] & \$362 ;
-  assign \$365  = \$364  | pix_bits[1];
-  assign \$366  = \$365  | pix_bits[2];
-  assign \$367  = \$366  | pix_bits[3];
-  assign \$368  = \$367  | pix_bits[4];
-  assign \$369  = \$368  | pix_bits[5];
-  assign \$370  = \$369  | pix_bits[6];
-  assign \$371  = pix_bits[7] & \$370 ;
-  assign \$372  = { \$371 , \$363 , \$356 , \$350 , \$345 , \$341 , \$338 , \$336  } == 5'h10;
-  assign \$373  = \$335  | \$372 ;
-  assign \$376  = pix_bits[1] & \$375 ;
-  assign \$378  = \$377  | pix_bits[1];
-  assign \$379  = pix_bits[2] & \$378 ;
-  assign \$381  = \$380  | pix_bits[1];
-  assign \$382  = \$381  | pix_bits[2];
-  assign \$383  = pix_bits[3] & \$382 ;
-  assign \$385  = \$384  | pix_bits[1];
-  assign \$386  = \$385  | pix_bits[2];
-  assign \$387  = \$386  | pix_bits[3];
-  assign \$388  = pix_bits[4] & \$387 ;
-  assign \$390  = \$389  | pix_bits[1];
-  assign \$391  = \$390  | pix_bits[2];
-  assign \$392  = \$391  | pix_bits[3];
-  assign \$393  = \$392  | pix_bits[4];
-  assign \$394  = pix_bits[5] & \$393 ;
-  assign \$396  = \$395  | pix_bits[1];
-  assign \$397  = \$396  | pix_bits[2];
-  assign \$398  = \$397  | pix_bits[3];
-  assign \$399  = \$398  | pix_bits[4];
-  assign \$400  = \$399  | pix_bits[5];
-  assign \$401  = pix_bits[6] & \$400 ;
-  assign \$403  = \$402  | pix_bits[1];
-  assign \$404  = \$403  | pix_bits[2];
-  assign \$405  = \$404  | pix_bits[3];
-  assign \$406  = \$405  | pix_bits[4];
-  assign \$407  = \$406  | pix_bits[5];
-  assign \$408  = \$407  | pix_bits[6];
-  assign \$409  = pix_bits[7] & \$408 ;
-  assign \$410  = { \$409 , \$401 , \$394 , \$388 , \$383 , \$379 , \$376 , \$374  } == 6'h20;
-  assign \$411  = \$373  | \$410 ;
-  assign \$414  = pix_bits[1] & \$413 ;
-  assign \$416  = \$415  | pix_bits[1];
-  assign \$417  = pix_bits[2] & \$416 ;
-  assign \$419  = \$418  | pix_bits[1];
-  assign \$420  = \$419  | pix_bits[2];
-  assign \$421  = pix_bits[3] & \$420 ;
-  assign \$423  = \$422  | pix_bits[1];
-  assign \$424  = \$423  | pix_bits[2];
-  assign \$425  = \$424  | pix_bits[3];
-  assign \$426  = pix_bits[4] & \$425 ;
-  assign \$428  = \$427  | pix_bits[1];
-  assign \$429  = \$428  | pix_bits[2];
-  assign \$430  = \$429  | pix_bits[3];
-  assign \$431  = \$430  | pix_bits[4];
-  assign \$432  = pix_bits[5] & \$431 ;
-  assign \$434  = \$433  | pix_bits[1];
-  assign \$435  = \$434  | pix_bits[2];
-  assign \$436  = \$435  | pix_bits[3];
-  assign \$437  = \$436  | pix_bits[4];
-  assign \$438  = \$437  | pix_bits[5];
-  assign \$439  = pix_bits[6] & \$438 ;
-  assign \$441  = \$440  | pix_bits[1];
-  assign \$442  = \$441  | pix_bits[2];
-  assign \$443  = \$442  | pix_bits[3];
-  assign \$444  = \$443  | pix_bits[4];
-  assign \$445  = \$444  | pix_bits[5];
-  assign \$446  = \$445  | pix_bits[6];
-  assign \$447  = pix_bits[7] & \$446 ;
-  assign \$448  = { \$447 , \$439 , \$432 , \$426 , \$421 , \$417 , \$414 , \$412  } == 7'h40;
-  assign \$449  = \$411  | \$448 ;
-  assign \$452  = pix_bits[1] & \$451 ;
-  assign \$454  = \$453  | pix_bits[1];
-  assign \$455  = pix_bits[2] & \$454 ;
-  assign \$457  = \$456  | pix_bits[1];
-  assign \$458  = \$457  | pix_bits[2];
-  assign \$459  = pix_bits[3] & \$458 ;
-  assign \$461  = \$460  | pix_bits[1];
-  assign \$462  = \$461  | pix_bits[2];
-  assign \$463  = \$462  | pix_bits[3];
-  assign \$464  = pix_bits[4] & \$463 ;
-  assign \$466  = \$465  | pix_bits[1];
-  assign \$467  = \$466  | pix_bits[2];
-  assign \$468  = \$467  | pix_bits[3];
-  assign \$469  = \$468  | pix_bits[4];
-  assign \$470  = pix_bits[5] & \$469 ;
-  assign \$472  = \$471  | pix_bits[1];
-  assign \$473  = \$472  | pix_bits[2];
-  assign \$474  = \$473  | pix_bits[3];
-  assign \$475  = \$474  | pix_bits[4];
-  assign \$476  = \$475  | pix_bits[5];
-  assign \$477  = pix_bits[6] & \$476 ;
-  assign \$479  = \$478  | pix_bits[1];
-  assign \$480  = \$479  | pix_bits[2];
-  assign \$481  = \$480  | pix_bits[3];
-  assign \$482  = \$481  | pix_bits[4];
-  assign \$483  = \$482  | pix_bits[5];
-  assign \$484  = \$483  | pix_bits[6];
-  assign \$485  = pix_bits[7] & \$484 ;
-  assign \$486  = { \$485 , \$477 , \$470 , \$464 , \$459 , \$455 , \$452 , \$450  } == 8'h80;
-  assign \$487  = \$449  | \$486 ;
-  assign \$488  = \$signal$29  & ready;
-  assign \$489  = \$signal$26  | \$488 ;
-  assign \$490  = \$489  & more_pixels;
-  assign \$491  = ! \$signal$102 ;
-  assign \$492  = \$signal$102  == 1'h1;
-  assign \$493  = \$signal$102  == 2'h2;
-  assign \$494  = \$492  | \$493 ;
-  assign \$495  = \$signal$102  == 3'h4;
-  assign \$496  = \$494  | \$495 ;
-  assign \$497  = \$signal$102  == 4'h8;
-  assign \$498  = \$496  | \$497 ;
-  assign \$499  = \$signal$102  == 5'h10;
-  assign \$500  = \$498  | \$499 ;
-  assign \$501  = \$signal$102  == 6'h20;
-  assign \$502  = \$500  | \$501 ;
-  assign \$503  = \$signal$102  == 7'h40;
-  assign \$504  = \$502  | \$503 ;
-  assign \$505  = \$signal$102  == 8'h80;
-  assign \$506  = \$504  | \$505 ;
-  assign \$507  = pixel_count + 1'h1;
-  assign \$508  = pixel_count != 6'h3f;
-  assign \$509  = nxt_x == 3'h7;
-  assign \$510  = \$like$105  == 3'h7;
-  assign \$511  = \$like  + 1'h1;
-  assign \$512  = \$like$105  + 1'h1;
-  assign \$513  = nxt_x + 1'h1;
-  assign \$514  = ~ more_pixels;
-  assign \$515  = \$514  & \$signal$26 ;
-  assign \$516  = ~ op_valid;
-  assign \$517  = \$515  & \$516 ;
-  assign \$518  = ~ \$signal ;
-  assign \$519  = credit & \$518 ;
-  assign \$520  = step == 1'h1;
-  assign \$521  = step + 1'h1;
-  assign \$522  = sweep_addr + 1'h1;
-  assign \$523  = sweep_addr == 4'he;
-  assign \$524  = sweep_g == 4'hf;
-  assign \$525  = ! sweep_x;
-  assign \$526  = sweep_y + 1'h1;
-  assign \$527  = sweep_x + 1'h1;
-  assign \$528  = sweep_g + 1'h1;
-  assign \$529  = sweep_now & issue[26];
+  assign \$81  = st7[0] & \$80 ;
+  assign \$82  = ~ \$signal$86 ;
+  assign dropped = \$81  & \$82 ;
+  assign \$83  = | \$signal$90 [2:0];
+  assign \$84  = ~ done[0];
+  assign \$85  = \$83  & \$84 ;
+  assign \$86  = | \$signal$90 [5:3];
+  assign \$87  = ~ done[1];
+  assign \$88  = \$86  & \$87 ;
+  assign \$89  = | \$signal$90 [8:6];
+  assign \$90  = ~ done[2];
+  assign \$91  = \$89  & \$90 ;
+  assign \$92  = | \$signal$90 [11:9];
+  assign \$93  = ~ done[3];
+  assign \$94  = \$92  & \$93 ;
+  assign \$95  = \$signal$90 [15:12] * 3'h4;
+  assign \$96  = \$95  + lane;
+  assign \$97  = | pending;
+  assign \$99  = pending - 1'h1;
+  assign \$100  = { 1'h0, pending } & \$99 ;
+  assign \$101  = ! \$100 ;
+  assign \$102  = ~ \$signal$90 [18];
+  assign \$103  = \$101  & \$102 ;
+  assign \$104  = ! fsm_state;
+  assign \$106  = used + sweep_now;
+  assign \$107  = \$106  - dropped;
+  assign \$108  = \$signal$97  & \$signal$94 ;
+  assign \$109  = $signed(\$107 ) - $signed({ 1'h0, \$108  });
+  assign \$110  = used <= 6'h28;
+  assign \$111  = ~ \$signal$26 ;
+  assign \$112  = \$111  & ready;
+  assign \$115  = pix_bits[1] & \$114 ;
+  assign \$117  = \$116  | pix_bits[1];
+  assign \$118  = pix_bits[2] & \$117 ;
+  assign \$120  = \$119  | pix_bits[1];
+  assign \$121  = \$120  | pix_bits[2];
+  assign \$122  = pix_bits[3] & \$121 ;
+  assign \$124  = \$123  | pix_bits[1];
+  assign \$125  = \$124  | pix_bits[2];
+  assign \$126  = \$125  | pix_bits[3];
+  assign \$127  = pix_bits[4] & \$126 ;
+  assign \$129  = \$128  | pix_bits[1];
+  assign \$130  = \$129  | pix_bits[2];
+  assign \$131  = \$130  | pix_bits[3];
+  assign \$132  = \$131  | pix_bits[4];
+  assign \$133  = pix_bits[5] & \$132 ;
+  assign \$135  = \$134  | pix_bits[1];
+  assign \$136  = \$135  | pix_bits[2];
+  assign \$137  = \$136  | pix_bits[3];
+  assign \$138  = \$137  | pix_bits[4];
+  assign \$139  = \$138  | pix_bits[5];
+  assign \$140  = pix_bits[6] & \$139 ;
+  assign \$142  = \$141  | pix_bits[1];
+  assign \$143  = \$142  | pix_bits[2];
+  assign \$144  = \$143  | pix_bits[3];
+  assign \$145  = \$144  | pix_bits[4];
+  assign \$146  = \$145  | pix_bits[5];
+  assign \$147  = \$146  | pix_bits[6];
+  assign \$148  = pix_bits[7] & \$147 ;
+  assign \$151  = pix_bits[1] & \$150 ;
+  assign \$153  = \$152  | pix_bits[1];
+  assign \$154  = pix_bits[2] & \$153 ;
+  assign \$156  = \$155  | pix_bits[1];
+  assign \$157  = \$156  | pix_bits[2];
+  assign \$158  = pix_bits[3] & \$157 ;
+  assign \$160  = \$159  | pix_bits[1];
+  assign \$161  = \$160  | pix_bits[2];
+  assign \$162  = \$161  | pix_bits[3];
+  assign \$163  = pix_bits[4] & \$162 ;
+  assign \$165  = \$164  | pix_bits[1];
+  assign \$166  = \$165  | pix_bits[2];
+  assign \$167  = \$166  | pix_bits[3];
+  assign \$168  = \$167  | pix_bits[4];
+  assign \$169  = pix_bits[5] & \$168 ;
+  assign \$171  = \$170  | pix_bits[1];
+  assign \$172  = \$171  | pix_bits[2];
+  assign \$173  = \$172  | pix_bits[3];
+  assign \$174  = \$173  | pix_bits[4];
+  assign \$175  = \$174  | pix_bits[5];
+  assign \$176  = pix_bits[6] & \$175 ;
+  assign \$178  = \$177  | pix_bits[1];
+  assign \$179  = \$178  | pix_bits[2];
+  assign \$180  = \$179  | pix_bits[3];
+  assign \$181  = \$180  | pix_bits[4];
+  assign \$182  = \$181  | pix_bits[5];
+  assign \$183  = \$182  | pix_bits[6];
+  assign \$184  = pix_bits[7] & \$183 ;
+  assign \$185  = ! { \$184 , \$176 , \$169 , \$163 , \$158 , \$154 , \$151 , \$149  };
+  assign \$188  = pix_bits[1] & \$187 ;
+  assign \$190  = \$189  | pix_bits[1];
+  assign \$191  = pix_bits[2] & \$190 ;
+  assign \$193  = \$192  | pix_bits[1];
+  assign \$194  = \$193  | pix_bits[2];
+  assign \$195  = pix_bits[3] & \$194 ;
+  assign \$197  = \$196  | pix_bits[1];
+  assign \$198  = \$197  | pix_bits[2];
+  assign \$199  = \$198  | pix_bits[3];
+  assign \$200  = pix_bits[4] & \$199 ;
+  assign \$202  = \$201  | pix_bits[1];
+  assign \$203  = \$202  | pix_bits[2];
+  assign \$204  = \$203  | pix_bits[3];
+  assign \$205  = \$204  | pix_bits[4];
+  assign \$206  = pix_bits[5] & \$205 ;
+  assign \$208  = \$207  | pix_bits[1];
+  assign \$209  = \$208  | pix_bits[2];
+  assign \$210  = \$209  | pix_bits[3];
+  assign \$211  = \$210  | pix_bits[4];
+  assign \$212  = \$211  | pix_bits[5];
+  assign \$213  = pix_bits[6] & \$212 ;
+  assign \$215  = \$214  | pix_bits[1];
+  assign \$216  = \$215  | pix_bits[2];
+  assign \$217  = \$216  | pix_bits[3];
+  assign \$218  = \$217  | pix_bits[4];
+  assign \$219  = \$218  | pix_bits[5];
+  assign \$220  = \$219  | pix_bits[6];
+  assign \$221  = pix_bits[7] & \$220 ;
+  assign \$222  = { \$221 , \$213 , \$206 , \$200 , \$195 , \$191 , \$188 , \$186  } == 1'h1;
+  assign \$225  = pix_bits[1] & \$224 ;
+  assign \$227  = \$226  | pix_bits[1];
+  assign \$228  = pix_bits[2] & \$227 ;
+  assign \$230  = \$229  | pix_bits[1];
+  assign \$231  = \$230  | pix_bits[2];
+  assign \$232  = pix_bits[3] & \$231 ;
+  assign \$234  = \$233  | pix_bits[1];
+  assign \$235  = \$234  | pix_bits[2];
+  assign \$236  = \$235  | pix_bits[3];
+  assign \$237  = pix_bits[4] & \$236 ;
+  assign \$239  = \$238  | pix_bits[1];
+  assign \$240  = \$239  | pix_bits[2];
+  assign \$241  = \$240  | pix_bits[3];
+  assign \$242  = \$241  | pix_bits[4];
+  assign \$243  = pix_bits[5] & \$242 ;
+  assign \$245  = \$244  | pix_bits[1];
+  assign \$246  = \$245  | pix_bits[2];
+  assign \$247  = \$246  | pix_bits[3];
+  assign \$248  = \$247  | pix_bits[4];
+  assign \$249  = \$248  | pix_bits[5];
+  assign \$250  = pix_bits[6] & \$249 ;
+  assign \$252  = \$251  | pix_bits[1];
+  assign \$253  = \$252  | pix_bits[2];
+  assign \$254  = \$253  | pix_bits[3];
+  assign \$255  = \$254  | pix_bits[4];
+  assign \$256  = \$255  | pix_bits[5];
+  assign \$257  = \$256  | pix_bits[6];
+  assign \$258  = pix_bits[7] & \$257 ;
+  assign \$259  = { \$258 , \$250 , \$243 , \$237 , \$232 , \$228 , \$225 , \$223  } == 2'h2;
+  assign \$260  = \$222  | \$259 ;
+  assign \$263  = pix_bits[1] & \$262 ;
+  assign \$265  = \$264  | pix_bits[1];
+  assign \$266  = pix_bits[2] & \$265 ;
+  assign \$268  = \$267  | pix_bits[1];
+  assign \$269  = \$268  | pix_bits[2];
+  assign \$270  = pix_bits[3] & \$269 ;
+  assign \$272  = \$271  | pix_bits[1];
+  assign \$273  = \$272  | pix_bits[2];
+  assign \$274  = \$273  | pix_bits[3];
+  assign \$275  = pix_bits[4] & \$274 ;
+  assign \$277  = \$276  | pix_bits[1];
+  assign \$278  = \$277  | pix_bits[2];
+  assign \$279  = \$278  | pix_bits[3];
+  assign \$280  = \$279  | pix_bits[4];
+  assign \$281  = pix_bits[5] & \$280 ;
+  assign \$283  = \$282  | pix_bits[1];
+  assign \$284  = \$283  | pix_bits[2];
+  assign \$285  = \$284  | pix_bits[3];
+  assign \$286  = \$285  | pix_bits[4];
+  assign \$287  = \$286  | pix_bits[5];
+  assign \$288  = pix_bits[6] & \$287 ;
+  assign \$290  = \$289  | pix_bits[1];
+  assign \$291  = \$290  | pix_bits[2];
+  assign \$292  = \$291  | pix_bits[3];
+  assign \$293  = \$292  | pix_bits[4];
+  assign \$294  = \$293  | pix_bits[5];
+  assign \$295  = \$294  | pix_bits[6];
+  assign \$296  = pix_bits[7] & \$295 ;
+  assign \$297  = { \$296 , \$288 , \$281 , \$275 , \$270 , \$266 , \$263 , \$261  } == 3'h4;
+  assign \$298  = \$260  | \$297 ;
+  assign \$301  = pix_bits[1] & \$300 ;
+  assign \$303  = \$302  | pix_bits[1];
+  assign \$304  = pix_bits[2] & \$303 ;
+  assign \$306  = \$305  | pix_bits[1];
+  assign \$307  = \$306  | pix_bits[2];
+  assign \$308  = pix_bits[3] & \$307 ;
+  assign \$310  = \$309  | pix_bits[1];
+  assign \$311  = \$310  | pix_bits[2];
+  assign \$312  = \$311  | pix_bits[3];
+  assign \$313  = pix_bits[4] & \$312 ;
+  assign \$315  = \$314  | pix_bits[1];
+  assign \$316  = \$315  | pix_bits[2];
+  assign \$317  = \$316  | pix_bits[3];
+  assign \$318  = \$317  | pix_bits[4];
+  assign \$319  = pix_bits[5] & \$318 ;
+  assign \$321  = \$320  | pix_bits[1];
+  assign \$322  = \$321  | pix_bits[2];
+  assign \$323  = \$322  | pix_bits[3];
+  assign \$324  = \$323  | pix_bits[4];
+  assign \$325  = \$324  | pix_bits[5];
+  assign \$326  = pix_bits[6] & \$325 ;
+  assign \$328  = \$327  | pix_bits[1];
+  assign \$329  = \$328  | pix_bits[2];
+  assign \$330  = \$329  | pix_bits[3];
+  assign \$331  = \$330  | pix_bits[4];
+  assign \$332  = \$331  | pix_bits[5];
+  assign \$333  = \$332  | pix_bits[6];
+  assign \$334  = pix_bits[7] & \$333 ;
+  assign \$335  = { \$334 , \$326 , \$319 , \$313 , \$308 , \$304 , \$301 , \$299  } == 4'h8;
+  assign \$336  = \$298  | \$335 ;
+  assign \$339  = pix_bits[1] & \$338 ;
+  assign \$341  = \$340  | pix_bits[1];
+  assign \$342  = pix_bits[2] & \$341 ;
+  assign \$344  = \$343  | pix_bits[1];
+  assign \$345  = \$344  | pix_bits[2];
+  assign \$346  = pix_bits[3] & \$345 ;
+  assign \$348  = \$347  | pix_bits[1];
+  assign \$349  = \$348  | pix_bits[2];
+  assign \$350  = \$349  | pix_bits[3];
+  assign \$351  = pix_bits[4] & \$350 ;
+  assign \$353  = \$352  | pix_bits[1];
+  assign \$354  = \$353  | pix_bits[2];
+  assign \$355  = \$354  | pix_bits[3];
+  assign \$356  = \$355  | pix_bits[4];
+  assign \$357  = pix_bits[5] & \$356 ;
+  assign \$359  = \$358  | pix_bits[1];
+  assign \$360  = \$359  | pix_bits[2];
+  assign \$361  = \$360  | pix_bits[3];
+  assign \$362  = \$361  | pix_bits[4];
+  assign \$363  = \$362  | pix_bits[5];
+  assign \$364  = pix_bits[6] & \$363 ;
+  assign \$366  = \$365  | pix_bits[1];
+  assign \$367  = \$366  | pix_bits[2];
+  assign \$368  = \$367  | pix_bits[3];
+  assign \$369  = \$368  | pix_bits[4];
+  assign \$370  = \$369  | pix_bits[5];
+  assign \$371  = \$370  | pix_bits[6];
+  assign \$372  = pix_bits[7] & \$371 ;
+  assign \$373  = { \$372 , \$364 , \$357 , \$351 , \$346 , \$342 , \$339 , \$337  } == 5'h10;
+  assign \$374  = \$336  | \$373 ;
+  assign \$377  = pix_bits[1] & \$376 ;
+  assign \$379  = \$378  | pix_bits[1];
+  assign \$380  = pix_bits[2] & \$379 ;
+  assign \$382  = \$381  | pix_bits[1];
+  assign \$383  = \$382  | pix_bits[2];
+  assign \$384  = pix_bits[3] & \$383 ;
+  assign \$386  = \$385  | pix_bits[1];
+  assign \$387  = \$386  | pix_bits[2];
+  assign \$388  = \$387  | pix_bits[3];
+  assign \$389  = pix_bits[4] & \$388 ;
+  assign \$391  = \$390  | pix_bits[1];
+  assign \$392  = \$391  | pix_bits[2];
+  assign \$393  = \$392  | pix_bits[3];
+  assign \$394  = \$393  | pix_bits[4];
+  assign \$395  = pix_bits[5] & \$394 ;
+  assign \$397  = \$396  | pix_bits[1];
+  assign \$398  = \$397  | pix_bits[2];
+  assign \$399  = \$398  | pix_bits[3];
+  assign \$400  = \$399  | pix_bits[4];
+  assign \$401  = \$400  | pix_bits[5];
+  assign \$402  = pix_bits[6] & \$401 ;
+  assign \$404  = \$403  | pix_bits[1];
+  assign \$405  = \$404  | pix_bits[2];
+  assign \$406  = \$405  | pix_bits[3];
+  assign \$407  = \$406  | pix_bits[4];
+  assign \$408  = \$407  | pix_bits[5];
+  assign \$409  = \$408  | pix_bits[6];
+  assign \$410  = pix_bits[7] & \$409 ;
+  assign \$411  = { \$410 , \$402 , \$395 , \$389 , \$384 , \$380 , \$377 , \$375  } == 6'h20;
+  assign \$412  = \$374  | \$411 ;
+  assign \$415  = pix_bits[1] & \$414 ;
+  assign \$417  = \$416  | pix_bits[1];
+  assign \$418  = pix_bits[2] & \$417 ;
+  assign \$420  = \$419  | pix_bits[1];
+  assign \$421  = \$420  | pix_bits[2];
+  assign \$422  = pix_bits[3] & \$421 ;
+  assign \$424  = \$423  | pix_bits[1];
+  assign \$425  = \$424  | pix_bits[2];
+  assign \$426  = \$425  | pix_bits[3];
+  assign \$427  = pix_bits[4] & \$426 ;
+  assign \$429  = \$428  | pix_bits[1];
+  assign \$430  = \$429  | pix_bits[2];
+  assign \$431  = \$430  | pix_bits[3];
+  assign \$432  = \$431  | pix_bits[4];
+  assign \$433  = pix_bits[5] & \$432 ;
+  assign \$435  = \$434  | pix_bits[1];
+  assign \$436  = \$435  | pix_bits[2];
+  assign \$437  = \$436  | pix_bits[3];
+  assign \$438  = \$437  | pix_bits[4];
+  assign \$439  = \$438  | pix_bits[5];
+  assign \$440  = pix_bits[6] & \$439 ;
+  assign \$442  = \$441  | pix_bits[1];
+  assign \$443  = \$442  | pix_bits[2];
+  assign \$444  = \$443  | pix_bits[3];
+  assign \$445  = \$444  | pix_bits[4];
+  assign \$446  = \$445  | pix_bits[5];
+  assign \$447  = \$446  | pix_bits[6];
+  assign \$448  = pix_bits[7] & \$447 ;
+  assign \$449  = { \$448 , \$440 , \$433 , \$427 , \$422 , \$418 , \$415 , \$413  } == 7'h40;
+  assign \$450  = \$412  | \$449 ;
+  assign \$453  = pix_bits[1] & \$452 ;
+  assign \$455  = \$454  | pix_bits[1];
+  assign \$456  = pix_bits[2] & \$455 ;
+  assign \$458  = \$457  | pix_bits[1];
+  assign \$459  = \$458  | pix_bits[2];
+  assign \$460  = pix_bits[3] & \$459 ;
+  assign \$462  = \$461  | pix_bits[1];
+  assign \$463  = \$462  | pix_bits[2];
+  assign \$464  = \$463  | pix_bits[3];
+  assign \$465  = pix_bits[4] & \$464 ;
+  assign \$467  = \$466  | pix_bits[1];
+  assign \$468  = \$467  | pix_bits[2];
+  assign \$469  = \$468  | pix_bits[3];
+  assign \$470  = \$469  | pix_bits[4];
+  assign \$471  = pix_bits[5] & \$470 ;
+  assign \$473  = \$472  | pix_bits[1];
+  assign \$474  = \$473  | pix_bits[2];
+  assign \$475  = \$474  | pix_bits[3];
+  assign \$476  = \$475  | pix_bits[4];
+  assign \$477  = \$476  | pix_bits[5];
+  assign \$478  = pix_bits[6] & \$477 ;
+  assign \$480  = \$479  | pix_bits[1];
+  assign \$481  = \$480  | pix_bits[2];
+  assign \$482  = \$481  | pix_bits[3];
+  assign \$483  = \$482  | pix_bits[4];
+  assign \$484  = \$483  | pix_bits[5];
+  assign \$485  = \$484  | pix_bits[6];
+  assign \$486  = pix_bits[7] & \$485 ;
+  assign \$487  = { \$486 , \$478 , \$471 , \$465 , \$460 , \$456 , \$453 , \$451  } == 8'h80;
+  assign \$488  = \$450  | \$487 ;
+  assign \$489  = \$signal$29  & ready;
+  assign \$490  = \$signal$26  | \$489 ;
+  assign \$491  = \$490  & more_pixels;
+  assign \$492  = ! \$signal$102 ;
+  assign \$493  = \$signal$102  == 1'h1;
+  assign \$494  = \$signal$102  == 2'h2;
+  assign \$495  = \$493  | \$494 ;
+  assign \$496  = \$signal$102  == 3'h4;
+  assign \$497  = \$495  | \$496 ;
+  assign \$498  = \$signal$102  == 4'h8;
+  assign \$499  = \$497  | \$498 ;
+  assign \$500  = \$signal$102  == 5'h10;
+  assign \$501  = \$499  | \$500 ;
+  assign \$502  = \$signal$102  == 6'h20;
+  assign \$503  = \$501  | \$502 ;
+  assign \$504  = \$signal$102  == 7'h40;
+  assign \$505  = \$503  | \$504 ;
+  assign \$506  = \$signal$102  == 8'h80;
+  assign \$507  = \$505  | \$506 ;
+  assign \$508  = pixel_count + 1'h1;
+  assign \$509  = pixel_count != 6'h3f;
+  assign \$510  = nxt_x == 3'h7;
+  assign \$511  = \$like$105  == 3'h7;
+  assign \$512  = \$like  + 1'h1;
+  assign \$513  = \$like$105  + 1'h1;
+  assign \$514  = nxt_x + 1'h1;
+  assign \$515  = ~ more_pixels;
+  assign \$516  = \$515  & \$signal$26 ;
+  assign \$517  = ~ op_valid;
+  assign \$518  = \$516  & \$517 ;
+  assign \$519  = ~ \$signal ;
+  assign \$520  = credit & \$519 ;
+  assign \$521  = step == 1'h1;
+  assign \$522  = step + 1'h1;
+  assign \$523  = sweep_addr + 1'h1;
+  assign \$524  = sweep_addr == 4'he;
+  assign \$525  = sweep_g == 4'hf;
+  assign \$526  = ! sweep_x;
+  assign \$527  = sweep_y + 1'h1;
+  assign \$528  = sweep_x + 1'h1;
+  assign \$529  = sweep_g + 1'h1;
   assign \$530  = sweep_now & issue[26];
-  assign \$531  = \$530  | \$signal$111 ;
-  assign \$532  = $signed(w1_0[7:0]) << st2[22:20];
-  assign \$533  = $signed(w1_0[15:8]) << st2[22:20];
-  assign \$534  = $signed(w1_0[23:16]) << st2[22:20];
-  assign \$535  = $signed(w1_0[31:24]) << st2[22:20];
-  assign \$536  = ! st3[18];
-  assign \$537  = st2[7:4] == st3[7:4];
-  assign \$538  = ! st3[1];
-  assign \$539  = \$537  & \$538 ;
-  assign \$540  = ! st3[1];
-  assign \$541  = \$540  & st3[2];
-  assign \$542  = ~ \$541 ;
-  assign \$543  = st3[0] & \$542 ;
-  assign \$544  = \$539  & \$543 ;
-  assign \$545  = st2[7:4] == st3[7:4];
-  assign \$546  = ! st3[1];
-  assign \$547  = \$545  & \$546 ;
-  assign \$548  = ! st3[1];
-  assign \$549  = \$548  & st3[2];
-  assign \$551  = \$550  & st3[24];
-  assign \$552  = \$549  | \$551 ;
-  assign \$553  = st3[0] & \$552 ;
-  assign \$554  = \$547  & \$553 ;
-  assign \$555  = st2[7:4] == st4[7:4];
-  assign \$556  = ! st4[1];
-  assign \$557  = \$555  & \$556 ;
-  assign \$558  = ! st4[1];
-  assign \$559  = \$558  & st4[2];
-  assign \$560  = ~ \$559 ;
-  assign \$561  = st4[0] & \$560 ;
-  assign \$562  = \$557  & \$561 ;
-  assign \$563  = st2[7:4] == st4[7:4];
-  assign \$564  = ! st4[1];
-  assign \$565  = \$563  & \$564 ;
-  assign \$566  = ! st4[1];
-  assign \$567  = \$566  & st4[2];
-  assign \$569  = \$568  & st4[24];
-  assign \$570  = \$567  | \$569 ;
-  assign \$571  = st4[0] & \$570 ;
-  assign \$572  = \$565  & \$571 ;
-  assign \$573  = st2[7:4] == st5[7:4];
-  assign \$574  = ! st5[1];
-  assign \$575  = \$574  & st5[2];
-  assign \$576  = ~ \$575 ;
-  assign \$577  = st5[0] & \$576 ;
-  assign \$578  = \$573  & \$577 ;
-  assign \$579  = st2[7:4] == st5[7:4];
-  assign \$580  = ! st5[1];
-  assign \$581  = \$580  & st5[2];
-  assign \$583  = \$582  & st5[24];
-  assign \$584  = \$581  | \$583 ;
-  assign \$585  = st5[0] & \$584 ;
-  assign \$586  = \$579  & \$585 ;
-  assign \$587  = st2[7:4] == st6[7:4];
-  assign \$588  = ! st6[1];
-  assign \$589  = \$588  & st6[2];
-  assign \$590  = ~ \$589 ;
-  assign \$591  = st6[0] & \$590 ;
-  assign \$592  = \$587  & \$591 ;
-  assign \$593  = st2[7:4] == st6[7:4];
-  assign \$594  = ! st6[1];
-  assign \$595  = \$594  & st6[2];
-  assign \$597  = \$596  & st6[24];
-  assign \$598  = \$595  | \$597 ;
-  assign \$599  = st6[0] & \$598 ;
-  assign \$600  = \$593  & \$599 ;
-  assign \$601  = st2[7:4] == st7[7:4];
-  assign \$602  = ! st7[1];
-  assign \$603  = \$602  & st7[2];
-  assign \$604  = ~ \$603 ;
-  assign \$605  = st7[0] & \$604 ;
-  assign \$606  = \$601  & \$605 ;
-  assign \$607  = st2[7:4] == st7[7:4];
-  assign \$608  = ! st7[1];
-  assign \$609  = \$608  & st7[2];
-  assign \$611  = \$610  & st7[24];
-  assign \$612  = \$609  | \$611 ;
-  assign \$613  = st7[0] & \$612 ;
-  assign \$614  = \$607  & \$613 ;
-  assign \$617  = ! st3[1];
-  assign \$618  = \$617  & st3[2];
-  assign \$619  = ~ \$618 ;
-  assign \$620  = \$616  & \$619 ;
-  assign \$623  = ! st3[1];
-  assign \$624  = \$623  & st3[2];
-  assign \$625  = \$622  & \$624 ;
-  assign \$626  = \$620  | \$625 ;
-  assign \$628  = ~ \$627 ;
-  assign \$629  = hit_v2 & \$628 ;
-  assign \$630  = ! st3[1];
-  assign \$631  = \$630  & st3[2];
-  assign \$632  = ~ \$631 ;
-  assign \$633  = \$629  & \$632 ;
-  assign \$635  = ~ \$634 ;
-  assign \$636  = hit_c2 & \$635 ;
-  assign \$637  = ! st3[1];
-  assign \$638  = \$637  & st3[2];
-  assign \$639  = \$636  & \$638 ;
-  assign \$640  = \$633  | \$639 ;
-  assign \$642  = \$641  | hit_v2;
-  assign \$643  = ~ \$642 ;
-  assign \$644  = hit_v3 & \$643 ;
-  assign \$645  = ! st3[1];
-  assign \$646  = \$645  & st3[2];
-  assign \$647  = ~ \$646 ;
-  assign \$648  = \$644  & \$647 ;
-  assign \$650  = \$649  | hit_v2;
-  assign \$651  = \$650  | hit_v3;
-  assign \$652  = ~ \$651 ;
-  assign \$653  = hit_v4 & \$652 ;
-  assign \$654  = ! st3[1];
-  assign \$655  = \$654  & st3[2];
-  assign \$656  = ~ \$655 ;
-  assign \$657  = \$653  & \$656 ;
-  assign \$659  = \$658  | hit_v2;
-  assign \$660  = \$659  | hit_v3;
-  assign \$661  = \$660  | hit_v4;
-  assign \$662  = ~ \$661 ;
-  assign \$663  = hit_v5 & \$662 ;
-  assign \$664  = ! st3[1];
-  assign \$665  = \$664  & st3[2];
-  assign \$666  = ~ \$665 ;
-  assign \$667  = \$663  & \$666 ;
-  assign \$669  = \$668  | hit_v2;
-  assign \$670  = \$669  | hit_v3;
-  assign \$671  = \$670  | hit_v4;
-  assign \$672  = \$671  | hit_v5;
-  assign \$673  = ~ \$672 ;
-  assign \$674  = ! st3[1];
-  assign \$675  = \$674  & st3[2];
-  assign \$676  = ~ \$675 ;
-  assign \$677  = \$673  & \$676 ;
-  assign \$679  = \$678  | hit_c2;
-  assign \$680  = ~ \$679 ;
-  assign \$681  = hit_c3 & \$680 ;
-  assign \$682  = ! st3[1];
-  assign \$683  = \$682  & st3[2];
-  assign \$684  = \$681  & \$683 ;
-  assign \$686  = \$685  | hit_c2;
-  assign \$687  = \$686  | hit_c3;
-  assign \$688  = ~ \$687 ;
-  assign \$689  = hit_c4 & \$688 ;
-  assign \$690  = ! st3[1];
-  assign \$691  = \$690  & st3[2];
-  assign \$692  = \$689  & \$691 ;
-  assign \$694  = \$693  | hit_c2;
-  assign \$695  = \$694  | hit_c3;
-  assign \$696  = \$695  | hit_c4;
-  assign \$697  = ~ \$696 ;
-  assign \$698  = hit_c5 & \$697 ;
-  assign \$699  = ! st3[1];
-  assign \$700  = \$699  & st3[2];
-  assign \$701  = \$698  & \$700 ;
-  assign \$703  = \$702  | hit_c2;
-  assign \$704  = \$703  | hit_c3;
-  assign \$705  = \$704  | hit_c4;
-  assign \$706  = \$705  | hit_c5;
-  assign \$707  = ~ \$706 ;
-  assign \$708  = ! st3[1];
-  assign \$709  = \$708  & st3[2];
-  assign \$710  = \$707  & \$709 ;
-  assign \$711  = ! st3[1];
-  assign \$714  = ! st3[1];
-  assign \$716  = \$713  & \$715 ;
-  assign \$718  = ~ \$717 ;
-  assign \$719  = hit_c2 & \$718 ;
-  assign \$720  = ! st3[1];
-  assign \$722  = \$719  & \$721 ;
-  assign \$724  = \$723  | hit_c2;
-  assign \$725  = ~ \$724 ;
-  assign \$726  = hit_c3 & \$725 ;
-  assign \$727  = ! st3[1];
-  assign \$729  = \$726  & \$728 ;
-  assign \$731  = \$730  | hit_c2;
-  assign \$732  = \$731  | hit_c3;
-  assign \$733  = ~ \$732 ;
-  assign \$734  = hit_c4 & \$733 ;
-  assign \$735  = ! st3[1];
-  assign \$737  = \$734  & \$736 ;
-  assign \$739  = \$738  | hit_c2;
-  assign \$740  = \$739  | hit_c3;
-  assign \$741  = \$740  | hit_c4;
-  assign \$742  = ~ \$741 ;
-  assign \$743  = hit_c5 & \$742 ;
-  assign \$744  = ! st3[1];
-  assign \$746  = \$743  & \$745 ;
-  assign \$748  = \$747  | hit_c2;
-  assign \$749  = \$748  | hit_c3;
-  assign \$750  = \$749  | hit_c4;
-  assign \$751  = \$750  | hit_c5;
-  assign \$752  = ~ \$751 ;
-  assign \$753  = ! st3[1];
-  assign \$755  = \$752  & \$754 ;
-  assign \$756  = \$signal$146 [0] ? \$signal$148 [21:0] : 22'h000000;
-  assign \$757  = \$signal$146 [1] ? \$signal$51 [21:0] : 22'h000000;
-  assign \$758  = \$756  | \$757 ;
-  assign \$759  = \$signal$146 [2] ? v_wr__data[20:0] : 21'h000000;
-  assign \$760  = \$758  | { \$759 [20], \$759  };
-  assign \$761  = \$signal$146 [3] ? res8[20:0] : 21'h000000;
-  assign \$762  = \$760  | { \$761 [20], \$761  };
-  assign \$763  = \$signal$146 [4] ? res9[20:0] : 21'h000000;
-  assign \$764  = \$762  | { \$763 [20], \$763  };
-  assign \$765  = \$signal$146 [5] ? v_raw[20:0] : 21'h000000;
-  assign \$766  = \$764  | { \$765 [20], \$765  };
-  assign \$767  = \$signal$146 [6] ? c_wr__data[19:0] : 20'h00000;
-  assign \$768  = \$766  | { \$767 [19], \$767 [19], \$767  };
-  assign \$769  = \$signal$146 [7] ? cres8[19:0] : 20'h00000;
-  assign \$770  = \$768  | { \$769 [19], \$769 [19], \$769  };
-  assign \$771  = \$signal$146 [8] ? cres9[19:0] : 20'h00000;
-  assign \$772  = \$770  | { \$771 [19], \$771 [19], \$771  };
-  assign \$773  = \$signal$146 [9] ? c_raw[19:0] : 20'h00000;
-  assign \$774  = \$772  | { \$773 [19], \$773 [19], \$773  };
-  assign \$775  = \$signal$147 [0] ? addend[14:0] : 15'h0000;
-  assign \$776  = \$signal$147 [1] ? b_raw[16:0] : 17'h00000;
-  assign \$777  = { \$775 [14], \$775 [14], \$775  } | \$776 ;
-  assign \$778  = \$signal$147 [2] ? \$signal$148 [21:0] : 22'h000000;
-  assign \$779  = { \$777 [16], \$777 [16], \$777 [16], \$777 [16], \$777 [16], \$777  } | \$778 ;
-  assign \$780  = \$signal$147 [3] ? \$signal$51 [21:0] : 22'h000000;
-  assign \$781  = \$779  | \$780 ;
-  assign \$782  = \$signal$147 [4] ? c_wr__data[19:0] : 20'h00000;
-  assign \$783  = \$781  | { \$782 [19], \$782 [19], \$782  };
-  assign \$784  = \$signal$147 [5] ? cres8[19:0] : 20'h00000;
-  assign \$785  = \$783  | { \$784 [19], \$784 [19], \$784  };
-  assign \$786  = \$signal$147 [6] ? cres9[19:0] : 20'h00000;
-  assign \$787  = \$785  | { \$786 [19], \$786 [19], \$786  };
-  assign \$788  = \$signal$147 [7] ? c_raw[19:0] : 20'h00000;
-  assign \$789  = \$787  | { \$788 [19], \$788 [19], \$788  };
-  assign \$790  = $signed(\$774 ) + $signed(\$789 );
-  assign \$791  = \$signal$146 [0] ? \$signal$148 [43:22] : 22'h000000;
-  assign \$792  = \$signal$146 [1] ? \$signal$51 [43:22] : 22'h000000;
-  assign \$793  = \$791  | \$792 ;
-  assign \$794  = \$signal$146 [2] ? v_wr__data[41:21] : 21'h000000;
-  assign \$795  = \$793  | { \$794 [20], \$794  };
-  assign \$796  = \$signal$146 [3] ? res8[41:21] : 21'h000000;
-  assign \$797  = \$795  | { \$796 [20], \$796  };
-  assign \$798  = \$signal$146 [4] ? res9[41:21] : 21'h000000;
-  assign \$799  = \$797  | { \$798 [20], \$798  };
-  assign \$800  = \$signal$146 [5] ? v_raw[41:21] : 21'h000000;
-  assign \$801  = \$799  | { \$800 [20], \$800  };
-  assign \$802  = \$signal$146 [6] ? c_wr__data[39:20] : 20'h00000;
-  assign \$803  = \$801  | { \$802 [19], \$802 [19], \$802  };
-  assign \$804  = \$signal$146 [7] ? cres8[39:20] : 20'h00000;
-  assign \$805  = \$803  | { \$804 [19], \$804 [19], \$804  };
-  assign \$806  = \$signal$146 [8] ? cres9[39:20] : 20'h00000;
-  assign \$807  = \$805  | { \$806 [19], \$806 [19], \$806  };
-  assign \$808  = \$signal$146 [9] ? c_raw[39:20] : 20'h00000;
-  assign \$809  = \$807  | { \$808 [19], \$808 [19], \$808  };
-  assign \$810  = \$signal$147 [0] ? addend[29:15] : 15'h0000;
-  assign \$811  = \$signal$147 [1] ? b_raw[33:17] : 17'h00000;
-  assign \$812  = { \$810 [14], \$810 [14], \$810  } | \$811 ;
-  assign \$813  = \$signal$147 [2] ? \$signal$148 [43:22] : 22'h000000;
-  assign \$814  = { \$812 [16], \$812 [16], \$812 [16], \$812 [16], \$812 [16], \$812  } | \$813 ;
-  assign \$815  = \$signal$147 [3] ? \$signal$51 [43:22] : 22'h000000;
-  assign \$816  = \$814  | \$815 ;
-  assign \$817  = \$signal$147 [4] ? c_wr__data[39:20] : 20'h00000;
-  assign \$818  = \$816  | { \$817 [19], \$817 [19], \$817  };
-  assign \$819  = \$signal$147 [5] ? cres8[39:20] : 20'h00000;
-  assign \$820  = \$818  | { \$819 [19], \$819 [19], \$819  };
-  assign \$821  = \$signal$147 [6] ? cres9[39:20] : 20'h00000;
-  assign \$822  = \$820  | { \$821 [19], \$821 [19], \$821  };
-  assign \$823  = \$signal$147 [7] ? c_raw[39:20] : 20'h00000;
-  assign \$824  = \$822  | { \$823 [19], \$823 [19], \$823  };
-  assign \$825  = $signed(\$809 ) + $signed(\$824 );
-  assign \$826  = \$signal$146 [0] ? \$signal$148 [65:44] : 22'h000000;
-  assign \$827  = \$signal$146 [1] ? \$signal$51 [65:44] : 22'h000000;
-  assign \$828  = \$826  | \$827 ;
-  assign \$829  = \$signal$146 [2] ? v_wr__data[62:42] : 21'h000000;
-  assign \$830  = \$828  | { \$829 [20], \$829  };
-  assign \$831  = \$signal$146 [3] ? res8[62:42] : 21'h000000;
-  assign \$832  = \$830  | { \$831 [20], \$831  };
-  assign \$833  = \$signal$146 [4] ? res9[62:42] : 21'h000000;
-  assign \$834  = \$832  | { \$833 [20], \$833  };
-  assign \$835  = \$signal$146 [5] ? v_raw[62:42] : 21'h000000;
-  assign \$836  = \$834  | { \$835 [20], \$835  };
-  assign \$837  = \$signal$146 [6] ? c_wr__data[59:40] : 20'h00000;
-  assign \$838  = \$836  | { \$837 [19], \$837 [19], \$837  };
-  assign \$839  = \$signal$146 [7] ? cres8[59:40] : 20'h00000;
-  assign \$840  = \$838  | { \$839 [19], \$839 [19], \$839  };
-  assign \$841  = \$signal$146 [8] ? cres9[59:40] : 20'h00000;
-  assign \$842  = \$840  | { \$841 [19], \$841 [19], \$841  };
-  assign \$843  = \$signal$146 [9] ? c_raw[59:40] : 20'h00000;
-  assign \$844  = \$842  | { \$843 [19], \$843 [19], \$843  };
-  assign \$845  = \$signal$147 [0] ? addend[44:30] : 15'h0000;
-  assign \$846  = \$signal$147 [1] ? b_raw[50:34] : 17'h00000;
-  assign \$847  = { \$845 [14], \$845 [14], \$845  } | \$846 ;
-  assign \$848  = \$signal$147 [2] ? \$signal$148 [65:44] : 22'h000000;
-  assign \$849  = { \$847 [16], \$847 [16], \$847 [16], \$847 [16], \$847 [16], \$847  } | \$848 ;
-  assign \$850  = \$signal$147 [3] ? \$signal$51 [65:44] : 22'h000000;
-  assign \$851  = \$849  | \$850 ;
-  assign \$852  = \$signal$147 [4] ? c_wr__data[59:40] : 20'h00000;
-  assign \$853  = \$851  | { \$852 [19], \$852 [19], \$852  };
-  assign \$854  = \$signal$147 [5] ? cres8[59:40] : 20'h00000;
-  assign \$855  = \$853  | { \$854 [19], \$854 [19], \$854  };
-  assign \$856  = \$signal$147 [6] ? cres9[59:40] : 20'h00000;
-  assign \$857  = \$855  | { \$856 [19], \$856 [19], \$856  };
-  assign \$858  = \$signal$147 [7] ? c_raw[59:40] : 20'h00000;
-  assign \$859  = \$857  | { \$858 [19], \$858 [19], \$858  };
-  assign \$860  = $signed(\$844 ) + $signed(\$859 );
-  assign \$861  = \$signal$146 [0] ? \$signal$148 [87:66] : 22'h000000;
-  assign \$862  = \$signal$146 [1] ? \$signal$51 [87:66] : 22'h000000;
-  assign \$863  = \$861  | \$862 ;
-  assign \$864  = \$signal$146 [2] ? v_wr__data[83:63] : 21'h000000;
-  assign \$865  = \$863  | { \$864 [20], \$864  };
-  assign \$866  = \$signal$146 [3] ? res8[83:63] : 21'h000000;
-  assign \$867  = \$865  | { \$866 [20], \$866  };
-  assign \$868  = \$signal$146 [4] ? res9[83:63] : 21'h000000;
-  assign \$869  = \$867  | { \$868 [20], \$868  };
-  assign \$870  = \$signal$146 [5] ? v_raw[83:63] : 21'h000000;
-  assign \$871  = \$869  | { \$870 [20], \$870  };
-  assign \$872  = \$signal$146 [6] ? c_wr__data[79:60] : 20'h00000;
-  assign \$873  = \$871  | { \$872 [19], \$872 [19], \$872  };
-  assign \$874  = \$signal$146 [7] ? cres8[79:60] : 20'h00000;
-  assign \$875  = \$873  | { \$874 [19], \$874 [19], \$874  };
-  assign \$876  = \$signal$146 [8] ? cres9[79:60] : 20'h00000;
-  assign \$877  = \$875  | { \$876 [19], \$876 [19], \$876  };
-  assign \$878  = \$signal$146 [9] ? c_raw[79:60] : 20'h00000;
-  assign \$879  = \$877  | { \$878 [19], \$878 [19], \$878  };
-  assign \$880  = \$signal$147 [0] ? addend[59:45] : 15'h0000;
-  assign \$881  = \$signal$147 [1] ? b_raw[67:51] : 17'h00000;
-  assign \$882  = { \$880 [14], \$880 [14], \$880  } | \$881 ;
-  assign \$883  = \$signal$147 [2] ? \$signal$148 [87:66] : 22'h000000;
-  assign \$884  = { \$882 [16], \$882 [16], \$882 [16], \$882 [16], \$882 [16], \$882  } | \$883 ;
-  assign \$885  = \$signal$147 [3] ? \$signal$51 [87:66] : 22'h000000;
-  assign \$886  = \$884  | \$885 ;
-  assign \$887  = \$signal$147 [4] ? c_wr__data[79:60] : 20'h00000;
-  assign \$888  = \$886  | { \$887 [19], \$887 [19], \$887  };
-  assign \$889  = \$signal$147 [5] ? cres8[79:60] : 20'h00000;
-  assign \$890  = \$888  | { \$889 [19], \$889 [19], \$889  };
-  assign \$891  = \$signal$147 [6] ? cres9[79:60] : 20'h00000;
-  assign \$892  = \$890  | { \$891 [19], \$891 [19], \$891  };
-  assign \$893  = \$signal$147 [7] ? c_raw[79:60] : 20'h00000;
-  assign \$894  = \$892  | { \$893 [19], \$893 [19], \$893  };
-  assign \$895  = $signed(\$879 ) + $signed(\$894 );
-  assign \$896  = $signed(\$signal$148 [21:0]) - $signed(14'h1498);
-  assign \$897  = $signed(\$signal$148 [21:0]) - $signed(15'h2930);
-  assign \$898  = $signed(\$signal$148 [21:0]) - $signed(15'h3dc8);
-  assign \$899  = $signed(\$signal$148 [21:0]) - $signed(16'h5260);
-  assign \$900  = $signed(\$signal$148 [43:22]) - $signed(14'h1498);
-  assign \$901  = $signed(\$signal$148 [43:22]) - $signed(15'h2930);
-  assign \$902  = $signed(\$signal$148 [43:22]) - $signed(15'h3dc8);
-  assign \$903  = $signed(\$signal$148 [43:22]) - $signed(16'h5260);
-  assign \$904  = $signed(\$signal$148 [65:44]) - $signed(14'h1498);
-  assign \$905  = $signed(\$signal$148 [65:44]) - $signed(15'h2930);
-  assign \$906  = $signed(\$signal$148 [65:44]) - $signed(15'h3dc8);
-  assign \$907  = $signed(\$signal$148 [65:44]) - $signed(16'h5260);
-  assign \$908  = $signed(\$signal$148 [87:66]) - $signed(14'h1498);
-  assign \$909  = $signed(\$signal$148 [87:66]) - $signed(15'h2930);
-  assign \$910  = $signed(\$signal$148 [87:66]) - $signed(15'h3dc8);
-  assign \$911  = $signed(\$signal$148 [87:66]) - $signed(16'h5260);
-  assign \$912  = ! st6[1];
-  assign \$913  = st6[1] ? { b6[16], b6[16], b6[16], b6[16], b6[16], b6[16:0] } : \$signal$51 [21:0];
-  assign \$914  = ! st6[1];
-  assign \$915  = st6[1] ? { b6[33], b6[33], b6[33], b6[33], b6[33], b6[33:17] } : \$signal$51 [43:22];
-  assign \$916  = ! st6[1];
-  assign \$917  = st6[1] ? { b6[50], b6[50], b6[50], b6[50], b6[50], b6[50:34] } : \$signal$51 [65:44];
-  assign \$918  = ! st6[1];
-  assign \$919  = st6[1] ? { b6[67], b6[67], b6[67], b6[67], b6[67], b6[67:51] } : \$signal$51 [87:66];
-  assign \$921  = st6[0] & \$920 ;
-  assign \$922  = any_spike | st6[26];
-  assign \$923  = \$921  & \$922 ;
-  assign \$924  = | pending;
-  assign \$925  = pending - 1'h1;
-  assign \$926  = { 1'h0, pending } & \$925 ;
-  assign \$927  = ! \$926 ;
-  assign \$928  = ~ \$signal$90 [18];
-  assign \$929  = \$927  & \$928 ;
-  assign \$930  = 1'h1 << lane;
-  assign \$931  = { 3'h0, done } | \$930 ;
-  always @(posedge clk)
-    used <= \$932 ;
-  always @(posedge clk)
-    credit <= \$933 ;
-  always @(posedge clk)
-    pix_bits <= \$934 ;
-  always @(posedge clk)
-    \$signal$26  <= \$935 ;
-  always @(posedge clk)
-    \$signal$29  <= \$936 ;
-  always @(posedge clk)
-    pixel_count <= \$937 ;
-  always @(posedge clk)
-    more_pixels <= \$938 ;
-  always @(posedge clk)
-    ev_c <= \$939 ;
-  always @(posedge clk)
-    ev_y <= \$940 ;
-  always @(posedge clk)
-    ev_x <= \$941 ;
-  always @(posedge clk)
-    pix_index <= \$942 ;
-  always @(posedge clk)
-    nxt_x <= \$943 ;
-  always @(posedge clk)
-    \$like$105  <= \$944 ;
-  always @(posedge clk)
-    \$like  <= \$945 ;
-  always @(posedge clk)
-    nxt_index <= \$946 ;
-  always @(posedge clk)
-    fsm_state <= \$947 ;
-  always @(posedge clk)
-    sweep_addr <= \$948 ;
-  always @(posedge clk)
-    sweep_g <= \$949 ;
-  always @(posedge clk)
-    sweep_y <= \$950 ;
-  always @(posedge clk)
-    sweep_x <= \$951 ;
-  always @(posedge clk)
-    sweep_last <= \$952 ;
-  always @(posedge clk)
-    step <= \$953 ;
-  always @(posedge clk)
-    fire_k <= \$954 ;
-  always @(posedge clk)
-    plane <= \$955 ;
-  always @(posedge clk)
-    \$signal$111  <= \$956 ;
-  always @(posedge clk)
-    \$signal  <= \$957 ;
-  always @(posedge clk)
-    st0 <= \$958 ;
-  always @(posedge clk)
-    st1 <= \$959 ;
-  always @(posedge clk)
-    st2 <= \$960 ;
-  always @(posedge clk)
-    st3 <= \$961 ;
-  always @(posedge clk)
-    st4 <= \$962 ;
-  always @(posedge clk)
-    st5 <= \$963 ;
-  always @(posedge clk)
-    st6 <= \$964 ;
-  always @(posedge clk)
-    st7 <= \$965 ;
-  always @(posedge clk)
-    st8 <= \$966 ;
-  always @(posedge clk)
-    w1_0 <= \$967 ;
-  always @(posedge clk)
-    w2_0_0 <= \$968 ;
-  always @(posedge clk)
-    w2_0_1 <= \$969 ;
-  always @(posedge clk)
-    w2_0_2 <= \$970 ;
-  always @(posedge clk)
-    w2_0_3 <= \$971 ;
-  always @(posedge clk)
-    addend <= \$972 ;
-  always @(posedge clk)
-    v_raw <= \$973 ;
-  always @(posedge clk)
-    b_raw <= \$974 ;
-  always @(posedge clk)
-    c_raw <= \$975 ;
-  always @(posedge clk)
-    res8 <= \$976 ;
-  always @(posedge clk)
-    res9 <= \$977 ;
-  always @(posedge clk)
-    cres8 <= \$978 ;
-  always @(posedge clk)
-    cres9 <= \$979 ;
-  always @(posedge clk)
-    \$like$134  <= \$980 ;
-  always @(posedge clk)
-    b6 <= \$981 ;
-  always @(posedge clk)
-    hit_v1 <= \$982 ;
-  always @(posedge clk)
-    hit_c1 <= \$983 ;
-  always @(posedge clk)
-    hit_v2 <= \$984 ;
-  always @(posedge clk)
-    hit_c2 <= \$985 ;
-  always @(posedge clk)
-    hit_v3 <= \$986 ;
-  always @(posedge clk)
-    hit_c3 <= \$987 ;
-  always @(posedge clk)
-    hit_v4 <= \$988 ;
-  always @(posedge clk)
-    hit_c4 <= \$989 ;
-  always @(posedge clk)
-    hit_v5 <= \$990 ;
-  always @(posedge clk)
-    hit_c5 <= \$991 ;
-  always @(posedge clk)
-    \$signal$146  <= \$992 ;
-  always @(posedge clk)
-    \$signal$147  <= \$993 ;
-  always @(posedge clk)
-    \$signal$148  <= \$994 ;
-  always @(posedge clk)
-    \$signal$51  <= \$995 ;
-  always @(posedge clk)
-    d1_0 <= \$996 ;
-  always @(posedge clk)
-    d2_0 <= \$997 ;
-  always @(posedge clk)
-    d3_0 <= \$998 ;
-  always @(posedge clk)
-    d4_0 <= \$999 ;
-  always @(posedge clk)
-    d1_1 <= \$1000 ;
-  always @(posedge clk)
-    d2_1 <= \$1001 ;
-  always @(posedge clk)
-    d3_1 <= \$1002 ;
-  always @(posedge clk)
-    d4_1 <= \$1003 ;
-  always @(posedge clk)
-    d1_2 <= \$1004 ;
-  always @(posedge clk)
-    d2_2 <= \$1005 ;
-  always @(posedge clk)
-    d3_2 <= \$1006 ;
-  always @(posedge clk)
-    d4_2 <= \$1007 ;
-  always @(posedge clk)
-    d1_3 <= \$1008 ;
-  always @(posedge clk)
-    d2_3 <= \$1009 ;
-  always @(posedge clk)
-    d3_3 <= \$1010 ;
-  always @(posedge clk)
-    d4_3 <= \$1011 ;
-  always @(posedge clk)
-    v_wr__data <= \$1012 ;
-  always @(posedge clk)
-    c_wr__data <= \$1013 ;
-  always @(posedge clk)
-    \$signal$84  <= \$1014 ;
-  always @(posedge clk)
-    \$signal$86  <= \$1015 ;
-  always @(posedge clk)
-    done <= \$1016 ;
+  assign \$531  = sweep_now & issue[26];
+  assign \$532  = \$531  | \$signal$111 ;
+  assign \$533  = $signed(w1_0[7:0]) << st2[22:20];
+  assign \$534  = $signed(w1_0[15:8]) << st2[22:20];
+  assign \$535  = $signed(w1_0[23:16]) << st2[22:20];
+  assign \$536  = $signed(w1_0[31:24]) << st2[22:20];
+  assign \$537  = ! st3[18];
+  assign \$538  = st2[7:4] == st3[7:4];
+  assign \$539  = ! st3[1];
+  assign \$540  = \$538  & \$539 ;
+  assign \$541  = ! st3[1];
+  assign \$542  = \$541  & st3[2];
+  assign \$543  = ~ \$542 ;
+  assign \$544  = st3[0] & \$543 ;
+  assign \$545  = \$540  & \$544 ;
+  assign \$546  = st2[7:4] == st3[7:4];
+  assign \$547  = ! st3[1];
+  assign \$548  = \$546  & \$547 ;
+  assign \$549  = ! st3[1];
+  assign \$550  = \$549  & st3[2];
+  assign \$552  = \$551  & st3[24];
+  assign \$553  = \$550  | \$552 ;
+  assign \$554  = st3[0] & \$553 ;
+  assign \$555  = \$548  & \$554 ;
+  assign \$556  = st2[7:4] == st4[7:4];
+  assign \$557  = ! st4[1];
+  assign \$558  = \$556  & \$557 ;
+  assign \$559  = ! st4[1];
+  assign \$560  = \$559  & st4[2];
+  assign \$561  = ~ \$560 ;
+  assign \$562  = st4[0] & \$561 ;
+  assign \$563  = \$558  & \$562 ;
+  assign \$564  = st2[7:4] == st4[7:4];
+  assign \$565  = ! st4[1];
+  assign \$566  = \$564  & \$565 ;
+  assign \$567  = ! st4[1];
+  assign \$568  = \$567  & st4[2];
+  assign \$570  = \$569  & st4[24];
+  assign \$571  = \$568  | \$570 ;
+  assign \$572  = st4[0] & \$571 ;
+  assign \$573  = \$566  & \$572 ;
+  assign \$574  = st2[7:4] == st5[7:4];
+  assign \$575  = ! st5[1];
+  assign \$576  = \$575  & st5[2];
+  assign \$577  = ~ \$576 ;
+  assign \$578  = st5[0] & \$577 ;
+  assign \$579  = \$574  & \$578 ;
+  assign \$580  = st2[7:4] == st5[7:4];
+  assign \$581  = ! st5[1];
+  assign \$582  = \$581  & st5[2];
+  assign \$584  = \$583  & st5[24];
+  assign \$585  = \$582  | \$584 ;
+  assign \$586  = st5[0] & \$585 ;
+  assign \$587  = \$580  & \$586 ;
+  assign \$588  = st2[7:4] == st6[7:4];
+  assign \$589  = ! st6[1];
+  assign \$590  = \$589  & st6[2];
+  assign \$591  = ~ \$590 ;
+  assign \$592  = st6[0] & \$591 ;
+  assign \$593  = \$588  & \$592 ;
+  assign \$594  = st2[7:4] == st6[7:4];
+  assign \$595  = ! st6[1];
+  assign \$596  = \$595  & st6[2];
+  assign \$598  = \$597  & st6[24];
+  assign \$599  = \$596  | \$598 ;
+  assign \$600  = st6[0] & \$599 ;
+  assign \$601  = \$594  & \$600 ;
+  assign \$602  = st2[7:4] == st7[7:4];
+  assign \$603  = ! st7[1];
+  assign \$604  = \$603  & st7[2];
+  assign \$605  = ~ \$604 ;
+  assign \$606  = st7[0] & \$605 ;
+  assign \$607  = \$602  & \$606 ;
+  assign \$608  = st2[7:4] == st7[7:4];
+  assign \$609  = ! st7[1];
+  assign \$610  = \$609  & st7[2];
+  assign \$612  = \$611  & st7[24];
+  assign \$613  = \$610  | \$612 ;
+  assign \$614  = st7[0] & \$613 ;
+  assign \$615  = \$608  & \$614 ;
+  assign \$618  = ! st3[1];
+  assign \$619  = \$618  & st3[2];
+  assign \$620  = ~ \$619 ;
+  assign \$621  = \$617  & \$620 ;
+  assign \$624  = ! st3[1];
+  assign \$625  = \$624  & st3[2];
+  assign \$626  = \$623  & \$625 ;
+  assign \$627  = \$621  | \$626 ;
+  assign \$629  = ~ \$628 ;
+  assign \$630  = hit_v2 & \$629 ;
+  assign \$631  = ! st3[1];
+  assign \$632  = \$631  & st3[2];
+  assign \$633  = ~ \$632 ;
+  assign \$634  = \$630  & \$633 ;
+  assign \$636  = ~ \$635 ;
+  assign \$637  = hit_c2 & \$636 ;
+  assign \$638  = ! st3[1];
+  assign \$639  = \$638  & st3[2];
+  assign \$640  = \$637  & \$639 ;
+  assign \$641  = \$634  | \$640 ;
+  assign \$643  = \$642  | hit_v2;
+  assign \$644  = ~ \$643 ;
+  assign \$645  = hit_v3 & \$644 ;
+  assign \$646  = ! st3[1];
+  assign \$647  = \$646  & st3[2];
+  assign \$648  = ~ \$647 ;
+  assign \$649  = \$645  & \$648 ;
+  assign \$651  = \$650  | hit_v2;
+  assign \$652  = \$651  | hit_v3;
+  assign \$653  = ~ \$652 ;
+  assign \$654  = hit_v4 & \$653 ;
+  assign \$655  = ! st3[1];
+  assign \$656  = \$655  & st3[2];
+  assign \$657  = ~ \$656 ;
+  assign \$658  = \$654  & \$657 ;
+  assign \$660  = \$659  | hit_v2;
+  assign \$661  = \$660  | hit_v3;
+  assign \$662  = \$661  | hit_v4;
+  assign \$663  = ~ \$662 ;
+  assign \$664  = hit_v5 & \$663 ;
+  assign \$665  = ! st3[1];
+  assign \$666  = \$665  & st3[2];
+  assign \$667  = ~ \$666 ;
+  assign \$668  = \$664  & \$667 ;
+  assign \$670  = \$669  | hit_v2;
+  assign \$671  = \$670  | hit_v3;
+  assign \$672  = \$671  | hit_v4;
+  assign \$673  = \$672  | hit_v5;
+  assign \$674  = ~ \$673 ;
+  assign \$675  = ! st3[1];
+  assign \$676  = \$675  & st3[2];
+  assign \$677  = ~ \$676 ;
+  assign \$678  = \$674  & \$677 ;
+  assign \$680  = \$679  | hit_c2;
+  assign \$681  = ~ \$680 ;
+  assign \$682  = hit_c3 & \$681 ;
+  assign \$683  = ! st3[1];
+  assign \$684  = \$683  & st3[2];
+  assign \$685  = \$682  & \$684 ;
+  assign \$687  = \$686  | hit_c2;
+  assign \$688  = \$687  | hit_c3;
+  assign \$689  = ~ \$688 ;
+  assign \$690  = hit_c4 & \$689 ;
+  assign \$691  = ! st3[1];
+  assign \$692  = \$691  & st3[2];
+  assign \$693  = \$690  & \$692 ;
+  assign \$695  = \$694  | hit_c2;
+  assign \$696  = \$695  | hit_c3;
+  assign \$697  = \$696  | hit_c4;
+  assign \$698  = ~ \$697 ;
+  assign \$699  = hit_c5 & \$698 ;
+  assign \$700  = ! st3[1];
+  assign \$701  = \$700  & st3[2];
+  assign \$702  = \$699  & \$701 ;
+  assign \$704  = \$703  | hit_c2;
+  assign \$705  = \$704  | hit_c3;
+  assign \$706  = \$705  | hit_c4;
+  assign \$707  = \$706  | hit_c5;
+  assign \$708  = ~ \$707 ;
+  assign \$709  = ! st3[1];
+  assign \$710  = \$709  & st3[2];
+  assign \$711  = \$708  & \$710 ;
+  assign \$712  = ! st3[1];
+  assign \$715  = ! st3[1];
+  assign \$717  = \$714  & \$716 ;
+  assign \$719  = ~ \$718 ;
+  assign \$720  = hit_c2 & \$719 ;
+  assign \$721  = ! st3[1];
+  assign \$723  = \$720  & \$722 ;
+  assign \$725  = \$724  | hit_c2;
+  assign \$726  = ~ \$725 ;
+  assign \$727  = hit_c3 & \$726 ;
+  assign \$728  = ! st3[1];
+  assign \$730  = \$727  & \$729 ;
+  assign \$732  = \$731  | hit_c2;
+  assign \$733  = \$732  | hit_c3;
+  assign \$734  = ~ \$733 ;
+  assign \$735  = hit_c4 & \$734 ;
+  assign \$736  = ! st3[1];
+  assign \$738  = \$735  & \$737 ;
+  assign \$740  = \$739  | hit_c2;
+  assign \$741  = \$740  | hit_c3;
+  assign \$742  = \$741  | hit_c4;
+  assign \$743  = ~ \$742 ;
+  assign \$744  = hit_c5 & \$743 ;
+  assign \$745  = ! st3[1];
+  assign \$747  = \$744  & \$746 ;
+  assign \$749  = \$748  | hit_c2;
+  assign \$750  = \$749  | hit_c3;
+  assign \$751  = \$750  | hit_c4;
+  assign \$752  = \$751  | hit_c5;
+  assign \$753  = ~ \$752 ;
+  assign \$754  = ! st3[1];
+  assign \$756  = \$753  & \$755 ;
+  assign \$757  = \$signal$146 [0] ? \$signal$148 [21:0] : 22'h000000;
+  assign \$758  = \$signal$146 [1] ? \$signal$51 [21:0] : 22'h000000;
+  assign \$759  = \$757  | \$758 ;
+  assign \$760  = \$signal$146 [2] ? v_wr__data[20:0] : 21'h000000;
+  assign \$761  = \$759  | { \$760 [20], \$760  };
+  assign \$762  = \$signal$146 [3] ? res8[20:0] : 21'h000000;
+  assign \$763  = \$761  | { \$762 [20], \$762  };
+  assign \$764  = \$signal$146 [4] ? res9[20:0] : 21'h000000;
+  assign \$765  = \$763  | { \$764 [20], \$764  };
+  assign \$766  = \$signal$146 [5] ? v_raw[20:0] : 21'h000000;
+  assign \$767  = \$765  | { \$766 [20], \$766  };
+  assign \$768  = \$signal$146 [6] ? c_wr__data[19:0] : 20'h00000;
+  assign \$769  = \$767  | { \$768 [19], \$768 [19], \$768  };
+  assign \$770  = \$signal$146 [7] ? cres8[19:0] : 20'h00000;
+  assign \$771  = \$769  | { \$770 [19], \$770 [19], \$770  };
+  assign \$772  = \$signal$146 [8] ? cres9[19:0] : 20'h00000;
+  assign \$773  = \$771  | { \$772 [19], \$772 [19], \$772  };
+  assign \$774  = \$signal$146 [9] ? c_raw[19:0] : 20'h00000;
+  assign \$775  = \$773  | { \$774 [19], \$774 [19], \$774  };
+  assign \$776  = \$signal$147 [0] ? addend[14:0] : 15'h0000;
+  assign \$777  = \$signal$147 [1] ? b_raw[16:0] : 17'h00000;
+  assign \$778  = { \$776 [14], \$776 [14], \$776  } | \$777 ;
+  assign \$779  = \$signal$147 [2] ? \$signal$148 [21:0] : 22'h000000;
+  assign \$780  = { \$778 [16], \$778 [16], \$778 [16], \$778 [16], \$778 [16], \$778  } | \$779 ;
+  assign \$781  = \$signal$147 [3] ? \$signal$51 [21:0] : 22'h000000;
+  assign \$782  = \$780  | \$781 ;
+  assign \$783  = \$signal$147 [4] ? c_wr__data[19:0] : 20'h00000;
+  assign \$784  = \$782  | { \$783 [19], \$783 [19], \$783  };
+  assign \$785  = \$signal$147 [5] ? cres8[19:0] : 20'h00000;
+  assign \$786  = \$784  | { \$785 [19], \$785 [19], \$785  };
+  assign \$787  = \$signal$147 [6] ? cres9[19:0] : 20'h00000;
+  assign \$788  = \$786  | { \$787 [19], \$787 [19], \$787  };
+  assign \$789  = \$signal$147 [7] ? c_raw[19:0] : 20'h00000;
+  assign \$790  = \$788  | { \$789 [19], \$789 [19], \$789  };
+  assign \$791  = $signed(\$775 ) + $signed(\$790 );
+  assign \$792  = \$signal$146 [0] ? \$signal$148 [43:22] : 22'h000000;
+  assign \$793  = \$signal$146 [1] ? \$signal$51 [43:22] : 22'h000000;
+  assign \$794  = \$792  | \$793 ;
+  assign \$795  = \$signal$146 [2] ? v_wr__data[41:21] : 21'h000000;
+  assign \$796  = \$794  | { \$795 [20], \$795  };
+  assign \$797  = \$signal$146 [3] ? res8[41:21] : 21'h000000;
+  assign \$798  = \$796  | { \$797 [20], \$797  };
+  assign \$799  = \$signal$146 [4] ? res9[41:21] : 21'h000000;
+  assign \$800  = \$798  | { \$799 [20], \$799  };
+  assign \$801  = \$signal$146 [5] ? v_raw[41:21] : 21'h000000;
+  assign \$802  = \$800  | { \$801 [20], \$801  };
+  assign \$803  = \$signal$146 [6] ? c_wr__data[39:20] : 20'h00000;
+  assign \$804  = \$802  | { \$803 [19], \$803 [19], \$803  };
+  assign \$805  = \$signal$146 [7] ? cres8[39:20] : 20'h00000;
+  assign \$806  = \$804  | { \$805 [19], \$805 [19], \$805  };
+  assign \$807  = \$signal$146 [8] ? cres9[39:20] : 20'h00000;
+  assign \$808  = \$806  | { \$807 [19], \$807 [19], \$807  };
+  assign \$809  = \$signal$146 [9] ? c_raw[39:20] : 20'h00000;
+  assign \$810  = \$808  | { \$809 [19], \$809 [19], \$809  };
+  assign \$811  = \$signal$147 [0] ? addend[29:15] : 15'h0000;
+  assign \$812  = \$signal$147 [1] ? b_raw[33:17] : 17'h00000;
+  assign \$813  = { \$811 [14], \$811 [14], \$811  } | \$812 ;
+  assign \$814  = \$signal$147 [2] ? \$signal$148 [43:22] : 22'h000000;
+  assign \$815  = { \$813 [16], \$813 [16], \$813 [16], \$813 [16], \$813 [16], \$813  } | \$814 ;
+  assign \$816  = \$signal$147 [3] ? \$signal$51 [43:22] : 22'h000000;
+  assign \$817  = \$815  | \$816 ;
+  assign \$818  = \$signal$147 [4] ? c_wr__data[39:20] : 20'h00000;
+  assign \$819  = \$817  | { \$818 [19], \$818 [19], \$818  };
+  assign \$820  = \$signal$147 [5] ? cres8[39:20] : 20'h00000;
+  assign \$821  = \$819  | { \$820 [19], \$820 [19], \$820  };
+  assign \$822  = \$signal$147 [6] ? cres9[39:20] : 20'h00000;
+  assign \$823  = \$821  | { \$822 [19], \$822 [19], \$822  };
+  assign \$824  = \$signal$147 [7] ? c_raw[39:20] : 20'h00000;
+  assign \$825  = \$823  | { \$824 [19], \$824 [19], \$824  };
+  assign \$826  = $signed(\$810 ) + $signed(\$825 );
+  assign \$827  = \$signal$146 [0] ? \$signal$148 [65:44] : 22'h000000;
+  assign \$828  = \$signal$146 [1] ? \$signal$51 [65:44] : 22'h000000;
+  assign \$829  = \$827  | \$828 ;
+  assign \$830  = \$signal$146 [2] ? v_wr__data[62:42] : 21'h000000;
+  assign \$831  = \$829  | { \$830 [20], \$830  };
+  assign \$832  = \$signal$146 [3] ? res8[62:42] : 21'h000000;
+  assign \$833  = \$831  | { \$832 [20], \$832  };
+  assign \$834  = \$signal$146 [4] ? res9[62:42] : 21'h000000;
+  assign \$835  = \$833  | { \$834 [20], \$834  };
+  assign \$836  = \$signal$146 [5] ? v_raw[62:42] : 21'h000000;
+  assign \$837  = \$835  | { \$836 [20], \$836  };
+  assign \$838  = \$signal$146 [6] ? c_wr__data[59:40] : 20'h00000;
+  assign \$839  = \$837  | { \$838 [19], \$838 [19], \$838  };
+  assign \$840  = \$signal$146 [7] ? cres8[59:40] : 20'h00000;
+  assign \$841  = \$839  | { \$840 [19], \$840 [19], \$840  };
+  assign \$842  = \$signal$146 [8] ? cres9[59:40] : 20'h00000;
+  assign \$843  = \$841  | { \$842 [19], \$842 [19], \$842  };
+  assign \$844  = \$signal$146 [9] ? c_raw[59:40] : 20'h00000;
+  assign \$845  = \$843  | { \$844 [19], \$844 [19], \$844  };
+  assign \$846  = \$signal$147 [0] ? addend[44:30] : 15'h0000;
+  assign \$847  = \$signal$147 [1] ? b_raw[50:34] : 17'h00000;
+  assign \$848  = { \$846 [14], \$846 [14], \$846  } | \$847 ;
+  assign \$849  = \$signal$147 [2] ? \$signal$148 [65:44] : 22'h000000;
+  assign \$850  = { \$848 [16], \$848 [16], \$848 [16], \$848 [16], \$848 [16], \$848  } | \$849 ;
+  assign \$851  = \$signal$147 [3] ? \$signal$51 [65:44] : 22'h000000;
+  assign \$852  = \$850  | \$851 ;
+  assign \$853  = \$signal$147 [4] ? c_wr__data[59:40] : 20'h00000;
+  assign \$854  = \$852  | { \$853 [19], \$853 [19], \$853  };
+  assign \$855  = \$signal$147 [5] ? cres8[59:40] : 20'h00000;
+  assign \$856  = \$854  | { \$855 [19], \$855 [19], \$855  };
+  assign \$857  = \$signal$147 [6] ? cres9[59:40] : 20'h00000;
+  assign \$858  = \$856  | { \$857 [19], \$857 [19], \$857  };
+  assign \$859  = \$signal$147 [7] ? c_raw[59:40] : 20'h00000;
+  assign \$860  = \$858  | { \$859 [19], \$859 [19], \$859  };
+  assign \$861  = $signed(\$845 ) + $signed(\$860 );
+  assign \$862  = \$signal$146 [0] ? \$signal$148 [87:66] : 22'h000000;
+  assign \$863  = \$signal$146 [1] ? \$signal$51 [87:66] : 22'h000000;
+  assign \$864  = \$862  | \$863 ;
+  assign \$865  = \$signal$146 [2] ? v_wr__data[83:63] : 21'h000000;
+  assign \$866  = \$864  | { \$865 [20], \$865  };
+  assign \$867  = \$signal$146 [3] ? res8[83:63] : 21'h000000;
+  assign \$868  = \$866  | { \$867 [20], \$867  };
+  assign \$869  = \$signal$146 [4] ? res9[83:63] : 21'h000000;
+  assign \$870  = \$868  | { \$869 [20], \$869  };
+  assign \$871  = \$signal$146 [5] ? v_raw[83:63] : 21'h000000;
+  assign \$872  = \$870  | { \$871 [20], \$871  };
+  assign \$873  = \$signal$146 [6] ? c_wr__data[79:60] : 20'h00000;
+  assign \$874  = \$872  | { \$873 [19], \$873 [19], \$873  };
+  assign \$875  = \$signal$146 [7] ? cres8[79:60] : 20'h00000;
+  assign \$876  = \$874  | { \$875 [19], \$875 [19], \$875  };
+  assign \$877  = \$signal$146 [8] ? cres9[79:60] : 20'h00000;
+  assign \$878  = \$876  | { \$877 [19], \$877 [19], \$877  };
+  assign \$879  = \$signal$146 [9] ? c_raw[79:60] : 20'h00000;
+  assign \$880  = \$878  | { \$879 [19], \$879 [19], \$879  };
+  assign \$881  = \$signal$147 [0] ? addend[59:45] : 15'h0000;
+  assign \$882  = \$signal$147 [1] ? b_raw[67:51] : 17'h00000;
+  assign \$883  = { \$881 [14], \$881 [14], \$881  } | \$882 ;
+  assign \$884  = \$signal$147 [2] ? \$signal$148 [87:66] : 22'h000000;
+  assign \$885  = { \$883 [16], \$883 [16], \$883 [16], \$883 [16], \$883 [16], \$883  } | \$884 ;
+  assign \$886  = \$signal$147 [3] ? \$signal$51 [87:66] : 22'h000000;
+  assign \$887  = \$885  | \$886 ;
+  assign \$888  = \$signal$147 [4] ? c_wr__data[79:60] : 20'h00000;
+  assign \$889  = \$887  | { \$888 [19], \$888 [19], \$888  };
+  assign \$890  = \$signal$147 [5] ? cres8[79:60] : 20'h00000;
+  assign \$891  = \$889  | { \$890 [19], \$890 [19], \$890  };
+  assign \$892  = \$signal$147 [6] ? cres9[79:60] : 20'h00000;
+  assign \$893  = \$891  | { \$892 [19], \$892 [19], \$892  };
+  assign \$894  = \$signal$147 [7] ? c_raw[79:60] : 20'h00000;
+  assign \$895  = \$893  | { \$894 [19], \$894 [19], \$894  };
+  assign \$896  = $signed(\$880 ) + $signed(\$895 );
+  assign \$897  = $signed(\$signal$148 [21:0]) - $signed(14'h1498);
+  assign \$898  = $signed(\$signal$148 [21:0]) - $signed(15'h2930);
+  assign \$899  = $signed(\$signal$148 [21:0]) - $signed(15'h3dc8);
+  assign \$900  = $signed(\$signal$148 [21:0]) - $signed(16'h5260);
+  assign \$901  = $signed(\$signal$148 [43:22]) - $signed(14'h1498);
+  assign \$902  = $signed(\$signal$148 [43:22]) - $signed(15'h2930);
+  assign \$903  = $signed(\$signal$148 [43:22]) - $signed(15'h3dc8);
+  assign \$904  = $signed(\$signal$148 [43:22]) - $signed(16'h5260);
+  assign \$905  = $signed(\$signal$148 [65:44]) - $signed(14'h1498);
+  assign \$906  = $signed(\$signal$148 [65:44]) - $signed(15'h2930);
+  assign \$907  = $signed(\$signal$148 [65:44]) - $signed(15'h3dc8);
+  assign \$908  = $signed(\$signal$148 [65:44]) - $signed(16'h5260);
+  assign \$909  = $signed(\$signal$148 [87:66]) - $signed(14'h1498);
+  assign \$910  = $signed(\$signal$148 [87:66]) - $signed(15'h2930);
+  assign \$911  = $signed(\$signal$148 [87:66]) - $signed(15'h3dc8);
+  assign \$912  = $signed(\$signal$148 [87:66]) - $signed(16'h5260);
+  assign \$913  = ! st6[1];
+  assign \$914  = st6[1] ? { b6[16], b6[16], b6[16], b6[16], b6[16], b6[16:0] } : \$signal$51 [21:0];
+  assign \$915  = ! st6[1];
+  assign \$916  = st6[1] ? { b6[33], b6[33], b6[33], b6[33], b6[33], b6[33:17] } : \$signal$51 [43:22];
+  assign \$917  = ! st6[1];
+  assign \$918  = st6[1] ? { b6[50], b6[50], b6[50], b6[50], b6[50], b6[50:34] } : \$signal$51 [65:44];
+  assign \$919  = ! st6[1];
+  assign \$920  = st6[1] ? { b6[67], b6[67], b6[67], b6[67], b6[67], b6[67:51] } : \$signal$51 [87:66];
+  assign \$922  = st6[0] & \$921 ;
+  assign \$923  = any_spike | st6[26];
+  assign \$924  = \$922  & \$923 ;
+  assign \$925  = | pending;
+  assign \$926  = pending - 1'h1;
+  assign \$927  = { 1'h0, pending } & \$926 ;
+  assign \$928  = ! \$927 ;
+  assign \$929  = ~ \$signal$90 [18];
+  assign \$930  = \$928  & \$929 ;
+  assign \$931  = 1'h1 << lane;
+  assign \$932  = { 3'h0, done } | \$931 ;
+  always @(posedge clk)
+    used <= \$933 ;
+  always @(posedge clk)
+    credit <= \$934 ;
+  always @(posedge clk)
+    pix_bits <= \$935 ;
+  always @(posedge clk)
+    \$signal$26  <= \$936 ;
+  always @(posedge clk)
+    \$signal$29  <= \$937 ;
+  always @(posedge clk)
+    pixel_count <= \$938 ;
+  always @(posedge clk)
+    more_pixels <= \$939 ;
+  always @(posedge clk)
+    ev_c <= \$940 ;
+  always @(posedge clk)
+    ev_y <= \$941 ;
+  always @(posedge clk)
+    ev_x <= \$942 ;
+  always @(posedge clk)
+    pix_index <= \$943 ;
+  always @(posedge clk)
+    nxt_x <= \$944 ;
+  always @(posedge clk)
+    \$like$105  <= \$945 ;
+  always @(posedge clk)
+    \$like  <= \$946 ;
+  always @(posedge clk)
+    nxt_index <= \$947 ;
+  always @(posedge clk)
+    fsm_state <= \$948 ;
+  always @(posedge clk)
+    sweep_addr <= \$949 ;
+  always @(posedge clk)
+    sweep_g <= \$950 ;
+  always @(posedge clk)
+    sweep_y <= \$951 ;
+  always @(posedge clk)
+    sweep_x <= \$952 ;
+  always @(posedge clk)
+    sweep_last <= \$953 ;
+  always @(posedge clk)
+    step <= \$954 ;
+  always @(posedge clk)
+    fire_k <= \$955 ;
+  always @(posedge clk)
+    plane <= \$956 ;
+  always @(posedge clk)
+    \$signal$111  <= \$957 ;
+  always @(posedge clk)
+    \$signal  <= \$958 ;
+  always @(posedge clk)
+    st0 <= \$959 ;
+  always @(posedge clk)
+    st1 <= \$960 ;
+  always @(posedge clk)
+    st2 <= \$961 ;
+  always @(posedge clk)
+    st3 <= \$962 ;
+  always @(posedge clk)
+    st4 <= \$963 ;
+  always @(posedge clk)
+    st5 <= \$964 ;
+  always @(posedge clk)
+    st6 <= \$965 ;
+  always @(posedge clk)
+    st7 <= \$966 ;
+  always @(posedge clk)
+    st8 <= \$967 ;
+  always @(posedge clk)
+    w1_0 <= \$968 ;
+  always @(posedge clk)
+    w2_0_0 <= \$969 ;
+  always @(posedge clk)
+    w2_0_1 <= \$970 ;
+  always @(posedge clk)
+    w2_0_2 <= \$971 ;
+  always @(posedge clk)
+    w2_0_3 <= \$972 ;
+  always @(posedge clk)
+    addend <= \$973 ;
+  always @(posedge clk)
+    v_raw <= \$974 ;
+  always @(posedge clk)
+    b_raw <= \$975 ;
+  always @(posedge clk)
+    c_raw <= \$976 ;
+  always @(posedge clk)
+    res8 <= \$977 ;
+  always @(posedge clk)
+    res9 <= \$978 ;
+  always @(posedge clk)
+    cres8 <= \$979 ;
+  always @(posedge clk)
+    cres9 <= \$980 ;
+  always @(posedge clk)
+    \$like$134  <= \$981 ;
+  always @(posedge clk)
+    b6 <= \$982 ;
+  always @(posedge clk)
+    hit_v1 <= \$983 ;
+  always @(posedge clk)
+    hit_c1 <= \$984 ;
+  always @(posedge clk)
+    hit_v2 <= \$985 ;
+  always @(posedge clk)
+    hit_c2 <= \$986 ;
+  always @(posedge clk)
+    hit_v3 <= \$987 ;
+  always @(posedge clk)
+    hit_c3 <= \$988 ;
+  always @(posedge clk)
+    hit_v4 <= \$989 ;
+  always @(posedge clk)
+    hit_c4 <= \$990 ;
+  always @(posedge clk)
+    hit_v5 <= \$991 ;
+  always @(posedge clk)
+    hit_c5 <= \$992 ;
+  always @(posedge clk)
+    \$signal$146  <= \$993 ;
+  always @(posedge clk)
+    \$signal$147  <= \$994 ;
+  always @(posedge clk)
+    \$signal$148  <= \$995 ;
+  always @(posedge clk)
+    \$signal$51  <= \$996 ;
+  always @(posedge clk)
+    d1_0 <= \$997 ;
+  always @(posedge clk)
+    d2_0 <= \$998 ;
+  always @(posedge clk)
+    d3_0 <= \$999 ;
+  always @(posedge clk)
+    d4_0 <= \$1000 ;
+  always @(posedge clk)
+    d1_1 <= \$1001 ;
+  always @(posedge clk)
+    d2_1 <= \$1002 ;
+  always @(posedge clk)
+    d3_1 <= \$1003 ;
+  always @(posedge clk)
+    d4_1 <= \$1004 ;
+  always @(posedge clk)
+    d1_2 <= \$1005 ;
+  always @(posedge clk)
+    d2_2 <= \$1006 ;
+  always @(posedge clk)
+    d3_2 <= \$1007 ;
+  always @(posedge clk)
+    d4_2 <= \$1008 ;
+  always @(posedge clk)
+    d1_3 <= \$1009 ;
+  always @(posedge clk)
+    d2_3 <= \$1010 ;
+  always @(posedge clk)
+    d3_3 <= \$1011 ;
+  always @(posedge clk)
+    d4_3 <= \$1012 ;
+  always @(posedge clk)
+    v_wr__data <= \$1013 ;
+  always @(posedge clk)
+    c_wr__data <= \$1014 ;
+  always @(posedge clk)
+    \$signal$84  <= \$1015 ;
+  always @(posedge clk)
+    \$signal$86  <= \$1016 ;
+  always @(posedge clk)
+    done <= \$1017 ;
   \digits_mlp_gn.engine_fc1.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -3847,25 +3848,25 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$2641$0 (\bit ),
+    .\port$2644$0 (\bit ),
     .ready(ready),
     .rst(rst)
   );
   \digits_mlp_gn.engine_fc1.pixel_skid  pixel_skid (
     .clk(clk),
     .\port$0$2 (pixels__payload),
-    .\port$1181$0 (pixels__ready),
-    .\port$2643$0 (\$signal$31 ),
-    .\port$2874$0 (\$signal$102 ),
-    .\port$2876$0 (\$signal$101 ),
+    .\port$1182$0 (pixels__ready),
+    .\port$2646$0 (\$signal$31 ),
+    .\port$2877$0 (\$signal$102 ),
+    .\port$2879$0 (\$signal$101 ),
     .\port$5$0 (pixels__valid),
     .rst(rst)
   );
   \digits_mlp_gn.engine_fc1.queue  queue (
     .clk(clk),
-    .\port$2656$0 (\$signal$97 ),
-    .\port$2864$0 (\$signal$90 ),
-    .\port$2866$0 (\$signal$94 ),
+    .\port$2659$0 (\$signal$97 ),
+    .\port$2867$0 (\$signal$90 ),
+    .\port$2869$0 (\$signal$94 ),
     .rst(rst),
     .w_data(\$signal$84 ),
     .w_en(\$signal$86 )
@@ -3875,13 +3876,13 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$97  = \$signal$90 [2:0];
+          \$98  = \$signal$90 [2:0];
       2'h1:
-          \$97  = \$signal$90 [5:3];
+          \$98  = \$signal$90 [5:3];
       2'h2:
-          \$97  = \$signal$90 [8:6];
+          \$98  = \$signal$90 [8:6];
       2'h3:
-          \$97  = \$signal$90 [11:9];
+          \$98  = \$signal$90 [11:9];
     endcase
   end
   always @* begin
@@ -3981,71 +3982,71 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
-    if (\$11 ) begin
+    if (\$12 ) begin
       result[20:0] = \$signal$51 [20:0];
     end else begin
-      result[20:0] = \$24 ;
+      result[20:0] = \$25 ;
     end
     (* full_case = 32'd1 *)
-    if (\$25 ) begin
+    if (\$26 ) begin
       result[41:21] = \$signal$51 [42:22];
     end else begin
-      result[41:21] = \$38 ;
+      result[41:21] = \$39 ;
     end
     (* full_case = 32'd1 *)
-    if (\$39 ) begin
+    if (\$40 ) begin
       result[62:42] = \$signal$51 [64:44];
     end else begin
-      result[62:42] = \$52 ;
+      result[62:42] = \$53 ;
     end
     (* full_case = 32'd1 *)
-    if (\$53 ) begin
+    if (\$54 ) begin
       result[83:63] = \$signal$51 [86:66];
     end else begin
-      result[83:63] = \$66 ;
+      result[83:63] = \$67 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     out_counts = 12'h000;
     (* full_case = 32'd1 *)
-    if (\$11 ) begin
+    if (\$12 ) begin
     end else begin
-      out_counts[2:0] = \$19 [2:0];
+      out_counts[2:0] = \$20 [2:0];
     end
     (* full_case = 32'd1 *)
-    if (\$25 ) begin
+    if (\$26 ) begin
     end else begin
-      out_counts[5:3] = \$33 [2:0];
+      out_counts[5:3] = \$34 [2:0];
     end
     (* full_case = 32'd1 *)
-    if (\$39 ) begin
+    if (\$40 ) begin
     end else begin
-      out_counts[8:6] = \$47 [2:0];
+      out_counts[8:6] = \$48 [2:0];
     end
     (* full_case = 32'd1 *)
-    if (\$53 ) begin
+    if (\$54 ) begin
     end else begin
-      out_counts[11:9] = \$61 [2:0];
+      out_counts[11:9] = \$62 [2:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     kept0 = 21'h000000;
     (* full_case = 32'd1 *)
-    if (\$11 ) begin
+    if (\$12 ) begin
     end else begin
       kept0 = \$signal$51 [20:0];
-      if (\$20 ) begin
+      if (\$21 ) begin
         kept0 = d1_0[20:0];
       end
-      if (\$21 ) begin
+      if (\$22 ) begin
         kept0 = d2_0[20:0];
       end
-      if (\$22 ) begin
+      if (\$23 ) begin
         kept0 = d3_0[20:0];
       end
-      if (\$23 ) begin
+      if (\$24 ) begin
         kept0 = d4_0[20:0];
       end
     end
@@ -4054,19 +4055,19 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     kept1 = 21'h000000;
     (* full_case = 32'd1 *)
-    if (\$25 ) begin
+    if (\$26 ) begin
     end else begin
       kept1 = \$signal$51 [42:22];
-      if (\$34 ) begin
+      if (\$35 ) begin
         kept1 = d1_1[20:0];
       end
-      if (\$35 ) begin
+      if (\$36 ) begin
         kept1 = d2_1[20:0];
       end
-      if (\$36 ) begin
+      if (\$37 ) begin
         kept1 = d3_1[20:0];
       end
-      if (\$37 ) begin
+      if (\$38 ) begin
         kept1 = d4_1[20:0];
       end
     end
@@ -4075,19 +4076,19 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     kept2 = 21'h000000;
     (* full_case = 32'd1 *)
-    if (\$39 ) begin
+    if (\$40 ) begin
     end else begin
       kept2 = \$signal$51 [64:44];
-      if (\$48 ) begin
+      if (\$49 ) begin
         kept2 = d1_2[20:0];
       end
-      if (\$49 ) begin
+      if (\$50 ) begin
         kept2 = d2_2[20:0];
       end
-      if (\$50 ) begin
+      if (\$51 ) begin
         kept2 = d3_2[20:0];
       end
-      if (\$51 ) begin
+      if (\$52 ) begin
         kept2 = d4_2[20:0];
       end
     end
@@ -4096,19 +4097,19 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     kept3 = 21'h000000;
     (* full_case = 32'd1 *)
-    if (\$53 ) begin
+    if (\$54 ) begin
     end else begin
       kept3 = \$signal$51 [86:66];
-      if (\$62 ) begin
+      if (\$63 ) begin
         kept3 = d1_3[20:0];
       end
-      if (\$63 ) begin
+      if (\$64 ) begin
         kept3 = d2_3[20:0];
       end
-      if (\$64 ) begin
+      if (\$65 ) begin
         kept3 = d3_3[20:0];
       end
-      if (\$65 ) begin
+      if (\$66 ) begin
         kept3 = d4_3[20:0];
       end
     end
@@ -4134,8 +4135,8 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     o__payload[9:6] = 4'h0;
     if (\$signal$94 ) begin
       (* full_case = 32'd1 *)
-      if (\$96 ) begin
-        o__payload[8:6] = \$97 ;
+      if (\$97 ) begin
+        o__payload[8:6] = \$98 ;
       end else begin
         o__payload[9] = 1'h1;
       end
@@ -4146,7 +4147,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     o__valid = 1'h0;
     if (\$signal$94 ) begin
       (* full_case = 32'd1 *)
-      if (\$96 ) begin
+      if (\$97 ) begin
         o__valid = 1'h1;
       end else begin
         o__valid = 1'h1;
@@ -4158,9 +4159,9 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     \$signal$97  = 1'h0;
     if (\$signal$94 ) begin
       (* full_case = 32'd1 *)
-      if (\$96 ) begin
+      if (\$97 ) begin
         if (o__ready) begin
-          if (\$102 ) begin
+          if (\$103 ) begin
             \$signal$97  = 1'h1;
           end
         end
@@ -4173,156 +4174,141 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$932  = \$108 [5:0];
+    \$933  = \$109 [5:0];
     if (rst) begin
-      \$932  = 6'h00;
+      \$933  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$933  = \$109 ;
+    \$934  = \$110 ;
     if (rst) begin
-      \$933  = 1'h0;
+      \$934  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$934  = pix_bits;
+    \$935  = pix_bits;
     casez (fsm_state)
       1'h0:
         begin
-          if (\$111 ) begin
-            \$934  = { \$147 , \$139 , \$132 , \$126 , \$121 , \$117 , \$114 , \$112  };
+          if (\$112 ) begin
+            \$935  = { \$148 , \$140 , \$133 , \$127 , \$122 , \$118 , \$115 , \$113  };
           end
-          if (\$490 ) begin
+          if (\$491 ) begin
             if (\$signal$101 ) begin
-              \$934  = \$signal$102 ;
+              \$935  = \$signal$102 ;
             end
           end
         end
     endcase
     if (rst) begin
-      \$934  = 8'h00;
+      \$935  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$935  = \$signal$26 ;
+    \$936  = \$signal$26 ;
     casez (fsm_state)
       1'h0:
         begin
-          if (\$111 ) begin
-            \$935  = \$184 ;
+          if (\$112 ) begin
+            \$936  = \$185 ;
           end
-          if (\$490 ) begin
+          if (\$491 ) begin
             if (\$signal$101 ) begin
-              \$935  = \$491 ;
+              \$936  = \$492 ;
             end
           end
         end
     endcase
     if (rst) begin
-      \$935  = 1'h1;
+      \$936  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$936  = \$signal$29 ;
+    \$937  = \$signal$29 ;
     casez (fsm_state)
       1'h0:
         begin
-          if (\$111 ) begin
-            \$936  = \$487 ;
+          if (\$112 ) begin
+            \$937  = \$488 ;
           end
-          if (\$490 ) begin
+          if (\$491 ) begin
             if (\$signal$101 ) begin
-              \$936  = \$506 ;
+              \$937  = \$507 ;
             end
           end
         end
     endcase
     if (rst) begin
-      \$936  = 1'h0;
+      \$937  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$937  = pixel_count;
+    \$938  = pixel_count;
     casez (fsm_state)
       1'h0:
         begin
-          if (\$490 ) begin
+          if (\$491 ) begin
             if (\$signal$101 ) begin
-              \$937  = \$507 [6:0];
+              \$938  = \$508 [6:0];
             end
           end
-          if (\$517 ) begin
-            \$937  = 7'h00;
+          if (\$518 ) begin
+            \$938  = 7'h00;
           end
         end
     endcase
     if (rst) begin
-      \$937  = 7'h00;
+      \$938  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$938  = more_pixels;
+    \$939  = more_pixels;
     casez (fsm_state)
       1'h0:
         begin
-          if (\$490 ) begin
+          if (\$491 ) begin
             if (\$signal$101 ) begin
-              \$938  = \$508 ;
+              \$939  = \$509 ;
             end
           end
-          if (\$517 ) begin
-            \$938  = 1'h1;
+          if (\$518 ) begin
+            \$939  = 1'h1;
           end
         end
     endcase
     if (rst) begin
-      \$938  = 1'h1;
+      \$939  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$939  = ev_c;
+    \$940  = ev_c;
     casez (fsm_state)
       1'h0:
-          if (\$490 ) begin
+          if (\$491 ) begin
             if (\$signal$101 ) begin
-              \$939  = \$like ;
+              \$940  = \$like ;
             end
           end
     endcase
     if (rst) begin
-      \$939  = 1'h0;
+      \$940  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$940  = ev_y;
+    \$941  = ev_y;
     casez (fsm_state)
       1'h0:
-          if (\$490 ) begin
+          if (\$491 ) begin
             if (\$signal$101 ) begin
-              \$940  = \$like$105 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$940  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$941  = ev_x;
-    casez (fsm_state)
-      1'h0:
-          if (\$490 ) begin
-            if (\$signal$101 ) begin
-              \$941  = nxt_x;
+              \$941  = \$like$105 ;
             end
           end
     endcase
@@ -4332,63 +4318,51 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$942  = pix_index;
+    \$942  = ev_x;
     casez (fsm_state)
       1'h0:
-          if (\$490 ) begin
+          if (\$491 ) begin
             if (\$signal$101 ) begin
-              \$942  = nxt_index;
+              \$942  = nxt_x;
             end
           end
     endcase
     if (rst) begin
-      \$942  = 6'h00;
+      \$942  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$943  = nxt_x;
+    \$943  = pix_index;
+    casez (fsm_state)
+      1'h0:
+          if (\$491 ) begin
+            if (\$signal$101 ) begin
+              \$943  = nxt_index;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$943  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$944  = nxt_x;
     casez (fsm_state)
       1'h0:
         begin
-          if (\$490 ) begin
+          if (\$491 ) begin
             if (\$signal$101 ) begin
               (* full_case = 32'd1 *)
-              if (\$509 ) begin
-                \$943  = 3'h0;
+              if (\$510 ) begin
+                \$944  = 3'h0;
               end else begin
-                \$943  = \$513 [2:0];
+                \$944  = \$514 [2:0];
               end
             end
           end
-          if (\$517 ) begin
-            \$943  = 3'h0;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$943  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$944  = \$like$105 ;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$490 ) begin
-            if (\$signal$101 ) begin
-              if (\$509 ) begin
-                (* full_case = 32'd1 *)
-                if (\$510 ) begin
-                  \$944  = 3'h0;
-                end else begin
-                  \$944  = \$512 [2:0];
-                end
-              end
-            end
-          end
-          if (\$517 ) begin
+          if (\$518 ) begin
             \$944  = 3'h0;
           end
         end
@@ -4399,106 +4373,107 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$945  = \$like ;
+    \$945  = \$like$105 ;
     casez (fsm_state)
       1'h0:
         begin
-          if (\$490 ) begin
+          if (\$491 ) begin
             if (\$signal$101 ) begin
-              if (\$509 ) begin
-                if (\$510 ) begin
-                  \$945  = \$511 [0];
+              if (\$510 ) begin
+                (* full_case = 32'd1 *)
+                if (\$511 ) begin
+                  \$945  = 3'h0;
+                end else begin
+                  \$945  = \$513 [2:0];
                 end
               end
             end
           end
-          if (\$517 ) begin
-            \$945  = 1'h0;
+          if (\$518 ) begin
+            \$945  = 3'h0;
           end
         end
     endcase
     if (rst) begin
-      \$945  = 1'h0;
+      \$945  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$946  = nxt_index;
+    \$946  = \$like ;
     casez (fsm_state)
       1'h0:
-          if (\$517 ) begin
-            \$946  = 6'h00;
+        begin
+          if (\$491 ) begin
+            if (\$signal$101 ) begin
+              if (\$510 ) begin
+                if (\$511 ) begin
+                  \$946  = \$512 [0];
+                end
+              end
+            end
+          end
+          if (\$518 ) begin
+            \$946  = 1'h0;
+          end
+        end
+    endcase
+    if (rst) begin
+      \$946  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$947  = nxt_index;
+    casez (fsm_state)
+      1'h0:
+          if (\$518 ) begin
+            \$947  = 6'h00;
           end
     endcase
     if (rst) begin
-      \$946  = 6'h00;
+      \$947  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$947  = fsm_state;
+    \$948  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
-          if (\$517 ) begin
-            \$947  = 1'h1;
+          if (\$518 ) begin
+            \$948  = 1'h1;
           end
       1'h1:
-          if (\$519 ) begin
+          if (\$520 ) begin
             if (sweep_last) begin
               (* full_case = 32'd1 *)
-              if (\$520 ) begin
-                \$947  = 1'h0;
+              if (\$521 ) begin
+                \$948  = 1'h0;
               end else begin
-                \$947  = 1'h1;
+                \$948  = 1'h1;
               end
             end
           end
     endcase
     if (rst) begin
-      \$947  = 1'h0;
+      \$948  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$948  = sweep_addr;
+    \$949  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$519 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$948  = 4'h0;
-            end else begin
-              \$948  = \$522 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$948  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$949  = sweep_g;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$519 ) begin
+          if (\$520 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
               \$949  = 4'h0;
             end else begin
-              (* full_case = 32'd1 *)
-              if (\$524 ) begin
-                \$949  = 4'h0;
-              end else begin
-                \$949  = \$528 [3:0];
-              end
+              \$949  = \$523 [3:0];
             end
           end
     endcase
@@ -4508,47 +4483,45 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$950  = sweep_y;
+    \$950  = sweep_g;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$519 ) begin
+          if (\$520 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$950  = 1'h0;
+              \$950  = 4'h0;
             end else begin
-              if (\$524 ) begin
-                if (\$525 ) begin
-                  \$950  = \$526 [0];
-                end
+              (* full_case = 32'd1 *)
+              if (\$525 ) begin
+                \$950  = 4'h0;
+              end else begin
+                \$950  = \$529 [3:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$950  = 1'h0;
+      \$950  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$951  = sweep_x;
+    \$951  = sweep_y;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$519 ) begin
+          if (\$520 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
               \$951  = 1'h0;
             end else begin
-              if (\$524 ) begin
-                (* full_case = 32'd1 *)
-                if (\$525 ) begin
-                  \$951  = 1'h0;
-                end else begin
+              if (\$525 ) begin
+                if (\$526 ) begin
                   \$951  = \$527 [0];
                 end
               end
@@ -4561,18 +4534,25 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$952  = sweep_last;
+    \$952  = sweep_x;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$519 ) begin
+          if (\$520 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
               \$952  = 1'h0;
             end else begin
-              \$952  = \$523 ;
+              if (\$525 ) begin
+                (* full_case = 32'd1 *)
+                if (\$526 ) begin
+                  \$952  = 1'h0;
+                end else begin
+                  \$952  = \$528 [0];
+                end
+              end
             end
           end
     endcase
@@ -4582,39 +4562,40 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$953  = step;
+    \$953  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$519 ) begin
+          if (\$520 ) begin
+            (* full_case = 32'd1 *)
             if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$520 ) begin
-                \$953  = 2'h0;
-              end else begin
-                \$953  = \$521 [1:0];
-              end
+              \$953  = 1'h0;
+            end else begin
+              \$953  = \$524 ;
             end
           end
     endcase
     if (rst) begin
-      \$953  = 2'h0;
+      \$953  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$954  = fire_k;
+    \$954  = step;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$519 ) begin
+          if (\$520 ) begin
             if (sweep_last) begin
-              if (\$520 ) begin
+              (* full_case = 32'd1 *)
+              if (\$521 ) begin
                 \$954  = 2'h0;
+              end else begin
+                \$954  = \$522 [1:0];
               end
             end
           end
@@ -4625,15 +4606,15 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$955  = plane;
+    \$955  = fire_k;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$519 ) begin
+          if (\$520 ) begin
             if (sweep_last) begin
-              if (\$520 ) begin
+              if (\$521 ) begin
                 \$955  = 2'h0;
               end
             end
@@ -4645,93 +4626,106 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$956  = \$529 ;
+    \$956  = plane;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$520 ) begin
+            if (sweep_last) begin
+              if (\$521 ) begin
+                \$956  = 2'h0;
+              end
+            end
+          end
+    endcase
     if (rst) begin
-      \$956  = 1'h0;
+      \$956  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$957  = \$531 ;
+    \$957  = \$530 ;
     if (rst) begin
       \$957  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$958  = issue;
+    \$958  = \$532 ;
     if (rst) begin
-      \$958  = 33'h000000000;
+      \$958  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$959  = st0;
+    \$959  = issue;
     if (rst) begin
       \$959  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$960  = st1;
+    \$960  = st0;
     if (rst) begin
       \$960  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$961  = st2;
+    \$961  = st1;
     if (rst) begin
       \$961  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$962  = st3;
+    \$962  = st2;
     if (rst) begin
       \$962  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$963  = st4;
+    \$963  = st3;
     if (rst) begin
       \$963  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$964  = st5;
+    \$964  = st4;
     if (rst) begin
       \$964  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$965  = st6;
+    \$965  = st5;
     if (rst) begin
       \$965  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$966  = st7;
+    \$966  = st6;
     if (rst) begin
       \$966  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$967  = \$signature__data ;
+    \$967  = st7;
     if (rst) begin
-      \$967  = 32'd0;
+      \$967  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$968  = \$532 ;
+    \$968  = \$signature__data ;
     if (rst) begin
-      \$968  = 15'h0000;
+      \$968  = 32'd0;
     end
   end
   always @* begin
@@ -4757,189 +4751,189 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$972  = addend;
-    if (\$536 ) begin
-      \$972 [14:0] = w2_0_0;
-      \$972 [29:15] = w2_0_1;
-      \$972 [44:30] = w2_0_2;
-      \$972 [59:45] = w2_0_3;
-    end
+    \$972  = \$536 ;
     if (rst) begin
-      \$972  = 60'h000000000000000;
+      \$972  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$973  = \$signature__data$125 ;
+    \$973  = addend;
+    if (\$537 ) begin
+      \$973 [14:0] = w2_0_0;
+      \$973 [29:15] = w2_0_1;
+      \$973 [44:30] = w2_0_2;
+      \$973 [59:45] = w2_0_3;
+    end
     if (rst) begin
-      \$973  = 84'h000000000000000000000;
+      \$973  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$974  = b_rd__data;
+    \$974  = \$signature__data$125 ;
     if (rst) begin
-      \$974  = 68'h00000000000000000;
+      \$974  = 84'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$975  = \$signature__data$129 ;
+    \$975  = b_rd__data;
     if (rst) begin
-      \$975  = 80'h00000000000000000000;
+      \$975  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$976  = v_wr__data;
+    \$976  = \$signature__data$129 ;
     if (rst) begin
-      \$976  = 84'h000000000000000000000;
+      \$976  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$977  = res8;
+    \$977  = v_wr__data;
     if (rst) begin
       \$977  = 84'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$978  = c_wr__data;
+    \$978  = res8;
     if (rst) begin
-      \$978  = 80'h00000000000000000000;
+      \$978  = 84'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$979  = cres8;
+    \$979  = c_wr__data;
     if (rst) begin
       \$979  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$980  = b_raw;
+    \$980  = cres8;
     if (rst) begin
-      \$980  = 68'h00000000000000000;
+      \$980  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$981  = \$like$134 ;
+    \$981  = b_raw;
     if (rst) begin
       \$981  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$982  = \$544 ;
+    \$982  = \$like$134 ;
     if (rst) begin
-      \$982  = 1'h0;
+      \$982  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$983  = \$554 ;
+    \$983  = \$545 ;
     if (rst) begin
       \$983  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$984  = \$562 ;
+    \$984  = \$555 ;
     if (rst) begin
       \$984  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$985  = \$572 ;
+    \$985  = \$563 ;
     if (rst) begin
       \$985  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$986  = \$578 ;
+    \$986  = \$573 ;
     if (rst) begin
       \$986  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$987  = \$586 ;
+    \$987  = \$579 ;
     if (rst) begin
       \$987  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$988  = \$592 ;
+    \$988  = \$587 ;
     if (rst) begin
       \$988  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$989  = \$600 ;
+    \$989  = \$593 ;
     if (rst) begin
       \$989  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$990  = \$606 ;
+    \$990  = \$601 ;
     if (rst) begin
       \$990  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$991  = \$614 ;
+    \$991  = \$607 ;
     if (rst) begin
       \$991  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$992  = { \$710 , \$701 , \$692 , \$684 , \$677 , \$667 , \$657 , \$648 , \$640 , \$626  };
+    \$992  = \$615 ;
     if (rst) begin
-      \$992  = 10'h000;
+      \$992  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$993  = { \$755 , \$746 , \$737 , \$729 , \$722 , \$716 , 1'h0, \$711  };
+    \$993  = { \$711 , \$702 , \$693 , \$685 , \$678 , \$668 , \$658 , \$649 , \$641 , \$627  };
     if (rst) begin
-      \$993  = 8'h00;
+      \$993  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$994 [21:0] = \$790 [21:0];
-    \$994 [43:22] = \$825 [21:0];
-    \$994 [65:44] = \$860 [21:0];
-    \$994 [87:66] = \$895 [21:0];
+    \$994  = { \$756 , \$747 , \$738 , \$730 , \$723 , \$717 , 1'h0, \$712  };
     if (rst) begin
-      \$994  = 88'h0000000000000000000000;
+      \$994  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$995 [21:0] = \$signal$148 [21:0];
-    \$995 [43:22] = \$signal$148 [43:22];
-    \$995 [65:44] = \$signal$148 [65:44];
-    \$995 [87:66] = \$signal$148 [87:66];
+    \$995 [21:0] = \$791 [21:0];
+    \$995 [43:22] = \$826 [21:0];
+    \$995 [65:44] = \$861 [21:0];
+    \$995 [87:66] = \$896 [21:0];
     if (rst) begin
       \$995  = 88'h0000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$996  = \$896 ;
+    \$996 [21:0] = \$signal$148 [21:0];
+    \$996 [43:22] = \$signal$148 [43:22];
+    \$996 [65:44] = \$signal$148 [65:44];
+    \$996 [87:66] = \$signal$148 [87:66];
     if (rst) begin
-      \$996  = 23'h000000;
+      \$996  = 88'h0000000000000000000000;
     end
   end
   always @* begin
@@ -5049,57 +5043,64 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1012  = result;
+    \$1012  = \$912 ;
     if (rst) begin
-      \$1012  = 84'h000000000000000000000;
+      \$1012  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1013 [19:0] = \$913 [19:0];
-    \$1013 [39:20] = \$915 [19:0];
-    \$1013 [59:40] = \$917 [19:0];
-    \$1013 [79:60] = \$919 [19:0];
+    \$1013  = result;
     if (rst) begin
-      \$1013  = 80'h00000000000000000000;
+      \$1013  = 84'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1014  = entry;
+    \$1014 [19:0] = \$914 [19:0];
+    \$1014 [39:20] = \$916 [19:0];
+    \$1014 [59:40] = \$918 [19:0];
+    \$1014 [79:60] = \$920 [19:0];
     if (rst) begin
-      \$1014  = 19'h00000;
+      \$1014  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1015  = \$923 ;
+    \$1015  = entry;
     if (rst) begin
-      \$1015  = 1'h0;
+      \$1015  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1016  = done;
+    \$1016  = \$924 ;
+    if (rst) begin
+      \$1016  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1017  = done;
     if (\$signal$94 ) begin
       (* full_case = 32'd1 *)
-      if (\$924 ) begin
+      if (\$925 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
-          if (\$929 ) begin
-            \$1016  = 4'h0;
+          if (\$930 ) begin
+            \$1017  = 4'h0;
           end else begin
-            \$1016  = \$931 [3:0];
+            \$1017  = \$932 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$1016  = 4'h0;
+          \$1017  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$1016  = 4'h0;
+      \$1017  = 4'h0;
     end
   end
   assign \$signal$5  = 1'h0;
@@ -5118,10 +5119,10 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \$signature__addr$48  = st2[7:4];
   assign v_wr__addr = st7[7:4];
   assign res7 = v_wr__data;
-  assign v_wr__en = \$71 [0];
+  assign v_wr__en = \$72 [0];
   assign c_wr__addr = st7[7:4];
   assign cres7 = c_wr__data;
-  assign c_wr__en = \$78 [0];
+  assign c_wr__en = \$79 [0];
   assign entry7 = \$signal$84 ;
   assign push7 = \$signal$86 ;
   assign busy = op_valid;
@@ -5389,136 +5390,137 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \$signal$148[2]  = \$signal$148 [65:44];
   assign \$signal$148[3]  = \$signal$148 [87:66];
   always @*
-    o__payload[5:0] = \$95 [5:0];
-  assign pending[3] = \$93 ;
-  assign pending[2] = \$90 ;
-  assign pending[1] = \$87 ;
-  assign pending[0] = \$84 ;
+    o__payload[5:0] = \$96 [5:0];
+  assign pending[3] = \$94 ;
+  assign pending[2] = \$91 ;
+  assign pending[1] = \$88 ;
+  assign pending[0] = \$85 ;
   assign entry[18] = st6[26];
   assign entry[17] = st6[32];
   assign entry[16] = st6[31];
   assign entry[15:12] = st6[30:27];
   assign entry[11:0] = out_counts;
-  assign \$74  = st7[1];
-  assign \$79  = st7[1];
-  assign \$104  = fsm_state;
-  assign \$112  = 1'h0;
-  assign \$113  = pix_bits[0];
-  assign \$115  = pix_bits[0];
-  assign \$118  = pix_bits[0];
-  assign \$122  = pix_bits[0];
-  assign \$127  = pix_bits[0];
-  assign \$133  = pix_bits[0];
-  assign \$140  = pix_bits[0];
-  assign \$148  = 1'h0;
-  assign \$149  = pix_bits[0];
-  assign \$151  = pix_bits[0];
-  assign \$154  = pix_bits[0];
-  assign \$158  = pix_bits[0];
-  assign \$163  = pix_bits[0];
-  assign \$169  = pix_bits[0];
-  assign \$176  = pix_bits[0];
-  assign \$185  = 1'h0;
-  assign \$186  = pix_bits[0];
-  assign \$188  = pix_bits[0];
-  assign \$191  = pix_bits[0];
-  assign \$195  = pix_bits[0];
-  assign \$200  = pix_bits[0];
-  assign \$206  = pix_bits[0];
-  assign \$213  = pix_bits[0];
-  assign \$222  = 1'h0;
-  assign \$223  = pix_bits[0];
-  assign \$225  = pix_bits[0];
-  assign \$228  = pix_bits[0];
-  assign \$232  = pix_bits[0];
-  assign \$237  = pix_bits[0];
-  assign \$243  = pix_bits[0];
-  assign \$250  = pix_bits[0];
-  assign \$260  = 1'h0;
-  assign \$261  = pix_bits[0];
-  assign \$263  = pix_bits[0];
-  assign \$266  = pix_bits[0];
-  assign \$270  = pix_bits[0];
-  assign \$275  = pix_bits[0];
-  assign \$281  = pix_bits[0];
-  assign \$288  = pix_bits[0];
-  assign \$298  = 1'h0;
-  assign \$299  = pix_bits[0];
-  assign \$301  = pix_bits[0];
-  assign \$304  = pix_bits[0];
-  assign \$308  = pix_bits[0];
-  assign \$313  = pix_bits[0];
-  assign \$319  = pix_bits[0];
-  assign \$326  = pix_bits[0];
-  assign \$336  = 1'h0;
-  assign \$337  = pix_bits[0];
-  assign \$339  = pix_bits[0];
-  assign \$342  = pix_bits[0];
-  assign \$346  = pix_bits[0];
-  assign \$351  = pix_bits[0];
-  assign \$357  = pix_bits[0];
-  assign \$364  = pix_bits[0];
-  assign \$374  = 1'h0;
-  assign \$375  = pix_bits[0];
-  assign \$377  = pix_bits[0];
-  assign \$380  = pix_bits[0];
-  assign \$384  = pix_bits[0];
-  assign \$389  = pix_bits[0];
-  assign \$395  = pix_bits[0];
-  assign \$402  = pix_bits[0];
-  assign \$412  = 1'h0;
-  assign \$413  = pix_bits[0];
-  assign \$415  = pix_bits[0];
-  assign \$418  = pix_bits[0];
-  assign \$422  = pix_bits[0];
-  assign \$427  = pix_bits[0];
-  assign \$433  = pix_bits[0];
-  assign \$440  = pix_bits[0];
-  assign \$450  = 1'h0;
-  assign \$451  = pix_bits[0];
-  assign \$453  = pix_bits[0];
-  assign \$456  = pix_bits[0];
-  assign \$460  = pix_bits[0];
-  assign \$465  = pix_bits[0];
-  assign \$471  = pix_bits[0];
-  assign \$478  = pix_bits[0];
-  assign \$550  = st3[1];
-  assign \$568  = st4[1];
-  assign \$582  = st5[1];
-  assign \$596  = st6[1];
-  assign \$610  = st7[1];
-  assign \$615  = 1'h1;
-  assign \$616  = hit_v1;
-  assign \$621  = 1'h1;
-  assign \$622  = hit_c1;
-  assign \$627  = hit_v1;
-  assign \$634  = hit_c1;
-  assign \$641  = hit_v1;
-  assign \$649  = hit_v1;
-  assign \$658  = hit_v1;
-  assign \$668  = hit_v1;
-  assign \$678  = hit_c1;
-  assign \$685  = hit_c1;
-  assign \$693  = hit_c1;
-  assign \$702  = hit_c1;
-  assign \$712  = 1'h1;
-  assign \$713  = hit_c1;
-  assign \$717  = hit_c1;
-  assign \$723  = hit_c1;
-  assign \$730  = hit_c1;
-  assign \$738  = hit_c1;
-  assign \$747  = hit_c1;
-  assign \$920  = st6[1];
-  assign \$715  = st3[1];
-  assign \$721  = st3[1];
-  assign \$728  = st3[1];
-  assign \$736  = st3[1];
-  assign \$745  = st3[1];
-  assign \$754  = st3[1];
+  assign active = \$11 ;
+  assign \$75  = st7[1];
+  assign \$80  = st7[1];
+  assign \$105  = fsm_state;
+  assign \$113  = 1'h0;
+  assign \$114  = pix_bits[0];
+  assign \$116  = pix_bits[0];
+  assign \$119  = pix_bits[0];
+  assign \$123  = pix_bits[0];
+  assign \$128  = pix_bits[0];
+  assign \$134  = pix_bits[0];
+  assign \$141  = pix_bits[0];
+  assign \$149  = 1'h0;
+  assign \$150  = pix_bits[0];
+  assign \$152  = pix_bits[0];
+  assign \$155  = pix_bits[0];
+  assign \$159  = pix_bits[0];
+  assign \$164  = pix_bits[0];
+  assign \$170  = pix_bits[0];
+  assign \$177  = pix_bits[0];
+  assign \$186  = 1'h0;
+  assign \$187  = pix_bits[0];
+  assign \$189  = pix_bits[0];
+  assign \$192  = pix_bits[0];
+  assign \$196  = pix_bits[0];
+  assign \$201  = pix_bits[0];
+  assign \$207  = pix_bits[0];
+  assign \$214  = pix_bits[0];
+  assign \$223  = 1'h0;
+  assign \$224  = pix_bits[0];
+  assign \$226  = pix_bits[0];
+  assign \$229  = pix_bits[0];
+  assign \$233  = pix_bits[0];
+  assign \$238  = pix_bits[0];
+  assign \$244  = pix_bits[0];
+  assign \$251  = pix_bits[0];
+  assign \$261  = 1'h0;
+  assign \$262  = pix_bits[0];
+  assign \$264  = pix_bits[0];
+  assign \$267  = pix_bits[0];
+  assign \$271  = pix_bits[0];
+  assign \$276  = pix_bits[0];
+  assign \$282  = pix_bits[0];
+  assign \$289  = pix_bits[0];
+  assign \$299  = 1'h0;
+  assign \$300  = pix_bits[0];
+  assign \$302  = pix_bits[0];
+  assign \$305  = pix_bits[0];
+  assign \$309  = pix_bits[0];
+  assign \$314  = pix_bits[0];
+  assign \$320  = pix_bits[0];
+  assign \$327  = pix_bits[0];
+  assign \$337  = 1'h0;
+  assign \$338  = pix_bits[0];
+  assign \$340  = pix_bits[0];
+  assign \$343  = pix_bits[0];
+  assign \$347  = pix_bits[0];
+  assign \$352  = pix_bits[0];
+  assign \$358  = pix_bits[0];
+  assign \$365  = pix_bits[0];
+  assign \$375  = 1'h0;
+  assign \$376  = pix_bits[0];
+  assign \$378  = pix_bits[0];
+  assign \$381  = pix_bits[0];
+  assign \$385  = pix_bits[0];
+  assign \$390  = pix_bits[0];
+  assign \$396  = pix_bits[0];
+  assign \$403  = pix_bits[0];
+  assign \$413  = 1'h0;
+  assign \$414  = pix_bits[0];
+  assign \$416  = pix_bits[0];
+  assign \$419  = pix_bits[0];
+  assign \$423  = pix_bits[0];
+  assign \$428  = pix_bits[0];
+  assign \$434  = pix_bits[0];
+  assign \$441  = pix_bits[0];
+  assign \$451  = 1'h0;
+  assign \$452  = pix_bits[0];
+  assign \$454  = pix_bits[0];
+  assign \$457  = pix_bits[0];
+  assign \$461  = pix_bits[0];
+  assign \$466  = pix_bits[0];
+  assign \$472  = pix_bits[0];
+  assign \$479  = pix_bits[0];
+  assign \$551  = st3[1];
+  assign \$569  = st4[1];
+  assign \$583  = st5[1];
+  assign \$597  = st6[1];
+  assign \$611  = st7[1];
+  assign \$616  = 1'h1;
+  assign \$617  = hit_v1;
+  assign \$622  = 1'h1;
+  assign \$623  = hit_c1;
+  assign \$628  = hit_v1;
+  assign \$635  = hit_c1;
+  assign \$642  = hit_v1;
+  assign \$650  = hit_v1;
+  assign \$659  = hit_v1;
+  assign \$669  = hit_v1;
+  assign \$679  = hit_c1;
+  assign \$686  = hit_c1;
+  assign \$694  = hit_c1;
+  assign \$703  = hit_c1;
+  assign \$713  = 1'h1;
+  assign \$714  = hit_c1;
+  assign \$718  = hit_c1;
+  assign \$724  = hit_c1;
+  assign \$731  = hit_c1;
+  assign \$739  = hit_c1;
+  assign \$748  = hit_c1;
+  assign \$921  = st6[1];
+  assign \$716  = st3[1];
+  assign \$722  = st3[1];
+  assign \$729  = st3[1];
+  assign \$737  = st3[1];
+  assign \$746  = st3[1];
+  assign \$755  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc1.expand0 (rst, en, ready, \port$2641$0 , load, ev_c, ev_y, ev_x, op_waddr, op_addr, op_count, op_shift, op_valid, clk);
+module \digits_mlp_gn.engine_fc1.expand0 (rst, en, ready, \port$2644$0 , load, ev_c, ev_y, ev_x, op_waddr, op_addr, op_count, op_shift, op_valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
@@ -5576,8 +5578,8 @@ module \digits_mlp_gn.engine_fc1.expand0 (rst, en, ready, \port$2641$0 , load, e
   reg op_valid = 1'h0;
   output [9:0] op_waddr;
   reg [9:0] op_waddr = 10'h000;
-  input [2:0] \port$2641$0 ;
-  wire [2:0] \port$2641$0 ;
+  input [2:0] \port$2644$0 ;
+  wire [2:0] \port$2644$0 ;
   output ready;
   wire ready;
   input rst;
@@ -5651,7 +5653,7 @@ module \digits_mlp_gn.engine_fc1.expand0 (rst, en, ready, \port$2641$0 , load, e
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$19  = op_shift;
     if (load) begin
-      \$19  = { 1'h0, \port$2641$0  };
+      \$19  = { 1'h0, \port$2644$0  };
     end
     if (rst) begin
       \$19  = 4'h0;
@@ -5702,14 +5704,14 @@ module \digits_mlp_gn.engine_fc1.expand0 (rst, en, ready, \port$2641$0 , load, e
   assign addr = op_addr;
   assign waddr = op_waddr;
   assign ev_count = 1'h1;
-  assign ev_shift = { 1'h0, \port$2641$0  };
+  assign ev_shift = { 1'h0, \port$2644$0  };
   assign \$4  = { 1'h0, ev_c, 6'h00 };
   assign \$6  = { ev_y, 3'h0 };
   assign \$10  = { 3'h0, \$9 , 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1181$0 , \port$2643$0 , \port$2874$0 , \port$2876$0 , \port$0$2 );
+module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1182$0 , \port$2646$0 , \port$2877$0 , \port$2879$0 , \port$0$2 );
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5730,16 +5732,16 @@ module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1181$0 
   wire [1:0] count;
   input [7:0] \port$0$2 ;
   wire [7:0] \port$0$2 ;
-  output \port$1181$0 ;
-  wire \port$1181$0 ;
-  input \port$2643$0 ;
-  wire \port$2643$0 ;
+  output \port$1182$0 ;
+  wire \port$1182$0 ;
+  input \port$2646$0 ;
+  wire \port$2646$0 ;
   (* init = 8'h00 *)
-  output [7:0] \port$2874$0 ;
-  wire [7:0] \port$2874$0 ;
+  output [7:0] \port$2877$0 ;
+  wire [7:0] \port$2877$0 ;
   (* init = 1'h0 *)
-  output \port$2876$0 ;
-  wire \port$2876$0 ;
+  output \port$2879$0 ;
+  wire \port$2879$0 ;
   input \port$5$0 ;
   wire \port$5$0 ;
   input rst;
@@ -5749,7 +5751,7 @@ module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1181$0 
   assign take = \port$5$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$2643$0  | \$2 ;
+  assign \$3  = \port$2646$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -5817,15 +5819,15 @@ module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1181$0 
     end
   end
   assign \$signal$3  = \port$5$0 ;
-  assign \$signal$8  = \port$2643$0 ;
+  assign \$signal$8  = \port$2646$0 ;
   assign \$signal$11  = \port$0$2 ;
-  assign \port$1181$0  = \$signal ;
-  assign \port$2874$0  = \$signal$9 ;
-  assign \port$2876$0  = \$signal$5 ;
+  assign \port$1182$0  = \$signal ;
+  assign \port$2877$0  = \$signal$9 ;
+  assign \port$2879$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc1.queue (rst, \port$2656$0 , w_data, w_en, \port$2864$0 , \port$2866$0 , clk);
+module \digits_mlp_gn.engine_fc1.queue (rst, \port$2659$0 , w_data, w_en, \port$2867$0 , \port$2869$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5856,12 +5858,12 @@ module \digits_mlp_gn.engine_fc1.queue (rst, \port$2656$0 , w_data, w_en, \port$
   reg held_valid = 1'h0;
   wire [5:0] level;
   wire [5:0] \level$21 ;
-  input \port$2656$0 ;
-  wire \port$2656$0 ;
-  output [18:0] \port$2864$0 ;
-  wire [18:0] \port$2864$0 ;
-  output \port$2866$0 ;
-  wire \port$2866$0 ;
+  input \port$2659$0 ;
+  wire \port$2659$0 ;
+  output [18:0] \port$2867$0 ;
+  wire [18:0] \port$2867$0 ;
+  output \port$2869$0 ;
+  wire \port$2869$0 ;
   wire [18:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -5898,12 +5900,12 @@ module \digits_mlp_gn.engine_fc1.queue (rst, \port$2656$0 , w_data, w_en, \port$
   \digits_mlp_gn.engine_fc1.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$1169$0 (\$signal$9 ),
-    .\port$2656$0 (\port$2656$0 ),
-    .\port$2848$0 (\$signal$11 ),
-    .\port$2850$0 (held_valid),
-    .\port$2864$0 (\$signal$14 ),
-    .\port$2866$0 (\$signal$16 ),
+    .\port$1170$0 (\$signal$9 ),
+    .\port$2659$0 (\port$2659$0 ),
+    .\port$2851$0 (\$signal$11 ),
+    .\port$2853$0 (held_valid),
+    .\port$2867$0 (\$signal$14 ),
+    .\port$2869$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -5934,11 +5936,11 @@ module \digits_mlp_gn.engine_fc1.queue (rst, \port$2656$0 , w_data, w_en, \port$
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$2656$0 ;
-  assign \$signal$19  = \port$2656$0 ;
+  assign \$signal$18  = \port$2659$0 ;
+  assign \$signal$19  = \port$2659$0 ;
   assign level = \$4 [5:0];
-  assign \port$2864$0  = \$signal$14 ;
-  assign \port$2866$0  = \$signal$16 ;
+  assign \port$2867$0  = \$signal$14 ;
+  assign \port$2869$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6162,7 +6164,7 @@ module \digits_mlp_gn.engine_fc1.queue.inner (rst, r_en, w_rdy, w_level, r_data,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1169$0 , count, \port$2656$0 , \port$2848$0 , \port$2850$0 , \port$2864$0 , \port$2866$0 , clk);
+module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1170$0 , count, \port$2659$0 , \port$2851$0 , \port$2853$0 , \port$2867$0 , \port$2869$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -6182,28 +6184,28 @@ module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1169$0 , count, \port$26
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$1169$0 ;
-  wire \port$1169$0 ;
-  input \port$2656$0 ;
-  wire \port$2656$0 ;
-  input [18:0] \port$2848$0 ;
-  wire [18:0] \port$2848$0 ;
-  input \port$2850$0 ;
-  wire \port$2850$0 ;
+  output \port$1170$0 ;
+  wire \port$1170$0 ;
+  input \port$2659$0 ;
+  wire \port$2659$0 ;
+  input [18:0] \port$2851$0 ;
+  wire [18:0] \port$2851$0 ;
+  input \port$2853$0 ;
+  wire \port$2853$0 ;
   (* init = 19'h00000 *)
-  output [18:0] \port$2864$0 ;
-  wire [18:0] \port$2864$0 ;
+  output [18:0] \port$2867$0 ;
+  wire [18:0] \port$2867$0 ;
   (* init = 1'h0 *)
-  output \port$2866$0 ;
-  wire \port$2866$0 ;
+  output \port$2869$0 ;
+  wire \port$2869$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$2850$0  & \$1 ;
+  assign take = \port$2853$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$2656$0  | \$2 ;
+  assign \$3  = \port$2659$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -6221,7 +6223,7 @@ module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1169$0 , count, \port$26
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$2848$0 ;
+        \$4  = \port$2851$0 ;
       end
     end
     if (rst) begin
@@ -6264,91 +6266,91 @@ module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1169$0 , count, \port$26
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$2848$0 ;
+      \$7  = \port$2851$0 ;
     end
     if (rst) begin
       \$7  = 19'h00000;
     end
   end
-  assign \$signal$3  = \port$2850$0 ;
-  assign \$signal$8  = \port$2656$0 ;
-  assign \$signal$11  = \port$2848$0 ;
-  assign \port$1169$0  = \$signal ;
-  assign \port$2864$0  = \$signal$9 ;
-  assign \port$2866$0  = \$signal$5 ;
+  assign \$signal$3  = \port$2853$0 ;
+  assign \$signal$8  = \port$2659$0 ;
+  assign \$signal$11  = \port$2851$0 ;
+  assign \port$1170$0  = \$signal ;
+  assign \port$2867$0  = \$signal$9 ;
+  assign \port$2869$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
-  wire \$10 ;
+  wire [1:0] \$10 ;
   wire \$100 ;
   wire \$101 ;
   wire \$102 ;
-  wire [2:0] \$103 ;
-  wire [3:0] \$104 ;
-  wire \$105 ;
+  wire \$103 ;
+  wire [2:0] \$104 ;
+  wire [3:0] \$105 ;
   wire \$106 ;
   wire \$107 ;
-  wire [1:0] \$108 ;
+  wire \$108 ;
   wire [1:0] \$109 ;
-  wire [2:0] \$11 ;
-  wire [3:0] \$110 ;
-  wire \$111 ;
+  wire \$11 ;
+  wire [1:0] \$110 ;
+  wire [3:0] \$111 ;
   wire \$112 ;
   wire \$113 ;
-  wire [8:0] \$114 ;
+  wire \$114 ;
   wire [8:0] \$115 ;
-  wire [9:0] \$116 ;
-  wire [8:0] \$117 ;
+  wire [8:0] \$116 ;
+  wire [9:0] \$117 ;
   wire [8:0] \$118 ;
-  wire [10:0] \$119 ;
-  wire \$12 ;
-  wire [8:0] \$120 ;
+  wire [8:0] \$119 ;
+  wire [2:0] \$12 ;
+  wire [10:0] \$120 ;
   wire [8:0] \$121 ;
-  wire [9:0] \$122 ;
-  wire [8:0] \$123 ;
+  wire [8:0] \$122 ;
+  wire [9:0] \$123 ;
   wire [8:0] \$124 ;
-  wire [10:0] \$125 ;
-  wire [8:0] \$126 ;
+  wire [8:0] \$125 ;
+  wire [10:0] \$126 ;
   wire [8:0] \$127 ;
-  wire [9:0] \$128 ;
-  wire [8:0] \$129 ;
-  wire [3:0] \$13 ;
+  wire [8:0] \$128 ;
+  wire [9:0] \$129 ;
+  wire \$13 ;
   wire [8:0] \$130 ;
-  wire [10:0] \$131 ;
-  wire [8:0] \$132 ;
+  wire [8:0] \$131 ;
+  wire [10:0] \$132 ;
   wire [8:0] \$133 ;
-  wire [9:0] \$134 ;
-  wire [8:0] \$135 ;
+  wire [8:0] \$134 ;
+  wire [9:0] \$135 ;
   wire [8:0] \$136 ;
-  wire [10:0] \$137 ;
+  wire [8:0] \$137 ;
   wire [10:0] \$138 ;
   wire [10:0] \$139 ;
-  wire \$14 ;
-  wire [11:0] \$140 ;
-  wire [10:0] \$141 ;
+  wire [3:0] \$14 ;
+  wire [10:0] \$140 ;
+  wire [11:0] \$141 ;
   wire [10:0] \$142 ;
-  wire [11:0] \$143 ;
-  wire [10:0] \$144 ;
+  wire [10:0] \$143 ;
+  wire [11:0] \$144 ;
   wire [10:0] \$145 ;
-  wire [11:0] \$146 ;
-  wire [10:0] \$147 ;
+  wire [10:0] \$146 ;
+  wire [11:0] \$147 ;
   wire [10:0] \$148 ;
-  wire [11:0] \$149 ;
-  wire [4:0] \$15 ;
-  wire \$150 ;
-  wire [11:0] \$151 ;
-  wire [12:0] \$152 ;
-  wire [11:0] \$153 ;
-  wire [12:0] \$154 ;
-  wire [11:0] \$155 ;
-  wire [12:0] \$156 ;
-  wire [11:0] \$157 ;
-  wire [12:0] \$158 ;
-  wire \$159 ;
-  wire \$16 ;
+  wire [10:0] \$149 ;
+  wire \$15 ;
+  wire [11:0] \$150 ;
+  wire \$151 ;
+  wire [11:0] \$152 ;
+  wire [12:0] \$153 ;
+  wire [11:0] \$154 ;
+  wire [12:0] \$155 ;
+  wire [11:0] \$156 ;
+  wire [12:0] \$157 ;
+  wire [11:0] \$158 ;
+  wire [12:0] \$159 ;
+  wire [4:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
@@ -6393,7 +6395,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire [14:0] \$20 ;
+  wire \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
@@ -6404,7 +6406,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire \$207 ;
   wire \$208 ;
   wire \$209 ;
-  wire \$21 ;
+  wire [14:0] \$21 ;
   wire \$210 ;
   wire \$211 ;
   wire \$212 ;
@@ -6426,7 +6428,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
-  wire [1:0] \$23 ;
+  wire \$23 ;
   wire \$230 ;
   wire \$231 ;
   wire \$232 ;
@@ -6437,7 +6439,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire \$237 ;
   wire \$238 ;
   wire \$239 ;
-  wire \$24 ;
+  wire [1:0] \$24 ;
   wire \$240 ;
   wire \$241 ;
   wire \$242 ;
@@ -6448,7 +6450,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire \$247 ;
   wire \$248 ;
   wire \$249 ;
-  wire [2:0] \$25 ;
+  wire \$25 ;
   wire \$250 ;
   wire \$251 ;
   wire \$252 ;
@@ -6459,7 +6461,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire \$257 ;
   wire \$258 ;
   wire \$259 ;
-  wire \$26 ;
+  wire [2:0] \$26 ;
   wire \$260 ;
   wire \$261 ;
   wire \$262 ;
@@ -6470,7 +6472,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire \$267 ;
   wire \$268 ;
   wire \$269 ;
-  wire [3:0] \$27 ;
+  wire \$27 ;
   wire \$270 ;
   wire \$271 ;
   wire \$272 ;
@@ -6481,7 +6483,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire \$277 ;
   wire \$278 ;
   wire \$279 ;
-  wire \$28 ;
+  wire [3:0] \$28 ;
   wire \$280 ;
   wire \$281 ;
   wire \$282 ;
@@ -6492,7 +6494,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire \$287 ;
   wire \$288 ;
   wire \$289 ;
-  wire [4:0] \$29 ;
+  wire \$29 ;
   wire \$290 ;
   wire \$291 ;
   wire \$292 ;
@@ -6504,7 +6506,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire \$298 ;
   wire \$299 ;
   wire \$3 ;
-  wire \$30 ;
+  wire [4:0] \$30 ;
   wire \$300 ;
   wire \$301 ;
   wire \$302 ;
@@ -6544,166 +6546,166 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire \$333 ;
   wire \$334 ;
   wire \$335 ;
-  wire [15:0] \$336 ;
+  wire \$336 ;
   wire [15:0] \$337 ;
   wire [15:0] \$338 ;
-  wire [14:0] \$339 ;
-  wire [14:0] \$34 ;
-  wire [15:0] \$340 ;
-  wire [14:0] \$341 ;
-  wire [15:0] \$342 ;
-  wire [14:0] \$343 ;
-  wire [15:0] \$344 ;
-  wire [14:0] \$345 ;
-  wire [15:0] \$346 ;
-  wire [1:0] \$347 ;
-  wire [15:0] \$348 ;
-  wire [1:0] \$349 ;
-  wire \$35 ;
-  wire [15:0] \$350 ;
-  wire [1:0] \$351 ;
-  wire [15:0] \$352 ;
-  wire [1:0] \$353 ;
-  wire [15:0] \$354 ;
-  wire [11:0] \$355 ;
-  wire [10:0] \$356 ;
-  wire [11:0] \$357 ;
-  wire [15:0] \$358 ;
+  wire [15:0] \$339 ;
+  wire \$34 ;
+  wire [14:0] \$340 ;
+  wire [15:0] \$341 ;
+  wire [14:0] \$342 ;
+  wire [15:0] \$343 ;
+  wire [14:0] \$344 ;
+  wire [15:0] \$345 ;
+  wire [14:0] \$346 ;
+  wire [15:0] \$347 ;
+  wire [1:0] \$348 ;
+  wire [15:0] \$349 ;
+  wire [14:0] \$35 ;
+  wire [1:0] \$350 ;
+  wire [15:0] \$351 ;
+  wire [1:0] \$352 ;
+  wire [15:0] \$353 ;
+  wire [1:0] \$354 ;
+  wire [15:0] \$355 ;
+  wire [11:0] \$356 ;
+  wire [10:0] \$357 ;
+  wire [11:0] \$358 ;
   wire [15:0] \$359 ;
   wire \$36 ;
   wire [15:0] \$360 ;
   wire [15:0] \$361 ;
-  wire [1:0] \$362 ;
-  wire [15:0] \$363 ;
-  wire [1:0] \$364 ;
-  wire [15:0] \$365 ;
-  wire [1:0] \$366 ;
-  wire [15:0] \$367 ;
-  wire [1:0] \$368 ;
-  wire [15:0] \$369 ;
-  wire [1:0] \$37 ;
-  wire [16:0] \$370 ;
-  wire [15:0] \$371 ;
+  wire [15:0] \$362 ;
+  wire [1:0] \$363 ;
+  wire [15:0] \$364 ;
+  wire [1:0] \$365 ;
+  wire [15:0] \$366 ;
+  wire [1:0] \$367 ;
+  wire [15:0] \$368 ;
+  wire [1:0] \$369 ;
+  wire \$37 ;
+  wire [15:0] \$370 ;
+  wire [16:0] \$371 ;
   wire [15:0] \$372 ;
   wire [15:0] \$373 ;
-  wire [14:0] \$374 ;
-  wire [15:0] \$375 ;
-  wire [14:0] \$376 ;
-  wire [15:0] \$377 ;
-  wire [14:0] \$378 ;
-  wire [15:0] \$379 ;
-  wire \$38 ;
-  wire [14:0] \$380 ;
-  wire [15:0] \$381 ;
-  wire [1:0] \$382 ;
-  wire [15:0] \$383 ;
-  wire [1:0] \$384 ;
-  wire [15:0] \$385 ;
-  wire [1:0] \$386 ;
-  wire [15:0] \$387 ;
-  wire [1:0] \$388 ;
-  wire [15:0] \$389 ;
-  wire [2:0] \$39 ;
-  wire [11:0] \$390 ;
-  wire [10:0] \$391 ;
-  wire [11:0] \$392 ;
-  wire [15:0] \$393 ;
+  wire [15:0] \$374 ;
+  wire [14:0] \$375 ;
+  wire [15:0] \$376 ;
+  wire [14:0] \$377 ;
+  wire [15:0] \$378 ;
+  wire [14:0] \$379 ;
+  wire [1:0] \$38 ;
+  wire [15:0] \$380 ;
+  wire [14:0] \$381 ;
+  wire [15:0] \$382 ;
+  wire [1:0] \$383 ;
+  wire [15:0] \$384 ;
+  wire [1:0] \$385 ;
+  wire [15:0] \$386 ;
+  wire [1:0] \$387 ;
+  wire [15:0] \$388 ;
+  wire [1:0] \$389 ;
+  wire \$39 ;
+  wire [15:0] \$390 ;
+  wire [11:0] \$391 ;
+  wire [10:0] \$392 ;
+  wire [11:0] \$393 ;
   wire [15:0] \$394 ;
   wire [15:0] \$395 ;
   wire [15:0] \$396 ;
-  wire [1:0] \$397 ;
-  wire [15:0] \$398 ;
-  wire [1:0] \$399 ;
+  wire [15:0] \$397 ;
+  wire [1:0] \$398 ;
+  wire [15:0] \$399 ;
   wire \$4 ;
-  wire \$40 ;
-  wire [15:0] \$400 ;
-  wire [1:0] \$401 ;
-  wire [15:0] \$402 ;
-  wire [1:0] \$403 ;
-  wire [15:0] \$404 ;
-  wire [16:0] \$405 ;
-  wire [15:0] \$406 ;
+  wire [2:0] \$40 ;
+  wire [1:0] \$400 ;
+  wire [15:0] \$401 ;
+  wire [1:0] \$402 ;
+  wire [15:0] \$403 ;
+  wire [1:0] \$404 ;
+  wire [15:0] \$405 ;
+  wire [16:0] \$406 ;
   wire [15:0] \$407 ;
   wire [15:0] \$408 ;
-  wire [14:0] \$409 ;
-  wire [3:0] \$41 ;
-  wire [15:0] \$410 ;
-  wire [14:0] \$411 ;
-  wire [15:0] \$412 ;
-  wire [14:0] \$413 ;
-  wire [15:0] \$414 ;
-  wire [14:0] \$415 ;
-  wire [15:0] \$416 ;
-  wire [1:0] \$417 ;
-  wire [15:0] \$418 ;
-  wire [1:0] \$419 ;
-  wire \$42 ;
-  wire [15:0] \$420 ;
-  wire [1:0] \$421 ;
-  wire [15:0] \$422 ;
-  wire [1:0] \$423 ;
-  wire [15:0] \$424 ;
-  wire [11:0] \$425 ;
-  wire [10:0] \$426 ;
-  wire [11:0] \$427 ;
-  wire [15:0] \$428 ;
+  wire [15:0] \$409 ;
+  wire \$41 ;
+  wire [14:0] \$410 ;
+  wire [15:0] \$411 ;
+  wire [14:0] \$412 ;
+  wire [15:0] \$413 ;
+  wire [14:0] \$414 ;
+  wire [15:0] \$415 ;
+  wire [14:0] \$416 ;
+  wire [15:0] \$417 ;
+  wire [1:0] \$418 ;
+  wire [15:0] \$419 ;
+  wire [3:0] \$42 ;
+  wire [1:0] \$420 ;
+  wire [15:0] \$421 ;
+  wire [1:0] \$422 ;
+  wire [15:0] \$423 ;
+  wire [1:0] \$424 ;
+  wire [15:0] \$425 ;
+  wire [11:0] \$426 ;
+  wire [10:0] \$427 ;
+  wire [11:0] \$428 ;
   wire [15:0] \$429 ;
-  wire [4:0] \$43 ;
+  wire \$43 ;
   wire [15:0] \$430 ;
   wire [15:0] \$431 ;
-  wire [1:0] \$432 ;
-  wire [15:0] \$433 ;
-  wire [1:0] \$434 ;
-  wire [15:0] \$435 ;
-  wire [1:0] \$436 ;
-  wire [15:0] \$437 ;
-  wire [1:0] \$438 ;
-  wire [15:0] \$439 ;
-  wire \$44 ;
-  wire [16:0] \$440 ;
-  wire [15:0] \$441 ;
+  wire [15:0] \$432 ;
+  wire [1:0] \$433 ;
+  wire [15:0] \$434 ;
+  wire [1:0] \$435 ;
+  wire [15:0] \$436 ;
+  wire [1:0] \$437 ;
+  wire [15:0] \$438 ;
+  wire [1:0] \$439 ;
+  wire [4:0] \$44 ;
+  wire [15:0] \$440 ;
+  wire [16:0] \$441 ;
   wire [15:0] \$442 ;
   wire [15:0] \$443 ;
-  wire [14:0] \$444 ;
-  wire [15:0] \$445 ;
-  wire [14:0] \$446 ;
-  wire [15:0] \$447 ;
-  wire [14:0] \$448 ;
-  wire [15:0] \$449 ;
+  wire [15:0] \$444 ;
+  wire [14:0] \$445 ;
+  wire [15:0] \$446 ;
+  wire [14:0] \$447 ;
+  wire [15:0] \$448 ;
+  wire [14:0] \$449 ;
   wire \$45 ;
-  wire [14:0] \$450 ;
-  wire [15:0] \$451 ;
-  wire [1:0] \$452 ;
-  wire [15:0] \$453 ;
-  wire [1:0] \$454 ;
-  wire [15:0] \$455 ;
-  wire [1:0] \$456 ;
-  wire [15:0] \$457 ;
-  wire [1:0] \$458 ;
-  wire [15:0] \$459 ;
+  wire [15:0] \$450 ;
+  wire [14:0] \$451 ;
+  wire [15:0] \$452 ;
+  wire [1:0] \$453 ;
+  wire [15:0] \$454 ;
+  wire [1:0] \$455 ;
+  wire [15:0] \$456 ;
+  wire [1:0] \$457 ;
+  wire [15:0] \$458 ;
+  wire [1:0] \$459 ;
   wire \$46 ;
-  wire [11:0] \$460 ;
-  wire [10:0] \$461 ;
-  wire [11:0] \$462 ;
-  wire [15:0] \$463 ;
+  wire [15:0] \$460 ;
+  wire [11:0] \$461 ;
+  wire [10:0] \$462 ;
+  wire [11:0] \$463 ;
   wire [15:0] \$464 ;
   wire [15:0] \$465 ;
   wire [15:0] \$466 ;
-  wire [1:0] \$467 ;
-  wire [15:0] \$468 ;
-  wire [1:0] \$469 ;
+  wire [15:0] \$467 ;
+  wire [1:0] \$468 ;
+  wire [15:0] \$469 ;
   wire \$47 ;
-  wire [15:0] \$470 ;
-  wire [1:0] \$471 ;
-  wire [15:0] \$472 ;
-  wire [1:0] \$473 ;
-  wire [15:0] \$474 ;
-  wire [16:0] \$475 ;
+  wire [1:0] \$470 ;
+  wire [15:0] \$471 ;
+  wire [1:0] \$472 ;
+  wire [15:0] \$473 ;
+  wire [1:0] \$474 ;
+  wire [15:0] \$475 ;
   wire [16:0] \$476 ;
   wire [16:0] \$477 ;
   wire [16:0] \$478 ;
   wire [16:0] \$479 ;
-  wire [14:0] \$48 ;
+  wire \$48 ;
   wire [16:0] \$480 ;
   wire [16:0] \$481 ;
   wire [16:0] \$482 ;
@@ -6714,41 +6716,41 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire [16:0] \$487 ;
   wire [16:0] \$488 ;
   wire [16:0] \$489 ;
-  wire \$49 ;
+  wire [14:0] \$49 ;
   wire [16:0] \$490 ;
   wire [16:0] \$491 ;
-  wire \$492 ;
+  wire [16:0] \$492 ;
   wire \$493 ;
   wire \$494 ;
   wire \$495 ;
   wire \$496 ;
-  wire [4:0] \$497 ;
+  wire \$497 ;
   wire [4:0] \$498 ;
-  wire \$499 ;
+  wire [4:0] \$499 ;
   wire \$5 ;
   wire \$50 ;
   wire \$500 ;
   wire \$501 ;
-  wire [6:0] \$502 ;
+  wire \$502 ;
   wire [6:0] \$503 ;
-  reg [4:0] \$504 ;
-  reg \$505 ;
+  wire [6:0] \$504 ;
+  reg [4:0] \$505 ;
   reg \$506 ;
-  reg [2:0] \$507 ;
+  reg \$507 ;
   reg [2:0] \$508 ;
-  reg \$509 ;
-  wire [1:0] \$51 ;
+  reg [2:0] \$509 ;
+  wire \$51 ;
   reg \$510 ;
   reg \$511 ;
-  reg [1:0] \$512 ;
+  reg \$512 ;
   reg [1:0] \$513 ;
   reg [1:0] \$514 ;
-  reg \$515 ;
+  reg [1:0] \$515 ;
   reg \$516 ;
-  reg [31:0] \$517 ;
+  reg \$517 ;
   reg [31:0] \$518 ;
   reg [31:0] \$519 ;
-  wire \$52 ;
+  wire [1:0] \$52 ;
   reg [31:0] \$520 ;
   reg [31:0] \$521 ;
   reg [31:0] \$522 ;
@@ -6756,43 +6758,43 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   reg [31:0] \$524 ;
   reg [31:0] \$525 ;
   reg [31:0] \$526 ;
-  reg [10:0] \$527 ;
+  reg [31:0] \$527 ;
   reg [10:0] \$528 ;
   reg [10:0] \$529 ;
-  wire [2:0] \$53 ;
+  wire \$53 ;
   reg [10:0] \$530 ;
-  reg [11:0] \$531 ;
+  reg [10:0] \$531 ;
   reg [11:0] \$532 ;
   reg [11:0] \$533 ;
   reg [11:0] \$534 ;
-  reg [47:0] \$535 ;
-  reg [59:0] \$536 ;
-  reg [43:0] \$537 ;
-  reg [59:0] \$538 ;
+  reg [11:0] \$535 ;
+  reg [47:0] \$536 ;
+  reg [59:0] \$537 ;
+  reg [43:0] \$538 ;
   reg [59:0] \$539 ;
-  wire \$54 ;
-  reg [3:0] \$540 ;
+  wire [2:0] \$54 ;
+  reg [59:0] \$540 ;
   reg [3:0] \$541 ;
-  reg [43:0] \$542 ;
+  reg [3:0] \$542 ;
   reg [43:0] \$543 ;
-  reg \$544 ;
+  reg [43:0] \$544 ;
   reg \$545 ;
   reg \$546 ;
   reg \$547 ;
   reg \$548 ;
   reg \$549 ;
-  wire [3:0] \$55 ;
+  wire \$55 ;
   reg \$550 ;
   reg \$551 ;
   reg \$552 ;
   reg \$553 ;
-  reg [9:0] \$554 ;
-  reg [7:0] \$555 ;
-  reg [63:0] \$556 ;
+  reg \$554 ;
+  reg [9:0] \$555 ;
+  reg [7:0] \$556 ;
   reg [63:0] \$557 ;
-  reg [16:0] \$558 ;
+  reg [63:0] \$558 ;
   reg [16:0] \$559 ;
-  wire \$56 ;
+  wire [3:0] \$56 ;
   reg [16:0] \$560 ;
   reg [16:0] \$561 ;
   reg [16:0] \$562 ;
@@ -6803,27 +6805,28 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   reg [16:0] \$567 ;
   reg [16:0] \$568 ;
   reg [16:0] \$569 ;
-  wire [4:0] \$57 ;
+  wire \$57 ;
   reg [16:0] \$570 ;
   reg [16:0] \$571 ;
   reg [16:0] \$572 ;
   reg [16:0] \$573 ;
-  reg [59:0] \$574 ;
-  reg [17:0] \$575 ;
-  reg \$576 ;
-  reg [3:0] \$577 ;
-  wire \$58 ;
+  reg [16:0] \$574 ;
+  reg [59:0] \$575 ;
+  reg [17:0] \$576 ;
+  reg \$577 ;
+  reg [3:0] \$578 ;
+  wire [4:0] \$58 ;
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
   wire \$61 ;
-  wire [14:0] \$62 ;
-  wire \$63 ;
+  wire \$62 ;
+  wire [14:0] \$63 ;
   wire \$64 ;
   wire \$65 ;
   wire \$66 ;
-  wire [3:0] \$67 ;
-  wire \$68 ;
+  wire \$67 ;
+  wire [3:0] \$68 ;
   wire \$69 ;
   wire \$7 ;
   wire \$70 ;
@@ -6840,23 +6843,23 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire \$80 ;
   wire \$81 ;
   wire \$82 ;
-  wire [5:0] \$83 ;
-  wire [6:0] \$84 ;
-  wire \$85 ;
-  reg [2:0] \$86 ;
-  wire [4:0] \$87 ;
+  wire \$83 ;
+  wire [5:0] \$84 ;
+  wire [6:0] \$85 ;
+  wire \$86 ;
+  reg [2:0] \$87 ;
   wire [4:0] \$88 ;
-  wire \$89 ;
-  wire [1:0] \$9 ;
+  wire [4:0] \$89 ;
+  wire \$9 ;
   wire \$90 ;
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  wire [5:0] \$94 ;
-  wire [6:0] \$95 ;
-  wire \$96 ;
-  wire [7:0] \$97 ;
-  wire \$98 ;
+  wire \$94 ;
+  wire [5:0] \$95 ;
+  wire [6:0] \$96 ;
+  wire \$97 ;
+  wire [7:0] \$98 ;
   wire \$99 ;
   reg [43:0] \$like  = 44'h00000000000;
   wire [10:0] \$like[0] ;
@@ -7282,7 +7285,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     vmem[7] = 60'h00cc01980330066;
   end
   always @(posedge clk) begin
-    if (\$67 [0])
+    if (\$68 [0])
       vmem[st7[6:4]] <= v_wr__data;
   end
   reg [59:0] _1_;
@@ -7810,224 +7813,224 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     _2_ <= wrom0[st0[15:7]];
   end
   assign \$signature__data  = _2_;
-  assign \$419  = \$signal$122 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$420  = \$418  | { \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419  };
-  assign \$421  = \$signal$122 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$422  = \$420  | { \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421  };
-  assign \$425  = \$signal$123 [0] ? addend[35:24] : 12'h000;
-  assign \$426  = \$signal$123 [1] ? b_raw[32:22] : 11'h000;
-  assign \$427  = \$425  | { \$426 [10], \$426  };
-  assign \$428  = \$signal$123 [2] ? \$signal$124 [47:32] : 16'h0000;
-  assign \$429  = { \$427 [11], \$427 [11], \$427 [11], \$427 [11], \$427  } | \$428 ;
-  assign \$430  = \$signal$123 [3] ? \$signal$37 [47:32] : 16'h0000;
-  assign \$431  = \$429  | \$430 ;
-  assign \$434  = \$signal$123 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$435  = \$433  | { \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434  };
-  assign \$436  = \$signal$123 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$437  = \$435  | { \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436  };
-  assign \$440  = $signed(\$424 ) + $signed(\$439 );
-  assign \$441  = \$signal$122 [0] ? \$signal$124 [63:48] : 16'h0000;
-  assign \$442  = \$signal$122 [1] ? \$signal$37 [63:48] : 16'h0000;
-  assign \$443  = \$441  | \$442 ;
-  assign \$444  = \$signal$122 [2] ? v_wr__data[59:45] : 15'h0000;
-  assign \$445  = \$443  | { \$444 [14], \$444  };
-  assign \$446  = \$signal$122 [3] ? res8[59:45] : 15'h0000;
-  assign \$447  = \$445  | { \$446 [14], \$446  };
-  assign \$448  = \$signal$122 [4] ? res9[59:45] : 15'h0000;
-  assign \$449  = \$447  | { \$448 [14], \$448  };
-  assign \$450  = \$signal$122 [5] ? v_raw[59:45] : 15'h0000;
-  assign \$451  = \$449  | { \$450 [14], \$450  };
-  assign \$454  = \$signal$122 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$455  = \$453  | { \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454  };
-  assign \$456  = \$signal$122 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$457  = \$455  | { \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456 [1], \$456  };
-  assign \$460  = \$signal$123 [0] ? addend[47:36] : 12'h000;
-  assign \$461  = \$signal$123 [1] ? b_raw[43:33] : 11'h000;
-  assign \$462  = \$460  | { \$461 [10], \$461  };
-  assign \$463  = \$signal$123 [2] ? \$signal$124 [63:48] : 16'h0000;
-  assign \$464  = { \$462 [11], \$462 [11], \$462 [11], \$462 [11], \$462  } | \$463 ;
-  assign \$465  = \$signal$123 [3] ? \$signal$37 [63:48] : 16'h0000;
-  assign \$466  = \$464  | \$465 ;
-  assign \$469  = \$signal$123 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$470  = \$468  | { \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469  };
-  assign \$471  = \$signal$123 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$472  = \$470  | { \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471 [1], \$471  };
-  assign \$475  = $signed(\$459 ) + $signed(\$474 );
-  assign \$476  = $signed(\$signal$124 [15:0]) - $signed(9'h0cc);
-  assign \$477  = $signed(\$signal$124 [15:0]) - $signed(10'h198);
-  assign \$478  = $signed(\$signal$124 [15:0]) - $signed(11'h264);
-  assign \$479  = $signed(\$signal$124 [15:0]) - $signed(11'h330);
-  assign \$480  = $signed(\$signal$124 [31:16]) - $signed(9'h0cc);
-  assign \$481  = $signed(\$signal$124 [31:16]) - $signed(10'h198);
-  assign \$482  = $signed(\$signal$124 [31:16]) - $signed(11'h264);
-  assign \$483  = $signed(\$signal$124 [31:16]) - $signed(11'h330);
-  assign \$484  = $signed(\$signal$124 [47:32]) - $signed(9'h0cc);
-  assign \$485  = $signed(\$signal$124 [47:32]) - $signed(10'h198);
-  assign \$486  = $signed(\$signal$124 [47:32]) - $signed(11'h264);
-  assign \$487  = $signed(\$signal$124 [47:32]) - $signed(11'h330);
-  assign \$488  = $signed(\$signal$124 [63:48]) - $signed(9'h0cc);
-  assign \$489  = $signed(\$signal$124 [63:48]) - $signed(10'h198);
-  assign \$490  = $signed(\$signal$124 [63:48]) - $signed(11'h264);
-  assign \$491  = $signed(\$signal$124 [63:48]) - $signed(11'h330);
-  assign \$493  = st6[0] & \$492 ;
-  assign \$494  = any_spike | st6[26];
-  assign \$495  = \$493  & \$494 ;
-  assign \$496  = | pending;
-  assign \$497  = pending - 1'h1;
-  assign \$498  = { 1'h0, pending } & \$497 ;
-  assign \$499  = ! \$498 ;
-  assign \$500  = ~ \$signal$72 [17];
-  assign \$501  = \$499  & \$500 ;
-  assign \$502  = 1'h1 << lane;
-  assign \$503  = { 3'h0, done } | \$502 ;
+  assign \$420  = \$signal$122 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$421  = \$419  | { \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420  };
+  assign \$422  = \$signal$122 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$423  = \$421  | { \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422  };
+  assign \$426  = \$signal$123 [0] ? addend[35:24] : 12'h000;
+  assign \$427  = \$signal$123 [1] ? b_raw[32:22] : 11'h000;
+  assign \$428  = \$426  | { \$427 [10], \$427  };
+  assign \$429  = \$signal$123 [2] ? \$signal$124 [47:32] : 16'h0000;
+  assign \$430  = { \$428 [11], \$428 [11], \$428 [11], \$428 [11], \$428  } | \$429 ;
+  assign \$431  = \$signal$123 [3] ? \$signal$37 [47:32] : 16'h0000;
+  assign \$432  = \$430  | \$431 ;
+  assign \$435  = \$signal$123 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$436  = \$434  | { \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435  };
+  assign \$437  = \$signal$123 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$438  = \$436  | { \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437  };
+  assign \$441  = $signed(\$425 ) + $signed(\$440 );
+  assign \$442  = \$signal$122 [0] ? \$signal$124 [63:48] : 16'h0000;
+  assign \$443  = \$signal$122 [1] ? \$signal$37 [63:48] : 16'h0000;
+  assign \$444  = \$442  | \$443 ;
+  assign \$445  = \$signal$122 [2] ? v_wr__data[59:45] : 15'h0000;
+  assign \$446  = \$444  | { \$445 [14], \$445  };
+  assign \$447  = \$signal$122 [3] ? res8[59:45] : 15'h0000;
+  assign \$448  = \$446  | { \$447 [14], \$447  };
+  assign \$449  = \$signal$122 [4] ? res9[59:45] : 15'h0000;
+  assign \$450  = \$448  | { \$449 [14], \$449  };
+  assign \$451  = \$signal$122 [5] ? v_raw[59:45] : 15'h0000;
+  assign \$452  = \$450  | { \$451 [14], \$451  };
+  assign \$455  = \$signal$122 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$456  = \$454  | { \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455  };
+  assign \$457  = \$signal$122 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$458  = \$456  | { \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457  };
+  assign \$461  = \$signal$123 [0] ? addend[47:36] : 12'h000;
+  assign \$462  = \$signal$123 [1] ? b_raw[43:33] : 11'h000;
+  assign \$463  = \$461  | { \$462 [10], \$462  };
+  assign \$464  = \$signal$123 [2] ? \$signal$124 [63:48] : 16'h0000;
+  assign \$465  = { \$463 [11], \$463 [11], \$463 [11], \$463 [11], \$463  } | \$464 ;
+  assign \$466  = \$signal$123 [3] ? \$signal$37 [63:48] : 16'h0000;
+  assign \$467  = \$465  | \$466 ;
+  assign \$470  = \$signal$123 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$471  = \$469  | { \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470  };
+  assign \$472  = \$signal$123 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$473  = \$471  | { \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472  };
+  assign \$476  = $signed(\$460 ) + $signed(\$475 );
+  assign \$477  = $signed(\$signal$124 [15:0]) - $signed(9'h0cc);
+  assign \$478  = $signed(\$signal$124 [15:0]) - $signed(10'h198);
+  assign \$479  = $signed(\$signal$124 [15:0]) - $signed(11'h264);
+  assign \$480  = $signed(\$signal$124 [15:0]) - $signed(11'h330);
+  assign \$481  = $signed(\$signal$124 [31:16]) - $signed(9'h0cc);
+  assign \$482  = $signed(\$signal$124 [31:16]) - $signed(10'h198);
+  assign \$483  = $signed(\$signal$124 [31:16]) - $signed(11'h264);
+  assign \$484  = $signed(\$signal$124 [31:16]) - $signed(11'h330);
+  assign \$485  = $signed(\$signal$124 [47:32]) - $signed(9'h0cc);
+  assign \$486  = $signed(\$signal$124 [47:32]) - $signed(10'h198);
+  assign \$487  = $signed(\$signal$124 [47:32]) - $signed(11'h264);
+  assign \$488  = $signed(\$signal$124 [47:32]) - $signed(11'h330);
+  assign \$489  = $signed(\$signal$124 [63:48]) - $signed(9'h0cc);
+  assign \$490  = $signed(\$signal$124 [63:48]) - $signed(10'h198);
+  assign \$491  = $signed(\$signal$124 [63:48]) - $signed(11'h264);
+  assign \$492  = $signed(\$signal$124 [63:48]) - $signed(11'h330);
+  assign \$494  = st6[0] & \$493 ;
+  assign \$495  = any_spike | st6[26];
+  assign \$496  = \$494  & \$495 ;
+  assign \$497  = | pending;
+  assign \$498  = pending - 1'h1;
+  assign \$499  = { 1'h0, pending } & \$498 ;
+  assign \$500  = ! \$499 ;
+  assign \$501  = ~ \$signal$72 [17];
+  assign \$502  = \$500  & \$501 ;
+  assign \$503  = 1'h1 << lane;
+  assign \$504  = { 3'h0, done } | \$503 ;
   always @(posedge clk)
-    used <= \$504 ;
+    used <= \$505 ;
   always @(posedge clk)
-    credit <= \$505 ;
+    credit <= \$506 ;
   always @(posedge clk)
-    fsm_state <= \$506 ;
+    fsm_state <= \$507 ;
   always @(posedge clk)
-    sweep_addr <= \$507 ;
+    sweep_addr <= \$508 ;
   always @(posedge clk)
-    sweep_g <= \$508 ;
+    sweep_g <= \$509 ;
   always @(posedge clk)
-    sweep_y <= \$509 ;
+    sweep_y <= \$510 ;
   always @(posedge clk)
-    sweep_x <= \$510 ;
+    sweep_x <= \$511 ;
   always @(posedge clk)
-    sweep_last <= \$511 ;
+    sweep_last <= \$512 ;
   always @(posedge clk)
-    step <= \$512 ;
+    step <= \$513 ;
   always @(posedge clk)
-    fire_k <= \$513 ;
+    fire_k <= \$514 ;
   always @(posedge clk)
-    plane <= \$514 ;
+    plane <= \$515 ;
   always @(posedge clk)
-    \$signal$84  <= \$515 ;
+    \$signal$84  <= \$516 ;
   always @(posedge clk)
-    \$signal  <= \$516 ;
+    \$signal  <= \$517 ;
   always @(posedge clk)
-    st0 <= \$517 ;
+    st0 <= \$518 ;
   always @(posedge clk)
-    st1 <= \$518 ;
+    st1 <= \$519 ;
   always @(posedge clk)
-    st2 <= \$519 ;
+    st2 <= \$520 ;
   always @(posedge clk)
-    st3 <= \$520 ;
+    st3 <= \$521 ;
   always @(posedge clk)
-    st4 <= \$521 ;
+    st4 <= \$522 ;
   always @(posedge clk)
-    st5 <= \$522 ;
+    st5 <= \$523 ;
   always @(posedge clk)
-    st6 <= \$523 ;
+    st6 <= \$524 ;
   always @(posedge clk)
-    st7 <= \$524 ;
+    st7 <= \$525 ;
   always @(posedge clk)
-    st8 <= \$525 ;
+    st8 <= \$526 ;
   always @(posedge clk)
-    w1_0 <= \$526 ;
+    w1_0 <= \$527 ;
   always @(posedge clk)
-    w2_0_0_0 <= \$527 ;
+    w2_0_0_0 <= \$528 ;
   always @(posedge clk)
-    w2_0_0_1 <= \$528 ;
+    w2_0_0_1 <= \$529 ;
   always @(posedge clk)
-    w2_0_0_2 <= \$529 ;
+    w2_0_0_2 <= \$530 ;
   always @(posedge clk)
-    w2_0_0_3 <= \$530 ;
+    w2_0_0_3 <= \$531 ;
   always @(posedge clk)
-    w2_0_2_0 <= \$531 ;
+    w2_0_2_0 <= \$532 ;
   always @(posedge clk)
-    w2_0_2_1 <= \$532 ;
+    w2_0_2_1 <= \$533 ;
   always @(posedge clk)
-    w2_0_2_2 <= \$533 ;
+    w2_0_2_2 <= \$534 ;
   always @(posedge clk)
-    w2_0_2_3 <= \$534 ;
+    w2_0_2_3 <= \$535 ;
   always @(posedge clk)
-    addend <= \$535 ;
+    addend <= \$536 ;
   always @(posedge clk)
-    v_raw <= \$536 ;
+    v_raw <= \$537 ;
   always @(posedge clk)
-    b_raw <= \$537 ;
+    b_raw <= \$538 ;
   always @(posedge clk)
-    res8 <= \$538 ;
+    res8 <= \$539 ;
   always @(posedge clk)
-    res9 <= \$539 ;
+    res9 <= \$540 ;
   always @(posedge clk)
-    cres8 <= \$540 ;
+    cres8 <= \$541 ;
   always @(posedge clk)
-    cres9 <= \$541 ;
+    cres9 <= \$542 ;
   always @(posedge clk)
-    \$like  <= \$542 ;
+    \$like  <= \$543 ;
   always @(posedge clk)
-    b6 <= \$543 ;
+    b6 <= \$544 ;
   always @(posedge clk)
-    hit_v1 <= \$544 ;
+    hit_v1 <= \$545 ;
   always @(posedge clk)
-    hit_c1 <= \$545 ;
+    hit_c1 <= \$546 ;
   always @(posedge clk)
-    hit_v2 <= \$546 ;
+    hit_v2 <= \$547 ;
   always @(posedge clk)
-    hit_c2 <= \$547 ;
+    hit_c2 <= \$548 ;
   always @(posedge clk)
-    hit_v3 <= \$548 ;
+    hit_v3 <= \$549 ;
   always @(posedge clk)
-    hit_c3 <= \$549 ;
+    hit_c3 <= \$550 ;
   always @(posedge clk)
-    hit_v4 <= \$550 ;
+    hit_v4 <= \$551 ;
   always @(posedge clk)
-    hit_c4 <= \$551 ;
+    hit_c4 <= \$552 ;
   always @(posedge clk)
-    hit_v5 <= \$552 ;
+    hit_v5 <= \$553 ;
   always @(posedge clk)
-    hit_c5 <= \$553 ;
+    hit_c5 <= \$554 ;
   always @(posedge clk)
-    \$signal$122  <= \$554 ;
+    \$signal$122  <= \$555 ;
   always @(posedge clk)
-    \$signal$123  <= \$555 ;
+    \$signal$123  <= \$556 ;
   always @(posedge clk)
-    \$signal$124  <= \$556 ;
+    \$signal$124  <= \$557 ;
   always @(posedge clk)
-    \$signal$37  <= \$557 ;
+    \$signal$37  <= \$558 ;
   always @(posedge clk)
-    d1_0 <= \$558 ;
+    d1_0 <= \$559 ;
   always @(posedge clk)
-    d2_0 <= \$559 ;
+    d2_0 <= \$560 ;
   always @(posedge clk)
-    d3_0 <= \$560 ;
+    d3_0 <= \$561 ;
   always @(posedge clk)
-    d4_0 <= \$561 ;
+    d4_0 <= \$562 ;
   always @(posedge clk)
-    d1_1 <= \$562 ;
+    d1_1 <= \$563 ;
   always @(posedge clk)
-    d2_1 <= \$563 ;
+    d2_1 <= \$564 ;
   always @(posedge clk)
-    d3_1 <= \$564 ;
+    d3_1 <= \$565 ;
   always @(posedge clk)
-    d4_1 <= \$565 ;
+    d4_1 <= \$566 ;
   always @(posedge clk)
-    d1_2 <= \$566 ;
+    d1_2 <= \$567 ;
   always @(posedge clk)
-    d2_2 <= \$567 ;
+    d2_2 <= \$568 ;
   always @(posedge clk)
-    d3_2 <= \$568 ;
+    d3_2 <= \$569 ;
   always @(posedge clk)
-    d4_2 <= \$569 ;
+    d4_2 <= \$570 ;
   always @(posedge clk)
-    d1_3 <= \$570 ;
+    d1_3 <= \$571 ;
   always @(posedge clk)
-    d2_3 <= \$571 ;
+    d2_3 <= \$572 ;
   always @(posedge clk)
-    d3_3 <= \$572 ;
+    d3_3 <= \$573 ;
   always @(posedge clk)
-    d4_3 <= \$573 ;
+    d4_3 <= \$574 ;
   always @(posedge clk)
-    v_wr__data <= \$574 ;
+    v_wr__data <= \$575 ;
   always @(posedge clk)
-    \$signal$66  <= \$575 ;
+    \$signal$66  <= \$576 ;
   always @(posedge clk)
-    \$signal$68  <= \$576 ;
+    \$signal$68  <= \$577 ;
   always @(posedge clk)
-    done <= \$577 ;
+    done <= \$578 ;
   assign en = ~ \$signal ;
   assign \$1  = ~ \$signal ;
   assign \$2  = op_valid & \$1 ;
@@ -8035,368 +8038,368 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \$4  = ~ \$signal ;
   assign \$5  = credit & \$4 ;
   assign \$6  = step == 1'h1;
-  assign active = issue[0] | \$signal ;
-  assign \$7  = ! st6[1];
-  assign \$8  = $signed(d1_0) >= $signed(1'h0);
-  assign \$9  = 1'h0 + \$8 ;
-  assign \$10  = $signed(d2_0) >= $signed(1'h0);
-  assign \$11  = \$9  + \$10 ;
-  assign \$12  = $signed(d3_0) >= $signed(1'h0);
-  assign \$13  = \$11  + \$12 ;
-  assign \$14  = $signed(d4_0) >= $signed(1'h0);
-  assign \$15  = \$13  + \$14 ;
-  assign \$16  = $signed(d1_0) >= $signed(1'h0);
-  assign \$17  = $signed(d2_0) >= $signed(1'h0);
-  assign \$18  = $signed(d3_0) >= $signed(1'h0);
-  assign \$19  = $signed(d4_0) >= $signed(1'h0);
-  assign \$20  = st6[24] ? 15'h0066 : kept0;
-  assign \$21  = ! st6[1];
-  assign \$22  = $signed(d1_1) >= $signed(1'h0);
-  assign \$23  = 1'h0 + \$22 ;
-  assign \$24  = $signed(d2_1) >= $signed(1'h0);
-  assign \$25  = \$23  + \$24 ;
-  assign \$26  = $signed(d3_1) >= $signed(1'h0);
-  assign \$27  = \$25  + \$26 ;
-  assign \$28  = $signed(d4_1) >= $signed(1'h0);
-  assign \$29  = \$27  + \$28 ;
-  assign \$30  = $signed(d1_1) >= $signed(1'h0);
-  assign \$31  = $signed(d2_1) >= $signed(1'h0);
-  assign \$32  = $signed(d3_1) >= $signed(1'h0);
-  assign \$33  = $signed(d4_1) >= $signed(1'h0);
-  assign \$34  = st6[24] ? 15'h0066 : kept1;
-  assign \$35  = ! st6[1];
-  assign \$36  = $signed(d1_2) >= $signed(1'h0);
-  assign \$37  = 1'h0 + \$36 ;
-  assign \$38  = $signed(d2_2) >= $signed(1'h0);
-  assign \$39  = \$37  + \$38 ;
-  assign \$40  = $signed(d3_2) >= $signed(1'h0);
-  assign \$41  = \$39  + \$40 ;
-  assign \$42  = $signed(d4_2) >= $signed(1'h0);
-  assign \$43  = \$41  + \$42 ;
-  assign \$44  = $signed(d1_2) >= $signed(1'h0);
-  assign \$45  = $signed(d2_2) >= $signed(1'h0);
-  assign \$46  = $signed(d3_2) >= $signed(1'h0);
-  assign \$47  = $signed(d4_2) >= $signed(1'h0);
-  assign \$48  = st6[24] ? 15'h0066 : kept2;
-  assign \$49  = ! st6[1];
-  assign \$50  = $signed(d1_3) >= $signed(1'h0);
-  assign \$51  = 1'h0 + \$50 ;
-  assign \$52  = $signed(d2_3) >= $signed(1'h0);
-  assign \$53  = \$51  + \$52 ;
-  assign \$54  = $signed(d3_3) >= $signed(1'h0);
-  assign \$55  = \$53  + \$54 ;
-  assign \$56  = $signed(d4_3) >= $signed(1'h0);
-  assign \$57  = \$55  + \$56 ;
-  assign \$58  = $signed(d1_3) >= $signed(1'h0);
-  assign \$59  = $signed(d2_3) >= $signed(1'h0);
-  assign \$60  = $signed(d3_3) >= $signed(1'h0);
-  assign \$61  = $signed(d4_3) >= $signed(1'h0);
-  assign \$62  = st6[24] ? 15'h0066 : kept3;
-  assign \$63  = ! st7[1];
-  assign \$64  = \$63  & st7[2];
-  assign \$65  = ~ \$64 ;
-  assign \$66  = st7[0] & \$65 ;
-  assign \$67  = \$66  ? 4'hf : 4'h0;
+  assign \$7  = issue[0] | \$signal ;
+  assign \$8  = ! st6[1];
+  assign \$9  = $signed(d1_0) >= $signed(1'h0);
+  assign \$10  = 1'h0 + \$9 ;
+  assign \$11  = $signed(d2_0) >= $signed(1'h0);
+  assign \$12  = \$10  + \$11 ;
+  assign \$13  = $signed(d3_0) >= $signed(1'h0);
+  assign \$14  = \$12  + \$13 ;
+  assign \$15  = $signed(d4_0) >= $signed(1'h0);
+  assign \$16  = \$14  + \$15 ;
+  assign \$17  = $signed(d1_0) >= $signed(1'h0);
+  assign \$18  = $signed(d2_0) >= $signed(1'h0);
+  assign \$19  = $signed(d3_0) >= $signed(1'h0);
+  assign \$20  = $signed(d4_0) >= $signed(1'h0);
+  assign \$21  = st6[24] ? 15'h0066 : kept0;
+  assign \$22  = ! st6[1];
+  assign \$23  = $signed(d1_1) >= $signed(1'h0);
+  assign \$24  = 1'h0 + \$23 ;
+  assign \$25  = $signed(d2_1) >= $signed(1'h0);
+  assign \$26  = \$24  + \$25 ;
+  assign \$27  = $signed(d3_1) >= $signed(1'h0);
+  assign \$28  = \$26  + \$27 ;
+  assign \$29  = $signed(d4_1) >= $signed(1'h0);
+  assign \$30  = \$28  + \$29 ;
+  assign \$31  = $signed(d1_1) >= $signed(1'h0);
+  assign \$32  = $signed(d2_1) >= $signed(1'h0);
+  assign \$33  = $signed(d3_1) >= $signed(1'h0);
+  assign \$34  = $signed(d4_1) >= $signed(1'h0);
+  assign \$35  = st6[24] ? 15'h0066 : kept1;
+  assign \$36  = ! st6[1];
+  assign \$37  = $signed(d1_2) >= $signed(1'h0);
+  assign \$38  = 1'h0 + \$37 ;
+  assign \$39  = $signed(d2_2) >= $signed(1'h0);
+  assign \$40  = \$38  + \$39 ;
+  assign \$41  = $signed(d3_2) >= $signed(1'h0);
+  assign \$42  = \$40  + \$41 ;
+  assign \$43  = $signed(d4_2) >= $signed(1'h0);
+  assign \$44  = \$42  + \$43 ;
+  assign \$45  = $signed(d1_2) >= $signed(1'h0);
+  assign \$46  = $signed(d2_2) >= $signed(1'h0);
+  assign \$47  = $signed(d3_2) >= $signed(1'h0);
+  assign \$48  = $signed(d4_2) >= $signed(1'h0);
+  assign \$49  = st6[24] ? 15'h0066 : kept2;
+  assign \$50  = ! st6[1];
+  assign \$51  = $signed(d1_3) >= $signed(1'h0);
+  assign \$52  = 1'h0 + \$51 ;
+  assign \$53  = $signed(d2_3) >= $signed(1'h0);
+  assign \$54  = \$52  + \$53 ;
+  assign \$55  = $signed(d3_3) >= $signed(1'h0);
+  assign \$56  = \$54  + \$55 ;
+  assign \$57  = $signed(d4_3) >= $signed(1'h0);
+  assign \$58  = \$56  + \$57 ;
+  assign \$59  = $signed(d1_3) >= $signed(1'h0);
+  assign \$60  = $signed(d2_3) >= $signed(1'h0);
+  assign \$61  = $signed(d3_3) >= $signed(1'h0);
+  assign \$62  = $signed(d4_3) >= $signed(1'h0);
+  assign \$63  = st6[24] ? 15'h0066 : kept3;
+  assign \$64  = ! st7[1];
+  assign \$65  = \$64  & st7[2];
+  assign \$66  = ~ \$65 ;
+  assign \$67  = st7[0] & \$66 ;
+  assign \$68  = \$67  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
-  assign \$69  = st7[0] & \$68 ;
-  assign \$70  = ~ \$signal$68 ;
-  assign dropped = \$69  & \$70 ;
-  assign \$71  = | \$signal$72 [2:0];
-  assign \$72  = ~ done[0];
-  assign \$73  = \$71  & \$72 ;
-  assign \$74  = | \$signal$72 [5:3];
-  assign \$75  = ~ done[1];
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = | \$signal$72 [8:6];
-  assign \$78  = ~ done[2];
-  assign \$79  = \$77  & \$78 ;
-  assign \$80  = | \$signal$72 [11:9];
-  assign \$81  = ~ done[3];
-  assign \$82  = \$80  & \$81 ;
-  assign \$83  = \$signal$72 [14:12] * 3'h4;
-  assign \$84  = \$83  + lane;
-  assign \$85  = | pending;
-  assign \$87  = pending - 1'h1;
-  assign \$88  = { 1'h0, pending } & \$87 ;
-  assign \$89  = ! \$88 ;
-  assign \$90  = ~ \$signal$72 [17];
-  assign \$91  = \$89  & \$90 ;
-  assign \$92  = ! fsm_state;
-  assign \$94  = used + sweep_now;
-  assign \$95  = \$94  - dropped;
-  assign \$96  = \$signal$79  & \$signal$76 ;
-  assign \$97  = $signed(\$95 ) - $signed({ 1'h0, \$96  });
-  assign \$98  = used <= 5'h18;
-  assign \$99  = ~ op_valid;
-  assign \$100  = ~ \$signal ;
-  assign \$101  = credit & \$100 ;
-  assign \$102  = step == 1'h1;
-  assign \$103  = step + 1'h1;
-  assign \$104  = sweep_addr + 1'h1;
-  assign \$105  = sweep_addr == 3'h6;
-  assign \$106  = sweep_g == 3'h7;
-  assign \$107  = ! sweep_x;
-  assign \$108  = sweep_y + 1'h1;
-  assign \$109  = sweep_x + 1'h1;
-  assign \$110  = sweep_g + 1'h1;
-  assign \$111  = sweep_now & issue[26];
+  assign \$70  = st7[0] & \$69 ;
+  assign \$71  = ~ \$signal$68 ;
+  assign dropped = \$70  & \$71 ;
+  assign \$72  = | \$signal$72 [2:0];
+  assign \$73  = ~ done[0];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = | \$signal$72 [5:3];
+  assign \$76  = ~ done[1];
+  assign \$77  = \$75  & \$76 ;
+  assign \$78  = | \$signal$72 [8:6];
+  assign \$79  = ~ done[2];
+  assign \$80  = \$78  & \$79 ;
+  assign \$81  = | \$signal$72 [11:9];
+  assign \$82  = ~ done[3];
+  assign \$83  = \$81  & \$82 ;
+  assign \$84  = \$signal$72 [14:12] * 3'h4;
+  assign \$85  = \$84  + lane;
+  assign \$86  = | pending;
+  assign \$88  = pending - 1'h1;
+  assign \$89  = { 1'h0, pending } & \$88 ;
+  assign \$90  = ! \$89 ;
+  assign \$91  = ~ \$signal$72 [17];
+  assign \$92  = \$90  & \$91 ;
+  assign \$93  = ! fsm_state;
+  assign \$95  = used + sweep_now;
+  assign \$96  = \$95  - dropped;
+  assign \$97  = \$signal$79  & \$signal$76 ;
+  assign \$98  = $signed(\$96 ) - $signed({ 1'h0, \$97  });
+  assign \$99  = used <= 5'h18;
+  assign \$100  = ~ op_valid;
+  assign \$101  = ~ \$signal ;
+  assign \$102  = credit & \$101 ;
+  assign \$103  = step == 1'h1;
+  assign \$104  = step + 1'h1;
+  assign \$105  = sweep_addr + 1'h1;
+  assign \$106  = sweep_addr == 3'h6;
+  assign \$107  = sweep_g == 3'h7;
+  assign \$108  = ! sweep_x;
+  assign \$109  = sweep_y + 1'h1;
+  assign \$110  = sweep_x + 1'h1;
+  assign \$111  = sweep_g + 1'h1;
   assign \$112  = sweep_now & issue[26];
-  assign \$113  = \$112  | \$signal$84 ;
-  assign \$115  = st2[17] ? \$114  : 9'h000;
-  assign \$116  = $signed(1'h0) + $signed(\$115 );
-  assign \$118  = st2[18] ? \$117  : 9'h000;
-  assign \$119  = $signed(\$116 ) + $signed(\$118 );
-  assign \$121  = st2[17] ? \$120  : 9'h000;
-  assign \$122  = $signed(1'h0) + $signed(\$121 );
-  assign \$124  = st2[18] ? \$123  : 9'h000;
-  assign \$125  = $signed(\$122 ) + $signed(\$124 );
-  assign \$127  = st2[17] ? \$126  : 9'h000;
-  assign \$128  = $signed(1'h0) + $signed(\$127 );
-  assign \$130  = st2[18] ? \$129  : 9'h000;
-  assign \$131  = $signed(\$128 ) + $signed(\$130 );
-  assign \$133  = st2[17] ? \$132  : 9'h000;
-  assign \$134  = $signed(1'h0) + $signed(\$133 );
-  assign \$136  = st2[18] ? \$135  : 9'h000;
-  assign \$137  = $signed(\$134 ) + $signed(\$136 );
-  assign \$139  = st2[19] ? \$138  : 11'h000;
-  assign \$140  = $signed(1'h0) + $signed(\$139 );
-  assign \$142  = st2[19] ? \$141  : 11'h000;
-  assign \$143  = $signed(1'h0) + $signed(\$142 );
-  assign \$145  = st2[19] ? \$144  : 11'h000;
-  assign \$146  = $signed(1'h0) + $signed(\$145 );
-  assign \$148  = st2[19] ? \$147  : 11'h000;
-  assign \$149  = $signed(1'h0) + $signed(\$148 );
-  assign \$150  = ! st3[16];
-  assign \$151  = $signed(1'h0) + $signed(w2_0_0_0);
-  assign \$152  = $signed(\$151 ) + $signed(w2_0_2_0);
-  assign \$153  = $signed(1'h0) + $signed(w2_0_0_1);
-  assign \$154  = $signed(\$153 ) + $signed(w2_0_2_1);
-  assign \$155  = $signed(1'h0) + $signed(w2_0_0_2);
-  assign \$156  = $signed(\$155 ) + $signed(w2_0_2_2);
-  assign \$157  = $signed(1'h0) + $signed(w2_0_0_3);
-  assign \$158  = $signed(\$157 ) + $signed(w2_0_2_3);
-  assign \$159  = st2[6:4] == st3[6:4];
-  assign \$160  = ! st3[1];
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = ! st3[1];
-  assign \$163  = \$162  & st3[2];
-  assign \$164  = ~ \$163 ;
-  assign \$165  = st3[0] & \$164 ;
-  assign \$166  = \$161  & \$165 ;
-  assign \$167  = st2[6:4] == st3[6:4];
-  assign \$168  = ! st3[1];
-  assign \$169  = \$167  & \$168 ;
-  assign \$170  = ! st3[1];
-  assign \$171  = \$170  & st3[2];
-  assign \$173  = \$172  & st3[24];
-  assign \$174  = \$171  | \$173 ;
-  assign \$175  = st3[0] & \$174 ;
-  assign \$176  = \$169  & \$175 ;
-  assign \$177  = st2[6:4] == st4[6:4];
-  assign \$178  = ! st4[1];
-  assign \$179  = \$177  & \$178 ;
-  assign \$180  = ! st4[1];
-  assign \$181  = \$180  & st4[2];
-  assign \$182  = ~ \$181 ;
-  assign \$183  = st4[0] & \$182 ;
-  assign \$184  = \$179  & \$183 ;
-  assign \$185  = st2[6:4] == st4[6:4];
-  assign \$186  = ! st4[1];
-  assign \$187  = \$185  & \$186 ;
-  assign \$188  = ! st4[1];
-  assign \$189  = \$188  & st4[2];
-  assign \$191  = \$190  & st4[24];
-  assign \$192  = \$189  | \$191 ;
-  assign \$193  = st4[0] & \$192 ;
-  assign \$194  = \$187  & \$193 ;
-  assign \$195  = st2[6:4] == st5[6:4];
-  assign \$196  = ! st5[1];
-  assign \$197  = \$196  & st5[2];
-  assign \$198  = ~ \$197 ;
-  assign \$199  = st5[0] & \$198 ;
-  assign \$200  = \$195  & \$199 ;
-  assign \$201  = st2[6:4] == st5[6:4];
-  assign \$202  = ! st5[1];
-  assign \$203  = \$202  & st5[2];
-  assign \$205  = \$204  & st5[24];
-  assign \$206  = \$203  | \$205 ;
-  assign \$207  = st5[0] & \$206 ;
-  assign \$208  = \$201  & \$207 ;
-  assign \$209  = st2[6:4] == st6[6:4];
-  assign \$210  = ! st6[1];
-  assign \$211  = \$210  & st6[2];
-  assign \$212  = ~ \$211 ;
-  assign \$213  = st6[0] & \$212 ;
-  assign \$214  = \$209  & \$213 ;
-  assign \$215  = st2[6:4] == st6[6:4];
-  assign \$216  = ! st6[1];
-  assign \$217  = \$216  & st6[2];
-  assign \$219  = \$218  & st6[24];
-  assign \$220  = \$217  | \$219 ;
-  assign \$221  = st6[0] & \$220 ;
-  assign \$222  = \$215  & \$221 ;
-  assign \$223  = st2[6:4] == st7[6:4];
-  assign \$224  = ! st7[1];
-  assign \$225  = \$224  & st7[2];
-  assign \$226  = ~ \$225 ;
-  assign \$227  = st7[0] & \$226 ;
-  assign \$228  = \$223  & \$227 ;
-  assign \$229  = st2[6:4] == st7[6:4];
-  assign \$230  = ! st7[1];
-  assign \$231  = \$230  & st7[2];
-  assign \$233  = \$232  & st7[24];
-  assign \$234  = \$231  | \$233 ;
-  assign \$235  = st7[0] & \$234 ;
-  assign \$236  = \$229  & \$235 ;
-  assign \$239  = ! st3[1];
-  assign \$240  = \$239  & st3[2];
-  assign \$241  = ~ \$240 ;
-  assign \$242  = \$238  & \$241 ;
-  assign \$245  = ! st3[1];
-  assign \$246  = \$245  & st3[2];
-  assign \$247  = \$244  & \$246 ;
-  assign \$248  = \$242  | \$247 ;
-  assign \$250  = ~ \$249 ;
-  assign \$251  = hit_v2 & \$250 ;
-  assign \$252  = ! st3[1];
-  assign \$253  = \$252  & st3[2];
-  assign \$254  = ~ \$253 ;
-  assign \$255  = \$251  & \$254 ;
-  assign \$257  = ~ \$256 ;
-  assign \$258  = hit_c2 & \$257 ;
-  assign \$259  = ! st3[1];
-  assign \$260  = \$259  & st3[2];
-  assign \$261  = \$258  & \$260 ;
-  assign \$262  = \$255  | \$261 ;
-  assign \$264  = \$263  | hit_v2;
-  assign \$265  = ~ \$264 ;
-  assign \$266  = hit_v3 & \$265 ;
-  assign \$267  = ! st3[1];
-  assign \$268  = \$267  & st3[2];
-  assign \$269  = ~ \$268 ;
-  assign \$270  = \$266  & \$269 ;
-  assign \$272  = \$271  | hit_v2;
-  assign \$273  = \$272  | hit_v3;
-  assign \$274  = ~ \$273 ;
-  assign \$275  = hit_v4 & \$274 ;
-  assign \$276  = ! st3[1];
-  assign \$277  = \$276  & st3[2];
-  assign \$278  = ~ \$277 ;
-  assign \$279  = \$275  & \$278 ;
-  assign \$281  = \$280  | hit_v2;
-  assign \$282  = \$281  | hit_v3;
-  assign \$283  = \$282  | hit_v4;
-  assign \$284  = ~ \$283 ;
-  assign \$285  = hit_v5 & \$284 ;
-  assign \$286  = ! st3[1];
-  assign \$287  = \$286  & st3[2];
-  assign \$288  = ~ \$287 ;
-  assign \$289  = \$285  & \$288 ;
-  assign \$291  = \$290  | hit_v2;
-  assign \$292  = \$291  | hit_v3;
-  assign \$293  = \$292  | hit_v4;
-  assign \$294  = \$293  | hit_v5;
-  assign \$295  = ~ \$294 ;
-  assign \$296  = ! st3[1];
-  assign \$297  = \$296  & st3[2];
-  assign \$298  = ~ \$297 ;
-  assign \$299  = \$295  & \$298 ;
-  assign \$301  = \$300  | hit_c2;
-  assign \$302  = ~ \$301 ;
-  assign \$303  = hit_c3 & \$302 ;
-  assign \$304  = ! st3[1];
-  assign \$305  = \$304  & st3[2];
-  assign \$306  = \$303  & \$305 ;
-  assign \$308  = \$307  | hit_c2;
-  assign \$309  = \$308  | hit_c3;
-  assign \$310  = ~ \$309 ;
-  assign \$311  = hit_c4 & \$310 ;
-  assign \$312  = ! st3[1];
-  assign \$313  = \$312  & st3[2];
-  assign \$314  = \$311  & \$313 ;
-  assign \$316  = \$315  | hit_c2;
-  assign \$317  = \$316  | hit_c3;
-  assign \$318  = \$317  | hit_c4;
-  assign \$319  = ~ \$318 ;
-  assign \$320  = hit_c5 & \$319 ;
-  assign \$321  = ! st3[1];
-  assign \$322  = \$321  & st3[2];
-  assign \$323  = \$320  & \$322 ;
-  assign \$325  = \$324  | hit_c2;
-  assign \$326  = \$325  | hit_c3;
-  assign \$327  = \$326  | hit_c4;
-  assign \$328  = \$327  | hit_c5;
-  assign \$329  = ~ \$328 ;
-  assign \$330  = ! st3[1];
-  assign \$331  = \$330  & st3[2];
-  assign \$332  = \$329  & \$331 ;
-  assign \$333  = ! st3[1];
+  assign \$113  = sweep_now & issue[26];
+  assign \$114  = \$113  | \$signal$84 ;
+  assign \$116  = st2[17] ? \$115  : 9'h000;
+  assign \$117  = $signed(1'h0) + $signed(\$116 );
+  assign \$119  = st2[18] ? \$118  : 9'h000;
+  assign \$120  = $signed(\$117 ) + $signed(\$119 );
+  assign \$122  = st2[17] ? \$121  : 9'h000;
+  assign \$123  = $signed(1'h0) + $signed(\$122 );
+  assign \$125  = st2[18] ? \$124  : 9'h000;
+  assign \$126  = $signed(\$123 ) + $signed(\$125 );
+  assign \$128  = st2[17] ? \$127  : 9'h000;
+  assign \$129  = $signed(1'h0) + $signed(\$128 );
+  assign \$131  = st2[18] ? \$130  : 9'h000;
+  assign \$132  = $signed(\$129 ) + $signed(\$131 );
+  assign \$134  = st2[17] ? \$133  : 9'h000;
+  assign \$135  = $signed(1'h0) + $signed(\$134 );
+  assign \$137  = st2[18] ? \$136  : 9'h000;
+  assign \$138  = $signed(\$135 ) + $signed(\$137 );
+  assign \$140  = st2[19] ? \$139  : 11'h000;
+  assign \$141  = $signed(1'h0) + $signed(\$140 );
+  assign \$143  = st2[19] ? \$142  : 11'h000;
+  assign \$144  = $signed(1'h0) + $signed(\$143 );
+  assign \$146  = st2[19] ? \$145  : 11'h000;
+  assign \$147  = $signed(1'h0) + $signed(\$146 );
+  assign \$149  = st2[19] ? \$148  : 11'h000;
+  assign \$150  = $signed(1'h0) + $signed(\$149 );
+  assign \$151  = ! st3[16];
+  assign \$152  = $signed(1'h0) + $signed(w2_0_0_0);
+  assign \$153  = $signed(\$152 ) + $signed(w2_0_2_0);
+  assign \$154  = $signed(1'h0) + $signed(w2_0_0_1);
+  assign \$155  = $signed(\$154 ) + $signed(w2_0_2_1);
+  assign \$156  = $signed(1'h0) + $signed(w2_0_0_2);
+  assign \$157  = $signed(\$156 ) + $signed(w2_0_2_2);
+  assign \$158  = $signed(1'h0) + $signed(w2_0_0_3);
+  assign \$159  = $signed(\$158 ) + $signed(w2_0_2_3);
+  assign \$160  = st2[6:4] == st3[6:4];
+  assign \$161  = ! st3[1];
+  assign \$162  = \$160  & \$161 ;
+  assign \$163  = ! st3[1];
+  assign \$164  = \$163  & st3[2];
+  assign \$165  = ~ \$164 ;
+  assign \$166  = st3[0] & \$165 ;
+  assign \$167  = \$162  & \$166 ;
+  assign \$168  = st2[6:4] == st3[6:4];
+  assign \$169  = ! st3[1];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ! st3[1];
+  assign \$172  = \$171  & st3[2];
+  assign \$174  = \$173  & st3[24];
+  assign \$175  = \$172  | \$174 ;
+  assign \$176  = st3[0] & \$175 ;
+  assign \$177  = \$170  & \$176 ;
+  assign \$178  = st2[6:4] == st4[6:4];
+  assign \$179  = ! st4[1];
+  assign \$180  = \$178  & \$179 ;
+  assign \$181  = ! st4[1];
+  assign \$182  = \$181  & st4[2];
+  assign \$183  = ~ \$182 ;
+  assign \$184  = st4[0] & \$183 ;
+  assign \$185  = \$180  & \$184 ;
+  assign \$186  = st2[6:4] == st4[6:4];
+  assign \$187  = ! st4[1];
+  assign \$188  = \$186  & \$187 ;
+  assign \$189  = ! st4[1];
+  assign \$190  = \$189  & st4[2];
+  assign \$192  = \$191  & st4[24];
+  assign \$193  = \$190  | \$192 ;
+  assign \$194  = st4[0] & \$193 ;
+  assign \$195  = \$188  & \$194 ;
+  assign \$196  = st2[6:4] == st5[6:4];
+  assign \$197  = ! st5[1];
+  assign \$198  = \$197  & st5[2];
+  assign \$199  = ~ \$198 ;
+  assign \$200  = st5[0] & \$199 ;
+  assign \$201  = \$196  & \$200 ;
+  assign \$202  = st2[6:4] == st5[6:4];
+  assign \$203  = ! st5[1];
+  assign \$204  = \$203  & st5[2];
+  assign \$206  = \$205  & st5[24];
+  assign \$207  = \$204  | \$206 ;
+  assign \$208  = st5[0] & \$207 ;
+  assign \$209  = \$202  & \$208 ;
+  assign \$210  = st2[6:4] == st6[6:4];
+  assign \$211  = ! st6[1];
+  assign \$212  = \$211  & st6[2];
+  assign \$213  = ~ \$212 ;
+  assign \$214  = st6[0] & \$213 ;
+  assign \$215  = \$210  & \$214 ;
+  assign \$216  = st2[6:4] == st6[6:4];
+  assign \$217  = ! st6[1];
+  assign \$218  = \$217  & st6[2];
+  assign \$220  = \$219  & st6[24];
+  assign \$221  = \$218  | \$220 ;
+  assign \$222  = st6[0] & \$221 ;
+  assign \$223  = \$216  & \$222 ;
+  assign \$224  = st2[6:4] == st7[6:4];
+  assign \$225  = ! st7[1];
+  assign \$226  = \$225  & st7[2];
+  assign \$227  = ~ \$226 ;
+  assign \$228  = st7[0] & \$227 ;
+  assign \$229  = \$224  & \$228 ;
+  assign \$230  = st2[6:4] == st7[6:4];
+  assign \$231  = ! st7[1];
+  assign \$232  = \$231  & st7[2];
+  assign \$234  = \$233  & st7[24];
+  assign \$235  = \$232  | \$234 ;
+  assign \$236  = st7[0] & \$235 ;
+  assign \$237  = \$230  & \$236 ;
+  assign \$240  = ! st3[1];
+  assign \$241  = \$240  & st3[2];
+  assign \$242  = ~ \$241 ;
+  assign \$243  = \$239  & \$242 ;
+  assign \$246  = ! st3[1];
+  assign \$247  = \$246  & st3[2];
+  assign \$248  = \$245  & \$247 ;
+  assign \$249  = \$243  | \$248 ;
+  assign \$251  = ~ \$250 ;
+  assign \$252  = hit_v2 & \$251 ;
+  assign \$253  = ! st3[1];
+  assign \$254  = \$253  & st3[2];
+  assign \$255  = ~ \$254 ;
+  assign \$256  = \$252  & \$255 ;
+  assign \$258  = ~ \$257 ;
+  assign \$259  = hit_c2 & \$258 ;
+  assign \$260  = ! st3[1];
+  assign \$261  = \$260  & st3[2];
+  assign \$262  = \$259  & \$261 ;
+  assign \$263  = \$256  | \$262 ;
+  assign \$265  = \$264  | hit_v2;
+  assign \$266  = ~ \$265 ;
+  assign \$267  = hit_v3 & \$266 ;
+  assign \$268  = ! st3[1];
+  assign \$269  = \$268  & st3[2];
+  assign \$270  = ~ \$269 ;
+  assign \$271  = \$267  & \$270 ;
+  assign \$273  = \$272  | hit_v2;
+  assign \$274  = \$273  | hit_v3;
+  assign \$275  = ~ \$274 ;
+  assign \$276  = hit_v4 & \$275 ;
+  assign \$277  = ! st3[1];
+  assign \$278  = \$277  & st3[2];
+  assign \$279  = ~ \$278 ;
+  assign \$280  = \$276  & \$279 ;
+  assign \$282  = \$281  | hit_v2;
+  assign \$283  = \$282  | hit_v3;
+  assign \$284  = \$283  | hit_v4;
+  assign \$285  = ~ \$284 ;
+  assign \$286  = hit_v5 & \$285 ;
+  assign \$287  = ! st3[1];
+  assign \$288  = \$287  & st3[2];
+  assign \$289  = ~ \$288 ;
+  assign \$290  = \$286  & \$289 ;
+  assign \$292  = \$291  | hit_v2;
+  assign \$293  = \$292  | hit_v3;
+  assign \$294  = \$293  | hit_v4;
+  assign \$295  = \$294  | hit_v5;
+  assign \$296  = ~ \$295 ;
+  assign \$297  = ! st3[1];
+  assign \$298  = \$297  & st3[2];
+  assign \$299  = ~ \$298 ;
+  assign \$300  = \$296  & \$299 ;
+  assign \$302  = \$301  | hit_c2;
+  assign \$303  = ~ \$302 ;
+  assign \$304  = hit_c3 & \$303 ;
+  assign \$305  = ! st3[1];
+  assign \$306  = \$305  & st3[2];
+  assign \$307  = \$304  & \$306 ;
+  assign \$309  = \$308  | hit_c2;
+  assign \$310  = \$309  | hit_c3;
+  assign \$311  = ~ \$310 ;
+  assign \$312  = hit_c4 & \$311 ;
+  assign \$313  = ! st3[1];
+  assign \$314  = \$313  & st3[2];
+  assign \$315  = \$312  & \$314 ;
+  assign \$317  = \$316  | hit_c2;
+  assign \$318  = \$317  | hit_c3;
+  assign \$319  = \$318  | hit_c4;
+  assign \$320  = ~ \$319 ;
+  assign \$321  = hit_c5 & \$320 ;
+  assign \$322  = ! st3[1];
+  assign \$323  = \$322  & st3[2];
+  assign \$324  = \$321  & \$323 ;
+  assign \$326  = \$325  | hit_c2;
+  assign \$327  = \$326  | hit_c3;
+  assign \$328  = \$327  | hit_c4;
+  assign \$329  = \$328  | hit_c5;
+  assign \$330  = ~ \$329 ;
+  assign \$331  = ! st3[1];
+  assign \$332  = \$331  & st3[2];
+  assign \$333  = \$330  & \$332 ;
   assign \$334  = ! st3[1];
-  assign \$336  = \$signal$122 [0] ? \$signal$124 [15:0] : 16'h0000;
-  assign \$337  = \$signal$122 [1] ? \$signal$37 [15:0] : 16'h0000;
-  assign \$338  = \$336  | \$337 ;
-  assign \$339  = \$signal$122 [2] ? v_wr__data[14:0] : 15'h0000;
-  assign \$340  = \$338  | { \$339 [14], \$339  };
-  assign \$341  = \$signal$122 [3] ? res8[14:0] : 15'h0000;
-  assign \$342  = \$340  | { \$341 [14], \$341  };
-  assign \$343  = \$signal$122 [4] ? res9[14:0] : 15'h0000;
-  assign \$344  = \$342  | { \$343 [14], \$343  };
-  assign \$345  = \$signal$122 [5] ? v_raw[14:0] : 15'h0000;
-  assign \$346  = \$344  | { \$345 [14], \$345  };
-  assign \$349  = \$signal$122 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$350  = \$348  | { \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349  };
-  assign \$351  = \$signal$122 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$352  = \$350  | { \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351  };
-  assign \$355  = \$signal$123 [0] ? addend[11:0] : 12'h000;
-  assign \$356  = \$signal$123 [1] ? b_raw[10:0] : 11'h000;
-  assign \$357  = \$355  | { \$356 [10], \$356  };
-  assign \$358  = \$signal$123 [2] ? \$signal$124 [15:0] : 16'h0000;
-  assign \$359  = { \$357 [11], \$357 [11], \$357 [11], \$357 [11], \$357  } | \$358 ;
-  assign \$360  = \$signal$123 [3] ? \$signal$37 [15:0] : 16'h0000;
-  assign \$361  = \$359  | \$360 ;
-  assign \$364  = \$signal$123 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$365  = \$363  | { \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364  };
-  assign \$366  = \$signal$123 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$367  = \$365  | { \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366  };
-  assign \$370  = $signed(\$354 ) + $signed(\$369 );
-  assign \$371  = \$signal$122 [0] ? \$signal$124 [31:16] : 16'h0000;
-  assign \$372  = \$signal$122 [1] ? \$signal$37 [31:16] : 16'h0000;
-  assign \$373  = \$371  | \$372 ;
-  assign \$374  = \$signal$122 [2] ? v_wr__data[29:15] : 15'h0000;
-  assign \$375  = \$373  | { \$374 [14], \$374  };
-  assign \$376  = \$signal$122 [3] ? res8[29:15] : 15'h0000;
-  assign \$377  = \$375  | { \$376 [14], \$376  };
-  assign \$378  = \$signal$122 [4] ? res9[29:15] : 15'h0000;
-  assign \$379  = \$377  | { \$378 [14], \$378  };
-  assign \$380  = \$signal$122 [5] ? v_raw[29:15] : 15'h0000;
-  assign \$381  = \$379  | { \$380 [14], \$380  };
-  assign \$384  = \$signal$122 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$385  = \$383  | { \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384  };
-  assign \$386  = \$signal$122 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$387  = \$385  | { \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386  };
-  assign \$390  = \$signal$123 [0] ? addend[23:12] : 12'h000;
-  assign \$391  = \$signal$123 [1] ? b_raw[21:11] : 11'h000;
-  assign \$392  = \$390  | { \$391 [10], \$391  };
-  assign \$393  = \$signal$123 [2] ? \$signal$124 [31:16] : 16'h0000;
-  assign \$394  = { \$392 [11], \$392 [11], \$392 [11], \$392 [11], \$392  } | \$393 ;
-  assign \$395  = \$signal$123 [3] ? \$signal$37 [31:16] : 16'h0000;
-  assign \$396  = \$394  | \$395 ;
-  assign \$399  = \$signal$123 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$400  = \$398  | { \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399  };
-  assign \$401  = \$signal$123 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$402  = \$400  | { \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401  };
-  assign \$405  = $signed(\$389 ) + $signed(\$404 );
-  assign \$406  = \$signal$122 [0] ? \$signal$124 [47:32] : 16'h0000;
-  assign \$407  = \$signal$122 [1] ? \$signal$37 [47:32] : 16'h0000;
-  assign \$408  = \$406  | \$407 ;
-  assign \$409  = \$signal$122 [2] ? v_wr__data[44:30] : 15'h0000;
-  assign \$410  = \$408  | { \$409 [14], \$409  };
-  assign \$411  = \$signal$122 [3] ? res8[44:30] : 15'h0000;
-  assign \$412  = \$410  | { \$411 [14], \$411  };
-  assign \$413  = \$signal$122 [4] ? res9[44:30] : 15'h0000;
-  assign \$414  = \$412  | { \$413 [14], \$413  };
-  assign \$415  = \$signal$122 [5] ? v_raw[44:30] : 15'h0000;
-  assign \$416  = \$414  | { \$415 [14], \$415  };
+  assign \$335  = ! st3[1];
+  assign \$337  = \$signal$122 [0] ? \$signal$124 [15:0] : 16'h0000;
+  assign \$338  = \$signal$122 [1] ? \$signal$37 [15:0] : 16'h0000;
+  assign \$339  = \$337  | \$338 ;
+  assign \$340  = \$signal$122 [2] ? v_wr__data[14:0] : 15'h0000;
+  assign \$341  = \$339  | { \$340 [14], \$340  };
+  assign \$342  = \$signal$122 [3] ? res8[14:0] : 15'h0000;
+  assign \$343  = \$341  | { \$342 [14], \$342  };
+  assign \$344  = \$signal$122 [4] ? res9[14:0] : 15'h0000;
+  assign \$345  = \$343  | { \$344 [14], \$344  };
+  assign \$346  = \$signal$122 [5] ? v_raw[14:0] : 15'h0000;
+  assign \$347  = \$345  | { \$346 [14], \$346  };
+  assign \$350  = \$signal$122 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$351  = \$349  | { \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350  };
+  assign \$352  = \$signal$122 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$353  = \$351  | { \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352  };
+  assign \$356  = \$signal$123 [0] ? addend[11:0] : 12'h000;
+  assign \$357  = \$signal$123 [1] ? b_raw[10:0] : 11'h000;
+  assign \$358  = \$356  | { \$357 [10], \$357  };
+  assign \$359  = \$signal$123 [2] ? \$signal$124 [15:0] : 16'h0000;
+  assign \$360  = { \$358 [11], \$358 [11], \$358 [11], \$358 [11], \$358  } | \$359 ;
+  assign \$361  = \$signal$123 [3] ? \$signal$37 [15:0] : 16'h0000;
+  assign \$362  = \$360  | \$361 ;
+  assign \$365  = \$signal$123 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$366  = \$364  | { \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365  };
+  assign \$367  = \$signal$123 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$368  = \$366  | { \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367  };
+  assign \$371  = $signed(\$355 ) + $signed(\$370 );
+  assign \$372  = \$signal$122 [0] ? \$signal$124 [31:16] : 16'h0000;
+  assign \$373  = \$signal$122 [1] ? \$signal$37 [31:16] : 16'h0000;
+  assign \$374  = \$372  | \$373 ;
+  assign \$375  = \$signal$122 [2] ? v_wr__data[29:15] : 15'h0000;
+  assign \$376  = \$374  | { \$375 [14], \$375  };
+  assign \$377  = \$signal$122 [3] ? res8[29:15] : 15'h0000;
+  assign \$378  = \$376  | { \$377 [14], \$377  };
+  assign \$379  = \$signal$122 [4] ? res9[29:15] : 15'h0000;
+  assign \$380  = \$378  | { \$379 [14], \$379  };
+  assign \$381  = \$signal$122 [5] ? v_raw[29:15] : 15'h0000;
+  assign \$382  = \$380  | { \$381 [14], \$381  };
+  assign \$385  = \$signal$122 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$386  = \$384  | { \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385  };
+  assign \$387  = \$signal$122 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$388  = \$386  | { \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387  };
+  assign \$391  = \$signal$123 [0] ? addend[23:12] : 12'h000;
+  assign \$392  = \$signal$123 [1] ? b_raw[21:11] : 11'h000;
+  assign \$393  = \$391  | { \$392 [10], \$392  };
+  assign \$394  = \$signal$123 [2] ? \$signal$124 [31:16] : 16'h0000;
+  assign \$395  = { \$393 [11], \$393 [11], \$393 [11], \$393 [11], \$393  } | \$394 ;
+  assign \$396  = \$signal$123 [3] ? \$signal$37 [31:16] : 16'h0000;
+  assign \$397  = \$395  | \$396 ;
+  assign \$400  = \$signal$123 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$401  = \$399  | { \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400  };
+  assign \$402  = \$signal$123 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$403  = \$401  | { \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402  };
+  assign \$406  = $signed(\$390 ) + $signed(\$405 );
+  assign \$407  = \$signal$122 [0] ? \$signal$124 [47:32] : 16'h0000;
+  assign \$408  = \$signal$122 [1] ? \$signal$37 [47:32] : 16'h0000;
+  assign \$409  = \$407  | \$408 ;
+  assign \$410  = \$signal$122 [2] ? v_wr__data[44:30] : 15'h0000;
+  assign \$411  = \$409  | { \$410 [14], \$410  };
+  assign \$412  = \$signal$122 [3] ? res8[44:30] : 15'h0000;
+  assign \$413  = \$411  | { \$412 [14], \$412  };
+  assign \$414  = \$signal$122 [4] ? res9[44:30] : 15'h0000;
+  assign \$415  = \$413  | { \$414 [14], \$414  };
+  assign \$416  = \$signal$122 [5] ? v_raw[44:30] : 15'h0000;
+  assign \$417  = \$415  | { \$416 [14], \$416  };
   \digits_mlp_gn.engine_fc2.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -8406,15 +8409,15 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$3289$0 (i0__payload[8:0]),
+    .\port$3292$0 (i0__payload[8:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_mlp_gn.engine_fc2.queue  queue (
     .clk(clk),
-    .\port$2896$0 (\$signal$79 ),
-    .\port$3082$0 (\$signal$72 ),
-    .\port$3084$0 (\$signal$76 ),
+    .\port$2899$0 (\$signal$79 ),
+    .\port$3085$0 (\$signal$72 ),
+    .\port$3087$0 (\$signal$76 ),
     .rst(rst),
     .w_data(\$signal$66 ),
     .w_en(\$signal$68 )
@@ -8497,71 +8500,71 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$7 ) begin
+    if (\$8 ) begin
       result[14:0] = \$signal$37 [14:0];
     end else begin
-      result[14:0] = \$20 ;
+      result[14:0] = \$21 ;
     end
     (* full_case = 32'd1 *)
-    if (\$21 ) begin
+    if (\$22 ) begin
       result[29:15] = \$signal$37 [30:16];
     end else begin
-      result[29:15] = \$34 ;
+      result[29:15] = \$35 ;
     end
     (* full_case = 32'd1 *)
-    if (\$35 ) begin
+    if (\$36 ) begin
       result[44:30] = \$signal$37 [46:32];
     end else begin
-      result[44:30] = \$48 ;
+      result[44:30] = \$49 ;
     end
     (* full_case = 32'd1 *)
-    if (\$49 ) begin
+    if (\$50 ) begin
       result[59:45] = \$signal$37 [62:48];
     end else begin
-      result[59:45] = \$62 ;
+      result[59:45] = \$63 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     out_counts = 12'h000;
     (* full_case = 32'd1 *)
-    if (\$7 ) begin
+    if (\$8 ) begin
     end else begin
-      out_counts[2:0] = \$15 [2:0];
+      out_counts[2:0] = \$16 [2:0];
     end
     (* full_case = 32'd1 *)
-    if (\$21 ) begin
+    if (\$22 ) begin
     end else begin
-      out_counts[5:3] = \$29 [2:0];
+      out_counts[5:3] = \$30 [2:0];
     end
     (* full_case = 32'd1 *)
-    if (\$35 ) begin
+    if (\$36 ) begin
     end else begin
-      out_counts[8:6] = \$43 [2:0];
+      out_counts[8:6] = \$44 [2:0];
     end
     (* full_case = 32'd1 *)
-    if (\$49 ) begin
+    if (\$50 ) begin
     end else begin
-      out_counts[11:9] = \$57 [2:0];
+      out_counts[11:9] = \$58 [2:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     kept0 = 15'h0000;
     (* full_case = 32'd1 *)
-    if (\$7 ) begin
+    if (\$8 ) begin
     end else begin
       kept0 = \$signal$37 [14:0];
-      if (\$16 ) begin
+      if (\$17 ) begin
         kept0 = d1_0[14:0];
       end
-      if (\$17 ) begin
+      if (\$18 ) begin
         kept0 = d2_0[14:0];
       end
-      if (\$18 ) begin
+      if (\$19 ) begin
         kept0 = d3_0[14:0];
       end
-      if (\$19 ) begin
+      if (\$20 ) begin
         kept0 = d4_0[14:0];
       end
     end
@@ -8570,19 +8573,19 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     kept1 = 15'h0000;
     (* full_case = 32'd1 *)
-    if (\$21 ) begin
+    if (\$22 ) begin
     end else begin
       kept1 = \$signal$37 [30:16];
-      if (\$30 ) begin
+      if (\$31 ) begin
         kept1 = d1_1[14:0];
       end
-      if (\$31 ) begin
+      if (\$32 ) begin
         kept1 = d2_1[14:0];
       end
-      if (\$32 ) begin
+      if (\$33 ) begin
         kept1 = d3_1[14:0];
       end
-      if (\$33 ) begin
+      if (\$34 ) begin
         kept1 = d4_1[14:0];
       end
     end
@@ -8591,19 +8594,19 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     kept2 = 15'h0000;
     (* full_case = 32'd1 *)
-    if (\$35 ) begin
+    if (\$36 ) begin
     end else begin
       kept2 = \$signal$37 [46:32];
-      if (\$44 ) begin
+      if (\$45 ) begin
         kept2 = d1_2[14:0];
       end
-      if (\$45 ) begin
+      if (\$46 ) begin
         kept2 = d2_2[14:0];
       end
-      if (\$46 ) begin
+      if (\$47 ) begin
         kept2 = d3_2[14:0];
       end
-      if (\$47 ) begin
+      if (\$48 ) begin
         kept2 = d4_2[14:0];
       end
     end
@@ -8612,19 +8615,19 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     kept3 = 15'h0000;
     (* full_case = 32'd1 *)
-    if (\$49 ) begin
+    if (\$50 ) begin
     end else begin
       kept3 = \$signal$37 [62:48];
-      if (\$58 ) begin
+      if (\$59 ) begin
         kept3 = d1_3[14:0];
       end
-      if (\$59 ) begin
+      if (\$60 ) begin
         kept3 = d2_3[14:0];
       end
-      if (\$60 ) begin
+      if (\$61 ) begin
         kept3 = d3_3[14:0];
       end
-      if (\$61 ) begin
+      if (\$62 ) begin
         kept3 = d4_3[14:0];
       end
     end
@@ -8650,8 +8653,8 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     o__payload[8:5] = 4'h0;
     if (\$signal$76 ) begin
       (* full_case = 32'd1 *)
-      if (\$85 ) begin
-        o__payload[7:5] = \$86 ;
+      if (\$86 ) begin
+        o__payload[7:5] = \$87 ;
       end else begin
         o__payload[8] = 1'h1;
       end
@@ -8662,7 +8665,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     o__valid = 1'h0;
     if (\$signal$76 ) begin
       (* full_case = 32'd1 *)
-      if (\$85 ) begin
+      if (\$86 ) begin
         o__valid = 1'h1;
       end else begin
         o__valid = 1'h1;
@@ -8674,9 +8677,9 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     \$signal$79  = 1'h0;
     if (\$signal$76 ) begin
       (* full_case = 32'd1 *)
-      if (\$85 ) begin
+      if (\$86 ) begin
         if (o__ready) begin
-          if (\$91 ) begin
+          if (\$92 ) begin
             \$signal$79  = 1'h1;
           end
         end
@@ -8689,87 +8692,61 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$504  = \$97 [4:0];
+    \$505  = \$98 [4:0];
     if (rst) begin
-      \$504  = 5'h00;
+      \$505  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$505  = \$98 ;
-    if (rst) begin
-      \$505  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$506  = fsm_state;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[9]) begin
-              if (\$99 ) begin
-                \$506  = 1'h1;
-              end
-            end
-          end
-      1'h1:
-          if (\$101 ) begin
-            if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$102 ) begin
-                \$506  = 1'h0;
-              end else begin
-                \$506  = 1'h0;
-              end
-            end
-          end
-    endcase
+    \$506  = \$99 ;
     if (rst) begin
       \$506  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$507  = sweep_addr;
+    \$507  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
-          /* empty */;
+          if (i0__valid) begin
+            if (i0__payload[9]) begin
+              if (\$100 ) begin
+                \$507  = 1'h1;
+              end
+            end
+          end
       1'h1:
-          if (\$101 ) begin
-            (* full_case = 32'd1 *)
+          if (\$102 ) begin
             if (sweep_last) begin
-              \$507  = 3'h0;
-            end else begin
-              \$507  = \$104 [2:0];
+              (* full_case = 32'd1 *)
+              if (\$103 ) begin
+                \$507  = 1'h0;
+              end else begin
+                \$507  = 1'h0;
+              end
             end
           end
     endcase
     if (rst) begin
-      \$507  = 3'h0;
+      \$507  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$508  = sweep_g;
+    \$508  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$101 ) begin
+          if (\$102 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
               \$508  = 3'h0;
             end else begin
-              (* full_case = 32'd1 *)
-              if (\$106 ) begin
-                \$508  = 3'h0;
-              end else begin
-                \$508  = \$110 [2:0];
-              end
+              \$508  = \$105 [2:0];
             end
           end
     endcase
@@ -8779,47 +8756,45 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$509  = sweep_y;
+    \$509  = sweep_g;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$101 ) begin
+          if (\$102 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$509  = 1'h0;
+              \$509  = 3'h0;
             end else begin
-              if (\$106 ) begin
-                if (\$107 ) begin
-                  \$509  = \$108 [0];
-                end
+              (* full_case = 32'd1 *)
+              if (\$107 ) begin
+                \$509  = 3'h0;
+              end else begin
+                \$509  = \$111 [2:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$509  = 1'h0;
+      \$509  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$510  = sweep_x;
+    \$510  = sweep_y;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$101 ) begin
+          if (\$102 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
               \$510  = 1'h0;
             end else begin
-              if (\$106 ) begin
-                (* full_case = 32'd1 *)
-                if (\$107 ) begin
-                  \$510  = 1'h0;
-                end else begin
+              if (\$107 ) begin
+                if (\$108 ) begin
                   \$510  = \$109 [0];
                 end
               end
@@ -8832,18 +8807,25 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$511  = sweep_last;
+    \$511  = sweep_x;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$101 ) begin
+          if (\$102 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
               \$511  = 1'h0;
             end else begin
-              \$511  = \$105 ;
+              if (\$107 ) begin
+                (* full_case = 32'd1 *)
+                if (\$108 ) begin
+                  \$511  = 1'h0;
+                end else begin
+                  \$511  = \$110 [0];
+                end
+              end
             end
           end
     endcase
@@ -8853,39 +8835,40 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$512  = step;
+    \$512  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$101 ) begin
+          if (\$102 ) begin
+            (* full_case = 32'd1 *)
             if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$102 ) begin
-                \$512  = 2'h0;
-              end else begin
-                \$512  = \$103 [1:0];
-              end
+              \$512  = 1'h0;
+            end else begin
+              \$512  = \$106 ;
             end
           end
     endcase
     if (rst) begin
-      \$512  = 2'h0;
+      \$512  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$513  = fire_k;
+    \$513  = step;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$101 ) begin
+          if (\$102 ) begin
             if (sweep_last) begin
-              if (\$102 ) begin
+              (* full_case = 32'd1 *)
+              if (\$103 ) begin
                 \$513  = 2'h0;
+              end else begin
+                \$513  = \$104 [1:0];
               end
             end
           end
@@ -8896,15 +8879,15 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$514  = plane;
+    \$514  = fire_k;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$101 ) begin
+          if (\$102 ) begin
             if (sweep_last) begin
-              if (\$102 ) begin
+              if (\$103 ) begin
                 \$514  = 2'h0;
               end
             end
@@ -8916,322 +8899,335 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$515  = \$111 ;
+    \$515  = plane;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$102 ) begin
+            if (sweep_last) begin
+              if (\$103 ) begin
+                \$515  = 2'h0;
+              end
+            end
+          end
+    endcase
     if (rst) begin
-      \$515  = 1'h0;
+      \$515  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$516  = \$113 ;
+    \$516  = \$112 ;
     if (rst) begin
       \$516  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$517  = issue;
+    \$517  = \$114 ;
     if (rst) begin
-      \$517  = 32'd0;
+      \$517  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$518  = st0;
+    \$518  = issue;
     if (rst) begin
       \$518  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$519  = st1;
+    \$519  = st0;
     if (rst) begin
       \$519  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$520  = st2;
+    \$520  = st1;
     if (rst) begin
       \$520  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$521  = st3;
+    \$521  = st2;
     if (rst) begin
       \$521  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$522  = st4;
+    \$522  = st3;
     if (rst) begin
       \$522  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$523  = st5;
+    \$523  = st4;
     if (rst) begin
       \$523  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$524  = st6;
+    \$524  = st5;
     if (rst) begin
       \$524  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$525  = st7;
+    \$525  = st6;
     if (rst) begin
       \$525  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$526  = \$signature__data ;
+    \$526  = st7;
     if (rst) begin
       \$526  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$527  = \$119 ;
+    \$527  = \$signature__data ;
     if (rst) begin
-      \$527  = 11'h000;
+      \$527  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$528  = \$125 ;
+    \$528  = \$120 ;
     if (rst) begin
       \$528  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$529  = \$131 ;
+    \$529  = \$126 ;
     if (rst) begin
       \$529  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$530  = \$137 ;
+    \$530  = \$132 ;
     if (rst) begin
       \$530  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$531  = \$140 ;
+    \$531  = \$138 ;
     if (rst) begin
-      \$531  = 12'h000;
+      \$531  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$532  = \$143 ;
+    \$532  = \$141 ;
     if (rst) begin
       \$532  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$533  = \$146 ;
+    \$533  = \$144 ;
     if (rst) begin
       \$533  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$534  = \$149 ;
+    \$534  = \$147 ;
     if (rst) begin
       \$534  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$535  = addend;
-    if (\$150 ) begin
-      \$535 [11:0] = \$152 [11:0];
-      \$535 [23:12] = \$154 [11:0];
-      \$535 [35:24] = \$156 [11:0];
-      \$535 [47:36] = \$158 [11:0];
-    end
+    \$535  = \$150 ;
     if (rst) begin
-      \$535  = 48'h000000000000;
+      \$535  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$536  = \$signature__data$102 ;
+    \$536  = addend;
+    if (\$151 ) begin
+      \$536 [11:0] = \$153 [11:0];
+      \$536 [23:12] = \$155 [11:0];
+      \$536 [35:24] = \$157 [11:0];
+      \$536 [47:36] = \$159 [11:0];
+    end
     if (rst) begin
-      \$536  = 60'h000000000000000;
+      \$536  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$537  = b_rd__data;
+    \$537  = \$signature__data$102 ;
     if (rst) begin
-      \$537  = 44'h00000000000;
+      \$537  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$538  = v_wr__data;
+    \$538  = b_rd__data;
     if (rst) begin
-      \$538  = 60'h000000000000000;
+      \$538  = 44'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$539  = res8;
+    \$539  = v_wr__data;
     if (rst) begin
       \$539  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$540  = 4'h0;
+    \$540  = res8;
     if (rst) begin
-      \$540  = 4'h0;
+      \$540  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$541  = cres8;
+    \$541  = 4'h0;
     if (rst) begin
       \$541  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$542  = b_raw;
+    \$542  = cres8;
     if (rst) begin
-      \$542  = 44'h00000000000;
+      \$542  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$543  = \$like ;
+    \$543  = b_raw;
     if (rst) begin
       \$543  = 44'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$544  = \$166 ;
+    \$544  = \$like ;
     if (rst) begin
-      \$544  = 1'h0;
+      \$544  = 44'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$545  = \$176 ;
+    \$545  = \$167 ;
     if (rst) begin
       \$545  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$546  = \$184 ;
+    \$546  = \$177 ;
     if (rst) begin
       \$546  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$547  = \$194 ;
+    \$547  = \$185 ;
     if (rst) begin
       \$547  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$548  = \$200 ;
+    \$548  = \$195 ;
     if (rst) begin
       \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$549  = \$208 ;
+    \$549  = \$201 ;
     if (rst) begin
       \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$550  = \$214 ;
+    \$550  = \$209 ;
     if (rst) begin
       \$550  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$551  = \$222 ;
+    \$551  = \$215 ;
     if (rst) begin
       \$551  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$552  = \$228 ;
+    \$552  = \$223 ;
     if (rst) begin
       \$552  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$553  = \$236 ;
+    \$553  = \$229 ;
     if (rst) begin
       \$553  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$554  = { \$332 , \$323 , \$314 , \$306 , \$299 , \$289 , \$279 , \$270 , \$262 , \$248  };
+    \$554  = \$237 ;
     if (rst) begin
-      \$554  = 10'h000;
+      \$554  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$555  = { 6'h00, \$335 , \$333  };
+    \$555  = { \$333 , \$324 , \$315 , \$307 , \$300 , \$290 , \$280 , \$271 , \$263 , \$249  };
     if (rst) begin
-      \$555  = 8'h00;
+      \$555  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$556 [15:0] = \$370 [15:0];
-    \$556 [31:16] = \$405 [15:0];
-    \$556 [47:32] = \$440 [15:0];
-    \$556 [63:48] = \$475 [15:0];
+    \$556  = { 6'h00, \$336 , \$334  };
     if (rst) begin
-      \$556  = 64'h0000000000000000;
+      \$556  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$557 [15:0] = \$signal$124 [15:0];
-    \$557 [31:16] = \$signal$124 [31:16];
-    \$557 [47:32] = \$signal$124 [47:32];
-    \$557 [63:48] = \$signal$124 [63:48];
+    \$557 [15:0] = \$371 [15:0];
+    \$557 [31:16] = \$406 [15:0];
+    \$557 [47:32] = \$441 [15:0];
+    \$557 [63:48] = \$476 [15:0];
     if (rst) begin
       \$557  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$558  = \$476 ;
+    \$558 [15:0] = \$signal$124 [15:0];
+    \$558 [31:16] = \$signal$124 [31:16];
+    \$558 [47:32] = \$signal$124 [47:32];
+    \$558 [63:48] = \$signal$124 [63:48];
     if (rst) begin
-      \$558  = 17'h00000;
+      \$558  = 64'h0000000000000000;
     end
   end
   always @* begin
@@ -9341,47 +9337,54 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$574  = result;
+    \$574  = \$492 ;
     if (rst) begin
-      \$574  = 60'h000000000000000;
+      \$574  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$575  = entry;
+    \$575  = result;
     if (rst) begin
-      \$575  = 18'h00000;
+      \$575  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$576  = \$495 ;
+    \$576  = entry;
     if (rst) begin
-      \$576  = 1'h0;
+      \$576  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$577  = done;
+    \$577  = \$496 ;
+    if (rst) begin
+      \$577  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$578  = done;
     if (\$signal$76 ) begin
       (* full_case = 32'd1 *)
-      if (\$496 ) begin
+      if (\$497 ) begin
         if (o__ready) begin
           (* full_case = 32'd1 *)
-          if (\$501 ) begin
-            \$577  = 4'h0;
+          if (\$502 ) begin
+            \$578  = 4'h0;
           end else begin
-            \$577  = \$503 [3:0];
+            \$578  = \$504 [3:0];
           end
         end
       end else begin
         if (o__ready) begin
-          \$577  = 4'h0;
+          \$578  = 4'h0;
         end
       end
     end
     if (rst) begin
-      \$577  = 4'h0;
+      \$578  = 4'h0;
     end
   end
   always @* begin
@@ -9389,13 +9392,13 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$86  = \$signal$72 [2:0];
+          \$87  = \$signal$72 [2:0];
       2'h1:
-          \$86  = \$signal$72 [5:3];
+          \$87  = \$signal$72 [5:3];
       2'h2:
-          \$86  = \$signal$72 [8:6];
+          \$87  = \$signal$72 [8:6];
       2'h3:
-          \$86  = \$signal$72 [11:9];
+          \$87  = \$signal$72 [11:9];
     endcase
   end
   assign \$signal$5  = 1'h0;
@@ -9409,7 +9412,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign b_rd__addr = st2[6:4];
   assign v_wr__addr = st7[6:4];
   assign res7 = v_wr__data;
-  assign v_wr__en = \$67 [0];
+  assign v_wr__en = \$68 [0];
   assign entry7 = \$signal$66 ;
   assign push7 = \$signal$68 ;
   assign cres7 = 4'h0;
@@ -9673,87 +9676,88 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \c_raw[2]  = 1'h0;
   assign \c_raw[3]  = 1'h0;
   always @*
-    o__payload[4:0] = \$84 [4:0];
-  assign pending[3] = \$82 ;
-  assign pending[2] = \$79 ;
-  assign pending[1] = \$76 ;
-  assign pending[0] = \$73 ;
+    o__payload[4:0] = \$85 [4:0];
+  assign pending[3] = \$83 ;
+  assign pending[2] = \$80 ;
+  assign pending[1] = \$77 ;
+  assign pending[0] = \$74 ;
   assign entry[17] = st6[26];
   assign entry[16] = st6[31];
   assign entry[15] = st6[30];
   assign entry[14:12] = st6[29:27];
   assign entry[11:0] = out_counts;
-  assign \$68  = st7[1];
-  assign \$93  = fsm_state;
-  assign \$114  = { w1_0[7], w1_0[7:0] };
-  assign \$117  = { w1_0[7:0], 1'h0 };
-  assign \$120  = { w1_0[15], w1_0[15:8] };
-  assign \$123  = { w1_0[15:8], 1'h0 };
-  assign \$126  = { w1_0[23], w1_0[23:16] };
-  assign \$129  = { w1_0[23:16], 1'h0 };
-  assign \$132  = { w1_0[31], w1_0[31:24] };
-  assign \$135  = { w1_0[31:24], 1'h0 };
-  assign \$138  = { w1_0[7], w1_0[7:0], 2'h0 };
-  assign \$141  = { w1_0[15], w1_0[15:8], 2'h0 };
-  assign \$144  = { w1_0[23], w1_0[23:16], 2'h0 };
-  assign \$147  = { w1_0[31], w1_0[31:24], 2'h0 };
-  assign \$172  = st3[1];
-  assign \$190  = st4[1];
-  assign \$204  = st5[1];
-  assign \$218  = st6[1];
-  assign \$232  = st7[1];
-  assign \$237  = 1'h1;
-  assign \$238  = hit_v1;
-  assign \$243  = 1'h1;
-  assign \$244  = hit_c1;
-  assign \$249  = hit_v1;
-  assign \$256  = hit_c1;
-  assign \$263  = hit_v1;
-  assign \$271  = hit_v1;
-  assign \$280  = hit_v1;
-  assign \$290  = hit_v1;
-  assign \$300  = hit_c1;
-  assign \$307  = hit_c1;
-  assign \$315  = hit_c1;
-  assign \$324  = hit_c1;
-  assign \$347  = 2'h0;
-  assign \$348  = \$346 ;
-  assign \$353  = 2'h0;
-  assign \$354  = \$352 ;
-  assign \$362  = 2'h0;
-  assign \$363  = \$361 ;
-  assign \$368  = 2'h0;
-  assign \$369  = \$367 ;
-  assign \$382  = 2'h0;
-  assign \$383  = \$381 ;
-  assign \$388  = 2'h0;
-  assign \$389  = \$387 ;
-  assign \$397  = 2'h0;
-  assign \$398  = \$396 ;
-  assign \$403  = 2'h0;
-  assign \$404  = \$402 ;
-  assign \$417  = 2'h0;
-  assign \$418  = \$416 ;
-  assign \$423  = 2'h0;
-  assign \$424  = \$422 ;
-  assign \$432  = 2'h0;
-  assign \$433  = \$431 ;
-  assign \$438  = 2'h0;
-  assign \$439  = \$437 ;
-  assign \$452  = 2'h0;
-  assign \$453  = \$451 ;
-  assign \$458  = 2'h0;
-  assign \$459  = \$457 ;
-  assign \$467  = 2'h0;
-  assign \$468  = \$466 ;
-  assign \$473  = 2'h0;
-  assign \$474  = \$472 ;
-  assign \$492  = st6[1];
-  assign \$335  = st3[1];
+  assign active = \$7 ;
+  assign \$69  = st7[1];
+  assign \$94  = fsm_state;
+  assign \$115  = { w1_0[7], w1_0[7:0] };
+  assign \$118  = { w1_0[7:0], 1'h0 };
+  assign \$121  = { w1_0[15], w1_0[15:8] };
+  assign \$124  = { w1_0[15:8], 1'h0 };
+  assign \$127  = { w1_0[23], w1_0[23:16] };
+  assign \$130  = { w1_0[23:16], 1'h0 };
+  assign \$133  = { w1_0[31], w1_0[31:24] };
+  assign \$136  = { w1_0[31:24], 1'h0 };
+  assign \$139  = { w1_0[7], w1_0[7:0], 2'h0 };
+  assign \$142  = { w1_0[15], w1_0[15:8], 2'h0 };
+  assign \$145  = { w1_0[23], w1_0[23:16], 2'h0 };
+  assign \$148  = { w1_0[31], w1_0[31:24], 2'h0 };
+  assign \$173  = st3[1];
+  assign \$191  = st4[1];
+  assign \$205  = st5[1];
+  assign \$219  = st6[1];
+  assign \$233  = st7[1];
+  assign \$238  = 1'h1;
+  assign \$239  = hit_v1;
+  assign \$244  = 1'h1;
+  assign \$245  = hit_c1;
+  assign \$250  = hit_v1;
+  assign \$257  = hit_c1;
+  assign \$264  = hit_v1;
+  assign \$272  = hit_v1;
+  assign \$281  = hit_v1;
+  assign \$291  = hit_v1;
+  assign \$301  = hit_c1;
+  assign \$308  = hit_c1;
+  assign \$316  = hit_c1;
+  assign \$325  = hit_c1;
+  assign \$348  = 2'h0;
+  assign \$349  = \$347 ;
+  assign \$354  = 2'h0;
+  assign \$355  = \$353 ;
+  assign \$363  = 2'h0;
+  assign \$364  = \$362 ;
+  assign \$369  = 2'h0;
+  assign \$370  = \$368 ;
+  assign \$383  = 2'h0;
+  assign \$384  = \$382 ;
+  assign \$389  = 2'h0;
+  assign \$390  = \$388 ;
+  assign \$398  = 2'h0;
+  assign \$399  = \$397 ;
+  assign \$404  = 2'h0;
+  assign \$405  = \$403 ;
+  assign \$418  = 2'h0;
+  assign \$419  = \$417 ;
+  assign \$424  = 2'h0;
+  assign \$425  = \$423 ;
+  assign \$433  = 2'h0;
+  assign \$434  = \$432 ;
+  assign \$439  = 2'h0;
+  assign \$440  = \$438 ;
+  assign \$453  = 2'h0;
+  assign \$454  = \$452 ;
+  assign \$459  = 2'h0;
+  assign \$460  = \$458 ;
+  assign \$468  = 2'h0;
+  assign \$469  = \$467 ;
+  assign \$474  = 2'h0;
+  assign \$475  = \$473 ;
+  assign \$493  = st6[1];
+  assign \$336  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$3289$0 , clk);
+module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$3292$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   reg [8:0] \$10 ;
@@ -9800,8 +9804,8 @@ module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_add
   reg op_valid = 1'h0;
   output [8:0] op_waddr;
   reg [8:0] op_waddr = 9'h000;
-  input [8:0] \port$3289$0 ;
-  wire [8:0] \port$3289$0 ;
+  input [8:0] \port$3292$0 ;
+  wire [8:0] \port$3292$0 ;
   output ready;
   wire ready;
   input rst;
@@ -9861,7 +9865,7 @@ module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_add
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$12  = op_count;
     if (load) begin
-      \$12  = \port$3289$0 [8:6];
+      \$12  = \port$3292$0 [8:6];
     end
     if (rst) begin
       \$12  = 3'h0;
@@ -9921,14 +9925,14 @@ module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_add
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_index = \port$3289$0 [5:0];
-  assign ev_count = \port$3289$0 [8:6];
+  assign ev_index = \port$3292$0 [5:0];
+  assign ev_count = \port$3292$0 [8:6];
   assign ev_shift = 4'h0;
-  assign \$4  = { \port$3289$0 [5:0], 3'h0 };
+  assign \$4  = { \port$3292$0 [5:0], 3'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc2.queue (rst, \port$2896$0 , w_data, w_en, \port$3082$0 , \port$3084$0 , clk);
+module \digits_mlp_gn.engine_fc2.queue (rst, \port$2899$0 , w_data, w_en, \port$3085$0 , \port$3087$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -9959,12 +9963,12 @@ module \digits_mlp_gn.engine_fc2.queue (rst, \port$2896$0 , w_data, w_en, \port$
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$2896$0 ;
-  wire \port$2896$0 ;
-  output [17:0] \port$3082$0 ;
-  wire [17:0] \port$3082$0 ;
-  output \port$3084$0 ;
-  wire \port$3084$0 ;
+  input \port$2899$0 ;
+  wire \port$2899$0 ;
+  output [17:0] \port$3085$0 ;
+  wire [17:0] \port$3085$0 ;
+  output \port$3087$0 ;
+  wire \port$3087$0 ;
   wire [17:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -10001,12 +10005,12 @@ module \digits_mlp_gn.engine_fc2.queue (rst, \port$2896$0 , w_data, w_en, \port$
   \digits_mlp_gn.engine_fc2.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$1878$0 (\$signal$9 ),
-    .\port$2896$0 (\port$2896$0 ),
-    .\port$3066$0 (\$signal$11 ),
-    .\port$3068$0 (held_valid),
-    .\port$3082$0 (\$signal$14 ),
-    .\port$3084$0 (\$signal$16 ),
+    .\port$1880$0 (\$signal$9 ),
+    .\port$2899$0 (\port$2899$0 ),
+    .\port$3069$0 (\$signal$11 ),
+    .\port$3071$0 (held_valid),
+    .\port$3085$0 (\$signal$14 ),
+    .\port$3087$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -10037,11 +10041,11 @@ module \digits_mlp_gn.engine_fc2.queue (rst, \port$2896$0 , w_data, w_en, \port$
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$2896$0 ;
-  assign \$signal$19  = \port$2896$0 ;
+  assign \$signal$18  = \port$2899$0 ;
+  assign \$signal$19  = \port$2899$0 ;
   assign level = \$4 [4:0];
-  assign \port$3082$0  = \$signal$14 ;
-  assign \port$3084$0  = \$signal$16 ;
+  assign \port$3085$0  = \$signal$14 ;
+  assign \port$3087$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10249,7 +10253,7 @@ module \digits_mlp_gn.engine_fc2.queue.inner (rst, r_en, w_rdy, w_level, r_data,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1878$0 , count, \port$2896$0 , \port$3066$0 , \port$3068$0 , \port$3082$0 , \port$3084$0 , clk);
+module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1880$0 , count, \port$2899$0 , \port$3069$0 , \port$3071$0 , \port$3085$0 , \port$3087$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -10269,28 +10273,28 @@ module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1878$0 , count, \port$28
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$1878$0 ;
-  wire \port$1878$0 ;
-  input \port$2896$0 ;
-  wire \port$2896$0 ;
-  input [17:0] \port$3066$0 ;
-  wire [17:0] \port$3066$0 ;
-  input \port$3068$0 ;
-  wire \port$3068$0 ;
+  output \port$1880$0 ;
+  wire \port$1880$0 ;
+  input \port$2899$0 ;
+  wire \port$2899$0 ;
+  input [17:0] \port$3069$0 ;
+  wire [17:0] \port$3069$0 ;
+  input \port$3071$0 ;
+  wire \port$3071$0 ;
   (* init = 18'h00000 *)
-  output [17:0] \port$3082$0 ;
-  wire [17:0] \port$3082$0 ;
+  output [17:0] \port$3085$0 ;
+  wire [17:0] \port$3085$0 ;
   (* init = 1'h0 *)
-  output \port$3084$0 ;
-  wire \port$3084$0 ;
+  output \port$3087$0 ;
+  wire \port$3087$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3068$0  & \$1 ;
+  assign take = \port$3071$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$2896$0  | \$2 ;
+  assign \$3  = \port$2899$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -10308,7 +10312,7 @@ module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1878$0 , count, \port$28
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3066$0 ;
+        \$4  = \port$3069$0 ;
       end
     end
     if (rst) begin
@@ -10351,18 +10355,18 @@ module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1878$0 , count, \port$28
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3066$0 ;
+      \$7  = \port$3069$0 ;
     end
     if (rst) begin
       \$7  = 18'h00000;
     end
   end
-  assign \$signal$3  = \port$3068$0 ;
-  assign \$signal$8  = \port$2896$0 ;
-  assign \$signal$11  = \port$3066$0 ;
-  assign \port$1878$0  = \$signal ;
-  assign \port$3082$0  = \$signal$9 ;
-  assign \port$3084$0  = \$signal$5 ;
+  assign \$signal$3  = \port$3071$0 ;
+  assign \$signal$8  = \port$2899$0 ;
+  assign \$signal$11  = \port$3069$0 ;
+  assign \port$1880$0  = \$signal ;
+  assign \port$3085$0  = \$signal$9 ;
+  assign \port$3087$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10413,7 +10417,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire \$137 ;
   wire \$138 ;
   wire \$139 ;
-  wire [3:0] \$14 ;
+  wire \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
@@ -10424,7 +10428,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire \$15 ;
+  wire [3:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
@@ -10502,7 +10506,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
-  wire [4:0] \$22 ;
+  wire \$22 ;
   wire \$220 ;
   wire \$221 ;
   wire \$222 ;
@@ -10513,7 +10517,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
-  wire [5:0] \$23 ;
+  wire [4:0] \$23 ;
   wire \$230 ;
   wire \$231 ;
   wire \$232 ;
@@ -10524,7 +10528,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire \$237 ;
   wire \$238 ;
   wire \$239 ;
-  wire \$24 ;
+  wire [5:0] \$24 ;
   wire \$240 ;
   wire \$241 ;
   wire \$242 ;
@@ -10546,7 +10550,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire \$257 ;
   wire \$258 ;
   wire \$259 ;
-  reg [14:0] \$26 ;
+  wire \$26 ;
   wire \$260 ;
   wire \$261 ;
   wire \$262 ;
@@ -10557,194 +10561,194 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire \$267 ;
   wire \$268 ;
   wire \$269 ;
-  wire \$27 ;
+  reg [14:0] \$27 ;
   wire \$270 ;
   wire \$271 ;
   wire \$272 ;
   wire \$273 ;
-  wire [15:0] \$274 ;
+  wire \$274 ;
   wire [15:0] \$275 ;
   wire [15:0] \$276 ;
-  wire [14:0] \$277 ;
-  wire [15:0] \$278 ;
-  wire [14:0] \$279 ;
-  wire [3:0] \$28 ;
-  wire [15:0] \$280 ;
-  wire [14:0] \$281 ;
-  wire [15:0] \$282 ;
-  wire [14:0] \$283 ;
-  wire [15:0] \$284 ;
-  wire [1:0] \$285 ;
-  wire [15:0] \$286 ;
-  wire [1:0] \$287 ;
-  wire [15:0] \$288 ;
-  wire [1:0] \$289 ;
-  wire \$29 ;
-  wire [15:0] \$290 ;
-  wire [1:0] \$291 ;
-  wire [15:0] \$292 ;
-  wire [11:0] \$293 ;
-  wire [7:0] \$294 ;
-  wire [11:0] \$295 ;
-  wire [15:0] \$296 ;
+  wire [15:0] \$277 ;
+  wire [14:0] \$278 ;
+  wire [15:0] \$279 ;
+  wire \$28 ;
+  wire [14:0] \$280 ;
+  wire [15:0] \$281 ;
+  wire [14:0] \$282 ;
+  wire [15:0] \$283 ;
+  wire [14:0] \$284 ;
+  wire [15:0] \$285 ;
+  wire [1:0] \$286 ;
+  wire [15:0] \$287 ;
+  wire [1:0] \$288 ;
+  wire [15:0] \$289 ;
+  wire [3:0] \$29 ;
+  wire [1:0] \$290 ;
+  wire [15:0] \$291 ;
+  wire [1:0] \$292 ;
+  wire [15:0] \$293 ;
+  wire [11:0] \$294 ;
+  wire [7:0] \$295 ;
+  wire [11:0] \$296 ;
   wire [15:0] \$297 ;
   wire [15:0] \$298 ;
   wire [15:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire [1:0] \$300 ;
-  wire [15:0] \$301 ;
-  wire [1:0] \$302 ;
-  wire [15:0] \$303 ;
-  wire [1:0] \$304 ;
-  wire [15:0] \$305 ;
-  wire [1:0] \$306 ;
-  wire [15:0] \$307 ;
-  wire [16:0] \$308 ;
-  wire [15:0] \$309 ;
+  wire [15:0] \$300 ;
+  wire [1:0] \$301 ;
+  wire [15:0] \$302 ;
+  wire [1:0] \$303 ;
+  wire [15:0] \$304 ;
+  wire [1:0] \$305 ;
+  wire [15:0] \$306 ;
+  wire [1:0] \$307 ;
+  wire [15:0] \$308 ;
+  wire [16:0] \$309 ;
   wire \$31 ;
   wire [15:0] \$310 ;
   wire [15:0] \$311 ;
-  wire [14:0] \$312 ;
-  wire [15:0] \$313 ;
-  wire [14:0] \$314 ;
-  wire [15:0] \$315 ;
-  wire [14:0] \$316 ;
-  wire [15:0] \$317 ;
-  wire [14:0] \$318 ;
-  wire [15:0] \$319 ;
-  wire [5:0] \$32 ;
-  wire [1:0] \$320 ;
-  wire [15:0] \$321 ;
-  wire [1:0] \$322 ;
-  wire [15:0] \$323 ;
-  wire [1:0] \$324 ;
-  wire [15:0] \$325 ;
-  wire [1:0] \$326 ;
-  wire [15:0] \$327 ;
-  wire [11:0] \$328 ;
-  wire [7:0] \$329 ;
-  wire [6:0] \$33 ;
-  wire [11:0] \$330 ;
-  wire [15:0] \$331 ;
+  wire [15:0] \$312 ;
+  wire [14:0] \$313 ;
+  wire [15:0] \$314 ;
+  wire [14:0] \$315 ;
+  wire [15:0] \$316 ;
+  wire [14:0] \$317 ;
+  wire [15:0] \$318 ;
+  wire [14:0] \$319 ;
+  wire \$32 ;
+  wire [15:0] \$320 ;
+  wire [1:0] \$321 ;
+  wire [15:0] \$322 ;
+  wire [1:0] \$323 ;
+  wire [15:0] \$324 ;
+  wire [1:0] \$325 ;
+  wire [15:0] \$326 ;
+  wire [1:0] \$327 ;
+  wire [15:0] \$328 ;
+  wire [11:0] \$329 ;
+  wire [5:0] \$33 ;
+  wire [7:0] \$330 ;
+  wire [11:0] \$331 ;
   wire [15:0] \$332 ;
   wire [15:0] \$333 ;
   wire [15:0] \$334 ;
-  wire [1:0] \$335 ;
-  wire [15:0] \$336 ;
-  wire [1:0] \$337 ;
-  wire [15:0] \$338 ;
-  wire [1:0] \$339 ;
-  wire \$34 ;
-  wire [15:0] \$340 ;
-  wire [1:0] \$341 ;
-  wire [15:0] \$342 ;
-  wire [16:0] \$343 ;
-  wire [15:0] \$344 ;
+  wire [15:0] \$335 ;
+  wire [1:0] \$336 ;
+  wire [15:0] \$337 ;
+  wire [1:0] \$338 ;
+  wire [15:0] \$339 ;
+  wire [6:0] \$34 ;
+  wire [1:0] \$340 ;
+  wire [15:0] \$341 ;
+  wire [1:0] \$342 ;
+  wire [15:0] \$343 ;
+  wire [16:0] \$344 ;
   wire [15:0] \$345 ;
   wire [15:0] \$346 ;
-  wire [14:0] \$347 ;
-  wire [15:0] \$348 ;
-  wire [14:0] \$349 ;
-  wire [7:0] \$35 ;
-  wire [15:0] \$350 ;
-  wire [14:0] \$351 ;
-  wire [15:0] \$352 ;
-  wire [14:0] \$353 ;
-  wire [15:0] \$354 ;
-  wire [1:0] \$355 ;
-  wire [15:0] \$356 ;
-  wire [1:0] \$357 ;
-  wire [15:0] \$358 ;
-  wire [1:0] \$359 ;
-  wire \$36 ;
-  wire [15:0] \$360 ;
-  wire [1:0] \$361 ;
-  wire [15:0] \$362 ;
-  wire [11:0] \$363 ;
-  wire [7:0] \$364 ;
-  wire [11:0] \$365 ;
-  wire [15:0] \$366 ;
+  wire [15:0] \$347 ;
+  wire [14:0] \$348 ;
+  wire [15:0] \$349 ;
+  wire \$35 ;
+  wire [14:0] \$350 ;
+  wire [15:0] \$351 ;
+  wire [14:0] \$352 ;
+  wire [15:0] \$353 ;
+  wire [14:0] \$354 ;
+  wire [15:0] \$355 ;
+  wire [1:0] \$356 ;
+  wire [15:0] \$357 ;
+  wire [1:0] \$358 ;
+  wire [15:0] \$359 ;
+  wire [7:0] \$36 ;
+  wire [1:0] \$360 ;
+  wire [15:0] \$361 ;
+  wire [1:0] \$362 ;
+  wire [15:0] \$363 ;
+  wire [11:0] \$364 ;
+  wire [7:0] \$365 ;
+  wire [11:0] \$366 ;
   wire [15:0] \$367 ;
   wire [15:0] \$368 ;
   wire [15:0] \$369 ;
   wire \$37 ;
-  wire [1:0] \$370 ;
-  wire [15:0] \$371 ;
-  wire [1:0] \$372 ;
-  wire [15:0] \$373 ;
-  wire [1:0] \$374 ;
-  wire [15:0] \$375 ;
-  wire [1:0] \$376 ;
-  wire [15:0] \$377 ;
-  wire [16:0] \$378 ;
-  wire [15:0] \$379 ;
+  wire [15:0] \$370 ;
+  wire [1:0] \$371 ;
+  wire [15:0] \$372 ;
+  wire [1:0] \$373 ;
+  wire [15:0] \$374 ;
+  wire [1:0] \$375 ;
+  wire [15:0] \$376 ;
+  wire [1:0] \$377 ;
+  wire [15:0] \$378 ;
+  wire [16:0] \$379 ;
   wire \$38 ;
   wire [15:0] \$380 ;
   wire [15:0] \$381 ;
-  wire [14:0] \$382 ;
-  wire [15:0] \$383 ;
-  wire [14:0] \$384 ;
-  wire [15:0] \$385 ;
-  wire [14:0] \$386 ;
-  wire [15:0] \$387 ;
-  wire [14:0] \$388 ;
-  wire [15:0] \$389 ;
-  wire [2:0] \$39 ;
-  wire [1:0] \$390 ;
-  wire [15:0] \$391 ;
-  wire [1:0] \$392 ;
-  wire [15:0] \$393 ;
-  wire [1:0] \$394 ;
-  wire [15:0] \$395 ;
-  wire [1:0] \$396 ;
-  wire [15:0] \$397 ;
-  wire [11:0] \$398 ;
-  wire [7:0] \$399 ;
+  wire [15:0] \$382 ;
+  wire [14:0] \$383 ;
+  wire [15:0] \$384 ;
+  wire [14:0] \$385 ;
+  wire [15:0] \$386 ;
+  wire [14:0] \$387 ;
+  wire [15:0] \$388 ;
+  wire [14:0] \$389 ;
+  wire \$39 ;
+  wire [15:0] \$390 ;
+  wire [1:0] \$391 ;
+  wire [15:0] \$392 ;
+  wire [1:0] \$393 ;
+  wire [15:0] \$394 ;
+  wire [1:0] \$395 ;
+  wire [15:0] \$396 ;
+  wire [1:0] \$397 ;
+  wire [15:0] \$398 ;
+  wire [11:0] \$399 ;
   wire \$4 ;
-  wire \$40 ;
-  wire [11:0] \$400 ;
-  wire [15:0] \$401 ;
+  wire [2:0] \$40 ;
+  wire [7:0] \$400 ;
+  wire [11:0] \$401 ;
   wire [15:0] \$402 ;
   wire [15:0] \$403 ;
   wire [15:0] \$404 ;
-  wire [1:0] \$405 ;
-  wire [15:0] \$406 ;
-  wire [1:0] \$407 ;
-  wire [15:0] \$408 ;
-  wire [1:0] \$409 ;
+  wire [15:0] \$405 ;
+  wire [1:0] \$406 ;
+  wire [15:0] \$407 ;
+  wire [1:0] \$408 ;
+  wire [15:0] \$409 ;
   wire \$41 ;
-  wire [15:0] \$410 ;
-  wire [1:0] \$411 ;
-  wire [15:0] \$412 ;
-  wire [16:0] \$413 ;
-  wire \$414 ;
+  wire [1:0] \$410 ;
+  wire [15:0] \$411 ;
+  wire [1:0] \$412 ;
+  wire [15:0] \$413 ;
+  wire [16:0] \$414 ;
   wire \$415 ;
   wire \$416 ;
   wire \$417 ;
-  reg [14:0] \$418 ;
-  wire \$419 ;
-  wire [2:0] \$42 ;
+  wire \$418 ;
+  reg [14:0] \$419 ;
+  wire \$42 ;
   wire \$420 ;
   wire \$421 ;
-  reg [14:0] \$422 ;
-  wire [6:0] \$423 ;
+  wire \$422 ;
+  reg [14:0] \$423 ;
   wire [6:0] \$424 ;
-  reg [4:0] \$425 ;
-  reg \$426 ;
+  wire [6:0] \$425 ;
+  reg [4:0] \$426 ;
   reg \$427 ;
-  reg [1:0] \$428 ;
+  reg \$428 ;
   reg [1:0] \$429 ;
-  wire \$43 ;
+  wire [2:0] \$43 ;
   reg [1:0] \$430 ;
-  reg \$431 ;
+  reg [1:0] \$431 ;
   reg \$432 ;
   reg \$433 ;
-  reg [1:0] \$434 ;
+  reg \$434 ;
   reg [1:0] \$435 ;
-  reg \$436 ;
+  reg [1:0] \$436 ;
   reg \$437 ;
-  reg [27:0] \$438 ;
+  reg \$438 ;
   reg [27:0] \$439 ;
   wire \$44 ;
   reg [27:0] \$440 ;
@@ -10754,27 +10758,27 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   reg [27:0] \$444 ;
   reg [27:0] \$445 ;
   reg [27:0] \$446 ;
-  reg [31:0] \$447 ;
-  reg [10:0] \$448 ;
+  reg [27:0] \$447 ;
+  reg [31:0] \$448 ;
   reg [10:0] \$449 ;
   wire \$45 ;
   reg [10:0] \$450 ;
   reg [10:0] \$451 ;
-  reg [11:0] \$452 ;
+  reg [10:0] \$452 ;
   reg [11:0] \$453 ;
   reg [11:0] \$454 ;
   reg [11:0] \$455 ;
-  reg [47:0] \$456 ;
-  reg [59:0] \$457 ;
-  reg [31:0] \$458 ;
-  reg [59:0] \$459 ;
-  wire [1:0] \$46 ;
+  reg [11:0] \$456 ;
+  reg [47:0] \$457 ;
+  reg [59:0] \$458 ;
+  reg [31:0] \$459 ;
+  wire \$46 ;
   reg [59:0] \$460 ;
-  reg [3:0] \$461 ;
+  reg [59:0] \$461 ;
   reg [3:0] \$462 ;
-  reg [31:0] \$463 ;
+  reg [3:0] \$463 ;
   reg [31:0] \$464 ;
-  reg \$465 ;
+  reg [31:0] \$465 ;
   reg \$466 ;
   reg \$467 ;
   reg \$468 ;
@@ -10785,74 +10789,75 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   reg \$472 ;
   reg \$473 ;
   reg \$474 ;
-  reg [9:0] \$475 ;
-  reg [7:0] \$476 ;
-  reg [63:0] \$477 ;
+  reg \$475 ;
+  reg [9:0] \$476 ;
+  reg [7:0] \$477 ;
   reg [63:0] \$478 ;
-  reg [59:0] \$479 ;
-  wire [2:0] \$48 ;
-  reg [61:0] \$480 ;
-  reg \$481 ;
+  reg [63:0] \$479 ;
+  wire [1:0] \$48 ;
+  reg [59:0] \$480 ;
+  reg [61:0] \$481 ;
   reg \$482 ;
   reg \$483 ;
   reg \$484 ;
-  reg [14:0] \$485 ;
-  reg [3:0] \$486 ;
+  reg \$485 ;
+  reg [14:0] \$486 ;
   reg [3:0] \$487 ;
-  wire \$49 ;
+  reg [3:0] \$488 ;
+  wire [2:0] \$49 ;
   wire \$5 ;
   wire \$50 ;
   wire \$51 ;
-  wire [8:0] \$52 ;
+  wire \$52 ;
   wire [8:0] \$53 ;
-  wire [9:0] \$54 ;
-  wire [8:0] \$55 ;
+  wire [8:0] \$54 ;
+  wire [9:0] \$55 ;
   wire [8:0] \$56 ;
-  wire [10:0] \$57 ;
-  wire [8:0] \$58 ;
+  wire [8:0] \$57 ;
+  wire [10:0] \$58 ;
   wire [8:0] \$59 ;
   wire \$6 ;
-  wire [9:0] \$60 ;
-  wire [8:0] \$61 ;
+  wire [8:0] \$60 ;
+  wire [9:0] \$61 ;
   wire [8:0] \$62 ;
-  wire [10:0] \$63 ;
-  wire [8:0] \$64 ;
+  wire [8:0] \$63 ;
+  wire [10:0] \$64 ;
   wire [8:0] \$65 ;
-  wire [9:0] \$66 ;
-  wire [8:0] \$67 ;
+  wire [8:0] \$66 ;
+  wire [9:0] \$67 ;
   wire [8:0] \$68 ;
-  wire [10:0] \$69 ;
+  wire [8:0] \$69 ;
   wire \$7 ;
-  wire [8:0] \$70 ;
+  wire [10:0] \$70 ;
   wire [8:0] \$71 ;
-  wire [9:0] \$72 ;
-  wire [8:0] \$73 ;
+  wire [8:0] \$72 ;
+  wire [9:0] \$73 ;
   wire [8:0] \$74 ;
-  wire [10:0] \$75 ;
+  wire [8:0] \$75 ;
   wire [10:0] \$76 ;
   wire [10:0] \$77 ;
-  wire [11:0] \$78 ;
-  wire [10:0] \$79 ;
+  wire [10:0] \$78 ;
+  wire [11:0] \$79 ;
   wire \$8 ;
   wire [10:0] \$80 ;
-  wire [11:0] \$81 ;
-  wire [10:0] \$82 ;
+  wire [10:0] \$81 ;
+  wire [11:0] \$82 ;
   wire [10:0] \$83 ;
-  wire [11:0] \$84 ;
-  wire [10:0] \$85 ;
+  wire [10:0] \$84 ;
+  wire [11:0] \$85 ;
   wire [10:0] \$86 ;
-  wire [11:0] \$87 ;
-  wire \$88 ;
-  wire [11:0] \$89 ;
+  wire [10:0] \$87 ;
+  wire [11:0] \$88 ;
+  wire \$89 ;
   wire \$9 ;
-  wire [12:0] \$90 ;
-  wire [11:0] \$91 ;
-  wire [12:0] \$92 ;
-  wire [11:0] \$93 ;
-  wire [12:0] \$94 ;
-  wire [11:0] \$95 ;
-  wire [12:0] \$96 ;
-  wire \$97 ;
+  wire [11:0] \$90 ;
+  wire [12:0] \$91 ;
+  wire [11:0] \$92 ;
+  wire [12:0] \$93 ;
+  wire [11:0] \$94 ;
+  wire [12:0] \$95 ;
+  wire [11:0] \$96 ;
+  wire [12:0] \$97 ;
   wire \$98 ;
   wire \$99 ;
   reg [31:0] \$like  = 32'd0;
@@ -11249,7 +11254,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
     vmem[2] = 60'h000000000000000;
   end
   always @(posedge clk) begin
-    if (\$14 [0])
+    if (\$15 [0])
       vmem[st7[5:4]] <= v_wr__data;
   end
   reg [59:0] _1_;
@@ -11362,489 +11367,489 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   end
   assign \$signature__data  = _2_;
   always @(posedge clk)
-    b_raw <= \$458 ;
+    v_raw <= \$458 ;
   always @(posedge clk)
-    res8 <= \$459 ;
+    b_raw <= \$459 ;
   always @(posedge clk)
-    res9 <= \$460 ;
+    res8 <= \$460 ;
   always @(posedge clk)
-    cres8 <= \$461 ;
+    res9 <= \$461 ;
   always @(posedge clk)
-    cres9 <= \$462 ;
+    cres8 <= \$462 ;
   always @(posedge clk)
-    \$like  <= \$463 ;
+    cres9 <= \$463 ;
   always @(posedge clk)
-    b6 <= \$464 ;
+    \$like  <= \$464 ;
   always @(posedge clk)
-    hit_v1 <= \$465 ;
+    b6 <= \$465 ;
   always @(posedge clk)
-    hit_c1 <= \$466 ;
+    hit_v1 <= \$466 ;
   always @(posedge clk)
-    hit_v2 <= \$467 ;
+    hit_c1 <= \$467 ;
   always @(posedge clk)
-    hit_c2 <= \$468 ;
+    hit_v2 <= \$468 ;
   always @(posedge clk)
-    hit_v3 <= \$469 ;
+    hit_c2 <= \$469 ;
   always @(posedge clk)
-    hit_c3 <= \$470 ;
+    hit_v3 <= \$470 ;
   always @(posedge clk)
-    hit_v4 <= \$471 ;
+    hit_c3 <= \$471 ;
   always @(posedge clk)
-    hit_c4 <= \$472 ;
+    hit_v4 <= \$472 ;
   always @(posedge clk)
-    hit_v5 <= \$473 ;
+    hit_c4 <= \$473 ;
   always @(posedge clk)
-    hit_c5 <= \$474 ;
+    hit_v5 <= \$474 ;
   always @(posedge clk)
-    \$signal$105  <= \$475 ;
+    hit_c5 <= \$475 ;
   always @(posedge clk)
-    \$signal$106  <= \$476 ;
+    \$signal$105  <= \$476 ;
   always @(posedge clk)
-    \$signal$107  <= \$477 ;
+    \$signal$106  <= \$477 ;
   always @(posedge clk)
-    \$signal$36  <= \$478 ;
+    \$signal$107  <= \$478 ;
   always @(posedge clk)
-    v_wr__data <= \$479 ;
+    \$signal$36  <= \$479 ;
   always @(posedge clk)
-    \$signal$44  <= \$480 ;
+    v_wr__data <= \$480 ;
   always @(posedge clk)
-    \$signal$46  <= \$481 ;
+    \$signal$44  <= \$481 ;
   always @(posedge clk)
-    better <= \$482 ;
+    \$signal$46  <= \$482 ;
   always @(posedge clk)
-    \$signal$58  <= \$483 ;
+    better <= \$483 ;
   always @(posedge clk)
-    first <= \$484 ;
+    \$signal$58  <= \$484 ;
   always @(posedge clk)
-    best_val <= \$485 ;
+    first <= \$485 ;
   always @(posedge clk)
-    best_idx <= \$486 ;
+    best_val <= \$486 ;
   always @(posedge clk)
-    done <= \$487 ;
+    best_idx <= \$487 ;
+  always @(posedge clk)
+    done <= \$488 ;
   assign en = ~ \$signal ;
   assign \$1  = ~ \$signal ;
   assign \$2  = op_valid & \$1 ;
   assign \$3  = ~ op_valid;
   assign \$4  = ~ \$signal ;
   assign \$5  = credit & \$4 ;
-  assign active = issue[0] | \$signal ;
-  assign \$6  = ! st6[1];
+  assign \$6  = issue[0] | \$signal ;
   assign \$7  = ! st6[1];
   assign \$8  = ! st6[1];
   assign \$9  = ! st6[1];
-  assign \$10  = ! st7[1];
-  assign \$11  = \$10  & st7[2];
-  assign \$12  = ~ \$11 ;
-  assign \$13  = st7[0] & \$12 ;
-  assign \$14  = \$13  ? 4'hf : 4'h0;
-  assign \$16  = st7[0] & \$15 ;
-  assign \$17  = ~ \$signal$46 ;
-  assign dropped = \$16  & \$17 ;
-  assign \$18  = ~ done[3];
-  assign \$19  = ~ done[2];
-  assign \$20  = ~ done[1];
-  assign \$21  = ~ done[0];
-  assign \$22  = \$signal$52 [61:60] * 3'h4;
-  assign \$23  = \$22  + lane;
-  assign \$24  = lane == 2'h3;
-  assign \$25  = \$23 [3:0] == 4'h9;
-  assign last_lane = \$24  | \$25 ;
-  assign \$27  = \$23 [3:0] == 4'h9;
-  assign \$28  = better ? \$23 [3:0] : best_idx;
-  assign \$29  = \$signal$57  & \$signal$58 ;
-  assign \$30  = ! fsm_state;
-  assign \$32  = used + sweep_now;
-  assign \$33  = \$32  - dropped;
-  assign \$34  = \$signal$61  & \$signal$57 ;
-  assign \$35  = $signed(\$33 ) - $signed({ 1'h0, \$34  });
-  assign \$36  = used <= 4'he;
-  assign \$37  = ~ op_valid;
-  assign \$38  = step == 1'h1;
-  assign \$39  = step + 1'h1;
-  assign \$40  = ~ \$signal ;
-  assign \$41  = credit & \$40 ;
-  assign \$42  = sweep_addr + 1'h1;
-  assign \$43  = sweep_addr == 1'h1;
-  assign \$44  = sweep_g == 2'h2;
-  assign \$45  = ! sweep_x;
-  assign \$46  = sweep_y + 1'h1;
-  assign \$47  = sweep_x + 1'h1;
-  assign \$48  = sweep_g + 1'h1;
-  assign \$49  = sweep_now & issue[23];
+  assign \$10  = ! st6[1];
+  assign \$11  = ! st7[1];
+  assign \$12  = \$11  & st7[2];
+  assign \$13  = ~ \$12 ;
+  assign \$14  = st7[0] & \$13 ;
+  assign \$15  = \$14  ? 4'hf : 4'h0;
+  assign \$17  = st7[0] & \$16 ;
+  assign \$18  = ~ \$signal$46 ;
+  assign dropped = \$17  & \$18 ;
+  assign \$19  = ~ done[3];
+  assign \$20  = ~ done[2];
+  assign \$21  = ~ done[1];
+  assign \$22  = ~ done[0];
+  assign \$23  = \$signal$52 [61:60] * 3'h4;
+  assign \$24  = \$23  + lane;
+  assign \$25  = lane == 2'h3;
+  assign \$26  = \$24 [3:0] == 4'h9;
+  assign last_lane = \$25  | \$26 ;
+  assign \$28  = \$24 [3:0] == 4'h9;
+  assign \$29  = better ? \$24 [3:0] : best_idx;
+  assign \$30  = \$signal$57  & \$signal$58 ;
+  assign \$31  = ! fsm_state;
+  assign \$33  = used + sweep_now;
+  assign \$34  = \$33  - dropped;
+  assign \$35  = \$signal$61  & \$signal$57 ;
+  assign \$36  = $signed(\$34 ) - $signed({ 1'h0, \$35  });
+  assign \$37  = used <= 4'he;
+  assign \$38  = ~ op_valid;
+  assign \$39  = step == 1'h1;
+  assign \$40  = step + 1'h1;
+  assign \$41  = ~ \$signal ;
+  assign \$42  = credit & \$41 ;
+  assign \$43  = sweep_addr + 1'h1;
+  assign \$44  = sweep_addr == 1'h1;
+  assign \$45  = sweep_g == 2'h2;
+  assign \$46  = ! sweep_x;
+  assign \$47  = sweep_y + 1'h1;
+  assign \$48  = sweep_x + 1'h1;
+  assign \$49  = sweep_g + 1'h1;
   assign \$50  = sweep_now & issue[23];
-  assign \$51  = \$50  | \$signal$67 ;
-  assign \$53  = st2[14] ? \$52  : 9'h000;
-  assign \$54  = $signed(1'h0) + $signed(\$53 );
-  assign \$56  = st2[15] ? \$55  : 9'h000;
-  assign \$57  = $signed(\$54 ) + $signed(\$56 );
-  assign \$59  = st2[14] ? \$58  : 9'h000;
-  assign \$60  = $signed(1'h0) + $signed(\$59 );
-  assign \$62  = st2[15] ? \$61  : 9'h000;
-  assign \$63  = $signed(\$60 ) + $signed(\$62 );
-  assign \$65  = st2[14] ? \$64  : 9'h000;
-  assign \$66  = $signed(1'h0) + $signed(\$65 );
-  assign \$68  = st2[15] ? \$67  : 9'h000;
-  assign \$69  = $signed(\$66 ) + $signed(\$68 );
-  assign \$71  = st2[14] ? \$70  : 9'h000;
-  assign \$72  = $signed(1'h0) + $signed(\$71 );
-  assign \$74  = st2[15] ? \$73  : 9'h000;
-  assign \$75  = $signed(\$72 ) + $signed(\$74 );
-  assign \$77  = st2[16] ? \$76  : 11'h000;
-  assign \$78  = $signed(1'h0) + $signed(\$77 );
-  assign \$80  = st2[16] ? \$79  : 11'h000;
-  assign \$81  = $signed(1'h0) + $signed(\$80 );
-  assign \$83  = st2[16] ? \$82  : 11'h000;
-  assign \$84  = $signed(1'h0) + $signed(\$83 );
-  assign \$86  = st2[16] ? \$85  : 11'h000;
-  assign \$87  = $signed(1'h0) + $signed(\$86 );
-  assign \$88  = ! st3[13];
-  assign \$89  = $signed(1'h0) + $signed(w2_0_0_0);
-  assign \$90  = $signed(\$89 ) + $signed(w2_0_2_0);
-  assign \$91  = $signed(1'h0) + $signed(w2_0_0_1);
-  assign \$92  = $signed(\$91 ) + $signed(w2_0_2_1);
-  assign \$93  = $signed(1'h0) + $signed(w2_0_0_2);
-  assign \$94  = $signed(\$93 ) + $signed(w2_0_2_2);
-  assign \$95  = $signed(1'h0) + $signed(w2_0_0_3);
-  assign \$96  = $signed(\$95 ) + $signed(w2_0_2_3);
-  assign \$97  = st2[5:4] == st3[5:4];
-  assign \$98  = ! st3[1];
-  assign \$99  = \$97  & \$98 ;
-  assign \$100  = ! st3[1];
-  assign \$101  = \$100  & st3[2];
-  assign \$102  = ~ \$101 ;
-  assign \$103  = st3[0] & \$102 ;
-  assign \$104  = \$99  & \$103 ;
-  assign \$105  = st2[5:4] == st3[5:4];
-  assign \$106  = ! st3[1];
-  assign \$107  = \$105  & \$106 ;
-  assign \$108  = ! st3[1];
-  assign \$109  = \$108  & st3[2];
-  assign \$111  = \$110  & st3[21];
-  assign \$112  = \$109  | \$111 ;
-  assign \$113  = st3[0] & \$112 ;
-  assign \$114  = \$107  & \$113 ;
-  assign \$115  = st2[5:4] == st4[5:4];
-  assign \$116  = ! st4[1];
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = ! st4[1];
-  assign \$119  = \$118  & st4[2];
-  assign \$120  = ~ \$119 ;
-  assign \$121  = st4[0] & \$120 ;
-  assign \$122  = \$117  & \$121 ;
-  assign \$123  = st2[5:4] == st4[5:4];
-  assign \$124  = ! st4[1];
-  assign \$125  = \$123  & \$124 ;
-  assign \$126  = ! st4[1];
-  assign \$127  = \$126  & st4[2];
-  assign \$129  = \$128  & st4[21];
-  assign \$130  = \$127  | \$129 ;
-  assign \$131  = st4[0] & \$130 ;
-  assign \$132  = \$125  & \$131 ;
-  assign \$133  = st2[5:4] == st5[5:4];
-  assign \$134  = ! st5[1];
-  assign \$135  = \$134  & st5[2];
-  assign \$136  = ~ \$135 ;
-  assign \$137  = st5[0] & \$136 ;
-  assign \$138  = \$133  & \$137 ;
-  assign \$139  = st2[5:4] == st5[5:4];
-  assign \$140  = ! st5[1];
-  assign \$141  = \$140  & st5[2];
-  assign \$143  = \$142  & st5[21];
-  assign \$144  = \$141  | \$143 ;
-  assign \$145  = st5[0] & \$144 ;
-  assign \$146  = \$139  & \$145 ;
-  assign \$147  = st2[5:4] == st6[5:4];
-  assign \$148  = ! st6[1];
-  assign \$149  = \$148  & st6[2];
-  assign \$150  = ~ \$149 ;
-  assign \$151  = st6[0] & \$150 ;
-  assign \$152  = \$147  & \$151 ;
-  assign \$153  = st2[5:4] == st6[5:4];
-  assign \$154  = ! st6[1];
-  assign \$155  = \$154  & st6[2];
-  assign \$157  = \$156  & st6[21];
-  assign \$158  = \$155  | \$157 ;
-  assign \$159  = st6[0] & \$158 ;
-  assign \$160  = \$153  & \$159 ;
-  assign \$161  = st2[5:4] == st7[5:4];
-  assign \$162  = ! st7[1];
-  assign \$163  = \$162  & st7[2];
-  assign \$164  = ~ \$163 ;
-  assign \$165  = st7[0] & \$164 ;
-  assign \$166  = \$161  & \$165 ;
-  assign \$167  = st2[5:4] == st7[5:4];
-  assign \$168  = ! st7[1];
-  assign \$169  = \$168  & st7[2];
-  assign \$171  = \$170  & st7[21];
-  assign \$172  = \$169  | \$171 ;
-  assign \$173  = st7[0] & \$172 ;
-  assign \$174  = \$167  & \$173 ;
-  assign \$177  = ! st3[1];
-  assign \$178  = \$177  & st3[2];
-  assign \$179  = ~ \$178 ;
-  assign \$180  = \$176  & \$179 ;
-  assign \$183  = ! st3[1];
-  assign \$184  = \$183  & st3[2];
-  assign \$185  = \$182  & \$184 ;
-  assign \$186  = \$180  | \$185 ;
-  assign \$188  = ~ \$187 ;
-  assign \$189  = hit_v2 & \$188 ;
-  assign \$190  = ! st3[1];
-  assign \$191  = \$190  & st3[2];
-  assign \$192  = ~ \$191 ;
-  assign \$193  = \$189  & \$192 ;
-  assign \$195  = ~ \$194 ;
-  assign \$196  = hit_c2 & \$195 ;
-  assign \$197  = ! st3[1];
-  assign \$198  = \$197  & st3[2];
-  assign \$199  = \$196  & \$198 ;
-  assign \$200  = \$193  | \$199 ;
-  assign \$202  = \$201  | hit_v2;
-  assign \$203  = ~ \$202 ;
-  assign \$204  = hit_v3 & \$203 ;
-  assign \$205  = ! st3[1];
-  assign \$206  = \$205  & st3[2];
-  assign \$207  = ~ \$206 ;
-  assign \$208  = \$204  & \$207 ;
-  assign \$210  = \$209  | hit_v2;
-  assign \$211  = \$210  | hit_v3;
-  assign \$212  = ~ \$211 ;
-  assign \$213  = hit_v4 & \$212 ;
-  assign \$214  = ! st3[1];
-  assign \$215  = \$214  & st3[2];
-  assign \$216  = ~ \$215 ;
-  assign \$217  = \$213  & \$216 ;
-  assign \$219  = \$218  | hit_v2;
-  assign \$220  = \$219  | hit_v3;
-  assign \$221  = \$220  | hit_v4;
-  assign \$222  = ~ \$221 ;
-  assign \$223  = hit_v5 & \$222 ;
-  assign \$224  = ! st3[1];
-  assign \$225  = \$224  & st3[2];
-  assign \$226  = ~ \$225 ;
-  assign \$227  = \$223  & \$226 ;
-  assign \$229  = \$228  | hit_v2;
-  assign \$230  = \$229  | hit_v3;
-  assign \$231  = \$230  | hit_v4;
-  assign \$232  = \$231  | hit_v5;
-  assign \$233  = ~ \$232 ;
-  assign \$234  = ! st3[1];
-  assign \$235  = \$234  & st3[2];
-  assign \$236  = ~ \$235 ;
-  assign \$237  = \$233  & \$236 ;
-  assign \$239  = \$238  | hit_c2;
-  assign \$240  = ~ \$239 ;
-  assign \$241  = hit_c3 & \$240 ;
-  assign \$242  = ! st3[1];
-  assign \$243  = \$242  & st3[2];
-  assign \$244  = \$241  & \$243 ;
-  assign \$246  = \$245  | hit_c2;
-  assign \$247  = \$246  | hit_c3;
-  assign \$248  = ~ \$247 ;
-  assign \$249  = hit_c4 & \$248 ;
-  assign \$250  = ! st3[1];
-  assign \$251  = \$250  & st3[2];
-  assign \$252  = \$249  & \$251 ;
-  assign \$254  = \$253  | hit_c2;
-  assign \$255  = \$254  | hit_c3;
-  assign \$256  = \$255  | hit_c4;
-  assign \$257  = ~ \$256 ;
-  assign \$258  = hit_c5 & \$257 ;
-  assign \$259  = ! st3[1];
-  assign \$260  = \$259  & st3[2];
-  assign \$261  = \$258  & \$260 ;
-  assign \$263  = \$262  | hit_c2;
-  assign \$264  = \$263  | hit_c3;
-  assign \$265  = \$264  | hit_c4;
-  assign \$266  = \$265  | hit_c5;
-  assign \$267  = ~ \$266 ;
-  assign \$268  = ! st3[1];
-  assign \$269  = \$268  & st3[2];
-  assign \$270  = \$267  & \$269 ;
-  assign \$271  = ! st3[1];
+  assign \$51  = sweep_now & issue[23];
+  assign \$52  = \$51  | \$signal$67 ;
+  assign \$54  = st2[14] ? \$53  : 9'h000;
+  assign \$55  = $signed(1'h0) + $signed(\$54 );
+  assign \$57  = st2[15] ? \$56  : 9'h000;
+  assign \$58  = $signed(\$55 ) + $signed(\$57 );
+  assign \$60  = st2[14] ? \$59  : 9'h000;
+  assign \$61  = $signed(1'h0) + $signed(\$60 );
+  assign \$63  = st2[15] ? \$62  : 9'h000;
+  assign \$64  = $signed(\$61 ) + $signed(\$63 );
+  assign \$66  = st2[14] ? \$65  : 9'h000;
+  assign \$67  = $signed(1'h0) + $signed(\$66 );
+  assign \$69  = st2[15] ? \$68  : 9'h000;
+  assign \$70  = $signed(\$67 ) + $signed(\$69 );
+  assign \$72  = st2[14] ? \$71  : 9'h000;
+  assign \$73  = $signed(1'h0) + $signed(\$72 );
+  assign \$75  = st2[15] ? \$74  : 9'h000;
+  assign \$76  = $signed(\$73 ) + $signed(\$75 );
+  assign \$78  = st2[16] ? \$77  : 11'h000;
+  assign \$79  = $signed(1'h0) + $signed(\$78 );
+  assign \$81  = st2[16] ? \$80  : 11'h000;
+  assign \$82  = $signed(1'h0) + $signed(\$81 );
+  assign \$84  = st2[16] ? \$83  : 11'h000;
+  assign \$85  = $signed(1'h0) + $signed(\$84 );
+  assign \$87  = st2[16] ? \$86  : 11'h000;
+  assign \$88  = $signed(1'h0) + $signed(\$87 );
+  assign \$89  = ! st3[13];
+  assign \$90  = $signed(1'h0) + $signed(w2_0_0_0);
+  assign \$91  = $signed(\$90 ) + $signed(w2_0_2_0);
+  assign \$92  = $signed(1'h0) + $signed(w2_0_0_1);
+  assign \$93  = $signed(\$92 ) + $signed(w2_0_2_1);
+  assign \$94  = $signed(1'h0) + $signed(w2_0_0_2);
+  assign \$95  = $signed(\$94 ) + $signed(w2_0_2_2);
+  assign \$96  = $signed(1'h0) + $signed(w2_0_0_3);
+  assign \$97  = $signed(\$96 ) + $signed(w2_0_2_3);
+  assign \$98  = st2[5:4] == st3[5:4];
+  assign \$99  = ! st3[1];
+  assign \$100  = \$98  & \$99 ;
+  assign \$101  = ! st3[1];
+  assign \$102  = \$101  & st3[2];
+  assign \$103  = ~ \$102 ;
+  assign \$104  = st3[0] & \$103 ;
+  assign \$105  = \$100  & \$104 ;
+  assign \$106  = st2[5:4] == st3[5:4];
+  assign \$107  = ! st3[1];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ! st3[1];
+  assign \$110  = \$109  & st3[2];
+  assign \$112  = \$111  & st3[21];
+  assign \$113  = \$110  | \$112 ;
+  assign \$114  = st3[0] & \$113 ;
+  assign \$115  = \$108  & \$114 ;
+  assign \$116  = st2[5:4] == st4[5:4];
+  assign \$117  = ! st4[1];
+  assign \$118  = \$116  & \$117 ;
+  assign \$119  = ! st4[1];
+  assign \$120  = \$119  & st4[2];
+  assign \$121  = ~ \$120 ;
+  assign \$122  = st4[0] & \$121 ;
+  assign \$123  = \$118  & \$122 ;
+  assign \$124  = st2[5:4] == st4[5:4];
+  assign \$125  = ! st4[1];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = ! st4[1];
+  assign \$128  = \$127  & st4[2];
+  assign \$130  = \$129  & st4[21];
+  assign \$131  = \$128  | \$130 ;
+  assign \$132  = st4[0] & \$131 ;
+  assign \$133  = \$126  & \$132 ;
+  assign \$134  = st2[5:4] == st5[5:4];
+  assign \$135  = ! st5[1];
+  assign \$136  = \$135  & st5[2];
+  assign \$137  = ~ \$136 ;
+  assign \$138  = st5[0] & \$137 ;
+  assign \$139  = \$134  & \$138 ;
+  assign \$140  = st2[5:4] == st5[5:4];
+  assign \$141  = ! st5[1];
+  assign \$142  = \$141  & st5[2];
+  assign \$144  = \$143  & st5[21];
+  assign \$145  = \$142  | \$144 ;
+  assign \$146  = st5[0] & \$145 ;
+  assign \$147  = \$140  & \$146 ;
+  assign \$148  = st2[5:4] == st6[5:4];
+  assign \$149  = ! st6[1];
+  assign \$150  = \$149  & st6[2];
+  assign \$151  = ~ \$150 ;
+  assign \$152  = st6[0] & \$151 ;
+  assign \$153  = \$148  & \$152 ;
+  assign \$154  = st2[5:4] == st6[5:4];
+  assign \$155  = ! st6[1];
+  assign \$156  = \$155  & st6[2];
+  assign \$158  = \$157  & st6[21];
+  assign \$159  = \$156  | \$158 ;
+  assign \$160  = st6[0] & \$159 ;
+  assign \$161  = \$154  & \$160 ;
+  assign \$162  = st2[5:4] == st7[5:4];
+  assign \$163  = ! st7[1];
+  assign \$164  = \$163  & st7[2];
+  assign \$165  = ~ \$164 ;
+  assign \$166  = st7[0] & \$165 ;
+  assign \$167  = \$162  & \$166 ;
+  assign \$168  = st2[5:4] == st7[5:4];
+  assign \$169  = ! st7[1];
+  assign \$170  = \$169  & st7[2];
+  assign \$172  = \$171  & st7[21];
+  assign \$173  = \$170  | \$172 ;
+  assign \$174  = st7[0] & \$173 ;
+  assign \$175  = \$168  & \$174 ;
+  assign \$178  = ! st3[1];
+  assign \$179  = \$178  & st3[2];
+  assign \$180  = ~ \$179 ;
+  assign \$181  = \$177  & \$180 ;
+  assign \$184  = ! st3[1];
+  assign \$185  = \$184  & st3[2];
+  assign \$186  = \$183  & \$185 ;
+  assign \$187  = \$181  | \$186 ;
+  assign \$189  = ~ \$188 ;
+  assign \$190  = hit_v2 & \$189 ;
+  assign \$191  = ! st3[1];
+  assign \$192  = \$191  & st3[2];
+  assign \$193  = ~ \$192 ;
+  assign \$194  = \$190  & \$193 ;
+  assign \$196  = ~ \$195 ;
+  assign \$197  = hit_c2 & \$196 ;
+  assign \$198  = ! st3[1];
+  assign \$199  = \$198  & st3[2];
+  assign \$200  = \$197  & \$199 ;
+  assign \$201  = \$194  | \$200 ;
+  assign \$203  = \$202  | hit_v2;
+  assign \$204  = ~ \$203 ;
+  assign \$205  = hit_v3 & \$204 ;
+  assign \$206  = ! st3[1];
+  assign \$207  = \$206  & st3[2];
+  assign \$208  = ~ \$207 ;
+  assign \$209  = \$205  & \$208 ;
+  assign \$211  = \$210  | hit_v2;
+  assign \$212  = \$211  | hit_v3;
+  assign \$213  = ~ \$212 ;
+  assign \$214  = hit_v4 & \$213 ;
+  assign \$215  = ! st3[1];
+  assign \$216  = \$215  & st3[2];
+  assign \$217  = ~ \$216 ;
+  assign \$218  = \$214  & \$217 ;
+  assign \$220  = \$219  | hit_v2;
+  assign \$221  = \$220  | hit_v3;
+  assign \$222  = \$221  | hit_v4;
+  assign \$223  = ~ \$222 ;
+  assign \$224  = hit_v5 & \$223 ;
+  assign \$225  = ! st3[1];
+  assign \$226  = \$225  & st3[2];
+  assign \$227  = ~ \$226 ;
+  assign \$228  = \$224  & \$227 ;
+  assign \$230  = \$229  | hit_v2;
+  assign \$231  = \$230  | hit_v3;
+  assign \$232  = \$231  | hit_v4;
+  assign \$233  = \$232  | hit_v5;
+  assign \$234  = ~ \$233 ;
+  assign \$235  = ! st3[1];
+  assign \$236  = \$235  & st3[2];
+  assign \$237  = ~ \$236 ;
+  assign \$238  = \$234  & \$237 ;
+  assign \$240  = \$239  | hit_c2;
+  assign \$241  = ~ \$240 ;
+  assign \$242  = hit_c3 & \$241 ;
+  assign \$243  = ! st3[1];
+  assign \$244  = \$243  & st3[2];
+  assign \$245  = \$242  & \$244 ;
+  assign \$247  = \$246  | hit_c2;
+  assign \$248  = \$247  | hit_c3;
+  assign \$249  = ~ \$248 ;
+  assign \$250  = hit_c4 & \$249 ;
+  assign \$251  = ! st3[1];
+  assign \$252  = \$251  & st3[2];
+  assign \$253  = \$250  & \$252 ;
+  assign \$255  = \$254  | hit_c2;
+  assign \$256  = \$255  | hit_c3;
+  assign \$257  = \$256  | hit_c4;
+  assign \$258  = ~ \$257 ;
+  assign \$259  = hit_c5 & \$258 ;
+  assign \$260  = ! st3[1];
+  assign \$261  = \$260  & st3[2];
+  assign \$262  = \$259  & \$261 ;
+  assign \$264  = \$263  | hit_c2;
+  assign \$265  = \$264  | hit_c3;
+  assign \$266  = \$265  | hit_c4;
+  assign \$267  = \$266  | hit_c5;
+  assign \$268  = ~ \$267 ;
+  assign \$269  = ! st3[1];
+  assign \$270  = \$269  & st3[2];
+  assign \$271  = \$268  & \$270 ;
   assign \$272  = ! st3[1];
-  assign \$274  = \$signal$105 [0] ? \$signal$107 [15:0] : 16'h0000;
-  assign \$275  = \$signal$105 [1] ? \$signal$36 [15:0] : 16'h0000;
-  assign \$276  = \$274  | \$275 ;
-  assign \$277  = \$signal$105 [2] ? v_wr__data[14:0] : 15'h0000;
-  assign \$278  = \$276  | { \$277 [14], \$277  };
-  assign \$279  = \$signal$105 [3] ? res8[14:0] : 15'h0000;
-  assign \$280  = \$278  | { \$279 [14], \$279  };
-  assign \$281  = \$signal$105 [4] ? res9[14:0] : 15'h0000;
-  assign \$282  = \$280  | { \$281 [14], \$281  };
-  assign \$283  = \$signal$105 [5] ? v_raw[14:0] : 15'h0000;
-  assign \$284  = \$282  | { \$283 [14], \$283  };
-  assign \$287  = \$signal$105 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$288  = \$286  | { \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287  };
-  assign \$289  = \$signal$105 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$290  = \$288  | { \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289 [1], \$289  };
-  assign \$293  = \$signal$106 [0] ? addend[11:0] : 12'h000;
-  assign \$294  = \$signal$106 [1] ? b_raw[7:0] : 8'h00;
-  assign \$295  = \$293  | { \$294 [7], \$294 [7], \$294 [7], \$294 [7], \$294  };
-  assign \$296  = \$signal$106 [2] ? \$signal$107 [15:0] : 16'h0000;
-  assign \$297  = { \$295 [11], \$295 [11], \$295 [11], \$295 [11], \$295  } | \$296 ;
-  assign \$298  = \$signal$106 [3] ? \$signal$36 [15:0] : 16'h0000;
-  assign \$299  = \$297  | \$298 ;
-  assign \$302  = \$signal$106 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$303  = \$301  | { \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302  };
-  assign \$304  = \$signal$106 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$305  = \$303  | { \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304 [1], \$304  };
-  assign \$308  = $signed(\$292 ) + $signed(\$307 );
-  assign \$309  = \$signal$105 [0] ? \$signal$107 [31:16] : 16'h0000;
-  assign \$310  = \$signal$105 [1] ? \$signal$36 [31:16] : 16'h0000;
-  assign \$311  = \$309  | \$310 ;
-  assign \$312  = \$signal$105 [2] ? v_wr__data[29:15] : 15'h0000;
-  assign \$313  = \$311  | { \$312 [14], \$312  };
-  assign \$314  = \$signal$105 [3] ? res8[29:15] : 15'h0000;
-  assign \$315  = \$313  | { \$314 [14], \$314  };
-  assign \$316  = \$signal$105 [4] ? res9[29:15] : 15'h0000;
-  assign \$317  = \$315  | { \$316 [14], \$316  };
-  assign \$318  = \$signal$105 [5] ? v_raw[29:15] : 15'h0000;
-  assign \$319  = \$317  | { \$318 [14], \$318  };
-  assign \$322  = \$signal$105 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$323  = \$321  | { \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322  };
-  assign \$324  = \$signal$105 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$325  = \$323  | { \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324 [1], \$324  };
-  assign \$328  = \$signal$106 [0] ? addend[23:12] : 12'h000;
-  assign \$329  = \$signal$106 [1] ? b_raw[15:8] : 8'h00;
-  assign \$330  = \$328  | { \$329 [7], \$329 [7], \$329 [7], \$329 [7], \$329  };
-  assign \$331  = \$signal$106 [2] ? \$signal$107 [31:16] : 16'h0000;
-  assign \$332  = { \$330 [11], \$330 [11], \$330 [11], \$330 [11], \$330  } | \$331 ;
-  assign \$333  = \$signal$106 [3] ? \$signal$36 [31:16] : 16'h0000;
-  assign \$334  = \$332  | \$333 ;
-  assign \$337  = \$signal$106 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$338  = \$336  | { \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337  };
-  assign \$339  = \$signal$106 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$340  = \$338  | { \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339 [1], \$339  };
-  assign \$343  = $signed(\$327 ) + $signed(\$342 );
-  assign \$344  = \$signal$105 [0] ? \$signal$107 [47:32] : 16'h0000;
-  assign \$345  = \$signal$105 [1] ? \$signal$36 [47:32] : 16'h0000;
-  assign \$346  = \$344  | \$345 ;
-  assign \$347  = \$signal$105 [2] ? v_wr__data[44:30] : 15'h0000;
-  assign \$348  = \$346  | { \$347 [14], \$347  };
-  assign \$349  = \$signal$105 [3] ? res8[44:30] : 15'h0000;
-  assign \$350  = \$348  | { \$349 [14], \$349  };
-  assign \$351  = \$signal$105 [4] ? res9[44:30] : 15'h0000;
-  assign \$352  = \$350  | { \$351 [14], \$351  };
-  assign \$353  = \$signal$105 [5] ? v_raw[44:30] : 15'h0000;
-  assign \$354  = \$352  | { \$353 [14], \$353  };
-  assign \$357  = \$signal$105 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$358  = \$356  | { \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357  };
-  assign \$359  = \$signal$105 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$360  = \$358  | { \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359 [1], \$359  };
-  assign \$363  = \$signal$106 [0] ? addend[35:24] : 12'h000;
-  assign \$364  = \$signal$106 [1] ? b_raw[23:16] : 8'h00;
-  assign \$365  = \$363  | { \$364 [7], \$364 [7], \$364 [7], \$364 [7], \$364  };
-  assign \$366  = \$signal$106 [2] ? \$signal$107 [47:32] : 16'h0000;
-  assign \$367  = { \$365 [11], \$365 [11], \$365 [11], \$365 [11], \$365  } | \$366 ;
-  assign \$368  = \$signal$106 [3] ? \$signal$36 [47:32] : 16'h0000;
-  assign \$369  = \$367  | \$368 ;
-  assign \$372  = \$signal$106 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$373  = \$371  | { \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372  };
-  assign \$374  = \$signal$106 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$375  = \$373  | { \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374 [1], \$374  };
-  assign \$378  = $signed(\$362 ) + $signed(\$377 );
-  assign \$379  = \$signal$105 [0] ? \$signal$107 [63:48] : 16'h0000;
-  assign \$380  = \$signal$105 [1] ? \$signal$36 [63:48] : 16'h0000;
-  assign \$381  = \$379  | \$380 ;
-  assign \$382  = \$signal$105 [2] ? v_wr__data[59:45] : 15'h0000;
-  assign \$383  = \$381  | { \$382 [14], \$382  };
-  assign \$384  = \$signal$105 [3] ? res8[59:45] : 15'h0000;
-  assign \$385  = \$383  | { \$384 [14], \$384  };
-  assign \$386  = \$signal$105 [4] ? res9[59:45] : 15'h0000;
-  assign \$387  = \$385  | { \$386 [14], \$386  };
-  assign \$388  = \$signal$105 [5] ? v_raw[59:45] : 15'h0000;
-  assign \$389  = \$387  | { \$388 [14], \$388  };
-  assign \$392  = \$signal$105 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$393  = \$391  | { \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392 [1], \$392  };
-  assign \$394  = \$signal$105 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$395  = \$393  | { \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394 [1], \$394  };
-  assign \$398  = \$signal$106 [0] ? addend[47:36] : 12'h000;
-  assign \$399  = \$signal$106 [1] ? b_raw[31:24] : 8'h00;
-  assign \$400  = \$398  | { \$399 [7], \$399 [7], \$399 [7], \$399 [7], \$399  };
-  assign \$401  = \$signal$106 [2] ? \$signal$107 [63:48] : 16'h0000;
-  assign \$402  = { \$400 [11], \$400 [11], \$400 [11], \$400 [11], \$400  } | \$401 ;
-  assign \$403  = \$signal$106 [3] ? \$signal$36 [63:48] : 16'h0000;
-  assign \$404  = \$402  | \$403 ;
-  assign \$407  = \$signal$106 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$408  = \$406  | { \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407 [1], \$407  };
-  assign \$409  = \$signal$106 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$410  = \$408  | { \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409 [1], \$409  };
-  assign \$413  = $signed(\$397 ) + $signed(\$412 );
-  assign \$415  = st6[0] & \$414 ;
-  assign \$416  = ~ \$signal$58 ;
-  assign \$417  = \$signal$57  & \$416 ;
-  assign \$419  = $signed(\$418 ) > $signed(best_val);
-  assign \$420  = first | \$419 ;
-  assign \$421  = \$signal$57  & \$signal$58 ;
-  assign \$423  = 1'h1 << lane;
-  assign \$424  = { 3'h0, done } | \$423 ;
+  assign \$273  = ! st3[1];
+  assign \$275  = \$signal$105 [0] ? \$signal$107 [15:0] : 16'h0000;
+  assign \$276  = \$signal$105 [1] ? \$signal$36 [15:0] : 16'h0000;
+  assign \$277  = \$275  | \$276 ;
+  assign \$278  = \$signal$105 [2] ? v_wr__data[14:0] : 15'h0000;
+  assign \$279  = \$277  | { \$278 [14], \$278  };
+  assign \$280  = \$signal$105 [3] ? res8[14:0] : 15'h0000;
+  assign \$281  = \$279  | { \$280 [14], \$280  };
+  assign \$282  = \$signal$105 [4] ? res9[14:0] : 15'h0000;
+  assign \$283  = \$281  | { \$282 [14], \$282  };
+  assign \$284  = \$signal$105 [5] ? v_raw[14:0] : 15'h0000;
+  assign \$285  = \$283  | { \$284 [14], \$284  };
+  assign \$288  = \$signal$105 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$289  = \$287  | { \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288  };
+  assign \$290  = \$signal$105 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$291  = \$289  | { \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290  };
+  assign \$294  = \$signal$106 [0] ? addend[11:0] : 12'h000;
+  assign \$295  = \$signal$106 [1] ? b_raw[7:0] : 8'h00;
+  assign \$296  = \$294  | { \$295 [7], \$295 [7], \$295 [7], \$295 [7], \$295  };
+  assign \$297  = \$signal$106 [2] ? \$signal$107 [15:0] : 16'h0000;
+  assign \$298  = { \$296 [11], \$296 [11], \$296 [11], \$296 [11], \$296  } | \$297 ;
+  assign \$299  = \$signal$106 [3] ? \$signal$36 [15:0] : 16'h0000;
+  assign \$300  = \$298  | \$299 ;
+  assign \$303  = \$signal$106 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$304  = \$302  | { \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303  };
+  assign \$305  = \$signal$106 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$306  = \$304  | { \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305  };
+  assign \$309  = $signed(\$293 ) + $signed(\$308 );
+  assign \$310  = \$signal$105 [0] ? \$signal$107 [31:16] : 16'h0000;
+  assign \$311  = \$signal$105 [1] ? \$signal$36 [31:16] : 16'h0000;
+  assign \$312  = \$310  | \$311 ;
+  assign \$313  = \$signal$105 [2] ? v_wr__data[29:15] : 15'h0000;
+  assign \$314  = \$312  | { \$313 [14], \$313  };
+  assign \$315  = \$signal$105 [3] ? res8[29:15] : 15'h0000;
+  assign \$316  = \$314  | { \$315 [14], \$315  };
+  assign \$317  = \$signal$105 [4] ? res9[29:15] : 15'h0000;
+  assign \$318  = \$316  | { \$317 [14], \$317  };
+  assign \$319  = \$signal$105 [5] ? v_raw[29:15] : 15'h0000;
+  assign \$320  = \$318  | { \$319 [14], \$319  };
+  assign \$323  = \$signal$105 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$324  = \$322  | { \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323  };
+  assign \$325  = \$signal$105 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$326  = \$324  | { \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325  };
+  assign \$329  = \$signal$106 [0] ? addend[23:12] : 12'h000;
+  assign \$330  = \$signal$106 [1] ? b_raw[15:8] : 8'h00;
+  assign \$331  = \$329  | { \$330 [7], \$330 [7], \$330 [7], \$330 [7], \$330  };
+  assign \$332  = \$signal$106 [2] ? \$signal$107 [31:16] : 16'h0000;
+  assign \$333  = { \$331 [11], \$331 [11], \$331 [11], \$331 [11], \$331  } | \$332 ;
+  assign \$334  = \$signal$106 [3] ? \$signal$36 [31:16] : 16'h0000;
+  assign \$335  = \$333  | \$334 ;
+  assign \$338  = \$signal$106 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$339  = \$337  | { \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338  };
+  assign \$340  = \$signal$106 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$341  = \$339  | { \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340  };
+  assign \$344  = $signed(\$328 ) + $signed(\$343 );
+  assign \$345  = \$signal$105 [0] ? \$signal$107 [47:32] : 16'h0000;
+  assign \$346  = \$signal$105 [1] ? \$signal$36 [47:32] : 16'h0000;
+  assign \$347  = \$345  | \$346 ;
+  assign \$348  = \$signal$105 [2] ? v_wr__data[44:30] : 15'h0000;
+  assign \$349  = \$347  | { \$348 [14], \$348  };
+  assign \$350  = \$signal$105 [3] ? res8[44:30] : 15'h0000;
+  assign \$351  = \$349  | { \$350 [14], \$350  };
+  assign \$352  = \$signal$105 [4] ? res9[44:30] : 15'h0000;
+  assign \$353  = \$351  | { \$352 [14], \$352  };
+  assign \$354  = \$signal$105 [5] ? v_raw[44:30] : 15'h0000;
+  assign \$355  = \$353  | { \$354 [14], \$354  };
+  assign \$358  = \$signal$105 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$359  = \$357  | { \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358  };
+  assign \$360  = \$signal$105 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$361  = \$359  | { \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360  };
+  assign \$364  = \$signal$106 [0] ? addend[35:24] : 12'h000;
+  assign \$365  = \$signal$106 [1] ? b_raw[23:16] : 8'h00;
+  assign \$366  = \$364  | { \$365 [7], \$365 [7], \$365 [7], \$365 [7], \$365  };
+  assign \$367  = \$signal$106 [2] ? \$signal$107 [47:32] : 16'h0000;
+  assign \$368  = { \$366 [11], \$366 [11], \$366 [11], \$366 [11], \$366  } | \$367 ;
+  assign \$369  = \$signal$106 [3] ? \$signal$36 [47:32] : 16'h0000;
+  assign \$370  = \$368  | \$369 ;
+  assign \$373  = \$signal$106 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$374  = \$372  | { \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373  };
+  assign \$375  = \$signal$106 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$376  = \$374  | { \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375  };
+  assign \$379  = $signed(\$363 ) + $signed(\$378 );
+  assign \$380  = \$signal$105 [0] ? \$signal$107 [63:48] : 16'h0000;
+  assign \$381  = \$signal$105 [1] ? \$signal$36 [63:48] : 16'h0000;
+  assign \$382  = \$380  | \$381 ;
+  assign \$383  = \$signal$105 [2] ? v_wr__data[59:45] : 15'h0000;
+  assign \$384  = \$382  | { \$383 [14], \$383  };
+  assign \$385  = \$signal$105 [3] ? res8[59:45] : 15'h0000;
+  assign \$386  = \$384  | { \$385 [14], \$385  };
+  assign \$387  = \$signal$105 [4] ? res9[59:45] : 15'h0000;
+  assign \$388  = \$386  | { \$387 [14], \$387  };
+  assign \$389  = \$signal$105 [5] ? v_raw[59:45] : 15'h0000;
+  assign \$390  = \$388  | { \$389 [14], \$389  };
+  assign \$393  = \$signal$105 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$394  = \$392  | { \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393  };
+  assign \$395  = \$signal$105 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$396  = \$394  | { \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395  };
+  assign \$399  = \$signal$106 [0] ? addend[47:36] : 12'h000;
+  assign \$400  = \$signal$106 [1] ? b_raw[31:24] : 8'h00;
+  assign \$401  = \$399  | { \$400 [7], \$400 [7], \$400 [7], \$400 [7], \$400  };
+  assign \$402  = \$signal$106 [2] ? \$signal$107 [63:48] : 16'h0000;
+  assign \$403  = { \$401 [11], \$401 [11], \$401 [11], \$401 [11], \$401  } | \$402 ;
+  assign \$404  = \$signal$106 [3] ? \$signal$36 [63:48] : 16'h0000;
+  assign \$405  = \$403  | \$404 ;
+  assign \$408  = \$signal$106 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$409  = \$407  | { \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408  };
+  assign \$410  = \$signal$106 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$411  = \$409  | { \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410  };
+  assign \$414  = $signed(\$398 ) + $signed(\$413 );
+  assign \$416  = st6[0] & \$415 ;
+  assign \$417  = ~ \$signal$58 ;
+  assign \$418  = \$signal$57  & \$417 ;
+  assign \$420  = $signed(\$419 ) > $signed(best_val);
+  assign \$421  = first | \$420 ;
+  assign \$422  = \$signal$57  & \$signal$58 ;
+  assign \$424  = 1'h1 << lane;
+  assign \$425  = { 3'h0, done } | \$424 ;
   always @(posedge clk)
-    used <= \$425 ;
+    used <= \$426 ;
   always @(posedge clk)
-    credit <= \$426 ;
+    credit <= \$427 ;
   always @(posedge clk)
-    fsm_state <= \$427 ;
+    fsm_state <= \$428 ;
   always @(posedge clk)
-    step <= \$428 ;
+    step <= \$429 ;
   always @(posedge clk)
-    sweep_addr <= \$429 ;
+    sweep_addr <= \$430 ;
   always @(posedge clk)
-    sweep_g <= \$430 ;
+    sweep_g <= \$431 ;
   always @(posedge clk)
-    sweep_y <= \$431 ;
+    sweep_y <= \$432 ;
   always @(posedge clk)
-    sweep_x <= \$432 ;
+    sweep_x <= \$433 ;
   always @(posedge clk)
-    sweep_last <= \$433 ;
+    sweep_last <= \$434 ;
   always @(posedge clk)
-    fire_k <= \$434 ;
+    fire_k <= \$435 ;
   always @(posedge clk)
-    plane <= \$435 ;
+    plane <= \$436 ;
   always @(posedge clk)
-    \$signal$67  <= \$436 ;
+    \$signal$67  <= \$437 ;
   always @(posedge clk)
-    \$signal  <= \$437 ;
+    \$signal  <= \$438 ;
   always @(posedge clk)
-    st0 <= \$438 ;
+    st0 <= \$439 ;
   always @(posedge clk)
-    st1 <= \$439 ;
+    st1 <= \$440 ;
   always @(posedge clk)
-    st2 <= \$440 ;
+    st2 <= \$441 ;
   always @(posedge clk)
-    st3 <= \$441 ;
+    st3 <= \$442 ;
   always @(posedge clk)
-    st4 <= \$442 ;
+    st4 <= \$443 ;
   always @(posedge clk)
-    st5 <= \$443 ;
+    st5 <= \$444 ;
   always @(posedge clk)
-    st6 <= \$444 ;
+    st6 <= \$445 ;
   always @(posedge clk)
-    st7 <= \$445 ;
+    st7 <= \$446 ;
   always @(posedge clk)
-    st8 <= \$446 ;
+    st8 <= \$447 ;
   always @(posedge clk)
-    w1_0 <= \$447 ;
+    w1_0 <= \$448 ;
   always @(posedge clk)
-    w2_0_0_0 <= \$448 ;
+    w2_0_0_0 <= \$449 ;
   always @(posedge clk)
-    w2_0_0_1 <= \$449 ;
+    w2_0_0_1 <= \$450 ;
   always @(posedge clk)
-    w2_0_0_2 <= \$450 ;
+    w2_0_0_2 <= \$451 ;
   always @(posedge clk)
-    w2_0_0_3 <= \$451 ;
+    w2_0_0_3 <= \$452 ;
   always @(posedge clk)
-    w2_0_2_0 <= \$452 ;
+    w2_0_2_0 <= \$453 ;
   always @(posedge clk)
-    w2_0_2_1 <= \$453 ;
+    w2_0_2_1 <= \$454 ;
   always @(posedge clk)
-    w2_0_2_2 <= \$454 ;
+    w2_0_2_2 <= \$455 ;
   always @(posedge clk)
-    w2_0_2_3 <= \$455 ;
+    w2_0_2_3 <= \$456 ;
   always @(posedge clk)
-    addend <= \$456 ;
-  always @(posedge clk)
-    v_raw <= \$457 ;
+    addend <= \$457 ;
   \digits_mlp_gn.engine_fc3.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -11854,213 +11859,205 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$3315$0 (i0__payload[7:0]),
+    .\port$3318$0 (i0__payload[7:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_mlp_gn.engine_fc3.queue  queue (
     .clk(clk),
-    .\port$3099$0 (\$signal$61 ),
-    .\port$3263$0 (\$signal$52 ),
-    .\port$3265$0 (\$signal$57 ),
+    .\port$3102$0 (\$signal$61 ),
+    .\port$3266$0 (\$signal$52 ),
+    .\port$3268$0 (\$signal$57 ),
     .rst(rst),
     .w_data(\$signal$44 ),
     .w_en(\$signal$46 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$458  = b_rd__data;
+    \$458  = \$signature__data$85 ;
     if (rst) begin
-      \$458  = 32'd0;
+      \$458  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$459  = v_wr__data;
+    \$459  = b_rd__data;
     if (rst) begin
-      \$459  = 60'h000000000000000;
+      \$459  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$460  = res8;
+    \$460  = v_wr__data;
     if (rst) begin
       \$460  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$461  = 4'h0;
+    \$461  = res8;
     if (rst) begin
-      \$461  = 4'h0;
+      \$461  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$462  = cres8;
+    \$462  = 4'h0;
     if (rst) begin
       \$462  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$463  = b_raw;
+    \$463  = cres8;
     if (rst) begin
-      \$463  = 32'd0;
+      \$463  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$464  = \$like ;
+    \$464  = b_raw;
     if (rst) begin
       \$464  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$465  = \$104 ;
+    \$465  = \$like ;
     if (rst) begin
-      \$465  = 1'h0;
+      \$465  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$466  = \$114 ;
+    \$466  = \$105 ;
     if (rst) begin
       \$466  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$467  = \$122 ;
+    \$467  = \$115 ;
     if (rst) begin
       \$467  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$468  = \$132 ;
+    \$468  = \$123 ;
     if (rst) begin
       \$468  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$469  = \$138 ;
+    \$469  = \$133 ;
     if (rst) begin
       \$469  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$470  = \$146 ;
+    \$470  = \$139 ;
     if (rst) begin
       \$470  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$471  = \$152 ;
+    \$471  = \$147 ;
     if (rst) begin
       \$471  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$472  = \$160 ;
+    \$472  = \$153 ;
     if (rst) begin
       \$472  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$473  = \$166 ;
+    \$473  = \$161 ;
     if (rst) begin
       \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$474  = \$174 ;
+    \$474  = \$167 ;
     if (rst) begin
       \$474  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$475  = { \$270 , \$261 , \$252 , \$244 , \$237 , \$227 , \$217 , \$208 , \$200 , \$186  };
+    \$475  = \$175 ;
     if (rst) begin
-      \$475  = 10'h000;
+      \$475  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$476  = { 6'h00, \$273 , \$271  };
+    \$476  = { \$271 , \$262 , \$253 , \$245 , \$238 , \$228 , \$218 , \$209 , \$201 , \$187  };
     if (rst) begin
-      \$476  = 8'h00;
+      \$476  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$477 [15:0] = \$308 [15:0];
-    \$477 [31:16] = \$343 [15:0];
-    \$477 [47:32] = \$378 [15:0];
-    \$477 [63:48] = \$413 [15:0];
+    \$477  = { 6'h00, \$274 , \$272  };
     if (rst) begin
-      \$477  = 64'h0000000000000000;
+      \$477  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$478 [15:0] = \$signal$107 [15:0];
-    \$478 [31:16] = \$signal$107 [31:16];
-    \$478 [47:32] = \$signal$107 [47:32];
-    \$478 [63:48] = \$signal$107 [63:48];
+    \$478 [15:0] = \$309 [15:0];
+    \$478 [31:16] = \$344 [15:0];
+    \$478 [47:32] = \$379 [15:0];
+    \$478 [63:48] = \$414 [15:0];
     if (rst) begin
       \$478  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$479  = result;
+    \$479 [15:0] = \$signal$107 [15:0];
+    \$479 [31:16] = \$signal$107 [31:16];
+    \$479 [47:32] = \$signal$107 [47:32];
+    \$479 [63:48] = \$signal$107 [63:48];
     if (rst) begin
-      \$479  = 60'h000000000000000;
+      \$479  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$480  = entry;
+    \$480  = result;
     if (rst) begin
-      \$480  = 62'h0000000000000000;
+      \$480  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$481  = \$415 ;
+    \$481  = entry;
     if (rst) begin
-      \$481  = 1'h0;
+      \$481  = 62'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$482  = better;
-    if (\$417 ) begin
-      \$482  = \$420 ;
-    end
+    \$482  = \$416 ;
     if (rst) begin
       \$482  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$483  = \$signal$58 ;
-    if (\$417 ) begin
-      \$483  = 1'h1;
-    end
-    if (\$421 ) begin
-      if (o__ready) begin
-        \$483  = 1'h0;
-      end
+    \$483  = better;
+    if (\$418 ) begin
+      \$483  = \$421 ;
     end
     if (rst) begin
       \$483  = 1'h0;
@@ -12068,54 +12065,52 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$484  = first;
-    if (\$421 ) begin
-      if (o__ready) begin
-        \$484  = o__payload[23];
-      end
-    end
-    if (rst) begin
+    \$484  = \$signal$58 ;
+    if (\$418 ) begin
       \$484  = 1'h1;
     end
+    if (\$422 ) begin
+      if (o__ready) begin
+        \$484  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$484  = 1'h0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$485  = best_val;
-    if (\$421 ) begin
+    \$485  = first;
+    if (\$422 ) begin
+      if (o__ready) begin
+        \$485  = o__payload[23];
+      end
+    end
+    if (rst) begin
+      \$485  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$486  = best_val;
+    if (\$422 ) begin
       if (o__ready) begin
         if (better) begin
-          \$485  = \$422 ;
+          \$486  = \$423 ;
         end
       end
     end
     if (rst) begin
-      \$485  = 15'h0000;
+      \$486  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$486  = best_idx;
-    if (\$421 ) begin
+    \$487  = best_idx;
+    if (\$422 ) begin
       if (o__ready) begin
         if (better) begin
-          \$486  = \$23 [3:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$486  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$487  = done;
-    if (\$421 ) begin
-      if (o__ready) begin
-        (* full_case = 32'd1 *)
-        if (last_lane) begin
-          \$487  = 4'h0;
-        end else begin
-          \$487  = \$424 [3:0];
+          \$487  = \$24 [3:0];
         end
       end
     end
@@ -12125,16 +12120,33 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$488  = done;
+    if (\$422 ) begin
+      if (o__ready) begin
+        (* full_case = 32'd1 *)
+        if (last_lane) begin
+          \$488  = 4'h0;
+        end else begin
+          \$488  = \$425 [3:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$488  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$26  = \$signal$52 [14:0];
+          \$27  = \$signal$52 [14:0];
       2'h1:
-          \$26  = \$signal$52 [29:15];
+          \$27  = \$signal$52 [29:15];
       2'h2:
-          \$26  = \$signal$52 [44:30];
+          \$27  = \$signal$52 [44:30];
       2'h3:
-          \$26  = \$signal$52 [59:45];
+          \$27  = \$signal$52 [59:45];
     endcase
   end
   always @* begin
@@ -12142,13 +12154,13 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$418  = \$signal$52 [14:0];
+          \$419  = \$signal$52 [14:0];
       2'h1:
-          \$418  = \$signal$52 [29:15];
+          \$419  = \$signal$52 [29:15];
       2'h2:
-          \$418  = \$signal$52 [44:30];
+          \$419  = \$signal$52 [44:30];
       2'h3:
-          \$418  = \$signal$52 [59:45];
+          \$419  = \$signal$52 [59:45];
     endcase
   end
   always @* begin
@@ -12156,13 +12168,13 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$422  = \$signal$52 [14:0];
+          \$423  = \$signal$52 [14:0];
       2'h1:
-          \$422  = \$signal$52 [29:15];
+          \$423  = \$signal$52 [29:15];
       2'h2:
-          \$422  = \$signal$52 [44:30];
+          \$423  = \$signal$52 [44:30];
       2'h3:
-          \$422  = \$signal$52 [59:45];
+          \$423  = \$signal$52 [59:45];
     endcase
   end
   always @* begin
@@ -12243,25 +12255,25 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
-    if (\$6 ) begin
+    if (\$7 ) begin
       result[14:0] = \$signal$36 [14:0];
     end else begin
       result[14:0] = 15'h0000;
     end
     (* full_case = 32'd1 *)
-    if (\$7 ) begin
+    if (\$8 ) begin
       result[29:15] = \$signal$36 [30:16];
     end else begin
       result[29:15] = 15'h0000;
     end
     (* full_case = 32'd1 *)
-    if (\$8 ) begin
+    if (\$9 ) begin
       result[44:30] = \$signal$36 [46:32];
     end else begin
       result[44:30] = 15'h0000;
     end
     (* full_case = 32'd1 *)
-    if (\$9 ) begin
+    if (\$10 ) begin
       result[59:45] = \$signal$36 [62:48];
     end else begin
       result[59:45] = 15'h0000;
@@ -12271,22 +12283,22 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     out_vals = 60'h000000000000000;
     (* full_case = 32'd1 *)
-    if (\$6 ) begin
+    if (\$7 ) begin
     end else begin
       out_vals[14:0] = \$signal$36 [14:0];
     end
     (* full_case = 32'd1 *)
-    if (\$7 ) begin
+    if (\$8 ) begin
     end else begin
       out_vals[29:15] = \$signal$36 [30:16];
     end
     (* full_case = 32'd1 *)
-    if (\$8 ) begin
+    if (\$9 ) begin
     end else begin
       out_vals[44:30] = \$signal$36 [46:32];
     end
     (* full_case = 32'd1 *)
-    if (\$9 ) begin
+    if (\$10 ) begin
     end else begin
       out_vals[59:45] = \$signal$36 [62:48];
     end
@@ -12294,30 +12306,30 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     lane = 2'h0;
-    if (\$18 ) begin
+    if (\$19 ) begin
       lane = 2'h3;
     end
-    if (\$19 ) begin
+    if (\$20 ) begin
       lane = 2'h2;
     end
-    if (\$20 ) begin
+    if (\$21 ) begin
       lane = 2'h1;
     end
-    if (\$21 ) begin
+    if (\$22 ) begin
       lane = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     o__valid = 1'h0;
-    if (\$29 ) begin
+    if (\$30 ) begin
       o__valid = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$signal$61  = 1'h0;
-    if (\$29 ) begin
+    if (\$30 ) begin
       if (o__ready) begin
         if (last_lane) begin
           \$signal$61  = 1'h1;
@@ -12327,89 +12339,68 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$425  = \$35 [4:0];
+    \$426  = \$36 [4:0];
     if (rst) begin
-      \$425  = 5'h00;
+      \$426  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$426  = \$36 ;
-    if (rst) begin
-      \$426  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$427  = fsm_state;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[8]) begin
-              if (\$37 ) begin
-                (* full_case = 32'd1 *)
-                if (\$38 ) begin
-                  \$427  = 1'h1;
-                end else begin
-                  \$427  = 1'h0;
-                end
-              end
-            end
-          end
-      1'h1:
-          if (\$41 ) begin
-            if (sweep_last) begin
-              \$427  = 1'h0;
-            end
-          end
-    endcase
+    \$427  = \$37 ;
     if (rst) begin
       \$427  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$428  = step;
+    \$428  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           if (i0__valid) begin
             if (i0__payload[8]) begin
-              if (\$37 ) begin
+              if (\$38 ) begin
                 (* full_case = 32'd1 *)
-                if (\$38 ) begin
+                if (\$39 ) begin
+                  \$428  = 1'h1;
                 end else begin
-                  \$428  = \$39 [1:0];
+                  \$428  = 1'h0;
                 end
               end
             end
           end
       1'h1:
-          if (\$41 ) begin
+          if (\$42 ) begin
             if (sweep_last) begin
-              \$428  = 2'h0;
+              \$428  = 1'h0;
             end
           end
     endcase
     if (rst) begin
-      \$428  = 2'h0;
+      \$428  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$429  = sweep_addr;
+    \$429  = step;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
-          /* empty */;
+          if (i0__valid) begin
+            if (i0__payload[8]) begin
+              if (\$38 ) begin
+                (* full_case = 32'd1 *)
+                if (\$39 ) begin
+                end else begin
+                  \$429  = \$40 [1:0];
+                end
+              end
+            end
+          end
       1'h1:
-          if (\$41 ) begin
-            (* full_case = 32'd1 *)
+          if (\$42 ) begin
             if (sweep_last) begin
               \$429  = 2'h0;
-            end else begin
-              \$429  = \$42 [1:0];
             end
           end
     endcase
@@ -12419,23 +12410,18 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$430  = sweep_g;
+    \$430  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$41 ) begin
+          if (\$42 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
               \$430  = 2'h0;
             end else begin
-              (* full_case = 32'd1 *)
-              if (\$44 ) begin
-                \$430  = 2'h0;
-              end else begin
-                \$430  = \$48 [1:0];
-              end
+              \$430  = \$43 [1:0];
             end
           end
     endcase
@@ -12445,47 +12431,45 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$431  = sweep_y;
+    \$431  = sweep_g;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$41 ) begin
+          if (\$42 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$431  = 1'h0;
+              \$431  = 2'h0;
             end else begin
-              if (\$44 ) begin
-                if (\$45 ) begin
-                  \$431  = \$46 [0];
-                end
+              (* full_case = 32'd1 *)
+              if (\$45 ) begin
+                \$431  = 2'h0;
+              end else begin
+                \$431  = \$49 [1:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$431  = 1'h0;
+      \$431  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$432  = sweep_x;
+    \$432  = sweep_y;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$41 ) begin
+          if (\$42 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
               \$432  = 1'h0;
             end else begin
-              if (\$44 ) begin
-                (* full_case = 32'd1 *)
-                if (\$45 ) begin
-                  \$432  = 1'h0;
-                end else begin
+              if (\$45 ) begin
+                if (\$46 ) begin
                   \$432  = \$47 [0];
                 end
               end
@@ -12498,18 +12482,25 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$433  = sweep_last;
+    \$433  = sweep_x;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$41 ) begin
+          if (\$42 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
               \$433  = 1'h0;
             end else begin
-              \$433  = \$43 ;
+              if (\$45 ) begin
+                (* full_case = 32'd1 *)
+                if (\$46 ) begin
+                  \$433  = 1'h0;
+                end else begin
+                  \$433  = \$48 [0];
+                end
+              end
             end
           end
     endcase
@@ -12519,31 +12510,34 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$434  = fire_k;
+    \$434  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$41 ) begin
+          if (\$42 ) begin
+            (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$434  = 2'h0;
+              \$434  = 1'h0;
+            end else begin
+              \$434  = \$44 ;
             end
           end
     endcase
     if (rst) begin
-      \$434  = 2'h0;
+      \$434  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$435  = plane;
+    \$435  = fire_k;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
-          if (\$41 ) begin
+          if (\$42 ) begin
             if (sweep_last) begin
               \$435  = 2'h0;
             end
@@ -12555,162 +12549,173 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$436  = \$49 ;
+    \$436  = plane;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$42 ) begin
+            if (sweep_last) begin
+              \$436  = 2'h0;
+            end
+          end
+    endcase
     if (rst) begin
-      \$436  = 1'h0;
+      \$436  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$437  = \$51 ;
+    \$437  = \$50 ;
     if (rst) begin
       \$437  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$438  = issue;
+    \$438  = \$52 ;
     if (rst) begin
-      \$438  = 28'h0000000;
+      \$438  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$439  = st0;
+    \$439  = issue;
     if (rst) begin
       \$439  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$440  = st1;
+    \$440  = st0;
     if (rst) begin
       \$440  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$441  = st2;
+    \$441  = st1;
     if (rst) begin
       \$441  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$442  = st3;
+    \$442  = st2;
     if (rst) begin
       \$442  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$443  = st4;
+    \$443  = st3;
     if (rst) begin
       \$443  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$444  = st5;
+    \$444  = st4;
     if (rst) begin
       \$444  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$445  = st6;
+    \$445  = st5;
     if (rst) begin
       \$445  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$446  = st7;
+    \$446  = st6;
     if (rst) begin
       \$446  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$447  = \$signature__data ;
+    \$447  = st7;
     if (rst) begin
-      \$447  = 32'd0;
+      \$447  = 28'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$448  = \$57 ;
+    \$448  = \$signature__data ;
     if (rst) begin
-      \$448  = 11'h000;
+      \$448  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$449  = \$63 ;
+    \$449  = \$58 ;
     if (rst) begin
       \$449  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$450  = \$69 ;
+    \$450  = \$64 ;
     if (rst) begin
       \$450  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$451  = \$75 ;
+    \$451  = \$70 ;
     if (rst) begin
       \$451  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$452  = \$78 ;
+    \$452  = \$76 ;
     if (rst) begin
-      \$452  = 12'h000;
+      \$452  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$453  = \$81 ;
+    \$453  = \$79 ;
     if (rst) begin
       \$453  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$454  = \$84 ;
+    \$454  = \$82 ;
     if (rst) begin
       \$454  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$455  = \$87 ;
+    \$455  = \$85 ;
     if (rst) begin
       \$455  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$456  = addend;
-    if (\$88 ) begin
-      \$456 [11:0] = \$90 [11:0];
-      \$456 [23:12] = \$92 [11:0];
-      \$456 [35:24] = \$94 [11:0];
-      \$456 [47:36] = \$96 [11:0];
-    end
+    \$456  = \$88 ;
     if (rst) begin
-      \$456  = 48'h000000000000;
+      \$456  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$457  = \$signature__data$85 ;
+    \$457  = addend;
+    if (\$89 ) begin
+      \$457 [11:0] = \$91 [11:0];
+      \$457 [23:12] = \$93 [11:0];
+      \$457 [35:24] = \$95 [11:0];
+      \$457 [47:36] = \$97 [11:0];
+    end
     if (rst) begin
-      \$457  = 60'h000000000000000;
+      \$457  = 48'h000000000000;
     end
   end
   assign \$signal$5  = 1'h0;
@@ -12724,10 +12729,10 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign b_rd__addr = st2[5:4];
   assign v_wr__addr = st7[5:4];
   assign res7 = v_wr__data;
-  assign v_wr__en = \$14 [0];
+  assign v_wr__en = \$15 [0];
   assign entry7 = \$signal$44 ;
   assign push7 = \$signal$46 ;
-  assign index = \$23 [3:0];
+  assign index = \$24 [3:0];
   assign cres7 = 4'h0;
   assign c_raw = 4'h0;
   assign \issue.valid  = issue[0];
@@ -12983,83 +12988,84 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
   assign \c_raw[3]  = 1'h0;
-  assign o__payload[22:19] = \$28 ;
-  assign o__payload[23] = \$27 ;
-  assign o__payload[18:4] = \$26 ;
-  assign o__payload[3:0] = \$23 [3:0];
+  assign o__payload[22:19] = \$29 ;
+  assign o__payload[23] = \$28 ;
+  assign o__payload[18:4] = \$27 ;
+  assign o__payload[3:0] = \$24 [3:0];
   assign entry[61:60] = st6[5:4];
   assign entry[59:0] = out_vals;
-  assign \$15  = st7[1];
-  assign \$31  = fsm_state;
-  assign \$52  = { w1_0[7], w1_0[7:0] };
-  assign \$55  = { w1_0[7:0], 1'h0 };
-  assign \$58  = { w1_0[15], w1_0[15:8] };
-  assign \$61  = { w1_0[15:8], 1'h0 };
-  assign \$64  = { w1_0[23], w1_0[23:16] };
-  assign \$67  = { w1_0[23:16], 1'h0 };
-  assign \$70  = { w1_0[31], w1_0[31:24] };
-  assign \$73  = { w1_0[31:24], 1'h0 };
-  assign \$76  = { w1_0[7], w1_0[7:0], 2'h0 };
-  assign \$79  = { w1_0[15], w1_0[15:8], 2'h0 };
-  assign \$82  = { w1_0[23], w1_0[23:16], 2'h0 };
-  assign \$85  = { w1_0[31], w1_0[31:24], 2'h0 };
-  assign \$110  = st3[1];
-  assign \$128  = st4[1];
-  assign \$142  = st5[1];
-  assign \$156  = st6[1];
-  assign \$170  = st7[1];
-  assign \$175  = 1'h1;
-  assign \$176  = hit_v1;
-  assign \$181  = 1'h1;
-  assign \$182  = hit_c1;
-  assign \$187  = hit_v1;
-  assign \$194  = hit_c1;
-  assign \$201  = hit_v1;
-  assign \$209  = hit_v1;
-  assign \$218  = hit_v1;
-  assign \$228  = hit_v1;
-  assign \$238  = hit_c1;
-  assign \$245  = hit_c1;
-  assign \$253  = hit_c1;
-  assign \$262  = hit_c1;
-  assign \$285  = 2'h0;
-  assign \$286  = \$284 ;
-  assign \$291  = 2'h0;
-  assign \$292  = \$290 ;
-  assign \$300  = 2'h0;
-  assign \$301  = \$299 ;
-  assign \$306  = 2'h0;
-  assign \$307  = \$305 ;
-  assign \$320  = 2'h0;
-  assign \$321  = \$319 ;
-  assign \$326  = 2'h0;
-  assign \$327  = \$325 ;
-  assign \$335  = 2'h0;
-  assign \$336  = \$334 ;
-  assign \$341  = 2'h0;
-  assign \$342  = \$340 ;
-  assign \$355  = 2'h0;
-  assign \$356  = \$354 ;
-  assign \$361  = 2'h0;
-  assign \$362  = \$360 ;
-  assign \$370  = 2'h0;
-  assign \$371  = \$369 ;
-  assign \$376  = 2'h0;
-  assign \$377  = \$375 ;
-  assign \$390  = 2'h0;
-  assign \$391  = \$389 ;
-  assign \$396  = 2'h0;
-  assign \$397  = \$395 ;
-  assign \$405  = 2'h0;
-  assign \$406  = \$404 ;
-  assign \$411  = 2'h0;
-  assign \$412  = \$410 ;
-  assign \$414  = st6[1];
-  assign \$273  = st3[1];
+  assign active = \$6 ;
+  assign \$16  = st7[1];
+  assign \$32  = fsm_state;
+  assign \$53  = { w1_0[7], w1_0[7:0] };
+  assign \$56  = { w1_0[7:0], 1'h0 };
+  assign \$59  = { w1_0[15], w1_0[15:8] };
+  assign \$62  = { w1_0[15:8], 1'h0 };
+  assign \$65  = { w1_0[23], w1_0[23:16] };
+  assign \$68  = { w1_0[23:16], 1'h0 };
+  assign \$71  = { w1_0[31], w1_0[31:24] };
+  assign \$74  = { w1_0[31:24], 1'h0 };
+  assign \$77  = { w1_0[7], w1_0[7:0], 2'h0 };
+  assign \$80  = { w1_0[15], w1_0[15:8], 2'h0 };
+  assign \$83  = { w1_0[23], w1_0[23:16], 2'h0 };
+  assign \$86  = { w1_0[31], w1_0[31:24], 2'h0 };
+  assign \$111  = st3[1];
+  assign \$129  = st4[1];
+  assign \$143  = st5[1];
+  assign \$157  = st6[1];
+  assign \$171  = st7[1];
+  assign \$176  = 1'h1;
+  assign \$177  = hit_v1;
+  assign \$182  = 1'h1;
+  assign \$183  = hit_c1;
+  assign \$188  = hit_v1;
+  assign \$195  = hit_c1;
+  assign \$202  = hit_v1;
+  assign \$210  = hit_v1;
+  assign \$219  = hit_v1;
+  assign \$229  = hit_v1;
+  assign \$239  = hit_c1;
+  assign \$246  = hit_c1;
+  assign \$254  = hit_c1;
+  assign \$263  = hit_c1;
+  assign \$286  = 2'h0;
+  assign \$287  = \$285 ;
+  assign \$292  = 2'h0;
+  assign \$293  = \$291 ;
+  assign \$301  = 2'h0;
+  assign \$302  = \$300 ;
+  assign \$307  = 2'h0;
+  assign \$308  = \$306 ;
+  assign \$321  = 2'h0;
+  assign \$322  = \$320 ;
+  assign \$327  = 2'h0;
+  assign \$328  = \$326 ;
+  assign \$336  = 2'h0;
+  assign \$337  = \$335 ;
+  assign \$342  = 2'h0;
+  assign \$343  = \$341 ;
+  assign \$356  = 2'h0;
+  assign \$357  = \$355 ;
+  assign \$362  = 2'h0;
+  assign \$363  = \$361 ;
+  assign \$371  = 2'h0;
+  assign \$372  = \$370 ;
+  assign \$377  = 2'h0;
+  assign \$378  = \$376 ;
+  assign \$391  = 2'h0;
+  assign \$392  = \$390 ;
+  assign \$397  = 2'h0;
+  assign \$398  = \$396 ;
+  assign \$406  = 2'h0;
+  assign \$407  = \$405 ;
+  assign \$412  = 2'h0;
+  assign \$413  = \$411 ;
+  assign \$415  = st6[1];
+  assign \$274  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$3315$0 , clk);
+module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$3318$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire [7:0] \$10 ;
@@ -13108,8 +13114,8 @@ module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_add
   reg op_valid = 1'h0;
   output [6:0] op_waddr;
   reg [6:0] op_waddr = 7'h00;
-  input [7:0] \port$3315$0 ;
-  wire [7:0] \port$3315$0 ;
+  input [7:0] \port$3318$0 ;
+  wire [7:0] \port$3318$0 ;
   output ready;
   wire ready;
   input rst;
@@ -13170,7 +13176,7 @@ module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_add
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$14  = op_count;
     if (load) begin
-      \$14  = \port$3315$0 [7:5];
+      \$14  = \port$3318$0 [7:5];
     end
     if (rst) begin
       \$14  = 3'h0;
@@ -13230,15 +13236,15 @@ module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_add
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_index = \port$3315$0 [4:0];
-  assign ev_count = \port$3315$0 [7:5];
+  assign ev_index = \port$3318$0 [4:0];
+  assign ev_count = \port$3318$0 [7:5];
   assign ev_shift = 4'h0;
-  assign \$4  = { 1'h0, \port$3315$0 [4:0] };
-  assign \$6  = { \port$3315$0 [4:0], 1'h0 };
+  assign \$4  = { 1'h0, \port$3318$0 [4:0] };
+  assign \$6  = { \port$3318$0 [4:0], 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc3.queue (rst, \port$3099$0 , w_data, w_en, \port$3263$0 , \port$3265$0 , clk);
+module \digits_mlp_gn.engine_fc3.queue (rst, \port$3102$0 , w_data, w_en, \port$3266$0 , \port$3268$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -13269,12 +13275,12 @@ module \digits_mlp_gn.engine_fc3.queue (rst, \port$3099$0 , w_data, w_en, \port$
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$3099$0 ;
-  wire \port$3099$0 ;
-  output [61:0] \port$3263$0 ;
-  wire [61:0] \port$3263$0 ;
-  output \port$3265$0 ;
-  wire \port$3265$0 ;
+  input \port$3102$0 ;
+  wire \port$3102$0 ;
+  output [61:0] \port$3266$0 ;
+  wire [61:0] \port$3266$0 ;
+  output \port$3268$0 ;
+  wire \port$3268$0 ;
   wire [61:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -13311,12 +13317,12 @@ module \digits_mlp_gn.engine_fc3.queue (rst, \port$3099$0 , w_data, w_en, \port$
   \digits_mlp_gn.engine_fc3.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2464$0 (\$signal$9 ),
-    .\port$3099$0 (\port$3099$0 ),
-    .\port$3247$0 (\$signal$11 ),
-    .\port$3249$0 (held_valid),
-    .\port$3263$0 (\$signal$14 ),
-    .\port$3265$0 (\$signal$16 ),
+    .\port$2467$0 (\$signal$9 ),
+    .\port$3102$0 (\port$3102$0 ),
+    .\port$3250$0 (\$signal$11 ),
+    .\port$3252$0 (held_valid),
+    .\port$3266$0 (\$signal$14 ),
+    .\port$3268$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -13347,11 +13353,11 @@ module \digits_mlp_gn.engine_fc3.queue (rst, \port$3099$0 , w_data, w_en, \port$
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3099$0 ;
-  assign \$signal$19  = \port$3099$0 ;
+  assign \$signal$18  = \port$3102$0 ;
+  assign \$signal$19  = \port$3102$0 ;
   assign level = \$4 [4:0];
-  assign \port$3263$0  = \$signal$14 ;
-  assign \port$3265$0  = \$signal$16 ;
+  assign \port$3266$0  = \$signal$14 ;
+  assign \port$3268$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -13547,7 +13553,7 @@ module \digits_mlp_gn.engine_fc3.queue.inner (rst, r_en, w_rdy, w_level, r_data,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2464$0 , count, \port$3099$0 , \port$3247$0 , \port$3249$0 , \port$3263$0 , \port$3265$0 , clk);
+module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2467$0 , count, \port$3102$0 , \port$3250$0 , \port$3252$0 , \port$3266$0 , \port$3268$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -13567,28 +13573,28 @@ module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2464$0 , count, \port$30
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2464$0 ;
-  wire \port$2464$0 ;
-  input \port$3099$0 ;
-  wire \port$3099$0 ;
-  input [61:0] \port$3247$0 ;
-  wire [61:0] \port$3247$0 ;
-  input \port$3249$0 ;
-  wire \port$3249$0 ;
+  output \port$2467$0 ;
+  wire \port$2467$0 ;
+  input \port$3102$0 ;
+  wire \port$3102$0 ;
+  input [61:0] \port$3250$0 ;
+  wire [61:0] \port$3250$0 ;
+  input \port$3252$0 ;
+  wire \port$3252$0 ;
   (* init = 62'h0000000000000000 *)
-  output [61:0] \port$3263$0 ;
-  wire [61:0] \port$3263$0 ;
+  output [61:0] \port$3266$0 ;
+  wire [61:0] \port$3266$0 ;
   (* init = 1'h0 *)
-  output \port$3265$0 ;
-  wire \port$3265$0 ;
+  output \port$3268$0 ;
+  wire \port$3268$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3249$0  & \$1 ;
+  assign take = \port$3252$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3099$0  | \$2 ;
+  assign \$3  = \port$3102$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -13606,7 +13612,7 @@ module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2464$0 , count, \port$30
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3247$0 ;
+        \$4  = \port$3250$0 ;
       end
     end
     if (rst) begin
@@ -13649,22 +13655,22 @@ module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2464$0 , count, \port$30
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3247$0 ;
+      \$7  = \port$3250$0 ;
     end
     if (rst) begin
       \$7  = 62'h0000000000000000;
     end
   end
-  assign \$signal$3  = \port$3249$0 ;
-  assign \$signal$8  = \port$3099$0 ;
-  assign \$signal$11  = \port$3247$0 ;
-  assign \port$2464$0  = \$signal ;
-  assign \port$3263$0  = \$signal$9 ;
-  assign \port$3265$0  = \$signal$5 ;
+  assign \$signal$3  = \port$3252$0 ;
+  assign \$signal$8  = \port$3102$0 ;
+  assign \$signal$11  = \port$3250$0 ;
+  assign \port$2467$0  = \$signal ;
+  assign \port$3266$0  = \$signal$9 ;
+  assign \port$3268$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, w_data, \port$2882$0 , \port$3289$0 , \port$3291$0 , clk);
+module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, w_data, \port$2885$0 , \port$3292$0 , \port$3294$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -13695,12 +13701,12 @@ module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, w_data, \port$2882$0 , \port
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$2882$0 ;
-  wire \port$2882$0 ;
-  output [9:0] \port$3289$0 ;
-  wire [9:0] \port$3289$0 ;
-  output \port$3291$0 ;
-  wire \port$3291$0 ;
+  input \port$2885$0 ;
+  wire \port$2885$0 ;
+  output [9:0] \port$3292$0 ;
+  wire [9:0] \port$3292$0 ;
+  output \port$3294$0 ;
+  wire \port$3294$0 ;
   wire [9:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -13738,12 +13744,12 @@ module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, w_data, \port$2882$0 , \port
   \digits_mlp_gn.fifo_fc1_0.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2535$0 (\$signal$9 ),
-    .\port$2882$0 (\port$2882$0 ),
-    .\port$3273$0 (\$signal$11 ),
-    .\port$3275$0 (held_valid),
-    .\port$3289$0 (\$signal$14 ),
-    .\port$3291$0 (\$signal$16 ),
+    .\port$2538$0 (\$signal$9 ),
+    .\port$2885$0 (\port$2885$0 ),
+    .\port$3276$0 (\$signal$11 ),
+    .\port$3278$0 (held_valid),
+    .\port$3292$0 (\$signal$14 ),
+    .\port$3294$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -13773,12 +13779,12 @@ module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, w_data, \port$2882$0 , \port
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$2882$0 ;
-  assign \$signal$19  = \port$2882$0 ;
+  assign \$signal$18  = \port$2885$0 ;
+  assign \$signal$19  = \port$2885$0 ;
   assign level = \$4 [4:0];
   assign w_rdy = \$signal$4 ;
-  assign \port$3289$0  = \$signal$14 ;
-  assign \port$3291$0  = \$signal$16 ;
+  assign \port$3292$0  = \$signal$14 ;
+  assign \port$3294$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -13974,7 +13980,7 @@ module \digits_mlp_gn.fifo_fc1_0.inner (rst, w_en, r_en, w_rdy, w_level, r_data,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.fifo_fc1_0.skid (rst, \port$2535$0 , count, \port$2882$0 , \port$3273$0 , \port$3275$0 , \port$3289$0 , \port$3291$0 , clk);
+module \digits_mlp_gn.fifo_fc1_0.skid (rst, \port$2538$0 , count, \port$2885$0 , \port$3276$0 , \port$3278$0 , \port$3292$0 , \port$3294$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -13994,28 +14000,28 @@ module \digits_mlp_gn.fifo_fc1_0.skid (rst, \port$2535$0 , count, \port$2882$0 ,
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2535$0 ;
-  wire \port$2535$0 ;
-  input \port$2882$0 ;
-  wire \port$2882$0 ;
-  input [9:0] \port$3273$0 ;
-  wire [9:0] \port$3273$0 ;
-  input \port$3275$0 ;
-  wire \port$3275$0 ;
+  output \port$2538$0 ;
+  wire \port$2538$0 ;
+  input \port$2885$0 ;
+  wire \port$2885$0 ;
+  input [9:0] \port$3276$0 ;
+  wire [9:0] \port$3276$0 ;
+  input \port$3278$0 ;
+  wire \port$3278$0 ;
   (* init = 10'h000 *)
-  output [9:0] \port$3289$0 ;
-  wire [9:0] \port$3289$0 ;
+  output [9:0] \port$3292$0 ;
+  wire [9:0] \port$3292$0 ;
   (* init = 1'h0 *)
-  output \port$3291$0 ;
-  wire \port$3291$0 ;
+  output \port$3294$0 ;
+  wire \port$3294$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3275$0  & \$1 ;
+  assign take = \port$3278$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$2882$0  | \$2 ;
+  assign \$3  = \port$2885$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -14033,7 +14039,7 @@ module \digits_mlp_gn.fifo_fc1_0.skid (rst, \port$2535$0 , count, \port$2882$0 ,
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3273$0 ;
+        \$4  = \port$3276$0 ;
       end
     end
     if (rst) begin
@@ -14076,22 +14082,22 @@ module \digits_mlp_gn.fifo_fc1_0.skid (rst, \port$2535$0 , count, \port$2882$0 ,
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3273$0 ;
+      \$7  = \port$3276$0 ;
     end
     if (rst) begin
       \$7  = 10'h000;
     end
   end
-  assign \$signal$3  = \port$3275$0 ;
-  assign \$signal$8  = \port$2882$0 ;
-  assign \$signal$11  = \port$3273$0 ;
-  assign \port$2535$0  = \$signal ;
-  assign \port$3289$0  = \$signal$9 ;
-  assign \port$3291$0  = \$signal$5 ;
+  assign \$signal$3  = \port$3278$0 ;
+  assign \$signal$8  = \port$2885$0 ;
+  assign \$signal$11  = \port$3276$0 ;
+  assign \port$2538$0  = \$signal ;
+  assign \port$3292$0  = \$signal$9 ;
+  assign \port$3294$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, w_data, \port$3090$0 , \port$3315$0 , \port$3317$0 , clk);
+module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, w_data, \port$3093$0 , \port$3318$0 , \port$3320$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -14122,12 +14128,12 @@ module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, w_data, \port$3090$0 , \port
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$3090$0 ;
-  wire \port$3090$0 ;
-  output [8:0] \port$3315$0 ;
-  wire [8:0] \port$3315$0 ;
-  output \port$3317$0 ;
-  wire \port$3317$0 ;
+  input \port$3093$0 ;
+  wire \port$3093$0 ;
+  output [8:0] \port$3318$0 ;
+  wire [8:0] \port$3318$0 ;
+  output \port$3320$0 ;
+  wire \port$3320$0 ;
   wire [8:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -14165,12 +14171,12 @@ module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, w_data, \port$3090$0 , \port
   \digits_mlp_gn.fifo_fc2_0.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2606$0 (\$signal$9 ),
-    .\port$3090$0 (\port$3090$0 ),
-    .\port$3299$0 (\$signal$11 ),
-    .\port$3301$0 (held_valid),
-    .\port$3315$0 (\$signal$14 ),
-    .\port$3317$0 (\$signal$16 ),
+    .\port$2609$0 (\$signal$9 ),
+    .\port$3093$0 (\port$3093$0 ),
+    .\port$3302$0 (\$signal$11 ),
+    .\port$3304$0 (held_valid),
+    .\port$3318$0 (\$signal$14 ),
+    .\port$3320$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -14200,12 +14206,12 @@ module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, w_data, \port$3090$0 , \port
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3090$0 ;
-  assign \$signal$19  = \port$3090$0 ;
+  assign \$signal$18  = \port$3093$0 ;
+  assign \$signal$19  = \port$3093$0 ;
   assign level = \$4 [4:0];
   assign w_rdy = \$signal$4 ;
-  assign \port$3315$0  = \$signal$14 ;
-  assign \port$3317$0  = \$signal$16 ;
+  assign \port$3318$0  = \$signal$14 ;
+  assign \port$3320$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -14401,7 +14407,7 @@ module \digits_mlp_gn.fifo_fc2_0.inner (rst, w_en, r_en, w_rdy, w_level, r_data,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.fifo_fc2_0.skid (rst, \port$2606$0 , count, \port$3090$0 , \port$3299$0 , \port$3301$0 , \port$3315$0 , \port$3317$0 , clk);
+module \digits_mlp_gn.fifo_fc2_0.skid (rst, \port$2609$0 , count, \port$3093$0 , \port$3302$0 , \port$3304$0 , \port$3318$0 , \port$3320$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -14421,28 +14427,28 @@ module \digits_mlp_gn.fifo_fc2_0.skid (rst, \port$2606$0 , count, \port$3090$0 ,
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2606$0 ;
-  wire \port$2606$0 ;
-  input \port$3090$0 ;
-  wire \port$3090$0 ;
-  input [8:0] \port$3299$0 ;
-  wire [8:0] \port$3299$0 ;
-  input \port$3301$0 ;
-  wire \port$3301$0 ;
+  output \port$2609$0 ;
+  wire \port$2609$0 ;
+  input \port$3093$0 ;
+  wire \port$3093$0 ;
+  input [8:0] \port$3302$0 ;
+  wire [8:0] \port$3302$0 ;
+  input \port$3304$0 ;
+  wire \port$3304$0 ;
   (* init = 9'h000 *)
-  output [8:0] \port$3315$0 ;
-  wire [8:0] \port$3315$0 ;
+  output [8:0] \port$3318$0 ;
+  wire [8:0] \port$3318$0 ;
   (* init = 1'h0 *)
-  output \port$3317$0 ;
-  wire \port$3317$0 ;
+  output \port$3320$0 ;
+  wire \port$3320$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3301$0  & \$1 ;
+  assign take = \port$3304$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3090$0  | \$2 ;
+  assign \$3  = \port$3093$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -14460,7 +14466,7 @@ module \digits_mlp_gn.fifo_fc2_0.skid (rst, \port$2606$0 , count, \port$3090$0 ,
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3299$0 ;
+        \$4  = \port$3302$0 ;
       end
     end
     if (rst) begin
@@ -14503,22 +14509,22 @@ module \digits_mlp_gn.fifo_fc2_0.skid (rst, \port$2606$0 , count, \port$3090$0 ,
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3299$0 ;
+      \$7  = \port$3302$0 ;
     end
     if (rst) begin
       \$7  = 9'h000;
     end
   end
-  assign \$signal$3  = \port$3301$0 ;
-  assign \$signal$8  = \port$3090$0 ;
-  assign \$signal$11  = \port$3299$0 ;
-  assign \port$2606$0  = \$signal ;
-  assign \port$3315$0  = \$signal$9 ;
-  assign \port$3317$0  = \$signal$5 ;
+  assign \$signal$3  = \port$3304$0 ;
+  assign \$signal$8  = \port$3093$0 ;
+  assign \$signal$11  = \port$3302$0 ;
+  assign \port$2609$0  = \$signal ;
+  assign \port$3318$0  = \$signal$9 ;
+  assign \port$3320$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.out_skid (clk, rst, \port$2618$0 , \port$3097$0 , \port$3098$0 , \port$3325$0 , \port$3327$0 , \port$0$11 );
+module \digits_mlp_gn.out_skid (clk, rst, \port$2621$0 , \port$3100$0 , \port$3101$0 , \port$3328$0 , \port$3330$0 , \port$0$11 );
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -14539,23 +14545,23 @@ module \digits_mlp_gn.out_skid (clk, rst, \port$2618$0 , \port$3097$0 , \port$30
   wire [1:0] count;
   input \port$0$11 ;
   wire \port$0$11 ;
-  output \port$2618$0 ;
-  wire \port$2618$0 ;
-  input [23:0] \port$3097$0 ;
-  wire [23:0] \port$3097$0 ;
-  input \port$3098$0 ;
-  wire \port$3098$0 ;
+  output \port$2621$0 ;
+  wire \port$2621$0 ;
+  input [23:0] \port$3100$0 ;
+  wire [23:0] \port$3100$0 ;
+  input \port$3101$0 ;
+  wire \port$3101$0 ;
   (* init = 24'h000000 *)
-  output [23:0] \port$3325$0 ;
-  wire [23:0] \port$3325$0 ;
+  output [23:0] \port$3328$0 ;
+  wire [23:0] \port$3328$0 ;
   (* init = 1'h0 *)
-  output \port$3327$0 ;
-  wire \port$3327$0 ;
+  output \port$3330$0 ;
+  wire \port$3330$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3098$0  & \$1 ;
+  assign take = \port$3101$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
   assign \$3  = \port$0$11  | \$2 ;
@@ -14576,7 +14582,7 @@ module \digits_mlp_gn.out_skid (clk, rst, \port$2618$0 , \port$3097$0 , \port$30
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3097$0 ;
+        \$4  = \port$3100$0 ;
       end
     end
     if (rst) begin
@@ -14619,16 +14625,16 @@ module \digits_mlp_gn.out_skid (clk, rst, \port$2618$0 , \port$3097$0 , \port$30
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3097$0 ;
+      \$7  = \port$3100$0 ;
     end
     if (rst) begin
       \$7  = 24'h000000;
     end
   end
-  assign \$signal$3  = \port$3098$0 ;
+  assign \$signal$3  = \port$3101$0 ;
   assign \$signal$8  = \port$0$11 ;
-  assign \$signal$11  = \port$3097$0 ;
-  assign \port$2618$0  = \$signal ;
-  assign \port$3325$0  = \$signal$9 ;
-  assign \port$3327$0  = \$signal$5 ;
+  assign \$signal$11  = \port$3100$0 ;
+  assign \port$2621$0  = \$signal ;
+  assign \port$3328$0  = \$signal$9 ;
+  assign \port$3330$0  = \$signal$5 ;
 endmodule
