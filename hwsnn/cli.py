@@ -413,6 +413,27 @@ def cmd_build(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from . import report
+    r = report.write(args.directory)
+    ev = r["evaluation"]
+    sims = ", ".join(f"{k} {'bit-exact' if v['exact'] else 'MISMATCH'} on {v['samples']}"
+                     for k, v in r["simulations"].items()) or "not simulated"
+    boards = ", ".join(f"{k} {v['fmax_mhz']:.1f} MHz" for k, v in r["builds"].items()) \
+        or "not built"
+    _emit(args, r, f"wrote {r['report']}: golden accuracy {100 * ev['golden_accuracy']:.2f} %"
+          f"; {sims}; {boards}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+    r = bench.run(args.out, quick=args.quick, boards=not args.no_boards,
+                  progress=not args.json, samples=args.samples)
+    _emit(args, r, bench.summary(r))
+    return 0
+
+
 def cmd_flash(args) -> int:
     import subprocess
     from pathlib import Path
@@ -606,6 +627,25 @@ def build_parser() -> argparse.ArgumentParser:
                    "only when block RAM does not fit (default)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("report", help="write DIR/report.md: accuracy, bit-exactness, "
+                       "resources, timing and plots of a design")
+    s.add_argument("directory", metavar="DIR", help="output of 'hwsnn convert' (and of sim, "
+                   "build, if they ran)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("bench", help="measure accuracy, SOPs, cycles, exactness, boards and "
+                       "throughput in one run and write BENCHMARKS.md with plots")
+    s.add_argument("--out", default=".", metavar="DIR", help="where BENCHMARKS.md and "
+                   "benchmarks/figures/ go (default: the current directory)")
+    s.add_argument("--quick", action="store_true", help="a smoke run: the digits MLP, T 1 "
+                   "and 2, 8 simulated samples, no boards")
+    s.add_argument("--no-boards", action="store_true", help="leave out the board builds")
+    s.add_argument("--samples", type=int, help="simulated samples per design (default 100; "
+                   "8 with --quick)")
+    s.add_argument("--json", action="store_true", help="print every figure as one JSON object")
+    s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("flash", help="program a board with the bitstream of 'hwsnn build'")
     s.add_argument("directory", metavar="DIR")

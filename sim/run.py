@@ -315,6 +315,8 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
                          offset=offset, progress=progress, max_cycles=limit,
                          verilog_path=verilog_path, waves_on_mismatch=False)
         report.waves = again.waves
+    # The latest result of this simulator, for 'hwsnn report'.
+    (work / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
     return report
 
 

@@ -1,0 +1,470 @@
+"""``hwsnn bench``: one run that measures what users compare, and writes BENCHMARKS.md.
+
+Sections, each computed in this run on the bundled data (nothing copied from elsewhere):
+
+- **conversion**: for every bundled model, method (IF, IF+shift, GN τ=4, ILIF, COS ρ=8)
+  and T: ANN accuracy, float-SNN and integer-golden accuracy, MSE between ANN logits and
+  SNN readout, SOPs and synaptic events per inference, the golden model's ideal cycles;
+- **energy**: SOPs per inference against the ANN's multiply-accumulates, with the usual
+  45 nm estimate (0.9 pJ per add, 4.6 pJ per multiply-accumulate; an *estimate*, not a
+  measurement of any chip);
+- **simulation**: whole designs as Verilog in Verilator against the golden model:
+  bit-exactness, cycles per inference against the ideal, latency, simulated samples/s;
+- **boards**: fit, post-route resources, Fmax and latency (``hwsnn build``);
+- **throughput**: the batched golden model against the per-step float simulator (one
+  thread, a ratio measured in the same run).
+
+``hwsnn bench [--out DIR] [--quick] [--no-boards] [--json]`` writes ``DIR/BENCHMARKS.md``,
+its plots in ``DIR/benchmarks/figures/`` and, with ``--json``, every figure as JSON on
+stdout (also kept as ``DIR/benchmarks/figures/bench.json``).
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import data, floatsim, golden
+from .errors import ParameterError
+
+METHODS = (("IF", "if", None), ("IF+shift", "if-shift", None), ("GN(τ=4)", "gn", 4),
+           ("ILIF", "ilif", None), ("COS(ρ=8)", "cos", None))
+STEPS = (1, 2, 4, 8)
+MODELS = ("digits-mlp", "digits-cnn", "digits28-mlp")
+ADD_PJ, MAC_PJ = 0.9, 4.6  # 45 nm, 32-bit (Horowitz, ISSCC 2014), as SNN papers use them
+FIGURES = "benchmarks/figures"
+
+
+@dataclass(frozen=True)
+class Design:
+    """A hardware configuration measured in simulation and on boards."""
+
+    name: str
+    model: str
+    method: str
+    timesteps: int
+    group_size: int | None
+    lanes: int
+    input_lanes: int = 0
+    boards: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        gn = f" τ={self.group_size}" if self.group_size else ""
+        inp = f", input lanes {self.input_lanes}" if self.input_lanes else ""
+        return (f"{self.model} {self.method.upper()}{gn} T={self.timesteps}, "
+                f"{self.lanes} lane{'s' if self.lanes > 1 else ''}{inp}")
+
+
+DESIGNS = (
+    Design("mlp", "digits-mlp", "gn", 2, 4, 1, boards=("icebreaker", "ulx3s-85f")),
+    Design("cnn", "digits-cnn", "gn", 2, 4, 16, boards=("ulx3s-85f",)),
+    Design("mnist-shaped", "digits28-mlp", "gn", 2, 4, 1, 8, boards=("icebreaker",)),
+)
+
+
+def _log(progress: bool, text: str) -> None:
+    if progress:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _graph(model: str):
+    from .frontend import trace
+    from .models import BUNDLED
+    x, y = data.load(BUNDLED[model].dataset, "test")
+    return trace(BUNDLED[model].load(), x[:2]), x, y
+
+
+def ann_macs(model, input_shape) -> int:
+    """Multiply-accumulates of the ANN (a torch module) per inference: every weight of a
+    Linear layer once, every weight of a Conv2d once per output position (pooling and
+    activations cost none)."""
+    import torch.nn as nn
+    total = [0]
+
+    def count(mod, _inp, out):
+        if isinstance(mod, nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1]
+            total[0] += out[0].numel() * (mod.in_channels // mod.groups) * k
+        else:
+            total[0] += mod.in_features * mod.out_features
+
+    hooks = [mod.register_forward_hook(count) for mod in model.modules()
+             if isinstance(mod, nn.Conv2d | nn.Linear)]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    return total[0]
+
+
+# -- conversion -----------------------------------------------------------------------------
+def conversion(model: str, steps=STEPS, methods=METHODS, weight_bits: int = 8) -> dict:
+    """Accuracy, MSE, SOPs and ideal cycles of every method and T on ``model``."""
+    from .convert import convert
+    from .models import BUNDLED
+    from .quantize import quantize
+    graph, x, y = _graph(model)
+    ann_logits = graph.forward(graph.input.to_codes(x))[graph.output.name]
+    spec = BUNDLED[model]
+    macs = ann_macs(spec.load(), spec.input_shape)
+    out = {"model": model, "samples": len(x), "weight_bits": weight_bits,
+           "ann_accuracy": golden.accuracy(ann_logits.argmax(1), y), "ann_macs": macs,
+           "rows": []}
+    for label, method, tau in methods:
+        for t in steps:
+            snn = convert(graph, method=method, timesteps=t, group_size=tau, progress=False)
+            net = quantize(snn, weight_bits=weight_bits)
+            flt = floatsim.run(snn, x)
+            gold = golden.run(net, golden.encode(net, x))
+            out["rows"].append({
+                "method": label, "key": method, "timesteps": t,
+                "float_snn_accuracy": golden.accuracy(flt.predictions, y),
+                "golden_accuracy": golden.accuracy(gold.predictions, y),
+                "mse_float": float(((flt.logits - ann_logits) ** 2).mean()),
+                "mse_golden": float(((gold.logits - ann_logits) ** 2).mean()),
+                "sops": float(gold.sops.double().mean()),
+                "synaptic_events": float(gold.synaptic_events.double().mean()),
+                "ideal_cycles": float(gold.ideal_cycles_total.double().mean()),
+                "ann_macs": macs,
+            })
+    return out
+
+
+def energy_rows(conv: dict, steps) -> list[dict]:
+    """SOPs against the ANN's MACs, GN(τ=4) at each T (the hardware's default method)."""
+    rows = []
+    for r in conv["rows"]:
+        if r["key"] != "gn" or r["timesteps"] not in steps:
+            continue
+        ann_uj = r["ann_macs"] * MAC_PJ * 1e-6
+        snn_uj = r["sops"] * ADD_PJ * 1e-6
+        rows.append({"model": conv["model"], "method": r["method"],
+                     "timesteps": r["timesteps"], "ann_macs": r["ann_macs"],
+                     "sops": r["sops"], "ann_energy_uj": ann_uj, "snn_energy_uj": snn_uj,
+                     "energy_ratio": snn_uj / ann_uj if ann_uj else None,
+                     "golden_accuracy": r["golden_accuracy"]})
+    return rows
+
+
+# -- simulation ----------------------------------------------------------------------------
+def _convert_design(d: Design, directory: Path):
+    from .convert import convert
+    from .quantize import quantize
+    graph, _, _ = _graph(d.model)
+    net = quantize(convert(graph, method=d.method, timesteps=d.timesteps,
+                           group_size=d.group_size, progress=False))
+    net.save(directory)
+    return net
+
+
+def simulation(d: Design, samples: int, work: Path, simulator: str = "verilator") -> dict:
+    """Write the design's Verilog, simulate ``samples`` test images, compare."""
+    from .hdl import verilog
+    from .sim.run import simulate
+    directory = work / d.name
+    directory.mkdir(parents=True, exist_ok=True)
+    net = _convert_design(d, directory)
+    verilog.write(directory, net, lanes=d.lanes, input_lanes=d.input_lanes, taps=True)
+    rep = simulate(directory, simulator=simulator, samples=samples, progress=False).to_json()
+    return {"design": d.name, "describe": d.describe(), "simulator": simulator,
+            "samples": rep["samples"], "mismatches": rep["mismatches"],
+            "exact": rep["exact"], "cycles_per_inference": rep["cycles_per_inference"],
+            "ideal_cycles_per_inference": rep["ideal_cycles_per_inference"],
+            "cycle_ratio": rep["cycle_ratio"], "latency_cycles": rep["latency_cycles"],
+            "samples_per_second": rep["samples_per_second"],
+            "hardware_accuracy": rep["hardware_accuracy"],
+            "golden_accuracy": rep["golden_accuracy"]}
+
+
+# -- boards ------------------------------------------------------------------------------------
+def board_build(d: Design, board_name: str, work: Path) -> dict:
+    from . import boards
+    from .build import build
+    directory = work / f"{d.name}-{board_name}"
+    directory.mkdir(parents=True, exist_ok=True)
+    _convert_design(d, directory)
+    board = boards.get(board_name)
+    r = build(directory, board, lanes=d.lanes, input_lanes=d.input_lanes, progress=False)
+    res = r["resources"]
+    return {"design": d.name, "describe": d.describe(), "board": board.name,
+            "device": r["device"], "fits": r["fits"], "fmax_mhz": r["fmax_mhz"],
+            "clock_mhz": r["clock_mhz"], "meets_clock": r["meets_clock"],
+            "latency_cycles": r["latency_cycles"], "latency_us": r["latency_us"],
+            "latency_us_at_fmax": r["latency_us_at_fmax"],
+            "inferences_per_second": r["inferences_per_second"],
+            "resources": {k: v for k, v in res.items() if v.get("used") is not None
+                          and v.get("available")}}
+
+
+# -- throughput --------------------------------------------------------------------------
+def throughput(model: str = "digits-cnn", timesteps: int = 4, repeats: int = 3) -> dict:
+    """Batched golden model against the per-step float simulator, one thread."""
+    from .convert import convert
+    from .quantize import quantize
+    graph, x, _ = _graph(model)
+    snn = convert(graph, method="gn", timesteps=timesteps, group_size=4, progress=False)
+    net = quantize(snn)
+    codes = golden.encode(net, x)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        def best(fn):
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t)
+            return min(times)
+        t_gold = best(lambda: golden.run(net, codes))
+        t_float = best(lambda: floatsim.run(snn, x))
+    finally:
+        torch.set_num_threads(threads)
+    return {"model": model, "method": "gn", "timesteps": timesteps, "samples": len(x),
+            "golden_samples_per_s": len(x) / t_gold,
+            "float_samples_per_s": len(x) / t_float, "ratio": t_float / t_gold}
+
+
+# -- the run ---------------------------------------------------------------------------------
+def run(out=".", *, quick: bool = False, boards: bool = True, progress: bool = True,
+        samples: int | None = None) -> dict:
+    """Measure everything and write ``out/BENCHMARKS.md`` with its plots; returns the
+    figures. ``quick``: the digits MLP only, T ∈ {1, 2}, 8 simulated samples, no boards
+    (a smoke run: minutes, not the full figures)."""
+    command = "hwsnn bench" + (" --quick" if quick else "") + ("" if boards else " --no-boards")
+    if samples is None:
+        samples = 8 if quick else 100
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ParameterError(f"--samples must be a positive integer, not {samples!r}")
+    out = Path(out)
+    boards = boards and not quick
+    figures = out / FIGURES
+    figures.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    models = ("digits-mlp",) if quick else MODELS
+    steps = (1, 2) if quick else STEPS
+    designs = DESIGNS[:1] if quick else DESIGNS
+    result = {"format": "hwsnn-bench", "version": 1, "quick": quick,
+              "command": command,
+              "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+              "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                          "platform": platform.platform(), "cpus": _cpus()},
+              "energy_model_pj": {"add": ADD_PJ, "mac": MAC_PJ}}
+    result["conversion"] = []
+    for model in models:
+        _log(progress, f"bench: conversion of {model} (methods × T {list(steps)})")
+        result["conversion"].append(conversion(model, steps))
+    result["energy"] = [row for c in result["conversion"] for row in energy_rows(c, steps)]
+    work = Path(tempfile.mkdtemp(prefix="hwsnn-bench-"))
+    try:
+        result["simulation"] = []
+        for d in designs:
+            _log(progress, f"bench: simulating {d.describe()} on {samples} samples")
+            result["simulation"].append(simulation(d, samples, work))
+        result["boards"] = []
+        if boards:
+            for d in designs:
+                for b in d.boards:
+                    _log(progress, f"bench: building {d.describe()} for {b} (minutes)")
+                    result["boards"].append(board_build(d, b, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _log(progress, "bench: golden model and float simulator throughput")
+    result["throughput"] = throughput("digits-mlp" if quick else "digits-cnn",
+                                      repeats=2 if quick else 3)
+    result["seconds"] = time.time() - start
+    result["figures"] = plots(result, figures)
+    (figures / "bench.json").write_text(_json(result))
+    (out / "BENCHMARKS.md").write_text(markdown(result))
+    return result
+
+
+def _cpus() -> int:
+    import os
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+
+
+def _json(result: dict) -> str:
+    import json
+    return json.dumps(result, indent=1) + "\n"
+
+
+# -- plots ---------------------------------------------------------------------------------
+def plots(result: dict, figures: Path) -> dict:
+    """accuracy_vs_T.png and latency_vs_accuracy.png; returns their paths (relative to
+    the Markdown file)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    convs = result["conversion"]
+    paths = {}
+    fig, axes = plt.subplots(1, len(convs), figsize=(4.6 * len(convs), 3.8), squeeze=False)
+    for ax, c in zip(axes[0], convs, strict=True):
+        for label, _, _ in METHODS:
+            rows = [r for r in c["rows"] if r["method"] == label]
+            ax.plot([r["timesteps"] for r in rows],
+                    [100 * r["golden_accuracy"] for r in rows], marker="o", label=label)
+        ax.axhline(100 * c["ann_accuracy"], color="black", linestyle="--", linewidth=1,
+                   label="ANN")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({r["timesteps"] for r in c["rows"]}))
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_xlabel("time steps T")
+        ax.set_ylabel("integer golden accuracy (%)")
+        ax.set_title(c["model"])
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    p = figures / "accuracy_vs_T.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    paths["accuracy_vs_T"] = f"{FIGURES}/{p.name}"
+
+    fig, axes = plt.subplots(1, len(convs), figsize=(4.6 * len(convs), 3.8), squeeze=False)
+    for ax, c in zip(axes[0], convs, strict=True):
+        for label, _, _ in METHODS:
+            rows = [r for r in c["rows"] if r["method"] == label]
+            ax.plot([r["ideal_cycles"] for r in rows],
+                    [100 * r["golden_accuracy"] for r in rows], marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("ideal cycles per inference (1 lane, all layers in turn)")
+        ax.set_ylabel("integer golden accuracy (%)")
+        ax.set_title(c["model"])
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    p = figures / "latency_vs_accuracy.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    paths["latency_vs_accuracy"] = f"{FIGURES}/{p.name}"
+    return paths
+
+
+# -- Markdown --------------------------------------------------------------------------------
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.2f}"
+
+
+def markdown(r: dict) -> str:
+    m = r["machine"]
+    lines = [
+        "# hwsnn benchmarks", "",
+        f"Regenerated by `{r['command']}` on {r['started']} in {r['seconds'] / 60:.1f} "
+        f"min (Python {m['python']}, torch {m['torch']}, {m['cpus']} CPUs, "
+        f"{m['platform']}). Every figure below was computed in that run on the bundled "
+        "scikit-learn digits test split; the same figures are in "
+        f"`{FIGURES}/bench.json`." + (" **Quick run: a subset only.**" if r["quick"] else ""),
+        "",
+    ]
+    lines += ["## Accuracy against time steps", "",
+              f"![accuracy vs T]({r['figures']['accuracy_vs_T']})", ""]
+    for c in r["conversion"]:
+        steps = sorted({row["timesteps"] for row in c["rows"]})
+        lines += [f"### {c['model']}", "",
+                  f"ANN (QCFS, float): **{_pct(c['ann_accuracy'])} %** on {c['samples']} "
+                  f"test samples; {c['weight_bits']}-bit weights. Each cell: float SNN / "
+                  "integer golden accuracy (%).", "",
+                  "| method | " + " | ".join(f"T={t}" for t in steps) + " |",
+                  "|---|" + "---|" * len(steps)]
+        for label, _, _ in METHODS:
+            cells = []
+            for t in steps:
+                row = next(x for x in c["rows"] if x["method"] == label and x["timesteps"] == t)
+                cells.append(f"{_pct(row['float_snn_accuracy'])} / "
+                             f"{_pct(row['golden_accuracy'])}")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += ["", "MSE between ANN logits and SNN readout (float SNN / integer golden):",
+                  "", "| method | " + " | ".join(f"T={t}" for t in steps) + " |",
+                  "|---|" + "---|" * len(steps)]
+        for label, _, _ in METHODS:
+            cells = []
+            for t in steps:
+                row = next(x for x in c["rows"] if x["method"] == label and x["timesteps"] == t)
+                cells.append(f"{row['mse_float']:.4f} / {row['mse_golden']:.4f}")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["ILIF: T is the number of bits per value; COS adds ρ = 8 pre-simulation "
+              "steps.", "",
+              "## Operations and energy (estimate)", "",
+              f"SOPs per inference (spike × fan-out, integer golden model, mean over the test "
+              f"split) against the ANN's multiply-accumulates. Energy is the usual 45 nm "
+              f"estimate, {ADD_PJ} pJ per add and {MAC_PJ} pJ per multiply-accumulate: a "
+              "model of arithmetic only (no memory, no control), not a measurement.", "",
+              "| model | method | T | ANN MACs | SNN SOPs | ANN µJ | SNN µJ | SNN/ANN | "
+              "accuracy % |", "|---|---|---|---|---|---|---|---|---|"]
+    for e in r["energy"]:
+        lines.append(f"| {e['model']} | {e['method']} | {e['timesteps']} | "
+                     f"{e['ann_macs']:,} | {e['sops']:,.0f} | {e['ann_energy_uj']:.3f} | "
+                     f"{e['snn_energy_uj']:.3f} | {100 * e['energy_ratio']:.1f} % | "
+                     f"{_pct(e['golden_accuracy'])} |")
+    lines += ["", "## Cycles against accuracy", "",
+              f"![latency vs accuracy]({r['figures']['latency_vs_accuracy']})", "",
+              "The golden model's ideal cycles per inference (one lane, every layer in "
+              "turn) for each method and T, against its accuracy.", "",
+              "## Designs in Verilog against the golden model", "",
+              "| design | simulator | samples | bit-exact | cycles / inference | ideal | "
+              "ratio | latency (cycles) | simulated samples/s |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for s in r["simulation"]:
+        lines.append(f"| {s['describe']} | {s['simulator']} | {s['samples']} | "
+                     f"{'yes' if s['exact'] else 'NO (' + str(s['mismatches']) + ')'} | "
+                     f"{s['cycles_per_inference']:,.0f} | "
+                     f"{s['ideal_cycles_per_inference']:,.0f} | {s['cycle_ratio']:.3f} | "
+                     f"{s['latency_cycles']:,} | {s['samples_per_second']:.1f} |")
+    lines += ["", "Cycles per inference: the steady interval between readouts with samples "
+              "back to back; ideal: the busiest engine's golden-model count. Latency: first "
+              "pixel to last readout value of sample 0.", ""]
+    lines += ["## Boards", ""]
+    if r["boards"]:
+        lines += ["| design | board | fits | LUTs / cells | block RAM | SPRAM | DSP | "
+                  "Fmax (MHz) | clock (MHz) | latency (µs) | at Fmax (µs) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for b in r["boards"]:
+            res = b["resources"]
+
+            def use(kind, res=res):
+                v = res.get(kind)
+                return f"{v['used']} / {v['available']}" if v else "–"
+            lines.append(f"| {b['describe']} | {b['board']} | {'yes' if b['fits'] else 'no'} "
+                         f"| {use('luts')} | {use('bram_blocks')} | {use('spram_blocks')} | "
+                         f"{use('dsps')} | {b['fmax_mhz']:.1f} | {b['clock_mhz']:g} | "
+                         f"{b['latency_us']:.0f} | {b['latency_us_at_fmax']:.0f} |")
+        lines += ["", "Post-route figures (nextpnr, seed 1) at the board's own clock; "
+                  "latency: the golden model's ideal cycles of every engine in turn, mean "
+                  "over the test split. `hwsnn build --clock auto` runs near the Fmax.", ""]
+    else:
+        lines += ["(not measured in this run: `--no-boards`)", ""]
+    t = r["throughput"]
+    lines += ["## Golden model throughput", "",
+              f"{t['model']} GN(τ=4) T={t['timesteps']}, {t['samples']} samples, one thread: "
+              f"the batched integer golden model runs **{t['golden_samples_per_s']:,.0f}** "
+              f"samples/s, the per-step float SNN simulator {t['float_samples_per_s']:,.0f}: "
+              f"**{t['ratio']:.1f}×** (measured in the same run).", ""]
+    return "\n".join(lines)
+
+
+def summary(r: dict) -> str:
+    """A few lines for the terminal."""
+    out = [f"wrote BENCHMARKS.md ({r['seconds'] / 60:.1f} min)"]
+    for c in r["conversion"]:
+        best = max(c["rows"], key=lambda x: (x["golden_accuracy"], -x["timesteps"]))
+        out.append(f"  {c['model']}: ANN {_pct(c['ann_accuracy'])} %, best SNN "
+                   f"{best['method']} T={best['timesteps']} {_pct(best['golden_accuracy'])} %")
+    for s in r["simulation"]:
+        out.append(f"  {s['describe']}: {'bit-exact' if s['exact'] else 'MISMATCH'} on "
+                   f"{s['samples']} samples, {s['cycles_per_inference']:,.0f} cycles/inference")
+    for b in r["boards"]:
+        out.append(f"  {b['describe']} on {b['board']}: Fmax {b['fmax_mhz']:.1f} MHz, "
+                   f"{b['latency_us_at_fmax']:.0f} µs at Fmax")
+    return "\n".join(out)
+

@@ -1,0 +1,81 @@
+"""hwsnn bench: one run writes BENCHMARKS.md, its plots and JSON; the figures trace back
+to computations made here independently."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hwsnn import bench, data, golden
+from hwsnn.convert import convert
+from hwsnn.quantize import quantize
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    r = subprocess.run([sys.executable, "-m", "hwsnn.cli", "bench", "--quick", "--samples",
+                        "4", "--out", str(out), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return out, json.loads(r.stdout)
+
+
+def test_quick_run_writes_markdown_plots_and_json(quick):
+    out, r = quick
+    md = (out / "BENCHMARKS.md").read_text()
+    assert md.startswith("# hwsnn benchmarks") and "hwsnn bench --quick" in md
+    for name in ("accuracy_vs_T", "latency_vs_accuracy"):
+        png = out / r["figures"][name]
+        assert png.read_bytes()[:8] == PNG and png.stat().st_size > 10_000
+        assert f"]({r['figures'][name]})" in md
+    assert json.loads((out / bench.FIGURES / "bench.json").read_text()) == r
+    assert r["boards"] == [] and "--no-boards" not in r["command"]
+    # Every accuracy cell of the table is the JSON's figure.
+    (conv,) = r["conversion"]
+    for row in conv["rows"]:
+        cell = f"{100 * row['float_snn_accuracy']:.2f} / {100 * row['golden_accuracy']:.2f}"
+        assert cell in md
+    (sim,) = r["simulation"]
+    assert sim["exact"] and sim["samples"] == 4 and sim["mismatches"] == 0
+    assert 0.9 < sim["cycle_ratio"] < 1.2
+
+
+def test_figures_match_an_independent_computation(quick, bundled_graph):
+    _, r = quick
+    (conv,) = r["conversion"]
+    # The digits MLP is 64-64-32-10: 64·64 + 64·32 + 32·10 multiply-accumulates.
+    assert conv["rows"][0]["ann_macs"] == 64 * 64 + 64 * 32 + 32 * 10
+    row = next(x for x in conv["rows"] if x["key"] == "gn" and x["timesteps"] == 2)
+    x, y = data.load("digits", "test")
+    net = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
+                           group_size=4, progress=False))
+    gold = golden.run(net, golden.encode(net, x))
+    assert row["golden_accuracy"] == pytest.approx(float((gold.predictions == y).double()
+                                                         .mean()))
+    assert row["sops"] == pytest.approx(float(gold.sops.double().mean()))
+    (e,) = [e for e in r["energy"] if e["timesteps"] == 2]
+    assert e["snn_energy_uj"] == pytest.approx(row["sops"] * 0.9e-6)
+    assert e["ann_energy_uj"] == pytest.approx(row["ann_macs"] * 4.6e-6)
+    t = r["throughput"]
+    assert t["ratio"] == pytest.approx(t["golden_samples_per_s"] / t["float_samples_per_s"])
+
+
+def test_bad_sample_count_is_refused(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "hwsnn.cli", "bench", "--quick", "--samples",
+                        "0", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and "--samples" in r.stderr
+    assert not (tmp_path / "BENCHMARKS.md").exists()
+
+
+def test_ann_macs_by_hand():
+    """The digits CNN: conv1 1→8 (3×3) at 8×8, conv2 8→16 at 8×8, 2×2 pooling, conv3
+    16→16 at 4×4, pooling, fc 16·2·2→10; the digits28 MLP 784-128-10."""
+    from hwsnn.models import BUNDLED
+    cnn = BUNDLED["digits-cnn"]
+    assert bench.ann_macs(cnn.load(), cnn.input_shape) == \
+        8 * 1 * 9 * 64 + 16 * 8 * 9 * 64 + 16 * 16 * 9 * 16 + 64 * 10
+    mlp = BUNDLED["digits28-mlp"]
+    assert bench.ann_macs(mlp.load(), mlp.input_shape) == 784 * 128 + 128 * 10
