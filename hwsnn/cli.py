@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 import tempfile
+from pathlib import Path
 
 import torch
 
@@ -426,6 +427,40 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_explore(args) -> int:
+    from . import boards, explore
+    board = boards.get(args.board)
+    r = explore.search(args.model, board, max_accuracy_drop=args.max_accuracy_drop,
+                       progress=not args.json)
+    plot = Path(args.plot or f"explore-{args.model}-{board.name}.png")
+    r["plot"] = explore.plot(r, plot)
+    lines = [f"{args.model} on {board.title}: {len(r['points'])} of {r['tried']} points fit "
+             f"within {args.max_accuracy_drop:g} percentage points of the ANN "
+             f"({100 * r['ann_accuracy']:.2f} %); {r['does_not_fit']} do not fit, "
+             f"{r['too_inaccurate']} lose too much accuracy. Pareto front:",
+             f"  {'point':34s} {'accuracy':>8s} {'latency µs':>10s} {'LUTs':>6s} "
+             f"{'BRAM':>4s} {'SPRAM':>5s} {'DSP':>3s}"]
+    for p in r["front"]:
+        pt = explore.Point(**p)
+        lines.append(f"  {pt.label():34s} {100 * pt.accuracy:7.2f}% {pt.latency_us:10.0f} "
+                     f"{pt.luts:6d} {pt.bram_blocks:4d} {pt.spram_blocks:5d} {pt.dsps:3d}")
+    if not r["front"]:
+        lines.append("  (none: a larger board, e.g. --board ulx3s-85f, or a larger "
+                     "--max-accuracy-drop)")
+    lines.append(f"plot: {r['plot']}")
+    if args.pick:
+        got = explore.pick(r, board, args.pick, progress=not args.json)
+        r["picked"] = got
+        b, s = got["build"], got["simulation"]
+        lines.append(f"picked {explore.Point(**got['point']).label()} into {args.pick}: "
+                     f"fits, Fmax {b['fmax_mhz']:.1f} MHz at {b['clock_mhz']:g} MHz, "
+                     f"{b['latency_us']:.0f} µs; "
+                     + (f"bit-exact on {s['samples']} samples" if s["exact"] else
+                        f"MISMATCH: {s['first_divergence_text']}"))
+    _emit(args, r, "\n".join(lines))
+    return 0 if not args.pick or r["picked"]["simulation"]["exact"] else 1
+
+
 def cmd_bench(args) -> int:
     from . import bench
     r = bench.run(args.out, quick=args.quick, boards=not args.no_boards,
@@ -634,6 +669,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "build, if they ran)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("explore", help="search method, T, τ, weight bits and lanes for a "
+                       "board; the Pareto front of accuracy, latency and LUTs")
+    s.add_argument("model", metavar="MODEL", help="a bundled model (see 'hwsnn models')")
+    s.add_argument("--board", required=True, help="see 'hwsnn boards'")
+    s.add_argument("--max-accuracy-drop", type=float, default=1.0, metavar="X",
+                   help="keep points at most X percentage points below the ANN (default 1)")
+    s.add_argument("--plot", metavar="FILE.png", help="where the plot goes (default "
+                   "explore-MODEL-BOARD.png)")
+    s.add_argument("--pick", metavar="DIR", help="convert, build and simulate the fastest "
+                   "front point that builds, into DIR")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_explore)
 
     s = sub.add_parser("bench", help="measure accuracy, SOPs, cycles, exactness, boards and "
                        "throughput in one run and write BENCHMARKS.md with plots")

@@ -1,0 +1,219 @@
+"""``hwsnn explore MODEL --board NAME``: the design space, the Pareto front, and a pick.
+
+For every method (IF, GN with τ = 2 and 4, ILIF), number of time steps and weight width,
+the model is converted and quantized, and its integer golden accuracy measured on the
+test split. For every lane count (and, for a dense first layer on a board with 8 DSPs, the
+multiply-accumulate input stage) the fit check estimates the resources, and the golden
+model counts the cycles of one inference (every engine in turn, as ``hwsnn build``
+reports it) on the first test samples. Points that do not fit the board, or lose more than
+``max_accuracy_drop`` percentage points against the ANN, are dropped; the rest form a
+Pareto front of accuracy (higher is better), latency at the board clock and estimated
+LUTs (lower is better). Estimates only: no synthesis runs until ``--pick``, which
+converts the fastest front point into a directory, builds it (place and route has the
+last word: a point that does not fit or meet the clock gives way to the next one), and
+simulates it against the golden model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from . import data, golden
+from .errors import HwsnnError, ParameterError
+
+METHODS = (("if", None), ("gn", 2), ("gn", 4), ("ilif", None))
+STEPS = (1, 2, 4)
+WEIGHT_BITS = (4, 6, 8)
+LANES = (1, 2, 4, 8, 16)
+CYCLE_SAMPLES = 64  # test samples the cycle counts are averaged over
+
+
+@dataclass
+class Point:
+    method: str
+    group_size: int | None
+    timesteps: int
+    weight_bits: int
+    lanes: int
+    input_lanes: int
+    accuracy: float
+    latency_cycles: float
+    latency_us: float
+    luts: int
+    bram_blocks: int
+    spram_blocks: int
+    dsps: int
+    front: bool = False
+
+    def label(self) -> str:
+        tau = f" τ={self.group_size}" if self.group_size else ""
+        inp = f" in={self.input_lanes}" if self.input_lanes else ""
+        return (f"{self.method.upper()}{tau} T={self.timesteps} {self.weight_bits}b "
+                f"P={self.lanes}{inp}")
+
+    def dominates(self, other: Point) -> bool:
+        no_worse = (self.accuracy >= other.accuracy and self.latency_us <= other.latency_us
+                    and self.luts <= other.luts)
+        better = (self.accuracy > other.accuracy or self.latency_us < other.latency_us
+                  or self.luts < other.luts)
+        return no_worse and better
+
+
+def pareto(points: list[Point]) -> list[Point]:
+    """The points no other point dominates (marked ``front``), fastest first."""
+    for p in points:
+        p.front = not any(q.dominates(p) for q in points if q is not p)
+    return sorted((p for p in points if p.front),
+                  key=lambda p: (p.latency_us, -p.accuracy, p.luts))
+
+
+def _log(progress, text):
+    if progress:
+        print(text, file=sys.stderr, flush=True)
+
+
+def search(model: str, board, *, max_accuracy_drop: float = 1.0, progress: bool = True,
+           steps=STEPS, weight_bits=WEIGHT_BITS, lanes=LANES, methods=METHODS) -> dict:
+    from .build import fit_check
+    from .convert import convert
+    from .frontend import trace
+    from .hdl.plan import mac_eligible
+    from .models import BUNDLED
+    from .quantize import quantize
+    if model not in BUNDLED:
+        raise ParameterError(f"explore takes a bundled model ({', '.join(sorted(BUNDLED))}), "
+                             f"not {model!r}")
+    if not 0 <= max_accuracy_drop <= 100:
+        raise ParameterError(f"--max-accuracy-drop is in percentage points (0..100), not "
+                             f"{max_accuracy_drop}")
+    spec = BUNDLED[model]
+    x, y = data.load(spec.dataset, "test")
+    graph = trace(spec.load(), x[:2])
+    ann = graph.forward(graph.input.to_codes(x))[graph.output.name]
+    ann_acc = golden.accuracy(ann.argmax(1), y)
+    floor = ann_acc - max_accuracy_drop / 100
+    points, tried, unfit, inaccurate = [], 0, 0, 0
+    for (method, tau), t, wb in itertools.product(methods, steps, weight_bits):
+        _log(progress, f"explore: {method}{f' τ={tau}' if tau else ''} T={t} {wb}-bit")
+        net = quantize(convert(graph, method=method, timesteps=t, group_size=tau,
+                               progress=False), weight_bits=wb)
+        codes = golden.encode(net, x)
+        acc = golden.accuracy(golden.run(net, codes).predictions, y)
+        mac = any(mac_eligible(net, p) for p in net.populations) and board.device.dsps >= 8
+        for p_lanes, m in itertools.product(lanes, (0, 8) if mac else (0,)):
+            if m and m % p_lanes:
+                continue
+            tried += 1
+            if acc < floor:
+                inaccurate += 1
+                continue
+            lane_map = {p.name: p_lanes for p in net.populations}
+            try:
+                fit = fit_check(net, lane_map, board, "auto", m)
+            except HwsnnError:
+                unfit += 1
+                continue
+            if not fit["fits"]:
+                unfit += 1
+                continue
+            res = golden.run(net, codes[:CYCLE_SAMPLES], lanes=p_lanes, input_lanes=m)
+            cycles = float(res.ideal_cycles_total.double().mean())
+            r = fit["resources"]
+            points.append(Point(method, tau, t, wb, p_lanes, m, acc, cycles,
+                                cycles / board.clock_mhz, r["luts"]["used"],
+                                r["bram_blocks"]["used"], r["spram_blocks"]["used"],
+                                r["dsps"]["used"]))
+    front = pareto(points)
+    return {"model": model, "board": board.name, "clock_mhz": board.clock_mhz,
+            "ann_accuracy": ann_acc, "max_accuracy_drop": max_accuracy_drop,
+            "accuracy_floor": floor, "tried": tried, "too_inaccurate": inaccurate,
+            "does_not_fit": unfit, "points": [asdict(p) for p in points],
+            "front": [asdict(p) for p in front]}
+
+
+def plot(result: dict, path: Path) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    rest = [p for p in result["points"] if not p["front"]]
+    front = result["front"]
+    ax.scatter([p["latency_us"] for p in rest], [100 * p["accuracy"] for p in rest],
+               s=12, color="0.7", label="fits, within the accuracy budget")
+    sc = ax.scatter([p["latency_us"] for p in front], [100 * p["accuracy"] for p in front],
+                    c=[p["luts"] for p in front], cmap="viridis", s=40, zorder=3,
+                    label="Pareto front (colour: estimated LUTs)")
+    for p in front:
+        ax.annotate(Point(**p).label(), (p["latency_us"], 100 * p["accuracy"]), fontsize=6,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.axhline(100 * result["ann_accuracy"], color="black", linestyle="--", linewidth=1,
+               label="ANN")
+    if front:
+        fig.colorbar(sc, ax=ax, label="LUTs (estimate)")
+        ax.set_xscale("log")
+    else:
+        ax.text(0.5, 0.5, "no point fits the board within the accuracy budget",
+                transform=ax.transAxes, ha="center")
+    ax.set_xlabel(f"latency at {result['clock_mhz']:g} MHz (µs, golden-model cycles)")
+    ax.set_ylabel("integer golden accuracy (%)")
+    ax.set_title(f"{result['model']} on {result['board']}")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def pick(result: dict, board, directory, *, samples: int = 20, progress: bool = True) -> dict:
+    """Convert, build and simulate the fastest front point that builds and meets the
+    board clock; returns its build and simulation figures."""
+    from .build import FitError, build
+    from .convert import convert, save_snn
+    from .frontend import trace
+    from .hdl import verilog
+    from .models import BUNDLED
+    from .quantize import quantize
+    from .sim.run import simulate
+    if not result["front"]:
+        raise HwsnnError(f"nothing to pick: no point fits {board.title} within "
+                         f"{result['max_accuracy_drop']} points of the ANN")
+    spec = BUNDLED[result["model"]]
+    graph = trace(spec.load(), torch.zeros(2, *spec.input_shape))
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for p in result["front"]:
+        pt = Point(**p)
+        _log(progress, f"explore: building {pt.label()} for {board.name}")
+        snn = convert(graph, method=pt.method, timesteps=pt.timesteps,
+                      group_size=pt.group_size, progress=False)
+        snn.metadata["model"] = result["model"]
+        net = quantize(snn, weight_bits=pt.weight_bits)
+        save_snn(snn, directory)
+        net.save(directory)
+        try:
+            built = build(directory, board, lanes=pt.lanes, input_lanes=pt.input_lanes,
+                          progress=False)
+        except FitError as exc:
+            failures.append(f"{pt.label()}: {exc}")
+            continue
+        if not built["fits"] or not built["meets_clock"]:
+            failures.append(f"{pt.label()}: Fmax {built['fmax_mhz']:.1f} MHz")
+            continue
+        verilog.write(directory, net, lanes=pt.lanes, input_lanes=pt.input_lanes)
+        sim = simulate(directory, samples=samples, progress=False).to_json()
+        return {"point": p, "directory": str(directory), "build": {
+                    k: built[k] for k in ("fits", "fmax_mhz", "clock_mhz", "meets_clock",
+                                          "latency_us", "resources", "bitstream")},
+                "simulation": {k: sim[k] for k in ("samples", "exact", "mismatches",
+                                                   "cycles_per_inference",
+                                                   "first_divergence_text")},
+                "passed_over": failures}
+    raise HwsnnError(f"no front point builds for {board.title}: " + "; ".join(failures))

@@ -1,0 +1,59 @@
+"""hwsnn explore: the design space for a board, its Pareto front, and a pick that builds
+and simulates bit-exact."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hwsnn import boards, explore
+from hwsnn.errors import HwsnnError
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _point(acc, lat, luts):
+    return explore.Point("gn", 4, 1, 8, 1, 0, acc, lat, lat, luts, 0, 0, 0)
+
+
+def test_pareto_front_by_hand():
+    a = _point(0.99, 100, 4000)  # the most accurate
+    b = _point(0.98, 50, 4000)  # faster
+    c = _point(0.98, 60, 4000)  # dominated by b
+    d = _point(0.97, 200, 3000)  # smallest
+    e = _point(0.97, 200, 3500)  # dominated by d
+    front = explore.pareto([a, b, c, d, e])
+    assert front == [b, a, d]  # fastest first
+    assert [p.front for p in (a, b, c, d, e)] == [True, True, False, True, False]
+
+
+def test_explore_and_pick_the_digits_mlp_for_icebreaker(tmp_path):
+    out = tmp_path / "picked"
+    r = subprocess.run([sys.executable, "-m", "hwsnn.cli", "explore", "digits-mlp", "--board",
+                        "icebreaker", "--max-accuracy-drop", "1.5", "--plot",
+                        str(tmp_path / "front.png"), "--pick", str(out), "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert len(res["front"]) >= 3
+    assert (tmp_path / "front.png").read_bytes()[:8] == PNG
+    for p in res["points"]:  # every kept point fits and is within the budget
+        assert p["accuracy"] >= res["ann_accuracy"] - 0.015 - 1e-12
+        assert p["luts"] <= 0.9 * 5280 and p["dsps"] <= 8
+    picked = res["picked"]
+    assert picked["point"] == res["front"][0] or picked["passed_over"]
+    assert picked["build"]["fits"] and picked["build"]["meets_clock"]
+    assert picked["simulation"]["exact"] and picked["simulation"]["mismatches"] == 0
+    assert (out / "qnet.json").is_file() and (out / "snn.json").is_file()
+
+
+def test_nothing_to_pick_when_nothing_fits():
+    board = boards.get("icebreaker")
+    r = explore.search("digits-cnn", board, progress=False, methods=(("gn", 4),), steps=(2,),
+                       weight_bits=(8,), lanes=(1,))
+    assert r["front"] == [] and r["does_not_fit"] == r["tried"] == 1
+    with pytest.raises(HwsnnError, match="nothing to pick"):
+        explore.pick(r, board, "unused", progress=False)
+    with pytest.raises(HwsnnError, match="bundled model"):
+        explore.search("resnet", board, progress=False)
