@@ -143,8 +143,8 @@ class InputMac(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [g.eq(0), nnz.eq(0), c_addr.eq(0)]
-                    m.next = "BIAS"
-            with m.State("BIAS"):
+                    m.next = "CLEAR"
+            with m.State("CLEAR"):
                 m.d.comb += [op.valid.eq(1), op.first.eq(1), op.waddr.eq(g), op.g.eq(g)]
                 m.d.sync += [idx.eq(0), jg.eq(0), fetch_g.eq(g)]
                 with m.If(g == 0):
@@ -176,7 +176,7 @@ class InputMac(wiring.Component):
                         m.next = "FLUSH"
                     with m.Else():
                         m.d.sync += g.eq(g + 1)
-                        m.next = "BIAS"
+                        m.next = "CLEAR"
             with m.State("FLUSH"):
                 with m.If(~pending & ~write):
                     m.d.comb += self.done.eq(1)
