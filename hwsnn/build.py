@@ -45,7 +45,7 @@ WEIGHTS = ("auto", "bram", "spram")
 
 
 def _place_weights(net: QNet, lanes: dict[str, int], board, weights: str,
-                   input_lanes: int = 0) -> list:
+                   input_lanes: int = 0, queue_depth: int | None = None) -> list:
     """Which projections keep their weights in SPRAM, loaded over the link at run time
     (``hdl.store``): none for ``bram``; for ``auto`` the largest weight memories, one
     by one, while the block RAMs do not fit and the SPRAMs have room; ``spram``: at
@@ -71,7 +71,8 @@ def _place_weights(net: QNet, lanes: dict[str, int], board, weights: str,
     chosen, tiles = [], 0
     for _, n, key in sizes:
         if chosen or weights == "auto":
-            est = estimate(net, lanes, dev, loadable=chosen, input_lanes=input_lanes)
+            est = estimate(net, lanes, dev, loadable=chosen, input_lanes=input_lanes,
+                           queue_depth=queue_depth)
             if est.bram_blocks <= FIT_MARGIN * dev.bram_blocks:
                 break
         if tiles + n > dev.spram_blocks:
@@ -82,14 +83,15 @@ def _place_weights(net: QNet, lanes: dict[str, int], board, weights: str,
 
 
 def fit_check(net: QNet, lanes: dict[str, int], board, weights: str = "auto",
-              input_lanes: int = 0) -> dict:
+              input_lanes: int = 0, queue_depth: int | None = None) -> dict:
     """Estimated use of each resource kind against the board: ``fits``, a ``resources``
     object {kind: {"used", "available"}}, and ``loadable``: the projections whose
     weights go to SPRAM (``weights``: auto, bram or spram)."""
     from .hdl.estimate import estimate
     from .hdl.plan import store_specs
-    loadable = _place_weights(net, lanes, board, weights, input_lanes)
-    est = estimate(net, lanes, board.device, loadable=loadable, input_lanes=input_lanes)
+    loadable = _place_weights(net, lanes, board, weights, input_lanes, queue_depth)
+    est = estimate(net, lanes, board.device, loadable=loadable, input_lanes=input_lanes,
+                   queue_depth=queue_depth)
     dev = board.device
     resources = {
         "luts": {"used": est.luts, "available": dev.luts},
@@ -120,6 +122,7 @@ def _advice(over: list[str], lanes: dict[str, int], board, weights: str = "auto"
         tips.append(f"--input-lanes {board.device.dsps} or fewer (the multipliers of the "
                     f"input stage; {board.device.name} has {board.device.dsps} DSPs)")
     if "bram_blocks" in over:
+        tips.append("a shallow output queue per engine (--queue-depth 16)")
         if board.device.spram_blocks and weights == "bram":
             tips.append("--weights auto (the largest weights in SPRAM)")
         tips.append("fewer weight bits (convert with --weight-bits 4..6)")
@@ -146,9 +149,9 @@ class BoardTop(Elaboratable):
     """The network behind the host link, on the board's clock and UART pins."""
 
     def __init__(self, net: QNet, board, lanes, baud: int, loadable=(), pll=None,
-                 input_lanes: int = 0):
+                 input_lanes: int = 0, queue_depth: int | None = None):
         self.net, self.board, self.lanes, self.baud = net, board, lanes, baud
-        self.input_lanes = input_lanes
+        self.input_lanes, self.queue_depth = input_lanes, queue_depth
         self.loadable = [tuple(k) for k in loadable]
         self.pll = pll  # a pll.PllSetting, or None for the board clock
 
@@ -164,7 +167,8 @@ class BoardTop(Elaboratable):
         m.submodules.link = link = HostLink(self.net, clk_hz=int(mhz * 1e6),
                                             baud=self.baud, lanes=self.lanes,
                                             loadable=self.loadable,
-                                            input_lanes=self.input_lanes)
+                                            input_lanes=self.input_lanes,
+                                            queue_depth=self.queue_depth)
         uart = platform.request("uart", self.board.uart, dir={"rx": "-", "tx": "-"})
         from amaranth.lib import io
         m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)
@@ -179,14 +183,16 @@ class BoardTop(Elaboratable):
 
 def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFAULT_BAUD,
           check_only: bool = False, seed: int = 1, progress: bool = True,
-          weights: str = "auto", clock: str | float = "board", input_lanes: int = 0) -> dict:
+          weights: str = "auto", clock: str | float = "board", input_lanes: int = 0,
+          queue_depth: int | None = None) -> dict:
     """Fit-check and build the network of ``directory`` for ``board`` (a ``Board``).
 
     ``clock``: ``"board"`` runs the design on the board's oscillator; a number (MHz) on a
     PLL output at or below it; ``"auto"`` builds at the board clock first, then again on
     a PLL at the fastest setting within ``PLL_MARGIN`` of the Fmax that build reached.
     ``input_lanes``: the multiply-accumulate input stage of the first layer (M lanes,
-    on M DSP blocks; ``hdl.inputmac``), 0 for the bit-event input stage."""
+    on M DSP blocks; ``hdl.inputmac``), 0 for the bit-event input stage. ``queue_depth``:
+    every engine's output queue in lane groups (default: two sweeps' worth)."""
     from .hdl.verilog import fingerprint
     from .qnet import load
     if not (clock in ("board", "auto") or (isinstance(clock, int | float)
@@ -197,10 +203,15 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
     lane_map = lanes_by_population(net, lanes)
     from .hdl.network import check_input_lanes
     check_input_lanes(net, input_lanes)
+    if queue_depth is not None and (isinstance(queue_depth, bool)
+                                    or not isinstance(queue_depth, int) or queue_depth < 4):
+        raise ParameterError(f"--queue-depth must be an integer of at least 4, not "
+                             f"{queue_depth!r}")
     _check_baud(board.clock_mhz, baud, board)
-    fit = fit_check(net, lane_map, board, weights, input_lanes)  # refuses cos, saturation
+    fit = fit_check(net, lane_map, board, weights, input_lanes, queue_depth)  # refuses cos
     report = {"board": board.name, "device": board.device.name, "clock_mhz": board.clock_mhz,
-              "lanes": lanes, "input_lanes": input_lanes, "qnet_sha256": fingerprint(net),
+              "lanes": lanes, "input_lanes": input_lanes, "queue_depth": queue_depth,
+              "qnet_sha256": fingerprint(net),
               "fit_check": fit,
               "fits": fit["fits"], "resources": fit["resources"], "estimated": True,
               "loadable": fit["loadable"], "stores": fit["stores"],
@@ -230,7 +241,7 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
             print(f"building for {board.title}{at}: synthesis, place and route, packing "
                   "(a few minutes)...", file=sys.stderr, flush=True)
         return _run_tools(net, board, lane_map, baud, fit["loadable"], setting, out, seed,
-                          env, input_lanes)
+                          env, input_lanes, queue_depth)
 
     first_fmax = None
     if clock in ("board", "auto"):
@@ -292,10 +303,10 @@ def _check_baud(clock_mhz: float, baud: int, board) -> None:
 
 
 def _run_tools(net, board, lane_map, baud, loadable, setting, out, seed, env,
-               input_lanes=0):
+               input_lanes=0, queue_depth=None):
     """Synthesis, place and route and packing of the board top; (utilisation, Fmax)."""
     platform = board.make_platform()
-    top = BoardTop(net, board, lane_map, baud, loadable, setting, input_lanes)
+    top = BoardTop(net, board, lane_map, baud, loadable, setting, input_lanes, queue_depth)
     opts = f"--seed {seed} --report {NAME}.report.json --timing-allow-fail"
     extra = {}
     if input_lanes and board.device.family == "ice40":

@@ -272,7 +272,8 @@ def cmd_verilog(args) -> int:
     from .qnet import load as load_qnet
     net = load_qnet(args.directory)
     desc = verilog.write(args.directory, net, lanes=_lanes(args.lanes), taps=not args.no_taps,
-                         top=args.top, input_lanes=args.input_lanes)
+                         top=args.top, input_lanes=args.input_lanes,
+                         queue_depth=args.queue_depth)
     obj = {"directory": str(args.directory), "top": desc["top"], "files": desc["files"],
            "verilog_lines": desc["verilog_lines"], "lanes": desc["made_from"]["lanes"],
            "input_lanes": desc["made_from"]["input_lanes"],
@@ -369,6 +370,12 @@ def _resource_lines(resources: dict, estimated: bool) -> list[str]:
     return lines
 
 
+def _queue_depth_arg(s) -> None:
+    s.add_argument("--queue-depth", type=int, metavar="N", help="every engine's output "
+                   "queue, in lane groups (default: two sweeps' worth); 16 saves block RAM, "
+                   "and a sweep then waits while its queue is full")
+
+
 def _input_lanes_arg(s) -> None:
     s.add_argument("--input-lanes", type=int, default=0, metavar="M",
                    help="give the first layer (dense, group or IF neurons) a multiply-"
@@ -383,7 +390,8 @@ def cmd_build(args) -> int:
     board = boards.get(args.board)
     r = build(args.directory, board, lanes=_lane_spec(args.lanes), baud=args.baud,
               check_only=args.check_only, progress=not args.json, weights=args.weights,
-              clock=_clock(args.clock), input_lanes=args.input_lanes)
+              clock=_clock(args.clock), input_lanes=args.input_lanes,
+              queue_depth=args.queue_depth)
     lines = [f"{board.title}: {'fits' if r['fits'] else 'does NOT fit'} with "
              f"{describe_lanes(r['lanes'])}"
              + (f", an input stage of {args.input_lanes} multiply-accumulate lanes"
@@ -617,6 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lanes P (neurons updated per cycle) of every engine; default %(default)s")
     s.add_argument("--top", default=verilog_defaults()[1], help="top module name")
     _input_lanes_arg(s)
+    _queue_depth_arg(s)
     s.add_argument("--no-taps", action="store_true", help="leave out the debug taps (every "
                    "population's events and work counter as ports)")
     s.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall")
@@ -651,6 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lanes", default="1", help="lanes per engine (default 1), or per "
                    "population: fc1=8,fc2=1")
     _input_lanes_arg(s)
+    _queue_depth_arg(s)
     s.add_argument("--baud", type=int, default=115200, help="UART baud rate")
     s.add_argument("--check-only", action="store_true", help="only the fit check")
     s.add_argument("--clock", default="board", help="board: the board's oscillator "

@@ -2,16 +2,16 @@
 
 For every method (IF, GN with τ = 2 and 4, ILIF), number of time steps and weight width,
 the model is converted and quantized, and its integer golden accuracy measured on the
-test split. For every lane count (and, for a dense first layer on a board with 8 DSPs, the
-multiply-accumulate input stage) the fit check estimates the resources, and the golden
-model counts the cycles of one inference (every engine in turn, as ``hwsnn build``
-reports it) on the first test samples. Points that do not fit the board, or lose more than
-``max_accuracy_drop`` percentage points against the ANN, are dropped; the rest form a
-Pareto front of accuracy (higher is better), latency at the board clock and estimated
-LUTs (lower is better). Estimates only: no synthesis runs until ``--pick``, which
-converts the fastest front point into a directory, builds it (place and route has the
-last word: a point that does not fit or meet the clock gives way to the next one), and
-simulates it against the golden model.
+test split. For every lane count (and, for a dense first layer on a board with 8 DSPs,
+the multiply-accumulate input stage; and default or shallow output queues) the fit check
+estimates the resources, and the golden model counts the cycles of one inference (every
+engine in turn, as ``hwsnn build`` reports it) on the first test samples. Points that do
+not fit the board, or lose more than ``max_accuracy_drop`` percentage points against the
+ANN, are dropped; the rest form a Pareto front of accuracy (higher is better), latency
+at the board clock and estimated LUTs (lower is better). Estimates only: no synthesis
+runs until ``--pick``, which converts the fastest front point into a directory, builds
+it (place and route has the last word: a point that does not fit or meet the clock
+gives way to the next one), and simulates it against the golden model.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ METHODS = (("if", None), ("gn", 2), ("gn", 4), ("ilif", None))
 STEPS = (1, 2, 4)
 WEIGHT_BITS = (4, 6, 8)
 LANES = (1, 2, 4, 8, 16)
+QUEUES = (None, 16)  # engine output queues: two sweeps deep (default), or shallow
 CYCLE_SAMPLES = 64  # test samples the cycle counts are averaged over
 
 
@@ -41,6 +42,7 @@ class Point:
     weight_bits: int
     lanes: int
     input_lanes: int
+    queue_depth: int | None
     accuracy: float
     latency_cycles: float
     latency_us: float
@@ -53,8 +55,9 @@ class Point:
     def label(self) -> str:
         tau = f" τ={self.group_size}" if self.group_size else ""
         inp = f" in={self.input_lanes}" if self.input_lanes else ""
+        q = f" q={self.queue_depth}" if self.queue_depth else ""
         return (f"{self.method.upper()}{tau} T={self.timesteps} {self.weight_bits}b "
-                f"P={self.lanes}{inp}")
+                f"P={self.lanes}{inp}{q}")
 
     def dominates(self, other: Point) -> bool:
         no_worse = (self.accuracy >= other.accuracy and self.latency_us <= other.latency_us
@@ -78,7 +81,8 @@ def _log(progress, text):
 
 
 def search(model: str, board, *, max_accuracy_drop: float = 1.0, progress: bool = True,
-           steps=STEPS, weight_bits=WEIGHT_BITS, lanes=LANES, methods=METHODS) -> dict:
+           steps=STEPS, weight_bits=WEIGHT_BITS, lanes=LANES, methods=METHODS,
+           queues=QUEUES) -> dict:
     from .build import fit_check
     from .convert import convert
     from .frontend import trace
@@ -105,7 +109,8 @@ def search(model: str, board, *, max_accuracy_drop: float = 1.0, progress: bool 
         codes = golden.encode(net, x)
         acc = golden.accuracy(golden.run(net, codes).predictions, y)
         mac = any(mac_eligible(net, p) for p in net.populations) and board.device.dsps >= 8
-        for p_lanes, m in itertools.product(lanes, (0, 8) if mac else (0,)):
+        cycles_of = {}
+        for p_lanes, m, q in itertools.product(lanes, (0, 8) if mac else (0,), queues):
             if m and m % p_lanes:
                 continue
             tried += 1
@@ -114,17 +119,19 @@ def search(model: str, board, *, max_accuracy_drop: float = 1.0, progress: bool 
                 continue
             lane_map = {p.name: p_lanes for p in net.populations}
             try:
-                fit = fit_check(net, lane_map, board, "auto", m)
+                fit = fit_check(net, lane_map, board, "auto", m, q)
             except HwsnnError:
                 unfit += 1
                 continue
             if not fit["fits"]:
                 unfit += 1
                 continue
-            res = golden.run(net, codes[:CYCLE_SAMPLES], lanes=p_lanes, input_lanes=m)
-            cycles = float(res.ideal_cycles_total.double().mean())
+            if (p_lanes, m) not in cycles_of:
+                res = golden.run(net, codes[:CYCLE_SAMPLES], lanes=p_lanes, input_lanes=m)
+                cycles_of[p_lanes, m] = float(res.ideal_cycles_total.double().mean())
+            cycles = cycles_of[p_lanes, m]
             r = fit["resources"]
-            points.append(Point(method, tau, t, wb, p_lanes, m, acc, cycles,
+            points.append(Point(method, tau, t, wb, p_lanes, m, q, acc, cycles,
                                 cycles / board.clock_mhz, r["luts"]["used"],
                                 r["bram_blocks"]["used"], r["spram_blocks"]["used"],
                                 r["dsps"]["used"]))
@@ -200,14 +207,18 @@ def pick(result: dict, board, directory, *, samples: int = 20, progress: bool = 
         net.save(directory)
         try:
             built = build(directory, board, lanes=pt.lanes, input_lanes=pt.input_lanes,
-                          progress=False)
+                          queue_depth=pt.queue_depth, progress=False)
         except FitError as exc:
             failures.append(f"{pt.label()}: {exc}")
+            continue
+        except HwsnnError as exc:  # place and route found it too large after all
+            failures.append(f"{pt.label()}: {str(exc).split(' (the tools')[0]}")
             continue
         if not built["fits"] or not built["meets_clock"]:
             failures.append(f"{pt.label()}: Fmax {built['fmax_mhz']:.1f} MHz")
             continue
-        verilog.write(directory, net, lanes=pt.lanes, input_lanes=pt.input_lanes)
+        verilog.write(directory, net, lanes=pt.lanes, input_lanes=pt.input_lanes,
+                      queue_depth=pt.queue_depth)
         sim = simulate(directory, samples=samples, progress=False).to_json()
         return {"point": p, "directory": str(directory), "build": {
                     k: built[k] for k in ("fits", "fmax_mhz", "clock_mhz", "meets_clock",

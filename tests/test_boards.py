@@ -82,7 +82,15 @@ def test_fit_check_accepts_the_mlp_and_refuses_the_cnn_on_icebreaker(bundled_gra
         build(tmp_path / "cnn", board, lanes=1, check_only=True)
     text = str(err.value)
     assert "bram_blocks" in text and "of 30" in text and "ulx3s-85f" in text
+    assert "--queue-depth 16" in text
     assert not (tmp_path / "cnn" / "build").exists()
+    # Shallow queues take the block RAMs under the budget (the logic is still too much
+    # for this 8-bit T=2 network; explore finds the ones that fit).
+    with pytest.raises(FitError) as err:
+        build(tmp_path / "cnn", board, lanes=1, check_only=True, queue_depth=16)
+    assert "luts" in str(err.value) and "bram_blocks" not in str(err.value)
+    with pytest.raises(ParameterError, match="--queue-depth"):
+        build(tmp_path / "cnn", board, lanes=1, check_only=True, queue_depth=2)
     # The same network fits the largest ECP5 board.
     ok = build(tmp_path / "cnn", boards.get("ulx3s-85f"), lanes=1, check_only=True)
     assert ok["fits"] and ok["estimated"]

@@ -75,7 +75,8 @@ def blocks_for(depth: int, width: int, modes) -> int:
 
 
 def memories(net: QNet, plans: dict[str, EnginePlan],
-             fifo_depth: int = DEFAULT_FIFO_DEPTH) -> list[MemoryUse]:
+             fifo_depth: int = DEFAULT_FIFO_DEPTH,
+             queue_depth: int | None = None) -> list[MemoryUse]:
     """Every RAM/ROM and FIFO buffer of the network's engines (``plans`` by population)."""
     from .events import EventLayout
     from .network import _reader_depths
@@ -98,7 +99,7 @@ def memories(net: QNet, plans: dict[str, EnginePlan],
             qw = P * plan.vbits + max(1, A).bit_length()
         else:
             qw = P * plan.out_count.bit_length() + 3 * 8 + 1
-        out.append(MemoryUse(name, "output queue", plan.queue_depth, qw))
+        out.append(MemoryUse(name, "output queue", queue_depth or plan.queue_depth, qw))
     # Event FIFOs (the pixels go straight to the input stage, without one).
     for source, consumer, depth in _reader_depths(net, plans, fifo_depth):
         layout = EventLayout(tuple(net.population(source).shape), plans[source].out_count)
@@ -111,7 +112,7 @@ def weights_name(k: int, source: str) -> str:
 
 
 def estimate(net: QNet, lanes: dict[str, int], device, *, link: bool = True,
-             loadable=(), input_lanes: int = 0) -> Estimate:
+             loadable=(), input_lanes: int = 0, queue_depth: int | None = None) -> Estimate:
     """LUTs, flip-flops, block RAMs and DSPs of the network (and its host link) on
     ``device`` (a ``hwsnn.boards.Device``); the weights of ``loadable`` ((population,
     projection) pairs) in SPRAM tiles instead of block RAM; ``input_lanes``: the
@@ -144,7 +145,7 @@ def estimate(net: QNet, lanes: dict[str, int], device, *, link: bool = True,
             dsps += M
         luts += e_l
         ffs += e_f
-    mems = memories(net, plans)
+    mems = memories(net, plans, queue_depth=queue_depth)
     if link:
         mems.append(MemoryUse("link", "pixel buffer", math.prod(net.input.shape), 8))
     in_spram = {(s.population, weights_name(s.projection, s.source))

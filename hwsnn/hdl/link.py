@@ -185,7 +185,8 @@ class HostLink(wiring.Component):
     """
 
     def __init__(self, net: QNet, *, clk_hz, baud=115200, lanes=1, timeout_bytes=20,
-                 network: Network | None = None, loadable=(), input_lanes: int = 0):
+                 network: Network | None = None, loadable=(), input_lanes: int = 0,
+                 queue_depth: int | None = None):
         if not isinstance(net, QNet):
             raise TypeError(f"HostLink needs a QNet, not {type(net).__name__}")
         self.divisor, self.baud_error = uart_divisor(clk_hz, baud)
@@ -205,7 +206,8 @@ class HostLink(wiring.Component):
         if not 1 <= self.classes <= 255:
             raise ValueError(f"the link reports at most 255 classes, not {self.classes}")
         if network is None:
-            network = Network(net, lanes=lanes, loadable=loadable, input_lanes=input_lanes)
+            network = Network(net, lanes=lanes, loadable=loadable, input_lanes=input_lanes,
+                              queue_depth=queue_depth)
         elif not isinstance(network, Network):
             raise TypeError(f"network must be a hwsnn.hdl.network.Network, not "
                             f"{type(network).__name__}")

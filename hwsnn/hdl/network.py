@@ -92,11 +92,13 @@ class Network(wiring.Component):
     """The network of ``net`` with ``lanes`` lanes per engine (an int, or a dict by
     population name), and debug taps when ``taps``. ``input_lanes`` (M > 0) gives the
     populations with a dense projection from the image (group or IF neurons) a
-    multiply-accumulate input stage of M lanes (``hdl.inputmac``)."""
+    multiply-accumulate input stage of M lanes (``hdl.inputmac``). ``queue_depth`` sets
+    every engine's output queue (lane groups; default: two sweeps' worth): a shallow
+    queue saves block RAM, and a sweep waits while it is full."""
 
     def __init__(self, net: QNet, *, lanes: int | dict[str, int] = 1,
                  fifo_depth: int = DEFAULT_FIFO_DEPTH, taps: bool = False, loadable=(),
-                 input_lanes: int = 0):
+                 input_lanes: int = 0, queue_depth: int | None = None):
         if isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 2:
             raise TypeError(f"FIFO depth must be an integer of at least 2, not {fifo_depth!r}")
         self.net = net
@@ -110,8 +112,10 @@ class Network(wiring.Component):
         self.engines = {p.name: LayerEngine(net, p.name, lanes=self.lanes[p.name],
                                             loadable=[s.projection for s in self.stores
                                                       if s.population == p.name],
-                                            input_lanes=input_lanes)
+                                            input_lanes=input_lanes,
+                                            queue_depth=queue_depth)
                         for p in net.populations}
+        self.queue_depth = queue_depth
         out = self.engines[net.output.name]
         members = {
             "pixels": In(pixel_signature()),

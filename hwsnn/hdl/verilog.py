@@ -53,9 +53,10 @@ def check_top_name(name: str) -> str:
 
 
 def build(net: QNet, *, lanes=DEFAULT_LANES, taps: bool = True,
-          input_lanes: int = 0) -> Network:
+          input_lanes: int = 0, queue_depth: int | None = None) -> Network:
     try:
-        return Network(net, lanes=lanes, taps=taps, input_lanes=input_lanes)
+        return Network(net, lanes=lanes, taps=taps, input_lanes=input_lanes,
+                       queue_depth=queue_depth)
     except TypeError as exc:
         raise ParameterError(str(exc)) from None
 
@@ -152,6 +153,7 @@ def describe(net: QNet, network: Network, top: str) -> dict:
         "format": "hwsnn-ports", "version": 1, "top": top,
         "made_from": {"qnet_sha256": fingerprint(net), "lanes": lanes,
                       "input_lanes": network.input_lanes,
+                      "queue_depth": network.queue_depth,
                       "taps": network.taps, "fifo_depth": network.fifo_depth,
                       "model": net.metadata.get("model"), "method": net.method,
                       "timesteps": net.timesteps},
@@ -245,11 +247,13 @@ def _wrap(values, per_line: int = 16) -> str:
 
 
 def write(directory, net: QNet, *, lanes=DEFAULT_LANES, taps: bool = True,
-          top: str = DEFAULT_TOP, out_dir=None, input_lanes: int = 0) -> dict:
+          top: str = DEFAULT_TOP, out_dir=None, input_lanes: int = 0,
+          queue_depth: int | None = None) -> dict:
     """Write ``TOP.v``, ``TOP.json`` and ``TOP.md`` into ``directory/rtl`` (or
     ``out_dir``); returns the port description with the paths written."""
     check_top_name(top)
-    network = build(net, lanes=lanes, taps=taps, input_lanes=input_lanes)
+    network = build(net, lanes=lanes, taps=taps, input_lanes=input_lanes,
+                    queue_depth=queue_depth)
     text = emit(net, top=top, network=network)
     desc = describe(net, network, top)
     out = Path(out_dir) if out_dir is not None else Path(directory) / RTL_DIR

@@ -16,8 +16,10 @@ from hwsnn.quantize import quantize
 from .random_nets import random_qnet
 
 
-def simulate(net, codes, lanes, busy=0.0, seed=0, loadable=(), load=True, input_lanes=0):
-    dut = Network(net, lanes=lanes, loadable=loadable, input_lanes=input_lanes)
+def simulate(net, codes, lanes, busy=0.0, seed=0, loadable=(), load=True, input_lanes=0,
+             queue_depth=None):
+    dut = Network(net, lanes=lanes, loadable=loadable, input_lanes=input_lanes,
+                  queue_depth=queue_depth)
     rng = random.Random(seed)
     got = []
 
@@ -110,3 +112,13 @@ def test_multiply_accumulate_input_stage(bundled_graph, digits_test, lanes, inpu
     if loaded and lanes == 1:
         assert simulate(net, codes, lanes=lanes, loadable=loadable, load=False,
                         input_lanes=input_lanes) != expected(net, codes)
+
+
+def test_shallow_output_queues(bundled_graph, digits_test):
+    """Every engine's queue 4 lane groups deep (the sweeps wait on it): still the golden
+    model's readouts."""
+    net = quantize(convert(bundled_graph("digits-cnn"), method="gn", timesteps=2,
+                           progress=False))
+    codes = golden.encode(net, digits_test[0][:1])
+    assert simulate(net, codes, lanes=4, busy=0.3, seed=5, queue_depth=4) == \
+        expected(net, codes)
