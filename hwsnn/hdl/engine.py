@@ -178,6 +178,46 @@ class _StorePort:
         self.data = data.View(layout, store.r_data)
 
 
+def _position_counter(m, sizes, *, step, restart):
+    """Digits of a mixed-radix counter (fastest first, ``sizes`` each) that moves on in
+    every cycle with ``step`` and goes back to zero after one with ``restart`` too; a digit
+    of size 1 is the constant 0."""
+    digits = [Signal(range(n), name=f"pos{i}") if n > 1 else Const(0, 1)
+              for i, n in enumerate(sizes)]
+    live = [(d, n) for d, n in zip(digits, sizes, strict=True) if n > 1]
+
+    def advance(i):
+        if i == len(live):
+            return
+        d, n = live[i]
+        with m.If(d == n - 1):
+            m.d.sync += d.eq(0)
+            advance(i + 1)
+        with m.Else():
+            m.d.sync += d.eq(d + 1)
+
+    with m.If(step):
+        with m.If(restart):
+            m.d.sync += [d.eq(0) for d, _ in live]
+        with m.Else():
+            advance(0)
+    return digits
+
+
+def queue_layout(plan: EnginePlan) -> data.StructLayout:
+    """One entry of the output queue: a lane group's values (readout) or spike counts
+    with the group's position and the end-of-step flag."""
+    if plan.pop.kind == "readout":
+        return data.StructLayout({"values": data.ArrayLayout(signed(plan.vbits), plan.lanes),
+                                  "addr": range(max(2, plan.addresses))})
+    return data.StructLayout({"counts": data.ArrayLayout(unsigned(bits_for(plan.out_count)),
+                                                         plan.lanes),
+                              "g": range(max(2, plan.groups)),
+                              "y": range(max(2, plan.height)),
+                              "x": range(max(2, plan.width)),
+                              "end": 1})
+
+
 class LayerEngine(wiring.Component):
     """The engine of one QNet population.
 
@@ -259,7 +299,8 @@ class LayerEngine(wiring.Component):
                                                  init=[[v_init] * P] * (banks * A))
         v_rd, v_wr = vmem.read_port(), vmem.write_port()
         m.submodules.bmem = bmem = memory.Memory(
-            shape=data.ArrayLayout(signed(plan.bbits), P), depth=A, init=plan.bias_words)
+            shape=data.ArrayLayout(signed(plan.bbits), P), depth=len(plan.bias_rom_words),
+            init=plan.bias_rom_words)
         b_rd = bmem.read_port()
         if plan.has_current:
             m.submodules.cmem = cmem = memory.Memory(
@@ -305,14 +346,13 @@ class LayerEngine(wiring.Component):
             "last_step": 1,  # GN sweep: reset V to V0 after firing
             "fire_k": range(max(2, plan.bits_out)),  # ILIF quotient bit
             "end": 1,  # last sweep operation of the step
-            "g": range(max(2, plan.groups)), "y": range(max(2, plan.height)),
-            "x": range(max(2, plan.width)),
+            "bias_g": range(max(2, plan.groups)),  # a sweep's lane group (plan.bias_per_group)
         })
         issue = Signal(opl)
         op_valid, op_kind, op_cur, op_addr = issue.valid, issue.kind, issue.cur, issue.addr
         op_proj, op_count, op_shift = issue.proj, issue.count, issue.shift
         op_last_step, op_fire_k, op_end = issue.last_step, issue.fire_k, issue.end
-        op_g, op_y, op_x, op_bank = issue.g, issue.y, issue.x, issue.bank
+        op_bank = issue.bank
         sweep_now = Signal()  # a sweep operation takes this cycle's issue slot
         acc_bank, fire_bank = Signal(), Signal()
         full = [Signal(name="full0"), Signal(name="full1")]  # bank accumulated, not fired
@@ -342,16 +382,7 @@ class LayerEngine(wiring.Component):
         # counts the groups in the queue and the sweep operations issued and not yet
         # pushed or dropped (stage 7); the credit is registered: room for two more a cycle
         # ago is room for one now.
-        if readout:
-            group = data.StructLayout({"values": data.ArrayLayout(signed(plan.vbits), P),
-                                       "addr": range(max(2, A))})
-        else:
-            group = data.StructLayout({"counts": data.ArrayLayout(self.o.payload.count.shape(),
-                                                                  P),
-                                       "g": range(max(2, plan.groups)),
-                                       "y": range(max(2, plan.height)),
-                                       "x": range(max(2, plan.width)),
-                                       "end": 1})
+        group = queue_layout(plan)
         m.submodules.queue = queue = RegisteredFIFO(width=group.size, depth=self.queue_depth)
         st = [Signal(opl, name=f"st{n}") for n in range(STAGES)]
         used = Signal(range(self.queue_depth + 3))  # queued groups and sweeps in flight
@@ -365,9 +396,6 @@ class LayerEngine(wiring.Component):
         plane = Signal(range(max(2, plan.steps_in + 1)))
         sweep_addr = Signal(range(max(2, A)))
         sweep_last = Signal(init=A == 1)  # registered: sweep_addr == A − 1
-        sweep_g = Signal(range(max(2, plan.groups)))
-        sweep_y = Signal(range(max(2, plan.height)))
-        sweep_x = Signal(range(max(2, plan.width)))
         fire_k = Signal(range(max(2, plan.bits_out + 1)))
         pixel_count = Signal(range(plan.input_size + 1))
         pix_bits = Signal(8)
@@ -388,24 +416,14 @@ class LayerEngine(wiring.Component):
             with m.If(credit & ~bubble):
                 m.d.comb += [op_valid.eq(1), op_kind.eq(SWEEP), op_addr.eq(sweep_addr),
                              op_bank.eq(fire_bank), sweep_now.eq(1),
-                             op_g.eq(sweep_g), op_y.eq(sweep_y), op_x.eq(sweep_x),
                              op_last_step.eq(last_step), op_end.eq(sweep_last),
                              op_fire_k.eq(fire_k)]
                 with m.If(sweep_last):
-                    m.d.sync += [sweep_addr.eq(0), sweep_g.eq(0), sweep_y.eq(0),
-                                 sweep_x.eq(0), sweep_last.eq(A == 1)]
+                    m.d.sync += [sweep_addr.eq(0), sweep_last.eq(A == 1)]
                     on_done()
                 with m.Else():
                     m.d.sync += [sweep_addr.eq(sweep_addr + 1),
                                  sweep_last.eq(sweep_addr == A - 2)]
-                    with m.If(sweep_g == plan.groups - 1):
-                        m.d.sync += sweep_g.eq(0)
-                        with m.If(sweep_x == plan.width - 1):
-                            m.d.sync += [sweep_x.eq(0), sweep_y.eq(sweep_y + 1)]
-                        with m.Else():
-                            m.d.sync += sweep_x.eq(sweep_x + 1)
-                    with m.Else():
-                        m.d.sync += sweep_g.eq(sweep_g + 1)
 
         def shift_for_plane():
             return Const(0, 4) if not ilif else (plan.steps_in - 1 - plane)[:4]
@@ -585,6 +603,9 @@ class LayerEngine(wiring.Component):
                     sweep_issue(0, fired_bank)
 
         m.d.sync += [bubble1.eq(sweep_now & op_end), bubble.eq((sweep_now & op_end) | bubble1)]
+        if plan.bias_per_group:  # the lane group of the sweep's address, for the bias ROM
+            (sweep_g,) = _position_counter(m, (plan.groups,), step=sweep_now, restart=op_end)
+            m.d.comb += issue.bias_g.eq(sweep_g)
         m.d.comb += self.active.eq(op_valid | bubble | (imac.active if mac else 0))
 
         # -- the pipeline -------------------------------------------------------------------
@@ -664,8 +685,8 @@ class LayerEngine(wiring.Component):
 
         # Membrane, bias and current: read in cycle 2, registered in cycle 3.
         m.d.comb += v_rd.addr.eq(vaddr(st[2]))
-        if not mac:
-            m.d.comb += b_rd.addr.eq(st[2].addr)
+        if not mac:  # (only sweeps add the bias)
+            m.d.comb += b_rd.addr.eq(st[2].bias_g if plan.bias_per_group else st[2].addr)
         v_raw = Signal(vshape)
         b_raw = Signal(data.ArrayLayout(signed(plan.bbits), P))
         m.d.sync += [v_raw.eq(v_rd.data), b_raw.eq(b_rd.data)]
@@ -810,16 +831,23 @@ class LayerEngine(wiring.Component):
         entry7 = Signal(group)
         push7 = Signal()
         sweeping = s6.valid & (s6.kind == SWEEP)
+        written = Signal(group)  # what the queue takes
+        m.d.comb += written.eq(entry7)
         if readout:
             m.d.comb += [entry.values.eq(out_vals), entry.addr.eq(s6.addr)]
             m.d.sync += [entry7.eq(entry), push7.eq(sweeping)]
         else:
-            m.d.comb += [entry.counts.eq(out_counts), entry.g.eq(s6.g), entry.y.eq(s6.y),
-                         entry.x.eq(s6.x), entry.end.eq(s6.end)]
+            m.d.comb += [entry.counts.eq(out_counts), entry.end.eq(s6.end)]
             any_spike = Signal()
             m.d.comb += any_spike.eq(out_counts.as_value() != 0)
             m.d.sync += [entry7.eq(entry), push7.eq(sweeping & (any_spike | s6.end))]
-        m.d.comb += [queue.w_data.eq(entry7), queue.w_en.eq(push7),
+            # The group's position (g, y, x) is counted in stage 7 rather than carried down
+            # the pipeline: a sweep's operations reach it in address order.
+            pos_g, pos_x, pos_y = _position_counter(
+                m, (plan.groups, plan.width, plan.height),
+                step=s7.valid & (s7.kind == SWEEP), restart=s7.end)
+            m.d.comb += [written.g.eq(pos_g), written.y.eq(pos_y), written.x.eq(pos_x)]
+        m.d.comb += [queue.w_data.eq(written), queue.w_en.eq(push7),
                      dropped.eq(s7.valid & (s7.kind == SWEEP) & ~push7)]
 
         # -- output: serialize the lanes of the queued groups ---------------------------------

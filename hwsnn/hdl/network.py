@@ -1,7 +1,9 @@
 """A whole QNet as one pipelined design: one engine per population, wired by the graph.
 
-Every population's spike stream goes through a FIFO to each engine that reads it (a
-source read by several engines, or twice, feeds all of its FIFOs at once). Engines run
+Every population's spike stream goes through a buffer to each engine that reads it (a
+source read by several engines, or twice, feeds all of its buffers at once): a two-entry
+register slice (``SkidBuffer``, the default: the source's own output queue is the FIFO),
+or with ``fifo_depth`` above 2 a block-RAM FIFO of that depth. Engines run
 concurrently on successive steps (rate methods) or successive samples (ILIF). An engine
 with several inputs reads step t from each in turn (earliest source first), so every FIFO
 that is read after another one holds a whole step of its source's events, which keeps the
@@ -39,7 +41,7 @@ from .engine import LayerEngine
 from .events import pixel_signature, readout_signature
 from .plan import mac_eligible, store_specs
 
-DEFAULT_FIFO_DEPTH = 16
+DEFAULT_FIFO_DEPTH = 2  # a skid buffer between engines; the engines' output queues buffer
 COUNTER_BITS = 32
 
 
@@ -191,18 +193,24 @@ class Network(wiring.Component):
             if depth == 0:
                 writers.append((port.ready, port))
                 continue
-            q = RegisteredFIFO(width=width, depth=depth)
+            if depth <= 2:
+                q = SkidBuffer(width)
+                m.d.comb += [port.valid.eq(q.o_valid), port.payload.eq(q.o_data),
+                             q.o_ready.eq(port.ready), q.i_data.eq(producer.payload)]
+                writers.append((q.i_ready, q.i_valid))
+            else:
+                q = RegisteredFIFO(width=width, depth=depth)
+                m.d.comb += [port.valid.eq(q.r_rdy), port.payload.eq(q.r_data),
+                             q.r_en.eq(port.ready), q.w_data.eq(producer.payload)]
+                writers.append((q.w_rdy, q.w_en))
             m.submodules[f"fifo_{source}_{i}"] = q
-            m.d.comb += [port.valid.eq(q.r_rdy), port.payload.eq(q.r_data),
-                         q.r_en.eq(port.ready), q.w_data.eq(producer.payload)]
-            writers.append((q.w_rdy, q))
         all_ready = 1
         for ready, _ in writers:
             all_ready = all_ready & ready
         m.d.comb += [accept.eq(producer.valid & all_ready), producer.ready.eq(all_ready)]
         for _, target in writers:
-            if isinstance(target, RegisteredFIFO):
-                m.d.comb += target.w_en.eq(accept)
+            if isinstance(target, Signal):  # a buffer's write enable
+                m.d.comb += target.eq(accept)
             else:
                 m.d.comb += [target.valid.eq(producer.valid & all_ready),
                              target.payload.eq(producer.payload)]

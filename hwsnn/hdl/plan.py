@@ -193,6 +193,12 @@ class EnginePlan:
         # Events are added before the bias: partial sums may sit |bias| beyond the bounds.
         lo, hi = lo - max(0, bhi), hi - min(0, blo)
         self.bias_words = self.words(self._bias_values())
+        # A spatial population whose bias depends on the channel only (no folded input
+        # normalisation at the borders) reads it from a ROM of one word per lane group.
+        G = self.groups
+        self.bias_per_group = self.spatial and all(
+            w == self.bias_words[a % G] for a, w in enumerate(self.bias_words))
+        self.bias_rom_words = self.bias_words[:G] if self.bias_per_group else self.bias_words
         flat = [v for word in self.bias_words for v in word]
         lo, hi = min(lo, pop.v0, 0), max(hi, pop.v0, 0)
         self.vbits = signed_bits(lo, hi)

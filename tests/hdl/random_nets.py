@@ -59,6 +59,8 @@ def random_qnet(rng: random.Random, method: str) -> QNet:
             steps_in = steps_out = T
             v0 = 0 if kind == "readout" or method == "if-shift" else theta // 2
         bias = np_rng.integers(-3 * theta, 3 * theta + 1, size=out_shape).astype(np.int64)
+        if len(out_shape) == 3 and rng.random() < 0.5:  # one bias per channel (no borders)
+            bias = np.broadcast_to(bias[:, :1, :1], out_shape).copy()
         pop = QPopulation(name, kind, tuple(out_shape), theta, tau, steps_in, steps_out, v0,
                           bias, projs, signed_bits(int(bias.min()), int(bias.max())), 32,
                           False, 1.0, 1.0, 1.0 if kind == "readout" else None)

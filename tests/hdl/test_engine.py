@@ -46,6 +46,27 @@ def test_cnn_engines_on_digits(digits_nets, digits_test, method):
         assert report.ok, report.mismatches
 
 
+@pytest.mark.parametrize("border", [False, True])
+def test_bias_per_lane_group_or_per_neuron(digits_nets, digits_test, border):
+    """A convolution layer's bias is one per channel: its ROM holds one word per lane
+    group. One neuron's bias changed at the border (as a folded input normalisation
+    does) takes the engine back to a word per neuron; both equal the golden model."""
+    import copy
+
+    from hwsnn.hdl.plan import EnginePlan
+    net = copy.deepcopy(digits_nets["digits-cnn", "gn"])
+    pop = net.population("conv2")
+    if border:
+        pop.bias[5, 0, 7] += 3
+    plan = EnginePlan(net, "conv2", 3)
+    assert plan.bias_per_group is not border
+    assert plan.groups == 6  # 16 channels on 3 lanes
+    assert len(plan.bias_rom_words) == (plan.addresses if border else plan.groups)
+    codes = golden.encode(net, digits_test[0][:2])
+    report = check_engine(net, "conv2", codes, lanes=3, busy=0.2, seed=3)
+    assert report.ok, report.mismatches
+
+
 def test_cycles_close_to_ideal(digits_nets, digits_test):
     """Over a few samples (the spikes of one leave while the next one is read in)."""
     net = digits_nets["digits-cnn", "gn"]
