@@ -10,6 +10,8 @@ Sections, each computed in this run on the bundled data (nothing copied from els
   measurement of any chip);
 - **simulation**: whole designs as Verilog in Verilator against the golden model:
   bit-exactness, cycles per inference against the ideal, latency, simulated samples/s;
+- **design space**: ``hwsnn explore``'s Pareto front for the digits CNN on the iCEBreaker
+  (estimates), with its plot;
 - **boards**: fit, post-route resources, Fmax and latency (``hwsnn build``);
 - **throughput**: the batched golden model against the per-step float simulator (one
   thread, a ratio measured in the same run).
@@ -54,19 +56,25 @@ class Design:
     lanes: int
     input_lanes: int = 0
     boards: tuple[str, ...] = ()
+    queue_depth: int | None = None  # every engine's output queue (None: two sweeps)
 
     def describe(self) -> str:
         gn = f" τ={self.group_size}" if self.group_size else ""
         inp = f", input lanes {self.input_lanes}" if self.input_lanes else ""
+        q = f", queues {self.queue_depth}" if self.queue_depth else ""
         return (f"{self.model} {self.method.upper()}{gn} T={self.timesteps}, "
-                f"{self.lanes} lane{'s' if self.lanes > 1 else ''}{inp}")
+                f"{self.lanes} lane{'s' if self.lanes > 1 else ''}{inp}{q}")
 
 
 DESIGNS = (
     Design("mlp", "digits-mlp", "gn", 2, 4, 1, boards=("icebreaker", "ulx3s-85f")),
     Design("cnn", "digits-cnn", "gn", 2, 4, 16, boards=("ulx3s-85f",)),
     Design("mnist-shaped", "digits28-mlp", "gn", 2, 4, 1, 8, boards=("icebreaker",)),
+    # What `hwsnn explore digits-cnn --board icebreaker` picks (see the design space).
+    Design("cnn-up5k", "digits-cnn", "ilif", 2, None, 1, boards=("icebreaker",),
+           queue_depth=16),
 )
+EXPLORE = ("digits-cnn", "icebreaker", 1.0)  # model, board, accuracy budget (points)
 
 
 def _log(progress: bool, text: str) -> None:
@@ -173,7 +181,8 @@ def simulation(d: Design, samples: int, work: Path, simulator: str = "verilator"
     directory = work / d.name
     directory.mkdir(parents=True, exist_ok=True)
     net = _convert_design(d, directory)
-    verilog.write(directory, net, lanes=d.lanes, input_lanes=d.input_lanes, taps=True)
+    verilog.write(directory, net, lanes=d.lanes, input_lanes=d.input_lanes, taps=True,
+                  queue_depth=d.queue_depth)
     rep = simulate(directory, simulator=simulator, samples=samples, progress=False).to_json()
     return {"design": d.name, "describe": d.describe(), "simulator": simulator,
             "samples": rep["samples"], "mismatches": rep["mismatches"],
@@ -193,7 +202,8 @@ def board_build(d: Design, board_name: str, work: Path) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     _convert_design(d, directory)
     board = boards.get(board_name)
-    r = build(directory, board, lanes=d.lanes, input_lanes=d.input_lanes, progress=False)
+    r = build(directory, board, lanes=d.lanes, input_lanes=d.input_lanes,
+              queue_depth=d.queue_depth, progress=False)
     res = r["resources"]
     return {"design": d.name, "describe": d.describe(), "board": board.name,
             "device": r["device"], "fits": r["fits"], "fmax_mhz": r["fmax_mhz"],
@@ -203,6 +213,19 @@ def board_build(d: Design, board_name: str, work: Path) -> dict:
             "inferences_per_second": r["inferences_per_second"],
             "resources": {k: v for k, v in res.items() if v.get("used") is not None
                           and v.get("available")}}
+
+
+# -- design space --------------------------------------------------------------------------
+def design_space(model: str, board_name: str, max_accuracy_drop: float, figures: Path) -> dict:
+    """``hwsnn explore`` without the pick: its Pareto front, counts and plot."""
+    from . import boards, explore
+    r = explore.search(model, boards.get(board_name), max_accuracy_drop=max_accuracy_drop,
+                       progress=False)
+    path = explore.plot(r, figures / f"explore_{model}_{board_name}.png")
+    keep = ("model", "board", "clock_mhz", "ann_accuracy", "max_accuracy_drop", "tried",
+            "too_inaccurate", "does_not_fit", "front")
+    return {**{k: r[k] for k in keep}, "fits": len(r["points"]),
+            "plot": f"{FIGURES}/{Path(path).name}"}
 
 
 # -- throughput --------------------------------------------------------------------------
@@ -263,6 +286,10 @@ def run(out=".", *, quick: bool = False, boards: bool = True, progress: bool = T
         _log(progress, f"bench: conversion of {model} (methods × T {list(steps)})")
         result["conversion"].append(conversion(model, steps))
     result["energy"] = [row for c in result["conversion"] for row in energy_rows(c, steps)]
+    result["explore"] = None
+    if not quick:
+        _log(progress, f"bench: design space of {EXPLORE[0]} on {EXPLORE[1]} (estimates)")
+        result["explore"] = design_space(*EXPLORE, figures)
     work = Path(tempfile.mkdtemp(prefix="hwsnn-bench-"))
     try:
         result["simulation"] = []
@@ -427,6 +454,27 @@ def markdown(r: dict) -> str:
     lines += ["", "Cycles per inference: the steady interval between readouts with samples "
               "back to back; ideal: the busiest engine's golden-model count. Latency: first "
               "pixel to last readout value of sample 0.", ""]
+    x = r.get("explore")
+    if x:
+        lines += [f"## Design space: {x['model']} on {x['board']}", "",
+                  f"![design space]({x['plot']})", "",
+                  f"`hwsnn explore {x['model']} --board {x['board']} --max-accuracy-drop "
+                  f"{x['max_accuracy_drop']:g}`: of {x['tried']} configurations (method, T, "
+                  f"τ, weight bits, lanes, output queues), {x['too_inaccurate']} lose more "
+                  f"than {x['max_accuracy_drop']:g} points against the ANN "
+                  f"({_pct(x['ann_accuracy'])} %), {x['does_not_fit']} do not fit the board "
+                  f"by the estimate, {x['fits']} remain; the Pareto front of accuracy, "
+                  f"latency at {x['clock_mhz']:g} MHz and logic:", "",
+                  "| point | accuracy % | cycles | latency (ms) | LUTs / cells (est.) | "
+                  "block RAM | SPRAM |", "|---|---|---|---|---|---|---|"]
+        from .explore import Point
+        for p in x["front"]:
+            lines.append(f"| {Point(**p).label()} | {_pct(p['accuracy'])} | "
+                         f"{p['latency_cycles']:,.0f} | {p['latency_us'] / 1000:.2f} | "
+                         f"{p['luts']} | {p['bram_blocks']} | {p['spram_blocks']} |")
+        lines += ["", "Estimates before synthesis; `--pick DIR` builds the fastest point that "
+                  "places and routes and simulates it (the Boards table has what it picks).",
+                  ""]
     lines += ["## Boards", ""]
     if r["boards"]:
         lines += ["| design | board | fits | LUTs / cells | block RAM | SPRAM | DSP | "

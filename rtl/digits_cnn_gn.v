@@ -235,42 +235,42 @@ module digits_cnn_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   );
   \digits_cnn_gn.fifo_conv1_0  fifo_conv1_0 (
     .clk(clk),
-    .\port$4004$0 (\$signal$27 ),
-    .\port$4647$0 (i0__payload),
-    .\port$4649$0 (i0__valid),
-    .rst(rst),
-    .w_data(tap_conv1__payload),
-    .w_en(conv1_accept),
-    .w_rdy(\$signal$33 )
+    .\port$3553$0 (\$signal$33 ),
+    .\port$3628$0 (tap_conv1__payload),
+    .\port$3872$0 (\$signal$27 ),
+    .\port$4499$0 (i0__payload),
+    .\port$4501$0 (i0__valid),
+    .\port$7$0 (conv1_accept),
+    .rst(rst)
   );
   \digits_cnn_gn.fifo_conv2_0  fifo_conv2_0 (
     .clk(clk),
-    .\port$4226$0 (\$signal$40 ),
-    .\port$4673$0 (\i0__payload$38 ),
-    .\port$4675$0 (\i0__valid$36 ),
-    .rst(rst),
-    .w_data(tap_conv2__payload),
-    .w_en(conv2_accept),
-    .w_rdy(\$signal$46 )
+    .\port$10$0 (conv2_accept),
+    .\port$3565$0 (\$signal$46 ),
+    .\port$3885$0 (tap_conv2__payload),
+    .\port$4097$0 (\$signal$40 ),
+    .\port$4509$0 (\i0__payload$38 ),
+    .\port$4511$0 (\i0__valid$36 ),
+    .rst(rst)
   );
   \digits_cnn_gn.fifo_conv3_0  fifo_conv3_0 (
     .clk(clk),
-    .\port$4448$0 (\$signal$53 ),
-    .\port$4699$0 (\i0__payload$51 ),
-    .\port$4701$0 (\i0__valid$49 ),
-    .rst(rst),
-    .w_data(tap_conv3__payload),
-    .w_en(conv3_accept),
-    .w_rdy(\$signal$59 )
+    .\port$13$0 (conv3_accept),
+    .\port$3577$0 (\$signal$59 ),
+    .\port$4110$0 (tap_conv3__payload),
+    .\port$4322$0 (\$signal$53 ),
+    .\port$4519$0 (\i0__payload$51 ),
+    .\port$4521$0 (\i0__valid$49 ),
+    .rst(rst)
   );
   \digits_cnn_gn.out_skid  out_skid (
     .clk(clk),
     .\port$0$11 (o__ready),
-    .\port$3724$0 (\o__ready$66 ),
-    .\port$4455$0 (\$signal$62 ),
-    .\port$4456$0 (\$signal$64 ),
-    .\port$4709$0 (o__payload),
-    .\port$4711$0 (o__valid),
+    .\port$3589$0 (\o__ready$66 ),
+    .\port$4329$0 (\$signal$62 ),
+    .\port$4330$0 (\$signal$64 ),
+    .\port$4529$0 (o__payload),
+    .\port$4531$0 (o__valid),
     .rst(rst)
   );
   always @* begin
@@ -429,12 +429,18 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   reg [20:0] \$1010 ;
   reg [20:0] \$1011 ;
   reg [20:0] \$1012 ;
-  reg [75:0] \$1013 ;
-  reg [71:0] \$1014 ;
-  reg [19:0] \$1015 ;
-  reg \$1016 ;
-  reg [3:0] \$1017 ;
+  reg [20:0] \$1013 ;
+  reg [20:0] \$1014 ;
+  reg [20:0] \$1015 ;
+  reg [75:0] \$1016 ;
+  reg [71:0] \$1017 ;
+  reg [19:0] \$1018 ;
+  reg \$1019 ;
   wire \$102 ;
+  reg \$1020 ;
+  reg [2:0] \$1021 ;
+  reg [2:0] \$1022 ;
+  reg [3:0] \$1023 ;
   wire \$103 ;
   wire \$104 ;
   wire \$105 ;
@@ -905,17 +911,17 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire \$524 ;
   wire \$525 ;
   wire \$526 ;
-  wire [3:0] \$527 ;
-  wire [3:0] \$528 ;
+  wire \$527 ;
+  wire \$528 ;
   wire [1:0] \$529 ;
   wire [18:0] \$53 ;
-  wire \$530 ;
-  wire \$531 ;
-  wire \$532 ;
+  wire [14:0] \$530 ;
+  wire [14:0] \$531 ;
+  wire [14:0] \$532 ;
   wire [14:0] \$533 ;
-  wire [14:0] \$534 ;
-  wire [14:0] \$535 ;
-  wire [14:0] \$536 ;
+  wire \$534 ;
+  wire \$535 ;
+  wire \$536 ;
   wire \$537 ;
   wire \$538 ;
   wire \$539 ;
@@ -1157,163 +1163,163 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire \$751 ;
   wire \$752 ;
   wire \$753 ;
-  wire \$754 ;
-  wire \$755 ;
-  wire \$756 ;
-  wire [19:0] \$757 ;
+  wire [19:0] \$754 ;
+  wire [19:0] \$755 ;
+  wire [19:0] \$756 ;
+  wire [18:0] \$757 ;
   wire [19:0] \$758 ;
-  wire [19:0] \$759 ;
+  wire [18:0] \$759 ;
   wire \$76 ;
-  wire [18:0] \$760 ;
-  wire [19:0] \$761 ;
-  wire [18:0] \$762 ;
-  wire [19:0] \$763 ;
-  wire [18:0] \$764 ;
-  wire [19:0] \$765 ;
-  wire [18:0] \$766 ;
-  wire [19:0] \$767 ;
-  wire [17:0] \$768 ;
-  wire [19:0] \$769 ;
+  wire [19:0] \$760 ;
+  wire [18:0] \$761 ;
+  wire [19:0] \$762 ;
+  wire [18:0] \$763 ;
+  wire [19:0] \$764 ;
+  wire [17:0] \$765 ;
+  wire [19:0] \$766 ;
+  wire [17:0] \$767 ;
+  wire [19:0] \$768 ;
+  wire [17:0] \$769 ;
   wire \$77 ;
-  wire [17:0] \$770 ;
-  wire [19:0] \$771 ;
-  wire [17:0] \$772 ;
-  wire [19:0] \$773 ;
-  wire [17:0] \$774 ;
-  wire [19:0] \$775 ;
-  wire [14:0] \$776 ;
-  wire [14:0] \$777 ;
-  wire [14:0] \$778 ;
+  wire [19:0] \$770 ;
+  wire [17:0] \$771 ;
+  wire [19:0] \$772 ;
+  wire [14:0] \$773 ;
+  wire [14:0] \$774 ;
+  wire [14:0] \$775 ;
+  wire [19:0] \$776 ;
+  wire [19:0] \$777 ;
+  wire [19:0] \$778 ;
   wire [19:0] \$779 ;
   wire \$78 ;
-  wire [19:0] \$780 ;
+  wire [17:0] \$780 ;
   wire [19:0] \$781 ;
-  wire [19:0] \$782 ;
-  wire [17:0] \$783 ;
-  wire [19:0] \$784 ;
-  wire [17:0] \$785 ;
-  wire [19:0] \$786 ;
-  wire [17:0] \$787 ;
-  wire [19:0] \$788 ;
-  wire [17:0] \$789 ;
+  wire [17:0] \$782 ;
+  wire [19:0] \$783 ;
+  wire [17:0] \$784 ;
+  wire [19:0] \$785 ;
+  wire [17:0] \$786 ;
+  wire [19:0] \$787 ;
+  wire [20:0] \$788 ;
+  wire [19:0] \$789 ;
   wire [3:0] \$79 ;
   wire [19:0] \$790 ;
-  wire [20:0] \$791 ;
-  wire [19:0] \$792 ;
+  wire [19:0] \$791 ;
+  wire [18:0] \$792 ;
   wire [19:0] \$793 ;
-  wire [19:0] \$794 ;
-  wire [18:0] \$795 ;
-  wire [19:0] \$796 ;
-  wire [18:0] \$797 ;
-  wire [19:0] \$798 ;
-  wire [18:0] \$799 ;
+  wire [18:0] \$794 ;
+  wire [19:0] \$795 ;
+  wire [18:0] \$796 ;
+  wire [19:0] \$797 ;
+  wire [18:0] \$798 ;
+  wire [19:0] \$799 ;
   wire \$8 ;
   wire \$80 ;
-  wire [19:0] \$800 ;
-  wire [18:0] \$801 ;
-  wire [19:0] \$802 ;
-  wire [17:0] \$803 ;
-  wire [19:0] \$804 ;
-  wire [17:0] \$805 ;
-  wire [19:0] \$806 ;
-  wire [17:0] \$807 ;
-  wire [19:0] \$808 ;
-  wire [17:0] \$809 ;
+  wire [17:0] \$800 ;
+  wire [19:0] \$801 ;
+  wire [17:0] \$802 ;
+  wire [19:0] \$803 ;
+  wire [17:0] \$804 ;
+  wire [19:0] \$805 ;
+  wire [17:0] \$806 ;
+  wire [19:0] \$807 ;
+  wire [14:0] \$808 ;
+  wire [14:0] \$809 ;
   wire \$81 ;
-  wire [19:0] \$810 ;
-  wire [14:0] \$811 ;
-  wire [14:0] \$812 ;
-  wire [14:0] \$813 ;
+  wire [14:0] \$810 ;
+  wire [19:0] \$811 ;
+  wire [19:0] \$812 ;
+  wire [19:0] \$813 ;
   wire [19:0] \$814 ;
-  wire [19:0] \$815 ;
+  wire [17:0] \$815 ;
   wire [19:0] \$816 ;
-  wire [19:0] \$817 ;
-  wire [17:0] \$818 ;
-  wire [19:0] \$819 ;
+  wire [17:0] \$817 ;
+  wire [19:0] \$818 ;
+  wire [17:0] \$819 ;
   wire \$82 ;
-  wire [17:0] \$820 ;
-  wire [19:0] \$821 ;
-  wire [17:0] \$822 ;
-  wire [19:0] \$823 ;
-  wire [17:0] \$824 ;
+  wire [19:0] \$820 ;
+  wire [17:0] \$821 ;
+  wire [19:0] \$822 ;
+  wire [20:0] \$823 ;
+  wire [19:0] \$824 ;
   wire [19:0] \$825 ;
-  wire [20:0] \$826 ;
-  wire [19:0] \$827 ;
+  wire [19:0] \$826 ;
+  wire [18:0] \$827 ;
   wire [19:0] \$828 ;
-  wire [19:0] \$829 ;
+  wire [18:0] \$829 ;
   wire \$83 ;
-  wire [18:0] \$830 ;
-  wire [19:0] \$831 ;
-  wire [18:0] \$832 ;
-  wire [19:0] \$833 ;
-  wire [18:0] \$834 ;
-  wire [19:0] \$835 ;
-  wire [18:0] \$836 ;
-  wire [19:0] \$837 ;
-  wire [17:0] \$838 ;
-  wire [19:0] \$839 ;
+  wire [19:0] \$830 ;
+  wire [18:0] \$831 ;
+  wire [19:0] \$832 ;
+  wire [18:0] \$833 ;
+  wire [19:0] \$834 ;
+  wire [17:0] \$835 ;
+  wire [19:0] \$836 ;
+  wire [17:0] \$837 ;
+  wire [19:0] \$838 ;
+  wire [17:0] \$839 ;
   wire \$84 ;
-  wire [17:0] \$840 ;
-  wire [19:0] \$841 ;
-  wire [17:0] \$842 ;
-  wire [19:0] \$843 ;
-  wire [17:0] \$844 ;
-  wire [19:0] \$845 ;
-  wire [14:0] \$846 ;
-  wire [14:0] \$847 ;
-  wire [14:0] \$848 ;
+  wire [19:0] \$840 ;
+  wire [17:0] \$841 ;
+  wire [19:0] \$842 ;
+  wire [14:0] \$843 ;
+  wire [14:0] \$844 ;
+  wire [14:0] \$845 ;
+  wire [19:0] \$846 ;
+  wire [19:0] \$847 ;
+  wire [19:0] \$848 ;
   wire [19:0] \$849 ;
   wire \$85 ;
-  wire [19:0] \$850 ;
+  wire [17:0] \$850 ;
   wire [19:0] \$851 ;
-  wire [19:0] \$852 ;
-  wire [17:0] \$853 ;
-  wire [19:0] \$854 ;
-  wire [17:0] \$855 ;
-  wire [19:0] \$856 ;
-  wire [17:0] \$857 ;
-  wire [19:0] \$858 ;
-  wire [17:0] \$859 ;
+  wire [17:0] \$852 ;
+  wire [19:0] \$853 ;
+  wire [17:0] \$854 ;
+  wire [19:0] \$855 ;
+  wire [17:0] \$856 ;
+  wire [19:0] \$857 ;
+  wire [20:0] \$858 ;
+  wire [19:0] \$859 ;
   wire \$86 ;
   wire [19:0] \$860 ;
-  wire [20:0] \$861 ;
-  wire [19:0] \$862 ;
+  wire [19:0] \$861 ;
+  wire [18:0] \$862 ;
   wire [19:0] \$863 ;
-  wire [19:0] \$864 ;
-  wire [18:0] \$865 ;
-  wire [19:0] \$866 ;
-  wire [18:0] \$867 ;
-  wire [19:0] \$868 ;
-  wire [18:0] \$869 ;
+  wire [18:0] \$864 ;
+  wire [19:0] \$865 ;
+  wire [18:0] \$866 ;
+  wire [19:0] \$867 ;
+  wire [18:0] \$868 ;
+  wire [19:0] \$869 ;
   wire \$87 ;
-  wire [19:0] \$870 ;
-  wire [18:0] \$871 ;
-  wire [19:0] \$872 ;
-  wire [17:0] \$873 ;
-  wire [19:0] \$874 ;
-  wire [17:0] \$875 ;
-  wire [19:0] \$876 ;
-  wire [17:0] \$877 ;
-  wire [19:0] \$878 ;
-  wire [17:0] \$879 ;
+  wire [17:0] \$870 ;
+  wire [19:0] \$871 ;
+  wire [17:0] \$872 ;
+  wire [19:0] \$873 ;
+  wire [17:0] \$874 ;
+  wire [19:0] \$875 ;
+  wire [17:0] \$876 ;
+  wire [19:0] \$877 ;
+  wire [14:0] \$878 ;
+  wire [14:0] \$879 ;
   wire \$88 ;
-  wire [19:0] \$880 ;
-  wire [14:0] \$881 ;
-  wire [14:0] \$882 ;
-  wire [14:0] \$883 ;
+  wire [14:0] \$880 ;
+  wire [19:0] \$881 ;
+  wire [19:0] \$882 ;
+  wire [19:0] \$883 ;
   wire [19:0] \$884 ;
-  wire [19:0] \$885 ;
+  wire [17:0] \$885 ;
   wire [19:0] \$886 ;
-  wire [19:0] \$887 ;
-  wire [17:0] \$888 ;
-  wire [19:0] \$889 ;
+  wire [17:0] \$887 ;
+  wire [19:0] \$888 ;
+  wire [17:0] \$889 ;
   wire \$89 ;
-  wire [17:0] \$890 ;
-  wire [19:0] \$891 ;
-  wire [17:0] \$892 ;
-  wire [19:0] \$893 ;
-  wire [17:0] \$894 ;
-  wire [19:0] \$895 ;
+  wire [19:0] \$890 ;
+  wire [17:0] \$891 ;
+  wire [19:0] \$892 ;
+  wire [20:0] \$893 ;
+  wire [20:0] \$894 ;
+  wire [20:0] \$895 ;
   wire [20:0] \$896 ;
   wire [20:0] \$897 ;
   wire [20:0] \$898 ;
@@ -1331,89 +1337,89 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire [20:0] \$908 ;
   wire [20:0] \$909 ;
   wire \$91 ;
-  wire [20:0] \$910 ;
-  wire [20:0] \$911 ;
-  wire [20:0] \$912 ;
-  wire \$913 ;
-  wire [19:0] \$914 ;
-  wire \$915 ;
-  wire [19:0] \$916 ;
-  wire \$917 ;
-  wire [19:0] \$918 ;
+  wire \$910 ;
+  wire [19:0] \$911 ;
+  wire \$912 ;
+  wire [19:0] \$913 ;
+  wire \$914 ;
+  wire [19:0] \$915 ;
+  wire \$916 ;
+  wire [19:0] \$917 ;
+  wire \$918 ;
   wire \$919 ;
   wire \$92 ;
-  wire [19:0] \$920 ;
+  wire \$920 ;
   wire \$921 ;
   wire \$922 ;
   wire \$923 ;
   wire \$924 ;
   wire \$925 ;
-  wire [4:0] \$926 ;
-  wire [4:0] \$927 ;
-  wire \$928 ;
-  wire \$929 ;
+  wire \$926 ;
+  wire [3:0] \$927 ;
+  wire [3:0] \$928 ;
+  wire [1:0] \$929 ;
   wire \$93 ;
   wire \$930 ;
-  wire [6:0] \$931 ;
-  wire [6:0] \$932 ;
-  reg [8:0] \$933 ;
-  reg \$934 ;
-  reg [7:0] \$935 ;
-  reg \$936 ;
-  reg \$937 ;
-  reg [6:0] \$938 ;
+  wire [4:0] \$931 ;
+  wire [4:0] \$932 ;
+  wire \$933 ;
+  wire \$934 ;
+  wire \$935 ;
+  wire [6:0] \$936 ;
+  wire [6:0] \$937 ;
+  reg [8:0] \$938 ;
   reg \$939 ;
   wire \$94 ;
-  reg \$940 ;
-  reg [2:0] \$941 ;
-  reg [2:0] \$942 ;
-  reg [5:0] \$943 ;
-  reg [2:0] \$944 ;
-  reg [2:0] \$945 ;
-  reg \$946 ;
-  reg [5:0] \$947 ;
-  reg \$948 ;
-  reg [6:0] \$949 ;
+  reg [7:0] \$940 ;
+  reg \$941 ;
+  reg \$942 ;
+  reg [6:0] \$943 ;
+  reg \$944 ;
+  reg \$945 ;
+  reg [2:0] \$946 ;
+  reg [2:0] \$947 ;
+  reg [5:0] \$948 ;
+  reg [2:0] \$949 ;
   wire [3:0] \$95 ;
-  reg \$950 ;
-  reg [2:0] \$951 ;
-  reg [2:0] \$952 ;
+  reg [2:0] \$950 ;
+  reg \$951 ;
+  reg [5:0] \$952 ;
   reg \$953 ;
-  reg [1:0] \$954 ;
-  reg [1:0] \$955 ;
+  reg [6:0] \$954 ;
+  reg \$955 ;
   reg [1:0] \$956 ;
-  reg \$957 ;
-  reg \$958 ;
-  reg [31:0] \$959 ;
+  reg [1:0] \$957 ;
+  reg [1:0] \$958 ;
+  reg \$959 ;
   wire [4:0] \$96 ;
-  reg [31:0] \$960 ;
-  reg [31:0] \$961 ;
-  reg [31:0] \$962 ;
-  reg [31:0] \$963 ;
-  reg [31:0] \$964 ;
-  reg [31:0] \$965 ;
-  reg [31:0] \$966 ;
-  reg [31:0] \$967 ;
-  reg [31:0] \$968 ;
-  reg [14:0] \$969 ;
+  reg \$960 ;
+  reg \$961 ;
+  reg [25:0] \$962 ;
+  reg [25:0] \$963 ;
+  reg [25:0] \$964 ;
+  reg [25:0] \$965 ;
+  reg [25:0] \$966 ;
+  reg [25:0] \$967 ;
+  reg [25:0] \$968 ;
+  reg [25:0] \$969 ;
   wire \$97 ;
-  reg [14:0] \$970 ;
-  reg [14:0] \$971 ;
+  reg [25:0] \$970 ;
+  reg [31:0] \$971 ;
   reg [14:0] \$972 ;
-  reg [59:0] \$973 ;
-  reg [75:0] \$974 ;
-  reg [59:0] \$975 ;
-  reg [71:0] \$976 ;
+  reg [14:0] \$973 ;
+  reg [14:0] \$974 ;
+  reg [14:0] \$975 ;
+  reg [59:0] \$976 ;
   reg [75:0] \$977 ;
-  reg [75:0] \$978 ;
+  reg [59:0] \$978 ;
   reg [71:0] \$979 ;
   reg [2:0] \$98 ;
-  reg [71:0] \$980 ;
-  reg [59:0] \$981 ;
-  reg [59:0] \$982 ;
-  reg \$983 ;
-  reg \$984 ;
-  reg \$985 ;
+  reg [75:0] \$980 ;
+  reg [75:0] \$981 ;
+  reg [71:0] \$982 ;
+  reg [71:0] \$983 ;
+  reg [59:0] \$984 ;
+  reg [59:0] \$985 ;
   reg \$986 ;
   reg \$987 ;
   reg \$988 ;
@@ -1422,63 +1428,63 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   reg \$990 ;
   reg \$991 ;
   reg \$992 ;
-  reg [9:0] \$993 ;
-  reg [7:0] \$994 ;
-  reg [79:0] \$995 ;
-  reg [79:0] \$996 ;
-  reg [20:0] \$997 ;
-  reg [20:0] \$998 ;
-  reg [20:0] \$999 ;
+  reg \$993 ;
+  reg \$994 ;
+  reg \$995 ;
+  reg [9:0] \$996 ;
+  reg [7:0] \$997 ;
+  reg [79:0] \$998 ;
+  reg [79:0] \$999 ;
   reg \$like  = 1'h0;
-  reg [2:0] \$like$105  = 3'h0;
-  reg [59:0] \$like$134  = 60'h000000000000000;
-  wire [14:0] \$like$134[0] ;
-  wire [14:0] \$like$134[1] ;
-  wire [14:0] \$like$134[2] ;
-  wire [14:0] \$like$134[3] ;
+  reg [2:0] \$like$107  = 3'h0;
+  reg [59:0] \$like$136  = 60'h000000000000000;
+  wire [14:0] \$like$136[0] ;
+  wire [14:0] \$like$136[1] ;
+  wire [14:0] \$like$136[2] ;
+  wire [14:0] \$like$136[3] ;
   reg \$signal  = 1'h0;
-  wire \$signal$101 ;
-  wire [7:0] \$signal$102 ;
+  wire \$signal$103 ;
+  wire [7:0] \$signal$104 ;
   wire \$signal$11 ;
-  reg \$signal$111  = 1'h0;
+  reg \$signal$113  = 1'h0;
   wire \$signal$14 ;
-  reg [9:0] \$signal$146  = 10'h000;
-  reg [7:0] \$signal$147  = 8'h00;
-  reg [79:0] \$signal$148  = 80'h00000000000000000000;
-  wire [19:0] \$signal$148[0] ;
-  wire [19:0] \$signal$148[1] ;
-  wire [19:0] \$signal$148[2] ;
-  wire [19:0] \$signal$148[3] ;
+  reg [9:0] \$signal$148  = 10'h000;
+  reg [7:0] \$signal$149  = 8'h00;
+  reg [79:0] \$signal$150  = 80'h00000000000000000000;
+  wire [19:0] \$signal$150[0] ;
+  wire [19:0] \$signal$150[1] ;
+  wire [19:0] \$signal$150[2] ;
+  wire [19:0] \$signal$150[3] ;
   reg \$signal$26  = 1'h1;
   reg \$signal$29  = 1'h0;
   reg \$signal$31 ;
   wire \$signal$34 ;
+  reg [79:0] \$signal$49  = 80'h00000000000000000000;
+  wire [19:0] \$signal$49[0] ;
+  wire [19:0] \$signal$49[1] ;
+  wire [19:0] \$signal$49[2] ;
+  wire [19:0] \$signal$49[3] ;
   wire \$signal$5 ;
-  reg [79:0] \$signal$51  = 80'h00000000000000000000;
-  wire [19:0] \$signal$51[0] ;
-  wire [19:0] \$signal$51[1] ;
-  wire [19:0] \$signal$51[2] ;
-  wire [19:0] \$signal$51[3] ;
-  reg [19:0] \$signal$84  = 20'h00000;
-  reg \$signal$86  = 1'h0;
+  wire [19:0] \$signal$87 ;
+  reg \$signal$88  = 1'h0;
   wire [7:0] \$signal$9 ;
-  wire [19:0] \$signal$90 ;
-  wire \$signal$94 ;
-  reg \$signal$97 ;
+  wire [19:0] \$signal$92 ;
+  wire \$signal$96 ;
+  reg \$signal$99 ;
   wire [4:0] \$signature__addr ;
-  wire [6:0] \$signature__addr$45 ;
-  wire [6:0] \$signature__addr$48 ;
+  wire [6:0] \$signature__addr$43 ;
+  wire [6:0] \$signature__addr$46 ;
   wire [31:0] \$signature__data ;
-  wire [75:0] \$signature__data$125 ;
-  wire [18:0] \$signature__data$125[0] ;
-  wire [18:0] \$signature__data$125[1] ;
-  wire [18:0] \$signature__data$125[2] ;
-  wire [18:0] \$signature__data$125[3] ;
-  wire [71:0] \$signature__data$129 ;
-  wire [17:0] \$signature__data$129[0] ;
-  wire [17:0] \$signature__data$129[1] ;
-  wire [17:0] \$signature__data$129[2] ;
-  wire [17:0] \$signature__data$129[3] ;
+  wire [75:0] \$signature__data$127 ;
+  wire [18:0] \$signature__data$127[0] ;
+  wire [18:0] \$signature__data$127[1] ;
+  wire [18:0] \$signature__data$127[2] ;
+  wire [18:0] \$signature__data$127[3] ;
+  wire [71:0] \$signature__data$131 ;
+  wire [17:0] \$signature__data$131[0] ;
+  wire [17:0] \$signature__data$131[1] ;
+  wire [17:0] \$signature__data$131[2] ;
+  wire [17:0] \$signature__data$131[3] ;
   wire [7:0] \$signature__data[0] ;
   wire [7:0] \$signature__data[1] ;
   wire [7:0] \$signature__data[2] ;
@@ -1501,7 +1507,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire [14:0] \b_raw[1] ;
   wire [14:0] \b_raw[2] ;
   wire [14:0] \b_raw[3] ;
-  wire [6:0] b_rd__addr;
+  wire b_rd__addr;
   wire [59:0] b_rd__data;
   wire [14:0] \b_rd__data[0] ;
   wire [14:0] \b_rd__data[1] ;
@@ -1569,8 +1575,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire \entry.g ;
   wire [2:0] \entry.x ;
   wire [2:0] \entry.y ;
-  (* init = 20'h00000 *)
-  wire [19:0] entry7;
+  reg [19:0] entry7 = 20'h00000;
   wire [11:0] \entry7.counts ;
   wire [2:0] \entry7.counts[0] ;
   wire [2:0] \entry7.counts[1] ;
@@ -1597,22 +1602,20 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   reg hit_v3 = 1'h0;
   reg hit_v4 = 1'h0;
   reg hit_v5 = 1'h0;
-  reg [31:0] issue;
+  reg [25:0] issue;
   wire [6:0] \issue.addr ;
   wire \issue.bank ;
+  wire \issue.bias_g ;
   wire \issue.count ;
   wire \issue.cur ;
   wire \issue.end ;
   wire \issue.fire_k ;
-  wire \issue.g ;
   wire \issue.kind ;
   wire \issue.last_step ;
   wire \issue.proj ;
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [4:0] \issue.waddr ;
-  wire [2:0] \issue.x ;
-  wire [2:0] \issue.y ;
   reg [18:0] kept0;
   reg [18:0] kept1;
   reg [18:0] kept2;
@@ -1660,6 +1663,10 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   input pixels__valid;
   wire pixels__valid;
   reg [1:0] plane = 2'h0;
+  reg pos0 = 1'h0;
+  reg \pos0$84  = 1'h0;
+  reg [2:0] pos1 = 3'h0;
+  reg [2:0] pos2 = 3'h0;
   (* init = 1'h0 *)
   wire push7;
   wire ready;
@@ -1686,157 +1693,136 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire [18:0] \result[3] ;
   input rst;
   wire rst;
-  reg [31:0] st0 = 32'd0;
+  reg [25:0] st0 = 26'h0000000;
   wire [6:0] \st0.addr ;
   wire \st0.bank ;
+  wire \st0.bias_g ;
   wire \st0.count ;
   wire \st0.cur ;
   wire \st0.end ;
   wire \st0.fire_k ;
-  wire \st0.g ;
   wire \st0.kind ;
   wire \st0.last_step ;
   wire \st0.proj ;
   wire [3:0] \st0.shift ;
   wire \st0.valid ;
   wire [4:0] \st0.waddr ;
-  wire [2:0] \st0.x ;
-  wire [2:0] \st0.y ;
-  reg [31:0] st1 = 32'd0;
+  reg [25:0] st1 = 26'h0000000;
   wire [6:0] \st1.addr ;
   wire \st1.bank ;
+  wire \st1.bias_g ;
   wire \st1.count ;
   wire \st1.cur ;
   wire \st1.end ;
   wire \st1.fire_k ;
-  wire \st1.g ;
   wire \st1.kind ;
   wire \st1.last_step ;
   wire \st1.proj ;
   wire [3:0] \st1.shift ;
   wire \st1.valid ;
   wire [4:0] \st1.waddr ;
-  wire [2:0] \st1.x ;
-  wire [2:0] \st1.y ;
-  reg [31:0] st2 = 32'd0;
+  reg [25:0] st2 = 26'h0000000;
   wire [6:0] \st2.addr ;
   wire \st2.bank ;
+  wire \st2.bias_g ;
   wire \st2.count ;
   wire \st2.cur ;
   wire \st2.end ;
   wire \st2.fire_k ;
-  wire \st2.g ;
   wire \st2.kind ;
   wire \st2.last_step ;
   wire \st2.proj ;
   wire [3:0] \st2.shift ;
   wire \st2.valid ;
   wire [4:0] \st2.waddr ;
-  wire [2:0] \st2.x ;
-  wire [2:0] \st2.y ;
-  reg [31:0] st3 = 32'd0;
+  reg [25:0] st3 = 26'h0000000;
   wire [6:0] \st3.addr ;
   wire \st3.bank ;
+  wire \st3.bias_g ;
   wire \st3.count ;
   wire \st3.cur ;
   wire \st3.end ;
   wire \st3.fire_k ;
-  wire \st3.g ;
   wire \st3.kind ;
   wire \st3.last_step ;
   wire \st3.proj ;
   wire [3:0] \st3.shift ;
   wire \st3.valid ;
   wire [4:0] \st3.waddr ;
-  wire [2:0] \st3.x ;
-  wire [2:0] \st3.y ;
-  reg [31:0] st4 = 32'd0;
+  reg [25:0] st4 = 26'h0000000;
   wire [6:0] \st4.addr ;
   wire \st4.bank ;
+  wire \st4.bias_g ;
   wire \st4.count ;
   wire \st4.cur ;
   wire \st4.end ;
   wire \st4.fire_k ;
-  wire \st4.g ;
   wire \st4.kind ;
   wire \st4.last_step ;
   wire \st4.proj ;
   wire [3:0] \st4.shift ;
   wire \st4.valid ;
   wire [4:0] \st4.waddr ;
-  wire [2:0] \st4.x ;
-  wire [2:0] \st4.y ;
-  reg [31:0] st5 = 32'd0;
+  reg [25:0] st5 = 26'h0000000;
   wire [6:0] \st5.addr ;
   wire \st5.bank ;
+  wire \st5.bias_g ;
   wire \st5.count ;
   wire \st5.cur ;
   wire \st5.end ;
   wire \st5.fire_k ;
-  wire \st5.g ;
   wire \st5.kind ;
   wire \st5.last_step ;
   wire \st5.proj ;
   wire [3:0] \st5.shift ;
   wire \st5.valid ;
   wire [4:0] \st5.waddr ;
-  wire [2:0] \st5.x ;
-  wire [2:0] \st5.y ;
-  reg [31:0] st6 = 32'd0;
+  reg [25:0] st6 = 26'h0000000;
   wire [6:0] \st6.addr ;
   wire \st6.bank ;
+  wire \st6.bias_g ;
   wire \st6.count ;
   wire \st6.cur ;
   wire \st6.end ;
   wire \st6.fire_k ;
-  wire \st6.g ;
   wire \st6.kind ;
   wire \st6.last_step ;
   wire \st6.proj ;
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [4:0] \st6.waddr ;
-  wire [2:0] \st6.x ;
-  wire [2:0] \st6.y ;
-  reg [31:0] st7 = 32'd0;
+  reg [25:0] st7 = 26'h0000000;
   wire [6:0] \st7.addr ;
   wire \st7.bank ;
+  wire \st7.bias_g ;
   wire \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
   wire \st7.fire_k ;
-  wire \st7.g ;
   wire \st7.kind ;
   wire \st7.last_step ;
   wire \st7.proj ;
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
   wire [4:0] \st7.waddr ;
-  wire [2:0] \st7.x ;
-  wire [2:0] \st7.y ;
-  reg [31:0] st8 = 32'd0;
+  reg [25:0] st8 = 26'h0000000;
   wire [6:0] \st8.addr ;
   wire \st8.bank ;
+  wire \st8.bias_g ;
   wire \st8.count ;
   wire \st8.cur ;
   wire \st8.end ;
   wire \st8.fire_k ;
-  wire \st8.g ;
   wire \st8.kind ;
   wire \st8.last_step ;
   wire \st8.proj ;
   wire [3:0] \st8.shift ;
   wire \st8.valid ;
   wire [4:0] \st8.waddr ;
-  wire [2:0] \st8.x ;
-  wire [2:0] \st8.y ;
   reg [1:0] step = 2'h0;
   reg [6:0] sweep_addr = 7'h00;
-  reg sweep_g = 1'h0;
   reg sweep_last = 1'h0;
   reg sweep_now;
-  reg [2:0] sweep_x = 3'h0;
-  reg [2:0] sweep_y = 3'h0;
   reg [8:0] used = 9'h000;
   reg [75:0] v_raw = 76'h0000000000000000000;
   wire [18:0] \v_raw[0] ;
@@ -1859,140 +1845,24 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   reg [14:0] w2_0_1 = 15'h0000;
   reg [14:0] w2_0_2 = 15'h0000;
   reg [14:0] w2_0_3 = 15'h0000;
-  reg [59:0] bmem [127:0];
+  wire [19:0] written;
+  wire [11:0] \written.counts ;
+  wire [2:0] \written.counts[0] ;
+  wire [2:0] \written.counts[1] ;
+  wire [2:0] \written.counts[2] ;
+  wire [2:0] \written.counts[3] ;
+  wire \written.end ;
+  wire \written.g ;
+  wire [2:0] \written.x ;
+  wire [2:0] \written.y ;
+  reg [59:0] bmem [1:0];
   initial begin
     bmem[0] = 60'h7839657492995b3;
     bmem[1] = 60'ha9ec630abd187bb;
-    bmem[2] = 60'h7839657492995b3;
-    bmem[3] = 60'ha9ec630abd187bb;
-    bmem[4] = 60'h7839657492995b3;
-    bmem[5] = 60'ha9ec630abd187bb;
-    bmem[6] = 60'h7839657492995b3;
-    bmem[7] = 60'ha9ec630abd187bb;
-    bmem[8] = 60'h7839657492995b3;
-    bmem[9] = 60'ha9ec630abd187bb;
-    bmem[10] = 60'h7839657492995b3;
-    bmem[11] = 60'ha9ec630abd187bb;
-    bmem[12] = 60'h7839657492995b3;
-    bmem[13] = 60'ha9ec630abd187bb;
-    bmem[14] = 60'h7839657492995b3;
-    bmem[15] = 60'ha9ec630abd187bb;
-    bmem[16] = 60'h7839657492995b3;
-    bmem[17] = 60'ha9ec630abd187bb;
-    bmem[18] = 60'h7839657492995b3;
-    bmem[19] = 60'ha9ec630abd187bb;
-    bmem[20] = 60'h7839657492995b3;
-    bmem[21] = 60'ha9ec630abd187bb;
-    bmem[22] = 60'h7839657492995b3;
-    bmem[23] = 60'ha9ec630abd187bb;
-    bmem[24] = 60'h7839657492995b3;
-    bmem[25] = 60'ha9ec630abd187bb;
-    bmem[26] = 60'h7839657492995b3;
-    bmem[27] = 60'ha9ec630abd187bb;
-    bmem[28] = 60'h7839657492995b3;
-    bmem[29] = 60'ha9ec630abd187bb;
-    bmem[30] = 60'h7839657492995b3;
-    bmem[31] = 60'ha9ec630abd187bb;
-    bmem[32] = 60'h7839657492995b3;
-    bmem[33] = 60'ha9ec630abd187bb;
-    bmem[34] = 60'h7839657492995b3;
-    bmem[35] = 60'ha9ec630abd187bb;
-    bmem[36] = 60'h7839657492995b3;
-    bmem[37] = 60'ha9ec630abd187bb;
-    bmem[38] = 60'h7839657492995b3;
-    bmem[39] = 60'ha9ec630abd187bb;
-    bmem[40] = 60'h7839657492995b3;
-    bmem[41] = 60'ha9ec630abd187bb;
-    bmem[42] = 60'h7839657492995b3;
-    bmem[43] = 60'ha9ec630abd187bb;
-    bmem[44] = 60'h7839657492995b3;
-    bmem[45] = 60'ha9ec630abd187bb;
-    bmem[46] = 60'h7839657492995b3;
-    bmem[47] = 60'ha9ec630abd187bb;
-    bmem[48] = 60'h7839657492995b3;
-    bmem[49] = 60'ha9ec630abd187bb;
-    bmem[50] = 60'h7839657492995b3;
-    bmem[51] = 60'ha9ec630abd187bb;
-    bmem[52] = 60'h7839657492995b3;
-    bmem[53] = 60'ha9ec630abd187bb;
-    bmem[54] = 60'h7839657492995b3;
-    bmem[55] = 60'ha9ec630abd187bb;
-    bmem[56] = 60'h7839657492995b3;
-    bmem[57] = 60'ha9ec630abd187bb;
-    bmem[58] = 60'h7839657492995b3;
-    bmem[59] = 60'ha9ec630abd187bb;
-    bmem[60] = 60'h7839657492995b3;
-    bmem[61] = 60'ha9ec630abd187bb;
-    bmem[62] = 60'h7839657492995b3;
-    bmem[63] = 60'ha9ec630abd187bb;
-    bmem[64] = 60'h7839657492995b3;
-    bmem[65] = 60'ha9ec630abd187bb;
-    bmem[66] = 60'h7839657492995b3;
-    bmem[67] = 60'ha9ec630abd187bb;
-    bmem[68] = 60'h7839657492995b3;
-    bmem[69] = 60'ha9ec630abd187bb;
-    bmem[70] = 60'h7839657492995b3;
-    bmem[71] = 60'ha9ec630abd187bb;
-    bmem[72] = 60'h7839657492995b3;
-    bmem[73] = 60'ha9ec630abd187bb;
-    bmem[74] = 60'h7839657492995b3;
-    bmem[75] = 60'ha9ec630abd187bb;
-    bmem[76] = 60'h7839657492995b3;
-    bmem[77] = 60'ha9ec630abd187bb;
-    bmem[78] = 60'h7839657492995b3;
-    bmem[79] = 60'ha9ec630abd187bb;
-    bmem[80] = 60'h7839657492995b3;
-    bmem[81] = 60'ha9ec630abd187bb;
-    bmem[82] = 60'h7839657492995b3;
-    bmem[83] = 60'ha9ec630abd187bb;
-    bmem[84] = 60'h7839657492995b3;
-    bmem[85] = 60'ha9ec630abd187bb;
-    bmem[86] = 60'h7839657492995b3;
-    bmem[87] = 60'ha9ec630abd187bb;
-    bmem[88] = 60'h7839657492995b3;
-    bmem[89] = 60'ha9ec630abd187bb;
-    bmem[90] = 60'h7839657492995b3;
-    bmem[91] = 60'ha9ec630abd187bb;
-    bmem[92] = 60'h7839657492995b3;
-    bmem[93] = 60'ha9ec630abd187bb;
-    bmem[94] = 60'h7839657492995b3;
-    bmem[95] = 60'ha9ec630abd187bb;
-    bmem[96] = 60'h7839657492995b3;
-    bmem[97] = 60'ha9ec630abd187bb;
-    bmem[98] = 60'h7839657492995b3;
-    bmem[99] = 60'ha9ec630abd187bb;
-    bmem[100] = 60'h7839657492995b3;
-    bmem[101] = 60'ha9ec630abd187bb;
-    bmem[102] = 60'h7839657492995b3;
-    bmem[103] = 60'ha9ec630abd187bb;
-    bmem[104] = 60'h7839657492995b3;
-    bmem[105] = 60'ha9ec630abd187bb;
-    bmem[106] = 60'h7839657492995b3;
-    bmem[107] = 60'ha9ec630abd187bb;
-    bmem[108] = 60'h7839657492995b3;
-    bmem[109] = 60'ha9ec630abd187bb;
-    bmem[110] = 60'h7839657492995b3;
-    bmem[111] = 60'ha9ec630abd187bb;
-    bmem[112] = 60'h7839657492995b3;
-    bmem[113] = 60'ha9ec630abd187bb;
-    bmem[114] = 60'h7839657492995b3;
-    bmem[115] = 60'ha9ec630abd187bb;
-    bmem[116] = 60'h7839657492995b3;
-    bmem[117] = 60'ha9ec630abd187bb;
-    bmem[118] = 60'h7839657492995b3;
-    bmem[119] = 60'ha9ec630abd187bb;
-    bmem[120] = 60'h7839657492995b3;
-    bmem[121] = 60'ha9ec630abd187bb;
-    bmem[122] = 60'h7839657492995b3;
-    bmem[123] = 60'ha9ec630abd187bb;
-    bmem[124] = 60'h7839657492995b3;
-    bmem[125] = 60'ha9ec630abd187bb;
-    bmem[126] = 60'h7839657492995b3;
-    bmem[127] = 60'ha9ec630abd187bb;
   end
   reg [59:0] _0_;
   always @(posedge clk) begin
-    _0_ <= bmem[st2[10:4]];
+    _0_ <= bmem[st2[25]];
   end
   assign b_rd__data = _0_;
   reg [71:0] cmem [127:0];
@@ -2134,7 +2004,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   always @(posedge clk) begin
     _1_ <= cmem[st2[10:4]];
   end
-  assign \$signature__data$129  = _1_;
+  assign \$signature__data$131  = _1_;
   reg [75:0] vmem [127:0];
   initial begin
     vmem[0] = 76'h01054020a804150082a;
@@ -2274,7 +2144,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   always @(posedge clk) begin
     _2_ <= vmem[st2[10:4]];
   end
-  assign \$signature__data$125  = _2_;
+  assign \$signature__data$127  = _2_;
   reg [31:0] wrom0 [17:0];
   initial begin
     wrom0[0] = 32'd2747731760;
@@ -2382,32 +2252,32 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \$79  = \$78  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
   assign \$81  = st7[0] & \$80 ;
-  assign \$82  = ~ \$signal$86 ;
+  assign \$82  = ~ \$signal$88 ;
   assign dropped = \$81  & \$82 ;
-  assign \$83  = | \$signal$90 [2:0];
+  assign \$83  = | \$signal$92 [2:0];
   assign \$84  = ~ done[0];
   assign \$85  = \$83  & \$84 ;
-  assign \$86  = | \$signal$90 [5:3];
+  assign \$86  = | \$signal$92 [5:3];
   assign \$87  = ~ done[1];
   assign \$88  = \$86  & \$87 ;
-  assign \$89  = | \$signal$90 [8:6];
+  assign \$89  = | \$signal$92 [8:6];
   assign \$90  = ~ done[2];
   assign \$91  = \$89  & \$90 ;
-  assign \$92  = | \$signal$90 [11:9];
+  assign \$92  = | \$signal$92 [11:9];
   assign \$93  = ~ done[3];
   assign \$94  = \$92  & \$93 ;
-  assign \$95  = \$signal$90 [12] * 3'h4;
+  assign \$95  = \$signal$92 [12] * 3'h4;
   assign \$96  = \$95  + lane;
   assign \$97  = | pending;
   assign \$99  = pending - 1'h1;
   assign \$100  = { 1'h0, pending } & \$99 ;
   assign \$101  = ! \$100 ;
-  assign \$102  = ~ \$signal$90 [19];
+  assign \$102  = ~ \$signal$92 [19];
   assign \$103  = \$101  & \$102 ;
   assign \$104  = ! fsm_state;
   assign \$106  = used + sweep_now;
   assign \$107  = \$106  - dropped;
-  assign \$108  = \$signal$97  & \$signal$94 ;
+  assign \$108  = \$signal$99  & \$signal$96 ;
   assign \$109  = $signed(\$107 ) - $signed({ 1'h0, \$108  });
   assign \$110  = used <= 9'h108;
   assign \$111  = ~ \$signal$26 ;
@@ -2711,28 +2581,28 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \$489  = \$signal$29  & ready;
   assign \$490  = \$signal$26  | \$489 ;
   assign \$491  = \$490  & more_pixels;
-  assign \$492  = ! \$signal$102 ;
-  assign \$493  = \$signal$102  == 1'h1;
-  assign \$494  = \$signal$102  == 2'h2;
+  assign \$492  = ! \$signal$104 ;
+  assign \$493  = \$signal$104  == 1'h1;
+  assign \$494  = \$signal$104  == 2'h2;
   assign \$495  = \$493  | \$494 ;
-  assign \$496  = \$signal$102  == 3'h4;
+  assign \$496  = \$signal$104  == 3'h4;
   assign \$497  = \$495  | \$496 ;
-  assign \$498  = \$signal$102  == 4'h8;
+  assign \$498  = \$signal$104  == 4'h8;
   assign \$499  = \$497  | \$498 ;
-  assign \$500  = \$signal$102  == 5'h10;
+  assign \$500  = \$signal$104  == 5'h10;
   assign \$501  = \$499  | \$500 ;
-  assign \$502  = \$signal$102  == 6'h20;
+  assign \$502  = \$signal$104  == 6'h20;
   assign \$503  = \$501  | \$502 ;
-  assign \$504  = \$signal$102  == 7'h40;
+  assign \$504  = \$signal$104  == 7'h40;
   assign \$505  = \$503  | \$504 ;
-  assign \$506  = \$signal$102  == 8'h80;
+  assign \$506  = \$signal$104  == 8'h80;
   assign \$507  = \$505  | \$506 ;
   assign \$508  = pixel_count + 1'h1;
   assign \$509  = pixel_count != 6'h3f;
   assign \$510  = nxt_x == 3'h7;
-  assign \$511  = \$like$105  == 3'h7;
+  assign \$511  = \$like$107  == 3'h7;
   assign \$512  = \$like  + 1'h1;
-  assign \$513  = \$like$105  + 1'h1;
+  assign \$513  = \$like$107  + 1'h1;
   assign \$514  = nxt_x + 1'h1;
   assign \$515  = ~ more_pixels;
   assign \$516  = \$515  & \$signal$26 ;
@@ -2744,550 +2614,555 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \$522  = step + 1'h1;
   assign \$523  = sweep_addr + 1'h1;
   assign \$524  = sweep_addr == 7'h7e;
-  assign \$526  = sweep_x == 3'h7;
-  assign \$527  = sweep_y + 1'h1;
-  assign \$528  = sweep_x + 1'h1;
-  assign \$529  = sweep_g + 1'h1;
-  assign \$530  = sweep_now & issue[24];
-  assign \$531  = sweep_now & issue[24];
-  assign \$532  = \$531  | \$signal$111 ;
-  assign \$533  = $signed(w1_0[7:0]) << st2[20:18];
-  assign \$534  = $signed(w1_0[15:8]) << st2[20:18];
-  assign \$535  = $signed(w1_0[23:16]) << st2[20:18];
-  assign \$536  = $signed(w1_0[31:24]) << st2[20:18];
-  assign \$537  = ! st3[16];
-  assign \$538  = st2[10:4] == st3[10:4];
-  assign \$539  = ! st3[1];
-  assign \$540  = \$538  & \$539 ;
-  assign \$541  = ! st3[1];
-  assign \$542  = \$541  & st3[2];
-  assign \$543  = ~ \$542 ;
-  assign \$544  = st3[0] & \$543 ;
-  assign \$545  = \$540  & \$544 ;
-  assign \$546  = st2[10:4] == st3[10:4];
-  assign \$547  = ! st3[1];
-  assign \$548  = \$546  & \$547 ;
-  assign \$549  = ! st3[1];
-  assign \$550  = \$549  & st3[2];
-  assign \$552  = \$551  & st3[22];
-  assign \$553  = \$550  | \$552 ;
-  assign \$554  = st3[0] & \$553 ;
-  assign \$555  = \$548  & \$554 ;
-  assign \$556  = st2[10:4] == st4[10:4];
-  assign \$557  = ! st4[1];
-  assign \$558  = \$556  & \$557 ;
-  assign \$559  = ! st4[1];
-  assign \$560  = \$559  & st4[2];
-  assign \$561  = ~ \$560 ;
-  assign \$562  = st4[0] & \$561 ;
-  assign \$563  = \$558  & \$562 ;
-  assign \$564  = st2[10:4] == st4[10:4];
-  assign \$565  = ! st4[1];
-  assign \$566  = \$564  & \$565 ;
-  assign \$567  = ! st4[1];
-  assign \$568  = \$567  & st4[2];
-  assign \$570  = \$569  & st4[22];
-  assign \$571  = \$568  | \$570 ;
-  assign \$572  = st4[0] & \$571 ;
-  assign \$573  = \$566  & \$572 ;
-  assign \$574  = st2[10:4] == st5[10:4];
-  assign \$575  = ! st5[1];
-  assign \$576  = \$575  & st5[2];
-  assign \$577  = ~ \$576 ;
-  assign \$578  = st5[0] & \$577 ;
-  assign \$579  = \$574  & \$578 ;
-  assign \$580  = st2[10:4] == st5[10:4];
-  assign \$581  = ! st5[1];
-  assign \$582  = \$581  & st5[2];
-  assign \$584  = \$583  & st5[22];
-  assign \$585  = \$582  | \$584 ;
-  assign \$586  = st5[0] & \$585 ;
-  assign \$587  = \$580  & \$586 ;
-  assign \$588  = st2[10:4] == st6[10:4];
-  assign \$589  = ! st6[1];
-  assign \$590  = \$589  & st6[2];
-  assign \$591  = ~ \$590 ;
-  assign \$592  = st6[0] & \$591 ;
-  assign \$593  = \$588  & \$592 ;
-  assign \$594  = st2[10:4] == st6[10:4];
-  assign \$595  = ! st6[1];
-  assign \$596  = \$595  & st6[2];
-  assign \$598  = \$597  & st6[22];
-  assign \$599  = \$596  | \$598 ;
-  assign \$600  = st6[0] & \$599 ;
-  assign \$601  = \$594  & \$600 ;
-  assign \$602  = st2[10:4] == st7[10:4];
-  assign \$603  = ! st7[1];
-  assign \$604  = \$603  & st7[2];
-  assign \$605  = ~ \$604 ;
-  assign \$606  = st7[0] & \$605 ;
-  assign \$607  = \$602  & \$606 ;
-  assign \$608  = st2[10:4] == st7[10:4];
-  assign \$609  = ! st7[1];
-  assign \$610  = \$609  & st7[2];
-  assign \$612  = \$611  & st7[22];
-  assign \$613  = \$610  | \$612 ;
-  assign \$614  = st7[0] & \$613 ;
-  assign \$615  = \$608  & \$614 ;
-  assign \$618  = ! st3[1];
-  assign \$619  = \$618  & st3[2];
-  assign \$620  = ~ \$619 ;
-  assign \$621  = \$617  & \$620 ;
-  assign \$624  = ! st3[1];
-  assign \$625  = \$624  & st3[2];
-  assign \$626  = \$623  & \$625 ;
-  assign \$627  = \$621  | \$626 ;
-  assign \$629  = ~ \$628 ;
-  assign \$630  = hit_v2 & \$629 ;
-  assign \$631  = ! st3[1];
-  assign \$632  = \$631  & st3[2];
+  assign \$525  = sweep_now & issue[24];
+  assign \$526  = sweep_now & issue[24];
+  assign \$527  = \$526  | \$signal$113 ;
+  assign \$529  = pos0 + 1'h1;
+  assign \$530  = $signed(w1_0[7:0]) << st2[20:18];
+  assign \$531  = $signed(w1_0[15:8]) << st2[20:18];
+  assign \$532  = $signed(w1_0[23:16]) << st2[20:18];
+  assign \$533  = $signed(w1_0[31:24]) << st2[20:18];
+  assign \$534  = ! st3[16];
+  assign \$535  = st2[10:4] == st3[10:4];
+  assign \$536  = ! st3[1];
+  assign \$537  = \$535  & \$536 ;
+  assign \$538  = ! st3[1];
+  assign \$539  = \$538  & st3[2];
+  assign \$540  = ~ \$539 ;
+  assign \$541  = st3[0] & \$540 ;
+  assign \$542  = \$537  & \$541 ;
+  assign \$543  = st2[10:4] == st3[10:4];
+  assign \$544  = ! st3[1];
+  assign \$545  = \$543  & \$544 ;
+  assign \$546  = ! st3[1];
+  assign \$547  = \$546  & st3[2];
+  assign \$549  = \$548  & st3[22];
+  assign \$550  = \$547  | \$549 ;
+  assign \$551  = st3[0] & \$550 ;
+  assign \$552  = \$545  & \$551 ;
+  assign \$553  = st2[10:4] == st4[10:4];
+  assign \$554  = ! st4[1];
+  assign \$555  = \$553  & \$554 ;
+  assign \$556  = ! st4[1];
+  assign \$557  = \$556  & st4[2];
+  assign \$558  = ~ \$557 ;
+  assign \$559  = st4[0] & \$558 ;
+  assign \$560  = \$555  & \$559 ;
+  assign \$561  = st2[10:4] == st4[10:4];
+  assign \$562  = ! st4[1];
+  assign \$563  = \$561  & \$562 ;
+  assign \$564  = ! st4[1];
+  assign \$565  = \$564  & st4[2];
+  assign \$567  = \$566  & st4[22];
+  assign \$568  = \$565  | \$567 ;
+  assign \$569  = st4[0] & \$568 ;
+  assign \$570  = \$563  & \$569 ;
+  assign \$571  = st2[10:4] == st5[10:4];
+  assign \$572  = ! st5[1];
+  assign \$573  = \$572  & st5[2];
+  assign \$574  = ~ \$573 ;
+  assign \$575  = st5[0] & \$574 ;
+  assign \$576  = \$571  & \$575 ;
+  assign \$577  = st2[10:4] == st5[10:4];
+  assign \$578  = ! st5[1];
+  assign \$579  = \$578  & st5[2];
+  assign \$581  = \$580  & st5[22];
+  assign \$582  = \$579  | \$581 ;
+  assign \$583  = st5[0] & \$582 ;
+  assign \$584  = \$577  & \$583 ;
+  assign \$585  = st2[10:4] == st6[10:4];
+  assign \$586  = ! st6[1];
+  assign \$587  = \$586  & st6[2];
+  assign \$588  = ~ \$587 ;
+  assign \$589  = st6[0] & \$588 ;
+  assign \$590  = \$585  & \$589 ;
+  assign \$591  = st2[10:4] == st6[10:4];
+  assign \$592  = ! st6[1];
+  assign \$593  = \$592  & st6[2];
+  assign \$595  = \$594  & st6[22];
+  assign \$596  = \$593  | \$595 ;
+  assign \$597  = st6[0] & \$596 ;
+  assign \$598  = \$591  & \$597 ;
+  assign \$599  = st2[10:4] == st7[10:4];
+  assign \$600  = ! st7[1];
+  assign \$601  = \$600  & st7[2];
+  assign \$602  = ~ \$601 ;
+  assign \$603  = st7[0] & \$602 ;
+  assign \$604  = \$599  & \$603 ;
+  assign \$605  = st2[10:4] == st7[10:4];
+  assign \$606  = ! st7[1];
+  assign \$607  = \$606  & st7[2];
+  assign \$609  = \$608  & st7[22];
+  assign \$610  = \$607  | \$609 ;
+  assign \$611  = st7[0] & \$610 ;
+  assign \$612  = \$605  & \$611 ;
+  assign \$615  = ! st3[1];
+  assign \$616  = \$615  & st3[2];
+  assign \$617  = ~ \$616 ;
+  assign \$618  = \$614  & \$617 ;
+  assign \$621  = ! st3[1];
+  assign \$622  = \$621  & st3[2];
+  assign \$623  = \$620  & \$622 ;
+  assign \$624  = \$618  | \$623 ;
+  assign \$626  = ~ \$625 ;
+  assign \$627  = hit_v2 & \$626 ;
+  assign \$628  = ! st3[1];
+  assign \$629  = \$628  & st3[2];
+  assign \$630  = ~ \$629 ;
+  assign \$631  = \$627  & \$630 ;
   assign \$633  = ~ \$632 ;
-  assign \$634  = \$630  & \$633 ;
-  assign \$636  = ~ \$635 ;
-  assign \$637  = hit_c2 & \$636 ;
-  assign \$638  = ! st3[1];
-  assign \$639  = \$638  & st3[2];
-  assign \$640  = \$637  & \$639 ;
-  assign \$641  = \$634  | \$640 ;
-  assign \$643  = \$642  | hit_v2;
-  assign \$644  = ~ \$643 ;
-  assign \$645  = hit_v3 & \$644 ;
-  assign \$646  = ! st3[1];
-  assign \$647  = \$646  & st3[2];
-  assign \$648  = ~ \$647 ;
-  assign \$649  = \$645  & \$648 ;
-  assign \$651  = \$650  | hit_v2;
-  assign \$652  = \$651  | hit_v3;
-  assign \$653  = ~ \$652 ;
-  assign \$654  = hit_v4 & \$653 ;
-  assign \$655  = ! st3[1];
-  assign \$656  = \$655  & st3[2];
-  assign \$657  = ~ \$656 ;
-  assign \$658  = \$654  & \$657 ;
-  assign \$660  = \$659  | hit_v2;
-  assign \$661  = \$660  | hit_v3;
-  assign \$662  = \$661  | hit_v4;
-  assign \$663  = ~ \$662 ;
-  assign \$664  = hit_v5 & \$663 ;
-  assign \$665  = ! st3[1];
-  assign \$666  = \$665  & st3[2];
-  assign \$667  = ~ \$666 ;
-  assign \$668  = \$664  & \$667 ;
-  assign \$670  = \$669  | hit_v2;
-  assign \$671  = \$670  | hit_v3;
-  assign \$672  = \$671  | hit_v4;
-  assign \$673  = \$672  | hit_v5;
+  assign \$634  = hit_c2 & \$633 ;
+  assign \$635  = ! st3[1];
+  assign \$636  = \$635  & st3[2];
+  assign \$637  = \$634  & \$636 ;
+  assign \$638  = \$631  | \$637 ;
+  assign \$640  = \$639  | hit_v2;
+  assign \$641  = ~ \$640 ;
+  assign \$642  = hit_v3 & \$641 ;
+  assign \$643  = ! st3[1];
+  assign \$644  = \$643  & st3[2];
+  assign \$645  = ~ \$644 ;
+  assign \$646  = \$642  & \$645 ;
+  assign \$648  = \$647  | hit_v2;
+  assign \$649  = \$648  | hit_v3;
+  assign \$650  = ~ \$649 ;
+  assign \$651  = hit_v4 & \$650 ;
+  assign \$652  = ! st3[1];
+  assign \$653  = \$652  & st3[2];
+  assign \$654  = ~ \$653 ;
+  assign \$655  = \$651  & \$654 ;
+  assign \$657  = \$656  | hit_v2;
+  assign \$658  = \$657  | hit_v3;
+  assign \$659  = \$658  | hit_v4;
+  assign \$660  = ~ \$659 ;
+  assign \$661  = hit_v5 & \$660 ;
+  assign \$662  = ! st3[1];
+  assign \$663  = \$662  & st3[2];
+  assign \$664  = ~ \$663 ;
+  assign \$665  = \$661  & \$664 ;
+  assign \$667  = \$666  | hit_v2;
+  assign \$668  = \$667  | hit_v3;
+  assign \$669  = \$668  | hit_v4;
+  assign \$670  = \$669  | hit_v5;
+  assign \$671  = ~ \$670 ;
+  assign \$672  = ! st3[1];
+  assign \$673  = \$672  & st3[2];
   assign \$674  = ~ \$673 ;
-  assign \$675  = ! st3[1];
-  assign \$676  = \$675  & st3[2];
-  assign \$677  = ~ \$676 ;
-  assign \$678  = \$674  & \$677 ;
-  assign \$680  = \$679  | hit_c2;
-  assign \$681  = ~ \$680 ;
-  assign \$682  = hit_c3 & \$681 ;
-  assign \$683  = ! st3[1];
-  assign \$684  = \$683  & st3[2];
-  assign \$685  = \$682  & \$684 ;
-  assign \$687  = \$686  | hit_c2;
-  assign \$688  = \$687  | hit_c3;
-  assign \$689  = ~ \$688 ;
-  assign \$690  = hit_c4 & \$689 ;
-  assign \$691  = ! st3[1];
-  assign \$692  = \$691  & st3[2];
-  assign \$693  = \$690  & \$692 ;
-  assign \$695  = \$694  | hit_c2;
-  assign \$696  = \$695  | hit_c3;
-  assign \$697  = \$696  | hit_c4;
-  assign \$698  = ~ \$697 ;
-  assign \$699  = hit_c5 & \$698 ;
-  assign \$700  = ! st3[1];
-  assign \$701  = \$700  & st3[2];
-  assign \$702  = \$699  & \$701 ;
-  assign \$704  = \$703  | hit_c2;
-  assign \$705  = \$704  | hit_c3;
-  assign \$706  = \$705  | hit_c4;
-  assign \$707  = \$706  | hit_c5;
-  assign \$708  = ~ \$707 ;
+  assign \$675  = \$671  & \$674 ;
+  assign \$677  = \$676  | hit_c2;
+  assign \$678  = ~ \$677 ;
+  assign \$679  = hit_c3 & \$678 ;
+  assign \$680  = ! st3[1];
+  assign \$681  = \$680  & st3[2];
+  assign \$682  = \$679  & \$681 ;
+  assign \$684  = \$683  | hit_c2;
+  assign \$685  = \$684  | hit_c3;
+  assign \$686  = ~ \$685 ;
+  assign \$687  = hit_c4 & \$686 ;
+  assign \$688  = ! st3[1];
+  assign \$689  = \$688  & st3[2];
+  assign \$690  = \$687  & \$689 ;
+  assign \$692  = \$691  | hit_c2;
+  assign \$693  = \$692  | hit_c3;
+  assign \$694  = \$693  | hit_c4;
+  assign \$695  = ~ \$694 ;
+  assign \$696  = hit_c5 & \$695 ;
+  assign \$697  = ! st3[1];
+  assign \$698  = \$697  & st3[2];
+  assign \$699  = \$696  & \$698 ;
+  assign \$701  = \$700  | hit_c2;
+  assign \$702  = \$701  | hit_c3;
+  assign \$703  = \$702  | hit_c4;
+  assign \$704  = \$703  | hit_c5;
+  assign \$705  = ~ \$704 ;
+  assign \$706  = ! st3[1];
+  assign \$707  = \$706  & st3[2];
+  assign \$708  = \$705  & \$707 ;
   assign \$709  = ! st3[1];
-  assign \$710  = \$709  & st3[2];
-  assign \$711  = \$708  & \$710 ;
   assign \$712  = ! st3[1];
-  assign \$715  = ! st3[1];
-  assign \$717  = \$714  & \$716 ;
-  assign \$719  = ~ \$718 ;
-  assign \$720  = hit_c2 & \$719 ;
-  assign \$721  = ! st3[1];
-  assign \$723  = \$720  & \$722 ;
-  assign \$725  = \$724  | hit_c2;
-  assign \$726  = ~ \$725 ;
-  assign \$727  = hit_c3 & \$726 ;
-  assign \$728  = ! st3[1];
-  assign \$730  = \$727  & \$729 ;
-  assign \$732  = \$731  | hit_c2;
-  assign \$733  = \$732  | hit_c3;
-  assign \$734  = ~ \$733 ;
-  assign \$735  = hit_c4 & \$734 ;
-  assign \$736  = ! st3[1];
-  assign \$738  = \$735  & \$737 ;
-  assign \$740  = \$739  | hit_c2;
-  assign \$741  = \$740  | hit_c3;
-  assign \$742  = \$741  | hit_c4;
-  assign \$743  = ~ \$742 ;
-  assign \$744  = hit_c5 & \$743 ;
-  assign \$745  = ! st3[1];
-  assign \$747  = \$744  & \$746 ;
-  assign \$749  = \$748  | hit_c2;
-  assign \$750  = \$749  | hit_c3;
-  assign \$751  = \$750  | hit_c4;
-  assign \$752  = \$751  | hit_c5;
-  assign \$753  = ~ \$752 ;
-  assign \$754  = ! st3[1];
-  assign \$756  = \$753  & \$755 ;
-  assign \$757  = \$signal$146 [0] ? \$signal$148 [19:0] : 20'h00000;
-  assign \$758  = \$signal$146 [1] ? \$signal$51 [19:0] : 20'h00000;
-  assign \$759  = \$757  | \$758 ;
-  assign \$760  = \$signal$146 [2] ? v_wr__data[18:0] : 19'h00000;
-  assign \$761  = \$759  | { \$760 [18], \$760  };
-  assign \$762  = \$signal$146 [3] ? res8[18:0] : 19'h00000;
-  assign \$763  = \$761  | { \$762 [18], \$762  };
-  assign \$764  = \$signal$146 [4] ? res9[18:0] : 19'h00000;
-  assign \$765  = \$763  | { \$764 [18], \$764  };
-  assign \$766  = \$signal$146 [5] ? v_raw[18:0] : 19'h00000;
-  assign \$767  = \$765  | { \$766 [18], \$766  };
-  assign \$768  = \$signal$146 [6] ? c_wr__data[17:0] : 18'h00000;
-  assign \$769  = \$767  | { \$768 [17], \$768 [17], \$768  };
-  assign \$770  = \$signal$146 [7] ? cres8[17:0] : 18'h00000;
-  assign \$771  = \$769  | { \$770 [17], \$770 [17], \$770  };
-  assign \$772  = \$signal$146 [8] ? cres9[17:0] : 18'h00000;
-  assign \$773  = \$771  | { \$772 [17], \$772 [17], \$772  };
-  assign \$774  = \$signal$146 [9] ? c_raw[17:0] : 18'h00000;
-  assign \$775  = \$773  | { \$774 [17], \$774 [17], \$774  };
-  assign \$776  = \$signal$147 [0] ? addend[14:0] : 15'h0000;
-  assign \$777  = \$signal$147 [1] ? b_raw[14:0] : 15'h0000;
-  assign \$778  = \$776  | \$777 ;
-  assign \$779  = \$signal$147 [2] ? \$signal$148 [19:0] : 20'h00000;
-  assign \$780  = { \$778 [14], \$778 [14], \$778 [14], \$778 [14], \$778 [14], \$778  } | \$779 ;
-  assign \$781  = \$signal$147 [3] ? \$signal$51 [19:0] : 20'h00000;
-  assign \$782  = \$780  | \$781 ;
-  assign \$783  = \$signal$147 [4] ? c_wr__data[17:0] : 18'h00000;
-  assign \$784  = \$782  | { \$783 [17], \$783 [17], \$783  };
-  assign \$785  = \$signal$147 [5] ? cres8[17:0] : 18'h00000;
-  assign \$786  = \$784  | { \$785 [17], \$785 [17], \$785  };
-  assign \$787  = \$signal$147 [6] ? cres9[17:0] : 18'h00000;
-  assign \$788  = \$786  | { \$787 [17], \$787 [17], \$787  };
-  assign \$789  = \$signal$147 [7] ? c_raw[17:0] : 18'h00000;
-  assign \$790  = \$788  | { \$789 [17], \$789 [17], \$789  };
-  assign \$791  = $signed(\$775 ) + $signed(\$790 );
-  assign \$792  = \$signal$146 [0] ? \$signal$148 [39:20] : 20'h00000;
-  assign \$793  = \$signal$146 [1] ? \$signal$51 [39:20] : 20'h00000;
-  assign \$794  = \$792  | \$793 ;
-  assign \$795  = \$signal$146 [2] ? v_wr__data[37:19] : 19'h00000;
-  assign \$796  = \$794  | { \$795 [18], \$795  };
-  assign \$797  = \$signal$146 [3] ? res8[37:19] : 19'h00000;
-  assign \$798  = \$796  | { \$797 [18], \$797  };
-  assign \$799  = \$signal$146 [4] ? res9[37:19] : 19'h00000;
-  assign \$800  = \$798  | { \$799 [18], \$799  };
-  assign \$801  = \$signal$146 [5] ? v_raw[37:19] : 19'h00000;
-  assign \$802  = \$800  | { \$801 [18], \$801  };
-  assign \$803  = \$signal$146 [6] ? c_wr__data[35:18] : 18'h00000;
-  assign \$804  = \$802  | { \$803 [17], \$803 [17], \$803  };
-  assign \$805  = \$signal$146 [7] ? cres8[35:18] : 18'h00000;
-  assign \$806  = \$804  | { \$805 [17], \$805 [17], \$805  };
-  assign \$807  = \$signal$146 [8] ? cres9[35:18] : 18'h00000;
-  assign \$808  = \$806  | { \$807 [17], \$807 [17], \$807  };
-  assign \$809  = \$signal$146 [9] ? c_raw[35:18] : 18'h00000;
-  assign \$810  = \$808  | { \$809 [17], \$809 [17], \$809  };
-  assign \$811  = \$signal$147 [0] ? addend[29:15] : 15'h0000;
-  assign \$812  = \$signal$147 [1] ? b_raw[29:15] : 15'h0000;
-  assign \$813  = \$811  | \$812 ;
-  assign \$814  = \$signal$147 [2] ? \$signal$148 [39:20] : 20'h00000;
-  assign \$815  = { \$813 [14], \$813 [14], \$813 [14], \$813 [14], \$813 [14], \$813  } | \$814 ;
-  assign \$816  = \$signal$147 [3] ? \$signal$51 [39:20] : 20'h00000;
-  assign \$817  = \$815  | \$816 ;
-  assign \$818  = \$signal$147 [4] ? c_wr__data[35:18] : 18'h00000;
-  assign \$819  = \$817  | { \$818 [17], \$818 [17], \$818  };
-  assign \$820  = \$signal$147 [5] ? cres8[35:18] : 18'h00000;
-  assign \$821  = \$819  | { \$820 [17], \$820 [17], \$820  };
-  assign \$822  = \$signal$147 [6] ? cres9[35:18] : 18'h00000;
-  assign \$823  = \$821  | { \$822 [17], \$822 [17], \$822  };
-  assign \$824  = \$signal$147 [7] ? c_raw[35:18] : 18'h00000;
-  assign \$825  = \$823  | { \$824 [17], \$824 [17], \$824  };
-  assign \$826  = $signed(\$810 ) + $signed(\$825 );
-  assign \$827  = \$signal$146 [0] ? \$signal$148 [59:40] : 20'h00000;
-  assign \$828  = \$signal$146 [1] ? \$signal$51 [59:40] : 20'h00000;
-  assign \$829  = \$827  | \$828 ;
-  assign \$830  = \$signal$146 [2] ? v_wr__data[56:38] : 19'h00000;
-  assign \$831  = \$829  | { \$830 [18], \$830  };
-  assign \$832  = \$signal$146 [3] ? res8[56:38] : 19'h00000;
-  assign \$833  = \$831  | { \$832 [18], \$832  };
-  assign \$834  = \$signal$146 [4] ? res9[56:38] : 19'h00000;
-  assign \$835  = \$833  | { \$834 [18], \$834  };
-  assign \$836  = \$signal$146 [5] ? v_raw[56:38] : 19'h00000;
-  assign \$837  = \$835  | { \$836 [18], \$836  };
-  assign \$838  = \$signal$146 [6] ? c_wr__data[53:36] : 18'h00000;
-  assign \$839  = \$837  | { \$838 [17], \$838 [17], \$838  };
-  assign \$840  = \$signal$146 [7] ? cres8[53:36] : 18'h00000;
-  assign \$841  = \$839  | { \$840 [17], \$840 [17], \$840  };
-  assign \$842  = \$signal$146 [8] ? cres9[53:36] : 18'h00000;
-  assign \$843  = \$841  | { \$842 [17], \$842 [17], \$842  };
-  assign \$844  = \$signal$146 [9] ? c_raw[53:36] : 18'h00000;
-  assign \$845  = \$843  | { \$844 [17], \$844 [17], \$844  };
-  assign \$846  = \$signal$147 [0] ? addend[44:30] : 15'h0000;
-  assign \$847  = \$signal$147 [1] ? b_raw[44:30] : 15'h0000;
-  assign \$848  = \$846  | \$847 ;
-  assign \$849  = \$signal$147 [2] ? \$signal$148 [59:40] : 20'h00000;
-  assign \$850  = { \$848 [14], \$848 [14], \$848 [14], \$848 [14], \$848 [14], \$848  } | \$849 ;
-  assign \$851  = \$signal$147 [3] ? \$signal$51 [59:40] : 20'h00000;
-  assign \$852  = \$850  | \$851 ;
-  assign \$853  = \$signal$147 [4] ? c_wr__data[53:36] : 18'h00000;
-  assign \$854  = \$852  | { \$853 [17], \$853 [17], \$853  };
-  assign \$855  = \$signal$147 [5] ? cres8[53:36] : 18'h00000;
-  assign \$856  = \$854  | { \$855 [17], \$855 [17], \$855  };
-  assign \$857  = \$signal$147 [6] ? cres9[53:36] : 18'h00000;
-  assign \$858  = \$856  | { \$857 [17], \$857 [17], \$857  };
-  assign \$859  = \$signal$147 [7] ? c_raw[53:36] : 18'h00000;
-  assign \$860  = \$858  | { \$859 [17], \$859 [17], \$859  };
-  assign \$861  = $signed(\$845 ) + $signed(\$860 );
-  assign \$862  = \$signal$146 [0] ? \$signal$148 [79:60] : 20'h00000;
-  assign \$863  = \$signal$146 [1] ? \$signal$51 [79:60] : 20'h00000;
-  assign \$864  = \$862  | \$863 ;
-  assign \$865  = \$signal$146 [2] ? v_wr__data[75:57] : 19'h00000;
-  assign \$866  = \$864  | { \$865 [18], \$865  };
-  assign \$867  = \$signal$146 [3] ? res8[75:57] : 19'h00000;
-  assign \$868  = \$866  | { \$867 [18], \$867  };
-  assign \$869  = \$signal$146 [4] ? res9[75:57] : 19'h00000;
-  assign \$870  = \$868  | { \$869 [18], \$869  };
-  assign \$871  = \$signal$146 [5] ? v_raw[75:57] : 19'h00000;
-  assign \$872  = \$870  | { \$871 [18], \$871  };
-  assign \$873  = \$signal$146 [6] ? c_wr__data[71:54] : 18'h00000;
-  assign \$874  = \$872  | { \$873 [17], \$873 [17], \$873  };
-  assign \$875  = \$signal$146 [7] ? cres8[71:54] : 18'h00000;
-  assign \$876  = \$874  | { \$875 [17], \$875 [17], \$875  };
-  assign \$877  = \$signal$146 [8] ? cres9[71:54] : 18'h00000;
-  assign \$878  = \$876  | { \$877 [17], \$877 [17], \$877  };
-  assign \$879  = \$signal$146 [9] ? c_raw[71:54] : 18'h00000;
-  assign \$880  = \$878  | { \$879 [17], \$879 [17], \$879  };
-  assign \$881  = \$signal$147 [0] ? addend[59:45] : 15'h0000;
-  assign \$882  = \$signal$147 [1] ? b_raw[59:45] : 15'h0000;
-  assign \$883  = \$881  | \$882 ;
-  assign \$884  = \$signal$147 [2] ? \$signal$148 [79:60] : 20'h00000;
-  assign \$885  = { \$883 [14], \$883 [14], \$883 [14], \$883 [14], \$883 [14], \$883  } | \$884 ;
-  assign \$886  = \$signal$147 [3] ? \$signal$51 [79:60] : 20'h00000;
-  assign \$887  = \$885  | \$886 ;
-  assign \$888  = \$signal$147 [4] ? c_wr__data[71:54] : 18'h00000;
-  assign \$889  = \$887  | { \$888 [17], \$888 [17], \$888  };
-  assign \$890  = \$signal$147 [5] ? cres8[71:54] : 18'h00000;
-  assign \$891  = \$889  | { \$890 [17], \$890 [17], \$890  };
-  assign \$892  = \$signal$147 [6] ? cres9[71:54] : 18'h00000;
-  assign \$893  = \$891  | { \$892 [17], \$892 [17], \$892  };
-  assign \$894  = \$signal$147 [7] ? c_raw[71:54] : 18'h00000;
-  assign \$895  = \$893  | { \$894 [17], \$894 [17], \$894  };
-  assign \$896  = $signed(\$880 ) + $signed(\$895 );
-  assign \$897  = $signed(\$signal$148 [19:0]) - $signed(14'h1054);
-  assign \$898  = $signed(\$signal$148 [19:0]) - $signed(15'h20a8);
-  assign \$899  = $signed(\$signal$148 [19:0]) - $signed(15'h30fc);
-  assign \$900  = $signed(\$signal$148 [19:0]) - $signed(16'h4150);
-  assign \$901  = $signed(\$signal$148 [39:20]) - $signed(14'h1054);
-  assign \$902  = $signed(\$signal$148 [39:20]) - $signed(15'h20a8);
-  assign \$903  = $signed(\$signal$148 [39:20]) - $signed(15'h30fc);
-  assign \$904  = $signed(\$signal$148 [39:20]) - $signed(16'h4150);
-  assign \$905  = $signed(\$signal$148 [59:40]) - $signed(14'h1054);
-  assign \$906  = $signed(\$signal$148 [59:40]) - $signed(15'h20a8);
-  assign \$907  = $signed(\$signal$148 [59:40]) - $signed(15'h30fc);
-  assign \$908  = $signed(\$signal$148 [59:40]) - $signed(16'h4150);
-  assign \$909  = $signed(\$signal$148 [79:60]) - $signed(14'h1054);
-  assign \$910  = $signed(\$signal$148 [79:60]) - $signed(15'h20a8);
-  assign \$911  = $signed(\$signal$148 [79:60]) - $signed(15'h30fc);
-  assign \$912  = $signed(\$signal$148 [79:60]) - $signed(16'h4150);
-  assign \$913  = ! st6[1];
-  assign \$914  = st6[1] ? { b6[14], b6[14], b6[14], b6[14], b6[14], b6[14:0] } : \$signal$51 [19:0];
-  assign \$915  = ! st6[1];
-  assign \$916  = st6[1] ? { b6[29], b6[29], b6[29], b6[29], b6[29], b6[29:15] } : \$signal$51 [39:20];
-  assign \$917  = ! st6[1];
-  assign \$918  = st6[1] ? { b6[44], b6[44], b6[44], b6[44], b6[44], b6[44:30] } : \$signal$51 [59:40];
-  assign \$919  = ! st6[1];
-  assign \$920  = st6[1] ? { b6[59], b6[59], b6[59], b6[59], b6[59], b6[59:45] } : \$signal$51 [79:60];
-  assign \$922  = st6[0] & \$921 ;
-  assign \$923  = any_spike | st6[24];
-  assign \$924  = \$922  & \$923 ;
-  assign \$925  = | pending;
-  assign \$926  = pending - 1'h1;
-  assign \$927  = { 1'h0, pending } & \$926 ;
-  assign \$928  = ! \$927 ;
-  assign \$929  = ~ \$signal$90 [19];
-  assign \$930  = \$928  & \$929 ;
-  assign \$931  = 1'h1 << lane;
-  assign \$932  = { 3'h0, done } | \$931 ;
-  always @(posedge clk)
-    used <= \$933 ;
-  always @(posedge clk)
-    credit <= \$934 ;
-  always @(posedge clk)
-    pix_bits <= \$935 ;
+  assign \$714  = \$711  & \$713 ;
+  assign \$716  = ~ \$715 ;
+  assign \$717  = hit_c2 & \$716 ;
+  assign \$718  = ! st3[1];
+  assign \$720  = \$717  & \$719 ;
+  assign \$722  = \$721  | hit_c2;
+  assign \$723  = ~ \$722 ;
+  assign \$724  = hit_c3 & \$723 ;
+  assign \$725  = ! st3[1];
+  assign \$727  = \$724  & \$726 ;
+  assign \$729  = \$728  | hit_c2;
+  assign \$730  = \$729  | hit_c3;
+  assign \$731  = ~ \$730 ;
+  assign \$732  = hit_c4 & \$731 ;
+  assign \$733  = ! st3[1];
+  assign \$735  = \$732  & \$734 ;
+  assign \$737  = \$736  | hit_c2;
+  assign \$738  = \$737  | hit_c3;
+  assign \$739  = \$738  | hit_c4;
+  assign \$740  = ~ \$739 ;
+  assign \$741  = hit_c5 & \$740 ;
+  assign \$742  = ! st3[1];
+  assign \$744  = \$741  & \$743 ;
+  assign \$746  = \$745  | hit_c2;
+  assign \$747  = \$746  | hit_c3;
+  assign \$748  = \$747  | hit_c4;
+  assign \$749  = \$748  | hit_c5;
+  assign \$750  = ~ \$749 ;
+  assign \$751  = ! st3[1];
+  assign \$753  = \$750  & \$752 ;
+  assign \$754  = \$signal$148 [0] ? \$signal$150 [19:0] : 20'h00000;
+  assign \$755  = \$signal$148 [1] ? \$signal$49 [19:0] : 20'h00000;
+  assign \$756  = \$754  | \$755 ;
+  assign \$757  = \$signal$148 [2] ? v_wr__data[18:0] : 19'h00000;
+  assign \$758  = \$756  | { \$757 [18], \$757  };
+  assign \$759  = \$signal$148 [3] ? res8[18:0] : 19'h00000;
+  assign \$760  = \$758  | { \$759 [18], \$759  };
+  assign \$761  = \$signal$148 [4] ? res9[18:0] : 19'h00000;
+  assign \$762  = \$760  | { \$761 [18], \$761  };
+  assign \$763  = \$signal$148 [5] ? v_raw[18:0] : 19'h00000;
+  assign \$764  = \$762  | { \$763 [18], \$763  };
+  assign \$765  = \$signal$148 [6] ? c_wr__data[17:0] : 18'h00000;
+  assign \$766  = \$764  | { \$765 [17], \$765 [17], \$765  };
+  assign \$767  = \$signal$148 [7] ? cres8[17:0] : 18'h00000;
+  assign \$768  = \$766  | { \$767 [17], \$767 [17], \$767  };
+  assign \$769  = \$signal$148 [8] ? cres9[17:0] : 18'h00000;
+  assign \$770  = \$768  | { \$769 [17], \$769 [17], \$769  };
+  assign \$771  = \$signal$148 [9] ? c_raw[17:0] : 18'h00000;
+  assign \$772  = \$770  | { \$771 [17], \$771 [17], \$771  };
+  assign \$773  = \$signal$149 [0] ? addend[14:0] : 15'h0000;
+  assign \$774  = \$signal$149 [1] ? b_raw[14:0] : 15'h0000;
+  assign \$775  = \$773  | \$774 ;
+  assign \$776  = \$signal$149 [2] ? \$signal$150 [19:0] : 20'h00000;
+  assign \$777  = { \$775 [14], \$775 [14], \$775 [14], \$775 [14], \$775 [14], \$775  } | \$776 ;
+  assign \$778  = \$signal$149 [3] ? \$signal$49 [19:0] : 20'h00000;
+  assign \$779  = \$777  | \$778 ;
+  assign \$780  = \$signal$149 [4] ? c_wr__data[17:0] : 18'h00000;
+  assign \$781  = \$779  | { \$780 [17], \$780 [17], \$780  };
+  assign \$782  = \$signal$149 [5] ? cres8[17:0] : 18'h00000;
+  assign \$783  = \$781  | { \$782 [17], \$782 [17], \$782  };
+  assign \$784  = \$signal$149 [6] ? cres9[17:0] : 18'h00000;
+  assign \$785  = \$783  | { \$784 [17], \$784 [17], \$784  };
+  assign \$786  = \$signal$149 [7] ? c_raw[17:0] : 18'h00000;
+  assign \$787  = \$785  | { \$786 [17], \$786 [17], \$786  };
+  assign \$788  = $signed(\$772 ) + $signed(\$787 );
+  assign \$789  = \$signal$148 [0] ? \$signal$150 [39:20] : 20'h00000;
+  assign \$790  = \$signal$148 [1] ? \$signal$49 [39:20] : 20'h00000;
+  assign \$791  = \$789  | \$790 ;
+  assign \$792  = \$signal$148 [2] ? v_wr__data[37:19] : 19'h00000;
+  assign \$793  = \$791  | { \$792 [18], \$792  };
+  assign \$794  = \$signal$148 [3] ? res8[37:19] : 19'h00000;
+  assign \$795  = \$793  | { \$794 [18], \$794  };
+  assign \$796  = \$signal$148 [4] ? res9[37:19] : 19'h00000;
+  assign \$797  = \$795  | { \$796 [18], \$796  };
+  assign \$798  = \$signal$148 [5] ? v_raw[37:19] : 19'h00000;
+  assign \$799  = \$797  | { \$798 [18], \$798  };
+  assign \$800  = \$signal$148 [6] ? c_wr__data[35:18] : 18'h00000;
+  assign \$801  = \$799  | { \$800 [17], \$800 [17], \$800  };
+  assign \$802  = \$signal$148 [7] ? cres8[35:18] : 18'h00000;
+  assign \$803  = \$801  | { \$802 [17], \$802 [17], \$802  };
+  assign \$804  = \$signal$148 [8] ? cres9[35:18] : 18'h00000;
+  assign \$805  = \$803  | { \$804 [17], \$804 [17], \$804  };
+  assign \$806  = \$signal$148 [9] ? c_raw[35:18] : 18'h00000;
+  assign \$807  = \$805  | { \$806 [17], \$806 [17], \$806  };
+  assign \$808  = \$signal$149 [0] ? addend[29:15] : 15'h0000;
+  assign \$809  = \$signal$149 [1] ? b_raw[29:15] : 15'h0000;
+  assign \$810  = \$808  | \$809 ;
+  assign \$811  = \$signal$149 [2] ? \$signal$150 [39:20] : 20'h00000;
+  assign \$812  = { \$810 [14], \$810 [14], \$810 [14], \$810 [14], \$810 [14], \$810  } | \$811 ;
+  assign \$813  = \$signal$149 [3] ? \$signal$49 [39:20] : 20'h00000;
+  assign \$814  = \$812  | \$813 ;
+  assign \$815  = \$signal$149 [4] ? c_wr__data[35:18] : 18'h00000;
+  assign \$816  = \$814  | { \$815 [17], \$815 [17], \$815  };
+  assign \$817  = \$signal$149 [5] ? cres8[35:18] : 18'h00000;
+  assign \$818  = \$816  | { \$817 [17], \$817 [17], \$817  };
+  assign \$819  = \$signal$149 [6] ? cres9[35:18] : 18'h00000;
+  assign \$820  = \$818  | { \$819 [17], \$819 [17], \$819  };
+  assign \$821  = \$signal$149 [7] ? c_raw[35:18] : 18'h00000;
+  assign \$822  = \$820  | { \$821 [17], \$821 [17], \$821  };
+  assign \$823  = $signed(\$807 ) + $signed(\$822 );
+  assign \$824  = \$signal$148 [0] ? \$signal$150 [59:40] : 20'h00000;
+  assign \$825  = \$signal$148 [1] ? \$signal$49 [59:40] : 20'h00000;
+  assign \$826  = \$824  | \$825 ;
+  assign \$827  = \$signal$148 [2] ? v_wr__data[56:38] : 19'h00000;
+  assign \$828  = \$826  | { \$827 [18], \$827  };
+  assign \$829  = \$signal$148 [3] ? res8[56:38] : 19'h00000;
+  assign \$830  = \$828  | { \$829 [18], \$829  };
+  assign \$831  = \$signal$148 [4] ? res9[56:38] : 19'h00000;
+  assign \$832  = \$830  | { \$831 [18], \$831  };
+  assign \$833  = \$signal$148 [5] ? v_raw[56:38] : 19'h00000;
+  assign \$834  = \$832  | { \$833 [18], \$833  };
+  assign \$835  = \$signal$148 [6] ? c_wr__data[53:36] : 18'h00000;
+  assign \$836  = \$834  | { \$835 [17], \$835 [17], \$835  };
+  assign \$837  = \$signal$148 [7] ? cres8[53:36] : 18'h00000;
+  assign \$838  = \$836  | { \$837 [17], \$837 [17], \$837  };
+  assign \$839  = \$signal$148 [8] ? cres9[53:36] : 18'h00000;
+  assign \$840  = \$838  | { \$839 [17], \$839 [17], \$839  };
+  assign \$841  = \$signal$148 [9] ? c_raw[53:36] : 18'h00000;
+  assign \$842  = \$840  | { \$841 [17], \$841 [17], \$841  };
+  assign \$843  = \$signal$149 [0] ? addend[44:30] : 15'h0000;
+  assign \$844  = \$signal$149 [1] ? b_raw[44:30] : 15'h0000;
+  assign \$845  = \$843  | \$844 ;
+  assign \$846  = \$signal$149 [2] ? \$signal$150 [59:40] : 20'h00000;
+  assign \$847  = { \$845 [14], \$845 [14], \$845 [14], \$845 [14], \$845 [14], \$845  } | \$846 ;
+  assign \$848  = \$signal$149 [3] ? \$signal$49 [59:40] : 20'h00000;
+  assign \$849  = \$847  | \$848 ;
+  assign \$850  = \$signal$149 [4] ? c_wr__data[53:36] : 18'h00000;
+  assign \$851  = \$849  | { \$850 [17], \$850 [17], \$850  };
+  assign \$852  = \$signal$149 [5] ? cres8[53:36] : 18'h00000;
+  assign \$853  = \$851  | { \$852 [17], \$852 [17], \$852  };
+  assign \$854  = \$signal$149 [6] ? cres9[53:36] : 18'h00000;
+  assign \$855  = \$853  | { \$854 [17], \$854 [17], \$854  };
+  assign \$856  = \$signal$149 [7] ? c_raw[53:36] : 18'h00000;
+  assign \$857  = \$855  | { \$856 [17], \$856 [17], \$856  };
+  assign \$858  = $signed(\$842 ) + $signed(\$857 );
+  assign \$859  = \$signal$148 [0] ? \$signal$150 [79:60] : 20'h00000;
+  assign \$860  = \$signal$148 [1] ? \$signal$49 [79:60] : 20'h00000;
+  assign \$861  = \$859  | \$860 ;
+  assign \$862  = \$signal$148 [2] ? v_wr__data[75:57] : 19'h00000;
+  assign \$863  = \$861  | { \$862 [18], \$862  };
+  assign \$864  = \$signal$148 [3] ? res8[75:57] : 19'h00000;
+  assign \$865  = \$863  | { \$864 [18], \$864  };
+  assign \$866  = \$signal$148 [4] ? res9[75:57] : 19'h00000;
+  assign \$867  = \$865  | { \$866 [18], \$866  };
+  assign \$868  = \$signal$148 [5] ? v_raw[75:57] : 19'h00000;
+  assign \$869  = \$867  | { \$868 [18], \$868  };
+  assign \$870  = \$signal$148 [6] ? c_wr__data[71:54] : 18'h00000;
+  assign \$871  = \$869  | { \$870 [17], \$870 [17], \$870  };
+  assign \$872  = \$signal$148 [7] ? cres8[71:54] : 18'h00000;
+  assign \$873  = \$871  | { \$872 [17], \$872 [17], \$872  };
+  assign \$874  = \$signal$148 [8] ? cres9[71:54] : 18'h00000;
+  assign \$875  = \$873  | { \$874 [17], \$874 [17], \$874  };
+  assign \$876  = \$signal$148 [9] ? c_raw[71:54] : 18'h00000;
+  assign \$877  = \$875  | { \$876 [17], \$876 [17], \$876  };
+  assign \$878  = \$signal$149 [0] ? addend[59:45] : 15'h0000;
+  assign \$879  = \$signal$149 [1] ? b_raw[59:45] : 15'h0000;
+  assign \$880  = \$878  | \$879 ;
+  assign \$881  = \$signal$149 [2] ? \$signal$150 [79:60] : 20'h00000;
+  assign \$882  = { \$880 [14], \$880 [14], \$880 [14], \$880 [14], \$880 [14], \$880  } | \$881 ;
+  assign \$883  = \$signal$149 [3] ? \$signal$49 [79:60] : 20'h00000;
+  assign \$884  = \$882  | \$883 ;
+  assign \$885  = \$signal$149 [4] ? c_wr__data[71:54] : 18'h00000;
+  assign \$886  = \$884  | { \$885 [17], \$885 [17], \$885  };
+  assign \$887  = \$signal$149 [5] ? cres8[71:54] : 18'h00000;
+  assign \$888  = \$886  | { \$887 [17], \$887 [17], \$887  };
+  assign \$889  = \$signal$149 [6] ? cres9[71:54] : 18'h00000;
+  assign \$890  = \$888  | { \$889 [17], \$889 [17], \$889  };
+  assign \$891  = \$signal$149 [7] ? c_raw[71:54] : 18'h00000;
+  assign \$892  = \$890  | { \$891 [17], \$891 [17], \$891  };
+  assign \$893  = $signed(\$877 ) + $signed(\$892 );
+  assign \$894  = $signed(\$signal$150 [19:0]) - $signed(14'h1054);
+  assign \$895  = $signed(\$signal$150 [19:0]) - $signed(15'h20a8);
+  assign \$896  = $signed(\$signal$150 [19:0]) - $signed(15'h30fc);
+  assign \$897  = $signed(\$signal$150 [19:0]) - $signed(16'h4150);
+  assign \$898  = $signed(\$signal$150 [39:20]) - $signed(14'h1054);
+  assign \$899  = $signed(\$signal$150 [39:20]) - $signed(15'h20a8);
+  assign \$900  = $signed(\$signal$150 [39:20]) - $signed(15'h30fc);
+  assign \$901  = $signed(\$signal$150 [39:20]) - $signed(16'h4150);
+  assign \$902  = $signed(\$signal$150 [59:40]) - $signed(14'h1054);
+  assign \$903  = $signed(\$signal$150 [59:40]) - $signed(15'h20a8);
+  assign \$904  = $signed(\$signal$150 [59:40]) - $signed(15'h30fc);
+  assign \$905  = $signed(\$signal$150 [59:40]) - $signed(16'h4150);
+  assign \$906  = $signed(\$signal$150 [79:60]) - $signed(14'h1054);
+  assign \$907  = $signed(\$signal$150 [79:60]) - $signed(15'h20a8);
+  assign \$908  = $signed(\$signal$150 [79:60]) - $signed(15'h30fc);
+  assign \$909  = $signed(\$signal$150 [79:60]) - $signed(16'h4150);
+  assign \$910  = ! st6[1];
+  assign \$911  = st6[1] ? { b6[14], b6[14], b6[14], b6[14], b6[14], b6[14:0] } : \$signal$49 [19:0];
+  assign \$912  = ! st6[1];
+  assign \$913  = st6[1] ? { b6[29], b6[29], b6[29], b6[29], b6[29], b6[29:15] } : \$signal$49 [39:20];
+  assign \$914  = ! st6[1];
+  assign \$915  = st6[1] ? { b6[44], b6[44], b6[44], b6[44], b6[44], b6[44:30] } : \$signal$49 [59:40];
+  assign \$916  = ! st6[1];
+  assign \$917  = st6[1] ? { b6[59], b6[59], b6[59], b6[59], b6[59], b6[59:45] } : \$signal$49 [79:60];
+  assign \$919  = st6[0] & \$918 ;
+  assign \$920  = any_spike | st6[24];
+  assign \$921  = \$919  & \$920 ;
+  assign \$923  = st7[0] & \$922 ;
+  assign \$925  = pos1 == 3'h7;
+  assign \$926  = pos2 == 3'h7;
+  assign \$927  = pos2 + 1'h1;
+  assign \$928  = pos1 + 1'h1;
+  assign \$929  = \pos0$84  + 1'h1;
+  assign \$930  = | pending;
+  assign \$931  = pending - 1'h1;
+  assign \$932  = { 1'h0, pending } & \$931 ;
+  assign \$933  = ! \$932 ;
+  assign \$934  = ~ \$signal$92 [19];
+  assign \$935  = \$933  & \$934 ;
+  assign \$936  = 1'h1 << lane;
+  assign \$937  = { 3'h0, done } | \$936 ;
+  always @(posedge clk)
+    used <= \$938 ;
+  always @(posedge clk)
+    credit <= \$939 ;
+  always @(posedge clk)
+    pix_bits <= \$940 ;
+  always @(posedge clk)
+    \$signal$26  <= \$941 ;
+  always @(posedge clk)
+    \$signal$29  <= \$942 ;
+  always @(posedge clk)
+    pixel_count <= \$943 ;
   always @(posedge clk)
-    \$signal$26  <= \$936 ;
+    more_pixels <= \$944 ;
   always @(posedge clk)
-    \$signal$29  <= \$937 ;
+    ev_c <= \$945 ;
   always @(posedge clk)
-    pixel_count <= \$938 ;
+    ev_y <= \$946 ;
   always @(posedge clk)
-    more_pixels <= \$939 ;
+    ev_x <= \$947 ;
   always @(posedge clk)
-    ev_c <= \$940 ;
+    pix_index <= \$948 ;
   always @(posedge clk)
-    ev_y <= \$941 ;
+    nxt_x <= \$949 ;
   always @(posedge clk)
-    ev_x <= \$942 ;
+    \$like$107  <= \$950 ;
   always @(posedge clk)
-    pix_index <= \$943 ;
+    \$like  <= \$951 ;
   always @(posedge clk)
-    nxt_x <= \$944 ;
+    nxt_index <= \$952 ;
   always @(posedge clk)
-    \$like$105  <= \$945 ;
+    fsm_state <= \$953 ;
   always @(posedge clk)
-    \$like  <= \$946 ;
+    sweep_addr <= \$954 ;
   always @(posedge clk)
-    nxt_index <= \$947 ;
+    sweep_last <= \$955 ;
   always @(posedge clk)
-    fsm_state <= \$948 ;
+    step <= \$956 ;
   always @(posedge clk)
-    sweep_addr <= \$949 ;
+    fire_k <= \$957 ;
   always @(posedge clk)
-    sweep_g <= \$950 ;
+    plane <= \$958 ;
   always @(posedge clk)
-    sweep_y <= \$951 ;
+    \$signal$113  <= \$959 ;
   always @(posedge clk)
-    sweep_x <= \$952 ;
+    \$signal  <= \$960 ;
   always @(posedge clk)
-    sweep_last <= \$953 ;
+    pos0 <= \$961 ;
   always @(posedge clk)
-    step <= \$954 ;
+    st0 <= \$962 ;
   always @(posedge clk)
-    fire_k <= \$955 ;
+    st1 <= \$963 ;
   always @(posedge clk)
-    plane <= \$956 ;
+    st2 <= \$964 ;
   always @(posedge clk)
-    \$signal$111  <= \$957 ;
+    st3 <= \$965 ;
   always @(posedge clk)
-    \$signal  <= \$958 ;
+    st4 <= \$966 ;
   always @(posedge clk)
-    st0 <= \$959 ;
+    st5 <= \$967 ;
   always @(posedge clk)
-    st1 <= \$960 ;
+    st6 <= \$968 ;
   always @(posedge clk)
-    st2 <= \$961 ;
+    st7 <= \$969 ;
   always @(posedge clk)
-    st3 <= \$962 ;
+    st8 <= \$970 ;
   always @(posedge clk)
-    st4 <= \$963 ;
+    w1_0 <= \$971 ;
   always @(posedge clk)
-    st5 <= \$964 ;
+    w2_0_0 <= \$972 ;
   always @(posedge clk)
-    st6 <= \$965 ;
+    w2_0_1 <= \$973 ;
   always @(posedge clk)
-    st7 <= \$966 ;
+    w2_0_2 <= \$974 ;
   always @(posedge clk)
-    st8 <= \$967 ;
+    w2_0_3 <= \$975 ;
   always @(posedge clk)
-    w1_0 <= \$968 ;
+    addend <= \$976 ;
   always @(posedge clk)
-    w2_0_0 <= \$969 ;
+    v_raw <= \$977 ;
   always @(posedge clk)
-    w2_0_1 <= \$970 ;
+    b_raw <= \$978 ;
   always @(posedge clk)
-    w2_0_2 <= \$971 ;
+    c_raw <= \$979 ;
   always @(posedge clk)
-    w2_0_3 <= \$972 ;
+    res8 <= \$980 ;
   always @(posedge clk)
-    addend <= \$973 ;
+    res9 <= \$981 ;
   always @(posedge clk)
-    v_raw <= \$974 ;
+    cres8 <= \$982 ;
   always @(posedge clk)
-    b_raw <= \$975 ;
+    cres9 <= \$983 ;
   always @(posedge clk)
-    c_raw <= \$976 ;
+    \$like$136  <= \$984 ;
   always @(posedge clk)
-    res8 <= \$977 ;
+    b6 <= \$985 ;
   always @(posedge clk)
-    res9 <= \$978 ;
+    hit_v1 <= \$986 ;
   always @(posedge clk)
-    cres8 <= \$979 ;
+    hit_c1 <= \$987 ;
   always @(posedge clk)
-    cres9 <= \$980 ;
+    hit_v2 <= \$988 ;
   always @(posedge clk)
-    \$like$134  <= \$981 ;
+    hit_c2 <= \$989 ;
   always @(posedge clk)
-    b6 <= \$982 ;
+    hit_v3 <= \$990 ;
   always @(posedge clk)
-    hit_v1 <= \$983 ;
+    hit_c3 <= \$991 ;
   always @(posedge clk)
-    hit_c1 <= \$984 ;
+    hit_v4 <= \$992 ;
   always @(posedge clk)
-    hit_v2 <= \$985 ;
+    hit_c4 <= \$993 ;
   always @(posedge clk)
-    hit_c2 <= \$986 ;
+    hit_v5 <= \$994 ;
   always @(posedge clk)
-    hit_v3 <= \$987 ;
+    hit_c5 <= \$995 ;
   always @(posedge clk)
-    hit_c3 <= \$988 ;
+    \$signal$148  <= \$996 ;
   always @(posedge clk)
-    hit_v4 <= \$989 ;
+    \$signal$149  <= \$997 ;
   always @(posedge clk)
-    hit_c4 <= \$990 ;
+    \$signal$150  <= \$998 ;
   always @(posedge clk)
-    hit_v5 <= \$991 ;
+    \$signal$49  <= \$999 ;
   always @(posedge clk)
-    hit_c5 <= \$992 ;
+    d1_0 <= \$1000 ;
   always @(posedge clk)
-    \$signal$146  <= \$993 ;
+    d2_0 <= \$1001 ;
   always @(posedge clk)
-    \$signal$147  <= \$994 ;
+    d3_0 <= \$1002 ;
   always @(posedge clk)
-    \$signal$148  <= \$995 ;
+    d4_0 <= \$1003 ;
   always @(posedge clk)
-    \$signal$51  <= \$996 ;
+    d1_1 <= \$1004 ;
   always @(posedge clk)
-    d1_0 <= \$997 ;
+    d2_1 <= \$1005 ;
   always @(posedge clk)
-    d2_0 <= \$998 ;
+    d3_1 <= \$1006 ;
   always @(posedge clk)
-    d3_0 <= \$999 ;
+    d4_1 <= \$1007 ;
   always @(posedge clk)
-    d4_0 <= \$1000 ;
+    d1_2 <= \$1008 ;
   always @(posedge clk)
-    d1_1 <= \$1001 ;
+    d2_2 <= \$1009 ;
   always @(posedge clk)
-    d2_1 <= \$1002 ;
+    d3_2 <= \$1010 ;
   always @(posedge clk)
-    d3_1 <= \$1003 ;
+    d4_2 <= \$1011 ;
   always @(posedge clk)
-    d4_1 <= \$1004 ;
+    d1_3 <= \$1012 ;
   always @(posedge clk)
-    d1_2 <= \$1005 ;
+    d2_3 <= \$1013 ;
   always @(posedge clk)
-    d2_2 <= \$1006 ;
+    d3_3 <= \$1014 ;
   always @(posedge clk)
-    d3_2 <= \$1007 ;
+    d4_3 <= \$1015 ;
   always @(posedge clk)
-    d4_2 <= \$1008 ;
+    v_wr__data <= \$1016 ;
   always @(posedge clk)
-    d1_3 <= \$1009 ;
+    c_wr__data <= \$1017 ;
   always @(posedge clk)
-    d2_3 <= \$1010 ;
+    entry7 <= \$1018 ;
   always @(posedge clk)
-    d3_3 <= \$1011 ;
+    \$signal$88  <= \$1019 ;
   always @(posedge clk)
-    d4_3 <= \$1012 ;
+    \pos0$84  <= \$1020 ;
   always @(posedge clk)
-    v_wr__data <= \$1013 ;
+    pos1 <= \$1021 ;
   always @(posedge clk)
-    c_wr__data <= \$1014 ;
+    pos2 <= \$1022 ;
   always @(posedge clk)
-    \$signal$84  <= \$1015 ;
-  always @(posedge clk)
-    \$signal$86  <= \$1016 ;
-  always @(posedge clk)
-    done <= \$1017 ;
+    done <= \$1023 ;
   \digits_cnn_gn.engine_conv1.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -3300,46 +3175,46 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$3749$0 (\bit ),
+    .\port$3614$0 (\bit ),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_gn.engine_conv1.pixel_skid  pixel_skid (
     .clk(clk),
     .\port$0$2 (pixels__payload),
-    .\port$1290$0 (pixels__ready),
-    .\port$3751$0 (\$signal$31 ),
-    .\port$3996$0 (\$signal$102 ),
-    .\port$3998$0 (\$signal$101 ),
+    .\port$1307$0 (pixels__ready),
+    .\port$3616$0 (\$signal$31 ),
+    .\port$3864$0 (\$signal$104 ),
+    .\port$3866$0 (\$signal$103 ),
     .\port$5$0 (pixels__valid),
     .rst(rst)
   );
   \digits_cnn_gn.engine_conv1.queue  queue (
     .clk(clk),
-    .\port$3764$0 (\$signal$97 ),
-    .\port$3986$0 (\$signal$90 ),
-    .\port$3988$0 (\$signal$94 ),
+    .\port$3630$0 (\$signal$99 ),
+    .\port$3854$0 (\$signal$92 ),
+    .\port$3856$0 (\$signal$96 ),
     .rst(rst),
-    .w_data(\$signal$84 ),
-    .w_en(\$signal$86 )
+    .w_data(written),
+    .w_en(\$signal$88 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$98  = \$signal$90 [2:0];
+          \$98  = \$signal$92 [2:0];
       2'h1:
-          \$98  = \$signal$90 [5:3];
+          \$98  = \$signal$92 [5:3];
       2'h2:
-          \$98  = \$signal$90 [8:6];
+          \$98  = \$signal$92 [8:6];
       2'h3:
-          \$98  = \$signal$90 [11:9];
+          \$98  = \$signal$92 [11:9];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    issue = 32'd0;
+    issue[24:0] = 25'h0000000;
     if (\$2 ) begin
       issue[0] = 1'h1;
       issue[1] = 1'h0;
@@ -3361,14 +3236,14 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
             issue[1] = 1'h1;
             issue[10:4] = sweep_addr;
             issue[3] = 1'h0;
-            issue[25] = sweep_g;
-            issue[28:26] = sweep_y;
-            issue[31:29] = sweep_x;
             issue[22] = \$10 ;
             issue[24] = sweep_last;
             issue[23] = fire_k[0];
           end
     endcase
+    begin
+        issue[25] = pos0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
@@ -3435,25 +3310,25 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     if (\$12 ) begin
-      result[18:0] = \$signal$51 [18:0];
+      result[18:0] = \$signal$49 [18:0];
     end else begin
       result[18:0] = \$25 ;
     end
     (* full_case = 32'd1 *)
     if (\$26 ) begin
-      result[37:19] = \$signal$51 [38:20];
+      result[37:19] = \$signal$49 [38:20];
     end else begin
       result[37:19] = \$39 ;
     end
     (* full_case = 32'd1 *)
     if (\$40 ) begin
-      result[56:38] = \$signal$51 [58:40];
+      result[56:38] = \$signal$49 [58:40];
     end else begin
       result[56:38] = \$53 ;
     end
     (* full_case = 32'd1 *)
     if (\$54 ) begin
-      result[75:57] = \$signal$51 [78:60];
+      result[75:57] = \$signal$49 [78:60];
     end else begin
       result[75:57] = \$67 ;
     end
@@ -3488,7 +3363,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
     (* full_case = 32'd1 *)
     if (\$12 ) begin
     end else begin
-      kept0 = \$signal$51 [18:0];
+      kept0 = \$signal$49 [18:0];
       if (\$21 ) begin
         kept0 = d1_0[18:0];
       end
@@ -3509,7 +3384,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
     (* full_case = 32'd1 *)
     if (\$26 ) begin
     end else begin
-      kept1 = \$signal$51 [38:20];
+      kept1 = \$signal$49 [38:20];
       if (\$35 ) begin
         kept1 = d1_1[18:0];
       end
@@ -3530,7 +3405,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
     (* full_case = 32'd1 *)
     if (\$40 ) begin
     end else begin
-      kept2 = \$signal$51 [58:40];
+      kept2 = \$signal$49 [58:40];
       if (\$49 ) begin
         kept2 = d1_2[18:0];
       end
@@ -3551,7 +3426,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
     (* full_case = 32'd1 *)
     if (\$54 ) begin
     end else begin
-      kept3 = \$signal$51 [78:60];
+      kept3 = \$signal$49 [78:60];
       if (\$63 ) begin
         kept3 = d1_3[18:0];
       end
@@ -3585,7 +3460,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     o__payload[12:9] = 4'h0;
-    if (\$signal$94 ) begin
+    if (\$signal$96 ) begin
       (* full_case = 32'd1 *)
       if (\$97 ) begin
         o__payload[11:9] = \$98 ;
@@ -3597,7 +3472,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     o__valid = 1'h0;
-    if (\$signal$94 ) begin
+    if (\$signal$96 ) begin
       (* full_case = 32'd1 *)
       if (\$97 ) begin
         o__valid = 1'h1;
@@ -3608,424 +3483,303 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$97  = 1'h0;
-    if (\$signal$94 ) begin
+    \$signal$99  = 1'h0;
+    if (\$signal$96 ) begin
       (* full_case = 32'd1 *)
       if (\$97 ) begin
         if (o__ready) begin
           if (\$103 ) begin
-            \$signal$97  = 1'h1;
+            \$signal$99  = 1'h1;
           end
         end
       end else begin
         if (o__ready) begin
-          \$signal$97  = 1'h1;
+          \$signal$99  = 1'h1;
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$933  = \$109 [8:0];
+    \$938  = \$109 [8:0];
     if (rst) begin
-      \$933  = 9'h000;
+      \$938  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$934  = \$110 ;
+    \$939  = \$110 ;
     if (rst) begin
-      \$934  = 1'h0;
+      \$939  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$935  = pix_bits;
+    \$940  = pix_bits;
     casez (fsm_state)
       1'h0:
         begin
           if (\$112 ) begin
-            \$935  = { \$148 , \$140 , \$133 , \$127 , \$122 , \$118 , \$115 , \$113  };
+            \$940  = { \$148 , \$140 , \$133 , \$127 , \$122 , \$118 , \$115 , \$113  };
           end
           if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$935  = \$signal$102 ;
+            if (\$signal$103 ) begin
+              \$940  = \$signal$104 ;
             end
           end
         end
     endcase
     if (rst) begin
-      \$935  = 8'h00;
+      \$940  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$936  = \$signal$26 ;
+    \$941  = \$signal$26 ;
     casez (fsm_state)
       1'h0:
         begin
           if (\$112 ) begin
-            \$936  = \$185 ;
+            \$941  = \$185 ;
           end
           if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$936  = \$492 ;
+            if (\$signal$103 ) begin
+              \$941  = \$492 ;
             end
           end
         end
     endcase
     if (rst) begin
-      \$936  = 1'h1;
+      \$941  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$937  = \$signal$29 ;
+    \$942  = \$signal$29 ;
     casez (fsm_state)
       1'h0:
         begin
           if (\$112 ) begin
-            \$937  = \$488 ;
+            \$942  = \$488 ;
           end
           if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$937  = \$507 ;
+            if (\$signal$103 ) begin
+              \$942  = \$507 ;
             end
           end
         end
     endcase
     if (rst) begin
-      \$937  = 1'h0;
+      \$942  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$938  = pixel_count;
+    \$943  = pixel_count;
     casez (fsm_state)
       1'h0:
         begin
           if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$938  = \$508 [6:0];
+            if (\$signal$103 ) begin
+              \$943  = \$508 [6:0];
             end
           end
           if (\$518 ) begin
-            \$938  = 7'h00;
+            \$943  = 7'h00;
           end
         end
     endcase
     if (rst) begin
-      \$938  = 7'h00;
+      \$943  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$939  = more_pixels;
+    \$944  = more_pixels;
     casez (fsm_state)
       1'h0:
         begin
           if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$939  = \$509 ;
+            if (\$signal$103 ) begin
+              \$944  = \$509 ;
             end
           end
           if (\$518 ) begin
-            \$939  = 1'h1;
+            \$944  = 1'h1;
           end
         end
     endcase
     if (rst) begin
-      \$939  = 1'h1;
+      \$944  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$940  = ev_c;
+    \$945  = ev_c;
     casez (fsm_state)
       1'h0:
           if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$940  = \$like ;
+            if (\$signal$103 ) begin
+              \$945  = \$like ;
             end
           end
     endcase
     if (rst) begin
-      \$940  = 1'h0;
+      \$945  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$941  = ev_y;
+    \$946  = ev_y;
     casez (fsm_state)
       1'h0:
           if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$941  = \$like$105 ;
+            if (\$signal$103 ) begin
+              \$946  = \$like$107 ;
             end
           end
     endcase
     if (rst) begin
-      \$941  = 3'h0;
+      \$946  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$942  = ev_x;
+    \$947  = ev_x;
     casez (fsm_state)
       1'h0:
           if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$942  = nxt_x;
+            if (\$signal$103 ) begin
+              \$947  = nxt_x;
             end
           end
     endcase
     if (rst) begin
-      \$942  = 3'h0;
+      \$947  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$943  = pix_index;
+    \$948  = pix_index;
     casez (fsm_state)
       1'h0:
           if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$943  = nxt_index;
+            if (\$signal$103 ) begin
+              \$948  = nxt_index;
             end
           end
     endcase
     if (rst) begin
-      \$943  = 6'h00;
+      \$948  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$944  = nxt_x;
+    \$949  = nxt_x;
     casez (fsm_state)
       1'h0:
         begin
           if (\$491 ) begin
-            if (\$signal$101 ) begin
+            if (\$signal$103 ) begin
               (* full_case = 32'd1 *)
               if (\$510 ) begin
-                \$944  = 3'h0;
+                \$949  = 3'h0;
               end else begin
-                \$944  = \$514 [2:0];
+                \$949  = \$514 [2:0];
               end
             end
           end
           if (\$518 ) begin
-            \$944  = 3'h0;
+            \$949  = 3'h0;
           end
         end
     endcase
     if (rst) begin
-      \$944  = 3'h0;
+      \$949  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$945  = \$like$105 ;
+    \$950  = \$like$107 ;
     casez (fsm_state)
       1'h0:
         begin
           if (\$491 ) begin
-            if (\$signal$101 ) begin
+            if (\$signal$103 ) begin
               if (\$510 ) begin
                 (* full_case = 32'd1 *)
                 if (\$511 ) begin
-                  \$945  = 3'h0;
+                  \$950  = 3'h0;
                 end else begin
-                  \$945  = \$513 [2:0];
+                  \$950  = \$513 [2:0];
                 end
               end
             end
           end
           if (\$518 ) begin
-            \$945  = 3'h0;
+            \$950  = 3'h0;
           end
         end
     endcase
     if (rst) begin
-      \$945  = 3'h0;
+      \$950  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$946  = \$like ;
+    \$951  = \$like ;
     casez (fsm_state)
       1'h0:
         begin
           if (\$491 ) begin
-            if (\$signal$101 ) begin
+            if (\$signal$103 ) begin
               if (\$510 ) begin
                 if (\$511 ) begin
-                  \$946  = \$512 [0];
+                  \$951  = \$512 [0];
                 end
               end
             end
           end
           if (\$518 ) begin
-            \$946  = 1'h0;
+            \$951  = 1'h0;
           end
         end
     endcase
     if (rst) begin
-      \$946  = 1'h0;
+      \$951  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$947  = nxt_index;
+    \$952  = nxt_index;
     casez (fsm_state)
       1'h0:
           if (\$518 ) begin
-            \$947  = 6'h00;
+            \$952  = 6'h00;
           end
     endcase
     if (rst) begin
-      \$947  = 6'h00;
+      \$952  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$948  = fsm_state;
+    \$953  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           if (\$518 ) begin
-            \$948  = 1'h1;
+            \$953  = 1'h1;
           end
       1'h1:
           if (\$520 ) begin
             if (sweep_last) begin
               (* full_case = 32'd1 *)
               if (\$521 ) begin
-                \$948  = 1'h0;
+                \$953  = 1'h0;
               end else begin
-                \$948  = 1'h1;
+                \$953  = 1'h1;
               end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$948  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$949  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$949  = 7'h00;
-            end else begin
-              \$949  = \$523 [6:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$949  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$950  = sweep_g;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$950  = 1'h0;
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$525 ) begin
-                \$950  = 1'h0;
-              end else begin
-                \$950  = \$529 [0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$950  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$951  = sweep_y;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$951  = 3'h0;
-            end else begin
-              if (\$525 ) begin
-                if (\$526 ) begin
-                  \$951  = \$527 [2:0];
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$951  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$952  = sweep_x;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$952  = 3'h0;
-            end else begin
-              if (\$525 ) begin
-                (* full_case = 32'd1 *)
-                if (\$526 ) begin
-                  \$952  = 3'h0;
-                end else begin
-                  \$952  = \$528 [2:0];
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$952  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$953  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$953  = 1'h0;
-            end else begin
-              \$953  = \$524 ;
             end
           end
     endcase
@@ -4035,7 +3789,49 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$954  = step;
+    \$954  = sweep_addr;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$520 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$954  = 7'h00;
+            end else begin
+              \$954  = \$523 [6:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$954  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$955  = sweep_last;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$520 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$955  = 1'h0;
+            end else begin
+              \$955  = \$524 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$955  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$956  = step;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -4045,49 +3841,9 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
             if (sweep_last) begin
               (* full_case = 32'd1 *)
               if (\$521 ) begin
-                \$954  = 2'h0;
-              end else begin
-                \$954  = \$522 [1:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$954  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$955  = fire_k;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            if (sweep_last) begin
-              if (\$521 ) begin
-                \$955  = 2'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$955  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$956  = plane;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            if (sweep_last) begin
-              if (\$521 ) begin
                 \$956  = 2'h0;
+              end else begin
+                \$956  = \$522 [1:0];
               end
             end
           end
@@ -4098,461 +3854,587 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$957  = \$530 ;
+    \$957  = fire_k;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$520 ) begin
+            if (sweep_last) begin
+              if (\$521 ) begin
+                \$957  = 2'h0;
+              end
+            end
+          end
+    endcase
     if (rst) begin
-      \$957  = 1'h0;
+      \$957  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$958  = \$532 ;
+    \$958  = plane;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$520 ) begin
+            if (sweep_last) begin
+              if (\$521 ) begin
+                \$958  = 2'h0;
+              end
+            end
+          end
+    endcase
     if (rst) begin
-      \$958  = 1'h0;
+      \$958  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$959  = issue;
+    \$959  = \$525 ;
     if (rst) begin
-      \$959  = 32'd0;
+      \$959  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$960  = st0;
+    \$960  = \$527 ;
     if (rst) begin
-      \$960  = 32'd0;
+      \$960  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$961  = st1;
+    \$961  = pos0;
+    if (sweep_now) begin
+      (* full_case = 32'd1 *)
+      if (issue[24]) begin
+        \$961  = 1'h0;
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$528 ) begin
+          \$961  = 1'h0;
+        end else begin
+          \$961  = \$529 [0];
+        end
+      end
+    end
     if (rst) begin
-      \$961  = 32'd0;
+      \$961  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$962  = st2;
+    \$962  = issue;
     if (rst) begin
-      \$962  = 32'd0;
+      \$962  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$963  = st3;
+    \$963  = st0;
     if (rst) begin
-      \$963  = 32'd0;
+      \$963  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$964  = st4;
+    \$964  = st1;
     if (rst) begin
-      \$964  = 32'd0;
+      \$964  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$965  = st5;
+    \$965  = st2;
     if (rst) begin
-      \$965  = 32'd0;
+      \$965  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$966  = st6;
+    \$966  = st3;
     if (rst) begin
-      \$966  = 32'd0;
+      \$966  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$967  = st7;
+    \$967  = st4;
     if (rst) begin
-      \$967  = 32'd0;
+      \$967  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$968  = \$signature__data ;
+    \$968  = st5;
     if (rst) begin
-      \$968  = 32'd0;
+      \$968  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$969  = \$533 ;
+    \$969  = st6;
     if (rst) begin
-      \$969  = 15'h0000;
+      \$969  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$970  = \$534 ;
+    \$970  = st7;
     if (rst) begin
-      \$970  = 15'h0000;
+      \$970  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$971  = \$535 ;
+    \$971  = \$signature__data ;
     if (rst) begin
-      \$971  = 15'h0000;
+      \$971  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$972  = \$536 ;
+    \$972  = \$530 ;
     if (rst) begin
       \$972  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$973  = addend;
-    if (\$537 ) begin
-      \$973 [14:0] = w2_0_0;
-      \$973 [29:15] = w2_0_1;
-      \$973 [44:30] = w2_0_2;
-      \$973 [59:45] = w2_0_3;
-    end
+    \$973  = \$531 ;
     if (rst) begin
-      \$973  = 60'h000000000000000;
+      \$973  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$974  = \$signature__data$125 ;
+    \$974  = \$532 ;
     if (rst) begin
-      \$974  = 76'h0000000000000000000;
+      \$974  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$975  = b_rd__data;
+    \$975  = \$533 ;
     if (rst) begin
-      \$975  = 60'h000000000000000;
+      \$975  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$976  = \$signature__data$129 ;
+    \$976  = addend;
+    if (\$534 ) begin
+      \$976 [14:0] = w2_0_0;
+      \$976 [29:15] = w2_0_1;
+      \$976 [44:30] = w2_0_2;
+      \$976 [59:45] = w2_0_3;
+    end
     if (rst) begin
-      \$976  = 72'h000000000000000000;
+      \$976  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$977  = v_wr__data;
+    \$977  = \$signature__data$127 ;
     if (rst) begin
       \$977  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$978  = res8;
+    \$978  = b_rd__data;
     if (rst) begin
-      \$978  = 76'h0000000000000000000;
+      \$978  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$979  = c_wr__data;
+    \$979  = \$signature__data$131 ;
     if (rst) begin
       \$979  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$980  = cres8;
+    \$980  = v_wr__data;
     if (rst) begin
-      \$980  = 72'h000000000000000000;
+      \$980  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$981  = b_raw;
+    \$981  = res8;
     if (rst) begin
-      \$981  = 60'h000000000000000;
+      \$981  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$982  = \$like$134 ;
+    \$982  = c_wr__data;
     if (rst) begin
-      \$982  = 60'h000000000000000;
+      \$982  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$983  = \$545 ;
+    \$983  = cres8;
     if (rst) begin
-      \$983  = 1'h0;
+      \$983  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$984  = \$555 ;
+    \$984  = b_raw;
     if (rst) begin
-      \$984  = 1'h0;
+      \$984  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$985  = \$563 ;
+    \$985  = \$like$136 ;
     if (rst) begin
-      \$985  = 1'h0;
+      \$985  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$986  = \$573 ;
+    \$986  = \$542 ;
     if (rst) begin
       \$986  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$987  = \$579 ;
+    \$987  = \$552 ;
     if (rst) begin
       \$987  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$988  = \$587 ;
+    \$988  = \$560 ;
     if (rst) begin
       \$988  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$989  = \$593 ;
+    \$989  = \$570 ;
     if (rst) begin
       \$989  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$990  = \$601 ;
+    \$990  = \$576 ;
     if (rst) begin
       \$990  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$991  = \$607 ;
+    \$991  = \$584 ;
     if (rst) begin
       \$991  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$992  = \$615 ;
+    \$992  = \$590 ;
     if (rst) begin
       \$992  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$993  = { \$711 , \$702 , \$693 , \$685 , \$678 , \$668 , \$658 , \$649 , \$641 , \$627  };
+    \$993  = \$598 ;
     if (rst) begin
-      \$993  = 10'h000;
+      \$993  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$994  = { \$756 , \$747 , \$738 , \$730 , \$723 , \$717 , 1'h0, \$712  };
+    \$994  = \$604 ;
     if (rst) begin
-      \$994  = 8'h00;
+      \$994  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$995 [19:0] = \$791 [19:0];
-    \$995 [39:20] = \$826 [19:0];
-    \$995 [59:40] = \$861 [19:0];
-    \$995 [79:60] = \$896 [19:0];
+    \$995  = \$612 ;
     if (rst) begin
-      \$995  = 80'h00000000000000000000;
+      \$995  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$996 [19:0] = \$signal$148 [19:0];
-    \$996 [39:20] = \$signal$148 [39:20];
-    \$996 [59:40] = \$signal$148 [59:40];
-    \$996 [79:60] = \$signal$148 [79:60];
+    \$996  = { \$708 , \$699 , \$690 , \$682 , \$675 , \$665 , \$655 , \$646 , \$638 , \$624  };
     if (rst) begin
-      \$996  = 80'h00000000000000000000;
+      \$996  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$997  = \$897 ;
+    \$997  = { \$753 , \$744 , \$735 , \$727 , \$720 , \$714 , 1'h0, \$709  };
     if (rst) begin
-      \$997  = 21'h000000;
+      \$997  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$998  = \$898 ;
+    \$998 [19:0] = \$788 [19:0];
+    \$998 [39:20] = \$823 [19:0];
+    \$998 [59:40] = \$858 [19:0];
+    \$998 [79:60] = \$893 [19:0];
     if (rst) begin
-      \$998  = 21'h000000;
+      \$998  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$999  = \$899 ;
+    \$999 [19:0] = \$signal$150 [19:0];
+    \$999 [39:20] = \$signal$150 [39:20];
+    \$999 [59:40] = \$signal$150 [59:40];
+    \$999 [79:60] = \$signal$150 [79:60];
     if (rst) begin
-      \$999  = 21'h000000;
+      \$999  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1000  = \$900 ;
+    \$1000  = \$894 ;
     if (rst) begin
       \$1000  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1001  = \$901 ;
+    \$1001  = \$895 ;
     if (rst) begin
       \$1001  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1002  = \$902 ;
+    \$1002  = \$896 ;
     if (rst) begin
       \$1002  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1003  = \$903 ;
+    \$1003  = \$897 ;
     if (rst) begin
       \$1003  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1004  = \$904 ;
+    \$1004  = \$898 ;
     if (rst) begin
       \$1004  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1005  = \$905 ;
+    \$1005  = \$899 ;
     if (rst) begin
       \$1005  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1006  = \$906 ;
+    \$1006  = \$900 ;
     if (rst) begin
       \$1006  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1007  = \$907 ;
+    \$1007  = \$901 ;
     if (rst) begin
       \$1007  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1008  = \$908 ;
+    \$1008  = \$902 ;
     if (rst) begin
       \$1008  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1009  = \$909 ;
+    \$1009  = \$903 ;
     if (rst) begin
       \$1009  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1010  = \$910 ;
+    \$1010  = \$904 ;
     if (rst) begin
       \$1010  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1011  = \$911 ;
+    \$1011  = \$905 ;
     if (rst) begin
       \$1011  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1012  = \$912 ;
+    \$1012  = \$906 ;
     if (rst) begin
       \$1012  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1013  = result;
+    \$1013  = \$907 ;
     if (rst) begin
-      \$1013  = 76'h0000000000000000000;
+      \$1013  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1014 [17:0] = \$914 [17:0];
-    \$1014 [35:18] = \$916 [17:0];
-    \$1014 [53:36] = \$918 [17:0];
-    \$1014 [71:54] = \$920 [17:0];
+    \$1014  = \$908 ;
     if (rst) begin
-      \$1014  = 72'h000000000000000000;
+      \$1014  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1015  = entry;
+    \$1015  = \$909 ;
     if (rst) begin
-      \$1015  = 20'h00000;
+      \$1015  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1016  = \$924 ;
+    \$1016  = result;
     if (rst) begin
-      \$1016  = 1'h0;
+      \$1016  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1017  = done;
-    if (\$signal$94 ) begin
+    \$1017 [17:0] = \$911 [17:0];
+    \$1017 [35:18] = \$913 [17:0];
+    \$1017 [53:36] = \$915 [17:0];
+    \$1017 [71:54] = \$917 [17:0];
+    if (rst) begin
+      \$1017  = 72'h000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1018  = entry;
+    if (rst) begin
+      \$1018  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1019  = \$921 ;
+    if (rst) begin
+      \$1019  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1020  = \pos0$84 ;
+    if (\$923 ) begin
       (* full_case = 32'd1 *)
-      if (\$925 ) begin
-        if (o__ready) begin
-          (* full_case = 32'd1 *)
-          if (\$930 ) begin
-            \$1017  = 4'h0;
-          end else begin
-            \$1017  = \$932 [3:0];
-          end
-        end
+      if (st7[24]) begin
+        \$1020  = 1'h0;
       end else begin
-        if (o__ready) begin
-          \$1017  = 4'h0;
+        (* full_case = 32'd1 *)
+        if (\$924 ) begin
+          \$1020  = 1'h0;
+        end else begin
+          \$1020  = \$929 [0];
         end
       end
     end
     if (rst) begin
-      \$1017  = 4'h0;
+      \$1020  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1021  = pos1;
+    if (\$923 ) begin
+      (* full_case = 32'd1 *)
+      if (st7[24]) begin
+        \$1021  = 3'h0;
+      end else begin
+        if (\$924 ) begin
+          (* full_case = 32'd1 *)
+          if (\$925 ) begin
+            \$1021  = 3'h0;
+          end else begin
+            \$1021  = \$928 [2:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$1021  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1022  = pos2;
+    if (\$923 ) begin
+      (* full_case = 32'd1 *)
+      if (st7[24]) begin
+        \$1022  = 3'h0;
+      end else begin
+        if (\$924 ) begin
+          if (\$925 ) begin
+            (* full_case = 32'd1 *)
+            if (\$926 ) begin
+              \$1022  = 3'h0;
+            end else begin
+              \$1022  = \$927 [2:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$1022  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1023  = done;
+    if (\$signal$96 ) begin
+      (* full_case = 32'd1 *)
+      if (\$930 ) begin
+        if (o__ready) begin
+          (* full_case = 32'd1 *)
+          if (\$935 ) begin
+            \$1023  = 4'h0;
+          end else begin
+            \$1023  = \$937 [3:0];
+          end
+        end
+      end else begin
+        if (o__ready) begin
+          \$1023  = 4'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$1023  = 4'h0;
     end
   end
   assign \$signal$5  = 1'h0;
@@ -4566,17 +4448,17 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign ev_shift = { 1'h0, \bit  };
   assign \$signal$34  = 1'h0;
   assign \$signature__addr  = st0[15:11];
-  assign \$signature__addr$45  = st2[10:4];
-  assign b_rd__addr = st2[10:4];
-  assign \$signature__addr$48  = st2[10:4];
+  assign \$signature__addr$43  = st2[10:4];
+  assign b_rd__addr = st2[25];
+  assign \$signature__addr$46  = st2[10:4];
   assign v_wr__addr = st7[10:4];
   assign res7 = v_wr__data;
   assign v_wr__en = \$72 [0];
   assign c_wr__addr = st7[10:4];
   assign cres7 = c_wr__data;
   assign c_wr__en = \$79 [0];
-  assign entry7 = \$signal$84 ;
-  assign push7 = \$signal$86 ;
+  assign \$signal$87  = written;
+  assign push7 = \$signal$88 ;
   assign busy = op_valid;
   assign \issue.valid  = issue[0];
   assign \issue.kind  = issue[1];
@@ -4590,9 +4472,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \issue.last_step  = issue[22];
   assign \issue.fire_k  = issue[23];
   assign \issue.end  = issue[24];
-  assign \issue.g  = issue[25];
-  assign \issue.y  = issue[28:26];
-  assign \issue.x  = issue[31:29];
+  assign \issue.bias_g  = issue[25];
   assign \st0.valid  = st0[0];
   assign \st0.kind  = st0[1];
   assign \st0.cur  = st0[2];
@@ -4605,9 +4485,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \st0.last_step  = st0[22];
   assign \st0.fire_k  = st0[23];
   assign \st0.end  = st0[24];
-  assign \st0.g  = st0[25];
-  assign \st0.y  = st0[28:26];
-  assign \st0.x  = st0[31:29];
+  assign \st0.bias_g  = st0[25];
   assign \st2.valid  = st2[0];
   assign \st2.kind  = st2[1];
   assign \st2.cur  = st2[2];
@@ -4620,9 +4498,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \st2.last_step  = st2[22];
   assign \st2.fire_k  = st2[23];
   assign \st2.end  = st2[24];
-  assign \st2.g  = st2[25];
-  assign \st2.y  = st2[28:26];
-  assign \st2.x  = st2[31:29];
+  assign \st2.bias_g  = st2[25];
   assign \st6.valid  = st6[0];
   assign \st6.kind  = st6[1];
   assign \st6.cur  = st6[2];
@@ -4635,17 +4511,15 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \st6.last_step  = st6[22];
   assign \st6.fire_k  = st6[23];
   assign \st6.end  = st6[24];
-  assign \st6.g  = st6[25];
-  assign \st6.y  = st6[28:26];
-  assign \st6.x  = st6[31:29];
+  assign \st6.bias_g  = st6[25];
   assign \result[0]  = result[18:0];
   assign \result[1]  = result[37:19];
   assign \result[2]  = result[56:38];
   assign \result[3]  = result[75:57];
-  assign \$signal$51[0]  = \$signal$51 [19:0];
-  assign \$signal$51[1]  = \$signal$51 [39:20];
-  assign \$signal$51[2]  = \$signal$51 [59:40];
-  assign \$signal$51[3]  = \$signal$51 [79:60];
+  assign \$signal$49[0]  = \$signal$49 [19:0];
+  assign \$signal$49[1]  = \$signal$49 [39:20];
+  assign \$signal$49[2]  = \$signal$49 [59:40];
+  assign \$signal$49[3]  = \$signal$49 [79:60];
   assign \out_counts[0]  = out_counts[2:0];
   assign \out_counts[1]  = out_counts[5:3];
   assign \out_counts[2]  = out_counts[8:6];
@@ -4662,9 +4536,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \st7.last_step  = st7[22];
   assign \st7.fire_k  = st7[23];
   assign \st7.end  = st7[24];
-  assign \st7.g  = st7[25];
-  assign \st7.y  = st7[28:26];
-  assign \st7.x  = st7[31:29];
+  assign \st7.bias_g  = st7[25];
   assign \v_wr__data[0]  = v_wr__data[18:0];
   assign \v_wr__data[1]  = v_wr__data[37:19];
   assign \v_wr__data[2]  = v_wr__data[56:38];
@@ -4681,6 +4553,24 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \cres7[1]  = c_wr__data[35:18];
   assign \cres7[2]  = c_wr__data[53:36];
   assign \cres7[3]  = c_wr__data[71:54];
+  assign \written.counts  = written[11:0];
+  assign \written.counts[0]  = written[2:0];
+  assign \written.counts[1]  = written[5:3];
+  assign \written.counts[2]  = written[8:6];
+  assign \written.counts[3]  = written[11:9];
+  assign \written.g  = written[12];
+  assign \written.y  = written[15:13];
+  assign \written.x  = written[18:16];
+  assign \written.end  = written[19];
+  assign \entry7.counts  = entry7[11:0];
+  assign \entry7.counts[0]  = entry7[2:0];
+  assign \entry7.counts[1]  = entry7[5:3];
+  assign \entry7.counts[2]  = entry7[8:6];
+  assign \entry7.counts[3]  = entry7[11:9];
+  assign \entry7.g  = entry7[12];
+  assign \entry7.y  = entry7[15:13];
+  assign \entry7.x  = entry7[18:16];
+  assign \entry7.end  = entry7[19];
   assign \entry.counts  = entry[11:0];
   assign \entry.counts[0]  = entry[2:0];
   assign \entry.counts[1]  = entry[5:3];
@@ -4690,15 +4580,6 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \entry.y  = entry[15:13];
   assign \entry.x  = entry[18:16];
   assign \entry.end  = entry[19];
-  assign \entry7.counts  = \$signal$84 [11:0];
-  assign \entry7.counts[0]  = \$signal$84 [2:0];
-  assign \entry7.counts[1]  = \$signal$84 [5:3];
-  assign \entry7.counts[2]  = \$signal$84 [8:6];
-  assign \entry7.counts[3]  = \$signal$84 [11:9];
-  assign \entry7.g  = \$signal$84 [12];
-  assign \entry7.y  = \$signal$84 [15:13];
-  assign \entry7.x  = \$signal$84 [18:16];
-  assign \entry7.end  = \$signal$84 [19];
   assign \o__payload.c  = o__payload[2:0];
   assign \o__payload.y  = o__payload[5:3];
   assign \o__payload.x  = o__payload[8:6];
@@ -4716,9 +4597,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \st1.last_step  = st1[22];
   assign \st1.fire_k  = st1[23];
   assign \st1.end  = st1[24];
-  assign \st1.g  = st1[25];
-  assign \st1.y  = st1[28:26];
-  assign \st1.x  = st1[31:29];
+  assign \st1.bias_g  = st1[25];
   assign \st3.valid  = st3[0];
   assign \st3.kind  = st3[1];
   assign \st3.cur  = st3[2];
@@ -4731,9 +4610,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \st3.last_step  = st3[22];
   assign \st3.fire_k  = st3[23];
   assign \st3.end  = st3[24];
-  assign \st3.g  = st3[25];
-  assign \st3.y  = st3[28:26];
-  assign \st3.x  = st3[31:29];
+  assign \st3.bias_g  = st3[25];
   assign \st4.valid  = st4[0];
   assign \st4.kind  = st4[1];
   assign \st4.cur  = st4[2];
@@ -4746,9 +4623,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \st4.last_step  = st4[22];
   assign \st4.fire_k  = st4[23];
   assign \st4.end  = st4[24];
-  assign \st4.g  = st4[25];
-  assign \st4.y  = st4[28:26];
-  assign \st4.x  = st4[31:29];
+  assign \st4.bias_g  = st4[25];
   assign \st5.valid  = st5[0];
   assign \st5.kind  = st5[1];
   assign \st5.cur  = st5[2];
@@ -4761,9 +4636,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \st5.last_step  = st5[22];
   assign \st5.fire_k  = st5[23];
   assign \st5.end  = st5[24];
-  assign \st5.g  = st5[25];
-  assign \st5.y  = st5[28:26];
-  assign \st5.x  = st5[31:29];
+  assign \st5.bias_g  = st5[25];
   assign \st8.valid  = st8[0];
   assign \st8.kind  = st8[1];
   assign \st8.cur  = st8[2];
@@ -4776,9 +4649,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \st8.last_step  = st8[22];
   assign \st8.fire_k  = st8[23];
   assign \st8.end  = st8[24];
-  assign \st8.g  = st8[25];
-  assign \st8.y  = st8[28:26];
-  assign \st8.x  = st8[31:29];
+  assign \st8.bias_g  = st8[25];
   assign \w1_0[0]  = w1_0[7:0];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[2]  = w1_0[23:16];
@@ -4795,10 +4666,10 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \v_raw[1]  = v_raw[37:19];
   assign \v_raw[2]  = v_raw[56:38];
   assign \v_raw[3]  = v_raw[75:57];
-  assign \$signature__data$125[0]  = \$signature__data$125 [18:0];
-  assign \$signature__data$125[1]  = \$signature__data$125 [37:19];
-  assign \$signature__data$125[2]  = \$signature__data$125 [56:38];
-  assign \$signature__data$125[3]  = \$signature__data$125 [75:57];
+  assign \$signature__data$127[0]  = \$signature__data$127 [18:0];
+  assign \$signature__data$127[1]  = \$signature__data$127 [37:19];
+  assign \$signature__data$127[2]  = \$signature__data$127 [56:38];
+  assign \$signature__data$127[3]  = \$signature__data$127 [75:57];
   assign \b_raw[0]  = b_raw[14:0];
   assign \b_raw[1]  = b_raw[29:15];
   assign \b_raw[2]  = b_raw[44:30];
@@ -4811,10 +4682,10 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \c_raw[1]  = c_raw[35:18];
   assign \c_raw[2]  = c_raw[53:36];
   assign \c_raw[3]  = c_raw[71:54];
-  assign \$signature__data$129[0]  = \$signature__data$129 [17:0];
-  assign \$signature__data$129[1]  = \$signature__data$129 [35:18];
-  assign \$signature__data$129[2]  = \$signature__data$129 [53:36];
-  assign \$signature__data$129[3]  = \$signature__data$129 [71:54];
+  assign \$signature__data$131[0]  = \$signature__data$131 [17:0];
+  assign \$signature__data$131[1]  = \$signature__data$131 [35:18];
+  assign \$signature__data$131[2]  = \$signature__data$131 [53:36];
+  assign \$signature__data$131[3]  = \$signature__data$131 [71:54];
   assign \res8[0]  = res8[18:0];
   assign \res8[1]  = res8[37:19];
   assign \res8[2]  = res8[56:38];
@@ -4831,22 +4702,22 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \cres9[1]  = cres9[35:18];
   assign \cres9[2]  = cres9[53:36];
   assign \cres9[3]  = cres9[71:54];
-  assign \$like$134[0]  = \$like$134 [14:0];
-  assign \$like$134[1]  = \$like$134 [29:15];
-  assign \$like$134[2]  = \$like$134 [44:30];
-  assign \$like$134[3]  = \$like$134 [59:45];
+  assign \$like$136[0]  = \$like$136 [14:0];
+  assign \$like$136[1]  = \$like$136 [29:15];
+  assign \$like$136[2]  = \$like$136 [44:30];
+  assign \$like$136[3]  = \$like$136 [59:45];
   assign \b6[0]  = b6[14:0];
   assign \b6[1]  = b6[29:15];
   assign \b6[2]  = b6[44:30];
   assign \b6[3]  = b6[59:45];
-  assign \$signal$148[0]  = \$signal$148 [19:0];
-  assign \$signal$148[1]  = \$signal$148 [39:20];
-  assign \$signal$148[2]  = \$signal$148 [59:40];
-  assign \$signal$148[3]  = \$signal$148 [79:60];
+  assign \$signal$150[0]  = \$signal$150 [19:0];
+  assign \$signal$150[1]  = \$signal$150 [39:20];
+  assign \$signal$150[2]  = \$signal$150 [59:40];
+  assign \$signal$150[3]  = \$signal$150 [79:60];
   always @*
-    o__payload[8:6] = \$signal$90 [18:16];
+    o__payload[8:6] = \$signal$92 [18:16];
   always @*
-    o__payload[5:3] = \$signal$90 [15:13];
+    o__payload[5:3] = \$signal$92 [15:13];
   always @*
     o__payload[2:0] = \$96 [2:0];
   assign pending[3] = \$94 ;
@@ -4854,10 +4725,12 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign pending[1] = \$88 ;
   assign pending[0] = \$85 ;
   assign entry[19] = st6[24];
-  assign entry[18:16] = st6[31:29];
-  assign entry[15:13] = st6[28:26];
-  assign entry[12] = st6[25];
   assign entry[11:0] = out_counts;
+  assign entry[18:12] = 7'h00;
+  assign written[18:16] = pos1;
+  assign written[15:13] = pos2;
+  assign written[12] = \pos0$84 ;
+  assign { written[19], written[11:0] } = { entry7[19], entry7[11:0] };
   assign active = \$11 ;
   assign \$75  = st7[1];
   assign \$80  = st7[1];
@@ -4942,44 +4815,46 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \$466  = pix_bits[0];
   assign \$472  = pix_bits[0];
   assign \$479  = pix_bits[0];
-  assign \$525  = sweep_g;
-  assign \$551  = st3[1];
-  assign \$569  = st4[1];
-  assign \$583  = st5[1];
-  assign \$597  = st6[1];
-  assign \$611  = st7[1];
-  assign \$616  = 1'h1;
-  assign \$617  = hit_v1;
-  assign \$622  = 1'h1;
-  assign \$623  = hit_c1;
-  assign \$628  = hit_v1;
-  assign \$635  = hit_c1;
-  assign \$642  = hit_v1;
-  assign \$650  = hit_v1;
-  assign \$659  = hit_v1;
-  assign \$669  = hit_v1;
-  assign \$679  = hit_c1;
-  assign \$686  = hit_c1;
-  assign \$694  = hit_c1;
-  assign \$703  = hit_c1;
-  assign \$713  = 1'h1;
-  assign \$714  = hit_c1;
-  assign \$718  = hit_c1;
-  assign \$724  = hit_c1;
-  assign \$731  = hit_c1;
-  assign \$739  = hit_c1;
-  assign \$748  = hit_c1;
-  assign \$921  = st6[1];
-  assign \$716  = st3[1];
-  assign \$722  = st3[1];
-  assign \$729  = st3[1];
-  assign \$737  = st3[1];
-  assign \$746  = st3[1];
-  assign \$755  = st3[1];
+  assign \$528  = pos0;
+  assign \$548  = st3[1];
+  assign \$566  = st4[1];
+  assign \$580  = st5[1];
+  assign \$594  = st6[1];
+  assign \$608  = st7[1];
+  assign \$613  = 1'h1;
+  assign \$614  = hit_v1;
+  assign \$619  = 1'h1;
+  assign \$620  = hit_c1;
+  assign \$625  = hit_v1;
+  assign \$632  = hit_c1;
+  assign \$639  = hit_v1;
+  assign \$647  = hit_v1;
+  assign \$656  = hit_v1;
+  assign \$666  = hit_v1;
+  assign \$676  = hit_c1;
+  assign \$683  = hit_c1;
+  assign \$691  = hit_c1;
+  assign \$700  = hit_c1;
+  assign \$710  = 1'h1;
+  assign \$711  = hit_c1;
+  assign \$715  = hit_c1;
+  assign \$721  = hit_c1;
+  assign \$728  = hit_c1;
+  assign \$736  = hit_c1;
+  assign \$745  = hit_c1;
+  assign \$918  = st6[1];
+  assign \$922  = st7[1];
+  assign \$924  = \pos0$84 ;
+  assign \$713  = st3[1];
+  assign \$719  = st3[1];
+  assign \$726  = st3[1];
+  assign \$734  = st3[1];
+  assign \$743  = st3[1];
+  assign \$752  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3749$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
+module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3614$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [2:0] \$10 ;
@@ -5080,8 +4955,8 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3749$0 , load,
   reg op_valid = 1'h0;
   output [4:0] op_waddr;
   reg [4:0] op_waddr = 5'h00;
-  input [2:0] \port$3749$0 ;
-  wire [2:0] \port$3749$0 ;
+  input [2:0] \port$3614$0 ;
+  wire [2:0] \port$3614$0 ;
   reg [4:0] r_step = 5'h00;
   output ready;
   wire ready;
@@ -5172,7 +5047,7 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3749$0 , load,
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$51  = op_shift;
     if (load) begin
-      \$51  = { 1'h0, \port$3749$0  };
+      \$51  = { 1'h0, \port$3614$0  };
     end
     if (rst) begin
       \$51  = 4'h0;
@@ -5689,13 +5564,13 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3749$0 , load,
   assign addr = op_addr;
   assign waddr = op_waddr;
   assign ev_count = 1'h1;
-  assign ev_shift = { 1'h0, \port$3749$0  };
+  assign ev_shift = { 1'h0, \port$3614$0  };
   assign \$9  = { ev_c, 1'h0 };
   assign \$11  = { 3'h0, ev_c, 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1290$0 , \port$3751$0 , \port$3996$0 , \port$3998$0 , \port$0$2 );
+module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1307$0 , \port$3616$0 , \port$3864$0 , \port$3866$0 , \port$0$2 );
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5716,16 +5591,16 @@ module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1290$
   wire [1:0] count;
   input [7:0] \port$0$2 ;
   wire [7:0] \port$0$2 ;
-  output \port$1290$0 ;
-  wire \port$1290$0 ;
-  input \port$3751$0 ;
-  wire \port$3751$0 ;
+  output \port$1307$0 ;
+  wire \port$1307$0 ;
+  input \port$3616$0 ;
+  wire \port$3616$0 ;
   (* init = 8'h00 *)
-  output [7:0] \port$3996$0 ;
-  wire [7:0] \port$3996$0 ;
+  output [7:0] \port$3864$0 ;
+  wire [7:0] \port$3864$0 ;
   (* init = 1'h0 *)
-  output \port$3998$0 ;
-  wire \port$3998$0 ;
+  output \port$3866$0 ;
+  wire \port$3866$0 ;
   input \port$5$0 ;
   wire \port$5$0 ;
   input rst;
@@ -5735,7 +5610,7 @@ module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1290$
   assign take = \port$5$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3751$0  | \$2 ;
+  assign \$3  = \port$3616$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -5803,15 +5678,15 @@ module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1290$
     end
   end
   assign \$signal$3  = \port$5$0 ;
-  assign \$signal$8  = \port$3751$0 ;
+  assign \$signal$8  = \port$3616$0 ;
   assign \$signal$11  = \port$0$2 ;
-  assign \port$1290$0  = \$signal ;
-  assign \port$3996$0  = \$signal$9 ;
-  assign \port$3998$0  = \$signal$5 ;
+  assign \port$1307$0  = \$signal ;
+  assign \port$3864$0  = \$signal$9 ;
+  assign \port$3866$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1.queue (rst, \port$3764$0 , w_data, w_en, \port$3986$0 , \port$3988$0 , clk);
+module \digits_cnn_gn.engine_conv1.queue (rst, w_data, \port$3630$0 , w_en, \port$3854$0 , \port$3856$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5842,12 +5717,12 @@ module \digits_cnn_gn.engine_conv1.queue (rst, \port$3764$0 , w_data, w_en, \por
   reg held_valid = 1'h0;
   wire [8:0] level;
   wire [8:0] \level$21 ;
-  input \port$3764$0 ;
-  wire \port$3764$0 ;
-  output [19:0] \port$3986$0 ;
-  wire [19:0] \port$3986$0 ;
-  output \port$3988$0 ;
-  wire \port$3988$0 ;
+  input \port$3630$0 ;
+  wire \port$3630$0 ;
+  output [19:0] \port$3854$0 ;
+  wire [19:0] \port$3854$0 ;
+  output \port$3856$0 ;
+  wire \port$3856$0 ;
   wire [19:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -5884,12 +5759,12 @@ module \digits_cnn_gn.engine_conv1.queue (rst, \port$3764$0 , w_data, w_en, \por
   \digits_cnn_gn.engine_conv1.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$1278$0 (\$signal$9 ),
-    .\port$3764$0 (\port$3764$0 ),
-    .\port$3970$0 (\$signal$11 ),
-    .\port$3972$0 (held_valid),
-    .\port$3986$0 (\$signal$14 ),
-    .\port$3988$0 (\$signal$16 ),
+    .\port$1295$0 (\$signal$9 ),
+    .\port$3630$0 (\port$3630$0 ),
+    .\port$3838$0 (\$signal$11 ),
+    .\port$3840$0 (held_valid),
+    .\port$3854$0 (\$signal$14 ),
+    .\port$3856$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -5920,11 +5795,11 @@ module \digits_cnn_gn.engine_conv1.queue (rst, \port$3764$0 , w_data, w_en, \por
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3764$0 ;
-  assign \$signal$19  = \port$3764$0 ;
+  assign \$signal$18  = \port$3630$0 ;
+  assign \$signal$19  = \port$3630$0 ;
   assign level = \$4 [8:0];
-  assign \port$3986$0  = \$signal$14 ;
-  assign \port$3988$0  = \$signal$16 ;
+  assign \port$3854$0  = \$signal$14 ;
+  assign \port$3856$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6372,7 +6247,7 @@ module \digits_cnn_gn.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1278$0 , count, \port$3764$0 , \port$3970$0 , \port$3972$0 , \port$3986$0 , \port$3988$0 , clk);
+module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1295$0 , count, \port$3630$0 , \port$3838$0 , \port$3840$0 , \port$3854$0 , \port$3856$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -6392,28 +6267,28 @@ module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1278$0 , count, \port$
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$1278$0 ;
-  wire \port$1278$0 ;
-  input \port$3764$0 ;
-  wire \port$3764$0 ;
-  input [19:0] \port$3970$0 ;
-  wire [19:0] \port$3970$0 ;
-  input \port$3972$0 ;
-  wire \port$3972$0 ;
+  output \port$1295$0 ;
+  wire \port$1295$0 ;
+  input \port$3630$0 ;
+  wire \port$3630$0 ;
+  input [19:0] \port$3838$0 ;
+  wire [19:0] \port$3838$0 ;
+  input \port$3840$0 ;
+  wire \port$3840$0 ;
   (* init = 20'h00000 *)
-  output [19:0] \port$3986$0 ;
-  wire [19:0] \port$3986$0 ;
+  output [19:0] \port$3854$0 ;
+  wire [19:0] \port$3854$0 ;
   (* init = 1'h0 *)
-  output \port$3988$0 ;
-  wire \port$3988$0 ;
+  output \port$3856$0 ;
+  wire \port$3856$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3972$0  & \$1 ;
+  assign take = \port$3840$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3764$0  | \$2 ;
+  assign \$3  = \port$3630$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -6431,7 +6306,7 @@ module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1278$0 , count, \port$
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3970$0 ;
+        \$4  = \port$3838$0 ;
       end
     end
     if (rst) begin
@@ -6474,18 +6349,18 @@ module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1278$0 , count, \port$
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3970$0 ;
+      \$7  = \port$3838$0 ;
     end
     if (rst) begin
       \$7  = 20'h00000;
     end
   end
-  assign \$signal$3  = \port$3972$0 ;
-  assign \$signal$8  = \port$3764$0 ;
-  assign \$signal$11  = \port$3970$0 ;
-  assign \port$1278$0  = \$signal ;
-  assign \port$3986$0  = \$signal$9 ;
-  assign \port$3988$0  = \$signal$5 ;
+  assign \$signal$3  = \port$3840$0 ;
+  assign \$signal$8  = \port$3630$0 ;
+  assign \$signal$11  = \port$3838$0 ;
+  assign \port$1295$0  = \$signal ;
+  assign \port$3854$0  = \$signal$9 ;
+  assign \port$3856$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6502,39 +6377,39 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire [3:0] \$109 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [3:0] \$110 ;
+  wire \$110 ;
   wire [2:0] \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
+  wire [8:0] \$112 ;
+  wire [8:0] \$113 ;
+  wire [9:0] \$114 ;
   wire [8:0] \$115 ;
   wire [8:0] \$116 ;
-  wire [9:0] \$117 ;
+  wire [10:0] \$117 ;
   wire [8:0] \$118 ;
   wire [8:0] \$119 ;
   wire [2:0] \$12 ;
-  wire [10:0] \$120 ;
+  wire [9:0] \$120 ;
   wire [8:0] \$121 ;
   wire [8:0] \$122 ;
-  wire [9:0] \$123 ;
+  wire [10:0] \$123 ;
   wire [8:0] \$124 ;
   wire [8:0] \$125 ;
-  wire [10:0] \$126 ;
+  wire [9:0] \$126 ;
   wire [8:0] \$127 ;
   wire [8:0] \$128 ;
-  wire [9:0] \$129 ;
+  wire [10:0] \$129 ;
   wire \$13 ;
   wire [8:0] \$130 ;
   wire [8:0] \$131 ;
-  wire [10:0] \$132 ;
+  wire [9:0] \$132 ;
   wire [8:0] \$133 ;
   wire [8:0] \$134 ;
-  wire [9:0] \$135 ;
-  wire [8:0] \$136 ;
-  wire [8:0] \$137 ;
-  wire [10:0] \$138 ;
+  wire [10:0] \$135 ;
+  wire [10:0] \$136 ;
+  wire [10:0] \$137 ;
+  wire [11:0] \$138 ;
   wire [10:0] \$139 ;
   wire [3:0] \$14 ;
   wire [10:0] \$140 ;
@@ -6545,19 +6420,19 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [10:0] \$145 ;
   wire [10:0] \$146 ;
   wire [11:0] \$147 ;
-  wire [10:0] \$148 ;
-  wire [10:0] \$149 ;
+  wire \$148 ;
+  wire [11:0] \$149 ;
   wire \$15 ;
-  wire [11:0] \$150 ;
-  wire \$151 ;
-  wire [11:0] \$152 ;
-  wire [12:0] \$153 ;
-  wire [11:0] \$154 ;
-  wire [12:0] \$155 ;
-  wire [11:0] \$156 ;
-  wire [12:0] \$157 ;
-  wire [11:0] \$158 ;
-  wire [12:0] \$159 ;
+  wire [12:0] \$150 ;
+  wire [11:0] \$151 ;
+  wire [12:0] \$152 ;
+  wire [11:0] \$153 ;
+  wire [12:0] \$154 ;
+  wire [11:0] \$155 ;
+  wire [12:0] \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
   wire [4:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
@@ -6752,163 +6627,163 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire \$331 ;
   wire \$332 ;
   wire \$333 ;
-  wire \$334 ;
-  wire \$335 ;
-  wire \$336 ;
-  wire [15:0] \$337 ;
+  wire [15:0] \$334 ;
+  wire [15:0] \$335 ;
+  wire [15:0] \$336 ;
+  wire [14:0] \$337 ;
   wire [15:0] \$338 ;
-  wire [15:0] \$339 ;
+  wire [14:0] \$339 ;
   wire \$34 ;
-  wire [14:0] \$340 ;
-  wire [15:0] \$341 ;
-  wire [14:0] \$342 ;
-  wire [15:0] \$343 ;
-  wire [14:0] \$344 ;
-  wire [15:0] \$345 ;
-  wire [14:0] \$346 ;
-  wire [15:0] \$347 ;
-  wire [1:0] \$348 ;
-  wire [15:0] \$349 ;
+  wire [15:0] \$340 ;
+  wire [14:0] \$341 ;
+  wire [15:0] \$342 ;
+  wire [14:0] \$343 ;
+  wire [15:0] \$344 ;
+  wire [1:0] \$345 ;
+  wire [15:0] \$346 ;
+  wire [1:0] \$347 ;
+  wire [15:0] \$348 ;
+  wire [1:0] \$349 ;
   wire [14:0] \$35 ;
-  wire [1:0] \$350 ;
-  wire [15:0] \$351 ;
-  wire [1:0] \$352 ;
-  wire [15:0] \$353 ;
-  wire [1:0] \$354 ;
-  wire [15:0] \$355 ;
-  wire [11:0] \$356 ;
-  wire [11:0] \$357 ;
-  wire [11:0] \$358 ;
+  wire [15:0] \$350 ;
+  wire [1:0] \$351 ;
+  wire [15:0] \$352 ;
+  wire [11:0] \$353 ;
+  wire [11:0] \$354 ;
+  wire [11:0] \$355 ;
+  wire [15:0] \$356 ;
+  wire [15:0] \$357 ;
+  wire [15:0] \$358 ;
   wire [15:0] \$359 ;
   wire \$36 ;
-  wire [15:0] \$360 ;
+  wire [1:0] \$360 ;
   wire [15:0] \$361 ;
-  wire [15:0] \$362 ;
-  wire [1:0] \$363 ;
-  wire [15:0] \$364 ;
-  wire [1:0] \$365 ;
-  wire [15:0] \$366 ;
-  wire [1:0] \$367 ;
-  wire [15:0] \$368 ;
-  wire [1:0] \$369 ;
+  wire [1:0] \$362 ;
+  wire [15:0] \$363 ;
+  wire [1:0] \$364 ;
+  wire [15:0] \$365 ;
+  wire [1:0] \$366 ;
+  wire [15:0] \$367 ;
+  wire [16:0] \$368 ;
+  wire [15:0] \$369 ;
   wire \$37 ;
   wire [15:0] \$370 ;
-  wire [16:0] \$371 ;
-  wire [15:0] \$372 ;
+  wire [15:0] \$371 ;
+  wire [14:0] \$372 ;
   wire [15:0] \$373 ;
-  wire [15:0] \$374 ;
-  wire [14:0] \$375 ;
-  wire [15:0] \$376 ;
-  wire [14:0] \$377 ;
-  wire [15:0] \$378 ;
-  wire [14:0] \$379 ;
+  wire [14:0] \$374 ;
+  wire [15:0] \$375 ;
+  wire [14:0] \$376 ;
+  wire [15:0] \$377 ;
+  wire [14:0] \$378 ;
+  wire [15:0] \$379 ;
   wire [1:0] \$38 ;
-  wire [15:0] \$380 ;
-  wire [14:0] \$381 ;
-  wire [15:0] \$382 ;
-  wire [1:0] \$383 ;
-  wire [15:0] \$384 ;
-  wire [1:0] \$385 ;
-  wire [15:0] \$386 ;
-  wire [1:0] \$387 ;
-  wire [15:0] \$388 ;
-  wire [1:0] \$389 ;
+  wire [1:0] \$380 ;
+  wire [15:0] \$381 ;
+  wire [1:0] \$382 ;
+  wire [15:0] \$383 ;
+  wire [1:0] \$384 ;
+  wire [15:0] \$385 ;
+  wire [1:0] \$386 ;
+  wire [15:0] \$387 ;
+  wire [11:0] \$388 ;
+  wire [11:0] \$389 ;
   wire \$39 ;
-  wire [15:0] \$390 ;
-  wire [11:0] \$391 ;
-  wire [11:0] \$392 ;
-  wire [11:0] \$393 ;
+  wire [11:0] \$390 ;
+  wire [15:0] \$391 ;
+  wire [15:0] \$392 ;
+  wire [15:0] \$393 ;
   wire [15:0] \$394 ;
-  wire [15:0] \$395 ;
+  wire [1:0] \$395 ;
   wire [15:0] \$396 ;
-  wire [15:0] \$397 ;
-  wire [1:0] \$398 ;
-  wire [15:0] \$399 ;
+  wire [1:0] \$397 ;
+  wire [15:0] \$398 ;
+  wire [1:0] \$399 ;
   wire \$4 ;
   wire [2:0] \$40 ;
-  wire [1:0] \$400 ;
-  wire [15:0] \$401 ;
-  wire [1:0] \$402 ;
-  wire [15:0] \$403 ;
-  wire [1:0] \$404 ;
+  wire [15:0] \$400 ;
+  wire [1:0] \$401 ;
+  wire [15:0] \$402 ;
+  wire [16:0] \$403 ;
+  wire [15:0] \$404 ;
   wire [15:0] \$405 ;
-  wire [16:0] \$406 ;
-  wire [15:0] \$407 ;
+  wire [15:0] \$406 ;
+  wire [14:0] \$407 ;
   wire [15:0] \$408 ;
-  wire [15:0] \$409 ;
+  wire [14:0] \$409 ;
   wire \$41 ;
-  wire [14:0] \$410 ;
-  wire [15:0] \$411 ;
-  wire [14:0] \$412 ;
-  wire [15:0] \$413 ;
-  wire [14:0] \$414 ;
-  wire [15:0] \$415 ;
-  wire [14:0] \$416 ;
-  wire [15:0] \$417 ;
-  wire [1:0] \$418 ;
-  wire [15:0] \$419 ;
+  wire [15:0] \$410 ;
+  wire [14:0] \$411 ;
+  wire [15:0] \$412 ;
+  wire [14:0] \$413 ;
+  wire [15:0] \$414 ;
+  wire [1:0] \$415 ;
+  wire [15:0] \$416 ;
+  wire [1:0] \$417 ;
+  wire [15:0] \$418 ;
+  wire [1:0] \$419 ;
   wire [3:0] \$42 ;
-  wire [1:0] \$420 ;
-  wire [15:0] \$421 ;
-  wire [1:0] \$422 ;
-  wire [15:0] \$423 ;
-  wire [1:0] \$424 ;
-  wire [15:0] \$425 ;
-  wire [11:0] \$426 ;
-  wire [11:0] \$427 ;
-  wire [11:0] \$428 ;
+  wire [15:0] \$420 ;
+  wire [1:0] \$421 ;
+  wire [15:0] \$422 ;
+  wire [11:0] \$423 ;
+  wire [11:0] \$424 ;
+  wire [11:0] \$425 ;
+  wire [15:0] \$426 ;
+  wire [15:0] \$427 ;
+  wire [15:0] \$428 ;
   wire [15:0] \$429 ;
   wire \$43 ;
-  wire [15:0] \$430 ;
+  wire [1:0] \$430 ;
   wire [15:0] \$431 ;
-  wire [15:0] \$432 ;
-  wire [1:0] \$433 ;
-  wire [15:0] \$434 ;
-  wire [1:0] \$435 ;
-  wire [15:0] \$436 ;
-  wire [1:0] \$437 ;
-  wire [15:0] \$438 ;
-  wire [1:0] \$439 ;
+  wire [1:0] \$432 ;
+  wire [15:0] \$433 ;
+  wire [1:0] \$434 ;
+  wire [15:0] \$435 ;
+  wire [1:0] \$436 ;
+  wire [15:0] \$437 ;
+  wire [16:0] \$438 ;
+  wire [15:0] \$439 ;
   wire [4:0] \$44 ;
   wire [15:0] \$440 ;
-  wire [16:0] \$441 ;
-  wire [15:0] \$442 ;
+  wire [15:0] \$441 ;
+  wire [14:0] \$442 ;
   wire [15:0] \$443 ;
-  wire [15:0] \$444 ;
-  wire [14:0] \$445 ;
-  wire [15:0] \$446 ;
-  wire [14:0] \$447 ;
-  wire [15:0] \$448 ;
-  wire [14:0] \$449 ;
+  wire [14:0] \$444 ;
+  wire [15:0] \$445 ;
+  wire [14:0] \$446 ;
+  wire [15:0] \$447 ;
+  wire [14:0] \$448 ;
+  wire [15:0] \$449 ;
   wire \$45 ;
-  wire [15:0] \$450 ;
-  wire [14:0] \$451 ;
-  wire [15:0] \$452 ;
-  wire [1:0] \$453 ;
-  wire [15:0] \$454 ;
-  wire [1:0] \$455 ;
-  wire [15:0] \$456 ;
-  wire [1:0] \$457 ;
-  wire [15:0] \$458 ;
-  wire [1:0] \$459 ;
+  wire [1:0] \$450 ;
+  wire [15:0] \$451 ;
+  wire [1:0] \$452 ;
+  wire [15:0] \$453 ;
+  wire [1:0] \$454 ;
+  wire [15:0] \$455 ;
+  wire [1:0] \$456 ;
+  wire [15:0] \$457 ;
+  wire [11:0] \$458 ;
+  wire [11:0] \$459 ;
   wire \$46 ;
-  wire [15:0] \$460 ;
-  wire [11:0] \$461 ;
-  wire [11:0] \$462 ;
-  wire [11:0] \$463 ;
+  wire [11:0] \$460 ;
+  wire [15:0] \$461 ;
+  wire [15:0] \$462 ;
+  wire [15:0] \$463 ;
   wire [15:0] \$464 ;
-  wire [15:0] \$465 ;
+  wire [1:0] \$465 ;
   wire [15:0] \$466 ;
-  wire [15:0] \$467 ;
-  wire [1:0] \$468 ;
-  wire [15:0] \$469 ;
+  wire [1:0] \$467 ;
+  wire [15:0] \$468 ;
+  wire [1:0] \$469 ;
   wire \$47 ;
-  wire [1:0] \$470 ;
-  wire [15:0] \$471 ;
-  wire [1:0] \$472 ;
-  wire [15:0] \$473 ;
-  wire [1:0] \$474 ;
-  wire [15:0] \$475 ;
+  wire [15:0] \$470 ;
+  wire [1:0] \$471 ;
+  wire [15:0] \$472 ;
+  wire [16:0] \$473 ;
+  wire [16:0] \$474 ;
+  wire [16:0] \$475 ;
   wire [16:0] \$476 ;
   wire [16:0] \$477 ;
   wire [16:0] \$478 ;
@@ -6925,70 +6800,70 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [16:0] \$488 ;
   wire [16:0] \$489 ;
   wire [14:0] \$49 ;
-  wire [16:0] \$490 ;
-  wire [16:0] \$491 ;
-  wire [16:0] \$492 ;
+  wire \$490 ;
+  wire \$491 ;
+  wire \$492 ;
   wire \$493 ;
   wire \$494 ;
   wire \$495 ;
   wire \$496 ;
   wire \$497 ;
-  wire [4:0] \$498 ;
-  wire [4:0] \$499 ;
+  wire \$498 ;
+  wire [3:0] \$499 ;
   wire \$5 ;
   wire \$50 ;
-  wire \$500 ;
-  wire \$501 ;
+  wire [3:0] \$500 ;
+  wire [2:0] \$501 ;
   wire \$502 ;
-  wire [6:0] \$503 ;
-  wire [6:0] \$504 ;
-  reg [9:0] \$505 ;
-  reg \$506 ;
-  reg \$507 ;
-  reg [7:0] \$508 ;
-  reg [1:0] \$509 ;
+  wire [4:0] \$503 ;
+  wire [4:0] \$504 ;
+  wire \$505 ;
+  wire \$506 ;
+  wire \$507 ;
+  wire [6:0] \$508 ;
+  wire [6:0] \$509 ;
   wire \$51 ;
-  reg [2:0] \$510 ;
-  reg [2:0] \$511 ;
+  reg [9:0] \$510 ;
+  reg \$511 ;
   reg \$512 ;
-  reg [1:0] \$513 ;
-  reg [1:0] \$514 ;
+  reg [7:0] \$513 ;
+  reg \$514 ;
   reg [1:0] \$515 ;
-  reg \$516 ;
-  reg \$517 ;
-  reg [39:0] \$518 ;
-  reg [39:0] \$519 ;
+  reg [1:0] \$516 ;
+  reg [1:0] \$517 ;
+  reg \$518 ;
+  reg \$519 ;
   wire [1:0] \$52 ;
-  reg [39:0] \$520 ;
-  reg [39:0] \$521 ;
-  reg [39:0] \$522 ;
-  reg [39:0] \$523 ;
-  reg [39:0] \$524 ;
-  reg [39:0] \$525 ;
-  reg [39:0] \$526 ;
-  reg [31:0] \$527 ;
-  reg [10:0] \$528 ;
-  reg [10:0] \$529 ;
+  reg [1:0] \$520 ;
+  reg [33:0] \$521 ;
+  reg [33:0] \$522 ;
+  reg [33:0] \$523 ;
+  reg [33:0] \$524 ;
+  reg [33:0] \$525 ;
+  reg [33:0] \$526 ;
+  reg [33:0] \$527 ;
+  reg [33:0] \$528 ;
+  reg [33:0] \$529 ;
   wire \$53 ;
-  reg [10:0] \$530 ;
+  reg [31:0] \$530 ;
   reg [10:0] \$531 ;
-  reg [11:0] \$532 ;
-  reg [11:0] \$533 ;
-  reg [11:0] \$534 ;
+  reg [10:0] \$532 ;
+  reg [10:0] \$533 ;
+  reg [10:0] \$534 ;
   reg [11:0] \$535 ;
-  reg [47:0] \$536 ;
-  reg [59:0] \$537 ;
-  reg [47:0] \$538 ;
-  reg [59:0] \$539 ;
+  reg [11:0] \$536 ;
+  reg [11:0] \$537 ;
+  reg [11:0] \$538 ;
+  reg [47:0] \$539 ;
   wire [2:0] \$54 ;
   reg [59:0] \$540 ;
-  reg [3:0] \$541 ;
-  reg [3:0] \$542 ;
-  reg [47:0] \$543 ;
-  reg [47:0] \$544 ;
-  reg \$545 ;
-  reg \$546 ;
-  reg \$547 ;
+  reg [47:0] \$541 ;
+  reg [59:0] \$542 ;
+  reg [59:0] \$543 ;
+  reg [3:0] \$544 ;
+  reg [3:0] \$545 ;
+  reg [47:0] \$546 ;
+  reg [47:0] \$547 ;
   reg \$548 ;
   reg \$549 ;
   wire \$55 ;
@@ -6997,14 +6872,14 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   reg \$552 ;
   reg \$553 ;
   reg \$554 ;
-  reg [9:0] \$555 ;
-  reg [7:0] \$556 ;
-  reg [63:0] \$557 ;
-  reg [63:0] \$558 ;
-  reg [16:0] \$559 ;
+  reg \$555 ;
+  reg \$556 ;
+  reg \$557 ;
+  reg [9:0] \$558 ;
+  reg [7:0] \$559 ;
   wire [3:0] \$56 ;
-  reg [16:0] \$560 ;
-  reg [16:0] \$561 ;
+  reg [63:0] \$560 ;
+  reg [63:0] \$561 ;
   reg [16:0] \$562 ;
   reg [16:0] \$563 ;
   reg [16:0] \$564 ;
@@ -7019,11 +6894,17 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   reg [16:0] \$572 ;
   reg [16:0] \$573 ;
   reg [16:0] \$574 ;
-  reg [59:0] \$575 ;
-  reg [20:0] \$576 ;
-  reg \$577 ;
-  reg [3:0] \$578 ;
+  reg [16:0] \$575 ;
+  reg [16:0] \$576 ;
+  reg [16:0] \$577 ;
+  reg [59:0] \$578 ;
+  reg [20:0] \$579 ;
   wire [4:0] \$58 ;
+  reg \$580 ;
+  reg [1:0] \$581 ;
+  reg [2:0] \$582 ;
+  reg [2:0] \$583 ;
+  reg [3:0] \$584 ;
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
@@ -7075,34 +6956,34 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [11:0] \$like[2] ;
   wire [11:0] \$like[3] ;
   reg \$signal  = 1'h0;
-  reg [9:0] \$signal$124  = 10'h000;
-  reg [7:0] \$signal$125  = 8'h00;
-  reg [63:0] \$signal$126  = 64'h0000000000000000;
-  wire [15:0] \$signal$126[0] ;
-  wire [15:0] \$signal$126[1] ;
-  wire [15:0] \$signal$126[2] ;
-  wire [15:0] \$signal$126[3] ;
+  reg [9:0] \$signal$126  = 10'h000;
+  reg [7:0] \$signal$127  = 8'h00;
+  reg [63:0] \$signal$128  = 64'h0000000000000000;
+  wire [15:0] \$signal$128[0] ;
+  wire [15:0] \$signal$128[1] ;
+  wire [15:0] \$signal$128[2] ;
+  wire [15:0] \$signal$128[3] ;
   wire \$signal$23 ;
-  reg [63:0] \$signal$39  = 64'h0000000000000000;
-  wire [15:0] \$signal$39[0] ;
-  wire [15:0] \$signal$39[1] ;
-  wire [15:0] \$signal$39[2] ;
-  wire [15:0] \$signal$39[3] ;
+  reg [63:0] \$signal$37  = 64'h0000000000000000;
+  wire [15:0] \$signal$37[0] ;
+  wire [15:0] \$signal$37[1] ;
+  wire [15:0] \$signal$37[2] ;
+  wire [15:0] \$signal$37[3] ;
   wire \$signal$5 ;
-  reg [20:0] \$signal$68  = 21'h000000;
-  reg \$signal$70  = 1'h0;
-  wire [20:0] \$signal$74 ;
-  wire \$signal$78 ;
-  reg \$signal$81 ;
-  reg \$signal$86  = 1'h0;
+  wire [20:0] \$signal$71 ;
+  reg \$signal$72  = 1'h0;
+  wire [20:0] \$signal$76 ;
+  wire \$signal$80 ;
+  reg \$signal$83 ;
+  reg \$signal$88  = 1'h0;
   wire [8:0] \$signature__addr ;
-  wire [7:0] \$signature__addr$34 ;
+  wire [7:0] \$signature__addr$32 ;
   wire [31:0] \$signature__data ;
-  wire [59:0] \$signature__data$104 ;
-  wire [14:0] \$signature__data$104[0] ;
-  wire [14:0] \$signature__data$104[1] ;
-  wire [14:0] \$signature__data$104[2] ;
-  wire [14:0] \$signature__data$104[3] ;
+  wire [59:0] \$signature__data$106 ;
+  wire [14:0] \$signature__data$106[0] ;
+  wire [14:0] \$signature__data$106[1] ;
+  wire [14:0] \$signature__data$106[2] ;
+  wire [14:0] \$signature__data$106[3] ;
   wire [7:0] \$signature__data[0] ;
   wire [7:0] \$signature__data[1] ;
   wire [7:0] \$signature__data[2] ;
@@ -7125,7 +7006,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [11:0] \b_raw[1] ;
   wire [11:0] \b_raw[2] ;
   wire [11:0] \b_raw[3] ;
-  wire [7:0] b_rd__addr;
+  wire [1:0] b_rd__addr;
   wire [47:0] b_rd__data;
   wire [11:0] \b_rd__data[0] ;
   wire [11:0] \b_rd__data[1] ;
@@ -7184,8 +7065,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [1:0] \entry.g ;
   wire [2:0] \entry.x ;
   wire [2:0] \entry.y ;
-  (* init = 21'h000000 *)
-  wire [20:0] entry7;
+  reg [20:0] entry7 = 21'h000000;
   wire [11:0] \entry7.counts ;
   wire [2:0] \entry7.counts[0] ;
   wire [2:0] \entry7.counts[1] ;
@@ -7223,22 +7103,20 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   reg i0__ready;
   input i0__valid;
   wire i0__valid;
-  reg [39:0] issue;
+  reg [33:0] issue;
   wire [7:0] \issue.addr ;
   wire \issue.bank ;
+  wire [1:0] \issue.bias_g ;
   wire [2:0] \issue.count ;
   wire \issue.cur ;
   wire \issue.end ;
   wire \issue.fire_k ;
-  wire [1:0] \issue.g ;
   wire \issue.kind ;
   wire \issue.last_step ;
   wire \issue.proj ;
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [8:0] \issue.waddr ;
-  wire [2:0] \issue.x ;
-  wire [2:0] \issue.y ;
   reg [14:0] kept0;
   reg [14:0] kept1;
   reg [14:0] kept2;
@@ -7268,6 +7146,10 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [2:0] \out_counts[3] ;
   wire [3:0] pending;
   reg [1:0] plane = 2'h0;
+  reg [1:0] pos0 = 2'h0;
+  reg [1:0] \pos0$68  = 2'h0;
+  reg [2:0] pos1 = 3'h0;
+  reg [2:0] pos2 = 3'h0;
   (* init = 1'h0 *)
   wire push7;
   wire ready;
@@ -7294,157 +7176,136 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [14:0] \result[3] ;
   input rst;
   wire rst;
-  reg [39:0] st0 = 40'h0000000000;
+  reg [33:0] st0 = 34'h000000000;
   wire [7:0] \st0.addr ;
   wire \st0.bank ;
+  wire [1:0] \st0.bias_g ;
   wire [2:0] \st0.count ;
   wire \st0.cur ;
   wire \st0.end ;
   wire \st0.fire_k ;
-  wire [1:0] \st0.g ;
   wire \st0.kind ;
   wire \st0.last_step ;
   wire \st0.proj ;
   wire [3:0] \st0.shift ;
   wire \st0.valid ;
   wire [8:0] \st0.waddr ;
-  wire [2:0] \st0.x ;
-  wire [2:0] \st0.y ;
-  reg [39:0] st1 = 40'h0000000000;
+  reg [33:0] st1 = 34'h000000000;
   wire [7:0] \st1.addr ;
   wire \st1.bank ;
+  wire [1:0] \st1.bias_g ;
   wire [2:0] \st1.count ;
   wire \st1.cur ;
   wire \st1.end ;
   wire \st1.fire_k ;
-  wire [1:0] \st1.g ;
   wire \st1.kind ;
   wire \st1.last_step ;
   wire \st1.proj ;
   wire [3:0] \st1.shift ;
   wire \st1.valid ;
   wire [8:0] \st1.waddr ;
-  wire [2:0] \st1.x ;
-  wire [2:0] \st1.y ;
-  reg [39:0] st2 = 40'h0000000000;
+  reg [33:0] st2 = 34'h000000000;
   wire [7:0] \st2.addr ;
   wire \st2.bank ;
+  wire [1:0] \st2.bias_g ;
   wire [2:0] \st2.count ;
   wire \st2.cur ;
   wire \st2.end ;
   wire \st2.fire_k ;
-  wire [1:0] \st2.g ;
   wire \st2.kind ;
   wire \st2.last_step ;
   wire \st2.proj ;
   wire [3:0] \st2.shift ;
   wire \st2.valid ;
   wire [8:0] \st2.waddr ;
-  wire [2:0] \st2.x ;
-  wire [2:0] \st2.y ;
-  reg [39:0] st3 = 40'h0000000000;
+  reg [33:0] st3 = 34'h000000000;
   wire [7:0] \st3.addr ;
   wire \st3.bank ;
+  wire [1:0] \st3.bias_g ;
   wire [2:0] \st3.count ;
   wire \st3.cur ;
   wire \st3.end ;
   wire \st3.fire_k ;
-  wire [1:0] \st3.g ;
   wire \st3.kind ;
   wire \st3.last_step ;
   wire \st3.proj ;
   wire [3:0] \st3.shift ;
   wire \st3.valid ;
   wire [8:0] \st3.waddr ;
-  wire [2:0] \st3.x ;
-  wire [2:0] \st3.y ;
-  reg [39:0] st4 = 40'h0000000000;
+  reg [33:0] st4 = 34'h000000000;
   wire [7:0] \st4.addr ;
   wire \st4.bank ;
+  wire [1:0] \st4.bias_g ;
   wire [2:0] \st4.count ;
   wire \st4.cur ;
   wire \st4.end ;
   wire \st4.fire_k ;
-  wire [1:0] \st4.g ;
   wire \st4.kind ;
   wire \st4.last_step ;
   wire \st4.proj ;
   wire [3:0] \st4.shift ;
   wire \st4.valid ;
   wire [8:0] \st4.waddr ;
-  wire [2:0] \st4.x ;
-  wire [2:0] \st4.y ;
-  reg [39:0] st5 = 40'h0000000000;
+  reg [33:0] st5 = 34'h000000000;
   wire [7:0] \st5.addr ;
   wire \st5.bank ;
+  wire [1:0] \st5.bias_g ;
   wire [2:0] \st5.count ;
   wire \st5.cur ;
   wire \st5.end ;
   wire \st5.fire_k ;
-  wire [1:0] \st5.g ;
   wire \st5.kind ;
   wire \st5.last_step ;
   wire \st5.proj ;
   wire [3:0] \st5.shift ;
   wire \st5.valid ;
   wire [8:0] \st5.waddr ;
-  wire [2:0] \st5.x ;
-  wire [2:0] \st5.y ;
-  reg [39:0] st6 = 40'h0000000000;
+  reg [33:0] st6 = 34'h000000000;
   wire [7:0] \st6.addr ;
   wire \st6.bank ;
+  wire [1:0] \st6.bias_g ;
   wire [2:0] \st6.count ;
   wire \st6.cur ;
   wire \st6.end ;
   wire \st6.fire_k ;
-  wire [1:0] \st6.g ;
   wire \st6.kind ;
   wire \st6.last_step ;
   wire \st6.proj ;
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [8:0] \st6.waddr ;
-  wire [2:0] \st6.x ;
-  wire [2:0] \st6.y ;
-  reg [39:0] st7 = 40'h0000000000;
+  reg [33:0] st7 = 34'h000000000;
   wire [7:0] \st7.addr ;
   wire \st7.bank ;
+  wire [1:0] \st7.bias_g ;
   wire [2:0] \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
   wire \st7.fire_k ;
-  wire [1:0] \st7.g ;
   wire \st7.kind ;
   wire \st7.last_step ;
   wire \st7.proj ;
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
   wire [8:0] \st7.waddr ;
-  wire [2:0] \st7.x ;
-  wire [2:0] \st7.y ;
-  reg [39:0] st8 = 40'h0000000000;
+  reg [33:0] st8 = 34'h000000000;
   wire [7:0] \st8.addr ;
   wire \st8.bank ;
+  wire [1:0] \st8.bias_g ;
   wire [2:0] \st8.count ;
   wire \st8.cur ;
   wire \st8.end ;
   wire \st8.fire_k ;
-  wire [1:0] \st8.g ;
   wire \st8.kind ;
   wire \st8.last_step ;
   wire \st8.proj ;
   wire [3:0] \st8.shift ;
   wire \st8.valid ;
   wire [8:0] \st8.waddr ;
-  wire [2:0] \st8.x ;
-  wire [2:0] \st8.y ;
   reg [1:0] step = 2'h0;
   reg [7:0] sweep_addr = 8'h00;
-  reg [1:0] sweep_g = 2'h0;
   reg sweep_last = 1'h0;
   reg sweep_now;
-  reg [2:0] sweep_x = 3'h0;
-  reg [2:0] sweep_y = 3'h0;
   reg [9:0] used = 10'h000;
   reg [59:0] v_raw = 60'h000000000000000;
   wire [14:0] \v_raw[0] ;
@@ -7471,268 +7332,26 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   reg [11:0] w2_0_2_1 = 12'h000;
   reg [11:0] w2_0_2_2 = 12'h000;
   reg [11:0] w2_0_2_3 = 12'h000;
-  reg [47:0] bmem [255:0];
+  wire [20:0] written;
+  wire [11:0] \written.counts ;
+  wire [2:0] \written.counts[0] ;
+  wire [2:0] \written.counts[1] ;
+  wire [2:0] \written.counts[2] ;
+  wire [2:0] \written.counts[3] ;
+  wire \written.end ;
+  wire [1:0] \written.g ;
+  wire [2:0] \written.x ;
+  wire [2:0] \written.y ;
+  reg [47:0] bmem [3:0];
   initial begin
     bmem[0] = 48'h1b00b7fb7032;
     bmem[1] = 48'hf5c107032f95;
     bmem[2] = 48'hf8316a1d7e7d;
     bmem[3] = 48'hfe2402dd82a4;
-    bmem[4] = 48'h1b00b7fb7032;
-    bmem[5] = 48'hf5c107032f95;
-    bmem[6] = 48'hf8316a1d7e7d;
-    bmem[7] = 48'hfe2402dd82a4;
-    bmem[8] = 48'h1b00b7fb7032;
-    bmem[9] = 48'hf5c107032f95;
-    bmem[10] = 48'hf8316a1d7e7d;
-    bmem[11] = 48'hfe2402dd82a4;
-    bmem[12] = 48'h1b00b7fb7032;
-    bmem[13] = 48'hf5c107032f95;
-    bmem[14] = 48'hf8316a1d7e7d;
-    bmem[15] = 48'hfe2402dd82a4;
-    bmem[16] = 48'h1b00b7fb7032;
-    bmem[17] = 48'hf5c107032f95;
-    bmem[18] = 48'hf8316a1d7e7d;
-    bmem[19] = 48'hfe2402dd82a4;
-    bmem[20] = 48'h1b00b7fb7032;
-    bmem[21] = 48'hf5c107032f95;
-    bmem[22] = 48'hf8316a1d7e7d;
-    bmem[23] = 48'hfe2402dd82a4;
-    bmem[24] = 48'h1b00b7fb7032;
-    bmem[25] = 48'hf5c107032f95;
-    bmem[26] = 48'hf8316a1d7e7d;
-    bmem[27] = 48'hfe2402dd82a4;
-    bmem[28] = 48'h1b00b7fb7032;
-    bmem[29] = 48'hf5c107032f95;
-    bmem[30] = 48'hf8316a1d7e7d;
-    bmem[31] = 48'hfe2402dd82a4;
-    bmem[32] = 48'h1b00b7fb7032;
-    bmem[33] = 48'hf5c107032f95;
-    bmem[34] = 48'hf8316a1d7e7d;
-    bmem[35] = 48'hfe2402dd82a4;
-    bmem[36] = 48'h1b00b7fb7032;
-    bmem[37] = 48'hf5c107032f95;
-    bmem[38] = 48'hf8316a1d7e7d;
-    bmem[39] = 48'hfe2402dd82a4;
-    bmem[40] = 48'h1b00b7fb7032;
-    bmem[41] = 48'hf5c107032f95;
-    bmem[42] = 48'hf8316a1d7e7d;
-    bmem[43] = 48'hfe2402dd82a4;
-    bmem[44] = 48'h1b00b7fb7032;
-    bmem[45] = 48'hf5c107032f95;
-    bmem[46] = 48'hf8316a1d7e7d;
-    bmem[47] = 48'hfe2402dd82a4;
-    bmem[48] = 48'h1b00b7fb7032;
-    bmem[49] = 48'hf5c107032f95;
-    bmem[50] = 48'hf8316a1d7e7d;
-    bmem[51] = 48'hfe2402dd82a4;
-    bmem[52] = 48'h1b00b7fb7032;
-    bmem[53] = 48'hf5c107032f95;
-    bmem[54] = 48'hf8316a1d7e7d;
-    bmem[55] = 48'hfe2402dd82a4;
-    bmem[56] = 48'h1b00b7fb7032;
-    bmem[57] = 48'hf5c107032f95;
-    bmem[58] = 48'hf8316a1d7e7d;
-    bmem[59] = 48'hfe2402dd82a4;
-    bmem[60] = 48'h1b00b7fb7032;
-    bmem[61] = 48'hf5c107032f95;
-    bmem[62] = 48'hf8316a1d7e7d;
-    bmem[63] = 48'hfe2402dd82a4;
-    bmem[64] = 48'h1b00b7fb7032;
-    bmem[65] = 48'hf5c107032f95;
-    bmem[66] = 48'hf8316a1d7e7d;
-    bmem[67] = 48'hfe2402dd82a4;
-    bmem[68] = 48'h1b00b7fb7032;
-    bmem[69] = 48'hf5c107032f95;
-    bmem[70] = 48'hf8316a1d7e7d;
-    bmem[71] = 48'hfe2402dd82a4;
-    bmem[72] = 48'h1b00b7fb7032;
-    bmem[73] = 48'hf5c107032f95;
-    bmem[74] = 48'hf8316a1d7e7d;
-    bmem[75] = 48'hfe2402dd82a4;
-    bmem[76] = 48'h1b00b7fb7032;
-    bmem[77] = 48'hf5c107032f95;
-    bmem[78] = 48'hf8316a1d7e7d;
-    bmem[79] = 48'hfe2402dd82a4;
-    bmem[80] = 48'h1b00b7fb7032;
-    bmem[81] = 48'hf5c107032f95;
-    bmem[82] = 48'hf8316a1d7e7d;
-    bmem[83] = 48'hfe2402dd82a4;
-    bmem[84] = 48'h1b00b7fb7032;
-    bmem[85] = 48'hf5c107032f95;
-    bmem[86] = 48'hf8316a1d7e7d;
-    bmem[87] = 48'hfe2402dd82a4;
-    bmem[88] = 48'h1b00b7fb7032;
-    bmem[89] = 48'hf5c107032f95;
-    bmem[90] = 48'hf8316a1d7e7d;
-    bmem[91] = 48'hfe2402dd82a4;
-    bmem[92] = 48'h1b00b7fb7032;
-    bmem[93] = 48'hf5c107032f95;
-    bmem[94] = 48'hf8316a1d7e7d;
-    bmem[95] = 48'hfe2402dd82a4;
-    bmem[96] = 48'h1b00b7fb7032;
-    bmem[97] = 48'hf5c107032f95;
-    bmem[98] = 48'hf8316a1d7e7d;
-    bmem[99] = 48'hfe2402dd82a4;
-    bmem[100] = 48'h1b00b7fb7032;
-    bmem[101] = 48'hf5c107032f95;
-    bmem[102] = 48'hf8316a1d7e7d;
-    bmem[103] = 48'hfe2402dd82a4;
-    bmem[104] = 48'h1b00b7fb7032;
-    bmem[105] = 48'hf5c107032f95;
-    bmem[106] = 48'hf8316a1d7e7d;
-    bmem[107] = 48'hfe2402dd82a4;
-    bmem[108] = 48'h1b00b7fb7032;
-    bmem[109] = 48'hf5c107032f95;
-    bmem[110] = 48'hf8316a1d7e7d;
-    bmem[111] = 48'hfe2402dd82a4;
-    bmem[112] = 48'h1b00b7fb7032;
-    bmem[113] = 48'hf5c107032f95;
-    bmem[114] = 48'hf8316a1d7e7d;
-    bmem[115] = 48'hfe2402dd82a4;
-    bmem[116] = 48'h1b00b7fb7032;
-    bmem[117] = 48'hf5c107032f95;
-    bmem[118] = 48'hf8316a1d7e7d;
-    bmem[119] = 48'hfe2402dd82a4;
-    bmem[120] = 48'h1b00b7fb7032;
-    bmem[121] = 48'hf5c107032f95;
-    bmem[122] = 48'hf8316a1d7e7d;
-    bmem[123] = 48'hfe2402dd82a4;
-    bmem[124] = 48'h1b00b7fb7032;
-    bmem[125] = 48'hf5c107032f95;
-    bmem[126] = 48'hf8316a1d7e7d;
-    bmem[127] = 48'hfe2402dd82a4;
-    bmem[128] = 48'h1b00b7fb7032;
-    bmem[129] = 48'hf5c107032f95;
-    bmem[130] = 48'hf8316a1d7e7d;
-    bmem[131] = 48'hfe2402dd82a4;
-    bmem[132] = 48'h1b00b7fb7032;
-    bmem[133] = 48'hf5c107032f95;
-    bmem[134] = 48'hf8316a1d7e7d;
-    bmem[135] = 48'hfe2402dd82a4;
-    bmem[136] = 48'h1b00b7fb7032;
-    bmem[137] = 48'hf5c107032f95;
-    bmem[138] = 48'hf8316a1d7e7d;
-    bmem[139] = 48'hfe2402dd82a4;
-    bmem[140] = 48'h1b00b7fb7032;
-    bmem[141] = 48'hf5c107032f95;
-    bmem[142] = 48'hf8316a1d7e7d;
-    bmem[143] = 48'hfe2402dd82a4;
-    bmem[144] = 48'h1b00b7fb7032;
-    bmem[145] = 48'hf5c107032f95;
-    bmem[146] = 48'hf8316a1d7e7d;
-    bmem[147] = 48'hfe2402dd82a4;
-    bmem[148] = 48'h1b00b7fb7032;
-    bmem[149] = 48'hf5c107032f95;
-    bmem[150] = 48'hf8316a1d7e7d;
-    bmem[151] = 48'hfe2402dd82a4;
-    bmem[152] = 48'h1b00b7fb7032;
-    bmem[153] = 48'hf5c107032f95;
-    bmem[154] = 48'hf8316a1d7e7d;
-    bmem[155] = 48'hfe2402dd82a4;
-    bmem[156] = 48'h1b00b7fb7032;
-    bmem[157] = 48'hf5c107032f95;
-    bmem[158] = 48'hf8316a1d7e7d;
-    bmem[159] = 48'hfe2402dd82a4;
-    bmem[160] = 48'h1b00b7fb7032;
-    bmem[161] = 48'hf5c107032f95;
-    bmem[162] = 48'hf8316a1d7e7d;
-    bmem[163] = 48'hfe2402dd82a4;
-    bmem[164] = 48'h1b00b7fb7032;
-    bmem[165] = 48'hf5c107032f95;
-    bmem[166] = 48'hf8316a1d7e7d;
-    bmem[167] = 48'hfe2402dd82a4;
-    bmem[168] = 48'h1b00b7fb7032;
-    bmem[169] = 48'hf5c107032f95;
-    bmem[170] = 48'hf8316a1d7e7d;
-    bmem[171] = 48'hfe2402dd82a4;
-    bmem[172] = 48'h1b00b7fb7032;
-    bmem[173] = 48'hf5c107032f95;
-    bmem[174] = 48'hf8316a1d7e7d;
-    bmem[175] = 48'hfe2402dd82a4;
-    bmem[176] = 48'h1b00b7fb7032;
-    bmem[177] = 48'hf5c107032f95;
-    bmem[178] = 48'hf8316a1d7e7d;
-    bmem[179] = 48'hfe2402dd82a4;
-    bmem[180] = 48'h1b00b7fb7032;
-    bmem[181] = 48'hf5c107032f95;
-    bmem[182] = 48'hf8316a1d7e7d;
-    bmem[183] = 48'hfe2402dd82a4;
-    bmem[184] = 48'h1b00b7fb7032;
-    bmem[185] = 48'hf5c107032f95;
-    bmem[186] = 48'hf8316a1d7e7d;
-    bmem[187] = 48'hfe2402dd82a4;
-    bmem[188] = 48'h1b00b7fb7032;
-    bmem[189] = 48'hf5c107032f95;
-    bmem[190] = 48'hf8316a1d7e7d;
-    bmem[191] = 48'hfe2402dd82a4;
-    bmem[192] = 48'h1b00b7fb7032;
-    bmem[193] = 48'hf5c107032f95;
-    bmem[194] = 48'hf8316a1d7e7d;
-    bmem[195] = 48'hfe2402dd82a4;
-    bmem[196] = 48'h1b00b7fb7032;
-    bmem[197] = 48'hf5c107032f95;
-    bmem[198] = 48'hf8316a1d7e7d;
-    bmem[199] = 48'hfe2402dd82a4;
-    bmem[200] = 48'h1b00b7fb7032;
-    bmem[201] = 48'hf5c107032f95;
-    bmem[202] = 48'hf8316a1d7e7d;
-    bmem[203] = 48'hfe2402dd82a4;
-    bmem[204] = 48'h1b00b7fb7032;
-    bmem[205] = 48'hf5c107032f95;
-    bmem[206] = 48'hf8316a1d7e7d;
-    bmem[207] = 48'hfe2402dd82a4;
-    bmem[208] = 48'h1b00b7fb7032;
-    bmem[209] = 48'hf5c107032f95;
-    bmem[210] = 48'hf8316a1d7e7d;
-    bmem[211] = 48'hfe2402dd82a4;
-    bmem[212] = 48'h1b00b7fb7032;
-    bmem[213] = 48'hf5c107032f95;
-    bmem[214] = 48'hf8316a1d7e7d;
-    bmem[215] = 48'hfe2402dd82a4;
-    bmem[216] = 48'h1b00b7fb7032;
-    bmem[217] = 48'hf5c107032f95;
-    bmem[218] = 48'hf8316a1d7e7d;
-    bmem[219] = 48'hfe2402dd82a4;
-    bmem[220] = 48'h1b00b7fb7032;
-    bmem[221] = 48'hf5c107032f95;
-    bmem[222] = 48'hf8316a1d7e7d;
-    bmem[223] = 48'hfe2402dd82a4;
-    bmem[224] = 48'h1b00b7fb7032;
-    bmem[225] = 48'hf5c107032f95;
-    bmem[226] = 48'hf8316a1d7e7d;
-    bmem[227] = 48'hfe2402dd82a4;
-    bmem[228] = 48'h1b00b7fb7032;
-    bmem[229] = 48'hf5c107032f95;
-    bmem[230] = 48'hf8316a1d7e7d;
-    bmem[231] = 48'hfe2402dd82a4;
-    bmem[232] = 48'h1b00b7fb7032;
-    bmem[233] = 48'hf5c107032f95;
-    bmem[234] = 48'hf8316a1d7e7d;
-    bmem[235] = 48'hfe2402dd82a4;
-    bmem[236] = 48'h1b00b7fb7032;
-    bmem[237] = 48'hf5c107032f95;
-    bmem[238] = 48'hf8316a1d7e7d;
-    bmem[239] = 48'hfe2402dd82a4;
-    bmem[240] = 48'h1b00b7fb7032;
-    bmem[241] = 48'hf5c107032f95;
-    bmem[242] = 48'hf8316a1d7e7d;
-    bmem[243] = 48'hfe2402dd82a4;
-    bmem[244] = 48'h1b00b7fb7032;
-    bmem[245] = 48'hf5c107032f95;
-    bmem[246] = 48'hf8316a1d7e7d;
-    bmem[247] = 48'hfe2402dd82a4;
-    bmem[248] = 48'h1b00b7fb7032;
-    bmem[249] = 48'hf5c107032f95;
-    bmem[250] = 48'hf8316a1d7e7d;
-    bmem[251] = 48'hfe2402dd82a4;
-    bmem[252] = 48'h1b00b7fb7032;
-    bmem[253] = 48'hf5c107032f95;
-    bmem[254] = 48'hf8316a1d7e7d;
-    bmem[255] = 48'hfe2402dd82a4;
   end
   reg [47:0] _0_;
   always @(posedge clk) begin
-    _0_ <= bmem[st2[11:4]];
+    _0_ <= bmem[st2[33:32]];
   end
   assign b_rd__data = _0_;
   reg [59:0] vmem [255:0];
@@ -8002,7 +7621,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk) begin
     _1_ <= vmem[st2[11:4]];
   end
-  assign \$signature__data$104  = _1_;
+  assign \$signature__data$106  = _1_;
   reg [31:0] wrom0 [287:0];
   initial begin
     wrom0[0] = 32'd802951396;
@@ -8299,224 +7918,236 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     _2_ <= wrom0[st0[20:12]];
   end
   assign \$signature__data  = _2_;
-  assign \$420  = \$signal$124 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$421  = \$419  | { \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420  };
-  assign \$422  = \$signal$124 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$423  = \$421  | { \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422  };
-  assign \$426  = \$signal$125 [0] ? addend[35:24] : 12'h000;
-  assign \$427  = \$signal$125 [1] ? b_raw[35:24] : 12'h000;
-  assign \$428  = \$426  | \$427 ;
-  assign \$429  = \$signal$125 [2] ? \$signal$126 [47:32] : 16'h0000;
-  assign \$430  = { \$428 [11], \$428 [11], \$428 [11], \$428 [11], \$428  } | \$429 ;
-  assign \$431  = \$signal$125 [3] ? \$signal$39 [47:32] : 16'h0000;
-  assign \$432  = \$430  | \$431 ;
-  assign \$435  = \$signal$125 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$436  = \$434  | { \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435  };
-  assign \$437  = \$signal$125 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$438  = \$436  | { \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437  };
-  assign \$441  = $signed(\$425 ) + $signed(\$440 );
-  assign \$442  = \$signal$124 [0] ? \$signal$126 [63:48] : 16'h0000;
-  assign \$443  = \$signal$124 [1] ? \$signal$39 [63:48] : 16'h0000;
-  assign \$444  = \$442  | \$443 ;
-  assign \$445  = \$signal$124 [2] ? v_wr__data[59:45] : 15'h0000;
-  assign \$446  = \$444  | { \$445 [14], \$445  };
-  assign \$447  = \$signal$124 [3] ? res8[59:45] : 15'h0000;
-  assign \$448  = \$446  | { \$447 [14], \$447  };
-  assign \$449  = \$signal$124 [4] ? res9[59:45] : 15'h0000;
-  assign \$450  = \$448  | { \$449 [14], \$449  };
-  assign \$451  = \$signal$124 [5] ? v_raw[59:45] : 15'h0000;
-  assign \$452  = \$450  | { \$451 [14], \$451  };
-  assign \$455  = \$signal$124 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$456  = \$454  | { \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455  };
-  assign \$457  = \$signal$124 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$458  = \$456  | { \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457  };
-  assign \$461  = \$signal$125 [0] ? addend[47:36] : 12'h000;
-  assign \$462  = \$signal$125 [1] ? b_raw[47:36] : 12'h000;
-  assign \$463  = \$461  | \$462 ;
-  assign \$464  = \$signal$125 [2] ? \$signal$126 [63:48] : 16'h0000;
-  assign \$465  = { \$463 [11], \$463 [11], \$463 [11], \$463 [11], \$463  } | \$464 ;
-  assign \$466  = \$signal$125 [3] ? \$signal$39 [63:48] : 16'h0000;
-  assign \$467  = \$465  | \$466 ;
-  assign \$470  = \$signal$125 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$471  = \$469  | { \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470  };
-  assign \$472  = \$signal$125 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$473  = \$471  | { \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472  };
-  assign \$476  = $signed(\$460 ) + $signed(\$475 );
-  assign \$477  = $signed(\$signal$126 [15:0]) - $signed(9'h090);
-  assign \$478  = $signed(\$signal$126 [15:0]) - $signed(10'h120);
-  assign \$479  = $signed(\$signal$126 [15:0]) - $signed(10'h1b0);
-  assign \$480  = $signed(\$signal$126 [15:0]) - $signed(11'h240);
-  assign \$481  = $signed(\$signal$126 [31:16]) - $signed(9'h090);
-  assign \$482  = $signed(\$signal$126 [31:16]) - $signed(10'h120);
-  assign \$483  = $signed(\$signal$126 [31:16]) - $signed(10'h1b0);
-  assign \$484  = $signed(\$signal$126 [31:16]) - $signed(11'h240);
-  assign \$485  = $signed(\$signal$126 [47:32]) - $signed(9'h090);
-  assign \$486  = $signed(\$signal$126 [47:32]) - $signed(10'h120);
-  assign \$487  = $signed(\$signal$126 [47:32]) - $signed(10'h1b0);
-  assign \$488  = $signed(\$signal$126 [47:32]) - $signed(11'h240);
-  assign \$489  = $signed(\$signal$126 [63:48]) - $signed(9'h090);
-  assign \$490  = $signed(\$signal$126 [63:48]) - $signed(10'h120);
-  assign \$491  = $signed(\$signal$126 [63:48]) - $signed(10'h1b0);
-  assign \$492  = $signed(\$signal$126 [63:48]) - $signed(11'h240);
-  assign \$494  = st6[0] & \$493 ;
-  assign \$495  = any_spike | st6[31];
-  assign \$496  = \$494  & \$495 ;
-  assign \$497  = | pending;
-  assign \$498  = pending - 1'h1;
-  assign \$499  = { 1'h0, pending } & \$498 ;
-  assign \$500  = ! \$499 ;
-  assign \$501  = ~ \$signal$74 [20];
-  assign \$502  = \$500  & \$501 ;
-  assign \$503  = 1'h1 << lane;
-  assign \$504  = { 3'h0, done } | \$503 ;
+  assign \$412  = \$410  | { \$411 [14], \$411  };
+  assign \$413  = \$signal$126 [5] ? v_raw[44:30] : 15'h0000;
+  assign \$414  = \$412  | { \$413 [14], \$413  };
+  assign \$417  = \$signal$126 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$418  = \$416  | { \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417  };
+  assign \$419  = \$signal$126 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$420  = \$418  | { \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419  };
+  assign \$423  = \$signal$127 [0] ? addend[35:24] : 12'h000;
+  assign \$424  = \$signal$127 [1] ? b_raw[35:24] : 12'h000;
+  assign \$425  = \$423  | \$424 ;
+  assign \$426  = \$signal$127 [2] ? \$signal$128 [47:32] : 16'h0000;
+  assign \$427  = { \$425 [11], \$425 [11], \$425 [11], \$425 [11], \$425  } | \$426 ;
+  assign \$428  = \$signal$127 [3] ? \$signal$37 [47:32] : 16'h0000;
+  assign \$429  = \$427  | \$428 ;
+  assign \$432  = \$signal$127 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$433  = \$431  | { \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432  };
+  assign \$434  = \$signal$127 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$435  = \$433  | { \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434  };
+  assign \$438  = $signed(\$422 ) + $signed(\$437 );
+  assign \$439  = \$signal$126 [0] ? \$signal$128 [63:48] : 16'h0000;
+  assign \$440  = \$signal$126 [1] ? \$signal$37 [63:48] : 16'h0000;
+  assign \$441  = \$439  | \$440 ;
+  assign \$442  = \$signal$126 [2] ? v_wr__data[59:45] : 15'h0000;
+  assign \$443  = \$441  | { \$442 [14], \$442  };
+  assign \$444  = \$signal$126 [3] ? res8[59:45] : 15'h0000;
+  assign \$445  = \$443  | { \$444 [14], \$444  };
+  assign \$446  = \$signal$126 [4] ? res9[59:45] : 15'h0000;
+  assign \$447  = \$445  | { \$446 [14], \$446  };
+  assign \$448  = \$signal$126 [5] ? v_raw[59:45] : 15'h0000;
+  assign \$449  = \$447  | { \$448 [14], \$448  };
+  assign \$452  = \$signal$126 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$453  = \$451  | { \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452  };
+  assign \$454  = \$signal$126 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$455  = \$453  | { \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454  };
+  assign \$458  = \$signal$127 [0] ? addend[47:36] : 12'h000;
+  assign \$459  = \$signal$127 [1] ? b_raw[47:36] : 12'h000;
+  assign \$460  = \$458  | \$459 ;
+  assign \$461  = \$signal$127 [2] ? \$signal$128 [63:48] : 16'h0000;
+  assign \$462  = { \$460 [11], \$460 [11], \$460 [11], \$460 [11], \$460  } | \$461 ;
+  assign \$463  = \$signal$127 [3] ? \$signal$37 [63:48] : 16'h0000;
+  assign \$464  = \$462  | \$463 ;
+  assign \$467  = \$signal$127 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$468  = \$466  | { \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467  };
+  assign \$469  = \$signal$127 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$470  = \$468  | { \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469  };
+  assign \$473  = $signed(\$457 ) + $signed(\$472 );
+  assign \$474  = $signed(\$signal$128 [15:0]) - $signed(9'h090);
+  assign \$475  = $signed(\$signal$128 [15:0]) - $signed(10'h120);
+  assign \$476  = $signed(\$signal$128 [15:0]) - $signed(10'h1b0);
+  assign \$477  = $signed(\$signal$128 [15:0]) - $signed(11'h240);
+  assign \$478  = $signed(\$signal$128 [31:16]) - $signed(9'h090);
+  assign \$479  = $signed(\$signal$128 [31:16]) - $signed(10'h120);
+  assign \$480  = $signed(\$signal$128 [31:16]) - $signed(10'h1b0);
+  assign \$481  = $signed(\$signal$128 [31:16]) - $signed(11'h240);
+  assign \$482  = $signed(\$signal$128 [47:32]) - $signed(9'h090);
+  assign \$483  = $signed(\$signal$128 [47:32]) - $signed(10'h120);
+  assign \$484  = $signed(\$signal$128 [47:32]) - $signed(10'h1b0);
+  assign \$485  = $signed(\$signal$128 [47:32]) - $signed(11'h240);
+  assign \$486  = $signed(\$signal$128 [63:48]) - $signed(9'h090);
+  assign \$487  = $signed(\$signal$128 [63:48]) - $signed(10'h120);
+  assign \$488  = $signed(\$signal$128 [63:48]) - $signed(10'h1b0);
+  assign \$489  = $signed(\$signal$128 [63:48]) - $signed(11'h240);
+  assign \$491  = st6[0] & \$490 ;
+  assign \$492  = any_spike | st6[31];
+  assign \$493  = \$491  & \$492 ;
+  assign \$495  = st7[0] & \$494 ;
+  assign \$496  = \pos0$68  == 2'h3;
+  assign \$497  = pos1 == 3'h7;
+  assign \$498  = pos2 == 3'h7;
+  assign \$499  = pos2 + 1'h1;
+  assign \$500  = pos1 + 1'h1;
+  assign \$501  = \pos0$68  + 1'h1;
+  assign \$502  = | pending;
+  assign \$503  = pending - 1'h1;
+  assign \$504  = { 1'h0, pending } & \$503 ;
+  assign \$505  = ! \$504 ;
+  assign \$506  = ~ \$signal$76 [20];
+  assign \$507  = \$505  & \$506 ;
+  assign \$508  = 1'h1 << lane;
+  assign \$509  = { 3'h0, done } | \$508 ;
   always @(posedge clk)
-    used <= \$505 ;
+    used <= \$510 ;
   always @(posedge clk)
-    credit <= \$506 ;
+    credit <= \$511 ;
   always @(posedge clk)
-    fsm_state <= \$507 ;
+    fsm_state <= \$512 ;
   always @(posedge clk)
-    sweep_addr <= \$508 ;
+    sweep_addr <= \$513 ;
   always @(posedge clk)
-    sweep_g <= \$509 ;
+    sweep_last <= \$514 ;
   always @(posedge clk)
-    sweep_y <= \$510 ;
+    step <= \$515 ;
   always @(posedge clk)
-    sweep_x <= \$511 ;
+    fire_k <= \$516 ;
   always @(posedge clk)
-    sweep_last <= \$512 ;
+    plane <= \$517 ;
   always @(posedge clk)
-    step <= \$513 ;
+    \$signal$88  <= \$518 ;
   always @(posedge clk)
-    fire_k <= \$514 ;
+    \$signal  <= \$519 ;
   always @(posedge clk)
-    plane <= \$515 ;
+    pos0 <= \$520 ;
   always @(posedge clk)
-    \$signal$86  <= \$516 ;
+    st0 <= \$521 ;
   always @(posedge clk)
-    \$signal  <= \$517 ;
+    st1 <= \$522 ;
   always @(posedge clk)
-    st0 <= \$518 ;
+    st2 <= \$523 ;
   always @(posedge clk)
-    st1 <= \$519 ;
+    st3 <= \$524 ;
   always @(posedge clk)
-    st2 <= \$520 ;
+    st4 <= \$525 ;
   always @(posedge clk)
-    st3 <= \$521 ;
+    st5 <= \$526 ;
   always @(posedge clk)
-    st4 <= \$522 ;
+    st6 <= \$527 ;
   always @(posedge clk)
-    st5 <= \$523 ;
+    st7 <= \$528 ;
   always @(posedge clk)
-    st6 <= \$524 ;
+    st8 <= \$529 ;
   always @(posedge clk)
-    st7 <= \$525 ;
+    w1_0 <= \$530 ;
   always @(posedge clk)
-    st8 <= \$526 ;
+    w2_0_0_0 <= \$531 ;
   always @(posedge clk)
-    w1_0 <= \$527 ;
+    w2_0_0_1 <= \$532 ;
   always @(posedge clk)
-    w2_0_0_0 <= \$528 ;
+    w2_0_0_2 <= \$533 ;
   always @(posedge clk)
-    w2_0_0_1 <= \$529 ;
+    w2_0_0_3 <= \$534 ;
   always @(posedge clk)
-    w2_0_0_2 <= \$530 ;
+    w2_0_2_0 <= \$535 ;
   always @(posedge clk)
-    w2_0_0_3 <= \$531 ;
+    w2_0_2_1 <= \$536 ;
   always @(posedge clk)
-    w2_0_2_0 <= \$532 ;
+    w2_0_2_2 <= \$537 ;
   always @(posedge clk)
-    w2_0_2_1 <= \$533 ;
+    w2_0_2_3 <= \$538 ;
   always @(posedge clk)
-    w2_0_2_2 <= \$534 ;
+    addend <= \$539 ;
   always @(posedge clk)
-    w2_0_2_3 <= \$535 ;
+    v_raw <= \$540 ;
   always @(posedge clk)
-    addend <= \$536 ;
+    b_raw <= \$541 ;
   always @(posedge clk)
-    v_raw <= \$537 ;
+    res8 <= \$542 ;
   always @(posedge clk)
-    b_raw <= \$538 ;
+    res9 <= \$543 ;
   always @(posedge clk)
-    res8 <= \$539 ;
+    cres8 <= \$544 ;
   always @(posedge clk)
-    res9 <= \$540 ;
+    cres9 <= \$545 ;
   always @(posedge clk)
-    cres8 <= \$541 ;
+    \$like  <= \$546 ;
   always @(posedge clk)
-    cres9 <= \$542 ;
+    b6 <= \$547 ;
   always @(posedge clk)
-    \$like  <= \$543 ;
+    hit_v1 <= \$548 ;
   always @(posedge clk)
-    b6 <= \$544 ;
+    hit_c1 <= \$549 ;
   always @(posedge clk)
-    hit_v1 <= \$545 ;
+    hit_v2 <= \$550 ;
   always @(posedge clk)
-    hit_c1 <= \$546 ;
+    hit_c2 <= \$551 ;
   always @(posedge clk)
-    hit_v2 <= \$547 ;
+    hit_v3 <= \$552 ;
   always @(posedge clk)
-    hit_c2 <= \$548 ;
+    hit_c3 <= \$553 ;
   always @(posedge clk)
-    hit_v3 <= \$549 ;
+    hit_v4 <= \$554 ;
   always @(posedge clk)
-    hit_c3 <= \$550 ;
+    hit_c4 <= \$555 ;
   always @(posedge clk)
-    hit_v4 <= \$551 ;
+    hit_v5 <= \$556 ;
   always @(posedge clk)
-    hit_c4 <= \$552 ;
+    hit_c5 <= \$557 ;
   always @(posedge clk)
-    hit_v5 <= \$553 ;
+    \$signal$126  <= \$558 ;
   always @(posedge clk)
-    hit_c5 <= \$554 ;
+    \$signal$127  <= \$559 ;
   always @(posedge clk)
-    \$signal$124  <= \$555 ;
+    \$signal$128  <= \$560 ;
   always @(posedge clk)
-    \$signal$125  <= \$556 ;
+    \$signal$37  <= \$561 ;
   always @(posedge clk)
-    \$signal$126  <= \$557 ;
+    d1_0 <= \$562 ;
   always @(posedge clk)
-    \$signal$39  <= \$558 ;
+    d2_0 <= \$563 ;
   always @(posedge clk)
-    d1_0 <= \$559 ;
+    d3_0 <= \$564 ;
   always @(posedge clk)
-    d2_0 <= \$560 ;
+    d4_0 <= \$565 ;
   always @(posedge clk)
-    d3_0 <= \$561 ;
+    d1_1 <= \$566 ;
   always @(posedge clk)
-    d4_0 <= \$562 ;
+    d2_1 <= \$567 ;
   always @(posedge clk)
-    d1_1 <= \$563 ;
+    d3_1 <= \$568 ;
   always @(posedge clk)
-    d2_1 <= \$564 ;
+    d4_1 <= \$569 ;
   always @(posedge clk)
-    d3_1 <= \$565 ;
+    d1_2 <= \$570 ;
   always @(posedge clk)
-    d4_1 <= \$566 ;
+    d2_2 <= \$571 ;
   always @(posedge clk)
-    d1_2 <= \$567 ;
+    d3_2 <= \$572 ;
   always @(posedge clk)
-    d2_2 <= \$568 ;
+    d4_2 <= \$573 ;
   always @(posedge clk)
-    d3_2 <= \$569 ;
+    d1_3 <= \$574 ;
   always @(posedge clk)
-    d4_2 <= \$570 ;
+    d2_3 <= \$575 ;
   always @(posedge clk)
-    d1_3 <= \$571 ;
+    d3_3 <= \$576 ;
   always @(posedge clk)
-    d2_3 <= \$572 ;
+    d4_3 <= \$577 ;
   always @(posedge clk)
-    d3_3 <= \$573 ;
+    v_wr__data <= \$578 ;
   always @(posedge clk)
-    d4_3 <= \$574 ;
+    entry7 <= \$579 ;
   always @(posedge clk)
-    v_wr__data <= \$575 ;
+    \$signal$72  <= \$580 ;
   always @(posedge clk)
-    \$signal$68  <= \$576 ;
+    \pos0$68  <= \$581 ;
   always @(posedge clk)
-    \$signal$70  <= \$577 ;
+    pos1 <= \$582 ;
   always @(posedge clk)
-    done <= \$578 ;
+    pos2 <= \$583 ;
+  always @(posedge clk)
+    done <= \$584 ;
   assign en = ~ \$signal ;
   assign \$1  = ~ \$signal ;
   assign \$2  = op_valid & \$1 ;
@@ -8588,32 +8219,32 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \$68  = \$67  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
   assign \$70  = st7[0] & \$69 ;
-  assign \$71  = ~ \$signal$70 ;
+  assign \$71  = ~ \$signal$72 ;
   assign dropped = \$70  & \$71 ;
-  assign \$72  = | \$signal$74 [2:0];
+  assign \$72  = | \$signal$76 [2:0];
   assign \$73  = ~ done[0];
   assign \$74  = \$72  & \$73 ;
-  assign \$75  = | \$signal$74 [5:3];
+  assign \$75  = | \$signal$76 [5:3];
   assign \$76  = ~ done[1];
   assign \$77  = \$75  & \$76 ;
-  assign \$78  = | \$signal$74 [8:6];
+  assign \$78  = | \$signal$76 [8:6];
   assign \$79  = ~ done[2];
   assign \$80  = \$78  & \$79 ;
-  assign \$81  = | \$signal$74 [11:9];
+  assign \$81  = | \$signal$76 [11:9];
   assign \$82  = ~ done[3];
   assign \$83  = \$81  & \$82 ;
-  assign \$84  = \$signal$74 [13:12] * 3'h4;
+  assign \$84  = \$signal$76 [13:12] * 3'h4;
   assign \$85  = \$84  + lane;
   assign \$86  = | pending;
   assign \$88  = pending - 1'h1;
   assign \$89  = { 1'h0, pending } & \$88 ;
   assign \$90  = ! \$89 ;
-  assign \$91  = ~ \$signal$74 [20];
+  assign \$91  = ~ \$signal$76 [20];
   assign \$92  = \$90  & \$91 ;
   assign \$93  = ! fsm_state;
   assign \$95  = used + sweep_now;
   assign \$96  = \$95  - dropped;
-  assign \$97  = \$signal$81  & \$signal$78 ;
+  assign \$97  = \$signal$83  & \$signal$80 ;
   assign \$98  = $signed(\$96 ) - $signed({ 1'h0, \$97  });
   assign \$99  = used <= 10'h208;
   assign \$100  = ~ op_valid;
@@ -8623,269 +8254,263 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \$104  = step + 1'h1;
   assign \$105  = sweep_addr + 1'h1;
   assign \$106  = sweep_addr == 8'hfe;
-  assign \$107  = sweep_g == 2'h3;
-  assign \$108  = sweep_x == 3'h7;
-  assign \$109  = sweep_y + 1'h1;
-  assign \$110  = sweep_x + 1'h1;
-  assign \$111  = sweep_g + 1'h1;
-  assign \$112  = sweep_now & issue[31];
-  assign \$113  = sweep_now & issue[31];
-  assign \$114  = \$113  | \$signal$86 ;
-  assign \$116  = st2[22] ? \$115  : 9'h000;
-  assign \$117  = $signed(1'h0) + $signed(\$116 );
-  assign \$119  = st2[23] ? \$118  : 9'h000;
-  assign \$120  = $signed(\$117 ) + $signed(\$119 );
-  assign \$122  = st2[22] ? \$121  : 9'h000;
-  assign \$123  = $signed(1'h0) + $signed(\$122 );
-  assign \$125  = st2[23] ? \$124  : 9'h000;
-  assign \$126  = $signed(\$123 ) + $signed(\$125 );
-  assign \$128  = st2[22] ? \$127  : 9'h000;
-  assign \$129  = $signed(1'h0) + $signed(\$128 );
-  assign \$131  = st2[23] ? \$130  : 9'h000;
-  assign \$132  = $signed(\$129 ) + $signed(\$131 );
-  assign \$134  = st2[22] ? \$133  : 9'h000;
-  assign \$135  = $signed(1'h0) + $signed(\$134 );
-  assign \$137  = st2[23] ? \$136  : 9'h000;
-  assign \$138  = $signed(\$135 ) + $signed(\$137 );
+  assign \$107  = sweep_now & issue[31];
+  assign \$108  = sweep_now & issue[31];
+  assign \$109  = \$108  | \$signal$88 ;
+  assign \$110  = pos0 == 2'h3;
+  assign \$111  = pos0 + 1'h1;
+  assign \$113  = st2[22] ? \$112  : 9'h000;
+  assign \$114  = $signed(1'h0) + $signed(\$113 );
+  assign \$116  = st2[23] ? \$115  : 9'h000;
+  assign \$117  = $signed(\$114 ) + $signed(\$116 );
+  assign \$119  = st2[22] ? \$118  : 9'h000;
+  assign \$120  = $signed(1'h0) + $signed(\$119 );
+  assign \$122  = st2[23] ? \$121  : 9'h000;
+  assign \$123  = $signed(\$120 ) + $signed(\$122 );
+  assign \$125  = st2[22] ? \$124  : 9'h000;
+  assign \$126  = $signed(1'h0) + $signed(\$125 );
+  assign \$128  = st2[23] ? \$127  : 9'h000;
+  assign \$129  = $signed(\$126 ) + $signed(\$128 );
+  assign \$131  = st2[22] ? \$130  : 9'h000;
+  assign \$132  = $signed(1'h0) + $signed(\$131 );
+  assign \$134  = st2[23] ? \$133  : 9'h000;
+  assign \$135  = $signed(\$132 ) + $signed(\$134 );
+  assign \$137  = st2[24] ? \$136  : 11'h000;
+  assign \$138  = $signed(1'h0) + $signed(\$137 );
   assign \$140  = st2[24] ? \$139  : 11'h000;
   assign \$141  = $signed(1'h0) + $signed(\$140 );
   assign \$143  = st2[24] ? \$142  : 11'h000;
   assign \$144  = $signed(1'h0) + $signed(\$143 );
   assign \$146  = st2[24] ? \$145  : 11'h000;
   assign \$147  = $signed(1'h0) + $signed(\$146 );
-  assign \$149  = st2[24] ? \$148  : 11'h000;
-  assign \$150  = $signed(1'h0) + $signed(\$149 );
-  assign \$151  = ! st3[21];
-  assign \$152  = $signed(1'h0) + $signed(w2_0_0_0);
-  assign \$153  = $signed(\$152 ) + $signed(w2_0_2_0);
-  assign \$154  = $signed(1'h0) + $signed(w2_0_0_1);
-  assign \$155  = $signed(\$154 ) + $signed(w2_0_2_1);
-  assign \$156  = $signed(1'h0) + $signed(w2_0_0_2);
-  assign \$157  = $signed(\$156 ) + $signed(w2_0_2_2);
-  assign \$158  = $signed(1'h0) + $signed(w2_0_0_3);
-  assign \$159  = $signed(\$158 ) + $signed(w2_0_2_3);
-  assign \$160  = st2[11:4] == st3[11:4];
-  assign \$161  = ! st3[1];
-  assign \$162  = \$160  & \$161 ;
-  assign \$163  = ! st3[1];
-  assign \$164  = \$163  & st3[2];
-  assign \$165  = ~ \$164 ;
-  assign \$166  = st3[0] & \$165 ;
-  assign \$167  = \$162  & \$166 ;
-  assign \$168  = st2[11:4] == st3[11:4];
-  assign \$169  = ! st3[1];
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = ! st3[1];
-  assign \$172  = \$171  & st3[2];
-  assign \$174  = \$173  & st3[29];
-  assign \$175  = \$172  | \$174 ;
-  assign \$176  = st3[0] & \$175 ;
-  assign \$177  = \$170  & \$176 ;
-  assign \$178  = st2[11:4] == st4[11:4];
-  assign \$179  = ! st4[1];
-  assign \$180  = \$178  & \$179 ;
-  assign \$181  = ! st4[1];
-  assign \$182  = \$181  & st4[2];
-  assign \$183  = ~ \$182 ;
-  assign \$184  = st4[0] & \$183 ;
-  assign \$185  = \$180  & \$184 ;
-  assign \$186  = st2[11:4] == st4[11:4];
-  assign \$187  = ! st4[1];
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = ! st4[1];
-  assign \$190  = \$189  & st4[2];
-  assign \$192  = \$191  & st4[29];
-  assign \$193  = \$190  | \$192 ;
-  assign \$194  = st4[0] & \$193 ;
-  assign \$195  = \$188  & \$194 ;
-  assign \$196  = st2[11:4] == st5[11:4];
-  assign \$197  = ! st5[1];
-  assign \$198  = \$197  & st5[2];
-  assign \$199  = ~ \$198 ;
-  assign \$200  = st5[0] & \$199 ;
-  assign \$201  = \$196  & \$200 ;
-  assign \$202  = st2[11:4] == st5[11:4];
-  assign \$203  = ! st5[1];
-  assign \$204  = \$203  & st5[2];
-  assign \$206  = \$205  & st5[29];
-  assign \$207  = \$204  | \$206 ;
-  assign \$208  = st5[0] & \$207 ;
-  assign \$209  = \$202  & \$208 ;
-  assign \$210  = st2[11:4] == st6[11:4];
-  assign \$211  = ! st6[1];
-  assign \$212  = \$211  & st6[2];
-  assign \$213  = ~ \$212 ;
-  assign \$214  = st6[0] & \$213 ;
-  assign \$215  = \$210  & \$214 ;
-  assign \$216  = st2[11:4] == st6[11:4];
-  assign \$217  = ! st6[1];
-  assign \$218  = \$217  & st6[2];
-  assign \$220  = \$219  & st6[29];
-  assign \$221  = \$218  | \$220 ;
-  assign \$222  = st6[0] & \$221 ;
-  assign \$223  = \$216  & \$222 ;
-  assign \$224  = st2[11:4] == st7[11:4];
-  assign \$225  = ! st7[1];
-  assign \$226  = \$225  & st7[2];
-  assign \$227  = ~ \$226 ;
-  assign \$228  = st7[0] & \$227 ;
-  assign \$229  = \$224  & \$228 ;
-  assign \$230  = st2[11:4] == st7[11:4];
-  assign \$231  = ! st7[1];
-  assign \$232  = \$231  & st7[2];
-  assign \$234  = \$233  & st7[29];
-  assign \$235  = \$232  | \$234 ;
-  assign \$236  = st7[0] & \$235 ;
-  assign \$237  = \$230  & \$236 ;
-  assign \$240  = ! st3[1];
-  assign \$241  = \$240  & st3[2];
-  assign \$242  = ~ \$241 ;
-  assign \$243  = \$239  & \$242 ;
-  assign \$246  = ! st3[1];
-  assign \$247  = \$246  & st3[2];
-  assign \$248  = \$245  & \$247 ;
-  assign \$249  = \$243  | \$248 ;
-  assign \$251  = ~ \$250 ;
-  assign \$252  = hit_v2 & \$251 ;
-  assign \$253  = ! st3[1];
-  assign \$254  = \$253  & st3[2];
+  assign \$148  = ! st3[21];
+  assign \$149  = $signed(1'h0) + $signed(w2_0_0_0);
+  assign \$150  = $signed(\$149 ) + $signed(w2_0_2_0);
+  assign \$151  = $signed(1'h0) + $signed(w2_0_0_1);
+  assign \$152  = $signed(\$151 ) + $signed(w2_0_2_1);
+  assign \$153  = $signed(1'h0) + $signed(w2_0_0_2);
+  assign \$154  = $signed(\$153 ) + $signed(w2_0_2_2);
+  assign \$155  = $signed(1'h0) + $signed(w2_0_0_3);
+  assign \$156  = $signed(\$155 ) + $signed(w2_0_2_3);
+  assign \$157  = st2[11:4] == st3[11:4];
+  assign \$158  = ! st3[1];
+  assign \$159  = \$157  & \$158 ;
+  assign \$160  = ! st3[1];
+  assign \$161  = \$160  & st3[2];
+  assign \$162  = ~ \$161 ;
+  assign \$163  = st3[0] & \$162 ;
+  assign \$164  = \$159  & \$163 ;
+  assign \$165  = st2[11:4] == st3[11:4];
+  assign \$166  = ! st3[1];
+  assign \$167  = \$165  & \$166 ;
+  assign \$168  = ! st3[1];
+  assign \$169  = \$168  & st3[2];
+  assign \$171  = \$170  & st3[29];
+  assign \$172  = \$169  | \$171 ;
+  assign \$173  = st3[0] & \$172 ;
+  assign \$174  = \$167  & \$173 ;
+  assign \$175  = st2[11:4] == st4[11:4];
+  assign \$176  = ! st4[1];
+  assign \$177  = \$175  & \$176 ;
+  assign \$178  = ! st4[1];
+  assign \$179  = \$178  & st4[2];
+  assign \$180  = ~ \$179 ;
+  assign \$181  = st4[0] & \$180 ;
+  assign \$182  = \$177  & \$181 ;
+  assign \$183  = st2[11:4] == st4[11:4];
+  assign \$184  = ! st4[1];
+  assign \$185  = \$183  & \$184 ;
+  assign \$186  = ! st4[1];
+  assign \$187  = \$186  & st4[2];
+  assign \$189  = \$188  & st4[29];
+  assign \$190  = \$187  | \$189 ;
+  assign \$191  = st4[0] & \$190 ;
+  assign \$192  = \$185  & \$191 ;
+  assign \$193  = st2[11:4] == st5[11:4];
+  assign \$194  = ! st5[1];
+  assign \$195  = \$194  & st5[2];
+  assign \$196  = ~ \$195 ;
+  assign \$197  = st5[0] & \$196 ;
+  assign \$198  = \$193  & \$197 ;
+  assign \$199  = st2[11:4] == st5[11:4];
+  assign \$200  = ! st5[1];
+  assign \$201  = \$200  & st5[2];
+  assign \$203  = \$202  & st5[29];
+  assign \$204  = \$201  | \$203 ;
+  assign \$205  = st5[0] & \$204 ;
+  assign \$206  = \$199  & \$205 ;
+  assign \$207  = st2[11:4] == st6[11:4];
+  assign \$208  = ! st6[1];
+  assign \$209  = \$208  & st6[2];
+  assign \$210  = ~ \$209 ;
+  assign \$211  = st6[0] & \$210 ;
+  assign \$212  = \$207  & \$211 ;
+  assign \$213  = st2[11:4] == st6[11:4];
+  assign \$214  = ! st6[1];
+  assign \$215  = \$214  & st6[2];
+  assign \$217  = \$216  & st6[29];
+  assign \$218  = \$215  | \$217 ;
+  assign \$219  = st6[0] & \$218 ;
+  assign \$220  = \$213  & \$219 ;
+  assign \$221  = st2[11:4] == st7[11:4];
+  assign \$222  = ! st7[1];
+  assign \$223  = \$222  & st7[2];
+  assign \$224  = ~ \$223 ;
+  assign \$225  = st7[0] & \$224 ;
+  assign \$226  = \$221  & \$225 ;
+  assign \$227  = st2[11:4] == st7[11:4];
+  assign \$228  = ! st7[1];
+  assign \$229  = \$228  & st7[2];
+  assign \$231  = \$230  & st7[29];
+  assign \$232  = \$229  | \$231 ;
+  assign \$233  = st7[0] & \$232 ;
+  assign \$234  = \$227  & \$233 ;
+  assign \$237  = ! st3[1];
+  assign \$238  = \$237  & st3[2];
+  assign \$239  = ~ \$238 ;
+  assign \$240  = \$236  & \$239 ;
+  assign \$243  = ! st3[1];
+  assign \$244  = \$243  & st3[2];
+  assign \$245  = \$242  & \$244 ;
+  assign \$246  = \$240  | \$245 ;
+  assign \$248  = ~ \$247 ;
+  assign \$249  = hit_v2 & \$248 ;
+  assign \$250  = ! st3[1];
+  assign \$251  = \$250  & st3[2];
+  assign \$252  = ~ \$251 ;
+  assign \$253  = \$249  & \$252 ;
   assign \$255  = ~ \$254 ;
-  assign \$256  = \$252  & \$255 ;
-  assign \$258  = ~ \$257 ;
-  assign \$259  = hit_c2 & \$258 ;
-  assign \$260  = ! st3[1];
-  assign \$261  = \$260  & st3[2];
-  assign \$262  = \$259  & \$261 ;
-  assign \$263  = \$256  | \$262 ;
-  assign \$265  = \$264  | hit_v2;
-  assign \$266  = ~ \$265 ;
-  assign \$267  = hit_v3 & \$266 ;
-  assign \$268  = ! st3[1];
-  assign \$269  = \$268  & st3[2];
-  assign \$270  = ~ \$269 ;
-  assign \$271  = \$267  & \$270 ;
-  assign \$273  = \$272  | hit_v2;
-  assign \$274  = \$273  | hit_v3;
-  assign \$275  = ~ \$274 ;
-  assign \$276  = hit_v4 & \$275 ;
-  assign \$277  = ! st3[1];
-  assign \$278  = \$277  & st3[2];
-  assign \$279  = ~ \$278 ;
-  assign \$280  = \$276  & \$279 ;
-  assign \$282  = \$281  | hit_v2;
-  assign \$283  = \$282  | hit_v3;
-  assign \$284  = \$283  | hit_v4;
-  assign \$285  = ~ \$284 ;
-  assign \$286  = hit_v5 & \$285 ;
-  assign \$287  = ! st3[1];
-  assign \$288  = \$287  & st3[2];
-  assign \$289  = ~ \$288 ;
-  assign \$290  = \$286  & \$289 ;
-  assign \$292  = \$291  | hit_v2;
-  assign \$293  = \$292  | hit_v3;
-  assign \$294  = \$293  | hit_v4;
-  assign \$295  = \$294  | hit_v5;
+  assign \$256  = hit_c2 & \$255 ;
+  assign \$257  = ! st3[1];
+  assign \$258  = \$257  & st3[2];
+  assign \$259  = \$256  & \$258 ;
+  assign \$260  = \$253  | \$259 ;
+  assign \$262  = \$261  | hit_v2;
+  assign \$263  = ~ \$262 ;
+  assign \$264  = hit_v3 & \$263 ;
+  assign \$265  = ! st3[1];
+  assign \$266  = \$265  & st3[2];
+  assign \$267  = ~ \$266 ;
+  assign \$268  = \$264  & \$267 ;
+  assign \$270  = \$269  | hit_v2;
+  assign \$271  = \$270  | hit_v3;
+  assign \$272  = ~ \$271 ;
+  assign \$273  = hit_v4 & \$272 ;
+  assign \$274  = ! st3[1];
+  assign \$275  = \$274  & st3[2];
+  assign \$276  = ~ \$275 ;
+  assign \$277  = \$273  & \$276 ;
+  assign \$279  = \$278  | hit_v2;
+  assign \$280  = \$279  | hit_v3;
+  assign \$281  = \$280  | hit_v4;
+  assign \$282  = ~ \$281 ;
+  assign \$283  = hit_v5 & \$282 ;
+  assign \$284  = ! st3[1];
+  assign \$285  = \$284  & st3[2];
+  assign \$286  = ~ \$285 ;
+  assign \$287  = \$283  & \$286 ;
+  assign \$289  = \$288  | hit_v2;
+  assign \$290  = \$289  | hit_v3;
+  assign \$291  = \$290  | hit_v4;
+  assign \$292  = \$291  | hit_v5;
+  assign \$293  = ~ \$292 ;
+  assign \$294  = ! st3[1];
+  assign \$295  = \$294  & st3[2];
   assign \$296  = ~ \$295 ;
-  assign \$297  = ! st3[1];
-  assign \$298  = \$297  & st3[2];
-  assign \$299  = ~ \$298 ;
-  assign \$300  = \$296  & \$299 ;
-  assign \$302  = \$301  | hit_c2;
-  assign \$303  = ~ \$302 ;
-  assign \$304  = hit_c3 & \$303 ;
-  assign \$305  = ! st3[1];
-  assign \$306  = \$305  & st3[2];
-  assign \$307  = \$304  & \$306 ;
-  assign \$309  = \$308  | hit_c2;
-  assign \$310  = \$309  | hit_c3;
-  assign \$311  = ~ \$310 ;
-  assign \$312  = hit_c4 & \$311 ;
-  assign \$313  = ! st3[1];
-  assign \$314  = \$313  & st3[2];
-  assign \$315  = \$312  & \$314 ;
-  assign \$317  = \$316  | hit_c2;
-  assign \$318  = \$317  | hit_c3;
-  assign \$319  = \$318  | hit_c4;
-  assign \$320  = ~ \$319 ;
-  assign \$321  = hit_c5 & \$320 ;
-  assign \$322  = ! st3[1];
-  assign \$323  = \$322  & st3[2];
-  assign \$324  = \$321  & \$323 ;
-  assign \$326  = \$325  | hit_c2;
-  assign \$327  = \$326  | hit_c3;
-  assign \$328  = \$327  | hit_c4;
-  assign \$329  = \$328  | hit_c5;
-  assign \$330  = ~ \$329 ;
+  assign \$297  = \$293  & \$296 ;
+  assign \$299  = \$298  | hit_c2;
+  assign \$300  = ~ \$299 ;
+  assign \$301  = hit_c3 & \$300 ;
+  assign \$302  = ! st3[1];
+  assign \$303  = \$302  & st3[2];
+  assign \$304  = \$301  & \$303 ;
+  assign \$306  = \$305  | hit_c2;
+  assign \$307  = \$306  | hit_c3;
+  assign \$308  = ~ \$307 ;
+  assign \$309  = hit_c4 & \$308 ;
+  assign \$310  = ! st3[1];
+  assign \$311  = \$310  & st3[2];
+  assign \$312  = \$309  & \$311 ;
+  assign \$314  = \$313  | hit_c2;
+  assign \$315  = \$314  | hit_c3;
+  assign \$316  = \$315  | hit_c4;
+  assign \$317  = ~ \$316 ;
+  assign \$318  = hit_c5 & \$317 ;
+  assign \$319  = ! st3[1];
+  assign \$320  = \$319  & st3[2];
+  assign \$321  = \$318  & \$320 ;
+  assign \$323  = \$322  | hit_c2;
+  assign \$324  = \$323  | hit_c3;
+  assign \$325  = \$324  | hit_c4;
+  assign \$326  = \$325  | hit_c5;
+  assign \$327  = ~ \$326 ;
+  assign \$328  = ! st3[1];
+  assign \$329  = \$328  & st3[2];
+  assign \$330  = \$327  & \$329 ;
   assign \$331  = ! st3[1];
-  assign \$332  = \$331  & st3[2];
-  assign \$333  = \$330  & \$332 ;
-  assign \$334  = ! st3[1];
-  assign \$335  = ! st3[1];
-  assign \$337  = \$signal$124 [0] ? \$signal$126 [15:0] : 16'h0000;
-  assign \$338  = \$signal$124 [1] ? \$signal$39 [15:0] : 16'h0000;
-  assign \$339  = \$337  | \$338 ;
-  assign \$340  = \$signal$124 [2] ? v_wr__data[14:0] : 15'h0000;
-  assign \$341  = \$339  | { \$340 [14], \$340  };
-  assign \$342  = \$signal$124 [3] ? res8[14:0] : 15'h0000;
-  assign \$343  = \$341  | { \$342 [14], \$342  };
-  assign \$344  = \$signal$124 [4] ? res9[14:0] : 15'h0000;
-  assign \$345  = \$343  | { \$344 [14], \$344  };
-  assign \$346  = \$signal$124 [5] ? v_raw[14:0] : 15'h0000;
-  assign \$347  = \$345  | { \$346 [14], \$346  };
-  assign \$350  = \$signal$124 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$351  = \$349  | { \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350  };
-  assign \$352  = \$signal$124 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$353  = \$351  | { \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352  };
-  assign \$356  = \$signal$125 [0] ? addend[11:0] : 12'h000;
-  assign \$357  = \$signal$125 [1] ? b_raw[11:0] : 12'h000;
-  assign \$358  = \$356  | \$357 ;
-  assign \$359  = \$signal$125 [2] ? \$signal$126 [15:0] : 16'h0000;
-  assign \$360  = { \$358 [11], \$358 [11], \$358 [11], \$358 [11], \$358  } | \$359 ;
-  assign \$361  = \$signal$125 [3] ? \$signal$39 [15:0] : 16'h0000;
-  assign \$362  = \$360  | \$361 ;
-  assign \$365  = \$signal$125 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$366  = \$364  | { \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365  };
-  assign \$367  = \$signal$125 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$368  = \$366  | { \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367  };
-  assign \$371  = $signed(\$355 ) + $signed(\$370 );
-  assign \$372  = \$signal$124 [0] ? \$signal$126 [31:16] : 16'h0000;
-  assign \$373  = \$signal$124 [1] ? \$signal$39 [31:16] : 16'h0000;
-  assign \$374  = \$372  | \$373 ;
-  assign \$375  = \$signal$124 [2] ? v_wr__data[29:15] : 15'h0000;
-  assign \$376  = \$374  | { \$375 [14], \$375  };
-  assign \$377  = \$signal$124 [3] ? res8[29:15] : 15'h0000;
-  assign \$378  = \$376  | { \$377 [14], \$377  };
-  assign \$379  = \$signal$124 [4] ? res9[29:15] : 15'h0000;
-  assign \$380  = \$378  | { \$379 [14], \$379  };
-  assign \$381  = \$signal$124 [5] ? v_raw[29:15] : 15'h0000;
-  assign \$382  = \$380  | { \$381 [14], \$381  };
-  assign \$385  = \$signal$124 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$386  = \$384  | { \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385  };
-  assign \$387  = \$signal$124 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$388  = \$386  | { \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387  };
-  assign \$391  = \$signal$125 [0] ? addend[23:12] : 12'h000;
-  assign \$392  = \$signal$125 [1] ? b_raw[23:12] : 12'h000;
-  assign \$393  = \$391  | \$392 ;
-  assign \$394  = \$signal$125 [2] ? \$signal$126 [31:16] : 16'h0000;
-  assign \$395  = { \$393 [11], \$393 [11], \$393 [11], \$393 [11], \$393  } | \$394 ;
-  assign \$396  = \$signal$125 [3] ? \$signal$39 [31:16] : 16'h0000;
-  assign \$397  = \$395  | \$396 ;
-  assign \$400  = \$signal$125 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$401  = \$399  | { \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400  };
-  assign \$402  = \$signal$125 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$403  = \$401  | { \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402  };
-  assign \$406  = $signed(\$390 ) + $signed(\$405 );
-  assign \$407  = \$signal$124 [0] ? \$signal$126 [47:32] : 16'h0000;
-  assign \$408  = \$signal$124 [1] ? \$signal$39 [47:32] : 16'h0000;
-  assign \$409  = \$407  | \$408 ;
-  assign \$410  = \$signal$124 [2] ? v_wr__data[44:30] : 15'h0000;
-  assign \$411  = \$409  | { \$410 [14], \$410  };
-  assign \$412  = \$signal$124 [3] ? res8[44:30] : 15'h0000;
-  assign \$413  = \$411  | { \$412 [14], \$412  };
-  assign \$414  = \$signal$124 [4] ? res9[44:30] : 15'h0000;
-  assign \$415  = \$413  | { \$414 [14], \$414  };
-  assign \$416  = \$signal$124 [5] ? v_raw[44:30] : 15'h0000;
-  assign \$417  = \$415  | { \$416 [14], \$416  };
+  assign \$332  = ! st3[1];
+  assign \$334  = \$signal$126 [0] ? \$signal$128 [15:0] : 16'h0000;
+  assign \$335  = \$signal$126 [1] ? \$signal$37 [15:0] : 16'h0000;
+  assign \$336  = \$334  | \$335 ;
+  assign \$337  = \$signal$126 [2] ? v_wr__data[14:0] : 15'h0000;
+  assign \$338  = \$336  | { \$337 [14], \$337  };
+  assign \$339  = \$signal$126 [3] ? res8[14:0] : 15'h0000;
+  assign \$340  = \$338  | { \$339 [14], \$339  };
+  assign \$341  = \$signal$126 [4] ? res9[14:0] : 15'h0000;
+  assign \$342  = \$340  | { \$341 [14], \$341  };
+  assign \$343  = \$signal$126 [5] ? v_raw[14:0] : 15'h0000;
+  assign \$344  = \$342  | { \$343 [14], \$343  };
+  assign \$347  = \$signal$126 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$348  = \$346  | { \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347  };
+  assign \$349  = \$signal$126 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$350  = \$348  | { \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349  };
+  assign \$353  = \$signal$127 [0] ? addend[11:0] : 12'h000;
+  assign \$354  = \$signal$127 [1] ? b_raw[11:0] : 12'h000;
+  assign \$355  = \$353  | \$354 ;
+  assign \$356  = \$signal$127 [2] ? \$signal$128 [15:0] : 16'h0000;
+  assign \$357  = { \$355 [11], \$355 [11], \$355 [11], \$355 [11], \$355  } | \$356 ;
+  assign \$358  = \$signal$127 [3] ? \$signal$37 [15:0] : 16'h0000;
+  assign \$359  = \$357  | \$358 ;
+  assign \$362  = \$signal$127 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$363  = \$361  | { \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362  };
+  assign \$364  = \$signal$127 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$365  = \$363  | { \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364  };
+  assign \$368  = $signed(\$352 ) + $signed(\$367 );
+  assign \$369  = \$signal$126 [0] ? \$signal$128 [31:16] : 16'h0000;
+  assign \$370  = \$signal$126 [1] ? \$signal$37 [31:16] : 16'h0000;
+  assign \$371  = \$369  | \$370 ;
+  assign \$372  = \$signal$126 [2] ? v_wr__data[29:15] : 15'h0000;
+  assign \$373  = \$371  | { \$372 [14], \$372  };
+  assign \$374  = \$signal$126 [3] ? res8[29:15] : 15'h0000;
+  assign \$375  = \$373  | { \$374 [14], \$374  };
+  assign \$376  = \$signal$126 [4] ? res9[29:15] : 15'h0000;
+  assign \$377  = \$375  | { \$376 [14], \$376  };
+  assign \$378  = \$signal$126 [5] ? v_raw[29:15] : 15'h0000;
+  assign \$379  = \$377  | { \$378 [14], \$378  };
+  assign \$382  = \$signal$126 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$383  = \$381  | { \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382  };
+  assign \$384  = \$signal$126 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$385  = \$383  | { \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384  };
+  assign \$388  = \$signal$127 [0] ? addend[23:12] : 12'h000;
+  assign \$389  = \$signal$127 [1] ? b_raw[23:12] : 12'h000;
+  assign \$390  = \$388  | \$389 ;
+  assign \$391  = \$signal$127 [2] ? \$signal$128 [31:16] : 16'h0000;
+  assign \$392  = { \$390 [11], \$390 [11], \$390 [11], \$390 [11], \$390  } | \$391 ;
+  assign \$393  = \$signal$127 [3] ? \$signal$37 [31:16] : 16'h0000;
+  assign \$394  = \$392  | \$393 ;
+  assign \$397  = \$signal$127 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$398  = \$396  | { \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397  };
+  assign \$399  = \$signal$127 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$400  = \$398  | { \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399  };
+  assign \$403  = $signed(\$387 ) + $signed(\$402 );
+  assign \$404  = \$signal$126 [0] ? \$signal$128 [47:32] : 16'h0000;
+  assign \$405  = \$signal$126 [1] ? \$signal$37 [47:32] : 16'h0000;
+  assign \$406  = \$404  | \$405 ;
+  assign \$407  = \$signal$126 [2] ? v_wr__data[44:30] : 15'h0000;
+  assign \$408  = \$406  | { \$407 [14], \$407  };
+  assign \$409  = \$signal$126 [3] ? res8[44:30] : 15'h0000;
+  assign \$410  = \$408  | { \$409 [14], \$409  };
+  assign \$411  = \$signal$126 [4] ? res9[44:30] : 15'h0000;
   \digits_cnn_gn.engine_conv2.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -8895,22 +8520,22 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4647$0 (i0__payload[11:0]),
+    .\port$4499$0 (i0__payload[11:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_gn.engine_conv2.queue  queue (
     .clk(clk),
-    .\port$4018$0 (\$signal$81 ),
-    .\port$4218$0 (\$signal$74 ),
-    .\port$4220$0 (\$signal$78 ),
+    .\port$3887$0 (\$signal$83 ),
+    .\port$4089$0 (\$signal$76 ),
+    .\port$4091$0 (\$signal$80 ),
     .rst(rst),
-    .w_data(\$signal$68 ),
-    .w_en(\$signal$70 )
+    .w_data(written),
+    .w_en(\$signal$72 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    issue = 40'h0000000000;
+    issue[31:0] = 32'd0;
     if (\$2 ) begin
       issue[0] = 1'h1;
       issue[1] = 1'h0;
@@ -8932,14 +8557,14 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
             issue[1] = 1'h1;
             issue[11:4] = sweep_addr;
             issue[3] = 1'h0;
-            issue[33:32] = sweep_g;
-            issue[36:34] = sweep_y;
-            issue[39:37] = sweep_x;
             issue[29] = \$6 ;
             issue[31] = sweep_last;
             issue[30] = fire_k[0];
           end
     endcase
+    begin
+        issue[33:32] = pos0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
@@ -8987,25 +8612,25 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$8 ) begin
-      result[14:0] = \$signal$39 [14:0];
+      result[14:0] = \$signal$37 [14:0];
     end else begin
       result[14:0] = \$21 ;
     end
     (* full_case = 32'd1 *)
     if (\$22 ) begin
-      result[29:15] = \$signal$39 [30:16];
+      result[29:15] = \$signal$37 [30:16];
     end else begin
       result[29:15] = \$35 ;
     end
     (* full_case = 32'd1 *)
     if (\$36 ) begin
-      result[44:30] = \$signal$39 [46:32];
+      result[44:30] = \$signal$37 [46:32];
     end else begin
       result[44:30] = \$49 ;
     end
     (* full_case = 32'd1 *)
     if (\$50 ) begin
-      result[59:45] = \$signal$39 [62:48];
+      result[59:45] = \$signal$37 [62:48];
     end else begin
       result[59:45] = \$63 ;
     end
@@ -9040,7 +8665,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     (* full_case = 32'd1 *)
     if (\$8 ) begin
     end else begin
-      kept0 = \$signal$39 [14:0];
+      kept0 = \$signal$37 [14:0];
       if (\$17 ) begin
         kept0 = d1_0[14:0];
       end
@@ -9061,7 +8686,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     (* full_case = 32'd1 *)
     if (\$22 ) begin
     end else begin
-      kept1 = \$signal$39 [30:16];
+      kept1 = \$signal$37 [30:16];
       if (\$31 ) begin
         kept1 = d1_1[14:0];
       end
@@ -9082,7 +8707,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     (* full_case = 32'd1 *)
     if (\$36 ) begin
     end else begin
-      kept2 = \$signal$39 [46:32];
+      kept2 = \$signal$37 [46:32];
       if (\$45 ) begin
         kept2 = d1_2[14:0];
       end
@@ -9103,7 +8728,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     (* full_case = 32'd1 *)
     if (\$50 ) begin
     end else begin
-      kept3 = \$signal$39 [62:48];
+      kept3 = \$signal$37 [62:48];
       if (\$59 ) begin
         kept3 = d1_3[14:0];
       end
@@ -9137,7 +8762,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     o__payload[13:10] = 4'h0;
-    if (\$signal$78 ) begin
+    if (\$signal$80 ) begin
       (* full_case = 32'd1 *)
       if (\$86 ) begin
         o__payload[12:10] = \$87 ;
@@ -9149,7 +8774,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     o__valid = 1'h0;
-    if (\$signal$78 ) begin
+    if (\$signal$80 ) begin
       (* full_case = 32'd1 *)
       if (\$86 ) begin
         o__valid = 1'h1;
@@ -9160,46 +8785,46 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$signal$81  = 1'h0;
-    if (\$signal$78 ) begin
+    \$signal$83  = 1'h0;
+    if (\$signal$80 ) begin
       (* full_case = 32'd1 *)
       if (\$86 ) begin
         if (o__ready) begin
           if (\$92 ) begin
-            \$signal$81  = 1'h1;
+            \$signal$83  = 1'h1;
           end
         end
       end else begin
         if (o__ready) begin
-          \$signal$81  = 1'h1;
+          \$signal$83  = 1'h1;
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$505  = \$98 [9:0];
+    \$510  = \$98 [9:0];
     if (rst) begin
-      \$505  = 10'h000;
+      \$510  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$506  = \$99 ;
+    \$511  = \$99 ;
     if (rst) begin
-      \$506  = 1'h0;
+      \$511  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$507  = fsm_state;
+    \$512  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           if (i0__valid) begin
             if (i0__payload[12]) begin
               if (\$100 ) begin
-                \$507  = 1'h1;
+                \$512  = 1'h1;
               end
             end
           end
@@ -9208,131 +8833,10 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
             if (sweep_last) begin
               (* full_case = 32'd1 *)
               if (\$103 ) begin
-                \$507  = 1'h0;
+                \$512  = 1'h0;
               end else begin
-                \$507  = 1'h0;
+                \$512  = 1'h0;
               end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$507  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$508  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$508  = 8'h00;
-            end else begin
-              \$508  = \$105 [7:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$508  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$509  = sweep_g;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$509  = 2'h0;
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$107 ) begin
-                \$509  = 2'h0;
-              end else begin
-                \$509  = \$111 [1:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$509  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$510  = sweep_y;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$510  = 3'h0;
-            end else begin
-              if (\$107 ) begin
-                if (\$108 ) begin
-                  \$510  = \$109 [2:0];
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$510  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$511  = sweep_x;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$511  = 3'h0;
-            end else begin
-              if (\$107 ) begin
-                (* full_case = 32'd1 *)
-                if (\$108 ) begin
-                  \$511  = 3'h0;
-                end else begin
-                  \$511  = \$110 [2:0];
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$511  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$512  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$512  = 1'h0;
-            end else begin
-              \$512  = \$106 ;
             end
           end
     endcase
@@ -9342,7 +8846,49 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$513  = step;
+    \$513  = sweep_addr;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$102 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$513  = 8'h00;
+            end else begin
+              \$513  = \$105 [7:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$513  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$514  = sweep_last;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$102 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$514  = 1'h0;
+            end else begin
+              \$514  = \$106 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$514  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$515  = step;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -9352,49 +8898,9 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
             if (sweep_last) begin
               (* full_case = 32'd1 *)
               if (\$103 ) begin
-                \$513  = 2'h0;
-              end else begin
-                \$513  = \$104 [1:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$513  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$514  = fire_k;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              if (\$103 ) begin
-                \$514  = 2'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$514  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$515  = plane;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              if (\$103 ) begin
                 \$515  = 2'h0;
+              end else begin
+                \$515  = \$104 [1:0];
               end
             end
           end
@@ -9405,472 +8911,598 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$516  = \$112 ;
+    \$516  = fire_k;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$102 ) begin
+            if (sweep_last) begin
+              if (\$103 ) begin
+                \$516  = 2'h0;
+              end
+            end
+          end
+    endcase
     if (rst) begin
-      \$516  = 1'h0;
+      \$516  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$517  = \$114 ;
+    \$517  = plane;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$102 ) begin
+            if (sweep_last) begin
+              if (\$103 ) begin
+                \$517  = 2'h0;
+              end
+            end
+          end
+    endcase
     if (rst) begin
-      \$517  = 1'h0;
+      \$517  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$518  = issue;
+    \$518  = \$107 ;
     if (rst) begin
-      \$518  = 40'h0000000000;
+      \$518  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$519  = st0;
+    \$519  = \$109 ;
     if (rst) begin
-      \$519  = 40'h0000000000;
+      \$519  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$520  = st1;
+    \$520  = pos0;
+    if (sweep_now) begin
+      (* full_case = 32'd1 *)
+      if (issue[31]) begin
+        \$520  = 2'h0;
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$110 ) begin
+          \$520  = 2'h0;
+        end else begin
+          \$520  = \$111 [1:0];
+        end
+      end
+    end
     if (rst) begin
-      \$520  = 40'h0000000000;
+      \$520  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$521  = st2;
+    \$521  = issue;
     if (rst) begin
-      \$521  = 40'h0000000000;
+      \$521  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$522  = st3;
+    \$522  = st0;
     if (rst) begin
-      \$522  = 40'h0000000000;
+      \$522  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$523  = st4;
+    \$523  = st1;
     if (rst) begin
-      \$523  = 40'h0000000000;
+      \$523  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$524  = st5;
+    \$524  = st2;
     if (rst) begin
-      \$524  = 40'h0000000000;
+      \$524  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$525  = st6;
+    \$525  = st3;
     if (rst) begin
-      \$525  = 40'h0000000000;
+      \$525  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$526  = st7;
+    \$526  = st4;
     if (rst) begin
-      \$526  = 40'h0000000000;
+      \$526  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$527  = \$signature__data ;
+    \$527  = st5;
     if (rst) begin
-      \$527  = 32'd0;
+      \$527  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$528  = \$120 ;
+    \$528  = st6;
     if (rst) begin
-      \$528  = 11'h000;
+      \$528  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$529  = \$126 ;
+    \$529  = st7;
     if (rst) begin
-      \$529  = 11'h000;
+      \$529  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$530  = \$132 ;
+    \$530  = \$signature__data ;
     if (rst) begin
-      \$530  = 11'h000;
+      \$530  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$531  = \$138 ;
+    \$531  = \$117 ;
     if (rst) begin
       \$531  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$532  = \$141 ;
+    \$532  = \$123 ;
     if (rst) begin
-      \$532  = 12'h000;
+      \$532  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$533  = \$144 ;
+    \$533  = \$129 ;
     if (rst) begin
-      \$533  = 12'h000;
+      \$533  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$534  = \$147 ;
+    \$534  = \$135 ;
     if (rst) begin
-      \$534  = 12'h000;
+      \$534  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$535  = \$150 ;
+    \$535  = \$138 ;
     if (rst) begin
       \$535  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$536  = addend;
-    if (\$151 ) begin
-      \$536 [11:0] = \$153 [11:0];
-      \$536 [23:12] = \$155 [11:0];
-      \$536 [35:24] = \$157 [11:0];
-      \$536 [47:36] = \$159 [11:0];
-    end
+    \$536  = \$141 ;
     if (rst) begin
-      \$536  = 48'h000000000000;
+      \$536  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$537  = \$signature__data$104 ;
+    \$537  = \$144 ;
     if (rst) begin
-      \$537  = 60'h000000000000000;
+      \$537  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$538  = b_rd__data;
+    \$538  = \$147 ;
     if (rst) begin
-      \$538  = 48'h000000000000;
+      \$538  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$539  = v_wr__data;
+    \$539  = addend;
+    if (\$148 ) begin
+      \$539 [11:0] = \$150 [11:0];
+      \$539 [23:12] = \$152 [11:0];
+      \$539 [35:24] = \$154 [11:0];
+      \$539 [47:36] = \$156 [11:0];
+    end
     if (rst) begin
-      \$539  = 60'h000000000000000;
+      \$539  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$540  = res8;
+    \$540  = \$signature__data$106 ;
     if (rst) begin
       \$540  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$541  = 4'h0;
+    \$541  = b_rd__data;
     if (rst) begin
-      \$541  = 4'h0;
+      \$541  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$542  = cres8;
+    \$542  = v_wr__data;
     if (rst) begin
-      \$542  = 4'h0;
+      \$542  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$543  = b_raw;
+    \$543  = res8;
     if (rst) begin
-      \$543  = 48'h000000000000;
+      \$543  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$544  = \$like ;
+    \$544  = 4'h0;
     if (rst) begin
-      \$544  = 48'h000000000000;
+      \$544  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$545  = \$167 ;
+    \$545  = cres8;
     if (rst) begin
-      \$545  = 1'h0;
+      \$545  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$546  = \$177 ;
+    \$546  = b_raw;
     if (rst) begin
-      \$546  = 1'h0;
+      \$546  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$547  = \$185 ;
+    \$547  = \$like ;
     if (rst) begin
-      \$547  = 1'h0;
+      \$547  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$548  = \$195 ;
+    \$548  = \$164 ;
     if (rst) begin
       \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$549  = \$201 ;
+    \$549  = \$174 ;
     if (rst) begin
       \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$550  = \$209 ;
+    \$550  = \$182 ;
     if (rst) begin
       \$550  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$551  = \$215 ;
+    \$551  = \$192 ;
     if (rst) begin
       \$551  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$552  = \$223 ;
+    \$552  = \$198 ;
     if (rst) begin
       \$552  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$553  = \$229 ;
+    \$553  = \$206 ;
     if (rst) begin
       \$553  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$554  = \$237 ;
+    \$554  = \$212 ;
     if (rst) begin
       \$554  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$555  = { \$333 , \$324 , \$315 , \$307 , \$300 , \$290 , \$280 , \$271 , \$263 , \$249  };
+    \$555  = \$220 ;
     if (rst) begin
-      \$555  = 10'h000;
+      \$555  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$556  = { 6'h00, \$336 , \$334  };
+    \$556  = \$226 ;
     if (rst) begin
-      \$556  = 8'h00;
+      \$556  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$557 [15:0] = \$371 [15:0];
-    \$557 [31:16] = \$406 [15:0];
-    \$557 [47:32] = \$441 [15:0];
-    \$557 [63:48] = \$476 [15:0];
+    \$557  = \$234 ;
     if (rst) begin
-      \$557  = 64'h0000000000000000;
+      \$557  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$558 [15:0] = \$signal$126 [15:0];
-    \$558 [31:16] = \$signal$126 [31:16];
-    \$558 [47:32] = \$signal$126 [47:32];
-    \$558 [63:48] = \$signal$126 [63:48];
+    \$558  = { \$330 , \$321 , \$312 , \$304 , \$297 , \$287 , \$277 , \$268 , \$260 , \$246  };
     if (rst) begin
-      \$558  = 64'h0000000000000000;
+      \$558  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$559  = \$477 ;
+    \$559  = { 6'h00, \$333 , \$331  };
     if (rst) begin
-      \$559  = 17'h00000;
+      \$559  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$560  = \$478 ;
+    \$560 [15:0] = \$368 [15:0];
+    \$560 [31:16] = \$403 [15:0];
+    \$560 [47:32] = \$438 [15:0];
+    \$560 [63:48] = \$473 [15:0];
     if (rst) begin
-      \$560  = 17'h00000;
+      \$560  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$561  = \$479 ;
+    \$561 [15:0] = \$signal$128 [15:0];
+    \$561 [31:16] = \$signal$128 [31:16];
+    \$561 [47:32] = \$signal$128 [47:32];
+    \$561 [63:48] = \$signal$128 [63:48];
     if (rst) begin
-      \$561  = 17'h00000;
+      \$561  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$562  = \$480 ;
+    \$562  = \$474 ;
     if (rst) begin
       \$562  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$563  = \$481 ;
+    \$563  = \$475 ;
     if (rst) begin
       \$563  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$564  = \$482 ;
+    \$564  = \$476 ;
     if (rst) begin
       \$564  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$565  = \$483 ;
+    \$565  = \$477 ;
     if (rst) begin
       \$565  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$566  = \$484 ;
+    \$566  = \$478 ;
     if (rst) begin
       \$566  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$567  = \$485 ;
+    \$567  = \$479 ;
     if (rst) begin
       \$567  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$568  = \$486 ;
+    \$568  = \$480 ;
     if (rst) begin
       \$568  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$569  = \$487 ;
+    \$569  = \$481 ;
     if (rst) begin
       \$569  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$570  = \$488 ;
+    \$570  = \$482 ;
     if (rst) begin
       \$570  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$571  = \$489 ;
+    \$571  = \$483 ;
     if (rst) begin
       \$571  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$572  = \$490 ;
+    \$572  = \$484 ;
     if (rst) begin
       \$572  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$573  = \$491 ;
+    \$573  = \$485 ;
     if (rst) begin
       \$573  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$574  = \$492 ;
+    \$574  = \$486 ;
     if (rst) begin
       \$574  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$575  = result;
+    \$575  = \$487 ;
     if (rst) begin
-      \$575  = 60'h000000000000000;
+      \$575  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$576  = entry;
+    \$576  = \$488 ;
     if (rst) begin
-      \$576  = 21'h000000;
+      \$576  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$577  = \$496 ;
+    \$577  = \$489 ;
     if (rst) begin
-      \$577  = 1'h0;
+      \$577  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$578  = done;
-    if (\$signal$78 ) begin
+    \$578  = result;
+    if (rst) begin
+      \$578  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$579  = entry;
+    if (rst) begin
+      \$579  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$580  = \$493 ;
+    if (rst) begin
+      \$580  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$581  = \pos0$68 ;
+    if (\$495 ) begin
       (* full_case = 32'd1 *)
-      if (\$497 ) begin
-        if (o__ready) begin
-          (* full_case = 32'd1 *)
-          if (\$502 ) begin
-            \$578  = 4'h0;
-          end else begin
-            \$578  = \$504 [3:0];
-          end
-        end
+      if (st7[31]) begin
+        \$581  = 2'h0;
       end else begin
-        if (o__ready) begin
-          \$578  = 4'h0;
+        (* full_case = 32'd1 *)
+        if (\$496 ) begin
+          \$581  = 2'h0;
+        end else begin
+          \$581  = \$501 [1:0];
         end
       end
     end
     if (rst) begin
-      \$578  = 4'h0;
+      \$581  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$582  = pos1;
+    if (\$495 ) begin
+      (* full_case = 32'd1 *)
+      if (st7[31]) begin
+        \$582  = 3'h0;
+      end else begin
+        if (\$496 ) begin
+          (* full_case = 32'd1 *)
+          if (\$497 ) begin
+            \$582  = 3'h0;
+          end else begin
+            \$582  = \$500 [2:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$582  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$583  = pos2;
+    if (\$495 ) begin
+      (* full_case = 32'd1 *)
+      if (st7[31]) begin
+        \$583  = 3'h0;
+      end else begin
+        if (\$496 ) begin
+          if (\$497 ) begin
+            (* full_case = 32'd1 *)
+            if (\$498 ) begin
+              \$583  = 3'h0;
+            end else begin
+              \$583  = \$499 [2:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$583  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$584  = done;
+    if (\$signal$80 ) begin
+      (* full_case = 32'd1 *)
+      if (\$502 ) begin
+        if (o__ready) begin
+          (* full_case = 32'd1 *)
+          if (\$507 ) begin
+            \$584  = 4'h0;
+          end else begin
+            \$584  = \$509 [3:0];
+          end
+        end
+      end else begin
+        if (o__ready) begin
+          \$584  = 4'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$584  = 4'h0;
     end
   end
   always @* begin
@@ -9878,13 +9510,13 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$87  = \$signal$74 [2:0];
+          \$87  = \$signal$76 [2:0];
       2'h1:
-          \$87  = \$signal$74 [5:3];
+          \$87  = \$signal$76 [5:3];
       2'h2:
-          \$87  = \$signal$74 [8:6];
+          \$87  = \$signal$76 [8:6];
       2'h3:
-          \$87  = \$signal$74 [11:9];
+          \$87  = \$signal$76 [11:9];
     endcase
   end
   assign \$signal$5  = 1'h0;
@@ -9896,13 +9528,13 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign busy = op_valid;
   assign \$signal$23  = 1'h0;
   assign \$signature__addr  = st0[20:12];
-  assign \$signature__addr$34  = st2[11:4];
-  assign b_rd__addr = st2[11:4];
+  assign \$signature__addr$32  = st2[11:4];
+  assign b_rd__addr = st2[33:32];
   assign v_wr__addr = st7[11:4];
   assign res7 = v_wr__data;
   assign v_wr__en = \$68 [0];
-  assign entry7 = \$signal$68 ;
-  assign push7 = \$signal$70 ;
+  assign \$signal$71  = written;
+  assign push7 = \$signal$72 ;
   assign cres7 = 4'h0;
   assign c_raw = 4'h0;
   assign \issue.valid  = issue[0];
@@ -9917,9 +9549,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \issue.last_step  = issue[29];
   assign \issue.fire_k  = issue[30];
   assign \issue.end  = issue[31];
-  assign \issue.g  = issue[33:32];
-  assign \issue.y  = issue[36:34];
-  assign \issue.x  = issue[39:37];
+  assign \issue.bias_g  = issue[33:32];
   assign \i0__payload.c  = i0__payload[2:0];
   assign \i0__payload.y  = i0__payload[5:3];
   assign \i0__payload.x  = i0__payload[8:6];
@@ -9937,9 +9567,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \st0.last_step  = st0[29];
   assign \st0.fire_k  = st0[30];
   assign \st0.end  = st0[31];
-  assign \st0.g  = st0[33:32];
-  assign \st0.y  = st0[36:34];
-  assign \st0.x  = st0[39:37];
+  assign \st0.bias_g  = st0[33:32];
   assign \st2.valid  = st2[0];
   assign \st2.kind  = st2[1];
   assign \st2.cur  = st2[2];
@@ -9952,9 +9580,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \st2.last_step  = st2[29];
   assign \st2.fire_k  = st2[30];
   assign \st2.end  = st2[31];
-  assign \st2.g  = st2[33:32];
-  assign \st2.y  = st2[36:34];
-  assign \st2.x  = st2[39:37];
+  assign \st2.bias_g  = st2[33:32];
   assign \st6.valid  = st6[0];
   assign \st6.kind  = st6[1];
   assign \st6.cur  = st6[2];
@@ -9967,17 +9593,15 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \st6.last_step  = st6[29];
   assign \st6.fire_k  = st6[30];
   assign \st6.end  = st6[31];
-  assign \st6.g  = st6[33:32];
-  assign \st6.y  = st6[36:34];
-  assign \st6.x  = st6[39:37];
+  assign \st6.bias_g  = st6[33:32];
   assign \result[0]  = result[14:0];
   assign \result[1]  = result[29:15];
   assign \result[2]  = result[44:30];
   assign \result[3]  = result[59:45];
-  assign \$signal$39[0]  = \$signal$39 [15:0];
-  assign \$signal$39[1]  = \$signal$39 [31:16];
-  assign \$signal$39[2]  = \$signal$39 [47:32];
-  assign \$signal$39[3]  = \$signal$39 [63:48];
+  assign \$signal$37[0]  = \$signal$37 [15:0];
+  assign \$signal$37[1]  = \$signal$37 [31:16];
+  assign \$signal$37[2]  = \$signal$37 [47:32];
+  assign \$signal$37[3]  = \$signal$37 [63:48];
   assign \out_counts[0]  = out_counts[2:0];
   assign \out_counts[1]  = out_counts[5:3];
   assign \out_counts[2]  = out_counts[8:6];
@@ -9994,9 +9618,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \st7.last_step  = st7[29];
   assign \st7.fire_k  = st7[30];
   assign \st7.end  = st7[31];
-  assign \st7.g  = st7[33:32];
-  assign \st7.y  = st7[36:34];
-  assign \st7.x  = st7[39:37];
+  assign \st7.bias_g  = st7[33:32];
   assign \v_wr__data[0]  = v_wr__data[14:0];
   assign \v_wr__data[1]  = v_wr__data[29:15];
   assign \v_wr__data[2]  = v_wr__data[44:30];
@@ -10005,6 +9627,24 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \res7[1]  = v_wr__data[29:15];
   assign \res7[2]  = v_wr__data[44:30];
   assign \res7[3]  = v_wr__data[59:45];
+  assign \written.counts  = written[11:0];
+  assign \written.counts[0]  = written[2:0];
+  assign \written.counts[1]  = written[5:3];
+  assign \written.counts[2]  = written[8:6];
+  assign \written.counts[3]  = written[11:9];
+  assign \written.g  = written[13:12];
+  assign \written.y  = written[16:14];
+  assign \written.x  = written[19:17];
+  assign \written.end  = written[20];
+  assign \entry7.counts  = entry7[11:0];
+  assign \entry7.counts[0]  = entry7[2:0];
+  assign \entry7.counts[1]  = entry7[5:3];
+  assign \entry7.counts[2]  = entry7[8:6];
+  assign \entry7.counts[3]  = entry7[11:9];
+  assign \entry7.g  = entry7[13:12];
+  assign \entry7.y  = entry7[16:14];
+  assign \entry7.x  = entry7[19:17];
+  assign \entry7.end  = entry7[20];
   assign \entry.counts  = entry[11:0];
   assign \entry.counts[0]  = entry[2:0];
   assign \entry.counts[1]  = entry[5:3];
@@ -10014,15 +9654,6 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \entry.y  = entry[16:14];
   assign \entry.x  = entry[19:17];
   assign \entry.end  = entry[20];
-  assign \entry7.counts  = \$signal$68 [11:0];
-  assign \entry7.counts[0]  = \$signal$68 [2:0];
-  assign \entry7.counts[1]  = \$signal$68 [5:3];
-  assign \entry7.counts[2]  = \$signal$68 [8:6];
-  assign \entry7.counts[3]  = \$signal$68 [11:9];
-  assign \entry7.g  = \$signal$68 [13:12];
-  assign \entry7.y  = \$signal$68 [16:14];
-  assign \entry7.x  = \$signal$68 [19:17];
-  assign \entry7.end  = \$signal$68 [20];
   assign \o__payload.c  = o__payload[3:0];
   assign \o__payload.y  = o__payload[6:4];
   assign \o__payload.x  = o__payload[9:7];
@@ -10040,9 +9671,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \st1.last_step  = st1[29];
   assign \st1.fire_k  = st1[30];
   assign \st1.end  = st1[31];
-  assign \st1.g  = st1[33:32];
-  assign \st1.y  = st1[36:34];
-  assign \st1.x  = st1[39:37];
+  assign \st1.bias_g  = st1[33:32];
   assign \st3.valid  = st3[0];
   assign \st3.kind  = st3[1];
   assign \st3.cur  = st3[2];
@@ -10055,9 +9684,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \st3.last_step  = st3[29];
   assign \st3.fire_k  = st3[30];
   assign \st3.end  = st3[31];
-  assign \st3.g  = st3[33:32];
-  assign \st3.y  = st3[36:34];
-  assign \st3.x  = st3[39:37];
+  assign \st3.bias_g  = st3[33:32];
   assign \st4.valid  = st4[0];
   assign \st4.kind  = st4[1];
   assign \st4.cur  = st4[2];
@@ -10070,9 +9697,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \st4.last_step  = st4[29];
   assign \st4.fire_k  = st4[30];
   assign \st4.end  = st4[31];
-  assign \st4.g  = st4[33:32];
-  assign \st4.y  = st4[36:34];
-  assign \st4.x  = st4[39:37];
+  assign \st4.bias_g  = st4[33:32];
   assign \st5.valid  = st5[0];
   assign \st5.kind  = st5[1];
   assign \st5.cur  = st5[2];
@@ -10085,9 +9710,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \st5.last_step  = st5[29];
   assign \st5.fire_k  = st5[30];
   assign \st5.end  = st5[31];
-  assign \st5.g  = st5[33:32];
-  assign \st5.y  = st5[36:34];
-  assign \st5.x  = st5[39:37];
+  assign \st5.bias_g  = st5[33:32];
   assign \st8.valid  = st8[0];
   assign \st8.kind  = st8[1];
   assign \st8.cur  = st8[2];
@@ -10100,9 +9723,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \st8.last_step  = st8[29];
   assign \st8.fire_k  = st8[30];
   assign \st8.end  = st8[31];
-  assign \st8.g  = st8[33:32];
-  assign \st8.y  = st8[36:34];
-  assign \st8.x  = st8[39:37];
+  assign \st8.bias_g  = st8[33:32];
   assign \w1_0[0]  = w1_0[7:0];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[2]  = w1_0[23:16];
@@ -10119,10 +9740,10 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \v_raw[1]  = v_raw[29:15];
   assign \v_raw[2]  = v_raw[44:30];
   assign \v_raw[3]  = v_raw[59:45];
-  assign \$signature__data$104[0]  = \$signature__data$104 [14:0];
-  assign \$signature__data$104[1]  = \$signature__data$104 [29:15];
-  assign \$signature__data$104[2]  = \$signature__data$104 [44:30];
-  assign \$signature__data$104[3]  = \$signature__data$104 [59:45];
+  assign \$signature__data$106[0]  = \$signature__data$106 [14:0];
+  assign \$signature__data$106[1]  = \$signature__data$106 [29:15];
+  assign \$signature__data$106[2]  = \$signature__data$106 [44:30];
+  assign \$signature__data$106[3]  = \$signature__data$106 [59:45];
   assign \b_raw[0]  = b_raw[11:0];
   assign \b_raw[1]  = b_raw[23:12];
   assign \b_raw[2]  = b_raw[35:24];
@@ -10159,18 +9780,18 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \b6[1]  = b6[23:12];
   assign \b6[2]  = b6[35:24];
   assign \b6[3]  = b6[47:36];
-  assign \$signal$126[0]  = \$signal$126 [15:0];
-  assign \$signal$126[1]  = \$signal$126 [31:16];
-  assign \$signal$126[2]  = \$signal$126 [47:32];
-  assign \$signal$126[3]  = \$signal$126 [63:48];
+  assign \$signal$128[0]  = \$signal$128 [15:0];
+  assign \$signal$128[1]  = \$signal$128 [31:16];
+  assign \$signal$128[2]  = \$signal$128 [47:32];
+  assign \$signal$128[3]  = \$signal$128 [63:48];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
   assign \c_raw[3]  = 1'h0;
   always @*
-    o__payload[9:7] = \$signal$74 [19:17];
+    o__payload[9:7] = \$signal$76 [19:17];
   always @*
-    o__payload[6:4] = \$signal$74 [16:14];
+    o__payload[6:4] = \$signal$76 [16:14];
   always @*
     o__payload[3:0] = \$85 [3:0];
   assign pending[3] = \$83 ;
@@ -10178,82 +9799,85 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign pending[1] = \$77 ;
   assign pending[0] = \$74 ;
   assign entry[20] = st6[31];
-  assign entry[19:17] = st6[39:37];
-  assign entry[16:14] = st6[36:34];
-  assign entry[13:12] = st6[33:32];
   assign entry[11:0] = out_counts;
+  assign entry[19:12] = 8'h00;
+  assign written[19:17] = pos1;
+  assign written[16:14] = pos2;
+  assign written[13:12] = \pos0$68 ;
+  assign { written[20], written[11:0] } = { entry7[20], entry7[11:0] };
   assign active = \$7 ;
   assign \$69  = st7[1];
   assign \$94  = fsm_state;
-  assign \$115  = { w1_0[7], w1_0[7:0] };
-  assign \$118  = { w1_0[7:0], 1'h0 };
-  assign \$121  = { w1_0[15], w1_0[15:8] };
-  assign \$124  = { w1_0[15:8], 1'h0 };
-  assign \$127  = { w1_0[23], w1_0[23:16] };
-  assign \$130  = { w1_0[23:16], 1'h0 };
-  assign \$133  = { w1_0[31], w1_0[31:24] };
-  assign \$136  = { w1_0[31:24], 1'h0 };
-  assign \$139  = { w1_0[7], w1_0[7:0], 2'h0 };
-  assign \$142  = { w1_0[15], w1_0[15:8], 2'h0 };
-  assign \$145  = { w1_0[23], w1_0[23:16], 2'h0 };
-  assign \$148  = { w1_0[31], w1_0[31:24], 2'h0 };
-  assign \$173  = st3[1];
-  assign \$191  = st4[1];
-  assign \$205  = st5[1];
-  assign \$219  = st6[1];
-  assign \$233  = st7[1];
-  assign \$238  = 1'h1;
-  assign \$239  = hit_v1;
-  assign \$244  = 1'h1;
-  assign \$245  = hit_c1;
-  assign \$250  = hit_v1;
-  assign \$257  = hit_c1;
-  assign \$264  = hit_v1;
-  assign \$272  = hit_v1;
-  assign \$281  = hit_v1;
-  assign \$291  = hit_v1;
-  assign \$301  = hit_c1;
-  assign \$308  = hit_c1;
-  assign \$316  = hit_c1;
-  assign \$325  = hit_c1;
-  assign \$348  = 2'h0;
-  assign \$349  = \$347 ;
-  assign \$354  = 2'h0;
-  assign \$355  = \$353 ;
-  assign \$363  = 2'h0;
-  assign \$364  = \$362 ;
-  assign \$369  = 2'h0;
-  assign \$370  = \$368 ;
-  assign \$383  = 2'h0;
-  assign \$384  = \$382 ;
-  assign \$389  = 2'h0;
-  assign \$390  = \$388 ;
-  assign \$398  = 2'h0;
-  assign \$399  = \$397 ;
-  assign \$404  = 2'h0;
-  assign \$405  = \$403 ;
-  assign \$418  = 2'h0;
-  assign \$419  = \$417 ;
-  assign \$424  = 2'h0;
-  assign \$425  = \$423 ;
-  assign \$433  = 2'h0;
-  assign \$434  = \$432 ;
-  assign \$439  = 2'h0;
-  assign \$440  = \$438 ;
-  assign \$453  = 2'h0;
-  assign \$454  = \$452 ;
-  assign \$459  = 2'h0;
-  assign \$460  = \$458 ;
-  assign \$468  = 2'h0;
-  assign \$469  = \$467 ;
-  assign \$474  = 2'h0;
-  assign \$475  = \$473 ;
-  assign \$493  = st6[1];
-  assign \$336  = st3[1];
+  assign \$112  = { w1_0[7], w1_0[7:0] };
+  assign \$115  = { w1_0[7:0], 1'h0 };
+  assign \$118  = { w1_0[15], w1_0[15:8] };
+  assign \$121  = { w1_0[15:8], 1'h0 };
+  assign \$124  = { w1_0[23], w1_0[23:16] };
+  assign \$127  = { w1_0[23:16], 1'h0 };
+  assign \$130  = { w1_0[31], w1_0[31:24] };
+  assign \$133  = { w1_0[31:24], 1'h0 };
+  assign \$136  = { w1_0[7], w1_0[7:0], 2'h0 };
+  assign \$139  = { w1_0[15], w1_0[15:8], 2'h0 };
+  assign \$142  = { w1_0[23], w1_0[23:16], 2'h0 };
+  assign \$145  = { w1_0[31], w1_0[31:24], 2'h0 };
+  assign \$170  = st3[1];
+  assign \$188  = st4[1];
+  assign \$202  = st5[1];
+  assign \$216  = st6[1];
+  assign \$230  = st7[1];
+  assign \$235  = 1'h1;
+  assign \$236  = hit_v1;
+  assign \$241  = 1'h1;
+  assign \$242  = hit_c1;
+  assign \$247  = hit_v1;
+  assign \$254  = hit_c1;
+  assign \$261  = hit_v1;
+  assign \$269  = hit_v1;
+  assign \$278  = hit_v1;
+  assign \$288  = hit_v1;
+  assign \$298  = hit_c1;
+  assign \$305  = hit_c1;
+  assign \$313  = hit_c1;
+  assign \$322  = hit_c1;
+  assign \$345  = 2'h0;
+  assign \$346  = \$344 ;
+  assign \$351  = 2'h0;
+  assign \$352  = \$350 ;
+  assign \$360  = 2'h0;
+  assign \$361  = \$359 ;
+  assign \$366  = 2'h0;
+  assign \$367  = \$365 ;
+  assign \$380  = 2'h0;
+  assign \$381  = \$379 ;
+  assign \$386  = 2'h0;
+  assign \$387  = \$385 ;
+  assign \$395  = 2'h0;
+  assign \$396  = \$394 ;
+  assign \$401  = 2'h0;
+  assign \$402  = \$400 ;
+  assign \$415  = 2'h0;
+  assign \$416  = \$414 ;
+  assign \$421  = 2'h0;
+  assign \$422  = \$420 ;
+  assign \$430  = 2'h0;
+  assign \$431  = \$429 ;
+  assign \$436  = 2'h0;
+  assign \$437  = \$435 ;
+  assign \$450  = 2'h0;
+  assign \$451  = \$449 ;
+  assign \$456  = 2'h0;
+  assign \$457  = \$455 ;
+  assign \$465  = 2'h0;
+  assign \$466  = \$464 ;
+  assign \$471  = 2'h0;
+  assign \$472  = \$470 ;
+  assign \$490  = st6[1];
+  assign \$494  = st7[1];
+  assign \$333  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4647$0 , clk);
+module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4499$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [6:0] \$10 ;
@@ -10351,8 +9975,8 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   reg op_valid = 1'h0;
   output [8:0] op_waddr;
   reg [8:0] op_waddr = 9'h000;
-  input [11:0] \port$4647$0 ;
-  wire [11:0] \port$4647$0 ;
+  input [11:0] \port$4499$0 ;
+  wire [11:0] \port$4499$0 ;
   reg [5:0] r_step = 6'h00;
   output ready;
   wire ready;
@@ -10433,7 +10057,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$50  = op_count;
     if (load) begin
-      \$50  = \port$4647$0 [11:9];
+      \$50  = \port$4499$0 [11:9];
     end
     if (rst) begin
       \$50  = 3'h0;
@@ -10670,7 +10294,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4647$0 [5:3])
+    casez (\port$4499$0 [5:3])
       3'h0:
           \$6  = 9'h000;
       3'h1:
@@ -10692,7 +10316,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4647$0 [8:6])
+    casez (\port$4499$0 [8:6])
       3'h0:
           \$7  = 6'h00;
       3'h1:
@@ -10714,7 +10338,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4647$0 [5:3])
+    casez (\port$4499$0 [5:3])
       3'h0:
           \$13  = 6'h0c;
       3'h1:
@@ -10736,7 +10360,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4647$0 [8:6])
+    casez (\port$4499$0 [8:6])
       3'h0:
           \$15  = 5'h04;
       3'h1:
@@ -10758,7 +10382,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4647$0 [8:6])
+    casez (\port$4499$0 [8:6])
       3'h0:
           \$17  = 4'h2;
       3'h1:
@@ -10780,7 +10404,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4647$0 [5:3])
+    casez (\port$4499$0 [5:3])
       3'h0:
           \$19  = 4'h2;
       3'h1:
@@ -10802,7 +10426,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4647$0 [8:6])
+    casez (\port$4499$0 [8:6])
       3'h0:
           \$21  = 4'h2;
       3'h1:
@@ -10824,7 +10448,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4647$0 [8:6])
+    casez (\port$4499$0 [8:6])
       3'h0:
           \$23  = 4'h2;
       3'h1:
@@ -10846,7 +10470,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4647$0 [5:3])
+    casez (\port$4499$0 [5:3])
       3'h0:
           \$25  = 4'h2;
       3'h1:
@@ -10868,7 +10492,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4647$0 [8:6])
+    casez (\port$4499$0 [8:6])
       3'h0:
           \$27  = 6'h19;
       3'h1:
@@ -10890,7 +10514,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4647$0 [8:6])
+    casez (\port$4499$0 [8:6])
       3'h0:
           \$28  = 5'h15;
       3'h1:
@@ -10912,7 +10536,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4647$0 [5:3])
+    casez (\port$4499$0 [5:3])
       3'h0:
           \$29  = 4'h2;
       3'h1:
@@ -10934,7 +10558,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4647$0 [8:6])
+    casez (\port$4499$0 [8:6])
       3'h0:
           \$31  = 4'h2;
       3'h1:
@@ -10959,17 +10583,17 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_count = \port$4647$0 [11:9];
+  assign ev_count = \port$4499$0 [11:9];
   assign ev_shift = 4'h0;
-  assign ev_y = \port$4647$0 [5:3];
-  assign ev_x = \port$4647$0 [8:6];
-  assign ev_c = \port$4647$0 [2:0];
-  assign \$9  = { 1'h0, \port$4647$0 [2:0], 2'h0 };
-  assign \$11  = { 2'h0, \port$4647$0 [2:0], 5'h00 };
+  assign ev_y = \port$4499$0 [5:3];
+  assign ev_x = \port$4499$0 [8:6];
+  assign ev_c = \port$4499$0 [2:0];
+  assign \$9  = { 1'h0, \port$4499$0 [2:0], 2'h0 };
+  assign \$11  = { 2'h0, \port$4499$0 [2:0], 5'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv2.queue (rst, \port$4018$0 , w_data, w_en, \port$4218$0 , \port$4220$0 , clk);
+module \digits_cnn_gn.engine_conv2.queue (rst, w_data, \port$3887$0 , w_en, \port$4089$0 , \port$4091$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -11000,12 +10624,12 @@ module \digits_cnn_gn.engine_conv2.queue (rst, \port$4018$0 , w_data, w_en, \por
   reg held_valid = 1'h0;
   wire [9:0] level;
   wire [9:0] \level$21 ;
-  input \port$4018$0 ;
-  wire \port$4018$0 ;
-  output [20:0] \port$4218$0 ;
-  wire [20:0] \port$4218$0 ;
-  output \port$4220$0 ;
-  wire \port$4220$0 ;
+  input \port$3887$0 ;
+  wire \port$3887$0 ;
+  output [20:0] \port$4089$0 ;
+  wire [20:0] \port$4089$0 ;
+  output \port$4091$0 ;
+  wire \port$4091$0 ;
   wire [20:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -11042,12 +10666,12 @@ module \digits_cnn_gn.engine_conv2.queue (rst, \port$4018$0 , w_data, w_en, \por
   \digits_cnn_gn.engine_conv2.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2095$0 (\$signal$9 ),
-    .\port$4018$0 (\port$4018$0 ),
-    .\port$4202$0 (\$signal$11 ),
-    .\port$4204$0 (held_valid),
-    .\port$4218$0 (\$signal$14 ),
-    .\port$4220$0 (\$signal$16 ),
+    .\port$2129$0 (\$signal$9 ),
+    .\port$3887$0 (\port$3887$0 ),
+    .\port$4073$0 (\$signal$11 ),
+    .\port$4075$0 (held_valid),
+    .\port$4089$0 (\$signal$14 ),
+    .\port$4091$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -11078,11 +10702,11 @@ module \digits_cnn_gn.engine_conv2.queue (rst, \port$4018$0 , w_data, w_en, \por
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4018$0 ;
-  assign \$signal$19  = \port$4018$0 ;
+  assign \$signal$18  = \port$3887$0 ;
+  assign \$signal$19  = \port$3887$0 ;
   assign level = \$4 [9:0];
-  assign \port$4218$0  = \$signal$14 ;
-  assign \port$4220$0  = \$signal$16 ;
+  assign \port$4089$0  = \$signal$14 ;
+  assign \port$4091$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11786,7 +11410,7 @@ module \digits_cnn_gn.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2095$0 , count, \port$4018$0 , \port$4202$0 , \port$4204$0 , \port$4218$0 , \port$4220$0 , clk);
+module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2129$0 , count, \port$3887$0 , \port$4073$0 , \port$4075$0 , \port$4089$0 , \port$4091$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -11806,28 +11430,28 @@ module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2095$0 , count, \port$
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2095$0 ;
-  wire \port$2095$0 ;
-  input \port$4018$0 ;
-  wire \port$4018$0 ;
-  input [20:0] \port$4202$0 ;
-  wire [20:0] \port$4202$0 ;
-  input \port$4204$0 ;
-  wire \port$4204$0 ;
+  output \port$2129$0 ;
+  wire \port$2129$0 ;
+  input \port$3887$0 ;
+  wire \port$3887$0 ;
+  input [20:0] \port$4073$0 ;
+  wire [20:0] \port$4073$0 ;
+  input \port$4075$0 ;
+  wire \port$4075$0 ;
   (* init = 21'h000000 *)
-  output [20:0] \port$4218$0 ;
-  wire [20:0] \port$4218$0 ;
+  output [20:0] \port$4089$0 ;
+  wire [20:0] \port$4089$0 ;
   (* init = 1'h0 *)
-  output \port$4220$0 ;
-  wire \port$4220$0 ;
+  output \port$4091$0 ;
+  wire \port$4091$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4204$0  & \$1 ;
+  assign take = \port$4075$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4018$0  | \$2 ;
+  assign \$3  = \port$3887$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -11845,7 +11469,7 @@ module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2095$0 , count, \port$
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4202$0 ;
+        \$4  = \port$4073$0 ;
       end
     end
     if (rst) begin
@@ -11888,18 +11512,18 @@ module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2095$0 , count, \port$
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4202$0 ;
+      \$7  = \port$4073$0 ;
     end
     if (rst) begin
       \$7  = 21'h000000;
     end
   end
-  assign \$signal$3  = \port$4204$0 ;
-  assign \$signal$8  = \port$4018$0 ;
-  assign \$signal$11  = \port$4202$0 ;
-  assign \port$2095$0  = \$signal ;
-  assign \port$4218$0  = \$signal$9 ;
-  assign \port$4220$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4075$0 ;
+  assign \$signal$8  = \port$3887$0 ;
+  assign \$signal$11  = \port$4073$0 ;
+  assign \port$2129$0  = \$signal ;
+  assign \port$4089$0  = \$signal$9 ;
+  assign \port$4091$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11916,39 +11540,39 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire [2:0] \$109 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [2:0] \$110 ;
+  wire \$110 ;
   wire [2:0] \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
+  wire [8:0] \$112 ;
+  wire [8:0] \$113 ;
+  wire [9:0] \$114 ;
   wire [8:0] \$115 ;
   wire [8:0] \$116 ;
-  wire [9:0] \$117 ;
+  wire [10:0] \$117 ;
   wire [8:0] \$118 ;
   wire [8:0] \$119 ;
   wire [2:0] \$12 ;
-  wire [10:0] \$120 ;
+  wire [9:0] \$120 ;
   wire [8:0] \$121 ;
   wire [8:0] \$122 ;
-  wire [9:0] \$123 ;
+  wire [10:0] \$123 ;
   wire [8:0] \$124 ;
   wire [8:0] \$125 ;
-  wire [10:0] \$126 ;
+  wire [9:0] \$126 ;
   wire [8:0] \$127 ;
   wire [8:0] \$128 ;
-  wire [9:0] \$129 ;
+  wire [10:0] \$129 ;
   wire \$13 ;
   wire [8:0] \$130 ;
   wire [8:0] \$131 ;
-  wire [10:0] \$132 ;
+  wire [9:0] \$132 ;
   wire [8:0] \$133 ;
   wire [8:0] \$134 ;
-  wire [9:0] \$135 ;
-  wire [8:0] \$136 ;
-  wire [8:0] \$137 ;
-  wire [10:0] \$138 ;
+  wire [10:0] \$135 ;
+  wire [10:0] \$136 ;
+  wire [10:0] \$137 ;
+  wire [11:0] \$138 ;
   wire [10:0] \$139 ;
   wire [3:0] \$14 ;
   wire [10:0] \$140 ;
@@ -11959,19 +11583,19 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [10:0] \$145 ;
   wire [10:0] \$146 ;
   wire [11:0] \$147 ;
-  wire [10:0] \$148 ;
-  wire [10:0] \$149 ;
+  wire \$148 ;
+  wire [11:0] \$149 ;
   wire \$15 ;
-  wire [11:0] \$150 ;
-  wire \$151 ;
-  wire [11:0] \$152 ;
-  wire [12:0] \$153 ;
-  wire [11:0] \$154 ;
-  wire [12:0] \$155 ;
-  wire [11:0] \$156 ;
-  wire [12:0] \$157 ;
-  wire [11:0] \$158 ;
-  wire [12:0] \$159 ;
+  wire [12:0] \$150 ;
+  wire [11:0] \$151 ;
+  wire [12:0] \$152 ;
+  wire [11:0] \$153 ;
+  wire [12:0] \$154 ;
+  wire [11:0] \$155 ;
+  wire [12:0] \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
   wire [4:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
@@ -12166,163 +11790,163 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire \$331 ;
   wire \$332 ;
   wire \$333 ;
-  wire \$334 ;
-  wire \$335 ;
-  wire \$336 ;
-  wire [17:0] \$337 ;
+  wire [17:0] \$334 ;
+  wire [17:0] \$335 ;
+  wire [17:0] \$336 ;
+  wire [16:0] \$337 ;
   wire [17:0] \$338 ;
-  wire [17:0] \$339 ;
+  wire [16:0] \$339 ;
   wire \$34 ;
-  wire [16:0] \$340 ;
-  wire [17:0] \$341 ;
-  wire [16:0] \$342 ;
-  wire [17:0] \$343 ;
-  wire [16:0] \$344 ;
-  wire [17:0] \$345 ;
-  wire [16:0] \$346 ;
-  wire [17:0] \$347 ;
-  wire [1:0] \$348 ;
-  wire [17:0] \$349 ;
+  wire [17:0] \$340 ;
+  wire [16:0] \$341 ;
+  wire [17:0] \$342 ;
+  wire [16:0] \$343 ;
+  wire [17:0] \$344 ;
+  wire [1:0] \$345 ;
+  wire [17:0] \$346 ;
+  wire [1:0] \$347 ;
+  wire [17:0] \$348 ;
+  wire [1:0] \$349 ;
   wire [16:0] \$35 ;
-  wire [1:0] \$350 ;
-  wire [17:0] \$351 ;
-  wire [1:0] \$352 ;
-  wire [17:0] \$353 ;
-  wire [1:0] \$354 ;
-  wire [17:0] \$355 ;
-  wire [11:0] \$356 ;
-  wire [11:0] \$357 ;
-  wire [11:0] \$358 ;
+  wire [17:0] \$350 ;
+  wire [1:0] \$351 ;
+  wire [17:0] \$352 ;
+  wire [11:0] \$353 ;
+  wire [11:0] \$354 ;
+  wire [11:0] \$355 ;
+  wire [17:0] \$356 ;
+  wire [17:0] \$357 ;
+  wire [17:0] \$358 ;
   wire [17:0] \$359 ;
   wire \$36 ;
-  wire [17:0] \$360 ;
+  wire [1:0] \$360 ;
   wire [17:0] \$361 ;
-  wire [17:0] \$362 ;
-  wire [1:0] \$363 ;
-  wire [17:0] \$364 ;
-  wire [1:0] \$365 ;
-  wire [17:0] \$366 ;
-  wire [1:0] \$367 ;
-  wire [17:0] \$368 ;
-  wire [1:0] \$369 ;
+  wire [1:0] \$362 ;
+  wire [17:0] \$363 ;
+  wire [1:0] \$364 ;
+  wire [17:0] \$365 ;
+  wire [1:0] \$366 ;
+  wire [17:0] \$367 ;
+  wire [18:0] \$368 ;
+  wire [17:0] \$369 ;
   wire \$37 ;
   wire [17:0] \$370 ;
-  wire [18:0] \$371 ;
-  wire [17:0] \$372 ;
+  wire [17:0] \$371 ;
+  wire [16:0] \$372 ;
   wire [17:0] \$373 ;
-  wire [17:0] \$374 ;
-  wire [16:0] \$375 ;
-  wire [17:0] \$376 ;
-  wire [16:0] \$377 ;
-  wire [17:0] \$378 ;
-  wire [16:0] \$379 ;
+  wire [16:0] \$374 ;
+  wire [17:0] \$375 ;
+  wire [16:0] \$376 ;
+  wire [17:0] \$377 ;
+  wire [16:0] \$378 ;
+  wire [17:0] \$379 ;
   wire [1:0] \$38 ;
-  wire [17:0] \$380 ;
-  wire [16:0] \$381 ;
-  wire [17:0] \$382 ;
-  wire [1:0] \$383 ;
-  wire [17:0] \$384 ;
-  wire [1:0] \$385 ;
-  wire [17:0] \$386 ;
-  wire [1:0] \$387 ;
-  wire [17:0] \$388 ;
-  wire [1:0] \$389 ;
+  wire [1:0] \$380 ;
+  wire [17:0] \$381 ;
+  wire [1:0] \$382 ;
+  wire [17:0] \$383 ;
+  wire [1:0] \$384 ;
+  wire [17:0] \$385 ;
+  wire [1:0] \$386 ;
+  wire [17:0] \$387 ;
+  wire [11:0] \$388 ;
+  wire [11:0] \$389 ;
   wire \$39 ;
-  wire [17:0] \$390 ;
-  wire [11:0] \$391 ;
-  wire [11:0] \$392 ;
-  wire [11:0] \$393 ;
+  wire [11:0] \$390 ;
+  wire [17:0] \$391 ;
+  wire [17:0] \$392 ;
+  wire [17:0] \$393 ;
   wire [17:0] \$394 ;
-  wire [17:0] \$395 ;
+  wire [1:0] \$395 ;
   wire [17:0] \$396 ;
-  wire [17:0] \$397 ;
-  wire [1:0] \$398 ;
-  wire [17:0] \$399 ;
+  wire [1:0] \$397 ;
+  wire [17:0] \$398 ;
+  wire [1:0] \$399 ;
   wire \$4 ;
   wire [2:0] \$40 ;
-  wire [1:0] \$400 ;
-  wire [17:0] \$401 ;
-  wire [1:0] \$402 ;
-  wire [17:0] \$403 ;
-  wire [1:0] \$404 ;
+  wire [17:0] \$400 ;
+  wire [1:0] \$401 ;
+  wire [17:0] \$402 ;
+  wire [18:0] \$403 ;
+  wire [17:0] \$404 ;
   wire [17:0] \$405 ;
-  wire [18:0] \$406 ;
-  wire [17:0] \$407 ;
+  wire [17:0] \$406 ;
+  wire [16:0] \$407 ;
   wire [17:0] \$408 ;
-  wire [17:0] \$409 ;
+  wire [16:0] \$409 ;
   wire \$41 ;
-  wire [16:0] \$410 ;
-  wire [17:0] \$411 ;
-  wire [16:0] \$412 ;
-  wire [17:0] \$413 ;
-  wire [16:0] \$414 ;
-  wire [17:0] \$415 ;
-  wire [16:0] \$416 ;
-  wire [17:0] \$417 ;
-  wire [1:0] \$418 ;
-  wire [17:0] \$419 ;
+  wire [17:0] \$410 ;
+  wire [16:0] \$411 ;
+  wire [17:0] \$412 ;
+  wire [16:0] \$413 ;
+  wire [17:0] \$414 ;
+  wire [1:0] \$415 ;
+  wire [17:0] \$416 ;
+  wire [1:0] \$417 ;
+  wire [17:0] \$418 ;
+  wire [1:0] \$419 ;
   wire [3:0] \$42 ;
-  wire [1:0] \$420 ;
-  wire [17:0] \$421 ;
-  wire [1:0] \$422 ;
-  wire [17:0] \$423 ;
-  wire [1:0] \$424 ;
-  wire [17:0] \$425 ;
-  wire [11:0] \$426 ;
-  wire [11:0] \$427 ;
-  wire [11:0] \$428 ;
+  wire [17:0] \$420 ;
+  wire [1:0] \$421 ;
+  wire [17:0] \$422 ;
+  wire [11:0] \$423 ;
+  wire [11:0] \$424 ;
+  wire [11:0] \$425 ;
+  wire [17:0] \$426 ;
+  wire [17:0] \$427 ;
+  wire [17:0] \$428 ;
   wire [17:0] \$429 ;
   wire \$43 ;
-  wire [17:0] \$430 ;
+  wire [1:0] \$430 ;
   wire [17:0] \$431 ;
-  wire [17:0] \$432 ;
-  wire [1:0] \$433 ;
-  wire [17:0] \$434 ;
-  wire [1:0] \$435 ;
-  wire [17:0] \$436 ;
-  wire [1:0] \$437 ;
-  wire [17:0] \$438 ;
-  wire [1:0] \$439 ;
+  wire [1:0] \$432 ;
+  wire [17:0] \$433 ;
+  wire [1:0] \$434 ;
+  wire [17:0] \$435 ;
+  wire [1:0] \$436 ;
+  wire [17:0] \$437 ;
+  wire [18:0] \$438 ;
+  wire [17:0] \$439 ;
   wire [4:0] \$44 ;
   wire [17:0] \$440 ;
-  wire [18:0] \$441 ;
-  wire [17:0] \$442 ;
+  wire [17:0] \$441 ;
+  wire [16:0] \$442 ;
   wire [17:0] \$443 ;
-  wire [17:0] \$444 ;
-  wire [16:0] \$445 ;
-  wire [17:0] \$446 ;
-  wire [16:0] \$447 ;
-  wire [17:0] \$448 ;
-  wire [16:0] \$449 ;
+  wire [16:0] \$444 ;
+  wire [17:0] \$445 ;
+  wire [16:0] \$446 ;
+  wire [17:0] \$447 ;
+  wire [16:0] \$448 ;
+  wire [17:0] \$449 ;
   wire \$45 ;
-  wire [17:0] \$450 ;
-  wire [16:0] \$451 ;
-  wire [17:0] \$452 ;
-  wire [1:0] \$453 ;
-  wire [17:0] \$454 ;
-  wire [1:0] \$455 ;
-  wire [17:0] \$456 ;
-  wire [1:0] \$457 ;
-  wire [17:0] \$458 ;
-  wire [1:0] \$459 ;
+  wire [1:0] \$450 ;
+  wire [17:0] \$451 ;
+  wire [1:0] \$452 ;
+  wire [17:0] \$453 ;
+  wire [1:0] \$454 ;
+  wire [17:0] \$455 ;
+  wire [1:0] \$456 ;
+  wire [17:0] \$457 ;
+  wire [11:0] \$458 ;
+  wire [11:0] \$459 ;
   wire \$46 ;
-  wire [17:0] \$460 ;
-  wire [11:0] \$461 ;
-  wire [11:0] \$462 ;
-  wire [11:0] \$463 ;
+  wire [11:0] \$460 ;
+  wire [17:0] \$461 ;
+  wire [17:0] \$462 ;
+  wire [17:0] \$463 ;
   wire [17:0] \$464 ;
-  wire [17:0] \$465 ;
+  wire [1:0] \$465 ;
   wire [17:0] \$466 ;
-  wire [17:0] \$467 ;
-  wire [1:0] \$468 ;
-  wire [17:0] \$469 ;
+  wire [1:0] \$467 ;
+  wire [17:0] \$468 ;
+  wire [1:0] \$469 ;
   wire \$47 ;
-  wire [1:0] \$470 ;
-  wire [17:0] \$471 ;
-  wire [1:0] \$472 ;
-  wire [17:0] \$473 ;
-  wire [1:0] \$474 ;
-  wire [17:0] \$475 ;
+  wire [17:0] \$470 ;
+  wire [1:0] \$471 ;
+  wire [17:0] \$472 ;
+  wire [18:0] \$473 ;
+  wire [18:0] \$474 ;
+  wire [18:0] \$475 ;
   wire [18:0] \$476 ;
   wire [18:0] \$477 ;
   wire [18:0] \$478 ;
@@ -12339,70 +11963,70 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [18:0] \$488 ;
   wire [18:0] \$489 ;
   wire [16:0] \$49 ;
-  wire [18:0] \$490 ;
-  wire [18:0] \$491 ;
-  wire [18:0] \$492 ;
+  wire \$490 ;
+  wire \$491 ;
+  wire \$492 ;
   wire \$493 ;
   wire \$494 ;
   wire \$495 ;
   wire \$496 ;
   wire \$497 ;
-  wire [4:0] \$498 ;
-  wire [4:0] \$499 ;
+  wire \$498 ;
+  wire [2:0] \$499 ;
   wire \$5 ;
   wire \$50 ;
-  wire \$500 ;
-  wire \$501 ;
+  wire [2:0] \$500 ;
+  wire [2:0] \$501 ;
   wire \$502 ;
-  wire [6:0] \$503 ;
-  wire [6:0] \$504 ;
-  reg [7:0] \$505 ;
-  reg \$506 ;
-  reg \$507 ;
-  reg [5:0] \$508 ;
-  reg [1:0] \$509 ;
+  wire [4:0] \$503 ;
+  wire [4:0] \$504 ;
+  wire \$505 ;
+  wire \$506 ;
+  wire \$507 ;
+  wire [6:0] \$508 ;
+  wire [6:0] \$509 ;
   wire \$51 ;
-  reg [1:0] \$510 ;
-  reg [1:0] \$511 ;
+  reg [7:0] \$510 ;
+  reg \$511 ;
   reg \$512 ;
-  reg [1:0] \$513 ;
-  reg [1:0] \$514 ;
+  reg [5:0] \$513 ;
+  reg \$514 ;
   reg [1:0] \$515 ;
-  reg \$516 ;
-  reg \$517 ;
-  reg [38:0] \$518 ;
-  reg [38:0] \$519 ;
+  reg [1:0] \$516 ;
+  reg [1:0] \$517 ;
+  reg \$518 ;
+  reg \$519 ;
   wire [1:0] \$52 ;
-  reg [38:0] \$520 ;
-  reg [38:0] \$521 ;
-  reg [38:0] \$522 ;
-  reg [38:0] \$523 ;
-  reg [38:0] \$524 ;
-  reg [38:0] \$525 ;
-  reg [38:0] \$526 ;
-  reg [31:0] \$527 ;
-  reg [10:0] \$528 ;
-  reg [10:0] \$529 ;
+  reg [1:0] \$520 ;
+  reg [34:0] \$521 ;
+  reg [34:0] \$522 ;
+  reg [34:0] \$523 ;
+  reg [34:0] \$524 ;
+  reg [34:0] \$525 ;
+  reg [34:0] \$526 ;
+  reg [34:0] \$527 ;
+  reg [34:0] \$528 ;
+  reg [34:0] \$529 ;
   wire \$53 ;
-  reg [10:0] \$530 ;
+  reg [31:0] \$530 ;
   reg [10:0] \$531 ;
-  reg [11:0] \$532 ;
-  reg [11:0] \$533 ;
-  reg [11:0] \$534 ;
+  reg [10:0] \$532 ;
+  reg [10:0] \$533 ;
+  reg [10:0] \$534 ;
   reg [11:0] \$535 ;
-  reg [47:0] \$536 ;
-  reg [67:0] \$537 ;
-  reg [47:0] \$538 ;
-  reg [67:0] \$539 ;
+  reg [11:0] \$536 ;
+  reg [11:0] \$537 ;
+  reg [11:0] \$538 ;
+  reg [47:0] \$539 ;
   wire [2:0] \$54 ;
   reg [67:0] \$540 ;
-  reg [3:0] \$541 ;
-  reg [3:0] \$542 ;
-  reg [47:0] \$543 ;
-  reg [47:0] \$544 ;
-  reg \$545 ;
-  reg \$546 ;
-  reg \$547 ;
+  reg [47:0] \$541 ;
+  reg [67:0] \$542 ;
+  reg [67:0] \$543 ;
+  reg [3:0] \$544 ;
+  reg [3:0] \$545 ;
+  reg [47:0] \$546 ;
+  reg [47:0] \$547 ;
   reg \$548 ;
   reg \$549 ;
   wire \$55 ;
@@ -12411,14 +12035,14 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   reg \$552 ;
   reg \$553 ;
   reg \$554 ;
-  reg [9:0] \$555 ;
-  reg [7:0] \$556 ;
-  reg [71:0] \$557 ;
-  reg [71:0] \$558 ;
-  reg [18:0] \$559 ;
+  reg \$555 ;
+  reg \$556 ;
+  reg \$557 ;
+  reg [9:0] \$558 ;
+  reg [7:0] \$559 ;
   wire [3:0] \$56 ;
-  reg [18:0] \$560 ;
-  reg [18:0] \$561 ;
+  reg [71:0] \$560 ;
+  reg [71:0] \$561 ;
   reg [18:0] \$562 ;
   reg [18:0] \$563 ;
   reg [18:0] \$564 ;
@@ -12433,11 +12057,17 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   reg [18:0] \$572 ;
   reg [18:0] \$573 ;
   reg [18:0] \$574 ;
-  reg [67:0] \$575 ;
+  reg [18:0] \$575 ;
   reg [18:0] \$576 ;
-  reg \$577 ;
-  reg [3:0] \$578 ;
+  reg [18:0] \$577 ;
+  reg [67:0] \$578 ;
+  reg [18:0] \$579 ;
   wire [4:0] \$58 ;
+  reg \$580 ;
+  reg [1:0] \$581 ;
+  reg [1:0] \$582 ;
+  reg [1:0] \$583 ;
+  reg [3:0] \$584 ;
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
@@ -12489,34 +12119,34 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [11:0] \$like[2] ;
   wire [11:0] \$like[3] ;
   reg \$signal  = 1'h0;
-  reg [9:0] \$signal$124  = 10'h000;
-  reg [7:0] \$signal$125  = 8'h00;
-  reg [71:0] \$signal$126  = 72'h000000000000000000;
-  wire [17:0] \$signal$126[0] ;
-  wire [17:0] \$signal$126[1] ;
-  wire [17:0] \$signal$126[2] ;
-  wire [17:0] \$signal$126[3] ;
+  reg [9:0] \$signal$126  = 10'h000;
+  reg [7:0] \$signal$127  = 8'h00;
+  reg [71:0] \$signal$128  = 72'h000000000000000000;
+  wire [17:0] \$signal$128[0] ;
+  wire [17:0] \$signal$128[1] ;
+  wire [17:0] \$signal$128[2] ;
+  wire [17:0] \$signal$128[3] ;
   wire \$signal$23 ;
-  reg [71:0] \$signal$39  = 72'h000000000000000000;
-  wire [17:0] \$signal$39[0] ;
-  wire [17:0] \$signal$39[1] ;
-  wire [17:0] \$signal$39[2] ;
-  wire [17:0] \$signal$39[3] ;
+  reg [71:0] \$signal$37  = 72'h000000000000000000;
+  wire [17:0] \$signal$37[0] ;
+  wire [17:0] \$signal$37[1] ;
+  wire [17:0] \$signal$37[2] ;
+  wire [17:0] \$signal$37[3] ;
   wire \$signal$5 ;
-  reg [18:0] \$signal$68  = 19'h00000;
-  reg \$signal$70  = 1'h0;
-  wire [18:0] \$signal$74 ;
-  wire \$signal$78 ;
-  reg \$signal$81 ;
-  reg \$signal$86  = 1'h0;
+  wire [18:0] \$signal$71 ;
+  reg \$signal$72  = 1'h0;
+  wire [18:0] \$signal$76 ;
+  wire \$signal$80 ;
+  reg \$signal$83 ;
+  reg \$signal$88  = 1'h0;
   wire [11:0] \$signature__addr ;
-  wire [5:0] \$signature__addr$34 ;
+  wire [5:0] \$signature__addr$32 ;
   wire [31:0] \$signature__data ;
-  wire [67:0] \$signature__data$104 ;
-  wire [16:0] \$signature__data$104[0] ;
-  wire [16:0] \$signature__data$104[1] ;
-  wire [16:0] \$signature__data$104[2] ;
-  wire [16:0] \$signature__data$104[3] ;
+  wire [67:0] \$signature__data$106 ;
+  wire [16:0] \$signature__data$106[0] ;
+  wire [16:0] \$signature__data$106[1] ;
+  wire [16:0] \$signature__data$106[2] ;
+  wire [16:0] \$signature__data$106[3] ;
   wire [7:0] \$signature__data[0] ;
   wire [7:0] \$signature__data[1] ;
   wire [7:0] \$signature__data[2] ;
@@ -12539,7 +12169,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [11:0] \b_raw[1] ;
   wire [11:0] \b_raw[2] ;
   wire [11:0] \b_raw[3] ;
-  wire [5:0] b_rd__addr;
+  wire [1:0] b_rd__addr;
   wire [47:0] b_rd__data;
   wire [11:0] \b_rd__data[0] ;
   wire [11:0] \b_rd__data[1] ;
@@ -12598,8 +12228,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [1:0] \entry.g ;
   wire [1:0] \entry.x ;
   wire [1:0] \entry.y ;
-  (* init = 19'h00000 *)
-  wire [18:0] entry7;
+  reg [18:0] entry7 = 19'h00000;
   wire [11:0] \entry7.counts ;
   wire [2:0] \entry7.counts[0] ;
   wire [2:0] \entry7.counts[1] ;
@@ -12637,22 +12266,20 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   reg i0__ready;
   input i0__valid;
   wire i0__valid;
-  reg [38:0] issue;
+  reg [34:0] issue;
   wire [5:0] \issue.addr ;
   wire \issue.bank ;
+  wire [1:0] \issue.bias_g ;
   wire [2:0] \issue.count ;
   wire \issue.cur ;
   wire \issue.end ;
   wire \issue.fire_k ;
-  wire [1:0] \issue.g ;
   wire \issue.kind ;
   wire \issue.last_step ;
   wire \issue.proj ;
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [11:0] \issue.waddr ;
-  wire [1:0] \issue.x ;
-  wire [1:0] \issue.y ;
   reg [16:0] kept0;
   reg [16:0] kept1;
   reg [16:0] kept2;
@@ -12682,6 +12309,10 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [2:0] \out_counts[3] ;
   wire [3:0] pending;
   reg [1:0] plane = 2'h0;
+  reg [1:0] pos0 = 2'h0;
+  reg [1:0] \pos0$68  = 2'h0;
+  reg [1:0] pos1 = 2'h0;
+  reg [1:0] pos2 = 2'h0;
   (* init = 1'h0 *)
   wire push7;
   wire ready;
@@ -12708,157 +12339,136 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [16:0] \result[3] ;
   input rst;
   wire rst;
-  reg [38:0] st0 = 39'h0000000000;
+  reg [34:0] st0 = 35'h000000000;
   wire [5:0] \st0.addr ;
   wire \st0.bank ;
+  wire [1:0] \st0.bias_g ;
   wire [2:0] \st0.count ;
   wire \st0.cur ;
   wire \st0.end ;
   wire \st0.fire_k ;
-  wire [1:0] \st0.g ;
   wire \st0.kind ;
   wire \st0.last_step ;
   wire \st0.proj ;
   wire [3:0] \st0.shift ;
   wire \st0.valid ;
   wire [11:0] \st0.waddr ;
-  wire [1:0] \st0.x ;
-  wire [1:0] \st0.y ;
-  reg [38:0] st1 = 39'h0000000000;
+  reg [34:0] st1 = 35'h000000000;
   wire [5:0] \st1.addr ;
   wire \st1.bank ;
+  wire [1:0] \st1.bias_g ;
   wire [2:0] \st1.count ;
   wire \st1.cur ;
   wire \st1.end ;
   wire \st1.fire_k ;
-  wire [1:0] \st1.g ;
   wire \st1.kind ;
   wire \st1.last_step ;
   wire \st1.proj ;
   wire [3:0] \st1.shift ;
   wire \st1.valid ;
   wire [11:0] \st1.waddr ;
-  wire [1:0] \st1.x ;
-  wire [1:0] \st1.y ;
-  reg [38:0] st2 = 39'h0000000000;
+  reg [34:0] st2 = 35'h000000000;
   wire [5:0] \st2.addr ;
   wire \st2.bank ;
+  wire [1:0] \st2.bias_g ;
   wire [2:0] \st2.count ;
   wire \st2.cur ;
   wire \st2.end ;
   wire \st2.fire_k ;
-  wire [1:0] \st2.g ;
   wire \st2.kind ;
   wire \st2.last_step ;
   wire \st2.proj ;
   wire [3:0] \st2.shift ;
   wire \st2.valid ;
   wire [11:0] \st2.waddr ;
-  wire [1:0] \st2.x ;
-  wire [1:0] \st2.y ;
-  reg [38:0] st3 = 39'h0000000000;
+  reg [34:0] st3 = 35'h000000000;
   wire [5:0] \st3.addr ;
   wire \st3.bank ;
+  wire [1:0] \st3.bias_g ;
   wire [2:0] \st3.count ;
   wire \st3.cur ;
   wire \st3.end ;
   wire \st3.fire_k ;
-  wire [1:0] \st3.g ;
   wire \st3.kind ;
   wire \st3.last_step ;
   wire \st3.proj ;
   wire [3:0] \st3.shift ;
   wire \st3.valid ;
   wire [11:0] \st3.waddr ;
-  wire [1:0] \st3.x ;
-  wire [1:0] \st3.y ;
-  reg [38:0] st4 = 39'h0000000000;
+  reg [34:0] st4 = 35'h000000000;
   wire [5:0] \st4.addr ;
   wire \st4.bank ;
+  wire [1:0] \st4.bias_g ;
   wire [2:0] \st4.count ;
   wire \st4.cur ;
   wire \st4.end ;
   wire \st4.fire_k ;
-  wire [1:0] \st4.g ;
   wire \st4.kind ;
   wire \st4.last_step ;
   wire \st4.proj ;
   wire [3:0] \st4.shift ;
   wire \st4.valid ;
   wire [11:0] \st4.waddr ;
-  wire [1:0] \st4.x ;
-  wire [1:0] \st4.y ;
-  reg [38:0] st5 = 39'h0000000000;
+  reg [34:0] st5 = 35'h000000000;
   wire [5:0] \st5.addr ;
   wire \st5.bank ;
+  wire [1:0] \st5.bias_g ;
   wire [2:0] \st5.count ;
   wire \st5.cur ;
   wire \st5.end ;
   wire \st5.fire_k ;
-  wire [1:0] \st5.g ;
   wire \st5.kind ;
   wire \st5.last_step ;
   wire \st5.proj ;
   wire [3:0] \st5.shift ;
   wire \st5.valid ;
   wire [11:0] \st5.waddr ;
-  wire [1:0] \st5.x ;
-  wire [1:0] \st5.y ;
-  reg [38:0] st6 = 39'h0000000000;
+  reg [34:0] st6 = 35'h000000000;
   wire [5:0] \st6.addr ;
   wire \st6.bank ;
+  wire [1:0] \st6.bias_g ;
   wire [2:0] \st6.count ;
   wire \st6.cur ;
   wire \st6.end ;
   wire \st6.fire_k ;
-  wire [1:0] \st6.g ;
   wire \st6.kind ;
   wire \st6.last_step ;
   wire \st6.proj ;
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [11:0] \st6.waddr ;
-  wire [1:0] \st6.x ;
-  wire [1:0] \st6.y ;
-  reg [38:0] st7 = 39'h0000000000;
+  reg [34:0] st7 = 35'h000000000;
   wire [5:0] \st7.addr ;
   wire \st7.bank ;
+  wire [1:0] \st7.bias_g ;
   wire [2:0] \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
   wire \st7.fire_k ;
-  wire [1:0] \st7.g ;
   wire \st7.kind ;
   wire \st7.last_step ;
   wire \st7.proj ;
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
   wire [11:0] \st7.waddr ;
-  wire [1:0] \st7.x ;
-  wire [1:0] \st7.y ;
-  reg [38:0] st8 = 39'h0000000000;
+  reg [34:0] st8 = 35'h000000000;
   wire [5:0] \st8.addr ;
   wire \st8.bank ;
+  wire [1:0] \st8.bias_g ;
   wire [2:0] \st8.count ;
   wire \st8.cur ;
   wire \st8.end ;
   wire \st8.fire_k ;
-  wire [1:0] \st8.g ;
   wire \st8.kind ;
   wire \st8.last_step ;
   wire \st8.proj ;
   wire [3:0] \st8.shift ;
   wire \st8.valid ;
   wire [11:0] \st8.waddr ;
-  wire [1:0] \st8.x ;
-  wire [1:0] \st8.y ;
   reg [1:0] step = 2'h0;
   reg [5:0] sweep_addr = 6'h00;
-  reg [1:0] sweep_g = 2'h0;
   reg sweep_last = 1'h0;
   reg sweep_now;
-  reg [1:0] sweep_x = 2'h0;
-  reg [1:0] sweep_y = 2'h0;
   reg [7:0] used = 8'h00;
   reg [67:0] v_raw = 68'h00000000000000000;
   wire [16:0] \v_raw[0] ;
@@ -12885,76 +12495,26 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   reg [11:0] w2_0_2_1 = 12'h000;
   reg [11:0] w2_0_2_2 = 12'h000;
   reg [11:0] w2_0_2_3 = 12'h000;
-  reg [47:0] bmem [63:0];
+  wire [18:0] written;
+  wire [11:0] \written.counts ;
+  wire [2:0] \written.counts[0] ;
+  wire [2:0] \written.counts[1] ;
+  wire [2:0] \written.counts[2] ;
+  wire [2:0] \written.counts[3] ;
+  wire \written.end ;
+  wire [1:0] \written.g ;
+  wire [1:0] \written.x ;
+  wire [1:0] \written.y ;
+  reg [47:0] bmem [3:0];
   initial begin
     bmem[0] = 48'h1cbb182a92dd;
     bmem[1] = 48'hd6534a4ca50c;
     bmem[2] = 48'he5ee2e4a1352;
     bmem[3] = 48'h1c1d14dd7f3a;
-    bmem[4] = 48'h1cbb182a92dd;
-    bmem[5] = 48'hd6534a4ca50c;
-    bmem[6] = 48'he5ee2e4a1352;
-    bmem[7] = 48'h1c1d14dd7f3a;
-    bmem[8] = 48'h1cbb182a92dd;
-    bmem[9] = 48'hd6534a4ca50c;
-    bmem[10] = 48'he5ee2e4a1352;
-    bmem[11] = 48'h1c1d14dd7f3a;
-    bmem[12] = 48'h1cbb182a92dd;
-    bmem[13] = 48'hd6534a4ca50c;
-    bmem[14] = 48'he5ee2e4a1352;
-    bmem[15] = 48'h1c1d14dd7f3a;
-    bmem[16] = 48'h1cbb182a92dd;
-    bmem[17] = 48'hd6534a4ca50c;
-    bmem[18] = 48'he5ee2e4a1352;
-    bmem[19] = 48'h1c1d14dd7f3a;
-    bmem[20] = 48'h1cbb182a92dd;
-    bmem[21] = 48'hd6534a4ca50c;
-    bmem[22] = 48'he5ee2e4a1352;
-    bmem[23] = 48'h1c1d14dd7f3a;
-    bmem[24] = 48'h1cbb182a92dd;
-    bmem[25] = 48'hd6534a4ca50c;
-    bmem[26] = 48'he5ee2e4a1352;
-    bmem[27] = 48'h1c1d14dd7f3a;
-    bmem[28] = 48'h1cbb182a92dd;
-    bmem[29] = 48'hd6534a4ca50c;
-    bmem[30] = 48'he5ee2e4a1352;
-    bmem[31] = 48'h1c1d14dd7f3a;
-    bmem[32] = 48'h1cbb182a92dd;
-    bmem[33] = 48'hd6534a4ca50c;
-    bmem[34] = 48'he5ee2e4a1352;
-    bmem[35] = 48'h1c1d14dd7f3a;
-    bmem[36] = 48'h1cbb182a92dd;
-    bmem[37] = 48'hd6534a4ca50c;
-    bmem[38] = 48'he5ee2e4a1352;
-    bmem[39] = 48'h1c1d14dd7f3a;
-    bmem[40] = 48'h1cbb182a92dd;
-    bmem[41] = 48'hd6534a4ca50c;
-    bmem[42] = 48'he5ee2e4a1352;
-    bmem[43] = 48'h1c1d14dd7f3a;
-    bmem[44] = 48'h1cbb182a92dd;
-    bmem[45] = 48'hd6534a4ca50c;
-    bmem[46] = 48'he5ee2e4a1352;
-    bmem[47] = 48'h1c1d14dd7f3a;
-    bmem[48] = 48'h1cbb182a92dd;
-    bmem[49] = 48'hd6534a4ca50c;
-    bmem[50] = 48'he5ee2e4a1352;
-    bmem[51] = 48'h1c1d14dd7f3a;
-    bmem[52] = 48'h1cbb182a92dd;
-    bmem[53] = 48'hd6534a4ca50c;
-    bmem[54] = 48'he5ee2e4a1352;
-    bmem[55] = 48'h1c1d14dd7f3a;
-    bmem[56] = 48'h1cbb182a92dd;
-    bmem[57] = 48'hd6534a4ca50c;
-    bmem[58] = 48'he5ee2e4a1352;
-    bmem[59] = 48'h1c1d14dd7f3a;
-    bmem[60] = 48'h1cbb182a92dd;
-    bmem[61] = 48'hd6534a4ca50c;
-    bmem[62] = 48'he5ee2e4a1352;
-    bmem[63] = 48'h1c1d14dd7f3a;
   end
   reg [47:0] _0_;
   always @(posedge clk) begin
-    _0_ <= bmem[st2[9:4]];
+    _0_ <= bmem[st2[34:33]];
   end
   assign b_rd__data = _0_;
   reg [67:0] vmem [63:0];
@@ -13032,7 +12592,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk) begin
     _1_ <= vmem[st2[9:4]];
   end
-  assign \$signature__data$104  = _1_;
+  assign \$signature__data$106  = _1_;
   reg [31:0] wrom0 [2303:0];
   initial begin
     wrom0[0] = 32'd3858372614;
@@ -15345,224 +14905,236 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     _2_ <= wrom0[st0[21:10]];
   end
   assign \$signature__data  = _2_;
-  assign \$420  = \$signal$124 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$421  = \$419  | { \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420  };
-  assign \$422  = \$signal$124 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$423  = \$421  | { \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422  };
-  assign \$426  = \$signal$125 [0] ? addend[35:24] : 12'h000;
-  assign \$427  = \$signal$125 [1] ? b_raw[35:24] : 12'h000;
-  assign \$428  = \$426  | \$427 ;
-  assign \$429  = \$signal$125 [2] ? \$signal$126 [53:36] : 18'h00000;
-  assign \$430  = { \$428 [11], \$428 [11], \$428 [11], \$428 [11], \$428 [11], \$428 [11], \$428  } | \$429 ;
-  assign \$431  = \$signal$125 [3] ? \$signal$39 [53:36] : 18'h00000;
-  assign \$432  = \$430  | \$431 ;
-  assign \$435  = \$signal$125 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$436  = \$434  | { \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435  };
-  assign \$437  = \$signal$125 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$438  = \$436  | { \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437  };
-  assign \$441  = $signed(\$425 ) + $signed(\$440 );
-  assign \$442  = \$signal$124 [0] ? \$signal$126 [71:54] : 18'h00000;
-  assign \$443  = \$signal$124 [1] ? \$signal$39 [71:54] : 18'h00000;
-  assign \$444  = \$442  | \$443 ;
-  assign \$445  = \$signal$124 [2] ? v_wr__data[67:51] : 17'h00000;
-  assign \$446  = \$444  | { \$445 [16], \$445  };
-  assign \$447  = \$signal$124 [3] ? res8[67:51] : 17'h00000;
-  assign \$448  = \$446  | { \$447 [16], \$447  };
-  assign \$449  = \$signal$124 [4] ? res9[67:51] : 17'h00000;
-  assign \$450  = \$448  | { \$449 [16], \$449  };
-  assign \$451  = \$signal$124 [5] ? v_raw[67:51] : 17'h00000;
-  assign \$452  = \$450  | { \$451 [16], \$451  };
-  assign \$455  = \$signal$124 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$456  = \$454  | { \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455  };
-  assign \$457  = \$signal$124 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$458  = \$456  | { \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457  };
-  assign \$461  = \$signal$125 [0] ? addend[47:36] : 12'h000;
-  assign \$462  = \$signal$125 [1] ? b_raw[47:36] : 12'h000;
-  assign \$463  = \$461  | \$462 ;
-  assign \$464  = \$signal$125 [2] ? \$signal$126 [71:54] : 18'h00000;
-  assign \$465  = { \$463 [11], \$463 [11], \$463 [11], \$463 [11], \$463 [11], \$463 [11], \$463  } | \$464 ;
-  assign \$466  = \$signal$125 [3] ? \$signal$39 [71:54] : 18'h00000;
-  assign \$467  = \$465  | \$466 ;
-  assign \$470  = \$signal$125 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$471  = \$469  | { \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470  };
-  assign \$472  = \$signal$125 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$473  = \$471  | { \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472  };
-  assign \$476  = $signed(\$460 ) + $signed(\$475 );
-  assign \$477  = $signed(\$signal$126 [17:0]) - $signed(9'h0f8);
-  assign \$478  = $signed(\$signal$126 [17:0]) - $signed(10'h1f0);
-  assign \$479  = $signed(\$signal$126 [17:0]) - $signed(11'h2e8);
-  assign \$480  = $signed(\$signal$126 [17:0]) - $signed(11'h3e0);
-  assign \$481  = $signed(\$signal$126 [35:18]) - $signed(9'h0f8);
-  assign \$482  = $signed(\$signal$126 [35:18]) - $signed(10'h1f0);
-  assign \$483  = $signed(\$signal$126 [35:18]) - $signed(11'h2e8);
-  assign \$484  = $signed(\$signal$126 [35:18]) - $signed(11'h3e0);
-  assign \$485  = $signed(\$signal$126 [53:36]) - $signed(9'h0f8);
-  assign \$486  = $signed(\$signal$126 [53:36]) - $signed(10'h1f0);
-  assign \$487  = $signed(\$signal$126 [53:36]) - $signed(11'h2e8);
-  assign \$488  = $signed(\$signal$126 [53:36]) - $signed(11'h3e0);
-  assign \$489  = $signed(\$signal$126 [71:54]) - $signed(9'h0f8);
-  assign \$490  = $signed(\$signal$126 [71:54]) - $signed(10'h1f0);
-  assign \$491  = $signed(\$signal$126 [71:54]) - $signed(11'h2e8);
-  assign \$492  = $signed(\$signal$126 [71:54]) - $signed(11'h3e0);
-  assign \$494  = st6[0] & \$493 ;
-  assign \$495  = any_spike | st6[32];
-  assign \$496  = \$494  & \$495 ;
-  assign \$497  = | pending;
-  assign \$498  = pending - 1'h1;
-  assign \$499  = { 1'h0, pending } & \$498 ;
-  assign \$500  = ! \$499 ;
-  assign \$501  = ~ \$signal$74 [18];
-  assign \$502  = \$500  & \$501 ;
-  assign \$503  = 1'h1 << lane;
-  assign \$504  = { 3'h0, done } | \$503 ;
+  assign \$412  = \$410  | { \$411 [16], \$411  };
+  assign \$413  = \$signal$126 [5] ? v_raw[50:34] : 17'h00000;
+  assign \$414  = \$412  | { \$413 [16], \$413  };
+  assign \$417  = \$signal$126 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$418  = \$416  | { \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417  };
+  assign \$419  = \$signal$126 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$420  = \$418  | { \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419  };
+  assign \$423  = \$signal$127 [0] ? addend[35:24] : 12'h000;
+  assign \$424  = \$signal$127 [1] ? b_raw[35:24] : 12'h000;
+  assign \$425  = \$423  | \$424 ;
+  assign \$426  = \$signal$127 [2] ? \$signal$128 [53:36] : 18'h00000;
+  assign \$427  = { \$425 [11], \$425 [11], \$425 [11], \$425 [11], \$425 [11], \$425 [11], \$425  } | \$426 ;
+  assign \$428  = \$signal$127 [3] ? \$signal$37 [53:36] : 18'h00000;
+  assign \$429  = \$427  | \$428 ;
+  assign \$432  = \$signal$127 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$433  = \$431  | { \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432  };
+  assign \$434  = \$signal$127 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$435  = \$433  | { \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434  };
+  assign \$438  = $signed(\$422 ) + $signed(\$437 );
+  assign \$439  = \$signal$126 [0] ? \$signal$128 [71:54] : 18'h00000;
+  assign \$440  = \$signal$126 [1] ? \$signal$37 [71:54] : 18'h00000;
+  assign \$441  = \$439  | \$440 ;
+  assign \$442  = \$signal$126 [2] ? v_wr__data[67:51] : 17'h00000;
+  assign \$443  = \$441  | { \$442 [16], \$442  };
+  assign \$444  = \$signal$126 [3] ? res8[67:51] : 17'h00000;
+  assign \$445  = \$443  | { \$444 [16], \$444  };
+  assign \$446  = \$signal$126 [4] ? res9[67:51] : 17'h00000;
+  assign \$447  = \$445  | { \$446 [16], \$446  };
+  assign \$448  = \$signal$126 [5] ? v_raw[67:51] : 17'h00000;
+  assign \$449  = \$447  | { \$448 [16], \$448  };
+  assign \$452  = \$signal$126 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$453  = \$451  | { \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452  };
+  assign \$454  = \$signal$126 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$455  = \$453  | { \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454  };
+  assign \$458  = \$signal$127 [0] ? addend[47:36] : 12'h000;
+  assign \$459  = \$signal$127 [1] ? b_raw[47:36] : 12'h000;
+  assign \$460  = \$458  | \$459 ;
+  assign \$461  = \$signal$127 [2] ? \$signal$128 [71:54] : 18'h00000;
+  assign \$462  = { \$460 [11], \$460 [11], \$460 [11], \$460 [11], \$460 [11], \$460 [11], \$460  } | \$461 ;
+  assign \$463  = \$signal$127 [3] ? \$signal$37 [71:54] : 18'h00000;
+  assign \$464  = \$462  | \$463 ;
+  assign \$467  = \$signal$127 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$468  = \$466  | { \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467  };
+  assign \$469  = \$signal$127 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$470  = \$468  | { \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469  };
+  assign \$473  = $signed(\$457 ) + $signed(\$472 );
+  assign \$474  = $signed(\$signal$128 [17:0]) - $signed(9'h0f8);
+  assign \$475  = $signed(\$signal$128 [17:0]) - $signed(10'h1f0);
+  assign \$476  = $signed(\$signal$128 [17:0]) - $signed(11'h2e8);
+  assign \$477  = $signed(\$signal$128 [17:0]) - $signed(11'h3e0);
+  assign \$478  = $signed(\$signal$128 [35:18]) - $signed(9'h0f8);
+  assign \$479  = $signed(\$signal$128 [35:18]) - $signed(10'h1f0);
+  assign \$480  = $signed(\$signal$128 [35:18]) - $signed(11'h2e8);
+  assign \$481  = $signed(\$signal$128 [35:18]) - $signed(11'h3e0);
+  assign \$482  = $signed(\$signal$128 [53:36]) - $signed(9'h0f8);
+  assign \$483  = $signed(\$signal$128 [53:36]) - $signed(10'h1f0);
+  assign \$484  = $signed(\$signal$128 [53:36]) - $signed(11'h2e8);
+  assign \$485  = $signed(\$signal$128 [53:36]) - $signed(11'h3e0);
+  assign \$486  = $signed(\$signal$128 [71:54]) - $signed(9'h0f8);
+  assign \$487  = $signed(\$signal$128 [71:54]) - $signed(10'h1f0);
+  assign \$488  = $signed(\$signal$128 [71:54]) - $signed(11'h2e8);
+  assign \$489  = $signed(\$signal$128 [71:54]) - $signed(11'h3e0);
+  assign \$491  = st6[0] & \$490 ;
+  assign \$492  = any_spike | st6[32];
+  assign \$493  = \$491  & \$492 ;
+  assign \$495  = st7[0] & \$494 ;
+  assign \$496  = \pos0$68  == 2'h3;
+  assign \$497  = pos1 == 2'h3;
+  assign \$498  = pos2 == 2'h3;
+  assign \$499  = pos2 + 1'h1;
+  assign \$500  = pos1 + 1'h1;
+  assign \$501  = \pos0$68  + 1'h1;
+  assign \$502  = | pending;
+  assign \$503  = pending - 1'h1;
+  assign \$504  = { 1'h0, pending } & \$503 ;
+  assign \$505  = ! \$504 ;
+  assign \$506  = ~ \$signal$76 [18];
+  assign \$507  = \$505  & \$506 ;
+  assign \$508  = 1'h1 << lane;
+  assign \$509  = { 3'h0, done } | \$508 ;
   always @(posedge clk)
-    used <= \$505 ;
+    used <= \$510 ;
   always @(posedge clk)
-    credit <= \$506 ;
+    credit <= \$511 ;
   always @(posedge clk)
-    fsm_state <= \$507 ;
+    fsm_state <= \$512 ;
   always @(posedge clk)
-    sweep_addr <= \$508 ;
+    sweep_addr <= \$513 ;
   always @(posedge clk)
-    sweep_g <= \$509 ;
+    sweep_last <= \$514 ;
   always @(posedge clk)
-    sweep_y <= \$510 ;
+    step <= \$515 ;
   always @(posedge clk)
-    sweep_x <= \$511 ;
+    fire_k <= \$516 ;
   always @(posedge clk)
-    sweep_last <= \$512 ;
+    plane <= \$517 ;
   always @(posedge clk)
-    step <= \$513 ;
+    \$signal$88  <= \$518 ;
   always @(posedge clk)
-    fire_k <= \$514 ;
+    \$signal  <= \$519 ;
   always @(posedge clk)
-    plane <= \$515 ;
+    pos0 <= \$520 ;
   always @(posedge clk)
-    \$signal$86  <= \$516 ;
+    st0 <= \$521 ;
   always @(posedge clk)
-    \$signal  <= \$517 ;
+    st1 <= \$522 ;
   always @(posedge clk)
-    st0 <= \$518 ;
+    st2 <= \$523 ;
   always @(posedge clk)
-    st1 <= \$519 ;
+    st3 <= \$524 ;
   always @(posedge clk)
-    st2 <= \$520 ;
+    st4 <= \$525 ;
   always @(posedge clk)
-    st3 <= \$521 ;
+    st5 <= \$526 ;
   always @(posedge clk)
-    st4 <= \$522 ;
+    st6 <= \$527 ;
   always @(posedge clk)
-    st5 <= \$523 ;
+    st7 <= \$528 ;
   always @(posedge clk)
-    st6 <= \$524 ;
+    st8 <= \$529 ;
   always @(posedge clk)
-    st7 <= \$525 ;
+    w1_0 <= \$530 ;
   always @(posedge clk)
-    st8 <= \$526 ;
+    w2_0_0_0 <= \$531 ;
   always @(posedge clk)
-    w1_0 <= \$527 ;
+    w2_0_0_1 <= \$532 ;
   always @(posedge clk)
-    w2_0_0_0 <= \$528 ;
+    w2_0_0_2 <= \$533 ;
   always @(posedge clk)
-    w2_0_0_1 <= \$529 ;
+    w2_0_0_3 <= \$534 ;
   always @(posedge clk)
-    w2_0_0_2 <= \$530 ;
+    w2_0_2_0 <= \$535 ;
   always @(posedge clk)
-    w2_0_0_3 <= \$531 ;
+    w2_0_2_1 <= \$536 ;
   always @(posedge clk)
-    w2_0_2_0 <= \$532 ;
+    w2_0_2_2 <= \$537 ;
   always @(posedge clk)
-    w2_0_2_1 <= \$533 ;
+    w2_0_2_3 <= \$538 ;
   always @(posedge clk)
-    w2_0_2_2 <= \$534 ;
+    addend <= \$539 ;
   always @(posedge clk)
-    w2_0_2_3 <= \$535 ;
+    v_raw <= \$540 ;
   always @(posedge clk)
-    addend <= \$536 ;
+    b_raw <= \$541 ;
   always @(posedge clk)
-    v_raw <= \$537 ;
+    res8 <= \$542 ;
   always @(posedge clk)
-    b_raw <= \$538 ;
+    res9 <= \$543 ;
   always @(posedge clk)
-    res8 <= \$539 ;
+    cres8 <= \$544 ;
   always @(posedge clk)
-    res9 <= \$540 ;
+    cres9 <= \$545 ;
   always @(posedge clk)
-    cres8 <= \$541 ;
+    \$like  <= \$546 ;
   always @(posedge clk)
-    cres9 <= \$542 ;
+    b6 <= \$547 ;
   always @(posedge clk)
-    \$like  <= \$543 ;
+    hit_v1 <= \$548 ;
   always @(posedge clk)
-    b6 <= \$544 ;
+    hit_c1 <= \$549 ;
   always @(posedge clk)
-    hit_v1 <= \$545 ;
+    hit_v2 <= \$550 ;
   always @(posedge clk)
-    hit_c1 <= \$546 ;
+    hit_c2 <= \$551 ;
   always @(posedge clk)
-    hit_v2 <= \$547 ;
+    hit_v3 <= \$552 ;
   always @(posedge clk)
-    hit_c2 <= \$548 ;
+    hit_c3 <= \$553 ;
   always @(posedge clk)
-    hit_v3 <= \$549 ;
+    hit_v4 <= \$554 ;
   always @(posedge clk)
-    hit_c3 <= \$550 ;
+    hit_c4 <= \$555 ;
   always @(posedge clk)
-    hit_v4 <= \$551 ;
+    hit_v5 <= \$556 ;
   always @(posedge clk)
-    hit_c4 <= \$552 ;
+    hit_c5 <= \$557 ;
   always @(posedge clk)
-    hit_v5 <= \$553 ;
+    \$signal$126  <= \$558 ;
   always @(posedge clk)
-    hit_c5 <= \$554 ;
+    \$signal$127  <= \$559 ;
   always @(posedge clk)
-    \$signal$124  <= \$555 ;
+    \$signal$128  <= \$560 ;
   always @(posedge clk)
-    \$signal$125  <= \$556 ;
+    \$signal$37  <= \$561 ;
   always @(posedge clk)
-    \$signal$126  <= \$557 ;
+    d1_0 <= \$562 ;
   always @(posedge clk)
-    \$signal$39  <= \$558 ;
+    d2_0 <= \$563 ;
   always @(posedge clk)
-    d1_0 <= \$559 ;
+    d3_0 <= \$564 ;
   always @(posedge clk)
-    d2_0 <= \$560 ;
+    d4_0 <= \$565 ;
   always @(posedge clk)
-    d3_0 <= \$561 ;
+    d1_1 <= \$566 ;
   always @(posedge clk)
-    d4_0 <= \$562 ;
+    d2_1 <= \$567 ;
   always @(posedge clk)
-    d1_1 <= \$563 ;
+    d3_1 <= \$568 ;
   always @(posedge clk)
-    d2_1 <= \$564 ;
+    d4_1 <= \$569 ;
   always @(posedge clk)
-    d3_1 <= \$565 ;
+    d1_2 <= \$570 ;
   always @(posedge clk)
-    d4_1 <= \$566 ;
+    d2_2 <= \$571 ;
   always @(posedge clk)
-    d1_2 <= \$567 ;
+    d3_2 <= \$572 ;
   always @(posedge clk)
-    d2_2 <= \$568 ;
+    d4_2 <= \$573 ;
   always @(posedge clk)
-    d3_2 <= \$569 ;
+    d1_3 <= \$574 ;
   always @(posedge clk)
-    d4_2 <= \$570 ;
+    d2_3 <= \$575 ;
   always @(posedge clk)
-    d1_3 <= \$571 ;
+    d3_3 <= \$576 ;
   always @(posedge clk)
-    d2_3 <= \$572 ;
+    d4_3 <= \$577 ;
   always @(posedge clk)
-    d3_3 <= \$573 ;
+    v_wr__data <= \$578 ;
   always @(posedge clk)
-    d4_3 <= \$574 ;
+    entry7 <= \$579 ;
   always @(posedge clk)
-    v_wr__data <= \$575 ;
+    \$signal$72  <= \$580 ;
   always @(posedge clk)
-    \$signal$68  <= \$576 ;
+    \pos0$68  <= \$581 ;
   always @(posedge clk)
-    \$signal$70  <= \$577 ;
+    pos1 <= \$582 ;
   always @(posedge clk)
-    done <= \$578 ;
+    pos2 <= \$583 ;
+  always @(posedge clk)
+    done <= \$584 ;
   assign en = ~ \$signal ;
   assign \$1  = ~ \$signal ;
   assign \$2  = op_valid & \$1 ;
@@ -15634,32 +15206,32 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \$68  = \$67  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
   assign \$70  = st7[0] & \$69 ;
-  assign \$71  = ~ \$signal$70 ;
+  assign \$71  = ~ \$signal$72 ;
   assign dropped = \$70  & \$71 ;
-  assign \$72  = | \$signal$74 [2:0];
+  assign \$72  = | \$signal$76 [2:0];
   assign \$73  = ~ done[0];
   assign \$74  = \$72  & \$73 ;
-  assign \$75  = | \$signal$74 [5:3];
+  assign \$75  = | \$signal$76 [5:3];
   assign \$76  = ~ done[1];
   assign \$77  = \$75  & \$76 ;
-  assign \$78  = | \$signal$74 [8:6];
+  assign \$78  = | \$signal$76 [8:6];
   assign \$79  = ~ done[2];
   assign \$80  = \$78  & \$79 ;
-  assign \$81  = | \$signal$74 [11:9];
+  assign \$81  = | \$signal$76 [11:9];
   assign \$82  = ~ done[3];
   assign \$83  = \$81  & \$82 ;
-  assign \$84  = \$signal$74 [13:12] * 3'h4;
+  assign \$84  = \$signal$76 [13:12] * 3'h4;
   assign \$85  = \$84  + lane;
   assign \$86  = | pending;
   assign \$88  = pending - 1'h1;
   assign \$89  = { 1'h0, pending } & \$88 ;
   assign \$90  = ! \$89 ;
-  assign \$91  = ~ \$signal$74 [18];
+  assign \$91  = ~ \$signal$76 [18];
   assign \$92  = \$90  & \$91 ;
   assign \$93  = ! fsm_state;
   assign \$95  = used + sweep_now;
   assign \$96  = \$95  - dropped;
-  assign \$97  = \$signal$81  & \$signal$78 ;
+  assign \$97  = \$signal$83  & \$signal$80 ;
   assign \$98  = $signed(\$96 ) - $signed({ 1'h0, \$97  });
   assign \$99  = used <= 8'h88;
   assign \$100  = ~ op_valid;
@@ -15669,269 +15241,263 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \$104  = step + 1'h1;
   assign \$105  = sweep_addr + 1'h1;
   assign \$106  = sweep_addr == 6'h3e;
-  assign \$107  = sweep_g == 2'h3;
-  assign \$108  = sweep_x == 2'h3;
-  assign \$109  = sweep_y + 1'h1;
-  assign \$110  = sweep_x + 1'h1;
-  assign \$111  = sweep_g + 1'h1;
-  assign \$112  = sweep_now & issue[32];
-  assign \$113  = sweep_now & issue[32];
-  assign \$114  = \$113  | \$signal$86 ;
-  assign \$116  = st2[23] ? \$115  : 9'h000;
-  assign \$117  = $signed(1'h0) + $signed(\$116 );
-  assign \$119  = st2[24] ? \$118  : 9'h000;
-  assign \$120  = $signed(\$117 ) + $signed(\$119 );
-  assign \$122  = st2[23] ? \$121  : 9'h000;
-  assign \$123  = $signed(1'h0) + $signed(\$122 );
-  assign \$125  = st2[24] ? \$124  : 9'h000;
-  assign \$126  = $signed(\$123 ) + $signed(\$125 );
-  assign \$128  = st2[23] ? \$127  : 9'h000;
-  assign \$129  = $signed(1'h0) + $signed(\$128 );
-  assign \$131  = st2[24] ? \$130  : 9'h000;
-  assign \$132  = $signed(\$129 ) + $signed(\$131 );
-  assign \$134  = st2[23] ? \$133  : 9'h000;
-  assign \$135  = $signed(1'h0) + $signed(\$134 );
-  assign \$137  = st2[24] ? \$136  : 9'h000;
-  assign \$138  = $signed(\$135 ) + $signed(\$137 );
+  assign \$107  = sweep_now & issue[32];
+  assign \$108  = sweep_now & issue[32];
+  assign \$109  = \$108  | \$signal$88 ;
+  assign \$110  = pos0 == 2'h3;
+  assign \$111  = pos0 + 1'h1;
+  assign \$113  = st2[23] ? \$112  : 9'h000;
+  assign \$114  = $signed(1'h0) + $signed(\$113 );
+  assign \$116  = st2[24] ? \$115  : 9'h000;
+  assign \$117  = $signed(\$114 ) + $signed(\$116 );
+  assign \$119  = st2[23] ? \$118  : 9'h000;
+  assign \$120  = $signed(1'h0) + $signed(\$119 );
+  assign \$122  = st2[24] ? \$121  : 9'h000;
+  assign \$123  = $signed(\$120 ) + $signed(\$122 );
+  assign \$125  = st2[23] ? \$124  : 9'h000;
+  assign \$126  = $signed(1'h0) + $signed(\$125 );
+  assign \$128  = st2[24] ? \$127  : 9'h000;
+  assign \$129  = $signed(\$126 ) + $signed(\$128 );
+  assign \$131  = st2[23] ? \$130  : 9'h000;
+  assign \$132  = $signed(1'h0) + $signed(\$131 );
+  assign \$134  = st2[24] ? \$133  : 9'h000;
+  assign \$135  = $signed(\$132 ) + $signed(\$134 );
+  assign \$137  = st2[25] ? \$136  : 11'h000;
+  assign \$138  = $signed(1'h0) + $signed(\$137 );
   assign \$140  = st2[25] ? \$139  : 11'h000;
   assign \$141  = $signed(1'h0) + $signed(\$140 );
   assign \$143  = st2[25] ? \$142  : 11'h000;
   assign \$144  = $signed(1'h0) + $signed(\$143 );
   assign \$146  = st2[25] ? \$145  : 11'h000;
   assign \$147  = $signed(1'h0) + $signed(\$146 );
-  assign \$149  = st2[25] ? \$148  : 11'h000;
-  assign \$150  = $signed(1'h0) + $signed(\$149 );
-  assign \$151  = ! st3[22];
-  assign \$152  = $signed(1'h0) + $signed(w2_0_0_0);
-  assign \$153  = $signed(\$152 ) + $signed(w2_0_2_0);
-  assign \$154  = $signed(1'h0) + $signed(w2_0_0_1);
-  assign \$155  = $signed(\$154 ) + $signed(w2_0_2_1);
-  assign \$156  = $signed(1'h0) + $signed(w2_0_0_2);
-  assign \$157  = $signed(\$156 ) + $signed(w2_0_2_2);
-  assign \$158  = $signed(1'h0) + $signed(w2_0_0_3);
-  assign \$159  = $signed(\$158 ) + $signed(w2_0_2_3);
-  assign \$160  = st2[9:4] == st3[9:4];
-  assign \$161  = ! st3[1];
-  assign \$162  = \$160  & \$161 ;
-  assign \$163  = ! st3[1];
-  assign \$164  = \$163  & st3[2];
-  assign \$165  = ~ \$164 ;
-  assign \$166  = st3[0] & \$165 ;
-  assign \$167  = \$162  & \$166 ;
-  assign \$168  = st2[9:4] == st3[9:4];
-  assign \$169  = ! st3[1];
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = ! st3[1];
-  assign \$172  = \$171  & st3[2];
-  assign \$174  = \$173  & st3[30];
-  assign \$175  = \$172  | \$174 ;
-  assign \$176  = st3[0] & \$175 ;
-  assign \$177  = \$170  & \$176 ;
-  assign \$178  = st2[9:4] == st4[9:4];
-  assign \$179  = ! st4[1];
-  assign \$180  = \$178  & \$179 ;
-  assign \$181  = ! st4[1];
-  assign \$182  = \$181  & st4[2];
-  assign \$183  = ~ \$182 ;
-  assign \$184  = st4[0] & \$183 ;
-  assign \$185  = \$180  & \$184 ;
-  assign \$186  = st2[9:4] == st4[9:4];
-  assign \$187  = ! st4[1];
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = ! st4[1];
-  assign \$190  = \$189  & st4[2];
-  assign \$192  = \$191  & st4[30];
-  assign \$193  = \$190  | \$192 ;
-  assign \$194  = st4[0] & \$193 ;
-  assign \$195  = \$188  & \$194 ;
-  assign \$196  = st2[9:4] == st5[9:4];
-  assign \$197  = ! st5[1];
-  assign \$198  = \$197  & st5[2];
-  assign \$199  = ~ \$198 ;
-  assign \$200  = st5[0] & \$199 ;
-  assign \$201  = \$196  & \$200 ;
-  assign \$202  = st2[9:4] == st5[9:4];
-  assign \$203  = ! st5[1];
-  assign \$204  = \$203  & st5[2];
-  assign \$206  = \$205  & st5[30];
-  assign \$207  = \$204  | \$206 ;
-  assign \$208  = st5[0] & \$207 ;
-  assign \$209  = \$202  & \$208 ;
-  assign \$210  = st2[9:4] == st6[9:4];
-  assign \$211  = ! st6[1];
-  assign \$212  = \$211  & st6[2];
-  assign \$213  = ~ \$212 ;
-  assign \$214  = st6[0] & \$213 ;
-  assign \$215  = \$210  & \$214 ;
-  assign \$216  = st2[9:4] == st6[9:4];
-  assign \$217  = ! st6[1];
-  assign \$218  = \$217  & st6[2];
-  assign \$220  = \$219  & st6[30];
-  assign \$221  = \$218  | \$220 ;
-  assign \$222  = st6[0] & \$221 ;
-  assign \$223  = \$216  & \$222 ;
-  assign \$224  = st2[9:4] == st7[9:4];
-  assign \$225  = ! st7[1];
-  assign \$226  = \$225  & st7[2];
-  assign \$227  = ~ \$226 ;
-  assign \$228  = st7[0] & \$227 ;
-  assign \$229  = \$224  & \$228 ;
-  assign \$230  = st2[9:4] == st7[9:4];
-  assign \$231  = ! st7[1];
-  assign \$232  = \$231  & st7[2];
-  assign \$234  = \$233  & st7[30];
-  assign \$235  = \$232  | \$234 ;
-  assign \$236  = st7[0] & \$235 ;
-  assign \$237  = \$230  & \$236 ;
-  assign \$240  = ! st3[1];
-  assign \$241  = \$240  & st3[2];
-  assign \$242  = ~ \$241 ;
-  assign \$243  = \$239  & \$242 ;
-  assign \$246  = ! st3[1];
-  assign \$247  = \$246  & st3[2];
-  assign \$248  = \$245  & \$247 ;
-  assign \$249  = \$243  | \$248 ;
-  assign \$251  = ~ \$250 ;
-  assign \$252  = hit_v2 & \$251 ;
-  assign \$253  = ! st3[1];
-  assign \$254  = \$253  & st3[2];
+  assign \$148  = ! st3[22];
+  assign \$149  = $signed(1'h0) + $signed(w2_0_0_0);
+  assign \$150  = $signed(\$149 ) + $signed(w2_0_2_0);
+  assign \$151  = $signed(1'h0) + $signed(w2_0_0_1);
+  assign \$152  = $signed(\$151 ) + $signed(w2_0_2_1);
+  assign \$153  = $signed(1'h0) + $signed(w2_0_0_2);
+  assign \$154  = $signed(\$153 ) + $signed(w2_0_2_2);
+  assign \$155  = $signed(1'h0) + $signed(w2_0_0_3);
+  assign \$156  = $signed(\$155 ) + $signed(w2_0_2_3);
+  assign \$157  = st2[9:4] == st3[9:4];
+  assign \$158  = ! st3[1];
+  assign \$159  = \$157  & \$158 ;
+  assign \$160  = ! st3[1];
+  assign \$161  = \$160  & st3[2];
+  assign \$162  = ~ \$161 ;
+  assign \$163  = st3[0] & \$162 ;
+  assign \$164  = \$159  & \$163 ;
+  assign \$165  = st2[9:4] == st3[9:4];
+  assign \$166  = ! st3[1];
+  assign \$167  = \$165  & \$166 ;
+  assign \$168  = ! st3[1];
+  assign \$169  = \$168  & st3[2];
+  assign \$171  = \$170  & st3[30];
+  assign \$172  = \$169  | \$171 ;
+  assign \$173  = st3[0] & \$172 ;
+  assign \$174  = \$167  & \$173 ;
+  assign \$175  = st2[9:4] == st4[9:4];
+  assign \$176  = ! st4[1];
+  assign \$177  = \$175  & \$176 ;
+  assign \$178  = ! st4[1];
+  assign \$179  = \$178  & st4[2];
+  assign \$180  = ~ \$179 ;
+  assign \$181  = st4[0] & \$180 ;
+  assign \$182  = \$177  & \$181 ;
+  assign \$183  = st2[9:4] == st4[9:4];
+  assign \$184  = ! st4[1];
+  assign \$185  = \$183  & \$184 ;
+  assign \$186  = ! st4[1];
+  assign \$187  = \$186  & st4[2];
+  assign \$189  = \$188  & st4[30];
+  assign \$190  = \$187  | \$189 ;
+  assign \$191  = st4[0] & \$190 ;
+  assign \$192  = \$185  & \$191 ;
+  assign \$193  = st2[9:4] == st5[9:4];
+  assign \$194  = ! st5[1];
+  assign \$195  = \$194  & st5[2];
+  assign \$196  = ~ \$195 ;
+  assign \$197  = st5[0] & \$196 ;
+  assign \$198  = \$193  & \$197 ;
+  assign \$199  = st2[9:4] == st5[9:4];
+  assign \$200  = ! st5[1];
+  assign \$201  = \$200  & st5[2];
+  assign \$203  = \$202  & st5[30];
+  assign \$204  = \$201  | \$203 ;
+  assign \$205  = st5[0] & \$204 ;
+  assign \$206  = \$199  & \$205 ;
+  assign \$207  = st2[9:4] == st6[9:4];
+  assign \$208  = ! st6[1];
+  assign \$209  = \$208  & st6[2];
+  assign \$210  = ~ \$209 ;
+  assign \$211  = st6[0] & \$210 ;
+  assign \$212  = \$207  & \$211 ;
+  assign \$213  = st2[9:4] == st6[9:4];
+  assign \$214  = ! st6[1];
+  assign \$215  = \$214  & st6[2];
+  assign \$217  = \$216  & st6[30];
+  assign \$218  = \$215  | \$217 ;
+  assign \$219  = st6[0] & \$218 ;
+  assign \$220  = \$213  & \$219 ;
+  assign \$221  = st2[9:4] == st7[9:4];
+  assign \$222  = ! st7[1];
+  assign \$223  = \$222  & st7[2];
+  assign \$224  = ~ \$223 ;
+  assign \$225  = st7[0] & \$224 ;
+  assign \$226  = \$221  & \$225 ;
+  assign \$227  = st2[9:4] == st7[9:4];
+  assign \$228  = ! st7[1];
+  assign \$229  = \$228  & st7[2];
+  assign \$231  = \$230  & st7[30];
+  assign \$232  = \$229  | \$231 ;
+  assign \$233  = st7[0] & \$232 ;
+  assign \$234  = \$227  & \$233 ;
+  assign \$237  = ! st3[1];
+  assign \$238  = \$237  & st3[2];
+  assign \$239  = ~ \$238 ;
+  assign \$240  = \$236  & \$239 ;
+  assign \$243  = ! st3[1];
+  assign \$244  = \$243  & st3[2];
+  assign \$245  = \$242  & \$244 ;
+  assign \$246  = \$240  | \$245 ;
+  assign \$248  = ~ \$247 ;
+  assign \$249  = hit_v2 & \$248 ;
+  assign \$250  = ! st3[1];
+  assign \$251  = \$250  & st3[2];
+  assign \$252  = ~ \$251 ;
+  assign \$253  = \$249  & \$252 ;
   assign \$255  = ~ \$254 ;
-  assign \$256  = \$252  & \$255 ;
-  assign \$258  = ~ \$257 ;
-  assign \$259  = hit_c2 & \$258 ;
-  assign \$260  = ! st3[1];
-  assign \$261  = \$260  & st3[2];
-  assign \$262  = \$259  & \$261 ;
-  assign \$263  = \$256  | \$262 ;
-  assign \$265  = \$264  | hit_v2;
-  assign \$266  = ~ \$265 ;
-  assign \$267  = hit_v3 & \$266 ;
-  assign \$268  = ! st3[1];
-  assign \$269  = \$268  & st3[2];
-  assign \$270  = ~ \$269 ;
-  assign \$271  = \$267  & \$270 ;
-  assign \$273  = \$272  | hit_v2;
-  assign \$274  = \$273  | hit_v3;
-  assign \$275  = ~ \$274 ;
-  assign \$276  = hit_v4 & \$275 ;
-  assign \$277  = ! st3[1];
-  assign \$278  = \$277  & st3[2];
-  assign \$279  = ~ \$278 ;
-  assign \$280  = \$276  & \$279 ;
-  assign \$282  = \$281  | hit_v2;
-  assign \$283  = \$282  | hit_v3;
-  assign \$284  = \$283  | hit_v4;
-  assign \$285  = ~ \$284 ;
-  assign \$286  = hit_v5 & \$285 ;
-  assign \$287  = ! st3[1];
-  assign \$288  = \$287  & st3[2];
-  assign \$289  = ~ \$288 ;
-  assign \$290  = \$286  & \$289 ;
-  assign \$292  = \$291  | hit_v2;
-  assign \$293  = \$292  | hit_v3;
-  assign \$294  = \$293  | hit_v4;
-  assign \$295  = \$294  | hit_v5;
+  assign \$256  = hit_c2 & \$255 ;
+  assign \$257  = ! st3[1];
+  assign \$258  = \$257  & st3[2];
+  assign \$259  = \$256  & \$258 ;
+  assign \$260  = \$253  | \$259 ;
+  assign \$262  = \$261  | hit_v2;
+  assign \$263  = ~ \$262 ;
+  assign \$264  = hit_v3 & \$263 ;
+  assign \$265  = ! st3[1];
+  assign \$266  = \$265  & st3[2];
+  assign \$267  = ~ \$266 ;
+  assign \$268  = \$264  & \$267 ;
+  assign \$270  = \$269  | hit_v2;
+  assign \$271  = \$270  | hit_v3;
+  assign \$272  = ~ \$271 ;
+  assign \$273  = hit_v4 & \$272 ;
+  assign \$274  = ! st3[1];
+  assign \$275  = \$274  & st3[2];
+  assign \$276  = ~ \$275 ;
+  assign \$277  = \$273  & \$276 ;
+  assign \$279  = \$278  | hit_v2;
+  assign \$280  = \$279  | hit_v3;
+  assign \$281  = \$280  | hit_v4;
+  assign \$282  = ~ \$281 ;
+  assign \$283  = hit_v5 & \$282 ;
+  assign \$284  = ! st3[1];
+  assign \$285  = \$284  & st3[2];
+  assign \$286  = ~ \$285 ;
+  assign \$287  = \$283  & \$286 ;
+  assign \$289  = \$288  | hit_v2;
+  assign \$290  = \$289  | hit_v3;
+  assign \$291  = \$290  | hit_v4;
+  assign \$292  = \$291  | hit_v5;
+  assign \$293  = ~ \$292 ;
+  assign \$294  = ! st3[1];
+  assign \$295  = \$294  & st3[2];
   assign \$296  = ~ \$295 ;
-  assign \$297  = ! st3[1];
-  assign \$298  = \$297  & st3[2];
-  assign \$299  = ~ \$298 ;
-  assign \$300  = \$296  & \$299 ;
-  assign \$302  = \$301  | hit_c2;
-  assign \$303  = ~ \$302 ;
-  assign \$304  = hit_c3 & \$303 ;
-  assign \$305  = ! st3[1];
-  assign \$306  = \$305  & st3[2];
-  assign \$307  = \$304  & \$306 ;
-  assign \$309  = \$308  | hit_c2;
-  assign \$310  = \$309  | hit_c3;
-  assign \$311  = ~ \$310 ;
-  assign \$312  = hit_c4 & \$311 ;
-  assign \$313  = ! st3[1];
-  assign \$314  = \$313  & st3[2];
-  assign \$315  = \$312  & \$314 ;
-  assign \$317  = \$316  | hit_c2;
-  assign \$318  = \$317  | hit_c3;
-  assign \$319  = \$318  | hit_c4;
-  assign \$320  = ~ \$319 ;
-  assign \$321  = hit_c5 & \$320 ;
-  assign \$322  = ! st3[1];
-  assign \$323  = \$322  & st3[2];
-  assign \$324  = \$321  & \$323 ;
-  assign \$326  = \$325  | hit_c2;
-  assign \$327  = \$326  | hit_c3;
-  assign \$328  = \$327  | hit_c4;
-  assign \$329  = \$328  | hit_c5;
-  assign \$330  = ~ \$329 ;
+  assign \$297  = \$293  & \$296 ;
+  assign \$299  = \$298  | hit_c2;
+  assign \$300  = ~ \$299 ;
+  assign \$301  = hit_c3 & \$300 ;
+  assign \$302  = ! st3[1];
+  assign \$303  = \$302  & st3[2];
+  assign \$304  = \$301  & \$303 ;
+  assign \$306  = \$305  | hit_c2;
+  assign \$307  = \$306  | hit_c3;
+  assign \$308  = ~ \$307 ;
+  assign \$309  = hit_c4 & \$308 ;
+  assign \$310  = ! st3[1];
+  assign \$311  = \$310  & st3[2];
+  assign \$312  = \$309  & \$311 ;
+  assign \$314  = \$313  | hit_c2;
+  assign \$315  = \$314  | hit_c3;
+  assign \$316  = \$315  | hit_c4;
+  assign \$317  = ~ \$316 ;
+  assign \$318  = hit_c5 & \$317 ;
+  assign \$319  = ! st3[1];
+  assign \$320  = \$319  & st3[2];
+  assign \$321  = \$318  & \$320 ;
+  assign \$323  = \$322  | hit_c2;
+  assign \$324  = \$323  | hit_c3;
+  assign \$325  = \$324  | hit_c4;
+  assign \$326  = \$325  | hit_c5;
+  assign \$327  = ~ \$326 ;
+  assign \$328  = ! st3[1];
+  assign \$329  = \$328  & st3[2];
+  assign \$330  = \$327  & \$329 ;
   assign \$331  = ! st3[1];
-  assign \$332  = \$331  & st3[2];
-  assign \$333  = \$330  & \$332 ;
-  assign \$334  = ! st3[1];
-  assign \$335  = ! st3[1];
-  assign \$337  = \$signal$124 [0] ? \$signal$126 [17:0] : 18'h00000;
-  assign \$338  = \$signal$124 [1] ? \$signal$39 [17:0] : 18'h00000;
-  assign \$339  = \$337  | \$338 ;
-  assign \$340  = \$signal$124 [2] ? v_wr__data[16:0] : 17'h00000;
-  assign \$341  = \$339  | { \$340 [16], \$340  };
-  assign \$342  = \$signal$124 [3] ? res8[16:0] : 17'h00000;
-  assign \$343  = \$341  | { \$342 [16], \$342  };
-  assign \$344  = \$signal$124 [4] ? res9[16:0] : 17'h00000;
-  assign \$345  = \$343  | { \$344 [16], \$344  };
-  assign \$346  = \$signal$124 [5] ? v_raw[16:0] : 17'h00000;
-  assign \$347  = \$345  | { \$346 [16], \$346  };
-  assign \$350  = \$signal$124 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$351  = \$349  | { \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350  };
-  assign \$352  = \$signal$124 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$353  = \$351  | { \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352  };
-  assign \$356  = \$signal$125 [0] ? addend[11:0] : 12'h000;
-  assign \$357  = \$signal$125 [1] ? b_raw[11:0] : 12'h000;
-  assign \$358  = \$356  | \$357 ;
-  assign \$359  = \$signal$125 [2] ? \$signal$126 [17:0] : 18'h00000;
-  assign \$360  = { \$358 [11], \$358 [11], \$358 [11], \$358 [11], \$358 [11], \$358 [11], \$358  } | \$359 ;
-  assign \$361  = \$signal$125 [3] ? \$signal$39 [17:0] : 18'h00000;
-  assign \$362  = \$360  | \$361 ;
-  assign \$365  = \$signal$125 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$366  = \$364  | { \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365  };
-  assign \$367  = \$signal$125 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$368  = \$366  | { \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367  };
-  assign \$371  = $signed(\$355 ) + $signed(\$370 );
-  assign \$372  = \$signal$124 [0] ? \$signal$126 [35:18] : 18'h00000;
-  assign \$373  = \$signal$124 [1] ? \$signal$39 [35:18] : 18'h00000;
-  assign \$374  = \$372  | \$373 ;
-  assign \$375  = \$signal$124 [2] ? v_wr__data[33:17] : 17'h00000;
-  assign \$376  = \$374  | { \$375 [16], \$375  };
-  assign \$377  = \$signal$124 [3] ? res8[33:17] : 17'h00000;
-  assign \$378  = \$376  | { \$377 [16], \$377  };
-  assign \$379  = \$signal$124 [4] ? res9[33:17] : 17'h00000;
-  assign \$380  = \$378  | { \$379 [16], \$379  };
-  assign \$381  = \$signal$124 [5] ? v_raw[33:17] : 17'h00000;
-  assign \$382  = \$380  | { \$381 [16], \$381  };
-  assign \$385  = \$signal$124 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$386  = \$384  | { \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385  };
-  assign \$387  = \$signal$124 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$388  = \$386  | { \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387  };
-  assign \$391  = \$signal$125 [0] ? addend[23:12] : 12'h000;
-  assign \$392  = \$signal$125 [1] ? b_raw[23:12] : 12'h000;
-  assign \$393  = \$391  | \$392 ;
-  assign \$394  = \$signal$125 [2] ? \$signal$126 [35:18] : 18'h00000;
-  assign \$395  = { \$393 [11], \$393 [11], \$393 [11], \$393 [11], \$393 [11], \$393 [11], \$393  } | \$394 ;
-  assign \$396  = \$signal$125 [3] ? \$signal$39 [35:18] : 18'h00000;
-  assign \$397  = \$395  | \$396 ;
-  assign \$400  = \$signal$125 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$401  = \$399  | { \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400  };
-  assign \$402  = \$signal$125 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$403  = \$401  | { \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402  };
-  assign \$406  = $signed(\$390 ) + $signed(\$405 );
-  assign \$407  = \$signal$124 [0] ? \$signal$126 [53:36] : 18'h00000;
-  assign \$408  = \$signal$124 [1] ? \$signal$39 [53:36] : 18'h00000;
-  assign \$409  = \$407  | \$408 ;
-  assign \$410  = \$signal$124 [2] ? v_wr__data[50:34] : 17'h00000;
-  assign \$411  = \$409  | { \$410 [16], \$410  };
-  assign \$412  = \$signal$124 [3] ? res8[50:34] : 17'h00000;
-  assign \$413  = \$411  | { \$412 [16], \$412  };
-  assign \$414  = \$signal$124 [4] ? res9[50:34] : 17'h00000;
-  assign \$415  = \$413  | { \$414 [16], \$414  };
-  assign \$416  = \$signal$124 [5] ? v_raw[50:34] : 17'h00000;
-  assign \$417  = \$415  | { \$416 [16], \$416  };
+  assign \$332  = ! st3[1];
+  assign \$334  = \$signal$126 [0] ? \$signal$128 [17:0] : 18'h00000;
+  assign \$335  = \$signal$126 [1] ? \$signal$37 [17:0] : 18'h00000;
+  assign \$336  = \$334  | \$335 ;
+  assign \$337  = \$signal$126 [2] ? v_wr__data[16:0] : 17'h00000;
+  assign \$338  = \$336  | { \$337 [16], \$337  };
+  assign \$339  = \$signal$126 [3] ? res8[16:0] : 17'h00000;
+  assign \$340  = \$338  | { \$339 [16], \$339  };
+  assign \$341  = \$signal$126 [4] ? res9[16:0] : 17'h00000;
+  assign \$342  = \$340  | { \$341 [16], \$341  };
+  assign \$343  = \$signal$126 [5] ? v_raw[16:0] : 17'h00000;
+  assign \$344  = \$342  | { \$343 [16], \$343  };
+  assign \$347  = \$signal$126 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$348  = \$346  | { \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347  };
+  assign \$349  = \$signal$126 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$350  = \$348  | { \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349  };
+  assign \$353  = \$signal$127 [0] ? addend[11:0] : 12'h000;
+  assign \$354  = \$signal$127 [1] ? b_raw[11:0] : 12'h000;
+  assign \$355  = \$353  | \$354 ;
+  assign \$356  = \$signal$127 [2] ? \$signal$128 [17:0] : 18'h00000;
+  assign \$357  = { \$355 [11], \$355 [11], \$355 [11], \$355 [11], \$355 [11], \$355 [11], \$355  } | \$356 ;
+  assign \$358  = \$signal$127 [3] ? \$signal$37 [17:0] : 18'h00000;
+  assign \$359  = \$357  | \$358 ;
+  assign \$362  = \$signal$127 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$363  = \$361  | { \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362  };
+  assign \$364  = \$signal$127 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$365  = \$363  | { \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364  };
+  assign \$368  = $signed(\$352 ) + $signed(\$367 );
+  assign \$369  = \$signal$126 [0] ? \$signal$128 [35:18] : 18'h00000;
+  assign \$370  = \$signal$126 [1] ? \$signal$37 [35:18] : 18'h00000;
+  assign \$371  = \$369  | \$370 ;
+  assign \$372  = \$signal$126 [2] ? v_wr__data[33:17] : 17'h00000;
+  assign \$373  = \$371  | { \$372 [16], \$372  };
+  assign \$374  = \$signal$126 [3] ? res8[33:17] : 17'h00000;
+  assign \$375  = \$373  | { \$374 [16], \$374  };
+  assign \$376  = \$signal$126 [4] ? res9[33:17] : 17'h00000;
+  assign \$377  = \$375  | { \$376 [16], \$376  };
+  assign \$378  = \$signal$126 [5] ? v_raw[33:17] : 17'h00000;
+  assign \$379  = \$377  | { \$378 [16], \$378  };
+  assign \$382  = \$signal$126 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$383  = \$381  | { \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382  };
+  assign \$384  = \$signal$126 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$385  = \$383  | { \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384  };
+  assign \$388  = \$signal$127 [0] ? addend[23:12] : 12'h000;
+  assign \$389  = \$signal$127 [1] ? b_raw[23:12] : 12'h000;
+  assign \$390  = \$388  | \$389 ;
+  assign \$391  = \$signal$127 [2] ? \$signal$128 [35:18] : 18'h00000;
+  assign \$392  = { \$390 [11], \$390 [11], \$390 [11], \$390 [11], \$390 [11], \$390 [11], \$390  } | \$391 ;
+  assign \$393  = \$signal$127 [3] ? \$signal$37 [35:18] : 18'h00000;
+  assign \$394  = \$392  | \$393 ;
+  assign \$397  = \$signal$127 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$398  = \$396  | { \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397  };
+  assign \$399  = \$signal$127 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$400  = \$398  | { \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399  };
+  assign \$403  = $signed(\$387 ) + $signed(\$402 );
+  assign \$404  = \$signal$126 [0] ? \$signal$128 [53:36] : 18'h00000;
+  assign \$405  = \$signal$126 [1] ? \$signal$37 [53:36] : 18'h00000;
+  assign \$406  = \$404  | \$405 ;
+  assign \$407  = \$signal$126 [2] ? v_wr__data[50:34] : 17'h00000;
+  assign \$408  = \$406  | { \$407 [16], \$407  };
+  assign \$409  = \$signal$126 [3] ? res8[50:34] : 17'h00000;
+  assign \$410  = \$408  | { \$409 [16], \$409  };
+  assign \$411  = \$signal$126 [4] ? res9[50:34] : 17'h00000;
   \digits_cnn_gn.engine_conv3.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -15941,22 +15507,22 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4673$0 (i0__payload[12:0]),
+    .\port$4509$0 (i0__payload[12:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_gn.engine_conv3.queue  queue (
     .clk(clk),
-    .\port$4240$0 (\$signal$81 ),
-    .\port$4440$0 (\$signal$74 ),
-    .\port$4442$0 (\$signal$78 ),
+    .\port$4112$0 (\$signal$83 ),
+    .\port$4314$0 (\$signal$76 ),
+    .\port$4316$0 (\$signal$80 ),
     .rst(rst),
-    .w_data(\$signal$68 ),
-    .w_en(\$signal$70 )
+    .w_data(written),
+    .w_en(\$signal$72 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    issue = 39'h0000000000;
+    issue[32:0] = 33'h000000000;
     if (\$2 ) begin
       issue[0] = 1'h1;
       issue[1] = 1'h0;
@@ -15978,14 +15544,14 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
             issue[1] = 1'h1;
             issue[9:4] = sweep_addr;
             issue[3] = 1'h0;
-            issue[34:33] = sweep_g;
-            issue[36:35] = sweep_y;
-            issue[38:37] = sweep_x;
             issue[30] = \$6 ;
             issue[32] = sweep_last;
             issue[31] = fire_k[0];
           end
     endcase
+    begin
+        issue[34:33] = pos0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
@@ -16033,25 +15599,25 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (\$8 ) begin
-      result[16:0] = \$signal$39 [16:0];
+      result[16:0] = \$signal$37 [16:0];
     end else begin
       result[16:0] = \$21 ;
     end
     (* full_case = 32'd1 *)
     if (\$22 ) begin
-      result[33:17] = \$signal$39 [34:18];
+      result[33:17] = \$signal$37 [34:18];
     end else begin
       result[33:17] = \$35 ;
     end
     (* full_case = 32'd1 *)
     if (\$36 ) begin
-      result[50:34] = \$signal$39 [52:36];
+      result[50:34] = \$signal$37 [52:36];
     end else begin
       result[50:34] = \$49 ;
     end
     (* full_case = 32'd1 *)
     if (\$50 ) begin
-      result[67:51] = \$signal$39 [70:54];
+      result[67:51] = \$signal$37 [70:54];
     end else begin
       result[67:51] = \$63 ;
     end
@@ -16086,7 +15652,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     (* full_case = 32'd1 *)
     if (\$8 ) begin
     end else begin
-      kept0 = \$signal$39 [16:0];
+      kept0 = \$signal$37 [16:0];
       if (\$17 ) begin
         kept0 = d1_0[16:0];
       end
@@ -16107,7 +15673,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     (* full_case = 32'd1 *)
     if (\$22 ) begin
     end else begin
-      kept1 = \$signal$39 [34:18];
+      kept1 = \$signal$37 [34:18];
       if (\$31 ) begin
         kept1 = d1_1[16:0];
       end
@@ -16128,7 +15694,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     (* full_case = 32'd1 *)
     if (\$36 ) begin
     end else begin
-      kept2 = \$signal$39 [52:36];
+      kept2 = \$signal$37 [52:36];
       if (\$45 ) begin
         kept2 = d1_2[16:0];
       end
@@ -16149,7 +15715,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     (* full_case = 32'd1 *)
     if (\$50 ) begin
     end else begin
-      kept3 = \$signal$39 [70:54];
+      kept3 = \$signal$37 [70:54];
       if (\$59 ) begin
         kept3 = d1_3[16:0];
       end
@@ -16183,7 +15749,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     o__payload[11:8] = 4'h0;
-    if (\$signal$78 ) begin
+    if (\$signal$80 ) begin
       (* full_case = 32'd1 *)
       if (\$86 ) begin
         o__payload[10:8] = \$87 ;
@@ -16195,7 +15761,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     o__valid = 1'h0;
-    if (\$signal$78 ) begin
+    if (\$signal$80 ) begin
       (* full_case = 32'd1 *)
       if (\$86 ) begin
         o__valid = 1'h1;
@@ -16206,46 +15772,46 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$signal$81  = 1'h0;
-    if (\$signal$78 ) begin
+    \$signal$83  = 1'h0;
+    if (\$signal$80 ) begin
       (* full_case = 32'd1 *)
       if (\$86 ) begin
         if (o__ready) begin
           if (\$92 ) begin
-            \$signal$81  = 1'h1;
+            \$signal$83  = 1'h1;
           end
         end
       end else begin
         if (o__ready) begin
-          \$signal$81  = 1'h1;
+          \$signal$83  = 1'h1;
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$505  = \$98 [7:0];
+    \$510  = \$98 [7:0];
     if (rst) begin
-      \$505  = 8'h00;
+      \$510  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$506  = \$99 ;
+    \$511  = \$99 ;
     if (rst) begin
-      \$506  = 1'h0;
+      \$511  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$507  = fsm_state;
+    \$512  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           if (i0__valid) begin
             if (i0__payload[13]) begin
               if (\$100 ) begin
-                \$507  = 1'h1;
+                \$512  = 1'h1;
               end
             end
           end
@@ -16254,131 +15820,10 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
             if (sweep_last) begin
               (* full_case = 32'd1 *)
               if (\$103 ) begin
-                \$507  = 1'h0;
+                \$512  = 1'h0;
               end else begin
-                \$507  = 1'h0;
+                \$512  = 1'h0;
               end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$507  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$508  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$508  = 6'h00;
-            end else begin
-              \$508  = \$105 [5:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$508  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$509  = sweep_g;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$509  = 2'h0;
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$107 ) begin
-                \$509  = 2'h0;
-              end else begin
-                \$509  = \$111 [1:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$509  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$510  = sweep_y;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$510  = 2'h0;
-            end else begin
-              if (\$107 ) begin
-                if (\$108 ) begin
-                  \$510  = \$109 [1:0];
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$510  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$511  = sweep_x;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$511  = 2'h0;
-            end else begin
-              if (\$107 ) begin
-                (* full_case = 32'd1 *)
-                if (\$108 ) begin
-                  \$511  = 2'h0;
-                end else begin
-                  \$511  = \$110 [1:0];
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$511  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$512  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$512  = 1'h0;
-            end else begin
-              \$512  = \$106 ;
             end
           end
     endcase
@@ -16388,7 +15833,49 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$513  = step;
+    \$513  = sweep_addr;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$102 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$513  = 6'h00;
+            end else begin
+              \$513  = \$105 [5:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$513  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$514  = sweep_last;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$102 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$514  = 1'h0;
+            end else begin
+              \$514  = \$106 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$514  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$515  = step;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -16398,49 +15885,9 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
             if (sweep_last) begin
               (* full_case = 32'd1 *)
               if (\$103 ) begin
-                \$513  = 2'h0;
-              end else begin
-                \$513  = \$104 [1:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$513  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$514  = fire_k;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              if (\$103 ) begin
-                \$514  = 2'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$514  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$515  = plane;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              if (\$103 ) begin
                 \$515  = 2'h0;
+              end else begin
+                \$515  = \$104 [1:0];
               end
             end
           end
@@ -16451,472 +15898,598 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$516  = \$112 ;
+    \$516  = fire_k;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$102 ) begin
+            if (sweep_last) begin
+              if (\$103 ) begin
+                \$516  = 2'h0;
+              end
+            end
+          end
+    endcase
     if (rst) begin
-      \$516  = 1'h0;
+      \$516  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$517  = \$114 ;
+    \$517  = plane;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$102 ) begin
+            if (sweep_last) begin
+              if (\$103 ) begin
+                \$517  = 2'h0;
+              end
+            end
+          end
+    endcase
     if (rst) begin
-      \$517  = 1'h0;
+      \$517  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$518  = issue;
+    \$518  = \$107 ;
     if (rst) begin
-      \$518  = 39'h0000000000;
+      \$518  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$519  = st0;
+    \$519  = \$109 ;
     if (rst) begin
-      \$519  = 39'h0000000000;
+      \$519  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$520  = st1;
+    \$520  = pos0;
+    if (sweep_now) begin
+      (* full_case = 32'd1 *)
+      if (issue[32]) begin
+        \$520  = 2'h0;
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$110 ) begin
+          \$520  = 2'h0;
+        end else begin
+          \$520  = \$111 [1:0];
+        end
+      end
+    end
     if (rst) begin
-      \$520  = 39'h0000000000;
+      \$520  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$521  = st2;
+    \$521  = issue;
     if (rst) begin
-      \$521  = 39'h0000000000;
+      \$521  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$522  = st3;
+    \$522  = st0;
     if (rst) begin
-      \$522  = 39'h0000000000;
+      \$522  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$523  = st4;
+    \$523  = st1;
     if (rst) begin
-      \$523  = 39'h0000000000;
+      \$523  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$524  = st5;
+    \$524  = st2;
     if (rst) begin
-      \$524  = 39'h0000000000;
+      \$524  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$525  = st6;
+    \$525  = st3;
     if (rst) begin
-      \$525  = 39'h0000000000;
+      \$525  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$526  = st7;
+    \$526  = st4;
     if (rst) begin
-      \$526  = 39'h0000000000;
+      \$526  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$527  = \$signature__data ;
+    \$527  = st5;
     if (rst) begin
-      \$527  = 32'd0;
+      \$527  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$528  = \$120 ;
+    \$528  = st6;
     if (rst) begin
-      \$528  = 11'h000;
+      \$528  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$529  = \$126 ;
+    \$529  = st7;
     if (rst) begin
-      \$529  = 11'h000;
+      \$529  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$530  = \$132 ;
+    \$530  = \$signature__data ;
     if (rst) begin
-      \$530  = 11'h000;
+      \$530  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$531  = \$138 ;
+    \$531  = \$117 ;
     if (rst) begin
       \$531  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$532  = \$141 ;
+    \$532  = \$123 ;
     if (rst) begin
-      \$532  = 12'h000;
+      \$532  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$533  = \$144 ;
+    \$533  = \$129 ;
     if (rst) begin
-      \$533  = 12'h000;
+      \$533  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$534  = \$147 ;
+    \$534  = \$135 ;
     if (rst) begin
-      \$534  = 12'h000;
+      \$534  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$535  = \$150 ;
+    \$535  = \$138 ;
     if (rst) begin
       \$535  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$536  = addend;
-    if (\$151 ) begin
-      \$536 [11:0] = \$153 [11:0];
-      \$536 [23:12] = \$155 [11:0];
-      \$536 [35:24] = \$157 [11:0];
-      \$536 [47:36] = \$159 [11:0];
-    end
+    \$536  = \$141 ;
     if (rst) begin
-      \$536  = 48'h000000000000;
+      \$536  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$537  = \$signature__data$104 ;
+    \$537  = \$144 ;
     if (rst) begin
-      \$537  = 68'h00000000000000000;
+      \$537  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$538  = b_rd__data;
+    \$538  = \$147 ;
     if (rst) begin
-      \$538  = 48'h000000000000;
+      \$538  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$539  = v_wr__data;
+    \$539  = addend;
+    if (\$148 ) begin
+      \$539 [11:0] = \$150 [11:0];
+      \$539 [23:12] = \$152 [11:0];
+      \$539 [35:24] = \$154 [11:0];
+      \$539 [47:36] = \$156 [11:0];
+    end
     if (rst) begin
-      \$539  = 68'h00000000000000000;
+      \$539  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$540  = res8;
+    \$540  = \$signature__data$106 ;
     if (rst) begin
       \$540  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$541  = 4'h0;
+    \$541  = b_rd__data;
     if (rst) begin
-      \$541  = 4'h0;
+      \$541  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$542  = cres8;
+    \$542  = v_wr__data;
     if (rst) begin
-      \$542  = 4'h0;
+      \$542  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$543  = b_raw;
+    \$543  = res8;
     if (rst) begin
-      \$543  = 48'h000000000000;
+      \$543  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$544  = \$like ;
+    \$544  = 4'h0;
     if (rst) begin
-      \$544  = 48'h000000000000;
+      \$544  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$545  = \$167 ;
+    \$545  = cres8;
     if (rst) begin
-      \$545  = 1'h0;
+      \$545  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$546  = \$177 ;
+    \$546  = b_raw;
     if (rst) begin
-      \$546  = 1'h0;
+      \$546  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$547  = \$185 ;
+    \$547  = \$like ;
     if (rst) begin
-      \$547  = 1'h0;
+      \$547  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$548  = \$195 ;
+    \$548  = \$164 ;
     if (rst) begin
       \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$549  = \$201 ;
+    \$549  = \$174 ;
     if (rst) begin
       \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$550  = \$209 ;
+    \$550  = \$182 ;
     if (rst) begin
       \$550  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$551  = \$215 ;
+    \$551  = \$192 ;
     if (rst) begin
       \$551  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$552  = \$223 ;
+    \$552  = \$198 ;
     if (rst) begin
       \$552  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$553  = \$229 ;
+    \$553  = \$206 ;
     if (rst) begin
       \$553  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$554  = \$237 ;
+    \$554  = \$212 ;
     if (rst) begin
       \$554  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$555  = { \$333 , \$324 , \$315 , \$307 , \$300 , \$290 , \$280 , \$271 , \$263 , \$249  };
+    \$555  = \$220 ;
     if (rst) begin
-      \$555  = 10'h000;
+      \$555  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$556  = { 6'h00, \$336 , \$334  };
+    \$556  = \$226 ;
     if (rst) begin
-      \$556  = 8'h00;
+      \$556  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$557 [17:0] = \$371 [17:0];
-    \$557 [35:18] = \$406 [17:0];
-    \$557 [53:36] = \$441 [17:0];
-    \$557 [71:54] = \$476 [17:0];
+    \$557  = \$234 ;
     if (rst) begin
-      \$557  = 72'h000000000000000000;
+      \$557  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$558 [17:0] = \$signal$126 [17:0];
-    \$558 [35:18] = \$signal$126 [35:18];
-    \$558 [53:36] = \$signal$126 [53:36];
-    \$558 [71:54] = \$signal$126 [71:54];
+    \$558  = { \$330 , \$321 , \$312 , \$304 , \$297 , \$287 , \$277 , \$268 , \$260 , \$246  };
     if (rst) begin
-      \$558  = 72'h000000000000000000;
+      \$558  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$559  = \$477 ;
+    \$559  = { 6'h00, \$333 , \$331  };
     if (rst) begin
-      \$559  = 19'h00000;
+      \$559  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$560  = \$478 ;
+    \$560 [17:0] = \$368 [17:0];
+    \$560 [35:18] = \$403 [17:0];
+    \$560 [53:36] = \$438 [17:0];
+    \$560 [71:54] = \$473 [17:0];
     if (rst) begin
-      \$560  = 19'h00000;
+      \$560  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$561  = \$479 ;
+    \$561 [17:0] = \$signal$128 [17:0];
+    \$561 [35:18] = \$signal$128 [35:18];
+    \$561 [53:36] = \$signal$128 [53:36];
+    \$561 [71:54] = \$signal$128 [71:54];
     if (rst) begin
-      \$561  = 19'h00000;
+      \$561  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$562  = \$480 ;
+    \$562  = \$474 ;
     if (rst) begin
       \$562  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$563  = \$481 ;
+    \$563  = \$475 ;
     if (rst) begin
       \$563  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$564  = \$482 ;
+    \$564  = \$476 ;
     if (rst) begin
       \$564  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$565  = \$483 ;
+    \$565  = \$477 ;
     if (rst) begin
       \$565  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$566  = \$484 ;
+    \$566  = \$478 ;
     if (rst) begin
       \$566  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$567  = \$485 ;
+    \$567  = \$479 ;
     if (rst) begin
       \$567  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$568  = \$486 ;
+    \$568  = \$480 ;
     if (rst) begin
       \$568  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$569  = \$487 ;
+    \$569  = \$481 ;
     if (rst) begin
       \$569  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$570  = \$488 ;
+    \$570  = \$482 ;
     if (rst) begin
       \$570  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$571  = \$489 ;
+    \$571  = \$483 ;
     if (rst) begin
       \$571  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$572  = \$490 ;
+    \$572  = \$484 ;
     if (rst) begin
       \$572  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$573  = \$491 ;
+    \$573  = \$485 ;
     if (rst) begin
       \$573  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$574  = \$492 ;
+    \$574  = \$486 ;
     if (rst) begin
       \$574  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$575  = result;
+    \$575  = \$487 ;
     if (rst) begin
-      \$575  = 68'h00000000000000000;
+      \$575  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$576  = entry;
+    \$576  = \$488 ;
     if (rst) begin
       \$576  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$577  = \$496 ;
+    \$577  = \$489 ;
     if (rst) begin
-      \$577  = 1'h0;
+      \$577  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$578  = done;
-    if (\$signal$78 ) begin
+    \$578  = result;
+    if (rst) begin
+      \$578  = 68'h00000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$579  = entry;
+    if (rst) begin
+      \$579  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$580  = \$493 ;
+    if (rst) begin
+      \$580  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$581  = \pos0$68 ;
+    if (\$495 ) begin
       (* full_case = 32'd1 *)
-      if (\$497 ) begin
-        if (o__ready) begin
-          (* full_case = 32'd1 *)
-          if (\$502 ) begin
-            \$578  = 4'h0;
-          end else begin
-            \$578  = \$504 [3:0];
-          end
-        end
+      if (st7[32]) begin
+        \$581  = 2'h0;
       end else begin
-        if (o__ready) begin
-          \$578  = 4'h0;
+        (* full_case = 32'd1 *)
+        if (\$496 ) begin
+          \$581  = 2'h0;
+        end else begin
+          \$581  = \$501 [1:0];
         end
       end
     end
     if (rst) begin
-      \$578  = 4'h0;
+      \$581  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$582  = pos1;
+    if (\$495 ) begin
+      (* full_case = 32'd1 *)
+      if (st7[32]) begin
+        \$582  = 2'h0;
+      end else begin
+        if (\$496 ) begin
+          (* full_case = 32'd1 *)
+          if (\$497 ) begin
+            \$582  = 2'h0;
+          end else begin
+            \$582  = \$500 [1:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$582  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$583  = pos2;
+    if (\$495 ) begin
+      (* full_case = 32'd1 *)
+      if (st7[32]) begin
+        \$583  = 2'h0;
+      end else begin
+        if (\$496 ) begin
+          if (\$497 ) begin
+            (* full_case = 32'd1 *)
+            if (\$498 ) begin
+              \$583  = 2'h0;
+            end else begin
+              \$583  = \$499 [1:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$583  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$584  = done;
+    if (\$signal$80 ) begin
+      (* full_case = 32'd1 *)
+      if (\$502 ) begin
+        if (o__ready) begin
+          (* full_case = 32'd1 *)
+          if (\$507 ) begin
+            \$584  = 4'h0;
+          end else begin
+            \$584  = \$509 [3:0];
+          end
+        end
+      end else begin
+        if (o__ready) begin
+          \$584  = 4'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$584  = 4'h0;
     end
   end
   always @* begin
@@ -16924,13 +16497,13 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$87  = \$signal$74 [2:0];
+          \$87  = \$signal$76 [2:0];
       2'h1:
-          \$87  = \$signal$74 [5:3];
+          \$87  = \$signal$76 [5:3];
       2'h2:
-          \$87  = \$signal$74 [8:6];
+          \$87  = \$signal$76 [8:6];
       2'h3:
-          \$87  = \$signal$74 [11:9];
+          \$87  = \$signal$76 [11:9];
     endcase
   end
   assign \$signal$5  = 1'h0;
@@ -16942,13 +16515,13 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign busy = op_valid;
   assign \$signal$23  = 1'h0;
   assign \$signature__addr  = st0[21:10];
-  assign \$signature__addr$34  = st2[9:4];
-  assign b_rd__addr = st2[9:4];
+  assign \$signature__addr$32  = st2[9:4];
+  assign b_rd__addr = st2[34:33];
   assign v_wr__addr = st7[9:4];
   assign res7 = v_wr__data;
   assign v_wr__en = \$68 [0];
-  assign entry7 = \$signal$68 ;
-  assign push7 = \$signal$70 ;
+  assign \$signal$71  = written;
+  assign push7 = \$signal$72 ;
   assign cres7 = 4'h0;
   assign c_raw = 4'h0;
   assign \issue.valid  = issue[0];
@@ -16963,9 +16536,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \issue.last_step  = issue[30];
   assign \issue.fire_k  = issue[31];
   assign \issue.end  = issue[32];
-  assign \issue.g  = issue[34:33];
-  assign \issue.y  = issue[36:35];
-  assign \issue.x  = issue[38:37];
+  assign \issue.bias_g  = issue[34:33];
   assign \i0__payload.c  = i0__payload[3:0];
   assign \i0__payload.y  = i0__payload[6:4];
   assign \i0__payload.x  = i0__payload[9:7];
@@ -16983,9 +16554,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \st0.last_step  = st0[30];
   assign \st0.fire_k  = st0[31];
   assign \st0.end  = st0[32];
-  assign \st0.g  = st0[34:33];
-  assign \st0.y  = st0[36:35];
-  assign \st0.x  = st0[38:37];
+  assign \st0.bias_g  = st0[34:33];
   assign \st2.valid  = st2[0];
   assign \st2.kind  = st2[1];
   assign \st2.cur  = st2[2];
@@ -16998,9 +16567,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \st2.last_step  = st2[30];
   assign \st2.fire_k  = st2[31];
   assign \st2.end  = st2[32];
-  assign \st2.g  = st2[34:33];
-  assign \st2.y  = st2[36:35];
-  assign \st2.x  = st2[38:37];
+  assign \st2.bias_g  = st2[34:33];
   assign \st6.valid  = st6[0];
   assign \st6.kind  = st6[1];
   assign \st6.cur  = st6[2];
@@ -17013,17 +16580,15 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \st6.last_step  = st6[30];
   assign \st6.fire_k  = st6[31];
   assign \st6.end  = st6[32];
-  assign \st6.g  = st6[34:33];
-  assign \st6.y  = st6[36:35];
-  assign \st6.x  = st6[38:37];
+  assign \st6.bias_g  = st6[34:33];
   assign \result[0]  = result[16:0];
   assign \result[1]  = result[33:17];
   assign \result[2]  = result[50:34];
   assign \result[3]  = result[67:51];
-  assign \$signal$39[0]  = \$signal$39 [17:0];
-  assign \$signal$39[1]  = \$signal$39 [35:18];
-  assign \$signal$39[2]  = \$signal$39 [53:36];
-  assign \$signal$39[3]  = \$signal$39 [71:54];
+  assign \$signal$37[0]  = \$signal$37 [17:0];
+  assign \$signal$37[1]  = \$signal$37 [35:18];
+  assign \$signal$37[2]  = \$signal$37 [53:36];
+  assign \$signal$37[3]  = \$signal$37 [71:54];
   assign \out_counts[0]  = out_counts[2:0];
   assign \out_counts[1]  = out_counts[5:3];
   assign \out_counts[2]  = out_counts[8:6];
@@ -17040,9 +16605,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \st7.last_step  = st7[30];
   assign \st7.fire_k  = st7[31];
   assign \st7.end  = st7[32];
-  assign \st7.g  = st7[34:33];
-  assign \st7.y  = st7[36:35];
-  assign \st7.x  = st7[38:37];
+  assign \st7.bias_g  = st7[34:33];
   assign \v_wr__data[0]  = v_wr__data[16:0];
   assign \v_wr__data[1]  = v_wr__data[33:17];
   assign \v_wr__data[2]  = v_wr__data[50:34];
@@ -17051,6 +16614,24 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \res7[1]  = v_wr__data[33:17];
   assign \res7[2]  = v_wr__data[50:34];
   assign \res7[3]  = v_wr__data[67:51];
+  assign \written.counts  = written[11:0];
+  assign \written.counts[0]  = written[2:0];
+  assign \written.counts[1]  = written[5:3];
+  assign \written.counts[2]  = written[8:6];
+  assign \written.counts[3]  = written[11:9];
+  assign \written.g  = written[13:12];
+  assign \written.y  = written[15:14];
+  assign \written.x  = written[17:16];
+  assign \written.end  = written[18];
+  assign \entry7.counts  = entry7[11:0];
+  assign \entry7.counts[0]  = entry7[2:0];
+  assign \entry7.counts[1]  = entry7[5:3];
+  assign \entry7.counts[2]  = entry7[8:6];
+  assign \entry7.counts[3]  = entry7[11:9];
+  assign \entry7.g  = entry7[13:12];
+  assign \entry7.y  = entry7[15:14];
+  assign \entry7.x  = entry7[17:16];
+  assign \entry7.end  = entry7[18];
   assign \entry.counts  = entry[11:0];
   assign \entry.counts[0]  = entry[2:0];
   assign \entry.counts[1]  = entry[5:3];
@@ -17060,15 +16641,6 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \entry.y  = entry[15:14];
   assign \entry.x  = entry[17:16];
   assign \entry.end  = entry[18];
-  assign \entry7.counts  = \$signal$68 [11:0];
-  assign \entry7.counts[0]  = \$signal$68 [2:0];
-  assign \entry7.counts[1]  = \$signal$68 [5:3];
-  assign \entry7.counts[2]  = \$signal$68 [8:6];
-  assign \entry7.counts[3]  = \$signal$68 [11:9];
-  assign \entry7.g  = \$signal$68 [13:12];
-  assign \entry7.y  = \$signal$68 [15:14];
-  assign \entry7.x  = \$signal$68 [17:16];
-  assign \entry7.end  = \$signal$68 [18];
   assign \o__payload.c  = o__payload[3:0];
   assign \o__payload.y  = o__payload[5:4];
   assign \o__payload.x  = o__payload[7:6];
@@ -17086,9 +16658,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \st1.last_step  = st1[30];
   assign \st1.fire_k  = st1[31];
   assign \st1.end  = st1[32];
-  assign \st1.g  = st1[34:33];
-  assign \st1.y  = st1[36:35];
-  assign \st1.x  = st1[38:37];
+  assign \st1.bias_g  = st1[34:33];
   assign \st3.valid  = st3[0];
   assign \st3.kind  = st3[1];
   assign \st3.cur  = st3[2];
@@ -17101,9 +16671,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \st3.last_step  = st3[30];
   assign \st3.fire_k  = st3[31];
   assign \st3.end  = st3[32];
-  assign \st3.g  = st3[34:33];
-  assign \st3.y  = st3[36:35];
-  assign \st3.x  = st3[38:37];
+  assign \st3.bias_g  = st3[34:33];
   assign \st4.valid  = st4[0];
   assign \st4.kind  = st4[1];
   assign \st4.cur  = st4[2];
@@ -17116,9 +16684,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \st4.last_step  = st4[30];
   assign \st4.fire_k  = st4[31];
   assign \st4.end  = st4[32];
-  assign \st4.g  = st4[34:33];
-  assign \st4.y  = st4[36:35];
-  assign \st4.x  = st4[38:37];
+  assign \st4.bias_g  = st4[34:33];
   assign \st5.valid  = st5[0];
   assign \st5.kind  = st5[1];
   assign \st5.cur  = st5[2];
@@ -17131,9 +16697,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \st5.last_step  = st5[30];
   assign \st5.fire_k  = st5[31];
   assign \st5.end  = st5[32];
-  assign \st5.g  = st5[34:33];
-  assign \st5.y  = st5[36:35];
-  assign \st5.x  = st5[38:37];
+  assign \st5.bias_g  = st5[34:33];
   assign \st8.valid  = st8[0];
   assign \st8.kind  = st8[1];
   assign \st8.cur  = st8[2];
@@ -17146,9 +16710,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \st8.last_step  = st8[30];
   assign \st8.fire_k  = st8[31];
   assign \st8.end  = st8[32];
-  assign \st8.g  = st8[34:33];
-  assign \st8.y  = st8[36:35];
-  assign \st8.x  = st8[38:37];
+  assign \st8.bias_g  = st8[34:33];
   assign \w1_0[0]  = w1_0[7:0];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[2]  = w1_0[23:16];
@@ -17165,10 +16727,10 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \v_raw[1]  = v_raw[33:17];
   assign \v_raw[2]  = v_raw[50:34];
   assign \v_raw[3]  = v_raw[67:51];
-  assign \$signature__data$104[0]  = \$signature__data$104 [16:0];
-  assign \$signature__data$104[1]  = \$signature__data$104 [33:17];
-  assign \$signature__data$104[2]  = \$signature__data$104 [50:34];
-  assign \$signature__data$104[3]  = \$signature__data$104 [67:51];
+  assign \$signature__data$106[0]  = \$signature__data$106 [16:0];
+  assign \$signature__data$106[1]  = \$signature__data$106 [33:17];
+  assign \$signature__data$106[2]  = \$signature__data$106 [50:34];
+  assign \$signature__data$106[3]  = \$signature__data$106 [67:51];
   assign \b_raw[0]  = b_raw[11:0];
   assign \b_raw[1]  = b_raw[23:12];
   assign \b_raw[2]  = b_raw[35:24];
@@ -17205,18 +16767,18 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \b6[1]  = b6[23:12];
   assign \b6[2]  = b6[35:24];
   assign \b6[3]  = b6[47:36];
-  assign \$signal$126[0]  = \$signal$126 [17:0];
-  assign \$signal$126[1]  = \$signal$126 [35:18];
-  assign \$signal$126[2]  = \$signal$126 [53:36];
-  assign \$signal$126[3]  = \$signal$126 [71:54];
+  assign \$signal$128[0]  = \$signal$128 [17:0];
+  assign \$signal$128[1]  = \$signal$128 [35:18];
+  assign \$signal$128[2]  = \$signal$128 [53:36];
+  assign \$signal$128[3]  = \$signal$128 [71:54];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
   assign \c_raw[3]  = 1'h0;
   always @*
-    o__payload[7:6] = \$signal$74 [17:16];
+    o__payload[7:6] = \$signal$76 [17:16];
   always @*
-    o__payload[5:4] = \$signal$74 [15:14];
+    o__payload[5:4] = \$signal$76 [15:14];
   always @*
     o__payload[3:0] = \$85 [3:0];
   assign pending[3] = \$83 ;
@@ -17224,82 +16786,85 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign pending[1] = \$77 ;
   assign pending[0] = \$74 ;
   assign entry[18] = st6[32];
-  assign entry[17:16] = st6[38:37];
-  assign entry[15:14] = st6[36:35];
-  assign entry[13:12] = st6[34:33];
   assign entry[11:0] = out_counts;
+  assign entry[17:12] = 6'h00;
+  assign written[17:16] = pos1;
+  assign written[15:14] = pos2;
+  assign written[13:12] = \pos0$68 ;
+  assign { written[18], written[11:0] } = { entry7[18], entry7[11:0] };
   assign active = \$7 ;
   assign \$69  = st7[1];
   assign \$94  = fsm_state;
-  assign \$115  = { w1_0[7], w1_0[7:0] };
-  assign \$118  = { w1_0[7:0], 1'h0 };
-  assign \$121  = { w1_0[15], w1_0[15:8] };
-  assign \$124  = { w1_0[15:8], 1'h0 };
-  assign \$127  = { w1_0[23], w1_0[23:16] };
-  assign \$130  = { w1_0[23:16], 1'h0 };
-  assign \$133  = { w1_0[31], w1_0[31:24] };
-  assign \$136  = { w1_0[31:24], 1'h0 };
-  assign \$139  = { w1_0[7], w1_0[7:0], 2'h0 };
-  assign \$142  = { w1_0[15], w1_0[15:8], 2'h0 };
-  assign \$145  = { w1_0[23], w1_0[23:16], 2'h0 };
-  assign \$148  = { w1_0[31], w1_0[31:24], 2'h0 };
-  assign \$173  = st3[1];
-  assign \$191  = st4[1];
-  assign \$205  = st5[1];
-  assign \$219  = st6[1];
-  assign \$233  = st7[1];
-  assign \$238  = 1'h1;
-  assign \$239  = hit_v1;
-  assign \$244  = 1'h1;
-  assign \$245  = hit_c1;
-  assign \$250  = hit_v1;
-  assign \$257  = hit_c1;
-  assign \$264  = hit_v1;
-  assign \$272  = hit_v1;
-  assign \$281  = hit_v1;
-  assign \$291  = hit_v1;
-  assign \$301  = hit_c1;
-  assign \$308  = hit_c1;
-  assign \$316  = hit_c1;
-  assign \$325  = hit_c1;
-  assign \$348  = 2'h0;
-  assign \$349  = \$347 ;
-  assign \$354  = 2'h0;
-  assign \$355  = \$353 ;
-  assign \$363  = 2'h0;
-  assign \$364  = \$362 ;
-  assign \$369  = 2'h0;
-  assign \$370  = \$368 ;
-  assign \$383  = 2'h0;
-  assign \$384  = \$382 ;
-  assign \$389  = 2'h0;
-  assign \$390  = \$388 ;
-  assign \$398  = 2'h0;
-  assign \$399  = \$397 ;
-  assign \$404  = 2'h0;
-  assign \$405  = \$403 ;
-  assign \$418  = 2'h0;
-  assign \$419  = \$417 ;
-  assign \$424  = 2'h0;
-  assign \$425  = \$423 ;
-  assign \$433  = 2'h0;
-  assign \$434  = \$432 ;
-  assign \$439  = 2'h0;
-  assign \$440  = \$438 ;
-  assign \$453  = 2'h0;
-  assign \$454  = \$452 ;
-  assign \$459  = 2'h0;
-  assign \$460  = \$458 ;
-  assign \$468  = 2'h0;
-  assign \$469  = \$467 ;
-  assign \$474  = 2'h0;
-  assign \$475  = \$473 ;
-  assign \$493  = st6[1];
-  assign \$336  = st3[1];
+  assign \$112  = { w1_0[7], w1_0[7:0] };
+  assign \$115  = { w1_0[7:0], 1'h0 };
+  assign \$118  = { w1_0[15], w1_0[15:8] };
+  assign \$121  = { w1_0[15:8], 1'h0 };
+  assign \$124  = { w1_0[23], w1_0[23:16] };
+  assign \$127  = { w1_0[23:16], 1'h0 };
+  assign \$130  = { w1_0[31], w1_0[31:24] };
+  assign \$133  = { w1_0[31:24], 1'h0 };
+  assign \$136  = { w1_0[7], w1_0[7:0], 2'h0 };
+  assign \$139  = { w1_0[15], w1_0[15:8], 2'h0 };
+  assign \$142  = { w1_0[23], w1_0[23:16], 2'h0 };
+  assign \$145  = { w1_0[31], w1_0[31:24], 2'h0 };
+  assign \$170  = st3[1];
+  assign \$188  = st4[1];
+  assign \$202  = st5[1];
+  assign \$216  = st6[1];
+  assign \$230  = st7[1];
+  assign \$235  = 1'h1;
+  assign \$236  = hit_v1;
+  assign \$241  = 1'h1;
+  assign \$242  = hit_c1;
+  assign \$247  = hit_v1;
+  assign \$254  = hit_c1;
+  assign \$261  = hit_v1;
+  assign \$269  = hit_v1;
+  assign \$278  = hit_v1;
+  assign \$288  = hit_v1;
+  assign \$298  = hit_c1;
+  assign \$305  = hit_c1;
+  assign \$313  = hit_c1;
+  assign \$322  = hit_c1;
+  assign \$345  = 2'h0;
+  assign \$346  = \$344 ;
+  assign \$351  = 2'h0;
+  assign \$352  = \$350 ;
+  assign \$360  = 2'h0;
+  assign \$361  = \$359 ;
+  assign \$366  = 2'h0;
+  assign \$367  = \$365 ;
+  assign \$380  = 2'h0;
+  assign \$381  = \$379 ;
+  assign \$386  = 2'h0;
+  assign \$387  = \$385 ;
+  assign \$395  = 2'h0;
+  assign \$396  = \$394 ;
+  assign \$401  = 2'h0;
+  assign \$402  = \$400 ;
+  assign \$415  = 2'h0;
+  assign \$416  = \$414 ;
+  assign \$421  = 2'h0;
+  assign \$422  = \$420 ;
+  assign \$430  = 2'h0;
+  assign \$431  = \$429 ;
+  assign \$436  = 2'h0;
+  assign \$437  = \$435 ;
+  assign \$450  = 2'h0;
+  assign \$451  = \$449 ;
+  assign \$456  = 2'h0;
+  assign \$457  = \$455 ;
+  assign \$465  = 2'h0;
+  assign \$466  = \$464 ;
+  assign \$471  = 2'h0;
+  assign \$472  = \$470 ;
+  assign \$490  = st6[1];
+  assign \$494  = st7[1];
+  assign \$333  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4673$0 , clk);
+module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4509$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire [11:0] \$10 ;
@@ -17397,8 +16962,8 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   reg op_valid = 1'h0;
   output [11:0] op_waddr;
   reg [11:0] op_waddr = 12'h000;
-  input [12:0] \port$4673$0 ;
-  wire [12:0] \port$4673$0 ;
+  input [12:0] \port$4509$0 ;
+  wire [12:0] \port$4509$0 ;
   reg [4:0] r_step = 5'h00;
   output ready;
   wire ready;
@@ -17479,7 +17044,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$50  = op_count;
     if (load) begin
-      \$50  = \port$4673$0 [12:10];
+      \$50  = \port$4509$0 [12:10];
     end
     if (rst) begin
       \$50  = 3'h0;
@@ -17716,7 +17281,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4673$0 [6:4])
+    casez (\port$4509$0 [6:4])
       3'h0:
           \$6  = 7'h00;
       3'h1:
@@ -17738,7 +17303,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4673$0 [9:7])
+    casez (\port$4509$0 [9:7])
       3'h0:
           \$7  = 5'h00;
       3'h1:
@@ -17760,7 +17325,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4673$0 [6:4])
+    casez (\port$4509$0 [6:4])
       3'h0:
           \$13  = 8'h30;
       3'h1:
@@ -17782,7 +17347,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4673$0 [9:7])
+    casez (\port$4509$0 [9:7])
       3'h0:
           \$15  = 6'h08;
       3'h1:
@@ -17804,7 +17369,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4673$0 [9:7])
+    casez (\port$4509$0 [9:7])
       3'h0:
           \$17  = 3'h2;
       3'h1:
@@ -17826,7 +17391,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4673$0 [6:4])
+    casez (\port$4509$0 [6:4])
       3'h0:
           \$19  = 3'h2;
       3'h1:
@@ -17848,7 +17413,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4673$0 [9:7])
+    casez (\port$4509$0 [9:7])
       3'h0:
           \$21  = 3'h2;
       3'h1:
@@ -17870,7 +17435,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4673$0 [9:7])
+    casez (\port$4509$0 [9:7])
       3'h0:
           \$23  = 3'h2;
       3'h1:
@@ -17892,7 +17457,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4673$0 [6:4])
+    casez (\port$4509$0 [6:4])
       3'h0:
           \$25  = 3'h2;
       3'h1:
@@ -17914,7 +17479,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4673$0 [9:7])
+    casez (\port$4509$0 [9:7])
       3'h0:
           \$27  = 5'h09;
       3'h1:
@@ -17936,7 +17501,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4673$0 [9:7])
+    casez (\port$4509$0 [9:7])
       3'h0:
           \$28  = 7'h55;
       3'h1:
@@ -17958,7 +17523,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4673$0 [6:4])
+    casez (\port$4509$0 [6:4])
       3'h0:
           \$29  = 3'h2;
       3'h1:
@@ -17980,7 +17545,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4673$0 [9:7])
+    casez (\port$4509$0 [9:7])
       3'h0:
           \$31  = 3'h2;
       3'h1:
@@ -18005,17 +17570,17 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_count = \port$4673$0 [12:10];
+  assign ev_count = \port$4509$0 [12:10];
   assign ev_shift = 4'h0;
-  assign ev_y = \port$4673$0 [6:4];
-  assign ev_x = \port$4673$0 [9:7];
-  assign ev_c = \port$4673$0 [3:0];
-  assign \$9  = { 3'h0, \port$4673$0 [3:0], 4'h0 };
-  assign \$11  = { \port$4673$0 [3:0], 7'h00 };
+  assign ev_y = \port$4509$0 [6:4];
+  assign ev_x = \port$4509$0 [9:7];
+  assign ev_c = \port$4509$0 [3:0];
+  assign \$9  = { 3'h0, \port$4509$0 [3:0], 4'h0 };
+  assign \$11  = { \port$4509$0 [3:0], 7'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv3.queue (rst, \port$4240$0 , w_data, w_en, \port$4440$0 , \port$4442$0 , clk);
+module \digits_cnn_gn.engine_conv3.queue (rst, w_data, \port$4112$0 , w_en, \port$4314$0 , \port$4316$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -18046,12 +17611,12 @@ module \digits_cnn_gn.engine_conv3.queue (rst, \port$4240$0 , w_data, w_en, \por
   reg held_valid = 1'h0;
   wire [7:0] level;
   wire [7:0] \level$21 ;
-  input \port$4240$0 ;
-  wire \port$4240$0 ;
-  output [18:0] \port$4440$0 ;
-  wire [18:0] \port$4440$0 ;
-  output \port$4442$0 ;
-  wire \port$4442$0 ;
+  input \port$4112$0 ;
+  wire \port$4112$0 ;
+  output [18:0] \port$4314$0 ;
+  wire [18:0] \port$4314$0 ;
+  output \port$4316$0 ;
+  wire \port$4316$0 ;
   wire [18:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -18088,12 +17653,12 @@ module \digits_cnn_gn.engine_conv3.queue (rst, \port$4240$0 , w_data, w_en, \por
   \digits_cnn_gn.engine_conv3.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2900$0 (\$signal$9 ),
-    .\port$4240$0 (\port$4240$0 ),
-    .\port$4424$0 (\$signal$11 ),
-    .\port$4426$0 (held_valid),
-    .\port$4440$0 (\$signal$14 ),
-    .\port$4442$0 (\$signal$16 ),
+    .\port$2951$0 (\$signal$9 ),
+    .\port$4112$0 (\port$4112$0 ),
+    .\port$4298$0 (\$signal$11 ),
+    .\port$4300$0 (held_valid),
+    .\port$4314$0 (\$signal$14 ),
+    .\port$4316$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -18124,11 +17689,11 @@ module \digits_cnn_gn.engine_conv3.queue (rst, \port$4240$0 , w_data, w_en, \por
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4240$0 ;
-  assign \$signal$19  = \port$4240$0 ;
+  assign \$signal$18  = \port$4112$0 ;
+  assign \$signal$19  = \port$4112$0 ;
   assign level = \$4 [7:0];
-  assign \port$4440$0  = \$signal$14 ;
-  assign \port$4442$0  = \$signal$16 ;
+  assign \port$4314$0  = \$signal$14 ;
+  assign \port$4316$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18448,7 +18013,7 @@ module \digits_cnn_gn.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2900$0 , count, \port$4240$0 , \port$4424$0 , \port$4426$0 , \port$4440$0 , \port$4442$0 , clk);
+module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2951$0 , count, \port$4112$0 , \port$4298$0 , \port$4300$0 , \port$4314$0 , \port$4316$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -18468,28 +18033,28 @@ module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2900$0 , count, \port$
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2900$0 ;
-  wire \port$2900$0 ;
-  input \port$4240$0 ;
-  wire \port$4240$0 ;
-  input [18:0] \port$4424$0 ;
-  wire [18:0] \port$4424$0 ;
-  input \port$4426$0 ;
-  wire \port$4426$0 ;
+  output \port$2951$0 ;
+  wire \port$2951$0 ;
+  input \port$4112$0 ;
+  wire \port$4112$0 ;
+  input [18:0] \port$4298$0 ;
+  wire [18:0] \port$4298$0 ;
+  input \port$4300$0 ;
+  wire \port$4300$0 ;
   (* init = 19'h00000 *)
-  output [18:0] \port$4440$0 ;
-  wire [18:0] \port$4440$0 ;
+  output [18:0] \port$4314$0 ;
+  wire [18:0] \port$4314$0 ;
   (* init = 1'h0 *)
-  output \port$4442$0 ;
-  wire \port$4442$0 ;
+  output \port$4316$0 ;
+  wire \port$4316$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4426$0  & \$1 ;
+  assign take = \port$4300$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4240$0  | \$2 ;
+  assign \$3  = \port$4112$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -18507,7 +18072,7 @@ module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2900$0 , count, \port$
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4424$0 ;
+        \$4  = \port$4298$0 ;
       end
     end
     if (rst) begin
@@ -18550,18 +18115,18 @@ module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2900$0 , count, \port$
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4424$0 ;
+      \$7  = \port$4298$0 ;
     end
     if (rst) begin
       \$7  = 19'h00000;
     end
   end
-  assign \$signal$3  = \port$4426$0 ;
-  assign \$signal$8  = \port$4240$0 ;
-  assign \$signal$11  = \port$4424$0 ;
-  assign \port$2900$0  = \$signal ;
-  assign \port$4440$0  = \$signal$9 ;
-  assign \port$4442$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4300$0 ;
+  assign \$signal$8  = \port$4112$0 ;
+  assign \$signal$11  = \port$4298$0 ;
+  assign \port$2951$0  = \$signal ;
+  assign \port$4314$0  = \$signal$9 ;
+  assign \port$4316$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18757,302 +18322,294 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire \$268 ;
   wire \$269 ;
   reg [16:0] \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire [17:0] \$275 ;
+  wire [17:0] \$270 ;
+  wire [17:0] \$271 ;
+  wire [17:0] \$272 ;
+  wire [16:0] \$273 ;
+  wire [17:0] \$274 ;
+  wire [16:0] \$275 ;
   wire [17:0] \$276 ;
-  wire [17:0] \$277 ;
-  wire [16:0] \$278 ;
-  wire [17:0] \$279 ;
+  wire [16:0] \$277 ;
+  wire [17:0] \$278 ;
+  wire [16:0] \$279 ;
   wire \$28 ;
-  wire [16:0] \$280 ;
-  wire [17:0] \$281 ;
-  wire [16:0] \$282 ;
-  wire [17:0] \$283 ;
-  wire [16:0] \$284 ;
-  wire [17:0] \$285 ;
-  wire [1:0] \$286 ;
-  wire [17:0] \$287 ;
-  wire [1:0] \$288 ;
-  wire [17:0] \$289 ;
+  wire [17:0] \$280 ;
+  wire [1:0] \$281 ;
+  wire [17:0] \$282 ;
+  wire [1:0] \$283 ;
+  wire [17:0] \$284 ;
+  wire [1:0] \$285 ;
+  wire [17:0] \$286 ;
+  wire [1:0] \$287 ;
+  wire [17:0] \$288 ;
+  wire [11:0] \$289 ;
   wire [3:0] \$29 ;
-  wire [1:0] \$290 ;
-  wire [17:0] \$291 ;
-  wire [1:0] \$292 ;
+  wire [8:0] \$290 ;
+  wire [11:0] \$291 ;
+  wire [17:0] \$292 ;
   wire [17:0] \$293 ;
-  wire [11:0] \$294 ;
-  wire [8:0] \$295 ;
-  wire [11:0] \$296 ;
+  wire [17:0] \$294 ;
+  wire [17:0] \$295 ;
+  wire [1:0] \$296 ;
   wire [17:0] \$297 ;
-  wire [17:0] \$298 ;
+  wire [1:0] \$298 ;
   wire [17:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire [17:0] \$300 ;
-  wire [1:0] \$301 ;
-  wire [17:0] \$302 ;
-  wire [1:0] \$303 ;
-  wire [17:0] \$304 ;
-  wire [1:0] \$305 ;
+  wire [1:0] \$300 ;
+  wire [17:0] \$301 ;
+  wire [1:0] \$302 ;
+  wire [17:0] \$303 ;
+  wire [18:0] \$304 ;
+  wire [17:0] \$305 ;
   wire [17:0] \$306 ;
-  wire [1:0] \$307 ;
-  wire [17:0] \$308 ;
-  wire [18:0] \$309 ;
+  wire [17:0] \$307 ;
+  wire [16:0] \$308 ;
+  wire [17:0] \$309 ;
   wire \$31 ;
-  wire [17:0] \$310 ;
+  wire [16:0] \$310 ;
   wire [17:0] \$311 ;
-  wire [17:0] \$312 ;
-  wire [16:0] \$313 ;
-  wire [17:0] \$314 ;
-  wire [16:0] \$315 ;
-  wire [17:0] \$316 ;
-  wire [16:0] \$317 ;
-  wire [17:0] \$318 ;
-  wire [16:0] \$319 ;
+  wire [16:0] \$312 ;
+  wire [17:0] \$313 ;
+  wire [16:0] \$314 ;
+  wire [17:0] \$315 ;
+  wire [1:0] \$316 ;
+  wire [17:0] \$317 ;
+  wire [1:0] \$318 ;
+  wire [17:0] \$319 ;
   wire \$32 ;
-  wire [17:0] \$320 ;
-  wire [1:0] \$321 ;
-  wire [17:0] \$322 ;
-  wire [1:0] \$323 ;
-  wire [17:0] \$324 ;
-  wire [1:0] \$325 ;
-  wire [17:0] \$326 ;
-  wire [1:0] \$327 ;
+  wire [1:0] \$320 ;
+  wire [17:0] \$321 ;
+  wire [1:0] \$322 ;
+  wire [17:0] \$323 ;
+  wire [11:0] \$324 ;
+  wire [8:0] \$325 ;
+  wire [11:0] \$326 ;
+  wire [17:0] \$327 ;
   wire [17:0] \$328 ;
-  wire [11:0] \$329 ;
+  wire [17:0] \$329 ;
   wire [5:0] \$33 ;
-  wire [8:0] \$330 ;
-  wire [11:0] \$331 ;
+  wire [17:0] \$330 ;
+  wire [1:0] \$331 ;
   wire [17:0] \$332 ;
-  wire [17:0] \$333 ;
+  wire [1:0] \$333 ;
   wire [17:0] \$334 ;
-  wire [17:0] \$335 ;
-  wire [1:0] \$336 ;
-  wire [17:0] \$337 ;
-  wire [1:0] \$338 ;
-  wire [17:0] \$339 ;
+  wire [1:0] \$335 ;
+  wire [17:0] \$336 ;
+  wire [1:0] \$337 ;
+  wire [17:0] \$338 ;
+  wire [18:0] \$339 ;
   wire [6:0] \$34 ;
-  wire [1:0] \$340 ;
+  wire [17:0] \$340 ;
   wire [17:0] \$341 ;
-  wire [1:0] \$342 ;
-  wire [17:0] \$343 ;
-  wire [18:0] \$344 ;
-  wire [17:0] \$345 ;
+  wire [17:0] \$342 ;
+  wire [16:0] \$343 ;
+  wire [17:0] \$344 ;
+  wire [16:0] \$345 ;
   wire [17:0] \$346 ;
-  wire [17:0] \$347 ;
-  wire [16:0] \$348 ;
-  wire [17:0] \$349 ;
+  wire [16:0] \$347 ;
+  wire [17:0] \$348 ;
+  wire [16:0] \$349 ;
   wire \$35 ;
-  wire [16:0] \$350 ;
-  wire [17:0] \$351 ;
-  wire [16:0] \$352 ;
-  wire [17:0] \$353 ;
-  wire [16:0] \$354 ;
-  wire [17:0] \$355 ;
-  wire [1:0] \$356 ;
-  wire [17:0] \$357 ;
-  wire [1:0] \$358 ;
-  wire [17:0] \$359 ;
+  wire [17:0] \$350 ;
+  wire [1:0] \$351 ;
+  wire [17:0] \$352 ;
+  wire [1:0] \$353 ;
+  wire [17:0] \$354 ;
+  wire [1:0] \$355 ;
+  wire [17:0] \$356 ;
+  wire [1:0] \$357 ;
+  wire [17:0] \$358 ;
+  wire [11:0] \$359 ;
   wire [7:0] \$36 ;
-  wire [1:0] \$360 ;
-  wire [17:0] \$361 ;
-  wire [1:0] \$362 ;
+  wire [8:0] \$360 ;
+  wire [11:0] \$361 ;
+  wire [17:0] \$362 ;
   wire [17:0] \$363 ;
-  wire [11:0] \$364 ;
-  wire [8:0] \$365 ;
-  wire [11:0] \$366 ;
+  wire [17:0] \$364 ;
+  wire [17:0] \$365 ;
+  wire [1:0] \$366 ;
   wire [17:0] \$367 ;
-  wire [17:0] \$368 ;
+  wire [1:0] \$368 ;
   wire [17:0] \$369 ;
   wire \$37 ;
-  wire [17:0] \$370 ;
-  wire [1:0] \$371 ;
-  wire [17:0] \$372 ;
-  wire [1:0] \$373 ;
-  wire [17:0] \$374 ;
-  wire [1:0] \$375 ;
+  wire [1:0] \$370 ;
+  wire [17:0] \$371 ;
+  wire [1:0] \$372 ;
+  wire [17:0] \$373 ;
+  wire [18:0] \$374 ;
+  wire [17:0] \$375 ;
   wire [17:0] \$376 ;
-  wire [1:0] \$377 ;
-  wire [17:0] \$378 ;
-  wire [18:0] \$379 ;
+  wire [17:0] \$377 ;
+  wire [16:0] \$378 ;
+  wire [17:0] \$379 ;
   wire \$38 ;
-  wire [17:0] \$380 ;
+  wire [16:0] \$380 ;
   wire [17:0] \$381 ;
-  wire [17:0] \$382 ;
-  wire [16:0] \$383 ;
-  wire [17:0] \$384 ;
-  wire [16:0] \$385 ;
-  wire [17:0] \$386 ;
-  wire [16:0] \$387 ;
-  wire [17:0] \$388 ;
-  wire [16:0] \$389 ;
+  wire [16:0] \$382 ;
+  wire [17:0] \$383 ;
+  wire [16:0] \$384 ;
+  wire [17:0] \$385 ;
+  wire [1:0] \$386 ;
+  wire [17:0] \$387 ;
+  wire [1:0] \$388 ;
+  wire [17:0] \$389 ;
   wire \$39 ;
-  wire [17:0] \$390 ;
-  wire [1:0] \$391 ;
-  wire [17:0] \$392 ;
-  wire [1:0] \$393 ;
-  wire [17:0] \$394 ;
-  wire [1:0] \$395 ;
-  wire [17:0] \$396 ;
-  wire [1:0] \$397 ;
+  wire [1:0] \$390 ;
+  wire [17:0] \$391 ;
+  wire [1:0] \$392 ;
+  wire [17:0] \$393 ;
+  wire [11:0] \$394 ;
+  wire [8:0] \$395 ;
+  wire [11:0] \$396 ;
+  wire [17:0] \$397 ;
   wire [17:0] \$398 ;
-  wire [11:0] \$399 ;
+  wire [17:0] \$399 ;
   wire \$4 ;
   wire [2:0] \$40 ;
-  wire [8:0] \$400 ;
-  wire [11:0] \$401 ;
+  wire [17:0] \$400 ;
+  wire [1:0] \$401 ;
   wire [17:0] \$402 ;
-  wire [17:0] \$403 ;
+  wire [1:0] \$403 ;
   wire [17:0] \$404 ;
-  wire [17:0] \$405 ;
-  wire [1:0] \$406 ;
-  wire [17:0] \$407 ;
-  wire [1:0] \$408 ;
-  wire [17:0] \$409 ;
+  wire [1:0] \$405 ;
+  wire [17:0] \$406 ;
+  wire [1:0] \$407 ;
+  wire [17:0] \$408 ;
+  wire [18:0] \$409 ;
   wire \$41 ;
-  wire [1:0] \$410 ;
-  wire [17:0] \$411 ;
-  wire [1:0] \$412 ;
-  wire [17:0] \$413 ;
-  wire [18:0] \$414 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire \$412 ;
+  wire \$413 ;
+  reg [16:0] \$414 ;
   wire \$415 ;
   wire \$416 ;
   wire \$417 ;
-  wire \$418 ;
-  reg [16:0] \$419 ;
+  reg [16:0] \$418 ;
+  wire [6:0] \$419 ;
   wire \$42 ;
-  wire \$420 ;
-  wire \$421 ;
-  wire \$422 ;
-  reg [16:0] \$423 ;
-  wire [6:0] \$424 ;
-  wire [6:0] \$425 ;
-  reg [4:0] \$426 ;
-  reg \$427 ;
-  reg \$428 ;
-  reg [1:0] \$429 ;
+  wire [6:0] \$420 ;
+  reg [4:0] \$421 ;
+  reg \$422 ;
+  reg \$423 ;
+  reg [1:0] \$424 ;
+  reg [1:0] \$425 ;
+  reg \$426 ;
+  reg [1:0] \$427 ;
+  reg [1:0] \$428 ;
+  reg \$429 ;
   wire [2:0] \$43 ;
-  reg [1:0] \$430 ;
-  reg [1:0] \$431 ;
-  reg \$432 ;
-  reg \$433 ;
-  reg \$434 ;
-  reg [1:0] \$435 ;
-  reg [1:0] \$436 ;
-  reg \$437 ;
-  reg \$438 ;
-  reg [30:0] \$439 ;
+  reg \$430 ;
+  reg [28:0] \$431 ;
+  reg [28:0] \$432 ;
+  reg [28:0] \$433 ;
+  reg [28:0] \$434 ;
+  reg [28:0] \$435 ;
+  reg [28:0] \$436 ;
+  reg [28:0] \$437 ;
+  reg [28:0] \$438 ;
+  reg [28:0] \$439 ;
   wire \$44 ;
-  reg [30:0] \$440 ;
-  reg [30:0] \$441 ;
-  reg [30:0] \$442 ;
-  reg [30:0] \$443 ;
-  reg [30:0] \$444 ;
-  reg [30:0] \$445 ;
-  reg [30:0] \$446 ;
-  reg [30:0] \$447 ;
-  reg [31:0] \$448 ;
-  reg [10:0] \$449 ;
+  reg [31:0] \$440 ;
+  reg [10:0] \$441 ;
+  reg [10:0] \$442 ;
+  reg [10:0] \$443 ;
+  reg [10:0] \$444 ;
+  reg [11:0] \$445 ;
+  reg [11:0] \$446 ;
+  reg [11:0] \$447 ;
+  reg [11:0] \$448 ;
+  reg [47:0] \$449 ;
   wire \$45 ;
-  reg [10:0] \$450 ;
-  reg [10:0] \$451 ;
-  reg [10:0] \$452 ;
-  reg [11:0] \$453 ;
-  reg [11:0] \$454 ;
-  reg [11:0] \$455 ;
-  reg [11:0] \$456 ;
-  reg [47:0] \$457 ;
-  reg [67:0] \$458 ;
-  reg [35:0] \$459 ;
+  reg [67:0] \$450 ;
+  reg [35:0] \$451 ;
+  reg [67:0] \$452 ;
+  reg [67:0] \$453 ;
+  reg [3:0] \$454 ;
+  reg [3:0] \$455 ;
+  reg [35:0] \$456 ;
+  reg [35:0] \$457 ;
+  reg \$458 ;
+  reg \$459 ;
   wire \$46 ;
-  reg [67:0] \$460 ;
-  reg [67:0] \$461 ;
-  reg [3:0] \$462 ;
-  reg [3:0] \$463 ;
-  reg [35:0] \$464 ;
-  reg [35:0] \$465 ;
+  reg \$460 ;
+  reg \$461 ;
+  reg \$462 ;
+  reg \$463 ;
+  reg \$464 ;
+  reg \$465 ;
   reg \$466 ;
   reg \$467 ;
-  reg \$468 ;
-  reg \$469 ;
-  wire [1:0] \$47 ;
-  reg \$470 ;
-  reg \$471 ;
-  reg \$472 ;
-  reg \$473 ;
+  reg [9:0] \$468 ;
+  reg [7:0] \$469 ;
+  wire \$47 ;
+  reg [71:0] \$470 ;
+  reg [71:0] \$471 ;
+  reg [67:0] \$472 ;
+  reg [69:0] \$473 ;
   reg \$474 ;
   reg \$475 ;
-  reg [9:0] \$476 ;
-  reg [7:0] \$477 ;
-  reg [71:0] \$478 ;
-  reg [71:0] \$479 ;
-  wire [1:0] \$48 ;
-  reg [67:0] \$480 ;
-  reg [69:0] \$481 ;
-  reg \$482 ;
-  reg \$483 ;
-  reg \$484 ;
-  reg \$485 ;
-  reg [16:0] \$486 ;
-  reg [3:0] \$487 ;
-  reg [3:0] \$488 ;
-  wire [2:0] \$49 ;
+  reg \$476 ;
+  reg \$477 ;
+  reg [16:0] \$478 ;
+  reg [3:0] \$479 ;
+  wire [8:0] \$48 ;
+  reg [3:0] \$480 ;
+  wire [8:0] \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire [8:0] \$53 ;
+  wire [9:0] \$50 ;
+  wire [8:0] \$51 ;
+  wire [8:0] \$52 ;
+  wire [10:0] \$53 ;
   wire [8:0] \$54 ;
-  wire [9:0] \$55 ;
-  wire [8:0] \$56 ;
+  wire [8:0] \$55 ;
+  wire [9:0] \$56 ;
   wire [8:0] \$57 ;
-  wire [10:0] \$58 ;
-  wire [8:0] \$59 ;
+  wire [8:0] \$58 ;
+  wire [10:0] \$59 ;
   wire \$6 ;
   wire [8:0] \$60 ;
-  wire [9:0] \$61 ;
-  wire [8:0] \$62 ;
+  wire [8:0] \$61 ;
+  wire [9:0] \$62 ;
   wire [8:0] \$63 ;
-  wire [10:0] \$64 ;
-  wire [8:0] \$65 ;
+  wire [8:0] \$64 ;
+  wire [10:0] \$65 ;
   wire [8:0] \$66 ;
-  wire [9:0] \$67 ;
-  wire [8:0] \$68 ;
+  wire [8:0] \$67 ;
+  wire [9:0] \$68 ;
   wire [8:0] \$69 ;
   wire \$7 ;
-  wire [10:0] \$70 ;
-  wire [8:0] \$71 ;
-  wire [8:0] \$72 ;
-  wire [9:0] \$73 ;
-  wire [8:0] \$74 ;
-  wire [8:0] \$75 ;
+  wire [8:0] \$70 ;
+  wire [10:0] \$71 ;
+  wire [10:0] \$72 ;
+  wire [10:0] \$73 ;
+  wire [11:0] \$74 ;
+  wire [10:0] \$75 ;
   wire [10:0] \$76 ;
-  wire [10:0] \$77 ;
+  wire [11:0] \$77 ;
   wire [10:0] \$78 ;
-  wire [11:0] \$79 ;
+  wire [10:0] \$79 ;
   wire \$8 ;
-  wire [10:0] \$80 ;
+  wire [11:0] \$80 ;
   wire [10:0] \$81 ;
-  wire [11:0] \$82 ;
-  wire [10:0] \$83 ;
-  wire [10:0] \$84 ;
+  wire [10:0] \$82 ;
+  wire [11:0] \$83 ;
+  wire \$84 ;
   wire [11:0] \$85 ;
-  wire [10:0] \$86 ;
-  wire [10:0] \$87 ;
-  wire [11:0] \$88 ;
-  wire \$89 ;
+  wire [12:0] \$86 ;
+  wire [11:0] \$87 ;
+  wire [12:0] \$88 ;
+  wire [11:0] \$89 ;
   wire \$9 ;
-  wire [11:0] \$90 ;
-  wire [12:0] \$91 ;
-  wire [11:0] \$92 ;
-  wire [12:0] \$93 ;
-  wire [11:0] \$94 ;
-  wire [12:0] \$95 ;
-  wire [11:0] \$96 ;
-  wire [12:0] \$97 ;
+  wire [12:0] \$90 ;
+  wire [11:0] \$91 ;
+  wire [12:0] \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
   wire \$98 ;
   wire \$99 ;
   reg [35:0] \$like  = 36'h000000000;
@@ -19061,35 +18618,36 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire [8:0] \$like[2] ;
   wire [8:0] \$like[3] ;
   reg \$signal  = 1'h0;
-  reg [9:0] \$signal$107  = 10'h000;
-  reg [7:0] \$signal$108  = 8'h00;
-  reg [71:0] \$signal$109  = 72'h000000000000000000;
-  wire [17:0] \$signal$109[0] ;
-  wire [17:0] \$signal$109[1] ;
-  wire [17:0] \$signal$109[2] ;
-  wire [17:0] \$signal$109[3] ;
+  reg [9:0] \$signal$105  = 10'h000;
+  reg [7:0] \$signal$106  = 8'h00;
+  reg [71:0] \$signal$107  = 72'h000000000000000000;
+  wire [17:0] \$signal$107[0] ;
+  wire [17:0] \$signal$107[1] ;
+  wire [17:0] \$signal$107[2] ;
+  wire [17:0] \$signal$107[3] ;
   wire \$signal$23 ;
-  reg [71:0] \$signal$38  = 72'h000000000000000000;
-  wire [17:0] \$signal$38[0] ;
-  wire [17:0] \$signal$38[1] ;
-  wire [17:0] \$signal$38[2] ;
-  wire [17:0] \$signal$38[3] ;
-  reg [69:0] \$signal$46  = 70'h000000000000000000;
-  reg \$signal$48  = 1'h0;
+  reg [71:0] \$signal$35  = 72'h000000000000000000;
+  wire [17:0] \$signal$35[0] ;
+  wire [17:0] \$signal$35[1] ;
+  wire [17:0] \$signal$35[2] ;
+  wire [17:0] \$signal$35[3] ;
+  (* init = 70'h000000000000000000 *)
+  wire [69:0] \$signal$45 ;
+  reg \$signal$46  = 1'h0;
   wire \$signal$5 ;
-  wire [69:0] \$signal$54 ;
-  wire \$signal$59 ;
-  reg \$signal$60  = 1'h0;
-  reg \$signal$63 ;
-  reg \$signal$69  = 1'h0;
+  wire [69:0] \$signal$52 ;
+  wire \$signal$57 ;
+  reg \$signal$58  = 1'h0;
+  reg \$signal$61 ;
+  reg \$signal$67  = 1'h0;
   wire [9:0] \$signature__addr ;
-  wire [1:0] \$signature__addr$33 ;
+  wire [1:0] \$signature__addr$30 ;
   wire [31:0] \$signature__data ;
-  wire [67:0] \$signature__data$87 ;
-  wire [16:0] \$signature__data$87[0] ;
-  wire [16:0] \$signature__data$87[1] ;
-  wire [16:0] \$signature__data$87[2] ;
-  wire [16:0] \$signature__data$87[3] ;
+  wire [67:0] \$signature__data$85 ;
+  wire [16:0] \$signature__data$85[0] ;
+  wire [16:0] \$signature__data$85[1] ;
+  wire [16:0] \$signature__data$85[2] ;
+  wire [16:0] \$signature__data$85[3] ;
   wire [7:0] \$signature__data[0] ;
   wire [7:0] \$signature__data[1] ;
   wire [7:0] \$signature__data[2] ;
@@ -19192,22 +18750,20 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   input i0__valid;
   wire i0__valid;
   wire [3:0] index;
-  reg [30:0] issue;
+  reg [28:0] issue;
   wire [1:0] \issue.addr ;
   wire \issue.bank ;
+  wire [1:0] \issue.bias_g ;
   wire [2:0] \issue.count ;
   wire \issue.cur ;
   wire \issue.end ;
   wire \issue.fire_k ;
-  wire [1:0] \issue.g ;
   wire \issue.kind ;
   wire \issue.last_step ;
   wire \issue.proj ;
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [9:0] \issue.waddr ;
-  wire \issue.x ;
-  wire \issue.y ;
   reg [1:0] lane;
   wire last_lane;
   reg load;
@@ -19258,157 +18814,136 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire [16:0] \result[3] ;
   input rst;
   wire rst;
-  reg [30:0] st0 = 31'h00000000;
+  reg [28:0] st0 = 29'h00000000;
   wire [1:0] \st0.addr ;
   wire \st0.bank ;
+  wire [1:0] \st0.bias_g ;
   wire [2:0] \st0.count ;
   wire \st0.cur ;
   wire \st0.end ;
   wire \st0.fire_k ;
-  wire [1:0] \st0.g ;
   wire \st0.kind ;
   wire \st0.last_step ;
   wire \st0.proj ;
   wire [3:0] \st0.shift ;
   wire \st0.valid ;
   wire [9:0] \st0.waddr ;
-  wire \st0.x ;
-  wire \st0.y ;
-  reg [30:0] st1 = 31'h00000000;
+  reg [28:0] st1 = 29'h00000000;
   wire [1:0] \st1.addr ;
   wire \st1.bank ;
+  wire [1:0] \st1.bias_g ;
   wire [2:0] \st1.count ;
   wire \st1.cur ;
   wire \st1.end ;
   wire \st1.fire_k ;
-  wire [1:0] \st1.g ;
   wire \st1.kind ;
   wire \st1.last_step ;
   wire \st1.proj ;
   wire [3:0] \st1.shift ;
   wire \st1.valid ;
   wire [9:0] \st1.waddr ;
-  wire \st1.x ;
-  wire \st1.y ;
-  reg [30:0] st2 = 31'h00000000;
+  reg [28:0] st2 = 29'h00000000;
   wire [1:0] \st2.addr ;
   wire \st2.bank ;
+  wire [1:0] \st2.bias_g ;
   wire [2:0] \st2.count ;
   wire \st2.cur ;
   wire \st2.end ;
   wire \st2.fire_k ;
-  wire [1:0] \st2.g ;
   wire \st2.kind ;
   wire \st2.last_step ;
   wire \st2.proj ;
   wire [3:0] \st2.shift ;
   wire \st2.valid ;
   wire [9:0] \st2.waddr ;
-  wire \st2.x ;
-  wire \st2.y ;
-  reg [30:0] st3 = 31'h00000000;
+  reg [28:0] st3 = 29'h00000000;
   wire [1:0] \st3.addr ;
   wire \st3.bank ;
+  wire [1:0] \st3.bias_g ;
   wire [2:0] \st3.count ;
   wire \st3.cur ;
   wire \st3.end ;
   wire \st3.fire_k ;
-  wire [1:0] \st3.g ;
   wire \st3.kind ;
   wire \st3.last_step ;
   wire \st3.proj ;
   wire [3:0] \st3.shift ;
   wire \st3.valid ;
   wire [9:0] \st3.waddr ;
-  wire \st3.x ;
-  wire \st3.y ;
-  reg [30:0] st4 = 31'h00000000;
+  reg [28:0] st4 = 29'h00000000;
   wire [1:0] \st4.addr ;
   wire \st4.bank ;
+  wire [1:0] \st4.bias_g ;
   wire [2:0] \st4.count ;
   wire \st4.cur ;
   wire \st4.end ;
   wire \st4.fire_k ;
-  wire [1:0] \st4.g ;
   wire \st4.kind ;
   wire \st4.last_step ;
   wire \st4.proj ;
   wire [3:0] \st4.shift ;
   wire \st4.valid ;
   wire [9:0] \st4.waddr ;
-  wire \st4.x ;
-  wire \st4.y ;
-  reg [30:0] st5 = 31'h00000000;
+  reg [28:0] st5 = 29'h00000000;
   wire [1:0] \st5.addr ;
   wire \st5.bank ;
+  wire [1:0] \st5.bias_g ;
   wire [2:0] \st5.count ;
   wire \st5.cur ;
   wire \st5.end ;
   wire \st5.fire_k ;
-  wire [1:0] \st5.g ;
   wire \st5.kind ;
   wire \st5.last_step ;
   wire \st5.proj ;
   wire [3:0] \st5.shift ;
   wire \st5.valid ;
   wire [9:0] \st5.waddr ;
-  wire \st5.x ;
-  wire \st5.y ;
-  reg [30:0] st6 = 31'h00000000;
+  reg [28:0] st6 = 29'h00000000;
   wire [1:0] \st6.addr ;
   wire \st6.bank ;
+  wire [1:0] \st6.bias_g ;
   wire [2:0] \st6.count ;
   wire \st6.cur ;
   wire \st6.end ;
   wire \st6.fire_k ;
-  wire [1:0] \st6.g ;
   wire \st6.kind ;
   wire \st6.last_step ;
   wire \st6.proj ;
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [9:0] \st6.waddr ;
-  wire \st6.x ;
-  wire \st6.y ;
-  reg [30:0] st7 = 31'h00000000;
+  reg [28:0] st7 = 29'h00000000;
   wire [1:0] \st7.addr ;
   wire \st7.bank ;
+  wire [1:0] \st7.bias_g ;
   wire [2:0] \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
   wire \st7.fire_k ;
-  wire [1:0] \st7.g ;
   wire \st7.kind ;
   wire \st7.last_step ;
   wire \st7.proj ;
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
   wire [9:0] \st7.waddr ;
-  wire \st7.x ;
-  wire \st7.y ;
-  reg [30:0] st8 = 31'h00000000;
+  reg [28:0] st8 = 29'h00000000;
   wire [1:0] \st8.addr ;
   wire \st8.bank ;
+  wire [1:0] \st8.bias_g ;
   wire [2:0] \st8.count ;
   wire \st8.cur ;
   wire \st8.end ;
   wire \st8.fire_k ;
-  wire [1:0] \st8.g ;
   wire \st8.kind ;
   wire \st8.last_step ;
   wire \st8.proj ;
   wire [3:0] \st8.shift ;
   wire \st8.valid ;
   wire [9:0] \st8.waddr ;
-  wire \st8.x ;
-  wire \st8.y ;
   reg [1:0] step = 2'h0;
   reg [1:0] sweep_addr = 2'h0;
-  reg [1:0] sweep_g = 2'h0;
   reg sweep_last = 1'h0;
   reg sweep_now;
-  reg sweep_x = 1'h0;
-  reg sweep_y = 1'h0;
   reg [4:0] used = 5'h00;
   reg [67:0] v_raw = 68'h00000000000000000;
   wire [16:0] \v_raw[0] ;
@@ -19435,6 +18970,13 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   reg [11:0] w2_0_2_1 = 12'h000;
   reg [11:0] w2_0_2_2 = 12'h000;
   reg [11:0] w2_0_2_3 = 12'h000;
+  reg [69:0] written = 70'h000000000000000000;
+  wire [1:0] \written.addr ;
+  wire [67:0] \written.values ;
+  wire [16:0] \written.values[0] ;
+  wire [16:0] \written.values[1] ;
+  wire [16:0] \written.values[2] ;
+  wire [16:0] \written.values[3] ;
   reg [35:0] bmem [2:0];
   initial begin
     bmem[0] = 36'h0d580742e;
@@ -19460,7 +19002,7 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   always @(posedge clk) begin
     _1_ <= vmem[st2[5:4]];
   end
-  assign \$signature__data$87  = _1_;
+  assign \$signature__data$85  = _1_;
   reg [31:0] wrom0 [767:0];
   initial begin
     wrom0[0] = 32'd486942651;
@@ -20238,67 +19780,49 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   end
   assign \$signature__data  = _2_;
   always @(posedge clk)
-    v_raw <= \$458 ;
+    hit_c1 <= \$459 ;
   always @(posedge clk)
-    b_raw <= \$459 ;
+    hit_v2 <= \$460 ;
   always @(posedge clk)
-    res8 <= \$460 ;
+    hit_c2 <= \$461 ;
   always @(posedge clk)
-    res9 <= \$461 ;
+    hit_v3 <= \$462 ;
   always @(posedge clk)
-    cres8 <= \$462 ;
+    hit_c3 <= \$463 ;
   always @(posedge clk)
-    cres9 <= \$463 ;
+    hit_v4 <= \$464 ;
   always @(posedge clk)
-    \$like  <= \$464 ;
+    hit_c4 <= \$465 ;
   always @(posedge clk)
-    b6 <= \$465 ;
+    hit_v5 <= \$466 ;
   always @(posedge clk)
-    hit_v1 <= \$466 ;
+    hit_c5 <= \$467 ;
   always @(posedge clk)
-    hit_c1 <= \$467 ;
+    \$signal$105  <= \$468 ;
   always @(posedge clk)
-    hit_v2 <= \$468 ;
+    \$signal$106  <= \$469 ;
   always @(posedge clk)
-    hit_c2 <= \$469 ;
+    \$signal$107  <= \$470 ;
   always @(posedge clk)
-    hit_v3 <= \$470 ;
+    \$signal$35  <= \$471 ;
   always @(posedge clk)
-    hit_c3 <= \$471 ;
+    v_wr__data <= \$472 ;
   always @(posedge clk)
-    hit_v4 <= \$472 ;
+    written <= \$473 ;
   always @(posedge clk)
-    hit_c4 <= \$473 ;
+    \$signal$46  <= \$474 ;
   always @(posedge clk)
-    hit_v5 <= \$474 ;
+    better <= \$475 ;
   always @(posedge clk)
-    hit_c5 <= \$475 ;
+    \$signal$58  <= \$476 ;
   always @(posedge clk)
-    \$signal$107  <= \$476 ;
+    first <= \$477 ;
   always @(posedge clk)
-    \$signal$108  <= \$477 ;
+    best_val <= \$478 ;
   always @(posedge clk)
-    \$signal$109  <= \$478 ;
+    best_idx <= \$479 ;
   always @(posedge clk)
-    \$signal$38  <= \$479 ;
-  always @(posedge clk)
-    v_wr__data <= \$480 ;
-  always @(posedge clk)
-    \$signal$46  <= \$481 ;
-  always @(posedge clk)
-    \$signal$48  <= \$482 ;
-  always @(posedge clk)
-    better <= \$483 ;
-  always @(posedge clk)
-    \$signal$60  <= \$484 ;
-  always @(posedge clk)
-    first <= \$485 ;
-  always @(posedge clk)
-    best_val <= \$486 ;
-  always @(posedge clk)
-    best_idx <= \$487 ;
-  always @(posedge clk)
-    done <= \$488 ;
+    done <= \$480 ;
   assign en = ~ \$signal ;
   assign \$1  = ~ \$signal ;
   assign \$2  = op_valid & \$1 ;
@@ -20316,24 +19840,24 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \$14  = st7[0] & \$13 ;
   assign \$15  = \$14  ? 4'hf : 4'h0;
   assign \$17  = st7[0] & \$16 ;
-  assign \$18  = ~ \$signal$48 ;
+  assign \$18  = ~ \$signal$46 ;
   assign dropped = \$17  & \$18 ;
   assign \$19  = ~ done[3];
   assign \$20  = ~ done[2];
   assign \$21  = ~ done[1];
   assign \$22  = ~ done[0];
-  assign \$23  = \$signal$54 [69:68] * 3'h4;
+  assign \$23  = \$signal$52 [69:68] * 3'h4;
   assign \$24  = \$23  + lane;
   assign \$25  = lane == 2'h3;
   assign \$26  = \$24 [3:0] == 4'h9;
   assign last_lane = \$25  | \$26 ;
   assign \$28  = \$24 [3:0] == 4'h9;
   assign \$29  = better ? \$24 [3:0] : best_idx;
-  assign \$30  = \$signal$59  & \$signal$60 ;
+  assign \$30  = \$signal$57  & \$signal$58 ;
   assign \$31  = ! fsm_state;
   assign \$33  = used + sweep_now;
   assign \$34  = \$33  - dropped;
-  assign \$35  = \$signal$63  & \$signal$59 ;
+  assign \$35  = \$signal$61  & \$signal$57 ;
   assign \$36  = $signed(\$34 ) - $signed({ 1'h0, \$35  });
   assign \$37  = used <= 4'he;
   assign \$38  = ~ op_valid;
@@ -20343,384 +19867,391 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \$42  = credit & \$41 ;
   assign \$43  = sweep_addr + 1'h1;
   assign \$44  = sweep_addr == 1'h1;
-  assign \$45  = sweep_g == 2'h2;
-  assign \$46  = ! sweep_x;
-  assign \$47  = sweep_y + 1'h1;
-  assign \$48  = sweep_x + 1'h1;
-  assign \$49  = sweep_g + 1'h1;
-  assign \$50  = sweep_now & issue[26];
-  assign \$51  = sweep_now & issue[26];
-  assign \$52  = \$51  | \$signal$69 ;
-  assign \$54  = st2[17] ? \$53  : 9'h000;
-  assign \$55  = $signed(1'h0) + $signed(\$54 );
-  assign \$57  = st2[18] ? \$56  : 9'h000;
-  assign \$58  = $signed(\$55 ) + $signed(\$57 );
-  assign \$60  = st2[17] ? \$59  : 9'h000;
-  assign \$61  = $signed(1'h0) + $signed(\$60 );
-  assign \$63  = st2[18] ? \$62  : 9'h000;
-  assign \$64  = $signed(\$61 ) + $signed(\$63 );
-  assign \$66  = st2[17] ? \$65  : 9'h000;
-  assign \$67  = $signed(1'h0) + $signed(\$66 );
-  assign \$69  = st2[18] ? \$68  : 9'h000;
-  assign \$70  = $signed(\$67 ) + $signed(\$69 );
-  assign \$72  = st2[17] ? \$71  : 9'h000;
-  assign \$73  = $signed(1'h0) + $signed(\$72 );
-  assign \$75  = st2[18] ? \$74  : 9'h000;
-  assign \$76  = $signed(\$73 ) + $signed(\$75 );
-  assign \$78  = st2[19] ? \$77  : 11'h000;
-  assign \$79  = $signed(1'h0) + $signed(\$78 );
-  assign \$81  = st2[19] ? \$80  : 11'h000;
-  assign \$82  = $signed(1'h0) + $signed(\$81 );
-  assign \$84  = st2[19] ? \$83  : 11'h000;
-  assign \$85  = $signed(1'h0) + $signed(\$84 );
-  assign \$87  = st2[19] ? \$86  : 11'h000;
-  assign \$88  = $signed(1'h0) + $signed(\$87 );
-  assign \$89  = ! st3[16];
-  assign \$90  = $signed(1'h0) + $signed(w2_0_0_0);
-  assign \$91  = $signed(\$90 ) + $signed(w2_0_2_0);
-  assign \$92  = $signed(1'h0) + $signed(w2_0_0_1);
-  assign \$93  = $signed(\$92 ) + $signed(w2_0_2_1);
-  assign \$94  = $signed(1'h0) + $signed(w2_0_0_2);
-  assign \$95  = $signed(\$94 ) + $signed(w2_0_2_2);
-  assign \$96  = $signed(1'h0) + $signed(w2_0_0_3);
-  assign \$97  = $signed(\$96 ) + $signed(w2_0_2_3);
-  assign \$98  = st2[5:4] == st3[5:4];
-  assign \$99  = ! st3[1];
-  assign \$100  = \$98  & \$99 ;
-  assign \$101  = ! st3[1];
-  assign \$102  = \$101  & st3[2];
-  assign \$103  = ~ \$102 ;
-  assign \$104  = st3[0] & \$103 ;
-  assign \$105  = \$100  & \$104 ;
-  assign \$106  = st2[5:4] == st3[5:4];
-  assign \$107  = ! st3[1];
-  assign \$108  = \$106  & \$107 ;
-  assign \$109  = ! st3[1];
-  assign \$110  = \$109  & st3[2];
-  assign \$112  = \$111  & st3[24];
-  assign \$113  = \$110  | \$112 ;
-  assign \$114  = st3[0] & \$113 ;
-  assign \$115  = \$108  & \$114 ;
-  assign \$116  = st2[5:4] == st4[5:4];
-  assign \$117  = ! st4[1];
-  assign \$118  = \$116  & \$117 ;
-  assign \$119  = ! st4[1];
-  assign \$120  = \$119  & st4[2];
-  assign \$121  = ~ \$120 ;
-  assign \$122  = st4[0] & \$121 ;
-  assign \$123  = \$118  & \$122 ;
-  assign \$124  = st2[5:4] == st4[5:4];
-  assign \$125  = ! st4[1];
-  assign \$126  = \$124  & \$125 ;
-  assign \$127  = ! st4[1];
-  assign \$128  = \$127  & st4[2];
-  assign \$130  = \$129  & st4[24];
-  assign \$131  = \$128  | \$130 ;
-  assign \$132  = st4[0] & \$131 ;
-  assign \$133  = \$126  & \$132 ;
-  assign \$134  = st2[5:4] == st5[5:4];
-  assign \$135  = ! st5[1];
-  assign \$136  = \$135  & st5[2];
-  assign \$137  = ~ \$136 ;
-  assign \$138  = st5[0] & \$137 ;
-  assign \$139  = \$134  & \$138 ;
-  assign \$140  = st2[5:4] == st5[5:4];
-  assign \$141  = ! st5[1];
-  assign \$142  = \$141  & st5[2];
-  assign \$144  = \$143  & st5[24];
-  assign \$145  = \$142  | \$144 ;
-  assign \$146  = st5[0] & \$145 ;
-  assign \$147  = \$140  & \$146 ;
-  assign \$148  = st2[5:4] == st6[5:4];
-  assign \$149  = ! st6[1];
-  assign \$150  = \$149  & st6[2];
-  assign \$151  = ~ \$150 ;
-  assign \$152  = st6[0] & \$151 ;
-  assign \$153  = \$148  & \$152 ;
-  assign \$154  = st2[5:4] == st6[5:4];
-  assign \$155  = ! st6[1];
-  assign \$156  = \$155  & st6[2];
-  assign \$158  = \$157  & st6[24];
-  assign \$159  = \$156  | \$158 ;
-  assign \$160  = st6[0] & \$159 ;
-  assign \$161  = \$154  & \$160 ;
-  assign \$162  = st2[5:4] == st7[5:4];
-  assign \$163  = ! st7[1];
-  assign \$164  = \$163  & st7[2];
-  assign \$165  = ~ \$164 ;
-  assign \$166  = st7[0] & \$165 ;
-  assign \$167  = \$162  & \$166 ;
-  assign \$168  = st2[5:4] == st7[5:4];
-  assign \$169  = ! st7[1];
-  assign \$170  = \$169  & st7[2];
-  assign \$172  = \$171  & st7[24];
-  assign \$173  = \$170  | \$172 ;
-  assign \$174  = st7[0] & \$173 ;
-  assign \$175  = \$168  & \$174 ;
-  assign \$178  = ! st3[1];
-  assign \$179  = \$178  & st3[2];
-  assign \$180  = ~ \$179 ;
-  assign \$181  = \$177  & \$180 ;
-  assign \$184  = ! st3[1];
-  assign \$185  = \$184  & st3[2];
-  assign \$186  = \$183  & \$185 ;
-  assign \$187  = \$181  | \$186 ;
-  assign \$189  = ~ \$188 ;
-  assign \$190  = hit_v2 & \$189 ;
-  assign \$191  = ! st3[1];
-  assign \$192  = \$191  & st3[2];
-  assign \$193  = ~ \$192 ;
-  assign \$194  = \$190  & \$193 ;
-  assign \$196  = ~ \$195 ;
-  assign \$197  = hit_c2 & \$196 ;
-  assign \$198  = ! st3[1];
-  assign \$199  = \$198  & st3[2];
-  assign \$200  = \$197  & \$199 ;
-  assign \$201  = \$194  | \$200 ;
-  assign \$203  = \$202  | hit_v2;
-  assign \$204  = ~ \$203 ;
-  assign \$205  = hit_v3 & \$204 ;
-  assign \$206  = ! st3[1];
-  assign \$207  = \$206  & st3[2];
+  assign \$45  = sweep_now & issue[26];
+  assign \$46  = sweep_now & issue[26];
+  assign \$47  = \$46  | \$signal$67 ;
+  assign \$49  = st2[17] ? \$48  : 9'h000;
+  assign \$50  = $signed(1'h0) + $signed(\$49 );
+  assign \$52  = st2[18] ? \$51  : 9'h000;
+  assign \$53  = $signed(\$50 ) + $signed(\$52 );
+  assign \$55  = st2[17] ? \$54  : 9'h000;
+  assign \$56  = $signed(1'h0) + $signed(\$55 );
+  assign \$58  = st2[18] ? \$57  : 9'h000;
+  assign \$59  = $signed(\$56 ) + $signed(\$58 );
+  assign \$61  = st2[17] ? \$60  : 9'h000;
+  assign \$62  = $signed(1'h0) + $signed(\$61 );
+  assign \$64  = st2[18] ? \$63  : 9'h000;
+  assign \$65  = $signed(\$62 ) + $signed(\$64 );
+  assign \$67  = st2[17] ? \$66  : 9'h000;
+  assign \$68  = $signed(1'h0) + $signed(\$67 );
+  assign \$70  = st2[18] ? \$69  : 9'h000;
+  assign \$71  = $signed(\$68 ) + $signed(\$70 );
+  assign \$73  = st2[19] ? \$72  : 11'h000;
+  assign \$74  = $signed(1'h0) + $signed(\$73 );
+  assign \$76  = st2[19] ? \$75  : 11'h000;
+  assign \$77  = $signed(1'h0) + $signed(\$76 );
+  assign \$79  = st2[19] ? \$78  : 11'h000;
+  assign \$80  = $signed(1'h0) + $signed(\$79 );
+  assign \$82  = st2[19] ? \$81  : 11'h000;
+  assign \$83  = $signed(1'h0) + $signed(\$82 );
+  assign \$84  = ! st3[16];
+  assign \$85  = $signed(1'h0) + $signed(w2_0_0_0);
+  assign \$86  = $signed(\$85 ) + $signed(w2_0_2_0);
+  assign \$87  = $signed(1'h0) + $signed(w2_0_0_1);
+  assign \$88  = $signed(\$87 ) + $signed(w2_0_2_1);
+  assign \$89  = $signed(1'h0) + $signed(w2_0_0_2);
+  assign \$90  = $signed(\$89 ) + $signed(w2_0_2_2);
+  assign \$91  = $signed(1'h0) + $signed(w2_0_0_3);
+  assign \$92  = $signed(\$91 ) + $signed(w2_0_2_3);
+  assign \$93  = st2[5:4] == st3[5:4];
+  assign \$94  = ! st3[1];
+  assign \$95  = \$93  & \$94 ;
+  assign \$96  = ! st3[1];
+  assign \$97  = \$96  & st3[2];
+  assign \$98  = ~ \$97 ;
+  assign \$99  = st3[0] & \$98 ;
+  assign \$100  = \$95  & \$99 ;
+  assign \$101  = st2[5:4] == st3[5:4];
+  assign \$102  = ! st3[1];
+  assign \$103  = \$101  & \$102 ;
+  assign \$104  = ! st3[1];
+  assign \$105  = \$104  & st3[2];
+  assign \$107  = \$106  & st3[24];
+  assign \$108  = \$105  | \$107 ;
+  assign \$109  = st3[0] & \$108 ;
+  assign \$110  = \$103  & \$109 ;
+  assign \$111  = st2[5:4] == st4[5:4];
+  assign \$112  = ! st4[1];
+  assign \$113  = \$111  & \$112 ;
+  assign \$114  = ! st4[1];
+  assign \$115  = \$114  & st4[2];
+  assign \$116  = ~ \$115 ;
+  assign \$117  = st4[0] & \$116 ;
+  assign \$118  = \$113  & \$117 ;
+  assign \$119  = st2[5:4] == st4[5:4];
+  assign \$120  = ! st4[1];
+  assign \$121  = \$119  & \$120 ;
+  assign \$122  = ! st4[1];
+  assign \$123  = \$122  & st4[2];
+  assign \$125  = \$124  & st4[24];
+  assign \$126  = \$123  | \$125 ;
+  assign \$127  = st4[0] & \$126 ;
+  assign \$128  = \$121  & \$127 ;
+  assign \$129  = st2[5:4] == st5[5:4];
+  assign \$130  = ! st5[1];
+  assign \$131  = \$130  & st5[2];
+  assign \$132  = ~ \$131 ;
+  assign \$133  = st5[0] & \$132 ;
+  assign \$134  = \$129  & \$133 ;
+  assign \$135  = st2[5:4] == st5[5:4];
+  assign \$136  = ! st5[1];
+  assign \$137  = \$136  & st5[2];
+  assign \$139  = \$138  & st5[24];
+  assign \$140  = \$137  | \$139 ;
+  assign \$141  = st5[0] & \$140 ;
+  assign \$142  = \$135  & \$141 ;
+  assign \$143  = st2[5:4] == st6[5:4];
+  assign \$144  = ! st6[1];
+  assign \$145  = \$144  & st6[2];
+  assign \$146  = ~ \$145 ;
+  assign \$147  = st6[0] & \$146 ;
+  assign \$148  = \$143  & \$147 ;
+  assign \$149  = st2[5:4] == st6[5:4];
+  assign \$150  = ! st6[1];
+  assign \$151  = \$150  & st6[2];
+  assign \$153  = \$152  & st6[24];
+  assign \$154  = \$151  | \$153 ;
+  assign \$155  = st6[0] & \$154 ;
+  assign \$156  = \$149  & \$155 ;
+  assign \$157  = st2[5:4] == st7[5:4];
+  assign \$158  = ! st7[1];
+  assign \$159  = \$158  & st7[2];
+  assign \$160  = ~ \$159 ;
+  assign \$161  = st7[0] & \$160 ;
+  assign \$162  = \$157  & \$161 ;
+  assign \$163  = st2[5:4] == st7[5:4];
+  assign \$164  = ! st7[1];
+  assign \$165  = \$164  & st7[2];
+  assign \$167  = \$166  & st7[24];
+  assign \$168  = \$165  | \$167 ;
+  assign \$169  = st7[0] & \$168 ;
+  assign \$170  = \$163  & \$169 ;
+  assign \$173  = ! st3[1];
+  assign \$174  = \$173  & st3[2];
+  assign \$175  = ~ \$174 ;
+  assign \$176  = \$172  & \$175 ;
+  assign \$179  = ! st3[1];
+  assign \$180  = \$179  & st3[2];
+  assign \$181  = \$178  & \$180 ;
+  assign \$182  = \$176  | \$181 ;
+  assign \$184  = ~ \$183 ;
+  assign \$185  = hit_v2 & \$184 ;
+  assign \$186  = ! st3[1];
+  assign \$187  = \$186  & st3[2];
+  assign \$188  = ~ \$187 ;
+  assign \$189  = \$185  & \$188 ;
+  assign \$191  = ~ \$190 ;
+  assign \$192  = hit_c2 & \$191 ;
+  assign \$193  = ! st3[1];
+  assign \$194  = \$193  & st3[2];
+  assign \$195  = \$192  & \$194 ;
+  assign \$196  = \$189  | \$195 ;
+  assign \$198  = \$197  | hit_v2;
+  assign \$199  = ~ \$198 ;
+  assign \$200  = hit_v3 & \$199 ;
+  assign \$201  = ! st3[1];
+  assign \$202  = \$201  & st3[2];
+  assign \$203  = ~ \$202 ;
+  assign \$204  = \$200  & \$203 ;
+  assign \$206  = \$205  | hit_v2;
+  assign \$207  = \$206  | hit_v3;
   assign \$208  = ~ \$207 ;
-  assign \$209  = \$205  & \$208 ;
-  assign \$211  = \$210  | hit_v2;
-  assign \$212  = \$211  | hit_v3;
-  assign \$213  = ~ \$212 ;
-  assign \$214  = hit_v4 & \$213 ;
-  assign \$215  = ! st3[1];
-  assign \$216  = \$215  & st3[2];
-  assign \$217  = ~ \$216 ;
-  assign \$218  = \$214  & \$217 ;
-  assign \$220  = \$219  | hit_v2;
-  assign \$221  = \$220  | hit_v3;
-  assign \$222  = \$221  | hit_v4;
-  assign \$223  = ~ \$222 ;
-  assign \$224  = hit_v5 & \$223 ;
-  assign \$225  = ! st3[1];
-  assign \$226  = \$225  & st3[2];
-  assign \$227  = ~ \$226 ;
-  assign \$228  = \$224  & \$227 ;
-  assign \$230  = \$229  | hit_v2;
-  assign \$231  = \$230  | hit_v3;
-  assign \$232  = \$231  | hit_v4;
-  assign \$233  = \$232  | hit_v5;
-  assign \$234  = ~ \$233 ;
-  assign \$235  = ! st3[1];
-  assign \$236  = \$235  & st3[2];
-  assign \$237  = ~ \$236 ;
-  assign \$238  = \$234  & \$237 ;
-  assign \$240  = \$239  | hit_c2;
-  assign \$241  = ~ \$240 ;
-  assign \$242  = hit_c3 & \$241 ;
-  assign \$243  = ! st3[1];
-  assign \$244  = \$243  & st3[2];
-  assign \$245  = \$242  & \$244 ;
-  assign \$247  = \$246  | hit_c2;
-  assign \$248  = \$247  | hit_c3;
-  assign \$249  = ~ \$248 ;
-  assign \$250  = hit_c4 & \$249 ;
-  assign \$251  = ! st3[1];
-  assign \$252  = \$251  & st3[2];
-  assign \$253  = \$250  & \$252 ;
-  assign \$255  = \$254  | hit_c2;
-  assign \$256  = \$255  | hit_c3;
-  assign \$257  = \$256  | hit_c4;
-  assign \$258  = ~ \$257 ;
-  assign \$259  = hit_c5 & \$258 ;
-  assign \$260  = ! st3[1];
-  assign \$261  = \$260  & st3[2];
-  assign \$262  = \$259  & \$261 ;
-  assign \$264  = \$263  | hit_c2;
-  assign \$265  = \$264  | hit_c3;
-  assign \$266  = \$265  | hit_c4;
-  assign \$267  = \$266  | hit_c5;
-  assign \$268  = ~ \$267 ;
-  assign \$269  = ! st3[1];
-  assign \$270  = \$269  & st3[2];
-  assign \$271  = \$268  & \$270 ;
-  assign \$272  = ! st3[1];
-  assign \$273  = ! st3[1];
-  assign \$275  = \$signal$107 [0] ? \$signal$109 [17:0] : 18'h00000;
-  assign \$276  = \$signal$107 [1] ? \$signal$38 [17:0] : 18'h00000;
-  assign \$277  = \$275  | \$276 ;
-  assign \$278  = \$signal$107 [2] ? v_wr__data[16:0] : 17'h00000;
-  assign \$279  = \$277  | { \$278 [16], \$278  };
-  assign \$280  = \$signal$107 [3] ? res8[16:0] : 17'h00000;
-  assign \$281  = \$279  | { \$280 [16], \$280  };
-  assign \$282  = \$signal$107 [4] ? res9[16:0] : 17'h00000;
-  assign \$283  = \$281  | { \$282 [16], \$282  };
-  assign \$284  = \$signal$107 [5] ? v_raw[16:0] : 17'h00000;
-  assign \$285  = \$283  | { \$284 [16], \$284  };
-  assign \$288  = \$signal$107 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$289  = \$287  | { \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288  };
-  assign \$290  = \$signal$107 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$291  = \$289  | { \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290  };
-  assign \$294  = \$signal$108 [0] ? addend[11:0] : 12'h000;
-  assign \$295  = \$signal$108 [1] ? b_raw[8:0] : 9'h000;
-  assign \$296  = \$294  | { \$295 [8], \$295 [8], \$295 [8], \$295  };
-  assign \$297  = \$signal$108 [2] ? \$signal$109 [17:0] : 18'h00000;
-  assign \$298  = { \$296 [11], \$296 [11], \$296 [11], \$296 [11], \$296 [11], \$296 [11], \$296  } | \$297 ;
-  assign \$299  = \$signal$108 [3] ? \$signal$38 [17:0] : 18'h00000;
-  assign \$300  = \$298  | \$299 ;
-  assign \$303  = \$signal$108 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$304  = \$302  | { \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303  };
-  assign \$305  = \$signal$108 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$306  = \$304  | { \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305  };
-  assign \$309  = $signed(\$293 ) + $signed(\$308 );
-  assign \$310  = \$signal$107 [0] ? \$signal$109 [35:18] : 18'h00000;
-  assign \$311  = \$signal$107 [1] ? \$signal$38 [35:18] : 18'h00000;
-  assign \$312  = \$310  | \$311 ;
-  assign \$313  = \$signal$107 [2] ? v_wr__data[33:17] : 17'h00000;
-  assign \$314  = \$312  | { \$313 [16], \$313  };
-  assign \$315  = \$signal$107 [3] ? res8[33:17] : 17'h00000;
-  assign \$316  = \$314  | { \$315 [16], \$315  };
-  assign \$317  = \$signal$107 [4] ? res9[33:17] : 17'h00000;
-  assign \$318  = \$316  | { \$317 [16], \$317  };
-  assign \$319  = \$signal$107 [5] ? v_raw[33:17] : 17'h00000;
-  assign \$320  = \$318  | { \$319 [16], \$319  };
-  assign \$323  = \$signal$107 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$324  = \$322  | { \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323  };
-  assign \$325  = \$signal$107 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$326  = \$324  | { \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325  };
-  assign \$329  = \$signal$108 [0] ? addend[23:12] : 12'h000;
-  assign \$330  = \$signal$108 [1] ? b_raw[17:9] : 9'h000;
-  assign \$331  = \$329  | { \$330 [8], \$330 [8], \$330 [8], \$330  };
-  assign \$332  = \$signal$108 [2] ? \$signal$109 [35:18] : 18'h00000;
-  assign \$333  = { \$331 [11], \$331 [11], \$331 [11], \$331 [11], \$331 [11], \$331 [11], \$331  } | \$332 ;
-  assign \$334  = \$signal$108 [3] ? \$signal$38 [35:18] : 18'h00000;
-  assign \$335  = \$333  | \$334 ;
-  assign \$338  = \$signal$108 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$339  = \$337  | { \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338  };
-  assign \$340  = \$signal$108 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$341  = \$339  | { \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340  };
-  assign \$344  = $signed(\$328 ) + $signed(\$343 );
-  assign \$345  = \$signal$107 [0] ? \$signal$109 [53:36] : 18'h00000;
-  assign \$346  = \$signal$107 [1] ? \$signal$38 [53:36] : 18'h00000;
-  assign \$347  = \$345  | \$346 ;
-  assign \$348  = \$signal$107 [2] ? v_wr__data[50:34] : 17'h00000;
-  assign \$349  = \$347  | { \$348 [16], \$348  };
-  assign \$350  = \$signal$107 [3] ? res8[50:34] : 17'h00000;
-  assign \$351  = \$349  | { \$350 [16], \$350  };
-  assign \$352  = \$signal$107 [4] ? res9[50:34] : 17'h00000;
-  assign \$353  = \$351  | { \$352 [16], \$352  };
-  assign \$354  = \$signal$107 [5] ? v_raw[50:34] : 17'h00000;
-  assign \$355  = \$353  | { \$354 [16], \$354  };
-  assign \$358  = \$signal$107 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$359  = \$357  | { \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358  };
-  assign \$360  = \$signal$107 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$361  = \$359  | { \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360  };
-  assign \$364  = \$signal$108 [0] ? addend[35:24] : 12'h000;
-  assign \$365  = \$signal$108 [1] ? b_raw[26:18] : 9'h000;
-  assign \$366  = \$364  | { \$365 [8], \$365 [8], \$365 [8], \$365  };
-  assign \$367  = \$signal$108 [2] ? \$signal$109 [53:36] : 18'h00000;
-  assign \$368  = { \$366 [11], \$366 [11], \$366 [11], \$366 [11], \$366 [11], \$366 [11], \$366  } | \$367 ;
-  assign \$369  = \$signal$108 [3] ? \$signal$38 [53:36] : 18'h00000;
-  assign \$370  = \$368  | \$369 ;
-  assign \$373  = \$signal$108 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$374  = \$372  | { \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373  };
-  assign \$375  = \$signal$108 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$376  = \$374  | { \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375  };
-  assign \$379  = $signed(\$363 ) + $signed(\$378 );
-  assign \$380  = \$signal$107 [0] ? \$signal$109 [71:54] : 18'h00000;
-  assign \$381  = \$signal$107 [1] ? \$signal$38 [71:54] : 18'h00000;
-  assign \$382  = \$380  | \$381 ;
-  assign \$383  = \$signal$107 [2] ? v_wr__data[67:51] : 17'h00000;
-  assign \$384  = \$382  | { \$383 [16], \$383  };
-  assign \$385  = \$signal$107 [3] ? res8[67:51] : 17'h00000;
-  assign \$386  = \$384  | { \$385 [16], \$385  };
-  assign \$387  = \$signal$107 [4] ? res9[67:51] : 17'h00000;
-  assign \$388  = \$386  | { \$387 [16], \$387  };
-  assign \$389  = \$signal$107 [5] ? v_raw[67:51] : 17'h00000;
-  assign \$390  = \$388  | { \$389 [16], \$389  };
-  assign \$393  = \$signal$107 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$394  = \$392  | { \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393  };
-  assign \$395  = \$signal$107 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$396  = \$394  | { \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395  };
-  assign \$399  = \$signal$108 [0] ? addend[47:36] : 12'h000;
-  assign \$400  = \$signal$108 [1] ? b_raw[35:27] : 9'h000;
-  assign \$401  = \$399  | { \$400 [8], \$400 [8], \$400 [8], \$400  };
-  assign \$402  = \$signal$108 [2] ? \$signal$109 [71:54] : 18'h00000;
-  assign \$403  = { \$401 [11], \$401 [11], \$401 [11], \$401 [11], \$401 [11], \$401 [11], \$401  } | \$402 ;
-  assign \$404  = \$signal$108 [3] ? \$signal$38 [71:54] : 18'h00000;
-  assign \$405  = \$403  | \$404 ;
-  assign \$408  = \$signal$108 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$409  = \$407  | { \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408  };
-  assign \$410  = \$signal$108 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$411  = \$409  | { \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410  };
-  assign \$414  = $signed(\$398 ) + $signed(\$413 );
-  assign \$416  = st6[0] & \$415 ;
-  assign \$417  = ~ \$signal$60 ;
-  assign \$418  = \$signal$59  & \$417 ;
-  assign \$420  = $signed(\$419 ) > $signed(best_val);
-  assign \$421  = first | \$420 ;
-  assign \$422  = \$signal$59  & \$signal$60 ;
-  assign \$424  = 1'h1 << lane;
-  assign \$425  = { 3'h0, done } | \$424 ;
+  assign \$209  = hit_v4 & \$208 ;
+  assign \$210  = ! st3[1];
+  assign \$211  = \$210  & st3[2];
+  assign \$212  = ~ \$211 ;
+  assign \$213  = \$209  & \$212 ;
+  assign \$215  = \$214  | hit_v2;
+  assign \$216  = \$215  | hit_v3;
+  assign \$217  = \$216  | hit_v4;
+  assign \$218  = ~ \$217 ;
+  assign \$219  = hit_v5 & \$218 ;
+  assign \$220  = ! st3[1];
+  assign \$221  = \$220  & st3[2];
+  assign \$222  = ~ \$221 ;
+  assign \$223  = \$219  & \$222 ;
+  assign \$225  = \$224  | hit_v2;
+  assign \$226  = \$225  | hit_v3;
+  assign \$227  = \$226  | hit_v4;
+  assign \$228  = \$227  | hit_v5;
+  assign \$229  = ~ \$228 ;
+  assign \$230  = ! st3[1];
+  assign \$231  = \$230  & st3[2];
+  assign \$232  = ~ \$231 ;
+  assign \$233  = \$229  & \$232 ;
+  assign \$235  = \$234  | hit_c2;
+  assign \$236  = ~ \$235 ;
+  assign \$237  = hit_c3 & \$236 ;
+  assign \$238  = ! st3[1];
+  assign \$239  = \$238  & st3[2];
+  assign \$240  = \$237  & \$239 ;
+  assign \$242  = \$241  | hit_c2;
+  assign \$243  = \$242  | hit_c3;
+  assign \$244  = ~ \$243 ;
+  assign \$245  = hit_c4 & \$244 ;
+  assign \$246  = ! st3[1];
+  assign \$247  = \$246  & st3[2];
+  assign \$248  = \$245  & \$247 ;
+  assign \$250  = \$249  | hit_c2;
+  assign \$251  = \$250  | hit_c3;
+  assign \$252  = \$251  | hit_c4;
+  assign \$253  = ~ \$252 ;
+  assign \$254  = hit_c5 & \$253 ;
+  assign \$255  = ! st3[1];
+  assign \$256  = \$255  & st3[2];
+  assign \$257  = \$254  & \$256 ;
+  assign \$259  = \$258  | hit_c2;
+  assign \$260  = \$259  | hit_c3;
+  assign \$261  = \$260  | hit_c4;
+  assign \$262  = \$261  | hit_c5;
+  assign \$263  = ~ \$262 ;
+  assign \$264  = ! st3[1];
+  assign \$265  = \$264  & st3[2];
+  assign \$266  = \$263  & \$265 ;
+  assign \$267  = ! st3[1];
+  assign \$268  = ! st3[1];
+  assign \$270  = \$signal$105 [0] ? \$signal$107 [17:0] : 18'h00000;
+  assign \$271  = \$signal$105 [1] ? \$signal$35 [17:0] : 18'h00000;
+  assign \$272  = \$270  | \$271 ;
+  assign \$273  = \$signal$105 [2] ? v_wr__data[16:0] : 17'h00000;
+  assign \$274  = \$272  | { \$273 [16], \$273  };
+  assign \$275  = \$signal$105 [3] ? res8[16:0] : 17'h00000;
+  assign \$276  = \$274  | { \$275 [16], \$275  };
+  assign \$277  = \$signal$105 [4] ? res9[16:0] : 17'h00000;
+  assign \$278  = \$276  | { \$277 [16], \$277  };
+  assign \$279  = \$signal$105 [5] ? v_raw[16:0] : 17'h00000;
+  assign \$280  = \$278  | { \$279 [16], \$279  };
+  assign \$283  = \$signal$105 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$284  = \$282  | { \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283  };
+  assign \$285  = \$signal$105 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$286  = \$284  | { \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285  };
+  assign \$289  = \$signal$106 [0] ? addend[11:0] : 12'h000;
+  assign \$290  = \$signal$106 [1] ? b_raw[8:0] : 9'h000;
+  assign \$291  = \$289  | { \$290 [8], \$290 [8], \$290 [8], \$290  };
+  assign \$292  = \$signal$106 [2] ? \$signal$107 [17:0] : 18'h00000;
+  assign \$293  = { \$291 [11], \$291 [11], \$291 [11], \$291 [11], \$291 [11], \$291 [11], \$291  } | \$292 ;
+  assign \$294  = \$signal$106 [3] ? \$signal$35 [17:0] : 18'h00000;
+  assign \$295  = \$293  | \$294 ;
+  assign \$298  = \$signal$106 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$299  = \$297  | { \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298  };
+  assign \$300  = \$signal$106 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$301  = \$299  | { \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300  };
+  assign \$304  = $signed(\$288 ) + $signed(\$303 );
+  assign \$305  = \$signal$105 [0] ? \$signal$107 [35:18] : 18'h00000;
+  assign \$306  = \$signal$105 [1] ? \$signal$35 [35:18] : 18'h00000;
+  assign \$307  = \$305  | \$306 ;
+  assign \$308  = \$signal$105 [2] ? v_wr__data[33:17] : 17'h00000;
+  assign \$309  = \$307  | { \$308 [16], \$308  };
+  assign \$310  = \$signal$105 [3] ? res8[33:17] : 17'h00000;
+  assign \$311  = \$309  | { \$310 [16], \$310  };
+  assign \$312  = \$signal$105 [4] ? res9[33:17] : 17'h00000;
+  assign \$313  = \$311  | { \$312 [16], \$312  };
+  assign \$314  = \$signal$105 [5] ? v_raw[33:17] : 17'h00000;
+  assign \$315  = \$313  | { \$314 [16], \$314  };
+  assign \$318  = \$signal$105 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$319  = \$317  | { \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318  };
+  assign \$320  = \$signal$105 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$321  = \$319  | { \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320  };
+  assign \$324  = \$signal$106 [0] ? addend[23:12] : 12'h000;
+  assign \$325  = \$signal$106 [1] ? b_raw[17:9] : 9'h000;
+  assign \$326  = \$324  | { \$325 [8], \$325 [8], \$325 [8], \$325  };
+  assign \$327  = \$signal$106 [2] ? \$signal$107 [35:18] : 18'h00000;
+  assign \$328  = { \$326 [11], \$326 [11], \$326 [11], \$326 [11], \$326 [11], \$326 [11], \$326  } | \$327 ;
+  assign \$329  = \$signal$106 [3] ? \$signal$35 [35:18] : 18'h00000;
+  assign \$330  = \$328  | \$329 ;
+  assign \$333  = \$signal$106 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$334  = \$332  | { \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333  };
+  assign \$335  = \$signal$106 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$336  = \$334  | { \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335  };
+  assign \$339  = $signed(\$323 ) + $signed(\$338 );
+  assign \$340  = \$signal$105 [0] ? \$signal$107 [53:36] : 18'h00000;
+  assign \$341  = \$signal$105 [1] ? \$signal$35 [53:36] : 18'h00000;
+  assign \$342  = \$340  | \$341 ;
+  assign \$343  = \$signal$105 [2] ? v_wr__data[50:34] : 17'h00000;
+  assign \$344  = \$342  | { \$343 [16], \$343  };
+  assign \$345  = \$signal$105 [3] ? res8[50:34] : 17'h00000;
+  assign \$346  = \$344  | { \$345 [16], \$345  };
+  assign \$347  = \$signal$105 [4] ? res9[50:34] : 17'h00000;
+  assign \$348  = \$346  | { \$347 [16], \$347  };
+  assign \$349  = \$signal$105 [5] ? v_raw[50:34] : 17'h00000;
+  assign \$350  = \$348  | { \$349 [16], \$349  };
+  assign \$353  = \$signal$105 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$354  = \$352  | { \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353  };
+  assign \$355  = \$signal$105 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$356  = \$354  | { \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355  };
+  assign \$359  = \$signal$106 [0] ? addend[35:24] : 12'h000;
+  assign \$360  = \$signal$106 [1] ? b_raw[26:18] : 9'h000;
+  assign \$361  = \$359  | { \$360 [8], \$360 [8], \$360 [8], \$360  };
+  assign \$362  = \$signal$106 [2] ? \$signal$107 [53:36] : 18'h00000;
+  assign \$363  = { \$361 [11], \$361 [11], \$361 [11], \$361 [11], \$361 [11], \$361 [11], \$361  } | \$362 ;
+  assign \$364  = \$signal$106 [3] ? \$signal$35 [53:36] : 18'h00000;
+  assign \$365  = \$363  | \$364 ;
+  assign \$368  = \$signal$106 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$369  = \$367  | { \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368  };
+  assign \$370  = \$signal$106 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$371  = \$369  | { \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370  };
+  assign \$374  = $signed(\$358 ) + $signed(\$373 );
+  assign \$375  = \$signal$105 [0] ? \$signal$107 [71:54] : 18'h00000;
+  assign \$376  = \$signal$105 [1] ? \$signal$35 [71:54] : 18'h00000;
+  assign \$377  = \$375  | \$376 ;
+  assign \$378  = \$signal$105 [2] ? v_wr__data[67:51] : 17'h00000;
+  assign \$379  = \$377  | { \$378 [16], \$378  };
+  assign \$380  = \$signal$105 [3] ? res8[67:51] : 17'h00000;
+  assign \$381  = \$379  | { \$380 [16], \$380  };
+  assign \$382  = \$signal$105 [4] ? res9[67:51] : 17'h00000;
+  assign \$383  = \$381  | { \$382 [16], \$382  };
+  assign \$384  = \$signal$105 [5] ? v_raw[67:51] : 17'h00000;
+  assign \$385  = \$383  | { \$384 [16], \$384  };
+  assign \$388  = \$signal$105 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$389  = \$387  | { \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388  };
+  assign \$390  = \$signal$105 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$391  = \$389  | { \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390  };
+  assign \$394  = \$signal$106 [0] ? addend[47:36] : 12'h000;
+  assign \$395  = \$signal$106 [1] ? b_raw[35:27] : 9'h000;
+  assign \$396  = \$394  | { \$395 [8], \$395 [8], \$395 [8], \$395  };
+  assign \$397  = \$signal$106 [2] ? \$signal$107 [71:54] : 18'h00000;
+  assign \$398  = { \$396 [11], \$396 [11], \$396 [11], \$396 [11], \$396 [11], \$396 [11], \$396  } | \$397 ;
+  assign \$399  = \$signal$106 [3] ? \$signal$35 [71:54] : 18'h00000;
+  assign \$400  = \$398  | \$399 ;
+  assign \$403  = \$signal$106 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$404  = \$402  | { \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403  };
+  assign \$405  = \$signal$106 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$406  = \$404  | { \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405  };
+  assign \$409  = $signed(\$393 ) + $signed(\$408 );
+  assign \$411  = st6[0] & \$410 ;
+  assign \$412  = ~ \$signal$58 ;
+  assign \$413  = \$signal$57  & \$412 ;
+  assign \$415  = $signed(\$414 ) > $signed(best_val);
+  assign \$416  = first | \$415 ;
+  assign \$417  = \$signal$57  & \$signal$58 ;
+  assign \$419  = 1'h1 << lane;
+  assign \$420  = { 3'h0, done } | \$419 ;
   always @(posedge clk)
-    used <= \$426 ;
+    used <= \$421 ;
   always @(posedge clk)
-    credit <= \$427 ;
+    credit <= \$422 ;
   always @(posedge clk)
-    fsm_state <= \$428 ;
+    fsm_state <= \$423 ;
   always @(posedge clk)
-    step <= \$429 ;
+    step <= \$424 ;
   always @(posedge clk)
-    sweep_addr <= \$430 ;
+    sweep_addr <= \$425 ;
   always @(posedge clk)
-    sweep_g <= \$431 ;
+    sweep_last <= \$426 ;
   always @(posedge clk)
-    sweep_y <= \$432 ;
+    fire_k <= \$427 ;
   always @(posedge clk)
-    sweep_x <= \$433 ;
+    plane <= \$428 ;
   always @(posedge clk)
-    sweep_last <= \$434 ;
+    \$signal$67  <= \$429 ;
   always @(posedge clk)
-    fire_k <= \$435 ;
+    \$signal  <= \$430 ;
   always @(posedge clk)
-    plane <= \$436 ;
+    st0 <= \$431 ;
   always @(posedge clk)
-    \$signal$69  <= \$437 ;
+    st1 <= \$432 ;
   always @(posedge clk)
-    \$signal  <= \$438 ;
+    st2 <= \$433 ;
   always @(posedge clk)
-    st0 <= \$439 ;
+    st3 <= \$434 ;
   always @(posedge clk)
-    st1 <= \$440 ;
+    st4 <= \$435 ;
   always @(posedge clk)
-    st2 <= \$441 ;
+    st5 <= \$436 ;
   always @(posedge clk)
-    st3 <= \$442 ;
+    st6 <= \$437 ;
   always @(posedge clk)
-    st4 <= \$443 ;
+    st7 <= \$438 ;
   always @(posedge clk)
-    st5 <= \$444 ;
+    st8 <= \$439 ;
   always @(posedge clk)
-    st6 <= \$445 ;
+    w1_0 <= \$440 ;
   always @(posedge clk)
-    st7 <= \$446 ;
+    w2_0_0_0 <= \$441 ;
   always @(posedge clk)
-    st8 <= \$447 ;
+    w2_0_0_1 <= \$442 ;
   always @(posedge clk)
-    w1_0 <= \$448 ;
+    w2_0_0_2 <= \$443 ;
   always @(posedge clk)
-    w2_0_0_0 <= \$449 ;
+    w2_0_0_3 <= \$444 ;
   always @(posedge clk)
-    w2_0_0_1 <= \$450 ;
+    w2_0_2_0 <= \$445 ;
   always @(posedge clk)
-    w2_0_0_2 <= \$451 ;
+    w2_0_2_1 <= \$446 ;
   always @(posedge clk)
-    w2_0_0_3 <= \$452 ;
+    w2_0_2_2 <= \$447 ;
   always @(posedge clk)
-    w2_0_2_0 <= \$453 ;
+    w2_0_2_3 <= \$448 ;
   always @(posedge clk)
-    w2_0_2_1 <= \$454 ;
+    addend <= \$449 ;
   always @(posedge clk)
-    w2_0_2_2 <= \$455 ;
+    v_raw <= \$450 ;
   always @(posedge clk)
-    w2_0_2_3 <= \$456 ;
+    b_raw <= \$451 ;
   always @(posedge clk)
-    addend <= \$457 ;
+    res8 <= \$452 ;
+  always @(posedge clk)
+    res9 <= \$453 ;
+  always @(posedge clk)
+    cres8 <= \$454 ;
+  always @(posedge clk)
+    cres9 <= \$455 ;
+  always @(posedge clk)
+    \$like  <= \$456 ;
+  always @(posedge clk)
+    b6 <= \$457 ;
+  always @(posedge clk)
+    hit_v1 <= \$458 ;
   \digits_cnn_gn.engine_fc.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -20730,280 +20261,210 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4699$0 (i0__payload[10:0]),
+    .\port$4519$0 (i0__payload[10:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_gn.engine_fc.queue  queue (
     .clk(clk),
-    .\port$4457$0 (\$signal$63 ),
-    .\port$4621$0 (\$signal$54 ),
-    .\port$4623$0 (\$signal$59 ),
+    .\port$4331$0 (\$signal$61 ),
+    .\port$4489$0 (\$signal$52 ),
+    .\port$4491$0 (\$signal$57 ),
     .rst(rst),
-    .w_data(\$signal$46 ),
-    .w_en(\$signal$48 )
+    .w_data(written),
+    .w_en(\$signal$46 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$458  = \$signature__data$87 ;
+    \$460  = \$118 ;
     if (rst) begin
-      \$458  = 68'h00000000000000000;
+      \$460  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$459  = b_rd__data;
+    \$461  = \$128 ;
     if (rst) begin
-      \$459  = 36'h000000000;
+      \$461  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$460  = v_wr__data;
+    \$462  = \$134 ;
     if (rst) begin
-      \$460  = 68'h00000000000000000;
+      \$462  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$461  = res8;
+    \$463  = \$142 ;
     if (rst) begin
-      \$461  = 68'h00000000000000000;
+      \$463  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$462  = 4'h0;
+    \$464  = \$148 ;
     if (rst) begin
-      \$462  = 4'h0;
+      \$464  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$463  = cres8;
+    \$465  = \$156 ;
     if (rst) begin
-      \$463  = 4'h0;
+      \$465  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$464  = b_raw;
-    if (rst) begin
-      \$464  = 36'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$465  = \$like ;
-    if (rst) begin
-      \$465  = 36'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$466  = \$105 ;
+    \$466  = \$162 ;
     if (rst) begin
       \$466  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$467  = \$115 ;
+    \$467  = \$170 ;
     if (rst) begin
       \$467  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$468  = \$123 ;
+    \$468  = { \$266 , \$257 , \$248 , \$240 , \$233 , \$223 , \$213 , \$204 , \$196 , \$182  };
     if (rst) begin
-      \$468  = 1'h0;
+      \$468  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$469  = \$133 ;
+    \$469  = { 6'h00, \$269 , \$267  };
     if (rst) begin
-      \$469  = 1'h0;
+      \$469  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$470  = \$139 ;
+    \$470 [17:0] = \$304 [17:0];
+    \$470 [35:18] = \$339 [17:0];
+    \$470 [53:36] = \$374 [17:0];
+    \$470 [71:54] = \$409 [17:0];
     if (rst) begin
-      \$470  = 1'h0;
+      \$470  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$471  = \$147 ;
+    \$471 [17:0] = \$signal$107 [17:0];
+    \$471 [35:18] = \$signal$107 [35:18];
+    \$471 [53:36] = \$signal$107 [53:36];
+    \$471 [71:54] = \$signal$107 [71:54];
     if (rst) begin
-      \$471  = 1'h0;
+      \$471  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$472  = \$153 ;
+    \$472  = result;
     if (rst) begin
-      \$472  = 1'h0;
+      \$472  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$473  = \$161 ;
+    \$473  = entry;
     if (rst) begin
-      \$473  = 1'h0;
+      \$473  = 70'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$474  = \$167 ;
+    \$474  = \$411 ;
     if (rst) begin
       \$474  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$475  = \$175 ;
+    \$475  = better;
+    if (\$413 ) begin
+      \$475  = \$416 ;
+    end
     if (rst) begin
       \$475  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$476  = { \$271 , \$262 , \$253 , \$245 , \$238 , \$228 , \$218 , \$209 , \$201 , \$187  };
-    if (rst) begin
-      \$476  = 10'h000;
+    \$476  = \$signal$58 ;
+    if (\$413 ) begin
+      \$476  = 1'h1;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$477  = { 6'h00, \$274 , \$272  };
-    if (rst) begin
-      \$477  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$478 [17:0] = \$309 [17:0];
-    \$478 [35:18] = \$344 [17:0];
-    \$478 [53:36] = \$379 [17:0];
-    \$478 [71:54] = \$414 [17:0];
-    if (rst) begin
-      \$478  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$479 [17:0] = \$signal$109 [17:0];
-    \$479 [35:18] = \$signal$109 [35:18];
-    \$479 [53:36] = \$signal$109 [53:36];
-    \$479 [71:54] = \$signal$109 [71:54];
-    if (rst) begin
-      \$479  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$480  = result;
-    if (rst) begin
-      \$480  = 68'h00000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$481  = entry;
-    if (rst) begin
-      \$481  = 70'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$482  = \$416 ;
-    if (rst) begin
-      \$482  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$483  = better;
-    if (\$418 ) begin
-      \$483  = \$421 ;
-    end
-    if (rst) begin
-      \$483  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$484  = \$signal$60 ;
-    if (\$418 ) begin
-      \$484  = 1'h1;
-    end
-    if (\$422 ) begin
+    if (\$417 ) begin
       if (o__ready) begin
-        \$484  = 1'h0;
+        \$476  = 1'h0;
       end
     end
     if (rst) begin
-      \$484  = 1'h0;
+      \$476  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$485  = first;
-    if (\$422 ) begin
+    \$477  = first;
+    if (\$417 ) begin
       if (o__ready) begin
-        \$485  = o__payload[25];
+        \$477  = o__payload[25];
       end
     end
     if (rst) begin
-      \$485  = 1'h1;
+      \$477  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$486  = best_val;
-    if (\$422 ) begin
+    \$478  = best_val;
+    if (\$417 ) begin
       if (o__ready) begin
         if (better) begin
-          \$486  = \$423 ;
+          \$478  = \$418 ;
         end
       end
     end
     if (rst) begin
-      \$486  = 17'h00000;
+      \$478  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$487  = best_idx;
-    if (\$422 ) begin
+    \$479  = best_idx;
+    if (\$417 ) begin
       if (o__ready) begin
         if (better) begin
-          \$487  = \$24 [3:0];
+          \$479  = \$24 [3:0];
         end
       end
     end
     if (rst) begin
-      \$487  = 4'h0;
+      \$479  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$488  = done;
-    if (\$422 ) begin
+    \$480  = done;
+    if (\$417 ) begin
       if (o__ready) begin
         (* full_case = 32'd1 *)
         if (last_lane) begin
-          \$488  = 4'h0;
+          \$480  = 4'h0;
         end else begin
-          \$488  = \$425 [3:0];
+          \$480  = \$420 [3:0];
         end
       end
     end
     if (rst) begin
-      \$488  = 4'h0;
+      \$480  = 4'h0;
     end
   end
   always @* begin
@@ -21011,13 +20472,13 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$27  = \$signal$54 [16:0];
+          \$27  = \$signal$52 [16:0];
       2'h1:
-          \$27  = \$signal$54 [33:17];
+          \$27  = \$signal$52 [33:17];
       2'h2:
-          \$27  = \$signal$54 [50:34];
+          \$27  = \$signal$52 [50:34];
       2'h3:
-          \$27  = \$signal$54 [67:51];
+          \$27  = \$signal$52 [67:51];
     endcase
   end
   always @* begin
@@ -21025,13 +20486,13 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$419  = \$signal$54 [16:0];
+          \$414  = \$signal$52 [16:0];
       2'h1:
-          \$419  = \$signal$54 [33:17];
+          \$414  = \$signal$52 [33:17];
       2'h2:
-          \$419  = \$signal$54 [50:34];
+          \$414  = \$signal$52 [50:34];
       2'h3:
-          \$419  = \$signal$54 [67:51];
+          \$414  = \$signal$52 [67:51];
     endcase
   end
   always @* begin
@@ -21039,18 +20500,18 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$423  = \$signal$54 [16:0];
+          \$418  = \$signal$52 [16:0];
       2'h1:
-          \$423  = \$signal$54 [33:17];
+          \$418  = \$signal$52 [33:17];
       2'h2:
-          \$423  = \$signal$54 [50:34];
+          \$418  = \$signal$52 [50:34];
       2'h3:
-          \$423  = \$signal$54 [67:51];
+          \$418  = \$signal$52 [67:51];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    issue = 31'h00000000;
+    issue[26:0] = 27'h0000000;
     if (\$2 ) begin
       issue[0] = 1'h1;
       issue[1] = 1'h0;
@@ -21072,9 +20533,6 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
             issue[1] = 1'h1;
             issue[5:4] = sweep_addr;
             issue[3] = 1'h0;
-            issue[28:27] = sweep_g;
-            issue[29] = sweep_y;
-            issue[30] = sweep_x;
             issue[24] = 1'h0;
             issue[26] = sweep_last;
             issue[25] = fire_k[0];
@@ -21127,25 +20585,25 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$7 ) begin
-      result[16:0] = \$signal$38 [16:0];
+      result[16:0] = \$signal$35 [16:0];
     end else begin
       result[16:0] = 17'h00000;
     end
     (* full_case = 32'd1 *)
     if (\$8 ) begin
-      result[33:17] = \$signal$38 [34:18];
+      result[33:17] = \$signal$35 [34:18];
     end else begin
       result[33:17] = 17'h00000;
     end
     (* full_case = 32'd1 *)
     if (\$9 ) begin
-      result[50:34] = \$signal$38 [52:36];
+      result[50:34] = \$signal$35 [52:36];
     end else begin
       result[50:34] = 17'h00000;
     end
     (* full_case = 32'd1 *)
     if (\$10 ) begin
-      result[67:51] = \$signal$38 [70:54];
+      result[67:51] = \$signal$35 [70:54];
     end else begin
       result[67:51] = 17'h00000;
     end
@@ -21156,22 +20614,22 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
     (* full_case = 32'd1 *)
     if (\$7 ) begin
     end else begin
-      out_vals[16:0] = \$signal$38 [16:0];
+      out_vals[16:0] = \$signal$35 [16:0];
     end
     (* full_case = 32'd1 *)
     if (\$8 ) begin
     end else begin
-      out_vals[33:17] = \$signal$38 [34:18];
+      out_vals[33:17] = \$signal$35 [34:18];
     end
     (* full_case = 32'd1 *)
     if (\$9 ) begin
     end else begin
-      out_vals[50:34] = \$signal$38 [52:36];
+      out_vals[50:34] = \$signal$35 [52:36];
     end
     (* full_case = 32'd1 *)
     if (\$10 ) begin
     end else begin
-      out_vals[67:51] = \$signal$38 [70:54];
+      out_vals[67:51] = \$signal$35 [70:54];
     end
   end
   always @* begin
@@ -21199,32 +20657,32 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$signal$63  = 1'h0;
+    \$signal$61  = 1'h0;
     if (\$30 ) begin
       if (o__ready) begin
         if (last_lane) begin
-          \$signal$63  = 1'h1;
+          \$signal$61  = 1'h1;
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$426  = \$36 [4:0];
+    \$421  = \$36 [4:0];
     if (rst) begin
-      \$426  = 5'h00;
+      \$421  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$427  = \$37 ;
+    \$422  = \$37 ;
     if (rst) begin
-      \$427  = 1'h0;
+      \$422  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$428  = fsm_state;
+    \$423  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -21233,9 +20691,9 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
               if (\$38 ) begin
                 (* full_case = 32'd1 *)
                 if (\$39 ) begin
-                  \$428  = 1'h1;
+                  \$423  = 1'h1;
                 end else begin
-                  \$428  = 1'h0;
+                  \$423  = 1'h0;
                 end
               end
             end
@@ -21243,17 +20701,17 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
       1'h1:
           if (\$42 ) begin
             if (sweep_last) begin
-              \$428  = 1'h0;
+              \$423  = 1'h0;
             end
           end
     endcase
     if (rst) begin
-      \$428  = 1'h0;
+      \$423  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$429  = step;
+    \$424  = step;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -21263,7 +20721,7 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
                 (* full_case = 32'd1 *)
                 if (\$39 ) begin
                 end else begin
-                  \$429  = \$40 [1:0];
+                  \$424  = \$40 [1:0];
                 end
               end
             end
@@ -21271,17 +20729,17 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
       1'h1:
           if (\$42 ) begin
             if (sweep_last) begin
-              \$429  = 2'h0;
+              \$424  = 2'h0;
             end
           end
     endcase
     if (rst) begin
-      \$429  = 2'h0;
+      \$424  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$430  = sweep_addr;
+    \$425  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -21290,19 +20748,19 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
           if (\$42 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$430  = 2'h0;
+              \$425  = 2'h0;
             end else begin
-              \$430  = \$43 [1:0];
+              \$425  = \$43 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$430  = 2'h0;
+      \$425  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$431  = sweep_g;
+    \$426  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -21311,98 +20769,19 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
           if (\$42 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$431  = 2'h0;
+              \$426  = 1'h0;
             end else begin
-              (* full_case = 32'd1 *)
-              if (\$45 ) begin
-                \$431  = 2'h0;
-              end else begin
-                \$431  = \$49 [1:0];
-              end
+              \$426  = \$44 ;
             end
           end
     endcase
     if (rst) begin
-      \$431  = 2'h0;
+      \$426  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$432  = sweep_y;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$432  = 1'h0;
-            end else begin
-              if (\$45 ) begin
-                if (\$46 ) begin
-                  \$432  = \$47 [0];
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$432  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$433  = sweep_x;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$433  = 1'h0;
-            end else begin
-              if (\$45 ) begin
-                (* full_case = 32'd1 *)
-                if (\$46 ) begin
-                  \$433  = 1'h0;
-                end else begin
-                  \$433  = \$48 [0];
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$433  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$434  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$434  = 1'h0;
-            end else begin
-              \$434  = \$44 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$434  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$435  = fire_k;
+    \$427  = fire_k;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -21410,17 +20789,17 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
       1'h1:
           if (\$42 ) begin
             if (sweep_last) begin
-              \$435  = 2'h0;
+              \$427  = 2'h0;
             end
           end
     endcase
     if (rst) begin
-      \$435  = 2'h0;
+      \$427  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$436  = plane;
+    \$428  = plane;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -21428,165 +20807,235 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
       1'h1:
           if (\$42 ) begin
             if (sweep_last) begin
-              \$436  = 2'h0;
+              \$428  = 2'h0;
             end
           end
     endcase
     if (rst) begin
-      \$436  = 2'h0;
+      \$428  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$437  = \$50 ;
+    \$429  = \$45 ;
     if (rst) begin
-      \$437  = 1'h0;
+      \$429  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$438  = \$52 ;
+    \$430  = \$47 ;
     if (rst) begin
-      \$438  = 1'h0;
+      \$430  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$439  = issue;
+    \$431  = issue;
     if (rst) begin
-      \$439  = 31'h00000000;
+      \$431  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$440  = st0;
+    \$432  = st0;
     if (rst) begin
-      \$440  = 31'h00000000;
+      \$432  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$441  = st1;
+    \$433  = st1;
     if (rst) begin
-      \$441  = 31'h00000000;
+      \$433  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$442  = st2;
+    \$434  = st2;
     if (rst) begin
-      \$442  = 31'h00000000;
+      \$434  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$443  = st3;
+    \$435  = st3;
     if (rst) begin
-      \$443  = 31'h00000000;
+      \$435  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$444  = st4;
+    \$436  = st4;
     if (rst) begin
-      \$444  = 31'h00000000;
+      \$436  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$445  = st5;
+    \$437  = st5;
     if (rst) begin
-      \$445  = 31'h00000000;
+      \$437  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$446  = st6;
+    \$438  = st6;
     if (rst) begin
-      \$446  = 31'h00000000;
+      \$438  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$447  = st7;
+    \$439  = st7;
     if (rst) begin
-      \$447  = 31'h00000000;
+      \$439  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$448  = \$signature__data ;
+    \$440  = \$signature__data ;
     if (rst) begin
-      \$448  = 32'd0;
+      \$440  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$449  = \$58 ;
+    \$441  = \$53 ;
     if (rst) begin
-      \$449  = 11'h000;
+      \$441  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$450  = \$64 ;
+    \$442  = \$59 ;
     if (rst) begin
-      \$450  = 11'h000;
+      \$442  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$451  = \$70 ;
+    \$443  = \$65 ;
     if (rst) begin
-      \$451  = 11'h000;
+      \$443  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$452  = \$76 ;
+    \$444  = \$71 ;
     if (rst) begin
-      \$452  = 11'h000;
+      \$444  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$453  = \$79 ;
+    \$445  = \$74 ;
     if (rst) begin
-      \$453  = 12'h000;
+      \$445  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$454  = \$82 ;
+    \$446  = \$77 ;
     if (rst) begin
-      \$454  = 12'h000;
+      \$446  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$455  = \$85 ;
+    \$447  = \$80 ;
     if (rst) begin
-      \$455  = 12'h000;
+      \$447  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$456  = \$88 ;
+    \$448  = \$83 ;
     if (rst) begin
-      \$456  = 12'h000;
+      \$448  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$457  = addend;
-    if (\$89 ) begin
-      \$457 [11:0] = \$91 [11:0];
-      \$457 [23:12] = \$93 [11:0];
-      \$457 [35:24] = \$95 [11:0];
-      \$457 [47:36] = \$97 [11:0];
+    \$449  = addend;
+    if (\$84 ) begin
+      \$449 [11:0] = \$86 [11:0];
+      \$449 [23:12] = \$88 [11:0];
+      \$449 [35:24] = \$90 [11:0];
+      \$449 [47:36] = \$92 [11:0];
     end
     if (rst) begin
-      \$457  = 48'h000000000000;
+      \$449  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$450  = \$signature__data$85 ;
+    if (rst) begin
+      \$450  = 68'h00000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$451  = b_rd__data;
+    if (rst) begin
+      \$451  = 36'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$452  = v_wr__data;
+    if (rst) begin
+      \$452  = 68'h00000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$453  = res8;
+    if (rst) begin
+      \$453  = 68'h00000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$454  = 4'h0;
+    if (rst) begin
+      \$454  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$455  = cres8;
+    if (rst) begin
+      \$455  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$456  = b_raw;
+    if (rst) begin
+      \$456  = 36'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$457  = \$like ;
+    if (rst) begin
+      \$457  = 36'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$458  = \$100 ;
+    if (rst) begin
+      \$458  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$459  = \$110 ;
+    if (rst) begin
+      \$459  = 1'h0;
     end
   end
   assign \$signal$5  = 1'h0;
@@ -21598,13 +21047,14 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign busy = op_valid;
   assign \$signal$23  = 1'h0;
   assign \$signature__addr  = st0[15:6];
-  assign \$signature__addr$33  = st2[5:4];
+  assign \$signature__addr$30  = st2[5:4];
   assign b_rd__addr = st2[5:4];
   assign v_wr__addr = st7[5:4];
   assign res7 = v_wr__data;
   assign v_wr__en = \$15 [0];
-  assign entry7 = \$signal$46 ;
-  assign push7 = \$signal$48 ;
+  assign entry7 = written;
+  assign \$signal$45  = written;
+  assign push7 = \$signal$46 ;
   assign index = \$24 [3:0];
   assign cres7 = 4'h0;
   assign c_raw = 4'h0;
@@ -21620,9 +21070,7 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \issue.last_step  = issue[24];
   assign \issue.fire_k  = issue[25];
   assign \issue.end  = issue[26];
-  assign \issue.g  = issue[28:27];
-  assign \issue.y  = issue[29];
-  assign \issue.x  = issue[30];
+  assign \issue.bias_g  = issue[28:27];
   assign \i0__payload.c  = i0__payload[3:0];
   assign \i0__payload.y  = i0__payload[5:4];
   assign \i0__payload.x  = i0__payload[7:6];
@@ -21640,9 +21088,7 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \st0.last_step  = st0[24];
   assign \st0.fire_k  = st0[25];
   assign \st0.end  = st0[26];
-  assign \st0.g  = st0[28:27];
-  assign \st0.y  = st0[29];
-  assign \st0.x  = st0[30];
+  assign \st0.bias_g  = st0[28:27];
   assign \st2.valid  = st2[0];
   assign \st2.kind  = st2[1];
   assign \st2.cur  = st2[2];
@@ -21655,9 +21101,7 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \st2.last_step  = st2[24];
   assign \st2.fire_k  = st2[25];
   assign \st2.end  = st2[26];
-  assign \st2.g  = st2[28:27];
-  assign \st2.y  = st2[29];
-  assign \st2.x  = st2[30];
+  assign \st2.bias_g  = st2[28:27];
   assign \st6.valid  = st6[0];
   assign \st6.kind  = st6[1];
   assign \st6.cur  = st6[2];
@@ -21670,17 +21114,15 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \st6.last_step  = st6[24];
   assign \st6.fire_k  = st6[25];
   assign \st6.end  = st6[26];
-  assign \st6.g  = st6[28:27];
-  assign \st6.y  = st6[29];
-  assign \st6.x  = st6[30];
+  assign \st6.bias_g  = st6[28:27];
   assign \result[0]  = result[16:0];
   assign \result[1]  = result[33:17];
   assign \result[2]  = result[50:34];
   assign \result[3]  = result[67:51];
-  assign \$signal$38[0]  = \$signal$38 [17:0];
-  assign \$signal$38[1]  = \$signal$38 [35:18];
-  assign \$signal$38[2]  = \$signal$38 [53:36];
-  assign \$signal$38[3]  = \$signal$38 [71:54];
+  assign \$signal$35[0]  = \$signal$35 [17:0];
+  assign \$signal$35[1]  = \$signal$35 [35:18];
+  assign \$signal$35[2]  = \$signal$35 [53:36];
+  assign \$signal$35[3]  = \$signal$35 [71:54];
   assign \out_vals[0]  = out_vals[16:0];
   assign \out_vals[1]  = out_vals[33:17];
   assign \out_vals[2]  = out_vals[50:34];
@@ -21697,9 +21139,7 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \st7.last_step  = st7[24];
   assign \st7.fire_k  = st7[25];
   assign \st7.end  = st7[26];
-  assign \st7.g  = st7[28:27];
-  assign \st7.y  = st7[29];
-  assign \st7.x  = st7[30];
+  assign \st7.bias_g  = st7[28:27];
   assign \v_wr__data[0]  = v_wr__data[16:0];
   assign \v_wr__data[1]  = v_wr__data[33:17];
   assign \v_wr__data[2]  = v_wr__data[50:34];
@@ -21708,18 +21148,24 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \res7[1]  = v_wr__data[33:17];
   assign \res7[2]  = v_wr__data[50:34];
   assign \res7[3]  = v_wr__data[67:51];
+  assign \written.values  = written[67:0];
+  assign \written.values[0]  = written[16:0];
+  assign \written.values[1]  = written[33:17];
+  assign \written.values[2]  = written[50:34];
+  assign \written.values[3]  = written[67:51];
+  assign \written.addr  = written[69:68];
+  assign \entry7.values  = written[67:0];
+  assign \entry7.values[0]  = written[16:0];
+  assign \entry7.values[1]  = written[33:17];
+  assign \entry7.values[2]  = written[50:34];
+  assign \entry7.values[3]  = written[67:51];
+  assign \entry7.addr  = written[69:68];
   assign \entry.values  = entry[67:0];
   assign \entry.values[0]  = entry[16:0];
   assign \entry.values[1]  = entry[33:17];
   assign \entry.values[2]  = entry[50:34];
   assign \entry.values[3]  = entry[67:51];
   assign \entry.addr  = entry[69:68];
-  assign \entry7.values  = \$signal$46 [67:0];
-  assign \entry7.values[0]  = \$signal$46 [16:0];
-  assign \entry7.values[1]  = \$signal$46 [33:17];
-  assign \entry7.values[2]  = \$signal$46 [50:34];
-  assign \entry7.values[3]  = \$signal$46 [67:51];
-  assign \entry7.addr  = \$signal$46 [69:68];
   assign \o__payload.index  = o__payload[3:0];
   assign \o__payload.value  = o__payload[20:4];
   assign \o__payload.argmax  = o__payload[24:21];
@@ -21736,9 +21182,7 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \st1.last_step  = st1[24];
   assign \st1.fire_k  = st1[25];
   assign \st1.end  = st1[26];
-  assign \st1.g  = st1[28:27];
-  assign \st1.y  = st1[29];
-  assign \st1.x  = st1[30];
+  assign \st1.bias_g  = st1[28:27];
   assign \st3.valid  = st3[0];
   assign \st3.kind  = st3[1];
   assign \st3.cur  = st3[2];
@@ -21751,9 +21195,7 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \st3.last_step  = st3[24];
   assign \st3.fire_k  = st3[25];
   assign \st3.end  = st3[26];
-  assign \st3.g  = st3[28:27];
-  assign \st3.y  = st3[29];
-  assign \st3.x  = st3[30];
+  assign \st3.bias_g  = st3[28:27];
   assign \st4.valid  = st4[0];
   assign \st4.kind  = st4[1];
   assign \st4.cur  = st4[2];
@@ -21766,9 +21208,7 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \st4.last_step  = st4[24];
   assign \st4.fire_k  = st4[25];
   assign \st4.end  = st4[26];
-  assign \st4.g  = st4[28:27];
-  assign \st4.y  = st4[29];
-  assign \st4.x  = st4[30];
+  assign \st4.bias_g  = st4[28:27];
   assign \st5.valid  = st5[0];
   assign \st5.kind  = st5[1];
   assign \st5.cur  = st5[2];
@@ -21781,9 +21221,7 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \st5.last_step  = st5[24];
   assign \st5.fire_k  = st5[25];
   assign \st5.end  = st5[26];
-  assign \st5.g  = st5[28:27];
-  assign \st5.y  = st5[29];
-  assign \st5.x  = st5[30];
+  assign \st5.bias_g  = st5[28:27];
   assign \st8.valid  = st8[0];
   assign \st8.kind  = st8[1];
   assign \st8.cur  = st8[2];
@@ -21796,9 +21234,7 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \st8.last_step  = st8[24];
   assign \st8.fire_k  = st8[25];
   assign \st8.end  = st8[26];
-  assign \st8.g  = st8[28:27];
-  assign \st8.y  = st8[29];
-  assign \st8.x  = st8[30];
+  assign \st8.bias_g  = st8[28:27];
   assign \w1_0[0]  = w1_0[7:0];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[2]  = w1_0[23:16];
@@ -21815,10 +21251,10 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \v_raw[1]  = v_raw[33:17];
   assign \v_raw[2]  = v_raw[50:34];
   assign \v_raw[3]  = v_raw[67:51];
-  assign \$signature__data$87[0]  = \$signature__data$87 [16:0];
-  assign \$signature__data$87[1]  = \$signature__data$87 [33:17];
-  assign \$signature__data$87[2]  = \$signature__data$87 [50:34];
-  assign \$signature__data$87[3]  = \$signature__data$87 [67:51];
+  assign \$signature__data$85[0]  = \$signature__data$85 [16:0];
+  assign \$signature__data$85[1]  = \$signature__data$85 [33:17];
+  assign \$signature__data$85[2]  = \$signature__data$85 [50:34];
+  assign \$signature__data$85[3]  = \$signature__data$85 [67:51];
   assign \b_raw[0]  = b_raw[8:0];
   assign \b_raw[1]  = b_raw[17:9];
   assign \b_raw[2]  = b_raw[26:18];
@@ -21855,10 +21291,10 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \b6[1]  = b6[17:9];
   assign \b6[2]  = b6[26:18];
   assign \b6[3]  = b6[35:27];
-  assign \$signal$109[0]  = \$signal$109 [17:0];
-  assign \$signal$109[1]  = \$signal$109 [35:18];
-  assign \$signal$109[2]  = \$signal$109 [53:36];
-  assign \$signal$109[3]  = \$signal$109 [71:54];
+  assign \$signal$107[0]  = \$signal$107 [17:0];
+  assign \$signal$107[1]  = \$signal$107 [35:18];
+  assign \$signal$107[2]  = \$signal$107 [53:36];
+  assign \$signal$107[3]  = \$signal$107 [71:54];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
@@ -21869,78 +21305,80 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign o__payload[3:0] = \$24 [3:0];
   assign entry[69:68] = st6[5:4];
   assign entry[67:0] = out_vals;
+  always @*
+    issue[28:27] = 2'h0;
   assign active = \$6 ;
   assign \$16  = st7[1];
   assign \$32  = fsm_state;
-  assign \$53  = { w1_0[7], w1_0[7:0] };
-  assign \$56  = { w1_0[7:0], 1'h0 };
-  assign \$59  = { w1_0[15], w1_0[15:8] };
-  assign \$62  = { w1_0[15:8], 1'h0 };
-  assign \$65  = { w1_0[23], w1_0[23:16] };
-  assign \$68  = { w1_0[23:16], 1'h0 };
-  assign \$71  = { w1_0[31], w1_0[31:24] };
-  assign \$74  = { w1_0[31:24], 1'h0 };
-  assign \$77  = { w1_0[7], w1_0[7:0], 2'h0 };
-  assign \$80  = { w1_0[15], w1_0[15:8], 2'h0 };
-  assign \$83  = { w1_0[23], w1_0[23:16], 2'h0 };
-  assign \$86  = { w1_0[31], w1_0[31:24], 2'h0 };
-  assign \$111  = st3[1];
-  assign \$129  = st4[1];
-  assign \$143  = st5[1];
-  assign \$157  = st6[1];
-  assign \$171  = st7[1];
-  assign \$176  = 1'h1;
-  assign \$177  = hit_v1;
-  assign \$182  = 1'h1;
-  assign \$183  = hit_c1;
-  assign \$188  = hit_v1;
-  assign \$195  = hit_c1;
-  assign \$202  = hit_v1;
-  assign \$210  = hit_v1;
-  assign \$219  = hit_v1;
-  assign \$229  = hit_v1;
-  assign \$239  = hit_c1;
-  assign \$246  = hit_c1;
-  assign \$254  = hit_c1;
-  assign \$263  = hit_c1;
-  assign \$286  = 2'h0;
-  assign \$287  = \$285 ;
-  assign \$292  = 2'h0;
-  assign \$293  = \$291 ;
-  assign \$301  = 2'h0;
-  assign \$302  = \$300 ;
-  assign \$307  = 2'h0;
-  assign \$308  = \$306 ;
-  assign \$321  = 2'h0;
-  assign \$322  = \$320 ;
-  assign \$327  = 2'h0;
-  assign \$328  = \$326 ;
-  assign \$336  = 2'h0;
-  assign \$337  = \$335 ;
-  assign \$342  = 2'h0;
-  assign \$343  = \$341 ;
-  assign \$356  = 2'h0;
-  assign \$357  = \$355 ;
-  assign \$362  = 2'h0;
-  assign \$363  = \$361 ;
-  assign \$371  = 2'h0;
-  assign \$372  = \$370 ;
-  assign \$377  = 2'h0;
-  assign \$378  = \$376 ;
-  assign \$391  = 2'h0;
-  assign \$392  = \$390 ;
-  assign \$397  = 2'h0;
-  assign \$398  = \$396 ;
-  assign \$406  = 2'h0;
-  assign \$407  = \$405 ;
-  assign \$412  = 2'h0;
-  assign \$413  = \$411 ;
-  assign \$415  = st6[1];
-  assign \$274  = st3[1];
+  assign \$48  = { w1_0[7], w1_0[7:0] };
+  assign \$51  = { w1_0[7:0], 1'h0 };
+  assign \$54  = { w1_0[15], w1_0[15:8] };
+  assign \$57  = { w1_0[15:8], 1'h0 };
+  assign \$60  = { w1_0[23], w1_0[23:16] };
+  assign \$63  = { w1_0[23:16], 1'h0 };
+  assign \$66  = { w1_0[31], w1_0[31:24] };
+  assign \$69  = { w1_0[31:24], 1'h0 };
+  assign \$72  = { w1_0[7], w1_0[7:0], 2'h0 };
+  assign \$75  = { w1_0[15], w1_0[15:8], 2'h0 };
+  assign \$78  = { w1_0[23], w1_0[23:16], 2'h0 };
+  assign \$81  = { w1_0[31], w1_0[31:24], 2'h0 };
+  assign \$106  = st3[1];
+  assign \$124  = st4[1];
+  assign \$138  = st5[1];
+  assign \$152  = st6[1];
+  assign \$166  = st7[1];
+  assign \$171  = 1'h1;
+  assign \$172  = hit_v1;
+  assign \$177  = 1'h1;
+  assign \$178  = hit_c1;
+  assign \$183  = hit_v1;
+  assign \$190  = hit_c1;
+  assign \$197  = hit_v1;
+  assign \$205  = hit_v1;
+  assign \$214  = hit_v1;
+  assign \$224  = hit_v1;
+  assign \$234  = hit_c1;
+  assign \$241  = hit_c1;
+  assign \$249  = hit_c1;
+  assign \$258  = hit_c1;
+  assign \$281  = 2'h0;
+  assign \$282  = \$280 ;
+  assign \$287  = 2'h0;
+  assign \$288  = \$286 ;
+  assign \$296  = 2'h0;
+  assign \$297  = \$295 ;
+  assign \$302  = 2'h0;
+  assign \$303  = \$301 ;
+  assign \$316  = 2'h0;
+  assign \$317  = \$315 ;
+  assign \$322  = 2'h0;
+  assign \$323  = \$321 ;
+  assign \$331  = 2'h0;
+  assign \$332  = \$330 ;
+  assign \$337  = 2'h0;
+  assign \$338  = \$336 ;
+  assign \$351  = 2'h0;
+  assign \$352  = \$350 ;
+  assign \$357  = 2'h0;
+  assign \$358  = \$356 ;
+  assign \$366  = 2'h0;
+  assign \$367  = \$365 ;
+  assign \$372  = 2'h0;
+  assign \$373  = \$371 ;
+  assign \$386  = 2'h0;
+  assign \$387  = \$385 ;
+  assign \$392  = 2'h0;
+  assign \$393  = \$391 ;
+  assign \$401  = 2'h0;
+  assign \$402  = \$400 ;
+  assign \$407  = 2'h0;
+  assign \$408  = \$406 ;
+  assign \$410  = st6[1];
+  assign \$269  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4699$0 , clk);
+module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4519$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -22003,8 +21441,8 @@ module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr
   reg op_valid = 1'h0;
   output [9:0] op_waddr;
   reg [9:0] op_waddr = 10'h000;
-  input [10:0] \port$4699$0 ;
-  wire [10:0] \port$4699$0 ;
+  input [10:0] \port$4519$0 ;
+  wire [10:0] \port$4519$0 ;
   output ready;
   wire ready;
   input rst;
@@ -22020,12 +21458,12 @@ module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr
   assign \$5  = 1'h0 + \$4 ;
   assign \$7  = 1'h0 + \$6 ;
   assign \$8  = \$5  + \$7 ;
-  assign \$9  = \$8  + \port$4699$0 [7:6];
+  assign \$9  = \$8  + \port$4519$0 [7:6];
   assign \$11  = 1'h0 + \$10 ;
   assign \$13  = 1'h0 + \$12 ;
   assign \$15  = 1'h0 + \$14 ;
   assign \$16  = \$13  + \$15 ;
-  assign \$17  = \$16  + \port$4699$0 [7:6];
+  assign \$17  = \$16  + \port$4519$0 [7:6];
   assign \$19  = \$11  + \$18 ;
   assign \$20  = g + 1'h1;
   assign \$21  = op_addr + 1'h1;
@@ -22073,7 +21511,7 @@ module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$26  = op_count;
     if (load) begin
-      \$26  = \port$4699$0 [10:8];
+      \$26  = \port$4519$0 [10:8];
     end
     if (rst) begin
       \$26  = 3'h0;
@@ -22133,21 +21571,21 @@ module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_c = \port$4699$0 [3:0];
-  assign ev_y = \port$4699$0 [5:4];
-  assign ev_x = \port$4699$0 [7:6];
-  assign ev_count = \port$4699$0 [10:8];
+  assign ev_c = \port$4519$0 [3:0];
+  assign ev_y = \port$4519$0 [5:4];
+  assign ev_x = \port$4519$0 [7:6];
+  assign ev_count = \port$4519$0 [10:8];
   assign ev_shift = 4'h0;
-  assign \$4  = { 3'h0, \port$4699$0 [3:0], 4'h0 };
-  assign \$6  = { 1'h0, \port$4699$0 [5:4], 2'h0 };
+  assign \$4  = { 3'h0, \port$4519$0 [3:0], 4'h0 };
+  assign \$6  = { 1'h0, \port$4519$0 [5:4], 2'h0 };
   assign \$10  = { 1'h0, \$9  };
-  assign \$12  = { 3'h0, \port$4699$0 [3:0], 4'h0 };
-  assign \$14  = { 1'h0, \port$4699$0 [5:4], 2'h0 };
+  assign \$12  = { 3'h0, \port$4519$0 [3:0], 4'h0 };
+  assign \$14  = { 1'h0, \port$4519$0 [5:4], 2'h0 };
   assign \$18  = { \$17 , 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_fc.queue (rst, \port$4457$0 , w_data, w_en, \port$4621$0 , \port$4623$0 , clk);
+module \digits_cnn_gn.engine_fc.queue (rst, \port$4331$0 , w_data, w_en, \port$4489$0 , \port$4491$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22178,12 +21616,12 @@ module \digits_cnn_gn.engine_fc.queue (rst, \port$4457$0 , w_data, w_en, \port$4
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$4457$0 ;
-  wire \port$4457$0 ;
-  output [69:0] \port$4621$0 ;
-  wire [69:0] \port$4621$0 ;
-  output \port$4623$0 ;
-  wire \port$4623$0 ;
+  input \port$4331$0 ;
+  wire \port$4331$0 ;
+  output [69:0] \port$4489$0 ;
+  wire [69:0] \port$4489$0 ;
+  output \port$4491$0 ;
+  wire \port$4491$0 ;
   wire [69:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -22220,12 +21658,12 @@ module \digits_cnn_gn.engine_fc.queue (rst, \port$4457$0 , w_data, w_en, \port$4
   \digits_cnn_gn.engine_fc.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3499$0 (\$signal$9 ),
-    .\port$4457$0 (\port$4457$0 ),
-    .\port$4605$0 (\$signal$11 ),
-    .\port$4607$0 (held_valid),
-    .\port$4621$0 (\$signal$14 ),
-    .\port$4623$0 (\$signal$16 ),
+    .\port$3541$0 (\$signal$9 ),
+    .\port$4331$0 (\port$4331$0 ),
+    .\port$4473$0 (\$signal$11 ),
+    .\port$4475$0 (held_valid),
+    .\port$4489$0 (\$signal$14 ),
+    .\port$4491$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -22256,11 +21694,11 @@ module \digits_cnn_gn.engine_fc.queue (rst, \port$4457$0 , w_data, w_en, \port$4
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4457$0 ;
-  assign \$signal$19  = \port$4457$0 ;
+  assign \$signal$18  = \port$4331$0 ;
+  assign \$signal$19  = \port$4331$0 ;
   assign level = \$4 [4:0];
-  assign \port$4621$0  = \$signal$14 ;
-  assign \port$4623$0  = \$signal$16 ;
+  assign \port$4489$0  = \$signal$14 ;
+  assign \port$4491$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -22456,7 +21894,7 @@ module \digits_cnn_gn.engine_fc.queue.inner (rst, r_en, w_rdy, w_level, r_data, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3499$0 , count, \port$4457$0 , \port$4605$0 , \port$4607$0 , \port$4621$0 , \port$4623$0 , clk);
+module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3541$0 , count, \port$4331$0 , \port$4473$0 , \port$4475$0 , \port$4489$0 , \port$4491$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22476,28 +21914,28 @@ module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3499$0 , count, \port$445
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3499$0 ;
-  wire \port$3499$0 ;
-  input \port$4457$0 ;
-  wire \port$4457$0 ;
-  input [69:0] \port$4605$0 ;
-  wire [69:0] \port$4605$0 ;
-  input \port$4607$0 ;
-  wire \port$4607$0 ;
+  output \port$3541$0 ;
+  wire \port$3541$0 ;
+  input \port$4331$0 ;
+  wire \port$4331$0 ;
+  input [69:0] \port$4473$0 ;
+  wire [69:0] \port$4473$0 ;
+  input \port$4475$0 ;
+  wire \port$4475$0 ;
   (* init = 70'h000000000000000000 *)
-  output [69:0] \port$4621$0 ;
-  wire [69:0] \port$4621$0 ;
+  output [69:0] \port$4489$0 ;
+  wire [69:0] \port$4489$0 ;
   (* init = 1'h0 *)
-  output \port$4623$0 ;
-  wire \port$4623$0 ;
+  output \port$4491$0 ;
+  wire \port$4491$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4607$0  & \$1 ;
+  assign take = \port$4475$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4457$0  | \$2 ;
+  assign \$3  = \port$4331$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -22515,7 +21953,7 @@ module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3499$0 , count, \port$445
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4605$0 ;
+        \$4  = \port$4473$0 ;
       end
     end
     if (rst) begin
@@ -22558,333 +21996,23 @@ module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3499$0 , count, \port$445
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4605$0 ;
+      \$7  = \port$4473$0 ;
     end
     if (rst) begin
       \$7  = 70'h000000000000000000;
     end
   end
-  assign \$signal$3  = \port$4607$0 ;
-  assign \$signal$8  = \port$4457$0 ;
-  assign \$signal$11  = \port$4605$0 ;
-  assign \port$3499$0  = \$signal ;
-  assign \port$4621$0  = \$signal$9 ;
-  assign \port$4623$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4475$0 ;
+  assign \$signal$8  = \port$4331$0 ;
+  assign \$signal$11  = \port$4473$0 ;
+  assign \port$3541$0  = \$signal ;
+  assign \port$4489$0  = \$signal$9 ;
+  assign \port$4491$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$4004$0 , \port$4647$0 , \port$4649$0 , clk);
+module \digits_cnn_gn.fifo_conv1_0 (rst, \port$7$0 , \port$3553$0 , \port$3628$0 , \port$3872$0 , \port$4499$0 , \port$4501$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [5:0] \$3 ;
-  wire [6:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [12:0] \$7 ;
-  reg \$8 ;
-  wire [12:0] \$signal ;
-  reg [12:0] \$signal$11  = 13'h0000;
-  (* init = 13'h0000 *)
-  wire [12:0] \$signal$12 ;
-  (* init = 1'h0 *)
-  wire \$signal$13 ;
-  wire [12:0] \$signal$14 ;
-  wire [12:0] \$signal$15 ;
-  wire \$signal$16 ;
-  wire \$signal$17 ;
-  wire \$signal$18 ;
-  wire \$signal$19 ;
-  wire \$signal$3 ;
-  wire \$signal$4 ;
-  wire \$signal$9 ;
-  input clk;
-  wire clk;
-  wire [1:0] count;
-  reg held_valid = 1'h0;
-  wire [4:0] level;
-  wire [4:0] \level$21 ;
-  input \port$4004$0 ;
-  wire \port$4004$0 ;
-  output [12:0] \port$4647$0 ;
-  wire [12:0] \port$4647$0 ;
-  output \port$4649$0 ;
-  wire \port$4649$0 ;
-  wire [12:0] r_data;
-  wire r_en;
-  wire r_rdy;
-  input rst;
-  wire rst;
-  wire take;
-  input [12:0] w_data;
-  wire [12:0] w_data;
-  input w_en;
-  wire w_en;
-  output w_rdy;
-  wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
-  always @(posedge clk)
-    \$signal$11  <= \$7 ;
-  always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
-  \digits_cnn_gn.fifo_conv1_0.inner  inner (
-    .clk(clk),
-    .r_data(r_data),
-    .r_en(take),
-    .r_rdy(r_rdy),
-    .rst(rst),
-    .w_en(w_en),
-    .w_level(\level$21 ),
-    .w_port__data(w_data),
-    .w_rdy(\$signal$4 )
-  );
-  \digits_cnn_gn.fifo_conv1_0.skid  skid (
-    .clk(clk),
-    .count(count),
-    .\port$3570$0 (\$signal$9 ),
-    .\port$4004$0 (\port$4004$0 ),
-    .\port$4631$0 (\$signal$11 ),
-    .\port$4633$0 (held_valid),
-    .\port$4647$0 (\$signal$14 ),
-    .\port$4649$0 (\$signal$16 ),
-    .rst(rst)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4004$0 ;
-  assign \$signal$19  = \port$4004$0 ;
-  assign level = \$4 [4:0];
-  assign w_rdy = \$signal$4 ;
-  assign \port$4647$0  = \$signal$14 ;
-  assign \port$4649$0  = \$signal$16 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv1_0.inner (rst, w_en, r_en, w_rdy, w_level, r_data, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [4:0] \$11 ;
-  wire [4:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [4:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [4:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [3:0] \$30 ;
-  reg [3:0] \$31 ;
-  reg [3:0] \$32 ;
-  reg \$33 ;
-  wire \$4 ;
-  wire [4:0] \$5 ;
-  wire [4:0] \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input clk;
-  wire clk;
-  (* init = 4'h0 *)
-  wire [3:0] consume;
-  reg [3:0] inner_level = 4'h0;
-  wire inner_r_rdy;
-  wire [4:0] level;
-  (* init = 4'h0 *)
-  wire [3:0] produce;
-  output [12:0] r_data;
-  wire [12:0] r_data;
-  input r_en;
-  wire r_en;
-  wire [4:0] r_level;
-  reg [3:0] r_port__addr = 4'h0;
-  wire [12:0] r_port__data;
-  wire r_port__en;
-  output r_rdy;
-  reg r_rdy = 1'h0;
-  input rst;
-  wire rst;
-  wire [12:0] w_data;
-  input w_en;
-  wire w_en;
-  output [4:0] w_level;
-  wire [4:0] w_level;
-  reg [3:0] w_port__addr = 4'h0;
-  input [12:0] w_port__data;
-  wire [12:0] w_port__data;
-  wire w_port__en;
-  output w_rdy;
-  wire w_rdy;
-  reg [12:0] storage [14:0];
-  initial begin
-    storage[0] = 13'h0000;
-    storage[1] = 13'h0000;
-    storage[2] = 13'h0000;
-    storage[3] = 13'h0000;
-    storage[4] = 13'h0000;
-    storage[5] = 13'h0000;
-    storage[6] = 13'h0000;
-    storage[7] = 13'h0000;
-    storage[8] = 13'h0000;
-    storage[9] = 13'h0000;
-    storage[10] = 13'h0000;
-    storage[11] = 13'h0000;
-    storage[12] = 13'h0000;
-    storage[13] = 13'h0000;
-    storage[14] = 13'h0000;
-  end
-  always @(posedge clk) begin
-    if (w_port__en)
-      storage[w_port__addr] <= w_port__data;
-  end
-  reg [12:0] _0_;
-  always @(posedge clk) begin
-    if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
-    end
-  end
-  assign r_data = _0_;
-  assign w_rdy = inner_level != 4'hf;
-  assign inner_r_rdy = | inner_level;
-  assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 4'he;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 5'h00 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 4'he;
-  assign \$11  = r_port__addr + 1'h1;
-  assign \$12  = \$10  ? 5'h00 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
-  always @(posedge clk)
-    w_port__addr <= \$30 ;
-  always @(posedge clk)
-    r_port__addr <= \$31 ;
-  always @(posedge clk)
-    inner_level <= \$32 ;
-  always @(posedge clk)
-    r_rdy <= \$33 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [3:0];
-    end
-    if (rst) begin
-      \$30  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [3:0];
-    end
-    if (rst) begin
-      \$31  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [3:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [3:0];
-    end
-    if (rst) begin
-      \$32  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
-    end
-    if (rst) begin
-      \$33  = 1'h0;
-    end
-  end
-  assign level = w_level;
-  assign r_level = w_level;
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
-  assign r_port__data = r_data;
-endmodule
-
-(* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv1_0.skid (rst, \port$3570$0 , count, \port$4004$0 , \port$4631$0 , \port$4633$0 , \port$4647$0 , \port$4649$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -22901,30 +22029,29 @@ module \digits_cnn_gn.fifo_conv1_0.skid (rst, \port$3570$0 , count, \port$4004$0
   reg [12:0] \$signal$9  = 13'h0000;
   input clk;
   wire clk;
-  output [1:0] count;
   wire [1:0] count;
-  output \port$3570$0 ;
-  wire \port$3570$0 ;
-  input \port$4004$0 ;
-  wire \port$4004$0 ;
-  input [12:0] \port$4631$0 ;
-  wire [12:0] \port$4631$0 ;
-  input \port$4633$0 ;
-  wire \port$4633$0 ;
+  output \port$3553$0 ;
+  wire \port$3553$0 ;
+  input [12:0] \port$3628$0 ;
+  wire [12:0] \port$3628$0 ;
+  input \port$3872$0 ;
+  wire \port$3872$0 ;
   (* init = 13'h0000 *)
-  output [12:0] \port$4647$0 ;
-  wire [12:0] \port$4647$0 ;
+  output [12:0] \port$4499$0 ;
+  wire [12:0] \port$4499$0 ;
   (* init = 1'h0 *)
-  output \port$4649$0 ;
-  wire \port$4649$0 ;
+  output \port$4501$0 ;
+  wire \port$4501$0 ;
+  input \port$7$0 ;
+  wire \port$7$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4633$0  & \$1 ;
+  assign take = \port$7$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4004$0  | \$2 ;
+  assign \$3  = \port$3872$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -22936,13 +22063,13 @@ module \digits_cnn_gn.fifo_conv1_0.skid (rst, \port$3570$0 , count, \port$4004$0
   assign \$signal  = ~ spare_valid;
   assign \$1  = ~ spare_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$4  = \$signal$9 ;
     if (\$3 ) begin
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4631$0 ;
+        \$4  = \port$3628$0 ;
       end
     end
     if (rst) begin
@@ -22950,7 +22077,7 @@ module \digits_cnn_gn.fifo_conv1_0.skid (rst, \port$3570$0 , count, \port$4004$0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$5  = \$signal$5 ;
     if (\$3 ) begin
       (* full_case = 32'd1 *)
@@ -22967,7 +22094,7 @@ module \digits_cnn_gn.fifo_conv1_0.skid (rst, \port$3570$0 , count, \port$4004$0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$6  = spare_valid;
     if (\$3 ) begin
       if (spare_valid) begin
@@ -22981,337 +22108,27 @@ module \digits_cnn_gn.fifo_conv1_0.skid (rst, \port$3570$0 , count, \port$4004$0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4631$0 ;
+      \$7  = \port$3628$0 ;
     end
     if (rst) begin
       \$7  = 13'h0000;
     end
   end
-  assign \$signal$3  = \port$4633$0 ;
-  assign \$signal$8  = \port$4004$0 ;
-  assign \$signal$11  = \port$4631$0 ;
-  assign \port$3570$0  = \$signal ;
-  assign \port$4647$0  = \$signal$9 ;
-  assign \port$4649$0  = \$signal$5 ;
+  assign \$signal$3  = \port$7$0 ;
+  assign \$signal$8  = \port$3872$0 ;
+  assign \$signal$11  = \port$3628$0 ;
+  assign \port$3553$0  = \$signal ;
+  assign \port$4499$0  = \$signal$9 ;
+  assign \port$4501$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4226$0 , \port$4673$0 , \port$4675$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [5:0] \$3 ;
-  wire [6:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [13:0] \$7 ;
-  reg \$8 ;
-  wire [13:0] \$signal ;
-  reg [13:0] \$signal$11  = 14'h0000;
-  (* init = 14'h0000 *)
-  wire [13:0] \$signal$12 ;
-  (* init = 1'h0 *)
-  wire \$signal$13 ;
-  wire [13:0] \$signal$14 ;
-  wire [13:0] \$signal$15 ;
-  wire \$signal$16 ;
-  wire \$signal$17 ;
-  wire \$signal$18 ;
-  wire \$signal$19 ;
-  wire \$signal$3 ;
-  wire \$signal$4 ;
-  wire \$signal$9 ;
-  input clk;
-  wire clk;
-  wire [1:0] count;
-  reg held_valid = 1'h0;
-  wire [4:0] level;
-  wire [4:0] \level$21 ;
-  input \port$4226$0 ;
-  wire \port$4226$0 ;
-  output [13:0] \port$4673$0 ;
-  wire [13:0] \port$4673$0 ;
-  output \port$4675$0 ;
-  wire \port$4675$0 ;
-  wire [13:0] r_data;
-  wire r_en;
-  wire r_rdy;
-  input rst;
-  wire rst;
-  wire take;
-  input [13:0] w_data;
-  wire [13:0] w_data;
-  input w_en;
-  wire w_en;
-  output w_rdy;
-  wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
-  always @(posedge clk)
-    \$signal$11  <= \$7 ;
-  always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
-  \digits_cnn_gn.fifo_conv2_0.inner  inner (
-    .clk(clk),
-    .r_data(r_data),
-    .r_en(take),
-    .r_rdy(r_rdy),
-    .rst(rst),
-    .w_en(w_en),
-    .w_level(\level$21 ),
-    .w_port__data(w_data),
-    .w_rdy(\$signal$4 )
-  );
-  \digits_cnn_gn.fifo_conv2_0.skid  skid (
-    .clk(clk),
-    .count(count),
-    .\port$3641$0 (\$signal$9 ),
-    .\port$4226$0 (\port$4226$0 ),
-    .\port$4657$0 (\$signal$11 ),
-    .\port$4659$0 (held_valid),
-    .\port$4673$0 (\$signal$14 ),
-    .\port$4675$0 (\$signal$16 ),
-    .rst(rst)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4226$0 ;
-  assign \$signal$19  = \port$4226$0 ;
-  assign level = \$4 [4:0];
-  assign w_rdy = \$signal$4 ;
-  assign \port$4673$0  = \$signal$14 ;
-  assign \port$4675$0  = \$signal$16 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv2_0.inner (rst, w_en, r_en, w_rdy, w_level, r_data, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [4:0] \$11 ;
-  wire [4:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [4:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [4:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [3:0] \$30 ;
-  reg [3:0] \$31 ;
-  reg [3:0] \$32 ;
-  reg \$33 ;
-  wire \$4 ;
-  wire [4:0] \$5 ;
-  wire [4:0] \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input clk;
-  wire clk;
-  (* init = 4'h0 *)
-  wire [3:0] consume;
-  reg [3:0] inner_level = 4'h0;
-  wire inner_r_rdy;
-  wire [4:0] level;
-  (* init = 4'h0 *)
-  wire [3:0] produce;
-  output [13:0] r_data;
-  wire [13:0] r_data;
-  input r_en;
-  wire r_en;
-  wire [4:0] r_level;
-  reg [3:0] r_port__addr = 4'h0;
-  wire [13:0] r_port__data;
-  wire r_port__en;
-  output r_rdy;
-  reg r_rdy = 1'h0;
-  input rst;
-  wire rst;
-  wire [13:0] w_data;
-  input w_en;
-  wire w_en;
-  output [4:0] w_level;
-  wire [4:0] w_level;
-  reg [3:0] w_port__addr = 4'h0;
-  input [13:0] w_port__data;
-  wire [13:0] w_port__data;
-  wire w_port__en;
-  output w_rdy;
-  wire w_rdy;
-  reg [13:0] storage [14:0];
-  initial begin
-    storage[0] = 14'h0000;
-    storage[1] = 14'h0000;
-    storage[2] = 14'h0000;
-    storage[3] = 14'h0000;
-    storage[4] = 14'h0000;
-    storage[5] = 14'h0000;
-    storage[6] = 14'h0000;
-    storage[7] = 14'h0000;
-    storage[8] = 14'h0000;
-    storage[9] = 14'h0000;
-    storage[10] = 14'h0000;
-    storage[11] = 14'h0000;
-    storage[12] = 14'h0000;
-    storage[13] = 14'h0000;
-    storage[14] = 14'h0000;
-  end
-  always @(posedge clk) begin
-    if (w_port__en)
-      storage[w_port__addr] <= w_port__data;
-  end
-  reg [13:0] _0_;
-  always @(posedge clk) begin
-    if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
-    end
-  end
-  assign r_data = _0_;
-  assign w_rdy = inner_level != 4'hf;
-  assign inner_r_rdy = | inner_level;
-  assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 4'he;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 5'h00 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 4'he;
-  assign \$11  = r_port__addr + 1'h1;
-  assign \$12  = \$10  ? 5'h00 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
-  always @(posedge clk)
-    w_port__addr <= \$30 ;
-  always @(posedge clk)
-    r_port__addr <= \$31 ;
-  always @(posedge clk)
-    inner_level <= \$32 ;
-  always @(posedge clk)
-    r_rdy <= \$33 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [3:0];
-    end
-    if (rst) begin
-      \$30  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [3:0];
-    end
-    if (rst) begin
-      \$31  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [3:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [3:0];
-    end
-    if (rst) begin
-      \$32  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
-    end
-    if (rst) begin
-      \$33  = 1'h0;
-    end
-  end
-  assign level = w_level;
-  assign r_level = w_level;
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
-  assign r_port__data = r_data;
-endmodule
-
-(* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv2_0.skid (rst, \port$3641$0 , count, \port$4226$0 , \port$4657$0 , \port$4659$0 , \port$4673$0 , \port$4675$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
+module \digits_cnn_gn.fifo_conv2_0 (rst, \port$10$0 , \port$3565$0 , \port$3885$0 , \port$4097$0 , \port$4509$0 , \port$4511$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -23328,30 +22145,29 @@ module \digits_cnn_gn.fifo_conv2_0.skid (rst, \port$3641$0 , count, \port$4226$0
   reg [13:0] \$signal$9  = 14'h0000;
   input clk;
   wire clk;
-  output [1:0] count;
   wire [1:0] count;
-  output \port$3641$0 ;
-  wire \port$3641$0 ;
-  input \port$4226$0 ;
-  wire \port$4226$0 ;
-  input [13:0] \port$4657$0 ;
-  wire [13:0] \port$4657$0 ;
-  input \port$4659$0 ;
-  wire \port$4659$0 ;
+  input \port$10$0 ;
+  wire \port$10$0 ;
+  output \port$3565$0 ;
+  wire \port$3565$0 ;
+  input [13:0] \port$3885$0 ;
+  wire [13:0] \port$3885$0 ;
+  input \port$4097$0 ;
+  wire \port$4097$0 ;
   (* init = 14'h0000 *)
-  output [13:0] \port$4673$0 ;
-  wire [13:0] \port$4673$0 ;
+  output [13:0] \port$4509$0 ;
+  wire [13:0] \port$4509$0 ;
   (* init = 1'h0 *)
-  output \port$4675$0 ;
-  wire \port$4675$0 ;
+  output \port$4511$0 ;
+  wire \port$4511$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4659$0  & \$1 ;
+  assign take = \port$10$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4226$0  | \$2 ;
+  assign \$3  = \port$4097$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -23363,13 +22179,13 @@ module \digits_cnn_gn.fifo_conv2_0.skid (rst, \port$3641$0 , count, \port$4226$0
   assign \$signal  = ~ spare_valid;
   assign \$1  = ~ spare_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$4  = \$signal$9 ;
     if (\$3 ) begin
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4657$0 ;
+        \$4  = \port$3885$0 ;
       end
     end
     if (rst) begin
@@ -23377,7 +22193,7 @@ module \digits_cnn_gn.fifo_conv2_0.skid (rst, \port$3641$0 , count, \port$4226$0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$5  = \$signal$5 ;
     if (\$3 ) begin
       (* full_case = 32'd1 *)
@@ -23394,7 +22210,7 @@ module \digits_cnn_gn.fifo_conv2_0.skid (rst, \port$3641$0 , count, \port$4226$0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$6  = spare_valid;
     if (\$3 ) begin
       if (spare_valid) begin
@@ -23408,337 +22224,27 @@ module \digits_cnn_gn.fifo_conv2_0.skid (rst, \port$3641$0 , count, \port$4226$0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4657$0 ;
+      \$7  = \port$3885$0 ;
     end
     if (rst) begin
       \$7  = 14'h0000;
     end
   end
-  assign \$signal$3  = \port$4659$0 ;
-  assign \$signal$8  = \port$4226$0 ;
-  assign \$signal$11  = \port$4657$0 ;
-  assign \port$3641$0  = \$signal ;
-  assign \port$4673$0  = \$signal$9 ;
-  assign \port$4675$0  = \$signal$5 ;
+  assign \$signal$3  = \port$10$0 ;
+  assign \$signal$8  = \port$4097$0 ;
+  assign \$signal$11  = \port$3885$0 ;
+  assign \port$3565$0  = \$signal ;
+  assign \port$4509$0  = \$signal$9 ;
+  assign \port$4511$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4448$0 , \port$4699$0 , \port$4701$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [5:0] \$3 ;
-  wire [6:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [11:0] \$7 ;
-  reg \$8 ;
-  wire [11:0] \$signal ;
-  reg [11:0] \$signal$11  = 12'h000;
-  (* init = 12'h000 *)
-  wire [11:0] \$signal$12 ;
-  (* init = 1'h0 *)
-  wire \$signal$13 ;
-  wire [11:0] \$signal$14 ;
-  wire [11:0] \$signal$15 ;
-  wire \$signal$16 ;
-  wire \$signal$17 ;
-  wire \$signal$18 ;
-  wire \$signal$19 ;
-  wire \$signal$3 ;
-  wire \$signal$4 ;
-  wire \$signal$9 ;
-  input clk;
-  wire clk;
-  wire [1:0] count;
-  reg held_valid = 1'h0;
-  wire [4:0] level;
-  wire [4:0] \level$21 ;
-  input \port$4448$0 ;
-  wire \port$4448$0 ;
-  output [11:0] \port$4699$0 ;
-  wire [11:0] \port$4699$0 ;
-  output \port$4701$0 ;
-  wire \port$4701$0 ;
-  wire [11:0] r_data;
-  wire r_en;
-  wire r_rdy;
-  input rst;
-  wire rst;
-  wire take;
-  input [11:0] w_data;
-  wire [11:0] w_data;
-  input w_en;
-  wire w_en;
-  output w_rdy;
-  wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
-  always @(posedge clk)
-    \$signal$11  <= \$7 ;
-  always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
-  \digits_cnn_gn.fifo_conv3_0.inner  inner (
-    .clk(clk),
-    .r_data(r_data),
-    .r_en(take),
-    .r_rdy(r_rdy),
-    .rst(rst),
-    .w_en(w_en),
-    .w_level(\level$21 ),
-    .w_port__data(w_data),
-    .w_rdy(\$signal$4 )
-  );
-  \digits_cnn_gn.fifo_conv3_0.skid  skid (
-    .clk(clk),
-    .count(count),
-    .\port$3712$0 (\$signal$9 ),
-    .\port$4448$0 (\port$4448$0 ),
-    .\port$4683$0 (\$signal$11 ),
-    .\port$4685$0 (held_valid),
-    .\port$4699$0 (\$signal$14 ),
-    .\port$4701$0 (\$signal$16 ),
-    .rst(rst)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4448$0 ;
-  assign \$signal$19  = \port$4448$0 ;
-  assign level = \$4 [4:0];
-  assign w_rdy = \$signal$4 ;
-  assign \port$4699$0  = \$signal$14 ;
-  assign \port$4701$0  = \$signal$16 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv3_0.inner (rst, w_en, r_en, w_rdy, w_level, r_data, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [4:0] \$11 ;
-  wire [4:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [4:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [4:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [3:0] \$30 ;
-  reg [3:0] \$31 ;
-  reg [3:0] \$32 ;
-  reg \$33 ;
-  wire \$4 ;
-  wire [4:0] \$5 ;
-  wire [4:0] \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input clk;
-  wire clk;
-  (* init = 4'h0 *)
-  wire [3:0] consume;
-  reg [3:0] inner_level = 4'h0;
-  wire inner_r_rdy;
-  wire [4:0] level;
-  (* init = 4'h0 *)
-  wire [3:0] produce;
-  output [11:0] r_data;
-  wire [11:0] r_data;
-  input r_en;
-  wire r_en;
-  wire [4:0] r_level;
-  reg [3:0] r_port__addr = 4'h0;
-  wire [11:0] r_port__data;
-  wire r_port__en;
-  output r_rdy;
-  reg r_rdy = 1'h0;
-  input rst;
-  wire rst;
-  wire [11:0] w_data;
-  input w_en;
-  wire w_en;
-  output [4:0] w_level;
-  wire [4:0] w_level;
-  reg [3:0] w_port__addr = 4'h0;
-  input [11:0] w_port__data;
-  wire [11:0] w_port__data;
-  wire w_port__en;
-  output w_rdy;
-  wire w_rdy;
-  reg [11:0] storage [14:0];
-  initial begin
-    storage[0] = 12'h000;
-    storage[1] = 12'h000;
-    storage[2] = 12'h000;
-    storage[3] = 12'h000;
-    storage[4] = 12'h000;
-    storage[5] = 12'h000;
-    storage[6] = 12'h000;
-    storage[7] = 12'h000;
-    storage[8] = 12'h000;
-    storage[9] = 12'h000;
-    storage[10] = 12'h000;
-    storage[11] = 12'h000;
-    storage[12] = 12'h000;
-    storage[13] = 12'h000;
-    storage[14] = 12'h000;
-  end
-  always @(posedge clk) begin
-    if (w_port__en)
-      storage[w_port__addr] <= w_port__data;
-  end
-  reg [11:0] _0_;
-  always @(posedge clk) begin
-    if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
-    end
-  end
-  assign r_data = _0_;
-  assign w_rdy = inner_level != 4'hf;
-  assign inner_r_rdy = | inner_level;
-  assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 4'he;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 5'h00 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 4'he;
-  assign \$11  = r_port__addr + 1'h1;
-  assign \$12  = \$10  ? 5'h00 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
-  always @(posedge clk)
-    w_port__addr <= \$30 ;
-  always @(posedge clk)
-    r_port__addr <= \$31 ;
-  always @(posedge clk)
-    inner_level <= \$32 ;
-  always @(posedge clk)
-    r_rdy <= \$33 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [3:0];
-    end
-    if (rst) begin
-      \$30  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [3:0];
-    end
-    if (rst) begin
-      \$31  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [3:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [3:0];
-    end
-    if (rst) begin
-      \$32  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
-    end
-    if (rst) begin
-      \$33  = 1'h0;
-    end
-  end
-  assign level = w_level;
-  assign r_level = w_level;
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
-  assign r_port__data = r_data;
-endmodule
-
-(* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv3_0.skid (rst, \port$3712$0 , count, \port$4448$0 , \port$4683$0 , \port$4685$0 , \port$4699$0 , \port$4701$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
+module \digits_cnn_gn.fifo_conv3_0 (rst, \port$13$0 , \port$3577$0 , \port$4110$0 , \port$4322$0 , \port$4519$0 , \port$4521$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -23755,30 +22261,29 @@ module \digits_cnn_gn.fifo_conv3_0.skid (rst, \port$3712$0 , count, \port$4448$0
   reg [11:0] \$signal$9  = 12'h000;
   input clk;
   wire clk;
-  output [1:0] count;
   wire [1:0] count;
-  output \port$3712$0 ;
-  wire \port$3712$0 ;
-  input \port$4448$0 ;
-  wire \port$4448$0 ;
-  input [11:0] \port$4683$0 ;
-  wire [11:0] \port$4683$0 ;
-  input \port$4685$0 ;
-  wire \port$4685$0 ;
+  input \port$13$0 ;
+  wire \port$13$0 ;
+  output \port$3577$0 ;
+  wire \port$3577$0 ;
+  input [11:0] \port$4110$0 ;
+  wire [11:0] \port$4110$0 ;
+  input \port$4322$0 ;
+  wire \port$4322$0 ;
   (* init = 12'h000 *)
-  output [11:0] \port$4699$0 ;
-  wire [11:0] \port$4699$0 ;
+  output [11:0] \port$4519$0 ;
+  wire [11:0] \port$4519$0 ;
   (* init = 1'h0 *)
-  output \port$4701$0 ;
-  wire \port$4701$0 ;
+  output \port$4521$0 ;
+  wire \port$4521$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4685$0  & \$1 ;
+  assign take = \port$13$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4448$0  | \$2 ;
+  assign \$3  = \port$4322$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -23790,13 +22295,13 @@ module \digits_cnn_gn.fifo_conv3_0.skid (rst, \port$3712$0 , count, \port$4448$0
   assign \$signal  = ~ spare_valid;
   assign \$1  = ~ spare_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$4  = \$signal$9 ;
     if (\$3 ) begin
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4683$0 ;
+        \$4  = \port$4110$0 ;
       end
     end
     if (rst) begin
@@ -23804,7 +22309,7 @@ module \digits_cnn_gn.fifo_conv3_0.skid (rst, \port$3712$0 , count, \port$4448$0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$5  = \$signal$5 ;
     if (\$3 ) begin
       (* full_case = 32'd1 *)
@@ -23821,7 +22326,7 @@ module \digits_cnn_gn.fifo_conv3_0.skid (rst, \port$3712$0 , count, \port$4448$0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$6  = spare_valid;
     if (\$3 ) begin
       if (spare_valid) begin
@@ -23835,27 +22340,27 @@ module \digits_cnn_gn.fifo_conv3_0.skid (rst, \port$3712$0 , count, \port$4448$0
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4683$0 ;
+      \$7  = \port$4110$0 ;
     end
     if (rst) begin
       \$7  = 12'h000;
     end
   end
-  assign \$signal$3  = \port$4685$0 ;
-  assign \$signal$8  = \port$4448$0 ;
-  assign \$signal$11  = \port$4683$0 ;
-  assign \port$3712$0  = \$signal ;
-  assign \port$4699$0  = \$signal$9 ;
-  assign \port$4701$0  = \$signal$5 ;
+  assign \$signal$3  = \port$13$0 ;
+  assign \$signal$8  = \port$4322$0 ;
+  assign \$signal$11  = \port$4110$0 ;
+  assign \port$3577$0  = \$signal ;
+  assign \port$4519$0  = \$signal$9 ;
+  assign \port$4521$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.out_skid (clk, rst, \port$3724$0 , \port$4455$0 , \port$4456$0 , \port$4709$0 , \port$4711$0 , \port$0$11 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
+module \digits_cnn_gn.out_skid (clk, rst, \port$3589$0 , \port$4329$0 , \port$4330$0 , \port$4529$0 , \port$4531$0 , \port$0$11 );
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -23875,23 +22380,23 @@ module \digits_cnn_gn.out_skid (clk, rst, \port$3724$0 , \port$4455$0 , \port$44
   wire [1:0] count;
   input \port$0$11 ;
   wire \port$0$11 ;
-  output \port$3724$0 ;
-  wire \port$3724$0 ;
-  input [25:0] \port$4455$0 ;
-  wire [25:0] \port$4455$0 ;
-  input \port$4456$0 ;
-  wire \port$4456$0 ;
+  output \port$3589$0 ;
+  wire \port$3589$0 ;
+  input [25:0] \port$4329$0 ;
+  wire [25:0] \port$4329$0 ;
+  input \port$4330$0 ;
+  wire \port$4330$0 ;
   (* init = 26'h0000000 *)
-  output [25:0] \port$4709$0 ;
-  wire [25:0] \port$4709$0 ;
+  output [25:0] \port$4529$0 ;
+  wire [25:0] \port$4529$0 ;
   (* init = 1'h0 *)
-  output \port$4711$0 ;
-  wire \port$4711$0 ;
+  output \port$4531$0 ;
+  wire \port$4531$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4456$0  & \$1 ;
+  assign take = \port$4330$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
   assign \$3  = \port$0$11  | \$2 ;
@@ -23906,13 +22411,13 @@ module \digits_cnn_gn.out_skid (clk, rst, \port$3724$0 , \port$4455$0 , \port$44
   assign \$signal  = ~ spare_valid;
   assign \$1  = ~ spare_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$4  = \$signal$9 ;
     if (\$3 ) begin
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4455$0 ;
+        \$4  = \port$4329$0 ;
       end
     end
     if (rst) begin
@@ -23920,7 +22425,7 @@ module \digits_cnn_gn.out_skid (clk, rst, \port$3724$0 , \port$4455$0 , \port$44
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$5  = \$signal$5 ;
     if (\$3 ) begin
       (* full_case = 32'd1 *)
@@ -23937,7 +22442,7 @@ module \digits_cnn_gn.out_skid (clk, rst, \port$3724$0 , \port$4455$0 , \port$44
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$6  = spare_valid;
     if (\$3 ) begin
       if (spare_valid) begin
@@ -23951,20 +22456,20 @@ module \digits_cnn_gn.out_skid (clk, rst, \port$3724$0 , \port$4455$0 , \port$44
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4455$0 ;
+      \$7  = \port$4329$0 ;
     end
     if (rst) begin
       \$7  = 26'h0000000;
     end
   end
-  assign \$signal$3  = \port$4456$0 ;
+  assign \$signal$3  = \port$4330$0 ;
   assign \$signal$8  = \port$0$11 ;
-  assign \$signal$11  = \port$4455$0 ;
-  assign \port$3724$0  = \$signal ;
-  assign \port$4709$0  = \$signal$9 ;
-  assign \port$4711$0  = \$signal$5 ;
+  assign \$signal$11  = \port$4329$0 ;
+  assign \port$3589$0  = \$signal ;
+  assign \port$4529$0  = \$signal$9 ;
+  assign \port$4531$0  = \$signal$5 ;
 endmodule

@@ -235,42 +235,42 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   );
   \digits_cnn_ilif.fifo_conv1_0  fifo_conv1_0 (
     .clk(clk),
-    .\port$3849$0 (\$signal$27 ),
-    .\port$4420$0 (i0__payload),
-    .\port$4422$0 (i0__valid),
-    .rst(rst),
-    .w_data(tap_conv1__payload),
-    .w_en(conv1_accept),
-    .w_rdy(\$signal$33 )
+    .\port$3428$0 (\$signal$33 ),
+    .\port$3503$0 (tap_conv1__payload),
+    .\port$3717$0 (\$signal$27 ),
+    .\port$4272$0 (i0__payload),
+    .\port$4274$0 (i0__valid),
+    .\port$7$0 (conv1_accept),
+    .rst(rst)
   );
   \digits_cnn_ilif.fifo_conv2_0  fifo_conv2_0 (
     .clk(clk),
-    .\port$4039$0 (\$signal$40 ),
-    .\port$4446$0 (\i0__payload$38 ),
-    .\port$4448$0 (\i0__valid$36 ),
-    .rst(rst),
-    .w_data(tap_conv2__payload),
-    .w_en(conv2_accept),
-    .w_rdy(\$signal$46 )
+    .\port$10$0 (conv2_accept),
+    .\port$3440$0 (\$signal$46 ),
+    .\port$3730$0 (tap_conv2__payload),
+    .\port$3910$0 (\$signal$40 ),
+    .\port$4282$0 (\i0__payload$38 ),
+    .\port$4284$0 (\i0__valid$36 ),
+    .rst(rst)
   );
   \digits_cnn_ilif.fifo_conv3_0  fifo_conv3_0 (
     .clk(clk),
-    .\port$4229$0 (\$signal$53 ),
-    .\port$4472$0 (\i0__payload$51 ),
-    .\port$4474$0 (\i0__valid$49 ),
-    .rst(rst),
-    .w_data(tap_conv3__payload),
-    .w_en(conv3_accept),
-    .w_rdy(\$signal$59 )
+    .\port$13$0 (conv3_accept),
+    .\port$3452$0 (\$signal$59 ),
+    .\port$3923$0 (tap_conv3__payload),
+    .\port$4103$0 (\$signal$53 ),
+    .\port$4292$0 (\i0__payload$51 ),
+    .\port$4294$0 (\i0__valid$49 ),
+    .rst(rst)
   );
   \digits_cnn_ilif.out_skid  out_skid (
     .clk(clk),
     .\port$0$11 (o__ready),
-    .\port$3599$0 (\o__ready$66 ),
-    .\port$4236$0 (\$signal$62 ),
-    .\port$4237$0 (\$signal$64 ),
-    .\port$4482$0 (o__payload),
-    .\port$4484$0 (o__valid),
+    .\port$3464$0 (\o__ready$66 ),
+    .\port$4110$0 (\$signal$62 ),
+    .\port$4111$0 (\$signal$64 ),
+    .\port$4302$0 (o__payload),
+    .\port$4304$0 (o__valid),
     .rst(rst)
   );
   always @* begin
@@ -863,17 +863,17 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$502 ;
   wire \$503 ;
   wire \$504 ;
-  wire [3:0] \$505 ;
-  wire [3:0] \$506 ;
+  wire \$505 ;
+  wire \$506 ;
   wire [1:0] \$507 ;
-  wire \$508 ;
-  wire \$509 ;
+  wire [14:0] \$508 ;
+  wire [14:0] \$509 ;
   wire \$51 ;
-  wire \$510 ;
+  wire [14:0] \$510 ;
   wire [14:0] \$511 ;
-  wire [14:0] \$512 ;
-  wire [14:0] \$513 ;
-  wire [14:0] \$514 ;
+  wire \$512 ;
+  wire \$513 ;
+  wire \$514 ;
   wire \$515 ;
   wire \$516 ;
   wire \$517 ;
@@ -1093,265 +1093,265 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$71 ;
   wire \$710 ;
   wire \$711 ;
-  wire \$712 ;
-  wire \$713 ;
-  wire \$714 ;
-  wire [18:0] \$715 ;
+  wire [18:0] \$712 ;
+  wire [18:0] \$713 ;
+  wire [18:0] \$714 ;
+  wire [17:0] \$715 ;
   wire [18:0] \$716 ;
-  wire [18:0] \$717 ;
-  wire [17:0] \$718 ;
-  wire [18:0] \$719 ;
+  wire [17:0] \$717 ;
+  wire [18:0] \$718 ;
+  wire [17:0] \$719 ;
   wire \$72 ;
-  wire [17:0] \$720 ;
-  wire [18:0] \$721 ;
-  wire [17:0] \$722 ;
-  wire [18:0] \$723 ;
-  wire [17:0] \$724 ;
-  wire [18:0] \$725 ;
-  wire [1:0] \$726 ;
-  wire [18:0] \$727 ;
-  wire [1:0] \$728 ;
-  wire [18:0] \$729 ;
+  wire [18:0] \$720 ;
+  wire [17:0] \$721 ;
+  wire [18:0] \$722 ;
+  wire [1:0] \$723 ;
+  wire [18:0] \$724 ;
+  wire [1:0] \$725 ;
+  wire [18:0] \$726 ;
+  wire [1:0] \$727 ;
+  wire [18:0] \$728 ;
+  wire [1:0] \$729 ;
   wire \$73 ;
-  wire [1:0] \$730 ;
-  wire [18:0] \$731 ;
-  wire [1:0] \$732 ;
-  wire [18:0] \$733 ;
-  wire [14:0] \$734 ;
-  wire [14:0] \$735 ;
-  wire [14:0] \$736 ;
+  wire [18:0] \$730 ;
+  wire [14:0] \$731 ;
+  wire [14:0] \$732 ;
+  wire [14:0] \$733 ;
+  wire [18:0] \$734 ;
+  wire [18:0] \$735 ;
+  wire [18:0] \$736 ;
   wire [18:0] \$737 ;
-  wire [18:0] \$738 ;
+  wire [1:0] \$738 ;
   wire [18:0] \$739 ;
   wire \$74 ;
-  wire [18:0] \$740 ;
-  wire [1:0] \$741 ;
-  wire [18:0] \$742 ;
-  wire [1:0] \$743 ;
-  wire [18:0] \$744 ;
-  wire [1:0] \$745 ;
-  wire [18:0] \$746 ;
-  wire [1:0] \$747 ;
+  wire [1:0] \$740 ;
+  wire [18:0] \$741 ;
+  wire [1:0] \$742 ;
+  wire [18:0] \$743 ;
+  wire [1:0] \$744 ;
+  wire [18:0] \$745 ;
+  wire [19:0] \$746 ;
+  wire [18:0] \$747 ;
   wire [18:0] \$748 ;
-  wire [19:0] \$749 ;
+  wire [18:0] \$749 ;
   wire \$75 ;
-  wire [18:0] \$750 ;
+  wire [17:0] \$750 ;
   wire [18:0] \$751 ;
-  wire [18:0] \$752 ;
-  wire [17:0] \$753 ;
-  wire [18:0] \$754 ;
-  wire [17:0] \$755 ;
-  wire [18:0] \$756 ;
-  wire [17:0] \$757 ;
-  wire [18:0] \$758 ;
-  wire [17:0] \$759 ;
+  wire [17:0] \$752 ;
+  wire [18:0] \$753 ;
+  wire [17:0] \$754 ;
+  wire [18:0] \$755 ;
+  wire [17:0] \$756 ;
+  wire [18:0] \$757 ;
+  wire [1:0] \$758 ;
+  wire [18:0] \$759 ;
   wire \$76 ;
-  wire [18:0] \$760 ;
-  wire [1:0] \$761 ;
-  wire [18:0] \$762 ;
-  wire [1:0] \$763 ;
-  wire [18:0] \$764 ;
-  wire [1:0] \$765 ;
-  wire [18:0] \$766 ;
-  wire [1:0] \$767 ;
-  wire [18:0] \$768 ;
-  wire [14:0] \$769 ;
+  wire [1:0] \$760 ;
+  wire [18:0] \$761 ;
+  wire [1:0] \$762 ;
+  wire [18:0] \$763 ;
+  wire [1:0] \$764 ;
+  wire [18:0] \$765 ;
+  wire [14:0] \$766 ;
+  wire [14:0] \$767 ;
+  wire [14:0] \$768 ;
+  wire [18:0] \$769 ;
   wire \$77 ;
-  wire [14:0] \$770 ;
-  wire [14:0] \$771 ;
+  wire [18:0] \$770 ;
+  wire [18:0] \$771 ;
   wire [18:0] \$772 ;
-  wire [18:0] \$773 ;
+  wire [1:0] \$773 ;
   wire [18:0] \$774 ;
-  wire [18:0] \$775 ;
-  wire [1:0] \$776 ;
-  wire [18:0] \$777 ;
-  wire [1:0] \$778 ;
-  wire [18:0] \$779 ;
+  wire [1:0] \$775 ;
+  wire [18:0] \$776 ;
+  wire [1:0] \$777 ;
+  wire [18:0] \$778 ;
+  wire [1:0] \$779 ;
   wire \$78 ;
-  wire [1:0] \$780 ;
-  wire [18:0] \$781 ;
-  wire [1:0] \$782 ;
+  wire [18:0] \$780 ;
+  wire [19:0] \$781 ;
+  wire [18:0] \$782 ;
   wire [18:0] \$783 ;
-  wire [19:0] \$784 ;
-  wire [18:0] \$785 ;
+  wire [18:0] \$784 ;
+  wire [17:0] \$785 ;
   wire [18:0] \$786 ;
-  wire [18:0] \$787 ;
-  wire [17:0] \$788 ;
-  wire [18:0] \$789 ;
+  wire [17:0] \$787 ;
+  wire [18:0] \$788 ;
+  wire [17:0] \$789 ;
   wire [9:0] \$79 ;
-  wire [17:0] \$790 ;
-  wire [18:0] \$791 ;
-  wire [17:0] \$792 ;
-  wire [18:0] \$793 ;
-  wire [17:0] \$794 ;
-  wire [18:0] \$795 ;
-  wire [1:0] \$796 ;
-  wire [18:0] \$797 ;
-  wire [1:0] \$798 ;
-  wire [18:0] \$799 ;
+  wire [18:0] \$790 ;
+  wire [17:0] \$791 ;
+  wire [18:0] \$792 ;
+  wire [1:0] \$793 ;
+  wire [18:0] \$794 ;
+  wire [1:0] \$795 ;
+  wire [18:0] \$796 ;
+  wire [1:0] \$797 ;
+  wire [18:0] \$798 ;
+  wire [1:0] \$799 ;
   wire \$8 ;
   wire [10:0] \$80 ;
-  wire [1:0] \$800 ;
-  wire [18:0] \$801 ;
-  wire [1:0] \$802 ;
-  wire [18:0] \$803 ;
-  wire [14:0] \$804 ;
-  wire [14:0] \$805 ;
-  wire [14:0] \$806 ;
+  wire [18:0] \$800 ;
+  wire [14:0] \$801 ;
+  wire [14:0] \$802 ;
+  wire [14:0] \$803 ;
+  wire [18:0] \$804 ;
+  wire [18:0] \$805 ;
+  wire [18:0] \$806 ;
   wire [18:0] \$807 ;
-  wire [18:0] \$808 ;
+  wire [1:0] \$808 ;
   wire [18:0] \$809 ;
   wire \$81 ;
-  wire [18:0] \$810 ;
-  wire [1:0] \$811 ;
-  wire [18:0] \$812 ;
-  wire [1:0] \$813 ;
-  wire [18:0] \$814 ;
-  wire [1:0] \$815 ;
-  wire [18:0] \$816 ;
-  wire [1:0] \$817 ;
+  wire [1:0] \$810 ;
+  wire [18:0] \$811 ;
+  wire [1:0] \$812 ;
+  wire [18:0] \$813 ;
+  wire [1:0] \$814 ;
+  wire [18:0] \$815 ;
+  wire [19:0] \$816 ;
+  wire [18:0] \$817 ;
   wire [18:0] \$818 ;
-  wire [19:0] \$819 ;
+  wire [18:0] \$819 ;
   wire [11:0] \$82 ;
-  wire [18:0] \$820 ;
+  wire [17:0] \$820 ;
   wire [18:0] \$821 ;
-  wire [18:0] \$822 ;
-  wire [17:0] \$823 ;
-  wire [18:0] \$824 ;
-  wire [17:0] \$825 ;
-  wire [18:0] \$826 ;
-  wire [17:0] \$827 ;
-  wire [18:0] \$828 ;
-  wire [17:0] \$829 ;
+  wire [17:0] \$822 ;
+  wire [18:0] \$823 ;
+  wire [17:0] \$824 ;
+  wire [18:0] \$825 ;
+  wire [17:0] \$826 ;
+  wire [18:0] \$827 ;
+  wire [1:0] \$828 ;
+  wire [18:0] \$829 ;
   wire \$83 ;
-  wire [18:0] \$830 ;
-  wire [1:0] \$831 ;
-  wire [18:0] \$832 ;
-  wire [1:0] \$833 ;
-  wire [18:0] \$834 ;
-  wire [1:0] \$835 ;
-  wire [18:0] \$836 ;
-  wire [1:0] \$837 ;
-  wire [18:0] \$838 ;
-  wire [14:0] \$839 ;
+  wire [1:0] \$830 ;
+  wire [18:0] \$831 ;
+  wire [1:0] \$832 ;
+  wire [18:0] \$833 ;
+  wire [1:0] \$834 ;
+  wire [18:0] \$835 ;
+  wire [14:0] \$836 ;
+  wire [14:0] \$837 ;
+  wire [14:0] \$838 ;
+  wire [18:0] \$839 ;
   wire \$84 ;
-  wire [14:0] \$840 ;
-  wire [14:0] \$841 ;
+  wire [18:0] \$840 ;
+  wire [18:0] \$841 ;
   wire [18:0] \$842 ;
-  wire [18:0] \$843 ;
+  wire [1:0] \$843 ;
   wire [18:0] \$844 ;
-  wire [18:0] \$845 ;
-  wire [1:0] \$846 ;
-  wire [18:0] \$847 ;
-  wire [1:0] \$848 ;
-  wire [18:0] \$849 ;
+  wire [1:0] \$845 ;
+  wire [18:0] \$846 ;
+  wire [1:0] \$847 ;
+  wire [18:0] \$848 ;
+  wire [1:0] \$849 ;
   wire \$85 ;
-  wire [1:0] \$850 ;
-  wire [18:0] \$851 ;
-  wire [1:0] \$852 ;
-  wire [18:0] \$853 ;
-  wire [19:0] \$854 ;
+  wire [18:0] \$850 ;
+  wire [19:0] \$851 ;
+  wire \$852 ;
+  wire \$853 ;
+  wire \$854 ;
   wire \$855 ;
   wire \$856 ;
-  wire \$857 ;
+  wire [18:0] \$857 ;
   wire \$858 ;
   wire \$859 ;
   wire \$86 ;
-  wire [18:0] \$860 ;
+  wire \$860 ;
   wire \$861 ;
   wire \$862 ;
-  wire \$863 ;
+  wire [18:0] \$863 ;
   wire \$864 ;
   wire \$865 ;
-  wire [18:0] \$866 ;
+  wire \$866 ;
   wire \$867 ;
   wire \$868 ;
-  wire \$869 ;
+  wire [18:0] \$869 ;
   wire \$87 ;
   wire \$870 ;
   wire \$871 ;
-  wire [18:0] \$872 ;
+  wire \$872 ;
   wire \$873 ;
   wire \$874 ;
-  wire \$875 ;
+  wire [18:0] \$875 ;
   wire \$876 ;
   wire \$877 ;
-  wire [18:0] \$878 ;
+  wire \$878 ;
   wire \$879 ;
   wire \$88 ;
   wire \$880 ;
   wire \$881 ;
   wire \$882 ;
   wire \$883 ;
-  wire [4:0] \$884 ;
-  wire [4:0] \$885 ;
-  wire \$886 ;
-  wire \$887 ;
+  wire \$884 ;
+  wire [3:0] \$885 ;
+  wire [3:0] \$886 ;
+  wire [1:0] \$887 ;
   wire \$888 ;
-  wire [6:0] \$889 ;
+  wire [4:0] \$889 ;
   wire \$89 ;
-  wire [6:0] \$890 ;
-  reg [8:0] \$891 ;
-  reg \$892 ;
-  reg [7:0] \$893 ;
-  reg \$894 ;
-  reg \$895 ;
-  reg [6:0] \$896 ;
+  wire [4:0] \$890 ;
+  wire \$891 ;
+  wire \$892 ;
+  wire \$893 ;
+  wire [6:0] \$894 ;
+  wire [6:0] \$895 ;
+  reg [8:0] \$896 ;
   reg \$897 ;
-  reg \$898 ;
-  reg [2:0] \$899 ;
+  reg [7:0] \$898 ;
+  reg \$899 ;
   wire \$9 ;
   wire \$90 ;
-  reg [2:0] \$900 ;
-  reg [5:0] \$901 ;
-  reg [2:0] \$902 ;
-  reg [2:0] \$903 ;
-  reg \$904 ;
-  reg [5:0] \$905 ;
-  reg \$906 ;
-  reg \$907 ;
-  reg \$908 ;
-  reg [1:0] \$909 ;
+  reg \$900 ;
+  reg [6:0] \$901 ;
+  reg \$902 ;
+  reg \$903 ;
+  reg [2:0] \$904 ;
+  reg [2:0] \$905 ;
+  reg [5:0] \$906 ;
+  reg [2:0] \$907 ;
+  reg [2:0] \$908 ;
+  reg \$909 ;
   wire \$91 ;
-  reg \$910 ;
-  reg [6:0] \$911 ;
+  reg [5:0] \$910 ;
+  reg \$911 ;
   reg \$912 ;
-  reg [2:0] \$913 ;
-  reg [2:0] \$914 ;
+  reg \$913 ;
+  reg [1:0] \$914 ;
   reg \$915 ;
-  reg [2:0] \$916 ;
+  reg [6:0] \$916 ;
   reg \$917 ;
-  reg \$918 ;
+  reg [2:0] \$918 ;
   reg \$919 ;
   wire \$92 ;
-  reg [32:0] \$920 ;
-  reg [32:0] \$921 ;
-  reg [32:0] \$922 ;
-  reg [32:0] \$923 ;
-  reg [32:0] \$924 ;
-  reg [32:0] \$925 ;
-  reg [32:0] \$926 ;
-  reg [32:0] \$927 ;
-  reg [32:0] \$928 ;
-  reg [31:0] \$929 ;
+  reg \$920 ;
+  reg \$921 ;
+  reg \$922 ;
+  reg [26:0] \$923 ;
+  reg [26:0] \$924 ;
+  reg [26:0] \$925 ;
+  reg [26:0] \$926 ;
+  reg [26:0] \$927 ;
+  reg [26:0] \$928 ;
+  reg [26:0] \$929 ;
   wire \$93 ;
-  reg [14:0] \$930 ;
-  reg [14:0] \$931 ;
-  reg [14:0] \$932 ;
+  reg [26:0] \$930 ;
+  reg [26:0] \$931 ;
+  reg [31:0] \$932 ;
   reg [14:0] \$933 ;
-  reg [59:0] \$934 ;
-  reg [71:0] \$935 ;
-  reg [59:0] \$936 ;
-  reg [71:0] \$937 ;
+  reg [14:0] \$934 ;
+  reg [14:0] \$935 ;
+  reg [14:0] \$936 ;
+  reg [59:0] \$937 ;
   reg [71:0] \$938 ;
-  reg [3:0] \$939 ;
+  reg [59:0] \$939 ;
   wire \$94 ;
-  reg [3:0] \$940 ;
-  reg [59:0] \$941 ;
-  reg [59:0] \$942 ;
-  reg \$943 ;
-  reg \$944 ;
-  reg \$945 ;
+  reg [71:0] \$940 ;
+  reg [71:0] \$941 ;
+  reg [3:0] \$942 ;
+  reg [3:0] \$943 ;
+  reg [59:0] \$944 ;
+  reg [59:0] \$945 ;
   reg \$946 ;
   reg \$947 ;
   reg \$948 ;
@@ -1360,62 +1360,68 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   reg \$950 ;
   reg \$951 ;
   reg \$952 ;
-  reg [9:0] \$953 ;
-  reg [7:0] \$954 ;
-  reg [75:0] \$955 ;
-  reg [75:0] \$956 ;
-  reg [71:0] \$957 ;
-  reg [11:0] \$958 ;
-  reg \$959 ;
+  reg \$953 ;
+  reg \$954 ;
+  reg \$955 ;
+  reg [9:0] \$956 ;
+  reg [7:0] \$957 ;
+  reg [75:0] \$958 ;
+  reg [75:0] \$959 ;
   wire \$96 ;
-  reg [3:0] \$960 ;
+  reg [71:0] \$960 ;
+  reg [11:0] \$961 ;
+  reg \$962 ;
+  reg \$963 ;
+  reg [2:0] \$964 ;
+  reg [2:0] \$965 ;
+  reg [3:0] \$966 ;
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
   reg \$like  = 1'h0;
-  reg [59:0] \$like$113  = 60'h000000000000000;
-  wire [14:0] \$like$113[0] ;
-  wire [14:0] \$like$113[1] ;
-  wire [14:0] \$like$113[2] ;
-  wire [14:0] \$like$113[3] ;
-  reg [2:0] \$like$84  = 3'h0;
+  reg [59:0] \$like$115  = 60'h000000000000000;
+  wire [14:0] \$like$115[0] ;
+  wire [14:0] \$like$115[1] ;
+  wire [14:0] \$like$115[2] ;
+  wire [14:0] \$like$115[3] ;
+  reg [2:0] \$like$86  = 3'h0;
   reg \$signal  = 1'h0;
   wire [7:0] \$signal$10 ;
   wire \$signal$12 ;
-  reg [9:0] \$signal$125  = 10'h000;
-  reg [7:0] \$signal$126  = 8'h00;
-  reg [75:0] \$signal$127  = 76'h0000000000000000000;
-  wire [18:0] \$signal$127[0] ;
-  wire [18:0] \$signal$127[1] ;
-  wire [18:0] \$signal$127[2] ;
-  wire [18:0] \$signal$127[3] ;
+  reg [9:0] \$signal$127  = 10'h000;
+  reg [7:0] \$signal$128  = 8'h00;
+  reg [75:0] \$signal$129  = 76'h0000000000000000000;
+  wire [18:0] \$signal$129[0] ;
+  wire [18:0] \$signal$129[1] ;
+  wire [18:0] \$signal$129[2] ;
+  wire [18:0] \$signal$129[3] ;
   wire \$signal$15 ;
   reg \$signal$27  = 1'h1;
   reg \$signal$30  = 1'h0;
   reg \$signal$32 ;
   reg \$signal$36  = 1'h0;
-  reg [75:0] \$signal$50  = 76'h0000000000000000000;
-  wire [18:0] \$signal$50[0] ;
-  wire [18:0] \$signal$50[1] ;
-  wire [18:0] \$signal$50[2] ;
-  wire [18:0] \$signal$50[3] ;
+  reg [75:0] \$signal$48  = 76'h0000000000000000000;
+  wire [18:0] \$signal$48[0] ;
+  wire [18:0] \$signal$48[1] ;
+  wire [18:0] \$signal$48[2] ;
+  wire [18:0] \$signal$48[3] ;
   reg \$signal$6  = 1'h0;
-  reg [11:0] \$signal$63  = 12'h000;
-  reg \$signal$65  = 1'h0;
-  wire [11:0] \$signal$69 ;
-  wire \$signal$73 ;
-  reg \$signal$76 ;
-  wire \$signal$80 ;
-  wire [7:0] \$signal$81 ;
-  reg \$signal$91  = 1'h0;
+  wire [11:0] \$signal$66 ;
+  reg \$signal$67  = 1'h0;
+  wire [11:0] \$signal$71 ;
+  wire \$signal$75 ;
+  reg \$signal$78 ;
+  wire \$signal$82 ;
+  wire [7:0] \$signal$83 ;
+  reg \$signal$93  = 1'h0;
   wire [4:0] \$signature__addr ;
-  wire [7:0] \$signature__addr$45 ;
+  wire [7:0] \$signature__addr$43 ;
   wire [31:0] \$signature__data ;
-  wire [71:0] \$signature__data$105 ;
-  wire [17:0] \$signature__data$105[0] ;
-  wire [17:0] \$signature__data$105[1] ;
-  wire [17:0] \$signature__data$105[2] ;
-  wire [17:0] \$signature__data$105[3] ;
+  wire [71:0] \$signature__data$107 ;
+  wire [17:0] \$signature__data$107[0] ;
+  wire [17:0] \$signature__data$107[1] ;
+  wire [17:0] \$signature__data$107[2] ;
+  wire [17:0] \$signature__data$107[3] ;
   wire [7:0] \$signature__data[0] ;
   wire [7:0] \$signature__data[1] ;
   wire [7:0] \$signature__data[2] ;
@@ -1438,7 +1444,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire [14:0] \b_raw[1] ;
   wire [14:0] \b_raw[2] ;
   wire [14:0] \b_raw[3] ;
-  wire [6:0] b_rd__addr;
+  wire b_rd__addr;
   wire [59:0] b_rd__data;
   wire [14:0] \b_rd__data[0] ;
   wire [14:0] \b_rd__data[1] ;
@@ -1486,8 +1492,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \entry.g ;
   wire [2:0] \entry.x ;
   wire [2:0] \entry.y ;
-  (* init = 12'h000 *)
-  wire [11:0] entry7;
+  reg [11:0] entry7 = 12'h000;
   wire [3:0] \entry7.counts ;
   wire \entry7.counts[0] ;
   wire \entry7.counts[1] ;
@@ -1517,22 +1522,20 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   reg hit_v3 = 1'h0;
   reg hit_v4 = 1'h0;
   reg hit_v5 = 1'h0;
-  reg [32:0] issue;
+  reg [26:0] issue;
   wire [6:0] \issue.addr ;
   wire \issue.bank ;
+  wire \issue.bias_g ;
   wire \issue.count ;
   wire \issue.cur ;
   wire \issue.end ;
   wire [1:0] \issue.fire_k ;
-  wire \issue.g ;
   wire \issue.kind ;
   wire \issue.last_step ;
   wire \issue.proj ;
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [4:0] \issue.waddr ;
-  wire [2:0] \issue.x ;
-  wire [2:0] \issue.y ;
   reg [1:0] lane;
   reg load;
   reg more_pixels = 1'h1;
@@ -1575,6 +1578,10 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire pixels__ready;
   input pixels__valid;
   wire pixels__valid;
+  reg pos0 = 1'h0;
+  reg \pos0$63  = 1'h0;
+  reg [2:0] pos1 = 3'h0;
+  reg [2:0] pos2 = 3'h0;
   (* init = 1'h0 *)
   wire push7;
   wire ready;
@@ -1601,156 +1608,135 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire [17:0] \result[3] ;
   input rst;
   wire rst;
-  reg [32:0] st0 = 33'h000000000;
+  reg [26:0] st0 = 27'h0000000;
   wire [6:0] \st0.addr ;
   wire \st0.bank ;
+  wire \st0.bias_g ;
   wire \st0.count ;
   wire \st0.cur ;
   wire \st0.end ;
   wire [1:0] \st0.fire_k ;
-  wire \st0.g ;
   wire \st0.kind ;
   wire \st0.last_step ;
   wire \st0.proj ;
   wire [3:0] \st0.shift ;
   wire \st0.valid ;
   wire [4:0] \st0.waddr ;
-  wire [2:0] \st0.x ;
-  wire [2:0] \st0.y ;
-  reg [32:0] st1 = 33'h000000000;
+  reg [26:0] st1 = 27'h0000000;
   wire [6:0] \st1.addr ;
   wire \st1.bank ;
+  wire \st1.bias_g ;
   wire \st1.count ;
   wire \st1.cur ;
   wire \st1.end ;
   wire [1:0] \st1.fire_k ;
-  wire \st1.g ;
   wire \st1.kind ;
   wire \st1.last_step ;
   wire \st1.proj ;
   wire [3:0] \st1.shift ;
   wire \st1.valid ;
   wire [4:0] \st1.waddr ;
-  wire [2:0] \st1.x ;
-  wire [2:0] \st1.y ;
-  reg [32:0] st2 = 33'h000000000;
+  reg [26:0] st2 = 27'h0000000;
   wire [6:0] \st2.addr ;
   wire \st2.bank ;
+  wire \st2.bias_g ;
   wire \st2.count ;
   wire \st2.cur ;
   wire \st2.end ;
   wire [1:0] \st2.fire_k ;
-  wire \st2.g ;
   wire \st2.kind ;
   wire \st2.last_step ;
   wire \st2.proj ;
   wire [3:0] \st2.shift ;
   wire \st2.valid ;
   wire [4:0] \st2.waddr ;
-  wire [2:0] \st2.x ;
-  wire [2:0] \st2.y ;
-  reg [32:0] st3 = 33'h000000000;
+  reg [26:0] st3 = 27'h0000000;
   wire [6:0] \st3.addr ;
   wire \st3.bank ;
+  wire \st3.bias_g ;
   wire \st3.count ;
   wire \st3.cur ;
   wire \st3.end ;
   wire [1:0] \st3.fire_k ;
-  wire \st3.g ;
   wire \st3.kind ;
   wire \st3.last_step ;
   wire \st3.proj ;
   wire [3:0] \st3.shift ;
   wire \st3.valid ;
   wire [4:0] \st3.waddr ;
-  wire [2:0] \st3.x ;
-  wire [2:0] \st3.y ;
-  reg [32:0] st4 = 33'h000000000;
+  reg [26:0] st4 = 27'h0000000;
   wire [6:0] \st4.addr ;
   wire \st4.bank ;
+  wire \st4.bias_g ;
   wire \st4.count ;
   wire \st4.cur ;
   wire \st4.end ;
   wire [1:0] \st4.fire_k ;
-  wire \st4.g ;
   wire \st4.kind ;
   wire \st4.last_step ;
   wire \st4.proj ;
   wire [3:0] \st4.shift ;
   wire \st4.valid ;
   wire [4:0] \st4.waddr ;
-  wire [2:0] \st4.x ;
-  wire [2:0] \st4.y ;
-  reg [32:0] st5 = 33'h000000000;
+  reg [26:0] st5 = 27'h0000000;
   wire [6:0] \st5.addr ;
   wire \st5.bank ;
+  wire \st5.bias_g ;
   wire \st5.count ;
   wire \st5.cur ;
   wire \st5.end ;
   wire [1:0] \st5.fire_k ;
-  wire \st5.g ;
   wire \st5.kind ;
   wire \st5.last_step ;
   wire \st5.proj ;
   wire [3:0] \st5.shift ;
   wire \st5.valid ;
   wire [4:0] \st5.waddr ;
-  wire [2:0] \st5.x ;
-  wire [2:0] \st5.y ;
-  reg [32:0] st6 = 33'h000000000;
+  reg [26:0] st6 = 27'h0000000;
   wire [6:0] \st6.addr ;
   wire \st6.bank ;
+  wire \st6.bias_g ;
   wire \st6.count ;
   wire \st6.cur ;
   wire \st6.end ;
   wire [1:0] \st6.fire_k ;
-  wire \st6.g ;
   wire \st6.kind ;
   wire \st6.last_step ;
   wire \st6.proj ;
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [4:0] \st6.waddr ;
-  wire [2:0] \st6.x ;
-  wire [2:0] \st6.y ;
-  reg [32:0] st7 = 33'h000000000;
+  reg [26:0] st7 = 27'h0000000;
   wire [6:0] \st7.addr ;
   wire \st7.bank ;
+  wire \st7.bias_g ;
   wire \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
   wire [1:0] \st7.fire_k ;
-  wire \st7.g ;
   wire \st7.kind ;
   wire \st7.last_step ;
   wire \st7.proj ;
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
   wire [4:0] \st7.waddr ;
-  wire [2:0] \st7.x ;
-  wire [2:0] \st7.y ;
-  reg [32:0] st8 = 33'h000000000;
+  reg [26:0] st8 = 27'h0000000;
   wire [6:0] \st8.addr ;
   wire \st8.bank ;
+  wire \st8.bias_g ;
   wire \st8.count ;
   wire \st8.cur ;
   wire \st8.end ;
   wire [1:0] \st8.fire_k ;
-  wire \st8.g ;
   wire \st8.kind ;
   wire \st8.last_step ;
   wire \st8.proj ;
   wire [3:0] \st8.shift ;
   wire \st8.valid ;
   wire [4:0] \st8.waddr ;
-  wire [2:0] \st8.x ;
-  wire [2:0] \st8.y ;
   reg [6:0] sweep_addr = 7'h00;
-  reg sweep_g = 1'h0;
   reg sweep_last = 1'h0;
   reg sweep_now;
-  reg [2:0] sweep_x = 3'h0;
-  reg [2:0] sweep_y = 3'h0;
   reg [8:0] used = 9'h000;
   reg [71:0] v_raw = 72'h000000000000000000;
   wire [17:0] \v_raw[0] ;
@@ -1773,140 +1759,24 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   reg [14:0] w2_0_1 = 15'h0000;
   reg [14:0] w2_0_2 = 15'h0000;
   reg [14:0] w2_0_3 = 15'h0000;
-  reg [59:0] bmem [127:0];
+  wire [11:0] written;
+  wire [3:0] \written.counts ;
+  wire \written.counts[0] ;
+  wire \written.counts[1] ;
+  wire \written.counts[2] ;
+  wire \written.counts[3] ;
+  wire \written.end ;
+  wire \written.g ;
+  wire [2:0] \written.x ;
+  wire [2:0] \written.y ;
+  reg [59:0] bmem [1:0];
   initial begin
     bmem[0] = 60'h7c7f6e3ca3e97dd;
     bmem[1] = 60'hae526bb2ceb09e7;
-    bmem[2] = 60'h7c7f6e3ca3e97dd;
-    bmem[3] = 60'hae526bb2ceb09e7;
-    bmem[4] = 60'h7c7f6e3ca3e97dd;
-    bmem[5] = 60'hae526bb2ceb09e7;
-    bmem[6] = 60'h7c7f6e3ca3e97dd;
-    bmem[7] = 60'hae526bb2ceb09e7;
-    bmem[8] = 60'h7c7f6e3ca3e97dd;
-    bmem[9] = 60'hae526bb2ceb09e7;
-    bmem[10] = 60'h7c7f6e3ca3e97dd;
-    bmem[11] = 60'hae526bb2ceb09e7;
-    bmem[12] = 60'h7c7f6e3ca3e97dd;
-    bmem[13] = 60'hae526bb2ceb09e7;
-    bmem[14] = 60'h7c7f6e3ca3e97dd;
-    bmem[15] = 60'hae526bb2ceb09e7;
-    bmem[16] = 60'h7c7f6e3ca3e97dd;
-    bmem[17] = 60'hae526bb2ceb09e7;
-    bmem[18] = 60'h7c7f6e3ca3e97dd;
-    bmem[19] = 60'hae526bb2ceb09e7;
-    bmem[20] = 60'h7c7f6e3ca3e97dd;
-    bmem[21] = 60'hae526bb2ceb09e7;
-    bmem[22] = 60'h7c7f6e3ca3e97dd;
-    bmem[23] = 60'hae526bb2ceb09e7;
-    bmem[24] = 60'h7c7f6e3ca3e97dd;
-    bmem[25] = 60'hae526bb2ceb09e7;
-    bmem[26] = 60'h7c7f6e3ca3e97dd;
-    bmem[27] = 60'hae526bb2ceb09e7;
-    bmem[28] = 60'h7c7f6e3ca3e97dd;
-    bmem[29] = 60'hae526bb2ceb09e7;
-    bmem[30] = 60'h7c7f6e3ca3e97dd;
-    bmem[31] = 60'hae526bb2ceb09e7;
-    bmem[32] = 60'h7c7f6e3ca3e97dd;
-    bmem[33] = 60'hae526bb2ceb09e7;
-    bmem[34] = 60'h7c7f6e3ca3e97dd;
-    bmem[35] = 60'hae526bb2ceb09e7;
-    bmem[36] = 60'h7c7f6e3ca3e97dd;
-    bmem[37] = 60'hae526bb2ceb09e7;
-    bmem[38] = 60'h7c7f6e3ca3e97dd;
-    bmem[39] = 60'hae526bb2ceb09e7;
-    bmem[40] = 60'h7c7f6e3ca3e97dd;
-    bmem[41] = 60'hae526bb2ceb09e7;
-    bmem[42] = 60'h7c7f6e3ca3e97dd;
-    bmem[43] = 60'hae526bb2ceb09e7;
-    bmem[44] = 60'h7c7f6e3ca3e97dd;
-    bmem[45] = 60'hae526bb2ceb09e7;
-    bmem[46] = 60'h7c7f6e3ca3e97dd;
-    bmem[47] = 60'hae526bb2ceb09e7;
-    bmem[48] = 60'h7c7f6e3ca3e97dd;
-    bmem[49] = 60'hae526bb2ceb09e7;
-    bmem[50] = 60'h7c7f6e3ca3e97dd;
-    bmem[51] = 60'hae526bb2ceb09e7;
-    bmem[52] = 60'h7c7f6e3ca3e97dd;
-    bmem[53] = 60'hae526bb2ceb09e7;
-    bmem[54] = 60'h7c7f6e3ca3e97dd;
-    bmem[55] = 60'hae526bb2ceb09e7;
-    bmem[56] = 60'h7c7f6e3ca3e97dd;
-    bmem[57] = 60'hae526bb2ceb09e7;
-    bmem[58] = 60'h7c7f6e3ca3e97dd;
-    bmem[59] = 60'hae526bb2ceb09e7;
-    bmem[60] = 60'h7c7f6e3ca3e97dd;
-    bmem[61] = 60'hae526bb2ceb09e7;
-    bmem[62] = 60'h7c7f6e3ca3e97dd;
-    bmem[63] = 60'hae526bb2ceb09e7;
-    bmem[64] = 60'h7c7f6e3ca3e97dd;
-    bmem[65] = 60'hae526bb2ceb09e7;
-    bmem[66] = 60'h7c7f6e3ca3e97dd;
-    bmem[67] = 60'hae526bb2ceb09e7;
-    bmem[68] = 60'h7c7f6e3ca3e97dd;
-    bmem[69] = 60'hae526bb2ceb09e7;
-    bmem[70] = 60'h7c7f6e3ca3e97dd;
-    bmem[71] = 60'hae526bb2ceb09e7;
-    bmem[72] = 60'h7c7f6e3ca3e97dd;
-    bmem[73] = 60'hae526bb2ceb09e7;
-    bmem[74] = 60'h7c7f6e3ca3e97dd;
-    bmem[75] = 60'hae526bb2ceb09e7;
-    bmem[76] = 60'h7c7f6e3ca3e97dd;
-    bmem[77] = 60'hae526bb2ceb09e7;
-    bmem[78] = 60'h7c7f6e3ca3e97dd;
-    bmem[79] = 60'hae526bb2ceb09e7;
-    bmem[80] = 60'h7c7f6e3ca3e97dd;
-    bmem[81] = 60'hae526bb2ceb09e7;
-    bmem[82] = 60'h7c7f6e3ca3e97dd;
-    bmem[83] = 60'hae526bb2ceb09e7;
-    bmem[84] = 60'h7c7f6e3ca3e97dd;
-    bmem[85] = 60'hae526bb2ceb09e7;
-    bmem[86] = 60'h7c7f6e3ca3e97dd;
-    bmem[87] = 60'hae526bb2ceb09e7;
-    bmem[88] = 60'h7c7f6e3ca3e97dd;
-    bmem[89] = 60'hae526bb2ceb09e7;
-    bmem[90] = 60'h7c7f6e3ca3e97dd;
-    bmem[91] = 60'hae526bb2ceb09e7;
-    bmem[92] = 60'h7c7f6e3ca3e97dd;
-    bmem[93] = 60'hae526bb2ceb09e7;
-    bmem[94] = 60'h7c7f6e3ca3e97dd;
-    bmem[95] = 60'hae526bb2ceb09e7;
-    bmem[96] = 60'h7c7f6e3ca3e97dd;
-    bmem[97] = 60'hae526bb2ceb09e7;
-    bmem[98] = 60'h7c7f6e3ca3e97dd;
-    bmem[99] = 60'hae526bb2ceb09e7;
-    bmem[100] = 60'h7c7f6e3ca3e97dd;
-    bmem[101] = 60'hae526bb2ceb09e7;
-    bmem[102] = 60'h7c7f6e3ca3e97dd;
-    bmem[103] = 60'hae526bb2ceb09e7;
-    bmem[104] = 60'h7c7f6e3ca3e97dd;
-    bmem[105] = 60'hae526bb2ceb09e7;
-    bmem[106] = 60'h7c7f6e3ca3e97dd;
-    bmem[107] = 60'hae526bb2ceb09e7;
-    bmem[108] = 60'h7c7f6e3ca3e97dd;
-    bmem[109] = 60'hae526bb2ceb09e7;
-    bmem[110] = 60'h7c7f6e3ca3e97dd;
-    bmem[111] = 60'hae526bb2ceb09e7;
-    bmem[112] = 60'h7c7f6e3ca3e97dd;
-    bmem[113] = 60'hae526bb2ceb09e7;
-    bmem[114] = 60'h7c7f6e3ca3e97dd;
-    bmem[115] = 60'hae526bb2ceb09e7;
-    bmem[116] = 60'h7c7f6e3ca3e97dd;
-    bmem[117] = 60'hae526bb2ceb09e7;
-    bmem[118] = 60'h7c7f6e3ca3e97dd;
-    bmem[119] = 60'hae526bb2ceb09e7;
-    bmem[120] = 60'h7c7f6e3ca3e97dd;
-    bmem[121] = 60'hae526bb2ceb09e7;
-    bmem[122] = 60'h7c7f6e3ca3e97dd;
-    bmem[123] = 60'hae526bb2ceb09e7;
-    bmem[124] = 60'h7c7f6e3ca3e97dd;
-    bmem[125] = 60'hae526bb2ceb09e7;
-    bmem[126] = 60'h7c7f6e3ca3e97dd;
-    bmem[127] = 60'hae526bb2ceb09e7;
   end
   reg [59:0] _0_;
   always @(posedge clk) begin
-    _0_ <= bmem[st2[10:4]];
+    _0_ <= bmem[st2[26]];
   end
   assign b_rd__data = _0_;
   reg [71:0] vmem [255:0];
@@ -2176,7 +2046,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   always @(posedge clk) begin
     _1_ <= vmem[\$14 [7:0]];
   end
-  assign \$signature__data$105  = _1_;
+  assign \$signature__data$107  = _1_;
   reg [31:0] wrom0 [17:0];
   initial begin
     wrom0[0] = 32'd2747731760;
@@ -2203,11 +2073,16 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     _2_ <= wrom0[st0[15:11]];
   end
   assign \$signature__data  = _2_;
-  assign \$38  = $signed(\$signal$50 [75:57]) - $signed({ 1'h0, \$37  });
+  assign \$32  = $signed(diff2) >= $signed(1'h0);
+  assign \$33  = st6[24:23] == 2'h3;
+  assign \$34  = $signed(diff2) >= $signed(1'h0);
+  assign \$35  = \$34  ? diff2 : { \$signal$48 [56], \$signal$48 [56:38] };
+  assign \$36  = ! st6[1];
+  assign \$38  = $signed(\$signal$48 [75:57]) - $signed({ 1'h0, \$37  });
   assign \$39  = $signed(diff3) >= $signed(1'h0);
   assign \$40  = st6[24:23] == 2'h3;
   assign \$41  = $signed(diff3) >= $signed(1'h0);
-  assign \$42  = \$41  ? diff3 : { \$signal$50 [75], \$signal$50 [75:57] };
+  assign \$42  = \$41  ? diff3 : { \$signal$48 [75], \$signal$48 [75:57] };
   assign \$43  = st7[3] * 8'h80;
   assign \$44  = st7[10:4] + \$43 ;
   assign \$45  = ! st7[1];
@@ -2217,7 +2092,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \$49  = \$48  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
   assign \$51  = st7[0] & \$50 ;
-  assign \$52  = ~ \$signal$65 ;
+  assign \$52  = ~ \$signal$67 ;
   assign dropped = \$51  & \$52 ;
   assign \$54  = ~ done[0];
   assign \$55  = \$53  & \$54 ;
@@ -2227,13 +2102,13 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \$61  = \$59  & \$60 ;
   assign \$63  = ~ done[3];
   assign \$64  = \$62  & \$63 ;
-  assign \$65  = \$signal$69 [4] * 3'h4;
+  assign \$65  = \$signal$71 [4] * 3'h4;
   assign \$66  = \$65  + lane;
   assign \$67  = | pending;
   assign \$69  = pending - 1'h1;
   assign \$70  = { 1'h0, pending } & \$69 ;
   assign \$71  = ! \$70 ;
-  assign \$72  = ~ \$signal$69 [11];
+  assign \$72  = ~ \$signal$71 [11];
   assign \$73  = \$71  & \$72 ;
   assign \$74  = ! fsm_state;
   assign \$75  = fsm_state == 1'h1;
@@ -2241,7 +2116,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \$77  = ! fire_state;
   assign \$79  = used + sweep_now;
   assign \$80  = \$79  - dropped;
-  assign \$81  = \$signal$76  & \$signal$73 ;
+  assign \$81  = \$signal$78  & \$signal$75 ;
   assign \$82  = $signed(\$80 ) - $signed({ 1'h0, \$81  });
   assign \$83  = used <= 9'h108;
   assign \$84  = ~ \$signal$27 ;
@@ -2545,28 +2420,28 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \$462  = \$signal$30  & ready;
   assign \$463  = \$signal$27  | \$462 ;
   assign \$464  = \$463  & more_pixels;
-  assign \$465  = ! \$signal$81 ;
-  assign \$466  = \$signal$81  == 1'h1;
-  assign \$467  = \$signal$81  == 2'h2;
+  assign \$465  = ! \$signal$83 ;
+  assign \$466  = \$signal$83  == 1'h1;
+  assign \$467  = \$signal$83  == 2'h2;
   assign \$468  = \$466  | \$467 ;
-  assign \$469  = \$signal$81  == 3'h4;
+  assign \$469  = \$signal$83  == 3'h4;
   assign \$470  = \$468  | \$469 ;
-  assign \$471  = \$signal$81  == 4'h8;
+  assign \$471  = \$signal$83  == 4'h8;
   assign \$472  = \$470  | \$471 ;
-  assign \$473  = \$signal$81  == 5'h10;
+  assign \$473  = \$signal$83  == 5'h10;
   assign \$474  = \$472  | \$473 ;
-  assign \$475  = \$signal$81  == 6'h20;
+  assign \$475  = \$signal$83  == 6'h20;
   assign \$476  = \$474  | \$475 ;
-  assign \$477  = \$signal$81  == 7'h40;
+  assign \$477  = \$signal$83  == 7'h40;
   assign \$478  = \$476  | \$477 ;
-  assign \$479  = \$signal$81  == 8'h80;
+  assign \$479  = \$signal$83  == 8'h80;
   assign \$480  = \$478  | \$479 ;
   assign \$481  = pixel_count + 1'h1;
   assign \$482  = pixel_count != 6'h3f;
   assign \$483  = nxt_x == 3'h7;
-  assign \$484  = \$like$84  == 3'h7;
+  assign \$484  = \$like$86  == 3'h7;
   assign \$485  = \$like  + 1'h1;
-  assign \$486  = \$like$84  + 1'h1;
+  assign \$486  = \$like$86  + 1'h1;
   assign \$487  = nxt_x + 1'h1;
   assign \$488  = ~ more_pixels;
   assign \$489  = \$488  & \$signal$27 ;
@@ -2581,476 +2456,481 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \$500  = fire_k + 1'h1;
   assign \$501  = sweep_addr + 1'h1;
   assign \$502  = sweep_addr == 7'h7e;
-  assign \$504  = sweep_x == 3'h7;
-  assign \$505  = sweep_y + 1'h1;
-  assign \$506  = sweep_x + 1'h1;
-  assign \$507  = sweep_g + 1'h1;
-  assign \$508  = sweep_now & issue[25];
-  assign \$509  = sweep_now & issue[25];
-  assign \$510  = \$509  | \$signal$91 ;
-  assign \$511  = $signed(w1_0[7:0]) << st2[20:18];
-  assign \$512  = $signed(w1_0[15:8]) << st2[20:18];
-  assign \$513  = $signed(w1_0[23:16]) << st2[20:18];
-  assign \$514  = $signed(w1_0[31:24]) << st2[20:18];
-  assign \$515  = ! st3[16];
-  assign \$516  = st2[10:4] == st3[10:4];
-  assign \$517  = st2[3] == st3[3];
-  assign \$518  = \$516  & \$517 ;
-  assign \$519  = ! st3[1];
-  assign \$520  = \$518  & \$519 ;
-  assign \$521  = ! st3[1];
-  assign \$522  = \$521  & st3[2];
-  assign \$523  = ~ \$522 ;
-  assign \$524  = st3[0] & \$523 ;
-  assign \$525  = \$520  & \$524 ;
-  assign \$526  = st2[10:4] == st3[10:4];
-  assign \$527  = st2[3] == st3[3];
-  assign \$528  = \$526  & \$527 ;
-  assign \$529  = ! st3[1];
-  assign \$530  = \$528  & \$529 ;
-  assign \$531  = ! st3[1];
-  assign \$532  = \$531  & st3[2];
-  assign \$534  = \$533  & st3[22];
-  assign \$535  = \$532  | \$534 ;
-  assign \$536  = st3[0] & \$535 ;
-  assign \$537  = \$530  & \$536 ;
-  assign \$538  = st2[10:4] == st4[10:4];
-  assign \$539  = st2[3] == st4[3];
-  assign \$540  = \$538  & \$539 ;
-  assign \$541  = ! st4[1];
-  assign \$542  = \$540  & \$541 ;
-  assign \$543  = ! st4[1];
-  assign \$544  = \$543  & st4[2];
-  assign \$545  = ~ \$544 ;
-  assign \$546  = st4[0] & \$545 ;
-  assign \$547  = \$542  & \$546 ;
-  assign \$548  = st2[10:4] == st4[10:4];
-  assign \$549  = st2[3] == st4[3];
-  assign \$550  = \$548  & \$549 ;
-  assign \$551  = ! st4[1];
-  assign \$552  = \$550  & \$551 ;
-  assign \$553  = ! st4[1];
-  assign \$554  = \$553  & st4[2];
-  assign \$556  = \$555  & st4[22];
-  assign \$557  = \$554  | \$556 ;
-  assign \$558  = st4[0] & \$557 ;
-  assign \$559  = \$552  & \$558 ;
-  assign \$560  = st2[10:4] == st5[10:4];
-  assign \$561  = st2[3] == st5[3];
-  assign \$562  = \$560  & \$561 ;
-  assign \$563  = ! st5[1];
-  assign \$564  = \$563  & st5[2];
-  assign \$565  = ~ \$564 ;
-  assign \$566  = st5[0] & \$565 ;
-  assign \$567  = \$562  & \$566 ;
-  assign \$568  = st2[10:4] == st5[10:4];
-  assign \$569  = st2[3] == st5[3];
-  assign \$570  = \$568  & \$569 ;
-  assign \$571  = ! st5[1];
-  assign \$572  = \$571  & st5[2];
-  assign \$574  = \$573  & st5[22];
-  assign \$575  = \$572  | \$574 ;
-  assign \$576  = st5[0] & \$575 ;
-  assign \$577  = \$570  & \$576 ;
-  assign \$578  = st2[10:4] == st6[10:4];
-  assign \$579  = st2[3] == st6[3];
-  assign \$580  = \$578  & \$579 ;
-  assign \$581  = ! st6[1];
-  assign \$582  = \$581  & st6[2];
-  assign \$583  = ~ \$582 ;
-  assign \$584  = st6[0] & \$583 ;
-  assign \$585  = \$580  & \$584 ;
-  assign \$586  = st2[10:4] == st6[10:4];
-  assign \$587  = st2[3] == st6[3];
-  assign \$588  = \$586  & \$587 ;
-  assign \$589  = ! st6[1];
-  assign \$590  = \$589  & st6[2];
-  assign \$592  = \$591  & st6[22];
-  assign \$593  = \$590  | \$592 ;
-  assign \$594  = st6[0] & \$593 ;
-  assign \$595  = \$588  & \$594 ;
-  assign \$596  = st2[10:4] == st7[10:4];
-  assign \$597  = st2[3] == st7[3];
-  assign \$598  = \$596  & \$597 ;
-  assign \$599  = ! st7[1];
-  assign \$600  = \$599  & st7[2];
-  assign \$601  = ~ \$600 ;
-  assign \$602  = st7[0] & \$601 ;
-  assign \$603  = \$598  & \$602 ;
-  assign \$604  = st2[10:4] == st7[10:4];
-  assign \$605  = st2[3] == st7[3];
-  assign \$606  = \$604  & \$605 ;
-  assign \$607  = ! st7[1];
-  assign \$608  = \$607  & st7[2];
-  assign \$610  = \$609  & st7[22];
-  assign \$611  = \$608  | \$610 ;
-  assign \$612  = st7[0] & \$611 ;
-  assign \$613  = \$606  & \$612 ;
-  assign \$616  = ! st3[1];
-  assign \$617  = \$616  & st3[2];
-  assign \$618  = ~ \$617 ;
-  assign \$619  = \$615  & \$618 ;
-  assign \$622  = ! st3[1];
-  assign \$623  = \$622  & st3[2];
-  assign \$624  = \$621  & \$623 ;
-  assign \$625  = \$619  | \$624 ;
-  assign \$627  = ~ \$626 ;
-  assign \$628  = hit_v2 & \$627 ;
-  assign \$629  = ! st3[1];
-  assign \$630  = \$629  & st3[2];
+  assign \$503  = sweep_now & issue[25];
+  assign \$504  = sweep_now & issue[25];
+  assign \$505  = \$504  | \$signal$93 ;
+  assign \$507  = pos0 + 1'h1;
+  assign \$508  = $signed(w1_0[7:0]) << st2[20:18];
+  assign \$509  = $signed(w1_0[15:8]) << st2[20:18];
+  assign \$510  = $signed(w1_0[23:16]) << st2[20:18];
+  assign \$511  = $signed(w1_0[31:24]) << st2[20:18];
+  assign \$512  = ! st3[16];
+  assign \$513  = st2[10:4] == st3[10:4];
+  assign \$514  = st2[3] == st3[3];
+  assign \$515  = \$513  & \$514 ;
+  assign \$516  = ! st3[1];
+  assign \$517  = \$515  & \$516 ;
+  assign \$518  = ! st3[1];
+  assign \$519  = \$518  & st3[2];
+  assign \$520  = ~ \$519 ;
+  assign \$521  = st3[0] & \$520 ;
+  assign \$522  = \$517  & \$521 ;
+  assign \$523  = st2[10:4] == st3[10:4];
+  assign \$524  = st2[3] == st3[3];
+  assign \$525  = \$523  & \$524 ;
+  assign \$526  = ! st3[1];
+  assign \$527  = \$525  & \$526 ;
+  assign \$528  = ! st3[1];
+  assign \$529  = \$528  & st3[2];
+  assign \$531  = \$530  & st3[22];
+  assign \$532  = \$529  | \$531 ;
+  assign \$533  = st3[0] & \$532 ;
+  assign \$534  = \$527  & \$533 ;
+  assign \$535  = st2[10:4] == st4[10:4];
+  assign \$536  = st2[3] == st4[3];
+  assign \$537  = \$535  & \$536 ;
+  assign \$538  = ! st4[1];
+  assign \$539  = \$537  & \$538 ;
+  assign \$540  = ! st4[1];
+  assign \$541  = \$540  & st4[2];
+  assign \$542  = ~ \$541 ;
+  assign \$543  = st4[0] & \$542 ;
+  assign \$544  = \$539  & \$543 ;
+  assign \$545  = st2[10:4] == st4[10:4];
+  assign \$546  = st2[3] == st4[3];
+  assign \$547  = \$545  & \$546 ;
+  assign \$548  = ! st4[1];
+  assign \$549  = \$547  & \$548 ;
+  assign \$550  = ! st4[1];
+  assign \$551  = \$550  & st4[2];
+  assign \$553  = \$552  & st4[22];
+  assign \$554  = \$551  | \$553 ;
+  assign \$555  = st4[0] & \$554 ;
+  assign \$556  = \$549  & \$555 ;
+  assign \$557  = st2[10:4] == st5[10:4];
+  assign \$558  = st2[3] == st5[3];
+  assign \$559  = \$557  & \$558 ;
+  assign \$560  = ! st5[1];
+  assign \$561  = \$560  & st5[2];
+  assign \$562  = ~ \$561 ;
+  assign \$563  = st5[0] & \$562 ;
+  assign \$564  = \$559  & \$563 ;
+  assign \$565  = st2[10:4] == st5[10:4];
+  assign \$566  = st2[3] == st5[3];
+  assign \$567  = \$565  & \$566 ;
+  assign \$568  = ! st5[1];
+  assign \$569  = \$568  & st5[2];
+  assign \$571  = \$570  & st5[22];
+  assign \$572  = \$569  | \$571 ;
+  assign \$573  = st5[0] & \$572 ;
+  assign \$574  = \$567  & \$573 ;
+  assign \$575  = st2[10:4] == st6[10:4];
+  assign \$576  = st2[3] == st6[3];
+  assign \$577  = \$575  & \$576 ;
+  assign \$578  = ! st6[1];
+  assign \$579  = \$578  & st6[2];
+  assign \$580  = ~ \$579 ;
+  assign \$581  = st6[0] & \$580 ;
+  assign \$582  = \$577  & \$581 ;
+  assign \$583  = st2[10:4] == st6[10:4];
+  assign \$584  = st2[3] == st6[3];
+  assign \$585  = \$583  & \$584 ;
+  assign \$586  = ! st6[1];
+  assign \$587  = \$586  & st6[2];
+  assign \$589  = \$588  & st6[22];
+  assign \$590  = \$587  | \$589 ;
+  assign \$591  = st6[0] & \$590 ;
+  assign \$592  = \$585  & \$591 ;
+  assign \$593  = st2[10:4] == st7[10:4];
+  assign \$594  = st2[3] == st7[3];
+  assign \$595  = \$593  & \$594 ;
+  assign \$596  = ! st7[1];
+  assign \$597  = \$596  & st7[2];
+  assign \$598  = ~ \$597 ;
+  assign \$599  = st7[0] & \$598 ;
+  assign \$600  = \$595  & \$599 ;
+  assign \$601  = st2[10:4] == st7[10:4];
+  assign \$602  = st2[3] == st7[3];
+  assign \$603  = \$601  & \$602 ;
+  assign \$604  = ! st7[1];
+  assign \$605  = \$604  & st7[2];
+  assign \$607  = \$606  & st7[22];
+  assign \$608  = \$605  | \$607 ;
+  assign \$609  = st7[0] & \$608 ;
+  assign \$610  = \$603  & \$609 ;
+  assign \$613  = ! st3[1];
+  assign \$614  = \$613  & st3[2];
+  assign \$615  = ~ \$614 ;
+  assign \$616  = \$612  & \$615 ;
+  assign \$619  = ! st3[1];
+  assign \$620  = \$619  & st3[2];
+  assign \$621  = \$618  & \$620 ;
+  assign \$622  = \$616  | \$621 ;
+  assign \$624  = ~ \$623 ;
+  assign \$625  = hit_v2 & \$624 ;
+  assign \$626  = ! st3[1];
+  assign \$627  = \$626  & st3[2];
+  assign \$628  = ~ \$627 ;
+  assign \$629  = \$625  & \$628 ;
   assign \$631  = ~ \$630 ;
-  assign \$632  = \$628  & \$631 ;
-  assign \$634  = ~ \$633 ;
-  assign \$635  = hit_c2 & \$634 ;
-  assign \$636  = ! st3[1];
-  assign \$637  = \$636  & st3[2];
-  assign \$638  = \$635  & \$637 ;
-  assign \$639  = \$632  | \$638 ;
-  assign \$641  = \$640  | hit_v2;
-  assign \$642  = ~ \$641 ;
-  assign \$643  = hit_v3 & \$642 ;
-  assign \$644  = ! st3[1];
-  assign \$645  = \$644  & st3[2];
-  assign \$646  = ~ \$645 ;
-  assign \$647  = \$643  & \$646 ;
-  assign \$649  = \$648  | hit_v2;
-  assign \$650  = \$649  | hit_v3;
-  assign \$651  = ~ \$650 ;
-  assign \$652  = hit_v4 & \$651 ;
-  assign \$653  = ! st3[1];
-  assign \$654  = \$653  & st3[2];
-  assign \$655  = ~ \$654 ;
-  assign \$656  = \$652  & \$655 ;
-  assign \$658  = \$657  | hit_v2;
-  assign \$659  = \$658  | hit_v3;
-  assign \$660  = \$659  | hit_v4;
-  assign \$661  = ~ \$660 ;
-  assign \$662  = hit_v5 & \$661 ;
-  assign \$663  = ! st3[1];
-  assign \$664  = \$663  & st3[2];
-  assign \$665  = ~ \$664 ;
-  assign \$666  = \$662  & \$665 ;
-  assign \$668  = \$667  | hit_v2;
-  assign \$669  = \$668  | hit_v3;
-  assign \$670  = \$669  | hit_v4;
-  assign \$671  = \$670  | hit_v5;
+  assign \$632  = hit_c2 & \$631 ;
+  assign \$633  = ! st3[1];
+  assign \$634  = \$633  & st3[2];
+  assign \$635  = \$632  & \$634 ;
+  assign \$636  = \$629  | \$635 ;
+  assign \$638  = \$637  | hit_v2;
+  assign \$639  = ~ \$638 ;
+  assign \$640  = hit_v3 & \$639 ;
+  assign \$641  = ! st3[1];
+  assign \$642  = \$641  & st3[2];
+  assign \$643  = ~ \$642 ;
+  assign \$644  = \$640  & \$643 ;
+  assign \$646  = \$645  | hit_v2;
+  assign \$647  = \$646  | hit_v3;
+  assign \$648  = ~ \$647 ;
+  assign \$649  = hit_v4 & \$648 ;
+  assign \$650  = ! st3[1];
+  assign \$651  = \$650  & st3[2];
+  assign \$652  = ~ \$651 ;
+  assign \$653  = \$649  & \$652 ;
+  assign \$655  = \$654  | hit_v2;
+  assign \$656  = \$655  | hit_v3;
+  assign \$657  = \$656  | hit_v4;
+  assign \$658  = ~ \$657 ;
+  assign \$659  = hit_v5 & \$658 ;
+  assign \$660  = ! st3[1];
+  assign \$661  = \$660  & st3[2];
+  assign \$662  = ~ \$661 ;
+  assign \$663  = \$659  & \$662 ;
+  assign \$665  = \$664  | hit_v2;
+  assign \$666  = \$665  | hit_v3;
+  assign \$667  = \$666  | hit_v4;
+  assign \$668  = \$667  | hit_v5;
+  assign \$669  = ~ \$668 ;
+  assign \$670  = ! st3[1];
+  assign \$671  = \$670  & st3[2];
   assign \$672  = ~ \$671 ;
-  assign \$673  = ! st3[1];
-  assign \$674  = \$673  & st3[2];
-  assign \$675  = ~ \$674 ;
-  assign \$676  = \$672  & \$675 ;
-  assign \$678  = \$677  | hit_c2;
-  assign \$679  = ~ \$678 ;
-  assign \$680  = hit_c3 & \$679 ;
-  assign \$681  = ! st3[1];
-  assign \$682  = \$681  & st3[2];
-  assign \$683  = \$680  & \$682 ;
-  assign \$685  = \$684  | hit_c2;
-  assign \$686  = \$685  | hit_c3;
-  assign \$687  = ~ \$686 ;
-  assign \$688  = hit_c4 & \$687 ;
-  assign \$689  = ! st3[1];
-  assign \$690  = \$689  & st3[2];
-  assign \$691  = \$688  & \$690 ;
-  assign \$693  = \$692  | hit_c2;
-  assign \$694  = \$693  | hit_c3;
-  assign \$695  = \$694  | hit_c4;
-  assign \$696  = ~ \$695 ;
-  assign \$697  = hit_c5 & \$696 ;
-  assign \$698  = ! st3[1];
-  assign \$699  = \$698  & st3[2];
-  assign \$700  = \$697  & \$699 ;
-  assign \$702  = \$701  | hit_c2;
-  assign \$703  = \$702  | hit_c3;
-  assign \$704  = \$703  | hit_c4;
-  assign \$705  = \$704  | hit_c5;
-  assign \$706  = ~ \$705 ;
+  assign \$673  = \$669  & \$672 ;
+  assign \$675  = \$674  | hit_c2;
+  assign \$676  = ~ \$675 ;
+  assign \$677  = hit_c3 & \$676 ;
+  assign \$678  = ! st3[1];
+  assign \$679  = \$678  & st3[2];
+  assign \$680  = \$677  & \$679 ;
+  assign \$682  = \$681  | hit_c2;
+  assign \$683  = \$682  | hit_c3;
+  assign \$684  = ~ \$683 ;
+  assign \$685  = hit_c4 & \$684 ;
+  assign \$686  = ! st3[1];
+  assign \$687  = \$686  & st3[2];
+  assign \$688  = \$685  & \$687 ;
+  assign \$690  = \$689  | hit_c2;
+  assign \$691  = \$690  | hit_c3;
+  assign \$692  = \$691  | hit_c4;
+  assign \$693  = ~ \$692 ;
+  assign \$694  = hit_c5 & \$693 ;
+  assign \$695  = ! st3[1];
+  assign \$696  = \$695  & st3[2];
+  assign \$697  = \$694  & \$696 ;
+  assign \$699  = \$698  | hit_c2;
+  assign \$700  = \$699  | hit_c3;
+  assign \$701  = \$700  | hit_c4;
+  assign \$702  = \$701  | hit_c5;
+  assign \$703  = ~ \$702 ;
+  assign \$704  = ! st3[1];
+  assign \$705  = \$704  & st3[2];
+  assign \$706  = \$703  & \$705 ;
   assign \$707  = ! st3[1];
-  assign \$708  = \$707  & st3[2];
-  assign \$709  = \$706  & \$708 ;
-  assign \$710  = ! st3[1];
-  assign \$711  = ! st3[1];
-  assign \$713  = ! st3[24:23];
-  assign \$714  = \$712  & \$713 ;
-  assign \$715  = \$signal$125 [0] ? \$signal$127 [18:0] : 19'h00000;
-  assign \$716  = \$signal$125 [1] ? \$signal$50 [18:0] : 19'h00000;
-  assign \$717  = \$715  | \$716 ;
-  assign \$718  = \$signal$125 [2] ? v_wr__data[17:0] : 18'h00000;
-  assign \$719  = \$717  | { \$718 [17], \$718  };
-  assign \$720  = \$signal$125 [3] ? res8[17:0] : 18'h00000;
-  assign \$721  = \$719  | { \$720 [17], \$720  };
-  assign \$722  = \$signal$125 [4] ? res9[17:0] : 18'h00000;
-  assign \$723  = \$721  | { \$722 [17], \$722  };
-  assign \$724  = \$signal$125 [5] ? v_raw[17:0] : 18'h00000;
-  assign \$725  = \$723  | { \$724 [17], \$724  };
-  assign \$728  = \$signal$125 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$729  = \$727  | { \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728 [1], \$728  };
-  assign \$730  = \$signal$125 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$731  = \$729  | { \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730 [1], \$730  };
-  assign \$734  = \$signal$126 [0] ? addend[14:0] : 15'h0000;
-  assign \$735  = \$signal$126 [1] ? b_raw[14:0] : 15'h0000;
-  assign \$736  = \$734  | \$735 ;
-  assign \$737  = \$signal$126 [2] ? \$signal$127 [18:0] : 19'h00000;
-  assign \$738  = { \$736 [14], \$736 [14], \$736 [14], \$736 [14], \$736  } | \$737 ;
-  assign \$739  = \$signal$126 [3] ? \$signal$50 [18:0] : 19'h00000;
-  assign \$740  = \$738  | \$739 ;
-  assign \$743  = \$signal$126 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$744  = \$742  | { \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743 [1], \$743  };
-  assign \$745  = \$signal$126 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$746  = \$744  | { \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745 [1], \$745  };
-  assign \$749  = $signed(\$733 ) + $signed(\$748 );
-  assign \$750  = \$signal$125 [0] ? \$signal$127 [37:19] : 19'h00000;
-  assign \$751  = \$signal$125 [1] ? \$signal$50 [37:19] : 19'h00000;
-  assign \$752  = \$750  | \$751 ;
-  assign \$753  = \$signal$125 [2] ? v_wr__data[35:18] : 18'h00000;
-  assign \$754  = \$752  | { \$753 [17], \$753  };
-  assign \$755  = \$signal$125 [3] ? res8[35:18] : 18'h00000;
-  assign \$756  = \$754  | { \$755 [17], \$755  };
-  assign \$757  = \$signal$125 [4] ? res9[35:18] : 18'h00000;
-  assign \$758  = \$756  | { \$757 [17], \$757  };
-  assign \$759  = \$signal$125 [5] ? v_raw[35:18] : 18'h00000;
-  assign \$760  = \$758  | { \$759 [17], \$759  };
-  assign \$763  = \$signal$125 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$764  = \$762  | { \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763 [1], \$763  };
-  assign \$765  = \$signal$125 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$766  = \$764  | { \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765 [1], \$765  };
-  assign \$769  = \$signal$126 [0] ? addend[29:15] : 15'h0000;
-  assign \$770  = \$signal$126 [1] ? b_raw[29:15] : 15'h0000;
-  assign \$771  = \$769  | \$770 ;
-  assign \$772  = \$signal$126 [2] ? \$signal$127 [37:19] : 19'h00000;
-  assign \$773  = { \$771 [14], \$771 [14], \$771 [14], \$771 [14], \$771  } | \$772 ;
-  assign \$774  = \$signal$126 [3] ? \$signal$50 [37:19] : 19'h00000;
-  assign \$775  = \$773  | \$774 ;
-  assign \$778  = \$signal$126 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$779  = \$777  | { \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778 [1], \$778  };
-  assign \$780  = \$signal$126 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$781  = \$779  | { \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780 [1], \$780  };
-  assign \$784  = $signed(\$768 ) + $signed(\$783 );
-  assign \$785  = \$signal$125 [0] ? \$signal$127 [56:38] : 19'h00000;
-  assign \$786  = \$signal$125 [1] ? \$signal$50 [56:38] : 19'h00000;
-  assign \$787  = \$785  | \$786 ;
-  assign \$788  = \$signal$125 [2] ? v_wr__data[53:36] : 18'h00000;
-  assign \$789  = \$787  | { \$788 [17], \$788  };
-  assign \$790  = \$signal$125 [3] ? res8[53:36] : 18'h00000;
-  assign \$791  = \$789  | { \$790 [17], \$790  };
-  assign \$792  = \$signal$125 [4] ? res9[53:36] : 18'h00000;
-  assign \$793  = \$791  | { \$792 [17], \$792  };
-  assign \$794  = \$signal$125 [5] ? v_raw[53:36] : 18'h00000;
-  assign \$795  = \$793  | { \$794 [17], \$794  };
-  assign \$798  = \$signal$125 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$799  = \$797  | { \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798 [1], \$798  };
-  assign \$800  = \$signal$125 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$801  = \$799  | { \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800 [1], \$800  };
-  assign \$804  = \$signal$126 [0] ? addend[44:30] : 15'h0000;
-  assign \$805  = \$signal$126 [1] ? b_raw[44:30] : 15'h0000;
-  assign \$806  = \$804  | \$805 ;
-  assign \$807  = \$signal$126 [2] ? \$signal$127 [56:38] : 19'h00000;
-  assign \$808  = { \$806 [14], \$806 [14], \$806 [14], \$806 [14], \$806  } | \$807 ;
-  assign \$809  = \$signal$126 [3] ? \$signal$50 [56:38] : 19'h00000;
-  assign \$810  = \$808  | \$809 ;
-  assign \$813  = \$signal$126 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$814  = \$812  | { \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813 [1], \$813  };
-  assign \$815  = \$signal$126 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$816  = \$814  | { \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815 [1], \$815  };
-  assign \$819  = $signed(\$803 ) + $signed(\$818 );
-  assign \$820  = \$signal$125 [0] ? \$signal$127 [75:57] : 19'h00000;
-  assign \$821  = \$signal$125 [1] ? \$signal$50 [75:57] : 19'h00000;
-  assign \$822  = \$820  | \$821 ;
-  assign \$823  = \$signal$125 [2] ? v_wr__data[71:54] : 18'h00000;
-  assign \$824  = \$822  | { \$823 [17], \$823  };
-  assign \$825  = \$signal$125 [3] ? res8[71:54] : 18'h00000;
-  assign \$826  = \$824  | { \$825 [17], \$825  };
-  assign \$827  = \$signal$125 [4] ? res9[71:54] : 18'h00000;
-  assign \$828  = \$826  | { \$827 [17], \$827  };
-  assign \$829  = \$signal$125 [5] ? v_raw[71:54] : 18'h00000;
-  assign \$830  = \$828  | { \$829 [17], \$829  };
-  assign \$833  = \$signal$125 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$834  = \$832  | { \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833 [1], \$833  };
-  assign \$835  = \$signal$125 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$836  = \$834  | { \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835 [1], \$835  };
-  assign \$839  = \$signal$126 [0] ? addend[59:45] : 15'h0000;
-  assign \$840  = \$signal$126 [1] ? b_raw[59:45] : 15'h0000;
-  assign \$841  = \$839  | \$840 ;
-  assign \$842  = \$signal$126 [2] ? \$signal$127 [75:57] : 19'h00000;
-  assign \$843  = { \$841 [14], \$841 [14], \$841 [14], \$841 [14], \$841  } | \$842 ;
-  assign \$844  = \$signal$126 [3] ? \$signal$50 [75:57] : 19'h00000;
-  assign \$845  = \$843  | \$844 ;
-  assign \$848  = \$signal$126 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$849  = \$847  | { \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848 [1], \$848  };
-  assign \$850  = \$signal$126 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$851  = \$849  | { \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850 [1], \$850  };
-  assign \$854  = $signed(\$838 ) + $signed(\$853 );
-  assign \$856  = ! st5[24:23];
-  assign \$857  = \$855  & \$856 ;
-  assign \$858  = $signed(\$signal$127 [18:0]) > $signed(16'h459f);
-  assign \$859  = \$857  & \$858 ;
-  assign \$860  = \$859  ? 19'h0459f : \$signal$127 [18:0];
-  assign \$862  = ! st5[24:23];
-  assign \$863  = \$861  & \$862 ;
-  assign \$864  = $signed(\$signal$127 [37:19]) > $signed(16'h459f);
-  assign \$865  = \$863  & \$864 ;
-  assign \$866  = \$865  ? 19'h0459f : \$signal$127 [37:19];
-  assign \$868  = ! st5[24:23];
-  assign \$869  = \$867  & \$868 ;
-  assign \$870  = $signed(\$signal$127 [56:38]) > $signed(16'h459f);
-  assign \$871  = \$869  & \$870 ;
-  assign \$872  = \$871  ? 19'h0459f : \$signal$127 [56:38];
-  assign \$874  = ! st5[24:23];
-  assign \$875  = \$873  & \$874 ;
-  assign \$876  = $signed(\$signal$127 [75:57]) > $signed(16'h459f);
-  assign \$877  = \$875  & \$876 ;
-  assign \$878  = \$877  ? 19'h0459f : \$signal$127 [75:57];
-  assign \$880  = st6[0] & \$879 ;
-  assign \$881  = any_spike | st6[25];
-  assign \$882  = \$880  & \$881 ;
-  assign \$883  = | pending;
-  assign \$884  = pending - 1'h1;
-  assign \$885  = { 1'h0, pending } & \$884 ;
-  assign \$886  = ! \$885 ;
-  assign \$887  = ~ \$signal$69 [11];
-  assign \$888  = \$886  & \$887 ;
-  assign \$889  = 1'h1 << lane;
-  assign \$890  = { 3'h0, done } | \$889 ;
+  assign \$708  = ! st3[1];
+  assign \$710  = ! st3[24:23];
+  assign \$711  = \$709  & \$710 ;
+  assign \$712  = \$signal$127 [0] ? \$signal$129 [18:0] : 19'h00000;
+  assign \$713  = \$signal$127 [1] ? \$signal$48 [18:0] : 19'h00000;
+  assign \$714  = \$712  | \$713 ;
+  assign \$715  = \$signal$127 [2] ? v_wr__data[17:0] : 18'h00000;
+  assign \$716  = \$714  | { \$715 [17], \$715  };
+  assign \$717  = \$signal$127 [3] ? res8[17:0] : 18'h00000;
+  assign \$718  = \$716  | { \$717 [17], \$717  };
+  assign \$719  = \$signal$127 [4] ? res9[17:0] : 18'h00000;
+  assign \$720  = \$718  | { \$719 [17], \$719  };
+  assign \$721  = \$signal$127 [5] ? v_raw[17:0] : 18'h00000;
+  assign \$722  = \$720  | { \$721 [17], \$721  };
+  assign \$725  = \$signal$127 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$726  = \$724  | { \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725  };
+  assign \$727  = \$signal$127 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$728  = \$726  | { \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727  };
+  assign \$731  = \$signal$128 [0] ? addend[14:0] : 15'h0000;
+  assign \$732  = \$signal$128 [1] ? b_raw[14:0] : 15'h0000;
+  assign \$733  = \$731  | \$732 ;
+  assign \$734  = \$signal$128 [2] ? \$signal$129 [18:0] : 19'h00000;
+  assign \$735  = { \$733 [14], \$733 [14], \$733 [14], \$733 [14], \$733  } | \$734 ;
+  assign \$736  = \$signal$128 [3] ? \$signal$48 [18:0] : 19'h00000;
+  assign \$737  = \$735  | \$736 ;
+  assign \$740  = \$signal$128 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$741  = \$739  | { \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740  };
+  assign \$742  = \$signal$128 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$743  = \$741  | { \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742  };
+  assign \$746  = $signed(\$730 ) + $signed(\$745 );
+  assign \$747  = \$signal$127 [0] ? \$signal$129 [37:19] : 19'h00000;
+  assign \$748  = \$signal$127 [1] ? \$signal$48 [37:19] : 19'h00000;
+  assign \$749  = \$747  | \$748 ;
+  assign \$750  = \$signal$127 [2] ? v_wr__data[35:18] : 18'h00000;
+  assign \$751  = \$749  | { \$750 [17], \$750  };
+  assign \$752  = \$signal$127 [3] ? res8[35:18] : 18'h00000;
+  assign \$753  = \$751  | { \$752 [17], \$752  };
+  assign \$754  = \$signal$127 [4] ? res9[35:18] : 18'h00000;
+  assign \$755  = \$753  | { \$754 [17], \$754  };
+  assign \$756  = \$signal$127 [5] ? v_raw[35:18] : 18'h00000;
+  assign \$757  = \$755  | { \$756 [17], \$756  };
+  assign \$760  = \$signal$127 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$761  = \$759  | { \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760  };
+  assign \$762  = \$signal$127 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$763  = \$761  | { \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762  };
+  assign \$766  = \$signal$128 [0] ? addend[29:15] : 15'h0000;
+  assign \$767  = \$signal$128 [1] ? b_raw[29:15] : 15'h0000;
+  assign \$768  = \$766  | \$767 ;
+  assign \$769  = \$signal$128 [2] ? \$signal$129 [37:19] : 19'h00000;
+  assign \$770  = { \$768 [14], \$768 [14], \$768 [14], \$768 [14], \$768  } | \$769 ;
+  assign \$771  = \$signal$128 [3] ? \$signal$48 [37:19] : 19'h00000;
+  assign \$772  = \$770  | \$771 ;
+  assign \$775  = \$signal$128 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$776  = \$774  | { \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775  };
+  assign \$777  = \$signal$128 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$778  = \$776  | { \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777  };
+  assign \$781  = $signed(\$765 ) + $signed(\$780 );
+  assign \$782  = \$signal$127 [0] ? \$signal$129 [56:38] : 19'h00000;
+  assign \$783  = \$signal$127 [1] ? \$signal$48 [56:38] : 19'h00000;
+  assign \$784  = \$782  | \$783 ;
+  assign \$785  = \$signal$127 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign \$786  = \$784  | { \$785 [17], \$785  };
+  assign \$787  = \$signal$127 [3] ? res8[53:36] : 18'h00000;
+  assign \$788  = \$786  | { \$787 [17], \$787  };
+  assign \$789  = \$signal$127 [4] ? res9[53:36] : 18'h00000;
+  assign \$790  = \$788  | { \$789 [17], \$789  };
+  assign \$791  = \$signal$127 [5] ? v_raw[53:36] : 18'h00000;
+  assign \$792  = \$790  | { \$791 [17], \$791  };
+  assign \$795  = \$signal$127 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$796  = \$794  | { \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795  };
+  assign \$797  = \$signal$127 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$798  = \$796  | { \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797  };
+  assign \$801  = \$signal$128 [0] ? addend[44:30] : 15'h0000;
+  assign \$802  = \$signal$128 [1] ? b_raw[44:30] : 15'h0000;
+  assign \$803  = \$801  | \$802 ;
+  assign \$804  = \$signal$128 [2] ? \$signal$129 [56:38] : 19'h00000;
+  assign \$805  = { \$803 [14], \$803 [14], \$803 [14], \$803 [14], \$803  } | \$804 ;
+  assign \$806  = \$signal$128 [3] ? \$signal$48 [56:38] : 19'h00000;
+  assign \$807  = \$805  | \$806 ;
+  assign \$810  = \$signal$128 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$811  = \$809  | { \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810  };
+  assign \$812  = \$signal$128 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$813  = \$811  | { \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812  };
+  assign \$816  = $signed(\$800 ) + $signed(\$815 );
+  assign \$817  = \$signal$127 [0] ? \$signal$129 [75:57] : 19'h00000;
+  assign \$818  = \$signal$127 [1] ? \$signal$48 [75:57] : 19'h00000;
+  assign \$819  = \$817  | \$818 ;
+  assign \$820  = \$signal$127 [2] ? v_wr__data[71:54] : 18'h00000;
+  assign \$821  = \$819  | { \$820 [17], \$820  };
+  assign \$822  = \$signal$127 [3] ? res8[71:54] : 18'h00000;
+  assign \$823  = \$821  | { \$822 [17], \$822  };
+  assign \$824  = \$signal$127 [4] ? res9[71:54] : 18'h00000;
+  assign \$825  = \$823  | { \$824 [17], \$824  };
+  assign \$826  = \$signal$127 [5] ? v_raw[71:54] : 18'h00000;
+  assign \$827  = \$825  | { \$826 [17], \$826  };
+  assign \$830  = \$signal$127 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$831  = \$829  | { \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830  };
+  assign \$832  = \$signal$127 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$833  = \$831  | { \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832  };
+  assign \$836  = \$signal$128 [0] ? addend[59:45] : 15'h0000;
+  assign \$837  = \$signal$128 [1] ? b_raw[59:45] : 15'h0000;
+  assign \$838  = \$836  | \$837 ;
+  assign \$839  = \$signal$128 [2] ? \$signal$129 [75:57] : 19'h00000;
+  assign \$840  = { \$838 [14], \$838 [14], \$838 [14], \$838 [14], \$838  } | \$839 ;
+  assign \$841  = \$signal$128 [3] ? \$signal$48 [75:57] : 19'h00000;
+  assign \$842  = \$840  | \$841 ;
+  assign \$845  = \$signal$128 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$846  = \$844  | { \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845  };
+  assign \$847  = \$signal$128 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$848  = \$846  | { \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847  };
+  assign \$851  = $signed(\$835 ) + $signed(\$850 );
+  assign \$853  = ! st5[24:23];
+  assign \$854  = \$852  & \$853 ;
+  assign \$855  = $signed(\$signal$129 [18:0]) > $signed(16'h459f);
+  assign \$856  = \$854  & \$855 ;
+  assign \$857  = \$856  ? 19'h0459f : \$signal$129 [18:0];
+  assign \$859  = ! st5[24:23];
+  assign \$860  = \$858  & \$859 ;
+  assign \$861  = $signed(\$signal$129 [37:19]) > $signed(16'h459f);
+  assign \$862  = \$860  & \$861 ;
+  assign \$863  = \$862  ? 19'h0459f : \$signal$129 [37:19];
+  assign \$865  = ! st5[24:23];
+  assign \$866  = \$864  & \$865 ;
+  assign \$867  = $signed(\$signal$129 [56:38]) > $signed(16'h459f);
+  assign \$868  = \$866  & \$867 ;
+  assign \$869  = \$868  ? 19'h0459f : \$signal$129 [56:38];
+  assign \$871  = ! st5[24:23];
+  assign \$872  = \$870  & \$871 ;
+  assign \$873  = $signed(\$signal$129 [75:57]) > $signed(16'h459f);
+  assign \$874  = \$872  & \$873 ;
+  assign \$875  = \$874  ? 19'h0459f : \$signal$129 [75:57];
+  assign \$877  = st6[0] & \$876 ;
+  assign \$878  = any_spike | st6[25];
+  assign \$879  = \$877  & \$878 ;
+  assign \$881  = st7[0] & \$880 ;
+  assign \$883  = pos1 == 3'h7;
+  assign \$884  = pos2 == 3'h7;
+  assign \$885  = pos2 + 1'h1;
+  assign \$886  = pos1 + 1'h1;
+  assign \$887  = \pos0$63  + 1'h1;
+  assign \$888  = | pending;
+  assign \$889  = pending - 1'h1;
+  assign \$890  = { 1'h0, pending } & \$889 ;
+  assign \$891  = ! \$890 ;
+  assign \$892  = ~ \$signal$71 [11];
+  assign \$893  = \$891  & \$892 ;
+  assign \$894  = 1'h1 << lane;
+  assign \$895  = { 3'h0, done } | \$894 ;
   always @(posedge clk)
-    used <= \$891 ;
+    used <= \$896 ;
   always @(posedge clk)
-    credit <= \$892 ;
+    credit <= \$897 ;
   always @(posedge clk)
-    pix_bits <= \$893 ;
+    pix_bits <= \$898 ;
   always @(posedge clk)
-    \$signal$27  <= \$894 ;
+    \$signal$27  <= \$899 ;
   always @(posedge clk)
-    \$signal$30  <= \$895 ;
+    \$signal$30  <= \$900 ;
   always @(posedge clk)
-    pixel_count <= \$896 ;
+    pixel_count <= \$901 ;
   always @(posedge clk)
-    more_pixels <= \$897 ;
+    more_pixels <= \$902 ;
   always @(posedge clk)
-    ev_c <= \$898 ;
+    ev_c <= \$903 ;
   always @(posedge clk)
-    ev_y <= \$899 ;
+    ev_y <= \$904 ;
   always @(posedge clk)
-    ev_x <= \$900 ;
+    ev_x <= \$905 ;
   always @(posedge clk)
-    pix_index <= \$901 ;
+    pix_index <= \$906 ;
   always @(posedge clk)
-    nxt_x <= \$902 ;
+    nxt_x <= \$907 ;
   always @(posedge clk)
-    \$like$84  <= \$903 ;
+    \$like$86  <= \$908 ;
   always @(posedge clk)
-    \$like  <= \$904 ;
+    \$like  <= \$909 ;
   always @(posedge clk)
-    nxt_index <= \$905 ;
+    nxt_index <= \$910 ;
   always @(posedge clk)
-    full1 <= \$906 ;
+    full1 <= \$911 ;
   always @(posedge clk)
-    full0 <= \$907 ;
+    full0 <= \$912 ;
   always @(posedge clk)
-    \$signal$6  <= \$908 ;
+    \$signal$6  <= \$913 ;
   always @(posedge clk)
-    fsm_state <= \$909 ;
+    fsm_state <= \$914 ;
   always @(posedge clk)
-    fire_state <= \$910 ;
+    fire_state <= \$915 ;
   always @(posedge clk)
-    sweep_addr <= \$911 ;
+    sweep_addr <= \$916 ;
   always @(posedge clk)
-    sweep_g <= \$912 ;
+    sweep_last <= \$917 ;
   always @(posedge clk)
-    sweep_y <= \$913 ;
+    fire_k <= \$918 ;
   always @(posedge clk)
-    sweep_x <= \$914 ;
+    \$signal$36  <= \$919 ;
   always @(posedge clk)
-    sweep_last <= \$915 ;
+    \$signal$93  <= \$920 ;
   always @(posedge clk)
-    fire_k <= \$916 ;
+    \$signal  <= \$921 ;
   always @(posedge clk)
-    \$signal$36  <= \$917 ;
+    pos0 <= \$922 ;
   always @(posedge clk)
-    \$signal$91  <= \$918 ;
+    st0 <= \$923 ;
   always @(posedge clk)
-    \$signal  <= \$919 ;
+    st1 <= \$924 ;
   always @(posedge clk)
-    st0 <= \$920 ;
+    st2 <= \$925 ;
   always @(posedge clk)
-    st1 <= \$921 ;
+    st3 <= \$926 ;
   always @(posedge clk)
-    st2 <= \$922 ;
+    st4 <= \$927 ;
   always @(posedge clk)
-    st3 <= \$923 ;
+    st5 <= \$928 ;
   always @(posedge clk)
-    st4 <= \$924 ;
+    st6 <= \$929 ;
   always @(posedge clk)
-    st5 <= \$925 ;
+    st7 <= \$930 ;
   always @(posedge clk)
-    st6 <= \$926 ;
+    st8 <= \$931 ;
   always @(posedge clk)
-    st7 <= \$927 ;
+    w1_0 <= \$932 ;
   always @(posedge clk)
-    st8 <= \$928 ;
+    w2_0_0 <= \$933 ;
   always @(posedge clk)
-    w1_0 <= \$929 ;
+    w2_0_1 <= \$934 ;
   always @(posedge clk)
-    w2_0_0 <= \$930 ;
+    w2_0_2 <= \$935 ;
   always @(posedge clk)
-    w2_0_1 <= \$931 ;
+    w2_0_3 <= \$936 ;
   always @(posedge clk)
-    w2_0_2 <= \$932 ;
+    addend <= \$937 ;
   always @(posedge clk)
-    w2_0_3 <= \$933 ;
+    v_raw <= \$938 ;
   always @(posedge clk)
-    addend <= \$934 ;
+    b_raw <= \$939 ;
   always @(posedge clk)
-    v_raw <= \$935 ;
+    res8 <= \$940 ;
   always @(posedge clk)
-    b_raw <= \$936 ;
+    res9 <= \$941 ;
   always @(posedge clk)
-    res8 <= \$937 ;
+    cres8 <= \$942 ;
   always @(posedge clk)
-    res9 <= \$938 ;
+    cres9 <= \$943 ;
   always @(posedge clk)
-    cres8 <= \$939 ;
+    \$like$115  <= \$944 ;
   always @(posedge clk)
-    cres9 <= \$940 ;
+    b6 <= \$945 ;
   always @(posedge clk)
-    \$like$113  <= \$941 ;
+    hit_v1 <= \$946 ;
   always @(posedge clk)
-    b6 <= \$942 ;
+    hit_c1 <= \$947 ;
   always @(posedge clk)
-    hit_v1 <= \$943 ;
+    hit_v2 <= \$948 ;
   always @(posedge clk)
-    hit_c1 <= \$944 ;
+    hit_c2 <= \$949 ;
   always @(posedge clk)
-    hit_v2 <= \$945 ;
+    hit_v3 <= \$950 ;
   always @(posedge clk)
-    hit_c2 <= \$946 ;
+    hit_c3 <= \$951 ;
   always @(posedge clk)
-    hit_v3 <= \$947 ;
+    hit_v4 <= \$952 ;
   always @(posedge clk)
-    hit_c3 <= \$948 ;
+    hit_c4 <= \$953 ;
   always @(posedge clk)
-    hit_v4 <= \$949 ;
+    hit_v5 <= \$954 ;
   always @(posedge clk)
-    hit_c4 <= \$950 ;
+    hit_c5 <= \$955 ;
   always @(posedge clk)
-    hit_v5 <= \$951 ;
+    \$signal$127  <= \$956 ;
   always @(posedge clk)
-    hit_c5 <= \$952 ;
+    \$signal$128  <= \$957 ;
   always @(posedge clk)
-    \$signal$125  <= \$953 ;
+    \$signal$129  <= \$958 ;
   always @(posedge clk)
-    \$signal$126  <= \$954 ;
+    \$signal$48  <= \$959 ;
   always @(posedge clk)
-    \$signal$127  <= \$955 ;
+    v_wr__data <= \$960 ;
   always @(posedge clk)
-    \$signal$50  <= \$956 ;
+    entry7 <= \$961 ;
   always @(posedge clk)
-    v_wr__data <= \$957 ;
+    \$signal$67  <= \$962 ;
   always @(posedge clk)
-    \$signal$63  <= \$958 ;
+    \pos0$63  <= \$963 ;
   always @(posedge clk)
-    \$signal$65  <= \$959 ;
+    pos1 <= \$964 ;
   always @(posedge clk)
-    done <= \$960 ;
+    pos2 <= \$965 ;
+  always @(posedge clk)
+    done <= \$966 ;
   assign \$1  = ~ sweep_now;
   assign \$2  = ~ \$signal ;
   assign en = \$1  & \$2 ;
@@ -3067,24 +2947,19 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \$13  = st2[3] * 8'h80;
   assign \$14  = st2[10:4] + \$13 ;
   assign \$15  = ! st6[1];
-  assign \$17  = $signed(\$signal$50 [18:0]) - $signed({ 1'h0, \$16  });
+  assign \$17  = $signed(\$signal$48 [18:0]) - $signed({ 1'h0, \$16  });
   assign \$18  = $signed(diff0) >= $signed(1'h0);
   assign \$19  = st6[24:23] == 2'h3;
   assign \$20  = $signed(diff0) >= $signed(1'h0);
-  assign \$21  = \$20  ? diff0 : { \$signal$50 [18], \$signal$50 [18:0] };
+  assign \$21  = \$20  ? diff0 : { \$signal$48 [18], \$signal$48 [18:0] };
   assign \$22  = ! st6[1];
-  assign \$24  = $signed(\$signal$50 [37:19]) - $signed({ 1'h0, \$23  });
+  assign \$24  = $signed(\$signal$48 [37:19]) - $signed({ 1'h0, \$23  });
   assign \$25  = $signed(diff1) >= $signed(1'h0);
   assign \$26  = st6[24:23] == 2'h3;
   assign \$27  = $signed(diff1) >= $signed(1'h0);
-  assign \$28  = \$27  ? diff1 : { \$signal$50 [37], \$signal$50 [37:19] };
+  assign \$28  = \$27  ? diff1 : { \$signal$48 [37], \$signal$48 [37:19] };
   assign \$29  = ! st6[1];
-  assign \$31  = $signed(\$signal$50 [56:38]) - $signed({ 1'h0, \$30  });
-  assign \$32  = $signed(diff2) >= $signed(1'h0);
-  assign \$33  = st6[24:23] == 2'h3;
-  assign \$34  = $signed(diff2) >= $signed(1'h0);
-  assign \$35  = \$34  ? diff2 : { \$signal$50 [56], \$signal$50 [56:38] };
-  assign \$36  = ! st6[1];
+  assign \$31  = $signed(\$signal$48 [56:38]) - $signed({ 1'h0, \$30  });
   \digits_cnn_ilif.engine_conv1.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -3097,41 +2972,55 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$3624$0 (\bit ),
+    .\port$3489$0 (\bit ),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv1.pixel_skid  pixel_skid (
     .clk(clk),
     .\port$0$2 (pixels__payload),
-    .\port$1244$0 (pixels__ready),
-    .\port$3626$0 (\$signal$32 ),
-    .\port$3841$0 (\$signal$81 ),
-    .\port$3843$0 (\$signal$80 ),
+    .\port$1261$0 (pixels__ready),
+    .\port$3491$0 (\$signal$32 ),
+    .\port$3709$0 (\$signal$83 ),
+    .\port$3711$0 (\$signal$82 ),
     .\port$5$0 (pixels__valid),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv1.queue  queue (
     .clk(clk),
-    .\port$3639$0 (\$signal$76 ),
-    .\port$3831$0 (\$signal$69 ),
-    .\port$3833$0 (\$signal$73 ),
+    .\port$3505$0 (\$signal$78 ),
+    .\port$3699$0 (\$signal$71 ),
+    .\port$3701$0 (\$signal$75 ),
     .rst(rst),
-    .w_data(\$signal$63 ),
-    .w_en(\$signal$65 )
+    .w_data(written),
+    .w_en(\$signal$67 )
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    (* full_case = 32'd1 *)
+    casez (st6[24:23])
+      2'h0:
+          \$37  = 18'h022d0;
+      2'h1:
+          \$37  = 18'h01168;
+      2'h2:
+          \$37  = 18'h008b4;
+      2'h3:
+          \$37  = 18'h0045a;
+    endcase
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$68  = \$signal$69 [0];
+          \$68  = \$signal$71 [0];
       2'h1:
-          \$68  = \$signal$69 [1];
+          \$68  = \$signal$71 [1];
       2'h2:
-          \$68  = \$signal$69 [2];
+          \$68  = \$signal$71 [2];
       2'h3:
-          \$68  = \$signal$69 [3];
+          \$68  = \$signal$71 [3];
     endcase
   end
   always @* begin
@@ -3156,7 +3045,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    issue = 33'h000000000;
+    issue[25:0] = 26'h0000000;
     if (\$4 ) begin
       issue[0] = 1'h1;
       issue[1] = 1'h0;
@@ -3178,14 +3067,14 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
             issue[1] = 1'h1;
             issue[10:4] = sweep_addr;
             issue[3] = \$signal$36 ;
-            issue[26] = sweep_g;
-            issue[29:27] = sweep_y;
-            issue[32:30] = sweep_x;
             issue[22] = 1'h0;
             issue[25] = sweep_last;
             issue[24:23] = fire_k[1:0];
           end
     endcase
+    begin
+        issue[26] = pos0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
@@ -3252,7 +3141,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     if (\$15 ) begin
-      result[17:0] = \$signal$50 [17:0];
+      result[17:0] = \$signal$48 [17:0];
     end else begin
       (* full_case = 32'd1 *)
       if (\$19 ) begin
@@ -3263,7 +3152,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     end
     (* full_case = 32'd1 *)
     if (\$22 ) begin
-      result[35:18] = \$signal$50 [36:19];
+      result[35:18] = \$signal$48 [36:19];
     end else begin
       (* full_case = 32'd1 *)
       if (\$26 ) begin
@@ -3274,7 +3163,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     end
     (* full_case = 32'd1 *)
     if (\$29 ) begin
-      result[53:36] = \$signal$50 [55:38];
+      result[53:36] = \$signal$48 [55:38];
     end else begin
       (* full_case = 32'd1 *)
       if (\$33 ) begin
@@ -3285,7 +3174,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     end
     (* full_case = 32'd1 *)
     if (\$36 ) begin
-      result[71:54] = \$signal$50 [74:57];
+      result[71:54] = \$signal$48 [74:57];
     end else begin
       (* full_case = 32'd1 *)
       if (\$40 ) begin
@@ -3374,7 +3263,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     o__payload[10:9] = 2'h0;
-    if (\$signal$73 ) begin
+    if (\$signal$75 ) begin
       (* full_case = 32'd1 *)
       if (\$67 ) begin
         o__payload[9] = \$68 ;
@@ -3386,7 +3275,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     o__valid = 1'h0;
-    if (\$signal$73 ) begin
+    if (\$signal$75 ) begin
       (* full_case = 32'd1 *)
       if (\$67 ) begin
         o__valid = 1'h1;
@@ -3397,293 +3286,293 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$76  = 1'h0;
-    if (\$signal$73 ) begin
+    \$signal$78  = 1'h0;
+    if (\$signal$75 ) begin
       (* full_case = 32'd1 *)
       if (\$67 ) begin
         if (o__ready) begin
           if (\$73 ) begin
-            \$signal$76  = 1'h1;
+            \$signal$78  = 1'h1;
           end
         end
       end else begin
         if (o__ready) begin
-          \$signal$76  = 1'h1;
+          \$signal$78  = 1'h1;
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$891  = \$82 [8:0];
+    \$896  = \$82 [8:0];
     if (rst) begin
-      \$891  = 9'h000;
+      \$896  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$892  = \$83 ;
+    \$897  = \$83 ;
     if (rst) begin
-      \$892  = 1'h0;
+      \$897  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$893  = pix_bits;
+    \$898  = pix_bits;
     casez (fsm_state)
       2'h0:
         begin
           if (\$85 ) begin
-            \$893  = { \$121 , \$113 , \$106 , \$100 , \$95 , \$91 , \$88 , \$86  };
+            \$898  = { \$121 , \$113 , \$106 , \$100 , \$95 , \$91 , \$88 , \$86  };
           end
           if (\$464 ) begin
-            if (\$signal$80 ) begin
-              \$893  = \$signal$81 ;
+            if (\$signal$82 ) begin
+              \$898  = \$signal$83 ;
             end
           end
         end
     endcase
     if (rst) begin
-      \$893  = 8'h00;
+      \$898  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$894  = \$signal$27 ;
+    \$899  = \$signal$27 ;
     casez (fsm_state)
       2'h0:
         begin
           if (\$85 ) begin
-            \$894  = \$158 ;
+            \$899  = \$158 ;
           end
           if (\$464 ) begin
-            if (\$signal$80 ) begin
-              \$894  = \$465 ;
+            if (\$signal$82 ) begin
+              \$899  = \$465 ;
             end
           end
         end
     endcase
     if (rst) begin
-      \$894  = 1'h1;
+      \$899  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$895  = \$signal$30 ;
+    \$900  = \$signal$30 ;
     casez (fsm_state)
       2'h0:
         begin
           if (\$85 ) begin
-            \$895  = \$461 ;
+            \$900  = \$461 ;
           end
           if (\$464 ) begin
-            if (\$signal$80 ) begin
-              \$895  = \$480 ;
+            if (\$signal$82 ) begin
+              \$900  = \$480 ;
             end
           end
         end
     endcase
     if (rst) begin
-      \$895  = 1'h0;
+      \$900  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$896  = pixel_count;
+    \$901  = pixel_count;
     casez (fsm_state)
       2'h0:
         begin
           if (\$464 ) begin
-            if (\$signal$80 ) begin
-              \$896  = \$481 [6:0];
+            if (\$signal$82 ) begin
+              \$901  = \$481 [6:0];
             end
           end
           if (\$491 ) begin
-            \$896  = 7'h00;
+            \$901  = 7'h00;
           end
         end
     endcase
     if (rst) begin
-      \$896  = 7'h00;
+      \$901  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$897  = more_pixels;
+    \$902  = more_pixels;
     casez (fsm_state)
       2'h0:
         begin
           if (\$464 ) begin
-            if (\$signal$80 ) begin
-              \$897  = \$482 ;
+            if (\$signal$82 ) begin
+              \$902  = \$482 ;
             end
           end
           if (\$491 ) begin
-            \$897  = 1'h1;
+            \$902  = 1'h1;
           end
         end
     endcase
     if (rst) begin
-      \$897  = 1'h1;
+      \$902  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$898  = ev_c;
+    \$903  = ev_c;
     casez (fsm_state)
       2'h0:
           if (\$464 ) begin
-            if (\$signal$80 ) begin
-              \$898  = \$like ;
+            if (\$signal$82 ) begin
+              \$903  = \$like ;
             end
           end
     endcase
     if (rst) begin
-      \$898  = 1'h0;
+      \$903  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$899  = ev_y;
+    \$904  = ev_y;
     casez (fsm_state)
       2'h0:
           if (\$464 ) begin
-            if (\$signal$80 ) begin
-              \$899  = \$like$84 ;
+            if (\$signal$82 ) begin
+              \$904  = \$like$86 ;
             end
           end
     endcase
     if (rst) begin
-      \$899  = 3'h0;
+      \$904  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$900  = ev_x;
+    \$905  = ev_x;
     casez (fsm_state)
       2'h0:
           if (\$464 ) begin
-            if (\$signal$80 ) begin
-              \$900  = nxt_x;
+            if (\$signal$82 ) begin
+              \$905  = nxt_x;
             end
           end
     endcase
     if (rst) begin
-      \$900  = 3'h0;
+      \$905  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$901  = pix_index;
+    \$906  = pix_index;
     casez (fsm_state)
       2'h0:
           if (\$464 ) begin
-            if (\$signal$80 ) begin
-              \$901  = nxt_index;
+            if (\$signal$82 ) begin
+              \$906  = nxt_index;
             end
           end
     endcase
     if (rst) begin
-      \$901  = 6'h00;
+      \$906  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$902  = nxt_x;
+    \$907  = nxt_x;
     casez (fsm_state)
       2'h0:
         begin
           if (\$464 ) begin
-            if (\$signal$80 ) begin
+            if (\$signal$82 ) begin
               (* full_case = 32'd1 *)
               if (\$483 ) begin
-                \$902  = 3'h0;
+                \$907  = 3'h0;
               end else begin
-                \$902  = \$487 [2:0];
+                \$907  = \$487 [2:0];
               end
             end
           end
           if (\$491 ) begin
-            \$902  = 3'h0;
+            \$907  = 3'h0;
           end
         end
     endcase
     if (rst) begin
-      \$902  = 3'h0;
+      \$907  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$903  = \$like$84 ;
+    \$908  = \$like$86 ;
     casez (fsm_state)
       2'h0:
         begin
           if (\$464 ) begin
-            if (\$signal$80 ) begin
+            if (\$signal$82 ) begin
               if (\$483 ) begin
                 (* full_case = 32'd1 *)
                 if (\$484 ) begin
-                  \$903  = 3'h0;
+                  \$908  = 3'h0;
                 end else begin
-                  \$903  = \$486 [2:0];
+                  \$908  = \$486 [2:0];
                 end
               end
             end
           end
           if (\$491 ) begin
-            \$903  = 3'h0;
+            \$908  = 3'h0;
           end
         end
     endcase
     if (rst) begin
-      \$903  = 3'h0;
+      \$908  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$904  = \$like ;
+    \$909  = \$like ;
     casez (fsm_state)
       2'h0:
         begin
           if (\$464 ) begin
-            if (\$signal$80 ) begin
+            if (\$signal$82 ) begin
               if (\$483 ) begin
                 if (\$484 ) begin
-                  \$904  = \$485 [0];
+                  \$909  = \$485 [0];
                 end
               end
             end
           end
           if (\$491 ) begin
-            \$904  = 1'h0;
+            \$909  = 1'h0;
           end
         end
     endcase
     if (rst) begin
-      \$904  = 1'h0;
+      \$909  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$905  = nxt_index;
+    \$910  = nxt_index;
     casez (fsm_state)
       2'h0:
           if (\$491 ) begin
-            \$905  = 6'h00;
+            \$910  = 6'h00;
           end
     endcase
     if (rst) begin
-      \$905  = 6'h00;
+      \$910  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$906  = full1;
+    \$911  = full1;
     casez (fsm_state)
       2'h0:
           if (\$491 ) begin
             if (\$signal$6 ) begin
-              \$906  = 1'h1;
+              \$911  = 1'h1;
             end
           end
     endcase
@@ -3696,26 +3585,26 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
             if (sweep_last) begin
               if (\$498 ) begin
                 if (\$signal$36 ) begin
-                  \$906  = 1'h0;
+                  \$911  = 1'h0;
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$906  = 1'h0;
+      \$911  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$907  = full0;
+    \$912  = full0;
     casez (fsm_state)
       2'h0:
           if (\$491 ) begin
             (* full_case = 32'd1 *)
             if (\$signal$6 ) begin
             end else begin
-              \$907  = 1'h1;
+              \$912  = 1'h1;
             end
           end
     endcase
@@ -3730,107 +3619,8 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
                 (* full_case = 32'd1 *)
                 if (\$signal$36 ) begin
                 end else begin
-                  \$907  = 1'h0;
+                  \$912  = 1'h0;
                 end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$907  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$908  = \$signal$6 ;
-    casez (fsm_state)
-      2'h0:
-          if (\$491 ) begin
-            \$908  = \$492 ;
-          end
-    endcase
-    if (rst) begin
-      \$908  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$909  = fsm_state;
-    casez (fsm_state)
-      2'h0:
-          if (\$491 ) begin
-            \$909  = 2'h1;
-          end
-      2'h1:
-          if (\$494 ) begin
-            \$909  = 2'h0;
-          end
-    endcase
-    if (rst) begin
-      \$909  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$910  = fire_state;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          if (\$495 ) begin
-            \$910  = 1'h1;
-          end
-      1'h1:
-          if (\$497 ) begin
-            if (sweep_last) begin
-              if (\$498 ) begin
-                \$910  = 1'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$910  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$911  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$497 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$911  = 7'h00;
-            end else begin
-              \$911  = \$501 [6:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$911  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$912  = sweep_g;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$497 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$912  = 1'h0;
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$503 ) begin
-                \$912  = 1'h0;
-              end else begin
-                \$912  = \$507 [0];
               end
             end
           end
@@ -3841,71 +3631,49 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$913  = sweep_y;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$497 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$913  = 3'h0;
-            end else begin
-              if (\$503 ) begin
-                if (\$504 ) begin
-                  \$913  = \$505 [2:0];
-                end
-              end
-            end
+    \$913  = \$signal$6 ;
+    casez (fsm_state)
+      2'h0:
+          if (\$491 ) begin
+            \$913  = \$492 ;
           end
     endcase
     if (rst) begin
-      \$913  = 3'h0;
+      \$913  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$914  = sweep_x;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$497 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$914  = 3'h0;
-            end else begin
-              if (\$503 ) begin
-                (* full_case = 32'd1 *)
-                if (\$504 ) begin
-                  \$914  = 3'h0;
-                end else begin
-                  \$914  = \$506 [2:0];
-                end
-              end
-            end
+    \$914  = fsm_state;
+    casez (fsm_state)
+      2'h0:
+          if (\$491 ) begin
+            \$914  = 2'h1;
+          end
+      2'h1:
+          if (\$494 ) begin
+            \$914  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$914  = 3'h0;
+      \$914  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$915  = sweep_last;
+    \$915  = fire_state;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
-          /* empty */;
+          if (\$495 ) begin
+            \$915  = 1'h1;
+          end
       1'h1:
           if (\$497 ) begin
-            (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$915  = 1'h0;
-            end else begin
-              \$915  = \$502 ;
+              if (\$498 ) begin
+                \$915  = 1'h0;
+              end
             end
           end
     endcase
@@ -3915,40 +3683,39 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$916  = fire_k;
+    \$916  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
           if (\$497 ) begin
+            (* full_case = 32'd1 *)
             if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$498 ) begin
-                \$916  = 3'h0;
-              end else begin
-                \$916  = \$500 [2:0];
-              end
+              \$916  = 7'h00;
+            end else begin
+              \$916  = \$501 [6:0];
             end
           end
     endcase
     if (rst) begin
-      \$916  = 3'h0;
+      \$916  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$917  = \$signal$36 ;
+    \$917  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
           if (\$497 ) begin
+            (* full_case = 32'd1 *)
             if (sweep_last) begin
-              if (\$498 ) begin
-                \$917  = \$499 ;
-              end
+              \$917  = 1'h0;
+            end else begin
+              \$917  = \$502 ;
             end
           end
     endcase
@@ -3958,332 +3725,461 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$918  = \$508 ;
+    \$918  = fire_k;
+    (* full_case = 32'd1 *)
+    casez (fire_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$497 ) begin
+            if (sweep_last) begin
+              (* full_case = 32'd1 *)
+              if (\$498 ) begin
+                \$918  = 3'h0;
+              end else begin
+                \$918  = \$500 [2:0];
+              end
+            end
+          end
+    endcase
     if (rst) begin
-      \$918  = 1'h0;
+      \$918  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$919  = \$510 ;
+    \$919  = \$signal$36 ;
+    (* full_case = 32'd1 *)
+    casez (fire_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$497 ) begin
+            if (sweep_last) begin
+              if (\$498 ) begin
+                \$919  = \$499 ;
+              end
+            end
+          end
+    endcase
     if (rst) begin
       \$919  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$920  = issue;
+    \$920  = \$503 ;
     if (rst) begin
-      \$920  = 33'h000000000;
+      \$920  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$921  = st0;
+    \$921  = \$505 ;
     if (rst) begin
-      \$921  = 33'h000000000;
+      \$921  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$922  = st1;
+    \$922  = pos0;
+    if (sweep_now) begin
+      (* full_case = 32'd1 *)
+      if (issue[25]) begin
+        \$922  = 1'h0;
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$506 ) begin
+          \$922  = 1'h0;
+        end else begin
+          \$922  = \$507 [0];
+        end
+      end
+    end
     if (rst) begin
-      \$922  = 33'h000000000;
+      \$922  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$923  = st2;
+    \$923  = issue;
     if (rst) begin
-      \$923  = 33'h000000000;
+      \$923  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$924  = st3;
+    \$924  = st0;
     if (rst) begin
-      \$924  = 33'h000000000;
+      \$924  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$925  = st4;
+    \$925  = st1;
     if (rst) begin
-      \$925  = 33'h000000000;
+      \$925  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$926  = st5;
+    \$926  = st2;
     if (rst) begin
-      \$926  = 33'h000000000;
+      \$926  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$927  = st6;
+    \$927  = st3;
     if (rst) begin
-      \$927  = 33'h000000000;
+      \$927  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$928  = st7;
+    \$928  = st4;
     if (rst) begin
-      \$928  = 33'h000000000;
+      \$928  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$929  = \$signature__data ;
+    \$929  = st5;
     if (rst) begin
-      \$929  = 32'd0;
+      \$929  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$930  = \$511 ;
+    \$930  = st6;
     if (rst) begin
-      \$930  = 15'h0000;
+      \$930  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$931  = \$512 ;
+    \$931  = st7;
     if (rst) begin
-      \$931  = 15'h0000;
+      \$931  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$932  = \$513 ;
+    \$932  = \$signature__data ;
     if (rst) begin
-      \$932  = 15'h0000;
+      \$932  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$933  = \$514 ;
+    \$933  = \$508 ;
     if (rst) begin
       \$933  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$934  = addend;
-    if (\$515 ) begin
-      \$934 [14:0] = w2_0_0;
-      \$934 [29:15] = w2_0_1;
-      \$934 [44:30] = w2_0_2;
-      \$934 [59:45] = w2_0_3;
-    end
+    \$934  = \$509 ;
     if (rst) begin
-      \$934  = 60'h000000000000000;
+      \$934  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$935  = \$signature__data$105 ;
+    \$935  = \$510 ;
     if (rst) begin
-      \$935  = 72'h000000000000000000;
+      \$935  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$936  = b_rd__data;
+    \$936  = \$511 ;
     if (rst) begin
-      \$936  = 60'h000000000000000;
+      \$936  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$937  = v_wr__data;
+    \$937  = addend;
+    if (\$512 ) begin
+      \$937 [14:0] = w2_0_0;
+      \$937 [29:15] = w2_0_1;
+      \$937 [44:30] = w2_0_2;
+      \$937 [59:45] = w2_0_3;
+    end
     if (rst) begin
-      \$937  = 72'h000000000000000000;
+      \$937  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$938  = res8;
+    \$938  = \$signature__data$107 ;
     if (rst) begin
       \$938  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$939  = 4'h0;
+    \$939  = b_rd__data;
     if (rst) begin
-      \$939  = 4'h0;
+      \$939  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$940  = cres8;
+    \$940  = v_wr__data;
     if (rst) begin
-      \$940  = 4'h0;
+      \$940  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$941  = b_raw;
+    \$941  = res8;
     if (rst) begin
-      \$941  = 60'h000000000000000;
+      \$941  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$942  = \$like$113 ;
+    \$942  = 4'h0;
     if (rst) begin
-      \$942  = 60'h000000000000000;
+      \$942  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$943  = \$525 ;
+    \$943  = cres8;
     if (rst) begin
-      \$943  = 1'h0;
+      \$943  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$944  = \$537 ;
+    \$944  = b_raw;
     if (rst) begin
-      \$944  = 1'h0;
+      \$944  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$945  = \$547 ;
+    \$945  = \$like$115 ;
     if (rst) begin
-      \$945  = 1'h0;
+      \$945  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$946  = \$559 ;
+    \$946  = \$522 ;
     if (rst) begin
       \$946  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$947  = \$567 ;
+    \$947  = \$534 ;
     if (rst) begin
       \$947  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$948  = \$577 ;
+    \$948  = \$544 ;
     if (rst) begin
       \$948  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$949  = \$585 ;
+    \$949  = \$556 ;
     if (rst) begin
       \$949  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$950  = \$595 ;
+    \$950  = \$564 ;
     if (rst) begin
       \$950  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$951  = \$603 ;
+    \$951  = \$574 ;
     if (rst) begin
       \$951  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$952  = \$613 ;
+    \$952  = \$582 ;
     if (rst) begin
       \$952  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$953  = { \$709 , \$700 , \$691 , \$683 , \$676 , \$666 , \$656 , \$647 , \$639 , \$625  };
+    \$953  = \$592 ;
     if (rst) begin
-      \$953  = 10'h000;
+      \$953  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$954  = { 6'h00, \$714 , \$710  };
+    \$954  = \$600 ;
     if (rst) begin
-      \$954  = 8'h00;
+      \$954  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$955 [18:0] = \$749 [18:0];
-    \$955 [37:19] = \$784 [18:0];
-    \$955 [56:38] = \$819 [18:0];
-    \$955 [75:57] = \$854 [18:0];
+    \$955  = \$610 ;
     if (rst) begin
-      \$955  = 76'h0000000000000000000;
+      \$955  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$956 [18:0] = \$860 ;
-    \$956 [37:19] = \$866 ;
-    \$956 [56:38] = \$872 ;
-    \$956 [75:57] = \$878 ;
+    \$956  = { \$706 , \$697 , \$688 , \$680 , \$673 , \$663 , \$653 , \$644 , \$636 , \$622  };
     if (rst) begin
-      \$956  = 76'h0000000000000000000;
+      \$956  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$957  = result;
+    \$957  = { 6'h00, \$711 , \$707  };
     if (rst) begin
-      \$957  = 72'h000000000000000000;
+      \$957  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$958  = entry;
+    \$958 [18:0] = \$746 [18:0];
+    \$958 [37:19] = \$781 [18:0];
+    \$958 [56:38] = \$816 [18:0];
+    \$958 [75:57] = \$851 [18:0];
     if (rst) begin
-      \$958  = 12'h000;
+      \$958  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$959  = \$882 ;
+    \$959 [18:0] = \$857 ;
+    \$959 [37:19] = \$863 ;
+    \$959 [56:38] = \$869 ;
+    \$959 [75:57] = \$875 ;
     if (rst) begin
-      \$959  = 1'h0;
+      \$959  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$960  = done;
-    if (\$signal$73 ) begin
+    \$960  = result;
+    if (rst) begin
+      \$960  = 72'h000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$961  = entry;
+    if (rst) begin
+      \$961  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$962  = \$879 ;
+    if (rst) begin
+      \$962  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$963  = \pos0$63 ;
+    if (\$881 ) begin
       (* full_case = 32'd1 *)
-      if (\$883 ) begin
-        if (o__ready) begin
-          (* full_case = 32'd1 *)
-          if (\$888 ) begin
-            \$960  = 4'h0;
-          end else begin
-            \$960  = \$890 [3:0];
-          end
-        end
+      if (st7[25]) begin
+        \$963  = 1'h0;
       end else begin
-        if (o__ready) begin
-          \$960  = 4'h0;
+        (* full_case = 32'd1 *)
+        if (\$882 ) begin
+          \$963  = 1'h0;
+        end else begin
+          \$963  = \$887 [0];
         end
       end
     end
     if (rst) begin
-      \$960  = 4'h0;
+      \$963  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$964  = pos1;
+    if (\$881 ) begin
+      (* full_case = 32'd1 *)
+      if (st7[25]) begin
+        \$964  = 3'h0;
+      end else begin
+        if (\$882 ) begin
+          (* full_case = 32'd1 *)
+          if (\$883 ) begin
+            \$964  = 3'h0;
+          end else begin
+            \$964  = \$886 [2:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$964  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$965  = pos2;
+    if (\$881 ) begin
+      (* full_case = 32'd1 *)
+      if (st7[25]) begin
+        \$965  = 3'h0;
+      end else begin
+        if (\$882 ) begin
+          if (\$883 ) begin
+            (* full_case = 32'd1 *)
+            if (\$884 ) begin
+              \$965  = 3'h0;
+            end else begin
+              \$965  = \$885 [2:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$965  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$966  = done;
+    if (\$signal$75 ) begin
+      (* full_case = 32'd1 *)
+      if (\$888 ) begin
+        if (o__ready) begin
+          (* full_case = 32'd1 *)
+          if (\$893 ) begin
+            \$966  = 4'h0;
+          end else begin
+            \$966  = \$895 [3:0];
+          end
+        end
+      end else begin
+        if (o__ready) begin
+          \$966  = 4'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$966  = 4'h0;
     end
   end
   always @* begin
@@ -4328,20 +4224,6 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
           \$30  = 18'h0045a;
     endcase
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (st6[24:23])
-      2'h0:
-          \$37  = 18'h022d0;
-      2'h1:
-          \$37  = 18'h01168;
-      2'h2:
-          \$37  = 18'h008b4;
-      2'h3:
-          \$37  = 18'h0045a;
-    endcase
-  end
   assign \$signal$10  = pixels__payload;
   assign \$signal$12  = pixels__valid;
   assign \$signal$15  = pixels__ready;
@@ -4351,13 +4233,13 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign ev_count = 1'h1;
   assign ev_shift = { 1'h0, \bit  };
   assign \$signature__addr  = st0[15:11];
-  assign \$signature__addr$45  = \$14 [7:0];
-  assign b_rd__addr = st2[10:4];
+  assign \$signature__addr$43  = \$14 [7:0];
+  assign b_rd__addr = st2[26];
   assign v_wr__addr = \$44 [7:0];
   assign res7 = v_wr__data;
   assign v_wr__en = \$49 [0];
-  assign entry7 = \$signal$63 ;
-  assign push7 = \$signal$65 ;
+  assign \$signal$66  = written;
+  assign push7 = \$signal$67 ;
   assign busy = op_valid;
   assign cres7 = 4'h0;
   assign c_raw = 4'h0;
@@ -4373,9 +4255,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \issue.last_step  = issue[22];
   assign \issue.fire_k  = issue[24:23];
   assign \issue.end  = issue[25];
-  assign \issue.g  = issue[26];
-  assign \issue.y  = issue[29:27];
-  assign \issue.x  = issue[32:30];
+  assign \issue.bias_g  = issue[26];
   assign \st0.valid  = st0[0];
   assign \st0.kind  = st0[1];
   assign \st0.cur  = st0[2];
@@ -4388,9 +4268,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \st0.last_step  = st0[22];
   assign \st0.fire_k  = st0[24:23];
   assign \st0.end  = st0[25];
-  assign \st0.g  = st0[26];
-  assign \st0.y  = st0[29:27];
-  assign \st0.x  = st0[32:30];
+  assign \st0.bias_g  = st0[26];
   assign \st2.valid  = st2[0];
   assign \st2.kind  = st2[1];
   assign \st2.cur  = st2[2];
@@ -4403,9 +4281,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \st2.last_step  = st2[22];
   assign \st2.fire_k  = st2[24:23];
   assign \st2.end  = st2[25];
-  assign \st2.g  = st2[26];
-  assign \st2.y  = st2[29:27];
-  assign \st2.x  = st2[32:30];
+  assign \st2.bias_g  = st2[26];
   assign \st6.valid  = st6[0];
   assign \st6.kind  = st6[1];
   assign \st6.cur  = st6[2];
@@ -4418,17 +4294,15 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \st6.last_step  = st6[22];
   assign \st6.fire_k  = st6[24:23];
   assign \st6.end  = st6[25];
-  assign \st6.g  = st6[26];
-  assign \st6.y  = st6[29:27];
-  assign \st6.x  = st6[32:30];
+  assign \st6.bias_g  = st6[26];
   assign \result[0]  = result[17:0];
   assign \result[1]  = result[35:18];
   assign \result[2]  = result[53:36];
   assign \result[3]  = result[71:54];
-  assign \$signal$50[0]  = \$signal$50 [18:0];
-  assign \$signal$50[1]  = \$signal$50 [37:19];
-  assign \$signal$50[2]  = \$signal$50 [56:38];
-  assign \$signal$50[3]  = \$signal$50 [75:57];
+  assign \$signal$48[0]  = \$signal$48 [18:0];
+  assign \$signal$48[1]  = \$signal$48 [37:19];
+  assign \$signal$48[2]  = \$signal$48 [56:38];
+  assign \$signal$48[3]  = \$signal$48 [75:57];
   assign \out_counts[0]  = out_counts[0];
   assign \out_counts[1]  = out_counts[1];
   assign \out_counts[2]  = out_counts[2];
@@ -4445,9 +4319,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \st7.last_step  = st7[22];
   assign \st7.fire_k  = st7[24:23];
   assign \st7.end  = st7[25];
-  assign \st7.g  = st7[26];
-  assign \st7.y  = st7[29:27];
-  assign \st7.x  = st7[32:30];
+  assign \st7.bias_g  = st7[26];
   assign \v_wr__data[0]  = v_wr__data[17:0];
   assign \v_wr__data[1]  = v_wr__data[35:18];
   assign \v_wr__data[2]  = v_wr__data[53:36];
@@ -4456,6 +4328,24 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \res7[1]  = v_wr__data[35:18];
   assign \res7[2]  = v_wr__data[53:36];
   assign \res7[3]  = v_wr__data[71:54];
+  assign \written.counts  = written[3:0];
+  assign \written.counts[0]  = written[0];
+  assign \written.counts[1]  = written[1];
+  assign \written.counts[2]  = written[2];
+  assign \written.counts[3]  = written[3];
+  assign \written.g  = written[4];
+  assign \written.y  = written[7:5];
+  assign \written.x  = written[10:8];
+  assign \written.end  = written[11];
+  assign \entry7.counts  = entry7[3:0];
+  assign \entry7.counts[0]  = entry7[0];
+  assign \entry7.counts[1]  = entry7[1];
+  assign \entry7.counts[2]  = entry7[2];
+  assign \entry7.counts[3]  = entry7[3];
+  assign \entry7.g  = entry7[4];
+  assign \entry7.y  = entry7[7:5];
+  assign \entry7.x  = entry7[10:8];
+  assign \entry7.end  = entry7[11];
   assign \entry.counts  = entry[3:0];
   assign \entry.counts[0]  = entry[0];
   assign \entry.counts[1]  = entry[1];
@@ -4465,15 +4355,6 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \entry.y  = entry[7:5];
   assign \entry.x  = entry[10:8];
   assign \entry.end  = entry[11];
-  assign \entry7.counts  = \$signal$63 [3:0];
-  assign \entry7.counts[0]  = \$signal$63 [0];
-  assign \entry7.counts[1]  = \$signal$63 [1];
-  assign \entry7.counts[2]  = \$signal$63 [2];
-  assign \entry7.counts[3]  = \$signal$63 [3];
-  assign \entry7.g  = \$signal$63 [4];
-  assign \entry7.y  = \$signal$63 [7:5];
-  assign \entry7.x  = \$signal$63 [10:8];
-  assign \entry7.end  = \$signal$63 [11];
   assign \o__payload.c  = o__payload[2:0];
   assign \o__payload.y  = o__payload[5:3];
   assign \o__payload.x  = o__payload[8:6];
@@ -4491,9 +4372,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \st1.last_step  = st1[22];
   assign \st1.fire_k  = st1[24:23];
   assign \st1.end  = st1[25];
-  assign \st1.g  = st1[26];
-  assign \st1.y  = st1[29:27];
-  assign \st1.x  = st1[32:30];
+  assign \st1.bias_g  = st1[26];
   assign \st3.valid  = st3[0];
   assign \st3.kind  = st3[1];
   assign \st3.cur  = st3[2];
@@ -4506,9 +4385,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \st3.last_step  = st3[22];
   assign \st3.fire_k  = st3[24:23];
   assign \st3.end  = st3[25];
-  assign \st3.g  = st3[26];
-  assign \st3.y  = st3[29:27];
-  assign \st3.x  = st3[32:30];
+  assign \st3.bias_g  = st3[26];
   assign \st4.valid  = st4[0];
   assign \st4.kind  = st4[1];
   assign \st4.cur  = st4[2];
@@ -4521,9 +4398,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \st4.last_step  = st4[22];
   assign \st4.fire_k  = st4[24:23];
   assign \st4.end  = st4[25];
-  assign \st4.g  = st4[26];
-  assign \st4.y  = st4[29:27];
-  assign \st4.x  = st4[32:30];
+  assign \st4.bias_g  = st4[26];
   assign \st5.valid  = st5[0];
   assign \st5.kind  = st5[1];
   assign \st5.cur  = st5[2];
@@ -4536,9 +4411,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \st5.last_step  = st5[22];
   assign \st5.fire_k  = st5[24:23];
   assign \st5.end  = st5[25];
-  assign \st5.g  = st5[26];
-  assign \st5.y  = st5[29:27];
-  assign \st5.x  = st5[32:30];
+  assign \st5.bias_g  = st5[26];
   assign \st8.valid  = st8[0];
   assign \st8.kind  = st8[1];
   assign \st8.cur  = st8[2];
@@ -4551,9 +4424,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \st8.last_step  = st8[22];
   assign \st8.fire_k  = st8[24:23];
   assign \st8.end  = st8[25];
-  assign \st8.g  = st8[26];
-  assign \st8.y  = st8[29:27];
-  assign \st8.x  = st8[32:30];
+  assign \st8.bias_g  = st8[26];
   assign \w1_0[0]  = w1_0[7:0];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[2]  = w1_0[23:16];
@@ -4570,10 +4441,10 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \v_raw[1]  = v_raw[35:18];
   assign \v_raw[2]  = v_raw[53:36];
   assign \v_raw[3]  = v_raw[71:54];
-  assign \$signature__data$105[0]  = \$signature__data$105 [17:0];
-  assign \$signature__data$105[1]  = \$signature__data$105 [35:18];
-  assign \$signature__data$105[2]  = \$signature__data$105 [53:36];
-  assign \$signature__data$105[3]  = \$signature__data$105 [71:54];
+  assign \$signature__data$107[0]  = \$signature__data$107 [17:0];
+  assign \$signature__data$107[1]  = \$signature__data$107 [35:18];
+  assign \$signature__data$107[2]  = \$signature__data$107 [53:36];
+  assign \$signature__data$107[3]  = \$signature__data$107 [71:54];
   assign \b_raw[0]  = b_raw[14:0];
   assign \b_raw[1]  = b_raw[29:15];
   assign \b_raw[2]  = b_raw[44:30];
@@ -4602,26 +4473,26 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \cres9[1]  = cres9[1];
   assign \cres9[2]  = cres9[2];
   assign \cres9[3]  = cres9[3];
-  assign \$like$113[0]  = \$like$113 [14:0];
-  assign \$like$113[1]  = \$like$113 [29:15];
-  assign \$like$113[2]  = \$like$113 [44:30];
-  assign \$like$113[3]  = \$like$113 [59:45];
+  assign \$like$115[0]  = \$like$115 [14:0];
+  assign \$like$115[1]  = \$like$115 [29:15];
+  assign \$like$115[2]  = \$like$115 [44:30];
+  assign \$like$115[3]  = \$like$115 [59:45];
   assign \b6[0]  = b6[14:0];
   assign \b6[1]  = b6[29:15];
   assign \b6[2]  = b6[44:30];
   assign \b6[3]  = b6[59:45];
-  assign \$signal$127[0]  = \$signal$127 [18:0];
-  assign \$signal$127[1]  = \$signal$127 [37:19];
-  assign \$signal$127[2]  = \$signal$127 [56:38];
-  assign \$signal$127[3]  = \$signal$127 [75:57];
+  assign \$signal$129[0]  = \$signal$129 [18:0];
+  assign \$signal$129[1]  = \$signal$129 [37:19];
+  assign \$signal$129[2]  = \$signal$129 [56:38];
+  assign \$signal$129[3]  = \$signal$129 [75:57];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
   assign \c_raw[3]  = 1'h0;
   always @*
-    o__payload[8:6] = \$signal$69 [10:8];
+    o__payload[8:6] = \$signal$71 [10:8];
   always @*
-    o__payload[5:3] = \$signal$69 [7:5];
+    o__payload[5:3] = \$signal$71 [7:5];
   always @*
     o__payload[2:0] = \$66 [2:0];
   assign pending[3] = \$64 ;
@@ -4629,10 +4500,12 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign pending[1] = \$58 ;
   assign pending[0] = \$55 ;
   assign entry[11] = st6[25];
-  assign entry[10:8] = st6[32:30];
-  assign entry[7:5] = st6[29:27];
-  assign entry[4] = st6[26];
   assign entry[3:0] = out_counts;
+  assign entry[10:4] = 7'h00;
+  assign written[10:8] = pos1;
+  assign written[7:5] = pos2;
+  assign written[4] = \pos0$63 ;
+  assign { written[11], written[3:0] } = { entry7[11], entry7[3:0] };
   assign active = \$12 ;
   assign \$50  = st7[1];
   assign \$78  = fire_state;
@@ -4716,72 +4589,74 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \$439  = pix_bits[0];
   assign \$445  = pix_bits[0];
   assign \$452  = pix_bits[0];
-  assign \$503  = sweep_g;
-  assign \$533  = st3[1];
-  assign \$555  = st4[1];
-  assign \$573  = st5[1];
-  assign \$591  = st6[1];
-  assign \$609  = st7[1];
-  assign \$614  = 1'h1;
-  assign \$615  = hit_v1;
-  assign \$620  = 1'h1;
-  assign \$621  = hit_c1;
-  assign \$626  = hit_v1;
-  assign \$633  = hit_c1;
-  assign \$640  = hit_v1;
-  assign \$648  = hit_v1;
-  assign \$657  = hit_v1;
-  assign \$667  = hit_v1;
-  assign \$677  = hit_c1;
-  assign \$684  = hit_c1;
-  assign \$692  = hit_c1;
-  assign \$701  = hit_c1;
-  assign \$726  = 2'h0;
-  assign \$727  = \$725 ;
-  assign \$732  = 2'h0;
-  assign \$733  = \$731 ;
-  assign \$741  = 2'h0;
-  assign \$742  = \$740 ;
-  assign \$747  = 2'h0;
-  assign \$748  = \$746 ;
-  assign \$761  = 2'h0;
-  assign \$762  = \$760 ;
-  assign \$767  = 2'h0;
-  assign \$768  = \$766 ;
-  assign \$776  = 2'h0;
-  assign \$777  = \$775 ;
-  assign \$782  = 2'h0;
-  assign \$783  = \$781 ;
-  assign \$796  = 2'h0;
-  assign \$797  = \$795 ;
-  assign \$802  = 2'h0;
-  assign \$803  = \$801 ;
-  assign \$811  = 2'h0;
-  assign \$812  = \$810 ;
-  assign \$817  = 2'h0;
-  assign \$818  = \$816 ;
-  assign \$831  = 2'h0;
-  assign \$832  = \$830 ;
-  assign \$837  = 2'h0;
-  assign \$838  = \$836 ;
-  assign \$846  = 2'h0;
-  assign \$847  = \$845 ;
-  assign \$852  = 2'h0;
-  assign \$853  = \$851 ;
-  assign \$855  = st5[1];
-  assign \$861  = st5[1];
-  assign \$867  = st5[1];
-  assign \$873  = st5[1];
-  assign \$879  = st6[1];
-  assign \$53  = \$signal$69 [0];
-  assign \$56  = \$signal$69 [1];
-  assign \$59  = \$signal$69 [2];
-  assign \$62  = \$signal$69 [3];
-  assign \$712  = st3[1];
+  assign \$506  = pos0;
+  assign \$530  = st3[1];
+  assign \$552  = st4[1];
+  assign \$570  = st5[1];
+  assign \$588  = st6[1];
+  assign \$606  = st7[1];
+  assign \$611  = 1'h1;
+  assign \$612  = hit_v1;
+  assign \$617  = 1'h1;
+  assign \$618  = hit_c1;
+  assign \$623  = hit_v1;
+  assign \$630  = hit_c1;
+  assign \$637  = hit_v1;
+  assign \$645  = hit_v1;
+  assign \$654  = hit_v1;
+  assign \$664  = hit_v1;
+  assign \$674  = hit_c1;
+  assign \$681  = hit_c1;
+  assign \$689  = hit_c1;
+  assign \$698  = hit_c1;
+  assign \$723  = 2'h0;
+  assign \$724  = \$722 ;
+  assign \$729  = 2'h0;
+  assign \$730  = \$728 ;
+  assign \$738  = 2'h0;
+  assign \$739  = \$737 ;
+  assign \$744  = 2'h0;
+  assign \$745  = \$743 ;
+  assign \$758  = 2'h0;
+  assign \$759  = \$757 ;
+  assign \$764  = 2'h0;
+  assign \$765  = \$763 ;
+  assign \$773  = 2'h0;
+  assign \$774  = \$772 ;
+  assign \$779  = 2'h0;
+  assign \$780  = \$778 ;
+  assign \$793  = 2'h0;
+  assign \$794  = \$792 ;
+  assign \$799  = 2'h0;
+  assign \$800  = \$798 ;
+  assign \$808  = 2'h0;
+  assign \$809  = \$807 ;
+  assign \$814  = 2'h0;
+  assign \$815  = \$813 ;
+  assign \$828  = 2'h0;
+  assign \$829  = \$827 ;
+  assign \$834  = 2'h0;
+  assign \$835  = \$833 ;
+  assign \$843  = 2'h0;
+  assign \$844  = \$842 ;
+  assign \$849  = 2'h0;
+  assign \$850  = \$848 ;
+  assign \$852  = st5[1];
+  assign \$858  = st5[1];
+  assign \$864  = st5[1];
+  assign \$870  = st5[1];
+  assign \$876  = st6[1];
+  assign \$880  = st7[1];
+  assign \$882  = \pos0$63 ;
+  assign \$53  = \$signal$71 [0];
+  assign \$56  = \$signal$71 [1];
+  assign \$59  = \$signal$71 [2];
+  assign \$62  = \$signal$71 [3];
+  assign \$709  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3624$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
+module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3489$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [2:0] \$10 ;
@@ -4882,8 +4757,8 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3624$0 , loa
   reg op_valid = 1'h0;
   output [4:0] op_waddr;
   reg [4:0] op_waddr = 5'h00;
-  input [2:0] \port$3624$0 ;
-  wire [2:0] \port$3624$0 ;
+  input [2:0] \port$3489$0 ;
+  wire [2:0] \port$3489$0 ;
   reg [4:0] r_step = 5'h00;
   output ready;
   wire ready;
@@ -4974,7 +4849,7 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3624$0 , loa
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$51  = op_shift;
     if (load) begin
-      \$51  = { 1'h0, \port$3624$0  };
+      \$51  = { 1'h0, \port$3489$0  };
     end
     if (rst) begin
       \$51  = 4'h0;
@@ -5491,13 +5366,13 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3624$0 , loa
   assign addr = op_addr;
   assign waddr = op_waddr;
   assign ev_count = 1'h1;
-  assign ev_shift = { 1'h0, \port$3624$0  };
+  assign ev_shift = { 1'h0, \port$3489$0  };
   assign \$9  = { ev_c, 1'h0 };
   assign \$11  = { 3'h0, ev_c, 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1244$0 , \port$3626$0 , \port$3841$0 , \port$3843$0 , \port$0$2 );
+module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1261$0 , \port$3491$0 , \port$3709$0 , \port$3711$0 , \port$0$2 );
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5518,16 +5393,16 @@ module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$124
   wire [1:0] count;
   input [7:0] \port$0$2 ;
   wire [7:0] \port$0$2 ;
-  output \port$1244$0 ;
-  wire \port$1244$0 ;
-  input \port$3626$0 ;
-  wire \port$3626$0 ;
+  output \port$1261$0 ;
+  wire \port$1261$0 ;
+  input \port$3491$0 ;
+  wire \port$3491$0 ;
   (* init = 8'h00 *)
-  output [7:0] \port$3841$0 ;
-  wire [7:0] \port$3841$0 ;
+  output [7:0] \port$3709$0 ;
+  wire [7:0] \port$3709$0 ;
   (* init = 1'h0 *)
-  output \port$3843$0 ;
-  wire \port$3843$0 ;
+  output \port$3711$0 ;
+  wire \port$3711$0 ;
   input \port$5$0 ;
   wire \port$5$0 ;
   input rst;
@@ -5537,7 +5412,7 @@ module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$124
   assign take = \port$5$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3626$0  | \$2 ;
+  assign \$3  = \port$3491$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -5605,15 +5480,15 @@ module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$124
     end
   end
   assign \$signal$3  = \port$5$0 ;
-  assign \$signal$8  = \port$3626$0 ;
+  assign \$signal$8  = \port$3491$0 ;
   assign \$signal$11  = \port$0$2 ;
-  assign \port$1244$0  = \$signal ;
-  assign \port$3841$0  = \$signal$9 ;
-  assign \port$3843$0  = \$signal$5 ;
+  assign \port$1261$0  = \$signal ;
+  assign \port$3709$0  = \$signal$9 ;
+  assign \port$3711$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.queue (rst, \port$3639$0 , w_data, w_en, \port$3831$0 , \port$3833$0 , clk);
+module \digits_cnn_ilif.engine_conv1.queue (rst, w_data, \port$3505$0 , w_en, \port$3699$0 , \port$3701$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5644,12 +5519,12 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, \port$3639$0 , w_data, w_en, \p
   reg held_valid = 1'h0;
   wire [8:0] level;
   wire [8:0] \level$21 ;
-  input \port$3639$0 ;
-  wire \port$3639$0 ;
-  output [11:0] \port$3831$0 ;
-  wire [11:0] \port$3831$0 ;
-  output \port$3833$0 ;
-  wire \port$3833$0 ;
+  input \port$3505$0 ;
+  wire \port$3505$0 ;
+  output [11:0] \port$3699$0 ;
+  wire [11:0] \port$3699$0 ;
+  output \port$3701$0 ;
+  wire \port$3701$0 ;
   wire [11:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -5686,12 +5561,12 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, \port$3639$0 , w_data, w_en, \p
   \digits_cnn_ilif.engine_conv1.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$1232$0 (\$signal$9 ),
-    .\port$3639$0 (\port$3639$0 ),
-    .\port$3815$0 (\$signal$11 ),
-    .\port$3817$0 (held_valid),
-    .\port$3831$0 (\$signal$14 ),
-    .\port$3833$0 (\$signal$16 ),
+    .\port$1249$0 (\$signal$9 ),
+    .\port$3505$0 (\port$3505$0 ),
+    .\port$3683$0 (\$signal$11 ),
+    .\port$3685$0 (held_valid),
+    .\port$3699$0 (\$signal$14 ),
+    .\port$3701$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -5722,11 +5597,11 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, \port$3639$0 , w_data, w_en, \p
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3639$0 ;
-  assign \$signal$19  = \port$3639$0 ;
+  assign \$signal$18  = \port$3505$0 ;
+  assign \$signal$19  = \port$3505$0 ;
   assign level = \$4 [8:0];
-  assign \port$3831$0  = \$signal$14 ;
-  assign \port$3833$0  = \$signal$16 ;
+  assign \port$3699$0  = \$signal$14 ;
+  assign \port$3701$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6174,7 +6049,7 @@ module \digits_cnn_ilif.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1232$0 , count, \port$3639$0 , \port$3815$0 , \port$3817$0 , \port$3831$0 , \port$3833$0 , clk);
+module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1249$0 , count, \port$3505$0 , \port$3683$0 , \port$3685$0 , \port$3699$0 , \port$3701$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -6194,28 +6069,28 @@ module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1232$0 , count, \por
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$1232$0 ;
-  wire \port$1232$0 ;
-  input \port$3639$0 ;
-  wire \port$3639$0 ;
-  input [11:0] \port$3815$0 ;
-  wire [11:0] \port$3815$0 ;
-  input \port$3817$0 ;
-  wire \port$3817$0 ;
+  output \port$1249$0 ;
+  wire \port$1249$0 ;
+  input \port$3505$0 ;
+  wire \port$3505$0 ;
+  input [11:0] \port$3683$0 ;
+  wire [11:0] \port$3683$0 ;
+  input \port$3685$0 ;
+  wire \port$3685$0 ;
   (* init = 12'h000 *)
-  output [11:0] \port$3831$0 ;
-  wire [11:0] \port$3831$0 ;
+  output [11:0] \port$3699$0 ;
+  wire [11:0] \port$3699$0 ;
   (* init = 1'h0 *)
-  output \port$3833$0 ;
-  wire \port$3833$0 ;
+  output \port$3701$0 ;
+  wire \port$3701$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3817$0  & \$1 ;
+  assign take = \port$3685$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3639$0  | \$2 ;
+  assign \$3  = \port$3505$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -6233,7 +6108,7 @@ module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1232$0 , count, \por
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3815$0 ;
+        \$4  = \port$3683$0 ;
       end
     end
     if (rst) begin
@@ -6276,18 +6151,18 @@ module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1232$0 , count, \por
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3815$0 ;
+      \$7  = \port$3683$0 ;
     end
     if (rst) begin
       \$7  = 12'h000;
     end
   end
-  assign \$signal$3  = \port$3817$0 ;
-  assign \$signal$8  = \port$3639$0 ;
-  assign \$signal$11  = \port$3815$0 ;
-  assign \port$1232$0  = \$signal ;
-  assign \port$3831$0  = \$signal$9 ;
-  assign \port$3833$0  = \$signal$5 ;
+  assign \$signal$3  = \port$3685$0 ;
+  assign \$signal$8  = \port$3505$0 ;
+  assign \$signal$11  = \port$3683$0 ;
+  assign \port$1249$0  = \$signal ;
+  assign \port$3699$0  = \$signal$9 ;
+  assign \port$3701$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6295,12 +6170,12 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [10:0] \$10 ;
-  wire \$100 ;
-  wire \$101 ;
+  wire [10:0] \$100 ;
+  wire [10:0] \$101 ;
   wire [10:0] \$102 ;
-  wire [10:0] \$103 ;
-  wire [10:0] \$104 ;
-  wire [10:0] \$105 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
@@ -6520,252 +6395,252 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$300 ;
   wire \$301 ;
   wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire \$305 ;
-  wire [16:0] \$306 ;
+  wire [16:0] \$303 ;
+  wire [16:0] \$304 ;
+  wire [16:0] \$305 ;
+  wire [15:0] \$306 ;
   wire [16:0] \$307 ;
-  wire [16:0] \$308 ;
-  wire [15:0] \$309 ;
+  wire [15:0] \$308 ;
+  wire [16:0] \$309 ;
   wire [17:0] \$31 ;
-  wire [16:0] \$310 ;
-  wire [15:0] \$311 ;
-  wire [16:0] \$312 ;
-  wire [15:0] \$313 ;
-  wire [16:0] \$314 ;
-  wire [15:0] \$315 ;
-  wire [16:0] \$316 ;
-  wire [1:0] \$317 ;
-  wire [16:0] \$318 ;
-  wire [1:0] \$319 ;
+  wire [15:0] \$310 ;
+  wire [16:0] \$311 ;
+  wire [15:0] \$312 ;
+  wire [16:0] \$313 ;
+  wire [1:0] \$314 ;
+  wire [16:0] \$315 ;
+  wire [1:0] \$316 ;
+  wire [16:0] \$317 ;
+  wire [1:0] \$318 ;
+  wire [16:0] \$319 ;
   wire \$32 ;
-  wire [16:0] \$320 ;
-  wire [1:0] \$321 ;
-  wire [16:0] \$322 ;
-  wire [1:0] \$323 ;
-  wire [16:0] \$324 ;
-  wire [10:0] \$325 ;
-  wire [12:0] \$326 ;
-  wire [12:0] \$327 ;
+  wire [1:0] \$320 ;
+  wire [16:0] \$321 ;
+  wire [10:0] \$322 ;
+  wire [12:0] \$323 ;
+  wire [12:0] \$324 ;
+  wire [16:0] \$325 ;
+  wire [16:0] \$326 ;
+  wire [16:0] \$327 ;
   wire [16:0] \$328 ;
-  wire [16:0] \$329 ;
+  wire [1:0] \$329 ;
   reg [15:0] \$33 ;
   wire [16:0] \$330 ;
-  wire [16:0] \$331 ;
-  wire [1:0] \$332 ;
-  wire [16:0] \$333 ;
-  wire [1:0] \$334 ;
-  wire [16:0] \$335 ;
-  wire [1:0] \$336 ;
-  wire [16:0] \$337 ;
-  wire [1:0] \$338 ;
+  wire [1:0] \$331 ;
+  wire [16:0] \$332 ;
+  wire [1:0] \$333 ;
+  wire [16:0] \$334 ;
+  wire [1:0] \$335 ;
+  wire [16:0] \$336 ;
+  wire [17:0] \$337 ;
+  wire [16:0] \$338 ;
   wire [16:0] \$339 ;
   wire [17:0] \$34 ;
-  wire [17:0] \$340 ;
-  wire [16:0] \$341 ;
+  wire [16:0] \$340 ;
+  wire [15:0] \$341 ;
   wire [16:0] \$342 ;
-  wire [16:0] \$343 ;
-  wire [15:0] \$344 ;
-  wire [16:0] \$345 ;
-  wire [15:0] \$346 ;
-  wire [16:0] \$347 ;
-  wire [15:0] \$348 ;
-  wire [16:0] \$349 ;
+  wire [15:0] \$343 ;
+  wire [16:0] \$344 ;
+  wire [15:0] \$345 ;
+  wire [16:0] \$346 ;
+  wire [15:0] \$347 ;
+  wire [16:0] \$348 ;
+  wire [1:0] \$349 ;
   wire \$35 ;
-  wire [15:0] \$350 ;
-  wire [16:0] \$351 ;
-  wire [1:0] \$352 ;
-  wire [16:0] \$353 ;
-  wire [1:0] \$354 ;
-  wire [16:0] \$355 ;
-  wire [1:0] \$356 ;
-  wire [16:0] \$357 ;
-  wire [1:0] \$358 ;
-  wire [16:0] \$359 ;
+  wire [16:0] \$350 ;
+  wire [1:0] \$351 ;
+  wire [16:0] \$352 ;
+  wire [1:0] \$353 ;
+  wire [16:0] \$354 ;
+  wire [1:0] \$355 ;
+  wire [16:0] \$356 ;
+  wire [10:0] \$357 ;
+  wire [12:0] \$358 ;
+  wire [12:0] \$359 ;
   wire \$36 ;
-  wire [10:0] \$360 ;
-  wire [12:0] \$361 ;
-  wire [12:0] \$362 ;
+  wire [16:0] \$360 ;
+  wire [16:0] \$361 ;
+  wire [16:0] \$362 ;
   wire [16:0] \$363 ;
-  wire [16:0] \$364 ;
+  wire [1:0] \$364 ;
   wire [16:0] \$365 ;
-  wire [16:0] \$366 ;
-  wire [1:0] \$367 ;
-  wire [16:0] \$368 ;
-  wire [1:0] \$369 ;
+  wire [1:0] \$366 ;
+  wire [16:0] \$367 ;
+  wire [1:0] \$368 ;
+  wire [16:0] \$369 ;
   wire \$37 ;
-  wire [16:0] \$370 ;
-  wire [1:0] \$371 ;
-  wire [16:0] \$372 ;
-  wire [1:0] \$373 ;
+  wire [1:0] \$370 ;
+  wire [16:0] \$371 ;
+  wire [17:0] \$372 ;
+  wire [16:0] \$373 ;
   wire [16:0] \$374 ;
-  wire [17:0] \$375 ;
-  wire [16:0] \$376 ;
+  wire [16:0] \$375 ;
+  wire [15:0] \$376 ;
   wire [16:0] \$377 ;
-  wire [16:0] \$378 ;
-  wire [15:0] \$379 ;
+  wire [15:0] \$378 ;
+  wire [16:0] \$379 ;
   wire [17:0] \$38 ;
-  wire [16:0] \$380 ;
-  wire [15:0] \$381 ;
-  wire [16:0] \$382 ;
-  wire [15:0] \$383 ;
-  wire [16:0] \$384 ;
-  wire [15:0] \$385 ;
-  wire [16:0] \$386 ;
-  wire [1:0] \$387 ;
-  wire [16:0] \$388 ;
-  wire [1:0] \$389 ;
+  wire [15:0] \$380 ;
+  wire [16:0] \$381 ;
+  wire [15:0] \$382 ;
+  wire [16:0] \$383 ;
+  wire [1:0] \$384 ;
+  wire [16:0] \$385 ;
+  wire [1:0] \$386 ;
+  wire [16:0] \$387 ;
+  wire [1:0] \$388 ;
+  wire [16:0] \$389 ;
   wire [9:0] \$39 ;
-  wire [16:0] \$390 ;
-  wire [1:0] \$391 ;
-  wire [16:0] \$392 ;
-  wire [1:0] \$393 ;
-  wire [16:0] \$394 ;
-  wire [10:0] \$395 ;
-  wire [12:0] \$396 ;
-  wire [12:0] \$397 ;
+  wire [1:0] \$390 ;
+  wire [16:0] \$391 ;
+  wire [10:0] \$392 ;
+  wire [12:0] \$393 ;
+  wire [12:0] \$394 ;
+  wire [16:0] \$395 ;
+  wire [16:0] \$396 ;
+  wire [16:0] \$397 ;
   wire [16:0] \$398 ;
-  wire [16:0] \$399 ;
+  wire [1:0] \$399 ;
   wire \$4 ;
   wire [10:0] \$40 ;
   wire [16:0] \$400 ;
-  wire [16:0] \$401 ;
-  wire [1:0] \$402 ;
-  wire [16:0] \$403 ;
-  wire [1:0] \$404 ;
-  wire [16:0] \$405 ;
-  wire [1:0] \$406 ;
-  wire [16:0] \$407 ;
-  wire [1:0] \$408 ;
+  wire [1:0] \$401 ;
+  wire [16:0] \$402 ;
+  wire [1:0] \$403 ;
+  wire [16:0] \$404 ;
+  wire [1:0] \$405 ;
+  wire [16:0] \$406 ;
+  wire [17:0] \$407 ;
+  wire [16:0] \$408 ;
   wire [16:0] \$409 ;
   wire \$41 ;
-  wire [17:0] \$410 ;
-  wire [16:0] \$411 ;
+  wire [16:0] \$410 ;
+  wire [15:0] \$411 ;
   wire [16:0] \$412 ;
-  wire [16:0] \$413 ;
-  wire [15:0] \$414 ;
-  wire [16:0] \$415 ;
-  wire [15:0] \$416 ;
-  wire [16:0] \$417 ;
-  wire [15:0] \$418 ;
-  wire [16:0] \$419 ;
+  wire [15:0] \$413 ;
+  wire [16:0] \$414 ;
+  wire [15:0] \$415 ;
+  wire [16:0] \$416 ;
+  wire [15:0] \$417 ;
+  wire [16:0] \$418 ;
+  wire [1:0] \$419 ;
   wire \$42 ;
-  wire [15:0] \$420 ;
-  wire [16:0] \$421 ;
-  wire [1:0] \$422 ;
-  wire [16:0] \$423 ;
-  wire [1:0] \$424 ;
-  wire [16:0] \$425 ;
-  wire [1:0] \$426 ;
-  wire [16:0] \$427 ;
-  wire [1:0] \$428 ;
-  wire [16:0] \$429 ;
+  wire [16:0] \$420 ;
+  wire [1:0] \$421 ;
+  wire [16:0] \$422 ;
+  wire [1:0] \$423 ;
+  wire [16:0] \$424 ;
+  wire [1:0] \$425 ;
+  wire [16:0] \$426 ;
+  wire [10:0] \$427 ;
+  wire [12:0] \$428 ;
+  wire [12:0] \$429 ;
   wire \$43 ;
-  wire [10:0] \$430 ;
-  wire [12:0] \$431 ;
-  wire [12:0] \$432 ;
+  wire [16:0] \$430 ;
+  wire [16:0] \$431 ;
+  wire [16:0] \$432 ;
   wire [16:0] \$433 ;
-  wire [16:0] \$434 ;
+  wire [1:0] \$434 ;
   wire [16:0] \$435 ;
-  wire [16:0] \$436 ;
-  wire [1:0] \$437 ;
-  wire [16:0] \$438 ;
-  wire [1:0] \$439 ;
+  wire [1:0] \$436 ;
+  wire [16:0] \$437 ;
+  wire [1:0] \$438 ;
+  wire [16:0] \$439 ;
   wire \$44 ;
-  wire [16:0] \$440 ;
-  wire [1:0] \$441 ;
-  wire [16:0] \$442 ;
-  wire [1:0] \$443 ;
-  wire [16:0] \$444 ;
-  wire [17:0] \$445 ;
+  wire [1:0] \$440 ;
+  wire [16:0] \$441 ;
+  wire [17:0] \$442 ;
+  wire \$443 ;
+  wire \$444 ;
+  wire \$445 ;
   wire \$446 ;
   wire \$447 ;
-  wire \$448 ;
+  wire [16:0] \$448 ;
   wire \$449 ;
   wire [3:0] \$45 ;
   wire \$450 ;
-  wire [16:0] \$451 ;
+  wire \$451 ;
   wire \$452 ;
   wire \$453 ;
-  wire \$454 ;
+  wire [16:0] \$454 ;
   wire \$455 ;
   wire \$456 ;
-  wire [16:0] \$457 ;
+  wire \$457 ;
   wire \$458 ;
   wire \$459 ;
   wire \$46 ;
-  wire \$460 ;
+  wire [16:0] \$460 ;
   wire \$461 ;
   wire \$462 ;
-  wire [16:0] \$463 ;
+  wire \$463 ;
   wire \$464 ;
   wire \$465 ;
-  wire \$466 ;
+  wire [16:0] \$466 ;
   wire \$467 ;
   wire \$468 ;
-  wire [16:0] \$469 ;
+  wire \$469 ;
   wire \$47 ;
   wire \$470 ;
   wire \$471 ;
   wire \$472 ;
   wire \$473 ;
   wire \$474 ;
-  wire [4:0] \$475 ;
-  wire [4:0] \$476 ;
-  wire \$477 ;
-  wire \$478 ;
+  wire \$475 ;
+  wire [3:0] \$476 ;
+  wire [3:0] \$477 ;
+  wire [2:0] \$478 ;
   wire \$479 ;
   wire \$48 ;
-  wire [6:0] \$480 ;
-  wire [6:0] \$481 ;
-  reg [9:0] \$482 ;
-  reg \$483 ;
-  reg [2:0] \$484 ;
-  reg \$485 ;
-  reg \$486 ;
-  reg \$487 ;
-  reg [1:0] \$488 ;
-  reg \$489 ;
+  wire [4:0] \$480 ;
+  wire [4:0] \$481 ;
+  wire \$482 ;
+  wire \$483 ;
+  wire \$484 ;
+  wire [6:0] \$485 ;
+  wire [6:0] \$486 ;
+  reg [9:0] \$487 ;
+  reg \$488 ;
+  reg [2:0] \$489 ;
   wire \$49 ;
-  reg [7:0] \$490 ;
-  reg [1:0] \$491 ;
-  reg [2:0] \$492 ;
-  reg [2:0] \$493 ;
+  reg \$490 ;
+  reg \$491 ;
+  reg \$492 ;
+  reg [1:0] \$493 ;
   reg \$494 ;
-  reg [2:0] \$495 ;
+  reg [7:0] \$495 ;
   reg \$496 ;
-  reg \$497 ;
+  reg [2:0] \$497 ;
   reg \$498 ;
-  reg [38:0] \$499 ;
+  reg \$499 ;
   wire \$5 ;
   wire \$50 ;
-  reg [38:0] \$500 ;
-  reg [38:0] \$501 ;
-  reg [38:0] \$502 ;
-  reg [38:0] \$503 ;
-  reg [38:0] \$504 ;
-  reg [38:0] \$505 ;
-  reg [38:0] \$506 ;
-  reg [38:0] \$507 ;
-  reg [31:0] \$508 ;
-  reg [10:0] \$509 ;
+  reg \$500 ;
+  reg [1:0] \$501 ;
+  reg [32:0] \$502 ;
+  reg [32:0] \$503 ;
+  reg [32:0] \$504 ;
+  reg [32:0] \$505 ;
+  reg [32:0] \$506 ;
+  reg [32:0] \$507 ;
+  reg [32:0] \$508 ;
+  reg [32:0] \$509 ;
   wire \$51 ;
-  reg [10:0] \$510 ;
-  reg [10:0] \$511 ;
+  reg [32:0] \$510 ;
+  reg [31:0] \$511 ;
   reg [10:0] \$512 ;
-  reg [43:0] \$513 ;
-  reg [63:0] \$514 ;
-  reg [51:0] \$515 ;
-  reg [63:0] \$516 ;
+  reg [10:0] \$513 ;
+  reg [10:0] \$514 ;
+  reg [10:0] \$515 ;
+  reg [43:0] \$516 ;
   reg [63:0] \$517 ;
-  reg [3:0] \$518 ;
-  reg [3:0] \$519 ;
+  reg [51:0] \$518 ;
+  reg [63:0] \$519 ;
   wire \$52 ;
-  reg [51:0] \$520 ;
-  reg [51:0] \$521 ;
-  reg \$522 ;
-  reg \$523 ;
-  reg \$524 ;
+  reg [63:0] \$520 ;
+  reg [3:0] \$521 ;
+  reg [3:0] \$522 ;
+  reg [51:0] \$523 ;
+  reg [51:0] \$524 ;
   reg \$525 ;
   reg \$526 ;
   reg \$527 ;
@@ -6774,15 +6649,21 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$53 ;
   reg \$530 ;
   reg \$531 ;
-  reg [9:0] \$532 ;
-  reg [7:0] \$533 ;
-  reg [67:0] \$534 ;
-  reg [67:0] \$535 ;
-  reg [63:0] \$536 ;
-  reg [12:0] \$537 ;
-  reg \$538 ;
-  reg [3:0] \$539 ;
+  reg \$532 ;
+  reg \$533 ;
+  reg \$534 ;
+  reg [9:0] \$535 ;
+  reg [7:0] \$536 ;
+  reg [67:0] \$537 ;
+  reg [67:0] \$538 ;
+  reg [63:0] \$539 ;
   wire \$54 ;
+  reg [12:0] \$540 ;
+  reg \$541 ;
+  reg [1:0] \$542 ;
+  reg [2:0] \$543 ;
+  reg [2:0] \$544 ;
+  reg [3:0] \$545 ;
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
@@ -6828,44 +6709,44 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \$93 ;
   wire \$94 ;
   wire \$95 ;
-  wire [3:0] \$96 ;
-  wire [3:0] \$97 ;
+  wire \$96 ;
+  wire \$97 ;
   wire [2:0] \$98 ;
-  wire \$99 ;
+  wire [10:0] \$99 ;
   reg [51:0] \$like  = 52'h0000000000000;
   wire [12:0] \$like[0] ;
   wire [12:0] \$like[1] ;
   wire [12:0] \$like[2] ;
   wire [12:0] \$like[3] ;
   reg \$signal  = 1'h0;
-  reg [9:0] \$signal$106  = 10'h000;
-  reg [7:0] \$signal$107  = 8'h00;
-  reg [67:0] \$signal$108  = 68'h00000000000000000;
-  wire [16:0] \$signal$108[0] ;
-  wire [16:0] \$signal$108[1] ;
-  wire [16:0] \$signal$108[2] ;
-  wire [16:0] \$signal$108[3] ;
+  reg [9:0] \$signal$108  = 10'h000;
+  reg [7:0] \$signal$109  = 8'h00;
+  reg [67:0] \$signal$110  = 68'h00000000000000000;
+  wire [16:0] \$signal$110[0] ;
+  wire [16:0] \$signal$110[1] ;
+  wire [16:0] \$signal$110[2] ;
+  wire [16:0] \$signal$110[3] ;
   reg \$signal$26  = 1'h0;
-  reg [67:0] \$signal$40  = 68'h00000000000000000;
-  wire [16:0] \$signal$40[0] ;
-  wire [16:0] \$signal$40[1] ;
-  wire [16:0] \$signal$40[2] ;
-  wire [16:0] \$signal$40[3] ;
-  reg [12:0] \$signal$53  = 13'h0000;
-  reg \$signal$55  = 1'h0;
-  wire [12:0] \$signal$59 ;
+  reg [67:0] \$signal$38  = 68'h00000000000000000;
+  wire [16:0] \$signal$38[0] ;
+  wire [16:0] \$signal$38[1] ;
+  wire [16:0] \$signal$38[2] ;
+  wire [16:0] \$signal$38[3] ;
+  wire [12:0] \$signal$56 ;
+  reg \$signal$57  = 1'h0;
   reg \$signal$6  = 1'h0;
-  wire \$signal$63 ;
-  reg \$signal$66 ;
-  reg \$signal$72  = 1'h0;
+  wire [12:0] \$signal$61 ;
+  wire \$signal$65 ;
+  reg \$signal$68 ;
+  reg \$signal$74  = 1'h0;
   wire [8:0] \$signature__addr ;
-  wire [8:0] \$signature__addr$35 ;
+  wire [8:0] \$signature__addr$33 ;
   wire [31:0] \$signature__data ;
-  wire [63:0] \$signature__data$86 ;
-  wire [15:0] \$signature__data$86[0] ;
-  wire [15:0] \$signature__data$86[1] ;
-  wire [15:0] \$signature__data$86[2] ;
-  wire [15:0] \$signature__data$86[3] ;
+  wire [63:0] \$signature__data$88 ;
+  wire [15:0] \$signature__data$88[0] ;
+  wire [15:0] \$signature__data$88[1] ;
+  wire [15:0] \$signature__data$88[2] ;
+  wire [15:0] \$signature__data$88[3] ;
   wire [7:0] \$signature__data[0] ;
   wire [7:0] \$signature__data[1] ;
   wire [7:0] \$signature__data[2] ;
@@ -6888,7 +6769,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire [12:0] \b_raw[1] ;
   wire [12:0] \b_raw[2] ;
   wire [12:0] \b_raw[3] ;
-  wire [7:0] b_rd__addr;
+  wire [1:0] b_rd__addr;
   wire [51:0] b_rd__data;
   wire [12:0] \b_rd__data[0] ;
   wire [12:0] \b_rd__data[1] ;
@@ -6935,8 +6816,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire [1:0] \entry.g ;
   wire [2:0] \entry.x ;
   wire [2:0] \entry.y ;
-  (* init = 13'h0000 *)
-  wire [12:0] entry7;
+  reg [12:0] entry7 = 13'h0000;
   wire [3:0] \entry7.counts ;
   wire \entry7.counts[0] ;
   wire \entry7.counts[1] ;
@@ -6977,22 +6857,20 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   reg i0__ready;
   input i0__valid;
   wire i0__valid;
-  reg [38:0] issue;
+  reg [32:0] issue;
   wire [7:0] \issue.addr ;
   wire \issue.bank ;
+  wire [1:0] \issue.bias_g ;
   wire \issue.count ;
   wire \issue.cur ;
   wire \issue.end ;
   wire [1:0] \issue.fire_k ;
-  wire [1:0] \issue.g ;
   wire \issue.kind ;
   wire \issue.last_step ;
   wire \issue.proj ;
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [8:0] \issue.waddr ;
-  wire [2:0] \issue.x ;
-  wire [2:0] \issue.y ;
   reg [1:0] lane;
   reg load;
   output [11:0] o__payload;
@@ -7018,6 +6896,10 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \out_counts[3] ;
   wire [3:0] pending;
   reg [2:0] plane = 3'h0;
+  reg [1:0] pos0 = 2'h0;
+  reg [1:0] \pos0$53  = 2'h0;
+  reg [2:0] pos1 = 3'h0;
+  reg [2:0] pos2 = 3'h0;
   (* init = 1'h0 *)
   wire push7;
   wire ready;
@@ -7044,156 +6926,135 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire [15:0] \result[3] ;
   input rst;
   wire rst;
-  reg [38:0] st0 = 39'h0000000000;
+  reg [32:0] st0 = 33'h000000000;
   wire [7:0] \st0.addr ;
   wire \st0.bank ;
+  wire [1:0] \st0.bias_g ;
   wire \st0.count ;
   wire \st0.cur ;
   wire \st0.end ;
   wire [1:0] \st0.fire_k ;
-  wire [1:0] \st0.g ;
   wire \st0.kind ;
   wire \st0.last_step ;
   wire \st0.proj ;
   wire [3:0] \st0.shift ;
   wire \st0.valid ;
   wire [8:0] \st0.waddr ;
-  wire [2:0] \st0.x ;
-  wire [2:0] \st0.y ;
-  reg [38:0] st1 = 39'h0000000000;
+  reg [32:0] st1 = 33'h000000000;
   wire [7:0] \st1.addr ;
   wire \st1.bank ;
+  wire [1:0] \st1.bias_g ;
   wire \st1.count ;
   wire \st1.cur ;
   wire \st1.end ;
   wire [1:0] \st1.fire_k ;
-  wire [1:0] \st1.g ;
   wire \st1.kind ;
   wire \st1.last_step ;
   wire \st1.proj ;
   wire [3:0] \st1.shift ;
   wire \st1.valid ;
   wire [8:0] \st1.waddr ;
-  wire [2:0] \st1.x ;
-  wire [2:0] \st1.y ;
-  reg [38:0] st2 = 39'h0000000000;
+  reg [32:0] st2 = 33'h000000000;
   wire [7:0] \st2.addr ;
   wire \st2.bank ;
+  wire [1:0] \st2.bias_g ;
   wire \st2.count ;
   wire \st2.cur ;
   wire \st2.end ;
   wire [1:0] \st2.fire_k ;
-  wire [1:0] \st2.g ;
   wire \st2.kind ;
   wire \st2.last_step ;
   wire \st2.proj ;
   wire [3:0] \st2.shift ;
   wire \st2.valid ;
   wire [8:0] \st2.waddr ;
-  wire [2:0] \st2.x ;
-  wire [2:0] \st2.y ;
-  reg [38:0] st3 = 39'h0000000000;
+  reg [32:0] st3 = 33'h000000000;
   wire [7:0] \st3.addr ;
   wire \st3.bank ;
+  wire [1:0] \st3.bias_g ;
   wire \st3.count ;
   wire \st3.cur ;
   wire \st3.end ;
   wire [1:0] \st3.fire_k ;
-  wire [1:0] \st3.g ;
   wire \st3.kind ;
   wire \st3.last_step ;
   wire \st3.proj ;
   wire [3:0] \st3.shift ;
   wire \st3.valid ;
   wire [8:0] \st3.waddr ;
-  wire [2:0] \st3.x ;
-  wire [2:0] \st3.y ;
-  reg [38:0] st4 = 39'h0000000000;
+  reg [32:0] st4 = 33'h000000000;
   wire [7:0] \st4.addr ;
   wire \st4.bank ;
+  wire [1:0] \st4.bias_g ;
   wire \st4.count ;
   wire \st4.cur ;
   wire \st4.end ;
   wire [1:0] \st4.fire_k ;
-  wire [1:0] \st4.g ;
   wire \st4.kind ;
   wire \st4.last_step ;
   wire \st4.proj ;
   wire [3:0] \st4.shift ;
   wire \st4.valid ;
   wire [8:0] \st4.waddr ;
-  wire [2:0] \st4.x ;
-  wire [2:0] \st4.y ;
-  reg [38:0] st5 = 39'h0000000000;
+  reg [32:0] st5 = 33'h000000000;
   wire [7:0] \st5.addr ;
   wire \st5.bank ;
+  wire [1:0] \st5.bias_g ;
   wire \st5.count ;
   wire \st5.cur ;
   wire \st5.end ;
   wire [1:0] \st5.fire_k ;
-  wire [1:0] \st5.g ;
   wire \st5.kind ;
   wire \st5.last_step ;
   wire \st5.proj ;
   wire [3:0] \st5.shift ;
   wire \st5.valid ;
   wire [8:0] \st5.waddr ;
-  wire [2:0] \st5.x ;
-  wire [2:0] \st5.y ;
-  reg [38:0] st6 = 39'h0000000000;
+  reg [32:0] st6 = 33'h000000000;
   wire [7:0] \st6.addr ;
   wire \st6.bank ;
+  wire [1:0] \st6.bias_g ;
   wire \st6.count ;
   wire \st6.cur ;
   wire \st6.end ;
   wire [1:0] \st6.fire_k ;
-  wire [1:0] \st6.g ;
   wire \st6.kind ;
   wire \st6.last_step ;
   wire \st6.proj ;
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [8:0] \st6.waddr ;
-  wire [2:0] \st6.x ;
-  wire [2:0] \st6.y ;
-  reg [38:0] st7 = 39'h0000000000;
+  reg [32:0] st7 = 33'h000000000;
   wire [7:0] \st7.addr ;
   wire \st7.bank ;
+  wire [1:0] \st7.bias_g ;
   wire \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
   wire [1:0] \st7.fire_k ;
-  wire [1:0] \st7.g ;
   wire \st7.kind ;
   wire \st7.last_step ;
   wire \st7.proj ;
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
   wire [8:0] \st7.waddr ;
-  wire [2:0] \st7.x ;
-  wire [2:0] \st7.y ;
-  reg [38:0] st8 = 39'h0000000000;
+  reg [32:0] st8 = 33'h000000000;
   wire [7:0] \st8.addr ;
   wire \st8.bank ;
+  wire [1:0] \st8.bias_g ;
   wire \st8.count ;
   wire \st8.cur ;
   wire \st8.end ;
   wire [1:0] \st8.fire_k ;
-  wire [1:0] \st8.g ;
   wire \st8.kind ;
   wire \st8.last_step ;
   wire \st8.proj ;
   wire [3:0] \st8.shift ;
   wire \st8.valid ;
   wire [8:0] \st8.waddr ;
-  wire [2:0] \st8.x ;
-  wire [2:0] \st8.y ;
   reg [7:0] sweep_addr = 8'h00;
-  reg [1:0] sweep_g = 2'h0;
   reg sweep_last = 1'h0;
   reg sweep_now;
-  reg [2:0] sweep_x = 3'h0;
-  reg [2:0] sweep_y = 3'h0;
   reg [9:0] used = 10'h000;
   reg [63:0] v_raw = 64'h0000000000000000;
   wire [15:0] \v_raw[0] ;
@@ -7216,268 +7077,26 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   reg [10:0] w2_0_1 = 11'h000;
   reg [10:0] w2_0_2 = 11'h000;
   reg [10:0] w2_0_3 = 11'h000;
-  reg [51:0] bmem [255:0];
+  wire [12:0] written;
+  wire [3:0] \written.counts ;
+  wire \written.counts[0] ;
+  wire \written.counts[1] ;
+  wire \written.counts[2] ;
+  wire \written.counts[3] ;
+  wire \written.end ;
+  wire [1:0] \written.g ;
+  wire [2:0] \written.x ;
+  wire [2:0] \written.y ;
+  reg [51:0] bmem [3:0];
   initial begin
     bmem[0] = 52'h34d8bdbe6c102;
     bmem[1] = 52'hef11088209eb8;
     bmem[2] = 52'hf391650e5fa9b;
     bmem[3] = 52'hfebbd47068a2e;
-    bmem[4] = 52'h34d8bdbe6c102;
-    bmem[5] = 52'hef11088209eb8;
-    bmem[6] = 52'hf391650e5fa9b;
-    bmem[7] = 52'hfebbd47068a2e;
-    bmem[8] = 52'h34d8bdbe6c102;
-    bmem[9] = 52'hef11088209eb8;
-    bmem[10] = 52'hf391650e5fa9b;
-    bmem[11] = 52'hfebbd47068a2e;
-    bmem[12] = 52'h34d8bdbe6c102;
-    bmem[13] = 52'hef11088209eb8;
-    bmem[14] = 52'hf391650e5fa9b;
-    bmem[15] = 52'hfebbd47068a2e;
-    bmem[16] = 52'h34d8bdbe6c102;
-    bmem[17] = 52'hef11088209eb8;
-    bmem[18] = 52'hf391650e5fa9b;
-    bmem[19] = 52'hfebbd47068a2e;
-    bmem[20] = 52'h34d8bdbe6c102;
-    bmem[21] = 52'hef11088209eb8;
-    bmem[22] = 52'hf391650e5fa9b;
-    bmem[23] = 52'hfebbd47068a2e;
-    bmem[24] = 52'h34d8bdbe6c102;
-    bmem[25] = 52'hef11088209eb8;
-    bmem[26] = 52'hf391650e5fa9b;
-    bmem[27] = 52'hfebbd47068a2e;
-    bmem[28] = 52'h34d8bdbe6c102;
-    bmem[29] = 52'hef11088209eb8;
-    bmem[30] = 52'hf391650e5fa9b;
-    bmem[31] = 52'hfebbd47068a2e;
-    bmem[32] = 52'h34d8bdbe6c102;
-    bmem[33] = 52'hef11088209eb8;
-    bmem[34] = 52'hf391650e5fa9b;
-    bmem[35] = 52'hfebbd47068a2e;
-    bmem[36] = 52'h34d8bdbe6c102;
-    bmem[37] = 52'hef11088209eb8;
-    bmem[38] = 52'hf391650e5fa9b;
-    bmem[39] = 52'hfebbd47068a2e;
-    bmem[40] = 52'h34d8bdbe6c102;
-    bmem[41] = 52'hef11088209eb8;
-    bmem[42] = 52'hf391650e5fa9b;
-    bmem[43] = 52'hfebbd47068a2e;
-    bmem[44] = 52'h34d8bdbe6c102;
-    bmem[45] = 52'hef11088209eb8;
-    bmem[46] = 52'hf391650e5fa9b;
-    bmem[47] = 52'hfebbd47068a2e;
-    bmem[48] = 52'h34d8bdbe6c102;
-    bmem[49] = 52'hef11088209eb8;
-    bmem[50] = 52'hf391650e5fa9b;
-    bmem[51] = 52'hfebbd47068a2e;
-    bmem[52] = 52'h34d8bdbe6c102;
-    bmem[53] = 52'hef11088209eb8;
-    bmem[54] = 52'hf391650e5fa9b;
-    bmem[55] = 52'hfebbd47068a2e;
-    bmem[56] = 52'h34d8bdbe6c102;
-    bmem[57] = 52'hef11088209eb8;
-    bmem[58] = 52'hf391650e5fa9b;
-    bmem[59] = 52'hfebbd47068a2e;
-    bmem[60] = 52'h34d8bdbe6c102;
-    bmem[61] = 52'hef11088209eb8;
-    bmem[62] = 52'hf391650e5fa9b;
-    bmem[63] = 52'hfebbd47068a2e;
-    bmem[64] = 52'h34d8bdbe6c102;
-    bmem[65] = 52'hef11088209eb8;
-    bmem[66] = 52'hf391650e5fa9b;
-    bmem[67] = 52'hfebbd47068a2e;
-    bmem[68] = 52'h34d8bdbe6c102;
-    bmem[69] = 52'hef11088209eb8;
-    bmem[70] = 52'hf391650e5fa9b;
-    bmem[71] = 52'hfebbd47068a2e;
-    bmem[72] = 52'h34d8bdbe6c102;
-    bmem[73] = 52'hef11088209eb8;
-    bmem[74] = 52'hf391650e5fa9b;
-    bmem[75] = 52'hfebbd47068a2e;
-    bmem[76] = 52'h34d8bdbe6c102;
-    bmem[77] = 52'hef11088209eb8;
-    bmem[78] = 52'hf391650e5fa9b;
-    bmem[79] = 52'hfebbd47068a2e;
-    bmem[80] = 52'h34d8bdbe6c102;
-    bmem[81] = 52'hef11088209eb8;
-    bmem[82] = 52'hf391650e5fa9b;
-    bmem[83] = 52'hfebbd47068a2e;
-    bmem[84] = 52'h34d8bdbe6c102;
-    bmem[85] = 52'hef11088209eb8;
-    bmem[86] = 52'hf391650e5fa9b;
-    bmem[87] = 52'hfebbd47068a2e;
-    bmem[88] = 52'h34d8bdbe6c102;
-    bmem[89] = 52'hef11088209eb8;
-    bmem[90] = 52'hf391650e5fa9b;
-    bmem[91] = 52'hfebbd47068a2e;
-    bmem[92] = 52'h34d8bdbe6c102;
-    bmem[93] = 52'hef11088209eb8;
-    bmem[94] = 52'hf391650e5fa9b;
-    bmem[95] = 52'hfebbd47068a2e;
-    bmem[96] = 52'h34d8bdbe6c102;
-    bmem[97] = 52'hef11088209eb8;
-    bmem[98] = 52'hf391650e5fa9b;
-    bmem[99] = 52'hfebbd47068a2e;
-    bmem[100] = 52'h34d8bdbe6c102;
-    bmem[101] = 52'hef11088209eb8;
-    bmem[102] = 52'hf391650e5fa9b;
-    bmem[103] = 52'hfebbd47068a2e;
-    bmem[104] = 52'h34d8bdbe6c102;
-    bmem[105] = 52'hef11088209eb8;
-    bmem[106] = 52'hf391650e5fa9b;
-    bmem[107] = 52'hfebbd47068a2e;
-    bmem[108] = 52'h34d8bdbe6c102;
-    bmem[109] = 52'hef11088209eb8;
-    bmem[110] = 52'hf391650e5fa9b;
-    bmem[111] = 52'hfebbd47068a2e;
-    bmem[112] = 52'h34d8bdbe6c102;
-    bmem[113] = 52'hef11088209eb8;
-    bmem[114] = 52'hf391650e5fa9b;
-    bmem[115] = 52'hfebbd47068a2e;
-    bmem[116] = 52'h34d8bdbe6c102;
-    bmem[117] = 52'hef11088209eb8;
-    bmem[118] = 52'hf391650e5fa9b;
-    bmem[119] = 52'hfebbd47068a2e;
-    bmem[120] = 52'h34d8bdbe6c102;
-    bmem[121] = 52'hef11088209eb8;
-    bmem[122] = 52'hf391650e5fa9b;
-    bmem[123] = 52'hfebbd47068a2e;
-    bmem[124] = 52'h34d8bdbe6c102;
-    bmem[125] = 52'hef11088209eb8;
-    bmem[126] = 52'hf391650e5fa9b;
-    bmem[127] = 52'hfebbd47068a2e;
-    bmem[128] = 52'h34d8bdbe6c102;
-    bmem[129] = 52'hef11088209eb8;
-    bmem[130] = 52'hf391650e5fa9b;
-    bmem[131] = 52'hfebbd47068a2e;
-    bmem[132] = 52'h34d8bdbe6c102;
-    bmem[133] = 52'hef11088209eb8;
-    bmem[134] = 52'hf391650e5fa9b;
-    bmem[135] = 52'hfebbd47068a2e;
-    bmem[136] = 52'h34d8bdbe6c102;
-    bmem[137] = 52'hef11088209eb8;
-    bmem[138] = 52'hf391650e5fa9b;
-    bmem[139] = 52'hfebbd47068a2e;
-    bmem[140] = 52'h34d8bdbe6c102;
-    bmem[141] = 52'hef11088209eb8;
-    bmem[142] = 52'hf391650e5fa9b;
-    bmem[143] = 52'hfebbd47068a2e;
-    bmem[144] = 52'h34d8bdbe6c102;
-    bmem[145] = 52'hef11088209eb8;
-    bmem[146] = 52'hf391650e5fa9b;
-    bmem[147] = 52'hfebbd47068a2e;
-    bmem[148] = 52'h34d8bdbe6c102;
-    bmem[149] = 52'hef11088209eb8;
-    bmem[150] = 52'hf391650e5fa9b;
-    bmem[151] = 52'hfebbd47068a2e;
-    bmem[152] = 52'h34d8bdbe6c102;
-    bmem[153] = 52'hef11088209eb8;
-    bmem[154] = 52'hf391650e5fa9b;
-    bmem[155] = 52'hfebbd47068a2e;
-    bmem[156] = 52'h34d8bdbe6c102;
-    bmem[157] = 52'hef11088209eb8;
-    bmem[158] = 52'hf391650e5fa9b;
-    bmem[159] = 52'hfebbd47068a2e;
-    bmem[160] = 52'h34d8bdbe6c102;
-    bmem[161] = 52'hef11088209eb8;
-    bmem[162] = 52'hf391650e5fa9b;
-    bmem[163] = 52'hfebbd47068a2e;
-    bmem[164] = 52'h34d8bdbe6c102;
-    bmem[165] = 52'hef11088209eb8;
-    bmem[166] = 52'hf391650e5fa9b;
-    bmem[167] = 52'hfebbd47068a2e;
-    bmem[168] = 52'h34d8bdbe6c102;
-    bmem[169] = 52'hef11088209eb8;
-    bmem[170] = 52'hf391650e5fa9b;
-    bmem[171] = 52'hfebbd47068a2e;
-    bmem[172] = 52'h34d8bdbe6c102;
-    bmem[173] = 52'hef11088209eb8;
-    bmem[174] = 52'hf391650e5fa9b;
-    bmem[175] = 52'hfebbd47068a2e;
-    bmem[176] = 52'h34d8bdbe6c102;
-    bmem[177] = 52'hef11088209eb8;
-    bmem[178] = 52'hf391650e5fa9b;
-    bmem[179] = 52'hfebbd47068a2e;
-    bmem[180] = 52'h34d8bdbe6c102;
-    bmem[181] = 52'hef11088209eb8;
-    bmem[182] = 52'hf391650e5fa9b;
-    bmem[183] = 52'hfebbd47068a2e;
-    bmem[184] = 52'h34d8bdbe6c102;
-    bmem[185] = 52'hef11088209eb8;
-    bmem[186] = 52'hf391650e5fa9b;
-    bmem[187] = 52'hfebbd47068a2e;
-    bmem[188] = 52'h34d8bdbe6c102;
-    bmem[189] = 52'hef11088209eb8;
-    bmem[190] = 52'hf391650e5fa9b;
-    bmem[191] = 52'hfebbd47068a2e;
-    bmem[192] = 52'h34d8bdbe6c102;
-    bmem[193] = 52'hef11088209eb8;
-    bmem[194] = 52'hf391650e5fa9b;
-    bmem[195] = 52'hfebbd47068a2e;
-    bmem[196] = 52'h34d8bdbe6c102;
-    bmem[197] = 52'hef11088209eb8;
-    bmem[198] = 52'hf391650e5fa9b;
-    bmem[199] = 52'hfebbd47068a2e;
-    bmem[200] = 52'h34d8bdbe6c102;
-    bmem[201] = 52'hef11088209eb8;
-    bmem[202] = 52'hf391650e5fa9b;
-    bmem[203] = 52'hfebbd47068a2e;
-    bmem[204] = 52'h34d8bdbe6c102;
-    bmem[205] = 52'hef11088209eb8;
-    bmem[206] = 52'hf391650e5fa9b;
-    bmem[207] = 52'hfebbd47068a2e;
-    bmem[208] = 52'h34d8bdbe6c102;
-    bmem[209] = 52'hef11088209eb8;
-    bmem[210] = 52'hf391650e5fa9b;
-    bmem[211] = 52'hfebbd47068a2e;
-    bmem[212] = 52'h34d8bdbe6c102;
-    bmem[213] = 52'hef11088209eb8;
-    bmem[214] = 52'hf391650e5fa9b;
-    bmem[215] = 52'hfebbd47068a2e;
-    bmem[216] = 52'h34d8bdbe6c102;
-    bmem[217] = 52'hef11088209eb8;
-    bmem[218] = 52'hf391650e5fa9b;
-    bmem[219] = 52'hfebbd47068a2e;
-    bmem[220] = 52'h34d8bdbe6c102;
-    bmem[221] = 52'hef11088209eb8;
-    bmem[222] = 52'hf391650e5fa9b;
-    bmem[223] = 52'hfebbd47068a2e;
-    bmem[224] = 52'h34d8bdbe6c102;
-    bmem[225] = 52'hef11088209eb8;
-    bmem[226] = 52'hf391650e5fa9b;
-    bmem[227] = 52'hfebbd47068a2e;
-    bmem[228] = 52'h34d8bdbe6c102;
-    bmem[229] = 52'hef11088209eb8;
-    bmem[230] = 52'hf391650e5fa9b;
-    bmem[231] = 52'hfebbd47068a2e;
-    bmem[232] = 52'h34d8bdbe6c102;
-    bmem[233] = 52'hef11088209eb8;
-    bmem[234] = 52'hf391650e5fa9b;
-    bmem[235] = 52'hfebbd47068a2e;
-    bmem[236] = 52'h34d8bdbe6c102;
-    bmem[237] = 52'hef11088209eb8;
-    bmem[238] = 52'hf391650e5fa9b;
-    bmem[239] = 52'hfebbd47068a2e;
-    bmem[240] = 52'h34d8bdbe6c102;
-    bmem[241] = 52'hef11088209eb8;
-    bmem[242] = 52'hf391650e5fa9b;
-    bmem[243] = 52'hfebbd47068a2e;
-    bmem[244] = 52'h34d8bdbe6c102;
-    bmem[245] = 52'hef11088209eb8;
-    bmem[246] = 52'hf391650e5fa9b;
-    bmem[247] = 52'hfebbd47068a2e;
-    bmem[248] = 52'h34d8bdbe6c102;
-    bmem[249] = 52'hef11088209eb8;
-    bmem[250] = 52'hf391650e5fa9b;
-    bmem[251] = 52'hfebbd47068a2e;
-    bmem[252] = 52'h34d8bdbe6c102;
-    bmem[253] = 52'hef11088209eb8;
-    bmem[254] = 52'hf391650e5fa9b;
-    bmem[255] = 52'hfebbd47068a2e;
   end
   reg [51:0] _0_;
   always @(posedge clk) begin
-    _0_ <= bmem[st2[11:4]];
+    _0_ <= bmem[st2[32:31]];
   end
   assign b_rd__data = _0_;
   reg [63:0] vmem [511:0];
@@ -8003,7 +7622,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   always @(posedge clk) begin
     _1_ <= vmem[\$10 [8:0]];
   end
-  assign \$signature__data$86  = _1_;
+  assign \$signature__data$88  = _1_;
   reg [31:0] wrom0 [287:0];
   initial begin
     wrom0[0] = 32'd802951396;
@@ -8300,145 +7919,157 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     _2_ <= wrom0[st0[20:12]];
   end
   assign \$signature__data  = _2_;
-  assign \$456  = \$454  & \$455 ;
-  assign \$457  = \$456  ? 17'h008ff : \$signal$108 [33:17];
-  assign \$459  = ! st5[29:28];
-  assign \$460  = \$458  & \$459 ;
-  assign \$461  = $signed(\$signal$108 [50:34]) > $signed(13'h08ff);
-  assign \$462  = \$460  & \$461 ;
-  assign \$463  = \$462  ? 17'h008ff : \$signal$108 [50:34];
-  assign \$465  = ! st5[29:28];
-  assign \$466  = \$464  & \$465 ;
-  assign \$467  = $signed(\$signal$108 [67:51]) > $signed(13'h08ff);
-  assign \$468  = \$466  & \$467 ;
-  assign \$469  = \$468  ? 17'h008ff : \$signal$108 [67:51];
-  assign \$471  = st6[0] & \$470 ;
-  assign \$472  = any_spike | st6[30];
-  assign \$473  = \$471  & \$472 ;
-  assign \$474  = | pending;
-  assign \$475  = pending - 1'h1;
-  assign \$476  = { 1'h0, pending } & \$475 ;
-  assign \$477  = ! \$476 ;
-  assign \$478  = ~ \$signal$59 [12];
-  assign \$479  = \$477  & \$478 ;
-  assign \$480  = 1'h1 << lane;
-  assign \$481  = { 3'h0, done } | \$480 ;
+  assign \$450  = ! st5[29:28];
+  assign \$451  = \$449  & \$450 ;
+  assign \$452  = $signed(\$signal$110 [33:17]) > $signed(13'h08ff);
+  assign \$453  = \$451  & \$452 ;
+  assign \$454  = \$453  ? 17'h008ff : \$signal$110 [33:17];
+  assign \$456  = ! st5[29:28];
+  assign \$457  = \$455  & \$456 ;
+  assign \$458  = $signed(\$signal$110 [50:34]) > $signed(13'h08ff);
+  assign \$459  = \$457  & \$458 ;
+  assign \$460  = \$459  ? 17'h008ff : \$signal$110 [50:34];
+  assign \$462  = ! st5[29:28];
+  assign \$463  = \$461  & \$462 ;
+  assign \$464  = $signed(\$signal$110 [67:51]) > $signed(13'h08ff);
+  assign \$465  = \$463  & \$464 ;
+  assign \$466  = \$465  ? 17'h008ff : \$signal$110 [67:51];
+  assign \$468  = st6[0] & \$467 ;
+  assign \$469  = any_spike | st6[30];
+  assign \$470  = \$468  & \$469 ;
+  assign \$472  = st7[0] & \$471 ;
+  assign \$473  = \pos0$53  == 2'h3;
+  assign \$474  = pos1 == 3'h7;
+  assign \$475  = pos2 == 3'h7;
+  assign \$476  = pos2 + 1'h1;
+  assign \$477  = pos1 + 1'h1;
+  assign \$478  = \pos0$53  + 1'h1;
+  assign \$479  = | pending;
+  assign \$480  = pending - 1'h1;
+  assign \$481  = { 1'h0, pending } & \$480 ;
+  assign \$482  = ! \$481 ;
+  assign \$483  = ~ \$signal$61 [12];
+  assign \$484  = \$482  & \$483 ;
+  assign \$485  = 1'h1 << lane;
+  assign \$486  = { 3'h0, done } | \$485 ;
   always @(posedge clk)
-    used <= \$482 ;
+    used <= \$487 ;
   always @(posedge clk)
-    credit <= \$483 ;
+    credit <= \$488 ;
   always @(posedge clk)
-    plane <= \$484 ;
+    plane <= \$489 ;
   always @(posedge clk)
-    full1 <= \$485 ;
+    full1 <= \$490 ;
   always @(posedge clk)
-    full0 <= \$486 ;
+    full0 <= \$491 ;
   always @(posedge clk)
-    \$signal$6  <= \$487 ;
+    \$signal$6  <= \$492 ;
   always @(posedge clk)
-    fsm_state <= \$488 ;
+    fsm_state <= \$493 ;
   always @(posedge clk)
-    fire_state <= \$489 ;
+    fire_state <= \$494 ;
   always @(posedge clk)
-    sweep_addr <= \$490 ;
+    sweep_addr <= \$495 ;
   always @(posedge clk)
-    sweep_g <= \$491 ;
+    sweep_last <= \$496 ;
   always @(posedge clk)
-    sweep_y <= \$492 ;
+    fire_k <= \$497 ;
   always @(posedge clk)
-    sweep_x <= \$493 ;
+    \$signal$26  <= \$498 ;
   always @(posedge clk)
-    sweep_last <= \$494 ;
+    \$signal$74  <= \$499 ;
   always @(posedge clk)
-    fire_k <= \$495 ;
+    \$signal  <= \$500 ;
   always @(posedge clk)
-    \$signal$26  <= \$496 ;
+    pos0 <= \$501 ;
   always @(posedge clk)
-    \$signal$72  <= \$497 ;
+    st0 <= \$502 ;
   always @(posedge clk)
-    \$signal  <= \$498 ;
+    st1 <= \$503 ;
   always @(posedge clk)
-    st0 <= \$499 ;
+    st2 <= \$504 ;
   always @(posedge clk)
-    st1 <= \$500 ;
+    st3 <= \$505 ;
   always @(posedge clk)
-    st2 <= \$501 ;
+    st4 <= \$506 ;
   always @(posedge clk)
-    st3 <= \$502 ;
+    st5 <= \$507 ;
   always @(posedge clk)
-    st4 <= \$503 ;
+    st6 <= \$508 ;
   always @(posedge clk)
-    st5 <= \$504 ;
+    st7 <= \$509 ;
   always @(posedge clk)
-    st6 <= \$505 ;
+    st8 <= \$510 ;
   always @(posedge clk)
-    st7 <= \$506 ;
+    w1_0 <= \$511 ;
   always @(posedge clk)
-    st8 <= \$507 ;
+    w2_0_0 <= \$512 ;
   always @(posedge clk)
-    w1_0 <= \$508 ;
+    w2_0_1 <= \$513 ;
   always @(posedge clk)
-    w2_0_0 <= \$509 ;
+    w2_0_2 <= \$514 ;
   always @(posedge clk)
-    w2_0_1 <= \$510 ;
+    w2_0_3 <= \$515 ;
   always @(posedge clk)
-    w2_0_2 <= \$511 ;
+    addend <= \$516 ;
   always @(posedge clk)
-    w2_0_3 <= \$512 ;
+    v_raw <= \$517 ;
   always @(posedge clk)
-    addend <= \$513 ;
+    b_raw <= \$518 ;
   always @(posedge clk)
-    v_raw <= \$514 ;
+    res8 <= \$519 ;
   always @(posedge clk)
-    b_raw <= \$515 ;
+    res9 <= \$520 ;
   always @(posedge clk)
-    res8 <= \$516 ;
+    cres8 <= \$521 ;
   always @(posedge clk)
-    res9 <= \$517 ;
+    cres9 <= \$522 ;
   always @(posedge clk)
-    cres8 <= \$518 ;
+    \$like  <= \$523 ;
   always @(posedge clk)
-    cres9 <= \$519 ;
+    b6 <= \$524 ;
   always @(posedge clk)
-    \$like  <= \$520 ;
+    hit_v1 <= \$525 ;
   always @(posedge clk)
-    b6 <= \$521 ;
+    hit_c1 <= \$526 ;
   always @(posedge clk)
-    hit_v1 <= \$522 ;
+    hit_v2 <= \$527 ;
   always @(posedge clk)
-    hit_c1 <= \$523 ;
+    hit_c2 <= \$528 ;
   always @(posedge clk)
-    hit_v2 <= \$524 ;
+    hit_v3 <= \$529 ;
   always @(posedge clk)
-    hit_c2 <= \$525 ;
+    hit_c3 <= \$530 ;
   always @(posedge clk)
-    hit_v3 <= \$526 ;
+    hit_v4 <= \$531 ;
   always @(posedge clk)
-    hit_c3 <= \$527 ;
+    hit_c4 <= \$532 ;
   always @(posedge clk)
-    hit_v4 <= \$528 ;
+    hit_v5 <= \$533 ;
   always @(posedge clk)
-    hit_c4 <= \$529 ;
+    hit_c5 <= \$534 ;
   always @(posedge clk)
-    hit_v5 <= \$530 ;
+    \$signal$108  <= \$535 ;
   always @(posedge clk)
-    hit_c5 <= \$531 ;
+    \$signal$109  <= \$536 ;
   always @(posedge clk)
-    \$signal$106  <= \$532 ;
+    \$signal$110  <= \$537 ;
   always @(posedge clk)
-    \$signal$107  <= \$533 ;
+    \$signal$38  <= \$538 ;
   always @(posedge clk)
-    \$signal$108  <= \$534 ;
+    v_wr__data <= \$539 ;
   always @(posedge clk)
-    \$signal$40  <= \$535 ;
+    entry7 <= \$540 ;
   always @(posedge clk)
-    v_wr__data <= \$536 ;
+    \$signal$57  <= \$541 ;
   always @(posedge clk)
-    \$signal$53  <= \$537 ;
+    \pos0$53  <= \$542 ;
   always @(posedge clk)
-    \$signal$55  <= \$538 ;
+    pos1 <= \$543 ;
   always @(posedge clk)
-    done <= \$539 ;
+    pos2 <= \$544 ;
+  always @(posedge clk)
+    done <= \$545 ;
   assign \$1  = ~ sweep_now;
   assign \$2  = ~ \$signal ;
   assign en = \$1  & \$2 ;
@@ -8452,29 +8083,29 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \$9  = st2[3] * 9'h100;
   assign \$10  = st2[11:4] + \$9 ;
   assign \$11  = ! st6[1];
-  assign \$13  = $signed(\$signal$40 [16:0]) - $signed({ 1'h0, \$12  });
+  assign \$13  = $signed(\$signal$38 [16:0]) - $signed({ 1'h0, \$12  });
   assign \$14  = $signed(diff0) >= $signed(1'h0);
   assign \$15  = st6[29:28] == 2'h3;
   assign \$16  = $signed(diff0) >= $signed(1'h0);
-  assign \$17  = \$16  ? diff0 : { \$signal$40 [16], \$signal$40 [16:0] };
+  assign \$17  = \$16  ? diff0 : { \$signal$38 [16], \$signal$38 [16:0] };
   assign \$18  = ! st6[1];
-  assign \$20  = $signed(\$signal$40 [33:17]) - $signed({ 1'h0, \$19  });
+  assign \$20  = $signed(\$signal$38 [33:17]) - $signed({ 1'h0, \$19  });
   assign \$21  = $signed(diff1) >= $signed(1'h0);
   assign \$22  = st6[29:28] == 2'h3;
   assign \$23  = $signed(diff1) >= $signed(1'h0);
-  assign \$24  = \$23  ? diff1 : { \$signal$40 [33], \$signal$40 [33:17] };
+  assign \$24  = \$23  ? diff1 : { \$signal$38 [33], \$signal$38 [33:17] };
   assign \$25  = ! st6[1];
-  assign \$27  = $signed(\$signal$40 [50:34]) - $signed({ 1'h0, \$26  });
+  assign \$27  = $signed(\$signal$38 [50:34]) - $signed({ 1'h0, \$26  });
   assign \$28  = $signed(diff2) >= $signed(1'h0);
   assign \$29  = st6[29:28] == 2'h3;
   assign \$30  = $signed(diff2) >= $signed(1'h0);
-  assign \$31  = \$30  ? diff2 : { \$signal$40 [50], \$signal$40 [50:34] };
+  assign \$31  = \$30  ? diff2 : { \$signal$38 [50], \$signal$38 [50:34] };
   assign \$32  = ! st6[1];
-  assign \$34  = $signed(\$signal$40 [67:51]) - $signed({ 1'h0, \$33  });
+  assign \$34  = $signed(\$signal$38 [67:51]) - $signed({ 1'h0, \$33  });
   assign \$35  = $signed(diff3) >= $signed(1'h0);
   assign \$36  = st6[29:28] == 2'h3;
   assign \$37  = $signed(diff3) >= $signed(1'h0);
-  assign \$38  = \$37  ? diff3 : { \$signal$40 [67], \$signal$40 [67:51] };
+  assign \$38  = \$37  ? diff3 : { \$signal$38 [67], \$signal$38 [67:51] };
   assign \$39  = st7[3] * 9'h100;
   assign \$40  = st7[11:4] + \$39 ;
   assign \$41  = ! st7[1];
@@ -8484,7 +8115,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \$45  = \$44  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
   assign \$47  = st7[0] & \$46 ;
-  assign \$48  = ~ \$signal$55 ;
+  assign \$48  = ~ \$signal$57 ;
   assign dropped = \$47  & \$48 ;
   assign \$50  = ~ done[0];
   assign \$51  = \$49  & \$50 ;
@@ -8494,13 +8125,13 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \$57  = \$55  & \$56 ;
   assign \$59  = ~ done[3];
   assign \$60  = \$58  & \$59 ;
-  assign \$61  = \$signal$59 [5:4] * 3'h4;
+  assign \$61  = \$signal$61 [5:4] * 3'h4;
   assign \$62  = \$61  + lane;
   assign \$63  = | pending;
   assign \$65  = pending - 1'h1;
   assign \$66  = { 1'h0, pending } & \$65 ;
   assign \$67  = ! \$66 ;
-  assign \$68  = ~ \$signal$59 [12];
+  assign \$68  = ~ \$signal$61 [12];
   assign \$69  = \$67  & \$68 ;
   assign \$70  = ! fsm_state;
   assign \$71  = fsm_state == 1'h1;
@@ -8508,7 +8139,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \$73  = ! fire_state;
   assign \$75  = used + sweep_now;
   assign \$76  = \$75  - dropped;
-  assign \$77  = \$signal$66  & \$signal$63 ;
+  assign \$77  = \$signal$68  & \$signal$65 ;
   assign \$78  = $signed(\$76 ) - $signed({ 1'h0, \$77  });
   assign \$79  = used <= 10'h208;
   assign \$80  = ~ op_valid;
@@ -8523,314 +8154,308 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \$91  = fire_k + 1'h1;
   assign \$92  = sweep_addr + 1'h1;
   assign \$93  = sweep_addr == 8'hfe;
-  assign \$94  = sweep_g == 2'h3;
-  assign \$95  = sweep_x == 3'h7;
-  assign \$96  = sweep_y + 1'h1;
-  assign \$97  = sweep_x + 1'h1;
-  assign \$98  = sweep_g + 1'h1;
-  assign \$99  = sweep_now & issue[30];
-  assign \$100  = sweep_now & issue[30];
-  assign \$101  = \$100  | \$signal$72 ;
-  assign \$102  = $signed(w1_0[7:0]) << st2[24:23];
-  assign \$103  = $signed(w1_0[15:8]) << st2[24:23];
-  assign \$104  = $signed(w1_0[23:16]) << st2[24:23];
-  assign \$105  = $signed(w1_0[31:24]) << st2[24:23];
-  assign \$106  = ! st3[21];
-  assign \$107  = st2[11:4] == st3[11:4];
-  assign \$108  = st2[3] == st3[3];
-  assign \$109  = \$107  & \$108 ;
-  assign \$110  = ! st3[1];
-  assign \$111  = \$109  & \$110 ;
-  assign \$112  = ! st3[1];
-  assign \$113  = \$112  & st3[2];
-  assign \$114  = ~ \$113 ;
-  assign \$115  = st3[0] & \$114 ;
-  assign \$116  = \$111  & \$115 ;
-  assign \$117  = st2[11:4] == st3[11:4];
-  assign \$118  = st2[3] == st3[3];
-  assign \$119  = \$117  & \$118 ;
-  assign \$120  = ! st3[1];
-  assign \$121  = \$119  & \$120 ;
-  assign \$122  = ! st3[1];
-  assign \$123  = \$122  & st3[2];
-  assign \$125  = \$124  & st3[27];
-  assign \$126  = \$123  | \$125 ;
-  assign \$127  = st3[0] & \$126 ;
-  assign \$128  = \$121  & \$127 ;
-  assign \$129  = st2[11:4] == st4[11:4];
-  assign \$130  = st2[3] == st4[3];
-  assign \$131  = \$129  & \$130 ;
-  assign \$132  = ! st4[1];
-  assign \$133  = \$131  & \$132 ;
-  assign \$134  = ! st4[1];
-  assign \$135  = \$134  & st4[2];
-  assign \$136  = ~ \$135 ;
-  assign \$137  = st4[0] & \$136 ;
-  assign \$138  = \$133  & \$137 ;
-  assign \$139  = st2[11:4] == st4[11:4];
-  assign \$140  = st2[3] == st4[3];
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = ! st4[1];
-  assign \$143  = \$141  & \$142 ;
-  assign \$144  = ! st4[1];
-  assign \$145  = \$144  & st4[2];
-  assign \$147  = \$146  & st4[27];
-  assign \$148  = \$145  | \$147 ;
-  assign \$149  = st4[0] & \$148 ;
-  assign \$150  = \$143  & \$149 ;
-  assign \$151  = st2[11:4] == st5[11:4];
-  assign \$152  = st2[3] == st5[3];
-  assign \$153  = \$151  & \$152 ;
-  assign \$154  = ! st5[1];
-  assign \$155  = \$154  & st5[2];
-  assign \$156  = ~ \$155 ;
-  assign \$157  = st5[0] & \$156 ;
-  assign \$158  = \$153  & \$157 ;
-  assign \$159  = st2[11:4] == st5[11:4];
-  assign \$160  = st2[3] == st5[3];
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = ! st5[1];
-  assign \$163  = \$162  & st5[2];
-  assign \$165  = \$164  & st5[27];
-  assign \$166  = \$163  | \$165 ;
-  assign \$167  = st5[0] & \$166 ;
-  assign \$168  = \$161  & \$167 ;
-  assign \$169  = st2[11:4] == st6[11:4];
-  assign \$170  = st2[3] == st6[3];
-  assign \$171  = \$169  & \$170 ;
-  assign \$172  = ! st6[1];
-  assign \$173  = \$172  & st6[2];
-  assign \$174  = ~ \$173 ;
-  assign \$175  = st6[0] & \$174 ;
-  assign \$176  = \$171  & \$175 ;
-  assign \$177  = st2[11:4] == st6[11:4];
-  assign \$178  = st2[3] == st6[3];
-  assign \$179  = \$177  & \$178 ;
-  assign \$180  = ! st6[1];
-  assign \$181  = \$180  & st6[2];
-  assign \$183  = \$182  & st6[27];
-  assign \$184  = \$181  | \$183 ;
-  assign \$185  = st6[0] & \$184 ;
-  assign \$186  = \$179  & \$185 ;
-  assign \$187  = st2[11:4] == st7[11:4];
-  assign \$188  = st2[3] == st7[3];
-  assign \$189  = \$187  & \$188 ;
-  assign \$190  = ! st7[1];
-  assign \$191  = \$190  & st7[2];
-  assign \$192  = ~ \$191 ;
-  assign \$193  = st7[0] & \$192 ;
-  assign \$194  = \$189  & \$193 ;
-  assign \$195  = st2[11:4] == st7[11:4];
-  assign \$196  = st2[3] == st7[3];
-  assign \$197  = \$195  & \$196 ;
-  assign \$198  = ! st7[1];
-  assign \$199  = \$198  & st7[2];
-  assign \$201  = \$200  & st7[27];
-  assign \$202  = \$199  | \$201 ;
-  assign \$203  = st7[0] & \$202 ;
-  assign \$204  = \$197  & \$203 ;
-  assign \$207  = ! st3[1];
-  assign \$208  = \$207  & st3[2];
-  assign \$209  = ~ \$208 ;
-  assign \$210  = \$206  & \$209 ;
-  assign \$213  = ! st3[1];
-  assign \$214  = \$213  & st3[2];
-  assign \$215  = \$212  & \$214 ;
-  assign \$216  = \$210  | \$215 ;
-  assign \$218  = ~ \$217 ;
-  assign \$219  = hit_v2 & \$218 ;
-  assign \$220  = ! st3[1];
-  assign \$221  = \$220  & st3[2];
+  assign \$94  = sweep_now & issue[30];
+  assign \$95  = sweep_now & issue[30];
+  assign \$96  = \$95  | \$signal$74 ;
+  assign \$97  = pos0 == 2'h3;
+  assign \$98  = pos0 + 1'h1;
+  assign \$99  = $signed(w1_0[7:0]) << st2[24:23];
+  assign \$100  = $signed(w1_0[15:8]) << st2[24:23];
+  assign \$101  = $signed(w1_0[23:16]) << st2[24:23];
+  assign \$102  = $signed(w1_0[31:24]) << st2[24:23];
+  assign \$103  = ! st3[21];
+  assign \$104  = st2[11:4] == st3[11:4];
+  assign \$105  = st2[3] == st3[3];
+  assign \$106  = \$104  & \$105 ;
+  assign \$107  = ! st3[1];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ! st3[1];
+  assign \$110  = \$109  & st3[2];
+  assign \$111  = ~ \$110 ;
+  assign \$112  = st3[0] & \$111 ;
+  assign \$113  = \$108  & \$112 ;
+  assign \$114  = st2[11:4] == st3[11:4];
+  assign \$115  = st2[3] == st3[3];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ! st3[1];
+  assign \$118  = \$116  & \$117 ;
+  assign \$119  = ! st3[1];
+  assign \$120  = \$119  & st3[2];
+  assign \$122  = \$121  & st3[27];
+  assign \$123  = \$120  | \$122 ;
+  assign \$124  = st3[0] & \$123 ;
+  assign \$125  = \$118  & \$124 ;
+  assign \$126  = st2[11:4] == st4[11:4];
+  assign \$127  = st2[3] == st4[3];
+  assign \$128  = \$126  & \$127 ;
+  assign \$129  = ! st4[1];
+  assign \$130  = \$128  & \$129 ;
+  assign \$131  = ! st4[1];
+  assign \$132  = \$131  & st4[2];
+  assign \$133  = ~ \$132 ;
+  assign \$134  = st4[0] & \$133 ;
+  assign \$135  = \$130  & \$134 ;
+  assign \$136  = st2[11:4] == st4[11:4];
+  assign \$137  = st2[3] == st4[3];
+  assign \$138  = \$136  & \$137 ;
+  assign \$139  = ! st4[1];
+  assign \$140  = \$138  & \$139 ;
+  assign \$141  = ! st4[1];
+  assign \$142  = \$141  & st4[2];
+  assign \$144  = \$143  & st4[27];
+  assign \$145  = \$142  | \$144 ;
+  assign \$146  = st4[0] & \$145 ;
+  assign \$147  = \$140  & \$146 ;
+  assign \$148  = st2[11:4] == st5[11:4];
+  assign \$149  = st2[3] == st5[3];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = ! st5[1];
+  assign \$152  = \$151  & st5[2];
+  assign \$153  = ~ \$152 ;
+  assign \$154  = st5[0] & \$153 ;
+  assign \$155  = \$150  & \$154 ;
+  assign \$156  = st2[11:4] == st5[11:4];
+  assign \$157  = st2[3] == st5[3];
+  assign \$158  = \$156  & \$157 ;
+  assign \$159  = ! st5[1];
+  assign \$160  = \$159  & st5[2];
+  assign \$162  = \$161  & st5[27];
+  assign \$163  = \$160  | \$162 ;
+  assign \$164  = st5[0] & \$163 ;
+  assign \$165  = \$158  & \$164 ;
+  assign \$166  = st2[11:4] == st6[11:4];
+  assign \$167  = st2[3] == st6[3];
+  assign \$168  = \$166  & \$167 ;
+  assign \$169  = ! st6[1];
+  assign \$170  = \$169  & st6[2];
+  assign \$171  = ~ \$170 ;
+  assign \$172  = st6[0] & \$171 ;
+  assign \$173  = \$168  & \$172 ;
+  assign \$174  = st2[11:4] == st6[11:4];
+  assign \$175  = st2[3] == st6[3];
+  assign \$176  = \$174  & \$175 ;
+  assign \$177  = ! st6[1];
+  assign \$178  = \$177  & st6[2];
+  assign \$180  = \$179  & st6[27];
+  assign \$181  = \$178  | \$180 ;
+  assign \$182  = st6[0] & \$181 ;
+  assign \$183  = \$176  & \$182 ;
+  assign \$184  = st2[11:4] == st7[11:4];
+  assign \$185  = st2[3] == st7[3];
+  assign \$186  = \$184  & \$185 ;
+  assign \$187  = ! st7[1];
+  assign \$188  = \$187  & st7[2];
+  assign \$189  = ~ \$188 ;
+  assign \$190  = st7[0] & \$189 ;
+  assign \$191  = \$186  & \$190 ;
+  assign \$192  = st2[11:4] == st7[11:4];
+  assign \$193  = st2[3] == st7[3];
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = ! st7[1];
+  assign \$196  = \$195  & st7[2];
+  assign \$198  = \$197  & st7[27];
+  assign \$199  = \$196  | \$198 ;
+  assign \$200  = st7[0] & \$199 ;
+  assign \$201  = \$194  & \$200 ;
+  assign \$204  = ! st3[1];
+  assign \$205  = \$204  & st3[2];
+  assign \$206  = ~ \$205 ;
+  assign \$207  = \$203  & \$206 ;
+  assign \$210  = ! st3[1];
+  assign \$211  = \$210  & st3[2];
+  assign \$212  = \$209  & \$211 ;
+  assign \$213  = \$207  | \$212 ;
+  assign \$215  = ~ \$214 ;
+  assign \$216  = hit_v2 & \$215 ;
+  assign \$217  = ! st3[1];
+  assign \$218  = \$217  & st3[2];
+  assign \$219  = ~ \$218 ;
+  assign \$220  = \$216  & \$219 ;
   assign \$222  = ~ \$221 ;
-  assign \$223  = \$219  & \$222 ;
-  assign \$225  = ~ \$224 ;
-  assign \$226  = hit_c2 & \$225 ;
-  assign \$227  = ! st3[1];
-  assign \$228  = \$227  & st3[2];
-  assign \$229  = \$226  & \$228 ;
-  assign \$230  = \$223  | \$229 ;
-  assign \$232  = \$231  | hit_v2;
-  assign \$233  = ~ \$232 ;
-  assign \$234  = hit_v3 & \$233 ;
-  assign \$235  = ! st3[1];
-  assign \$236  = \$235  & st3[2];
-  assign \$237  = ~ \$236 ;
-  assign \$238  = \$234  & \$237 ;
-  assign \$240  = \$239  | hit_v2;
-  assign \$241  = \$240  | hit_v3;
-  assign \$242  = ~ \$241 ;
-  assign \$243  = hit_v4 & \$242 ;
-  assign \$244  = ! st3[1];
-  assign \$245  = \$244  & st3[2];
-  assign \$246  = ~ \$245 ;
-  assign \$247  = \$243  & \$246 ;
-  assign \$249  = \$248  | hit_v2;
-  assign \$250  = \$249  | hit_v3;
-  assign \$251  = \$250  | hit_v4;
-  assign \$252  = ~ \$251 ;
-  assign \$253  = hit_v5 & \$252 ;
-  assign \$254  = ! st3[1];
-  assign \$255  = \$254  & st3[2];
-  assign \$256  = ~ \$255 ;
-  assign \$257  = \$253  & \$256 ;
-  assign \$259  = \$258  | hit_v2;
-  assign \$260  = \$259  | hit_v3;
-  assign \$261  = \$260  | hit_v4;
-  assign \$262  = \$261  | hit_v5;
+  assign \$223  = hit_c2 & \$222 ;
+  assign \$224  = ! st3[1];
+  assign \$225  = \$224  & st3[2];
+  assign \$226  = \$223  & \$225 ;
+  assign \$227  = \$220  | \$226 ;
+  assign \$229  = \$228  | hit_v2;
+  assign \$230  = ~ \$229 ;
+  assign \$231  = hit_v3 & \$230 ;
+  assign \$232  = ! st3[1];
+  assign \$233  = \$232  & st3[2];
+  assign \$234  = ~ \$233 ;
+  assign \$235  = \$231  & \$234 ;
+  assign \$237  = \$236  | hit_v2;
+  assign \$238  = \$237  | hit_v3;
+  assign \$239  = ~ \$238 ;
+  assign \$240  = hit_v4 & \$239 ;
+  assign \$241  = ! st3[1];
+  assign \$242  = \$241  & st3[2];
+  assign \$243  = ~ \$242 ;
+  assign \$244  = \$240  & \$243 ;
+  assign \$246  = \$245  | hit_v2;
+  assign \$247  = \$246  | hit_v3;
+  assign \$248  = \$247  | hit_v4;
+  assign \$249  = ~ \$248 ;
+  assign \$250  = hit_v5 & \$249 ;
+  assign \$251  = ! st3[1];
+  assign \$252  = \$251  & st3[2];
+  assign \$253  = ~ \$252 ;
+  assign \$254  = \$250  & \$253 ;
+  assign \$256  = \$255  | hit_v2;
+  assign \$257  = \$256  | hit_v3;
+  assign \$258  = \$257  | hit_v4;
+  assign \$259  = \$258  | hit_v5;
+  assign \$260  = ~ \$259 ;
+  assign \$261  = ! st3[1];
+  assign \$262  = \$261  & st3[2];
   assign \$263  = ~ \$262 ;
-  assign \$264  = ! st3[1];
-  assign \$265  = \$264  & st3[2];
-  assign \$266  = ~ \$265 ;
-  assign \$267  = \$263  & \$266 ;
-  assign \$269  = \$268  | hit_c2;
-  assign \$270  = ~ \$269 ;
-  assign \$271  = hit_c3 & \$270 ;
-  assign \$272  = ! st3[1];
-  assign \$273  = \$272  & st3[2];
-  assign \$274  = \$271  & \$273 ;
-  assign \$276  = \$275  | hit_c2;
-  assign \$277  = \$276  | hit_c3;
-  assign \$278  = ~ \$277 ;
-  assign \$279  = hit_c4 & \$278 ;
-  assign \$280  = ! st3[1];
-  assign \$281  = \$280  & st3[2];
-  assign \$282  = \$279  & \$281 ;
-  assign \$284  = \$283  | hit_c2;
-  assign \$285  = \$284  | hit_c3;
-  assign \$286  = \$285  | hit_c4;
-  assign \$287  = ~ \$286 ;
-  assign \$288  = hit_c5 & \$287 ;
-  assign \$289  = ! st3[1];
-  assign \$290  = \$289  & st3[2];
-  assign \$291  = \$288  & \$290 ;
-  assign \$293  = \$292  | hit_c2;
-  assign \$294  = \$293  | hit_c3;
-  assign \$295  = \$294  | hit_c4;
-  assign \$296  = \$295  | hit_c5;
-  assign \$297  = ~ \$296 ;
+  assign \$264  = \$260  & \$263 ;
+  assign \$266  = \$265  | hit_c2;
+  assign \$267  = ~ \$266 ;
+  assign \$268  = hit_c3 & \$267 ;
+  assign \$269  = ! st3[1];
+  assign \$270  = \$269  & st3[2];
+  assign \$271  = \$268  & \$270 ;
+  assign \$273  = \$272  | hit_c2;
+  assign \$274  = \$273  | hit_c3;
+  assign \$275  = ~ \$274 ;
+  assign \$276  = hit_c4 & \$275 ;
+  assign \$277  = ! st3[1];
+  assign \$278  = \$277  & st3[2];
+  assign \$279  = \$276  & \$278 ;
+  assign \$281  = \$280  | hit_c2;
+  assign \$282  = \$281  | hit_c3;
+  assign \$283  = \$282  | hit_c4;
+  assign \$284  = ~ \$283 ;
+  assign \$285  = hit_c5 & \$284 ;
+  assign \$286  = ! st3[1];
+  assign \$287  = \$286  & st3[2];
+  assign \$288  = \$285  & \$287 ;
+  assign \$290  = \$289  | hit_c2;
+  assign \$291  = \$290  | hit_c3;
+  assign \$292  = \$291  | hit_c4;
+  assign \$293  = \$292  | hit_c5;
+  assign \$294  = ~ \$293 ;
+  assign \$295  = ! st3[1];
+  assign \$296  = \$295  & st3[2];
+  assign \$297  = \$294  & \$296 ;
   assign \$298  = ! st3[1];
-  assign \$299  = \$298  & st3[2];
-  assign \$300  = \$297  & \$299 ;
-  assign \$301  = ! st3[1];
-  assign \$302  = ! st3[1];
-  assign \$304  = ! st3[29:28];
-  assign \$305  = \$303  & \$304 ;
-  assign \$306  = \$signal$106 [0] ? \$signal$108 [16:0] : 17'h00000;
-  assign \$307  = \$signal$106 [1] ? \$signal$40 [16:0] : 17'h00000;
-  assign \$308  = \$306  | \$307 ;
-  assign \$309  = \$signal$106 [2] ? v_wr__data[15:0] : 16'h0000;
-  assign \$310  = \$308  | { \$309 [15], \$309  };
-  assign \$311  = \$signal$106 [3] ? res8[15:0] : 16'h0000;
-  assign \$312  = \$310  | { \$311 [15], \$311  };
-  assign \$313  = \$signal$106 [4] ? res9[15:0] : 16'h0000;
-  assign \$314  = \$312  | { \$313 [15], \$313  };
-  assign \$315  = \$signal$106 [5] ? v_raw[15:0] : 16'h0000;
-  assign \$316  = \$314  | { \$315 [15], \$315  };
-  assign \$319  = \$signal$106 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$320  = \$318  | { \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319  };
-  assign \$321  = \$signal$106 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$322  = \$320  | { \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321  };
-  assign \$325  = \$signal$107 [0] ? addend[10:0] : 11'h000;
-  assign \$326  = \$signal$107 [1] ? b_raw[12:0] : 13'h0000;
-  assign \$327  = { \$325 [10], \$325 [10], \$325  } | \$326 ;
-  assign \$328  = \$signal$107 [2] ? \$signal$108 [16:0] : 17'h00000;
-  assign \$329  = { \$327 [12], \$327 [12], \$327 [12], \$327 [12], \$327  } | \$328 ;
-  assign \$330  = \$signal$107 [3] ? \$signal$40 [16:0] : 17'h00000;
-  assign \$331  = \$329  | \$330 ;
-  assign \$334  = \$signal$107 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$335  = \$333  | { \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334  };
-  assign \$336  = \$signal$107 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$337  = \$335  | { \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336  };
-  assign \$340  = $signed(\$324 ) + $signed(\$339 );
-  assign \$341  = \$signal$106 [0] ? \$signal$108 [33:17] : 17'h00000;
-  assign \$342  = \$signal$106 [1] ? \$signal$40 [33:17] : 17'h00000;
-  assign \$343  = \$341  | \$342 ;
-  assign \$344  = \$signal$106 [2] ? v_wr__data[31:16] : 16'h0000;
-  assign \$345  = \$343  | { \$344 [15], \$344  };
-  assign \$346  = \$signal$106 [3] ? res8[31:16] : 16'h0000;
-  assign \$347  = \$345  | { \$346 [15], \$346  };
-  assign \$348  = \$signal$106 [4] ? res9[31:16] : 16'h0000;
-  assign \$349  = \$347  | { \$348 [15], \$348  };
-  assign \$350  = \$signal$106 [5] ? v_raw[31:16] : 16'h0000;
-  assign \$351  = \$349  | { \$350 [15], \$350  };
-  assign \$354  = \$signal$106 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$355  = \$353  | { \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354  };
-  assign \$356  = \$signal$106 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$357  = \$355  | { \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356  };
-  assign \$360  = \$signal$107 [0] ? addend[21:11] : 11'h000;
-  assign \$361  = \$signal$107 [1] ? b_raw[25:13] : 13'h0000;
-  assign \$362  = { \$360 [10], \$360 [10], \$360  } | \$361 ;
-  assign \$363  = \$signal$107 [2] ? \$signal$108 [33:17] : 17'h00000;
-  assign \$364  = { \$362 [12], \$362 [12], \$362 [12], \$362 [12], \$362  } | \$363 ;
-  assign \$365  = \$signal$107 [3] ? \$signal$40 [33:17] : 17'h00000;
-  assign \$366  = \$364  | \$365 ;
-  assign \$369  = \$signal$107 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$370  = \$368  | { \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369  };
-  assign \$371  = \$signal$107 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$372  = \$370  | { \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371  };
-  assign \$375  = $signed(\$359 ) + $signed(\$374 );
-  assign \$376  = \$signal$106 [0] ? \$signal$108 [50:34] : 17'h00000;
-  assign \$377  = \$signal$106 [1] ? \$signal$40 [50:34] : 17'h00000;
-  assign \$378  = \$376  | \$377 ;
-  assign \$379  = \$signal$106 [2] ? v_wr__data[47:32] : 16'h0000;
-  assign \$380  = \$378  | { \$379 [15], \$379  };
-  assign \$381  = \$signal$106 [3] ? res8[47:32] : 16'h0000;
-  assign \$382  = \$380  | { \$381 [15], \$381  };
-  assign \$383  = \$signal$106 [4] ? res9[47:32] : 16'h0000;
-  assign \$384  = \$382  | { \$383 [15], \$383  };
-  assign \$385  = \$signal$106 [5] ? v_raw[47:32] : 16'h0000;
-  assign \$386  = \$384  | { \$385 [15], \$385  };
-  assign \$389  = \$signal$106 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$390  = \$388  | { \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389  };
-  assign \$391  = \$signal$106 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$392  = \$390  | { \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391  };
-  assign \$395  = \$signal$107 [0] ? addend[32:22] : 11'h000;
-  assign \$396  = \$signal$107 [1] ? b_raw[38:26] : 13'h0000;
-  assign \$397  = { \$395 [10], \$395 [10], \$395  } | \$396 ;
-  assign \$398  = \$signal$107 [2] ? \$signal$108 [50:34] : 17'h00000;
-  assign \$399  = { \$397 [12], \$397 [12], \$397 [12], \$397 [12], \$397  } | \$398 ;
-  assign \$400  = \$signal$107 [3] ? \$signal$40 [50:34] : 17'h00000;
-  assign \$401  = \$399  | \$400 ;
-  assign \$404  = \$signal$107 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$405  = \$403  | { \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404  };
-  assign \$406  = \$signal$107 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$407  = \$405  | { \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406  };
-  assign \$410  = $signed(\$394 ) + $signed(\$409 );
-  assign \$411  = \$signal$106 [0] ? \$signal$108 [67:51] : 17'h00000;
-  assign \$412  = \$signal$106 [1] ? \$signal$40 [67:51] : 17'h00000;
-  assign \$413  = \$411  | \$412 ;
-  assign \$414  = \$signal$106 [2] ? v_wr__data[63:48] : 16'h0000;
-  assign \$415  = \$413  | { \$414 [15], \$414  };
-  assign \$416  = \$signal$106 [3] ? res8[63:48] : 16'h0000;
-  assign \$417  = \$415  | { \$416 [15], \$416  };
-  assign \$418  = \$signal$106 [4] ? res9[63:48] : 16'h0000;
-  assign \$419  = \$417  | { \$418 [15], \$418  };
-  assign \$420  = \$signal$106 [5] ? v_raw[63:48] : 16'h0000;
-  assign \$421  = \$419  | { \$420 [15], \$420  };
-  assign \$424  = \$signal$106 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$425  = \$423  | { \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424  };
-  assign \$426  = \$signal$106 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$427  = \$425  | { \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426  };
-  assign \$430  = \$signal$107 [0] ? addend[43:33] : 11'h000;
-  assign \$431  = \$signal$107 [1] ? b_raw[51:39] : 13'h0000;
-  assign \$432  = { \$430 [10], \$430 [10], \$430  } | \$431 ;
-  assign \$433  = \$signal$107 [2] ? \$signal$108 [67:51] : 17'h00000;
-  assign \$434  = { \$432 [12], \$432 [12], \$432 [12], \$432 [12], \$432  } | \$433 ;
-  assign \$435  = \$signal$107 [3] ? \$signal$40 [67:51] : 17'h00000;
-  assign \$436  = \$434  | \$435 ;
-  assign \$439  = \$signal$107 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$440  = \$438  | { \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439  };
-  assign \$441  = \$signal$107 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$442  = \$440  | { \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441  };
-  assign \$445  = $signed(\$429 ) + $signed(\$444 );
-  assign \$447  = ! st5[29:28];
-  assign \$448  = \$446  & \$447 ;
-  assign \$449  = $signed(\$signal$108 [16:0]) > $signed(13'h08ff);
-  assign \$450  = \$448  & \$449 ;
-  assign \$451  = \$450  ? 17'h008ff : \$signal$108 [16:0];
-  assign \$453  = ! st5[29:28];
-  assign \$454  = \$452  & \$453 ;
-  assign \$455  = $signed(\$signal$108 [33:17]) > $signed(13'h08ff);
+  assign \$299  = ! st3[1];
+  assign \$301  = ! st3[29:28];
+  assign \$302  = \$300  & \$301 ;
+  assign \$303  = \$signal$108 [0] ? \$signal$110 [16:0] : 17'h00000;
+  assign \$304  = \$signal$108 [1] ? \$signal$38 [16:0] : 17'h00000;
+  assign \$305  = \$303  | \$304 ;
+  assign \$306  = \$signal$108 [2] ? v_wr__data[15:0] : 16'h0000;
+  assign \$307  = \$305  | { \$306 [15], \$306  };
+  assign \$308  = \$signal$108 [3] ? res8[15:0] : 16'h0000;
+  assign \$309  = \$307  | { \$308 [15], \$308  };
+  assign \$310  = \$signal$108 [4] ? res9[15:0] : 16'h0000;
+  assign \$311  = \$309  | { \$310 [15], \$310  };
+  assign \$312  = \$signal$108 [5] ? v_raw[15:0] : 16'h0000;
+  assign \$313  = \$311  | { \$312 [15], \$312  };
+  assign \$316  = \$signal$108 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$317  = \$315  | { \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316  };
+  assign \$318  = \$signal$108 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$319  = \$317  | { \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318  };
+  assign \$322  = \$signal$109 [0] ? addend[10:0] : 11'h000;
+  assign \$323  = \$signal$109 [1] ? b_raw[12:0] : 13'h0000;
+  assign \$324  = { \$322 [10], \$322 [10], \$322  } | \$323 ;
+  assign \$325  = \$signal$109 [2] ? \$signal$110 [16:0] : 17'h00000;
+  assign \$326  = { \$324 [12], \$324 [12], \$324 [12], \$324 [12], \$324  } | \$325 ;
+  assign \$327  = \$signal$109 [3] ? \$signal$38 [16:0] : 17'h00000;
+  assign \$328  = \$326  | \$327 ;
+  assign \$331  = \$signal$109 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$332  = \$330  | { \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331  };
+  assign \$333  = \$signal$109 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$334  = \$332  | { \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333  };
+  assign \$337  = $signed(\$321 ) + $signed(\$336 );
+  assign \$338  = \$signal$108 [0] ? \$signal$110 [33:17] : 17'h00000;
+  assign \$339  = \$signal$108 [1] ? \$signal$38 [33:17] : 17'h00000;
+  assign \$340  = \$338  | \$339 ;
+  assign \$341  = \$signal$108 [2] ? v_wr__data[31:16] : 16'h0000;
+  assign \$342  = \$340  | { \$341 [15], \$341  };
+  assign \$343  = \$signal$108 [3] ? res8[31:16] : 16'h0000;
+  assign \$344  = \$342  | { \$343 [15], \$343  };
+  assign \$345  = \$signal$108 [4] ? res9[31:16] : 16'h0000;
+  assign \$346  = \$344  | { \$345 [15], \$345  };
+  assign \$347  = \$signal$108 [5] ? v_raw[31:16] : 16'h0000;
+  assign \$348  = \$346  | { \$347 [15], \$347  };
+  assign \$351  = \$signal$108 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$352  = \$350  | { \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351  };
+  assign \$353  = \$signal$108 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$354  = \$352  | { \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353  };
+  assign \$357  = \$signal$109 [0] ? addend[21:11] : 11'h000;
+  assign \$358  = \$signal$109 [1] ? b_raw[25:13] : 13'h0000;
+  assign \$359  = { \$357 [10], \$357 [10], \$357  } | \$358 ;
+  assign \$360  = \$signal$109 [2] ? \$signal$110 [33:17] : 17'h00000;
+  assign \$361  = { \$359 [12], \$359 [12], \$359 [12], \$359 [12], \$359  } | \$360 ;
+  assign \$362  = \$signal$109 [3] ? \$signal$38 [33:17] : 17'h00000;
+  assign \$363  = \$361  | \$362 ;
+  assign \$366  = \$signal$109 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$367  = \$365  | { \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366  };
+  assign \$368  = \$signal$109 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$369  = \$367  | { \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368  };
+  assign \$372  = $signed(\$356 ) + $signed(\$371 );
+  assign \$373  = \$signal$108 [0] ? \$signal$110 [50:34] : 17'h00000;
+  assign \$374  = \$signal$108 [1] ? \$signal$38 [50:34] : 17'h00000;
+  assign \$375  = \$373  | \$374 ;
+  assign \$376  = \$signal$108 [2] ? v_wr__data[47:32] : 16'h0000;
+  assign \$377  = \$375  | { \$376 [15], \$376  };
+  assign \$378  = \$signal$108 [3] ? res8[47:32] : 16'h0000;
+  assign \$379  = \$377  | { \$378 [15], \$378  };
+  assign \$380  = \$signal$108 [4] ? res9[47:32] : 16'h0000;
+  assign \$381  = \$379  | { \$380 [15], \$380  };
+  assign \$382  = \$signal$108 [5] ? v_raw[47:32] : 16'h0000;
+  assign \$383  = \$381  | { \$382 [15], \$382  };
+  assign \$386  = \$signal$108 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$387  = \$385  | { \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386  };
+  assign \$388  = \$signal$108 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$389  = \$387  | { \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388  };
+  assign \$392  = \$signal$109 [0] ? addend[32:22] : 11'h000;
+  assign \$393  = \$signal$109 [1] ? b_raw[38:26] : 13'h0000;
+  assign \$394  = { \$392 [10], \$392 [10], \$392  } | \$393 ;
+  assign \$395  = \$signal$109 [2] ? \$signal$110 [50:34] : 17'h00000;
+  assign \$396  = { \$394 [12], \$394 [12], \$394 [12], \$394 [12], \$394  } | \$395 ;
+  assign \$397  = \$signal$109 [3] ? \$signal$38 [50:34] : 17'h00000;
+  assign \$398  = \$396  | \$397 ;
+  assign \$401  = \$signal$109 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$402  = \$400  | { \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401  };
+  assign \$403  = \$signal$109 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$404  = \$402  | { \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403  };
+  assign \$407  = $signed(\$391 ) + $signed(\$406 );
+  assign \$408  = \$signal$108 [0] ? \$signal$110 [67:51] : 17'h00000;
+  assign \$409  = \$signal$108 [1] ? \$signal$38 [67:51] : 17'h00000;
+  assign \$410  = \$408  | \$409 ;
+  assign \$411  = \$signal$108 [2] ? v_wr__data[63:48] : 16'h0000;
+  assign \$412  = \$410  | { \$411 [15], \$411  };
+  assign \$413  = \$signal$108 [3] ? res8[63:48] : 16'h0000;
+  assign \$414  = \$412  | { \$413 [15], \$413  };
+  assign \$415  = \$signal$108 [4] ? res9[63:48] : 16'h0000;
+  assign \$416  = \$414  | { \$415 [15], \$415  };
+  assign \$417  = \$signal$108 [5] ? v_raw[63:48] : 16'h0000;
+  assign \$418  = \$416  | { \$417 [15], \$417  };
+  assign \$421  = \$signal$108 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$422  = \$420  | { \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421  };
+  assign \$423  = \$signal$108 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$424  = \$422  | { \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423  };
+  assign \$427  = \$signal$109 [0] ? addend[43:33] : 11'h000;
+  assign \$428  = \$signal$109 [1] ? b_raw[51:39] : 13'h0000;
+  assign \$429  = { \$427 [10], \$427 [10], \$427  } | \$428 ;
+  assign \$430  = \$signal$109 [2] ? \$signal$110 [67:51] : 17'h00000;
+  assign \$431  = { \$429 [12], \$429 [12], \$429 [12], \$429 [12], \$429  } | \$430 ;
+  assign \$432  = \$signal$109 [3] ? \$signal$38 [67:51] : 17'h00000;
+  assign \$433  = \$431  | \$432 ;
+  assign \$436  = \$signal$109 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$437  = \$435  | { \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436  };
+  assign \$438  = \$signal$109 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$439  = \$437  | { \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438  };
+  assign \$442  = $signed(\$426 ) + $signed(\$441 );
+  assign \$444  = ! st5[29:28];
+  assign \$445  = \$443  & \$444 ;
+  assign \$446  = $signed(\$signal$110 [16:0]) > $signed(13'h08ff);
+  assign \$447  = \$445  & \$446 ;
+  assign \$448  = \$447  ? 17'h008ff : \$signal$110 [16:0];
   \digits_cnn_ilif.engine_conv2.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -8841,22 +8466,22 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4420$0 (i0__payload[9:0]),
+    .\port$4272$0 (i0__payload[9:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv2.queue  queue (
     .clk(clk),
-    .\port$3863$0 (\$signal$66 ),
-    .\port$4031$0 (\$signal$59 ),
-    .\port$4033$0 (\$signal$63 ),
+    .\port$3732$0 (\$signal$68 ),
+    .\port$3902$0 (\$signal$61 ),
+    .\port$3904$0 (\$signal$65 ),
     .rst(rst),
-    .w_data(\$signal$53 ),
-    .w_en(\$signal$55 )
+    .w_data(written),
+    .w_en(\$signal$57 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    issue = 39'h0000000000;
+    issue[30:0] = 31'h00000000;
     if (\$4 ) begin
       issue[0] = 1'h1;
       issue[1] = 1'h0;
@@ -8878,14 +8503,14 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
             issue[1] = 1'h1;
             issue[11:4] = sweep_addr;
             issue[3] = \$signal$26 ;
-            issue[32:31] = sweep_g;
-            issue[35:33] = sweep_y;
-            issue[38:36] = sweep_x;
             issue[27] = 1'h0;
             issue[30] = sweep_last;
             issue[29:28] = fire_k[1:0];
           end
     endcase
+    begin
+        issue[32:31] = pos0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
@@ -8933,7 +8558,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$11 ) begin
-      result[15:0] = \$signal$40 [15:0];
+      result[15:0] = \$signal$38 [15:0];
     end else begin
       (* full_case = 32'd1 *)
       if (\$15 ) begin
@@ -8944,7 +8569,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     end
     (* full_case = 32'd1 *)
     if (\$18 ) begin
-      result[31:16] = \$signal$40 [32:17];
+      result[31:16] = \$signal$38 [32:17];
     end else begin
       (* full_case = 32'd1 *)
       if (\$22 ) begin
@@ -8955,7 +8580,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     end
     (* full_case = 32'd1 *)
     if (\$25 ) begin
-      result[47:32] = \$signal$40 [49:34];
+      result[47:32] = \$signal$38 [49:34];
     end else begin
       (* full_case = 32'd1 *)
       if (\$29 ) begin
@@ -8966,7 +8591,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     end
     (* full_case = 32'd1 *)
     if (\$32 ) begin
-      result[63:48] = \$signal$40 [66:51];
+      result[63:48] = \$signal$38 [66:51];
     end else begin
       (* full_case = 32'd1 *)
       if (\$36 ) begin
@@ -9055,7 +8680,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     o__payload[11:10] = 2'h0;
-    if (\$signal$63 ) begin
+    if (\$signal$65 ) begin
       (* full_case = 32'd1 *)
       if (\$63 ) begin
         o__payload[10] = \$64 ;
@@ -9067,7 +8692,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     o__valid = 1'h0;
-    if (\$signal$63 ) begin
+    if (\$signal$65 ) begin
       (* full_case = 32'd1 *)
       if (\$63 ) begin
         o__valid = 1'h1;
@@ -9078,39 +8703,39 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$signal$66  = 1'h0;
-    if (\$signal$63 ) begin
+    \$signal$68  = 1'h0;
+    if (\$signal$65 ) begin
       (* full_case = 32'd1 *)
       if (\$63 ) begin
         if (o__ready) begin
           if (\$69 ) begin
-            \$signal$66  = 1'h1;
+            \$signal$68  = 1'h1;
           end
         end
       end else begin
         if (o__ready) begin
-          \$signal$66  = 1'h1;
+          \$signal$68  = 1'h1;
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$482  = \$78 [9:0];
+    \$487  = \$78 [9:0];
     if (rst) begin
-      \$482  = 10'h000;
+      \$487  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$483  = \$79 ;
+    \$488  = \$79 ;
     if (rst) begin
-      \$483  = 1'h0;
+      \$488  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$484  = plane;
+    \$489  = plane;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
@@ -9118,21 +8743,21 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
               if (\$80 ) begin
                 (* full_case = 32'd1 *)
                 if (\$81 ) begin
-                  \$484  = 3'h0;
+                  \$489  = 3'h0;
                 end else begin
-                  \$484  = \$83 [2:0];
+                  \$489  = \$83 [2:0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$484  = 3'h0;
+      \$489  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$485  = full1;
+    \$490  = full1;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
@@ -9140,7 +8765,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
               if (\$80 ) begin
                 if (\$81 ) begin
                   if (\$signal$6 ) begin
-                    \$485  = 1'h1;
+                    \$490  = 1'h1;
                   end
                 end
               end
@@ -9156,19 +8781,19 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
             if (sweep_last) begin
               if (\$89 ) begin
                 if (\$signal$26 ) begin
-                  \$485  = 1'h0;
+                  \$490  = 1'h0;
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$485  = 1'h0;
+      \$490  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$486  = full0;
+    \$491  = full0;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
@@ -9178,7 +8803,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
                   (* full_case = 32'd1 *)
                   if (\$signal$6 ) begin
                   end else begin
-                    \$486  = 1'h1;
+                    \$491  = 1'h1;
                   end
                 end
               end
@@ -9196,38 +8821,38 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
                 (* full_case = 32'd1 *)
                 if (\$signal$26 ) begin
                 end else begin
-                  \$486  = 1'h0;
+                  \$491  = 1'h0;
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$486  = 1'h0;
+      \$491  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$487  = \$signal$6 ;
+    \$492  = \$signal$6 ;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[10]) begin
               if (\$80 ) begin
                 if (\$81 ) begin
-                  \$487  = \$82 ;
+                  \$492  = \$82 ;
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$487  = 1'h0;
+      \$492  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$488  = fsm_state;
+    \$493  = fsm_state;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
@@ -9235,158 +8860,37 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
               if (\$80 ) begin
                 (* full_case = 32'd1 *)
                 if (\$81 ) begin
-                  \$488  = 2'h1;
+                  \$493  = 2'h1;
                 end else begin
-                  \$488  = 2'h0;
+                  \$493  = 2'h0;
                 end
               end
             end
           end
       2'h1:
           if (\$85 ) begin
-            \$488  = 2'h0;
+            \$493  = 2'h0;
           end
     endcase
     if (rst) begin
-      \$488  = 2'h0;
+      \$493  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$489  = fire_state;
+    \$494  = fire_state;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           if (\$86 ) begin
-            \$489  = 1'h1;
+            \$494  = 1'h1;
           end
       1'h1:
           if (\$88 ) begin
             if (sweep_last) begin
               if (\$89 ) begin
-                \$489  = 1'h0;
+                \$494  = 1'h0;
               end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$489  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$490  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$490  = 8'h00;
-            end else begin
-              \$490  = \$92 [7:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$490  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$491  = sweep_g;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$491  = 2'h0;
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$94 ) begin
-                \$491  = 2'h0;
-              end else begin
-                \$491  = \$98 [1:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$491  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$492  = sweep_y;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$492  = 3'h0;
-            end else begin
-              if (\$94 ) begin
-                if (\$95 ) begin
-                  \$492  = \$96 [2:0];
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$492  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$493  = sweep_x;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$493  = 3'h0;
-            end else begin
-              if (\$94 ) begin
-                (* full_case = 32'd1 *)
-                if (\$95 ) begin
-                  \$493  = 3'h0;
-                end else begin
-                  \$493  = \$97 [2:0];
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$493  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$494  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$494  = 1'h0;
-            end else begin
-              \$494  = \$93 ;
             end
           end
     endcase
@@ -9396,40 +8900,39 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$495  = fire_k;
+    \$495  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
           if (\$88 ) begin
+            (* full_case = 32'd1 *)
             if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$89 ) begin
-                \$495  = 3'h0;
-              end else begin
-                \$495  = \$91 [2:0];
-              end
+              \$495  = 8'h00;
+            end else begin
+              \$495  = \$92 [7:0];
             end
           end
     endcase
     if (rst) begin
-      \$495  = 3'h0;
+      \$495  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$496  = \$signal$26 ;
+    \$496  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
           if (\$88 ) begin
+            (* full_case = 32'd1 *)
             if (sweep_last) begin
-              if (\$89 ) begin
-                \$496  = \$90 ;
-              end
+              \$496  = 1'h0;
+            end else begin
+              \$496  = \$93 ;
             end
           end
     endcase
@@ -9439,332 +8942,461 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$497  = \$99 ;
+    \$497  = fire_k;
+    (* full_case = 32'd1 *)
+    casez (fire_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$88 ) begin
+            if (sweep_last) begin
+              (* full_case = 32'd1 *)
+              if (\$89 ) begin
+                \$497  = 3'h0;
+              end else begin
+                \$497  = \$91 [2:0];
+              end
+            end
+          end
+    endcase
     if (rst) begin
-      \$497  = 1'h0;
+      \$497  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$498  = \$101 ;
+    \$498  = \$signal$26 ;
+    (* full_case = 32'd1 *)
+    casez (fire_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$88 ) begin
+            if (sweep_last) begin
+              if (\$89 ) begin
+                \$498  = \$90 ;
+              end
+            end
+          end
+    endcase
     if (rst) begin
       \$498  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$499  = issue;
+    \$499  = \$94 ;
     if (rst) begin
-      \$499  = 39'h0000000000;
+      \$499  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$500  = st0;
+    \$500  = \$96 ;
     if (rst) begin
-      \$500  = 39'h0000000000;
+      \$500  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$501  = st1;
+    \$501  = pos0;
+    if (sweep_now) begin
+      (* full_case = 32'd1 *)
+      if (issue[30]) begin
+        \$501  = 2'h0;
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$97 ) begin
+          \$501  = 2'h0;
+        end else begin
+          \$501  = \$98 [1:0];
+        end
+      end
+    end
     if (rst) begin
-      \$501  = 39'h0000000000;
+      \$501  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$502  = st2;
+    \$502  = issue;
     if (rst) begin
-      \$502  = 39'h0000000000;
+      \$502  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$503  = st3;
+    \$503  = st0;
     if (rst) begin
-      \$503  = 39'h0000000000;
+      \$503  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$504  = st4;
+    \$504  = st1;
     if (rst) begin
-      \$504  = 39'h0000000000;
+      \$504  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$505  = st5;
+    \$505  = st2;
     if (rst) begin
-      \$505  = 39'h0000000000;
+      \$505  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$506  = st6;
+    \$506  = st3;
     if (rst) begin
-      \$506  = 39'h0000000000;
+      \$506  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$507  = st7;
+    \$507  = st4;
     if (rst) begin
-      \$507  = 39'h0000000000;
+      \$507  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$508  = \$signature__data ;
+    \$508  = st5;
     if (rst) begin
-      \$508  = 32'd0;
+      \$508  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$509  = \$102 ;
+    \$509  = st6;
     if (rst) begin
-      \$509  = 11'h000;
+      \$509  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$510  = \$103 ;
+    \$510  = st7;
     if (rst) begin
-      \$510  = 11'h000;
+      \$510  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$511  = \$104 ;
+    \$511  = \$signature__data ;
     if (rst) begin
-      \$511  = 11'h000;
+      \$511  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$512  = \$105 ;
+    \$512  = \$99 ;
     if (rst) begin
       \$512  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$513  = addend;
-    if (\$106 ) begin
-      \$513 [10:0] = w2_0_0;
-      \$513 [21:11] = w2_0_1;
-      \$513 [32:22] = w2_0_2;
-      \$513 [43:33] = w2_0_3;
-    end
+    \$513  = \$100 ;
     if (rst) begin
-      \$513  = 44'h00000000000;
+      \$513  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$514  = \$signature__data$86 ;
+    \$514  = \$101 ;
     if (rst) begin
-      \$514  = 64'h0000000000000000;
+      \$514  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$515  = b_rd__data;
+    \$515  = \$102 ;
     if (rst) begin
-      \$515  = 52'h0000000000000;
+      \$515  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$516  = v_wr__data;
+    \$516  = addend;
+    if (\$103 ) begin
+      \$516 [10:0] = w2_0_0;
+      \$516 [21:11] = w2_0_1;
+      \$516 [32:22] = w2_0_2;
+      \$516 [43:33] = w2_0_3;
+    end
     if (rst) begin
-      \$516  = 64'h0000000000000000;
+      \$516  = 44'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$517  = res8;
+    \$517  = \$signature__data$88 ;
     if (rst) begin
       \$517  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$518  = 4'h0;
+    \$518  = b_rd__data;
     if (rst) begin
-      \$518  = 4'h0;
+      \$518  = 52'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$519  = cres8;
+    \$519  = v_wr__data;
     if (rst) begin
-      \$519  = 4'h0;
+      \$519  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$520  = b_raw;
+    \$520  = res8;
     if (rst) begin
-      \$520  = 52'h0000000000000;
+      \$520  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$521  = \$like ;
+    \$521  = 4'h0;
     if (rst) begin
-      \$521  = 52'h0000000000000;
+      \$521  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$522  = \$116 ;
+    \$522  = cres8;
     if (rst) begin
-      \$522  = 1'h0;
+      \$522  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$523  = \$128 ;
+    \$523  = b_raw;
     if (rst) begin
-      \$523  = 1'h0;
+      \$523  = 52'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$524  = \$138 ;
+    \$524  = \$like ;
     if (rst) begin
-      \$524  = 1'h0;
+      \$524  = 52'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$525  = \$150 ;
+    \$525  = \$113 ;
     if (rst) begin
       \$525  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$526  = \$158 ;
+    \$526  = \$125 ;
     if (rst) begin
       \$526  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$527  = \$168 ;
+    \$527  = \$135 ;
     if (rst) begin
       \$527  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$528  = \$176 ;
+    \$528  = \$147 ;
     if (rst) begin
       \$528  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$529  = \$186 ;
+    \$529  = \$155 ;
     if (rst) begin
       \$529  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$530  = \$194 ;
+    \$530  = \$165 ;
     if (rst) begin
       \$530  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$531  = \$204 ;
+    \$531  = \$173 ;
     if (rst) begin
       \$531  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$532  = { \$300 , \$291 , \$282 , \$274 , \$267 , \$257 , \$247 , \$238 , \$230 , \$216  };
+    \$532  = \$183 ;
     if (rst) begin
-      \$532  = 10'h000;
+      \$532  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$533  = { 6'h00, \$305 , \$301  };
+    \$533  = \$191 ;
     if (rst) begin
-      \$533  = 8'h00;
+      \$533  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$534 [16:0] = \$340 [16:0];
-    \$534 [33:17] = \$375 [16:0];
-    \$534 [50:34] = \$410 [16:0];
-    \$534 [67:51] = \$445 [16:0];
+    \$534  = \$201 ;
     if (rst) begin
-      \$534  = 68'h00000000000000000;
+      \$534  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$535 [16:0] = \$451 ;
-    \$535 [33:17] = \$457 ;
-    \$535 [50:34] = \$463 ;
-    \$535 [67:51] = \$469 ;
+    \$535  = { \$297 , \$288 , \$279 , \$271 , \$264 , \$254 , \$244 , \$235 , \$227 , \$213  };
     if (rst) begin
-      \$535  = 68'h00000000000000000;
+      \$535  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$536  = result;
+    \$536  = { 6'h00, \$302 , \$298  };
     if (rst) begin
-      \$536  = 64'h0000000000000000;
+      \$536  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$537  = entry;
+    \$537 [16:0] = \$337 [16:0];
+    \$537 [33:17] = \$372 [16:0];
+    \$537 [50:34] = \$407 [16:0];
+    \$537 [67:51] = \$442 [16:0];
     if (rst) begin
-      \$537  = 13'h0000;
+      \$537  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$538  = \$473 ;
+    \$538 [16:0] = \$448 ;
+    \$538 [33:17] = \$454 ;
+    \$538 [50:34] = \$460 ;
+    \$538 [67:51] = \$466 ;
     if (rst) begin
-      \$538  = 1'h0;
+      \$538  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$539  = done;
-    if (\$signal$63 ) begin
+    \$539  = result;
+    if (rst) begin
+      \$539  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$540  = entry;
+    if (rst) begin
+      \$540  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$541  = \$470 ;
+    if (rst) begin
+      \$541  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$542  = \pos0$53 ;
+    if (\$472 ) begin
       (* full_case = 32'd1 *)
-      if (\$474 ) begin
-        if (o__ready) begin
-          (* full_case = 32'd1 *)
-          if (\$479 ) begin
-            \$539  = 4'h0;
-          end else begin
-            \$539  = \$481 [3:0];
-          end
-        end
+      if (st7[30]) begin
+        \$542  = 2'h0;
       end else begin
-        if (o__ready) begin
-          \$539  = 4'h0;
+        (* full_case = 32'd1 *)
+        if (\$473 ) begin
+          \$542  = 2'h0;
+        end else begin
+          \$542  = \$478 [1:0];
         end
       end
     end
     if (rst) begin
-      \$539  = 4'h0;
+      \$542  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$543  = pos1;
+    if (\$472 ) begin
+      (* full_case = 32'd1 *)
+      if (st7[30]) begin
+        \$543  = 3'h0;
+      end else begin
+        if (\$473 ) begin
+          (* full_case = 32'd1 *)
+          if (\$474 ) begin
+            \$543  = 3'h0;
+          end else begin
+            \$543  = \$477 [2:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$543  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$544  = pos2;
+    if (\$472 ) begin
+      (* full_case = 32'd1 *)
+      if (st7[30]) begin
+        \$544  = 3'h0;
+      end else begin
+        if (\$473 ) begin
+          if (\$474 ) begin
+            (* full_case = 32'd1 *)
+            if (\$475 ) begin
+              \$544  = 3'h0;
+            end else begin
+              \$544  = \$476 [2:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$544  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$545  = done;
+    if (\$signal$65 ) begin
+      (* full_case = 32'd1 *)
+      if (\$479 ) begin
+        if (o__ready) begin
+          (* full_case = 32'd1 *)
+          if (\$484 ) begin
+            \$545  = 4'h0;
+          end else begin
+            \$545  = \$486 [3:0];
+          end
+        end
+      end else begin
+        if (o__ready) begin
+          \$545  = 4'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$545  = 4'h0;
     end
   end
   always @* begin
@@ -9828,13 +9460,13 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$64  = \$signal$59 [0];
+          \$64  = \$signal$61 [0];
       2'h1:
-          \$64  = \$signal$59 [1];
+          \$64  = \$signal$61 [1];
       2'h2:
-          \$64  = \$signal$59 [2];
+          \$64  = \$signal$61 [2];
       2'h3:
-          \$64  = \$signal$59 [3];
+          \$64  = \$signal$61 [3];
     endcase
   end
   always @* begin
@@ -9863,13 +9495,13 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign ev_count = i0__payload[9];
   assign busy = op_valid;
   assign \$signature__addr  = st0[20:12];
-  assign \$signature__addr$35  = \$10 [8:0];
-  assign b_rd__addr = st2[11:4];
+  assign \$signature__addr$33  = \$10 [8:0];
+  assign b_rd__addr = st2[32:31];
   assign v_wr__addr = \$40 [8:0];
   assign res7 = v_wr__data;
   assign v_wr__en = \$45 [0];
-  assign entry7 = \$signal$53 ;
-  assign push7 = \$signal$55 ;
+  assign \$signal$56  = written;
+  assign push7 = \$signal$57 ;
   assign cres7 = 4'h0;
   assign c_raw = 4'h0;
   assign \issue.valid  = issue[0];
@@ -9884,9 +9516,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \issue.last_step  = issue[27];
   assign \issue.fire_k  = issue[29:28];
   assign \issue.end  = issue[30];
-  assign \issue.g  = issue[32:31];
-  assign \issue.y  = issue[35:33];
-  assign \issue.x  = issue[38:36];
+  assign \issue.bias_g  = issue[32:31];
   assign \i0__payload.c  = i0__payload[2:0];
   assign \i0__payload.y  = i0__payload[5:3];
   assign \i0__payload.x  = i0__payload[8:6];
@@ -9904,9 +9534,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \st0.last_step  = st0[27];
   assign \st0.fire_k  = st0[29:28];
   assign \st0.end  = st0[30];
-  assign \st0.g  = st0[32:31];
-  assign \st0.y  = st0[35:33];
-  assign \st0.x  = st0[38:36];
+  assign \st0.bias_g  = st0[32:31];
   assign \st2.valid  = st2[0];
   assign \st2.kind  = st2[1];
   assign \st2.cur  = st2[2];
@@ -9919,9 +9547,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \st2.last_step  = st2[27];
   assign \st2.fire_k  = st2[29:28];
   assign \st2.end  = st2[30];
-  assign \st2.g  = st2[32:31];
-  assign \st2.y  = st2[35:33];
-  assign \st2.x  = st2[38:36];
+  assign \st2.bias_g  = st2[32:31];
   assign \st6.valid  = st6[0];
   assign \st6.kind  = st6[1];
   assign \st6.cur  = st6[2];
@@ -9934,17 +9560,15 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \st6.last_step  = st6[27];
   assign \st6.fire_k  = st6[29:28];
   assign \st6.end  = st6[30];
-  assign \st6.g  = st6[32:31];
-  assign \st6.y  = st6[35:33];
-  assign \st6.x  = st6[38:36];
+  assign \st6.bias_g  = st6[32:31];
   assign \result[0]  = result[15:0];
   assign \result[1]  = result[31:16];
   assign \result[2]  = result[47:32];
   assign \result[3]  = result[63:48];
-  assign \$signal$40[0]  = \$signal$40 [16:0];
-  assign \$signal$40[1]  = \$signal$40 [33:17];
-  assign \$signal$40[2]  = \$signal$40 [50:34];
-  assign \$signal$40[3]  = \$signal$40 [67:51];
+  assign \$signal$38[0]  = \$signal$38 [16:0];
+  assign \$signal$38[1]  = \$signal$38 [33:17];
+  assign \$signal$38[2]  = \$signal$38 [50:34];
+  assign \$signal$38[3]  = \$signal$38 [67:51];
   assign \out_counts[0]  = out_counts[0];
   assign \out_counts[1]  = out_counts[1];
   assign \out_counts[2]  = out_counts[2];
@@ -9961,9 +9585,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \st7.last_step  = st7[27];
   assign \st7.fire_k  = st7[29:28];
   assign \st7.end  = st7[30];
-  assign \st7.g  = st7[32:31];
-  assign \st7.y  = st7[35:33];
-  assign \st7.x  = st7[38:36];
+  assign \st7.bias_g  = st7[32:31];
   assign \v_wr__data[0]  = v_wr__data[15:0];
   assign \v_wr__data[1]  = v_wr__data[31:16];
   assign \v_wr__data[2]  = v_wr__data[47:32];
@@ -9972,6 +9594,24 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \res7[1]  = v_wr__data[31:16];
   assign \res7[2]  = v_wr__data[47:32];
   assign \res7[3]  = v_wr__data[63:48];
+  assign \written.counts  = written[3:0];
+  assign \written.counts[0]  = written[0];
+  assign \written.counts[1]  = written[1];
+  assign \written.counts[2]  = written[2];
+  assign \written.counts[3]  = written[3];
+  assign \written.g  = written[5:4];
+  assign \written.y  = written[8:6];
+  assign \written.x  = written[11:9];
+  assign \written.end  = written[12];
+  assign \entry7.counts  = entry7[3:0];
+  assign \entry7.counts[0]  = entry7[0];
+  assign \entry7.counts[1]  = entry7[1];
+  assign \entry7.counts[2]  = entry7[2];
+  assign \entry7.counts[3]  = entry7[3];
+  assign \entry7.g  = entry7[5:4];
+  assign \entry7.y  = entry7[8:6];
+  assign \entry7.x  = entry7[11:9];
+  assign \entry7.end  = entry7[12];
   assign \entry.counts  = entry[3:0];
   assign \entry.counts[0]  = entry[0];
   assign \entry.counts[1]  = entry[1];
@@ -9981,15 +9621,6 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \entry.y  = entry[8:6];
   assign \entry.x  = entry[11:9];
   assign \entry.end  = entry[12];
-  assign \entry7.counts  = \$signal$53 [3:0];
-  assign \entry7.counts[0]  = \$signal$53 [0];
-  assign \entry7.counts[1]  = \$signal$53 [1];
-  assign \entry7.counts[2]  = \$signal$53 [2];
-  assign \entry7.counts[3]  = \$signal$53 [3];
-  assign \entry7.g  = \$signal$53 [5:4];
-  assign \entry7.y  = \$signal$53 [8:6];
-  assign \entry7.x  = \$signal$53 [11:9];
-  assign \entry7.end  = \$signal$53 [12];
   assign \o__payload.c  = o__payload[3:0];
   assign \o__payload.y  = o__payload[6:4];
   assign \o__payload.x  = o__payload[9:7];
@@ -10007,9 +9638,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \st1.last_step  = st1[27];
   assign \st1.fire_k  = st1[29:28];
   assign \st1.end  = st1[30];
-  assign \st1.g  = st1[32:31];
-  assign \st1.y  = st1[35:33];
-  assign \st1.x  = st1[38:36];
+  assign \st1.bias_g  = st1[32:31];
   assign \st3.valid  = st3[0];
   assign \st3.kind  = st3[1];
   assign \st3.cur  = st3[2];
@@ -10022,9 +9651,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \st3.last_step  = st3[27];
   assign \st3.fire_k  = st3[29:28];
   assign \st3.end  = st3[30];
-  assign \st3.g  = st3[32:31];
-  assign \st3.y  = st3[35:33];
-  assign \st3.x  = st3[38:36];
+  assign \st3.bias_g  = st3[32:31];
   assign \st4.valid  = st4[0];
   assign \st4.kind  = st4[1];
   assign \st4.cur  = st4[2];
@@ -10037,9 +9664,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \st4.last_step  = st4[27];
   assign \st4.fire_k  = st4[29:28];
   assign \st4.end  = st4[30];
-  assign \st4.g  = st4[32:31];
-  assign \st4.y  = st4[35:33];
-  assign \st4.x  = st4[38:36];
+  assign \st4.bias_g  = st4[32:31];
   assign \st5.valid  = st5[0];
   assign \st5.kind  = st5[1];
   assign \st5.cur  = st5[2];
@@ -10052,9 +9677,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \st5.last_step  = st5[27];
   assign \st5.fire_k  = st5[29:28];
   assign \st5.end  = st5[30];
-  assign \st5.g  = st5[32:31];
-  assign \st5.y  = st5[35:33];
-  assign \st5.x  = st5[38:36];
+  assign \st5.bias_g  = st5[32:31];
   assign \st8.valid  = st8[0];
   assign \st8.kind  = st8[1];
   assign \st8.cur  = st8[2];
@@ -10067,9 +9690,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \st8.last_step  = st8[27];
   assign \st8.fire_k  = st8[29:28];
   assign \st8.end  = st8[30];
-  assign \st8.g  = st8[32:31];
-  assign \st8.y  = st8[35:33];
-  assign \st8.x  = st8[38:36];
+  assign \st8.bias_g  = st8[32:31];
   assign \w1_0[0]  = w1_0[7:0];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[2]  = w1_0[23:16];
@@ -10086,10 +9707,10 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \v_raw[1]  = v_raw[31:16];
   assign \v_raw[2]  = v_raw[47:32];
   assign \v_raw[3]  = v_raw[63:48];
-  assign \$signature__data$86[0]  = \$signature__data$86 [15:0];
-  assign \$signature__data$86[1]  = \$signature__data$86 [31:16];
-  assign \$signature__data$86[2]  = \$signature__data$86 [47:32];
-  assign \$signature__data$86[3]  = \$signature__data$86 [63:48];
+  assign \$signature__data$88[0]  = \$signature__data$88 [15:0];
+  assign \$signature__data$88[1]  = \$signature__data$88 [31:16];
+  assign \$signature__data$88[2]  = \$signature__data$88 [47:32];
+  assign \$signature__data$88[3]  = \$signature__data$88 [63:48];
   assign \b_raw[0]  = b_raw[12:0];
   assign \b_raw[1]  = b_raw[25:13];
   assign \b_raw[2]  = b_raw[38:26];
@@ -10126,18 +9747,18 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \b6[1]  = b6[25:13];
   assign \b6[2]  = b6[38:26];
   assign \b6[3]  = b6[51:39];
-  assign \$signal$108[0]  = \$signal$108 [16:0];
-  assign \$signal$108[1]  = \$signal$108 [33:17];
-  assign \$signal$108[2]  = \$signal$108 [50:34];
-  assign \$signal$108[3]  = \$signal$108 [67:51];
+  assign \$signal$110[0]  = \$signal$110 [16:0];
+  assign \$signal$110[1]  = \$signal$110 [33:17];
+  assign \$signal$110[2]  = \$signal$110 [50:34];
+  assign \$signal$110[3]  = \$signal$110 [67:51];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
   assign \c_raw[3]  = 1'h0;
   always @*
-    o__payload[9:7] = \$signal$59 [11:9];
+    o__payload[9:7] = \$signal$61 [11:9];
   always @*
-    o__payload[6:4] = \$signal$59 [8:6];
+    o__payload[6:4] = \$signal$61 [8:6];
   always @*
     o__payload[3:0] = \$62 [3:0];
   assign pending[3] = \$60 ;
@@ -10145,78 +9766,81 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign pending[1] = \$54 ;
   assign pending[0] = \$51 ;
   assign entry[12] = st6[30];
-  assign entry[11:9] = st6[38:36];
-  assign entry[8:6] = st6[35:33];
-  assign entry[5:4] = st6[32:31];
   assign entry[3:0] = out_counts;
+  assign entry[11:4] = 8'h00;
+  assign written[11:9] = pos1;
+  assign written[8:6] = pos2;
+  assign written[5:4] = \pos0$53 ;
+  assign { written[12], written[3:0] } = { entry7[12], entry7[3:0] };
   assign active = \$8 ;
   assign \$46  = st7[1];
   assign \$74  = fire_state;
-  assign \$124  = st3[1];
-  assign \$146  = st4[1];
-  assign \$164  = st5[1];
-  assign \$182  = st6[1];
-  assign \$200  = st7[1];
-  assign \$205  = 1'h1;
-  assign \$206  = hit_v1;
-  assign \$211  = 1'h1;
-  assign \$212  = hit_c1;
-  assign \$217  = hit_v1;
-  assign \$224  = hit_c1;
-  assign \$231  = hit_v1;
-  assign \$239  = hit_v1;
-  assign \$248  = hit_v1;
-  assign \$258  = hit_v1;
-  assign \$268  = hit_c1;
-  assign \$275  = hit_c1;
-  assign \$283  = hit_c1;
-  assign \$292  = hit_c1;
-  assign \$317  = 2'h0;
-  assign \$318  = \$316 ;
-  assign \$323  = 2'h0;
-  assign \$324  = \$322 ;
-  assign \$332  = 2'h0;
-  assign \$333  = \$331 ;
-  assign \$338  = 2'h0;
-  assign \$339  = \$337 ;
-  assign \$352  = 2'h0;
-  assign \$353  = \$351 ;
-  assign \$358  = 2'h0;
-  assign \$359  = \$357 ;
-  assign \$367  = 2'h0;
-  assign \$368  = \$366 ;
-  assign \$373  = 2'h0;
-  assign \$374  = \$372 ;
-  assign \$387  = 2'h0;
-  assign \$388  = \$386 ;
-  assign \$393  = 2'h0;
-  assign \$394  = \$392 ;
-  assign \$402  = 2'h0;
-  assign \$403  = \$401 ;
-  assign \$408  = 2'h0;
-  assign \$409  = \$407 ;
-  assign \$422  = 2'h0;
-  assign \$423  = \$421 ;
-  assign \$428  = 2'h0;
-  assign \$429  = \$427 ;
-  assign \$437  = 2'h0;
-  assign \$438  = \$436 ;
-  assign \$443  = 2'h0;
-  assign \$444  = \$442 ;
-  assign \$446  = st5[1];
-  assign \$452  = st5[1];
-  assign \$458  = st5[1];
-  assign \$464  = st5[1];
-  assign \$470  = st6[1];
-  assign \$49  = \$signal$59 [0];
-  assign \$52  = \$signal$59 [1];
-  assign \$55  = \$signal$59 [2];
-  assign \$58  = \$signal$59 [3];
-  assign \$303  = st3[1];
+  assign \$121  = st3[1];
+  assign \$143  = st4[1];
+  assign \$161  = st5[1];
+  assign \$179  = st6[1];
+  assign \$197  = st7[1];
+  assign \$202  = 1'h1;
+  assign \$203  = hit_v1;
+  assign \$208  = 1'h1;
+  assign \$209  = hit_c1;
+  assign \$214  = hit_v1;
+  assign \$221  = hit_c1;
+  assign \$228  = hit_v1;
+  assign \$236  = hit_v1;
+  assign \$245  = hit_v1;
+  assign \$255  = hit_v1;
+  assign \$265  = hit_c1;
+  assign \$272  = hit_c1;
+  assign \$280  = hit_c1;
+  assign \$289  = hit_c1;
+  assign \$314  = 2'h0;
+  assign \$315  = \$313 ;
+  assign \$320  = 2'h0;
+  assign \$321  = \$319 ;
+  assign \$329  = 2'h0;
+  assign \$330  = \$328 ;
+  assign \$335  = 2'h0;
+  assign \$336  = \$334 ;
+  assign \$349  = 2'h0;
+  assign \$350  = \$348 ;
+  assign \$355  = 2'h0;
+  assign \$356  = \$354 ;
+  assign \$364  = 2'h0;
+  assign \$365  = \$363 ;
+  assign \$370  = 2'h0;
+  assign \$371  = \$369 ;
+  assign \$384  = 2'h0;
+  assign \$385  = \$383 ;
+  assign \$390  = 2'h0;
+  assign \$391  = \$389 ;
+  assign \$399  = 2'h0;
+  assign \$400  = \$398 ;
+  assign \$405  = 2'h0;
+  assign \$406  = \$404 ;
+  assign \$419  = 2'h0;
+  assign \$420  = \$418 ;
+  assign \$425  = 2'h0;
+  assign \$426  = \$424 ;
+  assign \$434  = 2'h0;
+  assign \$435  = \$433 ;
+  assign \$440  = 2'h0;
+  assign \$441  = \$439 ;
+  assign \$443  = st5[1];
+  assign \$449  = st5[1];
+  assign \$455  = st5[1];
+  assign \$461  = st5[1];
+  assign \$467  = st6[1];
+  assign \$471  = st7[1];
+  assign \$49  = \$signal$61 [0];
+  assign \$52  = \$signal$61 [1];
+  assign \$55  = \$signal$61 [2];
+  assign \$58  = \$signal$61 [3];
+  assign \$300  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4420$0 , clk);
+module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4272$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [6:0] \$10 ;
@@ -10315,8 +9939,8 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   reg op_valid = 1'h0;
   output [8:0] op_waddr;
   reg [8:0] op_waddr = 9'h000;
-  input [9:0] \port$4420$0 ;
-  wire [9:0] \port$4420$0 ;
+  input [9:0] \port$4272$0 ;
+  wire [9:0] \port$4272$0 ;
   reg [5:0] r_step = 6'h00;
   output ready;
   wire ready;
@@ -10397,7 +10021,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$50  = op_count;
     if (load) begin
-      \$50  = \port$4420$0 [9];
+      \$50  = \port$4272$0 [9];
     end
     if (rst) begin
       \$50  = 1'h0;
@@ -10634,7 +10258,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4420$0 [5:3])
+    casez (\port$4272$0 [5:3])
       3'h0:
           \$6  = 9'h000;
       3'h1:
@@ -10656,7 +10280,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4420$0 [8:6])
+    casez (\port$4272$0 [8:6])
       3'h0:
           \$7  = 6'h00;
       3'h1:
@@ -10678,7 +10302,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4420$0 [5:3])
+    casez (\port$4272$0 [5:3])
       3'h0:
           \$13  = 6'h0c;
       3'h1:
@@ -10700,7 +10324,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4420$0 [8:6])
+    casez (\port$4272$0 [8:6])
       3'h0:
           \$15  = 5'h04;
       3'h1:
@@ -10722,7 +10346,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4420$0 [8:6])
+    casez (\port$4272$0 [8:6])
       3'h0:
           \$17  = 4'h2;
       3'h1:
@@ -10744,7 +10368,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4420$0 [5:3])
+    casez (\port$4272$0 [5:3])
       3'h0:
           \$19  = 4'h2;
       3'h1:
@@ -10766,7 +10390,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4420$0 [8:6])
+    casez (\port$4272$0 [8:6])
       3'h0:
           \$21  = 4'h2;
       3'h1:
@@ -10788,7 +10412,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4420$0 [8:6])
+    casez (\port$4272$0 [8:6])
       3'h0:
           \$23  = 4'h2;
       3'h1:
@@ -10810,7 +10434,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4420$0 [5:3])
+    casez (\port$4272$0 [5:3])
       3'h0:
           \$25  = 4'h2;
       3'h1:
@@ -10832,7 +10456,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4420$0 [8:6])
+    casez (\port$4272$0 [8:6])
       3'h0:
           \$27  = 6'h19;
       3'h1:
@@ -10854,7 +10478,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4420$0 [8:6])
+    casez (\port$4272$0 [8:6])
       3'h0:
           \$28  = 5'h15;
       3'h1:
@@ -10876,7 +10500,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4420$0 [5:3])
+    casez (\port$4272$0 [5:3])
       3'h0:
           \$29  = 4'h2;
       3'h1:
@@ -10898,7 +10522,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4420$0 [8:6])
+    casez (\port$4272$0 [8:6])
       3'h0:
           \$31  = 4'h2;
       3'h1:
@@ -10923,16 +10547,16 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_count = \port$4420$0 [9];
-  assign ev_y = \port$4420$0 [5:3];
-  assign ev_x = \port$4420$0 [8:6];
-  assign ev_c = \port$4420$0 [2:0];
-  assign \$9  = { 1'h0, \port$4420$0 [2:0], 2'h0 };
-  assign \$11  = { 2'h0, \port$4420$0 [2:0], 5'h00 };
+  assign ev_count = \port$4272$0 [9];
+  assign ev_y = \port$4272$0 [5:3];
+  assign ev_x = \port$4272$0 [8:6];
+  assign ev_c = \port$4272$0 [2:0];
+  assign \$9  = { 1'h0, \port$4272$0 [2:0], 2'h0 };
+  assign \$11  = { 2'h0, \port$4272$0 [2:0], 5'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.queue (rst, \port$3863$0 , w_data, w_en, \port$4031$0 , \port$4033$0 , clk);
+module \digits_cnn_ilif.engine_conv2.queue (rst, w_data, \port$3732$0 , w_en, \port$3902$0 , \port$3904$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -10963,12 +10587,12 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, \port$3863$0 , w_data, w_en, \p
   reg held_valid = 1'h0;
   wire [9:0] level;
   wire [9:0] \level$21 ;
-  input \port$3863$0 ;
-  wire \port$3863$0 ;
-  output [12:0] \port$4031$0 ;
-  wire [12:0] \port$4031$0 ;
-  output \port$4033$0 ;
-  wire \port$4033$0 ;
+  input \port$3732$0 ;
+  wire \port$3732$0 ;
+  output [12:0] \port$3902$0 ;
+  wire [12:0] \port$3902$0 ;
+  output \port$3904$0 ;
+  wire \port$3904$0 ;
   wire [12:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -11005,12 +10629,12 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, \port$3863$0 , w_data, w_en, \p
   \digits_cnn_ilif.engine_conv2.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2028$0 (\$signal$9 ),
-    .\port$3863$0 (\port$3863$0 ),
-    .\port$4015$0 (\$signal$11 ),
-    .\port$4017$0 (held_valid),
-    .\port$4031$0 (\$signal$14 ),
-    .\port$4033$0 (\$signal$16 ),
+    .\port$2062$0 (\$signal$9 ),
+    .\port$3732$0 (\port$3732$0 ),
+    .\port$3886$0 (\$signal$11 ),
+    .\port$3888$0 (held_valid),
+    .\port$3902$0 (\$signal$14 ),
+    .\port$3904$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -11041,11 +10665,11 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, \port$3863$0 , w_data, w_en, \p
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3863$0 ;
-  assign \$signal$19  = \port$3863$0 ;
+  assign \$signal$18  = \port$3732$0 ;
+  assign \$signal$19  = \port$3732$0 ;
   assign level = \$4 [9:0];
-  assign \port$4031$0  = \$signal$14 ;
-  assign \port$4033$0  = \$signal$16 ;
+  assign \port$3902$0  = \$signal$14 ;
+  assign \port$3904$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11749,7 +11373,7 @@ module \digits_cnn_ilif.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2028$0 , count, \port$3863$0 , \port$4015$0 , \port$4017$0 , \port$4031$0 , \port$4033$0 , clk);
+module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2062$0 , count, \port$3732$0 , \port$3886$0 , \port$3888$0 , \port$3902$0 , \port$3904$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -11769,28 +11393,28 @@ module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2028$0 , count, \por
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2028$0 ;
-  wire \port$2028$0 ;
-  input \port$3863$0 ;
-  wire \port$3863$0 ;
-  input [12:0] \port$4015$0 ;
-  wire [12:0] \port$4015$0 ;
-  input \port$4017$0 ;
-  wire \port$4017$0 ;
+  output \port$2062$0 ;
+  wire \port$2062$0 ;
+  input \port$3732$0 ;
+  wire \port$3732$0 ;
+  input [12:0] \port$3886$0 ;
+  wire [12:0] \port$3886$0 ;
+  input \port$3888$0 ;
+  wire \port$3888$0 ;
   (* init = 13'h0000 *)
-  output [12:0] \port$4031$0 ;
-  wire [12:0] \port$4031$0 ;
+  output [12:0] \port$3902$0 ;
+  wire [12:0] \port$3902$0 ;
   (* init = 1'h0 *)
-  output \port$4033$0 ;
-  wire \port$4033$0 ;
+  output \port$3904$0 ;
+  wire \port$3904$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4017$0  & \$1 ;
+  assign take = \port$3888$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3863$0  | \$2 ;
+  assign \$3  = \port$3732$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -11808,7 +11432,7 @@ module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2028$0 , count, \por
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4015$0 ;
+        \$4  = \port$3886$0 ;
       end
     end
     if (rst) begin
@@ -11851,18 +11475,18 @@ module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2028$0 , count, \por
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4015$0 ;
+      \$7  = \port$3886$0 ;
     end
     if (rst) begin
       \$7  = 13'h0000;
     end
   end
-  assign \$signal$3  = \port$4017$0 ;
-  assign \$signal$8  = \port$3863$0 ;
-  assign \$signal$11  = \port$4015$0 ;
-  assign \port$2028$0  = \$signal ;
-  assign \port$4031$0  = \$signal$9 ;
-  assign \port$4033$0  = \$signal$5 ;
+  assign \$signal$3  = \port$3888$0 ;
+  assign \$signal$8  = \port$3732$0 ;
+  assign \$signal$11  = \port$3886$0 ;
+  assign \port$2062$0  = \$signal ;
+  assign \port$3902$0  = \$signal$9 ;
+  assign \port$3904$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11870,12 +11494,12 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  wire \$100 ;
-  wire \$101 ;
+  wire [10:0] \$100 ;
+  wire [10:0] \$101 ;
   wire [10:0] \$102 ;
-  wire [10:0] \$103 ;
-  wire [10:0] \$104 ;
-  wire [10:0] \$105 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
@@ -12095,252 +11719,252 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$300 ;
   wire \$301 ;
   wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire \$305 ;
-  wire [18:0] \$306 ;
+  wire [18:0] \$303 ;
+  wire [18:0] \$304 ;
+  wire [18:0] \$305 ;
+  wire [17:0] \$306 ;
   wire [18:0] \$307 ;
-  wire [18:0] \$308 ;
-  wire [17:0] \$309 ;
+  wire [17:0] \$308 ;
+  wire [18:0] \$309 ;
   wire [19:0] \$31 ;
-  wire [18:0] \$310 ;
-  wire [17:0] \$311 ;
-  wire [18:0] \$312 ;
-  wire [17:0] \$313 ;
-  wire [18:0] \$314 ;
-  wire [17:0] \$315 ;
-  wire [18:0] \$316 ;
-  wire [1:0] \$317 ;
-  wire [18:0] \$318 ;
-  wire [1:0] \$319 ;
+  wire [17:0] \$310 ;
+  wire [18:0] \$311 ;
+  wire [17:0] \$312 ;
+  wire [18:0] \$313 ;
+  wire [1:0] \$314 ;
+  wire [18:0] \$315 ;
+  wire [1:0] \$316 ;
+  wire [18:0] \$317 ;
+  wire [1:0] \$318 ;
+  wire [18:0] \$319 ;
   wire \$32 ;
-  wire [18:0] \$320 ;
-  wire [1:0] \$321 ;
-  wire [18:0] \$322 ;
-  wire [1:0] \$323 ;
-  wire [18:0] \$324 ;
-  wire [10:0] \$325 ;
-  wire [13:0] \$326 ;
-  wire [13:0] \$327 ;
+  wire [1:0] \$320 ;
+  wire [18:0] \$321 ;
+  wire [10:0] \$322 ;
+  wire [13:0] \$323 ;
+  wire [13:0] \$324 ;
+  wire [18:0] \$325 ;
+  wire [18:0] \$326 ;
+  wire [18:0] \$327 ;
   wire [18:0] \$328 ;
-  wire [18:0] \$329 ;
+  wire [1:0] \$329 ;
   reg [17:0] \$33 ;
   wire [18:0] \$330 ;
-  wire [18:0] \$331 ;
-  wire [1:0] \$332 ;
-  wire [18:0] \$333 ;
-  wire [1:0] \$334 ;
-  wire [18:0] \$335 ;
-  wire [1:0] \$336 ;
-  wire [18:0] \$337 ;
-  wire [1:0] \$338 ;
+  wire [1:0] \$331 ;
+  wire [18:0] \$332 ;
+  wire [1:0] \$333 ;
+  wire [18:0] \$334 ;
+  wire [1:0] \$335 ;
+  wire [18:0] \$336 ;
+  wire [19:0] \$337 ;
+  wire [18:0] \$338 ;
   wire [18:0] \$339 ;
   wire [19:0] \$34 ;
-  wire [19:0] \$340 ;
-  wire [18:0] \$341 ;
+  wire [18:0] \$340 ;
+  wire [17:0] \$341 ;
   wire [18:0] \$342 ;
-  wire [18:0] \$343 ;
-  wire [17:0] \$344 ;
-  wire [18:0] \$345 ;
-  wire [17:0] \$346 ;
-  wire [18:0] \$347 ;
-  wire [17:0] \$348 ;
-  wire [18:0] \$349 ;
+  wire [17:0] \$343 ;
+  wire [18:0] \$344 ;
+  wire [17:0] \$345 ;
+  wire [18:0] \$346 ;
+  wire [17:0] \$347 ;
+  wire [18:0] \$348 ;
+  wire [1:0] \$349 ;
   wire \$35 ;
-  wire [17:0] \$350 ;
-  wire [18:0] \$351 ;
-  wire [1:0] \$352 ;
-  wire [18:0] \$353 ;
-  wire [1:0] \$354 ;
-  wire [18:0] \$355 ;
-  wire [1:0] \$356 ;
-  wire [18:0] \$357 ;
-  wire [1:0] \$358 ;
-  wire [18:0] \$359 ;
+  wire [18:0] \$350 ;
+  wire [1:0] \$351 ;
+  wire [18:0] \$352 ;
+  wire [1:0] \$353 ;
+  wire [18:0] \$354 ;
+  wire [1:0] \$355 ;
+  wire [18:0] \$356 ;
+  wire [10:0] \$357 ;
+  wire [13:0] \$358 ;
+  wire [13:0] \$359 ;
   wire \$36 ;
-  wire [10:0] \$360 ;
-  wire [13:0] \$361 ;
-  wire [13:0] \$362 ;
+  wire [18:0] \$360 ;
+  wire [18:0] \$361 ;
+  wire [18:0] \$362 ;
   wire [18:0] \$363 ;
-  wire [18:0] \$364 ;
+  wire [1:0] \$364 ;
   wire [18:0] \$365 ;
-  wire [18:0] \$366 ;
-  wire [1:0] \$367 ;
-  wire [18:0] \$368 ;
-  wire [1:0] \$369 ;
+  wire [1:0] \$366 ;
+  wire [18:0] \$367 ;
+  wire [1:0] \$368 ;
+  wire [18:0] \$369 ;
   wire \$37 ;
-  wire [18:0] \$370 ;
-  wire [1:0] \$371 ;
-  wire [18:0] \$372 ;
-  wire [1:0] \$373 ;
+  wire [1:0] \$370 ;
+  wire [18:0] \$371 ;
+  wire [19:0] \$372 ;
+  wire [18:0] \$373 ;
   wire [18:0] \$374 ;
-  wire [19:0] \$375 ;
-  wire [18:0] \$376 ;
+  wire [18:0] \$375 ;
+  wire [17:0] \$376 ;
   wire [18:0] \$377 ;
-  wire [18:0] \$378 ;
-  wire [17:0] \$379 ;
+  wire [17:0] \$378 ;
+  wire [18:0] \$379 ;
   wire [19:0] \$38 ;
-  wire [18:0] \$380 ;
-  wire [17:0] \$381 ;
-  wire [18:0] \$382 ;
-  wire [17:0] \$383 ;
-  wire [18:0] \$384 ;
-  wire [17:0] \$385 ;
-  wire [18:0] \$386 ;
-  wire [1:0] \$387 ;
-  wire [18:0] \$388 ;
-  wire [1:0] \$389 ;
+  wire [17:0] \$380 ;
+  wire [18:0] \$381 ;
+  wire [17:0] \$382 ;
+  wire [18:0] \$383 ;
+  wire [1:0] \$384 ;
+  wire [18:0] \$385 ;
+  wire [1:0] \$386 ;
+  wire [18:0] \$387 ;
+  wire [1:0] \$388 ;
+  wire [18:0] \$389 ;
   wire [7:0] \$39 ;
-  wire [18:0] \$390 ;
-  wire [1:0] \$391 ;
-  wire [18:0] \$392 ;
-  wire [1:0] \$393 ;
-  wire [18:0] \$394 ;
-  wire [10:0] \$395 ;
-  wire [13:0] \$396 ;
-  wire [13:0] \$397 ;
+  wire [1:0] \$390 ;
+  wire [18:0] \$391 ;
+  wire [10:0] \$392 ;
+  wire [13:0] \$393 ;
+  wire [13:0] \$394 ;
+  wire [18:0] \$395 ;
+  wire [18:0] \$396 ;
+  wire [18:0] \$397 ;
   wire [18:0] \$398 ;
-  wire [18:0] \$399 ;
+  wire [1:0] \$399 ;
   wire \$4 ;
   wire [8:0] \$40 ;
   wire [18:0] \$400 ;
-  wire [18:0] \$401 ;
-  wire [1:0] \$402 ;
-  wire [18:0] \$403 ;
-  wire [1:0] \$404 ;
-  wire [18:0] \$405 ;
-  wire [1:0] \$406 ;
-  wire [18:0] \$407 ;
-  wire [1:0] \$408 ;
+  wire [1:0] \$401 ;
+  wire [18:0] \$402 ;
+  wire [1:0] \$403 ;
+  wire [18:0] \$404 ;
+  wire [1:0] \$405 ;
+  wire [18:0] \$406 ;
+  wire [19:0] \$407 ;
+  wire [18:0] \$408 ;
   wire [18:0] \$409 ;
   wire \$41 ;
-  wire [19:0] \$410 ;
-  wire [18:0] \$411 ;
+  wire [18:0] \$410 ;
+  wire [17:0] \$411 ;
   wire [18:0] \$412 ;
-  wire [18:0] \$413 ;
-  wire [17:0] \$414 ;
-  wire [18:0] \$415 ;
-  wire [17:0] \$416 ;
-  wire [18:0] \$417 ;
-  wire [17:0] \$418 ;
-  wire [18:0] \$419 ;
+  wire [17:0] \$413 ;
+  wire [18:0] \$414 ;
+  wire [17:0] \$415 ;
+  wire [18:0] \$416 ;
+  wire [17:0] \$417 ;
+  wire [18:0] \$418 ;
+  wire [1:0] \$419 ;
   wire \$42 ;
-  wire [17:0] \$420 ;
-  wire [18:0] \$421 ;
-  wire [1:0] \$422 ;
-  wire [18:0] \$423 ;
-  wire [1:0] \$424 ;
-  wire [18:0] \$425 ;
-  wire [1:0] \$426 ;
-  wire [18:0] \$427 ;
-  wire [1:0] \$428 ;
-  wire [18:0] \$429 ;
+  wire [18:0] \$420 ;
+  wire [1:0] \$421 ;
+  wire [18:0] \$422 ;
+  wire [1:0] \$423 ;
+  wire [18:0] \$424 ;
+  wire [1:0] \$425 ;
+  wire [18:0] \$426 ;
+  wire [10:0] \$427 ;
+  wire [13:0] \$428 ;
+  wire [13:0] \$429 ;
   wire \$43 ;
-  wire [10:0] \$430 ;
-  wire [13:0] \$431 ;
-  wire [13:0] \$432 ;
+  wire [18:0] \$430 ;
+  wire [18:0] \$431 ;
+  wire [18:0] \$432 ;
   wire [18:0] \$433 ;
-  wire [18:0] \$434 ;
+  wire [1:0] \$434 ;
   wire [18:0] \$435 ;
-  wire [18:0] \$436 ;
-  wire [1:0] \$437 ;
-  wire [18:0] \$438 ;
-  wire [1:0] \$439 ;
+  wire [1:0] \$436 ;
+  wire [18:0] \$437 ;
+  wire [1:0] \$438 ;
+  wire [18:0] \$439 ;
   wire \$44 ;
-  wire [18:0] \$440 ;
-  wire [1:0] \$441 ;
-  wire [18:0] \$442 ;
-  wire [1:0] \$443 ;
-  wire [18:0] \$444 ;
-  wire [19:0] \$445 ;
+  wire [1:0] \$440 ;
+  wire [18:0] \$441 ;
+  wire [19:0] \$442 ;
+  wire \$443 ;
+  wire \$444 ;
+  wire \$445 ;
   wire \$446 ;
   wire \$447 ;
-  wire \$448 ;
+  wire [18:0] \$448 ;
   wire \$449 ;
   wire [3:0] \$45 ;
   wire \$450 ;
-  wire [18:0] \$451 ;
+  wire \$451 ;
   wire \$452 ;
   wire \$453 ;
-  wire \$454 ;
+  wire [18:0] \$454 ;
   wire \$455 ;
   wire \$456 ;
-  wire [18:0] \$457 ;
+  wire \$457 ;
   wire \$458 ;
   wire \$459 ;
   wire \$46 ;
-  wire \$460 ;
+  wire [18:0] \$460 ;
   wire \$461 ;
   wire \$462 ;
-  wire [18:0] \$463 ;
+  wire \$463 ;
   wire \$464 ;
   wire \$465 ;
-  wire \$466 ;
+  wire [18:0] \$466 ;
   wire \$467 ;
   wire \$468 ;
-  wire [18:0] \$469 ;
+  wire \$469 ;
   wire \$47 ;
   wire \$470 ;
   wire \$471 ;
   wire \$472 ;
   wire \$473 ;
   wire \$474 ;
-  wire [4:0] \$475 ;
-  wire [4:0] \$476 ;
-  wire \$477 ;
-  wire \$478 ;
+  wire \$475 ;
+  wire [2:0] \$476 ;
+  wire [2:0] \$477 ;
+  wire [2:0] \$478 ;
   wire \$479 ;
   wire \$48 ;
-  wire [6:0] \$480 ;
-  wire [6:0] \$481 ;
-  reg [7:0] \$482 ;
-  reg \$483 ;
-  reg [2:0] \$484 ;
-  reg \$485 ;
-  reg \$486 ;
-  reg \$487 ;
-  reg [1:0] \$488 ;
-  reg \$489 ;
+  wire [4:0] \$480 ;
+  wire [4:0] \$481 ;
+  wire \$482 ;
+  wire \$483 ;
+  wire \$484 ;
+  wire [6:0] \$485 ;
+  wire [6:0] \$486 ;
+  reg [7:0] \$487 ;
+  reg \$488 ;
+  reg [2:0] \$489 ;
   wire \$49 ;
-  reg [5:0] \$490 ;
-  reg [1:0] \$491 ;
-  reg [1:0] \$492 ;
+  reg \$490 ;
+  reg \$491 ;
+  reg \$492 ;
   reg [1:0] \$493 ;
   reg \$494 ;
-  reg [2:0] \$495 ;
+  reg [5:0] \$495 ;
   reg \$496 ;
-  reg \$497 ;
+  reg [2:0] \$497 ;
   reg \$498 ;
-  reg [37:0] \$499 ;
+  reg \$499 ;
   wire \$5 ;
   wire \$50 ;
-  reg [37:0] \$500 ;
-  reg [37:0] \$501 ;
-  reg [37:0] \$502 ;
-  reg [37:0] \$503 ;
-  reg [37:0] \$504 ;
-  reg [37:0] \$505 ;
-  reg [37:0] \$506 ;
-  reg [37:0] \$507 ;
-  reg [31:0] \$508 ;
-  reg [10:0] \$509 ;
+  reg \$500 ;
+  reg [1:0] \$501 ;
+  reg [33:0] \$502 ;
+  reg [33:0] \$503 ;
+  reg [33:0] \$504 ;
+  reg [33:0] \$505 ;
+  reg [33:0] \$506 ;
+  reg [33:0] \$507 ;
+  reg [33:0] \$508 ;
+  reg [33:0] \$509 ;
   wire \$51 ;
-  reg [10:0] \$510 ;
-  reg [10:0] \$511 ;
+  reg [33:0] \$510 ;
+  reg [31:0] \$511 ;
   reg [10:0] \$512 ;
-  reg [43:0] \$513 ;
-  reg [71:0] \$514 ;
-  reg [55:0] \$515 ;
-  reg [71:0] \$516 ;
+  reg [10:0] \$513 ;
+  reg [10:0] \$514 ;
+  reg [10:0] \$515 ;
+  reg [43:0] \$516 ;
   reg [71:0] \$517 ;
-  reg [3:0] \$518 ;
-  reg [3:0] \$519 ;
+  reg [55:0] \$518 ;
+  reg [71:0] \$519 ;
   wire \$52 ;
-  reg [55:0] \$520 ;
-  reg [55:0] \$521 ;
-  reg \$522 ;
-  reg \$523 ;
-  reg \$524 ;
+  reg [71:0] \$520 ;
+  reg [3:0] \$521 ;
+  reg [3:0] \$522 ;
+  reg [55:0] \$523 ;
+  reg [55:0] \$524 ;
   reg \$525 ;
   reg \$526 ;
   reg \$527 ;
@@ -12349,15 +11973,21 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$53 ;
   reg \$530 ;
   reg \$531 ;
-  reg [9:0] \$532 ;
-  reg [7:0] \$533 ;
-  reg [75:0] \$534 ;
-  reg [75:0] \$535 ;
-  reg [71:0] \$536 ;
-  reg [10:0] \$537 ;
-  reg \$538 ;
-  reg [3:0] \$539 ;
+  reg \$532 ;
+  reg \$533 ;
+  reg \$534 ;
+  reg [9:0] \$535 ;
+  reg [7:0] \$536 ;
+  reg [75:0] \$537 ;
+  reg [75:0] \$538 ;
+  reg [71:0] \$539 ;
   wire \$54 ;
+  reg [10:0] \$540 ;
+  reg \$541 ;
+  reg [1:0] \$542 ;
+  reg [1:0] \$543 ;
+  reg [1:0] \$544 ;
+  reg [3:0] \$545 ;
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
@@ -12403,44 +12033,44 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \$93 ;
   wire \$94 ;
   wire \$95 ;
-  wire [2:0] \$96 ;
-  wire [2:0] \$97 ;
+  wire \$96 ;
+  wire \$97 ;
   wire [2:0] \$98 ;
-  wire \$99 ;
+  wire [10:0] \$99 ;
   reg [55:0] \$like  = 56'h00000000000000;
   wire [13:0] \$like[0] ;
   wire [13:0] \$like[1] ;
   wire [13:0] \$like[2] ;
   wire [13:0] \$like[3] ;
   reg \$signal  = 1'h0;
-  reg [9:0] \$signal$106  = 10'h000;
-  reg [7:0] \$signal$107  = 8'h00;
-  reg [75:0] \$signal$108  = 76'h0000000000000000000;
-  wire [18:0] \$signal$108[0] ;
-  wire [18:0] \$signal$108[1] ;
-  wire [18:0] \$signal$108[2] ;
-  wire [18:0] \$signal$108[3] ;
+  reg [9:0] \$signal$108  = 10'h000;
+  reg [7:0] \$signal$109  = 8'h00;
+  reg [75:0] \$signal$110  = 76'h0000000000000000000;
+  wire [18:0] \$signal$110[0] ;
+  wire [18:0] \$signal$110[1] ;
+  wire [18:0] \$signal$110[2] ;
+  wire [18:0] \$signal$110[3] ;
   reg \$signal$26  = 1'h0;
-  reg [75:0] \$signal$40  = 76'h0000000000000000000;
-  wire [18:0] \$signal$40[0] ;
-  wire [18:0] \$signal$40[1] ;
-  wire [18:0] \$signal$40[2] ;
-  wire [18:0] \$signal$40[3] ;
-  reg [10:0] \$signal$53  = 11'h000;
-  reg \$signal$55  = 1'h0;
-  wire [10:0] \$signal$59 ;
+  reg [75:0] \$signal$38  = 76'h0000000000000000000;
+  wire [18:0] \$signal$38[0] ;
+  wire [18:0] \$signal$38[1] ;
+  wire [18:0] \$signal$38[2] ;
+  wire [18:0] \$signal$38[3] ;
+  wire [10:0] \$signal$56 ;
+  reg \$signal$57  = 1'h0;
   reg \$signal$6  = 1'h0;
-  wire \$signal$63 ;
-  reg \$signal$66 ;
-  reg \$signal$72  = 1'h0;
+  wire [10:0] \$signal$61 ;
+  wire \$signal$65 ;
+  reg \$signal$68 ;
+  reg \$signal$74  = 1'h0;
   wire [11:0] \$signature__addr ;
-  wire [6:0] \$signature__addr$35 ;
+  wire [6:0] \$signature__addr$33 ;
   wire [31:0] \$signature__data ;
-  wire [71:0] \$signature__data$86 ;
-  wire [17:0] \$signature__data$86[0] ;
-  wire [17:0] \$signature__data$86[1] ;
-  wire [17:0] \$signature__data$86[2] ;
-  wire [17:0] \$signature__data$86[3] ;
+  wire [71:0] \$signature__data$88 ;
+  wire [17:0] \$signature__data$88[0] ;
+  wire [17:0] \$signature__data$88[1] ;
+  wire [17:0] \$signature__data$88[2] ;
+  wire [17:0] \$signature__data$88[3] ;
   wire [7:0] \$signature__data[0] ;
   wire [7:0] \$signature__data[1] ;
   wire [7:0] \$signature__data[2] ;
@@ -12463,7 +12093,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire [13:0] \b_raw[1] ;
   wire [13:0] \b_raw[2] ;
   wire [13:0] \b_raw[3] ;
-  wire [5:0] b_rd__addr;
+  wire [1:0] b_rd__addr;
   wire [55:0] b_rd__data;
   wire [13:0] \b_rd__data[0] ;
   wire [13:0] \b_rd__data[1] ;
@@ -12510,8 +12140,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire [1:0] \entry.g ;
   wire [1:0] \entry.x ;
   wire [1:0] \entry.y ;
-  (* init = 11'h000 *)
-  wire [10:0] entry7;
+  reg [10:0] entry7 = 11'h000;
   wire [3:0] \entry7.counts ;
   wire \entry7.counts[0] ;
   wire \entry7.counts[1] ;
@@ -12552,22 +12181,20 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   reg i0__ready;
   input i0__valid;
   wire i0__valid;
-  reg [37:0] issue;
+  reg [33:0] issue;
   wire [5:0] \issue.addr ;
   wire \issue.bank ;
+  wire [1:0] \issue.bias_g ;
   wire \issue.count ;
   wire \issue.cur ;
   wire \issue.end ;
   wire [1:0] \issue.fire_k ;
-  wire [1:0] \issue.g ;
   wire \issue.kind ;
   wire \issue.last_step ;
   wire \issue.proj ;
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [11:0] \issue.waddr ;
-  wire [1:0] \issue.x ;
-  wire [1:0] \issue.y ;
   reg [1:0] lane;
   reg load;
   output [9:0] o__payload;
@@ -12593,6 +12220,10 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \out_counts[3] ;
   wire [3:0] pending;
   reg [2:0] plane = 3'h0;
+  reg [1:0] pos0 = 2'h0;
+  reg [1:0] \pos0$53  = 2'h0;
+  reg [1:0] pos1 = 2'h0;
+  reg [1:0] pos2 = 2'h0;
   (* init = 1'h0 *)
   wire push7;
   wire ready;
@@ -12619,156 +12250,135 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire [17:0] \result[3] ;
   input rst;
   wire rst;
-  reg [37:0] st0 = 38'h0000000000;
+  reg [33:0] st0 = 34'h000000000;
   wire [5:0] \st0.addr ;
   wire \st0.bank ;
+  wire [1:0] \st0.bias_g ;
   wire \st0.count ;
   wire \st0.cur ;
   wire \st0.end ;
   wire [1:0] \st0.fire_k ;
-  wire [1:0] \st0.g ;
   wire \st0.kind ;
   wire \st0.last_step ;
   wire \st0.proj ;
   wire [3:0] \st0.shift ;
   wire \st0.valid ;
   wire [11:0] \st0.waddr ;
-  wire [1:0] \st0.x ;
-  wire [1:0] \st0.y ;
-  reg [37:0] st1 = 38'h0000000000;
+  reg [33:0] st1 = 34'h000000000;
   wire [5:0] \st1.addr ;
   wire \st1.bank ;
+  wire [1:0] \st1.bias_g ;
   wire \st1.count ;
   wire \st1.cur ;
   wire \st1.end ;
   wire [1:0] \st1.fire_k ;
-  wire [1:0] \st1.g ;
   wire \st1.kind ;
   wire \st1.last_step ;
   wire \st1.proj ;
   wire [3:0] \st1.shift ;
   wire \st1.valid ;
   wire [11:0] \st1.waddr ;
-  wire [1:0] \st1.x ;
-  wire [1:0] \st1.y ;
-  reg [37:0] st2 = 38'h0000000000;
+  reg [33:0] st2 = 34'h000000000;
   wire [5:0] \st2.addr ;
   wire \st2.bank ;
+  wire [1:0] \st2.bias_g ;
   wire \st2.count ;
   wire \st2.cur ;
   wire \st2.end ;
   wire [1:0] \st2.fire_k ;
-  wire [1:0] \st2.g ;
   wire \st2.kind ;
   wire \st2.last_step ;
   wire \st2.proj ;
   wire [3:0] \st2.shift ;
   wire \st2.valid ;
   wire [11:0] \st2.waddr ;
-  wire [1:0] \st2.x ;
-  wire [1:0] \st2.y ;
-  reg [37:0] st3 = 38'h0000000000;
+  reg [33:0] st3 = 34'h000000000;
   wire [5:0] \st3.addr ;
   wire \st3.bank ;
+  wire [1:0] \st3.bias_g ;
   wire \st3.count ;
   wire \st3.cur ;
   wire \st3.end ;
   wire [1:0] \st3.fire_k ;
-  wire [1:0] \st3.g ;
   wire \st3.kind ;
   wire \st3.last_step ;
   wire \st3.proj ;
   wire [3:0] \st3.shift ;
   wire \st3.valid ;
   wire [11:0] \st3.waddr ;
-  wire [1:0] \st3.x ;
-  wire [1:0] \st3.y ;
-  reg [37:0] st4 = 38'h0000000000;
+  reg [33:0] st4 = 34'h000000000;
   wire [5:0] \st4.addr ;
   wire \st4.bank ;
+  wire [1:0] \st4.bias_g ;
   wire \st4.count ;
   wire \st4.cur ;
   wire \st4.end ;
   wire [1:0] \st4.fire_k ;
-  wire [1:0] \st4.g ;
   wire \st4.kind ;
   wire \st4.last_step ;
   wire \st4.proj ;
   wire [3:0] \st4.shift ;
   wire \st4.valid ;
   wire [11:0] \st4.waddr ;
-  wire [1:0] \st4.x ;
-  wire [1:0] \st4.y ;
-  reg [37:0] st5 = 38'h0000000000;
+  reg [33:0] st5 = 34'h000000000;
   wire [5:0] \st5.addr ;
   wire \st5.bank ;
+  wire [1:0] \st5.bias_g ;
   wire \st5.count ;
   wire \st5.cur ;
   wire \st5.end ;
   wire [1:0] \st5.fire_k ;
-  wire [1:0] \st5.g ;
   wire \st5.kind ;
   wire \st5.last_step ;
   wire \st5.proj ;
   wire [3:0] \st5.shift ;
   wire \st5.valid ;
   wire [11:0] \st5.waddr ;
-  wire [1:0] \st5.x ;
-  wire [1:0] \st5.y ;
-  reg [37:0] st6 = 38'h0000000000;
+  reg [33:0] st6 = 34'h000000000;
   wire [5:0] \st6.addr ;
   wire \st6.bank ;
+  wire [1:0] \st6.bias_g ;
   wire \st6.count ;
   wire \st6.cur ;
   wire \st6.end ;
   wire [1:0] \st6.fire_k ;
-  wire [1:0] \st6.g ;
   wire \st6.kind ;
   wire \st6.last_step ;
   wire \st6.proj ;
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [11:0] \st6.waddr ;
-  wire [1:0] \st6.x ;
-  wire [1:0] \st6.y ;
-  reg [37:0] st7 = 38'h0000000000;
+  reg [33:0] st7 = 34'h000000000;
   wire [5:0] \st7.addr ;
   wire \st7.bank ;
+  wire [1:0] \st7.bias_g ;
   wire \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
   wire [1:0] \st7.fire_k ;
-  wire [1:0] \st7.g ;
   wire \st7.kind ;
   wire \st7.last_step ;
   wire \st7.proj ;
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
   wire [11:0] \st7.waddr ;
-  wire [1:0] \st7.x ;
-  wire [1:0] \st7.y ;
-  reg [37:0] st8 = 38'h0000000000;
+  reg [33:0] st8 = 34'h000000000;
   wire [5:0] \st8.addr ;
   wire \st8.bank ;
+  wire [1:0] \st8.bias_g ;
   wire \st8.count ;
   wire \st8.cur ;
   wire \st8.end ;
   wire [1:0] \st8.fire_k ;
-  wire [1:0] \st8.g ;
   wire \st8.kind ;
   wire \st8.last_step ;
   wire \st8.proj ;
   wire [3:0] \st8.shift ;
   wire \st8.valid ;
   wire [11:0] \st8.waddr ;
-  wire [1:0] \st8.x ;
-  wire [1:0] \st8.y ;
   reg [5:0] sweep_addr = 6'h00;
-  reg [1:0] sweep_g = 2'h0;
   reg sweep_last = 1'h0;
   reg sweep_now;
-  reg [1:0] sweep_x = 2'h0;
-  reg [1:0] sweep_y = 2'h0;
   reg [7:0] used = 8'h00;
   reg [71:0] v_raw = 72'h000000000000000000;
   wire [17:0] \v_raw[0] ;
@@ -12791,76 +12401,26 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   reg [10:0] w2_0_1 = 11'h000;
   reg [10:0] w2_0_2 = 11'h000;
   reg [10:0] w2_0_3 = 11'h000;
-  reg [55:0] bmem [63:0];
+  wire [10:0] written;
+  wire [3:0] \written.counts ;
+  wire \written.counts[0] ;
+  wire \written.counts[1] ;
+  wire \written.counts[2] ;
+  wire \written.counts[3] ;
+  wire \written.end ;
+  wire [1:0] \written.g ;
+  wire [1:0] \written.x ;
+  wire [1:0] \written.y ;
+  reg [55:0] bmem [3:0];
   initial begin
     bmem[0] = 56'h1cd6e1829dcb3b;
     bmem[1] = 56'hdadccd149cd369;
     bmem[2] = 56'he97b9a84758cef;
     bmem[3] = 56'h1c3b588e18fd95;
-    bmem[4] = 56'h1cd6e1829dcb3b;
-    bmem[5] = 56'hdadccd149cd369;
-    bmem[6] = 56'he97b9a84758cef;
-    bmem[7] = 56'h1c3b588e18fd95;
-    bmem[8] = 56'h1cd6e1829dcb3b;
-    bmem[9] = 56'hdadccd149cd369;
-    bmem[10] = 56'he97b9a84758cef;
-    bmem[11] = 56'h1c3b588e18fd95;
-    bmem[12] = 56'h1cd6e1829dcb3b;
-    bmem[13] = 56'hdadccd149cd369;
-    bmem[14] = 56'he97b9a84758cef;
-    bmem[15] = 56'h1c3b588e18fd95;
-    bmem[16] = 56'h1cd6e1829dcb3b;
-    bmem[17] = 56'hdadccd149cd369;
-    bmem[18] = 56'he97b9a84758cef;
-    bmem[19] = 56'h1c3b588e18fd95;
-    bmem[20] = 56'h1cd6e1829dcb3b;
-    bmem[21] = 56'hdadccd149cd369;
-    bmem[22] = 56'he97b9a84758cef;
-    bmem[23] = 56'h1c3b588e18fd95;
-    bmem[24] = 56'h1cd6e1829dcb3b;
-    bmem[25] = 56'hdadccd149cd369;
-    bmem[26] = 56'he97b9a84758cef;
-    bmem[27] = 56'h1c3b588e18fd95;
-    bmem[28] = 56'h1cd6e1829dcb3b;
-    bmem[29] = 56'hdadccd149cd369;
-    bmem[30] = 56'he97b9a84758cef;
-    bmem[31] = 56'h1c3b588e18fd95;
-    bmem[32] = 56'h1cd6e1829dcb3b;
-    bmem[33] = 56'hdadccd149cd369;
-    bmem[34] = 56'he97b9a84758cef;
-    bmem[35] = 56'h1c3b588e18fd95;
-    bmem[36] = 56'h1cd6e1829dcb3b;
-    bmem[37] = 56'hdadccd149cd369;
-    bmem[38] = 56'he97b9a84758cef;
-    bmem[39] = 56'h1c3b588e18fd95;
-    bmem[40] = 56'h1cd6e1829dcb3b;
-    bmem[41] = 56'hdadccd149cd369;
-    bmem[42] = 56'he97b9a84758cef;
-    bmem[43] = 56'h1c3b588e18fd95;
-    bmem[44] = 56'h1cd6e1829dcb3b;
-    bmem[45] = 56'hdadccd149cd369;
-    bmem[46] = 56'he97b9a84758cef;
-    bmem[47] = 56'h1c3b588e18fd95;
-    bmem[48] = 56'h1cd6e1829dcb3b;
-    bmem[49] = 56'hdadccd149cd369;
-    bmem[50] = 56'he97b9a84758cef;
-    bmem[51] = 56'h1c3b588e18fd95;
-    bmem[52] = 56'h1cd6e1829dcb3b;
-    bmem[53] = 56'hdadccd149cd369;
-    bmem[54] = 56'he97b9a84758cef;
-    bmem[55] = 56'h1c3b588e18fd95;
-    bmem[56] = 56'h1cd6e1829dcb3b;
-    bmem[57] = 56'hdadccd149cd369;
-    bmem[58] = 56'he97b9a84758cef;
-    bmem[59] = 56'h1c3b588e18fd95;
-    bmem[60] = 56'h1cd6e1829dcb3b;
-    bmem[61] = 56'hdadccd149cd369;
-    bmem[62] = 56'he97b9a84758cef;
-    bmem[63] = 56'h1c3b588e18fd95;
   end
   reg [55:0] _0_;
   always @(posedge clk) begin
-    _0_ <= bmem[st2[9:4]];
+    _0_ <= bmem[st2[33:32]];
   end
   assign b_rd__data = _0_;
   reg [71:0] vmem [127:0];
@@ -13002,7 +12562,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   always @(posedge clk) begin
     _1_ <= vmem[\$10 [6:0]];
   end
-  assign \$signature__data$86  = _1_;
+  assign \$signature__data$88  = _1_;
   reg [31:0] wrom0 [2303:0];
   initial begin
     wrom0[0] = 32'd3858372614;
@@ -15315,145 +14875,157 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     _2_ <= wrom0[st0[21:10]];
   end
   assign \$signature__data  = _2_;
-  assign \$456  = \$454  & \$455 ;
-  assign \$457  = \$456  ? 19'h00f7f : \$signal$108 [37:19];
-  assign \$459  = ! st5[30:29];
-  assign \$460  = \$458  & \$459 ;
-  assign \$461  = $signed(\$signal$108 [56:38]) > $signed(13'h0f7f);
-  assign \$462  = \$460  & \$461 ;
-  assign \$463  = \$462  ? 19'h00f7f : \$signal$108 [56:38];
-  assign \$465  = ! st5[30:29];
-  assign \$466  = \$464  & \$465 ;
-  assign \$467  = $signed(\$signal$108 [75:57]) > $signed(13'h0f7f);
-  assign \$468  = \$466  & \$467 ;
-  assign \$469  = \$468  ? 19'h00f7f : \$signal$108 [75:57];
-  assign \$471  = st6[0] & \$470 ;
-  assign \$472  = any_spike | st6[31];
-  assign \$473  = \$471  & \$472 ;
-  assign \$474  = | pending;
-  assign \$475  = pending - 1'h1;
-  assign \$476  = { 1'h0, pending } & \$475 ;
-  assign \$477  = ! \$476 ;
-  assign \$478  = ~ \$signal$59 [10];
-  assign \$479  = \$477  & \$478 ;
-  assign \$480  = 1'h1 << lane;
-  assign \$481  = { 3'h0, done } | \$480 ;
+  assign \$450  = ! st5[30:29];
+  assign \$451  = \$449  & \$450 ;
+  assign \$452  = $signed(\$signal$110 [37:19]) > $signed(13'h0f7f);
+  assign \$453  = \$451  & \$452 ;
+  assign \$454  = \$453  ? 19'h00f7f : \$signal$110 [37:19];
+  assign \$456  = ! st5[30:29];
+  assign \$457  = \$455  & \$456 ;
+  assign \$458  = $signed(\$signal$110 [56:38]) > $signed(13'h0f7f);
+  assign \$459  = \$457  & \$458 ;
+  assign \$460  = \$459  ? 19'h00f7f : \$signal$110 [56:38];
+  assign \$462  = ! st5[30:29];
+  assign \$463  = \$461  & \$462 ;
+  assign \$464  = $signed(\$signal$110 [75:57]) > $signed(13'h0f7f);
+  assign \$465  = \$463  & \$464 ;
+  assign \$466  = \$465  ? 19'h00f7f : \$signal$110 [75:57];
+  assign \$468  = st6[0] & \$467 ;
+  assign \$469  = any_spike | st6[31];
+  assign \$470  = \$468  & \$469 ;
+  assign \$472  = st7[0] & \$471 ;
+  assign \$473  = \pos0$53  == 2'h3;
+  assign \$474  = pos1 == 2'h3;
+  assign \$475  = pos2 == 2'h3;
+  assign \$476  = pos2 + 1'h1;
+  assign \$477  = pos1 + 1'h1;
+  assign \$478  = \pos0$53  + 1'h1;
+  assign \$479  = | pending;
+  assign \$480  = pending - 1'h1;
+  assign \$481  = { 1'h0, pending } & \$480 ;
+  assign \$482  = ! \$481 ;
+  assign \$483  = ~ \$signal$61 [10];
+  assign \$484  = \$482  & \$483 ;
+  assign \$485  = 1'h1 << lane;
+  assign \$486  = { 3'h0, done } | \$485 ;
   always @(posedge clk)
-    used <= \$482 ;
+    used <= \$487 ;
   always @(posedge clk)
-    credit <= \$483 ;
+    credit <= \$488 ;
   always @(posedge clk)
-    plane <= \$484 ;
+    plane <= \$489 ;
   always @(posedge clk)
-    full1 <= \$485 ;
+    full1 <= \$490 ;
   always @(posedge clk)
-    full0 <= \$486 ;
+    full0 <= \$491 ;
   always @(posedge clk)
-    \$signal$6  <= \$487 ;
+    \$signal$6  <= \$492 ;
   always @(posedge clk)
-    fsm_state <= \$488 ;
+    fsm_state <= \$493 ;
   always @(posedge clk)
-    fire_state <= \$489 ;
+    fire_state <= \$494 ;
   always @(posedge clk)
-    sweep_addr <= \$490 ;
+    sweep_addr <= \$495 ;
   always @(posedge clk)
-    sweep_g <= \$491 ;
+    sweep_last <= \$496 ;
   always @(posedge clk)
-    sweep_y <= \$492 ;
+    fire_k <= \$497 ;
   always @(posedge clk)
-    sweep_x <= \$493 ;
+    \$signal$26  <= \$498 ;
   always @(posedge clk)
-    sweep_last <= \$494 ;
+    \$signal$74  <= \$499 ;
   always @(posedge clk)
-    fire_k <= \$495 ;
+    \$signal  <= \$500 ;
   always @(posedge clk)
-    \$signal$26  <= \$496 ;
+    pos0 <= \$501 ;
   always @(posedge clk)
-    \$signal$72  <= \$497 ;
+    st0 <= \$502 ;
   always @(posedge clk)
-    \$signal  <= \$498 ;
+    st1 <= \$503 ;
   always @(posedge clk)
-    st0 <= \$499 ;
+    st2 <= \$504 ;
   always @(posedge clk)
-    st1 <= \$500 ;
+    st3 <= \$505 ;
   always @(posedge clk)
-    st2 <= \$501 ;
+    st4 <= \$506 ;
   always @(posedge clk)
-    st3 <= \$502 ;
+    st5 <= \$507 ;
   always @(posedge clk)
-    st4 <= \$503 ;
+    st6 <= \$508 ;
   always @(posedge clk)
-    st5 <= \$504 ;
+    st7 <= \$509 ;
   always @(posedge clk)
-    st6 <= \$505 ;
+    st8 <= \$510 ;
   always @(posedge clk)
-    st7 <= \$506 ;
+    w1_0 <= \$511 ;
   always @(posedge clk)
-    st8 <= \$507 ;
+    w2_0_0 <= \$512 ;
   always @(posedge clk)
-    w1_0 <= \$508 ;
+    w2_0_1 <= \$513 ;
   always @(posedge clk)
-    w2_0_0 <= \$509 ;
+    w2_0_2 <= \$514 ;
   always @(posedge clk)
-    w2_0_1 <= \$510 ;
+    w2_0_3 <= \$515 ;
   always @(posedge clk)
-    w2_0_2 <= \$511 ;
+    addend <= \$516 ;
   always @(posedge clk)
-    w2_0_3 <= \$512 ;
+    v_raw <= \$517 ;
   always @(posedge clk)
-    addend <= \$513 ;
+    b_raw <= \$518 ;
   always @(posedge clk)
-    v_raw <= \$514 ;
+    res8 <= \$519 ;
   always @(posedge clk)
-    b_raw <= \$515 ;
+    res9 <= \$520 ;
   always @(posedge clk)
-    res8 <= \$516 ;
+    cres8 <= \$521 ;
   always @(posedge clk)
-    res9 <= \$517 ;
+    cres9 <= \$522 ;
   always @(posedge clk)
-    cres8 <= \$518 ;
+    \$like  <= \$523 ;
   always @(posedge clk)
-    cres9 <= \$519 ;
+    b6 <= \$524 ;
   always @(posedge clk)
-    \$like  <= \$520 ;
+    hit_v1 <= \$525 ;
   always @(posedge clk)
-    b6 <= \$521 ;
+    hit_c1 <= \$526 ;
   always @(posedge clk)
-    hit_v1 <= \$522 ;
+    hit_v2 <= \$527 ;
   always @(posedge clk)
-    hit_c1 <= \$523 ;
+    hit_c2 <= \$528 ;
   always @(posedge clk)
-    hit_v2 <= \$524 ;
+    hit_v3 <= \$529 ;
   always @(posedge clk)
-    hit_c2 <= \$525 ;
+    hit_c3 <= \$530 ;
   always @(posedge clk)
-    hit_v3 <= \$526 ;
+    hit_v4 <= \$531 ;
   always @(posedge clk)
-    hit_c3 <= \$527 ;
+    hit_c4 <= \$532 ;
   always @(posedge clk)
-    hit_v4 <= \$528 ;
+    hit_v5 <= \$533 ;
   always @(posedge clk)
-    hit_c4 <= \$529 ;
+    hit_c5 <= \$534 ;
   always @(posedge clk)
-    hit_v5 <= \$530 ;
+    \$signal$108  <= \$535 ;
   always @(posedge clk)
-    hit_c5 <= \$531 ;
+    \$signal$109  <= \$536 ;
   always @(posedge clk)
-    \$signal$106  <= \$532 ;
+    \$signal$110  <= \$537 ;
   always @(posedge clk)
-    \$signal$107  <= \$533 ;
+    \$signal$38  <= \$538 ;
   always @(posedge clk)
-    \$signal$108  <= \$534 ;
+    v_wr__data <= \$539 ;
   always @(posedge clk)
-    \$signal$40  <= \$535 ;
+    entry7 <= \$540 ;
   always @(posedge clk)
-    v_wr__data <= \$536 ;
+    \$signal$57  <= \$541 ;
   always @(posedge clk)
-    \$signal$53  <= \$537 ;
+    \pos0$53  <= \$542 ;
   always @(posedge clk)
-    \$signal$55  <= \$538 ;
+    pos1 <= \$543 ;
   always @(posedge clk)
-    done <= \$539 ;
+    pos2 <= \$544 ;
+  always @(posedge clk)
+    done <= \$545 ;
   assign \$1  = ~ sweep_now;
   assign \$2  = ~ \$signal ;
   assign en = \$1  & \$2 ;
@@ -15467,29 +15039,29 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \$9  = st2[3] * 7'h40;
   assign \$10  = st2[9:4] + \$9 ;
   assign \$11  = ! st6[1];
-  assign \$13  = $signed(\$signal$40 [18:0]) - $signed({ 1'h0, \$12  });
+  assign \$13  = $signed(\$signal$38 [18:0]) - $signed({ 1'h0, \$12  });
   assign \$14  = $signed(diff0) >= $signed(1'h0);
   assign \$15  = st6[30:29] == 2'h3;
   assign \$16  = $signed(diff0) >= $signed(1'h0);
-  assign \$17  = \$16  ? diff0 : { \$signal$40 [18], \$signal$40 [18:0] };
+  assign \$17  = \$16  ? diff0 : { \$signal$38 [18], \$signal$38 [18:0] };
   assign \$18  = ! st6[1];
-  assign \$20  = $signed(\$signal$40 [37:19]) - $signed({ 1'h0, \$19  });
+  assign \$20  = $signed(\$signal$38 [37:19]) - $signed({ 1'h0, \$19  });
   assign \$21  = $signed(diff1) >= $signed(1'h0);
   assign \$22  = st6[30:29] == 2'h3;
   assign \$23  = $signed(diff1) >= $signed(1'h0);
-  assign \$24  = \$23  ? diff1 : { \$signal$40 [37], \$signal$40 [37:19] };
+  assign \$24  = \$23  ? diff1 : { \$signal$38 [37], \$signal$38 [37:19] };
   assign \$25  = ! st6[1];
-  assign \$27  = $signed(\$signal$40 [56:38]) - $signed({ 1'h0, \$26  });
+  assign \$27  = $signed(\$signal$38 [56:38]) - $signed({ 1'h0, \$26  });
   assign \$28  = $signed(diff2) >= $signed(1'h0);
   assign \$29  = st6[30:29] == 2'h3;
   assign \$30  = $signed(diff2) >= $signed(1'h0);
-  assign \$31  = \$30  ? diff2 : { \$signal$40 [56], \$signal$40 [56:38] };
+  assign \$31  = \$30  ? diff2 : { \$signal$38 [56], \$signal$38 [56:38] };
   assign \$32  = ! st6[1];
-  assign \$34  = $signed(\$signal$40 [75:57]) - $signed({ 1'h0, \$33  });
+  assign \$34  = $signed(\$signal$38 [75:57]) - $signed({ 1'h0, \$33  });
   assign \$35  = $signed(diff3) >= $signed(1'h0);
   assign \$36  = st6[30:29] == 2'h3;
   assign \$37  = $signed(diff3) >= $signed(1'h0);
-  assign \$38  = \$37  ? diff3 : { \$signal$40 [75], \$signal$40 [75:57] };
+  assign \$38  = \$37  ? diff3 : { \$signal$38 [75], \$signal$38 [75:57] };
   assign \$39  = st7[3] * 7'h40;
   assign \$40  = st7[9:4] + \$39 ;
   assign \$41  = ! st7[1];
@@ -15499,7 +15071,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \$45  = \$44  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
   assign \$47  = st7[0] & \$46 ;
-  assign \$48  = ~ \$signal$55 ;
+  assign \$48  = ~ \$signal$57 ;
   assign dropped = \$47  & \$48 ;
   assign \$50  = ~ done[0];
   assign \$51  = \$49  & \$50 ;
@@ -15509,13 +15081,13 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \$57  = \$55  & \$56 ;
   assign \$59  = ~ done[3];
   assign \$60  = \$58  & \$59 ;
-  assign \$61  = \$signal$59 [5:4] * 3'h4;
+  assign \$61  = \$signal$61 [5:4] * 3'h4;
   assign \$62  = \$61  + lane;
   assign \$63  = | pending;
   assign \$65  = pending - 1'h1;
   assign \$66  = { 1'h0, pending } & \$65 ;
   assign \$67  = ! \$66 ;
-  assign \$68  = ~ \$signal$59 [10];
+  assign \$68  = ~ \$signal$61 [10];
   assign \$69  = \$67  & \$68 ;
   assign \$70  = ! fsm_state;
   assign \$71  = fsm_state == 1'h1;
@@ -15523,7 +15095,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \$73  = ! fire_state;
   assign \$75  = used + sweep_now;
   assign \$76  = \$75  - dropped;
-  assign \$77  = \$signal$66  & \$signal$63 ;
+  assign \$77  = \$signal$68  & \$signal$65 ;
   assign \$78  = $signed(\$76 ) - $signed({ 1'h0, \$77  });
   assign \$79  = used <= 8'h88;
   assign \$80  = ~ op_valid;
@@ -15538,314 +15110,308 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \$91  = fire_k + 1'h1;
   assign \$92  = sweep_addr + 1'h1;
   assign \$93  = sweep_addr == 6'h3e;
-  assign \$94  = sweep_g == 2'h3;
-  assign \$95  = sweep_x == 2'h3;
-  assign \$96  = sweep_y + 1'h1;
-  assign \$97  = sweep_x + 1'h1;
-  assign \$98  = sweep_g + 1'h1;
-  assign \$99  = sweep_now & issue[31];
-  assign \$100  = sweep_now & issue[31];
-  assign \$101  = \$100  | \$signal$72 ;
-  assign \$102  = $signed(w1_0[7:0]) << st2[25:24];
-  assign \$103  = $signed(w1_0[15:8]) << st2[25:24];
-  assign \$104  = $signed(w1_0[23:16]) << st2[25:24];
-  assign \$105  = $signed(w1_0[31:24]) << st2[25:24];
-  assign \$106  = ! st3[22];
-  assign \$107  = st2[9:4] == st3[9:4];
-  assign \$108  = st2[3] == st3[3];
-  assign \$109  = \$107  & \$108 ;
-  assign \$110  = ! st3[1];
-  assign \$111  = \$109  & \$110 ;
-  assign \$112  = ! st3[1];
-  assign \$113  = \$112  & st3[2];
-  assign \$114  = ~ \$113 ;
-  assign \$115  = st3[0] & \$114 ;
-  assign \$116  = \$111  & \$115 ;
-  assign \$117  = st2[9:4] == st3[9:4];
-  assign \$118  = st2[3] == st3[3];
-  assign \$119  = \$117  & \$118 ;
-  assign \$120  = ! st3[1];
-  assign \$121  = \$119  & \$120 ;
-  assign \$122  = ! st3[1];
-  assign \$123  = \$122  & st3[2];
-  assign \$125  = \$124  & st3[28];
-  assign \$126  = \$123  | \$125 ;
-  assign \$127  = st3[0] & \$126 ;
-  assign \$128  = \$121  & \$127 ;
-  assign \$129  = st2[9:4] == st4[9:4];
-  assign \$130  = st2[3] == st4[3];
-  assign \$131  = \$129  & \$130 ;
-  assign \$132  = ! st4[1];
-  assign \$133  = \$131  & \$132 ;
-  assign \$134  = ! st4[1];
-  assign \$135  = \$134  & st4[2];
-  assign \$136  = ~ \$135 ;
-  assign \$137  = st4[0] & \$136 ;
-  assign \$138  = \$133  & \$137 ;
-  assign \$139  = st2[9:4] == st4[9:4];
-  assign \$140  = st2[3] == st4[3];
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = ! st4[1];
-  assign \$143  = \$141  & \$142 ;
-  assign \$144  = ! st4[1];
-  assign \$145  = \$144  & st4[2];
-  assign \$147  = \$146  & st4[28];
-  assign \$148  = \$145  | \$147 ;
-  assign \$149  = st4[0] & \$148 ;
-  assign \$150  = \$143  & \$149 ;
-  assign \$151  = st2[9:4] == st5[9:4];
-  assign \$152  = st2[3] == st5[3];
-  assign \$153  = \$151  & \$152 ;
-  assign \$154  = ! st5[1];
-  assign \$155  = \$154  & st5[2];
-  assign \$156  = ~ \$155 ;
-  assign \$157  = st5[0] & \$156 ;
-  assign \$158  = \$153  & \$157 ;
-  assign \$159  = st2[9:4] == st5[9:4];
-  assign \$160  = st2[3] == st5[3];
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = ! st5[1];
-  assign \$163  = \$162  & st5[2];
-  assign \$165  = \$164  & st5[28];
-  assign \$166  = \$163  | \$165 ;
-  assign \$167  = st5[0] & \$166 ;
-  assign \$168  = \$161  & \$167 ;
-  assign \$169  = st2[9:4] == st6[9:4];
-  assign \$170  = st2[3] == st6[3];
-  assign \$171  = \$169  & \$170 ;
-  assign \$172  = ! st6[1];
-  assign \$173  = \$172  & st6[2];
-  assign \$174  = ~ \$173 ;
-  assign \$175  = st6[0] & \$174 ;
-  assign \$176  = \$171  & \$175 ;
-  assign \$177  = st2[9:4] == st6[9:4];
-  assign \$178  = st2[3] == st6[3];
-  assign \$179  = \$177  & \$178 ;
-  assign \$180  = ! st6[1];
-  assign \$181  = \$180  & st6[2];
-  assign \$183  = \$182  & st6[28];
-  assign \$184  = \$181  | \$183 ;
-  assign \$185  = st6[0] & \$184 ;
-  assign \$186  = \$179  & \$185 ;
-  assign \$187  = st2[9:4] == st7[9:4];
-  assign \$188  = st2[3] == st7[3];
-  assign \$189  = \$187  & \$188 ;
-  assign \$190  = ! st7[1];
-  assign \$191  = \$190  & st7[2];
-  assign \$192  = ~ \$191 ;
-  assign \$193  = st7[0] & \$192 ;
-  assign \$194  = \$189  & \$193 ;
-  assign \$195  = st2[9:4] == st7[9:4];
-  assign \$196  = st2[3] == st7[3];
-  assign \$197  = \$195  & \$196 ;
-  assign \$198  = ! st7[1];
-  assign \$199  = \$198  & st7[2];
-  assign \$201  = \$200  & st7[28];
-  assign \$202  = \$199  | \$201 ;
-  assign \$203  = st7[0] & \$202 ;
-  assign \$204  = \$197  & \$203 ;
-  assign \$207  = ! st3[1];
-  assign \$208  = \$207  & st3[2];
-  assign \$209  = ~ \$208 ;
-  assign \$210  = \$206  & \$209 ;
-  assign \$213  = ! st3[1];
-  assign \$214  = \$213  & st3[2];
-  assign \$215  = \$212  & \$214 ;
-  assign \$216  = \$210  | \$215 ;
-  assign \$218  = ~ \$217 ;
-  assign \$219  = hit_v2 & \$218 ;
-  assign \$220  = ! st3[1];
-  assign \$221  = \$220  & st3[2];
+  assign \$94  = sweep_now & issue[31];
+  assign \$95  = sweep_now & issue[31];
+  assign \$96  = \$95  | \$signal$74 ;
+  assign \$97  = pos0 == 2'h3;
+  assign \$98  = pos0 + 1'h1;
+  assign \$99  = $signed(w1_0[7:0]) << st2[25:24];
+  assign \$100  = $signed(w1_0[15:8]) << st2[25:24];
+  assign \$101  = $signed(w1_0[23:16]) << st2[25:24];
+  assign \$102  = $signed(w1_0[31:24]) << st2[25:24];
+  assign \$103  = ! st3[22];
+  assign \$104  = st2[9:4] == st3[9:4];
+  assign \$105  = st2[3] == st3[3];
+  assign \$106  = \$104  & \$105 ;
+  assign \$107  = ! st3[1];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ! st3[1];
+  assign \$110  = \$109  & st3[2];
+  assign \$111  = ~ \$110 ;
+  assign \$112  = st3[0] & \$111 ;
+  assign \$113  = \$108  & \$112 ;
+  assign \$114  = st2[9:4] == st3[9:4];
+  assign \$115  = st2[3] == st3[3];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ! st3[1];
+  assign \$118  = \$116  & \$117 ;
+  assign \$119  = ! st3[1];
+  assign \$120  = \$119  & st3[2];
+  assign \$122  = \$121  & st3[28];
+  assign \$123  = \$120  | \$122 ;
+  assign \$124  = st3[0] & \$123 ;
+  assign \$125  = \$118  & \$124 ;
+  assign \$126  = st2[9:4] == st4[9:4];
+  assign \$127  = st2[3] == st4[3];
+  assign \$128  = \$126  & \$127 ;
+  assign \$129  = ! st4[1];
+  assign \$130  = \$128  & \$129 ;
+  assign \$131  = ! st4[1];
+  assign \$132  = \$131  & st4[2];
+  assign \$133  = ~ \$132 ;
+  assign \$134  = st4[0] & \$133 ;
+  assign \$135  = \$130  & \$134 ;
+  assign \$136  = st2[9:4] == st4[9:4];
+  assign \$137  = st2[3] == st4[3];
+  assign \$138  = \$136  & \$137 ;
+  assign \$139  = ! st4[1];
+  assign \$140  = \$138  & \$139 ;
+  assign \$141  = ! st4[1];
+  assign \$142  = \$141  & st4[2];
+  assign \$144  = \$143  & st4[28];
+  assign \$145  = \$142  | \$144 ;
+  assign \$146  = st4[0] & \$145 ;
+  assign \$147  = \$140  & \$146 ;
+  assign \$148  = st2[9:4] == st5[9:4];
+  assign \$149  = st2[3] == st5[3];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = ! st5[1];
+  assign \$152  = \$151  & st5[2];
+  assign \$153  = ~ \$152 ;
+  assign \$154  = st5[0] & \$153 ;
+  assign \$155  = \$150  & \$154 ;
+  assign \$156  = st2[9:4] == st5[9:4];
+  assign \$157  = st2[3] == st5[3];
+  assign \$158  = \$156  & \$157 ;
+  assign \$159  = ! st5[1];
+  assign \$160  = \$159  & st5[2];
+  assign \$162  = \$161  & st5[28];
+  assign \$163  = \$160  | \$162 ;
+  assign \$164  = st5[0] & \$163 ;
+  assign \$165  = \$158  & \$164 ;
+  assign \$166  = st2[9:4] == st6[9:4];
+  assign \$167  = st2[3] == st6[3];
+  assign \$168  = \$166  & \$167 ;
+  assign \$169  = ! st6[1];
+  assign \$170  = \$169  & st6[2];
+  assign \$171  = ~ \$170 ;
+  assign \$172  = st6[0] & \$171 ;
+  assign \$173  = \$168  & \$172 ;
+  assign \$174  = st2[9:4] == st6[9:4];
+  assign \$175  = st2[3] == st6[3];
+  assign \$176  = \$174  & \$175 ;
+  assign \$177  = ! st6[1];
+  assign \$178  = \$177  & st6[2];
+  assign \$180  = \$179  & st6[28];
+  assign \$181  = \$178  | \$180 ;
+  assign \$182  = st6[0] & \$181 ;
+  assign \$183  = \$176  & \$182 ;
+  assign \$184  = st2[9:4] == st7[9:4];
+  assign \$185  = st2[3] == st7[3];
+  assign \$186  = \$184  & \$185 ;
+  assign \$187  = ! st7[1];
+  assign \$188  = \$187  & st7[2];
+  assign \$189  = ~ \$188 ;
+  assign \$190  = st7[0] & \$189 ;
+  assign \$191  = \$186  & \$190 ;
+  assign \$192  = st2[9:4] == st7[9:4];
+  assign \$193  = st2[3] == st7[3];
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = ! st7[1];
+  assign \$196  = \$195  & st7[2];
+  assign \$198  = \$197  & st7[28];
+  assign \$199  = \$196  | \$198 ;
+  assign \$200  = st7[0] & \$199 ;
+  assign \$201  = \$194  & \$200 ;
+  assign \$204  = ! st3[1];
+  assign \$205  = \$204  & st3[2];
+  assign \$206  = ~ \$205 ;
+  assign \$207  = \$203  & \$206 ;
+  assign \$210  = ! st3[1];
+  assign \$211  = \$210  & st3[2];
+  assign \$212  = \$209  & \$211 ;
+  assign \$213  = \$207  | \$212 ;
+  assign \$215  = ~ \$214 ;
+  assign \$216  = hit_v2 & \$215 ;
+  assign \$217  = ! st3[1];
+  assign \$218  = \$217  & st3[2];
+  assign \$219  = ~ \$218 ;
+  assign \$220  = \$216  & \$219 ;
   assign \$222  = ~ \$221 ;
-  assign \$223  = \$219  & \$222 ;
-  assign \$225  = ~ \$224 ;
-  assign \$226  = hit_c2 & \$225 ;
-  assign \$227  = ! st3[1];
-  assign \$228  = \$227  & st3[2];
-  assign \$229  = \$226  & \$228 ;
-  assign \$230  = \$223  | \$229 ;
-  assign \$232  = \$231  | hit_v2;
-  assign \$233  = ~ \$232 ;
-  assign \$234  = hit_v3 & \$233 ;
-  assign \$235  = ! st3[1];
-  assign \$236  = \$235  & st3[2];
-  assign \$237  = ~ \$236 ;
-  assign \$238  = \$234  & \$237 ;
-  assign \$240  = \$239  | hit_v2;
-  assign \$241  = \$240  | hit_v3;
-  assign \$242  = ~ \$241 ;
-  assign \$243  = hit_v4 & \$242 ;
-  assign \$244  = ! st3[1];
-  assign \$245  = \$244  & st3[2];
-  assign \$246  = ~ \$245 ;
-  assign \$247  = \$243  & \$246 ;
-  assign \$249  = \$248  | hit_v2;
-  assign \$250  = \$249  | hit_v3;
-  assign \$251  = \$250  | hit_v4;
-  assign \$252  = ~ \$251 ;
-  assign \$253  = hit_v5 & \$252 ;
-  assign \$254  = ! st3[1];
-  assign \$255  = \$254  & st3[2];
-  assign \$256  = ~ \$255 ;
-  assign \$257  = \$253  & \$256 ;
-  assign \$259  = \$258  | hit_v2;
-  assign \$260  = \$259  | hit_v3;
-  assign \$261  = \$260  | hit_v4;
-  assign \$262  = \$261  | hit_v5;
+  assign \$223  = hit_c2 & \$222 ;
+  assign \$224  = ! st3[1];
+  assign \$225  = \$224  & st3[2];
+  assign \$226  = \$223  & \$225 ;
+  assign \$227  = \$220  | \$226 ;
+  assign \$229  = \$228  | hit_v2;
+  assign \$230  = ~ \$229 ;
+  assign \$231  = hit_v3 & \$230 ;
+  assign \$232  = ! st3[1];
+  assign \$233  = \$232  & st3[2];
+  assign \$234  = ~ \$233 ;
+  assign \$235  = \$231  & \$234 ;
+  assign \$237  = \$236  | hit_v2;
+  assign \$238  = \$237  | hit_v3;
+  assign \$239  = ~ \$238 ;
+  assign \$240  = hit_v4 & \$239 ;
+  assign \$241  = ! st3[1];
+  assign \$242  = \$241  & st3[2];
+  assign \$243  = ~ \$242 ;
+  assign \$244  = \$240  & \$243 ;
+  assign \$246  = \$245  | hit_v2;
+  assign \$247  = \$246  | hit_v3;
+  assign \$248  = \$247  | hit_v4;
+  assign \$249  = ~ \$248 ;
+  assign \$250  = hit_v5 & \$249 ;
+  assign \$251  = ! st3[1];
+  assign \$252  = \$251  & st3[2];
+  assign \$253  = ~ \$252 ;
+  assign \$254  = \$250  & \$253 ;
+  assign \$256  = \$255  | hit_v2;
+  assign \$257  = \$256  | hit_v3;
+  assign \$258  = \$257  | hit_v4;
+  assign \$259  = \$258  | hit_v5;
+  assign \$260  = ~ \$259 ;
+  assign \$261  = ! st3[1];
+  assign \$262  = \$261  & st3[2];
   assign \$263  = ~ \$262 ;
-  assign \$264  = ! st3[1];
-  assign \$265  = \$264  & st3[2];
-  assign \$266  = ~ \$265 ;
-  assign \$267  = \$263  & \$266 ;
-  assign \$269  = \$268  | hit_c2;
-  assign \$270  = ~ \$269 ;
-  assign \$271  = hit_c3 & \$270 ;
-  assign \$272  = ! st3[1];
-  assign \$273  = \$272  & st3[2];
-  assign \$274  = \$271  & \$273 ;
-  assign \$276  = \$275  | hit_c2;
-  assign \$277  = \$276  | hit_c3;
-  assign \$278  = ~ \$277 ;
-  assign \$279  = hit_c4 & \$278 ;
-  assign \$280  = ! st3[1];
-  assign \$281  = \$280  & st3[2];
-  assign \$282  = \$279  & \$281 ;
-  assign \$284  = \$283  | hit_c2;
-  assign \$285  = \$284  | hit_c3;
-  assign \$286  = \$285  | hit_c4;
-  assign \$287  = ~ \$286 ;
-  assign \$288  = hit_c5 & \$287 ;
-  assign \$289  = ! st3[1];
-  assign \$290  = \$289  & st3[2];
-  assign \$291  = \$288  & \$290 ;
-  assign \$293  = \$292  | hit_c2;
-  assign \$294  = \$293  | hit_c3;
-  assign \$295  = \$294  | hit_c4;
-  assign \$296  = \$295  | hit_c5;
-  assign \$297  = ~ \$296 ;
+  assign \$264  = \$260  & \$263 ;
+  assign \$266  = \$265  | hit_c2;
+  assign \$267  = ~ \$266 ;
+  assign \$268  = hit_c3 & \$267 ;
+  assign \$269  = ! st3[1];
+  assign \$270  = \$269  & st3[2];
+  assign \$271  = \$268  & \$270 ;
+  assign \$273  = \$272  | hit_c2;
+  assign \$274  = \$273  | hit_c3;
+  assign \$275  = ~ \$274 ;
+  assign \$276  = hit_c4 & \$275 ;
+  assign \$277  = ! st3[1];
+  assign \$278  = \$277  & st3[2];
+  assign \$279  = \$276  & \$278 ;
+  assign \$281  = \$280  | hit_c2;
+  assign \$282  = \$281  | hit_c3;
+  assign \$283  = \$282  | hit_c4;
+  assign \$284  = ~ \$283 ;
+  assign \$285  = hit_c5 & \$284 ;
+  assign \$286  = ! st3[1];
+  assign \$287  = \$286  & st3[2];
+  assign \$288  = \$285  & \$287 ;
+  assign \$290  = \$289  | hit_c2;
+  assign \$291  = \$290  | hit_c3;
+  assign \$292  = \$291  | hit_c4;
+  assign \$293  = \$292  | hit_c5;
+  assign \$294  = ~ \$293 ;
+  assign \$295  = ! st3[1];
+  assign \$296  = \$295  & st3[2];
+  assign \$297  = \$294  & \$296 ;
   assign \$298  = ! st3[1];
-  assign \$299  = \$298  & st3[2];
-  assign \$300  = \$297  & \$299 ;
-  assign \$301  = ! st3[1];
-  assign \$302  = ! st3[1];
-  assign \$304  = ! st3[30:29];
-  assign \$305  = \$303  & \$304 ;
-  assign \$306  = \$signal$106 [0] ? \$signal$108 [18:0] : 19'h00000;
-  assign \$307  = \$signal$106 [1] ? \$signal$40 [18:0] : 19'h00000;
-  assign \$308  = \$306  | \$307 ;
-  assign \$309  = \$signal$106 [2] ? v_wr__data[17:0] : 18'h00000;
-  assign \$310  = \$308  | { \$309 [17], \$309  };
-  assign \$311  = \$signal$106 [3] ? res8[17:0] : 18'h00000;
-  assign \$312  = \$310  | { \$311 [17], \$311  };
-  assign \$313  = \$signal$106 [4] ? res9[17:0] : 18'h00000;
-  assign \$314  = \$312  | { \$313 [17], \$313  };
-  assign \$315  = \$signal$106 [5] ? v_raw[17:0] : 18'h00000;
-  assign \$316  = \$314  | { \$315 [17], \$315  };
-  assign \$319  = \$signal$106 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$320  = \$318  | { \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319 [1], \$319  };
-  assign \$321  = \$signal$106 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$322  = \$320  | { \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321 [1], \$321  };
-  assign \$325  = \$signal$107 [0] ? addend[10:0] : 11'h000;
-  assign \$326  = \$signal$107 [1] ? b_raw[13:0] : 14'h0000;
-  assign \$327  = { \$325 [10], \$325 [10], \$325 [10], \$325  } | \$326 ;
-  assign \$328  = \$signal$107 [2] ? \$signal$108 [18:0] : 19'h00000;
-  assign \$329  = { \$327 [13], \$327 [13], \$327 [13], \$327 [13], \$327 [13], \$327  } | \$328 ;
-  assign \$330  = \$signal$107 [3] ? \$signal$40 [18:0] : 19'h00000;
-  assign \$331  = \$329  | \$330 ;
-  assign \$334  = \$signal$107 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$335  = \$333  | { \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334 [1], \$334  };
-  assign \$336  = \$signal$107 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$337  = \$335  | { \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336 [1], \$336  };
-  assign \$340  = $signed(\$324 ) + $signed(\$339 );
-  assign \$341  = \$signal$106 [0] ? \$signal$108 [37:19] : 19'h00000;
-  assign \$342  = \$signal$106 [1] ? \$signal$40 [37:19] : 19'h00000;
-  assign \$343  = \$341  | \$342 ;
-  assign \$344  = \$signal$106 [2] ? v_wr__data[35:18] : 18'h00000;
-  assign \$345  = \$343  | { \$344 [17], \$344  };
-  assign \$346  = \$signal$106 [3] ? res8[35:18] : 18'h00000;
-  assign \$347  = \$345  | { \$346 [17], \$346  };
-  assign \$348  = \$signal$106 [4] ? res9[35:18] : 18'h00000;
-  assign \$349  = \$347  | { \$348 [17], \$348  };
-  assign \$350  = \$signal$106 [5] ? v_raw[35:18] : 18'h00000;
-  assign \$351  = \$349  | { \$350 [17], \$350  };
-  assign \$354  = \$signal$106 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$355  = \$353  | { \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354 [1], \$354  };
-  assign \$356  = \$signal$106 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$357  = \$355  | { \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356 [1], \$356  };
-  assign \$360  = \$signal$107 [0] ? addend[21:11] : 11'h000;
-  assign \$361  = \$signal$107 [1] ? b_raw[27:14] : 14'h0000;
-  assign \$362  = { \$360 [10], \$360 [10], \$360 [10], \$360  } | \$361 ;
-  assign \$363  = \$signal$107 [2] ? \$signal$108 [37:19] : 19'h00000;
-  assign \$364  = { \$362 [13], \$362 [13], \$362 [13], \$362 [13], \$362 [13], \$362  } | \$363 ;
-  assign \$365  = \$signal$107 [3] ? \$signal$40 [37:19] : 19'h00000;
-  assign \$366  = \$364  | \$365 ;
-  assign \$369  = \$signal$107 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$370  = \$368  | { \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369 [1], \$369  };
-  assign \$371  = \$signal$107 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$372  = \$370  | { \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371 [1], \$371  };
-  assign \$375  = $signed(\$359 ) + $signed(\$374 );
-  assign \$376  = \$signal$106 [0] ? \$signal$108 [56:38] : 19'h00000;
-  assign \$377  = \$signal$106 [1] ? \$signal$40 [56:38] : 19'h00000;
-  assign \$378  = \$376  | \$377 ;
-  assign \$379  = \$signal$106 [2] ? v_wr__data[53:36] : 18'h00000;
-  assign \$380  = \$378  | { \$379 [17], \$379  };
-  assign \$381  = \$signal$106 [3] ? res8[53:36] : 18'h00000;
-  assign \$382  = \$380  | { \$381 [17], \$381  };
-  assign \$383  = \$signal$106 [4] ? res9[53:36] : 18'h00000;
-  assign \$384  = \$382  | { \$383 [17], \$383  };
-  assign \$385  = \$signal$106 [5] ? v_raw[53:36] : 18'h00000;
-  assign \$386  = \$384  | { \$385 [17], \$385  };
-  assign \$389  = \$signal$106 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$390  = \$388  | { \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389 [1], \$389  };
-  assign \$391  = \$signal$106 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$392  = \$390  | { \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391 [1], \$391  };
-  assign \$395  = \$signal$107 [0] ? addend[32:22] : 11'h000;
-  assign \$396  = \$signal$107 [1] ? b_raw[41:28] : 14'h0000;
-  assign \$397  = { \$395 [10], \$395 [10], \$395 [10], \$395  } | \$396 ;
-  assign \$398  = \$signal$107 [2] ? \$signal$108 [56:38] : 19'h00000;
-  assign \$399  = { \$397 [13], \$397 [13], \$397 [13], \$397 [13], \$397 [13], \$397  } | \$398 ;
-  assign \$400  = \$signal$107 [3] ? \$signal$40 [56:38] : 19'h00000;
-  assign \$401  = \$399  | \$400 ;
-  assign \$404  = \$signal$107 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$405  = \$403  | { \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404 [1], \$404  };
-  assign \$406  = \$signal$107 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$407  = \$405  | { \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406 [1], \$406  };
-  assign \$410  = $signed(\$394 ) + $signed(\$409 );
-  assign \$411  = \$signal$106 [0] ? \$signal$108 [75:57] : 19'h00000;
-  assign \$412  = \$signal$106 [1] ? \$signal$40 [75:57] : 19'h00000;
-  assign \$413  = \$411  | \$412 ;
-  assign \$414  = \$signal$106 [2] ? v_wr__data[71:54] : 18'h00000;
-  assign \$415  = \$413  | { \$414 [17], \$414  };
-  assign \$416  = \$signal$106 [3] ? res8[71:54] : 18'h00000;
-  assign \$417  = \$415  | { \$416 [17], \$416  };
-  assign \$418  = \$signal$106 [4] ? res9[71:54] : 18'h00000;
-  assign \$419  = \$417  | { \$418 [17], \$418  };
-  assign \$420  = \$signal$106 [5] ? v_raw[71:54] : 18'h00000;
-  assign \$421  = \$419  | { \$420 [17], \$420  };
-  assign \$424  = \$signal$106 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$425  = \$423  | { \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424 [1], \$424  };
-  assign \$426  = \$signal$106 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$427  = \$425  | { \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426 [1], \$426  };
-  assign \$430  = \$signal$107 [0] ? addend[43:33] : 11'h000;
-  assign \$431  = \$signal$107 [1] ? b_raw[55:42] : 14'h0000;
-  assign \$432  = { \$430 [10], \$430 [10], \$430 [10], \$430  } | \$431 ;
-  assign \$433  = \$signal$107 [2] ? \$signal$108 [75:57] : 19'h00000;
-  assign \$434  = { \$432 [13], \$432 [13], \$432 [13], \$432 [13], \$432 [13], \$432  } | \$433 ;
-  assign \$435  = \$signal$107 [3] ? \$signal$40 [75:57] : 19'h00000;
-  assign \$436  = \$434  | \$435 ;
-  assign \$439  = \$signal$107 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$440  = \$438  | { \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439 [1], \$439  };
-  assign \$441  = \$signal$107 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$442  = \$440  | { \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441 [1], \$441  };
-  assign \$445  = $signed(\$429 ) + $signed(\$444 );
-  assign \$447  = ! st5[30:29];
-  assign \$448  = \$446  & \$447 ;
-  assign \$449  = $signed(\$signal$108 [18:0]) > $signed(13'h0f7f);
-  assign \$450  = \$448  & \$449 ;
-  assign \$451  = \$450  ? 19'h00f7f : \$signal$108 [18:0];
-  assign \$453  = ! st5[30:29];
-  assign \$454  = \$452  & \$453 ;
-  assign \$455  = $signed(\$signal$108 [37:19]) > $signed(13'h0f7f);
+  assign \$299  = ! st3[1];
+  assign \$301  = ! st3[30:29];
+  assign \$302  = \$300  & \$301 ;
+  assign \$303  = \$signal$108 [0] ? \$signal$110 [18:0] : 19'h00000;
+  assign \$304  = \$signal$108 [1] ? \$signal$38 [18:0] : 19'h00000;
+  assign \$305  = \$303  | \$304 ;
+  assign \$306  = \$signal$108 [2] ? v_wr__data[17:0] : 18'h00000;
+  assign \$307  = \$305  | { \$306 [17], \$306  };
+  assign \$308  = \$signal$108 [3] ? res8[17:0] : 18'h00000;
+  assign \$309  = \$307  | { \$308 [17], \$308  };
+  assign \$310  = \$signal$108 [4] ? res9[17:0] : 18'h00000;
+  assign \$311  = \$309  | { \$310 [17], \$310  };
+  assign \$312  = \$signal$108 [5] ? v_raw[17:0] : 18'h00000;
+  assign \$313  = \$311  | { \$312 [17], \$312  };
+  assign \$316  = \$signal$108 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$317  = \$315  | { \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316  };
+  assign \$318  = \$signal$108 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$319  = \$317  | { \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318  };
+  assign \$322  = \$signal$109 [0] ? addend[10:0] : 11'h000;
+  assign \$323  = \$signal$109 [1] ? b_raw[13:0] : 14'h0000;
+  assign \$324  = { \$322 [10], \$322 [10], \$322 [10], \$322  } | \$323 ;
+  assign \$325  = \$signal$109 [2] ? \$signal$110 [18:0] : 19'h00000;
+  assign \$326  = { \$324 [13], \$324 [13], \$324 [13], \$324 [13], \$324 [13], \$324  } | \$325 ;
+  assign \$327  = \$signal$109 [3] ? \$signal$38 [18:0] : 19'h00000;
+  assign \$328  = \$326  | \$327 ;
+  assign \$331  = \$signal$109 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$332  = \$330  | { \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331  };
+  assign \$333  = \$signal$109 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$334  = \$332  | { \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333  };
+  assign \$337  = $signed(\$321 ) + $signed(\$336 );
+  assign \$338  = \$signal$108 [0] ? \$signal$110 [37:19] : 19'h00000;
+  assign \$339  = \$signal$108 [1] ? \$signal$38 [37:19] : 19'h00000;
+  assign \$340  = \$338  | \$339 ;
+  assign \$341  = \$signal$108 [2] ? v_wr__data[35:18] : 18'h00000;
+  assign \$342  = \$340  | { \$341 [17], \$341  };
+  assign \$343  = \$signal$108 [3] ? res8[35:18] : 18'h00000;
+  assign \$344  = \$342  | { \$343 [17], \$343  };
+  assign \$345  = \$signal$108 [4] ? res9[35:18] : 18'h00000;
+  assign \$346  = \$344  | { \$345 [17], \$345  };
+  assign \$347  = \$signal$108 [5] ? v_raw[35:18] : 18'h00000;
+  assign \$348  = \$346  | { \$347 [17], \$347  };
+  assign \$351  = \$signal$108 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$352  = \$350  | { \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351  };
+  assign \$353  = \$signal$108 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$354  = \$352  | { \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353  };
+  assign \$357  = \$signal$109 [0] ? addend[21:11] : 11'h000;
+  assign \$358  = \$signal$109 [1] ? b_raw[27:14] : 14'h0000;
+  assign \$359  = { \$357 [10], \$357 [10], \$357 [10], \$357  } | \$358 ;
+  assign \$360  = \$signal$109 [2] ? \$signal$110 [37:19] : 19'h00000;
+  assign \$361  = { \$359 [13], \$359 [13], \$359 [13], \$359 [13], \$359 [13], \$359  } | \$360 ;
+  assign \$362  = \$signal$109 [3] ? \$signal$38 [37:19] : 19'h00000;
+  assign \$363  = \$361  | \$362 ;
+  assign \$366  = \$signal$109 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$367  = \$365  | { \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366  };
+  assign \$368  = \$signal$109 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$369  = \$367  | { \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368  };
+  assign \$372  = $signed(\$356 ) + $signed(\$371 );
+  assign \$373  = \$signal$108 [0] ? \$signal$110 [56:38] : 19'h00000;
+  assign \$374  = \$signal$108 [1] ? \$signal$38 [56:38] : 19'h00000;
+  assign \$375  = \$373  | \$374 ;
+  assign \$376  = \$signal$108 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign \$377  = \$375  | { \$376 [17], \$376  };
+  assign \$378  = \$signal$108 [3] ? res8[53:36] : 18'h00000;
+  assign \$379  = \$377  | { \$378 [17], \$378  };
+  assign \$380  = \$signal$108 [4] ? res9[53:36] : 18'h00000;
+  assign \$381  = \$379  | { \$380 [17], \$380  };
+  assign \$382  = \$signal$108 [5] ? v_raw[53:36] : 18'h00000;
+  assign \$383  = \$381  | { \$382 [17], \$382  };
+  assign \$386  = \$signal$108 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$387  = \$385  | { \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386  };
+  assign \$388  = \$signal$108 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$389  = \$387  | { \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388  };
+  assign \$392  = \$signal$109 [0] ? addend[32:22] : 11'h000;
+  assign \$393  = \$signal$109 [1] ? b_raw[41:28] : 14'h0000;
+  assign \$394  = { \$392 [10], \$392 [10], \$392 [10], \$392  } | \$393 ;
+  assign \$395  = \$signal$109 [2] ? \$signal$110 [56:38] : 19'h00000;
+  assign \$396  = { \$394 [13], \$394 [13], \$394 [13], \$394 [13], \$394 [13], \$394  } | \$395 ;
+  assign \$397  = \$signal$109 [3] ? \$signal$38 [56:38] : 19'h00000;
+  assign \$398  = \$396  | \$397 ;
+  assign \$401  = \$signal$109 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$402  = \$400  | { \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401  };
+  assign \$403  = \$signal$109 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$404  = \$402  | { \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403  };
+  assign \$407  = $signed(\$391 ) + $signed(\$406 );
+  assign \$408  = \$signal$108 [0] ? \$signal$110 [75:57] : 19'h00000;
+  assign \$409  = \$signal$108 [1] ? \$signal$38 [75:57] : 19'h00000;
+  assign \$410  = \$408  | \$409 ;
+  assign \$411  = \$signal$108 [2] ? v_wr__data[71:54] : 18'h00000;
+  assign \$412  = \$410  | { \$411 [17], \$411  };
+  assign \$413  = \$signal$108 [3] ? res8[71:54] : 18'h00000;
+  assign \$414  = \$412  | { \$413 [17], \$413  };
+  assign \$415  = \$signal$108 [4] ? res9[71:54] : 18'h00000;
+  assign \$416  = \$414  | { \$415 [17], \$415  };
+  assign \$417  = \$signal$108 [5] ? v_raw[71:54] : 18'h00000;
+  assign \$418  = \$416  | { \$417 [17], \$417  };
+  assign \$421  = \$signal$108 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$422  = \$420  | { \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421  };
+  assign \$423  = \$signal$108 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$424  = \$422  | { \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423  };
+  assign \$427  = \$signal$109 [0] ? addend[43:33] : 11'h000;
+  assign \$428  = \$signal$109 [1] ? b_raw[55:42] : 14'h0000;
+  assign \$429  = { \$427 [10], \$427 [10], \$427 [10], \$427  } | \$428 ;
+  assign \$430  = \$signal$109 [2] ? \$signal$110 [75:57] : 19'h00000;
+  assign \$431  = { \$429 [13], \$429 [13], \$429 [13], \$429 [13], \$429 [13], \$429  } | \$430 ;
+  assign \$432  = \$signal$109 [3] ? \$signal$38 [75:57] : 19'h00000;
+  assign \$433  = \$431  | \$432 ;
+  assign \$436  = \$signal$109 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$437  = \$435  | { \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436  };
+  assign \$438  = \$signal$109 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$439  = \$437  | { \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438  };
+  assign \$442  = $signed(\$426 ) + $signed(\$441 );
+  assign \$444  = ! st5[30:29];
+  assign \$445  = \$443  & \$444 ;
+  assign \$446  = $signed(\$signal$110 [18:0]) > $signed(13'h0f7f);
+  assign \$447  = \$445  & \$446 ;
+  assign \$448  = \$447  ? 19'h00f7f : \$signal$110 [18:0];
   \digits_cnn_ilif.engine_conv3.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -15856,22 +15422,22 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4446$0 (i0__payload[10:0]),
+    .\port$4282$0 (i0__payload[10:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv3.queue  queue (
     .clk(clk),
-    .\port$4053$0 (\$signal$66 ),
-    .\port$4221$0 (\$signal$59 ),
-    .\port$4223$0 (\$signal$63 ),
+    .\port$3925$0 (\$signal$68 ),
+    .\port$4095$0 (\$signal$61 ),
+    .\port$4097$0 (\$signal$65 ),
     .rst(rst),
-    .w_data(\$signal$53 ),
-    .w_en(\$signal$55 )
+    .w_data(written),
+    .w_en(\$signal$57 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    issue = 38'h0000000000;
+    issue[31:0] = 32'd0;
     if (\$4 ) begin
       issue[0] = 1'h1;
       issue[1] = 1'h0;
@@ -15893,14 +15459,14 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
             issue[1] = 1'h1;
             issue[9:4] = sweep_addr;
             issue[3] = \$signal$26 ;
-            issue[33:32] = sweep_g;
-            issue[35:34] = sweep_y;
-            issue[37:36] = sweep_x;
             issue[28] = 1'h0;
             issue[31] = sweep_last;
             issue[30:29] = fire_k[1:0];
           end
     endcase
+    begin
+        issue[33:32] = pos0;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
@@ -15948,7 +15514,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (\$11 ) begin
-      result[17:0] = \$signal$40 [17:0];
+      result[17:0] = \$signal$38 [17:0];
     end else begin
       (* full_case = 32'd1 *)
       if (\$15 ) begin
@@ -15959,7 +15525,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     end
     (* full_case = 32'd1 *)
     if (\$18 ) begin
-      result[35:18] = \$signal$40 [36:19];
+      result[35:18] = \$signal$38 [36:19];
     end else begin
       (* full_case = 32'd1 *)
       if (\$22 ) begin
@@ -15970,7 +15536,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     end
     (* full_case = 32'd1 *)
     if (\$25 ) begin
-      result[53:36] = \$signal$40 [55:38];
+      result[53:36] = \$signal$38 [55:38];
     end else begin
       (* full_case = 32'd1 *)
       if (\$29 ) begin
@@ -15981,7 +15547,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     end
     (* full_case = 32'd1 *)
     if (\$32 ) begin
-      result[71:54] = \$signal$40 [74:57];
+      result[71:54] = \$signal$38 [74:57];
     end else begin
       (* full_case = 32'd1 *)
       if (\$36 ) begin
@@ -16070,7 +15636,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     o__payload[9:8] = 2'h0;
-    if (\$signal$63 ) begin
+    if (\$signal$65 ) begin
       (* full_case = 32'd1 *)
       if (\$63 ) begin
         o__payload[8] = \$64 ;
@@ -16082,7 +15648,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     o__valid = 1'h0;
-    if (\$signal$63 ) begin
+    if (\$signal$65 ) begin
       (* full_case = 32'd1 *)
       if (\$63 ) begin
         o__valid = 1'h1;
@@ -16093,39 +15659,39 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$signal$66  = 1'h0;
-    if (\$signal$63 ) begin
+    \$signal$68  = 1'h0;
+    if (\$signal$65 ) begin
       (* full_case = 32'd1 *)
       if (\$63 ) begin
         if (o__ready) begin
           if (\$69 ) begin
-            \$signal$66  = 1'h1;
+            \$signal$68  = 1'h1;
           end
         end
       end else begin
         if (o__ready) begin
-          \$signal$66  = 1'h1;
+          \$signal$68  = 1'h1;
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$482  = \$78 [7:0];
+    \$487  = \$78 [7:0];
     if (rst) begin
-      \$482  = 8'h00;
+      \$487  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$483  = \$79 ;
+    \$488  = \$79 ;
     if (rst) begin
-      \$483  = 1'h0;
+      \$488  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$484  = plane;
+    \$489  = plane;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
@@ -16133,21 +15699,21 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
               if (\$80 ) begin
                 (* full_case = 32'd1 *)
                 if (\$81 ) begin
-                  \$484  = 3'h0;
+                  \$489  = 3'h0;
                 end else begin
-                  \$484  = \$83 [2:0];
+                  \$489  = \$83 [2:0];
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$484  = 3'h0;
+      \$489  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$485  = full1;
+    \$490  = full1;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
@@ -16155,7 +15721,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
               if (\$80 ) begin
                 if (\$81 ) begin
                   if (\$signal$6 ) begin
-                    \$485  = 1'h1;
+                    \$490  = 1'h1;
                   end
                 end
               end
@@ -16171,19 +15737,19 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
             if (sweep_last) begin
               if (\$89 ) begin
                 if (\$signal$26 ) begin
-                  \$485  = 1'h0;
+                  \$490  = 1'h0;
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$485  = 1'h0;
+      \$490  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$486  = full0;
+    \$491  = full0;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
@@ -16193,7 +15759,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
                   (* full_case = 32'd1 *)
                   if (\$signal$6 ) begin
                   end else begin
-                    \$486  = 1'h1;
+                    \$491  = 1'h1;
                   end
                 end
               end
@@ -16211,38 +15777,38 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
                 (* full_case = 32'd1 *)
                 if (\$signal$26 ) begin
                 end else begin
-                  \$486  = 1'h0;
+                  \$491  = 1'h0;
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$486  = 1'h0;
+      \$491  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$487  = \$signal$6 ;
+    \$492  = \$signal$6 ;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
             if (i0__payload[11]) begin
               if (\$80 ) begin
                 if (\$81 ) begin
-                  \$487  = \$82 ;
+                  \$492  = \$82 ;
                 end
               end
             end
           end
     endcase
     if (rst) begin
-      \$487  = 1'h0;
+      \$492  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$488  = fsm_state;
+    \$493  = fsm_state;
     casez (fsm_state)
       2'h0:
           if (i0__valid) begin
@@ -16250,138 +15816,16 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
               if (\$80 ) begin
                 (* full_case = 32'd1 *)
                 if (\$81 ) begin
-                  \$488  = 2'h1;
+                  \$493  = 2'h1;
                 end else begin
-                  \$488  = 2'h0;
+                  \$493  = 2'h0;
                 end
               end
             end
           end
       2'h1:
           if (\$85 ) begin
-            \$488  = 2'h0;
-          end
-    endcase
-    if (rst) begin
-      \$488  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$489  = fire_state;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          if (\$86 ) begin
-            \$489  = 1'h1;
-          end
-      1'h1:
-          if (\$88 ) begin
-            if (sweep_last) begin
-              if (\$89 ) begin
-                \$489  = 1'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$489  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$490  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$490  = 6'h00;
-            end else begin
-              \$490  = \$92 [5:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$490  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$491  = sweep_g;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$491  = 2'h0;
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$94 ) begin
-                \$491  = 2'h0;
-              end else begin
-                \$491  = \$98 [1:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$491  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$492  = sweep_y;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$492  = 2'h0;
-            end else begin
-              if (\$94 ) begin
-                if (\$95 ) begin
-                  \$492  = \$96 [1:0];
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$492  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$493  = sweep_x;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$493  = 2'h0;
-            end else begin
-              if (\$94 ) begin
-                (* full_case = 32'd1 *)
-                if (\$95 ) begin
-                  \$493  = 2'h0;
-                end else begin
-                  \$493  = \$97 [1:0];
-                end
-              end
-            end
+            \$493  = 2'h0;
           end
     endcase
     if (rst) begin
@@ -16390,18 +15834,19 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$494  = sweep_last;
+    \$494  = fire_state;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
-          /* empty */;
+          if (\$86 ) begin
+            \$494  = 1'h1;
+          end
       1'h1:
           if (\$88 ) begin
-            (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$494  = 1'h0;
-            end else begin
-              \$494  = \$93 ;
+              if (\$89 ) begin
+                \$494  = 1'h0;
+              end
             end
           end
     endcase
@@ -16411,40 +15856,39 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$495  = fire_k;
+    \$495  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
           if (\$88 ) begin
+            (* full_case = 32'd1 *)
             if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$89 ) begin
-                \$495  = 3'h0;
-              end else begin
-                \$495  = \$91 [2:0];
-              end
+              \$495  = 6'h00;
+            end else begin
+              \$495  = \$92 [5:0];
             end
           end
     endcase
     if (rst) begin
-      \$495  = 3'h0;
+      \$495  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$496  = \$signal$26 ;
+    \$496  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fire_state)
       1'h0:
           /* empty */;
       1'h1:
           if (\$88 ) begin
+            (* full_case = 32'd1 *)
             if (sweep_last) begin
-              if (\$89 ) begin
-                \$496  = \$90 ;
-              end
+              \$496  = 1'h0;
+            end else begin
+              \$496  = \$93 ;
             end
           end
     endcase
@@ -16454,332 +15898,461 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$497  = \$99 ;
+    \$497  = fire_k;
+    (* full_case = 32'd1 *)
+    casez (fire_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$88 ) begin
+            if (sweep_last) begin
+              (* full_case = 32'd1 *)
+              if (\$89 ) begin
+                \$497  = 3'h0;
+              end else begin
+                \$497  = \$91 [2:0];
+              end
+            end
+          end
+    endcase
     if (rst) begin
-      \$497  = 1'h0;
+      \$497  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$498  = \$101 ;
+    \$498  = \$signal$26 ;
+    (* full_case = 32'd1 *)
+    casez (fire_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$88 ) begin
+            if (sweep_last) begin
+              if (\$89 ) begin
+                \$498  = \$90 ;
+              end
+            end
+          end
+    endcase
     if (rst) begin
       \$498  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$499  = issue;
+    \$499  = \$94 ;
     if (rst) begin
-      \$499  = 38'h0000000000;
+      \$499  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$500  = st0;
+    \$500  = \$96 ;
     if (rst) begin
-      \$500  = 38'h0000000000;
+      \$500  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$501  = st1;
+    \$501  = pos0;
+    if (sweep_now) begin
+      (* full_case = 32'd1 *)
+      if (issue[31]) begin
+        \$501  = 2'h0;
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$97 ) begin
+          \$501  = 2'h0;
+        end else begin
+          \$501  = \$98 [1:0];
+        end
+      end
+    end
     if (rst) begin
-      \$501  = 38'h0000000000;
+      \$501  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$502  = st2;
+    \$502  = issue;
     if (rst) begin
-      \$502  = 38'h0000000000;
+      \$502  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$503  = st3;
+    \$503  = st0;
     if (rst) begin
-      \$503  = 38'h0000000000;
+      \$503  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$504  = st4;
+    \$504  = st1;
     if (rst) begin
-      \$504  = 38'h0000000000;
+      \$504  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$505  = st5;
+    \$505  = st2;
     if (rst) begin
-      \$505  = 38'h0000000000;
+      \$505  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$506  = st6;
+    \$506  = st3;
     if (rst) begin
-      \$506  = 38'h0000000000;
+      \$506  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$507  = st7;
+    \$507  = st4;
     if (rst) begin
-      \$507  = 38'h0000000000;
+      \$507  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$508  = \$signature__data ;
+    \$508  = st5;
     if (rst) begin
-      \$508  = 32'd0;
+      \$508  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$509  = \$102 ;
+    \$509  = st6;
     if (rst) begin
-      \$509  = 11'h000;
+      \$509  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$510  = \$103 ;
+    \$510  = st7;
     if (rst) begin
-      \$510  = 11'h000;
+      \$510  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$511  = \$104 ;
+    \$511  = \$signature__data ;
     if (rst) begin
-      \$511  = 11'h000;
+      \$511  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$512  = \$105 ;
+    \$512  = \$99 ;
     if (rst) begin
       \$512  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$513  = addend;
-    if (\$106 ) begin
-      \$513 [10:0] = w2_0_0;
-      \$513 [21:11] = w2_0_1;
-      \$513 [32:22] = w2_0_2;
-      \$513 [43:33] = w2_0_3;
-    end
+    \$513  = \$100 ;
     if (rst) begin
-      \$513  = 44'h00000000000;
+      \$513  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$514  = \$signature__data$86 ;
+    \$514  = \$101 ;
     if (rst) begin
-      \$514  = 72'h000000000000000000;
+      \$514  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$515  = b_rd__data;
+    \$515  = \$102 ;
     if (rst) begin
-      \$515  = 56'h00000000000000;
+      \$515  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$516  = v_wr__data;
+    \$516  = addend;
+    if (\$103 ) begin
+      \$516 [10:0] = w2_0_0;
+      \$516 [21:11] = w2_0_1;
+      \$516 [32:22] = w2_0_2;
+      \$516 [43:33] = w2_0_3;
+    end
     if (rst) begin
-      \$516  = 72'h000000000000000000;
+      \$516  = 44'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$517  = res8;
+    \$517  = \$signature__data$88 ;
     if (rst) begin
       \$517  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$518  = 4'h0;
+    \$518  = b_rd__data;
     if (rst) begin
-      \$518  = 4'h0;
+      \$518  = 56'h00000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$519  = cres8;
+    \$519  = v_wr__data;
     if (rst) begin
-      \$519  = 4'h0;
+      \$519  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$520  = b_raw;
+    \$520  = res8;
     if (rst) begin
-      \$520  = 56'h00000000000000;
+      \$520  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$521  = \$like ;
+    \$521  = 4'h0;
     if (rst) begin
-      \$521  = 56'h00000000000000;
+      \$521  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$522  = \$116 ;
+    \$522  = cres8;
     if (rst) begin
-      \$522  = 1'h0;
+      \$522  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$523  = \$128 ;
+    \$523  = b_raw;
     if (rst) begin
-      \$523  = 1'h0;
+      \$523  = 56'h00000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$524  = \$138 ;
+    \$524  = \$like ;
     if (rst) begin
-      \$524  = 1'h0;
+      \$524  = 56'h00000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$525  = \$150 ;
+    \$525  = \$113 ;
     if (rst) begin
       \$525  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$526  = \$158 ;
+    \$526  = \$125 ;
     if (rst) begin
       \$526  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$527  = \$168 ;
+    \$527  = \$135 ;
     if (rst) begin
       \$527  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$528  = \$176 ;
+    \$528  = \$147 ;
     if (rst) begin
       \$528  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$529  = \$186 ;
+    \$529  = \$155 ;
     if (rst) begin
       \$529  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$530  = \$194 ;
+    \$530  = \$165 ;
     if (rst) begin
       \$530  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$531  = \$204 ;
+    \$531  = \$173 ;
     if (rst) begin
       \$531  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$532  = { \$300 , \$291 , \$282 , \$274 , \$267 , \$257 , \$247 , \$238 , \$230 , \$216  };
+    \$532  = \$183 ;
     if (rst) begin
-      \$532  = 10'h000;
+      \$532  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$533  = { 6'h00, \$305 , \$301  };
+    \$533  = \$191 ;
     if (rst) begin
-      \$533  = 8'h00;
+      \$533  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$534 [18:0] = \$340 [18:0];
-    \$534 [37:19] = \$375 [18:0];
-    \$534 [56:38] = \$410 [18:0];
-    \$534 [75:57] = \$445 [18:0];
+    \$534  = \$201 ;
     if (rst) begin
-      \$534  = 76'h0000000000000000000;
+      \$534  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$535 [18:0] = \$451 ;
-    \$535 [37:19] = \$457 ;
-    \$535 [56:38] = \$463 ;
-    \$535 [75:57] = \$469 ;
+    \$535  = { \$297 , \$288 , \$279 , \$271 , \$264 , \$254 , \$244 , \$235 , \$227 , \$213  };
     if (rst) begin
-      \$535  = 76'h0000000000000000000;
+      \$535  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$536  = result;
+    \$536  = { 6'h00, \$302 , \$298  };
     if (rst) begin
-      \$536  = 72'h000000000000000000;
+      \$536  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$537  = entry;
+    \$537 [18:0] = \$337 [18:0];
+    \$537 [37:19] = \$372 [18:0];
+    \$537 [56:38] = \$407 [18:0];
+    \$537 [75:57] = \$442 [18:0];
     if (rst) begin
-      \$537  = 11'h000;
+      \$537  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$538  = \$473 ;
+    \$538 [18:0] = \$448 ;
+    \$538 [37:19] = \$454 ;
+    \$538 [56:38] = \$460 ;
+    \$538 [75:57] = \$466 ;
     if (rst) begin
-      \$538  = 1'h0;
+      \$538  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$539  = done;
-    if (\$signal$63 ) begin
+    \$539  = result;
+    if (rst) begin
+      \$539  = 72'h000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$540  = entry;
+    if (rst) begin
+      \$540  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$541  = \$470 ;
+    if (rst) begin
+      \$541  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$542  = \pos0$53 ;
+    if (\$472 ) begin
       (* full_case = 32'd1 *)
-      if (\$474 ) begin
-        if (o__ready) begin
-          (* full_case = 32'd1 *)
-          if (\$479 ) begin
-            \$539  = 4'h0;
-          end else begin
-            \$539  = \$481 [3:0];
-          end
-        end
+      if (st7[31]) begin
+        \$542  = 2'h0;
       end else begin
-        if (o__ready) begin
-          \$539  = 4'h0;
+        (* full_case = 32'd1 *)
+        if (\$473 ) begin
+          \$542  = 2'h0;
+        end else begin
+          \$542  = \$478 [1:0];
         end
       end
     end
     if (rst) begin
-      \$539  = 4'h0;
+      \$542  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$543  = pos1;
+    if (\$472 ) begin
+      (* full_case = 32'd1 *)
+      if (st7[31]) begin
+        \$543  = 2'h0;
+      end else begin
+        if (\$473 ) begin
+          (* full_case = 32'd1 *)
+          if (\$474 ) begin
+            \$543  = 2'h0;
+          end else begin
+            \$543  = \$477 [1:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$543  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$544  = pos2;
+    if (\$472 ) begin
+      (* full_case = 32'd1 *)
+      if (st7[31]) begin
+        \$544  = 2'h0;
+      end else begin
+        if (\$473 ) begin
+          if (\$474 ) begin
+            (* full_case = 32'd1 *)
+            if (\$475 ) begin
+              \$544  = 2'h0;
+            end else begin
+              \$544  = \$476 [1:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$544  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$545  = done;
+    if (\$signal$65 ) begin
+      (* full_case = 32'd1 *)
+      if (\$479 ) begin
+        if (o__ready) begin
+          (* full_case = 32'd1 *)
+          if (\$484 ) begin
+            \$545  = 4'h0;
+          end else begin
+            \$545  = \$486 [3:0];
+          end
+        end
+      end else begin
+        if (o__ready) begin
+          \$545  = 4'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$545  = 4'h0;
     end
   end
   always @* begin
@@ -16843,13 +16416,13 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$64  = \$signal$59 [0];
+          \$64  = \$signal$61 [0];
       2'h1:
-          \$64  = \$signal$59 [1];
+          \$64  = \$signal$61 [1];
       2'h2:
-          \$64  = \$signal$59 [2];
+          \$64  = \$signal$61 [2];
       2'h3:
-          \$64  = \$signal$59 [3];
+          \$64  = \$signal$61 [3];
     endcase
   end
   always @* begin
@@ -16878,13 +16451,13 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign ev_count = i0__payload[10];
   assign busy = op_valid;
   assign \$signature__addr  = st0[21:10];
-  assign \$signature__addr$35  = \$10 [6:0];
-  assign b_rd__addr = st2[9:4];
+  assign \$signature__addr$33  = \$10 [6:0];
+  assign b_rd__addr = st2[33:32];
   assign v_wr__addr = \$40 [6:0];
   assign res7 = v_wr__data;
   assign v_wr__en = \$45 [0];
-  assign entry7 = \$signal$53 ;
-  assign push7 = \$signal$55 ;
+  assign \$signal$56  = written;
+  assign push7 = \$signal$57 ;
   assign cres7 = 4'h0;
   assign c_raw = 4'h0;
   assign \issue.valid  = issue[0];
@@ -16899,9 +16472,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \issue.last_step  = issue[28];
   assign \issue.fire_k  = issue[30:29];
   assign \issue.end  = issue[31];
-  assign \issue.g  = issue[33:32];
-  assign \issue.y  = issue[35:34];
-  assign \issue.x  = issue[37:36];
+  assign \issue.bias_g  = issue[33:32];
   assign \i0__payload.c  = i0__payload[3:0];
   assign \i0__payload.y  = i0__payload[6:4];
   assign \i0__payload.x  = i0__payload[9:7];
@@ -16919,9 +16490,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \st0.last_step  = st0[28];
   assign \st0.fire_k  = st0[30:29];
   assign \st0.end  = st0[31];
-  assign \st0.g  = st0[33:32];
-  assign \st0.y  = st0[35:34];
-  assign \st0.x  = st0[37:36];
+  assign \st0.bias_g  = st0[33:32];
   assign \st2.valid  = st2[0];
   assign \st2.kind  = st2[1];
   assign \st2.cur  = st2[2];
@@ -16934,9 +16503,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \st2.last_step  = st2[28];
   assign \st2.fire_k  = st2[30:29];
   assign \st2.end  = st2[31];
-  assign \st2.g  = st2[33:32];
-  assign \st2.y  = st2[35:34];
-  assign \st2.x  = st2[37:36];
+  assign \st2.bias_g  = st2[33:32];
   assign \st6.valid  = st6[0];
   assign \st6.kind  = st6[1];
   assign \st6.cur  = st6[2];
@@ -16949,17 +16516,15 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \st6.last_step  = st6[28];
   assign \st6.fire_k  = st6[30:29];
   assign \st6.end  = st6[31];
-  assign \st6.g  = st6[33:32];
-  assign \st6.y  = st6[35:34];
-  assign \st6.x  = st6[37:36];
+  assign \st6.bias_g  = st6[33:32];
   assign \result[0]  = result[17:0];
   assign \result[1]  = result[35:18];
   assign \result[2]  = result[53:36];
   assign \result[3]  = result[71:54];
-  assign \$signal$40[0]  = \$signal$40 [18:0];
-  assign \$signal$40[1]  = \$signal$40 [37:19];
-  assign \$signal$40[2]  = \$signal$40 [56:38];
-  assign \$signal$40[3]  = \$signal$40 [75:57];
+  assign \$signal$38[0]  = \$signal$38 [18:0];
+  assign \$signal$38[1]  = \$signal$38 [37:19];
+  assign \$signal$38[2]  = \$signal$38 [56:38];
+  assign \$signal$38[3]  = \$signal$38 [75:57];
   assign \out_counts[0]  = out_counts[0];
   assign \out_counts[1]  = out_counts[1];
   assign \out_counts[2]  = out_counts[2];
@@ -16976,9 +16541,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \st7.last_step  = st7[28];
   assign \st7.fire_k  = st7[30:29];
   assign \st7.end  = st7[31];
-  assign \st7.g  = st7[33:32];
-  assign \st7.y  = st7[35:34];
-  assign \st7.x  = st7[37:36];
+  assign \st7.bias_g  = st7[33:32];
   assign \v_wr__data[0]  = v_wr__data[17:0];
   assign \v_wr__data[1]  = v_wr__data[35:18];
   assign \v_wr__data[2]  = v_wr__data[53:36];
@@ -16987,6 +16550,24 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \res7[1]  = v_wr__data[35:18];
   assign \res7[2]  = v_wr__data[53:36];
   assign \res7[3]  = v_wr__data[71:54];
+  assign \written.counts  = written[3:0];
+  assign \written.counts[0]  = written[0];
+  assign \written.counts[1]  = written[1];
+  assign \written.counts[2]  = written[2];
+  assign \written.counts[3]  = written[3];
+  assign \written.g  = written[5:4];
+  assign \written.y  = written[7:6];
+  assign \written.x  = written[9:8];
+  assign \written.end  = written[10];
+  assign \entry7.counts  = entry7[3:0];
+  assign \entry7.counts[0]  = entry7[0];
+  assign \entry7.counts[1]  = entry7[1];
+  assign \entry7.counts[2]  = entry7[2];
+  assign \entry7.counts[3]  = entry7[3];
+  assign \entry7.g  = entry7[5:4];
+  assign \entry7.y  = entry7[7:6];
+  assign \entry7.x  = entry7[9:8];
+  assign \entry7.end  = entry7[10];
   assign \entry.counts  = entry[3:0];
   assign \entry.counts[0]  = entry[0];
   assign \entry.counts[1]  = entry[1];
@@ -16996,15 +16577,6 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \entry.y  = entry[7:6];
   assign \entry.x  = entry[9:8];
   assign \entry.end  = entry[10];
-  assign \entry7.counts  = \$signal$53 [3:0];
-  assign \entry7.counts[0]  = \$signal$53 [0];
-  assign \entry7.counts[1]  = \$signal$53 [1];
-  assign \entry7.counts[2]  = \$signal$53 [2];
-  assign \entry7.counts[3]  = \$signal$53 [3];
-  assign \entry7.g  = \$signal$53 [5:4];
-  assign \entry7.y  = \$signal$53 [7:6];
-  assign \entry7.x  = \$signal$53 [9:8];
-  assign \entry7.end  = \$signal$53 [10];
   assign \o__payload.c  = o__payload[3:0];
   assign \o__payload.y  = o__payload[5:4];
   assign \o__payload.x  = o__payload[7:6];
@@ -17022,9 +16594,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \st1.last_step  = st1[28];
   assign \st1.fire_k  = st1[30:29];
   assign \st1.end  = st1[31];
-  assign \st1.g  = st1[33:32];
-  assign \st1.y  = st1[35:34];
-  assign \st1.x  = st1[37:36];
+  assign \st1.bias_g  = st1[33:32];
   assign \st3.valid  = st3[0];
   assign \st3.kind  = st3[1];
   assign \st3.cur  = st3[2];
@@ -17037,9 +16607,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \st3.last_step  = st3[28];
   assign \st3.fire_k  = st3[30:29];
   assign \st3.end  = st3[31];
-  assign \st3.g  = st3[33:32];
-  assign \st3.y  = st3[35:34];
-  assign \st3.x  = st3[37:36];
+  assign \st3.bias_g  = st3[33:32];
   assign \st4.valid  = st4[0];
   assign \st4.kind  = st4[1];
   assign \st4.cur  = st4[2];
@@ -17052,9 +16620,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \st4.last_step  = st4[28];
   assign \st4.fire_k  = st4[30:29];
   assign \st4.end  = st4[31];
-  assign \st4.g  = st4[33:32];
-  assign \st4.y  = st4[35:34];
-  assign \st4.x  = st4[37:36];
+  assign \st4.bias_g  = st4[33:32];
   assign \st5.valid  = st5[0];
   assign \st5.kind  = st5[1];
   assign \st5.cur  = st5[2];
@@ -17067,9 +16633,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \st5.last_step  = st5[28];
   assign \st5.fire_k  = st5[30:29];
   assign \st5.end  = st5[31];
-  assign \st5.g  = st5[33:32];
-  assign \st5.y  = st5[35:34];
-  assign \st5.x  = st5[37:36];
+  assign \st5.bias_g  = st5[33:32];
   assign \st8.valid  = st8[0];
   assign \st8.kind  = st8[1];
   assign \st8.cur  = st8[2];
@@ -17082,9 +16646,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \st8.last_step  = st8[28];
   assign \st8.fire_k  = st8[30:29];
   assign \st8.end  = st8[31];
-  assign \st8.g  = st8[33:32];
-  assign \st8.y  = st8[35:34];
-  assign \st8.x  = st8[37:36];
+  assign \st8.bias_g  = st8[33:32];
   assign \w1_0[0]  = w1_0[7:0];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[2]  = w1_0[23:16];
@@ -17101,10 +16663,10 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \v_raw[1]  = v_raw[35:18];
   assign \v_raw[2]  = v_raw[53:36];
   assign \v_raw[3]  = v_raw[71:54];
-  assign \$signature__data$86[0]  = \$signature__data$86 [17:0];
-  assign \$signature__data$86[1]  = \$signature__data$86 [35:18];
-  assign \$signature__data$86[2]  = \$signature__data$86 [53:36];
-  assign \$signature__data$86[3]  = \$signature__data$86 [71:54];
+  assign \$signature__data$88[0]  = \$signature__data$88 [17:0];
+  assign \$signature__data$88[1]  = \$signature__data$88 [35:18];
+  assign \$signature__data$88[2]  = \$signature__data$88 [53:36];
+  assign \$signature__data$88[3]  = \$signature__data$88 [71:54];
   assign \b_raw[0]  = b_raw[13:0];
   assign \b_raw[1]  = b_raw[27:14];
   assign \b_raw[2]  = b_raw[41:28];
@@ -17141,18 +16703,18 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \b6[1]  = b6[27:14];
   assign \b6[2]  = b6[41:28];
   assign \b6[3]  = b6[55:42];
-  assign \$signal$108[0]  = \$signal$108 [18:0];
-  assign \$signal$108[1]  = \$signal$108 [37:19];
-  assign \$signal$108[2]  = \$signal$108 [56:38];
-  assign \$signal$108[3]  = \$signal$108 [75:57];
+  assign \$signal$110[0]  = \$signal$110 [18:0];
+  assign \$signal$110[1]  = \$signal$110 [37:19];
+  assign \$signal$110[2]  = \$signal$110 [56:38];
+  assign \$signal$110[3]  = \$signal$110 [75:57];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
   assign \c_raw[3]  = 1'h0;
   always @*
-    o__payload[7:6] = \$signal$59 [9:8];
+    o__payload[7:6] = \$signal$61 [9:8];
   always @*
-    o__payload[5:4] = \$signal$59 [7:6];
+    o__payload[5:4] = \$signal$61 [7:6];
   always @*
     o__payload[3:0] = \$62 [3:0];
   assign pending[3] = \$60 ;
@@ -17160,78 +16722,81 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign pending[1] = \$54 ;
   assign pending[0] = \$51 ;
   assign entry[10] = st6[31];
-  assign entry[9:8] = st6[37:36];
-  assign entry[7:6] = st6[35:34];
-  assign entry[5:4] = st6[33:32];
   assign entry[3:0] = out_counts;
+  assign entry[9:4] = 6'h00;
+  assign written[9:8] = pos1;
+  assign written[7:6] = pos2;
+  assign written[5:4] = \pos0$53 ;
+  assign { written[10], written[3:0] } = { entry7[10], entry7[3:0] };
   assign active = \$8 ;
   assign \$46  = st7[1];
   assign \$74  = fire_state;
-  assign \$124  = st3[1];
-  assign \$146  = st4[1];
-  assign \$164  = st5[1];
-  assign \$182  = st6[1];
-  assign \$200  = st7[1];
-  assign \$205  = 1'h1;
-  assign \$206  = hit_v1;
-  assign \$211  = 1'h1;
-  assign \$212  = hit_c1;
-  assign \$217  = hit_v1;
-  assign \$224  = hit_c1;
-  assign \$231  = hit_v1;
-  assign \$239  = hit_v1;
-  assign \$248  = hit_v1;
-  assign \$258  = hit_v1;
-  assign \$268  = hit_c1;
-  assign \$275  = hit_c1;
-  assign \$283  = hit_c1;
-  assign \$292  = hit_c1;
-  assign \$317  = 2'h0;
-  assign \$318  = \$316 ;
-  assign \$323  = 2'h0;
-  assign \$324  = \$322 ;
-  assign \$332  = 2'h0;
-  assign \$333  = \$331 ;
-  assign \$338  = 2'h0;
-  assign \$339  = \$337 ;
-  assign \$352  = 2'h0;
-  assign \$353  = \$351 ;
-  assign \$358  = 2'h0;
-  assign \$359  = \$357 ;
-  assign \$367  = 2'h0;
-  assign \$368  = \$366 ;
-  assign \$373  = 2'h0;
-  assign \$374  = \$372 ;
-  assign \$387  = 2'h0;
-  assign \$388  = \$386 ;
-  assign \$393  = 2'h0;
-  assign \$394  = \$392 ;
-  assign \$402  = 2'h0;
-  assign \$403  = \$401 ;
-  assign \$408  = 2'h0;
-  assign \$409  = \$407 ;
-  assign \$422  = 2'h0;
-  assign \$423  = \$421 ;
-  assign \$428  = 2'h0;
-  assign \$429  = \$427 ;
-  assign \$437  = 2'h0;
-  assign \$438  = \$436 ;
-  assign \$443  = 2'h0;
-  assign \$444  = \$442 ;
-  assign \$446  = st5[1];
-  assign \$452  = st5[1];
-  assign \$458  = st5[1];
-  assign \$464  = st5[1];
-  assign \$470  = st6[1];
-  assign \$49  = \$signal$59 [0];
-  assign \$52  = \$signal$59 [1];
-  assign \$55  = \$signal$59 [2];
-  assign \$58  = \$signal$59 [3];
-  assign \$303  = st3[1];
+  assign \$121  = st3[1];
+  assign \$143  = st4[1];
+  assign \$161  = st5[1];
+  assign \$179  = st6[1];
+  assign \$197  = st7[1];
+  assign \$202  = 1'h1;
+  assign \$203  = hit_v1;
+  assign \$208  = 1'h1;
+  assign \$209  = hit_c1;
+  assign \$214  = hit_v1;
+  assign \$221  = hit_c1;
+  assign \$228  = hit_v1;
+  assign \$236  = hit_v1;
+  assign \$245  = hit_v1;
+  assign \$255  = hit_v1;
+  assign \$265  = hit_c1;
+  assign \$272  = hit_c1;
+  assign \$280  = hit_c1;
+  assign \$289  = hit_c1;
+  assign \$314  = 2'h0;
+  assign \$315  = \$313 ;
+  assign \$320  = 2'h0;
+  assign \$321  = \$319 ;
+  assign \$329  = 2'h0;
+  assign \$330  = \$328 ;
+  assign \$335  = 2'h0;
+  assign \$336  = \$334 ;
+  assign \$349  = 2'h0;
+  assign \$350  = \$348 ;
+  assign \$355  = 2'h0;
+  assign \$356  = \$354 ;
+  assign \$364  = 2'h0;
+  assign \$365  = \$363 ;
+  assign \$370  = 2'h0;
+  assign \$371  = \$369 ;
+  assign \$384  = 2'h0;
+  assign \$385  = \$383 ;
+  assign \$390  = 2'h0;
+  assign \$391  = \$389 ;
+  assign \$399  = 2'h0;
+  assign \$400  = \$398 ;
+  assign \$405  = 2'h0;
+  assign \$406  = \$404 ;
+  assign \$419  = 2'h0;
+  assign \$420  = \$418 ;
+  assign \$425  = 2'h0;
+  assign \$426  = \$424 ;
+  assign \$434  = 2'h0;
+  assign \$435  = \$433 ;
+  assign \$440  = 2'h0;
+  assign \$441  = \$439 ;
+  assign \$443  = st5[1];
+  assign \$449  = st5[1];
+  assign \$455  = st5[1];
+  assign \$461  = st5[1];
+  assign \$467  = st6[1];
+  assign \$471  = st7[1];
+  assign \$49  = \$signal$61 [0];
+  assign \$52  = \$signal$61 [1];
+  assign \$55  = \$signal$61 [2];
+  assign \$58  = \$signal$61 [3];
+  assign \$300  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4446$0 , clk);
+module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4282$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire [11:0] \$10 ;
@@ -17330,8 +16895,8 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   reg op_valid = 1'h0;
   output [11:0] op_waddr;
   reg [11:0] op_waddr = 12'h000;
-  input [10:0] \port$4446$0 ;
-  wire [10:0] \port$4446$0 ;
+  input [10:0] \port$4282$0 ;
+  wire [10:0] \port$4282$0 ;
   reg [4:0] r_step = 5'h00;
   output ready;
   wire ready;
@@ -17412,7 +16977,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$50  = op_count;
     if (load) begin
-      \$50  = \port$4446$0 [10];
+      \$50  = \port$4282$0 [10];
     end
     if (rst) begin
       \$50  = 1'h0;
@@ -17649,7 +17214,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4446$0 [6:4])
+    casez (\port$4282$0 [6:4])
       3'h0:
           \$6  = 7'h00;
       3'h1:
@@ -17671,7 +17236,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4446$0 [9:7])
+    casez (\port$4282$0 [9:7])
       3'h0:
           \$7  = 5'h00;
       3'h1:
@@ -17693,7 +17258,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4446$0 [6:4])
+    casez (\port$4282$0 [6:4])
       3'h0:
           \$13  = 8'h30;
       3'h1:
@@ -17715,7 +17280,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4446$0 [9:7])
+    casez (\port$4282$0 [9:7])
       3'h0:
           \$15  = 6'h08;
       3'h1:
@@ -17737,7 +17302,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4446$0 [9:7])
+    casez (\port$4282$0 [9:7])
       3'h0:
           \$17  = 3'h2;
       3'h1:
@@ -17759,7 +17324,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4446$0 [6:4])
+    casez (\port$4282$0 [6:4])
       3'h0:
           \$19  = 3'h2;
       3'h1:
@@ -17781,7 +17346,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4446$0 [9:7])
+    casez (\port$4282$0 [9:7])
       3'h0:
           \$21  = 3'h2;
       3'h1:
@@ -17803,7 +17368,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4446$0 [9:7])
+    casez (\port$4282$0 [9:7])
       3'h0:
           \$23  = 3'h2;
       3'h1:
@@ -17825,7 +17390,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4446$0 [6:4])
+    casez (\port$4282$0 [6:4])
       3'h0:
           \$25  = 3'h2;
       3'h1:
@@ -17847,7 +17412,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4446$0 [9:7])
+    casez (\port$4282$0 [9:7])
       3'h0:
           \$27  = 5'h09;
       3'h1:
@@ -17869,7 +17434,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4446$0 [9:7])
+    casez (\port$4282$0 [9:7])
       3'h0:
           \$28  = 7'h55;
       3'h1:
@@ -17891,7 +17456,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4446$0 [6:4])
+    casez (\port$4282$0 [6:4])
       3'h0:
           \$29  = 3'h2;
       3'h1:
@@ -17913,7 +17478,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
-    casez (\port$4446$0 [9:7])
+    casez (\port$4282$0 [9:7])
       3'h0:
           \$31  = 3'h2;
       3'h1:
@@ -17938,16 +17503,16 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_count = \port$4446$0 [10];
-  assign ev_y = \port$4446$0 [6:4];
-  assign ev_x = \port$4446$0 [9:7];
-  assign ev_c = \port$4446$0 [3:0];
-  assign \$9  = { 3'h0, \port$4446$0 [3:0], 4'h0 };
-  assign \$11  = { \port$4446$0 [3:0], 7'h00 };
+  assign ev_count = \port$4282$0 [10];
+  assign ev_y = \port$4282$0 [6:4];
+  assign ev_x = \port$4282$0 [9:7];
+  assign ev_c = \port$4282$0 [3:0];
+  assign \$9  = { 3'h0, \port$4282$0 [3:0], 4'h0 };
+  assign \$11  = { \port$4282$0 [3:0], 7'h00 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.queue (rst, \port$4053$0 , w_data, w_en, \port$4221$0 , \port$4223$0 , clk);
+module \digits_cnn_ilif.engine_conv3.queue (rst, w_data, \port$3925$0 , w_en, \port$4095$0 , \port$4097$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -17978,12 +17543,12 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, \port$4053$0 , w_data, w_en, \p
   reg held_valid = 1'h0;
   wire [7:0] level;
   wire [7:0] \level$21 ;
-  input \port$4053$0 ;
-  wire \port$4053$0 ;
-  output [10:0] \port$4221$0 ;
-  wire [10:0] \port$4221$0 ;
-  output \port$4223$0 ;
-  wire \port$4223$0 ;
+  input \port$3925$0 ;
+  wire \port$3925$0 ;
+  output [10:0] \port$4095$0 ;
+  wire [10:0] \port$4095$0 ;
+  output \port$4097$0 ;
+  wire \port$4097$0 ;
   wire [10:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -18020,12 +17585,12 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, \port$4053$0 , w_data, w_en, \p
   \digits_cnn_ilif.engine_conv3.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2812$0 (\$signal$9 ),
-    .\port$4053$0 (\port$4053$0 ),
-    .\port$4205$0 (\$signal$11 ),
-    .\port$4207$0 (held_valid),
-    .\port$4221$0 (\$signal$14 ),
-    .\port$4223$0 (\$signal$16 ),
+    .\port$2863$0 (\$signal$9 ),
+    .\port$3925$0 (\port$3925$0 ),
+    .\port$4079$0 (\$signal$11 ),
+    .\port$4081$0 (held_valid),
+    .\port$4095$0 (\$signal$14 ),
+    .\port$4097$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -18056,11 +17621,11 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, \port$4053$0 , w_data, w_en, \p
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4053$0 ;
-  assign \$signal$19  = \port$4053$0 ;
+  assign \$signal$18  = \port$3925$0 ;
+  assign \$signal$19  = \port$3925$0 ;
   assign level = \$4 [7:0];
-  assign \port$4221$0  = \$signal$14 ;
-  assign \port$4223$0  = \$signal$16 ;
+  assign \port$4095$0  = \$signal$14 ;
+  assign \port$4097$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18380,7 +17945,7 @@ module \digits_cnn_ilif.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2812$0 , count, \port$4053$0 , \port$4205$0 , \port$4207$0 , \port$4221$0 , \port$4223$0 , clk);
+module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2863$0 , count, \port$3925$0 , \port$4079$0 , \port$4081$0 , \port$4095$0 , \port$4097$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -18400,28 +17965,28 @@ module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2812$0 , count, \por
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2812$0 ;
-  wire \port$2812$0 ;
-  input \port$4053$0 ;
-  wire \port$4053$0 ;
-  input [10:0] \port$4205$0 ;
-  wire [10:0] \port$4205$0 ;
-  input \port$4207$0 ;
-  wire \port$4207$0 ;
+  output \port$2863$0 ;
+  wire \port$2863$0 ;
+  input \port$3925$0 ;
+  wire \port$3925$0 ;
+  input [10:0] \port$4079$0 ;
+  wire [10:0] \port$4079$0 ;
+  input \port$4081$0 ;
+  wire \port$4081$0 ;
   (* init = 11'h000 *)
-  output [10:0] \port$4221$0 ;
-  wire [10:0] \port$4221$0 ;
+  output [10:0] \port$4095$0 ;
+  wire [10:0] \port$4095$0 ;
   (* init = 1'h0 *)
-  output \port$4223$0 ;
-  wire \port$4223$0 ;
+  output \port$4097$0 ;
+  wire \port$4097$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4207$0  & \$1 ;
+  assign take = \port$4081$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4053$0  | \$2 ;
+  assign \$3  = \port$3925$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -18439,7 +18004,7 @@ module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2812$0 , count, \por
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4205$0 ;
+        \$4  = \port$4079$0 ;
       end
     end
     if (rst) begin
@@ -18482,18 +18047,18 @@ module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2812$0 , count, \por
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4205$0 ;
+      \$7  = \port$4079$0 ;
     end
     if (rst) begin
       \$7  = 11'h000;
     end
   end
-  assign \$signal$3  = \port$4207$0 ;
-  assign \$signal$8  = \port$4053$0 ;
-  assign \$signal$11  = \port$4205$0 ;
-  assign \port$2812$0  = \$signal ;
-  assign \port$4221$0  = \$signal$9 ;
-  assign \port$4223$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4081$0 ;
+  assign \$signal$8  = \port$3925$0 ;
+  assign \$signal$11  = \port$4079$0 ;
+  assign \port$2863$0  = \$signal ;
+  assign \port$4095$0  = \$signal$9 ;
+  assign \port$4097$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18647,257 +18212,249 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire [4:0] \$23 ;
   wire \$230 ;
   wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire [18:0] \$237 ;
+  wire [18:0] \$232 ;
+  wire [18:0] \$233 ;
+  wire [18:0] \$234 ;
+  wire [17:0] \$235 ;
+  wire [18:0] \$236 ;
+  wire [17:0] \$237 ;
   wire [18:0] \$238 ;
-  wire [18:0] \$239 ;
+  wire [17:0] \$239 ;
   wire [5:0] \$24 ;
-  wire [17:0] \$240 ;
-  wire [18:0] \$241 ;
-  wire [17:0] \$242 ;
-  wire [18:0] \$243 ;
-  wire [17:0] \$244 ;
-  wire [18:0] \$245 ;
-  wire [17:0] \$246 ;
-  wire [18:0] \$247 ;
-  wire [1:0] \$248 ;
-  wire [18:0] \$249 ;
+  wire [18:0] \$240 ;
+  wire [17:0] \$241 ;
+  wire [18:0] \$242 ;
+  wire [1:0] \$243 ;
+  wire [18:0] \$244 ;
+  wire [1:0] \$245 ;
+  wire [18:0] \$246 ;
+  wire [1:0] \$247 ;
+  wire [18:0] \$248 ;
+  wire [1:0] \$249 ;
   wire \$25 ;
-  wire [1:0] \$250 ;
-  wire [18:0] \$251 ;
-  wire [1:0] \$252 ;
-  wire [18:0] \$253 ;
-  wire [1:0] \$254 ;
+  wire [18:0] \$250 ;
+  wire [10:0] \$251 ;
+  wire [9:0] \$252 ;
+  wire [10:0] \$253 ;
+  wire [18:0] \$254 ;
   wire [18:0] \$255 ;
-  wire [10:0] \$256 ;
-  wire [9:0] \$257 ;
-  wire [10:0] \$258 ;
+  wire [18:0] \$256 ;
+  wire [18:0] \$257 ;
+  wire [1:0] \$258 ;
   wire [18:0] \$259 ;
   wire \$26 ;
-  wire [18:0] \$260 ;
+  wire [1:0] \$260 ;
   wire [18:0] \$261 ;
-  wire [18:0] \$262 ;
-  wire [1:0] \$263 ;
-  wire [18:0] \$264 ;
-  wire [1:0] \$265 ;
-  wire [18:0] \$266 ;
-  wire [1:0] \$267 ;
+  wire [1:0] \$262 ;
+  wire [18:0] \$263 ;
+  wire [1:0] \$264 ;
+  wire [18:0] \$265 ;
+  wire [19:0] \$266 ;
+  wire [18:0] \$267 ;
   wire [18:0] \$268 ;
-  wire [1:0] \$269 ;
+  wire [18:0] \$269 ;
   reg [17:0] \$27 ;
-  wire [18:0] \$270 ;
-  wire [19:0] \$271 ;
-  wire [18:0] \$272 ;
+  wire [17:0] \$270 ;
+  wire [18:0] \$271 ;
+  wire [17:0] \$272 ;
   wire [18:0] \$273 ;
-  wire [18:0] \$274 ;
-  wire [17:0] \$275 ;
-  wire [18:0] \$276 ;
-  wire [17:0] \$277 ;
-  wire [18:0] \$278 ;
-  wire [17:0] \$279 ;
+  wire [17:0] \$274 ;
+  wire [18:0] \$275 ;
+  wire [17:0] \$276 ;
+  wire [18:0] \$277 ;
+  wire [1:0] \$278 ;
+  wire [18:0] \$279 ;
   wire \$28 ;
-  wire [18:0] \$280 ;
-  wire [17:0] \$281 ;
-  wire [18:0] \$282 ;
-  wire [1:0] \$283 ;
-  wire [18:0] \$284 ;
-  wire [1:0] \$285 ;
-  wire [18:0] \$286 ;
-  wire [1:0] \$287 ;
-  wire [18:0] \$288 ;
-  wire [1:0] \$289 ;
+  wire [1:0] \$280 ;
+  wire [18:0] \$281 ;
+  wire [1:0] \$282 ;
+  wire [18:0] \$283 ;
+  wire [1:0] \$284 ;
+  wire [18:0] \$285 ;
+  wire [10:0] \$286 ;
+  wire [9:0] \$287 ;
+  wire [10:0] \$288 ;
+  wire [18:0] \$289 ;
   wire [3:0] \$29 ;
   wire [18:0] \$290 ;
-  wire [10:0] \$291 ;
-  wire [9:0] \$292 ;
-  wire [10:0] \$293 ;
+  wire [18:0] \$291 ;
+  wire [18:0] \$292 ;
+  wire [1:0] \$293 ;
   wire [18:0] \$294 ;
-  wire [18:0] \$295 ;
+  wire [1:0] \$295 ;
   wire [18:0] \$296 ;
-  wire [18:0] \$297 ;
-  wire [1:0] \$298 ;
-  wire [18:0] \$299 ;
+  wire [1:0] \$297 ;
+  wire [18:0] \$298 ;
+  wire [1:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire [1:0] \$300 ;
-  wire [18:0] \$301 ;
-  wire [1:0] \$302 ;
+  wire [18:0] \$300 ;
+  wire [19:0] \$301 ;
+  wire [18:0] \$302 ;
   wire [18:0] \$303 ;
-  wire [1:0] \$304 ;
-  wire [18:0] \$305 ;
-  wire [19:0] \$306 ;
-  wire [18:0] \$307 ;
+  wire [18:0] \$304 ;
+  wire [17:0] \$305 ;
+  wire [18:0] \$306 ;
+  wire [17:0] \$307 ;
   wire [18:0] \$308 ;
-  wire [18:0] \$309 ;
+  wire [17:0] \$309 ;
   wire \$31 ;
-  wire [17:0] \$310 ;
-  wire [18:0] \$311 ;
-  wire [17:0] \$312 ;
-  wire [18:0] \$313 ;
-  wire [17:0] \$314 ;
-  wire [18:0] \$315 ;
-  wire [17:0] \$316 ;
-  wire [18:0] \$317 ;
-  wire [1:0] \$318 ;
-  wire [18:0] \$319 ;
+  wire [18:0] \$310 ;
+  wire [17:0] \$311 ;
+  wire [18:0] \$312 ;
+  wire [1:0] \$313 ;
+  wire [18:0] \$314 ;
+  wire [1:0] \$315 ;
+  wire [18:0] \$316 ;
+  wire [1:0] \$317 ;
+  wire [18:0] \$318 ;
+  wire [1:0] \$319 ;
   wire \$32 ;
-  wire [1:0] \$320 ;
-  wire [18:0] \$321 ;
-  wire [1:0] \$322 ;
-  wire [18:0] \$323 ;
-  wire [1:0] \$324 ;
+  wire [18:0] \$320 ;
+  wire [10:0] \$321 ;
+  wire [9:0] \$322 ;
+  wire [10:0] \$323 ;
+  wire [18:0] \$324 ;
   wire [18:0] \$325 ;
-  wire [10:0] \$326 ;
-  wire [9:0] \$327 ;
-  wire [10:0] \$328 ;
+  wire [18:0] \$326 ;
+  wire [18:0] \$327 ;
+  wire [1:0] \$328 ;
   wire [18:0] \$329 ;
   wire [5:0] \$33 ;
-  wire [18:0] \$330 ;
+  wire [1:0] \$330 ;
   wire [18:0] \$331 ;
-  wire [18:0] \$332 ;
-  wire [1:0] \$333 ;
-  wire [18:0] \$334 ;
-  wire [1:0] \$335 ;
-  wire [18:0] \$336 ;
-  wire [1:0] \$337 ;
+  wire [1:0] \$332 ;
+  wire [18:0] \$333 ;
+  wire [1:0] \$334 ;
+  wire [18:0] \$335 ;
+  wire [19:0] \$336 ;
+  wire [18:0] \$337 ;
   wire [18:0] \$338 ;
-  wire [1:0] \$339 ;
+  wire [18:0] \$339 ;
   wire [6:0] \$34 ;
-  wire [18:0] \$340 ;
-  wire [19:0] \$341 ;
-  wire [18:0] \$342 ;
+  wire [17:0] \$340 ;
+  wire [18:0] \$341 ;
+  wire [17:0] \$342 ;
   wire [18:0] \$343 ;
-  wire [18:0] \$344 ;
-  wire [17:0] \$345 ;
-  wire [18:0] \$346 ;
-  wire [17:0] \$347 ;
-  wire [18:0] \$348 ;
-  wire [17:0] \$349 ;
+  wire [17:0] \$344 ;
+  wire [18:0] \$345 ;
+  wire [17:0] \$346 ;
+  wire [18:0] \$347 ;
+  wire [1:0] \$348 ;
+  wire [18:0] \$349 ;
   wire \$35 ;
-  wire [18:0] \$350 ;
-  wire [17:0] \$351 ;
-  wire [18:0] \$352 ;
-  wire [1:0] \$353 ;
-  wire [18:0] \$354 ;
-  wire [1:0] \$355 ;
-  wire [18:0] \$356 ;
-  wire [1:0] \$357 ;
-  wire [18:0] \$358 ;
-  wire [1:0] \$359 ;
+  wire [1:0] \$350 ;
+  wire [18:0] \$351 ;
+  wire [1:0] \$352 ;
+  wire [18:0] \$353 ;
+  wire [1:0] \$354 ;
+  wire [18:0] \$355 ;
+  wire [10:0] \$356 ;
+  wire [9:0] \$357 ;
+  wire [10:0] \$358 ;
+  wire [18:0] \$359 ;
   wire [7:0] \$36 ;
   wire [18:0] \$360 ;
-  wire [10:0] \$361 ;
-  wire [9:0] \$362 ;
-  wire [10:0] \$363 ;
+  wire [18:0] \$361 ;
+  wire [18:0] \$362 ;
+  wire [1:0] \$363 ;
   wire [18:0] \$364 ;
-  wire [18:0] \$365 ;
+  wire [1:0] \$365 ;
   wire [18:0] \$366 ;
-  wire [18:0] \$367 ;
-  wire [1:0] \$368 ;
-  wire [18:0] \$369 ;
+  wire [1:0] \$367 ;
+  wire [18:0] \$368 ;
+  wire [1:0] \$369 ;
   wire \$37 ;
-  wire [1:0] \$370 ;
-  wire [18:0] \$371 ;
-  wire [1:0] \$372 ;
-  wire [18:0] \$373 ;
-  wire [1:0] \$374 ;
-  wire [18:0] \$375 ;
-  wire [19:0] \$376 ;
+  wire [18:0] \$370 ;
+  wire [19:0] \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire \$374 ;
+  wire \$375 ;
+  reg [17:0] \$376 ;
   wire \$377 ;
   wire \$378 ;
   wire \$379 ;
   wire \$38 ;
-  wire \$380 ;
-  reg [17:0] \$381 ;
-  wire \$382 ;
-  wire \$383 ;
-  wire \$384 ;
-  reg [17:0] \$385 ;
-  wire [6:0] \$386 ;
-  wire [6:0] \$387 ;
-  reg [4:0] \$388 ;
-  reg \$389 ;
+  reg [17:0] \$380 ;
+  wire [6:0] \$381 ;
+  wire [6:0] \$382 ;
+  reg [4:0] \$383 ;
+  reg \$384 ;
+  reg [2:0] \$385 ;
+  reg \$386 ;
+  reg [1:0] \$387 ;
+  reg \$388 ;
+  reg [2:0] \$389 ;
   wire \$39 ;
-  reg [2:0] \$390 ;
+  reg \$390 ;
   reg \$391 ;
-  reg [1:0] \$392 ;
-  reg [1:0] \$393 ;
-  reg \$394 ;
-  reg \$395 ;
-  reg \$396 ;
-  reg [2:0] \$397 ;
-  reg \$398 ;
-  reg \$399 ;
+  reg \$392 ;
+  reg [26:0] \$393 ;
+  reg [26:0] \$394 ;
+  reg [26:0] \$395 ;
+  reg [26:0] \$396 ;
+  reg [26:0] \$397 ;
+  reg [26:0] \$398 ;
+  reg [26:0] \$399 ;
   wire \$4 ;
   wire [3:0] \$40 ;
-  reg \$400 ;
-  reg [28:0] \$401 ;
-  reg [28:0] \$402 ;
-  reg [28:0] \$403 ;
-  reg [28:0] \$404 ;
-  reg [28:0] \$405 ;
-  reg [28:0] \$406 ;
-  reg [28:0] \$407 ;
-  reg [28:0] \$408 ;
-  reg [28:0] \$409 ;
+  reg [26:0] \$400 ;
+  reg [26:0] \$401 ;
+  reg [31:0] \$402 ;
+  reg [10:0] \$403 ;
+  reg [10:0] \$404 ;
+  reg [10:0] \$405 ;
+  reg [10:0] \$406 ;
+  reg [43:0] \$407 ;
+  reg [71:0] \$408 ;
+  reg [39:0] \$409 ;
   wire \$41 ;
-  reg [31:0] \$410 ;
-  reg [10:0] \$411 ;
-  reg [10:0] \$412 ;
-  reg [10:0] \$413 ;
-  reg [10:0] \$414 ;
-  reg [43:0] \$415 ;
-  reg [71:0] \$416 ;
-  reg [39:0] \$417 ;
-  reg [71:0] \$418 ;
-  reg [71:0] \$419 ;
+  reg [71:0] \$410 ;
+  reg [71:0] \$411 ;
+  reg [3:0] \$412 ;
+  reg [3:0] \$413 ;
+  reg [39:0] \$414 ;
+  reg [39:0] \$415 ;
+  reg \$416 ;
+  reg \$417 ;
+  reg \$418 ;
+  reg \$419 ;
   wire \$42 ;
-  reg [3:0] \$420 ;
-  reg [3:0] \$421 ;
-  reg [39:0] \$422 ;
-  reg [39:0] \$423 ;
+  reg \$420 ;
+  reg \$421 ;
+  reg \$422 ;
+  reg \$423 ;
   reg \$424 ;
   reg \$425 ;
-  reg \$426 ;
-  reg \$427 ;
-  reg \$428 ;
-  reg \$429 ;
+  reg [9:0] \$426 ;
+  reg [7:0] \$427 ;
+  reg [75:0] \$428 ;
+  reg [75:0] \$429 ;
   wire [2:0] \$43 ;
-  reg \$430 ;
-  reg \$431 ;
+  reg [71:0] \$430 ;
+  reg [73:0] \$431 ;
   reg \$432 ;
   reg \$433 ;
-  reg [9:0] \$434 ;
-  reg [7:0] \$435 ;
-  reg [75:0] \$436 ;
-  reg [75:0] \$437 ;
-  reg [71:0] \$438 ;
-  reg [73:0] \$439 ;
+  reg \$434 ;
+  reg \$435 ;
+  reg [17:0] \$436 ;
+  reg [3:0] \$437 ;
+  reg [3:0] \$438 ;
   wire \$44 ;
-  reg \$440 ;
-  reg \$441 ;
-  reg \$442 ;
-  reg \$443 ;
-  reg [17:0] \$444 ;
-  reg [3:0] \$445 ;
-  reg [3:0] \$446 ;
   wire \$45 ;
   wire \$46 ;
-  wire [1:0] \$47 ;
-  wire [1:0] \$48 ;
-  wire [2:0] \$49 ;
+  wire \$47 ;
+  wire [10:0] \$48 ;
+  wire [10:0] \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
+  wire [10:0] \$50 ;
+  wire [10:0] \$51 ;
   wire \$52 ;
-  wire [10:0] \$53 ;
-  wire [10:0] \$54 ;
-  wire [10:0] \$55 ;
-  wire [10:0] \$56 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
   wire \$57 ;
   wire \$58 ;
   wire \$59 ;
@@ -18951,35 +18508,36 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire [9:0] \$like[2] ;
   wire [9:0] \$like[3] ;
   reg \$signal  = 1'h0;
-  reg [9:0] \$signal$103  = 10'h000;
-  reg [7:0] \$signal$104  = 8'h00;
-  reg [75:0] \$signal$105  = 76'h0000000000000000000;
-  wire [18:0] \$signal$105[0] ;
-  wire [18:0] \$signal$105[1] ;
-  wire [18:0] \$signal$105[2] ;
-  wire [18:0] \$signal$105[3] ;
+  reg [9:0] \$signal$101  = 10'h000;
+  reg [7:0] \$signal$102  = 8'h00;
+  reg [75:0] \$signal$103  = 76'h0000000000000000000;
+  wire [18:0] \$signal$103[0] ;
+  wire [18:0] \$signal$103[1] ;
+  wire [18:0] \$signal$103[2] ;
+  wire [18:0] \$signal$103[3] ;
   wire \$signal$24 ;
-  reg [75:0] \$signal$39  = 76'h0000000000000000000;
-  wire [18:0] \$signal$39[0] ;
-  wire [18:0] \$signal$39[1] ;
-  wire [18:0] \$signal$39[2] ;
-  wire [18:0] \$signal$39[3] ;
-  reg [73:0] \$signal$47  = 74'h0000000000000000000;
-  reg \$signal$49  = 1'h0;
+  reg [75:0] \$signal$36  = 76'h0000000000000000000;
+  wire [18:0] \$signal$36[0] ;
+  wire [18:0] \$signal$36[1] ;
+  wire [18:0] \$signal$36[2] ;
+  wire [18:0] \$signal$36[3] ;
+  (* init = 74'h0000000000000000000 *)
+  wire [73:0] \$signal$46 ;
+  reg \$signal$47  = 1'h0;
   wire \$signal$5 ;
-  wire [73:0] \$signal$55 ;
-  wire \$signal$60 ;
-  reg \$signal$61  = 1'h0;
-  reg \$signal$64 ;
-  reg \$signal$69  = 1'h0;
+  wire [73:0] \$signal$53 ;
+  wire \$signal$58 ;
+  reg \$signal$59  = 1'h0;
+  reg \$signal$62 ;
+  reg \$signal$67  = 1'h0;
   wire [9:0] \$signature__addr ;
-  wire [1:0] \$signature__addr$34 ;
+  wire [1:0] \$signature__addr$31 ;
   wire [31:0] \$signature__data ;
-  wire [71:0] \$signature__data$83 ;
-  wire [17:0] \$signature__data$83[0] ;
-  wire [17:0] \$signature__data$83[1] ;
-  wire [17:0] \$signature__data$83[2] ;
-  wire [17:0] \$signature__data$83[3] ;
+  wire [71:0] \$signature__data$81 ;
+  wire [17:0] \$signature__data$81[0] ;
+  wire [17:0] \$signature__data$81[1] ;
+  wire [17:0] \$signature__data$81[2] ;
+  wire [17:0] \$signature__data$81[3] ;
   wire [7:0] \$signature__data[0] ;
   wire [7:0] \$signature__data[1] ;
   wire [7:0] \$signature__data[2] ;
@@ -19082,22 +18640,20 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   input i0__valid;
   wire i0__valid;
   wire [3:0] index;
-  reg [28:0] issue;
+  reg [26:0] issue;
   wire [1:0] \issue.addr ;
   wire \issue.bank ;
+  wire [1:0] \issue.bias_g ;
   wire \issue.count ;
   wire \issue.cur ;
   wire \issue.end ;
   wire \issue.fire_k ;
-  wire [1:0] \issue.g ;
   wire \issue.kind ;
   wire \issue.last_step ;
   wire \issue.proj ;
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [9:0] \issue.waddr ;
-  wire \issue.x ;
-  wire \issue.y ;
   reg [1:0] lane;
   wire last_lane;
   reg load;
@@ -19148,157 +18704,136 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire [17:0] \result[3] ;
   input rst;
   wire rst;
-  reg [28:0] st0 = 29'h00000000;
+  reg [26:0] st0 = 27'h0000000;
   wire [1:0] \st0.addr ;
   wire \st0.bank ;
+  wire [1:0] \st0.bias_g ;
   wire \st0.count ;
   wire \st0.cur ;
   wire \st0.end ;
   wire \st0.fire_k ;
-  wire [1:0] \st0.g ;
   wire \st0.kind ;
   wire \st0.last_step ;
   wire \st0.proj ;
   wire [3:0] \st0.shift ;
   wire \st0.valid ;
   wire [9:0] \st0.waddr ;
-  wire \st0.x ;
-  wire \st0.y ;
-  reg [28:0] st1 = 29'h00000000;
+  reg [26:0] st1 = 27'h0000000;
   wire [1:0] \st1.addr ;
   wire \st1.bank ;
+  wire [1:0] \st1.bias_g ;
   wire \st1.count ;
   wire \st1.cur ;
   wire \st1.end ;
   wire \st1.fire_k ;
-  wire [1:0] \st1.g ;
   wire \st1.kind ;
   wire \st1.last_step ;
   wire \st1.proj ;
   wire [3:0] \st1.shift ;
   wire \st1.valid ;
   wire [9:0] \st1.waddr ;
-  wire \st1.x ;
-  wire \st1.y ;
-  reg [28:0] st2 = 29'h00000000;
+  reg [26:0] st2 = 27'h0000000;
   wire [1:0] \st2.addr ;
   wire \st2.bank ;
+  wire [1:0] \st2.bias_g ;
   wire \st2.count ;
   wire \st2.cur ;
   wire \st2.end ;
   wire \st2.fire_k ;
-  wire [1:0] \st2.g ;
   wire \st2.kind ;
   wire \st2.last_step ;
   wire \st2.proj ;
   wire [3:0] \st2.shift ;
   wire \st2.valid ;
   wire [9:0] \st2.waddr ;
-  wire \st2.x ;
-  wire \st2.y ;
-  reg [28:0] st3 = 29'h00000000;
+  reg [26:0] st3 = 27'h0000000;
   wire [1:0] \st3.addr ;
   wire \st3.bank ;
+  wire [1:0] \st3.bias_g ;
   wire \st3.count ;
   wire \st3.cur ;
   wire \st3.end ;
   wire \st3.fire_k ;
-  wire [1:0] \st3.g ;
   wire \st3.kind ;
   wire \st3.last_step ;
   wire \st3.proj ;
   wire [3:0] \st3.shift ;
   wire \st3.valid ;
   wire [9:0] \st3.waddr ;
-  wire \st3.x ;
-  wire \st3.y ;
-  reg [28:0] st4 = 29'h00000000;
+  reg [26:0] st4 = 27'h0000000;
   wire [1:0] \st4.addr ;
   wire \st4.bank ;
+  wire [1:0] \st4.bias_g ;
   wire \st4.count ;
   wire \st4.cur ;
   wire \st4.end ;
   wire \st4.fire_k ;
-  wire [1:0] \st4.g ;
   wire \st4.kind ;
   wire \st4.last_step ;
   wire \st4.proj ;
   wire [3:0] \st4.shift ;
   wire \st4.valid ;
   wire [9:0] \st4.waddr ;
-  wire \st4.x ;
-  wire \st4.y ;
-  reg [28:0] st5 = 29'h00000000;
+  reg [26:0] st5 = 27'h0000000;
   wire [1:0] \st5.addr ;
   wire \st5.bank ;
+  wire [1:0] \st5.bias_g ;
   wire \st5.count ;
   wire \st5.cur ;
   wire \st5.end ;
   wire \st5.fire_k ;
-  wire [1:0] \st5.g ;
   wire \st5.kind ;
   wire \st5.last_step ;
   wire \st5.proj ;
   wire [3:0] \st5.shift ;
   wire \st5.valid ;
   wire [9:0] \st5.waddr ;
-  wire \st5.x ;
-  wire \st5.y ;
-  reg [28:0] st6 = 29'h00000000;
+  reg [26:0] st6 = 27'h0000000;
   wire [1:0] \st6.addr ;
   wire \st6.bank ;
+  wire [1:0] \st6.bias_g ;
   wire \st6.count ;
   wire \st6.cur ;
   wire \st6.end ;
   wire \st6.fire_k ;
-  wire [1:0] \st6.g ;
   wire \st6.kind ;
   wire \st6.last_step ;
   wire \st6.proj ;
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [9:0] \st6.waddr ;
-  wire \st6.x ;
-  wire \st6.y ;
-  reg [28:0] st7 = 29'h00000000;
+  reg [26:0] st7 = 27'h0000000;
   wire [1:0] \st7.addr ;
   wire \st7.bank ;
+  wire [1:0] \st7.bias_g ;
   wire \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
   wire \st7.fire_k ;
-  wire [1:0] \st7.g ;
   wire \st7.kind ;
   wire \st7.last_step ;
   wire \st7.proj ;
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
   wire [9:0] \st7.waddr ;
-  wire \st7.x ;
-  wire \st7.y ;
-  reg [28:0] st8 = 29'h00000000;
+  reg [26:0] st8 = 27'h0000000;
   wire [1:0] \st8.addr ;
   wire \st8.bank ;
+  wire [1:0] \st8.bias_g ;
   wire \st8.count ;
   wire \st8.cur ;
   wire \st8.end ;
   wire \st8.fire_k ;
-  wire [1:0] \st8.g ;
   wire \st8.kind ;
   wire \st8.last_step ;
   wire \st8.proj ;
   wire [3:0] \st8.shift ;
   wire \st8.valid ;
   wire [9:0] \st8.waddr ;
-  wire \st8.x ;
-  wire \st8.y ;
   reg [2:0] step = 3'h0;
   reg [1:0] sweep_addr = 2'h0;
-  reg [1:0] sweep_g = 2'h0;
   reg sweep_last = 1'h0;
   reg sweep_now;
-  reg sweep_x = 1'h0;
-  reg sweep_y = 1'h0;
   reg [4:0] used = 5'h00;
   reg [71:0] v_raw = 72'h000000000000000000;
   wire [17:0] \v_raw[0] ;
@@ -19321,6 +18856,13 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   reg [10:0] w2_0_1 = 11'h000;
   reg [10:0] w2_0_2 = 11'h000;
   reg [10:0] w2_0_3 = 11'h000;
+  reg [73:0] written = 74'h0000000000000000000;
+  wire [1:0] \written.addr ;
+  wire [71:0] \written.values ;
+  wire [17:0] \written.values[0] ;
+  wire [17:0] \written.values[1] ;
+  wire [17:0] \written.values[2] ;
+  wire [17:0] \written.values[3] ;
   reg [39:0] bmem [2:0];
   initial begin
     bmem[0] = 40'h0c2d41b058;
@@ -19346,7 +18888,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   always @(posedge clk) begin
     _1_ <= vmem[st2[5:4]];
   end
-  assign \$signature__data$83  = _1_;
+  assign \$signature__data$81  = _1_;
   reg [31:0] wrom0 [767:0];
   initial begin
     wrom0[0] = 32'd486942651;
@@ -20141,24 +19683,24 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \$14  = st7[0] & \$13 ;
   assign \$15  = \$14  ? 4'hf : 4'h0;
   assign \$17  = st7[0] & \$16 ;
-  assign \$18  = ~ \$signal$49 ;
+  assign \$18  = ~ \$signal$47 ;
   assign dropped = \$17  & \$18 ;
   assign \$19  = ~ done[3];
   assign \$20  = ~ done[2];
   assign \$21  = ~ done[1];
   assign \$22  = ~ done[0];
-  assign \$23  = \$signal$55 [73:72] * 3'h4;
+  assign \$23  = \$signal$53 [73:72] * 3'h4;
   assign \$24  = \$23  + lane;
   assign \$25  = lane == 2'h3;
   assign \$26  = \$24 [3:0] == 4'h9;
   assign last_lane = \$25  | \$26 ;
   assign \$28  = \$24 [3:0] == 4'h9;
   assign \$29  = better ? \$24 [3:0] : best_idx;
-  assign \$30  = \$signal$60  & \$signal$61 ;
+  assign \$30  = \$signal$58  & \$signal$59 ;
   assign \$31  = ! fsm_state;
   assign \$33  = used + sweep_now;
   assign \$34  = \$33  - dropped;
-  assign \$35  = \$signal$64  & \$signal$60 ;
+  assign \$35  = \$signal$62  & \$signal$58 ;
   assign \$36  = $signed(\$34 ) - $signed({ 1'h0, \$35  });
   assign \$37  = used <= 4'he;
   assign \$38  = ~ op_valid;
@@ -20168,412 +19710,401 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \$42  = credit & \$41 ;
   assign \$43  = sweep_addr + 1'h1;
   assign \$44  = sweep_addr == 1'h1;
-  assign \$45  = sweep_g == 2'h2;
-  assign \$46  = ! sweep_x;
-  assign \$47  = sweep_y + 1'h1;
-  assign \$48  = sweep_x + 1'h1;
-  assign \$49  = sweep_g + 1'h1;
-  assign \$50  = sweep_now & issue[24];
-  assign \$51  = sweep_now & issue[24];
-  assign \$52  = \$51  | \$signal$69 ;
-  assign \$53  = $signed(w1_0[7:0]) << st2[19:18];
-  assign \$54  = $signed(w1_0[15:8]) << st2[19:18];
-  assign \$55  = $signed(w1_0[23:16]) << st2[19:18];
-  assign \$56  = $signed(w1_0[31:24]) << st2[19:18];
-  assign \$57  = ! st3[16];
-  assign \$58  = st2[5:4] == st3[5:4];
-  assign \$59  = ! st3[1];
-  assign \$60  = \$58  & \$59 ;
-  assign \$61  = ! st3[1];
-  assign \$62  = \$61  & st3[2];
-  assign \$63  = ~ \$62 ;
-  assign \$64  = st3[0] & \$63 ;
-  assign \$65  = \$60  & \$64 ;
-  assign \$66  = st2[5:4] == st3[5:4];
-  assign \$67  = ! st3[1];
-  assign \$68  = \$66  & \$67 ;
-  assign \$69  = ! st3[1];
-  assign \$70  = \$69  & st3[2];
-  assign \$72  = \$71  & st3[22];
-  assign \$73  = \$70  | \$72 ;
-  assign \$74  = st3[0] & \$73 ;
-  assign \$75  = \$68  & \$74 ;
-  assign \$76  = st2[5:4] == st4[5:4];
-  assign \$77  = ! st4[1];
-  assign \$78  = \$76  & \$77 ;
-  assign \$79  = ! st4[1];
-  assign \$80  = \$79  & st4[2];
-  assign \$81  = ~ \$80 ;
-  assign \$82  = st4[0] & \$81 ;
-  assign \$83  = \$78  & \$82 ;
-  assign \$84  = st2[5:4] == st4[5:4];
-  assign \$85  = ! st4[1];
-  assign \$86  = \$84  & \$85 ;
-  assign \$87  = ! st4[1];
-  assign \$88  = \$87  & st4[2];
-  assign \$90  = \$89  & st4[22];
-  assign \$91  = \$88  | \$90 ;
-  assign \$92  = st4[0] & \$91 ;
-  assign \$93  = \$86  & \$92 ;
-  assign \$94  = st2[5:4] == st5[5:4];
-  assign \$95  = ! st5[1];
-  assign \$96  = \$95  & st5[2];
-  assign \$97  = ~ \$96 ;
-  assign \$98  = st5[0] & \$97 ;
-  assign \$99  = \$94  & \$98 ;
-  assign \$100  = st2[5:4] == st5[5:4];
-  assign \$101  = ! st5[1];
-  assign \$102  = \$101  & st5[2];
-  assign \$104  = \$103  & st5[22];
-  assign \$105  = \$102  | \$104 ;
-  assign \$106  = st5[0] & \$105 ;
-  assign \$107  = \$100  & \$106 ;
-  assign \$108  = st2[5:4] == st6[5:4];
-  assign \$109  = ! st6[1];
-  assign \$110  = \$109  & st6[2];
-  assign \$111  = ~ \$110 ;
-  assign \$112  = st6[0] & \$111 ;
-  assign \$113  = \$108  & \$112 ;
-  assign \$114  = st2[5:4] == st6[5:4];
-  assign \$115  = ! st6[1];
-  assign \$116  = \$115  & st6[2];
-  assign \$118  = \$117  & st6[22];
-  assign \$119  = \$116  | \$118 ;
-  assign \$120  = st6[0] & \$119 ;
-  assign \$121  = \$114  & \$120 ;
-  assign \$122  = st2[5:4] == st7[5:4];
-  assign \$123  = ! st7[1];
-  assign \$124  = \$123  & st7[2];
-  assign \$125  = ~ \$124 ;
-  assign \$126  = st7[0] & \$125 ;
-  assign \$127  = \$122  & \$126 ;
-  assign \$128  = st2[5:4] == st7[5:4];
-  assign \$129  = ! st7[1];
-  assign \$130  = \$129  & st7[2];
-  assign \$132  = \$131  & st7[22];
-  assign \$133  = \$130  | \$132 ;
-  assign \$134  = st7[0] & \$133 ;
-  assign \$135  = \$128  & \$134 ;
-  assign \$138  = ! st3[1];
-  assign \$139  = \$138  & st3[2];
-  assign \$140  = ~ \$139 ;
-  assign \$141  = \$137  & \$140 ;
-  assign \$144  = ! st3[1];
-  assign \$145  = \$144  & st3[2];
-  assign \$146  = \$143  & \$145 ;
-  assign \$147  = \$141  | \$146 ;
-  assign \$149  = ~ \$148 ;
-  assign \$150  = hit_v2 & \$149 ;
-  assign \$151  = ! st3[1];
-  assign \$152  = \$151  & st3[2];
-  assign \$153  = ~ \$152 ;
-  assign \$154  = \$150  & \$153 ;
-  assign \$156  = ~ \$155 ;
-  assign \$157  = hit_c2 & \$156 ;
-  assign \$158  = ! st3[1];
-  assign \$159  = \$158  & st3[2];
-  assign \$160  = \$157  & \$159 ;
-  assign \$161  = \$154  | \$160 ;
-  assign \$163  = \$162  | hit_v2;
-  assign \$164  = ~ \$163 ;
-  assign \$165  = hit_v3 & \$164 ;
-  assign \$166  = ! st3[1];
-  assign \$167  = \$166  & st3[2];
+  assign \$45  = sweep_now & issue[24];
+  assign \$46  = sweep_now & issue[24];
+  assign \$47  = \$46  | \$signal$67 ;
+  assign \$48  = $signed(w1_0[7:0]) << st2[19:18];
+  assign \$49  = $signed(w1_0[15:8]) << st2[19:18];
+  assign \$50  = $signed(w1_0[23:16]) << st2[19:18];
+  assign \$51  = $signed(w1_0[31:24]) << st2[19:18];
+  assign \$52  = ! st3[16];
+  assign \$53  = st2[5:4] == st3[5:4];
+  assign \$54  = ! st3[1];
+  assign \$55  = \$53  & \$54 ;
+  assign \$56  = ! st3[1];
+  assign \$57  = \$56  & st3[2];
+  assign \$58  = ~ \$57 ;
+  assign \$59  = st3[0] & \$58 ;
+  assign \$60  = \$55  & \$59 ;
+  assign \$61  = st2[5:4] == st3[5:4];
+  assign \$62  = ! st3[1];
+  assign \$63  = \$61  & \$62 ;
+  assign \$64  = ! st3[1];
+  assign \$65  = \$64  & st3[2];
+  assign \$67  = \$66  & st3[22];
+  assign \$68  = \$65  | \$67 ;
+  assign \$69  = st3[0] & \$68 ;
+  assign \$70  = \$63  & \$69 ;
+  assign \$71  = st2[5:4] == st4[5:4];
+  assign \$72  = ! st4[1];
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = ! st4[1];
+  assign \$75  = \$74  & st4[2];
+  assign \$76  = ~ \$75 ;
+  assign \$77  = st4[0] & \$76 ;
+  assign \$78  = \$73  & \$77 ;
+  assign \$79  = st2[5:4] == st4[5:4];
+  assign \$80  = ! st4[1];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = ! st4[1];
+  assign \$83  = \$82  & st4[2];
+  assign \$85  = \$84  & st4[22];
+  assign \$86  = \$83  | \$85 ;
+  assign \$87  = st4[0] & \$86 ;
+  assign \$88  = \$81  & \$87 ;
+  assign \$89  = st2[5:4] == st5[5:4];
+  assign \$90  = ! st5[1];
+  assign \$91  = \$90  & st5[2];
+  assign \$92  = ~ \$91 ;
+  assign \$93  = st5[0] & \$92 ;
+  assign \$94  = \$89  & \$93 ;
+  assign \$95  = st2[5:4] == st5[5:4];
+  assign \$96  = ! st5[1];
+  assign \$97  = \$96  & st5[2];
+  assign \$99  = \$98  & st5[22];
+  assign \$100  = \$97  | \$99 ;
+  assign \$101  = st5[0] & \$100 ;
+  assign \$102  = \$95  & \$101 ;
+  assign \$103  = st2[5:4] == st6[5:4];
+  assign \$104  = ! st6[1];
+  assign \$105  = \$104  & st6[2];
+  assign \$106  = ~ \$105 ;
+  assign \$107  = st6[0] & \$106 ;
+  assign \$108  = \$103  & \$107 ;
+  assign \$109  = st2[5:4] == st6[5:4];
+  assign \$110  = ! st6[1];
+  assign \$111  = \$110  & st6[2];
+  assign \$113  = \$112  & st6[22];
+  assign \$114  = \$111  | \$113 ;
+  assign \$115  = st6[0] & \$114 ;
+  assign \$116  = \$109  & \$115 ;
+  assign \$117  = st2[5:4] == st7[5:4];
+  assign \$118  = ! st7[1];
+  assign \$119  = \$118  & st7[2];
+  assign \$120  = ~ \$119 ;
+  assign \$121  = st7[0] & \$120 ;
+  assign \$122  = \$117  & \$121 ;
+  assign \$123  = st2[5:4] == st7[5:4];
+  assign \$124  = ! st7[1];
+  assign \$125  = \$124  & st7[2];
+  assign \$127  = \$126  & st7[22];
+  assign \$128  = \$125  | \$127 ;
+  assign \$129  = st7[0] & \$128 ;
+  assign \$130  = \$123  & \$129 ;
+  assign \$133  = ! st3[1];
+  assign \$134  = \$133  & st3[2];
+  assign \$135  = ~ \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$139  = ! st3[1];
+  assign \$140  = \$139  & st3[2];
+  assign \$141  = \$138  & \$140 ;
+  assign \$142  = \$136  | \$141 ;
+  assign \$144  = ~ \$143 ;
+  assign \$145  = hit_v2 & \$144 ;
+  assign \$146  = ! st3[1];
+  assign \$147  = \$146  & st3[2];
+  assign \$148  = ~ \$147 ;
+  assign \$149  = \$145  & \$148 ;
+  assign \$151  = ~ \$150 ;
+  assign \$152  = hit_c2 & \$151 ;
+  assign \$153  = ! st3[1];
+  assign \$154  = \$153  & st3[2];
+  assign \$155  = \$152  & \$154 ;
+  assign \$156  = \$149  | \$155 ;
+  assign \$158  = \$157  | hit_v2;
+  assign \$159  = ~ \$158 ;
+  assign \$160  = hit_v3 & \$159 ;
+  assign \$161  = ! st3[1];
+  assign \$162  = \$161  & st3[2];
+  assign \$163  = ~ \$162 ;
+  assign \$164  = \$160  & \$163 ;
+  assign \$166  = \$165  | hit_v2;
+  assign \$167  = \$166  | hit_v3;
   assign \$168  = ~ \$167 ;
-  assign \$169  = \$165  & \$168 ;
-  assign \$171  = \$170  | hit_v2;
-  assign \$172  = \$171  | hit_v3;
-  assign \$173  = ~ \$172 ;
-  assign \$174  = hit_v4 & \$173 ;
-  assign \$175  = ! st3[1];
-  assign \$176  = \$175  & st3[2];
-  assign \$177  = ~ \$176 ;
-  assign \$178  = \$174  & \$177 ;
-  assign \$180  = \$179  | hit_v2;
-  assign \$181  = \$180  | hit_v3;
-  assign \$182  = \$181  | hit_v4;
-  assign \$183  = ~ \$182 ;
-  assign \$184  = hit_v5 & \$183 ;
-  assign \$185  = ! st3[1];
-  assign \$186  = \$185  & st3[2];
-  assign \$187  = ~ \$186 ;
-  assign \$188  = \$184  & \$187 ;
-  assign \$190  = \$189  | hit_v2;
-  assign \$191  = \$190  | hit_v3;
-  assign \$192  = \$191  | hit_v4;
-  assign \$193  = \$192  | hit_v5;
-  assign \$194  = ~ \$193 ;
-  assign \$195  = ! st3[1];
-  assign \$196  = \$195  & st3[2];
-  assign \$197  = ~ \$196 ;
-  assign \$198  = \$194  & \$197 ;
-  assign \$200  = \$199  | hit_c2;
-  assign \$201  = ~ \$200 ;
-  assign \$202  = hit_c3 & \$201 ;
-  assign \$203  = ! st3[1];
-  assign \$204  = \$203  & st3[2];
-  assign \$205  = \$202  & \$204 ;
-  assign \$207  = \$206  | hit_c2;
-  assign \$208  = \$207  | hit_c3;
-  assign \$209  = ~ \$208 ;
-  assign \$210  = hit_c4 & \$209 ;
-  assign \$211  = ! st3[1];
-  assign \$212  = \$211  & st3[2];
-  assign \$213  = \$210  & \$212 ;
-  assign \$215  = \$214  | hit_c2;
-  assign \$216  = \$215  | hit_c3;
-  assign \$217  = \$216  | hit_c4;
-  assign \$218  = ~ \$217 ;
-  assign \$219  = hit_c5 & \$218 ;
-  assign \$220  = ! st3[1];
-  assign \$221  = \$220  & st3[2];
-  assign \$222  = \$219  & \$221 ;
-  assign \$224  = \$223  | hit_c2;
-  assign \$225  = \$224  | hit_c3;
-  assign \$226  = \$225  | hit_c4;
-  assign \$227  = \$226  | hit_c5;
-  assign \$228  = ~ \$227 ;
-  assign \$229  = ! st3[1];
-  assign \$230  = \$229  & st3[2];
-  assign \$231  = \$228  & \$230 ;
-  assign \$232  = ! st3[1];
-  assign \$233  = ! st3[1];
-  assign \$235  = ! st3[23];
-  assign \$236  = \$234  & \$235 ;
-  assign \$237  = \$signal$103 [0] ? \$signal$105 [18:0] : 19'h00000;
-  assign \$238  = \$signal$103 [1] ? \$signal$39 [18:0] : 19'h00000;
-  assign \$239  = \$237  | \$238 ;
-  assign \$240  = \$signal$103 [2] ? v_wr__data[17:0] : 18'h00000;
-  assign \$241  = \$239  | { \$240 [17], \$240  };
-  assign \$242  = \$signal$103 [3] ? res8[17:0] : 18'h00000;
-  assign \$243  = \$241  | { \$242 [17], \$242  };
-  assign \$244  = \$signal$103 [4] ? res9[17:0] : 18'h00000;
-  assign \$245  = \$243  | { \$244 [17], \$244  };
-  assign \$246  = \$signal$103 [5] ? v_raw[17:0] : 18'h00000;
-  assign \$247  = \$245  | { \$246 [17], \$246  };
-  assign \$250  = \$signal$103 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$251  = \$249  | { \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250 [1], \$250  };
-  assign \$252  = \$signal$103 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$253  = \$251  | { \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252 [1], \$252  };
-  assign \$256  = \$signal$104 [0] ? addend[10:0] : 11'h000;
-  assign \$257  = \$signal$104 [1] ? b_raw[9:0] : 10'h000;
-  assign \$258  = \$256  | { \$257 [9], \$257  };
-  assign \$259  = \$signal$104 [2] ? \$signal$105 [18:0] : 19'h00000;
-  assign \$260  = { \$258 [10], \$258 [10], \$258 [10], \$258 [10], \$258 [10], \$258 [10], \$258 [10], \$258 [10], \$258  } | \$259 ;
-  assign \$261  = \$signal$104 [3] ? \$signal$39 [18:0] : 19'h00000;
-  assign \$262  = \$260  | \$261 ;
-  assign \$265  = \$signal$104 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$266  = \$264  | { \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265 [1], \$265  };
-  assign \$267  = \$signal$104 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$268  = \$266  | { \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267 [1], \$267  };
-  assign \$271  = $signed(\$255 ) + $signed(\$270 );
-  assign \$272  = \$signal$103 [0] ? \$signal$105 [37:19] : 19'h00000;
-  assign \$273  = \$signal$103 [1] ? \$signal$39 [37:19] : 19'h00000;
-  assign \$274  = \$272  | \$273 ;
-  assign \$275  = \$signal$103 [2] ? v_wr__data[35:18] : 18'h00000;
-  assign \$276  = \$274  | { \$275 [17], \$275  };
-  assign \$277  = \$signal$103 [3] ? res8[35:18] : 18'h00000;
-  assign \$278  = \$276  | { \$277 [17], \$277  };
-  assign \$279  = \$signal$103 [4] ? res9[35:18] : 18'h00000;
-  assign \$280  = \$278  | { \$279 [17], \$279  };
-  assign \$281  = \$signal$103 [5] ? v_raw[35:18] : 18'h00000;
-  assign \$282  = \$280  | { \$281 [17], \$281  };
-  assign \$285  = \$signal$103 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$286  = \$284  | { \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285  };
-  assign \$287  = \$signal$103 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$288  = \$286  | { \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287 [1], \$287  };
-  assign \$291  = \$signal$104 [0] ? addend[21:11] : 11'h000;
-  assign \$292  = \$signal$104 [1] ? b_raw[19:10] : 10'h000;
-  assign \$293  = \$291  | { \$292 [9], \$292  };
-  assign \$294  = \$signal$104 [2] ? \$signal$105 [37:19] : 19'h00000;
-  assign \$295  = { \$293 [10], \$293 [10], \$293 [10], \$293 [10], \$293 [10], \$293 [10], \$293 [10], \$293 [10], \$293  } | \$294 ;
-  assign \$296  = \$signal$104 [3] ? \$signal$39 [37:19] : 19'h00000;
-  assign \$297  = \$295  | \$296 ;
-  assign \$300  = \$signal$104 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$301  = \$299  | { \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300  };
-  assign \$302  = \$signal$104 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$303  = \$301  | { \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302 [1], \$302  };
-  assign \$306  = $signed(\$290 ) + $signed(\$305 );
-  assign \$307  = \$signal$103 [0] ? \$signal$105 [56:38] : 19'h00000;
-  assign \$308  = \$signal$103 [1] ? \$signal$39 [56:38] : 19'h00000;
-  assign \$309  = \$307  | \$308 ;
-  assign \$310  = \$signal$103 [2] ? v_wr__data[53:36] : 18'h00000;
-  assign \$311  = \$309  | { \$310 [17], \$310  };
-  assign \$312  = \$signal$103 [3] ? res8[53:36] : 18'h00000;
-  assign \$313  = \$311  | { \$312 [17], \$312  };
-  assign \$314  = \$signal$103 [4] ? res9[53:36] : 18'h00000;
-  assign \$315  = \$313  | { \$314 [17], \$314  };
-  assign \$316  = \$signal$103 [5] ? v_raw[53:36] : 18'h00000;
-  assign \$317  = \$315  | { \$316 [17], \$316  };
-  assign \$320  = \$signal$103 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$321  = \$319  | { \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320  };
-  assign \$322  = \$signal$103 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$323  = \$321  | { \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322 [1], \$322  };
-  assign \$326  = \$signal$104 [0] ? addend[32:22] : 11'h000;
-  assign \$327  = \$signal$104 [1] ? b_raw[29:20] : 10'h000;
-  assign \$328  = \$326  | { \$327 [9], \$327  };
-  assign \$329  = \$signal$104 [2] ? \$signal$105 [56:38] : 19'h00000;
-  assign \$330  = { \$328 [10], \$328 [10], \$328 [10], \$328 [10], \$328 [10], \$328 [10], \$328 [10], \$328 [10], \$328  } | \$329 ;
-  assign \$331  = \$signal$104 [3] ? \$signal$39 [56:38] : 19'h00000;
-  assign \$332  = \$330  | \$331 ;
-  assign \$335  = \$signal$104 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$336  = \$334  | { \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335  };
-  assign \$337  = \$signal$104 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$338  = \$336  | { \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337 [1], \$337  };
-  assign \$341  = $signed(\$325 ) + $signed(\$340 );
-  assign \$342  = \$signal$103 [0] ? \$signal$105 [75:57] : 19'h00000;
-  assign \$343  = \$signal$103 [1] ? \$signal$39 [75:57] : 19'h00000;
-  assign \$344  = \$342  | \$343 ;
-  assign \$345  = \$signal$103 [2] ? v_wr__data[71:54] : 18'h00000;
-  assign \$346  = \$344  | { \$345 [17], \$345  };
-  assign \$347  = \$signal$103 [3] ? res8[71:54] : 18'h00000;
-  assign \$348  = \$346  | { \$347 [17], \$347  };
-  assign \$349  = \$signal$103 [4] ? res9[71:54] : 18'h00000;
-  assign \$350  = \$348  | { \$349 [17], \$349  };
-  assign \$351  = \$signal$103 [5] ? v_raw[71:54] : 18'h00000;
-  assign \$352  = \$350  | { \$351 [17], \$351  };
-  assign \$355  = \$signal$103 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$356  = \$354  | { \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355  };
-  assign \$357  = \$signal$103 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$358  = \$356  | { \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357 [1], \$357  };
-  assign \$361  = \$signal$104 [0] ? addend[43:33] : 11'h000;
-  assign \$362  = \$signal$104 [1] ? b_raw[39:30] : 10'h000;
-  assign \$363  = \$361  | { \$362 [9], \$362  };
-  assign \$364  = \$signal$104 [2] ? \$signal$105 [75:57] : 19'h00000;
-  assign \$365  = { \$363 [10], \$363 [10], \$363 [10], \$363 [10], \$363 [10], \$363 [10], \$363 [10], \$363 [10], \$363  } | \$364 ;
-  assign \$366  = \$signal$104 [3] ? \$signal$39 [75:57] : 19'h00000;
-  assign \$367  = \$365  | \$366 ;
-  assign \$370  = \$signal$104 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$371  = \$369  | { \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370  };
-  assign \$372  = \$signal$104 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$373  = \$371  | { \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372 [1], \$372  };
-  assign \$376  = $signed(\$360 ) + $signed(\$375 );
-  assign \$378  = st6[0] & \$377 ;
-  assign \$379  = ~ \$signal$61 ;
-  assign \$380  = \$signal$60  & \$379 ;
-  assign \$382  = $signed(\$381 ) > $signed(best_val);
-  assign \$383  = first | \$382 ;
-  assign \$384  = \$signal$60  & \$signal$61 ;
-  assign \$386  = 1'h1 << lane;
-  assign \$387  = { 3'h0, done } | \$386 ;
+  assign \$169  = hit_v4 & \$168 ;
+  assign \$170  = ! st3[1];
+  assign \$171  = \$170  & st3[2];
+  assign \$172  = ~ \$171 ;
+  assign \$173  = \$169  & \$172 ;
+  assign \$175  = \$174  | hit_v2;
+  assign \$176  = \$175  | hit_v3;
+  assign \$177  = \$176  | hit_v4;
+  assign \$178  = ~ \$177 ;
+  assign \$179  = hit_v5 & \$178 ;
+  assign \$180  = ! st3[1];
+  assign \$181  = \$180  & st3[2];
+  assign \$182  = ~ \$181 ;
+  assign \$183  = \$179  & \$182 ;
+  assign \$185  = \$184  | hit_v2;
+  assign \$186  = \$185  | hit_v3;
+  assign \$187  = \$186  | hit_v4;
+  assign \$188  = \$187  | hit_v5;
+  assign \$189  = ~ \$188 ;
+  assign \$190  = ! st3[1];
+  assign \$191  = \$190  & st3[2];
+  assign \$192  = ~ \$191 ;
+  assign \$193  = \$189  & \$192 ;
+  assign \$195  = \$194  | hit_c2;
+  assign \$196  = ~ \$195 ;
+  assign \$197  = hit_c3 & \$196 ;
+  assign \$198  = ! st3[1];
+  assign \$199  = \$198  & st3[2];
+  assign \$200  = \$197  & \$199 ;
+  assign \$202  = \$201  | hit_c2;
+  assign \$203  = \$202  | hit_c3;
+  assign \$204  = ~ \$203 ;
+  assign \$205  = hit_c4 & \$204 ;
+  assign \$206  = ! st3[1];
+  assign \$207  = \$206  & st3[2];
+  assign \$208  = \$205  & \$207 ;
+  assign \$210  = \$209  | hit_c2;
+  assign \$211  = \$210  | hit_c3;
+  assign \$212  = \$211  | hit_c4;
+  assign \$213  = ~ \$212 ;
+  assign \$214  = hit_c5 & \$213 ;
+  assign \$215  = ! st3[1];
+  assign \$216  = \$215  & st3[2];
+  assign \$217  = \$214  & \$216 ;
+  assign \$219  = \$218  | hit_c2;
+  assign \$220  = \$219  | hit_c3;
+  assign \$221  = \$220  | hit_c4;
+  assign \$222  = \$221  | hit_c5;
+  assign \$223  = ~ \$222 ;
+  assign \$224  = ! st3[1];
+  assign \$225  = \$224  & st3[2];
+  assign \$226  = \$223  & \$225 ;
+  assign \$227  = ! st3[1];
+  assign \$228  = ! st3[1];
+  assign \$230  = ! st3[23];
+  assign \$231  = \$229  & \$230 ;
+  assign \$232  = \$signal$101 [0] ? \$signal$103 [18:0] : 19'h00000;
+  assign \$233  = \$signal$101 [1] ? \$signal$36 [18:0] : 19'h00000;
+  assign \$234  = \$232  | \$233 ;
+  assign \$235  = \$signal$101 [2] ? v_wr__data[17:0] : 18'h00000;
+  assign \$236  = \$234  | { \$235 [17], \$235  };
+  assign \$237  = \$signal$101 [3] ? res8[17:0] : 18'h00000;
+  assign \$238  = \$236  | { \$237 [17], \$237  };
+  assign \$239  = \$signal$101 [4] ? res9[17:0] : 18'h00000;
+  assign \$240  = \$238  | { \$239 [17], \$239  };
+  assign \$241  = \$signal$101 [5] ? v_raw[17:0] : 18'h00000;
+  assign \$242  = \$240  | { \$241 [17], \$241  };
+  assign \$245  = \$signal$101 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$246  = \$244  | { \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245  };
+  assign \$247  = \$signal$101 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$248  = \$246  | { \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247  };
+  assign \$251  = \$signal$102 [0] ? addend[10:0] : 11'h000;
+  assign \$252  = \$signal$102 [1] ? b_raw[9:0] : 10'h000;
+  assign \$253  = \$251  | { \$252 [9], \$252  };
+  assign \$254  = \$signal$102 [2] ? \$signal$103 [18:0] : 19'h00000;
+  assign \$255  = { \$253 [10], \$253 [10], \$253 [10], \$253 [10], \$253 [10], \$253 [10], \$253 [10], \$253 [10], \$253  } | \$254 ;
+  assign \$256  = \$signal$102 [3] ? \$signal$36 [18:0] : 19'h00000;
+  assign \$257  = \$255  | \$256 ;
+  assign \$260  = \$signal$102 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$261  = \$259  | { \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260  };
+  assign \$262  = \$signal$102 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$263  = \$261  | { \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262  };
+  assign \$266  = $signed(\$250 ) + $signed(\$265 );
+  assign \$267  = \$signal$101 [0] ? \$signal$103 [37:19] : 19'h00000;
+  assign \$268  = \$signal$101 [1] ? \$signal$36 [37:19] : 19'h00000;
+  assign \$269  = \$267  | \$268 ;
+  assign \$270  = \$signal$101 [2] ? v_wr__data[35:18] : 18'h00000;
+  assign \$271  = \$269  | { \$270 [17], \$270  };
+  assign \$272  = \$signal$101 [3] ? res8[35:18] : 18'h00000;
+  assign \$273  = \$271  | { \$272 [17], \$272  };
+  assign \$274  = \$signal$101 [4] ? res9[35:18] : 18'h00000;
+  assign \$275  = \$273  | { \$274 [17], \$274  };
+  assign \$276  = \$signal$101 [5] ? v_raw[35:18] : 18'h00000;
+  assign \$277  = \$275  | { \$276 [17], \$276  };
+  assign \$280  = \$signal$101 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$281  = \$279  | { \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280  };
+  assign \$282  = \$signal$101 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$283  = \$281  | { \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282  };
+  assign \$286  = \$signal$102 [0] ? addend[21:11] : 11'h000;
+  assign \$287  = \$signal$102 [1] ? b_raw[19:10] : 10'h000;
+  assign \$288  = \$286  | { \$287 [9], \$287  };
+  assign \$289  = \$signal$102 [2] ? \$signal$103 [37:19] : 19'h00000;
+  assign \$290  = { \$288 [10], \$288 [10], \$288 [10], \$288 [10], \$288 [10], \$288 [10], \$288 [10], \$288 [10], \$288  } | \$289 ;
+  assign \$291  = \$signal$102 [3] ? \$signal$36 [37:19] : 19'h00000;
+  assign \$292  = \$290  | \$291 ;
+  assign \$295  = \$signal$102 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$296  = \$294  | { \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295  };
+  assign \$297  = \$signal$102 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$298  = \$296  | { \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297  };
+  assign \$301  = $signed(\$285 ) + $signed(\$300 );
+  assign \$302  = \$signal$101 [0] ? \$signal$103 [56:38] : 19'h00000;
+  assign \$303  = \$signal$101 [1] ? \$signal$36 [56:38] : 19'h00000;
+  assign \$304  = \$302  | \$303 ;
+  assign \$305  = \$signal$101 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign \$306  = \$304  | { \$305 [17], \$305  };
+  assign \$307  = \$signal$101 [3] ? res8[53:36] : 18'h00000;
+  assign \$308  = \$306  | { \$307 [17], \$307  };
+  assign \$309  = \$signal$101 [4] ? res9[53:36] : 18'h00000;
+  assign \$310  = \$308  | { \$309 [17], \$309  };
+  assign \$311  = \$signal$101 [5] ? v_raw[53:36] : 18'h00000;
+  assign \$312  = \$310  | { \$311 [17], \$311  };
+  assign \$315  = \$signal$101 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$316  = \$314  | { \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315  };
+  assign \$317  = \$signal$101 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$318  = \$316  | { \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317  };
+  assign \$321  = \$signal$102 [0] ? addend[32:22] : 11'h000;
+  assign \$322  = \$signal$102 [1] ? b_raw[29:20] : 10'h000;
+  assign \$323  = \$321  | { \$322 [9], \$322  };
+  assign \$324  = \$signal$102 [2] ? \$signal$103 [56:38] : 19'h00000;
+  assign \$325  = { \$323 [10], \$323 [10], \$323 [10], \$323 [10], \$323 [10], \$323 [10], \$323 [10], \$323 [10], \$323  } | \$324 ;
+  assign \$326  = \$signal$102 [3] ? \$signal$36 [56:38] : 19'h00000;
+  assign \$327  = \$325  | \$326 ;
+  assign \$330  = \$signal$102 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$331  = \$329  | { \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330  };
+  assign \$332  = \$signal$102 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$333  = \$331  | { \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332  };
+  assign \$336  = $signed(\$320 ) + $signed(\$335 );
+  assign \$337  = \$signal$101 [0] ? \$signal$103 [75:57] : 19'h00000;
+  assign \$338  = \$signal$101 [1] ? \$signal$36 [75:57] : 19'h00000;
+  assign \$339  = \$337  | \$338 ;
+  assign \$340  = \$signal$101 [2] ? v_wr__data[71:54] : 18'h00000;
+  assign \$341  = \$339  | { \$340 [17], \$340  };
+  assign \$342  = \$signal$101 [3] ? res8[71:54] : 18'h00000;
+  assign \$343  = \$341  | { \$342 [17], \$342  };
+  assign \$344  = \$signal$101 [4] ? res9[71:54] : 18'h00000;
+  assign \$345  = \$343  | { \$344 [17], \$344  };
+  assign \$346  = \$signal$101 [5] ? v_raw[71:54] : 18'h00000;
+  assign \$347  = \$345  | { \$346 [17], \$346  };
+  assign \$350  = \$signal$101 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$351  = \$349  | { \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350  };
+  assign \$352  = \$signal$101 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$353  = \$351  | { \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352  };
+  assign \$356  = \$signal$102 [0] ? addend[43:33] : 11'h000;
+  assign \$357  = \$signal$102 [1] ? b_raw[39:30] : 10'h000;
+  assign \$358  = \$356  | { \$357 [9], \$357  };
+  assign \$359  = \$signal$102 [2] ? \$signal$103 [75:57] : 19'h00000;
+  assign \$360  = { \$358 [10], \$358 [10], \$358 [10], \$358 [10], \$358 [10], \$358 [10], \$358 [10], \$358 [10], \$358  } | \$359 ;
+  assign \$361  = \$signal$102 [3] ? \$signal$36 [75:57] : 19'h00000;
+  assign \$362  = \$360  | \$361 ;
+  assign \$365  = \$signal$102 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$366  = \$364  | { \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365  };
+  assign \$367  = \$signal$102 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$368  = \$366  | { \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367  };
+  assign \$371  = $signed(\$355 ) + $signed(\$370 );
+  assign \$373  = st6[0] & \$372 ;
+  assign \$374  = ~ \$signal$59 ;
+  assign \$375  = \$signal$58  & \$374 ;
+  assign \$377  = $signed(\$376 ) > $signed(best_val);
+  assign \$378  = first | \$377 ;
+  assign \$379  = \$signal$58  & \$signal$59 ;
+  assign \$381  = 1'h1 << lane;
+  assign \$382  = { 3'h0, done } | \$381 ;
   always @(posedge clk)
-    used <= \$388 ;
+    used <= \$383 ;
   always @(posedge clk)
-    credit <= \$389 ;
+    credit <= \$384 ;
   always @(posedge clk)
-    plane <= \$390 ;
+    plane <= \$385 ;
   always @(posedge clk)
-    fsm_state <= \$391 ;
+    fsm_state <= \$386 ;
   always @(posedge clk)
-    sweep_addr <= \$392 ;
+    sweep_addr <= \$387 ;
   always @(posedge clk)
-    sweep_g <= \$393 ;
+    sweep_last <= \$388 ;
   always @(posedge clk)
-    sweep_y <= \$394 ;
+    step <= \$389 ;
   always @(posedge clk)
-    sweep_x <= \$395 ;
+    fire_k <= \$390 ;
   always @(posedge clk)
-    sweep_last <= \$396 ;
+    \$signal$67  <= \$391 ;
   always @(posedge clk)
-    step <= \$397 ;
+    \$signal  <= \$392 ;
   always @(posedge clk)
-    fire_k <= \$398 ;
+    st0 <= \$393 ;
   always @(posedge clk)
-    \$signal$69  <= \$399 ;
+    st1 <= \$394 ;
   always @(posedge clk)
-    \$signal  <= \$400 ;
+    st2 <= \$395 ;
   always @(posedge clk)
-    st0 <= \$401 ;
+    st3 <= \$396 ;
   always @(posedge clk)
-    st1 <= \$402 ;
+    st4 <= \$397 ;
   always @(posedge clk)
-    st2 <= \$403 ;
+    st5 <= \$398 ;
   always @(posedge clk)
-    st3 <= \$404 ;
+    st6 <= \$399 ;
   always @(posedge clk)
-    st4 <= \$405 ;
+    st7 <= \$400 ;
   always @(posedge clk)
-    st5 <= \$406 ;
+    st8 <= \$401 ;
   always @(posedge clk)
-    st6 <= \$407 ;
+    w1_0 <= \$402 ;
   always @(posedge clk)
-    st7 <= \$408 ;
+    w2_0_0 <= \$403 ;
   always @(posedge clk)
-    st8 <= \$409 ;
+    w2_0_1 <= \$404 ;
   always @(posedge clk)
-    w1_0 <= \$410 ;
+    w2_0_2 <= \$405 ;
   always @(posedge clk)
-    w2_0_0 <= \$411 ;
+    w2_0_3 <= \$406 ;
   always @(posedge clk)
-    w2_0_1 <= \$412 ;
+    addend <= \$407 ;
   always @(posedge clk)
-    w2_0_2 <= \$413 ;
+    v_raw <= \$408 ;
   always @(posedge clk)
-    w2_0_3 <= \$414 ;
+    b_raw <= \$409 ;
   always @(posedge clk)
-    addend <= \$415 ;
+    res8 <= \$410 ;
   always @(posedge clk)
-    v_raw <= \$416 ;
+    res9 <= \$411 ;
   always @(posedge clk)
-    b_raw <= \$417 ;
+    cres8 <= \$412 ;
   always @(posedge clk)
-    res8 <= \$418 ;
+    cres9 <= \$413 ;
   always @(posedge clk)
-    res9 <= \$419 ;
+    \$like  <= \$414 ;
   always @(posedge clk)
-    cres8 <= \$420 ;
+    b6 <= \$415 ;
   always @(posedge clk)
-    cres9 <= \$421 ;
+    hit_v1 <= \$416 ;
   always @(posedge clk)
-    \$like  <= \$422 ;
+    hit_c1 <= \$417 ;
   always @(posedge clk)
-    b6 <= \$423 ;
+    hit_v2 <= \$418 ;
   always @(posedge clk)
-    hit_v1 <= \$424 ;
+    hit_c2 <= \$419 ;
   always @(posedge clk)
-    hit_c1 <= \$425 ;
+    hit_v3 <= \$420 ;
   always @(posedge clk)
-    hit_v2 <= \$426 ;
+    hit_c3 <= \$421 ;
   always @(posedge clk)
-    hit_c2 <= \$427 ;
+    hit_v4 <= \$422 ;
   always @(posedge clk)
-    hit_v3 <= \$428 ;
+    hit_c4 <= \$423 ;
   always @(posedge clk)
-    hit_c3 <= \$429 ;
+    hit_v5 <= \$424 ;
   always @(posedge clk)
-    hit_v4 <= \$430 ;
+    hit_c5 <= \$425 ;
   always @(posedge clk)
-    hit_c4 <= \$431 ;
+    \$signal$101  <= \$426 ;
   always @(posedge clk)
-    hit_v5 <= \$432 ;
+    \$signal$102  <= \$427 ;
   always @(posedge clk)
-    hit_c5 <= \$433 ;
+    \$signal$103  <= \$428 ;
   always @(posedge clk)
-    \$signal$103  <= \$434 ;
+    \$signal$36  <= \$429 ;
   always @(posedge clk)
-    \$signal$104  <= \$435 ;
+    v_wr__data <= \$430 ;
   always @(posedge clk)
-    \$signal$105  <= \$436 ;
+    written <= \$431 ;
   always @(posedge clk)
-    \$signal$39  <= \$437 ;
+    \$signal$47  <= \$432 ;
   always @(posedge clk)
-    v_wr__data <= \$438 ;
+    better <= \$433 ;
   always @(posedge clk)
-    \$signal$47  <= \$439 ;
+    \$signal$59  <= \$434 ;
   always @(posedge clk)
-    \$signal$49  <= \$440 ;
+    first <= \$435 ;
   always @(posedge clk)
-    better <= \$441 ;
+    best_val <= \$436 ;
   always @(posedge clk)
-    \$signal$61  <= \$442 ;
+    best_idx <= \$437 ;
   always @(posedge clk)
-    first <= \$443 ;
-  always @(posedge clk)
-    best_val <= \$444 ;
-  always @(posedge clk)
-    best_idx <= \$445 ;
-  always @(posedge clk)
-    done <= \$446 ;
+    done <= \$438 ;
   \digits_cnn_ilif.engine_fc.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -20584,31 +20115,31 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4472$0 (i0__payload[8:0]),
+    .\port$4292$0 (i0__payload[8:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_fc.queue  queue (
     .clk(clk),
-    .\port$4238$0 (\$signal$64 ),
-    .\port$4394$0 (\$signal$55 ),
-    .\port$4396$0 (\$signal$60 ),
+    .\port$4112$0 (\$signal$62 ),
+    .\port$4262$0 (\$signal$53 ),
+    .\port$4264$0 (\$signal$58 ),
     .rst(rst),
-    .w_data(\$signal$47 ),
-    .w_en(\$signal$49 )
+    .w_data(written),
+    .w_en(\$signal$47 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$27  = \$signal$55 [17:0];
+          \$27  = \$signal$53 [17:0];
       2'h1:
-          \$27  = \$signal$55 [35:18];
+          \$27  = \$signal$53 [35:18];
       2'h2:
-          \$27  = \$signal$55 [53:36];
+          \$27  = \$signal$53 [53:36];
       2'h3:
-          \$27  = \$signal$55 [71:54];
+          \$27  = \$signal$53 [71:54];
     endcase
   end
   always @* begin
@@ -20616,13 +20147,13 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$381  = \$signal$55 [17:0];
+          \$376  = \$signal$53 [17:0];
       2'h1:
-          \$381  = \$signal$55 [35:18];
+          \$376  = \$signal$53 [35:18];
       2'h2:
-          \$381  = \$signal$55 [53:36];
+          \$376  = \$signal$53 [53:36];
       2'h3:
-          \$381  = \$signal$55 [71:54];
+          \$376  = \$signal$53 [71:54];
     endcase
   end
   always @* begin
@@ -20630,18 +20161,18 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$385  = \$signal$55 [17:0];
+          \$380  = \$signal$53 [17:0];
       2'h1:
-          \$385  = \$signal$55 [35:18];
+          \$380  = \$signal$53 [35:18];
       2'h2:
-          \$385  = \$signal$55 [53:36];
+          \$380  = \$signal$53 [53:36];
       2'h3:
-          \$385  = \$signal$55 [71:54];
+          \$380  = \$signal$53 [71:54];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    issue = 29'h00000000;
+    issue[24:0] = 25'h0000000;
     if (\$2 ) begin
       issue[0] = 1'h1;
       issue[1] = 1'h0;
@@ -20663,9 +20194,6 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
             issue[1] = 1'h1;
             issue[5:4] = sweep_addr;
             issue[3] = 1'h0;
-            issue[26:25] = sweep_g;
-            issue[27] = sweep_y;
-            issue[28] = sweep_x;
             issue[22] = 1'h0;
             issue[24] = sweep_last;
             issue[23] = fire_k;
@@ -20718,25 +20246,25 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$7 ) begin
-      result[17:0] = \$signal$39 [17:0];
+      result[17:0] = \$signal$36 [17:0];
     end else begin
       result[17:0] = 18'h00000;
     end
     (* full_case = 32'd1 *)
     if (\$8 ) begin
-      result[35:18] = \$signal$39 [36:19];
+      result[35:18] = \$signal$36 [36:19];
     end else begin
       result[35:18] = 18'h00000;
     end
     (* full_case = 32'd1 *)
     if (\$9 ) begin
-      result[53:36] = \$signal$39 [55:38];
+      result[53:36] = \$signal$36 [55:38];
     end else begin
       result[53:36] = 18'h00000;
     end
     (* full_case = 32'd1 *)
     if (\$10 ) begin
-      result[71:54] = \$signal$39 [74:57];
+      result[71:54] = \$signal$36 [74:57];
     end else begin
       result[71:54] = 18'h00000;
     end
@@ -20747,22 +20275,22 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     (* full_case = 32'd1 *)
     if (\$7 ) begin
     end else begin
-      out_vals[17:0] = \$signal$39 [17:0];
+      out_vals[17:0] = \$signal$36 [17:0];
     end
     (* full_case = 32'd1 *)
     if (\$8 ) begin
     end else begin
-      out_vals[35:18] = \$signal$39 [36:19];
+      out_vals[35:18] = \$signal$36 [36:19];
     end
     (* full_case = 32'd1 *)
     if (\$9 ) begin
     end else begin
-      out_vals[53:36] = \$signal$39 [55:38];
+      out_vals[53:36] = \$signal$36 [55:38];
     end
     (* full_case = 32'd1 *)
     if (\$10 ) begin
     end else begin
-      out_vals[71:54] = \$signal$39 [74:57];
+      out_vals[71:54] = \$signal$36 [74:57];
     end
   end
   always @* begin
@@ -20790,32 +20318,32 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$signal$64  = 1'h0;
+    \$signal$62  = 1'h0;
     if (\$30 ) begin
       if (o__ready) begin
         if (last_lane) begin
-          \$signal$64  = 1'h1;
+          \$signal$62  = 1'h1;
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$388  = \$36 [4:0];
+    \$383  = \$36 [4:0];
     if (rst) begin
-      \$388  = 5'h00;
+      \$383  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$389  = \$37 ;
+    \$384  = \$37 ;
     if (rst) begin
-      \$389  = 1'h0;
+      \$384  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$390  = plane;
+    \$385  = plane;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -20824,9 +20352,9 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
               if (\$38 ) begin
                 (* full_case = 32'd1 *)
                 if (\$39 ) begin
-                  \$390  = 3'h0;
+                  \$385  = 3'h0;
                 end else begin
-                  \$390  = \$40 [2:0];
+                  \$385  = \$40 [2:0];
                 end
               end
             end
@@ -20834,17 +20362,17 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
       1'h1:
           if (\$42 ) begin
             if (sweep_last) begin
-              \$390  = 3'h0;
+              \$385  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$390  = 3'h0;
+      \$385  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$391  = fsm_state;
+    \$386  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -20853,9 +20381,9 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
               if (\$38 ) begin
                 (* full_case = 32'd1 *)
                 if (\$39 ) begin
-                  \$391  = 1'h1;
+                  \$386  = 1'h1;
                 end else begin
-                  \$391  = 1'h0;
+                  \$386  = 1'h0;
                 end
               end
             end
@@ -20863,557 +20391,478 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
       1'h1:
           if (\$42 ) begin
             if (sweep_last) begin
-              \$391  = 1'h0;
+              \$386  = 1'h0;
             end
           end
     endcase
+    if (rst) begin
+      \$386  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$387  = sweep_addr;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$42 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$387  = 2'h0;
+            end else begin
+              \$387  = \$43 [1:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$387  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$388  = sweep_last;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$42 ) begin
+            (* full_case = 32'd1 *)
+            if (sweep_last) begin
+              \$388  = 1'h0;
+            end else begin
+              \$388  = \$44 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$388  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$389  = step;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$42 ) begin
+            if (sweep_last) begin
+              \$389  = 3'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$389  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$390  = fire_k;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$42 ) begin
+            if (sweep_last) begin
+              \$390  = 1'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$390  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$391  = \$45 ;
     if (rst) begin
       \$391  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$392  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$392  = 2'h0;
-            end else begin
-              \$392  = \$43 [1:0];
-            end
-          end
-    endcase
+    \$392  = \$47 ;
     if (rst) begin
-      \$392  = 2'h0;
+      \$392  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$393  = sweep_g;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$393  = 2'h0;
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$45 ) begin
-                \$393  = 2'h0;
-              end else begin
-                \$393  = \$49 [1:0];
-              end
-            end
-          end
-    endcase
+    \$393  = issue;
     if (rst) begin
-      \$393  = 2'h0;
+      \$393  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$394  = sweep_y;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$394  = 1'h0;
-            end else begin
-              if (\$45 ) begin
-                if (\$46 ) begin
-                  \$394  = \$47 [0];
-                end
-              end
-            end
-          end
-    endcase
+    \$394  = st0;
     if (rst) begin
-      \$394  = 1'h0;
+      \$394  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$395  = sweep_x;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$395  = 1'h0;
-            end else begin
-              if (\$45 ) begin
-                (* full_case = 32'd1 *)
-                if (\$46 ) begin
-                  \$395  = 1'h0;
-                end else begin
-                  \$395  = \$48 [0];
-                end
-              end
-            end
-          end
-    endcase
+    \$395  = st1;
     if (rst) begin
-      \$395  = 1'h0;
+      \$395  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$396  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$396  = 1'h0;
-            end else begin
-              \$396  = \$44 ;
-            end
-          end
-    endcase
+    \$396  = st2;
     if (rst) begin
-      \$396  = 1'h0;
+      \$396  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$397  = step;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            if (sweep_last) begin
-              \$397  = 3'h0;
-            end
-          end
-    endcase
+    \$397  = st3;
     if (rst) begin
-      \$397  = 3'h0;
+      \$397  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$398  = fire_k;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            if (sweep_last) begin
-              \$398  = 1'h0;
-            end
-          end
-    endcase
+    \$398  = st4;
     if (rst) begin
-      \$398  = 1'h0;
+      \$398  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$399  = \$50 ;
+    \$399  = st5;
     if (rst) begin
-      \$399  = 1'h0;
+      \$399  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$400  = \$52 ;
+    \$400  = st6;
     if (rst) begin
-      \$400  = 1'h0;
+      \$400  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$401  = issue;
+    \$401  = st7;
     if (rst) begin
-      \$401  = 29'h00000000;
+      \$401  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$402  = st0;
+    \$402  = \$signature__data ;
     if (rst) begin
-      \$402  = 29'h00000000;
+      \$402  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$403  = st1;
+    \$403  = \$48 ;
     if (rst) begin
-      \$403  = 29'h00000000;
+      \$403  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$404  = st2;
+    \$404  = \$49 ;
     if (rst) begin
-      \$404  = 29'h00000000;
+      \$404  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$405  = st3;
+    \$405  = \$50 ;
     if (rst) begin
-      \$405  = 29'h00000000;
+      \$405  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$406  = st4;
+    \$406  = \$51 ;
     if (rst) begin
-      \$406  = 29'h00000000;
+      \$406  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$407  = st5;
+    \$407  = addend;
+    if (\$52 ) begin
+      \$407 [10:0] = w2_0_0;
+      \$407 [21:11] = w2_0_1;
+      \$407 [32:22] = w2_0_2;
+      \$407 [43:33] = w2_0_3;
+    end
     if (rst) begin
-      \$407  = 29'h00000000;
+      \$407  = 44'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$408  = st6;
+    \$408  = \$signature__data$81 ;
     if (rst) begin
-      \$408  = 29'h00000000;
+      \$408  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$409  = st7;
+    \$409  = b_rd__data;
     if (rst) begin
-      \$409  = 29'h00000000;
+      \$409  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$410  = \$signature__data ;
+    \$410  = v_wr__data;
     if (rst) begin
-      \$410  = 32'd0;
+      \$410  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$411  = \$53 ;
+    \$411  = res8;
     if (rst) begin
-      \$411  = 11'h000;
+      \$411  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$412  = \$54 ;
+    \$412  = 4'h0;
     if (rst) begin
-      \$412  = 11'h000;
+      \$412  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$413  = \$55 ;
+    \$413  = cres8;
     if (rst) begin
-      \$413  = 11'h000;
+      \$413  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$414  = \$56 ;
+    \$414  = b_raw;
     if (rst) begin
-      \$414  = 11'h000;
+      \$414  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$415  = addend;
-    if (\$57 ) begin
-      \$415 [10:0] = w2_0_0;
-      \$415 [21:11] = w2_0_1;
-      \$415 [32:22] = w2_0_2;
-      \$415 [43:33] = w2_0_3;
-    end
+    \$415  = \$like ;
     if (rst) begin
-      \$415  = 44'h00000000000;
+      \$415  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$416  = \$signature__data$83 ;
+    \$416  = \$60 ;
     if (rst) begin
-      \$416  = 72'h000000000000000000;
+      \$416  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$417  = b_rd__data;
+    \$417  = \$70 ;
     if (rst) begin
-      \$417  = 40'h0000000000;
+      \$417  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$418  = v_wr__data;
+    \$418  = \$78 ;
     if (rst) begin
-      \$418  = 72'h000000000000000000;
+      \$418  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$419  = res8;
+    \$419  = \$88 ;
     if (rst) begin
-      \$419  = 72'h000000000000000000;
+      \$419  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$420  = 4'h0;
+    \$420  = \$94 ;
     if (rst) begin
-      \$420  = 4'h0;
+      \$420  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$421  = cres8;
+    \$421  = \$102 ;
     if (rst) begin
-      \$421  = 4'h0;
+      \$421  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$422  = b_raw;
+    \$422  = \$108 ;
     if (rst) begin
-      \$422  = 40'h0000000000;
+      \$422  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$423  = \$like ;
+    \$423  = \$116 ;
     if (rst) begin
-      \$423  = 40'h0000000000;
+      \$423  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$424  = \$65 ;
+    \$424  = \$122 ;
     if (rst) begin
       \$424  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$425  = \$75 ;
+    \$425  = \$130 ;
     if (rst) begin
       \$425  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$426  = \$83 ;
+    \$426  = { \$226 , \$217 , \$208 , \$200 , \$193 , \$183 , \$173 , \$164 , \$156 , \$142  };
     if (rst) begin
-      \$426  = 1'h0;
+      \$426  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$427  = \$93 ;
+    \$427  = { 6'h00, \$231 , \$227  };
     if (rst) begin
-      \$427  = 1'h0;
+      \$427  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$428  = \$99 ;
+    \$428 [18:0] = \$266 [18:0];
+    \$428 [37:19] = \$301 [18:0];
+    \$428 [56:38] = \$336 [18:0];
+    \$428 [75:57] = \$371 [18:0];
     if (rst) begin
-      \$428  = 1'h0;
+      \$428  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$429  = \$107 ;
+    \$429 [18:0] = \$signal$103 [18:0];
+    \$429 [37:19] = \$signal$103 [37:19];
+    \$429 [56:38] = \$signal$103 [56:38];
+    \$429 [75:57] = \$signal$103 [75:57];
     if (rst) begin
-      \$429  = 1'h0;
+      \$429  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$430  = \$113 ;
+    \$430  = result;
     if (rst) begin
-      \$430  = 1'h0;
+      \$430  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$431  = \$121 ;
+    \$431  = entry;
     if (rst) begin
-      \$431  = 1'h0;
+      \$431  = 74'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$432  = \$127 ;
+    \$432  = \$373 ;
     if (rst) begin
       \$432  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$433  = \$135 ;
+    \$433  = better;
+    if (\$375 ) begin
+      \$433  = \$378 ;
+    end
     if (rst) begin
       \$433  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$434  = { \$231 , \$222 , \$213 , \$205 , \$198 , \$188 , \$178 , \$169 , \$161 , \$147  };
-    if (rst) begin
-      \$434  = 10'h000;
+    \$434  = \$signal$59 ;
+    if (\$375 ) begin
+      \$434  = 1'h1;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$435  = { 6'h00, \$236 , \$232  };
-    if (rst) begin
-      \$435  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$436 [18:0] = \$271 [18:0];
-    \$436 [37:19] = \$306 [18:0];
-    \$436 [56:38] = \$341 [18:0];
-    \$436 [75:57] = \$376 [18:0];
-    if (rst) begin
-      \$436  = 76'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$437 [18:0] = \$signal$105 [18:0];
-    \$437 [37:19] = \$signal$105 [37:19];
-    \$437 [56:38] = \$signal$105 [56:38];
-    \$437 [75:57] = \$signal$105 [75:57];
-    if (rst) begin
-      \$437  = 76'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$438  = result;
-    if (rst) begin
-      \$438  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$439  = entry;
-    if (rst) begin
-      \$439  = 74'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$440  = \$378 ;
-    if (rst) begin
-      \$440  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$441  = better;
-    if (\$380 ) begin
-      \$441  = \$383 ;
-    end
-    if (rst) begin
-      \$441  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$442  = \$signal$61 ;
-    if (\$380 ) begin
-      \$442  = 1'h1;
-    end
-    if (\$384 ) begin
+    if (\$379 ) begin
       if (o__ready) begin
-        \$442  = 1'h0;
+        \$434  = 1'h0;
       end
     end
     if (rst) begin
-      \$442  = 1'h0;
+      \$434  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$443  = first;
-    if (\$384 ) begin
+    \$435  = first;
+    if (\$379 ) begin
       if (o__ready) begin
-        \$443  = o__payload[26];
+        \$435  = o__payload[26];
       end
     end
     if (rst) begin
-      \$443  = 1'h1;
+      \$435  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$444  = best_val;
-    if (\$384 ) begin
+    \$436  = best_val;
+    if (\$379 ) begin
       if (o__ready) begin
         if (better) begin
-          \$444  = \$385 ;
+          \$436  = \$380 ;
         end
       end
     end
     if (rst) begin
-      \$444  = 18'h00000;
+      \$436  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$445  = best_idx;
-    if (\$384 ) begin
+    \$437  = best_idx;
+    if (\$379 ) begin
       if (o__ready) begin
         if (better) begin
-          \$445  = \$24 [3:0];
+          \$437  = \$24 [3:0];
         end
       end
     end
     if (rst) begin
-      \$445  = 4'h0;
+      \$437  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$446  = done;
-    if (\$384 ) begin
+    \$438  = done;
+    if (\$379 ) begin
       if (o__ready) begin
         (* full_case = 32'd1 *)
         if (last_lane) begin
-          \$446  = 4'h0;
+          \$438  = 4'h0;
         end else begin
-          \$446  = \$387 [3:0];
+          \$438  = \$382 [3:0];
         end
       end
     end
     if (rst) begin
-      \$446  = 4'h0;
+      \$438  = 4'h0;
     end
   end
   assign \$signal$5  = 1'h0;
@@ -21424,13 +20873,14 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign busy = op_valid;
   assign \$signal$24  = 1'h0;
   assign \$signature__addr  = st0[15:6];
-  assign \$signature__addr$34  = st2[5:4];
+  assign \$signature__addr$31  = st2[5:4];
   assign b_rd__addr = st2[5:4];
   assign v_wr__addr = st7[5:4];
   assign res7 = v_wr__data;
   assign v_wr__en = \$15 [0];
-  assign entry7 = \$signal$47 ;
-  assign push7 = \$signal$49 ;
+  assign entry7 = written;
+  assign \$signal$46  = written;
+  assign push7 = \$signal$47 ;
   assign index = \$24 [3:0];
   assign cres7 = 4'h0;
   assign c_raw = 4'h0;
@@ -21446,9 +20896,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \issue.last_step  = issue[22];
   assign \issue.fire_k  = issue[23];
   assign \issue.end  = issue[24];
-  assign \issue.g  = issue[26:25];
-  assign \issue.y  = issue[27];
-  assign \issue.x  = issue[28];
+  assign \issue.bias_g  = issue[26:25];
   assign \i0__payload.c  = i0__payload[3:0];
   assign \i0__payload.y  = i0__payload[5:4];
   assign \i0__payload.x  = i0__payload[7:6];
@@ -21466,9 +20914,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \st0.last_step  = st0[22];
   assign \st0.fire_k  = st0[23];
   assign \st0.end  = st0[24];
-  assign \st0.g  = st0[26:25];
-  assign \st0.y  = st0[27];
-  assign \st0.x  = st0[28];
+  assign \st0.bias_g  = st0[26:25];
   assign \st2.valid  = st2[0];
   assign \st2.kind  = st2[1];
   assign \st2.cur  = st2[2];
@@ -21481,9 +20927,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \st2.last_step  = st2[22];
   assign \st2.fire_k  = st2[23];
   assign \st2.end  = st2[24];
-  assign \st2.g  = st2[26:25];
-  assign \st2.y  = st2[27];
-  assign \st2.x  = st2[28];
+  assign \st2.bias_g  = st2[26:25];
   assign \st6.valid  = st6[0];
   assign \st6.kind  = st6[1];
   assign \st6.cur  = st6[2];
@@ -21496,17 +20940,15 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \st6.last_step  = st6[22];
   assign \st6.fire_k  = st6[23];
   assign \st6.end  = st6[24];
-  assign \st6.g  = st6[26:25];
-  assign \st6.y  = st6[27];
-  assign \st6.x  = st6[28];
+  assign \st6.bias_g  = st6[26:25];
   assign \result[0]  = result[17:0];
   assign \result[1]  = result[35:18];
   assign \result[2]  = result[53:36];
   assign \result[3]  = result[71:54];
-  assign \$signal$39[0]  = \$signal$39 [18:0];
-  assign \$signal$39[1]  = \$signal$39 [37:19];
-  assign \$signal$39[2]  = \$signal$39 [56:38];
-  assign \$signal$39[3]  = \$signal$39 [75:57];
+  assign \$signal$36[0]  = \$signal$36 [18:0];
+  assign \$signal$36[1]  = \$signal$36 [37:19];
+  assign \$signal$36[2]  = \$signal$36 [56:38];
+  assign \$signal$36[3]  = \$signal$36 [75:57];
   assign \out_vals[0]  = out_vals[17:0];
   assign \out_vals[1]  = out_vals[35:18];
   assign \out_vals[2]  = out_vals[53:36];
@@ -21523,9 +20965,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \st7.last_step  = st7[22];
   assign \st7.fire_k  = st7[23];
   assign \st7.end  = st7[24];
-  assign \st7.g  = st7[26:25];
-  assign \st7.y  = st7[27];
-  assign \st7.x  = st7[28];
+  assign \st7.bias_g  = st7[26:25];
   assign \v_wr__data[0]  = v_wr__data[17:0];
   assign \v_wr__data[1]  = v_wr__data[35:18];
   assign \v_wr__data[2]  = v_wr__data[53:36];
@@ -21534,18 +20974,24 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \res7[1]  = v_wr__data[35:18];
   assign \res7[2]  = v_wr__data[53:36];
   assign \res7[3]  = v_wr__data[71:54];
+  assign \written.values  = written[71:0];
+  assign \written.values[0]  = written[17:0];
+  assign \written.values[1]  = written[35:18];
+  assign \written.values[2]  = written[53:36];
+  assign \written.values[3]  = written[71:54];
+  assign \written.addr  = written[73:72];
+  assign \entry7.values  = written[71:0];
+  assign \entry7.values[0]  = written[17:0];
+  assign \entry7.values[1]  = written[35:18];
+  assign \entry7.values[2]  = written[53:36];
+  assign \entry7.values[3]  = written[71:54];
+  assign \entry7.addr  = written[73:72];
   assign \entry.values  = entry[71:0];
   assign \entry.values[0]  = entry[17:0];
   assign \entry.values[1]  = entry[35:18];
   assign \entry.values[2]  = entry[53:36];
   assign \entry.values[3]  = entry[71:54];
   assign \entry.addr  = entry[73:72];
-  assign \entry7.values  = \$signal$47 [71:0];
-  assign \entry7.values[0]  = \$signal$47 [17:0];
-  assign \entry7.values[1]  = \$signal$47 [35:18];
-  assign \entry7.values[2]  = \$signal$47 [53:36];
-  assign \entry7.values[3]  = \$signal$47 [71:54];
-  assign \entry7.addr  = \$signal$47 [73:72];
   assign \o__payload.index  = o__payload[3:0];
   assign \o__payload.value  = o__payload[21:4];
   assign \o__payload.argmax  = o__payload[25:22];
@@ -21562,9 +21008,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \st1.last_step  = st1[22];
   assign \st1.fire_k  = st1[23];
   assign \st1.end  = st1[24];
-  assign \st1.g  = st1[26:25];
-  assign \st1.y  = st1[27];
-  assign \st1.x  = st1[28];
+  assign \st1.bias_g  = st1[26:25];
   assign \st3.valid  = st3[0];
   assign \st3.kind  = st3[1];
   assign \st3.cur  = st3[2];
@@ -21577,9 +21021,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \st3.last_step  = st3[22];
   assign \st3.fire_k  = st3[23];
   assign \st3.end  = st3[24];
-  assign \st3.g  = st3[26:25];
-  assign \st3.y  = st3[27];
-  assign \st3.x  = st3[28];
+  assign \st3.bias_g  = st3[26:25];
   assign \st4.valid  = st4[0];
   assign \st4.kind  = st4[1];
   assign \st4.cur  = st4[2];
@@ -21592,9 +21034,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \st4.last_step  = st4[22];
   assign \st4.fire_k  = st4[23];
   assign \st4.end  = st4[24];
-  assign \st4.g  = st4[26:25];
-  assign \st4.y  = st4[27];
-  assign \st4.x  = st4[28];
+  assign \st4.bias_g  = st4[26:25];
   assign \st5.valid  = st5[0];
   assign \st5.kind  = st5[1];
   assign \st5.cur  = st5[2];
@@ -21607,9 +21047,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \st5.last_step  = st5[22];
   assign \st5.fire_k  = st5[23];
   assign \st5.end  = st5[24];
-  assign \st5.g  = st5[26:25];
-  assign \st5.y  = st5[27];
-  assign \st5.x  = st5[28];
+  assign \st5.bias_g  = st5[26:25];
   assign \st8.valid  = st8[0];
   assign \st8.kind  = st8[1];
   assign \st8.cur  = st8[2];
@@ -21622,9 +21060,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \st8.last_step  = st8[22];
   assign \st8.fire_k  = st8[23];
   assign \st8.end  = st8[24];
-  assign \st8.g  = st8[26:25];
-  assign \st8.y  = st8[27];
-  assign \st8.x  = st8[28];
+  assign \st8.bias_g  = st8[26:25];
   assign \w1_0[0]  = w1_0[7:0];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[2]  = w1_0[23:16];
@@ -21641,10 +21077,10 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \v_raw[1]  = v_raw[35:18];
   assign \v_raw[2]  = v_raw[53:36];
   assign \v_raw[3]  = v_raw[71:54];
-  assign \$signature__data$83[0]  = \$signature__data$83 [17:0];
-  assign \$signature__data$83[1]  = \$signature__data$83 [35:18];
-  assign \$signature__data$83[2]  = \$signature__data$83 [53:36];
-  assign \$signature__data$83[3]  = \$signature__data$83 [71:54];
+  assign \$signature__data$81[0]  = \$signature__data$81 [17:0];
+  assign \$signature__data$81[1]  = \$signature__data$81 [35:18];
+  assign \$signature__data$81[2]  = \$signature__data$81 [53:36];
+  assign \$signature__data$81[3]  = \$signature__data$81 [71:54];
   assign \b_raw[0]  = b_raw[9:0];
   assign \b_raw[1]  = b_raw[19:10];
   assign \b_raw[2]  = b_raw[29:20];
@@ -21681,10 +21117,10 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \b6[1]  = b6[19:10];
   assign \b6[2]  = b6[29:20];
   assign \b6[3]  = b6[39:30];
-  assign \$signal$105[0]  = \$signal$105 [18:0];
-  assign \$signal$105[1]  = \$signal$105 [37:19];
-  assign \$signal$105[2]  = \$signal$105 [56:38];
-  assign \$signal$105[3]  = \$signal$105 [75:57];
+  assign \$signal$103[0]  = \$signal$103 [18:0];
+  assign \$signal$103[1]  = \$signal$103 [37:19];
+  assign \$signal$103[2]  = \$signal$103 [56:38];
+  assign \$signal$103[3]  = \$signal$103 [75:57];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
@@ -21695,66 +21131,68 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign o__payload[3:0] = \$24 [3:0];
   assign entry[73:72] = st6[5:4];
   assign entry[71:0] = out_vals;
+  always @*
+    issue[26:25] = 2'h0;
   assign active = \$6 ;
   assign \$16  = st7[1];
   assign \$32  = fsm_state;
-  assign \$71  = st3[1];
-  assign \$89  = st4[1];
-  assign \$103  = st5[1];
-  assign \$117  = st6[1];
-  assign \$131  = st7[1];
-  assign \$136  = 1'h1;
-  assign \$137  = hit_v1;
-  assign \$142  = 1'h1;
-  assign \$143  = hit_c1;
-  assign \$148  = hit_v1;
-  assign \$155  = hit_c1;
-  assign \$162  = hit_v1;
-  assign \$170  = hit_v1;
-  assign \$179  = hit_v1;
-  assign \$189  = hit_v1;
-  assign \$199  = hit_c1;
-  assign \$206  = hit_c1;
-  assign \$214  = hit_c1;
-  assign \$223  = hit_c1;
-  assign \$248  = 2'h0;
-  assign \$249  = \$247 ;
-  assign \$254  = 2'h0;
-  assign \$255  = \$253 ;
-  assign \$263  = 2'h0;
-  assign \$264  = \$262 ;
-  assign \$269  = 2'h0;
-  assign \$270  = \$268 ;
-  assign \$283  = 2'h0;
-  assign \$284  = \$282 ;
-  assign \$289  = 2'h0;
-  assign \$290  = \$288 ;
-  assign \$298  = 2'h0;
-  assign \$299  = \$297 ;
-  assign \$304  = 2'h0;
-  assign \$305  = \$303 ;
-  assign \$318  = 2'h0;
-  assign \$319  = \$317 ;
-  assign \$324  = 2'h0;
-  assign \$325  = \$323 ;
-  assign \$333  = 2'h0;
-  assign \$334  = \$332 ;
-  assign \$339  = 2'h0;
-  assign \$340  = \$338 ;
-  assign \$353  = 2'h0;
-  assign \$354  = \$352 ;
-  assign \$359  = 2'h0;
-  assign \$360  = \$358 ;
-  assign \$368  = 2'h0;
-  assign \$369  = \$367 ;
-  assign \$374  = 2'h0;
-  assign \$375  = \$373 ;
-  assign \$377  = st6[1];
-  assign \$234  = st3[1];
+  assign \$66  = st3[1];
+  assign \$84  = st4[1];
+  assign \$98  = st5[1];
+  assign \$112  = st6[1];
+  assign \$126  = st7[1];
+  assign \$131  = 1'h1;
+  assign \$132  = hit_v1;
+  assign \$137  = 1'h1;
+  assign \$138  = hit_c1;
+  assign \$143  = hit_v1;
+  assign \$150  = hit_c1;
+  assign \$157  = hit_v1;
+  assign \$165  = hit_v1;
+  assign \$174  = hit_v1;
+  assign \$184  = hit_v1;
+  assign \$194  = hit_c1;
+  assign \$201  = hit_c1;
+  assign \$209  = hit_c1;
+  assign \$218  = hit_c1;
+  assign \$243  = 2'h0;
+  assign \$244  = \$242 ;
+  assign \$249  = 2'h0;
+  assign \$250  = \$248 ;
+  assign \$258  = 2'h0;
+  assign \$259  = \$257 ;
+  assign \$264  = 2'h0;
+  assign \$265  = \$263 ;
+  assign \$278  = 2'h0;
+  assign \$279  = \$277 ;
+  assign \$284  = 2'h0;
+  assign \$285  = \$283 ;
+  assign \$293  = 2'h0;
+  assign \$294  = \$292 ;
+  assign \$299  = 2'h0;
+  assign \$300  = \$298 ;
+  assign \$313  = 2'h0;
+  assign \$314  = \$312 ;
+  assign \$319  = 2'h0;
+  assign \$320  = \$318 ;
+  assign \$328  = 2'h0;
+  assign \$329  = \$327 ;
+  assign \$334  = 2'h0;
+  assign \$335  = \$333 ;
+  assign \$348  = 2'h0;
+  assign \$349  = \$347 ;
+  assign \$354  = 2'h0;
+  assign \$355  = \$353 ;
+  assign \$363  = 2'h0;
+  assign \$364  = \$362 ;
+  assign \$369  = 2'h0;
+  assign \$370  = \$368 ;
+  assign \$372  = st6[1];
+  assign \$229  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4472$0 , clk);
+module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4292$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -21818,8 +21256,8 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
   reg op_valid = 1'h0;
   output [9:0] op_waddr;
   reg [9:0] op_waddr = 10'h000;
-  input [8:0] \port$4472$0 ;
-  wire [8:0] \port$4472$0 ;
+  input [8:0] \port$4292$0 ;
+  wire [8:0] \port$4292$0 ;
   output ready;
   wire ready;
   input rst;
@@ -21835,12 +21273,12 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
   assign \$5  = 1'h0 + \$4 ;
   assign \$7  = 1'h0 + \$6 ;
   assign \$8  = \$5  + \$7 ;
-  assign \$9  = \$8  + \port$4472$0 [7:6];
+  assign \$9  = \$8  + \port$4292$0 [7:6];
   assign \$11  = 1'h0 + \$10 ;
   assign \$13  = 1'h0 + \$12 ;
   assign \$15  = 1'h0 + \$14 ;
   assign \$16  = \$13  + \$15 ;
-  assign \$17  = \$16  + \port$4472$0 [7:6];
+  assign \$17  = \$16  + \port$4292$0 [7:6];
   assign \$19  = \$11  + \$18 ;
   assign \$20  = g + 1'h1;
   assign \$21  = op_addr + 1'h1;
@@ -21888,7 +21326,7 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$26  = op_count;
     if (load) begin
-      \$26  = \port$4472$0 [8];
+      \$26  = \port$4292$0 [8];
     end
     if (rst) begin
       \$26  = 1'h0;
@@ -21948,20 +21386,20 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_c = \port$4472$0 [3:0];
-  assign ev_y = \port$4472$0 [5:4];
-  assign ev_x = \port$4472$0 [7:6];
-  assign ev_count = \port$4472$0 [8];
-  assign \$4  = { 3'h0, \port$4472$0 [3:0], 4'h0 };
-  assign \$6  = { 1'h0, \port$4472$0 [5:4], 2'h0 };
+  assign ev_c = \port$4292$0 [3:0];
+  assign ev_y = \port$4292$0 [5:4];
+  assign ev_x = \port$4292$0 [7:6];
+  assign ev_count = \port$4292$0 [8];
+  assign \$4  = { 3'h0, \port$4292$0 [3:0], 4'h0 };
+  assign \$6  = { 1'h0, \port$4292$0 [5:4], 2'h0 };
   assign \$10  = { 1'h0, \$9  };
-  assign \$12  = { 3'h0, \port$4472$0 [3:0], 4'h0 };
-  assign \$14  = { 1'h0, \port$4472$0 [5:4], 2'h0 };
+  assign \$12  = { 3'h0, \port$4292$0 [3:0], 4'h0 };
+  assign \$14  = { 1'h0, \port$4292$0 [5:4], 2'h0 };
   assign \$18  = { \$17 , 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc.queue (rst, \port$4238$0 , w_data, w_en, \port$4394$0 , \port$4396$0 , clk);
+module \digits_cnn_ilif.engine_fc.queue (rst, \port$4112$0 , w_data, w_en, \port$4262$0 , \port$4264$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21992,12 +21430,12 @@ module \digits_cnn_ilif.engine_fc.queue (rst, \port$4238$0 , w_data, w_en, \port
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$4238$0 ;
-  wire \port$4238$0 ;
-  output [73:0] \port$4394$0 ;
-  wire [73:0] \port$4394$0 ;
-  output \port$4396$0 ;
-  wire \port$4396$0 ;
+  input \port$4112$0 ;
+  wire \port$4112$0 ;
+  output [73:0] \port$4262$0 ;
+  wire [73:0] \port$4262$0 ;
+  output \port$4264$0 ;
+  wire \port$4264$0 ;
   wire [73:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -22034,12 +21472,12 @@ module \digits_cnn_ilif.engine_fc.queue (rst, \port$4238$0 , w_data, w_en, \port
   \digits_cnn_ilif.engine_fc.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3374$0 (\$signal$9 ),
-    .\port$4238$0 (\port$4238$0 ),
-    .\port$4378$0 (\$signal$11 ),
-    .\port$4380$0 (held_valid),
-    .\port$4394$0 (\$signal$14 ),
-    .\port$4396$0 (\$signal$16 ),
+    .\port$3416$0 (\$signal$9 ),
+    .\port$4112$0 (\port$4112$0 ),
+    .\port$4246$0 (\$signal$11 ),
+    .\port$4248$0 (held_valid),
+    .\port$4262$0 (\$signal$14 ),
+    .\port$4264$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -22070,11 +21508,11 @@ module \digits_cnn_ilif.engine_fc.queue (rst, \port$4238$0 , w_data, w_en, \port
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4238$0 ;
-  assign \$signal$19  = \port$4238$0 ;
+  assign \$signal$18  = \port$4112$0 ;
+  assign \$signal$19  = \port$4112$0 ;
   assign level = \$4 [4:0];
-  assign \port$4394$0  = \$signal$14 ;
-  assign \port$4396$0  = \$signal$16 ;
+  assign \port$4262$0  = \$signal$14 ;
+  assign \port$4264$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -22270,7 +21708,7 @@ module \digits_cnn_ilif.engine_fc.queue.inner (rst, r_en, w_rdy, w_level, r_data
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3374$0 , count, \port$4238$0 , \port$4378$0 , \port$4380$0 , \port$4394$0 , \port$4396$0 , clk);
+module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3416$0 , count, \port$4112$0 , \port$4246$0 , \port$4248$0 , \port$4262$0 , \port$4264$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22290,28 +21728,28 @@ module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3374$0 , count, \port$4
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3374$0 ;
-  wire \port$3374$0 ;
-  input \port$4238$0 ;
-  wire \port$4238$0 ;
-  input [73:0] \port$4378$0 ;
-  wire [73:0] \port$4378$0 ;
-  input \port$4380$0 ;
-  wire \port$4380$0 ;
+  output \port$3416$0 ;
+  wire \port$3416$0 ;
+  input \port$4112$0 ;
+  wire \port$4112$0 ;
+  input [73:0] \port$4246$0 ;
+  wire [73:0] \port$4246$0 ;
+  input \port$4248$0 ;
+  wire \port$4248$0 ;
   (* init = 74'h0000000000000000000 *)
-  output [73:0] \port$4394$0 ;
-  wire [73:0] \port$4394$0 ;
+  output [73:0] \port$4262$0 ;
+  wire [73:0] \port$4262$0 ;
   (* init = 1'h0 *)
-  output \port$4396$0 ;
-  wire \port$4396$0 ;
+  output \port$4264$0 ;
+  wire \port$4264$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4380$0  & \$1 ;
+  assign take = \port$4248$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4238$0  | \$2 ;
+  assign \$3  = \port$4112$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -22329,7 +21767,7 @@ module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3374$0 , count, \port$4
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4378$0 ;
+        \$4  = \port$4246$0 ;
       end
     end
     if (rst) begin
@@ -22372,333 +21810,23 @@ module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3374$0 , count, \port$4
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4378$0 ;
+      \$7  = \port$4246$0 ;
     end
     if (rst) begin
       \$7  = 74'h0000000000000000000;
     end
   end
-  assign \$signal$3  = \port$4380$0 ;
-  assign \$signal$8  = \port$4238$0 ;
-  assign \$signal$11  = \port$4378$0 ;
-  assign \port$3374$0  = \$signal ;
-  assign \port$4394$0  = \$signal$9 ;
-  assign \port$4396$0  = \$signal$5 ;
+  assign \$signal$3  = \port$4248$0 ;
+  assign \$signal$8  = \port$4112$0 ;
+  assign \$signal$11  = \port$4246$0 ;
+  assign \port$3416$0  = \$signal ;
+  assign \port$4262$0  = \$signal$9 ;
+  assign \port$4264$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv1_0 (rst, w_en, w_rdy, w_data, \port$3849$0 , \port$4420$0 , \port$4422$0 , clk);
+module \digits_cnn_ilif.fifo_conv1_0 (rst, \port$7$0 , \port$3428$0 , \port$3503$0 , \port$3717$0 , \port$4272$0 , \port$4274$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [5:0] \$3 ;
-  wire [6:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [10:0] \$7 ;
-  reg \$8 ;
-  wire [10:0] \$signal ;
-  reg [10:0] \$signal$11  = 11'h000;
-  (* init = 11'h000 *)
-  wire [10:0] \$signal$12 ;
-  (* init = 1'h0 *)
-  wire \$signal$13 ;
-  wire [10:0] \$signal$14 ;
-  wire [10:0] \$signal$15 ;
-  wire \$signal$16 ;
-  wire \$signal$17 ;
-  wire \$signal$18 ;
-  wire \$signal$19 ;
-  wire \$signal$3 ;
-  wire \$signal$4 ;
-  wire \$signal$9 ;
-  input clk;
-  wire clk;
-  wire [1:0] count;
-  reg held_valid = 1'h0;
-  wire [4:0] level;
-  wire [4:0] \level$21 ;
-  input \port$3849$0 ;
-  wire \port$3849$0 ;
-  output [10:0] \port$4420$0 ;
-  wire [10:0] \port$4420$0 ;
-  output \port$4422$0 ;
-  wire \port$4422$0 ;
-  wire [10:0] r_data;
-  wire r_en;
-  wire r_rdy;
-  input rst;
-  wire rst;
-  wire take;
-  input [10:0] w_data;
-  wire [10:0] w_data;
-  input w_en;
-  wire w_en;
-  output w_rdy;
-  wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
-  always @(posedge clk)
-    \$signal$11  <= \$7 ;
-  always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
-  \digits_cnn_ilif.fifo_conv1_0.inner  inner (
-    .clk(clk),
-    .r_data(r_data),
-    .r_en(take),
-    .r_rdy(r_rdy),
-    .rst(rst),
-    .w_en(w_en),
-    .w_level(\level$21 ),
-    .w_port__data(w_data),
-    .w_rdy(\$signal$4 )
-  );
-  \digits_cnn_ilif.fifo_conv1_0.skid  skid (
-    .clk(clk),
-    .count(count),
-    .\port$3445$0 (\$signal$9 ),
-    .\port$3849$0 (\port$3849$0 ),
-    .\port$4404$0 (\$signal$11 ),
-    .\port$4406$0 (held_valid),
-    .\port$4420$0 (\$signal$14 ),
-    .\port$4422$0 (\$signal$16 ),
-    .rst(rst)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3849$0 ;
-  assign \$signal$19  = \port$3849$0 ;
-  assign level = \$4 [4:0];
-  assign w_rdy = \$signal$4 ;
-  assign \port$4420$0  = \$signal$14 ;
-  assign \port$4422$0  = \$signal$16 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv1_0.inner (rst, w_en, r_en, w_rdy, w_level, r_data, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [4:0] \$11 ;
-  wire [4:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [4:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [4:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [3:0] \$30 ;
-  reg [3:0] \$31 ;
-  reg [3:0] \$32 ;
-  reg \$33 ;
-  wire \$4 ;
-  wire [4:0] \$5 ;
-  wire [4:0] \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input clk;
-  wire clk;
-  (* init = 4'h0 *)
-  wire [3:0] consume;
-  reg [3:0] inner_level = 4'h0;
-  wire inner_r_rdy;
-  wire [4:0] level;
-  (* init = 4'h0 *)
-  wire [3:0] produce;
-  output [10:0] r_data;
-  wire [10:0] r_data;
-  input r_en;
-  wire r_en;
-  wire [4:0] r_level;
-  reg [3:0] r_port__addr = 4'h0;
-  wire [10:0] r_port__data;
-  wire r_port__en;
-  output r_rdy;
-  reg r_rdy = 1'h0;
-  input rst;
-  wire rst;
-  wire [10:0] w_data;
-  input w_en;
-  wire w_en;
-  output [4:0] w_level;
-  wire [4:0] w_level;
-  reg [3:0] w_port__addr = 4'h0;
-  input [10:0] w_port__data;
-  wire [10:0] w_port__data;
-  wire w_port__en;
-  output w_rdy;
-  wire w_rdy;
-  reg [10:0] storage [14:0];
-  initial begin
-    storage[0] = 11'h000;
-    storage[1] = 11'h000;
-    storage[2] = 11'h000;
-    storage[3] = 11'h000;
-    storage[4] = 11'h000;
-    storage[5] = 11'h000;
-    storage[6] = 11'h000;
-    storage[7] = 11'h000;
-    storage[8] = 11'h000;
-    storage[9] = 11'h000;
-    storage[10] = 11'h000;
-    storage[11] = 11'h000;
-    storage[12] = 11'h000;
-    storage[13] = 11'h000;
-    storage[14] = 11'h000;
-  end
-  always @(posedge clk) begin
-    if (w_port__en)
-      storage[w_port__addr] <= w_port__data;
-  end
-  reg [10:0] _0_;
-  always @(posedge clk) begin
-    if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
-    end
-  end
-  assign r_data = _0_;
-  assign w_rdy = inner_level != 4'hf;
-  assign inner_r_rdy = | inner_level;
-  assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 4'he;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 5'h00 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 4'he;
-  assign \$11  = r_port__addr + 1'h1;
-  assign \$12  = \$10  ? 5'h00 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
-  always @(posedge clk)
-    w_port__addr <= \$30 ;
-  always @(posedge clk)
-    r_port__addr <= \$31 ;
-  always @(posedge clk)
-    inner_level <= \$32 ;
-  always @(posedge clk)
-    r_rdy <= \$33 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [3:0];
-    end
-    if (rst) begin
-      \$30  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [3:0];
-    end
-    if (rst) begin
-      \$31  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [3:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [3:0];
-    end
-    if (rst) begin
-      \$32  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
-    end
-    if (rst) begin
-      \$33  = 1'h0;
-    end
-  end
-  assign level = w_level;
-  assign r_level = w_level;
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
-  assign r_port__data = r_data;
-endmodule
-
-(* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv1_0.skid (rst, \port$3445$0 , count, \port$3849$0 , \port$4404$0 , \port$4406$0 , \port$4420$0 , \port$4422$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -22715,30 +21843,29 @@ module \digits_cnn_ilif.fifo_conv1_0.skid (rst, \port$3445$0 , count, \port$3849
   reg [10:0] \$signal$9  = 11'h000;
   input clk;
   wire clk;
-  output [1:0] count;
   wire [1:0] count;
-  output \port$3445$0 ;
-  wire \port$3445$0 ;
-  input \port$3849$0 ;
-  wire \port$3849$0 ;
-  input [10:0] \port$4404$0 ;
-  wire [10:0] \port$4404$0 ;
-  input \port$4406$0 ;
-  wire \port$4406$0 ;
+  output \port$3428$0 ;
+  wire \port$3428$0 ;
+  input [10:0] \port$3503$0 ;
+  wire [10:0] \port$3503$0 ;
+  input \port$3717$0 ;
+  wire \port$3717$0 ;
   (* init = 11'h000 *)
-  output [10:0] \port$4420$0 ;
-  wire [10:0] \port$4420$0 ;
+  output [10:0] \port$4272$0 ;
+  wire [10:0] \port$4272$0 ;
   (* init = 1'h0 *)
-  output \port$4422$0 ;
-  wire \port$4422$0 ;
+  output \port$4274$0 ;
+  wire \port$4274$0 ;
+  input \port$7$0 ;
+  wire \port$7$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4406$0  & \$1 ;
+  assign take = \port$7$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3849$0  | \$2 ;
+  assign \$3  = \port$3717$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -22750,13 +21877,13 @@ module \digits_cnn_ilif.fifo_conv1_0.skid (rst, \port$3445$0 , count, \port$3849
   assign \$signal  = ~ spare_valid;
   assign \$1  = ~ spare_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$4  = \$signal$9 ;
     if (\$3 ) begin
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4404$0 ;
+        \$4  = \port$3503$0 ;
       end
     end
     if (rst) begin
@@ -22764,7 +21891,7 @@ module \digits_cnn_ilif.fifo_conv1_0.skid (rst, \port$3445$0 , count, \port$3849
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$5  = \$signal$5 ;
     if (\$3 ) begin
       (* full_case = 32'd1 *)
@@ -22781,7 +21908,7 @@ module \digits_cnn_ilif.fifo_conv1_0.skid (rst, \port$3445$0 , count, \port$3849
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$6  = spare_valid;
     if (\$3 ) begin
       if (spare_valid) begin
@@ -22795,337 +21922,27 @@ module \digits_cnn_ilif.fifo_conv1_0.skid (rst, \port$3445$0 , count, \port$3849
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4404$0 ;
+      \$7  = \port$3503$0 ;
     end
     if (rst) begin
       \$7  = 11'h000;
     end
   end
-  assign \$signal$3  = \port$4406$0 ;
-  assign \$signal$8  = \port$3849$0 ;
-  assign \$signal$11  = \port$4404$0 ;
-  assign \port$3445$0  = \$signal ;
-  assign \port$4420$0  = \$signal$9 ;
-  assign \port$4422$0  = \$signal$5 ;
+  assign \$signal$3  = \port$7$0 ;
+  assign \$signal$8  = \port$3717$0 ;
+  assign \$signal$11  = \port$3503$0 ;
+  assign \port$3428$0  = \$signal ;
+  assign \port$4272$0  = \$signal$9 ;
+  assign \port$4274$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv2_0 (rst, w_en, w_rdy, w_data, \port$4039$0 , \port$4446$0 , \port$4448$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [5:0] \$3 ;
-  wire [6:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [11:0] \$7 ;
-  reg \$8 ;
-  wire [11:0] \$signal ;
-  reg [11:0] \$signal$11  = 12'h000;
-  (* init = 12'h000 *)
-  wire [11:0] \$signal$12 ;
-  (* init = 1'h0 *)
-  wire \$signal$13 ;
-  wire [11:0] \$signal$14 ;
-  wire [11:0] \$signal$15 ;
-  wire \$signal$16 ;
-  wire \$signal$17 ;
-  wire \$signal$18 ;
-  wire \$signal$19 ;
-  wire \$signal$3 ;
-  wire \$signal$4 ;
-  wire \$signal$9 ;
-  input clk;
-  wire clk;
-  wire [1:0] count;
-  reg held_valid = 1'h0;
-  wire [4:0] level;
-  wire [4:0] \level$21 ;
-  input \port$4039$0 ;
-  wire \port$4039$0 ;
-  output [11:0] \port$4446$0 ;
-  wire [11:0] \port$4446$0 ;
-  output \port$4448$0 ;
-  wire \port$4448$0 ;
-  wire [11:0] r_data;
-  wire r_en;
-  wire r_rdy;
-  input rst;
-  wire rst;
-  wire take;
-  input [11:0] w_data;
-  wire [11:0] w_data;
-  input w_en;
-  wire w_en;
-  output w_rdy;
-  wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
-  always @(posedge clk)
-    \$signal$11  <= \$7 ;
-  always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
-  \digits_cnn_ilif.fifo_conv2_0.inner  inner (
-    .clk(clk),
-    .r_data(r_data),
-    .r_en(take),
-    .r_rdy(r_rdy),
-    .rst(rst),
-    .w_en(w_en),
-    .w_level(\level$21 ),
-    .w_port__data(w_data),
-    .w_rdy(\$signal$4 )
-  );
-  \digits_cnn_ilif.fifo_conv2_0.skid  skid (
-    .clk(clk),
-    .count(count),
-    .\port$3516$0 (\$signal$9 ),
-    .\port$4039$0 (\port$4039$0 ),
-    .\port$4430$0 (\$signal$11 ),
-    .\port$4432$0 (held_valid),
-    .\port$4446$0 (\$signal$14 ),
-    .\port$4448$0 (\$signal$16 ),
-    .rst(rst)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4039$0 ;
-  assign \$signal$19  = \port$4039$0 ;
-  assign level = \$4 [4:0];
-  assign w_rdy = \$signal$4 ;
-  assign \port$4446$0  = \$signal$14 ;
-  assign \port$4448$0  = \$signal$16 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv2_0.inner (rst, w_en, r_en, w_rdy, w_level, r_data, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [4:0] \$11 ;
-  wire [4:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [4:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [4:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [3:0] \$30 ;
-  reg [3:0] \$31 ;
-  reg [3:0] \$32 ;
-  reg \$33 ;
-  wire \$4 ;
-  wire [4:0] \$5 ;
-  wire [4:0] \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input clk;
-  wire clk;
-  (* init = 4'h0 *)
-  wire [3:0] consume;
-  reg [3:0] inner_level = 4'h0;
-  wire inner_r_rdy;
-  wire [4:0] level;
-  (* init = 4'h0 *)
-  wire [3:0] produce;
-  output [11:0] r_data;
-  wire [11:0] r_data;
-  input r_en;
-  wire r_en;
-  wire [4:0] r_level;
-  reg [3:0] r_port__addr = 4'h0;
-  wire [11:0] r_port__data;
-  wire r_port__en;
-  output r_rdy;
-  reg r_rdy = 1'h0;
-  input rst;
-  wire rst;
-  wire [11:0] w_data;
-  input w_en;
-  wire w_en;
-  output [4:0] w_level;
-  wire [4:0] w_level;
-  reg [3:0] w_port__addr = 4'h0;
-  input [11:0] w_port__data;
-  wire [11:0] w_port__data;
-  wire w_port__en;
-  output w_rdy;
-  wire w_rdy;
-  reg [11:0] storage [14:0];
-  initial begin
-    storage[0] = 12'h000;
-    storage[1] = 12'h000;
-    storage[2] = 12'h000;
-    storage[3] = 12'h000;
-    storage[4] = 12'h000;
-    storage[5] = 12'h000;
-    storage[6] = 12'h000;
-    storage[7] = 12'h000;
-    storage[8] = 12'h000;
-    storage[9] = 12'h000;
-    storage[10] = 12'h000;
-    storage[11] = 12'h000;
-    storage[12] = 12'h000;
-    storage[13] = 12'h000;
-    storage[14] = 12'h000;
-  end
-  always @(posedge clk) begin
-    if (w_port__en)
-      storage[w_port__addr] <= w_port__data;
-  end
-  reg [11:0] _0_;
-  always @(posedge clk) begin
-    if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
-    end
-  end
-  assign r_data = _0_;
-  assign w_rdy = inner_level != 4'hf;
-  assign inner_r_rdy = | inner_level;
-  assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 4'he;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 5'h00 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 4'he;
-  assign \$11  = r_port__addr + 1'h1;
-  assign \$12  = \$10  ? 5'h00 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
-  always @(posedge clk)
-    w_port__addr <= \$30 ;
-  always @(posedge clk)
-    r_port__addr <= \$31 ;
-  always @(posedge clk)
-    inner_level <= \$32 ;
-  always @(posedge clk)
-    r_rdy <= \$33 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [3:0];
-    end
-    if (rst) begin
-      \$30  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [3:0];
-    end
-    if (rst) begin
-      \$31  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [3:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [3:0];
-    end
-    if (rst) begin
-      \$32  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
-    end
-    if (rst) begin
-      \$33  = 1'h0;
-    end
-  end
-  assign level = w_level;
-  assign r_level = w_level;
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
-  assign r_port__data = r_data;
-endmodule
-
-(* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv2_0.skid (rst, \port$3516$0 , count, \port$4039$0 , \port$4430$0 , \port$4432$0 , \port$4446$0 , \port$4448$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
+module \digits_cnn_ilif.fifo_conv2_0 (rst, \port$10$0 , \port$3440$0 , \port$3730$0 , \port$3910$0 , \port$4282$0 , \port$4284$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -23142,30 +21959,29 @@ module \digits_cnn_ilif.fifo_conv2_0.skid (rst, \port$3516$0 , count, \port$4039
   reg [11:0] \$signal$9  = 12'h000;
   input clk;
   wire clk;
-  output [1:0] count;
   wire [1:0] count;
-  output \port$3516$0 ;
-  wire \port$3516$0 ;
-  input \port$4039$0 ;
-  wire \port$4039$0 ;
-  input [11:0] \port$4430$0 ;
-  wire [11:0] \port$4430$0 ;
-  input \port$4432$0 ;
-  wire \port$4432$0 ;
+  input \port$10$0 ;
+  wire \port$10$0 ;
+  output \port$3440$0 ;
+  wire \port$3440$0 ;
+  input [11:0] \port$3730$0 ;
+  wire [11:0] \port$3730$0 ;
+  input \port$3910$0 ;
+  wire \port$3910$0 ;
   (* init = 12'h000 *)
-  output [11:0] \port$4446$0 ;
-  wire [11:0] \port$4446$0 ;
+  output [11:0] \port$4282$0 ;
+  wire [11:0] \port$4282$0 ;
   (* init = 1'h0 *)
-  output \port$4448$0 ;
-  wire \port$4448$0 ;
+  output \port$4284$0 ;
+  wire \port$4284$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4432$0  & \$1 ;
+  assign take = \port$10$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4039$0  | \$2 ;
+  assign \$3  = \port$3910$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -23177,13 +21993,13 @@ module \digits_cnn_ilif.fifo_conv2_0.skid (rst, \port$3516$0 , count, \port$4039
   assign \$signal  = ~ spare_valid;
   assign \$1  = ~ spare_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$4  = \$signal$9 ;
     if (\$3 ) begin
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4430$0 ;
+        \$4  = \port$3730$0 ;
       end
     end
     if (rst) begin
@@ -23191,7 +22007,7 @@ module \digits_cnn_ilif.fifo_conv2_0.skid (rst, \port$3516$0 , count, \port$4039
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$5  = \$signal$5 ;
     if (\$3 ) begin
       (* full_case = 32'd1 *)
@@ -23208,7 +22024,7 @@ module \digits_cnn_ilif.fifo_conv2_0.skid (rst, \port$3516$0 , count, \port$4039
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$6  = spare_valid;
     if (\$3 ) begin
       if (spare_valid) begin
@@ -23222,337 +22038,27 @@ module \digits_cnn_ilif.fifo_conv2_0.skid (rst, \port$3516$0 , count, \port$4039
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4430$0 ;
+      \$7  = \port$3730$0 ;
     end
     if (rst) begin
       \$7  = 12'h000;
     end
   end
-  assign \$signal$3  = \port$4432$0 ;
-  assign \$signal$8  = \port$4039$0 ;
-  assign \$signal$11  = \port$4430$0 ;
-  assign \port$3516$0  = \$signal ;
-  assign \port$4446$0  = \$signal$9 ;
-  assign \port$4448$0  = \$signal$5 ;
+  assign \$signal$3  = \port$10$0 ;
+  assign \$signal$8  = \port$3910$0 ;
+  assign \$signal$11  = \port$3730$0 ;
+  assign \port$3440$0  = \$signal ;
+  assign \port$4282$0  = \$signal$9 ;
+  assign \port$4284$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv3_0 (rst, w_en, w_rdy, w_data, \port$4229$0 , \port$4472$0 , \port$4474$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [5:0] \$3 ;
-  wire [6:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [9:0] \$7 ;
-  reg \$8 ;
-  wire [9:0] \$signal ;
-  reg [9:0] \$signal$11  = 10'h000;
-  (* init = 10'h000 *)
-  wire [9:0] \$signal$12 ;
-  (* init = 1'h0 *)
-  wire \$signal$13 ;
-  wire [9:0] \$signal$14 ;
-  wire [9:0] \$signal$15 ;
-  wire \$signal$16 ;
-  wire \$signal$17 ;
-  wire \$signal$18 ;
-  wire \$signal$19 ;
-  wire \$signal$3 ;
-  wire \$signal$4 ;
-  wire \$signal$9 ;
-  input clk;
-  wire clk;
-  wire [1:0] count;
-  reg held_valid = 1'h0;
-  wire [4:0] level;
-  wire [4:0] \level$21 ;
-  input \port$4229$0 ;
-  wire \port$4229$0 ;
-  output [9:0] \port$4472$0 ;
-  wire [9:0] \port$4472$0 ;
-  output \port$4474$0 ;
-  wire \port$4474$0 ;
-  wire [9:0] r_data;
-  wire r_en;
-  wire r_rdy;
-  input rst;
-  wire rst;
-  wire take;
-  input [9:0] w_data;
-  wire [9:0] w_data;
-  input w_en;
-  wire w_en;
-  output w_rdy;
-  wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
-  always @(posedge clk)
-    \$signal$11  <= \$7 ;
-  always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
-  \digits_cnn_ilif.fifo_conv3_0.inner  inner (
-    .clk(clk),
-    .r_data(r_data),
-    .r_en(take),
-    .r_rdy(r_rdy),
-    .rst(rst),
-    .w_en(w_en),
-    .w_level(\level$21 ),
-    .w_port__data(w_data),
-    .w_rdy(\$signal$4 )
-  );
-  \digits_cnn_ilif.fifo_conv3_0.skid  skid (
-    .clk(clk),
-    .count(count),
-    .\port$3587$0 (\$signal$9 ),
-    .\port$4229$0 (\port$4229$0 ),
-    .\port$4456$0 (\$signal$11 ),
-    .\port$4458$0 (held_valid),
-    .\port$4472$0 (\$signal$14 ),
-    .\port$4474$0 (\$signal$16 ),
-    .rst(rst)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4229$0 ;
-  assign \$signal$19  = \port$4229$0 ;
-  assign level = \$4 [4:0];
-  assign w_rdy = \$signal$4 ;
-  assign \port$4472$0  = \$signal$14 ;
-  assign \port$4474$0  = \$signal$16 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv3_0.inner (rst, w_en, r_en, w_rdy, w_level, r_data, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [4:0] \$11 ;
-  wire [4:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [4:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [4:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [3:0] \$30 ;
-  reg [3:0] \$31 ;
-  reg [3:0] \$32 ;
-  reg \$33 ;
-  wire \$4 ;
-  wire [4:0] \$5 ;
-  wire [4:0] \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input clk;
-  wire clk;
-  (* init = 4'h0 *)
-  wire [3:0] consume;
-  reg [3:0] inner_level = 4'h0;
-  wire inner_r_rdy;
-  wire [4:0] level;
-  (* init = 4'h0 *)
-  wire [3:0] produce;
-  output [9:0] r_data;
-  wire [9:0] r_data;
-  input r_en;
-  wire r_en;
-  wire [4:0] r_level;
-  reg [3:0] r_port__addr = 4'h0;
-  wire [9:0] r_port__data;
-  wire r_port__en;
-  output r_rdy;
-  reg r_rdy = 1'h0;
-  input rst;
-  wire rst;
-  wire [9:0] w_data;
-  input w_en;
-  wire w_en;
-  output [4:0] w_level;
-  wire [4:0] w_level;
-  reg [3:0] w_port__addr = 4'h0;
-  input [9:0] w_port__data;
-  wire [9:0] w_port__data;
-  wire w_port__en;
-  output w_rdy;
-  wire w_rdy;
-  reg [9:0] storage [14:0];
-  initial begin
-    storage[0] = 10'h000;
-    storage[1] = 10'h000;
-    storage[2] = 10'h000;
-    storage[3] = 10'h000;
-    storage[4] = 10'h000;
-    storage[5] = 10'h000;
-    storage[6] = 10'h000;
-    storage[7] = 10'h000;
-    storage[8] = 10'h000;
-    storage[9] = 10'h000;
-    storage[10] = 10'h000;
-    storage[11] = 10'h000;
-    storage[12] = 10'h000;
-    storage[13] = 10'h000;
-    storage[14] = 10'h000;
-  end
-  always @(posedge clk) begin
-    if (w_port__en)
-      storage[w_port__addr] <= w_port__data;
-  end
-  reg [9:0] _0_;
-  always @(posedge clk) begin
-    if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
-    end
-  end
-  assign r_data = _0_;
-  assign w_rdy = inner_level != 4'hf;
-  assign inner_r_rdy = | inner_level;
-  assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 4'he;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 5'h00 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 4'he;
-  assign \$11  = r_port__addr + 1'h1;
-  assign \$12  = \$10  ? 5'h00 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
-  always @(posedge clk)
-    w_port__addr <= \$30 ;
-  always @(posedge clk)
-    r_port__addr <= \$31 ;
-  always @(posedge clk)
-    inner_level <= \$32 ;
-  always @(posedge clk)
-    r_rdy <= \$33 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [3:0];
-    end
-    if (rst) begin
-      \$30  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [3:0];
-    end
-    if (rst) begin
-      \$31  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [3:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [3:0];
-    end
-    if (rst) begin
-      \$32  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
-    end
-    if (rst) begin
-      \$33  = 1'h0;
-    end
-  end
-  assign level = w_level;
-  assign r_level = w_level;
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
-  assign r_port__data = r_data;
-endmodule
-
-(* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv3_0.skid (rst, \port$3587$0 , count, \port$4229$0 , \port$4456$0 , \port$4458$0 , \port$4472$0 , \port$4474$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
+module \digits_cnn_ilif.fifo_conv3_0 (rst, \port$13$0 , \port$3452$0 , \port$3923$0 , \port$4103$0 , \port$4292$0 , \port$4294$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -23569,30 +22075,29 @@ module \digits_cnn_ilif.fifo_conv3_0.skid (rst, \port$3587$0 , count, \port$4229
   reg [9:0] \$signal$9  = 10'h000;
   input clk;
   wire clk;
-  output [1:0] count;
   wire [1:0] count;
-  output \port$3587$0 ;
-  wire \port$3587$0 ;
-  input \port$4229$0 ;
-  wire \port$4229$0 ;
-  input [9:0] \port$4456$0 ;
-  wire [9:0] \port$4456$0 ;
-  input \port$4458$0 ;
-  wire \port$4458$0 ;
+  input \port$13$0 ;
+  wire \port$13$0 ;
+  output \port$3452$0 ;
+  wire \port$3452$0 ;
+  input [9:0] \port$3923$0 ;
+  wire [9:0] \port$3923$0 ;
+  input \port$4103$0 ;
+  wire \port$4103$0 ;
   (* init = 10'h000 *)
-  output [9:0] \port$4472$0 ;
-  wire [9:0] \port$4472$0 ;
+  output [9:0] \port$4292$0 ;
+  wire [9:0] \port$4292$0 ;
   (* init = 1'h0 *)
-  output \port$4474$0 ;
-  wire \port$4474$0 ;
+  output \port$4294$0 ;
+  wire \port$4294$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4458$0  & \$1 ;
+  assign take = \port$13$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4229$0  | \$2 ;
+  assign \$3  = \port$4103$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -23604,13 +22109,13 @@ module \digits_cnn_ilif.fifo_conv3_0.skid (rst, \port$3587$0 , count, \port$4229
   assign \$signal  = ~ spare_valid;
   assign \$1  = ~ spare_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$4  = \$signal$9 ;
     if (\$3 ) begin
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4456$0 ;
+        \$4  = \port$3923$0 ;
       end
     end
     if (rst) begin
@@ -23618,7 +22123,7 @@ module \digits_cnn_ilif.fifo_conv3_0.skid (rst, \port$3587$0 , count, \port$4229
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$5  = \$signal$5 ;
     if (\$3 ) begin
       (* full_case = 32'd1 *)
@@ -23635,7 +22140,7 @@ module \digits_cnn_ilif.fifo_conv3_0.skid (rst, \port$3587$0 , count, \port$4229
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$6  = spare_valid;
     if (\$3 ) begin
       if (spare_valid) begin
@@ -23649,27 +22154,27 @@ module \digits_cnn_ilif.fifo_conv3_0.skid (rst, \port$3587$0 , count, \port$4229
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4456$0 ;
+      \$7  = \port$3923$0 ;
     end
     if (rst) begin
       \$7  = 10'h000;
     end
   end
-  assign \$signal$3  = \port$4458$0 ;
-  assign \$signal$8  = \port$4229$0 ;
-  assign \$signal$11  = \port$4456$0 ;
-  assign \port$3587$0  = \$signal ;
-  assign \port$4472$0  = \$signal$9 ;
-  assign \port$4474$0  = \$signal$5 ;
+  assign \$signal$3  = \port$13$0 ;
+  assign \$signal$8  = \port$4103$0 ;
+  assign \$signal$11  = \port$3923$0 ;
+  assign \port$3452$0  = \$signal ;
+  assign \port$4292$0  = \$signal$9 ;
+  assign \port$4294$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.out_skid (clk, rst, \port$3599$0 , \port$4236$0 , \port$4237$0 , \port$4482$0 , \port$4484$0 , \port$0$11 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
+module \digits_cnn_ilif.out_skid (clk, rst, \port$3464$0 , \port$4110$0 , \port$4111$0 , \port$4302$0 , \port$4304$0 , \port$0$11 );
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -23689,23 +22194,23 @@ module \digits_cnn_ilif.out_skid (clk, rst, \port$3599$0 , \port$4236$0 , \port$
   wire [1:0] count;
   input \port$0$11 ;
   wire \port$0$11 ;
-  output \port$3599$0 ;
-  wire \port$3599$0 ;
-  input [26:0] \port$4236$0 ;
-  wire [26:0] \port$4236$0 ;
-  input \port$4237$0 ;
-  wire \port$4237$0 ;
+  output \port$3464$0 ;
+  wire \port$3464$0 ;
+  input [26:0] \port$4110$0 ;
+  wire [26:0] \port$4110$0 ;
+  input \port$4111$0 ;
+  wire \port$4111$0 ;
   (* init = 27'h0000000 *)
-  output [26:0] \port$4482$0 ;
-  wire [26:0] \port$4482$0 ;
+  output [26:0] \port$4302$0 ;
+  wire [26:0] \port$4302$0 ;
   (* init = 1'h0 *)
-  output \port$4484$0 ;
-  wire \port$4484$0 ;
+  output \port$4304$0 ;
+  wire \port$4304$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4237$0  & \$1 ;
+  assign take = \port$4111$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
   assign \$3  = \port$0$11  | \$2 ;
@@ -23720,13 +22225,13 @@ module \digits_cnn_ilif.out_skid (clk, rst, \port$3599$0 , \port$4236$0 , \port$
   assign \$signal  = ~ spare_valid;
   assign \$1  = ~ spare_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$4  = \$signal$9 ;
     if (\$3 ) begin
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$4236$0 ;
+        \$4  = \port$4110$0 ;
       end
     end
     if (rst) begin
@@ -23734,7 +22239,7 @@ module \digits_cnn_ilif.out_skid (clk, rst, \port$3599$0 , \port$4236$0 , \port$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$5  = \$signal$5 ;
     if (\$3 ) begin
       (* full_case = 32'd1 *)
@@ -23751,7 +22256,7 @@ module \digits_cnn_ilif.out_skid (clk, rst, \port$3599$0 , \port$4236$0 , \port$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$6  = spare_valid;
     if (\$3 ) begin
       if (spare_valid) begin
@@ -23765,20 +22270,20 @@ module \digits_cnn_ilif.out_skid (clk, rst, \port$3599$0 , \port$4236$0 , \port$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$4236$0 ;
+      \$7  = \port$4110$0 ;
     end
     if (rst) begin
       \$7  = 27'h0000000;
     end
   end
-  assign \$signal$3  = \port$4237$0 ;
+  assign \$signal$3  = \port$4111$0 ;
   assign \$signal$8  = \port$0$11 ;
-  assign \$signal$11  = \port$4236$0 ;
-  assign \port$3599$0  = \$signal ;
-  assign \port$4482$0  = \$signal$9 ;
-  assign \port$4484$0  = \$signal$5 ;
+  assign \$signal$11  = \port$4110$0 ;
+  assign \port$3464$0  = \$signal ;
+  assign \port$4302$0  = \$signal$9 ;
+  assign \port$4304$0  = \$signal$5 ;
 endmodule

@@ -169,32 +169,32 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   );
   \digits_mlp_gn.fifo_fc1_0  fifo_fc1_0 (
     .clk(clk),
-    .\port$2885$0 (\$signal$24 ),
-    .\port$3292$0 (i0__payload),
-    .\port$3294$0 (i0__valid),
-    .rst(rst),
-    .w_data(tap_fc1__payload),
-    .w_en(fc1_accept),
-    .w_rdy(\$signal$30 )
+    .\port$2472$0 (\$signal$30 ),
+    .\port$2533$0 (tap_fc1__payload),
+    .\port$2757$0 (\$signal$24 ),
+    .\port$3139$0 (i0__payload),
+    .\port$3141$0 (i0__valid),
+    .\port$7$0 (fc1_accept),
+    .rst(rst)
   );
   \digits_mlp_gn.fifo_fc2_0  fifo_fc2_0 (
     .clk(clk),
-    .\port$3093$0 (\$signal$37 ),
-    .\port$3318$0 (\i0__payload$35 ),
-    .\port$3320$0 (\i0__valid$33 ),
-    .rst(rst),
-    .w_data(tap_fc2__payload),
-    .w_en(fc2_accept),
-    .w_rdy(\$signal$43 )
+    .\port$10$0 (fc2_accept),
+    .\port$2484$0 (\$signal$43 ),
+    .\port$2770$0 (tap_fc2__payload),
+    .\port$2962$0 (\$signal$37 ),
+    .\port$3149$0 (\i0__payload$35 ),
+    .\port$3151$0 (\i0__valid$33 ),
+    .rst(rst)
   );
   \digits_mlp_gn.out_skid  out_skid (
     .clk(clk),
     .\port$0$11 (o__ready),
-    .\port$2621$0 (\o__ready$50 ),
-    .\port$3100$0 (\$signal$46 ),
-    .\port$3101$0 (\$signal$48 ),
-    .\port$3328$0 (o__payload),
-    .\port$3330$0 (o__valid),
+    .\port$2496$0 (\o__ready$50 ),
+    .\port$2969$0 (\$signal$46 ),
+    .\port$2970$0 (\$signal$48 ),
+    .\port$3159$0 (o__payload),
+    .\port$3161$0 (o__valid),
     .rst(rst)
   );
   always @* begin
@@ -303,16 +303,13 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   reg [22:0] \$1006 ;
   reg [22:0] \$1007 ;
   reg [22:0] \$1008 ;
-  reg [22:0] \$1009 ;
+  reg [83:0] \$1009 ;
   wire \$101 ;
-  reg [22:0] \$1010 ;
-  reg [22:0] \$1011 ;
-  reg [22:0] \$1012 ;
-  reg [83:0] \$1013 ;
-  reg [79:0] \$1014 ;
-  reg [18:0] \$1015 ;
-  reg \$1016 ;
-  reg [3:0] \$1017 ;
+  reg [79:0] \$1010 ;
+  reg [18:0] \$1011 ;
+  reg \$1012 ;
+  reg [3:0] \$1013 ;
+  reg [3:0] \$1014 ;
   wire \$102 ;
   wire \$103 ;
   wire \$104 ;
@@ -784,17 +781,17 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$524 ;
   wire \$525 ;
   wire \$526 ;
-  wire [1:0] \$527 ;
-  wire [1:0] \$528 ;
-  wire [4:0] \$529 ;
+  wire \$527 ;
+  wire [14:0] \$528 ;
+  wire [14:0] \$529 ;
   wire [20:0] \$53 ;
-  wire \$530 ;
-  wire \$531 ;
+  wire [14:0] \$530 ;
+  wire [14:0] \$531 ;
   wire \$532 ;
-  wire [14:0] \$533 ;
-  wire [14:0] \$534 ;
-  wire [14:0] \$535 ;
-  wire [14:0] \$536 ;
+  wire \$533 ;
+  wire \$534 ;
+  wire \$535 ;
+  wire \$536 ;
   wire \$537 ;
   wire \$538 ;
   wire \$539 ;
@@ -1034,165 +1031,165 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$75 ;
   wire \$750 ;
   wire \$751 ;
-  wire \$752 ;
-  wire \$753 ;
-  wire \$754 ;
-  wire \$755 ;
-  wire \$756 ;
-  wire [21:0] \$757 ;
+  wire [21:0] \$752 ;
+  wire [21:0] \$753 ;
+  wire [21:0] \$754 ;
+  wire [20:0] \$755 ;
+  wire [21:0] \$756 ;
+  wire [20:0] \$757 ;
   wire [21:0] \$758 ;
-  wire [21:0] \$759 ;
+  wire [20:0] \$759 ;
   wire \$76 ;
-  wire [20:0] \$760 ;
-  wire [21:0] \$761 ;
-  wire [20:0] \$762 ;
-  wire [21:0] \$763 ;
-  wire [20:0] \$764 ;
-  wire [21:0] \$765 ;
-  wire [20:0] \$766 ;
-  wire [21:0] \$767 ;
-  wire [19:0] \$768 ;
-  wire [21:0] \$769 ;
+  wire [21:0] \$760 ;
+  wire [20:0] \$761 ;
+  wire [21:0] \$762 ;
+  wire [19:0] \$763 ;
+  wire [21:0] \$764 ;
+  wire [19:0] \$765 ;
+  wire [21:0] \$766 ;
+  wire [19:0] \$767 ;
+  wire [21:0] \$768 ;
+  wire [19:0] \$769 ;
   wire \$77 ;
-  wire [19:0] \$770 ;
-  wire [21:0] \$771 ;
-  wire [19:0] \$772 ;
-  wire [21:0] \$773 ;
-  wire [19:0] \$774 ;
+  wire [21:0] \$770 ;
+  wire [14:0] \$771 ;
+  wire [16:0] \$772 ;
+  wire [16:0] \$773 ;
+  wire [21:0] \$774 ;
   wire [21:0] \$775 ;
-  wire [14:0] \$776 ;
-  wire [16:0] \$777 ;
-  wire [16:0] \$778 ;
+  wire [21:0] \$776 ;
+  wire [21:0] \$777 ;
+  wire [19:0] \$778 ;
   wire [21:0] \$779 ;
   wire \$78 ;
-  wire [21:0] \$780 ;
+  wire [19:0] \$780 ;
   wire [21:0] \$781 ;
-  wire [21:0] \$782 ;
-  wire [19:0] \$783 ;
-  wire [21:0] \$784 ;
-  wire [19:0] \$785 ;
-  wire [21:0] \$786 ;
-  wire [19:0] \$787 ;
+  wire [19:0] \$782 ;
+  wire [21:0] \$783 ;
+  wire [19:0] \$784 ;
+  wire [21:0] \$785 ;
+  wire [22:0] \$786 ;
+  wire [21:0] \$787 ;
   wire [21:0] \$788 ;
-  wire [19:0] \$789 ;
+  wire [21:0] \$789 ;
   wire [3:0] \$79 ;
-  wire [21:0] \$790 ;
-  wire [22:0] \$791 ;
-  wire [21:0] \$792 ;
+  wire [20:0] \$790 ;
+  wire [21:0] \$791 ;
+  wire [20:0] \$792 ;
   wire [21:0] \$793 ;
-  wire [21:0] \$794 ;
-  wire [20:0] \$795 ;
-  wire [21:0] \$796 ;
-  wire [20:0] \$797 ;
-  wire [21:0] \$798 ;
-  wire [20:0] \$799 ;
+  wire [20:0] \$794 ;
+  wire [21:0] \$795 ;
+  wire [20:0] \$796 ;
+  wire [21:0] \$797 ;
+  wire [19:0] \$798 ;
+  wire [21:0] \$799 ;
   wire \$8 ;
   wire \$80 ;
-  wire [21:0] \$800 ;
-  wire [20:0] \$801 ;
-  wire [21:0] \$802 ;
-  wire [19:0] \$803 ;
-  wire [21:0] \$804 ;
-  wire [19:0] \$805 ;
-  wire [21:0] \$806 ;
-  wire [19:0] \$807 ;
-  wire [21:0] \$808 ;
-  wire [19:0] \$809 ;
+  wire [19:0] \$800 ;
+  wire [21:0] \$801 ;
+  wire [19:0] \$802 ;
+  wire [21:0] \$803 ;
+  wire [19:0] \$804 ;
+  wire [21:0] \$805 ;
+  wire [14:0] \$806 ;
+  wire [16:0] \$807 ;
+  wire [16:0] \$808 ;
+  wire [21:0] \$809 ;
   wire \$81 ;
   wire [21:0] \$810 ;
-  wire [14:0] \$811 ;
-  wire [16:0] \$812 ;
-  wire [16:0] \$813 ;
+  wire [21:0] \$811 ;
+  wire [21:0] \$812 ;
+  wire [19:0] \$813 ;
   wire [21:0] \$814 ;
-  wire [21:0] \$815 ;
+  wire [19:0] \$815 ;
   wire [21:0] \$816 ;
-  wire [21:0] \$817 ;
-  wire [19:0] \$818 ;
-  wire [21:0] \$819 ;
+  wire [19:0] \$817 ;
+  wire [21:0] \$818 ;
+  wire [19:0] \$819 ;
   wire \$82 ;
-  wire [19:0] \$820 ;
-  wire [21:0] \$821 ;
-  wire [19:0] \$822 ;
+  wire [21:0] \$820 ;
+  wire [22:0] \$821 ;
+  wire [21:0] \$822 ;
   wire [21:0] \$823 ;
-  wire [19:0] \$824 ;
-  wire [21:0] \$825 ;
-  wire [22:0] \$826 ;
-  wire [21:0] \$827 ;
+  wire [21:0] \$824 ;
+  wire [20:0] \$825 ;
+  wire [21:0] \$826 ;
+  wire [20:0] \$827 ;
   wire [21:0] \$828 ;
-  wire [21:0] \$829 ;
+  wire [20:0] \$829 ;
   wire \$83 ;
-  wire [20:0] \$830 ;
-  wire [21:0] \$831 ;
-  wire [20:0] \$832 ;
-  wire [21:0] \$833 ;
-  wire [20:0] \$834 ;
-  wire [21:0] \$835 ;
-  wire [20:0] \$836 ;
-  wire [21:0] \$837 ;
-  wire [19:0] \$838 ;
-  wire [21:0] \$839 ;
+  wire [21:0] \$830 ;
+  wire [20:0] \$831 ;
+  wire [21:0] \$832 ;
+  wire [19:0] \$833 ;
+  wire [21:0] \$834 ;
+  wire [19:0] \$835 ;
+  wire [21:0] \$836 ;
+  wire [19:0] \$837 ;
+  wire [21:0] \$838 ;
+  wire [19:0] \$839 ;
   wire \$84 ;
-  wire [19:0] \$840 ;
-  wire [21:0] \$841 ;
-  wire [19:0] \$842 ;
-  wire [21:0] \$843 ;
-  wire [19:0] \$844 ;
+  wire [21:0] \$840 ;
+  wire [14:0] \$841 ;
+  wire [16:0] \$842 ;
+  wire [16:0] \$843 ;
+  wire [21:0] \$844 ;
   wire [21:0] \$845 ;
-  wire [14:0] \$846 ;
-  wire [16:0] \$847 ;
-  wire [16:0] \$848 ;
+  wire [21:0] \$846 ;
+  wire [21:0] \$847 ;
+  wire [19:0] \$848 ;
   wire [21:0] \$849 ;
   wire \$85 ;
-  wire [21:0] \$850 ;
+  wire [19:0] \$850 ;
   wire [21:0] \$851 ;
-  wire [21:0] \$852 ;
-  wire [19:0] \$853 ;
-  wire [21:0] \$854 ;
-  wire [19:0] \$855 ;
-  wire [21:0] \$856 ;
-  wire [19:0] \$857 ;
+  wire [19:0] \$852 ;
+  wire [21:0] \$853 ;
+  wire [19:0] \$854 ;
+  wire [21:0] \$855 ;
+  wire [22:0] \$856 ;
+  wire [21:0] \$857 ;
   wire [21:0] \$858 ;
-  wire [19:0] \$859 ;
+  wire [21:0] \$859 ;
   wire \$86 ;
-  wire [21:0] \$860 ;
-  wire [22:0] \$861 ;
-  wire [21:0] \$862 ;
+  wire [20:0] \$860 ;
+  wire [21:0] \$861 ;
+  wire [20:0] \$862 ;
   wire [21:0] \$863 ;
-  wire [21:0] \$864 ;
-  wire [20:0] \$865 ;
-  wire [21:0] \$866 ;
-  wire [20:0] \$867 ;
-  wire [21:0] \$868 ;
-  wire [20:0] \$869 ;
+  wire [20:0] \$864 ;
+  wire [21:0] \$865 ;
+  wire [20:0] \$866 ;
+  wire [21:0] \$867 ;
+  wire [19:0] \$868 ;
+  wire [21:0] \$869 ;
   wire \$87 ;
-  wire [21:0] \$870 ;
-  wire [20:0] \$871 ;
-  wire [21:0] \$872 ;
-  wire [19:0] \$873 ;
-  wire [21:0] \$874 ;
-  wire [19:0] \$875 ;
-  wire [21:0] \$876 ;
-  wire [19:0] \$877 ;
-  wire [21:0] \$878 ;
-  wire [19:0] \$879 ;
+  wire [19:0] \$870 ;
+  wire [21:0] \$871 ;
+  wire [19:0] \$872 ;
+  wire [21:0] \$873 ;
+  wire [19:0] \$874 ;
+  wire [21:0] \$875 ;
+  wire [14:0] \$876 ;
+  wire [16:0] \$877 ;
+  wire [16:0] \$878 ;
+  wire [21:0] \$879 ;
   wire \$88 ;
   wire [21:0] \$880 ;
-  wire [14:0] \$881 ;
-  wire [16:0] \$882 ;
-  wire [16:0] \$883 ;
+  wire [21:0] \$881 ;
+  wire [21:0] \$882 ;
+  wire [19:0] \$883 ;
   wire [21:0] \$884 ;
-  wire [21:0] \$885 ;
+  wire [19:0] \$885 ;
   wire [21:0] \$886 ;
-  wire [21:0] \$887 ;
-  wire [19:0] \$888 ;
-  wire [21:0] \$889 ;
+  wire [19:0] \$887 ;
+  wire [21:0] \$888 ;
+  wire [19:0] \$889 ;
   wire \$89 ;
-  wire [19:0] \$890 ;
-  wire [21:0] \$891 ;
-  wire [19:0] \$892 ;
-  wire [21:0] \$893 ;
-  wire [19:0] \$894 ;
-  wire [21:0] \$895 ;
+  wire [21:0] \$890 ;
+  wire [22:0] \$891 ;
+  wire [22:0] \$892 ;
+  wire [22:0] \$893 ;
+  wire [22:0] \$894 ;
+  wire [22:0] \$895 ;
   wire [22:0] \$896 ;
   wire [22:0] \$897 ;
   wire [22:0] \$898 ;
@@ -1207,157 +1204,157 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire [22:0] \$905 ;
   wire [22:0] \$906 ;
   wire [22:0] \$907 ;
-  wire [22:0] \$908 ;
-  wire [22:0] \$909 ;
+  wire \$908 ;
+  wire [21:0] \$909 ;
   wire \$91 ;
-  wire [22:0] \$910 ;
-  wire [22:0] \$911 ;
-  wire [22:0] \$912 ;
-  wire \$913 ;
-  wire [21:0] \$914 ;
-  wire \$915 ;
-  wire [21:0] \$916 ;
+  wire \$910 ;
+  wire [21:0] \$911 ;
+  wire \$912 ;
+  wire [21:0] \$913 ;
+  wire \$914 ;
+  wire [21:0] \$915 ;
+  wire \$916 ;
   wire \$917 ;
-  wire [21:0] \$918 ;
+  wire \$918 ;
   wire \$919 ;
   wire \$92 ;
-  wire [21:0] \$920 ;
+  wire \$920 ;
   wire \$921 ;
   wire \$922 ;
-  wire \$923 ;
+  wire [4:0] \$923 ;
   wire \$924 ;
-  wire \$925 ;
+  wire [4:0] \$925 ;
   wire [4:0] \$926 ;
-  wire [4:0] \$927 ;
+  wire \$927 ;
   wire \$928 ;
   wire \$929 ;
   wire \$93 ;
-  wire \$930 ;
+  wire [6:0] \$930 ;
   wire [6:0] \$931 ;
-  wire [6:0] \$932 ;
-  reg [5:0] \$933 ;
-  reg \$934 ;
-  reg [7:0] \$935 ;
+  reg [5:0] \$932 ;
+  reg \$933 ;
+  reg [7:0] \$934 ;
+  reg \$935 ;
   reg \$936 ;
-  reg \$937 ;
-  reg [6:0] \$938 ;
+  reg [6:0] \$937 ;
+  reg \$938 ;
   reg \$939 ;
   wire \$94 ;
-  reg \$940 ;
+  reg [2:0] \$940 ;
   reg [2:0] \$941 ;
-  reg [2:0] \$942 ;
-  reg [5:0] \$943 ;
+  reg [5:0] \$942 ;
+  reg [2:0] \$943 ;
   reg [2:0] \$944 ;
-  reg [2:0] \$945 ;
-  reg \$946 ;
-  reg [5:0] \$947 ;
-  reg \$948 ;
-  reg [3:0] \$949 ;
+  reg \$945 ;
+  reg [5:0] \$946 ;
+  reg \$947 ;
+  reg [3:0] \$948 ;
+  reg \$949 ;
   wire [6:0] \$95 ;
-  reg [3:0] \$950 ;
-  reg \$951 ;
-  reg \$952 ;
+  reg [1:0] \$950 ;
+  reg [1:0] \$951 ;
+  reg [1:0] \$952 ;
   reg \$953 ;
-  reg [1:0] \$954 ;
-  reg [1:0] \$955 ;
-  reg [1:0] \$956 ;
-  reg \$957 ;
-  reg \$958 ;
-  reg [32:0] \$959 ;
+  reg \$954 ;
+  reg [30:0] \$955 ;
+  reg [30:0] \$956 ;
+  reg [30:0] \$957 ;
+  reg [30:0] \$958 ;
+  reg [30:0] \$959 ;
   wire [7:0] \$96 ;
-  reg [32:0] \$960 ;
-  reg [32:0] \$961 ;
-  reg [32:0] \$962 ;
-  reg [32:0] \$963 ;
-  reg [32:0] \$964 ;
-  reg [32:0] \$965 ;
-  reg [32:0] \$966 ;
-  reg [32:0] \$967 ;
-  reg [31:0] \$968 ;
-  reg [14:0] \$969 ;
+  reg [30:0] \$960 ;
+  reg [30:0] \$961 ;
+  reg [30:0] \$962 ;
+  reg [30:0] \$963 ;
+  reg [31:0] \$964 ;
+  reg [14:0] \$965 ;
+  reg [14:0] \$966 ;
+  reg [14:0] \$967 ;
+  reg [14:0] \$968 ;
+  reg [59:0] \$969 ;
   wire \$97 ;
-  reg [14:0] \$970 ;
-  reg [14:0] \$971 ;
-  reg [14:0] \$972 ;
-  reg [59:0] \$973 ;
+  reg [83:0] \$970 ;
+  reg [67:0] \$971 ;
+  reg [79:0] \$972 ;
+  reg [83:0] \$973 ;
   reg [83:0] \$974 ;
-  reg [67:0] \$975 ;
+  reg [79:0] \$975 ;
   reg [79:0] \$976 ;
-  reg [83:0] \$977 ;
-  reg [83:0] \$978 ;
-  reg [79:0] \$979 ;
+  reg [67:0] \$977 ;
+  reg [67:0] \$978 ;
+  reg \$979 ;
   reg [2:0] \$98 ;
-  reg [79:0] \$980 ;
-  reg [67:0] \$981 ;
-  reg [67:0] \$982 ;
+  reg \$980 ;
+  reg \$981 ;
+  reg \$982 ;
   reg \$983 ;
   reg \$984 ;
   reg \$985 ;
   reg \$986 ;
   reg \$987 ;
   reg \$988 ;
-  reg \$989 ;
+  reg [9:0] \$989 ;
   wire [4:0] \$99 ;
-  reg \$990 ;
-  reg \$991 ;
-  reg \$992 ;
-  reg [9:0] \$993 ;
-  reg [7:0] \$994 ;
-  reg [87:0] \$995 ;
-  reg [87:0] \$996 ;
+  reg [7:0] \$990 ;
+  reg [87:0] \$991 ;
+  reg [87:0] \$992 ;
+  reg [22:0] \$993 ;
+  reg [22:0] \$994 ;
+  reg [22:0] \$995 ;
+  reg [22:0] \$996 ;
   reg [22:0] \$997 ;
   reg [22:0] \$998 ;
   reg [22:0] \$999 ;
   reg \$like  = 1'h0;
-  reg [2:0] \$like$105  = 3'h0;
-  reg [67:0] \$like$134  = 68'h00000000000000000;
-  wire [16:0] \$like$134[0] ;
-  wire [16:0] \$like$134[1] ;
-  wire [16:0] \$like$134[2] ;
-  wire [16:0] \$like$134[3] ;
+  reg [2:0] \$like$104  = 3'h0;
+  reg [67:0] \$like$133  = 68'h00000000000000000;
+  wire [16:0] \$like$133[0] ;
+  wire [16:0] \$like$133[1] ;
+  wire [16:0] \$like$133[2] ;
+  wire [16:0] \$like$133[3] ;
   reg \$signal  = 1'h0;
-  wire \$signal$101 ;
-  wire [7:0] \$signal$102 ;
+  wire \$signal$100 ;
+  wire [7:0] \$signal$101 ;
   wire \$signal$11 ;
-  reg \$signal$111  = 1'h0;
+  reg \$signal$110  = 1'h0;
   wire \$signal$14 ;
-  reg [9:0] \$signal$146  = 10'h000;
-  reg [7:0] \$signal$147  = 8'h00;
-  reg [87:0] \$signal$148  = 88'h0000000000000000000000;
-  wire [21:0] \$signal$148[0] ;
-  wire [21:0] \$signal$148[1] ;
-  wire [21:0] \$signal$148[2] ;
-  wire [21:0] \$signal$148[3] ;
+  reg [9:0] \$signal$145  = 10'h000;
+  reg [7:0] \$signal$146  = 8'h00;
+  reg [87:0] \$signal$147  = 88'h0000000000000000000000;
+  wire [21:0] \$signal$147[0] ;
+  wire [21:0] \$signal$147[1] ;
+  wire [21:0] \$signal$147[2] ;
+  wire [21:0] \$signal$147[3] ;
   reg \$signal$26  = 1'h1;
   reg \$signal$29  = 1'h0;
   reg \$signal$31 ;
   wire \$signal$34 ;
+  reg [87:0] \$signal$48  = 88'h0000000000000000000000;
+  wire [21:0] \$signal$48[0] ;
+  wire [21:0] \$signal$48[1] ;
+  wire [21:0] \$signal$48[2] ;
+  wire [21:0] \$signal$48[3] ;
   wire \$signal$5 ;
-  reg [87:0] \$signal$51  = 88'h0000000000000000000000;
-  wire [21:0] \$signal$51[0] ;
-  wire [21:0] \$signal$51[1] ;
-  wire [21:0] \$signal$51[2] ;
-  wire [21:0] \$signal$51[3] ;
-  reg [18:0] \$signal$84  = 19'h00000;
-  reg \$signal$86  = 1'h0;
+  wire [18:0] \$signal$84 ;
+  reg \$signal$85  = 1'h0;
+  wire [18:0] \$signal$89 ;
   wire [7:0] \$signal$9 ;
-  wire [18:0] \$signal$90 ;
-  wire \$signal$94 ;
-  reg \$signal$97 ;
+  wire \$signal$93 ;
+  reg \$signal$96 ;
   wire [9:0] \$signature__addr ;
+  wire [3:0] \$signature__addr$42 ;
   wire [3:0] \$signature__addr$45 ;
-  wire [3:0] \$signature__addr$48 ;
   wire [31:0] \$signature__data ;
-  wire [83:0] \$signature__data$125 ;
-  wire [20:0] \$signature__data$125[0] ;
-  wire [20:0] \$signature__data$125[1] ;
-  wire [20:0] \$signature__data$125[2] ;
-  wire [20:0] \$signature__data$125[3] ;
-  wire [79:0] \$signature__data$129 ;
-  wire [19:0] \$signature__data$129[0] ;
-  wire [19:0] \$signature__data$129[1] ;
-  wire [19:0] \$signature__data$129[2] ;
-  wire [19:0] \$signature__data$129[3] ;
+  wire [83:0] \$signature__data$124 ;
+  wire [20:0] \$signature__data$124[0] ;
+  wire [20:0] \$signature__data$124[1] ;
+  wire [20:0] \$signature__data$124[2] ;
+  wire [20:0] \$signature__data$124[3] ;
+  wire [79:0] \$signature__data$128 ;
+  wire [19:0] \$signature__data$128[0] ;
+  wire [19:0] \$signature__data$128[1] ;
+  wire [19:0] \$signature__data$128[2] ;
+  wire [19:0] \$signature__data$128[3] ;
   wire [7:0] \$signature__data[0] ;
   wire [7:0] \$signature__data[1] ;
   wire [7:0] \$signature__data[2] ;
@@ -1448,8 +1445,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire [3:0] \entry.g ;
   wire \entry.x ;
   wire \entry.y ;
-  (* init = 19'h00000 *)
-  wire [18:0] entry7;
+  reg [18:0] entry7 = 19'h00000;
   wire [11:0] \entry7.counts ;
   wire [2:0] \entry7.counts[0] ;
   wire [2:0] \entry7.counts[1] ;
@@ -1476,22 +1472,20 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   reg hit_v3 = 1'h0;
   reg hit_v4 = 1'h0;
   reg hit_v5 = 1'h0;
-  reg [32:0] issue;
+  reg [30:0] issue;
   wire [3:0] \issue.addr ;
   wire \issue.bank ;
+  wire [3:0] \issue.bias_g ;
   wire \issue.count ;
   wire \issue.cur ;
   wire \issue.end ;
   wire \issue.fire_k ;
-  wire [3:0] \issue.g ;
   wire \issue.kind ;
   wire \issue.last_step ;
   wire \issue.proj ;
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [9:0] \issue.waddr ;
-  wire \issue.x ;
-  wire \issue.y ;
   reg [20:0] kept0;
   reg [20:0] kept1;
   reg [20:0] kept2;
@@ -1537,6 +1531,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   input pixels__valid;
   wire pixels__valid;
   reg [1:0] plane = 2'h0;
+  reg [3:0] pos0 = 4'h0;
   (* init = 1'h0 *)
   wire push7;
   wire ready;
@@ -1563,157 +1558,136 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire [20:0] \result[3] ;
   input rst;
   wire rst;
-  reg [32:0] st0 = 33'h000000000;
+  reg [30:0] st0 = 31'h00000000;
   wire [3:0] \st0.addr ;
   wire \st0.bank ;
+  wire [3:0] \st0.bias_g ;
   wire \st0.count ;
   wire \st0.cur ;
   wire \st0.end ;
   wire \st0.fire_k ;
-  wire [3:0] \st0.g ;
   wire \st0.kind ;
   wire \st0.last_step ;
   wire \st0.proj ;
   wire [3:0] \st0.shift ;
   wire \st0.valid ;
   wire [9:0] \st0.waddr ;
-  wire \st0.x ;
-  wire \st0.y ;
-  reg [32:0] st1 = 33'h000000000;
+  reg [30:0] st1 = 31'h00000000;
   wire [3:0] \st1.addr ;
   wire \st1.bank ;
+  wire [3:0] \st1.bias_g ;
   wire \st1.count ;
   wire \st1.cur ;
   wire \st1.end ;
   wire \st1.fire_k ;
-  wire [3:0] \st1.g ;
   wire \st1.kind ;
   wire \st1.last_step ;
   wire \st1.proj ;
   wire [3:0] \st1.shift ;
   wire \st1.valid ;
   wire [9:0] \st1.waddr ;
-  wire \st1.x ;
-  wire \st1.y ;
-  reg [32:0] st2 = 33'h000000000;
+  reg [30:0] st2 = 31'h00000000;
   wire [3:0] \st2.addr ;
   wire \st2.bank ;
+  wire [3:0] \st2.bias_g ;
   wire \st2.count ;
   wire \st2.cur ;
   wire \st2.end ;
   wire \st2.fire_k ;
-  wire [3:0] \st2.g ;
   wire \st2.kind ;
   wire \st2.last_step ;
   wire \st2.proj ;
   wire [3:0] \st2.shift ;
   wire \st2.valid ;
   wire [9:0] \st2.waddr ;
-  wire \st2.x ;
-  wire \st2.y ;
-  reg [32:0] st3 = 33'h000000000;
+  reg [30:0] st3 = 31'h00000000;
   wire [3:0] \st3.addr ;
   wire \st3.bank ;
+  wire [3:0] \st3.bias_g ;
   wire \st3.count ;
   wire \st3.cur ;
   wire \st3.end ;
   wire \st3.fire_k ;
-  wire [3:0] \st3.g ;
   wire \st3.kind ;
   wire \st3.last_step ;
   wire \st3.proj ;
   wire [3:0] \st3.shift ;
   wire \st3.valid ;
   wire [9:0] \st3.waddr ;
-  wire \st3.x ;
-  wire \st3.y ;
-  reg [32:0] st4 = 33'h000000000;
+  reg [30:0] st4 = 31'h00000000;
   wire [3:0] \st4.addr ;
   wire \st4.bank ;
+  wire [3:0] \st4.bias_g ;
   wire \st4.count ;
   wire \st4.cur ;
   wire \st4.end ;
   wire \st4.fire_k ;
-  wire [3:0] \st4.g ;
   wire \st4.kind ;
   wire \st4.last_step ;
   wire \st4.proj ;
   wire [3:0] \st4.shift ;
   wire \st4.valid ;
   wire [9:0] \st4.waddr ;
-  wire \st4.x ;
-  wire \st4.y ;
-  reg [32:0] st5 = 33'h000000000;
+  reg [30:0] st5 = 31'h00000000;
   wire [3:0] \st5.addr ;
   wire \st5.bank ;
+  wire [3:0] \st5.bias_g ;
   wire \st5.count ;
   wire \st5.cur ;
   wire \st5.end ;
   wire \st5.fire_k ;
-  wire [3:0] \st5.g ;
   wire \st5.kind ;
   wire \st5.last_step ;
   wire \st5.proj ;
   wire [3:0] \st5.shift ;
   wire \st5.valid ;
   wire [9:0] \st5.waddr ;
-  wire \st5.x ;
-  wire \st5.y ;
-  reg [32:0] st6 = 33'h000000000;
+  reg [30:0] st6 = 31'h00000000;
   wire [3:0] \st6.addr ;
   wire \st6.bank ;
+  wire [3:0] \st6.bias_g ;
   wire \st6.count ;
   wire \st6.cur ;
   wire \st6.end ;
   wire \st6.fire_k ;
-  wire [3:0] \st6.g ;
   wire \st6.kind ;
   wire \st6.last_step ;
   wire \st6.proj ;
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [9:0] \st6.waddr ;
-  wire \st6.x ;
-  wire \st6.y ;
-  reg [32:0] st7 = 33'h000000000;
+  reg [30:0] st7 = 31'h00000000;
   wire [3:0] \st7.addr ;
   wire \st7.bank ;
+  wire [3:0] \st7.bias_g ;
   wire \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
   wire \st7.fire_k ;
-  wire [3:0] \st7.g ;
   wire \st7.kind ;
   wire \st7.last_step ;
   wire \st7.proj ;
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
   wire [9:0] \st7.waddr ;
-  wire \st7.x ;
-  wire \st7.y ;
-  reg [32:0] st8 = 33'h000000000;
+  reg [30:0] st8 = 31'h00000000;
   wire [3:0] \st8.addr ;
   wire \st8.bank ;
+  wire [3:0] \st8.bias_g ;
   wire \st8.count ;
   wire \st8.cur ;
   wire \st8.end ;
   wire \st8.fire_k ;
-  wire [3:0] \st8.g ;
   wire \st8.kind ;
   wire \st8.last_step ;
   wire \st8.proj ;
   wire [3:0] \st8.shift ;
   wire \st8.valid ;
   wire [9:0] \st8.waddr ;
-  wire \st8.x ;
-  wire \st8.y ;
   reg [1:0] step = 2'h0;
   reg [3:0] sweep_addr = 4'h0;
-  reg [3:0] sweep_g = 4'h0;
   reg sweep_last = 1'h0;
   reg sweep_now;
-  reg sweep_x = 1'h0;
-  reg sweep_y = 1'h0;
   reg [5:0] used = 6'h00;
   reg [83:0] v_raw = 84'h000000000000000000000;
   wire [20:0] \v_raw[0] ;
@@ -1736,6 +1710,16 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   reg [14:0] w2_0_1 = 15'h0000;
   reg [14:0] w2_0_2 = 15'h0000;
   reg [14:0] w2_0_3 = 15'h0000;
+  wire [18:0] written;
+  wire [11:0] \written.counts ;
+  wire [2:0] \written.counts[0] ;
+  wire [2:0] \written.counts[1] ;
+  wire [2:0] \written.counts[2] ;
+  wire [2:0] \written.counts[3] ;
+  wire \written.end ;
+  wire [3:0] \written.g ;
+  wire \written.x ;
+  wire \written.y ;
   reg [67:0] bmem [15:0];
   initial begin
     bmem[0] = 68'he997f872b43dde07b;
@@ -1787,7 +1771,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   always @(posedge clk) begin
     _1_ <= cmem[st2[7:4]];
   end
-  assign \$signature__data$129  = _1_;
+  assign \$signature__data$128  = _1_;
   reg [83:0] vmem [15:0];
   initial begin
     vmem[0] = 84'h005260029300149800a4c;
@@ -1815,7 +1799,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   always @(posedge clk) begin
     _2_ <= vmem[st2[7:4]];
   end
-  assign \$signature__data$125  = _2_;
+  assign \$signature__data$124  = _2_;
   reg [31:0] wrom0 [1023:0];
   initial begin
     wrom0[0] = 32'd0;
@@ -2929,32 +2913,32 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \$79  = \$78  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
   assign \$81  = st7[0] & \$80 ;
-  assign \$82  = ~ \$signal$86 ;
+  assign \$82  = ~ \$signal$85 ;
   assign dropped = \$81  & \$82 ;
-  assign \$83  = | \$signal$90 [2:0];
+  assign \$83  = | \$signal$89 [2:0];
   assign \$84  = ~ done[0];
   assign \$85  = \$83  & \$84 ;
-  assign \$86  = | \$signal$90 [5:3];
+  assign \$86  = | \$signal$89 [5:3];
   assign \$87  = ~ done[1];
   assign \$88  = \$86  & \$87 ;
-  assign \$89  = | \$signal$90 [8:6];
+  assign \$89  = | \$signal$89 [8:6];
   assign \$90  = ~ done[2];
   assign \$91  = \$89  & \$90 ;
-  assign \$92  = | \$signal$90 [11:9];
+  assign \$92  = | \$signal$89 [11:9];
   assign \$93  = ~ done[3];
   assign \$94  = \$92  & \$93 ;
-  assign \$95  = \$signal$90 [15:12] * 3'h4;
+  assign \$95  = \$signal$89 [15:12] * 3'h4;
   assign \$96  = \$95  + lane;
   assign \$97  = | pending;
   assign \$99  = pending - 1'h1;
   assign \$100  = { 1'h0, pending } & \$99 ;
   assign \$101  = ! \$100 ;
-  assign \$102  = ~ \$signal$90 [18];
+  assign \$102  = ~ \$signal$89 [18];
   assign \$103  = \$101  & \$102 ;
   assign \$104  = ! fsm_state;
   assign \$106  = used + sweep_now;
   assign \$107  = \$106  - dropped;
-  assign \$108  = \$signal$97  & \$signal$94 ;
+  assign \$108  = \$signal$96  & \$signal$93 ;
   assign \$109  = $signed(\$107 ) - $signed({ 1'h0, \$108  });
   assign \$110  = used <= 6'h28;
   assign \$111  = ~ \$signal$26 ;
@@ -3258,28 +3242,28 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \$489  = \$signal$29  & ready;
   assign \$490  = \$signal$26  | \$489 ;
   assign \$491  = \$490  & more_pixels;
-  assign \$492  = ! \$signal$102 ;
-  assign \$493  = \$signal$102  == 1'h1;
-  assign \$494  = \$signal$102  == 2'h2;
+  assign \$492  = ! \$signal$101 ;
+  assign \$493  = \$signal$101  == 1'h1;
+  assign \$494  = \$signal$101  == 2'h2;
   assign \$495  = \$493  | \$494 ;
-  assign \$496  = \$signal$102  == 3'h4;
+  assign \$496  = \$signal$101  == 3'h4;
   assign \$497  = \$495  | \$496 ;
-  assign \$498  = \$signal$102  == 4'h8;
+  assign \$498  = \$signal$101  == 4'h8;
   assign \$499  = \$497  | \$498 ;
-  assign \$500  = \$signal$102  == 5'h10;
+  assign \$500  = \$signal$101  == 5'h10;
   assign \$501  = \$499  | \$500 ;
-  assign \$502  = \$signal$102  == 6'h20;
+  assign \$502  = \$signal$101  == 6'h20;
   assign \$503  = \$501  | \$502 ;
-  assign \$504  = \$signal$102  == 7'h40;
+  assign \$504  = \$signal$101  == 7'h40;
   assign \$505  = \$503  | \$504 ;
-  assign \$506  = \$signal$102  == 8'h80;
+  assign \$506  = \$signal$101  == 8'h80;
   assign \$507  = \$505  | \$506 ;
   assign \$508  = pixel_count + 1'h1;
   assign \$509  = pixel_count != 6'h3f;
   assign \$510  = nxt_x == 3'h7;
-  assign \$511  = \$like$105  == 3'h7;
+  assign \$511  = \$like$104  == 3'h7;
   assign \$512  = \$like  + 1'h1;
-  assign \$513  = \$like$105  + 1'h1;
+  assign \$513  = \$like$104  + 1'h1;
   assign \$514  = nxt_x + 1'h1;
   assign \$515  = ~ more_pixels;
   assign \$516  = \$515  & \$signal$26 ;
@@ -3291,551 +3275,545 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \$522  = step + 1'h1;
   assign \$523  = sweep_addr + 1'h1;
   assign \$524  = sweep_addr == 4'he;
-  assign \$525  = sweep_g == 4'hf;
-  assign \$526  = ! sweep_x;
-  assign \$527  = sweep_y + 1'h1;
-  assign \$528  = sweep_x + 1'h1;
-  assign \$529  = sweep_g + 1'h1;
-  assign \$530  = sweep_now & issue[26];
-  assign \$531  = sweep_now & issue[26];
-  assign \$532  = \$531  | \$signal$111 ;
-  assign \$533  = $signed(w1_0[7:0]) << st2[22:20];
-  assign \$534  = $signed(w1_0[15:8]) << st2[22:20];
-  assign \$535  = $signed(w1_0[23:16]) << st2[22:20];
-  assign \$536  = $signed(w1_0[31:24]) << st2[22:20];
-  assign \$537  = ! st3[18];
-  assign \$538  = st2[7:4] == st3[7:4];
-  assign \$539  = ! st3[1];
-  assign \$540  = \$538  & \$539 ;
-  assign \$541  = ! st3[1];
-  assign \$542  = \$541  & st3[2];
-  assign \$543  = ~ \$542 ;
-  assign \$544  = st3[0] & \$543 ;
-  assign \$545  = \$540  & \$544 ;
-  assign \$546  = st2[7:4] == st3[7:4];
-  assign \$547  = ! st3[1];
-  assign \$548  = \$546  & \$547 ;
-  assign \$549  = ! st3[1];
-  assign \$550  = \$549  & st3[2];
-  assign \$552  = \$551  & st3[24];
-  assign \$553  = \$550  | \$552 ;
-  assign \$554  = st3[0] & \$553 ;
-  assign \$555  = \$548  & \$554 ;
-  assign \$556  = st2[7:4] == st4[7:4];
-  assign \$557  = ! st4[1];
-  assign \$558  = \$556  & \$557 ;
-  assign \$559  = ! st4[1];
-  assign \$560  = \$559  & st4[2];
-  assign \$561  = ~ \$560 ;
-  assign \$562  = st4[0] & \$561 ;
-  assign \$563  = \$558  & \$562 ;
-  assign \$564  = st2[7:4] == st4[7:4];
-  assign \$565  = ! st4[1];
-  assign \$566  = \$564  & \$565 ;
-  assign \$567  = ! st4[1];
-  assign \$568  = \$567  & st4[2];
-  assign \$570  = \$569  & st4[24];
-  assign \$571  = \$568  | \$570 ;
-  assign \$572  = st4[0] & \$571 ;
-  assign \$573  = \$566  & \$572 ;
-  assign \$574  = st2[7:4] == st5[7:4];
-  assign \$575  = ! st5[1];
-  assign \$576  = \$575  & st5[2];
-  assign \$577  = ~ \$576 ;
-  assign \$578  = st5[0] & \$577 ;
-  assign \$579  = \$574  & \$578 ;
-  assign \$580  = st2[7:4] == st5[7:4];
-  assign \$581  = ! st5[1];
-  assign \$582  = \$581  & st5[2];
-  assign \$584  = \$583  & st5[24];
-  assign \$585  = \$582  | \$584 ;
-  assign \$586  = st5[0] & \$585 ;
-  assign \$587  = \$580  & \$586 ;
-  assign \$588  = st2[7:4] == st6[7:4];
-  assign \$589  = ! st6[1];
-  assign \$590  = \$589  & st6[2];
-  assign \$591  = ~ \$590 ;
-  assign \$592  = st6[0] & \$591 ;
-  assign \$593  = \$588  & \$592 ;
-  assign \$594  = st2[7:4] == st6[7:4];
-  assign \$595  = ! st6[1];
-  assign \$596  = \$595  & st6[2];
-  assign \$598  = \$597  & st6[24];
-  assign \$599  = \$596  | \$598 ;
-  assign \$600  = st6[0] & \$599 ;
-  assign \$601  = \$594  & \$600 ;
-  assign \$602  = st2[7:4] == st7[7:4];
-  assign \$603  = ! st7[1];
-  assign \$604  = \$603  & st7[2];
-  assign \$605  = ~ \$604 ;
-  assign \$606  = st7[0] & \$605 ;
-  assign \$607  = \$602  & \$606 ;
-  assign \$608  = st2[7:4] == st7[7:4];
-  assign \$609  = ! st7[1];
-  assign \$610  = \$609  & st7[2];
-  assign \$612  = \$611  & st7[24];
-  assign \$613  = \$610  | \$612 ;
-  assign \$614  = st7[0] & \$613 ;
-  assign \$615  = \$608  & \$614 ;
-  assign \$618  = ! st3[1];
-  assign \$619  = \$618  & st3[2];
-  assign \$620  = ~ \$619 ;
-  assign \$621  = \$617  & \$620 ;
-  assign \$624  = ! st3[1];
-  assign \$625  = \$624  & st3[2];
-  assign \$626  = \$623  & \$625 ;
-  assign \$627  = \$621  | \$626 ;
-  assign \$629  = ~ \$628 ;
-  assign \$630  = hit_v2 & \$629 ;
-  assign \$631  = ! st3[1];
-  assign \$632  = \$631  & st3[2];
-  assign \$633  = ~ \$632 ;
-  assign \$634  = \$630  & \$633 ;
-  assign \$636  = ~ \$635 ;
-  assign \$637  = hit_c2 & \$636 ;
-  assign \$638  = ! st3[1];
-  assign \$639  = \$638  & st3[2];
-  assign \$640  = \$637  & \$639 ;
-  assign \$641  = \$634  | \$640 ;
-  assign \$643  = \$642  | hit_v2;
-  assign \$644  = ~ \$643 ;
-  assign \$645  = hit_v3 & \$644 ;
-  assign \$646  = ! st3[1];
-  assign \$647  = \$646  & st3[2];
+  assign \$525  = sweep_now & issue[26];
+  assign \$526  = sweep_now & issue[26];
+  assign \$527  = \$526  | \$signal$110 ;
+  assign \$528  = $signed(w1_0[7:0]) << st2[22:20];
+  assign \$529  = $signed(w1_0[15:8]) << st2[22:20];
+  assign \$530  = $signed(w1_0[23:16]) << st2[22:20];
+  assign \$531  = $signed(w1_0[31:24]) << st2[22:20];
+  assign \$532  = ! st3[18];
+  assign \$533  = st2[7:4] == st3[7:4];
+  assign \$534  = ! st3[1];
+  assign \$535  = \$533  & \$534 ;
+  assign \$536  = ! st3[1];
+  assign \$537  = \$536  & st3[2];
+  assign \$538  = ~ \$537 ;
+  assign \$539  = st3[0] & \$538 ;
+  assign \$540  = \$535  & \$539 ;
+  assign \$541  = st2[7:4] == st3[7:4];
+  assign \$542  = ! st3[1];
+  assign \$543  = \$541  & \$542 ;
+  assign \$544  = ! st3[1];
+  assign \$545  = \$544  & st3[2];
+  assign \$547  = \$546  & st3[24];
+  assign \$548  = \$545  | \$547 ;
+  assign \$549  = st3[0] & \$548 ;
+  assign \$550  = \$543  & \$549 ;
+  assign \$551  = st2[7:4] == st4[7:4];
+  assign \$552  = ! st4[1];
+  assign \$553  = \$551  & \$552 ;
+  assign \$554  = ! st4[1];
+  assign \$555  = \$554  & st4[2];
+  assign \$556  = ~ \$555 ;
+  assign \$557  = st4[0] & \$556 ;
+  assign \$558  = \$553  & \$557 ;
+  assign \$559  = st2[7:4] == st4[7:4];
+  assign \$560  = ! st4[1];
+  assign \$561  = \$559  & \$560 ;
+  assign \$562  = ! st4[1];
+  assign \$563  = \$562  & st4[2];
+  assign \$565  = \$564  & st4[24];
+  assign \$566  = \$563  | \$565 ;
+  assign \$567  = st4[0] & \$566 ;
+  assign \$568  = \$561  & \$567 ;
+  assign \$569  = st2[7:4] == st5[7:4];
+  assign \$570  = ! st5[1];
+  assign \$571  = \$570  & st5[2];
+  assign \$572  = ~ \$571 ;
+  assign \$573  = st5[0] & \$572 ;
+  assign \$574  = \$569  & \$573 ;
+  assign \$575  = st2[7:4] == st5[7:4];
+  assign \$576  = ! st5[1];
+  assign \$577  = \$576  & st5[2];
+  assign \$579  = \$578  & st5[24];
+  assign \$580  = \$577  | \$579 ;
+  assign \$581  = st5[0] & \$580 ;
+  assign \$582  = \$575  & \$581 ;
+  assign \$583  = st2[7:4] == st6[7:4];
+  assign \$584  = ! st6[1];
+  assign \$585  = \$584  & st6[2];
+  assign \$586  = ~ \$585 ;
+  assign \$587  = st6[0] & \$586 ;
+  assign \$588  = \$583  & \$587 ;
+  assign \$589  = st2[7:4] == st6[7:4];
+  assign \$590  = ! st6[1];
+  assign \$591  = \$590  & st6[2];
+  assign \$593  = \$592  & st6[24];
+  assign \$594  = \$591  | \$593 ;
+  assign \$595  = st6[0] & \$594 ;
+  assign \$596  = \$589  & \$595 ;
+  assign \$597  = st2[7:4] == st7[7:4];
+  assign \$598  = ! st7[1];
+  assign \$599  = \$598  & st7[2];
+  assign \$600  = ~ \$599 ;
+  assign \$601  = st7[0] & \$600 ;
+  assign \$602  = \$597  & \$601 ;
+  assign \$603  = st2[7:4] == st7[7:4];
+  assign \$604  = ! st7[1];
+  assign \$605  = \$604  & st7[2];
+  assign \$607  = \$606  & st7[24];
+  assign \$608  = \$605  | \$607 ;
+  assign \$609  = st7[0] & \$608 ;
+  assign \$610  = \$603  & \$609 ;
+  assign \$613  = ! st3[1];
+  assign \$614  = \$613  & st3[2];
+  assign \$615  = ~ \$614 ;
+  assign \$616  = \$612  & \$615 ;
+  assign \$619  = ! st3[1];
+  assign \$620  = \$619  & st3[2];
+  assign \$621  = \$618  & \$620 ;
+  assign \$622  = \$616  | \$621 ;
+  assign \$624  = ~ \$623 ;
+  assign \$625  = hit_v2 & \$624 ;
+  assign \$626  = ! st3[1];
+  assign \$627  = \$626  & st3[2];
+  assign \$628  = ~ \$627 ;
+  assign \$629  = \$625  & \$628 ;
+  assign \$631  = ~ \$630 ;
+  assign \$632  = hit_c2 & \$631 ;
+  assign \$633  = ! st3[1];
+  assign \$634  = \$633  & st3[2];
+  assign \$635  = \$632  & \$634 ;
+  assign \$636  = \$629  | \$635 ;
+  assign \$638  = \$637  | hit_v2;
+  assign \$639  = ~ \$638 ;
+  assign \$640  = hit_v3 & \$639 ;
+  assign \$641  = ! st3[1];
+  assign \$642  = \$641  & st3[2];
+  assign \$643  = ~ \$642 ;
+  assign \$644  = \$640  & \$643 ;
+  assign \$646  = \$645  | hit_v2;
+  assign \$647  = \$646  | hit_v3;
   assign \$648  = ~ \$647 ;
-  assign \$649  = \$645  & \$648 ;
-  assign \$651  = \$650  | hit_v2;
-  assign \$652  = \$651  | hit_v3;
-  assign \$653  = ~ \$652 ;
-  assign \$654  = hit_v4 & \$653 ;
-  assign \$655  = ! st3[1];
-  assign \$656  = \$655  & st3[2];
-  assign \$657  = ~ \$656 ;
-  assign \$658  = \$654  & \$657 ;
-  assign \$660  = \$659  | hit_v2;
-  assign \$661  = \$660  | hit_v3;
-  assign \$662  = \$661  | hit_v4;
-  assign \$663  = ~ \$662 ;
-  assign \$664  = hit_v5 & \$663 ;
-  assign \$665  = ! st3[1];
-  assign \$666  = \$665  & st3[2];
-  assign \$667  = ~ \$666 ;
-  assign \$668  = \$664  & \$667 ;
-  assign \$670  = \$669  | hit_v2;
-  assign \$671  = \$670  | hit_v3;
-  assign \$672  = \$671  | hit_v4;
-  assign \$673  = \$672  | hit_v5;
-  assign \$674  = ~ \$673 ;
-  assign \$675  = ! st3[1];
-  assign \$676  = \$675  & st3[2];
-  assign \$677  = ~ \$676 ;
-  assign \$678  = \$674  & \$677 ;
-  assign \$680  = \$679  | hit_c2;
-  assign \$681  = ~ \$680 ;
-  assign \$682  = hit_c3 & \$681 ;
-  assign \$683  = ! st3[1];
-  assign \$684  = \$683  & st3[2];
-  assign \$685  = \$682  & \$684 ;
-  assign \$687  = \$686  | hit_c2;
-  assign \$688  = \$687  | hit_c3;
-  assign \$689  = ~ \$688 ;
-  assign \$690  = hit_c4 & \$689 ;
-  assign \$691  = ! st3[1];
-  assign \$692  = \$691  & st3[2];
-  assign \$693  = \$690  & \$692 ;
-  assign \$695  = \$694  | hit_c2;
-  assign \$696  = \$695  | hit_c3;
-  assign \$697  = \$696  | hit_c4;
-  assign \$698  = ~ \$697 ;
-  assign \$699  = hit_c5 & \$698 ;
-  assign \$700  = ! st3[1];
-  assign \$701  = \$700  & st3[2];
-  assign \$702  = \$699  & \$701 ;
-  assign \$704  = \$703  | hit_c2;
-  assign \$705  = \$704  | hit_c3;
-  assign \$706  = \$705  | hit_c4;
-  assign \$707  = \$706  | hit_c5;
-  assign \$708  = ~ \$707 ;
-  assign \$709  = ! st3[1];
-  assign \$710  = \$709  & st3[2];
-  assign \$711  = \$708  & \$710 ;
-  assign \$712  = ! st3[1];
-  assign \$715  = ! st3[1];
-  assign \$717  = \$714  & \$716 ;
-  assign \$719  = ~ \$718 ;
-  assign \$720  = hit_c2 & \$719 ;
-  assign \$721  = ! st3[1];
-  assign \$723  = \$720  & \$722 ;
-  assign \$725  = \$724  | hit_c2;
-  assign \$726  = ~ \$725 ;
-  assign \$727  = hit_c3 & \$726 ;
-  assign \$728  = ! st3[1];
-  assign \$730  = \$727  & \$729 ;
-  assign \$732  = \$731  | hit_c2;
-  assign \$733  = \$732  | hit_c3;
-  assign \$734  = ~ \$733 ;
-  assign \$735  = hit_c4 & \$734 ;
-  assign \$736  = ! st3[1];
-  assign \$738  = \$735  & \$737 ;
-  assign \$740  = \$739  | hit_c2;
-  assign \$741  = \$740  | hit_c3;
-  assign \$742  = \$741  | hit_c4;
-  assign \$743  = ~ \$742 ;
-  assign \$744  = hit_c5 & \$743 ;
-  assign \$745  = ! st3[1];
-  assign \$747  = \$744  & \$746 ;
-  assign \$749  = \$748  | hit_c2;
-  assign \$750  = \$749  | hit_c3;
-  assign \$751  = \$750  | hit_c4;
-  assign \$752  = \$751  | hit_c5;
-  assign \$753  = ~ \$752 ;
-  assign \$754  = ! st3[1];
-  assign \$756  = \$753  & \$755 ;
-  assign \$757  = \$signal$146 [0] ? \$signal$148 [21:0] : 22'h000000;
-  assign \$758  = \$signal$146 [1] ? \$signal$51 [21:0] : 22'h000000;
-  assign \$759  = \$757  | \$758 ;
-  assign \$760  = \$signal$146 [2] ? v_wr__data[20:0] : 21'h000000;
-  assign \$761  = \$759  | { \$760 [20], \$760  };
-  assign \$762  = \$signal$146 [3] ? res8[20:0] : 21'h000000;
-  assign \$763  = \$761  | { \$762 [20], \$762  };
-  assign \$764  = \$signal$146 [4] ? res9[20:0] : 21'h000000;
-  assign \$765  = \$763  | { \$764 [20], \$764  };
-  assign \$766  = \$signal$146 [5] ? v_raw[20:0] : 21'h000000;
-  assign \$767  = \$765  | { \$766 [20], \$766  };
-  assign \$768  = \$signal$146 [6] ? c_wr__data[19:0] : 20'h00000;
-  assign \$769  = \$767  | { \$768 [19], \$768 [19], \$768  };
-  assign \$770  = \$signal$146 [7] ? cres8[19:0] : 20'h00000;
-  assign \$771  = \$769  | { \$770 [19], \$770 [19], \$770  };
-  assign \$772  = \$signal$146 [8] ? cres9[19:0] : 20'h00000;
-  assign \$773  = \$771  | { \$772 [19], \$772 [19], \$772  };
-  assign \$774  = \$signal$146 [9] ? c_raw[19:0] : 20'h00000;
-  assign \$775  = \$773  | { \$774 [19], \$774 [19], \$774  };
-  assign \$776  = \$signal$147 [0] ? addend[14:0] : 15'h0000;
-  assign \$777  = \$signal$147 [1] ? b_raw[16:0] : 17'h00000;
-  assign \$778  = { \$776 [14], \$776 [14], \$776  } | \$777 ;
-  assign \$779  = \$signal$147 [2] ? \$signal$148 [21:0] : 22'h000000;
-  assign \$780  = { \$778 [16], \$778 [16], \$778 [16], \$778 [16], \$778 [16], \$778  } | \$779 ;
-  assign \$781  = \$signal$147 [3] ? \$signal$51 [21:0] : 22'h000000;
-  assign \$782  = \$780  | \$781 ;
-  assign \$783  = \$signal$147 [4] ? c_wr__data[19:0] : 20'h00000;
-  assign \$784  = \$782  | { \$783 [19], \$783 [19], \$783  };
-  assign \$785  = \$signal$147 [5] ? cres8[19:0] : 20'h00000;
-  assign \$786  = \$784  | { \$785 [19], \$785 [19], \$785  };
-  assign \$787  = \$signal$147 [6] ? cres9[19:0] : 20'h00000;
-  assign \$788  = \$786  | { \$787 [19], \$787 [19], \$787  };
-  assign \$789  = \$signal$147 [7] ? c_raw[19:0] : 20'h00000;
-  assign \$790  = \$788  | { \$789 [19], \$789 [19], \$789  };
-  assign \$791  = $signed(\$775 ) + $signed(\$790 );
-  assign \$792  = \$signal$146 [0] ? \$signal$148 [43:22] : 22'h000000;
-  assign \$793  = \$signal$146 [1] ? \$signal$51 [43:22] : 22'h000000;
-  assign \$794  = \$792  | \$793 ;
-  assign \$795  = \$signal$146 [2] ? v_wr__data[41:21] : 21'h000000;
-  assign \$796  = \$794  | { \$795 [20], \$795  };
-  assign \$797  = \$signal$146 [3] ? res8[41:21] : 21'h000000;
-  assign \$798  = \$796  | { \$797 [20], \$797  };
-  assign \$799  = \$signal$146 [4] ? res9[41:21] : 21'h000000;
-  assign \$800  = \$798  | { \$799 [20], \$799  };
-  assign \$801  = \$signal$146 [5] ? v_raw[41:21] : 21'h000000;
-  assign \$802  = \$800  | { \$801 [20], \$801  };
-  assign \$803  = \$signal$146 [6] ? c_wr__data[39:20] : 20'h00000;
-  assign \$804  = \$802  | { \$803 [19], \$803 [19], \$803  };
-  assign \$805  = \$signal$146 [7] ? cres8[39:20] : 20'h00000;
-  assign \$806  = \$804  | { \$805 [19], \$805 [19], \$805  };
-  assign \$807  = \$signal$146 [8] ? cres9[39:20] : 20'h00000;
-  assign \$808  = \$806  | { \$807 [19], \$807 [19], \$807  };
-  assign \$809  = \$signal$146 [9] ? c_raw[39:20] : 20'h00000;
-  assign \$810  = \$808  | { \$809 [19], \$809 [19], \$809  };
-  assign \$811  = \$signal$147 [0] ? addend[29:15] : 15'h0000;
-  assign \$812  = \$signal$147 [1] ? b_raw[33:17] : 17'h00000;
-  assign \$813  = { \$811 [14], \$811 [14], \$811  } | \$812 ;
-  assign \$814  = \$signal$147 [2] ? \$signal$148 [43:22] : 22'h000000;
-  assign \$815  = { \$813 [16], \$813 [16], \$813 [16], \$813 [16], \$813 [16], \$813  } | \$814 ;
-  assign \$816  = \$signal$147 [3] ? \$signal$51 [43:22] : 22'h000000;
-  assign \$817  = \$815  | \$816 ;
-  assign \$818  = \$signal$147 [4] ? c_wr__data[39:20] : 20'h00000;
-  assign \$819  = \$817  | { \$818 [19], \$818 [19], \$818  };
-  assign \$820  = \$signal$147 [5] ? cres8[39:20] : 20'h00000;
-  assign \$821  = \$819  | { \$820 [19], \$820 [19], \$820  };
-  assign \$822  = \$signal$147 [6] ? cres9[39:20] : 20'h00000;
-  assign \$823  = \$821  | { \$822 [19], \$822 [19], \$822  };
-  assign \$824  = \$signal$147 [7] ? c_raw[39:20] : 20'h00000;
-  assign \$825  = \$823  | { \$824 [19], \$824 [19], \$824  };
-  assign \$826  = $signed(\$810 ) + $signed(\$825 );
-  assign \$827  = \$signal$146 [0] ? \$signal$148 [65:44] : 22'h000000;
-  assign \$828  = \$signal$146 [1] ? \$signal$51 [65:44] : 22'h000000;
-  assign \$829  = \$827  | \$828 ;
-  assign \$830  = \$signal$146 [2] ? v_wr__data[62:42] : 21'h000000;
-  assign \$831  = \$829  | { \$830 [20], \$830  };
-  assign \$832  = \$signal$146 [3] ? res8[62:42] : 21'h000000;
-  assign \$833  = \$831  | { \$832 [20], \$832  };
-  assign \$834  = \$signal$146 [4] ? res9[62:42] : 21'h000000;
-  assign \$835  = \$833  | { \$834 [20], \$834  };
-  assign \$836  = \$signal$146 [5] ? v_raw[62:42] : 21'h000000;
-  assign \$837  = \$835  | { \$836 [20], \$836  };
-  assign \$838  = \$signal$146 [6] ? c_wr__data[59:40] : 20'h00000;
-  assign \$839  = \$837  | { \$838 [19], \$838 [19], \$838  };
-  assign \$840  = \$signal$146 [7] ? cres8[59:40] : 20'h00000;
-  assign \$841  = \$839  | { \$840 [19], \$840 [19], \$840  };
-  assign \$842  = \$signal$146 [8] ? cres9[59:40] : 20'h00000;
-  assign \$843  = \$841  | { \$842 [19], \$842 [19], \$842  };
-  assign \$844  = \$signal$146 [9] ? c_raw[59:40] : 20'h00000;
-  assign \$845  = \$843  | { \$844 [19], \$844 [19], \$844  };
-  assign \$846  = \$signal$147 [0] ? addend[44:30] : 15'h0000;
-  assign \$847  = \$signal$147 [1] ? b_raw[50:34] : 17'h00000;
-  assign \$848  = { \$846 [14], \$846 [14], \$846  } | \$847 ;
-  assign \$849  = \$signal$147 [2] ? \$signal$148 [65:44] : 22'h000000;
-  assign \$850  = { \$848 [16], \$848 [16], \$848 [16], \$848 [16], \$848 [16], \$848  } | \$849 ;
-  assign \$851  = \$signal$147 [3] ? \$signal$51 [65:44] : 22'h000000;
-  assign \$852  = \$850  | \$851 ;
-  assign \$853  = \$signal$147 [4] ? c_wr__data[59:40] : 20'h00000;
-  assign \$854  = \$852  | { \$853 [19], \$853 [19], \$853  };
-  assign \$855  = \$signal$147 [5] ? cres8[59:40] : 20'h00000;
-  assign \$856  = \$854  | { \$855 [19], \$855 [19], \$855  };
-  assign \$857  = \$signal$147 [6] ? cres9[59:40] : 20'h00000;
-  assign \$858  = \$856  | { \$857 [19], \$857 [19], \$857  };
-  assign \$859  = \$signal$147 [7] ? c_raw[59:40] : 20'h00000;
-  assign \$860  = \$858  | { \$859 [19], \$859 [19], \$859  };
-  assign \$861  = $signed(\$845 ) + $signed(\$860 );
-  assign \$862  = \$signal$146 [0] ? \$signal$148 [87:66] : 22'h000000;
-  assign \$863  = \$signal$146 [1] ? \$signal$51 [87:66] : 22'h000000;
-  assign \$864  = \$862  | \$863 ;
-  assign \$865  = \$signal$146 [2] ? v_wr__data[83:63] : 21'h000000;
-  assign \$866  = \$864  | { \$865 [20], \$865  };
-  assign \$867  = \$signal$146 [3] ? res8[83:63] : 21'h000000;
-  assign \$868  = \$866  | { \$867 [20], \$867  };
-  assign \$869  = \$signal$146 [4] ? res9[83:63] : 21'h000000;
-  assign \$870  = \$868  | { \$869 [20], \$869  };
-  assign \$871  = \$signal$146 [5] ? v_raw[83:63] : 21'h000000;
-  assign \$872  = \$870  | { \$871 [20], \$871  };
-  assign \$873  = \$signal$146 [6] ? c_wr__data[79:60] : 20'h00000;
-  assign \$874  = \$872  | { \$873 [19], \$873 [19], \$873  };
-  assign \$875  = \$signal$146 [7] ? cres8[79:60] : 20'h00000;
-  assign \$876  = \$874  | { \$875 [19], \$875 [19], \$875  };
-  assign \$877  = \$signal$146 [8] ? cres9[79:60] : 20'h00000;
-  assign \$878  = \$876  | { \$877 [19], \$877 [19], \$877  };
-  assign \$879  = \$signal$146 [9] ? c_raw[79:60] : 20'h00000;
-  assign \$880  = \$878  | { \$879 [19], \$879 [19], \$879  };
-  assign \$881  = \$signal$147 [0] ? addend[59:45] : 15'h0000;
-  assign \$882  = \$signal$147 [1] ? b_raw[67:51] : 17'h00000;
-  assign \$883  = { \$881 [14], \$881 [14], \$881  } | \$882 ;
-  assign \$884  = \$signal$147 [2] ? \$signal$148 [87:66] : 22'h000000;
-  assign \$885  = { \$883 [16], \$883 [16], \$883 [16], \$883 [16], \$883 [16], \$883  } | \$884 ;
-  assign \$886  = \$signal$147 [3] ? \$signal$51 [87:66] : 22'h000000;
-  assign \$887  = \$885  | \$886 ;
-  assign \$888  = \$signal$147 [4] ? c_wr__data[79:60] : 20'h00000;
-  assign \$889  = \$887  | { \$888 [19], \$888 [19], \$888  };
-  assign \$890  = \$signal$147 [5] ? cres8[79:60] : 20'h00000;
-  assign \$891  = \$889  | { \$890 [19], \$890 [19], \$890  };
-  assign \$892  = \$signal$147 [6] ? cres9[79:60] : 20'h00000;
-  assign \$893  = \$891  | { \$892 [19], \$892 [19], \$892  };
-  assign \$894  = \$signal$147 [7] ? c_raw[79:60] : 20'h00000;
-  assign \$895  = \$893  | { \$894 [19], \$894 [19], \$894  };
-  assign \$896  = $signed(\$880 ) + $signed(\$895 );
-  assign \$897  = $signed(\$signal$148 [21:0]) - $signed(14'h1498);
-  assign \$898  = $signed(\$signal$148 [21:0]) - $signed(15'h2930);
-  assign \$899  = $signed(\$signal$148 [21:0]) - $signed(15'h3dc8);
-  assign \$900  = $signed(\$signal$148 [21:0]) - $signed(16'h5260);
-  assign \$901  = $signed(\$signal$148 [43:22]) - $signed(14'h1498);
-  assign \$902  = $signed(\$signal$148 [43:22]) - $signed(15'h2930);
-  assign \$903  = $signed(\$signal$148 [43:22]) - $signed(15'h3dc8);
-  assign \$904  = $signed(\$signal$148 [43:22]) - $signed(16'h5260);
-  assign \$905  = $signed(\$signal$148 [65:44]) - $signed(14'h1498);
-  assign \$906  = $signed(\$signal$148 [65:44]) - $signed(15'h2930);
-  assign \$907  = $signed(\$signal$148 [65:44]) - $signed(15'h3dc8);
-  assign \$908  = $signed(\$signal$148 [65:44]) - $signed(16'h5260);
-  assign \$909  = $signed(\$signal$148 [87:66]) - $signed(14'h1498);
-  assign \$910  = $signed(\$signal$148 [87:66]) - $signed(15'h2930);
-  assign \$911  = $signed(\$signal$148 [87:66]) - $signed(15'h3dc8);
-  assign \$912  = $signed(\$signal$148 [87:66]) - $signed(16'h5260);
-  assign \$913  = ! st6[1];
-  assign \$914  = st6[1] ? { b6[16], b6[16], b6[16], b6[16], b6[16], b6[16:0] } : \$signal$51 [21:0];
-  assign \$915  = ! st6[1];
-  assign \$916  = st6[1] ? { b6[33], b6[33], b6[33], b6[33], b6[33], b6[33:17] } : \$signal$51 [43:22];
-  assign \$917  = ! st6[1];
-  assign \$918  = st6[1] ? { b6[50], b6[50], b6[50], b6[50], b6[50], b6[50:34] } : \$signal$51 [65:44];
-  assign \$919  = ! st6[1];
-  assign \$920  = st6[1] ? { b6[67], b6[67], b6[67], b6[67], b6[67], b6[67:51] } : \$signal$51 [87:66];
-  assign \$922  = st6[0] & \$921 ;
-  assign \$923  = any_spike | st6[26];
-  assign \$924  = \$922  & \$923 ;
-  assign \$925  = | pending;
-  assign \$926  = pending - 1'h1;
-  assign \$927  = { 1'h0, pending } & \$926 ;
-  assign \$928  = ! \$927 ;
-  assign \$929  = ~ \$signal$90 [18];
-  assign \$930  = \$928  & \$929 ;
-  assign \$931  = 1'h1 << lane;
-  assign \$932  = { 3'h0, done } | \$931 ;
-  always @(posedge clk)
-    used <= \$933 ;
-  always @(posedge clk)
-    credit <= \$934 ;
-  always @(posedge clk)
-    pix_bits <= \$935 ;
-  always @(posedge clk)
-    \$signal$26  <= \$936 ;
-  always @(posedge clk)
-    \$signal$29  <= \$937 ;
-  always @(posedge clk)
-    pixel_count <= \$938 ;
-  always @(posedge clk)
-    more_pixels <= \$939 ;
-  always @(posedge clk)
-    ev_c <= \$940 ;
-  always @(posedge clk)
-    ev_y <= \$941 ;
-  always @(posedge clk)
-    ev_x <= \$942 ;
-  always @(posedge clk)
-    pix_index <= \$943 ;
-  always @(posedge clk)
-    nxt_x <= \$944 ;
-  always @(posedge clk)
-    \$like$105  <= \$945 ;
-  always @(posedge clk)
-    \$like  <= \$946 ;
-  always @(posedge clk)
-    nxt_index <= \$947 ;
-  always @(posedge clk)
-    fsm_state <= \$948 ;
-  always @(posedge clk)
-    sweep_addr <= \$949 ;
-  always @(posedge clk)
-    sweep_g <= \$950 ;
-  always @(posedge clk)
-    sweep_y <= \$951 ;
-  always @(posedge clk)
-    sweep_x <= \$952 ;
-  always @(posedge clk)
-    sweep_last <= \$953 ;
-  always @(posedge clk)
-    step <= \$954 ;
-  always @(posedge clk)
-    fire_k <= \$955 ;
-  always @(posedge clk)
-    plane <= \$956 ;
-  always @(posedge clk)
-    \$signal$111  <= \$957 ;
-  always @(posedge clk)
-    \$signal  <= \$958 ;
-  always @(posedge clk)
-    st0 <= \$959 ;
-  always @(posedge clk)
-    st1 <= \$960 ;
-  always @(posedge clk)
-    st2 <= \$961 ;
-  always @(posedge clk)
-    st3 <= \$962 ;
-  always @(posedge clk)
-    st4 <= \$963 ;
-  always @(posedge clk)
-    st5 <= \$964 ;
+  assign \$649  = hit_v4 & \$648 ;
+  assign \$650  = ! st3[1];
+  assign \$651  = \$650  & st3[2];
+  assign \$652  = ~ \$651 ;
+  assign \$653  = \$649  & \$652 ;
+  assign \$655  = \$654  | hit_v2;
+  assign \$656  = \$655  | hit_v3;
+  assign \$657  = \$656  | hit_v4;
+  assign \$658  = ~ \$657 ;
+  assign \$659  = hit_v5 & \$658 ;
+  assign \$660  = ! st3[1];
+  assign \$661  = \$660  & st3[2];
+  assign \$662  = ~ \$661 ;
+  assign \$663  = \$659  & \$662 ;
+  assign \$665  = \$664  | hit_v2;
+  assign \$666  = \$665  | hit_v3;
+  assign \$667  = \$666  | hit_v4;
+  assign \$668  = \$667  | hit_v5;
+  assign \$669  = ~ \$668 ;
+  assign \$670  = ! st3[1];
+  assign \$671  = \$670  & st3[2];
+  assign \$672  = ~ \$671 ;
+  assign \$673  = \$669  & \$672 ;
+  assign \$675  = \$674  | hit_c2;
+  assign \$676  = ~ \$675 ;
+  assign \$677  = hit_c3 & \$676 ;
+  assign \$678  = ! st3[1];
+  assign \$679  = \$678  & st3[2];
+  assign \$680  = \$677  & \$679 ;
+  assign \$682  = \$681  | hit_c2;
+  assign \$683  = \$682  | hit_c3;
+  assign \$684  = ~ \$683 ;
+  assign \$685  = hit_c4 & \$684 ;
+  assign \$686  = ! st3[1];
+  assign \$687  = \$686  & st3[2];
+  assign \$688  = \$685  & \$687 ;
+  assign \$690  = \$689  | hit_c2;
+  assign \$691  = \$690  | hit_c3;
+  assign \$692  = \$691  | hit_c4;
+  assign \$693  = ~ \$692 ;
+  assign \$694  = hit_c5 & \$693 ;
+  assign \$695  = ! st3[1];
+  assign \$696  = \$695  & st3[2];
+  assign \$697  = \$694  & \$696 ;
+  assign \$699  = \$698  | hit_c2;
+  assign \$700  = \$699  | hit_c3;
+  assign \$701  = \$700  | hit_c4;
+  assign \$702  = \$701  | hit_c5;
+  assign \$703  = ~ \$702 ;
+  assign \$704  = ! st3[1];
+  assign \$705  = \$704  & st3[2];
+  assign \$706  = \$703  & \$705 ;
+  assign \$707  = ! st3[1];
+  assign \$710  = ! st3[1];
+  assign \$712  = \$709  & \$711 ;
+  assign \$714  = ~ \$713 ;
+  assign \$715  = hit_c2 & \$714 ;
+  assign \$716  = ! st3[1];
+  assign \$718  = \$715  & \$717 ;
+  assign \$720  = \$719  | hit_c2;
+  assign \$721  = ~ \$720 ;
+  assign \$722  = hit_c3 & \$721 ;
+  assign \$723  = ! st3[1];
+  assign \$725  = \$722  & \$724 ;
+  assign \$727  = \$726  | hit_c2;
+  assign \$728  = \$727  | hit_c3;
+  assign \$729  = ~ \$728 ;
+  assign \$730  = hit_c4 & \$729 ;
+  assign \$731  = ! st3[1];
+  assign \$733  = \$730  & \$732 ;
+  assign \$735  = \$734  | hit_c2;
+  assign \$736  = \$735  | hit_c3;
+  assign \$737  = \$736  | hit_c4;
+  assign \$738  = ~ \$737 ;
+  assign \$739  = hit_c5 & \$738 ;
+  assign \$740  = ! st3[1];
+  assign \$742  = \$739  & \$741 ;
+  assign \$744  = \$743  | hit_c2;
+  assign \$745  = \$744  | hit_c3;
+  assign \$746  = \$745  | hit_c4;
+  assign \$747  = \$746  | hit_c5;
+  assign \$748  = ~ \$747 ;
+  assign \$749  = ! st3[1];
+  assign \$751  = \$748  & \$750 ;
+  assign \$752  = \$signal$145 [0] ? \$signal$147 [21:0] : 22'h000000;
+  assign \$753  = \$signal$145 [1] ? \$signal$48 [21:0] : 22'h000000;
+  assign \$754  = \$752  | \$753 ;
+  assign \$755  = \$signal$145 [2] ? v_wr__data[20:0] : 21'h000000;
+  assign \$756  = \$754  | { \$755 [20], \$755  };
+  assign \$757  = \$signal$145 [3] ? res8[20:0] : 21'h000000;
+  assign \$758  = \$756  | { \$757 [20], \$757  };
+  assign \$759  = \$signal$145 [4] ? res9[20:0] : 21'h000000;
+  assign \$760  = \$758  | { \$759 [20], \$759  };
+  assign \$761  = \$signal$145 [5] ? v_raw[20:0] : 21'h000000;
+  assign \$762  = \$760  | { \$761 [20], \$761  };
+  assign \$763  = \$signal$145 [6] ? c_wr__data[19:0] : 20'h00000;
+  assign \$764  = \$762  | { \$763 [19], \$763 [19], \$763  };
+  assign \$765  = \$signal$145 [7] ? cres8[19:0] : 20'h00000;
+  assign \$766  = \$764  | { \$765 [19], \$765 [19], \$765  };
+  assign \$767  = \$signal$145 [8] ? cres9[19:0] : 20'h00000;
+  assign \$768  = \$766  | { \$767 [19], \$767 [19], \$767  };
+  assign \$769  = \$signal$145 [9] ? c_raw[19:0] : 20'h00000;
+  assign \$770  = \$768  | { \$769 [19], \$769 [19], \$769  };
+  assign \$771  = \$signal$146 [0] ? addend[14:0] : 15'h0000;
+  assign \$772  = \$signal$146 [1] ? b_raw[16:0] : 17'h00000;
+  assign \$773  = { \$771 [14], \$771 [14], \$771  } | \$772 ;
+  assign \$774  = \$signal$146 [2] ? \$signal$147 [21:0] : 22'h000000;
+  assign \$775  = { \$773 [16], \$773 [16], \$773 [16], \$773 [16], \$773 [16], \$773  } | \$774 ;
+  assign \$776  = \$signal$146 [3] ? \$signal$48 [21:0] : 22'h000000;
+  assign \$777  = \$775  | \$776 ;
+  assign \$778  = \$signal$146 [4] ? c_wr__data[19:0] : 20'h00000;
+  assign \$779  = \$777  | { \$778 [19], \$778 [19], \$778  };
+  assign \$780  = \$signal$146 [5] ? cres8[19:0] : 20'h00000;
+  assign \$781  = \$779  | { \$780 [19], \$780 [19], \$780  };
+  assign \$782  = \$signal$146 [6] ? cres9[19:0] : 20'h00000;
+  assign \$783  = \$781  | { \$782 [19], \$782 [19], \$782  };
+  assign \$784  = \$signal$146 [7] ? c_raw[19:0] : 20'h00000;
+  assign \$785  = \$783  | { \$784 [19], \$784 [19], \$784  };
+  assign \$786  = $signed(\$770 ) + $signed(\$785 );
+  assign \$787  = \$signal$145 [0] ? \$signal$147 [43:22] : 22'h000000;
+  assign \$788  = \$signal$145 [1] ? \$signal$48 [43:22] : 22'h000000;
+  assign \$789  = \$787  | \$788 ;
+  assign \$790  = \$signal$145 [2] ? v_wr__data[41:21] : 21'h000000;
+  assign \$791  = \$789  | { \$790 [20], \$790  };
+  assign \$792  = \$signal$145 [3] ? res8[41:21] : 21'h000000;
+  assign \$793  = \$791  | { \$792 [20], \$792  };
+  assign \$794  = \$signal$145 [4] ? res9[41:21] : 21'h000000;
+  assign \$795  = \$793  | { \$794 [20], \$794  };
+  assign \$796  = \$signal$145 [5] ? v_raw[41:21] : 21'h000000;
+  assign \$797  = \$795  | { \$796 [20], \$796  };
+  assign \$798  = \$signal$145 [6] ? c_wr__data[39:20] : 20'h00000;
+  assign \$799  = \$797  | { \$798 [19], \$798 [19], \$798  };
+  assign \$800  = \$signal$145 [7] ? cres8[39:20] : 20'h00000;
+  assign \$801  = \$799  | { \$800 [19], \$800 [19], \$800  };
+  assign \$802  = \$signal$145 [8] ? cres9[39:20] : 20'h00000;
+  assign \$803  = \$801  | { \$802 [19], \$802 [19], \$802  };
+  assign \$804  = \$signal$145 [9] ? c_raw[39:20] : 20'h00000;
+  assign \$805  = \$803  | { \$804 [19], \$804 [19], \$804  };
+  assign \$806  = \$signal$146 [0] ? addend[29:15] : 15'h0000;
+  assign \$807  = \$signal$146 [1] ? b_raw[33:17] : 17'h00000;
+  assign \$808  = { \$806 [14], \$806 [14], \$806  } | \$807 ;
+  assign \$809  = \$signal$146 [2] ? \$signal$147 [43:22] : 22'h000000;
+  assign \$810  = { \$808 [16], \$808 [16], \$808 [16], \$808 [16], \$808 [16], \$808  } | \$809 ;
+  assign \$811  = \$signal$146 [3] ? \$signal$48 [43:22] : 22'h000000;
+  assign \$812  = \$810  | \$811 ;
+  assign \$813  = \$signal$146 [4] ? c_wr__data[39:20] : 20'h00000;
+  assign \$814  = \$812  | { \$813 [19], \$813 [19], \$813  };
+  assign \$815  = \$signal$146 [5] ? cres8[39:20] : 20'h00000;
+  assign \$816  = \$814  | { \$815 [19], \$815 [19], \$815  };
+  assign \$817  = \$signal$146 [6] ? cres9[39:20] : 20'h00000;
+  assign \$818  = \$816  | { \$817 [19], \$817 [19], \$817  };
+  assign \$819  = \$signal$146 [7] ? c_raw[39:20] : 20'h00000;
+  assign \$820  = \$818  | { \$819 [19], \$819 [19], \$819  };
+  assign \$821  = $signed(\$805 ) + $signed(\$820 );
+  assign \$822  = \$signal$145 [0] ? \$signal$147 [65:44] : 22'h000000;
+  assign \$823  = \$signal$145 [1] ? \$signal$48 [65:44] : 22'h000000;
+  assign \$824  = \$822  | \$823 ;
+  assign \$825  = \$signal$145 [2] ? v_wr__data[62:42] : 21'h000000;
+  assign \$826  = \$824  | { \$825 [20], \$825  };
+  assign \$827  = \$signal$145 [3] ? res8[62:42] : 21'h000000;
+  assign \$828  = \$826  | { \$827 [20], \$827  };
+  assign \$829  = \$signal$145 [4] ? res9[62:42] : 21'h000000;
+  assign \$830  = \$828  | { \$829 [20], \$829  };
+  assign \$831  = \$signal$145 [5] ? v_raw[62:42] : 21'h000000;
+  assign \$832  = \$830  | { \$831 [20], \$831  };
+  assign \$833  = \$signal$145 [6] ? c_wr__data[59:40] : 20'h00000;
+  assign \$834  = \$832  | { \$833 [19], \$833 [19], \$833  };
+  assign \$835  = \$signal$145 [7] ? cres8[59:40] : 20'h00000;
+  assign \$836  = \$834  | { \$835 [19], \$835 [19], \$835  };
+  assign \$837  = \$signal$145 [8] ? cres9[59:40] : 20'h00000;
+  assign \$838  = \$836  | { \$837 [19], \$837 [19], \$837  };
+  assign \$839  = \$signal$145 [9] ? c_raw[59:40] : 20'h00000;
+  assign \$840  = \$838  | { \$839 [19], \$839 [19], \$839  };
+  assign \$841  = \$signal$146 [0] ? addend[44:30] : 15'h0000;
+  assign \$842  = \$signal$146 [1] ? b_raw[50:34] : 17'h00000;
+  assign \$843  = { \$841 [14], \$841 [14], \$841  } | \$842 ;
+  assign \$844  = \$signal$146 [2] ? \$signal$147 [65:44] : 22'h000000;
+  assign \$845  = { \$843 [16], \$843 [16], \$843 [16], \$843 [16], \$843 [16], \$843  } | \$844 ;
+  assign \$846  = \$signal$146 [3] ? \$signal$48 [65:44] : 22'h000000;
+  assign \$847  = \$845  | \$846 ;
+  assign \$848  = \$signal$146 [4] ? c_wr__data[59:40] : 20'h00000;
+  assign \$849  = \$847  | { \$848 [19], \$848 [19], \$848  };
+  assign \$850  = \$signal$146 [5] ? cres8[59:40] : 20'h00000;
+  assign \$851  = \$849  | { \$850 [19], \$850 [19], \$850  };
+  assign \$852  = \$signal$146 [6] ? cres9[59:40] : 20'h00000;
+  assign \$853  = \$851  | { \$852 [19], \$852 [19], \$852  };
+  assign \$854  = \$signal$146 [7] ? c_raw[59:40] : 20'h00000;
+  assign \$855  = \$853  | { \$854 [19], \$854 [19], \$854  };
+  assign \$856  = $signed(\$840 ) + $signed(\$855 );
+  assign \$857  = \$signal$145 [0] ? \$signal$147 [87:66] : 22'h000000;
+  assign \$858  = \$signal$145 [1] ? \$signal$48 [87:66] : 22'h000000;
+  assign \$859  = \$857  | \$858 ;
+  assign \$860  = \$signal$145 [2] ? v_wr__data[83:63] : 21'h000000;
+  assign \$861  = \$859  | { \$860 [20], \$860  };
+  assign \$862  = \$signal$145 [3] ? res8[83:63] : 21'h000000;
+  assign \$863  = \$861  | { \$862 [20], \$862  };
+  assign \$864  = \$signal$145 [4] ? res9[83:63] : 21'h000000;
+  assign \$865  = \$863  | { \$864 [20], \$864  };
+  assign \$866  = \$signal$145 [5] ? v_raw[83:63] : 21'h000000;
+  assign \$867  = \$865  | { \$866 [20], \$866  };
+  assign \$868  = \$signal$145 [6] ? c_wr__data[79:60] : 20'h00000;
+  assign \$869  = \$867  | { \$868 [19], \$868 [19], \$868  };
+  assign \$870  = \$signal$145 [7] ? cres8[79:60] : 20'h00000;
+  assign \$871  = \$869  | { \$870 [19], \$870 [19], \$870  };
+  assign \$872  = \$signal$145 [8] ? cres9[79:60] : 20'h00000;
+  assign \$873  = \$871  | { \$872 [19], \$872 [19], \$872  };
+  assign \$874  = \$signal$145 [9] ? c_raw[79:60] : 20'h00000;
+  assign \$875  = \$873  | { \$874 [19], \$874 [19], \$874  };
+  assign \$876  = \$signal$146 [0] ? addend[59:45] : 15'h0000;
+  assign \$877  = \$signal$146 [1] ? b_raw[67:51] : 17'h00000;
+  assign \$878  = { \$876 [14], \$876 [14], \$876  } | \$877 ;
+  assign \$879  = \$signal$146 [2] ? \$signal$147 [87:66] : 22'h000000;
+  assign \$880  = { \$878 [16], \$878 [16], \$878 [16], \$878 [16], \$878 [16], \$878  } | \$879 ;
+  assign \$881  = \$signal$146 [3] ? \$signal$48 [87:66] : 22'h000000;
+  assign \$882  = \$880  | \$881 ;
+  assign \$883  = \$signal$146 [4] ? c_wr__data[79:60] : 20'h00000;
+  assign \$884  = \$882  | { \$883 [19], \$883 [19], \$883  };
+  assign \$885  = \$signal$146 [5] ? cres8[79:60] : 20'h00000;
+  assign \$886  = \$884  | { \$885 [19], \$885 [19], \$885  };
+  assign \$887  = \$signal$146 [6] ? cres9[79:60] : 20'h00000;
+  assign \$888  = \$886  | { \$887 [19], \$887 [19], \$887  };
+  assign \$889  = \$signal$146 [7] ? c_raw[79:60] : 20'h00000;
+  assign \$890  = \$888  | { \$889 [19], \$889 [19], \$889  };
+  assign \$891  = $signed(\$875 ) + $signed(\$890 );
+  assign \$892  = $signed(\$signal$147 [21:0]) - $signed(14'h1498);
+  assign \$893  = $signed(\$signal$147 [21:0]) - $signed(15'h2930);
+  assign \$894  = $signed(\$signal$147 [21:0]) - $signed(15'h3dc8);
+  assign \$895  = $signed(\$signal$147 [21:0]) - $signed(16'h5260);
+  assign \$896  = $signed(\$signal$147 [43:22]) - $signed(14'h1498);
+  assign \$897  = $signed(\$signal$147 [43:22]) - $signed(15'h2930);
+  assign \$898  = $signed(\$signal$147 [43:22]) - $signed(15'h3dc8);
+  assign \$899  = $signed(\$signal$147 [43:22]) - $signed(16'h5260);
+  assign \$900  = $signed(\$signal$147 [65:44]) - $signed(14'h1498);
+  assign \$901  = $signed(\$signal$147 [65:44]) - $signed(15'h2930);
+  assign \$902  = $signed(\$signal$147 [65:44]) - $signed(15'h3dc8);
+  assign \$903  = $signed(\$signal$147 [65:44]) - $signed(16'h5260);
+  assign \$904  = $signed(\$signal$147 [87:66]) - $signed(14'h1498);
+  assign \$905  = $signed(\$signal$147 [87:66]) - $signed(15'h2930);
+  assign \$906  = $signed(\$signal$147 [87:66]) - $signed(15'h3dc8);
+  assign \$907  = $signed(\$signal$147 [87:66]) - $signed(16'h5260);
+  assign \$908  = ! st6[1];
+  assign \$909  = st6[1] ? { b6[16], b6[16], b6[16], b6[16], b6[16], b6[16:0] } : \$signal$48 [21:0];
+  assign \$910  = ! st6[1];
+  assign \$911  = st6[1] ? { b6[33], b6[33], b6[33], b6[33], b6[33], b6[33:17] } : \$signal$48 [43:22];
+  assign \$912  = ! st6[1];
+  assign \$913  = st6[1] ? { b6[50], b6[50], b6[50], b6[50], b6[50], b6[50:34] } : \$signal$48 [65:44];
+  assign \$914  = ! st6[1];
+  assign \$915  = st6[1] ? { b6[67], b6[67], b6[67], b6[67], b6[67], b6[67:51] } : \$signal$48 [87:66];
+  assign \$917  = st6[0] & \$916 ;
+  assign \$918  = any_spike | st6[26];
+  assign \$919  = \$917  & \$918 ;
+  assign \$921  = st7[0] & \$920 ;
+  assign \$922  = pos0 == 4'hf;
+  assign \$923  = pos0 + 1'h1;
+  assign \$924  = | pending;
+  assign \$925  = pending - 1'h1;
+  assign \$926  = { 1'h0, pending } & \$925 ;
+  assign \$927  = ! \$926 ;
+  assign \$928  = ~ \$signal$89 [18];
+  assign \$929  = \$927  & \$928 ;
+  assign \$930  = 1'h1 << lane;
+  assign \$931  = { 3'h0, done } | \$930 ;
+  always @(posedge clk)
+    used <= \$932 ;
+  always @(posedge clk)
+    credit <= \$933 ;
+  always @(posedge clk)
+    pix_bits <= \$934 ;
+  always @(posedge clk)
+    \$signal$26  <= \$935 ;
+  always @(posedge clk)
+    \$signal$29  <= \$936 ;
+  always @(posedge clk)
+    pixel_count <= \$937 ;
+  always @(posedge clk)
+    more_pixels <= \$938 ;
+  always @(posedge clk)
+    ev_c <= \$939 ;
+  always @(posedge clk)
+    ev_y <= \$940 ;
+  always @(posedge clk)
+    ev_x <= \$941 ;
+  always @(posedge clk)
+    pix_index <= \$942 ;
+  always @(posedge clk)
+    nxt_x <= \$943 ;
+  always @(posedge clk)
+    \$like$104  <= \$944 ;
+  always @(posedge clk)
+    \$like  <= \$945 ;
+  always @(posedge clk)
+    nxt_index <= \$946 ;
+  always @(posedge clk)
+    fsm_state <= \$947 ;
+  always @(posedge clk)
+    sweep_addr <= \$948 ;
+  always @(posedge clk)
+    sweep_last <= \$949 ;
+  always @(posedge clk)
+    step <= \$950 ;
+  always @(posedge clk)
+    fire_k <= \$951 ;
+  always @(posedge clk)
+    plane <= \$952 ;
+  always @(posedge clk)
+    \$signal$110  <= \$953 ;
+  always @(posedge clk)
+    \$signal  <= \$954 ;
+  always @(posedge clk)
+    st0 <= \$955 ;
+  always @(posedge clk)
+    st1 <= \$956 ;
+  always @(posedge clk)
+    st2 <= \$957 ;
+  always @(posedge clk)
+    st3 <= \$958 ;
+  always @(posedge clk)
+    st4 <= \$959 ;
+  always @(posedge clk)
+    st5 <= \$960 ;
+  always @(posedge clk)
+    st6 <= \$961 ;
+  always @(posedge clk)
+    st7 <= \$962 ;
   always @(posedge clk)
-    st6 <= \$965 ;
+    st8 <= \$963 ;
   always @(posedge clk)
-    st7 <= \$966 ;
+    w1_0 <= \$964 ;
   always @(posedge clk)
-    st8 <= \$967 ;
+    w2_0_0 <= \$965 ;
   always @(posedge clk)
-    w1_0 <= \$968 ;
+    w2_0_1 <= \$966 ;
   always @(posedge clk)
-    w2_0_0 <= \$969 ;
+    w2_0_2 <= \$967 ;
   always @(posedge clk)
-    w2_0_1 <= \$970 ;
+    w2_0_3 <= \$968 ;
   always @(posedge clk)
-    w2_0_2 <= \$971 ;
+    addend <= \$969 ;
   always @(posedge clk)
-    w2_0_3 <= \$972 ;
+    v_raw <= \$970 ;
   always @(posedge clk)
-    addend <= \$973 ;
+    b_raw <= \$971 ;
   always @(posedge clk)
-    v_raw <= \$974 ;
+    c_raw <= \$972 ;
   always @(posedge clk)
-    b_raw <= \$975 ;
+    res8 <= \$973 ;
   always @(posedge clk)
-    c_raw <= \$976 ;
+    res9 <= \$974 ;
   always @(posedge clk)
-    res8 <= \$977 ;
+    cres8 <= \$975 ;
   always @(posedge clk)
-    res9 <= \$978 ;
+    cres9 <= \$976 ;
   always @(posedge clk)
-    cres8 <= \$979 ;
+    \$like$133  <= \$977 ;
   always @(posedge clk)
-    cres9 <= \$980 ;
+    b6 <= \$978 ;
   always @(posedge clk)
-    \$like$134  <= \$981 ;
+    hit_v1 <= \$979 ;
   always @(posedge clk)
-    b6 <= \$982 ;
+    hit_c1 <= \$980 ;
   always @(posedge clk)
-    hit_v1 <= \$983 ;
+    hit_v2 <= \$981 ;
   always @(posedge clk)
-    hit_c1 <= \$984 ;
+    hit_c2 <= \$982 ;
   always @(posedge clk)
-    hit_v2 <= \$985 ;
+    hit_v3 <= \$983 ;
   always @(posedge clk)
-    hit_c2 <= \$986 ;
+    hit_c3 <= \$984 ;
   always @(posedge clk)
-    hit_v3 <= \$987 ;
+    hit_v4 <= \$985 ;
   always @(posedge clk)
-    hit_c3 <= \$988 ;
+    hit_c4 <= \$986 ;
   always @(posedge clk)
-    hit_v4 <= \$989 ;
+    hit_v5 <= \$987 ;
   always @(posedge clk)
-    hit_c4 <= \$990 ;
+    hit_c5 <= \$988 ;
   always @(posedge clk)
-    hit_v5 <= \$991 ;
+    \$signal$145  <= \$989 ;
   always @(posedge clk)
-    hit_c5 <= \$992 ;
+    \$signal$146  <= \$990 ;
   always @(posedge clk)
-    \$signal$146  <= \$993 ;
+    \$signal$147  <= \$991 ;
   always @(posedge clk)
-    \$signal$147  <= \$994 ;
+    \$signal$48  <= \$992 ;
   always @(posedge clk)
-    \$signal$148  <= \$995 ;
+    d1_0 <= \$993 ;
   always @(posedge clk)
-    \$signal$51  <= \$996 ;
+    d2_0 <= \$994 ;
   always @(posedge clk)
-    d1_0 <= \$997 ;
+    d3_0 <= \$995 ;
   always @(posedge clk)
-    d2_0 <= \$998 ;
+    d4_0 <= \$996 ;
   always @(posedge clk)
-    d3_0 <= \$999 ;
+    d1_1 <= \$997 ;
   always @(posedge clk)
-    d4_0 <= \$1000 ;
+    d2_1 <= \$998 ;
   always @(posedge clk)
-    d1_1 <= \$1001 ;
+    d3_1 <= \$999 ;
   always @(posedge clk)
-    d2_1 <= \$1002 ;
+    d4_1 <= \$1000 ;
   always @(posedge clk)
-    d3_1 <= \$1003 ;
+    d1_2 <= \$1001 ;
   always @(posedge clk)
-    d4_1 <= \$1004 ;
+    d2_2 <= \$1002 ;
   always @(posedge clk)
-    d1_2 <= \$1005 ;
+    d3_2 <= \$1003 ;
   always @(posedge clk)
-    d2_2 <= \$1006 ;
+    d4_2 <= \$1004 ;
   always @(posedge clk)
-    d3_2 <= \$1007 ;
+    d1_3 <= \$1005 ;
   always @(posedge clk)
-    d4_2 <= \$1008 ;
+    d2_3 <= \$1006 ;
   always @(posedge clk)
-    d1_3 <= \$1009 ;
+    d3_3 <= \$1007 ;
   always @(posedge clk)
-    d2_3 <= \$1010 ;
+    d4_3 <= \$1008 ;
   always @(posedge clk)
-    d3_3 <= \$1011 ;
+    v_wr__data <= \$1009 ;
   always @(posedge clk)
-    d4_3 <= \$1012 ;
+    c_wr__data <= \$1010 ;
   always @(posedge clk)
-    v_wr__data <= \$1013 ;
+    entry7 <= \$1011 ;
   always @(posedge clk)
-    c_wr__data <= \$1014 ;
+    \$signal$85  <= \$1012 ;
   always @(posedge clk)
-    \$signal$84  <= \$1015 ;
+    pos0 <= \$1013 ;
   always @(posedge clk)
-    \$signal$86  <= \$1016 ;
-  always @(posedge clk)
-    done <= \$1017 ;
+    done <= \$1014 ;
   \digits_mlp_gn.engine_fc1.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -3848,46 +3826,46 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$2644$0 (\bit ),
+    .\port$2519$0 (\bit ),
     .ready(ready),
     .rst(rst)
   );
   \digits_mlp_gn.engine_fc1.pixel_skid  pixel_skid (
     .clk(clk),
     .\port$0$2 (pixels__payload),
-    .\port$1182$0 (pixels__ready),
-    .\port$2646$0 (\$signal$31 ),
-    .\port$2877$0 (\$signal$102 ),
-    .\port$2879$0 (\$signal$101 ),
+    .\port$1183$0 (pixels__ready),
+    .\port$2521$0 (\$signal$31 ),
+    .\port$2749$0 (\$signal$101 ),
+    .\port$2751$0 (\$signal$100 ),
     .\port$5$0 (pixels__valid),
     .rst(rst)
   );
   \digits_mlp_gn.engine_fc1.queue  queue (
     .clk(clk),
-    .\port$2659$0 (\$signal$97 ),
-    .\port$2867$0 (\$signal$90 ),
-    .\port$2869$0 (\$signal$94 ),
+    .\port$2535$0 (\$signal$96 ),
+    .\port$2739$0 (\$signal$89 ),
+    .\port$2741$0 (\$signal$93 ),
     .rst(rst),
-    .w_data(\$signal$84 ),
-    .w_en(\$signal$86 )
+    .w_data(written),
+    .w_en(\$signal$85 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$98  = \$signal$90 [2:0];
+          \$98  = \$signal$89 [2:0];
       2'h1:
-          \$98  = \$signal$90 [5:3];
+          \$98  = \$signal$89 [5:3];
       2'h2:
-          \$98  = \$signal$90 [8:6];
+          \$98  = \$signal$89 [8:6];
       2'h3:
-          \$98  = \$signal$90 [11:9];
+          \$98  = \$signal$89 [11:9];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    issue = 33'h000000000;
+    issue[26:0] = 27'h0000000;
     if (\$2 ) begin
       issue[0] = 1'h1;
       issue[1] = 1'h0;
@@ -3909,9 +3887,6 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
             issue[1] = 1'h1;
             issue[7:4] = sweep_addr;
             issue[3] = 1'h0;
-            issue[30:27] = sweep_g;
-            issue[31] = sweep_y;
-            issue[32] = sweep_x;
             issue[24] = \$10 ;
             issue[26] = sweep_last;
             issue[25] = fire_k[0];
@@ -3983,25 +3958,25 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     if (\$12 ) begin
-      result[20:0] = \$signal$51 [20:0];
+      result[20:0] = \$signal$48 [20:0];
     end else begin
       result[20:0] = \$25 ;
     end
     (* full_case = 32'd1 *)
     if (\$26 ) begin
-      result[41:21] = \$signal$51 [42:22];
+      result[41:21] = \$signal$48 [42:22];
     end else begin
       result[41:21] = \$39 ;
     end
     (* full_case = 32'd1 *)
     if (\$40 ) begin
-      result[62:42] = \$signal$51 [64:44];
+      result[62:42] = \$signal$48 [64:44];
     end else begin
       result[62:42] = \$53 ;
     end
     (* full_case = 32'd1 *)
     if (\$54 ) begin
-      result[83:63] = \$signal$51 [86:66];
+      result[83:63] = \$signal$48 [86:66];
     end else begin
       result[83:63] = \$67 ;
     end
@@ -4036,7 +4011,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     (* full_case = 32'd1 *)
     if (\$12 ) begin
     end else begin
-      kept0 = \$signal$51 [20:0];
+      kept0 = \$signal$48 [20:0];
       if (\$21 ) begin
         kept0 = d1_0[20:0];
       end
@@ -4057,7 +4032,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     (* full_case = 32'd1 *)
     if (\$26 ) begin
     end else begin
-      kept1 = \$signal$51 [42:22];
+      kept1 = \$signal$48 [42:22];
       if (\$35 ) begin
         kept1 = d1_1[20:0];
       end
@@ -4078,7 +4053,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     (* full_case = 32'd1 *)
     if (\$40 ) begin
     end else begin
-      kept2 = \$signal$51 [64:44];
+      kept2 = \$signal$48 [64:44];
       if (\$49 ) begin
         kept2 = d1_2[20:0];
       end
@@ -4099,7 +4074,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     (* full_case = 32'd1 *)
     if (\$54 ) begin
     end else begin
-      kept3 = \$signal$51 [86:66];
+      kept3 = \$signal$48 [86:66];
       if (\$63 ) begin
         kept3 = d1_3[20:0];
       end
@@ -4133,7 +4108,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     o__payload[9:6] = 4'h0;
-    if (\$signal$94 ) begin
+    if (\$signal$93 ) begin
       (* full_case = 32'd1 *)
       if (\$97 ) begin
         o__payload[8:6] = \$98 ;
@@ -4145,7 +4120,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     o__valid = 1'h0;
-    if (\$signal$94 ) begin
+    if (\$signal$93 ) begin
       (* full_case = 32'd1 *)
       if (\$97 ) begin
         o__valid = 1'h1;
@@ -4156,159 +4131,174 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$97  = 1'h0;
-    if (\$signal$94 ) begin
+    \$signal$96  = 1'h0;
+    if (\$signal$93 ) begin
       (* full_case = 32'd1 *)
       if (\$97 ) begin
         if (o__ready) begin
           if (\$103 ) begin
-            \$signal$97  = 1'h1;
+            \$signal$96  = 1'h1;
           end
         end
       end else begin
         if (o__ready) begin
-          \$signal$97  = 1'h1;
+          \$signal$96  = 1'h1;
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$933  = \$109 [5:0];
+    \$932  = \$109 [5:0];
     if (rst) begin
-      \$933  = 6'h00;
+      \$932  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$934  = \$110 ;
+    \$933  = \$110 ;
     if (rst) begin
-      \$934  = 1'h0;
+      \$933  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$935  = pix_bits;
+    \$934  = pix_bits;
     casez (fsm_state)
       1'h0:
         begin
           if (\$112 ) begin
-            \$935  = { \$148 , \$140 , \$133 , \$127 , \$122 , \$118 , \$115 , \$113  };
+            \$934  = { \$148 , \$140 , \$133 , \$127 , \$122 , \$118 , \$115 , \$113  };
           end
           if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$935  = \$signal$102 ;
+            if (\$signal$100 ) begin
+              \$934  = \$signal$101 ;
             end
           end
         end
     endcase
     if (rst) begin
-      \$935  = 8'h00;
+      \$934  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$936  = \$signal$26 ;
+    \$935  = \$signal$26 ;
     casez (fsm_state)
       1'h0:
         begin
           if (\$112 ) begin
-            \$936  = \$185 ;
+            \$935  = \$185 ;
           end
           if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$936  = \$492 ;
+            if (\$signal$100 ) begin
+              \$935  = \$492 ;
             end
           end
         end
     endcase
     if (rst) begin
-      \$936  = 1'h1;
+      \$935  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$937  = \$signal$29 ;
+    \$936  = \$signal$29 ;
     casez (fsm_state)
       1'h0:
         begin
           if (\$112 ) begin
-            \$937  = \$488 ;
+            \$936  = \$488 ;
           end
           if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$937  = \$507 ;
+            if (\$signal$100 ) begin
+              \$936  = \$507 ;
             end
           end
         end
     endcase
     if (rst) begin
-      \$937  = 1'h0;
+      \$936  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$938  = pixel_count;
+    \$937  = pixel_count;
     casez (fsm_state)
       1'h0:
         begin
           if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$938  = \$508 [6:0];
+            if (\$signal$100 ) begin
+              \$937  = \$508 [6:0];
             end
           end
           if (\$518 ) begin
-            \$938  = 7'h00;
+            \$937  = 7'h00;
           end
         end
     endcase
     if (rst) begin
-      \$938  = 7'h00;
+      \$937  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$939  = more_pixels;
+    \$938  = more_pixels;
     casez (fsm_state)
       1'h0:
         begin
           if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$939  = \$509 ;
+            if (\$signal$100 ) begin
+              \$938  = \$509 ;
             end
           end
           if (\$518 ) begin
-            \$939  = 1'h1;
+            \$938  = 1'h1;
           end
         end
     endcase
     if (rst) begin
-      \$939  = 1'h1;
+      \$938  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$940  = ev_c;
+    \$939  = ev_c;
     casez (fsm_state)
       1'h0:
           if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$940  = \$like ;
+            if (\$signal$100 ) begin
+              \$939  = \$like ;
             end
           end
     endcase
     if (rst) begin
-      \$940  = 1'h0;
+      \$939  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$941  = ev_y;
+    \$940  = ev_y;
     casez (fsm_state)
       1'h0:
           if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$941  = \$like$105 ;
+            if (\$signal$100 ) begin
+              \$940  = \$like$104 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$940  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$941  = ev_x;
+    casez (fsm_state)
+      1'h0:
+          if (\$491 ) begin
+            if (\$signal$100 ) begin
+              \$941  = nxt_x;
             end
           end
     endcase
@@ -4318,47 +4308,59 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$942  = ev_x;
+    \$942  = pix_index;
     casez (fsm_state)
       1'h0:
           if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$942  = nxt_x;
+            if (\$signal$100 ) begin
+              \$942  = nxt_index;
             end
           end
     endcase
     if (rst) begin
-      \$942  = 3'h0;
+      \$942  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$943  = pix_index;
-    casez (fsm_state)
-      1'h0:
-          if (\$491 ) begin
-            if (\$signal$101 ) begin
-              \$943  = nxt_index;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$943  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$944  = nxt_x;
+    \$943  = nxt_x;
     casez (fsm_state)
       1'h0:
         begin
           if (\$491 ) begin
-            if (\$signal$101 ) begin
+            if (\$signal$100 ) begin
               (* full_case = 32'd1 *)
               if (\$510 ) begin
-                \$944  = 3'h0;
+                \$943  = 3'h0;
               end else begin
-                \$944  = \$514 [2:0];
+                \$943  = \$514 [2:0];
+              end
+            end
+          end
+          if (\$518 ) begin
+            \$943  = 3'h0;
+          end
+        end
+    endcase
+    if (rst) begin
+      \$943  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$944  = \$like$104 ;
+    casez (fsm_state)
+      1'h0:
+        begin
+          if (\$491 ) begin
+            if (\$signal$100 ) begin
+              if (\$510 ) begin
+                (* full_case = 32'd1 *)
+                if (\$511 ) begin
+                  \$944  = 3'h0;
+                end else begin
+                  \$944  = \$513 [2:0];
+                end
               end
             end
           end
@@ -4373,96 +4375,69 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$945  = \$like$105 ;
+    \$945  = \$like ;
     casez (fsm_state)
       1'h0:
         begin
           if (\$491 ) begin
-            if (\$signal$101 ) begin
+            if (\$signal$100 ) begin
               if (\$510 ) begin
-                (* full_case = 32'd1 *)
                 if (\$511 ) begin
-                  \$945  = 3'h0;
-                end else begin
-                  \$945  = \$513 [2:0];
+                  \$945  = \$512 [0];
                 end
               end
             end
           end
           if (\$518 ) begin
-            \$945  = 3'h0;
+            \$945  = 1'h0;
           end
         end
     endcase
     if (rst) begin
-      \$945  = 3'h0;
+      \$945  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$946  = \$like ;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$491 ) begin
-            if (\$signal$101 ) begin
-              if (\$510 ) begin
-                if (\$511 ) begin
-                  \$946  = \$512 [0];
-                end
-              end
-            end
-          end
-          if (\$518 ) begin
-            \$946  = 1'h0;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$946  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$947  = nxt_index;
+    \$946  = nxt_index;
     casez (fsm_state)
       1'h0:
           if (\$518 ) begin
-            \$947  = 6'h00;
+            \$946  = 6'h00;
           end
     endcase
     if (rst) begin
-      \$947  = 6'h00;
+      \$946  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$948  = fsm_state;
+    \$947  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           if (\$518 ) begin
-            \$948  = 1'h1;
+            \$947  = 1'h1;
           end
       1'h1:
           if (\$520 ) begin
             if (sweep_last) begin
               (* full_case = 32'd1 *)
               if (\$521 ) begin
-                \$948  = 1'h0;
+                \$947  = 1'h0;
               end else begin
-                \$948  = 1'h1;
+                \$947  = 1'h1;
               end
             end
           end
     endcase
     if (rst) begin
-      \$948  = 1'h0;
+      \$947  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$949  = sweep_addr;
+    \$948  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -4471,19 +4446,19 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
           if (\$520 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$949  = 4'h0;
+              \$948  = 4'h0;
             end else begin
-              \$949  = \$523 [3:0];
+              \$948  = \$523 [3:0];
             end
           end
     endcase
     if (rst) begin
-      \$949  = 4'h0;
+      \$948  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$950  = sweep_g;
+    \$949  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -4492,615 +4467,556 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
           if (\$520 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$950  = 4'h0;
+              \$949  = 1'h0;
             end else begin
+              \$949  = \$524 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$949  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$950  = step;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$520 ) begin
+            if (sweep_last) begin
               (* full_case = 32'd1 *)
-              if (\$525 ) begin
-                \$950  = 4'h0;
+              if (\$521 ) begin
+                \$950  = 2'h0;
               end else begin
-                \$950  = \$529 [3:0];
+                \$950  = \$522 [1:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$950  = 4'h0;
+      \$950  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$951  = sweep_y;
+    \$951  = fire_k;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
           if (\$520 ) begin
-            (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$951  = 1'h0;
-            end else begin
-              if (\$525 ) begin
-                if (\$526 ) begin
-                  \$951  = \$527 [0];
-                end
+              if (\$521 ) begin
+                \$951  = 2'h0;
               end
             end
           end
     endcase
     if (rst) begin
-      \$951  = 1'h0;
+      \$951  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$952  = sweep_x;
+    \$952  = plane;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
           if (\$520 ) begin
-            (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$952  = 1'h0;
-            end else begin
-              if (\$525 ) begin
-                (* full_case = 32'd1 *)
-                if (\$526 ) begin
-                  \$952  = 1'h0;
-                end else begin
-                  \$952  = \$528 [0];
-                end
+              if (\$521 ) begin
+                \$952  = 2'h0;
               end
             end
           end
     endcase
     if (rst) begin
-      \$952  = 1'h0;
+      \$952  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$953  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$953  = 1'h0;
-            end else begin
-              \$953  = \$524 ;
-            end
-          end
-    endcase
+    \$953  = \$525 ;
     if (rst) begin
       \$953  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$954  = step;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$521 ) begin
-                \$954  = 2'h0;
-              end else begin
-                \$954  = \$522 [1:0];
-              end
-            end
-          end
-    endcase
+    \$954  = \$527 ;
     if (rst) begin
-      \$954  = 2'h0;
+      \$954  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$955  = fire_k;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            if (sweep_last) begin
-              if (\$521 ) begin
-                \$955  = 2'h0;
-              end
-            end
-          end
-    endcase
+    \$955  = issue;
     if (rst) begin
-      \$955  = 2'h0;
+      \$955  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$956  = plane;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            if (sweep_last) begin
-              if (\$521 ) begin
-                \$956  = 2'h0;
-              end
-            end
-          end
-    endcase
+    \$956  = st0;
     if (rst) begin
-      \$956  = 2'h0;
+      \$956  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$957  = \$530 ;
+    \$957  = st1;
     if (rst) begin
-      \$957  = 1'h0;
+      \$957  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$958  = \$532 ;
+    \$958  = st2;
     if (rst) begin
-      \$958  = 1'h0;
+      \$958  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$959  = issue;
+    \$959  = st3;
     if (rst) begin
-      \$959  = 33'h000000000;
+      \$959  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$960  = st0;
+    \$960  = st4;
     if (rst) begin
-      \$960  = 33'h000000000;
+      \$960  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$961  = st1;
+    \$961  = st5;
     if (rst) begin
-      \$961  = 33'h000000000;
+      \$961  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$962  = st2;
+    \$962  = st6;
     if (rst) begin
-      \$962  = 33'h000000000;
+      \$962  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$963  = st3;
+    \$963  = st7;
     if (rst) begin
-      \$963  = 33'h000000000;
+      \$963  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$964  = st4;
+    \$964  = \$signature__data ;
     if (rst) begin
-      \$964  = 33'h000000000;
+      \$964  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$965  = st5;
+    \$965  = \$528 ;
     if (rst) begin
-      \$965  = 33'h000000000;
+      \$965  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$966  = st6;
+    \$966  = \$529 ;
     if (rst) begin
-      \$966  = 33'h000000000;
+      \$966  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$967  = st7;
+    \$967  = \$530 ;
     if (rst) begin
-      \$967  = 33'h000000000;
+      \$967  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$968  = \$signature__data ;
+    \$968  = \$531 ;
     if (rst) begin
-      \$968  = 32'd0;
+      \$968  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$969  = \$533 ;
+    \$969  = addend;
+    if (\$532 ) begin
+      \$969 [14:0] = w2_0_0;
+      \$969 [29:15] = w2_0_1;
+      \$969 [44:30] = w2_0_2;
+      \$969 [59:45] = w2_0_3;
+    end
     if (rst) begin
-      \$969  = 15'h0000;
+      \$969  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$970  = \$534 ;
+    \$970  = \$signature__data$124 ;
     if (rst) begin
-      \$970  = 15'h0000;
+      \$970  = 84'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$971  = \$535 ;
+    \$971  = b_rd__data;
     if (rst) begin
-      \$971  = 15'h0000;
+      \$971  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$972  = \$536 ;
+    \$972  = \$signature__data$128 ;
     if (rst) begin
-      \$972  = 15'h0000;
+      \$972  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$973  = addend;
-    if (\$537 ) begin
-      \$973 [14:0] = w2_0_0;
-      \$973 [29:15] = w2_0_1;
-      \$973 [44:30] = w2_0_2;
-      \$973 [59:45] = w2_0_3;
-    end
+    \$973  = v_wr__data;
     if (rst) begin
-      \$973  = 60'h000000000000000;
+      \$973  = 84'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$974  = \$signature__data$125 ;
+    \$974  = res8;
     if (rst) begin
       \$974  = 84'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$975  = b_rd__data;
+    \$975  = c_wr__data;
     if (rst) begin
-      \$975  = 68'h00000000000000000;
+      \$975  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$976  = \$signature__data$129 ;
+    \$976  = cres8;
     if (rst) begin
       \$976  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$977  = v_wr__data;
+    \$977  = b_raw;
     if (rst) begin
-      \$977  = 84'h000000000000000000000;
+      \$977  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$978  = res8;
+    \$978  = \$like$133 ;
     if (rst) begin
-      \$978  = 84'h000000000000000000000;
+      \$978  = 68'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$979  = c_wr__data;
+    \$979  = \$540 ;
     if (rst) begin
-      \$979  = 80'h00000000000000000000;
+      \$979  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$980  = cres8;
+    \$980  = \$550 ;
     if (rst) begin
-      \$980  = 80'h00000000000000000000;
+      \$980  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$981  = b_raw;
+    \$981  = \$558 ;
     if (rst) begin
-      \$981  = 68'h00000000000000000;
+      \$981  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$982  = \$like$134 ;
+    \$982  = \$568 ;
     if (rst) begin
-      \$982  = 68'h00000000000000000;
+      \$982  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$983  = \$545 ;
+    \$983  = \$574 ;
     if (rst) begin
       \$983  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$984  = \$555 ;
+    \$984  = \$582 ;
     if (rst) begin
       \$984  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$985  = \$563 ;
+    \$985  = \$588 ;
     if (rst) begin
       \$985  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$986  = \$573 ;
+    \$986  = \$596 ;
     if (rst) begin
       \$986  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$987  = \$579 ;
+    \$987  = \$602 ;
     if (rst) begin
       \$987  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$988  = \$587 ;
+    \$988  = \$610 ;
     if (rst) begin
       \$988  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$989  = \$593 ;
+    \$989  = { \$706 , \$697 , \$688 , \$680 , \$673 , \$663 , \$653 , \$644 , \$636 , \$622  };
     if (rst) begin
-      \$989  = 1'h0;
+      \$989  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$990  = \$601 ;
+    \$990  = { \$751 , \$742 , \$733 , \$725 , \$718 , \$712 , 1'h0, \$707  };
     if (rst) begin
-      \$990  = 1'h0;
+      \$990  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$991  = \$607 ;
+    \$991 [21:0] = \$786 [21:0];
+    \$991 [43:22] = \$821 [21:0];
+    \$991 [65:44] = \$856 [21:0];
+    \$991 [87:66] = \$891 [21:0];
     if (rst) begin
-      \$991  = 1'h0;
+      \$991  = 88'h0000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$992  = \$615 ;
+    \$992 [21:0] = \$signal$147 [21:0];
+    \$992 [43:22] = \$signal$147 [43:22];
+    \$992 [65:44] = \$signal$147 [65:44];
+    \$992 [87:66] = \$signal$147 [87:66];
     if (rst) begin
-      \$992  = 1'h0;
+      \$992  = 88'h0000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$993  = { \$711 , \$702 , \$693 , \$685 , \$678 , \$668 , \$658 , \$649 , \$641 , \$627  };
+    \$993  = \$892 ;
     if (rst) begin
-      \$993  = 10'h000;
+      \$993  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$994  = { \$756 , \$747 , \$738 , \$730 , \$723 , \$717 , 1'h0, \$712  };
+    \$994  = \$893 ;
     if (rst) begin
-      \$994  = 8'h00;
+      \$994  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$995 [21:0] = \$791 [21:0];
-    \$995 [43:22] = \$826 [21:0];
-    \$995 [65:44] = \$861 [21:0];
-    \$995 [87:66] = \$896 [21:0];
+    \$995  = \$894 ;
     if (rst) begin
-      \$995  = 88'h0000000000000000000000;
+      \$995  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$996 [21:0] = \$signal$148 [21:0];
-    \$996 [43:22] = \$signal$148 [43:22];
-    \$996 [65:44] = \$signal$148 [65:44];
-    \$996 [87:66] = \$signal$148 [87:66];
+    \$996  = \$895 ;
     if (rst) begin
-      \$996  = 88'h0000000000000000000000;
+      \$996  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$997  = \$897 ;
+    \$997  = \$896 ;
     if (rst) begin
       \$997  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$998  = \$898 ;
+    \$998  = \$897 ;
     if (rst) begin
       \$998  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$999  = \$899 ;
+    \$999  = \$898 ;
     if (rst) begin
       \$999  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1000  = \$900 ;
+    \$1000  = \$899 ;
     if (rst) begin
       \$1000  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1001  = \$901 ;
+    \$1001  = \$900 ;
     if (rst) begin
       \$1001  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1002  = \$902 ;
+    \$1002  = \$901 ;
     if (rst) begin
       \$1002  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1003  = \$903 ;
+    \$1003  = \$902 ;
     if (rst) begin
       \$1003  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1004  = \$904 ;
+    \$1004  = \$903 ;
     if (rst) begin
       \$1004  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1005  = \$905 ;
+    \$1005  = \$904 ;
     if (rst) begin
       \$1005  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1006  = \$906 ;
+    \$1006  = \$905 ;
     if (rst) begin
       \$1006  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1007  = \$907 ;
+    \$1007  = \$906 ;
     if (rst) begin
       \$1007  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1008  = \$908 ;
+    \$1008  = \$907 ;
     if (rst) begin
       \$1008  = 23'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1009  = \$909 ;
+    \$1009  = result;
     if (rst) begin
-      \$1009  = 23'h000000;
+      \$1009  = 84'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1010  = \$910 ;
+    \$1010 [19:0] = \$909 [19:0];
+    \$1010 [39:20] = \$911 [19:0];
+    \$1010 [59:40] = \$913 [19:0];
+    \$1010 [79:60] = \$915 [19:0];
     if (rst) begin
-      \$1010  = 23'h000000;
+      \$1010  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1011  = \$911 ;
+    \$1011  = entry;
     if (rst) begin
-      \$1011  = 23'h000000;
+      \$1011  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1012  = \$912 ;
+    \$1012  = \$919 ;
     if (rst) begin
-      \$1012  = 23'h000000;
+      \$1012  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1013  = result;
-    if (rst) begin
-      \$1013  = 84'h000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1014 [19:0] = \$914 [19:0];
-    \$1014 [39:20] = \$916 [19:0];
-    \$1014 [59:40] = \$918 [19:0];
-    \$1014 [79:60] = \$920 [19:0];
-    if (rst) begin
-      \$1014  = 80'h00000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1015  = entry;
-    if (rst) begin
-      \$1015  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1016  = \$924 ;
-    if (rst) begin
-      \$1016  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1017  = done;
-    if (\$signal$94 ) begin
+    \$1013  = pos0;
+    if (\$921 ) begin
       (* full_case = 32'd1 *)
-      if (\$925 ) begin
-        if (o__ready) begin
-          (* full_case = 32'd1 *)
-          if (\$930 ) begin
-            \$1017  = 4'h0;
-          end else begin
-            \$1017  = \$932 [3:0];
-          end
-        end
+      if (st7[26]) begin
+        \$1013  = 4'h0;
       end else begin
-        if (o__ready) begin
-          \$1017  = 4'h0;
+        (* full_case = 32'd1 *)
+        if (\$922 ) begin
+          \$1013  = 4'h0;
+        end else begin
+          \$1013  = \$923 [3:0];
         end
       end
     end
     if (rst) begin
-      \$1017  = 4'h0;
+      \$1013  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1014  = done;
+    if (\$signal$93 ) begin
+      (* full_case = 32'd1 *)
+      if (\$924 ) begin
+        if (o__ready) begin
+          (* full_case = 32'd1 *)
+          if (\$929 ) begin
+            \$1014  = 4'h0;
+          end else begin
+            \$1014  = \$931 [3:0];
+          end
+        end
+      end else begin
+        if (o__ready) begin
+          \$1014  = 4'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$1014  = 4'h0;
     end
   end
   assign \$signal$5  = 1'h0;
@@ -5114,17 +5030,17 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign ev_shift = { 1'h0, \bit  };
   assign \$signal$34  = 1'h0;
   assign \$signature__addr  = st0[17:8];
-  assign \$signature__addr$45  = st2[7:4];
+  assign \$signature__addr$42  = st2[7:4];
   assign b_rd__addr = st2[7:4];
-  assign \$signature__addr$48  = st2[7:4];
+  assign \$signature__addr$45  = st2[7:4];
   assign v_wr__addr = st7[7:4];
   assign res7 = v_wr__data;
   assign v_wr__en = \$72 [0];
   assign c_wr__addr = st7[7:4];
   assign cres7 = c_wr__data;
   assign c_wr__en = \$79 [0];
-  assign entry7 = \$signal$84 ;
-  assign push7 = \$signal$86 ;
+  assign \$signal$84  = written;
+  assign push7 = \$signal$85 ;
   assign busy = op_valid;
   assign \issue.valid  = issue[0];
   assign \issue.kind  = issue[1];
@@ -5138,9 +5054,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \issue.last_step  = issue[24];
   assign \issue.fire_k  = issue[25];
   assign \issue.end  = issue[26];
-  assign \issue.g  = issue[30:27];
-  assign \issue.y  = issue[31];
-  assign \issue.x  = issue[32];
+  assign \issue.bias_g  = issue[30:27];
   assign \st0.valid  = st0[0];
   assign \st0.kind  = st0[1];
   assign \st0.cur  = st0[2];
@@ -5153,9 +5067,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \st0.last_step  = st0[24];
   assign \st0.fire_k  = st0[25];
   assign \st0.end  = st0[26];
-  assign \st0.g  = st0[30:27];
-  assign \st0.y  = st0[31];
-  assign \st0.x  = st0[32];
+  assign \st0.bias_g  = st0[30:27];
   assign \st2.valid  = st2[0];
   assign \st2.kind  = st2[1];
   assign \st2.cur  = st2[2];
@@ -5168,9 +5080,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \st2.last_step  = st2[24];
   assign \st2.fire_k  = st2[25];
   assign \st2.end  = st2[26];
-  assign \st2.g  = st2[30:27];
-  assign \st2.y  = st2[31];
-  assign \st2.x  = st2[32];
+  assign \st2.bias_g  = st2[30:27];
   assign \st6.valid  = st6[0];
   assign \st6.kind  = st6[1];
   assign \st6.cur  = st6[2];
@@ -5183,17 +5093,15 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \st6.last_step  = st6[24];
   assign \st6.fire_k  = st6[25];
   assign \st6.end  = st6[26];
-  assign \st6.g  = st6[30:27];
-  assign \st6.y  = st6[31];
-  assign \st6.x  = st6[32];
+  assign \st6.bias_g  = st6[30:27];
   assign \result[0]  = result[20:0];
   assign \result[1]  = result[41:21];
   assign \result[2]  = result[62:42];
   assign \result[3]  = result[83:63];
-  assign \$signal$51[0]  = \$signal$51 [21:0];
-  assign \$signal$51[1]  = \$signal$51 [43:22];
-  assign \$signal$51[2]  = \$signal$51 [65:44];
-  assign \$signal$51[3]  = \$signal$51 [87:66];
+  assign \$signal$48[0]  = \$signal$48 [21:0];
+  assign \$signal$48[1]  = \$signal$48 [43:22];
+  assign \$signal$48[2]  = \$signal$48 [65:44];
+  assign \$signal$48[3]  = \$signal$48 [87:66];
   assign \out_counts[0]  = out_counts[2:0];
   assign \out_counts[1]  = out_counts[5:3];
   assign \out_counts[2]  = out_counts[8:6];
@@ -5210,9 +5118,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \st7.last_step  = st7[24];
   assign \st7.fire_k  = st7[25];
   assign \st7.end  = st7[26];
-  assign \st7.g  = st7[30:27];
-  assign \st7.y  = st7[31];
-  assign \st7.x  = st7[32];
+  assign \st7.bias_g  = st7[30:27];
   assign \v_wr__data[0]  = v_wr__data[20:0];
   assign \v_wr__data[1]  = v_wr__data[41:21];
   assign \v_wr__data[2]  = v_wr__data[62:42];
@@ -5229,6 +5135,24 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \cres7[1]  = c_wr__data[39:20];
   assign \cres7[2]  = c_wr__data[59:40];
   assign \cres7[3]  = c_wr__data[79:60];
+  assign \written.counts  = written[11:0];
+  assign \written.counts[0]  = written[2:0];
+  assign \written.counts[1]  = written[5:3];
+  assign \written.counts[2]  = written[8:6];
+  assign \written.counts[3]  = written[11:9];
+  assign \written.g  = written[15:12];
+  assign \written.y  = written[16];
+  assign \written.x  = written[17];
+  assign \written.end  = written[18];
+  assign \entry7.counts  = entry7[11:0];
+  assign \entry7.counts[0]  = entry7[2:0];
+  assign \entry7.counts[1]  = entry7[5:3];
+  assign \entry7.counts[2]  = entry7[8:6];
+  assign \entry7.counts[3]  = entry7[11:9];
+  assign \entry7.g  = entry7[15:12];
+  assign \entry7.y  = entry7[16];
+  assign \entry7.x  = entry7[17];
+  assign \entry7.end  = entry7[18];
   assign \entry.counts  = entry[11:0];
   assign \entry.counts[0]  = entry[2:0];
   assign \entry.counts[1]  = entry[5:3];
@@ -5238,15 +5162,6 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \entry.y  = entry[16];
   assign \entry.x  = entry[17];
   assign \entry.end  = entry[18];
-  assign \entry7.counts  = \$signal$84 [11:0];
-  assign \entry7.counts[0]  = \$signal$84 [2:0];
-  assign \entry7.counts[1]  = \$signal$84 [5:3];
-  assign \entry7.counts[2]  = \$signal$84 [8:6];
-  assign \entry7.counts[3]  = \$signal$84 [11:9];
-  assign \entry7.g  = \$signal$84 [15:12];
-  assign \entry7.y  = \$signal$84 [16];
-  assign \entry7.x  = \$signal$84 [17];
-  assign \entry7.end  = \$signal$84 [18];
   assign \o__payload.index  = o__payload[5:0];
   assign \o__payload.count  = o__payload[8:6];
   assign \o__payload.end  = o__payload[9];
@@ -5262,9 +5177,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \st1.last_step  = st1[24];
   assign \st1.fire_k  = st1[25];
   assign \st1.end  = st1[26];
-  assign \st1.g  = st1[30:27];
-  assign \st1.y  = st1[31];
-  assign \st1.x  = st1[32];
+  assign \st1.bias_g  = st1[30:27];
   assign \st3.valid  = st3[0];
   assign \st3.kind  = st3[1];
   assign \st3.cur  = st3[2];
@@ -5277,9 +5190,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \st3.last_step  = st3[24];
   assign \st3.fire_k  = st3[25];
   assign \st3.end  = st3[26];
-  assign \st3.g  = st3[30:27];
-  assign \st3.y  = st3[31];
-  assign \st3.x  = st3[32];
+  assign \st3.bias_g  = st3[30:27];
   assign \st4.valid  = st4[0];
   assign \st4.kind  = st4[1];
   assign \st4.cur  = st4[2];
@@ -5292,9 +5203,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \st4.last_step  = st4[24];
   assign \st4.fire_k  = st4[25];
   assign \st4.end  = st4[26];
-  assign \st4.g  = st4[30:27];
-  assign \st4.y  = st4[31];
-  assign \st4.x  = st4[32];
+  assign \st4.bias_g  = st4[30:27];
   assign \st5.valid  = st5[0];
   assign \st5.kind  = st5[1];
   assign \st5.cur  = st5[2];
@@ -5307,9 +5216,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \st5.last_step  = st5[24];
   assign \st5.fire_k  = st5[25];
   assign \st5.end  = st5[26];
-  assign \st5.g  = st5[30:27];
-  assign \st5.y  = st5[31];
-  assign \st5.x  = st5[32];
+  assign \st5.bias_g  = st5[30:27];
   assign \st8.valid  = st8[0];
   assign \st8.kind  = st8[1];
   assign \st8.cur  = st8[2];
@@ -5322,9 +5229,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \st8.last_step  = st8[24];
   assign \st8.fire_k  = st8[25];
   assign \st8.end  = st8[26];
-  assign \st8.g  = st8[30:27];
-  assign \st8.y  = st8[31];
-  assign \st8.x  = st8[32];
+  assign \st8.bias_g  = st8[30:27];
   assign \w1_0[0]  = w1_0[7:0];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[2]  = w1_0[23:16];
@@ -5341,10 +5246,10 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \v_raw[1]  = v_raw[41:21];
   assign \v_raw[2]  = v_raw[62:42];
   assign \v_raw[3]  = v_raw[83:63];
-  assign \$signature__data$125[0]  = \$signature__data$125 [20:0];
-  assign \$signature__data$125[1]  = \$signature__data$125 [41:21];
-  assign \$signature__data$125[2]  = \$signature__data$125 [62:42];
-  assign \$signature__data$125[3]  = \$signature__data$125 [83:63];
+  assign \$signature__data$124[0]  = \$signature__data$124 [20:0];
+  assign \$signature__data$124[1]  = \$signature__data$124 [41:21];
+  assign \$signature__data$124[2]  = \$signature__data$124 [62:42];
+  assign \$signature__data$124[3]  = \$signature__data$124 [83:63];
   assign \b_raw[0]  = b_raw[16:0];
   assign \b_raw[1]  = b_raw[33:17];
   assign \b_raw[2]  = b_raw[50:34];
@@ -5357,10 +5262,10 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \c_raw[1]  = c_raw[39:20];
   assign \c_raw[2]  = c_raw[59:40];
   assign \c_raw[3]  = c_raw[79:60];
-  assign \$signature__data$129[0]  = \$signature__data$129 [19:0];
-  assign \$signature__data$129[1]  = \$signature__data$129 [39:20];
-  assign \$signature__data$129[2]  = \$signature__data$129 [59:40];
-  assign \$signature__data$129[3]  = \$signature__data$129 [79:60];
+  assign \$signature__data$128[0]  = \$signature__data$128 [19:0];
+  assign \$signature__data$128[1]  = \$signature__data$128 [39:20];
+  assign \$signature__data$128[2]  = \$signature__data$128 [59:40];
+  assign \$signature__data$128[3]  = \$signature__data$128 [79:60];
   assign \res8[0]  = res8[20:0];
   assign \res8[1]  = res8[41:21];
   assign \res8[2]  = res8[62:42];
@@ -5377,18 +5282,18 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \cres9[1]  = cres9[39:20];
   assign \cres9[2]  = cres9[59:40];
   assign \cres9[3]  = cres9[79:60];
-  assign \$like$134[0]  = \$like$134 [16:0];
-  assign \$like$134[1]  = \$like$134 [33:17];
-  assign \$like$134[2]  = \$like$134 [50:34];
-  assign \$like$134[3]  = \$like$134 [67:51];
+  assign \$like$133[0]  = \$like$133 [16:0];
+  assign \$like$133[1]  = \$like$133 [33:17];
+  assign \$like$133[2]  = \$like$133 [50:34];
+  assign \$like$133[3]  = \$like$133 [67:51];
   assign \b6[0]  = b6[16:0];
   assign \b6[1]  = b6[33:17];
   assign \b6[2]  = b6[50:34];
   assign \b6[3]  = b6[67:51];
-  assign \$signal$148[0]  = \$signal$148 [21:0];
-  assign \$signal$148[1]  = \$signal$148 [43:22];
-  assign \$signal$148[2]  = \$signal$148 [65:44];
-  assign \$signal$148[3]  = \$signal$148 [87:66];
+  assign \$signal$147[0]  = \$signal$147 [21:0];
+  assign \$signal$147[1]  = \$signal$147 [43:22];
+  assign \$signal$147[2]  = \$signal$147 [65:44];
+  assign \$signal$147[3]  = \$signal$147 [87:66];
   always @*
     o__payload[5:0] = \$96 [5:0];
   assign pending[3] = \$94 ;
@@ -5396,10 +5301,14 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign pending[1] = \$88 ;
   assign pending[0] = \$85 ;
   assign entry[18] = st6[26];
-  assign entry[17] = st6[32];
-  assign entry[16] = st6[31];
-  assign entry[15:12] = st6[30:27];
   assign entry[11:0] = out_counts;
+  assign entry[17:12] = 6'h00;
+  assign written[17] = 1'h0;
+  assign written[16] = 1'h0;
+  assign written[15:12] = pos0;
+  assign { written[18], written[11:0] } = { entry7[18], entry7[11:0] };
+  always @*
+    issue[30:27] = 4'h0;
   assign active = \$11 ;
   assign \$75  = st7[1];
   assign \$80  = st7[1];
@@ -5484,43 +5393,44 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   assign \$466  = pix_bits[0];
   assign \$472  = pix_bits[0];
   assign \$479  = pix_bits[0];
-  assign \$551  = st3[1];
-  assign \$569  = st4[1];
-  assign \$583  = st5[1];
-  assign \$597  = st6[1];
-  assign \$611  = st7[1];
-  assign \$616  = 1'h1;
-  assign \$617  = hit_v1;
-  assign \$622  = 1'h1;
-  assign \$623  = hit_c1;
-  assign \$628  = hit_v1;
-  assign \$635  = hit_c1;
-  assign \$642  = hit_v1;
-  assign \$650  = hit_v1;
-  assign \$659  = hit_v1;
-  assign \$669  = hit_v1;
-  assign \$679  = hit_c1;
-  assign \$686  = hit_c1;
-  assign \$694  = hit_c1;
-  assign \$703  = hit_c1;
-  assign \$713  = 1'h1;
-  assign \$714  = hit_c1;
-  assign \$718  = hit_c1;
-  assign \$724  = hit_c1;
-  assign \$731  = hit_c1;
-  assign \$739  = hit_c1;
-  assign \$748  = hit_c1;
-  assign \$921  = st6[1];
-  assign \$716  = st3[1];
-  assign \$722  = st3[1];
-  assign \$729  = st3[1];
-  assign \$737  = st3[1];
-  assign \$746  = st3[1];
-  assign \$755  = st3[1];
+  assign \$546  = st3[1];
+  assign \$564  = st4[1];
+  assign \$578  = st5[1];
+  assign \$592  = st6[1];
+  assign \$606  = st7[1];
+  assign \$611  = 1'h1;
+  assign \$612  = hit_v1;
+  assign \$617  = 1'h1;
+  assign \$618  = hit_c1;
+  assign \$623  = hit_v1;
+  assign \$630  = hit_c1;
+  assign \$637  = hit_v1;
+  assign \$645  = hit_v1;
+  assign \$654  = hit_v1;
+  assign \$664  = hit_v1;
+  assign \$674  = hit_c1;
+  assign \$681  = hit_c1;
+  assign \$689  = hit_c1;
+  assign \$698  = hit_c1;
+  assign \$708  = 1'h1;
+  assign \$709  = hit_c1;
+  assign \$713  = hit_c1;
+  assign \$719  = hit_c1;
+  assign \$726  = hit_c1;
+  assign \$734  = hit_c1;
+  assign \$743  = hit_c1;
+  assign \$916  = st6[1];
+  assign \$920  = st7[1];
+  assign \$711  = st3[1];
+  assign \$717  = st3[1];
+  assign \$724  = st3[1];
+  assign \$732  = st3[1];
+  assign \$741  = st3[1];
+  assign \$750  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc1.expand0 (rst, en, ready, \port$2644$0 , load, ev_c, ev_y, ev_x, op_waddr, op_addr, op_count, op_shift, op_valid, clk);
+module \digits_mlp_gn.engine_fc1.expand0 (rst, en, ready, \port$2519$0 , load, ev_c, ev_y, ev_x, op_waddr, op_addr, op_count, op_shift, op_valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
@@ -5578,8 +5488,8 @@ module \digits_mlp_gn.engine_fc1.expand0 (rst, en, ready, \port$2644$0 , load, e
   reg op_valid = 1'h0;
   output [9:0] op_waddr;
   reg [9:0] op_waddr = 10'h000;
-  input [2:0] \port$2644$0 ;
-  wire [2:0] \port$2644$0 ;
+  input [2:0] \port$2519$0 ;
+  wire [2:0] \port$2519$0 ;
   output ready;
   wire ready;
   input rst;
@@ -5653,7 +5563,7 @@ module \digits_mlp_gn.engine_fc1.expand0 (rst, en, ready, \port$2644$0 , load, e
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$19  = op_shift;
     if (load) begin
-      \$19  = { 1'h0, \port$2644$0  };
+      \$19  = { 1'h0, \port$2519$0  };
     end
     if (rst) begin
       \$19  = 4'h0;
@@ -5704,14 +5614,14 @@ module \digits_mlp_gn.engine_fc1.expand0 (rst, en, ready, \port$2644$0 , load, e
   assign addr = op_addr;
   assign waddr = op_waddr;
   assign ev_count = 1'h1;
-  assign ev_shift = { 1'h0, \port$2644$0  };
+  assign ev_shift = { 1'h0, \port$2519$0  };
   assign \$4  = { 1'h0, ev_c, 6'h00 };
   assign \$6  = { ev_y, 3'h0 };
   assign \$10  = { 3'h0, \$9 , 4'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1182$0 , \port$2646$0 , \port$2877$0 , \port$2879$0 , \port$0$2 );
+module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1183$0 , \port$2521$0 , \port$2749$0 , \port$2751$0 , \port$0$2 );
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5732,16 +5642,16 @@ module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1182$0 
   wire [1:0] count;
   input [7:0] \port$0$2 ;
   wire [7:0] \port$0$2 ;
-  output \port$1182$0 ;
-  wire \port$1182$0 ;
-  input \port$2646$0 ;
-  wire \port$2646$0 ;
+  output \port$1183$0 ;
+  wire \port$1183$0 ;
+  input \port$2521$0 ;
+  wire \port$2521$0 ;
   (* init = 8'h00 *)
-  output [7:0] \port$2877$0 ;
-  wire [7:0] \port$2877$0 ;
+  output [7:0] \port$2749$0 ;
+  wire [7:0] \port$2749$0 ;
   (* init = 1'h0 *)
-  output \port$2879$0 ;
-  wire \port$2879$0 ;
+  output \port$2751$0 ;
+  wire \port$2751$0 ;
   input \port$5$0 ;
   wire \port$5$0 ;
   input rst;
@@ -5751,7 +5661,7 @@ module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1182$0 
   assign take = \port$5$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$2646$0  | \$2 ;
+  assign \$3  = \port$2521$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -5819,15 +5729,15 @@ module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1182$0 
     end
   end
   assign \$signal$3  = \port$5$0 ;
-  assign \$signal$8  = \port$2646$0 ;
+  assign \$signal$8  = \port$2521$0 ;
   assign \$signal$11  = \port$0$2 ;
-  assign \port$1182$0  = \$signal ;
-  assign \port$2877$0  = \$signal$9 ;
-  assign \port$2879$0  = \$signal$5 ;
+  assign \port$1183$0  = \$signal ;
+  assign \port$2749$0  = \$signal$9 ;
+  assign \port$2751$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc1.queue (rst, \port$2659$0 , w_data, w_en, \port$2867$0 , \port$2869$0 , clk);
+module \digits_mlp_gn.engine_fc1.queue (rst, w_data, \port$2535$0 , w_en, \port$2739$0 , \port$2741$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -5858,12 +5768,12 @@ module \digits_mlp_gn.engine_fc1.queue (rst, \port$2659$0 , w_data, w_en, \port$
   reg held_valid = 1'h0;
   wire [5:0] level;
   wire [5:0] \level$21 ;
-  input \port$2659$0 ;
-  wire \port$2659$0 ;
-  output [18:0] \port$2867$0 ;
-  wire [18:0] \port$2867$0 ;
-  output \port$2869$0 ;
-  wire \port$2869$0 ;
+  input \port$2535$0 ;
+  wire \port$2535$0 ;
+  output [18:0] \port$2739$0 ;
+  wire [18:0] \port$2739$0 ;
+  output \port$2741$0 ;
+  wire \port$2741$0 ;
   wire [18:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -5900,12 +5810,12 @@ module \digits_mlp_gn.engine_fc1.queue (rst, \port$2659$0 , w_data, w_en, \port$
   \digits_mlp_gn.engine_fc1.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$1170$0 (\$signal$9 ),
-    .\port$2659$0 (\port$2659$0 ),
-    .\port$2851$0 (\$signal$11 ),
-    .\port$2853$0 (held_valid),
-    .\port$2867$0 (\$signal$14 ),
-    .\port$2869$0 (\$signal$16 ),
+    .\port$1171$0 (\$signal$9 ),
+    .\port$2535$0 (\port$2535$0 ),
+    .\port$2723$0 (\$signal$11 ),
+    .\port$2725$0 (held_valid),
+    .\port$2739$0 (\$signal$14 ),
+    .\port$2741$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -5936,11 +5846,11 @@ module \digits_mlp_gn.engine_fc1.queue (rst, \port$2659$0 , w_data, w_en, \port$
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$2659$0 ;
-  assign \$signal$19  = \port$2659$0 ;
+  assign \$signal$18  = \port$2535$0 ;
+  assign \$signal$19  = \port$2535$0 ;
   assign level = \$4 [5:0];
-  assign \port$2867$0  = \$signal$14 ;
-  assign \port$2869$0  = \$signal$16 ;
+  assign \port$2739$0  = \$signal$14 ;
+  assign \port$2741$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6164,7 +6074,7 @@ module \digits_mlp_gn.engine_fc1.queue.inner (rst, r_en, w_rdy, w_level, r_data,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1170$0 , count, \port$2659$0 , \port$2851$0 , \port$2853$0 , \port$2867$0 , \port$2869$0 , clk);
+module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1171$0 , count, \port$2535$0 , \port$2723$0 , \port$2725$0 , \port$2739$0 , \port$2741$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -6184,28 +6094,28 @@ module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1170$0 , count, \port$26
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$1170$0 ;
-  wire \port$1170$0 ;
-  input \port$2659$0 ;
-  wire \port$2659$0 ;
-  input [18:0] \port$2851$0 ;
-  wire [18:0] \port$2851$0 ;
-  input \port$2853$0 ;
-  wire \port$2853$0 ;
+  output \port$1171$0 ;
+  wire \port$1171$0 ;
+  input \port$2535$0 ;
+  wire \port$2535$0 ;
+  input [18:0] \port$2723$0 ;
+  wire [18:0] \port$2723$0 ;
+  input \port$2725$0 ;
+  wire \port$2725$0 ;
   (* init = 19'h00000 *)
-  output [18:0] \port$2867$0 ;
-  wire [18:0] \port$2867$0 ;
+  output [18:0] \port$2739$0 ;
+  wire [18:0] \port$2739$0 ;
   (* init = 1'h0 *)
-  output \port$2869$0 ;
-  wire \port$2869$0 ;
+  output \port$2741$0 ;
+  wire \port$2741$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$2853$0  & \$1 ;
+  assign take = \port$2725$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$2659$0  | \$2 ;
+  assign \$3  = \port$2535$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -6223,7 +6133,7 @@ module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1170$0 , count, \port$26
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$2851$0 ;
+        \$4  = \port$2723$0 ;
       end
     end
     if (rst) begin
@@ -6266,18 +6176,18 @@ module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1170$0 , count, \port$26
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$2851$0 ;
+      \$7  = \port$2723$0 ;
     end
     if (rst) begin
       \$7  = 19'h00000;
     end
   end
-  assign \$signal$3  = \port$2853$0 ;
-  assign \$signal$8  = \port$2659$0 ;
-  assign \$signal$11  = \port$2851$0 ;
-  assign \port$1170$0  = \$signal ;
-  assign \port$2867$0  = \$signal$9 ;
-  assign \port$2869$0  = \$signal$5 ;
+  assign \$signal$3  = \port$2725$0 ;
+  assign \$signal$8  = \port$2535$0 ;
+  assign \$signal$11  = \port$2723$0 ;
+  assign \port$1171$0  = \$signal ;
+  assign \port$2739$0  = \$signal$9 ;
+  assign \port$2741$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6294,62 +6204,62 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire [1:0] \$109 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [1:0] \$110 ;
-  wire [3:0] \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire [8:0] \$115 ;
+  wire [8:0] \$110 ;
+  wire [8:0] \$111 ;
+  wire [9:0] \$112 ;
+  wire [8:0] \$113 ;
+  wire [8:0] \$114 ;
+  wire [10:0] \$115 ;
   wire [8:0] \$116 ;
-  wire [9:0] \$117 ;
-  wire [8:0] \$118 ;
+  wire [8:0] \$117 ;
+  wire [9:0] \$118 ;
   wire [8:0] \$119 ;
   wire [2:0] \$12 ;
-  wire [10:0] \$120 ;
-  wire [8:0] \$121 ;
+  wire [8:0] \$120 ;
+  wire [10:0] \$121 ;
   wire [8:0] \$122 ;
-  wire [9:0] \$123 ;
-  wire [8:0] \$124 ;
+  wire [8:0] \$123 ;
+  wire [9:0] \$124 ;
   wire [8:0] \$125 ;
-  wire [10:0] \$126 ;
-  wire [8:0] \$127 ;
+  wire [8:0] \$126 ;
+  wire [10:0] \$127 ;
   wire [8:0] \$128 ;
-  wire [9:0] \$129 ;
+  wire [8:0] \$129 ;
   wire \$13 ;
-  wire [8:0] \$130 ;
+  wire [9:0] \$130 ;
   wire [8:0] \$131 ;
-  wire [10:0] \$132 ;
-  wire [8:0] \$133 ;
-  wire [8:0] \$134 ;
-  wire [9:0] \$135 ;
-  wire [8:0] \$136 ;
-  wire [8:0] \$137 ;
+  wire [8:0] \$132 ;
+  wire [10:0] \$133 ;
+  wire [10:0] \$134 ;
+  wire [10:0] \$135 ;
+  wire [11:0] \$136 ;
+  wire [10:0] \$137 ;
   wire [10:0] \$138 ;
-  wire [10:0] \$139 ;
+  wire [11:0] \$139 ;
   wire [3:0] \$14 ;
   wire [10:0] \$140 ;
-  wire [11:0] \$141 ;
-  wire [10:0] \$142 ;
+  wire [10:0] \$141 ;
+  wire [11:0] \$142 ;
   wire [10:0] \$143 ;
-  wire [11:0] \$144 ;
-  wire [10:0] \$145 ;
-  wire [10:0] \$146 ;
+  wire [10:0] \$144 ;
+  wire [11:0] \$145 ;
+  wire \$146 ;
   wire [11:0] \$147 ;
-  wire [10:0] \$148 ;
-  wire [10:0] \$149 ;
+  wire [12:0] \$148 ;
+  wire [11:0] \$149 ;
   wire \$15 ;
-  wire [11:0] \$150 ;
-  wire \$151 ;
-  wire [11:0] \$152 ;
-  wire [12:0] \$153 ;
-  wire [11:0] \$154 ;
-  wire [12:0] \$155 ;
-  wire [11:0] \$156 ;
-  wire [12:0] \$157 ;
-  wire [11:0] \$158 ;
-  wire [12:0] \$159 ;
+  wire [12:0] \$150 ;
+  wire [11:0] \$151 ;
+  wire [12:0] \$152 ;
+  wire [11:0] \$153 ;
+  wire [12:0] \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
   wire [4:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
@@ -6542,165 +6452,165 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire \$33 ;
   wire \$330 ;
   wire \$331 ;
-  wire \$332 ;
-  wire \$333 ;
-  wire \$334 ;
-  wire \$335 ;
-  wire \$336 ;
-  wire [15:0] \$337 ;
+  wire [15:0] \$332 ;
+  wire [15:0] \$333 ;
+  wire [15:0] \$334 ;
+  wire [14:0] \$335 ;
+  wire [15:0] \$336 ;
+  wire [14:0] \$337 ;
   wire [15:0] \$338 ;
-  wire [15:0] \$339 ;
+  wire [14:0] \$339 ;
   wire \$34 ;
-  wire [14:0] \$340 ;
-  wire [15:0] \$341 ;
-  wire [14:0] \$342 ;
-  wire [15:0] \$343 ;
-  wire [14:0] \$344 ;
-  wire [15:0] \$345 ;
-  wire [14:0] \$346 ;
-  wire [15:0] \$347 ;
-  wire [1:0] \$348 ;
-  wire [15:0] \$349 ;
+  wire [15:0] \$340 ;
+  wire [14:0] \$341 ;
+  wire [15:0] \$342 ;
+  wire [1:0] \$343 ;
+  wire [15:0] \$344 ;
+  wire [1:0] \$345 ;
+  wire [15:0] \$346 ;
+  wire [1:0] \$347 ;
+  wire [15:0] \$348 ;
+  wire [1:0] \$349 ;
   wire [14:0] \$35 ;
-  wire [1:0] \$350 ;
-  wire [15:0] \$351 ;
-  wire [1:0] \$352 ;
-  wire [15:0] \$353 ;
-  wire [1:0] \$354 ;
+  wire [15:0] \$350 ;
+  wire [11:0] \$351 ;
+  wire [10:0] \$352 ;
+  wire [11:0] \$353 ;
+  wire [15:0] \$354 ;
   wire [15:0] \$355 ;
-  wire [11:0] \$356 ;
-  wire [10:0] \$357 ;
-  wire [11:0] \$358 ;
+  wire [15:0] \$356 ;
+  wire [15:0] \$357 ;
+  wire [1:0] \$358 ;
   wire [15:0] \$359 ;
   wire \$36 ;
-  wire [15:0] \$360 ;
+  wire [1:0] \$360 ;
   wire [15:0] \$361 ;
-  wire [15:0] \$362 ;
-  wire [1:0] \$363 ;
-  wire [15:0] \$364 ;
-  wire [1:0] \$365 ;
-  wire [15:0] \$366 ;
-  wire [1:0] \$367 ;
+  wire [1:0] \$362 ;
+  wire [15:0] \$363 ;
+  wire [1:0] \$364 ;
+  wire [15:0] \$365 ;
+  wire [16:0] \$366 ;
+  wire [15:0] \$367 ;
   wire [15:0] \$368 ;
-  wire [1:0] \$369 ;
+  wire [15:0] \$369 ;
   wire \$37 ;
-  wire [15:0] \$370 ;
-  wire [16:0] \$371 ;
-  wire [15:0] \$372 ;
+  wire [14:0] \$370 ;
+  wire [15:0] \$371 ;
+  wire [14:0] \$372 ;
   wire [15:0] \$373 ;
-  wire [15:0] \$374 ;
-  wire [14:0] \$375 ;
-  wire [15:0] \$376 ;
-  wire [14:0] \$377 ;
-  wire [15:0] \$378 ;
-  wire [14:0] \$379 ;
+  wire [14:0] \$374 ;
+  wire [15:0] \$375 ;
+  wire [14:0] \$376 ;
+  wire [15:0] \$377 ;
+  wire [1:0] \$378 ;
+  wire [15:0] \$379 ;
   wire [1:0] \$38 ;
-  wire [15:0] \$380 ;
-  wire [14:0] \$381 ;
-  wire [15:0] \$382 ;
-  wire [1:0] \$383 ;
-  wire [15:0] \$384 ;
-  wire [1:0] \$385 ;
-  wire [15:0] \$386 ;
-  wire [1:0] \$387 ;
-  wire [15:0] \$388 ;
-  wire [1:0] \$389 ;
+  wire [1:0] \$380 ;
+  wire [15:0] \$381 ;
+  wire [1:0] \$382 ;
+  wire [15:0] \$383 ;
+  wire [1:0] \$384 ;
+  wire [15:0] \$385 ;
+  wire [11:0] \$386 ;
+  wire [10:0] \$387 ;
+  wire [11:0] \$388 ;
+  wire [15:0] \$389 ;
   wire \$39 ;
   wire [15:0] \$390 ;
-  wire [11:0] \$391 ;
-  wire [10:0] \$392 ;
-  wire [11:0] \$393 ;
+  wire [15:0] \$391 ;
+  wire [15:0] \$392 ;
+  wire [1:0] \$393 ;
   wire [15:0] \$394 ;
-  wire [15:0] \$395 ;
+  wire [1:0] \$395 ;
   wire [15:0] \$396 ;
-  wire [15:0] \$397 ;
-  wire [1:0] \$398 ;
-  wire [15:0] \$399 ;
+  wire [1:0] \$397 ;
+  wire [15:0] \$398 ;
+  wire [1:0] \$399 ;
   wire \$4 ;
   wire [2:0] \$40 ;
-  wire [1:0] \$400 ;
-  wire [15:0] \$401 ;
-  wire [1:0] \$402 ;
+  wire [15:0] \$400 ;
+  wire [16:0] \$401 ;
+  wire [15:0] \$402 ;
   wire [15:0] \$403 ;
-  wire [1:0] \$404 ;
-  wire [15:0] \$405 ;
-  wire [16:0] \$406 ;
-  wire [15:0] \$407 ;
+  wire [15:0] \$404 ;
+  wire [14:0] \$405 ;
+  wire [15:0] \$406 ;
+  wire [14:0] \$407 ;
   wire [15:0] \$408 ;
-  wire [15:0] \$409 ;
+  wire [14:0] \$409 ;
   wire \$41 ;
-  wire [14:0] \$410 ;
-  wire [15:0] \$411 ;
-  wire [14:0] \$412 ;
-  wire [15:0] \$413 ;
-  wire [14:0] \$414 ;
-  wire [15:0] \$415 ;
-  wire [14:0] \$416 ;
-  wire [15:0] \$417 ;
-  wire [1:0] \$418 ;
-  wire [15:0] \$419 ;
+  wire [15:0] \$410 ;
+  wire [14:0] \$411 ;
+  wire [15:0] \$412 ;
+  wire [1:0] \$413 ;
+  wire [15:0] \$414 ;
+  wire [1:0] \$415 ;
+  wire [15:0] \$416 ;
+  wire [1:0] \$417 ;
+  wire [15:0] \$418 ;
+  wire [1:0] \$419 ;
   wire [3:0] \$42 ;
-  wire [1:0] \$420 ;
-  wire [15:0] \$421 ;
-  wire [1:0] \$422 ;
-  wire [15:0] \$423 ;
-  wire [1:0] \$424 ;
+  wire [15:0] \$420 ;
+  wire [11:0] \$421 ;
+  wire [10:0] \$422 ;
+  wire [11:0] \$423 ;
+  wire [15:0] \$424 ;
   wire [15:0] \$425 ;
-  wire [11:0] \$426 ;
-  wire [10:0] \$427 ;
-  wire [11:0] \$428 ;
+  wire [15:0] \$426 ;
+  wire [15:0] \$427 ;
+  wire [1:0] \$428 ;
   wire [15:0] \$429 ;
   wire \$43 ;
-  wire [15:0] \$430 ;
+  wire [1:0] \$430 ;
   wire [15:0] \$431 ;
-  wire [15:0] \$432 ;
-  wire [1:0] \$433 ;
-  wire [15:0] \$434 ;
-  wire [1:0] \$435 ;
-  wire [15:0] \$436 ;
-  wire [1:0] \$437 ;
+  wire [1:0] \$432 ;
+  wire [15:0] \$433 ;
+  wire [1:0] \$434 ;
+  wire [15:0] \$435 ;
+  wire [16:0] \$436 ;
+  wire [15:0] \$437 ;
   wire [15:0] \$438 ;
-  wire [1:0] \$439 ;
+  wire [15:0] \$439 ;
   wire [4:0] \$44 ;
-  wire [15:0] \$440 ;
-  wire [16:0] \$441 ;
-  wire [15:0] \$442 ;
+  wire [14:0] \$440 ;
+  wire [15:0] \$441 ;
+  wire [14:0] \$442 ;
   wire [15:0] \$443 ;
-  wire [15:0] \$444 ;
-  wire [14:0] \$445 ;
-  wire [15:0] \$446 ;
-  wire [14:0] \$447 ;
-  wire [15:0] \$448 ;
-  wire [14:0] \$449 ;
+  wire [14:0] \$444 ;
+  wire [15:0] \$445 ;
+  wire [14:0] \$446 ;
+  wire [15:0] \$447 ;
+  wire [1:0] \$448 ;
+  wire [15:0] \$449 ;
   wire \$45 ;
-  wire [15:0] \$450 ;
-  wire [14:0] \$451 ;
-  wire [15:0] \$452 ;
-  wire [1:0] \$453 ;
-  wire [15:0] \$454 ;
-  wire [1:0] \$455 ;
-  wire [15:0] \$456 ;
-  wire [1:0] \$457 ;
-  wire [15:0] \$458 ;
-  wire [1:0] \$459 ;
+  wire [1:0] \$450 ;
+  wire [15:0] \$451 ;
+  wire [1:0] \$452 ;
+  wire [15:0] \$453 ;
+  wire [1:0] \$454 ;
+  wire [15:0] \$455 ;
+  wire [11:0] \$456 ;
+  wire [10:0] \$457 ;
+  wire [11:0] \$458 ;
+  wire [15:0] \$459 ;
   wire \$46 ;
   wire [15:0] \$460 ;
-  wire [11:0] \$461 ;
-  wire [10:0] \$462 ;
-  wire [11:0] \$463 ;
+  wire [15:0] \$461 ;
+  wire [15:0] \$462 ;
+  wire [1:0] \$463 ;
   wire [15:0] \$464 ;
-  wire [15:0] \$465 ;
+  wire [1:0] \$465 ;
   wire [15:0] \$466 ;
-  wire [15:0] \$467 ;
-  wire [1:0] \$468 ;
-  wire [15:0] \$469 ;
+  wire [1:0] \$467 ;
+  wire [15:0] \$468 ;
+  wire [1:0] \$469 ;
   wire \$47 ;
-  wire [1:0] \$470 ;
-  wire [15:0] \$471 ;
-  wire [1:0] \$472 ;
-  wire [15:0] \$473 ;
-  wire [1:0] \$474 ;
-  wire [15:0] \$475 ;
+  wire [15:0] \$470 ;
+  wire [16:0] \$471 ;
+  wire [16:0] \$472 ;
+  wire [16:0] \$473 ;
+  wire [16:0] \$474 ;
+  wire [16:0] \$475 ;
   wire [16:0] \$476 ;
   wire [16:0] \$477 ;
   wire [16:0] \$478 ;
@@ -6714,70 +6624,70 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire [16:0] \$485 ;
   wire [16:0] \$486 ;
   wire [16:0] \$487 ;
-  wire [16:0] \$488 ;
-  wire [16:0] \$489 ;
+  wire \$488 ;
+  wire \$489 ;
   wire [14:0] \$49 ;
-  wire [16:0] \$490 ;
-  wire [16:0] \$491 ;
-  wire [16:0] \$492 ;
+  wire \$490 ;
+  wire \$491 ;
+  wire \$492 ;
   wire \$493 ;
   wire \$494 ;
-  wire \$495 ;
+  wire [3:0] \$495 ;
   wire \$496 ;
-  wire \$497 ;
+  wire [4:0] \$497 ;
   wire [4:0] \$498 ;
-  wire [4:0] \$499 ;
+  wire \$499 ;
   wire \$5 ;
   wire \$50 ;
   wire \$500 ;
   wire \$501 ;
-  wire \$502 ;
+  wire [6:0] \$502 ;
   wire [6:0] \$503 ;
-  wire [6:0] \$504 ;
-  reg [4:0] \$505 ;
+  reg [4:0] \$504 ;
+  reg \$505 ;
   reg \$506 ;
-  reg \$507 ;
-  reg [2:0] \$508 ;
-  reg [2:0] \$509 ;
+  reg [2:0] \$507 ;
+  reg \$508 ;
+  reg [1:0] \$509 ;
   wire \$51 ;
-  reg \$510 ;
-  reg \$511 ;
+  reg [1:0] \$510 ;
+  reg [1:0] \$511 ;
   reg \$512 ;
-  reg [1:0] \$513 ;
-  reg [1:0] \$514 ;
-  reg [1:0] \$515 ;
-  reg \$516 ;
-  reg \$517 ;
-  reg [31:0] \$518 ;
-  reg [31:0] \$519 ;
+  reg \$513 ;
+  reg [29:0] \$514 ;
+  reg [29:0] \$515 ;
+  reg [29:0] \$516 ;
+  reg [29:0] \$517 ;
+  reg [29:0] \$518 ;
+  reg [29:0] \$519 ;
   wire [1:0] \$52 ;
-  reg [31:0] \$520 ;
-  reg [31:0] \$521 ;
-  reg [31:0] \$522 ;
+  reg [29:0] \$520 ;
+  reg [29:0] \$521 ;
+  reg [29:0] \$522 ;
   reg [31:0] \$523 ;
-  reg [31:0] \$524 ;
-  reg [31:0] \$525 ;
-  reg [31:0] \$526 ;
-  reg [31:0] \$527 ;
-  reg [10:0] \$528 ;
-  reg [10:0] \$529 ;
+  reg [10:0] \$524 ;
+  reg [10:0] \$525 ;
+  reg [10:0] \$526 ;
+  reg [10:0] \$527 ;
+  reg [11:0] \$528 ;
+  reg [11:0] \$529 ;
   wire \$53 ;
-  reg [10:0] \$530 ;
-  reg [10:0] \$531 ;
-  reg [11:0] \$532 ;
-  reg [11:0] \$533 ;
-  reg [11:0] \$534 ;
-  reg [11:0] \$535 ;
-  reg [47:0] \$536 ;
-  reg [59:0] \$537 ;
-  reg [43:0] \$538 ;
-  reg [59:0] \$539 ;
+  reg [11:0] \$530 ;
+  reg [11:0] \$531 ;
+  reg [47:0] \$532 ;
+  reg [59:0] \$533 ;
+  reg [43:0] \$534 ;
+  reg [59:0] \$535 ;
+  reg [59:0] \$536 ;
+  reg [3:0] \$537 ;
+  reg [3:0] \$538 ;
+  reg [43:0] \$539 ;
   wire [2:0] \$54 ;
-  reg [59:0] \$540 ;
-  reg [3:0] \$541 ;
-  reg [3:0] \$542 ;
-  reg [43:0] \$543 ;
-  reg [43:0] \$544 ;
+  reg [43:0] \$540 ;
+  reg \$541 ;
+  reg \$542 ;
+  reg \$543 ;
+  reg \$544 ;
   reg \$545 ;
   reg \$546 ;
   reg \$547 ;
@@ -6785,14 +6695,14 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   reg \$549 ;
   wire \$55 ;
   reg \$550 ;
-  reg \$551 ;
-  reg \$552 ;
-  reg \$553 ;
-  reg \$554 ;
-  reg [9:0] \$555 ;
-  reg [7:0] \$556 ;
-  reg [63:0] \$557 ;
-  reg [63:0] \$558 ;
+  reg [9:0] \$551 ;
+  reg [7:0] \$552 ;
+  reg [63:0] \$553 ;
+  reg [63:0] \$554 ;
+  reg [16:0] \$555 ;
+  reg [16:0] \$556 ;
+  reg [16:0] \$557 ;
+  reg [16:0] \$558 ;
   reg [16:0] \$559 ;
   wire [3:0] \$56 ;
   reg [16:0] \$560 ;
@@ -6807,14 +6717,11 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   reg [16:0] \$569 ;
   wire \$57 ;
   reg [16:0] \$570 ;
-  reg [16:0] \$571 ;
-  reg [16:0] \$572 ;
-  reg [16:0] \$573 ;
-  reg [16:0] \$574 ;
-  reg [59:0] \$575 ;
-  reg [17:0] \$576 ;
-  reg \$577 ;
-  reg [3:0] \$578 ;
+  reg [59:0] \$571 ;
+  reg [17:0] \$572 ;
+  reg \$573 ;
+  reg [2:0] \$574 ;
+  reg [3:0] \$575 ;
   wire [4:0] \$58 ;
   wire \$59 ;
   wire \$6 ;
@@ -6867,34 +6774,34 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire [10:0] \$like[2] ;
   wire [10:0] \$like[3] ;
   reg \$signal  = 1'h0;
-  reg [9:0] \$signal$122  = 10'h000;
-  reg [7:0] \$signal$123  = 8'h00;
-  reg [63:0] \$signal$124  = 64'h0000000000000000;
-  wire [15:0] \$signal$124[0] ;
-  wire [15:0] \$signal$124[1] ;
-  wire [15:0] \$signal$124[2] ;
-  wire [15:0] \$signal$124[3] ;
+  reg [9:0] \$signal$121  = 10'h000;
+  reg [7:0] \$signal$122  = 8'h00;
+  reg [63:0] \$signal$123  = 64'h0000000000000000;
+  wire [15:0] \$signal$123[0] ;
+  wire [15:0] \$signal$123[1] ;
+  wire [15:0] \$signal$123[2] ;
+  wire [15:0] \$signal$123[3] ;
   wire \$signal$21 ;
-  reg [63:0] \$signal$37  = 64'h0000000000000000;
-  wire [15:0] \$signal$37[0] ;
-  wire [15:0] \$signal$37[1] ;
-  wire [15:0] \$signal$37[2] ;
-  wire [15:0] \$signal$37[3] ;
+  reg [63:0] \$signal$34  = 64'h0000000000000000;
+  wire [15:0] \$signal$34[0] ;
+  wire [15:0] \$signal$34[1] ;
+  wire [15:0] \$signal$34[2] ;
+  wire [15:0] \$signal$34[3] ;
   wire \$signal$5 ;
-  reg [17:0] \$signal$66  = 18'h00000;
-  reg \$signal$68  = 1'h0;
-  wire [17:0] \$signal$72 ;
-  wire \$signal$76 ;
-  reg \$signal$79 ;
-  reg \$signal$84  = 1'h0;
+  wire [17:0] \$signal$66 ;
+  reg \$signal$67  = 1'h0;
+  wire [17:0] \$signal$71 ;
+  wire \$signal$75 ;
+  reg \$signal$78 ;
+  reg \$signal$83  = 1'h0;
   wire [8:0] \$signature__addr ;
-  wire [2:0] \$signature__addr$32 ;
+  wire [2:0] \$signature__addr$29 ;
   wire [31:0] \$signature__data ;
-  wire [59:0] \$signature__data$102 ;
-  wire [14:0] \$signature__data$102[0] ;
-  wire [14:0] \$signature__data$102[1] ;
-  wire [14:0] \$signature__data$102[2] ;
-  wire [14:0] \$signature__data$102[3] ;
+  wire [59:0] \$signature__data$101 ;
+  wire [14:0] \$signature__data$101[0] ;
+  wire [14:0] \$signature__data$101[1] ;
+  wire [14:0] \$signature__data$101[2] ;
+  wire [14:0] \$signature__data$101[3] ;
   wire [7:0] \$signature__data[0] ;
   wire [7:0] \$signature__data[1] ;
   wire [7:0] \$signature__data[2] ;
@@ -6976,8 +6883,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire [2:0] \entry.g ;
   wire \entry.x ;
   wire \entry.y ;
-  (* init = 18'h00000 *)
-  wire [17:0] entry7;
+  reg [17:0] entry7 = 18'h00000;
   wire [11:0] \entry7.counts ;
   wire [2:0] \entry7.counts[0] ;
   wire [2:0] \entry7.counts[1] ;
@@ -7011,22 +6917,20 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   reg i0__ready;
   input i0__valid;
   wire i0__valid;
-  reg [31:0] issue;
+  reg [29:0] issue;
   wire [2:0] \issue.addr ;
   wire \issue.bank ;
+  wire [2:0] \issue.bias_g ;
   wire [2:0] \issue.count ;
   wire \issue.cur ;
   wire \issue.end ;
   wire \issue.fire_k ;
-  wire [2:0] \issue.g ;
   wire \issue.kind ;
   wire \issue.last_step ;
   wire \issue.proj ;
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [8:0] \issue.waddr ;
-  wire \issue.x ;
-  wire \issue.y ;
   reg [14:0] kept0;
   reg [14:0] kept1;
   reg [14:0] kept2;
@@ -7054,6 +6958,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire [2:0] \out_counts[3] ;
   wire [3:0] pending;
   reg [1:0] plane = 2'h0;
+  reg [2:0] pos0 = 3'h0;
   (* init = 1'h0 *)
   wire push7;
   wire ready;
@@ -7080,157 +6985,136 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire [14:0] \result[3] ;
   input rst;
   wire rst;
-  reg [31:0] st0 = 32'd0;
+  reg [29:0] st0 = 30'h00000000;
   wire [2:0] \st0.addr ;
   wire \st0.bank ;
+  wire [2:0] \st0.bias_g ;
   wire [2:0] \st0.count ;
   wire \st0.cur ;
   wire \st0.end ;
   wire \st0.fire_k ;
-  wire [2:0] \st0.g ;
   wire \st0.kind ;
   wire \st0.last_step ;
   wire \st0.proj ;
   wire [3:0] \st0.shift ;
   wire \st0.valid ;
   wire [8:0] \st0.waddr ;
-  wire \st0.x ;
-  wire \st0.y ;
-  reg [31:0] st1 = 32'd0;
+  reg [29:0] st1 = 30'h00000000;
   wire [2:0] \st1.addr ;
   wire \st1.bank ;
+  wire [2:0] \st1.bias_g ;
   wire [2:0] \st1.count ;
   wire \st1.cur ;
   wire \st1.end ;
   wire \st1.fire_k ;
-  wire [2:0] \st1.g ;
   wire \st1.kind ;
   wire \st1.last_step ;
   wire \st1.proj ;
   wire [3:0] \st1.shift ;
   wire \st1.valid ;
   wire [8:0] \st1.waddr ;
-  wire \st1.x ;
-  wire \st1.y ;
-  reg [31:0] st2 = 32'd0;
+  reg [29:0] st2 = 30'h00000000;
   wire [2:0] \st2.addr ;
   wire \st2.bank ;
+  wire [2:0] \st2.bias_g ;
   wire [2:0] \st2.count ;
   wire \st2.cur ;
   wire \st2.end ;
   wire \st2.fire_k ;
-  wire [2:0] \st2.g ;
   wire \st2.kind ;
   wire \st2.last_step ;
   wire \st2.proj ;
   wire [3:0] \st2.shift ;
   wire \st2.valid ;
   wire [8:0] \st2.waddr ;
-  wire \st2.x ;
-  wire \st2.y ;
-  reg [31:0] st3 = 32'd0;
+  reg [29:0] st3 = 30'h00000000;
   wire [2:0] \st3.addr ;
   wire \st3.bank ;
+  wire [2:0] \st3.bias_g ;
   wire [2:0] \st3.count ;
   wire \st3.cur ;
   wire \st3.end ;
   wire \st3.fire_k ;
-  wire [2:0] \st3.g ;
   wire \st3.kind ;
   wire \st3.last_step ;
   wire \st3.proj ;
   wire [3:0] \st3.shift ;
   wire \st3.valid ;
   wire [8:0] \st3.waddr ;
-  wire \st3.x ;
-  wire \st3.y ;
-  reg [31:0] st4 = 32'd0;
+  reg [29:0] st4 = 30'h00000000;
   wire [2:0] \st4.addr ;
   wire \st4.bank ;
+  wire [2:0] \st4.bias_g ;
   wire [2:0] \st4.count ;
   wire \st4.cur ;
   wire \st4.end ;
   wire \st4.fire_k ;
-  wire [2:0] \st4.g ;
   wire \st4.kind ;
   wire \st4.last_step ;
   wire \st4.proj ;
   wire [3:0] \st4.shift ;
   wire \st4.valid ;
   wire [8:0] \st4.waddr ;
-  wire \st4.x ;
-  wire \st4.y ;
-  reg [31:0] st5 = 32'd0;
+  reg [29:0] st5 = 30'h00000000;
   wire [2:0] \st5.addr ;
   wire \st5.bank ;
+  wire [2:0] \st5.bias_g ;
   wire [2:0] \st5.count ;
   wire \st5.cur ;
   wire \st5.end ;
   wire \st5.fire_k ;
-  wire [2:0] \st5.g ;
   wire \st5.kind ;
   wire \st5.last_step ;
   wire \st5.proj ;
   wire [3:0] \st5.shift ;
   wire \st5.valid ;
   wire [8:0] \st5.waddr ;
-  wire \st5.x ;
-  wire \st5.y ;
-  reg [31:0] st6 = 32'd0;
+  reg [29:0] st6 = 30'h00000000;
   wire [2:0] \st6.addr ;
   wire \st6.bank ;
+  wire [2:0] \st6.bias_g ;
   wire [2:0] \st6.count ;
   wire \st6.cur ;
   wire \st6.end ;
   wire \st6.fire_k ;
-  wire [2:0] \st6.g ;
   wire \st6.kind ;
   wire \st6.last_step ;
   wire \st6.proj ;
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [8:0] \st6.waddr ;
-  wire \st6.x ;
-  wire \st6.y ;
-  reg [31:0] st7 = 32'd0;
+  reg [29:0] st7 = 30'h00000000;
   wire [2:0] \st7.addr ;
   wire \st7.bank ;
+  wire [2:0] \st7.bias_g ;
   wire [2:0] \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
   wire \st7.fire_k ;
-  wire [2:0] \st7.g ;
   wire \st7.kind ;
   wire \st7.last_step ;
   wire \st7.proj ;
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
   wire [8:0] \st7.waddr ;
-  wire \st7.x ;
-  wire \st7.y ;
-  reg [31:0] st8 = 32'd0;
+  reg [29:0] st8 = 30'h00000000;
   wire [2:0] \st8.addr ;
   wire \st8.bank ;
+  wire [2:0] \st8.bias_g ;
   wire [2:0] \st8.count ;
   wire \st8.cur ;
   wire \st8.end ;
   wire \st8.fire_k ;
-  wire [2:0] \st8.g ;
   wire \st8.kind ;
   wire \st8.last_step ;
   wire \st8.proj ;
   wire [3:0] \st8.shift ;
   wire \st8.valid ;
   wire [8:0] \st8.waddr ;
-  wire \st8.x ;
-  wire \st8.y ;
   reg [1:0] step = 2'h0;
   reg [2:0] sweep_addr = 3'h0;
-  reg [2:0] sweep_g = 3'h0;
   reg sweep_last = 1'h0;
   reg sweep_now;
-  reg sweep_x = 1'h0;
-  reg sweep_y = 1'h0;
   reg [4:0] used = 5'h00;
   reg [59:0] v_raw = 60'h000000000000000;
   wire [14:0] \v_raw[0] ;
@@ -7257,6 +7141,16 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   reg [11:0] w2_0_2_1 = 12'h000;
   reg [11:0] w2_0_2_2 = 12'h000;
   reg [11:0] w2_0_2_3 = 12'h000;
+  wire [17:0] written;
+  wire [11:0] \written.counts ;
+  wire [2:0] \written.counts[0] ;
+  wire [2:0] \written.counts[1] ;
+  wire [2:0] \written.counts[2] ;
+  wire [2:0] \written.counts[3] ;
+  wire \written.end ;
+  wire [2:0] \written.g ;
+  wire \written.x ;
+  wire \written.y ;
   reg [43:0] bmem [7:0];
   initial begin
     bmem[0] = 44'h3afef8a013e;
@@ -7292,7 +7186,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   always @(posedge clk) begin
     _1_ <= vmem[st2[6:4]];
   end
-  assign \$signature__data$102  = _1_;
+  assign \$signature__data$101  = _1_;
   reg [31:0] wrom0 [511:0];
   initial begin
     wrom0[0] = 32'd490743759;
@@ -7813,224 +7707,219 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     _2_ <= wrom0[st0[15:7]];
   end
   assign \$signature__data  = _2_;
-  assign \$420  = \$signal$122 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$421  = \$419  | { \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420 [1], \$420  };
-  assign \$422  = \$signal$122 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$423  = \$421  | { \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422 [1], \$422  };
-  assign \$426  = \$signal$123 [0] ? addend[35:24] : 12'h000;
-  assign \$427  = \$signal$123 [1] ? b_raw[32:22] : 11'h000;
-  assign \$428  = \$426  | { \$427 [10], \$427  };
-  assign \$429  = \$signal$123 [2] ? \$signal$124 [47:32] : 16'h0000;
-  assign \$430  = { \$428 [11], \$428 [11], \$428 [11], \$428 [11], \$428  } | \$429 ;
-  assign \$431  = \$signal$123 [3] ? \$signal$37 [47:32] : 16'h0000;
-  assign \$432  = \$430  | \$431 ;
-  assign \$435  = \$signal$123 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$436  = \$434  | { \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435 [1], \$435  };
-  assign \$437  = \$signal$123 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$438  = \$436  | { \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437 [1], \$437  };
-  assign \$441  = $signed(\$425 ) + $signed(\$440 );
-  assign \$442  = \$signal$122 [0] ? \$signal$124 [63:48] : 16'h0000;
-  assign \$443  = \$signal$122 [1] ? \$signal$37 [63:48] : 16'h0000;
-  assign \$444  = \$442  | \$443 ;
-  assign \$445  = \$signal$122 [2] ? v_wr__data[59:45] : 15'h0000;
-  assign \$446  = \$444  | { \$445 [14], \$445  };
-  assign \$447  = \$signal$122 [3] ? res8[59:45] : 15'h0000;
-  assign \$448  = \$446  | { \$447 [14], \$447  };
-  assign \$449  = \$signal$122 [4] ? res9[59:45] : 15'h0000;
-  assign \$450  = \$448  | { \$449 [14], \$449  };
-  assign \$451  = \$signal$122 [5] ? v_raw[59:45] : 15'h0000;
-  assign \$452  = \$450  | { \$451 [14], \$451  };
-  assign \$455  = \$signal$122 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$456  = \$454  | { \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455 [1], \$455  };
-  assign \$457  = \$signal$122 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$458  = \$456  | { \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457 [1], \$457  };
-  assign \$461  = \$signal$123 [0] ? addend[47:36] : 12'h000;
-  assign \$462  = \$signal$123 [1] ? b_raw[43:33] : 11'h000;
-  assign \$463  = \$461  | { \$462 [10], \$462  };
-  assign \$464  = \$signal$123 [2] ? \$signal$124 [63:48] : 16'h0000;
-  assign \$465  = { \$463 [11], \$463 [11], \$463 [11], \$463 [11], \$463  } | \$464 ;
-  assign \$466  = \$signal$123 [3] ? \$signal$37 [63:48] : 16'h0000;
-  assign \$467  = \$465  | \$466 ;
-  assign \$470  = \$signal$123 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$471  = \$469  | { \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470 [1], \$470  };
-  assign \$472  = \$signal$123 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$473  = \$471  | { \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472 [1], \$472  };
-  assign \$476  = $signed(\$460 ) + $signed(\$475 );
-  assign \$477  = $signed(\$signal$124 [15:0]) - $signed(9'h0cc);
-  assign \$478  = $signed(\$signal$124 [15:0]) - $signed(10'h198);
-  assign \$479  = $signed(\$signal$124 [15:0]) - $signed(11'h264);
-  assign \$480  = $signed(\$signal$124 [15:0]) - $signed(11'h330);
-  assign \$481  = $signed(\$signal$124 [31:16]) - $signed(9'h0cc);
-  assign \$482  = $signed(\$signal$124 [31:16]) - $signed(10'h198);
-  assign \$483  = $signed(\$signal$124 [31:16]) - $signed(11'h264);
-  assign \$484  = $signed(\$signal$124 [31:16]) - $signed(11'h330);
-  assign \$485  = $signed(\$signal$124 [47:32]) - $signed(9'h0cc);
-  assign \$486  = $signed(\$signal$124 [47:32]) - $signed(10'h198);
-  assign \$487  = $signed(\$signal$124 [47:32]) - $signed(11'h264);
-  assign \$488  = $signed(\$signal$124 [47:32]) - $signed(11'h330);
-  assign \$489  = $signed(\$signal$124 [63:48]) - $signed(9'h0cc);
-  assign \$490  = $signed(\$signal$124 [63:48]) - $signed(10'h198);
-  assign \$491  = $signed(\$signal$124 [63:48]) - $signed(11'h264);
-  assign \$492  = $signed(\$signal$124 [63:48]) - $signed(11'h330);
-  assign \$494  = st6[0] & \$493 ;
-  assign \$495  = any_spike | st6[26];
-  assign \$496  = \$494  & \$495 ;
-  assign \$497  = | pending;
-  assign \$498  = pending - 1'h1;
-  assign \$499  = { 1'h0, pending } & \$498 ;
-  assign \$500  = ! \$499 ;
-  assign \$501  = ~ \$signal$72 [17];
-  assign \$502  = \$500  & \$501 ;
-  assign \$503  = 1'h1 << lane;
-  assign \$504  = { 3'h0, done } | \$503 ;
+  assign \$421  = \$signal$122 [0] ? addend[35:24] : 12'h000;
+  assign \$422  = \$signal$122 [1] ? b_raw[32:22] : 11'h000;
+  assign \$423  = \$421  | { \$422 [10], \$422  };
+  assign \$424  = \$signal$122 [2] ? \$signal$123 [47:32] : 16'h0000;
+  assign \$425  = { \$423 [11], \$423 [11], \$423 [11], \$423 [11], \$423  } | \$424 ;
+  assign \$426  = \$signal$122 [3] ? \$signal$34 [47:32] : 16'h0000;
+  assign \$427  = \$425  | \$426 ;
+  assign \$430  = \$signal$122 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$431  = \$429  | { \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430  };
+  assign \$432  = \$signal$122 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$433  = \$431  | { \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432  };
+  assign \$436  = $signed(\$420 ) + $signed(\$435 );
+  assign \$437  = \$signal$121 [0] ? \$signal$123 [63:48] : 16'h0000;
+  assign \$438  = \$signal$121 [1] ? \$signal$34 [63:48] : 16'h0000;
+  assign \$439  = \$437  | \$438 ;
+  assign \$440  = \$signal$121 [2] ? v_wr__data[59:45] : 15'h0000;
+  assign \$441  = \$439  | { \$440 [14], \$440  };
+  assign \$442  = \$signal$121 [3] ? res8[59:45] : 15'h0000;
+  assign \$443  = \$441  | { \$442 [14], \$442  };
+  assign \$444  = \$signal$121 [4] ? res9[59:45] : 15'h0000;
+  assign \$445  = \$443  | { \$444 [14], \$444  };
+  assign \$446  = \$signal$121 [5] ? v_raw[59:45] : 15'h0000;
+  assign \$447  = \$445  | { \$446 [14], \$446  };
+  assign \$450  = \$signal$121 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$451  = \$449  | { \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450  };
+  assign \$452  = \$signal$121 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$453  = \$451  | { \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452  };
+  assign \$456  = \$signal$122 [0] ? addend[47:36] : 12'h000;
+  assign \$457  = \$signal$122 [1] ? b_raw[43:33] : 11'h000;
+  assign \$458  = \$456  | { \$457 [10], \$457  };
+  assign \$459  = \$signal$122 [2] ? \$signal$123 [63:48] : 16'h0000;
+  assign \$460  = { \$458 [11], \$458 [11], \$458 [11], \$458 [11], \$458  } | \$459 ;
+  assign \$461  = \$signal$122 [3] ? \$signal$34 [63:48] : 16'h0000;
+  assign \$462  = \$460  | \$461 ;
+  assign \$465  = \$signal$122 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$466  = \$464  | { \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465  };
+  assign \$467  = \$signal$122 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$468  = \$466  | { \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467  };
+  assign \$471  = $signed(\$455 ) + $signed(\$470 );
+  assign \$472  = $signed(\$signal$123 [15:0]) - $signed(9'h0cc);
+  assign \$473  = $signed(\$signal$123 [15:0]) - $signed(10'h198);
+  assign \$474  = $signed(\$signal$123 [15:0]) - $signed(11'h264);
+  assign \$475  = $signed(\$signal$123 [15:0]) - $signed(11'h330);
+  assign \$476  = $signed(\$signal$123 [31:16]) - $signed(9'h0cc);
+  assign \$477  = $signed(\$signal$123 [31:16]) - $signed(10'h198);
+  assign \$478  = $signed(\$signal$123 [31:16]) - $signed(11'h264);
+  assign \$479  = $signed(\$signal$123 [31:16]) - $signed(11'h330);
+  assign \$480  = $signed(\$signal$123 [47:32]) - $signed(9'h0cc);
+  assign \$481  = $signed(\$signal$123 [47:32]) - $signed(10'h198);
+  assign \$482  = $signed(\$signal$123 [47:32]) - $signed(11'h264);
+  assign \$483  = $signed(\$signal$123 [47:32]) - $signed(11'h330);
+  assign \$484  = $signed(\$signal$123 [63:48]) - $signed(9'h0cc);
+  assign \$485  = $signed(\$signal$123 [63:48]) - $signed(10'h198);
+  assign \$486  = $signed(\$signal$123 [63:48]) - $signed(11'h264);
+  assign \$487  = $signed(\$signal$123 [63:48]) - $signed(11'h330);
+  assign \$489  = st6[0] & \$488 ;
+  assign \$490  = any_spike | st6[26];
+  assign \$491  = \$489  & \$490 ;
+  assign \$493  = st7[0] & \$492 ;
+  assign \$494  = pos0 == 3'h7;
+  assign \$495  = pos0 + 1'h1;
+  assign \$496  = | pending;
+  assign \$497  = pending - 1'h1;
+  assign \$498  = { 1'h0, pending } & \$497 ;
+  assign \$499  = ! \$498 ;
+  assign \$500  = ~ \$signal$71 [17];
+  assign \$501  = \$499  & \$500 ;
+  assign \$502  = 1'h1 << lane;
+  assign \$503  = { 3'h0, done } | \$502 ;
   always @(posedge clk)
-    used <= \$505 ;
+    used <= \$504 ;
   always @(posedge clk)
-    credit <= \$506 ;
+    credit <= \$505 ;
   always @(posedge clk)
-    fsm_state <= \$507 ;
+    fsm_state <= \$506 ;
   always @(posedge clk)
-    sweep_addr <= \$508 ;
+    sweep_addr <= \$507 ;
   always @(posedge clk)
-    sweep_g <= \$509 ;
+    sweep_last <= \$508 ;
   always @(posedge clk)
-    sweep_y <= \$510 ;
+    step <= \$509 ;
   always @(posedge clk)
-    sweep_x <= \$511 ;
+    fire_k <= \$510 ;
   always @(posedge clk)
-    sweep_last <= \$512 ;
+    plane <= \$511 ;
   always @(posedge clk)
-    step <= \$513 ;
+    \$signal$83  <= \$512 ;
   always @(posedge clk)
-    fire_k <= \$514 ;
+    \$signal  <= \$513 ;
   always @(posedge clk)
-    plane <= \$515 ;
+    st0 <= \$514 ;
   always @(posedge clk)
-    \$signal$84  <= \$516 ;
+    st1 <= \$515 ;
   always @(posedge clk)
-    \$signal  <= \$517 ;
+    st2 <= \$516 ;
   always @(posedge clk)
-    st0 <= \$518 ;
+    st3 <= \$517 ;
   always @(posedge clk)
-    st1 <= \$519 ;
+    st4 <= \$518 ;
   always @(posedge clk)
-    st2 <= \$520 ;
+    st5 <= \$519 ;
   always @(posedge clk)
-    st3 <= \$521 ;
+    st6 <= \$520 ;
   always @(posedge clk)
-    st4 <= \$522 ;
+    st7 <= \$521 ;
   always @(posedge clk)
-    st5 <= \$523 ;
+    st8 <= \$522 ;
   always @(posedge clk)
-    st6 <= \$524 ;
+    w1_0 <= \$523 ;
   always @(posedge clk)
-    st7 <= \$525 ;
+    w2_0_0_0 <= \$524 ;
   always @(posedge clk)
-    st8 <= \$526 ;
+    w2_0_0_1 <= \$525 ;
   always @(posedge clk)
-    w1_0 <= \$527 ;
+    w2_0_0_2 <= \$526 ;
   always @(posedge clk)
-    w2_0_0_0 <= \$528 ;
+    w2_0_0_3 <= \$527 ;
   always @(posedge clk)
-    w2_0_0_1 <= \$529 ;
+    w2_0_2_0 <= \$528 ;
   always @(posedge clk)
-    w2_0_0_2 <= \$530 ;
+    w2_0_2_1 <= \$529 ;
   always @(posedge clk)
-    w2_0_0_3 <= \$531 ;
+    w2_0_2_2 <= \$530 ;
   always @(posedge clk)
-    w2_0_2_0 <= \$532 ;
+    w2_0_2_3 <= \$531 ;
   always @(posedge clk)
-    w2_0_2_1 <= \$533 ;
+    addend <= \$532 ;
   always @(posedge clk)
-    w2_0_2_2 <= \$534 ;
+    v_raw <= \$533 ;
   always @(posedge clk)
-    w2_0_2_3 <= \$535 ;
+    b_raw <= \$534 ;
   always @(posedge clk)
-    addend <= \$536 ;
+    res8 <= \$535 ;
   always @(posedge clk)
-    v_raw <= \$537 ;
+    res9 <= \$536 ;
   always @(posedge clk)
-    b_raw <= \$538 ;
+    cres8 <= \$537 ;
   always @(posedge clk)
-    res8 <= \$539 ;
+    cres9 <= \$538 ;
   always @(posedge clk)
-    res9 <= \$540 ;
+    \$like  <= \$539 ;
   always @(posedge clk)
-    cres8 <= \$541 ;
+    b6 <= \$540 ;
   always @(posedge clk)
-    cres9 <= \$542 ;
+    hit_v1 <= \$541 ;
   always @(posedge clk)
-    \$like  <= \$543 ;
+    hit_c1 <= \$542 ;
   always @(posedge clk)
-    b6 <= \$544 ;
+    hit_v2 <= \$543 ;
   always @(posedge clk)
-    hit_v1 <= \$545 ;
+    hit_c2 <= \$544 ;
   always @(posedge clk)
-    hit_c1 <= \$546 ;
+    hit_v3 <= \$545 ;
   always @(posedge clk)
-    hit_v2 <= \$547 ;
+    hit_c3 <= \$546 ;
   always @(posedge clk)
-    hit_c2 <= \$548 ;
+    hit_v4 <= \$547 ;
   always @(posedge clk)
-    hit_v3 <= \$549 ;
+    hit_c4 <= \$548 ;
   always @(posedge clk)
-    hit_c3 <= \$550 ;
+    hit_v5 <= \$549 ;
   always @(posedge clk)
-    hit_v4 <= \$551 ;
+    hit_c5 <= \$550 ;
   always @(posedge clk)
-    hit_c4 <= \$552 ;
+    \$signal$121  <= \$551 ;
   always @(posedge clk)
-    hit_v5 <= \$553 ;
+    \$signal$122  <= \$552 ;
   always @(posedge clk)
-    hit_c5 <= \$554 ;
+    \$signal$123  <= \$553 ;
   always @(posedge clk)
-    \$signal$122  <= \$555 ;
+    \$signal$34  <= \$554 ;
   always @(posedge clk)
-    \$signal$123  <= \$556 ;
+    d1_0 <= \$555 ;
   always @(posedge clk)
-    \$signal$124  <= \$557 ;
+    d2_0 <= \$556 ;
   always @(posedge clk)
-    \$signal$37  <= \$558 ;
+    d3_0 <= \$557 ;
   always @(posedge clk)
-    d1_0 <= \$559 ;
+    d4_0 <= \$558 ;
   always @(posedge clk)
-    d2_0 <= \$560 ;
+    d1_1 <= \$559 ;
   always @(posedge clk)
-    d3_0 <= \$561 ;
+    d2_1 <= \$560 ;
   always @(posedge clk)
-    d4_0 <= \$562 ;
+    d3_1 <= \$561 ;
   always @(posedge clk)
-    d1_1 <= \$563 ;
+    d4_1 <= \$562 ;
   always @(posedge clk)
-    d2_1 <= \$564 ;
+    d1_2 <= \$563 ;
   always @(posedge clk)
-    d3_1 <= \$565 ;
+    d2_2 <= \$564 ;
   always @(posedge clk)
-    d4_1 <= \$566 ;
+    d3_2 <= \$565 ;
   always @(posedge clk)
-    d1_2 <= \$567 ;
+    d4_2 <= \$566 ;
   always @(posedge clk)
-    d2_2 <= \$568 ;
+    d1_3 <= \$567 ;
   always @(posedge clk)
-    d3_2 <= \$569 ;
+    d2_3 <= \$568 ;
   always @(posedge clk)
-    d4_2 <= \$570 ;
+    d3_3 <= \$569 ;
   always @(posedge clk)
-    d1_3 <= \$571 ;
+    d4_3 <= \$570 ;
   always @(posedge clk)
-    d2_3 <= \$572 ;
+    v_wr__data <= \$571 ;
   always @(posedge clk)
-    d3_3 <= \$573 ;
+    entry7 <= \$572 ;
   always @(posedge clk)
-    d4_3 <= \$574 ;
+    \$signal$67  <= \$573 ;
   always @(posedge clk)
-    v_wr__data <= \$575 ;
+    pos0 <= \$574 ;
   always @(posedge clk)
-    \$signal$66  <= \$576 ;
-  always @(posedge clk)
-    \$signal$68  <= \$577 ;
-  always @(posedge clk)
-    done <= \$578 ;
+    done <= \$575 ;
   assign en = ~ \$signal ;
   assign \$1  = ~ \$signal ;
   assign \$2  = op_valid & \$1 ;
@@ -8102,32 +7991,32 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \$68  = \$67  ? 4'hf : 4'h0;
   assign any_spike = | out_counts;
   assign \$70  = st7[0] & \$69 ;
-  assign \$71  = ~ \$signal$68 ;
+  assign \$71  = ~ \$signal$67 ;
   assign dropped = \$70  & \$71 ;
-  assign \$72  = | \$signal$72 [2:0];
+  assign \$72  = | \$signal$71 [2:0];
   assign \$73  = ~ done[0];
   assign \$74  = \$72  & \$73 ;
-  assign \$75  = | \$signal$72 [5:3];
+  assign \$75  = | \$signal$71 [5:3];
   assign \$76  = ~ done[1];
   assign \$77  = \$75  & \$76 ;
-  assign \$78  = | \$signal$72 [8:6];
+  assign \$78  = | \$signal$71 [8:6];
   assign \$79  = ~ done[2];
   assign \$80  = \$78  & \$79 ;
-  assign \$81  = | \$signal$72 [11:9];
+  assign \$81  = | \$signal$71 [11:9];
   assign \$82  = ~ done[3];
   assign \$83  = \$81  & \$82 ;
-  assign \$84  = \$signal$72 [14:12] * 3'h4;
+  assign \$84  = \$signal$71 [14:12] * 3'h4;
   assign \$85  = \$84  + lane;
   assign \$86  = | pending;
   assign \$88  = pending - 1'h1;
   assign \$89  = { 1'h0, pending } & \$88 ;
   assign \$90  = ! \$89 ;
-  assign \$91  = ~ \$signal$72 [17];
+  assign \$91  = ~ \$signal$71 [17];
   assign \$92  = \$90  & \$91 ;
   assign \$93  = ! fsm_state;
   assign \$95  = used + sweep_now;
   assign \$96  = \$95  - dropped;
-  assign \$97  = \$signal$79  & \$signal$76 ;
+  assign \$97  = \$signal$78  & \$signal$75 ;
   assign \$98  = $signed(\$96 ) - $signed({ 1'h0, \$97  });
   assign \$99  = used <= 5'h18;
   assign \$100  = ~ op_valid;
@@ -8137,269 +8026,268 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \$104  = step + 1'h1;
   assign \$105  = sweep_addr + 1'h1;
   assign \$106  = sweep_addr == 3'h6;
-  assign \$107  = sweep_g == 3'h7;
-  assign \$108  = ! sweep_x;
-  assign \$109  = sweep_y + 1'h1;
-  assign \$110  = sweep_x + 1'h1;
-  assign \$111  = sweep_g + 1'h1;
-  assign \$112  = sweep_now & issue[26];
-  assign \$113  = sweep_now & issue[26];
-  assign \$114  = \$113  | \$signal$84 ;
-  assign \$116  = st2[17] ? \$115  : 9'h000;
-  assign \$117  = $signed(1'h0) + $signed(\$116 );
-  assign \$119  = st2[18] ? \$118  : 9'h000;
-  assign \$120  = $signed(\$117 ) + $signed(\$119 );
-  assign \$122  = st2[17] ? \$121  : 9'h000;
-  assign \$123  = $signed(1'h0) + $signed(\$122 );
-  assign \$125  = st2[18] ? \$124  : 9'h000;
-  assign \$126  = $signed(\$123 ) + $signed(\$125 );
-  assign \$128  = st2[17] ? \$127  : 9'h000;
-  assign \$129  = $signed(1'h0) + $signed(\$128 );
-  assign \$131  = st2[18] ? \$130  : 9'h000;
-  assign \$132  = $signed(\$129 ) + $signed(\$131 );
-  assign \$134  = st2[17] ? \$133  : 9'h000;
-  assign \$135  = $signed(1'h0) + $signed(\$134 );
-  assign \$137  = st2[18] ? \$136  : 9'h000;
-  assign \$138  = $signed(\$135 ) + $signed(\$137 );
-  assign \$140  = st2[19] ? \$139  : 11'h000;
-  assign \$141  = $signed(1'h0) + $signed(\$140 );
-  assign \$143  = st2[19] ? \$142  : 11'h000;
-  assign \$144  = $signed(1'h0) + $signed(\$143 );
-  assign \$146  = st2[19] ? \$145  : 11'h000;
-  assign \$147  = $signed(1'h0) + $signed(\$146 );
-  assign \$149  = st2[19] ? \$148  : 11'h000;
-  assign \$150  = $signed(1'h0) + $signed(\$149 );
-  assign \$151  = ! st3[16];
-  assign \$152  = $signed(1'h0) + $signed(w2_0_0_0);
-  assign \$153  = $signed(\$152 ) + $signed(w2_0_2_0);
-  assign \$154  = $signed(1'h0) + $signed(w2_0_0_1);
-  assign \$155  = $signed(\$154 ) + $signed(w2_0_2_1);
-  assign \$156  = $signed(1'h0) + $signed(w2_0_0_2);
-  assign \$157  = $signed(\$156 ) + $signed(w2_0_2_2);
-  assign \$158  = $signed(1'h0) + $signed(w2_0_0_3);
-  assign \$159  = $signed(\$158 ) + $signed(w2_0_2_3);
-  assign \$160  = st2[6:4] == st3[6:4];
-  assign \$161  = ! st3[1];
-  assign \$162  = \$160  & \$161 ;
-  assign \$163  = ! st3[1];
-  assign \$164  = \$163  & st3[2];
-  assign \$165  = ~ \$164 ;
-  assign \$166  = st3[0] & \$165 ;
-  assign \$167  = \$162  & \$166 ;
-  assign \$168  = st2[6:4] == st3[6:4];
-  assign \$169  = ! st3[1];
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = ! st3[1];
-  assign \$172  = \$171  & st3[2];
-  assign \$174  = \$173  & st3[24];
-  assign \$175  = \$172  | \$174 ;
-  assign \$176  = st3[0] & \$175 ;
-  assign \$177  = \$170  & \$176 ;
-  assign \$178  = st2[6:4] == st4[6:4];
-  assign \$179  = ! st4[1];
-  assign \$180  = \$178  & \$179 ;
-  assign \$181  = ! st4[1];
-  assign \$182  = \$181  & st4[2];
-  assign \$183  = ~ \$182 ;
-  assign \$184  = st4[0] & \$183 ;
-  assign \$185  = \$180  & \$184 ;
-  assign \$186  = st2[6:4] == st4[6:4];
-  assign \$187  = ! st4[1];
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = ! st4[1];
-  assign \$190  = \$189  & st4[2];
-  assign \$192  = \$191  & st4[24];
-  assign \$193  = \$190  | \$192 ;
-  assign \$194  = st4[0] & \$193 ;
-  assign \$195  = \$188  & \$194 ;
-  assign \$196  = st2[6:4] == st5[6:4];
-  assign \$197  = ! st5[1];
-  assign \$198  = \$197  & st5[2];
-  assign \$199  = ~ \$198 ;
-  assign \$200  = st5[0] & \$199 ;
-  assign \$201  = \$196  & \$200 ;
-  assign \$202  = st2[6:4] == st5[6:4];
-  assign \$203  = ! st5[1];
-  assign \$204  = \$203  & st5[2];
-  assign \$206  = \$205  & st5[24];
-  assign \$207  = \$204  | \$206 ;
-  assign \$208  = st5[0] & \$207 ;
-  assign \$209  = \$202  & \$208 ;
-  assign \$210  = st2[6:4] == st6[6:4];
-  assign \$211  = ! st6[1];
-  assign \$212  = \$211  & st6[2];
-  assign \$213  = ~ \$212 ;
-  assign \$214  = st6[0] & \$213 ;
-  assign \$215  = \$210  & \$214 ;
-  assign \$216  = st2[6:4] == st6[6:4];
-  assign \$217  = ! st6[1];
-  assign \$218  = \$217  & st6[2];
-  assign \$220  = \$219  & st6[24];
-  assign \$221  = \$218  | \$220 ;
-  assign \$222  = st6[0] & \$221 ;
-  assign \$223  = \$216  & \$222 ;
-  assign \$224  = st2[6:4] == st7[6:4];
-  assign \$225  = ! st7[1];
-  assign \$226  = \$225  & st7[2];
-  assign \$227  = ~ \$226 ;
-  assign \$228  = st7[0] & \$227 ;
-  assign \$229  = \$224  & \$228 ;
-  assign \$230  = st2[6:4] == st7[6:4];
-  assign \$231  = ! st7[1];
-  assign \$232  = \$231  & st7[2];
-  assign \$234  = \$233  & st7[24];
-  assign \$235  = \$232  | \$234 ;
-  assign \$236  = st7[0] & \$235 ;
-  assign \$237  = \$230  & \$236 ;
-  assign \$240  = ! st3[1];
-  assign \$241  = \$240  & st3[2];
-  assign \$242  = ~ \$241 ;
-  assign \$243  = \$239  & \$242 ;
-  assign \$246  = ! st3[1];
-  assign \$247  = \$246  & st3[2];
-  assign \$248  = \$245  & \$247 ;
-  assign \$249  = \$243  | \$248 ;
-  assign \$251  = ~ \$250 ;
-  assign \$252  = hit_v2 & \$251 ;
-  assign \$253  = ! st3[1];
-  assign \$254  = \$253  & st3[2];
-  assign \$255  = ~ \$254 ;
-  assign \$256  = \$252  & \$255 ;
-  assign \$258  = ~ \$257 ;
-  assign \$259  = hit_c2 & \$258 ;
-  assign \$260  = ! st3[1];
-  assign \$261  = \$260  & st3[2];
-  assign \$262  = \$259  & \$261 ;
-  assign \$263  = \$256  | \$262 ;
-  assign \$265  = \$264  | hit_v2;
-  assign \$266  = ~ \$265 ;
-  assign \$267  = hit_v3 & \$266 ;
-  assign \$268  = ! st3[1];
-  assign \$269  = \$268  & st3[2];
+  assign \$107  = sweep_now & issue[26];
+  assign \$108  = sweep_now & issue[26];
+  assign \$109  = \$108  | \$signal$83 ;
+  assign \$111  = st2[17] ? \$110  : 9'h000;
+  assign \$112  = $signed(1'h0) + $signed(\$111 );
+  assign \$114  = st2[18] ? \$113  : 9'h000;
+  assign \$115  = $signed(\$112 ) + $signed(\$114 );
+  assign \$117  = st2[17] ? \$116  : 9'h000;
+  assign \$118  = $signed(1'h0) + $signed(\$117 );
+  assign \$120  = st2[18] ? \$119  : 9'h000;
+  assign \$121  = $signed(\$118 ) + $signed(\$120 );
+  assign \$123  = st2[17] ? \$122  : 9'h000;
+  assign \$124  = $signed(1'h0) + $signed(\$123 );
+  assign \$126  = st2[18] ? \$125  : 9'h000;
+  assign \$127  = $signed(\$124 ) + $signed(\$126 );
+  assign \$129  = st2[17] ? \$128  : 9'h000;
+  assign \$130  = $signed(1'h0) + $signed(\$129 );
+  assign \$132  = st2[18] ? \$131  : 9'h000;
+  assign \$133  = $signed(\$130 ) + $signed(\$132 );
+  assign \$135  = st2[19] ? \$134  : 11'h000;
+  assign \$136  = $signed(1'h0) + $signed(\$135 );
+  assign \$138  = st2[19] ? \$137  : 11'h000;
+  assign \$139  = $signed(1'h0) + $signed(\$138 );
+  assign \$141  = st2[19] ? \$140  : 11'h000;
+  assign \$142  = $signed(1'h0) + $signed(\$141 );
+  assign \$144  = st2[19] ? \$143  : 11'h000;
+  assign \$145  = $signed(1'h0) + $signed(\$144 );
+  assign \$146  = ! st3[16];
+  assign \$147  = $signed(1'h0) + $signed(w2_0_0_0);
+  assign \$148  = $signed(\$147 ) + $signed(w2_0_2_0);
+  assign \$149  = $signed(1'h0) + $signed(w2_0_0_1);
+  assign \$150  = $signed(\$149 ) + $signed(w2_0_2_1);
+  assign \$151  = $signed(1'h0) + $signed(w2_0_0_2);
+  assign \$152  = $signed(\$151 ) + $signed(w2_0_2_2);
+  assign \$153  = $signed(1'h0) + $signed(w2_0_0_3);
+  assign \$154  = $signed(\$153 ) + $signed(w2_0_2_3);
+  assign \$155  = st2[6:4] == st3[6:4];
+  assign \$156  = ! st3[1];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = ! st3[1];
+  assign \$159  = \$158  & st3[2];
+  assign \$160  = ~ \$159 ;
+  assign \$161  = st3[0] & \$160 ;
+  assign \$162  = \$157  & \$161 ;
+  assign \$163  = st2[6:4] == st3[6:4];
+  assign \$164  = ! st3[1];
+  assign \$165  = \$163  & \$164 ;
+  assign \$166  = ! st3[1];
+  assign \$167  = \$166  & st3[2];
+  assign \$169  = \$168  & st3[24];
+  assign \$170  = \$167  | \$169 ;
+  assign \$171  = st3[0] & \$170 ;
+  assign \$172  = \$165  & \$171 ;
+  assign \$173  = st2[6:4] == st4[6:4];
+  assign \$174  = ! st4[1];
+  assign \$175  = \$173  & \$174 ;
+  assign \$176  = ! st4[1];
+  assign \$177  = \$176  & st4[2];
+  assign \$178  = ~ \$177 ;
+  assign \$179  = st4[0] & \$178 ;
+  assign \$180  = \$175  & \$179 ;
+  assign \$181  = st2[6:4] == st4[6:4];
+  assign \$182  = ! st4[1];
+  assign \$183  = \$181  & \$182 ;
+  assign \$184  = ! st4[1];
+  assign \$185  = \$184  & st4[2];
+  assign \$187  = \$186  & st4[24];
+  assign \$188  = \$185  | \$187 ;
+  assign \$189  = st4[0] & \$188 ;
+  assign \$190  = \$183  & \$189 ;
+  assign \$191  = st2[6:4] == st5[6:4];
+  assign \$192  = ! st5[1];
+  assign \$193  = \$192  & st5[2];
+  assign \$194  = ~ \$193 ;
+  assign \$195  = st5[0] & \$194 ;
+  assign \$196  = \$191  & \$195 ;
+  assign \$197  = st2[6:4] == st5[6:4];
+  assign \$198  = ! st5[1];
+  assign \$199  = \$198  & st5[2];
+  assign \$201  = \$200  & st5[24];
+  assign \$202  = \$199  | \$201 ;
+  assign \$203  = st5[0] & \$202 ;
+  assign \$204  = \$197  & \$203 ;
+  assign \$205  = st2[6:4] == st6[6:4];
+  assign \$206  = ! st6[1];
+  assign \$207  = \$206  & st6[2];
+  assign \$208  = ~ \$207 ;
+  assign \$209  = st6[0] & \$208 ;
+  assign \$210  = \$205  & \$209 ;
+  assign \$211  = st2[6:4] == st6[6:4];
+  assign \$212  = ! st6[1];
+  assign \$213  = \$212  & st6[2];
+  assign \$215  = \$214  & st6[24];
+  assign \$216  = \$213  | \$215 ;
+  assign \$217  = st6[0] & \$216 ;
+  assign \$218  = \$211  & \$217 ;
+  assign \$219  = st2[6:4] == st7[6:4];
+  assign \$220  = ! st7[1];
+  assign \$221  = \$220  & st7[2];
+  assign \$222  = ~ \$221 ;
+  assign \$223  = st7[0] & \$222 ;
+  assign \$224  = \$219  & \$223 ;
+  assign \$225  = st2[6:4] == st7[6:4];
+  assign \$226  = ! st7[1];
+  assign \$227  = \$226  & st7[2];
+  assign \$229  = \$228  & st7[24];
+  assign \$230  = \$227  | \$229 ;
+  assign \$231  = st7[0] & \$230 ;
+  assign \$232  = \$225  & \$231 ;
+  assign \$235  = ! st3[1];
+  assign \$236  = \$235  & st3[2];
+  assign \$237  = ~ \$236 ;
+  assign \$238  = \$234  & \$237 ;
+  assign \$241  = ! st3[1];
+  assign \$242  = \$241  & st3[2];
+  assign \$243  = \$240  & \$242 ;
+  assign \$244  = \$238  | \$243 ;
+  assign \$246  = ~ \$245 ;
+  assign \$247  = hit_v2 & \$246 ;
+  assign \$248  = ! st3[1];
+  assign \$249  = \$248  & st3[2];
+  assign \$250  = ~ \$249 ;
+  assign \$251  = \$247  & \$250 ;
+  assign \$253  = ~ \$252 ;
+  assign \$254  = hit_c2 & \$253 ;
+  assign \$255  = ! st3[1];
+  assign \$256  = \$255  & st3[2];
+  assign \$257  = \$254  & \$256 ;
+  assign \$258  = \$251  | \$257 ;
+  assign \$260  = \$259  | hit_v2;
+  assign \$261  = ~ \$260 ;
+  assign \$262  = hit_v3 & \$261 ;
+  assign \$263  = ! st3[1];
+  assign \$264  = \$263  & st3[2];
+  assign \$265  = ~ \$264 ;
+  assign \$266  = \$262  & \$265 ;
+  assign \$268  = \$267  | hit_v2;
+  assign \$269  = \$268  | hit_v3;
   assign \$270  = ~ \$269 ;
-  assign \$271  = \$267  & \$270 ;
-  assign \$273  = \$272  | hit_v2;
-  assign \$274  = \$273  | hit_v3;
-  assign \$275  = ~ \$274 ;
-  assign \$276  = hit_v4 & \$275 ;
-  assign \$277  = ! st3[1];
-  assign \$278  = \$277  & st3[2];
-  assign \$279  = ~ \$278 ;
-  assign \$280  = \$276  & \$279 ;
-  assign \$282  = \$281  | hit_v2;
-  assign \$283  = \$282  | hit_v3;
-  assign \$284  = \$283  | hit_v4;
-  assign \$285  = ~ \$284 ;
-  assign \$286  = hit_v5 & \$285 ;
-  assign \$287  = ! st3[1];
-  assign \$288  = \$287  & st3[2];
-  assign \$289  = ~ \$288 ;
-  assign \$290  = \$286  & \$289 ;
-  assign \$292  = \$291  | hit_v2;
-  assign \$293  = \$292  | hit_v3;
-  assign \$294  = \$293  | hit_v4;
-  assign \$295  = \$294  | hit_v5;
-  assign \$296  = ~ \$295 ;
-  assign \$297  = ! st3[1];
-  assign \$298  = \$297  & st3[2];
-  assign \$299  = ~ \$298 ;
-  assign \$300  = \$296  & \$299 ;
-  assign \$302  = \$301  | hit_c2;
-  assign \$303  = ~ \$302 ;
-  assign \$304  = hit_c3 & \$303 ;
-  assign \$305  = ! st3[1];
-  assign \$306  = \$305  & st3[2];
-  assign \$307  = \$304  & \$306 ;
-  assign \$309  = \$308  | hit_c2;
-  assign \$310  = \$309  | hit_c3;
-  assign \$311  = ~ \$310 ;
-  assign \$312  = hit_c4 & \$311 ;
-  assign \$313  = ! st3[1];
-  assign \$314  = \$313  & st3[2];
-  assign \$315  = \$312  & \$314 ;
-  assign \$317  = \$316  | hit_c2;
-  assign \$318  = \$317  | hit_c3;
-  assign \$319  = \$318  | hit_c4;
-  assign \$320  = ~ \$319 ;
-  assign \$321  = hit_c5 & \$320 ;
-  assign \$322  = ! st3[1];
-  assign \$323  = \$322  & st3[2];
-  assign \$324  = \$321  & \$323 ;
-  assign \$326  = \$325  | hit_c2;
-  assign \$327  = \$326  | hit_c3;
-  assign \$328  = \$327  | hit_c4;
-  assign \$329  = \$328  | hit_c5;
-  assign \$330  = ~ \$329 ;
-  assign \$331  = ! st3[1];
-  assign \$332  = \$331  & st3[2];
-  assign \$333  = \$330  & \$332 ;
-  assign \$334  = ! st3[1];
-  assign \$335  = ! st3[1];
-  assign \$337  = \$signal$122 [0] ? \$signal$124 [15:0] : 16'h0000;
-  assign \$338  = \$signal$122 [1] ? \$signal$37 [15:0] : 16'h0000;
-  assign \$339  = \$337  | \$338 ;
-  assign \$340  = \$signal$122 [2] ? v_wr__data[14:0] : 15'h0000;
-  assign \$341  = \$339  | { \$340 [14], \$340  };
-  assign \$342  = \$signal$122 [3] ? res8[14:0] : 15'h0000;
-  assign \$343  = \$341  | { \$342 [14], \$342  };
-  assign \$344  = \$signal$122 [4] ? res9[14:0] : 15'h0000;
-  assign \$345  = \$343  | { \$344 [14], \$344  };
-  assign \$346  = \$signal$122 [5] ? v_raw[14:0] : 15'h0000;
-  assign \$347  = \$345  | { \$346 [14], \$346  };
-  assign \$350  = \$signal$122 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$351  = \$349  | { \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350  };
-  assign \$352  = \$signal$122 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$353  = \$351  | { \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352  };
-  assign \$356  = \$signal$123 [0] ? addend[11:0] : 12'h000;
-  assign \$357  = \$signal$123 [1] ? b_raw[10:0] : 11'h000;
-  assign \$358  = \$356  | { \$357 [10], \$357  };
-  assign \$359  = \$signal$123 [2] ? \$signal$124 [15:0] : 16'h0000;
-  assign \$360  = { \$358 [11], \$358 [11], \$358 [11], \$358 [11], \$358  } | \$359 ;
-  assign \$361  = \$signal$123 [3] ? \$signal$37 [15:0] : 16'h0000;
-  assign \$362  = \$360  | \$361 ;
-  assign \$365  = \$signal$123 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$366  = \$364  | { \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365  };
-  assign \$367  = \$signal$123 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$368  = \$366  | { \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367  };
-  assign \$371  = $signed(\$355 ) + $signed(\$370 );
-  assign \$372  = \$signal$122 [0] ? \$signal$124 [31:16] : 16'h0000;
-  assign \$373  = \$signal$122 [1] ? \$signal$37 [31:16] : 16'h0000;
-  assign \$374  = \$372  | \$373 ;
-  assign \$375  = \$signal$122 [2] ? v_wr__data[29:15] : 15'h0000;
-  assign \$376  = \$374  | { \$375 [14], \$375  };
-  assign \$377  = \$signal$122 [3] ? res8[29:15] : 15'h0000;
-  assign \$378  = \$376  | { \$377 [14], \$377  };
-  assign \$379  = \$signal$122 [4] ? res9[29:15] : 15'h0000;
-  assign \$380  = \$378  | { \$379 [14], \$379  };
-  assign \$381  = \$signal$122 [5] ? v_raw[29:15] : 15'h0000;
-  assign \$382  = \$380  | { \$381 [14], \$381  };
-  assign \$385  = \$signal$122 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$386  = \$384  | { \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385 [1], \$385  };
-  assign \$387  = \$signal$122 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$388  = \$386  | { \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387 [1], \$387  };
-  assign \$391  = \$signal$123 [0] ? addend[23:12] : 12'h000;
-  assign \$392  = \$signal$123 [1] ? b_raw[21:11] : 11'h000;
-  assign \$393  = \$391  | { \$392 [10], \$392  };
-  assign \$394  = \$signal$123 [2] ? \$signal$124 [31:16] : 16'h0000;
-  assign \$395  = { \$393 [11], \$393 [11], \$393 [11], \$393 [11], \$393  } | \$394 ;
-  assign \$396  = \$signal$123 [3] ? \$signal$37 [31:16] : 16'h0000;
-  assign \$397  = \$395  | \$396 ;
-  assign \$400  = \$signal$123 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$401  = \$399  | { \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400 [1], \$400  };
-  assign \$402  = \$signal$123 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$403  = \$401  | { \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402 [1], \$402  };
-  assign \$406  = $signed(\$390 ) + $signed(\$405 );
-  assign \$407  = \$signal$122 [0] ? \$signal$124 [47:32] : 16'h0000;
-  assign \$408  = \$signal$122 [1] ? \$signal$37 [47:32] : 16'h0000;
-  assign \$409  = \$407  | \$408 ;
-  assign \$410  = \$signal$122 [2] ? v_wr__data[44:30] : 15'h0000;
-  assign \$411  = \$409  | { \$410 [14], \$410  };
-  assign \$412  = \$signal$122 [3] ? res8[44:30] : 15'h0000;
-  assign \$413  = \$411  | { \$412 [14], \$412  };
-  assign \$414  = \$signal$122 [4] ? res9[44:30] : 15'h0000;
-  assign \$415  = \$413  | { \$414 [14], \$414  };
-  assign \$416  = \$signal$122 [5] ? v_raw[44:30] : 15'h0000;
-  assign \$417  = \$415  | { \$416 [14], \$416  };
+  assign \$271  = hit_v4 & \$270 ;
+  assign \$272  = ! st3[1];
+  assign \$273  = \$272  & st3[2];
+  assign \$274  = ~ \$273 ;
+  assign \$275  = \$271  & \$274 ;
+  assign \$277  = \$276  | hit_v2;
+  assign \$278  = \$277  | hit_v3;
+  assign \$279  = \$278  | hit_v4;
+  assign \$280  = ~ \$279 ;
+  assign \$281  = hit_v5 & \$280 ;
+  assign \$282  = ! st3[1];
+  assign \$283  = \$282  & st3[2];
+  assign \$284  = ~ \$283 ;
+  assign \$285  = \$281  & \$284 ;
+  assign \$287  = \$286  | hit_v2;
+  assign \$288  = \$287  | hit_v3;
+  assign \$289  = \$288  | hit_v4;
+  assign \$290  = \$289  | hit_v5;
+  assign \$291  = ~ \$290 ;
+  assign \$292  = ! st3[1];
+  assign \$293  = \$292  & st3[2];
+  assign \$294  = ~ \$293 ;
+  assign \$295  = \$291  & \$294 ;
+  assign \$297  = \$296  | hit_c2;
+  assign \$298  = ~ \$297 ;
+  assign \$299  = hit_c3 & \$298 ;
+  assign \$300  = ! st3[1];
+  assign \$301  = \$300  & st3[2];
+  assign \$302  = \$299  & \$301 ;
+  assign \$304  = \$303  | hit_c2;
+  assign \$305  = \$304  | hit_c3;
+  assign \$306  = ~ \$305 ;
+  assign \$307  = hit_c4 & \$306 ;
+  assign \$308  = ! st3[1];
+  assign \$309  = \$308  & st3[2];
+  assign \$310  = \$307  & \$309 ;
+  assign \$312  = \$311  | hit_c2;
+  assign \$313  = \$312  | hit_c3;
+  assign \$314  = \$313  | hit_c4;
+  assign \$315  = ~ \$314 ;
+  assign \$316  = hit_c5 & \$315 ;
+  assign \$317  = ! st3[1];
+  assign \$318  = \$317  & st3[2];
+  assign \$319  = \$316  & \$318 ;
+  assign \$321  = \$320  | hit_c2;
+  assign \$322  = \$321  | hit_c3;
+  assign \$323  = \$322  | hit_c4;
+  assign \$324  = \$323  | hit_c5;
+  assign \$325  = ~ \$324 ;
+  assign \$326  = ! st3[1];
+  assign \$327  = \$326  & st3[2];
+  assign \$328  = \$325  & \$327 ;
+  assign \$329  = ! st3[1];
+  assign \$330  = ! st3[1];
+  assign \$332  = \$signal$121 [0] ? \$signal$123 [15:0] : 16'h0000;
+  assign \$333  = \$signal$121 [1] ? \$signal$34 [15:0] : 16'h0000;
+  assign \$334  = \$332  | \$333 ;
+  assign \$335  = \$signal$121 [2] ? v_wr__data[14:0] : 15'h0000;
+  assign \$336  = \$334  | { \$335 [14], \$335  };
+  assign \$337  = \$signal$121 [3] ? res8[14:0] : 15'h0000;
+  assign \$338  = \$336  | { \$337 [14], \$337  };
+  assign \$339  = \$signal$121 [4] ? res9[14:0] : 15'h0000;
+  assign \$340  = \$338  | { \$339 [14], \$339  };
+  assign \$341  = \$signal$121 [5] ? v_raw[14:0] : 15'h0000;
+  assign \$342  = \$340  | { \$341 [14], \$341  };
+  assign \$345  = \$signal$121 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$346  = \$344  | { \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345  };
+  assign \$347  = \$signal$121 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$348  = \$346  | { \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347  };
+  assign \$351  = \$signal$122 [0] ? addend[11:0] : 12'h000;
+  assign \$352  = \$signal$122 [1] ? b_raw[10:0] : 11'h000;
+  assign \$353  = \$351  | { \$352 [10], \$352  };
+  assign \$354  = \$signal$122 [2] ? \$signal$123 [15:0] : 16'h0000;
+  assign \$355  = { \$353 [11], \$353 [11], \$353 [11], \$353 [11], \$353  } | \$354 ;
+  assign \$356  = \$signal$122 [3] ? \$signal$34 [15:0] : 16'h0000;
+  assign \$357  = \$355  | \$356 ;
+  assign \$360  = \$signal$122 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$361  = \$359  | { \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360  };
+  assign \$362  = \$signal$122 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$363  = \$361  | { \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362  };
+  assign \$366  = $signed(\$350 ) + $signed(\$365 );
+  assign \$367  = \$signal$121 [0] ? \$signal$123 [31:16] : 16'h0000;
+  assign \$368  = \$signal$121 [1] ? \$signal$34 [31:16] : 16'h0000;
+  assign \$369  = \$367  | \$368 ;
+  assign \$370  = \$signal$121 [2] ? v_wr__data[29:15] : 15'h0000;
+  assign \$371  = \$369  | { \$370 [14], \$370  };
+  assign \$372  = \$signal$121 [3] ? res8[29:15] : 15'h0000;
+  assign \$373  = \$371  | { \$372 [14], \$372  };
+  assign \$374  = \$signal$121 [4] ? res9[29:15] : 15'h0000;
+  assign \$375  = \$373  | { \$374 [14], \$374  };
+  assign \$376  = \$signal$121 [5] ? v_raw[29:15] : 15'h0000;
+  assign \$377  = \$375  | { \$376 [14], \$376  };
+  assign \$380  = \$signal$121 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$381  = \$379  | { \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380  };
+  assign \$382  = \$signal$121 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$383  = \$381  | { \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382  };
+  assign \$386  = \$signal$122 [0] ? addend[23:12] : 12'h000;
+  assign \$387  = \$signal$122 [1] ? b_raw[21:11] : 11'h000;
+  assign \$388  = \$386  | { \$387 [10], \$387  };
+  assign \$389  = \$signal$122 [2] ? \$signal$123 [31:16] : 16'h0000;
+  assign \$390  = { \$388 [11], \$388 [11], \$388 [11], \$388 [11], \$388  } | \$389 ;
+  assign \$391  = \$signal$122 [3] ? \$signal$34 [31:16] : 16'h0000;
+  assign \$392  = \$390  | \$391 ;
+  assign \$395  = \$signal$122 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$396  = \$394  | { \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395  };
+  assign \$397  = \$signal$122 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$398  = \$396  | { \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397  };
+  assign \$401  = $signed(\$385 ) + $signed(\$400 );
+  assign \$402  = \$signal$121 [0] ? \$signal$123 [47:32] : 16'h0000;
+  assign \$403  = \$signal$121 [1] ? \$signal$34 [47:32] : 16'h0000;
+  assign \$404  = \$402  | \$403 ;
+  assign \$405  = \$signal$121 [2] ? v_wr__data[44:30] : 15'h0000;
+  assign \$406  = \$404  | { \$405 [14], \$405  };
+  assign \$407  = \$signal$121 [3] ? res8[44:30] : 15'h0000;
+  assign \$408  = \$406  | { \$407 [14], \$407  };
+  assign \$409  = \$signal$121 [4] ? res9[44:30] : 15'h0000;
+  assign \$410  = \$408  | { \$409 [14], \$409  };
+  assign \$411  = \$signal$121 [5] ? v_raw[44:30] : 15'h0000;
+  assign \$412  = \$410  | { \$411 [14], \$411  };
+  assign \$415  = \$signal$121 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$416  = \$414  | { \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415  };
+  assign \$417  = \$signal$121 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$418  = \$416  | { \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417  };
   \digits_mlp_gn.engine_fc2.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -8409,22 +8297,22 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$3292$0 (i0__payload[8:0]),
+    .\port$3139$0 (i0__payload[8:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_mlp_gn.engine_fc2.queue  queue (
     .clk(clk),
-    .\port$2899$0 (\$signal$79 ),
-    .\port$3085$0 (\$signal$72 ),
-    .\port$3087$0 (\$signal$76 ),
+    .\port$2772$0 (\$signal$78 ),
+    .\port$2954$0 (\$signal$71 ),
+    .\port$2956$0 (\$signal$75 ),
     .rst(rst),
-    .w_data(\$signal$66 ),
-    .w_en(\$signal$68 )
+    .w_data(written),
+    .w_en(\$signal$67 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    issue = 32'd0;
+    issue[26:0] = 27'h0000000;
     if (\$2 ) begin
       issue[0] = 1'h1;
       issue[1] = 1'h0;
@@ -8446,9 +8334,6 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
             issue[1] = 1'h1;
             issue[6:4] = sweep_addr;
             issue[3] = 1'h0;
-            issue[29:27] = sweep_g;
-            issue[30] = sweep_y;
-            issue[31] = sweep_x;
             issue[24] = \$6 ;
             issue[26] = sweep_last;
             issue[25] = fire_k[0];
@@ -8501,25 +8386,25 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$8 ) begin
-      result[14:0] = \$signal$37 [14:0];
+      result[14:0] = \$signal$34 [14:0];
     end else begin
       result[14:0] = \$21 ;
     end
     (* full_case = 32'd1 *)
     if (\$22 ) begin
-      result[29:15] = \$signal$37 [30:16];
+      result[29:15] = \$signal$34 [30:16];
     end else begin
       result[29:15] = \$35 ;
     end
     (* full_case = 32'd1 *)
     if (\$36 ) begin
-      result[44:30] = \$signal$37 [46:32];
+      result[44:30] = \$signal$34 [46:32];
     end else begin
       result[44:30] = \$49 ;
     end
     (* full_case = 32'd1 *)
     if (\$50 ) begin
-      result[59:45] = \$signal$37 [62:48];
+      result[59:45] = \$signal$34 [62:48];
     end else begin
       result[59:45] = \$63 ;
     end
@@ -8554,7 +8439,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     (* full_case = 32'd1 *)
     if (\$8 ) begin
     end else begin
-      kept0 = \$signal$37 [14:0];
+      kept0 = \$signal$34 [14:0];
       if (\$17 ) begin
         kept0 = d1_0[14:0];
       end
@@ -8575,7 +8460,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     (* full_case = 32'd1 *)
     if (\$22 ) begin
     end else begin
-      kept1 = \$signal$37 [30:16];
+      kept1 = \$signal$34 [30:16];
       if (\$31 ) begin
         kept1 = d1_1[14:0];
       end
@@ -8596,7 +8481,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     (* full_case = 32'd1 *)
     if (\$36 ) begin
     end else begin
-      kept2 = \$signal$37 [46:32];
+      kept2 = \$signal$34 [46:32];
       if (\$45 ) begin
         kept2 = d1_2[14:0];
       end
@@ -8617,7 +8502,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     (* full_case = 32'd1 *)
     if (\$50 ) begin
     end else begin
-      kept3 = \$signal$37 [62:48];
+      kept3 = \$signal$34 [62:48];
       if (\$59 ) begin
         kept3 = d1_3[14:0];
       end
@@ -8651,7 +8536,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     o__payload[8:5] = 4'h0;
-    if (\$signal$76 ) begin
+    if (\$signal$75 ) begin
       (* full_case = 32'd1 *)
       if (\$86 ) begin
         o__payload[7:5] = \$87 ;
@@ -8663,7 +8548,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     o__valid = 1'h0;
-    if (\$signal$76 ) begin
+    if (\$signal$75 ) begin
       (* full_case = 32'd1 *)
       if (\$86 ) begin
         o__valid = 1'h1;
@@ -8674,46 +8559,46 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$signal$79  = 1'h0;
-    if (\$signal$76 ) begin
+    \$signal$78  = 1'h0;
+    if (\$signal$75 ) begin
       (* full_case = 32'd1 *)
       if (\$86 ) begin
         if (o__ready) begin
           if (\$92 ) begin
-            \$signal$79  = 1'h1;
+            \$signal$78  = 1'h1;
           end
         end
       end else begin
         if (o__ready) begin
-          \$signal$79  = 1'h1;
+          \$signal$78  = 1'h1;
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$505  = \$98 [4:0];
+    \$504  = \$98 [4:0];
     if (rst) begin
-      \$505  = 5'h00;
+      \$504  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$506  = \$99 ;
+    \$505  = \$99 ;
     if (rst) begin
-      \$506  = 1'h0;
+      \$505  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$507  = fsm_state;
+    \$506  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           if (i0__valid) begin
             if (i0__payload[9]) begin
               if (\$100 ) begin
-                \$507  = 1'h1;
+                \$506  = 1'h1;
               end
             end
           end
@@ -8722,20 +8607,20 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
             if (sweep_last) begin
               (* full_case = 32'd1 *)
               if (\$103 ) begin
-                \$507  = 1'h0;
+                \$506  = 1'h0;
               end else begin
-                \$507  = 1'h0;
+                \$506  = 1'h0;
               end
             end
           end
     endcase
     if (rst) begin
-      \$507  = 1'h0;
+      \$506  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$508  = sweep_addr;
+    \$507  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -8744,19 +8629,19 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
           if (\$102 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$508  = 3'h0;
+              \$507  = 3'h0;
             end else begin
-              \$508  = \$105 [2:0];
+              \$507  = \$105 [2:0];
             end
           end
     endcase
     if (rst) begin
-      \$508  = 3'h0;
+      \$507  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$509  = sweep_g;
+    \$508  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -8765,626 +8650,567 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
           if (\$102 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$509  = 3'h0;
+              \$508  = 1'h0;
             end else begin
+              \$508  = \$106 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$508  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$509  = step;
+    (* full_case = 32'd1 *)
+    casez (fsm_state)
+      1'h0:
+          /* empty */;
+      1'h1:
+          if (\$102 ) begin
+            if (sweep_last) begin
               (* full_case = 32'd1 *)
-              if (\$107 ) begin
-                \$509  = 3'h0;
+              if (\$103 ) begin
+                \$509  = 2'h0;
               end else begin
-                \$509  = \$111 [2:0];
+                \$509  = \$104 [1:0];
               end
             end
           end
     endcase
     if (rst) begin
-      \$509  = 3'h0;
+      \$509  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$510  = sweep_y;
+    \$510  = fire_k;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
           if (\$102 ) begin
-            (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$510  = 1'h0;
-            end else begin
-              if (\$107 ) begin
-                if (\$108 ) begin
-                  \$510  = \$109 [0];
-                end
+              if (\$103 ) begin
+                \$510  = 2'h0;
               end
             end
           end
     endcase
     if (rst) begin
-      \$510  = 1'h0;
+      \$510  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$511  = sweep_x;
+    \$511  = plane;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
           /* empty */;
       1'h1:
           if (\$102 ) begin
-            (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$511  = 1'h0;
-            end else begin
-              if (\$107 ) begin
-                (* full_case = 32'd1 *)
-                if (\$108 ) begin
-                  \$511  = 1'h0;
-                end else begin
-                  \$511  = \$110 [0];
-                end
+              if (\$103 ) begin
+                \$511  = 2'h0;
               end
             end
           end
     endcase
     if (rst) begin
-      \$511  = 1'h0;
+      \$511  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$512  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$512  = 1'h0;
-            end else begin
-              \$512  = \$106 ;
-            end
-          end
-    endcase
+    \$512  = \$107 ;
     if (rst) begin
       \$512  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$513  = step;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$103 ) begin
-                \$513  = 2'h0;
-              end else begin
-                \$513  = \$104 [1:0];
-              end
-            end
-          end
-    endcase
+    \$513  = \$109 ;
     if (rst) begin
-      \$513  = 2'h0;
+      \$513  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$514  = fire_k;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              if (\$103 ) begin
-                \$514  = 2'h0;
-              end
-            end
-          end
-    endcase
+    \$514  = issue;
     if (rst) begin
-      \$514  = 2'h0;
+      \$514  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$515  = plane;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              if (\$103 ) begin
-                \$515  = 2'h0;
-              end
-            end
-          end
-    endcase
+    \$515  = st0;
     if (rst) begin
-      \$515  = 2'h0;
+      \$515  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$516  = \$112 ;
+    \$516  = st1;
     if (rst) begin
-      \$516  = 1'h0;
+      \$516  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$517  = \$114 ;
+    \$517  = st2;
     if (rst) begin
-      \$517  = 1'h0;
+      \$517  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$518  = issue;
+    \$518  = st3;
     if (rst) begin
-      \$518  = 32'd0;
+      \$518  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$519  = st0;
+    \$519  = st4;
     if (rst) begin
-      \$519  = 32'd0;
+      \$519  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$520  = st1;
+    \$520  = st5;
     if (rst) begin
-      \$520  = 32'd0;
+      \$520  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$521  = st2;
+    \$521  = st6;
     if (rst) begin
-      \$521  = 32'd0;
+      \$521  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$522  = st3;
+    \$522  = st7;
     if (rst) begin
-      \$522  = 32'd0;
+      \$522  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$523  = st4;
+    \$523  = \$signature__data ;
     if (rst) begin
       \$523  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$524  = st5;
+    \$524  = \$115 ;
     if (rst) begin
-      \$524  = 32'd0;
+      \$524  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$525  = st6;
+    \$525  = \$121 ;
     if (rst) begin
-      \$525  = 32'd0;
+      \$525  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$526  = st7;
+    \$526  = \$127 ;
     if (rst) begin
-      \$526  = 32'd0;
+      \$526  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$527  = \$signature__data ;
+    \$527  = \$133 ;
     if (rst) begin
-      \$527  = 32'd0;
+      \$527  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$528  = \$120 ;
+    \$528  = \$136 ;
     if (rst) begin
-      \$528  = 11'h000;
+      \$528  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$529  = \$126 ;
+    \$529  = \$139 ;
     if (rst) begin
-      \$529  = 11'h000;
+      \$529  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$530  = \$132 ;
+    \$530  = \$142 ;
     if (rst) begin
-      \$530  = 11'h000;
+      \$530  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$531  = \$138 ;
+    \$531  = \$145 ;
     if (rst) begin
-      \$531  = 11'h000;
+      \$531  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$532  = \$141 ;
+    \$532  = addend;
+    if (\$146 ) begin
+      \$532 [11:0] = \$148 [11:0];
+      \$532 [23:12] = \$150 [11:0];
+      \$532 [35:24] = \$152 [11:0];
+      \$532 [47:36] = \$154 [11:0];
+    end
     if (rst) begin
-      \$532  = 12'h000;
+      \$532  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$533  = \$144 ;
+    \$533  = \$signature__data$101 ;
     if (rst) begin
-      \$533  = 12'h000;
+      \$533  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$534  = \$147 ;
+    \$534  = b_rd__data;
     if (rst) begin
-      \$534  = 12'h000;
+      \$534  = 44'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$535  = \$150 ;
+    \$535  = v_wr__data;
     if (rst) begin
-      \$535  = 12'h000;
+      \$535  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$536  = addend;
-    if (\$151 ) begin
-      \$536 [11:0] = \$153 [11:0];
-      \$536 [23:12] = \$155 [11:0];
-      \$536 [35:24] = \$157 [11:0];
-      \$536 [47:36] = \$159 [11:0];
-    end
+    \$536  = res8;
     if (rst) begin
-      \$536  = 48'h000000000000;
+      \$536  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$537  = \$signature__data$102 ;
+    \$537  = 4'h0;
     if (rst) begin
-      \$537  = 60'h000000000000000;
+      \$537  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$538  = b_rd__data;
+    \$538  = cres8;
     if (rst) begin
-      \$538  = 44'h00000000000;
+      \$538  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$539  = v_wr__data;
+    \$539  = b_raw;
     if (rst) begin
-      \$539  = 60'h000000000000000;
+      \$539  = 44'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$540  = res8;
+    \$540  = \$like ;
     if (rst) begin
-      \$540  = 60'h000000000000000;
+      \$540  = 44'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$541  = 4'h0;
+    \$541  = \$162 ;
     if (rst) begin
-      \$541  = 4'h0;
+      \$541  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$542  = cres8;
+    \$542  = \$172 ;
     if (rst) begin
-      \$542  = 4'h0;
+      \$542  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$543  = b_raw;
+    \$543  = \$180 ;
     if (rst) begin
-      \$543  = 44'h00000000000;
+      \$543  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$544  = \$like ;
+    \$544  = \$190 ;
     if (rst) begin
-      \$544  = 44'h00000000000;
+      \$544  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$545  = \$167 ;
+    \$545  = \$196 ;
     if (rst) begin
       \$545  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$546  = \$177 ;
+    \$546  = \$204 ;
     if (rst) begin
       \$546  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$547  = \$185 ;
+    \$547  = \$210 ;
     if (rst) begin
       \$547  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$548  = \$195 ;
+    \$548  = \$218 ;
     if (rst) begin
       \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$549  = \$201 ;
+    \$549  = \$224 ;
     if (rst) begin
       \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$550  = \$209 ;
+    \$550  = \$232 ;
     if (rst) begin
       \$550  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$551  = \$215 ;
+    \$551  = { \$328 , \$319 , \$310 , \$302 , \$295 , \$285 , \$275 , \$266 , \$258 , \$244  };
     if (rst) begin
-      \$551  = 1'h0;
+      \$551  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$552  = \$223 ;
+    \$552  = { 6'h00, \$331 , \$329  };
     if (rst) begin
-      \$552  = 1'h0;
+      \$552  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$553  = \$229 ;
+    \$553 [15:0] = \$366 [15:0];
+    \$553 [31:16] = \$401 [15:0];
+    \$553 [47:32] = \$436 [15:0];
+    \$553 [63:48] = \$471 [15:0];
     if (rst) begin
-      \$553  = 1'h0;
+      \$553  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$554  = \$237 ;
+    \$554 [15:0] = \$signal$123 [15:0];
+    \$554 [31:16] = \$signal$123 [31:16];
+    \$554 [47:32] = \$signal$123 [47:32];
+    \$554 [63:48] = \$signal$123 [63:48];
     if (rst) begin
-      \$554  = 1'h0;
+      \$554  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$555  = { \$333 , \$324 , \$315 , \$307 , \$300 , \$290 , \$280 , \$271 , \$263 , \$249  };
+    \$555  = \$472 ;
     if (rst) begin
-      \$555  = 10'h000;
+      \$555  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$556  = { 6'h00, \$336 , \$334  };
+    \$556  = \$473 ;
     if (rst) begin
-      \$556  = 8'h00;
+      \$556  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$557 [15:0] = \$371 [15:0];
-    \$557 [31:16] = \$406 [15:0];
-    \$557 [47:32] = \$441 [15:0];
-    \$557 [63:48] = \$476 [15:0];
+    \$557  = \$474 ;
     if (rst) begin
-      \$557  = 64'h0000000000000000;
+      \$557  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$558 [15:0] = \$signal$124 [15:0];
-    \$558 [31:16] = \$signal$124 [31:16];
-    \$558 [47:32] = \$signal$124 [47:32];
-    \$558 [63:48] = \$signal$124 [63:48];
+    \$558  = \$475 ;
     if (rst) begin
-      \$558  = 64'h0000000000000000;
+      \$558  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$559  = \$477 ;
+    \$559  = \$476 ;
     if (rst) begin
       \$559  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$560  = \$478 ;
+    \$560  = \$477 ;
     if (rst) begin
       \$560  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$561  = \$479 ;
+    \$561  = \$478 ;
     if (rst) begin
       \$561  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$562  = \$480 ;
+    \$562  = \$479 ;
     if (rst) begin
       \$562  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$563  = \$481 ;
+    \$563  = \$480 ;
     if (rst) begin
       \$563  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$564  = \$482 ;
+    \$564  = \$481 ;
     if (rst) begin
       \$564  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$565  = \$483 ;
+    \$565  = \$482 ;
     if (rst) begin
       \$565  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$566  = \$484 ;
+    \$566  = \$483 ;
     if (rst) begin
       \$566  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$567  = \$485 ;
+    \$567  = \$484 ;
     if (rst) begin
       \$567  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$568  = \$486 ;
+    \$568  = \$485 ;
     if (rst) begin
       \$568  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$569  = \$487 ;
+    \$569  = \$486 ;
     if (rst) begin
       \$569  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$570  = \$488 ;
+    \$570  = \$487 ;
     if (rst) begin
       \$570  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$571  = \$489 ;
+    \$571  = result;
     if (rst) begin
-      \$571  = 17'h00000;
+      \$571  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$572  = \$490 ;
+    \$572  = entry;
     if (rst) begin
-      \$572  = 17'h00000;
+      \$572  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$573  = \$491 ;
     if (rst) begin
-      \$573  = 17'h00000;
+      \$573  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$574  = \$492 ;
-    if (rst) begin
-      \$574  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$575  = result;
-    if (rst) begin
-      \$575  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$576  = entry;
-    if (rst) begin
-      \$576  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$577  = \$496 ;
-    if (rst) begin
-      \$577  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$578  = done;
-    if (\$signal$76 ) begin
+    \$574  = pos0;
+    if (\$493 ) begin
       (* full_case = 32'd1 *)
-      if (\$497 ) begin
-        if (o__ready) begin
-          (* full_case = 32'd1 *)
-          if (\$502 ) begin
-            \$578  = 4'h0;
-          end else begin
-            \$578  = \$504 [3:0];
-          end
-        end
+      if (st7[26]) begin
+        \$574  = 3'h0;
       end else begin
-        if (o__ready) begin
-          \$578  = 4'h0;
+        (* full_case = 32'd1 *)
+        if (\$494 ) begin
+          \$574  = 3'h0;
+        end else begin
+          \$574  = \$495 [2:0];
         end
       end
     end
     if (rst) begin
-      \$578  = 4'h0;
+      \$574  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$575  = done;
+    if (\$signal$75 ) begin
+      (* full_case = 32'd1 *)
+      if (\$496 ) begin
+        if (o__ready) begin
+          (* full_case = 32'd1 *)
+          if (\$501 ) begin
+            \$575  = 4'h0;
+          end else begin
+            \$575  = \$503 [3:0];
+          end
+        end
+      end else begin
+        if (o__ready) begin
+          \$575  = 4'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$575  = 4'h0;
     end
   end
   always @* begin
@@ -9392,13 +9218,13 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$87  = \$signal$72 [2:0];
+          \$87  = \$signal$71 [2:0];
       2'h1:
-          \$87  = \$signal$72 [5:3];
+          \$87  = \$signal$71 [5:3];
       2'h2:
-          \$87  = \$signal$72 [8:6];
+          \$87  = \$signal$71 [8:6];
       2'h3:
-          \$87  = \$signal$72 [11:9];
+          \$87  = \$signal$71 [11:9];
     endcase
   end
   assign \$signal$5  = 1'h0;
@@ -9408,13 +9234,13 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign busy = op_valid;
   assign \$signal$21  = 1'h0;
   assign \$signature__addr  = st0[15:7];
-  assign \$signature__addr$32  = st2[6:4];
+  assign \$signature__addr$29  = st2[6:4];
   assign b_rd__addr = st2[6:4];
   assign v_wr__addr = st7[6:4];
   assign res7 = v_wr__data;
   assign v_wr__en = \$68 [0];
-  assign entry7 = \$signal$66 ;
-  assign push7 = \$signal$68 ;
+  assign \$signal$66  = written;
+  assign push7 = \$signal$67 ;
   assign cres7 = 4'h0;
   assign c_raw = 4'h0;
   assign \issue.valid  = issue[0];
@@ -9429,9 +9255,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \issue.last_step  = issue[24];
   assign \issue.fire_k  = issue[25];
   assign \issue.end  = issue[26];
-  assign \issue.g  = issue[29:27];
-  assign \issue.y  = issue[30];
-  assign \issue.x  = issue[31];
+  assign \issue.bias_g  = issue[29:27];
   assign \i0__payload.index  = i0__payload[5:0];
   assign \i0__payload.count  = i0__payload[8:6];
   assign \i0__payload.end  = i0__payload[9];
@@ -9447,9 +9271,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \st0.last_step  = st0[24];
   assign \st0.fire_k  = st0[25];
   assign \st0.end  = st0[26];
-  assign \st0.g  = st0[29:27];
-  assign \st0.y  = st0[30];
-  assign \st0.x  = st0[31];
+  assign \st0.bias_g  = st0[29:27];
   assign \st2.valid  = st2[0];
   assign \st2.kind  = st2[1];
   assign \st2.cur  = st2[2];
@@ -9462,9 +9284,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \st2.last_step  = st2[24];
   assign \st2.fire_k  = st2[25];
   assign \st2.end  = st2[26];
-  assign \st2.g  = st2[29:27];
-  assign \st2.y  = st2[30];
-  assign \st2.x  = st2[31];
+  assign \st2.bias_g  = st2[29:27];
   assign \st6.valid  = st6[0];
   assign \st6.kind  = st6[1];
   assign \st6.cur  = st6[2];
@@ -9477,17 +9297,15 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \st6.last_step  = st6[24];
   assign \st6.fire_k  = st6[25];
   assign \st6.end  = st6[26];
-  assign \st6.g  = st6[29:27];
-  assign \st6.y  = st6[30];
-  assign \st6.x  = st6[31];
+  assign \st6.bias_g  = st6[29:27];
   assign \result[0]  = result[14:0];
   assign \result[1]  = result[29:15];
   assign \result[2]  = result[44:30];
   assign \result[3]  = result[59:45];
-  assign \$signal$37[0]  = \$signal$37 [15:0];
-  assign \$signal$37[1]  = \$signal$37 [31:16];
-  assign \$signal$37[2]  = \$signal$37 [47:32];
-  assign \$signal$37[3]  = \$signal$37 [63:48];
+  assign \$signal$34[0]  = \$signal$34 [15:0];
+  assign \$signal$34[1]  = \$signal$34 [31:16];
+  assign \$signal$34[2]  = \$signal$34 [47:32];
+  assign \$signal$34[3]  = \$signal$34 [63:48];
   assign \out_counts[0]  = out_counts[2:0];
   assign \out_counts[1]  = out_counts[5:3];
   assign \out_counts[2]  = out_counts[8:6];
@@ -9504,9 +9322,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \st7.last_step  = st7[24];
   assign \st7.fire_k  = st7[25];
   assign \st7.end  = st7[26];
-  assign \st7.g  = st7[29:27];
-  assign \st7.y  = st7[30];
-  assign \st7.x  = st7[31];
+  assign \st7.bias_g  = st7[29:27];
   assign \v_wr__data[0]  = v_wr__data[14:0];
   assign \v_wr__data[1]  = v_wr__data[29:15];
   assign \v_wr__data[2]  = v_wr__data[44:30];
@@ -9515,6 +9331,24 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \res7[1]  = v_wr__data[29:15];
   assign \res7[2]  = v_wr__data[44:30];
   assign \res7[3]  = v_wr__data[59:45];
+  assign \written.counts  = written[11:0];
+  assign \written.counts[0]  = written[2:0];
+  assign \written.counts[1]  = written[5:3];
+  assign \written.counts[2]  = written[8:6];
+  assign \written.counts[3]  = written[11:9];
+  assign \written.g  = written[14:12];
+  assign \written.y  = written[15];
+  assign \written.x  = written[16];
+  assign \written.end  = written[17];
+  assign \entry7.counts  = entry7[11:0];
+  assign \entry7.counts[0]  = entry7[2:0];
+  assign \entry7.counts[1]  = entry7[5:3];
+  assign \entry7.counts[2]  = entry7[8:6];
+  assign \entry7.counts[3]  = entry7[11:9];
+  assign \entry7.g  = entry7[14:12];
+  assign \entry7.y  = entry7[15];
+  assign \entry7.x  = entry7[16];
+  assign \entry7.end  = entry7[17];
   assign \entry.counts  = entry[11:0];
   assign \entry.counts[0]  = entry[2:0];
   assign \entry.counts[1]  = entry[5:3];
@@ -9524,15 +9358,6 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \entry.y  = entry[15];
   assign \entry.x  = entry[16];
   assign \entry.end  = entry[17];
-  assign \entry7.counts  = \$signal$66 [11:0];
-  assign \entry7.counts[0]  = \$signal$66 [2:0];
-  assign \entry7.counts[1]  = \$signal$66 [5:3];
-  assign \entry7.counts[2]  = \$signal$66 [8:6];
-  assign \entry7.counts[3]  = \$signal$66 [11:9];
-  assign \entry7.g  = \$signal$66 [14:12];
-  assign \entry7.y  = \$signal$66 [15];
-  assign \entry7.x  = \$signal$66 [16];
-  assign \entry7.end  = \$signal$66 [17];
   assign \o__payload.index  = o__payload[4:0];
   assign \o__payload.count  = o__payload[7:5];
   assign \o__payload.end  = o__payload[8];
@@ -9548,9 +9373,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \st1.last_step  = st1[24];
   assign \st1.fire_k  = st1[25];
   assign \st1.end  = st1[26];
-  assign \st1.g  = st1[29:27];
-  assign \st1.y  = st1[30];
-  assign \st1.x  = st1[31];
+  assign \st1.bias_g  = st1[29:27];
   assign \st3.valid  = st3[0];
   assign \st3.kind  = st3[1];
   assign \st3.cur  = st3[2];
@@ -9563,9 +9386,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \st3.last_step  = st3[24];
   assign \st3.fire_k  = st3[25];
   assign \st3.end  = st3[26];
-  assign \st3.g  = st3[29:27];
-  assign \st3.y  = st3[30];
-  assign \st3.x  = st3[31];
+  assign \st3.bias_g  = st3[29:27];
   assign \st4.valid  = st4[0];
   assign \st4.kind  = st4[1];
   assign \st4.cur  = st4[2];
@@ -9578,9 +9399,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \st4.last_step  = st4[24];
   assign \st4.fire_k  = st4[25];
   assign \st4.end  = st4[26];
-  assign \st4.g  = st4[29:27];
-  assign \st4.y  = st4[30];
-  assign \st4.x  = st4[31];
+  assign \st4.bias_g  = st4[29:27];
   assign \st5.valid  = st5[0];
   assign \st5.kind  = st5[1];
   assign \st5.cur  = st5[2];
@@ -9593,9 +9412,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \st5.last_step  = st5[24];
   assign \st5.fire_k  = st5[25];
   assign \st5.end  = st5[26];
-  assign \st5.g  = st5[29:27];
-  assign \st5.y  = st5[30];
-  assign \st5.x  = st5[31];
+  assign \st5.bias_g  = st5[29:27];
   assign \st8.valid  = st8[0];
   assign \st8.kind  = st8[1];
   assign \st8.cur  = st8[2];
@@ -9608,9 +9425,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \st8.last_step  = st8[24];
   assign \st8.fire_k  = st8[25];
   assign \st8.end  = st8[26];
-  assign \st8.g  = st8[29:27];
-  assign \st8.y  = st8[30];
-  assign \st8.x  = st8[31];
+  assign \st8.bias_g  = st8[29:27];
   assign \w1_0[0]  = w1_0[7:0];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[2]  = w1_0[23:16];
@@ -9627,10 +9442,10 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \v_raw[1]  = v_raw[29:15];
   assign \v_raw[2]  = v_raw[44:30];
   assign \v_raw[3]  = v_raw[59:45];
-  assign \$signature__data$102[0]  = \$signature__data$102 [14:0];
-  assign \$signature__data$102[1]  = \$signature__data$102 [29:15];
-  assign \$signature__data$102[2]  = \$signature__data$102 [44:30];
-  assign \$signature__data$102[3]  = \$signature__data$102 [59:45];
+  assign \$signature__data$101[0]  = \$signature__data$101 [14:0];
+  assign \$signature__data$101[1]  = \$signature__data$101 [29:15];
+  assign \$signature__data$101[2]  = \$signature__data$101 [44:30];
+  assign \$signature__data$101[3]  = \$signature__data$101 [59:45];
   assign \b_raw[0]  = b_raw[10:0];
   assign \b_raw[1]  = b_raw[21:11];
   assign \b_raw[2]  = b_raw[32:22];
@@ -9667,10 +9482,10 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign \b6[1]  = b6[21:11];
   assign \b6[2]  = b6[32:22];
   assign \b6[3]  = b6[43:33];
-  assign \$signal$124[0]  = \$signal$124 [15:0];
-  assign \$signal$124[1]  = \$signal$124 [31:16];
-  assign \$signal$124[2]  = \$signal$124 [47:32];
-  assign \$signal$124[3]  = \$signal$124 [63:48];
+  assign \$signal$123[0]  = \$signal$123 [15:0];
+  assign \$signal$123[1]  = \$signal$123 [31:16];
+  assign \$signal$123[2]  = \$signal$123 [47:32];
+  assign \$signal$123[3]  = \$signal$123 [63:48];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
@@ -9682,82 +9497,87 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   assign pending[1] = \$77 ;
   assign pending[0] = \$74 ;
   assign entry[17] = st6[26];
-  assign entry[16] = st6[31];
-  assign entry[15] = st6[30];
-  assign entry[14:12] = st6[29:27];
   assign entry[11:0] = out_counts;
+  assign entry[16:12] = 5'h00;
+  assign written[16] = 1'h0;
+  assign written[15] = 1'h0;
+  assign written[14:12] = pos0;
+  assign { written[17], written[11:0] } = { entry7[17], entry7[11:0] };
+  always @*
+    issue[29:27] = 3'h0;
   assign active = \$7 ;
   assign \$69  = st7[1];
   assign \$94  = fsm_state;
-  assign \$115  = { w1_0[7], w1_0[7:0] };
-  assign \$118  = { w1_0[7:0], 1'h0 };
-  assign \$121  = { w1_0[15], w1_0[15:8] };
-  assign \$124  = { w1_0[15:8], 1'h0 };
-  assign \$127  = { w1_0[23], w1_0[23:16] };
-  assign \$130  = { w1_0[23:16], 1'h0 };
-  assign \$133  = { w1_0[31], w1_0[31:24] };
-  assign \$136  = { w1_0[31:24], 1'h0 };
-  assign \$139  = { w1_0[7], w1_0[7:0], 2'h0 };
-  assign \$142  = { w1_0[15], w1_0[15:8], 2'h0 };
-  assign \$145  = { w1_0[23], w1_0[23:16], 2'h0 };
-  assign \$148  = { w1_0[31], w1_0[31:24], 2'h0 };
-  assign \$173  = st3[1];
-  assign \$191  = st4[1];
-  assign \$205  = st5[1];
-  assign \$219  = st6[1];
-  assign \$233  = st7[1];
-  assign \$238  = 1'h1;
-  assign \$239  = hit_v1;
-  assign \$244  = 1'h1;
-  assign \$245  = hit_c1;
-  assign \$250  = hit_v1;
-  assign \$257  = hit_c1;
-  assign \$264  = hit_v1;
-  assign \$272  = hit_v1;
-  assign \$281  = hit_v1;
-  assign \$291  = hit_v1;
-  assign \$301  = hit_c1;
-  assign \$308  = hit_c1;
-  assign \$316  = hit_c1;
-  assign \$325  = hit_c1;
-  assign \$348  = 2'h0;
-  assign \$349  = \$347 ;
-  assign \$354  = 2'h0;
-  assign \$355  = \$353 ;
-  assign \$363  = 2'h0;
-  assign \$364  = \$362 ;
-  assign \$369  = 2'h0;
-  assign \$370  = \$368 ;
-  assign \$383  = 2'h0;
-  assign \$384  = \$382 ;
-  assign \$389  = 2'h0;
-  assign \$390  = \$388 ;
-  assign \$398  = 2'h0;
-  assign \$399  = \$397 ;
-  assign \$404  = 2'h0;
-  assign \$405  = \$403 ;
-  assign \$418  = 2'h0;
-  assign \$419  = \$417 ;
-  assign \$424  = 2'h0;
-  assign \$425  = \$423 ;
-  assign \$433  = 2'h0;
-  assign \$434  = \$432 ;
-  assign \$439  = 2'h0;
-  assign \$440  = \$438 ;
-  assign \$453  = 2'h0;
-  assign \$454  = \$452 ;
-  assign \$459  = 2'h0;
-  assign \$460  = \$458 ;
-  assign \$468  = 2'h0;
-  assign \$469  = \$467 ;
-  assign \$474  = 2'h0;
-  assign \$475  = \$473 ;
-  assign \$493  = st6[1];
-  assign \$336  = st3[1];
+  assign \$110  = { w1_0[7], w1_0[7:0] };
+  assign \$113  = { w1_0[7:0], 1'h0 };
+  assign \$116  = { w1_0[15], w1_0[15:8] };
+  assign \$119  = { w1_0[15:8], 1'h0 };
+  assign \$122  = { w1_0[23], w1_0[23:16] };
+  assign \$125  = { w1_0[23:16], 1'h0 };
+  assign \$128  = { w1_0[31], w1_0[31:24] };
+  assign \$131  = { w1_0[31:24], 1'h0 };
+  assign \$134  = { w1_0[7], w1_0[7:0], 2'h0 };
+  assign \$137  = { w1_0[15], w1_0[15:8], 2'h0 };
+  assign \$140  = { w1_0[23], w1_0[23:16], 2'h0 };
+  assign \$143  = { w1_0[31], w1_0[31:24], 2'h0 };
+  assign \$168  = st3[1];
+  assign \$186  = st4[1];
+  assign \$200  = st5[1];
+  assign \$214  = st6[1];
+  assign \$228  = st7[1];
+  assign \$233  = 1'h1;
+  assign \$234  = hit_v1;
+  assign \$239  = 1'h1;
+  assign \$240  = hit_c1;
+  assign \$245  = hit_v1;
+  assign \$252  = hit_c1;
+  assign \$259  = hit_v1;
+  assign \$267  = hit_v1;
+  assign \$276  = hit_v1;
+  assign \$286  = hit_v1;
+  assign \$296  = hit_c1;
+  assign \$303  = hit_c1;
+  assign \$311  = hit_c1;
+  assign \$320  = hit_c1;
+  assign \$343  = 2'h0;
+  assign \$344  = \$342 ;
+  assign \$349  = 2'h0;
+  assign \$350  = \$348 ;
+  assign \$358  = 2'h0;
+  assign \$359  = \$357 ;
+  assign \$364  = 2'h0;
+  assign \$365  = \$363 ;
+  assign \$378  = 2'h0;
+  assign \$379  = \$377 ;
+  assign \$384  = 2'h0;
+  assign \$385  = \$383 ;
+  assign \$393  = 2'h0;
+  assign \$394  = \$392 ;
+  assign \$399  = 2'h0;
+  assign \$400  = \$398 ;
+  assign \$413  = 2'h0;
+  assign \$414  = \$412 ;
+  assign \$419  = 2'h0;
+  assign \$420  = \$418 ;
+  assign \$428  = 2'h0;
+  assign \$429  = \$427 ;
+  assign \$434  = 2'h0;
+  assign \$435  = \$433 ;
+  assign \$448  = 2'h0;
+  assign \$449  = \$447 ;
+  assign \$454  = 2'h0;
+  assign \$455  = \$453 ;
+  assign \$463  = 2'h0;
+  assign \$464  = \$462 ;
+  assign \$469  = 2'h0;
+  assign \$470  = \$468 ;
+  assign \$488  = st6[1];
+  assign \$492  = st7[1];
+  assign \$331  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$3292$0 , clk);
+module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$3139$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   reg [8:0] \$10 ;
@@ -9804,8 +9624,8 @@ module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_add
   reg op_valid = 1'h0;
   output [8:0] op_waddr;
   reg [8:0] op_waddr = 9'h000;
-  input [8:0] \port$3292$0 ;
-  wire [8:0] \port$3292$0 ;
+  input [8:0] \port$3139$0 ;
+  wire [8:0] \port$3139$0 ;
   output ready;
   wire ready;
   input rst;
@@ -9865,7 +9685,7 @@ module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_add
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$12  = op_count;
     if (load) begin
-      \$12  = \port$3292$0 [8:6];
+      \$12  = \port$3139$0 [8:6];
     end
     if (rst) begin
       \$12  = 3'h0;
@@ -9925,14 +9745,14 @@ module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_add
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_index = \port$3292$0 [5:0];
-  assign ev_count = \port$3292$0 [8:6];
+  assign ev_index = \port$3139$0 [5:0];
+  assign ev_count = \port$3139$0 [8:6];
   assign ev_shift = 4'h0;
-  assign \$4  = { \port$3292$0 [5:0], 3'h0 };
+  assign \$4  = { \port$3139$0 [5:0], 3'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc2.queue (rst, \port$2899$0 , w_data, w_en, \port$3085$0 , \port$3087$0 , clk);
+module \digits_mlp_gn.engine_fc2.queue (rst, w_data, \port$2772$0 , w_en, \port$2954$0 , \port$2956$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -9963,12 +9783,12 @@ module \digits_mlp_gn.engine_fc2.queue (rst, \port$2899$0 , w_data, w_en, \port$
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$2899$0 ;
-  wire \port$2899$0 ;
-  output [17:0] \port$3085$0 ;
-  wire [17:0] \port$3085$0 ;
-  output \port$3087$0 ;
-  wire \port$3087$0 ;
+  input \port$2772$0 ;
+  wire \port$2772$0 ;
+  output [17:0] \port$2954$0 ;
+  wire [17:0] \port$2954$0 ;
+  output \port$2956$0 ;
+  wire \port$2956$0 ;
   wire [17:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -10005,12 +9825,12 @@ module \digits_mlp_gn.engine_fc2.queue (rst, \port$2899$0 , w_data, w_en, \port$
   \digits_mlp_gn.engine_fc2.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$1880$0 (\$signal$9 ),
-    .\port$2899$0 (\port$2899$0 ),
-    .\port$3069$0 (\$signal$11 ),
-    .\port$3071$0 (held_valid),
-    .\port$3085$0 (\$signal$14 ),
-    .\port$3087$0 (\$signal$16 ),
+    .\port$1882$0 (\$signal$9 ),
+    .\port$2772$0 (\port$2772$0 ),
+    .\port$2938$0 (\$signal$11 ),
+    .\port$2940$0 (held_valid),
+    .\port$2954$0 (\$signal$14 ),
+    .\port$2956$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -10041,11 +9861,11 @@ module \digits_mlp_gn.engine_fc2.queue (rst, \port$2899$0 , w_data, w_en, \port$
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$2899$0 ;
-  assign \$signal$19  = \port$2899$0 ;
+  assign \$signal$18  = \port$2772$0 ;
+  assign \$signal$19  = \port$2772$0 ;
   assign level = \$4 [4:0];
-  assign \port$3085$0  = \$signal$14 ;
-  assign \port$3087$0  = \$signal$16 ;
+  assign \port$2954$0  = \$signal$14 ;
+  assign \port$2956$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10253,7 +10073,7 @@ module \digits_mlp_gn.engine_fc2.queue.inner (rst, r_en, w_rdy, w_level, r_data,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1880$0 , count, \port$2899$0 , \port$3069$0 , \port$3071$0 , \port$3085$0 , \port$3087$0 , clk);
+module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1882$0 , count, \port$2772$0 , \port$2938$0 , \port$2940$0 , \port$2954$0 , \port$2956$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -10273,28 +10093,28 @@ module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1880$0 , count, \port$28
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$1880$0 ;
-  wire \port$1880$0 ;
-  input \port$2899$0 ;
-  wire \port$2899$0 ;
-  input [17:0] \port$3069$0 ;
-  wire [17:0] \port$3069$0 ;
-  input \port$3071$0 ;
-  wire \port$3071$0 ;
+  output \port$1882$0 ;
+  wire \port$1882$0 ;
+  input \port$2772$0 ;
+  wire \port$2772$0 ;
+  input [17:0] \port$2938$0 ;
+  wire [17:0] \port$2938$0 ;
+  input \port$2940$0 ;
+  wire \port$2940$0 ;
   (* init = 18'h00000 *)
-  output [17:0] \port$3085$0 ;
-  wire [17:0] \port$3085$0 ;
+  output [17:0] \port$2954$0 ;
+  wire [17:0] \port$2954$0 ;
   (* init = 1'h0 *)
-  output \port$3087$0 ;
-  wire \port$3087$0 ;
+  output \port$2956$0 ;
+  wire \port$2956$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3071$0  & \$1 ;
+  assign take = \port$2940$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$2899$0  | \$2 ;
+  assign \$3  = \port$2772$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -10312,7 +10132,7 @@ module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1880$0 , count, \port$28
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3069$0 ;
+        \$4  = \port$2938$0 ;
       end
     end
     if (rst) begin
@@ -10355,18 +10175,18 @@ module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1880$0 , count, \port$28
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3069$0 ;
+      \$7  = \port$2938$0 ;
     end
     if (rst) begin
       \$7  = 18'h00000;
     end
   end
-  assign \$signal$3  = \port$3071$0 ;
-  assign \$signal$8  = \port$2899$0 ;
-  assign \$signal$11  = \port$3069$0 ;
-  assign \port$1880$0  = \$signal ;
-  assign \port$3085$0  = \$signal$9 ;
-  assign \port$3087$0  = \$signal$5 ;
+  assign \$signal$3  = \port$2940$0 ;
+  assign \$signal$8  = \port$2772$0 ;
+  assign \$signal$11  = \port$2938$0 ;
+  assign \port$1882$0  = \$signal ;
+  assign \port$2954$0  = \$signal$9 ;
+  assign \port$2956$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10562,302 +10382,294 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire \$268 ;
   wire \$269 ;
   reg [14:0] \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire [15:0] \$275 ;
+  wire [15:0] \$270 ;
+  wire [15:0] \$271 ;
+  wire [15:0] \$272 ;
+  wire [14:0] \$273 ;
+  wire [15:0] \$274 ;
+  wire [14:0] \$275 ;
   wire [15:0] \$276 ;
-  wire [15:0] \$277 ;
-  wire [14:0] \$278 ;
-  wire [15:0] \$279 ;
+  wire [14:0] \$277 ;
+  wire [15:0] \$278 ;
+  wire [14:0] \$279 ;
   wire \$28 ;
-  wire [14:0] \$280 ;
-  wire [15:0] \$281 ;
-  wire [14:0] \$282 ;
-  wire [15:0] \$283 ;
-  wire [14:0] \$284 ;
-  wire [15:0] \$285 ;
-  wire [1:0] \$286 ;
-  wire [15:0] \$287 ;
-  wire [1:0] \$288 ;
-  wire [15:0] \$289 ;
+  wire [15:0] \$280 ;
+  wire [1:0] \$281 ;
+  wire [15:0] \$282 ;
+  wire [1:0] \$283 ;
+  wire [15:0] \$284 ;
+  wire [1:0] \$285 ;
+  wire [15:0] \$286 ;
+  wire [1:0] \$287 ;
+  wire [15:0] \$288 ;
+  wire [11:0] \$289 ;
   wire [3:0] \$29 ;
-  wire [1:0] \$290 ;
-  wire [15:0] \$291 ;
-  wire [1:0] \$292 ;
+  wire [7:0] \$290 ;
+  wire [11:0] \$291 ;
+  wire [15:0] \$292 ;
   wire [15:0] \$293 ;
-  wire [11:0] \$294 ;
-  wire [7:0] \$295 ;
-  wire [11:0] \$296 ;
+  wire [15:0] \$294 ;
+  wire [15:0] \$295 ;
+  wire [1:0] \$296 ;
   wire [15:0] \$297 ;
-  wire [15:0] \$298 ;
+  wire [1:0] \$298 ;
   wire [15:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire [15:0] \$300 ;
-  wire [1:0] \$301 ;
-  wire [15:0] \$302 ;
-  wire [1:0] \$303 ;
-  wire [15:0] \$304 ;
-  wire [1:0] \$305 ;
+  wire [1:0] \$300 ;
+  wire [15:0] \$301 ;
+  wire [1:0] \$302 ;
+  wire [15:0] \$303 ;
+  wire [16:0] \$304 ;
+  wire [15:0] \$305 ;
   wire [15:0] \$306 ;
-  wire [1:0] \$307 ;
-  wire [15:0] \$308 ;
-  wire [16:0] \$309 ;
+  wire [15:0] \$307 ;
+  wire [14:0] \$308 ;
+  wire [15:0] \$309 ;
   wire \$31 ;
-  wire [15:0] \$310 ;
+  wire [14:0] \$310 ;
   wire [15:0] \$311 ;
-  wire [15:0] \$312 ;
-  wire [14:0] \$313 ;
-  wire [15:0] \$314 ;
-  wire [14:0] \$315 ;
-  wire [15:0] \$316 ;
-  wire [14:0] \$317 ;
-  wire [15:0] \$318 ;
-  wire [14:0] \$319 ;
+  wire [14:0] \$312 ;
+  wire [15:0] \$313 ;
+  wire [14:0] \$314 ;
+  wire [15:0] \$315 ;
+  wire [1:0] \$316 ;
+  wire [15:0] \$317 ;
+  wire [1:0] \$318 ;
+  wire [15:0] \$319 ;
   wire \$32 ;
-  wire [15:0] \$320 ;
-  wire [1:0] \$321 ;
-  wire [15:0] \$322 ;
-  wire [1:0] \$323 ;
-  wire [15:0] \$324 ;
-  wire [1:0] \$325 ;
-  wire [15:0] \$326 ;
-  wire [1:0] \$327 ;
+  wire [1:0] \$320 ;
+  wire [15:0] \$321 ;
+  wire [1:0] \$322 ;
+  wire [15:0] \$323 ;
+  wire [11:0] \$324 ;
+  wire [7:0] \$325 ;
+  wire [11:0] \$326 ;
+  wire [15:0] \$327 ;
   wire [15:0] \$328 ;
-  wire [11:0] \$329 ;
+  wire [15:0] \$329 ;
   wire [5:0] \$33 ;
-  wire [7:0] \$330 ;
-  wire [11:0] \$331 ;
+  wire [15:0] \$330 ;
+  wire [1:0] \$331 ;
   wire [15:0] \$332 ;
-  wire [15:0] \$333 ;
+  wire [1:0] \$333 ;
   wire [15:0] \$334 ;
-  wire [15:0] \$335 ;
-  wire [1:0] \$336 ;
-  wire [15:0] \$337 ;
-  wire [1:0] \$338 ;
-  wire [15:0] \$339 ;
+  wire [1:0] \$335 ;
+  wire [15:0] \$336 ;
+  wire [1:0] \$337 ;
+  wire [15:0] \$338 ;
+  wire [16:0] \$339 ;
   wire [6:0] \$34 ;
-  wire [1:0] \$340 ;
+  wire [15:0] \$340 ;
   wire [15:0] \$341 ;
-  wire [1:0] \$342 ;
-  wire [15:0] \$343 ;
-  wire [16:0] \$344 ;
-  wire [15:0] \$345 ;
+  wire [15:0] \$342 ;
+  wire [14:0] \$343 ;
+  wire [15:0] \$344 ;
+  wire [14:0] \$345 ;
   wire [15:0] \$346 ;
-  wire [15:0] \$347 ;
-  wire [14:0] \$348 ;
-  wire [15:0] \$349 ;
+  wire [14:0] \$347 ;
+  wire [15:0] \$348 ;
+  wire [14:0] \$349 ;
   wire \$35 ;
-  wire [14:0] \$350 ;
-  wire [15:0] \$351 ;
-  wire [14:0] \$352 ;
-  wire [15:0] \$353 ;
-  wire [14:0] \$354 ;
-  wire [15:0] \$355 ;
-  wire [1:0] \$356 ;
-  wire [15:0] \$357 ;
-  wire [1:0] \$358 ;
-  wire [15:0] \$359 ;
+  wire [15:0] \$350 ;
+  wire [1:0] \$351 ;
+  wire [15:0] \$352 ;
+  wire [1:0] \$353 ;
+  wire [15:0] \$354 ;
+  wire [1:0] \$355 ;
+  wire [15:0] \$356 ;
+  wire [1:0] \$357 ;
+  wire [15:0] \$358 ;
+  wire [11:0] \$359 ;
   wire [7:0] \$36 ;
-  wire [1:0] \$360 ;
-  wire [15:0] \$361 ;
-  wire [1:0] \$362 ;
+  wire [7:0] \$360 ;
+  wire [11:0] \$361 ;
+  wire [15:0] \$362 ;
   wire [15:0] \$363 ;
-  wire [11:0] \$364 ;
-  wire [7:0] \$365 ;
-  wire [11:0] \$366 ;
+  wire [15:0] \$364 ;
+  wire [15:0] \$365 ;
+  wire [1:0] \$366 ;
   wire [15:0] \$367 ;
-  wire [15:0] \$368 ;
+  wire [1:0] \$368 ;
   wire [15:0] \$369 ;
   wire \$37 ;
-  wire [15:0] \$370 ;
-  wire [1:0] \$371 ;
-  wire [15:0] \$372 ;
-  wire [1:0] \$373 ;
-  wire [15:0] \$374 ;
-  wire [1:0] \$375 ;
+  wire [1:0] \$370 ;
+  wire [15:0] \$371 ;
+  wire [1:0] \$372 ;
+  wire [15:0] \$373 ;
+  wire [16:0] \$374 ;
+  wire [15:0] \$375 ;
   wire [15:0] \$376 ;
-  wire [1:0] \$377 ;
-  wire [15:0] \$378 ;
-  wire [16:0] \$379 ;
+  wire [15:0] \$377 ;
+  wire [14:0] \$378 ;
+  wire [15:0] \$379 ;
   wire \$38 ;
-  wire [15:0] \$380 ;
+  wire [14:0] \$380 ;
   wire [15:0] \$381 ;
-  wire [15:0] \$382 ;
-  wire [14:0] \$383 ;
-  wire [15:0] \$384 ;
-  wire [14:0] \$385 ;
-  wire [15:0] \$386 ;
-  wire [14:0] \$387 ;
-  wire [15:0] \$388 ;
-  wire [14:0] \$389 ;
+  wire [14:0] \$382 ;
+  wire [15:0] \$383 ;
+  wire [14:0] \$384 ;
+  wire [15:0] \$385 ;
+  wire [1:0] \$386 ;
+  wire [15:0] \$387 ;
+  wire [1:0] \$388 ;
+  wire [15:0] \$389 ;
   wire \$39 ;
-  wire [15:0] \$390 ;
-  wire [1:0] \$391 ;
-  wire [15:0] \$392 ;
-  wire [1:0] \$393 ;
-  wire [15:0] \$394 ;
-  wire [1:0] \$395 ;
-  wire [15:0] \$396 ;
-  wire [1:0] \$397 ;
+  wire [1:0] \$390 ;
+  wire [15:0] \$391 ;
+  wire [1:0] \$392 ;
+  wire [15:0] \$393 ;
+  wire [11:0] \$394 ;
+  wire [7:0] \$395 ;
+  wire [11:0] \$396 ;
+  wire [15:0] \$397 ;
   wire [15:0] \$398 ;
-  wire [11:0] \$399 ;
+  wire [15:0] \$399 ;
   wire \$4 ;
   wire [2:0] \$40 ;
-  wire [7:0] \$400 ;
-  wire [11:0] \$401 ;
+  wire [15:0] \$400 ;
+  wire [1:0] \$401 ;
   wire [15:0] \$402 ;
-  wire [15:0] \$403 ;
+  wire [1:0] \$403 ;
   wire [15:0] \$404 ;
-  wire [15:0] \$405 ;
-  wire [1:0] \$406 ;
-  wire [15:0] \$407 ;
-  wire [1:0] \$408 ;
-  wire [15:0] \$409 ;
+  wire [1:0] \$405 ;
+  wire [15:0] \$406 ;
+  wire [1:0] \$407 ;
+  wire [15:0] \$408 ;
+  wire [16:0] \$409 ;
   wire \$41 ;
-  wire [1:0] \$410 ;
-  wire [15:0] \$411 ;
-  wire [1:0] \$412 ;
-  wire [15:0] \$413 ;
-  wire [16:0] \$414 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire \$412 ;
+  wire \$413 ;
+  reg [14:0] \$414 ;
   wire \$415 ;
   wire \$416 ;
   wire \$417 ;
-  wire \$418 ;
-  reg [14:0] \$419 ;
+  reg [14:0] \$418 ;
+  wire [6:0] \$419 ;
   wire \$42 ;
-  wire \$420 ;
-  wire \$421 ;
-  wire \$422 ;
-  reg [14:0] \$423 ;
-  wire [6:0] \$424 ;
-  wire [6:0] \$425 ;
-  reg [4:0] \$426 ;
-  reg \$427 ;
-  reg \$428 ;
-  reg [1:0] \$429 ;
+  wire [6:0] \$420 ;
+  reg [4:0] \$421 ;
+  reg \$422 ;
+  reg \$423 ;
+  reg [1:0] \$424 ;
+  reg [1:0] \$425 ;
+  reg \$426 ;
+  reg [1:0] \$427 ;
+  reg [1:0] \$428 ;
+  reg \$429 ;
   wire [2:0] \$43 ;
-  reg [1:0] \$430 ;
-  reg [1:0] \$431 ;
-  reg \$432 ;
-  reg \$433 ;
-  reg \$434 ;
-  reg [1:0] \$435 ;
-  reg [1:0] \$436 ;
-  reg \$437 ;
-  reg \$438 ;
-  reg [27:0] \$439 ;
+  reg \$430 ;
+  reg [25:0] \$431 ;
+  reg [25:0] \$432 ;
+  reg [25:0] \$433 ;
+  reg [25:0] \$434 ;
+  reg [25:0] \$435 ;
+  reg [25:0] \$436 ;
+  reg [25:0] \$437 ;
+  reg [25:0] \$438 ;
+  reg [25:0] \$439 ;
   wire \$44 ;
-  reg [27:0] \$440 ;
-  reg [27:0] \$441 ;
-  reg [27:0] \$442 ;
-  reg [27:0] \$443 ;
-  reg [27:0] \$444 ;
-  reg [27:0] \$445 ;
-  reg [27:0] \$446 ;
-  reg [27:0] \$447 ;
-  reg [31:0] \$448 ;
-  reg [10:0] \$449 ;
+  reg [31:0] \$440 ;
+  reg [10:0] \$441 ;
+  reg [10:0] \$442 ;
+  reg [10:0] \$443 ;
+  reg [10:0] \$444 ;
+  reg [11:0] \$445 ;
+  reg [11:0] \$446 ;
+  reg [11:0] \$447 ;
+  reg [11:0] \$448 ;
+  reg [47:0] \$449 ;
   wire \$45 ;
-  reg [10:0] \$450 ;
-  reg [10:0] \$451 ;
-  reg [10:0] \$452 ;
-  reg [11:0] \$453 ;
-  reg [11:0] \$454 ;
-  reg [11:0] \$455 ;
-  reg [11:0] \$456 ;
-  reg [47:0] \$457 ;
-  reg [59:0] \$458 ;
-  reg [31:0] \$459 ;
+  reg [59:0] \$450 ;
+  reg [31:0] \$451 ;
+  reg [59:0] \$452 ;
+  reg [59:0] \$453 ;
+  reg [3:0] \$454 ;
+  reg [3:0] \$455 ;
+  reg [31:0] \$456 ;
+  reg [31:0] \$457 ;
+  reg \$458 ;
+  reg \$459 ;
   wire \$46 ;
-  reg [59:0] \$460 ;
-  reg [59:0] \$461 ;
-  reg [3:0] \$462 ;
-  reg [3:0] \$463 ;
-  reg [31:0] \$464 ;
-  reg [31:0] \$465 ;
+  reg \$460 ;
+  reg \$461 ;
+  reg \$462 ;
+  reg \$463 ;
+  reg \$464 ;
+  reg \$465 ;
   reg \$466 ;
   reg \$467 ;
-  reg \$468 ;
-  reg \$469 ;
-  wire [1:0] \$47 ;
-  reg \$470 ;
-  reg \$471 ;
-  reg \$472 ;
-  reg \$473 ;
+  reg [9:0] \$468 ;
+  reg [7:0] \$469 ;
+  wire \$47 ;
+  reg [63:0] \$470 ;
+  reg [63:0] \$471 ;
+  reg [59:0] \$472 ;
+  reg [61:0] \$473 ;
   reg \$474 ;
   reg \$475 ;
-  reg [9:0] \$476 ;
-  reg [7:0] \$477 ;
-  reg [63:0] \$478 ;
-  reg [63:0] \$479 ;
-  wire [1:0] \$48 ;
-  reg [59:0] \$480 ;
-  reg [61:0] \$481 ;
-  reg \$482 ;
-  reg \$483 ;
-  reg \$484 ;
-  reg \$485 ;
-  reg [14:0] \$486 ;
-  reg [3:0] \$487 ;
-  reg [3:0] \$488 ;
-  wire [2:0] \$49 ;
+  reg \$476 ;
+  reg \$477 ;
+  reg [14:0] \$478 ;
+  reg [3:0] \$479 ;
+  wire [8:0] \$48 ;
+  reg [3:0] \$480 ;
+  wire [8:0] \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire [8:0] \$53 ;
+  wire [9:0] \$50 ;
+  wire [8:0] \$51 ;
+  wire [8:0] \$52 ;
+  wire [10:0] \$53 ;
   wire [8:0] \$54 ;
-  wire [9:0] \$55 ;
-  wire [8:0] \$56 ;
+  wire [8:0] \$55 ;
+  wire [9:0] \$56 ;
   wire [8:0] \$57 ;
-  wire [10:0] \$58 ;
-  wire [8:0] \$59 ;
+  wire [8:0] \$58 ;
+  wire [10:0] \$59 ;
   wire \$6 ;
   wire [8:0] \$60 ;
-  wire [9:0] \$61 ;
-  wire [8:0] \$62 ;
+  wire [8:0] \$61 ;
+  wire [9:0] \$62 ;
   wire [8:0] \$63 ;
-  wire [10:0] \$64 ;
-  wire [8:0] \$65 ;
+  wire [8:0] \$64 ;
+  wire [10:0] \$65 ;
   wire [8:0] \$66 ;
-  wire [9:0] \$67 ;
-  wire [8:0] \$68 ;
+  wire [8:0] \$67 ;
+  wire [9:0] \$68 ;
   wire [8:0] \$69 ;
   wire \$7 ;
-  wire [10:0] \$70 ;
-  wire [8:0] \$71 ;
-  wire [8:0] \$72 ;
-  wire [9:0] \$73 ;
-  wire [8:0] \$74 ;
-  wire [8:0] \$75 ;
+  wire [8:0] \$70 ;
+  wire [10:0] \$71 ;
+  wire [10:0] \$72 ;
+  wire [10:0] \$73 ;
+  wire [11:0] \$74 ;
+  wire [10:0] \$75 ;
   wire [10:0] \$76 ;
-  wire [10:0] \$77 ;
+  wire [11:0] \$77 ;
   wire [10:0] \$78 ;
-  wire [11:0] \$79 ;
+  wire [10:0] \$79 ;
   wire \$8 ;
-  wire [10:0] \$80 ;
+  wire [11:0] \$80 ;
   wire [10:0] \$81 ;
-  wire [11:0] \$82 ;
-  wire [10:0] \$83 ;
-  wire [10:0] \$84 ;
+  wire [10:0] \$82 ;
+  wire [11:0] \$83 ;
+  wire \$84 ;
   wire [11:0] \$85 ;
-  wire [10:0] \$86 ;
-  wire [10:0] \$87 ;
-  wire [11:0] \$88 ;
-  wire \$89 ;
+  wire [12:0] \$86 ;
+  wire [11:0] \$87 ;
+  wire [12:0] \$88 ;
+  wire [11:0] \$89 ;
   wire \$9 ;
-  wire [11:0] \$90 ;
-  wire [12:0] \$91 ;
-  wire [11:0] \$92 ;
-  wire [12:0] \$93 ;
-  wire [11:0] \$94 ;
-  wire [12:0] \$95 ;
-  wire [11:0] \$96 ;
-  wire [12:0] \$97 ;
+  wire [12:0] \$90 ;
+  wire [11:0] \$91 ;
+  wire [12:0] \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
   wire \$98 ;
   wire \$99 ;
   reg [31:0] \$like  = 32'd0;
@@ -10866,35 +10678,36 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire [7:0] \$like[2] ;
   wire [7:0] \$like[3] ;
   reg \$signal  = 1'h0;
-  reg [9:0] \$signal$105  = 10'h000;
-  reg [7:0] \$signal$106  = 8'h00;
-  reg [63:0] \$signal$107  = 64'h0000000000000000;
-  wire [15:0] \$signal$107[0] ;
-  wire [15:0] \$signal$107[1] ;
-  wire [15:0] \$signal$107[2] ;
-  wire [15:0] \$signal$107[3] ;
+  reg [9:0] \$signal$103  = 10'h000;
+  reg [7:0] \$signal$104  = 8'h00;
+  reg [63:0] \$signal$105  = 64'h0000000000000000;
+  wire [15:0] \$signal$105[0] ;
+  wire [15:0] \$signal$105[1] ;
+  wire [15:0] \$signal$105[2] ;
+  wire [15:0] \$signal$105[3] ;
   wire \$signal$21 ;
-  reg [63:0] \$signal$36  = 64'h0000000000000000;
-  wire [15:0] \$signal$36[0] ;
-  wire [15:0] \$signal$36[1] ;
-  wire [15:0] \$signal$36[2] ;
-  wire [15:0] \$signal$36[3] ;
-  reg [61:0] \$signal$44  = 62'h0000000000000000;
-  reg \$signal$46  = 1'h0;
+  reg [63:0] \$signal$33  = 64'h0000000000000000;
+  wire [15:0] \$signal$33[0] ;
+  wire [15:0] \$signal$33[1] ;
+  wire [15:0] \$signal$33[2] ;
+  wire [15:0] \$signal$33[3] ;
+  (* init = 62'h0000000000000000 *)
+  wire [61:0] \$signal$43 ;
+  reg \$signal$44  = 1'h0;
   wire \$signal$5 ;
-  wire [61:0] \$signal$52 ;
-  wire \$signal$57 ;
-  reg \$signal$58  = 1'h0;
-  reg \$signal$61 ;
-  reg \$signal$67  = 1'h0;
+  wire [61:0] \$signal$50 ;
+  wire \$signal$55 ;
+  reg \$signal$56  = 1'h0;
+  reg \$signal$59 ;
+  reg \$signal$65  = 1'h0;
   wire [6:0] \$signature__addr ;
-  wire [1:0] \$signature__addr$31 ;
+  wire [1:0] \$signature__addr$28 ;
   wire [31:0] \$signature__data ;
-  wire [59:0] \$signature__data$85 ;
-  wire [14:0] \$signature__data$85[0] ;
-  wire [14:0] \$signature__data$85[1] ;
-  wire [14:0] \$signature__data$85[2] ;
-  wire [14:0] \$signature__data$85[3] ;
+  wire [59:0] \$signature__data$83 ;
+  wire [14:0] \$signature__data$83[0] ;
+  wire [14:0] \$signature__data$83[1] ;
+  wire [14:0] \$signature__data$83[2] ;
+  wire [14:0] \$signature__data$83[3] ;
   wire [7:0] \$signature__data[0] ;
   wire [7:0] \$signature__data[1] ;
   wire [7:0] \$signature__data[2] ;
@@ -10993,22 +10806,20 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   input i0__valid;
   wire i0__valid;
   wire [3:0] index;
-  reg [27:0] issue;
+  reg [25:0] issue;
   wire [1:0] \issue.addr ;
   wire \issue.bank ;
+  wire [1:0] \issue.bias_g ;
   wire [2:0] \issue.count ;
   wire \issue.cur ;
   wire \issue.end ;
   wire \issue.fire_k ;
-  wire [1:0] \issue.g ;
   wire \issue.kind ;
   wire \issue.last_step ;
   wire \issue.proj ;
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [6:0] \issue.waddr ;
-  wire \issue.x ;
-  wire \issue.y ;
   reg [1:0] lane;
   wire last_lane;
   reg load;
@@ -11059,157 +10870,136 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire [14:0] \result[3] ;
   input rst;
   wire rst;
-  reg [27:0] st0 = 28'h0000000;
+  reg [25:0] st0 = 26'h0000000;
   wire [1:0] \st0.addr ;
   wire \st0.bank ;
+  wire [1:0] \st0.bias_g ;
   wire [2:0] \st0.count ;
   wire \st0.cur ;
   wire \st0.end ;
   wire \st0.fire_k ;
-  wire [1:0] \st0.g ;
   wire \st0.kind ;
   wire \st0.last_step ;
   wire \st0.proj ;
   wire [3:0] \st0.shift ;
   wire \st0.valid ;
   wire [6:0] \st0.waddr ;
-  wire \st0.x ;
-  wire \st0.y ;
-  reg [27:0] st1 = 28'h0000000;
+  reg [25:0] st1 = 26'h0000000;
   wire [1:0] \st1.addr ;
   wire \st1.bank ;
+  wire [1:0] \st1.bias_g ;
   wire [2:0] \st1.count ;
   wire \st1.cur ;
   wire \st1.end ;
   wire \st1.fire_k ;
-  wire [1:0] \st1.g ;
   wire \st1.kind ;
   wire \st1.last_step ;
   wire \st1.proj ;
   wire [3:0] \st1.shift ;
   wire \st1.valid ;
   wire [6:0] \st1.waddr ;
-  wire \st1.x ;
-  wire \st1.y ;
-  reg [27:0] st2 = 28'h0000000;
+  reg [25:0] st2 = 26'h0000000;
   wire [1:0] \st2.addr ;
   wire \st2.bank ;
+  wire [1:0] \st2.bias_g ;
   wire [2:0] \st2.count ;
   wire \st2.cur ;
   wire \st2.end ;
   wire \st2.fire_k ;
-  wire [1:0] \st2.g ;
   wire \st2.kind ;
   wire \st2.last_step ;
   wire \st2.proj ;
   wire [3:0] \st2.shift ;
   wire \st2.valid ;
   wire [6:0] \st2.waddr ;
-  wire \st2.x ;
-  wire \st2.y ;
-  reg [27:0] st3 = 28'h0000000;
+  reg [25:0] st3 = 26'h0000000;
   wire [1:0] \st3.addr ;
   wire \st3.bank ;
+  wire [1:0] \st3.bias_g ;
   wire [2:0] \st3.count ;
   wire \st3.cur ;
   wire \st3.end ;
   wire \st3.fire_k ;
-  wire [1:0] \st3.g ;
   wire \st3.kind ;
   wire \st3.last_step ;
   wire \st3.proj ;
   wire [3:0] \st3.shift ;
   wire \st3.valid ;
   wire [6:0] \st3.waddr ;
-  wire \st3.x ;
-  wire \st3.y ;
-  reg [27:0] st4 = 28'h0000000;
+  reg [25:0] st4 = 26'h0000000;
   wire [1:0] \st4.addr ;
   wire \st4.bank ;
+  wire [1:0] \st4.bias_g ;
   wire [2:0] \st4.count ;
   wire \st4.cur ;
   wire \st4.end ;
   wire \st4.fire_k ;
-  wire [1:0] \st4.g ;
   wire \st4.kind ;
   wire \st4.last_step ;
   wire \st4.proj ;
   wire [3:0] \st4.shift ;
   wire \st4.valid ;
   wire [6:0] \st4.waddr ;
-  wire \st4.x ;
-  wire \st4.y ;
-  reg [27:0] st5 = 28'h0000000;
+  reg [25:0] st5 = 26'h0000000;
   wire [1:0] \st5.addr ;
   wire \st5.bank ;
+  wire [1:0] \st5.bias_g ;
   wire [2:0] \st5.count ;
   wire \st5.cur ;
   wire \st5.end ;
   wire \st5.fire_k ;
-  wire [1:0] \st5.g ;
   wire \st5.kind ;
   wire \st5.last_step ;
   wire \st5.proj ;
   wire [3:0] \st5.shift ;
   wire \st5.valid ;
   wire [6:0] \st5.waddr ;
-  wire \st5.x ;
-  wire \st5.y ;
-  reg [27:0] st6 = 28'h0000000;
+  reg [25:0] st6 = 26'h0000000;
   wire [1:0] \st6.addr ;
   wire \st6.bank ;
+  wire [1:0] \st6.bias_g ;
   wire [2:0] \st6.count ;
   wire \st6.cur ;
   wire \st6.end ;
   wire \st6.fire_k ;
-  wire [1:0] \st6.g ;
   wire \st6.kind ;
   wire \st6.last_step ;
   wire \st6.proj ;
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [6:0] \st6.waddr ;
-  wire \st6.x ;
-  wire \st6.y ;
-  reg [27:0] st7 = 28'h0000000;
+  reg [25:0] st7 = 26'h0000000;
   wire [1:0] \st7.addr ;
   wire \st7.bank ;
+  wire [1:0] \st7.bias_g ;
   wire [2:0] \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
   wire \st7.fire_k ;
-  wire [1:0] \st7.g ;
   wire \st7.kind ;
   wire \st7.last_step ;
   wire \st7.proj ;
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
   wire [6:0] \st7.waddr ;
-  wire \st7.x ;
-  wire \st7.y ;
-  reg [27:0] st8 = 28'h0000000;
+  reg [25:0] st8 = 26'h0000000;
   wire [1:0] \st8.addr ;
   wire \st8.bank ;
+  wire [1:0] \st8.bias_g ;
   wire [2:0] \st8.count ;
   wire \st8.cur ;
   wire \st8.end ;
   wire \st8.fire_k ;
-  wire [1:0] \st8.g ;
   wire \st8.kind ;
   wire \st8.last_step ;
   wire \st8.proj ;
   wire [3:0] \st8.shift ;
   wire \st8.valid ;
   wire [6:0] \st8.waddr ;
-  wire \st8.x ;
-  wire \st8.y ;
   reg [1:0] step = 2'h0;
   reg [1:0] sweep_addr = 2'h0;
-  reg [1:0] sweep_g = 2'h0;
   reg sweep_last = 1'h0;
   reg sweep_now;
-  reg sweep_x = 1'h0;
-  reg sweep_y = 1'h0;
   reg [4:0] used = 5'h00;
   reg [59:0] v_raw = 60'h000000000000000;
   wire [14:0] \v_raw[0] ;
@@ -11236,6 +11026,13 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   reg [11:0] w2_0_2_1 = 12'h000;
   reg [11:0] w2_0_2_2 = 12'h000;
   reg [11:0] w2_0_2_3 = 12'h000;
+  reg [61:0] written = 62'h0000000000000000;
+  wire [1:0] \written.addr ;
+  wire [59:0] \written.values ;
+  wire [14:0] \written.values[0] ;
+  wire [14:0] \written.values[1] ;
+  wire [14:0] \written.values[2] ;
+  wire [14:0] \written.values[3] ;
   reg [31:0] bmem [2:0];
   initial begin
     bmem[0] = 32'd3638356140;
@@ -11261,7 +11058,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   always @(posedge clk) begin
     _1_ <= vmem[st2[5:4]];
   end
-  assign \$signature__data$85  = _1_;
+  assign \$signature__data$83  = _1_;
   reg [31:0] wrom0 [95:0];
   initial begin
     wrom0[0] = 32'd3316296513;
@@ -11367,67 +11164,49 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   end
   assign \$signature__data  = _2_;
   always @(posedge clk)
-    v_raw <= \$458 ;
+    hit_c1 <= \$459 ;
   always @(posedge clk)
-    b_raw <= \$459 ;
+    hit_v2 <= \$460 ;
   always @(posedge clk)
-    res8 <= \$460 ;
+    hit_c2 <= \$461 ;
   always @(posedge clk)
-    res9 <= \$461 ;
+    hit_v3 <= \$462 ;
   always @(posedge clk)
-    cres8 <= \$462 ;
+    hit_c3 <= \$463 ;
   always @(posedge clk)
-    cres9 <= \$463 ;
+    hit_v4 <= \$464 ;
   always @(posedge clk)
-    \$like  <= \$464 ;
+    hit_c4 <= \$465 ;
   always @(posedge clk)
-    b6 <= \$465 ;
+    hit_v5 <= \$466 ;
   always @(posedge clk)
-    hit_v1 <= \$466 ;
+    hit_c5 <= \$467 ;
   always @(posedge clk)
-    hit_c1 <= \$467 ;
+    \$signal$103  <= \$468 ;
   always @(posedge clk)
-    hit_v2 <= \$468 ;
+    \$signal$104  <= \$469 ;
   always @(posedge clk)
-    hit_c2 <= \$469 ;
+    \$signal$105  <= \$470 ;
   always @(posedge clk)
-    hit_v3 <= \$470 ;
+    \$signal$33  <= \$471 ;
   always @(posedge clk)
-    hit_c3 <= \$471 ;
+    v_wr__data <= \$472 ;
   always @(posedge clk)
-    hit_v4 <= \$472 ;
+    written <= \$473 ;
   always @(posedge clk)
-    hit_c4 <= \$473 ;
+    \$signal$44  <= \$474 ;
   always @(posedge clk)
-    hit_v5 <= \$474 ;
+    better <= \$475 ;
   always @(posedge clk)
-    hit_c5 <= \$475 ;
+    \$signal$56  <= \$476 ;
   always @(posedge clk)
-    \$signal$105  <= \$476 ;
+    first <= \$477 ;
   always @(posedge clk)
-    \$signal$106  <= \$477 ;
+    best_val <= \$478 ;
   always @(posedge clk)
-    \$signal$107  <= \$478 ;
+    best_idx <= \$479 ;
   always @(posedge clk)
-    \$signal$36  <= \$479 ;
-  always @(posedge clk)
-    v_wr__data <= \$480 ;
-  always @(posedge clk)
-    \$signal$44  <= \$481 ;
-  always @(posedge clk)
-    \$signal$46  <= \$482 ;
-  always @(posedge clk)
-    better <= \$483 ;
-  always @(posedge clk)
-    \$signal$58  <= \$484 ;
-  always @(posedge clk)
-    first <= \$485 ;
-  always @(posedge clk)
-    best_val <= \$486 ;
-  always @(posedge clk)
-    best_idx <= \$487 ;
-  always @(posedge clk)
-    done <= \$488 ;
+    done <= \$480 ;
   assign en = ~ \$signal ;
   assign \$1  = ~ \$signal ;
   assign \$2  = op_valid & \$1 ;
@@ -11445,24 +11224,24 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \$14  = st7[0] & \$13 ;
   assign \$15  = \$14  ? 4'hf : 4'h0;
   assign \$17  = st7[0] & \$16 ;
-  assign \$18  = ~ \$signal$46 ;
+  assign \$18  = ~ \$signal$44 ;
   assign dropped = \$17  & \$18 ;
   assign \$19  = ~ done[3];
   assign \$20  = ~ done[2];
   assign \$21  = ~ done[1];
   assign \$22  = ~ done[0];
-  assign \$23  = \$signal$52 [61:60] * 3'h4;
+  assign \$23  = \$signal$50 [61:60] * 3'h4;
   assign \$24  = \$23  + lane;
   assign \$25  = lane == 2'h3;
   assign \$26  = \$24 [3:0] == 4'h9;
   assign last_lane = \$25  | \$26 ;
   assign \$28  = \$24 [3:0] == 4'h9;
   assign \$29  = better ? \$24 [3:0] : best_idx;
-  assign \$30  = \$signal$57  & \$signal$58 ;
+  assign \$30  = \$signal$55  & \$signal$56 ;
   assign \$31  = ! fsm_state;
   assign \$33  = used + sweep_now;
   assign \$34  = \$33  - dropped;
-  assign \$35  = \$signal$61  & \$signal$57 ;
+  assign \$35  = \$signal$59  & \$signal$55 ;
   assign \$36  = $signed(\$34 ) - $signed({ 1'h0, \$35  });
   assign \$37  = used <= 4'he;
   assign \$38  = ~ op_valid;
@@ -11472,384 +11251,391 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \$42  = credit & \$41 ;
   assign \$43  = sweep_addr + 1'h1;
   assign \$44  = sweep_addr == 1'h1;
-  assign \$45  = sweep_g == 2'h2;
-  assign \$46  = ! sweep_x;
-  assign \$47  = sweep_y + 1'h1;
-  assign \$48  = sweep_x + 1'h1;
-  assign \$49  = sweep_g + 1'h1;
-  assign \$50  = sweep_now & issue[23];
-  assign \$51  = sweep_now & issue[23];
-  assign \$52  = \$51  | \$signal$67 ;
-  assign \$54  = st2[14] ? \$53  : 9'h000;
-  assign \$55  = $signed(1'h0) + $signed(\$54 );
-  assign \$57  = st2[15] ? \$56  : 9'h000;
-  assign \$58  = $signed(\$55 ) + $signed(\$57 );
-  assign \$60  = st2[14] ? \$59  : 9'h000;
-  assign \$61  = $signed(1'h0) + $signed(\$60 );
-  assign \$63  = st2[15] ? \$62  : 9'h000;
-  assign \$64  = $signed(\$61 ) + $signed(\$63 );
-  assign \$66  = st2[14] ? \$65  : 9'h000;
-  assign \$67  = $signed(1'h0) + $signed(\$66 );
-  assign \$69  = st2[15] ? \$68  : 9'h000;
-  assign \$70  = $signed(\$67 ) + $signed(\$69 );
-  assign \$72  = st2[14] ? \$71  : 9'h000;
-  assign \$73  = $signed(1'h0) + $signed(\$72 );
-  assign \$75  = st2[15] ? \$74  : 9'h000;
-  assign \$76  = $signed(\$73 ) + $signed(\$75 );
-  assign \$78  = st2[16] ? \$77  : 11'h000;
-  assign \$79  = $signed(1'h0) + $signed(\$78 );
-  assign \$81  = st2[16] ? \$80  : 11'h000;
-  assign \$82  = $signed(1'h0) + $signed(\$81 );
-  assign \$84  = st2[16] ? \$83  : 11'h000;
-  assign \$85  = $signed(1'h0) + $signed(\$84 );
-  assign \$87  = st2[16] ? \$86  : 11'h000;
-  assign \$88  = $signed(1'h0) + $signed(\$87 );
-  assign \$89  = ! st3[13];
-  assign \$90  = $signed(1'h0) + $signed(w2_0_0_0);
-  assign \$91  = $signed(\$90 ) + $signed(w2_0_2_0);
-  assign \$92  = $signed(1'h0) + $signed(w2_0_0_1);
-  assign \$93  = $signed(\$92 ) + $signed(w2_0_2_1);
-  assign \$94  = $signed(1'h0) + $signed(w2_0_0_2);
-  assign \$95  = $signed(\$94 ) + $signed(w2_0_2_2);
-  assign \$96  = $signed(1'h0) + $signed(w2_0_0_3);
-  assign \$97  = $signed(\$96 ) + $signed(w2_0_2_3);
-  assign \$98  = st2[5:4] == st3[5:4];
-  assign \$99  = ! st3[1];
-  assign \$100  = \$98  & \$99 ;
-  assign \$101  = ! st3[1];
-  assign \$102  = \$101  & st3[2];
-  assign \$103  = ~ \$102 ;
-  assign \$104  = st3[0] & \$103 ;
-  assign \$105  = \$100  & \$104 ;
-  assign \$106  = st2[5:4] == st3[5:4];
-  assign \$107  = ! st3[1];
-  assign \$108  = \$106  & \$107 ;
-  assign \$109  = ! st3[1];
-  assign \$110  = \$109  & st3[2];
-  assign \$112  = \$111  & st3[21];
-  assign \$113  = \$110  | \$112 ;
-  assign \$114  = st3[0] & \$113 ;
-  assign \$115  = \$108  & \$114 ;
-  assign \$116  = st2[5:4] == st4[5:4];
-  assign \$117  = ! st4[1];
-  assign \$118  = \$116  & \$117 ;
-  assign \$119  = ! st4[1];
-  assign \$120  = \$119  & st4[2];
-  assign \$121  = ~ \$120 ;
-  assign \$122  = st4[0] & \$121 ;
-  assign \$123  = \$118  & \$122 ;
-  assign \$124  = st2[5:4] == st4[5:4];
-  assign \$125  = ! st4[1];
-  assign \$126  = \$124  & \$125 ;
-  assign \$127  = ! st4[1];
-  assign \$128  = \$127  & st4[2];
-  assign \$130  = \$129  & st4[21];
-  assign \$131  = \$128  | \$130 ;
-  assign \$132  = st4[0] & \$131 ;
-  assign \$133  = \$126  & \$132 ;
-  assign \$134  = st2[5:4] == st5[5:4];
-  assign \$135  = ! st5[1];
-  assign \$136  = \$135  & st5[2];
-  assign \$137  = ~ \$136 ;
-  assign \$138  = st5[0] & \$137 ;
-  assign \$139  = \$134  & \$138 ;
-  assign \$140  = st2[5:4] == st5[5:4];
-  assign \$141  = ! st5[1];
-  assign \$142  = \$141  & st5[2];
-  assign \$144  = \$143  & st5[21];
-  assign \$145  = \$142  | \$144 ;
-  assign \$146  = st5[0] & \$145 ;
-  assign \$147  = \$140  & \$146 ;
-  assign \$148  = st2[5:4] == st6[5:4];
-  assign \$149  = ! st6[1];
-  assign \$150  = \$149  & st6[2];
-  assign \$151  = ~ \$150 ;
-  assign \$152  = st6[0] & \$151 ;
-  assign \$153  = \$148  & \$152 ;
-  assign \$154  = st2[5:4] == st6[5:4];
-  assign \$155  = ! st6[1];
-  assign \$156  = \$155  & st6[2];
-  assign \$158  = \$157  & st6[21];
-  assign \$159  = \$156  | \$158 ;
-  assign \$160  = st6[0] & \$159 ;
-  assign \$161  = \$154  & \$160 ;
-  assign \$162  = st2[5:4] == st7[5:4];
-  assign \$163  = ! st7[1];
-  assign \$164  = \$163  & st7[2];
-  assign \$165  = ~ \$164 ;
-  assign \$166  = st7[0] & \$165 ;
-  assign \$167  = \$162  & \$166 ;
-  assign \$168  = st2[5:4] == st7[5:4];
-  assign \$169  = ! st7[1];
-  assign \$170  = \$169  & st7[2];
-  assign \$172  = \$171  & st7[21];
-  assign \$173  = \$170  | \$172 ;
-  assign \$174  = st7[0] & \$173 ;
-  assign \$175  = \$168  & \$174 ;
-  assign \$178  = ! st3[1];
-  assign \$179  = \$178  & st3[2];
-  assign \$180  = ~ \$179 ;
-  assign \$181  = \$177  & \$180 ;
-  assign \$184  = ! st3[1];
-  assign \$185  = \$184  & st3[2];
-  assign \$186  = \$183  & \$185 ;
-  assign \$187  = \$181  | \$186 ;
-  assign \$189  = ~ \$188 ;
-  assign \$190  = hit_v2 & \$189 ;
-  assign \$191  = ! st3[1];
-  assign \$192  = \$191  & st3[2];
-  assign \$193  = ~ \$192 ;
-  assign \$194  = \$190  & \$193 ;
-  assign \$196  = ~ \$195 ;
-  assign \$197  = hit_c2 & \$196 ;
-  assign \$198  = ! st3[1];
-  assign \$199  = \$198  & st3[2];
-  assign \$200  = \$197  & \$199 ;
-  assign \$201  = \$194  | \$200 ;
-  assign \$203  = \$202  | hit_v2;
-  assign \$204  = ~ \$203 ;
-  assign \$205  = hit_v3 & \$204 ;
-  assign \$206  = ! st3[1];
-  assign \$207  = \$206  & st3[2];
+  assign \$45  = sweep_now & issue[23];
+  assign \$46  = sweep_now & issue[23];
+  assign \$47  = \$46  | \$signal$65 ;
+  assign \$49  = st2[14] ? \$48  : 9'h000;
+  assign \$50  = $signed(1'h0) + $signed(\$49 );
+  assign \$52  = st2[15] ? \$51  : 9'h000;
+  assign \$53  = $signed(\$50 ) + $signed(\$52 );
+  assign \$55  = st2[14] ? \$54  : 9'h000;
+  assign \$56  = $signed(1'h0) + $signed(\$55 );
+  assign \$58  = st2[15] ? \$57  : 9'h000;
+  assign \$59  = $signed(\$56 ) + $signed(\$58 );
+  assign \$61  = st2[14] ? \$60  : 9'h000;
+  assign \$62  = $signed(1'h0) + $signed(\$61 );
+  assign \$64  = st2[15] ? \$63  : 9'h000;
+  assign \$65  = $signed(\$62 ) + $signed(\$64 );
+  assign \$67  = st2[14] ? \$66  : 9'h000;
+  assign \$68  = $signed(1'h0) + $signed(\$67 );
+  assign \$70  = st2[15] ? \$69  : 9'h000;
+  assign \$71  = $signed(\$68 ) + $signed(\$70 );
+  assign \$73  = st2[16] ? \$72  : 11'h000;
+  assign \$74  = $signed(1'h0) + $signed(\$73 );
+  assign \$76  = st2[16] ? \$75  : 11'h000;
+  assign \$77  = $signed(1'h0) + $signed(\$76 );
+  assign \$79  = st2[16] ? \$78  : 11'h000;
+  assign \$80  = $signed(1'h0) + $signed(\$79 );
+  assign \$82  = st2[16] ? \$81  : 11'h000;
+  assign \$83  = $signed(1'h0) + $signed(\$82 );
+  assign \$84  = ! st3[13];
+  assign \$85  = $signed(1'h0) + $signed(w2_0_0_0);
+  assign \$86  = $signed(\$85 ) + $signed(w2_0_2_0);
+  assign \$87  = $signed(1'h0) + $signed(w2_0_0_1);
+  assign \$88  = $signed(\$87 ) + $signed(w2_0_2_1);
+  assign \$89  = $signed(1'h0) + $signed(w2_0_0_2);
+  assign \$90  = $signed(\$89 ) + $signed(w2_0_2_2);
+  assign \$91  = $signed(1'h0) + $signed(w2_0_0_3);
+  assign \$92  = $signed(\$91 ) + $signed(w2_0_2_3);
+  assign \$93  = st2[5:4] == st3[5:4];
+  assign \$94  = ! st3[1];
+  assign \$95  = \$93  & \$94 ;
+  assign \$96  = ! st3[1];
+  assign \$97  = \$96  & st3[2];
+  assign \$98  = ~ \$97 ;
+  assign \$99  = st3[0] & \$98 ;
+  assign \$100  = \$95  & \$99 ;
+  assign \$101  = st2[5:4] == st3[5:4];
+  assign \$102  = ! st3[1];
+  assign \$103  = \$101  & \$102 ;
+  assign \$104  = ! st3[1];
+  assign \$105  = \$104  & st3[2];
+  assign \$107  = \$106  & st3[21];
+  assign \$108  = \$105  | \$107 ;
+  assign \$109  = st3[0] & \$108 ;
+  assign \$110  = \$103  & \$109 ;
+  assign \$111  = st2[5:4] == st4[5:4];
+  assign \$112  = ! st4[1];
+  assign \$113  = \$111  & \$112 ;
+  assign \$114  = ! st4[1];
+  assign \$115  = \$114  & st4[2];
+  assign \$116  = ~ \$115 ;
+  assign \$117  = st4[0] & \$116 ;
+  assign \$118  = \$113  & \$117 ;
+  assign \$119  = st2[5:4] == st4[5:4];
+  assign \$120  = ! st4[1];
+  assign \$121  = \$119  & \$120 ;
+  assign \$122  = ! st4[1];
+  assign \$123  = \$122  & st4[2];
+  assign \$125  = \$124  & st4[21];
+  assign \$126  = \$123  | \$125 ;
+  assign \$127  = st4[0] & \$126 ;
+  assign \$128  = \$121  & \$127 ;
+  assign \$129  = st2[5:4] == st5[5:4];
+  assign \$130  = ! st5[1];
+  assign \$131  = \$130  & st5[2];
+  assign \$132  = ~ \$131 ;
+  assign \$133  = st5[0] & \$132 ;
+  assign \$134  = \$129  & \$133 ;
+  assign \$135  = st2[5:4] == st5[5:4];
+  assign \$136  = ! st5[1];
+  assign \$137  = \$136  & st5[2];
+  assign \$139  = \$138  & st5[21];
+  assign \$140  = \$137  | \$139 ;
+  assign \$141  = st5[0] & \$140 ;
+  assign \$142  = \$135  & \$141 ;
+  assign \$143  = st2[5:4] == st6[5:4];
+  assign \$144  = ! st6[1];
+  assign \$145  = \$144  & st6[2];
+  assign \$146  = ~ \$145 ;
+  assign \$147  = st6[0] & \$146 ;
+  assign \$148  = \$143  & \$147 ;
+  assign \$149  = st2[5:4] == st6[5:4];
+  assign \$150  = ! st6[1];
+  assign \$151  = \$150  & st6[2];
+  assign \$153  = \$152  & st6[21];
+  assign \$154  = \$151  | \$153 ;
+  assign \$155  = st6[0] & \$154 ;
+  assign \$156  = \$149  & \$155 ;
+  assign \$157  = st2[5:4] == st7[5:4];
+  assign \$158  = ! st7[1];
+  assign \$159  = \$158  & st7[2];
+  assign \$160  = ~ \$159 ;
+  assign \$161  = st7[0] & \$160 ;
+  assign \$162  = \$157  & \$161 ;
+  assign \$163  = st2[5:4] == st7[5:4];
+  assign \$164  = ! st7[1];
+  assign \$165  = \$164  & st7[2];
+  assign \$167  = \$166  & st7[21];
+  assign \$168  = \$165  | \$167 ;
+  assign \$169  = st7[0] & \$168 ;
+  assign \$170  = \$163  & \$169 ;
+  assign \$173  = ! st3[1];
+  assign \$174  = \$173  & st3[2];
+  assign \$175  = ~ \$174 ;
+  assign \$176  = \$172  & \$175 ;
+  assign \$179  = ! st3[1];
+  assign \$180  = \$179  & st3[2];
+  assign \$181  = \$178  & \$180 ;
+  assign \$182  = \$176  | \$181 ;
+  assign \$184  = ~ \$183 ;
+  assign \$185  = hit_v2 & \$184 ;
+  assign \$186  = ! st3[1];
+  assign \$187  = \$186  & st3[2];
+  assign \$188  = ~ \$187 ;
+  assign \$189  = \$185  & \$188 ;
+  assign \$191  = ~ \$190 ;
+  assign \$192  = hit_c2 & \$191 ;
+  assign \$193  = ! st3[1];
+  assign \$194  = \$193  & st3[2];
+  assign \$195  = \$192  & \$194 ;
+  assign \$196  = \$189  | \$195 ;
+  assign \$198  = \$197  | hit_v2;
+  assign \$199  = ~ \$198 ;
+  assign \$200  = hit_v3 & \$199 ;
+  assign \$201  = ! st3[1];
+  assign \$202  = \$201  & st3[2];
+  assign \$203  = ~ \$202 ;
+  assign \$204  = \$200  & \$203 ;
+  assign \$206  = \$205  | hit_v2;
+  assign \$207  = \$206  | hit_v3;
   assign \$208  = ~ \$207 ;
-  assign \$209  = \$205  & \$208 ;
-  assign \$211  = \$210  | hit_v2;
-  assign \$212  = \$211  | hit_v3;
-  assign \$213  = ~ \$212 ;
-  assign \$214  = hit_v4 & \$213 ;
-  assign \$215  = ! st3[1];
-  assign \$216  = \$215  & st3[2];
-  assign \$217  = ~ \$216 ;
-  assign \$218  = \$214  & \$217 ;
-  assign \$220  = \$219  | hit_v2;
-  assign \$221  = \$220  | hit_v3;
-  assign \$222  = \$221  | hit_v4;
-  assign \$223  = ~ \$222 ;
-  assign \$224  = hit_v5 & \$223 ;
-  assign \$225  = ! st3[1];
-  assign \$226  = \$225  & st3[2];
-  assign \$227  = ~ \$226 ;
-  assign \$228  = \$224  & \$227 ;
-  assign \$230  = \$229  | hit_v2;
-  assign \$231  = \$230  | hit_v3;
-  assign \$232  = \$231  | hit_v4;
-  assign \$233  = \$232  | hit_v5;
-  assign \$234  = ~ \$233 ;
-  assign \$235  = ! st3[1];
-  assign \$236  = \$235  & st3[2];
-  assign \$237  = ~ \$236 ;
-  assign \$238  = \$234  & \$237 ;
-  assign \$240  = \$239  | hit_c2;
-  assign \$241  = ~ \$240 ;
-  assign \$242  = hit_c3 & \$241 ;
-  assign \$243  = ! st3[1];
-  assign \$244  = \$243  & st3[2];
-  assign \$245  = \$242  & \$244 ;
-  assign \$247  = \$246  | hit_c2;
-  assign \$248  = \$247  | hit_c3;
-  assign \$249  = ~ \$248 ;
-  assign \$250  = hit_c4 & \$249 ;
-  assign \$251  = ! st3[1];
-  assign \$252  = \$251  & st3[2];
-  assign \$253  = \$250  & \$252 ;
-  assign \$255  = \$254  | hit_c2;
-  assign \$256  = \$255  | hit_c3;
-  assign \$257  = \$256  | hit_c4;
-  assign \$258  = ~ \$257 ;
-  assign \$259  = hit_c5 & \$258 ;
-  assign \$260  = ! st3[1];
-  assign \$261  = \$260  & st3[2];
-  assign \$262  = \$259  & \$261 ;
-  assign \$264  = \$263  | hit_c2;
-  assign \$265  = \$264  | hit_c3;
-  assign \$266  = \$265  | hit_c4;
-  assign \$267  = \$266  | hit_c5;
-  assign \$268  = ~ \$267 ;
-  assign \$269  = ! st3[1];
-  assign \$270  = \$269  & st3[2];
-  assign \$271  = \$268  & \$270 ;
-  assign \$272  = ! st3[1];
-  assign \$273  = ! st3[1];
-  assign \$275  = \$signal$105 [0] ? \$signal$107 [15:0] : 16'h0000;
-  assign \$276  = \$signal$105 [1] ? \$signal$36 [15:0] : 16'h0000;
-  assign \$277  = \$275  | \$276 ;
-  assign \$278  = \$signal$105 [2] ? v_wr__data[14:0] : 15'h0000;
-  assign \$279  = \$277  | { \$278 [14], \$278  };
-  assign \$280  = \$signal$105 [3] ? res8[14:0] : 15'h0000;
-  assign \$281  = \$279  | { \$280 [14], \$280  };
-  assign \$282  = \$signal$105 [4] ? res9[14:0] : 15'h0000;
-  assign \$283  = \$281  | { \$282 [14], \$282  };
-  assign \$284  = \$signal$105 [5] ? v_raw[14:0] : 15'h0000;
-  assign \$285  = \$283  | { \$284 [14], \$284  };
-  assign \$288  = \$signal$105 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$289  = \$287  | { \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288 [1], \$288  };
-  assign \$290  = \$signal$105 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$291  = \$289  | { \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290 [1], \$290  };
-  assign \$294  = \$signal$106 [0] ? addend[11:0] : 12'h000;
-  assign \$295  = \$signal$106 [1] ? b_raw[7:0] : 8'h00;
-  assign \$296  = \$294  | { \$295 [7], \$295 [7], \$295 [7], \$295 [7], \$295  };
-  assign \$297  = \$signal$106 [2] ? \$signal$107 [15:0] : 16'h0000;
-  assign \$298  = { \$296 [11], \$296 [11], \$296 [11], \$296 [11], \$296  } | \$297 ;
-  assign \$299  = \$signal$106 [3] ? \$signal$36 [15:0] : 16'h0000;
-  assign \$300  = \$298  | \$299 ;
-  assign \$303  = \$signal$106 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$304  = \$302  | { \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303 [1], \$303  };
-  assign \$305  = \$signal$106 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$306  = \$304  | { \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305 [1], \$305  };
-  assign \$309  = $signed(\$293 ) + $signed(\$308 );
-  assign \$310  = \$signal$105 [0] ? \$signal$107 [31:16] : 16'h0000;
-  assign \$311  = \$signal$105 [1] ? \$signal$36 [31:16] : 16'h0000;
-  assign \$312  = \$310  | \$311 ;
-  assign \$313  = \$signal$105 [2] ? v_wr__data[29:15] : 15'h0000;
-  assign \$314  = \$312  | { \$313 [14], \$313  };
-  assign \$315  = \$signal$105 [3] ? res8[29:15] : 15'h0000;
-  assign \$316  = \$314  | { \$315 [14], \$315  };
-  assign \$317  = \$signal$105 [4] ? res9[29:15] : 15'h0000;
-  assign \$318  = \$316  | { \$317 [14], \$317  };
-  assign \$319  = \$signal$105 [5] ? v_raw[29:15] : 15'h0000;
-  assign \$320  = \$318  | { \$319 [14], \$319  };
-  assign \$323  = \$signal$105 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$324  = \$322  | { \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323 [1], \$323  };
-  assign \$325  = \$signal$105 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$326  = \$324  | { \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325 [1], \$325  };
-  assign \$329  = \$signal$106 [0] ? addend[23:12] : 12'h000;
-  assign \$330  = \$signal$106 [1] ? b_raw[15:8] : 8'h00;
-  assign \$331  = \$329  | { \$330 [7], \$330 [7], \$330 [7], \$330 [7], \$330  };
-  assign \$332  = \$signal$106 [2] ? \$signal$107 [31:16] : 16'h0000;
-  assign \$333  = { \$331 [11], \$331 [11], \$331 [11], \$331 [11], \$331  } | \$332 ;
-  assign \$334  = \$signal$106 [3] ? \$signal$36 [31:16] : 16'h0000;
-  assign \$335  = \$333  | \$334 ;
-  assign \$338  = \$signal$106 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$339  = \$337  | { \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338 [1], \$338  };
-  assign \$340  = \$signal$106 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$341  = \$339  | { \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340 [1], \$340  };
-  assign \$344  = $signed(\$328 ) + $signed(\$343 );
-  assign \$345  = \$signal$105 [0] ? \$signal$107 [47:32] : 16'h0000;
-  assign \$346  = \$signal$105 [1] ? \$signal$36 [47:32] : 16'h0000;
-  assign \$347  = \$345  | \$346 ;
-  assign \$348  = \$signal$105 [2] ? v_wr__data[44:30] : 15'h0000;
-  assign \$349  = \$347  | { \$348 [14], \$348  };
-  assign \$350  = \$signal$105 [3] ? res8[44:30] : 15'h0000;
-  assign \$351  = \$349  | { \$350 [14], \$350  };
-  assign \$352  = \$signal$105 [4] ? res9[44:30] : 15'h0000;
-  assign \$353  = \$351  | { \$352 [14], \$352  };
-  assign \$354  = \$signal$105 [5] ? v_raw[44:30] : 15'h0000;
-  assign \$355  = \$353  | { \$354 [14], \$354  };
-  assign \$358  = \$signal$105 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$359  = \$357  | { \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358 [1], \$358  };
-  assign \$360  = \$signal$105 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$361  = \$359  | { \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360  };
-  assign \$364  = \$signal$106 [0] ? addend[35:24] : 12'h000;
-  assign \$365  = \$signal$106 [1] ? b_raw[23:16] : 8'h00;
-  assign \$366  = \$364  | { \$365 [7], \$365 [7], \$365 [7], \$365 [7], \$365  };
-  assign \$367  = \$signal$106 [2] ? \$signal$107 [47:32] : 16'h0000;
-  assign \$368  = { \$366 [11], \$366 [11], \$366 [11], \$366 [11], \$366  } | \$367 ;
-  assign \$369  = \$signal$106 [3] ? \$signal$36 [47:32] : 16'h0000;
-  assign \$370  = \$368  | \$369 ;
-  assign \$373  = \$signal$106 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$374  = \$372  | { \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373 [1], \$373  };
-  assign \$375  = \$signal$106 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$376  = \$374  | { \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375 [1], \$375  };
-  assign \$379  = $signed(\$363 ) + $signed(\$378 );
-  assign \$380  = \$signal$105 [0] ? \$signal$107 [63:48] : 16'h0000;
-  assign \$381  = \$signal$105 [1] ? \$signal$36 [63:48] : 16'h0000;
-  assign \$382  = \$380  | \$381 ;
-  assign \$383  = \$signal$105 [2] ? v_wr__data[59:45] : 15'h0000;
-  assign \$384  = \$382  | { \$383 [14], \$383  };
-  assign \$385  = \$signal$105 [3] ? res8[59:45] : 15'h0000;
-  assign \$386  = \$384  | { \$385 [14], \$385  };
-  assign \$387  = \$signal$105 [4] ? res9[59:45] : 15'h0000;
-  assign \$388  = \$386  | { \$387 [14], \$387  };
-  assign \$389  = \$signal$105 [5] ? v_raw[59:45] : 15'h0000;
-  assign \$390  = \$388  | { \$389 [14], \$389  };
-  assign \$393  = \$signal$105 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$394  = \$392  | { \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393 [1], \$393  };
-  assign \$395  = \$signal$105 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$396  = \$394  | { \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395  };
-  assign \$399  = \$signal$106 [0] ? addend[47:36] : 12'h000;
-  assign \$400  = \$signal$106 [1] ? b_raw[31:24] : 8'h00;
-  assign \$401  = \$399  | { \$400 [7], \$400 [7], \$400 [7], \$400 [7], \$400  };
-  assign \$402  = \$signal$106 [2] ? \$signal$107 [63:48] : 16'h0000;
-  assign \$403  = { \$401 [11], \$401 [11], \$401 [11], \$401 [11], \$401  } | \$402 ;
-  assign \$404  = \$signal$106 [3] ? \$signal$36 [63:48] : 16'h0000;
-  assign \$405  = \$403  | \$404 ;
-  assign \$408  = \$signal$106 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$409  = \$407  | { \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408 [1], \$408  };
-  assign \$410  = \$signal$106 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$411  = \$409  | { \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410 [1], \$410  };
-  assign \$414  = $signed(\$398 ) + $signed(\$413 );
-  assign \$416  = st6[0] & \$415 ;
-  assign \$417  = ~ \$signal$58 ;
-  assign \$418  = \$signal$57  & \$417 ;
-  assign \$420  = $signed(\$419 ) > $signed(best_val);
-  assign \$421  = first | \$420 ;
-  assign \$422  = \$signal$57  & \$signal$58 ;
-  assign \$424  = 1'h1 << lane;
-  assign \$425  = { 3'h0, done } | \$424 ;
+  assign \$209  = hit_v4 & \$208 ;
+  assign \$210  = ! st3[1];
+  assign \$211  = \$210  & st3[2];
+  assign \$212  = ~ \$211 ;
+  assign \$213  = \$209  & \$212 ;
+  assign \$215  = \$214  | hit_v2;
+  assign \$216  = \$215  | hit_v3;
+  assign \$217  = \$216  | hit_v4;
+  assign \$218  = ~ \$217 ;
+  assign \$219  = hit_v5 & \$218 ;
+  assign \$220  = ! st3[1];
+  assign \$221  = \$220  & st3[2];
+  assign \$222  = ~ \$221 ;
+  assign \$223  = \$219  & \$222 ;
+  assign \$225  = \$224  | hit_v2;
+  assign \$226  = \$225  | hit_v3;
+  assign \$227  = \$226  | hit_v4;
+  assign \$228  = \$227  | hit_v5;
+  assign \$229  = ~ \$228 ;
+  assign \$230  = ! st3[1];
+  assign \$231  = \$230  & st3[2];
+  assign \$232  = ~ \$231 ;
+  assign \$233  = \$229  & \$232 ;
+  assign \$235  = \$234  | hit_c2;
+  assign \$236  = ~ \$235 ;
+  assign \$237  = hit_c3 & \$236 ;
+  assign \$238  = ! st3[1];
+  assign \$239  = \$238  & st3[2];
+  assign \$240  = \$237  & \$239 ;
+  assign \$242  = \$241  | hit_c2;
+  assign \$243  = \$242  | hit_c3;
+  assign \$244  = ~ \$243 ;
+  assign \$245  = hit_c4 & \$244 ;
+  assign \$246  = ! st3[1];
+  assign \$247  = \$246  & st3[2];
+  assign \$248  = \$245  & \$247 ;
+  assign \$250  = \$249  | hit_c2;
+  assign \$251  = \$250  | hit_c3;
+  assign \$252  = \$251  | hit_c4;
+  assign \$253  = ~ \$252 ;
+  assign \$254  = hit_c5 & \$253 ;
+  assign \$255  = ! st3[1];
+  assign \$256  = \$255  & st3[2];
+  assign \$257  = \$254  & \$256 ;
+  assign \$259  = \$258  | hit_c2;
+  assign \$260  = \$259  | hit_c3;
+  assign \$261  = \$260  | hit_c4;
+  assign \$262  = \$261  | hit_c5;
+  assign \$263  = ~ \$262 ;
+  assign \$264  = ! st3[1];
+  assign \$265  = \$264  & st3[2];
+  assign \$266  = \$263  & \$265 ;
+  assign \$267  = ! st3[1];
+  assign \$268  = ! st3[1];
+  assign \$270  = \$signal$103 [0] ? \$signal$105 [15:0] : 16'h0000;
+  assign \$271  = \$signal$103 [1] ? \$signal$33 [15:0] : 16'h0000;
+  assign \$272  = \$270  | \$271 ;
+  assign \$273  = \$signal$103 [2] ? v_wr__data[14:0] : 15'h0000;
+  assign \$274  = \$272  | { \$273 [14], \$273  };
+  assign \$275  = \$signal$103 [3] ? res8[14:0] : 15'h0000;
+  assign \$276  = \$274  | { \$275 [14], \$275  };
+  assign \$277  = \$signal$103 [4] ? res9[14:0] : 15'h0000;
+  assign \$278  = \$276  | { \$277 [14], \$277  };
+  assign \$279  = \$signal$103 [5] ? v_raw[14:0] : 15'h0000;
+  assign \$280  = \$278  | { \$279 [14], \$279  };
+  assign \$283  = \$signal$103 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$284  = \$282  | { \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283  };
+  assign \$285  = \$signal$103 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$286  = \$284  | { \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285  };
+  assign \$289  = \$signal$104 [0] ? addend[11:0] : 12'h000;
+  assign \$290  = \$signal$104 [1] ? b_raw[7:0] : 8'h00;
+  assign \$291  = \$289  | { \$290 [7], \$290 [7], \$290 [7], \$290 [7], \$290  };
+  assign \$292  = \$signal$104 [2] ? \$signal$105 [15:0] : 16'h0000;
+  assign \$293  = { \$291 [11], \$291 [11], \$291 [11], \$291 [11], \$291  } | \$292 ;
+  assign \$294  = \$signal$104 [3] ? \$signal$33 [15:0] : 16'h0000;
+  assign \$295  = \$293  | \$294 ;
+  assign \$298  = \$signal$104 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign \$299  = \$297  | { \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298  };
+  assign \$300  = \$signal$104 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign \$301  = \$299  | { \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300  };
+  assign \$304  = $signed(\$288 ) + $signed(\$303 );
+  assign \$305  = \$signal$103 [0] ? \$signal$105 [31:16] : 16'h0000;
+  assign \$306  = \$signal$103 [1] ? \$signal$33 [31:16] : 16'h0000;
+  assign \$307  = \$305  | \$306 ;
+  assign \$308  = \$signal$103 [2] ? v_wr__data[29:15] : 15'h0000;
+  assign \$309  = \$307  | { \$308 [14], \$308  };
+  assign \$310  = \$signal$103 [3] ? res8[29:15] : 15'h0000;
+  assign \$311  = \$309  | { \$310 [14], \$310  };
+  assign \$312  = \$signal$103 [4] ? res9[29:15] : 15'h0000;
+  assign \$313  = \$311  | { \$312 [14], \$312  };
+  assign \$314  = \$signal$103 [5] ? v_raw[29:15] : 15'h0000;
+  assign \$315  = \$313  | { \$314 [14], \$314  };
+  assign \$318  = \$signal$103 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$319  = \$317  | { \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318  };
+  assign \$320  = \$signal$103 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$321  = \$319  | { \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320  };
+  assign \$324  = \$signal$104 [0] ? addend[23:12] : 12'h000;
+  assign \$325  = \$signal$104 [1] ? b_raw[15:8] : 8'h00;
+  assign \$326  = \$324  | { \$325 [7], \$325 [7], \$325 [7], \$325 [7], \$325  };
+  assign \$327  = \$signal$104 [2] ? \$signal$105 [31:16] : 16'h0000;
+  assign \$328  = { \$326 [11], \$326 [11], \$326 [11], \$326 [11], \$326  } | \$327 ;
+  assign \$329  = \$signal$104 [3] ? \$signal$33 [31:16] : 16'h0000;
+  assign \$330  = \$328  | \$329 ;
+  assign \$333  = \$signal$104 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign \$334  = \$332  | { \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333  };
+  assign \$335  = \$signal$104 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign \$336  = \$334  | { \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335  };
+  assign \$339  = $signed(\$323 ) + $signed(\$338 );
+  assign \$340  = \$signal$103 [0] ? \$signal$105 [47:32] : 16'h0000;
+  assign \$341  = \$signal$103 [1] ? \$signal$33 [47:32] : 16'h0000;
+  assign \$342  = \$340  | \$341 ;
+  assign \$343  = \$signal$103 [2] ? v_wr__data[44:30] : 15'h0000;
+  assign \$344  = \$342  | { \$343 [14], \$343  };
+  assign \$345  = \$signal$103 [3] ? res8[44:30] : 15'h0000;
+  assign \$346  = \$344  | { \$345 [14], \$345  };
+  assign \$347  = \$signal$103 [4] ? res9[44:30] : 15'h0000;
+  assign \$348  = \$346  | { \$347 [14], \$347  };
+  assign \$349  = \$signal$103 [5] ? v_raw[44:30] : 15'h0000;
+  assign \$350  = \$348  | { \$349 [14], \$349  };
+  assign \$353  = \$signal$103 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$354  = \$352  | { \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353  };
+  assign \$355  = \$signal$103 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$356  = \$354  | { \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355  };
+  assign \$359  = \$signal$104 [0] ? addend[35:24] : 12'h000;
+  assign \$360  = \$signal$104 [1] ? b_raw[23:16] : 8'h00;
+  assign \$361  = \$359  | { \$360 [7], \$360 [7], \$360 [7], \$360 [7], \$360  };
+  assign \$362  = \$signal$104 [2] ? \$signal$105 [47:32] : 16'h0000;
+  assign \$363  = { \$361 [11], \$361 [11], \$361 [11], \$361 [11], \$361  } | \$362 ;
+  assign \$364  = \$signal$104 [3] ? \$signal$33 [47:32] : 16'h0000;
+  assign \$365  = \$363  | \$364 ;
+  assign \$368  = \$signal$104 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign \$369  = \$367  | { \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368  };
+  assign \$370  = \$signal$104 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign \$371  = \$369  | { \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370  };
+  assign \$374  = $signed(\$358 ) + $signed(\$373 );
+  assign \$375  = \$signal$103 [0] ? \$signal$105 [63:48] : 16'h0000;
+  assign \$376  = \$signal$103 [1] ? \$signal$33 [63:48] : 16'h0000;
+  assign \$377  = \$375  | \$376 ;
+  assign \$378  = \$signal$103 [2] ? v_wr__data[59:45] : 15'h0000;
+  assign \$379  = \$377  | { \$378 [14], \$378  };
+  assign \$380  = \$signal$103 [3] ? res8[59:45] : 15'h0000;
+  assign \$381  = \$379  | { \$380 [14], \$380  };
+  assign \$382  = \$signal$103 [4] ? res9[59:45] : 15'h0000;
+  assign \$383  = \$381  | { \$382 [14], \$382  };
+  assign \$384  = \$signal$103 [5] ? v_raw[59:45] : 15'h0000;
+  assign \$385  = \$383  | { \$384 [14], \$384  };
+  assign \$388  = \$signal$103 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$389  = \$387  | { \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388  };
+  assign \$390  = \$signal$103 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$391  = \$389  | { \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390  };
+  assign \$394  = \$signal$104 [0] ? addend[47:36] : 12'h000;
+  assign \$395  = \$signal$104 [1] ? b_raw[31:24] : 8'h00;
+  assign \$396  = \$394  | { \$395 [7], \$395 [7], \$395 [7], \$395 [7], \$395  };
+  assign \$397  = \$signal$104 [2] ? \$signal$105 [63:48] : 16'h0000;
+  assign \$398  = { \$396 [11], \$396 [11], \$396 [11], \$396 [11], \$396  } | \$397 ;
+  assign \$399  = \$signal$104 [3] ? \$signal$33 [63:48] : 16'h0000;
+  assign \$400  = \$398  | \$399 ;
+  assign \$403  = \$signal$104 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign \$404  = \$402  | { \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403  };
+  assign \$405  = \$signal$104 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign \$406  = \$404  | { \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405  };
+  assign \$409  = $signed(\$393 ) + $signed(\$408 );
+  assign \$411  = st6[0] & \$410 ;
+  assign \$412  = ~ \$signal$56 ;
+  assign \$413  = \$signal$55  & \$412 ;
+  assign \$415  = $signed(\$414 ) > $signed(best_val);
+  assign \$416  = first | \$415 ;
+  assign \$417  = \$signal$55  & \$signal$56 ;
+  assign \$419  = 1'h1 << lane;
+  assign \$420  = { 3'h0, done } | \$419 ;
   always @(posedge clk)
-    used <= \$426 ;
+    used <= \$421 ;
   always @(posedge clk)
-    credit <= \$427 ;
+    credit <= \$422 ;
   always @(posedge clk)
-    fsm_state <= \$428 ;
+    fsm_state <= \$423 ;
   always @(posedge clk)
-    step <= \$429 ;
+    step <= \$424 ;
   always @(posedge clk)
-    sweep_addr <= \$430 ;
+    sweep_addr <= \$425 ;
   always @(posedge clk)
-    sweep_g <= \$431 ;
+    sweep_last <= \$426 ;
   always @(posedge clk)
-    sweep_y <= \$432 ;
+    fire_k <= \$427 ;
   always @(posedge clk)
-    sweep_x <= \$433 ;
+    plane <= \$428 ;
   always @(posedge clk)
-    sweep_last <= \$434 ;
+    \$signal$65  <= \$429 ;
   always @(posedge clk)
-    fire_k <= \$435 ;
+    \$signal  <= \$430 ;
   always @(posedge clk)
-    plane <= \$436 ;
+    st0 <= \$431 ;
   always @(posedge clk)
-    \$signal$67  <= \$437 ;
+    st1 <= \$432 ;
   always @(posedge clk)
-    \$signal  <= \$438 ;
+    st2 <= \$433 ;
   always @(posedge clk)
-    st0 <= \$439 ;
+    st3 <= \$434 ;
   always @(posedge clk)
-    st1 <= \$440 ;
+    st4 <= \$435 ;
   always @(posedge clk)
-    st2 <= \$441 ;
+    st5 <= \$436 ;
   always @(posedge clk)
-    st3 <= \$442 ;
+    st6 <= \$437 ;
   always @(posedge clk)
-    st4 <= \$443 ;
+    st7 <= \$438 ;
   always @(posedge clk)
-    st5 <= \$444 ;
+    st8 <= \$439 ;
   always @(posedge clk)
-    st6 <= \$445 ;
+    w1_0 <= \$440 ;
   always @(posedge clk)
-    st7 <= \$446 ;
+    w2_0_0_0 <= \$441 ;
   always @(posedge clk)
-    st8 <= \$447 ;
+    w2_0_0_1 <= \$442 ;
   always @(posedge clk)
-    w1_0 <= \$448 ;
+    w2_0_0_2 <= \$443 ;
   always @(posedge clk)
-    w2_0_0_0 <= \$449 ;
+    w2_0_0_3 <= \$444 ;
   always @(posedge clk)
-    w2_0_0_1 <= \$450 ;
+    w2_0_2_0 <= \$445 ;
   always @(posedge clk)
-    w2_0_0_2 <= \$451 ;
+    w2_0_2_1 <= \$446 ;
   always @(posedge clk)
-    w2_0_0_3 <= \$452 ;
+    w2_0_2_2 <= \$447 ;
   always @(posedge clk)
-    w2_0_2_0 <= \$453 ;
+    w2_0_2_3 <= \$448 ;
   always @(posedge clk)
-    w2_0_2_1 <= \$454 ;
+    addend <= \$449 ;
   always @(posedge clk)
-    w2_0_2_2 <= \$455 ;
+    v_raw <= \$450 ;
   always @(posedge clk)
-    w2_0_2_3 <= \$456 ;
+    b_raw <= \$451 ;
   always @(posedge clk)
-    addend <= \$457 ;
+    res8 <= \$452 ;
+  always @(posedge clk)
+    res9 <= \$453 ;
+  always @(posedge clk)
+    cres8 <= \$454 ;
+  always @(posedge clk)
+    cres9 <= \$455 ;
+  always @(posedge clk)
+    \$like  <= \$456 ;
+  always @(posedge clk)
+    b6 <= \$457 ;
+  always @(posedge clk)
+    hit_v1 <= \$458 ;
   \digits_mlp_gn.engine_fc3.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -11859,280 +11645,210 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$3318$0 (i0__payload[7:0]),
+    .\port$3149$0 (i0__payload[7:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_mlp_gn.engine_fc3.queue  queue (
     .clk(clk),
-    .\port$3102$0 (\$signal$61 ),
-    .\port$3266$0 (\$signal$52 ),
-    .\port$3268$0 (\$signal$57 ),
+    .\port$2971$0 (\$signal$59 ),
+    .\port$3129$0 (\$signal$50 ),
+    .\port$3131$0 (\$signal$55 ),
     .rst(rst),
-    .w_data(\$signal$44 ),
-    .w_en(\$signal$46 )
+    .w_data(written),
+    .w_en(\$signal$44 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$458  = \$signature__data$85 ;
+    \$460  = \$118 ;
     if (rst) begin
-      \$458  = 60'h000000000000000;
+      \$460  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$459  = b_rd__data;
+    \$461  = \$128 ;
     if (rst) begin
-      \$459  = 32'd0;
+      \$461  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$460  = v_wr__data;
+    \$462  = \$134 ;
     if (rst) begin
-      \$460  = 60'h000000000000000;
+      \$462  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$461  = res8;
+    \$463  = \$142 ;
     if (rst) begin
-      \$461  = 60'h000000000000000;
+      \$463  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$462  = 4'h0;
+    \$464  = \$148 ;
     if (rst) begin
-      \$462  = 4'h0;
+      \$464  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$463  = cres8;
+    \$465  = \$156 ;
     if (rst) begin
-      \$463  = 4'h0;
+      \$465  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$464  = b_raw;
-    if (rst) begin
-      \$464  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$465  = \$like ;
-    if (rst) begin
-      \$465  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$466  = \$105 ;
+    \$466  = \$162 ;
     if (rst) begin
       \$466  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$467  = \$115 ;
+    \$467  = \$170 ;
     if (rst) begin
       \$467  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$468  = \$123 ;
+    \$468  = { \$266 , \$257 , \$248 , \$240 , \$233 , \$223 , \$213 , \$204 , \$196 , \$182  };
     if (rst) begin
-      \$468  = 1'h0;
+      \$468  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$469  = \$133 ;
+    \$469  = { 6'h00, \$269 , \$267  };
     if (rst) begin
-      \$469  = 1'h0;
+      \$469  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$470  = \$139 ;
+    \$470 [15:0] = \$304 [15:0];
+    \$470 [31:16] = \$339 [15:0];
+    \$470 [47:32] = \$374 [15:0];
+    \$470 [63:48] = \$409 [15:0];
     if (rst) begin
-      \$470  = 1'h0;
+      \$470  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$471  = \$147 ;
+    \$471 [15:0] = \$signal$105 [15:0];
+    \$471 [31:16] = \$signal$105 [31:16];
+    \$471 [47:32] = \$signal$105 [47:32];
+    \$471 [63:48] = \$signal$105 [63:48];
     if (rst) begin
-      \$471  = 1'h0;
+      \$471  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$472  = \$153 ;
+    \$472  = result;
     if (rst) begin
-      \$472  = 1'h0;
+      \$472  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$473  = \$161 ;
+    \$473  = entry;
     if (rst) begin
-      \$473  = 1'h0;
+      \$473  = 62'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$474  = \$167 ;
+    \$474  = \$411 ;
     if (rst) begin
       \$474  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$475  = \$175 ;
+    \$475  = better;
+    if (\$413 ) begin
+      \$475  = \$416 ;
+    end
     if (rst) begin
       \$475  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$476  = { \$271 , \$262 , \$253 , \$245 , \$238 , \$228 , \$218 , \$209 , \$201 , \$187  };
-    if (rst) begin
-      \$476  = 10'h000;
+    \$476  = \$signal$56 ;
+    if (\$413 ) begin
+      \$476  = 1'h1;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$477  = { 6'h00, \$274 , \$272  };
-    if (rst) begin
-      \$477  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$478 [15:0] = \$309 [15:0];
-    \$478 [31:16] = \$344 [15:0];
-    \$478 [47:32] = \$379 [15:0];
-    \$478 [63:48] = \$414 [15:0];
-    if (rst) begin
-      \$478  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$479 [15:0] = \$signal$107 [15:0];
-    \$479 [31:16] = \$signal$107 [31:16];
-    \$479 [47:32] = \$signal$107 [47:32];
-    \$479 [63:48] = \$signal$107 [63:48];
-    if (rst) begin
-      \$479  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$480  = result;
-    if (rst) begin
-      \$480  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$481  = entry;
-    if (rst) begin
-      \$481  = 62'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$482  = \$416 ;
-    if (rst) begin
-      \$482  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$483  = better;
-    if (\$418 ) begin
-      \$483  = \$421 ;
-    end
-    if (rst) begin
-      \$483  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$484  = \$signal$58 ;
-    if (\$418 ) begin
-      \$484  = 1'h1;
-    end
-    if (\$422 ) begin
+    if (\$417 ) begin
       if (o__ready) begin
-        \$484  = 1'h0;
+        \$476  = 1'h0;
       end
     end
     if (rst) begin
-      \$484  = 1'h0;
+      \$476  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$485  = first;
-    if (\$422 ) begin
+    \$477  = first;
+    if (\$417 ) begin
       if (o__ready) begin
-        \$485  = o__payload[23];
+        \$477  = o__payload[23];
       end
     end
     if (rst) begin
-      \$485  = 1'h1;
+      \$477  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$486  = best_val;
-    if (\$422 ) begin
+    \$478  = best_val;
+    if (\$417 ) begin
       if (o__ready) begin
         if (better) begin
-          \$486  = \$423 ;
+          \$478  = \$418 ;
         end
       end
     end
     if (rst) begin
-      \$486  = 15'h0000;
+      \$478  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$487  = best_idx;
-    if (\$422 ) begin
+    \$479  = best_idx;
+    if (\$417 ) begin
       if (o__ready) begin
         if (better) begin
-          \$487  = \$24 [3:0];
+          \$479  = \$24 [3:0];
         end
       end
     end
     if (rst) begin
-      \$487  = 4'h0;
+      \$479  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$488  = done;
-    if (\$422 ) begin
+    \$480  = done;
+    if (\$417 ) begin
       if (o__ready) begin
         (* full_case = 32'd1 *)
         if (last_lane) begin
-          \$488  = 4'h0;
+          \$480  = 4'h0;
         end else begin
-          \$488  = \$425 [3:0];
+          \$480  = \$420 [3:0];
         end
       end
     end
     if (rst) begin
-      \$488  = 4'h0;
+      \$480  = 4'h0;
     end
   end
   always @* begin
@@ -12140,13 +11856,13 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$27  = \$signal$52 [14:0];
+          \$27  = \$signal$50 [14:0];
       2'h1:
-          \$27  = \$signal$52 [29:15];
+          \$27  = \$signal$50 [29:15];
       2'h2:
-          \$27  = \$signal$52 [44:30];
+          \$27  = \$signal$50 [44:30];
       2'h3:
-          \$27  = \$signal$52 [59:45];
+          \$27  = \$signal$50 [59:45];
     endcase
   end
   always @* begin
@@ -12154,13 +11870,13 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$419  = \$signal$52 [14:0];
+          \$414  = \$signal$50 [14:0];
       2'h1:
-          \$419  = \$signal$52 [29:15];
+          \$414  = \$signal$50 [29:15];
       2'h2:
-          \$419  = \$signal$52 [44:30];
+          \$414  = \$signal$50 [44:30];
       2'h3:
-          \$419  = \$signal$52 [59:45];
+          \$414  = \$signal$50 [59:45];
     endcase
   end
   always @* begin
@@ -12168,18 +11884,18 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
     (* full_case = 32'd1 *)
     casez (lane)
       2'h0:
-          \$423  = \$signal$52 [14:0];
+          \$418  = \$signal$50 [14:0];
       2'h1:
-          \$423  = \$signal$52 [29:15];
+          \$418  = \$signal$50 [29:15];
       2'h2:
-          \$423  = \$signal$52 [44:30];
+          \$418  = \$signal$50 [44:30];
       2'h3:
-          \$423  = \$signal$52 [59:45];
+          \$418  = \$signal$50 [59:45];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    issue = 28'h0000000;
+    issue[23:0] = 24'h000000;
     if (\$2 ) begin
       issue[0] = 1'h1;
       issue[1] = 1'h0;
@@ -12201,9 +11917,6 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
             issue[1] = 1'h1;
             issue[5:4] = sweep_addr;
             issue[3] = 1'h0;
-            issue[25:24] = sweep_g;
-            issue[26] = sweep_y;
-            issue[27] = sweep_x;
             issue[21] = 1'h0;
             issue[23] = sweep_last;
             issue[22] = fire_k[0];
@@ -12256,25 +11969,25 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (\$7 ) begin
-      result[14:0] = \$signal$36 [14:0];
+      result[14:0] = \$signal$33 [14:0];
     end else begin
       result[14:0] = 15'h0000;
     end
     (* full_case = 32'd1 *)
     if (\$8 ) begin
-      result[29:15] = \$signal$36 [30:16];
+      result[29:15] = \$signal$33 [30:16];
     end else begin
       result[29:15] = 15'h0000;
     end
     (* full_case = 32'd1 *)
     if (\$9 ) begin
-      result[44:30] = \$signal$36 [46:32];
+      result[44:30] = \$signal$33 [46:32];
     end else begin
       result[44:30] = 15'h0000;
     end
     (* full_case = 32'd1 *)
     if (\$10 ) begin
-      result[59:45] = \$signal$36 [62:48];
+      result[59:45] = \$signal$33 [62:48];
     end else begin
       result[59:45] = 15'h0000;
     end
@@ -12285,22 +11998,22 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
     (* full_case = 32'd1 *)
     if (\$7 ) begin
     end else begin
-      out_vals[14:0] = \$signal$36 [14:0];
+      out_vals[14:0] = \$signal$33 [14:0];
     end
     (* full_case = 32'd1 *)
     if (\$8 ) begin
     end else begin
-      out_vals[29:15] = \$signal$36 [30:16];
+      out_vals[29:15] = \$signal$33 [30:16];
     end
     (* full_case = 32'd1 *)
     if (\$9 ) begin
     end else begin
-      out_vals[44:30] = \$signal$36 [46:32];
+      out_vals[44:30] = \$signal$33 [46:32];
     end
     (* full_case = 32'd1 *)
     if (\$10 ) begin
     end else begin
-      out_vals[59:45] = \$signal$36 [62:48];
+      out_vals[59:45] = \$signal$33 [62:48];
     end
   end
   always @* begin
@@ -12328,32 +12041,32 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$signal$61  = 1'h0;
+    \$signal$59  = 1'h0;
     if (\$30 ) begin
       if (o__ready) begin
         if (last_lane) begin
-          \$signal$61  = 1'h1;
+          \$signal$59  = 1'h1;
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$426  = \$36 [4:0];
+    \$421  = \$36 [4:0];
     if (rst) begin
-      \$426  = 5'h00;
+      \$421  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$427  = \$37 ;
+    \$422  = \$37 ;
     if (rst) begin
-      \$427  = 1'h0;
+      \$422  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$428  = fsm_state;
+    \$423  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -12362,9 +12075,9 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
               if (\$38 ) begin
                 (* full_case = 32'd1 *)
                 if (\$39 ) begin
-                  \$428  = 1'h1;
+                  \$423  = 1'h1;
                 end else begin
-                  \$428  = 1'h0;
+                  \$423  = 1'h0;
                 end
               end
             end
@@ -12372,17 +12085,17 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
       1'h1:
           if (\$42 ) begin
             if (sweep_last) begin
-              \$428  = 1'h0;
+              \$423  = 1'h0;
             end
           end
     endcase
     if (rst) begin
-      \$428  = 1'h0;
+      \$423  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$429  = step;
+    \$424  = step;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -12392,7 +12105,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
                 (* full_case = 32'd1 *)
                 if (\$39 ) begin
                 end else begin
-                  \$429  = \$40 [1:0];
+                  \$424  = \$40 [1:0];
                 end
               end
             end
@@ -12400,17 +12113,17 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
       1'h1:
           if (\$42 ) begin
             if (sweep_last) begin
-              \$429  = 2'h0;
+              \$424  = 2'h0;
             end
           end
     endcase
     if (rst) begin
-      \$429  = 2'h0;
+      \$424  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$430  = sweep_addr;
+    \$425  = sweep_addr;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -12419,19 +12132,19 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
           if (\$42 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$430  = 2'h0;
+              \$425  = 2'h0;
             end else begin
-              \$430  = \$43 [1:0];
+              \$425  = \$43 [1:0];
             end
           end
     endcase
     if (rst) begin
-      \$430  = 2'h0;
+      \$425  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$431  = sweep_g;
+    \$426  = sweep_last;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -12440,98 +12153,19 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
           if (\$42 ) begin
             (* full_case = 32'd1 *)
             if (sweep_last) begin
-              \$431  = 2'h0;
+              \$426  = 1'h0;
             end else begin
-              (* full_case = 32'd1 *)
-              if (\$45 ) begin
-                \$431  = 2'h0;
-              end else begin
-                \$431  = \$49 [1:0];
-              end
+              \$426  = \$44 ;
             end
           end
     endcase
     if (rst) begin
-      \$431  = 2'h0;
+      \$426  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$432  = sweep_y;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$432  = 1'h0;
-            end else begin
-              if (\$45 ) begin
-                if (\$46 ) begin
-                  \$432  = \$47 [0];
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$432  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$433  = sweep_x;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$433  = 1'h0;
-            end else begin
-              if (\$45 ) begin
-                (* full_case = 32'd1 *)
-                if (\$46 ) begin
-                  \$433  = 1'h0;
-                end else begin
-                  \$433  = \$48 [0];
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$433  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$434  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$434  = 1'h0;
-            end else begin
-              \$434  = \$44 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$434  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$435  = fire_k;
+    \$427  = fire_k;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -12539,17 +12173,17 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
       1'h1:
           if (\$42 ) begin
             if (sweep_last) begin
-              \$435  = 2'h0;
+              \$427  = 2'h0;
             end
           end
     endcase
     if (rst) begin
-      \$435  = 2'h0;
+      \$427  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$436  = plane;
+    \$428  = plane;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       1'h0:
@@ -12557,165 +12191,235 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
       1'h1:
           if (\$42 ) begin
             if (sweep_last) begin
-              \$436  = 2'h0;
+              \$428  = 2'h0;
             end
           end
     endcase
     if (rst) begin
-      \$436  = 2'h0;
+      \$428  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$437  = \$50 ;
+    \$429  = \$45 ;
     if (rst) begin
-      \$437  = 1'h0;
+      \$429  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$438  = \$52 ;
+    \$430  = \$47 ;
     if (rst) begin
-      \$438  = 1'h0;
+      \$430  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$439  = issue;
+    \$431  = issue;
     if (rst) begin
-      \$439  = 28'h0000000;
+      \$431  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$440  = st0;
+    \$432  = st0;
     if (rst) begin
-      \$440  = 28'h0000000;
+      \$432  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$441  = st1;
+    \$433  = st1;
     if (rst) begin
-      \$441  = 28'h0000000;
+      \$433  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$442  = st2;
+    \$434  = st2;
     if (rst) begin
-      \$442  = 28'h0000000;
+      \$434  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$443  = st3;
+    \$435  = st3;
     if (rst) begin
-      \$443  = 28'h0000000;
+      \$435  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$444  = st4;
+    \$436  = st4;
     if (rst) begin
-      \$444  = 28'h0000000;
+      \$436  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$445  = st5;
+    \$437  = st5;
     if (rst) begin
-      \$445  = 28'h0000000;
+      \$437  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$446  = st6;
+    \$438  = st6;
     if (rst) begin
-      \$446  = 28'h0000000;
+      \$438  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$447  = st7;
+    \$439  = st7;
     if (rst) begin
-      \$447  = 28'h0000000;
+      \$439  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$448  = \$signature__data ;
+    \$440  = \$signature__data ;
     if (rst) begin
-      \$448  = 32'd0;
+      \$440  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$449  = \$58 ;
+    \$441  = \$53 ;
     if (rst) begin
-      \$449  = 11'h000;
+      \$441  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$450  = \$64 ;
+    \$442  = \$59 ;
     if (rst) begin
-      \$450  = 11'h000;
+      \$442  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$451  = \$70 ;
+    \$443  = \$65 ;
     if (rst) begin
-      \$451  = 11'h000;
+      \$443  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$452  = \$76 ;
+    \$444  = \$71 ;
     if (rst) begin
-      \$452  = 11'h000;
+      \$444  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$453  = \$79 ;
+    \$445  = \$74 ;
     if (rst) begin
-      \$453  = 12'h000;
+      \$445  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$454  = \$82 ;
+    \$446  = \$77 ;
     if (rst) begin
-      \$454  = 12'h000;
+      \$446  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$455  = \$85 ;
+    \$447  = \$80 ;
     if (rst) begin
-      \$455  = 12'h000;
+      \$447  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$456  = \$88 ;
+    \$448  = \$83 ;
     if (rst) begin
-      \$456  = 12'h000;
+      \$448  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$457  = addend;
-    if (\$89 ) begin
-      \$457 [11:0] = \$91 [11:0];
-      \$457 [23:12] = \$93 [11:0];
-      \$457 [35:24] = \$95 [11:0];
-      \$457 [47:36] = \$97 [11:0];
+    \$449  = addend;
+    if (\$84 ) begin
+      \$449 [11:0] = \$86 [11:0];
+      \$449 [23:12] = \$88 [11:0];
+      \$449 [35:24] = \$90 [11:0];
+      \$449 [47:36] = \$92 [11:0];
     end
     if (rst) begin
-      \$457  = 48'h000000000000;
+      \$449  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$450  = \$signature__data$83 ;
+    if (rst) begin
+      \$450  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$451  = b_rd__data;
+    if (rst) begin
+      \$451  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$452  = v_wr__data;
+    if (rst) begin
+      \$452  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$453  = res8;
+    if (rst) begin
+      \$453  = 60'h000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$454  = 4'h0;
+    if (rst) begin
+      \$454  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$455  = cres8;
+    if (rst) begin
+      \$455  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$456  = b_raw;
+    if (rst) begin
+      \$456  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$457  = \$like ;
+    if (rst) begin
+      \$457  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$458  = \$100 ;
+    if (rst) begin
+      \$458  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$459  = \$110 ;
+    if (rst) begin
+      \$459  = 1'h0;
     end
   end
   assign \$signal$5  = 1'h0;
@@ -12725,13 +12429,14 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign busy = op_valid;
   assign \$signal$21  = 1'h0;
   assign \$signature__addr  = st0[12:6];
-  assign \$signature__addr$31  = st2[5:4];
+  assign \$signature__addr$28  = st2[5:4];
   assign b_rd__addr = st2[5:4];
   assign v_wr__addr = st7[5:4];
   assign res7 = v_wr__data;
   assign v_wr__en = \$15 [0];
-  assign entry7 = \$signal$44 ;
-  assign push7 = \$signal$46 ;
+  assign entry7 = written;
+  assign \$signal$43  = written;
+  assign push7 = \$signal$44 ;
   assign index = \$24 [3:0];
   assign cres7 = 4'h0;
   assign c_raw = 4'h0;
@@ -12747,9 +12452,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \issue.last_step  = issue[21];
   assign \issue.fire_k  = issue[22];
   assign \issue.end  = issue[23];
-  assign \issue.g  = issue[25:24];
-  assign \issue.y  = issue[26];
-  assign \issue.x  = issue[27];
+  assign \issue.bias_g  = issue[25:24];
   assign \i0__payload.index  = i0__payload[4:0];
   assign \i0__payload.count  = i0__payload[7:5];
   assign \i0__payload.end  = i0__payload[8];
@@ -12765,9 +12468,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \st0.last_step  = st0[21];
   assign \st0.fire_k  = st0[22];
   assign \st0.end  = st0[23];
-  assign \st0.g  = st0[25:24];
-  assign \st0.y  = st0[26];
-  assign \st0.x  = st0[27];
+  assign \st0.bias_g  = st0[25:24];
   assign \st2.valid  = st2[0];
   assign \st2.kind  = st2[1];
   assign \st2.cur  = st2[2];
@@ -12780,9 +12481,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \st2.last_step  = st2[21];
   assign \st2.fire_k  = st2[22];
   assign \st2.end  = st2[23];
-  assign \st2.g  = st2[25:24];
-  assign \st2.y  = st2[26];
-  assign \st2.x  = st2[27];
+  assign \st2.bias_g  = st2[25:24];
   assign \st6.valid  = st6[0];
   assign \st6.kind  = st6[1];
   assign \st6.cur  = st6[2];
@@ -12795,17 +12494,15 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \st6.last_step  = st6[21];
   assign \st6.fire_k  = st6[22];
   assign \st6.end  = st6[23];
-  assign \st6.g  = st6[25:24];
-  assign \st6.y  = st6[26];
-  assign \st6.x  = st6[27];
+  assign \st6.bias_g  = st6[25:24];
   assign \result[0]  = result[14:0];
   assign \result[1]  = result[29:15];
   assign \result[2]  = result[44:30];
   assign \result[3]  = result[59:45];
-  assign \$signal$36[0]  = \$signal$36 [15:0];
-  assign \$signal$36[1]  = \$signal$36 [31:16];
-  assign \$signal$36[2]  = \$signal$36 [47:32];
-  assign \$signal$36[3]  = \$signal$36 [63:48];
+  assign \$signal$33[0]  = \$signal$33 [15:0];
+  assign \$signal$33[1]  = \$signal$33 [31:16];
+  assign \$signal$33[2]  = \$signal$33 [47:32];
+  assign \$signal$33[3]  = \$signal$33 [63:48];
   assign \out_vals[0]  = out_vals[14:0];
   assign \out_vals[1]  = out_vals[29:15];
   assign \out_vals[2]  = out_vals[44:30];
@@ -12822,9 +12519,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \st7.last_step  = st7[21];
   assign \st7.fire_k  = st7[22];
   assign \st7.end  = st7[23];
-  assign \st7.g  = st7[25:24];
-  assign \st7.y  = st7[26];
-  assign \st7.x  = st7[27];
+  assign \st7.bias_g  = st7[25:24];
   assign \v_wr__data[0]  = v_wr__data[14:0];
   assign \v_wr__data[1]  = v_wr__data[29:15];
   assign \v_wr__data[2]  = v_wr__data[44:30];
@@ -12833,18 +12528,24 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \res7[1]  = v_wr__data[29:15];
   assign \res7[2]  = v_wr__data[44:30];
   assign \res7[3]  = v_wr__data[59:45];
+  assign \written.values  = written[59:0];
+  assign \written.values[0]  = written[14:0];
+  assign \written.values[1]  = written[29:15];
+  assign \written.values[2]  = written[44:30];
+  assign \written.values[3]  = written[59:45];
+  assign \written.addr  = written[61:60];
+  assign \entry7.values  = written[59:0];
+  assign \entry7.values[0]  = written[14:0];
+  assign \entry7.values[1]  = written[29:15];
+  assign \entry7.values[2]  = written[44:30];
+  assign \entry7.values[3]  = written[59:45];
+  assign \entry7.addr  = written[61:60];
   assign \entry.values  = entry[59:0];
   assign \entry.values[0]  = entry[14:0];
   assign \entry.values[1]  = entry[29:15];
   assign \entry.values[2]  = entry[44:30];
   assign \entry.values[3]  = entry[59:45];
   assign \entry.addr  = entry[61:60];
-  assign \entry7.values  = \$signal$44 [59:0];
-  assign \entry7.values[0]  = \$signal$44 [14:0];
-  assign \entry7.values[1]  = \$signal$44 [29:15];
-  assign \entry7.values[2]  = \$signal$44 [44:30];
-  assign \entry7.values[3]  = \$signal$44 [59:45];
-  assign \entry7.addr  = \$signal$44 [61:60];
   assign \o__payload.index  = o__payload[3:0];
   assign \o__payload.value  = o__payload[18:4];
   assign \o__payload.argmax  = o__payload[22:19];
@@ -12861,9 +12562,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \st1.last_step  = st1[21];
   assign \st1.fire_k  = st1[22];
   assign \st1.end  = st1[23];
-  assign \st1.g  = st1[25:24];
-  assign \st1.y  = st1[26];
-  assign \st1.x  = st1[27];
+  assign \st1.bias_g  = st1[25:24];
   assign \st3.valid  = st3[0];
   assign \st3.kind  = st3[1];
   assign \st3.cur  = st3[2];
@@ -12876,9 +12575,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \st3.last_step  = st3[21];
   assign \st3.fire_k  = st3[22];
   assign \st3.end  = st3[23];
-  assign \st3.g  = st3[25:24];
-  assign \st3.y  = st3[26];
-  assign \st3.x  = st3[27];
+  assign \st3.bias_g  = st3[25:24];
   assign \st4.valid  = st4[0];
   assign \st4.kind  = st4[1];
   assign \st4.cur  = st4[2];
@@ -12891,9 +12588,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \st4.last_step  = st4[21];
   assign \st4.fire_k  = st4[22];
   assign \st4.end  = st4[23];
-  assign \st4.g  = st4[25:24];
-  assign \st4.y  = st4[26];
-  assign \st4.x  = st4[27];
+  assign \st4.bias_g  = st4[25:24];
   assign \st5.valid  = st5[0];
   assign \st5.kind  = st5[1];
   assign \st5.cur  = st5[2];
@@ -12906,9 +12601,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \st5.last_step  = st5[21];
   assign \st5.fire_k  = st5[22];
   assign \st5.end  = st5[23];
-  assign \st5.g  = st5[25:24];
-  assign \st5.y  = st5[26];
-  assign \st5.x  = st5[27];
+  assign \st5.bias_g  = st5[25:24];
   assign \st8.valid  = st8[0];
   assign \st8.kind  = st8[1];
   assign \st8.cur  = st8[2];
@@ -12921,9 +12614,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \st8.last_step  = st8[21];
   assign \st8.fire_k  = st8[22];
   assign \st8.end  = st8[23];
-  assign \st8.g  = st8[25:24];
-  assign \st8.y  = st8[26];
-  assign \st8.x  = st8[27];
+  assign \st8.bias_g  = st8[25:24];
   assign \w1_0[0]  = w1_0[7:0];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[2]  = w1_0[23:16];
@@ -12940,10 +12631,10 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \v_raw[1]  = v_raw[29:15];
   assign \v_raw[2]  = v_raw[44:30];
   assign \v_raw[3]  = v_raw[59:45];
-  assign \$signature__data$85[0]  = \$signature__data$85 [14:0];
-  assign \$signature__data$85[1]  = \$signature__data$85 [29:15];
-  assign \$signature__data$85[2]  = \$signature__data$85 [44:30];
-  assign \$signature__data$85[3]  = \$signature__data$85 [59:45];
+  assign \$signature__data$83[0]  = \$signature__data$83 [14:0];
+  assign \$signature__data$83[1]  = \$signature__data$83 [29:15];
+  assign \$signature__data$83[2]  = \$signature__data$83 [44:30];
+  assign \$signature__data$83[3]  = \$signature__data$83 [59:45];
   assign \b_raw[0]  = b_raw[7:0];
   assign \b_raw[1]  = b_raw[15:8];
   assign \b_raw[2]  = b_raw[23:16];
@@ -12980,10 +12671,10 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign \b6[1]  = b6[15:8];
   assign \b6[2]  = b6[23:16];
   assign \b6[3]  = b6[31:24];
-  assign \$signal$107[0]  = \$signal$107 [15:0];
-  assign \$signal$107[1]  = \$signal$107 [31:16];
-  assign \$signal$107[2]  = \$signal$107 [47:32];
-  assign \$signal$107[3]  = \$signal$107 [63:48];
+  assign \$signal$105[0]  = \$signal$105 [15:0];
+  assign \$signal$105[1]  = \$signal$105 [31:16];
+  assign \$signal$105[2]  = \$signal$105 [47:32];
+  assign \$signal$105[3]  = \$signal$105 [63:48];
   assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[2]  = 1'h0;
@@ -12994,78 +12685,80 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   assign o__payload[3:0] = \$24 [3:0];
   assign entry[61:60] = st6[5:4];
   assign entry[59:0] = out_vals;
+  always @*
+    issue[25:24] = 2'h0;
   assign active = \$6 ;
   assign \$16  = st7[1];
   assign \$32  = fsm_state;
-  assign \$53  = { w1_0[7], w1_0[7:0] };
-  assign \$56  = { w1_0[7:0], 1'h0 };
-  assign \$59  = { w1_0[15], w1_0[15:8] };
-  assign \$62  = { w1_0[15:8], 1'h0 };
-  assign \$65  = { w1_0[23], w1_0[23:16] };
-  assign \$68  = { w1_0[23:16], 1'h0 };
-  assign \$71  = { w1_0[31], w1_0[31:24] };
-  assign \$74  = { w1_0[31:24], 1'h0 };
-  assign \$77  = { w1_0[7], w1_0[7:0], 2'h0 };
-  assign \$80  = { w1_0[15], w1_0[15:8], 2'h0 };
-  assign \$83  = { w1_0[23], w1_0[23:16], 2'h0 };
-  assign \$86  = { w1_0[31], w1_0[31:24], 2'h0 };
-  assign \$111  = st3[1];
-  assign \$129  = st4[1];
-  assign \$143  = st5[1];
-  assign \$157  = st6[1];
-  assign \$171  = st7[1];
-  assign \$176  = 1'h1;
-  assign \$177  = hit_v1;
-  assign \$182  = 1'h1;
-  assign \$183  = hit_c1;
-  assign \$188  = hit_v1;
-  assign \$195  = hit_c1;
-  assign \$202  = hit_v1;
-  assign \$210  = hit_v1;
-  assign \$219  = hit_v1;
-  assign \$229  = hit_v1;
-  assign \$239  = hit_c1;
-  assign \$246  = hit_c1;
-  assign \$254  = hit_c1;
-  assign \$263  = hit_c1;
-  assign \$286  = 2'h0;
-  assign \$287  = \$285 ;
-  assign \$292  = 2'h0;
-  assign \$293  = \$291 ;
-  assign \$301  = 2'h0;
-  assign \$302  = \$300 ;
-  assign \$307  = 2'h0;
-  assign \$308  = \$306 ;
-  assign \$321  = 2'h0;
-  assign \$322  = \$320 ;
-  assign \$327  = 2'h0;
-  assign \$328  = \$326 ;
-  assign \$336  = 2'h0;
-  assign \$337  = \$335 ;
-  assign \$342  = 2'h0;
-  assign \$343  = \$341 ;
-  assign \$356  = 2'h0;
-  assign \$357  = \$355 ;
-  assign \$362  = 2'h0;
-  assign \$363  = \$361 ;
-  assign \$371  = 2'h0;
-  assign \$372  = \$370 ;
-  assign \$377  = 2'h0;
-  assign \$378  = \$376 ;
-  assign \$391  = 2'h0;
-  assign \$392  = \$390 ;
-  assign \$397  = 2'h0;
-  assign \$398  = \$396 ;
-  assign \$406  = 2'h0;
-  assign \$407  = \$405 ;
-  assign \$412  = 2'h0;
-  assign \$413  = \$411 ;
-  assign \$415  = st6[1];
-  assign \$274  = st3[1];
+  assign \$48  = { w1_0[7], w1_0[7:0] };
+  assign \$51  = { w1_0[7:0], 1'h0 };
+  assign \$54  = { w1_0[15], w1_0[15:8] };
+  assign \$57  = { w1_0[15:8], 1'h0 };
+  assign \$60  = { w1_0[23], w1_0[23:16] };
+  assign \$63  = { w1_0[23:16], 1'h0 };
+  assign \$66  = { w1_0[31], w1_0[31:24] };
+  assign \$69  = { w1_0[31:24], 1'h0 };
+  assign \$72  = { w1_0[7], w1_0[7:0], 2'h0 };
+  assign \$75  = { w1_0[15], w1_0[15:8], 2'h0 };
+  assign \$78  = { w1_0[23], w1_0[23:16], 2'h0 };
+  assign \$81  = { w1_0[31], w1_0[31:24], 2'h0 };
+  assign \$106  = st3[1];
+  assign \$124  = st4[1];
+  assign \$138  = st5[1];
+  assign \$152  = st6[1];
+  assign \$166  = st7[1];
+  assign \$171  = 1'h1;
+  assign \$172  = hit_v1;
+  assign \$177  = 1'h1;
+  assign \$178  = hit_c1;
+  assign \$183  = hit_v1;
+  assign \$190  = hit_c1;
+  assign \$197  = hit_v1;
+  assign \$205  = hit_v1;
+  assign \$214  = hit_v1;
+  assign \$224  = hit_v1;
+  assign \$234  = hit_c1;
+  assign \$241  = hit_c1;
+  assign \$249  = hit_c1;
+  assign \$258  = hit_c1;
+  assign \$281  = 2'h0;
+  assign \$282  = \$280 ;
+  assign \$287  = 2'h0;
+  assign \$288  = \$286 ;
+  assign \$296  = 2'h0;
+  assign \$297  = \$295 ;
+  assign \$302  = 2'h0;
+  assign \$303  = \$301 ;
+  assign \$316  = 2'h0;
+  assign \$317  = \$315 ;
+  assign \$322  = 2'h0;
+  assign \$323  = \$321 ;
+  assign \$331  = 2'h0;
+  assign \$332  = \$330 ;
+  assign \$337  = 2'h0;
+  assign \$338  = \$336 ;
+  assign \$351  = 2'h0;
+  assign \$352  = \$350 ;
+  assign \$357  = 2'h0;
+  assign \$358  = \$356 ;
+  assign \$366  = 2'h0;
+  assign \$367  = \$365 ;
+  assign \$372  = 2'h0;
+  assign \$373  = \$371 ;
+  assign \$386  = 2'h0;
+  assign \$387  = \$385 ;
+  assign \$392  = 2'h0;
+  assign \$393  = \$391 ;
+  assign \$401  = 2'h0;
+  assign \$402  = \$400 ;
+  assign \$407  = 2'h0;
+  assign \$408  = \$406 ;
+  assign \$410  = st6[1];
+  assign \$269  = st3[1];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$3318$0 , clk);
+module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$3149$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire [7:0] \$10 ;
@@ -13114,8 +12807,8 @@ module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_add
   reg op_valid = 1'h0;
   output [6:0] op_waddr;
   reg [6:0] op_waddr = 7'h00;
-  input [7:0] \port$3318$0 ;
-  wire [7:0] \port$3318$0 ;
+  input [7:0] \port$3149$0 ;
+  wire [7:0] \port$3149$0 ;
   output ready;
   wire ready;
   input rst;
@@ -13176,7 +12869,7 @@ module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_add
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$14  = op_count;
     if (load) begin
-      \$14  = \port$3318$0 [7:5];
+      \$14  = \port$3149$0 [7:5];
     end
     if (rst) begin
       \$14  = 3'h0;
@@ -13236,15 +12929,15 @@ module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_add
   assign \busy$6  = op_valid;
   assign addr = op_addr;
   assign waddr = op_waddr;
-  assign ev_index = \port$3318$0 [4:0];
-  assign ev_count = \port$3318$0 [7:5];
+  assign ev_index = \port$3149$0 [4:0];
+  assign ev_count = \port$3149$0 [7:5];
   assign ev_shift = 4'h0;
-  assign \$4  = { 1'h0, \port$3318$0 [4:0] };
-  assign \$6  = { \port$3318$0 [4:0], 1'h0 };
+  assign \$4  = { 1'h0, \port$3149$0 [4:0] };
+  assign \$6  = { \port$3149$0 [4:0], 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc3.queue (rst, \port$3102$0 , w_data, w_en, \port$3266$0 , \port$3268$0 , clk);
+module \digits_mlp_gn.engine_fc3.queue (rst, \port$2971$0 , w_data, w_en, \port$3129$0 , \port$3131$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -13275,12 +12968,12 @@ module \digits_mlp_gn.engine_fc3.queue (rst, \port$3102$0 , w_data, w_en, \port$
   reg held_valid = 1'h0;
   wire [4:0] level;
   wire [4:0] \level$21 ;
-  input \port$3102$0 ;
-  wire \port$3102$0 ;
-  output [61:0] \port$3266$0 ;
-  wire [61:0] \port$3266$0 ;
-  output \port$3268$0 ;
-  wire \port$3268$0 ;
+  input \port$2971$0 ;
+  wire \port$2971$0 ;
+  output [61:0] \port$3129$0 ;
+  wire [61:0] \port$3129$0 ;
+  output \port$3131$0 ;
+  wire \port$3131$0 ;
   wire [61:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -13317,12 +13010,12 @@ module \digits_mlp_gn.engine_fc3.queue (rst, \port$3102$0 , w_data, w_en, \port$
   \digits_mlp_gn.engine_fc3.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2467$0 (\$signal$9 ),
-    .\port$3102$0 (\port$3102$0 ),
-    .\port$3250$0 (\$signal$11 ),
-    .\port$3252$0 (held_valid),
-    .\port$3266$0 (\$signal$14 ),
-    .\port$3268$0 (\$signal$16 ),
+    .\port$2460$0 (\$signal$9 ),
+    .\port$2971$0 (\port$2971$0 ),
+    .\port$3113$0 (\$signal$11 ),
+    .\port$3115$0 (held_valid),
+    .\port$3129$0 (\$signal$14 ),
+    .\port$3131$0 (\$signal$16 ),
     .rst(rst)
   );
   always @* begin
@@ -13353,11 +13046,11 @@ module \digits_mlp_gn.engine_fc3.queue (rst, \port$3102$0 , w_data, w_en, \port$
   assign \$signal$13  = held_valid;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3102$0 ;
-  assign \$signal$19  = \port$3102$0 ;
+  assign \$signal$18  = \port$2971$0 ;
+  assign \$signal$19  = \port$2971$0 ;
   assign level = \$4 [4:0];
-  assign \port$3266$0  = \$signal$14 ;
-  assign \port$3268$0  = \$signal$16 ;
+  assign \port$3129$0  = \$signal$14 ;
+  assign \port$3131$0  = \$signal$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -13553,7 +13246,7 @@ module \digits_mlp_gn.engine_fc3.queue.inner (rst, r_en, w_rdy, w_level, r_data,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2467$0 , count, \port$3102$0 , \port$3250$0 , \port$3252$0 , \port$3266$0 , \port$3268$0 , clk);
+module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2460$0 , count, \port$2971$0 , \port$3113$0 , \port$3115$0 , \port$3129$0 , \port$3131$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -13573,28 +13266,28 @@ module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2467$0 , count, \port$31
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2467$0 ;
-  wire \port$2467$0 ;
-  input \port$3102$0 ;
-  wire \port$3102$0 ;
-  input [61:0] \port$3250$0 ;
-  wire [61:0] \port$3250$0 ;
-  input \port$3252$0 ;
-  wire \port$3252$0 ;
+  output \port$2460$0 ;
+  wire \port$2460$0 ;
+  input \port$2971$0 ;
+  wire \port$2971$0 ;
+  input [61:0] \port$3113$0 ;
+  wire [61:0] \port$3113$0 ;
+  input \port$3115$0 ;
+  wire \port$3115$0 ;
   (* init = 62'h0000000000000000 *)
-  output [61:0] \port$3266$0 ;
-  wire [61:0] \port$3266$0 ;
+  output [61:0] \port$3129$0 ;
+  wire [61:0] \port$3129$0 ;
   (* init = 1'h0 *)
-  output \port$3268$0 ;
-  wire \port$3268$0 ;
+  output \port$3131$0 ;
+  wire \port$3131$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3252$0  & \$1 ;
+  assign take = \port$3115$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3102$0  | \$2 ;
+  assign \$3  = \port$2971$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -13612,7 +13305,7 @@ module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2467$0 , count, \port$31
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3250$0 ;
+        \$4  = \port$3113$0 ;
       end
     end
     if (rst) begin
@@ -13655,333 +13348,23 @@ module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2467$0 , count, \port$31
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3250$0 ;
+      \$7  = \port$3113$0 ;
     end
     if (rst) begin
       \$7  = 62'h0000000000000000;
     end
   end
-  assign \$signal$3  = \port$3252$0 ;
-  assign \$signal$8  = \port$3102$0 ;
-  assign \$signal$11  = \port$3250$0 ;
-  assign \port$2467$0  = \$signal ;
-  assign \port$3266$0  = \$signal$9 ;
-  assign \port$3268$0  = \$signal$5 ;
+  assign \$signal$3  = \port$3115$0 ;
+  assign \$signal$8  = \port$2971$0 ;
+  assign \$signal$11  = \port$3113$0 ;
+  assign \port$2460$0  = \$signal ;
+  assign \port$3129$0  = \$signal$9 ;
+  assign \port$3131$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.fifo_fc1_0 (rst, w_en, w_rdy, w_data, \port$2885$0 , \port$3292$0 , \port$3294$0 , clk);
+module \digits_mlp_gn.fifo_fc1_0 (rst, \port$7$0 , \port$2472$0 , \port$2533$0 , \port$2757$0 , \port$3139$0 , \port$3141$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [5:0] \$3 ;
-  wire [6:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [9:0] \$7 ;
-  reg \$8 ;
-  wire [9:0] \$signal ;
-  reg [9:0] \$signal$11  = 10'h000;
-  (* init = 10'h000 *)
-  wire [9:0] \$signal$12 ;
-  (* init = 1'h0 *)
-  wire \$signal$13 ;
-  wire [9:0] \$signal$14 ;
-  wire [9:0] \$signal$15 ;
-  wire \$signal$16 ;
-  wire \$signal$17 ;
-  wire \$signal$18 ;
-  wire \$signal$19 ;
-  wire \$signal$3 ;
-  wire \$signal$4 ;
-  wire \$signal$9 ;
-  input clk;
-  wire clk;
-  wire [1:0] count;
-  reg held_valid = 1'h0;
-  wire [4:0] level;
-  wire [4:0] \level$21 ;
-  input \port$2885$0 ;
-  wire \port$2885$0 ;
-  output [9:0] \port$3292$0 ;
-  wire [9:0] \port$3292$0 ;
-  output \port$3294$0 ;
-  wire \port$3294$0 ;
-  wire [9:0] r_data;
-  wire r_en;
-  wire r_rdy;
-  input rst;
-  wire rst;
-  wire take;
-  input [9:0] w_data;
-  wire [9:0] w_data;
-  input w_en;
-  wire w_en;
-  output w_rdy;
-  wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
-  always @(posedge clk)
-    \$signal$11  <= \$7 ;
-  always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
-  \digits_mlp_gn.fifo_fc1_0.inner  inner (
-    .clk(clk),
-    .r_data(r_data),
-    .r_en(take),
-    .r_rdy(r_rdy),
-    .rst(rst),
-    .w_en(w_en),
-    .w_level(\level$21 ),
-    .w_port__data(w_data),
-    .w_rdy(\$signal$4 )
-  );
-  \digits_mlp_gn.fifo_fc1_0.skid  skid (
-    .clk(clk),
-    .count(count),
-    .\port$2538$0 (\$signal$9 ),
-    .\port$2885$0 (\port$2885$0 ),
-    .\port$3276$0 (\$signal$11 ),
-    .\port$3278$0 (held_valid),
-    .\port$3292$0 (\$signal$14 ),
-    .\port$3294$0 (\$signal$16 ),
-    .rst(rst)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$2885$0 ;
-  assign \$signal$19  = \port$2885$0 ;
-  assign level = \$4 [4:0];
-  assign w_rdy = \$signal$4 ;
-  assign \port$3292$0  = \$signal$14 ;
-  assign \port$3294$0  = \$signal$16 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \digits_mlp_gn.fifo_fc1_0.inner (rst, w_en, r_en, w_rdy, w_level, r_data, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [4:0] \$11 ;
-  wire [4:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [4:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [4:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [3:0] \$30 ;
-  reg [3:0] \$31 ;
-  reg [3:0] \$32 ;
-  reg \$33 ;
-  wire \$4 ;
-  wire [4:0] \$5 ;
-  wire [4:0] \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input clk;
-  wire clk;
-  (* init = 4'h0 *)
-  wire [3:0] consume;
-  reg [3:0] inner_level = 4'h0;
-  wire inner_r_rdy;
-  wire [4:0] level;
-  (* init = 4'h0 *)
-  wire [3:0] produce;
-  output [9:0] r_data;
-  wire [9:0] r_data;
-  input r_en;
-  wire r_en;
-  wire [4:0] r_level;
-  reg [3:0] r_port__addr = 4'h0;
-  wire [9:0] r_port__data;
-  wire r_port__en;
-  output r_rdy;
-  reg r_rdy = 1'h0;
-  input rst;
-  wire rst;
-  wire [9:0] w_data;
-  input w_en;
-  wire w_en;
-  output [4:0] w_level;
-  wire [4:0] w_level;
-  reg [3:0] w_port__addr = 4'h0;
-  input [9:0] w_port__data;
-  wire [9:0] w_port__data;
-  wire w_port__en;
-  output w_rdy;
-  wire w_rdy;
-  reg [9:0] storage [14:0];
-  initial begin
-    storage[0] = 10'h000;
-    storage[1] = 10'h000;
-    storage[2] = 10'h000;
-    storage[3] = 10'h000;
-    storage[4] = 10'h000;
-    storage[5] = 10'h000;
-    storage[6] = 10'h000;
-    storage[7] = 10'h000;
-    storage[8] = 10'h000;
-    storage[9] = 10'h000;
-    storage[10] = 10'h000;
-    storage[11] = 10'h000;
-    storage[12] = 10'h000;
-    storage[13] = 10'h000;
-    storage[14] = 10'h000;
-  end
-  always @(posedge clk) begin
-    if (w_port__en)
-      storage[w_port__addr] <= w_port__data;
-  end
-  reg [9:0] _0_;
-  always @(posedge clk) begin
-    if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
-    end
-  end
-  assign r_data = _0_;
-  assign w_rdy = inner_level != 4'hf;
-  assign inner_r_rdy = | inner_level;
-  assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 4'he;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 5'h00 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 4'he;
-  assign \$11  = r_port__addr + 1'h1;
-  assign \$12  = \$10  ? 5'h00 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
-  always @(posedge clk)
-    w_port__addr <= \$30 ;
-  always @(posedge clk)
-    r_port__addr <= \$31 ;
-  always @(posedge clk)
-    inner_level <= \$32 ;
-  always @(posedge clk)
-    r_rdy <= \$33 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [3:0];
-    end
-    if (rst) begin
-      \$30  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [3:0];
-    end
-    if (rst) begin
-      \$31  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [3:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [3:0];
-    end
-    if (rst) begin
-      \$32  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
-    end
-    if (rst) begin
-      \$33  = 1'h0;
-    end
-  end
-  assign level = w_level;
-  assign r_level = w_level;
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
-  assign r_port__data = r_data;
-endmodule
-
-(* generator = "Amaranth" *)
-module \digits_mlp_gn.fifo_fc1_0.skid (rst, \port$2538$0 , count, \port$2885$0 , \port$3276$0 , \port$3278$0 , \port$3292$0 , \port$3294$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -13998,30 +13381,29 @@ module \digits_mlp_gn.fifo_fc1_0.skid (rst, \port$2538$0 , count, \port$2885$0 ,
   reg [9:0] \$signal$9  = 10'h000;
   input clk;
   wire clk;
-  output [1:0] count;
   wire [1:0] count;
-  output \port$2538$0 ;
-  wire \port$2538$0 ;
-  input \port$2885$0 ;
-  wire \port$2885$0 ;
-  input [9:0] \port$3276$0 ;
-  wire [9:0] \port$3276$0 ;
-  input \port$3278$0 ;
-  wire \port$3278$0 ;
+  output \port$2472$0 ;
+  wire \port$2472$0 ;
+  input [9:0] \port$2533$0 ;
+  wire [9:0] \port$2533$0 ;
+  input \port$2757$0 ;
+  wire \port$2757$0 ;
   (* init = 10'h000 *)
-  output [9:0] \port$3292$0 ;
-  wire [9:0] \port$3292$0 ;
+  output [9:0] \port$3139$0 ;
+  wire [9:0] \port$3139$0 ;
   (* init = 1'h0 *)
-  output \port$3294$0 ;
-  wire \port$3294$0 ;
+  output \port$3141$0 ;
+  wire \port$3141$0 ;
+  input \port$7$0 ;
+  wire \port$7$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3278$0  & \$1 ;
+  assign take = \port$7$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$2885$0  | \$2 ;
+  assign \$3  = \port$2757$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -14033,13 +13415,13 @@ module \digits_mlp_gn.fifo_fc1_0.skid (rst, \port$2538$0 , count, \port$2885$0 ,
   assign \$signal  = ~ spare_valid;
   assign \$1  = ~ spare_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$4  = \$signal$9 ;
     if (\$3 ) begin
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3276$0 ;
+        \$4  = \port$2533$0 ;
       end
     end
     if (rst) begin
@@ -14047,7 +13429,7 @@ module \digits_mlp_gn.fifo_fc1_0.skid (rst, \port$2538$0 , count, \port$2885$0 ,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$5  = \$signal$5 ;
     if (\$3 ) begin
       (* full_case = 32'd1 *)
@@ -14064,7 +13446,7 @@ module \digits_mlp_gn.fifo_fc1_0.skid (rst, \port$2538$0 , count, \port$2885$0 ,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$6  = spare_valid;
     if (\$3 ) begin
       if (spare_valid) begin
@@ -14078,337 +13460,27 @@ module \digits_mlp_gn.fifo_fc1_0.skid (rst, \port$2538$0 , count, \port$2885$0 ,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3276$0 ;
+      \$7  = \port$2533$0 ;
     end
     if (rst) begin
       \$7  = 10'h000;
     end
   end
-  assign \$signal$3  = \port$3278$0 ;
-  assign \$signal$8  = \port$2885$0 ;
-  assign \$signal$11  = \port$3276$0 ;
-  assign \port$2538$0  = \$signal ;
-  assign \port$3292$0  = \$signal$9 ;
-  assign \port$3294$0  = \$signal$5 ;
+  assign \$signal$3  = \port$7$0 ;
+  assign \$signal$8  = \port$2757$0 ;
+  assign \$signal$11  = \port$2533$0 ;
+  assign \port$2472$0  = \$signal ;
+  assign \port$3139$0  = \$signal$9 ;
+  assign \port$3141$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.fifo_fc2_0 (rst, w_en, w_rdy, w_data, \port$3093$0 , \port$3318$0 , \port$3320$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [5:0] \$3 ;
-  wire [6:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [8:0] \$7 ;
-  reg \$8 ;
-  wire [8:0] \$signal ;
-  reg [8:0] \$signal$11  = 9'h000;
-  (* init = 9'h000 *)
-  wire [8:0] \$signal$12 ;
-  (* init = 1'h0 *)
-  wire \$signal$13 ;
-  wire [8:0] \$signal$14 ;
-  wire [8:0] \$signal$15 ;
-  wire \$signal$16 ;
-  wire \$signal$17 ;
-  wire \$signal$18 ;
-  wire \$signal$19 ;
-  wire \$signal$3 ;
-  wire \$signal$4 ;
-  wire \$signal$9 ;
-  input clk;
-  wire clk;
-  wire [1:0] count;
-  reg held_valid = 1'h0;
-  wire [4:0] level;
-  wire [4:0] \level$21 ;
-  input \port$3093$0 ;
-  wire \port$3093$0 ;
-  output [8:0] \port$3318$0 ;
-  wire [8:0] \port$3318$0 ;
-  output \port$3320$0 ;
-  wire \port$3320$0 ;
-  wire [8:0] r_data;
-  wire r_en;
-  wire r_rdy;
-  input rst;
-  wire rst;
-  wire take;
-  input [8:0] w_data;
-  wire [8:0] w_data;
-  input w_en;
-  wire w_en;
-  output w_rdy;
-  wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
-  always @(posedge clk)
-    \$signal$11  <= \$7 ;
-  always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
-  \digits_mlp_gn.fifo_fc2_0.inner  inner (
-    .clk(clk),
-    .r_data(r_data),
-    .r_en(take),
-    .r_rdy(r_rdy),
-    .rst(rst),
-    .w_en(w_en),
-    .w_level(\level$21 ),
-    .w_port__data(w_data),
-    .w_rdy(\$signal$4 )
-  );
-  \digits_mlp_gn.fifo_fc2_0.skid  skid (
-    .clk(clk),
-    .count(count),
-    .\port$2609$0 (\$signal$9 ),
-    .\port$3093$0 (\port$3093$0 ),
-    .\port$3302$0 (\$signal$11 ),
-    .\port$3304$0 (held_valid),
-    .\port$3318$0 (\$signal$14 ),
-    .\port$3320$0 (\$signal$16 ),
-    .rst(rst)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3093$0 ;
-  assign \$signal$19  = \port$3093$0 ;
-  assign level = \$4 [4:0];
-  assign w_rdy = \$signal$4 ;
-  assign \port$3318$0  = \$signal$14 ;
-  assign \port$3320$0  = \$signal$16 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \digits_mlp_gn.fifo_fc2_0.inner (rst, w_en, r_en, w_rdy, w_level, r_data, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [4:0] \$11 ;
-  wire [4:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [4:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [4:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [3:0] \$30 ;
-  reg [3:0] \$31 ;
-  reg [3:0] \$32 ;
-  reg \$33 ;
-  wire \$4 ;
-  wire [4:0] \$5 ;
-  wire [4:0] \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input clk;
-  wire clk;
-  (* init = 4'h0 *)
-  wire [3:0] consume;
-  reg [3:0] inner_level = 4'h0;
-  wire inner_r_rdy;
-  wire [4:0] level;
-  (* init = 4'h0 *)
-  wire [3:0] produce;
-  output [8:0] r_data;
-  wire [8:0] r_data;
-  input r_en;
-  wire r_en;
-  wire [4:0] r_level;
-  reg [3:0] r_port__addr = 4'h0;
-  wire [8:0] r_port__data;
-  wire r_port__en;
-  output r_rdy;
-  reg r_rdy = 1'h0;
-  input rst;
-  wire rst;
-  wire [8:0] w_data;
-  input w_en;
-  wire w_en;
-  output [4:0] w_level;
-  wire [4:0] w_level;
-  reg [3:0] w_port__addr = 4'h0;
-  input [8:0] w_port__data;
-  wire [8:0] w_port__data;
-  wire w_port__en;
-  output w_rdy;
-  wire w_rdy;
-  reg [8:0] storage [14:0];
-  initial begin
-    storage[0] = 9'h000;
-    storage[1] = 9'h000;
-    storage[2] = 9'h000;
-    storage[3] = 9'h000;
-    storage[4] = 9'h000;
-    storage[5] = 9'h000;
-    storage[6] = 9'h000;
-    storage[7] = 9'h000;
-    storage[8] = 9'h000;
-    storage[9] = 9'h000;
-    storage[10] = 9'h000;
-    storage[11] = 9'h000;
-    storage[12] = 9'h000;
-    storage[13] = 9'h000;
-    storage[14] = 9'h000;
-  end
-  always @(posedge clk) begin
-    if (w_port__en)
-      storage[w_port__addr] <= w_port__data;
-  end
-  reg [8:0] _0_;
-  always @(posedge clk) begin
-    if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
-    end
-  end
-  assign r_data = _0_;
-  assign w_rdy = inner_level != 4'hf;
-  assign inner_r_rdy = | inner_level;
-  assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 4'he;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 5'h00 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 4'he;
-  assign \$11  = r_port__addr + 1'h1;
-  assign \$12  = \$10  ? 5'h00 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
-  always @(posedge clk)
-    w_port__addr <= \$30 ;
-  always @(posedge clk)
-    r_port__addr <= \$31 ;
-  always @(posedge clk)
-    inner_level <= \$32 ;
-  always @(posedge clk)
-    r_rdy <= \$33 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [3:0];
-    end
-    if (rst) begin
-      \$30  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [3:0];
-    end
-    if (rst) begin
-      \$31  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [3:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [3:0];
-    end
-    if (rst) begin
-      \$32  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
-    end
-    if (rst) begin
-      \$33  = 1'h0;
-    end
-  end
-  assign level = w_level;
-  assign r_level = w_level;
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
-  assign r_port__data = r_data;
-endmodule
-
-(* generator = "Amaranth" *)
-module \digits_mlp_gn.fifo_fc2_0.skid (rst, \port$2609$0 , count, \port$3093$0 , \port$3302$0 , \port$3304$0 , \port$3318$0 , \port$3320$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+module \digits_mlp_gn.fifo_fc2_0 (rst, \port$10$0 , \port$2484$0 , \port$2770$0 , \port$2962$0 , \port$3149$0 , \port$3151$0 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -14425,30 +13497,29 @@ module \digits_mlp_gn.fifo_fc2_0.skid (rst, \port$2609$0 , count, \port$3093$0 ,
   reg [8:0] \$signal$9  = 9'h000;
   input clk;
   wire clk;
-  output [1:0] count;
   wire [1:0] count;
-  output \port$2609$0 ;
-  wire \port$2609$0 ;
-  input \port$3093$0 ;
-  wire \port$3093$0 ;
-  input [8:0] \port$3302$0 ;
-  wire [8:0] \port$3302$0 ;
-  input \port$3304$0 ;
-  wire \port$3304$0 ;
+  input \port$10$0 ;
+  wire \port$10$0 ;
+  output \port$2484$0 ;
+  wire \port$2484$0 ;
+  input [8:0] \port$2770$0 ;
+  wire [8:0] \port$2770$0 ;
+  input \port$2962$0 ;
+  wire \port$2962$0 ;
   (* init = 9'h000 *)
-  output [8:0] \port$3318$0 ;
-  wire [8:0] \port$3318$0 ;
+  output [8:0] \port$3149$0 ;
+  wire [8:0] \port$3149$0 ;
   (* init = 1'h0 *)
-  output \port$3320$0 ;
-  wire \port$3320$0 ;
+  output \port$3151$0 ;
+  wire \port$3151$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3304$0  & \$1 ;
+  assign take = \port$10$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3093$0  | \$2 ;
+  assign \$3  = \port$2962$0  | \$2 ;
   always @(posedge clk)
     \$signal$9  <= \$4 ;
   always @(posedge clk)
@@ -14460,13 +13531,13 @@ module \digits_mlp_gn.fifo_fc2_0.skid (rst, \port$2609$0 , count, \port$3093$0 ,
   assign \$signal  = ~ spare_valid;
   assign \$1  = ~ spare_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$4  = \$signal$9 ;
     if (\$3 ) begin
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3302$0 ;
+        \$4  = \port$2770$0 ;
       end
     end
     if (rst) begin
@@ -14474,7 +13545,7 @@ module \digits_mlp_gn.fifo_fc2_0.skid (rst, \port$2609$0 , count, \port$3093$0 ,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$5  = \$signal$5 ;
     if (\$3 ) begin
       (* full_case = 32'd1 *)
@@ -14491,7 +13562,7 @@ module \digits_mlp_gn.fifo_fc2_0.skid (rst, \port$2609$0 , count, \port$3093$0 ,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$6  = spare_valid;
     if (\$3 ) begin
       if (spare_valid) begin
@@ -14505,27 +13576,27 @@ module \digits_mlp_gn.fifo_fc2_0.skid (rst, \port$2609$0 , count, \port$3093$0 ,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3302$0 ;
+      \$7  = \port$2770$0 ;
     end
     if (rst) begin
       \$7  = 9'h000;
     end
   end
-  assign \$signal$3  = \port$3304$0 ;
-  assign \$signal$8  = \port$3093$0 ;
-  assign \$signal$11  = \port$3302$0 ;
-  assign \port$2609$0  = \$signal ;
-  assign \port$3318$0  = \$signal$9 ;
-  assign \port$3320$0  = \$signal$5 ;
+  assign \$signal$3  = \port$10$0 ;
+  assign \$signal$8  = \port$2962$0 ;
+  assign \$signal$11  = \port$2770$0 ;
+  assign \port$2484$0  = \$signal ;
+  assign \port$3149$0  = \$signal$9 ;
+  assign \port$3151$0  = \$signal$5 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_mlp_gn.out_skid (clk, rst, \port$2621$0 , \port$3100$0 , \port$3101$0 , \port$3328$0 , \port$3330$0 , \port$0$11 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+module \digits_mlp_gn.out_skid (clk, rst, \port$2496$0 , \port$2969$0 , \port$2970$0 , \port$3159$0 , \port$3161$0 , \port$0$11 );
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -14545,23 +13616,23 @@ module \digits_mlp_gn.out_skid (clk, rst, \port$2621$0 , \port$3100$0 , \port$31
   wire [1:0] count;
   input \port$0$11 ;
   wire \port$0$11 ;
-  output \port$2621$0 ;
-  wire \port$2621$0 ;
-  input [23:0] \port$3100$0 ;
-  wire [23:0] \port$3100$0 ;
-  input \port$3101$0 ;
-  wire \port$3101$0 ;
+  output \port$2496$0 ;
+  wire \port$2496$0 ;
+  input [23:0] \port$2969$0 ;
+  wire [23:0] \port$2969$0 ;
+  input \port$2970$0 ;
+  wire \port$2970$0 ;
   (* init = 24'h000000 *)
-  output [23:0] \port$3328$0 ;
-  wire [23:0] \port$3328$0 ;
+  output [23:0] \port$3159$0 ;
+  wire [23:0] \port$3159$0 ;
   (* init = 1'h0 *)
-  output \port$3330$0 ;
-  wire \port$3330$0 ;
+  output \port$3161$0 ;
+  wire \port$3161$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3101$0  & \$1 ;
+  assign take = \port$2970$0  & \$1 ;
   assign count = \$signal$5  + spare_valid;
   assign \$2  = ~ \$signal$5 ;
   assign \$3  = \port$0$11  | \$2 ;
@@ -14576,13 +13647,13 @@ module \digits_mlp_gn.out_skid (clk, rst, \port$2621$0 , \port$3100$0 , \port$31
   assign \$signal  = ~ spare_valid;
   assign \$1  = ~ spare_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$4  = \$signal$9 ;
     if (\$3 ) begin
       if (spare_valid) begin
         \$4  = \$signal$10 ;
       end else if (take) begin
-        \$4  = \port$3100$0 ;
+        \$4  = \port$2969$0 ;
       end
     end
     if (rst) begin
@@ -14590,7 +13661,7 @@ module \digits_mlp_gn.out_skid (clk, rst, \port$2621$0 , \port$3100$0 , \port$31
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$5  = \$signal$5 ;
     if (\$3 ) begin
       (* full_case = 32'd1 *)
@@ -14607,7 +13678,7 @@ module \digits_mlp_gn.out_skid (clk, rst, \port$2621$0 , \port$3100$0 , \port$31
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$6  = spare_valid;
     if (\$3 ) begin
       if (spare_valid) begin
@@ -14621,20 +13692,20 @@ module \digits_mlp_gn.out_skid (clk, rst, \port$2621$0 , \port$3100$0 , \port$31
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$7  = \$signal$10 ;
     if (\$3 ) begin
     end else if (take) begin
-      \$7  = \port$3100$0 ;
+      \$7  = \port$2969$0 ;
     end
     if (rst) begin
       \$7  = 24'h000000;
     end
   end
-  assign \$signal$3  = \port$3101$0 ;
+  assign \$signal$3  = \port$2970$0 ;
   assign \$signal$8  = \port$0$11 ;
-  assign \$signal$11  = \port$3100$0 ;
-  assign \port$2621$0  = \$signal ;
-  assign \port$3328$0  = \$signal$9 ;
-  assign \port$3330$0  = \$signal$5 ;
+  assign \$signal$11  = \port$2969$0 ;
+  assign \port$2496$0  = \$signal ;
+  assign \port$3159$0  = \$signal$9 ;
+  assign \port$3161$0  = \$signal$5 ;
 endmodule
