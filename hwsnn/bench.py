@@ -216,11 +216,13 @@ def board_build(d: Design, board_name: str, work: Path) -> dict:
 
 
 # -- design space --------------------------------------------------------------------------
-def design_space(model: str, board_name: str, max_accuracy_drop: float, figures: Path) -> dict:
-    """``hwsnn explore`` without the pick: its Pareto front, counts and plot."""
+def design_space(model: str, board_name: str, max_accuracy_drop: float, figures: Path,
+                 **search) -> dict:
+    """``hwsnn explore`` without the pick: its Pareto front, counts and plot (``search``:
+    a narrower space for ``explore.search``)."""
     from . import boards, explore
     r = explore.search(model, boards.get(board_name), max_accuracy_drop=max_accuracy_drop,
-                       progress=False)
+                       progress=False, **search)
     path = explore.plot(r, figures / f"explore_{model}_{board_name}.png")
     keep = ("model", "board", "clock_mhz", "ann_accuracy", "max_accuracy_drop", "tried",
             "too_inaccurate", "does_not_fit", "front")

@@ -4,10 +4,11 @@ to computations made here independently."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from hwsnn import bench, data, golden
+from hwsnn import bench, data, explore, golden
 from hwsnn.convert import convert
 from hwsnn.quantize import quantize
 
@@ -79,3 +80,20 @@ def test_ann_macs_by_hand():
         8 * 1 * 9 * 64 + 16 * 8 * 9 * 64 + 16 * 16 * 9 * 16 + 64 * 10
     mlp = BUNDLED["digits28-mlp"]
     assert bench.ann_macs(mlp.load(), mlp.input_shape) == 784 * 128 + 128 * 10
+
+
+def test_design_space_section(quick, tmp_path):
+    """The explore front in BENCHMARKS.md: every front point a row with its own figures,
+    and the plot beside it."""
+    _, r = quick
+    x = bench.design_space("digits-cnn", "icebreaker", 100, tmp_path,
+                           methods=(("gn", 4), ("ilif", None)), steps=(2,),
+                           weight_bits=(6, 8), lanes=(1,))
+    assert x["front"] and x["tried"] == x["too_inaccurate"] + x["does_not_fit"] + x["fits"]
+    assert (tmp_path / Path(x["plot"]).name).read_bytes()[:8] == PNG
+    md = bench.markdown({**r, "explore": x})
+    assert "## Design space: digits-cnn on icebreaker" in md and f"]({x['plot']})" in md
+    for p in x["front"]:
+        row = (f"| {explore.Point(**p).label()} | {100 * p['accuracy']:.2f} | "
+               f"{p['latency_cycles']:,.0f} |")
+        assert row in md
