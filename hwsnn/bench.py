@@ -211,6 +211,7 @@ def board_build(d: Design, board_name: str, work: Path) -> dict:
             "latency_cycles": r["latency_cycles"], "latency_us": r["latency_us"],
             "latency_us_at_fmax": r["latency_us_at_fmax"],
             "inferences_per_second": r["inferences_per_second"],
+            "lut_mapper": r["lut_mapper"],
             "resources": {k: v for k, v in res.items() if v.get("used") is not None
                           and v.get("available")}}
 
@@ -494,7 +495,13 @@ def markdown(r: dict) -> str:
                          f"{b['latency_us']:.0f} | {b['latency_us_at_fmax']:.0f} |")
         lines += ["", "Post-route figures (nextpnr, seed 1) at the board's own clock; "
                   "latency: the golden model's ideal cycles of every engine in turn, mean "
-                  "over the test split. `hwsnn build --clock auto` runs near the Fmax.", ""]
+                  "over the test split. `hwsnn build --clock auto` runs near the Fmax."]
+        classic = [f"{b['describe']} on {b['board']}" for b in r["boards"]
+                   if b.get("lut_mapper") == "abc"]
+        if classic:
+            lines += ["Synthesized with the classic ABC LUT mapper, because Yosys's ABC9 "
+                      "stopped on its internal assertion: " + "; ".join(classic) + "."]
+        lines += [""]
     else:
         lines += ["(not measured in this run: `--no-boards`)", ""]
     t = r["throughput"]

@@ -97,3 +97,19 @@ def test_design_space_section(quick, tmp_path):
         row = (f"| {explore.Point(**p).label()} | {100 * p['accuracy']:.2f} | "
                f"{p['latency_cycles']:,.0f} |")
         assert row in md
+
+
+def test_boards_section_names_the_lut_mapper(quick):
+    """A board row shows its post-route figures; a build that fell back to the classic ABC
+    mapper is named under the table, one that did not is not."""
+    _, r = quick
+
+    def row(design, mapper, fmax):
+        return {"design": design, "describe": f"{design} design", "board": "ulx3s-85f",
+                "fits": True, "fmax_mhz": fmax, "clock_mhz": 25, "latency_us": 393.4,
+                "latency_us_at_fmax": 148.8, "lut_mapper": mapper,
+                "resources": {"luts": {"used": 24330, "available": 83640}}}
+    md = bench.markdown({**r, "boards": [row("a", "abc9", 133.44), row("b", "abc", 66.06)]})
+    assert "| a design | ulx3s-85f | yes | 24330 / 83640 | – | – | – | 133.4 | 25 | 393 |" in md
+    note = next(line for line in md.splitlines() if "classic ABC" in line)
+    assert "b design on ulx3s-85f" in note and "a design" not in note
