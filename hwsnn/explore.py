@@ -143,6 +143,19 @@ def search(model: str, board, *, max_accuracy_drop: float = 1.0, progress: bool 
             "front": [asdict(p) for p in front]}
 
 
+def _label(ax, front: list[dict]) -> None:
+    """Each front point's label beside it, moved down below the labels of points drawn
+    close to it (points that differ only in weight bits often sit on top of each other)."""
+    placed = []
+    for p in sorted(front, key=lambda p: (p["latency_us"], -p["accuracy"])):
+        xy = (p["latency_us"], 100 * p["accuracy"])
+        px, py = ax.transData.transform(xy)
+        below = sum(1 for qx, qy in placed if abs(qx - px) < 90 and abs(qy - py) < 12)
+        placed.append((px, py))
+        ax.annotate(Point(**p).label(), xy, fontsize=6, xytext=(4, 3 - 9 * below),
+                    textcoords="offset points")
+
+
 def plot(result: dict, path: Path) -> str:
     import matplotlib
     matplotlib.use("Agg")
@@ -155,21 +168,20 @@ def plot(result: dict, path: Path) -> str:
     sc = ax.scatter([p["latency_us"] for p in front], [100 * p["accuracy"] for p in front],
                     c=[p["luts"] for p in front], cmap="viridis", s=40, zorder=3,
                     label="Pareto front (colour: estimated LUTs)")
-    for p in front:
-        ax.annotate(Point(**p).label(), (p["latency_us"], 100 * p["accuracy"]), fontsize=6,
-                    xytext=(3, 3), textcoords="offset points")
     ax.axhline(100 * result["ann_accuracy"], color="black", linestyle="--", linewidth=1,
                label="ANN")
     if front:
         fig.colorbar(sc, ax=ax, label="LUTs (estimate)")
         ax.set_xscale("log")
+        ax.autoscale_view()
+        _label(ax, front)
     else:
         ax.text(0.5, 0.5, "no point fits the board within the accuracy budget",
                 transform=ax.transAxes, ha="center")
     ax.set_xlabel(f"latency at {result['clock_mhz']:g} MHz (µs, golden-model cycles)")
     ax.set_ylabel("integer golden accuracy (%)")
     ax.set_title(f"{result['model']} on {result['board']}")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
