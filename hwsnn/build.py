@@ -245,7 +245,6 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
     env.setdefault("OPENFPGALOADER", "openFPGALoader")
     out = directory / "build" / board.name
     t = time.time()
-    mappers = ["abc9"]  # Yosys's LUT mapper of the last build (see _run_tools)
 
     def run(setting):
         if progress:
@@ -253,14 +252,12 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
                   f" at the board clock, {board.clock_mhz:g} MHz")
             print(f"building for {board.title}{at}: synthesis, place and route, packing "
                   "(a few minutes)...", file=sys.stderr, flush=True)
-        util, fmax, mappers[0] = _run_tools(net, board, lane_map, baud, fit["loadable"],
-                                            setting, out, seed, env, input_lanes,
-                                            queue_depth, progress)
-        return util, fmax
+        return _run_tools(net, board, lane_map, baud, fit["loadable"], setting, out, seed,
+                          env, input_lanes, queue_depth, progress)
 
     first_fmax = None
     if clock in ("board", "auto"):
-        util, fmax = run(None)
+        util, fmax, mapper = run(None)
         setting = None
         if clock == "auto":
             first_fmax = fmax
@@ -272,14 +269,14 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
                     break
                 setting = pll_setting(board.device.family, board.clock_mhz, target)
                 _check_baud(setting.output_mhz, baud, board)
-                util, fmax = run(setting)
+                util, fmax, mapper = run(setting)
                 if fmax >= setting.output_mhz:
                     break
                 target = PLL_MARGIN * fmax
     else:
         setting = pll_setting(board.device.family, board.clock_mhz, clock)
         _check_baud(setting.output_mhz, baud, board)
-        util, fmax = run(setting)
+        util, fmax, mapper = run(setting)
     clock_mhz = setting.output_mhz if setting else board.clock_mhz
     bit = out / f"{NAME}.{board.bitstream_ext}"
     # Latency from the golden model's ideal cycles on the test data, at the clock.
@@ -294,7 +291,7 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
                                              "params": setting.params},
         "fmax_mhz_at_board_clock": first_fmax,
         "meets_clock": fmax >= clock_mhz,
-        "lut_mapper": mappers[0],
+        "lut_mapper": mapper,  # Yosys's LUT mapper of the last build
         "bitstream": str(bit) if bit.is_file() else None,
         "build_seconds": time.time() - t,
         "cycles_per_inference": cycles["throughput"],

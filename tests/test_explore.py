@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from hwsnn import boards, explore
 from hwsnn.errors import HwsnnError
@@ -69,14 +68,12 @@ def test_nothing_to_pick_when_nothing_fits():
         explore.search("resnet", board, progress=False)
 
 
-def test_shallow_queues_bring_the_digits_cnn_into_the_icebreaker_estimate():
+def test_shallow_queues_bring_the_digits_cnn_into_the_icebreaker_estimate(bundled_graph):
     """With two sweeps' worth of output queue per engine an ILIF T=2 digits CNN needs more
     block RAM than a UP5K has, even with its largest weights in SPRAM; with 16-group
     queues it fits (and places and routes: what the pick test builds)."""
     from hwsnn.build import fit_check
     from hwsnn.convert import convert
-    from hwsnn.frontend import trace
-    from hwsnn.models import BUNDLED
     from hwsnn.quantize import quantize
     board = boards.get("icebreaker")
     r = explore.search("digits-cnn", board, progress=False, methods=(("ilif", None),),
@@ -84,8 +81,7 @@ def test_shallow_queues_bring_the_digits_cnn_into_the_icebreaker_estimate():
     assert r["tried"] == 2 and r["does_not_fit"] == 1
     (p,) = r["front"]
     assert p["queue_depth"] == 16 and p["bram_blocks"] <= 30 and p["luts"] <= 0.95 * 5280
-    spec = BUNDLED["digits-cnn"]
-    net = quantize(convert(trace(spec.load(), torch.zeros(2, *spec.input_shape)),
-                           method="ilif", timesteps=2, progress=False))
+    net = quantize(convert(bundled_graph("digits-cnn"), method="ilif", timesteps=2,
+                           progress=False))
     deep = fit_check(net, {q.name: 1 for q in net.populations}, board)
     assert deep["over"] == ["bram_blocks"] and deep["loadable"]
