@@ -62,13 +62,8 @@ from .frontend import (
 )
 from .graph import INPUT, INPUT_BITS, INPUT_LEVELS, Activation, Graph, InputSpec, Projection
 from .qnet import EXACT_LIMIT, InputSpecQ, QNet, QPopulation, QProjection, validate
-from .quantize import (
-    DEFAULT_MAX_MEMBRANE_BITS,
-    DEFAULT_WEIGHT_BITS,
-    membrane_bounds,
-    quantize,
-    signed_bits,
-)
+from .quantize import DEFAULT_MAX_MEMBRANE_BITS, DEFAULT_WEIGHT_BITS, quantize
+from .widths import set_membrane_widths, signed_bits
 
 RESETS = ("subtract", "zero")
 THRESHOLDS = ("gt", "ge")
@@ -522,16 +517,7 @@ def _finish_widths(net: QNet) -> None:
     warnings = [w for w in net.metadata.get("warnings", []) if "membrane needs" not in w]
     for q in net.populations:
         q.bias_bits = signed_bits(int(q.bias.min()), int(q.bias.max()))
-        lo, hi = membrane_bounds(net, q)
-        if max(abs(lo), abs(hi)) >= EXACT_LIMIT:
-            raise ParameterError(f"{q.name}: membrane bound {max(abs(lo), abs(hi))} is beyond "
-                                 "exact integer range")
-        bits = max(2, signed_bits(lo, hi))
-        q.membrane_bits = min(bits, net.max_membrane_bits)
-        q.saturate = bits > net.max_membrane_bits
-        if q.saturate:
-            warnings.append(f"{q.name}: membrane needs {bits} bits, saturating at "
-                            f"{net.max_membrane_bits}")
+    warnings += set_membrane_widths(net)
     if warnings:
         net.metadata["warnings"] = warnings
     else:

@@ -34,7 +34,10 @@ class QProjection:
     """Integer weights from ``source`` (a population or ``"input"``).
 
     ``dense``: ``weight[N_out, N_in]`` over the flattened source. ``conv``:
-    ``weight[C_out, C_in, K, K]`` with ``stride`` and zero ``padding``.
+    ``weight[C_out, C_in, K, K]`` with ``stride`` and zero ``padding``. Every weight is
+    ``w · 2**weight_shift`` with ``w`` a signed ``weight_bits``-bit integer: memories keep
+    ``w``, the adders shift it (a per-projection scale that lets a layer whose one input
+    count is worth many thresholds keep its weights' precision).
     """
 
     source: str
@@ -43,6 +46,13 @@ class QProjection:
     stride: int = 1
     padding: int = 0
     weight_bits: int = 8
+    weight_shift: int = 0
+
+    @property
+    def stored(self) -> np.ndarray:
+        """The weights as memories hold them, in ``weight_bits``: ``weight >> weight_shift``
+        (every weight is a multiple of ``2**weight_shift``)."""
+        return self.weight >> self.weight_shift
 
     @property
     def kernel(self) -> int:
@@ -134,7 +144,8 @@ class QNet:
                 arrays[key] = q.weight.astype(np.int64)
                 projs.append({"source": q.source, "kind": q.kind, "weight": key,
                               "shape": list(q.weight.shape), "stride": q.stride,
-                              "padding": q.padding, "weight_bits": q.weight_bits})
+                              "padding": q.padding, "weight_bits": q.weight_bits,
+                              "weight_shift": q.weight_shift})
             pops.append({
                 "name": p.name, "kind": p.kind, "shape": list(p.shape),
                 "threshold": p.threshold, "group_size": p.group_size,
@@ -259,7 +270,8 @@ def _from_json(doc: dict, arrays: dict) -> QNet:
     )
     for p in doc["populations"]:
         projs = [QProjection(q["source"], q["kind"], _array(arrays, q["weight"], q["shape"]),
-                             int(q["stride"]), int(q["padding"]), int(q["weight_bits"]))
+                             int(q["stride"]), int(q["padding"]), int(q["weight_bits"]),
+                             int(q.get("weight_shift", 0)))
                  for q in p["projections"]]
         net.populations.append(QPopulation(
             name=p["name"], kind=p["kind"], shape=tuple(p["shape"]),
@@ -306,8 +318,13 @@ def validate(net: QNet) -> None:
                 bad(f"population {p.name} reads {q.source!r}, which does not precede it")
             src = seen[q.source]
             limit = 2 ** (q.weight_bits - 1) - 1
-            if np.abs(q.weight).max(initial=0) > limit:
-                bad(f"population {p.name}: a weight exceeds {q.weight_bits} bits")
+            if not 0 <= q.weight_shift <= 32:
+                bad(f"population {p.name}: weight shift {q.weight_shift} outside 0..32")
+            if np.any(q.weight % (1 << q.weight_shift)):
+                bad(f"population {p.name}: a weight is not a multiple of 2^{q.weight_shift}")
+            if np.abs(q.stored).max(initial=0) > limit:
+                bad(f"population {p.name}: a weight exceeds {q.weight_bits} bits"
+                    + (f" (after its shift by {q.weight_shift})" if q.weight_shift else ""))
             if q.kind == "dense":
                 if q.weight.shape != (p.size, math.prod(src)):
                     bad(f"population {p.name}: dense weight {q.weight.shape} does not map "

@@ -21,7 +21,7 @@ from reference_loop import qcfs_loop, run_reference
 
 from hwsnn import CheckpointError, golden
 from hwsnn.qnet import InputSpecQ, QNet, QPopulation, QProjection, validate
-from hwsnn.quantize import membrane_bounds, signed_bits
+from hwsnn.widths import membrane_bounds, membrane_width, signed_bits
 
 RATE = ("if", "if-shift", "gn", "cos")
 METHODS = RATE + ("ilif",)
@@ -37,7 +37,7 @@ SETTINGS = settings(max_examples=50, deadline=None,
 
 class _Builder:
     """Adds random populations one by one; ``finish`` sets the membrane widths from
-    ``membrane_bounds`` (or a small saturating width) and validates the QNet."""
+    ``hwsnn.widths`` (or a small saturating width) and validates the QNet."""
 
     def __init__(self, draw, method, T, rho, weight_bits, saturating, tau, canonical_v0,
                  wild=False):
@@ -135,8 +135,7 @@ class _Builder:
         net = QNet(self.method, self.T, self.rho, InputSpecQ(tuple(input_shape)), self.pops,
                    self.weight_bits, 32)
         for pop in net.populations:
-            lo, hi = membrane_bounds(net, pop)
-            pop.membrane_bits = max(2, signed_bits(lo, hi))
+            pop.membrane_bits = membrane_width(net, pop)
             if pop.name in self.sat_bits:
                 pop.membrane_bits, pop.saturate = self.sat_bits[pop.name], True
         validate(net)

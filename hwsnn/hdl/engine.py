@@ -665,7 +665,7 @@ class LayerEngine(wiring.Component):
                                                 for b in bits))
                     pairs.append(t)
                 terms.append([sum(t[p] for t in pairs) for p in range(P)])
-                abits = max(abits, wbits + cb + 1)
+                abits = max(abits, wbits + cb + 1 + pp.proj.weight_shift)
             else:
                 max_shift = 7 if pp.is_input else (plan.steps_in - 1 if ilif else 0)
                 sbits = bits_for(max_shift) if max_shift else 0
@@ -675,13 +675,14 @@ class LayerEngine(wiring.Component):
                     m.d.sync += t[p].eq(w1[k][p] << st[2].shift[:sbits] if sbits
                                         else w1[k][p])
                 terms.append(t)
-                abits = max(abits, wbits + max_shift)
+                abits = max(abits, wbits + max_shift + pp.proj.weight_shift)
         addend = Signal(data.ArrayLayout(signed(abits), P))
         for k, t in enumerate(terms):
             if t is None:
                 continue
+            shift = plan.projections[k].proj.weight_shift  # the ROM holds weight >> shift
             with m.If(st[3].proj == k):
-                m.d.sync += [addend[p].eq(t[p]) for p in range(P)]
+                m.d.sync += [addend[p].eq(t[p] << shift) for p in range(P)]
 
         # Membrane, bias and current: read in cycle 2, registered in cycle 3.
         m.d.comb += v_rd.addr.eq(vaddr(st[2]))
@@ -780,7 +781,7 @@ class LayerEngine(wiring.Component):
             if pop.kind == "gn":
                 # τ member neurons with thresholds Θ, 2Θ, …, τΘ: the differences V − iΘ
                 # (cycle 5) are both the comparisons and the soft-reset values.
-                dshape = signed(plan.vbits + 2)
+                dshape = signed(plan.cmp_bits)
                 diffs = [Signal(dshape, name=f"d{i}_{p}")
                          for i in range(1, pop.group_size + 1)]
                 m.d.sync += [dv.eq(val5[p] - i * theta) for i, dv in enumerate(diffs, start=1)]
@@ -791,10 +792,9 @@ class LayerEngine(wiring.Component):
                 if readout:
                     m.d.comb += [out_vals[p].eq(r), result[p].eq(0)]
                 elif pop.kind == "ilif":
-                    weight = Array(Const(theta * 2 ** (plan.bits_out - 1 - k),
-                                         unsigned(plan.vbits))
+                    weight = Array(Const(theta * 2 ** (plan.bits_out - 1 - k))
                                    for k in range(plan.bits_out))[s6.fire_k]
-                    diff = Signal(signed(plan.vbits + 2), name=f"diff{p}")
+                    diff = Signal(signed(plan.cmp_bits), name=f"diff{p}")
                     m.d.comb += diff.eq(r - weight)
                     fire = diff >= 0
                     m.d.comb += out_counts[p].eq(fire)
@@ -876,10 +876,19 @@ class LayerEngine(wiring.Component):
 
     def _emit_events(self, m, plan, queue, head, done):
         P = plan.lanes
+        # The last lane group of a population whose size is not a multiple of P has lanes
+        # that belong to no neuron. They hold V0 with no bias and no input, so they fire
+        # exactly when V0 ≥ Θ (possible in a QNet, e.g. from NIR or a calibration): their
+        # spikes are never sent.
+        real = plan.channels - (plan.groups - 1) * P  # lanes of the last group with neurons
+        padding_fires = plan.kind == "gn" and real < P and plan.pop.v0 >= plan.pop.threshold
         pending = Signal(P)
         m.d.comb += pending.eq(Const(0, P))
         for p in range(P):
-            m.d.comb += pending[p].eq((head.counts[p] != 0) & ~done[p])
+            sent = (head.counts[p] != 0) & ~done[p]
+            if padding_fires and p >= real:
+                sent = sent & (head.g != plan.groups - 1)
+            m.d.comb += pending[p].eq(sent)
         lane = Signal(range(max(2, P)))
         for p in reversed(range(P)):
             with m.If(pending[p]):
@@ -901,6 +910,10 @@ class LayerEngine(wiring.Component):
                         m.d.sync += done.eq(0)
                     with m.Else():
                         m.d.sync += done.eq(done | (Const(1, P) << lane))
+            if padding_fires:
+                with m.Elif(~head.end):  # a group with spikes of padding lanes only
+                    m.d.comb += queue.r_en.eq(1)
+                    m.d.sync += done.eq(0)
             with m.Else():
                 # Every spike of the group is out; an end-of-step group ends the step.
                 m.d.comb += [self.o.valid.eq(1), payload.end.eq(1)]

@@ -64,6 +64,7 @@ class InputMac(wiring.Component):
         plan, M, G, P = self.plan, self.M, self.G, self.P
         n = plan.input_size
         cbits = plan.cbits
+        pp_shift = plan.input_projection.proj.weight_shift  # the ROM holds weight >> shift
         words = max(2, n * G)
 
         # The non-zero pixels of the sample: index and code.
@@ -95,7 +96,7 @@ class InputMac(wiring.Component):
             with m.If(mop[4].valid & mop[4].first):
                 m.d.sync += acc[lane].eq(0)
             with m.Elif(mop[4].valid & ~mop[4].last):
-                m.d.sync += acc[lane].eq(acc[lane] + prod[lane])
+                m.d.sync += acc[lane].eq(acc[lane] + (prod[lane] << pp_shift))
 
         # Hand-over: the accumulators shift out P lanes per cycle, at consecutive addresses
         # (pass g has addresses g·M/P ..; the passes run in order); the bias of the

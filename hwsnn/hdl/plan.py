@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ParameterError
-from ..graph import INPUT, INPUT_LEVELS
+from ..graph import INPUT
 from ..qnet import QNet, QProjection
-from ..quantize import membrane_bounds, signed_bits, source_levels
+from ..widths import bias_values, source_levels, widths
 
 
 def mac_eligible(net: QNet, pop) -> bool:
@@ -138,7 +138,7 @@ class EnginePlan:
     def _projection(self, q: QProjection, src_shape) -> ProjectionPlan:
         is_input = q.source == INPUT
         max_count = 1 if is_input else source_levels(self.net, q.source)
-        w = q.weight
+        w = q.stored  # (the adders shift it back by q.weight_shift)
         p, g = self.lanes, self.groups
         if is_input and self.mac_lanes:
             p, g = self.mac_lanes, self.mac_groups
@@ -187,42 +187,18 @@ class EnginePlan:
 
     # -- widths -------------------------------------------------------------------------------
     def _widths(self):
-        pop = self.pop
-        lo, hi = membrane_bounds(self.net, pop)
-        blo, bhi = int(pop.bias.min()), int(pop.bias.max())
-        # Events are added before the bias: partial sums may sit |bias| beyond the bounds.
-        lo, hi = lo - max(0, bhi), hi - min(0, blo)
-        self.bias_words = self.words(self._bias_values())
+        w = widths(self.net, self.pop)
+        # vbits: the membrane memory; cmp_bits: the neuron rule's subtractors, which see
+        # V − τΘ (GN) or V − Θ·2^(T−1) (ILIF); bbits, cbits: bias words and input current.
+        self.vbits, self.cmp_bits, self.bbits, self.cbits = (w.membrane, w.compare, w.bias,
+                                                             w.current)
+        self.bias_words = self.words(bias_values(self.net, self.pop))
         # A spatial population whose bias depends on the channel only (no folded input
         # normalisation at the borders) reads it from a ROM of one word per lane group.
         G = self.groups
         self.bias_per_group = self.spatial and all(
             w == self.bias_words[a % G] for a, w in enumerate(self.bias_words))
         self.bias_rom_words = self.bias_words[:G] if self.bias_per_group else self.bias_words
-        flat = [v for word in self.bias_words for v in word]
-        lo, hi = min(lo, pop.v0, 0), max(hi, pop.v0, 0)
-        self.vbits = signed_bits(lo, hi)
-        self.bbits = signed_bits(min(flat + [0]), max(flat + [0]))
-        if self.has_current:
-            w = self.input_projection.proj.weight.reshape(self.input_projection.proj.weight
-                                                          .shape[0], -1)
-            clo = int(np.minimum(w, 0).sum(1).min()) * INPUT_LEVELS
-            chi = int(np.maximum(w, 0).sum(1).max()) * INPUT_LEVELS
-            # The current RAM holds bias + current (see LayerEngine).
-            self.cbits = signed_bits(min(clo + min(blo, 0), 0), max(chi + max(bhi, 0), 0))
-        else:
-            self.cbits = 1
-        # ILIF fire clamps V to 2^T·Θ − 1 before the restoring division.
-        if self.kind == "ilif":
-            self.vbits = max(self.vbits, signed_bits(0, 2**self.bits_out * pop.threshold))
-
-    def _bias_values(self) -> np.ndarray:
-        pop = self.pop
-        if pop.kind == "readout" and not self.ilif:
-            return pop.bias * pop.steps_in  # added once, at the end: T·B
-        if pop.kind == "ilif":
-            return pop.bias + pop.v0
-        return pop.bias
 
     @property
     def out_count(self) -> int:
