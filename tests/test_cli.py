@@ -109,7 +109,8 @@ def test_corrupt_checkpoint(tmp_path, capsys):
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"this is not a checkpoint")
     expect_error(capsys, tmp_path, ["convert", "cli_models:mlp", "--weights", str(weights),
-                                    "--input-shape", "1,8,8"], "not a readable checkpoint")
+                                    "--input-shape", "1,8,8"],
+                 "not a state dict saved with torch.save")
 
 
 def test_mismatched_checkpoint(tmp_path, capsys):
