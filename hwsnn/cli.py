@@ -98,9 +98,11 @@ def _input_options(args) -> tuple[tuple[float, ...], tuple | None]:
         if not std:
             raise HwsnnError("--normalize takes MEAN/STD, e.g. 0.5/0.25 or 0.1,0.2,0.3/1,1,1")
         normalize = (_floats(mean, "mean"), _floats(std, "std"))
+        if not normalize[1] or not all(v > 0 for v in normalize[1]):
+            raise HwsnnError(f"--normalize {args.normalize!r}: every STD must be positive")
     input_range = tuple(_floats(args.input_range, "input range"))
-    if len(input_range) != 2:
-        raise HwsnnError(f"--input-range takes LO,HI, not {args.input_range!r}")
+    if len(input_range) != 2 or not input_range[0] < input_range[1]:
+        raise HwsnnError(f"--input-range takes LO,HI with LO < HI, not {args.input_range!r}")
     return input_range, normalize
 
 
@@ -120,6 +122,8 @@ def _do_convert(args, out: str, removed: list | None = None):
     The output directory is checked before the work starts."""
     outdir.check_directory(out, f"-o {out}")
     _positive(args.calibration_samples, "--calibration-samples")
+    _input_options(args)
+    _percentile(args.percentile)
     conv = _do_convert_nir(args) if args.model.endswith(".nir") else _convert_model(args)
     directory = api.Conversion(conv.graph, conv.snn, conv.qnet).save(out, removed)
     return conv, directory
@@ -252,6 +256,9 @@ def _eval_text(r: dict) -> str:
 
 
 def cmd_eval(args) -> int:
+    _positive(args.lanes, "--lanes")
+    if args.samples is not None:
+        _positive(args.samples, "--samples")
     r = api.evaluate(args.directory, lanes=args.lanes, samples=args.samples,
                      data_path=args.data)
     _emit(args, r, _eval_text(r))
@@ -324,6 +331,8 @@ def cmd_verilog(args) -> int:
     from .hdl import verilog
     from .qnet import load as load_qnet
     net = load_qnet(args.directory)
+    if args.queue_depth is not None and args.queue_depth < 4:
+        raise HwsnnError(f"--queue-depth {args.queue_depth}: give at least 4")
     _check_design_files(args.directory, args.top)
     desc = verilog.write(args.directory, net, lanes=_lanes(args.lanes), taps=not args.no_taps,
                          top=args.top, input_lanes=args.input_lanes,
@@ -390,9 +399,17 @@ def _sim_text(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _check_sim_outputs(directory) -> None:
+    """sim writes DIR/sim/SIMULATOR, and the Verilog first when DIR/rtl holds none."""
+    from .hdl.verilog import DEFAULT_TOP, RTL_DIR
+    _check_writes_in(directory, "sim")
+    if not list((Path(directory) / RTL_DIR).glob("*.json")):
+        _check_design_files(directory, DEFAULT_TOP)
+
+
 def cmd_sim(args) -> int:
     from .sim.run import simulate
-    _check_writes_in(args.directory, "sim")
+    _check_sim_outputs(args.directory)
     report = simulate(args.directory, simulator=args.simulator, samples=args.samples,
                       top=args.top, lanes=_lanes(args.lanes) if args.lanes else None,
                       stall=args.stall, seed=args.seed, waves=args.waves,
@@ -650,8 +667,8 @@ def verilog_defaults():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="hwsnn", description="Open hardware generator for "
-                                "spiking neural networks: PyTorch model → bit-exact SNN.")
+    p = _Parser(prog="hwsnn", description="Open hardware generator for spiking neural "
+                "networks: PyTorch model → bit-exact SNN.")
     p.add_argument("--version", action="version", version=f"hwsnn {api.__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

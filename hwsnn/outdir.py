@@ -140,7 +140,7 @@ def check_file(path, what: str, *, suffixes: tuple[str, ...] = (),
         raise OutputError(f"{what}: give a file name ending in {' or '.join(suffixes)}")
     if path.is_dir():
         raise OutputError(f"{what} is a directory; give a file name")
-    _below_a_file(path, what)
+    _below_a_file(path.parent, what)
     if path.exists() and signature is not None:
         try:
             with open(path, "rb") as f:
