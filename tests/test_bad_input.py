@@ -106,6 +106,8 @@ def workspace(tmp_path_factory):
         (ws / "notes" / "notes.txt").write_text("a user's notes\n")
         (ws / "empty").mkdir()
         (ws / "locked").mkdir()
+        (ws / "results").mkdir()
+        (ws / "results" / "BENCHMARKS.md").write_text("# my own benchmarks\n")
         assert main(["convert", "digits-mlp", "-o", "net", "-T", "1", "--json"]) == 0
         assert main(["convert", "digits-cnn", "-o", "cnn", "-T", "1", "--json"]) == 0
         net = ws / "net"
@@ -157,6 +159,7 @@ CASES = [
     (["explore", "digits-mlp", "--board", "icebreaker", "--pick", "notes"],
      ["--pick notes", "did not write"]),
     (["bench", "--quick", "--out", "file.txt"], ["--out file.txt", "is a file"]),
+    (["bench", "--quick", "--out", "results"], ["results/BENCHMARKS.md", "did not write"]),
     (["flash", "net", "--board", "icebreaker", "--dry-run"],
      ["hwsnn_board.bin", "not built from the network in net", "hwsnn build net"]),
     # options
