@@ -8,8 +8,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 import os
+import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +58,8 @@ def load_model(spec: str, weights: str | None = None,
         if not os.path.isfile(spec):
             raise CheckpointError(f"{spec}: no such file")
         try:
-            program = torch.export.load(spec)
+            with _quiet_torch():
+                program = torch.export.load(spec)
         except Exception as exc:  # torch raises many kinds for a bad archive
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(f"{spec} is not a readable torch.export program: "
@@ -63,17 +68,18 @@ def load_model(spec: str, weights: str | None = None,
         return LoadedModel(program, shape, Path(spec).stem)
     if ":" in spec:
         module_name, _, factory_name = spec.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-            factory = getattr(module, factory_name)
-        except (ImportError, AttributeError) as exc:
-            raise CheckpointError(f"cannot import {spec}: {exc}") from None
-        model = factory()
-        if not isinstance(model, nn.Module):
-            raise CheckpointError(f"{spec} returned {type(model).__name__}, not an nn.Module")
         if weights is None:
             raise CheckpointError(f"{spec} needs its trained weights: pass --weights FILE "
                                   "(a state dict saved with torch.save)")
+        factory = _import_factory(spec, module_name, factory_name)
+        try:
+            model = factory()
+        except Exception as exc:  # the user's code: any error
+            raise CheckpointError(f"{spec}: the factory raised {type(exc).__name__}: "
+                                  f"{_first_line(exc)}") from None
+        if not isinstance(model, nn.Module):
+            raise CheckpointError(f"{spec} returned {type(model).__name__}, not an nn.Module: "
+                                  "give a function that builds the model")
         load_state_dict(model, weights)
         return LoadedModel(model.eval(), input_shape, factory_name)
     raise HwsnnError(
@@ -82,15 +88,76 @@ def load_model(spec: str, weights: str | None = None,
         "package.module:factory with --weights FILE")
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _quiet_torch():
+    """Keep torch's warnings and logged tracebacks about a file it cannot read off the
+    terminal: hwsnn says what is wrong in one line."""
+    logger = logging.getLogger("torch.export")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _import_factory(spec: str, module_name: str, factory_name: str):
+    """``module:factory``, importable from the current directory as from ``python -c``."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.split(".")[0] != exc.name.split(".")[0] \
+                and not module_name.startswith(exc.name + "."):
+            raise CheckpointError(f"cannot import {module_name} (for {spec}): it needs "
+                                  f"'{exc.name}', which is not installed") from None
+        raise CheckpointError(
+            f"cannot import {spec}: no module named {module_name!r} in the current directory "
+            f"({cwd}) or on PYTHONPATH: run hwsnn where {module_name.replace('.', '/')}.py "
+            "is, or add its directory to PYTHONPATH") from None
+    except Exception as exc:  # the user's module: a syntax error, an error at import
+        raise CheckpointError(f"cannot import {module_name} (for {spec}): "
+                              f"{type(exc).__name__}: {_first_line(exc)}") from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise CheckpointError(f"cannot use {spec}: module {module_name} has no function "
+                              f"{factory_name!r}")
+    return factory
+
+
 def load_state_dict(model: nn.Module, path: str) -> None:
-    """Load a state-dict file strictly, with a message that says what does not match."""
+    """Load a state-dict file strictly, with a message that says what does not match.
+
+    Only plain tensors are read (``torch.load(weights_only=True)``): a file that holds
+    other Python objects is refused, never unpickled."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with _quiet_torch():
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many kinds for a corrupt file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint: {first}") from None
+        if "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"{path} holds Python objects besides tensors (a whole model saved with "
+                "torch.save(model)?); hwsnn reads only state dicts and never runs code "
+                "from a file: save model.state_dict() with torch.save and pass that "
+                "file") from None
+        raise CheckpointError(f"{path} is not a state dict saved with torch.save (the file "
+                              "is corrupt, truncated or of another kind): save "
+                              "model.state_dict() with torch.save and pass that file") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"],
                                                                         dict):
         state = state["state_dict"]
@@ -134,13 +201,18 @@ class Conversion:
     snn: SNN
     qnet: QNet
 
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write the QNet and the float SNN into ``directory`` (all or nothing)."""
+    def save(self, directory: str | os.PathLike, removed: list | None = None) -> Path:
+        """Write the QNet and the float SNN into ``directory`` (all or nothing).
+
+        ``directory`` must be new, empty, or hold a network hwsnn wrote: then its network
+        files are replaced, anything else in it is kept, and hwsnn's own outputs made from
+        the previous network (Verilog, simulation and build results, the report) are
+        removed and appended to ``removed`` (see ``hwsnn.outdir``)."""
         def write(tmp: Path):
             self.qnet.save(tmp)
             save_snn(self.snn, tmp)
 
-        return write_directory(directory, write)
+        return write_directory(directory, write, removed)
 
 
 def convert(model, example_input: torch.Tensor | None = None, *, method: str = "gn",

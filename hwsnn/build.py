@@ -121,7 +121,25 @@ def fit_check(net: QNet, lanes: dict[str, int], board, weights: str = "auto",
             "load_bytes": sum(s.depth * s.bytes_per_word for s in stores)}
 
 
-def _advice(over: list[str], lanes: dict[str, int], board, weights: str = "auto") -> str:
+def _boards_that_fit(net: QNet, lanes: dict[str, int], board, weights: str,
+                     input_lanes: int, queue_depth: int | None) -> list[str]:
+    """The other boards on which the same design fits by the estimate, smallest first."""
+    from . import boards
+    found = []
+    for other in boards.all_boards().values():
+        if other.name == board.name:
+            continue
+        try:
+            fits = fit_check(net, lanes, other, weights, input_lanes, queue_depth)["fits"]
+        except HwsnnError:  # e.g. --weights spram on a board without SPRAM
+            continue
+        if fits:
+            found.append((other.device.luts, other.name))
+    return [name for _, name in sorted(found)]
+
+
+def _advice(over: list[str], lanes: dict[str, int], board, weights: str = "auto",
+            fitting_boards: list[str] = ()) -> str:
     tips = []
     if "luts" in over or "ffs" in over:
         if max(lanes.values()) > 1:
@@ -136,9 +154,8 @@ def _advice(over: list[str], lanes: dict[str, int], board, weights: str = "auto"
             tips.append("--weights auto (the largest weights in SPRAM)")
         tips.append("fewer weight bits (convert with --weight-bits 4..6)")
         tips.append("a smaller model")
-    bigger = {"ice40": "an ECP5 board (ulx3s-85f)", "ecp5": "a board with a larger ECP5 "
-              "(ulx3s-85f)"}[board.device.family]
-    tips.append(bigger)
+    if fitting_boards:  # never the board already chosen
+        tips.append(f"a board it fits by the estimate (--board {', '.join(fitting_boards)})")
     return "; ".join(tips)
 
 
@@ -233,9 +250,10 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
                             f"{fit['resources'][k]['available']} (at most "
                             f"{fit_margin(k, fam):.0%} used)" for k in fit["over"])
         said = describe_lanes(lanes if isinstance(lanes, int) else lane_map)
+        fits_on = _boards_that_fit(net, lane_map, board, weights, input_lanes, queue_depth)
         raise FitError(f"{directory} does not fit {board.title} with {said} "
                        f"(estimate: {numbers}): try "
-                       f"{_advice(fit['over'], lane_map, board, weights)}")
+                       f"{_advice(fit['over'], lane_map, board, weights, fits_on)}")
     if check_only:
         return report
     env = tool_env()

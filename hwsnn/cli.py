@@ -13,20 +13,23 @@
     hwsnn demo                           the whole flow on the bundled CNN
 
 Every reporting command takes ``--json`` and then prints one JSON object on stdout.
-Errors are one line on stderr and a non-zero exit status.
+Bad input is refused with one line on stderr (``hwsnn: error: ...``, naming the input and
+what to do) and exit status 2, before anything is written; with ``--json`` the refusal is
+also one JSON object on stdout: ``{"error": "...", "exit_status": 2}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-from . import api, data
+from . import api, data, outdir
 from .convert import DEFAULT_PERCENTILE, METHODS
 from .errors import HwsnnError
 from .models import BUNDLED
@@ -54,9 +57,18 @@ def _percentile(text: str) -> float | None:
     if text == "max":
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise HwsnnError(f"--percentile {text!r}: give a number in (0, 100] or 'max'") from None
+        value = math.nan
+    if not 0 < value <= 100:
+        raise HwsnnError(f"--percentile {text!r}: give a number in (0, 100] or 'max'")
+    return value
+
+
+def _positive(value: int, option: str) -> int:
+    if value < 1:
+        raise HwsnnError(f"{option} {value}: give a positive number")
+    return value
 
 
 def _emit(args, obj: dict, text: str) -> None:
@@ -86,13 +98,15 @@ def _input_options(args) -> tuple[tuple[float, ...], tuple | None]:
         if not std:
             raise HwsnnError("--normalize takes MEAN/STD, e.g. 0.5/0.25 or 0.1,0.2,0.3/1,1,1")
         normalize = (_floats(mean, "mean"), _floats(std, "std"))
+        if not normalize[1] or not all(v > 0 for v in normalize[1]):
+            raise HwsnnError(f"--normalize {args.normalize!r}: every STD must be positive")
     input_range = tuple(_floats(args.input_range, "input range"))
-    if len(input_range) != 2:
-        raise HwsnnError(f"--input-range takes LO,HI, not {args.input_range!r}")
+    if len(input_range) != 2 or not input_range[0] < input_range[1]:
+        raise HwsnnError(f"--input-range takes LO,HI with LO < HI, not {args.input_range!r}")
     return input_range, normalize
 
 
-def _do_convert_nir(args, out: str):
+def _do_convert_nir(args):
     from . import nir_io
     input_range, normalize = _input_options(args)
     conv = nir_io.load(args.model, timesteps=args.timesteps, reset=args.nir_reset,
@@ -100,12 +114,22 @@ def _do_convert_nir(args, out: str):
                        input_range=input_range, normalize=normalize,
                        weight_bits=args.weight_bits, max_membrane_bits=args.max_membrane_bits)
     conv.qnet.metadata.setdefault("model", args.model)
-    return conv, conv.save(out)
+    return conv
 
 
-def _do_convert(args, out: str):
-    if args.model.endswith(".nir"):
-        return _do_convert_nir(args, out)
+def _do_convert(args, out: str, removed: list | None = None):
+    """Convert ``args.model`` and save it into ``out``; returns (conversion, directory).
+    The output directory is checked before the work starts."""
+    outdir.check_directory(out, f"-o {out}")
+    _positive(args.calibration_samples, "--calibration-samples")
+    _input_options(args)
+    _percentile(args.percentile)
+    conv = _do_convert_nir(args) if args.model.endswith(".nir") else _convert_model(args)
+    directory = api.Conversion(conv.graph, conv.snn, conv.qnet).save(out, removed)
+    return conv, directory
+
+
+def _convert_model(args):
     loaded = api.load_model(args.model, args.weights,
                             _shape(args.input_shape) if args.input_shape else None)
     if loaded.input_shape is None:
@@ -129,8 +153,7 @@ def _do_convert(args, out: str):
     conv.qnet.metadata["dataset"] = loaded.dataset or (
         data.for_shape(loaded.input_shape) if _has_bundled(loaded.input_shape) else None)
     conv.snn.metadata.update(conv.qnet.metadata)
-    directory = conv.save(out)
-    return conv, directory
+    return conv
 
 
 def _has_bundled(shape) -> bool:
@@ -150,12 +173,14 @@ def _population_rows(qnet) -> list[dict]:
 
 
 def cmd_convert(args) -> int:
-    conv, directory = _do_convert(args, args.output)
+    removed: list[Path] = []
+    conv, directory = _do_convert(args, args.output, removed)
     q = conv.qnet
     rows = _population_rows(q)
     obj = {"directory": str(directory), "model": args.model, "method": q.method,
            "timesteps": q.timesteps, "cos_steps": q.cos_steps, "weight_bits": q.weight_bits,
-           "populations": rows, "warnings": q.metadata.get("warnings", [])}
+           "populations": rows, "warnings": q.metadata.get("warnings", []),
+           "removed_stale": [str(p.relative_to(directory)) for p in removed]}
     lines = [f"{args.model}: method {q.method}, T={q.timesteps}"
              + (f", ρ={q.cos_steps}" if q.cos_steps else "") + f", {q.weight_bits}-bit weights",
              f"{'population':12s} {'kind':7s} {'shape':10s} {'θ':>8s} {'Θ':>7s} {'τ':>3s} "
@@ -177,15 +202,22 @@ def cmd_convert(args) -> int:
                                                   nir["assumed"].items()))
         lines += [f"approximation: {a}" for a in nir["approximations"]]
     lines.append(f"wrote {directory}/qnet.json, qnet.npz, snn.json, snn.npz")
+    if removed:
+        lines.append(f"removed what hwsnn had made from the previous network in {directory}: "
+                     + ", ".join(obj["removed_stale"]))
     _emit(args, obj, "\n".join(lines))
     return 0
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # a NIR file is HDF5
 
 
 def cmd_export_nir(args) -> int:
     from . import nir_io
     from .qnet import load as load_qnet
     qnet = load_qnet(args.directory)
-    path = nir_io.write(qnet, args.output)
+    path = outdir.check_file(args.output, f"-o {args.output}", signature=HDF5_SIGNATURE)
+    outdir.write_file(path, lambda tmp: nir_io.write(qnet, tmp))
     graph = nir_io.read(path)
     notes = json.loads(graph.metadata["hwsnn_semantics"])["not_expressible_in_nir"]
     obj = {"output": str(path), "nodes": len(graph.nodes), "edges": len(graph.edges),
@@ -224,6 +256,9 @@ def _eval_text(r: dict) -> str:
 
 
 def cmd_eval(args) -> int:
+    _positive(args.lanes, "--lanes")
+    if args.samples is not None:
+        _positive(args.samples, "--samples")
     r = api.evaluate(args.directory, lanes=args.lanes, samples=args.samples,
                      data_path=args.data)
     _emit(args, r, _eval_text(r))
@@ -267,10 +302,38 @@ def _lane_spec(text):
     return out
 
 
+def _check_design_files(directory, top: str) -> None:
+    """Refuse to write ``rtl/TOP.*`` over files that are not an hwsnn design."""
+    from .hdl.verilog import RTL_DIR, check_top_name
+    check_top_name(top)
+    rtl = outdir.check_place(Path(directory) / RTL_DIR, f"{directory}/{RTL_DIR}")
+    files = [rtl / f"{top}{ext}" for ext in (".v", ".json", ".md")]
+    if not any(p.exists() for p in files):
+        return
+    try:
+        ours = "made_from" in json.loads(files[1].read_text())
+    except (OSError, ValueError, TypeError):
+        ours = False
+    if not ours:
+        shown = ", ".join(str(p) for p in files if p.exists())
+        raise HwsnnError(f"{shown} exists and hwsnn did not write it; hwsnn does not replace "
+                         "it: choose another name with --top, or move it away")
+
+
+def _check_writes_in(directory, sub: str) -> None:
+    """The network directory must hold a network, and ``directory/sub`` be writable."""
+    from .qnet import load as load_qnet
+    load_qnet(directory)
+    outdir.check_place(Path(directory) / sub, f"{directory}/{sub}")
+
+
 def cmd_verilog(args) -> int:
     from .hdl import verilog
     from .qnet import load as load_qnet
     net = load_qnet(args.directory)
+    if args.queue_depth is not None and args.queue_depth < 4:
+        raise HwsnnError(f"--queue-depth {args.queue_depth}: give at least 4")
+    _check_design_files(args.directory, args.top)
     desc = verilog.write(args.directory, net, lanes=_lanes(args.lanes), taps=not args.no_taps,
                          top=args.top, input_lanes=args.input_lanes,
                          queue_depth=args.queue_depth)
@@ -336,8 +399,17 @@ def _sim_text(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _check_sim_outputs(directory) -> None:
+    """sim writes DIR/sim/SIMULATOR, and the Verilog first when DIR/rtl holds none."""
+    from .hdl.verilog import DEFAULT_TOP, RTL_DIR
+    _check_writes_in(directory, "sim")
+    if not list((Path(directory) / RTL_DIR).glob("*.json")):
+        _check_design_files(directory, DEFAULT_TOP)
+
+
 def cmd_sim(args) -> int:
     from .sim.run import simulate
+    _check_sim_outputs(args.directory)
     report = simulate(args.directory, simulator=args.simulator, samples=args.samples,
                       top=args.top, lanes=_lanes(args.lanes) if args.lanes else None,
                       stall=args.stall, seed=args.seed, waves=args.waves,
@@ -388,6 +460,8 @@ def cmd_build(args) -> int:
     from . import boards
     from .build import build, describe_lanes
     board = boards.get(args.board)
+    if not args.check_only:
+        _check_writes_in(args.directory, f"build/{board.name}")
     r = build(args.directory, board, lanes=_lane_spec(args.lanes), baud=args.baud,
               check_only=args.check_only, progress=not args.json, weights=args.weights,
               clock=_clock(args.clock), input_lanes=args.input_lanes,
@@ -424,6 +498,11 @@ def cmd_build(args) -> int:
 
 def cmd_report(args) -> int:
     from . import report
+    _check_writes_in(args.directory, report.FIGURES)
+    md = Path(args.directory) / "report.md"
+    if md.exists() and not outdir.is_report(md):
+        raise HwsnnError(f"{md} exists and hwsnn did not write it; hwsnn report would "
+                         "replace it: move it away first")
     r = report.write(args.directory)
     ev = r["evaluation"]
     sims = ", ".join(f"{k} {'bit-exact' if v['exact'] else 'MISMATCH'} on {v['samples']}"
@@ -435,13 +514,24 @@ def cmd_report(args) -> int:
     return 0
 
 
+PLOT_SIGNATURES = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF", ".svg": b"<?xml"}
+
+
+def _check_plot(path, option: str) -> Path:
+    return outdir.check_file(path, f"{option} {path}", suffixes=tuple(PLOT_SIGNATURES),
+                             signature=PLOT_SIGNATURES.get(Path(path).suffix.lower()))
+
+
 def cmd_explore(args) -> int:
     from . import boards, explore
     board = boards.get(args.board)
+    plot = _check_plot(args.plot or f"explore-{args.model}-{board.name}.png",
+                       "--plot" if args.plot else "the plot")
+    if args.pick:
+        outdir.check_directory(args.pick, f"--pick {args.pick}")
     r = explore.search(args.model, board, max_accuracy_drop=args.max_accuracy_drop,
                        progress=not args.json)
-    plot = Path(args.plot or f"explore-{args.model}-{board.name}.png")
-    r["plot"] = explore.plot(r, plot)
+    r["plot"] = str(outdir.write_file(plot, lambda tmp: explore.plot(r, Path(tmp))))
     lines = [f"{args.model} on {board.title}: {len(r['points'])} of {r['tried']} points fit "
              f"within {args.max_accuracy_drop:g} percentage points of the ANN "
              f"({100 * r['ann_accuracy']:.2f} %); {r['does_not_fit']} do not fit, "
@@ -453,8 +543,9 @@ def cmd_explore(args) -> int:
         lines.append(f"  {pt.label():34s} {100 * pt.accuracy:7.2f}% {pt.latency_us:10.0f} "
                      f"{pt.luts:6d} {pt.bram_blocks:4d} {pt.spram_blocks:5d} {pt.dsps:3d}")
     if not r["front"]:
-        lines.append("  (none: a larger board, e.g. --board ulx3s-85f, or a larger "
-                     "--max-accuracy-drop)")
+        lines.append("  (none: " + ("a larger board, e.g. --board ulx3s-85f, or " if
+                                    board.name != "ulx3s-85f" else "")
+                     + "a larger --max-accuracy-drop)")
     lines.append(f"plot: {r['plot']}")
     if args.pick:
         got = explore.pick(r, board, args.pick, progress=not args.json)
@@ -471,6 +562,12 @@ def cmd_explore(args) -> int:
 
 def cmd_bench(args) -> int:
     from . import bench
+    out = outdir.check_place(args.out, f"--out {args.out}")
+    outdir.check_place(out / bench.FIGURES, f"--out {args.out}")
+    md = out / "BENCHMARKS.md"
+    if md.exists() and not outdir.starts_with(md, "# hwsnn benchmarks"):
+        raise HwsnnError(f"{md} exists and hwsnn did not write it; hwsnn bench would "
+                         "replace it: choose another --out")
     r = bench.run(args.out, quick=args.quick, boards=not args.no_boards,
                   progress=not args.json, samples=args.samples)
     _emit(args, r, bench.summary(r))
@@ -487,6 +584,8 @@ def cmd_flash(args) -> int:
     if not bit.is_file() and not args.dry_run:
         raise HwsnnError(f"{bit} does not exist: run 'hwsnn build {args.directory} --board "
                          f"{board.name}' first")
+    if bit.is_file():
+        _check_not_stale(args.directory, bit)
     cmd = board.program_command(str(bit))
     if args.dry_run:
         _emit(args, {"command": cmd, "bitstream": str(bit), "exists": bit.is_file()},
@@ -501,6 +600,20 @@ def cmd_flash(args) -> int:
         raise HwsnnError(f"{cmd[0]} failed with exit status {exc.returncode}") from None
     _emit(args, {"command": cmd, "bitstream": str(bit)}, f"programmed {board.title}")
     return 0
+
+
+def _check_not_stale(directory, bit: Path) -> None:
+    """Refuse a bitstream built from another network than the one in ``directory``."""
+    from .hdl.verilog import fingerprint
+    from .qnet import load as load_qnet
+    try:
+        made_from = json.loads((bit.parent / "report.json").read_text()).get("qnet_sha256")
+    except (OSError, ValueError, AttributeError):
+        made_from = None
+    if made_from != fingerprint(load_qnet(directory)):
+        raise HwsnnError(f"{bit} was not built from the network in {directory} (converted "
+                         f"again since?): run 'hwsnn build {directory} --board "
+                         f"{bit.parent.name}' again")
 
 
 def cmd_infer(args) -> int:
@@ -524,6 +637,7 @@ def cmd_infer(args) -> int:
 def cmd_demo(args) -> int:
     from .hdl import verilog
     from .sim.run import simulate
+    lanes = _lanes(args.lanes)
     out = args.output or tempfile.mkdtemp(prefix="hwsnn-demo-")
     ns = argparse.Namespace(
         model="digits-cnn", weights=None, input_shape=None, calibration_data=None,
@@ -532,7 +646,6 @@ def cmd_demo(args) -> int:
         max_membrane_bits=DEFAULT_MAX_MEMBRANE_BITS, percentile=str(DEFAULT_PERCENTILE),
         json=args.json)
     conv, directory = _do_convert(ns, out)
-    lanes = _lanes(args.lanes)
     r = api.evaluate(directory, lanes=lanes)
     r["directory"] = str(directory)
     desc = verilog.write(directory, conv.qnet, lanes=lanes)
@@ -554,8 +667,8 @@ def verilog_defaults():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hwsnn", description="Open hardware generator for "
-                                "spiking neural networks: PyTorch model → bit-exact SNN.")
+    p = _Parser(prog="hwsnn", description="Open hardware generator for spiking neural "
+                "networks: PyTorch model → bit-exact SNN.")
     p.add_argument("--version", action="version", version=f"hwsnn {api.__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -739,19 +852,48 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _UsageError(HwsnnError):
+    """A command line argparse cannot parse."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with hwsnn's one-line errors (its own print the usage first)."""
+
+    def error(self, message):
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _os_error(exc: OSError) -> str:
+    where = exc.filename if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        where = f"{where} -> {exc.filename2}"
+    reason = exc.strerror or str(exc)
+    return (f"{where}: {reason}" if where else reason) + " (check the path and its permissions)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; returns the exit status (2: refused bad input, nothing written)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    want_json = "--json" in argv
     try:
+        args = build_parser().parse_args(argv)
+        want_json = bool(getattr(args, "json", False))
         return args.func(args)
-    except HwsnnError as exc:
-        print(f"hwsnn: error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"hwsnn: error: {exc}", file=sys.stderr)
-        return 2
+    except (HwsnnError, ValueError) as exc:
+        message = _one_line(exc)
+    except OSError as exc:
+        message = _one_line(_os_error(exc))
     except KeyboardInterrupt:
         print("hwsnn: interrupted", file=sys.stderr)
         return 130
+    if want_json:
+        print(json.dumps({"error": message, "exit_status": 2}))
+    print(f"hwsnn: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

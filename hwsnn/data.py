@@ -7,6 +7,7 @@ fixed (stratified, seed 0, 30 % test), so every figure hwsnn reports is reproduc
 
 from __future__ import annotations
 
+import zipfile
 from functools import cache
 
 import numpy as np
@@ -59,17 +60,51 @@ def for_shape(shape: tuple[int, ...]) -> str:
     )
 
 
+def read_arrays(path: str, keys: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
+    """Numeric arrays ``keys`` of an .npz file (or the one array of an .npy file, as
+    ``keys[0]``), never unpickling: a file with Python objects is refused like a corrupt
+    one. ``what`` says what the file is for, in messages."""
+    expected = (f"an .npz with numeric arrays {', '.join(keys)} (numpy.savez(FILE, "
+                + ", ".join(f"{k}=..." for k in keys) + "))")
+    if len(keys) == 1:
+        expected = f"an .npy array, or {expected}"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as exc:
+        raise HwsnnError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if head[:2] != b"PK" and head != b"\x93NUMPY":
+        raise HwsnnError(f"{what} {path} is not a NumPy file: give {expected}")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                arrays = {k: loaded[k] for k in keys if k in loaded.files}
+        else:
+            arrays = {keys[0]: loaded}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        reason = ("it holds Python objects, which hwsnn does not unpickle"
+                  if "pickle" in str(exc) else "it is corrupt or truncated")
+        raise HwsnnError(f"cannot read {what} {path}: {reason}; give {expected}") from None
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise HwsnnError(f"{what} {path} has no array {', '.join(missing)}: give {expected}")
+    for k, a in arrays.items():
+        if a.dtype.kind not in "biuf":
+            raise HwsnnError(f"{what} {path}: array {k} holds {a.dtype}, not numbers: give "
+                             f"{expected}")
+    return arrays
+
+
 def load_for(shape: tuple[int, ...], split: str = "test", path: str | None = None):
     """Data for a model input ``shape``: from an .npz file (arrays ``x``, ``y``) or bundled."""
     if path is not None:
-        try:
-            with np.load(path) as f:
-                x = torch.as_tensor(f["x"], dtype=torch.float32)
-                y = torch.as_tensor(f["y"], dtype=torch.int64)
-        except (OSError, KeyError, ValueError) as exc:
-            raise HwsnnError(
-                f"cannot read data file {path}: {exc} (expected an .npz with arrays x, y)"
-            ) from None
+        arrays = read_arrays(path, ("x", "y"), "data file")
+        x = torch.as_tensor(arrays["x"], dtype=torch.float32)
+        y = torch.as_tensor(arrays["y"], dtype=torch.int64)
+        if len(x) != len(y) or y.dim() != 1:
+            raise HwsnnError(f"data file {path} holds {len(x)} inputs x but labels y of shape "
+                             f"{tuple(y.shape)}: give one label per input")
         if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
             raise HwsnnError(
                 f"data file {path} holds inputs of shape {tuple(x.shape[1:])}, "

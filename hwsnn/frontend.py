@@ -51,18 +51,23 @@ class _Conv:
 
 @dataclass
 class _Pool:
+    """Average pooling that counts the zero padding (``count_include_pad``): a
+    convolution of every channel with itself, weights 1/divisor."""
+
     kernel: int
     stride: int
     divisor: float
     name: str = ""
+    padding: int = 0
 
     def apply(self, x):
-        return F.avg_pool2d(x, self.kernel, self.stride) * (self.kernel**2 / self.divisor)
+        return F.avg_pool2d(x, self.kernel, self.stride, self.padding,
+                            count_include_pad=True) * (self.kernel**2 / self.divisor)
 
     def as_conv(self, channels):
         eye = torch.eye(channels, dtype=torch.float64)[:, :, None, None]
         w = eye * torch.ones(self.kernel, self.kernel, dtype=torch.float64) / self.divisor
-        return _Conv(w, self.stride, 0, self.name)
+        return _Conv(w, self.stride, self.padding, self.name)
 
 
 @dataclass
@@ -133,6 +138,21 @@ class _Const:
     value: object
 
 
+class _Refusal(Exception):
+    """A layer the walker refuses: (module path, type, what to do instead)."""
+
+
+def _stand_in(result, name: str):
+    """The symbolic value of a refused node: a fresh source of its shape, so that the walk
+    goes on to find the other layers it cannot convert."""
+    if isinstance(result, torch.Tensor):
+        shape = tuple(result.shape[1:])
+        return _Affine([(f"<{name}>", shape, [])], torch.zeros(shape, dtype=torch.float64))
+    if isinstance(result, (tuple, list)):
+        return tuple(_stand_in(r, name) for r in result)
+    return _Const(result)
+
+
 def _is_data(v) -> bool:
     if isinstance(v, (_Source, _Affine)):
         return True
@@ -179,7 +199,7 @@ def _extend(x, op, bias=None, module=None) -> _Affine:
 # What to tell the user for what we refuse.
 
 _POOL_HINT = ("max-pooling on spike trains is wrong for rate coding; replace it by "
-              "nn.AvgPool2d and retrain")
+              "average pooling (nn.AvgPool2d, nn.AdaptiveAvgPool2d) and retrain")
 _ACT_HINT = ("spiking neurons implement ReLU-like activations only; train with nn.ReLU, "
              "a clipped ReLU or hwsnn.QCFS")
 _HINTS = {
@@ -215,6 +235,55 @@ def _hint(*names: str) -> str:
             "with these")
 
 
+def _pool_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _border_is_padding(kernel: int, stride: int, padding: int, size: int) -> bool:
+    """Whether a (kernel, stride, padding) window step over a map of ``size`` would see
+    only its own zero padding at the positions just outside its output map. Then a
+    following convolution's zero padding of that output is what the step gives there, and
+    the two compose into one convolution exactly."""
+    return kernel <= stride + padding and \
+        _pool_out(size, kernel, stride, padding) * stride - padding >= size
+
+
+def _avg_pool_call(kernel: int, stride: int, padding: int) -> str:
+    if kernel == stride and not padding:
+        return f"nn.AvgPool2d({kernel})"
+    return f"nn.AvgPool2d({kernel}, {stride}, {padding})" if padding else \
+        f"nn.AvgPool2d({kernel}, {stride})"
+
+
+def _exact_pool(stride: int, size: tuple[int, ...], out: tuple[int, ...],
+                prefer: tuple[int, int] | None = None) -> str | None:
+    """An average pool of ``stride`` from a ``size`` map to an ``out`` map that folds
+    exactly into whatever follows it, padded convolutions included, as a call, or None.
+    Tried in turn: kernel = stride without padding, ``prefer`` (kernel, padding), then
+    kernels of at least the stride by padding and size."""
+    tries = [(stride, 0), *([prefer] if prefer else [])] + [
+        (k, p) for p in range(stride + 1) for k in range(stride, 2 * stride + 2) if 2 * p <= k]
+    for k, p in tries:
+        if all(_pool_out(n, k, stride, p) == o and _border_is_padding(k, stride, p, n)
+               for n, o in zip(size, out, strict=True)):
+            return _avg_pool_call(k, stride, p)
+    return None
+
+
+def _max_pool_hint(kernel: int, stride: int, padding: int, size: tuple[int, int]) -> str:
+    """What to put instead of a max pool over a ``size`` map: an average pool with the same
+    output size that folds exactly into whatever follows it."""
+    out = tuple(_pool_out(n, kernel, stride, padding) for n in size)
+    pool = _exact_pool(stride, size, out, prefer=(kernel, padding))
+    if pool is not None:
+        return (f"max-pooling on spike trains is wrong for rate coding; replace it by {pool} "
+                f"(the same {out[0]}x{out[1]} output on this {size[0]}x{size[1]} map, folded "
+                "exactly into the next layer) and retrain")
+    return (f"max-pooling on spike trains is wrong for rate coding; replace it by "
+            f"nn.AvgPool2d({stride}) (kernel = stride: folded exactly into the next layer "
+            f"when {stride} divides the map size) and retrain")
+
+
 # ---------------------------------------------------------------------------------------
 # The walker.
 
@@ -243,11 +312,20 @@ class _Walker(torch.fx.Interpreter):
         self.names: set[str] = {INPUT}
         self.placeholders = 0
         self.model_output = None
+        self.refusals: list[tuple[str, str, str]] = []  # (where, what, why) of every refusal
 
     # -- plumbing ------------------------------------------------------------------------
     def run_node(self, n):
         result = super().run_node(n)
-        self.sym[n] = self._symbolic(n, result)
+        try:
+            self.sym[n] = self._symbolic(n, result)
+        except _Refusal as r:
+            # Go on with a stand-in to find every layer that cannot be converted.
+            self.refusals.append(r.args)
+            self.sym[n] = _stand_in(result, n.name)
+        except UnsupportedLayerError as exc:
+            self.refusals.append(("", "", str(exc).splitlines()[0]))
+            self.sym[n] = _stand_in(result, n.name)
         return result
 
     def _s(self, a):
@@ -270,10 +348,51 @@ class _Walker(torch.fx.Interpreter):
     def _refuse(self, n, why: str | None = None):
         path, typ = self._where(n)
         what = _target_name(n)
-        reason = why or _hint(typ, what)
-        label = f"'{path}' ({typ})" if typ == what or n.op == "call_module" \
-            else f"'{path}' ({typ}, operation {what})"
-        raise UnsupportedLayerError(f"unsupported layer {label}: {reason}")
+        reason = why or self._max_pool_hint(n) or _hint(typ, what)
+        kind = typ if typ == what or n.op == "call_module" else f"{typ}, operation {what}"
+        raise _Refusal(path, kind, reason)
+
+    def _max_pool_hint(self, n) -> str | None:
+        """The advice for a 2-D max pool, worked out for its own map size."""
+        if n.op == "call_module":
+            m = self.module.get_submodule(n.target)
+            if not isinstance(m, nn.MaxPool2d):
+                return None
+            kernel, stride, padding = m.kernel_size, m.stride, m.padding
+        else:
+            name = _target_name(n)
+            if "max_pool2d" not in name or "adaptive" in name:
+                return None
+            args = [self._c(v) for v in n.args[1:4]]
+            kernel = args[0] if args else n.kwargs.get("kernel_size")
+            stride = (args[1] if len(args) > 1 else n.kwargs.get("stride")) or kernel
+            padding = args[2] if len(args) > 2 else n.kwargs.get("padding", 0)
+        try:
+            k, s, p = (_pair(v, what, "") for v, what in
+                       ((kernel, "kernel"), (stride or kernel, "stride"), (padding, "padding")))
+        except UnsupportedLayerError:
+            return None
+        size = tuple(self._c(n.args[0]).shape[-2:])
+        return _max_pool_hint(k, s, p, size) if len(size) == 2 else None
+
+    def refusal(self) -> UnsupportedLayerError | None:
+        """One error naming every layer refused, or None."""
+        if not self.refusals:
+            return None
+        groups: dict[tuple[str, str], list[str]] = {}
+        for where, kind, why in self.refusals:
+            groups.setdefault((kind, why), [])
+            if where and where not in groups[(kind, why)]:
+                groups[(kind, why)].append(where)
+        parts = []
+        for (kind, why), places in groups.items():
+            named = ", ".join(f"'{p}'" for p in places)
+            parts.append(f"{named} ({kind}): {why}" if places else why)
+        if len(self.refusals) == 1:
+            where = self.refusals[0][0]
+            return UnsupportedLayerError(f"unsupported layer {parts[0]}" if where else parts[0])
+        count = sum(max(1, len(p)) for p in groups.values())
+        return UnsupportedLayerError(f"{count} layers cannot be converted: " + "; ".join(parts))
 
     # -- symbolic evaluation -------------------------------------------------------------
     def _symbolic(self, n, result):
@@ -528,10 +647,17 @@ class _Walker(torch.fx.Interpreter):
         where = f"layer '{name}'"
         k = _pair(kernel, "kernel", where)
         s = k if stride in (None, [], ()) else _pair(stride, "stride", where)
-        if _pair(padding, "padding", where) != 0 or ceil_mode:
-            self._refuse(n, "average pooling with padding or ceil_mode cannot be folded "
-                            "exactly; use padding=0, ceil_mode=False")
-        return self._extend(x, _Pool(k, s, float(divisor or k * k), name), None, name)
+        p = _pair(padding, "padding", where)
+        if p and not count_include_pad and not divisor:
+            self._refuse(n, "average pooling with padding and count_include_pad=False divides "
+                            "the border windows by fewer pixels, which no convolution does; "
+                            "use count_include_pad=True (the default)")
+        size = _as_affine(x).shape[1:]
+        if ceil_mode and len(size) == 2 and any(
+                -(-(d + 2 * p - k) // s) + 1 != _pool_out(d, k, s, p) for d in size):
+            self._refuse(n, f"ceil_mode=True adds a partial window on this {size[0]}x{size[1]} "
+                            "map, which no convolution computes; use ceil_mode=False")
+        return self._extend(x, _Pool(k, s, float(divisor or k * k), name, p), None, name)
 
     def _adaptive_pool(self, n, x, output_size, name):
         shape = _as_affine(x).shape
@@ -697,21 +823,27 @@ def _dense_weight(src_shape, ops) -> torch.Tensor:
 def _conv_projection(source, src_shape, ops, names) -> Projection:
     channels, h, w = src_shape
     spec = None
-    for op in ops:
+    for i, op in enumerate(ops):
         step = op.as_conv(channels)
         if step is None:
             continue
         if spec is None:
             spec = step
         else:
-            if step.padding and not (spec.weight.shape[-1] == spec.stride and spec.padding == 0
-                                     and src_shape[1] % spec.stride == 0
-                                     and src_shape[2] % spec.stride == 0):
+            k = spec.weight.shape[-1]
+            if step.padding and not all(_border_is_padding(k, spec.stride, spec.padding, d)
+                                        for d in (h, w)):
+                mid = tuple(_pool_out(d, k, spec.stride, spec.padding) for d in (h, w))
+                pooled = all(isinstance(o, (_Pool, _Scale)) for o in ops[:i])
+                pool = _exact_pool(spec.stride, (h, w), mid) if pooled else None
                 raise UnsupportedLayerError(
                     f"layers {names}: a padded convolution after another linear layer with no "
-                    "activation between them cannot be folded exactly (zero padding of the "
-                    "intermediate map is not zero input); put an activation between them, "
-                    "or use non-overlapping pooling on a map whose size it divides")
+                    "activation between them cannot be folded exactly: its zero padding of "
+                    f"the intermediate {mid[0]}x{mid[1]} map is not what the layer before "
+                    "gives there; "
+                    + (f"pool with {pool} instead (the same {mid[0]}x{mid[1]} map, folded "
+                       "exactly), or " if pool else "")
+                    + "put an activation between them")
             spec = _compose(spec, step)
         channels = step.weight.shape[0]
     if spec is None:
@@ -814,4 +946,7 @@ def _walk(gm, example_input, input_range, normalize) -> Graph:
             msg = str(exc).splitlines()[0]
             raise ShapeError(f"the model does not run on an input of shape "
                              f"{tuple(example_input.shape)}: {msg}") from None
+    refused = walker.refusal()
+    if refused is not None:
+        raise refused
     return walker.finish()

@@ -121,13 +121,7 @@ def _load(client: host.Client, specs, progress: bool) -> int:
 
 def load_images(path: str, net: QNet) -> torch.Tensor:
     """Raw images from an .npz (array ``x``) or .npy file, shaped like the model input."""
-    try:
-        arr = np.load(path)
-        x = arr["x"] if isinstance(arr, np.lib.npyio.NpzFile) else arr
-    except (OSError, ValueError, KeyError) as exc:
-        raise HwsnnError(f"cannot read images from {path}: {exc} (give an .npy array or an "
-                         ".npz with array x)") from None
-    x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    x = torch.as_tensor(data.read_arrays(path, ("x",), "--images")["x"].astype(np.float32))
     size = int(np.prod(net.input.shape))
     if x.numel() % size:
         raise HwsnnError(f"{path} holds {x.numel()} values, not a whole number of "

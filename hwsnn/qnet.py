@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -196,26 +195,13 @@ def _atomic_write(path: Path, write, binary: bool = False):
         raise
 
 
-def write_directory(directory: str | os.PathLike, write) -> Path:
-    """Build an output directory in a temporary sibling and move it into place at the end,
-    so that a failure leaves nothing half-written (an existing directory is replaced)."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
-    try:
-        write(tmp)
-        if directory.exists():
-            old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.old."))
-            old.rmdir()
-            directory.rename(old)
-            tmp.rename(directory)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+def write_directory(directory: str | os.PathLike, write, removed: list | None = None) -> Path:
+    """Write a network directory: ``write(tmp)`` makes the network files in a temporary
+    directory, which then become ``directory``'s. A failure leaves nothing half-written; an
+    existing directory must be empty or hold a network hwsnn wrote, whose other files are
+    kept (see ``hwsnn.outdir``). The stale outputs it removes are appended to ``removed``."""
+    from .outdir import write_network
+    return write_network(directory, write, removed)
 
 
 def load(directory: str | os.PathLike) -> QNet:

@@ -109,7 +109,8 @@ def test_corrupt_checkpoint(tmp_path, capsys):
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"this is not a checkpoint")
     expect_error(capsys, tmp_path, ["convert", "cli_models:mlp", "--weights", str(weights),
-                                    "--input-shape", "1,8,8"], "not a readable checkpoint")
+                                    "--input-shape", "1,8,8"],
+                 "not a state dict saved with torch.save")
 
 
 def test_mismatched_checkpoint(tmp_path, capsys):
@@ -187,3 +188,91 @@ def test_demo_runs_the_flow(tmp_path, capsys):
     assert sim["exact"] and sim["mismatches"] == 0
     assert sim["checked_taps"] == ["conv1", "conv2", "conv3"]
     assert 1.0 <= sim["cycle_ratio"] <= 1.15
+
+
+def test_convert_into_a_network_directory_keeps_what_hwsnn_did_not_write(tmp_path, capsys):
+    """A re-convert replaces the network files and hwsnn's own outputs made from the old
+    network (identified by the QNet they record, or as hwsnn's sim and report files), and
+    keeps everything else: the user's files, also inside rtl/, build/ and sim/."""
+    from hwsnn.hdl.verilog import fingerprint
+    from hwsnn.outdir import REPORT_SIGNATURE
+    from hwsnn.qnet import load as load_qnet
+    d = tmp_path / "net"
+    assert run(capsys, "convert", "digits-mlp", "-o", str(d), "-T", "1", "--json")[0] == 0
+    old = fingerprint(load_qnet(d))
+    made = {  # what hwsnn verilog, sim, build and report would have written
+        "rtl/hwsnn_net.json": json.dumps({"made_from": {"qnet_sha256": old}}),
+        "rtl/hwsnn_net.v": "module hwsnn_net;", "rtl/hwsnn_net.md": "# ports",
+        "build/icebreaker/report.json": json.dumps({"qnet_sha256": old}),
+        "build/icebreaker/hwsnn_board.bin": "bits", "build/icebreaker/build_hwsnn_board.sh": "",
+        "sim/verilator/bench.json": "{}", "sim/verilator/report.json": "{}",
+        "sim/verilator/build/Vtop": "binary", "report.md": f"# net\n{REPORT_SIGNATURE}\n",
+        "report/cycles_per_layer.png": "png"}
+    mine = {"notes.txt": "mine", "rtl/wrapper.v": "module wrapper;",
+            "build/icebreaker/pinout.txt": "mine", "sim/verilator/notes.txt": "mine",
+            "report/photo.png": "mine"}
+    for path, text in {**made, **mine}.items():
+        (d / path).parent.mkdir(parents=True, exist_ok=True)
+        (d / path).write_text(text)
+
+    code, out, err = run(capsys, "convert", "digits-mlp", "-o", str(d), "-T", "2", "--json")
+    assert code == 0, err
+    removed = {p.replace("build/Vtop", "build") for p in made}  # the simulator's build dir
+    assert sorted(json.loads(out)["removed_stale"]) == sorted(removed)
+    assert load_qnet(d).timesteps == 2
+    for path, text in mine.items():
+        assert (d / path).read_text() == text
+    for path in made:
+        assert not (d / path).exists()
+    assert not [p for p in d.rglob(".hwsnn-*")]
+    # The same conversion again: the same network, nothing stale.
+    desc = d / "rtl" / "other.json"
+    desc.write_text(json.dumps({"made_from": {"qnet_sha256": fingerprint(load_qnet(d))}}))
+    code, out, _ = run(capsys, "convert", "digits-mlp", "-o", str(d), "-T", "2", "--json")
+    assert code == 0 and json.loads(out)["removed_stale"] == [] and desc.is_file()
+
+
+def test_convert_into_the_current_directory(tmp_path, capsys, monkeypatch):
+    d = tmp_path / "net"
+    assert run(capsys, "convert", "digits-mlp", "-o", str(d), "-T", "1", "--json")[0] == 0
+    (d / "notes.txt").write_text("mine")
+    monkeypatch.chdir(d)
+    code, out, err = run(capsys, "convert", "digits-cnn", "-o", ".", "-T", "1", "--json")
+    assert code == 0, err
+    assert (d / "notes.txt").read_text() == "mine"
+    assert json.loads((d / "qnet.json").read_text())["metadata"]["model"] == "digits-cnn"
+
+
+def test_an_interrupted_replacement_restores_the_previous_network(tmp_path, capsys,
+                                                                   monkeypatch):
+    import os
+
+    from hwsnn import outdir
+    d = tmp_path / "net"
+    assert run(capsys, "convert", "digits-mlp", "-o", str(d), "-T", "1", "--json")[0] == 0
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    calls = []
+
+    def failing_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 6:  # the old files are out, one new file is in
+            raise OSError(28, "No space left on device", str(dst))
+        return os.replace(src, dst)
+
+    monkeypatch.setattr(outdir.os, "replace", failing_replace)
+    code, out, err = run(capsys, "convert", "digits-mlp", "-o", str(d), "-T", "3", "--json")
+    assert code == 2 and len(err.splitlines()) == 1 and "No space left" in err
+    assert json.loads(out)["exit_status"] == 2
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+
+
+def test_a_failed_write_leaves_no_directory_behind(tmp_path):
+    from hwsnn.outdir import write_network
+
+    def fail(tmp):
+        (tmp / "qnet.json").write_text("{}")
+        raise RuntimeError("conversion failed")
+
+    with pytest.raises(RuntimeError):
+        write_network(tmp_path / "a" / "b" / "net", fail)
+    assert list(tmp_path.iterdir()) == []

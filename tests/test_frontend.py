@@ -211,3 +211,184 @@ def test_activation_on_activation_is_refused():
     model = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.ReLU(), nn.Linear(3, 2)).eval()
     with pytest.raises(UnsupportedLayerError, match="directly to another activation"):
         trace(model, torch.zeros(2, 3))
+
+
+class Several(nn.Module):
+    """Four kinds of unsupported layers in five modules, one after the other."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.gelu1 = nn.GELU()
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.gate = nn.Sigmoid()
+        self.gelu2 = nn.GELU()
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+        self.softmax = nn.Softmax(1)
+
+    def forward(self, x):
+        x = self.pool(self.gelu1(self.conv(x)))
+        x = self.gelu2(self.gate(self.conv2(x)))
+        return self.softmax(self.fc(torch.flatten(x, 1)))
+
+
+@pytest.mark.parametrize("export", [False, True], ids=["fx", "export"])
+def test_every_unsupported_layer_is_named_at_once(export):
+    model = Several().eval()
+    x = torch.zeros(2, 1, 8, 8)
+    with pytest.raises(UnsupportedLayerError) as err:
+        trace_export(torch.export.export(model, (x,))) if export else trace(model, x)
+    msg = str(err.value)
+    assert len(msg.splitlines()) == 1 and msg.startswith("5 layers cannot be converted")
+    for name, typ in [("gelu1", "GELU"), ("gelu2", "GELU"), ("pool", "MaxPool2d"),
+                      ("gate", "Sigmoid"), ("softmax", "Softmax")]:
+        assert f"'{name}'" in msg and typ in msg, name
+    assert "'conv'" not in msg and "'fc'" not in msg  # nothing convertible is blamed
+
+
+def pool_then_conv(kernel, stride, padding, channels=2, **pool):
+    """Average pool straight into a padded convolution: one projection when exact."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(),
+                         nn.AvgPool2d(kernel, stride, padding, **pool),
+                         nn.Conv2d(channels, 3, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.LazyLinear(2)).eval()
+
+
+def border_is_padding(kernel, stride, padding, size):
+    """Worked out by hand: the pooling windows just outside its output map, where the next
+    convolution pads with zeros, must cover padding only: on the left the window of output
+    -1 ends at -stride - padding + kernel - 1 < 0; on the right the window of output
+    `out` starts at out·stride - padding ≥ size."""
+    out = (size + 2 * padding - kernel) // stride + 1
+    return -stride - padding + kernel - 1 < 0 and out * stride - padding >= size
+
+
+SWEEP = [(k, s, p, n) for k in (2, 3) for s in (1, 2) for p in (0, 1) for n in (5, 6, 7, 8)]
+
+
+@pytest.mark.parametrize("kernel,stride,padding,size", SWEEP,
+                         ids=[f"k{k}s{s}p{p}-{n}x{n}" for k, s, p, n in SWEEP])
+def test_padded_average_pooling_folds_exactly_or_is_refused(kernel, stride, padding, size):
+    model = pool_then_conv(kernel, stride, padding)
+    x = torch.rand(8, 1, size, size)
+    with torch.no_grad():
+        want = model(x).double()  # also materialises the lazy layer
+    if not border_is_padding(kernel, stride, padding, size):
+        with pytest.raises(UnsupportedLayerError, match="cannot be folded exactly"):
+            trace(model, x[:2])
+        # ... and rightly: the one convolution that pool and conv compose to differs
+        pool, conv = model[2], model[3]
+        w = torch.ones(2, 1, kernel, kernel) / kernel**2
+        composed = F.conv_transpose2d(conv.weight.detach(), w, stride=stride, groups=2)
+        h = torch.rand(4, 2, size, size)
+        one = F.conv2d(h, composed, stride=stride, padding=padding + stride)
+        with torch.no_grad():
+            assert one.shape != conv(pool(h)).shape or \
+                not torch.allclose(one + conv.bias.view(1, -1, 1, 1), conv(pool(h)), atol=1e-5)
+        return
+    graph = trace(model, x[:2])
+    assert len(graph.populations) == 3  # the pool is inside the second projection
+    conv = graph.populations[1].projections[0]
+    assert conv.kind == "conv" and conv.stride == stride
+    assert torch.allclose(graph_output(graph, x), want, atol=1e-5, rtol=1e-5)
+
+
+def test_padded_average_pooling_before_a_linear_layer_is_always_exact():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.AvgPool2d(3, 2, 1),
+                          nn.Flatten(), nn.Linear(2 * 4 * 4, 3)).eval()
+    x = torch.rand(8, 1, 8, 8)  # an 8x8 map: no padded convolution could take this pool
+    graph = trace(model, x[:2])
+    with torch.no_grad():
+        assert torch.allclose(graph_output(graph, x), model(x).double(), atol=1e-5)
+
+
+@pytest.mark.parametrize("pool,size,accepted", [
+    (nn.AvgPool2d(3, 2, 1, count_include_pad=False), 7, False),  # border windows /4, /6
+    (nn.AvgPool2d(3, 2, 0, ceil_mode=True), 8, False),  # adds a partial window
+    (nn.AvgPool2d(3, 2, 0, ceil_mode=True), 7, True),  # ... not on this map
+])
+def test_average_pooling_that_is_no_convolution_is_refused(pool, size, accepted):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), pool, nn.Flatten(),
+                          nn.LazyLinear(2)).eval()
+    x = torch.rand(8, 1, size, size)
+    with torch.no_grad():
+        want = model(x).double()
+    if not accepted:
+        with pytest.raises(UnsupportedLayerError, match="'2' \\(AvgPool2d\\)"):
+            trace(model, x[:2])
+        return
+    assert torch.allclose(graph_output(trace(model, x[:2]), x), want, atol=1e-5)
+
+
+class Stem(nn.Module):
+    """A torchvision ResNet's stem and first basic block, small: conv 7×7/2 (no bias), BN,
+    activation, pool, then two 3×3 convolutions with an identity shortcut, a global
+    average pool and a classifier."""
+
+    def __init__(self, pool, act=nn.ReLU):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.act1 = act()
+        self.pool = pool
+        self.conv2 = nn.Conv2d(8, 8, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.act2 = act()
+        self.conv3 = nn.Conv2d(8, 8, 3, 1, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(8)
+        self.act3 = act()
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.pool(self.act1(self.bn1(self.conv1(x))))
+        y = self.bn3(self.conv3(self.act2(self.bn2(self.conv2(x)))))
+        return self.fc(torch.flatten(self.gap(self.act3(y + x)), 1))
+
+
+def advised_pool(message: str) -> nn.AvgPool2d:
+    """The replacement a refusal names, built from its own text."""
+    import re
+    (args,) = re.findall(r"replace it by nn\.AvgPool2d\(([\d, ]+)\)", message)
+    return nn.AvgPool2d(*(int(a) for a in args.split(",")))
+
+
+@pytest.mark.parametrize("size,advice", [(16, "nn.AvgPool2d(2)"), (14, "nn.AvgPool2d(3, 2, 1)")],
+                         ids=["even-map", "odd-map"])
+def test_resnet_stem_max_pool_advice_converts_exactly(size, advice):
+    """MaxPool2d(3, 2, 1) is refused with an average pool of the same output size; with that
+    pool the stem converts, its graph is the model, and (trained with QCFS) its GN float SNN
+    is the ANN and its golden model the integer QCFS ANN, exactly."""
+    from hwsnn import QCFS, golden
+    from hwsnn.convert import convert
+    from hwsnn.floatsim import run as float_run
+    from hwsnn.quantize import quantize
+
+    torch.manual_seed(0)
+    x = torch.rand(16, 3, size, size)
+    with pytest.raises(UnsupportedLayerError) as err:
+        trace(randomize_bn(Stem(nn.MaxPool2d(3, 2, 1))), x[:2])
+    msg = str(err.value)
+    assert "'pool' (MaxPool2d)" in msg and advice in msg
+    pool = advised_pool(msg)
+    model = randomize_bn(Stem(pool))
+    with torch.no_grad():
+        want = model(x).double()
+    for graph in (trace(model, x[:2]), trace_export(torch.export.export(model, (x[:2],)))):
+        assert torch.allclose(graph_output(graph, x), want, atol=1e-5, rtol=1e-5)
+    sources = {p.name: [q.source for q in p.projections] for p in graph.populations}
+    assert sources["conv3"] == ["conv2", "conv1"]  # the shortcut reads the pooled stem
+
+    qmodel = randomize_bn(Stem(advised_pool(msg), act=lambda: QCFS(4, 1.0)))
+    snn = convert(trace(qmodel, x[:2]), method="gn", timesteps=1, group_size=4,
+                  progress=False)
+    ann = snn.ann().forward(snn.input.to_codes(x))[snn.output.name]
+    assert torch.allclose(float_run(snn, x).logits, ann, atol=1e-9)
+    net = quantize(snn)
+    codes = golden.encode(net, x)
+    readout, _, _ = golden.qcfs_reference(net, codes, 4)
+    assert torch.equal(golden.run(net, codes).readout, readout)
