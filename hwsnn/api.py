@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import math
 import os
 import sys
 import warnings
@@ -243,6 +244,57 @@ def convert(model, example_input: torch.Tensor | None = None, *, method: str = "
                          "torch_version": torch.__version__})
     qnet = quantize(snn, weight_bits=weight_bits, max_membrane_bits=max_membrane_bits)
     return Conversion(graph, snn, qnet)
+
+
+DEFAULT_MAX_ACCURACY_LOSS = 0.3  # percentage points of the float SNN's accuracy
+
+
+def quantization_check(conv: Conversion, x: torch.Tensor, y: torch.Tensor, *,
+                       max_loss: float = DEFAULT_MAX_ACCURACY_LOSS) -> dict:
+    """How much accuracy the integer network loses against the float SNN on labelled data
+    ``x``, ``y`` (the calibration data at convert), and, when more than ``max_loss``
+    percentage points, the narrowest weight width that keeps within it (``None`` when not
+    even 16 bits do). Returns ``{"samples", "float_snn_accuracy", "golden_accuracy",
+    "loss_points", "max_loss_points", "ok", "weight_bits", "suggested_weight_bits"}``."""
+    qnet = conv.qnet
+    flt = golden.accuracy(floatsim.run(conv.snn, x).predictions, y)
+
+    def integer(net):
+        return golden.accuracy(golden.run(net, golden.encode(net, x)).predictions, y)
+
+    gold = integer(qnet)
+    loss = 100 * (flt - gold)
+    out = {"samples": len(x), "float_snn_accuracy": flt, "golden_accuracy": gold,
+           "loss_points": loss, "max_loss_points": max_loss, "ok": loss <= max_loss,
+           "weight_bits": qnet.weight_bits, "suggested_weight_bits": None}
+    if not out["ok"]:
+        for bits in range(qnet.weight_bits + 1, 17):
+            wider = quantize(conv.snn, weight_bits=bits,
+                             max_membrane_bits=qnet.max_membrane_bits)
+            if 100 * (flt - integer(wider)) <= max_loss:
+                out["suggested_weight_bits"] = bits
+                break
+    return out
+
+
+def refuse_accuracy_loss(check: dict, what: str) -> None:
+    """Raise a ``ParameterError`` naming the loss and the width that avoids it."""
+    if check["ok"]:
+        return
+    text = (f"{what}: with {check['weight_bits']}-bit weights the integer network scores "
+            f"{100 * check['golden_accuracy']:.2f} % on the {check['samples']} calibration "
+            f"samples, {check['loss_points']:.2f} points below the float SNN "
+            f"({100 * check['float_snn_accuracy']:.2f} %)")
+    bits = check["suggested_weight_bits"]
+    if bits is not None:
+        text += (f"; --weight-bits {bits} keeps it within {check['max_loss_points']:g} "
+                 "points")
+    else:
+        text += ("; not even 16-bit weights keep it within "
+                 f"{check['max_loss_points']:g} points: use fewer time steps or another "
+                 "method")
+    raise ParameterError(text + f" (or accept the loss: --max-accuracy-loss "
+                                f"{math.ceil(check['loss_points'] * 10) / 10:g})")
 
 
 def load_conversion(directory) -> tuple[SNN, QNet]:

@@ -122,6 +122,9 @@ def _do_convert(args, out: str, removed: list | None = None):
     The output directory is checked before the work starts."""
     outdir.check_directory(out, f"-o {out}")
     _positive(args.calibration_samples, "--calibration-samples")
+    if not args.max_accuracy_loss >= 0:
+        raise HwsnnError(f"--max-accuracy-loss {args.max_accuracy_loss}: give a number of "
+                         "percentage points, 0 or more")
     _input_options(args)
     _percentile(args.percentile)
     conv = _do_convert_nir(args) if args.model.endswith(".nir") else _convert_model(args)
@@ -135,10 +138,10 @@ def _convert_model(args):
     if loaded.input_shape is None:
         raise HwsnnError(f"{args.model}: give the input shape without batch, e.g. "
                          "--input-shape 1,8,8")
-    calibration = None
+    calibration = labels = None
     if args.calibration_data or loaded.dataset or _has_bundled(loaded.input_shape):
-        cx, _ = data.load_for(loaded.input_shape, "train", args.calibration_data)
-        calibration = cx[: args.calibration_samples]
+        cx, cy = data.load_for(loaded.input_shape, "train", args.calibration_data)
+        calibration, labels = cx[: args.calibration_samples], cy[: args.calibration_samples]
     input_range, normalize = _input_options(args)
     # An exported program has the static batch size it was exported with.
     conv = api.convert(
@@ -152,6 +155,12 @@ def _convert_model(args):
         normalize=normalize, progress=not args.json, name=loaded.name)
     conv.qnet.metadata["dataset"] = loaded.dataset or (
         data.for_shape(loaded.input_shape) if _has_bundled(loaded.input_shape) else None)
+    if calibration is not None:
+        # The integer network must keep the float SNN's accuracy on the calibration data.
+        check = api.quantization_check(conv, calibration, labels,
+                                       max_loss=args.max_accuracy_loss)
+        api.refuse_accuracy_loss(check, f"{args.model} ({args.method}, T={conv.qnet.timesteps})")
+        conv.qnet.metadata["quantization_check"] = check
     conv.snn.metadata.update(conv.qnet.metadata)
     return conv
 
@@ -180,7 +189,8 @@ def cmd_convert(args) -> int:
     obj = {"directory": str(directory), "model": args.model, "method": q.method,
            "timesteps": q.timesteps, "cos_steps": q.cos_steps, "weight_bits": q.weight_bits,
            "populations": rows, "warnings": q.metadata.get("warnings", []),
-           "removed_stale": [str(p.relative_to(directory)) for p in removed]}
+           "removed_stale": [str(p.relative_to(directory)) for p in removed],
+           "quantization_check": q.metadata.get("quantization_check")}
     lines = [f"{args.model}: method {q.method}, T={q.timesteps}"
              + (f", ρ={q.cos_steps}" if q.cos_steps else "") + f", {q.weight_bits}-bit weights",
              f"{'population':12s} {'kind':7s} {'shape':10s} {'θ':>8s} {'Θ':>7s} {'τ':>3s} "
@@ -189,6 +199,13 @@ def cmd_convert(args) -> int:
         lines.append(f"{r['name']:12s} {r['kind']:7s} {'x'.join(map(str, r['shape'])):10s} "
                      f"{r['theta']:8.4g} {r['threshold']:7d} {r['group_size']:3d} "
                      f"{r['membrane_bits']:6d}" + (" saturating" if r["saturate"] else ""))
+    check = obj["quantization_check"]
+    if check:
+        lines.append(f"integer network on {check['samples']} calibration samples: "
+                     f"{100 * check['golden_accuracy']:.2f} % (float SNN "
+                     f"{100 * check['float_snn_accuracy']:.2f} %, "
+                     f"{100 * (check['golden_accuracy'] - check['float_snn_accuracy']):+.2f}"
+                     " points)")
     lines += [f"warning: {w}" for w in obj["warnings"]]
     if "nir" in q.metadata:
         nir = obj["nir"] = dict(q.metadata["nir"], semantics=q.metadata["nir_semantics"])
@@ -644,6 +661,7 @@ def cmd_demo(args) -> int:
         calibration_samples=512, normalize=None, input_range="0,1", method="gn",
         timesteps=2, group_size="4", cos_steps=8, weight_bits=DEFAULT_WEIGHT_BITS,
         max_membrane_bits=DEFAULT_MAX_MEMBRANE_BITS, percentile=str(DEFAULT_PERCENTILE),
+        max_accuracy_loss=api.DEFAULT_MAX_ACCURACY_LOSS,
         json=args.json)
     conv, directory = _do_convert(ns, out)
     r = api.evaluate(directory, lanes=lanes)
@@ -694,6 +712,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cos-steps", type=int, default=8, help="COS pre-simulation steps ρ")
     s.add_argument("--weight-bits", type=int, default=DEFAULT_WEIGHT_BITS)
     s.add_argument("--max-membrane-bits", type=int, default=DEFAULT_MAX_MEMBRANE_BITS)
+    s.add_argument("--max-accuracy-loss", type=float, default=api.DEFAULT_MAX_ACCURACY_LOSS,
+                   metavar="PT", help="refuse a conversion whose integer network scores more "
+                   "than PT percentage points below the float SNN on the calibration data "
+                   "(default %(default)s); the error names the weight width that would do")
     s.add_argument("--calibration-data", metavar="FILE.npz",
                    help="threshold-balancing inputs (arrays x, y); default: the bundled "
                         "digits training split when the input shape fits")

@@ -648,7 +648,9 @@ def _exact_qnet(pops, spec, T, sem, doc, wbits, mbits) -> QNet:
         projs = [QProjection(q.source, q.kind, q.weight.round().to(torch.int64).numpy(),
                              q.stride, q.padding,
                              int(recorded[i].get("weight_bits", wbits))
-                             if i < len(recorded) else wbits)
+                             if i < len(recorded) else wbits,
+                             int(recorded[i].get("weight_shift", 0)) if i < len(recorded)
+                             else 0)
                  for i, q in enumerate(p.projections)]
         bias = p.bias.round().to(torch.int64).numpy()
         if p.is_readout:

@@ -276,3 +276,26 @@ def test_a_failed_write_leaves_no_directory_behind(tmp_path):
     with pytest.raises(RuntimeError):
         write_network(tmp_path / "a" / "b" / "net", fail)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_convert_refuses_an_accuracy_loss_and_names_the_width(tmp_path, capsys):
+    """4-bit weights cost the digits CNN (GN, T=2) more than 0.3 points of the float SNN
+    on the calibration data: refused with the narrowest width that does not, which then
+    converts within the limit."""
+    import re
+    out_dir = tmp_path / "cnn"
+    argv = ["convert", "digits-cnn", "-o", str(out_dir), "--method", "gn", "-T", "2"]
+    code, out, err = run(capsys, *argv, "--weight-bits", "4")
+    assert code == 2 and not out_dir.exists()
+    (line,) = err.strip().splitlines()
+    assert "4-bit weights" in line and "points below the float SNN" in line
+    bits = int(re.search(r"--weight-bits (\d+) keeps it within 0.3 points", line).group(1))
+    assert 4 < bits <= 16
+    code, out, _ = run(capsys, *argv, "--weight-bits", str(bits), "--json")
+    assert code == 0
+    check = json.loads(out)["quantization_check"]
+    assert check["ok"] and check["loss_points"] <= 0.3 and check["weight_bits"] == bits
+    # The loss can be accepted explicitly.
+    code, out, _ = run(capsys, *argv, "--weight-bits", "4", "--max-accuracy-loss", "100",
+                       "--json")
+    assert code == 0 and json.loads(out)["quantization_check"]["loss_points"] > 0.3

@@ -75,3 +75,45 @@ def test_small_membrane_limit_saturates(bundled_graph, digits_test):
         if pop.saturate:
             v = res.membranes[pop.name]
             assert v.max() <= 2 ** 11 - 1 and v.min() >= -(2 ** 11)
+
+
+def test_threshold_unit_by_hand():
+    from hwsnn.quantize import threshold_unit
+    # Largest weight 0.3 thresholds per count, 8-bit: Θ = 2·floor(127/0.6) = 422, no shift.
+    assert threshold_unit([0.3, 0.1], 127) == (422, 0)
+    # 100 thresholds per count: Θ = 2 would need 200 > 127. Shift 1: Θ = 2 (200/2 = 100,
+    # 79 % of the range), shift 2: Θ = 4 (400/4, 79 %), shift 3: Θ = 10 (1000/8 = 125,
+    # 98 %): the fewest shift bits that use 90 % of the range.
+    assert threshold_unit([100.0], 127) == (10, 3)
+    # if-shift's step 2T = 8: 16 thresholds per count need 128 > 127 at Θ = 8.
+    theta, shift = threshold_unit([16.0], 127, 8)
+    assert theta % 8 == 0 and 16 * theta <= 127 * 2**shift and shift >= 1
+
+
+def test_ilif_at_many_steps_shifts_instead_of_clipping(bundled_graph, digits_train,
+                                                     digits_test):
+    """At T = 16 one output count of the first layer is θ/65535: no even Θ holds its
+    weights in 8 bits, so they are stored shifted. Every integer weight is the float
+    weight in integer units to within half a stored step (nothing clipped), the integer
+    network keeps the float SNN's accuracy, and the engine equals the golden model."""
+    from hwsnn import floatsim, golden
+    from hwsnn.hdl.check import check_engine
+
+    snn = convert(bundled_graph("digits-cnn"), method="ilif", timesteps=16,
+                  calibration=digits_train[0][:256], progress=False)
+    net = quantize(snn)
+    first = net.populations[0]
+    k = first.projections[0].weight_shift
+    assert k > 0 and "warnings" not in net.metadata
+    for pop, spop in zip(net.populations, snn.populations, strict=True):
+        for q, sq in zip(pop.projections, spop.projections, strict=True):
+            exact = sq.weight.double() * snn.unit(sq.source) / snn.unit(spop) * pop.threshold
+            err = (torch.from_numpy(q.weight).double() - exact).abs().max()
+            assert err <= 0.5 * 2**q.weight_shift + 1e-9, (pop.name, float(err))
+            assert abs(q.stored).max() <= 127
+    x, y = digits_test
+    flt = golden.accuracy(floatsim.run(snn, x).predictions, y)
+    gold = golden.accuracy(golden.run(net, golden.encode(net, x)).predictions, y)
+    assert gold >= flt - 0.003
+    report = check_engine(net, first.name, golden.encode(net, x[:1]), lanes=8)
+    assert report.ok, report.mismatches

@@ -81,3 +81,27 @@ def test_golden_refuses_bad_inputs(qnet):
         golden.run(qnet, torch.full((1, 1, 8, 8), 300))
     with pytest.raises(ShapeError, match="integer input codes"):
         golden.run(qnet, torch.zeros(1, 1, 8, 8))
+
+
+def test_weight_shift_round_trip_and_checks(qnet, tmp_path):
+    import copy
+    net = copy.deepcopy(qnet)
+    q = net.populations[0].projections[0]
+    q.weight, q.weight_shift = q.weight * 8, 3
+    net.save(tmp_path)
+    back = load_qnet(tmp_path)
+    b = back.populations[0].projections[0]
+    assert b.weight_shift == 3 and np.array_equal(b.weight, q.weight)
+    assert np.array_equal(b.stored, q.weight // 8)
+    # A file without the field (written before it existed) means no shift.
+    edit(tmp_path / "qnet.json",
+         lambda d: d["populations"][1]["projections"][0].pop("weight_shift"))
+    assert load_qnet(tmp_path).populations[1].projections[0].weight_shift == 0
+    edit(tmp_path / "qnet.json",
+         lambda d: d["populations"][0]["projections"][0].update(weight_shift=4))
+    with pytest.raises(CheckpointError, match="not a multiple of 2\\^4"):
+        load_qnet(tmp_path)
+    edit(tmp_path / "qnet.json",
+         lambda d: d["populations"][0]["projections"][0].update(weight_shift=0))
+    with pytest.raises(CheckpointError, match="exceeds 8 bits"):
+        load_qnet(tmp_path)
