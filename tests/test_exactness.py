@@ -97,3 +97,20 @@ def test_golden_tracks_the_float_snn(method, T, bundled_graph, digits_test):
     err8 = ((gold.logits - flt.logits) ** 2).mean()
     err12 = ((gold12.logits - flt.logits) ** 2).mean()
     assert err12 < err8
+
+
+# The sweeps of hwsnn.exactness (thousands of networks in `hwsnn bench`), on fixed seeds: a
+# seed names its network, lanes and input stage, so a failure here is reproduced by it.
+@pytest.mark.parametrize("seed", range(8))
+def test_random_engines_fixed_seeds(seed):
+    from hwsnn.exactness import engine_case
+    case = engine_case(seed)
+    assert case["ok"] and not case["refused"], case
+    assert case["engines"] == case["populations"]
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_random_networks_in_verilator_fixed_seeds(seed, tmp_path):
+    from hwsnn.exactness import network_case
+    case = network_case(seed, str(tmp_path), samples=2)
+    assert case["ok"] and not case["refused"], case

@@ -1,0 +1,233 @@
+"""Exactness at scale: random networks through the engines and as whole designs in Verilator.
+
+Two sweeps, each over a numbered list of cases that a seed determines completely (a case
+that fails is reproduced by its seed alone, and the CI keeps such seeds as fixed tests):
+
+- ``engines``: random QNets (``hwsnn.random_nets``: the classic draws and the draws at the
+  limits, every method) with random lane counts, sometimes the multiply-accumulate input
+  stage; every population's engine is simulated in amaranth.sim with random back-pressure
+  against the golden model (``hdl.check.check_engine``).
+- ``networks``: random QNets written as Verilog (``hwsnn verilog``) and simulated in
+  Verilator against the golden model (``hwsnn sim``: every readout value, class and spike).
+
+Both fan out over local processes (one per core by default); the results are in case order
+whatever the number of processes. ``python -m hwsnn.exactness`` runs them from the shell;
+``hwsnn bench`` reports them in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .errors import HwsnnError
+from .random_nets import METHODS, limit_qnet, random_codes, random_qnet
+
+LANES = (1, 2, 3, 4, 16)
+
+
+def draw(seed: int):
+    """Case ``seed``: (QNet, input codes, lanes, input lanes, description). Even seeds draw
+    at the limits, odd ones the classic networks; the method cycles through METHODS."""
+    from .hdl.plan import mac_eligible
+
+    rng = random.Random(seed)
+    method = METHODS[(seed // 2) % len(METHODS)]
+    if seed % 2 == 0:
+        generator, net = "limit", limit_qnet(rng, method)
+        codes = random_codes(rng, net, 2)
+    else:
+        # (the classic generator knows IF as GN with τ = 1)
+        generator, net = "classic", random_qnet(rng, "gn" if method == "if" else method)
+        codes = random_codes(rng, net, 2)
+    lanes = rng.choice(LANES)
+    input_lanes = 0
+    if any(mac_eligible(net, p) for p in net.populations) and rng.random() < 0.3:
+        input_lanes = lanes * rng.choice([1, 2, 4])
+    info = {"seed": seed, "generator": generator, "method": net.method, "lanes": lanes,
+            "input_lanes": input_lanes, "populations": len(net.populations)}
+    return net, codes, lanes, input_lanes, info
+
+
+def engine_case(seed: int) -> dict:
+    """Every engine of case ``seed`` against the golden model."""
+    from .hdl.check import check_engine
+
+    net, codes, lanes, input_lanes, info = draw(seed)
+    info.update(engines=0, failures=[], refused=[])
+    for pop in net.populations:
+        try:
+            report = check_engine(net, pop.name, codes, lanes=lanes, input_lanes=input_lanes,
+                                  busy=0.25, seed=seed)
+        except HwsnnError as exc:  # a configuration the engines refuse, with a reason
+            info["refused"].append(f"{pop.name}: {exc}")
+            continue
+        except Exception:  # noqa: BLE001 - a crash is a failure, reported with its trace
+            info["failures"].append(f"{pop.name}: {traceback.format_exc(limit=3)}")
+            continue
+        info["engines"] += 1
+        if not report.ok:
+            info["failures"].append(f"{pop.name}: {'; '.join(report.mismatches[:3])}")
+    info["ok"] = not info["failures"]
+    return info
+
+
+def network_case(seed: int, work: str, samples: int = 3) -> dict:
+    """Case ``seed`` as a whole design in Verilator against the golden model."""
+    from .hdl import verilog
+    from .sim.run import simulate
+
+    net, codes, lanes, input_lanes, info = draw(seed)
+    codes = random_codes(random.Random(seed + 1), net, samples)
+    directory = Path(work) / f"net{seed}"
+    shutil.rmtree(directory, ignore_errors=True)
+    net.save(directory)
+    np.savez(directory / "data.npz", x=(codes.double() / 255).numpy(),
+             y=np.zeros(len(codes), dtype=np.int64))
+    info.update(samples=samples, failures=[], refused=[])
+    try:
+        verilog.write(directory, net, lanes=lanes, input_lanes=input_lanes)
+        report = simulate(directory, simulator="verilator", samples=samples,
+                          data_path=str(directory / "data.npz"), progress=False,
+                          waves_on_mismatch=False)
+    except HwsnnError as exc:
+        info["refused"].append(str(exc))
+    except Exception:  # noqa: BLE001
+        info["failures"].append(traceback.format_exc(limit=3))
+    else:
+        info["build_seconds"], info["sim_seconds"] = report.build_seconds, report.sim_seconds
+        if not report.exact:
+            r = report.to_json()
+            info["failures"].append(r["first_divergence_text"] or "not exact")
+    info["ok"] = not info["failures"]
+    if info["ok"]:
+        shutil.rmtree(directory, ignore_errors=True)
+    return info
+
+
+def _pool_map(fn, args, workers: int, progress: bool, what: str) -> list:
+    results: list = [None] * len(args)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(args), desc=what, unit="net", file=sys.stderr, leave=False)
+    if workers <= 1:
+        for i, a in enumerate(args):
+            results[i] = fn(*a)
+            if bar is not None:
+                bar.update(1)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(fn, *a): i for i, a in enumerate(args)}
+            from concurrent.futures import as_completed
+            for f in as_completed(futures):
+                results[futures[f]] = f.result()
+                if bar is not None:
+                    bar.update(1)
+    if bar is not None:
+        bar.close()
+    return results
+
+
+def _summary(cases: list[dict], seconds: float, workers: int) -> dict:
+    by_method: dict[str, dict] = {}
+    for c in cases:
+        row = by_method.setdefault(c["method"], {"tried": 0, "failed": 0})
+        row["tried"] += 1
+        row["failed"] += not c["ok"]
+    return {"tried": len(cases), "failed": sum(not c["ok"] for c in cases),
+            "refused": sum(bool(c["refused"]) for c in cases),
+            "failed_seeds": [c["seed"] for c in cases if not c["ok"]],
+            "by_method": by_method, "seconds": seconds, "workers": workers,
+            "cases": cases}
+
+
+def cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+
+
+def engines(count: int = 2000, *, first_seed: int = 0, workers: int | None = None,
+            progress: bool = True) -> dict:
+    """``count`` random networks, every engine against the golden model."""
+    workers = workers or cpus()
+    start = time.time()
+    cases = _pool_map(engine_case, [(first_seed + i,) for i in range(count)], workers,
+                      progress, "random engines")
+    out = _summary(cases, time.time() - start, workers)
+    out["engines"] = sum(c["engines"] for c in cases)
+    return out
+
+
+def networks(count: int = 200, *, first_seed: int = 0, workers: int | None = None,
+             samples: int = 3, progress: bool = True) -> dict:
+    """``count`` random networks as Verilog in Verilator against the golden model."""
+    workers = workers or cpus()
+    work = tempfile.mkdtemp(prefix="hwsnn-exactness-")
+    # The designs are tiny: compile them unoptimised, and keep Verilator's run-time
+    # library in ccache where there is one.
+    flags = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
+    if shutil.which("ccache"):
+        flags += " OBJCACHE=ccache"
+    old = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = f"{old} {flags}".strip() if old else flags
+    start = time.time()
+    try:
+        cases = _pool_map(network_case, [(first_seed + i, work, samples) for i in range(count)],
+                          workers, progress, "random networks in Verilator")
+    finally:
+        if old is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = old
+    out = _summary(cases, time.time() - start, workers)
+    out["samples"] = samples
+    if not out["failed"]:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        out["work"] = work
+    return out
+
+
+def main(argv=None) -> int:
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m hwsnn.exactness", description=__doc__
+                                .splitlines()[0])
+    p.add_argument("--engines", type=int, default=2000, help="random networks whose every "
+                   "engine is checked (default 2000)")
+    p.add_argument("--networks", type=int, default=200, help="random networks simulated "
+                   "whole in Verilator (default 200)")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--workers", type=int, help="processes (default: one per core)")
+    p.add_argument("--json", metavar="FILE", help="write every case as JSON")
+    args = p.parse_args(argv)
+    out = {}
+    if args.engines:
+        out["engines"] = engines(args.engines, first_seed=args.first_seed,
+                                 workers=args.workers)
+    if args.networks:
+        out["networks"] = networks(args.networks, first_seed=args.first_seed,
+                                   workers=args.workers)
+    for name, r in out.items():
+        print(f"{name}: {r['tried']} random networks, {r['failed']} failed "
+              f"({r['refused']} with a refused population), {r['seconds']:.0f} s on "
+              f"{r['workers']} processes" + (f"; failing seeds {r['failed_seeds']}"
+                                            if r["failed"] else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    return 0 if all(not r["failed"] for r in out.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
