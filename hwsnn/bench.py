@@ -232,6 +232,52 @@ def design_space(model: str, board_name: str, max_accuracy_drop: float, figures:
 
 
 # -- throughput --------------------------------------------------------------------------
+def many_steps(model: str = "digits-cnn", steps=(8, 12, 16), weight_bits: int = 8) -> dict:
+    """ILIF at many time steps with ``weight_bits``-bit weights: float SNN against the
+    integer golden model, and the weight shift that keeps the first layer's weights
+    (one count of it is worth θ/(2^T − 1)) from clipping."""
+    from .convert import convert
+    from .quantize import quantize
+    graph, x, y = _graph(model)
+    cx, _ = data.load(data.for_shape(tuple(x.shape[1:])), "train")
+    rows = []
+    for t in steps:
+        snn = convert(graph, method="ilif", timesteps=t, calibration=cx[:512], progress=False)
+        net = quantize(snn, weight_bits=weight_bits)
+        flt = floatsim.run(snn, x).predictions
+        gold = golden.run(net, golden.encode(net, x)).predictions
+        rows.append({"timesteps": t, "float_snn_accuracy": golden.accuracy(flt, y),
+                     "golden_accuracy": golden.accuracy(gold, y),
+                     "mismatches": int((flt != gold).sum()),
+                     "thresholds": {p.name: p.threshold for p in net.populations},
+                     "weight_shifts": {p.name: max(q.weight_shift for q in p.projections)
+                                       for p in net.populations},
+                     "membrane_bits": {p.name: p.membrane_bits for p in net.populations}})
+    return {"model": model, "weight_bits": weight_bits, "samples": len(x), "rows": rows}
+
+
+def exactness(engines: int, networks: int, progress: bool) -> dict:
+    """Random networks through the engines and whole in Verilator (``hwsnn.exactness``);
+    keeps the failing cases only."""
+    from . import exactness as ex
+    out = {}
+    if engines:
+        _log(progress, f"bench: {engines} random networks through every engine")
+        out["engines"] = ex.engines(engines, progress=progress)
+    if networks:
+        _log(progress, f"bench: {networks} random networks as Verilog in Verilator")
+        out["networks"] = ex.networks(networks, progress=progress)
+    for r in out.values():
+        cases = r.pop("cases")
+        r["failures"] = [c for c in cases if not c["ok"]]
+        r["refusals"] = [c for c in cases if c["refused"]]
+        r["lanes"] = sorted({c["lanes"] for c in cases})
+        r["input_lanes"] = sum(bool(c["input_lanes"]) for c in cases)
+        r["generators"] = {g: sum(c["generator"] == g for c in cases)
+                           for g in ("classic", "limit")}
+    return out
+
+
 def throughput(model: str = "digits-cnn", timesteps: int = 4, repeats: int = 3) -> dict:
     """Batched golden model against the per-step float simulator, one thread."""
     from .convert import convert
@@ -260,8 +306,12 @@ def throughput(model: str = "digits-cnn", timesteps: int = 4, repeats: int = 3) 
 
 
 # -- the run ---------------------------------------------------------------------------------
+RANDOM_ENGINES, RANDOM_NETWORKS = 2000, 200  # networks per full run (hwsnn.exactness)
+
+
 def run(out=".", *, quick: bool = False, boards: bool = True, progress: bool = True,
-        samples: int | None = None) -> dict:
+        samples: int | None = None, random_engines: int | None = None,
+        random_networks: int | None = None) -> dict:
     """Measure everything and write ``out/BENCHMARKS.md`` with its plots; returns the
     figures. ``quick``: the digits MLP only, T ∈ {1, 2}, 8 simulated samples, no boards
     (a smoke run: minutes, not the full figures)."""
@@ -289,6 +339,9 @@ def run(out=".", *, quick: bool = False, boards: bool = True, progress: bool = T
         _log(progress, f"bench: conversion of {model} (methods × T {list(steps)})")
         result["conversion"].append(conversion(model, steps))
     result["energy"] = [row for c in result["conversion"] for row in energy_rows(c, steps)]
+    _log(progress, "bench: ILIF at many time steps")
+    result["many_steps"] = many_steps("digits-mlp" if quick else "digits-cnn",
+                                      (8, 16) if quick else (8, 12, 16))
     result["explore"] = None
     if not quick:
         _log(progress, f"bench: design space of {EXPLORE[0]} on {EXPLORE[1]} (estimates)")
@@ -299,6 +352,10 @@ def run(out=".", *, quick: bool = False, boards: bool = True, progress: bool = T
         for d in designs:
             _log(progress, f"bench: simulating {d.describe()} on {samples} samples")
             result["simulation"].append(simulation(d, samples, work))
+        result["exactness"] = exactness(
+            (10 if quick else RANDOM_ENGINES) if random_engines is None else random_engines,
+            (2 if quick else RANDOM_NETWORKS) if random_networks is None else random_networks,
+            progress)
         result["boards"] = []
         if boards:
             for d in designs:
@@ -427,7 +484,9 @@ def markdown(r: dict) -> str:
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["ILIF: T is the number of bits per value; COS adds ρ = 8 pre-simulation "
-              "steps.", "",
+              "steps.", ""]
+    lines += _many_steps_md(r.get("many_steps"))
+    lines += [
               "## Operations and energy (estimate)", "",
               f"SOPs per inference (spike × fan-out, integer golden model, mean over the test "
               f"split) against the ANN's multiply-accumulates. Energy is the usual 45 nm "
@@ -457,6 +516,7 @@ def markdown(r: dict) -> str:
     lines += ["", "Cycles per inference: the steady interval between readouts with samples "
               "back to back; ideal: the busiest engine's golden-model count. Latency: first "
               "pixel to last readout value of sample 0.", ""]
+    lines += _exactness_md(r.get("exactness"))
     x = r.get("explore")
     if x:
         lines += [f"## Design space: {x['model']} on {x['board']}", "",
@@ -511,6 +571,67 @@ def markdown(r: dict) -> str:
               f"samples/s, the per-step float SNN simulator {t['float_samples_per_s']:,.0f}: "
               f"**{t['ratio']:.1f}×** (measured in the same run).", ""]
     return "\n".join(lines)
+
+
+def _many_steps_md(m: dict | None) -> list[str]:
+    if not m:
+        return []
+    lines = [f"### ILIF at many time steps ({m['model']}, {m['weight_bits']}-bit weights)", "",
+             "One output count of a layer fed by the image is worth θ/(2^T − 1): from about "
+             "T = 14 on, not even Θ = 2 holds its weights in 8 bits, and they are stored "
+             "shifted by a power of two instead of clipped (`weight_shift`).", "",
+             "| T | float SNN % | integer golden % | predictions differing | Θ per population "
+             "| weight shift | membrane bits |", "|---|---|---|---|---|---|---|"]
+    for row in m["rows"]:
+        lines.append(f"| {row['timesteps']} | {_pct(row['float_snn_accuracy'])} | "
+                     f"{_pct(row['golden_accuracy'])} | {row['mismatches']} | "
+                     + ", ".join(f"{v:,}" for v in row["thresholds"].values()) + " | "
+                     + ", ".join(map(str, row["weight_shifts"].values())) + " | "
+                     + ", ".join(map(str, row["membrane_bits"].values())) + " |")
+    return lines + [""]
+
+
+def _exactness_md(e: dict | None) -> list[str]:
+    if not e:
+        return []
+    lines = ["## Exactness at scale: random networks", "",
+             "Random QNets (`hwsnn.random_nets`: the classic draws, and draws at the limits: "
+             "one neuron or channel, more neurons than lanes, thresholds of 2 and far beyond "
+             "any input, group sizes up to 8, V0 beyond Θ, biases that fire every step, "
+             "never, or cancel the largest input, 2- to 16-bit weights, shifted weights, "
+             "widths exactly at their bounds; dense, convolutions with stride and padding, "
+             "residual pairs; every method), each named by its seed "
+             "(`python -m hwsnn.exactness`).", "",
+             "| check | networks | classic / at the limits | failed | with a refused "
+             "population | lanes | with the MAC input stage | time (processes) |",
+             "|---|---|---|---|---|---|---|---|"]
+    names = {"engines": "every engine in amaranth.sim with random back-pressure "
+                        "(`check_engine`)",
+             "networks": "whole design as Verilog in Verilator (`hwsnn sim`)"}
+    for key, r in e.items():
+        what = names[key] + (f", {r['engines']} engines" if key == "engines" else
+                             f", {r['samples']} samples each")
+        g = r["generators"]
+        lines.append(f"| {what} | {r['tried']} | {g['classic']} / {g['limit']} | "
+                     f"**{r['failed']}** | {r['refused']} | "
+                     f"{', '.join(map(str, r['lanes']))} | {r['input_lanes']} | "
+                     f"{r['seconds'] / 60:.1f} min ({r['workers']}) |")
+    lines.append("")
+    for key, r in e.items():
+        if r["failures"]:
+            lines.append(f"Failing seeds ({key}): "
+                         + ", ".join(str(c["seed"]) for c in r["failures"]) + ".")
+        for c in r["refusals"][:5]:
+            lines.append(f"Refused ({key}, seed {c['seed']}): {c['refused'][0]}")
+    by = {}
+    for r in e.values():
+        for method, row in r["by_method"].items():
+            by.setdefault(method, [0, 0])
+            by[method][0] += row["tried"]
+            by[method][1] += row["failed"]
+    lines += ["Per method (both checks): " + "; ".join(
+        f"{m} {t} tried, {f} failed" for m, (t, f) in sorted(by.items())) + ".", ""]
+    return lines
 
 
 def summary(r: dict) -> str:

@@ -586,7 +586,8 @@ def cmd_bench(args) -> int:
         raise HwsnnError(f"{md} exists and hwsnn did not write it; hwsnn bench would "
                          "replace it: choose another --out")
     r = bench.run(args.out, quick=args.quick, boards=not args.no_boards,
-                  progress=not args.json, samples=args.samples)
+                  progress=not args.json, samples=args.samples,
+                  random_engines=args.random_engines, random_networks=args.random_networks)
     _emit(args, r, bench.summary(r))
     return 0
 
@@ -837,6 +838,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-boards", action="store_true", help="leave out the board builds")
     s.add_argument("--samples", type=int, help="simulated samples per design (default 100; "
                    "8 with --quick)")
+    s.add_argument("--random-engines", type=int, metavar="N", help="random networks whose "
+                   "every engine is checked (default 2000; 10 with --quick)")
+    s.add_argument("--random-networks", type=int, metavar="N", help="random networks "
+                   "simulated whole in Verilator (default 200; 2 with --quick)")
     s.add_argument("--json", action="store_true", help="print every figure as one JSON object")
     s.set_defaults(func=cmd_bench)
 

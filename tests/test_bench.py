@@ -19,7 +19,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     r = subprocess.run([sys.executable, "-m", "hwsnn.cli", "bench", "--quick", "--samples",
-                        "4", "--out", str(out), "--json"], capture_output=True, text=True)
+                        "4", "--out", str(out), "--json", "--random-engines", "4",
+                        "--random-networks", "1"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     return out, json.loads(r.stdout)
 
@@ -42,6 +43,15 @@ def test_quick_run_writes_markdown_plots_and_json(quick):
     (sim,) = r["simulation"]
     assert sim["exact"] and sim["samples"] == 4 and sim["mismatches"] == 0
     assert 0.9 < sim["cycle_ratio"] < 1.2
+    # The random-network sweeps: as many as asked, none failed, reported as measured.
+    e = r["exactness"]
+    assert (e["engines"]["tried"], e["networks"]["tried"]) == (4, 1)
+    assert e["engines"]["failed"] == e["networks"]["failed"] == 0
+    assert e["engines"]["engines"] >= 4 * 2  # every network has a hidden layer and a readout
+    assert "## Exactness at scale: random networks" in md
+    assert f"{e['engines']['engines']} engines | 4 |" in md
+    for row in r["many_steps"]["rows"]:
+        assert f"| {row['timesteps']} | {100 * row['float_snn_accuracy']:.2f} | " in md
 
 
 def test_figures_match_an_independent_computation(quick, bundled_graph):
