@@ -126,8 +126,9 @@ def test_missing_events_and_readout_values():
     cmp = _check(record, desc, res)
     assert not cmp.exact
     kinds = {(d.population, d.sample) for d in cmp.divergences}
-    assert ("readout", 3) in kinds
-    readout = next(d for d in cmp.divergences if d.population == "readout")
+    assert ("out", 3) in kinds
+    readout = next(d for d in cmp.divergences if d.readout)
+    assert readout.population == net.output.name == "out"
     assert (readout.expected, readout.observed) == (beat["value"], beat["value"] + 1)
     if golden.step_events(res.outputs[tap["population"]][3, -1]):
         assert (tap["population"], 3) in kinds
@@ -141,5 +142,27 @@ def test_a_design_that_stops_is_reported():
     record["finished"] = False
     cmp = _check(record, desc, res)
     assert not cmp.exact
-    first = [d for d in cmp.divergences if d.population == "readout"][0]
+    first = [d for d in cmp.divergences if d.readout][0]
     assert first.sample == 1 and f"1 of {classes}" in first.what
+    assert first.describe().startswith("population out (readout), sample 1")
+
+
+def test_an_output_seen_as_x_names_its_population():
+    """The bench stops at an output that is X or Z (as Yosys's always @* idiom left them
+    under SystemVerilog rules): the report names the port and its population."""
+    net, desc, res = _setup(4)
+    for port, population, readout in [(f"{desc['taps'][0]['port']}__valid",
+                                       desc["taps"][0]["population"], False),
+                                      ("o__valid", net.output.name, True)]:
+        record = _record(net, desc, res)
+        log = record["taps"][desc["taps"][0]["port"]]
+        cut = log[len(log) // 2][0]
+        for name, events in record["taps"].items():
+            record["taps"][name] = [e for e in events if e[0] < cut]
+        record.update(readout=[], finished=False,
+                      unknown={"port": port, "value": "x", "cycle": cut})
+        cmp = _check(record, desc, res)
+        first = cmp.first
+        assert (first.population, first.readout, first.cycle) == (population, readout, cut)
+        assert f"its output {port} is x, not 0 or 1" in first.describe()
+        assert not cmp.exact and cmp.mismatches >= 1
