@@ -309,6 +309,8 @@ def _sim_text(r: dict) -> str:
         lines.append(f"  NOT bit-exact: {r['mismatches']} of {r['samples']} samples differ "
                      f"({r['class_mismatches']} with another class)")
         lines.append(f"  first divergence: {r['first_divergence_text']}")
+        if r.get("stopped_at") is not None:
+            lines.append(f"  (the run stopped there, at clock edge {r['stopped_at']})")
         if r["waves"]:
             lines.append(f"  waves: {r['waves']}")
         if not r["checked_taps"]:
@@ -342,7 +344,8 @@ def cmd_sim(args) -> int:
                       top=args.top, lanes=_lanes(args.lanes) if args.lanes else None,
                       stall=args.stall, seed=args.seed, waves=args.waves,
                       data_path=args.data, offset=args.offset, progress=not args.json,
-                      verilog_path=args.verilog, waves_on_mismatch=not args.no_rerun)
+                      verilog_path=args.verilog, waves_on_mismatch=not args.no_rerun,
+                      stop_at_divergence=args.stop_at_divergence)
     r = report.to_json()
     _emit(args, r, _sim_text(r))
     return 0 if report.exact else 1
@@ -657,6 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--waves", action="store_true", help="record the signals (FST or VCD)")
     s.add_argument("--no-rerun", action="store_true", help="when the design differs, do not "
                    "run the samples up to the first divergence again with waves")
+    s.add_argument("--stop-at-divergence", action="store_true", help="stop at the first event "
+                   "that differs from the golden model's (needs the debug taps); the counts "
+                   "then cover the samples up to there")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_sim)
 

@@ -6,7 +6,9 @@ of every sample, the tap ports to watch, optional random stalls, a cycle limit a
 to write. It feeds the pixels, takes the readout beats, and records every transfer with
 the number of the rising clock edge at which it happened (edge 0 is the first after
 reset). An output seen as X or Z (after reset) ends the run, and the record says which
-and when. ``hwsnn.sim.run`` compares the record against the golden model.
+and when; so does, when the configuration asks for it (``watch``), the first tap event
+that differs from the golden model's. ``hwsnn.sim.run`` compares the record against the
+golden model.
 
 Signals are driven half a period before a rising edge and sampled in the read-only phase
 just before it, so a recorded transfer is exactly what the edge sees.
@@ -21,6 +23,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 from cocotb.utils import get_sim_time
+from tap_watch import TapWatch
 
 RESET_CYCLES = 3
 
@@ -80,8 +83,10 @@ async def run_samples(dut):
     t0_edge_ns = None
     last_activity = 0
     unknown = None  # the first output seen as X or Z: the bench stops there
+    watch = TapWatch(cfg["watch"]) if cfg.get("watch") else None  # stop at a divergence
+    diverged = False
     while (len(readout) < want_beats and cycle < limit and cycle - last_activity < idle_limit
-           and unknown is None):
+           and unknown is None and not diverged):
         await FallingEdge(dut.clk)
         # Drive for the coming edge.
         want_valid = int(next_px < len(flat) and not (stall and rng.random() < stall))
@@ -114,8 +119,11 @@ async def run_samples(dut):
                             f.write(str(done_samples))
             for name, valid, payload in taps:
                 if _int(valid, f"{name}__valid"):
-                    tap_log[name].append([cycle, _int(payload, f"{name}__payload")])
+                    raw = _int(payload, f"{name}__payload")
+                    tap_log[name].append([cycle, raw])
                     last_activity = cycle
+                    if watch is not None:
+                        diverged = watch.event(name, raw, cycle)
         except Unknown as exc:
             unknown = {"port": exc.port, "value": exc.value, "cycle": cycle}
         cycle += 1
@@ -128,6 +136,7 @@ async def run_samples(dut):
         "cycles": cycle,
         "hung": len(readout) < want_beats and cycle - last_activity >= idle_limit,
         "unknown": unknown,
+        "stopped_at": watch.diverged[1] if watch is not None and watch.diverged else None,
         "cycles_port": int(cycles_port) if cycles_port.is_resolvable else None,
         "period_ns": period,
         "t0_edge_ns": t0_edge_ns,

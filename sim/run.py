@@ -29,7 +29,7 @@ from ..hdl.network import port_name
 from ..qnet import QNet
 from ..qnet import load as load_qnet
 from ..synth import replaced_environ
-from .compare import Comparison, compare
+from .compare import Comparison, compare, tap_expectations
 
 # The cocotb simulators: Verilator, Icarus under Verilog-2005 rules (-g2005) and under
 # SystemVerilog rules (-g2012).
@@ -70,6 +70,7 @@ class SimReport:
     golden_accuracy: float | None = None
     hardware_accuracy: float | None = None
     bottleneck: str = ""  # the population whose engine has the most work
+    stopped_at: int | None = None  # the edge of the first divergence, where the bench stopped
 
     @property
     def exact(self) -> bool:
@@ -97,6 +98,7 @@ class SimReport:
             "waves": self.waves, "log": self.log,
             "golden_accuracy": self.golden_accuracy,
             "hardware_accuracy": self.hardware_accuracy, "bottleneck": self.bottleneck,
+            "stopped_at": self.stopped_at,
         }
 
 
@@ -234,13 +236,18 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
              top: str | None = None, lanes: int | None = None, stall: float = 0.0,
              seed: int = 0, waves: bool = False, data_path: str | None = None,
              offset: int = 0, progress: bool = True, max_cycles: int | None = None,
-             verilog_path: str | None = None, waves_on_mismatch: bool = True) -> SimReport:
+             verilog_path: str | None = None, waves_on_mismatch: bool = True,
+             stop_at_divergence: bool = False) -> SimReport:
     """Simulate the design of conversion directory ``directory`` on ``samples`` test
     samples and compare it with the golden model.
 
     When the design differs and ``waves`` was not asked for, the samples up to the first
     divergence are run again with waves recorded (same stalls, so the same clock edges),
     and the report says where they are.
+
+    ``stop_at_divergence``: the bench stops at the first tap event that differs from the
+    golden model's (debug taps needed), so a broken design costs little simulation; the
+    report's counts then cover the samples up to there.
 
     ``verilog_path`` replaces the design's Verilog by another file (a design edited by
     hand, or a corrupted copy in the tests): its module ``top`` (default: the design's top
@@ -300,6 +307,8 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
            "period_ns": PERIOD_NS,
            "out": str((work / "record.json").resolve()),
            "progress": str((work / "progress").resolve())}
+    if stop_at_divergence:
+        cfg["watch"] = tap_expectations(desc, res.outputs, samples)
     (work / "bench.json").write_text(json.dumps(cfg))
     for stale in ("record.json", "progress"):
         (work / stale).unlink(missing_ok=True)
@@ -364,13 +373,14 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
         hardware_accuracy=golden.accuracy(torch.tensor(cmp.observed_classes),
                                           y[:len(cmp.observed_classes)])
         if cmp.observed_classes else None,
-        bottleneck=max(mean_ideal, key=mean_ideal.get))
+        bottleneck=max(mean_ideal, key=mean_ideal.get), stopped_at=record.get("stopped_at"))
     first = cmp.first
     if first is not None and not waves and waves_on_mismatch and simulator != YOSYS:
         again = simulate(directory, simulator=simulator, samples=first.sample + 1, top=top,
                          stall=stall, seed=seed, waves=True, data_path=data_path,
                          offset=offset, progress=progress, max_cycles=limit,
-                         verilog_path=verilog_path, waves_on_mismatch=False)
+                         verilog_path=verilog_path, waves_on_mismatch=False,
+                         stop_at_divergence=stop_at_divergence)
         report.waves = again.waves
     # The latest result of this simulator, for 'hwsnn report'.
     (work / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")

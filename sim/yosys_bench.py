@@ -23,6 +23,8 @@ import re
 import sys
 import time
 
+from tap_watch import TapWatch
+
 HARNESS = "hwsnn_yosys_bench"
 RESET_CYCLES = 3
 LINE = re.compile(r"^hwsnn (\w+) (\d+)((?: \S+)*)$")
@@ -116,10 +118,12 @@ def main(path: str) -> int:
     read_s = time.time() - t
 
     record = {"finished": False, "cycles": 0, "hung": False, "unknown": None,
+              "stopped_at": None,
               "cycles_port": None, "period_ns": cfg.get("period_ns", 10), "t0_edge_ns": None,
               "pixel_cycles": [], "pixels_taken": 0, "readout": [],
               "taps": {name: [] for name in taps}, "work": {}, "read_s": read_s}
     last_activity = 0
+    watch = TapWatch(cfg["watch"]) if cfg.get("watch") else None  # stop at a divergence
     t = time.time()
     while True:
         ys.run_pass(f"tee -q -o {_quote(log)} sim -q -clock clk -n {chunk} -w {HARNESS}",
@@ -131,6 +135,8 @@ def main(path: str) -> int:
             if not m:
                 continue
             kind, edge, values = m.group(1), int(m.group(2)), m.group(3).split()
+            if record["stopped_at"] is not None and edge > record["stopped_at"]:
+                break  # (the rest of the edge at which it diverged is kept)
             if kind == "x" or any(c in "xXzZ" for v in values for c in v):
                 record["unknown"] = record["unknown"] or {
                     "port": _unknown_port(kind, values, taps), "value": values[-1],
@@ -148,8 +154,15 @@ def main(path: str) -> int:
                                           strict=True))
                 record["cycles_port"] = int(values[-1], 16)
             elif kind == "t":
-                record["taps"][taps[int(values[0])]].append([edge, int(values[1], 16)])
+                port, raw = taps[int(values[0])], int(values[1], 16)
+                record["taps"][port].append([edge, raw])
+                if watch is not None and record["stopped_at"] is None and \
+                        watch.event(port, raw, edge):
+                    record["stopped_at"] = edge
         record["cycles"] += chunk
+        if record["stopped_at"] is not None:
+            record["cycles"] = record["stopped_at"] + 1 + RESET_CYCLES
+            break
         done = len(record["readout"]) // cfg["classes"] if cfg["classes"] else 0
         if cfg.get("progress"):
             with open(cfg["progress"], "w") as f:

@@ -17,7 +17,7 @@ import torch
 from amaranth.back import verilog as amaranth_verilog
 from hdl.random_nets import random_qnet
 
-from hwsnn import golden
+from hwsnn import cli, golden
 from hwsnn.hdl import examples, verilog
 from hwsnn.sim.run import simulate
 
@@ -86,3 +86,29 @@ def test_amaranths_own_verilog_is_caught_under_systemverilog_rules(small, tmp_pa
     owner.update({"pixels__ready": net.populations[0].name, "o__valid": net.output.name,
                   "o__payload": net.output.name})
     assert first.population == owner[port], first
+
+
+def test_a_verilog_file_with_other_ports_is_refused(small, tmp_path, capsys):
+    """``hwsnn sim DIR --verilog FILE``: one line naming what is missing or odd, exit 2."""
+    d, _, _ = small
+    text = (d / "rtl" / "hwsnn_net.v").read_text()
+    cases = [
+        # a tap port renamed: one missing, one odd
+        (text.replace("tap_h2__valid", "tap_h9__valid"), [],
+         ["no port tap_h2__valid (output, 1 bit)", "a port tap_h9__valid that"]),
+        # a port of another width
+        (re.sub(r"input \[7:0\] pixels__payload;", "input [6:0] pixels__payload;", text), [],
+         ["port pixels__payload is input, 7 bits, not input, 8 bits"]),
+        (text, ["--top", "other"], ["has no module other (it has hwsnn_net)"]),
+        (text, ["--lanes", "2"], ["--lanes", "--verilog"]),
+        (text, ["--simulator", "yosys", "--stall", "0.1"], ["--stall", "yosys"]),
+    ]
+    for i, (content, extra, words) in enumerate(cases):
+        path = tmp_path / f"design{i}.v"
+        path.write_text(content)
+        capsys.readouterr()
+        rc = cli.main(["sim", str(d), "--verilog", str(path), "--simulator", "icarus",
+                       "--samples", "1", "--data", str(d / "data.npz"), *extra])
+        err = capsys.readouterr().err
+        assert rc == 2 and len(err.strip().splitlines()) == 1, err
+        assert all(w in err for w in words), (words, err)
