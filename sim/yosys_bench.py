@@ -135,12 +135,16 @@ def main(path: str) -> int:
             if not m:
                 continue
             kind, edge, values = m.group(1), int(m.group(2)), m.group(3).split()
-            if record["stopped_at"] is not None and edge > record["stopped_at"]:
-                break  # (the rest of the edge at which it diverged is kept)
+            stop = record["stopped_at"] if record["unknown"] is None else \
+                record["unknown"]["cycle"]
+            if stop is not None and edge > stop:
+                break  # (the rest of the edge at which it stopped is kept)
             if kind == "x" or any(c in "xXzZ" for v in values for c in v):
-                record["unknown"] = record["unknown"] or {
-                    "port": _unknown_port(kind, values, taps), "value": values[-1],
-                    "cycle": edge}
+                if kind == "w":
+                    continue  # (the work counters are not checked: as in hwsnn_bench)
+                if record["unknown"] is None:
+                    port, value = _unknown(kind, values, taps)
+                    record["unknown"] = {"port": port, "value": value, "cycle": edge}
                 continue
             last_activity = edge
             if kind == "p":
@@ -160,8 +164,9 @@ def main(path: str) -> int:
                         watch.event(port, raw, edge):
                     record["stopped_at"] = edge
         record["cycles"] += chunk
-        if record["stopped_at"] is not None:
-            record["cycles"] = record["stopped_at"] + 1 + RESET_CYCLES
+        if record["stopped_at"] is not None or record["unknown"] is not None:
+            stop = record["unknown"]["cycle"] if record["unknown"] else record["stopped_at"]
+            record["cycles"] = stop + 1 + RESET_CYCLES
             break
         done = len(record["readout"]) // cfg["classes"] if cfg["classes"] else 0
         if cfg.get("progress"):
@@ -170,7 +175,7 @@ def main(path: str) -> int:
         if len(record["readout"]) >= want:
             record["finished"] = True
             break
-        if record["unknown"] or record["cycles"] >= limit:
+        if record["cycles"] >= limit:
             break
         if record["cycles"] - RESET_CYCLES - last_activity >= idle:
             record["hung"] = True
@@ -186,16 +191,17 @@ def main(path: str) -> int:
     return 0
 
 
-def _unknown_port(kind: str, values: list[str], taps: list[str]) -> str:
-    if kind == "x":  # {pixels__ready, o__valid, taps...}, MSB first
+def _unknown(kind: str, values: list[str], taps: list[str]) -> tuple[str, str]:
+    """The port and value of a ``$display`` line with X or Z in it."""
+    if kind == "x":  # {pixels__ready, o__valid, taps' valid}, MSB first
         names = ["pixels__ready", "o__valid", *(f"{t}__valid" for t in taps)]
-        bits = values[0]
-        return next((n for n, b in zip(names, bits, strict=True) if b not in "01"), names[0])
+        return next(((n, b.upper()) for n, b in zip(names, values[0], strict=True)
+                     if b not in "01"), (names[0], values[0]))
     if kind == "o":
-        return "o__payload"
+        return "o__payload", values[0]
     if kind == "t":
-        return f"{taps[int(values[0])]}__payload" if values[0].isdigit() else "tap"
-    return {"w": "work counters", "p": "pixels__ready"}.get(kind, kind)
+        return f"{taps[int(values[0])]}__payload", values[1]
+    return kind, " ".join(values)
 
 
 if __name__ == "__main__":

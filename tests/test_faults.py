@@ -3,13 +3,13 @@ population, readout included, is caught by ``hwsnn sim --verilog``, and the firs
 divergence names that population, the step and neurons where the golden model of the
 corrupted network differs, and both values.
 
-The weight is chosen with the golden model (``verilog_faults.zeroed_weight``) so that the
-sample simulated shows the fault: the corrupted design must then diverge, and its first
-divergence must be in that population, because the populations before it are unchanged and
-those after it can only differ after it does. The corrupted Verilog is the bundled file with
-that weight's ROM word rewritten (``verilog_faults.with_weights_of``, checked against the
-Verilog generated from the corrupted QNet), simulated against the bundled QNet on one
-sample, stopping at the first wrong event (a wider sweep with its catch rate:
+The weight is chosen with the golden model (``hwsnn.sim.faults.zeroed_weights``) so that
+the sample simulated shows the fault: the corrupted design must then diverge, and its
+first divergence must be in that population, because the populations before it are
+unchanged and those after it can only differ after it does. The corrupted Verilog is the
+bundled file with that weight's ROM word rewritten (``with_weights_of``, checked against
+the Verilog generated from the corrupted QNet), simulated against the bundled QNet on one
+sample, stopping at the first wrong event (more faults and their catch rate:
 benchmarks/faults.py).
 """
 
@@ -18,10 +18,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from verilog_faults import with_weights_of, zeroed_weight
 
 from hwsnn import cli
 from hwsnn.hdl import examples, verilog
+from hwsnn.sim.faults import with_weights_of, zeroed_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATOR = "icarus-sv"
@@ -67,7 +67,7 @@ def test_rewritten_rom_words_are_the_corrupted_networks_verilog(bundled, top, po
     """The fault injector's ROM words against the Verilog of the corrupted QNet: an input
     projection (bit-serial input stage) and a convolution."""
     d, net, codes, _ = bundled(top)
-    bad = zeroed_weight(net, population, codes).apply(net)
+    bad = next(zeroed_weights(net, population, codes)).apply(net)
     text = (d / "rtl" / f"{top}.v").read_text()
     lanes = examples.EXAMPLES[top][4]
     assert with_weights_of(text, top, net, bad, population, lanes) == \
@@ -77,7 +77,7 @@ def test_rewritten_rom_words_are_the_corrupted_networks_verilog(bundled, top, po
 @pytest.mark.parametrize("top,population", CASES)
 def test_a_zeroed_weight_is_caught_and_located(bundled, tmp_path, capsys, top, population):
     d, net, codes, desc = bundled(top)
-    fault = zeroed_weight(net, population, codes)
+    fault = next(zeroed_weights(net, population, codes))
     text = (d / "rtl" / f"{top}.v").read_text()
     bad = with_weights_of(text, top, net, fault.apply(net), population,
                           examples.EXAMPLES[top][4])

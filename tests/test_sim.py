@@ -42,7 +42,7 @@ def design(tmp_path_factory, bundled_graph):
 
 @pytest.mark.parametrize("model,method,steps,lanes,simulator,samples,stall", [
     ("digits-mlp", "gn", 2, 16, "verilator", 24, 0.0),
-    ("digits-mlp", "ilif", 3, 4, "icarus", 6, 0.3),
+    ("digits-mlp", "ilif", 3, 4, "icarus-sv", 6, 0.3),  # (-g2012)
     ("digits-mlp", "if", 2, 4, "icarus", 6, 0.0),
     ("digits-cnn", "gn", 2, 16, "verilator", 6, 0.0),
     ("digits-cnn", "ilif", 2, 16, "icarus", 2, 0.2),

@@ -112,3 +112,23 @@ def test_a_verilog_file_with_other_ports_is_refused(small, tmp_path, capsys):
         err = capsys.readouterr().err
         assert rc == 2 and len(err.strip().splitlines()) == 1, err
         assert all(w in err for w in words), (words, err)
+
+
+@pytest.mark.parametrize("simulator", ["icarus", "yosys"])
+def test_an_output_at_x_ends_the_run_and_is_named(small, tmp_path, simulator):
+    """h2 drives X on its event stream's valid: both benches stop at the first edge and
+    name the tap port and population."""
+    d, _, _ = small
+    text = (d / "rtl" / "hwsnn_net.v").read_text()
+    start = text.index("module \\hwsnn_net.engine_h2 ")
+    end = text.index("endmodule", start)
+    body, n = re.subn(r"assign o__valid = [^;]+;", "assign o__valid = 1'bx;", text[start:end])
+    assert n == 1
+    path = tmp_path / "x.v"
+    path.write_text(text[:start] + body + text[end:])
+    report = simulate(d, simulator=simulator, samples=2, data_path=str(d / "data.npz"),
+                      verilog_path=str(path), progress=False, waves_on_mismatch=False)
+    first = report.comparison.first
+    assert not report.exact and not report.comparison.finished
+    assert (first.population, first.readout, first.sample, first.cycle) == ("h2", False, 0, 0)
+    assert "its output tap_h2__valid is X, not 0 or 1" in first.what, first.what
