@@ -642,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--simulator", choices=("verilator", "icarus", "icarus-sv", "yosys"),
                    default="verilator",
                    help="verilator (default); icarus (Icarus Verilog, -g2005); icarus-sv "
-                   "(Icarus, SystemVerilog rules: -g2012); yosys (Yosys's own sim, about 100 "
+                   "(Icarus, SystemVerilog rules: -g2012); yosys (Yosys's own sim, tens of "
                    "cycles/s: a few samples of small designs; no --stall, no --waves)")
     s.add_argument("--verilog", metavar="FILE", help="simulate this Verilog file instead of "
                    "DIR's (a design edited by hand, a netlist): its module --top (default: "

@@ -35,7 +35,7 @@ from .compare import Comparison, compare, tap_expectations
 # SystemVerilog rules (-g2012).
 SIMULATORS = ("verilator", "icarus", "icarus-sv")
 ICARUS_GENERATION = {"icarus": "-g2005", "icarus-sv": "-g2012"}
-# Yosys's own simulator (``sim``, from the pyosys wheel): about 100 cycles a second, for
+# Yosys's own simulator (``sim``, from the pyosys wheel): tens of cycles a second, for
 # checking small designs and short runs.
 YOSYS = "yosys"
 ALL_SIMULATORS = (*SIMULATORS, YOSYS)

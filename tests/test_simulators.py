@@ -2,9 +2,10 @@
 and SystemVerilog rules, Verilator and Yosys's own ``sim``, each compared with the golden
 model (every readout value, class and hidden event) on the same samples.
 
-Yosys ``sim`` steps about a hundred cycles a second, so the four share a small random
+Yosys ``sim`` steps some tens of cycles a second, so the four share a small random
 network (a residual GN MLP, a few hundred cycles for four samples); the bundled designs
-run in the cocotb simulators in test_sim.py.
+run in the cocotb simulators in test_sim.py (and in all four in
+``benchmarks/simulation.py --simulators verilator icarus icarus-sv yosys``).
 """
 
 import random
