@@ -471,8 +471,8 @@ def _run_yosys(cfg: dict, source: Path, top: str, desc: dict, work: Path, sample
 
     _watch(target, YOSYS, samples, work, progress)
     if result.get("rc"):
-        errors = [line for line in log.read_text(errors="replace").splitlines()
-                  if line.startswith("ERROR")]
+        errors = [line.strip() for line in log.read_text(errors="replace").splitlines()
+                  if "ERROR:" in line]
         raise SimulatorError(f"yosys could not simulate {source}: "
                              f"{errors[0] if errors else 'it failed'}; see {log}")
 
