@@ -24,7 +24,7 @@ from hwsnn.frontend import trace
 from hwsnn.hdl import verilog
 from hwsnn.models import BUNDLED
 from hwsnn.quantize import quantize
-from hwsnn.sim.run import lint, simulate
+from hwsnn.sim.run import ALL_SIMULATORS, lint, simulate
 
 CONFIGS = {  # name → (method, T, τ)
     "if": ("if", 4, None),
@@ -40,7 +40,7 @@ def main():
     ap.add_argument("--models", nargs="+", default=["digits-mlp", "digits-cnn"])
     ap.add_argument("--methods", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--simulators", nargs="+", default=["verilator", "icarus"],
-                    choices=["verilator", "icarus"])
+                    choices=list(ALL_SIMULATORS))
     ap.add_argument("--out", default="build/bench/sim", help="working directory")
     ap.add_argument("--json", metavar="FILE", help="write every figure here")
     args = ap.parse_args()

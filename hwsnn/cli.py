@@ -389,6 +389,8 @@ def _sim_text(r: dict) -> str:
         lines.append(f"  NOT bit-exact: {r['mismatches']} of {r['samples']} samples differ "
                      f"({r['class_mismatches']} with another class)")
         lines.append(f"  first divergence: {r['first_divergence_text']}")
+        if r.get("stopped_at") is not None:
+            lines.append(f"  (the run stopped there, at clock edge {r['stopped_at']})")
         if r["waves"]:
             lines.append(f"  waves: {r['waves']}")
         if not r["checked_taps"]:
@@ -430,7 +432,9 @@ def cmd_sim(args) -> int:
     report = simulate(args.directory, simulator=args.simulator, samples=args.samples,
                       top=args.top, lanes=_lanes(args.lanes) if args.lanes else None,
                       stall=args.stall, seed=args.seed, waves=args.waves,
-                      data_path=args.data, offset=args.offset, progress=not args.json)
+                      data_path=args.data, offset=args.offset, progress=not args.json,
+                      verilog_path=args.verilog, waves_on_mismatch=not args.no_rerun,
+                      stop_at_divergence=args.stop_at_divergence)
     r = report.to_json()
     _emit(args, r, _sim_text(r))
     return 0 if report.exact else 1
@@ -771,17 +775,30 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sim", help="simulate DIR's Verilog with cocotb against the golden "
                        "model (writes the Verilog first if there is none)")
     s.add_argument("directory", metavar="DIR", help="output of 'hwsnn convert'")
-    s.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    s.add_argument("--simulator", choices=("verilator", "icarus", "icarus-sv", "yosys"),
+                   default="verilator",
+                   help="verilator (default); icarus (Icarus Verilog, -g2005); icarus-sv "
+                   "(Icarus, SystemVerilog rules: -g2012); yosys (Yosys's own sim, tens of "
+                   "cycles/s: a few samples of small designs; no --stall, no --waves)")
+    s.add_argument("--verilog", metavar="FILE", help="simulate this Verilog file instead of "
+                   "DIR's (a design edited by hand, a netlist): its module --top (default: "
+                   "the design's top) must have the ports of DIR/rtl/TOP.json")
     s.add_argument("--samples", type=int, default=100, help="test samples (default 100)")
     s.add_argument("--offset", type=int, default=0, help="first test sample")
     s.add_argument("--data", metavar="FILE.npz", help="labelled test data (arrays x, y); "
                    "default: the bundled digits test split")
-    s.add_argument("--top", help="the design in DIR/rtl to run, when there are several")
+    s.add_argument("--top", help="the design in DIR/rtl to run, when there are several "
+                   "(with --verilog: the module in FILE to run)")
     s.add_argument("--lanes", help="regenerate the design with this many lanes first")
     s.add_argument("--stall", type=float, default=0.0,
                    help="fraction of cycles the bench withholds pixels and readout ready")
     s.add_argument("--seed", type=int, default=0, help="seed of the stalls")
     s.add_argument("--waves", action="store_true", help="record the signals (FST or VCD)")
+    s.add_argument("--no-rerun", action="store_true", help="when the design differs, do not "
+                   "run the samples up to the first divergence again with waves")
+    s.add_argument("--stop-at-divergence", action="store_true", help="stop at the first event "
+                   "that differs from the golden model's (needs the debug taps); the counts "
+                   "then cover the samples up to there")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_sim)
 

@@ -3,22 +3,25 @@
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module digits_cnn_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payload, o__valid, cycles, tap_conv1__valid, tap_conv1__payload, work_conv1, tap_conv2__valid, tap_conv2__payload, work_conv2, tap_conv3__valid, tap_conv3__payload, work_conv3, work_fc, pixels__payload);
-  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire \$1 ;
-  wire [32:0] \$10 ;
-  reg [31:0] \$11 ;
-  reg [31:0] \$12 ;
-  reg [31:0] \$13 ;
-  reg [31:0] \$14 ;
-  reg [31:0] \$15 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [32:0] \$6 ;
-  wire [32:0] \$7 ;
-  wire [32:0] \$8 ;
-  wire [32:0] \$9 ;
+  (* unused_bits = "32" *)
+  wire [32:0] _00_;
+  wire [31:0] _01_;
+  wire [31:0] _02_;
+  wire [31:0] _03_;
+  wire [31:0] _04_;
+  wire [31:0] _05_;
+  (* unused_bits = "32" *)
+  wire [32:0] _06_;
+  (* unused_bits = "32" *)
+  wire [32:0] _07_;
+  (* unused_bits = "32" *)
+  wire [32:0] _08_;
+  (* unused_bits = "32" *)
+  wire [32:0] _09_;
+  wire [31:0] _10_;
+  wire [31:0] _11_;
+  wire [31:0] _12_;
+  wire [31:0] _13_;
   wire \$signal ;
   wire [12:0] \$signal$26 ;
   wire \$signal$27 ;
@@ -78,7 +81,6 @@ module digits_cnn_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   wire i0__valid;
   wire \i0__valid$36 ;
   wire \i0__valid$49 ;
-  wire input_accept;
   output [25:0] o__payload;
   wire [25:0] o__payload;
   wire [12:0] \o__payload$30 ;
@@ -166,34 +168,42 @@ module digits_cnn_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   reg [31:0] work_conv3 = 32'd0;
   output [31:0] work_fc;
   reg [31:0] work_fc = 32'd0;
-  assign input_accept = pixels__valid & \$1 ;
-  assign \pixels__valid$21  = pixels__valid & \$2 ;
-  assign conv1_accept = \o__valid$32  & \$3 ;
-  assign conv2_accept = \o__valid$45  & \$4 ;
-  assign conv3_accept = \o__valid$58  & \$5 ;
-  assign tap_conv1__valid = \o__valid$32  & \o__ready$34 ;
-  assign tap_conv2__valid = \o__valid$45  & \o__ready$47 ;
-  assign tap_conv3__valid = \o__valid$58  & \o__ready$60 ;
-  assign \$6  = cycles + 1'h1;
-  assign \$7  = work_conv1 + 1'h1;
-  assign \$8  = work_conv2 + 1'h1;
-  assign \$9  = work_conv3 + 1'h1;
-  assign \$10  = work_fc + 1'h1;
+  assign \pixels__valid$21  = pixels__valid & \pixels__ready$20 ;
+  assign conv1_accept = \o__valid$32  & \$signal$33 ;
+  assign conv2_accept = \o__valid$45  & \$signal$46 ;
+  assign conv3_accept = \o__valid$58  & \$signal$59 ;
+  assign tap_conv1__valid = \o__valid$32  & \$signal$33 ;
+  assign tap_conv2__valid = \o__valid$45  & \$signal$46 ;
+  assign tap_conv3__valid = \o__valid$58  & \$signal$59 ;
+  assign _06_ = cycles + 1'h1;
+  assign _07_ = work_conv1 + 1'h1;
+  assign _08_ = work_conv2 + 1'h1;
+  assign _09_ = work_conv3 + 1'h1;
+  assign _00_ = work_fc + 1'h1;
   always @(posedge clk)
-    cycles <= \$11 ;
+    cycles <= _01_;
   always @(posedge clk)
-    work_conv1 <= \$12 ;
+    work_conv1 <= _02_;
   always @(posedge clk)
-    work_conv2 <= \$13 ;
+    work_conv2 <= _03_;
   always @(posedge clk)
-    work_conv3 <= \$14 ;
+    work_conv3 <= _04_;
   always @(posedge clk)
-    work_fc <= \$15 ;
+    work_fc <= _05_;
+  assign _10_ = \active$74  ? _00_[31:0] : work_fc;
+  assign _05_ = rst ? 32'd0 : _10_;
+  assign _11_ = \active$73  ? _09_[31:0] : work_conv3;
+  assign _04_ = rst ? 32'd0 : _11_;
+  assign _12_ = \active$72  ? _08_[31:0] : work_conv2;
+  assign _03_ = rst ? 32'd0 : _12_;
+  assign _13_ = active ? _07_[31:0] : work_conv1;
+  assign _02_ = rst ? 32'd0 : _13_;
+  assign _01_ = rst ? 32'd0 : _06_[31:0];
   \digits_cnn_gn.engine_conv1  engine_conv1 (
     .active(active),
     .clk(clk),
     .o__payload(tap_conv1__payload),
-    .o__ready(\o__ready$34 ),
+    .o__ready(\$signal$33 ),
     .o__valid(\o__valid$32 ),
     .pixels__payload(pixels__payload),
     .pixels__ready(\pixels__ready$20 ),
@@ -207,7 +217,7 @@ module digits_cnn_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
     .i0__ready(\$signal$27 ),
     .i0__valid(i0__valid),
     .o__payload(tap_conv2__payload),
-    .o__ready(\o__ready$47 ),
+    .o__ready(\$signal$46 ),
     .o__valid(\o__valid$45 ),
     .rst(rst)
   );
@@ -218,7 +228,7 @@ module digits_cnn_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
     .i0__ready(\$signal$40 ),
     .i0__valid(\i0__valid$36 ),
     .o__payload(tap_conv3__payload),
-    .o__ready(\o__ready$60 ),
+    .o__ready(\$signal$59 ),
     .o__valid(\o__valid$58 ),
     .rst(rst)
   );
@@ -273,1168 +283,1135 @@ module digits_cnn_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
     .\port$4531$0 (o__valid),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$11  = \$6 [31:0];
-    if (rst) begin
-      \$11  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$12  = work_conv1;
-    if (active) begin
-      \$12  = \$7 [31:0];
-    end
-    if (rst) begin
-      \$12  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$13  = work_conv2;
-    if (\active$72 ) begin
-      \$13  = \$8 [31:0];
-    end
-    if (rst) begin
-      \$13  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$14  = work_conv3;
-    if (\active$73 ) begin
-      \$14  = \$9 [31:0];
-    end
-    if (rst) begin
-      \$14  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$15  = work_fc;
-    if (\active$74 ) begin
-      \$15  = \$10 [31:0];
-    end
-    if (rst) begin
-      \$15  = 32'd0;
-    end
-  end
-  assign \pixels__payload$22  = pixels__payload;
-  assign \$signal  = i0__valid;
-  assign \$signal$26  = i0__payload;
-  assign i0__ready = \$signal$27 ;
-  assign \$signal$29  = tap_conv1__payload;
-  assign \o__payload$30  = tap_conv1__payload;
-  assign \$signal$35  = conv1_accept;
-  assign \$signal$37  = \i0__valid$36 ;
-  assign \$signal$39  = \i0__payload$38 ;
-  assign \i0__ready$41  = \$signal$40 ;
-  assign \$signal$42  = tap_conv2__payload;
-  assign \o__payload$43  = tap_conv2__payload;
-  assign \$signal$48  = conv2_accept;
-  assign \$signal$50  = \i0__valid$49 ;
-  assign \$signal$52  = \i0__payload$51 ;
-  assign \i0__ready$54  = \$signal$53 ;
-  assign \$signal$55  = tap_conv3__payload;
-  assign \o__payload$56  = tap_conv3__payload;
-  assign \$signal$61  = conv3_accept;
-  assign \o__payload$63  = \$signal$62 ;
-  assign \o__valid$65  = \$signal$64 ;
-  assign \$signal$67  = \o__ready$66 ;
-  assign \$signal$68  = o__payload;
-  assign \$signal$69  = o__valid;
-  assign \$signal$70  = o__ready;
-  assign \o__payload.index  = o__payload[3:0];
-  assign \o__payload.value  = o__payload[20:4];
-  assign \o__payload.argmax  = o__payload[24:21];
-  assign \o__payload.last  = o__payload[25];
-  assign \tap_conv1__payload.c  = tap_conv1__payload[2:0];
-  assign \tap_conv1__payload.y  = tap_conv1__payload[5:3];
-  assign \tap_conv1__payload.x  = tap_conv1__payload[8:6];
-  assign \tap_conv1__payload.count  = tap_conv1__payload[11:9];
-  assign \tap_conv1__payload.end  = tap_conv1__payload[12];
-  assign \tap_conv2__payload.c  = tap_conv2__payload[3:0];
-  assign \tap_conv2__payload.y  = tap_conv2__payload[6:4];
-  assign \tap_conv2__payload.x  = tap_conv2__payload[9:7];
-  assign \tap_conv2__payload.count  = tap_conv2__payload[12:10];
-  assign \tap_conv2__payload.end  = tap_conv2__payload[13];
-  assign \tap_conv3__payload.c  = tap_conv3__payload[3:0];
-  assign \tap_conv3__payload.y  = tap_conv3__payload[5:4];
-  assign \tap_conv3__payload.x  = tap_conv3__payload[7:6];
-  assign \tap_conv3__payload.count  = tap_conv3__payload[10:8];
-  assign \tap_conv3__payload.end  = tap_conv3__payload[11];
-  assign \i0__payload.c  = i0__payload[2:0];
-  assign \i0__payload.y  = i0__payload[5:3];
-  assign \i0__payload.x  = i0__payload[8:6];
-  assign \i0__payload.count  = i0__payload[11:9];
-  assign \i0__payload.end  = i0__payload[12];
-  assign \o__payload$30.c  = tap_conv1__payload[2:0];
-  assign \o__payload$30.y  = tap_conv1__payload[5:3];
-  assign \o__payload$30.x  = tap_conv1__payload[8:6];
-  assign \o__payload$30.count  = tap_conv1__payload[11:9];
-  assign \o__payload$30.end  = tap_conv1__payload[12];
-  assign \i0__payload$38.c  = \i0__payload$38 [3:0];
-  assign \i0__payload$38.y  = \i0__payload$38 [6:4];
-  assign \i0__payload$38.x  = \i0__payload$38 [9:7];
-  assign \i0__payload$38.count  = \i0__payload$38 [12:10];
-  assign \i0__payload$38.end  = \i0__payload$38 [13];
-  assign \o__payload$43.c  = tap_conv2__payload[3:0];
-  assign \o__payload$43.y  = tap_conv2__payload[6:4];
-  assign \o__payload$43.x  = tap_conv2__payload[9:7];
-  assign \o__payload$43.count  = tap_conv2__payload[12:10];
-  assign \o__payload$43.end  = tap_conv2__payload[13];
-  assign \i0__payload$51.c  = \i0__payload$51 [3:0];
-  assign \i0__payload$51.y  = \i0__payload$51 [5:4];
-  assign \i0__payload$51.x  = \i0__payload$51 [7:6];
-  assign \i0__payload$51.count  = \i0__payload$51 [10:8];
-  assign \i0__payload$51.end  = \i0__payload$51 [11];
-  assign \o__payload$56.c  = tap_conv3__payload[3:0];
-  assign \o__payload$56.y  = tap_conv3__payload[5:4];
-  assign \o__payload$56.x  = tap_conv3__payload[7:6];
-  assign \o__payload$56.count  = tap_conv3__payload[10:8];
-  assign \o__payload$56.end  = tap_conv3__payload[11];
-  assign \o__payload$63.index  = \$signal$62 [3:0];
   assign \o__payload$63.value  = \$signal$62 [20:4];
-  assign \o__payload$63.argmax  = \$signal$62 [24:21];
+  assign \o__payload$63.index  = \$signal$62 [3:0];
+  assign \o__payload$56.end  = tap_conv3__payload[11];
+  assign \o__payload$56.count  = tap_conv3__payload[10:8];
+  assign \o__payload$56.x  = tap_conv3__payload[7:6];
+  assign \o__payload$56.y  = tap_conv3__payload[5:4];
+  assign \o__payload$56.c  = tap_conv3__payload[3:0];
+  assign \i0__payload$51.end  = \i0__payload$51 [11];
+  assign \i0__payload$51.count  = \i0__payload$51 [10:8];
+  assign \i0__payload$51.x  = \i0__payload$51 [7:6];
+  assign \i0__payload$51.y  = \i0__payload$51 [5:4];
+  assign \i0__payload$51.c  = \i0__payload$51 [3:0];
+  assign \o__payload$43.end  = tap_conv2__payload[13];
+  assign \o__payload$43.count  = tap_conv2__payload[12:10];
+  assign \o__payload$43.x  = tap_conv2__payload[9:7];
+  assign \o__payload$43.y  = tap_conv2__payload[6:4];
+  assign \o__payload$43.c  = tap_conv2__payload[3:0];
+  assign \i0__payload$38.end  = \i0__payload$38 [13];
+  assign \i0__payload$38.count  = \i0__payload$38 [12:10];
+  assign \i0__payload$38.x  = \i0__payload$38 [9:7];
+  assign \i0__payload$38.y  = \i0__payload$38 [6:4];
+  assign \i0__payload$38.c  = \i0__payload$38 [3:0];
+  assign \o__payload$30.end  = tap_conv1__payload[12];
+  assign \o__payload$30.count  = tap_conv1__payload[11:9];
+  assign \o__payload$30.x  = tap_conv1__payload[8:6];
+  assign \o__payload$30.y  = tap_conv1__payload[5:3];
+  assign \o__payload$30.c  = tap_conv1__payload[2:0];
+  assign \i0__payload.end  = i0__payload[12];
+  assign \i0__payload.count  = i0__payload[11:9];
+  assign \i0__payload.x  = i0__payload[8:6];
+  assign \i0__payload.y  = i0__payload[5:3];
+  assign \i0__payload.c  = i0__payload[2:0];
+  assign \tap_conv3__payload.end  = tap_conv3__payload[11];
+  assign \tap_conv3__payload.count  = tap_conv3__payload[10:8];
+  assign \tap_conv3__payload.x  = tap_conv3__payload[7:6];
+  assign \tap_conv3__payload.y  = tap_conv3__payload[5:4];
+  assign \tap_conv3__payload.c  = tap_conv3__payload[3:0];
+  assign \tap_conv2__payload.end  = tap_conv2__payload[13];
+  assign \tap_conv2__payload.count  = tap_conv2__payload[12:10];
+  assign \tap_conv2__payload.x  = tap_conv2__payload[9:7];
+  assign \tap_conv2__payload.y  = tap_conv2__payload[6:4];
+  assign \tap_conv2__payload.c  = tap_conv2__payload[3:0];
+  assign \tap_conv1__payload.end  = tap_conv1__payload[12];
+  assign \tap_conv1__payload.count  = tap_conv1__payload[11:9];
+  assign \tap_conv1__payload.x  = tap_conv1__payload[8:6];
+  assign \tap_conv1__payload.y  = tap_conv1__payload[5:3];
+  assign \tap_conv1__payload.c  = tap_conv1__payload[2:0];
+  assign \o__payload.last  = o__payload[25];
+  assign \o__payload.argmax  = o__payload[24:21];
+  assign \o__payload.value  = o__payload[20:4];
+  assign \o__payload.index  = o__payload[3:0];
   assign \o__payload$63.last  = \$signal$62 [25];
-  assign \$1  = \pixels__ready$20 ;
   assign pixels__ready = \pixels__ready$20 ;
-  assign \$2  = \pixels__ready$20 ;
-  assign \$3  = \$signal$33 ;
-  assign \o__ready$34  = \$signal$33 ;
-  assign \$4  = \$signal$46 ;
-  assign \o__ready$47  = \$signal$46 ;
-  assign \$5  = \$signal$59 ;
+  assign \$signal$70  = o__ready;
+  assign \$signal$69  = o__valid;
+  assign \$signal$68  = o__payload;
+  assign \$signal$67  = \o__ready$66 ;
+  assign \o__valid$65  = \$signal$64 ;
+  assign \o__payload$63  = \$signal$62 ;
+  assign \$signal$61  = conv3_accept;
   assign \o__ready$60  = \$signal$59 ;
+  assign \o__payload$56  = tap_conv3__payload;
+  assign \$signal$55  = tap_conv3__payload;
+  assign \i0__ready$54  = \$signal$53 ;
+  assign \$signal$52  = \i0__payload$51 ;
+  assign \$signal$50  = \i0__valid$49 ;
+  assign \$signal$48  = conv2_accept;
+  assign \o__ready$47  = \$signal$46 ;
+  assign \o__payload$43  = tap_conv2__payload;
+  assign \$signal$42  = tap_conv2__payload;
+  assign \i0__ready$41  = \$signal$40 ;
+  assign \$signal$39  = \i0__payload$38 ;
+  assign \$signal$37  = \i0__valid$36 ;
+  assign \$signal$35  = conv1_accept;
+  assign \o__ready$34  = \$signal$33 ;
+  assign \o__payload$30  = tap_conv1__payload;
+  assign \$signal$29  = tap_conv1__payload;
+  assign i0__ready = \$signal$27 ;
+  assign \$signal$26  = i0__payload;
+  assign \$signal  = i0__valid;
+  assign \pixels__payload$22  = pixels__payload;
+  assign \o__payload$63.argmax  = \$signal$62 [24:21];
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, pixels__ready, o__payload, o__valid, pixels__payload);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [4:0] \$100 ;
-  reg [20:0] \$1000 ;
-  reg [20:0] \$1001 ;
-  reg [20:0] \$1002 ;
-  reg [20:0] \$1003 ;
-  reg [20:0] \$1004 ;
-  reg [20:0] \$1005 ;
-  reg [20:0] \$1006 ;
-  reg [20:0] \$1007 ;
-  reg [20:0] \$1008 ;
-  reg [20:0] \$1009 ;
-  wire \$101 ;
-  reg [20:0] \$1010 ;
-  reg [20:0] \$1011 ;
-  reg [20:0] \$1012 ;
-  reg [20:0] \$1013 ;
-  reg [20:0] \$1014 ;
-  reg [20:0] \$1015 ;
-  reg [75:0] \$1016 ;
-  reg [71:0] \$1017 ;
-  reg [19:0] \$1018 ;
-  reg \$1019 ;
-  wire \$102 ;
-  reg \$1020 ;
-  reg [2:0] \$1021 ;
-  reg [2:0] \$1022 ;
-  reg [3:0] \$1023 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire [9:0] \$106 ;
-  wire [10:0] \$107 ;
-  wire \$108 ;
-  wire [11:0] \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire [1:0] \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire [2:0] \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire [3:0] \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire \$2 ;
-  wire [4:0] \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
-  wire \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  wire \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
-  wire [18:0] \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  wire \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  wire \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire \$278 ;
-  wire \$279 ;
-  wire [1:0] \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
-  wire \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
-  wire \$3 ;
-  wire [2:0] \$30 ;
-  wire \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire \$305 ;
-  wire \$306 ;
-  wire \$307 ;
-  wire \$308 ;
-  wire \$309 ;
-  wire \$31 ;
-  wire \$310 ;
-  wire \$311 ;
-  wire \$312 ;
-  wire \$313 ;
-  wire \$314 ;
-  wire \$315 ;
-  wire \$316 ;
-  wire \$317 ;
-  wire \$318 ;
-  wire \$319 ;
-  wire [3:0] \$32 ;
-  wire \$320 ;
-  wire \$321 ;
-  wire \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire \$325 ;
-  wire \$326 ;
-  wire \$327 ;
-  wire \$328 ;
-  wire \$329 ;
-  wire \$33 ;
-  wire \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  wire \$333 ;
-  wire \$334 ;
-  wire \$335 ;
-  wire \$336 ;
-  wire \$337 ;
-  wire \$338 ;
-  wire \$339 ;
-  wire [4:0] \$34 ;
-  wire \$340 ;
-  wire \$341 ;
-  wire \$342 ;
-  wire \$343 ;
-  wire \$344 ;
-  wire \$345 ;
-  wire \$346 ;
-  wire \$347 ;
-  wire \$348 ;
-  wire \$349 ;
-  wire \$35 ;
-  wire \$350 ;
-  wire \$351 ;
-  wire \$352 ;
-  wire \$353 ;
-  wire \$354 ;
-  wire \$355 ;
-  wire \$356 ;
-  wire \$357 ;
-  wire \$358 ;
-  wire \$359 ;
-  wire \$36 ;
-  wire \$360 ;
-  wire \$361 ;
-  wire \$362 ;
-  wire \$363 ;
-  wire \$364 ;
-  wire \$365 ;
-  wire \$366 ;
-  wire \$367 ;
-  wire \$368 ;
-  wire \$369 ;
-  wire \$37 ;
-  wire \$370 ;
-  wire \$371 ;
-  wire \$372 ;
-  wire \$373 ;
-  wire \$374 ;
-  wire \$375 ;
-  wire \$376 ;
-  wire \$377 ;
-  wire \$378 ;
-  wire \$379 ;
-  wire \$38 ;
-  wire \$380 ;
-  wire \$381 ;
-  wire \$382 ;
-  wire \$383 ;
-  wire \$384 ;
-  wire \$385 ;
-  wire \$386 ;
-  wire \$387 ;
-  wire \$388 ;
-  wire \$389 ;
-  wire [18:0] \$39 ;
-  wire \$390 ;
-  wire \$391 ;
-  wire \$392 ;
-  wire \$393 ;
-  wire \$394 ;
-  wire \$395 ;
-  wire \$396 ;
-  wire \$397 ;
-  wire \$398 ;
-  wire \$399 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$400 ;
-  wire \$401 ;
-  wire \$402 ;
-  wire \$403 ;
-  wire \$404 ;
-  wire \$405 ;
-  wire \$406 ;
-  wire \$407 ;
-  wire \$408 ;
-  wire \$409 ;
-  wire \$41 ;
-  wire \$410 ;
-  wire \$411 ;
-  wire \$412 ;
-  wire \$413 ;
-  wire \$414 ;
-  wire \$415 ;
-  wire \$416 ;
-  wire \$417 ;
-  wire \$418 ;
-  wire \$419 ;
-  wire [1:0] \$42 ;
-  wire \$420 ;
-  wire \$421 ;
-  wire \$422 ;
-  wire \$423 ;
-  wire \$424 ;
-  wire \$425 ;
-  wire \$426 ;
-  wire \$427 ;
-  wire \$428 ;
-  wire \$429 ;
-  wire \$43 ;
-  wire \$430 ;
-  wire \$431 ;
-  wire \$432 ;
-  wire \$433 ;
-  wire \$434 ;
-  wire \$435 ;
-  wire \$436 ;
-  wire \$437 ;
-  wire \$438 ;
-  wire \$439 ;
-  wire [2:0] \$44 ;
-  wire \$440 ;
-  wire \$441 ;
-  wire \$442 ;
-  wire \$443 ;
-  wire \$444 ;
-  wire \$445 ;
-  wire \$446 ;
-  wire \$447 ;
-  wire \$448 ;
-  wire \$449 ;
-  wire \$45 ;
-  wire \$450 ;
-  wire \$451 ;
-  wire \$452 ;
-  wire \$453 ;
-  wire \$454 ;
-  wire \$455 ;
-  wire \$456 ;
-  wire \$457 ;
-  wire \$458 ;
-  wire \$459 ;
-  wire [3:0] \$46 ;
-  wire \$460 ;
-  wire \$461 ;
-  wire \$462 ;
-  wire \$463 ;
-  wire \$464 ;
-  wire \$465 ;
-  wire \$466 ;
-  wire \$467 ;
-  wire \$468 ;
-  wire \$469 ;
-  wire \$47 ;
-  wire \$470 ;
-  wire \$471 ;
-  wire \$472 ;
-  wire \$473 ;
-  wire \$474 ;
-  wire \$475 ;
-  wire \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  wire \$479 ;
-  wire [4:0] \$48 ;
-  wire \$480 ;
-  wire \$481 ;
-  wire \$482 ;
-  wire \$483 ;
-  wire \$484 ;
-  wire \$485 ;
-  wire \$486 ;
-  wire \$487 ;
-  wire \$488 ;
-  wire \$489 ;
-  wire \$49 ;
-  wire \$490 ;
-  wire \$491 ;
-  wire \$492 ;
-  wire \$493 ;
-  wire \$494 ;
-  wire \$495 ;
-  wire \$496 ;
-  wire \$497 ;
-  wire \$498 ;
-  wire \$499 ;
-  wire \$5 ;
-  wire \$50 ;
-  wire \$500 ;
-  wire \$501 ;
-  wire \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire \$505 ;
-  wire \$506 ;
-  wire \$507 ;
-  wire [7:0] \$508 ;
-  wire \$509 ;
-  wire \$51 ;
-  wire \$510 ;
-  wire \$511 ;
-  wire [1:0] \$512 ;
-  wire [3:0] \$513 ;
-  wire [3:0] \$514 ;
-  wire \$515 ;
-  wire \$516 ;
-  wire \$517 ;
-  wire \$518 ;
-  wire \$519 ;
-  wire \$52 ;
-  wire \$520 ;
-  wire \$521 ;
-  wire [2:0] \$522 ;
-  wire [7:0] \$523 ;
-  wire \$524 ;
-  wire \$525 ;
-  wire \$526 ;
-  wire \$527 ;
-  wire \$528 ;
-  wire [1:0] \$529 ;
-  wire [18:0] \$53 ;
-  wire [14:0] \$530 ;
-  wire [14:0] \$531 ;
-  wire [14:0] \$532 ;
-  wire [14:0] \$533 ;
-  wire \$534 ;
-  wire \$535 ;
-  wire \$536 ;
-  wire \$537 ;
-  wire \$538 ;
-  wire \$539 ;
-  wire \$54 ;
-  wire \$540 ;
-  wire \$541 ;
-  wire \$542 ;
-  wire \$543 ;
-  wire \$544 ;
-  wire \$545 ;
-  wire \$546 ;
-  wire \$547 ;
-  wire \$548 ;
-  wire \$549 ;
-  wire \$55 ;
-  wire \$550 ;
-  wire \$551 ;
-  wire \$552 ;
-  wire \$553 ;
-  wire \$554 ;
-  wire \$555 ;
-  wire \$556 ;
-  wire \$557 ;
-  wire \$558 ;
-  wire \$559 ;
-  wire [1:0] \$56 ;
-  wire \$560 ;
-  wire \$561 ;
-  wire \$562 ;
-  wire \$563 ;
-  wire \$564 ;
-  wire \$565 ;
-  wire \$566 ;
-  wire \$567 ;
-  wire \$568 ;
-  wire \$569 ;
-  wire \$57 ;
-  wire \$570 ;
-  wire \$571 ;
-  wire \$572 ;
-  wire \$573 ;
-  wire \$574 ;
-  wire \$575 ;
-  wire \$576 ;
-  wire \$577 ;
-  wire \$578 ;
-  wire \$579 ;
-  wire [2:0] \$58 ;
-  wire \$580 ;
-  wire \$581 ;
-  wire \$582 ;
-  wire \$583 ;
-  wire \$584 ;
-  wire \$585 ;
-  wire \$586 ;
-  wire \$587 ;
-  wire \$588 ;
-  wire \$589 ;
-  wire \$59 ;
-  wire \$590 ;
-  wire \$591 ;
-  wire \$592 ;
-  wire \$593 ;
-  wire \$594 ;
-  wire \$595 ;
-  wire \$596 ;
-  wire \$597 ;
-  wire \$598 ;
-  wire \$599 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
-  wire \$600 ;
-  wire \$601 ;
-  wire \$602 ;
-  wire \$603 ;
-  wire \$604 ;
-  wire \$605 ;
-  wire \$606 ;
-  wire \$607 ;
-  wire \$608 ;
-  wire \$609 ;
-  wire \$61 ;
-  wire \$610 ;
-  wire \$611 ;
-  wire \$612 ;
-  wire \$613 ;
-  wire \$614 ;
-  wire \$615 ;
-  wire \$616 ;
-  wire \$617 ;
-  wire \$618 ;
-  wire \$619 ;
-  wire [4:0] \$62 ;
-  wire \$620 ;
-  wire \$621 ;
-  wire \$622 ;
-  wire \$623 ;
-  wire \$624 ;
-  wire \$625 ;
-  wire \$626 ;
-  wire \$627 ;
-  wire \$628 ;
-  wire \$629 ;
-  wire \$63 ;
-  wire \$630 ;
-  wire \$631 ;
-  wire \$632 ;
-  wire \$633 ;
-  wire \$634 ;
-  wire \$635 ;
-  wire \$636 ;
-  wire \$637 ;
-  wire \$638 ;
-  wire \$639 ;
-  wire \$64 ;
-  wire \$640 ;
-  wire \$641 ;
-  wire \$642 ;
-  wire \$643 ;
-  wire \$644 ;
-  wire \$645 ;
-  wire \$646 ;
-  wire \$647 ;
-  wire \$648 ;
-  wire \$649 ;
-  wire \$65 ;
-  wire \$650 ;
-  wire \$651 ;
-  wire \$652 ;
-  wire \$653 ;
-  wire \$654 ;
-  wire \$655 ;
-  wire \$656 ;
-  wire \$657 ;
-  wire \$658 ;
-  wire \$659 ;
-  wire \$66 ;
-  wire \$660 ;
-  wire \$661 ;
-  wire \$662 ;
-  wire \$663 ;
-  wire \$664 ;
-  wire \$665 ;
-  wire \$666 ;
-  wire \$667 ;
-  wire \$668 ;
-  wire \$669 ;
-  wire [18:0] \$67 ;
-  wire \$670 ;
-  wire \$671 ;
-  wire \$672 ;
-  wire \$673 ;
-  wire \$674 ;
-  wire \$675 ;
-  wire \$676 ;
-  wire \$677 ;
-  wire \$678 ;
-  wire \$679 ;
-  wire \$68 ;
-  wire \$680 ;
-  wire \$681 ;
-  wire \$682 ;
-  wire \$683 ;
-  wire \$684 ;
-  wire \$685 ;
-  wire \$686 ;
-  wire \$687 ;
-  wire \$688 ;
-  wire \$689 ;
-  wire \$69 ;
-  wire \$690 ;
-  wire \$691 ;
-  wire \$692 ;
-  wire \$693 ;
-  wire \$694 ;
-  wire \$695 ;
-  wire \$696 ;
-  wire \$697 ;
-  wire \$698 ;
-  wire \$699 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$700 ;
-  wire \$701 ;
-  wire \$702 ;
-  wire \$703 ;
-  wire \$704 ;
-  wire \$705 ;
-  wire \$706 ;
-  wire \$707 ;
-  wire \$708 ;
-  wire \$709 ;
-  wire \$71 ;
-  wire \$710 ;
-  wire \$711 ;
-  wire \$712 ;
-  wire \$713 ;
-  wire \$714 ;
-  wire \$715 ;
-  wire \$716 ;
-  wire \$717 ;
-  wire \$718 ;
-  wire \$719 ;
-  wire [3:0] \$72 ;
-  wire \$720 ;
-  wire \$721 ;
-  wire \$722 ;
-  wire \$723 ;
-  wire \$724 ;
-  wire \$725 ;
-  wire \$726 ;
-  wire \$727 ;
-  wire \$728 ;
-  wire \$729 ;
-  wire \$73 ;
-  wire \$730 ;
-  wire \$731 ;
-  wire \$732 ;
-  wire \$733 ;
-  wire \$734 ;
-  wire \$735 ;
-  wire \$736 ;
-  wire \$737 ;
-  wire \$738 ;
-  wire \$739 ;
-  wire \$74 ;
-  wire \$740 ;
-  wire \$741 ;
-  wire \$742 ;
-  wire \$743 ;
-  wire \$744 ;
-  wire \$745 ;
-  wire \$746 ;
-  wire \$747 ;
-  wire \$748 ;
-  wire \$749 ;
-  wire \$75 ;
-  wire \$750 ;
-  wire \$751 ;
-  wire \$752 ;
-  wire \$753 ;
-  wire [19:0] \$754 ;
-  wire [19:0] \$755 ;
-  wire [19:0] \$756 ;
-  wire [18:0] \$757 ;
-  wire [19:0] \$758 ;
-  wire [18:0] \$759 ;
-  wire \$76 ;
-  wire [19:0] \$760 ;
-  wire [18:0] \$761 ;
-  wire [19:0] \$762 ;
-  wire [18:0] \$763 ;
-  wire [19:0] \$764 ;
-  wire [17:0] \$765 ;
-  wire [19:0] \$766 ;
-  wire [17:0] \$767 ;
-  wire [19:0] \$768 ;
-  wire [17:0] \$769 ;
-  wire \$77 ;
-  wire [19:0] \$770 ;
-  wire [17:0] \$771 ;
-  wire [19:0] \$772 ;
-  wire [14:0] \$773 ;
-  wire [14:0] \$774 ;
-  wire [14:0] \$775 ;
-  wire [19:0] \$776 ;
-  wire [19:0] \$777 ;
-  wire [19:0] \$778 ;
-  wire [19:0] \$779 ;
-  wire \$78 ;
-  wire [17:0] \$780 ;
-  wire [19:0] \$781 ;
-  wire [17:0] \$782 ;
-  wire [19:0] \$783 ;
-  wire [17:0] \$784 ;
-  wire [19:0] \$785 ;
-  wire [17:0] \$786 ;
-  wire [19:0] \$787 ;
-  wire [20:0] \$788 ;
-  wire [19:0] \$789 ;
-  wire [3:0] \$79 ;
-  wire [19:0] \$790 ;
-  wire [19:0] \$791 ;
-  wire [18:0] \$792 ;
-  wire [19:0] \$793 ;
-  wire [18:0] \$794 ;
-  wire [19:0] \$795 ;
-  wire [18:0] \$796 ;
-  wire [19:0] \$797 ;
-  wire [18:0] \$798 ;
-  wire [19:0] \$799 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire [17:0] \$800 ;
-  wire [19:0] \$801 ;
-  wire [17:0] \$802 ;
-  wire [19:0] \$803 ;
-  wire [17:0] \$804 ;
-  wire [19:0] \$805 ;
-  wire [17:0] \$806 ;
-  wire [19:0] \$807 ;
-  wire [14:0] \$808 ;
-  wire [14:0] \$809 ;
-  wire \$81 ;
-  wire [14:0] \$810 ;
-  wire [19:0] \$811 ;
-  wire [19:0] \$812 ;
-  wire [19:0] \$813 ;
-  wire [19:0] \$814 ;
-  wire [17:0] \$815 ;
-  wire [19:0] \$816 ;
-  wire [17:0] \$817 ;
-  wire [19:0] \$818 ;
-  wire [17:0] \$819 ;
-  wire \$82 ;
-  wire [19:0] \$820 ;
-  wire [17:0] \$821 ;
-  wire [19:0] \$822 ;
-  wire [20:0] \$823 ;
-  wire [19:0] \$824 ;
-  wire [19:0] \$825 ;
-  wire [19:0] \$826 ;
-  wire [18:0] \$827 ;
-  wire [19:0] \$828 ;
-  wire [18:0] \$829 ;
-  wire \$83 ;
-  wire [19:0] \$830 ;
-  wire [18:0] \$831 ;
-  wire [19:0] \$832 ;
-  wire [18:0] \$833 ;
-  wire [19:0] \$834 ;
-  wire [17:0] \$835 ;
-  wire [19:0] \$836 ;
-  wire [17:0] \$837 ;
-  wire [19:0] \$838 ;
-  wire [17:0] \$839 ;
-  wire \$84 ;
-  wire [19:0] \$840 ;
-  wire [17:0] \$841 ;
-  wire [19:0] \$842 ;
-  wire [14:0] \$843 ;
-  wire [14:0] \$844 ;
-  wire [14:0] \$845 ;
-  wire [19:0] \$846 ;
-  wire [19:0] \$847 ;
-  wire [19:0] \$848 ;
-  wire [19:0] \$849 ;
-  wire \$85 ;
-  wire [17:0] \$850 ;
-  wire [19:0] \$851 ;
-  wire [17:0] \$852 ;
-  wire [19:0] \$853 ;
-  wire [17:0] \$854 ;
-  wire [19:0] \$855 ;
-  wire [17:0] \$856 ;
-  wire [19:0] \$857 ;
-  wire [20:0] \$858 ;
-  wire [19:0] \$859 ;
-  wire \$86 ;
-  wire [19:0] \$860 ;
-  wire [19:0] \$861 ;
-  wire [18:0] \$862 ;
-  wire [19:0] \$863 ;
-  wire [18:0] \$864 ;
-  wire [19:0] \$865 ;
-  wire [18:0] \$866 ;
-  wire [19:0] \$867 ;
-  wire [18:0] \$868 ;
-  wire [19:0] \$869 ;
-  wire \$87 ;
-  wire [17:0] \$870 ;
-  wire [19:0] \$871 ;
-  wire [17:0] \$872 ;
-  wire [19:0] \$873 ;
-  wire [17:0] \$874 ;
-  wire [19:0] \$875 ;
-  wire [17:0] \$876 ;
-  wire [19:0] \$877 ;
-  wire [14:0] \$878 ;
-  wire [14:0] \$879 ;
-  wire \$88 ;
-  wire [14:0] \$880 ;
-  wire [19:0] \$881 ;
-  wire [19:0] \$882 ;
-  wire [19:0] \$883 ;
-  wire [19:0] \$884 ;
-  wire [17:0] \$885 ;
-  wire [19:0] \$886 ;
-  wire [17:0] \$887 ;
-  wire [19:0] \$888 ;
-  wire [17:0] \$889 ;
-  wire \$89 ;
-  wire [19:0] \$890 ;
-  wire [17:0] \$891 ;
-  wire [19:0] \$892 ;
-  wire [20:0] \$893 ;
-  wire [20:0] \$894 ;
-  wire [20:0] \$895 ;
-  wire [20:0] \$896 ;
-  wire [20:0] \$897 ;
-  wire [20:0] \$898 ;
-  wire [20:0] \$899 ;
-  wire \$9 ;
-  wire \$90 ;
-  wire [20:0] \$900 ;
-  wire [20:0] \$901 ;
-  wire [20:0] \$902 ;
-  wire [20:0] \$903 ;
-  wire [20:0] \$904 ;
-  wire [20:0] \$905 ;
-  wire [20:0] \$906 ;
-  wire [20:0] \$907 ;
-  wire [20:0] \$908 ;
-  wire [20:0] \$909 ;
-  wire \$91 ;
-  wire \$910 ;
-  wire [19:0] \$911 ;
-  wire \$912 ;
-  wire [19:0] \$913 ;
-  wire \$914 ;
-  wire [19:0] \$915 ;
-  wire \$916 ;
-  wire [19:0] \$917 ;
-  wire \$918 ;
-  wire \$919 ;
-  wire \$92 ;
-  wire \$920 ;
-  wire \$921 ;
-  wire \$922 ;
-  wire \$923 ;
-  wire \$924 ;
-  wire \$925 ;
-  wire \$926 ;
-  wire [3:0] \$927 ;
-  wire [3:0] \$928 ;
-  wire [1:0] \$929 ;
-  wire \$93 ;
-  wire \$930 ;
-  wire [4:0] \$931 ;
-  wire [4:0] \$932 ;
-  wire \$933 ;
-  wire \$934 ;
-  wire \$935 ;
-  wire [6:0] \$936 ;
-  wire [6:0] \$937 ;
-  reg [8:0] \$938 ;
-  reg \$939 ;
-  wire \$94 ;
-  reg [7:0] \$940 ;
-  reg \$941 ;
-  reg \$942 ;
-  reg [6:0] \$943 ;
-  reg \$944 ;
-  reg \$945 ;
-  reg [2:0] \$946 ;
-  reg [2:0] \$947 ;
-  reg [5:0] \$948 ;
-  reg [2:0] \$949 ;
-  wire [3:0] \$95 ;
-  reg [2:0] \$950 ;
-  reg \$951 ;
-  reg [5:0] \$952 ;
-  reg \$953 ;
-  reg [6:0] \$954 ;
-  reg \$955 ;
-  reg [1:0] \$956 ;
-  reg [1:0] \$957 ;
-  reg [1:0] \$958 ;
-  reg \$959 ;
-  wire [4:0] \$96 ;
-  reg \$960 ;
-  reg \$961 ;
-  reg [25:0] \$962 ;
-  reg [25:0] \$963 ;
-  reg [25:0] \$964 ;
-  reg [25:0] \$965 ;
-  reg [25:0] \$966 ;
-  reg [25:0] \$967 ;
-  reg [25:0] \$968 ;
-  reg [25:0] \$969 ;
-  wire \$97 ;
-  reg [25:0] \$970 ;
-  reg [31:0] \$971 ;
-  reg [14:0] \$972 ;
-  reg [14:0] \$973 ;
-  reg [14:0] \$974 ;
-  reg [14:0] \$975 ;
-  reg [59:0] \$976 ;
-  reg [75:0] \$977 ;
-  reg [59:0] \$978 ;
-  reg [71:0] \$979 ;
-  reg [2:0] \$98 ;
-  reg [75:0] \$980 ;
-  reg [75:0] \$981 ;
-  reg [71:0] \$982 ;
-  reg [71:0] \$983 ;
-  reg [59:0] \$984 ;
-  reg [59:0] \$985 ;
-  reg \$986 ;
-  reg \$987 ;
-  reg \$988 ;
-  reg \$989 ;
-  wire [4:0] \$99 ;
-  reg \$990 ;
-  reg \$991 ;
-  reg \$992 ;
-  reg \$993 ;
-  reg \$994 ;
-  reg \$995 ;
-  reg [9:0] \$996 ;
-  reg [7:0] \$997 ;
-  reg [79:0] \$998 ;
-  reg [79:0] \$999 ;
+  wire _0000_;
+  wire _0001_;
+  wire [4:0] _0002_;
+  wire [20:0] _0003_;
+  wire [20:0] _0004_;
+  wire [20:0] _0005_;
+  wire [20:0] _0006_;
+  wire [20:0] _0007_;
+  wire [20:0] _0008_;
+  wire [20:0] _0009_;
+  wire [20:0] _0010_;
+  wire [20:0] _0011_;
+  wire [20:0] _0012_;
+  wire _0013_;
+  wire [20:0] _0014_;
+  wire [20:0] _0015_;
+  wire [20:0] _0016_;
+  wire [20:0] _0017_;
+  wire [20:0] _0018_;
+  wire [20:0] _0019_;
+  wire [75:0] _0020_;
+  wire [71:0] _0021_;
+  wire [19:0] _0022_;
+  wire _0023_;
+  wire _0024_;
+  wire _0025_;
+  wire [2:0] _0026_;
+  wire [2:0] _0027_;
+  wire [3:0] _0028_;
+  wire _0029_;
+  wire [9:0] _0030_;
+  wire [10:0] _0031_;
+  wire _0032_;
+  (* unused_bits = "9 10 11" *)
+  wire [11:0] _0033_;
+  wire _0034_;
+  wire _0035_;
+  wire _0036_;
+  wire _0037_;
+  wire _0038_;
+  wire _0039_;
+  wire _0040_;
+  wire _0041_;
+  wire _0042_;
+  wire _0043_;
+  wire _0044_;
+  wire _0045_;
+  wire _0046_;
+  wire _0047_;
+  wire _0048_;
+  wire _0049_;
+  wire _0050_;
+  wire _0051_;
+  wire _0052_;
+  wire _0053_;
+  wire _0054_;
+  wire _0055_;
+  wire _0056_;
+  wire _0057_;
+  wire [1:0] _0058_;
+  wire _0059_;
+  wire _0060_;
+  wire _0061_;
+  wire _0062_;
+  wire _0063_;
+  wire _0064_;
+  wire _0065_;
+  wire _0066_;
+  wire _0067_;
+  wire _0068_;
+  wire _0069_;
+  wire _0070_;
+  wire _0071_;
+  wire _0072_;
+  wire _0073_;
+  wire [2:0] _0074_;
+  wire _0075_;
+  wire _0076_;
+  wire _0077_;
+  wire _0078_;
+  wire _0079_;
+  wire _0080_;
+  wire _0081_;
+  wire _0082_;
+  wire _0083_;
+  wire _0084_;
+  wire _0085_;
+  wire _0086_;
+  wire _0087_;
+  wire _0088_;
+  wire _0089_;
+  wire _0090_;
+  wire _0091_;
+  wire _0092_;
+  wire [3:0] _0093_;
+  wire _0094_;
+  wire _0095_;
+  wire _0096_;
+  wire _0097_;
+  wire _0098_;
+  wire _0099_;
+  wire _0100_;
+  wire _0101_;
+  wire _0102_;
+  wire _0103_;
+  wire _0104_;
+  wire _0105_;
+  wire _0106_;
+  wire _0107_;
+  wire _0108_;
+  wire _0109_;
+  wire _0110_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0111_;
+  wire _0112_;
+  wire _0113_;
+  wire _0114_;
+  wire _0115_;
+  wire _0116_;
+  wire _0117_;
+  wire _0118_;
+  wire _0119_;
+  wire _0120_;
+  wire _0121_;
+  wire _0122_;
+  wire _0123_;
+  wire _0124_;
+  wire _0125_;
+  wire _0126_;
+  wire _0127_;
+  wire _0128_;
+  wire _0129_;
+  wire _0130_;
+  wire _0131_;
+  wire _0132_;
+  wire _0133_;
+  wire _0134_;
+  wire _0135_;
+  wire _0136_;
+  wire _0137_;
+  wire _0138_;
+  wire _0139_;
+  wire _0140_;
+  wire _0141_;
+  wire _0142_;
+  wire _0143_;
+  wire _0144_;
+  wire _0145_;
+  wire _0146_;
+  wire _0147_;
+  wire _0148_;
+  wire _0149_;
+  wire _0150_;
+  wire _0151_;
+  wire _0152_;
+  wire _0153_;
+  wire _0154_;
+  wire _0155_;
+  wire [18:0] _0156_;
+  wire _0157_;
+  wire _0158_;
+  wire _0159_;
+  wire _0160_;
+  wire _0161_;
+  wire _0162_;
+  wire _0163_;
+  wire _0164_;
+  wire _0165_;
+  wire _0166_;
+  wire _0167_;
+  wire _0168_;
+  wire _0169_;
+  wire _0170_;
+  wire _0171_;
+  wire _0172_;
+  wire _0173_;
+  wire _0174_;
+  wire _0175_;
+  wire _0176_;
+  wire _0177_;
+  wire _0178_;
+  wire _0179_;
+  wire _0180_;
+  wire [1:0] _0181_;
+  wire _0182_;
+  wire _0183_;
+  wire _0184_;
+  wire _0185_;
+  wire _0186_;
+  wire _0187_;
+  wire _0188_;
+  wire _0189_;
+  wire _0190_;
+  wire _0191_;
+  wire _0192_;
+  wire _0193_;
+  wire _0194_;
+  wire _0195_;
+  wire _0196_;
+  wire _0197_;
+  wire _0198_;
+  wire _0199_;
+  wire _0200_;
+  wire [2:0] _0201_;
+  wire _0202_;
+  wire _0203_;
+  wire _0204_;
+  wire _0205_;
+  wire _0206_;
+  wire _0207_;
+  wire _0208_;
+  wire _0209_;
+  wire _0210_;
+  wire _0211_;
+  wire _0212_;
+  wire _0213_;
+  wire _0214_;
+  wire _0215_;
+  wire _0216_;
+  wire _0217_;
+  wire [3:0] _0218_;
+  wire _0219_;
+  wire _0220_;
+  wire _0221_;
+  wire _0222_;
+  wire _0223_;
+  wire _0224_;
+  wire _0225_;
+  wire _0226_;
+  wire _0227_;
+  wire _0228_;
+  wire _0229_;
+  wire _0230_;
+  wire _0231_;
+  wire _0232_;
+  wire _0233_;
+  wire _0234_;
+  wire _0235_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0236_;
+  wire _0237_;
+  wire _0238_;
+  wire _0239_;
+  wire _0240_;
+  wire _0241_;
+  wire _0242_;
+  wire _0243_;
+  wire _0244_;
+  wire _0245_;
+  wire _0246_;
+  wire _0247_;
+  wire _0248_;
+  wire _0249_;
+  wire _0250_;
+  wire _0251_;
+  wire _0252_;
+  wire _0253_;
+  wire _0254_;
+  wire _0255_;
+  wire _0256_;
+  wire _0257_;
+  wire _0258_;
+  wire _0259_;
+  wire _0260_;
+  wire _0261_;
+  wire _0262_;
+  wire _0263_;
+  wire _0264_;
+  wire _0265_;
+  wire _0266_;
+  wire _0267_;
+  wire _0268_;
+  wire _0269_;
+  wire _0270_;
+  wire _0271_;
+  wire _0272_;
+  wire _0273_;
+  wire _0274_;
+  wire _0275_;
+  wire _0276_;
+  wire _0277_;
+  wire _0278_;
+  wire _0279_;
+  wire [18:0] _0280_;
+  wire _0281_;
+  wire _0282_;
+  wire _0283_;
+  wire _0284_;
+  wire _0285_;
+  wire _0286_;
+  wire _0287_;
+  wire _0288_;
+  wire _0289_;
+  wire _0290_;
+  wire _0291_;
+  wire _0292_;
+  wire _0293_;
+  wire _0294_;
+  wire _0295_;
+  wire _0296_;
+  wire _0297_;
+  wire _0298_;
+  wire _0299_;
+  wire _0300_;
+  wire _0301_;
+  wire _0302_;
+  wire _0303_;
+  wire _0304_;
+  wire _0305_;
+  wire [1:0] _0306_;
+  wire _0307_;
+  wire _0308_;
+  wire _0309_;
+  wire _0310_;
+  wire _0311_;
+  wire _0312_;
+  wire _0313_;
+  wire _0314_;
+  wire _0315_;
+  wire _0316_;
+  wire _0317_;
+  wire _0318_;
+  wire _0319_;
+  wire _0320_;
+  wire _0321_;
+  wire _0322_;
+  wire _0323_;
+  wire _0324_;
+  wire [2:0] _0325_;
+  wire _0326_;
+  wire _0327_;
+  wire _0328_;
+  wire _0329_;
+  wire _0330_;
+  wire _0331_;
+  wire _0332_;
+  wire _0333_;
+  wire _0334_;
+  wire _0335_;
+  wire _0336_;
+  wire _0337_;
+  wire _0338_;
+  wire _0339_;
+  wire _0340_;
+  wire _0341_;
+  wire [3:0] _0342_;
+  wire _0343_;
+  wire _0344_;
+  wire _0345_;
+  wire _0346_;
+  wire _0347_;
+  wire _0348_;
+  wire _0349_;
+  wire _0350_;
+  wire _0351_;
+  wire _0352_;
+  wire _0353_;
+  wire _0354_;
+  wire _0355_;
+  wire _0356_;
+  wire _0357_;
+  wire _0358_;
+  wire _0359_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0360_;
+  wire _0361_;
+  wire _0362_;
+  wire _0363_;
+  wire _0364_;
+  wire _0365_;
+  wire _0366_;
+  wire _0367_;
+  wire _0368_;
+  wire _0369_;
+  wire _0370_;
+  wire _0371_;
+  wire _0372_;
+  wire _0373_;
+  wire _0374_;
+  wire _0375_;
+  wire _0376_;
+  wire _0377_;
+  wire _0378_;
+  wire _0379_;
+  wire _0380_;
+  wire _0381_;
+  wire _0382_;
+  wire _0383_;
+  wire _0384_;
+  wire _0385_;
+  wire _0386_;
+  wire _0387_;
+  wire _0388_;
+  wire _0389_;
+  wire _0390_;
+  wire _0391_;
+  (* unused_bits = "7" *)
+  wire [7:0] _0392_;
+  wire _0393_;
+  wire _0394_;
+  wire _0395_;
+  wire _0396_;
+  (* unused_bits = "1" *)
+  wire [1:0] _0397_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0398_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0399_;
+  wire _0400_;
+  wire _0401_;
+  wire _0402_;
+  wire _0403_;
+  wire _0404_;
+  wire _0405_;
+  wire _0406_;
+  wire _0407_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0408_;
+  (* unused_bits = "7" *)
+  wire [7:0] _0409_;
+  wire _0410_;
+  wire _0411_;
+  wire _0412_;
+  wire _0413_;
+  (* unused_bits = "1" *)
+  wire [1:0] _0414_;
+  wire [18:0] _0415_;
+  wire [14:0] _0416_;
+  wire [14:0] _0417_;
+  wire [14:0] _0418_;
+  wire [14:0] _0419_;
+  wire _0420_;
+  wire _0421_;
+  wire _0422_;
+  wire _0423_;
+  wire _0424_;
+  wire _0425_;
+  wire _0426_;
+  wire _0427_;
+  wire _0428_;
+  wire _0429_;
+  wire _0430_;
+  wire _0431_;
+  wire _0432_;
+  wire _0433_;
+  wire _0434_;
+  wire _0435_;
+  wire _0436_;
+  wire _0437_;
+  wire _0438_;
+  wire _0439_;
+  wire _0440_;
+  wire _0441_;
+  wire _0442_;
+  wire _0443_;
+  wire _0444_;
+  wire [1:0] _0445_;
+  wire _0446_;
+  wire _0447_;
+  wire _0448_;
+  wire _0449_;
+  wire _0450_;
+  wire _0451_;
+  wire _0452_;
+  wire _0453_;
+  wire _0454_;
+  wire _0455_;
+  wire _0456_;
+  wire _0457_;
+  wire _0458_;
+  wire _0459_;
+  wire _0460_;
+  wire _0461_;
+  wire _0462_;
+  wire _0463_;
+  wire _0464_;
+  wire _0465_;
+  wire [2:0] _0466_;
+  wire _0467_;
+  wire _0468_;
+  wire _0469_;
+  wire _0470_;
+  wire _0471_;
+  wire _0472_;
+  wire _0473_;
+  wire _0474_;
+  wire _0475_;
+  wire _0476_;
+  wire _0477_;
+  wire _0478_;
+  wire _0479_;
+  wire _0480_;
+  wire _0481_;
+  wire _0482_;
+  wire _0483_;
+  wire _0484_;
+  wire _0485_;
+  wire _0486_;
+  wire [3:0] _0487_;
+  wire _0488_;
+  wire _0489_;
+  wire _0490_;
+  wire _0491_;
+  wire _0492_;
+  wire _0493_;
+  wire _0494_;
+  wire _0495_;
+  wire _0496_;
+  wire _0497_;
+  wire _0498_;
+  wire _0499_;
+  wire _0500_;
+  wire _0501_;
+  wire _0502_;
+  wire _0503_;
+  wire _0504_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0505_;
+  wire _0506_;
+  wire _0507_;
+  wire _0508_;
+  wire _0509_;
+  wire _0510_;
+  wire _0511_;
+  wire _0512_;
+  wire _0513_;
+  wire _0514_;
+  wire _0515_;
+  wire _0516_;
+  wire _0517_;
+  wire _0518_;
+  wire _0519_;
+  wire _0520_;
+  wire _0521_;
+  wire _0522_;
+  wire _0523_;
+  wire _0524_;
+  wire _0525_;
+  wire _0526_;
+  wire _0527_;
+  wire _0528_;
+  wire _0529_;
+  wire _0530_;
+  wire _0531_;
+  wire _0532_;
+  wire _0533_;
+  wire _0534_;
+  wire _0535_;
+  wire _0536_;
+  wire _0537_;
+  wire _0538_;
+  wire _0539_;
+  wire _0540_;
+  wire _0541_;
+  wire _0542_;
+  wire _0543_;
+  wire _0544_;
+  wire _0545_;
+  wire _0546_;
+  wire _0547_;
+  wire _0548_;
+  wire _0549_;
+  wire _0550_;
+  wire _0551_;
+  wire _0552_;
+  wire [18:0] _0553_;
+  wire _0554_;
+  wire _0555_;
+  wire _0556_;
+  wire _0557_;
+  wire _0558_;
+  wire _0559_;
+  wire _0560_;
+  wire _0561_;
+  wire _0562_;
+  wire _0563_;
+  wire _0564_;
+  wire _0565_;
+  wire _0566_;
+  wire _0567_;
+  wire _0568_;
+  wire _0569_;
+  wire _0570_;
+  wire _0571_;
+  wire _0572_;
+  wire _0573_;
+  wire _0574_;
+  wire _0575_;
+  wire _0576_;
+  wire _0577_;
+  wire _0578_;
+  wire _0579_;
+  wire _0580_;
+  wire _0581_;
+  wire _0582_;
+  wire _0583_;
+  wire _0584_;
+  wire _0585_;
+  wire _0586_;
+  wire _0587_;
+  wire _0588_;
+  wire _0589_;
+  wire _0590_;
+  wire _0591_;
+  wire _0592_;
+  wire _0593_;
+  wire _0594_;
+  wire _0595_;
+  wire _0596_;
+  wire _0597_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _0598_;
+  wire _0599_;
+  wire _0600_;
+  wire _0601_;
+  wire _0602_;
+  wire _0603_;
+  wire _0604_;
+  wire _0605_;
+  wire _0606_;
+  wire _0607_;
+  wire _0608_;
+  wire _0609_;
+  wire _0610_;
+  wire _0611_;
+  wire _0612_;
+  wire _0613_;
+  wire _0614_;
+  wire _0615_;
+  wire _0616_;
+  wire _0617_;
+  wire _0618_;
+  wire _0619_;
+  wire _0620_;
+  wire _0621_;
+  wire _0622_;
+  wire [19:0] _0623_;
+  wire [19:0] _0624_;
+  wire [19:0] _0625_;
+  wire [18:0] _0626_;
+  wire [19:0] _0627_;
+  wire [18:0] _0628_;
+  wire _0629_;
+  wire [19:0] _0630_;
+  wire [18:0] _0631_;
+  wire [19:0] _0632_;
+  wire [18:0] _0633_;
+  wire [19:0] _0634_;
+  wire [17:0] _0635_;
+  wire [19:0] _0636_;
+  wire [17:0] _0637_;
+  wire [19:0] _0638_;
+  wire [17:0] _0639_;
+  wire _0640_;
+  wire [19:0] _0641_;
+  wire [17:0] _0642_;
+  wire [19:0] _0643_;
+  wire [14:0] _0644_;
+  wire [14:0] _0645_;
+  wire [14:0] _0646_;
+  wire [19:0] _0647_;
+  wire [19:0] _0648_;
+  wire [19:0] _0649_;
+  wire [19:0] _0650_;
+  wire _0651_;
+  wire [17:0] _0652_;
+  wire [19:0] _0653_;
+  wire [17:0] _0654_;
+  wire [19:0] _0655_;
+  wire [17:0] _0656_;
+  wire [19:0] _0657_;
+  wire [17:0] _0658_;
+  wire [19:0] _0659_;
+  (* unused_bits = "20" *)
+  wire [20:0] _0660_;
+  wire [19:0] _0661_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _0662_;
+  wire [19:0] _0663_;
+  wire [19:0] _0664_;
+  wire [18:0] _0665_;
+  wire [19:0] _0666_;
+  wire [18:0] _0667_;
+  wire [19:0] _0668_;
+  wire [18:0] _0669_;
+  wire [19:0] _0670_;
+  wire [18:0] _0671_;
+  wire [19:0] _0672_;
+  wire _0673_;
+  wire [17:0] _0674_;
+  wire [19:0] _0675_;
+  wire [17:0] _0676_;
+  wire [19:0] _0677_;
+  wire [17:0] _0678_;
+  wire [19:0] _0679_;
+  wire [17:0] _0680_;
+  wire [19:0] _0681_;
+  wire [14:0] _0682_;
+  wire [14:0] _0683_;
+  wire _0684_;
+  wire [14:0] _0685_;
+  wire [19:0] _0686_;
+  wire [19:0] _0687_;
+  wire [19:0] _0688_;
+  wire [19:0] _0689_;
+  wire [17:0] _0690_;
+  wire [19:0] _0691_;
+  wire [17:0] _0692_;
+  wire [19:0] _0693_;
+  wire [17:0] _0694_;
+  wire _0695_;
+  wire [19:0] _0696_;
+  wire [17:0] _0697_;
+  wire [19:0] _0698_;
+  (* unused_bits = "20" *)
+  wire [20:0] _0699_;
+  wire [19:0] _0700_;
+  wire [19:0] _0701_;
+  wire [19:0] _0702_;
+  wire [18:0] _0703_;
+  wire [19:0] _0704_;
+  wire [18:0] _0705_;
+  wire _0706_;
+  wire [19:0] _0707_;
+  wire [18:0] _0708_;
+  wire [19:0] _0709_;
+  wire [18:0] _0710_;
+  wire [19:0] _0711_;
+  wire [17:0] _0712_;
+  wire [19:0] _0713_;
+  wire [17:0] _0714_;
+  wire [19:0] _0715_;
+  wire [17:0] _0716_;
+  wire _0717_;
+  wire [19:0] _0718_;
+  wire [17:0] _0719_;
+  wire [19:0] _0720_;
+  wire [14:0] _0721_;
+  wire [14:0] _0722_;
+  wire [14:0] _0723_;
+  wire [19:0] _0724_;
+  wire [19:0] _0725_;
+  wire [19:0] _0726_;
+  wire [19:0] _0727_;
+  wire [17:0] _0728_;
+  wire [19:0] _0729_;
+  wire [17:0] _0730_;
+  wire [19:0] _0731_;
+  wire [17:0] _0732_;
+  wire [19:0] _0733_;
+  wire [17:0] _0734_;
+  wire [19:0] _0735_;
+  (* unused_bits = "20" *)
+  wire [20:0] _0736_;
+  wire [19:0] _0737_;
+  wire _0738_;
+  wire [19:0] _0739_;
+  wire [19:0] _0740_;
+  wire [18:0] _0741_;
+  wire [19:0] _0742_;
+  wire [18:0] _0743_;
+  wire [19:0] _0744_;
+  wire [18:0] _0745_;
+  wire [19:0] _0746_;
+  wire [18:0] _0747_;
+  wire [19:0] _0748_;
+  wire _0749_;
+  wire [17:0] _0750_;
+  wire [19:0] _0751_;
+  wire [17:0] _0752_;
+  wire [19:0] _0753_;
+  wire [17:0] _0754_;
+  wire [19:0] _0755_;
+  wire [17:0] _0756_;
+  wire [19:0] _0757_;
+  wire [14:0] _0758_;
+  wire [14:0] _0759_;
+  wire [14:0] _0760_;
+  wire [19:0] _0761_;
+  wire [19:0] _0762_;
+  wire [19:0] _0763_;
+  wire [19:0] _0764_;
+  wire [17:0] _0765_;
+  wire [19:0] _0766_;
+  wire [17:0] _0767_;
+  wire [19:0] _0768_;
+  wire [17:0] _0769_;
+  wire _0770_;
+  wire [19:0] _0771_;
+  wire [17:0] _0772_;
+  wire [19:0] _0773_;
+  (* unused_bits = "20" *)
+  wire [20:0] _0774_;
+  wire [20:0] _0775_;
+  wire [20:0] _0776_;
+  wire [20:0] _0777_;
+  wire [20:0] _0778_;
+  wire [20:0] _0779_;
+  wire [20:0] _0780_;
+  wire _0781_;
+  wire _0782_;
+  wire [20:0] _0783_;
+  wire [20:0] _0784_;
+  wire [20:0] _0785_;
+  wire [20:0] _0786_;
+  wire [20:0] _0787_;
+  wire [20:0] _0788_;
+  wire [20:0] _0789_;
+  wire [20:0] _0790_;
+  wire [20:0] _0791_;
+  wire [20:0] _0792_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _0793_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _0794_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _0795_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _0796_;
+  wire _0797_;
+  wire _0798_;
+  wire _0799_;
+  wire _0800_;
+  wire _0801_;
+  wire _0802_;
+  wire _0803_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0804_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0805_;
+  (* unused_bits = "1" *)
+  wire [1:0] _0806_;
+  wire _0807_;
+  wire _0808_;
+  wire [4:0] _0809_;
+  wire [4:0] _0810_;
+  wire _0811_;
+  wire _0812_;
+  wire _0813_;
+  wire [6:0] _0814_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _0815_;
+  wire [8:0] _0816_;
+  wire _0817_;
+  wire [7:0] _0818_;
+  wire _0819_;
+  wire _0820_;
+  wire [6:0] _0821_;
+  wire _0822_;
+  wire _0823_;
+  wire [2:0] _0824_;
+  wire [2:0] _0825_;
+  wire [2:0] _0826_;
+  wire [3:0] _0827_;
+  wire [2:0] _0828_;
+  wire _0829_;
+  wire _0830_;
+  wire [6:0] _0831_;
+  wire _0832_;
+  wire [1:0] _0833_;
+  wire [1:0] _0834_;
+  wire _0835_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0836_;
+  wire _0837_;
+  wire _0838_;
+  wire [25:0] _0839_;
+  wire [25:0] _0840_;
+  wire [25:0] _0841_;
+  wire [25:0] _0842_;
+  wire [25:0] _0843_;
+  wire [25:0] _0844_;
+  wire [25:0] _0845_;
+  wire [25:0] _0846_;
+  wire _0847_;
+  wire [31:0] _0848_;
+  wire [14:0] _0849_;
+  wire [14:0] _0850_;
+  wire [14:0] _0851_;
+  wire [14:0] _0852_;
+  wire [59:0] _0853_;
+  wire [75:0] _0854_;
+  wire [59:0] _0855_;
+  wire [71:0] _0856_;
+  wire [2:0] _0857_;
+  wire [75:0] _0858_;
+  wire [75:0] _0859_;
+  wire [71:0] _0860_;
+  wire [71:0] _0861_;
+  wire [59:0] _0862_;
+  wire [59:0] _0863_;
+  wire _0864_;
+  wire _0865_;
+  wire _0866_;
+  wire _0867_;
+  wire [4:0] _0868_;
+  wire _0869_;
+  wire _0870_;
+  wire _0871_;
+  wire _0872_;
+  wire _0873_;
+  wire _0874_;
+  wire [9:0] _0875_;
+  wire [7:0] _0876_;
+  wire [79:0] _0877_;
+  wire [79:0] _0878_;
+  wire [3:0] _0879_;
+  wire [3:0] _0880_;
+  wire [3:0] _0881_;
+  wire [3:0] _0882_;
+  wire [3:0] _0883_;
+  wire [2:0] _0884_;
+  wire [2:0] _0885_;
+  wire [2:0] _0886_;
+  wire [2:0] _0887_;
+  wire [2:0] _0888_;
+  wire [2:0] _0889_;
+  wire [2:0] _0890_;
+  wire [2:0] _0891_;
+  wire [2:0] _0892_;
+  wire _0893_;
+  wire _0894_;
+  wire _0895_;
+  wire [14:0] _0896_;
+  wire [14:0] _0897_;
+  wire [14:0] _0898_;
+  wire [14:0] _0899_;
+  wire _0900_;
+  wire _0901_;
+  wire _0902_;
+  wire [1:0] _0903_;
+  wire [1:0] _0904_;
+  wire [1:0] _0905_;
+  wire [1:0] _0906_;
+  wire [1:0] _0907_;
+  wire [1:0] _0908_;
+  wire [1:0] _0909_;
+  wire [1:0] _0910_;
+  wire _0911_;
+  wire _0912_;
+  wire _0913_;
+  wire [6:0] _0914_;
+  wire [6:0] _0915_;
+  wire [6:0] _0916_;
+  wire _0917_;
+  wire _0918_;
+  wire _0919_;
+  wire _0920_;
+  wire _0921_;
+  wire _0922_;
+  wire _0923_;
+  wire _0924_;
+  wire _0925_;
+  wire _0926_;
+  wire _0927_;
+  wire _0928_;
+  wire [2:0] _0929_;
+  wire [2:0] _0930_;
+  wire [2:0] _0931_;
+  wire [2:0] _0932_;
+  wire [2:0] _0933_;
+  wire [2:0] _0934_;
+  wire [2:0] _0935_;
+  wire [2:0] _0936_;
+  wire [2:0] _0937_;
+  wire [2:0] _0938_;
+  wire [2:0] _0939_;
+  wire [2:0] _0940_;
+  wire [2:0] _0941_;
+  wire [2:0] _0942_;
+  wire [2:0] _0943_;
+  wire [2:0] _0944_;
+  wire [2:0] _0945_;
+  wire _0946_;
+  wire _0947_;
+  wire _0948_;
+  wire _0949_;
+  wire _0950_;
+  wire _0951_;
+  wire _0952_;
+  wire [6:0] _0953_;
+  wire [6:0] _0954_;
+  wire [6:0] _0955_;
+  wire [6:0] _0956_;
+  wire _0957_;
+  wire _0958_;
+  wire _0959_;
+  wire _0960_;
+  wire _0961_;
+  wire _0962_;
+  wire _0963_;
+  wire _0964_;
+  wire [7:0] _0965_;
+  wire [7:0] _0966_;
+  wire [7:0] _0967_;
+  wire [7:0] _0968_;
+  wire _0969_;
+  wire _0970_;
+  wire _0971_;
+  wire _0972_;
+  wire _0973_;
+  wire [2:0] _0974_;
+  wire [1:0] _0975_;
+  wire [1:0] _0976_;
+  wire [1:0] _0977_;
+  wire [18:0] _0978_;
+  wire [18:0] _0979_;
+  wire [18:0] _0980_;
+  wire [18:0] _0981_;
+  wire [18:0] _0982_;
+  wire [18:0] _0983_;
+  wire [18:0] _0984_;
+  wire [18:0] _0985_;
+  wire [18:0] _0986_;
+  wire [18:0] _0987_;
+  wire [18:0] _0988_;
+  wire [18:0] _0989_;
+  wire [18:0] _0990_;
+  wire [18:0] _0991_;
+  wire [18:0] _0992_;
+  wire [18:0] _0993_;
+  wire _0994_;
+  wire _0995_;
+  wire _0996_;
+  wire [2:0] _0997_;
+  wire [2:0] _0998_;
+  wire [2:0] _0999_;
+  wire [2:0] _1000_;
+  wire [2:0] _1001_;
+  wire [2:0] _1002_;
+  wire [2:0] _1003_;
+  wire _1004_;
+  wire _1005_;
+  wire _1006_;
+  wire [6:0] _1007_;
+  wire [6:0] _1008_;
+  wire _1009_;
+  wire _1010_;
+  wire _1011_;
+  wire _1012_;
+  wire _1013_;
+  wire _1014_;
+  wire _1015_;
   reg \$like  = 1'h0;
   reg [2:0] \$like$107  = 3'h0;
   reg [59:0] \$like$136  = 60'h000000000000000;
@@ -1457,7 +1434,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire [19:0] \$signal$150[3] ;
   reg \$signal$26  = 1'h1;
   reg \$signal$29  = 1'h0;
-  reg \$signal$31 ;
+  wire \$signal$31 ;
   wire \$signal$34 ;
   reg [79:0] \$signal$49  = 80'h00000000000000000000;
   wire [19:0] \$signal$49[0] ;
@@ -1470,7 +1447,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire [7:0] \$signal$9 ;
   wire [19:0] \$signal$92 ;
   wire \$signal$96 ;
-  reg \$signal$99 ;
+  wire \$signal$99 ;
   wire [4:0] \$signature__addr ;
   wire [6:0] \$signature__addr$43 ;
   wire [6:0] \$signature__addr$46 ;
@@ -1513,7 +1490,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire [14:0] \b_rd__data[1] ;
   wire [14:0] \b_rd__data[2] ;
   wire [14:0] \b_rd__data[3] ;
-  reg [2:0] \bit ;
+  wire [2:0] \bit ;
   wire busy;
   reg [71:0] c_raw = 72'h000000000000000000;
   wire [17:0] \c_raw[0] ;
@@ -1530,7 +1507,6 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   input clk;
   wire clk;
   reg credit = 1'h0;
-  (* init = 72'h000000000000000000 *)
   wire [71:0] cres7;
   wire [17:0] \cres7[0] ;
   wire [17:0] \cres7[1] ;
@@ -1575,6 +1551,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire \entry.g ;
   wire [2:0] \entry.x ;
   wire [2:0] \entry.y ;
+  (* unused_bits = "12 13 14 15 16 17 18" *)
   reg [19:0] entry7 = 20'h00000;
   wire [11:0] \entry7.counts ;
   wire [2:0] \entry7.counts[0] ;
@@ -1582,8 +1559,11 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire [2:0] \entry7.counts[2] ;
   wire [2:0] \entry7.counts[3] ;
   wire \entry7.end ;
+  (* unused_bits = "0" *)
   wire \entry7.g ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \entry7.x ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \entry7.y ;
   reg ev_c = 1'h0;
   wire ev_count;
@@ -1602,7 +1582,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   reg hit_v3 = 1'h0;
   reg hit_v4 = 1'h0;
   reg hit_v5 = 1'h0;
-  reg [25:0] issue;
+  wire [25:0] issue;
   wire [6:0] \issue.addr ;
   wire \issue.bank ;
   wire \issue.bias_g ;
@@ -1616,17 +1596,16 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [4:0] \issue.waddr ;
-  reg [18:0] kept0;
-  reg [18:0] kept1;
-  reg [18:0] kept2;
-  reg [18:0] kept3;
-  reg [1:0] lane;
-  reg load;
+  wire [18:0] kept0;
+  wire [18:0] kept1;
+  wire [18:0] kept2;
+  wire [18:0] kept3;
+  wire [1:0] lane;
+  wire load;
   reg more_pixels = 1'h1;
-  reg [5:0] nxt_index = 6'h00;
   reg [2:0] nxt_x = 3'h0;
   output [12:0] o__payload;
-  reg [12:0] o__payload;
+  wire [12:0] o__payload;
   wire [2:0] \o__payload.c ;
   wire [2:0] \o__payload.count ;
   wire \o__payload.end ;
@@ -1635,25 +1614,21 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   input o__ready;
   wire o__ready;
   output o__valid;
-  reg o__valid;
+  wire o__valid;
   wire [6:0] op_addr;
   wire op_count;
   wire [3:0] op_shift;
   wire op_valid;
   wire [4:0] op_waddr;
-  reg [11:0] out_counts;
+  wire [11:0] out_counts;
   wire [2:0] \out_counts[0] ;
   wire [2:0] \out_counts[1] ;
   wire [2:0] \out_counts[2] ;
   wire [2:0] \out_counts[3] ;
   wire [3:0] pending;
   reg [7:0] pix_bits = 8'h00;
-  (* init = 1'h0 *)
   wire pix_c;
-  reg [5:0] pix_index = 6'h00;
-  (* init = 3'h0 *)
   wire [2:0] pix_x;
-  (* init = 3'h0 *)
   wire [2:0] pix_y;
   reg [6:0] pixel_count = 7'h00;
   input [7:0] pixels__payload;
@@ -1662,15 +1637,12 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire pixels__ready;
   input pixels__valid;
   wire pixels__valid;
-  reg [1:0] plane = 2'h0;
   reg pos0 = 1'h0;
   reg \pos0$84  = 1'h0;
   reg [2:0] pos1 = 3'h0;
   reg [2:0] pos2 = 3'h0;
-  (* init = 1'h0 *)
   wire push7;
   wire ready;
-  (* init = 76'h0000000000000000000 *)
   wire [75:0] res7;
   wire [18:0] \res7[0] ;
   wire [18:0] \res7[1] ;
@@ -1686,7 +1658,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire [18:0] \res9[1] ;
   wire [18:0] \res9[2] ;
   wire [18:0] \res9[3] ;
-  reg [75:0] result;
+  wire [75:0] result;
   wire [18:0] \result[0] ;
   wire [18:0] \result[1] ;
   wire [18:0] \result[2] ;
@@ -1791,38 +1763,60 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [4:0] \st6.waddr ;
+  (* unused_bits = "3 11 12 13 14 15 16 17 18 19 20 21 23 25" *)
   reg [25:0] st7 = 26'h0000000;
   wire [6:0] \st7.addr ;
+  (* unused_bits = "0" *)
   wire \st7.bank ;
+  (* unused_bits = "0" *)
   wire \st7.bias_g ;
+  (* unused_bits = "0" *)
   wire \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
+  (* unused_bits = "0" *)
   wire \st7.fire_k ;
   wire \st7.kind ;
   wire \st7.last_step ;
+  (* unused_bits = "0" *)
   wire \st7.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
+  (* unused_bits = "0 1 2 3 4" *)
   wire [4:0] \st7.waddr ;
-  reg [25:0] st8 = 26'h0000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25" *)
+  wire [25:0] st8;
+  (* unused_bits = "0 1 2 3 4 5 6" *)
   wire [6:0] \st8.addr ;
+  (* unused_bits = "0" *)
   wire \st8.bank ;
+  (* unused_bits = "0" *)
   wire \st8.bias_g ;
+  (* unused_bits = "0" *)
   wire \st8.count ;
+  (* unused_bits = "0" *)
   wire \st8.cur ;
+  (* unused_bits = "0" *)
   wire \st8.end ;
+  (* unused_bits = "0" *)
   wire \st8.fire_k ;
+  (* unused_bits = "0" *)
   wire \st8.kind ;
+  (* unused_bits = "0" *)
   wire \st8.last_step ;
+  (* unused_bits = "0" *)
   wire \st8.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st8.shift ;
+  (* unused_bits = "0" *)
   wire \st8.valid ;
+  (* unused_bits = "0 1 2 3 4" *)
   wire [4:0] \st8.waddr ;
   reg [1:0] step = 2'h0;
   reg [6:0] sweep_addr = 7'h00;
   reg sweep_last = 1'h0;
-  reg sweep_now;
+  wire sweep_now;
   reg [8:0] used = 9'h000;
   reg [75:0] v_raw = 76'h0000000000000000000;
   wire [18:0] \v_raw[0] ;
@@ -1860,11 +1854,11 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
     bmem[0] = 60'h7839657492995b3;
     bmem[1] = 60'ha9ec630abd187bb;
   end
-  reg [59:0] _0_;
+  reg [59:0] _2165_;
   always @(posedge clk) begin
-    _0_ <= bmem[st2[25]];
+    _2165_ <= bmem[st2[25]];
   end
-  assign b_rd__data = _0_;
+  assign b_rd__data = _2165_;
   reg [71:0] cmem [127:0];
   initial begin
     cmem[0] = 72'h0f073d95d0494c15b3;
@@ -1997,14 +1991,14 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
     cmem[127] = 72'hf53d818c2f5e8c07bb;
   end
   always @(posedge clk) begin
-    if (\$79 [0])
+    if (c_wr__en)
       cmem[st7[10:4]] <= c_wr__data;
   end
-  reg [71:0] _1_;
+  reg [71:0] _2166_;
   always @(posedge clk) begin
-    _1_ <= cmem[st2[10:4]];
+    _2166_ <= cmem[st2[10:4]];
   end
-  assign \$signature__data$131  = _1_;
+  assign \$signature__data$131  = _2166_;
   reg [75:0] vmem [127:0];
   initial begin
     vmem[0] = 76'h01054020a804150082a;
@@ -2137,14 +2131,14 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
     vmem[127] = 76'h01054020a804150082a;
   end
   always @(posedge clk) begin
-    if (\$72 [0])
+    if (v_wr__en)
       vmem[st7[10:4]] <= v_wr__data;
   end
-  reg [75:0] _2_;
+  reg [75:0] _2167_;
   always @(posedge clk) begin
-    _2_ <= vmem[st2[10:4]];
+    _2167_ <= vmem[st2[10:4]];
   end
-  assign \$signature__data$127  = _2_;
+  assign \$signature__data$127  = _2167_;
   reg [31:0] wrom0 [17:0];
   initial begin
     wrom0[0] = 32'd2747731760;
@@ -2166,1003 +2160,1276 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
     wrom0[16] = 32'd3509209049;
     wrom0[17] = 32'd3503154106;
   end
-  reg [31:0] _3_;
+  reg [31:0] _2168_;
   always @(posedge clk) begin
-    _3_ <= wrom0[st0[15:11]];
+    _2168_ <= wrom0[st0[15:11]];
   end
-  assign \$signature__data  = _3_;
+  assign \$signature__data  = _2168_;
   assign en = ~ \$signal ;
-  assign \$1  = ~ \$signal ;
-  assign \$2  = op_valid & \$1 ;
-  assign \$3  = ~ \$signal$26 ;
-  assign \$4  = \$3  & ready;
-  assign \$5  = \$signal$29  & ready;
-  assign \$6  = \$signal$26  | \$5 ;
-  assign \$7  = \$6  & more_pixels;
-  assign \$8  = ~ \$signal ;
-  assign \$9  = credit & \$8 ;
-  assign \$10  = step == 1'h1;
-  assign \$11  = issue[0] | \$signal ;
-  assign \$12  = ! st6[1];
-  assign \$13  = $signed(d1_0) >= $signed(1'h0);
-  assign \$14  = 1'h0 + \$13 ;
-  assign \$15  = $signed(d2_0) >= $signed(1'h0);
-  assign \$16  = \$14  + \$15 ;
-  assign \$17  = $signed(d3_0) >= $signed(1'h0);
-  assign \$18  = \$16  + \$17 ;
-  assign \$19  = $signed(d4_0) >= $signed(1'h0);
-  assign \$20  = \$18  + \$19 ;
-  assign \$21  = $signed(d1_0) >= $signed(1'h0);
-  assign \$22  = $signed(d2_0) >= $signed(1'h0);
-  assign \$23  = $signed(d3_0) >= $signed(1'h0);
-  assign \$24  = $signed(d4_0) >= $signed(1'h0);
-  assign \$25  = st6[22] ? 19'h0082a : kept0;
-  assign \$26  = ! st6[1];
-  assign \$27  = $signed(d1_1) >= $signed(1'h0);
-  assign \$28  = 1'h0 + \$27 ;
-  assign \$29  = $signed(d2_1) >= $signed(1'h0);
-  assign \$30  = \$28  + \$29 ;
-  assign \$31  = $signed(d3_1) >= $signed(1'h0);
-  assign \$32  = \$30  + \$31 ;
-  assign \$33  = $signed(d4_1) >= $signed(1'h0);
-  assign \$34  = \$32  + \$33 ;
-  assign \$35  = $signed(d1_1) >= $signed(1'h0);
-  assign \$36  = $signed(d2_1) >= $signed(1'h0);
-  assign \$37  = $signed(d3_1) >= $signed(1'h0);
-  assign \$38  = $signed(d4_1) >= $signed(1'h0);
-  assign \$39  = st6[22] ? 19'h0082a : kept1;
-  assign \$40  = ! st6[1];
-  assign \$41  = $signed(d1_2) >= $signed(1'h0);
-  assign \$42  = 1'h0 + \$41 ;
-  assign \$43  = $signed(d2_2) >= $signed(1'h0);
-  assign \$44  = \$42  + \$43 ;
-  assign \$45  = $signed(d3_2) >= $signed(1'h0);
-  assign \$46  = \$44  + \$45 ;
-  assign \$47  = $signed(d4_2) >= $signed(1'h0);
-  assign \$48  = \$46  + \$47 ;
-  assign \$49  = $signed(d1_2) >= $signed(1'h0);
-  assign \$50  = $signed(d2_2) >= $signed(1'h0);
-  assign \$51  = $signed(d3_2) >= $signed(1'h0);
-  assign \$52  = $signed(d4_2) >= $signed(1'h0);
-  assign \$53  = st6[22] ? 19'h0082a : kept2;
-  assign \$54  = ! st6[1];
-  assign \$55  = $signed(d1_3) >= $signed(1'h0);
-  assign \$56  = 1'h0 + \$55 ;
-  assign \$57  = $signed(d2_3) >= $signed(1'h0);
-  assign \$58  = \$56  + \$57 ;
-  assign \$59  = $signed(d3_3) >= $signed(1'h0);
-  assign \$60  = \$58  + \$59 ;
-  assign \$61  = $signed(d4_3) >= $signed(1'h0);
-  assign \$62  = \$60  + \$61 ;
-  assign \$63  = $signed(d1_3) >= $signed(1'h0);
-  assign \$64  = $signed(d2_3) >= $signed(1'h0);
-  assign \$65  = $signed(d3_3) >= $signed(1'h0);
-  assign \$66  = $signed(d4_3) >= $signed(1'h0);
-  assign \$67  = st6[22] ? 19'h0082a : kept3;
-  assign \$68  = ! st7[1];
-  assign \$69  = \$68  & st7[2];
-  assign \$70  = ~ \$69 ;
-  assign \$71  = st7[0] & \$70 ;
-  assign \$72  = \$71  ? 4'hf : 4'h0;
-  assign \$73  = ! st7[1];
-  assign \$74  = \$73  & st7[2];
-  assign \$76  = \$75  & st7[22];
-  assign \$77  = \$74  | \$76 ;
-  assign \$78  = st7[0] & \$77 ;
-  assign \$79  = \$78  ? 4'hf : 4'h0;
-  assign any_spike = | out_counts;
-  assign \$81  = st7[0] & \$80 ;
-  assign \$82  = ~ \$signal$88 ;
-  assign dropped = \$81  & \$82 ;
-  assign \$83  = | \$signal$92 [2:0];
-  assign \$84  = ~ done[0];
-  assign \$85  = \$83  & \$84 ;
-  assign \$86  = | \$signal$92 [5:3];
-  assign \$87  = ~ done[1];
-  assign \$88  = \$86  & \$87 ;
-  assign \$89  = | \$signal$92 [8:6];
-  assign \$90  = ~ done[2];
-  assign \$91  = \$89  & \$90 ;
-  assign \$92  = | \$signal$92 [11:9];
-  assign \$93  = ~ done[3];
-  assign \$94  = \$92  & \$93 ;
-  assign \$95  = \$signal$92 [12] * 3'h4;
-  assign \$96  = \$95  + lane;
-  assign \$97  = | pending;
-  assign \$99  = pending - 1'h1;
-  assign \$100  = { 1'h0, pending } & \$99 ;
-  assign \$101  = ! \$100 ;
-  assign \$102  = ~ \$signal$92 [19];
-  assign \$103  = \$101  & \$102 ;
-  assign \$104  = ! fsm_state;
-  assign \$106  = used + sweep_now;
-  assign \$107  = \$106  - dropped;
-  assign \$108  = \$signal$99  & \$signal$96 ;
-  assign \$109  = $signed(\$107 ) - $signed({ 1'h0, \$108  });
-  assign \$110  = used <= 9'h108;
-  assign \$111  = ~ \$signal$26 ;
-  assign \$112  = \$111  & ready;
-  assign \$115  = pix_bits[1] & \$114 ;
-  assign \$117  = \$116  | pix_bits[1];
-  assign \$118  = pix_bits[2] & \$117 ;
-  assign \$120  = \$119  | pix_bits[1];
-  assign \$121  = \$120  | pix_bits[2];
-  assign \$122  = pix_bits[3] & \$121 ;
-  assign \$124  = \$123  | pix_bits[1];
-  assign \$125  = \$124  | pix_bits[2];
-  assign \$126  = \$125  | pix_bits[3];
-  assign \$127  = pix_bits[4] & \$126 ;
-  assign \$129  = \$128  | pix_bits[1];
-  assign \$130  = \$129  | pix_bits[2];
-  assign \$131  = \$130  | pix_bits[3];
-  assign \$132  = \$131  | pix_bits[4];
-  assign \$133  = pix_bits[5] & \$132 ;
-  assign \$135  = \$134  | pix_bits[1];
-  assign \$136  = \$135  | pix_bits[2];
-  assign \$137  = \$136  | pix_bits[3];
-  assign \$138  = \$137  | pix_bits[4];
-  assign \$139  = \$138  | pix_bits[5];
-  assign \$140  = pix_bits[6] & \$139 ;
-  assign \$142  = \$141  | pix_bits[1];
-  assign \$143  = \$142  | pix_bits[2];
-  assign \$144  = \$143  | pix_bits[3];
-  assign \$145  = \$144  | pix_bits[4];
-  assign \$146  = \$145  | pix_bits[5];
-  assign \$147  = \$146  | pix_bits[6];
-  assign \$148  = pix_bits[7] & \$147 ;
-  assign \$151  = pix_bits[1] & \$150 ;
-  assign \$153  = \$152  | pix_bits[1];
-  assign \$154  = pix_bits[2] & \$153 ;
-  assign \$156  = \$155  | pix_bits[1];
-  assign \$157  = \$156  | pix_bits[2];
-  assign \$158  = pix_bits[3] & \$157 ;
-  assign \$160  = \$159  | pix_bits[1];
-  assign \$161  = \$160  | pix_bits[2];
-  assign \$162  = \$161  | pix_bits[3];
-  assign \$163  = pix_bits[4] & \$162 ;
-  assign \$165  = \$164  | pix_bits[1];
-  assign \$166  = \$165  | pix_bits[2];
-  assign \$167  = \$166  | pix_bits[3];
-  assign \$168  = \$167  | pix_bits[4];
-  assign \$169  = pix_bits[5] & \$168 ;
-  assign \$171  = \$170  | pix_bits[1];
-  assign \$172  = \$171  | pix_bits[2];
-  assign \$173  = \$172  | pix_bits[3];
-  assign \$174  = \$173  | pix_bits[4];
-  assign \$175  = \$174  | pix_bits[5];
-  assign \$176  = pix_bits[6] & \$175 ;
-  assign \$178  = \$177  | pix_bits[1];
-  assign \$179  = \$178  | pix_bits[2];
-  assign \$180  = \$179  | pix_bits[3];
-  assign \$181  = \$180  | pix_bits[4];
-  assign \$182  = \$181  | pix_bits[5];
-  assign \$183  = \$182  | pix_bits[6];
-  assign \$184  = pix_bits[7] & \$183 ;
-  assign \$185  = ! { \$184 , \$176 , \$169 , \$163 , \$158 , \$154 , \$151 , \$149  };
-  assign \$188  = pix_bits[1] & \$187 ;
-  assign \$190  = \$189  | pix_bits[1];
-  assign \$191  = pix_bits[2] & \$190 ;
-  assign \$193  = \$192  | pix_bits[1];
-  assign \$194  = \$193  | pix_bits[2];
-  assign \$195  = pix_bits[3] & \$194 ;
-  assign \$197  = \$196  | pix_bits[1];
-  assign \$198  = \$197  | pix_bits[2];
-  assign \$199  = \$198  | pix_bits[3];
-  assign \$200  = pix_bits[4] & \$199 ;
-  assign \$202  = \$201  | pix_bits[1];
-  assign \$203  = \$202  | pix_bits[2];
-  assign \$204  = \$203  | pix_bits[3];
-  assign \$205  = \$204  | pix_bits[4];
-  assign \$206  = pix_bits[5] & \$205 ;
-  assign \$208  = \$207  | pix_bits[1];
-  assign \$209  = \$208  | pix_bits[2];
-  assign \$210  = \$209  | pix_bits[3];
-  assign \$211  = \$210  | pix_bits[4];
-  assign \$212  = \$211  | pix_bits[5];
-  assign \$213  = pix_bits[6] & \$212 ;
-  assign \$215  = \$214  | pix_bits[1];
-  assign \$216  = \$215  | pix_bits[2];
-  assign \$217  = \$216  | pix_bits[3];
-  assign \$218  = \$217  | pix_bits[4];
-  assign \$219  = \$218  | pix_bits[5];
-  assign \$220  = \$219  | pix_bits[6];
-  assign \$221  = pix_bits[7] & \$220 ;
-  assign \$222  = { \$221 , \$213 , \$206 , \$200 , \$195 , \$191 , \$188 , \$186  } == 1'h1;
-  assign \$225  = pix_bits[1] & \$224 ;
-  assign \$227  = \$226  | pix_bits[1];
-  assign \$228  = pix_bits[2] & \$227 ;
-  assign \$230  = \$229  | pix_bits[1];
-  assign \$231  = \$230  | pix_bits[2];
-  assign \$232  = pix_bits[3] & \$231 ;
-  assign \$234  = \$233  | pix_bits[1];
-  assign \$235  = \$234  | pix_bits[2];
-  assign \$236  = \$235  | pix_bits[3];
-  assign \$237  = pix_bits[4] & \$236 ;
-  assign \$239  = \$238  | pix_bits[1];
-  assign \$240  = \$239  | pix_bits[2];
-  assign \$241  = \$240  | pix_bits[3];
-  assign \$242  = \$241  | pix_bits[4];
-  assign \$243  = pix_bits[5] & \$242 ;
-  assign \$245  = \$244  | pix_bits[1];
-  assign \$246  = \$245  | pix_bits[2];
-  assign \$247  = \$246  | pix_bits[3];
-  assign \$248  = \$247  | pix_bits[4];
-  assign \$249  = \$248  | pix_bits[5];
-  assign \$250  = pix_bits[6] & \$249 ;
-  assign \$252  = \$251  | pix_bits[1];
-  assign \$253  = \$252  | pix_bits[2];
-  assign \$254  = \$253  | pix_bits[3];
-  assign \$255  = \$254  | pix_bits[4];
-  assign \$256  = \$255  | pix_bits[5];
-  assign \$257  = \$256  | pix_bits[6];
-  assign \$258  = pix_bits[7] & \$257 ;
-  assign \$259  = { \$258 , \$250 , \$243 , \$237 , \$232 , \$228 , \$225 , \$223  } == 2'h2;
-  assign \$260  = \$222  | \$259 ;
-  assign \$263  = pix_bits[1] & \$262 ;
-  assign \$265  = \$264  | pix_bits[1];
-  assign \$266  = pix_bits[2] & \$265 ;
-  assign \$268  = \$267  | pix_bits[1];
-  assign \$269  = \$268  | pix_bits[2];
-  assign \$270  = pix_bits[3] & \$269 ;
-  assign \$272  = \$271  | pix_bits[1];
-  assign \$273  = \$272  | pix_bits[2];
-  assign \$274  = \$273  | pix_bits[3];
-  assign \$275  = pix_bits[4] & \$274 ;
-  assign \$277  = \$276  | pix_bits[1];
-  assign \$278  = \$277  | pix_bits[2];
-  assign \$279  = \$278  | pix_bits[3];
-  assign \$280  = \$279  | pix_bits[4];
-  assign \$281  = pix_bits[5] & \$280 ;
-  assign \$283  = \$282  | pix_bits[1];
-  assign \$284  = \$283  | pix_bits[2];
-  assign \$285  = \$284  | pix_bits[3];
-  assign \$286  = \$285  | pix_bits[4];
-  assign \$287  = \$286  | pix_bits[5];
-  assign \$288  = pix_bits[6] & \$287 ;
-  assign \$290  = \$289  | pix_bits[1];
-  assign \$291  = \$290  | pix_bits[2];
-  assign \$292  = \$291  | pix_bits[3];
-  assign \$293  = \$292  | pix_bits[4];
-  assign \$294  = \$293  | pix_bits[5];
-  assign \$295  = \$294  | pix_bits[6];
-  assign \$296  = pix_bits[7] & \$295 ;
-  assign \$297  = { \$296 , \$288 , \$281 , \$275 , \$270 , \$266 , \$263 , \$261  } == 3'h4;
-  assign \$298  = \$260  | \$297 ;
-  assign \$301  = pix_bits[1] & \$300 ;
-  assign \$303  = \$302  | pix_bits[1];
-  assign \$304  = pix_bits[2] & \$303 ;
-  assign \$306  = \$305  | pix_bits[1];
-  assign \$307  = \$306  | pix_bits[2];
-  assign \$308  = pix_bits[3] & \$307 ;
-  assign \$310  = \$309  | pix_bits[1];
-  assign \$311  = \$310  | pix_bits[2];
-  assign \$312  = \$311  | pix_bits[3];
-  assign \$313  = pix_bits[4] & \$312 ;
-  assign \$315  = \$314  | pix_bits[1];
-  assign \$316  = \$315  | pix_bits[2];
-  assign \$317  = \$316  | pix_bits[3];
-  assign \$318  = \$317  | pix_bits[4];
-  assign \$319  = pix_bits[5] & \$318 ;
-  assign \$321  = \$320  | pix_bits[1];
-  assign \$322  = \$321  | pix_bits[2];
-  assign \$323  = \$322  | pix_bits[3];
-  assign \$324  = \$323  | pix_bits[4];
-  assign \$325  = \$324  | pix_bits[5];
-  assign \$326  = pix_bits[6] & \$325 ;
-  assign \$328  = \$327  | pix_bits[1];
-  assign \$329  = \$328  | pix_bits[2];
-  assign \$330  = \$329  | pix_bits[3];
-  assign \$331  = \$330  | pix_bits[4];
-  assign \$332  = \$331  | pix_bits[5];
-  assign \$333  = \$332  | pix_bits[6];
-  assign \$334  = pix_bits[7] & \$333 ;
-  assign \$335  = { \$334 , \$326 , \$319 , \$313 , \$308 , \$304 , \$301 , \$299  } == 4'h8;
-  assign \$336  = \$298  | \$335 ;
-  assign \$339  = pix_bits[1] & \$338 ;
-  assign \$341  = \$340  | pix_bits[1];
-  assign \$342  = pix_bits[2] & \$341 ;
-  assign \$344  = \$343  | pix_bits[1];
-  assign \$345  = \$344  | pix_bits[2];
-  assign \$346  = pix_bits[3] & \$345 ;
-  assign \$348  = \$347  | pix_bits[1];
-  assign \$349  = \$348  | pix_bits[2];
-  assign \$350  = \$349  | pix_bits[3];
-  assign \$351  = pix_bits[4] & \$350 ;
-  assign \$353  = \$352  | pix_bits[1];
-  assign \$354  = \$353  | pix_bits[2];
-  assign \$355  = \$354  | pix_bits[3];
-  assign \$356  = \$355  | pix_bits[4];
-  assign \$357  = pix_bits[5] & \$356 ;
-  assign \$359  = \$358  | pix_bits[1];
-  assign \$360  = \$359  | pix_bits[2];
-  assign \$361  = \$360  | pix_bits[3];
-  assign \$362  = \$361  | pix_bits[4];
-  assign \$363  = \$362  | pix_bits[5];
-  assign \$364  = pix_bits[6] & \$363 ;
-  assign \$366  = \$365  | pix_bits[1];
-  assign \$367  = \$366  | pix_bits[2];
-  assign \$368  = \$367  | pix_bits[3];
-  assign \$369  = \$368  | pix_bits[4];
-  assign \$370  = \$369  | pix_bits[5];
-  assign \$371  = \$370  | pix_bits[6];
-  assign \$372  = pix_bits[7] & \$371 ;
-  assign \$373  = { \$372 , \$364 , \$357 , \$351 , \$346 , \$342 , \$339 , \$337  } == 5'h10;
-  assign \$374  = \$336  | \$373 ;
-  assign \$377  = pix_bits[1] & \$376 ;
-  assign \$379  = \$378  | pix_bits[1];
-  assign \$380  = pix_bits[2] & \$379 ;
-  assign \$382  = \$381  | pix_bits[1];
-  assign \$383  = \$382  | pix_bits[2];
-  assign \$384  = pix_bits[3] & \$383 ;
-  assign \$386  = \$385  | pix_bits[1];
-  assign \$387  = \$386  | pix_bits[2];
-  assign \$388  = \$387  | pix_bits[3];
-  assign \$389  = pix_bits[4] & \$388 ;
-  assign \$391  = \$390  | pix_bits[1];
-  assign \$392  = \$391  | pix_bits[2];
-  assign \$393  = \$392  | pix_bits[3];
-  assign \$394  = \$393  | pix_bits[4];
-  assign \$395  = pix_bits[5] & \$394 ;
-  assign \$397  = \$396  | pix_bits[1];
-  assign \$398  = \$397  | pix_bits[2];
-  assign \$399  = \$398  | pix_bits[3];
-  assign \$400  = \$399  | pix_bits[4];
-  assign \$401  = \$400  | pix_bits[5];
-  assign \$402  = pix_bits[6] & \$401 ;
-  assign \$404  = \$403  | pix_bits[1];
-  assign \$405  = \$404  | pix_bits[2];
-  assign \$406  = \$405  | pix_bits[3];
-  assign \$407  = \$406  | pix_bits[4];
-  assign \$408  = \$407  | pix_bits[5];
-  assign \$409  = \$408  | pix_bits[6];
-  assign \$410  = pix_bits[7] & \$409 ;
-  assign \$411  = { \$410 , \$402 , \$395 , \$389 , \$384 , \$380 , \$377 , \$375  } == 6'h20;
-  assign \$412  = \$374  | \$411 ;
-  assign \$415  = pix_bits[1] & \$414 ;
-  assign \$417  = \$416  | pix_bits[1];
-  assign \$418  = pix_bits[2] & \$417 ;
-  assign \$420  = \$419  | pix_bits[1];
-  assign \$421  = \$420  | pix_bits[2];
-  assign \$422  = pix_bits[3] & \$421 ;
-  assign \$424  = \$423  | pix_bits[1];
-  assign \$425  = \$424  | pix_bits[2];
-  assign \$426  = \$425  | pix_bits[3];
-  assign \$427  = pix_bits[4] & \$426 ;
-  assign \$429  = \$428  | pix_bits[1];
-  assign \$430  = \$429  | pix_bits[2];
-  assign \$431  = \$430  | pix_bits[3];
-  assign \$432  = \$431  | pix_bits[4];
-  assign \$433  = pix_bits[5] & \$432 ;
-  assign \$435  = \$434  | pix_bits[1];
-  assign \$436  = \$435  | pix_bits[2];
-  assign \$437  = \$436  | pix_bits[3];
-  assign \$438  = \$437  | pix_bits[4];
-  assign \$439  = \$438  | pix_bits[5];
-  assign \$440  = pix_bits[6] & \$439 ;
-  assign \$442  = \$441  | pix_bits[1];
-  assign \$443  = \$442  | pix_bits[2];
-  assign \$444  = \$443  | pix_bits[3];
-  assign \$445  = \$444  | pix_bits[4];
-  assign \$446  = \$445  | pix_bits[5];
-  assign \$447  = \$446  | pix_bits[6];
-  assign \$448  = pix_bits[7] & \$447 ;
-  assign \$449  = { \$448 , \$440 , \$433 , \$427 , \$422 , \$418 , \$415 , \$413  } == 7'h40;
-  assign \$450  = \$412  | \$449 ;
-  assign \$453  = pix_bits[1] & \$452 ;
-  assign \$455  = \$454  | pix_bits[1];
-  assign \$456  = pix_bits[2] & \$455 ;
-  assign \$458  = \$457  | pix_bits[1];
-  assign \$459  = \$458  | pix_bits[2];
-  assign \$460  = pix_bits[3] & \$459 ;
-  assign \$462  = \$461  | pix_bits[1];
-  assign \$463  = \$462  | pix_bits[2];
-  assign \$464  = \$463  | pix_bits[3];
-  assign \$465  = pix_bits[4] & \$464 ;
-  assign \$467  = \$466  | pix_bits[1];
-  assign \$468  = \$467  | pix_bits[2];
-  assign \$469  = \$468  | pix_bits[3];
-  assign \$470  = \$469  | pix_bits[4];
-  assign \$471  = pix_bits[5] & \$470 ;
-  assign \$473  = \$472  | pix_bits[1];
-  assign \$474  = \$473  | pix_bits[2];
-  assign \$475  = \$474  | pix_bits[3];
-  assign \$476  = \$475  | pix_bits[4];
-  assign \$477  = \$476  | pix_bits[5];
-  assign \$478  = pix_bits[6] & \$477 ;
-  assign \$480  = \$479  | pix_bits[1];
-  assign \$481  = \$480  | pix_bits[2];
-  assign \$482  = \$481  | pix_bits[3];
-  assign \$483  = \$482  | pix_bits[4];
-  assign \$484  = \$483  | pix_bits[5];
-  assign \$485  = \$484  | pix_bits[6];
-  assign \$486  = pix_bits[7] & \$485 ;
-  assign \$487  = { \$486 , \$478 , \$471 , \$465 , \$460 , \$456 , \$453 , \$451  } == 8'h80;
-  assign \$488  = \$450  | \$487 ;
-  assign \$489  = \$signal$29  & ready;
-  assign \$490  = \$signal$26  | \$489 ;
-  assign \$491  = \$490  & more_pixels;
-  assign \$492  = ! \$signal$104 ;
-  assign \$493  = \$signal$104  == 1'h1;
-  assign \$494  = \$signal$104  == 2'h2;
-  assign \$495  = \$493  | \$494 ;
-  assign \$496  = \$signal$104  == 3'h4;
-  assign \$497  = \$495  | \$496 ;
-  assign \$498  = \$signal$104  == 4'h8;
-  assign \$499  = \$497  | \$498 ;
-  assign \$500  = \$signal$104  == 5'h10;
-  assign \$501  = \$499  | \$500 ;
-  assign \$502  = \$signal$104  == 6'h20;
-  assign \$503  = \$501  | \$502 ;
-  assign \$504  = \$signal$104  == 7'h40;
-  assign \$505  = \$503  | \$504 ;
-  assign \$506  = \$signal$104  == 8'h80;
-  assign \$507  = \$505  | \$506 ;
-  assign \$508  = pixel_count + 1'h1;
-  assign \$509  = pixel_count != 6'h3f;
-  assign \$510  = nxt_x == 3'h7;
-  assign \$511  = \$like$107  == 3'h7;
-  assign \$512  = \$like  + 1'h1;
-  assign \$513  = \$like$107  + 1'h1;
-  assign \$514  = nxt_x + 1'h1;
-  assign \$515  = ~ more_pixels;
-  assign \$516  = \$515  & \$signal$26 ;
-  assign \$517  = ~ op_valid;
-  assign \$518  = \$516  & \$517 ;
-  assign \$519  = ~ \$signal ;
-  assign \$520  = credit & \$519 ;
-  assign \$521  = step == 1'h1;
-  assign \$522  = step + 1'h1;
-  assign \$523  = sweep_addr + 1'h1;
-  assign \$524  = sweep_addr == 7'h7e;
-  assign \$525  = sweep_now & issue[24];
-  assign \$526  = sweep_now & issue[24];
-  assign \$527  = \$526  | \$signal$113 ;
-  assign \$529  = pos0 + 1'h1;
-  assign \$530  = $signed(w1_0[7:0]) << st2[20:18];
-  assign \$531  = $signed(w1_0[15:8]) << st2[20:18];
-  assign \$532  = $signed(w1_0[23:16]) << st2[20:18];
-  assign \$533  = $signed(w1_0[31:24]) << st2[20:18];
-  assign \$534  = ! st3[16];
-  assign \$535  = st2[10:4] == st3[10:4];
-  assign \$536  = ! st3[1];
-  assign \$537  = \$535  & \$536 ;
-  assign \$538  = ! st3[1];
-  assign \$539  = \$538  & st3[2];
-  assign \$540  = ~ \$539 ;
-  assign \$541  = st3[0] & \$540 ;
-  assign \$542  = \$537  & \$541 ;
-  assign \$543  = st2[10:4] == st3[10:4];
-  assign \$544  = ! st3[1];
-  assign \$545  = \$543  & \$544 ;
-  assign \$546  = ! st3[1];
-  assign \$547  = \$546  & st3[2];
-  assign \$549  = \$548  & st3[22];
-  assign \$550  = \$547  | \$549 ;
-  assign \$551  = st3[0] & \$550 ;
-  assign \$552  = \$545  & \$551 ;
-  assign \$553  = st2[10:4] == st4[10:4];
-  assign \$554  = ! st4[1];
-  assign \$555  = \$553  & \$554 ;
-  assign \$556  = ! st4[1];
-  assign \$557  = \$556  & st4[2];
-  assign \$558  = ~ \$557 ;
-  assign \$559  = st4[0] & \$558 ;
-  assign \$560  = \$555  & \$559 ;
-  assign \$561  = st2[10:4] == st4[10:4];
-  assign \$562  = ! st4[1];
-  assign \$563  = \$561  & \$562 ;
-  assign \$564  = ! st4[1];
-  assign \$565  = \$564  & st4[2];
-  assign \$567  = \$566  & st4[22];
-  assign \$568  = \$565  | \$567 ;
-  assign \$569  = st4[0] & \$568 ;
-  assign \$570  = \$563  & \$569 ;
-  assign \$571  = st2[10:4] == st5[10:4];
-  assign \$572  = ! st5[1];
-  assign \$573  = \$572  & st5[2];
-  assign \$574  = ~ \$573 ;
-  assign \$575  = st5[0] & \$574 ;
-  assign \$576  = \$571  & \$575 ;
-  assign \$577  = st2[10:4] == st5[10:4];
-  assign \$578  = ! st5[1];
-  assign \$579  = \$578  & st5[2];
-  assign \$581  = \$580  & st5[22];
-  assign \$582  = \$579  | \$581 ;
-  assign \$583  = st5[0] & \$582 ;
-  assign \$584  = \$577  & \$583 ;
-  assign \$585  = st2[10:4] == st6[10:4];
-  assign \$586  = ! st6[1];
-  assign \$587  = \$586  & st6[2];
-  assign \$588  = ~ \$587 ;
-  assign \$589  = st6[0] & \$588 ;
-  assign \$590  = \$585  & \$589 ;
-  assign \$591  = st2[10:4] == st6[10:4];
-  assign \$592  = ! st6[1];
-  assign \$593  = \$592  & st6[2];
-  assign \$595  = \$594  & st6[22];
-  assign \$596  = \$593  | \$595 ;
-  assign \$597  = st6[0] & \$596 ;
-  assign \$598  = \$591  & \$597 ;
-  assign \$599  = st2[10:4] == st7[10:4];
-  assign \$600  = ! st7[1];
-  assign \$601  = \$600  & st7[2];
-  assign \$602  = ~ \$601 ;
-  assign \$603  = st7[0] & \$602 ;
-  assign \$604  = \$599  & \$603 ;
-  assign \$605  = st2[10:4] == st7[10:4];
-  assign \$606  = ! st7[1];
-  assign \$607  = \$606  & st7[2];
-  assign \$609  = \$608  & st7[22];
-  assign \$610  = \$607  | \$609 ;
-  assign \$611  = st7[0] & \$610 ;
-  assign \$612  = \$605  & \$611 ;
-  assign \$615  = ! st3[1];
-  assign \$616  = \$615  & st3[2];
-  assign \$617  = ~ \$616 ;
-  assign \$618  = \$614  & \$617 ;
-  assign \$621  = ! st3[1];
-  assign \$622  = \$621  & st3[2];
-  assign \$623  = \$620  & \$622 ;
-  assign \$624  = \$618  | \$623 ;
-  assign \$626  = ~ \$625 ;
-  assign \$627  = hit_v2 & \$626 ;
-  assign \$628  = ! st3[1];
-  assign \$629  = \$628  & st3[2];
-  assign \$630  = ~ \$629 ;
-  assign \$631  = \$627  & \$630 ;
-  assign \$633  = ~ \$632 ;
-  assign \$634  = hit_c2 & \$633 ;
-  assign \$635  = ! st3[1];
-  assign \$636  = \$635  & st3[2];
-  assign \$637  = \$634  & \$636 ;
-  assign \$638  = \$631  | \$637 ;
-  assign \$640  = \$639  | hit_v2;
-  assign \$641  = ~ \$640 ;
-  assign \$642  = hit_v3 & \$641 ;
-  assign \$643  = ! st3[1];
-  assign \$644  = \$643  & st3[2];
-  assign \$645  = ~ \$644 ;
-  assign \$646  = \$642  & \$645 ;
-  assign \$648  = \$647  | hit_v2;
-  assign \$649  = \$648  | hit_v3;
-  assign \$650  = ~ \$649 ;
-  assign \$651  = hit_v4 & \$650 ;
-  assign \$652  = ! st3[1];
-  assign \$653  = \$652  & st3[2];
-  assign \$654  = ~ \$653 ;
-  assign \$655  = \$651  & \$654 ;
-  assign \$657  = \$656  | hit_v2;
-  assign \$658  = \$657  | hit_v3;
-  assign \$659  = \$658  | hit_v4;
-  assign \$660  = ~ \$659 ;
-  assign \$661  = hit_v5 & \$660 ;
-  assign \$662  = ! st3[1];
-  assign \$663  = \$662  & st3[2];
-  assign \$664  = ~ \$663 ;
-  assign \$665  = \$661  & \$664 ;
-  assign \$667  = \$666  | hit_v2;
-  assign \$668  = \$667  | hit_v3;
-  assign \$669  = \$668  | hit_v4;
-  assign \$670  = \$669  | hit_v5;
-  assign \$671  = ~ \$670 ;
-  assign \$672  = ! st3[1];
-  assign \$673  = \$672  & st3[2];
-  assign \$674  = ~ \$673 ;
-  assign \$675  = \$671  & \$674 ;
-  assign \$677  = \$676  | hit_c2;
-  assign \$678  = ~ \$677 ;
-  assign \$679  = hit_c3 & \$678 ;
-  assign \$680  = ! st3[1];
-  assign \$681  = \$680  & st3[2];
-  assign \$682  = \$679  & \$681 ;
-  assign \$684  = \$683  | hit_c2;
-  assign \$685  = \$684  | hit_c3;
-  assign \$686  = ~ \$685 ;
-  assign \$687  = hit_c4 & \$686 ;
-  assign \$688  = ! st3[1];
-  assign \$689  = \$688  & st3[2];
-  assign \$690  = \$687  & \$689 ;
-  assign \$692  = \$691  | hit_c2;
-  assign \$693  = \$692  | hit_c3;
-  assign \$694  = \$693  | hit_c4;
-  assign \$695  = ~ \$694 ;
-  assign \$696  = hit_c5 & \$695 ;
-  assign \$697  = ! st3[1];
-  assign \$698  = \$697  & st3[2];
-  assign \$699  = \$696  & \$698 ;
-  assign \$701  = \$700  | hit_c2;
-  assign \$702  = \$701  | hit_c3;
-  assign \$703  = \$702  | hit_c4;
-  assign \$704  = \$703  | hit_c5;
-  assign \$705  = ~ \$704 ;
-  assign \$706  = ! st3[1];
-  assign \$707  = \$706  & st3[2];
-  assign \$708  = \$705  & \$707 ;
-  assign \$709  = ! st3[1];
-  assign \$712  = ! st3[1];
-  assign \$714  = \$711  & \$713 ;
-  assign \$716  = ~ \$715 ;
-  assign \$717  = hit_c2 & \$716 ;
-  assign \$718  = ! st3[1];
-  assign \$720  = \$717  & \$719 ;
-  assign \$722  = \$721  | hit_c2;
-  assign \$723  = ~ \$722 ;
-  assign \$724  = hit_c3 & \$723 ;
-  assign \$725  = ! st3[1];
-  assign \$727  = \$724  & \$726 ;
-  assign \$729  = \$728  | hit_c2;
-  assign \$730  = \$729  | hit_c3;
-  assign \$731  = ~ \$730 ;
-  assign \$732  = hit_c4 & \$731 ;
-  assign \$733  = ! st3[1];
-  assign \$735  = \$732  & \$734 ;
-  assign \$737  = \$736  | hit_c2;
-  assign \$738  = \$737  | hit_c3;
-  assign \$739  = \$738  | hit_c4;
-  assign \$740  = ~ \$739 ;
-  assign \$741  = hit_c5 & \$740 ;
-  assign \$742  = ! st3[1];
-  assign \$744  = \$741  & \$743 ;
-  assign \$746  = \$745  | hit_c2;
-  assign \$747  = \$746  | hit_c3;
-  assign \$748  = \$747  | hit_c4;
-  assign \$749  = \$748  | hit_c5;
-  assign \$750  = ~ \$749 ;
-  assign \$751  = ! st3[1];
-  assign \$753  = \$750  & \$752 ;
-  assign \$754  = \$signal$148 [0] ? \$signal$150 [19:0] : 20'h00000;
-  assign \$755  = \$signal$148 [1] ? \$signal$49 [19:0] : 20'h00000;
-  assign \$756  = \$754  | \$755 ;
-  assign \$757  = \$signal$148 [2] ? v_wr__data[18:0] : 19'h00000;
-  assign \$758  = \$756  | { \$757 [18], \$757  };
-  assign \$759  = \$signal$148 [3] ? res8[18:0] : 19'h00000;
-  assign \$760  = \$758  | { \$759 [18], \$759  };
-  assign \$761  = \$signal$148 [4] ? res9[18:0] : 19'h00000;
-  assign \$762  = \$760  | { \$761 [18], \$761  };
-  assign \$763  = \$signal$148 [5] ? v_raw[18:0] : 19'h00000;
-  assign \$764  = \$762  | { \$763 [18], \$763  };
-  assign \$765  = \$signal$148 [6] ? c_wr__data[17:0] : 18'h00000;
-  assign \$766  = \$764  | { \$765 [17], \$765 [17], \$765  };
-  assign \$767  = \$signal$148 [7] ? cres8[17:0] : 18'h00000;
-  assign \$768  = \$766  | { \$767 [17], \$767 [17], \$767  };
-  assign \$769  = \$signal$148 [8] ? cres9[17:0] : 18'h00000;
-  assign \$770  = \$768  | { \$769 [17], \$769 [17], \$769  };
-  assign \$771  = \$signal$148 [9] ? c_raw[17:0] : 18'h00000;
-  assign \$772  = \$770  | { \$771 [17], \$771 [17], \$771  };
-  assign \$773  = \$signal$149 [0] ? addend[14:0] : 15'h0000;
-  assign \$774  = \$signal$149 [1] ? b_raw[14:0] : 15'h0000;
-  assign \$775  = \$773  | \$774 ;
-  assign \$776  = \$signal$149 [2] ? \$signal$150 [19:0] : 20'h00000;
-  assign \$777  = { \$775 [14], \$775 [14], \$775 [14], \$775 [14], \$775 [14], \$775  } | \$776 ;
-  assign \$778  = \$signal$149 [3] ? \$signal$49 [19:0] : 20'h00000;
-  assign \$779  = \$777  | \$778 ;
-  assign \$780  = \$signal$149 [4] ? c_wr__data[17:0] : 18'h00000;
-  assign \$781  = \$779  | { \$780 [17], \$780 [17], \$780  };
-  assign \$782  = \$signal$149 [5] ? cres8[17:0] : 18'h00000;
-  assign \$783  = \$781  | { \$782 [17], \$782 [17], \$782  };
-  assign \$784  = \$signal$149 [6] ? cres9[17:0] : 18'h00000;
-  assign \$785  = \$783  | { \$784 [17], \$784 [17], \$784  };
-  assign \$786  = \$signal$149 [7] ? c_raw[17:0] : 18'h00000;
-  assign \$787  = \$785  | { \$786 [17], \$786 [17], \$786  };
-  assign \$788  = $signed(\$772 ) + $signed(\$787 );
-  assign \$789  = \$signal$148 [0] ? \$signal$150 [39:20] : 20'h00000;
-  assign \$790  = \$signal$148 [1] ? \$signal$49 [39:20] : 20'h00000;
-  assign \$791  = \$789  | \$790 ;
-  assign \$792  = \$signal$148 [2] ? v_wr__data[37:19] : 19'h00000;
-  assign \$793  = \$791  | { \$792 [18], \$792  };
-  assign \$794  = \$signal$148 [3] ? res8[37:19] : 19'h00000;
-  assign \$795  = \$793  | { \$794 [18], \$794  };
-  assign \$796  = \$signal$148 [4] ? res9[37:19] : 19'h00000;
-  assign \$797  = \$795  | { \$796 [18], \$796  };
-  assign \$798  = \$signal$148 [5] ? v_raw[37:19] : 19'h00000;
-  assign \$799  = \$797  | { \$798 [18], \$798  };
-  assign \$800  = \$signal$148 [6] ? c_wr__data[35:18] : 18'h00000;
-  assign \$801  = \$799  | { \$800 [17], \$800 [17], \$800  };
-  assign \$802  = \$signal$148 [7] ? cres8[35:18] : 18'h00000;
-  assign \$803  = \$801  | { \$802 [17], \$802 [17], \$802  };
-  assign \$804  = \$signal$148 [8] ? cres9[35:18] : 18'h00000;
-  assign \$805  = \$803  | { \$804 [17], \$804 [17], \$804  };
-  assign \$806  = \$signal$148 [9] ? c_raw[35:18] : 18'h00000;
-  assign \$807  = \$805  | { \$806 [17], \$806 [17], \$806  };
-  assign \$808  = \$signal$149 [0] ? addend[29:15] : 15'h0000;
-  assign \$809  = \$signal$149 [1] ? b_raw[29:15] : 15'h0000;
-  assign \$810  = \$808  | \$809 ;
-  assign \$811  = \$signal$149 [2] ? \$signal$150 [39:20] : 20'h00000;
-  assign \$812  = { \$810 [14], \$810 [14], \$810 [14], \$810 [14], \$810 [14], \$810  } | \$811 ;
-  assign \$813  = \$signal$149 [3] ? \$signal$49 [39:20] : 20'h00000;
-  assign \$814  = \$812  | \$813 ;
-  assign \$815  = \$signal$149 [4] ? c_wr__data[35:18] : 18'h00000;
-  assign \$816  = \$814  | { \$815 [17], \$815 [17], \$815  };
-  assign \$817  = \$signal$149 [5] ? cres8[35:18] : 18'h00000;
-  assign \$818  = \$816  | { \$817 [17], \$817 [17], \$817  };
-  assign \$819  = \$signal$149 [6] ? cres9[35:18] : 18'h00000;
-  assign \$820  = \$818  | { \$819 [17], \$819 [17], \$819  };
-  assign \$821  = \$signal$149 [7] ? c_raw[35:18] : 18'h00000;
-  assign \$822  = \$820  | { \$821 [17], \$821 [17], \$821  };
-  assign \$823  = $signed(\$807 ) + $signed(\$822 );
-  assign \$824  = \$signal$148 [0] ? \$signal$150 [59:40] : 20'h00000;
-  assign \$825  = \$signal$148 [1] ? \$signal$49 [59:40] : 20'h00000;
-  assign \$826  = \$824  | \$825 ;
-  assign \$827  = \$signal$148 [2] ? v_wr__data[56:38] : 19'h00000;
-  assign \$828  = \$826  | { \$827 [18], \$827  };
-  assign \$829  = \$signal$148 [3] ? res8[56:38] : 19'h00000;
-  assign \$830  = \$828  | { \$829 [18], \$829  };
-  assign \$831  = \$signal$148 [4] ? res9[56:38] : 19'h00000;
-  assign \$832  = \$830  | { \$831 [18], \$831  };
-  assign \$833  = \$signal$148 [5] ? v_raw[56:38] : 19'h00000;
-  assign \$834  = \$832  | { \$833 [18], \$833  };
-  assign \$835  = \$signal$148 [6] ? c_wr__data[53:36] : 18'h00000;
-  assign \$836  = \$834  | { \$835 [17], \$835 [17], \$835  };
-  assign \$837  = \$signal$148 [7] ? cres8[53:36] : 18'h00000;
-  assign \$838  = \$836  | { \$837 [17], \$837 [17], \$837  };
-  assign \$839  = \$signal$148 [8] ? cres9[53:36] : 18'h00000;
-  assign \$840  = \$838  | { \$839 [17], \$839 [17], \$839  };
-  assign \$841  = \$signal$148 [9] ? c_raw[53:36] : 18'h00000;
-  assign \$842  = \$840  | { \$841 [17], \$841 [17], \$841  };
-  assign \$843  = \$signal$149 [0] ? addend[44:30] : 15'h0000;
-  assign \$844  = \$signal$149 [1] ? b_raw[44:30] : 15'h0000;
-  assign \$845  = \$843  | \$844 ;
-  assign \$846  = \$signal$149 [2] ? \$signal$150 [59:40] : 20'h00000;
-  assign \$847  = { \$845 [14], \$845 [14], \$845 [14], \$845 [14], \$845 [14], \$845  } | \$846 ;
-  assign \$848  = \$signal$149 [3] ? \$signal$49 [59:40] : 20'h00000;
-  assign \$849  = \$847  | \$848 ;
-  assign \$850  = \$signal$149 [4] ? c_wr__data[53:36] : 18'h00000;
-  assign \$851  = \$849  | { \$850 [17], \$850 [17], \$850  };
-  assign \$852  = \$signal$149 [5] ? cres8[53:36] : 18'h00000;
-  assign \$853  = \$851  | { \$852 [17], \$852 [17], \$852  };
-  assign \$854  = \$signal$149 [6] ? cres9[53:36] : 18'h00000;
-  assign \$855  = \$853  | { \$854 [17], \$854 [17], \$854  };
-  assign \$856  = \$signal$149 [7] ? c_raw[53:36] : 18'h00000;
-  assign \$857  = \$855  | { \$856 [17], \$856 [17], \$856  };
-  assign \$858  = $signed(\$842 ) + $signed(\$857 );
-  assign \$859  = \$signal$148 [0] ? \$signal$150 [79:60] : 20'h00000;
-  assign \$860  = \$signal$148 [1] ? \$signal$49 [79:60] : 20'h00000;
-  assign \$861  = \$859  | \$860 ;
-  assign \$862  = \$signal$148 [2] ? v_wr__data[75:57] : 19'h00000;
-  assign \$863  = \$861  | { \$862 [18], \$862  };
-  assign \$864  = \$signal$148 [3] ? res8[75:57] : 19'h00000;
-  assign \$865  = \$863  | { \$864 [18], \$864  };
-  assign \$866  = \$signal$148 [4] ? res9[75:57] : 19'h00000;
-  assign \$867  = \$865  | { \$866 [18], \$866  };
-  assign \$868  = \$signal$148 [5] ? v_raw[75:57] : 19'h00000;
-  assign \$869  = \$867  | { \$868 [18], \$868  };
-  assign \$870  = \$signal$148 [6] ? c_wr__data[71:54] : 18'h00000;
-  assign \$871  = \$869  | { \$870 [17], \$870 [17], \$870  };
-  assign \$872  = \$signal$148 [7] ? cres8[71:54] : 18'h00000;
-  assign \$873  = \$871  | { \$872 [17], \$872 [17], \$872  };
-  assign \$874  = \$signal$148 [8] ? cres9[71:54] : 18'h00000;
-  assign \$875  = \$873  | { \$874 [17], \$874 [17], \$874  };
-  assign \$876  = \$signal$148 [9] ? c_raw[71:54] : 18'h00000;
-  assign \$877  = \$875  | { \$876 [17], \$876 [17], \$876  };
-  assign \$878  = \$signal$149 [0] ? addend[59:45] : 15'h0000;
-  assign \$879  = \$signal$149 [1] ? b_raw[59:45] : 15'h0000;
-  assign \$880  = \$878  | \$879 ;
-  assign \$881  = \$signal$149 [2] ? \$signal$150 [79:60] : 20'h00000;
-  assign \$882  = { \$880 [14], \$880 [14], \$880 [14], \$880 [14], \$880 [14], \$880  } | \$881 ;
-  assign \$883  = \$signal$149 [3] ? \$signal$49 [79:60] : 20'h00000;
-  assign \$884  = \$882  | \$883 ;
-  assign \$885  = \$signal$149 [4] ? c_wr__data[71:54] : 18'h00000;
-  assign \$886  = \$884  | { \$885 [17], \$885 [17], \$885  };
-  assign \$887  = \$signal$149 [5] ? cres8[71:54] : 18'h00000;
-  assign \$888  = \$886  | { \$887 [17], \$887 [17], \$887  };
-  assign \$889  = \$signal$149 [6] ? cres9[71:54] : 18'h00000;
-  assign \$890  = \$888  | { \$889 [17], \$889 [17], \$889  };
-  assign \$891  = \$signal$149 [7] ? c_raw[71:54] : 18'h00000;
-  assign \$892  = \$890  | { \$891 [17], \$891 [17], \$891  };
-  assign \$893  = $signed(\$877 ) + $signed(\$892 );
-  assign \$894  = $signed(\$signal$150 [19:0]) - $signed(14'h1054);
-  assign \$895  = $signed(\$signal$150 [19:0]) - $signed(15'h20a8);
-  assign \$896  = $signed(\$signal$150 [19:0]) - $signed(15'h30fc);
-  assign \$897  = $signed(\$signal$150 [19:0]) - $signed(16'h4150);
-  assign \$898  = $signed(\$signal$150 [39:20]) - $signed(14'h1054);
-  assign \$899  = $signed(\$signal$150 [39:20]) - $signed(15'h20a8);
-  assign \$900  = $signed(\$signal$150 [39:20]) - $signed(15'h30fc);
-  assign \$901  = $signed(\$signal$150 [39:20]) - $signed(16'h4150);
-  assign \$902  = $signed(\$signal$150 [59:40]) - $signed(14'h1054);
-  assign \$903  = $signed(\$signal$150 [59:40]) - $signed(15'h20a8);
-  assign \$904  = $signed(\$signal$150 [59:40]) - $signed(15'h30fc);
-  assign \$905  = $signed(\$signal$150 [59:40]) - $signed(16'h4150);
-  assign \$906  = $signed(\$signal$150 [79:60]) - $signed(14'h1054);
-  assign \$907  = $signed(\$signal$150 [79:60]) - $signed(15'h20a8);
-  assign \$908  = $signed(\$signal$150 [79:60]) - $signed(15'h30fc);
-  assign \$909  = $signed(\$signal$150 [79:60]) - $signed(16'h4150);
-  assign \$910  = ! st6[1];
-  assign \$911  = st6[1] ? { b6[14], b6[14], b6[14], b6[14], b6[14], b6[14:0] } : \$signal$49 [19:0];
-  assign \$912  = ! st6[1];
-  assign \$913  = st6[1] ? { b6[29], b6[29], b6[29], b6[29], b6[29], b6[29:15] } : \$signal$49 [39:20];
-  assign \$914  = ! st6[1];
-  assign \$915  = st6[1] ? { b6[44], b6[44], b6[44], b6[44], b6[44], b6[44:30] } : \$signal$49 [59:40];
-  assign \$916  = ! st6[1];
-  assign \$917  = st6[1] ? { b6[59], b6[59], b6[59], b6[59], b6[59], b6[59:45] } : \$signal$49 [79:60];
-  assign \$919  = st6[0] & \$918 ;
-  assign \$920  = any_spike | st6[24];
-  assign \$921  = \$919  & \$920 ;
-  assign \$923  = st7[0] & \$922 ;
-  assign \$925  = pos1 == 3'h7;
-  assign \$926  = pos2 == 3'h7;
-  assign \$927  = pos2 + 1'h1;
-  assign \$928  = pos1 + 1'h1;
-  assign \$929  = \pos0$84  + 1'h1;
-  assign \$930  = | pending;
-  assign \$931  = pending - 1'h1;
-  assign \$932  = { 1'h0, pending } & \$931 ;
-  assign \$933  = ! \$932 ;
-  assign \$934  = ~ \$signal$92 [19];
-  assign \$935  = \$933  & \$934 ;
-  assign \$936  = 1'h1 << lane;
-  assign \$937  = { 3'h0, done } | \$936 ;
-  always @(posedge clk)
-    used <= \$938 ;
-  always @(posedge clk)
-    credit <= \$939 ;
-  always @(posedge clk)
-    pix_bits <= \$940 ;
-  always @(posedge clk)
-    \$signal$26  <= \$941 ;
-  always @(posedge clk)
-    \$signal$29  <= \$942 ;
-  always @(posedge clk)
-    pixel_count <= \$943 ;
-  always @(posedge clk)
-    more_pixels <= \$944 ;
-  always @(posedge clk)
-    ev_c <= \$945 ;
-  always @(posedge clk)
-    ev_y <= \$946 ;
-  always @(posedge clk)
-    ev_x <= \$947 ;
-  always @(posedge clk)
-    pix_index <= \$948 ;
-  always @(posedge clk)
-    nxt_x <= \$949 ;
-  always @(posedge clk)
-    \$like$107  <= \$950 ;
-  always @(posedge clk)
-    \$like  <= \$951 ;
-  always @(posedge clk)
-    nxt_index <= \$952 ;
-  always @(posedge clk)
-    fsm_state <= \$953 ;
-  always @(posedge clk)
-    sweep_addr <= \$954 ;
-  always @(posedge clk)
-    sweep_last <= \$955 ;
-  always @(posedge clk)
-    step <= \$956 ;
-  always @(posedge clk)
-    fire_k <= \$957 ;
-  always @(posedge clk)
-    plane <= \$958 ;
-  always @(posedge clk)
-    \$signal$113  <= \$959 ;
-  always @(posedge clk)
-    \$signal  <= \$960 ;
-  always @(posedge clk)
-    pos0 <= \$961 ;
-  always @(posedge clk)
-    st0 <= \$962 ;
-  always @(posedge clk)
-    st1 <= \$963 ;
-  always @(posedge clk)
-    st2 <= \$964 ;
-  always @(posedge clk)
-    st3 <= \$965 ;
-  always @(posedge clk)
-    st4 <= \$966 ;
-  always @(posedge clk)
-    st5 <= \$967 ;
-  always @(posedge clk)
-    st6 <= \$968 ;
-  always @(posedge clk)
-    st7 <= \$969 ;
-  always @(posedge clk)
-    st8 <= \$970 ;
-  always @(posedge clk)
-    w1_0 <= \$971 ;
-  always @(posedge clk)
-    w2_0_0 <= \$972 ;
-  always @(posedge clk)
-    w2_0_1 <= \$973 ;
-  always @(posedge clk)
-    w2_0_2 <= \$974 ;
-  always @(posedge clk)
-    w2_0_3 <= \$975 ;
-  always @(posedge clk)
-    addend <= \$976 ;
-  always @(posedge clk)
-    v_raw <= \$977 ;
-  always @(posedge clk)
-    b_raw <= \$978 ;
-  always @(posedge clk)
-    c_raw <= \$979 ;
-  always @(posedge clk)
-    res8 <= \$980 ;
-  always @(posedge clk)
-    res9 <= \$981 ;
-  always @(posedge clk)
-    cres8 <= \$982 ;
-  always @(posedge clk)
-    cres9 <= \$983 ;
-  always @(posedge clk)
-    \$like$136  <= \$984 ;
-  always @(posedge clk)
-    b6 <= \$985 ;
-  always @(posedge clk)
-    hit_v1 <= \$986 ;
-  always @(posedge clk)
-    hit_c1 <= \$987 ;
-  always @(posedge clk)
-    hit_v2 <= \$988 ;
-  always @(posedge clk)
-    hit_c2 <= \$989 ;
-  always @(posedge clk)
-    hit_v3 <= \$990 ;
-  always @(posedge clk)
-    hit_c3 <= \$991 ;
-  always @(posedge clk)
-    hit_v4 <= \$992 ;
-  always @(posedge clk)
-    hit_c4 <= \$993 ;
-  always @(posedge clk)
-    hit_v5 <= \$994 ;
-  always @(posedge clk)
-    hit_c5 <= \$995 ;
-  always @(posedge clk)
-    \$signal$148  <= \$996 ;
-  always @(posedge clk)
-    \$signal$149  <= \$997 ;
-  always @(posedge clk)
-    \$signal$150  <= \$998 ;
-  always @(posedge clk)
-    \$signal$49  <= \$999 ;
-  always @(posedge clk)
-    d1_0 <= \$1000 ;
-  always @(posedge clk)
-    d2_0 <= \$1001 ;
-  always @(posedge clk)
-    d3_0 <= \$1002 ;
-  always @(posedge clk)
-    d4_0 <= \$1003 ;
-  always @(posedge clk)
-    d1_1 <= \$1004 ;
-  always @(posedge clk)
-    d2_1 <= \$1005 ;
-  always @(posedge clk)
-    d3_1 <= \$1006 ;
-  always @(posedge clk)
-    d4_1 <= \$1007 ;
-  always @(posedge clk)
-    d1_2 <= \$1008 ;
-  always @(posedge clk)
-    d2_2 <= \$1009 ;
-  always @(posedge clk)
-    d3_2 <= \$1010 ;
-  always @(posedge clk)
-    d4_2 <= \$1011 ;
-  always @(posedge clk)
-    d1_3 <= \$1012 ;
-  always @(posedge clk)
-    d2_3 <= \$1013 ;
-  always @(posedge clk)
-    d3_3 <= \$1014 ;
-  always @(posedge clk)
-    d4_3 <= \$1015 ;
-  always @(posedge clk)
-    v_wr__data <= \$1016 ;
-  always @(posedge clk)
-    c_wr__data <= \$1017 ;
-  always @(posedge clk)
-    entry7 <= \$1018 ;
-  always @(posedge clk)
-    \$signal$88  <= \$1019 ;
-  always @(posedge clk)
-    \pos0$84  <= \$1020 ;
-  always @(posedge clk)
-    pos1 <= \$1021 ;
-  always @(posedge clk)
-    pos2 <= \$1022 ;
-  always @(posedge clk)
-    done <= \$1023 ;
+  assign _0000_ = ~ \$signal ;
+  assign _0110_ = op_valid & _0000_;
+  assign _0200_ = ~ \$signal$26 ;
+  assign _0289_ = _0200_ & ready;
+  assign _0382_ = \$signal$29  & ready;
+  assign _0486_ = \$signal$26  | _0382_;
+  assign _0583_ = _0486_ & more_pixels;
+  assign _0673_ = ~ \$signal ;
+  assign _0781_ = credit & _0673_;
+  assign _0001_ = step == 1'h1;
+  assign active = \issue.valid  | \$signal ;
+  assign _0048_ = $signed(d1_0) >= $signed(1'h0);
+  assign _0058_ = 1'h0 + _0048_;
+  assign _0067_ = $signed(d2_0) >= $signed(1'h0);
+  assign _0074_ = _0058_ + _0067_;
+  assign _0084_ = $signed(d3_0) >= $signed(1'h0);
+  assign _0093_ = _0074_ + _0084_;
+  assign _0101_ = $signed(d4_0) >= $signed(1'h0);
+  assign _0111_ = _0093_ + _0101_;
+  assign _0120_ = $signed(d1_0) >= $signed(1'h0);
+  assign _0130_ = $signed(d2_0) >= $signed(1'h0);
+  assign _0137_ = $signed(d3_0) >= $signed(1'h0);
+  assign _0146_ = $signed(d4_0) >= $signed(1'h0);
+  assign _0156_ = st6[22] ? 19'h0082a : kept0;
+  assign _0172_ = $signed(d1_1) >= $signed(1'h0);
+  assign _0181_ = 1'h0 + _0172_;
+  assign _0190_ = $signed(d2_1) >= $signed(1'h0);
+  assign _0201_ = _0181_ + _0190_;
+  assign _0208_ = $signed(d3_1) >= $signed(1'h0);
+  assign _0218_ = _0201_ + _0208_;
+  assign _0227_ = $signed(d4_1) >= $signed(1'h0);
+  assign _0236_ = _0218_ + _0227_;
+  assign _0244_ = $signed(d1_1) >= $signed(1'h0);
+  assign _0253_ = $signed(d2_1) >= $signed(1'h0);
+  assign _0263_ = $signed(d3_1) >= $signed(1'h0);
+  assign _0271_ = $signed(d4_1) >= $signed(1'h0);
+  assign _0280_ = st6[22] ? 19'h0082a : kept1;
+  assign _0299_ = $signed(d1_2) >= $signed(1'h0);
+  assign _0306_ = 1'h0 + _0299_;
+  assign _0315_ = $signed(d2_2) >= $signed(1'h0);
+  assign _0325_ = _0306_ + _0315_;
+  assign _0335_ = $signed(d3_2) >= $signed(1'h0);
+  assign _0342_ = _0325_ + _0335_;
+  assign _0351_ = $signed(d4_2) >= $signed(1'h0);
+  assign _0360_ = _0342_ + _0351_;
+  assign _0371_ = $signed(d1_2) >= $signed(1'h0);
+  assign _0383_ = $signed(d2_2) >= $signed(1'h0);
+  assign _0394_ = $signed(d3_2) >= $signed(1'h0);
+  assign _0405_ = $signed(d4_2) >= $signed(1'h0);
+  assign _0415_ = st6[22] ? 19'h0082a : kept2;
+  assign _0434_ = $signed(d1_3) >= $signed(1'h0);
+  assign _0445_ = 1'h0 + _0434_;
+  assign _0455_ = $signed(d2_3) >= $signed(1'h0);
+  assign _0466_ = _0445_ + _0455_;
+  assign _0476_ = $signed(d3_3) >= $signed(1'h0);
+  assign _0487_ = _0466_ + _0476_;
+  assign _0497_ = $signed(d4_3) >= $signed(1'h0);
+  assign _0505_ = _0487_ + _0497_;
+  assign _0514_ = $signed(d1_3) >= $signed(1'h0);
+  assign _0523_ = $signed(d2_3) >= $signed(1'h0);
+  assign _0533_ = $signed(d3_3) >= $signed(1'h0);
+  assign _0543_ = $signed(d4_3) >= $signed(1'h0);
+  assign _0553_ = st6[22] ? 19'h0082a : kept3;
+  assign _0563_ = ! st7[1];
+  assign _0573_ = _0563_ & st7[2];
+  assign _0584_ = ~ _0573_;
+  assign _0594_ = st7[0] & _0584_;
+  assign { _0598_[3:1], v_wr__en } = _0594_ ? 4'hf : 4'h0;
+  assign _0605_ = ! st7[1];
+  assign _0613_ = _0605_ & st7[2];
+  assign _0629_ = st7[1] & st7[22];
+  assign _0640_ = _0613_ | _0629_;
+  assign _0651_ = st7[0] & _0640_;
+  assign { _0662_[3:1], c_wr__en } = _0651_ ? 4'hf : 4'h0;
+  assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0684_ = st7[0] & st7[1];
+  assign _0695_ = ~ \$signal$88 ;
+  assign dropped = _0684_ & _0695_;
+  assign _0706_ = | \$signal$92 [2:0];
+  assign _0717_ = ~ done[0];
+  assign pending[0] = _0706_ & _0717_;
+  assign _0738_ = | \$signal$92 [5:3];
+  assign _0749_ = ~ done[1];
+  assign pending[1] = _0738_ & _0749_;
+  assign _0770_ = | \$signal$92 [8:6];
+  assign _0782_ = ~ done[2];
+  assign pending[2] = _0770_ & _0782_;
+  assign _0798_ = | \$signal$92 [11:9];
+  assign _0807_ = ~ done[3];
+  assign pending[3] = _0798_ & _0807_;
+  assign _0827_ = \$signal$92 [12] * 3'h4;
+  assign { _0836_[4:3], o__payload[2:0] } = _0827_ + lane;
+  assign _0847_ = | pending;
+  assign _0868_ = pending - 1'h1;
+  assign _0002_ = { 1'h0, pending } & _0868_;
+  assign _0013_ = ! _0002_;
+  assign _0024_ = ~ \$signal$92 [19];
+  assign _0029_ = _0013_ & _0024_;
+  assign _0030_ = used + sweep_now;
+  assign _0031_ = _0030_ - dropped;
+  assign _0032_ = \$signal$99  & \$signal$96 ;
+  assign _0033_ = $signed(_0031_) - $signed({ 1'h0, _0032_ });
+  assign _0034_ = used <= 9'h108;
+  assign _0035_ = ~ \$signal$26 ;
+  assign _0036_ = _0035_ & ready;
+  assign _0037_ = pix_bits[1] & pix_bits[0];
+  assign _0038_ = pix_bits[0] | pix_bits[1];
+  assign _0039_ = pix_bits[2] & _0038_;
+  assign _0040_ = pix_bits[0] | pix_bits[1];
+  assign _0041_ = _0040_ | pix_bits[2];
+  assign _0042_ = pix_bits[3] & _0041_;
+  assign _0043_ = pix_bits[0] | pix_bits[1];
+  assign _0044_ = _0043_ | pix_bits[2];
+  assign _0045_ = _0044_ | pix_bits[3];
+  assign _0046_ = pix_bits[4] & _0045_;
+  assign _0047_ = pix_bits[0] | pix_bits[1];
+  assign _0049_ = _0047_ | pix_bits[2];
+  assign _0050_ = _0049_ | pix_bits[3];
+  assign _0051_ = _0050_ | pix_bits[4];
+  assign _0052_ = pix_bits[5] & _0051_;
+  assign _0053_ = pix_bits[0] | pix_bits[1];
+  assign _0054_ = _0053_ | pix_bits[2];
+  assign _0055_ = _0054_ | pix_bits[3];
+  assign _0056_ = _0055_ | pix_bits[4];
+  assign _0057_ = _0056_ | pix_bits[5];
+  assign _0059_ = pix_bits[6] & _0057_;
+  assign _0060_ = pix_bits[0] | pix_bits[1];
+  assign _0061_ = _0060_ | pix_bits[2];
+  assign _0062_ = _0061_ | pix_bits[3];
+  assign _0063_ = _0062_ | pix_bits[4];
+  assign _0064_ = _0063_ | pix_bits[5];
+  assign _0065_ = _0064_ | pix_bits[6];
+  assign _0066_ = pix_bits[7] & _0065_;
+  assign _0068_ = pix_bits[1] & pix_bits[0];
+  assign _0069_ = pix_bits[0] | pix_bits[1];
+  assign _0070_ = pix_bits[2] & _0069_;
+  assign _0071_ = pix_bits[0] | pix_bits[1];
+  assign _0072_ = _0071_ | pix_bits[2];
+  assign _0073_ = pix_bits[3] & _0072_;
+  assign _0075_ = pix_bits[0] | pix_bits[1];
+  assign _0076_ = _0075_ | pix_bits[2];
+  assign _0077_ = _0076_ | pix_bits[3];
+  assign _0078_ = pix_bits[4] & _0077_;
+  assign _0079_ = pix_bits[0] | pix_bits[1];
+  assign _0080_ = _0079_ | pix_bits[2];
+  assign _0081_ = _0080_ | pix_bits[3];
+  assign _0082_ = _0081_ | pix_bits[4];
+  assign _0083_ = pix_bits[5] & _0082_;
+  assign _0085_ = pix_bits[0] | pix_bits[1];
+  assign _0086_ = _0085_ | pix_bits[2];
+  assign _0087_ = _0086_ | pix_bits[3];
+  assign _0088_ = _0087_ | pix_bits[4];
+  assign _0089_ = _0088_ | pix_bits[5];
+  assign _0090_ = pix_bits[6] & _0089_;
+  assign _0091_ = pix_bits[0] | pix_bits[1];
+  assign _0092_ = _0091_ | pix_bits[2];
+  assign _0094_ = _0092_ | pix_bits[3];
+  assign _0095_ = _0094_ | pix_bits[4];
+  assign _0096_ = _0095_ | pix_bits[5];
+  assign _0097_ = _0096_ | pix_bits[6];
+  assign _0098_ = pix_bits[7] & _0097_;
+  assign _0099_ = ! { _0098_, _0090_, _0083_, _0078_, _0073_, _0070_, _0068_, 1'h0 };
+  assign _0100_ = pix_bits[1] & pix_bits[0];
+  assign _0102_ = pix_bits[0] | pix_bits[1];
+  assign _0103_ = pix_bits[2] & _0102_;
+  assign _0104_ = pix_bits[0] | pix_bits[1];
+  assign _0105_ = _0104_ | pix_bits[2];
+  assign _0106_ = pix_bits[3] & _0105_;
+  assign _0107_ = pix_bits[0] | pix_bits[1];
+  assign _0108_ = _0107_ | pix_bits[2];
+  assign _0109_ = _0108_ | pix_bits[3];
+  assign _0112_ = pix_bits[4] & _0109_;
+  assign _0113_ = pix_bits[0] | pix_bits[1];
+  assign _0114_ = _0113_ | pix_bits[2];
+  assign _0115_ = _0114_ | pix_bits[3];
+  assign _0116_ = _0115_ | pix_bits[4];
+  assign _0117_ = pix_bits[5] & _0116_;
+  assign _0118_ = pix_bits[0] | pix_bits[1];
+  assign _0119_ = _0118_ | pix_bits[2];
+  assign _0121_ = _0119_ | pix_bits[3];
+  assign _0122_ = _0121_ | pix_bits[4];
+  assign _0123_ = _0122_ | pix_bits[5];
+  assign _0124_ = pix_bits[6] & _0123_;
+  assign _0125_ = pix_bits[0] | pix_bits[1];
+  assign _0126_ = _0125_ | pix_bits[2];
+  assign _0127_ = _0126_ | pix_bits[3];
+  assign _0128_ = _0127_ | pix_bits[4];
+  assign _0129_ = _0128_ | pix_bits[5];
+  assign _0131_ = _0129_ | pix_bits[6];
+  assign _0132_ = pix_bits[7] & _0131_;
+  assign _0133_ = { _0132_, _0124_, _0117_, _0112_, _0106_, _0103_, _0100_, 1'h0 } == 1'h1;
+  assign _0134_ = pix_bits[1] & pix_bits[0];
+  assign _0135_ = pix_bits[0] | pix_bits[1];
+  assign _0136_ = pix_bits[2] & _0135_;
+  assign _0138_ = pix_bits[0] | pix_bits[1];
+  assign _0139_ = _0138_ | pix_bits[2];
+  assign _0140_ = pix_bits[3] & _0139_;
+  assign _0141_ = pix_bits[0] | pix_bits[1];
+  assign _0142_ = _0141_ | pix_bits[2];
+  assign _0143_ = _0142_ | pix_bits[3];
+  assign _0144_ = pix_bits[4] & _0143_;
+  assign _0145_ = pix_bits[0] | pix_bits[1];
+  assign _0147_ = _0145_ | pix_bits[2];
+  assign _0148_ = _0147_ | pix_bits[3];
+  assign _0149_ = _0148_ | pix_bits[4];
+  assign _0150_ = pix_bits[5] & _0149_;
+  assign _0151_ = pix_bits[0] | pix_bits[1];
+  assign _0152_ = _0151_ | pix_bits[2];
+  assign _0153_ = _0152_ | pix_bits[3];
+  assign _0154_ = _0153_ | pix_bits[4];
+  assign _0155_ = _0154_ | pix_bits[5];
+  assign _0157_ = pix_bits[6] & _0155_;
+  assign _0158_ = pix_bits[0] | pix_bits[1];
+  assign _0159_ = _0158_ | pix_bits[2];
+  assign _0160_ = _0159_ | pix_bits[3];
+  assign _0161_ = _0160_ | pix_bits[4];
+  assign _0162_ = _0161_ | pix_bits[5];
+  assign _0163_ = _0162_ | pix_bits[6];
+  assign _0164_ = pix_bits[7] & _0163_;
+  assign _0165_ = { _0164_, _0157_, _0150_, _0144_, _0140_, _0136_, _0134_, 1'h0 } == 2'h2;
+  assign _0166_ = _0133_ | _0165_;
+  assign _0167_ = pix_bits[1] & pix_bits[0];
+  assign _0168_ = pix_bits[0] | pix_bits[1];
+  assign _0169_ = pix_bits[2] & _0168_;
+  assign _0170_ = pix_bits[0] | pix_bits[1];
+  assign _0171_ = _0170_ | pix_bits[2];
+  assign _0173_ = pix_bits[3] & _0171_;
+  assign _0174_ = pix_bits[0] | pix_bits[1];
+  assign _0175_ = _0174_ | pix_bits[2];
+  assign _0176_ = _0175_ | pix_bits[3];
+  assign _0177_ = pix_bits[4] & _0176_;
+  assign _0178_ = pix_bits[0] | pix_bits[1];
+  assign _0179_ = _0178_ | pix_bits[2];
+  assign _0180_ = _0179_ | pix_bits[3];
+  assign _0182_ = _0180_ | pix_bits[4];
+  assign _0183_ = pix_bits[5] & _0182_;
+  assign _0184_ = pix_bits[0] | pix_bits[1];
+  assign _0185_ = _0184_ | pix_bits[2];
+  assign _0186_ = _0185_ | pix_bits[3];
+  assign _0187_ = _0186_ | pix_bits[4];
+  assign _0188_ = _0187_ | pix_bits[5];
+  assign _0189_ = pix_bits[6] & _0188_;
+  assign _0191_ = pix_bits[0] | pix_bits[1];
+  assign _0192_ = _0191_ | pix_bits[2];
+  assign _0193_ = _0192_ | pix_bits[3];
+  assign _0194_ = _0193_ | pix_bits[4];
+  assign _0195_ = _0194_ | pix_bits[5];
+  assign _0196_ = _0195_ | pix_bits[6];
+  assign _0197_ = pix_bits[7] & _0196_;
+  assign _0198_ = { _0197_, _0189_, _0183_, _0177_, _0173_, _0169_, _0167_, 1'h0 } == 3'h4;
+  assign _0199_ = _0166_ | _0198_;
+  assign _0202_ = pix_bits[1] & pix_bits[0];
+  assign _0203_ = pix_bits[0] | pix_bits[1];
+  assign _0204_ = pix_bits[2] & _0203_;
+  assign _0205_ = pix_bits[0] | pix_bits[1];
+  assign _0206_ = _0205_ | pix_bits[2];
+  assign _0207_ = pix_bits[3] & _0206_;
+  assign _0209_ = pix_bits[0] | pix_bits[1];
+  assign _0210_ = _0209_ | pix_bits[2];
+  assign _0211_ = _0210_ | pix_bits[3];
+  assign _0212_ = pix_bits[4] & _0211_;
+  assign _0213_ = pix_bits[0] | pix_bits[1];
+  assign _0214_ = _0213_ | pix_bits[2];
+  assign _0215_ = _0214_ | pix_bits[3];
+  assign _0216_ = _0215_ | pix_bits[4];
+  assign _0217_ = pix_bits[5] & _0216_;
+  assign _0219_ = pix_bits[0] | pix_bits[1];
+  assign _0220_ = _0219_ | pix_bits[2];
+  assign _0221_ = _0220_ | pix_bits[3];
+  assign _0222_ = _0221_ | pix_bits[4];
+  assign _0223_ = _0222_ | pix_bits[5];
+  assign _0224_ = pix_bits[6] & _0223_;
+  assign _0225_ = pix_bits[0] | pix_bits[1];
+  assign _0226_ = _0225_ | pix_bits[2];
+  assign _0228_ = _0226_ | pix_bits[3];
+  assign _0229_ = _0228_ | pix_bits[4];
+  assign _0230_ = _0229_ | pix_bits[5];
+  assign _0231_ = _0230_ | pix_bits[6];
+  assign _0232_ = pix_bits[7] & _0231_;
+  assign _0233_ = { _0232_, _0224_, _0217_, _0212_, _0207_, _0204_, _0202_, 1'h0 } == 4'h8;
+  assign _0234_ = _0199_ | _0233_;
+  assign _0235_ = pix_bits[1] & pix_bits[0];
+  assign _0237_ = pix_bits[0] | pix_bits[1];
+  assign _0238_ = pix_bits[2] & _0237_;
+  assign _0239_ = pix_bits[0] | pix_bits[1];
+  assign _0240_ = _0239_ | pix_bits[2];
+  assign _0241_ = pix_bits[3] & _0240_;
+  assign _0242_ = pix_bits[0] | pix_bits[1];
+  assign _0243_ = _0242_ | pix_bits[2];
+  assign _0245_ = _0243_ | pix_bits[3];
+  assign _0246_ = pix_bits[4] & _0245_;
+  assign _0247_ = pix_bits[0] | pix_bits[1];
+  assign _0248_ = _0247_ | pix_bits[2];
+  assign _0249_ = _0248_ | pix_bits[3];
+  assign _0250_ = _0249_ | pix_bits[4];
+  assign _0251_ = pix_bits[5] & _0250_;
+  assign _0252_ = pix_bits[0] | pix_bits[1];
+  assign _0254_ = _0252_ | pix_bits[2];
+  assign _0255_ = _0254_ | pix_bits[3];
+  assign _0256_ = _0255_ | pix_bits[4];
+  assign _0257_ = _0256_ | pix_bits[5];
+  assign _0258_ = pix_bits[6] & _0257_;
+  assign _0259_ = pix_bits[0] | pix_bits[1];
+  assign _0260_ = _0259_ | pix_bits[2];
+  assign _0261_ = _0260_ | pix_bits[3];
+  assign _0262_ = _0261_ | pix_bits[4];
+  assign _0264_ = _0262_ | pix_bits[5];
+  assign _0265_ = _0264_ | pix_bits[6];
+  assign _0266_ = pix_bits[7] & _0265_;
+  assign _0267_ = { _0266_, _0258_, _0251_, _0246_, _0241_, _0238_, _0235_, 1'h0 } == 5'h10;
+  assign _0268_ = _0234_ | _0267_;
+  assign _0269_ = pix_bits[1] & pix_bits[0];
+  assign _0270_ = pix_bits[0] | pix_bits[1];
+  assign _0272_ = pix_bits[2] & _0270_;
+  assign _0273_ = pix_bits[0] | pix_bits[1];
+  assign _0274_ = _0273_ | pix_bits[2];
+  assign _0275_ = pix_bits[3] & _0274_;
+  assign _0276_ = pix_bits[0] | pix_bits[1];
+  assign _0277_ = _0276_ | pix_bits[2];
+  assign _0278_ = _0277_ | pix_bits[3];
+  assign _0279_ = pix_bits[4] & _0278_;
+  assign _0281_ = pix_bits[0] | pix_bits[1];
+  assign _0282_ = _0281_ | pix_bits[2];
+  assign _0283_ = _0282_ | pix_bits[3];
+  assign _0284_ = _0283_ | pix_bits[4];
+  assign _0285_ = pix_bits[5] & _0284_;
+  assign _0286_ = pix_bits[0] | pix_bits[1];
+  assign _0287_ = _0286_ | pix_bits[2];
+  assign _0288_ = _0287_ | pix_bits[3];
+  assign _0290_ = _0288_ | pix_bits[4];
+  assign _0291_ = _0290_ | pix_bits[5];
+  assign _0292_ = pix_bits[6] & _0291_;
+  assign _0293_ = pix_bits[0] | pix_bits[1];
+  assign _0294_ = _0293_ | pix_bits[2];
+  assign _0295_ = _0294_ | pix_bits[3];
+  assign _0296_ = _0295_ | pix_bits[4];
+  assign _0297_ = _0296_ | pix_bits[5];
+  assign _0298_ = _0297_ | pix_bits[6];
+  assign _0300_ = pix_bits[7] & _0298_;
+  assign _0301_ = { _0300_, _0292_, _0285_, _0279_, _0275_, _0272_, _0269_, 1'h0 } == 6'h20;
+  assign _0302_ = _0268_ | _0301_;
+  assign _0303_ = pix_bits[1] & pix_bits[0];
+  assign _0304_ = pix_bits[0] | pix_bits[1];
+  assign _0305_ = pix_bits[2] & _0304_;
+  assign _0307_ = pix_bits[0] | pix_bits[1];
+  assign _0308_ = _0307_ | pix_bits[2];
+  assign _0309_ = pix_bits[3] & _0308_;
+  assign _0310_ = pix_bits[0] | pix_bits[1];
+  assign _0311_ = _0310_ | pix_bits[2];
+  assign _0312_ = _0311_ | pix_bits[3];
+  assign _0313_ = pix_bits[4] & _0312_;
+  assign _0314_ = pix_bits[0] | pix_bits[1];
+  assign _0316_ = _0314_ | pix_bits[2];
+  assign _0317_ = _0316_ | pix_bits[3];
+  assign _0318_ = _0317_ | pix_bits[4];
+  assign _0319_ = pix_bits[5] & _0318_;
+  assign _0320_ = pix_bits[0] | pix_bits[1];
+  assign _0321_ = _0320_ | pix_bits[2];
+  assign _0322_ = _0321_ | pix_bits[3];
+  assign _0323_ = _0322_ | pix_bits[4];
+  assign _0324_ = _0323_ | pix_bits[5];
+  assign _0326_ = pix_bits[6] & _0324_;
+  assign _0327_ = pix_bits[0] | pix_bits[1];
+  assign _0328_ = _0327_ | pix_bits[2];
+  assign _0329_ = _0328_ | pix_bits[3];
+  assign _0330_ = _0329_ | pix_bits[4];
+  assign _0331_ = _0330_ | pix_bits[5];
+  assign _0332_ = _0331_ | pix_bits[6];
+  assign _0333_ = pix_bits[7] & _0332_;
+  assign _0334_ = { _0333_, _0326_, _0319_, _0313_, _0309_, _0305_, _0303_, 1'h0 } == 7'h40;
+  assign _0336_ = _0302_ | _0334_;
+  assign _0337_ = pix_bits[1] & pix_bits[0];
+  assign _0338_ = pix_bits[0] | pix_bits[1];
+  assign _0339_ = pix_bits[2] & _0338_;
+  assign _0340_ = pix_bits[0] | pix_bits[1];
+  assign _0341_ = _0340_ | pix_bits[2];
+  assign _0343_ = pix_bits[3] & _0341_;
+  assign _0344_ = pix_bits[0] | pix_bits[1];
+  assign _0345_ = _0344_ | pix_bits[2];
+  assign _0346_ = _0345_ | pix_bits[3];
+  assign _0347_ = pix_bits[4] & _0346_;
+  assign _0348_ = pix_bits[0] | pix_bits[1];
+  assign _0349_ = _0348_ | pix_bits[2];
+  assign _0350_ = _0349_ | pix_bits[3];
+  assign _0352_ = _0350_ | pix_bits[4];
+  assign _0353_ = pix_bits[5] & _0352_;
+  assign _0354_ = pix_bits[0] | pix_bits[1];
+  assign _0355_ = _0354_ | pix_bits[2];
+  assign _0356_ = _0355_ | pix_bits[3];
+  assign _0357_ = _0356_ | pix_bits[4];
+  assign _0358_ = _0357_ | pix_bits[5];
+  assign _0359_ = pix_bits[6] & _0358_;
+  assign _0361_ = pix_bits[0] | pix_bits[1];
+  assign _0362_ = _0361_ | pix_bits[2];
+  assign _0363_ = _0362_ | pix_bits[3];
+  assign _0364_ = _0363_ | pix_bits[4];
+  assign _0365_ = _0364_ | pix_bits[5];
+  assign _0366_ = _0365_ | pix_bits[6];
+  assign _0367_ = pix_bits[7] & _0366_;
+  assign _0368_ = { _0367_, _0359_, _0353_, _0347_, _0343_, _0339_, _0337_, 1'h0 } == 8'h80;
+  assign _0369_ = _0336_ | _0368_;
+  assign _0370_ = \$signal$29  & ready;
+  assign _0372_ = \$signal$26  | _0370_;
+  assign _0373_ = _0372_ & more_pixels;
+  assign _0374_ = ! \$signal$104 ;
+  assign _0375_ = \$signal$104  == 1'h1;
+  assign _0376_ = \$signal$104  == 2'h2;
+  assign _0377_ = _0375_ | _0376_;
+  assign _0378_ = \$signal$104  == 3'h4;
+  assign _0379_ = _0377_ | _0378_;
+  assign _0380_ = \$signal$104  == 4'h8;
+  assign _0381_ = _0379_ | _0380_;
+  assign _0384_ = \$signal$104  == 5'h10;
+  assign _0385_ = _0381_ | _0384_;
+  assign _0386_ = \$signal$104  == 6'h20;
+  assign _0387_ = _0385_ | _0386_;
+  assign _0388_ = \$signal$104  == 7'h40;
+  assign _0389_ = _0387_ | _0388_;
+  assign _0390_ = \$signal$104  == 8'h80;
+  assign _0391_ = _0389_ | _0390_;
+  assign _0392_ = pixel_count + 1'h1;
+  assign _0393_ = pixel_count != 6'h3f;
+  assign _0395_ = nxt_x == 3'h7;
+  assign _0396_ = \$like$107  == 3'h7;
+  assign _0397_ = \$like  + 1'h1;
+  assign _0398_ = \$like$107  + 1'h1;
+  assign _0399_ = nxt_x + 1'h1;
+  assign _0400_ = ~ more_pixels;
+  assign _0401_ = _0400_ & \$signal$26 ;
+  assign _0402_ = ~ op_valid;
+  assign _0403_ = _0401_ & _0402_;
+  assign _0404_ = ~ \$signal ;
+  assign _0406_ = credit & _0404_;
+  assign _0407_ = step == 1'h1;
+  assign _0408_ = step + 1'h1;
+  assign _0409_ = sweep_addr + 1'h1;
+  assign _0410_ = sweep_addr == 7'h7e;
+  assign _0411_ = sweep_now & \issue.end ;
+  assign _0412_ = sweep_now & \issue.end ;
+  assign _0413_ = _0412_ | \$signal$113 ;
+  assign _0414_ = pos0 + 1'h1;
+  assign _0416_ = $signed(w1_0[7:0]) << st2[20:18];
+  assign _0417_ = $signed(w1_0[15:8]) << st2[20:18];
+  assign _0418_ = $signed(w1_0[23:16]) << st2[20:18];
+  assign _0419_ = $signed(w1_0[31:24]) << st2[20:18];
+  assign _0420_ = st2[10:4] == st3[10:4];
+  assign _0421_ = ! st3[1];
+  assign _0422_ = _0420_ & _0421_;
+  assign _0423_ = ! st3[1];
+  assign _0424_ = _0423_ & st3[2];
+  assign _0425_ = ~ _0424_;
+  assign _0426_ = st3[0] & _0425_;
+  assign _0427_ = _0422_ & _0426_;
+  assign _0428_ = st2[10:4] == st3[10:4];
+  assign _0429_ = ! st3[1];
+  assign _0430_ = _0428_ & _0429_;
+  assign _0431_ = ! st3[1];
+  assign _0432_ = _0431_ & st3[2];
+  assign _0433_ = st3[1] & st3[22];
+  assign _0435_ = _0432_ | _0433_;
+  assign _0436_ = st3[0] & _0435_;
+  assign _0437_ = _0430_ & _0436_;
+  assign _0438_ = st2[10:4] == st4[10:4];
+  assign _0439_ = ! st4[1];
+  assign _0440_ = _0438_ & _0439_;
+  assign _0441_ = ! st4[1];
+  assign _0442_ = _0441_ & st4[2];
+  assign _0443_ = ~ _0442_;
+  assign _0444_ = st4[0] & _0443_;
+  assign _0446_ = _0440_ & _0444_;
+  assign _0447_ = st2[10:4] == st4[10:4];
+  assign _0448_ = ! st4[1];
+  assign _0449_ = _0447_ & _0448_;
+  assign _0450_ = ! st4[1];
+  assign _0451_ = _0450_ & st4[2];
+  assign _0452_ = st4[1] & st4[22];
+  assign _0453_ = _0451_ | _0452_;
+  assign _0454_ = st4[0] & _0453_;
+  assign _0456_ = _0449_ & _0454_;
+  assign _0457_ = st2[10:4] == st5[10:4];
+  assign _0458_ = ! st5[1];
+  assign _0459_ = _0458_ & st5[2];
+  assign _0460_ = ~ _0459_;
+  assign _0461_ = st5[0] & _0460_;
+  assign _0462_ = _0457_ & _0461_;
+  assign _0463_ = st2[10:4] == st5[10:4];
+  assign _0464_ = ! st5[1];
+  assign _0465_ = _0464_ & st5[2];
+  assign _0467_ = st5[1] & st5[22];
+  assign _0468_ = _0465_ | _0467_;
+  assign _0469_ = st5[0] & _0468_;
+  assign _0470_ = _0463_ & _0469_;
+  assign _0471_ = st2[10:4] == st6[10:4];
+  assign _0472_ = ! st6[1];
+  assign _0473_ = _0472_ & st6[2];
+  assign _0474_ = ~ _0473_;
+  assign _0475_ = st6[0] & _0474_;
+  assign _0477_ = _0471_ & _0475_;
+  assign _0478_ = st2[10:4] == st6[10:4];
+  assign _0479_ = ! st6[1];
+  assign _0480_ = _0479_ & st6[2];
+  assign _0481_ = st6[1] & st6[22];
+  assign _0482_ = _0480_ | _0481_;
+  assign _0483_ = st6[0] & _0482_;
+  assign _0484_ = _0478_ & _0483_;
+  assign _0485_ = st2[10:4] == st7[10:4];
+  assign _0488_ = ! st7[1];
+  assign _0489_ = _0488_ & st7[2];
+  assign _0490_ = ~ _0489_;
+  assign _0491_ = st7[0] & _0490_;
+  assign _0492_ = _0485_ & _0491_;
+  assign _0493_ = st2[10:4] == st7[10:4];
+  assign _0494_ = ! st7[1];
+  assign _0495_ = _0494_ & st7[2];
+  assign _0496_ = st7[1] & st7[22];
+  assign _0498_ = _0495_ | _0496_;
+  assign _0499_ = st7[0] & _0498_;
+  assign _0500_ = _0493_ & _0499_;
+  assign _0501_ = ! st3[1];
+  assign _0502_ = _0501_ & st3[2];
+  assign _0503_ = ~ _0502_;
+  assign _0504_ = hit_v1 & _0503_;
+  assign _0506_ = ! st3[1];
+  assign _0507_ = _0506_ & st3[2];
+  assign _0508_ = hit_c1 & _0507_;
+  assign _0509_ = _0504_ | _0508_;
+  assign _0510_ = ~ hit_v1;
+  assign _0511_ = hit_v2 & _0510_;
+  assign _0512_ = ! st3[1];
+  assign _0513_ = _0512_ & st3[2];
+  assign _0515_ = ~ _0513_;
+  assign _0516_ = _0511_ & _0515_;
+  assign _0517_ = ~ hit_c1;
+  assign _0518_ = hit_c2 & _0517_;
+  assign _0519_ = ! st3[1];
+  assign _0520_ = _0519_ & st3[2];
+  assign _0521_ = _0518_ & _0520_;
+  assign _0522_ = _0516_ | _0521_;
+  assign _0524_ = hit_v1 | hit_v2;
+  assign _0525_ = ~ _0524_;
+  assign _0526_ = hit_v3 & _0525_;
+  assign _0527_ = ! st3[1];
+  assign _0528_ = _0527_ & st3[2];
+  assign _0529_ = ~ _0528_;
+  assign _0530_ = _0526_ & _0529_;
+  assign _0531_ = hit_v1 | hit_v2;
+  assign _0532_ = _0531_ | hit_v3;
+  assign _0534_ = ~ _0532_;
+  assign _0535_ = hit_v4 & _0534_;
+  assign _0536_ = ! st3[1];
+  assign _0537_ = _0536_ & st3[2];
+  assign _0538_ = ~ _0537_;
+  assign _0539_ = _0535_ & _0538_;
+  assign _0540_ = hit_v1 | hit_v2;
+  assign _0541_ = _0540_ | hit_v3;
+  assign _0542_ = _0541_ | hit_v4;
+  assign _0544_ = ~ _0542_;
+  assign _0545_ = hit_v5 & _0544_;
+  assign _0546_ = ! st3[1];
+  assign _0547_ = _0546_ & st3[2];
+  assign _0548_ = ~ _0547_;
+  assign _0549_ = _0545_ & _0548_;
+  assign _0550_ = hit_v1 | hit_v2;
+  assign _0551_ = _0550_ | hit_v3;
+  assign _0552_ = _0551_ | hit_v4;
+  assign _0554_ = _0552_ | hit_v5;
+  assign _0555_ = ~ _0554_;
+  assign _0556_ = ! st3[1];
+  assign _0557_ = _0556_ & st3[2];
+  assign _0558_ = ~ _0557_;
+  assign _0559_ = _0555_ & _0558_;
+  assign _0560_ = hit_c1 | hit_c2;
+  assign _0561_ = ~ _0560_;
+  assign _0562_ = hit_c3 & _0561_;
+  assign _0564_ = ! st3[1];
+  assign _0565_ = _0564_ & st3[2];
+  assign _0566_ = _0562_ & _0565_;
+  assign _0567_ = hit_c1 | hit_c2;
+  assign _0568_ = _0567_ | hit_c3;
+  assign _0569_ = ~ _0568_;
+  assign _0570_ = hit_c4 & _0569_;
+  assign _0571_ = ! st3[1];
+  assign _0572_ = _0571_ & st3[2];
+  assign _0574_ = _0570_ & _0572_;
+  assign _0575_ = hit_c1 | hit_c2;
+  assign _0576_ = _0575_ | hit_c3;
+  assign _0577_ = _0576_ | hit_c4;
+  assign _0578_ = ~ _0577_;
+  assign _0579_ = hit_c5 & _0578_;
+  assign _0580_ = ! st3[1];
+  assign _0581_ = _0580_ & st3[2];
+  assign _0582_ = _0579_ & _0581_;
+  assign _0585_ = hit_c1 | hit_c2;
+  assign _0586_ = _0585_ | hit_c3;
+  assign _0587_ = _0586_ | hit_c4;
+  assign _0588_ = _0587_ | hit_c5;
+  assign _0589_ = ~ _0588_;
+  assign _0590_ = ! st3[1];
+  assign _0591_ = _0590_ & st3[2];
+  assign _0592_ = _0589_ & _0591_;
+  assign _0593_ = ! st3[1];
+  assign _0595_ = hit_c1 & st3[1];
+  assign _0596_ = ~ hit_c1;
+  assign _0597_ = hit_c2 & _0596_;
+  assign _0599_ = _0597_ & st3[1];
+  assign _0600_ = hit_c1 | hit_c2;
+  assign _0601_ = ~ _0600_;
+  assign _0602_ = hit_c3 & _0601_;
+  assign _0603_ = _0602_ & st3[1];
+  assign _0604_ = hit_c1 | hit_c2;
+  assign _0606_ = _0604_ | hit_c3;
+  assign _0607_ = ~ _0606_;
+  assign _0608_ = hit_c4 & _0607_;
+  assign _0609_ = _0608_ & st3[1];
+  assign _0610_ = hit_c1 | hit_c2;
+  assign _0611_ = _0610_ | hit_c3;
+  assign _0612_ = _0611_ | hit_c4;
+  assign _0614_ = ~ _0612_;
+  assign _0615_ = hit_c5 & _0614_;
+  assign _0616_ = _0615_ & st3[1];
+  assign _0617_ = hit_c1 | hit_c2;
+  assign _0618_ = _0617_ | hit_c3;
+  assign _0619_ = _0618_ | hit_c4;
+  assign _0620_ = _0619_ | hit_c5;
+  assign _0621_ = ~ _0620_;
+  assign _0622_ = _0621_ & st3[1];
+  assign _0623_ = \$signal$148 [0] ? \$signal$150 [19:0] : 20'h00000;
+  assign _0624_ = \$signal$148 [1] ? \$signal$49 [19:0] : 20'h00000;
+  assign _0625_ = _0623_ | _0624_;
+  assign _0626_ = \$signal$148 [2] ? v_wr__data[18:0] : 19'h00000;
+  assign _0627_ = _0625_ | { _0626_[18], _0626_ };
+  assign _0628_ = \$signal$148 [3] ? res8[18:0] : 19'h00000;
+  assign _0630_ = _0627_ | { _0628_[18], _0628_ };
+  assign _0631_ = \$signal$148 [4] ? res9[18:0] : 19'h00000;
+  assign _0632_ = _0630_ | { _0631_[18], _0631_ };
+  assign _0633_ = \$signal$148 [5] ? v_raw[18:0] : 19'h00000;
+  assign _0634_ = _0632_ | { _0633_[18], _0633_ };
+  assign _0635_ = \$signal$148 [6] ? c_wr__data[17:0] : 18'h00000;
+  assign _0636_ = _0634_ | { _0635_[17], _0635_[17], _0635_ };
+  assign _0637_ = \$signal$148 [7] ? cres8[17:0] : 18'h00000;
+  assign _0638_ = _0636_ | { _0637_[17], _0637_[17], _0637_ };
+  assign _0639_ = \$signal$148 [8] ? cres9[17:0] : 18'h00000;
+  assign _0641_ = _0638_ | { _0639_[17], _0639_[17], _0639_ };
+  assign _0642_ = \$signal$148 [9] ? c_raw[17:0] : 18'h00000;
+  assign _0643_ = _0641_ | { _0642_[17], _0642_[17], _0642_ };
+  assign _0644_ = \$signal$149 [0] ? addend[14:0] : 15'h0000;
+  assign _0645_ = \$signal$149 [1] ? b_raw[14:0] : 15'h0000;
+  assign _0646_ = _0644_ | _0645_;
+  assign _0647_ = \$signal$149 [2] ? \$signal$150 [19:0] : 20'h00000;
+  assign _0648_ = { _0646_[14], _0646_[14], _0646_[14], _0646_[14], _0646_[14], _0646_ } | _0647_;
+  assign _0649_ = \$signal$149 [3] ? \$signal$49 [19:0] : 20'h00000;
+  assign _0650_ = _0648_ | _0649_;
+  assign _0652_ = \$signal$149 [4] ? c_wr__data[17:0] : 18'h00000;
+  assign _0653_ = _0650_ | { _0652_[17], _0652_[17], _0652_ };
+  assign _0654_ = \$signal$149 [5] ? cres8[17:0] : 18'h00000;
+  assign _0655_ = _0653_ | { _0654_[17], _0654_[17], _0654_ };
+  assign _0656_ = \$signal$149 [6] ? cres9[17:0] : 18'h00000;
+  assign _0657_ = _0655_ | { _0656_[17], _0656_[17], _0656_ };
+  assign _0658_ = \$signal$149 [7] ? c_raw[17:0] : 18'h00000;
+  assign _0659_ = _0657_ | { _0658_[17], _0658_[17], _0658_ };
+  assign _0660_ = $signed(_0643_) + $signed(_0659_);
+  assign _0661_ = \$signal$148 [0] ? \$signal$150 [39:20] : 20'h00000;
+  assign _0663_ = \$signal$148 [1] ? \$signal$49 [39:20] : 20'h00000;
+  assign _0664_ = _0661_ | _0663_;
+  assign _0665_ = \$signal$148 [2] ? v_wr__data[37:19] : 19'h00000;
+  assign _0666_ = _0664_ | { _0665_[18], _0665_ };
+  assign _0667_ = \$signal$148 [3] ? res8[37:19] : 19'h00000;
+  assign _0668_ = _0666_ | { _0667_[18], _0667_ };
+  assign _0669_ = \$signal$148 [4] ? res9[37:19] : 19'h00000;
+  assign _0670_ = _0668_ | { _0669_[18], _0669_ };
+  assign _0671_ = \$signal$148 [5] ? v_raw[37:19] : 19'h00000;
+  assign _0672_ = _0670_ | { _0671_[18], _0671_ };
+  assign _0674_ = \$signal$148 [6] ? c_wr__data[35:18] : 18'h00000;
+  assign _0675_ = _0672_ | { _0674_[17], _0674_[17], _0674_ };
+  assign _0676_ = \$signal$148 [7] ? cres8[35:18] : 18'h00000;
+  assign _0677_ = _0675_ | { _0676_[17], _0676_[17], _0676_ };
+  assign _0678_ = \$signal$148 [8] ? cres9[35:18] : 18'h00000;
+  assign _0679_ = _0677_ | { _0678_[17], _0678_[17], _0678_ };
+  assign _0680_ = \$signal$148 [9] ? c_raw[35:18] : 18'h00000;
+  assign _0681_ = _0679_ | { _0680_[17], _0680_[17], _0680_ };
+  assign _0682_ = \$signal$149 [0] ? addend[29:15] : 15'h0000;
+  assign _0683_ = \$signal$149 [1] ? b_raw[29:15] : 15'h0000;
+  assign _0685_ = _0682_ | _0683_;
+  assign _0686_ = \$signal$149 [2] ? \$signal$150 [39:20] : 20'h00000;
+  assign _0687_ = { _0685_[14], _0685_[14], _0685_[14], _0685_[14], _0685_[14], _0685_ } | _0686_;
+  assign _0688_ = \$signal$149 [3] ? \$signal$49 [39:20] : 20'h00000;
+  assign _0689_ = _0687_ | _0688_;
+  assign _0690_ = \$signal$149 [4] ? c_wr__data[35:18] : 18'h00000;
+  assign _0691_ = _0689_ | { _0690_[17], _0690_[17], _0690_ };
+  assign _0692_ = \$signal$149 [5] ? cres8[35:18] : 18'h00000;
+  assign _0693_ = _0691_ | { _0692_[17], _0692_[17], _0692_ };
+  assign _0694_ = \$signal$149 [6] ? cres9[35:18] : 18'h00000;
+  assign _0696_ = _0693_ | { _0694_[17], _0694_[17], _0694_ };
+  assign _0697_ = \$signal$149 [7] ? c_raw[35:18] : 18'h00000;
+  assign _0698_ = _0696_ | { _0697_[17], _0697_[17], _0697_ };
+  assign _0699_ = $signed(_0681_) + $signed(_0698_);
+  assign _0700_ = \$signal$148 [0] ? \$signal$150 [59:40] : 20'h00000;
+  assign _0701_ = \$signal$148 [1] ? \$signal$49 [59:40] : 20'h00000;
+  assign _0702_ = _0700_ | _0701_;
+  assign _0703_ = \$signal$148 [2] ? v_wr__data[56:38] : 19'h00000;
+  assign _0704_ = _0702_ | { _0703_[18], _0703_ };
+  assign _0705_ = \$signal$148 [3] ? res8[56:38] : 19'h00000;
+  assign _0707_ = _0704_ | { _0705_[18], _0705_ };
+  assign _0708_ = \$signal$148 [4] ? res9[56:38] : 19'h00000;
+  assign _0709_ = _0707_ | { _0708_[18], _0708_ };
+  assign _0710_ = \$signal$148 [5] ? v_raw[56:38] : 19'h00000;
+  assign _0711_ = _0709_ | { _0710_[18], _0710_ };
+  assign _0712_ = \$signal$148 [6] ? c_wr__data[53:36] : 18'h00000;
+  assign _0713_ = _0711_ | { _0712_[17], _0712_[17], _0712_ };
+  assign _0714_ = \$signal$148 [7] ? cres8[53:36] : 18'h00000;
+  assign _0715_ = _0713_ | { _0714_[17], _0714_[17], _0714_ };
+  assign _0716_ = \$signal$148 [8] ? cres9[53:36] : 18'h00000;
+  assign _0718_ = _0715_ | { _0716_[17], _0716_[17], _0716_ };
+  assign _0719_ = \$signal$148 [9] ? c_raw[53:36] : 18'h00000;
+  assign _0720_ = _0718_ | { _0719_[17], _0719_[17], _0719_ };
+  assign _0721_ = \$signal$149 [0] ? addend[44:30] : 15'h0000;
+  assign _0722_ = \$signal$149 [1] ? b_raw[44:30] : 15'h0000;
+  assign _0723_ = _0721_ | _0722_;
+  assign _0724_ = \$signal$149 [2] ? \$signal$150 [59:40] : 20'h00000;
+  assign _0725_ = { _0723_[14], _0723_[14], _0723_[14], _0723_[14], _0723_[14], _0723_ } | _0724_;
+  assign _0726_ = \$signal$149 [3] ? \$signal$49 [59:40] : 20'h00000;
+  assign _0727_ = _0725_ | _0726_;
+  assign _0728_ = \$signal$149 [4] ? c_wr__data[53:36] : 18'h00000;
+  assign _0729_ = _0727_ | { _0728_[17], _0728_[17], _0728_ };
+  assign _0730_ = \$signal$149 [5] ? cres8[53:36] : 18'h00000;
+  assign _0731_ = _0729_ | { _0730_[17], _0730_[17], _0730_ };
+  assign _0732_ = \$signal$149 [6] ? cres9[53:36] : 18'h00000;
+  assign _0733_ = _0731_ | { _0732_[17], _0732_[17], _0732_ };
+  assign _0734_ = \$signal$149 [7] ? c_raw[53:36] : 18'h00000;
+  assign _0735_ = _0733_ | { _0734_[17], _0734_[17], _0734_ };
+  assign _0736_ = $signed(_0720_) + $signed(_0735_);
+  assign _0737_ = \$signal$148 [0] ? \$signal$150 [79:60] : 20'h00000;
+  assign _0739_ = \$signal$148 [1] ? \$signal$49 [79:60] : 20'h00000;
+  assign _0740_ = _0737_ | _0739_;
+  assign _0741_ = \$signal$148 [2] ? v_wr__data[75:57] : 19'h00000;
+  assign _0742_ = _0740_ | { _0741_[18], _0741_ };
+  assign _0743_ = \$signal$148 [3] ? res8[75:57] : 19'h00000;
+  assign _0744_ = _0742_ | { _0743_[18], _0743_ };
+  assign _0745_ = \$signal$148 [4] ? res9[75:57] : 19'h00000;
+  assign _0746_ = _0744_ | { _0745_[18], _0745_ };
+  assign _0747_ = \$signal$148 [5] ? v_raw[75:57] : 19'h00000;
+  assign _0748_ = _0746_ | { _0747_[18], _0747_ };
+  assign _0750_ = \$signal$148 [6] ? c_wr__data[71:54] : 18'h00000;
+  assign _0751_ = _0748_ | { _0750_[17], _0750_[17], _0750_ };
+  assign _0752_ = \$signal$148 [7] ? cres8[71:54] : 18'h00000;
+  assign _0753_ = _0751_ | { _0752_[17], _0752_[17], _0752_ };
+  assign _0754_ = \$signal$148 [8] ? cres9[71:54] : 18'h00000;
+  assign _0755_ = _0753_ | { _0754_[17], _0754_[17], _0754_ };
+  assign _0756_ = \$signal$148 [9] ? c_raw[71:54] : 18'h00000;
+  assign _0757_ = _0755_ | { _0756_[17], _0756_[17], _0756_ };
+  assign _0758_ = \$signal$149 [0] ? addend[59:45] : 15'h0000;
+  assign _0759_ = \$signal$149 [1] ? b_raw[59:45] : 15'h0000;
+  assign _0760_ = _0758_ | _0759_;
+  assign _0761_ = \$signal$149 [2] ? \$signal$150 [79:60] : 20'h00000;
+  assign _0762_ = { _0760_[14], _0760_[14], _0760_[14], _0760_[14], _0760_[14], _0760_ } | _0761_;
+  assign _0763_ = \$signal$149 [3] ? \$signal$49 [79:60] : 20'h00000;
+  assign _0764_ = _0762_ | _0763_;
+  assign _0765_ = \$signal$149 [4] ? c_wr__data[71:54] : 18'h00000;
+  assign _0766_ = _0764_ | { _0765_[17], _0765_[17], _0765_ };
+  assign _0767_ = \$signal$149 [5] ? cres8[71:54] : 18'h00000;
+  assign _0768_ = _0766_ | { _0767_[17], _0767_[17], _0767_ };
+  assign _0769_ = \$signal$149 [6] ? cres9[71:54] : 18'h00000;
+  assign _0771_ = _0768_ | { _0769_[17], _0769_[17], _0769_ };
+  assign _0772_ = \$signal$149 [7] ? c_raw[71:54] : 18'h00000;
+  assign _0773_ = _0771_ | { _0772_[17], _0772_[17], _0772_ };
+  assign _0774_ = $signed(_0757_) + $signed(_0773_);
+  assign _0775_ = $signed(\$signal$150 [19:0]) - $signed(14'h1054);
+  assign _0776_ = $signed(\$signal$150 [19:0]) - $signed(15'h20a8);
+  assign _0777_ = $signed(\$signal$150 [19:0]) - $signed(15'h30fc);
+  assign _0778_ = $signed(\$signal$150 [19:0]) - $signed(16'h4150);
+  assign _0779_ = $signed(\$signal$150 [39:20]) - $signed(14'h1054);
+  assign _0780_ = $signed(\$signal$150 [39:20]) - $signed(15'h20a8);
+  assign _0783_ = $signed(\$signal$150 [39:20]) - $signed(15'h30fc);
+  assign _0784_ = $signed(\$signal$150 [39:20]) - $signed(16'h4150);
+  assign _0785_ = $signed(\$signal$150 [59:40]) - $signed(14'h1054);
+  assign _0786_ = $signed(\$signal$150 [59:40]) - $signed(15'h20a8);
+  assign _0787_ = $signed(\$signal$150 [59:40]) - $signed(15'h30fc);
+  assign _0788_ = $signed(\$signal$150 [59:40]) - $signed(16'h4150);
+  assign _0789_ = $signed(\$signal$150 [79:60]) - $signed(14'h1054);
+  assign _0790_ = $signed(\$signal$150 [79:60]) - $signed(15'h20a8);
+  assign _0791_ = $signed(\$signal$150 [79:60]) - $signed(15'h30fc);
+  assign _0792_ = $signed(\$signal$150 [79:60]) - $signed(16'h4150);
+  assign _0793_ = st6[1] ? { b6[14], b6[14], b6[14], b6[14], b6[14], b6[14:0] } : \$signal$49 [19:0];
+  assign _0794_ = st6[1] ? { b6[29], b6[29], b6[29], b6[29], b6[29], b6[29:15] } : \$signal$49 [39:20];
+  assign _0795_ = st6[1] ? { b6[44], b6[44], b6[44], b6[44], b6[44], b6[44:30] } : \$signal$49 [59:40];
+  assign _0796_ = st6[1] ? { b6[59], b6[59], b6[59], b6[59], b6[59], b6[59:45] } : \$signal$49 [79:60];
+  assign _0797_ = st6[0] & st6[1];
+  assign _0799_ = any_spike | st6[24];
+  assign _0800_ = _0797_ & _0799_;
+  assign _0801_ = st7[0] & st7[1];
+  assign _0802_ = pos1 == 3'h7;
+  assign _0803_ = pos2 == 3'h7;
+  assign _0804_ = pos2 + 1'h1;
+  assign _0805_ = pos1 + 1'h1;
+  assign _0806_ = \pos0$84  + 1'h1;
+  assign _0808_ = | pending;
+  assign _0809_ = pending - 1'h1;
+  assign _0810_ = { 1'h0, pending } & _0809_;
+  assign _0811_ = ! _0810_;
+  assign _0812_ = ~ \$signal$92 [19];
+  assign _0813_ = _0811_ & _0812_;
+  assign _0814_ = 1'h1 << lane;
+  assign _0815_ = { 3'h0, done } | _0814_;
+  always @(posedge clk)
+    used <= _0816_;
+  always @(posedge clk)
+    credit <= _0817_;
+  always @(posedge clk)
+    pix_bits <= _0818_;
+  always @(posedge clk)
+    \$signal$26  <= _0819_;
+  always @(posedge clk)
+    \$signal$29  <= _0820_;
+  always @(posedge clk)
+    pixel_count <= _0821_;
+  always @(posedge clk)
+    more_pixels <= _0822_;
+  always @(posedge clk)
+    ev_c <= _0823_;
+  always @(posedge clk)
+    ev_y <= _0824_;
+  always @(posedge clk)
+    ev_x <= _0825_;
+  always @(posedge clk)
+    nxt_x <= _0826_;
+  always @(posedge clk)
+    \$like$107  <= _0828_;
+  always @(posedge clk)
+    \$like  <= _0829_;
+  always @(posedge clk)
+    fsm_state <= _0830_;
+  always @(posedge clk)
+    sweep_addr <= _0831_;
+  always @(posedge clk)
+    sweep_last <= _0832_;
+  always @(posedge clk)
+    step <= _0833_;
+  always @(posedge clk)
+    fire_k <= _0834_;
+  always @(posedge clk)
+    \$signal$113  <= _0835_;
+  always @(posedge clk)
+    \$signal  <= _0837_;
+  always @(posedge clk)
+    pos0 <= _0838_;
+  always @(posedge clk)
+    st0 <= _0839_;
+  always @(posedge clk)
+    st1 <= _0840_;
+  always @(posedge clk)
+    st2 <= _0841_;
+  always @(posedge clk)
+    st3 <= _0842_;
+  always @(posedge clk)
+    st4 <= _0843_;
+  always @(posedge clk)
+    st5 <= _0844_;
+  always @(posedge clk)
+    st6 <= _0845_;
+  always @(posedge clk)
+    st7 <= _0846_;
+  always @(posedge clk)
+    w1_0 <= _0848_;
+  always @(posedge clk)
+    w2_0_0 <= _0849_;
+  always @(posedge clk)
+    w2_0_1 <= _0850_;
+  always @(posedge clk)
+    w2_0_2 <= _0851_;
+  always @(posedge clk)
+    w2_0_3 <= _0852_;
+  always @(posedge clk)
+    addend <= _0853_;
+  always @(posedge clk)
+    v_raw <= _0854_;
+  always @(posedge clk)
+    b_raw <= _0855_;
+  always @(posedge clk)
+    c_raw <= _0856_;
+  always @(posedge clk)
+    res8 <= _0858_;
+  always @(posedge clk)
+    res9 <= _0859_;
+  always @(posedge clk)
+    cres8 <= _0860_;
+  always @(posedge clk)
+    cres9 <= _0861_;
+  always @(posedge clk)
+    \$like$136  <= _0862_;
+  always @(posedge clk)
+    b6 <= _0863_;
+  always @(posedge clk)
+    hit_v1 <= _0864_;
+  always @(posedge clk)
+    hit_c1 <= _0865_;
+  always @(posedge clk)
+    hit_v2 <= _0866_;
+  always @(posedge clk)
+    hit_c2 <= _0867_;
+  always @(posedge clk)
+    hit_v3 <= _0869_;
+  always @(posedge clk)
+    hit_c3 <= _0870_;
+  always @(posedge clk)
+    hit_v4 <= _0871_;
+  always @(posedge clk)
+    hit_c4 <= _0872_;
+  always @(posedge clk)
+    hit_v5 <= _0873_;
+  always @(posedge clk)
+    hit_c5 <= _0874_;
+  always @(posedge clk)
+    \$signal$148  <= _0875_;
+  always @(posedge clk)
+    \$signal$149  <= _0876_;
+  always @(posedge clk)
+    \$signal$150  <= _0877_;
+  always @(posedge clk)
+    \$signal$49  <= _0878_;
+  always @(posedge clk)
+    d1_0 <= _0003_;
+  always @(posedge clk)
+    d2_0 <= _0004_;
+  always @(posedge clk)
+    d3_0 <= _0005_;
+  always @(posedge clk)
+    d4_0 <= _0006_;
+  always @(posedge clk)
+    d1_1 <= _0007_;
+  always @(posedge clk)
+    d2_1 <= _0008_;
+  always @(posedge clk)
+    d3_1 <= _0009_;
+  always @(posedge clk)
+    d4_1 <= _0010_;
+  always @(posedge clk)
+    d1_2 <= _0011_;
+  always @(posedge clk)
+    d2_2 <= _0012_;
+  always @(posedge clk)
+    d3_2 <= _0014_;
+  always @(posedge clk)
+    d4_2 <= _0015_;
+  always @(posedge clk)
+    d1_3 <= _0016_;
+  always @(posedge clk)
+    d2_3 <= _0017_;
+  always @(posedge clk)
+    d3_3 <= _0018_;
+  always @(posedge clk)
+    d4_3 <= _0019_;
+  always @(posedge clk)
+    v_wr__data <= _0020_;
+  always @(posedge clk)
+    c_wr__data <= _0021_;
+  always @(posedge clk)
+    entry7 <= _0022_;
+  always @(posedge clk)
+    \$signal$88  <= _0023_;
+  always @(posedge clk)
+    \pos0$84  <= _0025_;
+  always @(posedge clk)
+    pos1 <= _0026_;
+  always @(posedge clk)
+    pos2 <= _0027_;
+  always @(posedge clk)
+    done <= _0028_;
+  assign _0879_ = o__ready ? 4'h0 : done;
+  assign _0880_ = _0813_ ? (* full_case = 32'd1 *) 4'h0 : _0815_[3:0];
+  assign _0881_ = o__ready ? _0880_ : done;
+  assign _0882_ = _0808_ ? (* full_case = 32'd1 *) _0881_ : _0879_;
+  assign _0883_ = \$signal$96  ? _0882_ : done;
+  assign _0028_ = rst ? 4'h0 : _0883_;
+  assign _0884_ = _0803_ ? (* full_case = 32'd1 *) 3'h0 : _0804_[2:0];
+  assign _0885_ = _0802_ ? _0884_ : pos2;
+  assign _0886_ = \pos0$84  ? _0885_ : pos2;
+  assign _0887_ = st7[24] ? (* full_case = 32'd1 *) 3'h0 : _0886_;
+  assign _0888_ = _0801_ ? _0887_ : pos2;
+  assign _0027_ = rst ? 3'h0 : _0888_;
+  assign _0889_ = _0802_ ? (* full_case = 32'd1 *) 3'h0 : _0805_[2:0];
+  assign _0890_ = \pos0$84  ? _0889_ : pos1;
+  assign _0891_ = st7[24] ? (* full_case = 32'd1 *) 3'h0 : _0890_;
+  assign _0892_ = _0801_ ? _0891_ : pos1;
+  assign _0026_ = rst ? 3'h0 : _0892_;
+  assign _0893_ = \pos0$84  ? (* full_case = 32'd1 *) 1'h0 : _0806_[0];
+  assign _0894_ = st7[24] ? (* full_case = 32'd1 *) 1'h0 : _0893_;
+  assign _0895_ = _0801_ ? _0894_ : \pos0$84 ;
+  assign _0025_ = rst ? 1'h0 : _0895_;
+  assign _0023_ = rst ? 1'h0 : _0800_;
+  assign _0022_ = rst ? 20'h00000 : { st6[24], 7'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0021_[71:54] = rst ? 18'h00000 : _0796_[17:0];
+  assign _0021_[35:18] = rst ? 18'h00000 : _0794_[17:0];
+  assign _0021_[17:0] = rst ? 18'h00000 : _0793_[17:0];
+  assign _0021_[53:36] = rst ? 18'h00000 : _0795_[17:0];
+  assign _0020_ = rst ? 76'h0000000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign _0019_ = rst ? 21'h000000 : _0792_;
+  assign _0018_ = rst ? 21'h000000 : _0791_;
+  assign _0017_ = rst ? 21'h000000 : _0790_;
+  assign _0016_ = rst ? 21'h000000 : _0789_;
+  assign _0015_ = rst ? 21'h000000 : _0788_;
+  assign _0014_ = rst ? 21'h000000 : _0787_;
+  assign _0012_ = rst ? 21'h000000 : _0786_;
+  assign _0011_ = rst ? 21'h000000 : _0785_;
+  assign _0010_ = rst ? 21'h000000 : _0784_;
+  assign _0009_ = rst ? 21'h000000 : _0783_;
+  assign _0008_ = rst ? 21'h000000 : _0780_;
+  assign _0007_ = rst ? 21'h000000 : _0779_;
+  assign _0006_ = rst ? 21'h000000 : _0778_;
+  assign _0005_ = rst ? 21'h000000 : _0777_;
+  assign _0004_ = rst ? 21'h000000 : _0776_;
+  assign _0003_ = rst ? 21'h000000 : _0775_;
+  assign _0878_[79:60] = rst ? 20'h00000 : \$signal$150 [79:60];
+  assign _0878_[39:20] = rst ? 20'h00000 : \$signal$150 [39:20];
+  assign _0878_[19:0] = rst ? 20'h00000 : \$signal$150 [19:0];
+  assign _0878_[59:40] = rst ? 20'h00000 : \$signal$150 [59:40];
+  assign _0877_[79:60] = rst ? 20'h00000 : _0774_[19:0];
+  assign _0877_[39:20] = rst ? 20'h00000 : _0699_[19:0];
+  assign _0877_[19:0] = rst ? 20'h00000 : _0660_[19:0];
+  assign _0877_[59:40] = rst ? 20'h00000 : _0736_[19:0];
+  assign _0876_ = rst ? 8'h00 : { _0622_, _0616_, _0609_, _0603_, _0599_, _0595_, 1'h0, _0593_ };
+  assign _0875_ = rst ? 10'h000 : { _0592_, _0582_, _0574_, _0566_, _0559_, _0549_, _0539_, _0530_, _0522_, _0509_ };
+  assign _0874_ = rst ? 1'h0 : _0500_;
+  assign _0873_ = rst ? 1'h0 : _0492_;
+  assign _0872_ = rst ? 1'h0 : _0484_;
+  assign _0871_ = rst ? 1'h0 : _0477_;
+  assign _0870_ = rst ? 1'h0 : _0470_;
+  assign _0869_ = rst ? 1'h0 : _0462_;
+  assign _0867_ = rst ? 1'h0 : _0456_;
+  assign _0866_ = rst ? 1'h0 : _0446_;
+  assign _0865_ = rst ? 1'h0 : _0437_;
+  assign _0864_ = rst ? 1'h0 : _0427_;
+  assign _0863_ = rst ? 60'h000000000000000 : \$like$136 ;
+  assign _0862_ = rst ? 60'h000000000000000 : b_raw;
+  assign _0861_ = rst ? 72'h000000000000000000 : cres8;
+  assign _0860_ = rst ? 72'h000000000000000000 : c_wr__data;
+  assign _0859_ = rst ? 76'h0000000000000000000 : res8;
+  assign _0858_ = rst ? 76'h0000000000000000000 : v_wr__data;
+  assign _0856_ = rst ? 72'h000000000000000000 : \$signature__data$131 ;
+  assign _0855_ = rst ? 60'h000000000000000 : b_rd__data;
+  assign _0854_ = rst ? 76'h0000000000000000000 : \$signature__data$127 ;
+  assign _0896_ = st3[16] ? addend[59:45] : w2_0_3;
+  assign _0853_[59:45] = rst ? 15'h0000 : _0896_;
+  assign _0897_ = st3[16] ? addend[29:15] : w2_0_1;
+  assign _0853_[29:15] = rst ? 15'h0000 : _0897_;
+  assign _0898_ = st3[16] ? addend[14:0] : w2_0_0;
+  assign _0853_[14:0] = rst ? 15'h0000 : _0898_;
+  assign _0899_ = st3[16] ? addend[44:30] : w2_0_2;
+  assign _0853_[44:30] = rst ? 15'h0000 : _0899_;
+  assign _0852_ = rst ? 15'h0000 : _0419_;
+  assign _0851_ = rst ? 15'h0000 : _0418_;
+  assign _0850_ = rst ? 15'h0000 : _0417_;
+  assign _0849_ = rst ? 15'h0000 : _0416_;
+  assign _0848_ = rst ? 32'd0 : \$signature__data ;
+  assign _0846_ = rst ? 26'h0000000 : st6;
+  assign _0845_ = rst ? 26'h0000000 : st5;
+  assign _0844_ = rst ? 26'h0000000 : st4;
+  assign _0843_ = rst ? 26'h0000000 : st3;
+  assign _0842_ = rst ? 26'h0000000 : st2;
+  assign _0841_ = rst ? 26'h0000000 : st1;
+  assign _0840_ = rst ? 26'h0000000 : st0;
+  assign _0839_ = rst ? 26'h0000000 : { pos0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 1'h0, \issue.cur , \issue.kind , \issue.valid  };
+  assign _0900_ = pos0 ? (* full_case = 32'd1 *) 1'h0 : _0414_[0];
+  assign _0901_ = \issue.end  ? (* full_case = 32'd1 *) 1'h0 : _0900_;
+  assign _0902_ = sweep_now ? _0901_ : pos0;
+  assign _0838_ = rst ? 1'h0 : _0902_;
+  assign _0837_ = rst ? 1'h0 : _0413_;
+  assign _0835_ = rst ? 1'h0 : _0411_;
+  assign _0903_ = _0407_ ? 2'h0 : fire_k;
+  assign _0904_ = sweep_last ? _0903_ : fire_k;
+  assign _0905_ = _0406_ ? _0904_ : fire_k;
+  assign _0906_ = fsm_state ? (* full_case = 32'd1 *) _0905_ : fire_k;
+  assign _0834_ = rst ? 2'h0 : _0906_;
+  assign _0907_ = _0407_ ? (* full_case = 32'd1 *) 2'h0 : _0408_[1:0];
+  assign _0908_ = sweep_last ? _0907_ : step;
+  assign _0909_ = _0406_ ? _0908_ : step;
+  assign _0910_ = fsm_state ? (* full_case = 32'd1 *) _0909_ : step;
+  assign _0833_ = rst ? 2'h0 : _0910_;
+  assign _0911_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0410_;
+  assign _0912_ = _0406_ ? _0911_ : sweep_last;
+  assign _0913_ = fsm_state ? (* full_case = 32'd1 *) _0912_ : sweep_last;
+  assign _0832_ = rst ? 1'h0 : _0913_;
+  assign _0914_ = sweep_last ? (* full_case = 32'd1 *) 7'h00 : _0409_[6:0];
+  assign _0915_ = _0406_ ? _0914_ : sweep_addr;
+  assign _0916_ = fsm_state ? (* full_case = 32'd1 *) _0915_ : sweep_addr;
+  assign _0831_ = rst ? 7'h00 : _0916_;
+  assign _0917_ = _0407_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign _0918_ = sweep_last ? _0917_ : fsm_state;
+  assign _0919_ = _0406_ ? _0918_ : fsm_state;
+  function [0:0] _2023_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _2023_ = b[0:0];
+      2'b1?:
+        _2023_ = b[1:1];
+      default:
+        _2023_ = a;
+    endcase
+  endfunction
+  assign _0920_ = _2023_(fsm_state, { _0921_, _0919_ }, { _0922_, fsm_state });
+  assign _0921_ = _0403_ ? 1'h1 : fsm_state;
+  assign _0922_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _0830_ = rst ? 1'h0 : _0920_;
+  assign _0923_ = _0396_ ? _0397_[0] : \$like ;
+  assign _0924_ = _0395_ ? _0923_ : \$like ;
+  assign _0925_ = \$signal$103  ? _0924_ : \$like ;
+  assign _0926_ = _0373_ ? _0925_ : \$like ;
+  assign _0927_ = _0403_ ? 1'h0 : _0926_;
+  assign _0928_ = fsm_state ? \$like  : _0927_;
+  assign _0829_ = rst ? 1'h0 : _0928_;
+  assign _0929_ = _0396_ ? (* full_case = 32'd1 *) 3'h0 : _0398_[2:0];
+  assign _0930_ = _0395_ ? _0929_ : \$like$107 ;
+  assign _0931_ = \$signal$103  ? _0930_ : \$like$107 ;
+  assign _0932_ = _0373_ ? _0931_ : \$like$107 ;
+  assign _0933_ = _0403_ ? 3'h0 : _0932_;
+  assign _0934_ = fsm_state ? \$like$107  : _0933_;
+  assign _0828_ = rst ? 3'h0 : _0934_;
+  assign _0935_ = _0395_ ? (* full_case = 32'd1 *) 3'h0 : _0399_[2:0];
+  assign _0936_ = \$signal$103  ? _0935_ : nxt_x;
+  assign _0937_ = _0373_ ? _0936_ : nxt_x;
+  assign _0938_ = _0403_ ? 3'h0 : _0937_;
+  assign _0939_ = fsm_state ? nxt_x : _0938_;
+  assign _0826_ = rst ? 3'h0 : _0939_;
+  assign _0940_ = \$signal$103  ? nxt_x : ev_x;
+  assign _0941_ = _0373_ ? _0940_ : ev_x;
+  assign _0942_ = fsm_state ? ev_x : _0941_;
+  assign _0825_ = rst ? 3'h0 : _0942_;
+  assign _0943_ = \$signal$103  ? \$like$107  : ev_y;
+  assign _0944_ = _0373_ ? _0943_ : ev_y;
+  assign _0945_ = fsm_state ? ev_y : _0944_;
+  assign _0824_ = rst ? 3'h0 : _0945_;
+  assign _0946_ = \$signal$103  ? \$like  : ev_c;
+  assign _0947_ = _0373_ ? _0946_ : ev_c;
+  assign _0948_ = fsm_state ? ev_c : _0947_;
+  assign _0823_ = rst ? 1'h0 : _0948_;
+  assign _0949_ = \$signal$103  ? _0393_ : more_pixels;
+  assign _0950_ = _0373_ ? _0949_ : more_pixels;
+  assign _0951_ = _0403_ ? 1'h1 : _0950_;
+  assign _0952_ = fsm_state ? more_pixels : _0951_;
+  assign _0822_ = rst ? 1'h1 : _0952_;
+  assign _0953_ = \$signal$103  ? _0392_[6:0] : pixel_count;
+  assign _0954_ = _0373_ ? _0953_ : pixel_count;
+  assign _0955_ = _0403_ ? 7'h00 : _0954_;
+  assign _0956_ = fsm_state ? pixel_count : _0955_;
+  assign _0821_ = rst ? 7'h00 : _0956_;
+  assign _0957_ = _0036_ ? _0369_ : \$signal$29 ;
+  assign _0958_ = \$signal$103  ? _0391_ : _0957_;
+  assign _0959_ = _0373_ ? _0958_ : _0957_;
+  assign _0960_ = fsm_state ? \$signal$29  : _0959_;
+  assign _0820_ = rst ? 1'h0 : _0960_;
+  assign _0961_ = _0036_ ? _0099_ : \$signal$26 ;
+  assign _0962_ = \$signal$103  ? _0374_ : _0961_;
+  assign _0963_ = _0373_ ? _0962_ : _0961_;
+  assign _0964_ = fsm_state ? \$signal$26  : _0963_;
+  assign _0819_ = rst ? 1'h1 : _0964_;
+  assign _0965_ = _0036_ ? { _0066_, _0059_, _0052_, _0046_, _0042_, _0039_, _0037_, 1'h0 } : pix_bits;
+  assign _0966_ = \$signal$103  ? \$signal$104  : _0965_;
+  assign _0967_ = _0373_ ? _0966_ : _0965_;
+  assign _0968_ = fsm_state ? pix_bits : _0967_;
+  assign _0818_ = rst ? 8'h00 : _0968_;
+  assign _0817_ = rst ? 1'h0 : _0034_;
+  assign _0816_ = rst ? 9'h000 : _0033_[8:0];
+  assign _0969_ = o__ready ? 1'h1 : 1'h0;
+  assign _0970_ = _0029_ ? 1'h1 : 1'h0;
+  assign _0971_ = o__ready ? _0970_ : 1'h0;
+  assign _0972_ = _0847_ ? (* full_case = 32'd1 *) _0971_ : _0969_;
+  assign \$signal$99  = \$signal$96  ? _0972_ : 1'h0;
+  assign o__valid = \$signal$96  ? 1'h1 : 1'h0;
+  assign _0973_ = _0847_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign \o__payload.end  = \$signal$96  ? _0973_ : 1'h0;
+  assign _0974_ = _0847_ ? (* full_case = 32'd1 *) _0857_ : 3'h0;
+  assign \o__payload.count  = \$signal$96  ? _0974_ : 3'h0;
+  assign _0975_ = pending[3] ? 2'h3 : 2'h0;
+  assign _0976_ = pending[2] ? 2'h2 : _0975_;
+  assign _0977_ = pending[1] ? 2'h1 : _0976_;
+  assign lane = pending[0] ? 2'h0 : _0977_;
+  assign _0978_ = _0514_ ? d1_3[18:0] : \$signal$49 [78:60];
+  assign _0979_ = _0523_ ? d2_3[18:0] : _0978_;
+  assign _0980_ = _0533_ ? d3_3[18:0] : _0979_;
+  assign _0981_ = _0543_ ? d4_3[18:0] : _0980_;
+  assign kept3 = st6[1] ? (* full_case = 32'd1 *) _0981_ : 19'h00000;
+  assign _0982_ = _0371_ ? d1_2[18:0] : \$signal$49 [58:40];
+  assign _0983_ = _0383_ ? d2_2[18:0] : _0982_;
+  assign _0984_ = _0394_ ? d3_2[18:0] : _0983_;
+  assign _0985_ = _0405_ ? d4_2[18:0] : _0984_;
+  assign kept2 = st6[1] ? (* full_case = 32'd1 *) _0985_ : 19'h00000;
+  assign _0986_ = _0244_ ? d1_1[18:0] : \$signal$49 [38:20];
+  assign _0987_ = _0253_ ? d2_1[18:0] : _0986_;
+  assign _0988_ = _0263_ ? d3_1[18:0] : _0987_;
+  assign _0989_ = _0271_ ? d4_1[18:0] : _0988_;
+  assign kept1 = st6[1] ? (* full_case = 32'd1 *) _0989_ : 19'h00000;
+  assign _0990_ = _0120_ ? d1_0[18:0] : \$signal$49 [18:0];
+  assign _0991_ = _0130_ ? d2_0[18:0] : _0990_;
+  assign _0992_ = _0137_ ? d3_0[18:0] : _0991_;
+  assign _0993_ = _0146_ ? d4_0[18:0] : _0992_;
+  assign kept0 = st6[1] ? (* full_case = 32'd1 *) _0993_ : 19'h00000;
+  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0505_[2:0] : 3'h0;
+  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0360_[2:0] : 3'h0;
+  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0236_[2:0] : 3'h0;
+  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0111_[2:0] : 3'h0;
+  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0553_ : \$signal$49 [78:60];
+  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0415_ : \$signal$49 [58:40];
+  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0280_ : \$signal$49 [38:20];
+  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0156_ : \$signal$49 [18:0];
+  assign _0994_ = _0781_ ? 1'h1 : 1'h0;
+  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _0994_ : 1'h0;
+  assign _0995_ = _0583_ ? 1'h1 : 1'h0;
+  assign \$signal$31  = fsm_state ? 1'h0 : _0995_;
+  assign _0996_ = _0289_ ? 1'h1 : 1'h0;
+  assign load = fsm_state ? 1'h0 : _0996_;
+  assign _0997_ = pix_bits[7] ? 3'h7 : 3'h0;
+  assign _0998_ = pix_bits[6] ? 3'h6 : _0997_;
+  assign _0999_ = pix_bits[5] ? 3'h5 : _0998_;
+  assign _1000_ = pix_bits[4] ? 3'h4 : _0999_;
+  assign _1001_ = pix_bits[3] ? 3'h3 : _1000_;
+  assign _1002_ = pix_bits[2] ? 3'h2 : _1001_;
+  assign _1003_ = pix_bits[1] ? 3'h1 : _1002_;
+  assign \bit  = pix_bits[0] ? 3'h0 : _1003_;
+  assign _1004_ = _0781_ ? sweep_last : 1'h0;
+  assign \issue.end  = fsm_state ? (* full_case = 32'd1 *) _1004_ : 1'h0;
+  assign _1005_ = _0781_ ? fire_k[0] : 1'h0;
+  assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _1005_ : 1'h0;
+  assign _1006_ = _0781_ ? _0001_ : 1'h0;
+  assign \issue.last_step  = fsm_state ? (* full_case = 32'd1 *) _1006_ : 1'h0;
+  assign \issue.shift  = _0110_ ? op_shift : 4'h0;
+  assign \issue.count  = _0110_ ? op_count : 1'h0;
+  assign \issue.waddr  = _0110_ ? op_waddr : 5'h00;
+  assign \issue.cur  = _0110_ ? 1'h1 : 1'h0;
+  assign _1007_ = _0110_ ? op_addr : 7'h00;
+  assign _1008_ = _0781_ ? sweep_addr : _1007_;
+  assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _1008_ : _1007_;
+  assign _1009_ = _0781_ ? 1'h1 : 1'h0;
+  assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _1009_ : 1'h0;
+  assign _1010_ = _0110_ ? 1'h1 : 1'h0;
+  assign _1011_ = _0781_ ? 1'h1 : _1010_;
+  assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _1011_ : _1010_;
+  function [2:0] _2160_;
+    input [2:0] a;
+    input [11:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _2160_ = b[2:0];
+      4'b??1?:
+        _2160_ = b[5:3];
+      4'b?1??:
+        _2160_ = b[8:6];
+      4'b1???:
+        _2160_ = b[11:9];
+      default:
+        _2160_ = a;
+    endcase
+  endfunction
+  assign _0857_ = _2160_(3'hx, { \$signal$92 [2:0], \$signal$92 [5:3], \$signal$92 [8:6], \$signal$92 [11:9] }, { _1015_, _1014_, _1013_, _1012_ });
+  assign _1012_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _1013_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _1014_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _1015_ = ! (* full_case = 32'd1 *) lane;
   \digits_cnn_gn.engine_conv1.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -3195,1740 +3462,501 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
     .\port$3854$0 (\$signal$92 ),
     .\port$3856$0 (\$signal$96 ),
     .rst(rst),
-    .w_data(written),
+    .w_data({ entry7[19], pos1, pos2, \pos0$84 , entry7[11:0] }),
     .w_en(\$signal$88 )
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$98  = \$signal$92 [2:0];
-      2'h1:
-          \$98  = \$signal$92 [5:3];
-      2'h2:
-          \$98  = \$signal$92 [8:6];
-      2'h3:
-          \$98  = \$signal$92 [11:9];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    issue[24:0] = 25'h0000000;
-    if (\$2 ) begin
-      issue[0] = 1'h1;
-      issue[1] = 1'h0;
-      issue[10:4] = op_addr;
-      issue[3] = 1'h0;
-      issue[16] = 1'h0;
-      issue[17] = op_count;
-      issue[21:18] = op_shift;
-      issue[2] = 1'h1;
-      issue[15:11] = op_waddr;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$9 ) begin
-            issue[0] = 1'h1;
-            issue[1] = 1'h1;
-            issue[10:4] = sweep_addr;
-            issue[3] = 1'h0;
-            issue[22] = \$10 ;
-            issue[24] = sweep_last;
-            issue[23] = fire_k[0];
-          end
-    endcase
-    begin
-        issue[25] = pos0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \bit  = 3'h0;
-    if (pix_bits[7]) begin
-      \bit  = 3'h7;
-    end
-    if (pix_bits[6]) begin
-      \bit  = 3'h6;
-    end
-    if (pix_bits[5]) begin
-      \bit  = 3'h5;
-    end
-    if (pix_bits[4]) begin
-      \bit  = 3'h4;
-    end
-    if (pix_bits[3]) begin
-      \bit  = 3'h3;
-    end
-    if (pix_bits[2]) begin
-      \bit  = 3'h2;
-    end
-    if (pix_bits[1]) begin
-      \bit  = 3'h1;
-    end
-    if (pix_bits[0]) begin
-      \bit  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          if (\$4 ) begin
-            load = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$31  = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          if (\$7 ) begin
-            \$signal$31  = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    sweep_now = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$9 ) begin
-            sweep_now = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$12 ) begin
-      result[18:0] = \$signal$49 [18:0];
-    end else begin
-      result[18:0] = \$25 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$26 ) begin
-      result[37:19] = \$signal$49 [38:20];
-    end else begin
-      result[37:19] = \$39 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$40 ) begin
-      result[56:38] = \$signal$49 [58:40];
-    end else begin
-      result[56:38] = \$53 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$54 ) begin
-      result[75:57] = \$signal$49 [78:60];
-    end else begin
-      result[75:57] = \$67 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    out_counts = 12'h000;
-    (* full_case = 32'd1 *)
-    if (\$12 ) begin
-    end else begin
-      out_counts[2:0] = \$20 [2:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$26 ) begin
-    end else begin
-      out_counts[5:3] = \$34 [2:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$40 ) begin
-    end else begin
-      out_counts[8:6] = \$48 [2:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$54 ) begin
-    end else begin
-      out_counts[11:9] = \$62 [2:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    kept0 = 19'h00000;
-    (* full_case = 32'd1 *)
-    if (\$12 ) begin
-    end else begin
-      kept0 = \$signal$49 [18:0];
-      if (\$21 ) begin
-        kept0 = d1_0[18:0];
-      end
-      if (\$22 ) begin
-        kept0 = d2_0[18:0];
-      end
-      if (\$23 ) begin
-        kept0 = d3_0[18:0];
-      end
-      if (\$24 ) begin
-        kept0 = d4_0[18:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    kept1 = 19'h00000;
-    (* full_case = 32'd1 *)
-    if (\$26 ) begin
-    end else begin
-      kept1 = \$signal$49 [38:20];
-      if (\$35 ) begin
-        kept1 = d1_1[18:0];
-      end
-      if (\$36 ) begin
-        kept1 = d2_1[18:0];
-      end
-      if (\$37 ) begin
-        kept1 = d3_1[18:0];
-      end
-      if (\$38 ) begin
-        kept1 = d4_1[18:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    kept2 = 19'h00000;
-    (* full_case = 32'd1 *)
-    if (\$40 ) begin
-    end else begin
-      kept2 = \$signal$49 [58:40];
-      if (\$49 ) begin
-        kept2 = d1_2[18:0];
-      end
-      if (\$50 ) begin
-        kept2 = d2_2[18:0];
-      end
-      if (\$51 ) begin
-        kept2 = d3_2[18:0];
-      end
-      if (\$52 ) begin
-        kept2 = d4_2[18:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    kept3 = 19'h00000;
-    (* full_case = 32'd1 *)
-    if (\$54 ) begin
-    end else begin
-      kept3 = \$signal$49 [78:60];
-      if (\$63 ) begin
-        kept3 = d1_3[18:0];
-      end
-      if (\$64 ) begin
-        kept3 = d2_3[18:0];
-      end
-      if (\$65 ) begin
-        kept3 = d3_3[18:0];
-      end
-      if (\$66 ) begin
-        kept3 = d4_3[18:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    lane = 2'h0;
-    if (pending[3]) begin
-      lane = 2'h3;
-    end
-    if (pending[2]) begin
-      lane = 2'h2;
-    end
-    if (pending[1]) begin
-      lane = 2'h1;
-    end
-    if (pending[0]) begin
-      lane = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    o__payload[12:9] = 4'h0;
-    if (\$signal$96 ) begin
-      (* full_case = 32'd1 *)
-      if (\$97 ) begin
-        o__payload[11:9] = \$98 ;
-      end else begin
-        o__payload[12] = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    o__valid = 1'h0;
-    if (\$signal$96 ) begin
-      (* full_case = 32'd1 *)
-      if (\$97 ) begin
-        o__valid = 1'h1;
-      end else begin
-        o__valid = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$99  = 1'h0;
-    if (\$signal$96 ) begin
-      (* full_case = 32'd1 *)
-      if (\$97 ) begin
-        if (o__ready) begin
-          if (\$103 ) begin
-            \$signal$99  = 1'h1;
-          end
-        end
-      end else begin
-        if (o__ready) begin
-          \$signal$99  = 1'h1;
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$938  = \$109 [8:0];
-    if (rst) begin
-      \$938  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$939  = \$110 ;
-    if (rst) begin
-      \$939  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$940  = pix_bits;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$112 ) begin
-            \$940  = { \$148 , \$140 , \$133 , \$127 , \$122 , \$118 , \$115 , \$113  };
-          end
-          if (\$491 ) begin
-            if (\$signal$103 ) begin
-              \$940  = \$signal$104 ;
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$940  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$941  = \$signal$26 ;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$112 ) begin
-            \$941  = \$185 ;
-          end
-          if (\$491 ) begin
-            if (\$signal$103 ) begin
-              \$941  = \$492 ;
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$941  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$942  = \$signal$29 ;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$112 ) begin
-            \$942  = \$488 ;
-          end
-          if (\$491 ) begin
-            if (\$signal$103 ) begin
-              \$942  = \$507 ;
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$942  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$943  = pixel_count;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$491 ) begin
-            if (\$signal$103 ) begin
-              \$943  = \$508 [6:0];
-            end
-          end
-          if (\$518 ) begin
-            \$943  = 7'h00;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$943  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$944  = more_pixels;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$491 ) begin
-            if (\$signal$103 ) begin
-              \$944  = \$509 ;
-            end
-          end
-          if (\$518 ) begin
-            \$944  = 1'h1;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$944  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$945  = ev_c;
-    casez (fsm_state)
-      1'h0:
-          if (\$491 ) begin
-            if (\$signal$103 ) begin
-              \$945  = \$like ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$945  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$946  = ev_y;
-    casez (fsm_state)
-      1'h0:
-          if (\$491 ) begin
-            if (\$signal$103 ) begin
-              \$946  = \$like$107 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$946  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$947  = ev_x;
-    casez (fsm_state)
-      1'h0:
-          if (\$491 ) begin
-            if (\$signal$103 ) begin
-              \$947  = nxt_x;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$947  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$948  = pix_index;
-    casez (fsm_state)
-      1'h0:
-          if (\$491 ) begin
-            if (\$signal$103 ) begin
-              \$948  = nxt_index;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$948  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$949  = nxt_x;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$491 ) begin
-            if (\$signal$103 ) begin
-              (* full_case = 32'd1 *)
-              if (\$510 ) begin
-                \$949  = 3'h0;
-              end else begin
-                \$949  = \$514 [2:0];
-              end
-            end
-          end
-          if (\$518 ) begin
-            \$949  = 3'h0;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$949  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$950  = \$like$107 ;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$491 ) begin
-            if (\$signal$103 ) begin
-              if (\$510 ) begin
-                (* full_case = 32'd1 *)
-                if (\$511 ) begin
-                  \$950  = 3'h0;
-                end else begin
-                  \$950  = \$513 [2:0];
-                end
-              end
-            end
-          end
-          if (\$518 ) begin
-            \$950  = 3'h0;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$950  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$951  = \$like ;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$491 ) begin
-            if (\$signal$103 ) begin
-              if (\$510 ) begin
-                if (\$511 ) begin
-                  \$951  = \$512 [0];
-                end
-              end
-            end
-          end
-          if (\$518 ) begin
-            \$951  = 1'h0;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$951  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$952  = nxt_index;
-    casez (fsm_state)
-      1'h0:
-          if (\$518 ) begin
-            \$952  = 6'h00;
-          end
-    endcase
-    if (rst) begin
-      \$952  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$953  = fsm_state;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          if (\$518 ) begin
-            \$953  = 1'h1;
-          end
-      1'h1:
-          if (\$520 ) begin
-            if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$521 ) begin
-                \$953  = 1'h0;
-              end else begin
-                \$953  = 1'h1;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$953  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$954  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$954  = 7'h00;
-            end else begin
-              \$954  = \$523 [6:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$954  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$955  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$955  = 1'h0;
-            end else begin
-              \$955  = \$524 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$955  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$956  = step;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$521 ) begin
-                \$956  = 2'h0;
-              end else begin
-                \$956  = \$522 [1:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$956  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$957  = fire_k;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            if (sweep_last) begin
-              if (\$521 ) begin
-                \$957  = 2'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$957  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$958  = plane;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            if (sweep_last) begin
-              if (\$521 ) begin
-                \$958  = 2'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$958  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$959  = \$525 ;
-    if (rst) begin
-      \$959  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$960  = \$527 ;
-    if (rst) begin
-      \$960  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$961  = pos0;
-    if (sweep_now) begin
-      (* full_case = 32'd1 *)
-      if (issue[24]) begin
-        \$961  = 1'h0;
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$528 ) begin
-          \$961  = 1'h0;
-        end else begin
-          \$961  = \$529 [0];
-        end
-      end
-    end
-    if (rst) begin
-      \$961  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$962  = issue;
-    if (rst) begin
-      \$962  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$963  = st0;
-    if (rst) begin
-      \$963  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$964  = st1;
-    if (rst) begin
-      \$964  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$965  = st2;
-    if (rst) begin
-      \$965  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$966  = st3;
-    if (rst) begin
-      \$966  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$967  = st4;
-    if (rst) begin
-      \$967  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$968  = st5;
-    if (rst) begin
-      \$968  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$969  = st6;
-    if (rst) begin
-      \$969  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$970  = st7;
-    if (rst) begin
-      \$970  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$971  = \$signature__data ;
-    if (rst) begin
-      \$971  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$972  = \$530 ;
-    if (rst) begin
-      \$972  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$973  = \$531 ;
-    if (rst) begin
-      \$973  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$974  = \$532 ;
-    if (rst) begin
-      \$974  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$975  = \$533 ;
-    if (rst) begin
-      \$975  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$976  = addend;
-    if (\$534 ) begin
-      \$976 [14:0] = w2_0_0;
-      \$976 [29:15] = w2_0_1;
-      \$976 [44:30] = w2_0_2;
-      \$976 [59:45] = w2_0_3;
-    end
-    if (rst) begin
-      \$976  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$977  = \$signature__data$127 ;
-    if (rst) begin
-      \$977  = 76'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$978  = b_rd__data;
-    if (rst) begin
-      \$978  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$979  = \$signature__data$131 ;
-    if (rst) begin
-      \$979  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$980  = v_wr__data;
-    if (rst) begin
-      \$980  = 76'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$981  = res8;
-    if (rst) begin
-      \$981  = 76'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$982  = c_wr__data;
-    if (rst) begin
-      \$982  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$983  = cres8;
-    if (rst) begin
-      \$983  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$984  = b_raw;
-    if (rst) begin
-      \$984  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$985  = \$like$136 ;
-    if (rst) begin
-      \$985  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$986  = \$542 ;
-    if (rst) begin
-      \$986  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$987  = \$552 ;
-    if (rst) begin
-      \$987  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$988  = \$560 ;
-    if (rst) begin
-      \$988  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$989  = \$570 ;
-    if (rst) begin
-      \$989  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$990  = \$576 ;
-    if (rst) begin
-      \$990  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$991  = \$584 ;
-    if (rst) begin
-      \$991  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$992  = \$590 ;
-    if (rst) begin
-      \$992  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$993  = \$598 ;
-    if (rst) begin
-      \$993  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$994  = \$604 ;
-    if (rst) begin
-      \$994  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$995  = \$612 ;
-    if (rst) begin
-      \$995  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$996  = { \$708 , \$699 , \$690 , \$682 , \$675 , \$665 , \$655 , \$646 , \$638 , \$624  };
-    if (rst) begin
-      \$996  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$997  = { \$753 , \$744 , \$735 , \$727 , \$720 , \$714 , 1'h0, \$709  };
-    if (rst) begin
-      \$997  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$998 [19:0] = \$788 [19:0];
-    \$998 [39:20] = \$823 [19:0];
-    \$998 [59:40] = \$858 [19:0];
-    \$998 [79:60] = \$893 [19:0];
-    if (rst) begin
-      \$998  = 80'h00000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$999 [19:0] = \$signal$150 [19:0];
-    \$999 [39:20] = \$signal$150 [39:20];
-    \$999 [59:40] = \$signal$150 [59:40];
-    \$999 [79:60] = \$signal$150 [79:60];
-    if (rst) begin
-      \$999  = 80'h00000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1000  = \$894 ;
-    if (rst) begin
-      \$1000  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1001  = \$895 ;
-    if (rst) begin
-      \$1001  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1002  = \$896 ;
-    if (rst) begin
-      \$1002  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1003  = \$897 ;
-    if (rst) begin
-      \$1003  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1004  = \$898 ;
-    if (rst) begin
-      \$1004  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1005  = \$899 ;
-    if (rst) begin
-      \$1005  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1006  = \$900 ;
-    if (rst) begin
-      \$1006  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1007  = \$901 ;
-    if (rst) begin
-      \$1007  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1008  = \$902 ;
-    if (rst) begin
-      \$1008  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1009  = \$903 ;
-    if (rst) begin
-      \$1009  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1010  = \$904 ;
-    if (rst) begin
-      \$1010  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1011  = \$905 ;
-    if (rst) begin
-      \$1011  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1012  = \$906 ;
-    if (rst) begin
-      \$1012  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1013  = \$907 ;
-    if (rst) begin
-      \$1013  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1014  = \$908 ;
-    if (rst) begin
-      \$1014  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1015  = \$909 ;
-    if (rst) begin
-      \$1015  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1016  = result;
-    if (rst) begin
-      \$1016  = 76'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1017 [17:0] = \$911 [17:0];
-    \$1017 [35:18] = \$913 [17:0];
-    \$1017 [53:36] = \$915 [17:0];
-    \$1017 [71:54] = \$917 [17:0];
-    if (rst) begin
-      \$1017  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1018  = entry;
-    if (rst) begin
-      \$1018  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1019  = \$921 ;
-    if (rst) begin
-      \$1019  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1020  = \pos0$84 ;
-    if (\$923 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[24]) begin
-        \$1020  = 1'h0;
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$924 ) begin
-          \$1020  = 1'h0;
-        end else begin
-          \$1020  = \$929 [0];
-        end
-      end
-    end
-    if (rst) begin
-      \$1020  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1021  = pos1;
-    if (\$923 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[24]) begin
-        \$1021  = 3'h0;
-      end else begin
-        if (\$924 ) begin
-          (* full_case = 32'd1 *)
-          if (\$925 ) begin
-            \$1021  = 3'h0;
-          end else begin
-            \$1021  = \$928 [2:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$1021  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1022  = pos2;
-    if (\$923 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[24]) begin
-        \$1022  = 3'h0;
-      end else begin
-        if (\$924 ) begin
-          if (\$925 ) begin
-            (* full_case = 32'd1 *)
-            if (\$926 ) begin
-              \$1022  = 3'h0;
-            end else begin
-              \$1022  = \$927 [2:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$1022  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1023  = done;
-    if (\$signal$96 ) begin
-      (* full_case = 32'd1 *)
-      if (\$930 ) begin
-        if (o__ready) begin
-          (* full_case = 32'd1 *)
-          if (\$935 ) begin
-            \$1023  = 4'h0;
-          end else begin
-            \$1023  = \$937 [3:0];
-          end
-        end
-      end else begin
-        if (o__ready) begin
-          \$1023  = 4'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$1023  = 4'h0;
-    end
-  end
-  assign \$signal$5  = 1'h0;
-  assign \$signal$9  = pixels__payload;
-  assign \$signal$11  = pixels__valid;
-  assign \$signal$14  = pixels__ready;
-  assign pix_c = ev_c;
-  assign pix_y = ev_y;
-  assign pix_x = ev_x;
-  assign ev_count = 1'h1;
-  assign ev_shift = { 1'h0, \bit  };
-  assign \$signal$34  = 1'h0;
-  assign \$signature__addr  = st0[15:11];
-  assign \$signature__addr$43  = st2[10:4];
-  assign b_rd__addr = st2[25];
-  assign \$signature__addr$46  = st2[10:4];
-  assign v_wr__addr = st7[10:4];
-  assign res7 = v_wr__data;
-  assign v_wr__en = \$72 [0];
-  assign c_wr__addr = st7[10:4];
-  assign cres7 = c_wr__data;
-  assign c_wr__en = \$79 [0];
-  assign \$signal$87  = written;
-  assign push7 = \$signal$88 ;
-  assign busy = op_valid;
-  assign \issue.valid  = issue[0];
-  assign \issue.kind  = issue[1];
-  assign \issue.cur  = issue[2];
-  assign \issue.bank  = issue[3];
-  assign \issue.addr  = issue[10:4];
-  assign \issue.waddr  = issue[15:11];
-  assign \issue.proj  = issue[16];
-  assign \issue.count  = issue[17];
-  assign \issue.shift  = issue[21:18];
-  assign \issue.last_step  = issue[22];
-  assign \issue.fire_k  = issue[23];
-  assign \issue.end  = issue[24];
-  assign \issue.bias_g  = issue[25];
-  assign \st0.valid  = st0[0];
-  assign \st0.kind  = st0[1];
-  assign \st0.cur  = st0[2];
-  assign \st0.bank  = st0[3];
-  assign \st0.addr  = st0[10:4];
-  assign \st0.waddr  = st0[15:11];
-  assign \st0.proj  = st0[16];
-  assign \st0.count  = st0[17];
-  assign \st0.shift  = st0[21:18];
-  assign \st0.last_step  = st0[22];
-  assign \st0.fire_k  = st0[23];
-  assign \st0.end  = st0[24];
-  assign \st0.bias_g  = st0[25];
-  assign \st2.valid  = st2[0];
-  assign \st2.kind  = st2[1];
-  assign \st2.cur  = st2[2];
-  assign \st2.bank  = st2[3];
-  assign \st2.addr  = st2[10:4];
-  assign \st2.waddr  = st2[15:11];
-  assign \st2.proj  = st2[16];
-  assign \st2.count  = st2[17];
-  assign \st2.shift  = st2[21:18];
-  assign \st2.last_step  = st2[22];
-  assign \st2.fire_k  = st2[23];
-  assign \st2.end  = st2[24];
-  assign \st2.bias_g  = st2[25];
-  assign \st6.valid  = st6[0];
-  assign \st6.kind  = st6[1];
-  assign \st6.cur  = st6[2];
-  assign \st6.bank  = st6[3];
-  assign \st6.addr  = st6[10:4];
-  assign \st6.waddr  = st6[15:11];
-  assign \st6.proj  = st6[16];
-  assign \st6.count  = st6[17];
-  assign \st6.shift  = st6[21:18];
-  assign \st6.last_step  = st6[22];
-  assign \st6.fire_k  = st6[23];
-  assign \st6.end  = st6[24];
-  assign \st6.bias_g  = st6[25];
-  assign \result[0]  = result[18:0];
-  assign \result[1]  = result[37:19];
-  assign \result[2]  = result[56:38];
-  assign \result[3]  = result[75:57];
-  assign \$signal$49[0]  = \$signal$49 [19:0];
-  assign \$signal$49[1]  = \$signal$49 [39:20];
-  assign \$signal$49[2]  = \$signal$49 [59:40];
-  assign \$signal$49[3]  = \$signal$49 [79:60];
-  assign \out_counts[0]  = out_counts[2:0];
-  assign \out_counts[1]  = out_counts[5:3];
-  assign \out_counts[2]  = out_counts[8:6];
-  assign \out_counts[3]  = out_counts[11:9];
-  assign \st7.valid  = st7[0];
-  assign \st7.kind  = st7[1];
-  assign \st7.cur  = st7[2];
-  assign \st7.bank  = st7[3];
-  assign \st7.addr  = st7[10:4];
-  assign \st7.waddr  = st7[15:11];
-  assign \st7.proj  = st7[16];
-  assign \st7.count  = st7[17];
-  assign \st7.shift  = st7[21:18];
-  assign \st7.last_step  = st7[22];
-  assign \st7.fire_k  = st7[23];
-  assign \st7.end  = st7[24];
-  assign \st7.bias_g  = st7[25];
-  assign \v_wr__data[0]  = v_wr__data[18:0];
-  assign \v_wr__data[1]  = v_wr__data[37:19];
-  assign \v_wr__data[2]  = v_wr__data[56:38];
-  assign \v_wr__data[3]  = v_wr__data[75:57];
-  assign \res7[0]  = v_wr__data[18:0];
-  assign \res7[1]  = v_wr__data[37:19];
-  assign \res7[2]  = v_wr__data[56:38];
-  assign \res7[3]  = v_wr__data[75:57];
-  assign \c_wr__data[0]  = c_wr__data[17:0];
-  assign \c_wr__data[1]  = c_wr__data[35:18];
-  assign \c_wr__data[2]  = c_wr__data[53:36];
-  assign \c_wr__data[3]  = c_wr__data[71:54];
-  assign \cres7[0]  = c_wr__data[17:0];
-  assign \cres7[1]  = c_wr__data[35:18];
-  assign \cres7[2]  = c_wr__data[53:36];
-  assign \cres7[3]  = c_wr__data[71:54];
-  assign \written.counts  = written[11:0];
-  assign \written.counts[0]  = written[2:0];
-  assign \written.counts[1]  = written[5:3];
-  assign \written.counts[2]  = written[8:6];
-  assign \written.counts[3]  = written[11:9];
-  assign \written.g  = written[12];
-  assign \written.y  = written[15:13];
-  assign \written.x  = written[18:16];
-  assign \written.end  = written[19];
-  assign \entry7.counts  = entry7[11:0];
-  assign \entry7.counts[0]  = entry7[2:0];
-  assign \entry7.counts[1]  = entry7[5:3];
-  assign \entry7.counts[2]  = entry7[8:6];
-  assign \entry7.counts[3]  = entry7[11:9];
-  assign \entry7.g  = entry7[12];
-  assign \entry7.y  = entry7[15:13];
-  assign \entry7.x  = entry7[18:16];
-  assign \entry7.end  = entry7[19];
-  assign \entry.counts  = entry[11:0];
-  assign \entry.counts[0]  = entry[2:0];
-  assign \entry.counts[1]  = entry[5:3];
-  assign \entry.counts[2]  = entry[8:6];
-  assign \entry.counts[3]  = entry[11:9];
-  assign \entry.g  = entry[12];
-  assign \entry.y  = entry[15:13];
-  assign \entry.x  = entry[18:16];
-  assign \entry.end  = entry[19];
-  assign \o__payload.c  = o__payload[2:0];
-  assign \o__payload.y  = o__payload[5:3];
-  assign \o__payload.x  = o__payload[8:6];
-  assign \o__payload.count  = o__payload[11:9];
-  assign \o__payload.end  = o__payload[12];
-  assign \st1.valid  = st1[0];
-  assign \st1.kind  = st1[1];
-  assign \st1.cur  = st1[2];
-  assign \st1.bank  = st1[3];
-  assign \st1.addr  = st1[10:4];
-  assign \st1.waddr  = st1[15:11];
-  assign \st1.proj  = st1[16];
-  assign \st1.count  = st1[17];
-  assign \st1.shift  = st1[21:18];
-  assign \st1.last_step  = st1[22];
-  assign \st1.fire_k  = st1[23];
-  assign \st1.end  = st1[24];
-  assign \st1.bias_g  = st1[25];
-  assign \st3.valid  = st3[0];
-  assign \st3.kind  = st3[1];
-  assign \st3.cur  = st3[2];
-  assign \st3.bank  = st3[3];
-  assign \st3.addr  = st3[10:4];
-  assign \st3.waddr  = st3[15:11];
-  assign \st3.proj  = st3[16];
-  assign \st3.count  = st3[17];
-  assign \st3.shift  = st3[21:18];
-  assign \st3.last_step  = st3[22];
-  assign \st3.fire_k  = st3[23];
-  assign \st3.end  = st3[24];
-  assign \st3.bias_g  = st3[25];
-  assign \st4.valid  = st4[0];
-  assign \st4.kind  = st4[1];
-  assign \st4.cur  = st4[2];
-  assign \st4.bank  = st4[3];
-  assign \st4.addr  = st4[10:4];
-  assign \st4.waddr  = st4[15:11];
-  assign \st4.proj  = st4[16];
-  assign \st4.count  = st4[17];
-  assign \st4.shift  = st4[21:18];
-  assign \st4.last_step  = st4[22];
-  assign \st4.fire_k  = st4[23];
-  assign \st4.end  = st4[24];
-  assign \st4.bias_g  = st4[25];
-  assign \st5.valid  = st5[0];
-  assign \st5.kind  = st5[1];
-  assign \st5.cur  = st5[2];
-  assign \st5.bank  = st5[3];
-  assign \st5.addr  = st5[10:4];
-  assign \st5.waddr  = st5[15:11];
-  assign \st5.proj  = st5[16];
-  assign \st5.count  = st5[17];
-  assign \st5.shift  = st5[21:18];
-  assign \st5.last_step  = st5[22];
-  assign \st5.fire_k  = st5[23];
-  assign \st5.end  = st5[24];
-  assign \st5.bias_g  = st5[25];
-  assign \st8.valid  = st8[0];
-  assign \st8.kind  = st8[1];
-  assign \st8.cur  = st8[2];
-  assign \st8.bank  = st8[3];
-  assign \st8.addr  = st8[10:4];
-  assign \st8.waddr  = st8[15:11];
-  assign \st8.proj  = st8[16];
-  assign \st8.count  = st8[17];
-  assign \st8.shift  = st8[21:18];
-  assign \st8.last_step  = st8[22];
-  assign \st8.fire_k  = st8[23];
-  assign \st8.end  = st8[24];
-  assign \st8.bias_g  = st8[25];
-  assign \w1_0[0]  = w1_0[7:0];
-  assign \w1_0[1]  = w1_0[15:8];
-  assign \w1_0[2]  = w1_0[23:16];
-  assign \w1_0[3]  = w1_0[31:24];
-  assign \$signature__data[0]  = \$signature__data [7:0];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \addend[0]  = addend[14:0];
-  assign \addend[1]  = addend[29:15];
-  assign \addend[2]  = addend[44:30];
-  assign \addend[3]  = addend[59:45];
-  assign \v_raw[0]  = v_raw[18:0];
-  assign \v_raw[1]  = v_raw[37:19];
-  assign \v_raw[2]  = v_raw[56:38];
-  assign \v_raw[3]  = v_raw[75:57];
-  assign \$signature__data$127[0]  = \$signature__data$127 [18:0];
-  assign \$signature__data$127[1]  = \$signature__data$127 [37:19];
-  assign \$signature__data$127[2]  = \$signature__data$127 [56:38];
-  assign \$signature__data$127[3]  = \$signature__data$127 [75:57];
-  assign \b_raw[0]  = b_raw[14:0];
-  assign \b_raw[1]  = b_raw[29:15];
-  assign \b_raw[2]  = b_raw[44:30];
-  assign \b_raw[3]  = b_raw[59:45];
-  assign \b_rd__data[0]  = b_rd__data[14:0];
-  assign \b_rd__data[1]  = b_rd__data[29:15];
-  assign \b_rd__data[2]  = b_rd__data[44:30];
-  assign \b_rd__data[3]  = b_rd__data[59:45];
-  assign \c_raw[0]  = c_raw[17:0];
-  assign \c_raw[1]  = c_raw[35:18];
-  assign \c_raw[2]  = c_raw[53:36];
-  assign \c_raw[3]  = c_raw[71:54];
-  assign \$signature__data$131[0]  = \$signature__data$131 [17:0];
-  assign \$signature__data$131[1]  = \$signature__data$131 [35:18];
-  assign \$signature__data$131[2]  = \$signature__data$131 [53:36];
-  assign \$signature__data$131[3]  = \$signature__data$131 [71:54];
-  assign \res8[0]  = res8[18:0];
-  assign \res8[1]  = res8[37:19];
-  assign \res8[2]  = res8[56:38];
-  assign \res8[3]  = res8[75:57];
-  assign \res9[0]  = res9[18:0];
-  assign \res9[1]  = res9[37:19];
-  assign \res9[2]  = res9[56:38];
-  assign \res9[3]  = res9[75:57];
-  assign \cres8[0]  = cres8[17:0];
-  assign \cres8[1]  = cres8[35:18];
-  assign \cres8[2]  = cres8[53:36];
-  assign \cres8[3]  = cres8[71:54];
-  assign \cres9[0]  = cres9[17:0];
-  assign \cres9[1]  = cres9[35:18];
-  assign \cres9[2]  = cres9[53:36];
-  assign \cres9[3]  = cres9[71:54];
-  assign \$like$136[0]  = \$like$136 [14:0];
   assign \$like$136[1]  = \$like$136 [29:15];
-  assign \$like$136[2]  = \$like$136 [44:30];
-  assign \$like$136[3]  = \$like$136 [59:45];
-  assign \b6[0]  = b6[14:0];
-  assign \b6[1]  = b6[29:15];
-  assign \b6[2]  = b6[44:30];
-  assign \b6[3]  = b6[59:45];
-  assign \$signal$150[0]  = \$signal$150 [19:0];
-  assign \$signal$150[1]  = \$signal$150 [39:20];
-  assign \$signal$150[2]  = \$signal$150 [59:40];
+  assign \$like$136[0]  = \$like$136 [14:0];
+  assign \cres9[3]  = cres9[71:54];
+  assign \cres9[2]  = cres9[53:36];
+  assign \cres9[1]  = cres9[35:18];
+  assign \cres9[0]  = cres9[17:0];
+  assign \cres8[3]  = cres8[71:54];
+  assign \cres8[2]  = cres8[53:36];
+  assign \cres8[1]  = cres8[35:18];
+  assign \cres8[0]  = cres8[17:0];
+  assign \res9[3]  = res9[75:57];
+  assign \res9[2]  = res9[56:38];
+  assign \res9[1]  = res9[37:19];
+  assign \res9[0]  = res9[18:0];
+  assign \res8[3]  = res8[75:57];
+  assign \res8[2]  = res8[56:38];
+  assign \res8[1]  = res8[37:19];
+  assign \res8[0]  = res8[18:0];
+  assign \$signature__data$131[3]  = \$signature__data$131 [71:54];
+  assign \$signature__data$131[2]  = \$signature__data$131 [53:36];
+  assign \$signature__data$131[1]  = \$signature__data$131 [35:18];
+  assign \$signature__data$131[0]  = \$signature__data$131 [17:0];
+  assign \c_raw[3]  = c_raw[71:54];
+  assign \c_raw[2]  = c_raw[53:36];
+  assign \c_raw[1]  = c_raw[35:18];
+  assign \c_raw[0]  = c_raw[17:0];
+  assign \b_rd__data[3]  = b_rd__data[59:45];
+  assign \b_rd__data[2]  = b_rd__data[44:30];
+  assign \b_rd__data[1]  = b_rd__data[29:15];
+  assign \b_rd__data[0]  = b_rd__data[14:0];
+  assign \b_raw[3]  = b_raw[59:45];
+  assign \b_raw[2]  = b_raw[44:30];
+  assign \b_raw[1]  = b_raw[29:15];
+  assign \b_raw[0]  = b_raw[14:0];
+  assign \$signature__data$127[3]  = \$signature__data$127 [75:57];
+  assign \$signature__data$127[2]  = \$signature__data$127 [56:38];
+  assign \$signature__data$127[1]  = \$signature__data$127 [37:19];
+  assign \$signature__data$127[0]  = \$signature__data$127 [18:0];
+  assign \v_raw[3]  = v_raw[75:57];
+  assign \v_raw[2]  = v_raw[56:38];
+  assign \v_raw[1]  = v_raw[37:19];
+  assign \v_raw[0]  = v_raw[18:0];
+  assign \addend[3]  = addend[59:45];
+  assign \addend[2]  = addend[44:30];
+  assign \addend[1]  = addend[29:15];
+  assign \addend[0]  = addend[14:0];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \st8.bias_g  = st8[25];
+  assign \st8.end  = st8[24];
+  assign \st8.fire_k  = st8[23];
+  assign \st8.last_step  = st8[22];
+  assign \st8.shift  = st8[21:18];
+  assign \st8.count  = st8[17];
+  assign \st8.proj  = st8[16];
+  assign \st8.waddr  = st8[15:11];
+  assign \st8.addr  = st8[10:4];
+  assign \st8.bank  = st8[3];
+  assign \st8.cur  = st8[2];
+  assign \st8.kind  = st8[1];
+  assign \st8.valid  = st8[0];
+  assign \st5.bias_g  = st5[25];
+  assign \st5.end  = st5[24];
+  assign \st5.fire_k  = st5[23];
+  assign \st5.last_step  = st5[22];
+  assign \st5.shift  = st5[21:18];
+  assign \st5.count  = st5[17];
+  assign \st5.proj  = st5[16];
+  assign \st5.waddr  = st5[15:11];
+  assign \st5.addr  = st5[10:4];
+  assign \st5.bank  = st5[3];
+  assign \st5.cur  = st5[2];
+  assign \st5.kind  = st5[1];
+  assign \st5.valid  = st5[0];
+  assign \st4.bias_g  = st4[25];
+  assign \st4.end  = st4[24];
+  assign \st4.fire_k  = st4[23];
+  assign \st4.last_step  = st4[22];
+  assign \st4.shift  = st4[21:18];
+  assign \st4.count  = st4[17];
+  assign \st4.proj  = st4[16];
+  assign \st4.waddr  = st4[15:11];
+  assign \st4.addr  = st4[10:4];
+  assign \st4.bank  = st4[3];
+  assign \st4.cur  = st4[2];
+  assign \st4.kind  = st4[1];
+  assign \st4.valid  = st4[0];
+  assign \st3.bias_g  = st3[25];
+  assign \st3.end  = st3[24];
+  assign \st3.fire_k  = st3[23];
+  assign \st3.last_step  = st3[22];
+  assign \st3.shift  = st3[21:18];
+  assign \st3.count  = st3[17];
+  assign \st3.proj  = st3[16];
+  assign \st3.waddr  = st3[15:11];
+  assign \st3.addr  = st3[10:4];
+  assign \st3.bank  = st3[3];
+  assign \st3.cur  = st3[2];
+  assign \st3.kind  = st3[1];
+  assign \st3.valid  = st3[0];
+  assign \st1.bias_g  = st1[25];
+  assign \st1.end  = st1[24];
+  assign \st1.fire_k  = st1[23];
+  assign \st1.last_step  = st1[22];
+  assign \st1.shift  = st1[21:18];
+  assign \st1.count  = st1[17];
+  assign \st1.proj  = st1[16];
+  assign \st1.waddr  = st1[15:11];
+  assign \st1.addr  = st1[10:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \o__payload.x  = \$signal$92 [18:16];
+  assign \o__payload.y  = \$signal$92 [15:13];
+  assign \o__payload.c  = o__payload[2:0];
+  assign \entry.end  = st6[24];
+  assign \entry.x  = 3'h0;
+  assign \entry.y  = 3'h0;
+  assign \entry.g  = 1'h0;
+  assign \entry.counts  = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign \entry7.end  = entry7[19];
+  assign \entry7.x  = entry7[18:16];
+  assign \entry7.y  = entry7[15:13];
+  assign \entry7.g  = entry7[12];
+  assign \entry7.counts[3]  = entry7[11:9];
+  assign \entry7.counts[2]  = entry7[8:6];
+  assign \entry7.counts[1]  = entry7[5:3];
+  assign \entry7.counts[0]  = entry7[2:0];
+  assign \entry7.counts  = entry7[11:0];
+  assign \written.end  = entry7[19];
+  assign \written.x  = pos1;
+  assign \written.y  = pos2;
+  assign \written.g  = \pos0$84 ;
+  assign \written.counts[3]  = entry7[11:9];
+  assign \written.counts[2]  = entry7[8:6];
+  assign \written.counts[1]  = entry7[5:3];
+  assign \written.counts[0]  = entry7[2:0];
+  assign \written.counts  = entry7[11:0];
+  assign \cres7[3]  = c_wr__data[71:54];
+  assign \cres7[2]  = c_wr__data[53:36];
+  assign \cres7[1]  = c_wr__data[35:18];
+  assign \cres7[0]  = c_wr__data[17:0];
+  assign \c_wr__data[3]  = c_wr__data[71:54];
+  assign \c_wr__data[2]  = c_wr__data[53:36];
+  assign \c_wr__data[1]  = c_wr__data[35:18];
+  assign \c_wr__data[0]  = c_wr__data[17:0];
+  assign \res7[3]  = v_wr__data[75:57];
+  assign \res7[2]  = v_wr__data[56:38];
+  assign \res7[1]  = v_wr__data[37:19];
+  assign \res7[0]  = v_wr__data[18:0];
+  assign \v_wr__data[3]  = v_wr__data[75:57];
+  assign \v_wr__data[2]  = v_wr__data[56:38];
+  assign \v_wr__data[1]  = v_wr__data[37:19];
+  assign \v_wr__data[0]  = v_wr__data[18:0];
+  assign \st7.bias_g  = st7[25];
+  assign \st7.end  = st7[24];
+  assign \st7.fire_k  = st7[23];
+  assign \st7.last_step  = st7[22];
+  assign \st7.shift  = st7[21:18];
+  assign \st7.count  = st7[17];
+  assign \st7.proj  = st7[16];
+  assign \st7.waddr  = st7[15:11];
+  assign \st7.addr  = st7[10:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \out_counts[3]  = \entry.counts[3] ;
+  assign \out_counts[2]  = \entry.counts[2] ;
+  assign \out_counts[1]  = \entry.counts[1] ;
+  assign \out_counts[0]  = \entry.counts[0] ;
+  assign \$signal$49[3]  = \$signal$49 [79:60];
+  assign \$signal$49[2]  = \$signal$49 [59:40];
+  assign \$signal$49[1]  = \$signal$49 [39:20];
+  assign \$signal$49[0]  = \$signal$49 [19:0];
+  assign \st6.bias_g  = st6[25];
+  assign \st6.end  = st6[24];
+  assign \st6.fire_k  = st6[23];
+  assign \st6.last_step  = st6[22];
+  assign \st6.shift  = st6[21:18];
+  assign \st6.count  = st6[17];
+  assign \st6.proj  = st6[16];
+  assign \st6.waddr  = st6[15:11];
+  assign \st6.addr  = st6[10:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
+  assign \st2.bias_g  = st2[25];
+  assign \st2.end  = st2[24];
+  assign \st2.fire_k  = st2[23];
+  assign \st2.last_step  = st2[22];
+  assign \st2.shift  = st2[21:18];
+  assign \st2.count  = st2[17];
+  assign \st2.proj  = st2[16];
+  assign \st2.waddr  = st2[15:11];
+  assign \st2.addr  = st2[10:4];
+  assign \st2.bank  = st2[3];
+  assign \st2.cur  = st2[2];
+  assign \st2.kind  = st2[1];
+  assign \st2.valid  = st2[0];
+  assign \st0.bias_g  = st0[25];
+  assign \st0.end  = st0[24];
+  assign \st0.fire_k  = st0[23];
+  assign \st0.last_step  = st0[22];
+  assign \st0.shift  = st0[21:18];
+  assign \st0.count  = st0[17];
+  assign \st0.proj  = st0[16];
+  assign \st0.waddr  = st0[15:11];
+  assign \st0.addr  = st0[10:4];
+  assign \st0.bank  = st0[3];
+  assign \st0.cur  = st0[2];
+  assign \st0.kind  = st0[1];
+  assign \st0.valid  = st0[0];
+  assign \issue.bias_g  = pos0;
+  assign \issue.proj  = 1'h0;
+  assign \issue.bank  = 1'h0;
   assign \$signal$150[3]  = \$signal$150 [79:60];
-  always @*
-    o__payload[8:6] = \$signal$92 [18:16];
-  always @*
-    o__payload[5:3] = \$signal$92 [15:13];
-  always @*
-    o__payload[2:0] = \$96 [2:0];
-  assign pending[3] = \$94 ;
-  assign pending[2] = \$91 ;
-  assign pending[1] = \$88 ;
-  assign pending[0] = \$85 ;
-  assign entry[19] = st6[24];
-  assign entry[11:0] = out_counts;
-  assign entry[18:12] = 7'h00;
-  assign written[18:16] = pos1;
-  assign written[15:13] = pos2;
-  assign written[12] = \pos0$84 ;
-  assign { written[19], written[11:0] } = { entry7[19], entry7[11:0] };
-  assign active = \$11 ;
-  assign \$75  = st7[1];
-  assign \$80  = st7[1];
-  assign \$105  = fsm_state;
-  assign \$113  = 1'h0;
-  assign \$114  = pix_bits[0];
-  assign \$116  = pix_bits[0];
-  assign \$119  = pix_bits[0];
-  assign \$123  = pix_bits[0];
-  assign \$128  = pix_bits[0];
-  assign \$134  = pix_bits[0];
-  assign \$141  = pix_bits[0];
-  assign \$149  = 1'h0;
-  assign \$150  = pix_bits[0];
-  assign \$152  = pix_bits[0];
-  assign \$155  = pix_bits[0];
-  assign \$159  = pix_bits[0];
-  assign \$164  = pix_bits[0];
-  assign \$170  = pix_bits[0];
-  assign \$177  = pix_bits[0];
-  assign \$186  = 1'h0;
-  assign \$187  = pix_bits[0];
-  assign \$189  = pix_bits[0];
-  assign \$192  = pix_bits[0];
-  assign \$196  = pix_bits[0];
-  assign \$201  = pix_bits[0];
-  assign \$207  = pix_bits[0];
-  assign \$214  = pix_bits[0];
-  assign \$223  = 1'h0;
-  assign \$224  = pix_bits[0];
-  assign \$226  = pix_bits[0];
-  assign \$229  = pix_bits[0];
-  assign \$233  = pix_bits[0];
-  assign \$238  = pix_bits[0];
-  assign \$244  = pix_bits[0];
-  assign \$251  = pix_bits[0];
-  assign \$261  = 1'h0;
-  assign \$262  = pix_bits[0];
-  assign \$264  = pix_bits[0];
-  assign \$267  = pix_bits[0];
-  assign \$271  = pix_bits[0];
-  assign \$276  = pix_bits[0];
-  assign \$282  = pix_bits[0];
-  assign \$289  = pix_bits[0];
-  assign \$299  = 1'h0;
-  assign \$300  = pix_bits[0];
-  assign \$302  = pix_bits[0];
-  assign \$305  = pix_bits[0];
-  assign \$309  = pix_bits[0];
-  assign \$314  = pix_bits[0];
-  assign \$320  = pix_bits[0];
-  assign \$327  = pix_bits[0];
-  assign \$337  = 1'h0;
-  assign \$338  = pix_bits[0];
-  assign \$340  = pix_bits[0];
-  assign \$343  = pix_bits[0];
-  assign \$347  = pix_bits[0];
-  assign \$352  = pix_bits[0];
-  assign \$358  = pix_bits[0];
-  assign \$365  = pix_bits[0];
-  assign \$375  = 1'h0;
-  assign \$376  = pix_bits[0];
-  assign \$378  = pix_bits[0];
-  assign \$381  = pix_bits[0];
-  assign \$385  = pix_bits[0];
-  assign \$390  = pix_bits[0];
-  assign \$396  = pix_bits[0];
-  assign \$403  = pix_bits[0];
-  assign \$413  = 1'h0;
-  assign \$414  = pix_bits[0];
-  assign \$416  = pix_bits[0];
-  assign \$419  = pix_bits[0];
-  assign \$423  = pix_bits[0];
-  assign \$428  = pix_bits[0];
-  assign \$434  = pix_bits[0];
-  assign \$441  = pix_bits[0];
-  assign \$451  = 1'h0;
-  assign \$452  = pix_bits[0];
-  assign \$454  = pix_bits[0];
-  assign \$457  = pix_bits[0];
-  assign \$461  = pix_bits[0];
-  assign \$466  = pix_bits[0];
-  assign \$472  = pix_bits[0];
-  assign \$479  = pix_bits[0];
-  assign \$528  = pos0;
-  assign \$548  = st3[1];
-  assign \$566  = st4[1];
-  assign \$580  = st5[1];
-  assign \$594  = st6[1];
-  assign \$608  = st7[1];
-  assign \$613  = 1'h1;
-  assign \$614  = hit_v1;
-  assign \$619  = 1'h1;
-  assign \$620  = hit_c1;
-  assign \$625  = hit_v1;
-  assign \$632  = hit_c1;
-  assign \$639  = hit_v1;
-  assign \$647  = hit_v1;
-  assign \$656  = hit_v1;
-  assign \$666  = hit_v1;
-  assign \$676  = hit_c1;
-  assign \$683  = hit_c1;
-  assign \$691  = hit_c1;
-  assign \$700  = hit_c1;
-  assign \$710  = 1'h1;
-  assign \$711  = hit_c1;
-  assign \$715  = hit_c1;
-  assign \$721  = hit_c1;
-  assign \$728  = hit_c1;
-  assign \$736  = hit_c1;
-  assign \$745  = hit_c1;
-  assign \$918  = st6[1];
-  assign \$922  = st7[1];
-  assign \$924  = \pos0$84 ;
-  assign \$713  = st3[1];
-  assign \$719  = st3[1];
-  assign \$726  = st3[1];
-  assign \$734  = st3[1];
-  assign \$743  = st3[1];
-  assign \$752  = st3[1];
+  assign \$signal$150[2]  = \$signal$150 [59:40];
+  assign \$signal$150[1]  = \$signal$150 [39:20];
+  assign _0836_[2:0] = o__payload[2:0];
+  assign \$signal$150[0]  = \$signal$150 [19:0];
+  assign \b6[3]  = b6[59:45];
+  assign \b6[2]  = b6[44:30];
+  assign _0662_[0] = c_wr__en;
+  assign \b6[1]  = b6[29:15];
+  assign _0598_[0] = v_wr__en;
+  assign \b6[0]  = b6[14:0];
+  assign \$like$136[3]  = \$like$136 [59:45];
+  assign \$like$136[2]  = \$like$136 [44:30];
+  assign o__payload[12:3] = { \o__payload.end , \o__payload.count , \$signal$92 [18:13] };
+  assign busy = op_valid;
+  assign push7 = \$signal$88 ;
+  assign \$signal$87  = { entry7[19], pos1, pos2, \pos0$84 , entry7[11:0] };
+  assign entry = { st6[24], 7'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign written = { entry7[19], pos1, pos2, \pos0$84 , entry7[11:0] };
+  assign cres7 = c_wr__data;
+  assign c_wr__addr = st7[10:4];
+  assign res7 = v_wr__data;
+  assign v_wr__addr = st7[10:4];
+  assign out_counts = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign \$signature__addr$46  = st2[10:4];
+  assign b_rd__addr = st2[25];
+  assign \$signature__addr$43  = st2[10:4];
+  assign \$signature__addr  = st0[15:11];
+  assign \$signal$34  = 1'h0;
+  assign ev_shift = { 1'h0, \bit  };
+  assign ev_count = 1'h1;
+  assign pix_x = ev_x;
+  assign pix_y = ev_y;
+  assign pix_c = ev_c;
+  assign \$signal$14  = pixels__ready;
+  assign \$signal$11  = pixels__valid;
+  assign \$signal$9  = pixels__payload;
+  assign \$signal$5  = 1'h0;
+  assign issue = { pos0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 1'h0, \issue.cur , \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3614$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire \$1 ;
-  wire [2:0] \$10 ;
-  wire [7:0] \$11 ;
-  wire [8:0] \$12 ;
-  reg [4:0] \$13 ;
-  wire [10:0] \$14 ;
-  reg [3:0] \$15 ;
-  wire [11:0] \$16 ;
-  reg [3:0] \$17 ;
-  wire [4:0] \$18 ;
-  reg [3:0] \$19 ;
-  wire \$2 ;
-  wire [4:0] \$20 ;
-  reg [3:0] \$21 ;
-  wire [4:0] \$22 ;
-  reg [3:0] \$23 ;
-  wire \$24 ;
-  reg [3:0] \$25 ;
-  wire \$26 ;
-  reg [4:0] \$27 ;
-  reg [3:0] \$28 ;
-  reg [3:0] \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  reg [3:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [1:0] \$35 ;
-  wire [7:0] \$36 ;
-  wire [5:0] \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire [4:0] \$40 ;
-  wire [7:0] \$41 ;
-  wire [6:0] \$42 ;
-  wire \$43 ;
-  wire [8:0] \$44 ;
-  wire [6:0] \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire [4:0] \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  reg \$50 ;
-  reg [3:0] \$51 ;
-  reg \$52 ;
-  reg [6:0] \$53 ;
-  reg [4:0] \$54 ;
-  reg [3:0] \$55 ;
-  reg [3:0] \$56 ;
-  reg [3:0] \$57 ;
-  reg \$58 ;
-  reg \$59 ;
-  reg [7:0] \$6 ;
-  reg \$60 ;
-  reg [4:0] \$61 ;
-  reg [3:0] \$62 ;
-  reg \$63 ;
-  reg [4:0] \$7 ;
-  wire [8:0] \$8 ;
-  wire [1:0] \$9 ;
+  wire _000_;
+  wire [2:0] _001_;
+  wire [8:0] _002_;
+  wire [4:0] _003_;
+  wire [10:0] _004_;
+  wire [3:0] _005_;
+  (* unused_bits = "5 6 7 8 9 10 11" *)
+  wire [11:0] _006_;
+  wire [3:0] _007_;
+  (* unused_bits = "4" *)
+  wire [4:0] _008_;
+  wire [3:0] _009_;
+  wire _010_;
+  (* unused_bits = "4" *)
+  wire [4:0] _011_;
+  wire [3:0] _012_;
+  (* unused_bits = "4" *)
+  wire [4:0] _013_;
+  wire [3:0] _014_;
+  wire _015_;
+  wire [3:0] _016_;
+  wire _017_;
+  wire [4:0] _018_;
+  wire [3:0] _019_;
+  wire [3:0] _020_;
+  wire _021_;
+  wire _022_;
+  wire [3:0] _023_;
+  wire _024_;
+  wire _025_;
+  (* unused_bits = "1" *)
+  wire [1:0] _026_;
+  (* unused_bits = "7" *)
+  wire [7:0] _027_;
+  (* unused_bits = "5" *)
+  wire [5:0] _028_;
+  wire _029_;
+  wire _030_;
+  (* unused_bits = "4" *)
+  wire [4:0] _031_;
+  (* unused_bits = "7" *)
+  wire [7:0] _032_;
+  (* unused_bits = "5 6" *)
+  wire [6:0] _033_;
+  wire _034_;
+  (* unused_bits = "7 8" *)
+  wire [8:0] _035_;
+  (* unused_bits = "5 6" *)
+  wire [6:0] _036_;
+  wire _037_;
+  (* unused_bits = "4" *)
+  wire [4:0] _038_;
+  wire _039_;
+  wire _040_;
+  wire _041_;
+  wire [3:0] _042_;
+  wire _043_;
+  wire [6:0] _044_;
+  wire [4:0] _045_;
+  wire [3:0] _046_;
+  wire [3:0] _047_;
+  wire [3:0] _048_;
+  wire _049_;
+  wire _050_;
+  wire [7:0] _051_;
+  wire _052_;
+  wire [4:0] _053_;
+  wire [3:0] _054_;
+  wire _055_;
+  wire [4:0] _056_;
+  (* unused_bits = "7 8" *)
+  wire [8:0] _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire [3:0] _063_;
+  wire [4:0] _064_;
+  wire _065_;
+  wire _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire _074_;
+  wire _075_;
+  wire _076_;
+  wire [3:0] _077_;
+  wire [3:0] _078_;
+  wire [3:0] _079_;
+  wire [3:0] _080_;
+  wire [3:0] _081_;
+  wire [3:0] _082_;
+  wire [3:0] _083_;
+  wire [3:0] _084_;
+  wire [3:0] _085_;
+  wire [3:0] _086_;
+  wire [4:0] _087_;
+  wire [4:0] _088_;
+  wire [4:0] _089_;
+  wire [4:0] _090_;
+  wire [6:0] _091_;
+  wire [6:0] _092_;
+  wire [6:0] _093_;
+  wire [6:0] _094_;
+  wire _095_;
+  wire _096_;
+  wire _097_;
+  wire [3:0] _098_;
+  wire _099_;
+  wire _100_;
+  wire _101_;
+  wire _102_;
+  wire _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire _115_;
+  wire _116_;
+  wire _117_;
+  wire _118_;
+  wire _119_;
+  wire _120_;
+  wire _121_;
+  wire _122_;
+  wire _123_;
+  wire _124_;
+  wire _125_;
+  wire _126_;
+  wire _127_;
+  wire _128_;
+  wire _129_;
+  wire _130_;
+  wire _131_;
+  wire _132_;
+  wire _133_;
+  wire _134_;
+  wire _135_;
+  wire _136_;
+  wire _137_;
+  wire _138_;
+  wire _139_;
+  wire _140_;
+  wire _141_;
+  wire _142_;
+  wire _143_;
+  wire _144_;
+  wire _145_;
+  wire _146_;
+  wire _147_;
+  wire _148_;
+  wire _149_;
+  wire _150_;
+  wire _151_;
+  wire _152_;
+  wire _153_;
+  wire _154_;
+  wire _155_;
+  wire _156_;
+  wire _157_;
+  wire _158_;
+  wire _159_;
+  wire _160_;
+  wire _161_;
+  wire _162_;
+  wire _163_;
+  wire _164_;
+  wire _165_;
+  wire _166_;
+  wire _167_;
+  wire _168_;
+  wire _169_;
+  wire _170_;
+  wire _171_;
+  wire _172_;
+  wire _173_;
+  wire _174_;
+  wire _175_;
+  wire _176_;
+  wire _177_;
+  wire _178_;
+  wire _179_;
+  wire _180_;
+  wire _181_;
+  wire _182_;
+  wire _183_;
+  wire _184_;
+  wire _185_;
+  wire _186_;
+  wire _187_;
+  wire _188_;
+  wire _189_;
+  wire _190_;
+  wire _191_;
+  wire _192_;
+  wire _193_;
+  wire _194_;
+  wire _195_;
+  wire _196_;
+  wire _197_;
+  wire _198_;
+  wire _199_;
+  wire _200_;
+  wire _201_;
+  wire _202_;
+  wire _203_;
   reg \$signal  = 1'h0;
-  (* init = 7'h00 *)
   wire [6:0] addr;
-  (* init = 1'h0 *)
   wire busy;
-  (* init = 1'h0 *)
   wire \busy$6 ;
   input clk;
   wire clk;
-  (* init = 1'h0 *)
   wire count;
   input en;
   wire en;
@@ -4962,623 +3990,626 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3614$0 , load,
   wire ready;
   input rst;
   wire rst;
-  (* init = 4'h0 *)
   wire [3:0] shift;
   reg [3:0] w_step = 4'h0;
-  (* init = 5'h00 *)
   wire [4:0] waddr;
   reg [3:0] xn = 4'h0;
   reg [3:0] xs = 4'h0;
   reg [3:0] ys = 4'h0;
-  assign \$36  = op_addr + 1'h1;
-  assign \$37  = op_waddr + 1'h1;
-  assign \$38  = ! g;
-  assign \$39  = ~ \$signal ;
-  assign \$40  = xs - 1'h1;
-  assign \$41  = op_addr + 1'h1;
-  assign \$42  = op_waddr + 7'h7d;
-  assign \$43  = xs == 1'h1;
-  assign \$44  = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign \$45  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign \$46  = ! xn;
-  assign \$47  = ~ last_y;
-  assign \$48  = ys - 1'h1;
-  assign \$49  = ys == 1'h1;
+  assign _027_ = op_addr + 1'h1;
+  assign _028_ = op_waddr + 1'h1;
+  assign _029_ = ! g;
+  assign _031_ = xs - 1'h1;
+  assign _032_ = op_addr + 1'h1;
+  assign _033_ = op_waddr + 7'h7d;
+  assign _034_ = xs == 1'h1;
+  assign _035_ = $signed({ 1'h0, op_addr }) + $signed(r_step);
+  assign _036_ = $signed({ 1'h0, op_waddr }) + $signed(w_step);
+  assign _037_ = ! xn;
+  assign _038_ = ys - 1'h1;
+  assign _039_ = ys == 1'h1;
   always @(posedge clk)
-    op_count <= \$50 ;
+    op_count <= _041_;
   always @(posedge clk)
-    op_shift <= \$51 ;
+    op_shift <= _042_;
   always @(posedge clk)
-    g <= \$52 ;
+    g <= _043_;
   always @(posedge clk)
-    op_addr <= \$53 ;
+    op_addr <= _044_;
   always @(posedge clk)
-    op_waddr <= \$54 ;
+    op_waddr <= _045_;
   always @(posedge clk)
-    xs <= \$55 ;
+    xs <= _046_;
   always @(posedge clk)
-    ys <= \$56 ;
+    ys <= _047_;
   always @(posedge clk)
-    xn <= \$57 ;
+    xn <= _048_;
   always @(posedge clk)
-    last_g <= \$58 ;
+    last_g <= _049_;
   always @(posedge clk)
-    \$signal  <= \$59 ;
+    \$signal  <= _050_;
   always @(posedge clk)
-    last_y <= \$60 ;
+    last_y <= _052_;
   always @(posedge clk)
-    r_step <= \$61 ;
+    r_step <= _053_;
   always @(posedge clk)
-    w_step <= \$62 ;
+    w_step <= _054_;
   always @(posedge clk)
-    op_valid <= \$63 ;
-  assign \$1  = ~ op_valid;
-  assign \$2  = last_g & \$signal ;
-  assign \$3  = \$2  & last_y;
-  assign \$4  = \$3  & en;
-  assign ready = \$1  | \$4 ;
-  assign \$5  = op_valid & en;
-  assign \$8  = $signed(\$6 ) + $signed(\$7 );
-  assign \$10  = 1'h0 + \$9 ;
-  assign \$12  = \$10  + \$11 ;
-  assign \$14  = $signed({ 1'h0, \$12  }) + $signed(\$13 );
-  assign \$16  = $signed(\$14 ) + $signed(\$15 );
-  assign \$18  = \$17  - 1'h1;
-  assign \$20  = \$19  - 1'h1;
-  assign \$22  = \$21  - 1'h1;
-  assign \$24  = \$23  == 1'h1;
-  assign \$26  = \$25  == 1'h1;
-  assign \$30  = | \$29 ;
-  assign \$32  = | \$31 ;
-  assign \$33  = \$30  & \$32 ;
-  assign \$34  = ~ last_g;
-  assign \$35  = g + 1'h1;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$50  = op_count;
-    if (load) begin
-      \$50  = 1'h1;
-    end
-    if (rst) begin
-      \$50  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$51  = op_shift;
-    if (load) begin
-      \$51  = { 1'h0, \port$3614$0  };
-    end
-    if (rst) begin
-      \$51  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$52  = g;
-    if (load) begin
-      \$52  = 1'h0;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$52  = \$35 [0];
-      end else begin
-        \$52  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$53  = op_addr;
-    if (load) begin
-      \$53  = \$8 [6:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$53  = \$36 [6:0];
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$53  = \$41 [6:0];
-        end else begin
-          \$53  = \$44 [6:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$53  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$54  = op_waddr;
-    if (load) begin
-      \$54  = \$16 [4:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$54  = \$37 [4:0];
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$54  = \$42 [4:0];
-        end else begin
-          \$54  = \$45 [4:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$54  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$55  = xs;
-    if (load) begin
-      \$55  = \$18 [3:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$55  = \$40 [3:0];
-        end else begin
-          \$55  = xn;
-        end
-      end
-    end
-    if (rst) begin
-      \$55  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$56  = ys;
-    if (load) begin
-      \$56  = \$20 [3:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          if (\$47 ) begin
-            \$56  = \$48 [3:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$56  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$57  = xn;
-    if (load) begin
-      \$57  = \$22 [3:0];
-    end
-    if (rst) begin
-      \$57  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$58  = last_g;
-    if (load) begin
-      \$58  = 1'h0;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$58  = \$38 ;
-      end else begin
-        \$58  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$58  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$59  = \$signal ;
-    if (load) begin
-      \$59  = \$24 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$59  = \$43 ;
-        end else begin
-          \$59  = \$46 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$59  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$60  = last_y;
-    if (load) begin
-      \$60  = \$26 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          if (\$47 ) begin
-            \$60  = \$49 ;
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$60  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$61  = r_step;
-    if (load) begin
-      \$61  = \$27 ;
-    end
-    if (rst) begin
-      \$61  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$62  = w_step;
-    if (load) begin
-      \$62  = \$28 ;
-    end
-    if (rst) begin
-      \$62  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$63  = op_valid;
-    if (load) begin
-      \$63  = \$33 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$47 ) begin
-          end else begin
-            \$63  = 1'h0;
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$63  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    op_valid <= _055_;
+  assign _000_ = ~ op_valid;
+  assign _010_ = last_g & \$signal ;
+  assign _021_ = _010_ & last_y;
+  assign _030_ = _021_ & en;
+  assign ready = _000_ | _030_;
+  assign _040_ = op_valid & en;
+  assign _057_ = $signed(_051_) + $signed(_056_);
+  assign _001_ = 1'h0 + { ev_c, 1'h0 };
+  assign _002_ = _001_ + { 3'h0, ev_c, 4'h0 };
+  assign _004_ = $signed({ 1'h0, _002_ }) + $signed(_003_);
+  assign _006_ = $signed(_004_) + $signed(_005_);
+  assign _008_ = _007_ - 1'h1;
+  assign _011_ = _009_ - 1'h1;
+  assign _013_ = _012_ - 1'h1;
+  assign _015_ = _014_ == 1'h1;
+  assign _017_ = _016_ == 1'h1;
+  assign _022_ = | _020_;
+  assign _024_ = | _023_;
+  assign _025_ = _022_ & _024_;
+  assign _026_ = g + 1'h1;
+  assign _058_ = last_y ? (* full_case = 32'd1 *) 1'h0 : op_valid;
+  assign _059_ = \$signal  ? (* full_case = 32'd1 *) _058_ : op_valid;
+  assign _060_ = last_g ? (* full_case = 32'd1 *) _059_ : op_valid;
+  assign _061_ = _040_ ? _060_ : op_valid;
+  assign _062_ = load ? _025_ : _061_;
+  assign _055_ = rst ? 1'h0 : _062_;
+  assign _063_ = load ? _019_ : w_step;
+  assign _054_ = rst ? 4'h0 : _063_;
+  assign _064_ = load ? _018_ : r_step;
+  assign _053_ = rst ? 5'h00 : _064_;
+  assign _065_ = last_y ? last_y : _039_;
+  assign _066_ = \$signal  ? (* full_case = 32'd1 *) _065_ : last_y;
+  assign _067_ = last_g ? (* full_case = 32'd1 *) _066_ : last_y;
+  assign _068_ = _040_ ? _067_ : last_y;
+  assign _069_ = load ? _017_ : _068_;
+  assign _052_ = rst ? 1'h0 : _069_;
+  assign _070_ = \$signal  ? (* full_case = 32'd1 *) _037_ : _034_;
+  assign _071_ = last_g ? (* full_case = 32'd1 *) _070_ : \$signal ;
+  assign _072_ = _040_ ? _071_ : \$signal ;
+  assign _073_ = load ? _015_ : _072_;
+  assign _050_ = rst ? 1'h0 : _073_;
+  assign _074_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _029_;
+  assign _075_ = _040_ ? _074_ : last_g;
+  assign _076_ = load ? 1'h0 : _075_;
+  assign _049_ = rst ? 1'h0 : _076_;
+  assign _077_ = load ? _013_[3:0] : xn;
+  assign _048_ = rst ? 4'h0 : _077_;
+  assign _078_ = last_y ? ys : _038_[3:0];
+  assign _079_ = \$signal  ? (* full_case = 32'd1 *) _078_ : ys;
+  assign _080_ = last_g ? (* full_case = 32'd1 *) _079_ : ys;
+  assign _081_ = _040_ ? _080_ : ys;
+  assign _082_ = load ? _011_[3:0] : _081_;
+  assign _047_ = rst ? 4'h0 : _082_;
+  assign _083_ = \$signal  ? (* full_case = 32'd1 *) xn : _031_[3:0];
+  assign _084_ = last_g ? (* full_case = 32'd1 *) _083_ : xs;
+  assign _085_ = _040_ ? _084_ : xs;
+  assign _086_ = load ? _008_[3:0] : _085_;
+  assign _046_ = rst ? 4'h0 : _086_;
+  assign _087_ = \$signal  ? (* full_case = 32'd1 *) _036_[4:0] : _033_[4:0];
+  assign _088_ = last_g ? (* full_case = 32'd1 *) _087_ : _028_[4:0];
+  assign _089_ = _040_ ? _088_ : op_waddr;
+  assign _090_ = load ? _006_[4:0] : _089_;
+  assign _045_ = rst ? 5'h00 : _090_;
+  assign _091_ = \$signal  ? (* full_case = 32'd1 *) _035_[6:0] : _032_[6:0];
+  assign _092_ = last_g ? (* full_case = 32'd1 *) _091_ : _027_[6:0];
+  assign _093_ = _040_ ? _092_ : op_addr;
+  assign _094_ = load ? _057_[6:0] : _093_;
+  assign _044_ = rst ? 7'h00 : _094_;
+  assign _095_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _026_[0];
+  assign _096_ = _040_ ? _095_ : g;
+  assign _097_ = load ? 1'h0 : _096_;
+  assign _043_ = rst ? 1'h0 : _097_;
+  assign _098_ = load ? { 1'h0, \port$3614$0  } : op_shift;
+  assign _042_ = rst ? 4'h0 : _098_;
+  assign _099_ = load ? 1'h1 : op_count;
+  assign _041_ = rst ? 1'h0 : _099_;
+  function [3:0] _306_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_y)
-      3'h0:
-          \$6  = 8'h00;
-      3'h1:
-          \$6  = 8'h00;
-      3'h2:
-          \$6  = 8'h10;
-      3'h3:
-          \$6  = 8'h20;
-      3'h4:
-          \$6  = 8'h30;
-      3'h5:
-          \$6  = 8'h40;
-      3'h6:
-          \$6  = 8'h50;
-      3'h7:
-          \$6  = 8'h60;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _306_ = b[3:0];
+      8'b??????1?:
+        _306_ = b[7:4];
+      8'b?????1??:
+        _306_ = b[11:8];
+      8'b????1???:
+        _306_ = b[15:12];
+      8'b???1????:
+        _306_ = b[19:16];
+      8'b??1?????:
+        _306_ = b[23:20];
+      8'b?1??????:
+        _306_ = b[27:24];
+      8'b1???????:
+        _306_ = b[31:28];
+      default:
+        _306_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _023_ = _306_(4'hx, 32'd590558002, { _107_, _106_, _105_, _104_, _103_, _102_, _101_, _100_ });
+  assign _100_ = ev_x == (* full_case = 32'd1 *) 3'h7;
+  assign _101_ = ev_x == (* full_case = 32'd1 *) 3'h6;
+  assign _102_ = ev_x == (* full_case = 32'd1 *) 3'h5;
+  assign _103_ = ev_x == (* full_case = 32'd1 *) 3'h4;
+  assign _104_ = ev_x == (* full_case = 32'd1 *) 3'h3;
+  assign _105_ = ev_x == (* full_case = 32'd1 *) 3'h2;
+  assign _106_ = ev_x == (* full_case = 32'd1 *) 3'h1;
+  assign _107_ = ! (* full_case = 32'd1 *) ev_x;
+  function [3:0] _315_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$7  = 5'h00;
-      3'h1:
-          \$7  = 5'h00;
-      3'h2:
-          \$7  = 5'h02;
-      3'h3:
-          \$7  = 5'h04;
-      3'h4:
-          \$7  = 5'h06;
-      3'h5:
-          \$7  = 5'h08;
-      3'h6:
-          \$7  = 5'h0a;
-      3'h7:
-          \$7  = 5'h0c;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _315_ = b[3:0];
+      8'b??????1?:
+        _315_ = b[7:4];
+      8'b?????1??:
+        _315_ = b[11:8];
+      8'b????1???:
+        _315_ = b[15:12];
+      8'b???1????:
+        _315_ = b[19:16];
+      8'b??1?????:
+        _315_ = b[23:20];
+      8'b?1??????:
+        _315_ = b[27:24];
+      8'b1???????:
+        _315_ = b[31:28];
+      default:
+        _315_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _020_ = _315_(4'hx, 32'd590558002, { _115_, _114_, _113_, _112_, _111_, _110_, _109_, _108_ });
+  assign _108_ = ev_y == (* full_case = 32'd1 *) 3'h7;
+  assign _109_ = ev_y == (* full_case = 32'd1 *) 3'h6;
+  assign _110_ = ev_y == (* full_case = 32'd1 *) 3'h5;
+  assign _111_ = ev_y == (* full_case = 32'd1 *) 3'h4;
+  assign _112_ = ev_y == (* full_case = 32'd1 *) 3'h3;
+  assign _113_ = ev_y == (* full_case = 32'd1 *) 3'h2;
+  assign _114_ = ev_y == (* full_case = 32'd1 *) 3'h1;
+  assign _115_ = ! (* full_case = 32'd1 *) ev_y;
+  function [3:0] _324_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_y)
-      3'h0:
-          \$13  = 5'h06;
-      3'h1:
-          \$13  = 5'h0c;
-      3'h2:
-          \$13  = 5'h0c;
-      3'h3:
-          \$13  = 5'h0c;
-      3'h4:
-          \$13  = 5'h0c;
-      3'h5:
-          \$13  = 5'h0c;
-      3'h6:
-          \$13  = 5'h0c;
-      3'h7:
-          \$13  = 5'h0c;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _324_ = b[3:0];
+      8'b??????1?:
+        _324_ = b[7:4];
+      8'b?????1??:
+        _324_ = b[11:8];
+      8'b????1???:
+        _324_ = b[15:12];
+      8'b???1????:
+        _324_ = b[19:16];
+      8'b??1?????:
+        _324_ = b[23:20];
+      8'b?1??????:
+        _324_ = b[27:24];
+      8'b1???????:
+        _324_ = b[31:28];
+      default:
+        _324_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _019_ = _324_(4'hx, 32'd3185434075, { _123_, _122_, _121_, _120_, _119_, _118_, _117_, _116_ });
+  assign _116_ = ev_x == (* full_case = 32'd1 *) 3'h7;
+  assign _117_ = ev_x == (* full_case = 32'd1 *) 3'h6;
+  assign _118_ = ev_x == (* full_case = 32'd1 *) 3'h5;
+  assign _119_ = ev_x == (* full_case = 32'd1 *) 3'h4;
+  assign _120_ = ev_x == (* full_case = 32'd1 *) 3'h3;
+  assign _121_ = ev_x == (* full_case = 32'd1 *) 3'h2;
+  assign _122_ = ev_x == (* full_case = 32'd1 *) 3'h1;
+  assign _123_ = ! (* full_case = 32'd1 *) ev_x;
+  function [4:0] _333_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$15  = 4'h2;
-      3'h1:
-          \$15  = 4'h4;
-      3'h2:
-          \$15  = 4'h4;
-      3'h3:
-          \$15  = 4'h4;
-      3'h4:
-          \$15  = 4'h4;
-      3'h5:
-          \$15  = 4'h4;
-      3'h6:
-          \$15  = 4'h4;
-      3'h7:
-          \$15  = 4'h4;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _333_ = b[4:0];
+      8'b??????1?:
+        _333_ = b[9:5];
+      8'b?????1??:
+        _333_ = b[14:10];
+      8'b????1???:
+        _333_ = b[19:15];
+      8'b???1????:
+        _333_ = b[24:20];
+      8'b??1?????:
+        _333_ = b[29:25];
+      8'b?1??????:
+        _333_ = b[34:30];
+      8'b1???????:
+        _333_ = b[39:35];
+      default:
+        _333_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _018_ = _333_(5'hxx, 40'h6ad6b5ad6d, { _131_, _130_, _129_, _128_, _127_, _126_, _125_, _124_ });
+  assign _124_ = ev_x == (* full_case = 32'd1 *) 3'h7;
+  assign _125_ = ev_x == (* full_case = 32'd1 *) 3'h6;
+  assign _126_ = ev_x == (* full_case = 32'd1 *) 3'h5;
+  assign _127_ = ev_x == (* full_case = 32'd1 *) 3'h4;
+  assign _128_ = ev_x == (* full_case = 32'd1 *) 3'h3;
+  assign _129_ = ev_x == (* full_case = 32'd1 *) 3'h2;
+  assign _130_ = ev_x == (* full_case = 32'd1 *) 3'h1;
+  assign _131_ = ! (* full_case = 32'd1 *) ev_x;
+  function [3:0] _342_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$17  = 4'h2;
-      3'h1:
-          \$17  = 4'h3;
-      3'h2:
-          \$17  = 4'h3;
-      3'h3:
-          \$17  = 4'h3;
-      3'h4:
-          \$17  = 4'h3;
-      3'h5:
-          \$17  = 4'h3;
-      3'h6:
-          \$17  = 4'h3;
-      3'h7:
-          \$17  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _342_ = b[3:0];
+      8'b??????1?:
+        _342_ = b[7:4];
+      8'b?????1??:
+        _342_ = b[11:8];
+      8'b????1???:
+        _342_ = b[15:12];
+      8'b???1????:
+        _342_ = b[19:16];
+      8'b??1?????:
+        _342_ = b[23:20];
+      8'b?1??????:
+        _342_ = b[27:24];
+      8'b1???????:
+        _342_ = b[31:28];
+      default:
+        _342_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _016_ = _342_(4'hx, 32'd590558002, { _139_, _138_, _137_, _136_, _135_, _134_, _133_, _132_ });
+  assign _132_ = ev_y == (* full_case = 32'd1 *) 3'h7;
+  assign _133_ = ev_y == (* full_case = 32'd1 *) 3'h6;
+  assign _134_ = ev_y == (* full_case = 32'd1 *) 3'h5;
+  assign _135_ = ev_y == (* full_case = 32'd1 *) 3'h4;
+  assign _136_ = ev_y == (* full_case = 32'd1 *) 3'h3;
+  assign _137_ = ev_y == (* full_case = 32'd1 *) 3'h2;
+  assign _138_ = ev_y == (* full_case = 32'd1 *) 3'h1;
+  assign _139_ = ! (* full_case = 32'd1 *) ev_y;
+  function [3:0] _351_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_y)
-      3'h0:
-          \$19  = 4'h2;
-      3'h1:
-          \$19  = 4'h3;
-      3'h2:
-          \$19  = 4'h3;
-      3'h3:
-          \$19  = 4'h3;
-      3'h4:
-          \$19  = 4'h3;
-      3'h5:
-          \$19  = 4'h3;
-      3'h6:
-          \$19  = 4'h3;
-      3'h7:
-          \$19  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _351_ = b[3:0];
+      8'b??????1?:
+        _351_ = b[7:4];
+      8'b?????1??:
+        _351_ = b[11:8];
+      8'b????1???:
+        _351_ = b[15:12];
+      8'b???1????:
+        _351_ = b[19:16];
+      8'b??1?????:
+        _351_ = b[23:20];
+      8'b?1??????:
+        _351_ = b[27:24];
+      8'b1???????:
+        _351_ = b[31:28];
+      default:
+        _351_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _014_ = _351_(4'hx, 32'd590558002, { _147_, _146_, _145_, _144_, _143_, _142_, _141_, _140_ });
+  assign _140_ = ev_x == (* full_case = 32'd1 *) 3'h7;
+  assign _141_ = ev_x == (* full_case = 32'd1 *) 3'h6;
+  assign _142_ = ev_x == (* full_case = 32'd1 *) 3'h5;
+  assign _143_ = ev_x == (* full_case = 32'd1 *) 3'h4;
+  assign _144_ = ev_x == (* full_case = 32'd1 *) 3'h3;
+  assign _145_ = ev_x == (* full_case = 32'd1 *) 3'h2;
+  assign _146_ = ev_x == (* full_case = 32'd1 *) 3'h1;
+  assign _147_ = ! (* full_case = 32'd1 *) ev_x;
+  function [3:0] _360_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$21  = 4'h2;
-      3'h1:
-          \$21  = 4'h3;
-      3'h2:
-          \$21  = 4'h3;
-      3'h3:
-          \$21  = 4'h3;
-      3'h4:
-          \$21  = 4'h3;
-      3'h5:
-          \$21  = 4'h3;
-      3'h6:
-          \$21  = 4'h3;
-      3'h7:
-          \$21  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _360_ = b[3:0];
+      8'b??????1?:
+        _360_ = b[7:4];
+      8'b?????1??:
+        _360_ = b[11:8];
+      8'b????1???:
+        _360_ = b[15:12];
+      8'b???1????:
+        _360_ = b[19:16];
+      8'b??1?????:
+        _360_ = b[23:20];
+      8'b?1??????:
+        _360_ = b[27:24];
+      8'b1???????:
+        _360_ = b[31:28];
+      default:
+        _360_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _012_ = _360_(4'hx, 32'd590558002, { _155_, _154_, _153_, _152_, _151_, _150_, _149_, _148_ });
+  assign _148_ = ev_x == (* full_case = 32'd1 *) 3'h7;
+  assign _149_ = ev_x == (* full_case = 32'd1 *) 3'h6;
+  assign _150_ = ev_x == (* full_case = 32'd1 *) 3'h5;
+  assign _151_ = ev_x == (* full_case = 32'd1 *) 3'h4;
+  assign _152_ = ev_x == (* full_case = 32'd1 *) 3'h3;
+  assign _153_ = ev_x == (* full_case = 32'd1 *) 3'h2;
+  assign _154_ = ev_x == (* full_case = 32'd1 *) 3'h1;
+  assign _155_ = ! (* full_case = 32'd1 *) ev_x;
+  function [3:0] _369_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$23  = 4'h2;
-      3'h1:
-          \$23  = 4'h3;
-      3'h2:
-          \$23  = 4'h3;
-      3'h3:
-          \$23  = 4'h3;
-      3'h4:
-          \$23  = 4'h3;
-      3'h5:
-          \$23  = 4'h3;
-      3'h6:
-          \$23  = 4'h3;
-      3'h7:
-          \$23  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _369_ = b[3:0];
+      8'b??????1?:
+        _369_ = b[7:4];
+      8'b?????1??:
+        _369_ = b[11:8];
+      8'b????1???:
+        _369_ = b[15:12];
+      8'b???1????:
+        _369_ = b[19:16];
+      8'b??1?????:
+        _369_ = b[23:20];
+      8'b?1??????:
+        _369_ = b[27:24];
+      8'b1???????:
+        _369_ = b[31:28];
+      default:
+        _369_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _009_ = _369_(4'hx, 32'd590558002, { _163_, _162_, _161_, _160_, _159_, _158_, _157_, _156_ });
+  assign _156_ = ev_y == (* full_case = 32'd1 *) 3'h7;
+  assign _157_ = ev_y == (* full_case = 32'd1 *) 3'h6;
+  assign _158_ = ev_y == (* full_case = 32'd1 *) 3'h5;
+  assign _159_ = ev_y == (* full_case = 32'd1 *) 3'h4;
+  assign _160_ = ev_y == (* full_case = 32'd1 *) 3'h3;
+  assign _161_ = ev_y == (* full_case = 32'd1 *) 3'h2;
+  assign _162_ = ev_y == (* full_case = 32'd1 *) 3'h1;
+  assign _163_ = ! (* full_case = 32'd1 *) ev_y;
+  function [3:0] _378_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_y)
-      3'h0:
-          \$25  = 4'h2;
-      3'h1:
-          \$25  = 4'h3;
-      3'h2:
-          \$25  = 4'h3;
-      3'h3:
-          \$25  = 4'h3;
-      3'h4:
-          \$25  = 4'h3;
-      3'h5:
-          \$25  = 4'h3;
-      3'h6:
-          \$25  = 4'h3;
-      3'h7:
-          \$25  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _378_ = b[3:0];
+      8'b??????1?:
+        _378_ = b[7:4];
+      8'b?????1??:
+        _378_ = b[11:8];
+      8'b????1???:
+        _378_ = b[15:12];
+      8'b???1????:
+        _378_ = b[19:16];
+      8'b??1?????:
+        _378_ = b[23:20];
+      8'b?1??????:
+        _378_ = b[27:24];
+      8'b1???????:
+        _378_ = b[31:28];
+      default:
+        _378_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _007_ = _378_(4'hx, 32'd590558002, { _171_, _170_, _169_, _168_, _167_, _166_, _165_, _164_ });
+  assign _164_ = ev_x == (* full_case = 32'd1 *) 3'h7;
+  assign _165_ = ev_x == (* full_case = 32'd1 *) 3'h6;
+  assign _166_ = ev_x == (* full_case = 32'd1 *) 3'h5;
+  assign _167_ = ev_x == (* full_case = 32'd1 *) 3'h4;
+  assign _168_ = ev_x == (* full_case = 32'd1 *) 3'h3;
+  assign _169_ = ev_x == (* full_case = 32'd1 *) 3'h2;
+  assign _170_ = ev_x == (* full_case = 32'd1 *) 3'h1;
+  assign _171_ = ! (* full_case = 32'd1 *) ev_x;
+  function [3:0] _387_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$27  = 5'h0d;
-      3'h1:
-          \$27  = 5'h0b;
-      3'h2:
-          \$27  = 5'h0b;
-      3'h3:
-          \$27  = 5'h0b;
-      3'h4:
-          \$27  = 5'h0b;
-      3'h5:
-          \$27  = 5'h0b;
-      3'h6:
-          \$27  = 5'h0b;
-      3'h7:
-          \$27  = 5'h0d;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _387_ = b[3:0];
+      8'b??????1?:
+        _387_ = b[7:4];
+      8'b?????1??:
+        _387_ = b[11:8];
+      8'b????1???:
+        _387_ = b[15:12];
+      8'b???1????:
+        _387_ = b[19:16];
+      8'b??1?????:
+        _387_ = b[23:20];
+      8'b?1??????:
+        _387_ = b[27:24];
+      8'b1???????:
+        _387_ = b[31:28];
+      default:
+        _387_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _005_ = _387_(4'hx, 32'd608453700, { _179_, _178_, _177_, _176_, _175_, _174_, _173_, _172_ });
+  assign _172_ = ev_x == (* full_case = 32'd1 *) 3'h7;
+  assign _173_ = ev_x == (* full_case = 32'd1 *) 3'h6;
+  assign _174_ = ev_x == (* full_case = 32'd1 *) 3'h5;
+  assign _175_ = ev_x == (* full_case = 32'd1 *) 3'h4;
+  assign _176_ = ev_x == (* full_case = 32'd1 *) 3'h3;
+  assign _177_ = ev_x == (* full_case = 32'd1 *) 3'h2;
+  assign _178_ = ev_x == (* full_case = 32'd1 *) 3'h1;
+  assign _179_ = ! (* full_case = 32'd1 *) ev_x;
+  function [4:0] _396_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$28  = 4'hb;
-      3'h1:
-          \$28  = 4'hd;
-      3'h2:
-          \$28  = 4'hd;
-      3'h3:
-          \$28  = 4'hd;
-      3'h4:
-          \$28  = 4'hd;
-      3'h5:
-          \$28  = 4'hd;
-      3'h6:
-          \$28  = 4'hd;
-      3'h7:
-          \$28  = 4'hb;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _396_ = b[4:0];
+      8'b??????1?:
+        _396_ = b[9:5];
+      8'b?????1??:
+        _396_ = b[14:10];
+      8'b????1???:
+        _396_ = b[19:15];
+      8'b???1????:
+        _396_ = b[24:20];
+      8'b??1?????:
+        _396_ = b[29:25];
+      8'b?1??????:
+        _396_ = b[34:30];
+      8'b1???????:
+        _396_ = b[39:35];
+      default:
+        _396_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _003_ = _396_(5'hxx, 40'h3318c6318c, { _187_, _186_, _185_, _184_, _183_, _182_, _181_, _180_ });
+  assign _180_ = ev_y == (* full_case = 32'd1 *) 3'h7;
+  assign _181_ = ev_y == (* full_case = 32'd1 *) 3'h6;
+  assign _182_ = ev_y == (* full_case = 32'd1 *) 3'h5;
+  assign _183_ = ev_y == (* full_case = 32'd1 *) 3'h4;
+  assign _184_ = ev_y == (* full_case = 32'd1 *) 3'h3;
+  assign _185_ = ev_y == (* full_case = 32'd1 *) 3'h2;
+  assign _186_ = ev_y == (* full_case = 32'd1 *) 3'h1;
+  assign _187_ = ! (* full_case = 32'd1 *) ev_y;
+  function [4:0] _405_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_y)
-      3'h0:
-          \$29  = 4'h2;
-      3'h1:
-          \$29  = 4'h3;
-      3'h2:
-          \$29  = 4'h3;
-      3'h3:
-          \$29  = 4'h3;
-      3'h4:
-          \$29  = 4'h3;
-      3'h5:
-          \$29  = 4'h3;
-      3'h6:
-          \$29  = 4'h3;
-      3'h7:
-          \$29  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _405_ = b[4:0];
+      8'b??????1?:
+        _405_ = b[9:5];
+      8'b?????1??:
+        _405_ = b[14:10];
+      8'b????1???:
+        _405_ = b[19:15];
+      8'b???1????:
+        _405_ = b[24:20];
+      8'b??1?????:
+        _405_ = b[29:25];
+      8'b?1??????:
+        _405_ = b[34:30];
+      8'b1???????:
+        _405_ = b[39:35];
+      default:
+        _405_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _056_ = _405_(5'hxx, 40'h000443214c, { _195_, _194_, _193_, _192_, _191_, _190_, _189_, _188_ });
+  assign _188_ = ev_x == (* full_case = 32'd1 *) 3'h7;
+  assign _189_ = ev_x == (* full_case = 32'd1 *) 3'h6;
+  assign _190_ = ev_x == (* full_case = 32'd1 *) 3'h5;
+  assign _191_ = ev_x == (* full_case = 32'd1 *) 3'h4;
+  assign _192_ = ev_x == (* full_case = 32'd1 *) 3'h3;
+  assign _193_ = ev_x == (* full_case = 32'd1 *) 3'h2;
+  assign _194_ = ev_x == (* full_case = 32'd1 *) 3'h1;
+  assign _195_ = ! (* full_case = 32'd1 *) ev_x;
+  function [7:0] _414_;
+    input [7:0] a;
+    input [63:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$31  = 4'h2;
-      3'h1:
-          \$31  = 4'h3;
-      3'h2:
-          \$31  = 4'h3;
-      3'h3:
-          \$31  = 4'h3;
-      3'h4:
-          \$31  = 4'h3;
-      3'h5:
-          \$31  = 4'h3;
-      3'h6:
-          \$31  = 4'h3;
-      3'h7:
-          \$31  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _414_ = b[7:0];
+      8'b??????1?:
+        _414_ = b[15:8];
+      8'b?????1??:
+        _414_ = b[23:16];
+      8'b????1???:
+        _414_ = b[31:24];
+      8'b???1????:
+        _414_ = b[39:32];
+      8'b??1?????:
+        _414_ = b[47:40];
+      8'b?1??????:
+        _414_ = b[55:48];
+      8'b1???????:
+        _414_ = b[63:56];
+      default:
+        _414_ = a;
     endcase
-  end
-  assign busy = op_valid;
-  assign count = op_count;
-  assign shift = op_shift;
-  assign \busy$6  = op_valid;
-  assign addr = op_addr;
-  assign waddr = op_waddr;
-  assign ev_count = 1'h1;
+  endfunction
+  assign _051_ = _414_(8'hxx, 64'h0000102030405060, { _203_, _202_, _201_, _200_, _199_, _198_, _197_, _196_ });
+  assign _196_ = ev_y == (* full_case = 32'd1 *) 3'h7;
+  assign _197_ = ev_y == (* full_case = 32'd1 *) 3'h6;
+  assign _198_ = ev_y == (* full_case = 32'd1 *) 3'h5;
+  assign _199_ = ev_y == (* full_case = 32'd1 *) 3'h4;
+  assign _200_ = ev_y == (* full_case = 32'd1 *) 3'h3;
+  assign _201_ = ev_y == (* full_case = 32'd1 *) 3'h2;
+  assign _202_ = ev_y == (* full_case = 32'd1 *) 3'h1;
+  assign _203_ = ! (* full_case = 32'd1 *) ev_y;
   assign ev_shift = { 1'h0, \port$3614$0  };
-  assign \$9  = { ev_c, 1'h0 };
-  assign \$11  = { 3'h0, ev_c, 4'h0 };
+  assign ev_count = 1'h1;
+  assign waddr = op_waddr;
+  assign addr = op_addr;
+  assign \busy$6  = op_valid;
+  assign shift = op_shift;
+  assign count = op_count;
+  assign busy = op_valid;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1307$0 , \port$3616$0 , \port$3864$0 , \port$3866$0 , \port$0$2 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [7:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [7:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [7:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [7:0] _06_;
+  wire [7:0] _07_;
+  wire [7:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [7:0] _15_;
+  wire [7:0] _16_;
+  wire [7:0] _17_;
   wire \$signal ;
   reg [7:0] \$signal$10  = 8'h00;
   wire [7:0] \$signal$11 ;
@@ -5588,17 +4619,14 @@ module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1307$
   reg [7:0] \$signal$9  = 8'h00;
   input clk;
   wire clk;
-  wire [1:0] count;
   input [7:0] \port$0$2 ;
   wire [7:0] \port$0$2 ;
   output \port$1307$0 ;
   wire \port$1307$0 ;
   input \port$3616$0 ;
   wire \port$3616$0 ;
-  (* init = 8'h00 *)
   output [7:0] \port$3864$0 ;
   wire [7:0] \port$3864$0 ;
-  (* init = 1'h0 *)
   output \port$3866$0 ;
   wire \port$3866$0 ;
   input \port$5$0 ;
@@ -5607,100 +4635,55 @@ module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1307$
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$5$0  & \$1 ;
-  assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3616$0  | \$2 ;
+  assign take = \port$5$0  & _00_;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$3616$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$0$2 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$0$2 ;
-    end
-    if (rst) begin
-      \$7  = 8'h00;
-    end
-  end
-  assign \$signal$3  = \port$5$0 ;
-  assign \$signal$8  = \port$3616$0 ;
-  assign \$signal$11  = \port$0$2 ;
-  assign \port$1307$0  = \$signal ;
-  assign \port$3864$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$0$2  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 8'h00 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$0$2  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 8'h00 : _17_;
   assign \port$3866$0  = \$signal$5 ;
+  assign \port$3864$0  = \$signal$9 ;
+  assign \port$1307$0  = \$signal ;
+  assign \$signal$11  = \port$0$2 ;
+  assign \$signal$8  = \port$3616$0 ;
+  assign \$signal$3  = \port$5$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_conv1.queue (rst, w_data, \port$3630$0 , w_en, \port$3854$0 , \port$3856$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [9:0] \$3 ;
-  wire [10:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [19:0] \$7 ;
-  reg \$8 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire _03_;
+  wire [19:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire [19:0] _07_;
   wire [19:0] \$signal ;
   reg [19:0] \$signal$11  = 20'h00000;
-  (* init = 20'h00000 *)
   wire [19:0] \$signal$12 ;
-  (* init = 1'h0 *)
   wire \$signal$13 ;
   wire [19:0] \$signal$14 ;
   wire [19:0] \$signal$15 ;
@@ -5709,13 +4692,15 @@ module \digits_cnn_gn.engine_conv1.queue (rst, w_data, \port$3630$0 , w_en, \por
   wire \$signal$18 ;
   wire \$signal$19 ;
   wire \$signal$3 ;
+  (* unused_bits = "0" *)
   wire \$signal$4 ;
   wire \$signal$9 ;
   input clk;
   wire clk;
+  (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
-  wire [8:0] level;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \level$21 ;
   input \port$3630$0 ;
   wire \port$3630$0 ;
@@ -5733,18 +4718,21 @@ module \digits_cnn_gn.engine_conv1.queue (rst, w_data, \port$3630$0 , w_en, \por
   wire [19:0] w_data;
   input w_en;
   wire w_en;
+  (* unused_bits = "0" *)
   wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
+  assign _01_ = _00_ | \$signal$9 ;
+  assign take = r_rdy & _01_;
+  assign _02_ = ~ held_valid;
+  assign _03_ = _02_ | \$signal$9 ;
   always @(posedge clk)
-    \$signal$11  <= \$7 ;
+    \$signal$11  <= _04_;
   always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
+    held_valid <= _05_;
+  assign _00_ = ~ held_valid;
+  assign _06_ = _03_ ? take : held_valid;
+  assign _05_ = rst ? 1'h0 : _06_;
+  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _04_ = rst ? 20'h00000 : _07_;
   \digits_cnn_gn.engine_conv1.queue.inner  inner (
     .clk(clk),
     .r_data(r_data),
@@ -5767,86 +4755,73 @@ module \digits_cnn_gn.engine_conv1.queue (rst, w_data, \port$3630$0 , w_en, \por
     .\port$3856$0 (\$signal$16 ),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign w_rdy = \$signal$4 ;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3630$0 ;
-  assign \$signal$19  = \port$3630$0 ;
-  assign level = \$4 [8:0];
-  assign \port$3854$0  = \$signal$14 ;
   assign \port$3856$0  = \$signal$16 ;
+  assign \port$3854$0  = \$signal$14 ;
+  assign \$signal$19  = \port$3630$0 ;
+  assign \$signal$18  = \port$3630$0 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$12  = \$signal$11 ;
+  assign r_en = take;
+  assign w_rdy = \$signal$4 ;
+  assign \$signal$3  = w_en;
+  assign \$signal  = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [9:0] \$12 ;
-  wire [9:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire [9:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [9:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [9:0] \$3 ;
-  wire \$30 ;
-  reg [8:0] \$31 ;
-  reg [8:0] \$32 ;
-  reg [8:0] \$33 ;
-  reg \$34 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [9:0] _03_;
+  (* unused_bits = "9" *)
+  wire [9:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  (* unused_bits = "9" *)
+  wire [9:0] _12_;
+  wire _13_;
+  wire _14_;
+  wire _15_;
+  wire _16_;
+  wire _17_;
+  wire _18_;
+  (* unused_bits = "9" *)
+  wire [9:0] _19_;
+  wire _20_;
+  wire _21_;
+  (* unused_bits = "9" *)
+  wire [9:0] _22_;
+  wire _23_;
+  wire [8:0] _24_;
+  wire [8:0] _25_;
+  wire [8:0] _26_;
+  wire _27_;
+  wire _28_;
+  wire _29_;
+  wire [9:0] _30_;
+  (* unused_bits = "9" *)
+  wire [9:0] _31_;
+  wire _32_;
+  wire _33_;
+  wire _34_;
+  wire _35_;
+  wire [8:0] _36_;
+  wire [8:0] _37_;
+  wire [8:0] _38_;
+  wire [8:0] _39_;
   input clk;
   wire clk;
-  (* init = 9'h000 *)
   wire [8:0] consume;
   reg [8:0] inner_level = 9'h000;
   wire inner_r_rdy;
   wire [8:0] level;
-  (* init = 9'h000 *)
   wire [8:0] produce;
   output [19:0] r_data;
   wire [19:0] r_data;
@@ -6143,119 +5118,94 @@ module \digits_cnn_gn.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_dat
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
   end
-  reg [19:0] _0_;
+  reg [19:0] _88_;
   always @(posedge clk) begin
     if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
+      _88_ <= storage[r_port__addr];
     end
   end
-  assign r_data = _0_;
+  assign r_data = _88_;
   assign w_rdy = inner_level != 9'h109;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign \$3  = inner_level + r_rdy;
-  assign \$4  = w_rdy & w_en;
-  assign \$5  = w_port__addr == 9'h108;
-  assign \$6  = w_port__addr + 1'h1;
-  assign \$7  = \$5  ? 10'h000 : \$6 ;
-  assign \$8  = ~ r_rdy;
-  assign \$9  = \$8  | r_en;
-  assign \$10  = inner_r_rdy & \$9 ;
-  assign \$11  = r_port__addr == 9'h108;
-  assign \$12  = r_port__addr + 1'h1;
-  assign \$13  = \$11  ? 10'h000 : \$12 ;
-  assign \$14  = w_rdy & w_en;
-  assign \$15  = ~ r_rdy;
-  assign \$16  = \$15  | r_en;
-  assign \$17  = inner_r_rdy & \$16 ;
-  assign \$18  = ~ \$17 ;
-  assign \$19  = \$14  & \$18 ;
-  assign \$20  = inner_level + 1'h1;
-  assign \$21  = ~ r_rdy;
-  assign \$22  = \$21  | r_en;
-  assign \$23  = inner_r_rdy & \$22 ;
-  assign \$24  = w_rdy & w_en;
-  assign \$25  = ~ \$24 ;
-  assign \$26  = \$23  & \$25 ;
-  assign \$27  = inner_level - 1'h1;
-  assign \$28  = ~ r_rdy;
-  assign \$29  = \$28  | r_en;
-  assign \$30  = inner_r_rdy & \$29 ;
+  assign _00_ = ~ r_rdy;
+  assign _11_ = _00_ | r_en;
+  assign r_port__en = inner_r_rdy & _11_;
+  assign { _22_[9], w_level } = inner_level + r_rdy;
+  assign _28_ = w_rdy & w_en;
+  assign _29_ = w_port__addr == 9'h108;
+  assign _30_ = w_port__addr + 1'h1;
+  assign _31_ = _29_ ? 10'h000 : _30_;
+  assign _32_ = ~ r_rdy;
+  assign _33_ = _32_ | r_en;
+  assign _01_ = inner_r_rdy & _33_;
+  assign _02_ = r_port__addr == 9'h108;
+  assign _03_ = r_port__addr + 1'h1;
+  assign _04_ = _02_ ? 10'h000 : _03_;
+  assign _05_ = w_rdy & w_en;
+  assign _06_ = ~ r_rdy;
+  assign _07_ = _06_ | r_en;
+  assign _08_ = inner_r_rdy & _07_;
+  assign _09_ = ~ _08_;
+  assign _10_ = _05_ & _09_;
+  assign _12_ = inner_level + 1'h1;
+  assign _13_ = ~ r_rdy;
+  assign _14_ = _13_ | r_en;
+  assign _15_ = inner_r_rdy & _14_;
+  assign _16_ = w_rdy & w_en;
+  assign _17_ = ~ _16_;
+  assign _18_ = _15_ & _17_;
+  assign _19_ = inner_level - 1'h1;
+  assign _20_ = ~ r_rdy;
+  assign _21_ = _20_ | r_en;
+  assign _23_ = inner_r_rdy & _21_;
   always @(posedge clk)
-    w_port__addr <= \$31 ;
+    w_port__addr <= _24_;
   always @(posedge clk)
-    r_port__addr <= \$32 ;
+    r_port__addr <= _25_;
   always @(posedge clk)
-    inner_level <= \$33 ;
+    inner_level <= _26_;
   always @(posedge clk)
-    r_rdy <= \$34 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$31  = w_port__addr;
-    if (\$4 ) begin
-      \$31  = \$7 [8:0];
-    end
-    if (rst) begin
-      \$31  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$32  = r_port__addr;
-    if (\$10 ) begin
-      \$32  = \$13 [8:0];
-    end
-    if (rst) begin
-      \$32  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$33  = inner_level;
-    if (\$19 ) begin
-      \$33  = \$20 [8:0];
-    end
-    if (\$26 ) begin
-      \$33  = \$27 [8:0];
-    end
-    if (rst) begin
-      \$33  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$34  = r_rdy;
-    if (\$30 ) begin
-      \$34  = 1'h1;
-    end else if (r_en) begin
-      \$34  = 1'h0;
-    end
-    if (rst) begin
-      \$34  = 1'h0;
-    end
-  end
-  assign level = \$3 [8:0];
-  assign r_level = \$3 [8:0];
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
+    r_rdy <= _27_;
+  assign _34_ = r_en ? 1'h0 : r_rdy;
+  assign _35_ = _23_ ? 1'h1 : _34_;
+  assign _27_ = rst ? 1'h0 : _35_;
+  assign _36_ = _10_ ? _12_[8:0] : inner_level;
+  assign _37_ = _18_ ? _19_[8:0] : _36_;
+  assign _26_ = rst ? 9'h000 : _37_;
+  assign _38_ = _01_ ? _04_[8:0] : r_port__addr;
+  assign _25_ = rst ? 9'h000 : _38_;
+  assign _39_ = _28_ ? _31_[8:0] : w_port__addr;
+  assign _24_ = rst ? 9'h000 : _39_;
+  assign _22_[8:0] = w_level;
   assign r_port__data = r_data;
-  assign w_level = \$3 [8:0];
+  assign consume = r_port__addr;
+  assign w_data = w_port__data;
+  assign produce = w_port__addr;
+  assign r_level = w_level;
+  assign level = w_level;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1295$0 , count, \port$3630$0 , \port$3838$0 , \port$3840$0 , \port$3854$0 , \port$3856$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [19:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [19:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [19:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [19:0] _06_;
+  wire [19:0] _07_;
+  wire [19:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [19:0] _15_;
+  wire [19:0] _16_;
+  wire [19:0] _17_;
   wire \$signal ;
   reg [19:0] \$signal$10  = 20'h00000;
   wire [19:0] \$signal$11 ;
@@ -6275,688 +5225,676 @@ module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1295$0 , count, \port$
   wire [19:0] \port$3838$0 ;
   input \port$3840$0 ;
   wire \port$3840$0 ;
-  (* init = 20'h00000 *)
   output [19:0] \port$3854$0 ;
   wire [19:0] \port$3854$0 ;
-  (* init = 1'h0 *)
   output \port$3856$0 ;
   wire \port$3856$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3840$0  & \$1 ;
+  assign take = \port$3840$0  & _00_;
   assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3630$0  | \$2 ;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$3630$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$3838$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$3838$0 ;
-    end
-    if (rst) begin
-      \$7  = 20'h00000;
-    end
-  end
-  assign \$signal$3  = \port$3840$0 ;
-  assign \$signal$8  = \port$3630$0 ;
-  assign \$signal$11  = \port$3838$0 ;
-  assign \port$1295$0  = \$signal ;
-  assign \port$3854$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$3838$0  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 20'h00000 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$3838$0  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 20'h00000 : _17_;
   assign \port$3856$0  = \$signal$5 ;
+  assign \port$3854$0  = \$signal$9 ;
+  assign \port$1295$0  = \$signal ;
+  assign \$signal$11  = \port$3838$0 ;
+  assign \$signal$8  = \port$3630$0 ;
+  assign \$signal$3  = \port$3840$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
-  wire \$1 ;
-  wire [1:0] \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire [2:0] \$104 ;
-  wire [8:0] \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire [2:0] \$111 ;
-  wire [8:0] \$112 ;
-  wire [8:0] \$113 ;
-  wire [9:0] \$114 ;
-  wire [8:0] \$115 ;
-  wire [8:0] \$116 ;
-  wire [10:0] \$117 ;
-  wire [8:0] \$118 ;
-  wire [8:0] \$119 ;
-  wire [2:0] \$12 ;
-  wire [9:0] \$120 ;
-  wire [8:0] \$121 ;
-  wire [8:0] \$122 ;
-  wire [10:0] \$123 ;
-  wire [8:0] \$124 ;
-  wire [8:0] \$125 ;
-  wire [9:0] \$126 ;
-  wire [8:0] \$127 ;
-  wire [8:0] \$128 ;
-  wire [10:0] \$129 ;
-  wire \$13 ;
-  wire [8:0] \$130 ;
-  wire [8:0] \$131 ;
-  wire [9:0] \$132 ;
-  wire [8:0] \$133 ;
-  wire [8:0] \$134 ;
-  wire [10:0] \$135 ;
-  wire [10:0] \$136 ;
-  wire [10:0] \$137 ;
-  wire [11:0] \$138 ;
-  wire [10:0] \$139 ;
-  wire [3:0] \$14 ;
-  wire [10:0] \$140 ;
-  wire [11:0] \$141 ;
-  wire [10:0] \$142 ;
-  wire [10:0] \$143 ;
-  wire [11:0] \$144 ;
-  wire [10:0] \$145 ;
-  wire [10:0] \$146 ;
-  wire [11:0] \$147 ;
-  wire \$148 ;
-  wire [11:0] \$149 ;
-  wire \$15 ;
-  wire [12:0] \$150 ;
-  wire [11:0] \$151 ;
-  wire [12:0] \$152 ;
-  wire [11:0] \$153 ;
-  wire [12:0] \$154 ;
-  wire [11:0] \$155 ;
-  wire [12:0] \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire [4:0] \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  wire [14:0] \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
-  wire \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  wire [1:0] \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
-  wire \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  wire [2:0] \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  wire \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire \$278 ;
-  wire \$279 ;
-  wire [3:0] \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
-  wire \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
-  wire \$3 ;
-  wire [4:0] \$30 ;
-  wire \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire \$305 ;
-  wire \$306 ;
-  wire \$307 ;
-  wire \$308 ;
-  wire \$309 ;
-  wire \$31 ;
-  wire \$310 ;
-  wire \$311 ;
-  wire \$312 ;
-  wire \$313 ;
-  wire \$314 ;
-  wire \$315 ;
-  wire \$316 ;
-  wire \$317 ;
-  wire \$318 ;
-  wire \$319 ;
-  wire \$32 ;
-  wire \$320 ;
-  wire \$321 ;
-  wire \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire \$325 ;
-  wire \$326 ;
-  wire \$327 ;
-  wire \$328 ;
-  wire \$329 ;
-  wire \$33 ;
-  wire \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  wire \$333 ;
-  wire [15:0] \$334 ;
-  wire [15:0] \$335 ;
-  wire [15:0] \$336 ;
-  wire [14:0] \$337 ;
-  wire [15:0] \$338 ;
-  wire [14:0] \$339 ;
-  wire \$34 ;
-  wire [15:0] \$340 ;
-  wire [14:0] \$341 ;
-  wire [15:0] \$342 ;
-  wire [14:0] \$343 ;
-  wire [15:0] \$344 ;
-  wire [1:0] \$345 ;
-  wire [15:0] \$346 ;
-  wire [1:0] \$347 ;
-  wire [15:0] \$348 ;
-  wire [1:0] \$349 ;
-  wire [14:0] \$35 ;
-  wire [15:0] \$350 ;
-  wire [1:0] \$351 ;
-  wire [15:0] \$352 ;
-  wire [11:0] \$353 ;
-  wire [11:0] \$354 ;
-  wire [11:0] \$355 ;
-  wire [15:0] \$356 ;
-  wire [15:0] \$357 ;
-  wire [15:0] \$358 ;
-  wire [15:0] \$359 ;
-  wire \$36 ;
-  wire [1:0] \$360 ;
-  wire [15:0] \$361 ;
-  wire [1:0] \$362 ;
-  wire [15:0] \$363 ;
-  wire [1:0] \$364 ;
-  wire [15:0] \$365 ;
-  wire [1:0] \$366 ;
-  wire [15:0] \$367 ;
-  wire [16:0] \$368 ;
-  wire [15:0] \$369 ;
-  wire \$37 ;
-  wire [15:0] \$370 ;
-  wire [15:0] \$371 ;
-  wire [14:0] \$372 ;
-  wire [15:0] \$373 ;
-  wire [14:0] \$374 ;
-  wire [15:0] \$375 ;
-  wire [14:0] \$376 ;
-  wire [15:0] \$377 ;
-  wire [14:0] \$378 ;
-  wire [15:0] \$379 ;
-  wire [1:0] \$38 ;
-  wire [1:0] \$380 ;
-  wire [15:0] \$381 ;
-  wire [1:0] \$382 ;
-  wire [15:0] \$383 ;
-  wire [1:0] \$384 ;
-  wire [15:0] \$385 ;
-  wire [1:0] \$386 ;
-  wire [15:0] \$387 ;
-  wire [11:0] \$388 ;
-  wire [11:0] \$389 ;
-  wire \$39 ;
-  wire [11:0] \$390 ;
-  wire [15:0] \$391 ;
-  wire [15:0] \$392 ;
-  wire [15:0] \$393 ;
-  wire [15:0] \$394 ;
-  wire [1:0] \$395 ;
-  wire [15:0] \$396 ;
-  wire [1:0] \$397 ;
-  wire [15:0] \$398 ;
-  wire [1:0] \$399 ;
-  wire \$4 ;
-  wire [2:0] \$40 ;
-  wire [15:0] \$400 ;
-  wire [1:0] \$401 ;
-  wire [15:0] \$402 ;
-  wire [16:0] \$403 ;
-  wire [15:0] \$404 ;
-  wire [15:0] \$405 ;
-  wire [15:0] \$406 ;
-  wire [14:0] \$407 ;
-  wire [15:0] \$408 ;
-  wire [14:0] \$409 ;
-  wire \$41 ;
-  wire [15:0] \$410 ;
-  wire [14:0] \$411 ;
-  wire [15:0] \$412 ;
-  wire [14:0] \$413 ;
-  wire [15:0] \$414 ;
-  wire [1:0] \$415 ;
-  wire [15:0] \$416 ;
-  wire [1:0] \$417 ;
-  wire [15:0] \$418 ;
-  wire [1:0] \$419 ;
-  wire [3:0] \$42 ;
-  wire [15:0] \$420 ;
-  wire [1:0] \$421 ;
-  wire [15:0] \$422 ;
-  wire [11:0] \$423 ;
-  wire [11:0] \$424 ;
-  wire [11:0] \$425 ;
-  wire [15:0] \$426 ;
-  wire [15:0] \$427 ;
-  wire [15:0] \$428 ;
-  wire [15:0] \$429 ;
-  wire \$43 ;
-  wire [1:0] \$430 ;
-  wire [15:0] \$431 ;
-  wire [1:0] \$432 ;
-  wire [15:0] \$433 ;
-  wire [1:0] \$434 ;
-  wire [15:0] \$435 ;
-  wire [1:0] \$436 ;
-  wire [15:0] \$437 ;
-  wire [16:0] \$438 ;
-  wire [15:0] \$439 ;
-  wire [4:0] \$44 ;
-  wire [15:0] \$440 ;
-  wire [15:0] \$441 ;
-  wire [14:0] \$442 ;
-  wire [15:0] \$443 ;
-  wire [14:0] \$444 ;
-  wire [15:0] \$445 ;
-  wire [14:0] \$446 ;
-  wire [15:0] \$447 ;
-  wire [14:0] \$448 ;
-  wire [15:0] \$449 ;
-  wire \$45 ;
-  wire [1:0] \$450 ;
-  wire [15:0] \$451 ;
-  wire [1:0] \$452 ;
-  wire [15:0] \$453 ;
-  wire [1:0] \$454 ;
-  wire [15:0] \$455 ;
-  wire [1:0] \$456 ;
-  wire [15:0] \$457 ;
-  wire [11:0] \$458 ;
-  wire [11:0] \$459 ;
-  wire \$46 ;
-  wire [11:0] \$460 ;
-  wire [15:0] \$461 ;
-  wire [15:0] \$462 ;
-  wire [15:0] \$463 ;
-  wire [15:0] \$464 ;
-  wire [1:0] \$465 ;
-  wire [15:0] \$466 ;
-  wire [1:0] \$467 ;
-  wire [15:0] \$468 ;
-  wire [1:0] \$469 ;
-  wire \$47 ;
-  wire [15:0] \$470 ;
-  wire [1:0] \$471 ;
-  wire [15:0] \$472 ;
-  wire [16:0] \$473 ;
-  wire [16:0] \$474 ;
-  wire [16:0] \$475 ;
-  wire [16:0] \$476 ;
-  wire [16:0] \$477 ;
-  wire [16:0] \$478 ;
-  wire [16:0] \$479 ;
-  wire \$48 ;
-  wire [16:0] \$480 ;
-  wire [16:0] \$481 ;
-  wire [16:0] \$482 ;
-  wire [16:0] \$483 ;
-  wire [16:0] \$484 ;
-  wire [16:0] \$485 ;
-  wire [16:0] \$486 ;
-  wire [16:0] \$487 ;
-  wire [16:0] \$488 ;
-  wire [16:0] \$489 ;
-  wire [14:0] \$49 ;
-  wire \$490 ;
-  wire \$491 ;
-  wire \$492 ;
-  wire \$493 ;
-  wire \$494 ;
-  wire \$495 ;
-  wire \$496 ;
-  wire \$497 ;
-  wire \$498 ;
-  wire [3:0] \$499 ;
-  wire \$5 ;
-  wire \$50 ;
-  wire [3:0] \$500 ;
-  wire [2:0] \$501 ;
-  wire \$502 ;
-  wire [4:0] \$503 ;
-  wire [4:0] \$504 ;
-  wire \$505 ;
-  wire \$506 ;
-  wire \$507 ;
-  wire [6:0] \$508 ;
-  wire [6:0] \$509 ;
-  wire \$51 ;
-  reg [9:0] \$510 ;
-  reg \$511 ;
-  reg \$512 ;
-  reg [7:0] \$513 ;
-  reg \$514 ;
-  reg [1:0] \$515 ;
-  reg [1:0] \$516 ;
-  reg [1:0] \$517 ;
-  reg \$518 ;
-  reg \$519 ;
-  wire [1:0] \$52 ;
-  reg [1:0] \$520 ;
-  reg [33:0] \$521 ;
-  reg [33:0] \$522 ;
-  reg [33:0] \$523 ;
-  reg [33:0] \$524 ;
-  reg [33:0] \$525 ;
-  reg [33:0] \$526 ;
-  reg [33:0] \$527 ;
-  reg [33:0] \$528 ;
-  reg [33:0] \$529 ;
-  wire \$53 ;
-  reg [31:0] \$530 ;
-  reg [10:0] \$531 ;
-  reg [10:0] \$532 ;
-  reg [10:0] \$533 ;
-  reg [10:0] \$534 ;
-  reg [11:0] \$535 ;
-  reg [11:0] \$536 ;
-  reg [11:0] \$537 ;
-  reg [11:0] \$538 ;
-  reg [47:0] \$539 ;
-  wire [2:0] \$54 ;
-  reg [59:0] \$540 ;
-  reg [47:0] \$541 ;
-  reg [59:0] \$542 ;
-  reg [59:0] \$543 ;
-  reg [3:0] \$544 ;
-  reg [3:0] \$545 ;
-  reg [47:0] \$546 ;
-  reg [47:0] \$547 ;
-  reg \$548 ;
-  reg \$549 ;
-  wire \$55 ;
-  reg \$550 ;
-  reg \$551 ;
-  reg \$552 ;
-  reg \$553 ;
-  reg \$554 ;
-  reg \$555 ;
-  reg \$556 ;
-  reg \$557 ;
-  reg [9:0] \$558 ;
-  reg [7:0] \$559 ;
-  wire [3:0] \$56 ;
-  reg [63:0] \$560 ;
-  reg [63:0] \$561 ;
-  reg [16:0] \$562 ;
-  reg [16:0] \$563 ;
-  reg [16:0] \$564 ;
-  reg [16:0] \$565 ;
-  reg [16:0] \$566 ;
-  reg [16:0] \$567 ;
-  reg [16:0] \$568 ;
-  reg [16:0] \$569 ;
-  wire \$57 ;
-  reg [16:0] \$570 ;
-  reg [16:0] \$571 ;
-  reg [16:0] \$572 ;
-  reg [16:0] \$573 ;
-  reg [16:0] \$574 ;
-  reg [16:0] \$575 ;
-  reg [16:0] \$576 ;
-  reg [16:0] \$577 ;
-  reg [59:0] \$578 ;
-  reg [20:0] \$579 ;
-  wire [4:0] \$58 ;
-  reg \$580 ;
-  reg [1:0] \$581 ;
-  reg [2:0] \$582 ;
-  reg [2:0] \$583 ;
-  reg [3:0] \$584 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire [14:0] \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [3:0] \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire [4:0] \$84 ;
-  wire [5:0] \$85 ;
-  wire \$86 ;
-  reg [2:0] \$87 ;
-  wire [4:0] \$88 ;
-  wire [4:0] \$89 ;
-  wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire [10:0] \$95 ;
-  wire [11:0] \$96 ;
-  wire \$97 ;
-  wire [12:0] \$98 ;
-  wire \$99 ;
-  reg [47:0] \$like  = 48'h000000000000;
+  wire _0000_;
+  wire [1:0] _0001_;
+  wire _0002_;
+  wire _0003_;
+  wire _0004_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0005_;
+  (* unused_bits = "8" *)
+  wire [8:0] _0006_;
+  wire _0007_;
+  wire _0008_;
+  wire _0009_;
+  wire _0010_;
+  wire _0011_;
+  wire _0012_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0013_;
+  wire [8:0] _0014_;
+  wire [9:0] _0015_;
+  wire [8:0] _0016_;
+  wire [10:0] _0017_;
+  wire [8:0] _0018_;
+  wire [2:0] _0019_;
+  wire [9:0] _0020_;
+  wire [8:0] _0021_;
+  wire [10:0] _0022_;
+  wire [8:0] _0023_;
+  wire [9:0] _0024_;
+  wire [8:0] _0025_;
+  wire [10:0] _0026_;
+  wire _0027_;
+  wire [8:0] _0028_;
+  wire [9:0] _0029_;
+  wire [8:0] _0030_;
+  wire [10:0] _0031_;
+  wire [10:0] _0032_;
+  wire [11:0] _0033_;
+  wire [3:0] _0034_;
+  wire [10:0] _0035_;
+  wire [11:0] _0036_;
+  wire [10:0] _0037_;
+  wire [11:0] _0038_;
+  wire [10:0] _0039_;
+  wire [11:0] _0040_;
+  wire [11:0] _0041_;
+  wire _0042_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0043_;
+  wire [11:0] _0044_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0045_;
+  wire [11:0] _0046_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0047_;
+  wire [11:0] _0048_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0049_;
+  wire _0050_;
+  wire _0051_;
+  wire _0052_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0053_;
+  wire _0054_;
+  wire _0055_;
+  wire _0056_;
+  wire _0057_;
+  wire _0058_;
+  wire _0059_;
+  wire _0060_;
+  wire _0061_;
+  wire _0062_;
+  wire _0063_;
+  wire _0064_;
+  wire _0065_;
+  wire _0066_;
+  wire _0067_;
+  wire _0068_;
+  wire _0069_;
+  wire _0070_;
+  wire _0071_;
+  wire _0072_;
+  wire _0073_;
+  wire _0074_;
+  wire _0075_;
+  wire _0076_;
+  wire _0077_;
+  wire _0078_;
+  wire _0079_;
+  wire _0080_;
+  wire _0081_;
+  wire _0082_;
+  wire _0083_;
+  wire _0084_;
+  wire _0085_;
+  wire _0086_;
+  wire _0087_;
+  wire _0088_;
+  wire _0089_;
+  wire _0090_;
+  wire _0091_;
+  wire _0092_;
+  wire _0093_;
+  wire _0094_;
+  wire _0095_;
+  wire _0096_;
+  wire _0097_;
+  wire _0098_;
+  wire _0099_;
+  wire _0100_;
+  wire _0101_;
+  wire _0102_;
+  wire _0103_;
+  wire _0104_;
+  wire _0105_;
+  wire [14:0] _0106_;
+  wire _0107_;
+  wire _0108_;
+  wire _0109_;
+  wire _0110_;
+  wire _0111_;
+  wire _0112_;
+  wire _0113_;
+  wire _0114_;
+  wire _0115_;
+  wire _0116_;
+  wire _0117_;
+  wire _0118_;
+  wire _0119_;
+  wire _0120_;
+  wire _0121_;
+  wire _0122_;
+  wire _0123_;
+  wire _0124_;
+  wire _0125_;
+  wire _0126_;
+  wire _0127_;
+  wire _0128_;
+  wire _0129_;
+  wire _0130_;
+  wire _0131_;
+  wire _0132_;
+  wire _0133_;
+  wire [1:0] _0134_;
+  wire _0135_;
+  wire _0136_;
+  wire _0137_;
+  wire _0138_;
+  wire _0139_;
+  wire _0140_;
+  wire _0141_;
+  wire _0142_;
+  wire _0143_;
+  wire _0144_;
+  wire _0145_;
+  wire _0146_;
+  wire _0147_;
+  wire _0148_;
+  wire _0149_;
+  wire _0150_;
+  wire _0151_;
+  wire [2:0] _0152_;
+  wire _0153_;
+  wire _0154_;
+  wire _0155_;
+  wire _0156_;
+  wire _0157_;
+  wire _0158_;
+  wire _0159_;
+  wire _0160_;
+  wire _0161_;
+  wire _0162_;
+  wire _0163_;
+  wire _0164_;
+  wire _0165_;
+  wire _0166_;
+  wire _0167_;
+  wire _0168_;
+  wire _0169_;
+  wire _0170_;
+  wire [3:0] _0171_;
+  wire _0172_;
+  wire _0173_;
+  wire _0174_;
+  wire _0175_;
+  wire _0176_;
+  wire _0177_;
+  wire _0178_;
+  wire _0179_;
+  wire _0180_;
+  wire _0181_;
+  wire _0182_;
+  wire _0183_;
+  wire _0184_;
+  wire _0185_;
+  wire _0186_;
+  wire _0187_;
+  wire _0188_;
+  wire _0189_;
+  wire _0190_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0191_;
+  wire _0192_;
+  wire _0193_;
+  wire _0194_;
+  wire _0195_;
+  wire _0196_;
+  wire _0197_;
+  wire _0198_;
+  wire _0199_;
+  wire _0200_;
+  wire _0201_;
+  wire _0202_;
+  wire _0203_;
+  wire _0204_;
+  wire _0205_;
+  wire _0206_;
+  wire _0207_;
+  wire _0208_;
+  wire _0209_;
+  wire _0210_;
+  wire _0211_;
+  wire _0212_;
+  wire _0213_;
+  wire _0214_;
+  wire _0215_;
+  wire _0216_;
+  wire _0217_;
+  wire _0218_;
+  wire _0219_;
+  wire _0220_;
+  wire _0221_;
+  wire _0222_;
+  wire _0223_;
+  wire [15:0] _0224_;
+  wire [15:0] _0225_;
+  wire [15:0] _0226_;
+  wire [14:0] _0227_;
+  wire [15:0] _0228_;
+  wire [14:0] _0229_;
+  wire _0230_;
+  wire [15:0] _0231_;
+  wire [14:0] _0232_;
+  wire [15:0] _0233_;
+  wire [14:0] _0234_;
+  wire [15:0] _0235_;
+  wire [1:0] _0236_;
+  wire [15:0] _0237_;
+  wire [1:0] _0238_;
+  wire [14:0] _0239_;
+  wire [15:0] _0240_;
+  wire [11:0] _0241_;
+  wire [11:0] _0242_;
+  wire [11:0] _0243_;
+  wire [15:0] _0244_;
+  wire [15:0] _0245_;
+  wire [15:0] _0246_;
+  wire [15:0] _0247_;
+  wire [1:0] _0248_;
+  wire [15:0] _0249_;
+  wire [1:0] _0250_;
+  wire [15:0] _0251_;
+  (* unused_bits = "16" *)
+  wire [16:0] _0252_;
+  wire [15:0] _0253_;
+  wire _0254_;
+  wire [15:0] _0255_;
+  wire [15:0] _0256_;
+  wire [14:0] _0257_;
+  wire [15:0] _0258_;
+  wire [14:0] _0259_;
+  wire [15:0] _0260_;
+  wire [14:0] _0261_;
+  wire [15:0] _0262_;
+  wire [14:0] _0263_;
+  wire [15:0] _0264_;
+  wire [1:0] _0265_;
+  wire [1:0] _0266_;
+  wire [15:0] _0267_;
+  wire [1:0] _0268_;
+  wire [15:0] _0269_;
+  wire [11:0] _0270_;
+  wire [11:0] _0271_;
+  wire _0272_;
+  wire [11:0] _0273_;
+  wire [15:0] _0274_;
+  wire [15:0] _0275_;
+  wire [15:0] _0276_;
+  wire [15:0] _0277_;
+  wire [1:0] _0278_;
+  wire [15:0] _0279_;
+  wire [1:0] _0280_;
+  wire _0281_;
+  wire [2:0] _0282_;
+  wire [15:0] _0283_;
+  (* unused_bits = "16" *)
+  wire [16:0] _0284_;
+  wire [15:0] _0285_;
+  wire [15:0] _0286_;
+  wire [15:0] _0287_;
+  wire [14:0] _0288_;
+  wire [15:0] _0289_;
+  wire [14:0] _0290_;
+  wire _0291_;
+  wire [15:0] _0292_;
+  wire [14:0] _0293_;
+  wire [15:0] _0294_;
+  wire [14:0] _0295_;
+  wire [15:0] _0296_;
+  wire [1:0] _0297_;
+  wire [15:0] _0298_;
+  wire [1:0] _0299_;
+  wire [3:0] _0300_;
+  wire [15:0] _0301_;
+  wire [11:0] _0302_;
+  wire [11:0] _0303_;
+  wire [11:0] _0304_;
+  wire [15:0] _0305_;
+  wire [15:0] _0306_;
+  wire [15:0] _0307_;
+  wire [15:0] _0308_;
+  wire _0309_;
+  wire [1:0] _0310_;
+  wire [15:0] _0311_;
+  wire [1:0] _0312_;
+  wire [15:0] _0313_;
+  (* unused_bits = "16" *)
+  wire [16:0] _0314_;
+  wire [15:0] _0315_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0316_;
+  wire [15:0] _0317_;
+  wire [15:0] _0318_;
+  wire [14:0] _0319_;
+  wire [15:0] _0320_;
+  wire [14:0] _0321_;
+  wire [15:0] _0322_;
+  wire [14:0] _0323_;
+  wire [15:0] _0324_;
+  wire [14:0] _0325_;
+  wire [15:0] _0326_;
+  wire _0327_;
+  wire [1:0] _0328_;
+  wire [15:0] _0329_;
+  wire [1:0] _0330_;
+  wire [15:0] _0331_;
+  wire [11:0] _0332_;
+  wire [11:0] _0333_;
+  wire _0334_;
+  wire [11:0] _0335_;
+  wire [15:0] _0336_;
+  wire [15:0] _0337_;
+  wire [15:0] _0338_;
+  wire [15:0] _0339_;
+  wire [1:0] _0340_;
+  wire [15:0] _0341_;
+  wire [1:0] _0342_;
+  wire _0343_;
+  wire [15:0] _0344_;
+  (* unused_bits = "16" *)
+  wire [16:0] _0345_;
+  wire [16:0] _0346_;
+  wire [16:0] _0347_;
+  wire [16:0] _0348_;
+  wire [16:0] _0349_;
+  wire [16:0] _0350_;
+  wire [16:0] _0351_;
+  wire _0352_;
+  wire [16:0] _0353_;
+  wire [16:0] _0354_;
+  wire [16:0] _0355_;
+  wire [16:0] _0356_;
+  wire [16:0] _0357_;
+  wire [16:0] _0358_;
+  wire [16:0] _0359_;
+  wire [16:0] _0360_;
+  wire [16:0] _0361_;
+  wire [16:0] _0362_;
+  wire [14:0] _0363_;
+  wire _0364_;
+  wire _0365_;
+  wire _0366_;
+  wire _0367_;
+  wire _0368_;
+  wire _0369_;
+  wire _0370_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0371_;
+  wire _0372_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0373_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0374_;
+  wire _0375_;
+  wire [4:0] _0376_;
+  wire [4:0] _0377_;
+  wire _0378_;
+  wire _0379_;
+  wire _0380_;
+  wire [6:0] _0381_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _0382_;
+  wire _0383_;
+  wire [9:0] _0384_;
+  wire _0385_;
+  wire _0386_;
+  wire [7:0] _0387_;
+  wire _0388_;
+  wire [1:0] _0389_;
+  wire [1:0] _0390_;
+  wire _0391_;
+  wire _0392_;
+  wire [1:0] _0393_;
+  wire [1:0] _0394_;
+  wire [33:0] _0395_;
+  wire [33:0] _0396_;
+  wire [33:0] _0397_;
+  wire [33:0] _0398_;
+  wire [33:0] _0399_;
+  wire [33:0] _0400_;
+  wire [33:0] _0401_;
+  wire [33:0] _0402_;
+  wire _0403_;
+  wire [31:0] _0404_;
+  wire [10:0] _0405_;
+  wire [10:0] _0406_;
+  wire [10:0] _0407_;
+  wire [10:0] _0408_;
+  wire [11:0] _0409_;
+  wire [11:0] _0410_;
+  wire [11:0] _0411_;
+  wire [11:0] _0412_;
+  wire [47:0] _0413_;
+  wire [2:0] _0414_;
+  wire [59:0] _0415_;
+  wire [47:0] _0416_;
+  wire [59:0] _0417_;
+  wire [59:0] _0418_;
+  wire [3:0] _0419_;
+  wire _0420_;
+  wire _0421_;
+  wire _0422_;
+  wire _0423_;
+  wire _0424_;
+  wire _0425_;
+  wire _0426_;
+  wire _0427_;
+  wire _0428_;
+  wire _0429_;
+  wire _0430_;
+  wire [9:0] _0431_;
+  wire [7:0] _0432_;
+  wire [3:0] _0433_;
+  wire [63:0] _0434_;
+  wire [63:0] _0435_;
+  wire [16:0] _0436_;
+  wire [16:0] _0437_;
+  wire [16:0] _0438_;
+  wire [16:0] _0439_;
+  wire [16:0] _0440_;
+  wire [16:0] _0441_;
+  wire [16:0] _0442_;
+  wire [16:0] _0443_;
+  wire _0444_;
+  wire [16:0] _0445_;
+  wire [16:0] _0446_;
+  wire [16:0] _0447_;
+  wire [16:0] _0448_;
+  wire [16:0] _0449_;
+  wire [16:0] _0450_;
+  wire [16:0] _0451_;
+  wire [16:0] _0452_;
+  wire [59:0] _0453_;
+  wire [20:0] _0454_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0455_;
+  wire _0456_;
+  wire [1:0] _0457_;
+  wire [2:0] _0458_;
+  wire [2:0] _0459_;
+  wire [3:0] _0460_;
+  wire _0461_;
+  wire _0462_;
+  wire _0463_;
+  wire _0464_;
+  wire _0465_;
+  wire [14:0] _0466_;
+  wire _0467_;
+  wire _0468_;
+  wire _0469_;
+  wire _0470_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _0471_;
+  wire _0472_;
+  wire _0473_;
+  wire _0474_;
+  wire _0475_;
+  wire _0476_;
+  wire _0477_;
+  wire _0478_;
+  wire _0479_;
+  wire _0480_;
+  wire _0481_;
+  wire [4:0] _0482_;
+  (* unused_bits = "4 5" *)
+  wire [5:0] _0483_;
+  wire _0484_;
+  wire [2:0] _0485_;
+  wire [4:0] _0486_;
+  wire [4:0] _0487_;
+  wire _0488_;
+  wire _0489_;
+  wire _0490_;
+  wire _0491_;
+  wire [10:0] _0492_;
+  wire [11:0] _0493_;
+  wire _0494_;
+  (* unused_bits = "10 11 12" *)
+  wire [12:0] _0495_;
+  wire _0496_;
+  wire [3:0] _0497_;
+  wire [3:0] _0498_;
+  wire [3:0] _0499_;
+  wire [3:0] _0500_;
+  wire [3:0] _0501_;
+  wire [2:0] _0502_;
+  wire [2:0] _0503_;
+  wire [2:0] _0504_;
+  wire [2:0] _0505_;
+  wire [2:0] _0506_;
+  wire [2:0] _0507_;
+  wire [2:0] _0508_;
+  wire [2:0] _0509_;
+  wire [2:0] _0510_;
+  wire [1:0] _0511_;
+  wire [1:0] _0512_;
+  wire [1:0] _0513_;
+  wire [11:0] _0514_;
+  wire [11:0] _0515_;
+  wire [11:0] _0516_;
+  wire [11:0] _0517_;
+  wire [1:0] _0518_;
+  wire [1:0] _0519_;
+  wire [1:0] _0520_;
+  wire [1:0] _0521_;
+  wire [1:0] _0522_;
+  wire [1:0] _0523_;
+  wire [1:0] _0524_;
+  wire [1:0] _0525_;
+  wire [1:0] _0526_;
+  wire [1:0] _0527_;
+  wire [1:0] _0528_;
+  wire _0529_;
+  wire _0530_;
+  wire _0531_;
+  wire [7:0] _0532_;
+  wire [7:0] _0533_;
+  wire [7:0] _0534_;
+  wire _0535_;
+  wire _0536_;
+  wire _0537_;
+  wire _0538_;
+  wire _0539_;
+  wire _0540_;
+  wire _0541_;
+  wire _0542_;
+  wire _0543_;
+  wire _0544_;
+  wire _0545_;
+  wire _0546_;
+  wire [2:0] _0547_;
+  wire [1:0] _0548_;
+  wire [1:0] _0549_;
+  wire [1:0] _0550_;
+  wire [14:0] _0551_;
+  wire [14:0] _0552_;
+  wire [14:0] _0553_;
+  wire [14:0] _0554_;
+  wire [14:0] _0555_;
+  wire [14:0] _0556_;
+  wire [14:0] _0557_;
+  wire [14:0] _0558_;
+  wire [14:0] _0559_;
+  wire [14:0] _0560_;
+  wire [14:0] _0561_;
+  wire [14:0] _0562_;
+  wire [14:0] _0563_;
+  wire [14:0] _0564_;
+  wire [14:0] _0565_;
+  wire [14:0] _0566_;
+  wire _0567_;
+  wire _0568_;
+  wire _0569_;
+  wire _0570_;
+  wire _0571_;
+  wire _0572_;
+  wire _0573_;
+  wire _0574_;
+  wire _0575_;
+  wire _0576_;
+  wire _0577_;
+  wire [7:0] _0578_;
+  wire [7:0] _0579_;
+  wire _0580_;
+  wire _0581_;
+  wire _0582_;
+  wire _0583_;
+  wire _0584_;
+  wire _0585_;
+  wire _0586_;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47" *)
+  wire [47:0] \$like ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \$like[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \$like[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \$like[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \$like[3] ;
   reg \$signal  = 1'h0;
+  (* unused_bits = "6 9" *)
   reg [9:0] \$signal$126  = 10'h000;
+  (* unused_bits = "4 7" *)
   reg [7:0] \$signal$127  = 8'h00;
   reg [63:0] \$signal$128  = 64'h0000000000000000;
   wire [15:0] \$signal$128[0] ;
@@ -6974,7 +5912,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   reg \$signal$72  = 1'h0;
   wire [20:0] \$signal$76 ;
   wire \$signal$80 ;
-  reg \$signal$83 ;
+  wire \$signal$83 ;
   reg \$signal$88  = 1'h0;
   wire [8:0] \$signature__addr ;
   wire [7:0] \$signature__addr$32 ;
@@ -6996,10 +5934,15 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [11:0] \addend[2] ;
   wire [11:0] \addend[3] ;
   wire any_spike;
-  reg [47:0] b6 = 48'h000000000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47" *)
+  wire [47:0] b6;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \b6[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \b6[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \b6[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \b6[3] ;
   reg [47:0] b_raw = 48'h000000000000;
   wire [11:0] \b_raw[0] ;
@@ -7065,6 +6008,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [1:0] \entry.g ;
   wire [2:0] \entry.x ;
   wire [2:0] \entry.y ;
+  (* unused_bits = "12 13 14 15 16 17 18 19" *)
   reg [20:0] entry7 = 21'h000000;
   wire [11:0] \entry7.counts ;
   wire [2:0] \entry7.counts[0] ;
@@ -7072,8 +6016,11 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [2:0] \entry7.counts[2] ;
   wire [2:0] \entry7.counts[3] ;
   wire \entry7.end ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \entry7.g ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \entry7.x ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \entry7.y ;
   wire [2:0] ev_c;
   wire [2:0] ev_count;
@@ -7100,10 +6047,10 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [2:0] \i0__payload.x ;
   wire [2:0] \i0__payload.y ;
   output i0__ready;
-  reg i0__ready;
+  wire i0__ready;
   input i0__valid;
   wire i0__valid;
-  reg [33:0] issue;
+  wire [33:0] issue;
   wire [7:0] \issue.addr ;
   wire \issue.bank ;
   wire [1:0] \issue.bias_g ;
@@ -7117,14 +6064,14 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [8:0] \issue.waddr ;
-  reg [14:0] kept0;
-  reg [14:0] kept1;
-  reg [14:0] kept2;
-  reg [14:0] kept3;
-  reg [1:0] lane;
-  reg load;
+  wire [14:0] kept0;
+  wire [14:0] kept1;
+  wire [14:0] kept2;
+  wire [14:0] kept3;
+  wire [1:0] lane;
+  wire load;
   output [13:0] o__payload;
-  reg [13:0] o__payload;
+  wire [13:0] o__payload;
   wire [3:0] \o__payload.c ;
   wire [2:0] \o__payload.count ;
   wire \o__payload.end ;
@@ -7133,27 +6080,24 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   input o__ready;
   wire o__ready;
   output o__valid;
-  reg o__valid;
+  wire o__valid;
   wire [7:0] op_addr;
   wire [2:0] op_count;
   wire [3:0] op_shift;
   wire op_valid;
   wire [8:0] op_waddr;
-  reg [11:0] out_counts;
+  wire [11:0] out_counts;
   wire [2:0] \out_counts[0] ;
   wire [2:0] \out_counts[1] ;
   wire [2:0] \out_counts[2] ;
   wire [2:0] \out_counts[3] ;
   wire [3:0] pending;
-  reg [1:0] plane = 2'h0;
   reg [1:0] pos0 = 2'h0;
   reg [1:0] \pos0$68  = 2'h0;
   reg [2:0] pos1 = 3'h0;
   reg [2:0] pos2 = 3'h0;
-  (* init = 1'h0 *)
   wire push7;
   wire ready;
-  (* init = 60'h000000000000000 *)
   wire [59:0] res7;
   wire [14:0] \res7[0] ;
   wire [14:0] \res7[1] ;
@@ -7169,7 +6113,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [14:0] \res9[1] ;
   wire [14:0] \res9[2] ;
   wire [14:0] \res9[3] ;
-  reg [59:0] result;
+  wire [59:0] result;
   wire [14:0] \result[0] ;
   wire [14:0] \result[1] ;
   wire [14:0] \result[2] ;
@@ -7274,38 +6218,60 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [8:0] \st6.waddr ;
+  (* unused_bits = "3 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 30 32 33" *)
   reg [33:0] st7 = 34'h000000000;
   wire [7:0] \st7.addr ;
+  (* unused_bits = "0" *)
   wire \st7.bank ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st7.bias_g ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
+  (* unused_bits = "0" *)
   wire \st7.fire_k ;
   wire \st7.kind ;
   wire \st7.last_step ;
+  (* unused_bits = "0" *)
   wire \st7.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \st7.waddr ;
-  reg [33:0] st8 = 34'h000000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33" *)
+  wire [33:0] st8;
+  (* unused_bits = "0 1 2 3 4 5 6 7" *)
   wire [7:0] \st8.addr ;
+  (* unused_bits = "0" *)
   wire \st8.bank ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st8.bias_g ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \st8.count ;
+  (* unused_bits = "0" *)
   wire \st8.cur ;
+  (* unused_bits = "0" *)
   wire \st8.end ;
+  (* unused_bits = "0" *)
   wire \st8.fire_k ;
+  (* unused_bits = "0" *)
   wire \st8.kind ;
+  (* unused_bits = "0" *)
   wire \st8.last_step ;
+  (* unused_bits = "0" *)
   wire \st8.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st8.shift ;
+  (* unused_bits = "0" *)
   wire \st8.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \st8.waddr ;
   reg [1:0] step = 2'h0;
   reg [7:0] sweep_addr = 8'h00;
   reg sweep_last = 1'h0;
-  reg sweep_now;
+  wire sweep_now;
   reg [9:0] used = 10'h000;
   reg [59:0] v_raw = 60'h000000000000000;
   wire [14:0] \v_raw[0] ;
@@ -7349,11 +6315,11 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     bmem[2] = 48'hf8316a1d7e7d;
     bmem[3] = 48'hfe2402dd82a4;
   end
-  reg [47:0] _0_;
+  reg [47:0] _1291_;
   always @(posedge clk) begin
-    _0_ <= bmem[st2[33:32]];
+    _1291_ <= bmem[st2[33:32]];
   end
-  assign b_rd__data = _0_;
+  assign b_rd__data = _1291_;
   reg [59:0] vmem [255:0];
   initial begin
     vmem[0] = 60'h009001200240048;
@@ -7614,14 +6580,14 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     vmem[255] = 60'h009001200240048;
   end
   always @(posedge clk) begin
-    if (\$68 [0])
+    if (v_wr__en)
       vmem[st7[11:4]] <= v_wr__data;
   end
-  reg [59:0] _1_;
+  reg [59:0] _1292_;
   always @(posedge clk) begin
-    _1_ <= vmem[st2[11:4]];
+    _1292_ <= vmem[st2[11:4]];
   end
-  assign \$signature__data$106  = _1_;
+  assign \$signature__data$106  = _1292_;
   reg [31:0] wrom0 [287:0];
   initial begin
     wrom0[0] = 32'd802951396;
@@ -7913,604 +6879,820 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     wrom0[286] = 32'd4225959125;
     wrom0[287] = 32'd1375588650;
   end
-  reg [31:0] _2_;
+  reg [31:0] _1293_;
   always @(posedge clk) begin
-    _2_ <= wrom0[st0[20:12]];
+    _1293_ <= wrom0[st0[20:12]];
   end
-  assign \$signature__data  = _2_;
-  assign \$412  = \$410  | { \$411 [14], \$411  };
-  assign \$413  = \$signal$126 [5] ? v_raw[44:30] : 15'h0000;
-  assign \$414  = \$412  | { \$413 [14], \$413  };
-  assign \$417  = \$signal$126 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$418  = \$416  | { \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417  };
-  assign \$419  = \$signal$126 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$420  = \$418  | { \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419  };
-  assign \$423  = \$signal$127 [0] ? addend[35:24] : 12'h000;
-  assign \$424  = \$signal$127 [1] ? b_raw[35:24] : 12'h000;
-  assign \$425  = \$423  | \$424 ;
-  assign \$426  = \$signal$127 [2] ? \$signal$128 [47:32] : 16'h0000;
-  assign \$427  = { \$425 [11], \$425 [11], \$425 [11], \$425 [11], \$425  } | \$426 ;
-  assign \$428  = \$signal$127 [3] ? \$signal$37 [47:32] : 16'h0000;
-  assign \$429  = \$427  | \$428 ;
-  assign \$432  = \$signal$127 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$433  = \$431  | { \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432  };
-  assign \$434  = \$signal$127 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$435  = \$433  | { \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434  };
-  assign \$438  = $signed(\$422 ) + $signed(\$437 );
-  assign \$439  = \$signal$126 [0] ? \$signal$128 [63:48] : 16'h0000;
-  assign \$440  = \$signal$126 [1] ? \$signal$37 [63:48] : 16'h0000;
-  assign \$441  = \$439  | \$440 ;
-  assign \$442  = \$signal$126 [2] ? v_wr__data[59:45] : 15'h0000;
-  assign \$443  = \$441  | { \$442 [14], \$442  };
-  assign \$444  = \$signal$126 [3] ? res8[59:45] : 15'h0000;
-  assign \$445  = \$443  | { \$444 [14], \$444  };
-  assign \$446  = \$signal$126 [4] ? res9[59:45] : 15'h0000;
-  assign \$447  = \$445  | { \$446 [14], \$446  };
-  assign \$448  = \$signal$126 [5] ? v_raw[59:45] : 15'h0000;
-  assign \$449  = \$447  | { \$448 [14], \$448  };
-  assign \$452  = \$signal$126 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$453  = \$451  | { \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452  };
-  assign \$454  = \$signal$126 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$455  = \$453  | { \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454  };
-  assign \$458  = \$signal$127 [0] ? addend[47:36] : 12'h000;
-  assign \$459  = \$signal$127 [1] ? b_raw[47:36] : 12'h000;
-  assign \$460  = \$458  | \$459 ;
-  assign \$461  = \$signal$127 [2] ? \$signal$128 [63:48] : 16'h0000;
-  assign \$462  = { \$460 [11], \$460 [11], \$460 [11], \$460 [11], \$460  } | \$461 ;
-  assign \$463  = \$signal$127 [3] ? \$signal$37 [63:48] : 16'h0000;
-  assign \$464  = \$462  | \$463 ;
-  assign \$467  = \$signal$127 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$468  = \$466  | { \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467  };
-  assign \$469  = \$signal$127 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$470  = \$468  | { \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469  };
-  assign \$473  = $signed(\$457 ) + $signed(\$472 );
-  assign \$474  = $signed(\$signal$128 [15:0]) - $signed(9'h090);
-  assign \$475  = $signed(\$signal$128 [15:0]) - $signed(10'h120);
-  assign \$476  = $signed(\$signal$128 [15:0]) - $signed(10'h1b0);
-  assign \$477  = $signed(\$signal$128 [15:0]) - $signed(11'h240);
-  assign \$478  = $signed(\$signal$128 [31:16]) - $signed(9'h090);
-  assign \$479  = $signed(\$signal$128 [31:16]) - $signed(10'h120);
-  assign \$480  = $signed(\$signal$128 [31:16]) - $signed(10'h1b0);
-  assign \$481  = $signed(\$signal$128 [31:16]) - $signed(11'h240);
-  assign \$482  = $signed(\$signal$128 [47:32]) - $signed(9'h090);
-  assign \$483  = $signed(\$signal$128 [47:32]) - $signed(10'h120);
-  assign \$484  = $signed(\$signal$128 [47:32]) - $signed(10'h1b0);
-  assign \$485  = $signed(\$signal$128 [47:32]) - $signed(11'h240);
-  assign \$486  = $signed(\$signal$128 [63:48]) - $signed(9'h090);
-  assign \$487  = $signed(\$signal$128 [63:48]) - $signed(10'h120);
-  assign \$488  = $signed(\$signal$128 [63:48]) - $signed(10'h1b0);
-  assign \$489  = $signed(\$signal$128 [63:48]) - $signed(11'h240);
-  assign \$491  = st6[0] & \$490 ;
-  assign \$492  = any_spike | st6[31];
-  assign \$493  = \$491  & \$492 ;
-  assign \$495  = st7[0] & \$494 ;
-  assign \$496  = \pos0$68  == 2'h3;
-  assign \$497  = pos1 == 3'h7;
-  assign \$498  = pos2 == 3'h7;
-  assign \$499  = pos2 + 1'h1;
-  assign \$500  = pos1 + 1'h1;
-  assign \$501  = \pos0$68  + 1'h1;
-  assign \$502  = | pending;
-  assign \$503  = pending - 1'h1;
-  assign \$504  = { 1'h0, pending } & \$503 ;
-  assign \$505  = ! \$504 ;
-  assign \$506  = ~ \$signal$76 [20];
-  assign \$507  = \$505  & \$506 ;
-  assign \$508  = 1'h1 << lane;
-  assign \$509  = { 3'h0, done } | \$508 ;
+  assign \$signature__data  = _1293_;
+  assign _0294_ = _0292_ | { _0293_[14], _0293_ };
+  assign _0295_ = \$signal$126 [5] ? v_raw[44:30] : 15'h0000;
+  assign _0296_ = _0294_ | { _0295_[14], _0295_ };
+  assign _0297_ = \$signal$126 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0298_ = _0296_ | { _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_ };
+  assign _0299_ = \$signal$126 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0301_ = _0298_ | { _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_ };
+  assign _0302_ = \$signal$127 [0] ? addend[35:24] : 12'h000;
+  assign _0303_ = \$signal$127 [1] ? b_raw[35:24] : 12'h000;
+  assign _0304_ = _0302_ | _0303_;
+  assign _0305_ = \$signal$127 [2] ? \$signal$128 [47:32] : 16'h0000;
+  assign _0306_ = { _0304_[11], _0304_[11], _0304_[11], _0304_[11], _0304_ } | _0305_;
+  assign _0307_ = \$signal$127 [3] ? \$signal$37 [47:32] : 16'h0000;
+  assign _0308_ = _0306_ | _0307_;
+  assign _0310_ = \$signal$127 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0311_ = _0308_ | { _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_ };
+  assign _0312_ = \$signal$127 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0313_ = _0311_ | { _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_ };
+  assign _0314_ = $signed(_0301_) + $signed(_0313_);
+  assign _0315_ = \$signal$126 [0] ? \$signal$128 [63:48] : 16'h0000;
+  assign _0317_ = \$signal$126 [1] ? \$signal$37 [63:48] : 16'h0000;
+  assign _0318_ = _0315_ | _0317_;
+  assign _0319_ = \$signal$126 [2] ? v_wr__data[59:45] : 15'h0000;
+  assign _0320_ = _0318_ | { _0319_[14], _0319_ };
+  assign _0321_ = \$signal$126 [3] ? res8[59:45] : 15'h0000;
+  assign _0322_ = _0320_ | { _0321_[14], _0321_ };
+  assign _0323_ = \$signal$126 [4] ? res9[59:45] : 15'h0000;
+  assign _0324_ = _0322_ | { _0323_[14], _0323_ };
+  assign _0325_ = \$signal$126 [5] ? v_raw[59:45] : 15'h0000;
+  assign _0326_ = _0324_ | { _0325_[14], _0325_ };
+  assign _0328_ = \$signal$126 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0329_ = _0326_ | { _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_ };
+  assign _0330_ = \$signal$126 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0331_ = _0329_ | { _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_ };
+  assign _0332_ = \$signal$127 [0] ? addend[47:36] : 12'h000;
+  assign _0333_ = \$signal$127 [1] ? b_raw[47:36] : 12'h000;
+  assign _0335_ = _0332_ | _0333_;
+  assign _0336_ = \$signal$127 [2] ? \$signal$128 [63:48] : 16'h0000;
+  assign _0337_ = { _0335_[11], _0335_[11], _0335_[11], _0335_[11], _0335_ } | _0336_;
+  assign _0338_ = \$signal$127 [3] ? \$signal$37 [63:48] : 16'h0000;
+  assign _0339_ = _0337_ | _0338_;
+  assign _0340_ = \$signal$127 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0341_ = _0339_ | { _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_ };
+  assign _0342_ = \$signal$127 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0344_ = _0341_ | { _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_ };
+  assign _0345_ = $signed(_0331_) + $signed(_0344_);
+  assign _0346_ = $signed(\$signal$128 [15:0]) - $signed(9'h090);
+  assign _0347_ = $signed(\$signal$128 [15:0]) - $signed(10'h120);
+  assign _0348_ = $signed(\$signal$128 [15:0]) - $signed(10'h1b0);
+  assign _0349_ = $signed(\$signal$128 [15:0]) - $signed(11'h240);
+  assign _0350_ = $signed(\$signal$128 [31:16]) - $signed(9'h090);
+  assign _0351_ = $signed(\$signal$128 [31:16]) - $signed(10'h120);
+  assign _0353_ = $signed(\$signal$128 [31:16]) - $signed(10'h1b0);
+  assign _0354_ = $signed(\$signal$128 [31:16]) - $signed(11'h240);
+  assign _0355_ = $signed(\$signal$128 [47:32]) - $signed(9'h090);
+  assign _0356_ = $signed(\$signal$128 [47:32]) - $signed(10'h120);
+  assign _0357_ = $signed(\$signal$128 [47:32]) - $signed(10'h1b0);
+  assign _0358_ = $signed(\$signal$128 [47:32]) - $signed(11'h240);
+  assign _0359_ = $signed(\$signal$128 [63:48]) - $signed(9'h090);
+  assign _0360_ = $signed(\$signal$128 [63:48]) - $signed(10'h120);
+  assign _0361_ = $signed(\$signal$128 [63:48]) - $signed(10'h1b0);
+  assign _0362_ = $signed(\$signal$128 [63:48]) - $signed(11'h240);
+  assign _0364_ = st6[0] & st6[1];
+  assign _0365_ = any_spike | st6[31];
+  assign _0366_ = _0364_ & _0365_;
+  assign _0367_ = st7[0] & st7[1];
+  assign _0368_ = \pos0$68  == 2'h3;
+  assign _0369_ = pos1 == 3'h7;
+  assign _0370_ = pos2 == 3'h7;
+  assign _0371_ = pos2 + 1'h1;
+  assign _0373_ = pos1 + 1'h1;
+  assign _0374_ = \pos0$68  + 1'h1;
+  assign _0375_ = | pending;
+  assign _0376_ = pending - 1'h1;
+  assign _0377_ = { 1'h0, pending } & _0376_;
+  assign _0378_ = ! _0377_;
+  assign _0379_ = ~ \$signal$76 [20];
+  assign _0380_ = _0378_ & _0379_;
+  assign _0381_ = 1'h1 << lane;
+  assign _0382_ = { 3'h0, done } | _0381_;
   always @(posedge clk)
-    used <= \$510 ;
+    used <= _0384_;
   always @(posedge clk)
-    credit <= \$511 ;
+    credit <= _0385_;
   always @(posedge clk)
-    fsm_state <= \$512 ;
+    fsm_state <= _0386_;
   always @(posedge clk)
-    sweep_addr <= \$513 ;
+    sweep_addr <= _0387_;
   always @(posedge clk)
-    sweep_last <= \$514 ;
+    sweep_last <= _0388_;
   always @(posedge clk)
-    step <= \$515 ;
+    step <= _0389_;
   always @(posedge clk)
-    fire_k <= \$516 ;
+    fire_k <= _0390_;
   always @(posedge clk)
-    plane <= \$517 ;
+    \$signal$88  <= _0391_;
   always @(posedge clk)
-    \$signal$88  <= \$518 ;
+    \$signal  <= _0392_;
   always @(posedge clk)
-    \$signal  <= \$519 ;
+    pos0 <= _0394_;
   always @(posedge clk)
-    pos0 <= \$520 ;
+    st0 <= _0395_;
   always @(posedge clk)
-    st0 <= \$521 ;
+    st1 <= _0396_;
   always @(posedge clk)
-    st1 <= \$522 ;
+    st2 <= _0397_;
   always @(posedge clk)
-    st2 <= \$523 ;
+    st3 <= _0398_;
   always @(posedge clk)
-    st3 <= \$524 ;
+    st4 <= _0399_;
   always @(posedge clk)
-    st4 <= \$525 ;
+    st5 <= _0400_;
   always @(posedge clk)
-    st5 <= \$526 ;
+    st6 <= _0401_;
   always @(posedge clk)
-    st6 <= \$527 ;
+    st7 <= _0402_;
   always @(posedge clk)
-    st7 <= \$528 ;
+    w1_0 <= _0404_;
   always @(posedge clk)
-    st8 <= \$529 ;
+    w2_0_0_0 <= _0405_;
   always @(posedge clk)
-    w1_0 <= \$530 ;
+    w2_0_0_1 <= _0406_;
   always @(posedge clk)
-    w2_0_0_0 <= \$531 ;
+    w2_0_0_2 <= _0407_;
   always @(posedge clk)
-    w2_0_0_1 <= \$532 ;
+    w2_0_0_3 <= _0408_;
   always @(posedge clk)
-    w2_0_0_2 <= \$533 ;
+    w2_0_2_0 <= _0409_;
   always @(posedge clk)
-    w2_0_0_3 <= \$534 ;
+    w2_0_2_1 <= _0410_;
   always @(posedge clk)
-    w2_0_2_0 <= \$535 ;
+    w2_0_2_2 <= _0411_;
   always @(posedge clk)
-    w2_0_2_1 <= \$536 ;
+    w2_0_2_3 <= _0412_;
   always @(posedge clk)
-    w2_0_2_2 <= \$537 ;
+    addend <= _0413_;
   always @(posedge clk)
-    w2_0_2_3 <= \$538 ;
+    v_raw <= _0415_;
   always @(posedge clk)
-    addend <= \$539 ;
+    b_raw <= _0416_;
   always @(posedge clk)
-    v_raw <= \$540 ;
+    res8 <= _0417_;
   always @(posedge clk)
-    b_raw <= \$541 ;
+    res9 <= _0418_;
   always @(posedge clk)
-    res8 <= \$542 ;
+    cres8 <= 4'h0;
   always @(posedge clk)
-    res9 <= \$543 ;
+    cres9 <= _0419_;
   always @(posedge clk)
-    cres8 <= \$544 ;
+    hit_v1 <= _0420_;
   always @(posedge clk)
-    cres9 <= \$545 ;
+    hit_c1 <= _0421_;
   always @(posedge clk)
-    \$like  <= \$546 ;
+    hit_v2 <= _0423_;
   always @(posedge clk)
-    b6 <= \$547 ;
+    hit_c2 <= _0424_;
   always @(posedge clk)
-    hit_v1 <= \$548 ;
+    hit_v3 <= _0425_;
   always @(posedge clk)
-    hit_c1 <= \$549 ;
+    hit_c3 <= _0426_;
   always @(posedge clk)
-    hit_v2 <= \$550 ;
+    hit_v4 <= _0427_;
   always @(posedge clk)
-    hit_c2 <= \$551 ;
+    hit_c4 <= _0428_;
   always @(posedge clk)
-    hit_v3 <= \$552 ;
+    hit_v5 <= _0429_;
   always @(posedge clk)
-    hit_c3 <= \$553 ;
+    hit_c5 <= _0430_;
   always @(posedge clk)
-    hit_v4 <= \$554 ;
+    \$signal$126  <= _0431_;
   always @(posedge clk)
-    hit_c4 <= \$555 ;
+    \$signal$127  <= _0432_;
   always @(posedge clk)
-    hit_v5 <= \$556 ;
+    \$signal$128  <= _0434_;
   always @(posedge clk)
-    hit_c5 <= \$557 ;
+    \$signal$37  <= _0435_;
   always @(posedge clk)
-    \$signal$126  <= \$558 ;
+    d1_0 <= _0436_;
   always @(posedge clk)
-    \$signal$127  <= \$559 ;
+    d2_0 <= _0437_;
   always @(posedge clk)
-    \$signal$128  <= \$560 ;
+    d3_0 <= _0438_;
   always @(posedge clk)
-    \$signal$37  <= \$561 ;
+    d4_0 <= _0439_;
   always @(posedge clk)
-    d1_0 <= \$562 ;
+    d1_1 <= _0440_;
   always @(posedge clk)
-    d2_0 <= \$563 ;
+    d2_1 <= _0441_;
   always @(posedge clk)
-    d3_0 <= \$564 ;
+    d3_1 <= _0442_;
   always @(posedge clk)
-    d4_0 <= \$565 ;
+    d4_1 <= _0443_;
   always @(posedge clk)
-    d1_1 <= \$566 ;
+    d1_2 <= _0445_;
   always @(posedge clk)
-    d2_1 <= \$567 ;
+    d2_2 <= _0446_;
   always @(posedge clk)
-    d3_1 <= \$568 ;
+    d3_2 <= _0447_;
   always @(posedge clk)
-    d4_1 <= \$569 ;
+    d4_2 <= _0448_;
   always @(posedge clk)
-    d1_2 <= \$570 ;
+    d1_3 <= _0449_;
   always @(posedge clk)
-    d2_2 <= \$571 ;
+    d2_3 <= _0450_;
   always @(posedge clk)
-    d3_2 <= \$572 ;
+    d3_3 <= _0451_;
   always @(posedge clk)
-    d4_2 <= \$573 ;
+    d4_3 <= _0452_;
   always @(posedge clk)
-    d1_3 <= \$574 ;
+    v_wr__data <= _0453_;
   always @(posedge clk)
-    d2_3 <= \$575 ;
+    entry7 <= _0454_;
   always @(posedge clk)
-    d3_3 <= \$576 ;
+    \$signal$72  <= _0456_;
   always @(posedge clk)
-    d4_3 <= \$577 ;
+    \pos0$68  <= _0457_;
   always @(posedge clk)
-    v_wr__data <= \$578 ;
+    pos1 <= _0458_;
   always @(posedge clk)
-    entry7 <= \$579 ;
+    pos2 <= _0459_;
   always @(posedge clk)
-    \$signal$72  <= \$580 ;
-  always @(posedge clk)
-    \pos0$68  <= \$581 ;
-  always @(posedge clk)
-    pos1 <= \$582 ;
-  always @(posedge clk)
-    pos2 <= \$583 ;
-  always @(posedge clk)
-    done <= \$584 ;
+    done <= _0460_;
   assign en = ~ \$signal ;
-  assign \$1  = ~ \$signal ;
-  assign \$2  = op_valid & \$1 ;
-  assign \$3  = ~ op_valid;
-  assign \$4  = ~ \$signal ;
-  assign \$5  = credit & \$4 ;
-  assign \$6  = step == 1'h1;
-  assign \$7  = issue[0] | \$signal ;
-  assign \$8  = ! st6[1];
-  assign \$9  = $signed(d1_0) >= $signed(1'h0);
-  assign \$10  = 1'h0 + \$9 ;
-  assign \$11  = $signed(d2_0) >= $signed(1'h0);
-  assign \$12  = \$10  + \$11 ;
-  assign \$13  = $signed(d3_0) >= $signed(1'h0);
-  assign \$14  = \$12  + \$13 ;
-  assign \$15  = $signed(d4_0) >= $signed(1'h0);
-  assign \$16  = \$14  + \$15 ;
-  assign \$17  = $signed(d1_0) >= $signed(1'h0);
-  assign \$18  = $signed(d2_0) >= $signed(1'h0);
-  assign \$19  = $signed(d3_0) >= $signed(1'h0);
-  assign \$20  = $signed(d4_0) >= $signed(1'h0);
-  assign \$21  = st6[29] ? 15'h0048 : kept0;
-  assign \$22  = ! st6[1];
-  assign \$23  = $signed(d1_1) >= $signed(1'h0);
-  assign \$24  = 1'h0 + \$23 ;
-  assign \$25  = $signed(d2_1) >= $signed(1'h0);
-  assign \$26  = \$24  + \$25 ;
-  assign \$27  = $signed(d3_1) >= $signed(1'h0);
-  assign \$28  = \$26  + \$27 ;
-  assign \$29  = $signed(d4_1) >= $signed(1'h0);
-  assign \$30  = \$28  + \$29 ;
-  assign \$31  = $signed(d1_1) >= $signed(1'h0);
-  assign \$32  = $signed(d2_1) >= $signed(1'h0);
-  assign \$33  = $signed(d3_1) >= $signed(1'h0);
-  assign \$34  = $signed(d4_1) >= $signed(1'h0);
-  assign \$35  = st6[29] ? 15'h0048 : kept1;
-  assign \$36  = ! st6[1];
-  assign \$37  = $signed(d1_2) >= $signed(1'h0);
-  assign \$38  = 1'h0 + \$37 ;
-  assign \$39  = $signed(d2_2) >= $signed(1'h0);
-  assign \$40  = \$38  + \$39 ;
-  assign \$41  = $signed(d3_2) >= $signed(1'h0);
-  assign \$42  = \$40  + \$41 ;
-  assign \$43  = $signed(d4_2) >= $signed(1'h0);
-  assign \$44  = \$42  + \$43 ;
-  assign \$45  = $signed(d1_2) >= $signed(1'h0);
-  assign \$46  = $signed(d2_2) >= $signed(1'h0);
-  assign \$47  = $signed(d3_2) >= $signed(1'h0);
-  assign \$48  = $signed(d4_2) >= $signed(1'h0);
-  assign \$49  = st6[29] ? 15'h0048 : kept2;
-  assign \$50  = ! st6[1];
-  assign \$51  = $signed(d1_3) >= $signed(1'h0);
-  assign \$52  = 1'h0 + \$51 ;
-  assign \$53  = $signed(d2_3) >= $signed(1'h0);
-  assign \$54  = \$52  + \$53 ;
-  assign \$55  = $signed(d3_3) >= $signed(1'h0);
-  assign \$56  = \$54  + \$55 ;
-  assign \$57  = $signed(d4_3) >= $signed(1'h0);
-  assign \$58  = \$56  + \$57 ;
-  assign \$59  = $signed(d1_3) >= $signed(1'h0);
-  assign \$60  = $signed(d2_3) >= $signed(1'h0);
-  assign \$61  = $signed(d3_3) >= $signed(1'h0);
-  assign \$62  = $signed(d4_3) >= $signed(1'h0);
-  assign \$63  = st6[29] ? 15'h0048 : kept3;
-  assign \$64  = ! st7[1];
-  assign \$65  = \$64  & st7[2];
-  assign \$66  = ~ \$65 ;
-  assign \$67  = st7[0] & \$66 ;
-  assign \$68  = \$67  ? 4'hf : 4'h0;
-  assign any_spike = | out_counts;
-  assign \$70  = st7[0] & \$69 ;
-  assign \$71  = ~ \$signal$72 ;
-  assign dropped = \$70  & \$71 ;
-  assign \$72  = | \$signal$76 [2:0];
-  assign \$73  = ~ done[0];
-  assign \$74  = \$72  & \$73 ;
-  assign \$75  = | \$signal$76 [5:3];
-  assign \$76  = ~ done[1];
-  assign \$77  = \$75  & \$76 ;
-  assign \$78  = | \$signal$76 [8:6];
-  assign \$79  = ~ done[2];
-  assign \$80  = \$78  & \$79 ;
-  assign \$81  = | \$signal$76 [11:9];
-  assign \$82  = ~ done[3];
-  assign \$83  = \$81  & \$82 ;
-  assign \$84  = \$signal$76 [13:12] * 3'h4;
-  assign \$85  = \$84  + lane;
-  assign \$86  = | pending;
-  assign \$88  = pending - 1'h1;
-  assign \$89  = { 1'h0, pending } & \$88 ;
-  assign \$90  = ! \$89 ;
-  assign \$91  = ~ \$signal$76 [20];
-  assign \$92  = \$90  & \$91 ;
-  assign \$93  = ! fsm_state;
-  assign \$95  = used + sweep_now;
-  assign \$96  = \$95  - dropped;
-  assign \$97  = \$signal$83  & \$signal$80 ;
-  assign \$98  = $signed(\$96 ) - $signed({ 1'h0, \$97  });
-  assign \$99  = used <= 10'h208;
-  assign \$100  = ~ op_valid;
-  assign \$101  = ~ \$signal ;
-  assign \$102  = credit & \$101 ;
-  assign \$103  = step == 1'h1;
-  assign \$104  = step + 1'h1;
-  assign \$105  = sweep_addr + 1'h1;
-  assign \$106  = sweep_addr == 8'hfe;
-  assign \$107  = sweep_now & issue[31];
-  assign \$108  = sweep_now & issue[31];
-  assign \$109  = \$108  | \$signal$88 ;
-  assign \$110  = pos0 == 2'h3;
-  assign \$111  = pos0 + 1'h1;
-  assign \$113  = st2[22] ? \$112  : 9'h000;
-  assign \$114  = $signed(1'h0) + $signed(\$113 );
-  assign \$116  = st2[23] ? \$115  : 9'h000;
-  assign \$117  = $signed(\$114 ) + $signed(\$116 );
-  assign \$119  = st2[22] ? \$118  : 9'h000;
-  assign \$120  = $signed(1'h0) + $signed(\$119 );
-  assign \$122  = st2[23] ? \$121  : 9'h000;
-  assign \$123  = $signed(\$120 ) + $signed(\$122 );
-  assign \$125  = st2[22] ? \$124  : 9'h000;
-  assign \$126  = $signed(1'h0) + $signed(\$125 );
-  assign \$128  = st2[23] ? \$127  : 9'h000;
-  assign \$129  = $signed(\$126 ) + $signed(\$128 );
-  assign \$131  = st2[22] ? \$130  : 9'h000;
-  assign \$132  = $signed(1'h0) + $signed(\$131 );
-  assign \$134  = st2[23] ? \$133  : 9'h000;
-  assign \$135  = $signed(\$132 ) + $signed(\$134 );
-  assign \$137  = st2[24] ? \$136  : 11'h000;
-  assign \$138  = $signed(1'h0) + $signed(\$137 );
-  assign \$140  = st2[24] ? \$139  : 11'h000;
-  assign \$141  = $signed(1'h0) + $signed(\$140 );
-  assign \$143  = st2[24] ? \$142  : 11'h000;
-  assign \$144  = $signed(1'h0) + $signed(\$143 );
-  assign \$146  = st2[24] ? \$145  : 11'h000;
-  assign \$147  = $signed(1'h0) + $signed(\$146 );
-  assign \$148  = ! st3[21];
-  assign \$149  = $signed(1'h0) + $signed(w2_0_0_0);
-  assign \$150  = $signed(\$149 ) + $signed(w2_0_2_0);
-  assign \$151  = $signed(1'h0) + $signed(w2_0_0_1);
-  assign \$152  = $signed(\$151 ) + $signed(w2_0_2_1);
-  assign \$153  = $signed(1'h0) + $signed(w2_0_0_2);
-  assign \$154  = $signed(\$153 ) + $signed(w2_0_2_2);
-  assign \$155  = $signed(1'h0) + $signed(w2_0_0_3);
-  assign \$156  = $signed(\$155 ) + $signed(w2_0_2_3);
-  assign \$157  = st2[11:4] == st3[11:4];
-  assign \$158  = ! st3[1];
-  assign \$159  = \$157  & \$158 ;
-  assign \$160  = ! st3[1];
-  assign \$161  = \$160  & st3[2];
-  assign \$162  = ~ \$161 ;
-  assign \$163  = st3[0] & \$162 ;
-  assign \$164  = \$159  & \$163 ;
-  assign \$165  = st2[11:4] == st3[11:4];
-  assign \$166  = ! st3[1];
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = ! st3[1];
-  assign \$169  = \$168  & st3[2];
-  assign \$171  = \$170  & st3[29];
-  assign \$172  = \$169  | \$171 ;
-  assign \$173  = st3[0] & \$172 ;
-  assign \$174  = \$167  & \$173 ;
-  assign \$175  = st2[11:4] == st4[11:4];
-  assign \$176  = ! st4[1];
-  assign \$177  = \$175  & \$176 ;
-  assign \$178  = ! st4[1];
-  assign \$179  = \$178  & st4[2];
-  assign \$180  = ~ \$179 ;
-  assign \$181  = st4[0] & \$180 ;
-  assign \$182  = \$177  & \$181 ;
-  assign \$183  = st2[11:4] == st4[11:4];
-  assign \$184  = ! st4[1];
-  assign \$185  = \$183  & \$184 ;
-  assign \$186  = ! st4[1];
-  assign \$187  = \$186  & st4[2];
-  assign \$189  = \$188  & st4[29];
-  assign \$190  = \$187  | \$189 ;
-  assign \$191  = st4[0] & \$190 ;
-  assign \$192  = \$185  & \$191 ;
-  assign \$193  = st2[11:4] == st5[11:4];
-  assign \$194  = ! st5[1];
-  assign \$195  = \$194  & st5[2];
-  assign \$196  = ~ \$195 ;
-  assign \$197  = st5[0] & \$196 ;
-  assign \$198  = \$193  & \$197 ;
-  assign \$199  = st2[11:4] == st5[11:4];
-  assign \$200  = ! st5[1];
-  assign \$201  = \$200  & st5[2];
-  assign \$203  = \$202  & st5[29];
-  assign \$204  = \$201  | \$203 ;
-  assign \$205  = st5[0] & \$204 ;
-  assign \$206  = \$199  & \$205 ;
-  assign \$207  = st2[11:4] == st6[11:4];
-  assign \$208  = ! st6[1];
-  assign \$209  = \$208  & st6[2];
-  assign \$210  = ~ \$209 ;
-  assign \$211  = st6[0] & \$210 ;
-  assign \$212  = \$207  & \$211 ;
-  assign \$213  = st2[11:4] == st6[11:4];
-  assign \$214  = ! st6[1];
-  assign \$215  = \$214  & st6[2];
-  assign \$217  = \$216  & st6[29];
-  assign \$218  = \$215  | \$217 ;
-  assign \$219  = st6[0] & \$218 ;
-  assign \$220  = \$213  & \$219 ;
-  assign \$221  = st2[11:4] == st7[11:4];
-  assign \$222  = ! st7[1];
-  assign \$223  = \$222  & st7[2];
-  assign \$224  = ~ \$223 ;
-  assign \$225  = st7[0] & \$224 ;
-  assign \$226  = \$221  & \$225 ;
-  assign \$227  = st2[11:4] == st7[11:4];
-  assign \$228  = ! st7[1];
-  assign \$229  = \$228  & st7[2];
-  assign \$231  = \$230  & st7[29];
-  assign \$232  = \$229  | \$231 ;
-  assign \$233  = st7[0] & \$232 ;
-  assign \$234  = \$227  & \$233 ;
-  assign \$237  = ! st3[1];
-  assign \$238  = \$237  & st3[2];
-  assign \$239  = ~ \$238 ;
-  assign \$240  = \$236  & \$239 ;
-  assign \$243  = ! st3[1];
-  assign \$244  = \$243  & st3[2];
-  assign \$245  = \$242  & \$244 ;
-  assign \$246  = \$240  | \$245 ;
-  assign \$248  = ~ \$247 ;
-  assign \$249  = hit_v2 & \$248 ;
-  assign \$250  = ! st3[1];
-  assign \$251  = \$250  & st3[2];
-  assign \$252  = ~ \$251 ;
-  assign \$253  = \$249  & \$252 ;
-  assign \$255  = ~ \$254 ;
-  assign \$256  = hit_c2 & \$255 ;
-  assign \$257  = ! st3[1];
-  assign \$258  = \$257  & st3[2];
-  assign \$259  = \$256  & \$258 ;
-  assign \$260  = \$253  | \$259 ;
-  assign \$262  = \$261  | hit_v2;
-  assign \$263  = ~ \$262 ;
-  assign \$264  = hit_v3 & \$263 ;
-  assign \$265  = ! st3[1];
-  assign \$266  = \$265  & st3[2];
-  assign \$267  = ~ \$266 ;
-  assign \$268  = \$264  & \$267 ;
-  assign \$270  = \$269  | hit_v2;
-  assign \$271  = \$270  | hit_v3;
-  assign \$272  = ~ \$271 ;
-  assign \$273  = hit_v4 & \$272 ;
-  assign \$274  = ! st3[1];
-  assign \$275  = \$274  & st3[2];
-  assign \$276  = ~ \$275 ;
-  assign \$277  = \$273  & \$276 ;
-  assign \$279  = \$278  | hit_v2;
-  assign \$280  = \$279  | hit_v3;
-  assign \$281  = \$280  | hit_v4;
-  assign \$282  = ~ \$281 ;
-  assign \$283  = hit_v5 & \$282 ;
-  assign \$284  = ! st3[1];
-  assign \$285  = \$284  & st3[2];
-  assign \$286  = ~ \$285 ;
-  assign \$287  = \$283  & \$286 ;
-  assign \$289  = \$288  | hit_v2;
-  assign \$290  = \$289  | hit_v3;
-  assign \$291  = \$290  | hit_v4;
-  assign \$292  = \$291  | hit_v5;
-  assign \$293  = ~ \$292 ;
-  assign \$294  = ! st3[1];
-  assign \$295  = \$294  & st3[2];
-  assign \$296  = ~ \$295 ;
-  assign \$297  = \$293  & \$296 ;
-  assign \$299  = \$298  | hit_c2;
-  assign \$300  = ~ \$299 ;
-  assign \$301  = hit_c3 & \$300 ;
-  assign \$302  = ! st3[1];
-  assign \$303  = \$302  & st3[2];
-  assign \$304  = \$301  & \$303 ;
-  assign \$306  = \$305  | hit_c2;
-  assign \$307  = \$306  | hit_c3;
-  assign \$308  = ~ \$307 ;
-  assign \$309  = hit_c4 & \$308 ;
-  assign \$310  = ! st3[1];
-  assign \$311  = \$310  & st3[2];
-  assign \$312  = \$309  & \$311 ;
-  assign \$314  = \$313  | hit_c2;
-  assign \$315  = \$314  | hit_c3;
-  assign \$316  = \$315  | hit_c4;
-  assign \$317  = ~ \$316 ;
-  assign \$318  = hit_c5 & \$317 ;
-  assign \$319  = ! st3[1];
-  assign \$320  = \$319  & st3[2];
-  assign \$321  = \$318  & \$320 ;
-  assign \$323  = \$322  | hit_c2;
-  assign \$324  = \$323  | hit_c3;
-  assign \$325  = \$324  | hit_c4;
-  assign \$326  = \$325  | hit_c5;
-  assign \$327  = ~ \$326 ;
-  assign \$328  = ! st3[1];
-  assign \$329  = \$328  & st3[2];
-  assign \$330  = \$327  & \$329 ;
-  assign \$331  = ! st3[1];
-  assign \$332  = ! st3[1];
-  assign \$334  = \$signal$126 [0] ? \$signal$128 [15:0] : 16'h0000;
-  assign \$335  = \$signal$126 [1] ? \$signal$37 [15:0] : 16'h0000;
-  assign \$336  = \$334  | \$335 ;
-  assign \$337  = \$signal$126 [2] ? v_wr__data[14:0] : 15'h0000;
-  assign \$338  = \$336  | { \$337 [14], \$337  };
-  assign \$339  = \$signal$126 [3] ? res8[14:0] : 15'h0000;
-  assign \$340  = \$338  | { \$339 [14], \$339  };
-  assign \$341  = \$signal$126 [4] ? res9[14:0] : 15'h0000;
-  assign \$342  = \$340  | { \$341 [14], \$341  };
-  assign \$343  = \$signal$126 [5] ? v_raw[14:0] : 15'h0000;
-  assign \$344  = \$342  | { \$343 [14], \$343  };
-  assign \$347  = \$signal$126 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$348  = \$346  | { \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347  };
-  assign \$349  = \$signal$126 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$350  = \$348  | { \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349  };
-  assign \$353  = \$signal$127 [0] ? addend[11:0] : 12'h000;
-  assign \$354  = \$signal$127 [1] ? b_raw[11:0] : 12'h000;
-  assign \$355  = \$353  | \$354 ;
-  assign \$356  = \$signal$127 [2] ? \$signal$128 [15:0] : 16'h0000;
-  assign \$357  = { \$355 [11], \$355 [11], \$355 [11], \$355 [11], \$355  } | \$356 ;
-  assign \$358  = \$signal$127 [3] ? \$signal$37 [15:0] : 16'h0000;
-  assign \$359  = \$357  | \$358 ;
-  assign \$362  = \$signal$127 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$363  = \$361  | { \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362  };
-  assign \$364  = \$signal$127 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$365  = \$363  | { \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364  };
-  assign \$368  = $signed(\$352 ) + $signed(\$367 );
-  assign \$369  = \$signal$126 [0] ? \$signal$128 [31:16] : 16'h0000;
-  assign \$370  = \$signal$126 [1] ? \$signal$37 [31:16] : 16'h0000;
-  assign \$371  = \$369  | \$370 ;
-  assign \$372  = \$signal$126 [2] ? v_wr__data[29:15] : 15'h0000;
-  assign \$373  = \$371  | { \$372 [14], \$372  };
-  assign \$374  = \$signal$126 [3] ? res8[29:15] : 15'h0000;
-  assign \$375  = \$373  | { \$374 [14], \$374  };
-  assign \$376  = \$signal$126 [4] ? res9[29:15] : 15'h0000;
-  assign \$377  = \$375  | { \$376 [14], \$376  };
-  assign \$378  = \$signal$126 [5] ? v_raw[29:15] : 15'h0000;
-  assign \$379  = \$377  | { \$378 [14], \$378  };
-  assign \$382  = \$signal$126 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$383  = \$381  | { \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382  };
-  assign \$384  = \$signal$126 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$385  = \$383  | { \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384  };
-  assign \$388  = \$signal$127 [0] ? addend[23:12] : 12'h000;
-  assign \$389  = \$signal$127 [1] ? b_raw[23:12] : 12'h000;
-  assign \$390  = \$388  | \$389 ;
-  assign \$391  = \$signal$127 [2] ? \$signal$128 [31:16] : 16'h0000;
-  assign \$392  = { \$390 [11], \$390 [11], \$390 [11], \$390 [11], \$390  } | \$391 ;
-  assign \$393  = \$signal$127 [3] ? \$signal$37 [31:16] : 16'h0000;
-  assign \$394  = \$392  | \$393 ;
-  assign \$397  = \$signal$127 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$398  = \$396  | { \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397  };
-  assign \$399  = \$signal$127 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$400  = \$398  | { \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399  };
-  assign \$403  = $signed(\$387 ) + $signed(\$402 );
-  assign \$404  = \$signal$126 [0] ? \$signal$128 [47:32] : 16'h0000;
-  assign \$405  = \$signal$126 [1] ? \$signal$37 [47:32] : 16'h0000;
-  assign \$406  = \$404  | \$405 ;
-  assign \$407  = \$signal$126 [2] ? v_wr__data[44:30] : 15'h0000;
-  assign \$408  = \$406  | { \$407 [14], \$407  };
-  assign \$409  = \$signal$126 [3] ? res8[44:30] : 15'h0000;
-  assign \$410  = \$408  | { \$409 [14], \$409  };
-  assign \$411  = \$signal$126 [4] ? res9[44:30] : 15'h0000;
+  assign _0000_ = ~ \$signal ;
+  assign _0095_ = op_valid & _0000_;
+  assign _0281_ = ~ \$signal ;
+  assign _0372_ = credit & _0281_;
+  assign _0462_ = step == 1'h1;
+  assign active = \issue.valid  | \$signal ;
+  assign _0488_ = $signed(d1_0) >= $signed(1'h0);
+  assign _0001_ = 1'h0 + _0488_;
+  assign _0011_ = $signed(d2_0) >= $signed(1'h0);
+  assign _0019_ = _0001_ + _0011_;
+  assign _0027_ = $signed(d3_0) >= $signed(1'h0);
+  assign _0034_ = _0019_ + _0027_;
+  assign _0042_ = $signed(d4_0) >= $signed(1'h0);
+  assign _0053_ = _0034_ + _0042_;
+  assign _0064_ = $signed(d1_0) >= $signed(1'h0);
+  assign _0074_ = $signed(d2_0) >= $signed(1'h0);
+  assign _0084_ = $signed(d3_0) >= $signed(1'h0);
+  assign _0096_ = $signed(d4_0) >= $signed(1'h0);
+  assign _0106_ = st6[29] ? 15'h0048 : kept0;
+  assign _0126_ = $signed(d1_1) >= $signed(1'h0);
+  assign _0134_ = 1'h0 + _0126_;
+  assign _0142_ = $signed(d2_1) >= $signed(1'h0);
+  assign _0152_ = _0134_ + _0142_;
+  assign _0161_ = $signed(d3_1) >= $signed(1'h0);
+  assign _0171_ = _0152_ + _0161_;
+  assign _0181_ = $signed(d4_1) >= $signed(1'h0);
+  assign _0191_ = _0171_ + _0181_;
+  assign _0201_ = $signed(d1_1) >= $signed(1'h0);
+  assign _0211_ = $signed(d2_1) >= $signed(1'h0);
+  assign _0221_ = $signed(d3_1) >= $signed(1'h0);
+  assign _0230_ = $signed(d4_1) >= $signed(1'h0);
+  assign _0239_ = st6[29] ? 15'h0048 : kept1;
+  assign _0254_ = $signed(d1_2) >= $signed(1'h0);
+  assign _0265_ = 1'h0 + _0254_;
+  assign _0272_ = $signed(d2_2) >= $signed(1'h0);
+  assign _0282_ = _0265_ + _0272_;
+  assign _0291_ = $signed(d3_2) >= $signed(1'h0);
+  assign _0300_ = _0282_ + _0291_;
+  assign _0309_ = $signed(d4_2) >= $signed(1'h0);
+  assign _0316_ = _0300_ + _0309_;
+  assign _0327_ = $signed(d1_2) >= $signed(1'h0);
+  assign _0334_ = $signed(d2_2) >= $signed(1'h0);
+  assign _0343_ = $signed(d3_2) >= $signed(1'h0);
+  assign _0352_ = $signed(d4_2) >= $signed(1'h0);
+  assign _0363_ = st6[29] ? 15'h0048 : kept2;
+  assign _0383_ = $signed(d1_3) >= $signed(1'h0);
+  assign _0393_ = 1'h0 + _0383_;
+  assign _0403_ = $signed(d2_3) >= $signed(1'h0);
+  assign _0414_ = _0393_ + _0403_;
+  assign _0422_ = $signed(d3_3) >= $signed(1'h0);
+  assign _0433_ = _0414_ + _0422_;
+  assign _0444_ = $signed(d4_3) >= $signed(1'h0);
+  assign _0455_ = _0433_ + _0444_;
+  assign _0461_ = $signed(d1_3) >= $signed(1'h0);
+  assign _0463_ = $signed(d2_3) >= $signed(1'h0);
+  assign _0464_ = $signed(d3_3) >= $signed(1'h0);
+  assign _0465_ = $signed(d4_3) >= $signed(1'h0);
+  assign _0466_ = st6[29] ? 15'h0048 : kept3;
+  assign _0467_ = ! st7[1];
+  assign _0468_ = _0467_ & st7[2];
+  assign _0469_ = ~ _0468_;
+  assign _0470_ = st7[0] & _0469_;
+  assign { _0471_[3:1], v_wr__en } = _0470_ ? 4'hf : 4'h0;
+  assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0472_ = st7[0] & st7[1];
+  assign _0473_ = ~ \$signal$72 ;
+  assign dropped = _0472_ & _0473_;
+  assign _0474_ = | \$signal$76 [2:0];
+  assign _0475_ = ~ done[0];
+  assign pending[0] = _0474_ & _0475_;
+  assign _0476_ = | \$signal$76 [5:3];
+  assign _0477_ = ~ done[1];
+  assign pending[1] = _0476_ & _0477_;
+  assign _0478_ = | \$signal$76 [8:6];
+  assign _0479_ = ~ done[2];
+  assign pending[2] = _0478_ & _0479_;
+  assign _0480_ = | \$signal$76 [11:9];
+  assign _0481_ = ~ done[3];
+  assign pending[3] = _0480_ & _0481_;
+  assign _0482_ = \$signal$76 [13:12] * 3'h4;
+  assign { _0483_[5:4], o__payload[3:0] } = _0482_ + lane;
+  assign _0484_ = | pending;
+  assign _0486_ = pending - 1'h1;
+  assign _0487_ = { 1'h0, pending } & _0486_;
+  assign _0489_ = ! _0487_;
+  assign _0490_ = ~ \$signal$76 [20];
+  assign _0491_ = _0489_ & _0490_;
+  assign _0492_ = used + sweep_now;
+  assign _0493_ = _0492_ - dropped;
+  assign _0494_ = \$signal$83  & \$signal$80 ;
+  assign _0495_ = $signed(_0493_) - $signed({ 1'h0, _0494_ });
+  assign _0496_ = used <= 10'h208;
+  assign _0002_ = ~ \$signal ;
+  assign _0003_ = credit & _0002_;
+  assign _0004_ = step == 1'h1;
+  assign _0005_ = step + 1'h1;
+  assign _0006_ = sweep_addr + 1'h1;
+  assign _0007_ = sweep_addr == 8'hfe;
+  assign _0008_ = sweep_now & \issue.end ;
+  assign _0009_ = sweep_now & \issue.end ;
+  assign _0010_ = _0009_ | \$signal$88 ;
+  assign _0012_ = pos0 == 2'h3;
+  assign _0013_ = pos0 + 1'h1;
+  assign _0014_ = st2[22] ? { w1_0[7], w1_0[7:0] } : 9'h000;
+  assign _0015_ = $signed(1'h0) + $signed(_0014_);
+  assign _0016_ = st2[23] ? { w1_0[7:0], 1'h0 } : 9'h000;
+  assign _0017_ = $signed(_0015_) + $signed(_0016_);
+  assign _0018_ = st2[22] ? { w1_0[15], w1_0[15:8] } : 9'h000;
+  assign _0020_ = $signed(1'h0) + $signed(_0018_);
+  assign _0021_ = st2[23] ? { w1_0[15:8], 1'h0 } : 9'h000;
+  assign _0022_ = $signed(_0020_) + $signed(_0021_);
+  assign _0023_ = st2[22] ? { w1_0[23], w1_0[23:16] } : 9'h000;
+  assign _0024_ = $signed(1'h0) + $signed(_0023_);
+  assign _0025_ = st2[23] ? { w1_0[23:16], 1'h0 } : 9'h000;
+  assign _0026_ = $signed(_0024_) + $signed(_0025_);
+  assign _0028_ = st2[22] ? { w1_0[31], w1_0[31:24] } : 9'h000;
+  assign _0029_ = $signed(1'h0) + $signed(_0028_);
+  assign _0030_ = st2[23] ? { w1_0[31:24], 1'h0 } : 9'h000;
+  assign _0031_ = $signed(_0029_) + $signed(_0030_);
+  assign _0032_ = st2[24] ? { w1_0[7], w1_0[7:0], 2'h0 } : 11'h000;
+  assign _0033_ = $signed(1'h0) + $signed(_0032_);
+  assign _0035_ = st2[24] ? { w1_0[15], w1_0[15:8], 2'h0 } : 11'h000;
+  assign _0036_ = $signed(1'h0) + $signed(_0035_);
+  assign _0037_ = st2[24] ? { w1_0[23], w1_0[23:16], 2'h0 } : 11'h000;
+  assign _0038_ = $signed(1'h0) + $signed(_0037_);
+  assign _0039_ = st2[24] ? { w1_0[31], w1_0[31:24], 2'h0 } : 11'h000;
+  assign _0040_ = $signed(1'h0) + $signed(_0039_);
+  assign _0041_ = $signed(1'h0) + $signed(w2_0_0_0);
+  assign _0043_ = $signed(_0041_) + $signed(w2_0_2_0);
+  assign _0044_ = $signed(1'h0) + $signed(w2_0_0_1);
+  assign _0045_ = $signed(_0044_) + $signed(w2_0_2_1);
+  assign _0046_ = $signed(1'h0) + $signed(w2_0_0_2);
+  assign _0047_ = $signed(_0046_) + $signed(w2_0_2_2);
+  assign _0048_ = $signed(1'h0) + $signed(w2_0_0_3);
+  assign _0049_ = $signed(_0048_) + $signed(w2_0_2_3);
+  assign _0050_ = st2[11:4] == st3[11:4];
+  assign _0051_ = ! st3[1];
+  assign _0052_ = _0050_ & _0051_;
+  assign _0054_ = ! st3[1];
+  assign _0055_ = _0054_ & st3[2];
+  assign _0056_ = ~ _0055_;
+  assign _0057_ = st3[0] & _0056_;
+  assign _0058_ = _0052_ & _0057_;
+  assign _0059_ = st2[11:4] == st3[11:4];
+  assign _0060_ = ! st3[1];
+  assign _0061_ = _0059_ & _0060_;
+  assign _0062_ = ! st3[1];
+  assign _0063_ = _0062_ & st3[2];
+  assign _0065_ = st3[1] & st3[29];
+  assign _0066_ = _0063_ | _0065_;
+  assign _0067_ = st3[0] & _0066_;
+  assign _0068_ = _0061_ & _0067_;
+  assign _0069_ = st2[11:4] == st4[11:4];
+  assign _0070_ = ! st4[1];
+  assign _0071_ = _0069_ & _0070_;
+  assign _0072_ = ! st4[1];
+  assign _0073_ = _0072_ & st4[2];
+  assign _0075_ = ~ _0073_;
+  assign _0076_ = st4[0] & _0075_;
+  assign _0077_ = _0071_ & _0076_;
+  assign _0078_ = st2[11:4] == st4[11:4];
+  assign _0079_ = ! st4[1];
+  assign _0080_ = _0078_ & _0079_;
+  assign _0081_ = ! st4[1];
+  assign _0082_ = _0081_ & st4[2];
+  assign _0083_ = st4[1] & st4[29];
+  assign _0085_ = _0082_ | _0083_;
+  assign _0086_ = st4[0] & _0085_;
+  assign _0087_ = _0080_ & _0086_;
+  assign _0088_ = st2[11:4] == st5[11:4];
+  assign _0089_ = ! st5[1];
+  assign _0090_ = _0089_ & st5[2];
+  assign _0091_ = ~ _0090_;
+  assign _0092_ = st5[0] & _0091_;
+  assign _0093_ = _0088_ & _0092_;
+  assign _0094_ = st2[11:4] == st5[11:4];
+  assign _0097_ = ! st5[1];
+  assign _0098_ = _0097_ & st5[2];
+  assign _0099_ = st5[1] & st5[29];
+  assign _0100_ = _0098_ | _0099_;
+  assign _0101_ = st5[0] & _0100_;
+  assign _0102_ = _0094_ & _0101_;
+  assign _0103_ = st2[11:4] == st6[11:4];
+  assign _0104_ = ! st6[1];
+  assign _0105_ = _0104_ & st6[2];
+  assign _0107_ = ~ _0105_;
+  assign _0108_ = st6[0] & _0107_;
+  assign _0109_ = _0103_ & _0108_;
+  assign _0110_ = st2[11:4] == st6[11:4];
+  assign _0111_ = ! st6[1];
+  assign _0112_ = _0111_ & st6[2];
+  assign _0113_ = st6[1] & st6[29];
+  assign _0114_ = _0112_ | _0113_;
+  assign _0115_ = st6[0] & _0114_;
+  assign _0116_ = _0110_ & _0115_;
+  assign _0117_ = st2[11:4] == st7[11:4];
+  assign _0118_ = ! st7[1];
+  assign _0119_ = _0118_ & st7[2];
+  assign _0120_ = ~ _0119_;
+  assign _0121_ = st7[0] & _0120_;
+  assign _0122_ = _0117_ & _0121_;
+  assign _0123_ = st2[11:4] == st7[11:4];
+  assign _0124_ = ! st7[1];
+  assign _0125_ = _0124_ & st7[2];
+  assign _0127_ = st7[1] & st7[29];
+  assign _0128_ = _0125_ | _0127_;
+  assign _0129_ = st7[0] & _0128_;
+  assign _0130_ = _0123_ & _0129_;
+  assign _0131_ = ! st3[1];
+  assign _0132_ = _0131_ & st3[2];
+  assign _0133_ = ~ _0132_;
+  assign _0135_ = hit_v1 & _0133_;
+  assign _0136_ = ! st3[1];
+  assign _0137_ = _0136_ & st3[2];
+  assign _0138_ = hit_c1 & _0137_;
+  assign _0139_ = _0135_ | _0138_;
+  assign _0140_ = ~ hit_v1;
+  assign _0141_ = hit_v2 & _0140_;
+  assign _0143_ = ! st3[1];
+  assign _0144_ = _0143_ & st3[2];
+  assign _0145_ = ~ _0144_;
+  assign _0146_ = _0141_ & _0145_;
+  assign _0147_ = ~ hit_c1;
+  assign _0148_ = hit_c2 & _0147_;
+  assign _0149_ = ! st3[1];
+  assign _0150_ = _0149_ & st3[2];
+  assign _0151_ = _0148_ & _0150_;
+  assign _0153_ = _0146_ | _0151_;
+  assign _0154_ = hit_v1 | hit_v2;
+  assign _0155_ = ~ _0154_;
+  assign _0156_ = hit_v3 & _0155_;
+  assign _0157_ = ! st3[1];
+  assign _0158_ = _0157_ & st3[2];
+  assign _0159_ = ~ _0158_;
+  assign _0160_ = _0156_ & _0159_;
+  assign _0162_ = hit_v1 | hit_v2;
+  assign _0163_ = _0162_ | hit_v3;
+  assign _0164_ = ~ _0163_;
+  assign _0165_ = hit_v4 & _0164_;
+  assign _0166_ = ! st3[1];
+  assign _0167_ = _0166_ & st3[2];
+  assign _0168_ = ~ _0167_;
+  assign _0169_ = _0165_ & _0168_;
+  assign _0170_ = hit_v1 | hit_v2;
+  assign _0172_ = _0170_ | hit_v3;
+  assign _0173_ = _0172_ | hit_v4;
+  assign _0174_ = ~ _0173_;
+  assign _0175_ = hit_v5 & _0174_;
+  assign _0176_ = ! st3[1];
+  assign _0177_ = _0176_ & st3[2];
+  assign _0178_ = ~ _0177_;
+  assign _0179_ = _0175_ & _0178_;
+  assign _0180_ = hit_v1 | hit_v2;
+  assign _0182_ = _0180_ | hit_v3;
+  assign _0183_ = _0182_ | hit_v4;
+  assign _0184_ = _0183_ | hit_v5;
+  assign _0185_ = ~ _0184_;
+  assign _0186_ = ! st3[1];
+  assign _0187_ = _0186_ & st3[2];
+  assign _0188_ = ~ _0187_;
+  assign _0189_ = _0185_ & _0188_;
+  assign _0190_ = hit_c1 | hit_c2;
+  assign _0192_ = ~ _0190_;
+  assign _0193_ = hit_c3 & _0192_;
+  assign _0194_ = ! st3[1];
+  assign _0195_ = _0194_ & st3[2];
+  assign _0196_ = _0193_ & _0195_;
+  assign _0197_ = hit_c1 | hit_c2;
+  assign _0198_ = _0197_ | hit_c3;
+  assign _0199_ = ~ _0198_;
+  assign _0200_ = hit_c4 & _0199_;
+  assign _0202_ = ! st3[1];
+  assign _0203_ = _0202_ & st3[2];
+  assign _0204_ = _0200_ & _0203_;
+  assign _0205_ = hit_c1 | hit_c2;
+  assign _0206_ = _0205_ | hit_c3;
+  assign _0207_ = _0206_ | hit_c4;
+  assign _0208_ = ~ _0207_;
+  assign _0209_ = hit_c5 & _0208_;
+  assign _0210_ = ! st3[1];
+  assign _0212_ = _0210_ & st3[2];
+  assign _0213_ = _0209_ & _0212_;
+  assign _0214_ = hit_c1 | hit_c2;
+  assign _0215_ = _0214_ | hit_c3;
+  assign _0216_ = _0215_ | hit_c4;
+  assign _0217_ = _0216_ | hit_c5;
+  assign _0218_ = ~ _0217_;
+  assign _0219_ = ! st3[1];
+  assign _0220_ = _0219_ & st3[2];
+  assign _0222_ = _0218_ & _0220_;
+  assign _0223_ = ! st3[1];
+  assign _0224_ = \$signal$126 [0] ? \$signal$128 [15:0] : 16'h0000;
+  assign _0225_ = \$signal$126 [1] ? \$signal$37 [15:0] : 16'h0000;
+  assign _0226_ = _0224_ | _0225_;
+  assign _0227_ = \$signal$126 [2] ? v_wr__data[14:0] : 15'h0000;
+  assign _0228_ = _0226_ | { _0227_[14], _0227_ };
+  assign _0229_ = \$signal$126 [3] ? res8[14:0] : 15'h0000;
+  assign _0231_ = _0228_ | { _0229_[14], _0229_ };
+  assign _0232_ = \$signal$126 [4] ? res9[14:0] : 15'h0000;
+  assign _0233_ = _0231_ | { _0232_[14], _0232_ };
+  assign _0234_ = \$signal$126 [5] ? v_raw[14:0] : 15'h0000;
+  assign _0235_ = _0233_ | { _0234_[14], _0234_ };
+  assign _0236_ = \$signal$126 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0237_ = _0235_ | { _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_ };
+  assign _0238_ = \$signal$126 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0240_ = _0237_ | { _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_ };
+  assign _0241_ = \$signal$127 [0] ? addend[11:0] : 12'h000;
+  assign _0242_ = \$signal$127 [1] ? b_raw[11:0] : 12'h000;
+  assign _0243_ = _0241_ | _0242_;
+  assign _0244_ = \$signal$127 [2] ? \$signal$128 [15:0] : 16'h0000;
+  assign _0245_ = { _0243_[11], _0243_[11], _0243_[11], _0243_[11], _0243_ } | _0244_;
+  assign _0246_ = \$signal$127 [3] ? \$signal$37 [15:0] : 16'h0000;
+  assign _0247_ = _0245_ | _0246_;
+  assign _0248_ = \$signal$127 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0249_ = _0247_ | { _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_ };
+  assign _0250_ = \$signal$127 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0251_ = _0249_ | { _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_ };
+  assign _0252_ = $signed(_0240_) + $signed(_0251_);
+  assign _0253_ = \$signal$126 [0] ? \$signal$128 [31:16] : 16'h0000;
+  assign _0255_ = \$signal$126 [1] ? \$signal$37 [31:16] : 16'h0000;
+  assign _0256_ = _0253_ | _0255_;
+  assign _0257_ = \$signal$126 [2] ? v_wr__data[29:15] : 15'h0000;
+  assign _0258_ = _0256_ | { _0257_[14], _0257_ };
+  assign _0259_ = \$signal$126 [3] ? res8[29:15] : 15'h0000;
+  assign _0260_ = _0258_ | { _0259_[14], _0259_ };
+  assign _0261_ = \$signal$126 [4] ? res9[29:15] : 15'h0000;
+  assign _0262_ = _0260_ | { _0261_[14], _0261_ };
+  assign _0263_ = \$signal$126 [5] ? v_raw[29:15] : 15'h0000;
+  assign _0264_ = _0262_ | { _0263_[14], _0263_ };
+  assign _0266_ = \$signal$126 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0267_ = _0264_ | { _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_ };
+  assign _0268_ = \$signal$126 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0269_ = _0267_ | { _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_ };
+  assign _0270_ = \$signal$127 [0] ? addend[23:12] : 12'h000;
+  assign _0271_ = \$signal$127 [1] ? b_raw[23:12] : 12'h000;
+  assign _0273_ = _0270_ | _0271_;
+  assign _0274_ = \$signal$127 [2] ? \$signal$128 [31:16] : 16'h0000;
+  assign _0275_ = { _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_ } | _0274_;
+  assign _0276_ = \$signal$127 [3] ? \$signal$37 [31:16] : 16'h0000;
+  assign _0277_ = _0275_ | _0276_;
+  assign _0278_ = \$signal$127 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0279_ = _0277_ | { _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_ };
+  assign _0280_ = \$signal$127 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0283_ = _0279_ | { _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_ };
+  assign _0284_ = $signed(_0269_) + $signed(_0283_);
+  assign _0285_ = \$signal$126 [0] ? \$signal$128 [47:32] : 16'h0000;
+  assign _0286_ = \$signal$126 [1] ? \$signal$37 [47:32] : 16'h0000;
+  assign _0287_ = _0285_ | _0286_;
+  assign _0288_ = \$signal$126 [2] ? v_wr__data[44:30] : 15'h0000;
+  assign _0289_ = _0287_ | { _0288_[14], _0288_ };
+  assign _0290_ = \$signal$126 [3] ? res8[44:30] : 15'h0000;
+  assign _0292_ = _0289_ | { _0290_[14], _0290_ };
+  assign _0293_ = \$signal$126 [4] ? res9[44:30] : 15'h0000;
+  assign _0497_ = o__ready ? 4'h0 : done;
+  assign _0498_ = _0380_ ? (* full_case = 32'd1 *) 4'h0 : _0382_[3:0];
+  assign _0499_ = o__ready ? _0498_ : done;
+  assign _0500_ = _0375_ ? (* full_case = 32'd1 *) _0499_ : _0497_;
+  assign _0501_ = \$signal$80  ? _0500_ : done;
+  assign _0460_ = rst ? 4'h0 : _0501_;
+  assign _0502_ = _0370_ ? (* full_case = 32'd1 *) 3'h0 : _0371_[2:0];
+  assign _0503_ = _0369_ ? _0502_ : pos2;
+  assign _0504_ = _0368_ ? _0503_ : pos2;
+  assign _0505_ = st7[31] ? (* full_case = 32'd1 *) 3'h0 : _0504_;
+  assign _0506_ = _0367_ ? _0505_ : pos2;
+  assign _0459_ = rst ? 3'h0 : _0506_;
+  assign _0507_ = _0369_ ? (* full_case = 32'd1 *) 3'h0 : _0373_[2:0];
+  assign _0508_ = _0368_ ? _0507_ : pos1;
+  assign _0509_ = st7[31] ? (* full_case = 32'd1 *) 3'h0 : _0508_;
+  assign _0510_ = _0367_ ? _0509_ : pos1;
+  assign _0458_ = rst ? 3'h0 : _0510_;
+  assign _0511_ = _0368_ ? (* full_case = 32'd1 *) 2'h0 : _0374_[1:0];
+  assign _0512_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _0511_;
+  assign _0513_ = _0367_ ? _0512_ : \pos0$68 ;
+  assign _0457_ = rst ? 2'h0 : _0513_;
+  assign _0456_ = rst ? 1'h0 : _0366_;
+  assign _0454_ = rst ? 21'h000000 : { st6[31], 8'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0453_ = rst ? 60'h000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign _0452_ = rst ? 17'h00000 : _0362_;
+  assign _0451_ = rst ? 17'h00000 : _0361_;
+  assign _0450_ = rst ? 17'h00000 : _0360_;
+  assign _0449_ = rst ? 17'h00000 : _0359_;
+  assign _0448_ = rst ? 17'h00000 : _0358_;
+  assign _0447_ = rst ? 17'h00000 : _0357_;
+  assign _0446_ = rst ? 17'h00000 : _0356_;
+  assign _0445_ = rst ? 17'h00000 : _0355_;
+  assign _0443_ = rst ? 17'h00000 : _0354_;
+  assign _0442_ = rst ? 17'h00000 : _0353_;
+  assign _0441_ = rst ? 17'h00000 : _0351_;
+  assign _0440_ = rst ? 17'h00000 : _0350_;
+  assign _0439_ = rst ? 17'h00000 : _0349_;
+  assign _0438_ = rst ? 17'h00000 : _0348_;
+  assign _0437_ = rst ? 17'h00000 : _0347_;
+  assign _0436_ = rst ? 17'h00000 : _0346_;
+  assign _0435_[63:48] = rst ? 16'h0000 : \$signal$128 [63:48];
+  assign _0435_[31:16] = rst ? 16'h0000 : \$signal$128 [31:16];
+  assign _0435_[15:0] = rst ? 16'h0000 : \$signal$128 [15:0];
+  assign _0435_[47:32] = rst ? 16'h0000 : \$signal$128 [47:32];
+  assign _0434_[63:48] = rst ? 16'h0000 : _0345_[15:0];
+  assign _0434_[31:16] = rst ? 16'h0000 : _0284_[15:0];
+  assign _0434_[15:0] = rst ? 16'h0000 : _0252_[15:0];
+  assign _0434_[47:32] = rst ? 16'h0000 : _0314_[15:0];
+  assign _0432_ = rst ? 8'h00 : { 6'h00, st3[1], _0223_ };
+  assign _0431_ = rst ? 10'h000 : { _0222_, _0213_, _0204_, _0196_, _0189_, _0179_, _0169_, _0160_, _0153_, _0139_ };
+  assign _0430_ = rst ? 1'h0 : _0130_;
+  assign _0429_ = rst ? 1'h0 : _0122_;
+  assign _0428_ = rst ? 1'h0 : _0116_;
+  assign _0427_ = rst ? 1'h0 : _0109_;
+  assign _0426_ = rst ? 1'h0 : _0102_;
+  assign _0425_ = rst ? 1'h0 : _0093_;
+  assign _0424_ = rst ? 1'h0 : _0087_;
+  assign _0423_ = rst ? 1'h0 : _0077_;
+  assign _0421_ = rst ? 1'h0 : _0068_;
+  assign _0420_ = rst ? 1'h0 : _0058_;
+  assign _0419_ = rst ? 4'h0 : cres8;
+  assign _0418_ = rst ? 60'h000000000000000 : res8;
+  assign _0417_ = rst ? 60'h000000000000000 : v_wr__data;
+  assign _0416_ = rst ? 48'h000000000000 : b_rd__data;
+  assign _0415_ = rst ? 60'h000000000000000 : \$signature__data$106 ;
+  assign _0514_ = st3[21] ? addend[47:36] : _0049_[11:0];
+  assign _0413_[47:36] = rst ? 12'h000 : _0514_;
+  assign _0515_ = st3[21] ? addend[23:12] : _0045_[11:0];
+  assign _0413_[23:12] = rst ? 12'h000 : _0515_;
+  assign _0516_ = st3[21] ? addend[11:0] : _0043_[11:0];
+  assign _0413_[11:0] = rst ? 12'h000 : _0516_;
+  assign _0517_ = st3[21] ? addend[35:24] : _0047_[11:0];
+  assign _0413_[35:24] = rst ? 12'h000 : _0517_;
+  assign _0412_ = rst ? 12'h000 : _0040_;
+  assign _0411_ = rst ? 12'h000 : _0038_;
+  assign _0410_ = rst ? 12'h000 : _0036_;
+  assign _0409_ = rst ? 12'h000 : _0033_;
+  assign _0408_ = rst ? 11'h000 : _0031_;
+  assign _0407_ = rst ? 11'h000 : _0026_;
+  assign _0406_ = rst ? 11'h000 : _0022_;
+  assign _0405_ = rst ? 11'h000 : _0017_;
+  assign _0404_ = rst ? 32'd0 : \$signature__data ;
+  assign _0402_ = rst ? 34'h000000000 : st6;
+  assign _0401_ = rst ? 34'h000000000 : st5;
+  assign _0400_ = rst ? 34'h000000000 : st4;
+  assign _0399_ = rst ? 34'h000000000 : st3;
+  assign _0398_ = rst ? 34'h000000000 : st2;
+  assign _0397_ = rst ? 34'h000000000 : st1;
+  assign _0396_ = rst ? 34'h000000000 : st0;
+  assign _0395_ = rst ? 34'h000000000 : { pos0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
+  assign _0518_ = _0012_ ? (* full_case = 32'd1 *) 2'h0 : _0013_[1:0];
+  assign _0519_ = \issue.end  ? (* full_case = 32'd1 *) 2'h0 : _0518_;
+  assign _0520_ = sweep_now ? _0519_ : pos0;
+  assign _0394_ = rst ? 2'h0 : _0520_;
+  assign _0392_ = rst ? 1'h0 : _0010_;
+  assign _0391_ = rst ? 1'h0 : _0008_;
+  assign _0521_ = _0004_ ? 2'h0 : fire_k;
+  assign _0522_ = sweep_last ? _0521_ : fire_k;
+  assign _0523_ = _0003_ ? _0522_ : fire_k;
+  assign _0524_ = fsm_state ? (* full_case = 32'd1 *) _0523_ : fire_k;
+  assign _0390_ = rst ? 2'h0 : _0524_;
+  assign _0525_ = _0004_ ? (* full_case = 32'd1 *) 2'h0 : _0005_[1:0];
+  assign _0526_ = sweep_last ? _0525_ : step;
+  assign _0527_ = _0003_ ? _0526_ : step;
+  assign _0528_ = fsm_state ? (* full_case = 32'd1 *) _0527_ : step;
+  assign _0389_ = rst ? 2'h0 : _0528_;
+  assign _0529_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0007_;
+  assign _0530_ = _0003_ ? _0529_ : sweep_last;
+  assign _0531_ = fsm_state ? (* full_case = 32'd1 *) _0530_ : sweep_last;
+  assign _0388_ = rst ? 1'h0 : _0531_;
+  assign _0532_ = sweep_last ? (* full_case = 32'd1 *) 8'h00 : _0006_[7:0];
+  assign _0533_ = _0003_ ? _0532_ : sweep_addr;
+  assign _0534_ = fsm_state ? (* full_case = 32'd1 *) _0533_ : sweep_addr;
+  assign _0387_ = rst ? 8'h00 : _0534_;
+  assign _0535_ = sweep_last ? 1'h0 : fsm_state;
+  assign _0536_ = _0003_ ? _0535_ : fsm_state;
+  function [0:0] _1208_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _1208_ = b[0:0];
+      2'b1?:
+        _1208_ = b[1:1];
+      default:
+        _1208_ = a;
+    endcase
+  endfunction
+  assign _0537_ = _1208_(fsm_state, { _0540_, _0536_ }, { _0541_, fsm_state });
+  assign _0538_ = op_valid ? fsm_state : 1'h1;
+  assign _0539_ = i0__payload[12] ? _0538_ : fsm_state;
+  assign _0540_ = i0__valid ? _0539_ : fsm_state;
+  assign _0541_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _0386_ = rst ? 1'h0 : _0537_;
+  assign _0385_ = rst ? 1'h0 : _0496_;
+  assign _0384_ = rst ? 10'h000 : _0495_[9:0];
+  assign _0542_ = o__ready ? 1'h1 : 1'h0;
+  assign _0543_ = _0491_ ? 1'h1 : 1'h0;
+  assign _0544_ = o__ready ? _0543_ : 1'h0;
+  assign _0545_ = _0484_ ? (* full_case = 32'd1 *) _0544_ : _0542_;
+  assign \$signal$83  = \$signal$80  ? _0545_ : 1'h0;
+  assign o__valid = \$signal$80  ? 1'h1 : 1'h0;
+  assign _0546_ = _0484_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign \o__payload.end  = \$signal$80  ? _0546_ : 1'h0;
+  assign _0547_ = _0484_ ? (* full_case = 32'd1 *) _0485_ : 3'h0;
+  assign \o__payload.count  = \$signal$80  ? _0547_ : 3'h0;
+  assign _0548_ = pending[3] ? 2'h3 : 2'h0;
+  assign _0549_ = pending[2] ? 2'h2 : _0548_;
+  assign _0550_ = pending[1] ? 2'h1 : _0549_;
+  assign lane = pending[0] ? 2'h0 : _0550_;
+  assign _0551_ = _0461_ ? d1_3[14:0] : \$signal$37 [62:48];
+  assign _0552_ = _0463_ ? d2_3[14:0] : _0551_;
+  assign _0553_ = _0464_ ? d3_3[14:0] : _0552_;
+  assign _0554_ = _0465_ ? d4_3[14:0] : _0553_;
+  assign kept3 = st6[1] ? (* full_case = 32'd1 *) _0554_ : 15'h0000;
+  assign _0555_ = _0327_ ? d1_2[14:0] : \$signal$37 [46:32];
+  assign _0556_ = _0334_ ? d2_2[14:0] : _0555_;
+  assign _0557_ = _0343_ ? d3_2[14:0] : _0556_;
+  assign _0558_ = _0352_ ? d4_2[14:0] : _0557_;
+  assign kept2 = st6[1] ? (* full_case = 32'd1 *) _0558_ : 15'h0000;
+  assign _0559_ = _0201_ ? d1_1[14:0] : \$signal$37 [30:16];
+  assign _0560_ = _0211_ ? d2_1[14:0] : _0559_;
+  assign _0561_ = _0221_ ? d3_1[14:0] : _0560_;
+  assign _0562_ = _0230_ ? d4_1[14:0] : _0561_;
+  assign kept1 = st6[1] ? (* full_case = 32'd1 *) _0562_ : 15'h0000;
+  assign _0563_ = _0064_ ? d1_0[14:0] : \$signal$37 [14:0];
+  assign _0564_ = _0074_ ? d2_0[14:0] : _0563_;
+  assign _0565_ = _0084_ ? d3_0[14:0] : _0564_;
+  assign _0566_ = _0096_ ? d4_0[14:0] : _0565_;
+  assign kept0 = st6[1] ? (* full_case = 32'd1 *) _0566_ : 15'h0000;
+  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0455_[2:0] : 3'h0;
+  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0316_[2:0] : 3'h0;
+  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0191_[2:0] : 3'h0;
+  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0053_[2:0] : 3'h0;
+  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0466_ : \$signal$37 [62:48];
+  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0363_ : \$signal$37 [46:32];
+  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0239_ : \$signal$37 [30:16];
+  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0106_ : \$signal$37 [14:0];
+  assign _0567_ = _0372_ ? 1'h1 : 1'h0;
+  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _0567_ : 1'h0;
+  assign _0568_ = ready ? 1'h1 : 1'h0;
+  assign _0569_ = i0__payload[12] ? 1'h0 : _0568_;
+  assign _0570_ = i0__valid ? _0569_ : 1'h0;
+  assign load = fsm_state ? 1'h0 : _0570_;
+  assign _0571_ = ready ? 1'h1 : 1'h0;
+  assign _0572_ = op_valid ? 1'h0 : 1'h1;
+  assign _0573_ = i0__payload[12] ? _0572_ : _0571_;
+  assign _0574_ = i0__valid ? _0573_ : 1'h0;
+  assign i0__ready = fsm_state ? 1'h0 : _0574_;
+  assign _0575_ = _0372_ ? sweep_last : 1'h0;
+  assign \issue.end  = fsm_state ? (* full_case = 32'd1 *) _0575_ : 1'h0;
+  assign _0576_ = _0372_ ? fire_k[0] : 1'h0;
+  assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _0576_ : 1'h0;
+  assign _0577_ = _0372_ ? _0462_ : 1'h0;
+  assign \issue.last_step  = fsm_state ? (* full_case = 32'd1 *) _0577_ : 1'h0;
+  assign \issue.shift  = _0095_ ? op_shift : 4'h0;
+  assign \issue.count  = _0095_ ? op_count : 3'h0;
+  assign \issue.waddr  = _0095_ ? op_waddr : 9'h000;
+  assign _0578_ = _0095_ ? op_addr : 8'h00;
+  assign _0579_ = _0372_ ? sweep_addr : _0578_;
+  assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _0579_ : _0578_;
+  assign _0580_ = _0372_ ? 1'h1 : 1'h0;
+  assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _0580_ : 1'h0;
+  assign _0581_ = _0095_ ? 1'h1 : 1'h0;
+  assign _0582_ = _0372_ ? 1'h1 : _0581_;
+  assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _0582_ : _0581_;
+  function [2:0] _1286_;
+    input [2:0] a;
+    input [11:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1286_ = b[2:0];
+      4'b??1?:
+        _1286_ = b[5:3];
+      4'b?1??:
+        _1286_ = b[8:6];
+      4'b1???:
+        _1286_ = b[11:9];
+      default:
+        _1286_ = a;
+    endcase
+  endfunction
+  assign _0485_ = _1286_(3'hx, { \$signal$76 [2:0], \$signal$76 [5:3], \$signal$76 [8:6], \$signal$76 [11:9] }, { _0586_, _0585_, _0584_, _0583_ });
+  assign _0583_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _0584_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _0585_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _0586_ = ! (* full_case = 32'd1 *) lane;
   \digits_cnn_gn.engine_conv2.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -8530,1428 +7712,494 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     .\port$4089$0 (\$signal$76 ),
     .\port$4091$0 (\$signal$80 ),
     .rst(rst),
-    .w_data(written),
+    .w_data({ entry7[20], pos1, pos2, \pos0$68 , entry7[11:0] }),
     .w_en(\$signal$72 )
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    issue[31:0] = 32'd0;
-    if (\$2 ) begin
-      issue[0] = 1'h1;
-      issue[1] = 1'h0;
-      issue[11:4] = op_addr;
-      issue[3] = 1'h0;
-      issue[21] = 1'h0;
-      issue[24:22] = op_count;
-      issue[28:25] = op_shift;
-      issue[2] = 1'h0;
-      issue[20:12] = op_waddr;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$5 ) begin
-            issue[0] = 1'h1;
-            issue[1] = 1'h1;
-            issue[11:4] = sweep_addr;
-            issue[3] = 1'h0;
-            issue[29] = \$6 ;
-            issue[31] = sweep_last;
-            issue[30] = fire_k[0];
-          end
-    endcase
-    begin
-        issue[33:32] = pos0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    i0__ready = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[12]) begin
-              if (\$3 ) begin
-                i0__ready = 1'h1;
-              end
-            end else if (ready) begin
-              i0__ready = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[12]) begin
-            end else if (ready) begin
-              load = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    sweep_now = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$5 ) begin
-            sweep_now = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$8 ) begin
-      result[14:0] = \$signal$37 [14:0];
-    end else begin
-      result[14:0] = \$21 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$22 ) begin
-      result[29:15] = \$signal$37 [30:16];
-    end else begin
-      result[29:15] = \$35 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$36 ) begin
-      result[44:30] = \$signal$37 [46:32];
-    end else begin
-      result[44:30] = \$49 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$50 ) begin
-      result[59:45] = \$signal$37 [62:48];
-    end else begin
-      result[59:45] = \$63 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    out_counts = 12'h000;
-    (* full_case = 32'd1 *)
-    if (\$8 ) begin
-    end else begin
-      out_counts[2:0] = \$16 [2:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$22 ) begin
-    end else begin
-      out_counts[5:3] = \$30 [2:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$36 ) begin
-    end else begin
-      out_counts[8:6] = \$44 [2:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$50 ) begin
-    end else begin
-      out_counts[11:9] = \$58 [2:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    kept0 = 15'h0000;
-    (* full_case = 32'd1 *)
-    if (\$8 ) begin
-    end else begin
-      kept0 = \$signal$37 [14:0];
-      if (\$17 ) begin
-        kept0 = d1_0[14:0];
-      end
-      if (\$18 ) begin
-        kept0 = d2_0[14:0];
-      end
-      if (\$19 ) begin
-        kept0 = d3_0[14:0];
-      end
-      if (\$20 ) begin
-        kept0 = d4_0[14:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    kept1 = 15'h0000;
-    (* full_case = 32'd1 *)
-    if (\$22 ) begin
-    end else begin
-      kept1 = \$signal$37 [30:16];
-      if (\$31 ) begin
-        kept1 = d1_1[14:0];
-      end
-      if (\$32 ) begin
-        kept1 = d2_1[14:0];
-      end
-      if (\$33 ) begin
-        kept1 = d3_1[14:0];
-      end
-      if (\$34 ) begin
-        kept1 = d4_1[14:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    kept2 = 15'h0000;
-    (* full_case = 32'd1 *)
-    if (\$36 ) begin
-    end else begin
-      kept2 = \$signal$37 [46:32];
-      if (\$45 ) begin
-        kept2 = d1_2[14:0];
-      end
-      if (\$46 ) begin
-        kept2 = d2_2[14:0];
-      end
-      if (\$47 ) begin
-        kept2 = d3_2[14:0];
-      end
-      if (\$48 ) begin
-        kept2 = d4_2[14:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    kept3 = 15'h0000;
-    (* full_case = 32'd1 *)
-    if (\$50 ) begin
-    end else begin
-      kept3 = \$signal$37 [62:48];
-      if (\$59 ) begin
-        kept3 = d1_3[14:0];
-      end
-      if (\$60 ) begin
-        kept3 = d2_3[14:0];
-      end
-      if (\$61 ) begin
-        kept3 = d3_3[14:0];
-      end
-      if (\$62 ) begin
-        kept3 = d4_3[14:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    lane = 2'h0;
-    if (pending[3]) begin
-      lane = 2'h3;
-    end
-    if (pending[2]) begin
-      lane = 2'h2;
-    end
-    if (pending[1]) begin
-      lane = 2'h1;
-    end
-    if (pending[0]) begin
-      lane = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    o__payload[13:10] = 4'h0;
-    if (\$signal$80 ) begin
-      (* full_case = 32'd1 *)
-      if (\$86 ) begin
-        o__payload[12:10] = \$87 ;
-      end else begin
-        o__payload[13] = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    o__valid = 1'h0;
-    if (\$signal$80 ) begin
-      (* full_case = 32'd1 *)
-      if (\$86 ) begin
-        o__valid = 1'h1;
-      end else begin
-        o__valid = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$signal$83  = 1'h0;
-    if (\$signal$80 ) begin
-      (* full_case = 32'd1 *)
-      if (\$86 ) begin
-        if (o__ready) begin
-          if (\$92 ) begin
-            \$signal$83  = 1'h1;
-          end
-        end
-      end else begin
-        if (o__ready) begin
-          \$signal$83  = 1'h1;
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$510  = \$98 [9:0];
-    if (rst) begin
-      \$510  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$511  = \$99 ;
-    if (rst) begin
-      \$511  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$512  = fsm_state;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[12]) begin
-              if (\$100 ) begin
-                \$512  = 1'h1;
-              end
-            end
-          end
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$103 ) begin
-                \$512  = 1'h0;
-              end else begin
-                \$512  = 1'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$512  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$513  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$513  = 8'h00;
-            end else begin
-              \$513  = \$105 [7:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$513  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$514  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$514  = 1'h0;
-            end else begin
-              \$514  = \$106 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$514  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$515  = step;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$103 ) begin
-                \$515  = 2'h0;
-              end else begin
-                \$515  = \$104 [1:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$515  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$516  = fire_k;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              if (\$103 ) begin
-                \$516  = 2'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$516  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$517  = plane;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              if (\$103 ) begin
-                \$517  = 2'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$517  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$518  = \$107 ;
-    if (rst) begin
-      \$518  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$519  = \$109 ;
-    if (rst) begin
-      \$519  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$520  = pos0;
-    if (sweep_now) begin
-      (* full_case = 32'd1 *)
-      if (issue[31]) begin
-        \$520  = 2'h0;
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$110 ) begin
-          \$520  = 2'h0;
-        end else begin
-          \$520  = \$111 [1:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$520  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$521  = issue;
-    if (rst) begin
-      \$521  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$522  = st0;
-    if (rst) begin
-      \$522  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$523  = st1;
-    if (rst) begin
-      \$523  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$524  = st2;
-    if (rst) begin
-      \$524  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$525  = st3;
-    if (rst) begin
-      \$525  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$526  = st4;
-    if (rst) begin
-      \$526  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$527  = st5;
-    if (rst) begin
-      \$527  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$528  = st6;
-    if (rst) begin
-      \$528  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$529  = st7;
-    if (rst) begin
-      \$529  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$530  = \$signature__data ;
-    if (rst) begin
-      \$530  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$531  = \$117 ;
-    if (rst) begin
-      \$531  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$532  = \$123 ;
-    if (rst) begin
-      \$532  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$533  = \$129 ;
-    if (rst) begin
-      \$533  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$534  = \$135 ;
-    if (rst) begin
-      \$534  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$535  = \$138 ;
-    if (rst) begin
-      \$535  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$536  = \$141 ;
-    if (rst) begin
-      \$536  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$537  = \$144 ;
-    if (rst) begin
-      \$537  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$538  = \$147 ;
-    if (rst) begin
-      \$538  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$539  = addend;
-    if (\$148 ) begin
-      \$539 [11:0] = \$150 [11:0];
-      \$539 [23:12] = \$152 [11:0];
-      \$539 [35:24] = \$154 [11:0];
-      \$539 [47:36] = \$156 [11:0];
-    end
-    if (rst) begin
-      \$539  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$540  = \$signature__data$106 ;
-    if (rst) begin
-      \$540  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$541  = b_rd__data;
-    if (rst) begin
-      \$541  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$542  = v_wr__data;
-    if (rst) begin
-      \$542  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$543  = res8;
-    if (rst) begin
-      \$543  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$544  = 4'h0;
-    if (rst) begin
-      \$544  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$545  = cres8;
-    if (rst) begin
-      \$545  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$546  = b_raw;
-    if (rst) begin
-      \$546  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$547  = \$like ;
-    if (rst) begin
-      \$547  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$548  = \$164 ;
-    if (rst) begin
-      \$548  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$549  = \$174 ;
-    if (rst) begin
-      \$549  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$550  = \$182 ;
-    if (rst) begin
-      \$550  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$551  = \$192 ;
-    if (rst) begin
-      \$551  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$552  = \$198 ;
-    if (rst) begin
-      \$552  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$553  = \$206 ;
-    if (rst) begin
-      \$553  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$554  = \$212 ;
-    if (rst) begin
-      \$554  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$555  = \$220 ;
-    if (rst) begin
-      \$555  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$556  = \$226 ;
-    if (rst) begin
-      \$556  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$557  = \$234 ;
-    if (rst) begin
-      \$557  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$558  = { \$330 , \$321 , \$312 , \$304 , \$297 , \$287 , \$277 , \$268 , \$260 , \$246  };
-    if (rst) begin
-      \$558  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$559  = { 6'h00, \$333 , \$331  };
-    if (rst) begin
-      \$559  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$560 [15:0] = \$368 [15:0];
-    \$560 [31:16] = \$403 [15:0];
-    \$560 [47:32] = \$438 [15:0];
-    \$560 [63:48] = \$473 [15:0];
-    if (rst) begin
-      \$560  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$561 [15:0] = \$signal$128 [15:0];
-    \$561 [31:16] = \$signal$128 [31:16];
-    \$561 [47:32] = \$signal$128 [47:32];
-    \$561 [63:48] = \$signal$128 [63:48];
-    if (rst) begin
-      \$561  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$562  = \$474 ;
-    if (rst) begin
-      \$562  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$563  = \$475 ;
-    if (rst) begin
-      \$563  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$564  = \$476 ;
-    if (rst) begin
-      \$564  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$565  = \$477 ;
-    if (rst) begin
-      \$565  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$566  = \$478 ;
-    if (rst) begin
-      \$566  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$567  = \$479 ;
-    if (rst) begin
-      \$567  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$568  = \$480 ;
-    if (rst) begin
-      \$568  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$569  = \$481 ;
-    if (rst) begin
-      \$569  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$570  = \$482 ;
-    if (rst) begin
-      \$570  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$571  = \$483 ;
-    if (rst) begin
-      \$571  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$572  = \$484 ;
-    if (rst) begin
-      \$572  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$573  = \$485 ;
-    if (rst) begin
-      \$573  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$574  = \$486 ;
-    if (rst) begin
-      \$574  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$575  = \$487 ;
-    if (rst) begin
-      \$575  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$576  = \$488 ;
-    if (rst) begin
-      \$576  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$577  = \$489 ;
-    if (rst) begin
-      \$577  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$578  = result;
-    if (rst) begin
-      \$578  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$579  = entry;
-    if (rst) begin
-      \$579  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$580  = \$493 ;
-    if (rst) begin
-      \$580  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$581  = \pos0$68 ;
-    if (\$495 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[31]) begin
-        \$581  = 2'h0;
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$496 ) begin
-          \$581  = 2'h0;
-        end else begin
-          \$581  = \$501 [1:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$581  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$582  = pos1;
-    if (\$495 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[31]) begin
-        \$582  = 3'h0;
-      end else begin
-        if (\$496 ) begin
-          (* full_case = 32'd1 *)
-          if (\$497 ) begin
-            \$582  = 3'h0;
-          end else begin
-            \$582  = \$500 [2:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$582  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$583  = pos2;
-    if (\$495 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[31]) begin
-        \$583  = 3'h0;
-      end else begin
-        if (\$496 ) begin
-          if (\$497 ) begin
-            (* full_case = 32'd1 *)
-            if (\$498 ) begin
-              \$583  = 3'h0;
-            end else begin
-              \$583  = \$499 [2:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$583  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$584  = done;
-    if (\$signal$80 ) begin
-      (* full_case = 32'd1 *)
-      if (\$502 ) begin
-        if (o__ready) begin
-          (* full_case = 32'd1 *)
-          if (\$507 ) begin
-            \$584  = 4'h0;
-          end else begin
-            \$584  = \$509 [3:0];
-          end
-        end
-      end else begin
-        if (o__ready) begin
-          \$584  = 4'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$584  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$87  = \$signal$76 [2:0];
-      2'h1:
-          \$87  = \$signal$76 [5:3];
-      2'h2:
-          \$87  = \$signal$76 [8:6];
-      2'h3:
-          \$87  = \$signal$76 [11:9];
-    endcase
-  end
-  assign \$signal$5  = 1'h0;
-  assign ev_c = i0__payload[2:0];
-  assign ev_y = i0__payload[5:3];
-  assign ev_x = i0__payload[8:6];
-  assign ev_count = i0__payload[11:9];
-  assign ev_shift = 4'h0;
-  assign busy = op_valid;
-  assign \$signal$23  = 1'h0;
-  assign \$signature__addr  = st0[20:12];
-  assign \$signature__addr$32  = st2[11:4];
-  assign b_rd__addr = st2[33:32];
-  assign v_wr__addr = st7[11:4];
-  assign res7 = v_wr__data;
-  assign v_wr__en = \$68 [0];
-  assign \$signal$71  = written;
-  assign push7 = \$signal$72 ;
-  assign cres7 = 4'h0;
-  assign c_raw = 4'h0;
-  assign \issue.valid  = issue[0];
-  assign \issue.kind  = issue[1];
-  assign \issue.cur  = issue[2];
-  assign \issue.bank  = issue[3];
-  assign \issue.addr  = issue[11:4];
-  assign \issue.waddr  = issue[20:12];
-  assign \issue.proj  = issue[21];
-  assign \issue.count  = issue[24:22];
-  assign \issue.shift  = issue[28:25];
-  assign \issue.last_step  = issue[29];
-  assign \issue.fire_k  = issue[30];
-  assign \issue.end  = issue[31];
-  assign \issue.bias_g  = issue[33:32];
-  assign \i0__payload.c  = i0__payload[2:0];
-  assign \i0__payload.y  = i0__payload[5:3];
-  assign \i0__payload.x  = i0__payload[8:6];
-  assign \i0__payload.count  = i0__payload[11:9];
-  assign \i0__payload.end  = i0__payload[12];
-  assign \st0.valid  = st0[0];
-  assign \st0.kind  = st0[1];
-  assign \st0.cur  = st0[2];
-  assign \st0.bank  = st0[3];
-  assign \st0.addr  = st0[11:4];
-  assign \st0.waddr  = st0[20:12];
-  assign \st0.proj  = st0[21];
-  assign \st0.count  = st0[24:22];
-  assign \st0.shift  = st0[28:25];
-  assign \st0.last_step  = st0[29];
-  assign \st0.fire_k  = st0[30];
-  assign \st0.end  = st0[31];
-  assign \st0.bias_g  = st0[33:32];
-  assign \st2.valid  = st2[0];
-  assign \st2.kind  = st2[1];
-  assign \st2.cur  = st2[2];
-  assign \st2.bank  = st2[3];
-  assign \st2.addr  = st2[11:4];
-  assign \st2.waddr  = st2[20:12];
-  assign \st2.proj  = st2[21];
-  assign \st2.count  = st2[24:22];
-  assign \st2.shift  = st2[28:25];
-  assign \st2.last_step  = st2[29];
-  assign \st2.fire_k  = st2[30];
-  assign \st2.end  = st2[31];
-  assign \st2.bias_g  = st2[33:32];
-  assign \st6.valid  = st6[0];
-  assign \st6.kind  = st6[1];
-  assign \st6.cur  = st6[2];
-  assign \st6.bank  = st6[3];
-  assign \st6.addr  = st6[11:4];
-  assign \st6.waddr  = st6[20:12];
-  assign \st6.proj  = st6[21];
-  assign \st6.count  = st6[24:22];
-  assign \st6.shift  = st6[28:25];
-  assign \st6.last_step  = st6[29];
-  assign \st6.fire_k  = st6[30];
-  assign \st6.end  = st6[31];
-  assign \st6.bias_g  = st6[33:32];
-  assign \result[0]  = result[14:0];
-  assign \result[1]  = result[29:15];
-  assign \result[2]  = result[44:30];
-  assign \result[3]  = result[59:45];
-  assign \$signal$37[0]  = \$signal$37 [15:0];
-  assign \$signal$37[1]  = \$signal$37 [31:16];
-  assign \$signal$37[2]  = \$signal$37 [47:32];
-  assign \$signal$37[3]  = \$signal$37 [63:48];
-  assign \out_counts[0]  = out_counts[2:0];
-  assign \out_counts[1]  = out_counts[5:3];
-  assign \out_counts[2]  = out_counts[8:6];
-  assign \out_counts[3]  = out_counts[11:9];
-  assign \st7.valid  = st7[0];
-  assign \st7.kind  = st7[1];
-  assign \st7.cur  = st7[2];
-  assign \st7.bank  = st7[3];
-  assign \st7.addr  = st7[11:4];
-  assign \st7.waddr  = st7[20:12];
-  assign \st7.proj  = st7[21];
-  assign \st7.count  = st7[24:22];
-  assign \st7.shift  = st7[28:25];
-  assign \st7.last_step  = st7[29];
-  assign \st7.fire_k  = st7[30];
-  assign \st7.end  = st7[31];
-  assign \st7.bias_g  = st7[33:32];
-  assign \v_wr__data[0]  = v_wr__data[14:0];
-  assign \v_wr__data[1]  = v_wr__data[29:15];
-  assign \v_wr__data[2]  = v_wr__data[44:30];
-  assign \v_wr__data[3]  = v_wr__data[59:45];
-  assign \res7[0]  = v_wr__data[14:0];
-  assign \res7[1]  = v_wr__data[29:15];
-  assign \res7[2]  = v_wr__data[44:30];
-  assign \res7[3]  = v_wr__data[59:45];
-  assign \written.counts  = written[11:0];
-  assign \written.counts[0]  = written[2:0];
-  assign \written.counts[1]  = written[5:3];
-  assign \written.counts[2]  = written[8:6];
-  assign \written.counts[3]  = written[11:9];
-  assign \written.g  = written[13:12];
-  assign \written.y  = written[16:14];
-  assign \written.x  = written[19:17];
-  assign \written.end  = written[20];
-  assign \entry7.counts  = entry7[11:0];
-  assign \entry7.counts[0]  = entry7[2:0];
-  assign \entry7.counts[1]  = entry7[5:3];
-  assign \entry7.counts[2]  = entry7[8:6];
-  assign \entry7.counts[3]  = entry7[11:9];
-  assign \entry7.g  = entry7[13:12];
-  assign \entry7.y  = entry7[16:14];
-  assign \entry7.x  = entry7[19:17];
-  assign \entry7.end  = entry7[20];
-  assign \entry.counts  = entry[11:0];
-  assign \entry.counts[0]  = entry[2:0];
-  assign \entry.counts[1]  = entry[5:3];
-  assign \entry.counts[2]  = entry[8:6];
-  assign \entry.counts[3]  = entry[11:9];
-  assign \entry.g  = entry[13:12];
-  assign \entry.y  = entry[16:14];
-  assign \entry.x  = entry[19:17];
-  assign \entry.end  = entry[20];
-  assign \o__payload.c  = o__payload[3:0];
-  assign \o__payload.y  = o__payload[6:4];
-  assign \o__payload.x  = o__payload[9:7];
-  assign \o__payload.count  = o__payload[12:10];
-  assign \o__payload.end  = o__payload[13];
-  assign \st1.valid  = st1[0];
-  assign \st1.kind  = st1[1];
-  assign \st1.cur  = st1[2];
-  assign \st1.bank  = st1[3];
-  assign \st1.addr  = st1[11:4];
-  assign \st1.waddr  = st1[20:12];
-  assign \st1.proj  = st1[21];
-  assign \st1.count  = st1[24:22];
-  assign \st1.shift  = st1[28:25];
-  assign \st1.last_step  = st1[29];
-  assign \st1.fire_k  = st1[30];
-  assign \st1.end  = st1[31];
-  assign \st1.bias_g  = st1[33:32];
-  assign \st3.valid  = st3[0];
-  assign \st3.kind  = st3[1];
-  assign \st3.cur  = st3[2];
-  assign \st3.bank  = st3[3];
-  assign \st3.addr  = st3[11:4];
-  assign \st3.waddr  = st3[20:12];
-  assign \st3.proj  = st3[21];
-  assign \st3.count  = st3[24:22];
-  assign \st3.shift  = st3[28:25];
-  assign \st3.last_step  = st3[29];
-  assign \st3.fire_k  = st3[30];
-  assign \st3.end  = st3[31];
-  assign \st3.bias_g  = st3[33:32];
-  assign \st4.valid  = st4[0];
-  assign \st4.kind  = st4[1];
-  assign \st4.cur  = st4[2];
-  assign \st4.bank  = st4[3];
-  assign \st4.addr  = st4[11:4];
-  assign \st4.waddr  = st4[20:12];
-  assign \st4.proj  = st4[21];
-  assign \st4.count  = st4[24:22];
-  assign \st4.shift  = st4[28:25];
-  assign \st4.last_step  = st4[29];
-  assign \st4.fire_k  = st4[30];
-  assign \st4.end  = st4[31];
-  assign \st4.bias_g  = st4[33:32];
-  assign \st5.valid  = st5[0];
-  assign \st5.kind  = st5[1];
-  assign \st5.cur  = st5[2];
-  assign \st5.bank  = st5[3];
-  assign \st5.addr  = st5[11:4];
-  assign \st5.waddr  = st5[20:12];
-  assign \st5.proj  = st5[21];
-  assign \st5.count  = st5[24:22];
-  assign \st5.shift  = st5[28:25];
-  assign \st5.last_step  = st5[29];
-  assign \st5.fire_k  = st5[30];
-  assign \st5.end  = st5[31];
-  assign \st5.bias_g  = st5[33:32];
-  assign \st8.valid  = st8[0];
-  assign \st8.kind  = st8[1];
-  assign \st8.cur  = st8[2];
-  assign \st8.bank  = st8[3];
-  assign \st8.addr  = st8[11:4];
-  assign \st8.waddr  = st8[20:12];
-  assign \st8.proj  = st8[21];
-  assign \st8.count  = st8[24:22];
-  assign \st8.shift  = st8[28:25];
-  assign \st8.last_step  = st8[29];
-  assign \st8.fire_k  = st8[30];
-  assign \st8.end  = st8[31];
-  assign \st8.bias_g  = st8[33:32];
-  assign \w1_0[0]  = w1_0[7:0];
-  assign \w1_0[1]  = w1_0[15:8];
-  assign \w1_0[2]  = w1_0[23:16];
-  assign \w1_0[3]  = w1_0[31:24];
-  assign \$signature__data[0]  = \$signature__data [7:0];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \addend[0]  = addend[11:0];
-  assign \addend[1]  = addend[23:12];
-  assign \addend[2]  = addend[35:24];
-  assign \addend[3]  = addend[47:36];
-  assign \v_raw[0]  = v_raw[14:0];
-  assign \v_raw[1]  = v_raw[29:15];
-  assign \v_raw[2]  = v_raw[44:30];
-  assign \v_raw[3]  = v_raw[59:45];
-  assign \$signature__data$106[0]  = \$signature__data$106 [14:0];
-  assign \$signature__data$106[1]  = \$signature__data$106 [29:15];
-  assign \$signature__data$106[2]  = \$signature__data$106 [44:30];
-  assign \$signature__data$106[3]  = \$signature__data$106 [59:45];
-  assign \b_raw[0]  = b_raw[11:0];
-  assign \b_raw[1]  = b_raw[23:12];
-  assign \b_raw[2]  = b_raw[35:24];
-  assign \b_raw[3]  = b_raw[47:36];
-  assign \b_rd__data[0]  = b_rd__data[11:0];
-  assign \b_rd__data[1]  = b_rd__data[23:12];
-  assign \b_rd__data[2]  = b_rd__data[35:24];
-  assign \b_rd__data[3]  = b_rd__data[47:36];
-  assign \res8[0]  = res8[14:0];
-  assign \res8[1]  = res8[29:15];
-  assign \res8[2]  = res8[44:30];
-  assign \res8[3]  = res8[59:45];
-  assign \res9[0]  = res9[14:0];
-  assign \res9[1]  = res9[29:15];
-  assign \res9[2]  = res9[44:30];
-  assign \res9[3]  = res9[59:45];
-  assign \cres8[0]  = cres8[0];
-  assign \cres8[1]  = cres8[1];
-  assign \cres8[2]  = cres8[2];
-  assign \cres8[3]  = cres8[3];
-  assign \cres7[0]  = 1'h0;
-  assign \cres7[1]  = 1'h0;
-  assign \cres7[2]  = 1'h0;
-  assign \cres7[3]  = 1'h0;
-  assign \cres9[0]  = cres9[0];
-  assign \cres9[1]  = cres9[1];
-  assign \cres9[2]  = cres9[2];
-  assign \cres9[3]  = cres9[3];
-  assign \$like[0]  = \$like [11:0];
-  assign \$like[1]  = \$like [23:12];
-  assign \$like[2]  = \$like [35:24];
-  assign \$like[3]  = \$like [47:36];
-  assign \b6[0]  = b6[11:0];
-  assign \b6[1]  = b6[23:12];
-  assign \b6[2]  = b6[35:24];
-  assign \b6[3]  = b6[47:36];
-  assign \$signal$128[0]  = \$signal$128 [15:0];
-  assign \$signal$128[1]  = \$signal$128 [31:16];
-  assign \$signal$128[2]  = \$signal$128 [47:32];
-  assign \$signal$128[3]  = \$signal$128 [63:48];
-  assign \c_raw[0]  = 1'h0;
-  assign \c_raw[1]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
   assign \c_raw[3]  = 1'h0;
-  always @*
-    o__payload[9:7] = \$signal$76 [19:17];
-  always @*
-    o__payload[6:4] = \$signal$76 [16:14];
-  always @*
-    o__payload[3:0] = \$85 [3:0];
-  assign pending[3] = \$83 ;
-  assign pending[2] = \$80 ;
-  assign pending[1] = \$77 ;
-  assign pending[0] = \$74 ;
-  assign entry[20] = st6[31];
-  assign entry[11:0] = out_counts;
-  assign entry[19:12] = 8'h00;
-  assign written[19:17] = pos1;
-  assign written[16:14] = pos2;
-  assign written[13:12] = \pos0$68 ;
-  assign { written[20], written[11:0] } = { entry7[20], entry7[11:0] };
-  assign active = \$7 ;
-  assign \$69  = st7[1];
-  assign \$94  = fsm_state;
-  assign \$112  = { w1_0[7], w1_0[7:0] };
-  assign \$115  = { w1_0[7:0], 1'h0 };
-  assign \$118  = { w1_0[15], w1_0[15:8] };
-  assign \$121  = { w1_0[15:8], 1'h0 };
-  assign \$124  = { w1_0[23], w1_0[23:16] };
-  assign \$127  = { w1_0[23:16], 1'h0 };
-  assign \$130  = { w1_0[31], w1_0[31:24] };
-  assign \$133  = { w1_0[31:24], 1'h0 };
-  assign \$136  = { w1_0[7], w1_0[7:0], 2'h0 };
-  assign \$139  = { w1_0[15], w1_0[15:8], 2'h0 };
-  assign \$142  = { w1_0[23], w1_0[23:16], 2'h0 };
-  assign \$145  = { w1_0[31], w1_0[31:24], 2'h0 };
-  assign \$170  = st3[1];
-  assign \$188  = st4[1];
-  assign \$202  = st5[1];
-  assign \$216  = st6[1];
-  assign \$230  = st7[1];
-  assign \$235  = 1'h1;
-  assign \$236  = hit_v1;
-  assign \$241  = 1'h1;
-  assign \$242  = hit_c1;
-  assign \$247  = hit_v1;
-  assign \$254  = hit_c1;
-  assign \$261  = hit_v1;
-  assign \$269  = hit_v1;
-  assign \$278  = hit_v1;
-  assign \$288  = hit_v1;
-  assign \$298  = hit_c1;
-  assign \$305  = hit_c1;
-  assign \$313  = hit_c1;
-  assign \$322  = hit_c1;
-  assign \$345  = 2'h0;
-  assign \$346  = \$344 ;
-  assign \$351  = 2'h0;
-  assign \$352  = \$350 ;
-  assign \$360  = 2'h0;
-  assign \$361  = \$359 ;
-  assign \$366  = 2'h0;
-  assign \$367  = \$365 ;
-  assign \$380  = 2'h0;
-  assign \$381  = \$379 ;
-  assign \$386  = 2'h0;
-  assign \$387  = \$385 ;
-  assign \$395  = 2'h0;
-  assign \$396  = \$394 ;
-  assign \$401  = 2'h0;
-  assign \$402  = \$400 ;
-  assign \$415  = 2'h0;
-  assign \$416  = \$414 ;
-  assign \$421  = 2'h0;
-  assign \$422  = \$420 ;
-  assign \$430  = 2'h0;
-  assign \$431  = \$429 ;
-  assign \$436  = 2'h0;
-  assign \$437  = \$435 ;
-  assign \$450  = 2'h0;
-  assign \$451  = \$449 ;
-  assign \$456  = 2'h0;
-  assign \$457  = \$455 ;
-  assign \$465  = 2'h0;
-  assign \$466  = \$464 ;
-  assign \$471  = 2'h0;
-  assign \$472  = \$470 ;
-  assign \$490  = st6[1];
-  assign \$494  = st7[1];
-  assign \$333  = st3[1];
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[0]  = 1'h0;
+  assign \$signal$128[3]  = \$signal$128 [63:48];
+  assign \$signal$128[2]  = \$signal$128 [47:32];
+  assign \$signal$128[1]  = \$signal$128 [31:16];
+  assign \$signal$128[0]  = \$signal$128 [15:0];
+  assign \b6[3]  = b6[47:36];
+  assign \b6[2]  = b6[35:24];
+  assign \b6[1]  = b6[23:12];
+  assign \b6[0]  = b6[11:0];
+  assign \$like[3]  = \$like [47:36];
+  assign \$like[2]  = \$like [35:24];
+  assign \$like[1]  = \$like [23:12];
+  assign \$like[0]  = \$like [11:0];
+  assign \cres9[3]  = cres9[3];
+  assign \cres9[2]  = cres9[2];
+  assign \cres9[1]  = cres9[1];
+  assign \cres9[0]  = cres9[0];
+  assign \cres7[3]  = 1'h0;
+  assign \cres7[2]  = 1'h0;
+  assign \cres7[1]  = 1'h0;
+  assign \cres7[0]  = 1'h0;
+  assign \cres8[3]  = cres8[3];
+  assign \cres8[2]  = cres8[2];
+  assign \cres8[1]  = cres8[1];
+  assign \cres8[0]  = cres8[0];
+  assign \res9[3]  = res9[59:45];
+  assign \res9[2]  = res9[44:30];
+  assign \res9[1]  = res9[29:15];
+  assign \res9[0]  = res9[14:0];
+  assign \res8[3]  = res8[59:45];
+  assign \res8[2]  = res8[44:30];
+  assign \res8[1]  = res8[29:15];
+  assign \res8[0]  = res8[14:0];
+  assign \b_rd__data[3]  = b_rd__data[47:36];
+  assign \b_rd__data[2]  = b_rd__data[35:24];
+  assign \b_rd__data[1]  = b_rd__data[23:12];
+  assign \b_rd__data[0]  = b_rd__data[11:0];
+  assign \b_raw[3]  = b_raw[47:36];
+  assign \b_raw[2]  = b_raw[35:24];
+  assign \b_raw[1]  = b_raw[23:12];
+  assign \b_raw[0]  = b_raw[11:0];
+  assign \$signature__data$106[3]  = \$signature__data$106 [59:45];
+  assign \$signature__data$106[2]  = \$signature__data$106 [44:30];
+  assign \$signature__data$106[1]  = \$signature__data$106 [29:15];
+  assign \$signature__data$106[0]  = \$signature__data$106 [14:0];
+  assign \v_raw[3]  = v_raw[59:45];
+  assign \v_raw[2]  = v_raw[44:30];
+  assign \v_raw[1]  = v_raw[29:15];
+  assign \v_raw[0]  = v_raw[14:0];
+  assign \addend[3]  = addend[47:36];
+  assign \addend[2]  = addend[35:24];
+  assign \addend[1]  = addend[23:12];
+  assign \addend[0]  = addend[11:0];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \st8.bias_g  = st8[33:32];
+  assign \st8.end  = st8[31];
+  assign \st8.fire_k  = st8[30];
+  assign \st8.last_step  = st8[29];
+  assign \st8.shift  = st8[28:25];
+  assign \st8.count  = st8[24:22];
+  assign \st8.proj  = st8[21];
+  assign \st8.waddr  = st8[20:12];
+  assign \st8.addr  = st8[11:4];
+  assign \st8.bank  = st8[3];
+  assign \st8.cur  = st8[2];
+  assign \st8.kind  = st8[1];
+  assign \st8.valid  = st8[0];
+  assign \st5.bias_g  = st5[33:32];
+  assign \st5.end  = st5[31];
+  assign \st5.fire_k  = st5[30];
+  assign \st5.last_step  = st5[29];
+  assign \st5.shift  = st5[28:25];
+  assign \st5.count  = st5[24:22];
+  assign \st5.proj  = st5[21];
+  assign \st5.waddr  = st5[20:12];
+  assign \st5.addr  = st5[11:4];
+  assign \st5.bank  = st5[3];
+  assign \st5.cur  = st5[2];
+  assign \st5.kind  = st5[1];
+  assign \st5.valid  = st5[0];
+  assign \st4.bias_g  = st4[33:32];
+  assign \st4.end  = st4[31];
+  assign \st4.fire_k  = st4[30];
+  assign \st4.last_step  = st4[29];
+  assign \st4.shift  = st4[28:25];
+  assign \st4.count  = st4[24:22];
+  assign \st4.proj  = st4[21];
+  assign \st4.waddr  = st4[20:12];
+  assign \st4.addr  = st4[11:4];
+  assign \st4.bank  = st4[3];
+  assign \st4.cur  = st4[2];
+  assign \st4.kind  = st4[1];
+  assign \st4.valid  = st4[0];
+  assign \st3.bias_g  = st3[33:32];
+  assign \st3.end  = st3[31];
+  assign \st3.fire_k  = st3[30];
+  assign \st3.last_step  = st3[29];
+  assign \st3.shift  = st3[28:25];
+  assign \st3.count  = st3[24:22];
+  assign \st3.proj  = st3[21];
+  assign \st3.waddr  = st3[20:12];
+  assign \st3.addr  = st3[11:4];
+  assign \st3.bank  = st3[3];
+  assign \st3.cur  = st3[2];
+  assign \st3.kind  = st3[1];
+  assign \st3.valid  = st3[0];
+  assign \st1.bias_g  = st1[33:32];
+  assign \st1.end  = st1[31];
+  assign \st1.fire_k  = st1[30];
+  assign \st1.last_step  = st1[29];
+  assign \st1.shift  = st1[28:25];
+  assign \st1.count  = st1[24:22];
+  assign \st1.proj  = st1[21];
+  assign \st1.waddr  = st1[20:12];
+  assign \st1.addr  = st1[11:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \o__payload.x  = \$signal$76 [19:17];
+  assign \o__payload.y  = \$signal$76 [16:14];
+  assign \o__payload.c  = o__payload[3:0];
+  assign \entry.end  = st6[31];
+  assign \entry.x  = 3'h0;
+  assign \entry.y  = 3'h0;
+  assign \entry.g  = 2'h0;
+  assign \entry.counts  = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign \entry7.end  = entry7[20];
+  assign \entry7.x  = entry7[19:17];
+  assign \entry7.y  = entry7[16:14];
+  assign \entry7.g  = entry7[13:12];
+  assign \entry7.counts[3]  = entry7[11:9];
+  assign \entry7.counts[2]  = entry7[8:6];
+  assign \entry7.counts[1]  = entry7[5:3];
+  assign \entry7.counts[0]  = entry7[2:0];
+  assign \entry7.counts  = entry7[11:0];
+  assign \written.end  = entry7[20];
+  assign \written.x  = pos1;
+  assign \written.y  = pos2;
+  assign \written.g  = \pos0$68 ;
+  assign \written.counts[3]  = entry7[11:9];
+  assign \written.counts[2]  = entry7[8:6];
+  assign \written.counts[1]  = entry7[5:3];
+  assign \written.counts[0]  = entry7[2:0];
+  assign \written.counts  = entry7[11:0];
+  assign \res7[3]  = v_wr__data[59:45];
+  assign \res7[2]  = v_wr__data[44:30];
+  assign \res7[1]  = v_wr__data[29:15];
+  assign \res7[0]  = v_wr__data[14:0];
+  assign \v_wr__data[3]  = v_wr__data[59:45];
+  assign \v_wr__data[2]  = v_wr__data[44:30];
+  assign \v_wr__data[1]  = v_wr__data[29:15];
+  assign \v_wr__data[0]  = v_wr__data[14:0];
+  assign \st7.bias_g  = st7[33:32];
+  assign \st7.end  = st7[31];
+  assign \st7.fire_k  = st7[30];
+  assign \st7.last_step  = st7[29];
+  assign \st7.shift  = st7[28:25];
+  assign \st7.count  = st7[24:22];
+  assign \st7.proj  = st7[21];
+  assign \st7.waddr  = st7[20:12];
+  assign \st7.addr  = st7[11:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \out_counts[3]  = \entry.counts[3] ;
+  assign \out_counts[2]  = \entry.counts[2] ;
+  assign \out_counts[1]  = \entry.counts[1] ;
+  assign \out_counts[0]  = \entry.counts[0] ;
+  assign \$signal$37[3]  = \$signal$37 [63:48];
+  assign \$signal$37[2]  = \$signal$37 [47:32];
+  assign \$signal$37[1]  = \$signal$37 [31:16];
+  assign \$signal$37[0]  = \$signal$37 [15:0];
+  assign \st6.bias_g  = st6[33:32];
+  assign \st6.end  = st6[31];
+  assign \st6.fire_k  = st6[30];
+  assign \st6.last_step  = st6[29];
+  assign \st6.shift  = st6[28:25];
+  assign \st6.count  = st6[24:22];
+  assign \st6.proj  = st6[21];
+  assign \st6.waddr  = st6[20:12];
+  assign \st6.addr  = st6[11:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
+  assign \st2.bias_g  = st2[33:32];
+  assign \st2.end  = st2[31];
+  assign \st2.fire_k  = st2[30];
+  assign \st2.last_step  = st2[29];
+  assign \st2.shift  = st2[28:25];
+  assign \st2.count  = st2[24:22];
+  assign \st2.proj  = st2[21];
+  assign \st2.waddr  = st2[20:12];
+  assign \st2.addr  = st2[11:4];
+  assign \st2.bank  = st2[3];
+  assign \st2.cur  = st2[2];
+  assign \st2.kind  = st2[1];
+  assign \st2.valid  = st2[0];
+  assign \st0.bias_g  = st0[33:32];
+  assign \st0.end  = st0[31];
+  assign \st0.fire_k  = st0[30];
+  assign \st0.last_step  = st0[29];
+  assign \st0.shift  = st0[28:25];
+  assign \st0.count  = st0[24:22];
+  assign \st0.proj  = st0[21];
+  assign \st0.waddr  = st0[20:12];
+  assign \st0.addr  = st0[11:4];
+  assign \st0.bank  = st0[3];
+  assign \st0.cur  = st0[2];
+  assign \st0.kind  = st0[1];
+  assign \st0.valid  = st0[0];
+  assign \i0__payload.end  = i0__payload[12];
+  assign \i0__payload.count  = i0__payload[11:9];
+  assign \i0__payload.x  = i0__payload[8:6];
+  assign \i0__payload.y  = i0__payload[5:3];
+  assign \i0__payload.c  = i0__payload[2:0];
+  assign \issue.bias_g  = pos0;
+  assign \issue.proj  = 1'h0;
+  assign \issue.bank  = 1'h0;
+  assign \issue.cur  = 1'h0;
+  assign _0483_[3:0] = o__payload[3:0];
+  assign _0471_[0] = v_wr__en;
+  assign o__payload[13:4] = { \o__payload.end , \o__payload.count , \$signal$76 [19:14] };
+  assign c_raw = 4'h0;
+  assign cres7 = 4'h0;
+  assign push7 = \$signal$72 ;
+  assign \$signal$71  = { entry7[20], pos1, pos2, \pos0$68 , entry7[11:0] };
+  assign entry = { st6[31], 8'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign written = { entry7[20], pos1, pos2, \pos0$68 , entry7[11:0] };
+  assign res7 = v_wr__data;
+  assign v_wr__addr = st7[11:4];
+  assign out_counts = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign b_rd__addr = st2[33:32];
+  assign \$signature__addr$32  = st2[11:4];
+  assign \$signature__addr  = st0[20:12];
+  assign \$signal$23  = 1'h0;
+  assign busy = op_valid;
+  assign ev_shift = 4'h0;
+  assign ev_count = i0__payload[11:9];
+  assign ev_x = i0__payload[8:6];
+  assign ev_y = i0__payload[5:3];
+  assign ev_c = i0__payload[2:0];
+  assign \$signal$5  = 1'h0;
+  assign issue = { pos0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4499$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire \$1 ;
-  wire [6:0] \$10 ;
-  wire [9:0] \$11 ;
-  wire [10:0] \$12 ;
-  reg [5:0] \$13 ;
-  wire [12:0] \$14 ;
-  reg [4:0] \$15 ;
-  wire [13:0] \$16 ;
-  reg [3:0] \$17 ;
-  wire [4:0] \$18 ;
-  reg [3:0] \$19 ;
-  wire \$2 ;
-  wire [4:0] \$20 ;
-  reg [3:0] \$21 ;
-  wire [4:0] \$22 ;
-  reg [3:0] \$23 ;
-  wire \$24 ;
-  reg [3:0] \$25 ;
-  wire \$26 ;
-  reg [5:0] \$27 ;
-  reg [4:0] \$28 ;
-  reg [3:0] \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  reg [3:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [2:0] \$35 ;
-  wire [8:0] \$36 ;
-  wire [9:0] \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire [4:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [10:0] \$42 ;
-  wire \$43 ;
-  wire [9:0] \$44 ;
-  wire [10:0] \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire [4:0] \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  reg [2:0] \$50 ;
-  reg [3:0] \$51 ;
-  reg [1:0] \$52 ;
-  reg [7:0] \$53 ;
-  reg [8:0] \$54 ;
-  reg [3:0] \$55 ;
-  reg [3:0] \$56 ;
-  reg [3:0] \$57 ;
-  reg \$58 ;
-  reg \$59 ;
-  reg [8:0] \$6 ;
-  reg \$60 ;
-  reg [5:0] \$61 ;
-  reg [4:0] \$62 ;
-  reg \$63 ;
-  reg [5:0] \$7 ;
-  wire [9:0] \$8 ;
-  wire [5:0] \$9 ;
+  wire _000_;
+  wire [6:0] _001_;
+  wire [10:0] _002_;
+  wire [5:0] _003_;
+  wire [12:0] _004_;
+  wire [4:0] _005_;
+  (* unused_bits = "9 10 11 12 13" *)
+  wire [13:0] _006_;
+  wire [3:0] _007_;
+  (* unused_bits = "4" *)
+  wire [4:0] _008_;
+  wire [3:0] _009_;
+  wire _010_;
+  (* unused_bits = "4" *)
+  wire [4:0] _011_;
+  wire [3:0] _012_;
+  (* unused_bits = "4" *)
+  wire [4:0] _013_;
+  wire [3:0] _014_;
+  wire _015_;
+  wire [3:0] _016_;
+  wire _017_;
+  wire [5:0] _018_;
+  wire [4:0] _019_;
+  wire [3:0] _020_;
+  wire _021_;
+  wire _022_;
+  wire [3:0] _023_;
+  wire _024_;
+  wire _025_;
+  (* unused_bits = "2" *)
+  wire [2:0] _026_;
+  (* unused_bits = "8" *)
+  wire [8:0] _027_;
+  (* unused_bits = "9" *)
+  wire [9:0] _028_;
+  wire _029_;
+  wire _030_;
+  (* unused_bits = "4" *)
+  wire [4:0] _031_;
+  (* unused_bits = "8" *)
+  wire [8:0] _032_;
+  (* unused_bits = "9 10" *)
+  wire [10:0] _033_;
+  wire _034_;
+  (* unused_bits = "8 9" *)
+  wire [9:0] _035_;
+  (* unused_bits = "9 10" *)
+  wire [10:0] _036_;
+  wire _037_;
+  (* unused_bits = "4" *)
+  wire [4:0] _038_;
+  wire _039_;
+  wire _040_;
+  wire [2:0] _041_;
+  wire [3:0] _042_;
+  wire [1:0] _043_;
+  wire [7:0] _044_;
+  wire [8:0] _045_;
+  wire [3:0] _046_;
+  wire [3:0] _047_;
+  wire [3:0] _048_;
+  wire _049_;
+  wire _050_;
+  wire [8:0] _051_;
+  wire _052_;
+  wire [5:0] _053_;
+  wire [4:0] _054_;
+  wire _055_;
+  wire [5:0] _056_;
+  (* unused_bits = "8 9" *)
+  wire [9:0] _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire [4:0] _063_;
+  wire [5:0] _064_;
+  wire _065_;
+  wire _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire _074_;
+  wire _075_;
+  wire _076_;
+  wire [3:0] _077_;
+  wire [3:0] _078_;
+  wire [3:0] _079_;
+  wire [3:0] _080_;
+  wire [3:0] _081_;
+  wire [3:0] _082_;
+  wire [3:0] _083_;
+  wire [3:0] _084_;
+  wire [3:0] _085_;
+  wire [3:0] _086_;
+  wire [8:0] _087_;
+  wire [8:0] _088_;
+  wire [8:0] _089_;
+  wire [8:0] _090_;
+  wire [7:0] _091_;
+  wire [7:0] _092_;
+  wire [7:0] _093_;
+  wire [7:0] _094_;
+  wire [1:0] _095_;
+  wire [1:0] _096_;
+  wire [1:0] _097_;
+  wire [3:0] _098_;
+  wire [2:0] _099_;
+  wire _100_;
+  wire _101_;
+  wire _102_;
+  wire _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire _115_;
+  wire _116_;
+  wire _117_;
+  wire _118_;
+  wire _119_;
+  wire _120_;
+  wire _121_;
+  wire _122_;
+  wire _123_;
+  wire _124_;
+  wire _125_;
+  wire _126_;
+  wire _127_;
+  wire _128_;
+  wire _129_;
+  wire _130_;
+  wire _131_;
+  wire _132_;
+  wire _133_;
+  wire _134_;
+  wire _135_;
+  wire _136_;
+  wire _137_;
+  wire _138_;
+  wire _139_;
+  wire _140_;
+  wire _141_;
+  wire _142_;
+  wire _143_;
+  wire _144_;
+  wire _145_;
+  wire _146_;
+  wire _147_;
+  wire _148_;
+  wire _149_;
+  wire _150_;
+  wire _151_;
+  wire _152_;
+  wire _153_;
+  wire _154_;
+  wire _155_;
+  wire _156_;
+  wire _157_;
+  wire _158_;
+  wire _159_;
+  wire _160_;
+  wire _161_;
+  wire _162_;
+  wire _163_;
+  wire _164_;
+  wire _165_;
+  wire _166_;
+  wire _167_;
+  wire _168_;
+  wire _169_;
+  wire _170_;
+  wire _171_;
+  wire _172_;
+  wire _173_;
+  wire _174_;
+  wire _175_;
+  wire _176_;
+  wire _177_;
+  wire _178_;
+  wire _179_;
+  wire _180_;
+  wire _181_;
+  wire _182_;
+  wire _183_;
+  wire _184_;
+  wire _185_;
+  wire _186_;
+  wire _187_;
+  wire _188_;
+  wire _189_;
+  wire _190_;
+  wire _191_;
+  wire _192_;
+  wire _193_;
+  wire _194_;
+  wire _195_;
+  wire _196_;
+  wire _197_;
+  wire _198_;
+  wire _199_;
+  wire _200_;
+  wire _201_;
+  wire _202_;
+  wire _203_;
   reg \$signal  = 1'h0;
-  (* init = 8'h00 *)
   wire [7:0] addr;
-  (* init = 1'h0 *)
   wire busy;
-  (* init = 1'h0 *)
   wire \busy$6 ;
   input clk;
   wire clk;
-  (* init = 3'h0 *)
   wire [2:0] count;
   input en;
   wire en;
@@ -9982,632 +8230,622 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   wire ready;
   input rst;
   wire rst;
-  (* init = 4'h0 *)
   wire [3:0] shift;
   reg [4:0] w_step = 5'h00;
-  (* init = 9'h000 *)
   wire [8:0] waddr;
   reg [3:0] xn = 4'h0;
   reg [3:0] xs = 4'h0;
   reg [3:0] ys = 4'h0;
-  assign \$36  = op_addr + 1'h1;
-  assign \$37  = op_waddr + 1'h1;
-  assign \$38  = g == 2'h2;
-  assign \$39  = ~ \$signal ;
-  assign \$40  = xs - 1'h1;
-  assign \$41  = op_addr + 1'h1;
-  assign \$42  = op_waddr + 11'h7f9;
-  assign \$43  = xs == 1'h1;
-  assign \$44  = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign \$45  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign \$46  = ! xn;
-  assign \$47  = ~ last_y;
-  assign \$48  = ys - 1'h1;
-  assign \$49  = ys == 1'h1;
+  assign _027_ = op_addr + 1'h1;
+  assign _028_ = op_waddr + 1'h1;
+  assign _029_ = g == 2'h2;
+  assign _031_ = xs - 1'h1;
+  assign _032_ = op_addr + 1'h1;
+  assign _033_ = op_waddr + 11'h7f9;
+  assign _034_ = xs == 1'h1;
+  assign _035_ = $signed({ 1'h0, op_addr }) + $signed(r_step);
+  assign _036_ = $signed({ 1'h0, op_waddr }) + $signed(w_step);
+  assign _037_ = ! xn;
+  assign _038_ = ys - 1'h1;
+  assign _039_ = ys == 1'h1;
   always @(posedge clk)
-    op_count <= \$50 ;
+    op_count <= _041_;
   always @(posedge clk)
-    op_shift <= \$51 ;
+    op_shift <= _042_;
   always @(posedge clk)
-    g <= \$52 ;
+    g <= _043_;
   always @(posedge clk)
-    op_addr <= \$53 ;
+    op_addr <= _044_;
   always @(posedge clk)
-    op_waddr <= \$54 ;
+    op_waddr <= _045_;
   always @(posedge clk)
-    xs <= \$55 ;
+    xs <= _046_;
   always @(posedge clk)
-    ys <= \$56 ;
+    ys <= _047_;
   always @(posedge clk)
-    xn <= \$57 ;
+    xn <= _048_;
   always @(posedge clk)
-    last_g <= \$58 ;
+    last_g <= _049_;
   always @(posedge clk)
-    \$signal  <= \$59 ;
+    \$signal  <= _050_;
   always @(posedge clk)
-    last_y <= \$60 ;
+    last_y <= _052_;
   always @(posedge clk)
-    r_step <= \$61 ;
+    r_step <= _053_;
   always @(posedge clk)
-    w_step <= \$62 ;
+    w_step <= _054_;
   always @(posedge clk)
-    op_valid <= \$63 ;
-  assign \$1  = ~ op_valid;
-  assign \$2  = last_g & \$signal ;
-  assign \$3  = \$2  & last_y;
-  assign \$4  = \$3  & en;
-  assign ready = \$1  | \$4 ;
-  assign \$5  = op_valid & en;
-  assign \$8  = $signed(\$6 ) + $signed(\$7 );
-  assign \$10  = 1'h0 + \$9 ;
-  assign \$12  = \$10  + \$11 ;
-  assign \$14  = $signed({ 1'h0, \$12  }) + $signed(\$13 );
-  assign \$16  = $signed(\$14 ) + $signed(\$15 );
-  assign \$18  = \$17  - 1'h1;
-  assign \$20  = \$19  - 1'h1;
-  assign \$22  = \$21  - 1'h1;
-  assign \$24  = \$23  == 1'h1;
-  assign \$26  = \$25  == 1'h1;
-  assign \$30  = | \$29 ;
-  assign \$32  = | \$31 ;
-  assign \$33  = \$30  & \$32 ;
-  assign \$34  = ~ last_g;
-  assign \$35  = g + 1'h1;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$50  = op_count;
-    if (load) begin
-      \$50  = \port$4499$0 [11:9];
-    end
-    if (rst) begin
-      \$50  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$51  = op_shift;
-    if (load) begin
-      \$51  = 4'h0;
-    end
-    if (rst) begin
-      \$51  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$52  = g;
-    if (load) begin
-      \$52  = 2'h0;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$52  = \$35 [1:0];
-      end else begin
-        \$52  = 2'h0;
-      end
-    end
-    if (rst) begin
-      \$52  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$53  = op_addr;
-    if (load) begin
-      \$53  = \$8 [7:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$53  = \$36 [7:0];
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$53  = \$41 [7:0];
-        end else begin
-          \$53  = \$44 [7:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$53  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$54  = op_waddr;
-    if (load) begin
-      \$54  = \$16 [8:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$54  = \$37 [8:0];
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$54  = \$42 [8:0];
-        end else begin
-          \$54  = \$45 [8:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$54  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$55  = xs;
-    if (load) begin
-      \$55  = \$18 [3:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$55  = \$40 [3:0];
-        end else begin
-          \$55  = xn;
-        end
-      end
-    end
-    if (rst) begin
-      \$55  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$56  = ys;
-    if (load) begin
-      \$56  = \$20 [3:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          if (\$47 ) begin
-            \$56  = \$48 [3:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$56  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$57  = xn;
-    if (load) begin
-      \$57  = \$22 [3:0];
-    end
-    if (rst) begin
-      \$57  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$58  = last_g;
-    if (load) begin
-      \$58  = 1'h0;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$58  = \$38 ;
-      end else begin
-        \$58  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$58  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$59  = \$signal ;
-    if (load) begin
-      \$59  = \$24 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$59  = \$43 ;
-        end else begin
-          \$59  = \$46 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$59  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$60  = last_y;
-    if (load) begin
-      \$60  = \$26 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          if (\$47 ) begin
-            \$60  = \$49 ;
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$60  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$61  = r_step;
-    if (load) begin
-      \$61  = \$27 ;
-    end
-    if (rst) begin
-      \$61  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$62  = w_step;
-    if (load) begin
-      \$62  = \$28 ;
-    end
-    if (rst) begin
-      \$62  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$63  = op_valid;
-    if (load) begin
-      \$63  = \$33 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$47 ) begin
-          end else begin
-            \$63  = 1'h0;
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$63  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    op_valid <= _055_;
+  assign _000_ = ~ op_valid;
+  assign _010_ = last_g & \$signal ;
+  assign _021_ = _010_ & last_y;
+  assign _030_ = _021_ & en;
+  assign ready = _000_ | _030_;
+  assign _040_ = op_valid & en;
+  assign _057_ = $signed(_051_) + $signed(_056_);
+  assign _001_ = 1'h0 + { 1'h0, \port$4499$0 [2:0], 2'h0 };
+  assign _002_ = _001_ + { 2'h0, \port$4499$0 [2:0], 5'h00 };
+  assign _004_ = $signed({ 1'h0, _002_ }) + $signed(_003_);
+  assign _006_ = $signed(_004_) + $signed(_005_);
+  assign _008_ = _007_ - 1'h1;
+  assign _011_ = _009_ - 1'h1;
+  assign _013_ = _012_ - 1'h1;
+  assign _015_ = _014_ == 1'h1;
+  assign _017_ = _016_ == 1'h1;
+  assign _022_ = | _020_;
+  assign _024_ = | _023_;
+  assign _025_ = _022_ & _024_;
+  assign _026_ = g + 1'h1;
+  assign _058_ = last_y ? (* full_case = 32'd1 *) 1'h0 : op_valid;
+  assign _059_ = \$signal  ? (* full_case = 32'd1 *) _058_ : op_valid;
+  assign _060_ = last_g ? (* full_case = 32'd1 *) _059_ : op_valid;
+  assign _061_ = _040_ ? _060_ : op_valid;
+  assign _062_ = load ? _025_ : _061_;
+  assign _055_ = rst ? 1'h0 : _062_;
+  assign _063_ = load ? _019_ : w_step;
+  assign _054_ = rst ? 5'h00 : _063_;
+  assign _064_ = load ? _018_ : r_step;
+  assign _053_ = rst ? 6'h00 : _064_;
+  assign _065_ = last_y ? last_y : _039_;
+  assign _066_ = \$signal  ? (* full_case = 32'd1 *) _065_ : last_y;
+  assign _067_ = last_g ? (* full_case = 32'd1 *) _066_ : last_y;
+  assign _068_ = _040_ ? _067_ : last_y;
+  assign _069_ = load ? _017_ : _068_;
+  assign _052_ = rst ? 1'h0 : _069_;
+  assign _070_ = \$signal  ? (* full_case = 32'd1 *) _037_ : _034_;
+  assign _071_ = last_g ? (* full_case = 32'd1 *) _070_ : \$signal ;
+  assign _072_ = _040_ ? _071_ : \$signal ;
+  assign _073_ = load ? _015_ : _072_;
+  assign _050_ = rst ? 1'h0 : _073_;
+  assign _074_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _029_;
+  assign _075_ = _040_ ? _074_ : last_g;
+  assign _076_ = load ? 1'h0 : _075_;
+  assign _049_ = rst ? 1'h0 : _076_;
+  assign _077_ = load ? _013_[3:0] : xn;
+  assign _048_ = rst ? 4'h0 : _077_;
+  assign _078_ = last_y ? ys : _038_[3:0];
+  assign _079_ = \$signal  ? (* full_case = 32'd1 *) _078_ : ys;
+  assign _080_ = last_g ? (* full_case = 32'd1 *) _079_ : ys;
+  assign _081_ = _040_ ? _080_ : ys;
+  assign _082_ = load ? _011_[3:0] : _081_;
+  assign _047_ = rst ? 4'h0 : _082_;
+  assign _083_ = \$signal  ? (* full_case = 32'd1 *) xn : _031_[3:0];
+  assign _084_ = last_g ? (* full_case = 32'd1 *) _083_ : xs;
+  assign _085_ = _040_ ? _084_ : xs;
+  assign _086_ = load ? _008_[3:0] : _085_;
+  assign _046_ = rst ? 4'h0 : _086_;
+  assign _087_ = \$signal  ? (* full_case = 32'd1 *) _036_[8:0] : _033_[8:0];
+  assign _088_ = last_g ? (* full_case = 32'd1 *) _087_ : _028_[8:0];
+  assign _089_ = _040_ ? _088_ : op_waddr;
+  assign _090_ = load ? _006_[8:0] : _089_;
+  assign _045_ = rst ? 9'h000 : _090_;
+  assign _091_ = \$signal  ? (* full_case = 32'd1 *) _035_[7:0] : _032_[7:0];
+  assign _092_ = last_g ? (* full_case = 32'd1 *) _091_ : _027_[7:0];
+  assign _093_ = _040_ ? _092_ : op_addr;
+  assign _094_ = load ? _057_[7:0] : _093_;
+  assign _044_ = rst ? 8'h00 : _094_;
+  assign _095_ = last_g ? (* full_case = 32'd1 *) 2'h0 : _026_[1:0];
+  assign _096_ = _040_ ? _095_ : g;
+  assign _097_ = load ? 2'h0 : _096_;
+  assign _043_ = rst ? 2'h0 : _097_;
+  assign _098_ = load ? 4'h0 : op_shift;
+  assign _042_ = rst ? 4'h0 : _098_;
+  assign _099_ = load ? \port$4499$0 [11:9] : op_count;
+  assign _041_ = rst ? 3'h0 : _099_;
+  function [3:0] _306_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4499$0 [5:3])
-      3'h0:
-          \$6  = 9'h000;
-      3'h1:
-          \$6  = 9'h000;
-      3'h2:
-          \$6  = 9'h020;
-      3'h3:
-          \$6  = 9'h040;
-      3'h4:
-          \$6  = 9'h060;
-      3'h5:
-          \$6  = 9'h080;
-      3'h6:
-          \$6  = 9'h0a0;
-      3'h7:
-          \$6  = 9'h0c0;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _306_ = b[3:0];
+      8'b??????1?:
+        _306_ = b[7:4];
+      8'b?????1??:
+        _306_ = b[11:8];
+      8'b????1???:
+        _306_ = b[15:12];
+      8'b???1????:
+        _306_ = b[19:16];
+      8'b??1?????:
+        _306_ = b[23:20];
+      8'b?1??????:
+        _306_ = b[27:24];
+      8'b1???????:
+        _306_ = b[31:28];
+      default:
+        _306_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _023_ = _306_(4'hx, 32'd590558002, { _107_, _106_, _105_, _104_, _103_, _102_, _101_, _100_ });
+  assign _100_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _101_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _102_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _103_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _104_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _105_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _106_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _107_ = ! (* full_case = 32'd1 *) \port$4499$0 [8:6];
+  function [3:0] _315_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4499$0 [8:6])
-      3'h0:
-          \$7  = 6'h00;
-      3'h1:
-          \$7  = 6'h00;
-      3'h2:
-          \$7  = 6'h04;
-      3'h3:
-          \$7  = 6'h08;
-      3'h4:
-          \$7  = 6'h0c;
-      3'h5:
-          \$7  = 6'h10;
-      3'h6:
-          \$7  = 6'h14;
-      3'h7:
-          \$7  = 6'h18;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _315_ = b[3:0];
+      8'b??????1?:
+        _315_ = b[7:4];
+      8'b?????1??:
+        _315_ = b[11:8];
+      8'b????1???:
+        _315_ = b[15:12];
+      8'b???1????:
+        _315_ = b[19:16];
+      8'b??1?????:
+        _315_ = b[23:20];
+      8'b?1??????:
+        _315_ = b[27:24];
+      8'b1???????:
+        _315_ = b[31:28];
+      default:
+        _315_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _020_ = _315_(4'hx, 32'd590558002, { _115_, _114_, _113_, _112_, _111_, _110_, _109_, _108_ });
+  assign _108_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _109_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _110_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _111_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _112_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _113_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _114_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _115_ = ! (* full_case = 32'd1 *) \port$4499$0 [5:3];
+  function [4:0] _324_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4499$0 [5:3])
-      3'h0:
-          \$13  = 6'h0c;
-      3'h1:
-          \$13  = 6'h18;
-      3'h2:
-          \$13  = 6'h18;
-      3'h3:
-          \$13  = 6'h18;
-      3'h4:
-          \$13  = 6'h18;
-      3'h5:
-          \$13  = 6'h18;
-      3'h6:
-          \$13  = 6'h18;
-      3'h7:
-          \$13  = 6'h18;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _324_ = b[4:0];
+      8'b??????1?:
+        _324_ = b[9:5];
+      8'b?????1??:
+        _324_ = b[14:10];
+      8'b????1???:
+        _324_ = b[19:15];
+      8'b???1????:
+        _324_ = b[24:20];
+      8'b??1?????:
+        _324_ = b[29:25];
+      8'b?1??????:
+        _324_ = b[34:30];
+      8'b1???????:
+        _324_ = b[39:35];
+      default:
+        _324_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _019_ = _324_(5'hxx, 40'hae739ce735, { _123_, _122_, _121_, _120_, _119_, _118_, _117_, _116_ });
+  assign _116_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _117_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _118_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _119_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _120_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _121_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _122_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _123_ = ! (* full_case = 32'd1 *) \port$4499$0 [8:6];
+  function [5:0] _333_;
+    input [5:0] a;
+    input [47:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4499$0 [8:6])
-      3'h0:
-          \$15  = 5'h04;
-      3'h1:
-          \$15  = 5'h08;
-      3'h2:
-          \$15  = 5'h08;
-      3'h3:
-          \$15  = 5'h08;
-      3'h4:
-          \$15  = 5'h08;
-      3'h5:
-          \$15  = 5'h08;
-      3'h6:
-          \$15  = 5'h08;
-      3'h7:
-          \$15  = 5'h08;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _333_ = b[5:0];
+      8'b??????1?:
+        _333_ = b[11:6];
+      8'b?????1??:
+        _333_ = b[17:12];
+      8'b????1???:
+        _333_ = b[23:18];
+      8'b???1????:
+        _333_ = b[29:24];
+      8'b??1?????:
+        _333_ = b[35:30];
+      8'b?1??????:
+        _333_ = b[41:36];
+      8'b1???????:
+        _333_ = b[47:42];
+      default:
+        _333_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _018_ = _333_(6'hxx, 48'h655555555559, { _131_, _130_, _129_, _128_, _127_, _126_, _125_, _124_ });
+  assign _124_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _125_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _126_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _127_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _128_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _129_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _130_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _131_ = ! (* full_case = 32'd1 *) \port$4499$0 [8:6];
+  function [3:0] _342_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4499$0 [8:6])
-      3'h0:
-          \$17  = 4'h2;
-      3'h1:
-          \$17  = 4'h3;
-      3'h2:
-          \$17  = 4'h3;
-      3'h3:
-          \$17  = 4'h3;
-      3'h4:
-          \$17  = 4'h3;
-      3'h5:
-          \$17  = 4'h3;
-      3'h6:
-          \$17  = 4'h3;
-      3'h7:
-          \$17  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _342_ = b[3:0];
+      8'b??????1?:
+        _342_ = b[7:4];
+      8'b?????1??:
+        _342_ = b[11:8];
+      8'b????1???:
+        _342_ = b[15:12];
+      8'b???1????:
+        _342_ = b[19:16];
+      8'b??1?????:
+        _342_ = b[23:20];
+      8'b?1??????:
+        _342_ = b[27:24];
+      8'b1???????:
+        _342_ = b[31:28];
+      default:
+        _342_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _016_ = _342_(4'hx, 32'd590558002, { _139_, _138_, _137_, _136_, _135_, _134_, _133_, _132_ });
+  assign _132_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _133_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _134_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _135_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _136_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _137_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _138_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _139_ = ! (* full_case = 32'd1 *) \port$4499$0 [5:3];
+  function [3:0] _351_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4499$0 [5:3])
-      3'h0:
-          \$19  = 4'h2;
-      3'h1:
-          \$19  = 4'h3;
-      3'h2:
-          \$19  = 4'h3;
-      3'h3:
-          \$19  = 4'h3;
-      3'h4:
-          \$19  = 4'h3;
-      3'h5:
-          \$19  = 4'h3;
-      3'h6:
-          \$19  = 4'h3;
-      3'h7:
-          \$19  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _351_ = b[3:0];
+      8'b??????1?:
+        _351_ = b[7:4];
+      8'b?????1??:
+        _351_ = b[11:8];
+      8'b????1???:
+        _351_ = b[15:12];
+      8'b???1????:
+        _351_ = b[19:16];
+      8'b??1?????:
+        _351_ = b[23:20];
+      8'b?1??????:
+        _351_ = b[27:24];
+      8'b1???????:
+        _351_ = b[31:28];
+      default:
+        _351_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _014_ = _351_(4'hx, 32'd590558002, { _147_, _146_, _145_, _144_, _143_, _142_, _141_, _140_ });
+  assign _140_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _141_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _142_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _143_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _144_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _145_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _146_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _147_ = ! (* full_case = 32'd1 *) \port$4499$0 [8:6];
+  function [3:0] _360_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4499$0 [8:6])
-      3'h0:
-          \$21  = 4'h2;
-      3'h1:
-          \$21  = 4'h3;
-      3'h2:
-          \$21  = 4'h3;
-      3'h3:
-          \$21  = 4'h3;
-      3'h4:
-          \$21  = 4'h3;
-      3'h5:
-          \$21  = 4'h3;
-      3'h6:
-          \$21  = 4'h3;
-      3'h7:
-          \$21  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _360_ = b[3:0];
+      8'b??????1?:
+        _360_ = b[7:4];
+      8'b?????1??:
+        _360_ = b[11:8];
+      8'b????1???:
+        _360_ = b[15:12];
+      8'b???1????:
+        _360_ = b[19:16];
+      8'b??1?????:
+        _360_ = b[23:20];
+      8'b?1??????:
+        _360_ = b[27:24];
+      8'b1???????:
+        _360_ = b[31:28];
+      default:
+        _360_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _012_ = _360_(4'hx, 32'd590558002, { _155_, _154_, _153_, _152_, _151_, _150_, _149_, _148_ });
+  assign _148_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _149_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _150_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _151_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _152_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _153_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _154_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _155_ = ! (* full_case = 32'd1 *) \port$4499$0 [8:6];
+  function [3:0] _369_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4499$0 [8:6])
-      3'h0:
-          \$23  = 4'h2;
-      3'h1:
-          \$23  = 4'h3;
-      3'h2:
-          \$23  = 4'h3;
-      3'h3:
-          \$23  = 4'h3;
-      3'h4:
-          \$23  = 4'h3;
-      3'h5:
-          \$23  = 4'h3;
-      3'h6:
-          \$23  = 4'h3;
-      3'h7:
-          \$23  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _369_ = b[3:0];
+      8'b??????1?:
+        _369_ = b[7:4];
+      8'b?????1??:
+        _369_ = b[11:8];
+      8'b????1???:
+        _369_ = b[15:12];
+      8'b???1????:
+        _369_ = b[19:16];
+      8'b??1?????:
+        _369_ = b[23:20];
+      8'b?1??????:
+        _369_ = b[27:24];
+      8'b1???????:
+        _369_ = b[31:28];
+      default:
+        _369_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _009_ = _369_(4'hx, 32'd590558002, { _163_, _162_, _161_, _160_, _159_, _158_, _157_, _156_ });
+  assign _156_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _157_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _158_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _159_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _160_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _161_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _162_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _163_ = ! (* full_case = 32'd1 *) \port$4499$0 [5:3];
+  function [3:0] _378_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4499$0 [5:3])
-      3'h0:
-          \$25  = 4'h2;
-      3'h1:
-          \$25  = 4'h3;
-      3'h2:
-          \$25  = 4'h3;
-      3'h3:
-          \$25  = 4'h3;
-      3'h4:
-          \$25  = 4'h3;
-      3'h5:
-          \$25  = 4'h3;
-      3'h6:
-          \$25  = 4'h3;
-      3'h7:
-          \$25  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _378_ = b[3:0];
+      8'b??????1?:
+        _378_ = b[7:4];
+      8'b?????1??:
+        _378_ = b[11:8];
+      8'b????1???:
+        _378_ = b[15:12];
+      8'b???1????:
+        _378_ = b[19:16];
+      8'b??1?????:
+        _378_ = b[23:20];
+      8'b?1??????:
+        _378_ = b[27:24];
+      8'b1???????:
+        _378_ = b[31:28];
+      default:
+        _378_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _007_ = _378_(4'hx, 32'd590558002, { _171_, _170_, _169_, _168_, _167_, _166_, _165_, _164_ });
+  assign _164_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _165_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _166_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _167_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _168_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _169_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _170_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _171_ = ! (* full_case = 32'd1 *) \port$4499$0 [8:6];
+  function [4:0] _387_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4499$0 [8:6])
-      3'h0:
-          \$27  = 6'h19;
-      3'h1:
-          \$27  = 6'h15;
-      3'h2:
-          \$27  = 6'h15;
-      3'h3:
-          \$27  = 6'h15;
-      3'h4:
-          \$27  = 6'h15;
-      3'h5:
-          \$27  = 6'h15;
-      3'h6:
-          \$27  = 6'h15;
-      3'h7:
-          \$27  = 6'h19;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _387_ = b[4:0];
+      8'b??????1?:
+        _387_ = b[9:5];
+      8'b?????1??:
+        _387_ = b[14:10];
+      8'b????1???:
+        _387_ = b[19:15];
+      8'b???1????:
+        _387_ = b[24:20];
+      8'b??1?????:
+        _387_ = b[29:25];
+      8'b?1??????:
+        _387_ = b[34:30];
+      8'b1???????:
+        _387_ = b[39:35];
+      default:
+        _387_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _005_ = _387_(5'hxx, 40'h2210842108, { _179_, _178_, _177_, _176_, _175_, _174_, _173_, _172_ });
+  assign _172_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _173_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _174_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _175_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _176_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _177_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _178_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _179_ = ! (* full_case = 32'd1 *) \port$4499$0 [8:6];
+  function [5:0] _396_;
+    input [5:0] a;
+    input [47:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4499$0 [8:6])
-      3'h0:
-          \$28  = 5'h15;
-      3'h1:
-          \$28  = 5'h19;
-      3'h2:
-          \$28  = 5'h19;
-      3'h3:
-          \$28  = 5'h19;
-      3'h4:
-          \$28  = 5'h19;
-      3'h5:
-          \$28  = 5'h19;
-      3'h6:
-          \$28  = 5'h19;
-      3'h7:
-          \$28  = 5'h15;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _396_ = b[5:0];
+      8'b??????1?:
+        _396_ = b[11:6];
+      8'b?????1??:
+        _396_ = b[17:12];
+      8'b????1???:
+        _396_ = b[23:18];
+      8'b???1????:
+        _396_ = b[29:24];
+      8'b??1?????:
+        _396_ = b[35:30];
+      8'b?1??????:
+        _396_ = b[41:36];
+      8'b1???????:
+        _396_ = b[47:42];
+      default:
+        _396_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _003_ = _396_(6'hxx, 48'h318618618618, { _187_, _186_, _185_, _184_, _183_, _182_, _181_, _180_ });
+  assign _180_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _181_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _182_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _183_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _184_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _185_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _186_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _187_ = ! (* full_case = 32'd1 *) \port$4499$0 [5:3];
+  function [5:0] _405_;
+    input [5:0] a;
+    input [47:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4499$0 [5:3])
-      3'h0:
-          \$29  = 4'h2;
-      3'h1:
-          \$29  = 4'h3;
-      3'h2:
-          \$29  = 4'h3;
-      3'h3:
-          \$29  = 4'h3;
-      3'h4:
-          \$29  = 4'h3;
-      3'h5:
-          \$29  = 4'h3;
-      3'h6:
-          \$29  = 4'h3;
-      3'h7:
-          \$29  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _405_ = b[5:0];
+      8'b??????1?:
+        _405_ = b[11:6];
+      8'b?????1??:
+        _405_ = b[17:12];
+      8'b????1???:
+        _405_ = b[23:18];
+      8'b???1????:
+        _405_ = b[29:24];
+      8'b??1?????:
+        _405_ = b[35:30];
+      8'b?1??????:
+        _405_ = b[41:36];
+      8'b1???????:
+        _405_ = b[47:42];
+      default:
+        _405_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _056_ = _405_(6'hxx, 48'h000108310518, { _195_, _194_, _193_, _192_, _191_, _190_, _189_, _188_ });
+  assign _188_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _189_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _190_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _191_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _192_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _193_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _194_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _195_ = ! (* full_case = 32'd1 *) \port$4499$0 [8:6];
+  function [8:0] _414_;
+    input [8:0] a;
+    input [71:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4499$0 [8:6])
-      3'h0:
-          \$31  = 4'h2;
-      3'h1:
-          \$31  = 4'h3;
-      3'h2:
-          \$31  = 4'h3;
-      3'h3:
-          \$31  = 4'h3;
-      3'h4:
-          \$31  = 4'h3;
-      3'h5:
-          \$31  = 4'h3;
-      3'h6:
-          \$31  = 4'h3;
-      3'h7:
-          \$31  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _414_ = b[8:0];
+      8'b??????1?:
+        _414_ = b[17:9];
+      8'b?????1??:
+        _414_ = b[26:18];
+      8'b????1???:
+        _414_ = b[35:27];
+      8'b???1????:
+        _414_ = b[44:36];
+      8'b??1?????:
+        _414_ = b[53:45];
+      8'b?1??????:
+        _414_ = b[62:54];
+      8'b1???????:
+        _414_ = b[71:63];
+      default:
+        _414_ = a;
     endcase
-  end
-  assign busy = op_valid;
-  assign count = op_count;
-  assign shift = op_shift;
-  assign \busy$6  = op_valid;
-  assign addr = op_addr;
-  assign waddr = op_waddr;
-  assign ev_count = \port$4499$0 [11:9];
-  assign ev_shift = 4'h0;
-  assign ev_y = \port$4499$0 [5:3];
-  assign ev_x = \port$4499$0 [8:6];
+  endfunction
+  assign _051_ = _414_(9'hxxx, 72'h0000040403020140c0, { _203_, _202_, _201_, _200_, _199_, _198_, _197_, _196_ });
+  assign _196_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _197_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _198_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _199_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _200_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _201_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _202_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _203_ = ! (* full_case = 32'd1 *) \port$4499$0 [5:3];
   assign ev_c = \port$4499$0 [2:0];
-  assign \$9  = { 1'h0, \port$4499$0 [2:0], 2'h0 };
-  assign \$11  = { 2'h0, \port$4499$0 [2:0], 5'h00 };
+  assign ev_x = \port$4499$0 [8:6];
+  assign ev_y = \port$4499$0 [5:3];
+  assign ev_shift = 4'h0;
+  assign ev_count = \port$4499$0 [11:9];
+  assign waddr = op_waddr;
+  assign addr = op_addr;
+  assign \busy$6  = op_valid;
+  assign shift = op_shift;
+  assign count = op_count;
+  assign busy = op_valid;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_conv2.queue (rst, w_data, \port$3887$0 , w_en, \port$4089$0 , \port$4091$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [10:0] \$3 ;
-  wire [11:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [20:0] \$7 ;
-  reg \$8 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire _03_;
+  wire [20:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire [20:0] _07_;
   wire [20:0] \$signal ;
   reg [20:0] \$signal$11  = 21'h000000;
-  (* init = 21'h000000 *)
   wire [20:0] \$signal$12 ;
-  (* init = 1'h0 *)
   wire \$signal$13 ;
   wire [20:0] \$signal$14 ;
   wire [20:0] \$signal$15 ;
@@ -10616,13 +8854,15 @@ module \digits_cnn_gn.engine_conv2.queue (rst, w_data, \port$3887$0 , w_en, \por
   wire \$signal$18 ;
   wire \$signal$19 ;
   wire \$signal$3 ;
+  (* unused_bits = "0" *)
   wire \$signal$4 ;
   wire \$signal$9 ;
   input clk;
   wire clk;
+  (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
-  wire [9:0] level;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \level$21 ;
   input \port$3887$0 ;
   wire \port$3887$0 ;
@@ -10640,18 +8880,21 @@ module \digits_cnn_gn.engine_conv2.queue (rst, w_data, \port$3887$0 , w_en, \por
   wire [20:0] w_data;
   input w_en;
   wire w_en;
+  (* unused_bits = "0" *)
   wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
+  assign _01_ = _00_ | \$signal$9 ;
+  assign take = r_rdy & _01_;
+  assign _02_ = ~ held_valid;
+  assign _03_ = _02_ | \$signal$9 ;
   always @(posedge clk)
-    \$signal$11  <= \$7 ;
+    \$signal$11  <= _04_;
   always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
+    held_valid <= _05_;
+  assign _00_ = ~ held_valid;
+  assign _06_ = _03_ ? take : held_valid;
+  assign _05_ = rst ? 1'h0 : _06_;
+  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _04_ = rst ? 21'h000000 : _07_;
   \digits_cnn_gn.engine_conv2.queue.inner  inner (
     .clk(clk),
     .r_data(r_data),
@@ -10674,86 +8917,73 @@ module \digits_cnn_gn.engine_conv2.queue (rst, w_data, \port$3887$0 , w_en, \por
     .\port$4091$0 (\$signal$16 ),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign w_rdy = \$signal$4 ;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3887$0 ;
-  assign \$signal$19  = \port$3887$0 ;
-  assign level = \$4 [9:0];
-  assign \port$4089$0  = \$signal$14 ;
   assign \port$4091$0  = \$signal$16 ;
+  assign \port$4089$0  = \$signal$14 ;
+  assign \$signal$19  = \port$3887$0 ;
+  assign \$signal$18  = \port$3887$0 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$12  = \$signal$11 ;
+  assign r_en = take;
+  assign w_rdy = \$signal$4 ;
+  assign \$signal$3  = w_en;
+  assign \$signal  = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [10:0] \$12 ;
-  wire [10:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire [10:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [10:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [10:0] \$3 ;
-  wire \$30 ;
-  reg [9:0] \$31 ;
-  reg [9:0] \$32 ;
-  reg [9:0] \$33 ;
-  reg \$34 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [10:0] \$6 ;
-  wire [10:0] \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [10:0] _03_;
+  (* unused_bits = "10" *)
+  wire [10:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  (* unused_bits = "10" *)
+  wire [10:0] _12_;
+  wire _13_;
+  wire _14_;
+  wire _15_;
+  wire _16_;
+  wire _17_;
+  wire _18_;
+  (* unused_bits = "10" *)
+  wire [10:0] _19_;
+  wire _20_;
+  wire _21_;
+  (* unused_bits = "10" *)
+  wire [10:0] _22_;
+  wire _23_;
+  wire [9:0] _24_;
+  wire [9:0] _25_;
+  wire [9:0] _26_;
+  wire _27_;
+  wire _28_;
+  wire _29_;
+  wire [10:0] _30_;
+  (* unused_bits = "10" *)
+  wire [10:0] _31_;
+  wire _32_;
+  wire _33_;
+  wire _34_;
+  wire _35_;
+  wire [9:0] _36_;
+  wire [9:0] _37_;
+  wire [9:0] _38_;
+  wire [9:0] _39_;
   input clk;
   wire clk;
-  (* init = 10'h000 *)
   wire [9:0] consume;
   reg [9:0] inner_level = 10'h000;
   wire inner_r_rdy;
   wire [9:0] level;
-  (* init = 10'h000 *)
   wire [9:0] produce;
   output [20:0] r_data;
   wire [20:0] r_data;
@@ -11306,119 +9536,94 @@ module \digits_cnn_gn.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_dat
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
   end
-  reg [20:0] _0_;
+  reg [20:0] _88_;
   always @(posedge clk) begin
     if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
+      _88_ <= storage[r_port__addr];
     end
   end
-  assign r_data = _0_;
+  assign r_data = _88_;
   assign w_rdy = inner_level != 10'h209;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign \$3  = inner_level + r_rdy;
-  assign \$4  = w_rdy & w_en;
-  assign \$5  = w_port__addr == 10'h208;
-  assign \$6  = w_port__addr + 1'h1;
-  assign \$7  = \$5  ? 11'h000 : \$6 ;
-  assign \$8  = ~ r_rdy;
-  assign \$9  = \$8  | r_en;
-  assign \$10  = inner_r_rdy & \$9 ;
-  assign \$11  = r_port__addr == 10'h208;
-  assign \$12  = r_port__addr + 1'h1;
-  assign \$13  = \$11  ? 11'h000 : \$12 ;
-  assign \$14  = w_rdy & w_en;
-  assign \$15  = ~ r_rdy;
-  assign \$16  = \$15  | r_en;
-  assign \$17  = inner_r_rdy & \$16 ;
-  assign \$18  = ~ \$17 ;
-  assign \$19  = \$14  & \$18 ;
-  assign \$20  = inner_level + 1'h1;
-  assign \$21  = ~ r_rdy;
-  assign \$22  = \$21  | r_en;
-  assign \$23  = inner_r_rdy & \$22 ;
-  assign \$24  = w_rdy & w_en;
-  assign \$25  = ~ \$24 ;
-  assign \$26  = \$23  & \$25 ;
-  assign \$27  = inner_level - 1'h1;
-  assign \$28  = ~ r_rdy;
-  assign \$29  = \$28  | r_en;
-  assign \$30  = inner_r_rdy & \$29 ;
+  assign _00_ = ~ r_rdy;
+  assign _11_ = _00_ | r_en;
+  assign r_port__en = inner_r_rdy & _11_;
+  assign { _22_[10], w_level } = inner_level + r_rdy;
+  assign _28_ = w_rdy & w_en;
+  assign _29_ = w_port__addr == 10'h208;
+  assign _30_ = w_port__addr + 1'h1;
+  assign _31_ = _29_ ? 11'h000 : _30_;
+  assign _32_ = ~ r_rdy;
+  assign _33_ = _32_ | r_en;
+  assign _01_ = inner_r_rdy & _33_;
+  assign _02_ = r_port__addr == 10'h208;
+  assign _03_ = r_port__addr + 1'h1;
+  assign _04_ = _02_ ? 11'h000 : _03_;
+  assign _05_ = w_rdy & w_en;
+  assign _06_ = ~ r_rdy;
+  assign _07_ = _06_ | r_en;
+  assign _08_ = inner_r_rdy & _07_;
+  assign _09_ = ~ _08_;
+  assign _10_ = _05_ & _09_;
+  assign _12_ = inner_level + 1'h1;
+  assign _13_ = ~ r_rdy;
+  assign _14_ = _13_ | r_en;
+  assign _15_ = inner_r_rdy & _14_;
+  assign _16_ = w_rdy & w_en;
+  assign _17_ = ~ _16_;
+  assign _18_ = _15_ & _17_;
+  assign _19_ = inner_level - 1'h1;
+  assign _20_ = ~ r_rdy;
+  assign _21_ = _20_ | r_en;
+  assign _23_ = inner_r_rdy & _21_;
   always @(posedge clk)
-    w_port__addr <= \$31 ;
+    w_port__addr <= _24_;
   always @(posedge clk)
-    r_port__addr <= \$32 ;
+    r_port__addr <= _25_;
   always @(posedge clk)
-    inner_level <= \$33 ;
+    inner_level <= _26_;
   always @(posedge clk)
-    r_rdy <= \$34 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$31  = w_port__addr;
-    if (\$4 ) begin
-      \$31  = \$7 [9:0];
-    end
-    if (rst) begin
-      \$31  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$32  = r_port__addr;
-    if (\$10 ) begin
-      \$32  = \$13 [9:0];
-    end
-    if (rst) begin
-      \$32  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$33  = inner_level;
-    if (\$19 ) begin
-      \$33  = \$20 [9:0];
-    end
-    if (\$26 ) begin
-      \$33  = \$27 [9:0];
-    end
-    if (rst) begin
-      \$33  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$34  = r_rdy;
-    if (\$30 ) begin
-      \$34  = 1'h1;
-    end else if (r_en) begin
-      \$34  = 1'h0;
-    end
-    if (rst) begin
-      \$34  = 1'h0;
-    end
-  end
-  assign level = \$3 [9:0];
-  assign r_level = \$3 [9:0];
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
+    r_rdy <= _27_;
+  assign _34_ = r_en ? 1'h0 : r_rdy;
+  assign _35_ = _23_ ? 1'h1 : _34_;
+  assign _27_ = rst ? 1'h0 : _35_;
+  assign _36_ = _10_ ? _12_[9:0] : inner_level;
+  assign _37_ = _18_ ? _19_[9:0] : _36_;
+  assign _26_ = rst ? 10'h000 : _37_;
+  assign _38_ = _01_ ? _04_[9:0] : r_port__addr;
+  assign _25_ = rst ? 10'h000 : _38_;
+  assign _39_ = _28_ ? _31_[9:0] : w_port__addr;
+  assign _24_ = rst ? 10'h000 : _39_;
+  assign _22_[9:0] = w_level;
   assign r_port__data = r_data;
-  assign w_level = \$3 [9:0];
+  assign consume = r_port__addr;
+  assign w_data = w_port__data;
+  assign produce = w_port__addr;
+  assign r_level = w_level;
+  assign level = w_level;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2129$0 , count, \port$3887$0 , \port$4073$0 , \port$4075$0 , \port$4089$0 , \port$4091$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [20:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [20:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [20:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [20:0] _06_;
+  wire [20:0] _07_;
+  wire [20:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [20:0] _15_;
+  wire [20:0] _16_;
+  wire [20:0] _17_;
   wire \$signal ;
   reg [20:0] \$signal$10  = 21'h000000;
   wire [20:0] \$signal$11 ;
@@ -11438,688 +9643,676 @@ module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2129$0 , count, \port$
   wire [20:0] \port$4073$0 ;
   input \port$4075$0 ;
   wire \port$4075$0 ;
-  (* init = 21'h000000 *)
   output [20:0] \port$4089$0 ;
   wire [20:0] \port$4089$0 ;
-  (* init = 1'h0 *)
   output \port$4091$0 ;
   wire \port$4091$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4075$0  & \$1 ;
+  assign take = \port$4075$0  & _00_;
   assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3887$0  | \$2 ;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$3887$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$4073$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$4073$0 ;
-    end
-    if (rst) begin
-      \$7  = 21'h000000;
-    end
-  end
-  assign \$signal$3  = \port$4075$0 ;
-  assign \$signal$8  = \port$3887$0 ;
-  assign \$signal$11  = \port$4073$0 ;
-  assign \port$2129$0  = \$signal ;
-  assign \port$4089$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$4073$0  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 21'h000000 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$4073$0  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 21'h000000 : _17_;
   assign \port$4091$0  = \$signal$5 ;
+  assign \port$4089$0  = \$signal$9 ;
+  assign \port$2129$0  = \$signal ;
+  assign \$signal$11  = \port$4073$0 ;
+  assign \$signal$8  = \port$3887$0 ;
+  assign \$signal$3  = \port$4075$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  wire \$1 ;
-  wire [1:0] \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire [2:0] \$104 ;
-  wire [6:0] \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire [2:0] \$111 ;
-  wire [8:0] \$112 ;
-  wire [8:0] \$113 ;
-  wire [9:0] \$114 ;
-  wire [8:0] \$115 ;
-  wire [8:0] \$116 ;
-  wire [10:0] \$117 ;
-  wire [8:0] \$118 ;
-  wire [8:0] \$119 ;
-  wire [2:0] \$12 ;
-  wire [9:0] \$120 ;
-  wire [8:0] \$121 ;
-  wire [8:0] \$122 ;
-  wire [10:0] \$123 ;
-  wire [8:0] \$124 ;
-  wire [8:0] \$125 ;
-  wire [9:0] \$126 ;
-  wire [8:0] \$127 ;
-  wire [8:0] \$128 ;
-  wire [10:0] \$129 ;
-  wire \$13 ;
-  wire [8:0] \$130 ;
-  wire [8:0] \$131 ;
-  wire [9:0] \$132 ;
-  wire [8:0] \$133 ;
-  wire [8:0] \$134 ;
-  wire [10:0] \$135 ;
-  wire [10:0] \$136 ;
-  wire [10:0] \$137 ;
-  wire [11:0] \$138 ;
-  wire [10:0] \$139 ;
-  wire [3:0] \$14 ;
-  wire [10:0] \$140 ;
-  wire [11:0] \$141 ;
-  wire [10:0] \$142 ;
-  wire [10:0] \$143 ;
-  wire [11:0] \$144 ;
-  wire [10:0] \$145 ;
-  wire [10:0] \$146 ;
-  wire [11:0] \$147 ;
-  wire \$148 ;
-  wire [11:0] \$149 ;
-  wire \$15 ;
-  wire [12:0] \$150 ;
-  wire [11:0] \$151 ;
-  wire [12:0] \$152 ;
-  wire [11:0] \$153 ;
-  wire [12:0] \$154 ;
-  wire [11:0] \$155 ;
-  wire [12:0] \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire [4:0] \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  wire [16:0] \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
-  wire \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  wire [1:0] \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
-  wire \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  wire [2:0] \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  wire \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire \$278 ;
-  wire \$279 ;
-  wire [3:0] \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
-  wire \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
-  wire \$3 ;
-  wire [4:0] \$30 ;
-  wire \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire \$305 ;
-  wire \$306 ;
-  wire \$307 ;
-  wire \$308 ;
-  wire \$309 ;
-  wire \$31 ;
-  wire \$310 ;
-  wire \$311 ;
-  wire \$312 ;
-  wire \$313 ;
-  wire \$314 ;
-  wire \$315 ;
-  wire \$316 ;
-  wire \$317 ;
-  wire \$318 ;
-  wire \$319 ;
-  wire \$32 ;
-  wire \$320 ;
-  wire \$321 ;
-  wire \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire \$325 ;
-  wire \$326 ;
-  wire \$327 ;
-  wire \$328 ;
-  wire \$329 ;
-  wire \$33 ;
-  wire \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  wire \$333 ;
-  wire [17:0] \$334 ;
-  wire [17:0] \$335 ;
-  wire [17:0] \$336 ;
-  wire [16:0] \$337 ;
-  wire [17:0] \$338 ;
-  wire [16:0] \$339 ;
-  wire \$34 ;
-  wire [17:0] \$340 ;
-  wire [16:0] \$341 ;
-  wire [17:0] \$342 ;
-  wire [16:0] \$343 ;
-  wire [17:0] \$344 ;
-  wire [1:0] \$345 ;
-  wire [17:0] \$346 ;
-  wire [1:0] \$347 ;
-  wire [17:0] \$348 ;
-  wire [1:0] \$349 ;
-  wire [16:0] \$35 ;
-  wire [17:0] \$350 ;
-  wire [1:0] \$351 ;
-  wire [17:0] \$352 ;
-  wire [11:0] \$353 ;
-  wire [11:0] \$354 ;
-  wire [11:0] \$355 ;
-  wire [17:0] \$356 ;
-  wire [17:0] \$357 ;
-  wire [17:0] \$358 ;
-  wire [17:0] \$359 ;
-  wire \$36 ;
-  wire [1:0] \$360 ;
-  wire [17:0] \$361 ;
-  wire [1:0] \$362 ;
-  wire [17:0] \$363 ;
-  wire [1:0] \$364 ;
-  wire [17:0] \$365 ;
-  wire [1:0] \$366 ;
-  wire [17:0] \$367 ;
-  wire [18:0] \$368 ;
-  wire [17:0] \$369 ;
-  wire \$37 ;
-  wire [17:0] \$370 ;
-  wire [17:0] \$371 ;
-  wire [16:0] \$372 ;
-  wire [17:0] \$373 ;
-  wire [16:0] \$374 ;
-  wire [17:0] \$375 ;
-  wire [16:0] \$376 ;
-  wire [17:0] \$377 ;
-  wire [16:0] \$378 ;
-  wire [17:0] \$379 ;
-  wire [1:0] \$38 ;
-  wire [1:0] \$380 ;
-  wire [17:0] \$381 ;
-  wire [1:0] \$382 ;
-  wire [17:0] \$383 ;
-  wire [1:0] \$384 ;
-  wire [17:0] \$385 ;
-  wire [1:0] \$386 ;
-  wire [17:0] \$387 ;
-  wire [11:0] \$388 ;
-  wire [11:0] \$389 ;
-  wire \$39 ;
-  wire [11:0] \$390 ;
-  wire [17:0] \$391 ;
-  wire [17:0] \$392 ;
-  wire [17:0] \$393 ;
-  wire [17:0] \$394 ;
-  wire [1:0] \$395 ;
-  wire [17:0] \$396 ;
-  wire [1:0] \$397 ;
-  wire [17:0] \$398 ;
-  wire [1:0] \$399 ;
-  wire \$4 ;
-  wire [2:0] \$40 ;
-  wire [17:0] \$400 ;
-  wire [1:0] \$401 ;
-  wire [17:0] \$402 ;
-  wire [18:0] \$403 ;
-  wire [17:0] \$404 ;
-  wire [17:0] \$405 ;
-  wire [17:0] \$406 ;
-  wire [16:0] \$407 ;
-  wire [17:0] \$408 ;
-  wire [16:0] \$409 ;
-  wire \$41 ;
-  wire [17:0] \$410 ;
-  wire [16:0] \$411 ;
-  wire [17:0] \$412 ;
-  wire [16:0] \$413 ;
-  wire [17:0] \$414 ;
-  wire [1:0] \$415 ;
-  wire [17:0] \$416 ;
-  wire [1:0] \$417 ;
-  wire [17:0] \$418 ;
-  wire [1:0] \$419 ;
-  wire [3:0] \$42 ;
-  wire [17:0] \$420 ;
-  wire [1:0] \$421 ;
-  wire [17:0] \$422 ;
-  wire [11:0] \$423 ;
-  wire [11:0] \$424 ;
-  wire [11:0] \$425 ;
-  wire [17:0] \$426 ;
-  wire [17:0] \$427 ;
-  wire [17:0] \$428 ;
-  wire [17:0] \$429 ;
-  wire \$43 ;
-  wire [1:0] \$430 ;
-  wire [17:0] \$431 ;
-  wire [1:0] \$432 ;
-  wire [17:0] \$433 ;
-  wire [1:0] \$434 ;
-  wire [17:0] \$435 ;
-  wire [1:0] \$436 ;
-  wire [17:0] \$437 ;
-  wire [18:0] \$438 ;
-  wire [17:0] \$439 ;
-  wire [4:0] \$44 ;
-  wire [17:0] \$440 ;
-  wire [17:0] \$441 ;
-  wire [16:0] \$442 ;
-  wire [17:0] \$443 ;
-  wire [16:0] \$444 ;
-  wire [17:0] \$445 ;
-  wire [16:0] \$446 ;
-  wire [17:0] \$447 ;
-  wire [16:0] \$448 ;
-  wire [17:0] \$449 ;
-  wire \$45 ;
-  wire [1:0] \$450 ;
-  wire [17:0] \$451 ;
-  wire [1:0] \$452 ;
-  wire [17:0] \$453 ;
-  wire [1:0] \$454 ;
-  wire [17:0] \$455 ;
-  wire [1:0] \$456 ;
-  wire [17:0] \$457 ;
-  wire [11:0] \$458 ;
-  wire [11:0] \$459 ;
-  wire \$46 ;
-  wire [11:0] \$460 ;
-  wire [17:0] \$461 ;
-  wire [17:0] \$462 ;
-  wire [17:0] \$463 ;
-  wire [17:0] \$464 ;
-  wire [1:0] \$465 ;
-  wire [17:0] \$466 ;
-  wire [1:0] \$467 ;
-  wire [17:0] \$468 ;
-  wire [1:0] \$469 ;
-  wire \$47 ;
-  wire [17:0] \$470 ;
-  wire [1:0] \$471 ;
-  wire [17:0] \$472 ;
-  wire [18:0] \$473 ;
-  wire [18:0] \$474 ;
-  wire [18:0] \$475 ;
-  wire [18:0] \$476 ;
-  wire [18:0] \$477 ;
-  wire [18:0] \$478 ;
-  wire [18:0] \$479 ;
-  wire \$48 ;
-  wire [18:0] \$480 ;
-  wire [18:0] \$481 ;
-  wire [18:0] \$482 ;
-  wire [18:0] \$483 ;
-  wire [18:0] \$484 ;
-  wire [18:0] \$485 ;
-  wire [18:0] \$486 ;
-  wire [18:0] \$487 ;
-  wire [18:0] \$488 ;
-  wire [18:0] \$489 ;
-  wire [16:0] \$49 ;
-  wire \$490 ;
-  wire \$491 ;
-  wire \$492 ;
-  wire \$493 ;
-  wire \$494 ;
-  wire \$495 ;
-  wire \$496 ;
-  wire \$497 ;
-  wire \$498 ;
-  wire [2:0] \$499 ;
-  wire \$5 ;
-  wire \$50 ;
-  wire [2:0] \$500 ;
-  wire [2:0] \$501 ;
-  wire \$502 ;
-  wire [4:0] \$503 ;
-  wire [4:0] \$504 ;
-  wire \$505 ;
-  wire \$506 ;
-  wire \$507 ;
-  wire [6:0] \$508 ;
-  wire [6:0] \$509 ;
-  wire \$51 ;
-  reg [7:0] \$510 ;
-  reg \$511 ;
-  reg \$512 ;
-  reg [5:0] \$513 ;
-  reg \$514 ;
-  reg [1:0] \$515 ;
-  reg [1:0] \$516 ;
-  reg [1:0] \$517 ;
-  reg \$518 ;
-  reg \$519 ;
-  wire [1:0] \$52 ;
-  reg [1:0] \$520 ;
-  reg [34:0] \$521 ;
-  reg [34:0] \$522 ;
-  reg [34:0] \$523 ;
-  reg [34:0] \$524 ;
-  reg [34:0] \$525 ;
-  reg [34:0] \$526 ;
-  reg [34:0] \$527 ;
-  reg [34:0] \$528 ;
-  reg [34:0] \$529 ;
-  wire \$53 ;
-  reg [31:0] \$530 ;
-  reg [10:0] \$531 ;
-  reg [10:0] \$532 ;
-  reg [10:0] \$533 ;
-  reg [10:0] \$534 ;
-  reg [11:0] \$535 ;
-  reg [11:0] \$536 ;
-  reg [11:0] \$537 ;
-  reg [11:0] \$538 ;
-  reg [47:0] \$539 ;
-  wire [2:0] \$54 ;
-  reg [67:0] \$540 ;
-  reg [47:0] \$541 ;
-  reg [67:0] \$542 ;
-  reg [67:0] \$543 ;
-  reg [3:0] \$544 ;
-  reg [3:0] \$545 ;
-  reg [47:0] \$546 ;
-  reg [47:0] \$547 ;
-  reg \$548 ;
-  reg \$549 ;
-  wire \$55 ;
-  reg \$550 ;
-  reg \$551 ;
-  reg \$552 ;
-  reg \$553 ;
-  reg \$554 ;
-  reg \$555 ;
-  reg \$556 ;
-  reg \$557 ;
-  reg [9:0] \$558 ;
-  reg [7:0] \$559 ;
-  wire [3:0] \$56 ;
-  reg [71:0] \$560 ;
-  reg [71:0] \$561 ;
-  reg [18:0] \$562 ;
-  reg [18:0] \$563 ;
-  reg [18:0] \$564 ;
-  reg [18:0] \$565 ;
-  reg [18:0] \$566 ;
-  reg [18:0] \$567 ;
-  reg [18:0] \$568 ;
-  reg [18:0] \$569 ;
-  wire \$57 ;
-  reg [18:0] \$570 ;
-  reg [18:0] \$571 ;
-  reg [18:0] \$572 ;
-  reg [18:0] \$573 ;
-  reg [18:0] \$574 ;
-  reg [18:0] \$575 ;
-  reg [18:0] \$576 ;
-  reg [18:0] \$577 ;
-  reg [67:0] \$578 ;
-  reg [18:0] \$579 ;
-  wire [4:0] \$58 ;
-  reg \$580 ;
-  reg [1:0] \$581 ;
-  reg [1:0] \$582 ;
-  reg [1:0] \$583 ;
-  reg [3:0] \$584 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire [16:0] \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [3:0] \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire [4:0] \$84 ;
-  wire [5:0] \$85 ;
-  wire \$86 ;
-  reg [2:0] \$87 ;
-  wire [4:0] \$88 ;
-  wire [4:0] \$89 ;
-  wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire [8:0] \$95 ;
-  wire [9:0] \$96 ;
-  wire \$97 ;
-  wire [10:0] \$98 ;
-  wire \$99 ;
-  reg [47:0] \$like  = 48'h000000000000;
+  wire _0000_;
+  wire [1:0] _0001_;
+  wire _0002_;
+  wire _0003_;
+  wire _0004_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0005_;
+  (* unused_bits = "6" *)
+  wire [6:0] _0006_;
+  wire _0007_;
+  wire _0008_;
+  wire _0009_;
+  wire _0010_;
+  wire _0011_;
+  wire _0012_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0013_;
+  wire [8:0] _0014_;
+  wire [9:0] _0015_;
+  wire [8:0] _0016_;
+  wire [10:0] _0017_;
+  wire [8:0] _0018_;
+  wire [2:0] _0019_;
+  wire [9:0] _0020_;
+  wire [8:0] _0021_;
+  wire [10:0] _0022_;
+  wire [8:0] _0023_;
+  wire [9:0] _0024_;
+  wire [8:0] _0025_;
+  wire [10:0] _0026_;
+  wire _0027_;
+  wire [8:0] _0028_;
+  wire [9:0] _0029_;
+  wire [8:0] _0030_;
+  wire [10:0] _0031_;
+  wire [10:0] _0032_;
+  wire [11:0] _0033_;
+  wire [3:0] _0034_;
+  wire [10:0] _0035_;
+  wire [11:0] _0036_;
+  wire [10:0] _0037_;
+  wire [11:0] _0038_;
+  wire [10:0] _0039_;
+  wire [11:0] _0040_;
+  wire [11:0] _0041_;
+  wire _0042_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0043_;
+  wire [11:0] _0044_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0045_;
+  wire [11:0] _0046_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0047_;
+  wire [11:0] _0048_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0049_;
+  wire _0050_;
+  wire _0051_;
+  wire _0052_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0053_;
+  wire _0054_;
+  wire _0055_;
+  wire _0056_;
+  wire _0057_;
+  wire _0058_;
+  wire _0059_;
+  wire _0060_;
+  wire _0061_;
+  wire _0062_;
+  wire _0063_;
+  wire _0064_;
+  wire _0065_;
+  wire _0066_;
+  wire _0067_;
+  wire _0068_;
+  wire _0069_;
+  wire _0070_;
+  wire _0071_;
+  wire _0072_;
+  wire _0073_;
+  wire _0074_;
+  wire _0075_;
+  wire _0076_;
+  wire _0077_;
+  wire _0078_;
+  wire _0079_;
+  wire _0080_;
+  wire _0081_;
+  wire _0082_;
+  wire _0083_;
+  wire _0084_;
+  wire _0085_;
+  wire _0086_;
+  wire _0087_;
+  wire _0088_;
+  wire _0089_;
+  wire _0090_;
+  wire _0091_;
+  wire _0092_;
+  wire _0093_;
+  wire _0094_;
+  wire _0095_;
+  wire _0096_;
+  wire _0097_;
+  wire _0098_;
+  wire _0099_;
+  wire _0100_;
+  wire _0101_;
+  wire _0102_;
+  wire _0103_;
+  wire _0104_;
+  wire _0105_;
+  wire [16:0] _0106_;
+  wire _0107_;
+  wire _0108_;
+  wire _0109_;
+  wire _0110_;
+  wire _0111_;
+  wire _0112_;
+  wire _0113_;
+  wire _0114_;
+  wire _0115_;
+  wire _0116_;
+  wire _0117_;
+  wire _0118_;
+  wire _0119_;
+  wire _0120_;
+  wire _0121_;
+  wire _0122_;
+  wire _0123_;
+  wire _0124_;
+  wire _0125_;
+  wire _0126_;
+  wire _0127_;
+  wire _0128_;
+  wire _0129_;
+  wire _0130_;
+  wire _0131_;
+  wire _0132_;
+  wire _0133_;
+  wire [1:0] _0134_;
+  wire _0135_;
+  wire _0136_;
+  wire _0137_;
+  wire _0138_;
+  wire _0139_;
+  wire _0140_;
+  wire _0141_;
+  wire _0142_;
+  wire _0143_;
+  wire _0144_;
+  wire _0145_;
+  wire _0146_;
+  wire _0147_;
+  wire _0148_;
+  wire _0149_;
+  wire _0150_;
+  wire _0151_;
+  wire [2:0] _0152_;
+  wire _0153_;
+  wire _0154_;
+  wire _0155_;
+  wire _0156_;
+  wire _0157_;
+  wire _0158_;
+  wire _0159_;
+  wire _0160_;
+  wire _0161_;
+  wire _0162_;
+  wire _0163_;
+  wire _0164_;
+  wire _0165_;
+  wire _0166_;
+  wire _0167_;
+  wire _0168_;
+  wire _0169_;
+  wire _0170_;
+  wire [3:0] _0171_;
+  wire _0172_;
+  wire _0173_;
+  wire _0174_;
+  wire _0175_;
+  wire _0176_;
+  wire _0177_;
+  wire _0178_;
+  wire _0179_;
+  wire _0180_;
+  wire _0181_;
+  wire _0182_;
+  wire _0183_;
+  wire _0184_;
+  wire _0185_;
+  wire _0186_;
+  wire _0187_;
+  wire _0188_;
+  wire _0189_;
+  wire _0190_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0191_;
+  wire _0192_;
+  wire _0193_;
+  wire _0194_;
+  wire _0195_;
+  wire _0196_;
+  wire _0197_;
+  wire _0198_;
+  wire _0199_;
+  wire _0200_;
+  wire _0201_;
+  wire _0202_;
+  wire _0203_;
+  wire _0204_;
+  wire _0205_;
+  wire _0206_;
+  wire _0207_;
+  wire _0208_;
+  wire _0209_;
+  wire _0210_;
+  wire _0211_;
+  wire _0212_;
+  wire _0213_;
+  wire _0214_;
+  wire _0215_;
+  wire _0216_;
+  wire _0217_;
+  wire _0218_;
+  wire _0219_;
+  wire _0220_;
+  wire _0221_;
+  wire _0222_;
+  wire _0223_;
+  wire [17:0] _0224_;
+  wire [17:0] _0225_;
+  wire [17:0] _0226_;
+  wire [16:0] _0227_;
+  wire [17:0] _0228_;
+  wire [16:0] _0229_;
+  wire _0230_;
+  wire [17:0] _0231_;
+  wire [16:0] _0232_;
+  wire [17:0] _0233_;
+  wire [16:0] _0234_;
+  wire [17:0] _0235_;
+  wire [1:0] _0236_;
+  wire [17:0] _0237_;
+  wire [1:0] _0238_;
+  wire [16:0] _0239_;
+  wire [17:0] _0240_;
+  wire [11:0] _0241_;
+  wire [11:0] _0242_;
+  wire [11:0] _0243_;
+  wire [17:0] _0244_;
+  wire [17:0] _0245_;
+  wire [17:0] _0246_;
+  wire [17:0] _0247_;
+  wire [1:0] _0248_;
+  wire [17:0] _0249_;
+  wire [1:0] _0250_;
+  wire [17:0] _0251_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0252_;
+  wire [17:0] _0253_;
+  wire _0254_;
+  wire [17:0] _0255_;
+  wire [17:0] _0256_;
+  wire [16:0] _0257_;
+  wire [17:0] _0258_;
+  wire [16:0] _0259_;
+  wire [17:0] _0260_;
+  wire [16:0] _0261_;
+  wire [17:0] _0262_;
+  wire [16:0] _0263_;
+  wire [17:0] _0264_;
+  wire [1:0] _0265_;
+  wire [1:0] _0266_;
+  wire [17:0] _0267_;
+  wire [1:0] _0268_;
+  wire [17:0] _0269_;
+  wire [11:0] _0270_;
+  wire [11:0] _0271_;
+  wire _0272_;
+  wire [11:0] _0273_;
+  wire [17:0] _0274_;
+  wire [17:0] _0275_;
+  wire [17:0] _0276_;
+  wire [17:0] _0277_;
+  wire [1:0] _0278_;
+  wire [17:0] _0279_;
+  wire [1:0] _0280_;
+  wire _0281_;
+  wire [2:0] _0282_;
+  wire [17:0] _0283_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0284_;
+  wire [17:0] _0285_;
+  wire [17:0] _0286_;
+  wire [17:0] _0287_;
+  wire [16:0] _0288_;
+  wire [17:0] _0289_;
+  wire [16:0] _0290_;
+  wire _0291_;
+  wire [17:0] _0292_;
+  wire [16:0] _0293_;
+  wire [17:0] _0294_;
+  wire [16:0] _0295_;
+  wire [17:0] _0296_;
+  wire [1:0] _0297_;
+  wire [17:0] _0298_;
+  wire [1:0] _0299_;
+  wire [3:0] _0300_;
+  wire [17:0] _0301_;
+  wire [11:0] _0302_;
+  wire [11:0] _0303_;
+  wire [11:0] _0304_;
+  wire [17:0] _0305_;
+  wire [17:0] _0306_;
+  wire [17:0] _0307_;
+  wire [17:0] _0308_;
+  wire _0309_;
+  wire [1:0] _0310_;
+  wire [17:0] _0311_;
+  wire [1:0] _0312_;
+  wire [17:0] _0313_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0314_;
+  wire [17:0] _0315_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0316_;
+  wire [17:0] _0317_;
+  wire [17:0] _0318_;
+  wire [16:0] _0319_;
+  wire [17:0] _0320_;
+  wire [16:0] _0321_;
+  wire [17:0] _0322_;
+  wire [16:0] _0323_;
+  wire [17:0] _0324_;
+  wire [16:0] _0325_;
+  wire [17:0] _0326_;
+  wire _0327_;
+  wire [1:0] _0328_;
+  wire [17:0] _0329_;
+  wire [1:0] _0330_;
+  wire [17:0] _0331_;
+  wire [11:0] _0332_;
+  wire [11:0] _0333_;
+  wire _0334_;
+  wire [11:0] _0335_;
+  wire [17:0] _0336_;
+  wire [17:0] _0337_;
+  wire [17:0] _0338_;
+  wire [17:0] _0339_;
+  wire [1:0] _0340_;
+  wire [17:0] _0341_;
+  wire [1:0] _0342_;
+  wire _0343_;
+  wire [17:0] _0344_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0345_;
+  wire [18:0] _0346_;
+  wire [18:0] _0347_;
+  wire [18:0] _0348_;
+  wire [18:0] _0349_;
+  wire [18:0] _0350_;
+  wire [18:0] _0351_;
+  wire _0352_;
+  wire [18:0] _0353_;
+  wire [18:0] _0354_;
+  wire [18:0] _0355_;
+  wire [18:0] _0356_;
+  wire [18:0] _0357_;
+  wire [18:0] _0358_;
+  wire [18:0] _0359_;
+  wire [18:0] _0360_;
+  wire [18:0] _0361_;
+  wire [18:0] _0362_;
+  wire [16:0] _0363_;
+  wire _0364_;
+  wire _0365_;
+  wire _0366_;
+  wire _0367_;
+  wire _0368_;
+  wire _0369_;
+  wire _0370_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0371_;
+  wire _0372_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0373_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0374_;
+  wire _0375_;
+  wire [4:0] _0376_;
+  wire [4:0] _0377_;
+  wire _0378_;
+  wire _0379_;
+  wire _0380_;
+  wire [6:0] _0381_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _0382_;
+  wire _0383_;
+  wire [7:0] _0384_;
+  wire _0385_;
+  wire _0386_;
+  wire [5:0] _0387_;
+  wire _0388_;
+  wire [1:0] _0389_;
+  wire [1:0] _0390_;
+  wire _0391_;
+  wire _0392_;
+  wire [1:0] _0393_;
+  wire [1:0] _0394_;
+  wire [34:0] _0395_;
+  wire [34:0] _0396_;
+  wire [34:0] _0397_;
+  wire [34:0] _0398_;
+  wire [34:0] _0399_;
+  wire [34:0] _0400_;
+  wire [34:0] _0401_;
+  wire [34:0] _0402_;
+  wire _0403_;
+  wire [31:0] _0404_;
+  wire [10:0] _0405_;
+  wire [10:0] _0406_;
+  wire [10:0] _0407_;
+  wire [10:0] _0408_;
+  wire [11:0] _0409_;
+  wire [11:0] _0410_;
+  wire [11:0] _0411_;
+  wire [11:0] _0412_;
+  wire [47:0] _0413_;
+  wire [2:0] _0414_;
+  wire [67:0] _0415_;
+  wire [47:0] _0416_;
+  wire [67:0] _0417_;
+  wire [67:0] _0418_;
+  wire [3:0] _0419_;
+  wire _0420_;
+  wire _0421_;
+  wire _0422_;
+  wire _0423_;
+  wire _0424_;
+  wire _0425_;
+  wire _0426_;
+  wire _0427_;
+  wire _0428_;
+  wire _0429_;
+  wire _0430_;
+  wire [9:0] _0431_;
+  wire [7:0] _0432_;
+  wire [3:0] _0433_;
+  wire [71:0] _0434_;
+  wire [71:0] _0435_;
+  wire [18:0] _0436_;
+  wire [18:0] _0437_;
+  wire [18:0] _0438_;
+  wire [18:0] _0439_;
+  wire [18:0] _0440_;
+  wire [18:0] _0441_;
+  wire [18:0] _0442_;
+  wire [18:0] _0443_;
+  wire _0444_;
+  wire [18:0] _0445_;
+  wire [18:0] _0446_;
+  wire [18:0] _0447_;
+  wire [18:0] _0448_;
+  wire [18:0] _0449_;
+  wire [18:0] _0450_;
+  wire [18:0] _0451_;
+  wire [18:0] _0452_;
+  wire [67:0] _0453_;
+  wire [18:0] _0454_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0455_;
+  wire _0456_;
+  wire [1:0] _0457_;
+  wire [1:0] _0458_;
+  wire [1:0] _0459_;
+  wire [3:0] _0460_;
+  wire _0461_;
+  wire _0462_;
+  wire _0463_;
+  wire _0464_;
+  wire _0465_;
+  wire [16:0] _0466_;
+  wire _0467_;
+  wire _0468_;
+  wire _0469_;
+  wire _0470_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _0471_;
+  wire _0472_;
+  wire _0473_;
+  wire _0474_;
+  wire _0475_;
+  wire _0476_;
+  wire _0477_;
+  wire _0478_;
+  wire _0479_;
+  wire _0480_;
+  wire _0481_;
+  wire [4:0] _0482_;
+  (* unused_bits = "4 5" *)
+  wire [5:0] _0483_;
+  wire _0484_;
+  wire [2:0] _0485_;
+  wire [4:0] _0486_;
+  wire [4:0] _0487_;
+  wire _0488_;
+  wire _0489_;
+  wire _0490_;
+  wire _0491_;
+  wire [8:0] _0492_;
+  wire [9:0] _0493_;
+  wire _0494_;
+  (* unused_bits = "8 9 10" *)
+  wire [10:0] _0495_;
+  wire _0496_;
+  wire [11:0] _0497_;
+  wire [11:0] _0498_;
+  wire [11:0] _0499_;
+  wire [11:0] _0500_;
+  wire [1:0] _0501_;
+  wire [1:0] _0502_;
+  wire [1:0] _0503_;
+  wire [1:0] _0504_;
+  wire [1:0] _0505_;
+  wire [1:0] _0506_;
+  wire [1:0] _0507_;
+  wire [1:0] _0508_;
+  wire [1:0] _0509_;
+  wire [1:0] _0510_;
+  wire [1:0] _0511_;
+  wire _0512_;
+  wire _0513_;
+  wire _0514_;
+  wire [5:0] _0515_;
+  wire [5:0] _0516_;
+  wire [5:0] _0517_;
+  wire _0518_;
+  wire _0519_;
+  wire _0520_;
+  wire _0521_;
+  wire _0522_;
+  wire _0523_;
+  wire _0524_;
+  wire _0525_;
+  wire _0526_;
+  wire _0527_;
+  wire _0528_;
+  wire _0529_;
+  wire [2:0] _0530_;
+  wire [1:0] _0531_;
+  wire [1:0] _0532_;
+  wire [1:0] _0533_;
+  wire [16:0] _0534_;
+  wire [16:0] _0535_;
+  wire [16:0] _0536_;
+  wire [16:0] _0537_;
+  wire [16:0] _0538_;
+  wire [16:0] _0539_;
+  wire [16:0] _0540_;
+  wire [16:0] _0541_;
+  wire [16:0] _0542_;
+  wire [16:0] _0543_;
+  wire [16:0] _0544_;
+  wire [16:0] _0545_;
+  wire [16:0] _0546_;
+  wire [16:0] _0547_;
+  wire [16:0] _0548_;
+  wire [16:0] _0549_;
+  wire _0550_;
+  wire _0551_;
+  wire _0552_;
+  wire _0553_;
+  wire _0554_;
+  wire _0555_;
+  wire _0556_;
+  wire _0557_;
+  wire _0558_;
+  wire _0559_;
+  wire _0560_;
+  wire [5:0] _0561_;
+  wire [5:0] _0562_;
+  wire _0563_;
+  wire _0564_;
+  wire _0565_;
+  wire _0566_;
+  wire _0567_;
+  wire _0568_;
+  wire _0569_;
+  wire [3:0] _0570_;
+  wire [3:0] _0571_;
+  wire [3:0] _0572_;
+  wire [3:0] _0573_;
+  wire [3:0] _0574_;
+  wire [1:0] _0575_;
+  wire [1:0] _0576_;
+  wire [1:0] _0577_;
+  wire [1:0] _0578_;
+  wire [1:0] _0579_;
+  wire [1:0] _0580_;
+  wire [1:0] _0581_;
+  wire [1:0] _0582_;
+  wire [1:0] _0583_;
+  wire [1:0] _0584_;
+  wire [1:0] _0585_;
+  wire [1:0] _0586_;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47" *)
+  wire [47:0] \$like ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \$like[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \$like[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \$like[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \$like[3] ;
   reg \$signal  = 1'h0;
+  (* unused_bits = "6 9" *)
   reg [9:0] \$signal$126  = 10'h000;
+  (* unused_bits = "4 7" *)
   reg [7:0] \$signal$127  = 8'h00;
   reg [71:0] \$signal$128  = 72'h000000000000000000;
   wire [17:0] \$signal$128[0] ;
@@ -12137,7 +10330,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   reg \$signal$72  = 1'h0;
   wire [18:0] \$signal$76 ;
   wire \$signal$80 ;
-  reg \$signal$83 ;
+  wire \$signal$83 ;
   reg \$signal$88  = 1'h0;
   wire [11:0] \$signature__addr ;
   wire [5:0] \$signature__addr$32 ;
@@ -12159,10 +10352,15 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [11:0] \addend[2] ;
   wire [11:0] \addend[3] ;
   wire any_spike;
-  reg [47:0] b6 = 48'h000000000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47" *)
+  wire [47:0] b6;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \b6[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \b6[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \b6[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \b6[3] ;
   reg [47:0] b_raw = 48'h000000000000;
   wire [11:0] \b_raw[0] ;
@@ -12228,6 +10426,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [1:0] \entry.g ;
   wire [1:0] \entry.x ;
   wire [1:0] \entry.y ;
+  (* unused_bits = "12 13 14 15 16 17" *)
   reg [18:0] entry7 = 19'h00000;
   wire [11:0] \entry7.counts ;
   wire [2:0] \entry7.counts[0] ;
@@ -12235,8 +10434,11 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [2:0] \entry7.counts[2] ;
   wire [2:0] \entry7.counts[3] ;
   wire \entry7.end ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \entry7.g ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \entry7.x ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \entry7.y ;
   wire [3:0] ev_c;
   wire [2:0] ev_count;
@@ -12263,10 +10465,10 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [2:0] \i0__payload.x ;
   wire [2:0] \i0__payload.y ;
   output i0__ready;
-  reg i0__ready;
+  wire i0__ready;
   input i0__valid;
   wire i0__valid;
-  reg [34:0] issue;
+  wire [34:0] issue;
   wire [5:0] \issue.addr ;
   wire \issue.bank ;
   wire [1:0] \issue.bias_g ;
@@ -12280,14 +10482,14 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [11:0] \issue.waddr ;
-  reg [16:0] kept0;
-  reg [16:0] kept1;
-  reg [16:0] kept2;
-  reg [16:0] kept3;
-  reg [1:0] lane;
-  reg load;
+  wire [16:0] kept0;
+  wire [16:0] kept1;
+  wire [16:0] kept2;
+  wire [16:0] kept3;
+  wire [1:0] lane;
+  wire load;
   output [11:0] o__payload;
-  reg [11:0] o__payload;
+  wire [11:0] o__payload;
   wire [3:0] \o__payload.c ;
   wire [2:0] \o__payload.count ;
   wire \o__payload.end ;
@@ -12296,27 +10498,24 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   input o__ready;
   wire o__ready;
   output o__valid;
-  reg o__valid;
+  wire o__valid;
   wire [5:0] op_addr;
   wire [2:0] op_count;
   wire [3:0] op_shift;
   wire op_valid;
   wire [11:0] op_waddr;
-  reg [11:0] out_counts;
+  wire [11:0] out_counts;
   wire [2:0] \out_counts[0] ;
   wire [2:0] \out_counts[1] ;
   wire [2:0] \out_counts[2] ;
   wire [2:0] \out_counts[3] ;
   wire [3:0] pending;
-  reg [1:0] plane = 2'h0;
   reg [1:0] pos0 = 2'h0;
   reg [1:0] \pos0$68  = 2'h0;
   reg [1:0] pos1 = 2'h0;
   reg [1:0] pos2 = 2'h0;
-  (* init = 1'h0 *)
   wire push7;
   wire ready;
-  (* init = 68'h00000000000000000 *)
   wire [67:0] res7;
   wire [16:0] \res7[0] ;
   wire [16:0] \res7[1] ;
@@ -12332,7 +10531,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [16:0] \res9[1] ;
   wire [16:0] \res9[2] ;
   wire [16:0] \res9[3] ;
-  reg [67:0] result;
+  wire [67:0] result;
   wire [16:0] \result[0] ;
   wire [16:0] \result[1] ;
   wire [16:0] \result[2] ;
@@ -12437,38 +10636,60 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [11:0] \st6.waddr ;
+  (* unused_bits = "3 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 31 33 34" *)
   reg [34:0] st7 = 35'h000000000;
   wire [5:0] \st7.addr ;
+  (* unused_bits = "0" *)
   wire \st7.bank ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st7.bias_g ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
+  (* unused_bits = "0" *)
   wire \st7.fire_k ;
   wire \st7.kind ;
   wire \st7.last_step ;
+  (* unused_bits = "0" *)
   wire \st7.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \st7.waddr ;
-  reg [34:0] st8 = 35'h000000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34" *)
+  wire [34:0] st8;
+  (* unused_bits = "0 1 2 3 4 5" *)
   wire [5:0] \st8.addr ;
+  (* unused_bits = "0" *)
   wire \st8.bank ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st8.bias_g ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \st8.count ;
+  (* unused_bits = "0" *)
   wire \st8.cur ;
+  (* unused_bits = "0" *)
   wire \st8.end ;
+  (* unused_bits = "0" *)
   wire \st8.fire_k ;
+  (* unused_bits = "0" *)
   wire \st8.kind ;
+  (* unused_bits = "0" *)
   wire \st8.last_step ;
+  (* unused_bits = "0" *)
   wire \st8.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st8.shift ;
+  (* unused_bits = "0" *)
   wire \st8.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \st8.waddr ;
   reg [1:0] step = 2'h0;
   reg [5:0] sweep_addr = 6'h00;
   reg sweep_last = 1'h0;
-  reg sweep_now;
+  wire sweep_now;
   reg [7:0] used = 8'h00;
   reg [67:0] v_raw = 68'h00000000000000000;
   wire [16:0] \v_raw[0] ;
@@ -12512,11 +10733,11 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     bmem[2] = 48'he5ee2e4a1352;
     bmem[3] = 48'h1c1d14dd7f3a;
   end
-  reg [47:0] _0_;
+  reg [47:0] _1291_;
   always @(posedge clk) begin
-    _0_ <= bmem[st2[34:33]];
+    _1291_ <= bmem[st2[34:33]];
   end
-  assign b_rd__data = _0_;
+  assign b_rd__data = _1291_;
   reg [67:0] vmem [63:0];
   initial begin
     vmem[0] = 68'h003e001f000f8007c;
@@ -12585,14 +10806,14 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     vmem[63] = 68'h003e001f000f8007c;
   end
   always @(posedge clk) begin
-    if (\$68 [0])
+    if (v_wr__en)
       vmem[st7[9:4]] <= v_wr__data;
   end
-  reg [67:0] _1_;
+  reg [67:0] _1292_;
   always @(posedge clk) begin
-    _1_ <= vmem[st2[9:4]];
+    _1292_ <= vmem[st2[9:4]];
   end
-  assign \$signature__data$106  = _1_;
+  assign \$signature__data$106  = _1292_;
   reg [31:0] wrom0 [2303:0];
   initial begin
     wrom0[0] = 32'd3858372614;
@@ -14900,604 +13121,820 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     wrom0[2302] = 32'd201401080;
     wrom0[2303] = 32'd336648732;
   end
-  reg [31:0] _2_;
+  reg [31:0] _1293_;
   always @(posedge clk) begin
-    _2_ <= wrom0[st0[21:10]];
+    _1293_ <= wrom0[st0[21:10]];
   end
-  assign \$signature__data  = _2_;
-  assign \$412  = \$410  | { \$411 [16], \$411  };
-  assign \$413  = \$signal$126 [5] ? v_raw[50:34] : 17'h00000;
-  assign \$414  = \$412  | { \$413 [16], \$413  };
-  assign \$417  = \$signal$126 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$418  = \$416  | { \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417  };
-  assign \$419  = \$signal$126 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$420  = \$418  | { \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419 [1], \$419  };
-  assign \$423  = \$signal$127 [0] ? addend[35:24] : 12'h000;
-  assign \$424  = \$signal$127 [1] ? b_raw[35:24] : 12'h000;
-  assign \$425  = \$423  | \$424 ;
-  assign \$426  = \$signal$127 [2] ? \$signal$128 [53:36] : 18'h00000;
-  assign \$427  = { \$425 [11], \$425 [11], \$425 [11], \$425 [11], \$425 [11], \$425 [11], \$425  } | \$426 ;
-  assign \$428  = \$signal$127 [3] ? \$signal$37 [53:36] : 18'h00000;
-  assign \$429  = \$427  | \$428 ;
-  assign \$432  = \$signal$127 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$433  = \$431  | { \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432  };
-  assign \$434  = \$signal$127 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$435  = \$433  | { \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434 [1], \$434  };
-  assign \$438  = $signed(\$422 ) + $signed(\$437 );
-  assign \$439  = \$signal$126 [0] ? \$signal$128 [71:54] : 18'h00000;
-  assign \$440  = \$signal$126 [1] ? \$signal$37 [71:54] : 18'h00000;
-  assign \$441  = \$439  | \$440 ;
-  assign \$442  = \$signal$126 [2] ? v_wr__data[67:51] : 17'h00000;
-  assign \$443  = \$441  | { \$442 [16], \$442  };
-  assign \$444  = \$signal$126 [3] ? res8[67:51] : 17'h00000;
-  assign \$445  = \$443  | { \$444 [16], \$444  };
-  assign \$446  = \$signal$126 [4] ? res9[67:51] : 17'h00000;
-  assign \$447  = \$445  | { \$446 [16], \$446  };
-  assign \$448  = \$signal$126 [5] ? v_raw[67:51] : 17'h00000;
-  assign \$449  = \$447  | { \$448 [16], \$448  };
-  assign \$452  = \$signal$126 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$453  = \$451  | { \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452  };
-  assign \$454  = \$signal$126 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$455  = \$453  | { \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454 [1], \$454  };
-  assign \$458  = \$signal$127 [0] ? addend[47:36] : 12'h000;
-  assign \$459  = \$signal$127 [1] ? b_raw[47:36] : 12'h000;
-  assign \$460  = \$458  | \$459 ;
-  assign \$461  = \$signal$127 [2] ? \$signal$128 [71:54] : 18'h00000;
-  assign \$462  = { \$460 [11], \$460 [11], \$460 [11], \$460 [11], \$460 [11], \$460 [11], \$460  } | \$461 ;
-  assign \$463  = \$signal$127 [3] ? \$signal$37 [71:54] : 18'h00000;
-  assign \$464  = \$462  | \$463 ;
-  assign \$467  = \$signal$127 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$468  = \$466  | { \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467  };
-  assign \$469  = \$signal$127 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$470  = \$468  | { \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469 [1], \$469  };
-  assign \$473  = $signed(\$457 ) + $signed(\$472 );
-  assign \$474  = $signed(\$signal$128 [17:0]) - $signed(9'h0f8);
-  assign \$475  = $signed(\$signal$128 [17:0]) - $signed(10'h1f0);
-  assign \$476  = $signed(\$signal$128 [17:0]) - $signed(11'h2e8);
-  assign \$477  = $signed(\$signal$128 [17:0]) - $signed(11'h3e0);
-  assign \$478  = $signed(\$signal$128 [35:18]) - $signed(9'h0f8);
-  assign \$479  = $signed(\$signal$128 [35:18]) - $signed(10'h1f0);
-  assign \$480  = $signed(\$signal$128 [35:18]) - $signed(11'h2e8);
-  assign \$481  = $signed(\$signal$128 [35:18]) - $signed(11'h3e0);
-  assign \$482  = $signed(\$signal$128 [53:36]) - $signed(9'h0f8);
-  assign \$483  = $signed(\$signal$128 [53:36]) - $signed(10'h1f0);
-  assign \$484  = $signed(\$signal$128 [53:36]) - $signed(11'h2e8);
-  assign \$485  = $signed(\$signal$128 [53:36]) - $signed(11'h3e0);
-  assign \$486  = $signed(\$signal$128 [71:54]) - $signed(9'h0f8);
-  assign \$487  = $signed(\$signal$128 [71:54]) - $signed(10'h1f0);
-  assign \$488  = $signed(\$signal$128 [71:54]) - $signed(11'h2e8);
-  assign \$489  = $signed(\$signal$128 [71:54]) - $signed(11'h3e0);
-  assign \$491  = st6[0] & \$490 ;
-  assign \$492  = any_spike | st6[32];
-  assign \$493  = \$491  & \$492 ;
-  assign \$495  = st7[0] & \$494 ;
-  assign \$496  = \pos0$68  == 2'h3;
-  assign \$497  = pos1 == 2'h3;
-  assign \$498  = pos2 == 2'h3;
-  assign \$499  = pos2 + 1'h1;
-  assign \$500  = pos1 + 1'h1;
-  assign \$501  = \pos0$68  + 1'h1;
-  assign \$502  = | pending;
-  assign \$503  = pending - 1'h1;
-  assign \$504  = { 1'h0, pending } & \$503 ;
-  assign \$505  = ! \$504 ;
-  assign \$506  = ~ \$signal$76 [18];
-  assign \$507  = \$505  & \$506 ;
-  assign \$508  = 1'h1 << lane;
-  assign \$509  = { 3'h0, done } | \$508 ;
+  assign \$signature__data  = _1293_;
+  assign _0294_ = _0292_ | { _0293_[16], _0293_ };
+  assign _0295_ = \$signal$126 [5] ? v_raw[50:34] : 17'h00000;
+  assign _0296_ = _0294_ | { _0295_[16], _0295_ };
+  assign _0297_ = \$signal$126 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0298_ = _0296_ | { _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_ };
+  assign _0299_ = \$signal$126 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0301_ = _0298_ | { _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_ };
+  assign _0302_ = \$signal$127 [0] ? addend[35:24] : 12'h000;
+  assign _0303_ = \$signal$127 [1] ? b_raw[35:24] : 12'h000;
+  assign _0304_ = _0302_ | _0303_;
+  assign _0305_ = \$signal$127 [2] ? \$signal$128 [53:36] : 18'h00000;
+  assign _0306_ = { _0304_[11], _0304_[11], _0304_[11], _0304_[11], _0304_[11], _0304_[11], _0304_ } | _0305_;
+  assign _0307_ = \$signal$127 [3] ? \$signal$37 [53:36] : 18'h00000;
+  assign _0308_ = _0306_ | _0307_;
+  assign _0310_ = \$signal$127 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0311_ = _0308_ | { _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_ };
+  assign _0312_ = \$signal$127 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0313_ = _0311_ | { _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_ };
+  assign _0314_ = $signed(_0301_) + $signed(_0313_);
+  assign _0315_ = \$signal$126 [0] ? \$signal$128 [71:54] : 18'h00000;
+  assign _0317_ = \$signal$126 [1] ? \$signal$37 [71:54] : 18'h00000;
+  assign _0318_ = _0315_ | _0317_;
+  assign _0319_ = \$signal$126 [2] ? v_wr__data[67:51] : 17'h00000;
+  assign _0320_ = _0318_ | { _0319_[16], _0319_ };
+  assign _0321_ = \$signal$126 [3] ? res8[67:51] : 17'h00000;
+  assign _0322_ = _0320_ | { _0321_[16], _0321_ };
+  assign _0323_ = \$signal$126 [4] ? res9[67:51] : 17'h00000;
+  assign _0324_ = _0322_ | { _0323_[16], _0323_ };
+  assign _0325_ = \$signal$126 [5] ? v_raw[67:51] : 17'h00000;
+  assign _0326_ = _0324_ | { _0325_[16], _0325_ };
+  assign _0328_ = \$signal$126 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0329_ = _0326_ | { _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_ };
+  assign _0330_ = \$signal$126 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0331_ = _0329_ | { _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_ };
+  assign _0332_ = \$signal$127 [0] ? addend[47:36] : 12'h000;
+  assign _0333_ = \$signal$127 [1] ? b_raw[47:36] : 12'h000;
+  assign _0335_ = _0332_ | _0333_;
+  assign _0336_ = \$signal$127 [2] ? \$signal$128 [71:54] : 18'h00000;
+  assign _0337_ = { _0335_[11], _0335_[11], _0335_[11], _0335_[11], _0335_[11], _0335_[11], _0335_ } | _0336_;
+  assign _0338_ = \$signal$127 [3] ? \$signal$37 [71:54] : 18'h00000;
+  assign _0339_ = _0337_ | _0338_;
+  assign _0340_ = \$signal$127 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0341_ = _0339_ | { _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_ };
+  assign _0342_ = \$signal$127 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0344_ = _0341_ | { _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_ };
+  assign _0345_ = $signed(_0331_) + $signed(_0344_);
+  assign _0346_ = $signed(\$signal$128 [17:0]) - $signed(9'h0f8);
+  assign _0347_ = $signed(\$signal$128 [17:0]) - $signed(10'h1f0);
+  assign _0348_ = $signed(\$signal$128 [17:0]) - $signed(11'h2e8);
+  assign _0349_ = $signed(\$signal$128 [17:0]) - $signed(11'h3e0);
+  assign _0350_ = $signed(\$signal$128 [35:18]) - $signed(9'h0f8);
+  assign _0351_ = $signed(\$signal$128 [35:18]) - $signed(10'h1f0);
+  assign _0353_ = $signed(\$signal$128 [35:18]) - $signed(11'h2e8);
+  assign _0354_ = $signed(\$signal$128 [35:18]) - $signed(11'h3e0);
+  assign _0355_ = $signed(\$signal$128 [53:36]) - $signed(9'h0f8);
+  assign _0356_ = $signed(\$signal$128 [53:36]) - $signed(10'h1f0);
+  assign _0357_ = $signed(\$signal$128 [53:36]) - $signed(11'h2e8);
+  assign _0358_ = $signed(\$signal$128 [53:36]) - $signed(11'h3e0);
+  assign _0359_ = $signed(\$signal$128 [71:54]) - $signed(9'h0f8);
+  assign _0360_ = $signed(\$signal$128 [71:54]) - $signed(10'h1f0);
+  assign _0361_ = $signed(\$signal$128 [71:54]) - $signed(11'h2e8);
+  assign _0362_ = $signed(\$signal$128 [71:54]) - $signed(11'h3e0);
+  assign _0364_ = st6[0] & st6[1];
+  assign _0365_ = any_spike | st6[32];
+  assign _0366_ = _0364_ & _0365_;
+  assign _0367_ = st7[0] & st7[1];
+  assign _0368_ = \pos0$68  == 2'h3;
+  assign _0369_ = pos1 == 2'h3;
+  assign _0370_ = pos2 == 2'h3;
+  assign _0371_ = pos2 + 1'h1;
+  assign _0373_ = pos1 + 1'h1;
+  assign _0374_ = \pos0$68  + 1'h1;
+  assign _0375_ = | pending;
+  assign _0376_ = pending - 1'h1;
+  assign _0377_ = { 1'h0, pending } & _0376_;
+  assign _0378_ = ! _0377_;
+  assign _0379_ = ~ \$signal$76 [18];
+  assign _0380_ = _0378_ & _0379_;
+  assign _0381_ = 1'h1 << lane;
+  assign _0382_ = { 3'h0, done } | _0381_;
   always @(posedge clk)
-    used <= \$510 ;
+    used <= _0384_;
   always @(posedge clk)
-    credit <= \$511 ;
+    credit <= _0385_;
   always @(posedge clk)
-    fsm_state <= \$512 ;
+    fsm_state <= _0386_;
   always @(posedge clk)
-    sweep_addr <= \$513 ;
+    sweep_addr <= _0387_;
   always @(posedge clk)
-    sweep_last <= \$514 ;
+    sweep_last <= _0388_;
   always @(posedge clk)
-    step <= \$515 ;
+    step <= _0389_;
   always @(posedge clk)
-    fire_k <= \$516 ;
+    fire_k <= _0390_;
   always @(posedge clk)
-    plane <= \$517 ;
+    \$signal$88  <= _0391_;
   always @(posedge clk)
-    \$signal$88  <= \$518 ;
+    \$signal  <= _0392_;
   always @(posedge clk)
-    \$signal  <= \$519 ;
+    pos0 <= _0394_;
   always @(posedge clk)
-    pos0 <= \$520 ;
+    st0 <= _0395_;
   always @(posedge clk)
-    st0 <= \$521 ;
+    st1 <= _0396_;
   always @(posedge clk)
-    st1 <= \$522 ;
+    st2 <= _0397_;
   always @(posedge clk)
-    st2 <= \$523 ;
+    st3 <= _0398_;
   always @(posedge clk)
-    st3 <= \$524 ;
+    st4 <= _0399_;
   always @(posedge clk)
-    st4 <= \$525 ;
+    st5 <= _0400_;
   always @(posedge clk)
-    st5 <= \$526 ;
+    st6 <= _0401_;
   always @(posedge clk)
-    st6 <= \$527 ;
+    st7 <= _0402_;
   always @(posedge clk)
-    st7 <= \$528 ;
+    w1_0 <= _0404_;
   always @(posedge clk)
-    st8 <= \$529 ;
+    w2_0_0_0 <= _0405_;
   always @(posedge clk)
-    w1_0 <= \$530 ;
+    w2_0_0_1 <= _0406_;
   always @(posedge clk)
-    w2_0_0_0 <= \$531 ;
+    w2_0_0_2 <= _0407_;
   always @(posedge clk)
-    w2_0_0_1 <= \$532 ;
+    w2_0_0_3 <= _0408_;
   always @(posedge clk)
-    w2_0_0_2 <= \$533 ;
+    w2_0_2_0 <= _0409_;
   always @(posedge clk)
-    w2_0_0_3 <= \$534 ;
+    w2_0_2_1 <= _0410_;
   always @(posedge clk)
-    w2_0_2_0 <= \$535 ;
+    w2_0_2_2 <= _0411_;
   always @(posedge clk)
-    w2_0_2_1 <= \$536 ;
+    w2_0_2_3 <= _0412_;
   always @(posedge clk)
-    w2_0_2_2 <= \$537 ;
+    addend <= _0413_;
   always @(posedge clk)
-    w2_0_2_3 <= \$538 ;
+    v_raw <= _0415_;
   always @(posedge clk)
-    addend <= \$539 ;
+    b_raw <= _0416_;
   always @(posedge clk)
-    v_raw <= \$540 ;
+    res8 <= _0417_;
   always @(posedge clk)
-    b_raw <= \$541 ;
+    res9 <= _0418_;
   always @(posedge clk)
-    res8 <= \$542 ;
+    cres8 <= 4'h0;
   always @(posedge clk)
-    res9 <= \$543 ;
+    cres9 <= _0419_;
   always @(posedge clk)
-    cres8 <= \$544 ;
+    hit_v1 <= _0420_;
   always @(posedge clk)
-    cres9 <= \$545 ;
+    hit_c1 <= _0421_;
   always @(posedge clk)
-    \$like  <= \$546 ;
+    hit_v2 <= _0423_;
   always @(posedge clk)
-    b6 <= \$547 ;
+    hit_c2 <= _0424_;
   always @(posedge clk)
-    hit_v1 <= \$548 ;
+    hit_v3 <= _0425_;
   always @(posedge clk)
-    hit_c1 <= \$549 ;
+    hit_c3 <= _0426_;
   always @(posedge clk)
-    hit_v2 <= \$550 ;
+    hit_v4 <= _0427_;
   always @(posedge clk)
-    hit_c2 <= \$551 ;
+    hit_c4 <= _0428_;
   always @(posedge clk)
-    hit_v3 <= \$552 ;
+    hit_v5 <= _0429_;
   always @(posedge clk)
-    hit_c3 <= \$553 ;
+    hit_c5 <= _0430_;
   always @(posedge clk)
-    hit_v4 <= \$554 ;
+    \$signal$126  <= _0431_;
   always @(posedge clk)
-    hit_c4 <= \$555 ;
+    \$signal$127  <= _0432_;
   always @(posedge clk)
-    hit_v5 <= \$556 ;
+    \$signal$128  <= _0434_;
   always @(posedge clk)
-    hit_c5 <= \$557 ;
+    \$signal$37  <= _0435_;
   always @(posedge clk)
-    \$signal$126  <= \$558 ;
+    d1_0 <= _0436_;
   always @(posedge clk)
-    \$signal$127  <= \$559 ;
+    d2_0 <= _0437_;
   always @(posedge clk)
-    \$signal$128  <= \$560 ;
+    d3_0 <= _0438_;
   always @(posedge clk)
-    \$signal$37  <= \$561 ;
+    d4_0 <= _0439_;
   always @(posedge clk)
-    d1_0 <= \$562 ;
+    d1_1 <= _0440_;
   always @(posedge clk)
-    d2_0 <= \$563 ;
+    d2_1 <= _0441_;
   always @(posedge clk)
-    d3_0 <= \$564 ;
+    d3_1 <= _0442_;
   always @(posedge clk)
-    d4_0 <= \$565 ;
+    d4_1 <= _0443_;
   always @(posedge clk)
-    d1_1 <= \$566 ;
+    d1_2 <= _0445_;
   always @(posedge clk)
-    d2_1 <= \$567 ;
+    d2_2 <= _0446_;
   always @(posedge clk)
-    d3_1 <= \$568 ;
+    d3_2 <= _0447_;
   always @(posedge clk)
-    d4_1 <= \$569 ;
+    d4_2 <= _0448_;
   always @(posedge clk)
-    d1_2 <= \$570 ;
+    d1_3 <= _0449_;
   always @(posedge clk)
-    d2_2 <= \$571 ;
+    d2_3 <= _0450_;
   always @(posedge clk)
-    d3_2 <= \$572 ;
+    d3_3 <= _0451_;
   always @(posedge clk)
-    d4_2 <= \$573 ;
+    d4_3 <= _0452_;
   always @(posedge clk)
-    d1_3 <= \$574 ;
+    v_wr__data <= _0453_;
   always @(posedge clk)
-    d2_3 <= \$575 ;
+    entry7 <= _0454_;
   always @(posedge clk)
-    d3_3 <= \$576 ;
+    \$signal$72  <= _0456_;
   always @(posedge clk)
-    d4_3 <= \$577 ;
+    \pos0$68  <= _0457_;
   always @(posedge clk)
-    v_wr__data <= \$578 ;
+    pos1 <= _0458_;
   always @(posedge clk)
-    entry7 <= \$579 ;
+    pos2 <= _0459_;
   always @(posedge clk)
-    \$signal$72  <= \$580 ;
-  always @(posedge clk)
-    \pos0$68  <= \$581 ;
-  always @(posedge clk)
-    pos1 <= \$582 ;
-  always @(posedge clk)
-    pos2 <= \$583 ;
-  always @(posedge clk)
-    done <= \$584 ;
+    done <= _0460_;
   assign en = ~ \$signal ;
-  assign \$1  = ~ \$signal ;
-  assign \$2  = op_valid & \$1 ;
-  assign \$3  = ~ op_valid;
-  assign \$4  = ~ \$signal ;
-  assign \$5  = credit & \$4 ;
-  assign \$6  = step == 1'h1;
-  assign \$7  = issue[0] | \$signal ;
-  assign \$8  = ! st6[1];
-  assign \$9  = $signed(d1_0) >= $signed(1'h0);
-  assign \$10  = 1'h0 + \$9 ;
-  assign \$11  = $signed(d2_0) >= $signed(1'h0);
-  assign \$12  = \$10  + \$11 ;
-  assign \$13  = $signed(d3_0) >= $signed(1'h0);
-  assign \$14  = \$12  + \$13 ;
-  assign \$15  = $signed(d4_0) >= $signed(1'h0);
-  assign \$16  = \$14  + \$15 ;
-  assign \$17  = $signed(d1_0) >= $signed(1'h0);
-  assign \$18  = $signed(d2_0) >= $signed(1'h0);
-  assign \$19  = $signed(d3_0) >= $signed(1'h0);
-  assign \$20  = $signed(d4_0) >= $signed(1'h0);
-  assign \$21  = st6[30] ? 17'h0007c : kept0;
-  assign \$22  = ! st6[1];
-  assign \$23  = $signed(d1_1) >= $signed(1'h0);
-  assign \$24  = 1'h0 + \$23 ;
-  assign \$25  = $signed(d2_1) >= $signed(1'h0);
-  assign \$26  = \$24  + \$25 ;
-  assign \$27  = $signed(d3_1) >= $signed(1'h0);
-  assign \$28  = \$26  + \$27 ;
-  assign \$29  = $signed(d4_1) >= $signed(1'h0);
-  assign \$30  = \$28  + \$29 ;
-  assign \$31  = $signed(d1_1) >= $signed(1'h0);
-  assign \$32  = $signed(d2_1) >= $signed(1'h0);
-  assign \$33  = $signed(d3_1) >= $signed(1'h0);
-  assign \$34  = $signed(d4_1) >= $signed(1'h0);
-  assign \$35  = st6[30] ? 17'h0007c : kept1;
-  assign \$36  = ! st6[1];
-  assign \$37  = $signed(d1_2) >= $signed(1'h0);
-  assign \$38  = 1'h0 + \$37 ;
-  assign \$39  = $signed(d2_2) >= $signed(1'h0);
-  assign \$40  = \$38  + \$39 ;
-  assign \$41  = $signed(d3_2) >= $signed(1'h0);
-  assign \$42  = \$40  + \$41 ;
-  assign \$43  = $signed(d4_2) >= $signed(1'h0);
-  assign \$44  = \$42  + \$43 ;
-  assign \$45  = $signed(d1_2) >= $signed(1'h0);
-  assign \$46  = $signed(d2_2) >= $signed(1'h0);
-  assign \$47  = $signed(d3_2) >= $signed(1'h0);
-  assign \$48  = $signed(d4_2) >= $signed(1'h0);
-  assign \$49  = st6[30] ? 17'h0007c : kept2;
-  assign \$50  = ! st6[1];
-  assign \$51  = $signed(d1_3) >= $signed(1'h0);
-  assign \$52  = 1'h0 + \$51 ;
-  assign \$53  = $signed(d2_3) >= $signed(1'h0);
-  assign \$54  = \$52  + \$53 ;
-  assign \$55  = $signed(d3_3) >= $signed(1'h0);
-  assign \$56  = \$54  + \$55 ;
-  assign \$57  = $signed(d4_3) >= $signed(1'h0);
-  assign \$58  = \$56  + \$57 ;
-  assign \$59  = $signed(d1_3) >= $signed(1'h0);
-  assign \$60  = $signed(d2_3) >= $signed(1'h0);
-  assign \$61  = $signed(d3_3) >= $signed(1'h0);
-  assign \$62  = $signed(d4_3) >= $signed(1'h0);
-  assign \$63  = st6[30] ? 17'h0007c : kept3;
-  assign \$64  = ! st7[1];
-  assign \$65  = \$64  & st7[2];
-  assign \$66  = ~ \$65 ;
-  assign \$67  = st7[0] & \$66 ;
-  assign \$68  = \$67  ? 4'hf : 4'h0;
-  assign any_spike = | out_counts;
-  assign \$70  = st7[0] & \$69 ;
-  assign \$71  = ~ \$signal$72 ;
-  assign dropped = \$70  & \$71 ;
-  assign \$72  = | \$signal$76 [2:0];
-  assign \$73  = ~ done[0];
-  assign \$74  = \$72  & \$73 ;
-  assign \$75  = | \$signal$76 [5:3];
-  assign \$76  = ~ done[1];
-  assign \$77  = \$75  & \$76 ;
-  assign \$78  = | \$signal$76 [8:6];
-  assign \$79  = ~ done[2];
-  assign \$80  = \$78  & \$79 ;
-  assign \$81  = | \$signal$76 [11:9];
-  assign \$82  = ~ done[3];
-  assign \$83  = \$81  & \$82 ;
-  assign \$84  = \$signal$76 [13:12] * 3'h4;
-  assign \$85  = \$84  + lane;
-  assign \$86  = | pending;
-  assign \$88  = pending - 1'h1;
-  assign \$89  = { 1'h0, pending } & \$88 ;
-  assign \$90  = ! \$89 ;
-  assign \$91  = ~ \$signal$76 [18];
-  assign \$92  = \$90  & \$91 ;
-  assign \$93  = ! fsm_state;
-  assign \$95  = used + sweep_now;
-  assign \$96  = \$95  - dropped;
-  assign \$97  = \$signal$83  & \$signal$80 ;
-  assign \$98  = $signed(\$96 ) - $signed({ 1'h0, \$97  });
-  assign \$99  = used <= 8'h88;
-  assign \$100  = ~ op_valid;
-  assign \$101  = ~ \$signal ;
-  assign \$102  = credit & \$101 ;
-  assign \$103  = step == 1'h1;
-  assign \$104  = step + 1'h1;
-  assign \$105  = sweep_addr + 1'h1;
-  assign \$106  = sweep_addr == 6'h3e;
-  assign \$107  = sweep_now & issue[32];
-  assign \$108  = sweep_now & issue[32];
-  assign \$109  = \$108  | \$signal$88 ;
-  assign \$110  = pos0 == 2'h3;
-  assign \$111  = pos0 + 1'h1;
-  assign \$113  = st2[23] ? \$112  : 9'h000;
-  assign \$114  = $signed(1'h0) + $signed(\$113 );
-  assign \$116  = st2[24] ? \$115  : 9'h000;
-  assign \$117  = $signed(\$114 ) + $signed(\$116 );
-  assign \$119  = st2[23] ? \$118  : 9'h000;
-  assign \$120  = $signed(1'h0) + $signed(\$119 );
-  assign \$122  = st2[24] ? \$121  : 9'h000;
-  assign \$123  = $signed(\$120 ) + $signed(\$122 );
-  assign \$125  = st2[23] ? \$124  : 9'h000;
-  assign \$126  = $signed(1'h0) + $signed(\$125 );
-  assign \$128  = st2[24] ? \$127  : 9'h000;
-  assign \$129  = $signed(\$126 ) + $signed(\$128 );
-  assign \$131  = st2[23] ? \$130  : 9'h000;
-  assign \$132  = $signed(1'h0) + $signed(\$131 );
-  assign \$134  = st2[24] ? \$133  : 9'h000;
-  assign \$135  = $signed(\$132 ) + $signed(\$134 );
-  assign \$137  = st2[25] ? \$136  : 11'h000;
-  assign \$138  = $signed(1'h0) + $signed(\$137 );
-  assign \$140  = st2[25] ? \$139  : 11'h000;
-  assign \$141  = $signed(1'h0) + $signed(\$140 );
-  assign \$143  = st2[25] ? \$142  : 11'h000;
-  assign \$144  = $signed(1'h0) + $signed(\$143 );
-  assign \$146  = st2[25] ? \$145  : 11'h000;
-  assign \$147  = $signed(1'h0) + $signed(\$146 );
-  assign \$148  = ! st3[22];
-  assign \$149  = $signed(1'h0) + $signed(w2_0_0_0);
-  assign \$150  = $signed(\$149 ) + $signed(w2_0_2_0);
-  assign \$151  = $signed(1'h0) + $signed(w2_0_0_1);
-  assign \$152  = $signed(\$151 ) + $signed(w2_0_2_1);
-  assign \$153  = $signed(1'h0) + $signed(w2_0_0_2);
-  assign \$154  = $signed(\$153 ) + $signed(w2_0_2_2);
-  assign \$155  = $signed(1'h0) + $signed(w2_0_0_3);
-  assign \$156  = $signed(\$155 ) + $signed(w2_0_2_3);
-  assign \$157  = st2[9:4] == st3[9:4];
-  assign \$158  = ! st3[1];
-  assign \$159  = \$157  & \$158 ;
-  assign \$160  = ! st3[1];
-  assign \$161  = \$160  & st3[2];
-  assign \$162  = ~ \$161 ;
-  assign \$163  = st3[0] & \$162 ;
-  assign \$164  = \$159  & \$163 ;
-  assign \$165  = st2[9:4] == st3[9:4];
-  assign \$166  = ! st3[1];
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = ! st3[1];
-  assign \$169  = \$168  & st3[2];
-  assign \$171  = \$170  & st3[30];
-  assign \$172  = \$169  | \$171 ;
-  assign \$173  = st3[0] & \$172 ;
-  assign \$174  = \$167  & \$173 ;
-  assign \$175  = st2[9:4] == st4[9:4];
-  assign \$176  = ! st4[1];
-  assign \$177  = \$175  & \$176 ;
-  assign \$178  = ! st4[1];
-  assign \$179  = \$178  & st4[2];
-  assign \$180  = ~ \$179 ;
-  assign \$181  = st4[0] & \$180 ;
-  assign \$182  = \$177  & \$181 ;
-  assign \$183  = st2[9:4] == st4[9:4];
-  assign \$184  = ! st4[1];
-  assign \$185  = \$183  & \$184 ;
-  assign \$186  = ! st4[1];
-  assign \$187  = \$186  & st4[2];
-  assign \$189  = \$188  & st4[30];
-  assign \$190  = \$187  | \$189 ;
-  assign \$191  = st4[0] & \$190 ;
-  assign \$192  = \$185  & \$191 ;
-  assign \$193  = st2[9:4] == st5[9:4];
-  assign \$194  = ! st5[1];
-  assign \$195  = \$194  & st5[2];
-  assign \$196  = ~ \$195 ;
-  assign \$197  = st5[0] & \$196 ;
-  assign \$198  = \$193  & \$197 ;
-  assign \$199  = st2[9:4] == st5[9:4];
-  assign \$200  = ! st5[1];
-  assign \$201  = \$200  & st5[2];
-  assign \$203  = \$202  & st5[30];
-  assign \$204  = \$201  | \$203 ;
-  assign \$205  = st5[0] & \$204 ;
-  assign \$206  = \$199  & \$205 ;
-  assign \$207  = st2[9:4] == st6[9:4];
-  assign \$208  = ! st6[1];
-  assign \$209  = \$208  & st6[2];
-  assign \$210  = ~ \$209 ;
-  assign \$211  = st6[0] & \$210 ;
-  assign \$212  = \$207  & \$211 ;
-  assign \$213  = st2[9:4] == st6[9:4];
-  assign \$214  = ! st6[1];
-  assign \$215  = \$214  & st6[2];
-  assign \$217  = \$216  & st6[30];
-  assign \$218  = \$215  | \$217 ;
-  assign \$219  = st6[0] & \$218 ;
-  assign \$220  = \$213  & \$219 ;
-  assign \$221  = st2[9:4] == st7[9:4];
-  assign \$222  = ! st7[1];
-  assign \$223  = \$222  & st7[2];
-  assign \$224  = ~ \$223 ;
-  assign \$225  = st7[0] & \$224 ;
-  assign \$226  = \$221  & \$225 ;
-  assign \$227  = st2[9:4] == st7[9:4];
-  assign \$228  = ! st7[1];
-  assign \$229  = \$228  & st7[2];
-  assign \$231  = \$230  & st7[30];
-  assign \$232  = \$229  | \$231 ;
-  assign \$233  = st7[0] & \$232 ;
-  assign \$234  = \$227  & \$233 ;
-  assign \$237  = ! st3[1];
-  assign \$238  = \$237  & st3[2];
-  assign \$239  = ~ \$238 ;
-  assign \$240  = \$236  & \$239 ;
-  assign \$243  = ! st3[1];
-  assign \$244  = \$243  & st3[2];
-  assign \$245  = \$242  & \$244 ;
-  assign \$246  = \$240  | \$245 ;
-  assign \$248  = ~ \$247 ;
-  assign \$249  = hit_v2 & \$248 ;
-  assign \$250  = ! st3[1];
-  assign \$251  = \$250  & st3[2];
-  assign \$252  = ~ \$251 ;
-  assign \$253  = \$249  & \$252 ;
-  assign \$255  = ~ \$254 ;
-  assign \$256  = hit_c2 & \$255 ;
-  assign \$257  = ! st3[1];
-  assign \$258  = \$257  & st3[2];
-  assign \$259  = \$256  & \$258 ;
-  assign \$260  = \$253  | \$259 ;
-  assign \$262  = \$261  | hit_v2;
-  assign \$263  = ~ \$262 ;
-  assign \$264  = hit_v3 & \$263 ;
-  assign \$265  = ! st3[1];
-  assign \$266  = \$265  & st3[2];
-  assign \$267  = ~ \$266 ;
-  assign \$268  = \$264  & \$267 ;
-  assign \$270  = \$269  | hit_v2;
-  assign \$271  = \$270  | hit_v3;
-  assign \$272  = ~ \$271 ;
-  assign \$273  = hit_v4 & \$272 ;
-  assign \$274  = ! st3[1];
-  assign \$275  = \$274  & st3[2];
-  assign \$276  = ~ \$275 ;
-  assign \$277  = \$273  & \$276 ;
-  assign \$279  = \$278  | hit_v2;
-  assign \$280  = \$279  | hit_v3;
-  assign \$281  = \$280  | hit_v4;
-  assign \$282  = ~ \$281 ;
-  assign \$283  = hit_v5 & \$282 ;
-  assign \$284  = ! st3[1];
-  assign \$285  = \$284  & st3[2];
-  assign \$286  = ~ \$285 ;
-  assign \$287  = \$283  & \$286 ;
-  assign \$289  = \$288  | hit_v2;
-  assign \$290  = \$289  | hit_v3;
-  assign \$291  = \$290  | hit_v4;
-  assign \$292  = \$291  | hit_v5;
-  assign \$293  = ~ \$292 ;
-  assign \$294  = ! st3[1];
-  assign \$295  = \$294  & st3[2];
-  assign \$296  = ~ \$295 ;
-  assign \$297  = \$293  & \$296 ;
-  assign \$299  = \$298  | hit_c2;
-  assign \$300  = ~ \$299 ;
-  assign \$301  = hit_c3 & \$300 ;
-  assign \$302  = ! st3[1];
-  assign \$303  = \$302  & st3[2];
-  assign \$304  = \$301  & \$303 ;
-  assign \$306  = \$305  | hit_c2;
-  assign \$307  = \$306  | hit_c3;
-  assign \$308  = ~ \$307 ;
-  assign \$309  = hit_c4 & \$308 ;
-  assign \$310  = ! st3[1];
-  assign \$311  = \$310  & st3[2];
-  assign \$312  = \$309  & \$311 ;
-  assign \$314  = \$313  | hit_c2;
-  assign \$315  = \$314  | hit_c3;
-  assign \$316  = \$315  | hit_c4;
-  assign \$317  = ~ \$316 ;
-  assign \$318  = hit_c5 & \$317 ;
-  assign \$319  = ! st3[1];
-  assign \$320  = \$319  & st3[2];
-  assign \$321  = \$318  & \$320 ;
-  assign \$323  = \$322  | hit_c2;
-  assign \$324  = \$323  | hit_c3;
-  assign \$325  = \$324  | hit_c4;
-  assign \$326  = \$325  | hit_c5;
-  assign \$327  = ~ \$326 ;
-  assign \$328  = ! st3[1];
-  assign \$329  = \$328  & st3[2];
-  assign \$330  = \$327  & \$329 ;
-  assign \$331  = ! st3[1];
-  assign \$332  = ! st3[1];
-  assign \$334  = \$signal$126 [0] ? \$signal$128 [17:0] : 18'h00000;
-  assign \$335  = \$signal$126 [1] ? \$signal$37 [17:0] : 18'h00000;
-  assign \$336  = \$334  | \$335 ;
-  assign \$337  = \$signal$126 [2] ? v_wr__data[16:0] : 17'h00000;
-  assign \$338  = \$336  | { \$337 [16], \$337  };
-  assign \$339  = \$signal$126 [3] ? res8[16:0] : 17'h00000;
-  assign \$340  = \$338  | { \$339 [16], \$339  };
-  assign \$341  = \$signal$126 [4] ? res9[16:0] : 17'h00000;
-  assign \$342  = \$340  | { \$341 [16], \$341  };
-  assign \$343  = \$signal$126 [5] ? v_raw[16:0] : 17'h00000;
-  assign \$344  = \$342  | { \$343 [16], \$343  };
-  assign \$347  = \$signal$126 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$348  = \$346  | { \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347  };
-  assign \$349  = \$signal$126 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$350  = \$348  | { \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349 [1], \$349  };
-  assign \$353  = \$signal$127 [0] ? addend[11:0] : 12'h000;
-  assign \$354  = \$signal$127 [1] ? b_raw[11:0] : 12'h000;
-  assign \$355  = \$353  | \$354 ;
-  assign \$356  = \$signal$127 [2] ? \$signal$128 [17:0] : 18'h00000;
-  assign \$357  = { \$355 [11], \$355 [11], \$355 [11], \$355 [11], \$355 [11], \$355 [11], \$355  } | \$356 ;
-  assign \$358  = \$signal$127 [3] ? \$signal$37 [17:0] : 18'h00000;
-  assign \$359  = \$357  | \$358 ;
-  assign \$362  = \$signal$127 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$363  = \$361  | { \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362  };
-  assign \$364  = \$signal$127 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$365  = \$363  | { \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364 [1], \$364  };
-  assign \$368  = $signed(\$352 ) + $signed(\$367 );
-  assign \$369  = \$signal$126 [0] ? \$signal$128 [35:18] : 18'h00000;
-  assign \$370  = \$signal$126 [1] ? \$signal$37 [35:18] : 18'h00000;
-  assign \$371  = \$369  | \$370 ;
-  assign \$372  = \$signal$126 [2] ? v_wr__data[33:17] : 17'h00000;
-  assign \$373  = \$371  | { \$372 [16], \$372  };
-  assign \$374  = \$signal$126 [3] ? res8[33:17] : 17'h00000;
-  assign \$375  = \$373  | { \$374 [16], \$374  };
-  assign \$376  = \$signal$126 [4] ? res9[33:17] : 17'h00000;
-  assign \$377  = \$375  | { \$376 [16], \$376  };
-  assign \$378  = \$signal$126 [5] ? v_raw[33:17] : 17'h00000;
-  assign \$379  = \$377  | { \$378 [16], \$378  };
-  assign \$382  = \$signal$126 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$383  = \$381  | { \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382  };
-  assign \$384  = \$signal$126 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$385  = \$383  | { \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384 [1], \$384  };
-  assign \$388  = \$signal$127 [0] ? addend[23:12] : 12'h000;
-  assign \$389  = \$signal$127 [1] ? b_raw[23:12] : 12'h000;
-  assign \$390  = \$388  | \$389 ;
-  assign \$391  = \$signal$127 [2] ? \$signal$128 [35:18] : 18'h00000;
-  assign \$392  = { \$390 [11], \$390 [11], \$390 [11], \$390 [11], \$390 [11], \$390 [11], \$390  } | \$391 ;
-  assign \$393  = \$signal$127 [3] ? \$signal$37 [35:18] : 18'h00000;
-  assign \$394  = \$392  | \$393 ;
-  assign \$397  = \$signal$127 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$398  = \$396  | { \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397  };
-  assign \$399  = \$signal$127 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$400  = \$398  | { \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399 [1], \$399  };
-  assign \$403  = $signed(\$387 ) + $signed(\$402 );
-  assign \$404  = \$signal$126 [0] ? \$signal$128 [53:36] : 18'h00000;
-  assign \$405  = \$signal$126 [1] ? \$signal$37 [53:36] : 18'h00000;
-  assign \$406  = \$404  | \$405 ;
-  assign \$407  = \$signal$126 [2] ? v_wr__data[50:34] : 17'h00000;
-  assign \$408  = \$406  | { \$407 [16], \$407  };
-  assign \$409  = \$signal$126 [3] ? res8[50:34] : 17'h00000;
-  assign \$410  = \$408  | { \$409 [16], \$409  };
-  assign \$411  = \$signal$126 [4] ? res9[50:34] : 17'h00000;
+  assign _0000_ = ~ \$signal ;
+  assign _0095_ = op_valid & _0000_;
+  assign _0281_ = ~ \$signal ;
+  assign _0372_ = credit & _0281_;
+  assign _0462_ = step == 1'h1;
+  assign active = \issue.valid  | \$signal ;
+  assign _0488_ = $signed(d1_0) >= $signed(1'h0);
+  assign _0001_ = 1'h0 + _0488_;
+  assign _0011_ = $signed(d2_0) >= $signed(1'h0);
+  assign _0019_ = _0001_ + _0011_;
+  assign _0027_ = $signed(d3_0) >= $signed(1'h0);
+  assign _0034_ = _0019_ + _0027_;
+  assign _0042_ = $signed(d4_0) >= $signed(1'h0);
+  assign _0053_ = _0034_ + _0042_;
+  assign _0064_ = $signed(d1_0) >= $signed(1'h0);
+  assign _0074_ = $signed(d2_0) >= $signed(1'h0);
+  assign _0084_ = $signed(d3_0) >= $signed(1'h0);
+  assign _0096_ = $signed(d4_0) >= $signed(1'h0);
+  assign _0106_ = st6[30] ? 17'h0007c : kept0;
+  assign _0126_ = $signed(d1_1) >= $signed(1'h0);
+  assign _0134_ = 1'h0 + _0126_;
+  assign _0142_ = $signed(d2_1) >= $signed(1'h0);
+  assign _0152_ = _0134_ + _0142_;
+  assign _0161_ = $signed(d3_1) >= $signed(1'h0);
+  assign _0171_ = _0152_ + _0161_;
+  assign _0181_ = $signed(d4_1) >= $signed(1'h0);
+  assign _0191_ = _0171_ + _0181_;
+  assign _0201_ = $signed(d1_1) >= $signed(1'h0);
+  assign _0211_ = $signed(d2_1) >= $signed(1'h0);
+  assign _0221_ = $signed(d3_1) >= $signed(1'h0);
+  assign _0230_ = $signed(d4_1) >= $signed(1'h0);
+  assign _0239_ = st6[30] ? 17'h0007c : kept1;
+  assign _0254_ = $signed(d1_2) >= $signed(1'h0);
+  assign _0265_ = 1'h0 + _0254_;
+  assign _0272_ = $signed(d2_2) >= $signed(1'h0);
+  assign _0282_ = _0265_ + _0272_;
+  assign _0291_ = $signed(d3_2) >= $signed(1'h0);
+  assign _0300_ = _0282_ + _0291_;
+  assign _0309_ = $signed(d4_2) >= $signed(1'h0);
+  assign _0316_ = _0300_ + _0309_;
+  assign _0327_ = $signed(d1_2) >= $signed(1'h0);
+  assign _0334_ = $signed(d2_2) >= $signed(1'h0);
+  assign _0343_ = $signed(d3_2) >= $signed(1'h0);
+  assign _0352_ = $signed(d4_2) >= $signed(1'h0);
+  assign _0363_ = st6[30] ? 17'h0007c : kept2;
+  assign _0383_ = $signed(d1_3) >= $signed(1'h0);
+  assign _0393_ = 1'h0 + _0383_;
+  assign _0403_ = $signed(d2_3) >= $signed(1'h0);
+  assign _0414_ = _0393_ + _0403_;
+  assign _0422_ = $signed(d3_3) >= $signed(1'h0);
+  assign _0433_ = _0414_ + _0422_;
+  assign _0444_ = $signed(d4_3) >= $signed(1'h0);
+  assign _0455_ = _0433_ + _0444_;
+  assign _0461_ = $signed(d1_3) >= $signed(1'h0);
+  assign _0463_ = $signed(d2_3) >= $signed(1'h0);
+  assign _0464_ = $signed(d3_3) >= $signed(1'h0);
+  assign _0465_ = $signed(d4_3) >= $signed(1'h0);
+  assign _0466_ = st6[30] ? 17'h0007c : kept3;
+  assign _0467_ = ! st7[1];
+  assign _0468_ = _0467_ & st7[2];
+  assign _0469_ = ~ _0468_;
+  assign _0470_ = st7[0] & _0469_;
+  assign { _0471_[3:1], v_wr__en } = _0470_ ? 4'hf : 4'h0;
+  assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0472_ = st7[0] & st7[1];
+  assign _0473_ = ~ \$signal$72 ;
+  assign dropped = _0472_ & _0473_;
+  assign _0474_ = | \$signal$76 [2:0];
+  assign _0475_ = ~ done[0];
+  assign pending[0] = _0474_ & _0475_;
+  assign _0476_ = | \$signal$76 [5:3];
+  assign _0477_ = ~ done[1];
+  assign pending[1] = _0476_ & _0477_;
+  assign _0478_ = | \$signal$76 [8:6];
+  assign _0479_ = ~ done[2];
+  assign pending[2] = _0478_ & _0479_;
+  assign _0480_ = | \$signal$76 [11:9];
+  assign _0481_ = ~ done[3];
+  assign pending[3] = _0480_ & _0481_;
+  assign _0482_ = \$signal$76 [13:12] * 3'h4;
+  assign { _0483_[5:4], o__payload[3:0] } = _0482_ + lane;
+  assign _0484_ = | pending;
+  assign _0486_ = pending - 1'h1;
+  assign _0487_ = { 1'h0, pending } & _0486_;
+  assign _0489_ = ! _0487_;
+  assign _0490_ = ~ \$signal$76 [18];
+  assign _0491_ = _0489_ & _0490_;
+  assign _0492_ = used + sweep_now;
+  assign _0493_ = _0492_ - dropped;
+  assign _0494_ = \$signal$83  & \$signal$80 ;
+  assign _0495_ = $signed(_0493_) - $signed({ 1'h0, _0494_ });
+  assign _0496_ = used <= 8'h88;
+  assign _0002_ = ~ \$signal ;
+  assign _0003_ = credit & _0002_;
+  assign _0004_ = step == 1'h1;
+  assign _0005_ = step + 1'h1;
+  assign _0006_ = sweep_addr + 1'h1;
+  assign _0007_ = sweep_addr == 6'h3e;
+  assign _0008_ = sweep_now & \issue.end ;
+  assign _0009_ = sweep_now & \issue.end ;
+  assign _0010_ = _0009_ | \$signal$88 ;
+  assign _0012_ = pos0 == 2'h3;
+  assign _0013_ = pos0 + 1'h1;
+  assign _0014_ = st2[23] ? { w1_0[7], w1_0[7:0] } : 9'h000;
+  assign _0015_ = $signed(1'h0) + $signed(_0014_);
+  assign _0016_ = st2[24] ? { w1_0[7:0], 1'h0 } : 9'h000;
+  assign _0017_ = $signed(_0015_) + $signed(_0016_);
+  assign _0018_ = st2[23] ? { w1_0[15], w1_0[15:8] } : 9'h000;
+  assign _0020_ = $signed(1'h0) + $signed(_0018_);
+  assign _0021_ = st2[24] ? { w1_0[15:8], 1'h0 } : 9'h000;
+  assign _0022_ = $signed(_0020_) + $signed(_0021_);
+  assign _0023_ = st2[23] ? { w1_0[23], w1_0[23:16] } : 9'h000;
+  assign _0024_ = $signed(1'h0) + $signed(_0023_);
+  assign _0025_ = st2[24] ? { w1_0[23:16], 1'h0 } : 9'h000;
+  assign _0026_ = $signed(_0024_) + $signed(_0025_);
+  assign _0028_ = st2[23] ? { w1_0[31], w1_0[31:24] } : 9'h000;
+  assign _0029_ = $signed(1'h0) + $signed(_0028_);
+  assign _0030_ = st2[24] ? { w1_0[31:24], 1'h0 } : 9'h000;
+  assign _0031_ = $signed(_0029_) + $signed(_0030_);
+  assign _0032_ = st2[25] ? { w1_0[7], w1_0[7:0], 2'h0 } : 11'h000;
+  assign _0033_ = $signed(1'h0) + $signed(_0032_);
+  assign _0035_ = st2[25] ? { w1_0[15], w1_0[15:8], 2'h0 } : 11'h000;
+  assign _0036_ = $signed(1'h0) + $signed(_0035_);
+  assign _0037_ = st2[25] ? { w1_0[23], w1_0[23:16], 2'h0 } : 11'h000;
+  assign _0038_ = $signed(1'h0) + $signed(_0037_);
+  assign _0039_ = st2[25] ? { w1_0[31], w1_0[31:24], 2'h0 } : 11'h000;
+  assign _0040_ = $signed(1'h0) + $signed(_0039_);
+  assign _0041_ = $signed(1'h0) + $signed(w2_0_0_0);
+  assign _0043_ = $signed(_0041_) + $signed(w2_0_2_0);
+  assign _0044_ = $signed(1'h0) + $signed(w2_0_0_1);
+  assign _0045_ = $signed(_0044_) + $signed(w2_0_2_1);
+  assign _0046_ = $signed(1'h0) + $signed(w2_0_0_2);
+  assign _0047_ = $signed(_0046_) + $signed(w2_0_2_2);
+  assign _0048_ = $signed(1'h0) + $signed(w2_0_0_3);
+  assign _0049_ = $signed(_0048_) + $signed(w2_0_2_3);
+  assign _0050_ = st2[9:4] == st3[9:4];
+  assign _0051_ = ! st3[1];
+  assign _0052_ = _0050_ & _0051_;
+  assign _0054_ = ! st3[1];
+  assign _0055_ = _0054_ & st3[2];
+  assign _0056_ = ~ _0055_;
+  assign _0057_ = st3[0] & _0056_;
+  assign _0058_ = _0052_ & _0057_;
+  assign _0059_ = st2[9:4] == st3[9:4];
+  assign _0060_ = ! st3[1];
+  assign _0061_ = _0059_ & _0060_;
+  assign _0062_ = ! st3[1];
+  assign _0063_ = _0062_ & st3[2];
+  assign _0065_ = st3[1] & st3[30];
+  assign _0066_ = _0063_ | _0065_;
+  assign _0067_ = st3[0] & _0066_;
+  assign _0068_ = _0061_ & _0067_;
+  assign _0069_ = st2[9:4] == st4[9:4];
+  assign _0070_ = ! st4[1];
+  assign _0071_ = _0069_ & _0070_;
+  assign _0072_ = ! st4[1];
+  assign _0073_ = _0072_ & st4[2];
+  assign _0075_ = ~ _0073_;
+  assign _0076_ = st4[0] & _0075_;
+  assign _0077_ = _0071_ & _0076_;
+  assign _0078_ = st2[9:4] == st4[9:4];
+  assign _0079_ = ! st4[1];
+  assign _0080_ = _0078_ & _0079_;
+  assign _0081_ = ! st4[1];
+  assign _0082_ = _0081_ & st4[2];
+  assign _0083_ = st4[1] & st4[30];
+  assign _0085_ = _0082_ | _0083_;
+  assign _0086_ = st4[0] & _0085_;
+  assign _0087_ = _0080_ & _0086_;
+  assign _0088_ = st2[9:4] == st5[9:4];
+  assign _0089_ = ! st5[1];
+  assign _0090_ = _0089_ & st5[2];
+  assign _0091_ = ~ _0090_;
+  assign _0092_ = st5[0] & _0091_;
+  assign _0093_ = _0088_ & _0092_;
+  assign _0094_ = st2[9:4] == st5[9:4];
+  assign _0097_ = ! st5[1];
+  assign _0098_ = _0097_ & st5[2];
+  assign _0099_ = st5[1] & st5[30];
+  assign _0100_ = _0098_ | _0099_;
+  assign _0101_ = st5[0] & _0100_;
+  assign _0102_ = _0094_ & _0101_;
+  assign _0103_ = st2[9:4] == st6[9:4];
+  assign _0104_ = ! st6[1];
+  assign _0105_ = _0104_ & st6[2];
+  assign _0107_ = ~ _0105_;
+  assign _0108_ = st6[0] & _0107_;
+  assign _0109_ = _0103_ & _0108_;
+  assign _0110_ = st2[9:4] == st6[9:4];
+  assign _0111_ = ! st6[1];
+  assign _0112_ = _0111_ & st6[2];
+  assign _0113_ = st6[1] & st6[30];
+  assign _0114_ = _0112_ | _0113_;
+  assign _0115_ = st6[0] & _0114_;
+  assign _0116_ = _0110_ & _0115_;
+  assign _0117_ = st2[9:4] == st7[9:4];
+  assign _0118_ = ! st7[1];
+  assign _0119_ = _0118_ & st7[2];
+  assign _0120_ = ~ _0119_;
+  assign _0121_ = st7[0] & _0120_;
+  assign _0122_ = _0117_ & _0121_;
+  assign _0123_ = st2[9:4] == st7[9:4];
+  assign _0124_ = ! st7[1];
+  assign _0125_ = _0124_ & st7[2];
+  assign _0127_ = st7[1] & st7[30];
+  assign _0128_ = _0125_ | _0127_;
+  assign _0129_ = st7[0] & _0128_;
+  assign _0130_ = _0123_ & _0129_;
+  assign _0131_ = ! st3[1];
+  assign _0132_ = _0131_ & st3[2];
+  assign _0133_ = ~ _0132_;
+  assign _0135_ = hit_v1 & _0133_;
+  assign _0136_ = ! st3[1];
+  assign _0137_ = _0136_ & st3[2];
+  assign _0138_ = hit_c1 & _0137_;
+  assign _0139_ = _0135_ | _0138_;
+  assign _0140_ = ~ hit_v1;
+  assign _0141_ = hit_v2 & _0140_;
+  assign _0143_ = ! st3[1];
+  assign _0144_ = _0143_ & st3[2];
+  assign _0145_ = ~ _0144_;
+  assign _0146_ = _0141_ & _0145_;
+  assign _0147_ = ~ hit_c1;
+  assign _0148_ = hit_c2 & _0147_;
+  assign _0149_ = ! st3[1];
+  assign _0150_ = _0149_ & st3[2];
+  assign _0151_ = _0148_ & _0150_;
+  assign _0153_ = _0146_ | _0151_;
+  assign _0154_ = hit_v1 | hit_v2;
+  assign _0155_ = ~ _0154_;
+  assign _0156_ = hit_v3 & _0155_;
+  assign _0157_ = ! st3[1];
+  assign _0158_ = _0157_ & st3[2];
+  assign _0159_ = ~ _0158_;
+  assign _0160_ = _0156_ & _0159_;
+  assign _0162_ = hit_v1 | hit_v2;
+  assign _0163_ = _0162_ | hit_v3;
+  assign _0164_ = ~ _0163_;
+  assign _0165_ = hit_v4 & _0164_;
+  assign _0166_ = ! st3[1];
+  assign _0167_ = _0166_ & st3[2];
+  assign _0168_ = ~ _0167_;
+  assign _0169_ = _0165_ & _0168_;
+  assign _0170_ = hit_v1 | hit_v2;
+  assign _0172_ = _0170_ | hit_v3;
+  assign _0173_ = _0172_ | hit_v4;
+  assign _0174_ = ~ _0173_;
+  assign _0175_ = hit_v5 & _0174_;
+  assign _0176_ = ! st3[1];
+  assign _0177_ = _0176_ & st3[2];
+  assign _0178_ = ~ _0177_;
+  assign _0179_ = _0175_ & _0178_;
+  assign _0180_ = hit_v1 | hit_v2;
+  assign _0182_ = _0180_ | hit_v3;
+  assign _0183_ = _0182_ | hit_v4;
+  assign _0184_ = _0183_ | hit_v5;
+  assign _0185_ = ~ _0184_;
+  assign _0186_ = ! st3[1];
+  assign _0187_ = _0186_ & st3[2];
+  assign _0188_ = ~ _0187_;
+  assign _0189_ = _0185_ & _0188_;
+  assign _0190_ = hit_c1 | hit_c2;
+  assign _0192_ = ~ _0190_;
+  assign _0193_ = hit_c3 & _0192_;
+  assign _0194_ = ! st3[1];
+  assign _0195_ = _0194_ & st3[2];
+  assign _0196_ = _0193_ & _0195_;
+  assign _0197_ = hit_c1 | hit_c2;
+  assign _0198_ = _0197_ | hit_c3;
+  assign _0199_ = ~ _0198_;
+  assign _0200_ = hit_c4 & _0199_;
+  assign _0202_ = ! st3[1];
+  assign _0203_ = _0202_ & st3[2];
+  assign _0204_ = _0200_ & _0203_;
+  assign _0205_ = hit_c1 | hit_c2;
+  assign _0206_ = _0205_ | hit_c3;
+  assign _0207_ = _0206_ | hit_c4;
+  assign _0208_ = ~ _0207_;
+  assign _0209_ = hit_c5 & _0208_;
+  assign _0210_ = ! st3[1];
+  assign _0212_ = _0210_ & st3[2];
+  assign _0213_ = _0209_ & _0212_;
+  assign _0214_ = hit_c1 | hit_c2;
+  assign _0215_ = _0214_ | hit_c3;
+  assign _0216_ = _0215_ | hit_c4;
+  assign _0217_ = _0216_ | hit_c5;
+  assign _0218_ = ~ _0217_;
+  assign _0219_ = ! st3[1];
+  assign _0220_ = _0219_ & st3[2];
+  assign _0222_ = _0218_ & _0220_;
+  assign _0223_ = ! st3[1];
+  assign _0224_ = \$signal$126 [0] ? \$signal$128 [17:0] : 18'h00000;
+  assign _0225_ = \$signal$126 [1] ? \$signal$37 [17:0] : 18'h00000;
+  assign _0226_ = _0224_ | _0225_;
+  assign _0227_ = \$signal$126 [2] ? v_wr__data[16:0] : 17'h00000;
+  assign _0228_ = _0226_ | { _0227_[16], _0227_ };
+  assign _0229_ = \$signal$126 [3] ? res8[16:0] : 17'h00000;
+  assign _0231_ = _0228_ | { _0229_[16], _0229_ };
+  assign _0232_ = \$signal$126 [4] ? res9[16:0] : 17'h00000;
+  assign _0233_ = _0231_ | { _0232_[16], _0232_ };
+  assign _0234_ = \$signal$126 [5] ? v_raw[16:0] : 17'h00000;
+  assign _0235_ = _0233_ | { _0234_[16], _0234_ };
+  assign _0236_ = \$signal$126 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0237_ = _0235_ | { _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_ };
+  assign _0238_ = \$signal$126 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0240_ = _0237_ | { _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_ };
+  assign _0241_ = \$signal$127 [0] ? addend[11:0] : 12'h000;
+  assign _0242_ = \$signal$127 [1] ? b_raw[11:0] : 12'h000;
+  assign _0243_ = _0241_ | _0242_;
+  assign _0244_ = \$signal$127 [2] ? \$signal$128 [17:0] : 18'h00000;
+  assign _0245_ = { _0243_[11], _0243_[11], _0243_[11], _0243_[11], _0243_[11], _0243_[11], _0243_ } | _0244_;
+  assign _0246_ = \$signal$127 [3] ? \$signal$37 [17:0] : 18'h00000;
+  assign _0247_ = _0245_ | _0246_;
+  assign _0248_ = \$signal$127 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0249_ = _0247_ | { _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_ };
+  assign _0250_ = \$signal$127 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0251_ = _0249_ | { _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_ };
+  assign _0252_ = $signed(_0240_) + $signed(_0251_);
+  assign _0253_ = \$signal$126 [0] ? \$signal$128 [35:18] : 18'h00000;
+  assign _0255_ = \$signal$126 [1] ? \$signal$37 [35:18] : 18'h00000;
+  assign _0256_ = _0253_ | _0255_;
+  assign _0257_ = \$signal$126 [2] ? v_wr__data[33:17] : 17'h00000;
+  assign _0258_ = _0256_ | { _0257_[16], _0257_ };
+  assign _0259_ = \$signal$126 [3] ? res8[33:17] : 17'h00000;
+  assign _0260_ = _0258_ | { _0259_[16], _0259_ };
+  assign _0261_ = \$signal$126 [4] ? res9[33:17] : 17'h00000;
+  assign _0262_ = _0260_ | { _0261_[16], _0261_ };
+  assign _0263_ = \$signal$126 [5] ? v_raw[33:17] : 17'h00000;
+  assign _0264_ = _0262_ | { _0263_[16], _0263_ };
+  assign _0266_ = \$signal$126 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0267_ = _0264_ | { _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_ };
+  assign _0268_ = \$signal$126 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0269_ = _0267_ | { _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_ };
+  assign _0270_ = \$signal$127 [0] ? addend[23:12] : 12'h000;
+  assign _0271_ = \$signal$127 [1] ? b_raw[23:12] : 12'h000;
+  assign _0273_ = _0270_ | _0271_;
+  assign _0274_ = \$signal$127 [2] ? \$signal$128 [35:18] : 18'h00000;
+  assign _0275_ = { _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_ } | _0274_;
+  assign _0276_ = \$signal$127 [3] ? \$signal$37 [35:18] : 18'h00000;
+  assign _0277_ = _0275_ | _0276_;
+  assign _0278_ = \$signal$127 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0279_ = _0277_ | { _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_ };
+  assign _0280_ = \$signal$127 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0283_ = _0279_ | { _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_ };
+  assign _0284_ = $signed(_0269_) + $signed(_0283_);
+  assign _0285_ = \$signal$126 [0] ? \$signal$128 [53:36] : 18'h00000;
+  assign _0286_ = \$signal$126 [1] ? \$signal$37 [53:36] : 18'h00000;
+  assign _0287_ = _0285_ | _0286_;
+  assign _0288_ = \$signal$126 [2] ? v_wr__data[50:34] : 17'h00000;
+  assign _0289_ = _0287_ | { _0288_[16], _0288_ };
+  assign _0290_ = \$signal$126 [3] ? res8[50:34] : 17'h00000;
+  assign _0292_ = _0289_ | { _0290_[16], _0290_ };
+  assign _0293_ = \$signal$126 [4] ? res9[50:34] : 17'h00000;
+  assign _0424_ = rst ? 1'h0 : _0087_;
+  assign _0423_ = rst ? 1'h0 : _0077_;
+  assign _0421_ = rst ? 1'h0 : _0068_;
+  assign _0420_ = rst ? 1'h0 : _0058_;
+  assign _0419_ = rst ? 4'h0 : cres8;
+  assign _0418_ = rst ? 68'h00000000000000000 : res8;
+  assign _0417_ = rst ? 68'h00000000000000000 : v_wr__data;
+  assign _0416_ = rst ? 48'h000000000000 : b_rd__data;
+  assign _0415_ = rst ? 68'h00000000000000000 : \$signature__data$106 ;
+  assign _0497_ = st3[22] ? addend[47:36] : _0049_[11:0];
+  assign _0413_[47:36] = rst ? 12'h000 : _0497_;
+  assign _0498_ = st3[22] ? addend[23:12] : _0045_[11:0];
+  assign _0413_[23:12] = rst ? 12'h000 : _0498_;
+  assign _0499_ = st3[22] ? addend[11:0] : _0043_[11:0];
+  assign _0413_[11:0] = rst ? 12'h000 : _0499_;
+  assign _0500_ = st3[22] ? addend[35:24] : _0047_[11:0];
+  assign _0413_[35:24] = rst ? 12'h000 : _0500_;
+  assign _0412_ = rst ? 12'h000 : _0040_;
+  assign _0411_ = rst ? 12'h000 : _0038_;
+  assign _0410_ = rst ? 12'h000 : _0036_;
+  assign _0409_ = rst ? 12'h000 : _0033_;
+  assign _0408_ = rst ? 11'h000 : _0031_;
+  assign _0407_ = rst ? 11'h000 : _0026_;
+  assign _0406_ = rst ? 11'h000 : _0022_;
+  assign _0405_ = rst ? 11'h000 : _0017_;
+  assign _0404_ = rst ? 32'd0 : \$signature__data ;
+  assign _0402_ = rst ? 35'h000000000 : st6;
+  assign _0401_ = rst ? 35'h000000000 : st5;
+  assign _0400_ = rst ? 35'h000000000 : st4;
+  assign _0399_ = rst ? 35'h000000000 : st3;
+  assign _0398_ = rst ? 35'h000000000 : st2;
+  assign _0397_ = rst ? 35'h000000000 : st1;
+  assign _0396_ = rst ? 35'h000000000 : st0;
+  assign _0395_ = rst ? 35'h000000000 : { pos0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
+  assign _0501_ = _0012_ ? (* full_case = 32'd1 *) 2'h0 : _0013_[1:0];
+  assign _0502_ = \issue.end  ? (* full_case = 32'd1 *) 2'h0 : _0501_;
+  assign _0503_ = sweep_now ? _0502_ : pos0;
+  assign _0394_ = rst ? 2'h0 : _0503_;
+  assign _0392_ = rst ? 1'h0 : _0010_;
+  assign _0391_ = rst ? 1'h0 : _0008_;
+  assign _0504_ = _0004_ ? 2'h0 : fire_k;
+  assign _0505_ = sweep_last ? _0504_ : fire_k;
+  assign _0506_ = _0003_ ? _0505_ : fire_k;
+  assign _0507_ = fsm_state ? (* full_case = 32'd1 *) _0506_ : fire_k;
+  assign _0390_ = rst ? 2'h0 : _0507_;
+  assign _0508_ = _0004_ ? (* full_case = 32'd1 *) 2'h0 : _0005_[1:0];
+  assign _0509_ = sweep_last ? _0508_ : step;
+  assign _0510_ = _0003_ ? _0509_ : step;
+  assign _0511_ = fsm_state ? (* full_case = 32'd1 *) _0510_ : step;
+  assign _0389_ = rst ? 2'h0 : _0511_;
+  assign _0512_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0007_;
+  assign _0513_ = _0003_ ? _0512_ : sweep_last;
+  assign _0514_ = fsm_state ? (* full_case = 32'd1 *) _0513_ : sweep_last;
+  assign _0388_ = rst ? 1'h0 : _0514_;
+  assign _0515_ = sweep_last ? (* full_case = 32'd1 *) 6'h00 : _0006_[5:0];
+  assign _0516_ = _0003_ ? _0515_ : sweep_addr;
+  assign _0517_ = fsm_state ? (* full_case = 32'd1 *) _0516_ : sweep_addr;
+  assign _0387_ = rst ? 6'h00 : _0517_;
+  assign _0518_ = sweep_last ? 1'h0 : fsm_state;
+  assign _0519_ = _0003_ ? _0518_ : fsm_state;
+  function [0:0] _1152_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _1152_ = b[0:0];
+      2'b1?:
+        _1152_ = b[1:1];
+      default:
+        _1152_ = a;
+    endcase
+  endfunction
+  assign _0520_ = _1152_(fsm_state, { _0523_, _0519_ }, { _0524_, fsm_state });
+  assign _0521_ = op_valid ? fsm_state : 1'h1;
+  assign _0522_ = i0__payload[13] ? _0521_ : fsm_state;
+  assign _0523_ = i0__valid ? _0522_ : fsm_state;
+  assign _0524_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _0386_ = rst ? 1'h0 : _0520_;
+  assign _0385_ = rst ? 1'h0 : _0496_;
+  assign _0384_ = rst ? 8'h00 : _0495_[7:0];
+  assign _0525_ = o__ready ? 1'h1 : 1'h0;
+  assign _0526_ = _0491_ ? 1'h1 : 1'h0;
+  assign _0527_ = o__ready ? _0526_ : 1'h0;
+  assign _0528_ = _0484_ ? (* full_case = 32'd1 *) _0527_ : _0525_;
+  assign \$signal$83  = \$signal$80  ? _0528_ : 1'h0;
+  assign o__valid = \$signal$80  ? 1'h1 : 1'h0;
+  assign _0529_ = _0484_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign \o__payload.end  = \$signal$80  ? _0529_ : 1'h0;
+  assign _0530_ = _0484_ ? (* full_case = 32'd1 *) _0485_ : 3'h0;
+  assign \o__payload.count  = \$signal$80  ? _0530_ : 3'h0;
+  assign _0531_ = pending[3] ? 2'h3 : 2'h0;
+  assign _0532_ = pending[2] ? 2'h2 : _0531_;
+  assign _0533_ = pending[1] ? 2'h1 : _0532_;
+  assign lane = pending[0] ? 2'h0 : _0533_;
+  assign _0534_ = _0461_ ? d1_3[16:0] : \$signal$37 [70:54];
+  assign _0535_ = _0463_ ? d2_3[16:0] : _0534_;
+  assign _0536_ = _0464_ ? d3_3[16:0] : _0535_;
+  assign _0537_ = _0465_ ? d4_3[16:0] : _0536_;
+  assign kept3 = st6[1] ? (* full_case = 32'd1 *) _0537_ : 17'h00000;
+  assign _0538_ = _0327_ ? d1_2[16:0] : \$signal$37 [52:36];
+  assign _0539_ = _0334_ ? d2_2[16:0] : _0538_;
+  assign _0540_ = _0343_ ? d3_2[16:0] : _0539_;
+  assign _0541_ = _0352_ ? d4_2[16:0] : _0540_;
+  assign kept2 = st6[1] ? (* full_case = 32'd1 *) _0541_ : 17'h00000;
+  assign _0542_ = _0201_ ? d1_1[16:0] : \$signal$37 [34:18];
+  assign _0543_ = _0211_ ? d2_1[16:0] : _0542_;
+  assign _0544_ = _0221_ ? d3_1[16:0] : _0543_;
+  assign _0545_ = _0230_ ? d4_1[16:0] : _0544_;
+  assign kept1 = st6[1] ? (* full_case = 32'd1 *) _0545_ : 17'h00000;
+  assign _0546_ = _0064_ ? d1_0[16:0] : \$signal$37 [16:0];
+  assign _0547_ = _0074_ ? d2_0[16:0] : _0546_;
+  assign _0548_ = _0084_ ? d3_0[16:0] : _0547_;
+  assign _0549_ = _0096_ ? d4_0[16:0] : _0548_;
+  assign kept0 = st6[1] ? (* full_case = 32'd1 *) _0549_ : 17'h00000;
+  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0455_[2:0] : 3'h0;
+  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0316_[2:0] : 3'h0;
+  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0191_[2:0] : 3'h0;
+  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0053_[2:0] : 3'h0;
+  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0466_ : \$signal$37 [70:54];
+  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0363_ : \$signal$37 [52:36];
+  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0239_ : \$signal$37 [34:18];
+  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0106_ : \$signal$37 [16:0];
+  assign _0550_ = _0372_ ? 1'h1 : 1'h0;
+  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _0550_ : 1'h0;
+  assign _0551_ = ready ? 1'h1 : 1'h0;
+  assign _0552_ = i0__payload[13] ? 1'h0 : _0551_;
+  assign _0553_ = i0__valid ? _0552_ : 1'h0;
+  assign load = fsm_state ? 1'h0 : _0553_;
+  assign _0554_ = ready ? 1'h1 : 1'h0;
+  assign _0555_ = op_valid ? 1'h0 : 1'h1;
+  assign _0556_ = i0__payload[13] ? _0555_ : _0554_;
+  assign _0557_ = i0__valid ? _0556_ : 1'h0;
+  assign i0__ready = fsm_state ? 1'h0 : _0557_;
+  assign _0558_ = _0372_ ? sweep_last : 1'h0;
+  assign \issue.end  = fsm_state ? (* full_case = 32'd1 *) _0558_ : 1'h0;
+  assign _0559_ = _0372_ ? fire_k[0] : 1'h0;
+  assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _0559_ : 1'h0;
+  assign _0560_ = _0372_ ? _0462_ : 1'h0;
+  assign \issue.last_step  = fsm_state ? (* full_case = 32'd1 *) _0560_ : 1'h0;
+  assign \issue.shift  = _0095_ ? op_shift : 4'h0;
+  assign \issue.count  = _0095_ ? op_count : 3'h0;
+  assign \issue.waddr  = _0095_ ? op_waddr : 12'h000;
+  assign _0561_ = _0095_ ? op_addr : 6'h00;
+  assign _0562_ = _0372_ ? sweep_addr : _0561_;
+  assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _0562_ : _0561_;
+  assign _0563_ = _0372_ ? 1'h1 : 1'h0;
+  assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _0563_ : 1'h0;
+  assign _0564_ = _0095_ ? 1'h1 : 1'h0;
+  assign _0565_ = _0372_ ? 1'h1 : _0564_;
+  assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _0565_ : _0564_;
+  function [2:0] _1230_;
+    input [2:0] a;
+    input [11:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1230_ = b[2:0];
+      4'b??1?:
+        _1230_ = b[5:3];
+      4'b?1??:
+        _1230_ = b[8:6];
+      4'b1???:
+        _1230_ = b[11:9];
+      default:
+        _1230_ = a;
+    endcase
+  endfunction
+  assign _0485_ = _1230_(3'hx, { \$signal$76 [2:0], \$signal$76 [5:3], \$signal$76 [8:6], \$signal$76 [11:9] }, { _0569_, _0568_, _0567_, _0566_ });
+  assign _0566_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _0567_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _0568_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _0569_ = ! (* full_case = 32'd1 *) lane;
+  assign _0570_ = o__ready ? 4'h0 : done;
+  assign _0571_ = _0380_ ? (* full_case = 32'd1 *) 4'h0 : _0382_[3:0];
+  assign _0572_ = o__ready ? _0571_ : done;
+  assign _0573_ = _0375_ ? (* full_case = 32'd1 *) _0572_ : _0570_;
+  assign _0574_ = \$signal$80  ? _0573_ : done;
+  assign _0460_ = rst ? 4'h0 : _0574_;
+  assign _0575_ = _0370_ ? (* full_case = 32'd1 *) 2'h0 : _0371_[1:0];
+  assign _0576_ = _0369_ ? _0575_ : pos2;
+  assign _0577_ = _0368_ ? _0576_ : pos2;
+  assign _0578_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _0577_;
+  assign _0579_ = _0367_ ? _0578_ : pos2;
+  assign _0459_ = rst ? 2'h0 : _0579_;
+  assign _0580_ = _0369_ ? (* full_case = 32'd1 *) 2'h0 : _0373_[1:0];
+  assign _0581_ = _0368_ ? _0580_ : pos1;
+  assign _0582_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _0581_;
+  assign _0583_ = _0367_ ? _0582_ : pos1;
+  assign _0458_ = rst ? 2'h0 : _0583_;
+  assign _0584_ = _0368_ ? (* full_case = 32'd1 *) 2'h0 : _0374_[1:0];
+  assign _0585_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _0584_;
+  assign _0586_ = _0367_ ? _0585_ : \pos0$68 ;
+  assign _0457_ = rst ? 2'h0 : _0586_;
+  assign _0456_ = rst ? 1'h0 : _0366_;
+  assign _0454_ = rst ? 19'h00000 : { st6[32], 6'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0453_ = rst ? 68'h00000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign _0452_ = rst ? 19'h00000 : _0362_;
+  assign _0451_ = rst ? 19'h00000 : _0361_;
+  assign _0450_ = rst ? 19'h00000 : _0360_;
+  assign _0449_ = rst ? 19'h00000 : _0359_;
+  assign _0448_ = rst ? 19'h00000 : _0358_;
+  assign _0447_ = rst ? 19'h00000 : _0357_;
+  assign _0446_ = rst ? 19'h00000 : _0356_;
+  assign _0445_ = rst ? 19'h00000 : _0355_;
+  assign _0443_ = rst ? 19'h00000 : _0354_;
+  assign _0442_ = rst ? 19'h00000 : _0353_;
+  assign _0441_ = rst ? 19'h00000 : _0351_;
+  assign _0440_ = rst ? 19'h00000 : _0350_;
+  assign _0439_ = rst ? 19'h00000 : _0349_;
+  assign _0438_ = rst ? 19'h00000 : _0348_;
+  assign _0437_ = rst ? 19'h00000 : _0347_;
+  assign _0436_ = rst ? 19'h00000 : _0346_;
+  assign _0435_[71:54] = rst ? 18'h00000 : \$signal$128 [71:54];
+  assign _0435_[35:18] = rst ? 18'h00000 : \$signal$128 [35:18];
+  assign _0435_[17:0] = rst ? 18'h00000 : \$signal$128 [17:0];
+  assign _0435_[53:36] = rst ? 18'h00000 : \$signal$128 [53:36];
+  assign _0434_[71:54] = rst ? 18'h00000 : _0345_[17:0];
+  assign _0434_[35:18] = rst ? 18'h00000 : _0284_[17:0];
+  assign _0434_[17:0] = rst ? 18'h00000 : _0252_[17:0];
+  assign _0434_[53:36] = rst ? 18'h00000 : _0314_[17:0];
+  assign _0432_ = rst ? 8'h00 : { 6'h00, st3[1], _0223_ };
+  assign _0431_ = rst ? 10'h000 : { _0222_, _0213_, _0204_, _0196_, _0189_, _0179_, _0169_, _0160_, _0153_, _0139_ };
+  assign _0430_ = rst ? 1'h0 : _0130_;
+  assign _0429_ = rst ? 1'h0 : _0122_;
+  assign _0428_ = rst ? 1'h0 : _0116_;
+  assign _0427_ = rst ? 1'h0 : _0109_;
+  assign _0426_ = rst ? 1'h0 : _0102_;
+  assign _0425_ = rst ? 1'h0 : _0093_;
   \digits_cnn_gn.engine_conv3.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -15517,1428 +13954,494 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     .\port$4314$0 (\$signal$76 ),
     .\port$4316$0 (\$signal$80 ),
     .rst(rst),
-    .w_data(written),
+    .w_data({ entry7[18], pos1, pos2, \pos0$68 , entry7[11:0] }),
     .w_en(\$signal$72 )
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    issue[32:0] = 33'h000000000;
-    if (\$2 ) begin
-      issue[0] = 1'h1;
-      issue[1] = 1'h0;
-      issue[9:4] = op_addr;
-      issue[3] = 1'h0;
-      issue[22] = 1'h0;
-      issue[25:23] = op_count;
-      issue[29:26] = op_shift;
-      issue[2] = 1'h0;
-      issue[21:10] = op_waddr;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$5 ) begin
-            issue[0] = 1'h1;
-            issue[1] = 1'h1;
-            issue[9:4] = sweep_addr;
-            issue[3] = 1'h0;
-            issue[30] = \$6 ;
-            issue[32] = sweep_last;
-            issue[31] = fire_k[0];
-          end
-    endcase
-    begin
-        issue[34:33] = pos0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    i0__ready = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[13]) begin
-              if (\$3 ) begin
-                i0__ready = 1'h1;
-              end
-            end else if (ready) begin
-              i0__ready = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[13]) begin
-            end else if (ready) begin
-              load = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    sweep_now = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$5 ) begin
-            sweep_now = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$8 ) begin
-      result[16:0] = \$signal$37 [16:0];
-    end else begin
-      result[16:0] = \$21 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$22 ) begin
-      result[33:17] = \$signal$37 [34:18];
-    end else begin
-      result[33:17] = \$35 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$36 ) begin
-      result[50:34] = \$signal$37 [52:36];
-    end else begin
-      result[50:34] = \$49 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$50 ) begin
-      result[67:51] = \$signal$37 [70:54];
-    end else begin
-      result[67:51] = \$63 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    out_counts = 12'h000;
-    (* full_case = 32'd1 *)
-    if (\$8 ) begin
-    end else begin
-      out_counts[2:0] = \$16 [2:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$22 ) begin
-    end else begin
-      out_counts[5:3] = \$30 [2:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$36 ) begin
-    end else begin
-      out_counts[8:6] = \$44 [2:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$50 ) begin
-    end else begin
-      out_counts[11:9] = \$58 [2:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    kept0 = 17'h00000;
-    (* full_case = 32'd1 *)
-    if (\$8 ) begin
-    end else begin
-      kept0 = \$signal$37 [16:0];
-      if (\$17 ) begin
-        kept0 = d1_0[16:0];
-      end
-      if (\$18 ) begin
-        kept0 = d2_0[16:0];
-      end
-      if (\$19 ) begin
-        kept0 = d3_0[16:0];
-      end
-      if (\$20 ) begin
-        kept0 = d4_0[16:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    kept1 = 17'h00000;
-    (* full_case = 32'd1 *)
-    if (\$22 ) begin
-    end else begin
-      kept1 = \$signal$37 [34:18];
-      if (\$31 ) begin
-        kept1 = d1_1[16:0];
-      end
-      if (\$32 ) begin
-        kept1 = d2_1[16:0];
-      end
-      if (\$33 ) begin
-        kept1 = d3_1[16:0];
-      end
-      if (\$34 ) begin
-        kept1 = d4_1[16:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    kept2 = 17'h00000;
-    (* full_case = 32'd1 *)
-    if (\$36 ) begin
-    end else begin
-      kept2 = \$signal$37 [52:36];
-      if (\$45 ) begin
-        kept2 = d1_2[16:0];
-      end
-      if (\$46 ) begin
-        kept2 = d2_2[16:0];
-      end
-      if (\$47 ) begin
-        kept2 = d3_2[16:0];
-      end
-      if (\$48 ) begin
-        kept2 = d4_2[16:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    kept3 = 17'h00000;
-    (* full_case = 32'd1 *)
-    if (\$50 ) begin
-    end else begin
-      kept3 = \$signal$37 [70:54];
-      if (\$59 ) begin
-        kept3 = d1_3[16:0];
-      end
-      if (\$60 ) begin
-        kept3 = d2_3[16:0];
-      end
-      if (\$61 ) begin
-        kept3 = d3_3[16:0];
-      end
-      if (\$62 ) begin
-        kept3 = d4_3[16:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    lane = 2'h0;
-    if (pending[3]) begin
-      lane = 2'h3;
-    end
-    if (pending[2]) begin
-      lane = 2'h2;
-    end
-    if (pending[1]) begin
-      lane = 2'h1;
-    end
-    if (pending[0]) begin
-      lane = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    o__payload[11:8] = 4'h0;
-    if (\$signal$80 ) begin
-      (* full_case = 32'd1 *)
-      if (\$86 ) begin
-        o__payload[10:8] = \$87 ;
-      end else begin
-        o__payload[11] = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    o__valid = 1'h0;
-    if (\$signal$80 ) begin
-      (* full_case = 32'd1 *)
-      if (\$86 ) begin
-        o__valid = 1'h1;
-      end else begin
-        o__valid = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$signal$83  = 1'h0;
-    if (\$signal$80 ) begin
-      (* full_case = 32'd1 *)
-      if (\$86 ) begin
-        if (o__ready) begin
-          if (\$92 ) begin
-            \$signal$83  = 1'h1;
-          end
-        end
-      end else begin
-        if (o__ready) begin
-          \$signal$83  = 1'h1;
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$510  = \$98 [7:0];
-    if (rst) begin
-      \$510  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$511  = \$99 ;
-    if (rst) begin
-      \$511  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$512  = fsm_state;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[13]) begin
-              if (\$100 ) begin
-                \$512  = 1'h1;
-              end
-            end
-          end
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$103 ) begin
-                \$512  = 1'h0;
-              end else begin
-                \$512  = 1'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$512  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$513  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$513  = 6'h00;
-            end else begin
-              \$513  = \$105 [5:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$513  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$514  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$514  = 1'h0;
-            end else begin
-              \$514  = \$106 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$514  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$515  = step;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$103 ) begin
-                \$515  = 2'h0;
-              end else begin
-                \$515  = \$104 [1:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$515  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$516  = fire_k;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              if (\$103 ) begin
-                \$516  = 2'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$516  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$517  = plane;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              if (\$103 ) begin
-                \$517  = 2'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$517  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$518  = \$107 ;
-    if (rst) begin
-      \$518  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$519  = \$109 ;
-    if (rst) begin
-      \$519  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$520  = pos0;
-    if (sweep_now) begin
-      (* full_case = 32'd1 *)
-      if (issue[32]) begin
-        \$520  = 2'h0;
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$110 ) begin
-          \$520  = 2'h0;
-        end else begin
-          \$520  = \$111 [1:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$520  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$521  = issue;
-    if (rst) begin
-      \$521  = 35'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$522  = st0;
-    if (rst) begin
-      \$522  = 35'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$523  = st1;
-    if (rst) begin
-      \$523  = 35'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$524  = st2;
-    if (rst) begin
-      \$524  = 35'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$525  = st3;
-    if (rst) begin
-      \$525  = 35'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$526  = st4;
-    if (rst) begin
-      \$526  = 35'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$527  = st5;
-    if (rst) begin
-      \$527  = 35'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$528  = st6;
-    if (rst) begin
-      \$528  = 35'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$529  = st7;
-    if (rst) begin
-      \$529  = 35'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$530  = \$signature__data ;
-    if (rst) begin
-      \$530  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$531  = \$117 ;
-    if (rst) begin
-      \$531  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$532  = \$123 ;
-    if (rst) begin
-      \$532  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$533  = \$129 ;
-    if (rst) begin
-      \$533  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$534  = \$135 ;
-    if (rst) begin
-      \$534  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$535  = \$138 ;
-    if (rst) begin
-      \$535  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$536  = \$141 ;
-    if (rst) begin
-      \$536  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$537  = \$144 ;
-    if (rst) begin
-      \$537  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$538  = \$147 ;
-    if (rst) begin
-      \$538  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$539  = addend;
-    if (\$148 ) begin
-      \$539 [11:0] = \$150 [11:0];
-      \$539 [23:12] = \$152 [11:0];
-      \$539 [35:24] = \$154 [11:0];
-      \$539 [47:36] = \$156 [11:0];
-    end
-    if (rst) begin
-      \$539  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$540  = \$signature__data$106 ;
-    if (rst) begin
-      \$540  = 68'h00000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$541  = b_rd__data;
-    if (rst) begin
-      \$541  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$542  = v_wr__data;
-    if (rst) begin
-      \$542  = 68'h00000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$543  = res8;
-    if (rst) begin
-      \$543  = 68'h00000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$544  = 4'h0;
-    if (rst) begin
-      \$544  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$545  = cres8;
-    if (rst) begin
-      \$545  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$546  = b_raw;
-    if (rst) begin
-      \$546  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$547  = \$like ;
-    if (rst) begin
-      \$547  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$548  = \$164 ;
-    if (rst) begin
-      \$548  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$549  = \$174 ;
-    if (rst) begin
-      \$549  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$550  = \$182 ;
-    if (rst) begin
-      \$550  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$551  = \$192 ;
-    if (rst) begin
-      \$551  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$552  = \$198 ;
-    if (rst) begin
-      \$552  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$553  = \$206 ;
-    if (rst) begin
-      \$553  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$554  = \$212 ;
-    if (rst) begin
-      \$554  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$555  = \$220 ;
-    if (rst) begin
-      \$555  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$556  = \$226 ;
-    if (rst) begin
-      \$556  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$557  = \$234 ;
-    if (rst) begin
-      \$557  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$558  = { \$330 , \$321 , \$312 , \$304 , \$297 , \$287 , \$277 , \$268 , \$260 , \$246  };
-    if (rst) begin
-      \$558  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$559  = { 6'h00, \$333 , \$331  };
-    if (rst) begin
-      \$559  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$560 [17:0] = \$368 [17:0];
-    \$560 [35:18] = \$403 [17:0];
-    \$560 [53:36] = \$438 [17:0];
-    \$560 [71:54] = \$473 [17:0];
-    if (rst) begin
-      \$560  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$561 [17:0] = \$signal$128 [17:0];
-    \$561 [35:18] = \$signal$128 [35:18];
-    \$561 [53:36] = \$signal$128 [53:36];
-    \$561 [71:54] = \$signal$128 [71:54];
-    if (rst) begin
-      \$561  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$562  = \$474 ;
-    if (rst) begin
-      \$562  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$563  = \$475 ;
-    if (rst) begin
-      \$563  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$564  = \$476 ;
-    if (rst) begin
-      \$564  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$565  = \$477 ;
-    if (rst) begin
-      \$565  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$566  = \$478 ;
-    if (rst) begin
-      \$566  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$567  = \$479 ;
-    if (rst) begin
-      \$567  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$568  = \$480 ;
-    if (rst) begin
-      \$568  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$569  = \$481 ;
-    if (rst) begin
-      \$569  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$570  = \$482 ;
-    if (rst) begin
-      \$570  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$571  = \$483 ;
-    if (rst) begin
-      \$571  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$572  = \$484 ;
-    if (rst) begin
-      \$572  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$573  = \$485 ;
-    if (rst) begin
-      \$573  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$574  = \$486 ;
-    if (rst) begin
-      \$574  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$575  = \$487 ;
-    if (rst) begin
-      \$575  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$576  = \$488 ;
-    if (rst) begin
-      \$576  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$577  = \$489 ;
-    if (rst) begin
-      \$577  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$578  = result;
-    if (rst) begin
-      \$578  = 68'h00000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$579  = entry;
-    if (rst) begin
-      \$579  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$580  = \$493 ;
-    if (rst) begin
-      \$580  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$581  = \pos0$68 ;
-    if (\$495 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[32]) begin
-        \$581  = 2'h0;
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$496 ) begin
-          \$581  = 2'h0;
-        end else begin
-          \$581  = \$501 [1:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$581  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$582  = pos1;
-    if (\$495 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[32]) begin
-        \$582  = 2'h0;
-      end else begin
-        if (\$496 ) begin
-          (* full_case = 32'd1 *)
-          if (\$497 ) begin
-            \$582  = 2'h0;
-          end else begin
-            \$582  = \$500 [1:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$582  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$583  = pos2;
-    if (\$495 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[32]) begin
-        \$583  = 2'h0;
-      end else begin
-        if (\$496 ) begin
-          if (\$497 ) begin
-            (* full_case = 32'd1 *)
-            if (\$498 ) begin
-              \$583  = 2'h0;
-            end else begin
-              \$583  = \$499 [1:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$583  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$584  = done;
-    if (\$signal$80 ) begin
-      (* full_case = 32'd1 *)
-      if (\$502 ) begin
-        if (o__ready) begin
-          (* full_case = 32'd1 *)
-          if (\$507 ) begin
-            \$584  = 4'h0;
-          end else begin
-            \$584  = \$509 [3:0];
-          end
-        end
-      end else begin
-        if (o__ready) begin
-          \$584  = 4'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$584  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$87  = \$signal$76 [2:0];
-      2'h1:
-          \$87  = \$signal$76 [5:3];
-      2'h2:
-          \$87  = \$signal$76 [8:6];
-      2'h3:
-          \$87  = \$signal$76 [11:9];
-    endcase
-  end
-  assign \$signal$5  = 1'h0;
-  assign ev_c = i0__payload[3:0];
-  assign ev_y = i0__payload[6:4];
-  assign ev_x = i0__payload[9:7];
-  assign ev_count = i0__payload[12:10];
-  assign ev_shift = 4'h0;
-  assign busy = op_valid;
-  assign \$signal$23  = 1'h0;
-  assign \$signature__addr  = st0[21:10];
-  assign \$signature__addr$32  = st2[9:4];
-  assign b_rd__addr = st2[34:33];
-  assign v_wr__addr = st7[9:4];
-  assign res7 = v_wr__data;
-  assign v_wr__en = \$68 [0];
-  assign \$signal$71  = written;
-  assign push7 = \$signal$72 ;
-  assign cres7 = 4'h0;
-  assign c_raw = 4'h0;
-  assign \issue.valid  = issue[0];
-  assign \issue.kind  = issue[1];
-  assign \issue.cur  = issue[2];
-  assign \issue.bank  = issue[3];
-  assign \issue.addr  = issue[9:4];
-  assign \issue.waddr  = issue[21:10];
-  assign \issue.proj  = issue[22];
-  assign \issue.count  = issue[25:23];
-  assign \issue.shift  = issue[29:26];
-  assign \issue.last_step  = issue[30];
-  assign \issue.fire_k  = issue[31];
-  assign \issue.end  = issue[32];
-  assign \issue.bias_g  = issue[34:33];
-  assign \i0__payload.c  = i0__payload[3:0];
-  assign \i0__payload.y  = i0__payload[6:4];
-  assign \i0__payload.x  = i0__payload[9:7];
-  assign \i0__payload.count  = i0__payload[12:10];
-  assign \i0__payload.end  = i0__payload[13];
-  assign \st0.valid  = st0[0];
-  assign \st0.kind  = st0[1];
-  assign \st0.cur  = st0[2];
-  assign \st0.bank  = st0[3];
-  assign \st0.addr  = st0[9:4];
-  assign \st0.waddr  = st0[21:10];
-  assign \st0.proj  = st0[22];
-  assign \st0.count  = st0[25:23];
-  assign \st0.shift  = st0[29:26];
-  assign \st0.last_step  = st0[30];
-  assign \st0.fire_k  = st0[31];
-  assign \st0.end  = st0[32];
-  assign \st0.bias_g  = st0[34:33];
-  assign \st2.valid  = st2[0];
-  assign \st2.kind  = st2[1];
-  assign \st2.cur  = st2[2];
-  assign \st2.bank  = st2[3];
-  assign \st2.addr  = st2[9:4];
-  assign \st2.waddr  = st2[21:10];
-  assign \st2.proj  = st2[22];
-  assign \st2.count  = st2[25:23];
-  assign \st2.shift  = st2[29:26];
-  assign \st2.last_step  = st2[30];
-  assign \st2.fire_k  = st2[31];
-  assign \st2.end  = st2[32];
-  assign \st2.bias_g  = st2[34:33];
-  assign \st6.valid  = st6[0];
-  assign \st6.kind  = st6[1];
-  assign \st6.cur  = st6[2];
-  assign \st6.bank  = st6[3];
-  assign \st6.addr  = st6[9:4];
-  assign \st6.waddr  = st6[21:10];
-  assign \st6.proj  = st6[22];
-  assign \st6.count  = st6[25:23];
-  assign \st6.shift  = st6[29:26];
-  assign \st6.last_step  = st6[30];
-  assign \st6.fire_k  = st6[31];
-  assign \st6.end  = st6[32];
-  assign \st6.bias_g  = st6[34:33];
-  assign \result[0]  = result[16:0];
-  assign \result[1]  = result[33:17];
-  assign \result[2]  = result[50:34];
-  assign \result[3]  = result[67:51];
-  assign \$signal$37[0]  = \$signal$37 [17:0];
-  assign \$signal$37[1]  = \$signal$37 [35:18];
-  assign \$signal$37[2]  = \$signal$37 [53:36];
-  assign \$signal$37[3]  = \$signal$37 [71:54];
-  assign \out_counts[0]  = out_counts[2:0];
-  assign \out_counts[1]  = out_counts[5:3];
-  assign \out_counts[2]  = out_counts[8:6];
-  assign \out_counts[3]  = out_counts[11:9];
-  assign \st7.valid  = st7[0];
-  assign \st7.kind  = st7[1];
-  assign \st7.cur  = st7[2];
-  assign \st7.bank  = st7[3];
-  assign \st7.addr  = st7[9:4];
-  assign \st7.waddr  = st7[21:10];
-  assign \st7.proj  = st7[22];
-  assign \st7.count  = st7[25:23];
-  assign \st7.shift  = st7[29:26];
-  assign \st7.last_step  = st7[30];
-  assign \st7.fire_k  = st7[31];
-  assign \st7.end  = st7[32];
-  assign \st7.bias_g  = st7[34:33];
-  assign \v_wr__data[0]  = v_wr__data[16:0];
-  assign \v_wr__data[1]  = v_wr__data[33:17];
-  assign \v_wr__data[2]  = v_wr__data[50:34];
-  assign \v_wr__data[3]  = v_wr__data[67:51];
-  assign \res7[0]  = v_wr__data[16:0];
-  assign \res7[1]  = v_wr__data[33:17];
-  assign \res7[2]  = v_wr__data[50:34];
-  assign \res7[3]  = v_wr__data[67:51];
-  assign \written.counts  = written[11:0];
-  assign \written.counts[0]  = written[2:0];
-  assign \written.counts[1]  = written[5:3];
-  assign \written.counts[2]  = written[8:6];
-  assign \written.counts[3]  = written[11:9];
-  assign \written.g  = written[13:12];
-  assign \written.y  = written[15:14];
-  assign \written.x  = written[17:16];
-  assign \written.end  = written[18];
-  assign \entry7.counts  = entry7[11:0];
-  assign \entry7.counts[0]  = entry7[2:0];
-  assign \entry7.counts[1]  = entry7[5:3];
-  assign \entry7.counts[2]  = entry7[8:6];
-  assign \entry7.counts[3]  = entry7[11:9];
-  assign \entry7.g  = entry7[13:12];
-  assign \entry7.y  = entry7[15:14];
-  assign \entry7.x  = entry7[17:16];
-  assign \entry7.end  = entry7[18];
-  assign \entry.counts  = entry[11:0];
-  assign \entry.counts[0]  = entry[2:0];
-  assign \entry.counts[1]  = entry[5:3];
-  assign \entry.counts[2]  = entry[8:6];
-  assign \entry.counts[3]  = entry[11:9];
-  assign \entry.g  = entry[13:12];
-  assign \entry.y  = entry[15:14];
-  assign \entry.x  = entry[17:16];
-  assign \entry.end  = entry[18];
-  assign \o__payload.c  = o__payload[3:0];
-  assign \o__payload.y  = o__payload[5:4];
-  assign \o__payload.x  = o__payload[7:6];
-  assign \o__payload.count  = o__payload[10:8];
-  assign \o__payload.end  = o__payload[11];
-  assign \st1.valid  = st1[0];
-  assign \st1.kind  = st1[1];
-  assign \st1.cur  = st1[2];
-  assign \st1.bank  = st1[3];
-  assign \st1.addr  = st1[9:4];
-  assign \st1.waddr  = st1[21:10];
-  assign \st1.proj  = st1[22];
-  assign \st1.count  = st1[25:23];
-  assign \st1.shift  = st1[29:26];
-  assign \st1.last_step  = st1[30];
-  assign \st1.fire_k  = st1[31];
-  assign \st1.end  = st1[32];
-  assign \st1.bias_g  = st1[34:33];
-  assign \st3.valid  = st3[0];
-  assign \st3.kind  = st3[1];
-  assign \st3.cur  = st3[2];
-  assign \st3.bank  = st3[3];
-  assign \st3.addr  = st3[9:4];
-  assign \st3.waddr  = st3[21:10];
-  assign \st3.proj  = st3[22];
-  assign \st3.count  = st3[25:23];
-  assign \st3.shift  = st3[29:26];
-  assign \st3.last_step  = st3[30];
-  assign \st3.fire_k  = st3[31];
-  assign \st3.end  = st3[32];
-  assign \st3.bias_g  = st3[34:33];
-  assign \st4.valid  = st4[0];
-  assign \st4.kind  = st4[1];
-  assign \st4.cur  = st4[2];
-  assign \st4.bank  = st4[3];
-  assign \st4.addr  = st4[9:4];
-  assign \st4.waddr  = st4[21:10];
-  assign \st4.proj  = st4[22];
-  assign \st4.count  = st4[25:23];
-  assign \st4.shift  = st4[29:26];
-  assign \st4.last_step  = st4[30];
-  assign \st4.fire_k  = st4[31];
-  assign \st4.end  = st4[32];
-  assign \st4.bias_g  = st4[34:33];
-  assign \st5.valid  = st5[0];
-  assign \st5.kind  = st5[1];
-  assign \st5.cur  = st5[2];
-  assign \st5.bank  = st5[3];
-  assign \st5.addr  = st5[9:4];
-  assign \st5.waddr  = st5[21:10];
-  assign \st5.proj  = st5[22];
-  assign \st5.count  = st5[25:23];
-  assign \st5.shift  = st5[29:26];
-  assign \st5.last_step  = st5[30];
-  assign \st5.fire_k  = st5[31];
-  assign \st5.end  = st5[32];
-  assign \st5.bias_g  = st5[34:33];
-  assign \st8.valid  = st8[0];
-  assign \st8.kind  = st8[1];
-  assign \st8.cur  = st8[2];
-  assign \st8.bank  = st8[3];
-  assign \st8.addr  = st8[9:4];
-  assign \st8.waddr  = st8[21:10];
-  assign \st8.proj  = st8[22];
-  assign \st8.count  = st8[25:23];
-  assign \st8.shift  = st8[29:26];
-  assign \st8.last_step  = st8[30];
-  assign \st8.fire_k  = st8[31];
-  assign \st8.end  = st8[32];
-  assign \st8.bias_g  = st8[34:33];
-  assign \w1_0[0]  = w1_0[7:0];
-  assign \w1_0[1]  = w1_0[15:8];
-  assign \w1_0[2]  = w1_0[23:16];
-  assign \w1_0[3]  = w1_0[31:24];
-  assign \$signature__data[0]  = \$signature__data [7:0];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \addend[0]  = addend[11:0];
-  assign \addend[1]  = addend[23:12];
-  assign \addend[2]  = addend[35:24];
-  assign \addend[3]  = addend[47:36];
-  assign \v_raw[0]  = v_raw[16:0];
-  assign \v_raw[1]  = v_raw[33:17];
-  assign \v_raw[2]  = v_raw[50:34];
-  assign \v_raw[3]  = v_raw[67:51];
-  assign \$signature__data$106[0]  = \$signature__data$106 [16:0];
-  assign \$signature__data$106[1]  = \$signature__data$106 [33:17];
-  assign \$signature__data$106[2]  = \$signature__data$106 [50:34];
-  assign \$signature__data$106[3]  = \$signature__data$106 [67:51];
-  assign \b_raw[0]  = b_raw[11:0];
-  assign \b_raw[1]  = b_raw[23:12];
-  assign \b_raw[2]  = b_raw[35:24];
-  assign \b_raw[3]  = b_raw[47:36];
-  assign \b_rd__data[0]  = b_rd__data[11:0];
-  assign \b_rd__data[1]  = b_rd__data[23:12];
-  assign \b_rd__data[2]  = b_rd__data[35:24];
-  assign \b_rd__data[3]  = b_rd__data[47:36];
-  assign \res8[0]  = res8[16:0];
-  assign \res8[1]  = res8[33:17];
-  assign \res8[2]  = res8[50:34];
-  assign \res8[3]  = res8[67:51];
-  assign \res9[0]  = res9[16:0];
-  assign \res9[1]  = res9[33:17];
-  assign \res9[2]  = res9[50:34];
-  assign \res9[3]  = res9[67:51];
-  assign \cres8[0]  = cres8[0];
-  assign \cres8[1]  = cres8[1];
-  assign \cres8[2]  = cres8[2];
-  assign \cres8[3]  = cres8[3];
-  assign \cres7[0]  = 1'h0;
-  assign \cres7[1]  = 1'h0;
-  assign \cres7[2]  = 1'h0;
-  assign \cres7[3]  = 1'h0;
-  assign \cres9[0]  = cres9[0];
-  assign \cres9[1]  = cres9[1];
-  assign \cres9[2]  = cres9[2];
-  assign \cres9[3]  = cres9[3];
-  assign \$like[0]  = \$like [11:0];
-  assign \$like[1]  = \$like [23:12];
-  assign \$like[2]  = \$like [35:24];
-  assign \$like[3]  = \$like [47:36];
-  assign \b6[0]  = b6[11:0];
-  assign \b6[1]  = b6[23:12];
-  assign \b6[2]  = b6[35:24];
-  assign \b6[3]  = b6[47:36];
-  assign \$signal$128[0]  = \$signal$128 [17:0];
-  assign \$signal$128[1]  = \$signal$128 [35:18];
-  assign \$signal$128[2]  = \$signal$128 [53:36];
-  assign \$signal$128[3]  = \$signal$128 [71:54];
-  assign \c_raw[0]  = 1'h0;
-  assign \c_raw[1]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
   assign \c_raw[3]  = 1'h0;
-  always @*
-    o__payload[7:6] = \$signal$76 [17:16];
-  always @*
-    o__payload[5:4] = \$signal$76 [15:14];
-  always @*
-    o__payload[3:0] = \$85 [3:0];
-  assign pending[3] = \$83 ;
-  assign pending[2] = \$80 ;
-  assign pending[1] = \$77 ;
-  assign pending[0] = \$74 ;
-  assign entry[18] = st6[32];
-  assign entry[11:0] = out_counts;
-  assign entry[17:12] = 6'h00;
-  assign written[17:16] = pos1;
-  assign written[15:14] = pos2;
-  assign written[13:12] = \pos0$68 ;
-  assign { written[18], written[11:0] } = { entry7[18], entry7[11:0] };
-  assign active = \$7 ;
-  assign \$69  = st7[1];
-  assign \$94  = fsm_state;
-  assign \$112  = { w1_0[7], w1_0[7:0] };
-  assign \$115  = { w1_0[7:0], 1'h0 };
-  assign \$118  = { w1_0[15], w1_0[15:8] };
-  assign \$121  = { w1_0[15:8], 1'h0 };
-  assign \$124  = { w1_0[23], w1_0[23:16] };
-  assign \$127  = { w1_0[23:16], 1'h0 };
-  assign \$130  = { w1_0[31], w1_0[31:24] };
-  assign \$133  = { w1_0[31:24], 1'h0 };
-  assign \$136  = { w1_0[7], w1_0[7:0], 2'h0 };
-  assign \$139  = { w1_0[15], w1_0[15:8], 2'h0 };
-  assign \$142  = { w1_0[23], w1_0[23:16], 2'h0 };
-  assign \$145  = { w1_0[31], w1_0[31:24], 2'h0 };
-  assign \$170  = st3[1];
-  assign \$188  = st4[1];
-  assign \$202  = st5[1];
-  assign \$216  = st6[1];
-  assign \$230  = st7[1];
-  assign \$235  = 1'h1;
-  assign \$236  = hit_v1;
-  assign \$241  = 1'h1;
-  assign \$242  = hit_c1;
-  assign \$247  = hit_v1;
-  assign \$254  = hit_c1;
-  assign \$261  = hit_v1;
-  assign \$269  = hit_v1;
-  assign \$278  = hit_v1;
-  assign \$288  = hit_v1;
-  assign \$298  = hit_c1;
-  assign \$305  = hit_c1;
-  assign \$313  = hit_c1;
-  assign \$322  = hit_c1;
-  assign \$345  = 2'h0;
-  assign \$346  = \$344 ;
-  assign \$351  = 2'h0;
-  assign \$352  = \$350 ;
-  assign \$360  = 2'h0;
-  assign \$361  = \$359 ;
-  assign \$366  = 2'h0;
-  assign \$367  = \$365 ;
-  assign \$380  = 2'h0;
-  assign \$381  = \$379 ;
-  assign \$386  = 2'h0;
-  assign \$387  = \$385 ;
-  assign \$395  = 2'h0;
-  assign \$396  = \$394 ;
-  assign \$401  = 2'h0;
-  assign \$402  = \$400 ;
-  assign \$415  = 2'h0;
-  assign \$416  = \$414 ;
-  assign \$421  = 2'h0;
-  assign \$422  = \$420 ;
-  assign \$430  = 2'h0;
-  assign \$431  = \$429 ;
-  assign \$436  = 2'h0;
-  assign \$437  = \$435 ;
-  assign \$450  = 2'h0;
-  assign \$451  = \$449 ;
-  assign \$456  = 2'h0;
-  assign \$457  = \$455 ;
-  assign \$465  = 2'h0;
-  assign \$466  = \$464 ;
-  assign \$471  = 2'h0;
-  assign \$472  = \$470 ;
-  assign \$490  = st6[1];
-  assign \$494  = st7[1];
-  assign \$333  = st3[1];
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[0]  = 1'h0;
+  assign \$signal$128[3]  = \$signal$128 [71:54];
+  assign \$signal$128[2]  = \$signal$128 [53:36];
+  assign \$signal$128[1]  = \$signal$128 [35:18];
+  assign \$signal$128[0]  = \$signal$128 [17:0];
+  assign \b6[3]  = b6[47:36];
+  assign \b6[2]  = b6[35:24];
+  assign \b6[1]  = b6[23:12];
+  assign \b6[0]  = b6[11:0];
+  assign \$like[3]  = \$like [47:36];
+  assign \$like[2]  = \$like [35:24];
+  assign \$like[1]  = \$like [23:12];
+  assign \$like[0]  = \$like [11:0];
+  assign \cres9[3]  = cres9[3];
+  assign \cres9[2]  = cres9[2];
+  assign \cres9[1]  = cres9[1];
+  assign \cres9[0]  = cres9[0];
+  assign \cres7[3]  = 1'h0;
+  assign \cres7[2]  = 1'h0;
+  assign \cres7[1]  = 1'h0;
+  assign \cres7[0]  = 1'h0;
+  assign \cres8[3]  = cres8[3];
+  assign \cres8[2]  = cres8[2];
+  assign \cres8[1]  = cres8[1];
+  assign \cres8[0]  = cres8[0];
+  assign \res9[3]  = res9[67:51];
+  assign \res9[2]  = res9[50:34];
+  assign \res9[1]  = res9[33:17];
+  assign \res9[0]  = res9[16:0];
+  assign \res8[3]  = res8[67:51];
+  assign \res8[2]  = res8[50:34];
+  assign \res8[1]  = res8[33:17];
+  assign \res8[0]  = res8[16:0];
+  assign \b_rd__data[3]  = b_rd__data[47:36];
+  assign \b_rd__data[2]  = b_rd__data[35:24];
+  assign \b_rd__data[1]  = b_rd__data[23:12];
+  assign \b_rd__data[0]  = b_rd__data[11:0];
+  assign \b_raw[3]  = b_raw[47:36];
+  assign \b_raw[2]  = b_raw[35:24];
+  assign \b_raw[1]  = b_raw[23:12];
+  assign \b_raw[0]  = b_raw[11:0];
+  assign \$signature__data$106[3]  = \$signature__data$106 [67:51];
+  assign \$signature__data$106[2]  = \$signature__data$106 [50:34];
+  assign \$signature__data$106[1]  = \$signature__data$106 [33:17];
+  assign \$signature__data$106[0]  = \$signature__data$106 [16:0];
+  assign \v_raw[3]  = v_raw[67:51];
+  assign \v_raw[2]  = v_raw[50:34];
+  assign \v_raw[1]  = v_raw[33:17];
+  assign \v_raw[0]  = v_raw[16:0];
+  assign \addend[3]  = addend[47:36];
+  assign \addend[2]  = addend[35:24];
+  assign \addend[1]  = addend[23:12];
+  assign \addend[0]  = addend[11:0];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \st8.bias_g  = st8[34:33];
+  assign \st8.end  = st8[32];
+  assign \st8.fire_k  = st8[31];
+  assign \st8.last_step  = st8[30];
+  assign \st8.shift  = st8[29:26];
+  assign \st8.count  = st8[25:23];
+  assign \st8.proj  = st8[22];
+  assign \st8.waddr  = st8[21:10];
+  assign \st8.addr  = st8[9:4];
+  assign \st8.bank  = st8[3];
+  assign \st8.cur  = st8[2];
+  assign \st8.kind  = st8[1];
+  assign \st8.valid  = st8[0];
+  assign \st5.bias_g  = st5[34:33];
+  assign \st5.end  = st5[32];
+  assign \st5.fire_k  = st5[31];
+  assign \st5.last_step  = st5[30];
+  assign \st5.shift  = st5[29:26];
+  assign \st5.count  = st5[25:23];
+  assign \st5.proj  = st5[22];
+  assign \st5.waddr  = st5[21:10];
+  assign \st5.addr  = st5[9:4];
+  assign \st5.bank  = st5[3];
+  assign \st5.cur  = st5[2];
+  assign \st5.kind  = st5[1];
+  assign \st5.valid  = st5[0];
+  assign \st4.bias_g  = st4[34:33];
+  assign \st4.end  = st4[32];
+  assign \st4.fire_k  = st4[31];
+  assign \st4.last_step  = st4[30];
+  assign \st4.shift  = st4[29:26];
+  assign \st4.count  = st4[25:23];
+  assign \st4.proj  = st4[22];
+  assign \st4.waddr  = st4[21:10];
+  assign \st4.addr  = st4[9:4];
+  assign \st4.bank  = st4[3];
+  assign \st4.cur  = st4[2];
+  assign \st4.kind  = st4[1];
+  assign \st4.valid  = st4[0];
+  assign \st3.bias_g  = st3[34:33];
+  assign \st3.end  = st3[32];
+  assign \st3.fire_k  = st3[31];
+  assign \st3.last_step  = st3[30];
+  assign \st3.shift  = st3[29:26];
+  assign \st3.count  = st3[25:23];
+  assign \st3.proj  = st3[22];
+  assign \st3.waddr  = st3[21:10];
+  assign \st3.addr  = st3[9:4];
+  assign \st3.bank  = st3[3];
+  assign \st3.cur  = st3[2];
+  assign \st3.kind  = st3[1];
+  assign \st3.valid  = st3[0];
+  assign \st1.bias_g  = st1[34:33];
+  assign \st1.end  = st1[32];
+  assign \st1.fire_k  = st1[31];
+  assign \st1.last_step  = st1[30];
+  assign \st1.shift  = st1[29:26];
+  assign \st1.count  = st1[25:23];
+  assign \st1.proj  = st1[22];
+  assign \st1.waddr  = st1[21:10];
+  assign \st1.addr  = st1[9:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \o__payload.x  = \$signal$76 [17:16];
+  assign \o__payload.y  = \$signal$76 [15:14];
+  assign \o__payload.c  = o__payload[3:0];
+  assign \entry.end  = st6[32];
+  assign \entry.x  = 2'h0;
+  assign \entry.y  = 2'h0;
+  assign \entry.g  = 2'h0;
+  assign \entry.counts  = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign \entry7.end  = entry7[18];
+  assign \entry7.x  = entry7[17:16];
+  assign \entry7.y  = entry7[15:14];
+  assign \entry7.g  = entry7[13:12];
+  assign \entry7.counts[3]  = entry7[11:9];
+  assign \entry7.counts[2]  = entry7[8:6];
+  assign \entry7.counts[1]  = entry7[5:3];
+  assign \entry7.counts[0]  = entry7[2:0];
+  assign \entry7.counts  = entry7[11:0];
+  assign \written.end  = entry7[18];
+  assign \written.x  = pos1;
+  assign \written.y  = pos2;
+  assign \written.g  = \pos0$68 ;
+  assign \written.counts[3]  = entry7[11:9];
+  assign \written.counts[2]  = entry7[8:6];
+  assign \written.counts[1]  = entry7[5:3];
+  assign \written.counts[0]  = entry7[2:0];
+  assign \written.counts  = entry7[11:0];
+  assign \res7[3]  = v_wr__data[67:51];
+  assign \res7[2]  = v_wr__data[50:34];
+  assign \res7[1]  = v_wr__data[33:17];
+  assign \res7[0]  = v_wr__data[16:0];
+  assign \v_wr__data[3]  = v_wr__data[67:51];
+  assign \v_wr__data[2]  = v_wr__data[50:34];
+  assign \v_wr__data[1]  = v_wr__data[33:17];
+  assign \v_wr__data[0]  = v_wr__data[16:0];
+  assign \st7.bias_g  = st7[34:33];
+  assign \st7.end  = st7[32];
+  assign \st7.fire_k  = st7[31];
+  assign \st7.last_step  = st7[30];
+  assign \st7.shift  = st7[29:26];
+  assign \st7.count  = st7[25:23];
+  assign \st7.proj  = st7[22];
+  assign \st7.waddr  = st7[21:10];
+  assign \st7.addr  = st7[9:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \out_counts[3]  = \entry.counts[3] ;
+  assign \out_counts[2]  = \entry.counts[2] ;
+  assign \out_counts[1]  = \entry.counts[1] ;
+  assign \out_counts[0]  = \entry.counts[0] ;
+  assign \$signal$37[3]  = \$signal$37 [71:54];
+  assign \$signal$37[2]  = \$signal$37 [53:36];
+  assign \$signal$37[1]  = \$signal$37 [35:18];
+  assign \$signal$37[0]  = \$signal$37 [17:0];
+  assign \st6.bias_g  = st6[34:33];
+  assign \st6.end  = st6[32];
+  assign \st6.fire_k  = st6[31];
+  assign \st6.last_step  = st6[30];
+  assign \st6.shift  = st6[29:26];
+  assign \st6.count  = st6[25:23];
+  assign \st6.proj  = st6[22];
+  assign \st6.waddr  = st6[21:10];
+  assign \st6.addr  = st6[9:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
+  assign \st2.bias_g  = st2[34:33];
+  assign \st2.end  = st2[32];
+  assign \st2.fire_k  = st2[31];
+  assign \st2.last_step  = st2[30];
+  assign \st2.shift  = st2[29:26];
+  assign \st2.count  = st2[25:23];
+  assign \st2.proj  = st2[22];
+  assign \st2.waddr  = st2[21:10];
+  assign \st2.addr  = st2[9:4];
+  assign \st2.bank  = st2[3];
+  assign \st2.cur  = st2[2];
+  assign \st2.kind  = st2[1];
+  assign \st2.valid  = st2[0];
+  assign \st0.bias_g  = st0[34:33];
+  assign \st0.end  = st0[32];
+  assign \st0.fire_k  = st0[31];
+  assign \st0.last_step  = st0[30];
+  assign \st0.shift  = st0[29:26];
+  assign \st0.count  = st0[25:23];
+  assign \st0.proj  = st0[22];
+  assign \st0.waddr  = st0[21:10];
+  assign \st0.addr  = st0[9:4];
+  assign \st0.bank  = st0[3];
+  assign \st0.cur  = st0[2];
+  assign \st0.kind  = st0[1];
+  assign \st0.valid  = st0[0];
+  assign \i0__payload.end  = i0__payload[13];
+  assign \i0__payload.count  = i0__payload[12:10];
+  assign \i0__payload.x  = i0__payload[9:7];
+  assign \i0__payload.y  = i0__payload[6:4];
+  assign \i0__payload.c  = i0__payload[3:0];
+  assign \issue.bias_g  = pos0;
+  assign \issue.proj  = 1'h0;
+  assign \issue.bank  = 1'h0;
+  assign \issue.cur  = 1'h0;
+  assign _0483_[3:0] = o__payload[3:0];
+  assign _0471_[0] = v_wr__en;
+  assign o__payload[11:4] = { \o__payload.end , \o__payload.count , \$signal$76 [17:14] };
+  assign c_raw = 4'h0;
+  assign cres7 = 4'h0;
+  assign push7 = \$signal$72 ;
+  assign \$signal$71  = { entry7[18], pos1, pos2, \pos0$68 , entry7[11:0] };
+  assign entry = { st6[32], 6'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign written = { entry7[18], pos1, pos2, \pos0$68 , entry7[11:0] };
+  assign res7 = v_wr__data;
+  assign v_wr__addr = st7[9:4];
+  assign out_counts = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign b_rd__addr = st2[34:33];
+  assign \$signature__addr$32  = st2[9:4];
+  assign \$signature__addr  = st0[21:10];
+  assign \$signal$23  = 1'h0;
+  assign busy = op_valid;
+  assign ev_shift = 4'h0;
+  assign ev_count = i0__payload[12:10];
+  assign ev_x = i0__payload[9:7];
+  assign ev_y = i0__payload[6:4];
+  assign ev_c = i0__payload[3:0];
+  assign \$signal$5  = 1'h0;
+  assign issue = { pos0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4509$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
-  wire \$1 ;
-  wire [11:0] \$10 ;
-  wire [10:0] \$11 ;
-  wire [12:0] \$12 ;
-  reg [7:0] \$13 ;
-  wire [14:0] \$14 ;
-  reg [5:0] \$15 ;
-  wire [15:0] \$16 ;
-  reg [2:0] \$17 ;
-  wire [3:0] \$18 ;
-  reg [2:0] \$19 ;
-  wire \$2 ;
-  wire [3:0] \$20 ;
-  reg [2:0] \$21 ;
-  wire [3:0] \$22 ;
-  reg [2:0] \$23 ;
-  wire \$24 ;
-  reg [2:0] \$25 ;
-  wire \$26 ;
-  reg [4:0] \$27 ;
-  reg [6:0] \$28 ;
-  reg [2:0] \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  reg [2:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [2:0] \$35 ;
-  wire [6:0] \$36 ;
-  wire [12:0] \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire [3:0] \$40 ;
-  wire [6:0] \$41 ;
-  wire [13:0] \$42 ;
-  wire \$43 ;
-  wire [7:0] \$44 ;
-  wire [13:0] \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire [3:0] \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  reg [2:0] \$50 ;
-  reg [3:0] \$51 ;
-  reg [1:0] \$52 ;
-  reg [5:0] \$53 ;
-  reg [11:0] \$54 ;
-  reg [2:0] \$55 ;
-  reg [2:0] \$56 ;
-  reg [2:0] \$57 ;
-  reg \$58 ;
-  reg \$59 ;
-  reg [6:0] \$6 ;
-  reg \$60 ;
-  reg [4:0] \$61 ;
-  reg [6:0] \$62 ;
-  reg \$63 ;
-  reg [4:0] \$7 ;
-  wire [7:0] \$8 ;
-  wire [10:0] \$9 ;
+  wire _000_;
+  wire [11:0] _001_;
+  wire [12:0] _002_;
+  wire [7:0] _003_;
+  wire [14:0] _004_;
+  wire [5:0] _005_;
+  (* unused_bits = "12 13 14 15" *)
+  wire [15:0] _006_;
+  wire [2:0] _007_;
+  (* unused_bits = "3" *)
+  wire [3:0] _008_;
+  wire [2:0] _009_;
+  wire _010_;
+  (* unused_bits = "3" *)
+  wire [3:0] _011_;
+  wire [2:0] _012_;
+  (* unused_bits = "3" *)
+  wire [3:0] _013_;
+  wire [2:0] _014_;
+  wire _015_;
+  wire [2:0] _016_;
+  wire _017_;
+  wire [4:0] _018_;
+  wire [6:0] _019_;
+  wire [2:0] _020_;
+  wire _021_;
+  wire _022_;
+  wire [2:0] _023_;
+  wire _024_;
+  wire _025_;
+  (* unused_bits = "2" *)
+  wire [2:0] _026_;
+  (* unused_bits = "6" *)
+  wire [6:0] _027_;
+  (* unused_bits = "12" *)
+  wire [12:0] _028_;
+  wire _029_;
+  wire _030_;
+  (* unused_bits = "3" *)
+  wire [3:0] _031_;
+  (* unused_bits = "6" *)
+  wire [6:0] _032_;
+  (* unused_bits = "12 13" *)
+  wire [13:0] _033_;
+  wire _034_;
+  (* unused_bits = "6 7" *)
+  wire [7:0] _035_;
+  (* unused_bits = "12 13" *)
+  wire [13:0] _036_;
+  wire _037_;
+  (* unused_bits = "3" *)
+  wire [3:0] _038_;
+  wire _039_;
+  wire _040_;
+  wire [2:0] _041_;
+  wire [3:0] _042_;
+  wire [1:0] _043_;
+  wire [5:0] _044_;
+  wire [11:0] _045_;
+  wire [2:0] _046_;
+  wire [2:0] _047_;
+  wire [2:0] _048_;
+  wire _049_;
+  wire _050_;
+  wire [6:0] _051_;
+  wire _052_;
+  wire [4:0] _053_;
+  wire [6:0] _054_;
+  wire _055_;
+  wire [4:0] _056_;
+  (* unused_bits = "6 7" *)
+  wire [7:0] _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire [6:0] _063_;
+  wire [4:0] _064_;
+  wire _065_;
+  wire _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire _074_;
+  wire _075_;
+  wire _076_;
+  wire [2:0] _077_;
+  wire [2:0] _078_;
+  wire [2:0] _079_;
+  wire [2:0] _080_;
+  wire [2:0] _081_;
+  wire [2:0] _082_;
+  wire [2:0] _083_;
+  wire [2:0] _084_;
+  wire [2:0] _085_;
+  wire [2:0] _086_;
+  wire [11:0] _087_;
+  wire [11:0] _088_;
+  wire [11:0] _089_;
+  wire [11:0] _090_;
+  wire [5:0] _091_;
+  wire [5:0] _092_;
+  wire [5:0] _093_;
+  wire [5:0] _094_;
+  wire [1:0] _095_;
+  wire [1:0] _096_;
+  wire [1:0] _097_;
+  wire [3:0] _098_;
+  wire [2:0] _099_;
+  wire _100_;
+  wire _101_;
+  wire _102_;
+  wire _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire _115_;
+  wire _116_;
+  wire _117_;
+  wire _118_;
+  wire _119_;
+  wire _120_;
+  wire _121_;
+  wire _122_;
+  wire _123_;
+  wire _124_;
+  wire _125_;
+  wire _126_;
+  wire _127_;
+  wire _128_;
+  wire _129_;
+  wire _130_;
+  wire _131_;
+  wire _132_;
+  wire _133_;
+  wire _134_;
+  wire _135_;
+  wire _136_;
+  wire _137_;
+  wire _138_;
+  wire _139_;
+  wire _140_;
+  wire _141_;
+  wire _142_;
+  wire _143_;
+  wire _144_;
+  wire _145_;
+  wire _146_;
+  wire _147_;
+  wire _148_;
+  wire _149_;
+  wire _150_;
+  wire _151_;
+  wire _152_;
+  wire _153_;
+  wire _154_;
+  wire _155_;
+  wire _156_;
+  wire _157_;
+  wire _158_;
+  wire _159_;
+  wire _160_;
+  wire _161_;
+  wire _162_;
+  wire _163_;
+  wire _164_;
+  wire _165_;
+  wire _166_;
+  wire _167_;
+  wire _168_;
+  wire _169_;
+  wire _170_;
+  wire _171_;
+  wire _172_;
+  wire _173_;
+  wire _174_;
+  wire _175_;
+  wire _176_;
+  wire _177_;
+  wire _178_;
+  wire _179_;
+  wire _180_;
+  wire _181_;
+  wire _182_;
+  wire _183_;
+  wire _184_;
+  wire _185_;
+  wire _186_;
+  wire _187_;
+  wire _188_;
+  wire _189_;
+  wire _190_;
+  wire _191_;
+  wire _192_;
+  wire _193_;
+  wire _194_;
+  wire _195_;
+  wire _196_;
+  wire _197_;
+  wire _198_;
+  wire _199_;
+  wire _200_;
+  wire _201_;
+  wire _202_;
+  wire _203_;
   reg \$signal  = 1'h0;
-  (* init = 6'h00 *)
   wire [5:0] addr;
-  (* init = 1'h0 *)
   wire busy;
-  (* init = 1'h0 *)
   wire \busy$6 ;
   input clk;
   wire clk;
-  (* init = 3'h0 *)
   wire [2:0] count;
   input en;
   wire en;
@@ -16969,632 +14472,622 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   wire ready;
   input rst;
   wire rst;
-  (* init = 4'h0 *)
   wire [3:0] shift;
   reg [6:0] w_step = 7'h00;
-  (* init = 12'h000 *)
   wire [11:0] waddr;
   reg [2:0] xn = 3'h0;
   reg [2:0] xs = 3'h0;
   reg [2:0] ys = 3'h0;
-  assign \$36  = op_addr + 1'h1;
-  assign \$37  = op_waddr + 1'h1;
-  assign \$38  = g == 2'h2;
-  assign \$39  = ~ \$signal ;
-  assign \$40  = xs - 1'h1;
-  assign \$41  = op_addr + 1'h1;
-  assign \$42  = op_waddr + 14'h3ff5;
-  assign \$43  = xs == 1'h1;
-  assign \$44  = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign \$45  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign \$46  = ! xn;
-  assign \$47  = ~ last_y;
-  assign \$48  = ys - 1'h1;
-  assign \$49  = ys == 1'h1;
+  assign _027_ = op_addr + 1'h1;
+  assign _028_ = op_waddr + 1'h1;
+  assign _029_ = g == 2'h2;
+  assign _031_ = xs - 1'h1;
+  assign _032_ = op_addr + 1'h1;
+  assign _033_ = op_waddr + 14'h3ff5;
+  assign _034_ = xs == 1'h1;
+  assign _035_ = $signed({ 1'h0, op_addr }) + $signed(r_step);
+  assign _036_ = $signed({ 1'h0, op_waddr }) + $signed(w_step);
+  assign _037_ = ! xn;
+  assign _038_ = ys - 1'h1;
+  assign _039_ = ys == 1'h1;
   always @(posedge clk)
-    op_count <= \$50 ;
+    op_count <= _041_;
   always @(posedge clk)
-    op_shift <= \$51 ;
+    op_shift <= _042_;
   always @(posedge clk)
-    g <= \$52 ;
+    g <= _043_;
   always @(posedge clk)
-    op_addr <= \$53 ;
+    op_addr <= _044_;
   always @(posedge clk)
-    op_waddr <= \$54 ;
+    op_waddr <= _045_;
   always @(posedge clk)
-    xs <= \$55 ;
+    xs <= _046_;
   always @(posedge clk)
-    ys <= \$56 ;
+    ys <= _047_;
   always @(posedge clk)
-    xn <= \$57 ;
+    xn <= _048_;
   always @(posedge clk)
-    last_g <= \$58 ;
+    last_g <= _049_;
   always @(posedge clk)
-    \$signal  <= \$59 ;
+    \$signal  <= _050_;
   always @(posedge clk)
-    last_y <= \$60 ;
+    last_y <= _052_;
   always @(posedge clk)
-    r_step <= \$61 ;
+    r_step <= _053_;
   always @(posedge clk)
-    w_step <= \$62 ;
+    w_step <= _054_;
   always @(posedge clk)
-    op_valid <= \$63 ;
-  assign \$1  = ~ op_valid;
-  assign \$2  = last_g & \$signal ;
-  assign \$3  = \$2  & last_y;
-  assign \$4  = \$3  & en;
-  assign ready = \$1  | \$4 ;
-  assign \$5  = op_valid & en;
-  assign \$8  = $signed(\$6 ) + $signed(\$7 );
-  assign \$10  = 1'h0 + \$9 ;
-  assign \$12  = \$10  + \$11 ;
-  assign \$14  = $signed({ 1'h0, \$12  }) + $signed(\$13 );
-  assign \$16  = $signed(\$14 ) + $signed(\$15 );
-  assign \$18  = \$17  - 1'h1;
-  assign \$20  = \$19  - 1'h1;
-  assign \$22  = \$21  - 1'h1;
-  assign \$24  = \$23  == 1'h1;
-  assign \$26  = \$25  == 1'h1;
-  assign \$30  = | \$29 ;
-  assign \$32  = | \$31 ;
-  assign \$33  = \$30  & \$32 ;
-  assign \$34  = ~ last_g;
-  assign \$35  = g + 1'h1;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$50  = op_count;
-    if (load) begin
-      \$50  = \port$4509$0 [12:10];
-    end
-    if (rst) begin
-      \$50  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$51  = op_shift;
-    if (load) begin
-      \$51  = 4'h0;
-    end
-    if (rst) begin
-      \$51  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$52  = g;
-    if (load) begin
-      \$52  = 2'h0;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$52  = \$35 [1:0];
-      end else begin
-        \$52  = 2'h0;
-      end
-    end
-    if (rst) begin
-      \$52  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$53  = op_addr;
-    if (load) begin
-      \$53  = \$8 [5:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$53  = \$36 [5:0];
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$53  = \$41 [5:0];
-        end else begin
-          \$53  = \$44 [5:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$53  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$54  = op_waddr;
-    if (load) begin
-      \$54  = \$16 [11:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$54  = \$37 [11:0];
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$54  = \$42 [11:0];
-        end else begin
-          \$54  = \$45 [11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$54  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$55  = xs;
-    if (load) begin
-      \$55  = \$18 [2:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$55  = \$40 [2:0];
-        end else begin
-          \$55  = xn;
-        end
-      end
-    end
-    if (rst) begin
-      \$55  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$56  = ys;
-    if (load) begin
-      \$56  = \$20 [2:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          if (\$47 ) begin
-            \$56  = \$48 [2:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$56  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$57  = xn;
-    if (load) begin
-      \$57  = \$22 [2:0];
-    end
-    if (rst) begin
-      \$57  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$58  = last_g;
-    if (load) begin
-      \$58  = 1'h0;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$58  = \$38 ;
-      end else begin
-        \$58  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$58  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$59  = \$signal ;
-    if (load) begin
-      \$59  = \$24 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$59  = \$43 ;
-        end else begin
-          \$59  = \$46 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$59  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$60  = last_y;
-    if (load) begin
-      \$60  = \$26 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          if (\$47 ) begin
-            \$60  = \$49 ;
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$60  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$61  = r_step;
-    if (load) begin
-      \$61  = \$27 ;
-    end
-    if (rst) begin
-      \$61  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$62  = w_step;
-    if (load) begin
-      \$62  = \$28 ;
-    end
-    if (rst) begin
-      \$62  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$63  = op_valid;
-    if (load) begin
-      \$63  = \$33 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$47 ) begin
-          end else begin
-            \$63  = 1'h0;
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$63  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    op_valid <= _055_;
+  assign _000_ = ~ op_valid;
+  assign _010_ = last_g & \$signal ;
+  assign _021_ = _010_ & last_y;
+  assign _030_ = _021_ & en;
+  assign ready = _000_ | _030_;
+  assign _040_ = op_valid & en;
+  assign _057_ = $signed(_051_) + $signed(_056_);
+  assign _001_ = 1'h0 + { 3'h0, \port$4509$0 [3:0], 4'h0 };
+  assign _002_ = _001_ + { \port$4509$0 [3:0], 7'h00 };
+  assign _004_ = $signed({ 1'h0, _002_ }) + $signed(_003_);
+  assign _006_ = $signed(_004_) + $signed(_005_);
+  assign _008_ = _007_ - 1'h1;
+  assign _011_ = _009_ - 1'h1;
+  assign _013_ = _012_ - 1'h1;
+  assign _015_ = _014_ == 1'h1;
+  assign _017_ = _016_ == 1'h1;
+  assign _022_ = | _020_;
+  assign _024_ = | _023_;
+  assign _025_ = _022_ & _024_;
+  assign _026_ = g + 1'h1;
+  assign _058_ = last_y ? (* full_case = 32'd1 *) 1'h0 : op_valid;
+  assign _059_ = \$signal  ? (* full_case = 32'd1 *) _058_ : op_valid;
+  assign _060_ = last_g ? (* full_case = 32'd1 *) _059_ : op_valid;
+  assign _061_ = _040_ ? _060_ : op_valid;
+  assign _062_ = load ? _025_ : _061_;
+  assign _055_ = rst ? 1'h0 : _062_;
+  assign _063_ = load ? _019_ : w_step;
+  assign _054_ = rst ? 7'h00 : _063_;
+  assign _064_ = load ? _018_ : r_step;
+  assign _053_ = rst ? 5'h00 : _064_;
+  assign _065_ = last_y ? last_y : _039_;
+  assign _066_ = \$signal  ? (* full_case = 32'd1 *) _065_ : last_y;
+  assign _067_ = last_g ? (* full_case = 32'd1 *) _066_ : last_y;
+  assign _068_ = _040_ ? _067_ : last_y;
+  assign _069_ = load ? _017_ : _068_;
+  assign _052_ = rst ? 1'h0 : _069_;
+  assign _070_ = \$signal  ? (* full_case = 32'd1 *) _037_ : _034_;
+  assign _071_ = last_g ? (* full_case = 32'd1 *) _070_ : \$signal ;
+  assign _072_ = _040_ ? _071_ : \$signal ;
+  assign _073_ = load ? _015_ : _072_;
+  assign _050_ = rst ? 1'h0 : _073_;
+  assign _074_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _029_;
+  assign _075_ = _040_ ? _074_ : last_g;
+  assign _076_ = load ? 1'h0 : _075_;
+  assign _049_ = rst ? 1'h0 : _076_;
+  assign _077_ = load ? _013_[2:0] : xn;
+  assign _048_ = rst ? 3'h0 : _077_;
+  assign _078_ = last_y ? ys : _038_[2:0];
+  assign _079_ = \$signal  ? (* full_case = 32'd1 *) _078_ : ys;
+  assign _080_ = last_g ? (* full_case = 32'd1 *) _079_ : ys;
+  assign _081_ = _040_ ? _080_ : ys;
+  assign _082_ = load ? _011_[2:0] : _081_;
+  assign _047_ = rst ? 3'h0 : _082_;
+  assign _083_ = \$signal  ? (* full_case = 32'd1 *) xn : _031_[2:0];
+  assign _084_ = last_g ? (* full_case = 32'd1 *) _083_ : xs;
+  assign _085_ = _040_ ? _084_ : xs;
+  assign _086_ = load ? _008_[2:0] : _085_;
+  assign _046_ = rst ? 3'h0 : _086_;
+  assign _087_ = \$signal  ? (* full_case = 32'd1 *) _036_[11:0] : _033_[11:0];
+  assign _088_ = last_g ? (* full_case = 32'd1 *) _087_ : _028_[11:0];
+  assign _089_ = _040_ ? _088_ : op_waddr;
+  assign _090_ = load ? _006_[11:0] : _089_;
+  assign _045_ = rst ? 12'h000 : _090_;
+  assign _091_ = \$signal  ? (* full_case = 32'd1 *) _035_[5:0] : _032_[5:0];
+  assign _092_ = last_g ? (* full_case = 32'd1 *) _091_ : _027_[5:0];
+  assign _093_ = _040_ ? _092_ : op_addr;
+  assign _094_ = load ? _057_[5:0] : _093_;
+  assign _044_ = rst ? 6'h00 : _094_;
+  assign _095_ = last_g ? (* full_case = 32'd1 *) 2'h0 : _026_[1:0];
+  assign _096_ = _040_ ? _095_ : g;
+  assign _097_ = load ? 2'h0 : _096_;
+  assign _043_ = rst ? 2'h0 : _097_;
+  assign _098_ = load ? 4'h0 : op_shift;
+  assign _042_ = rst ? 4'h0 : _098_;
+  assign _099_ = load ? \port$4509$0 [12:10] : op_count;
+  assign _041_ = rst ? 3'h0 : _099_;
+  function [2:0] _306_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4509$0 [6:4])
-      3'h0:
-          \$6  = 7'h00;
-      3'h1:
-          \$6  = 7'h00;
-      3'h2:
-          \$6  = 7'h00;
-      3'h3:
-          \$6  = 7'h00;
-      3'h4:
-          \$6  = 7'h10;
-      3'h5:
-          \$6  = 7'h10;
-      3'h6:
-          \$6  = 7'h20;
-      3'h7:
-          \$6  = 7'h20;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _306_ = b[2:0];
+      8'b??????1?:
+        _306_ = b[5:3];
+      8'b?????1??:
+        _306_ = b[8:6];
+      8'b????1???:
+        _306_ = b[11:9];
+      8'b???1????:
+        _306_ = b[14:12];
+      8'b??1?????:
+        _306_ = b[17:15];
+      8'b?1??????:
+        _306_ = b[20:18];
+      8'b1???????:
+        _306_ = b[23:21];
+      default:
+        _306_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _023_ = _306_(3'hx, 24'h49b6d2, { _107_, _106_, _105_, _104_, _103_, _102_, _101_, _100_ });
+  assign _100_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _101_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _102_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _103_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _104_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _105_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _106_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _107_ = ! (* full_case = 32'd1 *) \port$4509$0 [9:7];
+  function [2:0] _315_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4509$0 [9:7])
-      3'h0:
-          \$7  = 5'h00;
-      3'h1:
-          \$7  = 5'h00;
-      3'h2:
-          \$7  = 5'h00;
-      3'h3:
-          \$7  = 5'h00;
-      3'h4:
-          \$7  = 5'h04;
-      3'h5:
-          \$7  = 5'h04;
-      3'h6:
-          \$7  = 5'h08;
-      3'h7:
-          \$7  = 5'h08;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _315_ = b[2:0];
+      8'b??????1?:
+        _315_ = b[5:3];
+      8'b?????1??:
+        _315_ = b[8:6];
+      8'b????1???:
+        _315_ = b[11:9];
+      8'b???1????:
+        _315_ = b[14:12];
+      8'b??1?????:
+        _315_ = b[17:15];
+      8'b?1??????:
+        _315_ = b[20:18];
+      8'b1???????:
+        _315_ = b[23:21];
+      default:
+        _315_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _020_ = _315_(3'hx, 24'h49b6d2, { _115_, _114_, _113_, _112_, _111_, _110_, _109_, _108_ });
+  assign _108_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _109_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _110_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _111_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _112_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _113_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _114_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _115_ = ! (* full_case = 32'd1 *) \port$4509$0 [6:4];
+  function [6:0] _324_;
+    input [6:0] a;
+    input [55:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4509$0 [6:4])
-      3'h0:
-          \$13  = 8'h30;
-      3'h1:
-          \$13  = 8'h48;
-      3'h2:
-          \$13  = 8'h60;
-      3'h3:
-          \$13  = 8'h78;
-      3'h4:
-          \$13  = 8'h60;
-      3'h5:
-          \$13  = 8'h78;
-      3'h6:
-          \$13  = 8'h60;
-      3'h7:
-          \$13  = 8'h78;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _324_ = b[6:0];
+      8'b??????1?:
+        _324_ = b[13:7];
+      8'b?????1??:
+        _324_ = b[20:14];
+      8'b????1???:
+        _324_ = b[27:21];
+      8'b???1????:
+        _324_ = b[34:28];
+      8'b??1?????:
+        _324_ = b[41:35];
+      8'b?1??????:
+        _324_ = b[48:42];
+      8'b1???????:
+        _324_ = b[55:49];
+      default:
+        _324_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _019_ = _324_(7'hxx, 56'hab56eddbb76ad5, { _123_, _122_, _121_, _120_, _119_, _118_, _117_, _116_ });
+  assign _116_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _117_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _118_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _119_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _120_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _121_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _122_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _123_ = ! (* full_case = 32'd1 *) \port$4509$0 [9:7];
+  function [4:0] _333_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4509$0 [9:7])
-      3'h0:
-          \$15  = 6'h08;
-      3'h1:
-          \$15  = 6'h0c;
-      3'h2:
-          \$15  = 6'h10;
-      3'h3:
-          \$15  = 6'h14;
-      3'h4:
-          \$15  = 6'h10;
-      3'h5:
-          \$15  = 6'h14;
-      3'h6:
-          \$15  = 6'h10;
-      3'h7:
-          \$15  = 6'h14;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _333_ = b[4:0];
+      8'b??????1?:
+        _333_ = b[9:5];
+      8'b?????1??:
+        _333_ = b[14:10];
+      8'b????1???:
+        _333_ = b[19:15];
+      8'b???1????:
+        _333_ = b[24:20];
+      8'b??1?????:
+        _333_ = b[29:25];
+      8'b?1??????:
+        _333_ = b[34:30];
+      8'b1???????:
+        _333_ = b[39:35];
+      default:
+        _333_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _018_ = _333_(5'hxx, 40'h4a4a529529, { _131_, _130_, _129_, _128_, _127_, _126_, _125_, _124_ });
+  assign _124_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _125_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _126_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _127_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _128_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _129_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _130_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _131_ = ! (* full_case = 32'd1 *) \port$4509$0 [9:7];
+  function [2:0] _342_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4509$0 [9:7])
-      3'h0:
-          \$17  = 3'h2;
-      3'h1:
-          \$17  = 3'h2;
-      3'h2:
-          \$17  = 3'h3;
-      3'h3:
-          \$17  = 3'h3;
-      3'h4:
-          \$17  = 3'h3;
-      3'h5:
-          \$17  = 3'h3;
-      3'h6:
-          \$17  = 3'h2;
-      3'h7:
-          \$17  = 3'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _342_ = b[2:0];
+      8'b??????1?:
+        _342_ = b[5:3];
+      8'b?????1??:
+        _342_ = b[8:6];
+      8'b????1???:
+        _342_ = b[11:9];
+      8'b???1????:
+        _342_ = b[14:12];
+      8'b??1?????:
+        _342_ = b[17:15];
+      8'b?1??????:
+        _342_ = b[20:18];
+      8'b1???????:
+        _342_ = b[23:21];
+      default:
+        _342_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _016_ = _342_(3'hx, 24'h49b6d2, { _139_, _138_, _137_, _136_, _135_, _134_, _133_, _132_ });
+  assign _132_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _133_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _134_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _135_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _136_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _137_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _138_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _139_ = ! (* full_case = 32'd1 *) \port$4509$0 [6:4];
+  function [2:0] _351_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4509$0 [6:4])
-      3'h0:
-          \$19  = 3'h2;
-      3'h1:
-          \$19  = 3'h2;
-      3'h2:
-          \$19  = 3'h3;
-      3'h3:
-          \$19  = 3'h3;
-      3'h4:
-          \$19  = 3'h3;
-      3'h5:
-          \$19  = 3'h3;
-      3'h6:
-          \$19  = 3'h2;
-      3'h7:
-          \$19  = 3'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _351_ = b[2:0];
+      8'b??????1?:
+        _351_ = b[5:3];
+      8'b?????1??:
+        _351_ = b[8:6];
+      8'b????1???:
+        _351_ = b[11:9];
+      8'b???1????:
+        _351_ = b[14:12];
+      8'b??1?????:
+        _351_ = b[17:15];
+      8'b?1??????:
+        _351_ = b[20:18];
+      8'b1???????:
+        _351_ = b[23:21];
+      default:
+        _351_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _014_ = _351_(3'hx, 24'h49b6d2, { _147_, _146_, _145_, _144_, _143_, _142_, _141_, _140_ });
+  assign _140_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _141_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _142_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _143_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _144_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _145_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _146_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _147_ = ! (* full_case = 32'd1 *) \port$4509$0 [9:7];
+  function [2:0] _360_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4509$0 [9:7])
-      3'h0:
-          \$21  = 3'h2;
-      3'h1:
-          \$21  = 3'h2;
-      3'h2:
-          \$21  = 3'h3;
-      3'h3:
-          \$21  = 3'h3;
-      3'h4:
-          \$21  = 3'h3;
-      3'h5:
-          \$21  = 3'h3;
-      3'h6:
-          \$21  = 3'h2;
-      3'h7:
-          \$21  = 3'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _360_ = b[2:0];
+      8'b??????1?:
+        _360_ = b[5:3];
+      8'b?????1??:
+        _360_ = b[8:6];
+      8'b????1???:
+        _360_ = b[11:9];
+      8'b???1????:
+        _360_ = b[14:12];
+      8'b??1?????:
+        _360_ = b[17:15];
+      8'b?1??????:
+        _360_ = b[20:18];
+      8'b1???????:
+        _360_ = b[23:21];
+      default:
+        _360_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _012_ = _360_(3'hx, 24'h49b6d2, { _155_, _154_, _153_, _152_, _151_, _150_, _149_, _148_ });
+  assign _148_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _149_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _150_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _151_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _152_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _153_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _154_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _155_ = ! (* full_case = 32'd1 *) \port$4509$0 [9:7];
+  function [2:0] _369_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4509$0 [9:7])
-      3'h0:
-          \$23  = 3'h2;
-      3'h1:
-          \$23  = 3'h2;
-      3'h2:
-          \$23  = 3'h3;
-      3'h3:
-          \$23  = 3'h3;
-      3'h4:
-          \$23  = 3'h3;
-      3'h5:
-          \$23  = 3'h3;
-      3'h6:
-          \$23  = 3'h2;
-      3'h7:
-          \$23  = 3'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _369_ = b[2:0];
+      8'b??????1?:
+        _369_ = b[5:3];
+      8'b?????1??:
+        _369_ = b[8:6];
+      8'b????1???:
+        _369_ = b[11:9];
+      8'b???1????:
+        _369_ = b[14:12];
+      8'b??1?????:
+        _369_ = b[17:15];
+      8'b?1??????:
+        _369_ = b[20:18];
+      8'b1???????:
+        _369_ = b[23:21];
+      default:
+        _369_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _009_ = _369_(3'hx, 24'h49b6d2, { _163_, _162_, _161_, _160_, _159_, _158_, _157_, _156_ });
+  assign _156_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _157_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _158_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _159_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _160_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _161_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _162_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _163_ = ! (* full_case = 32'd1 *) \port$4509$0 [6:4];
+  function [2:0] _378_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4509$0 [6:4])
-      3'h0:
-          \$25  = 3'h2;
-      3'h1:
-          \$25  = 3'h2;
-      3'h2:
-          \$25  = 3'h3;
-      3'h3:
-          \$25  = 3'h3;
-      3'h4:
-          \$25  = 3'h3;
-      3'h5:
-          \$25  = 3'h3;
-      3'h6:
-          \$25  = 3'h2;
-      3'h7:
-          \$25  = 3'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _378_ = b[2:0];
+      8'b??????1?:
+        _378_ = b[5:3];
+      8'b?????1??:
+        _378_ = b[8:6];
+      8'b????1???:
+        _378_ = b[11:9];
+      8'b???1????:
+        _378_ = b[14:12];
+      8'b??1?????:
+        _378_ = b[17:15];
+      8'b?1??????:
+        _378_ = b[20:18];
+      8'b1???????:
+        _378_ = b[23:21];
+      default:
+        _378_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _007_ = _378_(3'hx, 24'h49b6d2, { _171_, _170_, _169_, _168_, _167_, _166_, _165_, _164_ });
+  assign _164_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _165_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _166_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _167_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _168_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _169_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _170_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _171_ = ! (* full_case = 32'd1 *) \port$4509$0 [9:7];
+  function [5:0] _387_;
+    input [5:0] a;
+    input [47:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4509$0 [9:7])
-      3'h0:
-          \$27  = 5'h09;
-      3'h1:
-          \$27  = 5'h09;
-      3'h2:
-          \$27  = 5'h05;
-      3'h3:
-          \$27  = 5'h05;
-      3'h4:
-          \$27  = 5'h05;
-      3'h5:
-          \$27  = 5'h05;
-      3'h6:
-          \$27  = 5'h09;
-      3'h7:
-          \$27  = 5'h09;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _387_ = b[5:0];
+      8'b??????1?:
+        _387_ = b[11:6];
+      8'b?????1??:
+        _387_ = b[17:12];
+      8'b????1???:
+        _387_ = b[23:18];
+      8'b???1????:
+        _387_ = b[29:24];
+      8'b??1?????:
+        _387_ = b[35:30];
+      8'b?1??????:
+        _387_ = b[41:36];
+      8'b1???????:
+        _387_ = b[47:42];
+      default:
+        _387_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _005_ = _387_(6'hxx, 48'h20c414414414, { _179_, _178_, _177_, _176_, _175_, _174_, _173_, _172_ });
+  assign _172_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _173_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _174_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _175_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _176_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _177_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _178_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _179_ = ! (* full_case = 32'd1 *) \port$4509$0 [9:7];
+  function [7:0] _396_;
+    input [7:0] a;
+    input [63:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4509$0 [9:7])
-      3'h0:
-          \$28  = 7'h55;
-      3'h1:
-          \$28  = 7'h55;
-      3'h2:
-          \$28  = 7'h5d;
-      3'h3:
-          \$28  = 7'h5d;
-      3'h4:
-          \$28  = 7'h5d;
-      3'h5:
-          \$28  = 7'h5d;
-      3'h6:
-          \$28  = 7'h55;
-      3'h7:
-          \$28  = 7'h55;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _396_ = b[7:0];
+      8'b??????1?:
+        _396_ = b[15:8];
+      8'b?????1??:
+        _396_ = b[23:16];
+      8'b????1???:
+        _396_ = b[31:24];
+      8'b???1????:
+        _396_ = b[39:32];
+      8'b??1?????:
+        _396_ = b[47:40];
+      8'b?1??????:
+        _396_ = b[55:48];
+      8'b1???????:
+        _396_ = b[63:56];
+      default:
+        _396_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _003_ = _396_(8'hxx, 64'h3048607860786078, { _187_, _186_, _185_, _184_, _183_, _182_, _181_, _180_ });
+  assign _180_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _181_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _182_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _183_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _184_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _185_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _186_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _187_ = ! (* full_case = 32'd1 *) \port$4509$0 [6:4];
+  function [4:0] _405_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4509$0 [6:4])
-      3'h0:
-          \$29  = 3'h2;
-      3'h1:
-          \$29  = 3'h2;
-      3'h2:
-          \$29  = 3'h3;
-      3'h3:
-          \$29  = 3'h3;
-      3'h4:
-          \$29  = 3'h3;
-      3'h5:
-          \$29  = 3'h3;
-      3'h6:
-          \$29  = 3'h2;
-      3'h7:
-          \$29  = 3'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _405_ = b[4:0];
+      8'b??????1?:
+        _405_ = b[9:5];
+      8'b?????1??:
+        _405_ = b[14:10];
+      8'b????1???:
+        _405_ = b[19:15];
+      8'b???1????:
+        _405_ = b[24:20];
+      8'b??1?????:
+        _405_ = b[29:25];
+      8'b?1??????:
+        _405_ = b[34:30];
+      8'b1???????:
+        _405_ = b[39:35];
+      default:
+        _405_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _056_ = _405_(5'hxx, 40'h0000021108, { _195_, _194_, _193_, _192_, _191_, _190_, _189_, _188_ });
+  assign _188_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _189_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _190_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _191_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _192_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _193_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _194_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _195_ = ! (* full_case = 32'd1 *) \port$4509$0 [9:7];
+  function [6:0] _414_;
+    input [6:0] a;
+    input [55:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4509$0 [9:7])
-      3'h0:
-          \$31  = 3'h2;
-      3'h1:
-          \$31  = 3'h2;
-      3'h2:
-          \$31  = 3'h3;
-      3'h3:
-          \$31  = 3'h3;
-      3'h4:
-          \$31  = 3'h3;
-      3'h5:
-          \$31  = 3'h3;
-      3'h6:
-          \$31  = 3'h2;
-      3'h7:
-          \$31  = 3'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _414_ = b[6:0];
+      8'b??????1?:
+        _414_ = b[13:7];
+      8'b?????1??:
+        _414_ = b[20:14];
+      8'b????1???:
+        _414_ = b[27:21];
+      8'b???1????:
+        _414_ = b[34:28];
+      8'b??1?????:
+        _414_ = b[41:35];
+      8'b?1??????:
+        _414_ = b[48:42];
+      8'b1???????:
+        _414_ = b[55:49];
+      default:
+        _414_ = a;
     endcase
-  end
-  assign busy = op_valid;
-  assign count = op_count;
-  assign shift = op_shift;
-  assign \busy$6  = op_valid;
-  assign addr = op_addr;
-  assign waddr = op_waddr;
-  assign ev_count = \port$4509$0 [12:10];
-  assign ev_shift = 4'h0;
-  assign ev_y = \port$4509$0 [6:4];
-  assign ev_x = \port$4509$0 [9:7];
+  endfunction
+  assign _051_ = _414_(7'hxx, 56'h00000002041020, { _203_, _202_, _201_, _200_, _199_, _198_, _197_, _196_ });
+  assign _196_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _197_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _198_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _199_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _200_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _201_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _202_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _203_ = ! (* full_case = 32'd1 *) \port$4509$0 [6:4];
   assign ev_c = \port$4509$0 [3:0];
-  assign \$9  = { 3'h0, \port$4509$0 [3:0], 4'h0 };
-  assign \$11  = { \port$4509$0 [3:0], 7'h00 };
+  assign ev_x = \port$4509$0 [9:7];
+  assign ev_y = \port$4509$0 [6:4];
+  assign ev_shift = 4'h0;
+  assign ev_count = \port$4509$0 [12:10];
+  assign waddr = op_waddr;
+  assign addr = op_addr;
+  assign \busy$6  = op_valid;
+  assign shift = op_shift;
+  assign count = op_count;
+  assign busy = op_valid;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_conv3.queue (rst, w_data, \port$4112$0 , w_en, \port$4314$0 , \port$4316$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [8:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [18:0] \$7 ;
-  reg \$8 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire _03_;
+  wire [18:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire [18:0] _07_;
   wire [18:0] \$signal ;
   reg [18:0] \$signal$11  = 19'h00000;
-  (* init = 19'h00000 *)
   wire [18:0] \$signal$12 ;
-  (* init = 1'h0 *)
   wire \$signal$13 ;
   wire [18:0] \$signal$14 ;
   wire [18:0] \$signal$15 ;
@@ -17603,13 +15096,15 @@ module \digits_cnn_gn.engine_conv3.queue (rst, w_data, \port$4112$0 , w_en, \por
   wire \$signal$18 ;
   wire \$signal$19 ;
   wire \$signal$3 ;
+  (* unused_bits = "0" *)
   wire \$signal$4 ;
   wire \$signal$9 ;
   input clk;
   wire clk;
+  (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
-  wire [7:0] level;
+  (* unused_bits = "0 1 2 3 4 5 6 7" *)
   wire [7:0] \level$21 ;
   input \port$4112$0 ;
   wire \port$4112$0 ;
@@ -17627,18 +15122,21 @@ module \digits_cnn_gn.engine_conv3.queue (rst, w_data, \port$4112$0 , w_en, \por
   wire [18:0] w_data;
   input w_en;
   wire w_en;
+  (* unused_bits = "0" *)
   wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
+  assign _01_ = _00_ | \$signal$9 ;
+  assign take = r_rdy & _01_;
+  assign _02_ = ~ held_valid;
+  assign _03_ = _02_ | \$signal$9 ;
   always @(posedge clk)
-    \$signal$11  <= \$7 ;
+    \$signal$11  <= _04_;
   always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
+    held_valid <= _05_;
+  assign _00_ = ~ held_valid;
+  assign _06_ = _03_ ? take : held_valid;
+  assign _05_ = rst ? 1'h0 : _06_;
+  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _04_ = rst ? 19'h00000 : _07_;
   \digits_cnn_gn.engine_conv3.queue.inner  inner (
     .clk(clk),
     .r_data(r_data),
@@ -17661,86 +15159,73 @@ module \digits_cnn_gn.engine_conv3.queue (rst, w_data, \port$4112$0 , w_en, \por
     .\port$4316$0 (\$signal$16 ),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign w_rdy = \$signal$4 ;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4112$0 ;
-  assign \$signal$19  = \port$4112$0 ;
-  assign level = \$4 [7:0];
-  assign \port$4314$0  = \$signal$14 ;
   assign \port$4316$0  = \$signal$16 ;
+  assign \port$4314$0  = \$signal$14 ;
+  assign \$signal$19  = \port$4112$0 ;
+  assign \$signal$18  = \port$4112$0 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$12  = \$signal$11 ;
+  assign r_en = take;
+  assign w_rdy = \$signal$4 ;
+  assign \$signal$3  = w_en;
+  assign \$signal  = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [8:0] \$12 ;
-  wire [8:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire [8:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [8:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [8:0] \$3 ;
-  wire \$30 ;
-  reg [7:0] \$31 ;
-  reg [7:0] \$32 ;
-  reg [7:0] \$33 ;
-  reg \$34 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [8:0] \$6 ;
-  wire [8:0] \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [8:0] _03_;
+  (* unused_bits = "8" *)
+  wire [8:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  (* unused_bits = "8" *)
+  wire [8:0] _12_;
+  wire _13_;
+  wire _14_;
+  wire _15_;
+  wire _16_;
+  wire _17_;
+  wire _18_;
+  (* unused_bits = "8" *)
+  wire [8:0] _19_;
+  wire _20_;
+  wire _21_;
+  (* unused_bits = "8" *)
+  wire [8:0] _22_;
+  wire _23_;
+  wire [7:0] _24_;
+  wire [7:0] _25_;
+  wire [7:0] _26_;
+  wire _27_;
+  wire _28_;
+  wire _29_;
+  wire [8:0] _30_;
+  (* unused_bits = "8" *)
+  wire [8:0] _31_;
+  wire _32_;
+  wire _33_;
+  wire _34_;
+  wire _35_;
+  wire [7:0] _36_;
+  wire [7:0] _37_;
+  wire [7:0] _38_;
+  wire [7:0] _39_;
   input clk;
   wire clk;
-  (* init = 8'h00 *)
   wire [7:0] consume;
   reg [7:0] inner_level = 8'h00;
   wire inner_r_rdy;
   wire [7:0] level;
-  (* init = 8'h00 *)
   wire [7:0] produce;
   output [18:0] r_data;
   wire [18:0] r_data;
@@ -17909,119 +15394,94 @@ module \digits_cnn_gn.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_dat
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
   end
-  reg [18:0] _0_;
+  reg [18:0] _88_;
   always @(posedge clk) begin
     if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
+      _88_ <= storage[r_port__addr];
     end
   end
-  assign r_data = _0_;
+  assign r_data = _88_;
   assign w_rdy = inner_level != 8'h89;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign \$3  = inner_level + r_rdy;
-  assign \$4  = w_rdy & w_en;
-  assign \$5  = w_port__addr == 8'h88;
-  assign \$6  = w_port__addr + 1'h1;
-  assign \$7  = \$5  ? 9'h000 : \$6 ;
-  assign \$8  = ~ r_rdy;
-  assign \$9  = \$8  | r_en;
-  assign \$10  = inner_r_rdy & \$9 ;
-  assign \$11  = r_port__addr == 8'h88;
-  assign \$12  = r_port__addr + 1'h1;
-  assign \$13  = \$11  ? 9'h000 : \$12 ;
-  assign \$14  = w_rdy & w_en;
-  assign \$15  = ~ r_rdy;
-  assign \$16  = \$15  | r_en;
-  assign \$17  = inner_r_rdy & \$16 ;
-  assign \$18  = ~ \$17 ;
-  assign \$19  = \$14  & \$18 ;
-  assign \$20  = inner_level + 1'h1;
-  assign \$21  = ~ r_rdy;
-  assign \$22  = \$21  | r_en;
-  assign \$23  = inner_r_rdy & \$22 ;
-  assign \$24  = w_rdy & w_en;
-  assign \$25  = ~ \$24 ;
-  assign \$26  = \$23  & \$25 ;
-  assign \$27  = inner_level - 1'h1;
-  assign \$28  = ~ r_rdy;
-  assign \$29  = \$28  | r_en;
-  assign \$30  = inner_r_rdy & \$29 ;
+  assign _00_ = ~ r_rdy;
+  assign _11_ = _00_ | r_en;
+  assign r_port__en = inner_r_rdy & _11_;
+  assign { _22_[8], w_level } = inner_level + r_rdy;
+  assign _28_ = w_rdy & w_en;
+  assign _29_ = w_port__addr == 8'h88;
+  assign _30_ = w_port__addr + 1'h1;
+  assign _31_ = _29_ ? 9'h000 : _30_;
+  assign _32_ = ~ r_rdy;
+  assign _33_ = _32_ | r_en;
+  assign _01_ = inner_r_rdy & _33_;
+  assign _02_ = r_port__addr == 8'h88;
+  assign _03_ = r_port__addr + 1'h1;
+  assign _04_ = _02_ ? 9'h000 : _03_;
+  assign _05_ = w_rdy & w_en;
+  assign _06_ = ~ r_rdy;
+  assign _07_ = _06_ | r_en;
+  assign _08_ = inner_r_rdy & _07_;
+  assign _09_ = ~ _08_;
+  assign _10_ = _05_ & _09_;
+  assign _12_ = inner_level + 1'h1;
+  assign _13_ = ~ r_rdy;
+  assign _14_ = _13_ | r_en;
+  assign _15_ = inner_r_rdy & _14_;
+  assign _16_ = w_rdy & w_en;
+  assign _17_ = ~ _16_;
+  assign _18_ = _15_ & _17_;
+  assign _19_ = inner_level - 1'h1;
+  assign _20_ = ~ r_rdy;
+  assign _21_ = _20_ | r_en;
+  assign _23_ = inner_r_rdy & _21_;
   always @(posedge clk)
-    w_port__addr <= \$31 ;
+    w_port__addr <= _24_;
   always @(posedge clk)
-    r_port__addr <= \$32 ;
+    r_port__addr <= _25_;
   always @(posedge clk)
-    inner_level <= \$33 ;
+    inner_level <= _26_;
   always @(posedge clk)
-    r_rdy <= \$34 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$31  = w_port__addr;
-    if (\$4 ) begin
-      \$31  = \$7 [7:0];
-    end
-    if (rst) begin
-      \$31  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$32  = r_port__addr;
-    if (\$10 ) begin
-      \$32  = \$13 [7:0];
-    end
-    if (rst) begin
-      \$32  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$33  = inner_level;
-    if (\$19 ) begin
-      \$33  = \$20 [7:0];
-    end
-    if (\$26 ) begin
-      \$33  = \$27 [7:0];
-    end
-    if (rst) begin
-      \$33  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$34  = r_rdy;
-    if (\$30 ) begin
-      \$34  = 1'h1;
-    end else if (r_en) begin
-      \$34  = 1'h0;
-    end
-    if (rst) begin
-      \$34  = 1'h0;
-    end
-  end
-  assign level = \$3 [7:0];
-  assign r_level = \$3 [7:0];
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
+    r_rdy <= _27_;
+  assign _34_ = r_en ? 1'h0 : r_rdy;
+  assign _35_ = _23_ ? 1'h1 : _34_;
+  assign _27_ = rst ? 1'h0 : _35_;
+  assign _36_ = _10_ ? _12_[7:0] : inner_level;
+  assign _37_ = _18_ ? _19_[7:0] : _36_;
+  assign _26_ = rst ? 8'h00 : _37_;
+  assign _38_ = _01_ ? _04_[7:0] : r_port__addr;
+  assign _25_ = rst ? 8'h00 : _38_;
+  assign _39_ = _28_ ? _31_[7:0] : w_port__addr;
+  assign _24_ = rst ? 8'h00 : _39_;
+  assign _22_[7:0] = w_level;
   assign r_port__data = r_data;
-  assign w_level = \$3 [7:0];
+  assign consume = r_port__addr;
+  assign w_data = w_port__data;
+  assign produce = w_port__addr;
+  assign r_level = w_level;
+  assign level = w_level;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2951$0 , count, \port$4112$0 , \port$4298$0 , \port$4300$0 , \port$4314$0 , \port$4316$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [18:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [18:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [18:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [18:0] _06_;
+  wire [18:0] _07_;
+  wire [18:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [18:0] _15_;
+  wire [18:0] _16_;
+  wire [18:0] _17_;
   wire \$signal ;
   reg [18:0] \$signal$10  = 19'h00000;
   wire [18:0] \$signal$11 ;
@@ -18041,584 +15501,548 @@ module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2951$0 , count, \port$
   wire [18:0] \port$4298$0 ;
   input \port$4300$0 ;
   wire \port$4300$0 ;
-  (* init = 19'h00000 *)
   output [18:0] \port$4314$0 ;
   wire [18:0] \port$4314$0 ;
-  (* init = 1'h0 *)
   output \port$4316$0 ;
   wire \port$4316$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4300$0  & \$1 ;
+  assign take = \port$4300$0  & _00_;
   assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4112$0  | \$2 ;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$4112$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$4298$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$4298$0 ;
-    end
-    if (rst) begin
-      \$7  = 19'h00000;
-    end
-  end
-  assign \$signal$3  = \port$4300$0 ;
-  assign \$signal$8  = \port$4112$0 ;
-  assign \$signal$11  = \port$4298$0 ;
-  assign \port$2951$0  = \$signal ;
-  assign \port$4314$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$4298$0  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 19'h00000 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$4298$0  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 19'h00000 : _17_;
   assign \port$4316$0  = \$signal$5 ;
+  assign \port$4314$0  = \$signal$9 ;
+  assign \port$2951$0  = \$signal ;
+  assign \$signal$11  = \port$4298$0 ;
+  assign \$signal$8  = \port$4112$0 ;
+  assign \$signal$3  = \port$4300$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire [3:0] \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
-  wire [4:0] \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  wire [5:0] \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
-  wire \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  wire \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  reg [16:0] \$27 ;
-  wire [17:0] \$270 ;
-  wire [17:0] \$271 ;
-  wire [17:0] \$272 ;
-  wire [16:0] \$273 ;
-  wire [17:0] \$274 ;
-  wire [16:0] \$275 ;
-  wire [17:0] \$276 ;
-  wire [16:0] \$277 ;
-  wire [17:0] \$278 ;
-  wire [16:0] \$279 ;
-  wire \$28 ;
-  wire [17:0] \$280 ;
-  wire [1:0] \$281 ;
-  wire [17:0] \$282 ;
-  wire [1:0] \$283 ;
-  wire [17:0] \$284 ;
-  wire [1:0] \$285 ;
-  wire [17:0] \$286 ;
-  wire [1:0] \$287 ;
-  wire [17:0] \$288 ;
-  wire [11:0] \$289 ;
-  wire [3:0] \$29 ;
-  wire [8:0] \$290 ;
-  wire [11:0] \$291 ;
-  wire [17:0] \$292 ;
-  wire [17:0] \$293 ;
-  wire [17:0] \$294 ;
-  wire [17:0] \$295 ;
-  wire [1:0] \$296 ;
-  wire [17:0] \$297 ;
-  wire [1:0] \$298 ;
-  wire [17:0] \$299 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire [1:0] \$300 ;
-  wire [17:0] \$301 ;
-  wire [1:0] \$302 ;
-  wire [17:0] \$303 ;
-  wire [18:0] \$304 ;
-  wire [17:0] \$305 ;
-  wire [17:0] \$306 ;
-  wire [17:0] \$307 ;
-  wire [16:0] \$308 ;
-  wire [17:0] \$309 ;
-  wire \$31 ;
-  wire [16:0] \$310 ;
-  wire [17:0] \$311 ;
-  wire [16:0] \$312 ;
-  wire [17:0] \$313 ;
-  wire [16:0] \$314 ;
-  wire [17:0] \$315 ;
-  wire [1:0] \$316 ;
-  wire [17:0] \$317 ;
-  wire [1:0] \$318 ;
-  wire [17:0] \$319 ;
-  wire \$32 ;
-  wire [1:0] \$320 ;
-  wire [17:0] \$321 ;
-  wire [1:0] \$322 ;
-  wire [17:0] \$323 ;
-  wire [11:0] \$324 ;
-  wire [8:0] \$325 ;
-  wire [11:0] \$326 ;
-  wire [17:0] \$327 ;
-  wire [17:0] \$328 ;
-  wire [17:0] \$329 ;
-  wire [5:0] \$33 ;
-  wire [17:0] \$330 ;
-  wire [1:0] \$331 ;
-  wire [17:0] \$332 ;
-  wire [1:0] \$333 ;
-  wire [17:0] \$334 ;
-  wire [1:0] \$335 ;
-  wire [17:0] \$336 ;
-  wire [1:0] \$337 ;
-  wire [17:0] \$338 ;
-  wire [18:0] \$339 ;
-  wire [6:0] \$34 ;
-  wire [17:0] \$340 ;
-  wire [17:0] \$341 ;
-  wire [17:0] \$342 ;
-  wire [16:0] \$343 ;
-  wire [17:0] \$344 ;
-  wire [16:0] \$345 ;
-  wire [17:0] \$346 ;
-  wire [16:0] \$347 ;
-  wire [17:0] \$348 ;
-  wire [16:0] \$349 ;
-  wire \$35 ;
-  wire [17:0] \$350 ;
-  wire [1:0] \$351 ;
-  wire [17:0] \$352 ;
-  wire [1:0] \$353 ;
-  wire [17:0] \$354 ;
-  wire [1:0] \$355 ;
-  wire [17:0] \$356 ;
-  wire [1:0] \$357 ;
-  wire [17:0] \$358 ;
-  wire [11:0] \$359 ;
-  wire [7:0] \$36 ;
-  wire [8:0] \$360 ;
-  wire [11:0] \$361 ;
-  wire [17:0] \$362 ;
-  wire [17:0] \$363 ;
-  wire [17:0] \$364 ;
-  wire [17:0] \$365 ;
-  wire [1:0] \$366 ;
-  wire [17:0] \$367 ;
-  wire [1:0] \$368 ;
-  wire [17:0] \$369 ;
-  wire \$37 ;
-  wire [1:0] \$370 ;
-  wire [17:0] \$371 ;
-  wire [1:0] \$372 ;
-  wire [17:0] \$373 ;
-  wire [18:0] \$374 ;
-  wire [17:0] \$375 ;
-  wire [17:0] \$376 ;
-  wire [17:0] \$377 ;
-  wire [16:0] \$378 ;
-  wire [17:0] \$379 ;
-  wire \$38 ;
-  wire [16:0] \$380 ;
-  wire [17:0] \$381 ;
-  wire [16:0] \$382 ;
-  wire [17:0] \$383 ;
-  wire [16:0] \$384 ;
-  wire [17:0] \$385 ;
-  wire [1:0] \$386 ;
-  wire [17:0] \$387 ;
-  wire [1:0] \$388 ;
-  wire [17:0] \$389 ;
-  wire \$39 ;
-  wire [1:0] \$390 ;
-  wire [17:0] \$391 ;
-  wire [1:0] \$392 ;
-  wire [17:0] \$393 ;
-  wire [11:0] \$394 ;
-  wire [8:0] \$395 ;
-  wire [11:0] \$396 ;
-  wire [17:0] \$397 ;
-  wire [17:0] \$398 ;
-  wire [17:0] \$399 ;
-  wire \$4 ;
-  wire [2:0] \$40 ;
-  wire [17:0] \$400 ;
-  wire [1:0] \$401 ;
-  wire [17:0] \$402 ;
-  wire [1:0] \$403 ;
-  wire [17:0] \$404 ;
-  wire [1:0] \$405 ;
-  wire [17:0] \$406 ;
-  wire [1:0] \$407 ;
-  wire [17:0] \$408 ;
-  wire [18:0] \$409 ;
-  wire \$41 ;
-  wire \$410 ;
-  wire \$411 ;
-  wire \$412 ;
-  wire \$413 ;
-  reg [16:0] \$414 ;
-  wire \$415 ;
-  wire \$416 ;
-  wire \$417 ;
-  reg [16:0] \$418 ;
-  wire [6:0] \$419 ;
-  wire \$42 ;
-  wire [6:0] \$420 ;
-  reg [4:0] \$421 ;
-  reg \$422 ;
-  reg \$423 ;
-  reg [1:0] \$424 ;
-  reg [1:0] \$425 ;
-  reg \$426 ;
-  reg [1:0] \$427 ;
-  reg [1:0] \$428 ;
-  reg \$429 ;
-  wire [2:0] \$43 ;
-  reg \$430 ;
-  reg [28:0] \$431 ;
-  reg [28:0] \$432 ;
-  reg [28:0] \$433 ;
-  reg [28:0] \$434 ;
-  reg [28:0] \$435 ;
-  reg [28:0] \$436 ;
-  reg [28:0] \$437 ;
-  reg [28:0] \$438 ;
-  reg [28:0] \$439 ;
-  wire \$44 ;
-  reg [31:0] \$440 ;
-  reg [10:0] \$441 ;
-  reg [10:0] \$442 ;
-  reg [10:0] \$443 ;
-  reg [10:0] \$444 ;
-  reg [11:0] \$445 ;
-  reg [11:0] \$446 ;
-  reg [11:0] \$447 ;
-  reg [11:0] \$448 ;
-  reg [47:0] \$449 ;
-  wire \$45 ;
-  reg [67:0] \$450 ;
-  reg [35:0] \$451 ;
-  reg [67:0] \$452 ;
-  reg [67:0] \$453 ;
-  reg [3:0] \$454 ;
-  reg [3:0] \$455 ;
-  reg [35:0] \$456 ;
-  reg [35:0] \$457 ;
-  reg \$458 ;
-  reg \$459 ;
-  wire \$46 ;
-  reg \$460 ;
-  reg \$461 ;
-  reg \$462 ;
-  reg \$463 ;
-  reg \$464 ;
-  reg \$465 ;
-  reg \$466 ;
-  reg \$467 ;
-  reg [9:0] \$468 ;
-  reg [7:0] \$469 ;
-  wire \$47 ;
-  reg [71:0] \$470 ;
-  reg [71:0] \$471 ;
-  reg [67:0] \$472 ;
-  reg [69:0] \$473 ;
-  reg \$474 ;
-  reg \$475 ;
-  reg \$476 ;
-  reg \$477 ;
-  reg [16:0] \$478 ;
-  reg [3:0] \$479 ;
-  wire [8:0] \$48 ;
-  reg [3:0] \$480 ;
-  wire [8:0] \$49 ;
-  wire \$5 ;
-  wire [9:0] \$50 ;
-  wire [8:0] \$51 ;
-  wire [8:0] \$52 ;
-  wire [10:0] \$53 ;
-  wire [8:0] \$54 ;
-  wire [8:0] \$55 ;
-  wire [9:0] \$56 ;
-  wire [8:0] \$57 ;
-  wire [8:0] \$58 ;
-  wire [10:0] \$59 ;
-  wire \$6 ;
-  wire [8:0] \$60 ;
-  wire [8:0] \$61 ;
-  wire [9:0] \$62 ;
-  wire [8:0] \$63 ;
-  wire [8:0] \$64 ;
-  wire [10:0] \$65 ;
-  wire [8:0] \$66 ;
-  wire [8:0] \$67 ;
-  wire [9:0] \$68 ;
-  wire [8:0] \$69 ;
-  wire \$7 ;
-  wire [8:0] \$70 ;
-  wire [10:0] \$71 ;
-  wire [10:0] \$72 ;
-  wire [10:0] \$73 ;
-  wire [11:0] \$74 ;
-  wire [10:0] \$75 ;
-  wire [10:0] \$76 ;
-  wire [11:0] \$77 ;
-  wire [10:0] \$78 ;
-  wire [10:0] \$79 ;
-  wire \$8 ;
-  wire [11:0] \$80 ;
-  wire [10:0] \$81 ;
-  wire [10:0] \$82 ;
-  wire [11:0] \$83 ;
-  wire \$84 ;
-  wire [11:0] \$85 ;
-  wire [12:0] \$86 ;
-  wire [11:0] \$87 ;
-  wire [12:0] \$88 ;
-  wire [11:0] \$89 ;
-  wire \$9 ;
-  wire [12:0] \$90 ;
-  wire [11:0] \$91 ;
-  wire [12:0] \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
-  reg [35:0] \$like  = 36'h000000000;
+  wire _0000_;
+  wire _0001_;
+  wire _0002_;
+  wire _0003_;
+  wire _0004_;
+  wire _0005_;
+  wire _0006_;
+  wire _0007_;
+  wire _0008_;
+  wire _0009_;
+  wire _0010_;
+  wire _0011_;
+  wire _0012_;
+  wire _0013_;
+  wire _0014_;
+  wire _0015_;
+  wire _0016_;
+  wire _0017_;
+  wire _0018_;
+  wire _0019_;
+  wire _0020_;
+  wire _0021_;
+  wire _0022_;
+  wire _0023_;
+  wire _0024_;
+  wire _0025_;
+  wire _0026_;
+  wire _0027_;
+  wire _0028_;
+  wire _0029_;
+  wire _0030_;
+  wire _0031_;
+  wire _0032_;
+  wire _0033_;
+  wire _0034_;
+  wire _0035_;
+  wire _0036_;
+  wire _0037_;
+  wire _0038_;
+  wire _0039_;
+  wire _0040_;
+  wire _0041_;
+  wire _0042_;
+  wire _0043_;
+  wire _0044_;
+  wire _0045_;
+  wire _0046_;
+  wire _0047_;
+  wire _0048_;
+  wire _0049_;
+  wire _0050_;
+  wire _0051_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _0052_;
+  wire _0053_;
+  wire _0054_;
+  wire _0055_;
+  wire _0056_;
+  wire _0057_;
+  wire _0058_;
+  wire _0059_;
+  wire _0060_;
+  wire _0061_;
+  wire _0062_;
+  wire _0063_;
+  wire _0064_;
+  wire _0065_;
+  wire _0066_;
+  wire _0067_;
+  wire _0068_;
+  wire _0069_;
+  wire _0070_;
+  wire _0071_;
+  wire _0072_;
+  wire _0073_;
+  wire _0074_;
+  wire _0075_;
+  wire _0076_;
+  wire _0077_;
+  wire _0078_;
+  wire _0079_;
+  wire _0080_;
+  wire _0081_;
+  wire _0082_;
+  wire _0083_;
+  wire _0084_;
+  wire _0085_;
+  wire _0086_;
+  wire _0087_;
+  wire _0088_;
+  wire _0089_;
+  wire _0090_;
+  wire _0091_;
+  wire _0092_;
+  wire _0093_;
+  wire _0094_;
+  wire _0095_;
+  wire _0096_;
+  wire _0097_;
+  wire _0098_;
+  wire _0099_;
+  wire _0100_;
+  wire _0101_;
+  wire _0102_;
+  wire _0103_;
+  wire _0104_;
+  wire _0105_;
+  wire _0106_;
+  wire _0107_;
+  wire _0108_;
+  wire _0109_;
+  wire _0110_;
+  wire _0111_;
+  wire _0112_;
+  wire _0113_;
+  wire _0114_;
+  wire _0115_;
+  wire _0116_;
+  wire _0117_;
+  wire _0118_;
+  wire _0119_;
+  wire _0120_;
+  wire _0121_;
+  wire _0122_;
+  wire _0123_;
+  wire [4:0] _0124_;
+  wire _0125_;
+  wire _0126_;
+  wire _0127_;
+  wire _0128_;
+  wire _0129_;
+  wire _0130_;
+  wire _0131_;
+  wire _0132_;
+  wire _0133_;
+  (* unused_bits = "4 5" *)
+  wire [5:0] _0134_;
+  wire _0135_;
+  wire _0136_;
+  wire _0137_;
+  wire _0138_;
+  wire _0139_;
+  wire _0140_;
+  wire _0141_;
+  wire _0142_;
+  wire _0143_;
+  wire _0144_;
+  wire _0145_;
+  wire _0146_;
+  wire _0147_;
+  wire _0148_;
+  wire _0149_;
+  wire _0150_;
+  wire _0151_;
+  wire _0152_;
+  wire _0153_;
+  wire _0154_;
+  wire _0155_;
+  wire _0156_;
+  wire _0157_;
+  wire _0158_;
+  wire _0159_;
+  wire _0160_;
+  wire _0161_;
+  wire [17:0] _0162_;
+  wire [17:0] _0163_;
+  wire [17:0] _0164_;
+  wire [16:0] _0165_;
+  wire [17:0] _0166_;
+  wire [16:0] _0167_;
+  wire [17:0] _0168_;
+  wire [16:0] _0169_;
+  wire [17:0] _0170_;
+  wire [16:0] _0171_;
+  wire [17:0] _0172_;
+  wire [1:0] _0173_;
+  wire [17:0] _0174_;
+  wire [1:0] _0175_;
+  wire [17:0] _0176_;
+  wire [11:0] _0177_;
+  wire [8:0] _0178_;
+  wire [11:0] _0179_;
+  wire [17:0] _0180_;
+  wire [17:0] _0181_;
+  wire [17:0] _0182_;
+  wire [17:0] _0183_;
+  wire [1:0] _0184_;
+  wire [17:0] _0185_;
+  wire _0186_;
+  wire [1:0] _0187_;
+  wire [17:0] _0188_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0189_;
+  wire [17:0] _0190_;
+  wire [17:0] _0191_;
+  wire [17:0] _0192_;
+  wire [16:0] _0193_;
+  wire [17:0] _0194_;
+  wire [16:0] _0195_;
+  wire [17:0] _0196_;
+  wire [16:0] _0197_;
+  wire [17:0] _0198_;
+  wire [16:0] _0199_;
+  wire [17:0] _0200_;
+  wire [1:0] _0201_;
+  wire [17:0] _0202_;
+  wire [1:0] _0203_;
+  wire [17:0] _0204_;
+  wire [11:0] _0205_;
+  wire [8:0] _0206_;
+  wire [11:0] _0207_;
+  wire [17:0] _0208_;
+  wire [17:0] _0209_;
+  wire [17:0] _0210_;
+  wire [5:0] _0211_;
+  wire [17:0] _0212_;
+  wire [1:0] _0213_;
+  wire [17:0] _0214_;
+  wire [1:0] _0215_;
+  wire [17:0] _0216_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0217_;
+  wire [6:0] _0218_;
+  wire [17:0] _0219_;
+  wire [17:0] _0220_;
+  wire [17:0] _0221_;
+  wire [16:0] _0222_;
+  wire [17:0] _0223_;
+  wire [16:0] _0224_;
+  wire [17:0] _0225_;
+  wire [16:0] _0226_;
+  wire [17:0] _0227_;
+  wire [16:0] _0228_;
+  wire _0229_;
+  wire [17:0] _0230_;
+  wire [1:0] _0231_;
+  wire [17:0] _0232_;
+  wire [1:0] _0233_;
+  wire [17:0] _0234_;
+  wire [11:0] _0235_;
+  (* unused_bits = "5 6 7" *)
+  wire [7:0] _0236_;
+  wire [8:0] _0237_;
+  wire [11:0] _0238_;
+  wire [17:0] _0239_;
+  wire [17:0] _0240_;
+  wire [17:0] _0241_;
+  wire [17:0] _0242_;
+  wire [1:0] _0243_;
+  wire [17:0] _0244_;
+  wire _0245_;
+  wire [1:0] _0246_;
+  wire [17:0] _0247_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0248_;
+  wire [17:0] _0249_;
+  wire [17:0] _0250_;
+  wire [17:0] _0251_;
+  wire [16:0] _0252_;
+  wire [17:0] _0253_;
+  wire [16:0] _0254_;
+  wire [17:0] _0255_;
+  wire [16:0] _0256_;
+  wire [17:0] _0257_;
+  wire [16:0] _0258_;
+  wire [17:0] _0259_;
+  wire [1:0] _0260_;
+  wire [17:0] _0261_;
+  wire _0262_;
+  wire [1:0] _0263_;
+  wire [17:0] _0264_;
+  wire [11:0] _0265_;
+  wire [8:0] _0266_;
+  wire [11:0] _0267_;
+  wire [17:0] _0268_;
+  wire [17:0] _0269_;
+  wire [17:0] _0270_;
+  wire _0271_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0272_;
+  wire [17:0] _0273_;
+  wire [1:0] _0274_;
+  wire [17:0] _0275_;
+  wire [1:0] _0276_;
+  wire [17:0] _0277_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0278_;
+  wire _0279_;
+  wire _0280_;
+  wire _0281_;
+  wire _0282_;
+  wire [16:0] _0283_;
+  wire _0284_;
+  wire _0285_;
+  wire _0286_;
+  wire [16:0] _0287_;
+  wire [6:0] _0288_;
+  wire _0289_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _0290_;
+  wire [4:0] _0291_;
+  wire _0292_;
+  wire _0293_;
+  wire [1:0] _0294_;
+  wire [1:0] _0295_;
+  wire _0296_;
+  wire [1:0] _0297_;
+  wire _0298_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0299_;
+  wire _0300_;
+  wire [28:0] _0301_;
+  wire [28:0] _0302_;
+  wire [28:0] _0303_;
+  wire [28:0] _0304_;
+  wire [28:0] _0305_;
+  wire [28:0] _0306_;
+  wire [28:0] _0307_;
+  wire [28:0] _0308_;
+  wire _0309_;
+  wire [31:0] _0310_;
+  wire [10:0] _0311_;
+  wire [10:0] _0312_;
+  wire [10:0] _0313_;
+  wire [10:0] _0314_;
+  wire [11:0] _0315_;
+  wire [11:0] _0316_;
+  wire [11:0] _0317_;
+  wire [11:0] _0318_;
+  wire [47:0] _0319_;
+  wire _0320_;
+  wire [67:0] _0321_;
+  wire [35:0] _0322_;
+  wire [67:0] _0323_;
+  wire [67:0] _0324_;
+  wire [3:0] _0325_;
+  wire _0326_;
+  wire _0327_;
+  wire _0328_;
+  wire _0329_;
+  wire _0330_;
+  wire _0331_;
+  wire _0332_;
+  wire _0333_;
+  wire _0334_;
+  wire _0335_;
+  wire _0336_;
+  wire [9:0] _0337_;
+  wire [7:0] _0338_;
+  wire _0339_;
+  wire [71:0] _0340_;
+  wire [71:0] _0341_;
+  wire [67:0] _0342_;
+  wire [69:0] _0343_;
+  wire _0344_;
+  wire _0345_;
+  wire _0346_;
+  wire _0347_;
+  wire [16:0] _0348_;
+  wire [3:0] _0349_;
+  wire [3:0] _0350_;
+  wire [8:0] _0351_;
+  wire _0352_;
+  wire [9:0] _0353_;
+  wire [8:0] _0354_;
+  wire [10:0] _0355_;
+  wire [8:0] _0356_;
+  wire [9:0] _0357_;
+  wire [8:0] _0358_;
+  wire [10:0] _0359_;
+  wire [8:0] _0360_;
+  wire [9:0] _0361_;
+  wire [8:0] _0362_;
+  wire [10:0] _0363_;
+  wire [8:0] _0364_;
+  wire [9:0] _0365_;
+  wire [8:0] _0366_;
+  wire [10:0] _0367_;
+  wire [10:0] _0368_;
+  wire [11:0] _0369_;
+  wire [10:0] _0370_;
+  wire [11:0] _0371_;
+  wire [10:0] _0372_;
+  wire [11:0] _0373_;
+  wire [10:0] _0374_;
+  wire [11:0] _0375_;
+  wire [11:0] _0376_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0377_;
+  wire [11:0] _0378_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0379_;
+  wire [11:0] _0380_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0381_;
+  wire [11:0] _0382_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0383_;
+  wire _0384_;
+  wire _0385_;
+  wire _0386_;
+  wire _0387_;
+  wire _0388_;
+  wire _0389_;
+  wire _0390_;
+  wire [3:0] _0391_;
+  wire [3:0] _0392_;
+  wire [3:0] _0393_;
+  wire [3:0] _0394_;
+  wire [3:0] _0395_;
+  wire [3:0] _0396_;
+  wire [16:0] _0397_;
+  wire [16:0] _0398_;
+  wire [16:0] _0399_;
+  wire _0400_;
+  wire _0401_;
+  wire _0402_;
+  wire _0403_;
+  wire _0404_;
+  wire _0405_;
+  wire [11:0] _0406_;
+  wire [11:0] _0407_;
+  wire [11:0] _0408_;
+  wire [11:0] _0409_;
+  wire [1:0] _0410_;
+  wire [1:0] _0411_;
+  wire [1:0] _0412_;
+  wire _0413_;
+  wire _0414_;
+  wire _0415_;
+  wire [1:0] _0416_;
+  wire [1:0] _0417_;
+  wire [1:0] _0418_;
+  wire [1:0] _0419_;
+  wire [1:0] _0420_;
+  wire [1:0] _0421_;
+  wire [1:0] _0422_;
+  wire [1:0] _0423_;
+  wire [1:0] _0424_;
+  wire [1:0] _0425_;
+  wire _0426_;
+  wire _0427_;
+  wire _0428_;
+  wire _0429_;
+  wire _0430_;
+  wire _0431_;
+  wire _0432_;
+  wire _0433_;
+  wire _0434_;
+  wire _0435_;
+  wire _0436_;
+  wire [1:0] _0437_;
+  wire [1:0] _0438_;
+  wire [1:0] _0439_;
+  wire _0440_;
+  wire _0441_;
+  wire _0442_;
+  wire _0443_;
+  wire _0444_;
+  wire _0445_;
+  wire _0446_;
+  wire _0447_;
+  wire _0448_;
+  wire _0449_;
+  wire [1:0] _0450_;
+  wire [1:0] _0451_;
+  wire _0452_;
+  wire _0453_;
+  wire _0454_;
+  wire _0455_;
+  wire _0456_;
+  wire _0457_;
+  wire _0458_;
+  wire _0459_;
+  wire _0460_;
+  wire _0461_;
+  wire _0462_;
+  wire _0463_;
+  wire _0464_;
+  wire _0465_;
+  wire _0466_;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35" *)
+  wire [35:0] \$like ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \$like[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \$like[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \$like[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \$like[3] ;
   reg \$signal  = 1'h0;
+  (* unused_bits = "6 9" *)
   reg [9:0] \$signal$105  = 10'h000;
+  (* unused_bits = "4 7" *)
   reg [7:0] \$signal$106  = 8'h00;
   reg [71:0] \$signal$107  = 72'h000000000000000000;
   wire [17:0] \$signal$107[0] ;
@@ -18631,14 +16055,13 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire [17:0] \$signal$35[1] ;
   wire [17:0] \$signal$35[2] ;
   wire [17:0] \$signal$35[3] ;
-  (* init = 70'h000000000000000000 *)
   wire [69:0] \$signal$45 ;
   reg \$signal$46  = 1'h0;
   wire \$signal$5 ;
   wire [69:0] \$signal$52 ;
   wire \$signal$57 ;
   reg \$signal$58  = 1'h0;
-  reg \$signal$61 ;
+  wire \$signal$61 ;
   reg \$signal$67  = 1'h0;
   wire [9:0] \$signature__addr ;
   wire [1:0] \$signature__addr$30 ;
@@ -18659,10 +16082,15 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire [11:0] \addend[1] ;
   wire [11:0] \addend[2] ;
   wire [11:0] \addend[3] ;
-  reg [35:0] b6 = 36'h000000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35" *)
+  wire [35:0] b6;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \b6[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \b6[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \b6[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \b6[3] ;
   reg [35:0] b_raw = 36'h000000000;
   wire [8:0] \b_raw[0] ;
@@ -18712,7 +16140,6 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire [16:0] \entry.values[1] ;
   wire [16:0] \entry.values[2] ;
   wire [16:0] \entry.values[3] ;
-  (* init = 70'h000000000000000000 *)
   wire [69:0] entry7;
   wire [1:0] \entry7.addr ;
   wire [67:0] \entry7.values ;
@@ -18746,11 +16173,11 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire [1:0] \i0__payload.x ;
   wire [1:0] \i0__payload.y ;
   output i0__ready;
-  reg i0__ready;
+  wire i0__ready;
   input i0__valid;
   wire i0__valid;
   wire [3:0] index;
-  reg [28:0] issue;
+  wire [28:0] issue;
   wire [1:0] \issue.addr ;
   wire \issue.bank ;
   wire [1:0] \issue.bias_g ;
@@ -18764,9 +16191,9 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [9:0] \issue.waddr ;
-  reg [1:0] lane;
+  wire [1:0] lane;
   wire last_lane;
-  reg load;
+  wire load;
   output [25:0] o__payload;
   wire [25:0] o__payload;
   wire [3:0] \o__payload.argmax ;
@@ -18776,22 +16203,19 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   input o__ready;
   wire o__ready;
   output o__valid;
-  reg o__valid;
+  wire o__valid;
   wire [1:0] op_addr;
   wire [2:0] op_count;
   wire [3:0] op_shift;
   wire op_valid;
   wire [9:0] op_waddr;
-  reg [67:0] out_vals;
+  wire [67:0] out_vals;
   wire [16:0] \out_vals[0] ;
   wire [16:0] \out_vals[1] ;
   wire [16:0] \out_vals[2] ;
   wire [16:0] \out_vals[3] ;
-  reg [1:0] plane = 2'h0;
-  (* init = 1'h0 *)
   wire push7;
   wire ready;
-  (* init = 68'h00000000000000000 *)
   wire [67:0] res7;
   wire [16:0] \res7[0] ;
   wire [16:0] \res7[1] ;
@@ -18807,7 +16231,7 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire [16:0] \res9[1] ;
   wire [16:0] \res9[2] ;
   wire [16:0] \res9[3] ;
-  reg [67:0] result;
+  wire [67:0] result;
   wire [16:0] \result[0] ;
   wire [16:0] \result[1] ;
   wire [16:0] \result[2] ;
@@ -18912,38 +16336,61 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [9:0] \st6.waddr ;
+  (* unused_bits = "3 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 25 26 27 28" *)
   reg [28:0] st7 = 29'h00000000;
   wire [1:0] \st7.addr ;
+  (* unused_bits = "0" *)
   wire \st7.bank ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st7.bias_g ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \st7.count ;
   wire \st7.cur ;
+  (* unused_bits = "0" *)
   wire \st7.end ;
+  (* unused_bits = "0" *)
   wire \st7.fire_k ;
   wire \st7.kind ;
   wire \st7.last_step ;
+  (* unused_bits = "0" *)
   wire \st7.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \st7.waddr ;
-  reg [28:0] st8 = 29'h00000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28" *)
+  wire [28:0] st8;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st8.addr ;
+  (* unused_bits = "0" *)
   wire \st8.bank ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st8.bias_g ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \st8.count ;
+  (* unused_bits = "0" *)
   wire \st8.cur ;
+  (* unused_bits = "0" *)
   wire \st8.end ;
+  (* unused_bits = "0" *)
   wire \st8.fire_k ;
+  (* unused_bits = "0" *)
   wire \st8.kind ;
+  (* unused_bits = "0" *)
   wire \st8.last_step ;
+  (* unused_bits = "0" *)
   wire \st8.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st8.shift ;
+  (* unused_bits = "0" *)
   wire \st8.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \st8.waddr ;
   reg [1:0] step = 2'h0;
   reg [1:0] sweep_addr = 2'h0;
   reg sweep_last = 1'h0;
-  reg sweep_now;
+  wire sweep_now;
   reg [4:0] used = 5'h00;
   reg [67:0] v_raw = 68'h00000000000000000;
   wire [16:0] \v_raw[0] ;
@@ -18983,11 +16430,11 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
     bmem[1] = 36'h1b6cb555c;
     bmem[2] = 36'h0000051ba;
   end
-  reg [35:0] _0_;
+  reg [35:0] _1028_;
   always @(posedge clk) begin
-    _0_ <= bmem[st2[5:4]];
+    _1028_ <= bmem[st2[5:4]];
   end
-  assign b_rd__data = _0_;
+  assign b_rd__data = _1028_;
   reg [67:0] vmem [2:0];
   initial begin
     vmem[0] = 68'h00000000000000000;
@@ -18995,14 +16442,14 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
     vmem[2] = 68'h00000000000000000;
   end
   always @(posedge clk) begin
-    if (\$15 [0])
+    if (v_wr__en)
       vmem[st7[5:4]] <= v_wr__data;
   end
-  reg [67:0] _1_;
+  reg [67:0] _1029_;
   always @(posedge clk) begin
-    _1_ <= vmem[st2[5:4]];
+    _1029_ <= vmem[st2[5:4]];
   end
-  assign \$signature__data$85  = _1_;
+  assign \$signature__data$85  = _1029_;
   reg [31:0] wrom0 [767:0];
   initial begin
     wrom0[0] = 32'd486942651;
@@ -19774,484 +17221,715 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
     wrom0[766] = 32'd1139472401;
     wrom0[767] = 32'd56259;
   end
-  reg [31:0] _2_;
+  reg [31:0] _1030_;
   always @(posedge clk) begin
-    _2_ <= wrom0[st0[15:6]];
+    _1030_ <= wrom0[st0[15:6]];
   end
-  assign \$signature__data  = _2_;
+  assign \$signature__data  = _1030_;
   always @(posedge clk)
-    hit_c1 <= \$459 ;
+    hit_c1 <= _0327_;
   always @(posedge clk)
-    hit_v2 <= \$460 ;
+    hit_v2 <= _0329_;
   always @(posedge clk)
-    hit_c2 <= \$461 ;
+    hit_c2 <= _0330_;
   always @(posedge clk)
-    hit_v3 <= \$462 ;
+    hit_v3 <= _0331_;
   always @(posedge clk)
-    hit_c3 <= \$463 ;
+    hit_c3 <= _0332_;
   always @(posedge clk)
-    hit_v4 <= \$464 ;
+    hit_v4 <= _0333_;
   always @(posedge clk)
-    hit_c4 <= \$465 ;
+    hit_c4 <= _0334_;
   always @(posedge clk)
-    hit_v5 <= \$466 ;
+    hit_v5 <= _0335_;
   always @(posedge clk)
-    hit_c5 <= \$467 ;
+    hit_c5 <= _0336_;
   always @(posedge clk)
-    \$signal$105  <= \$468 ;
+    \$signal$105  <= _0337_;
   always @(posedge clk)
-    \$signal$106  <= \$469 ;
+    \$signal$106  <= _0338_;
   always @(posedge clk)
-    \$signal$107  <= \$470 ;
+    \$signal$107  <= _0340_;
   always @(posedge clk)
-    \$signal$35  <= \$471 ;
+    \$signal$35  <= _0341_;
   always @(posedge clk)
-    v_wr__data <= \$472 ;
+    v_wr__data <= _0342_;
   always @(posedge clk)
-    written <= \$473 ;
+    written <= _0343_;
   always @(posedge clk)
-    \$signal$46  <= \$474 ;
+    \$signal$46  <= _0344_;
   always @(posedge clk)
-    better <= \$475 ;
+    better <= _0345_;
   always @(posedge clk)
-    \$signal$58  <= \$476 ;
+    \$signal$58  <= _0346_;
   always @(posedge clk)
-    first <= \$477 ;
+    first <= _0347_;
   always @(posedge clk)
-    best_val <= \$478 ;
+    best_val <= _0348_;
   always @(posedge clk)
-    best_idx <= \$479 ;
+    best_idx <= _0349_;
   always @(posedge clk)
-    done <= \$480 ;
+    done <= _0350_;
   assign en = ~ \$signal ;
-  assign \$1  = ~ \$signal ;
-  assign \$2  = op_valid & \$1 ;
-  assign \$3  = ~ op_valid;
-  assign \$4  = ~ \$signal ;
-  assign \$5  = credit & \$4 ;
-  assign \$6  = issue[0] | \$signal ;
-  assign \$7  = ! st6[1];
-  assign \$8  = ! st6[1];
-  assign \$9  = ! st6[1];
-  assign \$10  = ! st6[1];
-  assign \$11  = ! st7[1];
-  assign \$12  = \$11  & st7[2];
-  assign \$13  = ~ \$12 ;
-  assign \$14  = st7[0] & \$13 ;
-  assign \$15  = \$14  ? 4'hf : 4'h0;
-  assign \$17  = st7[0] & \$16 ;
-  assign \$18  = ~ \$signal$46 ;
-  assign dropped = \$17  & \$18 ;
-  assign \$19  = ~ done[3];
-  assign \$20  = ~ done[2];
-  assign \$21  = ~ done[1];
-  assign \$22  = ~ done[0];
-  assign \$23  = \$signal$52 [69:68] * 3'h4;
-  assign \$24  = \$23  + lane;
-  assign \$25  = lane == 2'h3;
-  assign \$26  = \$24 [3:0] == 4'h9;
-  assign last_lane = \$25  | \$26 ;
-  assign \$28  = \$24 [3:0] == 4'h9;
-  assign \$29  = better ? \$24 [3:0] : best_idx;
-  assign \$30  = \$signal$57  & \$signal$58 ;
-  assign \$31  = ! fsm_state;
-  assign \$33  = used + sweep_now;
-  assign \$34  = \$33  - dropped;
-  assign \$35  = \$signal$61  & \$signal$57 ;
-  assign \$36  = $signed(\$34 ) - $signed({ 1'h0, \$35  });
-  assign \$37  = used <= 4'he;
-  assign \$38  = ~ op_valid;
-  assign \$39  = step == 1'h1;
-  assign \$40  = step + 1'h1;
-  assign \$41  = ~ \$signal ;
-  assign \$42  = credit & \$41 ;
-  assign \$43  = sweep_addr + 1'h1;
-  assign \$44  = sweep_addr == 1'h1;
-  assign \$45  = sweep_now & issue[26];
-  assign \$46  = sweep_now & issue[26];
-  assign \$47  = \$46  | \$signal$67 ;
-  assign \$49  = st2[17] ? \$48  : 9'h000;
-  assign \$50  = $signed(1'h0) + $signed(\$49 );
-  assign \$52  = st2[18] ? \$51  : 9'h000;
-  assign \$53  = $signed(\$50 ) + $signed(\$52 );
-  assign \$55  = st2[17] ? \$54  : 9'h000;
-  assign \$56  = $signed(1'h0) + $signed(\$55 );
-  assign \$58  = st2[18] ? \$57  : 9'h000;
-  assign \$59  = $signed(\$56 ) + $signed(\$58 );
-  assign \$61  = st2[17] ? \$60  : 9'h000;
-  assign \$62  = $signed(1'h0) + $signed(\$61 );
-  assign \$64  = st2[18] ? \$63  : 9'h000;
-  assign \$65  = $signed(\$62 ) + $signed(\$64 );
-  assign \$67  = st2[17] ? \$66  : 9'h000;
-  assign \$68  = $signed(1'h0) + $signed(\$67 );
-  assign \$70  = st2[18] ? \$69  : 9'h000;
-  assign \$71  = $signed(\$68 ) + $signed(\$70 );
-  assign \$73  = st2[19] ? \$72  : 11'h000;
-  assign \$74  = $signed(1'h0) + $signed(\$73 );
-  assign \$76  = st2[19] ? \$75  : 11'h000;
-  assign \$77  = $signed(1'h0) + $signed(\$76 );
-  assign \$79  = st2[19] ? \$78  : 11'h000;
-  assign \$80  = $signed(1'h0) + $signed(\$79 );
-  assign \$82  = st2[19] ? \$81  : 11'h000;
-  assign \$83  = $signed(1'h0) + $signed(\$82 );
-  assign \$84  = ! st3[16];
-  assign \$85  = $signed(1'h0) + $signed(w2_0_0_0);
-  assign \$86  = $signed(\$85 ) + $signed(w2_0_2_0);
-  assign \$87  = $signed(1'h0) + $signed(w2_0_0_1);
-  assign \$88  = $signed(\$87 ) + $signed(w2_0_2_1);
-  assign \$89  = $signed(1'h0) + $signed(w2_0_0_2);
-  assign \$90  = $signed(\$89 ) + $signed(w2_0_2_2);
-  assign \$91  = $signed(1'h0) + $signed(w2_0_0_3);
-  assign \$92  = $signed(\$91 ) + $signed(w2_0_2_3);
-  assign \$93  = st2[5:4] == st3[5:4];
-  assign \$94  = ! st3[1];
-  assign \$95  = \$93  & \$94 ;
-  assign \$96  = ! st3[1];
-  assign \$97  = \$96  & st3[2];
-  assign \$98  = ~ \$97 ;
-  assign \$99  = st3[0] & \$98 ;
-  assign \$100  = \$95  & \$99 ;
-  assign \$101  = st2[5:4] == st3[5:4];
-  assign \$102  = ! st3[1];
-  assign \$103  = \$101  & \$102 ;
-  assign \$104  = ! st3[1];
-  assign \$105  = \$104  & st3[2];
-  assign \$107  = \$106  & st3[24];
-  assign \$108  = \$105  | \$107 ;
-  assign \$109  = st3[0] & \$108 ;
-  assign \$110  = \$103  & \$109 ;
-  assign \$111  = st2[5:4] == st4[5:4];
-  assign \$112  = ! st4[1];
-  assign \$113  = \$111  & \$112 ;
-  assign \$114  = ! st4[1];
-  assign \$115  = \$114  & st4[2];
-  assign \$116  = ~ \$115 ;
-  assign \$117  = st4[0] & \$116 ;
-  assign \$118  = \$113  & \$117 ;
-  assign \$119  = st2[5:4] == st4[5:4];
-  assign \$120  = ! st4[1];
-  assign \$121  = \$119  & \$120 ;
-  assign \$122  = ! st4[1];
-  assign \$123  = \$122  & st4[2];
-  assign \$125  = \$124  & st4[24];
-  assign \$126  = \$123  | \$125 ;
-  assign \$127  = st4[0] & \$126 ;
-  assign \$128  = \$121  & \$127 ;
-  assign \$129  = st2[5:4] == st5[5:4];
-  assign \$130  = ! st5[1];
-  assign \$131  = \$130  & st5[2];
-  assign \$132  = ~ \$131 ;
-  assign \$133  = st5[0] & \$132 ;
-  assign \$134  = \$129  & \$133 ;
-  assign \$135  = st2[5:4] == st5[5:4];
-  assign \$136  = ! st5[1];
-  assign \$137  = \$136  & st5[2];
-  assign \$139  = \$138  & st5[24];
-  assign \$140  = \$137  | \$139 ;
-  assign \$141  = st5[0] & \$140 ;
-  assign \$142  = \$135  & \$141 ;
-  assign \$143  = st2[5:4] == st6[5:4];
-  assign \$144  = ! st6[1];
-  assign \$145  = \$144  & st6[2];
-  assign \$146  = ~ \$145 ;
-  assign \$147  = st6[0] & \$146 ;
-  assign \$148  = \$143  & \$147 ;
-  assign \$149  = st2[5:4] == st6[5:4];
-  assign \$150  = ! st6[1];
-  assign \$151  = \$150  & st6[2];
-  assign \$153  = \$152  & st6[24];
-  assign \$154  = \$151  | \$153 ;
-  assign \$155  = st6[0] & \$154 ;
-  assign \$156  = \$149  & \$155 ;
-  assign \$157  = st2[5:4] == st7[5:4];
-  assign \$158  = ! st7[1];
-  assign \$159  = \$158  & st7[2];
-  assign \$160  = ~ \$159 ;
-  assign \$161  = st7[0] & \$160 ;
-  assign \$162  = \$157  & \$161 ;
-  assign \$163  = st2[5:4] == st7[5:4];
-  assign \$164  = ! st7[1];
-  assign \$165  = \$164  & st7[2];
-  assign \$167  = \$166  & st7[24];
-  assign \$168  = \$165  | \$167 ;
-  assign \$169  = st7[0] & \$168 ;
-  assign \$170  = \$163  & \$169 ;
-  assign \$173  = ! st3[1];
-  assign \$174  = \$173  & st3[2];
-  assign \$175  = ~ \$174 ;
-  assign \$176  = \$172  & \$175 ;
-  assign \$179  = ! st3[1];
-  assign \$180  = \$179  & st3[2];
-  assign \$181  = \$178  & \$180 ;
-  assign \$182  = \$176  | \$181 ;
-  assign \$184  = ~ \$183 ;
-  assign \$185  = hit_v2 & \$184 ;
-  assign \$186  = ! st3[1];
-  assign \$187  = \$186  & st3[2];
-  assign \$188  = ~ \$187 ;
-  assign \$189  = \$185  & \$188 ;
-  assign \$191  = ~ \$190 ;
-  assign \$192  = hit_c2 & \$191 ;
-  assign \$193  = ! st3[1];
-  assign \$194  = \$193  & st3[2];
-  assign \$195  = \$192  & \$194 ;
-  assign \$196  = \$189  | \$195 ;
-  assign \$198  = \$197  | hit_v2;
-  assign \$199  = ~ \$198 ;
-  assign \$200  = hit_v3 & \$199 ;
-  assign \$201  = ! st3[1];
-  assign \$202  = \$201  & st3[2];
-  assign \$203  = ~ \$202 ;
-  assign \$204  = \$200  & \$203 ;
-  assign \$206  = \$205  | hit_v2;
-  assign \$207  = \$206  | hit_v3;
-  assign \$208  = ~ \$207 ;
-  assign \$209  = hit_v4 & \$208 ;
-  assign \$210  = ! st3[1];
-  assign \$211  = \$210  & st3[2];
-  assign \$212  = ~ \$211 ;
-  assign \$213  = \$209  & \$212 ;
-  assign \$215  = \$214  | hit_v2;
-  assign \$216  = \$215  | hit_v3;
-  assign \$217  = \$216  | hit_v4;
-  assign \$218  = ~ \$217 ;
-  assign \$219  = hit_v5 & \$218 ;
-  assign \$220  = ! st3[1];
-  assign \$221  = \$220  & st3[2];
-  assign \$222  = ~ \$221 ;
-  assign \$223  = \$219  & \$222 ;
-  assign \$225  = \$224  | hit_v2;
-  assign \$226  = \$225  | hit_v3;
-  assign \$227  = \$226  | hit_v4;
-  assign \$228  = \$227  | hit_v5;
-  assign \$229  = ~ \$228 ;
-  assign \$230  = ! st3[1];
-  assign \$231  = \$230  & st3[2];
-  assign \$232  = ~ \$231 ;
-  assign \$233  = \$229  & \$232 ;
-  assign \$235  = \$234  | hit_c2;
-  assign \$236  = ~ \$235 ;
-  assign \$237  = hit_c3 & \$236 ;
-  assign \$238  = ! st3[1];
-  assign \$239  = \$238  & st3[2];
-  assign \$240  = \$237  & \$239 ;
-  assign \$242  = \$241  | hit_c2;
-  assign \$243  = \$242  | hit_c3;
-  assign \$244  = ~ \$243 ;
-  assign \$245  = hit_c4 & \$244 ;
-  assign \$246  = ! st3[1];
-  assign \$247  = \$246  & st3[2];
-  assign \$248  = \$245  & \$247 ;
-  assign \$250  = \$249  | hit_c2;
-  assign \$251  = \$250  | hit_c3;
-  assign \$252  = \$251  | hit_c4;
-  assign \$253  = ~ \$252 ;
-  assign \$254  = hit_c5 & \$253 ;
-  assign \$255  = ! st3[1];
-  assign \$256  = \$255  & st3[2];
-  assign \$257  = \$254  & \$256 ;
-  assign \$259  = \$258  | hit_c2;
-  assign \$260  = \$259  | hit_c3;
-  assign \$261  = \$260  | hit_c4;
-  assign \$262  = \$261  | hit_c5;
-  assign \$263  = ~ \$262 ;
-  assign \$264  = ! st3[1];
-  assign \$265  = \$264  & st3[2];
-  assign \$266  = \$263  & \$265 ;
-  assign \$267  = ! st3[1];
-  assign \$268  = ! st3[1];
-  assign \$270  = \$signal$105 [0] ? \$signal$107 [17:0] : 18'h00000;
-  assign \$271  = \$signal$105 [1] ? \$signal$35 [17:0] : 18'h00000;
-  assign \$272  = \$270  | \$271 ;
-  assign \$273  = \$signal$105 [2] ? v_wr__data[16:0] : 17'h00000;
-  assign \$274  = \$272  | { \$273 [16], \$273  };
-  assign \$275  = \$signal$105 [3] ? res8[16:0] : 17'h00000;
-  assign \$276  = \$274  | { \$275 [16], \$275  };
-  assign \$277  = \$signal$105 [4] ? res9[16:0] : 17'h00000;
-  assign \$278  = \$276  | { \$277 [16], \$277  };
-  assign \$279  = \$signal$105 [5] ? v_raw[16:0] : 17'h00000;
-  assign \$280  = \$278  | { \$279 [16], \$279  };
-  assign \$283  = \$signal$105 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$284  = \$282  | { \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283  };
-  assign \$285  = \$signal$105 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$286  = \$284  | { \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285  };
-  assign \$289  = \$signal$106 [0] ? addend[11:0] : 12'h000;
-  assign \$290  = \$signal$106 [1] ? b_raw[8:0] : 9'h000;
-  assign \$291  = \$289  | { \$290 [8], \$290 [8], \$290 [8], \$290  };
-  assign \$292  = \$signal$106 [2] ? \$signal$107 [17:0] : 18'h00000;
-  assign \$293  = { \$291 [11], \$291 [11], \$291 [11], \$291 [11], \$291 [11], \$291 [11], \$291  } | \$292 ;
-  assign \$294  = \$signal$106 [3] ? \$signal$35 [17:0] : 18'h00000;
-  assign \$295  = \$293  | \$294 ;
-  assign \$298  = \$signal$106 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$299  = \$297  | { \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298  };
-  assign \$300  = \$signal$106 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$301  = \$299  | { \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300  };
-  assign \$304  = $signed(\$288 ) + $signed(\$303 );
-  assign \$305  = \$signal$105 [0] ? \$signal$107 [35:18] : 18'h00000;
-  assign \$306  = \$signal$105 [1] ? \$signal$35 [35:18] : 18'h00000;
-  assign \$307  = \$305  | \$306 ;
-  assign \$308  = \$signal$105 [2] ? v_wr__data[33:17] : 17'h00000;
-  assign \$309  = \$307  | { \$308 [16], \$308  };
-  assign \$310  = \$signal$105 [3] ? res8[33:17] : 17'h00000;
-  assign \$311  = \$309  | { \$310 [16], \$310  };
-  assign \$312  = \$signal$105 [4] ? res9[33:17] : 17'h00000;
-  assign \$313  = \$311  | { \$312 [16], \$312  };
-  assign \$314  = \$signal$105 [5] ? v_raw[33:17] : 17'h00000;
-  assign \$315  = \$313  | { \$314 [16], \$314  };
-  assign \$318  = \$signal$105 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$319  = \$317  | { \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318  };
-  assign \$320  = \$signal$105 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$321  = \$319  | { \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320  };
-  assign \$324  = \$signal$106 [0] ? addend[23:12] : 12'h000;
-  assign \$325  = \$signal$106 [1] ? b_raw[17:9] : 9'h000;
-  assign \$326  = \$324  | { \$325 [8], \$325 [8], \$325 [8], \$325  };
-  assign \$327  = \$signal$106 [2] ? \$signal$107 [35:18] : 18'h00000;
-  assign \$328  = { \$326 [11], \$326 [11], \$326 [11], \$326 [11], \$326 [11], \$326 [11], \$326  } | \$327 ;
-  assign \$329  = \$signal$106 [3] ? \$signal$35 [35:18] : 18'h00000;
-  assign \$330  = \$328  | \$329 ;
-  assign \$333  = \$signal$106 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$334  = \$332  | { \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333  };
-  assign \$335  = \$signal$106 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$336  = \$334  | { \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335  };
-  assign \$339  = $signed(\$323 ) + $signed(\$338 );
-  assign \$340  = \$signal$105 [0] ? \$signal$107 [53:36] : 18'h00000;
-  assign \$341  = \$signal$105 [1] ? \$signal$35 [53:36] : 18'h00000;
-  assign \$342  = \$340  | \$341 ;
-  assign \$343  = \$signal$105 [2] ? v_wr__data[50:34] : 17'h00000;
-  assign \$344  = \$342  | { \$343 [16], \$343  };
-  assign \$345  = \$signal$105 [3] ? res8[50:34] : 17'h00000;
-  assign \$346  = \$344  | { \$345 [16], \$345  };
-  assign \$347  = \$signal$105 [4] ? res9[50:34] : 17'h00000;
-  assign \$348  = \$346  | { \$347 [16], \$347  };
-  assign \$349  = \$signal$105 [5] ? v_raw[50:34] : 17'h00000;
-  assign \$350  = \$348  | { \$349 [16], \$349  };
-  assign \$353  = \$signal$105 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$354  = \$352  | { \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353  };
-  assign \$355  = \$signal$105 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$356  = \$354  | { \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355  };
-  assign \$359  = \$signal$106 [0] ? addend[35:24] : 12'h000;
-  assign \$360  = \$signal$106 [1] ? b_raw[26:18] : 9'h000;
-  assign \$361  = \$359  | { \$360 [8], \$360 [8], \$360 [8], \$360  };
-  assign \$362  = \$signal$106 [2] ? \$signal$107 [53:36] : 18'h00000;
-  assign \$363  = { \$361 [11], \$361 [11], \$361 [11], \$361 [11], \$361 [11], \$361 [11], \$361  } | \$362 ;
-  assign \$364  = \$signal$106 [3] ? \$signal$35 [53:36] : 18'h00000;
-  assign \$365  = \$363  | \$364 ;
-  assign \$368  = \$signal$106 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$369  = \$367  | { \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368  };
-  assign \$370  = \$signal$106 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$371  = \$369  | { \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370  };
-  assign \$374  = $signed(\$358 ) + $signed(\$373 );
-  assign \$375  = \$signal$105 [0] ? \$signal$107 [71:54] : 18'h00000;
-  assign \$376  = \$signal$105 [1] ? \$signal$35 [71:54] : 18'h00000;
-  assign \$377  = \$375  | \$376 ;
-  assign \$378  = \$signal$105 [2] ? v_wr__data[67:51] : 17'h00000;
-  assign \$379  = \$377  | { \$378 [16], \$378  };
-  assign \$380  = \$signal$105 [3] ? res8[67:51] : 17'h00000;
-  assign \$381  = \$379  | { \$380 [16], \$380  };
-  assign \$382  = \$signal$105 [4] ? res9[67:51] : 17'h00000;
-  assign \$383  = \$381  | { \$382 [16], \$382  };
-  assign \$384  = \$signal$105 [5] ? v_raw[67:51] : 17'h00000;
-  assign \$385  = \$383  | { \$384 [16], \$384  };
-  assign \$388  = \$signal$105 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$389  = \$387  | { \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388  };
-  assign \$390  = \$signal$105 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$391  = \$389  | { \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390  };
-  assign \$394  = \$signal$106 [0] ? addend[47:36] : 12'h000;
-  assign \$395  = \$signal$106 [1] ? b_raw[35:27] : 9'h000;
-  assign \$396  = \$394  | { \$395 [8], \$395 [8], \$395 [8], \$395  };
-  assign \$397  = \$signal$106 [2] ? \$signal$107 [71:54] : 18'h00000;
-  assign \$398  = { \$396 [11], \$396 [11], \$396 [11], \$396 [11], \$396 [11], \$396 [11], \$396  } | \$397 ;
-  assign \$399  = \$signal$106 [3] ? \$signal$35 [71:54] : 18'h00000;
-  assign \$400  = \$398  | \$399 ;
-  assign \$403  = \$signal$106 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$404  = \$402  | { \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403  };
-  assign \$405  = \$signal$106 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$406  = \$404  | { \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405  };
-  assign \$409  = $signed(\$393 ) + $signed(\$408 );
-  assign \$411  = st6[0] & \$410 ;
-  assign \$412  = ~ \$signal$58 ;
-  assign \$413  = \$signal$57  & \$412 ;
-  assign \$415  = $signed(\$414 ) > $signed(best_val);
-  assign \$416  = first | \$415 ;
-  assign \$417  = \$signal$57  & \$signal$58 ;
-  assign \$419  = 1'h1 << lane;
-  assign \$420  = { 3'h0, done } | \$419 ;
+  assign _0000_ = ~ \$signal ;
+  assign _0096_ = op_valid & _0000_;
+  assign _0271_ = ~ \$signal ;
+  assign _0352_ = credit & _0271_;
+  assign active = \issue.valid  | \$signal ;
+  assign _0010_ = ! st7[1];
+  assign _0021_ = _0010_ & st7[2];
+  assign _0031_ = ~ _0021_;
+  assign _0041_ = st7[0] & _0031_;
+  assign { _0052_[3:1], v_wr__en } = _0041_ ? 4'hf : 4'h0;
+  assign _0071_ = st7[0] & st7[1];
+  assign _0078_ = ~ \$signal$46 ;
+  assign dropped = _0071_ & _0078_;
+  assign _0124_ = \$signal$52 [69:68] * 3'h4;
+  assign { _0134_[5:4], o__payload[3:0] } = _0124_ + lane;
+  assign _0143_ = lane == 2'h3;
+  assign _0153_ = o__payload[3:0] == 4'h9;
+  assign last_lane = _0143_ | _0153_;
+  assign \o__payload.last  = o__payload[3:0] == 4'h9;
+  assign \o__payload.argmax  = better ? o__payload[3:0] : best_idx;
+  assign _0186_ = \$signal$57  & \$signal$58 ;
+  assign _0211_ = used + sweep_now;
+  assign _0218_ = _0211_ - dropped;
+  assign _0229_ = \$signal$61  & \$signal$57 ;
+  assign _0236_ = $signed(_0218_) - $signed({ 1'h0, _0229_ });
+  assign _0245_ = used <= 4'he;
+  assign _0262_ = step == 1'h1;
+  assign _0272_ = step + 1'h1;
+  assign _0279_ = ~ \$signal ;
+  assign _0289_ = credit & _0279_;
+  assign _0299_ = sweep_addr + 1'h1;
+  assign _0309_ = sweep_addr == 1'h1;
+  assign _0320_ = sweep_now & \issue.end ;
+  assign _0328_ = sweep_now & \issue.end ;
+  assign _0339_ = _0328_ | \$signal$67 ;
+  assign _0351_ = st2[17] ? { w1_0[7], w1_0[7:0] } : 9'h000;
+  assign _0353_ = $signed(1'h0) + $signed(_0351_);
+  assign _0354_ = st2[18] ? { w1_0[7:0], 1'h0 } : 9'h000;
+  assign _0355_ = $signed(_0353_) + $signed(_0354_);
+  assign _0356_ = st2[17] ? { w1_0[15], w1_0[15:8] } : 9'h000;
+  assign _0357_ = $signed(1'h0) + $signed(_0356_);
+  assign _0358_ = st2[18] ? { w1_0[15:8], 1'h0 } : 9'h000;
+  assign _0359_ = $signed(_0357_) + $signed(_0358_);
+  assign _0360_ = st2[17] ? { w1_0[23], w1_0[23:16] } : 9'h000;
+  assign _0361_ = $signed(1'h0) + $signed(_0360_);
+  assign _0362_ = st2[18] ? { w1_0[23:16], 1'h0 } : 9'h000;
+  assign _0363_ = $signed(_0361_) + $signed(_0362_);
+  assign _0364_ = st2[17] ? { w1_0[31], w1_0[31:24] } : 9'h000;
+  assign _0365_ = $signed(1'h0) + $signed(_0364_);
+  assign _0366_ = st2[18] ? { w1_0[31:24], 1'h0 } : 9'h000;
+  assign _0367_ = $signed(_0365_) + $signed(_0366_);
+  assign _0368_ = st2[19] ? { w1_0[7], w1_0[7:0], 2'h0 } : 11'h000;
+  assign _0369_ = $signed(1'h0) + $signed(_0368_);
+  assign _0370_ = st2[19] ? { w1_0[15], w1_0[15:8], 2'h0 } : 11'h000;
+  assign _0371_ = $signed(1'h0) + $signed(_0370_);
+  assign _0372_ = st2[19] ? { w1_0[23], w1_0[23:16], 2'h0 } : 11'h000;
+  assign _0373_ = $signed(1'h0) + $signed(_0372_);
+  assign _0374_ = st2[19] ? { w1_0[31], w1_0[31:24], 2'h0 } : 11'h000;
+  assign _0375_ = $signed(1'h0) + $signed(_0374_);
+  assign _0376_ = $signed(1'h0) + $signed(w2_0_0_0);
+  assign _0377_ = $signed(_0376_) + $signed(w2_0_2_0);
+  assign _0378_ = $signed(1'h0) + $signed(w2_0_0_1);
+  assign _0379_ = $signed(_0378_) + $signed(w2_0_2_1);
+  assign _0380_ = $signed(1'h0) + $signed(w2_0_0_2);
+  assign _0381_ = $signed(_0380_) + $signed(w2_0_2_2);
+  assign _0382_ = $signed(1'h0) + $signed(w2_0_0_3);
+  assign _0383_ = $signed(_0382_) + $signed(w2_0_2_3);
+  assign _0384_ = st2[5:4] == st3[5:4];
+  assign _0385_ = ! st3[1];
+  assign _0386_ = _0384_ & _0385_;
+  assign _0387_ = ! st3[1];
+  assign _0388_ = _0387_ & st3[2];
+  assign _0389_ = ~ _0388_;
+  assign _0390_ = st3[0] & _0389_;
+  assign _0001_ = _0386_ & _0390_;
+  assign _0002_ = st2[5:4] == st3[5:4];
+  assign _0003_ = ! st3[1];
+  assign _0004_ = _0002_ & _0003_;
+  assign _0005_ = ! st3[1];
+  assign _0006_ = _0005_ & st3[2];
+  assign _0007_ = st3[1] & st3[24];
+  assign _0008_ = _0006_ | _0007_;
+  assign _0009_ = st3[0] & _0008_;
+  assign _0011_ = _0004_ & _0009_;
+  assign _0012_ = st2[5:4] == st4[5:4];
+  assign _0013_ = ! st4[1];
+  assign _0014_ = _0012_ & _0013_;
+  assign _0015_ = ! st4[1];
+  assign _0016_ = _0015_ & st4[2];
+  assign _0017_ = ~ _0016_;
+  assign _0018_ = st4[0] & _0017_;
+  assign _0019_ = _0014_ & _0018_;
+  assign _0020_ = st2[5:4] == st4[5:4];
+  assign _0022_ = ! st4[1];
+  assign _0023_ = _0020_ & _0022_;
+  assign _0024_ = ! st4[1];
+  assign _0025_ = _0024_ & st4[2];
+  assign _0026_ = st4[1] & st4[24];
+  assign _0027_ = _0025_ | _0026_;
+  assign _0028_ = st4[0] & _0027_;
+  assign _0029_ = _0023_ & _0028_;
+  assign _0030_ = st2[5:4] == st5[5:4];
+  assign _0032_ = ! st5[1];
+  assign _0033_ = _0032_ & st5[2];
+  assign _0034_ = ~ _0033_;
+  assign _0035_ = st5[0] & _0034_;
+  assign _0036_ = _0030_ & _0035_;
+  assign _0037_ = st2[5:4] == st5[5:4];
+  assign _0038_ = ! st5[1];
+  assign _0039_ = _0038_ & st5[2];
+  assign _0040_ = st5[1] & st5[24];
+  assign _0042_ = _0039_ | _0040_;
+  assign _0043_ = st5[0] & _0042_;
+  assign _0044_ = _0037_ & _0043_;
+  assign _0045_ = st2[5:4] == st6[5:4];
+  assign _0046_ = ! st6[1];
+  assign _0047_ = _0046_ & st6[2];
+  assign _0048_ = ~ _0047_;
+  assign _0049_ = st6[0] & _0048_;
+  assign _0050_ = _0045_ & _0049_;
+  assign _0051_ = st2[5:4] == st6[5:4];
+  assign _0053_ = ! st6[1];
+  assign _0054_ = _0053_ & st6[2];
+  assign _0055_ = st6[1] & st6[24];
+  assign _0056_ = _0054_ | _0055_;
+  assign _0057_ = st6[0] & _0056_;
+  assign _0058_ = _0051_ & _0057_;
+  assign _0059_ = st2[5:4] == st7[5:4];
+  assign _0060_ = ! st7[1];
+  assign _0061_ = _0060_ & st7[2];
+  assign _0062_ = ~ _0061_;
+  assign _0063_ = st7[0] & _0062_;
+  assign _0064_ = _0059_ & _0063_;
+  assign _0065_ = st2[5:4] == st7[5:4];
+  assign _0066_ = ! st7[1];
+  assign _0067_ = _0066_ & st7[2];
+  assign _0068_ = st7[1] & st7[24];
+  assign _0069_ = _0067_ | _0068_;
+  assign _0070_ = st7[0] & _0069_;
+  assign _0072_ = _0065_ & _0070_;
+  assign _0073_ = ! st3[1];
+  assign _0074_ = _0073_ & st3[2];
+  assign _0075_ = ~ _0074_;
+  assign _0076_ = hit_v1 & _0075_;
+  assign _0077_ = ! st3[1];
+  assign _0079_ = _0077_ & st3[2];
+  assign _0080_ = hit_c1 & _0079_;
+  assign _0081_ = _0076_ | _0080_;
+  assign _0082_ = ~ hit_v1;
+  assign _0083_ = hit_v2 & _0082_;
+  assign _0084_ = ! st3[1];
+  assign _0085_ = _0084_ & st3[2];
+  assign _0086_ = ~ _0085_;
+  assign _0087_ = _0083_ & _0086_;
+  assign _0088_ = ~ hit_c1;
+  assign _0089_ = hit_c2 & _0088_;
+  assign _0090_ = ! st3[1];
+  assign _0091_ = _0090_ & st3[2];
+  assign _0092_ = _0089_ & _0091_;
+  assign _0093_ = _0087_ | _0092_;
+  assign _0094_ = hit_v1 | hit_v2;
+  assign _0095_ = ~ _0094_;
+  assign _0097_ = hit_v3 & _0095_;
+  assign _0098_ = ! st3[1];
+  assign _0099_ = _0098_ & st3[2];
+  assign _0100_ = ~ _0099_;
+  assign _0101_ = _0097_ & _0100_;
+  assign _0102_ = hit_v1 | hit_v2;
+  assign _0103_ = _0102_ | hit_v3;
+  assign _0104_ = ~ _0103_;
+  assign _0105_ = hit_v4 & _0104_;
+  assign _0106_ = ! st3[1];
+  assign _0107_ = _0106_ & st3[2];
+  assign _0108_ = ~ _0107_;
+  assign _0109_ = _0105_ & _0108_;
+  assign _0110_ = hit_v1 | hit_v2;
+  assign _0111_ = _0110_ | hit_v3;
+  assign _0112_ = _0111_ | hit_v4;
+  assign _0113_ = ~ _0112_;
+  assign _0114_ = hit_v5 & _0113_;
+  assign _0115_ = ! st3[1];
+  assign _0116_ = _0115_ & st3[2];
+  assign _0117_ = ~ _0116_;
+  assign _0118_ = _0114_ & _0117_;
+  assign _0119_ = hit_v1 | hit_v2;
+  assign _0120_ = _0119_ | hit_v3;
+  assign _0121_ = _0120_ | hit_v4;
+  assign _0122_ = _0121_ | hit_v5;
+  assign _0123_ = ~ _0122_;
+  assign _0125_ = ! st3[1];
+  assign _0126_ = _0125_ & st3[2];
+  assign _0127_ = ~ _0126_;
+  assign _0128_ = _0123_ & _0127_;
+  assign _0129_ = hit_c1 | hit_c2;
+  assign _0130_ = ~ _0129_;
+  assign _0131_ = hit_c3 & _0130_;
+  assign _0132_ = ! st3[1];
+  assign _0133_ = _0132_ & st3[2];
+  assign _0135_ = _0131_ & _0133_;
+  assign _0136_ = hit_c1 | hit_c2;
+  assign _0137_ = _0136_ | hit_c3;
+  assign _0138_ = ~ _0137_;
+  assign _0139_ = hit_c4 & _0138_;
+  assign _0140_ = ! st3[1];
+  assign _0141_ = _0140_ & st3[2];
+  assign _0142_ = _0139_ & _0141_;
+  assign _0144_ = hit_c1 | hit_c2;
+  assign _0145_ = _0144_ | hit_c3;
+  assign _0146_ = _0145_ | hit_c4;
+  assign _0147_ = ~ _0146_;
+  assign _0148_ = hit_c5 & _0147_;
+  assign _0149_ = ! st3[1];
+  assign _0150_ = _0149_ & st3[2];
+  assign _0151_ = _0148_ & _0150_;
+  assign _0152_ = hit_c1 | hit_c2;
+  assign _0154_ = _0152_ | hit_c3;
+  assign _0155_ = _0154_ | hit_c4;
+  assign _0156_ = _0155_ | hit_c5;
+  assign _0157_ = ~ _0156_;
+  assign _0158_ = ! st3[1];
+  assign _0159_ = _0158_ & st3[2];
+  assign _0160_ = _0157_ & _0159_;
+  assign _0161_ = ! st3[1];
+  assign _0162_ = \$signal$105 [0] ? \$signal$107 [17:0] : 18'h00000;
+  assign _0163_ = \$signal$105 [1] ? \$signal$35 [17:0] : 18'h00000;
+  assign _0164_ = _0162_ | _0163_;
+  assign _0165_ = \$signal$105 [2] ? v_wr__data[16:0] : 17'h00000;
+  assign _0166_ = _0164_ | { _0165_[16], _0165_ };
+  assign _0167_ = \$signal$105 [3] ? res8[16:0] : 17'h00000;
+  assign _0168_ = _0166_ | { _0167_[16], _0167_ };
+  assign _0169_ = \$signal$105 [4] ? res9[16:0] : 17'h00000;
+  assign _0170_ = _0168_ | { _0169_[16], _0169_ };
+  assign _0171_ = \$signal$105 [5] ? v_raw[16:0] : 17'h00000;
+  assign _0172_ = _0170_ | { _0171_[16], _0171_ };
+  assign _0173_ = \$signal$105 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0174_ = _0172_ | { _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_ };
+  assign _0175_ = \$signal$105 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0176_ = _0174_ | { _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_ };
+  assign _0177_ = \$signal$106 [0] ? addend[11:0] : 12'h000;
+  assign _0178_ = \$signal$106 [1] ? b_raw[8:0] : 9'h000;
+  assign _0179_ = _0177_ | { _0178_[8], _0178_[8], _0178_[8], _0178_ };
+  assign _0180_ = \$signal$106 [2] ? \$signal$107 [17:0] : 18'h00000;
+  assign _0181_ = { _0179_[11], _0179_[11], _0179_[11], _0179_[11], _0179_[11], _0179_[11], _0179_ } | _0180_;
+  assign _0182_ = \$signal$106 [3] ? \$signal$35 [17:0] : 18'h00000;
+  assign _0183_ = _0181_ | _0182_;
+  assign _0184_ = \$signal$106 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0185_ = _0183_ | { _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_ };
+  assign _0187_ = \$signal$106 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0188_ = _0185_ | { _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_ };
+  assign _0189_ = $signed(_0176_) + $signed(_0188_);
+  assign _0190_ = \$signal$105 [0] ? \$signal$107 [35:18] : 18'h00000;
+  assign _0191_ = \$signal$105 [1] ? \$signal$35 [35:18] : 18'h00000;
+  assign _0192_ = _0190_ | _0191_;
+  assign _0193_ = \$signal$105 [2] ? v_wr__data[33:17] : 17'h00000;
+  assign _0194_ = _0192_ | { _0193_[16], _0193_ };
+  assign _0195_ = \$signal$105 [3] ? res8[33:17] : 17'h00000;
+  assign _0196_ = _0194_ | { _0195_[16], _0195_ };
+  assign _0197_ = \$signal$105 [4] ? res9[33:17] : 17'h00000;
+  assign _0198_ = _0196_ | { _0197_[16], _0197_ };
+  assign _0199_ = \$signal$105 [5] ? v_raw[33:17] : 17'h00000;
+  assign _0200_ = _0198_ | { _0199_[16], _0199_ };
+  assign _0201_ = \$signal$105 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0202_ = _0200_ | { _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_ };
+  assign _0203_ = \$signal$105 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0204_ = _0202_ | { _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_ };
+  assign _0205_ = \$signal$106 [0] ? addend[23:12] : 12'h000;
+  assign _0206_ = \$signal$106 [1] ? b_raw[17:9] : 9'h000;
+  assign _0207_ = _0205_ | { _0206_[8], _0206_[8], _0206_[8], _0206_ };
+  assign _0208_ = \$signal$106 [2] ? \$signal$107 [35:18] : 18'h00000;
+  assign _0209_ = { _0207_[11], _0207_[11], _0207_[11], _0207_[11], _0207_[11], _0207_[11], _0207_ } | _0208_;
+  assign _0210_ = \$signal$106 [3] ? \$signal$35 [35:18] : 18'h00000;
+  assign _0212_ = _0209_ | _0210_;
+  assign _0213_ = \$signal$106 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0214_ = _0212_ | { _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_ };
+  assign _0215_ = \$signal$106 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0216_ = _0214_ | { _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_ };
+  assign _0217_ = $signed(_0204_) + $signed(_0216_);
+  assign _0219_ = \$signal$105 [0] ? \$signal$107 [53:36] : 18'h00000;
+  assign _0220_ = \$signal$105 [1] ? \$signal$35 [53:36] : 18'h00000;
+  assign _0221_ = _0219_ | _0220_;
+  assign _0222_ = \$signal$105 [2] ? v_wr__data[50:34] : 17'h00000;
+  assign _0223_ = _0221_ | { _0222_[16], _0222_ };
+  assign _0224_ = \$signal$105 [3] ? res8[50:34] : 17'h00000;
+  assign _0225_ = _0223_ | { _0224_[16], _0224_ };
+  assign _0226_ = \$signal$105 [4] ? res9[50:34] : 17'h00000;
+  assign _0227_ = _0225_ | { _0226_[16], _0226_ };
+  assign _0228_ = \$signal$105 [5] ? v_raw[50:34] : 17'h00000;
+  assign _0230_ = _0227_ | { _0228_[16], _0228_ };
+  assign _0231_ = \$signal$105 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0232_ = _0230_ | { _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_ };
+  assign _0233_ = \$signal$105 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0234_ = _0232_ | { _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_ };
+  assign _0235_ = \$signal$106 [0] ? addend[35:24] : 12'h000;
+  assign _0237_ = \$signal$106 [1] ? b_raw[26:18] : 9'h000;
+  assign _0238_ = _0235_ | { _0237_[8], _0237_[8], _0237_[8], _0237_ };
+  assign _0239_ = \$signal$106 [2] ? \$signal$107 [53:36] : 18'h00000;
+  assign _0240_ = { _0238_[11], _0238_[11], _0238_[11], _0238_[11], _0238_[11], _0238_[11], _0238_ } | _0239_;
+  assign _0241_ = \$signal$106 [3] ? \$signal$35 [53:36] : 18'h00000;
+  assign _0242_ = _0240_ | _0241_;
+  assign _0243_ = \$signal$106 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0244_ = _0242_ | { _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_ };
+  assign _0246_ = \$signal$106 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0247_ = _0244_ | { _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_ };
+  assign _0248_ = $signed(_0234_) + $signed(_0247_);
+  assign _0249_ = \$signal$105 [0] ? \$signal$107 [71:54] : 18'h00000;
+  assign _0250_ = \$signal$105 [1] ? \$signal$35 [71:54] : 18'h00000;
+  assign _0251_ = _0249_ | _0250_;
+  assign _0252_ = \$signal$105 [2] ? v_wr__data[67:51] : 17'h00000;
+  assign _0253_ = _0251_ | { _0252_[16], _0252_ };
+  assign _0254_ = \$signal$105 [3] ? res8[67:51] : 17'h00000;
+  assign _0255_ = _0253_ | { _0254_[16], _0254_ };
+  assign _0256_ = \$signal$105 [4] ? res9[67:51] : 17'h00000;
+  assign _0257_ = _0255_ | { _0256_[16], _0256_ };
+  assign _0258_ = \$signal$105 [5] ? v_raw[67:51] : 17'h00000;
+  assign _0259_ = _0257_ | { _0258_[16], _0258_ };
+  assign _0260_ = \$signal$105 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0261_ = _0259_ | { _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_ };
+  assign _0263_ = \$signal$105 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0264_ = _0261_ | { _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_ };
+  assign _0265_ = \$signal$106 [0] ? addend[47:36] : 12'h000;
+  assign _0266_ = \$signal$106 [1] ? b_raw[35:27] : 9'h000;
+  assign _0267_ = _0265_ | { _0266_[8], _0266_[8], _0266_[8], _0266_ };
+  assign _0268_ = \$signal$106 [2] ? \$signal$107 [71:54] : 18'h00000;
+  assign _0269_ = { _0267_[11], _0267_[11], _0267_[11], _0267_[11], _0267_[11], _0267_[11], _0267_ } | _0268_;
+  assign _0270_ = \$signal$106 [3] ? \$signal$35 [71:54] : 18'h00000;
+  assign _0273_ = _0269_ | _0270_;
+  assign _0274_ = \$signal$106 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0275_ = _0273_ | { _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_ };
+  assign _0276_ = \$signal$106 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0277_ = _0275_ | { _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_ };
+  assign _0278_ = $signed(_0264_) + $signed(_0277_);
+  assign _0280_ = st6[0] & st6[1];
+  assign _0281_ = ~ \$signal$58 ;
+  assign _0282_ = \$signal$57  & _0281_;
+  assign _0284_ = $signed(_0283_) > $signed(best_val);
+  assign _0285_ = first | _0284_;
+  assign _0286_ = \$signal$57  & \$signal$58 ;
+  assign _0288_ = 1'h1 << lane;
+  assign _0290_ = { 3'h0, done } | _0288_;
   always @(posedge clk)
-    used <= \$421 ;
+    used <= _0291_;
   always @(posedge clk)
-    credit <= \$422 ;
+    credit <= _0292_;
   always @(posedge clk)
-    fsm_state <= \$423 ;
+    fsm_state <= _0293_;
   always @(posedge clk)
-    step <= \$424 ;
+    step <= _0294_;
   always @(posedge clk)
-    sweep_addr <= \$425 ;
+    sweep_addr <= _0295_;
   always @(posedge clk)
-    sweep_last <= \$426 ;
+    sweep_last <= _0296_;
   always @(posedge clk)
-    fire_k <= \$427 ;
+    fire_k <= _0297_;
   always @(posedge clk)
-    plane <= \$428 ;
+    \$signal$67  <= _0298_;
   always @(posedge clk)
-    \$signal$67  <= \$429 ;
+    \$signal  <= _0300_;
   always @(posedge clk)
-    \$signal  <= \$430 ;
+    st0 <= _0301_;
   always @(posedge clk)
-    st0 <= \$431 ;
+    st1 <= _0302_;
   always @(posedge clk)
-    st1 <= \$432 ;
+    st2 <= _0303_;
   always @(posedge clk)
-    st2 <= \$433 ;
+    st3 <= _0304_;
   always @(posedge clk)
-    st3 <= \$434 ;
+    st4 <= _0305_;
   always @(posedge clk)
-    st4 <= \$435 ;
+    st5 <= _0306_;
   always @(posedge clk)
-    st5 <= \$436 ;
+    st6 <= _0307_;
   always @(posedge clk)
-    st6 <= \$437 ;
+    st7 <= _0308_;
   always @(posedge clk)
-    st7 <= \$438 ;
+    w1_0 <= _0310_;
   always @(posedge clk)
-    st8 <= \$439 ;
+    w2_0_0_0 <= _0311_;
   always @(posedge clk)
-    w1_0 <= \$440 ;
+    w2_0_0_1 <= _0312_;
   always @(posedge clk)
-    w2_0_0_0 <= \$441 ;
+    w2_0_0_2 <= _0313_;
   always @(posedge clk)
-    w2_0_0_1 <= \$442 ;
+    w2_0_0_3 <= _0314_;
   always @(posedge clk)
-    w2_0_0_2 <= \$443 ;
+    w2_0_2_0 <= _0315_;
   always @(posedge clk)
-    w2_0_0_3 <= \$444 ;
+    w2_0_2_1 <= _0316_;
   always @(posedge clk)
-    w2_0_2_0 <= \$445 ;
+    w2_0_2_2 <= _0317_;
   always @(posedge clk)
-    w2_0_2_1 <= \$446 ;
+    w2_0_2_3 <= _0318_;
   always @(posedge clk)
-    w2_0_2_2 <= \$447 ;
+    addend <= _0319_;
   always @(posedge clk)
-    w2_0_2_3 <= \$448 ;
+    v_raw <= _0321_;
   always @(posedge clk)
-    addend <= \$449 ;
+    b_raw <= _0322_;
   always @(posedge clk)
-    v_raw <= \$450 ;
+    res8 <= _0323_;
   always @(posedge clk)
-    b_raw <= \$451 ;
+    res9 <= _0324_;
   always @(posedge clk)
-    res8 <= \$452 ;
+    cres8 <= 4'h0;
   always @(posedge clk)
-    res9 <= \$453 ;
+    cres9 <= _0325_;
   always @(posedge clk)
-    cres8 <= \$454 ;
-  always @(posedge clk)
-    cres9 <= \$455 ;
-  always @(posedge clk)
-    \$like  <= \$456 ;
-  always @(posedge clk)
-    b6 <= \$457 ;
-  always @(posedge clk)
-    hit_v1 <= \$458 ;
+    hit_v1 <= _0326_;
+  assign _0391_ = last_lane ? (* full_case = 32'd1 *) 4'h0 : _0290_[3:0];
+  assign _0392_ = o__ready ? _0391_ : done;
+  assign _0393_ = _0286_ ? _0392_ : done;
+  assign _0350_ = rst ? 4'h0 : _0393_;
+  assign _0394_ = better ? o__payload[3:0] : best_idx;
+  assign _0395_ = o__ready ? _0394_ : best_idx;
+  assign _0396_ = _0286_ ? _0395_ : best_idx;
+  assign _0349_ = rst ? 4'h0 : _0396_;
+  assign _0397_ = better ? _0287_ : best_val;
+  assign _0398_ = o__ready ? _0397_ : best_val;
+  assign _0399_ = _0286_ ? _0398_ : best_val;
+  assign _0348_ = rst ? 17'h00000 : _0399_;
+  assign _0400_ = o__ready ? \o__payload.last  : first;
+  assign _0401_ = _0286_ ? _0400_ : first;
+  assign _0347_ = rst ? 1'h1 : _0401_;
+  assign _0402_ = _0282_ ? 1'h1 : \$signal$58 ;
+  assign _0403_ = o__ready ? 1'h0 : _0402_;
+  assign _0404_ = _0286_ ? _0403_ : _0402_;
+  assign _0346_ = rst ? 1'h0 : _0404_;
+  assign _0405_ = _0282_ ? _0285_ : better;
+  assign _0345_ = rst ? 1'h0 : _0405_;
+  assign _0344_ = rst ? 1'h0 : _0280_;
+  assign _0343_ = rst ? 70'h000000000000000000 : { st6[5:4], \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
+  assign _0342_ = rst ? 68'h00000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign _0341_[71:54] = rst ? 18'h00000 : \$signal$107 [71:54];
+  assign _0341_[35:18] = rst ? 18'h00000 : \$signal$107 [35:18];
+  assign _0341_[17:0] = rst ? 18'h00000 : \$signal$107 [17:0];
+  assign _0341_[53:36] = rst ? 18'h00000 : \$signal$107 [53:36];
+  assign _0340_[71:54] = rst ? 18'h00000 : _0278_[17:0];
+  assign _0340_[35:18] = rst ? 18'h00000 : _0217_[17:0];
+  assign _0340_[17:0] = rst ? 18'h00000 : _0189_[17:0];
+  assign _0340_[53:36] = rst ? 18'h00000 : _0248_[17:0];
+  assign _0338_ = rst ? 8'h00 : { 6'h00, st3[1], _0161_ };
+  assign _0337_ = rst ? 10'h000 : { _0160_, _0151_, _0142_, _0135_, _0128_, _0118_, _0109_, _0101_, _0093_, _0081_ };
+  assign _0336_ = rst ? 1'h0 : _0072_;
+  assign _0335_ = rst ? 1'h0 : _0064_;
+  assign _0334_ = rst ? 1'h0 : _0058_;
+  assign _0333_ = rst ? 1'h0 : _0050_;
+  assign _0332_ = rst ? 1'h0 : _0044_;
+  assign _0331_ = rst ? 1'h0 : _0036_;
+  assign _0330_ = rst ? 1'h0 : _0029_;
+  assign _0329_ = rst ? 1'h0 : _0019_;
+  assign _0327_ = rst ? 1'h0 : _0011_;
+  assign _0326_ = rst ? 1'h0 : _0001_;
+  assign _0325_ = rst ? 4'h0 : cres8;
+  assign _0324_ = rst ? 68'h00000000000000000 : res8;
+  assign _0323_ = rst ? 68'h00000000000000000 : v_wr__data;
+  assign _0322_ = rst ? 36'h000000000 : b_rd__data;
+  assign _0321_ = rst ? 68'h00000000000000000 : \$signature__data$85 ;
+  assign _0406_ = st3[16] ? addend[47:36] : _0383_[11:0];
+  assign _0319_[47:36] = rst ? 12'h000 : _0406_;
+  assign _0407_ = st3[16] ? addend[23:12] : _0379_[11:0];
+  assign _0319_[23:12] = rst ? 12'h000 : _0407_;
+  assign _0408_ = st3[16] ? addend[11:0] : _0377_[11:0];
+  assign _0319_[11:0] = rst ? 12'h000 : _0408_;
+  assign _0409_ = st3[16] ? addend[35:24] : _0381_[11:0];
+  assign _0319_[35:24] = rst ? 12'h000 : _0409_;
+  assign _0318_ = rst ? 12'h000 : _0375_;
+  assign _0317_ = rst ? 12'h000 : _0373_;
+  assign _0316_ = rst ? 12'h000 : _0371_;
+  assign _0315_ = rst ? 12'h000 : _0369_;
+  assign _0314_ = rst ? 11'h000 : _0367_;
+  assign _0313_ = rst ? 11'h000 : _0363_;
+  assign _0312_ = rst ? 11'h000 : _0359_;
+  assign _0311_ = rst ? 11'h000 : _0355_;
+  assign _0310_ = rst ? 32'd0 : \$signature__data ;
+  assign _0308_ = rst ? 29'h00000000 : st6;
+  assign _0307_ = rst ? 29'h00000000 : st5;
+  assign _0306_ = rst ? 29'h00000000 : st4;
+  assign _0305_ = rst ? 29'h00000000 : st3;
+  assign _0304_ = rst ? 29'h00000000 : st2;
+  assign _0303_ = rst ? 29'h00000000 : st1;
+  assign _0302_ = rst ? 29'h00000000 : st0;
+  assign _0301_ = rst ? 29'h00000000 : { 2'h0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
+  assign _0300_ = rst ? 1'h0 : _0339_;
+  assign _0298_ = rst ? 1'h0 : _0320_;
+  assign _0410_ = sweep_last ? 2'h0 : fire_k;
+  assign _0411_ = _0289_ ? _0410_ : fire_k;
+  assign _0412_ = fsm_state ? (* full_case = 32'd1 *) _0411_ : fire_k;
+  assign _0297_ = rst ? 2'h0 : _0412_;
+  assign _0413_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0309_;
+  assign _0414_ = _0289_ ? _0413_ : sweep_last;
+  assign _0415_ = fsm_state ? (* full_case = 32'd1 *) _0414_ : sweep_last;
+  assign _0296_ = rst ? 1'h0 : _0415_;
+  assign _0416_ = sweep_last ? (* full_case = 32'd1 *) 2'h0 : _0299_[1:0];
+  assign _0417_ = _0289_ ? _0416_ : sweep_addr;
+  assign _0418_ = fsm_state ? (* full_case = 32'd1 *) _0417_ : sweep_addr;
+  assign _0295_ = rst ? 2'h0 : _0418_;
+  assign _0419_ = sweep_last ? 2'h0 : step;
+  assign _0420_ = _0289_ ? _0419_ : step;
+  function [1:0] _0953_;
+    input [1:0] a;
+    input [3:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _0953_ = b[1:0];
+      2'b1?:
+        _0953_ = b[3:2];
+      default:
+        _0953_ = a;
+    endcase
+  endfunction
+  assign _0421_ = _0953_(step, { _0425_, _0420_ }, { _0426_, fsm_state });
+  assign _0422_ = _0262_ ? (* full_case = 32'd1 *) step : _0272_[1:0];
+  assign _0423_ = op_valid ? step : _0422_;
+  assign _0424_ = i0__payload[11] ? _0423_ : step;
+  assign _0425_ = i0__valid ? _0424_ : step;
+  assign _0426_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _0294_ = rst ? 2'h0 : _0421_;
+  assign _0427_ = sweep_last ? 1'h0 : fsm_state;
+  assign _0428_ = _0289_ ? _0427_ : fsm_state;
+  function [0:0] _0962_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _0962_ = b[0:0];
+      2'b1?:
+        _0962_ = b[1:1];
+      default:
+        _0962_ = a;
+    endcase
+  endfunction
+  assign _0429_ = _0962_(fsm_state, { _0433_, _0428_ }, { _0434_, fsm_state });
+  assign _0430_ = _0262_ ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _0431_ = op_valid ? fsm_state : _0430_;
+  assign _0432_ = i0__payload[11] ? _0431_ : fsm_state;
+  assign _0433_ = i0__valid ? _0432_ : fsm_state;
+  assign _0434_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _0293_ = rst ? 1'h0 : _0429_;
+  assign _0292_ = rst ? 1'h0 : _0245_;
+  assign _0291_ = rst ? 5'h00 : _0236_[4:0];
+  assign _0435_ = last_lane ? 1'h1 : 1'h0;
+  assign _0436_ = o__ready ? _0435_ : 1'h0;
+  assign \$signal$61  = _0186_ ? _0436_ : 1'h0;
+  assign o__valid = _0186_ ? 1'h1 : 1'h0;
+  assign _0437_ = done[3] ? 2'h0 : 2'h3;
+  assign _0438_ = done[2] ? _0437_ : 2'h2;
+  assign _0439_ = done[1] ? _0438_ : 2'h1;
+  assign lane = done[0] ? _0439_ : 2'h0;
+  assign \entry.values[3]  = st6[1] ? (* full_case = 32'd1 *) \$signal$35 [70:54] : 17'h00000;
+  assign \entry.values[2]  = st6[1] ? (* full_case = 32'd1 *) \$signal$35 [52:36] : 17'h00000;
+  assign \entry.values[1]  = st6[1] ? (* full_case = 32'd1 *) \$signal$35 [34:18] : 17'h00000;
+  assign \entry.values[0]  = st6[1] ? (* full_case = 32'd1 *) \$signal$35 [16:0] : 17'h00000;
+  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) 17'h00000 : \$signal$35 [70:54];
+  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) 17'h00000 : \$signal$35 [52:36];
+  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) 17'h00000 : \$signal$35 [34:18];
+  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) 17'h00000 : \$signal$35 [16:0];
+  assign _0440_ = _0352_ ? 1'h1 : 1'h0;
+  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _0440_ : 1'h0;
+  assign _0441_ = ready ? 1'h1 : 1'h0;
+  assign _0442_ = i0__payload[11] ? 1'h0 : _0441_;
+  assign _0443_ = i0__valid ? _0442_ : 1'h0;
+  assign load = fsm_state ? 1'h0 : _0443_;
+  assign _0444_ = ready ? 1'h1 : 1'h0;
+  assign _0445_ = op_valid ? 1'h0 : 1'h1;
+  assign _0446_ = i0__payload[11] ? _0445_ : _0444_;
+  assign _0447_ = i0__valid ? _0446_ : 1'h0;
+  assign i0__ready = fsm_state ? 1'h0 : _0447_;
+  assign _0448_ = _0352_ ? sweep_last : 1'h0;
+  assign \issue.end  = fsm_state ? (* full_case = 32'd1 *) _0448_ : 1'h0;
+  assign _0449_ = _0352_ ? fire_k[0] : 1'h0;
+  assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _0449_ : 1'h0;
+  assign \issue.shift  = _0096_ ? op_shift : 4'h0;
+  assign \issue.count  = _0096_ ? op_count : 3'h0;
+  assign \issue.waddr  = _0096_ ? op_waddr : 10'h000;
+  assign _0450_ = _0096_ ? op_addr : 2'h0;
+  assign _0451_ = _0352_ ? sweep_addr : _0450_;
+  assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _0451_ : _0450_;
+  assign _0452_ = _0352_ ? 1'h1 : 1'h0;
+  assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _0452_ : 1'h0;
+  assign _0453_ = _0096_ ? 1'h1 : 1'h0;
+  assign _0454_ = _0352_ ? 1'h1 : _0453_;
+  assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _0454_ : _0453_;
+  function [16:0] _1013_;
+    input [16:0] a;
+    input [67:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1013_ = b[16:0];
+      4'b??1?:
+        _1013_ = b[33:17];
+      4'b?1??:
+        _1013_ = b[50:34];
+      4'b1???:
+        _1013_ = b[67:51];
+      default:
+        _1013_ = a;
+    endcase
+  endfunction
+  assign _0287_ = _1013_(17'hxxxxx, { \$signal$52 [16:0], \$signal$52 [33:17], \$signal$52 [50:34], \$signal$52 [67:51] }, { _0458_, _0457_, _0456_, _0455_ });
+  assign _0455_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _0456_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _0457_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _0458_ = ! (* full_case = 32'd1 *) lane;
+  function [16:0] _1018_;
+    input [16:0] a;
+    input [67:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1018_ = b[16:0];
+      4'b??1?:
+        _1018_ = b[33:17];
+      4'b?1??:
+        _1018_ = b[50:34];
+      4'b1???:
+        _1018_ = b[67:51];
+      default:
+        _1018_ = a;
+    endcase
+  endfunction
+  assign _0283_ = _1018_(17'hxxxxx, { \$signal$52 [16:0], \$signal$52 [33:17], \$signal$52 [50:34], \$signal$52 [67:51] }, { _0462_, _0461_, _0460_, _0459_ });
+  assign _0459_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _0460_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _0461_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _0462_ = ! (* full_case = 32'd1 *) lane;
+  function [16:0] _1023_;
+    input [16:0] a;
+    input [67:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1023_ = b[16:0];
+      4'b??1?:
+        _1023_ = b[33:17];
+      4'b?1??:
+        _1023_ = b[50:34];
+      4'b1???:
+        _1023_ = b[67:51];
+      default:
+        _1023_ = a;
+    endcase
+  endfunction
+  assign \o__payload.value  = _1023_(17'hxxxxx, { \$signal$52 [16:0], \$signal$52 [33:17], \$signal$52 [50:34], \$signal$52 [67:51] }, { _0466_, _0465_, _0464_, _0463_ });
+  assign _0463_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _0464_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _0465_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _0466_ = ! (* full_case = 32'd1 *) lane;
   \digits_cnn_gn.engine_fc.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -20274,1151 +17952,304 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
     .w_data(written),
     .w_en(\$signal$46 )
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$460  = \$118 ;
-    if (rst) begin
-      \$460  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$461  = \$128 ;
-    if (rst) begin
-      \$461  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$462  = \$134 ;
-    if (rst) begin
-      \$462  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$463  = \$142 ;
-    if (rst) begin
-      \$463  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$464  = \$148 ;
-    if (rst) begin
-      \$464  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$465  = \$156 ;
-    if (rst) begin
-      \$465  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$466  = \$162 ;
-    if (rst) begin
-      \$466  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$467  = \$170 ;
-    if (rst) begin
-      \$467  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$468  = { \$266 , \$257 , \$248 , \$240 , \$233 , \$223 , \$213 , \$204 , \$196 , \$182  };
-    if (rst) begin
-      \$468  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$469  = { 6'h00, \$269 , \$267  };
-    if (rst) begin
-      \$469  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$470 [17:0] = \$304 [17:0];
-    \$470 [35:18] = \$339 [17:0];
-    \$470 [53:36] = \$374 [17:0];
-    \$470 [71:54] = \$409 [17:0];
-    if (rst) begin
-      \$470  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$471 [17:0] = \$signal$107 [17:0];
-    \$471 [35:18] = \$signal$107 [35:18];
-    \$471 [53:36] = \$signal$107 [53:36];
-    \$471 [71:54] = \$signal$107 [71:54];
-    if (rst) begin
-      \$471  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$472  = result;
-    if (rst) begin
-      \$472  = 68'h00000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$473  = entry;
-    if (rst) begin
-      \$473  = 70'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$474  = \$411 ;
-    if (rst) begin
-      \$474  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$475  = better;
-    if (\$413 ) begin
-      \$475  = \$416 ;
-    end
-    if (rst) begin
-      \$475  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$476  = \$signal$58 ;
-    if (\$413 ) begin
-      \$476  = 1'h1;
-    end
-    if (\$417 ) begin
-      if (o__ready) begin
-        \$476  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$476  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$477  = first;
-    if (\$417 ) begin
-      if (o__ready) begin
-        \$477  = o__payload[25];
-      end
-    end
-    if (rst) begin
-      \$477  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$478  = best_val;
-    if (\$417 ) begin
-      if (o__ready) begin
-        if (better) begin
-          \$478  = \$418 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$478  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$479  = best_idx;
-    if (\$417 ) begin
-      if (o__ready) begin
-        if (better) begin
-          \$479  = \$24 [3:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$479  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$480  = done;
-    if (\$417 ) begin
-      if (o__ready) begin
-        (* full_case = 32'd1 *)
-        if (last_lane) begin
-          \$480  = 4'h0;
-        end else begin
-          \$480  = \$420 [3:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$480  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$27  = \$signal$52 [16:0];
-      2'h1:
-          \$27  = \$signal$52 [33:17];
-      2'h2:
-          \$27  = \$signal$52 [50:34];
-      2'h3:
-          \$27  = \$signal$52 [67:51];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$414  = \$signal$52 [16:0];
-      2'h1:
-          \$414  = \$signal$52 [33:17];
-      2'h2:
-          \$414  = \$signal$52 [50:34];
-      2'h3:
-          \$414  = \$signal$52 [67:51];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$418  = \$signal$52 [16:0];
-      2'h1:
-          \$418  = \$signal$52 [33:17];
-      2'h2:
-          \$418  = \$signal$52 [50:34];
-      2'h3:
-          \$418  = \$signal$52 [67:51];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    issue[26:0] = 27'h0000000;
-    if (\$2 ) begin
-      issue[0] = 1'h1;
-      issue[1] = 1'h0;
-      issue[5:4] = op_addr;
-      issue[3] = 1'h0;
-      issue[16] = 1'h0;
-      issue[19:17] = op_count;
-      issue[23:20] = op_shift;
-      issue[2] = 1'h0;
-      issue[15:6] = op_waddr;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$5 ) begin
-            issue[0] = 1'h1;
-            issue[1] = 1'h1;
-            issue[5:4] = sweep_addr;
-            issue[3] = 1'h0;
-            issue[24] = 1'h0;
-            issue[26] = sweep_last;
-            issue[25] = fire_k[0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    i0__ready = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[11]) begin
-              if (\$3 ) begin
-                i0__ready = 1'h1;
-              end
-            end else if (ready) begin
-              i0__ready = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[11]) begin
-            end else if (ready) begin
-              load = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    sweep_now = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$5 ) begin
-            sweep_now = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$7 ) begin
-      result[16:0] = \$signal$35 [16:0];
-    end else begin
-      result[16:0] = 17'h00000;
-    end
-    (* full_case = 32'd1 *)
-    if (\$8 ) begin
-      result[33:17] = \$signal$35 [34:18];
-    end else begin
-      result[33:17] = 17'h00000;
-    end
-    (* full_case = 32'd1 *)
-    if (\$9 ) begin
-      result[50:34] = \$signal$35 [52:36];
-    end else begin
-      result[50:34] = 17'h00000;
-    end
-    (* full_case = 32'd1 *)
-    if (\$10 ) begin
-      result[67:51] = \$signal$35 [70:54];
-    end else begin
-      result[67:51] = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    out_vals = 68'h00000000000000000;
-    (* full_case = 32'd1 *)
-    if (\$7 ) begin
-    end else begin
-      out_vals[16:0] = \$signal$35 [16:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$8 ) begin
-    end else begin
-      out_vals[33:17] = \$signal$35 [34:18];
-    end
-    (* full_case = 32'd1 *)
-    if (\$9 ) begin
-    end else begin
-      out_vals[50:34] = \$signal$35 [52:36];
-    end
-    (* full_case = 32'd1 *)
-    if (\$10 ) begin
-    end else begin
-      out_vals[67:51] = \$signal$35 [70:54];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    lane = 2'h0;
-    if (\$19 ) begin
-      lane = 2'h3;
-    end
-    if (\$20 ) begin
-      lane = 2'h2;
-    end
-    if (\$21 ) begin
-      lane = 2'h1;
-    end
-    if (\$22 ) begin
-      lane = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    o__valid = 1'h0;
-    if (\$30 ) begin
-      o__valid = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$signal$61  = 1'h0;
-    if (\$30 ) begin
-      if (o__ready) begin
-        if (last_lane) begin
-          \$signal$61  = 1'h1;
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$421  = \$36 [4:0];
-    if (rst) begin
-      \$421  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$422  = \$37 ;
-    if (rst) begin
-      \$422  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$423  = fsm_state;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[11]) begin
-              if (\$38 ) begin
-                (* full_case = 32'd1 *)
-                if (\$39 ) begin
-                  \$423  = 1'h1;
-                end else begin
-                  \$423  = 1'h0;
-                end
-              end
-            end
-          end
-      1'h1:
-          if (\$42 ) begin
-            if (sweep_last) begin
-              \$423  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$423  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$424  = step;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[11]) begin
-              if (\$38 ) begin
-                (* full_case = 32'd1 *)
-                if (\$39 ) begin
-                end else begin
-                  \$424  = \$40 [1:0];
-                end
-              end
-            end
-          end
-      1'h1:
-          if (\$42 ) begin
-            if (sweep_last) begin
-              \$424  = 2'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$424  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$425  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$425  = 2'h0;
-            end else begin
-              \$425  = \$43 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$425  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$426  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$426  = 1'h0;
-            end else begin
-              \$426  = \$44 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$426  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$427  = fire_k;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            if (sweep_last) begin
-              \$427  = 2'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$427  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$428  = plane;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            if (sweep_last) begin
-              \$428  = 2'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$428  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$429  = \$45 ;
-    if (rst) begin
-      \$429  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$430  = \$47 ;
-    if (rst) begin
-      \$430  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$431  = issue;
-    if (rst) begin
-      \$431  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$432  = st0;
-    if (rst) begin
-      \$432  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$433  = st1;
-    if (rst) begin
-      \$433  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$434  = st2;
-    if (rst) begin
-      \$434  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$435  = st3;
-    if (rst) begin
-      \$435  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$436  = st4;
-    if (rst) begin
-      \$436  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$437  = st5;
-    if (rst) begin
-      \$437  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$438  = st6;
-    if (rst) begin
-      \$438  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$439  = st7;
-    if (rst) begin
-      \$439  = 29'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$440  = \$signature__data ;
-    if (rst) begin
-      \$440  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$441  = \$53 ;
-    if (rst) begin
-      \$441  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$442  = \$59 ;
-    if (rst) begin
-      \$442  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$443  = \$65 ;
-    if (rst) begin
-      \$443  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$444  = \$71 ;
-    if (rst) begin
-      \$444  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$445  = \$74 ;
-    if (rst) begin
-      \$445  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$446  = \$77 ;
-    if (rst) begin
-      \$446  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$447  = \$80 ;
-    if (rst) begin
-      \$447  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$448  = \$83 ;
-    if (rst) begin
-      \$448  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$449  = addend;
-    if (\$84 ) begin
-      \$449 [11:0] = \$86 [11:0];
-      \$449 [23:12] = \$88 [11:0];
-      \$449 [35:24] = \$90 [11:0];
-      \$449 [47:36] = \$92 [11:0];
-    end
-    if (rst) begin
-      \$449  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$450  = \$signature__data$85 ;
-    if (rst) begin
-      \$450  = 68'h00000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$451  = b_rd__data;
-    if (rst) begin
-      \$451  = 36'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$452  = v_wr__data;
-    if (rst) begin
-      \$452  = 68'h00000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$453  = res8;
-    if (rst) begin
-      \$453  = 68'h00000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$454  = 4'h0;
-    if (rst) begin
-      \$454  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$455  = cres8;
-    if (rst) begin
-      \$455  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$456  = b_raw;
-    if (rst) begin
-      \$456  = 36'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$457  = \$like ;
-    if (rst) begin
-      \$457  = 36'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$458  = \$100 ;
-    if (rst) begin
-      \$458  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$459  = \$110 ;
-    if (rst) begin
-      \$459  = 1'h0;
-    end
-  end
-  assign \$signal$5  = 1'h0;
-  assign ev_c = i0__payload[3:0];
-  assign ev_y = i0__payload[5:4];
-  assign ev_x = i0__payload[7:6];
-  assign ev_count = i0__payload[10:8];
-  assign ev_shift = 4'h0;
-  assign busy = op_valid;
-  assign \$signal$23  = 1'h0;
-  assign \$signature__addr  = st0[15:6];
-  assign \$signature__addr$30  = st2[5:4];
-  assign b_rd__addr = st2[5:4];
-  assign v_wr__addr = st7[5:4];
-  assign res7 = v_wr__data;
-  assign v_wr__en = \$15 [0];
-  assign entry7 = written;
-  assign \$signal$45  = written;
-  assign push7 = \$signal$46 ;
-  assign index = \$24 [3:0];
-  assign cres7 = 4'h0;
-  assign c_raw = 4'h0;
-  assign \issue.valid  = issue[0];
-  assign \issue.kind  = issue[1];
-  assign \issue.cur  = issue[2];
-  assign \issue.bank  = issue[3];
-  assign \issue.addr  = issue[5:4];
-  assign \issue.waddr  = issue[15:6];
-  assign \issue.proj  = issue[16];
-  assign \issue.count  = issue[19:17];
-  assign \issue.shift  = issue[23:20];
-  assign \issue.last_step  = issue[24];
-  assign \issue.fire_k  = issue[25];
-  assign \issue.end  = issue[26];
-  assign \issue.bias_g  = issue[28:27];
-  assign \i0__payload.c  = i0__payload[3:0];
-  assign \i0__payload.y  = i0__payload[5:4];
-  assign \i0__payload.x  = i0__payload[7:6];
-  assign \i0__payload.count  = i0__payload[10:8];
-  assign \i0__payload.end  = i0__payload[11];
-  assign \st0.valid  = st0[0];
-  assign \st0.kind  = st0[1];
-  assign \st0.cur  = st0[2];
-  assign \st0.bank  = st0[3];
-  assign \st0.addr  = st0[5:4];
-  assign \st0.waddr  = st0[15:6];
-  assign \st0.proj  = st0[16];
-  assign \st0.count  = st0[19:17];
-  assign \st0.shift  = st0[23:20];
-  assign \st0.last_step  = st0[24];
-  assign \st0.fire_k  = st0[25];
-  assign \st0.end  = st0[26];
-  assign \st0.bias_g  = st0[28:27];
-  assign \st2.valid  = st2[0];
-  assign \st2.kind  = st2[1];
-  assign \st2.cur  = st2[2];
-  assign \st2.bank  = st2[3];
-  assign \st2.addr  = st2[5:4];
-  assign \st2.waddr  = st2[15:6];
-  assign \st2.proj  = st2[16];
-  assign \st2.count  = st2[19:17];
-  assign \st2.shift  = st2[23:20];
-  assign \st2.last_step  = st2[24];
-  assign \st2.fire_k  = st2[25];
-  assign \st2.end  = st2[26];
-  assign \st2.bias_g  = st2[28:27];
-  assign \st6.valid  = st6[0];
-  assign \st6.kind  = st6[1];
-  assign \st6.cur  = st6[2];
-  assign \st6.bank  = st6[3];
-  assign \st6.addr  = st6[5:4];
-  assign \st6.waddr  = st6[15:6];
-  assign \st6.proj  = st6[16];
-  assign \st6.count  = st6[19:17];
-  assign \st6.shift  = st6[23:20];
-  assign \st6.last_step  = st6[24];
-  assign \st6.fire_k  = st6[25];
-  assign \st6.end  = st6[26];
-  assign \st6.bias_g  = st6[28:27];
-  assign \result[0]  = result[16:0];
-  assign \result[1]  = result[33:17];
-  assign \result[2]  = result[50:34];
-  assign \result[3]  = result[67:51];
-  assign \$signal$35[0]  = \$signal$35 [17:0];
-  assign \$signal$35[1]  = \$signal$35 [35:18];
-  assign \$signal$35[2]  = \$signal$35 [53:36];
-  assign \$signal$35[3]  = \$signal$35 [71:54];
-  assign \out_vals[0]  = out_vals[16:0];
-  assign \out_vals[1]  = out_vals[33:17];
-  assign \out_vals[2]  = out_vals[50:34];
-  assign \out_vals[3]  = out_vals[67:51];
-  assign \st7.valid  = st7[0];
-  assign \st7.kind  = st7[1];
-  assign \st7.cur  = st7[2];
-  assign \st7.bank  = st7[3];
-  assign \st7.addr  = st7[5:4];
-  assign \st7.waddr  = st7[15:6];
-  assign \st7.proj  = st7[16];
-  assign \st7.count  = st7[19:17];
-  assign \st7.shift  = st7[23:20];
-  assign \st7.last_step  = st7[24];
-  assign \st7.fire_k  = st7[25];
-  assign \st7.end  = st7[26];
-  assign \st7.bias_g  = st7[28:27];
-  assign \v_wr__data[0]  = v_wr__data[16:0];
-  assign \v_wr__data[1]  = v_wr__data[33:17];
-  assign \v_wr__data[2]  = v_wr__data[50:34];
-  assign \v_wr__data[3]  = v_wr__data[67:51];
-  assign \res7[0]  = v_wr__data[16:0];
-  assign \res7[1]  = v_wr__data[33:17];
-  assign \res7[2]  = v_wr__data[50:34];
-  assign \res7[3]  = v_wr__data[67:51];
-  assign \written.values  = written[67:0];
-  assign \written.values[0]  = written[16:0];
-  assign \written.values[1]  = written[33:17];
-  assign \written.values[2]  = written[50:34];
-  assign \written.values[3]  = written[67:51];
-  assign \written.addr  = written[69:68];
-  assign \entry7.values  = written[67:0];
-  assign \entry7.values[0]  = written[16:0];
-  assign \entry7.values[1]  = written[33:17];
-  assign \entry7.values[2]  = written[50:34];
-  assign \entry7.values[3]  = written[67:51];
-  assign \entry7.addr  = written[69:68];
-  assign \entry.values  = entry[67:0];
-  assign \entry.values[0]  = entry[16:0];
-  assign \entry.values[1]  = entry[33:17];
-  assign \entry.values[2]  = entry[50:34];
-  assign \entry.values[3]  = entry[67:51];
-  assign \entry.addr  = entry[69:68];
-  assign \o__payload.index  = o__payload[3:0];
-  assign \o__payload.value  = o__payload[20:4];
-  assign \o__payload.argmax  = o__payload[24:21];
-  assign \o__payload.last  = o__payload[25];
-  assign \st1.valid  = st1[0];
-  assign \st1.kind  = st1[1];
-  assign \st1.cur  = st1[2];
-  assign \st1.bank  = st1[3];
-  assign \st1.addr  = st1[5:4];
-  assign \st1.waddr  = st1[15:6];
-  assign \st1.proj  = st1[16];
-  assign \st1.count  = st1[19:17];
-  assign \st1.shift  = st1[23:20];
-  assign \st1.last_step  = st1[24];
-  assign \st1.fire_k  = st1[25];
-  assign \st1.end  = st1[26];
-  assign \st1.bias_g  = st1[28:27];
-  assign \st3.valid  = st3[0];
-  assign \st3.kind  = st3[1];
-  assign \st3.cur  = st3[2];
-  assign \st3.bank  = st3[3];
-  assign \st3.addr  = st3[5:4];
-  assign \st3.waddr  = st3[15:6];
-  assign \st3.proj  = st3[16];
-  assign \st3.count  = st3[19:17];
-  assign \st3.shift  = st3[23:20];
-  assign \st3.last_step  = st3[24];
-  assign \st3.fire_k  = st3[25];
-  assign \st3.end  = st3[26];
-  assign \st3.bias_g  = st3[28:27];
-  assign \st4.valid  = st4[0];
-  assign \st4.kind  = st4[1];
-  assign \st4.cur  = st4[2];
-  assign \st4.bank  = st4[3];
-  assign \st4.addr  = st4[5:4];
-  assign \st4.waddr  = st4[15:6];
-  assign \st4.proj  = st4[16];
-  assign \st4.count  = st4[19:17];
-  assign \st4.shift  = st4[23:20];
-  assign \st4.last_step  = st4[24];
-  assign \st4.fire_k  = st4[25];
-  assign \st4.end  = st4[26];
-  assign \st4.bias_g  = st4[28:27];
-  assign \st5.valid  = st5[0];
-  assign \st5.kind  = st5[1];
-  assign \st5.cur  = st5[2];
-  assign \st5.bank  = st5[3];
-  assign \st5.addr  = st5[5:4];
-  assign \st5.waddr  = st5[15:6];
-  assign \st5.proj  = st5[16];
-  assign \st5.count  = st5[19:17];
-  assign \st5.shift  = st5[23:20];
-  assign \st5.last_step  = st5[24];
-  assign \st5.fire_k  = st5[25];
-  assign \st5.end  = st5[26];
-  assign \st5.bias_g  = st5[28:27];
-  assign \st8.valid  = st8[0];
-  assign \st8.kind  = st8[1];
-  assign \st8.cur  = st8[2];
-  assign \st8.bank  = st8[3];
-  assign \st8.addr  = st8[5:4];
-  assign \st8.waddr  = st8[15:6];
-  assign \st8.proj  = st8[16];
-  assign \st8.count  = st8[19:17];
-  assign \st8.shift  = st8[23:20];
-  assign \st8.last_step  = st8[24];
-  assign \st8.fire_k  = st8[25];
-  assign \st8.end  = st8[26];
-  assign \st8.bias_g  = st8[28:27];
-  assign \w1_0[0]  = w1_0[7:0];
-  assign \w1_0[1]  = w1_0[15:8];
-  assign \w1_0[2]  = w1_0[23:16];
-  assign \w1_0[3]  = w1_0[31:24];
-  assign \$signature__data[0]  = \$signature__data [7:0];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \addend[0]  = addend[11:0];
-  assign \addend[1]  = addend[23:12];
-  assign \addend[2]  = addend[35:24];
-  assign \addend[3]  = addend[47:36];
-  assign \v_raw[0]  = v_raw[16:0];
-  assign \v_raw[1]  = v_raw[33:17];
-  assign \v_raw[2]  = v_raw[50:34];
-  assign \v_raw[3]  = v_raw[67:51];
-  assign \$signature__data$85[0]  = \$signature__data$85 [16:0];
-  assign \$signature__data$85[1]  = \$signature__data$85 [33:17];
-  assign \$signature__data$85[2]  = \$signature__data$85 [50:34];
-  assign \$signature__data$85[3]  = \$signature__data$85 [67:51];
-  assign \b_raw[0]  = b_raw[8:0];
-  assign \b_raw[1]  = b_raw[17:9];
-  assign \b_raw[2]  = b_raw[26:18];
-  assign \b_raw[3]  = b_raw[35:27];
-  assign \b_rd__data[0]  = b_rd__data[8:0];
-  assign \b_rd__data[1]  = b_rd__data[17:9];
-  assign \b_rd__data[2]  = b_rd__data[26:18];
-  assign \b_rd__data[3]  = b_rd__data[35:27];
-  assign \res8[0]  = res8[16:0];
-  assign \res8[1]  = res8[33:17];
-  assign \res8[2]  = res8[50:34];
-  assign \res8[3]  = res8[67:51];
-  assign \res9[0]  = res9[16:0];
-  assign \res9[1]  = res9[33:17];
-  assign \res9[2]  = res9[50:34];
-  assign \res9[3]  = res9[67:51];
-  assign \cres8[0]  = cres8[0];
-  assign \cres8[1]  = cres8[1];
-  assign \cres8[2]  = cres8[2];
-  assign \cres8[3]  = cres8[3];
-  assign \cres7[0]  = 1'h0;
-  assign \cres7[1]  = 1'h0;
-  assign \cres7[2]  = 1'h0;
-  assign \cres7[3]  = 1'h0;
-  assign \cres9[0]  = cres9[0];
-  assign \cres9[1]  = cres9[1];
-  assign \cres9[2]  = cres9[2];
-  assign \cres9[3]  = cres9[3];
-  assign \$like[0]  = \$like [8:0];
   assign \$like[1]  = \$like [17:9];
-  assign \$like[2]  = \$like [26:18];
-  assign \$like[3]  = \$like [35:27];
-  assign \b6[0]  = b6[8:0];
-  assign \b6[1]  = b6[17:9];
-  assign \b6[2]  = b6[26:18];
-  assign \b6[3]  = b6[35:27];
-  assign \$signal$107[0]  = \$signal$107 [17:0];
-  assign \$signal$107[1]  = \$signal$107 [35:18];
-  assign \$signal$107[2]  = \$signal$107 [53:36];
-  assign \$signal$107[3]  = \$signal$107 [71:54];
-  assign \c_raw[0]  = 1'h0;
-  assign \c_raw[1]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
+  assign \$like[0]  = \$like [8:0];
+  assign \cres9[3]  = cres9[3];
+  assign \cres9[2]  = cres9[2];
+  assign \cres9[1]  = cres9[1];
+  assign \cres9[0]  = cres9[0];
+  assign \cres7[3]  = 1'h0;
+  assign \cres7[2]  = 1'h0;
+  assign \cres7[1]  = 1'h0;
+  assign \cres7[0]  = 1'h0;
+  assign \cres8[3]  = cres8[3];
+  assign \cres8[2]  = cres8[2];
+  assign \cres8[1]  = cres8[1];
+  assign \cres8[0]  = cres8[0];
+  assign \res9[3]  = res9[67:51];
+  assign \res9[2]  = res9[50:34];
+  assign \res9[1]  = res9[33:17];
+  assign \res9[0]  = res9[16:0];
+  assign \res8[3]  = res8[67:51];
+  assign \res8[2]  = res8[50:34];
+  assign \res8[1]  = res8[33:17];
+  assign \res8[0]  = res8[16:0];
+  assign \b_rd__data[3]  = b_rd__data[35:27];
+  assign \b_rd__data[2]  = b_rd__data[26:18];
+  assign \b_rd__data[1]  = b_rd__data[17:9];
+  assign \b_rd__data[0]  = b_rd__data[8:0];
+  assign \b_raw[3]  = b_raw[35:27];
+  assign \b_raw[2]  = b_raw[26:18];
+  assign \b_raw[1]  = b_raw[17:9];
+  assign \b_raw[0]  = b_raw[8:0];
+  assign \$signature__data$85[3]  = \$signature__data$85 [67:51];
+  assign \$signature__data$85[2]  = \$signature__data$85 [50:34];
+  assign \$signature__data$85[1]  = \$signature__data$85 [33:17];
+  assign \$signature__data$85[0]  = \$signature__data$85 [16:0];
+  assign \v_raw[3]  = v_raw[67:51];
+  assign \v_raw[2]  = v_raw[50:34];
+  assign \v_raw[1]  = v_raw[33:17];
+  assign \v_raw[0]  = v_raw[16:0];
+  assign \addend[3]  = addend[47:36];
+  assign \addend[2]  = addend[35:24];
+  assign \addend[1]  = addend[23:12];
+  assign \addend[0]  = addend[11:0];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \st8.bias_g  = st8[28:27];
+  assign \st8.end  = st8[26];
+  assign \st8.fire_k  = st8[25];
+  assign \st8.last_step  = st8[24];
+  assign \st8.shift  = st8[23:20];
+  assign \st8.count  = st8[19:17];
+  assign \st8.proj  = st8[16];
+  assign \st8.waddr  = st8[15:6];
+  assign \st8.addr  = st8[5:4];
+  assign \st8.bank  = st8[3];
+  assign \st8.cur  = st8[2];
+  assign \st8.kind  = st8[1];
+  assign \st8.valid  = st8[0];
+  assign \st5.bias_g  = st5[28:27];
+  assign \st5.end  = st5[26];
+  assign \st5.fire_k  = st5[25];
+  assign \st5.last_step  = st5[24];
+  assign \st5.shift  = st5[23:20];
+  assign \st5.count  = st5[19:17];
+  assign \st5.proj  = st5[16];
+  assign \st5.waddr  = st5[15:6];
+  assign \st5.addr  = st5[5:4];
+  assign \st5.bank  = st5[3];
+  assign \st5.cur  = st5[2];
+  assign \st5.kind  = st5[1];
+  assign \st5.valid  = st5[0];
+  assign \st4.bias_g  = st4[28:27];
+  assign \st4.end  = st4[26];
+  assign \st4.fire_k  = st4[25];
+  assign \st4.last_step  = st4[24];
+  assign \st4.shift  = st4[23:20];
+  assign \st4.count  = st4[19:17];
+  assign \st4.proj  = st4[16];
+  assign \st4.waddr  = st4[15:6];
+  assign \st4.addr  = st4[5:4];
+  assign \st4.bank  = st4[3];
+  assign \st4.cur  = st4[2];
+  assign \st4.kind  = st4[1];
+  assign \st4.valid  = st4[0];
+  assign \st3.bias_g  = st3[28:27];
+  assign \st3.end  = st3[26];
+  assign \st3.fire_k  = st3[25];
+  assign \st3.last_step  = st3[24];
+  assign \st3.shift  = st3[23:20];
+  assign \st3.count  = st3[19:17];
+  assign \st3.proj  = st3[16];
+  assign \st3.waddr  = st3[15:6];
+  assign \st3.addr  = st3[5:4];
+  assign \st3.bank  = st3[3];
+  assign \st3.cur  = st3[2];
+  assign \st3.kind  = st3[1];
+  assign \st3.valid  = st3[0];
+  assign \st1.bias_g  = st1[28:27];
+  assign \st1.end  = st1[26];
+  assign \st1.fire_k  = st1[25];
+  assign \st1.last_step  = st1[24];
+  assign \st1.shift  = st1[23:20];
+  assign \st1.count  = st1[19:17];
+  assign \st1.proj  = st1[16];
+  assign \st1.waddr  = st1[15:6];
+  assign \st1.addr  = st1[5:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \o__payload.index  = o__payload[3:0];
+  assign \entry.addr  = st6[5:4];
+  assign \entry.values  = { \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
+  assign \entry7.addr  = written[69:68];
+  assign \entry7.values[3]  = written[67:51];
+  assign \entry7.values[2]  = written[50:34];
+  assign \entry7.values[1]  = written[33:17];
+  assign \entry7.values[0]  = written[16:0];
+  assign \entry7.values  = written[67:0];
+  assign \written.addr  = written[69:68];
+  assign \written.values[3]  = written[67:51];
+  assign \written.values[2]  = written[50:34];
+  assign \written.values[1]  = written[33:17];
+  assign \written.values[0]  = written[16:0];
+  assign \written.values  = written[67:0];
+  assign \res7[3]  = v_wr__data[67:51];
+  assign \res7[2]  = v_wr__data[50:34];
+  assign \res7[1]  = v_wr__data[33:17];
+  assign \res7[0]  = v_wr__data[16:0];
+  assign \v_wr__data[3]  = v_wr__data[67:51];
+  assign \v_wr__data[2]  = v_wr__data[50:34];
+  assign \v_wr__data[1]  = v_wr__data[33:17];
+  assign \v_wr__data[0]  = v_wr__data[16:0];
+  assign \st7.bias_g  = st7[28:27];
+  assign \st7.end  = st7[26];
+  assign \st7.fire_k  = st7[25];
+  assign \st7.last_step  = st7[24];
+  assign \st7.shift  = st7[23:20];
+  assign \st7.count  = st7[19:17];
+  assign \st7.proj  = st7[16];
+  assign \st7.waddr  = st7[15:6];
+  assign \st7.addr  = st7[5:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \out_vals[3]  = \entry.values[3] ;
+  assign \out_vals[2]  = \entry.values[2] ;
+  assign \out_vals[1]  = \entry.values[1] ;
+  assign \out_vals[0]  = \entry.values[0] ;
+  assign \$signal$35[3]  = \$signal$35 [71:54];
+  assign \$signal$35[2]  = \$signal$35 [53:36];
+  assign \$signal$35[1]  = \$signal$35 [35:18];
+  assign \$signal$35[0]  = \$signal$35 [17:0];
+  assign \st6.bias_g  = st6[28:27];
+  assign \st6.end  = st6[26];
+  assign \st6.fire_k  = st6[25];
+  assign \st6.last_step  = st6[24];
+  assign \st6.shift  = st6[23:20];
+  assign \st6.count  = st6[19:17];
+  assign \st6.proj  = st6[16];
+  assign \st6.waddr  = st6[15:6];
+  assign \st6.addr  = st6[5:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
+  assign \st2.bias_g  = st2[28:27];
+  assign \st2.end  = st2[26];
+  assign \st2.fire_k  = st2[25];
+  assign \st2.last_step  = st2[24];
+  assign \st2.shift  = st2[23:20];
+  assign \st2.count  = st2[19:17];
+  assign \st2.proj  = st2[16];
+  assign \st2.waddr  = st2[15:6];
+  assign \st2.addr  = st2[5:4];
+  assign \st2.bank  = st2[3];
+  assign \st2.cur  = st2[2];
+  assign \st2.kind  = st2[1];
+  assign \st2.valid  = st2[0];
+  assign \st0.bias_g  = st0[28:27];
+  assign \st0.end  = st0[26];
+  assign \st0.fire_k  = st0[25];
+  assign \st0.last_step  = st0[24];
+  assign \st0.shift  = st0[23:20];
+  assign \st0.count  = st0[19:17];
+  assign \st0.proj  = st0[16];
+  assign \st0.waddr  = st0[15:6];
+  assign \st0.addr  = st0[5:4];
+  assign \st0.bank  = st0[3];
+  assign \st0.cur  = st0[2];
+  assign \st0.kind  = st0[1];
+  assign \st0.valid  = st0[0];
+  assign \i0__payload.end  = i0__payload[11];
+  assign \i0__payload.count  = i0__payload[10:8];
+  assign \i0__payload.x  = i0__payload[7:6];
+  assign \i0__payload.y  = i0__payload[5:4];
+  assign \i0__payload.c  = i0__payload[3:0];
+  assign \issue.bias_g  = 2'h0;
+  assign \issue.last_step  = 1'h0;
+  assign \issue.proj  = 1'h0;
+  assign \issue.bank  = 1'h0;
+  assign \issue.cur  = 1'h0;
   assign \c_raw[3]  = 1'h0;
-  assign o__payload[24:21] = \$29 ;
-  assign o__payload[25] = \$28 ;
-  assign o__payload[20:4] = \$27 ;
-  assign o__payload[3:0] = \$24 [3:0];
-  assign entry[69:68] = st6[5:4];
-  assign entry[67:0] = out_vals;
-  always @*
-    issue[28:27] = 2'h0;
-  assign active = \$6 ;
-  assign \$16  = st7[1];
-  assign \$32  = fsm_state;
-  assign \$48  = { w1_0[7], w1_0[7:0] };
-  assign \$51  = { w1_0[7:0], 1'h0 };
-  assign \$54  = { w1_0[15], w1_0[15:8] };
-  assign \$57  = { w1_0[15:8], 1'h0 };
-  assign \$60  = { w1_0[23], w1_0[23:16] };
-  assign \$63  = { w1_0[23:16], 1'h0 };
-  assign \$66  = { w1_0[31], w1_0[31:24] };
-  assign \$69  = { w1_0[31:24], 1'h0 };
-  assign \$72  = { w1_0[7], w1_0[7:0], 2'h0 };
-  assign \$75  = { w1_0[15], w1_0[15:8], 2'h0 };
-  assign \$78  = { w1_0[23], w1_0[23:16], 2'h0 };
-  assign \$81  = { w1_0[31], w1_0[31:24], 2'h0 };
-  assign \$106  = st3[1];
-  assign \$124  = st4[1];
-  assign \$138  = st5[1];
-  assign \$152  = st6[1];
-  assign \$166  = st7[1];
-  assign \$171  = 1'h1;
-  assign \$172  = hit_v1;
-  assign \$177  = 1'h1;
-  assign \$178  = hit_c1;
-  assign \$183  = hit_v1;
-  assign \$190  = hit_c1;
-  assign \$197  = hit_v1;
-  assign \$205  = hit_v1;
-  assign \$214  = hit_v1;
-  assign \$224  = hit_v1;
-  assign \$234  = hit_c1;
-  assign \$241  = hit_c1;
-  assign \$249  = hit_c1;
-  assign \$258  = hit_c1;
-  assign \$281  = 2'h0;
-  assign \$282  = \$280 ;
-  assign \$287  = 2'h0;
-  assign \$288  = \$286 ;
-  assign \$296  = 2'h0;
-  assign \$297  = \$295 ;
-  assign \$302  = 2'h0;
-  assign \$303  = \$301 ;
-  assign \$316  = 2'h0;
-  assign \$317  = \$315 ;
-  assign \$322  = 2'h0;
-  assign \$323  = \$321 ;
-  assign \$331  = 2'h0;
-  assign \$332  = \$330 ;
-  assign \$337  = 2'h0;
-  assign \$338  = \$336 ;
-  assign \$351  = 2'h0;
-  assign \$352  = \$350 ;
-  assign \$357  = 2'h0;
-  assign \$358  = \$356 ;
-  assign \$366  = 2'h0;
-  assign \$367  = \$365 ;
-  assign \$372  = 2'h0;
-  assign \$373  = \$371 ;
-  assign \$386  = 2'h0;
-  assign \$387  = \$385 ;
-  assign \$392  = 2'h0;
-  assign \$393  = \$391 ;
-  assign \$401  = 2'h0;
-  assign \$402  = \$400 ;
-  assign \$407  = 2'h0;
-  assign \$408  = \$406 ;
-  assign \$410  = st6[1];
-  assign \$269  = st3[1];
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[0]  = 1'h0;
+  assign \$signal$107[3]  = \$signal$107 [71:54];
+  assign \$signal$107[2]  = \$signal$107 [53:36];
+  assign \$signal$107[1]  = \$signal$107 [35:18];
+  assign \$signal$107[0]  = \$signal$107 [17:0];
+  assign \b6[3]  = b6[35:27];
+  assign \b6[2]  = b6[26:18];
+  assign \b6[1]  = b6[17:9];
+  assign \b6[0]  = b6[8:0];
+  assign _0134_[3:0] = o__payload[3:0];
+  assign \$like[3]  = \$like [35:27];
+  assign _0052_[0] = v_wr__en;
+  assign \$like[2]  = \$like [26:18];
+  assign o__payload[25:4] = { \o__payload.last , \o__payload.argmax , \o__payload.value  };
+  assign c_raw = 4'h0;
+  assign cres7 = 4'h0;
+  assign index = o__payload[3:0];
+  assign push7 = \$signal$46 ;
+  assign \$signal$45  = written;
+  assign entry = { st6[5:4], \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
+  assign entry7 = written;
+  assign res7 = v_wr__data;
+  assign v_wr__addr = st7[5:4];
+  assign out_vals = { \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign b_rd__addr = st2[5:4];
+  assign \$signature__addr$30  = st2[5:4];
+  assign \$signature__addr  = st0[15:6];
+  assign \$signal$23  = 1'h0;
+  assign busy = op_valid;
+  assign ev_shift = 4'h0;
+  assign ev_count = i0__payload[10:8];
+  assign ev_x = i0__payload[7:6];
+  assign ev_y = i0__payload[5:4];
+  assign ev_c = i0__payload[3:0];
+  assign \$signal$5  = 1'h0;
+  assign issue = { 2'h0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4519$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
-  wire \$1 ;
-  wire [14:0] \$10 ;
-  wire [15:0] \$11 ;
-  wire [10:0] \$12 ;
-  wire [11:0] \$13 ;
-  wire [4:0] \$14 ;
-  wire [5:0] \$15 ;
-  wire [12:0] \$16 ;
-  wire [13:0] \$17 ;
-  wire [14:0] \$18 ;
-  wire [16:0] \$19 ;
-  wire \$2 ;
-  wire [2:0] \$20 ;
-  wire [2:0] \$21 ;
-  wire [10:0] \$22 ;
-  wire \$23 ;
-  reg [9:0] \$24 ;
-  reg [1:0] \$25 ;
-  reg [2:0] \$26 ;
-  reg [3:0] \$27 ;
-  reg [1:0] \$28 ;
-  reg \$29 ;
-  wire \$3 ;
-  reg \$30 ;
-  wire [10:0] \$4 ;
-  wire [11:0] \$5 ;
-  wire [4:0] \$6 ;
-  wire [5:0] \$7 ;
-  wire [12:0] \$8 ;
-  wire [13:0] \$9 ;
-  (* init = 2'h0 *)
+  wire _00_;
+  wire [14:0] _01_;
+  wire [15:0] _02_;
+  wire [11:0] _03_;
+  wire [5:0] _04_;
+  wire [12:0] _05_;
+  wire [13:0] _06_;
+  (* unused_bits = "10 11 12 13 14 15 16" *)
+  wire [16:0] _07_;
+  wire _08_;
+  (* unused_bits = "2" *)
+  wire [2:0] _09_;
+  (* unused_bits = "2" *)
+  wire [2:0] _10_;
+  (* unused_bits = "10" *)
+  wire [10:0] _11_;
+  wire _12_;
+  wire [9:0] _13_;
+  wire [1:0] _14_;
+  wire [2:0] _15_;
+  wire [3:0] _16_;
+  wire [1:0] _17_;
+  wire _18_;
+  wire _19_;
+  wire _20_;
+  wire [11:0] _21_;
+  wire [5:0] _22_;
+  wire [12:0] _23_;
+  wire _24_;
+  wire _25_;
+  wire _26_;
+  wire _27_;
+  wire _28_;
+  wire [1:0] _29_;
+  wire [1:0] _30_;
+  wire [3:0] _31_;
+  wire [2:0] _32_;
+  wire [1:0] _33_;
+  wire [1:0] _34_;
+  wire [9:0] _35_;
+  wire [9:0] _36_;
   wire [1:0] addr;
-  (* init = 1'h0 *)
   wire busy;
-  (* init = 1'h0 *)
   wire \busy$6 ;
   input clk;
   wire clk;
-  (* init = 3'h0 *)
   wire [2:0] count;
   input en;
   wire en;
@@ -21447,159 +18278,87 @@ module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr
   wire ready;
   input rst;
   wire rst;
-  (* init = 4'h0 *)
   wire [3:0] shift;
-  (* init = 10'h000 *)
   wire [9:0] waddr;
-  assign \$1  = ~ op_valid;
-  assign \$2  = last_g & en;
-  assign ready = \$1  | \$2 ;
-  assign \$3  = op_valid & en;
-  assign \$5  = 1'h0 + \$4 ;
-  assign \$7  = 1'h0 + \$6 ;
-  assign \$8  = \$5  + \$7 ;
-  assign \$9  = \$8  + \port$4519$0 [7:6];
-  assign \$11  = 1'h0 + \$10 ;
-  assign \$13  = 1'h0 + \$12 ;
-  assign \$15  = 1'h0 + \$14 ;
-  assign \$16  = \$13  + \$15 ;
-  assign \$17  = \$16  + \port$4519$0 [7:6];
-  assign \$19  = \$11  + \$18 ;
-  assign \$20  = g + 1'h1;
-  assign \$21  = op_addr + 1'h1;
-  assign \$22  = op_waddr + 1'h1;
-  assign \$23  = g == 1'h1;
+  assign _00_ = ~ op_valid;
+  assign _08_ = last_g & en;
+  assign ready = _00_ | _08_;
+  assign _19_ = op_valid & en;
+  assign _21_ = 1'h0 + { 3'h0, \port$4519$0 [3:0], 4'h0 };
+  assign _22_ = 1'h0 + { 1'h0, \port$4519$0 [5:4], 2'h0 };
+  assign _23_ = _21_ + _22_;
+  assign _01_[13:0] = _23_ + \port$4519$0 [7:6];
+  assign _02_ = 1'h0 + { 1'h0, _01_[13:0] };
+  assign _03_ = 1'h0 + { 3'h0, \port$4519$0 [3:0], 4'h0 };
+  assign _04_ = 1'h0 + { 1'h0, \port$4519$0 [5:4], 2'h0 };
+  assign _05_ = _03_ + _04_;
+  assign _06_ = _05_ + \port$4519$0 [7:6];
+  assign _07_ = _02_ + { _06_, 1'h0 };
+  assign _09_ = g + 1'h1;
+  assign _10_ = op_addr + 1'h1;
+  assign _11_ = op_waddr + 1'h1;
+  assign _12_ = g == 1'h1;
   always @(posedge clk)
-    op_waddr <= \$24 ;
+    op_waddr <= _13_;
   always @(posedge clk)
-    op_addr <= \$25 ;
+    op_addr <= _14_;
   always @(posedge clk)
-    op_count <= \$26 ;
+    op_count <= _15_;
   always @(posedge clk)
-    op_shift <= \$27 ;
+    op_shift <= _16_;
   always @(posedge clk)
-    g <= \$28 ;
+    g <= _17_;
   always @(posedge clk)
-    last_g <= \$29 ;
+    last_g <= _18_;
   always @(posedge clk)
-    op_valid <= \$30 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$24  = op_waddr;
-    if (load) begin
-      \$24  = \$19 [9:0];
-    end else if (\$3 ) begin
-      \$24  = \$22 [9:0];
-    end
-    if (rst) begin
-      \$24  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$25  = op_addr;
-    if (load) begin
-      \$25  = 2'h0;
-    end else if (\$3 ) begin
-      \$25  = \$21 [1:0];
-    end
-    if (rst) begin
-      \$25  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$26  = op_count;
-    if (load) begin
-      \$26  = \port$4519$0 [10:8];
-    end
-    if (rst) begin
-      \$26  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$27  = op_shift;
-    if (load) begin
-      \$27  = 4'h0;
-    end
-    if (rst) begin
-      \$27  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$28  = g;
-    if (load) begin
-      \$28  = 2'h0;
-    end else if (\$3 ) begin
-      \$28  = \$20 [1:0];
-    end
-    if (rst) begin
-      \$28  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$29  = last_g;
-    if (load) begin
-      \$29  = 1'h0;
-    end else if (\$3 ) begin
-      \$29  = \$23 ;
-    end
-    if (rst) begin
-      \$29  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$30  = op_valid;
-    if (load) begin
-      \$30  = 1'h1;
-    end else if (\$3 ) begin
-      if (last_g) begin
-        \$30  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$30  = 1'h0;
-    end
-  end
-  assign busy = op_valid;
-  assign count = op_count;
-  assign shift = op_shift;
-  assign \busy$6  = op_valid;
-  assign addr = op_addr;
-  assign waddr = op_waddr;
-  assign ev_c = \port$4519$0 [3:0];
-  assign ev_y = \port$4519$0 [5:4];
-  assign ev_x = \port$4519$0 [7:6];
-  assign ev_count = \port$4519$0 [10:8];
+    op_valid <= _20_;
+  assign _24_ = last_g ? 1'h0 : op_valid;
+  assign _25_ = _19_ ? _24_ : op_valid;
+  assign _26_ = load ? 1'h1 : _25_;
+  assign _20_ = rst ? 1'h0 : _26_;
+  assign _27_ = _19_ ? _12_ : last_g;
+  assign _28_ = load ? 1'h0 : _27_;
+  assign _18_ = rst ? 1'h0 : _28_;
+  assign _29_ = _19_ ? _09_[1:0] : g;
+  assign _30_ = load ? 2'h0 : _29_;
+  assign _17_ = rst ? 2'h0 : _30_;
+  assign _31_ = load ? 4'h0 : op_shift;
+  assign _16_ = rst ? 4'h0 : _31_;
+  assign _32_ = load ? \port$4519$0 [10:8] : op_count;
+  assign _15_ = rst ? 3'h0 : _32_;
+  assign _33_ = _19_ ? _10_[1:0] : op_addr;
+  assign _34_ = load ? 2'h0 : _33_;
+  assign _14_ = rst ? 2'h0 : _34_;
+  assign _35_ = _19_ ? _11_[9:0] : op_waddr;
+  assign _36_ = load ? _07_[9:0] : _35_;
+  assign _13_ = rst ? 10'h000 : _36_;
+  assign _01_[14] = 1'h0;
   assign ev_shift = 4'h0;
-  assign \$4  = { 3'h0, \port$4519$0 [3:0], 4'h0 };
-  assign \$6  = { 1'h0, \port$4519$0 [5:4], 2'h0 };
-  assign \$10  = { 1'h0, \$9  };
-  assign \$12  = { 3'h0, \port$4519$0 [3:0], 4'h0 };
-  assign \$14  = { 1'h0, \port$4519$0 [5:4], 2'h0 };
-  assign \$18  = { \$17 , 1'h0 };
+  assign ev_count = \port$4519$0 [10:8];
+  assign ev_x = \port$4519$0 [7:6];
+  assign ev_y = \port$4519$0 [5:4];
+  assign ev_c = \port$4519$0 [3:0];
+  assign waddr = op_waddr;
+  assign addr = op_addr;
+  assign \busy$6  = op_valid;
+  assign shift = op_shift;
+  assign count = op_count;
+  assign busy = op_valid;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_fc.queue (rst, \port$4331$0 , w_data, w_en, \port$4489$0 , \port$4491$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [5:0] \$3 ;
-  wire [6:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [69:0] \$7 ;
-  reg \$8 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire _03_;
+  wire [69:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire [69:0] _07_;
   wire [69:0] \$signal ;
   reg [69:0] \$signal$11  = 70'h000000000000000000;
-  (* init = 70'h000000000000000000 *)
   wire [69:0] \$signal$12 ;
-  (* init = 1'h0 *)
   wire \$signal$13 ;
   wire [69:0] \$signal$14 ;
   wire [69:0] \$signal$15 ;
@@ -21608,13 +18367,15 @@ module \digits_cnn_gn.engine_fc.queue (rst, \port$4331$0 , w_data, w_en, \port$4
   wire \$signal$18 ;
   wire \$signal$19 ;
   wire \$signal$3 ;
+  (* unused_bits = "0" *)
   wire \$signal$4 ;
   wire \$signal$9 ;
   input clk;
   wire clk;
+  (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
-  wire [4:0] level;
+  (* unused_bits = "0 1 2 3 4" *)
   wire [4:0] \level$21 ;
   input \port$4331$0 ;
   wire \port$4331$0 ;
@@ -21632,18 +18393,21 @@ module \digits_cnn_gn.engine_fc.queue (rst, \port$4331$0 , w_data, w_en, \port$4
   wire [69:0] w_data;
   input w_en;
   wire w_en;
+  (* unused_bits = "0" *)
   wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
+  assign _01_ = _00_ | \$signal$9 ;
+  assign take = r_rdy & _01_;
+  assign _02_ = ~ held_valid;
+  assign _03_ = _02_ | \$signal$9 ;
   always @(posedge clk)
-    \$signal$11  <= \$7 ;
+    \$signal$11  <= _04_;
   always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
+    held_valid <= _05_;
+  assign _00_ = ~ held_valid;
+  assign _06_ = _03_ ? take : held_valid;
+  assign _05_ = rst ? 1'h0 : _06_;
+  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _04_ = rst ? 70'h000000000000000000 : _07_;
   \digits_cnn_gn.engine_fc.queue.inner  inner (
     .clk(clk),
     .r_data(r_data),
@@ -21666,85 +18430,71 @@ module \digits_cnn_gn.engine_fc.queue (rst, \port$4331$0 , w_data, w_en, \port$4
     .\port$4491$0 (\$signal$16 ),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 70'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign w_rdy = \$signal$4 ;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4331$0 ;
-  assign \$signal$19  = \port$4331$0 ;
-  assign level = \$4 [4:0];
-  assign \port$4489$0  = \$signal$14 ;
   assign \port$4491$0  = \$signal$16 ;
+  assign \port$4489$0  = \$signal$14 ;
+  assign \$signal$19  = \port$4331$0 ;
+  assign \$signal$18  = \port$4331$0 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$12  = \$signal$11 ;
+  assign r_en = take;
+  assign w_rdy = \$signal$4 ;
+  assign \$signal$3  = w_en;
+  assign \$signal  = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_fc.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [4:0] \$11 ;
-  wire [4:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [4:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [4:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [3:0] \$30 ;
-  reg [3:0] \$31 ;
-  reg [3:0] \$32 ;
-  reg \$33 ;
-  wire \$4 ;
-  wire [4:0] \$5 ;
-  wire [4:0] \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire _00_;
+  wire _01_;
+  wire [4:0] _02_;
+  (* unused_bits = "4" *)
+  wire [4:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  (* unused_bits = "4" *)
+  wire [4:0] _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire _15_;
+  wire _16_;
+  wire _17_;
+  (* unused_bits = "4" *)
+  wire [4:0] _18_;
+  wire _19_;
+  wire _20_;
+  wire _21_;
+  wire _22_;
+  wire [3:0] _23_;
+  wire [3:0] _24_;
+  wire [3:0] _25_;
+  wire _26_;
+  wire _27_;
+  wire [4:0] _28_;
+  (* unused_bits = "4" *)
+  wire [4:0] _29_;
+  wire _30_;
+  wire _31_;
+  wire _32_;
+  wire _33_;
+  wire _34_;
+  wire [3:0] _35_;
+  wire [3:0] _36_;
+  wire [3:0] _37_;
+  wire [3:0] _38_;
   input clk;
   wire clk;
-  (* init = 4'h0 *)
   wire [3:0] consume;
   reg [3:0] inner_level = 4'h0;
   wire inner_r_rdy;
   wire [4:0] level;
-  (* init = 4'h0 *)
   wire [3:0] produce;
   output [69:0] r_data;
   wire [69:0] r_data;
@@ -21791,118 +18541,93 @@ module \digits_cnn_gn.engine_fc.queue.inner (rst, r_en, w_rdy, w_level, r_data, 
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
   end
-  reg [69:0] _0_;
+  reg [69:0] _87_;
   always @(posedge clk) begin
     if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
+      _87_ <= storage[r_port__addr];
     end
   end
-  assign r_data = _0_;
+  assign r_data = _87_;
   assign w_rdy = inner_level != 4'hf;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
+  assign _00_ = ~ r_rdy;
+  assign _11_ = _00_ | r_en;
+  assign r_port__en = inner_r_rdy & _11_;
   assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 4'he;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 5'h00 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 4'he;
-  assign \$11  = r_port__addr + 1'h1;
-  assign \$12  = \$10  ? 5'h00 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
+  assign _22_ = w_rdy & w_en;
+  assign _27_ = w_port__addr == 4'he;
+  assign _28_ = w_port__addr + 1'h1;
+  assign _29_ = _27_ ? 5'h00 : _28_;
+  assign _30_ = ~ r_rdy;
+  assign _31_ = _30_ | r_en;
+  assign _32_ = inner_r_rdy & _31_;
+  assign _01_ = r_port__addr == 4'he;
+  assign _02_ = r_port__addr + 1'h1;
+  assign _03_ = _01_ ? 5'h00 : _02_;
+  assign _04_ = w_rdy & w_en;
+  assign _05_ = ~ r_rdy;
+  assign _06_ = _05_ | r_en;
+  assign _07_ = inner_r_rdy & _06_;
+  assign _08_ = ~ _07_;
+  assign _09_ = _04_ & _08_;
+  assign _10_ = inner_level + 1'h1;
+  assign _12_ = ~ r_rdy;
+  assign _13_ = _12_ | r_en;
+  assign _14_ = inner_r_rdy & _13_;
+  assign _15_ = w_rdy & w_en;
+  assign _16_ = ~ _15_;
+  assign _17_ = _14_ & _16_;
+  assign _18_ = inner_level - 1'h1;
+  assign _19_ = ~ r_rdy;
+  assign _20_ = _19_ | r_en;
+  assign _21_ = inner_r_rdy & _20_;
   always @(posedge clk)
-    w_port__addr <= \$30 ;
+    w_port__addr <= _23_;
   always @(posedge clk)
-    r_port__addr <= \$31 ;
+    r_port__addr <= _24_;
   always @(posedge clk)
-    inner_level <= \$32 ;
+    inner_level <= _25_;
   always @(posedge clk)
-    r_rdy <= \$33 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [3:0];
-    end
-    if (rst) begin
-      \$30  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [3:0];
-    end
-    if (rst) begin
-      \$31  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [3:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [3:0];
-    end
-    if (rst) begin
-      \$32  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
-    end
-    if (rst) begin
-      \$33  = 1'h0;
-    end
-  end
-  assign level = w_level;
-  assign r_level = w_level;
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
+    r_rdy <= _26_;
+  assign _33_ = r_en ? 1'h0 : r_rdy;
+  assign _34_ = _21_ ? 1'h1 : _33_;
+  assign _26_ = rst ? 1'h0 : _34_;
+  assign _35_ = _09_ ? _10_[3:0] : inner_level;
+  assign _36_ = _17_ ? _18_[3:0] : _35_;
+  assign _25_ = rst ? 4'h0 : _36_;
+  assign _37_ = _32_ ? _03_[3:0] : r_port__addr;
+  assign _24_ = rst ? 4'h0 : _37_;
+  assign _38_ = _22_ ? _29_[3:0] : w_port__addr;
+  assign _23_ = rst ? 4'h0 : _38_;
   assign r_port__data = r_data;
+  assign consume = r_port__addr;
+  assign w_data = w_port__data;
+  assign produce = w_port__addr;
+  assign r_level = w_level;
+  assign level = w_level;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3541$0 , count, \port$4331$0 , \port$4473$0 , \port$4475$0 , \port$4489$0 , \port$4491$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [69:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [69:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [69:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [69:0] _06_;
+  wire [69:0] _07_;
+  wire [69:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [69:0] _15_;
+  wire [69:0] _16_;
+  wire [69:0] _17_;
   wire \$signal ;
   reg [69:0] \$signal$10  = 70'h000000000000000000;
   wire [69:0] \$signal$11 ;
@@ -21922,104 +18647,71 @@ module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3541$0 , count, \port$433
   wire [69:0] \port$4473$0 ;
   input \port$4475$0 ;
   wire \port$4475$0 ;
-  (* init = 70'h000000000000000000 *)
   output [69:0] \port$4489$0 ;
   wire [69:0] \port$4489$0 ;
-  (* init = 1'h0 *)
   output \port$4491$0 ;
   wire \port$4491$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4475$0  & \$1 ;
+  assign take = \port$4475$0  & _00_;
   assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4331$0  | \$2 ;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$4331$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$4473$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 70'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$4473$0 ;
-    end
-    if (rst) begin
-      \$7  = 70'h000000000000000000;
-    end
-  end
-  assign \$signal$3  = \port$4475$0 ;
-  assign \$signal$8  = \port$4331$0 ;
-  assign \$signal$11  = \port$4473$0 ;
-  assign \port$3541$0  = \$signal ;
-  assign \port$4489$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$4473$0  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 70'h000000000000000000 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$4473$0  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 70'h000000000000000000 : _17_;
   assign \port$4491$0  = \$signal$5 ;
+  assign \port$4489$0  = \$signal$9 ;
+  assign \port$3541$0  = \$signal ;
+  assign \$signal$11  = \port$4473$0 ;
+  assign \$signal$8  = \port$4331$0 ;
+  assign \$signal$3  = \port$4475$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.fifo_conv1_0 (rst, \port$7$0 , \port$3553$0 , \port$3628$0 , \port$3872$0 , \port$4499$0 , \port$4501$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [12:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [12:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [12:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [12:0] _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire [12:0] _13_;
+  wire [12:0] _14_;
+  wire [12:0] _15_;
+  wire [12:0] _16_;
+  wire [12:0] _17_;
   wire \$signal ;
   reg [12:0] \$signal$10  = 13'h0000;
   wire [12:0] \$signal$11 ;
@@ -22029,17 +18721,14 @@ module \digits_cnn_gn.fifo_conv1_0 (rst, \port$7$0 , \port$3553$0 , \port$3628$0
   reg [12:0] \$signal$9  = 13'h0000;
   input clk;
   wire clk;
-  wire [1:0] count;
   output \port$3553$0 ;
   wire \port$3553$0 ;
   input [12:0] \port$3628$0 ;
   wire [12:0] \port$3628$0 ;
   input \port$3872$0 ;
   wire \port$3872$0 ;
-  (* init = 13'h0000 *)
   output [12:0] \port$4499$0 ;
   wire [12:0] \port$4499$0 ;
-  (* init = 1'h0 *)
   output \port$4501$0 ;
   wire \port$4501$0 ;
   input \port$7$0 ;
@@ -22048,94 +18737,62 @@ module \digits_cnn_gn.fifo_conv1_0 (rst, \port$7$0 , \port$3553$0 , \port$3628$0
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$7$0  & \$1 ;
-  assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3872$0  | \$2 ;
+  assign take = \port$7$0  & _00_;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$3872$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$3628$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$3628$0 ;
-    end
-    if (rst) begin
-      \$7  = 13'h0000;
-    end
-  end
-  assign \$signal$3  = \port$7$0 ;
-  assign \$signal$8  = \port$3872$0 ;
-  assign \$signal$11  = \port$3628$0 ;
-  assign \port$3553$0  = \$signal ;
-  assign \port$4499$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? 1'h1 : spare_valid;
+  assign _08_ = spare_valid ? 1'h0 : spare_valid;
+  assign _09_ = _02_ ? _08_ : _07_;
+  assign _05_ = rst ? 1'h0 : _09_;
+  assign _10_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _11_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _10_;
+  assign _12_ = _02_ ? _11_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _12_;
+  assign _13_ = take ? \port$3628$0  : \$signal$9 ;
+  assign _14_ = spare_valid ? \$signal$10  : _13_;
+  assign _15_ = _02_ ? _14_ : \$signal$9 ;
+  assign _03_ = rst ? 13'h0000 : _15_;
+  assign _16_ = take ? \port$3628$0  : \$signal$10 ;
+  assign _17_ = _02_ ? \$signal$10  : _16_;
+  assign _06_ = rst ? 13'h0000 : _17_;
   assign \port$4501$0  = \$signal$5 ;
+  assign \port$4499$0  = \$signal$9 ;
+  assign \port$3553$0  = \$signal ;
+  assign \$signal$11  = \port$3628$0 ;
+  assign \$signal$8  = \port$3872$0 ;
+  assign \$signal$3  = \port$7$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.fifo_conv2_0 (rst, \port$10$0 , \port$3565$0 , \port$3885$0 , \port$4097$0 , \port$4509$0 , \port$4511$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [13:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [13:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [13:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [13:0] _06_;
+  wire [13:0] _07_;
+  wire [13:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [13:0] _15_;
+  wire [13:0] _16_;
+  wire [13:0] _17_;
   wire \$signal ;
   reg [13:0] \$signal$10  = 14'h0000;
   wire [13:0] \$signal$11 ;
@@ -22145,7 +18802,6 @@ module \digits_cnn_gn.fifo_conv2_0 (rst, \port$10$0 , \port$3565$0 , \port$3885$
   reg [13:0] \$signal$9  = 14'h0000;
   input clk;
   wire clk;
-  wire [1:0] count;
   input \port$10$0 ;
   wire \port$10$0 ;
   output \port$3565$0 ;
@@ -22154,104 +18810,70 @@ module \digits_cnn_gn.fifo_conv2_0 (rst, \port$10$0 , \port$3565$0 , \port$3885$
   wire [13:0] \port$3885$0 ;
   input \port$4097$0 ;
   wire \port$4097$0 ;
-  (* init = 14'h0000 *)
   output [13:0] \port$4509$0 ;
   wire [13:0] \port$4509$0 ;
-  (* init = 1'h0 *)
   output \port$4511$0 ;
   wire \port$4511$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$10$0  & \$1 ;
-  assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4097$0  | \$2 ;
+  assign take = \port$10$0  & _00_;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$4097$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$3885$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$3885$0 ;
-    end
-    if (rst) begin
-      \$7  = 14'h0000;
-    end
-  end
-  assign \$signal$3  = \port$10$0 ;
-  assign \$signal$8  = \port$4097$0 ;
-  assign \$signal$11  = \port$3885$0 ;
-  assign \port$3565$0  = \$signal ;
-  assign \port$4509$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$3885$0  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 14'h0000 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$3885$0  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 14'h0000 : _17_;
   assign \port$4511$0  = \$signal$5 ;
+  assign \port$4509$0  = \$signal$9 ;
+  assign \port$3565$0  = \$signal ;
+  assign \$signal$11  = \port$3885$0 ;
+  assign \$signal$8  = \port$4097$0 ;
+  assign \$signal$3  = \port$10$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.fifo_conv3_0 (rst, \port$13$0 , \port$3577$0 , \port$4110$0 , \port$4322$0 , \port$4519$0 , \port$4521$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [11:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [11:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [11:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [11:0] _06_;
+  wire [11:0] _07_;
+  wire [11:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [11:0] _15_;
+  wire [11:0] _16_;
+  wire [11:0] _17_;
   wire \$signal ;
   reg [11:0] \$signal$10  = 12'h000;
   wire [11:0] \$signal$11 ;
@@ -22261,7 +18883,6 @@ module \digits_cnn_gn.fifo_conv3_0 (rst, \port$13$0 , \port$3577$0 , \port$4110$
   reg [11:0] \$signal$9  = 12'h000;
   input clk;
   wire clk;
-  wire [1:0] count;
   input \port$13$0 ;
   wire \port$13$0 ;
   output \port$3577$0 ;
@@ -22270,104 +18891,70 @@ module \digits_cnn_gn.fifo_conv3_0 (rst, \port$13$0 , \port$3577$0 , \port$4110$
   wire [11:0] \port$4110$0 ;
   input \port$4322$0 ;
   wire \port$4322$0 ;
-  (* init = 12'h000 *)
   output [11:0] \port$4519$0 ;
   wire [11:0] \port$4519$0 ;
-  (* init = 1'h0 *)
   output \port$4521$0 ;
   wire \port$4521$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$13$0  & \$1 ;
-  assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4322$0  | \$2 ;
+  assign take = \port$13$0  & _00_;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$4322$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$4110$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$4110$0 ;
-    end
-    if (rst) begin
-      \$7  = 12'h000;
-    end
-  end
-  assign \$signal$3  = \port$13$0 ;
-  assign \$signal$8  = \port$4322$0 ;
-  assign \$signal$11  = \port$4110$0 ;
-  assign \port$3577$0  = \$signal ;
-  assign \port$4519$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$4110$0  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 12'h000 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$4110$0  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 12'h000 : _17_;
   assign \port$4521$0  = \$signal$5 ;
+  assign \port$4519$0  = \$signal$9 ;
+  assign \port$3577$0  = \$signal ;
+  assign \$signal$11  = \port$4110$0 ;
+  assign \$signal$8  = \port$4322$0 ;
+  assign \$signal$3  = \port$13$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_gn.out_skid (clk, rst, \port$3589$0 , \port$4329$0 , \port$4330$0 , \port$4529$0 , \port$4531$0 , \port$0$11 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [25:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [25:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [25:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [25:0] _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  wire [25:0] _10_;
+  wire _11_;
+  wire [25:0] _12_;
+  wire [25:0] _13_;
+  wire [25:0] _14_;
+  wire [25:0] _15_;
+  wire _16_;
+  wire _17_;
   wire \$signal ;
   reg [25:0] \$signal$10  = 26'h0000000;
   wire [25:0] \$signal$11 ;
@@ -22377,7 +18964,6 @@ module \digits_cnn_gn.out_skid (clk, rst, \port$3589$0 , \port$4329$0 , \port$43
   reg [25:0] \$signal$9  = 26'h0000000;
   input clk;
   wire clk;
-  wire [1:0] count;
   input \port$0$11 ;
   wire \port$0$11 ;
   output \port$3589$0 ;
@@ -22386,90 +18972,46 @@ module \digits_cnn_gn.out_skid (clk, rst, \port$3589$0 , \port$4329$0 , \port$43
   wire [25:0] \port$4329$0 ;
   input \port$4330$0 ;
   wire \port$4330$0 ;
-  (* init = 26'h0000000 *)
   output [25:0] \port$4529$0 ;
   wire [25:0] \port$4529$0 ;
-  (* init = 1'h0 *)
   output \port$4531$0 ;
   wire \port$4531$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4330$0  & \$1 ;
-  assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$0$11  | \$2 ;
+  assign take = \port$4330$0  & _00_;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$0$11  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$4329$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$4329$0 ;
-    end
-    if (rst) begin
-      \$7  = 26'h0000000;
-    end
-  end
-  assign \$signal$3  = \port$4330$0 ;
-  assign \$signal$8  = \port$0$11 ;
-  assign \$signal$11  = \port$4329$0 ;
-  assign \port$3589$0  = \$signal ;
-  assign \port$4529$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _10_ = take ? \port$4329$0  : \$signal$10 ;
+  assign _07_ = _02_ ? _17_ : _16_;
+  assign _05_ = rst ? 1'h0 : _07_;
+  assign _08_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _09_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _08_;
+  assign _11_ = _02_ ? _09_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? \port$4329$0  : \$signal$9 ;
+  assign _13_ = spare_valid ? \$signal$10  : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$9 ;
+  assign _15_ = _02_ ? \$signal$10  : _10_;
+  assign _03_ = rst ? 26'h0000000 : _14_;
+  assign _06_ = rst ? 26'h0000000 : _15_;
+  assign _16_ = take ? 1'h1 : spare_valid;
+  assign _17_ = spare_valid ? 1'h0 : spare_valid;
   assign \port$4531$0  = \$signal$5 ;
+  assign \port$4529$0  = \$signal$9 ;
+  assign \port$3589$0  = \$signal ;
+  assign \$signal$11  = \port$4329$0 ;
+  assign \$signal$8  = \port$0$11 ;
+  assign \$signal$3  = \port$4330$0 ;
 endmodule

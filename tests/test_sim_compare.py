@@ -3,13 +3,15 @@ record is made from the golden model's own events, then corrupted in known place
 
 import random
 
+import pytest
 import torch
 from hdl.random_nets import random_qnet
 
 from hwsnn import golden
 from hwsnn.hdl.network import Network
 from hwsnn.hdl.verilog import describe
-from hwsnn.sim.compare import compare, decode
+from hwsnn.sim.compare import compare, decode, encode, tap_expectations
+from hwsnn.sim.tap_watch import TapWatch
 
 
 def _encode(values: dict, fields: list[dict]) -> int:
@@ -126,8 +128,9 @@ def test_missing_events_and_readout_values():
     cmp = _check(record, desc, res)
     assert not cmp.exact
     kinds = {(d.population, d.sample) for d in cmp.divergences}
-    assert ("readout", 3) in kinds
-    readout = next(d for d in cmp.divergences if d.population == "readout")
+    assert ("out", 3) in kinds
+    readout = next(d for d in cmp.divergences if d.readout)
+    assert readout.population == net.output.name == "out"
     assert (readout.expected, readout.observed) == (beat["value"], beat["value"] + 1)
     if golden.step_events(res.outputs[tap["population"]][3, -1]):
         assert (tap["population"], 3) in kinds
@@ -141,5 +144,83 @@ def test_a_design_that_stops_is_reported():
     record["finished"] = False
     cmp = _check(record, desc, res)
     assert not cmp.exact
-    first = [d for d in cmp.divergences if d.population == "readout"][0]
+    first = [d for d in cmp.divergences if d.readout][0]
     assert first.sample == 1 and f"1 of {classes}" in first.what
+    assert first.describe().startswith("population out (readout), sample 1")
+
+
+def test_an_output_seen_as_x_names_its_population():
+    """The bench stops at an output that is X or Z (as Yosys's always @* idiom left them
+    under SystemVerilog rules): the report names the port and its population."""
+    net, desc, res = _setup(4)
+    for port, population, readout in [(f"{desc['taps'][0]['port']}__valid",
+                                       desc["taps"][0]["population"], False),
+                                      ("o__valid", net.output.name, True)]:
+        record = _record(net, desc, res)
+        log = record["taps"][desc["taps"][0]["port"]]
+        cut = log[len(log) // 2][0]
+        for name, events in record["taps"].items():
+            record["taps"][name] = [e for e in events if e[0] < cut]
+        record.update(readout=[], finished=False,
+                      unknown={"port": port, "value": "x", "cycle": cut})
+        cmp = _check(record, desc, res)
+        first = cmp.first
+        assert (first.population, first.readout, first.cycle) == (population, readout, cut)
+        assert f"its output {port} is x, not 0 or 1" in first.describe()
+        assert not cmp.exact and cmp.mismatches >= 1
+
+
+def test_encode_is_decodes_inverse():
+    _, desc, _ = _setup()
+    for port in desc["ports"]:
+        if "fields" in port:
+            values = {f["name"]: (1 << f["width"]) - 1 if not f["signed"] else -1
+                      for f in port["fields"]}
+            assert decode(encode(values, port["fields"]), port["fields"]) == values
+
+
+def _stop_edge(record, desc, res):
+    """The edge at which a bench watching the taps stops (events fed in edge order)."""
+    watch = TapWatch(tap_expectations(desc, res.outputs, res.readout.shape[0]))
+    for cycle, port, raw in sorted((c, port, raw) for port, log in record["taps"].items()
+                                   for c, raw in log):
+        if watch.event(port, raw, cycle):
+            return watch.diverged[1]
+    return None
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_run_stopped_at_the_first_divergence_reports_it(seed):
+    """A bench that stops at the first wrong, missing, extra or repeated event (as
+    ``--stop-at-divergence`` does) reports the same first divergence as the whole run."""
+    net, desc, res = _setup(seed)
+    record = _record(net, desc, res)
+    assert _stop_edge(record, desc, res) is None  # a correct run goes to the end
+    rng = random.Random(seed)
+    ports = {p["name"]: p for p in desc["ports"]}
+    tap = rng.choice(desc["taps"])
+    fields = ports[f"{tap['port']}__payload"]["fields"]
+    log = record["taps"][tap["port"]]
+    events = [k for k, (_, raw) in enumerate(log) if not decode(raw, fields)["end"]]
+    k = rng.choice(events)
+    ev = decode(log[k][1], fields)
+    kind = ["count", "drop", "repeat"][seed % 3]
+    if kind == "count":
+        top = (1 << next(f["width"] for f in fields if f["name"] == "count")) - 1
+        log[k][1] = encode({**ev, "count": ev["count"] % top + 1 if top > 1 else 0}, fields)
+    elif kind == "drop":
+        del log[k]
+    else:  # the same event once more, one edge later (the edges after it move on by one)
+        for entries in (*record["taps"].values(), record["readout"]):
+            for e in entries:
+                e[0] += e[0] > log[k][0]
+        log.insert(k + 1, [log[k][0] + 1, log[k][1]])
+    whole = _check(record, desc, res)
+    assert not whole.exact
+    stop = _stop_edge(record, desc, res)
+    assert stop == whole.first.cycle, (kind, whole.first)
+    cut = {"finished": False, "cycles": stop + 1, "stopped_at": stop,
+           "readout": [b for b in record["readout"] if b[0] <= stop],
+           "taps": {p: [e for e in log if e[0] <= stop] for p, log in record["taps"].items()}}
+    first = _check(cut, desc, res).first
+    assert first == whole.first, (kind, first, whole.first)

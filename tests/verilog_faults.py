@@ -1,4 +1,5 @@
-"""Fault injection into generated Verilog: change one weight in an engine's ROM."""
+"""Fault injection into generated Verilog: change one weight of a dense projection in an
+engine's ROM (``set_weight``; ``hwsnn.sim.faults`` zeroes weights of any projection)."""
 
 from __future__ import annotations
 

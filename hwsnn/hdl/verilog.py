@@ -2,9 +2,10 @@
 
 ``write(directory, net)`` puts three files into ``directory/rtl/``:
 
-- ``TOP.v``: the network (``hdl.network.Network``) as one Verilog file, deterministic
-  (no source locations, no paths, no time stamps: the same QNet and options give the same
-  bytes);
+- ``TOP.v``: the network (``hdl.network.Network``) as one Verilog-2005 file,
+  deterministic (no source locations, no paths, no time stamps: the same QNet and options
+  give the same bytes), that simulates alike under Verilog and SystemVerilog rules (see
+  ``to_verilog``);
 - ``TOP.json``: the ports, their widths and bit fields, the handshake, the order of
   pixels and readout values, an example transaction from the golden model, and what the
   file was made from (QNet fingerprint, lanes, taps), so that ``hwsnn sim`` can tell a
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
-from amaranth.back import verilog
+from amaranth._toolchain.yosys import find_yosys
+from amaranth.back import rtlil
 
 from .. import golden
 from ..errors import HwsnnError, ParameterError
@@ -61,12 +64,53 @@ def build(net: QNet, *, lanes=DEFAULT_LANES, taps: bool = True,
         raise ParameterError(str(exc)) from None
 
 
+# Yosys passes from Amaranth's RTLIL to Verilog. Amaranth's own Verilog back end runs
+# ``proc -nomux`` and so keeps every combinational process as an ``always @*`` block,
+# which Yosys starts at time 0 through a declaration initialiser (``reg \$auto$... = 0``
+# read by every such block). Under Verilog-2005 rules that initialiser is an event;
+# under SystemVerilog rules (IEEE 1800 6.8) it takes effect before time 0 and is none,
+# so the blocks never run until one of their inputs changes, and signals of constant or
+# registered inputs stay X (Icarus -g2012: the network stops). The full ``proc`` turns
+# those processes into multiplexers, written as continuous assignments (and $pmux as
+# functions), which every simulator evaluates at time 0. This is the lowering that
+# Yosys's own synthesis does; ``opt_clean`` then drops the wires and cells that drive
+# nothing (a quarter of the lines; it changes no logic). No ``-norename``: Icarus takes a
+# call of a function named ``\$procmux$N`` for a system function; Yosys gives such private
+# names ``_N_``.
+YOSYS_SCRIPT = ("proc -norom", "opt_clean", "memory_collect", "write_verilog")
+
+
+# What the Verilog file needs from a simulator or synthesis tool (in TOP.json and TOP.md).
+VERILOG_NOTES = {
+    "standard": "Verilog-2005 (IEEE 1364-2005); also read as SystemVerilog",
+    "processes": "no always @* blocks: combinational logic is in continuous assignments "
+                 "(assign), registers and memories in always @(posedge clk) blocks, so it "
+                 "simulates alike under Verilog and SystemVerilog rules (Icarus -g2005 or "
+                 "-g2012, Verilator, Yosys sim); no simulator option is needed",
+    "initial_values": "registers have declaration initialisers and every memory (weights, "
+                      "biases, membranes) an initial block with its contents: a simulator "
+                      "must run initial blocks, and synthesis takes them as power-on values "
+                      "and memory contents; the design is ready after rst has been high for "
+                      "one rising edge",
+}
+
+
+def to_verilog(elaboratable, name: str, platform=None) -> str:
+    """An Amaranth design as one Verilog-2005 file without ``always @*`` blocks: flip-flops
+    and memories in ``always @(posedge ...)``, everything else in ``assign``s, so that it
+    simulates the same under Verilog and SystemVerilog rules."""
+    text = rtlil.convert(elaboratable, name=name, platform=platform, emit_src=False)
+    yosys = find_yosys(lambda version: version >= (0, 40))
+    script = [f"read_rtlil <<rtlil\n{text}\nrtlil", *YOSYS_SCRIPT]
+    return yosys.run(["-q", "-"], "\n".join(script))
+
+
 def emit(net: QNet, *, lanes=DEFAULT_LANES, taps: bool = True, top: str = DEFAULT_TOP,
          network: Network | None = None, input_lanes: int = 0) -> str:
     """The Verilog of ``net`` (one file, top module ``top``)."""
     check_top_name(top)
     network = network or build(net, lanes=lanes, taps=taps, input_lanes=input_lanes)
-    return verilog.convert(network, name=top, emit_src=False)
+    return to_verilog(network, top)
 
 
 # ---------------------------------------------------------------------------------------
@@ -166,7 +210,9 @@ def describe(net: QNet, network: Network, top: str) -> dict:
                             "with no gap needed",
                    "code": f"round_half_up(clip((x - {net.input.lo}) / ({net.input.hi} - "
                            f"{net.input.lo}), 0, 1) * 255)"},
-        "readout": {"beats_per_sample": net.output.size, "classes": net.output.size,
+        "verilog": VERILOG_NOTES,
+        "readout": {"population": net.output.name,
+                    "beats_per_sample": net.output.size, "classes": net.output.size,
                     "order": "index 0 first; the last beat has last = 1 and carries argmax "
                              "(the lowest index among equal maxima); argmax is not "
                              "meaningful on other beats",
@@ -215,7 +261,9 @@ def markdown(desc: dict) -> str:
         "",
         "## Readout out",
         "",
-        f"{ro['beats_per_sample']} beats per sample, {ro['order']}. `value` is "
+        f"{ro['beats_per_sample']} beats per sample"
+        + (f" (population `{ro['population']}`)" if ro.get("population") else "")
+        + f", {ro['order']}. `value` is "
         f"{ro['value']}; multiplied by {ro['scale']} it approximates the ANN's logit.",
     ]
     if desc["taps"]:
@@ -227,6 +275,11 @@ def markdown(desc: dict) -> str:
         for t in desc["taps"]:
             lines.append(f"| {t['population']} | `{t['port']}` | {t['shape']} | "
                          f"{t['steps_per_sample']} | {t['count']} |")
+    notes = desc.get("verilog")
+    if notes:
+        lines += ["", "## The Verilog", "", f"{notes['standard']}. It has "
+                  f"{notes['processes']}.", "",
+                  notes["initial_values"][0].upper() + notes["initial_values"][1:] + "."]
     ex = desc["example"]
     lines += [
         "", "## Example transaction", "",
@@ -270,3 +323,89 @@ def write(directory, net: QNet, *, lanes=DEFAULT_LANES, taps: bool = True,
 
 def read_description(path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+# ---------------------------------------------------------------------------------------
+# The ports of a Verilog file, against a description.
+
+_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/|\(\*.*?\*\)", re.S)
+_TOKEN = re.compile(r"\\\S+|[A-Za-z_][\w$]*|\[[^\]]*\]|\S")
+_DIRECTIONS = ("input", "output", "inout")
+_TYPES = {"wire", "reg", "logic", "var", "signed", "unsigned", "tri", "bit"}
+
+
+def _name(ident: str) -> str:
+    return ident[1:] if ident.startswith("\\") else ident
+
+
+def read_ports(path, top: str) -> dict[str, tuple[str, int]]:
+    """The ports of module ``top`` in the Verilog file ``path``: name → (direction,
+    width), from ANSI or Verilog-1995 style declarations with numeric ranges."""
+    path = Path(path)
+    try:
+        text = _COMMENT.sub(" ", path.read_text(errors="replace"))
+    except OSError as exc:
+        raise HwsnnError(f"cannot read {path}: {exc.strerror}") from None
+    head = re.search(rf"\bmodule\s+\\?{re.escape(top)}(?=[\s(#;])", text)
+    if head is None:
+        found = sorted({_name(m) for m in re.findall(r"\bmodule\s+(\\\S+|[A-Za-z_][\w$]*)",
+                                                      text) if _name(m).isidentifier()})
+        raise ParameterError(f"{path} has no module {top}"
+                             + (f" (it has {', '.join(found[:5])}" + (", ..." if len(found) > 5
+                                else "") + "): name the top module with --top" if found
+                                else ": is it Verilog?"))
+    end = text.find("endmodule", head.end())
+    body = text[head.end():end if end >= 0 else len(text)]
+    # (The inputs of functions and tasks are not ports.)
+    body = re.sub(r"\bfunction\b.*?\bendfunction\b|\btask\b.*?\bendtask\b", " ", body,
+                  flags=re.S)
+    tokens = _TOKEN.findall(body)
+    ports: dict[str, tuple[str, int]] = {}
+    i = 0
+    while i < len(tokens):
+        if tokens[i] not in _DIRECTIONS:
+            i += 1
+            continue
+        direction, width = tokens[i], 1
+        i += 1
+        while i < len(tokens) and tokens[i] in _TYPES:
+            i += 1
+        if i < len(tokens) and tokens[i].startswith("["):
+            bounds = re.fullmatch(r"\[\s*(\d+)\s*:\s*(\d+)\s*\]", tokens[i])
+            if bounds is None:
+                after = _name(tokens[i + 1]) if i + 1 < len(tokens) else "?"
+                raise ParameterError(f"{path}: the range {tokens[i]} of port {after} of {top} "
+                                     "is not two numbers: hwsnn reads plain [msb:lsb] ranges")
+            width = abs(int(bounds.group(1)) - int(bounds.group(2))) + 1
+            i += 1
+        # Names separated by commas, up to ';' or ')' or the next direction (ANSI).
+        while i < len(tokens) and tokens[i] not in (";", ")") + _DIRECTIONS:
+            if tokens[i] == "=":  # an initial value: skip to the next separator
+                while i < len(tokens) and tokens[i] not in (",", ";", ")"):
+                    i += 1
+                continue
+            if tokens[i] != ",":
+                ports[_name(tokens[i])] = (direction, width)
+            i += 1
+    return ports
+
+
+def check_ports(path, top: str, desc: dict, described_in=None) -> None:
+    """Refuse the Verilog file ``path`` unless its module ``top`` has exactly the ports of
+    the description ``desc``, with their directions and widths (one line naming each
+    difference)."""
+    have = read_ports(path, top)
+    want = {p["name"]: (p["direction"], p["width"]) for p in desc["ports"]}
+    where = described_in or f"the description of {desc['top']}"
+    def kind(direction, width):
+        return f"{direction}, {width} bit{'s' if width > 1 else ''}"
+
+    problems = [f"no port {n} ({kind(*want[n])})" for n in want if n not in have]
+    problems += [f"a port {n} that {where} does not have" for n in have if n not in want]
+    problems += [f"port {n} is {kind(*have[n])}, not {kind(*want[n])}"
+                 for n in want if n in have and have[n] != want[n]]
+    if problems:
+        shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more"
+                                          if len(problems) > 4 else "")
+        raise ParameterError(f"{path}: module {top} does not have the ports of {where}: "
+                             f"{shown}")
