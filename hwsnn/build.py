@@ -315,7 +315,6 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
         setting = pll_setting(board.device.family, board.clock_mhz, clock)
         _check_baud(setting.output_mhz, baud, board)
         util, fmax, mapper = run(setting)
-    util.update(placed_flip_flops(out, board.device.family))
     clock_mhz = setting.output_mhz if setting else board.clock_mhz
     bit = out / f"{NAME}.{board.bitstream_ext}"
     # Latency from the golden model's ideal cycles on the test data, at the clock.
@@ -340,7 +339,8 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
         # What a clock at the achieved Fmax would give (--clock auto comes close).
         "latency_us_at_fmax": cycles["latency"] / fmax if fmax > 0 else None,
     })
-    report["resources"] = _post_route_resources(util, fit["resources"], board)
+    report["resources"] = _post_route_resources(util, fit["resources"], board,
+                                                placed_flip_flops(out, board.device.family))
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     return report
 
@@ -416,28 +416,26 @@ def _run_tools(net, board, lane_map, baud, loadable, setting, out, seed, env,
 _ICE40_FFS = re.compile(r"(\d+) LCs used as (?:LUT4 and DFF|DFF only)\b")
 
 
-def placed_flip_flops(out: Path, family: str) -> dict:
-    """The flip-flops nextpnr placed, as a utilisation entry ``{"DFF": {"used": n}}``,
-    from its log in ``out``: on iCE40 the logic cells whose flip-flop its packer used
-    (its report counts only logic cells); on ECP5 the report's TRELLIS_FF has them."""
+def placed_flip_flops(out: Path, family: str) -> int | None:
+    """The flip-flops nextpnr placed on an iCE40 (its report counts logic cells only):
+    the logic cells whose flip-flop its packer used, from its log in ``out``; None
+    elsewhere (ECP5's report has them: TRELLIS_FF) or without the log."""
     log = out / f"{NAME}.tim"
     if family != "ice40" or not log.is_file():
-        return {}
+        return None
     found = _ICE40_FFS.findall(log.read_text(errors="replace"))
-    return {"DFF": {"used": sum(int(n) for n in found)}} if found else {}
+    return sum(int(n) for n in found) if found else None
 
 
-def _post_route_resources(util: dict, estimated: dict, board) -> dict:
-    fam = board.device.family
-    out = {}
-    for kind, bel in PLACED[fam].items():
-        if bel in util:
-            out[kind] = util[bel]
-    if fam == "ice40" and "DFF" in util:
-        out["ffs"] = {"used": util["DFF"]["used"], "available": board.device.ffs}
-    for kind, v in estimated.items():
-        out.setdefault(kind, {"used": None, "available": v["available"]})
-    return out
+def _post_route_resources(util: dict, estimated: dict, board, ffs: int | None = None) -> dict:
+    """The placed use of each resource the fit check estimated, in its order (used: None
+    where nextpnr does not report it)."""
+    placed = {kind: util[bel] for kind, bel in PLACED[board.device.family].items()
+              if bel in util}
+    if ffs is not None:
+        placed["ffs"] = {"used": ffs, "available": board.device.ffs}
+    return {kind: placed.get(kind, {"used": None, "available": v["available"]})
+            for kind, v in estimated.items()}
 
 
 def describe_lanes(lanes) -> str:

@@ -207,6 +207,31 @@ def test_input_lanes_fit_check_and_errors(bundled_graph, tmp_path):
               input_lanes=8)
 
 
+def test_placed_flip_flops_from_the_nextpnr_ice40_log(bundled_graph, tmp_path):
+    """nextpnr-ice40's report counts logic cells only; its packer's log says how many of
+    them use their flip-flop. The report's resources keep the fit check's order."""
+    from hwsnn.build import _post_route_resources, placed_flip_flops
+    (tmp_path / "hwsnn_board.tim").write_text(
+        "Info: Packing LUT-FFs..\nInfo:     1204 LCs used as LUT4 only\n"
+        "Info:      977 LCs used as LUT4 and DFF\nInfo: Packing non-LUT/FFs..\n"
+        "Info:      275 LCs used as DFF only\nInfo:       31 LCs used as CARRY only\n")
+    assert placed_flip_flops(tmp_path, "ice40") == 977 + 275
+    assert placed_flip_flops(tmp_path, "ecp5") is None  # (its report has TRELLIS_FF)
+    assert placed_flip_flops(tmp_path / "nowhere", "ice40") is None
+    board = boards.get("icebreaker")
+    net = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
+                           group_size=4, progress=False))
+    estimated = fit_check(net, {p.name: 1 for p in net.populations}, board)["resources"]
+    util = {"ICESTORM_LC": {"used": 2487, "available": 5280},
+            "ICESTORM_RAM": {"used": 25, "available": 30}}
+    placed = _post_route_resources(util, estimated, board, 1252)
+    assert list(placed) == list(estimated) == ["logic_cells", "ffs", "bram_blocks",
+                                                "spram_blocks", "dsps"]
+    assert placed["logic_cells"] == {"used": 2487, "available": 5280}
+    assert placed["ffs"] == {"used": 1252, "available": 5280}
+    assert placed["dsps"] == {"used": None, "available": 8}
+
+
 def test_build_with_the_multiply_accumulate_input_stage(bundled_graph, tmp_path):
     """On the iCEBreaker at its 12 MHz: the input stage's 8 multipliers land on the UP5K's
     8 SB_MAC16 blocks, the input weights in SPRAM."""

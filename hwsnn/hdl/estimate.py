@@ -130,12 +130,6 @@ def rom_columns(words, bits: int) -> RomColumns:
     return RomColumns(len(columns), distinct, sum(1 for v in varies if v))
 
 
-def live_columns(words, bits: int) -> tuple[int, int]:
-    """(bit columns that are not constant, lanes with such a column) of a ROM."""
-    c = rom_columns(words, bits)
-    return c.live, c.lanes
-
-
 def _rom_registers(cols: RomColumns, depth: int, family: str) -> int:
     """Flip-flops that hold one read of a ROM: its distinct columns when Yosys builds it
     in logic, else all of its live ones."""

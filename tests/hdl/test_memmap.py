@@ -8,7 +8,7 @@ from amaranth.hdl import Module
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwsnn.hdl.estimate import live_columns
+from hwsnn.hdl.estimate import RomColumns, rom_columns
 from hwsnn.hdl.memmap import libmap
 from hwsnn.synth import synthesize
 
@@ -60,12 +60,15 @@ def test_ice40_mappings():
     assert libmap(1024, 60, False, "ice40").count == 15
 
 
-def test_live_columns():
-    # Lane 1 is all zero; lane 0 varies in bits 0 and 2 (4-bit two's complement: 1, 4, 5).
-    assert live_columns([[1, 0], [4, 0], [5, 0]], 4) == (2, 1)
-    # -1 and 0 differ in every bit.
-    assert live_columns([[-1], [0]], 4) == (4, 1)
-    assert live_columns([[3, 3]], 8) == (0, 0)  # one word: every column constant
+def test_rom_columns():
+    # Lane 1 is all zero; lane 0 varies in bits 0 and 2 (4-bit two's complement: 1, 4, 5),
+    # two different columns (0, 1, 1 and 1, 0, 1).
+    assert rom_columns([[1, 0], [4, 0], [5, 0]], 4) == RomColumns(2, 2, 1)
+    # -1 and 0 differ in every bit, and every bit column is the same: 1 then 0.
+    assert rom_columns([[-1], [0]], 4) == RomColumns(4, 1, 1)
+    # Two lanes, one the other's complement in bit 0: different columns.
+    assert rom_columns([[0, 1], [1, 0]], 2) == RomColumns(2, 2, 2)
+    assert rom_columns([[3, 3]], 8) == RomColumns(0, 0, 0)  # one word: all constant
 
 
 class OneMemory(wiring.Component):
