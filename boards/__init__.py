@@ -19,6 +19,11 @@ from dataclasses import dataclass, field
 
 from ..errors import HwsnnError
 
+#: What an FPGA family's logic is counted in: the iCE40's logic cells (a LUT4, a flip-flop
+#: and a carry each: ICESTORM_LC), the ECP5's LUT4s (TRELLIS_COMB).
+LOGIC_KINDS = {"ice40": "logic_cells", "ecp5": "luts"}
+LOGIC_NAMES = {"ice40": "logic cells", "ecp5": "LUT4s"}
+
 
 @dataclass(frozen=True)
 class Device:
@@ -26,7 +31,7 @@ class Device:
 
     family: str  # "ice40" or "ecp5"
     name: str  # the device as amaranth / nextpnr know it
-    luts: int  # 4-input LUTs (iCE40 logic cells; ECP5 LUT4s)
+    logic: int  # iCE40 logic cells, ECP5 LUT4s (``logic_kind``)
     ffs: int
     bram_blocks: int
     bram_bits: int  # bits per block
@@ -34,16 +39,26 @@ class Device:
     spram_blocks: int = 0  # UP5K: 256 kbit single-port RAMs (16 K × 16)
     dsps: int = 0
 
+    @property
+    def logic_kind(self) -> str:
+        """The resource ``logic`` counts: ``logic_cells`` (iCE40) or ``luts`` (ECP5)."""
+        return LOGIC_KINDS[self.family]
+
+    @property
+    def logic_name(self) -> str:
+        """``logic cells`` or ``LUT4s``."""
+        return LOGIC_NAMES[self.family]
+
 
 ICE40_BRAM_MODES = ((256, 16), (512, 8), (1024, 4), (2048, 2))
 ECP5_BRAM_MODES = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
 
-UP5K = Device("ice40", "iCE40UP5K", luts=5280, ffs=5280, bram_blocks=30, bram_bits=4096,
+UP5K = Device("ice40", "iCE40UP5K", logic=5280, ffs=5280, bram_blocks=30, bram_bits=4096,
               bram_modes=ICE40_BRAM_MODES, spram_blocks=4, dsps=8)
 
 
 def ecp5(size: str, luts: int, ebr: int, dsps: int, name: str | None = None) -> Device:
-    return Device("ecp5", name or f"LFE5U-{size}", luts=luts, ffs=luts, bram_blocks=ebr,
+    return Device("ecp5", name or f"LFE5U-{size}", logic=luts, ffs=luts, bram_blocks=ebr,
                   bram_bits=18432, bram_modes=ECP5_BRAM_MODES, dsps=dsps)
 
 

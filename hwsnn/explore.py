@@ -8,10 +8,11 @@ estimates the resources, and the golden model counts the cycles of one inference
 engine in turn, as ``hwsnn build`` reports it) on the first test samples. Points that do
 not fit the board, or lose more than ``max_accuracy_drop`` percentage points against the
 ANN, are dropped; the rest form a Pareto front of accuracy (higher is better), latency
-at the board clock and estimated LUTs (lower is better). Estimates only: no synthesis
-runs until ``--pick``, which converts the fastest front point into a directory, builds
-it (place and route has the last word: a point that does not fit or meet the clock
-gives way to the next one), and simulates it against the golden model.
+at the board clock and estimated logic (lower is better; iCE40 logic cells, ECP5
+LUT4s). Estimates only: no synthesis runs until ``--pick``, which converts the fastest
+front point into a directory, builds it (place and route has the last word: a point
+that does not fit or meet the clock gives way to the next one), and simulates it
+against the golden model.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Point:
     accuracy: float
     latency_cycles: float
     latency_us: float
-    luts: int
+    logic: int  # iCE40 logic cells, ECP5 LUT4s (the result's logic_kind)
     bram_blocks: int
     spram_blocks: int
     dsps: int
@@ -61,9 +62,9 @@ class Point:
 
     def dominates(self, other: Point) -> bool:
         no_worse = (self.accuracy >= other.accuracy and self.latency_us <= other.latency_us
-                    and self.luts <= other.luts)
+                    and self.logic <= other.logic)
         better = (self.accuracy > other.accuracy or self.latency_us < other.latency_us
-                  or self.luts < other.luts)
+                  or self.logic < other.logic)
         return no_worse and better
 
 
@@ -72,7 +73,7 @@ def pareto(points: list[Point]) -> list[Point]:
     for p in points:
         p.front = not any(q.dominates(p) for q in points if q is not p)
     return sorted((p for p in points if p.front),
-                  key=lambda p: (p.latency_us, -p.accuracy, p.luts))
+                  key=lambda p: (p.latency_us, -p.accuracy, p.logic))
 
 
 def _log(progress, text):
@@ -132,11 +133,12 @@ def search(model: str, board, *, max_accuracy_drop: float = 1.0, progress: bool 
             cycles = cycles_of[p_lanes, m]
             r = fit["resources"]
             points.append(Point(method, tau, t, wb, p_lanes, m, q, acc, cycles,
-                                cycles / board.clock_mhz, r["luts"]["used"],
+                                cycles / board.clock_mhz, r[board.device.logic_kind]["used"],
                                 r["bram_blocks"]["used"], r["spram_blocks"]["used"],
                                 r["dsps"]["used"]))
     front = pareto(points)
     return {"model": model, "board": board.name, "clock_mhz": board.clock_mhz,
+            "logic_kind": board.device.logic_kind, "logic_name": board.device.logic_name,
             "ann_accuracy": ann_acc, "max_accuracy_drop": max_accuracy_drop,
             "accuracy_floor": floor, "tried": tried, "too_inaccurate": inaccurate,
             "does_not_fit": unfit, "points": [asdict(p) for p in points],
@@ -165,13 +167,14 @@ def plot(result: dict, path: Path) -> str:
     front = result["front"]
     ax.scatter([p["latency_us"] for p in rest], [100 * p["accuracy"] for p in rest],
                s=12, color="0.7", label="fits, within the accuracy budget")
+    logic = result.get("logic_name", "logic")
     sc = ax.scatter([p["latency_us"] for p in front], [100 * p["accuracy"] for p in front],
-                    c=[p["luts"] for p in front], cmap="viridis", s=40, zorder=3,
-                    label="Pareto front (colour: estimated LUTs)")
+                    c=[p["logic"] for p in front], cmap="viridis", s=40, zorder=3,
+                    label=f"Pareto front (colour: estimated {logic})")
     ax.axhline(100 * result["ann_accuracy"], color="black", linestyle="--", linewidth=1,
                label="ANN")
     if front:
-        fig.colorbar(sc, ax=ax, label="LUTs (estimate)")
+        fig.colorbar(sc, ax=ax, label=f"{logic} (estimate)")
         ax.set_xscale("log")
         ax.autoscale_view()
         _label(ax, front)

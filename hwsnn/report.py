@@ -89,18 +89,19 @@ def plots(r: dict, out: Path) -> dict:
     paths["cycles_per_layer"] = f"{FIGURES}/{p.name}"
 
     if r["builds"]:
-        kinds = ("luts", "ffs", "bram_blocks", "spram_blocks", "dsps")
+        from .build import logic_of
+        kinds = ("logic", "ffs", "bram_blocks", "spram_blocks", "dsps")
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
         width = 0.8 / len(r["builds"])
         for i, (board, b) in enumerate(r["builds"].items()):
             vals = []
             for k in kinds:
-                v = b["resources"].get(k) or {}
+                v = (logic_of(b["resources"]) if k == "logic" else b["resources"].get(k)) or {}
                 used, avail = v.get("used"), v.get("available")
                 vals.append(100 * used / avail if used is not None and avail else 0)
             ax.bar([x + i * width for x in range(len(kinds))], vals, width, label=board)
         ax.set_xticks([x + width * (len(r["builds"]) - 1) / 2 for x in range(len(kinds))],
-                      ["LUTs", "FFs", "block RAM", "SPRAM", "DSP"])
+                      ["logic", "FFs", "block RAM", "SPRAM", "DSP"])
         ax.set_ylabel("% of the device (post-route)")
         ax.set_ylim(0, 105)
         ax.legend(fontsize=8)
@@ -153,16 +154,18 @@ def markdown(r: dict) -> str:
     lines += ["", f"![cycles per layer]({r['figures']['cycles_per_layer']})", "",
               "## Boards", ""]
     if r["builds"]:
-        lines += ["| board | fits | LUTs | block RAM | SPRAM | DSP | Fmax (MHz) | clock (MHz) "
-                  "| latency (µs) | inferences/s |", "|---|---|---|---|---|---|---|---|---|---|"]
+        from .build import logic_of
+        lines += ["| board | fits | logic cells / LUT4s | block RAM | SPRAM | DSP | Fmax (MHz) "
+                  "| clock (MHz) | latency (µs) | inferences/s |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for board, b in r["builds"].items():
-            res = b["resources"]
+            res = {**b["resources"], "logic": logic_of(b["resources"])}
 
             def use(kind, res=res):
                 v = res.get(kind) or {}
                 return f"{v['used']} / {v['available']}" if v.get("used") is not None \
                     and v.get("available") else "–"
-            lines.append(f"| {board} | {'yes' if b['fits'] else 'no'} | {use('luts')} | "
+            lines.append(f"| {board} | {'yes' if b['fits'] else 'no'} | {use('logic')} | "
                          f"{use('bram_blocks')} | {use('spram_blocks')} | {use('dsps')} | "
                          f"{b['fmax_mhz']:.1f} | {b['clock_mhz']:g}"
                          f"{'' if b['meets_clock'] else ' (NOT met)'} | "

@@ -139,20 +139,28 @@ class PnrReport:
 
 
 def synthesize(component: wiring.Component, family: str, *, top: str = "top",
-               synth_args: Sequence[str] = (),
+               synth_args: Sequence[str] = (), platform=None, lut_mapper: str = "abc9",
                workdir: str | os.PathLike | None = None) -> SynthReport:
     """Synthesize ``component`` (its ports are its signature members) for ``family``
     ("ice40" or "ecp5") with Yosys and report the mapped resources and logic depth.
 
     ``synth_args`` are added to ``synth_ice40`` / ``synth_ecp5``: e.g. ``("-dsp",)`` maps
     multipliers to SB_MAC16 on iCE40 UltraPlus (ECP5 uses its DSPs by default).
+    ``platform`` is what the design elaborates for (e.g. ``hdl.store.UP5KPrimitives()``,
+    whose weight stores become SPRAM primitives); none by default. ``lut_mapper``: on ECP5,
+    ``"abc"`` maps LUTs with the classic ABC instead of ABC9 (Yosys 0.70's ABC9 stops on
+    an internal assertion on some large designs; ``hwsnn build`` does the same then). The
+    log of the run is ``yosys.log`` in ``workdir``.
     """
     if family not in FAMILIES:
         raise ParameterError(f"unknown FPGA family {family!r}; choose one of "
                              f"{', '.join(FAMILIES)}")
+    if lut_mapper not in ("abc9", "abc") or (lut_mapper == "abc" and family != "ecp5"):
+        raise ParameterError(f"lut_mapper {lut_mapper!r}: abc9, or abc on ecp5")
     yosys = _yosys()
     with _directory(workdir) as path:
-        return _synthesize_in(path, component, family, top, synth_args, yosys)
+        return _synthesize_in(path, component, family, top, synth_args, yosys, platform,
+                              lut_mapper)
 
 
 def place_and_route(component: wiring.Component, device: str, *, clock_mhz_target: float,
@@ -162,7 +170,7 @@ def place_and_route(component: wiring.Component, device: str, *, clock_mhz_targe
     """Synthesize ``component`` and place and route it on ``device`` ("up5k", "hx8k", ...
     for iCE40; "12k", "25k", "45k", "85k", "um-85k", ... for ECP5) with nextpnr, seed 1,
     no pin constraints, and report the achieved Fmax of ``clock`` and the utilisation.
-    ``synth_args`` are added to the synthesis command (e.g. ``("-noabc9",)``).
+    ``synth_args`` are added to the synthesis command (e.g. ``("-nodsp",)``).
 
     A design with more I/O bits than the package has pins does not fit: measure it inside
     :func:`registered_wrapper`. Missing the target frequency is reported
@@ -291,11 +299,19 @@ def _yosys() -> list[str]:
 
 
 def _synthesize_in(path: Path, component, family: str, top: str, synth_args: Sequence[str],
-                   yosys: list[str]) -> SynthReport:
-    (path / f"{top}.il").write_text(rtlil.convert(component, name=top, emit_src=False))
+                   yosys: list[str], platform=None, lut_mapper: str = "abc9") -> SynthReport:
+    (path / f"{top}.il").write_text(rtlil.convert(component, name=top, platform=platform,
+                                                  emit_src=False))
+    synth = [f"synth_{family}", "-top", top, *synth_args]
+    if lut_mapper == "abc":  # synth_ecp5's own steps, with the classic ABC for map_luts
+        steps = [shlex.join([*synth, "-run", "begin:map_luts"]),
+                 "techmap -map +/lattice/latches_map.v", "abc -dress -lut 4:7", "clean",
+                 shlex.join([*synth, "-run", "map_cells:", "-json", "netlist.json"])]
+    else:
+        steps = [shlex.join([*synth, "-json", "netlist.json"])]
     script = "\n".join([
         f"read_rtlil {top}.il",
-        shlex.join([f"synth_{family}", "-top", top, *synth_args, "-json", "netlist.json"]),
+        *steps,
         "delete t:$scopeinfo",  # Amaranth's hierarchy annotations, not hardware
         "tee -q -o stat.json stat -json",
         f"select -set sequential {_SEQUENTIAL_SELECTION[family]}",

@@ -51,20 +51,38 @@ def test_block_ram_configurations():
     assert blocks_for(1024, 18, ecp5) == 1 and blocks_for(512, 72, ecp5) == 2
 
 
+def _varying_bits(values, bits):
+    """Bit positions (two's complement, ``bits`` wide) in which ``values`` differ."""
+    codes = {int(v) & ((1 << bits) - 1) for v in values}
+    return sum(len({c >> b & 1 for c in codes}) > 1 for b in range(bits))
+
+
 def test_memory_inventory_holds_every_weight(bundled_graph):
-    """The estimate's ROMs hold every weight of the QNet, P lanes per word."""
+    """The estimate's ROMs hold every weight of the QNet, P lanes per word, less the bit
+    columns that never change (Yosys removes them): lane l holds the weights of output
+    channels l, P + l, 2P + l, ... and a zero where a group has no such channel."""
     net = quantize(convert(bundled_graph("digits-cnn"), method="gn", timesteps=2,
                            group_size=4, progress=False))
     for lanes in (1, 4, 16):
         mems = memories(net, {p.name: EnginePlan(net, p.name, lanes) for p in net.populations})
         for p in net.populations:
             plan = EnginePlan(net, p.name, lanes)
+            groups = math.ceil(p.shape[0] / lanes)
             for k, q in enumerate(p.projections):
                 rom = next(m for m in mems if m.owner == p.name
                            and m.name.startswith(f"weights {k} "))
                 rows = q.weight.size // q.weight.shape[0]
-                assert rom.depth == rows * math.ceil(p.shape[0] / lanes)
-                assert rom.width == lanes * q.weight_bits
+                assert rom.depth == rows * groups
+                width = 0
+                for lane in range(lanes):
+                    channels = range(lane, groups * lanes, lanes)
+                    values = [w for c in channels if c < p.shape[0]
+                              for w in q.weight[c].ravel()]
+                    values += [0] * any(c >= p.shape[0] for c in channels)
+                    width += _varying_bits(values, q.weight_bits)
+                assert rom.width == width <= lanes * q.weight_bits
+                if lanes == 1:  # (every bit of 8-bit weights of a trained layer varies)
+                    assert rom.width == q.weight_bits
             v = next(m for m in mems if m.owner == p.name and m.name == "membranes")
             assert v.depth * lanes >= math.prod(p.shape) and v.width == lanes * plan.vbits
 
@@ -82,14 +100,14 @@ def test_fit_check_accepts_the_mlp_and_refuses_the_cnn_on_icebreaker(bundled_gra
     with pytest.raises(FitError) as err:
         build(tmp_path / "cnn", board, lanes=1, check_only=True)
     text = str(err.value)
-    assert "bram_blocks" in text and "of 30" in text and "ulx3s-85f" in text
+    assert "block RAMs" in text and "of 30" in text and "ulx3s-85f" in text
     assert "--queue-depth 16" in text
     assert not (tmp_path / "cnn" / "build").exists()
     # Shallow queues take the block RAMs under the budget (the logic is still too much
     # for this 8-bit T=2 network; explore finds the ones that fit).
     with pytest.raises(FitError) as err:
         build(tmp_path / "cnn", board, lanes=1, check_only=True, queue_depth=16)
-    assert "luts" in str(err.value) and "bram_blocks" not in str(err.value)
+    assert "logic cells" in str(err.value) and "block RAMs" not in str(err.value)
     with pytest.raises(ParameterError, match="--queue-depth"):
         build(tmp_path / "cnn", board, lanes=1, check_only=True, queue_depth=2)
     # The same network fits the largest ECP5 board.
@@ -135,13 +153,20 @@ def test_build_for_icebreaker_gives_a_bitstream_and_a_report(bundled_graph, tmp_
     assert r["pll"]["params"] == {"DIVR": 0, "DIVF": 79, "DIVQ": 5, "FILTER_RANGE": 1}
     assert r["fmax_mhz"] > r["clock_mhz"] and r["meets_clock"]
     assert abs(r["latency_us"] - r["latency_cycles"] / 30.0) < 1e-6
-    for kind in ("luts", "bram_blocks"):
+    for kind in ("logic_cells", "ffs", "bram_blocks"):
         used, available = r["resources"][kind]["used"], r["resources"][kind]["available"]
         assert 0 < used <= available
-    # The estimate that let it through is within 10 % of the logic cells placed, and its
-    # block RAMs are what Yosys mapped.
+    # The flip-flops placed are the flip-flop cells of the synthesized netlist (nextpnr
+    # neither adds nor removes any).
+    netlist = json.loads((tmp_path / "mlp" / "build" / "icebreaker" / "hwsnn_board.json")
+                         .read_text())
+    cells = [c["type"] for m in netlist["modules"].values() for c in m["cells"].values()]
+    assert r["resources"]["ffs"]["used"] == sum(t.startswith("SB_DFF") for t in cells)
+    # The estimate that let it through is within 10 % of the logic cells and flip-flops
+    # placed, and its block RAMs are what Yosys mapped.
     est = r["fit_check"]["resources"]
-    assert 0.9 < est["luts"]["used"] / r["resources"]["luts"]["used"] < 1.1
+    for kind in ("logic_cells", "ffs"):
+        assert 0.9 < est[kind]["used"] / r["resources"][kind]["used"] < 1.1
     assert est["bram_blocks"]["used"] == r["resources"]["bram_blocks"]["used"]
     assert r["latency_us"] > 0 and r["inferences_per_second"] > 0
     saved = json.loads((tmp_path / "mlp" / "build" / "icebreaker" / "report.json").read_text())
@@ -171,7 +196,7 @@ def test_input_lanes_fit_check_and_errors(bundled_graph, tmp_path):
     assert store["depth"] == fc1.projections[0].weight.shape[1] * math.ceil(fc1.size / 8)
     with pytest.raises(FitError) as err:
         build(tmp_path / "mlp", board, lanes=1, check_only=True, input_lanes=16)
-    assert "dsps 16 of 8" in str(err.value) and "--input-lanes 8" in str(err.value)
+    assert "DSPs 16 of 8" in str(err.value) and "--input-lanes 8" in str(err.value)
     with pytest.raises(ParameterError, match="multiple of its 3 lanes"):
         build(tmp_path / "mlp", board, lanes=3, check_only=True, input_lanes=8)
     cnn = quantize(convert(bundled_graph("digits-cnn"), method="gn", timesteps=2,
@@ -180,6 +205,31 @@ def test_input_lanes_fit_check_and_errors(bundled_graph, tmp_path):
     with pytest.raises(ParameterError, match="no population of this network"):
         build(tmp_path / "cnn", boards.get("ulx3s-85f"), lanes=1, check_only=True,
               input_lanes=8)
+
+
+def test_placed_flip_flops_from_the_nextpnr_ice40_log(bundled_graph, tmp_path):
+    """nextpnr-ice40's report counts logic cells only; its packer's log says how many of
+    them use their flip-flop. The report's resources keep the fit check's order."""
+    from hwsnn.build import _post_route_resources, placed_flip_flops
+    (tmp_path / "hwsnn_board.tim").write_text(
+        "Info: Packing LUT-FFs..\nInfo:     1204 LCs used as LUT4 only\n"
+        "Info:      977 LCs used as LUT4 and DFF\nInfo: Packing non-LUT/FFs..\n"
+        "Info:      275 LCs used as DFF only\nInfo:       31 LCs used as CARRY only\n")
+    assert placed_flip_flops(tmp_path, "ice40") == 977 + 275
+    assert placed_flip_flops(tmp_path, "ecp5") is None  # (its report has TRELLIS_FF)
+    assert placed_flip_flops(tmp_path / "nowhere", "ice40") is None
+    board = boards.get("icebreaker")
+    net = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
+                           group_size=4, progress=False))
+    estimated = fit_check(net, {p.name: 1 for p in net.populations}, board)["resources"]
+    util = {"ICESTORM_LC": {"used": 2487, "available": 5280},
+            "ICESTORM_RAM": {"used": 25, "available": 30}}
+    placed = _post_route_resources(util, estimated, board, 1252)
+    assert list(placed) == list(estimated) == ["logic_cells", "ffs", "bram_blocks",
+                                                "spram_blocks", "dsps"]
+    assert placed["logic_cells"] == {"used": 2487, "available": 5280}
+    assert placed["ffs"] == {"used": 1252, "available": 5280}
+    assert placed["dsps"] == {"used": None, "available": 8}
 
 
 def test_build_with_the_multiply_accumulate_input_stage(bundled_graph, tmp_path):
@@ -229,6 +279,11 @@ def test_build_for_ulx3s_with_the_classic_abc_fallback(bundled_graph, tmp_path, 
     assert (tmp_path / "mlp" / "build" / "ulx3s-85f" / "hwsnn_board.bit").stat().st_size \
         > 100_000
     assert r["fmax_mhz"] > 60 and r["resources"]["luts"]["used"] > 1000
+    # The estimate's block RAMs are what Yosys mapped, its flip-flops within 10 % of those
+    # placed.
+    est, placed = r["fit_check"]["resources"], r["resources"]
+    assert est["bram_blocks"]["used"] == placed["bram_blocks"]["used"]
+    assert 0.9 < est["ffs"]["used"] / placed["ffs"]["used"] < 1.1
     # Any other failure is reported as it is, without a second try.
     calls.clear()
 

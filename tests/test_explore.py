@@ -13,8 +13,8 @@ from hwsnn.errors import HwsnnError
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _point(acc, lat, luts):
-    return explore.Point("gn", 4, 1, 8, 1, 0, None, acc, lat, lat, luts, 0, 0, 0)
+def _point(acc, lat, logic):
+    return explore.Point("gn", 4, 1, 8, 1, 0, None, acc, lat, lat, logic, 0, 0, 0)
 
 
 def test_pareto_front_by_hand():
@@ -43,16 +43,17 @@ def test_explore_and_pick_the_digits_cnn_for_icebreaker(tmp_path):
     assert (tmp_path / "front.png").read_bytes()[:8] == PNG
     for p in res["points"]:  # every kept point fits and is within the budget
         assert p["accuracy"] >= res["ann_accuracy"] - 0.01 - 1e-12
-        assert p["luts"] <= 0.95 * 5280 and p["bram_blocks"] <= 30
+        assert p["logic"] <= 0.95 * 5280 and p["bram_blocks"] <= 30
         assert p["spram_blocks"] <= 4 and p["dsps"] <= 8
     picked = res["picked"]
     assert picked["point"] == res["front"][0] or picked["passed_over"]
     build = picked["build"]
     assert build["fits"] and build["meets_clock"] and build["bitstream"]
-    for kind in ("luts", "bram_blocks", "spram_blocks"):
+    assert res["logic_kind"] == "logic_cells"
+    for kind in ("logic_cells", "bram_blocks", "spram_blocks"):
         assert 0 < build["resources"][kind]["used"] <= build["resources"][kind]["available"]
     # The estimate that chose it is within 10 % of the logic cells placed.
-    assert abs(picked["point"]["luts"] / build["resources"]["luts"]["used"] - 1) < 0.1
+    assert abs(picked["point"]["logic"] / build["resources"]["logic_cells"]["used"] - 1) < 0.1
     assert picked["simulation"]["exact"] and picked["simulation"]["mismatches"] == 0
     assert (out / "qnet.json").is_file() and (out / "snn.json").is_file()
 
@@ -80,7 +81,7 @@ def test_shallow_queues_bring_the_digits_cnn_into_the_icebreaker_estimate(bundle
                        steps=(2,), weight_bits=(8,), lanes=(1,), max_accuracy_drop=100)
     assert r["tried"] == 2 and r["does_not_fit"] == 1
     (p,) = r["front"]
-    assert p["queue_depth"] == 16 and p["bram_blocks"] <= 30 and p["luts"] <= 0.95 * 5280
+    assert p["queue_depth"] == 16 and p["bram_blocks"] <= 30 and p["logic"] <= 0.95 * 5280
     net = quantize(convert(bundled_graph("digits-cnn"), method="ilif", timesteps=2,
                            progress=False))
     deep = fit_check(net, {q.name: 1 for q in net.populations}, board)

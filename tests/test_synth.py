@@ -253,3 +253,22 @@ def test_failing_tool_shows_its_log(monkeypatch):
     assert isinstance(info.value, HwsnnError)
     message = str(info.value)
     assert "yosys failed (exit status 3)" in message and "ERROR: something broke" in message
+
+
+def test_classic_abc_lut_mapper_on_ecp5():
+    """The classic ABC maps the same counter to LUT4s: the same flip-flops, some LUTs."""
+    abc9 = synthesize(Counter(), "ecp5")
+    abc = synthesize(Counter(), "ecp5", lut_mapper="abc")
+    assert abc.flip_flops == abc9.flip_flops >= WIDTH
+    assert abc.luts + 2 * abc.carry_cells >= WIDTH
+    with pytest.raises(ParameterError, match="lut_mapper 'abc'"):
+        synthesize(Counter(), "ice40", lut_mapper="abc")
+
+
+def test_platform_chooses_the_primitives():
+    """A weight store elaborated for a UP5K is an SPRAM; without a platform, a memory."""
+    from hwsnn.hdl.store import UP5KPrimitives, WeightStore
+    r = synthesize(WeightStore(256, 16), "ice40", platform=UP5KPrimitives())
+    assert r.cells_by_type.get("SB_SPRAM256KA") == 1
+    plain = synthesize(WeightStore(256, 16), "ice40")
+    assert "SB_SPRAM256KA" not in plain.cells_by_type and plain.ram_blocks >= 1

@@ -1,12 +1,20 @@
 """Resource estimate of a network before synthesis, for the fit check of ``hwsnn build``.
 
-Memories are counted exactly (every RAM and ROM of every engine, FIFO and the host link,
-with its depth and width) and mapped to the device's block RAM configurations the way
-Yosys's ``memory_libmap`` chooses: on iCE40, which has no LUT RAM, a block costs as much
-as 64 bits of RAM in logic or 1024 bits of ROM, so every RAM above 64 bits per block
-takes block RAMs (the 16-entry FIFOs too) while ROMs up to 1024 bits per block become
-logic; on ECP5, shallow or small memories (≤ ``SHALLOW`` words or ≤ ``SMALL_BITS`` bits)
-become flip-flops or LUT RAM. The logic models below already count memories in logic.
+Memories are counted exactly: every RAM and ROM of every engine, FIFO and the host link,
+at the size Yosys sees (a FIFO's RAM one entry shallower than the FIFO, a memory without
+its constant bit columns: the weights and biases of the lanes beyond a population's
+channels, the position fields of a vector population's queue), and each is mapped the way
+Yosys's ``memory_libmap`` maps it (``hdl.memmap``): to block RAMs, LUT RAM or soft logic.
+
+Flip-flops are counted from the same widths: those each memory's mapping adds (a read
+register, or around a block RAM the write delayed by a cycle and forwarded), every
+engine's per-lane pipeline registers (``lane_registers``) and control
+(``control_registers``), its queue and skid buffers, the multiply-accumulate input
+stage, less what Yosys merges (the registers that equal columns of a ROM in logic feed,
+the low bits of GN's member differences), and a constant for the host link. On the
+eleven designs of ``benchmarks/estimate_accuracy.py`` (fifteen syntheses for ECP5 and
+iCE40, the ``hwsnn bench`` designs among them) the block RAMs are exact and the
+flip-flops within 5 %.
 
 Logic on iCE40 is counted in logic cells (a LUT4 and a flip-flop each, which is what
 fills a UP5K): ``ICE40_CELLS`` is a linear model fitted to 21 synthesized board tops
@@ -14,10 +22,10 @@ fills a UP5K): ``ICE40_CELLS`` is a linear model fitted to 21 synthesized board 
 and ILIF, 1 to 4 lanes, 4- to 8-bit weights, with and without the multiply-accumulate
 input stage and SPRAM stores), each taken as LUT4s + 0.6 × flip-flops, which is within
 2 % of what nextpnr packed on six of them. Left out in turn, each of the 21 is predicted
-within 6 % (3 % rms). On ECP5 the LUT4 model is
-``a + P·(b·V + c·C)`` per engine (V: membrane bits, C: input-current bits of a GN input
-stage), fitted to Yosys ``synth_ecp5`` of the bundled engines, within about ±40 %: the
-ECP5 boards are large, and the fit check keeps a 10 % margin there.
+within 6 % (3 % rms). On ECP5 logic is counted in LUT4s, ``a + P·(b·V + c·C)`` per engine
+(V: membrane bits, C: input-current bits of a GN input stage), fitted to Yosys
+``synth_ecp5`` of the bundled engines, within about ±40 %: the ECP5 boards are large,
+and the fit check keeps a 10 % margin there.
 """
 
 from __future__ import annotations
@@ -25,14 +33,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from ..boards import LOGIC_KINDS
 from ..qnet import QNet
+from .events import EventLayout, ReadoutLayout, bits_for
+from .memmap import libmap
 from .network import DEFAULT_FIFO_DEPTH
 from .plan import EnginePlan
 
-SHALLOW = 4  # memories this shallow are built from flip-flops
-SMALL_BITS = 512  # ... and so are memories this small
-# iCE40 (Yosys memory_libmap): a 4 kbit block costs 64; a bit of RAM in logic 1, of ROM 1/16.
-ICE40_BLOCK_COST, ICE40_RAM_BIT_COST, ICE40_ROM_BIT_COST = 64, 1.0, 1 / 16
 # iCE40 logic cells: the host link, the network's buffers and clocking ("base"), each
 # run-time weight store, and per engine a constant, per lane and membrane bit, per lane
 # and input-current bit, per lane and membrane bit of each group member beyond the
@@ -41,16 +50,16 @@ ICE40_BLOCK_COST, ICE40_RAM_BIT_COST, ICE40_ROM_BIT_COST = 64, 1.0, 1 / 16
 ICE40_CELLS = {"base": 1544, "store": 140, "engine": 345, "lane_membrane_bit": 16.2,
                "lane_current_bit": 12.8, "lane_member_bit": 3.8, "spatial": 165,
                "mac_lane_current_bit": 2.4}
-# ECP5 LUT4s: family → (base, per lane·membrane bit, per lane·current bit), the same for
-# flip-flops (both families), scaled by what the deeper engine pipeline placed on the
-# iCEBreaker (×1.28) and the ULX3S-85F (×1.16 LUTs, ×1.8 flip-flops) for the digits MLP.
-_SCALE = {"ice40": (1.28, 1.8), "ecp5": (1.16, 1.8)}
-ECP5_LUTS = tuple(v * _SCALE["ecp5"][0] for v in (620.0, 9.7, 6.1))
-FF_MODEL = {f: tuple(v * _SCALE[f][1] for v in c)
-            for f, c in {"ice40": (125.0, 6.5, 9.9), "ecp5": (195.0, 4.5, 3.7)}.items()}
-MAC_LUTS, MAC_FFS = 120, 90  # the input stage's counters, list and pass control
+# ECP5 LUT4s: base, per lane·membrane bit, per lane·current bit (scaled by what the deeper
+# engine pipeline placed on the ULX3S-85F, ×1.16, for the digits MLP).
+ECP5_LUTS = tuple(v * 1.16 for v in (620.0, 9.7, 6.1))
+MAC_LUTS = 120  # ECP5: the input stage's counters, list and pass control
 LINK_LUTS = 750  # ECP5: UART link, frame parser, CRC, counters
-LINK_FFS = 310
+
+# The host link's flip-flops besides its RAMs': UART, frame parser, CRC, counters, the
+# network's cycle counter (what Yosys keeps of them in the digits MLP's board top).
+LINK_FFS = 360
+MAC_FFS = 90
 
 
 @dataclass
@@ -58,8 +67,9 @@ class MemoryUse:
     owner: str
     name: str
     depth: int
-    width: int
+    width: int  # the bits Yosys keeps (constant columns of a ROM are removed)
     rom: bool = False  # initialised and never written (weights, biases)
+    distinct: int = 0  # a ROM's different columns (registers of equal ones are merged)
 
     @property
     def bits(self) -> int:
@@ -69,7 +79,7 @@ class MemoryUse:
 @dataclass
 class Estimate:
     family: str
-    luts: int
+    logic: int  # iCE40: logic cells; ECP5: LUT4s (``logic_kind``)
     ffs: int
     bram_blocks: int
     memories: list[MemoryUse] = field(default_factory=list)
@@ -77,8 +87,13 @@ class Estimate:
     spram_blocks: int = 0
     dsps: int = 0
 
+    @property
+    def logic_kind(self) -> str:
+        """What ``logic`` counts: ``logic_cells`` on iCE40, ``luts`` on ECP5."""
+        return LOGIC_KINDS[self.family]
+
     def to_json(self) -> dict:
-        return {"family": self.family, "luts": self.luts, "ffs": self.ffs,
+        return {"family": self.family, self.logic_kind: self.logic, "ffs": self.ffs,
                 "bram_blocks": self.bram_blocks, "spram_blocks": self.spram_blocks,
                 "dsps": self.dsps,
                 "per_engine": self.per_engine,
@@ -90,122 +105,293 @@ def blocks_for(depth: int, width: int, modes) -> int:
     return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in modes)
 
 
+@dataclass(frozen=True)
+class RomColumns:
+    """The bit columns of a ROM: ``live`` ones are not constant (Yosys removes the
+    others), ``distinct`` of them differ from each other (registers that a ROM built in
+    logic feeds with equal columns are merged into one), ``lanes`` have a live one."""
+
+    live: int
+    distinct: int
+    lanes: int
+
+
+def rom_columns(words, bits: int) -> RomColumns:
+    """The columns of a memory initialised with ``words`` (lists of two's complement lane
+    values of ``bits`` bits) and never written."""
+    a = np.asarray(words, dtype=np.int64)
+    if a.size == 0:
+        return RomColumns(0, 0, 0)
+    a = a.reshape(len(words), -1) & ((1 << bits) - 1)
+    varies = np.bitwise_or.reduce(a, axis=0) ^ np.bitwise_and.reduce(a, axis=0)
+    columns = [(a[:, lane] >> b) & 1 for lane, v in enumerate(varies) for b in range(bits)
+               if int(v) >> b & 1]
+    distinct = len({np.packbits(c.astype(np.uint8)).tobytes() for c in columns})
+    return RomColumns(len(columns), distinct, sum(1 for v in varies if v))
+
+
+def _rom_registers(cols: RomColumns, depth: int, family: str) -> int:
+    """Flip-flops that hold one read of a ROM: its distinct columns when Yosys builds it
+    in logic, else all of its live ones."""
+    in_logic = cols.live and libmap(depth, cols.live, True, family).primitive is None
+    return cols.distinct if in_logic else cols.live
+
+
+def queue_width(plan: EnginePlan) -> int:
+    """Bits of an output queue entry (``engine.queue_layout``) that are not constant: a
+    position field that counts to one is."""
+    from .engine import queue_layout
+    size = {"g": plan.groups, "y": plan.height, "x": plan.width, "addr": plan.addresses}
+    return sum(f.width for name, f in queue_layout(plan) if size.get(name, 2) > 1)
+
+
 def memories(net: QNet, plans: dict[str, EnginePlan],
              fifo_depth: int = DEFAULT_FIFO_DEPTH,
              queue_depth: int | None = None) -> list[MemoryUse]:
-    """Every RAM/ROM and FIFO buffer of the network's engines (``plans`` by population)."""
-    from .engine import queue_layout
-    from .events import EventLayout
+    """Every RAM/ROM and FIFO buffer of the network's engines (``plans`` by population),
+    as Yosys keeps them (weights loaded at run time have no constant columns: see
+    ``estimate``)."""
     from .network import _reader_depths
     out = []
     for name, plan in plans.items():
         P, A = plan.lanes, plan.addresses
         banks = 2 if plan.pop.kind == "ilif" else 1
         out.append(MemoryUse(name, "membranes", banks * A, P * plan.vbits))
-        out.append(MemoryUse(name, "biases", len(plan.bias_rom_words), P * plan.bbits,
-                             rom=True))
+        cols = rom_columns(plan.bias_rom_words, plan.bbits)
+        out.append(MemoryUse(name, "biases", len(plan.bias_rom_words), cols.live, rom=True,
+                             distinct=cols.distinct))
         if plan.has_current:
             out.append(MemoryUse(name, "input current", A, P * plan.cbits))
         for k, proj in enumerate(plan.projections):
+            cols = rom_columns(proj.init, proj.proj.weight_bits)
             out.append(MemoryUse(name, weights_name(k, proj.proj.source),
-                                 max(1, len(proj.init)),
-                                 plan.word_lanes(k) * proj.proj.weight_bits, rom=True))
+                                 max(1, len(proj.init)), cols.live, rom=True,
+                                 distinct=cols.distinct))
         if plan.mac_lanes:
             n = plan.input_size
             out.append(MemoryUse(name, "non-zero pixels", n, max(1, n - 1).bit_length() + 8))
-        out.append(MemoryUse(name, "output queue", queue_depth or plan.queue_depth,
-                             queue_layout(plan).size))
-    # Event FIFOs (the pixels go straight to the input stage, without one).
+        # (SyncFIFOBuffered: a RAM one entry shallower, then a register)
+        out.append(MemoryUse(name, "output queue", (queue_depth or plan.queue_depth) - 1,
+                             queue_width(plan)))
+    # Event FIFOs deeper than a skid buffer (the pixels go straight to the input stage).
     for source, consumer, depth in _reader_depths(net, plans, fifo_depth):
-        layout = EventLayout(tuple(net.population(source).shape), plans[source].out_count)
-        out.append(MemoryUse(consumer, f"FIFO from {source}", depth, layout.size))
+        if depth > 2:
+            out.append(MemoryUse(consumer, f"FIFO from {source}", depth - 1,
+                                 _event_width(net, plans, source)))
     return out
 
 
-def blocks_used(m: MemoryUse, device) -> int:
-    """Block RAMs Yosys spends on ``m`` on ``device`` (0: it becomes logic)."""
-    n = blocks_for(m.depth, m.width, device.bram_modes)
-    if device.family == "ice40":
-        in_logic = m.bits * (ICE40_ROM_BIT_COST if m.rom else ICE40_RAM_BIT_COST)
-        return n if ICE40_BLOCK_COST * n < in_logic else 0
-    return 0 if m.depth <= SHALLOW or m.bits <= SMALL_BITS else n
+def _event_width(net: QNet, plans, source: str) -> int:
+    return EventLayout(tuple(net.population(source).shape), plans[source].out_count).size
 
 
 def weights_name(k: int, source: str) -> str:
     return f"weights {k} ({source})"
 
 
-def engine_logic(plan: EnginePlan, family: str) -> tuple[float, float]:
-    """(LUTs, on iCE40 logic cells; flip-flops) of one engine."""
+def lane_registers(plan: EnginePlan, family: str, stored=()) -> int:
+    """Flip-flops of the engine's per-lane pipeline registers (``hdl.engine``), all lanes:
+    the weights read and their terms (for the lanes whose weights are not all constant;
+    those of the projections ``stored`` are loaded at run time), the addend, the
+    membrane, bias and current read, the sum and its copy, the results written back and
+    forwarded, GN's member differences (less the low bits that equal the sum's, which
+    Yosys merges), the queued group."""
+    P, V = plan.lanes, plan.vbits
+    total = 0
+    for k, pp in enumerate(plan.projections):
+        if plan.mac_lanes and pp.is_input:
+            continue
+        wbits = pp.proj.weight_bits
+        if k in stored:
+            width, lanes = plan.word_lanes(k) * wbits, plan.word_lanes(k)
+        else:
+            cols = rom_columns(pp.init, wbits)
+            width, lanes = _rom_registers(cols, max(1, len(pp.init)), family), cols.lanes
+        if pp.max_count > 1:
+            cb = bits_for(pp.max_count)
+            term = sum(wbits + min(j + 1, cb - 1) + 2 for j in range(0, cb, 2))
+            addend = wbits + cb + 1
+        else:
+            shift = 7 if pp.is_input else (plan.steps_in - 1 if plan.ilif else 0)
+            term = addend = wbits + shift
+        total += width + lanes * term + lanes * addend
+    bias = _rom_registers(rom_columns(plan.bias_rom_words, plan.bbits),
+                          len(plan.bias_rom_words), family)
+    total += P * V + bias  # membrane and bias read
+    opw = max(V, plan.cbits) + 1
+    total += P * (2 * opw + 3 * V)  # sum, neuron-rule copy, written back ×3
+    if plan.has_current and not plan.mac_lanes:
+        total += P * 4 * plan.cbits + 2 * bias  # current read, written back ×3; bias ×2
+    elif plan.has_current:
+        total += P * 4 * plan.cbits
+    if plan.kind == "gn":
+        theta = plan.pop.threshold
+        for i in range(1, plan.pop.group_size + 1):
+            low = ((i * theta) & -(i * theta)).bit_length() - 1  # V − iΘ ends like V
+            total += P * (V + 2 - min(low, V + 2))
+    total += queue_width(plan) + P  # the group queued, lanes sent
+    return total
+
+
+def _signed_bits(values) -> int:
+    lo, hi = min([*values, 0]), max([*values, 0])
+    return max(lo.bit_length(), hi.bit_length()) + 1
+
+
+def control_registers(plan: EnginePlan, queue_depth: int) -> int:
+    """Flip-flops of the engine's control (``hdl.engine``), counted from the widths: the
+    operation passed down the pipeline (its address to the write back, its flags, count
+    and shift to the weight term), each event expander's addresses and counters, the
+    sweep, step and plane counters, the queue's credit, the forwarding selects, the
+    position counter of the queued groups, the pixel counters of an input stage and the
+    readout's argmax."""
+    A, G = plan.addresses, plan.groups
+    dual = plan.pop.kind == "ilif"
+    abits = bits_for(A - 1)
+    rom_bits = bits_for(max(max(1, len(p.init)) for p in plan.projections) - 1)
+    counts = [p.max_count for p in plan.projections if not (plan.mac_lanes and p.is_input)]
+    count_bits = bits_for(max(counts)) if counts and max(counts) > 1 else 0
+    shifts = [7 if p.is_input else (plan.steps_in - 1 if plan.ilif else 0)
+              for p in plan.projections if not (plan.mac_lanes and p.is_input)]
+    shift_bits = bits_for(max(shifts)) if shifts and max(shifts) else 0
+    # The operation in stages 0-7 (address, bank, valid, kind, end; the current flag, the
+    # last step of GN), in 0-2 (count, shift), 0-3 (projection), 0-6 (ILIF's fire step),
+    # 0-2 (a sweep's lane group), 0 (weight address).
+    ffs = 8 * (abits + dual + 3 + plan.has_current + (plan.kind == "gn"))
+    ffs += 3 * (count_bits + shift_bits) + rom_bits
+    ffs += 4 * (len(plan.projections) > 1) * bits_for(len(plan.projections) - 1)
+    if dual and plan.bits_out > 1:
+        ffs += 7 * bits_for(plan.bits_out - 1)
+    if plan.bias_per_group and G > 1:
+        ffs += 3 * bits_for(G - 1) + bits_for(G - 1)  # and its counter
+    # Expanders: the membrane and weight addresses, count, shift, lane group, flags; a
+    # convolution's row and column counters and address steps.
+    for p in plan.projections:
+        if plan.mac_lanes and p.is_input:
+            continue
+        ffs += abits + rom_bits + count_bits + shift_bits + bits_for(G - 1) + 3
+        if p.kind == "conv":
+            k, s, G = p.proj.kernel, p.proj.stride, plan.groups
+            xr = plan.conv_ranges(p, 2)
+            ffs += 2 * bits_for(plan.width + 1) + bits_for(plan.height + 1) + 2
+            ffs += _signed_bits([(plan.width - n) * G + 1 for _, n in xr])
+            ffs += _signed_bits([(s * (n - 1) - s * k) * G - (G - 1) for _, n in xr])
+    # Sweep address, step, plane and fire-step counters, bank flags, the queue's credit,
+    # idle cycles, forwarding hits and operand selects.
+    ffs += abits + 1 + bits_for(plan.steps) + bits_for(plan.steps_in) * plan.ilif
+    ffs += (bits_for(plan.bits_out) + 4) * dual + bits_for(queue_depth + 2) + 3
+    ffs += (5 + 8) * (1 + plan.has_current)  # (the current's hits and sources)
+    # Position of the queued groups (stage 7).
+    ffs += sum(bits_for(n - 1) for n in (G, plan.width, plan.height) if n > 1)
+    if plan.input_projection is not None and not plan.mac_lanes:
+        n = plan.input_size
+        shape = plan.net.input.shape
+        pos = sum(bits_for(d - 1) for d in shape) if len(shape) == 3 else bits_for(n - 1)
+        ffs += bits_for(n) + 8 + 3 + 2 * pos
+    if plan.pop.kind == "readout":
+        ffs += 3 + plan.vbits + bits_for(plan.pop.size - 1)
+    return ffs
+
+
+def _queue_registers(width: int, depth: int) -> int:
+    """A RegisteredFIFO besides its RAM: its counters, the held entry and a skid buffer."""
+    return 3 * width + 3 * bits_for(depth) + 4
+
+
+def engine_flip_flops(plan: EnginePlan, family: str, queue_depth: int | None = None,
+                      stored=()) -> float:
+    """Flip-flops of an engine besides its memories' on an FPGA ``family`` (``stored``:
+    the projections whose weights are loaded at run time)."""
+    depth = queue_depth or plan.queue_depth
+    ffs = control_registers(plan, depth) + lane_registers(plan, family, stored)
+    ffs += _queue_registers(queue_width(plan), depth)
+    if plan.input_projection is not None:
+        ffs += 2 * 8 + 2  # the pixels' skid buffer
+    if plan.mac_lanes:
+        # Weights registered twice, products, accumulators and their hand-over copies,
+        # the currents written, and the control.
+        M, wbits = plan.mac_lanes, plan.input_projection.proj.weight_bits
+        ffs += MAC_FFS + M * (3 * wbits + 9 + 2 * plan.cbits) + plan.lanes * plan.cbits
+    return ffs
+
+
+def engine_logic(plan: EnginePlan, family: str) -> float:
+    """LUT4s (on iCE40: logic cells) of one engine."""
     P = plan.lanes
     cur = plan.cbits if plan.has_current else 0
-    fa, fb, fc = FF_MODEL[family]
-    ffs = fa + P * (fb * plan.vbits + fc * cur)
     if family == "ice40":
         k = ICE40_CELLS
         members = plan.pop.group_size - 1 if plan.kind == "gn" else 0
-        luts = (k["engine"] + P * (k["lane_membrane_bit"] * plan.vbits
+        return (k["engine"] + P * (k["lane_membrane_bit"] * plan.vbits
                                    + k["lane_current_bit"] * cur
                                    + k["lane_member_bit"] * members * plan.vbits)
                 + k["spatial"] * plan.spatial
                 + k["mac_lane_current_bit"] * plan.mac_lanes * cur)
-    else:
-        a, b, c = ECP5_LUTS
-        luts = a + P * (b * plan.vbits + c * cur)
+    a, b, c = ECP5_LUTS
+    luts = a + P * (b * plan.vbits + c * cur)
     if plan.mac_lanes:
-        # M multipliers (DSP blocks); per lane an accumulator, a hand-over register and
-        # its share of the weight and bias registers; about 120 LUTs for control.
+        # M multipliers (DSP blocks); per lane an accumulator and its hand-over register,
+        # and the weight registers; about 120 LUTs for control.
         M, wbits = plan.mac_lanes, plan.input_projection.proj.weight_bits
-        ffs += MAC_FFS + M * (2 * plan.cbits + wbits + plan.bbits)
-        if family != "ice40":
-            luts += MAC_LUTS + M * (2 * plan.cbits + wbits)
-    return luts, ffs
+        luts += MAC_LUTS + M * (2 * plan.cbits + wbits)
+    return luts
 
 
 def estimate(net: QNet, lanes: dict[str, int], device, *, loadable=(), input_lanes: int = 0,
              queue_depth: int | None = None) -> Estimate:
-    """LUTs (on iCE40: logic cells), flip-flops, block RAMs and DSPs of the network and its
-    host link on ``device`` (a ``hwsnn.boards.Device``); the weights of ``loadable``
-    ((population, projection) pairs) in SPRAM tiles instead of block RAM;
+    """Logic (iCE40 logic cells, ECP5 LUT4s), flip-flops, block RAMs and DSPs of the
+    network and its host link on ``device`` (a ``hwsnn.boards.Device``); the weights of
+    ``loadable`` ((population, projection) pairs) in SPRAM tiles instead of block RAM;
     ``input_lanes``: the multiply-accumulate input stages (``hdl.inputmac``)."""
     from .plan import store_specs
     from .store import store_tiles
     fam = device.family
     stores = store_specs(net, lanes, loadable, input_lanes)
     if fam == "ice40":
-        luts = ICE40_CELLS["base"] + ICE40_CELLS["store"] * len(stores)
+        logic = ICE40_CELLS["base"] + ICE40_CELLS["store"] * len(stores)
     else:
-        luts = LINK_LUTS
-    ffs = LINK_FFS
-    per = {}
+        logic = LINK_LUTS
     plans = {p.name: EnginePlan(net, p.name, lanes[p.name], input_lanes)
              for p in net.populations}
+    # The host link and the skid buffers between engines and after the readout.
+    ffs = LINK_FFS + sum(2 * _event_width(net, plans, p.name) + 2
+                         for p in net.populations[:-1])
+    out = plans[net.output.name]
+    ffs += 2 * ReadoutLayout(out.pop.size, out.vbits).size + 2
+    per = {}
     dsps = 0
     for name, plan in plans.items():
-        e_l, e_f = engine_logic(plan, fam)
-        per[name] = {"lanes": plan.lanes, "luts": round(e_l), "ffs": round(e_f)}
+        stored = {s.projection for s in stores if s.population == name}
+        e_l = engine_logic(plan, fam)
+        e_f = engine_flip_flops(plan, fam, queue_depth, stored)
+        per[name] = {"lanes": plan.lanes, LOGIC_KINDS[fam]: round(e_l), "ffs": round(e_f)}
         if plan.mac_lanes:
             per[name].update(input_lanes=plan.mac_lanes, dsps=plan.mac_lanes)
             dsps += plan.mac_lanes
-        luts += e_l
+        logic += e_l
         ffs += e_f
     mems = memories(net, plans, queue_depth=queue_depth)
     mems.append(MemoryUse("link", "pixel buffer", math.prod(net.input.shape), 8))
     mems.append(MemoryUse("link", "readout values", net.output.size,
                           plans[net.output.name].vbits))
     in_spram = {(s.population, weights_name(s.projection, s.source)) for s in stores}
-    blocks = spram = 0
+    spram = 0
+    for s in stores:
+        n = store_tiles(s.depth, s.width)
+        spram += n
+        entry = per[s.population]
+        entry["spram_blocks"] = entry.get("spram_blocks", 0) + n
+    blocks = 0
     for m in mems:
-        if (m.owner, m.name) in in_spram:
-            n = store_tiles(m.depth, m.width)
-            spram += n
-            per.setdefault(m.owner, {}).setdefault("spram_blocks", 0)
-            per[m.owner]["spram_blocks"] += n
+        entry = per.setdefault(m.owner, {})
+        if (m.owner, m.name) in in_spram or not m.width:  # (no width: all constant)
             continue
-        n = blocks_used(m, device)
-        if not n:
-            continue
-        blocks += n
-        per.setdefault(m.owner, {}).setdefault("bram_blocks", 0)
-        per[m.owner]["bram_blocks"] += n
-    return Estimate(fam, round(luts), round(ffs), blocks, mems, per, spram, dsps)
+        mapped = libmap(m.depth, m.width, m.rom, fam)
+        # (a ROM in logic: the read register of each distinct column)
+        held = m.distinct if m.rom and mapped.primitive is None else mapped.flip_flops
+        ffs += held
+        entry["ffs"] = entry.get("ffs", 0) + held
+        if mapped.block:
+            blocks += mapped.count
+            entry["bram_blocks"] = entry.get("bram_blocks", 0) + mapped.count
+    return Estimate(fam, round(logic), round(ffs), blocks, mems, per, spram, dsps)
