@@ -245,42 +245,42 @@ module digits_cnn_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   );
   \digits_cnn_gn.fifo_conv1_0  fifo_conv1_0 (
     .clk(clk),
-    .\port$3553$0 (\$signal$33 ),
-    .\port$3628$0 (tap_conv1__payload),
-    .\port$3872$0 (\$signal$27 ),
-    .\port$4499$0 (i0__payload),
-    .\port$4501$0 (i0__valid),
+    .\port$3569$0 (\$signal$33 ),
+    .\port$3644$0 (tap_conv1__payload),
+    .\port$3888$0 (\$signal$27 ),
+    .\port$4515$0 (i0__payload),
+    .\port$4517$0 (i0__valid),
     .\port$7$0 (conv1_accept),
     .rst(rst)
   );
   \digits_cnn_gn.fifo_conv2_0  fifo_conv2_0 (
     .clk(clk),
     .\port$10$0 (conv2_accept),
-    .\port$3565$0 (\$signal$46 ),
-    .\port$3885$0 (tap_conv2__payload),
-    .\port$4097$0 (\$signal$40 ),
-    .\port$4509$0 (\i0__payload$38 ),
-    .\port$4511$0 (\i0__valid$36 ),
+    .\port$3581$0 (\$signal$46 ),
+    .\port$3901$0 (tap_conv2__payload),
+    .\port$4113$0 (\$signal$40 ),
+    .\port$4525$0 (\i0__payload$38 ),
+    .\port$4527$0 (\i0__valid$36 ),
     .rst(rst)
   );
   \digits_cnn_gn.fifo_conv3_0  fifo_conv3_0 (
     .clk(clk),
     .\port$13$0 (conv3_accept),
-    .\port$3577$0 (\$signal$59 ),
-    .\port$4110$0 (tap_conv3__payload),
-    .\port$4322$0 (\$signal$53 ),
-    .\port$4519$0 (\i0__payload$51 ),
-    .\port$4521$0 (\i0__valid$49 ),
+    .\port$3593$0 (\$signal$59 ),
+    .\port$4126$0 (tap_conv3__payload),
+    .\port$4338$0 (\$signal$53 ),
+    .\port$4535$0 (\i0__payload$51 ),
+    .\port$4537$0 (\i0__valid$49 ),
     .rst(rst)
   );
   \digits_cnn_gn.out_skid  out_skid (
     .clk(clk),
     .\port$0$11 (o__ready),
-    .\port$3589$0 (\o__ready$66 ),
-    .\port$4329$0 (\$signal$62 ),
-    .\port$4330$0 (\$signal$64 ),
-    .\port$4529$0 (o__payload),
-    .\port$4531$0 (o__valid),
+    .\port$3605$0 (\o__ready$66 ),
+    .\port$4345$0 (\$signal$62 ),
+    .\port$4346$0 (\$signal$64 ),
+    .\port$4545$0 (o__payload),
+    .\port$4547$0 (o__valid),
     .rst(rst)
   );
   assign \o__payload$63.value  = \$signal$62 [20:4];
@@ -372,42 +372,42 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0000_;
   wire _0001_;
   wire [4:0] _0002_;
-  wire [20:0] _0003_;
-  wire [20:0] _0004_;
-  wire [20:0] _0005_;
-  wire [20:0] _0006_;
-  wire [20:0] _0007_;
-  wire [20:0] _0008_;
-  wire [20:0] _0009_;
-  wire [20:0] _0010_;
-  wire [20:0] _0011_;
-  wire [20:0] _0012_;
+  wire [9:0] _0003_;
+  wire [7:0] _0004_;
+  wire [79:0] _0005_;
+  wire [79:0] _0006_;
+  wire [18:0] _0007_;
+  wire [18:0] _0008_;
+  wire [18:0] _0009_;
+  wire [18:0] _0010_;
+  wire [18:0] _0011_;
+  wire [18:0] _0012_;
   wire _0013_;
-  wire [20:0] _0014_;
-  wire [20:0] _0015_;
-  wire [20:0] _0016_;
-  wire [20:0] _0017_;
-  wire [20:0] _0018_;
-  wire [20:0] _0019_;
-  wire [75:0] _0020_;
-  wire [71:0] _0021_;
-  wire [19:0] _0022_;
-  wire _0023_;
+  wire [18:0] _0014_;
+  wire [18:0] _0015_;
+  wire [18:0] _0016_;
+  wire [18:0] _0017_;
+  wire [18:0] _0018_;
+  wire [18:0] _0019_;
+  wire [18:0] _0020_;
+  wire [18:0] _0021_;
+  wire [18:0] _0022_;
+  wire [18:0] _0023_;
   wire _0024_;
-  wire _0025_;
-  wire [2:0] _0026_;
-  wire [2:0] _0027_;
-  wire [3:0] _0028_;
+  wire [75:0] _0025_;
+  wire [71:0] _0026_;
+  wire [19:0] _0027_;
+  wire _0028_;
   wire _0029_;
-  wire [9:0] _0030_;
-  wire [10:0] _0031_;
-  wire _0032_;
-  (* unused_bits = "9 10 11" *)
-  wire [11:0] _0033_;
-  wire _0034_;
-  wire _0035_;
+  wire [2:0] _0030_;
+  wire [2:0] _0031_;
+  wire [3:0] _0032_;
+  wire _0033_;
+  wire [9:0] _0034_;
+  wire [10:0] _0035_;
   wire _0036_;
-  wire _0037_;
+  (* unused_bits = "9 10 11" *)
+  wire [11:0] _0037_;
   wire _0038_;
   wire _0039_;
   wire _0040_;
@@ -428,11 +428,11 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0055_;
   wire _0056_;
   wire _0057_;
-  wire [1:0] _0058_;
+  wire _0058_;
   wire _0059_;
   wire _0060_;
   wire _0061_;
-  wire _0062_;
+  wire [1:0] _0062_;
   wire _0063_;
   wire _0064_;
   wire _0065_;
@@ -444,11 +444,11 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0071_;
   wire _0072_;
   wire _0073_;
-  wire [2:0] _0074_;
+  wire _0074_;
   wire _0075_;
   wire _0076_;
   wire _0077_;
-  wire _0078_;
+  wire [2:0] _0078_;
   wire _0079_;
   wire _0080_;
   wire _0081_;
@@ -463,11 +463,11 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0090_;
   wire _0091_;
   wire _0092_;
-  wire [3:0] _0093_;
+  wire _0093_;
   wire _0094_;
   wire _0095_;
   wire _0096_;
-  wire _0097_;
+  wire [3:0] _0097_;
   wire _0098_;
   wire _0099_;
   wire _0100_;
@@ -481,12 +481,12 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0108_;
   wire _0109_;
   wire _0110_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0111_;
+  wire _0111_;
   wire _0112_;
   wire _0113_;
   wire _0114_;
-  wire _0115_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0115_;
   wire _0116_;
   wire _0117_;
   wire _0118_;
@@ -527,11 +527,11 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0153_;
   wire _0154_;
   wire _0155_;
-  wire [18:0] _0156_;
+  wire _0156_;
   wire _0157_;
   wire _0158_;
   wire _0159_;
-  wire _0160_;
+  wire [18:0] _0160_;
   wire _0161_;
   wire _0162_;
   wire _0163_;
@@ -552,11 +552,11 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0178_;
   wire _0179_;
   wire _0180_;
-  wire [1:0] _0181_;
+  wire _0181_;
   wire _0182_;
   wire _0183_;
   wire _0184_;
-  wire _0185_;
+  wire [1:0] _0185_;
   wire _0186_;
   wire _0187_;
   wire _0188_;
@@ -572,11 +572,11 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0198_;
   wire _0199_;
   wire _0200_;
-  wire [2:0] _0201_;
+  wire _0201_;
   wire _0202_;
   wire _0203_;
   wire _0204_;
-  wire _0205_;
+  wire [2:0] _0205_;
   wire _0206_;
   wire _0207_;
   wire _0208_;
@@ -589,11 +589,11 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0215_;
   wire _0216_;
   wire _0217_;
-  wire [3:0] _0218_;
+  wire _0218_;
   wire _0219_;
   wire _0220_;
   wire _0221_;
-  wire _0222_;
+  wire [3:0] _0222_;
   wire _0223_;
   wire _0224_;
   wire _0225_;
@@ -607,12 +607,12 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0233_;
   wire _0234_;
   wire _0235_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0236_;
+  wire _0236_;
   wire _0237_;
   wire _0238_;
   wire _0239_;
-  wire _0240_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0240_;
   wire _0241_;
   wire _0242_;
   wire _0243_;
@@ -652,11 +652,11 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0277_;
   wire _0278_;
   wire _0279_;
-  wire [18:0] _0280_;
+  wire _0280_;
   wire _0281_;
   wire _0282_;
   wire _0283_;
-  wire _0284_;
+  wire [18:0] _0284_;
   wire _0285_;
   wire _0286_;
   wire _0287_;
@@ -678,11 +678,11 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0303_;
   wire _0304_;
   wire _0305_;
-  wire [1:0] _0306_;
+  wire _0306_;
   wire _0307_;
   wire _0308_;
   wire _0309_;
-  wire _0310_;
+  wire [1:0] _0310_;
   wire _0311_;
   wire _0312_;
   wire _0313_;
@@ -697,11 +697,11 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0322_;
   wire _0323_;
   wire _0324_;
-  wire [2:0] _0325_;
+  wire _0325_;
   wire _0326_;
   wire _0327_;
   wire _0328_;
-  wire _0329_;
+  wire [2:0] _0329_;
   wire _0330_;
   wire _0331_;
   wire _0332_;
@@ -714,11 +714,11 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0339_;
   wire _0340_;
   wire _0341_;
-  wire [3:0] _0342_;
+  wire _0342_;
   wire _0343_;
   wire _0344_;
   wire _0345_;
-  wire _0346_;
+  wire [3:0] _0346_;
   wire _0347_;
   wire _0348_;
   wire _0349_;
@@ -732,12 +732,12 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0357_;
   wire _0358_;
   wire _0359_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0360_;
+  wire _0360_;
   wire _0361_;
   wire _0362_;
   wire _0363_;
-  wire _0364_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0364_;
   wire _0365_;
   wire _0366_;
   wire _0367_;
@@ -765,45 +765,45 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0389_;
   wire _0390_;
   wire _0391_;
-  (* unused_bits = "7" *)
-  wire [7:0] _0392_;
+  wire _0392_;
   wire _0393_;
   wire _0394_;
   wire _0395_;
-  wire _0396_;
-  (* unused_bits = "1" *)
-  wire [1:0] _0397_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0398_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0399_;
+  (* unused_bits = "7" *)
+  wire [7:0] _0396_;
+  wire _0397_;
+  wire _0398_;
+  wire _0399_;
   wire _0400_;
-  wire _0401_;
-  wire _0402_;
-  wire _0403_;
+  (* unused_bits = "1" *)
+  wire [1:0] _0401_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0402_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0403_;
   wire _0404_;
   wire _0405_;
   wire _0406_;
   wire _0407_;
-  (* unused_bits = "2" *)
-  wire [2:0] _0408_;
-  (* unused_bits = "7" *)
-  wire [7:0] _0409_;
+  wire _0408_;
+  wire _0409_;
   wire _0410_;
   wire _0411_;
-  wire _0412_;
-  wire _0413_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0412_;
+  (* unused_bits = "7" *)
+  wire [7:0] _0413_;
+  wire _0414_;
+  wire _0415_;
+  wire _0416_;
+  wire _0417_;
   (* unused_bits = "1" *)
-  wire [1:0] _0414_;
-  wire [18:0] _0415_;
-  wire [14:0] _0416_;
-  wire [14:0] _0417_;
-  wire [14:0] _0418_;
-  wire [14:0] _0419_;
-  wire _0420_;
-  wire _0421_;
-  wire _0422_;
-  wire _0423_;
+  wire [1:0] _0418_;
+  wire [18:0] _0419_;
+  wire [14:0] _0420_;
+  wire [14:0] _0421_;
+  wire [14:0] _0422_;
+  wire [14:0] _0423_;
   wire _0424_;
   wire _0425_;
   wire _0426_;
@@ -885,9 +885,9 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0502_;
   wire _0503_;
   wire _0504_;
+  wire _0505_;
   (* unused_bits = "3 4" *)
-  wire [4:0] _0505_;
-  wire _0506_;
+  wire [4:0] _0506_;
   wire _0507_;
   wire _0508_;
   wire _0509_;
@@ -934,8 +934,8 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0550_;
   wire _0551_;
   wire _0552_;
-  wire [18:0] _0553_;
-  wire _0554_;
+  wire _0553_;
+  wire [18:0] _0554_;
   wire _0555_;
   wire _0556_;
   wire _0557_;
@@ -979,10 +979,10 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0595_;
   wire _0596_;
   wire _0597_;
-  (* unused_bits = "1 2 3" *)
-  wire [3:0] _0598_;
+  wire _0598_;
   wire _0599_;
-  wire _0600_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _0600_;
   wire _0601_;
   wire _0602_;
   wire _0603_;
@@ -1005,265 +1005,281 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0620_;
   wire _0621_;
   wire _0622_;
-  wire [19:0] _0623_;
-  wire [19:0] _0624_;
-  wire [19:0] _0625_;
-  wire [18:0] _0626_;
+  wire _0623_;
+  wire _0624_;
+  wire _0625_;
+  wire _0626_;
   wire [19:0] _0627_;
-  wire [18:0] _0628_;
+  wire [19:0] _0628_;
   wire _0629_;
   wire [19:0] _0630_;
   wire [18:0] _0631_;
   wire [19:0] _0632_;
   wire [18:0] _0633_;
   wire [19:0] _0634_;
-  wire [17:0] _0635_;
+  wire [18:0] _0635_;
   wire [19:0] _0636_;
-  wire [17:0] _0637_;
+  wire [18:0] _0637_;
   wire [19:0] _0638_;
   wire [17:0] _0639_;
   wire _0640_;
   wire [19:0] _0641_;
   wire [17:0] _0642_;
   wire [19:0] _0643_;
-  wire [14:0] _0644_;
-  wire [14:0] _0645_;
-  wire [14:0] _0646_;
+  wire [17:0] _0644_;
+  wire [19:0] _0645_;
+  wire [17:0] _0646_;
   wire [19:0] _0647_;
-  wire [19:0] _0648_;
-  wire [19:0] _0649_;
-  wire [19:0] _0650_;
+  wire [14:0] _0648_;
+  wire [14:0] _0649_;
+  wire [14:0] _0650_;
   wire _0651_;
-  wire [17:0] _0652_;
+  wire [19:0] _0652_;
   wire [19:0] _0653_;
-  wire [17:0] _0654_;
+  wire [19:0] _0654_;
   wire [19:0] _0655_;
   wire [17:0] _0656_;
   wire [19:0] _0657_;
   wire [17:0] _0658_;
   wire [19:0] _0659_;
-  (* unused_bits = "20" *)
-  wire [20:0] _0660_;
+  wire [17:0] _0660_;
   wire [19:0] _0661_;
   (* unused_bits = "1 2 3" *)
   wire [3:0] _0662_;
-  wire [19:0] _0663_;
+  wire [17:0] _0663_;
   wire [19:0] _0664_;
-  wire [18:0] _0665_;
+  (* unused_bits = "20" *)
+  wire [20:0] _0665_;
   wire [19:0] _0666_;
-  wire [18:0] _0667_;
+  wire [19:0] _0667_;
   wire [19:0] _0668_;
   wire [18:0] _0669_;
   wire [19:0] _0670_;
   wire [18:0] _0671_;
   wire [19:0] _0672_;
   wire _0673_;
-  wire [17:0] _0674_;
+  wire [18:0] _0674_;
   wire [19:0] _0675_;
-  wire [17:0] _0676_;
+  wire [18:0] _0676_;
   wire [19:0] _0677_;
   wire [17:0] _0678_;
   wire [19:0] _0679_;
   wire [17:0] _0680_;
   wire [19:0] _0681_;
-  wire [14:0] _0682_;
-  wire [14:0] _0683_;
+  wire [17:0] _0682_;
+  wire [19:0] _0683_;
   wire _0684_;
-  wire [14:0] _0685_;
+  wire [17:0] _0685_;
   wire [19:0] _0686_;
-  wire [19:0] _0687_;
-  wire [19:0] _0688_;
-  wire [19:0] _0689_;
-  wire [17:0] _0690_;
+  wire [14:0] _0687_;
+  wire [14:0] _0688_;
+  wire [14:0] _0689_;
+  wire [19:0] _0690_;
   wire [19:0] _0691_;
-  wire [17:0] _0692_;
+  wire [19:0] _0692_;
   wire [19:0] _0693_;
   wire [17:0] _0694_;
   wire _0695_;
   wire [19:0] _0696_;
   wire [17:0] _0697_;
   wire [19:0] _0698_;
-  (* unused_bits = "20" *)
-  wire [20:0] _0699_;
+  wire [17:0] _0699_;
   wire [19:0] _0700_;
-  wire [19:0] _0701_;
+  wire [17:0] _0701_;
   wire [19:0] _0702_;
-  wire [18:0] _0703_;
+  (* unused_bits = "20" *)
+  wire [20:0] _0703_;
   wire [19:0] _0704_;
-  wire [18:0] _0705_;
+  wire [19:0] _0705_;
   wire _0706_;
   wire [19:0] _0707_;
   wire [18:0] _0708_;
   wire [19:0] _0709_;
   wire [18:0] _0710_;
   wire [19:0] _0711_;
-  wire [17:0] _0712_;
+  wire [18:0] _0712_;
   wire [19:0] _0713_;
-  wire [17:0] _0714_;
+  wire [18:0] _0714_;
   wire [19:0] _0715_;
   wire [17:0] _0716_;
   wire _0717_;
   wire [19:0] _0718_;
   wire [17:0] _0719_;
   wire [19:0] _0720_;
-  wire [14:0] _0721_;
-  wire [14:0] _0722_;
-  wire [14:0] _0723_;
+  wire [17:0] _0721_;
+  wire [19:0] _0722_;
+  wire [17:0] _0723_;
   wire [19:0] _0724_;
-  wire [19:0] _0725_;
-  wire [19:0] _0726_;
-  wire [19:0] _0727_;
-  wire [17:0] _0728_;
+  wire [14:0] _0725_;
+  wire [14:0] _0726_;
+  wire [14:0] _0727_;
+  wire [19:0] _0728_;
   wire [19:0] _0729_;
-  wire [17:0] _0730_;
+  wire [19:0] _0730_;
   wire [19:0] _0731_;
   wire [17:0] _0732_;
   wire [19:0] _0733_;
   wire [17:0] _0734_;
   wire [19:0] _0735_;
-  (* unused_bits = "20" *)
-  wire [20:0] _0736_;
+  wire [17:0] _0736_;
   wire [19:0] _0737_;
   wire _0738_;
-  wire [19:0] _0739_;
+  wire [17:0] _0739_;
   wire [19:0] _0740_;
-  wire [18:0] _0741_;
+  (* unused_bits = "20" *)
+  wire [20:0] _0741_;
   wire [19:0] _0742_;
-  wire [18:0] _0743_;
+  wire [19:0] _0743_;
   wire [19:0] _0744_;
   wire [18:0] _0745_;
   wire [19:0] _0746_;
   wire [18:0] _0747_;
   wire [19:0] _0748_;
   wire _0749_;
-  wire [17:0] _0750_;
+  wire [18:0] _0750_;
   wire [19:0] _0751_;
-  wire [17:0] _0752_;
+  wire [18:0] _0752_;
   wire [19:0] _0753_;
   wire [17:0] _0754_;
   wire [19:0] _0755_;
   wire [17:0] _0756_;
   wire [19:0] _0757_;
-  wire [14:0] _0758_;
-  wire [14:0] _0759_;
-  wire [14:0] _0760_;
+  wire [17:0] _0758_;
+  wire [19:0] _0759_;
+  wire [17:0] _0760_;
   wire [19:0] _0761_;
-  wire [19:0] _0762_;
-  wire [19:0] _0763_;
-  wire [19:0] _0764_;
-  wire [17:0] _0765_;
+  wire [14:0] _0762_;
+  wire [14:0] _0763_;
+  wire [14:0] _0764_;
+  wire [19:0] _0765_;
   wire [19:0] _0766_;
-  wire [17:0] _0767_;
+  wire [19:0] _0767_;
   wire [19:0] _0768_;
   wire [17:0] _0769_;
   wire _0770_;
   wire [19:0] _0771_;
   wire [17:0] _0772_;
   wire [19:0] _0773_;
+  wire [17:0] _0774_;
+  wire [19:0] _0775_;
+  wire [17:0] _0776_;
+  wire [19:0] _0777_;
   (* unused_bits = "20" *)
-  wire [20:0] _0774_;
-  wire [20:0] _0775_;
-  wire [20:0] _0776_;
-  wire [20:0] _0777_;
   wire [20:0] _0778_;
+  (* unused_bits = "19 20" *)
   wire [20:0] _0779_;
+  (* unused_bits = "19 20" *)
   wire [20:0] _0780_;
   wire _0781_;
   wire _0782_;
+  (* unused_bits = "19 20" *)
   wire [20:0] _0783_;
+  (* unused_bits = "19 20" *)
   wire [20:0] _0784_;
+  (* unused_bits = "19 20" *)
   wire [20:0] _0785_;
+  (* unused_bits = "19 20" *)
   wire [20:0] _0786_;
+  (* unused_bits = "19 20" *)
   wire [20:0] _0787_;
+  (* unused_bits = "19 20" *)
   wire [20:0] _0788_;
+  (* unused_bits = "19 20" *)
   wire [20:0] _0789_;
+  (* unused_bits = "19 20" *)
   wire [20:0] _0790_;
+  (* unused_bits = "19 20" *)
   wire [20:0] _0791_;
+  (* unused_bits = "19 20" *)
   wire [20:0] _0792_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _0793_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _0794_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _0795_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _0796_;
   (* unused_bits = "18 19" *)
-  wire [19:0] _0793_;
+  wire [19:0] _0797_;
   (* unused_bits = "18 19" *)
-  wire [19:0] _0794_;
+  wire [19:0] _0798_;
   (* unused_bits = "18 19" *)
-  wire [19:0] _0795_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0796_;
-  wire _0797_;
-  wire _0798_;
-  wire _0799_;
+  wire [19:0] _0799_;
   wire _0800_;
-  wire _0801_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _0801_;
   wire _0802_;
   wire _0803_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0804_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0805_;
-  (* unused_bits = "1" *)
-  wire [1:0] _0806_;
+  wire _0804_;
+  wire _0805_;
+  wire _0806_;
   wire _0807_;
   wire _0808_;
-  wire [4:0] _0809_;
-  wire [4:0] _0810_;
-  wire _0811_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0809_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0810_;
+  (* unused_bits = "1" *)
+  wire [1:0] _0811_;
   wire _0812_;
-  wire _0813_;
-  wire [6:0] _0814_;
-  (* unused_bits = "4 5 6" *)
-  wire [6:0] _0815_;
-  wire [8:0] _0816_;
+  wire [4:0] _0813_;
+  wire [4:0] _0814_;
+  wire _0815_;
+  wire _0816_;
   wire _0817_;
-  wire [7:0] _0818_;
-  wire _0819_;
-  wire _0820_;
-  wire [6:0] _0821_;
-  wire _0822_;
+  wire [6:0] _0818_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _0819_;
+  wire [8:0] _0820_;
+  wire _0821_;
+  wire [7:0] _0822_;
   wire _0823_;
-  wire [2:0] _0824_;
-  wire [2:0] _0825_;
-  wire [2:0] _0826_;
-  wire [3:0] _0827_;
-  wire [2:0] _0828_;
-  wire _0829_;
-  wire _0830_;
-  wire [6:0] _0831_;
-  wire _0832_;
-  wire [1:0] _0833_;
-  wire [1:0] _0834_;
-  wire _0835_;
+  wire _0824_;
+  wire [6:0] _0825_;
+  wire _0826_;
+  wire _0827_;
+  wire [3:0] _0828_;
+  wire [2:0] _0829_;
+  wire [2:0] _0830_;
+  wire [2:0] _0831_;
+  wire [2:0] _0832_;
+  wire _0833_;
+  wire _0834_;
+  wire [6:0] _0835_;
+  wire _0836_;
   (* unused_bits = "3 4" *)
-  wire [4:0] _0836_;
-  wire _0837_;
-  wire _0838_;
-  wire [25:0] _0839_;
-  wire [25:0] _0840_;
-  wire [25:0] _0841_;
-  wire [25:0] _0842_;
+  wire [4:0] _0837_;
+  wire [1:0] _0838_;
+  wire [1:0] _0839_;
+  wire _0840_;
+  wire _0841_;
+  wire _0842_;
   wire [25:0] _0843_;
   wire [25:0] _0844_;
   wire [25:0] _0845_;
   wire [25:0] _0846_;
   wire _0847_;
-  wire [31:0] _0848_;
-  wire [14:0] _0849_;
-  wire [14:0] _0850_;
-  wire [14:0] _0851_;
-  wire [14:0] _0852_;
-  wire [59:0] _0853_;
-  wire [75:0] _0854_;
-  wire [59:0] _0855_;
-  wire [71:0] _0856_;
+  wire [25:0] _0848_;
+  wire [25:0] _0849_;
+  wire [25:0] _0850_;
+  wire [25:0] _0851_;
+  wire [31:0] _0852_;
+  wire [14:0] _0853_;
+  wire [14:0] _0854_;
+  wire [14:0] _0855_;
+  wire [14:0] _0856_;
   wire [2:0] _0857_;
-  wire [75:0] _0858_;
+  wire [59:0] _0858_;
   wire [75:0] _0859_;
-  wire [71:0] _0860_;
+  wire [59:0] _0860_;
   wire [71:0] _0861_;
-  wire [59:0] _0862_;
-  wire [59:0] _0863_;
-  wire _0864_;
-  wire _0865_;
-  wire _0866_;
-  wire _0867_;
+  wire [75:0] _0862_;
+  wire [75:0] _0863_;
+  wire [71:0] _0864_;
+  wire [71:0] _0865_;
+  wire [59:0] _0866_;
+  wire [59:0] _0867_;
   wire [4:0] _0868_;
   wire _0869_;
   wire _0870_;
@@ -1271,10 +1287,10 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire _0872_;
   wire _0873_;
   wire _0874_;
-  wire [9:0] _0875_;
-  wire [7:0] _0876_;
-  wire [79:0] _0877_;
-  wire [79:0] _0878_;
+  wire _0875_;
+  wire _0876_;
+  wire _0877_;
+  wire _0878_;
   wire [3:0] _0879_;
   wire [3:0] _0880_;
   wire [3:0] _0881_;
@@ -1522,22 +1538,22 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire [17:0] \cres9[1] ;
   wire [17:0] \cres9[2] ;
   wire [17:0] \cres9[3] ;
-  reg [20:0] d1_0 = 21'h000000;
-  reg [20:0] d1_1 = 21'h000000;
-  reg [20:0] d1_2 = 21'h000000;
-  reg [20:0] d1_3 = 21'h000000;
-  reg [20:0] d2_0 = 21'h000000;
-  reg [20:0] d2_1 = 21'h000000;
-  reg [20:0] d2_2 = 21'h000000;
-  reg [20:0] d2_3 = 21'h000000;
-  reg [20:0] d3_0 = 21'h000000;
-  reg [20:0] d3_1 = 21'h000000;
-  reg [20:0] d3_2 = 21'h000000;
-  reg [20:0] d3_3 = 21'h000000;
-  reg [20:0] d4_0 = 21'h000000;
-  reg [20:0] d4_1 = 21'h000000;
-  reg [20:0] d4_2 = 21'h000000;
-  reg [20:0] d4_3 = 21'h000000;
+  reg [18:0] d1_0 = 19'h00000;
+  reg [18:0] d1_1 = 19'h00000;
+  reg [18:0] d1_2 = 19'h00000;
+  reg [18:0] d1_3 = 19'h00000;
+  reg [18:0] d2_0 = 19'h00000;
+  reg [18:0] d2_1 = 19'h00000;
+  reg [18:0] d2_2 = 19'h00000;
+  reg [18:0] d2_3 = 19'h00000;
+  reg [18:0] d3_0 = 19'h00000;
+  reg [18:0] d3_1 = 19'h00000;
+  reg [18:0] d3_2 = 19'h00000;
+  reg [18:0] d3_3 = 19'h00000;
+  reg [18:0] d4_0 = 19'h00000;
+  reg [18:0] d4_1 = 19'h00000;
+  reg [18:0] d4_2 = 19'h00000;
+  reg [18:0] d4_3 = 19'h00000;
   reg [3:0] done = 4'h0;
   wire dropped;
   wire en;
@@ -2167,77 +2183,77 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \$signature__data  = _2168_;
   assign en = ~ \$signal ;
   assign _0000_ = ~ \$signal ;
-  assign _0110_ = op_valid & _0000_;
-  assign _0200_ = ~ \$signal$26 ;
-  assign _0289_ = _0200_ & ready;
-  assign _0382_ = \$signal$29  & ready;
-  assign _0486_ = \$signal$26  | _0382_;
+  assign _0114_ = op_valid & _0000_;
+  assign _0204_ = ~ \$signal$26 ;
+  assign _0293_ = _0204_ & ready;
+  assign _0386_ = \$signal$29  & ready;
+  assign _0486_ = \$signal$26  | _0386_;
   assign _0583_ = _0486_ & more_pixels;
   assign _0673_ = ~ \$signal ;
   assign _0781_ = credit & _0673_;
   assign _0001_ = step == 1'h1;
   assign active = \issue.valid  | \$signal ;
-  assign _0048_ = $signed(d1_0) >= $signed(1'h0);
-  assign _0058_ = 1'h0 + _0048_;
-  assign _0067_ = $signed(d2_0) >= $signed(1'h0);
-  assign _0074_ = _0058_ + _0067_;
-  assign _0084_ = $signed(d3_0) >= $signed(1'h0);
-  assign _0093_ = _0074_ + _0084_;
-  assign _0101_ = $signed(d4_0) >= $signed(1'h0);
-  assign _0111_ = _0093_ + _0101_;
-  assign _0120_ = $signed(d1_0) >= $signed(1'h0);
-  assign _0130_ = $signed(d2_0) >= $signed(1'h0);
-  assign _0137_ = $signed(d3_0) >= $signed(1'h0);
-  assign _0146_ = $signed(d4_0) >= $signed(1'h0);
-  assign _0156_ = st6[22] ? 19'h0082a : kept0;
-  assign _0172_ = $signed(d1_1) >= $signed(1'h0);
-  assign _0181_ = 1'h0 + _0172_;
-  assign _0190_ = $signed(d2_1) >= $signed(1'h0);
-  assign _0201_ = _0181_ + _0190_;
-  assign _0208_ = $signed(d3_1) >= $signed(1'h0);
-  assign _0218_ = _0201_ + _0208_;
-  assign _0227_ = $signed(d4_1) >= $signed(1'h0);
-  assign _0236_ = _0218_ + _0227_;
-  assign _0244_ = $signed(d1_1) >= $signed(1'h0);
-  assign _0253_ = $signed(d2_1) >= $signed(1'h0);
-  assign _0263_ = $signed(d3_1) >= $signed(1'h0);
-  assign _0271_ = $signed(d4_1) >= $signed(1'h0);
-  assign _0280_ = st6[22] ? 19'h0082a : kept1;
-  assign _0299_ = $signed(d1_2) >= $signed(1'h0);
-  assign _0306_ = 1'h0 + _0299_;
-  assign _0315_ = $signed(d2_2) >= $signed(1'h0);
-  assign _0325_ = _0306_ + _0315_;
-  assign _0335_ = $signed(d3_2) >= $signed(1'h0);
-  assign _0342_ = _0325_ + _0335_;
-  assign _0351_ = $signed(d4_2) >= $signed(1'h0);
-  assign _0360_ = _0342_ + _0351_;
-  assign _0371_ = $signed(d1_2) >= $signed(1'h0);
-  assign _0383_ = $signed(d2_2) >= $signed(1'h0);
-  assign _0394_ = $signed(d3_2) >= $signed(1'h0);
-  assign _0405_ = $signed(d4_2) >= $signed(1'h0);
-  assign _0415_ = st6[22] ? 19'h0082a : kept2;
-  assign _0434_ = $signed(d1_3) >= $signed(1'h0);
-  assign _0445_ = 1'h0 + _0434_;
-  assign _0455_ = $signed(d2_3) >= $signed(1'h0);
-  assign _0466_ = _0445_ + _0455_;
+  assign _0052_ = $signed(d1_0) >= $signed(1'h0);
+  assign _0062_ = 1'h0 + _0052_;
+  assign _0071_ = $signed(d2_0) >= $signed(1'h0);
+  assign _0078_ = _0062_ + _0071_;
+  assign _0088_ = $signed(d3_0) >= $signed(1'h0);
+  assign _0097_ = _0078_ + _0088_;
+  assign _0105_ = $signed(d4_0) >= $signed(1'h0);
+  assign _0115_ = _0097_ + _0105_;
+  assign _0124_ = $signed(d1_0) >= $signed(1'h0);
+  assign _0134_ = $signed(d2_0) >= $signed(1'h0);
+  assign _0141_ = $signed(d3_0) >= $signed(1'h0);
+  assign _0150_ = $signed(d4_0) >= $signed(1'h0);
+  assign _0160_ = st6[22] ? 19'h0082a : kept0;
+  assign _0176_ = $signed(d1_1) >= $signed(1'h0);
+  assign _0185_ = 1'h0 + _0176_;
+  assign _0194_ = $signed(d2_1) >= $signed(1'h0);
+  assign _0205_ = _0185_ + _0194_;
+  assign _0212_ = $signed(d3_1) >= $signed(1'h0);
+  assign _0222_ = _0205_ + _0212_;
+  assign _0231_ = $signed(d4_1) >= $signed(1'h0);
+  assign _0240_ = _0222_ + _0231_;
+  assign _0248_ = $signed(d1_1) >= $signed(1'h0);
+  assign _0257_ = $signed(d2_1) >= $signed(1'h0);
+  assign _0267_ = $signed(d3_1) >= $signed(1'h0);
+  assign _0275_ = $signed(d4_1) >= $signed(1'h0);
+  assign _0284_ = st6[22] ? 19'h0082a : kept1;
+  assign _0303_ = $signed(d1_2) >= $signed(1'h0);
+  assign _0310_ = 1'h0 + _0303_;
+  assign _0319_ = $signed(d2_2) >= $signed(1'h0);
+  assign _0329_ = _0310_ + _0319_;
+  assign _0339_ = $signed(d3_2) >= $signed(1'h0);
+  assign _0346_ = _0329_ + _0339_;
+  assign _0355_ = $signed(d4_2) >= $signed(1'h0);
+  assign _0364_ = _0346_ + _0355_;
+  assign _0375_ = $signed(d1_2) >= $signed(1'h0);
+  assign _0387_ = $signed(d2_2) >= $signed(1'h0);
+  assign _0398_ = $signed(d3_2) >= $signed(1'h0);
+  assign _0409_ = $signed(d4_2) >= $signed(1'h0);
+  assign _0419_ = st6[22] ? 19'h0082a : kept2;
+  assign _0435_ = $signed(d1_3) >= $signed(1'h0);
+  assign _0445_ = 1'h0 + _0435_;
+  assign _0456_ = $signed(d2_3) >= $signed(1'h0);
+  assign _0466_ = _0445_ + _0456_;
   assign _0476_ = $signed(d3_3) >= $signed(1'h0);
   assign _0487_ = _0466_ + _0476_;
-  assign _0497_ = $signed(d4_3) >= $signed(1'h0);
-  assign _0505_ = _0487_ + _0497_;
+  assign _0498_ = $signed(d4_3) >= $signed(1'h0);
+  assign _0506_ = _0487_ + _0498_;
   assign _0514_ = $signed(d1_3) >= $signed(1'h0);
-  assign _0523_ = $signed(d2_3) >= $signed(1'h0);
-  assign _0533_ = $signed(d3_3) >= $signed(1'h0);
-  assign _0543_ = $signed(d4_3) >= $signed(1'h0);
-  assign _0553_ = st6[22] ? 19'h0082a : kept3;
-  assign _0563_ = ! st7[1];
-  assign _0573_ = _0563_ & st7[2];
+  assign _0524_ = $signed(d2_3) >= $signed(1'h0);
+  assign _0534_ = $signed(d3_3) >= $signed(1'h0);
+  assign _0544_ = $signed(d4_3) >= $signed(1'h0);
+  assign _0554_ = st6[22] ? 19'h0082a : kept3;
+  assign _0564_ = ! st7[1];
+  assign _0573_ = _0564_ & st7[2];
   assign _0584_ = ~ _0573_;
   assign _0594_ = st7[0] & _0584_;
-  assign { _0598_[3:1], v_wr__en } = _0594_ ? 4'hf : 4'h0;
-  assign _0605_ = ! st7[1];
-  assign _0613_ = _0605_ & st7[2];
+  assign { _0600_[3:1], v_wr__en } = _0594_ ? 4'hf : 4'h0;
+  assign _0607_ = ! st7[1];
+  assign _0614_ = _0607_ & st7[2];
   assign _0629_ = st7[1] & st7[22];
-  assign _0640_ = _0613_ | _0629_;
+  assign _0640_ = _0614_ | _0629_;
   assign _0651_ = st7[0] & _0640_;
   assign { _0662_[3:1], c_wr__en } = _0651_ ? 4'hf : 4'h0;
   assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
@@ -2253,1007 +2269,1007 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign _0770_ = | \$signal$92 [8:6];
   assign _0782_ = ~ done[2];
   assign pending[2] = _0770_ & _0782_;
-  assign _0798_ = | \$signal$92 [11:9];
+  assign _0800_ = | \$signal$92 [11:9];
   assign _0807_ = ~ done[3];
-  assign pending[3] = _0798_ & _0807_;
-  assign _0827_ = \$signal$92 [12] * 3'h4;
-  assign { _0836_[4:3], o__payload[2:0] } = _0827_ + lane;
+  assign pending[3] = _0800_ & _0807_;
+  assign _0828_ = \$signal$92 [12] * 3'h4;
+  assign { _0837_[4:3], o__payload[2:0] } = _0828_ + lane;
   assign _0847_ = | pending;
   assign _0868_ = pending - 1'h1;
   assign _0002_ = { 1'h0, pending } & _0868_;
   assign _0013_ = ! _0002_;
   assign _0024_ = ~ \$signal$92 [19];
-  assign _0029_ = _0013_ & _0024_;
-  assign _0030_ = used + sweep_now;
-  assign _0031_ = _0030_ - dropped;
-  assign _0032_ = \$signal$99  & \$signal$96 ;
-  assign _0033_ = $signed(_0031_) - $signed({ 1'h0, _0032_ });
-  assign _0034_ = used <= 9'h108;
-  assign _0035_ = ~ \$signal$26 ;
-  assign _0036_ = _0035_ & ready;
-  assign _0037_ = pix_bits[1] & pix_bits[0];
-  assign _0038_ = pix_bits[0] | pix_bits[1];
-  assign _0039_ = pix_bits[2] & _0038_;
-  assign _0040_ = pix_bits[0] | pix_bits[1];
-  assign _0041_ = _0040_ | pix_bits[2];
-  assign _0042_ = pix_bits[3] & _0041_;
-  assign _0043_ = pix_bits[0] | pix_bits[1];
-  assign _0044_ = _0043_ | pix_bits[2];
-  assign _0045_ = _0044_ | pix_bits[3];
-  assign _0046_ = pix_bits[4] & _0045_;
+  assign _0033_ = _0013_ & _0024_;
+  assign _0034_ = used + sweep_now;
+  assign _0035_ = _0034_ - dropped;
+  assign _0036_ = \$signal$99  & \$signal$96 ;
+  assign _0037_ = $signed(_0035_) - $signed({ 1'h0, _0036_ });
+  assign _0038_ = used <= 9'h108;
+  assign _0039_ = ~ \$signal$26 ;
+  assign _0040_ = _0039_ & ready;
+  assign _0041_ = pix_bits[1] & pix_bits[0];
+  assign _0042_ = pix_bits[0] | pix_bits[1];
+  assign _0043_ = pix_bits[2] & _0042_;
+  assign _0044_ = pix_bits[0] | pix_bits[1];
+  assign _0045_ = _0044_ | pix_bits[2];
+  assign _0046_ = pix_bits[3] & _0045_;
   assign _0047_ = pix_bits[0] | pix_bits[1];
-  assign _0049_ = _0047_ | pix_bits[2];
-  assign _0050_ = _0049_ | pix_bits[3];
-  assign _0051_ = _0050_ | pix_bits[4];
-  assign _0052_ = pix_bits[5] & _0051_;
-  assign _0053_ = pix_bits[0] | pix_bits[1];
-  assign _0054_ = _0053_ | pix_bits[2];
-  assign _0055_ = _0054_ | pix_bits[3];
-  assign _0056_ = _0055_ | pix_bits[4];
-  assign _0057_ = _0056_ | pix_bits[5];
-  assign _0059_ = pix_bits[6] & _0057_;
-  assign _0060_ = pix_bits[0] | pix_bits[1];
-  assign _0061_ = _0060_ | pix_bits[2];
-  assign _0062_ = _0061_ | pix_bits[3];
-  assign _0063_ = _0062_ | pix_bits[4];
-  assign _0064_ = _0063_ | pix_bits[5];
-  assign _0065_ = _0064_ | pix_bits[6];
-  assign _0066_ = pix_bits[7] & _0065_;
-  assign _0068_ = pix_bits[1] & pix_bits[0];
-  assign _0069_ = pix_bits[0] | pix_bits[1];
-  assign _0070_ = pix_bits[2] & _0069_;
-  assign _0071_ = pix_bits[0] | pix_bits[1];
-  assign _0072_ = _0071_ | pix_bits[2];
-  assign _0073_ = pix_bits[3] & _0072_;
+  assign _0048_ = _0047_ | pix_bits[2];
+  assign _0049_ = _0048_ | pix_bits[3];
+  assign _0050_ = pix_bits[4] & _0049_;
+  assign _0051_ = pix_bits[0] | pix_bits[1];
+  assign _0053_ = _0051_ | pix_bits[2];
+  assign _0054_ = _0053_ | pix_bits[3];
+  assign _0055_ = _0054_ | pix_bits[4];
+  assign _0056_ = pix_bits[5] & _0055_;
+  assign _0057_ = pix_bits[0] | pix_bits[1];
+  assign _0058_ = _0057_ | pix_bits[2];
+  assign _0059_ = _0058_ | pix_bits[3];
+  assign _0060_ = _0059_ | pix_bits[4];
+  assign _0061_ = _0060_ | pix_bits[5];
+  assign _0063_ = pix_bits[6] & _0061_;
+  assign _0064_ = pix_bits[0] | pix_bits[1];
+  assign _0065_ = _0064_ | pix_bits[2];
+  assign _0066_ = _0065_ | pix_bits[3];
+  assign _0067_ = _0066_ | pix_bits[4];
+  assign _0068_ = _0067_ | pix_bits[5];
+  assign _0069_ = _0068_ | pix_bits[6];
+  assign _0070_ = pix_bits[7] & _0069_;
+  assign _0072_ = pix_bits[1] & pix_bits[0];
+  assign _0073_ = pix_bits[0] | pix_bits[1];
+  assign _0074_ = pix_bits[2] & _0073_;
   assign _0075_ = pix_bits[0] | pix_bits[1];
   assign _0076_ = _0075_ | pix_bits[2];
-  assign _0077_ = _0076_ | pix_bits[3];
-  assign _0078_ = pix_bits[4] & _0077_;
+  assign _0077_ = pix_bits[3] & _0076_;
   assign _0079_ = pix_bits[0] | pix_bits[1];
   assign _0080_ = _0079_ | pix_bits[2];
   assign _0081_ = _0080_ | pix_bits[3];
-  assign _0082_ = _0081_ | pix_bits[4];
-  assign _0083_ = pix_bits[5] & _0082_;
-  assign _0085_ = pix_bits[0] | pix_bits[1];
-  assign _0086_ = _0085_ | pix_bits[2];
-  assign _0087_ = _0086_ | pix_bits[3];
-  assign _0088_ = _0087_ | pix_bits[4];
-  assign _0089_ = _0088_ | pix_bits[5];
-  assign _0090_ = pix_bits[6] & _0089_;
-  assign _0091_ = pix_bits[0] | pix_bits[1];
-  assign _0092_ = _0091_ | pix_bits[2];
-  assign _0094_ = _0092_ | pix_bits[3];
-  assign _0095_ = _0094_ | pix_bits[4];
-  assign _0096_ = _0095_ | pix_bits[5];
-  assign _0097_ = _0096_ | pix_bits[6];
-  assign _0098_ = pix_bits[7] & _0097_;
-  assign _0099_ = ! { _0098_, _0090_, _0083_, _0078_, _0073_, _0070_, _0068_, 1'h0 };
-  assign _0100_ = pix_bits[1] & pix_bits[0];
-  assign _0102_ = pix_bits[0] | pix_bits[1];
-  assign _0103_ = pix_bits[2] & _0102_;
-  assign _0104_ = pix_bits[0] | pix_bits[1];
-  assign _0105_ = _0104_ | pix_bits[2];
-  assign _0106_ = pix_bits[3] & _0105_;
-  assign _0107_ = pix_bits[0] | pix_bits[1];
-  assign _0108_ = _0107_ | pix_bits[2];
-  assign _0109_ = _0108_ | pix_bits[3];
-  assign _0112_ = pix_bits[4] & _0109_;
-  assign _0113_ = pix_bits[0] | pix_bits[1];
-  assign _0114_ = _0113_ | pix_bits[2];
-  assign _0115_ = _0114_ | pix_bits[3];
-  assign _0116_ = _0115_ | pix_bits[4];
-  assign _0117_ = pix_bits[5] & _0116_;
-  assign _0118_ = pix_bits[0] | pix_bits[1];
-  assign _0119_ = _0118_ | pix_bits[2];
-  assign _0121_ = _0119_ | pix_bits[3];
-  assign _0122_ = _0121_ | pix_bits[4];
-  assign _0123_ = _0122_ | pix_bits[5];
-  assign _0124_ = pix_bits[6] & _0123_;
-  assign _0125_ = pix_bits[0] | pix_bits[1];
-  assign _0126_ = _0125_ | pix_bits[2];
-  assign _0127_ = _0126_ | pix_bits[3];
-  assign _0128_ = _0127_ | pix_bits[4];
-  assign _0129_ = _0128_ | pix_bits[5];
-  assign _0131_ = _0129_ | pix_bits[6];
-  assign _0132_ = pix_bits[7] & _0131_;
-  assign _0133_ = { _0132_, _0124_, _0117_, _0112_, _0106_, _0103_, _0100_, 1'h0 } == 1'h1;
-  assign _0134_ = pix_bits[1] & pix_bits[0];
-  assign _0135_ = pix_bits[0] | pix_bits[1];
-  assign _0136_ = pix_bits[2] & _0135_;
-  assign _0138_ = pix_bits[0] | pix_bits[1];
-  assign _0139_ = _0138_ | pix_bits[2];
-  assign _0140_ = pix_bits[3] & _0139_;
-  assign _0141_ = pix_bits[0] | pix_bits[1];
-  assign _0142_ = _0141_ | pix_bits[2];
-  assign _0143_ = _0142_ | pix_bits[3];
-  assign _0144_ = pix_bits[4] & _0143_;
+  assign _0082_ = pix_bits[4] & _0081_;
+  assign _0083_ = pix_bits[0] | pix_bits[1];
+  assign _0084_ = _0083_ | pix_bits[2];
+  assign _0085_ = _0084_ | pix_bits[3];
+  assign _0086_ = _0085_ | pix_bits[4];
+  assign _0087_ = pix_bits[5] & _0086_;
+  assign _0089_ = pix_bits[0] | pix_bits[1];
+  assign _0090_ = _0089_ | pix_bits[2];
+  assign _0091_ = _0090_ | pix_bits[3];
+  assign _0092_ = _0091_ | pix_bits[4];
+  assign _0093_ = _0092_ | pix_bits[5];
+  assign _0094_ = pix_bits[6] & _0093_;
+  assign _0095_ = pix_bits[0] | pix_bits[1];
+  assign _0096_ = _0095_ | pix_bits[2];
+  assign _0098_ = _0096_ | pix_bits[3];
+  assign _0099_ = _0098_ | pix_bits[4];
+  assign _0100_ = _0099_ | pix_bits[5];
+  assign _0101_ = _0100_ | pix_bits[6];
+  assign _0102_ = pix_bits[7] & _0101_;
+  assign _0103_ = ! { _0102_, _0094_, _0087_, _0082_, _0077_, _0074_, _0072_, 1'h0 };
+  assign _0104_ = pix_bits[1] & pix_bits[0];
+  assign _0106_ = pix_bits[0] | pix_bits[1];
+  assign _0107_ = pix_bits[2] & _0106_;
+  assign _0108_ = pix_bits[0] | pix_bits[1];
+  assign _0109_ = _0108_ | pix_bits[2];
+  assign _0110_ = pix_bits[3] & _0109_;
+  assign _0111_ = pix_bits[0] | pix_bits[1];
+  assign _0112_ = _0111_ | pix_bits[2];
+  assign _0113_ = _0112_ | pix_bits[3];
+  assign _0116_ = pix_bits[4] & _0113_;
+  assign _0117_ = pix_bits[0] | pix_bits[1];
+  assign _0118_ = _0117_ | pix_bits[2];
+  assign _0119_ = _0118_ | pix_bits[3];
+  assign _0120_ = _0119_ | pix_bits[4];
+  assign _0121_ = pix_bits[5] & _0120_;
+  assign _0122_ = pix_bits[0] | pix_bits[1];
+  assign _0123_ = _0122_ | pix_bits[2];
+  assign _0125_ = _0123_ | pix_bits[3];
+  assign _0126_ = _0125_ | pix_bits[4];
+  assign _0127_ = _0126_ | pix_bits[5];
+  assign _0128_ = pix_bits[6] & _0127_;
+  assign _0129_ = pix_bits[0] | pix_bits[1];
+  assign _0130_ = _0129_ | pix_bits[2];
+  assign _0131_ = _0130_ | pix_bits[3];
+  assign _0132_ = _0131_ | pix_bits[4];
+  assign _0133_ = _0132_ | pix_bits[5];
+  assign _0135_ = _0133_ | pix_bits[6];
+  assign _0136_ = pix_bits[7] & _0135_;
+  assign _0137_ = { _0136_, _0128_, _0121_, _0116_, _0110_, _0107_, _0104_, 1'h0 } == 1'h1;
+  assign _0138_ = pix_bits[1] & pix_bits[0];
+  assign _0139_ = pix_bits[0] | pix_bits[1];
+  assign _0140_ = pix_bits[2] & _0139_;
+  assign _0142_ = pix_bits[0] | pix_bits[1];
+  assign _0143_ = _0142_ | pix_bits[2];
+  assign _0144_ = pix_bits[3] & _0143_;
   assign _0145_ = pix_bits[0] | pix_bits[1];
-  assign _0147_ = _0145_ | pix_bits[2];
-  assign _0148_ = _0147_ | pix_bits[3];
-  assign _0149_ = _0148_ | pix_bits[4];
-  assign _0150_ = pix_bits[5] & _0149_;
-  assign _0151_ = pix_bits[0] | pix_bits[1];
-  assign _0152_ = _0151_ | pix_bits[2];
-  assign _0153_ = _0152_ | pix_bits[3];
-  assign _0154_ = _0153_ | pix_bits[4];
-  assign _0155_ = _0154_ | pix_bits[5];
-  assign _0157_ = pix_bits[6] & _0155_;
-  assign _0158_ = pix_bits[0] | pix_bits[1];
-  assign _0159_ = _0158_ | pix_bits[2];
-  assign _0160_ = _0159_ | pix_bits[3];
-  assign _0161_ = _0160_ | pix_bits[4];
-  assign _0162_ = _0161_ | pix_bits[5];
-  assign _0163_ = _0162_ | pix_bits[6];
-  assign _0164_ = pix_bits[7] & _0163_;
-  assign _0165_ = { _0164_, _0157_, _0150_, _0144_, _0140_, _0136_, _0134_, 1'h0 } == 2'h2;
-  assign _0166_ = _0133_ | _0165_;
-  assign _0167_ = pix_bits[1] & pix_bits[0];
-  assign _0168_ = pix_bits[0] | pix_bits[1];
-  assign _0169_ = pix_bits[2] & _0168_;
-  assign _0170_ = pix_bits[0] | pix_bits[1];
-  assign _0171_ = _0170_ | pix_bits[2];
-  assign _0173_ = pix_bits[3] & _0171_;
+  assign _0146_ = _0145_ | pix_bits[2];
+  assign _0147_ = _0146_ | pix_bits[3];
+  assign _0148_ = pix_bits[4] & _0147_;
+  assign _0149_ = pix_bits[0] | pix_bits[1];
+  assign _0151_ = _0149_ | pix_bits[2];
+  assign _0152_ = _0151_ | pix_bits[3];
+  assign _0153_ = _0152_ | pix_bits[4];
+  assign _0154_ = pix_bits[5] & _0153_;
+  assign _0155_ = pix_bits[0] | pix_bits[1];
+  assign _0156_ = _0155_ | pix_bits[2];
+  assign _0157_ = _0156_ | pix_bits[3];
+  assign _0158_ = _0157_ | pix_bits[4];
+  assign _0159_ = _0158_ | pix_bits[5];
+  assign _0161_ = pix_bits[6] & _0159_;
+  assign _0162_ = pix_bits[0] | pix_bits[1];
+  assign _0163_ = _0162_ | pix_bits[2];
+  assign _0164_ = _0163_ | pix_bits[3];
+  assign _0165_ = _0164_ | pix_bits[4];
+  assign _0166_ = _0165_ | pix_bits[5];
+  assign _0167_ = _0166_ | pix_bits[6];
+  assign _0168_ = pix_bits[7] & _0167_;
+  assign _0169_ = { _0168_, _0161_, _0154_, _0148_, _0144_, _0140_, _0138_, 1'h0 } == 2'h2;
+  assign _0170_ = _0137_ | _0169_;
+  assign _0171_ = pix_bits[1] & pix_bits[0];
+  assign _0172_ = pix_bits[0] | pix_bits[1];
+  assign _0173_ = pix_bits[2] & _0172_;
   assign _0174_ = pix_bits[0] | pix_bits[1];
   assign _0175_ = _0174_ | pix_bits[2];
-  assign _0176_ = _0175_ | pix_bits[3];
-  assign _0177_ = pix_bits[4] & _0176_;
+  assign _0177_ = pix_bits[3] & _0175_;
   assign _0178_ = pix_bits[0] | pix_bits[1];
   assign _0179_ = _0178_ | pix_bits[2];
   assign _0180_ = _0179_ | pix_bits[3];
-  assign _0182_ = _0180_ | pix_bits[4];
-  assign _0183_ = pix_bits[5] & _0182_;
-  assign _0184_ = pix_bits[0] | pix_bits[1];
-  assign _0185_ = _0184_ | pix_bits[2];
-  assign _0186_ = _0185_ | pix_bits[3];
-  assign _0187_ = _0186_ | pix_bits[4];
-  assign _0188_ = _0187_ | pix_bits[5];
-  assign _0189_ = pix_bits[6] & _0188_;
-  assign _0191_ = pix_bits[0] | pix_bits[1];
-  assign _0192_ = _0191_ | pix_bits[2];
-  assign _0193_ = _0192_ | pix_bits[3];
-  assign _0194_ = _0193_ | pix_bits[4];
-  assign _0195_ = _0194_ | pix_bits[5];
-  assign _0196_ = _0195_ | pix_bits[6];
-  assign _0197_ = pix_bits[7] & _0196_;
-  assign _0198_ = { _0197_, _0189_, _0183_, _0177_, _0173_, _0169_, _0167_, 1'h0 } == 3'h4;
-  assign _0199_ = _0166_ | _0198_;
-  assign _0202_ = pix_bits[1] & pix_bits[0];
-  assign _0203_ = pix_bits[0] | pix_bits[1];
-  assign _0204_ = pix_bits[2] & _0203_;
-  assign _0205_ = pix_bits[0] | pix_bits[1];
-  assign _0206_ = _0205_ | pix_bits[2];
-  assign _0207_ = pix_bits[3] & _0206_;
+  assign _0181_ = pix_bits[4] & _0180_;
+  assign _0182_ = pix_bits[0] | pix_bits[1];
+  assign _0183_ = _0182_ | pix_bits[2];
+  assign _0184_ = _0183_ | pix_bits[3];
+  assign _0186_ = _0184_ | pix_bits[4];
+  assign _0187_ = pix_bits[5] & _0186_;
+  assign _0188_ = pix_bits[0] | pix_bits[1];
+  assign _0189_ = _0188_ | pix_bits[2];
+  assign _0190_ = _0189_ | pix_bits[3];
+  assign _0191_ = _0190_ | pix_bits[4];
+  assign _0192_ = _0191_ | pix_bits[5];
+  assign _0193_ = pix_bits[6] & _0192_;
+  assign _0195_ = pix_bits[0] | pix_bits[1];
+  assign _0196_ = _0195_ | pix_bits[2];
+  assign _0197_ = _0196_ | pix_bits[3];
+  assign _0198_ = _0197_ | pix_bits[4];
+  assign _0199_ = _0198_ | pix_bits[5];
+  assign _0200_ = _0199_ | pix_bits[6];
+  assign _0201_ = pix_bits[7] & _0200_;
+  assign _0202_ = { _0201_, _0193_, _0187_, _0181_, _0177_, _0173_, _0171_, 1'h0 } == 3'h4;
+  assign _0203_ = _0170_ | _0202_;
+  assign _0206_ = pix_bits[1] & pix_bits[0];
+  assign _0207_ = pix_bits[0] | pix_bits[1];
+  assign _0208_ = pix_bits[2] & _0207_;
   assign _0209_ = pix_bits[0] | pix_bits[1];
   assign _0210_ = _0209_ | pix_bits[2];
-  assign _0211_ = _0210_ | pix_bits[3];
-  assign _0212_ = pix_bits[4] & _0211_;
+  assign _0211_ = pix_bits[3] & _0210_;
   assign _0213_ = pix_bits[0] | pix_bits[1];
   assign _0214_ = _0213_ | pix_bits[2];
   assign _0215_ = _0214_ | pix_bits[3];
-  assign _0216_ = _0215_ | pix_bits[4];
-  assign _0217_ = pix_bits[5] & _0216_;
-  assign _0219_ = pix_bits[0] | pix_bits[1];
-  assign _0220_ = _0219_ | pix_bits[2];
-  assign _0221_ = _0220_ | pix_bits[3];
-  assign _0222_ = _0221_ | pix_bits[4];
-  assign _0223_ = _0222_ | pix_bits[5];
-  assign _0224_ = pix_bits[6] & _0223_;
-  assign _0225_ = pix_bits[0] | pix_bits[1];
-  assign _0226_ = _0225_ | pix_bits[2];
-  assign _0228_ = _0226_ | pix_bits[3];
-  assign _0229_ = _0228_ | pix_bits[4];
-  assign _0230_ = _0229_ | pix_bits[5];
-  assign _0231_ = _0230_ | pix_bits[6];
-  assign _0232_ = pix_bits[7] & _0231_;
-  assign _0233_ = { _0232_, _0224_, _0217_, _0212_, _0207_, _0204_, _0202_, 1'h0 } == 4'h8;
-  assign _0234_ = _0199_ | _0233_;
-  assign _0235_ = pix_bits[1] & pix_bits[0];
-  assign _0237_ = pix_bits[0] | pix_bits[1];
-  assign _0238_ = pix_bits[2] & _0237_;
-  assign _0239_ = pix_bits[0] | pix_bits[1];
-  assign _0240_ = _0239_ | pix_bits[2];
-  assign _0241_ = pix_bits[3] & _0240_;
-  assign _0242_ = pix_bits[0] | pix_bits[1];
-  assign _0243_ = _0242_ | pix_bits[2];
-  assign _0245_ = _0243_ | pix_bits[3];
-  assign _0246_ = pix_bits[4] & _0245_;
-  assign _0247_ = pix_bits[0] | pix_bits[1];
-  assign _0248_ = _0247_ | pix_bits[2];
-  assign _0249_ = _0248_ | pix_bits[3];
-  assign _0250_ = _0249_ | pix_bits[4];
-  assign _0251_ = pix_bits[5] & _0250_;
-  assign _0252_ = pix_bits[0] | pix_bits[1];
-  assign _0254_ = _0252_ | pix_bits[2];
-  assign _0255_ = _0254_ | pix_bits[3];
-  assign _0256_ = _0255_ | pix_bits[4];
-  assign _0257_ = _0256_ | pix_bits[5];
-  assign _0258_ = pix_bits[6] & _0257_;
-  assign _0259_ = pix_bits[0] | pix_bits[1];
-  assign _0260_ = _0259_ | pix_bits[2];
-  assign _0261_ = _0260_ | pix_bits[3];
-  assign _0262_ = _0261_ | pix_bits[4];
-  assign _0264_ = _0262_ | pix_bits[5];
-  assign _0265_ = _0264_ | pix_bits[6];
-  assign _0266_ = pix_bits[7] & _0265_;
-  assign _0267_ = { _0266_, _0258_, _0251_, _0246_, _0241_, _0238_, _0235_, 1'h0 } == 5'h10;
-  assign _0268_ = _0234_ | _0267_;
-  assign _0269_ = pix_bits[1] & pix_bits[0];
-  assign _0270_ = pix_bits[0] | pix_bits[1];
-  assign _0272_ = pix_bits[2] & _0270_;
-  assign _0273_ = pix_bits[0] | pix_bits[1];
-  assign _0274_ = _0273_ | pix_bits[2];
-  assign _0275_ = pix_bits[3] & _0274_;
-  assign _0276_ = pix_bits[0] | pix_bits[1];
-  assign _0277_ = _0276_ | pix_bits[2];
-  assign _0278_ = _0277_ | pix_bits[3];
-  assign _0279_ = pix_bits[4] & _0278_;
-  assign _0281_ = pix_bits[0] | pix_bits[1];
-  assign _0282_ = _0281_ | pix_bits[2];
-  assign _0283_ = _0282_ | pix_bits[3];
-  assign _0284_ = _0283_ | pix_bits[4];
-  assign _0285_ = pix_bits[5] & _0284_;
-  assign _0286_ = pix_bits[0] | pix_bits[1];
-  assign _0287_ = _0286_ | pix_bits[2];
-  assign _0288_ = _0287_ | pix_bits[3];
-  assign _0290_ = _0288_ | pix_bits[4];
-  assign _0291_ = _0290_ | pix_bits[5];
-  assign _0292_ = pix_bits[6] & _0291_;
-  assign _0293_ = pix_bits[0] | pix_bits[1];
-  assign _0294_ = _0293_ | pix_bits[2];
-  assign _0295_ = _0294_ | pix_bits[3];
-  assign _0296_ = _0295_ | pix_bits[4];
-  assign _0297_ = _0296_ | pix_bits[5];
-  assign _0298_ = _0297_ | pix_bits[6];
-  assign _0300_ = pix_bits[7] & _0298_;
-  assign _0301_ = { _0300_, _0292_, _0285_, _0279_, _0275_, _0272_, _0269_, 1'h0 } == 6'h20;
-  assign _0302_ = _0268_ | _0301_;
-  assign _0303_ = pix_bits[1] & pix_bits[0];
-  assign _0304_ = pix_bits[0] | pix_bits[1];
-  assign _0305_ = pix_bits[2] & _0304_;
-  assign _0307_ = pix_bits[0] | pix_bits[1];
-  assign _0308_ = _0307_ | pix_bits[2];
-  assign _0309_ = pix_bits[3] & _0308_;
-  assign _0310_ = pix_bits[0] | pix_bits[1];
-  assign _0311_ = _0310_ | pix_bits[2];
-  assign _0312_ = _0311_ | pix_bits[3];
-  assign _0313_ = pix_bits[4] & _0312_;
+  assign _0216_ = pix_bits[4] & _0215_;
+  assign _0217_ = pix_bits[0] | pix_bits[1];
+  assign _0218_ = _0217_ | pix_bits[2];
+  assign _0219_ = _0218_ | pix_bits[3];
+  assign _0220_ = _0219_ | pix_bits[4];
+  assign _0221_ = pix_bits[5] & _0220_;
+  assign _0223_ = pix_bits[0] | pix_bits[1];
+  assign _0224_ = _0223_ | pix_bits[2];
+  assign _0225_ = _0224_ | pix_bits[3];
+  assign _0226_ = _0225_ | pix_bits[4];
+  assign _0227_ = _0226_ | pix_bits[5];
+  assign _0228_ = pix_bits[6] & _0227_;
+  assign _0229_ = pix_bits[0] | pix_bits[1];
+  assign _0230_ = _0229_ | pix_bits[2];
+  assign _0232_ = _0230_ | pix_bits[3];
+  assign _0233_ = _0232_ | pix_bits[4];
+  assign _0234_ = _0233_ | pix_bits[5];
+  assign _0235_ = _0234_ | pix_bits[6];
+  assign _0236_ = pix_bits[7] & _0235_;
+  assign _0237_ = { _0236_, _0228_, _0221_, _0216_, _0211_, _0208_, _0206_, 1'h0 } == 4'h8;
+  assign _0238_ = _0203_ | _0237_;
+  assign _0239_ = pix_bits[1] & pix_bits[0];
+  assign _0241_ = pix_bits[0] | pix_bits[1];
+  assign _0242_ = pix_bits[2] & _0241_;
+  assign _0243_ = pix_bits[0] | pix_bits[1];
+  assign _0244_ = _0243_ | pix_bits[2];
+  assign _0245_ = pix_bits[3] & _0244_;
+  assign _0246_ = pix_bits[0] | pix_bits[1];
+  assign _0247_ = _0246_ | pix_bits[2];
+  assign _0249_ = _0247_ | pix_bits[3];
+  assign _0250_ = pix_bits[4] & _0249_;
+  assign _0251_ = pix_bits[0] | pix_bits[1];
+  assign _0252_ = _0251_ | pix_bits[2];
+  assign _0253_ = _0252_ | pix_bits[3];
+  assign _0254_ = _0253_ | pix_bits[4];
+  assign _0255_ = pix_bits[5] & _0254_;
+  assign _0256_ = pix_bits[0] | pix_bits[1];
+  assign _0258_ = _0256_ | pix_bits[2];
+  assign _0259_ = _0258_ | pix_bits[3];
+  assign _0260_ = _0259_ | pix_bits[4];
+  assign _0261_ = _0260_ | pix_bits[5];
+  assign _0262_ = pix_bits[6] & _0261_;
+  assign _0263_ = pix_bits[0] | pix_bits[1];
+  assign _0264_ = _0263_ | pix_bits[2];
+  assign _0265_ = _0264_ | pix_bits[3];
+  assign _0266_ = _0265_ | pix_bits[4];
+  assign _0268_ = _0266_ | pix_bits[5];
+  assign _0269_ = _0268_ | pix_bits[6];
+  assign _0270_ = pix_bits[7] & _0269_;
+  assign _0271_ = { _0270_, _0262_, _0255_, _0250_, _0245_, _0242_, _0239_, 1'h0 } == 5'h10;
+  assign _0272_ = _0238_ | _0271_;
+  assign _0273_ = pix_bits[1] & pix_bits[0];
+  assign _0274_ = pix_bits[0] | pix_bits[1];
+  assign _0276_ = pix_bits[2] & _0274_;
+  assign _0277_ = pix_bits[0] | pix_bits[1];
+  assign _0278_ = _0277_ | pix_bits[2];
+  assign _0279_ = pix_bits[3] & _0278_;
+  assign _0280_ = pix_bits[0] | pix_bits[1];
+  assign _0281_ = _0280_ | pix_bits[2];
+  assign _0282_ = _0281_ | pix_bits[3];
+  assign _0283_ = pix_bits[4] & _0282_;
+  assign _0285_ = pix_bits[0] | pix_bits[1];
+  assign _0286_ = _0285_ | pix_bits[2];
+  assign _0287_ = _0286_ | pix_bits[3];
+  assign _0288_ = _0287_ | pix_bits[4];
+  assign _0289_ = pix_bits[5] & _0288_;
+  assign _0290_ = pix_bits[0] | pix_bits[1];
+  assign _0291_ = _0290_ | pix_bits[2];
+  assign _0292_ = _0291_ | pix_bits[3];
+  assign _0294_ = _0292_ | pix_bits[4];
+  assign _0295_ = _0294_ | pix_bits[5];
+  assign _0296_ = pix_bits[6] & _0295_;
+  assign _0297_ = pix_bits[0] | pix_bits[1];
+  assign _0298_ = _0297_ | pix_bits[2];
+  assign _0299_ = _0298_ | pix_bits[3];
+  assign _0300_ = _0299_ | pix_bits[4];
+  assign _0301_ = _0300_ | pix_bits[5];
+  assign _0302_ = _0301_ | pix_bits[6];
+  assign _0304_ = pix_bits[7] & _0302_;
+  assign _0305_ = { _0304_, _0296_, _0289_, _0283_, _0279_, _0276_, _0273_, 1'h0 } == 6'h20;
+  assign _0306_ = _0272_ | _0305_;
+  assign _0307_ = pix_bits[1] & pix_bits[0];
+  assign _0308_ = pix_bits[0] | pix_bits[1];
+  assign _0309_ = pix_bits[2] & _0308_;
+  assign _0311_ = pix_bits[0] | pix_bits[1];
+  assign _0312_ = _0311_ | pix_bits[2];
+  assign _0313_ = pix_bits[3] & _0312_;
   assign _0314_ = pix_bits[0] | pix_bits[1];
-  assign _0316_ = _0314_ | pix_bits[2];
-  assign _0317_ = _0316_ | pix_bits[3];
-  assign _0318_ = _0317_ | pix_bits[4];
-  assign _0319_ = pix_bits[5] & _0318_;
-  assign _0320_ = pix_bits[0] | pix_bits[1];
-  assign _0321_ = _0320_ | pix_bits[2];
-  assign _0322_ = _0321_ | pix_bits[3];
-  assign _0323_ = _0322_ | pix_bits[4];
-  assign _0324_ = _0323_ | pix_bits[5];
-  assign _0326_ = pix_bits[6] & _0324_;
-  assign _0327_ = pix_bits[0] | pix_bits[1];
-  assign _0328_ = _0327_ | pix_bits[2];
-  assign _0329_ = _0328_ | pix_bits[3];
-  assign _0330_ = _0329_ | pix_bits[4];
-  assign _0331_ = _0330_ | pix_bits[5];
-  assign _0332_ = _0331_ | pix_bits[6];
-  assign _0333_ = pix_bits[7] & _0332_;
-  assign _0334_ = { _0333_, _0326_, _0319_, _0313_, _0309_, _0305_, _0303_, 1'h0 } == 7'h40;
-  assign _0336_ = _0302_ | _0334_;
-  assign _0337_ = pix_bits[1] & pix_bits[0];
-  assign _0338_ = pix_bits[0] | pix_bits[1];
-  assign _0339_ = pix_bits[2] & _0338_;
-  assign _0340_ = pix_bits[0] | pix_bits[1];
-  assign _0341_ = _0340_ | pix_bits[2];
-  assign _0343_ = pix_bits[3] & _0341_;
+  assign _0315_ = _0314_ | pix_bits[2];
+  assign _0316_ = _0315_ | pix_bits[3];
+  assign _0317_ = pix_bits[4] & _0316_;
+  assign _0318_ = pix_bits[0] | pix_bits[1];
+  assign _0320_ = _0318_ | pix_bits[2];
+  assign _0321_ = _0320_ | pix_bits[3];
+  assign _0322_ = _0321_ | pix_bits[4];
+  assign _0323_ = pix_bits[5] & _0322_;
+  assign _0324_ = pix_bits[0] | pix_bits[1];
+  assign _0325_ = _0324_ | pix_bits[2];
+  assign _0326_ = _0325_ | pix_bits[3];
+  assign _0327_ = _0326_ | pix_bits[4];
+  assign _0328_ = _0327_ | pix_bits[5];
+  assign _0330_ = pix_bits[6] & _0328_;
+  assign _0331_ = pix_bits[0] | pix_bits[1];
+  assign _0332_ = _0331_ | pix_bits[2];
+  assign _0333_ = _0332_ | pix_bits[3];
+  assign _0334_ = _0333_ | pix_bits[4];
+  assign _0335_ = _0334_ | pix_bits[5];
+  assign _0336_ = _0335_ | pix_bits[6];
+  assign _0337_ = pix_bits[7] & _0336_;
+  assign _0338_ = { _0337_, _0330_, _0323_, _0317_, _0313_, _0309_, _0307_, 1'h0 } == 7'h40;
+  assign _0340_ = _0306_ | _0338_;
+  assign _0341_ = pix_bits[1] & pix_bits[0];
+  assign _0342_ = pix_bits[0] | pix_bits[1];
+  assign _0343_ = pix_bits[2] & _0342_;
   assign _0344_ = pix_bits[0] | pix_bits[1];
   assign _0345_ = _0344_ | pix_bits[2];
-  assign _0346_ = _0345_ | pix_bits[3];
-  assign _0347_ = pix_bits[4] & _0346_;
+  assign _0347_ = pix_bits[3] & _0345_;
   assign _0348_ = pix_bits[0] | pix_bits[1];
   assign _0349_ = _0348_ | pix_bits[2];
   assign _0350_ = _0349_ | pix_bits[3];
-  assign _0352_ = _0350_ | pix_bits[4];
-  assign _0353_ = pix_bits[5] & _0352_;
-  assign _0354_ = pix_bits[0] | pix_bits[1];
-  assign _0355_ = _0354_ | pix_bits[2];
-  assign _0356_ = _0355_ | pix_bits[3];
-  assign _0357_ = _0356_ | pix_bits[4];
-  assign _0358_ = _0357_ | pix_bits[5];
-  assign _0359_ = pix_bits[6] & _0358_;
-  assign _0361_ = pix_bits[0] | pix_bits[1];
-  assign _0362_ = _0361_ | pix_bits[2];
-  assign _0363_ = _0362_ | pix_bits[3];
-  assign _0364_ = _0363_ | pix_bits[4];
-  assign _0365_ = _0364_ | pix_bits[5];
-  assign _0366_ = _0365_ | pix_bits[6];
-  assign _0367_ = pix_bits[7] & _0366_;
-  assign _0368_ = { _0367_, _0359_, _0353_, _0347_, _0343_, _0339_, _0337_, 1'h0 } == 8'h80;
-  assign _0369_ = _0336_ | _0368_;
-  assign _0370_ = \$signal$29  & ready;
-  assign _0372_ = \$signal$26  | _0370_;
-  assign _0373_ = _0372_ & more_pixels;
-  assign _0374_ = ! \$signal$104 ;
-  assign _0375_ = \$signal$104  == 1'h1;
-  assign _0376_ = \$signal$104  == 2'h2;
-  assign _0377_ = _0375_ | _0376_;
-  assign _0378_ = \$signal$104  == 3'h4;
-  assign _0379_ = _0377_ | _0378_;
-  assign _0380_ = \$signal$104  == 4'h8;
+  assign _0351_ = pix_bits[4] & _0350_;
+  assign _0352_ = pix_bits[0] | pix_bits[1];
+  assign _0353_ = _0352_ | pix_bits[2];
+  assign _0354_ = _0353_ | pix_bits[3];
+  assign _0356_ = _0354_ | pix_bits[4];
+  assign _0357_ = pix_bits[5] & _0356_;
+  assign _0358_ = pix_bits[0] | pix_bits[1];
+  assign _0359_ = _0358_ | pix_bits[2];
+  assign _0360_ = _0359_ | pix_bits[3];
+  assign _0361_ = _0360_ | pix_bits[4];
+  assign _0362_ = _0361_ | pix_bits[5];
+  assign _0363_ = pix_bits[6] & _0362_;
+  assign _0365_ = pix_bits[0] | pix_bits[1];
+  assign _0366_ = _0365_ | pix_bits[2];
+  assign _0367_ = _0366_ | pix_bits[3];
+  assign _0368_ = _0367_ | pix_bits[4];
+  assign _0369_ = _0368_ | pix_bits[5];
+  assign _0370_ = _0369_ | pix_bits[6];
+  assign _0371_ = pix_bits[7] & _0370_;
+  assign _0372_ = { _0371_, _0363_, _0357_, _0351_, _0347_, _0343_, _0341_, 1'h0 } == 8'h80;
+  assign _0373_ = _0340_ | _0372_;
+  assign _0374_ = \$signal$29  & ready;
+  assign _0376_ = \$signal$26  | _0374_;
+  assign _0377_ = _0376_ & more_pixels;
+  assign _0378_ = ! \$signal$104 ;
+  assign _0379_ = \$signal$104  == 1'h1;
+  assign _0380_ = \$signal$104  == 2'h2;
   assign _0381_ = _0379_ | _0380_;
-  assign _0384_ = \$signal$104  == 5'h10;
-  assign _0385_ = _0381_ | _0384_;
-  assign _0386_ = \$signal$104  == 6'h20;
-  assign _0387_ = _0385_ | _0386_;
-  assign _0388_ = \$signal$104  == 7'h40;
-  assign _0389_ = _0387_ | _0388_;
-  assign _0390_ = \$signal$104  == 8'h80;
+  assign _0382_ = \$signal$104  == 3'h4;
+  assign _0383_ = _0381_ | _0382_;
+  assign _0384_ = \$signal$104  == 4'h8;
+  assign _0385_ = _0383_ | _0384_;
+  assign _0388_ = \$signal$104  == 5'h10;
+  assign _0389_ = _0385_ | _0388_;
+  assign _0390_ = \$signal$104  == 6'h20;
   assign _0391_ = _0389_ | _0390_;
-  assign _0392_ = pixel_count + 1'h1;
-  assign _0393_ = pixel_count != 6'h3f;
-  assign _0395_ = nxt_x == 3'h7;
-  assign _0396_ = \$like$107  == 3'h7;
-  assign _0397_ = \$like  + 1'h1;
-  assign _0398_ = \$like$107  + 1'h1;
-  assign _0399_ = nxt_x + 1'h1;
-  assign _0400_ = ~ more_pixels;
-  assign _0401_ = _0400_ & \$signal$26 ;
-  assign _0402_ = ~ op_valid;
-  assign _0403_ = _0401_ & _0402_;
-  assign _0404_ = ~ \$signal ;
-  assign _0406_ = credit & _0404_;
-  assign _0407_ = step == 1'h1;
-  assign _0408_ = step + 1'h1;
-  assign _0409_ = sweep_addr + 1'h1;
-  assign _0410_ = sweep_addr == 7'h7e;
-  assign _0411_ = sweep_now & \issue.end ;
-  assign _0412_ = sweep_now & \issue.end ;
-  assign _0413_ = _0412_ | \$signal$113 ;
-  assign _0414_ = pos0 + 1'h1;
-  assign _0416_ = $signed(w1_0[7:0]) << st2[20:18];
-  assign _0417_ = $signed(w1_0[15:8]) << st2[20:18];
-  assign _0418_ = $signed(w1_0[23:16]) << st2[20:18];
-  assign _0419_ = $signed(w1_0[31:24]) << st2[20:18];
-  assign _0420_ = st2[10:4] == st3[10:4];
-  assign _0421_ = ! st3[1];
-  assign _0422_ = _0420_ & _0421_;
-  assign _0423_ = ! st3[1];
-  assign _0424_ = _0423_ & st3[2];
-  assign _0425_ = ~ _0424_;
-  assign _0426_ = st3[0] & _0425_;
-  assign _0427_ = _0422_ & _0426_;
-  assign _0428_ = st2[10:4] == st3[10:4];
-  assign _0429_ = ! st3[1];
-  assign _0430_ = _0428_ & _0429_;
-  assign _0431_ = ! st3[1];
-  assign _0432_ = _0431_ & st3[2];
-  assign _0433_ = st3[1] & st3[22];
-  assign _0435_ = _0432_ | _0433_;
-  assign _0436_ = st3[0] & _0435_;
-  assign _0437_ = _0430_ & _0436_;
-  assign _0438_ = st2[10:4] == st4[10:4];
-  assign _0439_ = ! st4[1];
-  assign _0440_ = _0438_ & _0439_;
-  assign _0441_ = ! st4[1];
-  assign _0442_ = _0441_ & st4[2];
-  assign _0443_ = ~ _0442_;
-  assign _0444_ = st4[0] & _0443_;
-  assign _0446_ = _0440_ & _0444_;
-  assign _0447_ = st2[10:4] == st4[10:4];
-  assign _0448_ = ! st4[1];
-  assign _0449_ = _0447_ & _0448_;
-  assign _0450_ = ! st4[1];
-  assign _0451_ = _0450_ & st4[2];
-  assign _0452_ = st4[1] & st4[22];
-  assign _0453_ = _0451_ | _0452_;
-  assign _0454_ = st4[0] & _0453_;
-  assign _0456_ = _0449_ & _0454_;
-  assign _0457_ = st2[10:4] == st5[10:4];
-  assign _0458_ = ! st5[1];
-  assign _0459_ = _0458_ & st5[2];
-  assign _0460_ = ~ _0459_;
-  assign _0461_ = st5[0] & _0460_;
-  assign _0462_ = _0457_ & _0461_;
-  assign _0463_ = st2[10:4] == st5[10:4];
-  assign _0464_ = ! st5[1];
-  assign _0465_ = _0464_ & st5[2];
-  assign _0467_ = st5[1] & st5[22];
-  assign _0468_ = _0465_ | _0467_;
-  assign _0469_ = st5[0] & _0468_;
-  assign _0470_ = _0463_ & _0469_;
-  assign _0471_ = st2[10:4] == st6[10:4];
-  assign _0472_ = ! st6[1];
-  assign _0473_ = _0472_ & st6[2];
-  assign _0474_ = ~ _0473_;
-  assign _0475_ = st6[0] & _0474_;
-  assign _0477_ = _0471_ & _0475_;
-  assign _0478_ = st2[10:4] == st6[10:4];
-  assign _0479_ = ! st6[1];
-  assign _0480_ = _0479_ & st6[2];
-  assign _0481_ = st6[1] & st6[22];
-  assign _0482_ = _0480_ | _0481_;
-  assign _0483_ = st6[0] & _0482_;
-  assign _0484_ = _0478_ & _0483_;
-  assign _0485_ = st2[10:4] == st7[10:4];
-  assign _0488_ = ! st7[1];
-  assign _0489_ = _0488_ & st7[2];
-  assign _0490_ = ~ _0489_;
-  assign _0491_ = st7[0] & _0490_;
-  assign _0492_ = _0485_ & _0491_;
-  assign _0493_ = st2[10:4] == st7[10:4];
-  assign _0494_ = ! st7[1];
-  assign _0495_ = _0494_ & st7[2];
-  assign _0496_ = st7[1] & st7[22];
-  assign _0498_ = _0495_ | _0496_;
-  assign _0499_ = st7[0] & _0498_;
-  assign _0500_ = _0493_ & _0499_;
-  assign _0501_ = ! st3[1];
-  assign _0502_ = _0501_ & st3[2];
-  assign _0503_ = ~ _0502_;
-  assign _0504_ = hit_v1 & _0503_;
-  assign _0506_ = ! st3[1];
-  assign _0507_ = _0506_ & st3[2];
-  assign _0508_ = hit_c1 & _0507_;
-  assign _0509_ = _0504_ | _0508_;
-  assign _0510_ = ~ hit_v1;
-  assign _0511_ = hit_v2 & _0510_;
-  assign _0512_ = ! st3[1];
-  assign _0513_ = _0512_ & st3[2];
-  assign _0515_ = ~ _0513_;
-  assign _0516_ = _0511_ & _0515_;
-  assign _0517_ = ~ hit_c1;
-  assign _0518_ = hit_c2 & _0517_;
-  assign _0519_ = ! st3[1];
-  assign _0520_ = _0519_ & st3[2];
-  assign _0521_ = _0518_ & _0520_;
-  assign _0522_ = _0516_ | _0521_;
-  assign _0524_ = hit_v1 | hit_v2;
-  assign _0525_ = ~ _0524_;
-  assign _0526_ = hit_v3 & _0525_;
-  assign _0527_ = ! st3[1];
-  assign _0528_ = _0527_ & st3[2];
+  assign _0392_ = \$signal$104  == 7'h40;
+  assign _0393_ = _0391_ | _0392_;
+  assign _0394_ = \$signal$104  == 8'h80;
+  assign _0395_ = _0393_ | _0394_;
+  assign _0396_ = pixel_count + 1'h1;
+  assign _0397_ = pixel_count != 6'h3f;
+  assign _0399_ = nxt_x == 3'h7;
+  assign _0400_ = \$like$107  == 3'h7;
+  assign _0401_ = \$like  + 1'h1;
+  assign _0402_ = \$like$107  + 1'h1;
+  assign _0403_ = nxt_x + 1'h1;
+  assign _0404_ = ~ more_pixels;
+  assign _0405_ = _0404_ & \$signal$26 ;
+  assign _0406_ = ~ op_valid;
+  assign _0407_ = _0405_ & _0406_;
+  assign _0408_ = ~ \$signal ;
+  assign _0410_ = credit & _0408_;
+  assign _0411_ = step == 1'h1;
+  assign _0412_ = step + 1'h1;
+  assign _0413_ = sweep_addr + 1'h1;
+  assign _0414_ = sweep_addr == 7'h7e;
+  assign _0415_ = sweep_now & \issue.end ;
+  assign _0416_ = sweep_now & \issue.end ;
+  assign _0417_ = _0416_ | \$signal$113 ;
+  assign _0418_ = pos0 + 1'h1;
+  assign _0420_ = $signed(w1_0[7:0]) << st2[20:18];
+  assign _0421_ = $signed(w1_0[15:8]) << st2[20:18];
+  assign _0422_ = $signed(w1_0[23:16]) << st2[20:18];
+  assign _0423_ = $signed(w1_0[31:24]) << st2[20:18];
+  assign _0424_ = st2[10:4] == st3[10:4];
+  assign _0425_ = ! st3[1];
+  assign _0426_ = _0424_ & _0425_;
+  assign _0427_ = ! st3[1];
+  assign _0428_ = _0427_ & st3[2];
+  assign _0429_ = ~ _0428_;
+  assign _0430_ = st3[0] & _0429_;
+  assign _0431_ = _0426_ & _0430_;
+  assign _0432_ = st2[10:4] == st3[10:4];
+  assign _0433_ = ! st3[1];
+  assign _0434_ = _0432_ & _0433_;
+  assign _0436_ = ! st3[1];
+  assign _0437_ = _0436_ & st3[2];
+  assign _0438_ = st3[1] & st3[22];
+  assign _0439_ = _0437_ | _0438_;
+  assign _0440_ = st3[0] & _0439_;
+  assign _0441_ = _0434_ & _0440_;
+  assign _0442_ = st2[10:4] == st4[10:4];
+  assign _0443_ = ! st4[1];
+  assign _0444_ = _0442_ & _0443_;
+  assign _0446_ = ! st4[1];
+  assign _0447_ = _0446_ & st4[2];
+  assign _0448_ = ~ _0447_;
+  assign _0449_ = st4[0] & _0448_;
+  assign _0450_ = _0444_ & _0449_;
+  assign _0451_ = st2[10:4] == st4[10:4];
+  assign _0452_ = ! st4[1];
+  assign _0453_ = _0451_ & _0452_;
+  assign _0454_ = ! st4[1];
+  assign _0455_ = _0454_ & st4[2];
+  assign _0457_ = st4[1] & st4[22];
+  assign _0458_ = _0455_ | _0457_;
+  assign _0459_ = st4[0] & _0458_;
+  assign _0460_ = _0453_ & _0459_;
+  assign _0461_ = st2[10:4] == st5[10:4];
+  assign _0462_ = ! st5[1];
+  assign _0463_ = _0462_ & st5[2];
+  assign _0464_ = ~ _0463_;
+  assign _0465_ = st5[0] & _0464_;
+  assign _0467_ = _0461_ & _0465_;
+  assign _0468_ = st2[10:4] == st5[10:4];
+  assign _0469_ = ! st5[1];
+  assign _0470_ = _0469_ & st5[2];
+  assign _0471_ = st5[1] & st5[22];
+  assign _0472_ = _0470_ | _0471_;
+  assign _0473_ = st5[0] & _0472_;
+  assign _0474_ = _0468_ & _0473_;
+  assign _0475_ = st2[10:4] == st6[10:4];
+  assign _0477_ = ! st6[1];
+  assign _0478_ = _0477_ & st6[2];
+  assign _0479_ = ~ _0478_;
+  assign _0480_ = st6[0] & _0479_;
+  assign _0481_ = _0475_ & _0480_;
+  assign _0482_ = st2[10:4] == st6[10:4];
+  assign _0483_ = ! st6[1];
+  assign _0484_ = _0483_ & st6[2];
+  assign _0485_ = st6[1] & st6[22];
+  assign _0488_ = _0484_ | _0485_;
+  assign _0489_ = st6[0] & _0488_;
+  assign _0490_ = _0482_ & _0489_;
+  assign _0491_ = st2[10:4] == st7[10:4];
+  assign _0492_ = ! st7[1];
+  assign _0493_ = _0492_ & st7[2];
+  assign _0494_ = ~ _0493_;
+  assign _0495_ = st7[0] & _0494_;
+  assign _0496_ = _0491_ & _0495_;
+  assign _0497_ = st2[10:4] == st7[10:4];
+  assign _0499_ = ! st7[1];
+  assign _0500_ = _0499_ & st7[2];
+  assign _0501_ = st7[1] & st7[22];
+  assign _0502_ = _0500_ | _0501_;
+  assign _0503_ = st7[0] & _0502_;
+  assign _0504_ = _0497_ & _0503_;
+  assign _0505_ = ! st3[1];
+  assign _0507_ = _0505_ & st3[2];
+  assign _0508_ = ~ _0507_;
+  assign _0509_ = hit_v1 & _0508_;
+  assign _0510_ = ! st3[1];
+  assign _0511_ = _0510_ & st3[2];
+  assign _0512_ = hit_c1 & _0511_;
+  assign _0513_ = _0509_ | _0512_;
+  assign _0515_ = ~ hit_v1;
+  assign _0516_ = hit_v2 & _0515_;
+  assign _0517_ = ! st3[1];
+  assign _0518_ = _0517_ & st3[2];
+  assign _0519_ = ~ _0518_;
+  assign _0520_ = _0516_ & _0519_;
+  assign _0521_ = ~ hit_c1;
+  assign _0522_ = hit_c2 & _0521_;
+  assign _0523_ = ! st3[1];
+  assign _0525_ = _0523_ & st3[2];
+  assign _0526_ = _0522_ & _0525_;
+  assign _0527_ = _0520_ | _0526_;
+  assign _0528_ = hit_v1 | hit_v2;
   assign _0529_ = ~ _0528_;
-  assign _0530_ = _0526_ & _0529_;
-  assign _0531_ = hit_v1 | hit_v2;
-  assign _0532_ = _0531_ | hit_v3;
-  assign _0534_ = ~ _0532_;
-  assign _0535_ = hit_v4 & _0534_;
-  assign _0536_ = ! st3[1];
-  assign _0537_ = _0536_ & st3[2];
+  assign _0530_ = hit_v3 & _0529_;
+  assign _0531_ = ! st3[1];
+  assign _0532_ = _0531_ & st3[2];
+  assign _0533_ = ~ _0532_;
+  assign _0535_ = _0530_ & _0533_;
+  assign _0536_ = hit_v1 | hit_v2;
+  assign _0537_ = _0536_ | hit_v3;
   assign _0538_ = ~ _0537_;
-  assign _0539_ = _0535_ & _0538_;
-  assign _0540_ = hit_v1 | hit_v2;
-  assign _0541_ = _0540_ | hit_v3;
-  assign _0542_ = _0541_ | hit_v4;
-  assign _0544_ = ~ _0542_;
-  assign _0545_ = hit_v5 & _0544_;
-  assign _0546_ = ! st3[1];
-  assign _0547_ = _0546_ & st3[2];
+  assign _0539_ = hit_v4 & _0538_;
+  assign _0540_ = ! st3[1];
+  assign _0541_ = _0540_ & st3[2];
+  assign _0542_ = ~ _0541_;
+  assign _0543_ = _0539_ & _0542_;
+  assign _0545_ = hit_v1 | hit_v2;
+  assign _0546_ = _0545_ | hit_v3;
+  assign _0547_ = _0546_ | hit_v4;
   assign _0548_ = ~ _0547_;
-  assign _0549_ = _0545_ & _0548_;
-  assign _0550_ = hit_v1 | hit_v2;
-  assign _0551_ = _0550_ | hit_v3;
-  assign _0552_ = _0551_ | hit_v4;
-  assign _0554_ = _0552_ | hit_v5;
-  assign _0555_ = ~ _0554_;
-  assign _0556_ = ! st3[1];
-  assign _0557_ = _0556_ & st3[2];
-  assign _0558_ = ~ _0557_;
-  assign _0559_ = _0555_ & _0558_;
-  assign _0560_ = hit_c1 | hit_c2;
-  assign _0561_ = ~ _0560_;
-  assign _0562_ = hit_c3 & _0561_;
-  assign _0564_ = ! st3[1];
-  assign _0565_ = _0564_ & st3[2];
-  assign _0566_ = _0562_ & _0565_;
-  assign _0567_ = hit_c1 | hit_c2;
-  assign _0568_ = _0567_ | hit_c3;
-  assign _0569_ = ~ _0568_;
-  assign _0570_ = hit_c4 & _0569_;
-  assign _0571_ = ! st3[1];
-  assign _0572_ = _0571_ & st3[2];
-  assign _0574_ = _0570_ & _0572_;
-  assign _0575_ = hit_c1 | hit_c2;
-  assign _0576_ = _0575_ | hit_c3;
-  assign _0577_ = _0576_ | hit_c4;
-  assign _0578_ = ~ _0577_;
-  assign _0579_ = hit_c5 & _0578_;
-  assign _0580_ = ! st3[1];
-  assign _0581_ = _0580_ & st3[2];
-  assign _0582_ = _0579_ & _0581_;
-  assign _0585_ = hit_c1 | hit_c2;
-  assign _0586_ = _0585_ | hit_c3;
-  assign _0587_ = _0586_ | hit_c4;
-  assign _0588_ = _0587_ | hit_c5;
-  assign _0589_ = ~ _0588_;
-  assign _0590_ = ! st3[1];
-  assign _0591_ = _0590_ & st3[2];
-  assign _0592_ = _0589_ & _0591_;
-  assign _0593_ = ! st3[1];
-  assign _0595_ = hit_c1 & st3[1];
-  assign _0596_ = ~ hit_c1;
-  assign _0597_ = hit_c2 & _0596_;
-  assign _0599_ = _0597_ & st3[1];
-  assign _0600_ = hit_c1 | hit_c2;
-  assign _0601_ = ~ _0600_;
-  assign _0602_ = hit_c3 & _0601_;
+  assign _0549_ = hit_v5 & _0548_;
+  assign _0550_ = ! st3[1];
+  assign _0551_ = _0550_ & st3[2];
+  assign _0552_ = ~ _0551_;
+  assign _0553_ = _0549_ & _0552_;
+  assign _0555_ = hit_v1 | hit_v2;
+  assign _0556_ = _0555_ | hit_v3;
+  assign _0557_ = _0556_ | hit_v4;
+  assign _0558_ = _0557_ | hit_v5;
+  assign _0559_ = ~ _0558_;
+  assign _0560_ = ! st3[1];
+  assign _0561_ = _0560_ & st3[2];
+  assign _0562_ = ~ _0561_;
+  assign _0563_ = _0559_ & _0562_;
+  assign _0565_ = hit_c1 | hit_c2;
+  assign _0566_ = ~ _0565_;
+  assign _0567_ = hit_c3 & _0566_;
+  assign _0568_ = ! st3[1];
+  assign _0569_ = _0568_ & st3[2];
+  assign _0570_ = _0567_ & _0569_;
+  assign _0571_ = hit_c1 | hit_c2;
+  assign _0572_ = _0571_ | hit_c3;
+  assign _0574_ = ~ _0572_;
+  assign _0575_ = hit_c4 & _0574_;
+  assign _0576_ = ! st3[1];
+  assign _0577_ = _0576_ & st3[2];
+  assign _0578_ = _0575_ & _0577_;
+  assign _0579_ = hit_c1 | hit_c2;
+  assign _0580_ = _0579_ | hit_c3;
+  assign _0581_ = _0580_ | hit_c4;
+  assign _0582_ = ~ _0581_;
+  assign _0585_ = hit_c5 & _0582_;
+  assign _0586_ = ! st3[1];
+  assign _0587_ = _0586_ & st3[2];
+  assign _0588_ = _0585_ & _0587_;
+  assign _0589_ = hit_c1 | hit_c2;
+  assign _0590_ = _0589_ | hit_c3;
+  assign _0591_ = _0590_ | hit_c4;
+  assign _0592_ = _0591_ | hit_c5;
+  assign _0593_ = ~ _0592_;
+  assign _0595_ = ! st3[1];
+  assign _0596_ = _0595_ & st3[2];
+  assign _0597_ = _0593_ & _0596_;
+  assign _0598_ = ! st3[1];
+  assign _0599_ = hit_c1 & st3[1];
+  assign _0601_ = ~ hit_c1;
+  assign _0602_ = hit_c2 & _0601_;
   assign _0603_ = _0602_ & st3[1];
   assign _0604_ = hit_c1 | hit_c2;
-  assign _0606_ = _0604_ | hit_c3;
-  assign _0607_ = ~ _0606_;
-  assign _0608_ = hit_c4 & _0607_;
-  assign _0609_ = _0608_ & st3[1];
-  assign _0610_ = hit_c1 | hit_c2;
-  assign _0611_ = _0610_ | hit_c3;
-  assign _0612_ = _0611_ | hit_c4;
-  assign _0614_ = ~ _0612_;
-  assign _0615_ = hit_c5 & _0614_;
-  assign _0616_ = _0615_ & st3[1];
-  assign _0617_ = hit_c1 | hit_c2;
-  assign _0618_ = _0617_ | hit_c3;
-  assign _0619_ = _0618_ | hit_c4;
-  assign _0620_ = _0619_ | hit_c5;
-  assign _0621_ = ~ _0620_;
-  assign _0622_ = _0621_ & st3[1];
-  assign _0623_ = \$signal$148 [0] ? \$signal$150 [19:0] : 20'h00000;
-  assign _0624_ = \$signal$148 [1] ? \$signal$49 [19:0] : 20'h00000;
-  assign _0625_ = _0623_ | _0624_;
-  assign _0626_ = \$signal$148 [2] ? v_wr__data[18:0] : 19'h00000;
-  assign _0627_ = _0625_ | { _0626_[18], _0626_ };
-  assign _0628_ = \$signal$148 [3] ? res8[18:0] : 19'h00000;
-  assign _0630_ = _0627_ | { _0628_[18], _0628_ };
-  assign _0631_ = \$signal$148 [4] ? res9[18:0] : 19'h00000;
+  assign _0605_ = ~ _0604_;
+  assign _0606_ = hit_c3 & _0605_;
+  assign _0608_ = _0606_ & st3[1];
+  assign _0609_ = hit_c1 | hit_c2;
+  assign _0610_ = _0609_ | hit_c3;
+  assign _0611_ = ~ _0610_;
+  assign _0612_ = hit_c4 & _0611_;
+  assign _0613_ = _0612_ & st3[1];
+  assign _0615_ = hit_c1 | hit_c2;
+  assign _0616_ = _0615_ | hit_c3;
+  assign _0617_ = _0616_ | hit_c4;
+  assign _0618_ = ~ _0617_;
+  assign _0619_ = hit_c5 & _0618_;
+  assign _0620_ = _0619_ & st3[1];
+  assign _0621_ = hit_c1 | hit_c2;
+  assign _0622_ = _0621_ | hit_c3;
+  assign _0623_ = _0622_ | hit_c4;
+  assign _0624_ = _0623_ | hit_c5;
+  assign _0625_ = ~ _0624_;
+  assign _0626_ = _0625_ & st3[1];
+  assign _0627_ = \$signal$148 [0] ? \$signal$150 [19:0] : 20'h00000;
+  assign _0628_ = \$signal$148 [1] ? \$signal$49 [19:0] : 20'h00000;
+  assign _0630_ = _0627_ | _0628_;
+  assign _0631_ = \$signal$148 [2] ? v_wr__data[18:0] : 19'h00000;
   assign _0632_ = _0630_ | { _0631_[18], _0631_ };
-  assign _0633_ = \$signal$148 [5] ? v_raw[18:0] : 19'h00000;
+  assign _0633_ = \$signal$148 [3] ? res8[18:0] : 19'h00000;
   assign _0634_ = _0632_ | { _0633_[18], _0633_ };
-  assign _0635_ = \$signal$148 [6] ? c_wr__data[17:0] : 18'h00000;
-  assign _0636_ = _0634_ | { _0635_[17], _0635_[17], _0635_ };
-  assign _0637_ = \$signal$148 [7] ? cres8[17:0] : 18'h00000;
-  assign _0638_ = _0636_ | { _0637_[17], _0637_[17], _0637_ };
-  assign _0639_ = \$signal$148 [8] ? cres9[17:0] : 18'h00000;
+  assign _0635_ = \$signal$148 [4] ? res9[18:0] : 19'h00000;
+  assign _0636_ = _0634_ | { _0635_[18], _0635_ };
+  assign _0637_ = \$signal$148 [5] ? v_raw[18:0] : 19'h00000;
+  assign _0638_ = _0636_ | { _0637_[18], _0637_ };
+  assign _0639_ = \$signal$148 [6] ? c_wr__data[17:0] : 18'h00000;
   assign _0641_ = _0638_ | { _0639_[17], _0639_[17], _0639_ };
-  assign _0642_ = \$signal$148 [9] ? c_raw[17:0] : 18'h00000;
+  assign _0642_ = \$signal$148 [7] ? cres8[17:0] : 18'h00000;
   assign _0643_ = _0641_ | { _0642_[17], _0642_[17], _0642_ };
-  assign _0644_ = \$signal$149 [0] ? addend[14:0] : 15'h0000;
-  assign _0645_ = \$signal$149 [1] ? b_raw[14:0] : 15'h0000;
-  assign _0646_ = _0644_ | _0645_;
-  assign _0647_ = \$signal$149 [2] ? \$signal$150 [19:0] : 20'h00000;
-  assign _0648_ = { _0646_[14], _0646_[14], _0646_[14], _0646_[14], _0646_[14], _0646_ } | _0647_;
-  assign _0649_ = \$signal$149 [3] ? \$signal$49 [19:0] : 20'h00000;
+  assign _0644_ = \$signal$148 [8] ? cres9[17:0] : 18'h00000;
+  assign _0645_ = _0643_ | { _0644_[17], _0644_[17], _0644_ };
+  assign _0646_ = \$signal$148 [9] ? c_raw[17:0] : 18'h00000;
+  assign _0647_ = _0645_ | { _0646_[17], _0646_[17], _0646_ };
+  assign _0648_ = \$signal$149 [0] ? addend[14:0] : 15'h0000;
+  assign _0649_ = \$signal$149 [1] ? b_raw[14:0] : 15'h0000;
   assign _0650_ = _0648_ | _0649_;
-  assign _0652_ = \$signal$149 [4] ? c_wr__data[17:0] : 18'h00000;
-  assign _0653_ = _0650_ | { _0652_[17], _0652_[17], _0652_ };
-  assign _0654_ = \$signal$149 [5] ? cres8[17:0] : 18'h00000;
-  assign _0655_ = _0653_ | { _0654_[17], _0654_[17], _0654_ };
-  assign _0656_ = \$signal$149 [6] ? cres9[17:0] : 18'h00000;
+  assign _0652_ = \$signal$149 [2] ? \$signal$150 [19:0] : 20'h00000;
+  assign _0653_ = { _0650_[14], _0650_[14], _0650_[14], _0650_[14], _0650_[14], _0650_ } | _0652_;
+  assign _0654_ = \$signal$149 [3] ? \$signal$49 [19:0] : 20'h00000;
+  assign _0655_ = _0653_ | _0654_;
+  assign _0656_ = \$signal$149 [4] ? c_wr__data[17:0] : 18'h00000;
   assign _0657_ = _0655_ | { _0656_[17], _0656_[17], _0656_ };
-  assign _0658_ = \$signal$149 [7] ? c_raw[17:0] : 18'h00000;
+  assign _0658_ = \$signal$149 [5] ? cres8[17:0] : 18'h00000;
   assign _0659_ = _0657_ | { _0658_[17], _0658_[17], _0658_ };
-  assign _0660_ = $signed(_0643_) + $signed(_0659_);
-  assign _0661_ = \$signal$148 [0] ? \$signal$150 [39:20] : 20'h00000;
-  assign _0663_ = \$signal$148 [1] ? \$signal$49 [39:20] : 20'h00000;
-  assign _0664_ = _0661_ | _0663_;
-  assign _0665_ = \$signal$148 [2] ? v_wr__data[37:19] : 19'h00000;
-  assign _0666_ = _0664_ | { _0665_[18], _0665_ };
-  assign _0667_ = \$signal$148 [3] ? res8[37:19] : 19'h00000;
-  assign _0668_ = _0666_ | { _0667_[18], _0667_ };
-  assign _0669_ = \$signal$148 [4] ? res9[37:19] : 19'h00000;
+  assign _0660_ = \$signal$149 [6] ? cres9[17:0] : 18'h00000;
+  assign _0661_ = _0659_ | { _0660_[17], _0660_[17], _0660_ };
+  assign _0663_ = \$signal$149 [7] ? c_raw[17:0] : 18'h00000;
+  assign _0664_ = _0661_ | { _0663_[17], _0663_[17], _0663_ };
+  assign _0665_ = $signed(_0647_) + $signed(_0664_);
+  assign _0666_ = \$signal$148 [0] ? \$signal$150 [39:20] : 20'h00000;
+  assign _0667_ = \$signal$148 [1] ? \$signal$49 [39:20] : 20'h00000;
+  assign _0668_ = _0666_ | _0667_;
+  assign _0669_ = \$signal$148 [2] ? v_wr__data[37:19] : 19'h00000;
   assign _0670_ = _0668_ | { _0669_[18], _0669_ };
-  assign _0671_ = \$signal$148 [5] ? v_raw[37:19] : 19'h00000;
+  assign _0671_ = \$signal$148 [3] ? res8[37:19] : 19'h00000;
   assign _0672_ = _0670_ | { _0671_[18], _0671_ };
-  assign _0674_ = \$signal$148 [6] ? c_wr__data[35:18] : 18'h00000;
-  assign _0675_ = _0672_ | { _0674_[17], _0674_[17], _0674_ };
-  assign _0676_ = \$signal$148 [7] ? cres8[35:18] : 18'h00000;
-  assign _0677_ = _0675_ | { _0676_[17], _0676_[17], _0676_ };
-  assign _0678_ = \$signal$148 [8] ? cres9[35:18] : 18'h00000;
+  assign _0674_ = \$signal$148 [4] ? res9[37:19] : 19'h00000;
+  assign _0675_ = _0672_ | { _0674_[18], _0674_ };
+  assign _0676_ = \$signal$148 [5] ? v_raw[37:19] : 19'h00000;
+  assign _0677_ = _0675_ | { _0676_[18], _0676_ };
+  assign _0678_ = \$signal$148 [6] ? c_wr__data[35:18] : 18'h00000;
   assign _0679_ = _0677_ | { _0678_[17], _0678_[17], _0678_ };
-  assign _0680_ = \$signal$148 [9] ? c_raw[35:18] : 18'h00000;
+  assign _0680_ = \$signal$148 [7] ? cres8[35:18] : 18'h00000;
   assign _0681_ = _0679_ | { _0680_[17], _0680_[17], _0680_ };
-  assign _0682_ = \$signal$149 [0] ? addend[29:15] : 15'h0000;
-  assign _0683_ = \$signal$149 [1] ? b_raw[29:15] : 15'h0000;
-  assign _0685_ = _0682_ | _0683_;
-  assign _0686_ = \$signal$149 [2] ? \$signal$150 [39:20] : 20'h00000;
-  assign _0687_ = { _0685_[14], _0685_[14], _0685_[14], _0685_[14], _0685_[14], _0685_ } | _0686_;
-  assign _0688_ = \$signal$149 [3] ? \$signal$49 [39:20] : 20'h00000;
+  assign _0682_ = \$signal$148 [8] ? cres9[35:18] : 18'h00000;
+  assign _0683_ = _0681_ | { _0682_[17], _0682_[17], _0682_ };
+  assign _0685_ = \$signal$148 [9] ? c_raw[35:18] : 18'h00000;
+  assign _0686_ = _0683_ | { _0685_[17], _0685_[17], _0685_ };
+  assign _0687_ = \$signal$149 [0] ? addend[29:15] : 15'h0000;
+  assign _0688_ = \$signal$149 [1] ? b_raw[29:15] : 15'h0000;
   assign _0689_ = _0687_ | _0688_;
-  assign _0690_ = \$signal$149 [4] ? c_wr__data[35:18] : 18'h00000;
-  assign _0691_ = _0689_ | { _0690_[17], _0690_[17], _0690_ };
-  assign _0692_ = \$signal$149 [5] ? cres8[35:18] : 18'h00000;
-  assign _0693_ = _0691_ | { _0692_[17], _0692_[17], _0692_ };
-  assign _0694_ = \$signal$149 [6] ? cres9[35:18] : 18'h00000;
+  assign _0690_ = \$signal$149 [2] ? \$signal$150 [39:20] : 20'h00000;
+  assign _0691_ = { _0689_[14], _0689_[14], _0689_[14], _0689_[14], _0689_[14], _0689_ } | _0690_;
+  assign _0692_ = \$signal$149 [3] ? \$signal$49 [39:20] : 20'h00000;
+  assign _0693_ = _0691_ | _0692_;
+  assign _0694_ = \$signal$149 [4] ? c_wr__data[35:18] : 18'h00000;
   assign _0696_ = _0693_ | { _0694_[17], _0694_[17], _0694_ };
-  assign _0697_ = \$signal$149 [7] ? c_raw[35:18] : 18'h00000;
+  assign _0697_ = \$signal$149 [5] ? cres8[35:18] : 18'h00000;
   assign _0698_ = _0696_ | { _0697_[17], _0697_[17], _0697_ };
-  assign _0699_ = $signed(_0681_) + $signed(_0698_);
-  assign _0700_ = \$signal$148 [0] ? \$signal$150 [59:40] : 20'h00000;
-  assign _0701_ = \$signal$148 [1] ? \$signal$49 [59:40] : 20'h00000;
-  assign _0702_ = _0700_ | _0701_;
-  assign _0703_ = \$signal$148 [2] ? v_wr__data[56:38] : 19'h00000;
-  assign _0704_ = _0702_ | { _0703_[18], _0703_ };
-  assign _0705_ = \$signal$148 [3] ? res8[56:38] : 19'h00000;
-  assign _0707_ = _0704_ | { _0705_[18], _0705_ };
-  assign _0708_ = \$signal$148 [4] ? res9[56:38] : 19'h00000;
+  assign _0699_ = \$signal$149 [6] ? cres9[35:18] : 18'h00000;
+  assign _0700_ = _0698_ | { _0699_[17], _0699_[17], _0699_ };
+  assign _0701_ = \$signal$149 [7] ? c_raw[35:18] : 18'h00000;
+  assign _0702_ = _0700_ | { _0701_[17], _0701_[17], _0701_ };
+  assign _0703_ = $signed(_0686_) + $signed(_0702_);
+  assign _0704_ = \$signal$148 [0] ? \$signal$150 [59:40] : 20'h00000;
+  assign _0705_ = \$signal$148 [1] ? \$signal$49 [59:40] : 20'h00000;
+  assign _0707_ = _0704_ | _0705_;
+  assign _0708_ = \$signal$148 [2] ? v_wr__data[56:38] : 19'h00000;
   assign _0709_ = _0707_ | { _0708_[18], _0708_ };
-  assign _0710_ = \$signal$148 [5] ? v_raw[56:38] : 19'h00000;
+  assign _0710_ = \$signal$148 [3] ? res8[56:38] : 19'h00000;
   assign _0711_ = _0709_ | { _0710_[18], _0710_ };
-  assign _0712_ = \$signal$148 [6] ? c_wr__data[53:36] : 18'h00000;
-  assign _0713_ = _0711_ | { _0712_[17], _0712_[17], _0712_ };
-  assign _0714_ = \$signal$148 [7] ? cres8[53:36] : 18'h00000;
-  assign _0715_ = _0713_ | { _0714_[17], _0714_[17], _0714_ };
-  assign _0716_ = \$signal$148 [8] ? cres9[53:36] : 18'h00000;
+  assign _0712_ = \$signal$148 [4] ? res9[56:38] : 19'h00000;
+  assign _0713_ = _0711_ | { _0712_[18], _0712_ };
+  assign _0714_ = \$signal$148 [5] ? v_raw[56:38] : 19'h00000;
+  assign _0715_ = _0713_ | { _0714_[18], _0714_ };
+  assign _0716_ = \$signal$148 [6] ? c_wr__data[53:36] : 18'h00000;
   assign _0718_ = _0715_ | { _0716_[17], _0716_[17], _0716_ };
-  assign _0719_ = \$signal$148 [9] ? c_raw[53:36] : 18'h00000;
+  assign _0719_ = \$signal$148 [7] ? cres8[53:36] : 18'h00000;
   assign _0720_ = _0718_ | { _0719_[17], _0719_[17], _0719_ };
-  assign _0721_ = \$signal$149 [0] ? addend[44:30] : 15'h0000;
-  assign _0722_ = \$signal$149 [1] ? b_raw[44:30] : 15'h0000;
-  assign _0723_ = _0721_ | _0722_;
-  assign _0724_ = \$signal$149 [2] ? \$signal$150 [59:40] : 20'h00000;
-  assign _0725_ = { _0723_[14], _0723_[14], _0723_[14], _0723_[14], _0723_[14], _0723_ } | _0724_;
-  assign _0726_ = \$signal$149 [3] ? \$signal$49 [59:40] : 20'h00000;
+  assign _0721_ = \$signal$148 [8] ? cres9[53:36] : 18'h00000;
+  assign _0722_ = _0720_ | { _0721_[17], _0721_[17], _0721_ };
+  assign _0723_ = \$signal$148 [9] ? c_raw[53:36] : 18'h00000;
+  assign _0724_ = _0722_ | { _0723_[17], _0723_[17], _0723_ };
+  assign _0725_ = \$signal$149 [0] ? addend[44:30] : 15'h0000;
+  assign _0726_ = \$signal$149 [1] ? b_raw[44:30] : 15'h0000;
   assign _0727_ = _0725_ | _0726_;
-  assign _0728_ = \$signal$149 [4] ? c_wr__data[53:36] : 18'h00000;
-  assign _0729_ = _0727_ | { _0728_[17], _0728_[17], _0728_ };
-  assign _0730_ = \$signal$149 [5] ? cres8[53:36] : 18'h00000;
-  assign _0731_ = _0729_ | { _0730_[17], _0730_[17], _0730_ };
-  assign _0732_ = \$signal$149 [6] ? cres9[53:36] : 18'h00000;
+  assign _0728_ = \$signal$149 [2] ? \$signal$150 [59:40] : 20'h00000;
+  assign _0729_ = { _0727_[14], _0727_[14], _0727_[14], _0727_[14], _0727_[14], _0727_ } | _0728_;
+  assign _0730_ = \$signal$149 [3] ? \$signal$49 [59:40] : 20'h00000;
+  assign _0731_ = _0729_ | _0730_;
+  assign _0732_ = \$signal$149 [4] ? c_wr__data[53:36] : 18'h00000;
   assign _0733_ = _0731_ | { _0732_[17], _0732_[17], _0732_ };
-  assign _0734_ = \$signal$149 [7] ? c_raw[53:36] : 18'h00000;
+  assign _0734_ = \$signal$149 [5] ? cres8[53:36] : 18'h00000;
   assign _0735_ = _0733_ | { _0734_[17], _0734_[17], _0734_ };
-  assign _0736_ = $signed(_0720_) + $signed(_0735_);
-  assign _0737_ = \$signal$148 [0] ? \$signal$150 [79:60] : 20'h00000;
-  assign _0739_ = \$signal$148 [1] ? \$signal$49 [79:60] : 20'h00000;
-  assign _0740_ = _0737_ | _0739_;
-  assign _0741_ = \$signal$148 [2] ? v_wr__data[75:57] : 19'h00000;
-  assign _0742_ = _0740_ | { _0741_[18], _0741_ };
-  assign _0743_ = \$signal$148 [3] ? res8[75:57] : 19'h00000;
-  assign _0744_ = _0742_ | { _0743_[18], _0743_ };
-  assign _0745_ = \$signal$148 [4] ? res9[75:57] : 19'h00000;
+  assign _0736_ = \$signal$149 [6] ? cres9[53:36] : 18'h00000;
+  assign _0737_ = _0735_ | { _0736_[17], _0736_[17], _0736_ };
+  assign _0739_ = \$signal$149 [7] ? c_raw[53:36] : 18'h00000;
+  assign _0740_ = _0737_ | { _0739_[17], _0739_[17], _0739_ };
+  assign _0741_ = $signed(_0724_) + $signed(_0740_);
+  assign _0742_ = \$signal$148 [0] ? \$signal$150 [79:60] : 20'h00000;
+  assign _0743_ = \$signal$148 [1] ? \$signal$49 [79:60] : 20'h00000;
+  assign _0744_ = _0742_ | _0743_;
+  assign _0745_ = \$signal$148 [2] ? v_wr__data[75:57] : 19'h00000;
   assign _0746_ = _0744_ | { _0745_[18], _0745_ };
-  assign _0747_ = \$signal$148 [5] ? v_raw[75:57] : 19'h00000;
+  assign _0747_ = \$signal$148 [3] ? res8[75:57] : 19'h00000;
   assign _0748_ = _0746_ | { _0747_[18], _0747_ };
-  assign _0750_ = \$signal$148 [6] ? c_wr__data[71:54] : 18'h00000;
-  assign _0751_ = _0748_ | { _0750_[17], _0750_[17], _0750_ };
-  assign _0752_ = \$signal$148 [7] ? cres8[71:54] : 18'h00000;
-  assign _0753_ = _0751_ | { _0752_[17], _0752_[17], _0752_ };
-  assign _0754_ = \$signal$148 [8] ? cres9[71:54] : 18'h00000;
+  assign _0750_ = \$signal$148 [4] ? res9[75:57] : 19'h00000;
+  assign _0751_ = _0748_ | { _0750_[18], _0750_ };
+  assign _0752_ = \$signal$148 [5] ? v_raw[75:57] : 19'h00000;
+  assign _0753_ = _0751_ | { _0752_[18], _0752_ };
+  assign _0754_ = \$signal$148 [6] ? c_wr__data[71:54] : 18'h00000;
   assign _0755_ = _0753_ | { _0754_[17], _0754_[17], _0754_ };
-  assign _0756_ = \$signal$148 [9] ? c_raw[71:54] : 18'h00000;
+  assign _0756_ = \$signal$148 [7] ? cres8[71:54] : 18'h00000;
   assign _0757_ = _0755_ | { _0756_[17], _0756_[17], _0756_ };
-  assign _0758_ = \$signal$149 [0] ? addend[59:45] : 15'h0000;
-  assign _0759_ = \$signal$149 [1] ? b_raw[59:45] : 15'h0000;
-  assign _0760_ = _0758_ | _0759_;
-  assign _0761_ = \$signal$149 [2] ? \$signal$150 [79:60] : 20'h00000;
-  assign _0762_ = { _0760_[14], _0760_[14], _0760_[14], _0760_[14], _0760_[14], _0760_ } | _0761_;
-  assign _0763_ = \$signal$149 [3] ? \$signal$49 [79:60] : 20'h00000;
+  assign _0758_ = \$signal$148 [8] ? cres9[71:54] : 18'h00000;
+  assign _0759_ = _0757_ | { _0758_[17], _0758_[17], _0758_ };
+  assign _0760_ = \$signal$148 [9] ? c_raw[71:54] : 18'h00000;
+  assign _0761_ = _0759_ | { _0760_[17], _0760_[17], _0760_ };
+  assign _0762_ = \$signal$149 [0] ? addend[59:45] : 15'h0000;
+  assign _0763_ = \$signal$149 [1] ? b_raw[59:45] : 15'h0000;
   assign _0764_ = _0762_ | _0763_;
-  assign _0765_ = \$signal$149 [4] ? c_wr__data[71:54] : 18'h00000;
-  assign _0766_ = _0764_ | { _0765_[17], _0765_[17], _0765_ };
-  assign _0767_ = \$signal$149 [5] ? cres8[71:54] : 18'h00000;
-  assign _0768_ = _0766_ | { _0767_[17], _0767_[17], _0767_ };
-  assign _0769_ = \$signal$149 [6] ? cres9[71:54] : 18'h00000;
+  assign _0765_ = \$signal$149 [2] ? \$signal$150 [79:60] : 20'h00000;
+  assign _0766_ = { _0764_[14], _0764_[14], _0764_[14], _0764_[14], _0764_[14], _0764_ } | _0765_;
+  assign _0767_ = \$signal$149 [3] ? \$signal$49 [79:60] : 20'h00000;
+  assign _0768_ = _0766_ | _0767_;
+  assign _0769_ = \$signal$149 [4] ? c_wr__data[71:54] : 18'h00000;
   assign _0771_ = _0768_ | { _0769_[17], _0769_[17], _0769_ };
-  assign _0772_ = \$signal$149 [7] ? c_raw[71:54] : 18'h00000;
+  assign _0772_ = \$signal$149 [5] ? cres8[71:54] : 18'h00000;
   assign _0773_ = _0771_ | { _0772_[17], _0772_[17], _0772_ };
-  assign _0774_ = $signed(_0757_) + $signed(_0773_);
-  assign _0775_ = $signed(\$signal$150 [19:0]) - $signed(14'h1054);
-  assign _0776_ = $signed(\$signal$150 [19:0]) - $signed(15'h20a8);
-  assign _0777_ = $signed(\$signal$150 [19:0]) - $signed(15'h30fc);
-  assign _0778_ = $signed(\$signal$150 [19:0]) - $signed(16'h4150);
-  assign _0779_ = $signed(\$signal$150 [39:20]) - $signed(14'h1054);
-  assign _0780_ = $signed(\$signal$150 [39:20]) - $signed(15'h20a8);
-  assign _0783_ = $signed(\$signal$150 [39:20]) - $signed(15'h30fc);
-  assign _0784_ = $signed(\$signal$150 [39:20]) - $signed(16'h4150);
-  assign _0785_ = $signed(\$signal$150 [59:40]) - $signed(14'h1054);
-  assign _0786_ = $signed(\$signal$150 [59:40]) - $signed(15'h20a8);
-  assign _0787_ = $signed(\$signal$150 [59:40]) - $signed(15'h30fc);
-  assign _0788_ = $signed(\$signal$150 [59:40]) - $signed(16'h4150);
-  assign _0789_ = $signed(\$signal$150 [79:60]) - $signed(14'h1054);
-  assign _0790_ = $signed(\$signal$150 [79:60]) - $signed(15'h20a8);
-  assign _0791_ = $signed(\$signal$150 [79:60]) - $signed(15'h30fc);
-  assign _0792_ = $signed(\$signal$150 [79:60]) - $signed(16'h4150);
-  assign _0793_ = st6[1] ? { b6[14], b6[14], b6[14], b6[14], b6[14], b6[14:0] } : \$signal$49 [19:0];
-  assign _0794_ = st6[1] ? { b6[29], b6[29], b6[29], b6[29], b6[29], b6[29:15] } : \$signal$49 [39:20];
-  assign _0795_ = st6[1] ? { b6[44], b6[44], b6[44], b6[44], b6[44], b6[44:30] } : \$signal$49 [59:40];
-  assign _0796_ = st6[1] ? { b6[59], b6[59], b6[59], b6[59], b6[59], b6[59:45] } : \$signal$49 [79:60];
-  assign _0797_ = st6[0] & st6[1];
-  assign _0799_ = any_spike | st6[24];
-  assign _0800_ = _0797_ & _0799_;
-  assign _0801_ = st7[0] & st7[1];
-  assign _0802_ = pos1 == 3'h7;
-  assign _0803_ = pos2 == 3'h7;
-  assign _0804_ = pos2 + 1'h1;
-  assign _0805_ = pos1 + 1'h1;
-  assign _0806_ = \pos0$84  + 1'h1;
-  assign _0808_ = | pending;
-  assign _0809_ = pending - 1'h1;
-  assign _0810_ = { 1'h0, pending } & _0809_;
-  assign _0811_ = ! _0810_;
-  assign _0812_ = ~ \$signal$92 [19];
-  assign _0813_ = _0811_ & _0812_;
-  assign _0814_ = 1'h1 << lane;
-  assign _0815_ = { 3'h0, done } | _0814_;
+  assign _0774_ = \$signal$149 [6] ? cres9[71:54] : 18'h00000;
+  assign _0775_ = _0773_ | { _0774_[17], _0774_[17], _0774_ };
+  assign _0776_ = \$signal$149 [7] ? c_raw[71:54] : 18'h00000;
+  assign _0777_ = _0775_ | { _0776_[17], _0776_[17], _0776_ };
+  assign _0778_ = $signed(_0761_) + $signed(_0777_);
+  assign _0779_ = $signed(\$signal$150 [19:0]) - $signed(14'h1054);
+  assign _0780_ = $signed(\$signal$150 [19:0]) - $signed(15'h20a8);
+  assign _0783_ = $signed(\$signal$150 [19:0]) - $signed(15'h30fc);
+  assign _0784_ = $signed(\$signal$150 [19:0]) - $signed(16'h4150);
+  assign _0785_ = $signed(\$signal$150 [39:20]) - $signed(14'h1054);
+  assign _0786_ = $signed(\$signal$150 [39:20]) - $signed(15'h20a8);
+  assign _0787_ = $signed(\$signal$150 [39:20]) - $signed(15'h30fc);
+  assign _0788_ = $signed(\$signal$150 [39:20]) - $signed(16'h4150);
+  assign _0789_ = $signed(\$signal$150 [59:40]) - $signed(14'h1054);
+  assign _0790_ = $signed(\$signal$150 [59:40]) - $signed(15'h20a8);
+  assign _0791_ = $signed(\$signal$150 [59:40]) - $signed(15'h30fc);
+  assign _0792_ = $signed(\$signal$150 [59:40]) - $signed(16'h4150);
+  assign _0793_ = $signed(\$signal$150 [79:60]) - $signed(14'h1054);
+  assign _0794_ = $signed(\$signal$150 [79:60]) - $signed(15'h20a8);
+  assign _0795_ = $signed(\$signal$150 [79:60]) - $signed(15'h30fc);
+  assign _0796_ = $signed(\$signal$150 [79:60]) - $signed(16'h4150);
+  assign _0797_ = st6[1] ? { b6[14], b6[14], b6[14], b6[14], b6[14], b6[14:0] } : \$signal$49 [19:0];
+  assign _0798_ = st6[1] ? { b6[29], b6[29], b6[29], b6[29], b6[29], b6[29:15] } : \$signal$49 [39:20];
+  assign _0799_ = st6[1] ? { b6[44], b6[44], b6[44], b6[44], b6[44], b6[44:30] } : \$signal$49 [59:40];
+  assign _0801_ = st6[1] ? { b6[59], b6[59], b6[59], b6[59], b6[59], b6[59:45] } : \$signal$49 [79:60];
+  assign _0802_ = st6[0] & st6[1];
+  assign _0803_ = any_spike | st6[24];
+  assign _0804_ = _0802_ & _0803_;
+  assign _0805_ = st7[0] & st7[1];
+  assign _0806_ = pos1 == 3'h7;
+  assign _0808_ = pos2 == 3'h7;
+  assign _0809_ = pos2 + 1'h1;
+  assign _0810_ = pos1 + 1'h1;
+  assign _0811_ = \pos0$84  + 1'h1;
+  assign _0812_ = | pending;
+  assign _0813_ = pending - 1'h1;
+  assign _0814_ = { 1'h0, pending } & _0813_;
+  assign _0815_ = ! _0814_;
+  assign _0816_ = ~ \$signal$92 [19];
+  assign _0817_ = _0815_ & _0816_;
+  assign _0818_ = 1'h1 << lane;
+  assign _0819_ = { 3'h0, done } | _0818_;
   always @(posedge clk)
-    used <= _0816_;
+    used <= _0820_;
   always @(posedge clk)
-    credit <= _0817_;
+    credit <= _0821_;
   always @(posedge clk)
-    pix_bits <= _0818_;
+    pix_bits <= _0822_;
   always @(posedge clk)
-    \$signal$26  <= _0819_;
+    \$signal$26  <= _0823_;
   always @(posedge clk)
-    \$signal$29  <= _0820_;
+    \$signal$29  <= _0824_;
   always @(posedge clk)
-    pixel_count <= _0821_;
+    pixel_count <= _0825_;
   always @(posedge clk)
-    more_pixels <= _0822_;
+    more_pixels <= _0826_;
   always @(posedge clk)
-    ev_c <= _0823_;
+    ev_c <= _0827_;
   always @(posedge clk)
-    ev_y <= _0824_;
+    ev_y <= _0829_;
   always @(posedge clk)
-    ev_x <= _0825_;
+    ev_x <= _0830_;
   always @(posedge clk)
-    nxt_x <= _0826_;
+    nxt_x <= _0831_;
   always @(posedge clk)
-    \$like$107  <= _0828_;
+    \$like$107  <= _0832_;
   always @(posedge clk)
-    \$like  <= _0829_;
+    \$like  <= _0833_;
   always @(posedge clk)
-    fsm_state <= _0830_;
+    fsm_state <= _0834_;
   always @(posedge clk)
-    sweep_addr <= _0831_;
+    sweep_addr <= _0835_;
   always @(posedge clk)
-    sweep_last <= _0832_;
+    sweep_last <= _0836_;
   always @(posedge clk)
-    step <= _0833_;
+    step <= _0838_;
   always @(posedge clk)
-    fire_k <= _0834_;
+    fire_k <= _0839_;
   always @(posedge clk)
-    \$signal$113  <= _0835_;
+    \$signal$113  <= _0840_;
   always @(posedge clk)
-    \$signal  <= _0837_;
+    \$signal  <= _0841_;
   always @(posedge clk)
-    pos0 <= _0838_;
+    pos0 <= _0842_;
   always @(posedge clk)
-    st0 <= _0839_;
+    st0 <= _0843_;
   always @(posedge clk)
-    st1 <= _0840_;
+    st1 <= _0844_;
   always @(posedge clk)
-    st2 <= _0841_;
+    st2 <= _0845_;
   always @(posedge clk)
-    st3 <= _0842_;
+    st3 <= _0846_;
   always @(posedge clk)
-    st4 <= _0843_;
+    st4 <= _0848_;
   always @(posedge clk)
-    st5 <= _0844_;
+    st5 <= _0849_;
   always @(posedge clk)
-    st6 <= _0845_;
+    st6 <= _0850_;
   always @(posedge clk)
-    st7 <= _0846_;
+    st7 <= _0851_;
   always @(posedge clk)
-    w1_0 <= _0848_;
+    w1_0 <= _0852_;
   always @(posedge clk)
-    w2_0_0 <= _0849_;
+    w2_0_0 <= _0853_;
   always @(posedge clk)
-    w2_0_1 <= _0850_;
+    w2_0_1 <= _0854_;
   always @(posedge clk)
-    w2_0_2 <= _0851_;
+    w2_0_2 <= _0855_;
   always @(posedge clk)
-    w2_0_3 <= _0852_;
+    w2_0_3 <= _0856_;
   always @(posedge clk)
-    addend <= _0853_;
+    addend <= _0858_;
   always @(posedge clk)
-    v_raw <= _0854_;
+    v_raw <= _0859_;
   always @(posedge clk)
-    b_raw <= _0855_;
+    b_raw <= _0860_;
   always @(posedge clk)
-    c_raw <= _0856_;
+    c_raw <= _0861_;
   always @(posedge clk)
-    res8 <= _0858_;
+    res8 <= _0862_;
   always @(posedge clk)
-    res9 <= _0859_;
+    res9 <= _0863_;
   always @(posedge clk)
-    cres8 <= _0860_;
+    cres8 <= _0864_;
   always @(posedge clk)
-    cres9 <= _0861_;
+    cres9 <= _0865_;
   always @(posedge clk)
-    \$like$136  <= _0862_;
+    \$like$136  <= _0866_;
   always @(posedge clk)
-    b6 <= _0863_;
+    b6 <= _0867_;
   always @(posedge clk)
-    hit_v1 <= _0864_;
+    hit_v1 <= _0869_;
   always @(posedge clk)
-    hit_c1 <= _0865_;
+    hit_c1 <= _0870_;
   always @(posedge clk)
-    hit_v2 <= _0866_;
+    hit_v2 <= _0871_;
   always @(posedge clk)
-    hit_c2 <= _0867_;
+    hit_c2 <= _0872_;
   always @(posedge clk)
-    hit_v3 <= _0869_;
+    hit_v3 <= _0873_;
   always @(posedge clk)
-    hit_c3 <= _0870_;
+    hit_c3 <= _0874_;
   always @(posedge clk)
-    hit_v4 <= _0871_;
+    hit_v4 <= _0875_;
   always @(posedge clk)
-    hit_c4 <= _0872_;
+    hit_c4 <= _0876_;
   always @(posedge clk)
-    hit_v5 <= _0873_;
+    hit_v5 <= _0877_;
   always @(posedge clk)
-    hit_c5 <= _0874_;
+    hit_c5 <= _0878_;
   always @(posedge clk)
-    \$signal$148  <= _0875_;
+    \$signal$148  <= _0003_;
   always @(posedge clk)
-    \$signal$149  <= _0876_;
+    \$signal$149  <= _0004_;
   always @(posedge clk)
-    \$signal$150  <= _0877_;
+    \$signal$150  <= _0005_;
   always @(posedge clk)
-    \$signal$49  <= _0878_;
+    \$signal$49  <= _0006_;
   always @(posedge clk)
-    d1_0 <= _0003_;
+    d1_0 <= _0007_;
   always @(posedge clk)
-    d2_0 <= _0004_;
+    d2_0 <= _0008_;
   always @(posedge clk)
-    d3_0 <= _0005_;
+    d3_0 <= _0009_;
   always @(posedge clk)
-    d4_0 <= _0006_;
+    d4_0 <= _0010_;
   always @(posedge clk)
-    d1_1 <= _0007_;
+    d1_1 <= _0011_;
   always @(posedge clk)
-    d2_1 <= _0008_;
+    d2_1 <= _0012_;
   always @(posedge clk)
-    d3_1 <= _0009_;
+    d3_1 <= _0014_;
   always @(posedge clk)
-    d4_1 <= _0010_;
+    d4_1 <= _0015_;
   always @(posedge clk)
-    d1_2 <= _0011_;
+    d1_2 <= _0016_;
   always @(posedge clk)
-    d2_2 <= _0012_;
+    d2_2 <= _0017_;
   always @(posedge clk)
-    d3_2 <= _0014_;
+    d3_2 <= _0018_;
   always @(posedge clk)
-    d4_2 <= _0015_;
+    d4_2 <= _0019_;
   always @(posedge clk)
-    d1_3 <= _0016_;
+    d1_3 <= _0020_;
   always @(posedge clk)
-    d2_3 <= _0017_;
+    d2_3 <= _0021_;
   always @(posedge clk)
-    d3_3 <= _0018_;
+    d3_3 <= _0022_;
   always @(posedge clk)
-    d4_3 <= _0019_;
+    d4_3 <= _0023_;
   always @(posedge clk)
-    v_wr__data <= _0020_;
+    v_wr__data <= _0025_;
   always @(posedge clk)
-    c_wr__data <= _0021_;
+    c_wr__data <= _0026_;
   always @(posedge clk)
-    entry7 <= _0022_;
+    entry7 <= _0027_;
   always @(posedge clk)
-    \$signal$88  <= _0023_;
+    \$signal$88  <= _0028_;
   always @(posedge clk)
-    \pos0$84  <= _0025_;
+    \pos0$84  <= _0029_;
   always @(posedge clk)
-    pos1 <= _0026_;
+    pos1 <= _0030_;
   always @(posedge clk)
-    pos2 <= _0027_;
+    pos2 <= _0031_;
   always @(posedge clk)
-    done <= _0028_;
+    done <= _0032_;
   assign _0879_ = o__ready ? 4'h0 : done;
-  assign _0880_ = _0813_ ? (* full_case = 32'd1 *) 4'h0 : _0815_[3:0];
+  assign _0880_ = _0817_ ? (* full_case = 32'd1 *) 4'h0 : _0819_[3:0];
   assign _0881_ = o__ready ? _0880_ : done;
-  assign _0882_ = _0808_ ? (* full_case = 32'd1 *) _0881_ : _0879_;
+  assign _0882_ = _0812_ ? (* full_case = 32'd1 *) _0881_ : _0879_;
   assign _0883_ = \$signal$96  ? _0882_ : done;
-  assign _0028_ = rst ? 4'h0 : _0883_;
-  assign _0884_ = _0803_ ? (* full_case = 32'd1 *) 3'h0 : _0804_[2:0];
-  assign _0885_ = _0802_ ? _0884_ : pos2;
+  assign _0032_ = rst ? 4'h0 : _0883_;
+  assign _0884_ = _0808_ ? (* full_case = 32'd1 *) 3'h0 : _0809_[2:0];
+  assign _0885_ = _0806_ ? _0884_ : pos2;
   assign _0886_ = \pos0$84  ? _0885_ : pos2;
   assign _0887_ = st7[24] ? (* full_case = 32'd1 *) 3'h0 : _0886_;
-  assign _0888_ = _0801_ ? _0887_ : pos2;
-  assign _0027_ = rst ? 3'h0 : _0888_;
-  assign _0889_ = _0802_ ? (* full_case = 32'd1 *) 3'h0 : _0805_[2:0];
+  assign _0888_ = _0805_ ? _0887_ : pos2;
+  assign _0031_ = rst ? 3'h0 : _0888_;
+  assign _0889_ = _0806_ ? (* full_case = 32'd1 *) 3'h0 : _0810_[2:0];
   assign _0890_ = \pos0$84  ? _0889_ : pos1;
   assign _0891_ = st7[24] ? (* full_case = 32'd1 *) 3'h0 : _0890_;
-  assign _0892_ = _0801_ ? _0891_ : pos1;
-  assign _0026_ = rst ? 3'h0 : _0892_;
-  assign _0893_ = \pos0$84  ? (* full_case = 32'd1 *) 1'h0 : _0806_[0];
+  assign _0892_ = _0805_ ? _0891_ : pos1;
+  assign _0030_ = rst ? 3'h0 : _0892_;
+  assign _0893_ = \pos0$84  ? (* full_case = 32'd1 *) 1'h0 : _0811_[0];
   assign _0894_ = st7[24] ? (* full_case = 32'd1 *) 1'h0 : _0893_;
-  assign _0895_ = _0801_ ? _0894_ : \pos0$84 ;
-  assign _0025_ = rst ? 1'h0 : _0895_;
-  assign _0023_ = rst ? 1'h0 : _0800_;
-  assign _0022_ = rst ? 20'h00000 : { st6[24], 7'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign _0021_[71:54] = rst ? 18'h00000 : _0796_[17:0];
-  assign _0021_[35:18] = rst ? 18'h00000 : _0794_[17:0];
-  assign _0021_[17:0] = rst ? 18'h00000 : _0793_[17:0];
-  assign _0021_[53:36] = rst ? 18'h00000 : _0795_[17:0];
-  assign _0020_ = rst ? 76'h0000000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign _0019_ = rst ? 21'h000000 : _0792_;
-  assign _0018_ = rst ? 21'h000000 : _0791_;
-  assign _0017_ = rst ? 21'h000000 : _0790_;
-  assign _0016_ = rst ? 21'h000000 : _0789_;
-  assign _0015_ = rst ? 21'h000000 : _0788_;
-  assign _0014_ = rst ? 21'h000000 : _0787_;
-  assign _0012_ = rst ? 21'h000000 : _0786_;
-  assign _0011_ = rst ? 21'h000000 : _0785_;
-  assign _0010_ = rst ? 21'h000000 : _0784_;
-  assign _0009_ = rst ? 21'h000000 : _0783_;
-  assign _0008_ = rst ? 21'h000000 : _0780_;
-  assign _0007_ = rst ? 21'h000000 : _0779_;
-  assign _0006_ = rst ? 21'h000000 : _0778_;
-  assign _0005_ = rst ? 21'h000000 : _0777_;
-  assign _0004_ = rst ? 21'h000000 : _0776_;
-  assign _0003_ = rst ? 21'h000000 : _0775_;
-  assign _0878_[79:60] = rst ? 20'h00000 : \$signal$150 [79:60];
-  assign _0878_[39:20] = rst ? 20'h00000 : \$signal$150 [39:20];
-  assign _0878_[19:0] = rst ? 20'h00000 : \$signal$150 [19:0];
-  assign _0878_[59:40] = rst ? 20'h00000 : \$signal$150 [59:40];
-  assign _0877_[79:60] = rst ? 20'h00000 : _0774_[19:0];
-  assign _0877_[39:20] = rst ? 20'h00000 : _0699_[19:0];
-  assign _0877_[19:0] = rst ? 20'h00000 : _0660_[19:0];
-  assign _0877_[59:40] = rst ? 20'h00000 : _0736_[19:0];
-  assign _0876_ = rst ? 8'h00 : { _0622_, _0616_, _0609_, _0603_, _0599_, _0595_, 1'h0, _0593_ };
-  assign _0875_ = rst ? 10'h000 : { _0592_, _0582_, _0574_, _0566_, _0559_, _0549_, _0539_, _0530_, _0522_, _0509_ };
-  assign _0874_ = rst ? 1'h0 : _0500_;
-  assign _0873_ = rst ? 1'h0 : _0492_;
-  assign _0872_ = rst ? 1'h0 : _0484_;
-  assign _0871_ = rst ? 1'h0 : _0477_;
-  assign _0870_ = rst ? 1'h0 : _0470_;
-  assign _0869_ = rst ? 1'h0 : _0462_;
-  assign _0867_ = rst ? 1'h0 : _0456_;
-  assign _0866_ = rst ? 1'h0 : _0446_;
-  assign _0865_ = rst ? 1'h0 : _0437_;
-  assign _0864_ = rst ? 1'h0 : _0427_;
-  assign _0863_ = rst ? 60'h000000000000000 : \$like$136 ;
-  assign _0862_ = rst ? 60'h000000000000000 : b_raw;
-  assign _0861_ = rst ? 72'h000000000000000000 : cres8;
-  assign _0860_ = rst ? 72'h000000000000000000 : c_wr__data;
-  assign _0859_ = rst ? 76'h0000000000000000000 : res8;
-  assign _0858_ = rst ? 76'h0000000000000000000 : v_wr__data;
-  assign _0856_ = rst ? 72'h000000000000000000 : \$signature__data$131 ;
-  assign _0855_ = rst ? 60'h000000000000000 : b_rd__data;
-  assign _0854_ = rst ? 76'h0000000000000000000 : \$signature__data$127 ;
+  assign _0895_ = _0805_ ? _0894_ : \pos0$84 ;
+  assign _0029_ = rst ? 1'h0 : _0895_;
+  assign _0028_ = rst ? 1'h0 : _0804_;
+  assign _0027_ = rst ? 20'h00000 : { st6[24], 7'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0026_[71:54] = rst ? 18'h00000 : _0801_[17:0];
+  assign _0026_[35:18] = rst ? 18'h00000 : _0798_[17:0];
+  assign _0026_[17:0] = rst ? 18'h00000 : _0797_[17:0];
+  assign _0026_[53:36] = rst ? 18'h00000 : _0799_[17:0];
+  assign _0025_ = rst ? 76'h0000000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign _0023_ = rst ? 19'h00000 : _0796_[18:0];
+  assign _0022_ = rst ? 19'h00000 : _0795_[18:0];
+  assign _0021_ = rst ? 19'h00000 : _0794_[18:0];
+  assign _0020_ = rst ? 19'h00000 : _0793_[18:0];
+  assign _0019_ = rst ? 19'h00000 : _0792_[18:0];
+  assign _0018_ = rst ? 19'h00000 : _0791_[18:0];
+  assign _0017_ = rst ? 19'h00000 : _0790_[18:0];
+  assign _0016_ = rst ? 19'h00000 : _0789_[18:0];
+  assign _0015_ = rst ? 19'h00000 : _0788_[18:0];
+  assign _0014_ = rst ? 19'h00000 : _0787_[18:0];
+  assign _0012_ = rst ? 19'h00000 : _0786_[18:0];
+  assign _0011_ = rst ? 19'h00000 : _0785_[18:0];
+  assign _0010_ = rst ? 19'h00000 : _0784_[18:0];
+  assign _0009_ = rst ? 19'h00000 : _0783_[18:0];
+  assign _0008_ = rst ? 19'h00000 : _0780_[18:0];
+  assign _0007_ = rst ? 19'h00000 : _0779_[18:0];
+  assign _0006_[79:60] = rst ? 20'h00000 : \$signal$150 [79:60];
+  assign _0006_[39:20] = rst ? 20'h00000 : \$signal$150 [39:20];
+  assign _0006_[19:0] = rst ? 20'h00000 : \$signal$150 [19:0];
+  assign _0006_[59:40] = rst ? 20'h00000 : \$signal$150 [59:40];
+  assign _0005_[79:60] = rst ? 20'h00000 : _0778_[19:0];
+  assign _0005_[39:20] = rst ? 20'h00000 : _0703_[19:0];
+  assign _0005_[19:0] = rst ? 20'h00000 : _0665_[19:0];
+  assign _0005_[59:40] = rst ? 20'h00000 : _0741_[19:0];
+  assign _0004_ = rst ? 8'h00 : { _0626_, _0620_, _0613_, _0608_, _0603_, _0599_, 1'h0, _0598_ };
+  assign _0003_ = rst ? 10'h000 : { _0597_, _0588_, _0578_, _0570_, _0563_, _0553_, _0543_, _0535_, _0527_, _0513_ };
+  assign _0878_ = rst ? 1'h0 : _0504_;
+  assign _0877_ = rst ? 1'h0 : _0496_;
+  assign _0876_ = rst ? 1'h0 : _0490_;
+  assign _0875_ = rst ? 1'h0 : _0481_;
+  assign _0874_ = rst ? 1'h0 : _0474_;
+  assign _0873_ = rst ? 1'h0 : _0467_;
+  assign _0872_ = rst ? 1'h0 : _0460_;
+  assign _0871_ = rst ? 1'h0 : _0450_;
+  assign _0870_ = rst ? 1'h0 : _0441_;
+  assign _0869_ = rst ? 1'h0 : _0431_;
+  assign _0867_ = rst ? 60'h000000000000000 : \$like$136 ;
+  assign _0866_ = rst ? 60'h000000000000000 : b_raw;
+  assign _0865_ = rst ? 72'h000000000000000000 : cres8;
+  assign _0864_ = rst ? 72'h000000000000000000 : c_wr__data;
+  assign _0863_ = rst ? 76'h0000000000000000000 : res8;
+  assign _0862_ = rst ? 76'h0000000000000000000 : v_wr__data;
+  assign _0861_ = rst ? 72'h000000000000000000 : \$signature__data$131 ;
+  assign _0860_ = rst ? 60'h000000000000000 : b_rd__data;
+  assign _0859_ = rst ? 76'h0000000000000000000 : \$signature__data$127 ;
   assign _0896_ = st3[16] ? addend[59:45] : w2_0_3;
-  assign _0853_[59:45] = rst ? 15'h0000 : _0896_;
+  assign _0858_[59:45] = rst ? 15'h0000 : _0896_;
   assign _0897_ = st3[16] ? addend[29:15] : w2_0_1;
-  assign _0853_[29:15] = rst ? 15'h0000 : _0897_;
+  assign _0858_[29:15] = rst ? 15'h0000 : _0897_;
   assign _0898_ = st3[16] ? addend[14:0] : w2_0_0;
-  assign _0853_[14:0] = rst ? 15'h0000 : _0898_;
+  assign _0858_[14:0] = rst ? 15'h0000 : _0898_;
   assign _0899_ = st3[16] ? addend[44:30] : w2_0_2;
-  assign _0853_[44:30] = rst ? 15'h0000 : _0899_;
-  assign _0852_ = rst ? 15'h0000 : _0419_;
-  assign _0851_ = rst ? 15'h0000 : _0418_;
-  assign _0850_ = rst ? 15'h0000 : _0417_;
-  assign _0849_ = rst ? 15'h0000 : _0416_;
-  assign _0848_ = rst ? 32'd0 : \$signature__data ;
-  assign _0846_ = rst ? 26'h0000000 : st6;
-  assign _0845_ = rst ? 26'h0000000 : st5;
-  assign _0844_ = rst ? 26'h0000000 : st4;
-  assign _0843_ = rst ? 26'h0000000 : st3;
-  assign _0842_ = rst ? 26'h0000000 : st2;
-  assign _0841_ = rst ? 26'h0000000 : st1;
-  assign _0840_ = rst ? 26'h0000000 : st0;
-  assign _0839_ = rst ? 26'h0000000 : { pos0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 1'h0, \issue.cur , \issue.kind , \issue.valid  };
-  assign _0900_ = pos0 ? (* full_case = 32'd1 *) 1'h0 : _0414_[0];
+  assign _0858_[44:30] = rst ? 15'h0000 : _0899_;
+  assign _0856_ = rst ? 15'h0000 : _0423_;
+  assign _0855_ = rst ? 15'h0000 : _0422_;
+  assign _0854_ = rst ? 15'h0000 : _0421_;
+  assign _0853_ = rst ? 15'h0000 : _0420_;
+  assign _0852_ = rst ? 32'd0 : \$signature__data ;
+  assign _0851_ = rst ? 26'h0000000 : st6;
+  assign _0850_ = rst ? 26'h0000000 : st5;
+  assign _0849_ = rst ? 26'h0000000 : st4;
+  assign _0848_ = rst ? 26'h0000000 : st3;
+  assign _0846_ = rst ? 26'h0000000 : st2;
+  assign _0845_ = rst ? 26'h0000000 : st1;
+  assign _0844_ = rst ? 26'h0000000 : st0;
+  assign _0843_ = rst ? 26'h0000000 : { pos0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 1'h0, \issue.cur , \issue.kind , \issue.valid  };
+  assign _0900_ = pos0 ? (* full_case = 32'd1 *) 1'h0 : _0418_[0];
   assign _0901_ = \issue.end  ? (* full_case = 32'd1 *) 1'h0 : _0900_;
   assign _0902_ = sweep_now ? _0901_ : pos0;
-  assign _0838_ = rst ? 1'h0 : _0902_;
-  assign _0837_ = rst ? 1'h0 : _0413_;
-  assign _0835_ = rst ? 1'h0 : _0411_;
-  assign _0903_ = _0407_ ? 2'h0 : fire_k;
+  assign _0842_ = rst ? 1'h0 : _0902_;
+  assign _0841_ = rst ? 1'h0 : _0417_;
+  assign _0840_ = rst ? 1'h0 : _0415_;
+  assign _0903_ = _0411_ ? 2'h0 : fire_k;
   assign _0904_ = sweep_last ? _0903_ : fire_k;
-  assign _0905_ = _0406_ ? _0904_ : fire_k;
+  assign _0905_ = _0410_ ? _0904_ : fire_k;
   assign _0906_ = fsm_state ? (* full_case = 32'd1 *) _0905_ : fire_k;
-  assign _0834_ = rst ? 2'h0 : _0906_;
-  assign _0907_ = _0407_ ? (* full_case = 32'd1 *) 2'h0 : _0408_[1:0];
+  assign _0839_ = rst ? 2'h0 : _0906_;
+  assign _0907_ = _0411_ ? (* full_case = 32'd1 *) 2'h0 : _0412_[1:0];
   assign _0908_ = sweep_last ? _0907_ : step;
-  assign _0909_ = _0406_ ? _0908_ : step;
+  assign _0909_ = _0410_ ? _0908_ : step;
   assign _0910_ = fsm_state ? (* full_case = 32'd1 *) _0909_ : step;
-  assign _0833_ = rst ? 2'h0 : _0910_;
-  assign _0911_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0410_;
-  assign _0912_ = _0406_ ? _0911_ : sweep_last;
+  assign _0838_ = rst ? 2'h0 : _0910_;
+  assign _0911_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0414_;
+  assign _0912_ = _0410_ ? _0911_ : sweep_last;
   assign _0913_ = fsm_state ? (* full_case = 32'd1 *) _0912_ : sweep_last;
-  assign _0832_ = rst ? 1'h0 : _0913_;
-  assign _0914_ = sweep_last ? (* full_case = 32'd1 *) 7'h00 : _0409_[6:0];
-  assign _0915_ = _0406_ ? _0914_ : sweep_addr;
+  assign _0836_ = rst ? 1'h0 : _0913_;
+  assign _0914_ = sweep_last ? (* full_case = 32'd1 *) 7'h00 : _0413_[6:0];
+  assign _0915_ = _0410_ ? _0914_ : sweep_addr;
   assign _0916_ = fsm_state ? (* full_case = 32'd1 *) _0915_ : sweep_addr;
-  assign _0831_ = rst ? 7'h00 : _0916_;
-  assign _0917_ = _0407_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign _0835_ = rst ? 7'h00 : _0916_;
+  assign _0917_ = _0411_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
   assign _0918_ = sweep_last ? _0917_ : fsm_state;
-  assign _0919_ = _0406_ ? _0918_ : fsm_state;
+  assign _0919_ = _0410_ ? _0918_ : fsm_state;
   function [0:0] _2023_;
     input [0:0] a;
     input [1:0] b;
@@ -3270,70 +3286,70 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
     endcase
   endfunction
   assign _0920_ = _2023_(fsm_state, { _0921_, _0919_ }, { _0922_, fsm_state });
-  assign _0921_ = _0403_ ? 1'h1 : fsm_state;
+  assign _0921_ = _0407_ ? 1'h1 : fsm_state;
   assign _0922_ = ~ (* full_case = 32'd1 *) fsm_state;
-  assign _0830_ = rst ? 1'h0 : _0920_;
-  assign _0923_ = _0396_ ? _0397_[0] : \$like ;
-  assign _0924_ = _0395_ ? _0923_ : \$like ;
+  assign _0834_ = rst ? 1'h0 : _0920_;
+  assign _0923_ = _0400_ ? _0401_[0] : \$like ;
+  assign _0924_ = _0399_ ? _0923_ : \$like ;
   assign _0925_ = \$signal$103  ? _0924_ : \$like ;
-  assign _0926_ = _0373_ ? _0925_ : \$like ;
-  assign _0927_ = _0403_ ? 1'h0 : _0926_;
+  assign _0926_ = _0377_ ? _0925_ : \$like ;
+  assign _0927_ = _0407_ ? 1'h0 : _0926_;
   assign _0928_ = fsm_state ? \$like  : _0927_;
-  assign _0829_ = rst ? 1'h0 : _0928_;
-  assign _0929_ = _0396_ ? (* full_case = 32'd1 *) 3'h0 : _0398_[2:0];
-  assign _0930_ = _0395_ ? _0929_ : \$like$107 ;
+  assign _0833_ = rst ? 1'h0 : _0928_;
+  assign _0929_ = _0400_ ? (* full_case = 32'd1 *) 3'h0 : _0402_[2:0];
+  assign _0930_ = _0399_ ? _0929_ : \$like$107 ;
   assign _0931_ = \$signal$103  ? _0930_ : \$like$107 ;
-  assign _0932_ = _0373_ ? _0931_ : \$like$107 ;
-  assign _0933_ = _0403_ ? 3'h0 : _0932_;
+  assign _0932_ = _0377_ ? _0931_ : \$like$107 ;
+  assign _0933_ = _0407_ ? 3'h0 : _0932_;
   assign _0934_ = fsm_state ? \$like$107  : _0933_;
-  assign _0828_ = rst ? 3'h0 : _0934_;
-  assign _0935_ = _0395_ ? (* full_case = 32'd1 *) 3'h0 : _0399_[2:0];
+  assign _0832_ = rst ? 3'h0 : _0934_;
+  assign _0935_ = _0399_ ? (* full_case = 32'd1 *) 3'h0 : _0403_[2:0];
   assign _0936_ = \$signal$103  ? _0935_ : nxt_x;
-  assign _0937_ = _0373_ ? _0936_ : nxt_x;
-  assign _0938_ = _0403_ ? 3'h0 : _0937_;
+  assign _0937_ = _0377_ ? _0936_ : nxt_x;
+  assign _0938_ = _0407_ ? 3'h0 : _0937_;
   assign _0939_ = fsm_state ? nxt_x : _0938_;
-  assign _0826_ = rst ? 3'h0 : _0939_;
+  assign _0831_ = rst ? 3'h0 : _0939_;
   assign _0940_ = \$signal$103  ? nxt_x : ev_x;
-  assign _0941_ = _0373_ ? _0940_ : ev_x;
+  assign _0941_ = _0377_ ? _0940_ : ev_x;
   assign _0942_ = fsm_state ? ev_x : _0941_;
-  assign _0825_ = rst ? 3'h0 : _0942_;
+  assign _0830_ = rst ? 3'h0 : _0942_;
   assign _0943_ = \$signal$103  ? \$like$107  : ev_y;
-  assign _0944_ = _0373_ ? _0943_ : ev_y;
+  assign _0944_ = _0377_ ? _0943_ : ev_y;
   assign _0945_ = fsm_state ? ev_y : _0944_;
-  assign _0824_ = rst ? 3'h0 : _0945_;
+  assign _0829_ = rst ? 3'h0 : _0945_;
   assign _0946_ = \$signal$103  ? \$like  : ev_c;
-  assign _0947_ = _0373_ ? _0946_ : ev_c;
+  assign _0947_ = _0377_ ? _0946_ : ev_c;
   assign _0948_ = fsm_state ? ev_c : _0947_;
-  assign _0823_ = rst ? 1'h0 : _0948_;
-  assign _0949_ = \$signal$103  ? _0393_ : more_pixels;
-  assign _0950_ = _0373_ ? _0949_ : more_pixels;
-  assign _0951_ = _0403_ ? 1'h1 : _0950_;
+  assign _0827_ = rst ? 1'h0 : _0948_;
+  assign _0949_ = \$signal$103  ? _0397_ : more_pixels;
+  assign _0950_ = _0377_ ? _0949_ : more_pixels;
+  assign _0951_ = _0407_ ? 1'h1 : _0950_;
   assign _0952_ = fsm_state ? more_pixels : _0951_;
-  assign _0822_ = rst ? 1'h1 : _0952_;
-  assign _0953_ = \$signal$103  ? _0392_[6:0] : pixel_count;
-  assign _0954_ = _0373_ ? _0953_ : pixel_count;
-  assign _0955_ = _0403_ ? 7'h00 : _0954_;
+  assign _0826_ = rst ? 1'h1 : _0952_;
+  assign _0953_ = \$signal$103  ? _0396_[6:0] : pixel_count;
+  assign _0954_ = _0377_ ? _0953_ : pixel_count;
+  assign _0955_ = _0407_ ? 7'h00 : _0954_;
   assign _0956_ = fsm_state ? pixel_count : _0955_;
-  assign _0821_ = rst ? 7'h00 : _0956_;
-  assign _0957_ = _0036_ ? _0369_ : \$signal$29 ;
-  assign _0958_ = \$signal$103  ? _0391_ : _0957_;
-  assign _0959_ = _0373_ ? _0958_ : _0957_;
+  assign _0825_ = rst ? 7'h00 : _0956_;
+  assign _0957_ = _0040_ ? _0373_ : \$signal$29 ;
+  assign _0958_ = \$signal$103  ? _0395_ : _0957_;
+  assign _0959_ = _0377_ ? _0958_ : _0957_;
   assign _0960_ = fsm_state ? \$signal$29  : _0959_;
-  assign _0820_ = rst ? 1'h0 : _0960_;
-  assign _0961_ = _0036_ ? _0099_ : \$signal$26 ;
-  assign _0962_ = \$signal$103  ? _0374_ : _0961_;
-  assign _0963_ = _0373_ ? _0962_ : _0961_;
+  assign _0824_ = rst ? 1'h0 : _0960_;
+  assign _0961_ = _0040_ ? _0103_ : \$signal$26 ;
+  assign _0962_ = \$signal$103  ? _0378_ : _0961_;
+  assign _0963_ = _0377_ ? _0962_ : _0961_;
   assign _0964_ = fsm_state ? \$signal$26  : _0963_;
-  assign _0819_ = rst ? 1'h1 : _0964_;
-  assign _0965_ = _0036_ ? { _0066_, _0059_, _0052_, _0046_, _0042_, _0039_, _0037_, 1'h0 } : pix_bits;
+  assign _0823_ = rst ? 1'h1 : _0964_;
+  assign _0965_ = _0040_ ? { _0070_, _0063_, _0056_, _0050_, _0046_, _0043_, _0041_, 1'h0 } : pix_bits;
   assign _0966_ = \$signal$103  ? \$signal$104  : _0965_;
-  assign _0967_ = _0373_ ? _0966_ : _0965_;
+  assign _0967_ = _0377_ ? _0966_ : _0965_;
   assign _0968_ = fsm_state ? pix_bits : _0967_;
-  assign _0818_ = rst ? 8'h00 : _0968_;
-  assign _0817_ = rst ? 1'h0 : _0034_;
-  assign _0816_ = rst ? 9'h000 : _0033_[8:0];
+  assign _0822_ = rst ? 8'h00 : _0968_;
+  assign _0821_ = rst ? 1'h0 : _0038_;
+  assign _0820_ = rst ? 9'h000 : _0037_[8:0];
   assign _0969_ = o__ready ? 1'h1 : 1'h0;
-  assign _0970_ = _0029_ ? 1'h1 : 1'h0;
+  assign _0970_ = _0033_ ? 1'h1 : 1'h0;
   assign _0971_ = o__ready ? _0970_ : 1'h0;
   assign _0972_ = _0847_ ? (* full_case = 32'd1 *) _0971_ : _0969_;
   assign \$signal$99  = \$signal$96  ? _0972_ : 1'h0;
@@ -3346,39 +3362,39 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign _0976_ = pending[2] ? 2'h2 : _0975_;
   assign _0977_ = pending[1] ? 2'h1 : _0976_;
   assign lane = pending[0] ? 2'h0 : _0977_;
-  assign _0978_ = _0514_ ? d1_3[18:0] : \$signal$49 [78:60];
-  assign _0979_ = _0523_ ? d2_3[18:0] : _0978_;
-  assign _0980_ = _0533_ ? d3_3[18:0] : _0979_;
-  assign _0981_ = _0543_ ? d4_3[18:0] : _0980_;
+  assign _0978_ = _0514_ ? d1_3 : \$signal$49 [78:60];
+  assign _0979_ = _0524_ ? d2_3 : _0978_;
+  assign _0980_ = _0534_ ? d3_3 : _0979_;
+  assign _0981_ = _0544_ ? d4_3 : _0980_;
   assign kept3 = st6[1] ? (* full_case = 32'd1 *) _0981_ : 19'h00000;
-  assign _0982_ = _0371_ ? d1_2[18:0] : \$signal$49 [58:40];
-  assign _0983_ = _0383_ ? d2_2[18:0] : _0982_;
-  assign _0984_ = _0394_ ? d3_2[18:0] : _0983_;
-  assign _0985_ = _0405_ ? d4_2[18:0] : _0984_;
+  assign _0982_ = _0375_ ? d1_2 : \$signal$49 [58:40];
+  assign _0983_ = _0387_ ? d2_2 : _0982_;
+  assign _0984_ = _0398_ ? d3_2 : _0983_;
+  assign _0985_ = _0409_ ? d4_2 : _0984_;
   assign kept2 = st6[1] ? (* full_case = 32'd1 *) _0985_ : 19'h00000;
-  assign _0986_ = _0244_ ? d1_1[18:0] : \$signal$49 [38:20];
-  assign _0987_ = _0253_ ? d2_1[18:0] : _0986_;
-  assign _0988_ = _0263_ ? d3_1[18:0] : _0987_;
-  assign _0989_ = _0271_ ? d4_1[18:0] : _0988_;
+  assign _0986_ = _0248_ ? d1_1 : \$signal$49 [38:20];
+  assign _0987_ = _0257_ ? d2_1 : _0986_;
+  assign _0988_ = _0267_ ? d3_1 : _0987_;
+  assign _0989_ = _0275_ ? d4_1 : _0988_;
   assign kept1 = st6[1] ? (* full_case = 32'd1 *) _0989_ : 19'h00000;
-  assign _0990_ = _0120_ ? d1_0[18:0] : \$signal$49 [18:0];
-  assign _0991_ = _0130_ ? d2_0[18:0] : _0990_;
-  assign _0992_ = _0137_ ? d3_0[18:0] : _0991_;
-  assign _0993_ = _0146_ ? d4_0[18:0] : _0992_;
+  assign _0990_ = _0124_ ? d1_0 : \$signal$49 [18:0];
+  assign _0991_ = _0134_ ? d2_0 : _0990_;
+  assign _0992_ = _0141_ ? d3_0 : _0991_;
+  assign _0993_ = _0150_ ? d4_0 : _0992_;
   assign kept0 = st6[1] ? (* full_case = 32'd1 *) _0993_ : 19'h00000;
-  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0505_[2:0] : 3'h0;
-  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0360_[2:0] : 3'h0;
-  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0236_[2:0] : 3'h0;
-  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0111_[2:0] : 3'h0;
-  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0553_ : \$signal$49 [78:60];
-  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0415_ : \$signal$49 [58:40];
-  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0280_ : \$signal$49 [38:20];
-  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0156_ : \$signal$49 [18:0];
+  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0506_[2:0] : 3'h0;
+  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0364_[2:0] : 3'h0;
+  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0240_[2:0] : 3'h0;
+  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0115_[2:0] : 3'h0;
+  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0554_ : \$signal$49 [78:60];
+  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0419_ : \$signal$49 [58:40];
+  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0284_ : \$signal$49 [38:20];
+  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0160_ : \$signal$49 [18:0];
   assign _0994_ = _0781_ ? 1'h1 : 1'h0;
   assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _0994_ : 1'h0;
   assign _0995_ = _0583_ ? 1'h1 : 1'h0;
   assign \$signal$31  = fsm_state ? 1'h0 : _0995_;
-  assign _0996_ = _0289_ ? 1'h1 : 1'h0;
+  assign _0996_ = _0293_ ? 1'h1 : 1'h0;
   assign load = fsm_state ? 1'h0 : _0996_;
   assign _0997_ = pix_bits[7] ? 3'h7 : 3'h0;
   assign _0998_ = pix_bits[6] ? 3'h6 : _0997_;
@@ -3394,16 +3410,16 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _1005_ : 1'h0;
   assign _1006_ = _0781_ ? _0001_ : 1'h0;
   assign \issue.last_step  = fsm_state ? (* full_case = 32'd1 *) _1006_ : 1'h0;
-  assign \issue.shift  = _0110_ ? op_shift : 4'h0;
-  assign \issue.count  = _0110_ ? op_count : 1'h0;
-  assign \issue.waddr  = _0110_ ? op_waddr : 5'h00;
-  assign \issue.cur  = _0110_ ? 1'h1 : 1'h0;
-  assign _1007_ = _0110_ ? op_addr : 7'h00;
+  assign \issue.shift  = _0114_ ? op_shift : 4'h0;
+  assign \issue.count  = _0114_ ? op_count : 1'h0;
+  assign \issue.waddr  = _0114_ ? op_waddr : 5'h00;
+  assign \issue.cur  = _0114_ ? 1'h1 : 1'h0;
+  assign _1007_ = _0114_ ? op_addr : 7'h00;
   assign _1008_ = _0781_ ? sweep_addr : _1007_;
   assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _1008_ : _1007_;
   assign _1009_ = _0781_ ? 1'h1 : 1'h0;
   assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _1009_ : 1'h0;
-  assign _1010_ = _0110_ ? 1'h1 : 1'h0;
+  assign _1010_ = _0114_ ? 1'h1 : 1'h0;
   assign _1011_ = _0781_ ? 1'h1 : _1010_;
   assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _1011_ : _1010_;
   function [2:0] _2160_;
@@ -3442,33 +3458,29 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$3614$0 (\bit ),
+    .\port$3630$0 (\bit ),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_gn.engine_conv1.pixel_skid  pixel_skid (
     .clk(clk),
     .\port$0$2 (pixels__payload),
-    .\port$1307$0 (pixels__ready),
-    .\port$3616$0 (\$signal$31 ),
-    .\port$3864$0 (\$signal$104 ),
-    .\port$3866$0 (\$signal$103 ),
+    .\port$1311$0 (pixels__ready),
+    .\port$3632$0 (\$signal$31 ),
+    .\port$3880$0 (\$signal$104 ),
+    .\port$3882$0 (\$signal$103 ),
     .\port$5$0 (pixels__valid),
     .rst(rst)
   );
   \digits_cnn_gn.engine_conv1.queue  queue (
     .clk(clk),
-    .\port$3630$0 (\$signal$99 ),
-    .\port$3854$0 (\$signal$92 ),
-    .\port$3856$0 (\$signal$96 ),
+    .\port$3646$0 (\$signal$99 ),
+    .\port$3870$0 (\$signal$92 ),
+    .\port$3872$0 (\$signal$96 ),
     .rst(rst),
     .w_data({ entry7[19], pos1, pos2, \pos0$84 , entry7[11:0] }),
     .w_en(\$signal$88 )
   );
-  assign \$like$136[1]  = \$like$136 [29:15];
-  assign \$like$136[0]  = \$like$136 [14:0];
-  assign \cres9[3]  = cres9[71:54];
-  assign \cres9[2]  = cres9[53:36];
   assign \cres9[1]  = cres9[35:18];
   assign \cres9[0]  = cres9[17:0];
   assign \cres8[3]  = cres8[71:54];
@@ -3692,16 +3704,20 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \$signal$150[3]  = \$signal$150 [79:60];
   assign \$signal$150[2]  = \$signal$150 [59:40];
   assign \$signal$150[1]  = \$signal$150 [39:20];
-  assign _0836_[2:0] = o__payload[2:0];
   assign \$signal$150[0]  = \$signal$150 [19:0];
   assign \b6[3]  = b6[59:45];
   assign \b6[2]  = b6[44:30];
-  assign _0662_[0] = c_wr__en;
   assign \b6[1]  = b6[29:15];
-  assign _0598_[0] = v_wr__en;
+  assign _0837_[2:0] = o__payload[2:0];
   assign \b6[0]  = b6[14:0];
   assign \$like$136[3]  = \$like$136 [59:45];
   assign \$like$136[2]  = \$like$136 [44:30];
+  assign _0662_[0] = c_wr__en;
+  assign \$like$136[1]  = \$like$136 [29:15];
+  assign _0600_[0] = v_wr__en;
+  assign \$like$136[0]  = \$like$136 [14:0];
+  assign \cres9[3]  = cres9[71:54];
+  assign \cres9[2]  = cres9[53:36];
   assign o__payload[12:3] = { \o__payload.end , \o__payload.count , \$signal$92 [18:13] };
   assign busy = op_valid;
   assign push7 = \$signal$88 ;
@@ -3732,7 +3748,7 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3614$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
+module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3630$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
   wire _000_;
   wire [2:0] _001_;
   wire [8:0] _002_;
@@ -3983,8 +3999,8 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3614$0 , load,
   reg op_valid = 1'h0;
   output [4:0] op_waddr;
   reg [4:0] op_waddr = 5'h00;
-  input [2:0] \port$3614$0 ;
-  wire [2:0] \port$3614$0 ;
+  input [2:0] \port$3630$0 ;
+  wire [2:0] \port$3630$0 ;
   reg [4:0] r_step = 5'h00;
   output ready;
   wire ready;
@@ -4108,7 +4124,7 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3614$0 , load,
   assign _096_ = _040_ ? _095_ : g;
   assign _097_ = load ? 1'h0 : _096_;
   assign _043_ = rst ? 1'h0 : _097_;
-  assign _098_ = load ? { 1'h0, \port$3614$0  } : op_shift;
+  assign _098_ = load ? { 1'h0, \port$3630$0  } : op_shift;
   assign _042_ = rst ? 4'h0 : _098_;
   assign _099_ = load ? 1'h1 : op_count;
   assign _041_ = rst ? 1'h0 : _099_;
@@ -4580,7 +4596,7 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3614$0 , load,
   assign _201_ = ev_y == (* full_case = 32'd1 *) 3'h2;
   assign _202_ = ev_y == (* full_case = 32'd1 *) 3'h1;
   assign _203_ = ! (* full_case = 32'd1 *) ev_y;
-  assign ev_shift = { 1'h0, \port$3614$0  };
+  assign ev_shift = { 1'h0, \port$3630$0  };
   assign ev_count = 1'h1;
   assign waddr = op_waddr;
   assign addr = op_addr;
@@ -4591,7 +4607,7 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3614$0 , load,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1307$0 , \port$3616$0 , \port$3864$0 , \port$3866$0 , \port$0$2 );
+module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1311$0 , \port$3632$0 , \port$3880$0 , \port$3882$0 , \port$0$2 );
   wire _00_;
   wire _01_;
   wire _02_;
@@ -4621,14 +4637,14 @@ module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1307$
   wire clk;
   input [7:0] \port$0$2 ;
   wire [7:0] \port$0$2 ;
-  output \port$1307$0 ;
-  wire \port$1307$0 ;
-  input \port$3616$0 ;
-  wire \port$3616$0 ;
-  output [7:0] \port$3864$0 ;
-  wire [7:0] \port$3864$0 ;
-  output \port$3866$0 ;
-  wire \port$3866$0 ;
+  output \port$1311$0 ;
+  wire \port$1311$0 ;
+  input \port$3632$0 ;
+  wire \port$3632$0 ;
+  output [7:0] \port$3880$0 ;
+  wire [7:0] \port$3880$0 ;
+  output \port$3882$0 ;
+  wire \port$3882$0 ;
   input \port$5$0 ;
   wire \port$5$0 ;
   input rst;
@@ -4637,7 +4653,7 @@ module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1307$
   wire take;
   assign take = \port$5$0  & _00_;
   assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3616$0  | _01_;
+  assign _02_ = \port$3632$0  | _01_;
   always @(posedge clk)
     \$signal$9  <= _03_;
   always @(posedge clk)
@@ -4663,16 +4679,16 @@ module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1307$
   assign _16_ = spare_valid ? \$signal$10  : _15_;
   assign _17_ = _02_ ? _16_ : \$signal$9 ;
   assign _03_ = rst ? 8'h00 : _17_;
-  assign \port$3866$0  = \$signal$5 ;
-  assign \port$3864$0  = \$signal$9 ;
-  assign \port$1307$0  = \$signal ;
+  assign \port$3882$0  = \$signal$5 ;
+  assign \port$3880$0  = \$signal$9 ;
+  assign \port$1311$0  = \$signal ;
   assign \$signal$11  = \port$0$2 ;
-  assign \$signal$8  = \port$3616$0 ;
+  assign \$signal$8  = \port$3632$0 ;
   assign \$signal$3  = \port$5$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1.queue (rst, w_data, \port$3630$0 , w_en, \port$3854$0 , \port$3856$0 , clk);
+module \digits_cnn_gn.engine_conv1.queue (rst, w_data, \port$3646$0 , w_en, \port$3870$0 , \port$3872$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -4702,12 +4718,12 @@ module \digits_cnn_gn.engine_conv1.queue (rst, w_data, \port$3630$0 , w_en, \por
   reg held_valid = 1'h0;
   (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \level$21 ;
-  input \port$3630$0 ;
-  wire \port$3630$0 ;
-  output [19:0] \port$3854$0 ;
-  wire [19:0] \port$3854$0 ;
-  output \port$3856$0 ;
-  wire \port$3856$0 ;
+  input \port$3646$0 ;
+  wire \port$3646$0 ;
+  output [19:0] \port$3870$0 ;
+  wire [19:0] \port$3870$0 ;
+  output \port$3872$0 ;
+  wire \port$3872$0 ;
   wire [19:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -4747,18 +4763,18 @@ module \digits_cnn_gn.engine_conv1.queue (rst, w_data, \port$3630$0 , w_en, \por
   \digits_cnn_gn.engine_conv1.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$1295$0 (\$signal$9 ),
-    .\port$3630$0 (\port$3630$0 ),
-    .\port$3838$0 (\$signal$11 ),
-    .\port$3840$0 (held_valid),
-    .\port$3854$0 (\$signal$14 ),
-    .\port$3856$0 (\$signal$16 ),
+    .\port$1299$0 (\$signal$9 ),
+    .\port$3646$0 (\port$3646$0 ),
+    .\port$3854$0 (\$signal$11 ),
+    .\port$3856$0 (held_valid),
+    .\port$3870$0 (\$signal$14 ),
+    .\port$3872$0 (\$signal$16 ),
     .rst(rst)
   );
-  assign \port$3856$0  = \$signal$16 ;
-  assign \port$3854$0  = \$signal$14 ;
-  assign \$signal$19  = \port$3630$0 ;
-  assign \$signal$18  = \port$3630$0 ;
+  assign \port$3872$0  = \$signal$16 ;
+  assign \port$3870$0  = \$signal$14 ;
+  assign \$signal$19  = \port$3646$0 ;
+  assign \$signal$18  = \port$3646$0 ;
   assign \$signal$17  = \$signal$16 ;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$13  = held_valid;
@@ -5187,7 +5203,7 @@ module \digits_cnn_gn.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1295$0 , count, \port$3630$0 , \port$3838$0 , \port$3840$0 , \port$3854$0 , \port$3856$0 , clk);
+module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1299$0 , count, \port$3646$0 , \port$3854$0 , \port$3856$0 , \port$3870$0 , \port$3872$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -5217,26 +5233,26 @@ module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1295$0 , count, \port$
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$1295$0 ;
-  wire \port$1295$0 ;
-  input \port$3630$0 ;
-  wire \port$3630$0 ;
-  input [19:0] \port$3838$0 ;
-  wire [19:0] \port$3838$0 ;
-  input \port$3840$0 ;
-  wire \port$3840$0 ;
-  output [19:0] \port$3854$0 ;
+  output \port$1299$0 ;
+  wire \port$1299$0 ;
+  input \port$3646$0 ;
+  wire \port$3646$0 ;
+  input [19:0] \port$3854$0 ;
   wire [19:0] \port$3854$0 ;
-  output \port$3856$0 ;
+  input \port$3856$0 ;
   wire \port$3856$0 ;
+  output [19:0] \port$3870$0 ;
+  wire [19:0] \port$3870$0 ;
+  output \port$3872$0 ;
+  wire \port$3872$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3840$0  & _00_;
+  assign take = \port$3856$0  & _00_;
   assign count = \$signal$5  + spare_valid;
   assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3630$0  | _01_;
+  assign _02_ = \port$3646$0  | _01_;
   always @(posedge clk)
     \$signal$9  <= _03_;
   always @(posedge clk)
@@ -5247,7 +5263,7 @@ module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1295$0 , count, \port$
     \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$3838$0  : \$signal$10 ;
+  assign _07_ = take ? \port$3854$0  : \$signal$10 ;
   assign _08_ = _02_ ? \$signal$10  : _07_;
   assign _06_ = rst ? 20'h00000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
@@ -5258,16 +5274,16 @@ module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1295$0 , count, \port$
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
   assign _14_ = _02_ ? _13_ : \$signal$5 ;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$3838$0  : \$signal$9 ;
+  assign _15_ = take ? \port$3854$0  : \$signal$9 ;
   assign _16_ = spare_valid ? \$signal$10  : _15_;
   assign _17_ = _02_ ? _16_ : \$signal$9 ;
   assign _03_ = rst ? 20'h00000 : _17_;
-  assign \port$3856$0  = \$signal$5 ;
-  assign \port$3854$0  = \$signal$9 ;
-  assign \port$1295$0  = \$signal ;
-  assign \$signal$11  = \port$3838$0 ;
-  assign \$signal$8  = \port$3630$0 ;
-  assign \$signal$3  = \port$3840$0 ;
+  assign \port$3872$0  = \$signal$5 ;
+  assign \port$3870$0  = \$signal$9 ;
+  assign \port$1299$0  = \$signal ;
+  assign \$signal$11  = \port$3854$0 ;
+  assign \$signal$8  = \port$3646$0 ;
+  assign \$signal$3  = \port$3856$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5329,11 +5345,11 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [11:0] _0048_;
   (* unused_bits = "12" *)
   wire [12:0] _0049_;
-  wire _0050_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0050_;
   wire _0051_;
   wire _0052_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0053_;
+  wire _0053_;
   wire _0054_;
   wire _0055_;
   wire _0056_;
@@ -5382,11 +5398,11 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire _0099_;
   wire _0100_;
   wire _0101_;
-  wire _0102_;
+  wire [14:0] _0102_;
   wire _0103_;
   wire _0104_;
   wire _0105_;
-  wire [14:0] _0106_;
+  wire _0106_;
   wire _0107_;
   wire _0108_;
   wire _0109_;
@@ -5411,10 +5427,10 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire _0128_;
   wire _0129_;
   wire _0130_;
-  wire _0131_;
+  wire [1:0] _0131_;
   wire _0132_;
   wire _0133_;
-  wire [1:0] _0134_;
+  wire _0134_;
   wire _0135_;
   wire _0136_;
   wire _0137_;
@@ -5428,11 +5444,11 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire _0145_;
   wire _0146_;
   wire _0147_;
-  wire _0148_;
+  wire [2:0] _0148_;
   wire _0149_;
   wire _0150_;
   wire _0151_;
-  wire [2:0] _0152_;
+  wire _0152_;
   wire _0153_;
   wire _0154_;
   wire _0155_;
@@ -5448,10 +5464,10 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire _0165_;
   wire _0166_;
   wire _0167_;
-  wire _0168_;
+  wire [3:0] _0168_;
   wire _0169_;
   wire _0170_;
-  wire [3:0] _0171_;
+  wire _0171_;
   wire _0172_;
   wire _0173_;
   wire _0174_;
@@ -5468,11 +5484,11 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire _0185_;
   wire _0186_;
   wire _0187_;
-  wire _0188_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0188_;
   wire _0189_;
   wire _0190_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0191_;
+  wire _0191_;
   wire _0192_;
   wire _0193_;
   wire _0194_;
@@ -5507,20 +5523,20 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire _0223_;
   wire [15:0] _0224_;
   wire [15:0] _0225_;
-  wire [15:0] _0226_;
-  wire [14:0] _0227_;
-  wire [15:0] _0228_;
-  wire [14:0] _0229_;
-  wire _0230_;
+  wire _0226_;
+  wire [15:0] _0227_;
+  wire [14:0] _0228_;
+  wire [15:0] _0229_;
+  wire [14:0] _0230_;
   wire [15:0] _0231_;
   wire [14:0] _0232_;
   wire [15:0] _0233_;
   wire [14:0] _0234_;
   wire [15:0] _0235_;
-  wire [1:0] _0236_;
-  wire [15:0] _0237_;
-  wire [1:0] _0238_;
-  wire [14:0] _0239_;
+  wire [14:0] _0236_;
+  wire [1:0] _0237_;
+  wire [15:0] _0238_;
+  wire [1:0] _0239_;
   wire [15:0] _0240_;
   wire [11:0] _0241_;
   wire [11:0] _0242_;
@@ -5533,123 +5549,139 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [15:0] _0249_;
   wire [1:0] _0250_;
   wire [15:0] _0251_;
+  wire _0252_;
   (* unused_bits = "16" *)
-  wire [16:0] _0252_;
-  wire [15:0] _0253_;
-  wire _0254_;
+  wire [16:0] _0253_;
+  wire [15:0] _0254_;
   wire [15:0] _0255_;
   wire [15:0] _0256_;
   wire [14:0] _0257_;
   wire [15:0] _0258_;
   wire [14:0] _0259_;
   wire [15:0] _0260_;
-  wire [14:0] _0261_;
-  wire [15:0] _0262_;
-  wire [14:0] _0263_;
-  wire [15:0] _0264_;
-  wire [1:0] _0265_;
+  wire [1:0] _0261_;
+  wire [14:0] _0262_;
+  wire [15:0] _0263_;
+  wire [14:0] _0264_;
+  wire [15:0] _0265_;
   wire [1:0] _0266_;
   wire [15:0] _0267_;
   wire [1:0] _0268_;
   wire [15:0] _0269_;
-  wire [11:0] _0270_;
+  wire _0270_;
   wire [11:0] _0271_;
-  wire _0272_;
+  wire [11:0] _0272_;
   wire [11:0] _0273_;
   wire [15:0] _0274_;
   wire [15:0] _0275_;
   wire [15:0] _0276_;
   wire [15:0] _0277_;
-  wire [1:0] _0278_;
-  wire [15:0] _0279_;
+  wire _0278_;
+  wire [2:0] _0279_;
   wire [1:0] _0280_;
-  wire _0281_;
-  wire [2:0] _0282_;
+  wire [15:0] _0281_;
+  wire [1:0] _0282_;
   wire [15:0] _0283_;
   (* unused_bits = "16" *)
   wire [16:0] _0284_;
   wire [15:0] _0285_;
   wire [15:0] _0286_;
-  wire [15:0] _0287_;
-  wire [14:0] _0288_;
-  wire [15:0] _0289_;
-  wire [14:0] _0290_;
-  wire _0291_;
+  wire _0287_;
+  wire [15:0] _0288_;
+  wire [14:0] _0289_;
+  wire [15:0] _0290_;
+  wire [14:0] _0291_;
   wire [15:0] _0292_;
   wire [14:0] _0293_;
   wire [15:0] _0294_;
   wire [14:0] _0295_;
   wire [15:0] _0296_;
-  wire [1:0] _0297_;
-  wire [15:0] _0298_;
-  wire [1:0] _0299_;
-  wire [3:0] _0300_;
+  wire [3:0] _0297_;
+  wire [1:0] _0298_;
+  wire [15:0] _0299_;
+  wire [1:0] _0300_;
   wire [15:0] _0301_;
   wire [11:0] _0302_;
   wire [11:0] _0303_;
   wire [11:0] _0304_;
-  wire [15:0] _0305_;
+  wire _0305_;
   wire [15:0] _0306_;
   wire [15:0] _0307_;
   wire [15:0] _0308_;
-  wire _0309_;
+  wire [15:0] _0309_;
   wire [1:0] _0310_;
   wire [15:0] _0311_;
   wire [1:0] _0312_;
   wire [15:0] _0313_;
-  (* unused_bits = "16" *)
-  wire [16:0] _0314_;
-  wire [15:0] _0315_;
   (* unused_bits = "3 4" *)
-  wire [4:0] _0316_;
+  wire [4:0] _0314_;
+  (* unused_bits = "16" *)
+  wire [16:0] _0315_;
+  wire [15:0] _0316_;
   wire [15:0] _0317_;
   wire [15:0] _0318_;
   wire [14:0] _0319_;
   wire [15:0] _0320_;
   wire [14:0] _0321_;
   wire [15:0] _0322_;
-  wire [14:0] _0323_;
-  wire [15:0] _0324_;
-  wire [14:0] _0325_;
-  wire [15:0] _0326_;
-  wire _0327_;
+  wire _0323_;
+  wire [14:0] _0324_;
+  wire [15:0] _0325_;
+  wire [14:0] _0326_;
+  wire [15:0] _0327_;
   wire [1:0] _0328_;
   wire [15:0] _0329_;
   wire [1:0] _0330_;
   wire [15:0] _0331_;
-  wire [11:0] _0332_;
+  wire _0332_;
   wire [11:0] _0333_;
-  wire _0334_;
+  wire [11:0] _0334_;
   wire [11:0] _0335_;
   wire [15:0] _0336_;
   wire [15:0] _0337_;
   wire [15:0] _0338_;
   wire [15:0] _0339_;
-  wire [1:0] _0340_;
-  wire [15:0] _0341_;
-  wire [1:0] _0342_;
-  wire _0343_;
+  wire _0340_;
+  wire [1:0] _0341_;
+  wire [15:0] _0342_;
+  wire [1:0] _0343_;
   wire [15:0] _0344_;
   (* unused_bits = "16" *)
   wire [16:0] _0345_;
+  (* unused_bits = "15 16" *)
   wire [16:0] _0346_;
+  (* unused_bits = "15 16" *)
   wire [16:0] _0347_;
-  wire [16:0] _0348_;
+  wire _0348_;
+  (* unused_bits = "15 16" *)
   wire [16:0] _0349_;
+  (* unused_bits = "15 16" *)
   wire [16:0] _0350_;
+  (* unused_bits = "15 16" *)
   wire [16:0] _0351_;
-  wire _0352_;
+  (* unused_bits = "15 16" *)
+  wire [16:0] _0352_;
+  (* unused_bits = "15 16" *)
   wire [16:0] _0353_;
+  (* unused_bits = "15 16" *)
   wire [16:0] _0354_;
+  (* unused_bits = "15 16" *)
   wire [16:0] _0355_;
+  (* unused_bits = "15 16" *)
   wire [16:0] _0356_;
+  (* unused_bits = "15 16" *)
   wire [16:0] _0357_;
+  (* unused_bits = "15 16" *)
   wire [16:0] _0358_;
-  wire [16:0] _0359_;
+  wire [14:0] _0359_;
+  (* unused_bits = "15 16" *)
   wire [16:0] _0360_;
+  (* unused_bits = "15 16" *)
   wire [16:0] _0361_;
+  (* unused_bits = "15 16" *)
   wire [16:0] _0362_;
-  wire [14:0] _0363_;
+  (* unused_bits = "15 16" *)
+  wire [16:0] _0363_;
   wire _0364_;
   wire _0365_;
   wire _0366_;
@@ -5657,9 +5689,9 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire _0368_;
   wire _0369_;
   wire _0370_;
+  wire _0371_;
   (* unused_bits = "3" *)
-  wire [3:0] _0371_;
-  wire _0372_;
+  wire [3:0] _0372_;
   (* unused_bits = "3" *)
   wire [3:0] _0373_;
   (* unused_bits = "2" *)
@@ -5670,10 +5702,10 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire _0378_;
   wire _0379_;
   wire _0380_;
-  wire [6:0] _0381_;
-  (* unused_bits = "4 5 6" *)
+  wire _0381_;
   wire [6:0] _0382_;
-  wire _0383_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _0383_;
   wire [9:0] _0384_;
   wire _0385_;
   wire _0386_;
@@ -5681,30 +5713,30 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire _0388_;
   wire [1:0] _0389_;
   wire [1:0] _0390_;
-  wire _0391_;
+  wire [1:0] _0391_;
   wire _0392_;
-  wire [1:0] _0393_;
+  wire _0393_;
   wire [1:0] _0394_;
   wire [33:0] _0395_;
   wire [33:0] _0396_;
   wire [33:0] _0397_;
   wire [33:0] _0398_;
   wire [33:0] _0399_;
-  wire [33:0] _0400_;
+  wire _0400_;
   wire [33:0] _0401_;
   wire [33:0] _0402_;
-  wire _0403_;
+  wire [33:0] _0403_;
   wire [31:0] _0404_;
   wire [10:0] _0405_;
   wire [10:0] _0406_;
   wire [10:0] _0407_;
   wire [10:0] _0408_;
   wire [11:0] _0409_;
-  wire [11:0] _0410_;
+  wire [2:0] _0410_;
   wire [11:0] _0411_;
   wire [11:0] _0412_;
-  wire [47:0] _0413_;
-  wire [2:0] _0414_;
+  wire [11:0] _0413_;
+  wire [47:0] _0414_;
   wire [59:0] _0415_;
   wire [47:0] _0416_;
   wire [59:0] _0417_;
@@ -5719,34 +5751,34 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire _0426_;
   wire _0427_;
   wire _0428_;
-  wire _0429_;
+  wire [3:0] _0429_;
   wire _0430_;
-  wire [9:0] _0431_;
-  wire [7:0] _0432_;
-  wire [3:0] _0433_;
+  wire _0431_;
+  wire [9:0] _0432_;
+  wire [7:0] _0433_;
   wire [63:0] _0434_;
   wire [63:0] _0435_;
-  wire [16:0] _0436_;
-  wire [16:0] _0437_;
-  wire [16:0] _0438_;
-  wire [16:0] _0439_;
-  wire [16:0] _0440_;
-  wire [16:0] _0441_;
-  wire [16:0] _0442_;
-  wire [16:0] _0443_;
-  wire _0444_;
-  wire [16:0] _0445_;
-  wire [16:0] _0446_;
-  wire [16:0] _0447_;
-  wire [16:0] _0448_;
-  wire [16:0] _0449_;
-  wire [16:0] _0450_;
-  wire [16:0] _0451_;
-  wire [16:0] _0452_;
-  wire [59:0] _0453_;
-  wire [20:0] _0454_;
+  wire [14:0] _0436_;
+  wire [14:0] _0437_;
+  wire [14:0] _0438_;
+  wire [14:0] _0439_;
+  wire _0440_;
+  wire [14:0] _0441_;
+  wire [14:0] _0442_;
+  wire [14:0] _0443_;
+  wire [14:0] _0444_;
+  wire [14:0] _0445_;
+  wire [14:0] _0446_;
+  wire [14:0] _0447_;
+  wire [14:0] _0448_;
+  wire [14:0] _0449_;
+  wire [14:0] _0450_;
   (* unused_bits = "3 4" *)
-  wire [4:0] _0455_;
+  wire [4:0] _0451_;
+  wire [14:0] _0452_;
+  wire [14:0] _0453_;
+  wire [59:0] _0454_;
+  wire [20:0] _0455_;
   wire _0456_;
   wire [1:0] _0457_;
   wire [2:0] _0458_;
@@ -5979,22 +6011,22 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire \cres9[1] ;
   wire \cres9[2] ;
   wire \cres9[3] ;
-  reg [16:0] d1_0 = 17'h00000;
-  reg [16:0] d1_1 = 17'h00000;
-  reg [16:0] d1_2 = 17'h00000;
-  reg [16:0] d1_3 = 17'h00000;
-  reg [16:0] d2_0 = 17'h00000;
-  reg [16:0] d2_1 = 17'h00000;
-  reg [16:0] d2_2 = 17'h00000;
-  reg [16:0] d2_3 = 17'h00000;
-  reg [16:0] d3_0 = 17'h00000;
-  reg [16:0] d3_1 = 17'h00000;
-  reg [16:0] d3_2 = 17'h00000;
-  reg [16:0] d3_3 = 17'h00000;
-  reg [16:0] d4_0 = 17'h00000;
-  reg [16:0] d4_1 = 17'h00000;
-  reg [16:0] d4_2 = 17'h00000;
-  reg [16:0] d4_3 = 17'h00000;
+  reg [14:0] d1_0 = 15'h0000;
+  reg [14:0] d1_1 = 15'h0000;
+  reg [14:0] d1_2 = 15'h0000;
+  reg [14:0] d1_3 = 15'h0000;
+  reg [14:0] d2_0 = 15'h0000;
+  reg [14:0] d2_1 = 15'h0000;
+  reg [14:0] d2_2 = 15'h0000;
+  reg [14:0] d2_3 = 15'h0000;
+  reg [14:0] d3_0 = 15'h0000;
+  reg [14:0] d3_1 = 15'h0000;
+  reg [14:0] d3_2 = 15'h0000;
+  reg [14:0] d3_3 = 15'h0000;
+  reg [14:0] d4_0 = 15'h0000;
+  reg [14:0] d4_1 = 15'h0000;
+  reg [14:0] d4_2 = 15'h0000;
+  reg [14:0] d4_3 = 15'h0000;
   reg [3:0] done = 4'h0;
   wire dropped;
   wire en;
@@ -6884,86 +6916,94 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     _1293_ <= wrom0[st0[20:12]];
   end
   assign \$signature__data  = _1293_;
+  assign _0285_ = \$signal$126 [0] ? \$signal$128 [47:32] : 16'h0000;
+  assign _0286_ = \$signal$126 [1] ? \$signal$37 [47:32] : 16'h0000;
+  assign _0288_ = _0285_ | _0286_;
+  assign _0289_ = \$signal$126 [2] ? v_wr__data[44:30] : 15'h0000;
+  assign _0290_ = _0288_ | { _0289_[14], _0289_ };
+  assign _0291_ = \$signal$126 [3] ? res8[44:30] : 15'h0000;
+  assign _0292_ = _0290_ | { _0291_[14], _0291_ };
+  assign _0293_ = \$signal$126 [4] ? res9[44:30] : 15'h0000;
   assign _0294_ = _0292_ | { _0293_[14], _0293_ };
   assign _0295_ = \$signal$126 [5] ? v_raw[44:30] : 15'h0000;
   assign _0296_ = _0294_ | { _0295_[14], _0295_ };
-  assign _0297_ = \$signal$126 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0298_ = _0296_ | { _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_ };
-  assign _0299_ = \$signal$126 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0301_ = _0298_ | { _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_ };
+  assign _0298_ = \$signal$126 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0299_ = _0296_ | { _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_ };
+  assign _0300_ = \$signal$126 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0301_ = _0299_ | { _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_ };
   assign _0302_ = \$signal$127 [0] ? addend[35:24] : 12'h000;
   assign _0303_ = \$signal$127 [1] ? b_raw[35:24] : 12'h000;
   assign _0304_ = _0302_ | _0303_;
-  assign _0305_ = \$signal$127 [2] ? \$signal$128 [47:32] : 16'h0000;
-  assign _0306_ = { _0304_[11], _0304_[11], _0304_[11], _0304_[11], _0304_ } | _0305_;
-  assign _0307_ = \$signal$127 [3] ? \$signal$37 [47:32] : 16'h0000;
-  assign _0308_ = _0306_ | _0307_;
+  assign _0306_ = \$signal$127 [2] ? \$signal$128 [47:32] : 16'h0000;
+  assign _0307_ = { _0304_[11], _0304_[11], _0304_[11], _0304_[11], _0304_ } | _0306_;
+  assign _0308_ = \$signal$127 [3] ? \$signal$37 [47:32] : 16'h0000;
+  assign _0309_ = _0307_ | _0308_;
   assign _0310_ = \$signal$127 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0311_ = _0308_ | { _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_ };
+  assign _0311_ = _0309_ | { _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_ };
   assign _0312_ = \$signal$127 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign _0313_ = _0311_ | { _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_ };
-  assign _0314_ = $signed(_0301_) + $signed(_0313_);
-  assign _0315_ = \$signal$126 [0] ? \$signal$128 [63:48] : 16'h0000;
+  assign _0315_ = $signed(_0301_) + $signed(_0313_);
+  assign _0316_ = \$signal$126 [0] ? \$signal$128 [63:48] : 16'h0000;
   assign _0317_ = \$signal$126 [1] ? \$signal$37 [63:48] : 16'h0000;
-  assign _0318_ = _0315_ | _0317_;
+  assign _0318_ = _0316_ | _0317_;
   assign _0319_ = \$signal$126 [2] ? v_wr__data[59:45] : 15'h0000;
   assign _0320_ = _0318_ | { _0319_[14], _0319_ };
   assign _0321_ = \$signal$126 [3] ? res8[59:45] : 15'h0000;
   assign _0322_ = _0320_ | { _0321_[14], _0321_ };
-  assign _0323_ = \$signal$126 [4] ? res9[59:45] : 15'h0000;
-  assign _0324_ = _0322_ | { _0323_[14], _0323_ };
-  assign _0325_ = \$signal$126 [5] ? v_raw[59:45] : 15'h0000;
-  assign _0326_ = _0324_ | { _0325_[14], _0325_ };
+  assign _0324_ = \$signal$126 [4] ? res9[59:45] : 15'h0000;
+  assign _0325_ = _0322_ | { _0324_[14], _0324_ };
+  assign _0326_ = \$signal$126 [5] ? v_raw[59:45] : 15'h0000;
+  assign _0327_ = _0325_ | { _0326_[14], _0326_ };
   assign _0328_ = \$signal$126 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0329_ = _0326_ | { _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_ };
+  assign _0329_ = _0327_ | { _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_ };
   assign _0330_ = \$signal$126 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign _0331_ = _0329_ | { _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_ };
-  assign _0332_ = \$signal$127 [0] ? addend[47:36] : 12'h000;
-  assign _0333_ = \$signal$127 [1] ? b_raw[47:36] : 12'h000;
-  assign _0335_ = _0332_ | _0333_;
+  assign _0333_ = \$signal$127 [0] ? addend[47:36] : 12'h000;
+  assign _0334_ = \$signal$127 [1] ? b_raw[47:36] : 12'h000;
+  assign _0335_ = _0333_ | _0334_;
   assign _0336_ = \$signal$127 [2] ? \$signal$128 [63:48] : 16'h0000;
   assign _0337_ = { _0335_[11], _0335_[11], _0335_[11], _0335_[11], _0335_ } | _0336_;
   assign _0338_ = \$signal$127 [3] ? \$signal$37 [63:48] : 16'h0000;
   assign _0339_ = _0337_ | _0338_;
-  assign _0340_ = \$signal$127 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0341_ = _0339_ | { _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_ };
-  assign _0342_ = \$signal$127 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0344_ = _0341_ | { _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_ };
+  assign _0341_ = \$signal$127 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0342_ = _0339_ | { _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_ };
+  assign _0343_ = \$signal$127 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0344_ = _0342_ | { _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_ };
   assign _0345_ = $signed(_0331_) + $signed(_0344_);
   assign _0346_ = $signed(\$signal$128 [15:0]) - $signed(9'h090);
   assign _0347_ = $signed(\$signal$128 [15:0]) - $signed(10'h120);
-  assign _0348_ = $signed(\$signal$128 [15:0]) - $signed(10'h1b0);
-  assign _0349_ = $signed(\$signal$128 [15:0]) - $signed(11'h240);
-  assign _0350_ = $signed(\$signal$128 [31:16]) - $signed(9'h090);
-  assign _0351_ = $signed(\$signal$128 [31:16]) - $signed(10'h120);
+  assign _0349_ = $signed(\$signal$128 [15:0]) - $signed(10'h1b0);
+  assign _0350_ = $signed(\$signal$128 [15:0]) - $signed(11'h240);
+  assign _0351_ = $signed(\$signal$128 [31:16]) - $signed(9'h090);
+  assign _0352_ = $signed(\$signal$128 [31:16]) - $signed(10'h120);
   assign _0353_ = $signed(\$signal$128 [31:16]) - $signed(10'h1b0);
   assign _0354_ = $signed(\$signal$128 [31:16]) - $signed(11'h240);
   assign _0355_ = $signed(\$signal$128 [47:32]) - $signed(9'h090);
   assign _0356_ = $signed(\$signal$128 [47:32]) - $signed(10'h120);
   assign _0357_ = $signed(\$signal$128 [47:32]) - $signed(10'h1b0);
   assign _0358_ = $signed(\$signal$128 [47:32]) - $signed(11'h240);
-  assign _0359_ = $signed(\$signal$128 [63:48]) - $signed(9'h090);
-  assign _0360_ = $signed(\$signal$128 [63:48]) - $signed(10'h120);
-  assign _0361_ = $signed(\$signal$128 [63:48]) - $signed(10'h1b0);
-  assign _0362_ = $signed(\$signal$128 [63:48]) - $signed(11'h240);
+  assign _0360_ = $signed(\$signal$128 [63:48]) - $signed(9'h090);
+  assign _0361_ = $signed(\$signal$128 [63:48]) - $signed(10'h120);
+  assign _0362_ = $signed(\$signal$128 [63:48]) - $signed(10'h1b0);
+  assign _0363_ = $signed(\$signal$128 [63:48]) - $signed(11'h240);
   assign _0364_ = st6[0] & st6[1];
   assign _0365_ = any_spike | st6[31];
   assign _0366_ = _0364_ & _0365_;
   assign _0367_ = st7[0] & st7[1];
-  assign _0368_ = \pos0$68  == 2'h3;
-  assign _0369_ = pos1 == 3'h7;
-  assign _0370_ = pos2 == 3'h7;
-  assign _0371_ = pos2 + 1'h1;
+  assign _0369_ = \pos0$68  == 2'h3;
+  assign _0370_ = pos1 == 3'h7;
+  assign _0371_ = pos2 == 3'h7;
+  assign _0372_ = pos2 + 1'h1;
   assign _0373_ = pos1 + 1'h1;
   assign _0374_ = \pos0$68  + 1'h1;
   assign _0375_ = | pending;
   assign _0376_ = pending - 1'h1;
   assign _0377_ = { 1'h0, pending } & _0376_;
   assign _0378_ = ! _0377_;
-  assign _0379_ = ~ \$signal$76 [20];
-  assign _0380_ = _0378_ & _0379_;
-  assign _0381_ = 1'h1 << lane;
-  assign _0382_ = { 3'h0, done } | _0381_;
+  assign _0380_ = ~ \$signal$76 [20];
+  assign _0381_ = _0378_ & _0380_;
+  assign _0382_ = 1'h1 << lane;
+  assign _0383_ = { 3'h0, done } | _0382_;
   always @(posedge clk)
     used <= _0384_;
   always @(posedge clk)
@@ -6977,11 +7017,11 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk)
     step <= _0389_;
   always @(posedge clk)
-    fire_k <= _0390_;
+    fire_k <= _0391_;
   always @(posedge clk)
-    \$signal$88  <= _0391_;
+    \$signal$88  <= _0392_;
   always @(posedge clk)
-    \$signal  <= _0392_;
+    \$signal  <= _0393_;
   always @(posedge clk)
     pos0 <= _0394_;
   always @(posedge clk)
@@ -6995,11 +7035,11 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk)
     st4 <= _0399_;
   always @(posedge clk)
-    st5 <= _0400_;
+    st5 <= _0401_;
   always @(posedge clk)
-    st6 <= _0401_;
+    st6 <= _0402_;
   always @(posedge clk)
-    st7 <= _0402_;
+    st7 <= _0403_;
   always @(posedge clk)
     w1_0 <= _0404_;
   always @(posedge clk)
@@ -7013,13 +7053,13 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk)
     w2_0_2_0 <= _0409_;
   always @(posedge clk)
-    w2_0_2_1 <= _0410_;
+    w2_0_2_1 <= _0411_;
   always @(posedge clk)
-    w2_0_2_2 <= _0411_;
+    w2_0_2_2 <= _0412_;
   always @(posedge clk)
-    w2_0_2_3 <= _0412_;
+    w2_0_2_3 <= _0413_;
   always @(posedge clk)
-    addend <= _0413_;
+    addend <= _0414_;
   always @(posedge clk)
     v_raw <= _0415_;
   always @(posedge clk)
@@ -7033,9 +7073,9 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk)
     cres9 <= _0419_;
   always @(posedge clk)
-    hit_v1 <= _0420_;
+    hit_v1 <= _0421_;
   always @(posedge clk)
-    hit_c1 <= _0421_;
+    hit_c1 <= _0422_;
   always @(posedge clk)
     hit_v2 <= _0423_;
   always @(posedge clk)
@@ -7049,13 +7089,13 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk)
     hit_c4 <= _0428_;
   always @(posedge clk)
-    hit_v5 <= _0429_;
+    hit_v5 <= _0430_;
   always @(posedge clk)
-    hit_c5 <= _0430_;
+    hit_c5 <= _0431_;
   always @(posedge clk)
-    \$signal$126  <= _0431_;
+    \$signal$126  <= _0432_;
   always @(posedge clk)
-    \$signal$127  <= _0432_;
+    \$signal$127  <= _0433_;
   always @(posedge clk)
     \$signal$128  <= _0434_;
   always @(posedge clk)
@@ -7069,13 +7109,13 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk)
     d4_0 <= _0439_;
   always @(posedge clk)
-    d1_1 <= _0440_;
+    d1_1 <= _0441_;
   always @(posedge clk)
-    d2_1 <= _0441_;
+    d2_1 <= _0442_;
   always @(posedge clk)
-    d3_1 <= _0442_;
+    d3_1 <= _0443_;
   always @(posedge clk)
-    d4_1 <= _0443_;
+    d4_1 <= _0444_;
   always @(posedge clk)
     d1_2 <= _0445_;
   always @(posedge clk)
@@ -7089,13 +7129,13 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk)
     d2_3 <= _0450_;
   always @(posedge clk)
-    d3_3 <= _0451_;
+    d3_3 <= _0452_;
   always @(posedge clk)
-    d4_3 <= _0452_;
+    d4_3 <= _0453_;
   always @(posedge clk)
-    v_wr__data <= _0453_;
+    v_wr__data <= _0454_;
   always @(posedge clk)
-    entry7 <= _0454_;
+    entry7 <= _0455_;
   always @(posedge clk)
     \$signal$72  <= _0456_;
   always @(posedge clk)
@@ -7108,9 +7148,9 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     done <= _0460_;
   assign en = ~ \$signal ;
   assign _0000_ = ~ \$signal ;
-  assign _0095_ = op_valid & _0000_;
-  assign _0281_ = ~ \$signal ;
-  assign _0372_ = credit & _0281_;
+  assign _0091_ = op_valid & _0000_;
+  assign _0278_ = ~ \$signal ;
+  assign _0368_ = credit & _0278_;
   assign _0462_ = step == 1'h1;
   assign active = \issue.valid  | \$signal ;
   assign _0488_ = $signed(d1_0) >= $signed(1'h0);
@@ -7120,46 +7160,46 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign _0027_ = $signed(d3_0) >= $signed(1'h0);
   assign _0034_ = _0019_ + _0027_;
   assign _0042_ = $signed(d4_0) >= $signed(1'h0);
-  assign _0053_ = _0034_ + _0042_;
-  assign _0064_ = $signed(d1_0) >= $signed(1'h0);
-  assign _0074_ = $signed(d2_0) >= $signed(1'h0);
-  assign _0084_ = $signed(d3_0) >= $signed(1'h0);
-  assign _0096_ = $signed(d4_0) >= $signed(1'h0);
-  assign _0106_ = st6[29] ? 15'h0048 : kept0;
-  assign _0126_ = $signed(d1_1) >= $signed(1'h0);
-  assign _0134_ = 1'h0 + _0126_;
-  assign _0142_ = $signed(d2_1) >= $signed(1'h0);
-  assign _0152_ = _0134_ + _0142_;
-  assign _0161_ = $signed(d3_1) >= $signed(1'h0);
-  assign _0171_ = _0152_ + _0161_;
-  assign _0181_ = $signed(d4_1) >= $signed(1'h0);
-  assign _0191_ = _0171_ + _0181_;
-  assign _0201_ = $signed(d1_1) >= $signed(1'h0);
-  assign _0211_ = $signed(d2_1) >= $signed(1'h0);
-  assign _0221_ = $signed(d3_1) >= $signed(1'h0);
-  assign _0230_ = $signed(d4_1) >= $signed(1'h0);
-  assign _0239_ = st6[29] ? 15'h0048 : kept1;
-  assign _0254_ = $signed(d1_2) >= $signed(1'h0);
-  assign _0265_ = 1'h0 + _0254_;
-  assign _0272_ = $signed(d2_2) >= $signed(1'h0);
-  assign _0282_ = _0265_ + _0272_;
-  assign _0291_ = $signed(d3_2) >= $signed(1'h0);
-  assign _0300_ = _0282_ + _0291_;
-  assign _0309_ = $signed(d4_2) >= $signed(1'h0);
-  assign _0316_ = _0300_ + _0309_;
-  assign _0327_ = $signed(d1_2) >= $signed(1'h0);
-  assign _0334_ = $signed(d2_2) >= $signed(1'h0);
-  assign _0343_ = $signed(d3_2) >= $signed(1'h0);
-  assign _0352_ = $signed(d4_2) >= $signed(1'h0);
-  assign _0363_ = st6[29] ? 15'h0048 : kept2;
-  assign _0383_ = $signed(d1_3) >= $signed(1'h0);
-  assign _0393_ = 1'h0 + _0383_;
-  assign _0403_ = $signed(d2_3) >= $signed(1'h0);
-  assign _0414_ = _0393_ + _0403_;
-  assign _0422_ = $signed(d3_3) >= $signed(1'h0);
-  assign _0433_ = _0414_ + _0422_;
-  assign _0444_ = $signed(d4_3) >= $signed(1'h0);
-  assign _0455_ = _0433_ + _0444_;
+  assign _0050_ = _0034_ + _0042_;
+  assign _0060_ = $signed(d1_0) >= $signed(1'h0);
+  assign _0070_ = $signed(d2_0) >= $signed(1'h0);
+  assign _0081_ = $signed(d3_0) >= $signed(1'h0);
+  assign _0092_ = $signed(d4_0) >= $signed(1'h0);
+  assign _0102_ = st6[29] ? 15'h0048 : kept0;
+  assign _0122_ = $signed(d1_1) >= $signed(1'h0);
+  assign _0131_ = 1'h0 + _0122_;
+  assign _0139_ = $signed(d2_1) >= $signed(1'h0);
+  assign _0148_ = _0131_ + _0139_;
+  assign _0158_ = $signed(d3_1) >= $signed(1'h0);
+  assign _0168_ = _0148_ + _0158_;
+  assign _0178_ = $signed(d4_1) >= $signed(1'h0);
+  assign _0188_ = _0168_ + _0178_;
+  assign _0197_ = $signed(d1_1) >= $signed(1'h0);
+  assign _0207_ = $signed(d2_1) >= $signed(1'h0);
+  assign _0217_ = $signed(d3_1) >= $signed(1'h0);
+  assign _0226_ = $signed(d4_1) >= $signed(1'h0);
+  assign _0236_ = st6[29] ? 15'h0048 : kept1;
+  assign _0252_ = $signed(d1_2) >= $signed(1'h0);
+  assign _0261_ = 1'h0 + _0252_;
+  assign _0270_ = $signed(d2_2) >= $signed(1'h0);
+  assign _0279_ = _0261_ + _0270_;
+  assign _0287_ = $signed(d3_2) >= $signed(1'h0);
+  assign _0297_ = _0279_ + _0287_;
+  assign _0305_ = $signed(d4_2) >= $signed(1'h0);
+  assign _0314_ = _0297_ + _0305_;
+  assign _0323_ = $signed(d1_2) >= $signed(1'h0);
+  assign _0332_ = $signed(d2_2) >= $signed(1'h0);
+  assign _0340_ = $signed(d3_2) >= $signed(1'h0);
+  assign _0348_ = $signed(d4_2) >= $signed(1'h0);
+  assign _0359_ = st6[29] ? 15'h0048 : kept2;
+  assign _0379_ = $signed(d1_3) >= $signed(1'h0);
+  assign _0390_ = 1'h0 + _0379_;
+  assign _0400_ = $signed(d2_3) >= $signed(1'h0);
+  assign _0410_ = _0390_ + _0400_;
+  assign _0420_ = $signed(d3_3) >= $signed(1'h0);
+  assign _0429_ = _0410_ + _0420_;
+  assign _0440_ = $signed(d4_3) >= $signed(1'h0);
+  assign _0451_ = _0429_ + _0440_;
   assign _0461_ = $signed(d1_3) >= $signed(1'h0);
   assign _0463_ = $signed(d2_3) >= $signed(1'h0);
   assign _0464_ = $signed(d3_3) >= $signed(1'h0);
@@ -7242,59 +7282,59 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign _0047_ = $signed(_0046_) + $signed(w2_0_2_2);
   assign _0048_ = $signed(1'h0) + $signed(w2_0_0_3);
   assign _0049_ = $signed(_0048_) + $signed(w2_0_2_3);
-  assign _0050_ = st2[11:4] == st3[11:4];
-  assign _0051_ = ! st3[1];
-  assign _0052_ = _0050_ & _0051_;
+  assign _0051_ = st2[11:4] == st3[11:4];
+  assign _0052_ = ! st3[1];
+  assign _0053_ = _0051_ & _0052_;
   assign _0054_ = ! st3[1];
   assign _0055_ = _0054_ & st3[2];
   assign _0056_ = ~ _0055_;
   assign _0057_ = st3[0] & _0056_;
-  assign _0058_ = _0052_ & _0057_;
+  assign _0058_ = _0053_ & _0057_;
   assign _0059_ = st2[11:4] == st3[11:4];
-  assign _0060_ = ! st3[1];
-  assign _0061_ = _0059_ & _0060_;
-  assign _0062_ = ! st3[1];
-  assign _0063_ = _0062_ & st3[2];
+  assign _0061_ = ! st3[1];
+  assign _0062_ = _0059_ & _0061_;
+  assign _0063_ = ! st3[1];
+  assign _0064_ = _0063_ & st3[2];
   assign _0065_ = st3[1] & st3[29];
-  assign _0066_ = _0063_ | _0065_;
+  assign _0066_ = _0064_ | _0065_;
   assign _0067_ = st3[0] & _0066_;
-  assign _0068_ = _0061_ & _0067_;
+  assign _0068_ = _0062_ & _0067_;
   assign _0069_ = st2[11:4] == st4[11:4];
-  assign _0070_ = ! st4[1];
-  assign _0071_ = _0069_ & _0070_;
-  assign _0072_ = ! st4[1];
-  assign _0073_ = _0072_ & st4[2];
-  assign _0075_ = ~ _0073_;
+  assign _0071_ = ! st4[1];
+  assign _0072_ = _0069_ & _0071_;
+  assign _0073_ = ! st4[1];
+  assign _0074_ = _0073_ & st4[2];
+  assign _0075_ = ~ _0074_;
   assign _0076_ = st4[0] & _0075_;
-  assign _0077_ = _0071_ & _0076_;
+  assign _0077_ = _0072_ & _0076_;
   assign _0078_ = st2[11:4] == st4[11:4];
   assign _0079_ = ! st4[1];
   assign _0080_ = _0078_ & _0079_;
-  assign _0081_ = ! st4[1];
-  assign _0082_ = _0081_ & st4[2];
-  assign _0083_ = st4[1] & st4[29];
-  assign _0085_ = _0082_ | _0083_;
+  assign _0082_ = ! st4[1];
+  assign _0083_ = _0082_ & st4[2];
+  assign _0084_ = st4[1] & st4[29];
+  assign _0085_ = _0083_ | _0084_;
   assign _0086_ = st4[0] & _0085_;
   assign _0087_ = _0080_ & _0086_;
   assign _0088_ = st2[11:4] == st5[11:4];
   assign _0089_ = ! st5[1];
   assign _0090_ = _0089_ & st5[2];
-  assign _0091_ = ~ _0090_;
-  assign _0092_ = st5[0] & _0091_;
-  assign _0093_ = _0088_ & _0092_;
-  assign _0094_ = st2[11:4] == st5[11:4];
+  assign _0093_ = ~ _0090_;
+  assign _0094_ = st5[0] & _0093_;
+  assign _0095_ = _0088_ & _0094_;
+  assign _0096_ = st2[11:4] == st5[11:4];
   assign _0097_ = ! st5[1];
   assign _0098_ = _0097_ & st5[2];
   assign _0099_ = st5[1] & st5[29];
   assign _0100_ = _0098_ | _0099_;
   assign _0101_ = st5[0] & _0100_;
-  assign _0102_ = _0094_ & _0101_;
-  assign _0103_ = st2[11:4] == st6[11:4];
-  assign _0104_ = ! st6[1];
-  assign _0105_ = _0104_ & st6[2];
-  assign _0107_ = ~ _0105_;
+  assign _0103_ = _0096_ & _0101_;
+  assign _0104_ = st2[11:4] == st6[11:4];
+  assign _0105_ = ! st6[1];
+  assign _0106_ = _0105_ & st6[2];
+  assign _0107_ = ~ _0106_;
   assign _0108_ = st6[0] & _0107_;
-  assign _0109_ = _0103_ & _0108_;
+  assign _0109_ = _0104_ & _0108_;
   assign _0110_ = st2[11:4] == st6[11:4];
   assign _0111_ = ! st6[1];
   assign _0112_ = _0111_ & st6[2];
@@ -7307,112 +7347,112 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign _0119_ = _0118_ & st7[2];
   assign _0120_ = ~ _0119_;
   assign _0121_ = st7[0] & _0120_;
-  assign _0122_ = _0117_ & _0121_;
-  assign _0123_ = st2[11:4] == st7[11:4];
-  assign _0124_ = ! st7[1];
-  assign _0125_ = _0124_ & st7[2];
+  assign _0123_ = _0117_ & _0121_;
+  assign _0124_ = st2[11:4] == st7[11:4];
+  assign _0125_ = ! st7[1];
+  assign _0126_ = _0125_ & st7[2];
   assign _0127_ = st7[1] & st7[29];
-  assign _0128_ = _0125_ | _0127_;
+  assign _0128_ = _0126_ | _0127_;
   assign _0129_ = st7[0] & _0128_;
-  assign _0130_ = _0123_ & _0129_;
-  assign _0131_ = ! st3[1];
-  assign _0132_ = _0131_ & st3[2];
-  assign _0133_ = ~ _0132_;
-  assign _0135_ = hit_v1 & _0133_;
+  assign _0130_ = _0124_ & _0129_;
+  assign _0132_ = ! st3[1];
+  assign _0133_ = _0132_ & st3[2];
+  assign _0134_ = ~ _0133_;
+  assign _0135_ = hit_v1 & _0134_;
   assign _0136_ = ! st3[1];
   assign _0137_ = _0136_ & st3[2];
   assign _0138_ = hit_c1 & _0137_;
-  assign _0139_ = _0135_ | _0138_;
-  assign _0140_ = ~ hit_v1;
-  assign _0141_ = hit_v2 & _0140_;
+  assign _0140_ = _0135_ | _0138_;
+  assign _0141_ = ~ hit_v1;
+  assign _0142_ = hit_v2 & _0141_;
   assign _0143_ = ! st3[1];
   assign _0144_ = _0143_ & st3[2];
   assign _0145_ = ~ _0144_;
-  assign _0146_ = _0141_ & _0145_;
+  assign _0146_ = _0142_ & _0145_;
   assign _0147_ = ~ hit_c1;
-  assign _0148_ = hit_c2 & _0147_;
-  assign _0149_ = ! st3[1];
-  assign _0150_ = _0149_ & st3[2];
-  assign _0151_ = _0148_ & _0150_;
-  assign _0153_ = _0146_ | _0151_;
+  assign _0149_ = hit_c2 & _0147_;
+  assign _0150_ = ! st3[1];
+  assign _0151_ = _0150_ & st3[2];
+  assign _0152_ = _0149_ & _0151_;
+  assign _0153_ = _0146_ | _0152_;
   assign _0154_ = hit_v1 | hit_v2;
   assign _0155_ = ~ _0154_;
   assign _0156_ = hit_v3 & _0155_;
   assign _0157_ = ! st3[1];
-  assign _0158_ = _0157_ & st3[2];
-  assign _0159_ = ~ _0158_;
-  assign _0160_ = _0156_ & _0159_;
+  assign _0159_ = _0157_ & st3[2];
+  assign _0160_ = ~ _0159_;
+  assign _0161_ = _0156_ & _0160_;
   assign _0162_ = hit_v1 | hit_v2;
   assign _0163_ = _0162_ | hit_v3;
   assign _0164_ = ~ _0163_;
   assign _0165_ = hit_v4 & _0164_;
   assign _0166_ = ! st3[1];
   assign _0167_ = _0166_ & st3[2];
-  assign _0168_ = ~ _0167_;
-  assign _0169_ = _0165_ & _0168_;
-  assign _0170_ = hit_v1 | hit_v2;
-  assign _0172_ = _0170_ | hit_v3;
+  assign _0169_ = ~ _0167_;
+  assign _0170_ = _0165_ & _0169_;
+  assign _0171_ = hit_v1 | hit_v2;
+  assign _0172_ = _0171_ | hit_v3;
   assign _0173_ = _0172_ | hit_v4;
   assign _0174_ = ~ _0173_;
   assign _0175_ = hit_v5 & _0174_;
   assign _0176_ = ! st3[1];
   assign _0177_ = _0176_ & st3[2];
-  assign _0178_ = ~ _0177_;
-  assign _0179_ = _0175_ & _0178_;
-  assign _0180_ = hit_v1 | hit_v2;
-  assign _0182_ = _0180_ | hit_v3;
+  assign _0179_ = ~ _0177_;
+  assign _0180_ = _0175_ & _0179_;
+  assign _0181_ = hit_v1 | hit_v2;
+  assign _0182_ = _0181_ | hit_v3;
   assign _0183_ = _0182_ | hit_v4;
   assign _0184_ = _0183_ | hit_v5;
   assign _0185_ = ~ _0184_;
   assign _0186_ = ! st3[1];
   assign _0187_ = _0186_ & st3[2];
-  assign _0188_ = ~ _0187_;
-  assign _0189_ = _0185_ & _0188_;
-  assign _0190_ = hit_c1 | hit_c2;
-  assign _0192_ = ~ _0190_;
+  assign _0189_ = ~ _0187_;
+  assign _0190_ = _0185_ & _0189_;
+  assign _0191_ = hit_c1 | hit_c2;
+  assign _0192_ = ~ _0191_;
   assign _0193_ = hit_c3 & _0192_;
   assign _0194_ = ! st3[1];
   assign _0195_ = _0194_ & st3[2];
   assign _0196_ = _0193_ & _0195_;
-  assign _0197_ = hit_c1 | hit_c2;
-  assign _0198_ = _0197_ | hit_c3;
-  assign _0199_ = ~ _0198_;
-  assign _0200_ = hit_c4 & _0199_;
+  assign _0198_ = hit_c1 | hit_c2;
+  assign _0199_ = _0198_ | hit_c3;
+  assign _0200_ = ~ _0199_;
+  assign _0201_ = hit_c4 & _0200_;
   assign _0202_ = ! st3[1];
   assign _0203_ = _0202_ & st3[2];
-  assign _0204_ = _0200_ & _0203_;
+  assign _0204_ = _0201_ & _0203_;
   assign _0205_ = hit_c1 | hit_c2;
   assign _0206_ = _0205_ | hit_c3;
-  assign _0207_ = _0206_ | hit_c4;
-  assign _0208_ = ~ _0207_;
-  assign _0209_ = hit_c5 & _0208_;
-  assign _0210_ = ! st3[1];
-  assign _0212_ = _0210_ & st3[2];
-  assign _0213_ = _0209_ & _0212_;
+  assign _0208_ = _0206_ | hit_c4;
+  assign _0209_ = ~ _0208_;
+  assign _0210_ = hit_c5 & _0209_;
+  assign _0211_ = ! st3[1];
+  assign _0212_ = _0211_ & st3[2];
+  assign _0213_ = _0210_ & _0212_;
   assign _0214_ = hit_c1 | hit_c2;
   assign _0215_ = _0214_ | hit_c3;
   assign _0216_ = _0215_ | hit_c4;
-  assign _0217_ = _0216_ | hit_c5;
-  assign _0218_ = ~ _0217_;
-  assign _0219_ = ! st3[1];
-  assign _0220_ = _0219_ & st3[2];
-  assign _0222_ = _0218_ & _0220_;
+  assign _0218_ = _0216_ | hit_c5;
+  assign _0219_ = ~ _0218_;
+  assign _0220_ = ! st3[1];
+  assign _0221_ = _0220_ & st3[2];
+  assign _0222_ = _0219_ & _0221_;
   assign _0223_ = ! st3[1];
   assign _0224_ = \$signal$126 [0] ? \$signal$128 [15:0] : 16'h0000;
   assign _0225_ = \$signal$126 [1] ? \$signal$37 [15:0] : 16'h0000;
-  assign _0226_ = _0224_ | _0225_;
-  assign _0227_ = \$signal$126 [2] ? v_wr__data[14:0] : 15'h0000;
-  assign _0228_ = _0226_ | { _0227_[14], _0227_ };
-  assign _0229_ = \$signal$126 [3] ? res8[14:0] : 15'h0000;
-  assign _0231_ = _0228_ | { _0229_[14], _0229_ };
+  assign _0227_ = _0224_ | _0225_;
+  assign _0228_ = \$signal$126 [2] ? v_wr__data[14:0] : 15'h0000;
+  assign _0229_ = _0227_ | { _0228_[14], _0228_ };
+  assign _0230_ = \$signal$126 [3] ? res8[14:0] : 15'h0000;
+  assign _0231_ = _0229_ | { _0230_[14], _0230_ };
   assign _0232_ = \$signal$126 [4] ? res9[14:0] : 15'h0000;
   assign _0233_ = _0231_ | { _0232_[14], _0232_ };
   assign _0234_ = \$signal$126 [5] ? v_raw[14:0] : 15'h0000;
   assign _0235_ = _0233_ | { _0234_[14], _0234_ };
-  assign _0236_ = \$signal$126 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0237_ = _0235_ | { _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_ };
-  assign _0238_ = \$signal$126 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _0240_ = _0237_ | { _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_ };
+  assign _0237_ = \$signal$126 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0238_ = _0235_ | { _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_ };
+  assign _0239_ = \$signal$126 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0240_ = _0238_ | { _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_ };
   assign _0241_ = \$signal$127 [0] ? addend[11:0] : 12'h000;
   assign _0242_ = \$signal$127 [1] ? b_raw[11:0] : 12'h000;
   assign _0243_ = _0241_ | _0242_;
@@ -7424,127 +7464,119 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign _0249_ = _0247_ | { _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_ };
   assign _0250_ = \$signal$127 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign _0251_ = _0249_ | { _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_ };
-  assign _0252_ = $signed(_0240_) + $signed(_0251_);
-  assign _0253_ = \$signal$126 [0] ? \$signal$128 [31:16] : 16'h0000;
+  assign _0253_ = $signed(_0240_) + $signed(_0251_);
+  assign _0254_ = \$signal$126 [0] ? \$signal$128 [31:16] : 16'h0000;
   assign _0255_ = \$signal$126 [1] ? \$signal$37 [31:16] : 16'h0000;
-  assign _0256_ = _0253_ | _0255_;
+  assign _0256_ = _0254_ | _0255_;
   assign _0257_ = \$signal$126 [2] ? v_wr__data[29:15] : 15'h0000;
   assign _0258_ = _0256_ | { _0257_[14], _0257_ };
   assign _0259_ = \$signal$126 [3] ? res8[29:15] : 15'h0000;
   assign _0260_ = _0258_ | { _0259_[14], _0259_ };
-  assign _0261_ = \$signal$126 [4] ? res9[29:15] : 15'h0000;
-  assign _0262_ = _0260_ | { _0261_[14], _0261_ };
-  assign _0263_ = \$signal$126 [5] ? v_raw[29:15] : 15'h0000;
-  assign _0264_ = _0262_ | { _0263_[14], _0263_ };
+  assign _0262_ = \$signal$126 [4] ? res9[29:15] : 15'h0000;
+  assign _0263_ = _0260_ | { _0262_[14], _0262_ };
+  assign _0264_ = \$signal$126 [5] ? v_raw[29:15] : 15'h0000;
+  assign _0265_ = _0263_ | { _0264_[14], _0264_ };
   assign _0266_ = \$signal$126 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0267_ = _0264_ | { _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_ };
+  assign _0267_ = _0265_ | { _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_ };
   assign _0268_ = \$signal$126 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign _0269_ = _0267_ | { _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_ };
-  assign _0270_ = \$signal$127 [0] ? addend[23:12] : 12'h000;
-  assign _0271_ = \$signal$127 [1] ? b_raw[23:12] : 12'h000;
-  assign _0273_ = _0270_ | _0271_;
+  assign _0271_ = \$signal$127 [0] ? addend[23:12] : 12'h000;
+  assign _0272_ = \$signal$127 [1] ? b_raw[23:12] : 12'h000;
+  assign _0273_ = _0271_ | _0272_;
   assign _0274_ = \$signal$127 [2] ? \$signal$128 [31:16] : 16'h0000;
   assign _0275_ = { _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_ } | _0274_;
   assign _0276_ = \$signal$127 [3] ? \$signal$37 [31:16] : 16'h0000;
   assign _0277_ = _0275_ | _0276_;
-  assign _0278_ = \$signal$127 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0279_ = _0277_ | { _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_ };
-  assign _0280_ = \$signal$127 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0283_ = _0279_ | { _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_ };
+  assign _0280_ = \$signal$127 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0281_ = _0277_ | { _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_ };
+  assign _0282_ = \$signal$127 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0283_ = _0281_ | { _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_ };
   assign _0284_ = $signed(_0269_) + $signed(_0283_);
-  assign _0285_ = \$signal$126 [0] ? \$signal$128 [47:32] : 16'h0000;
-  assign _0286_ = \$signal$126 [1] ? \$signal$37 [47:32] : 16'h0000;
-  assign _0287_ = _0285_ | _0286_;
-  assign _0288_ = \$signal$126 [2] ? v_wr__data[44:30] : 15'h0000;
-  assign _0289_ = _0287_ | { _0288_[14], _0288_ };
-  assign _0290_ = \$signal$126 [3] ? res8[44:30] : 15'h0000;
-  assign _0292_ = _0289_ | { _0290_[14], _0290_ };
-  assign _0293_ = \$signal$126 [4] ? res9[44:30] : 15'h0000;
   assign _0497_ = o__ready ? 4'h0 : done;
-  assign _0498_ = _0380_ ? (* full_case = 32'd1 *) 4'h0 : _0382_[3:0];
+  assign _0498_ = _0381_ ? (* full_case = 32'd1 *) 4'h0 : _0383_[3:0];
   assign _0499_ = o__ready ? _0498_ : done;
   assign _0500_ = _0375_ ? (* full_case = 32'd1 *) _0499_ : _0497_;
   assign _0501_ = \$signal$80  ? _0500_ : done;
   assign _0460_ = rst ? 4'h0 : _0501_;
-  assign _0502_ = _0370_ ? (* full_case = 32'd1 *) 3'h0 : _0371_[2:0];
-  assign _0503_ = _0369_ ? _0502_ : pos2;
-  assign _0504_ = _0368_ ? _0503_ : pos2;
+  assign _0502_ = _0371_ ? (* full_case = 32'd1 *) 3'h0 : _0372_[2:0];
+  assign _0503_ = _0370_ ? _0502_ : pos2;
+  assign _0504_ = _0369_ ? _0503_ : pos2;
   assign _0505_ = st7[31] ? (* full_case = 32'd1 *) 3'h0 : _0504_;
   assign _0506_ = _0367_ ? _0505_ : pos2;
   assign _0459_ = rst ? 3'h0 : _0506_;
-  assign _0507_ = _0369_ ? (* full_case = 32'd1 *) 3'h0 : _0373_[2:0];
-  assign _0508_ = _0368_ ? _0507_ : pos1;
+  assign _0507_ = _0370_ ? (* full_case = 32'd1 *) 3'h0 : _0373_[2:0];
+  assign _0508_ = _0369_ ? _0507_ : pos1;
   assign _0509_ = st7[31] ? (* full_case = 32'd1 *) 3'h0 : _0508_;
   assign _0510_ = _0367_ ? _0509_ : pos1;
   assign _0458_ = rst ? 3'h0 : _0510_;
-  assign _0511_ = _0368_ ? (* full_case = 32'd1 *) 2'h0 : _0374_[1:0];
+  assign _0511_ = _0369_ ? (* full_case = 32'd1 *) 2'h0 : _0374_[1:0];
   assign _0512_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _0511_;
   assign _0513_ = _0367_ ? _0512_ : \pos0$68 ;
   assign _0457_ = rst ? 2'h0 : _0513_;
   assign _0456_ = rst ? 1'h0 : _0366_;
-  assign _0454_ = rst ? 21'h000000 : { st6[31], 8'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign _0453_ = rst ? 60'h000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign _0452_ = rst ? 17'h00000 : _0362_;
-  assign _0451_ = rst ? 17'h00000 : _0361_;
-  assign _0450_ = rst ? 17'h00000 : _0360_;
-  assign _0449_ = rst ? 17'h00000 : _0359_;
-  assign _0448_ = rst ? 17'h00000 : _0358_;
-  assign _0447_ = rst ? 17'h00000 : _0357_;
-  assign _0446_ = rst ? 17'h00000 : _0356_;
-  assign _0445_ = rst ? 17'h00000 : _0355_;
-  assign _0443_ = rst ? 17'h00000 : _0354_;
-  assign _0442_ = rst ? 17'h00000 : _0353_;
-  assign _0441_ = rst ? 17'h00000 : _0351_;
-  assign _0440_ = rst ? 17'h00000 : _0350_;
-  assign _0439_ = rst ? 17'h00000 : _0349_;
-  assign _0438_ = rst ? 17'h00000 : _0348_;
-  assign _0437_ = rst ? 17'h00000 : _0347_;
-  assign _0436_ = rst ? 17'h00000 : _0346_;
+  assign _0455_ = rst ? 21'h000000 : { st6[31], 8'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0454_ = rst ? 60'h000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign _0453_ = rst ? 15'h0000 : _0363_[14:0];
+  assign _0452_ = rst ? 15'h0000 : _0362_[14:0];
+  assign _0450_ = rst ? 15'h0000 : _0361_[14:0];
+  assign _0449_ = rst ? 15'h0000 : _0360_[14:0];
+  assign _0448_ = rst ? 15'h0000 : _0358_[14:0];
+  assign _0447_ = rst ? 15'h0000 : _0357_[14:0];
+  assign _0446_ = rst ? 15'h0000 : _0356_[14:0];
+  assign _0445_ = rst ? 15'h0000 : _0355_[14:0];
+  assign _0444_ = rst ? 15'h0000 : _0354_[14:0];
+  assign _0443_ = rst ? 15'h0000 : _0353_[14:0];
+  assign _0442_ = rst ? 15'h0000 : _0352_[14:0];
+  assign _0441_ = rst ? 15'h0000 : _0351_[14:0];
+  assign _0439_ = rst ? 15'h0000 : _0350_[14:0];
+  assign _0438_ = rst ? 15'h0000 : _0349_[14:0];
+  assign _0437_ = rst ? 15'h0000 : _0347_[14:0];
+  assign _0436_ = rst ? 15'h0000 : _0346_[14:0];
   assign _0435_[63:48] = rst ? 16'h0000 : \$signal$128 [63:48];
   assign _0435_[31:16] = rst ? 16'h0000 : \$signal$128 [31:16];
   assign _0435_[15:0] = rst ? 16'h0000 : \$signal$128 [15:0];
   assign _0435_[47:32] = rst ? 16'h0000 : \$signal$128 [47:32];
   assign _0434_[63:48] = rst ? 16'h0000 : _0345_[15:0];
   assign _0434_[31:16] = rst ? 16'h0000 : _0284_[15:0];
-  assign _0434_[15:0] = rst ? 16'h0000 : _0252_[15:0];
-  assign _0434_[47:32] = rst ? 16'h0000 : _0314_[15:0];
-  assign _0432_ = rst ? 8'h00 : { 6'h00, st3[1], _0223_ };
-  assign _0431_ = rst ? 10'h000 : { _0222_, _0213_, _0204_, _0196_, _0189_, _0179_, _0169_, _0160_, _0153_, _0139_ };
-  assign _0430_ = rst ? 1'h0 : _0130_;
-  assign _0429_ = rst ? 1'h0 : _0122_;
+  assign _0434_[15:0] = rst ? 16'h0000 : _0253_[15:0];
+  assign _0434_[47:32] = rst ? 16'h0000 : _0315_[15:0];
+  assign _0433_ = rst ? 8'h00 : { 6'h00, st3[1], _0223_ };
+  assign _0432_ = rst ? 10'h000 : { _0222_, _0213_, _0204_, _0196_, _0190_, _0180_, _0170_, _0161_, _0153_, _0140_ };
+  assign _0431_ = rst ? 1'h0 : _0130_;
+  assign _0430_ = rst ? 1'h0 : _0123_;
   assign _0428_ = rst ? 1'h0 : _0116_;
   assign _0427_ = rst ? 1'h0 : _0109_;
-  assign _0426_ = rst ? 1'h0 : _0102_;
-  assign _0425_ = rst ? 1'h0 : _0093_;
+  assign _0426_ = rst ? 1'h0 : _0103_;
+  assign _0425_ = rst ? 1'h0 : _0095_;
   assign _0424_ = rst ? 1'h0 : _0087_;
   assign _0423_ = rst ? 1'h0 : _0077_;
-  assign _0421_ = rst ? 1'h0 : _0068_;
-  assign _0420_ = rst ? 1'h0 : _0058_;
+  assign _0422_ = rst ? 1'h0 : _0068_;
+  assign _0421_ = rst ? 1'h0 : _0058_;
   assign _0419_ = rst ? 4'h0 : cres8;
   assign _0418_ = rst ? 60'h000000000000000 : res8;
   assign _0417_ = rst ? 60'h000000000000000 : v_wr__data;
   assign _0416_ = rst ? 48'h000000000000 : b_rd__data;
   assign _0415_ = rst ? 60'h000000000000000 : \$signature__data$106 ;
   assign _0514_ = st3[21] ? addend[47:36] : _0049_[11:0];
-  assign _0413_[47:36] = rst ? 12'h000 : _0514_;
+  assign _0414_[47:36] = rst ? 12'h000 : _0514_;
   assign _0515_ = st3[21] ? addend[23:12] : _0045_[11:0];
-  assign _0413_[23:12] = rst ? 12'h000 : _0515_;
+  assign _0414_[23:12] = rst ? 12'h000 : _0515_;
   assign _0516_ = st3[21] ? addend[11:0] : _0043_[11:0];
-  assign _0413_[11:0] = rst ? 12'h000 : _0516_;
+  assign _0414_[11:0] = rst ? 12'h000 : _0516_;
   assign _0517_ = st3[21] ? addend[35:24] : _0047_[11:0];
-  assign _0413_[35:24] = rst ? 12'h000 : _0517_;
-  assign _0412_ = rst ? 12'h000 : _0040_;
-  assign _0411_ = rst ? 12'h000 : _0038_;
-  assign _0410_ = rst ? 12'h000 : _0036_;
+  assign _0414_[35:24] = rst ? 12'h000 : _0517_;
+  assign _0413_ = rst ? 12'h000 : _0040_;
+  assign _0412_ = rst ? 12'h000 : _0038_;
+  assign _0411_ = rst ? 12'h000 : _0036_;
   assign _0409_ = rst ? 12'h000 : _0033_;
   assign _0408_ = rst ? 11'h000 : _0031_;
   assign _0407_ = rst ? 11'h000 : _0026_;
   assign _0406_ = rst ? 11'h000 : _0022_;
   assign _0405_ = rst ? 11'h000 : _0017_;
   assign _0404_ = rst ? 32'd0 : \$signature__data ;
-  assign _0402_ = rst ? 34'h000000000 : st6;
-  assign _0401_ = rst ? 34'h000000000 : st5;
-  assign _0400_ = rst ? 34'h000000000 : st4;
+  assign _0403_ = rst ? 34'h000000000 : st6;
+  assign _0402_ = rst ? 34'h000000000 : st5;
+  assign _0401_ = rst ? 34'h000000000 : st4;
   assign _0399_ = rst ? 34'h000000000 : st3;
   assign _0398_ = rst ? 34'h000000000 : st2;
   assign _0397_ = rst ? 34'h000000000 : st1;
@@ -7554,13 +7586,13 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign _0519_ = \issue.end  ? (* full_case = 32'd1 *) 2'h0 : _0518_;
   assign _0520_ = sweep_now ? _0519_ : pos0;
   assign _0394_ = rst ? 2'h0 : _0520_;
-  assign _0392_ = rst ? 1'h0 : _0010_;
-  assign _0391_ = rst ? 1'h0 : _0008_;
+  assign _0393_ = rst ? 1'h0 : _0010_;
+  assign _0392_ = rst ? 1'h0 : _0008_;
   assign _0521_ = _0004_ ? 2'h0 : fire_k;
   assign _0522_ = sweep_last ? _0521_ : fire_k;
   assign _0523_ = _0003_ ? _0522_ : fire_k;
   assign _0524_ = fsm_state ? (* full_case = 32'd1 *) _0523_ : fire_k;
-  assign _0390_ = rst ? 2'h0 : _0524_;
+  assign _0391_ = rst ? 2'h0 : _0524_;
   assign _0525_ = _0004_ ? (* full_case = 32'd1 *) 2'h0 : _0005_[1:0];
   assign _0526_ = sweep_last ? _0525_ : step;
   assign _0527_ = _0003_ ? _0526_ : step;
@@ -7613,35 +7645,35 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign _0549_ = pending[2] ? 2'h2 : _0548_;
   assign _0550_ = pending[1] ? 2'h1 : _0549_;
   assign lane = pending[0] ? 2'h0 : _0550_;
-  assign _0551_ = _0461_ ? d1_3[14:0] : \$signal$37 [62:48];
-  assign _0552_ = _0463_ ? d2_3[14:0] : _0551_;
-  assign _0553_ = _0464_ ? d3_3[14:0] : _0552_;
-  assign _0554_ = _0465_ ? d4_3[14:0] : _0553_;
+  assign _0551_ = _0461_ ? d1_3 : \$signal$37 [62:48];
+  assign _0552_ = _0463_ ? d2_3 : _0551_;
+  assign _0553_ = _0464_ ? d3_3 : _0552_;
+  assign _0554_ = _0465_ ? d4_3 : _0553_;
   assign kept3 = st6[1] ? (* full_case = 32'd1 *) _0554_ : 15'h0000;
-  assign _0555_ = _0327_ ? d1_2[14:0] : \$signal$37 [46:32];
-  assign _0556_ = _0334_ ? d2_2[14:0] : _0555_;
-  assign _0557_ = _0343_ ? d3_2[14:0] : _0556_;
-  assign _0558_ = _0352_ ? d4_2[14:0] : _0557_;
+  assign _0555_ = _0323_ ? d1_2 : \$signal$37 [46:32];
+  assign _0556_ = _0332_ ? d2_2 : _0555_;
+  assign _0557_ = _0340_ ? d3_2 : _0556_;
+  assign _0558_ = _0348_ ? d4_2 : _0557_;
   assign kept2 = st6[1] ? (* full_case = 32'd1 *) _0558_ : 15'h0000;
-  assign _0559_ = _0201_ ? d1_1[14:0] : \$signal$37 [30:16];
-  assign _0560_ = _0211_ ? d2_1[14:0] : _0559_;
-  assign _0561_ = _0221_ ? d3_1[14:0] : _0560_;
-  assign _0562_ = _0230_ ? d4_1[14:0] : _0561_;
+  assign _0559_ = _0197_ ? d1_1 : \$signal$37 [30:16];
+  assign _0560_ = _0207_ ? d2_1 : _0559_;
+  assign _0561_ = _0217_ ? d3_1 : _0560_;
+  assign _0562_ = _0226_ ? d4_1 : _0561_;
   assign kept1 = st6[1] ? (* full_case = 32'd1 *) _0562_ : 15'h0000;
-  assign _0563_ = _0064_ ? d1_0[14:0] : \$signal$37 [14:0];
-  assign _0564_ = _0074_ ? d2_0[14:0] : _0563_;
-  assign _0565_ = _0084_ ? d3_0[14:0] : _0564_;
-  assign _0566_ = _0096_ ? d4_0[14:0] : _0565_;
+  assign _0563_ = _0060_ ? d1_0 : \$signal$37 [14:0];
+  assign _0564_ = _0070_ ? d2_0 : _0563_;
+  assign _0565_ = _0081_ ? d3_0 : _0564_;
+  assign _0566_ = _0092_ ? d4_0 : _0565_;
   assign kept0 = st6[1] ? (* full_case = 32'd1 *) _0566_ : 15'h0000;
-  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0455_[2:0] : 3'h0;
-  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0316_[2:0] : 3'h0;
-  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0191_[2:0] : 3'h0;
-  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0053_[2:0] : 3'h0;
+  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0451_[2:0] : 3'h0;
+  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0314_[2:0] : 3'h0;
+  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0188_[2:0] : 3'h0;
+  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0050_[2:0] : 3'h0;
   assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0466_ : \$signal$37 [62:48];
-  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0363_ : \$signal$37 [46:32];
-  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0239_ : \$signal$37 [30:16];
-  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0106_ : \$signal$37 [14:0];
-  assign _0567_ = _0372_ ? 1'h1 : 1'h0;
+  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0359_ : \$signal$37 [46:32];
+  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0236_ : \$signal$37 [30:16];
+  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0102_ : \$signal$37 [14:0];
+  assign _0567_ = _0368_ ? 1'h1 : 1'h0;
   assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _0567_ : 1'h0;
   assign _0568_ = ready ? 1'h1 : 1'h0;
   assign _0569_ = i0__payload[12] ? 1'h0 : _0568_;
@@ -7652,22 +7684,22 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign _0573_ = i0__payload[12] ? _0572_ : _0571_;
   assign _0574_ = i0__valid ? _0573_ : 1'h0;
   assign i0__ready = fsm_state ? 1'h0 : _0574_;
-  assign _0575_ = _0372_ ? sweep_last : 1'h0;
+  assign _0575_ = _0368_ ? sweep_last : 1'h0;
   assign \issue.end  = fsm_state ? (* full_case = 32'd1 *) _0575_ : 1'h0;
-  assign _0576_ = _0372_ ? fire_k[0] : 1'h0;
+  assign _0576_ = _0368_ ? fire_k[0] : 1'h0;
   assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _0576_ : 1'h0;
-  assign _0577_ = _0372_ ? _0462_ : 1'h0;
+  assign _0577_ = _0368_ ? _0462_ : 1'h0;
   assign \issue.last_step  = fsm_state ? (* full_case = 32'd1 *) _0577_ : 1'h0;
-  assign \issue.shift  = _0095_ ? op_shift : 4'h0;
-  assign \issue.count  = _0095_ ? op_count : 3'h0;
-  assign \issue.waddr  = _0095_ ? op_waddr : 9'h000;
-  assign _0578_ = _0095_ ? op_addr : 8'h00;
-  assign _0579_ = _0372_ ? sweep_addr : _0578_;
+  assign \issue.shift  = _0091_ ? op_shift : 4'h0;
+  assign \issue.count  = _0091_ ? op_count : 3'h0;
+  assign \issue.waddr  = _0091_ ? op_waddr : 9'h000;
+  assign _0578_ = _0091_ ? op_addr : 8'h00;
+  assign _0579_ = _0368_ ? sweep_addr : _0578_;
   assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _0579_ : _0578_;
-  assign _0580_ = _0372_ ? 1'h1 : 1'h0;
+  assign _0580_ = _0368_ ? 1'h1 : 1'h0;
   assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _0580_ : 1'h0;
-  assign _0581_ = _0095_ ? 1'h1 : 1'h0;
-  assign _0582_ = _0372_ ? 1'h1 : _0581_;
+  assign _0581_ = _0091_ ? 1'h1 : 1'h0;
+  assign _0582_ = _0368_ ? 1'h1 : _0581_;
   assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _0582_ : _0581_;
   function [2:0] _1286_;
     input [2:0] a;
@@ -7702,21 +7734,19 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4499$0 (i0__payload[11:0]),
+    .\port$4515$0 (i0__payload[11:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_gn.engine_conv2.queue  queue (
     .clk(clk),
-    .\port$3887$0 (\$signal$83 ),
-    .\port$4089$0 (\$signal$76 ),
-    .\port$4091$0 (\$signal$80 ),
+    .\port$3903$0 (\$signal$83 ),
+    .\port$4105$0 (\$signal$76 ),
+    .\port$4107$0 (\$signal$80 ),
     .rst(rst),
     .w_data({ entry7[20], pos1, pos2, \pos0$68 , entry7[11:0] }),
     .w_en(\$signal$72 )
   );
-  assign \c_raw[3]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[0]  = 1'h0;
   assign \$signal$128[3]  = \$signal$128 [63:48];
@@ -7949,6 +7979,8 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \issue.cur  = 1'h0;
   assign _0483_[3:0] = o__payload[3:0];
   assign _0471_[0] = v_wr__en;
+  assign \c_raw[3]  = 1'h0;
+  assign \c_raw[2]  = 1'h0;
   assign o__payload[13:4] = { \o__payload.end , \o__payload.count , \$signal$76 [19:14] };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
@@ -7975,7 +8007,7 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4499$0 , clk);
+module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4515$0 , clk);
   wire _000_;
   wire [6:0] _001_;
   wire [10:0] _002_;
@@ -8223,8 +8255,8 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   reg op_valid = 1'h0;
   output [8:0] op_waddr;
   reg [8:0] op_waddr = 9'h000;
-  input [11:0] \port$4499$0 ;
-  wire [11:0] \port$4499$0 ;
+  input [11:0] \port$4515$0 ;
+  wire [11:0] \port$4515$0 ;
   reg [5:0] r_step = 6'h00;
   output ready;
   wire ready;
@@ -8283,8 +8315,8 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   assign ready = _000_ | _030_;
   assign _040_ = op_valid & en;
   assign _057_ = $signed(_051_) + $signed(_056_);
-  assign _001_ = 1'h0 + { 1'h0, \port$4499$0 [2:0], 2'h0 };
-  assign _002_ = _001_ + { 2'h0, \port$4499$0 [2:0], 5'h00 };
+  assign _001_ = 1'h0 + { 1'h0, \port$4515$0 [2:0], 2'h0 };
+  assign _002_ = _001_ + { 2'h0, \port$4515$0 [2:0], 5'h00 };
   assign _004_ = $signed({ 1'h0, _002_ }) + $signed(_003_);
   assign _006_ = $signed(_004_) + $signed(_005_);
   assign _008_ = _007_ - 1'h1;
@@ -8350,7 +8382,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
   assign _043_ = rst ? 2'h0 : _097_;
   assign _098_ = load ? 4'h0 : op_shift;
   assign _042_ = rst ? 4'h0 : _098_;
-  assign _099_ = load ? \port$4499$0 [11:9] : op_count;
+  assign _099_ = load ? \port$4515$0 [11:9] : op_count;
   assign _041_ = rst ? 3'h0 : _099_;
   function [3:0] _306_;
     input [3:0] a;
@@ -8380,14 +8412,14 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _023_ = _306_(4'hx, 32'd590558002, { _107_, _106_, _105_, _104_, _103_, _102_, _101_, _100_ });
-  assign _100_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _101_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _102_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _103_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _104_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _105_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _106_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _107_ = ! (* full_case = 32'd1 *) \port$4499$0 [8:6];
+  assign _100_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _101_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _102_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _103_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _104_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _105_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _106_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _107_ = ! (* full_case = 32'd1 *) \port$4515$0 [8:6];
   function [3:0] _315_;
     input [3:0] a;
     input [31:0] b;
@@ -8416,14 +8448,14 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _020_ = _315_(4'hx, 32'd590558002, { _115_, _114_, _113_, _112_, _111_, _110_, _109_, _108_ });
-  assign _108_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _109_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _110_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _111_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _112_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _113_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _114_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _115_ = ! (* full_case = 32'd1 *) \port$4499$0 [5:3];
+  assign _108_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _109_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _110_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _111_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _112_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _113_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _114_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _115_ = ! (* full_case = 32'd1 *) \port$4515$0 [5:3];
   function [4:0] _324_;
     input [4:0] a;
     input [39:0] b;
@@ -8452,14 +8484,14 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _019_ = _324_(5'hxx, 40'hae739ce735, { _123_, _122_, _121_, _120_, _119_, _118_, _117_, _116_ });
-  assign _116_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _117_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _118_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _119_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _120_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _121_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _122_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _123_ = ! (* full_case = 32'd1 *) \port$4499$0 [8:6];
+  assign _116_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _117_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _118_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _119_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _120_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _121_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _122_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _123_ = ! (* full_case = 32'd1 *) \port$4515$0 [8:6];
   function [5:0] _333_;
     input [5:0] a;
     input [47:0] b;
@@ -8488,14 +8520,14 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _018_ = _333_(6'hxx, 48'h655555555559, { _131_, _130_, _129_, _128_, _127_, _126_, _125_, _124_ });
-  assign _124_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _125_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _126_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _127_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _128_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _129_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _130_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _131_ = ! (* full_case = 32'd1 *) \port$4499$0 [8:6];
+  assign _124_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _125_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _126_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _127_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _128_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _129_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _130_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _131_ = ! (* full_case = 32'd1 *) \port$4515$0 [8:6];
   function [3:0] _342_;
     input [3:0] a;
     input [31:0] b;
@@ -8524,14 +8556,14 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _016_ = _342_(4'hx, 32'd590558002, { _139_, _138_, _137_, _136_, _135_, _134_, _133_, _132_ });
-  assign _132_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _133_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _134_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _135_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _136_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _137_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _138_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _139_ = ! (* full_case = 32'd1 *) \port$4499$0 [5:3];
+  assign _132_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _133_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _134_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _135_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _136_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _137_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _138_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _139_ = ! (* full_case = 32'd1 *) \port$4515$0 [5:3];
   function [3:0] _351_;
     input [3:0] a;
     input [31:0] b;
@@ -8560,14 +8592,14 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _014_ = _351_(4'hx, 32'd590558002, { _147_, _146_, _145_, _144_, _143_, _142_, _141_, _140_ });
-  assign _140_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _141_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _142_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _143_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _144_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _145_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _146_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _147_ = ! (* full_case = 32'd1 *) \port$4499$0 [8:6];
+  assign _140_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _141_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _142_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _143_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _144_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _145_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _146_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _147_ = ! (* full_case = 32'd1 *) \port$4515$0 [8:6];
   function [3:0] _360_;
     input [3:0] a;
     input [31:0] b;
@@ -8596,14 +8628,14 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _012_ = _360_(4'hx, 32'd590558002, { _155_, _154_, _153_, _152_, _151_, _150_, _149_, _148_ });
-  assign _148_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _149_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _150_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _151_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _152_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _153_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _154_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _155_ = ! (* full_case = 32'd1 *) \port$4499$0 [8:6];
+  assign _148_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _149_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _150_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _151_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _152_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _153_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _154_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _155_ = ! (* full_case = 32'd1 *) \port$4515$0 [8:6];
   function [3:0] _369_;
     input [3:0] a;
     input [31:0] b;
@@ -8632,14 +8664,14 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _009_ = _369_(4'hx, 32'd590558002, { _163_, _162_, _161_, _160_, _159_, _158_, _157_, _156_ });
-  assign _156_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _157_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _158_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _159_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _160_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _161_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _162_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _163_ = ! (* full_case = 32'd1 *) \port$4499$0 [5:3];
+  assign _156_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _157_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _158_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _159_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _160_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _161_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _162_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _163_ = ! (* full_case = 32'd1 *) \port$4515$0 [5:3];
   function [3:0] _378_;
     input [3:0] a;
     input [31:0] b;
@@ -8668,14 +8700,14 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _007_ = _378_(4'hx, 32'd590558002, { _171_, _170_, _169_, _168_, _167_, _166_, _165_, _164_ });
-  assign _164_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _165_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _166_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _167_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _168_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _169_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _170_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _171_ = ! (* full_case = 32'd1 *) \port$4499$0 [8:6];
+  assign _164_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _165_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _166_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _167_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _168_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _169_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _170_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _171_ = ! (* full_case = 32'd1 *) \port$4515$0 [8:6];
   function [4:0] _387_;
     input [4:0] a;
     input [39:0] b;
@@ -8704,14 +8736,14 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _005_ = _387_(5'hxx, 40'h2210842108, { _179_, _178_, _177_, _176_, _175_, _174_, _173_, _172_ });
-  assign _172_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _173_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _174_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _175_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _176_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _177_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _178_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _179_ = ! (* full_case = 32'd1 *) \port$4499$0 [8:6];
+  assign _172_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _173_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _174_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _175_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _176_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _177_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _178_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _179_ = ! (* full_case = 32'd1 *) \port$4515$0 [8:6];
   function [5:0] _396_;
     input [5:0] a;
     input [47:0] b;
@@ -8740,14 +8772,14 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _003_ = _396_(6'hxx, 48'h318618618618, { _187_, _186_, _185_, _184_, _183_, _182_, _181_, _180_ });
-  assign _180_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _181_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _182_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _183_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _184_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _185_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _186_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _187_ = ! (* full_case = 32'd1 *) \port$4499$0 [5:3];
+  assign _180_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _181_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _182_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _183_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _184_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _185_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _186_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _187_ = ! (* full_case = 32'd1 *) \port$4515$0 [5:3];
   function [5:0] _405_;
     input [5:0] a;
     input [47:0] b;
@@ -8776,14 +8808,14 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _056_ = _405_(6'hxx, 48'h000108310518, { _195_, _194_, _193_, _192_, _191_, _190_, _189_, _188_ });
-  assign _188_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _189_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _190_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _191_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _192_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _193_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _194_ = \port$4499$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _195_ = ! (* full_case = 32'd1 *) \port$4499$0 [8:6];
+  assign _188_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _189_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _190_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _191_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _192_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _193_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _194_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _195_ = ! (* full_case = 32'd1 *) \port$4515$0 [8:6];
   function [8:0] _414_;
     input [8:0] a;
     input [71:0] b;
@@ -8812,19 +8844,19 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _051_ = _414_(9'hxxx, 72'h0000040403020140c0, { _203_, _202_, _201_, _200_, _199_, _198_, _197_, _196_ });
-  assign _196_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _197_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _198_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _199_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _200_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _201_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _202_ = \port$4499$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _203_ = ! (* full_case = 32'd1 *) \port$4499$0 [5:3];
-  assign ev_c = \port$4499$0 [2:0];
-  assign ev_x = \port$4499$0 [8:6];
-  assign ev_y = \port$4499$0 [5:3];
+  assign _196_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _197_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _198_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _199_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _200_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _201_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _202_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _203_ = ! (* full_case = 32'd1 *) \port$4515$0 [5:3];
+  assign ev_c = \port$4515$0 [2:0];
+  assign ev_x = \port$4515$0 [8:6];
+  assign ev_y = \port$4515$0 [5:3];
   assign ev_shift = 4'h0;
-  assign ev_count = \port$4499$0 [11:9];
+  assign ev_count = \port$4515$0 [11:9];
   assign waddr = op_waddr;
   assign addr = op_addr;
   assign \busy$6  = op_valid;
@@ -8834,7 +8866,7 @@ module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_s
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv2.queue (rst, w_data, \port$3887$0 , w_en, \port$4089$0 , \port$4091$0 , clk);
+module \digits_cnn_gn.engine_conv2.queue (rst, w_data, \port$3903$0 , w_en, \port$4105$0 , \port$4107$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -8864,12 +8896,12 @@ module \digits_cnn_gn.engine_conv2.queue (rst, w_data, \port$3887$0 , w_en, \por
   reg held_valid = 1'h0;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \level$21 ;
-  input \port$3887$0 ;
-  wire \port$3887$0 ;
-  output [20:0] \port$4089$0 ;
-  wire [20:0] \port$4089$0 ;
-  output \port$4091$0 ;
-  wire \port$4091$0 ;
+  input \port$3903$0 ;
+  wire \port$3903$0 ;
+  output [20:0] \port$4105$0 ;
+  wire [20:0] \port$4105$0 ;
+  output \port$4107$0 ;
+  wire \port$4107$0 ;
   wire [20:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -8909,18 +8941,18 @@ module \digits_cnn_gn.engine_conv2.queue (rst, w_data, \port$3887$0 , w_en, \por
   \digits_cnn_gn.engine_conv2.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2129$0 (\$signal$9 ),
-    .\port$3887$0 (\port$3887$0 ),
-    .\port$4073$0 (\$signal$11 ),
-    .\port$4075$0 (held_valid),
-    .\port$4089$0 (\$signal$14 ),
-    .\port$4091$0 (\$signal$16 ),
+    .\port$2137$0 (\$signal$9 ),
+    .\port$3903$0 (\port$3903$0 ),
+    .\port$4089$0 (\$signal$11 ),
+    .\port$4091$0 (held_valid),
+    .\port$4105$0 (\$signal$14 ),
+    .\port$4107$0 (\$signal$16 ),
     .rst(rst)
   );
-  assign \port$4091$0  = \$signal$16 ;
-  assign \port$4089$0  = \$signal$14 ;
-  assign \$signal$19  = \port$3887$0 ;
-  assign \$signal$18  = \port$3887$0 ;
+  assign \port$4107$0  = \$signal$16 ;
+  assign \port$4105$0  = \$signal$14 ;
+  assign \$signal$19  = \port$3903$0 ;
+  assign \$signal$18  = \port$3903$0 ;
   assign \$signal$17  = \$signal$16 ;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$13  = held_valid;
@@ -9605,7 +9637,7 @@ module \digits_cnn_gn.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2129$0 , count, \port$3887$0 , \port$4073$0 , \port$4075$0 , \port$4089$0 , \port$4091$0 , clk);
+module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2137$0 , count, \port$3903$0 , \port$4089$0 , \port$4091$0 , \port$4105$0 , \port$4107$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -9635,26 +9667,26 @@ module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2129$0 , count, \port$
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2129$0 ;
-  wire \port$2129$0 ;
-  input \port$3887$0 ;
-  wire \port$3887$0 ;
-  input [20:0] \port$4073$0 ;
-  wire [20:0] \port$4073$0 ;
-  input \port$4075$0 ;
-  wire \port$4075$0 ;
-  output [20:0] \port$4089$0 ;
+  output \port$2137$0 ;
+  wire \port$2137$0 ;
+  input \port$3903$0 ;
+  wire \port$3903$0 ;
+  input [20:0] \port$4089$0 ;
   wire [20:0] \port$4089$0 ;
-  output \port$4091$0 ;
+  input \port$4091$0 ;
   wire \port$4091$0 ;
+  output [20:0] \port$4105$0 ;
+  wire [20:0] \port$4105$0 ;
+  output \port$4107$0 ;
+  wire \port$4107$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4075$0  & _00_;
+  assign take = \port$4091$0  & _00_;
   assign count = \$signal$5  + spare_valid;
   assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3887$0  | _01_;
+  assign _02_ = \port$3903$0  | _01_;
   always @(posedge clk)
     \$signal$9  <= _03_;
   always @(posedge clk)
@@ -9665,7 +9697,7 @@ module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2129$0 , count, \port$
     \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$4073$0  : \$signal$10 ;
+  assign _07_ = take ? \port$4089$0  : \$signal$10 ;
   assign _08_ = _02_ ? \$signal$10  : _07_;
   assign _06_ = rst ? 21'h000000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
@@ -9676,16 +9708,16 @@ module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2129$0 , count, \port$
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
   assign _14_ = _02_ ? _13_ : \$signal$5 ;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$4073$0  : \$signal$9 ;
+  assign _15_ = take ? \port$4089$0  : \$signal$9 ;
   assign _16_ = spare_valid ? \$signal$10  : _15_;
   assign _17_ = _02_ ? _16_ : \$signal$9 ;
   assign _03_ = rst ? 21'h000000 : _17_;
-  assign \port$4091$0  = \$signal$5 ;
-  assign \port$4089$0  = \$signal$9 ;
-  assign \port$2129$0  = \$signal ;
-  assign \$signal$11  = \port$4073$0 ;
-  assign \$signal$8  = \port$3887$0 ;
-  assign \$signal$3  = \port$4075$0 ;
+  assign \port$4107$0  = \$signal$5 ;
+  assign \port$4105$0  = \$signal$9 ;
+  assign \port$2137$0  = \$signal ;
+  assign \$signal$11  = \port$4089$0 ;
+  assign \$signal$8  = \port$3903$0 ;
+  assign \$signal$3  = \port$4091$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9747,11 +9779,11 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [11:0] _0048_;
   (* unused_bits = "12" *)
   wire [12:0] _0049_;
-  wire _0050_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0050_;
   wire _0051_;
   wire _0052_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0053_;
+  wire _0053_;
   wire _0054_;
   wire _0055_;
   wire _0056_;
@@ -9800,11 +9832,11 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire _0099_;
   wire _0100_;
   wire _0101_;
-  wire _0102_;
+  wire [16:0] _0102_;
   wire _0103_;
   wire _0104_;
   wire _0105_;
-  wire [16:0] _0106_;
+  wire _0106_;
   wire _0107_;
   wire _0108_;
   wire _0109_;
@@ -9829,10 +9861,10 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire _0128_;
   wire _0129_;
   wire _0130_;
-  wire _0131_;
+  wire [1:0] _0131_;
   wire _0132_;
   wire _0133_;
-  wire [1:0] _0134_;
+  wire _0134_;
   wire _0135_;
   wire _0136_;
   wire _0137_;
@@ -9846,11 +9878,11 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire _0145_;
   wire _0146_;
   wire _0147_;
-  wire _0148_;
+  wire [2:0] _0148_;
   wire _0149_;
   wire _0150_;
   wire _0151_;
-  wire [2:0] _0152_;
+  wire _0152_;
   wire _0153_;
   wire _0154_;
   wire _0155_;
@@ -9866,10 +9898,10 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire _0165_;
   wire _0166_;
   wire _0167_;
-  wire _0168_;
+  wire [3:0] _0168_;
   wire _0169_;
   wire _0170_;
-  wire [3:0] _0171_;
+  wire _0171_;
   wire _0172_;
   wire _0173_;
   wire _0174_;
@@ -9886,11 +9918,11 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire _0185_;
   wire _0186_;
   wire _0187_;
-  wire _0188_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0188_;
   wire _0189_;
   wire _0190_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0191_;
+  wire _0191_;
   wire _0192_;
   wire _0193_;
   wire _0194_;
@@ -9925,20 +9957,20 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire _0223_;
   wire [17:0] _0224_;
   wire [17:0] _0225_;
-  wire [17:0] _0226_;
-  wire [16:0] _0227_;
-  wire [17:0] _0228_;
-  wire [16:0] _0229_;
-  wire _0230_;
+  wire _0226_;
+  wire [17:0] _0227_;
+  wire [16:0] _0228_;
+  wire [17:0] _0229_;
+  wire [16:0] _0230_;
   wire [17:0] _0231_;
   wire [16:0] _0232_;
   wire [17:0] _0233_;
   wire [16:0] _0234_;
   wire [17:0] _0235_;
-  wire [1:0] _0236_;
-  wire [17:0] _0237_;
-  wire [1:0] _0238_;
-  wire [16:0] _0239_;
+  wire [16:0] _0236_;
+  wire [1:0] _0237_;
+  wire [17:0] _0238_;
+  wire [1:0] _0239_;
   wire [17:0] _0240_;
   wire [11:0] _0241_;
   wire [11:0] _0242_;
@@ -9951,123 +9983,139 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [17:0] _0249_;
   wire [1:0] _0250_;
   wire [17:0] _0251_;
+  wire _0252_;
   (* unused_bits = "18" *)
-  wire [18:0] _0252_;
-  wire [17:0] _0253_;
-  wire _0254_;
+  wire [18:0] _0253_;
+  wire [17:0] _0254_;
   wire [17:0] _0255_;
   wire [17:0] _0256_;
   wire [16:0] _0257_;
   wire [17:0] _0258_;
   wire [16:0] _0259_;
   wire [17:0] _0260_;
-  wire [16:0] _0261_;
-  wire [17:0] _0262_;
-  wire [16:0] _0263_;
-  wire [17:0] _0264_;
-  wire [1:0] _0265_;
+  wire [1:0] _0261_;
+  wire [16:0] _0262_;
+  wire [17:0] _0263_;
+  wire [16:0] _0264_;
+  wire [17:0] _0265_;
   wire [1:0] _0266_;
   wire [17:0] _0267_;
   wire [1:0] _0268_;
   wire [17:0] _0269_;
-  wire [11:0] _0270_;
+  wire _0270_;
   wire [11:0] _0271_;
-  wire _0272_;
+  wire [11:0] _0272_;
   wire [11:0] _0273_;
   wire [17:0] _0274_;
   wire [17:0] _0275_;
   wire [17:0] _0276_;
   wire [17:0] _0277_;
-  wire [1:0] _0278_;
-  wire [17:0] _0279_;
+  wire _0278_;
+  wire [2:0] _0279_;
   wire [1:0] _0280_;
-  wire _0281_;
-  wire [2:0] _0282_;
+  wire [17:0] _0281_;
+  wire [1:0] _0282_;
   wire [17:0] _0283_;
   (* unused_bits = "18" *)
   wire [18:0] _0284_;
   wire [17:0] _0285_;
   wire [17:0] _0286_;
-  wire [17:0] _0287_;
-  wire [16:0] _0288_;
-  wire [17:0] _0289_;
-  wire [16:0] _0290_;
-  wire _0291_;
+  wire _0287_;
+  wire [17:0] _0288_;
+  wire [16:0] _0289_;
+  wire [17:0] _0290_;
+  wire [16:0] _0291_;
   wire [17:0] _0292_;
   wire [16:0] _0293_;
   wire [17:0] _0294_;
   wire [16:0] _0295_;
   wire [17:0] _0296_;
-  wire [1:0] _0297_;
-  wire [17:0] _0298_;
-  wire [1:0] _0299_;
-  wire [3:0] _0300_;
+  wire [3:0] _0297_;
+  wire [1:0] _0298_;
+  wire [17:0] _0299_;
+  wire [1:0] _0300_;
   wire [17:0] _0301_;
   wire [11:0] _0302_;
   wire [11:0] _0303_;
   wire [11:0] _0304_;
-  wire [17:0] _0305_;
+  wire _0305_;
   wire [17:0] _0306_;
   wire [17:0] _0307_;
   wire [17:0] _0308_;
-  wire _0309_;
+  wire [17:0] _0309_;
   wire [1:0] _0310_;
   wire [17:0] _0311_;
   wire [1:0] _0312_;
   wire [17:0] _0313_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0314_;
-  wire [17:0] _0315_;
   (* unused_bits = "3 4" *)
-  wire [4:0] _0316_;
+  wire [4:0] _0314_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0315_;
+  wire [17:0] _0316_;
   wire [17:0] _0317_;
   wire [17:0] _0318_;
   wire [16:0] _0319_;
   wire [17:0] _0320_;
   wire [16:0] _0321_;
   wire [17:0] _0322_;
-  wire [16:0] _0323_;
-  wire [17:0] _0324_;
-  wire [16:0] _0325_;
-  wire [17:0] _0326_;
-  wire _0327_;
+  wire _0323_;
+  wire [16:0] _0324_;
+  wire [17:0] _0325_;
+  wire [16:0] _0326_;
+  wire [17:0] _0327_;
   wire [1:0] _0328_;
   wire [17:0] _0329_;
   wire [1:0] _0330_;
   wire [17:0] _0331_;
-  wire [11:0] _0332_;
+  wire _0332_;
   wire [11:0] _0333_;
-  wire _0334_;
+  wire [11:0] _0334_;
   wire [11:0] _0335_;
   wire [17:0] _0336_;
   wire [17:0] _0337_;
   wire [17:0] _0338_;
   wire [17:0] _0339_;
-  wire [1:0] _0340_;
-  wire [17:0] _0341_;
-  wire [1:0] _0342_;
-  wire _0343_;
+  wire _0340_;
+  wire [1:0] _0341_;
+  wire [17:0] _0342_;
+  wire [1:0] _0343_;
   wire [17:0] _0344_;
   (* unused_bits = "18" *)
   wire [18:0] _0345_;
+  (* unused_bits = "17 18" *)
   wire [18:0] _0346_;
+  (* unused_bits = "17 18" *)
   wire [18:0] _0347_;
-  wire [18:0] _0348_;
+  wire _0348_;
+  (* unused_bits = "17 18" *)
   wire [18:0] _0349_;
+  (* unused_bits = "17 18" *)
   wire [18:0] _0350_;
+  (* unused_bits = "17 18" *)
   wire [18:0] _0351_;
-  wire _0352_;
+  (* unused_bits = "17 18" *)
+  wire [18:0] _0352_;
+  (* unused_bits = "17 18" *)
   wire [18:0] _0353_;
+  (* unused_bits = "17 18" *)
   wire [18:0] _0354_;
+  (* unused_bits = "17 18" *)
   wire [18:0] _0355_;
+  (* unused_bits = "17 18" *)
   wire [18:0] _0356_;
+  (* unused_bits = "17 18" *)
   wire [18:0] _0357_;
+  (* unused_bits = "17 18" *)
   wire [18:0] _0358_;
-  wire [18:0] _0359_;
+  wire [16:0] _0359_;
+  (* unused_bits = "17 18" *)
   wire [18:0] _0360_;
+  (* unused_bits = "17 18" *)
   wire [18:0] _0361_;
+  (* unused_bits = "17 18" *)
   wire [18:0] _0362_;
-  wire [16:0] _0363_;
+  (* unused_bits = "17 18" *)
+  wire [18:0] _0363_;
   wire _0364_;
   wire _0365_;
   wire _0366_;
@@ -10075,9 +10123,9 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire _0368_;
   wire _0369_;
   wire _0370_;
+  wire _0371_;
   (* unused_bits = "2" *)
-  wire [2:0] _0371_;
-  wire _0372_;
+  wire [2:0] _0372_;
   (* unused_bits = "2" *)
   wire [2:0] _0373_;
   (* unused_bits = "2" *)
@@ -10088,10 +10136,10 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire _0378_;
   wire _0379_;
   wire _0380_;
-  wire [6:0] _0381_;
-  (* unused_bits = "4 5 6" *)
+  wire _0381_;
   wire [6:0] _0382_;
-  wire _0383_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _0383_;
   wire [7:0] _0384_;
   wire _0385_;
   wire _0386_;
@@ -10099,30 +10147,30 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire _0388_;
   wire [1:0] _0389_;
   wire [1:0] _0390_;
-  wire _0391_;
+  wire [1:0] _0391_;
   wire _0392_;
-  wire [1:0] _0393_;
+  wire _0393_;
   wire [1:0] _0394_;
   wire [34:0] _0395_;
   wire [34:0] _0396_;
   wire [34:0] _0397_;
   wire [34:0] _0398_;
   wire [34:0] _0399_;
-  wire [34:0] _0400_;
+  wire _0400_;
   wire [34:0] _0401_;
   wire [34:0] _0402_;
-  wire _0403_;
+  wire [34:0] _0403_;
   wire [31:0] _0404_;
   wire [10:0] _0405_;
   wire [10:0] _0406_;
   wire [10:0] _0407_;
   wire [10:0] _0408_;
   wire [11:0] _0409_;
-  wire [11:0] _0410_;
+  wire [2:0] _0410_;
   wire [11:0] _0411_;
   wire [11:0] _0412_;
-  wire [47:0] _0413_;
-  wire [2:0] _0414_;
+  wire [11:0] _0413_;
+  wire [47:0] _0414_;
   wire [67:0] _0415_;
   wire [47:0] _0416_;
   wire [67:0] _0417_;
@@ -10137,34 +10185,34 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire _0426_;
   wire _0427_;
   wire _0428_;
-  wire _0429_;
+  wire [3:0] _0429_;
   wire _0430_;
-  wire [9:0] _0431_;
-  wire [7:0] _0432_;
-  wire [3:0] _0433_;
+  wire _0431_;
+  wire [9:0] _0432_;
+  wire [7:0] _0433_;
   wire [71:0] _0434_;
   wire [71:0] _0435_;
-  wire [18:0] _0436_;
-  wire [18:0] _0437_;
-  wire [18:0] _0438_;
-  wire [18:0] _0439_;
-  wire [18:0] _0440_;
-  wire [18:0] _0441_;
-  wire [18:0] _0442_;
-  wire [18:0] _0443_;
-  wire _0444_;
-  wire [18:0] _0445_;
-  wire [18:0] _0446_;
-  wire [18:0] _0447_;
-  wire [18:0] _0448_;
-  wire [18:0] _0449_;
-  wire [18:0] _0450_;
-  wire [18:0] _0451_;
-  wire [18:0] _0452_;
-  wire [67:0] _0453_;
-  wire [18:0] _0454_;
+  wire [16:0] _0436_;
+  wire [16:0] _0437_;
+  wire [16:0] _0438_;
+  wire [16:0] _0439_;
+  wire _0440_;
+  wire [16:0] _0441_;
+  wire [16:0] _0442_;
+  wire [16:0] _0443_;
+  wire [16:0] _0444_;
+  wire [16:0] _0445_;
+  wire [16:0] _0446_;
+  wire [16:0] _0447_;
+  wire [16:0] _0448_;
+  wire [16:0] _0449_;
+  wire [16:0] _0450_;
   (* unused_bits = "3 4" *)
-  wire [4:0] _0455_;
+  wire [4:0] _0451_;
+  wire [16:0] _0452_;
+  wire [16:0] _0453_;
+  wire [67:0] _0454_;
+  wire [18:0] _0455_;
   wire _0456_;
   wire [1:0] _0457_;
   wire [1:0] _0458_;
@@ -10397,22 +10445,22 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire \cres9[1] ;
   wire \cres9[2] ;
   wire \cres9[3] ;
-  reg [18:0] d1_0 = 19'h00000;
-  reg [18:0] d1_1 = 19'h00000;
-  reg [18:0] d1_2 = 19'h00000;
-  reg [18:0] d1_3 = 19'h00000;
-  reg [18:0] d2_0 = 19'h00000;
-  reg [18:0] d2_1 = 19'h00000;
-  reg [18:0] d2_2 = 19'h00000;
-  reg [18:0] d2_3 = 19'h00000;
-  reg [18:0] d3_0 = 19'h00000;
-  reg [18:0] d3_1 = 19'h00000;
-  reg [18:0] d3_2 = 19'h00000;
-  reg [18:0] d3_3 = 19'h00000;
-  reg [18:0] d4_0 = 19'h00000;
-  reg [18:0] d4_1 = 19'h00000;
-  reg [18:0] d4_2 = 19'h00000;
-  reg [18:0] d4_3 = 19'h00000;
+  reg [16:0] d1_0 = 17'h00000;
+  reg [16:0] d1_1 = 17'h00000;
+  reg [16:0] d1_2 = 17'h00000;
+  reg [16:0] d1_3 = 17'h00000;
+  reg [16:0] d2_0 = 17'h00000;
+  reg [16:0] d2_1 = 17'h00000;
+  reg [16:0] d2_2 = 17'h00000;
+  reg [16:0] d2_3 = 17'h00000;
+  reg [16:0] d3_0 = 17'h00000;
+  reg [16:0] d3_1 = 17'h00000;
+  reg [16:0] d3_2 = 17'h00000;
+  reg [16:0] d3_3 = 17'h00000;
+  reg [16:0] d4_0 = 17'h00000;
+  reg [16:0] d4_1 = 17'h00000;
+  reg [16:0] d4_2 = 17'h00000;
+  reg [16:0] d4_3 = 17'h00000;
   reg [3:0] done = 4'h0;
   wire dropped;
   wire en;
@@ -13126,86 +13174,94 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     _1293_ <= wrom0[st0[21:10]];
   end
   assign \$signature__data  = _1293_;
+  assign _0285_ = \$signal$126 [0] ? \$signal$128 [53:36] : 18'h00000;
+  assign _0286_ = \$signal$126 [1] ? \$signal$37 [53:36] : 18'h00000;
+  assign _0288_ = _0285_ | _0286_;
+  assign _0289_ = \$signal$126 [2] ? v_wr__data[50:34] : 17'h00000;
+  assign _0290_ = _0288_ | { _0289_[16], _0289_ };
+  assign _0291_ = \$signal$126 [3] ? res8[50:34] : 17'h00000;
+  assign _0292_ = _0290_ | { _0291_[16], _0291_ };
+  assign _0293_ = \$signal$126 [4] ? res9[50:34] : 17'h00000;
   assign _0294_ = _0292_ | { _0293_[16], _0293_ };
   assign _0295_ = \$signal$126 [5] ? v_raw[50:34] : 17'h00000;
   assign _0296_ = _0294_ | { _0295_[16], _0295_ };
-  assign _0297_ = \$signal$126 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0298_ = _0296_ | { _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_[1], _0297_ };
-  assign _0299_ = \$signal$126 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0301_ = _0298_ | { _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_[1], _0299_ };
+  assign _0298_ = \$signal$126 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0299_ = _0296_ | { _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_ };
+  assign _0300_ = \$signal$126 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0301_ = _0299_ | { _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_ };
   assign _0302_ = \$signal$127 [0] ? addend[35:24] : 12'h000;
   assign _0303_ = \$signal$127 [1] ? b_raw[35:24] : 12'h000;
   assign _0304_ = _0302_ | _0303_;
-  assign _0305_ = \$signal$127 [2] ? \$signal$128 [53:36] : 18'h00000;
-  assign _0306_ = { _0304_[11], _0304_[11], _0304_[11], _0304_[11], _0304_[11], _0304_[11], _0304_ } | _0305_;
-  assign _0307_ = \$signal$127 [3] ? \$signal$37 [53:36] : 18'h00000;
-  assign _0308_ = _0306_ | _0307_;
+  assign _0306_ = \$signal$127 [2] ? \$signal$128 [53:36] : 18'h00000;
+  assign _0307_ = { _0304_[11], _0304_[11], _0304_[11], _0304_[11], _0304_[11], _0304_[11], _0304_ } | _0306_;
+  assign _0308_ = \$signal$127 [3] ? \$signal$37 [53:36] : 18'h00000;
+  assign _0309_ = _0307_ | _0308_;
   assign _0310_ = \$signal$127 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0311_ = _0308_ | { _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_ };
+  assign _0311_ = _0309_ | { _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_ };
   assign _0312_ = \$signal$127 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign _0313_ = _0311_ | { _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_ };
-  assign _0314_ = $signed(_0301_) + $signed(_0313_);
-  assign _0315_ = \$signal$126 [0] ? \$signal$128 [71:54] : 18'h00000;
+  assign _0315_ = $signed(_0301_) + $signed(_0313_);
+  assign _0316_ = \$signal$126 [0] ? \$signal$128 [71:54] : 18'h00000;
   assign _0317_ = \$signal$126 [1] ? \$signal$37 [71:54] : 18'h00000;
-  assign _0318_ = _0315_ | _0317_;
+  assign _0318_ = _0316_ | _0317_;
   assign _0319_ = \$signal$126 [2] ? v_wr__data[67:51] : 17'h00000;
   assign _0320_ = _0318_ | { _0319_[16], _0319_ };
   assign _0321_ = \$signal$126 [3] ? res8[67:51] : 17'h00000;
   assign _0322_ = _0320_ | { _0321_[16], _0321_ };
-  assign _0323_ = \$signal$126 [4] ? res9[67:51] : 17'h00000;
-  assign _0324_ = _0322_ | { _0323_[16], _0323_ };
-  assign _0325_ = \$signal$126 [5] ? v_raw[67:51] : 17'h00000;
-  assign _0326_ = _0324_ | { _0325_[16], _0325_ };
+  assign _0324_ = \$signal$126 [4] ? res9[67:51] : 17'h00000;
+  assign _0325_ = _0322_ | { _0324_[16], _0324_ };
+  assign _0326_ = \$signal$126 [5] ? v_raw[67:51] : 17'h00000;
+  assign _0327_ = _0325_ | { _0326_[16], _0326_ };
   assign _0328_ = \$signal$126 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0329_ = _0326_ | { _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_ };
+  assign _0329_ = _0327_ | { _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_ };
   assign _0330_ = \$signal$126 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign _0331_ = _0329_ | { _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_ };
-  assign _0332_ = \$signal$127 [0] ? addend[47:36] : 12'h000;
-  assign _0333_ = \$signal$127 [1] ? b_raw[47:36] : 12'h000;
-  assign _0335_ = _0332_ | _0333_;
+  assign _0333_ = \$signal$127 [0] ? addend[47:36] : 12'h000;
+  assign _0334_ = \$signal$127 [1] ? b_raw[47:36] : 12'h000;
+  assign _0335_ = _0333_ | _0334_;
   assign _0336_ = \$signal$127 [2] ? \$signal$128 [71:54] : 18'h00000;
   assign _0337_ = { _0335_[11], _0335_[11], _0335_[11], _0335_[11], _0335_[11], _0335_[11], _0335_ } | _0336_;
   assign _0338_ = \$signal$127 [3] ? \$signal$37 [71:54] : 18'h00000;
   assign _0339_ = _0337_ | _0338_;
-  assign _0340_ = \$signal$127 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0341_ = _0339_ | { _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_[1], _0340_ };
-  assign _0342_ = \$signal$127 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0344_ = _0341_ | { _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_[1], _0342_ };
+  assign _0341_ = \$signal$127 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0342_ = _0339_ | { _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_ };
+  assign _0343_ = \$signal$127 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0344_ = _0342_ | { _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_ };
   assign _0345_ = $signed(_0331_) + $signed(_0344_);
   assign _0346_ = $signed(\$signal$128 [17:0]) - $signed(9'h0f8);
   assign _0347_ = $signed(\$signal$128 [17:0]) - $signed(10'h1f0);
-  assign _0348_ = $signed(\$signal$128 [17:0]) - $signed(11'h2e8);
-  assign _0349_ = $signed(\$signal$128 [17:0]) - $signed(11'h3e0);
-  assign _0350_ = $signed(\$signal$128 [35:18]) - $signed(9'h0f8);
-  assign _0351_ = $signed(\$signal$128 [35:18]) - $signed(10'h1f0);
+  assign _0349_ = $signed(\$signal$128 [17:0]) - $signed(11'h2e8);
+  assign _0350_ = $signed(\$signal$128 [17:0]) - $signed(11'h3e0);
+  assign _0351_ = $signed(\$signal$128 [35:18]) - $signed(9'h0f8);
+  assign _0352_ = $signed(\$signal$128 [35:18]) - $signed(10'h1f0);
   assign _0353_ = $signed(\$signal$128 [35:18]) - $signed(11'h2e8);
   assign _0354_ = $signed(\$signal$128 [35:18]) - $signed(11'h3e0);
   assign _0355_ = $signed(\$signal$128 [53:36]) - $signed(9'h0f8);
   assign _0356_ = $signed(\$signal$128 [53:36]) - $signed(10'h1f0);
   assign _0357_ = $signed(\$signal$128 [53:36]) - $signed(11'h2e8);
   assign _0358_ = $signed(\$signal$128 [53:36]) - $signed(11'h3e0);
-  assign _0359_ = $signed(\$signal$128 [71:54]) - $signed(9'h0f8);
-  assign _0360_ = $signed(\$signal$128 [71:54]) - $signed(10'h1f0);
-  assign _0361_ = $signed(\$signal$128 [71:54]) - $signed(11'h2e8);
-  assign _0362_ = $signed(\$signal$128 [71:54]) - $signed(11'h3e0);
+  assign _0360_ = $signed(\$signal$128 [71:54]) - $signed(9'h0f8);
+  assign _0361_ = $signed(\$signal$128 [71:54]) - $signed(10'h1f0);
+  assign _0362_ = $signed(\$signal$128 [71:54]) - $signed(11'h2e8);
+  assign _0363_ = $signed(\$signal$128 [71:54]) - $signed(11'h3e0);
   assign _0364_ = st6[0] & st6[1];
   assign _0365_ = any_spike | st6[32];
   assign _0366_ = _0364_ & _0365_;
   assign _0367_ = st7[0] & st7[1];
-  assign _0368_ = \pos0$68  == 2'h3;
-  assign _0369_ = pos1 == 2'h3;
-  assign _0370_ = pos2 == 2'h3;
-  assign _0371_ = pos2 + 1'h1;
+  assign _0369_ = \pos0$68  == 2'h3;
+  assign _0370_ = pos1 == 2'h3;
+  assign _0371_ = pos2 == 2'h3;
+  assign _0372_ = pos2 + 1'h1;
   assign _0373_ = pos1 + 1'h1;
   assign _0374_ = \pos0$68  + 1'h1;
   assign _0375_ = | pending;
   assign _0376_ = pending - 1'h1;
   assign _0377_ = { 1'h0, pending } & _0376_;
   assign _0378_ = ! _0377_;
-  assign _0379_ = ~ \$signal$76 [18];
-  assign _0380_ = _0378_ & _0379_;
-  assign _0381_ = 1'h1 << lane;
-  assign _0382_ = { 3'h0, done } | _0381_;
+  assign _0380_ = ~ \$signal$76 [18];
+  assign _0381_ = _0378_ & _0380_;
+  assign _0382_ = 1'h1 << lane;
+  assign _0383_ = { 3'h0, done } | _0382_;
   always @(posedge clk)
     used <= _0384_;
   always @(posedge clk)
@@ -13219,11 +13275,11 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk)
     step <= _0389_;
   always @(posedge clk)
-    fire_k <= _0390_;
+    fire_k <= _0391_;
   always @(posedge clk)
-    \$signal$88  <= _0391_;
+    \$signal$88  <= _0392_;
   always @(posedge clk)
-    \$signal  <= _0392_;
+    \$signal  <= _0393_;
   always @(posedge clk)
     pos0 <= _0394_;
   always @(posedge clk)
@@ -13237,11 +13293,11 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk)
     st4 <= _0399_;
   always @(posedge clk)
-    st5 <= _0400_;
+    st5 <= _0401_;
   always @(posedge clk)
-    st6 <= _0401_;
+    st6 <= _0402_;
   always @(posedge clk)
-    st7 <= _0402_;
+    st7 <= _0403_;
   always @(posedge clk)
     w1_0 <= _0404_;
   always @(posedge clk)
@@ -13255,13 +13311,13 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk)
     w2_0_2_0 <= _0409_;
   always @(posedge clk)
-    w2_0_2_1 <= _0410_;
+    w2_0_2_1 <= _0411_;
   always @(posedge clk)
-    w2_0_2_2 <= _0411_;
+    w2_0_2_2 <= _0412_;
   always @(posedge clk)
-    w2_0_2_3 <= _0412_;
+    w2_0_2_3 <= _0413_;
   always @(posedge clk)
-    addend <= _0413_;
+    addend <= _0414_;
   always @(posedge clk)
     v_raw <= _0415_;
   always @(posedge clk)
@@ -13275,9 +13331,9 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk)
     cres9 <= _0419_;
   always @(posedge clk)
-    hit_v1 <= _0420_;
+    hit_v1 <= _0421_;
   always @(posedge clk)
-    hit_c1 <= _0421_;
+    hit_c1 <= _0422_;
   always @(posedge clk)
     hit_v2 <= _0423_;
   always @(posedge clk)
@@ -13291,13 +13347,13 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk)
     hit_c4 <= _0428_;
   always @(posedge clk)
-    hit_v5 <= _0429_;
+    hit_v5 <= _0430_;
   always @(posedge clk)
-    hit_c5 <= _0430_;
+    hit_c5 <= _0431_;
   always @(posedge clk)
-    \$signal$126  <= _0431_;
+    \$signal$126  <= _0432_;
   always @(posedge clk)
-    \$signal$127  <= _0432_;
+    \$signal$127  <= _0433_;
   always @(posedge clk)
     \$signal$128  <= _0434_;
   always @(posedge clk)
@@ -13311,13 +13367,13 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk)
     d4_0 <= _0439_;
   always @(posedge clk)
-    d1_1 <= _0440_;
+    d1_1 <= _0441_;
   always @(posedge clk)
-    d2_1 <= _0441_;
+    d2_1 <= _0442_;
   always @(posedge clk)
-    d3_1 <= _0442_;
+    d3_1 <= _0443_;
   always @(posedge clk)
-    d4_1 <= _0443_;
+    d4_1 <= _0444_;
   always @(posedge clk)
     d1_2 <= _0445_;
   always @(posedge clk)
@@ -13331,13 +13387,13 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   always @(posedge clk)
     d2_3 <= _0450_;
   always @(posedge clk)
-    d3_3 <= _0451_;
+    d3_3 <= _0452_;
   always @(posedge clk)
-    d4_3 <= _0452_;
+    d4_3 <= _0453_;
   always @(posedge clk)
-    v_wr__data <= _0453_;
+    v_wr__data <= _0454_;
   always @(posedge clk)
-    entry7 <= _0454_;
+    entry7 <= _0455_;
   always @(posedge clk)
     \$signal$72  <= _0456_;
   always @(posedge clk)
@@ -13350,9 +13406,9 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     done <= _0460_;
   assign en = ~ \$signal ;
   assign _0000_ = ~ \$signal ;
-  assign _0095_ = op_valid & _0000_;
-  assign _0281_ = ~ \$signal ;
-  assign _0372_ = credit & _0281_;
+  assign _0091_ = op_valid & _0000_;
+  assign _0278_ = ~ \$signal ;
+  assign _0368_ = credit & _0278_;
   assign _0462_ = step == 1'h1;
   assign active = \issue.valid  | \$signal ;
   assign _0488_ = $signed(d1_0) >= $signed(1'h0);
@@ -13362,46 +13418,46 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign _0027_ = $signed(d3_0) >= $signed(1'h0);
   assign _0034_ = _0019_ + _0027_;
   assign _0042_ = $signed(d4_0) >= $signed(1'h0);
-  assign _0053_ = _0034_ + _0042_;
-  assign _0064_ = $signed(d1_0) >= $signed(1'h0);
-  assign _0074_ = $signed(d2_0) >= $signed(1'h0);
-  assign _0084_ = $signed(d3_0) >= $signed(1'h0);
-  assign _0096_ = $signed(d4_0) >= $signed(1'h0);
-  assign _0106_ = st6[30] ? 17'h0007c : kept0;
-  assign _0126_ = $signed(d1_1) >= $signed(1'h0);
-  assign _0134_ = 1'h0 + _0126_;
-  assign _0142_ = $signed(d2_1) >= $signed(1'h0);
-  assign _0152_ = _0134_ + _0142_;
-  assign _0161_ = $signed(d3_1) >= $signed(1'h0);
-  assign _0171_ = _0152_ + _0161_;
-  assign _0181_ = $signed(d4_1) >= $signed(1'h0);
-  assign _0191_ = _0171_ + _0181_;
-  assign _0201_ = $signed(d1_1) >= $signed(1'h0);
-  assign _0211_ = $signed(d2_1) >= $signed(1'h0);
-  assign _0221_ = $signed(d3_1) >= $signed(1'h0);
-  assign _0230_ = $signed(d4_1) >= $signed(1'h0);
-  assign _0239_ = st6[30] ? 17'h0007c : kept1;
-  assign _0254_ = $signed(d1_2) >= $signed(1'h0);
-  assign _0265_ = 1'h0 + _0254_;
-  assign _0272_ = $signed(d2_2) >= $signed(1'h0);
-  assign _0282_ = _0265_ + _0272_;
-  assign _0291_ = $signed(d3_2) >= $signed(1'h0);
-  assign _0300_ = _0282_ + _0291_;
-  assign _0309_ = $signed(d4_2) >= $signed(1'h0);
-  assign _0316_ = _0300_ + _0309_;
-  assign _0327_ = $signed(d1_2) >= $signed(1'h0);
-  assign _0334_ = $signed(d2_2) >= $signed(1'h0);
-  assign _0343_ = $signed(d3_2) >= $signed(1'h0);
-  assign _0352_ = $signed(d4_2) >= $signed(1'h0);
-  assign _0363_ = st6[30] ? 17'h0007c : kept2;
-  assign _0383_ = $signed(d1_3) >= $signed(1'h0);
-  assign _0393_ = 1'h0 + _0383_;
-  assign _0403_ = $signed(d2_3) >= $signed(1'h0);
-  assign _0414_ = _0393_ + _0403_;
-  assign _0422_ = $signed(d3_3) >= $signed(1'h0);
-  assign _0433_ = _0414_ + _0422_;
-  assign _0444_ = $signed(d4_3) >= $signed(1'h0);
-  assign _0455_ = _0433_ + _0444_;
+  assign _0050_ = _0034_ + _0042_;
+  assign _0060_ = $signed(d1_0) >= $signed(1'h0);
+  assign _0070_ = $signed(d2_0) >= $signed(1'h0);
+  assign _0081_ = $signed(d3_0) >= $signed(1'h0);
+  assign _0092_ = $signed(d4_0) >= $signed(1'h0);
+  assign _0102_ = st6[30] ? 17'h0007c : kept0;
+  assign _0122_ = $signed(d1_1) >= $signed(1'h0);
+  assign _0131_ = 1'h0 + _0122_;
+  assign _0139_ = $signed(d2_1) >= $signed(1'h0);
+  assign _0148_ = _0131_ + _0139_;
+  assign _0158_ = $signed(d3_1) >= $signed(1'h0);
+  assign _0168_ = _0148_ + _0158_;
+  assign _0178_ = $signed(d4_1) >= $signed(1'h0);
+  assign _0188_ = _0168_ + _0178_;
+  assign _0197_ = $signed(d1_1) >= $signed(1'h0);
+  assign _0207_ = $signed(d2_1) >= $signed(1'h0);
+  assign _0217_ = $signed(d3_1) >= $signed(1'h0);
+  assign _0226_ = $signed(d4_1) >= $signed(1'h0);
+  assign _0236_ = st6[30] ? 17'h0007c : kept1;
+  assign _0252_ = $signed(d1_2) >= $signed(1'h0);
+  assign _0261_ = 1'h0 + _0252_;
+  assign _0270_ = $signed(d2_2) >= $signed(1'h0);
+  assign _0279_ = _0261_ + _0270_;
+  assign _0287_ = $signed(d3_2) >= $signed(1'h0);
+  assign _0297_ = _0279_ + _0287_;
+  assign _0305_ = $signed(d4_2) >= $signed(1'h0);
+  assign _0314_ = _0297_ + _0305_;
+  assign _0323_ = $signed(d1_2) >= $signed(1'h0);
+  assign _0332_ = $signed(d2_2) >= $signed(1'h0);
+  assign _0340_ = $signed(d3_2) >= $signed(1'h0);
+  assign _0348_ = $signed(d4_2) >= $signed(1'h0);
+  assign _0359_ = st6[30] ? 17'h0007c : kept2;
+  assign _0379_ = $signed(d1_3) >= $signed(1'h0);
+  assign _0390_ = 1'h0 + _0379_;
+  assign _0400_ = $signed(d2_3) >= $signed(1'h0);
+  assign _0410_ = _0390_ + _0400_;
+  assign _0420_ = $signed(d3_3) >= $signed(1'h0);
+  assign _0429_ = _0410_ + _0420_;
+  assign _0440_ = $signed(d4_3) >= $signed(1'h0);
+  assign _0451_ = _0429_ + _0440_;
   assign _0461_ = $signed(d1_3) >= $signed(1'h0);
   assign _0463_ = $signed(d2_3) >= $signed(1'h0);
   assign _0464_ = $signed(d3_3) >= $signed(1'h0);
@@ -13484,59 +13540,59 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign _0047_ = $signed(_0046_) + $signed(w2_0_2_2);
   assign _0048_ = $signed(1'h0) + $signed(w2_0_0_3);
   assign _0049_ = $signed(_0048_) + $signed(w2_0_2_3);
-  assign _0050_ = st2[9:4] == st3[9:4];
-  assign _0051_ = ! st3[1];
-  assign _0052_ = _0050_ & _0051_;
+  assign _0051_ = st2[9:4] == st3[9:4];
+  assign _0052_ = ! st3[1];
+  assign _0053_ = _0051_ & _0052_;
   assign _0054_ = ! st3[1];
   assign _0055_ = _0054_ & st3[2];
   assign _0056_ = ~ _0055_;
   assign _0057_ = st3[0] & _0056_;
-  assign _0058_ = _0052_ & _0057_;
+  assign _0058_ = _0053_ & _0057_;
   assign _0059_ = st2[9:4] == st3[9:4];
-  assign _0060_ = ! st3[1];
-  assign _0061_ = _0059_ & _0060_;
-  assign _0062_ = ! st3[1];
-  assign _0063_ = _0062_ & st3[2];
+  assign _0061_ = ! st3[1];
+  assign _0062_ = _0059_ & _0061_;
+  assign _0063_ = ! st3[1];
+  assign _0064_ = _0063_ & st3[2];
   assign _0065_ = st3[1] & st3[30];
-  assign _0066_ = _0063_ | _0065_;
+  assign _0066_ = _0064_ | _0065_;
   assign _0067_ = st3[0] & _0066_;
-  assign _0068_ = _0061_ & _0067_;
+  assign _0068_ = _0062_ & _0067_;
   assign _0069_ = st2[9:4] == st4[9:4];
-  assign _0070_ = ! st4[1];
-  assign _0071_ = _0069_ & _0070_;
-  assign _0072_ = ! st4[1];
-  assign _0073_ = _0072_ & st4[2];
-  assign _0075_ = ~ _0073_;
+  assign _0071_ = ! st4[1];
+  assign _0072_ = _0069_ & _0071_;
+  assign _0073_ = ! st4[1];
+  assign _0074_ = _0073_ & st4[2];
+  assign _0075_ = ~ _0074_;
   assign _0076_ = st4[0] & _0075_;
-  assign _0077_ = _0071_ & _0076_;
+  assign _0077_ = _0072_ & _0076_;
   assign _0078_ = st2[9:4] == st4[9:4];
   assign _0079_ = ! st4[1];
   assign _0080_ = _0078_ & _0079_;
-  assign _0081_ = ! st4[1];
-  assign _0082_ = _0081_ & st4[2];
-  assign _0083_ = st4[1] & st4[30];
-  assign _0085_ = _0082_ | _0083_;
+  assign _0082_ = ! st4[1];
+  assign _0083_ = _0082_ & st4[2];
+  assign _0084_ = st4[1] & st4[30];
+  assign _0085_ = _0083_ | _0084_;
   assign _0086_ = st4[0] & _0085_;
   assign _0087_ = _0080_ & _0086_;
   assign _0088_ = st2[9:4] == st5[9:4];
   assign _0089_ = ! st5[1];
   assign _0090_ = _0089_ & st5[2];
-  assign _0091_ = ~ _0090_;
-  assign _0092_ = st5[0] & _0091_;
-  assign _0093_ = _0088_ & _0092_;
-  assign _0094_ = st2[9:4] == st5[9:4];
+  assign _0093_ = ~ _0090_;
+  assign _0094_ = st5[0] & _0093_;
+  assign _0095_ = _0088_ & _0094_;
+  assign _0096_ = st2[9:4] == st5[9:4];
   assign _0097_ = ! st5[1];
   assign _0098_ = _0097_ & st5[2];
   assign _0099_ = st5[1] & st5[30];
   assign _0100_ = _0098_ | _0099_;
   assign _0101_ = st5[0] & _0100_;
-  assign _0102_ = _0094_ & _0101_;
-  assign _0103_ = st2[9:4] == st6[9:4];
-  assign _0104_ = ! st6[1];
-  assign _0105_ = _0104_ & st6[2];
-  assign _0107_ = ~ _0105_;
+  assign _0103_ = _0096_ & _0101_;
+  assign _0104_ = st2[9:4] == st6[9:4];
+  assign _0105_ = ! st6[1];
+  assign _0106_ = _0105_ & st6[2];
+  assign _0107_ = ~ _0106_;
   assign _0108_ = st6[0] & _0107_;
-  assign _0109_ = _0103_ & _0108_;
+  assign _0109_ = _0104_ & _0108_;
   assign _0110_ = st2[9:4] == st6[9:4];
   assign _0111_ = ! st6[1];
   assign _0112_ = _0111_ & st6[2];
@@ -13549,112 +13605,112 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign _0119_ = _0118_ & st7[2];
   assign _0120_ = ~ _0119_;
   assign _0121_ = st7[0] & _0120_;
-  assign _0122_ = _0117_ & _0121_;
-  assign _0123_ = st2[9:4] == st7[9:4];
-  assign _0124_ = ! st7[1];
-  assign _0125_ = _0124_ & st7[2];
+  assign _0123_ = _0117_ & _0121_;
+  assign _0124_ = st2[9:4] == st7[9:4];
+  assign _0125_ = ! st7[1];
+  assign _0126_ = _0125_ & st7[2];
   assign _0127_ = st7[1] & st7[30];
-  assign _0128_ = _0125_ | _0127_;
+  assign _0128_ = _0126_ | _0127_;
   assign _0129_ = st7[0] & _0128_;
-  assign _0130_ = _0123_ & _0129_;
-  assign _0131_ = ! st3[1];
-  assign _0132_ = _0131_ & st3[2];
-  assign _0133_ = ~ _0132_;
-  assign _0135_ = hit_v1 & _0133_;
+  assign _0130_ = _0124_ & _0129_;
+  assign _0132_ = ! st3[1];
+  assign _0133_ = _0132_ & st3[2];
+  assign _0134_ = ~ _0133_;
+  assign _0135_ = hit_v1 & _0134_;
   assign _0136_ = ! st3[1];
   assign _0137_ = _0136_ & st3[2];
   assign _0138_ = hit_c1 & _0137_;
-  assign _0139_ = _0135_ | _0138_;
-  assign _0140_ = ~ hit_v1;
-  assign _0141_ = hit_v2 & _0140_;
+  assign _0140_ = _0135_ | _0138_;
+  assign _0141_ = ~ hit_v1;
+  assign _0142_ = hit_v2 & _0141_;
   assign _0143_ = ! st3[1];
   assign _0144_ = _0143_ & st3[2];
   assign _0145_ = ~ _0144_;
-  assign _0146_ = _0141_ & _0145_;
+  assign _0146_ = _0142_ & _0145_;
   assign _0147_ = ~ hit_c1;
-  assign _0148_ = hit_c2 & _0147_;
-  assign _0149_ = ! st3[1];
-  assign _0150_ = _0149_ & st3[2];
-  assign _0151_ = _0148_ & _0150_;
-  assign _0153_ = _0146_ | _0151_;
+  assign _0149_ = hit_c2 & _0147_;
+  assign _0150_ = ! st3[1];
+  assign _0151_ = _0150_ & st3[2];
+  assign _0152_ = _0149_ & _0151_;
+  assign _0153_ = _0146_ | _0152_;
   assign _0154_ = hit_v1 | hit_v2;
   assign _0155_ = ~ _0154_;
   assign _0156_ = hit_v3 & _0155_;
   assign _0157_ = ! st3[1];
-  assign _0158_ = _0157_ & st3[2];
-  assign _0159_ = ~ _0158_;
-  assign _0160_ = _0156_ & _0159_;
+  assign _0159_ = _0157_ & st3[2];
+  assign _0160_ = ~ _0159_;
+  assign _0161_ = _0156_ & _0160_;
   assign _0162_ = hit_v1 | hit_v2;
   assign _0163_ = _0162_ | hit_v3;
   assign _0164_ = ~ _0163_;
   assign _0165_ = hit_v4 & _0164_;
   assign _0166_ = ! st3[1];
   assign _0167_ = _0166_ & st3[2];
-  assign _0168_ = ~ _0167_;
-  assign _0169_ = _0165_ & _0168_;
-  assign _0170_ = hit_v1 | hit_v2;
-  assign _0172_ = _0170_ | hit_v3;
+  assign _0169_ = ~ _0167_;
+  assign _0170_ = _0165_ & _0169_;
+  assign _0171_ = hit_v1 | hit_v2;
+  assign _0172_ = _0171_ | hit_v3;
   assign _0173_ = _0172_ | hit_v4;
   assign _0174_ = ~ _0173_;
   assign _0175_ = hit_v5 & _0174_;
   assign _0176_ = ! st3[1];
   assign _0177_ = _0176_ & st3[2];
-  assign _0178_ = ~ _0177_;
-  assign _0179_ = _0175_ & _0178_;
-  assign _0180_ = hit_v1 | hit_v2;
-  assign _0182_ = _0180_ | hit_v3;
+  assign _0179_ = ~ _0177_;
+  assign _0180_ = _0175_ & _0179_;
+  assign _0181_ = hit_v1 | hit_v2;
+  assign _0182_ = _0181_ | hit_v3;
   assign _0183_ = _0182_ | hit_v4;
   assign _0184_ = _0183_ | hit_v5;
   assign _0185_ = ~ _0184_;
   assign _0186_ = ! st3[1];
   assign _0187_ = _0186_ & st3[2];
-  assign _0188_ = ~ _0187_;
-  assign _0189_ = _0185_ & _0188_;
-  assign _0190_ = hit_c1 | hit_c2;
-  assign _0192_ = ~ _0190_;
+  assign _0189_ = ~ _0187_;
+  assign _0190_ = _0185_ & _0189_;
+  assign _0191_ = hit_c1 | hit_c2;
+  assign _0192_ = ~ _0191_;
   assign _0193_ = hit_c3 & _0192_;
   assign _0194_ = ! st3[1];
   assign _0195_ = _0194_ & st3[2];
   assign _0196_ = _0193_ & _0195_;
-  assign _0197_ = hit_c1 | hit_c2;
-  assign _0198_ = _0197_ | hit_c3;
-  assign _0199_ = ~ _0198_;
-  assign _0200_ = hit_c4 & _0199_;
+  assign _0198_ = hit_c1 | hit_c2;
+  assign _0199_ = _0198_ | hit_c3;
+  assign _0200_ = ~ _0199_;
+  assign _0201_ = hit_c4 & _0200_;
   assign _0202_ = ! st3[1];
   assign _0203_ = _0202_ & st3[2];
-  assign _0204_ = _0200_ & _0203_;
+  assign _0204_ = _0201_ & _0203_;
   assign _0205_ = hit_c1 | hit_c2;
   assign _0206_ = _0205_ | hit_c3;
-  assign _0207_ = _0206_ | hit_c4;
-  assign _0208_ = ~ _0207_;
-  assign _0209_ = hit_c5 & _0208_;
-  assign _0210_ = ! st3[1];
-  assign _0212_ = _0210_ & st3[2];
-  assign _0213_ = _0209_ & _0212_;
+  assign _0208_ = _0206_ | hit_c4;
+  assign _0209_ = ~ _0208_;
+  assign _0210_ = hit_c5 & _0209_;
+  assign _0211_ = ! st3[1];
+  assign _0212_ = _0211_ & st3[2];
+  assign _0213_ = _0210_ & _0212_;
   assign _0214_ = hit_c1 | hit_c2;
   assign _0215_ = _0214_ | hit_c3;
   assign _0216_ = _0215_ | hit_c4;
-  assign _0217_ = _0216_ | hit_c5;
-  assign _0218_ = ~ _0217_;
-  assign _0219_ = ! st3[1];
-  assign _0220_ = _0219_ & st3[2];
-  assign _0222_ = _0218_ & _0220_;
+  assign _0218_ = _0216_ | hit_c5;
+  assign _0219_ = ~ _0218_;
+  assign _0220_ = ! st3[1];
+  assign _0221_ = _0220_ & st3[2];
+  assign _0222_ = _0219_ & _0221_;
   assign _0223_ = ! st3[1];
   assign _0224_ = \$signal$126 [0] ? \$signal$128 [17:0] : 18'h00000;
   assign _0225_ = \$signal$126 [1] ? \$signal$37 [17:0] : 18'h00000;
-  assign _0226_ = _0224_ | _0225_;
-  assign _0227_ = \$signal$126 [2] ? v_wr__data[16:0] : 17'h00000;
-  assign _0228_ = _0226_ | { _0227_[16], _0227_ };
-  assign _0229_ = \$signal$126 [3] ? res8[16:0] : 17'h00000;
-  assign _0231_ = _0228_ | { _0229_[16], _0229_ };
+  assign _0227_ = _0224_ | _0225_;
+  assign _0228_ = \$signal$126 [2] ? v_wr__data[16:0] : 17'h00000;
+  assign _0229_ = _0227_ | { _0228_[16], _0228_ };
+  assign _0230_ = \$signal$126 [3] ? res8[16:0] : 17'h00000;
+  assign _0231_ = _0229_ | { _0230_[16], _0230_ };
   assign _0232_ = \$signal$126 [4] ? res9[16:0] : 17'h00000;
   assign _0233_ = _0231_ | { _0232_[16], _0232_ };
   assign _0234_ = \$signal$126 [5] ? v_raw[16:0] : 17'h00000;
   assign _0235_ = _0233_ | { _0234_[16], _0234_ };
-  assign _0236_ = \$signal$126 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0237_ = _0235_ | { _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_[1], _0236_ };
-  assign _0238_ = \$signal$126 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _0240_ = _0237_ | { _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_[1], _0238_ };
+  assign _0237_ = \$signal$126 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0238_ = _0235_ | { _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_ };
+  assign _0239_ = \$signal$126 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0240_ = _0238_ | { _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_ };
   assign _0241_ = \$signal$127 [0] ? addend[11:0] : 12'h000;
   assign _0242_ = \$signal$127 [1] ? b_raw[11:0] : 12'h000;
   assign _0243_ = _0241_ | _0242_;
@@ -13666,71 +13722,63 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign _0249_ = _0247_ | { _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_ };
   assign _0250_ = \$signal$127 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign _0251_ = _0249_ | { _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_ };
-  assign _0252_ = $signed(_0240_) + $signed(_0251_);
-  assign _0253_ = \$signal$126 [0] ? \$signal$128 [35:18] : 18'h00000;
+  assign _0253_ = $signed(_0240_) + $signed(_0251_);
+  assign _0254_ = \$signal$126 [0] ? \$signal$128 [35:18] : 18'h00000;
   assign _0255_ = \$signal$126 [1] ? \$signal$37 [35:18] : 18'h00000;
-  assign _0256_ = _0253_ | _0255_;
+  assign _0256_ = _0254_ | _0255_;
   assign _0257_ = \$signal$126 [2] ? v_wr__data[33:17] : 17'h00000;
   assign _0258_ = _0256_ | { _0257_[16], _0257_ };
   assign _0259_ = \$signal$126 [3] ? res8[33:17] : 17'h00000;
   assign _0260_ = _0258_ | { _0259_[16], _0259_ };
-  assign _0261_ = \$signal$126 [4] ? res9[33:17] : 17'h00000;
-  assign _0262_ = _0260_ | { _0261_[16], _0261_ };
-  assign _0263_ = \$signal$126 [5] ? v_raw[33:17] : 17'h00000;
-  assign _0264_ = _0262_ | { _0263_[16], _0263_ };
+  assign _0262_ = \$signal$126 [4] ? res9[33:17] : 17'h00000;
+  assign _0263_ = _0260_ | { _0262_[16], _0262_ };
+  assign _0264_ = \$signal$126 [5] ? v_raw[33:17] : 17'h00000;
+  assign _0265_ = _0263_ | { _0264_[16], _0264_ };
   assign _0266_ = \$signal$126 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0267_ = _0264_ | { _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_ };
+  assign _0267_ = _0265_ | { _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_ };
   assign _0268_ = \$signal$126 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign _0269_ = _0267_ | { _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_ };
-  assign _0270_ = \$signal$127 [0] ? addend[23:12] : 12'h000;
-  assign _0271_ = \$signal$127 [1] ? b_raw[23:12] : 12'h000;
-  assign _0273_ = _0270_ | _0271_;
+  assign _0271_ = \$signal$127 [0] ? addend[23:12] : 12'h000;
+  assign _0272_ = \$signal$127 [1] ? b_raw[23:12] : 12'h000;
+  assign _0273_ = _0271_ | _0272_;
   assign _0274_ = \$signal$127 [2] ? \$signal$128 [35:18] : 18'h00000;
   assign _0275_ = { _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_ } | _0274_;
   assign _0276_ = \$signal$127 [3] ? \$signal$37 [35:18] : 18'h00000;
   assign _0277_ = _0275_ | _0276_;
-  assign _0278_ = \$signal$127 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0279_ = _0277_ | { _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_ };
-  assign _0280_ = \$signal$127 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0283_ = _0279_ | { _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_ };
+  assign _0280_ = \$signal$127 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0281_ = _0277_ | { _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_ };
+  assign _0282_ = \$signal$127 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0283_ = _0281_ | { _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_ };
   assign _0284_ = $signed(_0269_) + $signed(_0283_);
-  assign _0285_ = \$signal$126 [0] ? \$signal$128 [53:36] : 18'h00000;
-  assign _0286_ = \$signal$126 [1] ? \$signal$37 [53:36] : 18'h00000;
-  assign _0287_ = _0285_ | _0286_;
-  assign _0288_ = \$signal$126 [2] ? v_wr__data[50:34] : 17'h00000;
-  assign _0289_ = _0287_ | { _0288_[16], _0288_ };
-  assign _0290_ = \$signal$126 [3] ? res8[50:34] : 17'h00000;
-  assign _0292_ = _0289_ | { _0290_[16], _0290_ };
-  assign _0293_ = \$signal$126 [4] ? res9[50:34] : 17'h00000;
   assign _0424_ = rst ? 1'h0 : _0087_;
   assign _0423_ = rst ? 1'h0 : _0077_;
-  assign _0421_ = rst ? 1'h0 : _0068_;
-  assign _0420_ = rst ? 1'h0 : _0058_;
+  assign _0422_ = rst ? 1'h0 : _0068_;
+  assign _0421_ = rst ? 1'h0 : _0058_;
   assign _0419_ = rst ? 4'h0 : cres8;
   assign _0418_ = rst ? 68'h00000000000000000 : res8;
   assign _0417_ = rst ? 68'h00000000000000000 : v_wr__data;
   assign _0416_ = rst ? 48'h000000000000 : b_rd__data;
   assign _0415_ = rst ? 68'h00000000000000000 : \$signature__data$106 ;
   assign _0497_ = st3[22] ? addend[47:36] : _0049_[11:0];
-  assign _0413_[47:36] = rst ? 12'h000 : _0497_;
+  assign _0414_[47:36] = rst ? 12'h000 : _0497_;
   assign _0498_ = st3[22] ? addend[23:12] : _0045_[11:0];
-  assign _0413_[23:12] = rst ? 12'h000 : _0498_;
+  assign _0414_[23:12] = rst ? 12'h000 : _0498_;
   assign _0499_ = st3[22] ? addend[11:0] : _0043_[11:0];
-  assign _0413_[11:0] = rst ? 12'h000 : _0499_;
+  assign _0414_[11:0] = rst ? 12'h000 : _0499_;
   assign _0500_ = st3[22] ? addend[35:24] : _0047_[11:0];
-  assign _0413_[35:24] = rst ? 12'h000 : _0500_;
-  assign _0412_ = rst ? 12'h000 : _0040_;
-  assign _0411_ = rst ? 12'h000 : _0038_;
-  assign _0410_ = rst ? 12'h000 : _0036_;
+  assign _0414_[35:24] = rst ? 12'h000 : _0500_;
+  assign _0413_ = rst ? 12'h000 : _0040_;
+  assign _0412_ = rst ? 12'h000 : _0038_;
+  assign _0411_ = rst ? 12'h000 : _0036_;
   assign _0409_ = rst ? 12'h000 : _0033_;
   assign _0408_ = rst ? 11'h000 : _0031_;
   assign _0407_ = rst ? 11'h000 : _0026_;
   assign _0406_ = rst ? 11'h000 : _0022_;
   assign _0405_ = rst ? 11'h000 : _0017_;
   assign _0404_ = rst ? 32'd0 : \$signature__data ;
-  assign _0402_ = rst ? 35'h000000000 : st6;
-  assign _0401_ = rst ? 35'h000000000 : st5;
-  assign _0400_ = rst ? 35'h000000000 : st4;
+  assign _0403_ = rst ? 35'h000000000 : st6;
+  assign _0402_ = rst ? 35'h000000000 : st5;
+  assign _0401_ = rst ? 35'h000000000 : st4;
   assign _0399_ = rst ? 35'h000000000 : st3;
   assign _0398_ = rst ? 35'h000000000 : st2;
   assign _0397_ = rst ? 35'h000000000 : st1;
@@ -13740,13 +13788,13 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign _0502_ = \issue.end  ? (* full_case = 32'd1 *) 2'h0 : _0501_;
   assign _0503_ = sweep_now ? _0502_ : pos0;
   assign _0394_ = rst ? 2'h0 : _0503_;
-  assign _0392_ = rst ? 1'h0 : _0010_;
-  assign _0391_ = rst ? 1'h0 : _0008_;
+  assign _0393_ = rst ? 1'h0 : _0010_;
+  assign _0392_ = rst ? 1'h0 : _0008_;
   assign _0504_ = _0004_ ? 2'h0 : fire_k;
   assign _0505_ = sweep_last ? _0504_ : fire_k;
   assign _0506_ = _0003_ ? _0505_ : fire_k;
   assign _0507_ = fsm_state ? (* full_case = 32'd1 *) _0506_ : fire_k;
-  assign _0390_ = rst ? 2'h0 : _0507_;
+  assign _0391_ = rst ? 2'h0 : _0507_;
   assign _0508_ = _0004_ ? (* full_case = 32'd1 *) 2'h0 : _0005_[1:0];
   assign _0509_ = sweep_last ? _0508_ : step;
   assign _0510_ = _0003_ ? _0509_ : step;
@@ -13799,35 +13847,35 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign _0532_ = pending[2] ? 2'h2 : _0531_;
   assign _0533_ = pending[1] ? 2'h1 : _0532_;
   assign lane = pending[0] ? 2'h0 : _0533_;
-  assign _0534_ = _0461_ ? d1_3[16:0] : \$signal$37 [70:54];
-  assign _0535_ = _0463_ ? d2_3[16:0] : _0534_;
-  assign _0536_ = _0464_ ? d3_3[16:0] : _0535_;
-  assign _0537_ = _0465_ ? d4_3[16:0] : _0536_;
+  assign _0534_ = _0461_ ? d1_3 : \$signal$37 [70:54];
+  assign _0535_ = _0463_ ? d2_3 : _0534_;
+  assign _0536_ = _0464_ ? d3_3 : _0535_;
+  assign _0537_ = _0465_ ? d4_3 : _0536_;
   assign kept3 = st6[1] ? (* full_case = 32'd1 *) _0537_ : 17'h00000;
-  assign _0538_ = _0327_ ? d1_2[16:0] : \$signal$37 [52:36];
-  assign _0539_ = _0334_ ? d2_2[16:0] : _0538_;
-  assign _0540_ = _0343_ ? d3_2[16:0] : _0539_;
-  assign _0541_ = _0352_ ? d4_2[16:0] : _0540_;
+  assign _0538_ = _0323_ ? d1_2 : \$signal$37 [52:36];
+  assign _0539_ = _0332_ ? d2_2 : _0538_;
+  assign _0540_ = _0340_ ? d3_2 : _0539_;
+  assign _0541_ = _0348_ ? d4_2 : _0540_;
   assign kept2 = st6[1] ? (* full_case = 32'd1 *) _0541_ : 17'h00000;
-  assign _0542_ = _0201_ ? d1_1[16:0] : \$signal$37 [34:18];
-  assign _0543_ = _0211_ ? d2_1[16:0] : _0542_;
-  assign _0544_ = _0221_ ? d3_1[16:0] : _0543_;
-  assign _0545_ = _0230_ ? d4_1[16:0] : _0544_;
+  assign _0542_ = _0197_ ? d1_1 : \$signal$37 [34:18];
+  assign _0543_ = _0207_ ? d2_1 : _0542_;
+  assign _0544_ = _0217_ ? d3_1 : _0543_;
+  assign _0545_ = _0226_ ? d4_1 : _0544_;
   assign kept1 = st6[1] ? (* full_case = 32'd1 *) _0545_ : 17'h00000;
-  assign _0546_ = _0064_ ? d1_0[16:0] : \$signal$37 [16:0];
-  assign _0547_ = _0074_ ? d2_0[16:0] : _0546_;
-  assign _0548_ = _0084_ ? d3_0[16:0] : _0547_;
-  assign _0549_ = _0096_ ? d4_0[16:0] : _0548_;
+  assign _0546_ = _0060_ ? d1_0 : \$signal$37 [16:0];
+  assign _0547_ = _0070_ ? d2_0 : _0546_;
+  assign _0548_ = _0081_ ? d3_0 : _0547_;
+  assign _0549_ = _0092_ ? d4_0 : _0548_;
   assign kept0 = st6[1] ? (* full_case = 32'd1 *) _0549_ : 17'h00000;
-  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0455_[2:0] : 3'h0;
-  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0316_[2:0] : 3'h0;
-  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0191_[2:0] : 3'h0;
-  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0053_[2:0] : 3'h0;
+  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0451_[2:0] : 3'h0;
+  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0314_[2:0] : 3'h0;
+  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0188_[2:0] : 3'h0;
+  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0050_[2:0] : 3'h0;
   assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0466_ : \$signal$37 [70:54];
-  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0363_ : \$signal$37 [52:36];
-  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0239_ : \$signal$37 [34:18];
-  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0106_ : \$signal$37 [16:0];
-  assign _0550_ = _0372_ ? 1'h1 : 1'h0;
+  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0359_ : \$signal$37 [52:36];
+  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0236_ : \$signal$37 [34:18];
+  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0102_ : \$signal$37 [16:0];
+  assign _0550_ = _0368_ ? 1'h1 : 1'h0;
   assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _0550_ : 1'h0;
   assign _0551_ = ready ? 1'h1 : 1'h0;
   assign _0552_ = i0__payload[13] ? 1'h0 : _0551_;
@@ -13838,22 +13886,22 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign _0556_ = i0__payload[13] ? _0555_ : _0554_;
   assign _0557_ = i0__valid ? _0556_ : 1'h0;
   assign i0__ready = fsm_state ? 1'h0 : _0557_;
-  assign _0558_ = _0372_ ? sweep_last : 1'h0;
+  assign _0558_ = _0368_ ? sweep_last : 1'h0;
   assign \issue.end  = fsm_state ? (* full_case = 32'd1 *) _0558_ : 1'h0;
-  assign _0559_ = _0372_ ? fire_k[0] : 1'h0;
+  assign _0559_ = _0368_ ? fire_k[0] : 1'h0;
   assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _0559_ : 1'h0;
-  assign _0560_ = _0372_ ? _0462_ : 1'h0;
+  assign _0560_ = _0368_ ? _0462_ : 1'h0;
   assign \issue.last_step  = fsm_state ? (* full_case = 32'd1 *) _0560_ : 1'h0;
-  assign \issue.shift  = _0095_ ? op_shift : 4'h0;
-  assign \issue.count  = _0095_ ? op_count : 3'h0;
-  assign \issue.waddr  = _0095_ ? op_waddr : 12'h000;
-  assign _0561_ = _0095_ ? op_addr : 6'h00;
-  assign _0562_ = _0372_ ? sweep_addr : _0561_;
+  assign \issue.shift  = _0091_ ? op_shift : 4'h0;
+  assign \issue.count  = _0091_ ? op_count : 3'h0;
+  assign \issue.waddr  = _0091_ ? op_waddr : 12'h000;
+  assign _0561_ = _0091_ ? op_addr : 6'h00;
+  assign _0562_ = _0368_ ? sweep_addr : _0561_;
   assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _0562_ : _0561_;
-  assign _0563_ = _0372_ ? 1'h1 : 1'h0;
+  assign _0563_ = _0368_ ? 1'h1 : 1'h0;
   assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _0563_ : 1'h0;
-  assign _0564_ = _0095_ ? 1'h1 : 1'h0;
-  assign _0565_ = _0372_ ? 1'h1 : _0564_;
+  assign _0564_ = _0091_ ? 1'h1 : 1'h0;
+  assign _0565_ = _0368_ ? 1'h1 : _0564_;
   assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _0565_ : _0564_;
   function [2:0] _1230_;
     input [2:0] a;
@@ -13880,61 +13928,61 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign _0568_ = lane == (* full_case = 32'd1 *) 2'h1;
   assign _0569_ = ! (* full_case = 32'd1 *) lane;
   assign _0570_ = o__ready ? 4'h0 : done;
-  assign _0571_ = _0380_ ? (* full_case = 32'd1 *) 4'h0 : _0382_[3:0];
+  assign _0571_ = _0381_ ? (* full_case = 32'd1 *) 4'h0 : _0383_[3:0];
   assign _0572_ = o__ready ? _0571_ : done;
   assign _0573_ = _0375_ ? (* full_case = 32'd1 *) _0572_ : _0570_;
   assign _0574_ = \$signal$80  ? _0573_ : done;
   assign _0460_ = rst ? 4'h0 : _0574_;
-  assign _0575_ = _0370_ ? (* full_case = 32'd1 *) 2'h0 : _0371_[1:0];
-  assign _0576_ = _0369_ ? _0575_ : pos2;
-  assign _0577_ = _0368_ ? _0576_ : pos2;
+  assign _0575_ = _0371_ ? (* full_case = 32'd1 *) 2'h0 : _0372_[1:0];
+  assign _0576_ = _0370_ ? _0575_ : pos2;
+  assign _0577_ = _0369_ ? _0576_ : pos2;
   assign _0578_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _0577_;
   assign _0579_ = _0367_ ? _0578_ : pos2;
   assign _0459_ = rst ? 2'h0 : _0579_;
-  assign _0580_ = _0369_ ? (* full_case = 32'd1 *) 2'h0 : _0373_[1:0];
-  assign _0581_ = _0368_ ? _0580_ : pos1;
+  assign _0580_ = _0370_ ? (* full_case = 32'd1 *) 2'h0 : _0373_[1:0];
+  assign _0581_ = _0369_ ? _0580_ : pos1;
   assign _0582_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _0581_;
   assign _0583_ = _0367_ ? _0582_ : pos1;
   assign _0458_ = rst ? 2'h0 : _0583_;
-  assign _0584_ = _0368_ ? (* full_case = 32'd1 *) 2'h0 : _0374_[1:0];
+  assign _0584_ = _0369_ ? (* full_case = 32'd1 *) 2'h0 : _0374_[1:0];
   assign _0585_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _0584_;
   assign _0586_ = _0367_ ? _0585_ : \pos0$68 ;
   assign _0457_ = rst ? 2'h0 : _0586_;
   assign _0456_ = rst ? 1'h0 : _0366_;
-  assign _0454_ = rst ? 19'h00000 : { st6[32], 6'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign _0453_ = rst ? 68'h00000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign _0452_ = rst ? 19'h00000 : _0362_;
-  assign _0451_ = rst ? 19'h00000 : _0361_;
-  assign _0450_ = rst ? 19'h00000 : _0360_;
-  assign _0449_ = rst ? 19'h00000 : _0359_;
-  assign _0448_ = rst ? 19'h00000 : _0358_;
-  assign _0447_ = rst ? 19'h00000 : _0357_;
-  assign _0446_ = rst ? 19'h00000 : _0356_;
-  assign _0445_ = rst ? 19'h00000 : _0355_;
-  assign _0443_ = rst ? 19'h00000 : _0354_;
-  assign _0442_ = rst ? 19'h00000 : _0353_;
-  assign _0441_ = rst ? 19'h00000 : _0351_;
-  assign _0440_ = rst ? 19'h00000 : _0350_;
-  assign _0439_ = rst ? 19'h00000 : _0349_;
-  assign _0438_ = rst ? 19'h00000 : _0348_;
-  assign _0437_ = rst ? 19'h00000 : _0347_;
-  assign _0436_ = rst ? 19'h00000 : _0346_;
+  assign _0455_ = rst ? 19'h00000 : { st6[32], 6'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
+  assign _0454_ = rst ? 68'h00000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign _0453_ = rst ? 17'h00000 : _0363_[16:0];
+  assign _0452_ = rst ? 17'h00000 : _0362_[16:0];
+  assign _0450_ = rst ? 17'h00000 : _0361_[16:0];
+  assign _0449_ = rst ? 17'h00000 : _0360_[16:0];
+  assign _0448_ = rst ? 17'h00000 : _0358_[16:0];
+  assign _0447_ = rst ? 17'h00000 : _0357_[16:0];
+  assign _0446_ = rst ? 17'h00000 : _0356_[16:0];
+  assign _0445_ = rst ? 17'h00000 : _0355_[16:0];
+  assign _0444_ = rst ? 17'h00000 : _0354_[16:0];
+  assign _0443_ = rst ? 17'h00000 : _0353_[16:0];
+  assign _0442_ = rst ? 17'h00000 : _0352_[16:0];
+  assign _0441_ = rst ? 17'h00000 : _0351_[16:0];
+  assign _0439_ = rst ? 17'h00000 : _0350_[16:0];
+  assign _0438_ = rst ? 17'h00000 : _0349_[16:0];
+  assign _0437_ = rst ? 17'h00000 : _0347_[16:0];
+  assign _0436_ = rst ? 17'h00000 : _0346_[16:0];
   assign _0435_[71:54] = rst ? 18'h00000 : \$signal$128 [71:54];
   assign _0435_[35:18] = rst ? 18'h00000 : \$signal$128 [35:18];
   assign _0435_[17:0] = rst ? 18'h00000 : \$signal$128 [17:0];
   assign _0435_[53:36] = rst ? 18'h00000 : \$signal$128 [53:36];
   assign _0434_[71:54] = rst ? 18'h00000 : _0345_[17:0];
   assign _0434_[35:18] = rst ? 18'h00000 : _0284_[17:0];
-  assign _0434_[17:0] = rst ? 18'h00000 : _0252_[17:0];
-  assign _0434_[53:36] = rst ? 18'h00000 : _0314_[17:0];
-  assign _0432_ = rst ? 8'h00 : { 6'h00, st3[1], _0223_ };
-  assign _0431_ = rst ? 10'h000 : { _0222_, _0213_, _0204_, _0196_, _0189_, _0179_, _0169_, _0160_, _0153_, _0139_ };
-  assign _0430_ = rst ? 1'h0 : _0130_;
-  assign _0429_ = rst ? 1'h0 : _0122_;
+  assign _0434_[17:0] = rst ? 18'h00000 : _0253_[17:0];
+  assign _0434_[53:36] = rst ? 18'h00000 : _0315_[17:0];
+  assign _0433_ = rst ? 8'h00 : { 6'h00, st3[1], _0223_ };
+  assign _0432_ = rst ? 10'h000 : { _0222_, _0213_, _0204_, _0196_, _0190_, _0180_, _0170_, _0161_, _0153_, _0140_ };
+  assign _0431_ = rst ? 1'h0 : _0130_;
+  assign _0430_ = rst ? 1'h0 : _0123_;
   assign _0428_ = rst ? 1'h0 : _0116_;
   assign _0427_ = rst ? 1'h0 : _0109_;
-  assign _0426_ = rst ? 1'h0 : _0102_;
-  assign _0425_ = rst ? 1'h0 : _0093_;
+  assign _0426_ = rst ? 1'h0 : _0103_;
+  assign _0425_ = rst ? 1'h0 : _0095_;
   \digits_cnn_gn.engine_conv3.expand0  expand0 (
     .clk(clk),
     .en(en),
@@ -13944,21 +13992,19 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4509$0 (i0__payload[12:0]),
+    .\port$4525$0 (i0__payload[12:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_gn.engine_conv3.queue  queue (
     .clk(clk),
-    .\port$4112$0 (\$signal$83 ),
-    .\port$4314$0 (\$signal$76 ),
-    .\port$4316$0 (\$signal$80 ),
+    .\port$4128$0 (\$signal$83 ),
+    .\port$4330$0 (\$signal$76 ),
+    .\port$4332$0 (\$signal$80 ),
     .rst(rst),
     .w_data({ entry7[18], pos1, pos2, \pos0$68 , entry7[11:0] }),
     .w_en(\$signal$72 )
   );
-  assign \c_raw[3]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
   assign \c_raw[1]  = 1'h0;
   assign \c_raw[0]  = 1'h0;
   assign \$signal$128[3]  = \$signal$128 [71:54];
@@ -14191,6 +14237,8 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \issue.cur  = 1'h0;
   assign _0483_[3:0] = o__payload[3:0];
   assign _0471_[0] = v_wr__en;
+  assign \c_raw[3]  = 1'h0;
+  assign \c_raw[2]  = 1'h0;
   assign o__payload[11:4] = { \o__payload.end , \o__payload.count , \$signal$76 [17:14] };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
@@ -14217,7 +14265,7 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4509$0 , clk);
+module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4525$0 , clk);
   wire _000_;
   wire [11:0] _001_;
   wire [12:0] _002_;
@@ -14465,8 +14513,8 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   reg op_valid = 1'h0;
   output [11:0] op_waddr;
   reg [11:0] op_waddr = 12'h000;
-  input [12:0] \port$4509$0 ;
-  wire [12:0] \port$4509$0 ;
+  input [12:0] \port$4525$0 ;
+  wire [12:0] \port$4525$0 ;
   reg [4:0] r_step = 5'h00;
   output ready;
   wire ready;
@@ -14525,8 +14573,8 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   assign ready = _000_ | _030_;
   assign _040_ = op_valid & en;
   assign _057_ = $signed(_051_) + $signed(_056_);
-  assign _001_ = 1'h0 + { 3'h0, \port$4509$0 [3:0], 4'h0 };
-  assign _002_ = _001_ + { \port$4509$0 [3:0], 7'h00 };
+  assign _001_ = 1'h0 + { 3'h0, \port$4525$0 [3:0], 4'h0 };
+  assign _002_ = _001_ + { \port$4525$0 [3:0], 7'h00 };
   assign _004_ = $signed({ 1'h0, _002_ }) + $signed(_003_);
   assign _006_ = $signed(_004_) + $signed(_005_);
   assign _008_ = _007_ - 1'h1;
@@ -14592,7 +14640,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
   assign _043_ = rst ? 2'h0 : _097_;
   assign _098_ = load ? 4'h0 : op_shift;
   assign _042_ = rst ? 4'h0 : _098_;
-  assign _099_ = load ? \port$4509$0 [12:10] : op_count;
+  assign _099_ = load ? \port$4525$0 [12:10] : op_count;
   assign _041_ = rst ? 3'h0 : _099_;
   function [2:0] _306_;
     input [2:0] a;
@@ -14622,14 +14670,14 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _023_ = _306_(3'hx, 24'h49b6d2, { _107_, _106_, _105_, _104_, _103_, _102_, _101_, _100_ });
-  assign _100_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _101_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _102_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _103_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _104_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _105_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _106_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _107_ = ! (* full_case = 32'd1 *) \port$4509$0 [9:7];
+  assign _100_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _101_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _102_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _103_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _104_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _105_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _106_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _107_ = ! (* full_case = 32'd1 *) \port$4525$0 [9:7];
   function [2:0] _315_;
     input [2:0] a;
     input [23:0] b;
@@ -14658,14 +14706,14 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _020_ = _315_(3'hx, 24'h49b6d2, { _115_, _114_, _113_, _112_, _111_, _110_, _109_, _108_ });
-  assign _108_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _109_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _110_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _111_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _112_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _113_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _114_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _115_ = ! (* full_case = 32'd1 *) \port$4509$0 [6:4];
+  assign _108_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _109_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _110_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _111_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _112_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _113_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _114_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _115_ = ! (* full_case = 32'd1 *) \port$4525$0 [6:4];
   function [6:0] _324_;
     input [6:0] a;
     input [55:0] b;
@@ -14694,14 +14742,14 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _019_ = _324_(7'hxx, 56'hab56eddbb76ad5, { _123_, _122_, _121_, _120_, _119_, _118_, _117_, _116_ });
-  assign _116_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _117_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _118_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _119_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _120_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _121_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _122_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _123_ = ! (* full_case = 32'd1 *) \port$4509$0 [9:7];
+  assign _116_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _117_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _118_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _119_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _120_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _121_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _122_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _123_ = ! (* full_case = 32'd1 *) \port$4525$0 [9:7];
   function [4:0] _333_;
     input [4:0] a;
     input [39:0] b;
@@ -14730,14 +14778,14 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _018_ = _333_(5'hxx, 40'h4a4a529529, { _131_, _130_, _129_, _128_, _127_, _126_, _125_, _124_ });
-  assign _124_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _125_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _126_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _127_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _128_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _129_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _130_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _131_ = ! (* full_case = 32'd1 *) \port$4509$0 [9:7];
+  assign _124_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _125_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _126_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _127_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _128_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _129_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _130_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _131_ = ! (* full_case = 32'd1 *) \port$4525$0 [9:7];
   function [2:0] _342_;
     input [2:0] a;
     input [23:0] b;
@@ -14766,14 +14814,14 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _016_ = _342_(3'hx, 24'h49b6d2, { _139_, _138_, _137_, _136_, _135_, _134_, _133_, _132_ });
-  assign _132_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _133_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _134_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _135_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _136_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _137_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _138_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _139_ = ! (* full_case = 32'd1 *) \port$4509$0 [6:4];
+  assign _132_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _133_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _134_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _135_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _136_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _137_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _138_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _139_ = ! (* full_case = 32'd1 *) \port$4525$0 [6:4];
   function [2:0] _351_;
     input [2:0] a;
     input [23:0] b;
@@ -14802,14 +14850,14 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _014_ = _351_(3'hx, 24'h49b6d2, { _147_, _146_, _145_, _144_, _143_, _142_, _141_, _140_ });
-  assign _140_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _141_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _142_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _143_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _144_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _145_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _146_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _147_ = ! (* full_case = 32'd1 *) \port$4509$0 [9:7];
+  assign _140_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _141_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _142_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _143_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _144_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _145_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _146_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _147_ = ! (* full_case = 32'd1 *) \port$4525$0 [9:7];
   function [2:0] _360_;
     input [2:0] a;
     input [23:0] b;
@@ -14838,14 +14886,14 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _012_ = _360_(3'hx, 24'h49b6d2, { _155_, _154_, _153_, _152_, _151_, _150_, _149_, _148_ });
-  assign _148_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _149_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _150_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _151_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _152_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _153_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _154_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _155_ = ! (* full_case = 32'd1 *) \port$4509$0 [9:7];
+  assign _148_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _149_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _150_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _151_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _152_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _153_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _154_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _155_ = ! (* full_case = 32'd1 *) \port$4525$0 [9:7];
   function [2:0] _369_;
     input [2:0] a;
     input [23:0] b;
@@ -14874,14 +14922,14 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _009_ = _369_(3'hx, 24'h49b6d2, { _163_, _162_, _161_, _160_, _159_, _158_, _157_, _156_ });
-  assign _156_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _157_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _158_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _159_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _160_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _161_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _162_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _163_ = ! (* full_case = 32'd1 *) \port$4509$0 [6:4];
+  assign _156_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _157_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _158_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _159_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _160_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _161_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _162_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _163_ = ! (* full_case = 32'd1 *) \port$4525$0 [6:4];
   function [2:0] _378_;
     input [2:0] a;
     input [23:0] b;
@@ -14910,14 +14958,14 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _007_ = _378_(3'hx, 24'h49b6d2, { _171_, _170_, _169_, _168_, _167_, _166_, _165_, _164_ });
-  assign _164_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _165_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _166_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _167_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _168_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _169_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _170_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _171_ = ! (* full_case = 32'd1 *) \port$4509$0 [9:7];
+  assign _164_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _165_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _166_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _167_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _168_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _169_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _170_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _171_ = ! (* full_case = 32'd1 *) \port$4525$0 [9:7];
   function [5:0] _387_;
     input [5:0] a;
     input [47:0] b;
@@ -14946,14 +14994,14 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _005_ = _387_(6'hxx, 48'h20c414414414, { _179_, _178_, _177_, _176_, _175_, _174_, _173_, _172_ });
-  assign _172_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _173_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _174_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _175_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _176_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _177_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _178_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _179_ = ! (* full_case = 32'd1 *) \port$4509$0 [9:7];
+  assign _172_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _173_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _174_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _175_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _176_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _177_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _178_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _179_ = ! (* full_case = 32'd1 *) \port$4525$0 [9:7];
   function [7:0] _396_;
     input [7:0] a;
     input [63:0] b;
@@ -14982,14 +15030,14 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _003_ = _396_(8'hxx, 64'h3048607860786078, { _187_, _186_, _185_, _184_, _183_, _182_, _181_, _180_ });
-  assign _180_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _181_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _182_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _183_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _184_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _185_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _186_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _187_ = ! (* full_case = 32'd1 *) \port$4509$0 [6:4];
+  assign _180_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _181_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _182_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _183_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _184_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _185_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _186_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _187_ = ! (* full_case = 32'd1 *) \port$4525$0 [6:4];
   function [4:0] _405_;
     input [4:0] a;
     input [39:0] b;
@@ -15018,14 +15066,14 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _056_ = _405_(5'hxx, 40'h0000021108, { _195_, _194_, _193_, _192_, _191_, _190_, _189_, _188_ });
-  assign _188_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _189_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _190_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _191_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _192_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _193_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _194_ = \port$4509$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _195_ = ! (* full_case = 32'd1 *) \port$4509$0 [9:7];
+  assign _188_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _189_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _190_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _191_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _192_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _193_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _194_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _195_ = ! (* full_case = 32'd1 *) \port$4525$0 [9:7];
   function [6:0] _414_;
     input [6:0] a;
     input [55:0] b;
@@ -15054,19 +15102,19 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
     endcase
   endfunction
   assign _051_ = _414_(7'hxx, 56'h00000002041020, { _203_, _202_, _201_, _200_, _199_, _198_, _197_, _196_ });
-  assign _196_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _197_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _198_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _199_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _200_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _201_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _202_ = \port$4509$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _203_ = ! (* full_case = 32'd1 *) \port$4509$0 [6:4];
-  assign ev_c = \port$4509$0 [3:0];
-  assign ev_x = \port$4509$0 [9:7];
-  assign ev_y = \port$4509$0 [6:4];
+  assign _196_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _197_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _198_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _199_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _200_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _201_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _202_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _203_ = ! (* full_case = 32'd1 *) \port$4525$0 [6:4];
+  assign ev_c = \port$4525$0 [3:0];
+  assign ev_x = \port$4525$0 [9:7];
+  assign ev_y = \port$4525$0 [6:4];
   assign ev_shift = 4'h0;
-  assign ev_count = \port$4509$0 [12:10];
+  assign ev_count = \port$4525$0 [12:10];
   assign waddr = op_waddr;
   assign addr = op_addr;
   assign \busy$6  = op_valid;
@@ -15076,7 +15124,7 @@ module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_s
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv3.queue (rst, w_data, \port$4112$0 , w_en, \port$4314$0 , \port$4316$0 , clk);
+module \digits_cnn_gn.engine_conv3.queue (rst, w_data, \port$4128$0 , w_en, \port$4330$0 , \port$4332$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -15106,12 +15154,12 @@ module \digits_cnn_gn.engine_conv3.queue (rst, w_data, \port$4112$0 , w_en, \por
   reg held_valid = 1'h0;
   (* unused_bits = "0 1 2 3 4 5 6 7" *)
   wire [7:0] \level$21 ;
-  input \port$4112$0 ;
-  wire \port$4112$0 ;
-  output [18:0] \port$4314$0 ;
-  wire [18:0] \port$4314$0 ;
-  output \port$4316$0 ;
-  wire \port$4316$0 ;
+  input \port$4128$0 ;
+  wire \port$4128$0 ;
+  output [18:0] \port$4330$0 ;
+  wire [18:0] \port$4330$0 ;
+  output \port$4332$0 ;
+  wire \port$4332$0 ;
   wire [18:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -15151,18 +15199,18 @@ module \digits_cnn_gn.engine_conv3.queue (rst, w_data, \port$4112$0 , w_en, \por
   \digits_cnn_gn.engine_conv3.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2951$0 (\$signal$9 ),
-    .\port$4112$0 (\port$4112$0 ),
-    .\port$4298$0 (\$signal$11 ),
-    .\port$4300$0 (held_valid),
-    .\port$4314$0 (\$signal$14 ),
-    .\port$4316$0 (\$signal$16 ),
+    .\port$2963$0 (\$signal$9 ),
+    .\port$4128$0 (\port$4128$0 ),
+    .\port$4314$0 (\$signal$11 ),
+    .\port$4316$0 (held_valid),
+    .\port$4330$0 (\$signal$14 ),
+    .\port$4332$0 (\$signal$16 ),
     .rst(rst)
   );
-  assign \port$4316$0  = \$signal$16 ;
-  assign \port$4314$0  = \$signal$14 ;
-  assign \$signal$19  = \port$4112$0 ;
-  assign \$signal$18  = \port$4112$0 ;
+  assign \port$4332$0  = \$signal$16 ;
+  assign \port$4330$0  = \$signal$14 ;
+  assign \$signal$19  = \port$4128$0 ;
+  assign \$signal$18  = \port$4128$0 ;
   assign \$signal$17  = \$signal$16 ;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$13  = held_valid;
@@ -15463,7 +15511,7 @@ module \digits_cnn_gn.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2951$0 , count, \port$4112$0 , \port$4298$0 , \port$4300$0 , \port$4314$0 , \port$4316$0 , clk);
+module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2963$0 , count, \port$4128$0 , \port$4314$0 , \port$4316$0 , \port$4330$0 , \port$4332$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -15493,26 +15541,26 @@ module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2951$0 , count, \port$
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2951$0 ;
-  wire \port$2951$0 ;
-  input \port$4112$0 ;
-  wire \port$4112$0 ;
-  input [18:0] \port$4298$0 ;
-  wire [18:0] \port$4298$0 ;
-  input \port$4300$0 ;
-  wire \port$4300$0 ;
-  output [18:0] \port$4314$0 ;
+  output \port$2963$0 ;
+  wire \port$2963$0 ;
+  input \port$4128$0 ;
+  wire \port$4128$0 ;
+  input [18:0] \port$4314$0 ;
   wire [18:0] \port$4314$0 ;
-  output \port$4316$0 ;
+  input \port$4316$0 ;
   wire \port$4316$0 ;
+  output [18:0] \port$4330$0 ;
+  wire [18:0] \port$4330$0 ;
+  output \port$4332$0 ;
+  wire \port$4332$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4300$0  & _00_;
+  assign take = \port$4316$0  & _00_;
   assign count = \$signal$5  + spare_valid;
   assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$4112$0  | _01_;
+  assign _02_ = \port$4128$0  | _01_;
   always @(posedge clk)
     \$signal$9  <= _03_;
   always @(posedge clk)
@@ -15523,7 +15571,7 @@ module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2951$0 , count, \port$
     \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$4298$0  : \$signal$10 ;
+  assign _07_ = take ? \port$4314$0  : \$signal$10 ;
   assign _08_ = _02_ ? \$signal$10  : _07_;
   assign _06_ = rst ? 19'h00000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
@@ -15534,16 +15582,16 @@ module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2951$0 , count, \port$
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
   assign _14_ = _02_ ? _13_ : \$signal$5 ;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$4298$0  : \$signal$9 ;
+  assign _15_ = take ? \port$4314$0  : \$signal$9 ;
   assign _16_ = spare_valid ? \$signal$10  : _15_;
   assign _17_ = _02_ ? _16_ : \$signal$9 ;
   assign _03_ = rst ? 19'h00000 : _17_;
-  assign \port$4316$0  = \$signal$5 ;
-  assign \port$4314$0  = \$signal$9 ;
-  assign \port$2951$0  = \$signal ;
-  assign \$signal$11  = \port$4298$0 ;
-  assign \$signal$8  = \port$4112$0 ;
-  assign \$signal$3  = \port$4300$0 ;
+  assign \port$4332$0  = \$signal$5 ;
+  assign \port$4330$0  = \$signal$9 ;
+  assign \port$2963$0  = \$signal ;
+  assign \$signal$11  = \port$4314$0 ;
+  assign \$signal$8  = \port$4128$0 ;
+  assign \$signal$3  = \port$4316$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -15712,182 +15760,182 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire _0159_;
   wire _0160_;
   wire _0161_;
-  wire [17:0] _0162_;
-  wire [17:0] _0163_;
-  wire [17:0] _0164_;
-  wire [16:0] _0165_;
+  wire _0162_;
+  wire _0163_;
+  wire _0164_;
+  wire _0165_;
   wire [17:0] _0166_;
-  wire [16:0] _0167_;
+  wire [17:0] _0167_;
   wire [17:0] _0168_;
   wire [16:0] _0169_;
   wire [17:0] _0170_;
   wire [16:0] _0171_;
   wire [17:0] _0172_;
-  wire [1:0] _0173_;
+  wire [16:0] _0173_;
   wire [17:0] _0174_;
-  wire [1:0] _0175_;
+  wire [16:0] _0175_;
   wire [17:0] _0176_;
-  wire [11:0] _0177_;
-  wire [8:0] _0178_;
-  wire [11:0] _0179_;
+  wire [1:0] _0177_;
+  wire [17:0] _0178_;
+  wire [1:0] _0179_;
   wire [17:0] _0180_;
-  wire [17:0] _0181_;
-  wire [17:0] _0182_;
-  wire [17:0] _0183_;
-  wire [1:0] _0184_;
+  wire [11:0] _0181_;
+  wire [8:0] _0182_;
+  wire [11:0] _0183_;
+  wire [17:0] _0184_;
   wire [17:0] _0185_;
-  wire _0186_;
-  wire [1:0] _0187_;
-  wire [17:0] _0188_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0189_;
+  wire [17:0] _0186_;
+  wire [17:0] _0187_;
+  wire _0188_;
+  wire [1:0] _0189_;
   wire [17:0] _0190_;
-  wire [17:0] _0191_;
+  wire [1:0] _0191_;
   wire [17:0] _0192_;
-  wire [16:0] _0193_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0193_;
   wire [17:0] _0194_;
-  wire [16:0] _0195_;
+  wire [17:0] _0195_;
   wire [17:0] _0196_;
   wire [16:0] _0197_;
   wire [17:0] _0198_;
   wire [16:0] _0199_;
   wire [17:0] _0200_;
-  wire [1:0] _0201_;
+  wire [16:0] _0201_;
   wire [17:0] _0202_;
-  wire [1:0] _0203_;
+  wire [16:0] _0203_;
   wire [17:0] _0204_;
-  wire [11:0] _0205_;
-  wire [8:0] _0206_;
-  wire [11:0] _0207_;
+  wire [1:0] _0205_;
+  wire [17:0] _0206_;
+  wire [1:0] _0207_;
   wire [17:0] _0208_;
-  wire [17:0] _0209_;
-  wire [17:0] _0210_;
+  wire [11:0] _0209_;
+  wire [8:0] _0210_;
   wire [5:0] _0211_;
-  wire [17:0] _0212_;
-  wire [1:0] _0213_;
+  wire [11:0] _0212_;
+  wire [17:0] _0213_;
   wire [17:0] _0214_;
-  wire [1:0] _0215_;
+  wire [17:0] _0215_;
   wire [17:0] _0216_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0217_;
-  wire [6:0] _0218_;
-  wire [17:0] _0219_;
-  wire [17:0] _0220_;
+  wire [1:0] _0217_;
+  wire [17:0] _0218_;
+  wire [1:0] _0219_;
+  wire [6:0] _0220_;
   wire [17:0] _0221_;
-  wire [16:0] _0222_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0222_;
   wire [17:0] _0223_;
-  wire [16:0] _0224_;
+  wire [17:0] _0224_;
   wire [17:0] _0225_;
   wire [16:0] _0226_;
   wire [17:0] _0227_;
   wire [16:0] _0228_;
   wire _0229_;
   wire [17:0] _0230_;
-  wire [1:0] _0231_;
+  wire [16:0] _0231_;
   wire [17:0] _0232_;
-  wire [1:0] _0233_;
+  wire [16:0] _0233_;
   wire [17:0] _0234_;
-  wire [11:0] _0235_;
+  wire [1:0] _0235_;
+  wire [17:0] _0236_;
+  wire [1:0] _0237_;
   (* unused_bits = "5 6 7" *)
-  wire [7:0] _0236_;
-  wire [8:0] _0237_;
-  wire [11:0] _0238_;
+  wire [7:0] _0238_;
   wire [17:0] _0239_;
-  wire [17:0] _0240_;
-  wire [17:0] _0241_;
-  wire [17:0] _0242_;
-  wire [1:0] _0243_;
+  wire [11:0] _0240_;
+  wire [8:0] _0241_;
+  wire [11:0] _0242_;
+  wire [17:0] _0243_;
   wire [17:0] _0244_;
-  wire _0245_;
-  wire [1:0] _0246_;
-  wire [17:0] _0247_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0248_;
+  wire [17:0] _0245_;
+  wire [17:0] _0246_;
+  wire _0247_;
+  wire [1:0] _0248_;
   wire [17:0] _0249_;
-  wire [17:0] _0250_;
+  wire [1:0] _0250_;
   wire [17:0] _0251_;
-  wire [16:0] _0252_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0252_;
   wire [17:0] _0253_;
-  wire [16:0] _0254_;
+  wire [17:0] _0254_;
   wire [17:0] _0255_;
   wire [16:0] _0256_;
   wire [17:0] _0257_;
   wire [16:0] _0258_;
   wire [17:0] _0259_;
-  wire [1:0] _0260_;
+  wire [16:0] _0260_;
   wire [17:0] _0261_;
-  wire _0262_;
-  wire [1:0] _0263_;
-  wire [17:0] _0264_;
-  wire [11:0] _0265_;
-  wire [8:0] _0266_;
-  wire [11:0] _0267_;
+  wire [16:0] _0262_;
+  wire [17:0] _0263_;
+  wire _0264_;
+  wire [1:0] _0265_;
+  wire [17:0] _0266_;
+  wire [1:0] _0267_;
   wire [17:0] _0268_;
-  wire [17:0] _0269_;
-  wire [17:0] _0270_;
+  wire [11:0] _0269_;
+  wire [8:0] _0270_;
   wire _0271_;
   (* unused_bits = "2" *)
   wire [2:0] _0272_;
-  wire [17:0] _0273_;
-  wire [1:0] _0274_;
+  wire [11:0] _0273_;
+  wire [17:0] _0274_;
   wire [17:0] _0275_;
-  wire [1:0] _0276_;
+  wire [17:0] _0276_;
   wire [17:0] _0277_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0278_;
-  wire _0279_;
-  wire _0280_;
+  wire [1:0] _0278_;
+  wire [17:0] _0279_;
+  wire [1:0] _0280_;
   wire _0281_;
-  wire _0282_;
-  wire [16:0] _0283_;
+  wire [17:0] _0282_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0283_;
   wire _0284_;
   wire _0285_;
   wire _0286_;
   wire [16:0] _0287_;
-  wire [6:0] _0288_;
+  wire _0288_;
   wire _0289_;
+  wire _0290_;
+  wire _0291_;
+  wire [16:0] _0292_;
+  wire [6:0] _0293_;
   (* unused_bits = "4 5 6" *)
-  wire [6:0] _0290_;
-  wire [4:0] _0291_;
-  wire _0292_;
-  wire _0293_;
-  wire [1:0] _0294_;
-  wire [1:0] _0295_;
+  wire [6:0] _0294_;
+  wire [4:0] _0295_;
   wire _0296_;
-  wire [1:0] _0297_;
-  wire _0298_;
+  wire _0297_;
+  wire [1:0] _0298_;
+  wire [1:0] _0299_;
   (* unused_bits = "2" *)
-  wire [2:0] _0299_;
-  wire _0300_;
-  wire [28:0] _0301_;
-  wire [28:0] _0302_;
-  wire [28:0] _0303_;
-  wire [28:0] _0304_;
+  wire [2:0] _0300_;
+  wire _0301_;
+  wire [1:0] _0302_;
+  wire _0303_;
+  wire _0304_;
   wire [28:0] _0305_;
   wire [28:0] _0306_;
   wire [28:0] _0307_;
   wire [28:0] _0308_;
-  wire _0309_;
-  wire [31:0] _0310_;
-  wire [10:0] _0311_;
-  wire [10:0] _0312_;
-  wire [10:0] _0313_;
-  wire [10:0] _0314_;
-  wire [11:0] _0315_;
-  wire [11:0] _0316_;
-  wire [11:0] _0317_;
-  wire [11:0] _0318_;
-  wire [47:0] _0319_;
+  wire [28:0] _0309_;
+  wire _0310_;
+  wire [28:0] _0311_;
+  wire [28:0] _0312_;
+  wire [28:0] _0313_;
+  wire [31:0] _0314_;
+  wire [10:0] _0315_;
+  wire [10:0] _0316_;
+  wire [10:0] _0317_;
+  wire [10:0] _0318_;
+  wire [11:0] _0319_;
   wire _0320_;
-  wire [67:0] _0321_;
-  wire [35:0] _0322_;
-  wire [67:0] _0323_;
-  wire [67:0] _0324_;
-  wire [3:0] _0325_;
-  wire _0326_;
-  wire _0327_;
-  wire _0328_;
-  wire _0329_;
+  wire [11:0] _0321_;
+  wire [11:0] _0322_;
+  wire [11:0] _0323_;
+  wire [47:0] _0324_;
+  wire [67:0] _0325_;
+  wire [35:0] _0326_;
+  wire [67:0] _0327_;
+  wire [67:0] _0328_;
+  wire [3:0] _0329_;
   wire _0330_;
   wire _0331_;
   wire _0332_;
@@ -15895,26 +15943,26 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire _0334_;
   wire _0335_;
   wire _0336_;
-  wire [9:0] _0337_;
-  wire [7:0] _0338_;
+  wire _0337_;
+  wire _0338_;
   wire _0339_;
-  wire [71:0] _0340_;
-  wire [71:0] _0341_;
-  wire [67:0] _0342_;
-  wire [69:0] _0343_;
-  wire _0344_;
-  wire _0345_;
-  wire _0346_;
-  wire _0347_;
-  wire [16:0] _0348_;
-  wire [3:0] _0349_;
-  wire [3:0] _0350_;
-  wire [8:0] _0351_;
-  wire _0352_;
-  wire [9:0] _0353_;
-  wire [8:0] _0354_;
-  wire [10:0] _0355_;
-  wire [8:0] _0356_;
+  wire _0340_;
+  wire _0341_;
+  wire [9:0] _0342_;
+  wire [7:0] _0343_;
+  wire [71:0] _0344_;
+  wire [71:0] _0345_;
+  wire [67:0] _0346_;
+  wire [69:0] _0347_;
+  wire _0348_;
+  wire _0349_;
+  wire _0350_;
+  wire _0351_;
+  wire [16:0] _0352_;
+  wire [3:0] _0353_;
+  wire [3:0] _0354_;
+  wire [8:0] _0355_;
+  wire _0356_;
   wire [9:0] _0357_;
   wire [8:0] _0358_;
   wire [10:0] _0359_;
@@ -15926,30 +15974,30 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire [9:0] _0365_;
   wire [8:0] _0366_;
   wire [10:0] _0367_;
-  wire [10:0] _0368_;
-  wire [11:0] _0369_;
-  wire [10:0] _0370_;
-  wire [11:0] _0371_;
+  wire [8:0] _0368_;
+  wire [9:0] _0369_;
+  wire [8:0] _0370_;
+  wire [10:0] _0371_;
   wire [10:0] _0372_;
   wire [11:0] _0373_;
   wire [10:0] _0374_;
   wire [11:0] _0375_;
-  wire [11:0] _0376_;
-  (* unused_bits = "12" *)
-  wire [12:0] _0377_;
-  wire [11:0] _0378_;
-  (* unused_bits = "12" *)
-  wire [12:0] _0379_;
+  wire [10:0] _0376_;
+  wire [11:0] _0377_;
+  wire [10:0] _0378_;
+  wire [11:0] _0379_;
   wire [11:0] _0380_;
   (* unused_bits = "12" *)
   wire [12:0] _0381_;
   wire [11:0] _0382_;
   (* unused_bits = "12" *)
   wire [12:0] _0383_;
-  wire _0384_;
-  wire _0385_;
-  wire _0386_;
-  wire _0387_;
+  wire [11:0] _0384_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0385_;
+  wire [11:0] _0386_;
+  (* unused_bits = "12" *)
+  wire [12:0] _0387_;
   wire _0388_;
   wire _0389_;
   wire _0390_;
@@ -17227,545 +17275,545 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   end
   assign \$signature__data  = _1030_;
   always @(posedge clk)
-    hit_c1 <= _0327_;
+    cres9 <= _0329_;
   always @(posedge clk)
-    hit_v2 <= _0329_;
+    hit_v1 <= _0331_;
   always @(posedge clk)
-    hit_c2 <= _0330_;
+    hit_c1 <= _0332_;
   always @(posedge clk)
-    hit_v3 <= _0331_;
+    hit_v2 <= _0333_;
   always @(posedge clk)
-    hit_c3 <= _0332_;
+    hit_c2 <= _0334_;
   always @(posedge clk)
-    hit_v4 <= _0333_;
+    hit_v3 <= _0335_;
   always @(posedge clk)
-    hit_c4 <= _0334_;
+    hit_c3 <= _0336_;
   always @(posedge clk)
-    hit_v5 <= _0335_;
+    hit_v4 <= _0337_;
   always @(posedge clk)
-    hit_c5 <= _0336_;
+    hit_c4 <= _0338_;
   always @(posedge clk)
-    \$signal$105  <= _0337_;
+    hit_v5 <= _0340_;
   always @(posedge clk)
-    \$signal$106  <= _0338_;
+    hit_c5 <= _0341_;
   always @(posedge clk)
-    \$signal$107  <= _0340_;
+    \$signal$105  <= _0342_;
   always @(posedge clk)
-    \$signal$35  <= _0341_;
+    \$signal$106  <= _0343_;
   always @(posedge clk)
-    v_wr__data <= _0342_;
+    \$signal$107  <= _0344_;
   always @(posedge clk)
-    written <= _0343_;
+    \$signal$35  <= _0345_;
   always @(posedge clk)
-    \$signal$46  <= _0344_;
+    v_wr__data <= _0346_;
   always @(posedge clk)
-    better <= _0345_;
+    written <= _0347_;
   always @(posedge clk)
-    \$signal$58  <= _0346_;
+    \$signal$46  <= _0348_;
   always @(posedge clk)
-    first <= _0347_;
+    better <= _0349_;
   always @(posedge clk)
-    best_val <= _0348_;
+    \$signal$58  <= _0350_;
   always @(posedge clk)
-    best_idx <= _0349_;
+    first <= _0351_;
   always @(posedge clk)
-    done <= _0350_;
+    best_val <= _0352_;
+  always @(posedge clk)
+    best_idx <= _0353_;
+  always @(posedge clk)
+    done <= _0354_;
   assign en = ~ \$signal ;
   assign _0000_ = ~ \$signal ;
-  assign _0096_ = op_valid & _0000_;
+  assign _0097_ = op_valid & _0000_;
   assign _0271_ = ~ \$signal ;
-  assign _0352_ = credit & _0271_;
+  assign _0356_ = credit & _0271_;
   assign active = \issue.valid  | \$signal ;
-  assign _0010_ = ! st7[1];
-  assign _0021_ = _0010_ & st7[2];
+  assign _0011_ = ! st7[1];
+  assign _0021_ = _0011_ & st7[2];
   assign _0031_ = ~ _0021_;
-  assign _0041_ = st7[0] & _0031_;
-  assign { _0052_[3:1], v_wr__en } = _0041_ ? 4'hf : 4'h0;
-  assign _0071_ = st7[0] & st7[1];
-  assign _0078_ = ~ \$signal$46 ;
-  assign dropped = _0071_ & _0078_;
+  assign _0042_ = st7[0] & _0031_;
+  assign { _0052_[3:1], v_wr__en } = _0042_ ? 4'hf : 4'h0;
+  assign _0072_ = st7[0] & st7[1];
+  assign _0080_ = ~ \$signal$46 ;
+  assign dropped = _0072_ & _0080_;
   assign _0124_ = \$signal$52 [69:68] * 3'h4;
   assign { _0134_[5:4], o__payload[3:0] } = _0124_ + lane;
-  assign _0143_ = lane == 2'h3;
-  assign _0153_ = o__payload[3:0] == 4'h9;
-  assign last_lane = _0143_ | _0153_;
+  assign _0144_ = lane == 2'h3;
+  assign _0154_ = o__payload[3:0] == 4'h9;
+  assign last_lane = _0144_ | _0154_;
   assign \o__payload.last  = o__payload[3:0] == 4'h9;
   assign \o__payload.argmax  = better ? o__payload[3:0] : best_idx;
-  assign _0186_ = \$signal$57  & \$signal$58 ;
+  assign _0188_ = \$signal$57  & \$signal$58 ;
   assign _0211_ = used + sweep_now;
-  assign _0218_ = _0211_ - dropped;
+  assign _0220_ = _0211_ - dropped;
   assign _0229_ = \$signal$61  & \$signal$57 ;
-  assign _0236_ = $signed(_0218_) - $signed({ 1'h0, _0229_ });
-  assign _0245_ = used <= 4'he;
-  assign _0262_ = step == 1'h1;
+  assign _0238_ = $signed(_0220_) - $signed({ 1'h0, _0229_ });
+  assign _0247_ = used <= 4'he;
+  assign _0264_ = step == 1'h1;
   assign _0272_ = step + 1'h1;
-  assign _0279_ = ~ \$signal ;
-  assign _0289_ = credit & _0279_;
-  assign _0299_ = sweep_addr + 1'h1;
-  assign _0309_ = sweep_addr == 1'h1;
+  assign _0281_ = ~ \$signal ;
+  assign _0289_ = credit & _0281_;
+  assign _0300_ = sweep_addr + 1'h1;
+  assign _0310_ = sweep_addr == 1'h1;
   assign _0320_ = sweep_now & \issue.end ;
-  assign _0328_ = sweep_now & \issue.end ;
-  assign _0339_ = _0328_ | \$signal$67 ;
-  assign _0351_ = st2[17] ? { w1_0[7], w1_0[7:0] } : 9'h000;
-  assign _0353_ = $signed(1'h0) + $signed(_0351_);
-  assign _0354_ = st2[18] ? { w1_0[7:0], 1'h0 } : 9'h000;
-  assign _0355_ = $signed(_0353_) + $signed(_0354_);
-  assign _0356_ = st2[17] ? { w1_0[15], w1_0[15:8] } : 9'h000;
-  assign _0357_ = $signed(1'h0) + $signed(_0356_);
-  assign _0358_ = st2[18] ? { w1_0[15:8], 1'h0 } : 9'h000;
+  assign _0330_ = sweep_now & \issue.end ;
+  assign _0339_ = _0330_ | \$signal$67 ;
+  assign _0355_ = st2[17] ? { w1_0[7], w1_0[7:0] } : 9'h000;
+  assign _0357_ = $signed(1'h0) + $signed(_0355_);
+  assign _0358_ = st2[18] ? { w1_0[7:0], 1'h0 } : 9'h000;
   assign _0359_ = $signed(_0357_) + $signed(_0358_);
-  assign _0360_ = st2[17] ? { w1_0[23], w1_0[23:16] } : 9'h000;
+  assign _0360_ = st2[17] ? { w1_0[15], w1_0[15:8] } : 9'h000;
   assign _0361_ = $signed(1'h0) + $signed(_0360_);
-  assign _0362_ = st2[18] ? { w1_0[23:16], 1'h0 } : 9'h000;
+  assign _0362_ = st2[18] ? { w1_0[15:8], 1'h0 } : 9'h000;
   assign _0363_ = $signed(_0361_) + $signed(_0362_);
-  assign _0364_ = st2[17] ? { w1_0[31], w1_0[31:24] } : 9'h000;
+  assign _0364_ = st2[17] ? { w1_0[23], w1_0[23:16] } : 9'h000;
   assign _0365_ = $signed(1'h0) + $signed(_0364_);
-  assign _0366_ = st2[18] ? { w1_0[31:24], 1'h0 } : 9'h000;
+  assign _0366_ = st2[18] ? { w1_0[23:16], 1'h0 } : 9'h000;
   assign _0367_ = $signed(_0365_) + $signed(_0366_);
-  assign _0368_ = st2[19] ? { w1_0[7], w1_0[7:0], 2'h0 } : 11'h000;
+  assign _0368_ = st2[17] ? { w1_0[31], w1_0[31:24] } : 9'h000;
   assign _0369_ = $signed(1'h0) + $signed(_0368_);
-  assign _0370_ = st2[19] ? { w1_0[15], w1_0[15:8], 2'h0 } : 11'h000;
-  assign _0371_ = $signed(1'h0) + $signed(_0370_);
-  assign _0372_ = st2[19] ? { w1_0[23], w1_0[23:16], 2'h0 } : 11'h000;
+  assign _0370_ = st2[18] ? { w1_0[31:24], 1'h0 } : 9'h000;
+  assign _0371_ = $signed(_0369_) + $signed(_0370_);
+  assign _0372_ = st2[19] ? { w1_0[7], w1_0[7:0], 2'h0 } : 11'h000;
   assign _0373_ = $signed(1'h0) + $signed(_0372_);
-  assign _0374_ = st2[19] ? { w1_0[31], w1_0[31:24], 2'h0 } : 11'h000;
+  assign _0374_ = st2[19] ? { w1_0[15], w1_0[15:8], 2'h0 } : 11'h000;
   assign _0375_ = $signed(1'h0) + $signed(_0374_);
-  assign _0376_ = $signed(1'h0) + $signed(w2_0_0_0);
-  assign _0377_ = $signed(_0376_) + $signed(w2_0_2_0);
-  assign _0378_ = $signed(1'h0) + $signed(w2_0_0_1);
-  assign _0379_ = $signed(_0378_) + $signed(w2_0_2_1);
-  assign _0380_ = $signed(1'h0) + $signed(w2_0_0_2);
-  assign _0381_ = $signed(_0380_) + $signed(w2_0_2_2);
-  assign _0382_ = $signed(1'h0) + $signed(w2_0_0_3);
-  assign _0383_ = $signed(_0382_) + $signed(w2_0_2_3);
-  assign _0384_ = st2[5:4] == st3[5:4];
-  assign _0385_ = ! st3[1];
-  assign _0386_ = _0384_ & _0385_;
-  assign _0387_ = ! st3[1];
-  assign _0388_ = _0387_ & st3[2];
-  assign _0389_ = ~ _0388_;
-  assign _0390_ = st3[0] & _0389_;
-  assign _0001_ = _0386_ & _0390_;
-  assign _0002_ = st2[5:4] == st3[5:4];
-  assign _0003_ = ! st3[1];
-  assign _0004_ = _0002_ & _0003_;
-  assign _0005_ = ! st3[1];
-  assign _0006_ = _0005_ & st3[2];
-  assign _0007_ = st3[1] & st3[24];
-  assign _0008_ = _0006_ | _0007_;
-  assign _0009_ = st3[0] & _0008_;
-  assign _0011_ = _0004_ & _0009_;
-  assign _0012_ = st2[5:4] == st4[5:4];
-  assign _0013_ = ! st4[1];
-  assign _0014_ = _0012_ & _0013_;
-  assign _0015_ = ! st4[1];
-  assign _0016_ = _0015_ & st4[2];
-  assign _0017_ = ~ _0016_;
-  assign _0018_ = st4[0] & _0017_;
-  assign _0019_ = _0014_ & _0018_;
-  assign _0020_ = st2[5:4] == st4[5:4];
-  assign _0022_ = ! st4[1];
-  assign _0023_ = _0020_ & _0022_;
-  assign _0024_ = ! st4[1];
-  assign _0025_ = _0024_ & st4[2];
-  assign _0026_ = st4[1] & st4[24];
-  assign _0027_ = _0025_ | _0026_;
-  assign _0028_ = st4[0] & _0027_;
-  assign _0029_ = _0023_ & _0028_;
-  assign _0030_ = st2[5:4] == st5[5:4];
-  assign _0032_ = ! st5[1];
-  assign _0033_ = _0032_ & st5[2];
-  assign _0034_ = ~ _0033_;
-  assign _0035_ = st5[0] & _0034_;
-  assign _0036_ = _0030_ & _0035_;
-  assign _0037_ = st2[5:4] == st5[5:4];
-  assign _0038_ = ! st5[1];
-  assign _0039_ = _0038_ & st5[2];
-  assign _0040_ = st5[1] & st5[24];
-  assign _0042_ = _0039_ | _0040_;
-  assign _0043_ = st5[0] & _0042_;
-  assign _0044_ = _0037_ & _0043_;
-  assign _0045_ = st2[5:4] == st6[5:4];
-  assign _0046_ = ! st6[1];
-  assign _0047_ = _0046_ & st6[2];
-  assign _0048_ = ~ _0047_;
-  assign _0049_ = st6[0] & _0048_;
-  assign _0050_ = _0045_ & _0049_;
-  assign _0051_ = st2[5:4] == st6[5:4];
-  assign _0053_ = ! st6[1];
-  assign _0054_ = _0053_ & st6[2];
-  assign _0055_ = st6[1] & st6[24];
-  assign _0056_ = _0054_ | _0055_;
-  assign _0057_ = st6[0] & _0056_;
-  assign _0058_ = _0051_ & _0057_;
-  assign _0059_ = st2[5:4] == st7[5:4];
-  assign _0060_ = ! st7[1];
-  assign _0061_ = _0060_ & st7[2];
-  assign _0062_ = ~ _0061_;
-  assign _0063_ = st7[0] & _0062_;
-  assign _0064_ = _0059_ & _0063_;
-  assign _0065_ = st2[5:4] == st7[5:4];
-  assign _0066_ = ! st7[1];
-  assign _0067_ = _0066_ & st7[2];
-  assign _0068_ = st7[1] & st7[24];
-  assign _0069_ = _0067_ | _0068_;
-  assign _0070_ = st7[0] & _0069_;
-  assign _0072_ = _0065_ & _0070_;
-  assign _0073_ = ! st3[1];
-  assign _0074_ = _0073_ & st3[2];
-  assign _0075_ = ~ _0074_;
-  assign _0076_ = hit_v1 & _0075_;
+  assign _0376_ = st2[19] ? { w1_0[23], w1_0[23:16], 2'h0 } : 11'h000;
+  assign _0377_ = $signed(1'h0) + $signed(_0376_);
+  assign _0378_ = st2[19] ? { w1_0[31], w1_0[31:24], 2'h0 } : 11'h000;
+  assign _0379_ = $signed(1'h0) + $signed(_0378_);
+  assign _0380_ = $signed(1'h0) + $signed(w2_0_0_0);
+  assign _0381_ = $signed(_0380_) + $signed(w2_0_2_0);
+  assign _0382_ = $signed(1'h0) + $signed(w2_0_0_1);
+  assign _0383_ = $signed(_0382_) + $signed(w2_0_2_1);
+  assign _0384_ = $signed(1'h0) + $signed(w2_0_0_2);
+  assign _0385_ = $signed(_0384_) + $signed(w2_0_2_2);
+  assign _0386_ = $signed(1'h0) + $signed(w2_0_0_3);
+  assign _0387_ = $signed(_0386_) + $signed(w2_0_2_3);
+  assign _0388_ = st2[5:4] == st3[5:4];
+  assign _0389_ = ! st3[1];
+  assign _0390_ = _0388_ & _0389_;
+  assign _0001_ = ! st3[1];
+  assign _0002_ = _0001_ & st3[2];
+  assign _0003_ = ~ _0002_;
+  assign _0004_ = st3[0] & _0003_;
+  assign _0005_ = _0390_ & _0004_;
+  assign _0006_ = st2[5:4] == st3[5:4];
+  assign _0007_ = ! st3[1];
+  assign _0008_ = _0006_ & _0007_;
+  assign _0009_ = ! st3[1];
+  assign _0010_ = _0009_ & st3[2];
+  assign _0012_ = st3[1] & st3[24];
+  assign _0013_ = _0010_ | _0012_;
+  assign _0014_ = st3[0] & _0013_;
+  assign _0015_ = _0008_ & _0014_;
+  assign _0016_ = st2[5:4] == st4[5:4];
+  assign _0017_ = ! st4[1];
+  assign _0018_ = _0016_ & _0017_;
+  assign _0019_ = ! st4[1];
+  assign _0020_ = _0019_ & st4[2];
+  assign _0022_ = ~ _0020_;
+  assign _0023_ = st4[0] & _0022_;
+  assign _0024_ = _0018_ & _0023_;
+  assign _0025_ = st2[5:4] == st4[5:4];
+  assign _0026_ = ! st4[1];
+  assign _0027_ = _0025_ & _0026_;
+  assign _0028_ = ! st4[1];
+  assign _0029_ = _0028_ & st4[2];
+  assign _0030_ = st4[1] & st4[24];
+  assign _0032_ = _0029_ | _0030_;
+  assign _0033_ = st4[0] & _0032_;
+  assign _0034_ = _0027_ & _0033_;
+  assign _0035_ = st2[5:4] == st5[5:4];
+  assign _0036_ = ! st5[1];
+  assign _0037_ = _0036_ & st5[2];
+  assign _0038_ = ~ _0037_;
+  assign _0039_ = st5[0] & _0038_;
+  assign _0040_ = _0035_ & _0039_;
+  assign _0041_ = st2[5:4] == st5[5:4];
+  assign _0043_ = ! st5[1];
+  assign _0044_ = _0043_ & st5[2];
+  assign _0045_ = st5[1] & st5[24];
+  assign _0046_ = _0044_ | _0045_;
+  assign _0047_ = st5[0] & _0046_;
+  assign _0048_ = _0041_ & _0047_;
+  assign _0049_ = st2[5:4] == st6[5:4];
+  assign _0050_ = ! st6[1];
+  assign _0051_ = _0050_ & st6[2];
+  assign _0053_ = ~ _0051_;
+  assign _0054_ = st6[0] & _0053_;
+  assign _0055_ = _0049_ & _0054_;
+  assign _0056_ = st2[5:4] == st6[5:4];
+  assign _0057_ = ! st6[1];
+  assign _0058_ = _0057_ & st6[2];
+  assign _0059_ = st6[1] & st6[24];
+  assign _0060_ = _0058_ | _0059_;
+  assign _0061_ = st6[0] & _0060_;
+  assign _0062_ = _0056_ & _0061_;
+  assign _0063_ = st2[5:4] == st7[5:4];
+  assign _0064_ = ! st7[1];
+  assign _0065_ = _0064_ & st7[2];
+  assign _0066_ = ~ _0065_;
+  assign _0067_ = st7[0] & _0066_;
+  assign _0068_ = _0063_ & _0067_;
+  assign _0069_ = st2[5:4] == st7[5:4];
+  assign _0070_ = ! st7[1];
+  assign _0071_ = _0070_ & st7[2];
+  assign _0073_ = st7[1] & st7[24];
+  assign _0074_ = _0071_ | _0073_;
+  assign _0075_ = st7[0] & _0074_;
+  assign _0076_ = _0069_ & _0075_;
   assign _0077_ = ! st3[1];
-  assign _0079_ = _0077_ & st3[2];
-  assign _0080_ = hit_c1 & _0079_;
-  assign _0081_ = _0076_ | _0080_;
-  assign _0082_ = ~ hit_v1;
-  assign _0083_ = hit_v2 & _0082_;
-  assign _0084_ = ! st3[1];
-  assign _0085_ = _0084_ & st3[2];
-  assign _0086_ = ~ _0085_;
-  assign _0087_ = _0083_ & _0086_;
-  assign _0088_ = ~ hit_c1;
-  assign _0089_ = hit_c2 & _0088_;
-  assign _0090_ = ! st3[1];
-  assign _0091_ = _0090_ & st3[2];
-  assign _0092_ = _0089_ & _0091_;
-  assign _0093_ = _0087_ | _0092_;
-  assign _0094_ = hit_v1 | hit_v2;
-  assign _0095_ = ~ _0094_;
-  assign _0097_ = hit_v3 & _0095_;
-  assign _0098_ = ! st3[1];
-  assign _0099_ = _0098_ & st3[2];
+  assign _0078_ = _0077_ & st3[2];
+  assign _0079_ = ~ _0078_;
+  assign _0081_ = hit_v1 & _0079_;
+  assign _0082_ = ! st3[1];
+  assign _0083_ = _0082_ & st3[2];
+  assign _0084_ = hit_c1 & _0083_;
+  assign _0085_ = _0081_ | _0084_;
+  assign _0086_ = ~ hit_v1;
+  assign _0087_ = hit_v2 & _0086_;
+  assign _0088_ = ! st3[1];
+  assign _0089_ = _0088_ & st3[2];
+  assign _0090_ = ~ _0089_;
+  assign _0091_ = _0087_ & _0090_;
+  assign _0092_ = ~ hit_c1;
+  assign _0093_ = hit_c2 & _0092_;
+  assign _0094_ = ! st3[1];
+  assign _0095_ = _0094_ & st3[2];
+  assign _0096_ = _0093_ & _0095_;
+  assign _0098_ = _0091_ | _0096_;
+  assign _0099_ = hit_v1 | hit_v2;
   assign _0100_ = ~ _0099_;
-  assign _0101_ = _0097_ & _0100_;
-  assign _0102_ = hit_v1 | hit_v2;
-  assign _0103_ = _0102_ | hit_v3;
+  assign _0101_ = hit_v3 & _0100_;
+  assign _0102_ = ! st3[1];
+  assign _0103_ = _0102_ & st3[2];
   assign _0104_ = ~ _0103_;
-  assign _0105_ = hit_v4 & _0104_;
-  assign _0106_ = ! st3[1];
-  assign _0107_ = _0106_ & st3[2];
+  assign _0105_ = _0101_ & _0104_;
+  assign _0106_ = hit_v1 | hit_v2;
+  assign _0107_ = _0106_ | hit_v3;
   assign _0108_ = ~ _0107_;
-  assign _0109_ = _0105_ & _0108_;
-  assign _0110_ = hit_v1 | hit_v2;
-  assign _0111_ = _0110_ | hit_v3;
-  assign _0112_ = _0111_ | hit_v4;
-  assign _0113_ = ~ _0112_;
-  assign _0114_ = hit_v5 & _0113_;
-  assign _0115_ = ! st3[1];
-  assign _0116_ = _0115_ & st3[2];
+  assign _0109_ = hit_v4 & _0108_;
+  assign _0110_ = ! st3[1];
+  assign _0111_ = _0110_ & st3[2];
+  assign _0112_ = ~ _0111_;
+  assign _0113_ = _0109_ & _0112_;
+  assign _0114_ = hit_v1 | hit_v2;
+  assign _0115_ = _0114_ | hit_v3;
+  assign _0116_ = _0115_ | hit_v4;
   assign _0117_ = ~ _0116_;
-  assign _0118_ = _0114_ & _0117_;
-  assign _0119_ = hit_v1 | hit_v2;
-  assign _0120_ = _0119_ | hit_v3;
-  assign _0121_ = _0120_ | hit_v4;
-  assign _0122_ = _0121_ | hit_v5;
-  assign _0123_ = ~ _0122_;
-  assign _0125_ = ! st3[1];
-  assign _0126_ = _0125_ & st3[2];
-  assign _0127_ = ~ _0126_;
-  assign _0128_ = _0123_ & _0127_;
-  assign _0129_ = hit_c1 | hit_c2;
-  assign _0130_ = ~ _0129_;
-  assign _0131_ = hit_c3 & _0130_;
-  assign _0132_ = ! st3[1];
-  assign _0133_ = _0132_ & st3[2];
-  assign _0135_ = _0131_ & _0133_;
-  assign _0136_ = hit_c1 | hit_c2;
-  assign _0137_ = _0136_ | hit_c3;
-  assign _0138_ = ~ _0137_;
-  assign _0139_ = hit_c4 & _0138_;
-  assign _0140_ = ! st3[1];
-  assign _0141_ = _0140_ & st3[2];
-  assign _0142_ = _0139_ & _0141_;
-  assign _0144_ = hit_c1 | hit_c2;
-  assign _0145_ = _0144_ | hit_c3;
-  assign _0146_ = _0145_ | hit_c4;
-  assign _0147_ = ~ _0146_;
-  assign _0148_ = hit_c5 & _0147_;
-  assign _0149_ = ! st3[1];
-  assign _0150_ = _0149_ & st3[2];
-  assign _0151_ = _0148_ & _0150_;
-  assign _0152_ = hit_c1 | hit_c2;
-  assign _0154_ = _0152_ | hit_c3;
-  assign _0155_ = _0154_ | hit_c4;
-  assign _0156_ = _0155_ | hit_c5;
-  assign _0157_ = ~ _0156_;
-  assign _0158_ = ! st3[1];
-  assign _0159_ = _0158_ & st3[2];
-  assign _0160_ = _0157_ & _0159_;
-  assign _0161_ = ! st3[1];
-  assign _0162_ = \$signal$105 [0] ? \$signal$107 [17:0] : 18'h00000;
-  assign _0163_ = \$signal$105 [1] ? \$signal$35 [17:0] : 18'h00000;
-  assign _0164_ = _0162_ | _0163_;
-  assign _0165_ = \$signal$105 [2] ? v_wr__data[16:0] : 17'h00000;
-  assign _0166_ = _0164_ | { _0165_[16], _0165_ };
-  assign _0167_ = \$signal$105 [3] ? res8[16:0] : 17'h00000;
-  assign _0168_ = _0166_ | { _0167_[16], _0167_ };
-  assign _0169_ = \$signal$105 [4] ? res9[16:0] : 17'h00000;
+  assign _0118_ = hit_v5 & _0117_;
+  assign _0119_ = ! st3[1];
+  assign _0120_ = _0119_ & st3[2];
+  assign _0121_ = ~ _0120_;
+  assign _0122_ = _0118_ & _0121_;
+  assign _0123_ = hit_v1 | hit_v2;
+  assign _0125_ = _0123_ | hit_v3;
+  assign _0126_ = _0125_ | hit_v4;
+  assign _0127_ = _0126_ | hit_v5;
+  assign _0128_ = ~ _0127_;
+  assign _0129_ = ! st3[1];
+  assign _0130_ = _0129_ & st3[2];
+  assign _0131_ = ~ _0130_;
+  assign _0132_ = _0128_ & _0131_;
+  assign _0133_ = hit_c1 | hit_c2;
+  assign _0135_ = ~ _0133_;
+  assign _0136_ = hit_c3 & _0135_;
+  assign _0137_ = ! st3[1];
+  assign _0138_ = _0137_ & st3[2];
+  assign _0139_ = _0136_ & _0138_;
+  assign _0140_ = hit_c1 | hit_c2;
+  assign _0141_ = _0140_ | hit_c3;
+  assign _0142_ = ~ _0141_;
+  assign _0143_ = hit_c4 & _0142_;
+  assign _0145_ = ! st3[1];
+  assign _0146_ = _0145_ & st3[2];
+  assign _0147_ = _0143_ & _0146_;
+  assign _0148_ = hit_c1 | hit_c2;
+  assign _0149_ = _0148_ | hit_c3;
+  assign _0150_ = _0149_ | hit_c4;
+  assign _0151_ = ~ _0150_;
+  assign _0152_ = hit_c5 & _0151_;
+  assign _0153_ = ! st3[1];
+  assign _0155_ = _0153_ & st3[2];
+  assign _0156_ = _0152_ & _0155_;
+  assign _0157_ = hit_c1 | hit_c2;
+  assign _0158_ = _0157_ | hit_c3;
+  assign _0159_ = _0158_ | hit_c4;
+  assign _0160_ = _0159_ | hit_c5;
+  assign _0161_ = ~ _0160_;
+  assign _0162_ = ! st3[1];
+  assign _0163_ = _0162_ & st3[2];
+  assign _0164_ = _0161_ & _0163_;
+  assign _0165_ = ! st3[1];
+  assign _0166_ = \$signal$105 [0] ? \$signal$107 [17:0] : 18'h00000;
+  assign _0167_ = \$signal$105 [1] ? \$signal$35 [17:0] : 18'h00000;
+  assign _0168_ = _0166_ | _0167_;
+  assign _0169_ = \$signal$105 [2] ? v_wr__data[16:0] : 17'h00000;
   assign _0170_ = _0168_ | { _0169_[16], _0169_ };
-  assign _0171_ = \$signal$105 [5] ? v_raw[16:0] : 17'h00000;
+  assign _0171_ = \$signal$105 [3] ? res8[16:0] : 17'h00000;
   assign _0172_ = _0170_ | { _0171_[16], _0171_ };
-  assign _0173_ = \$signal$105 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0174_ = _0172_ | { _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_[1], _0173_ };
-  assign _0175_ = \$signal$105 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _0176_ = _0174_ | { _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_[1], _0175_ };
-  assign _0177_ = \$signal$106 [0] ? addend[11:0] : 12'h000;
-  assign _0178_ = \$signal$106 [1] ? b_raw[8:0] : 9'h000;
-  assign _0179_ = _0177_ | { _0178_[8], _0178_[8], _0178_[8], _0178_ };
-  assign _0180_ = \$signal$106 [2] ? \$signal$107 [17:0] : 18'h00000;
-  assign _0181_ = { _0179_[11], _0179_[11], _0179_[11], _0179_[11], _0179_[11], _0179_[11], _0179_ } | _0180_;
-  assign _0182_ = \$signal$106 [3] ? \$signal$35 [17:0] : 18'h00000;
-  assign _0183_ = _0181_ | _0182_;
-  assign _0184_ = \$signal$106 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0185_ = _0183_ | { _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_[1], _0184_ };
-  assign _0187_ = \$signal$106 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _0188_ = _0185_ | { _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_[1], _0187_ };
-  assign _0189_ = $signed(_0176_) + $signed(_0188_);
-  assign _0190_ = \$signal$105 [0] ? \$signal$107 [35:18] : 18'h00000;
-  assign _0191_ = \$signal$105 [1] ? \$signal$35 [35:18] : 18'h00000;
-  assign _0192_ = _0190_ | _0191_;
-  assign _0193_ = \$signal$105 [2] ? v_wr__data[33:17] : 17'h00000;
-  assign _0194_ = _0192_ | { _0193_[16], _0193_ };
-  assign _0195_ = \$signal$105 [3] ? res8[33:17] : 17'h00000;
-  assign _0196_ = _0194_ | { _0195_[16], _0195_ };
-  assign _0197_ = \$signal$105 [4] ? res9[33:17] : 17'h00000;
+  assign _0173_ = \$signal$105 [4] ? res9[16:0] : 17'h00000;
+  assign _0174_ = _0172_ | { _0173_[16], _0173_ };
+  assign _0175_ = \$signal$105 [5] ? v_raw[16:0] : 17'h00000;
+  assign _0176_ = _0174_ | { _0175_[16], _0175_ };
+  assign _0177_ = \$signal$105 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0178_ = _0176_ | { _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_ };
+  assign _0179_ = \$signal$105 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0180_ = _0178_ | { _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_ };
+  assign _0181_ = \$signal$106 [0] ? addend[11:0] : 12'h000;
+  assign _0182_ = \$signal$106 [1] ? b_raw[8:0] : 9'h000;
+  assign _0183_ = _0181_ | { _0182_[8], _0182_[8], _0182_[8], _0182_ };
+  assign _0184_ = \$signal$106 [2] ? \$signal$107 [17:0] : 18'h00000;
+  assign _0185_ = { _0183_[11], _0183_[11], _0183_[11], _0183_[11], _0183_[11], _0183_[11], _0183_ } | _0184_;
+  assign _0186_ = \$signal$106 [3] ? \$signal$35 [17:0] : 18'h00000;
+  assign _0187_ = _0185_ | _0186_;
+  assign _0189_ = \$signal$106 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _0190_ = _0187_ | { _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_ };
+  assign _0191_ = \$signal$106 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0192_ = _0190_ | { _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_ };
+  assign _0193_ = $signed(_0180_) + $signed(_0192_);
+  assign _0194_ = \$signal$105 [0] ? \$signal$107 [35:18] : 18'h00000;
+  assign _0195_ = \$signal$105 [1] ? \$signal$35 [35:18] : 18'h00000;
+  assign _0196_ = _0194_ | _0195_;
+  assign _0197_ = \$signal$105 [2] ? v_wr__data[33:17] : 17'h00000;
   assign _0198_ = _0196_ | { _0197_[16], _0197_ };
-  assign _0199_ = \$signal$105 [5] ? v_raw[33:17] : 17'h00000;
+  assign _0199_ = \$signal$105 [3] ? res8[33:17] : 17'h00000;
   assign _0200_ = _0198_ | { _0199_[16], _0199_ };
-  assign _0201_ = \$signal$105 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0202_ = _0200_ | { _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_[1], _0201_ };
-  assign _0203_ = \$signal$105 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0204_ = _0202_ | { _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_[1], _0203_ };
-  assign _0205_ = \$signal$106 [0] ? addend[23:12] : 12'h000;
-  assign _0206_ = \$signal$106 [1] ? b_raw[17:9] : 9'h000;
-  assign _0207_ = _0205_ | { _0206_[8], _0206_[8], _0206_[8], _0206_ };
-  assign _0208_ = \$signal$106 [2] ? \$signal$107 [35:18] : 18'h00000;
-  assign _0209_ = { _0207_[11], _0207_[11], _0207_[11], _0207_[11], _0207_[11], _0207_[11], _0207_ } | _0208_;
-  assign _0210_ = \$signal$106 [3] ? \$signal$35 [35:18] : 18'h00000;
-  assign _0212_ = _0209_ | _0210_;
-  assign _0213_ = \$signal$106 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0214_ = _0212_ | { _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_[1], _0213_ };
-  assign _0215_ = \$signal$106 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0216_ = _0214_ | { _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_[1], _0215_ };
-  assign _0217_ = $signed(_0204_) + $signed(_0216_);
-  assign _0219_ = \$signal$105 [0] ? \$signal$107 [53:36] : 18'h00000;
-  assign _0220_ = \$signal$105 [1] ? \$signal$35 [53:36] : 18'h00000;
-  assign _0221_ = _0219_ | _0220_;
-  assign _0222_ = \$signal$105 [2] ? v_wr__data[50:34] : 17'h00000;
-  assign _0223_ = _0221_ | { _0222_[16], _0222_ };
-  assign _0224_ = \$signal$105 [3] ? res8[50:34] : 17'h00000;
-  assign _0225_ = _0223_ | { _0224_[16], _0224_ };
-  assign _0226_ = \$signal$105 [4] ? res9[50:34] : 17'h00000;
+  assign _0201_ = \$signal$105 [4] ? res9[33:17] : 17'h00000;
+  assign _0202_ = _0200_ | { _0201_[16], _0201_ };
+  assign _0203_ = \$signal$105 [5] ? v_raw[33:17] : 17'h00000;
+  assign _0204_ = _0202_ | { _0203_[16], _0203_ };
+  assign _0205_ = \$signal$105 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0206_ = _0204_ | { _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_ };
+  assign _0207_ = \$signal$105 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0208_ = _0206_ | { _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_ };
+  assign _0209_ = \$signal$106 [0] ? addend[23:12] : 12'h000;
+  assign _0210_ = \$signal$106 [1] ? b_raw[17:9] : 9'h000;
+  assign _0212_ = _0209_ | { _0210_[8], _0210_[8], _0210_[8], _0210_ };
+  assign _0213_ = \$signal$106 [2] ? \$signal$107 [35:18] : 18'h00000;
+  assign _0214_ = { _0212_[11], _0212_[11], _0212_[11], _0212_[11], _0212_[11], _0212_[11], _0212_ } | _0213_;
+  assign _0215_ = \$signal$106 [3] ? \$signal$35 [35:18] : 18'h00000;
+  assign _0216_ = _0214_ | _0215_;
+  assign _0217_ = \$signal$106 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0218_ = _0216_ | { _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_ };
+  assign _0219_ = \$signal$106 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0221_ = _0218_ | { _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_ };
+  assign _0222_ = $signed(_0208_) + $signed(_0221_);
+  assign _0223_ = \$signal$105 [0] ? \$signal$107 [53:36] : 18'h00000;
+  assign _0224_ = \$signal$105 [1] ? \$signal$35 [53:36] : 18'h00000;
+  assign _0225_ = _0223_ | _0224_;
+  assign _0226_ = \$signal$105 [2] ? v_wr__data[50:34] : 17'h00000;
   assign _0227_ = _0225_ | { _0226_[16], _0226_ };
-  assign _0228_ = \$signal$105 [5] ? v_raw[50:34] : 17'h00000;
+  assign _0228_ = \$signal$105 [3] ? res8[50:34] : 17'h00000;
   assign _0230_ = _0227_ | { _0228_[16], _0228_ };
-  assign _0231_ = \$signal$105 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0232_ = _0230_ | { _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_[1], _0231_ };
-  assign _0233_ = \$signal$105 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0234_ = _0232_ | { _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_[1], _0233_ };
-  assign _0235_ = \$signal$106 [0] ? addend[35:24] : 12'h000;
-  assign _0237_ = \$signal$106 [1] ? b_raw[26:18] : 9'h000;
-  assign _0238_ = _0235_ | { _0237_[8], _0237_[8], _0237_[8], _0237_ };
-  assign _0239_ = \$signal$106 [2] ? \$signal$107 [53:36] : 18'h00000;
-  assign _0240_ = { _0238_[11], _0238_[11], _0238_[11], _0238_[11], _0238_[11], _0238_[11], _0238_ } | _0239_;
-  assign _0241_ = \$signal$106 [3] ? \$signal$35 [53:36] : 18'h00000;
-  assign _0242_ = _0240_ | _0241_;
-  assign _0243_ = \$signal$106 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0244_ = _0242_ | { _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_[1], _0243_ };
-  assign _0246_ = \$signal$106 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0247_ = _0244_ | { _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_ };
-  assign _0248_ = $signed(_0234_) + $signed(_0247_);
-  assign _0249_ = \$signal$105 [0] ? \$signal$107 [71:54] : 18'h00000;
-  assign _0250_ = \$signal$105 [1] ? \$signal$35 [71:54] : 18'h00000;
-  assign _0251_ = _0249_ | _0250_;
-  assign _0252_ = \$signal$105 [2] ? v_wr__data[67:51] : 17'h00000;
-  assign _0253_ = _0251_ | { _0252_[16], _0252_ };
-  assign _0254_ = \$signal$105 [3] ? res8[67:51] : 17'h00000;
-  assign _0255_ = _0253_ | { _0254_[16], _0254_ };
-  assign _0256_ = \$signal$105 [4] ? res9[67:51] : 17'h00000;
+  assign _0231_ = \$signal$105 [4] ? res9[50:34] : 17'h00000;
+  assign _0232_ = _0230_ | { _0231_[16], _0231_ };
+  assign _0233_ = \$signal$105 [5] ? v_raw[50:34] : 17'h00000;
+  assign _0234_ = _0232_ | { _0233_[16], _0233_ };
+  assign _0235_ = \$signal$105 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0236_ = _0234_ | { _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_ };
+  assign _0237_ = \$signal$105 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0239_ = _0236_ | { _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_ };
+  assign _0240_ = \$signal$106 [0] ? addend[35:24] : 12'h000;
+  assign _0241_ = \$signal$106 [1] ? b_raw[26:18] : 9'h000;
+  assign _0242_ = _0240_ | { _0241_[8], _0241_[8], _0241_[8], _0241_ };
+  assign _0243_ = \$signal$106 [2] ? \$signal$107 [53:36] : 18'h00000;
+  assign _0244_ = { _0242_[11], _0242_[11], _0242_[11], _0242_[11], _0242_[11], _0242_[11], _0242_ } | _0243_;
+  assign _0245_ = \$signal$106 [3] ? \$signal$35 [53:36] : 18'h00000;
+  assign _0246_ = _0244_ | _0245_;
+  assign _0248_ = \$signal$106 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0249_ = _0246_ | { _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_ };
+  assign _0250_ = \$signal$106 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0251_ = _0249_ | { _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_ };
+  assign _0252_ = $signed(_0239_) + $signed(_0251_);
+  assign _0253_ = \$signal$105 [0] ? \$signal$107 [71:54] : 18'h00000;
+  assign _0254_ = \$signal$105 [1] ? \$signal$35 [71:54] : 18'h00000;
+  assign _0255_ = _0253_ | _0254_;
+  assign _0256_ = \$signal$105 [2] ? v_wr__data[67:51] : 17'h00000;
   assign _0257_ = _0255_ | { _0256_[16], _0256_ };
-  assign _0258_ = \$signal$105 [5] ? v_raw[67:51] : 17'h00000;
+  assign _0258_ = \$signal$105 [3] ? res8[67:51] : 17'h00000;
   assign _0259_ = _0257_ | { _0258_[16], _0258_ };
-  assign _0260_ = \$signal$105 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0261_ = _0259_ | { _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_[1], _0260_ };
-  assign _0263_ = \$signal$105 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0264_ = _0261_ | { _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_[1], _0263_ };
-  assign _0265_ = \$signal$106 [0] ? addend[47:36] : 12'h000;
-  assign _0266_ = \$signal$106 [1] ? b_raw[35:27] : 9'h000;
-  assign _0267_ = _0265_ | { _0266_[8], _0266_[8], _0266_[8], _0266_ };
-  assign _0268_ = \$signal$106 [2] ? \$signal$107 [71:54] : 18'h00000;
-  assign _0269_ = { _0267_[11], _0267_[11], _0267_[11], _0267_[11], _0267_[11], _0267_[11], _0267_ } | _0268_;
-  assign _0270_ = \$signal$106 [3] ? \$signal$35 [71:54] : 18'h00000;
-  assign _0273_ = _0269_ | _0270_;
-  assign _0274_ = \$signal$106 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0275_ = _0273_ | { _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_ };
-  assign _0276_ = \$signal$106 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0277_ = _0275_ | { _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_ };
-  assign _0278_ = $signed(_0264_) + $signed(_0277_);
-  assign _0280_ = st6[0] & st6[1];
-  assign _0281_ = ~ \$signal$58 ;
-  assign _0282_ = \$signal$57  & _0281_;
-  assign _0284_ = $signed(_0283_) > $signed(best_val);
-  assign _0285_ = first | _0284_;
-  assign _0286_ = \$signal$57  & \$signal$58 ;
-  assign _0288_ = 1'h1 << lane;
-  assign _0290_ = { 3'h0, done } | _0288_;
+  assign _0260_ = \$signal$105 [4] ? res9[67:51] : 17'h00000;
+  assign _0261_ = _0259_ | { _0260_[16], _0260_ };
+  assign _0262_ = \$signal$105 [5] ? v_raw[67:51] : 17'h00000;
+  assign _0263_ = _0261_ | { _0262_[16], _0262_ };
+  assign _0265_ = \$signal$105 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0266_ = _0263_ | { _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_ };
+  assign _0267_ = \$signal$105 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0268_ = _0266_ | { _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_ };
+  assign _0269_ = \$signal$106 [0] ? addend[47:36] : 12'h000;
+  assign _0270_ = \$signal$106 [1] ? b_raw[35:27] : 9'h000;
+  assign _0273_ = _0269_ | { _0270_[8], _0270_[8], _0270_[8], _0270_ };
+  assign _0274_ = \$signal$106 [2] ? \$signal$107 [71:54] : 18'h00000;
+  assign _0275_ = { _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_ } | _0274_;
+  assign _0276_ = \$signal$106 [3] ? \$signal$35 [71:54] : 18'h00000;
+  assign _0277_ = _0275_ | _0276_;
+  assign _0278_ = \$signal$106 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0279_ = _0277_ | { _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_ };
+  assign _0280_ = \$signal$106 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0282_ = _0279_ | { _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_ };
+  assign _0283_ = $signed(_0268_) + $signed(_0282_);
+  assign _0284_ = st6[0] & st6[1];
+  assign _0285_ = ~ \$signal$58 ;
+  assign _0286_ = \$signal$57  & _0285_;
+  assign _0288_ = $signed(_0287_) > $signed(best_val);
+  assign _0290_ = first | _0288_;
+  assign _0291_ = \$signal$57  & \$signal$58 ;
+  assign _0293_ = 1'h1 << lane;
+  assign _0294_ = { 3'h0, done } | _0293_;
   always @(posedge clk)
-    used <= _0291_;
+    used <= _0295_;
   always @(posedge clk)
-    credit <= _0292_;
+    credit <= _0296_;
   always @(posedge clk)
-    fsm_state <= _0293_;
+    fsm_state <= _0297_;
   always @(posedge clk)
-    step <= _0294_;
+    step <= _0298_;
   always @(posedge clk)
-    sweep_addr <= _0295_;
+    sweep_addr <= _0299_;
   always @(posedge clk)
-    sweep_last <= _0296_;
+    sweep_last <= _0301_;
   always @(posedge clk)
-    fire_k <= _0297_;
+    fire_k <= _0302_;
   always @(posedge clk)
-    \$signal$67  <= _0298_;
+    \$signal$67  <= _0303_;
   always @(posedge clk)
-    \$signal  <= _0300_;
+    \$signal  <= _0304_;
   always @(posedge clk)
-    st0 <= _0301_;
+    st0 <= _0305_;
   always @(posedge clk)
-    st1 <= _0302_;
+    st1 <= _0306_;
   always @(posedge clk)
-    st2 <= _0303_;
+    st2 <= _0307_;
   always @(posedge clk)
-    st3 <= _0304_;
+    st3 <= _0308_;
   always @(posedge clk)
-    st4 <= _0305_;
+    st4 <= _0309_;
   always @(posedge clk)
-    st5 <= _0306_;
+    st5 <= _0311_;
   always @(posedge clk)
-    st6 <= _0307_;
+    st6 <= _0312_;
   always @(posedge clk)
-    st7 <= _0308_;
+    st7 <= _0313_;
   always @(posedge clk)
-    w1_0 <= _0310_;
+    w1_0 <= _0314_;
   always @(posedge clk)
-    w2_0_0_0 <= _0311_;
+    w2_0_0_0 <= _0315_;
   always @(posedge clk)
-    w2_0_0_1 <= _0312_;
+    w2_0_0_1 <= _0316_;
   always @(posedge clk)
-    w2_0_0_2 <= _0313_;
+    w2_0_0_2 <= _0317_;
   always @(posedge clk)
-    w2_0_0_3 <= _0314_;
+    w2_0_0_3 <= _0318_;
   always @(posedge clk)
-    w2_0_2_0 <= _0315_;
+    w2_0_2_0 <= _0319_;
   always @(posedge clk)
-    w2_0_2_1 <= _0316_;
+    w2_0_2_1 <= _0321_;
   always @(posedge clk)
-    w2_0_2_2 <= _0317_;
+    w2_0_2_2 <= _0322_;
   always @(posedge clk)
-    w2_0_2_3 <= _0318_;
+    w2_0_2_3 <= _0323_;
   always @(posedge clk)
-    addend <= _0319_;
+    addend <= _0324_;
   always @(posedge clk)
-    v_raw <= _0321_;
+    v_raw <= _0325_;
   always @(posedge clk)
-    b_raw <= _0322_;
+    b_raw <= _0326_;
   always @(posedge clk)
-    res8 <= _0323_;
+    res8 <= _0327_;
   always @(posedge clk)
-    res9 <= _0324_;
+    res9 <= _0328_;
   always @(posedge clk)
     cres8 <= 4'h0;
-  always @(posedge clk)
-    cres9 <= _0325_;
-  always @(posedge clk)
-    hit_v1 <= _0326_;
-  assign _0391_ = last_lane ? (* full_case = 32'd1 *) 4'h0 : _0290_[3:0];
+  assign _0391_ = last_lane ? (* full_case = 32'd1 *) 4'h0 : _0294_[3:0];
   assign _0392_ = o__ready ? _0391_ : done;
-  assign _0393_ = _0286_ ? _0392_ : done;
-  assign _0350_ = rst ? 4'h0 : _0393_;
+  assign _0393_ = _0291_ ? _0392_ : done;
+  assign _0354_ = rst ? 4'h0 : _0393_;
   assign _0394_ = better ? o__payload[3:0] : best_idx;
   assign _0395_ = o__ready ? _0394_ : best_idx;
-  assign _0396_ = _0286_ ? _0395_ : best_idx;
-  assign _0349_ = rst ? 4'h0 : _0396_;
-  assign _0397_ = better ? _0287_ : best_val;
+  assign _0396_ = _0291_ ? _0395_ : best_idx;
+  assign _0353_ = rst ? 4'h0 : _0396_;
+  assign _0397_ = better ? _0292_ : best_val;
   assign _0398_ = o__ready ? _0397_ : best_val;
-  assign _0399_ = _0286_ ? _0398_ : best_val;
-  assign _0348_ = rst ? 17'h00000 : _0399_;
+  assign _0399_ = _0291_ ? _0398_ : best_val;
+  assign _0352_ = rst ? 17'h00000 : _0399_;
   assign _0400_ = o__ready ? \o__payload.last  : first;
-  assign _0401_ = _0286_ ? _0400_ : first;
-  assign _0347_ = rst ? 1'h1 : _0401_;
-  assign _0402_ = _0282_ ? 1'h1 : \$signal$58 ;
+  assign _0401_ = _0291_ ? _0400_ : first;
+  assign _0351_ = rst ? 1'h1 : _0401_;
+  assign _0402_ = _0286_ ? 1'h1 : \$signal$58 ;
   assign _0403_ = o__ready ? 1'h0 : _0402_;
-  assign _0404_ = _0286_ ? _0403_ : _0402_;
-  assign _0346_ = rst ? 1'h0 : _0404_;
-  assign _0405_ = _0282_ ? _0285_ : better;
-  assign _0345_ = rst ? 1'h0 : _0405_;
-  assign _0344_ = rst ? 1'h0 : _0280_;
-  assign _0343_ = rst ? 70'h000000000000000000 : { st6[5:4], \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
-  assign _0342_ = rst ? 68'h00000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign _0341_[71:54] = rst ? 18'h00000 : \$signal$107 [71:54];
-  assign _0341_[35:18] = rst ? 18'h00000 : \$signal$107 [35:18];
-  assign _0341_[17:0] = rst ? 18'h00000 : \$signal$107 [17:0];
-  assign _0341_[53:36] = rst ? 18'h00000 : \$signal$107 [53:36];
-  assign _0340_[71:54] = rst ? 18'h00000 : _0278_[17:0];
-  assign _0340_[35:18] = rst ? 18'h00000 : _0217_[17:0];
-  assign _0340_[17:0] = rst ? 18'h00000 : _0189_[17:0];
-  assign _0340_[53:36] = rst ? 18'h00000 : _0248_[17:0];
-  assign _0338_ = rst ? 8'h00 : { 6'h00, st3[1], _0161_ };
-  assign _0337_ = rst ? 10'h000 : { _0160_, _0151_, _0142_, _0135_, _0128_, _0118_, _0109_, _0101_, _0093_, _0081_ };
-  assign _0336_ = rst ? 1'h0 : _0072_;
-  assign _0335_ = rst ? 1'h0 : _0064_;
-  assign _0334_ = rst ? 1'h0 : _0058_;
-  assign _0333_ = rst ? 1'h0 : _0050_;
-  assign _0332_ = rst ? 1'h0 : _0044_;
-  assign _0331_ = rst ? 1'h0 : _0036_;
-  assign _0330_ = rst ? 1'h0 : _0029_;
-  assign _0329_ = rst ? 1'h0 : _0019_;
-  assign _0327_ = rst ? 1'h0 : _0011_;
-  assign _0326_ = rst ? 1'h0 : _0001_;
-  assign _0325_ = rst ? 4'h0 : cres8;
-  assign _0324_ = rst ? 68'h00000000000000000 : res8;
-  assign _0323_ = rst ? 68'h00000000000000000 : v_wr__data;
-  assign _0322_ = rst ? 36'h000000000 : b_rd__data;
-  assign _0321_ = rst ? 68'h00000000000000000 : \$signature__data$85 ;
-  assign _0406_ = st3[16] ? addend[47:36] : _0383_[11:0];
-  assign _0319_[47:36] = rst ? 12'h000 : _0406_;
-  assign _0407_ = st3[16] ? addend[23:12] : _0379_[11:0];
-  assign _0319_[23:12] = rst ? 12'h000 : _0407_;
-  assign _0408_ = st3[16] ? addend[11:0] : _0377_[11:0];
-  assign _0319_[11:0] = rst ? 12'h000 : _0408_;
-  assign _0409_ = st3[16] ? addend[35:24] : _0381_[11:0];
-  assign _0319_[35:24] = rst ? 12'h000 : _0409_;
-  assign _0318_ = rst ? 12'h000 : _0375_;
-  assign _0317_ = rst ? 12'h000 : _0373_;
-  assign _0316_ = rst ? 12'h000 : _0371_;
-  assign _0315_ = rst ? 12'h000 : _0369_;
-  assign _0314_ = rst ? 11'h000 : _0367_;
-  assign _0313_ = rst ? 11'h000 : _0363_;
-  assign _0312_ = rst ? 11'h000 : _0359_;
-  assign _0311_ = rst ? 11'h000 : _0355_;
-  assign _0310_ = rst ? 32'd0 : \$signature__data ;
-  assign _0308_ = rst ? 29'h00000000 : st6;
-  assign _0307_ = rst ? 29'h00000000 : st5;
-  assign _0306_ = rst ? 29'h00000000 : st4;
-  assign _0305_ = rst ? 29'h00000000 : st3;
-  assign _0304_ = rst ? 29'h00000000 : st2;
-  assign _0303_ = rst ? 29'h00000000 : st1;
-  assign _0302_ = rst ? 29'h00000000 : st0;
-  assign _0301_ = rst ? 29'h00000000 : { 2'h0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
-  assign _0300_ = rst ? 1'h0 : _0339_;
-  assign _0298_ = rst ? 1'h0 : _0320_;
+  assign _0404_ = _0291_ ? _0403_ : _0402_;
+  assign _0350_ = rst ? 1'h0 : _0404_;
+  assign _0405_ = _0286_ ? _0290_ : better;
+  assign _0349_ = rst ? 1'h0 : _0405_;
+  assign _0348_ = rst ? 1'h0 : _0284_;
+  assign _0347_ = rst ? 70'h000000000000000000 : { st6[5:4], \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
+  assign _0346_ = rst ? 68'h00000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign _0345_[71:54] = rst ? 18'h00000 : \$signal$107 [71:54];
+  assign _0345_[35:18] = rst ? 18'h00000 : \$signal$107 [35:18];
+  assign _0345_[17:0] = rst ? 18'h00000 : \$signal$107 [17:0];
+  assign _0345_[53:36] = rst ? 18'h00000 : \$signal$107 [53:36];
+  assign _0344_[71:54] = rst ? 18'h00000 : _0283_[17:0];
+  assign _0344_[35:18] = rst ? 18'h00000 : _0222_[17:0];
+  assign _0344_[17:0] = rst ? 18'h00000 : _0193_[17:0];
+  assign _0344_[53:36] = rst ? 18'h00000 : _0252_[17:0];
+  assign _0343_ = rst ? 8'h00 : { 6'h00, st3[1], _0165_ };
+  assign _0342_ = rst ? 10'h000 : { _0164_, _0156_, _0147_, _0139_, _0132_, _0122_, _0113_, _0105_, _0098_, _0085_ };
+  assign _0341_ = rst ? 1'h0 : _0076_;
+  assign _0340_ = rst ? 1'h0 : _0068_;
+  assign _0338_ = rst ? 1'h0 : _0062_;
+  assign _0337_ = rst ? 1'h0 : _0055_;
+  assign _0336_ = rst ? 1'h0 : _0048_;
+  assign _0335_ = rst ? 1'h0 : _0040_;
+  assign _0334_ = rst ? 1'h0 : _0034_;
+  assign _0333_ = rst ? 1'h0 : _0024_;
+  assign _0332_ = rst ? 1'h0 : _0015_;
+  assign _0331_ = rst ? 1'h0 : _0005_;
+  assign _0329_ = rst ? 4'h0 : cres8;
+  assign _0328_ = rst ? 68'h00000000000000000 : res8;
+  assign _0327_ = rst ? 68'h00000000000000000 : v_wr__data;
+  assign _0326_ = rst ? 36'h000000000 : b_rd__data;
+  assign _0325_ = rst ? 68'h00000000000000000 : \$signature__data$85 ;
+  assign _0406_ = st3[16] ? addend[47:36] : _0387_[11:0];
+  assign _0324_[47:36] = rst ? 12'h000 : _0406_;
+  assign _0407_ = st3[16] ? addend[23:12] : _0383_[11:0];
+  assign _0324_[23:12] = rst ? 12'h000 : _0407_;
+  assign _0408_ = st3[16] ? addend[11:0] : _0381_[11:0];
+  assign _0324_[11:0] = rst ? 12'h000 : _0408_;
+  assign _0409_ = st3[16] ? addend[35:24] : _0385_[11:0];
+  assign _0324_[35:24] = rst ? 12'h000 : _0409_;
+  assign _0323_ = rst ? 12'h000 : _0379_;
+  assign _0322_ = rst ? 12'h000 : _0377_;
+  assign _0321_ = rst ? 12'h000 : _0375_;
+  assign _0319_ = rst ? 12'h000 : _0373_;
+  assign _0318_ = rst ? 11'h000 : _0371_;
+  assign _0317_ = rst ? 11'h000 : _0367_;
+  assign _0316_ = rst ? 11'h000 : _0363_;
+  assign _0315_ = rst ? 11'h000 : _0359_;
+  assign _0314_ = rst ? 32'd0 : \$signature__data ;
+  assign _0313_ = rst ? 29'h00000000 : st6;
+  assign _0312_ = rst ? 29'h00000000 : st5;
+  assign _0311_ = rst ? 29'h00000000 : st4;
+  assign _0309_ = rst ? 29'h00000000 : st3;
+  assign _0308_ = rst ? 29'h00000000 : st2;
+  assign _0307_ = rst ? 29'h00000000 : st1;
+  assign _0306_ = rst ? 29'h00000000 : st0;
+  assign _0305_ = rst ? 29'h00000000 : { 2'h0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
+  assign _0304_ = rst ? 1'h0 : _0339_;
+  assign _0303_ = rst ? 1'h0 : _0320_;
   assign _0410_ = sweep_last ? 2'h0 : fire_k;
   assign _0411_ = _0289_ ? _0410_ : fire_k;
   assign _0412_ = fsm_state ? (* full_case = 32'd1 *) _0411_ : fire_k;
-  assign _0297_ = rst ? 2'h0 : _0412_;
-  assign _0413_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0309_;
+  assign _0302_ = rst ? 2'h0 : _0412_;
+  assign _0413_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0310_;
   assign _0414_ = _0289_ ? _0413_ : sweep_last;
   assign _0415_ = fsm_state ? (* full_case = 32'd1 *) _0414_ : sweep_last;
-  assign _0296_ = rst ? 1'h0 : _0415_;
-  assign _0416_ = sweep_last ? (* full_case = 32'd1 *) 2'h0 : _0299_[1:0];
+  assign _0301_ = rst ? 1'h0 : _0415_;
+  assign _0416_ = sweep_last ? (* full_case = 32'd1 *) 2'h0 : _0300_[1:0];
   assign _0417_ = _0289_ ? _0416_ : sweep_addr;
   assign _0418_ = fsm_state ? (* full_case = 32'd1 *) _0417_ : sweep_addr;
-  assign _0295_ = rst ? 2'h0 : _0418_;
+  assign _0299_ = rst ? 2'h0 : _0418_;
   assign _0419_ = sweep_last ? 2'h0 : step;
   assign _0420_ = _0289_ ? _0419_ : step;
   function [1:0] _0953_;
@@ -17784,12 +17832,12 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
     endcase
   endfunction
   assign _0421_ = _0953_(step, { _0425_, _0420_ }, { _0426_, fsm_state });
-  assign _0422_ = _0262_ ? (* full_case = 32'd1 *) step : _0272_[1:0];
+  assign _0422_ = _0264_ ? (* full_case = 32'd1 *) step : _0272_[1:0];
   assign _0423_ = op_valid ? step : _0422_;
   assign _0424_ = i0__payload[11] ? _0423_ : step;
   assign _0425_ = i0__valid ? _0424_ : step;
   assign _0426_ = ~ (* full_case = 32'd1 *) fsm_state;
-  assign _0294_ = rst ? 2'h0 : _0421_;
+  assign _0298_ = rst ? 2'h0 : _0421_;
   assign _0427_ = sweep_last ? 1'h0 : fsm_state;
   assign _0428_ = _0289_ ? _0427_ : fsm_state;
   function [0:0] _0962_;
@@ -17808,18 +17856,18 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
     endcase
   endfunction
   assign _0429_ = _0962_(fsm_state, { _0433_, _0428_ }, { _0434_, fsm_state });
-  assign _0430_ = _0262_ ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _0430_ = _0264_ ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _0431_ = op_valid ? fsm_state : _0430_;
   assign _0432_ = i0__payload[11] ? _0431_ : fsm_state;
   assign _0433_ = i0__valid ? _0432_ : fsm_state;
   assign _0434_ = ~ (* full_case = 32'd1 *) fsm_state;
-  assign _0293_ = rst ? 1'h0 : _0429_;
-  assign _0292_ = rst ? 1'h0 : _0245_;
-  assign _0291_ = rst ? 5'h00 : _0236_[4:0];
+  assign _0297_ = rst ? 1'h0 : _0429_;
+  assign _0296_ = rst ? 1'h0 : _0247_;
+  assign _0295_ = rst ? 5'h00 : _0238_[4:0];
   assign _0435_ = last_lane ? 1'h1 : 1'h0;
   assign _0436_ = o__ready ? _0435_ : 1'h0;
-  assign \$signal$61  = _0186_ ? _0436_ : 1'h0;
-  assign o__valid = _0186_ ? 1'h1 : 1'h0;
+  assign \$signal$61  = _0188_ ? _0436_ : 1'h0;
+  assign o__valid = _0188_ ? 1'h1 : 1'h0;
   assign _0437_ = done[3] ? 2'h0 : 2'h3;
   assign _0438_ = done[2] ? _0437_ : 2'h2;
   assign _0439_ = done[1] ? _0438_ : 2'h1;
@@ -17832,7 +17880,7 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) 17'h00000 : \$signal$35 [52:36];
   assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) 17'h00000 : \$signal$35 [34:18];
   assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) 17'h00000 : \$signal$35 [16:0];
-  assign _0440_ = _0352_ ? 1'h1 : 1'h0;
+  assign _0440_ = _0356_ ? 1'h1 : 1'h0;
   assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _0440_ : 1'h0;
   assign _0441_ = ready ? 1'h1 : 1'h0;
   assign _0442_ = i0__payload[11] ? 1'h0 : _0441_;
@@ -17843,20 +17891,20 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign _0446_ = i0__payload[11] ? _0445_ : _0444_;
   assign _0447_ = i0__valid ? _0446_ : 1'h0;
   assign i0__ready = fsm_state ? 1'h0 : _0447_;
-  assign _0448_ = _0352_ ? sweep_last : 1'h0;
+  assign _0448_ = _0356_ ? sweep_last : 1'h0;
   assign \issue.end  = fsm_state ? (* full_case = 32'd1 *) _0448_ : 1'h0;
-  assign _0449_ = _0352_ ? fire_k[0] : 1'h0;
+  assign _0449_ = _0356_ ? fire_k[0] : 1'h0;
   assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _0449_ : 1'h0;
-  assign \issue.shift  = _0096_ ? op_shift : 4'h0;
-  assign \issue.count  = _0096_ ? op_count : 3'h0;
-  assign \issue.waddr  = _0096_ ? op_waddr : 10'h000;
-  assign _0450_ = _0096_ ? op_addr : 2'h0;
-  assign _0451_ = _0352_ ? sweep_addr : _0450_;
+  assign \issue.shift  = _0097_ ? op_shift : 4'h0;
+  assign \issue.count  = _0097_ ? op_count : 3'h0;
+  assign \issue.waddr  = _0097_ ? op_waddr : 10'h000;
+  assign _0450_ = _0097_ ? op_addr : 2'h0;
+  assign _0451_ = _0356_ ? sweep_addr : _0450_;
   assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _0451_ : _0450_;
-  assign _0452_ = _0352_ ? 1'h1 : 1'h0;
+  assign _0452_ = _0356_ ? 1'h1 : 1'h0;
   assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _0452_ : 1'h0;
-  assign _0453_ = _0096_ ? 1'h1 : 1'h0;
-  assign _0454_ = _0352_ ? 1'h1 : _0453_;
+  assign _0453_ = _0097_ ? 1'h1 : 1'h0;
+  assign _0454_ = _0356_ ? 1'h1 : _0453_;
   assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _0454_ : _0453_;
   function [16:0] _1013_;
     input [16:0] a;
@@ -17877,7 +17925,7 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
         _1013_ = a;
     endcase
   endfunction
-  assign _0287_ = _1013_(17'hxxxxx, { \$signal$52 [16:0], \$signal$52 [33:17], \$signal$52 [50:34], \$signal$52 [67:51] }, { _0458_, _0457_, _0456_, _0455_ });
+  assign _0292_ = _1013_(17'hxxxxx, { \$signal$52 [16:0], \$signal$52 [33:17], \$signal$52 [50:34], \$signal$52 [67:51] }, { _0458_, _0457_, _0456_, _0455_ });
   assign _0455_ = lane == (* full_case = 32'd1 *) 2'h3;
   assign _0456_ = lane == (* full_case = 32'd1 *) 2'h2;
   assign _0457_ = lane == (* full_case = 32'd1 *) 2'h1;
@@ -17901,7 +17949,7 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
         _1018_ = a;
     endcase
   endfunction
-  assign _0283_ = _1018_(17'hxxxxx, { \$signal$52 [16:0], \$signal$52 [33:17], \$signal$52 [50:34], \$signal$52 [67:51] }, { _0462_, _0461_, _0460_, _0459_ });
+  assign _0287_ = _1018_(17'hxxxxx, { \$signal$52 [16:0], \$signal$52 [33:17], \$signal$52 [50:34], \$signal$52 [67:51] }, { _0462_, _0461_, _0460_, _0459_ });
   assign _0459_ = lane == (* full_case = 32'd1 *) 2'h3;
   assign _0460_ = lane == (* full_case = 32'd1 *) 2'h2;
   assign _0461_ = lane == (* full_case = 32'd1 *) 2'h1;
@@ -17939,23 +17987,19 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4519$0 (i0__payload[10:0]),
+    .\port$4535$0 (i0__payload[10:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_gn.engine_fc.queue  queue (
     .clk(clk),
-    .\port$4331$0 (\$signal$61 ),
-    .\port$4489$0 (\$signal$52 ),
-    .\port$4491$0 (\$signal$57 ),
+    .\port$4347$0 (\$signal$61 ),
+    .\port$4505$0 (\$signal$52 ),
+    .\port$4507$0 (\$signal$57 ),
     .rst(rst),
     .w_data(written),
     .w_en(\$signal$46 )
   );
-  assign \$like[1]  = \$like [17:9];
-  assign \$like[0]  = \$like [8:0];
-  assign \cres9[3]  = cres9[3];
-  assign \cres9[2]  = cres9[2];
   assign \cres9[1]  = cres9[1];
   assign \cres9[0]  = cres9[0];
   assign \cres7[3]  = 1'h0;
@@ -18172,10 +18216,14 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \b6[2]  = b6[26:18];
   assign \b6[1]  = b6[17:9];
   assign \b6[0]  = b6[8:0];
-  assign _0134_[3:0] = o__payload[3:0];
   assign \$like[3]  = \$like [35:27];
-  assign _0052_[0] = v_wr__en;
   assign \$like[2]  = \$like [26:18];
+  assign \$like[1]  = \$like [17:9];
+  assign \$like[0]  = \$like [8:0];
+  assign _0134_[3:0] = o__payload[3:0];
+  assign \cres9[3]  = cres9[3];
+  assign _0052_[0] = v_wr__en;
+  assign \cres9[2]  = cres9[2];
   assign o__payload[25:4] = { \o__payload.last , \o__payload.argmax , \o__payload.value  };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
@@ -18203,7 +18251,7 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4519$0 , clk);
+module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4535$0 , clk);
   wire _00_;
   wire [14:0] _01_;
   wire [15:0] _02_;
@@ -18272,8 +18320,8 @@ module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr
   reg op_valid = 1'h0;
   output [9:0] op_waddr;
   reg [9:0] op_waddr = 10'h000;
-  input [10:0] \port$4519$0 ;
-  wire [10:0] \port$4519$0 ;
+  input [10:0] \port$4535$0 ;
+  wire [10:0] \port$4535$0 ;
   output ready;
   wire ready;
   input rst;
@@ -18284,15 +18332,15 @@ module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr
   assign _08_ = last_g & en;
   assign ready = _00_ | _08_;
   assign _19_ = op_valid & en;
-  assign _21_ = 1'h0 + { 3'h0, \port$4519$0 [3:0], 4'h0 };
-  assign _22_ = 1'h0 + { 1'h0, \port$4519$0 [5:4], 2'h0 };
+  assign _21_ = 1'h0 + { 3'h0, \port$4535$0 [3:0], 4'h0 };
+  assign _22_ = 1'h0 + { 1'h0, \port$4535$0 [5:4], 2'h0 };
   assign _23_ = _21_ + _22_;
-  assign _01_[13:0] = _23_ + \port$4519$0 [7:6];
+  assign _01_[13:0] = _23_ + \port$4535$0 [7:6];
   assign _02_ = 1'h0 + { 1'h0, _01_[13:0] };
-  assign _03_ = 1'h0 + { 3'h0, \port$4519$0 [3:0], 4'h0 };
-  assign _04_ = 1'h0 + { 1'h0, \port$4519$0 [5:4], 2'h0 };
+  assign _03_ = 1'h0 + { 3'h0, \port$4535$0 [3:0], 4'h0 };
+  assign _04_ = 1'h0 + { 1'h0, \port$4535$0 [5:4], 2'h0 };
   assign _05_ = _03_ + _04_;
-  assign _06_ = _05_ + \port$4519$0 [7:6];
+  assign _06_ = _05_ + \port$4535$0 [7:6];
   assign _07_ = _02_ + { _06_, 1'h0 };
   assign _09_ = g + 1'h1;
   assign _10_ = op_addr + 1'h1;
@@ -18324,7 +18372,7 @@ module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr
   assign _17_ = rst ? 2'h0 : _30_;
   assign _31_ = load ? 4'h0 : op_shift;
   assign _16_ = rst ? 4'h0 : _31_;
-  assign _32_ = load ? \port$4519$0 [10:8] : op_count;
+  assign _32_ = load ? \port$4535$0 [10:8] : op_count;
   assign _15_ = rst ? 3'h0 : _32_;
   assign _33_ = _19_ ? _10_[1:0] : op_addr;
   assign _34_ = load ? 2'h0 : _33_;
@@ -18334,10 +18382,10 @@ module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr
   assign _13_ = rst ? 10'h000 : _36_;
   assign _01_[14] = 1'h0;
   assign ev_shift = 4'h0;
-  assign ev_count = \port$4519$0 [10:8];
-  assign ev_x = \port$4519$0 [7:6];
-  assign ev_y = \port$4519$0 [5:4];
-  assign ev_c = \port$4519$0 [3:0];
+  assign ev_count = \port$4535$0 [10:8];
+  assign ev_x = \port$4535$0 [7:6];
+  assign ev_y = \port$4535$0 [5:4];
+  assign ev_c = \port$4535$0 [3:0];
   assign waddr = op_waddr;
   assign addr = op_addr;
   assign \busy$6  = op_valid;
@@ -18347,7 +18395,7 @@ module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_fc.queue (rst, \port$4331$0 , w_data, w_en, \port$4489$0 , \port$4491$0 , clk);
+module \digits_cnn_gn.engine_fc.queue (rst, \port$4347$0 , w_data, w_en, \port$4505$0 , \port$4507$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -18377,12 +18425,12 @@ module \digits_cnn_gn.engine_fc.queue (rst, \port$4331$0 , w_data, w_en, \port$4
   reg held_valid = 1'h0;
   (* unused_bits = "0 1 2 3 4" *)
   wire [4:0] \level$21 ;
-  input \port$4331$0 ;
-  wire \port$4331$0 ;
-  output [69:0] \port$4489$0 ;
-  wire [69:0] \port$4489$0 ;
-  output \port$4491$0 ;
-  wire \port$4491$0 ;
+  input \port$4347$0 ;
+  wire \port$4347$0 ;
+  output [69:0] \port$4505$0 ;
+  wire [69:0] \port$4505$0 ;
+  output \port$4507$0 ;
+  wire \port$4507$0 ;
   wire [69:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -18422,18 +18470,18 @@ module \digits_cnn_gn.engine_fc.queue (rst, \port$4331$0 , w_data, w_en, \port$4
   \digits_cnn_gn.engine_fc.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3541$0 (\$signal$9 ),
-    .\port$4331$0 (\port$4331$0 ),
-    .\port$4473$0 (\$signal$11 ),
-    .\port$4475$0 (held_valid),
-    .\port$4489$0 (\$signal$14 ),
-    .\port$4491$0 (\$signal$16 ),
+    .\port$3557$0 (\$signal$9 ),
+    .\port$4347$0 (\port$4347$0 ),
+    .\port$4489$0 (\$signal$11 ),
+    .\port$4491$0 (held_valid),
+    .\port$4505$0 (\$signal$14 ),
+    .\port$4507$0 (\$signal$16 ),
     .rst(rst)
   );
-  assign \port$4491$0  = \$signal$16 ;
-  assign \port$4489$0  = \$signal$14 ;
-  assign \$signal$19  = \port$4331$0 ;
-  assign \$signal$18  = \port$4331$0 ;
+  assign \port$4507$0  = \$signal$16 ;
+  assign \port$4505$0  = \$signal$14 ;
+  assign \$signal$19  = \port$4347$0 ;
+  assign \$signal$18  = \port$4347$0 ;
   assign \$signal$17  = \$signal$16 ;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$13  = held_valid;
@@ -18609,7 +18657,7 @@ module \digits_cnn_gn.engine_fc.queue.inner (rst, r_en, w_rdy, w_level, r_data, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3541$0 , count, \port$4331$0 , \port$4473$0 , \port$4475$0 , \port$4489$0 , \port$4491$0 , clk);
+module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3557$0 , count, \port$4347$0 , \port$4489$0 , \port$4491$0 , \port$4505$0 , \port$4507$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -18639,26 +18687,26 @@ module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3541$0 , count, \port$433
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3541$0 ;
-  wire \port$3541$0 ;
-  input \port$4331$0 ;
-  wire \port$4331$0 ;
-  input [69:0] \port$4473$0 ;
-  wire [69:0] \port$4473$0 ;
-  input \port$4475$0 ;
-  wire \port$4475$0 ;
-  output [69:0] \port$4489$0 ;
+  output \port$3557$0 ;
+  wire \port$3557$0 ;
+  input \port$4347$0 ;
+  wire \port$4347$0 ;
+  input [69:0] \port$4489$0 ;
   wire [69:0] \port$4489$0 ;
-  output \port$4491$0 ;
+  input \port$4491$0 ;
   wire \port$4491$0 ;
+  output [69:0] \port$4505$0 ;
+  wire [69:0] \port$4505$0 ;
+  output \port$4507$0 ;
+  wire \port$4507$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4475$0  & _00_;
+  assign take = \port$4491$0  & _00_;
   assign count = \$signal$5  + spare_valid;
   assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$4331$0  | _01_;
+  assign _02_ = \port$4347$0  | _01_;
   always @(posedge clk)
     \$signal$9  <= _03_;
   always @(posedge clk)
@@ -18669,7 +18717,7 @@ module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3541$0 , count, \port$433
     \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$4473$0  : \$signal$10 ;
+  assign _07_ = take ? \port$4489$0  : \$signal$10 ;
   assign _08_ = _02_ ? \$signal$10  : _07_;
   assign _06_ = rst ? 70'h000000000000000000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
@@ -18680,20 +18728,20 @@ module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3541$0 , count, \port$433
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
   assign _14_ = _02_ ? _13_ : \$signal$5 ;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$4473$0  : \$signal$9 ;
+  assign _15_ = take ? \port$4489$0  : \$signal$9 ;
   assign _16_ = spare_valid ? \$signal$10  : _15_;
   assign _17_ = _02_ ? _16_ : \$signal$9 ;
   assign _03_ = rst ? 70'h000000000000000000 : _17_;
-  assign \port$4491$0  = \$signal$5 ;
-  assign \port$4489$0  = \$signal$9 ;
-  assign \port$3541$0  = \$signal ;
-  assign \$signal$11  = \port$4473$0 ;
-  assign \$signal$8  = \port$4331$0 ;
-  assign \$signal$3  = \port$4475$0 ;
+  assign \port$4507$0  = \$signal$5 ;
+  assign \port$4505$0  = \$signal$9 ;
+  assign \port$3557$0  = \$signal ;
+  assign \$signal$11  = \port$4489$0 ;
+  assign \$signal$8  = \port$4347$0 ;
+  assign \$signal$3  = \port$4491$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv1_0 (rst, \port$7$0 , \port$3553$0 , \port$3628$0 , \port$3872$0 , \port$4499$0 , \port$4501$0 , clk);
+module \digits_cnn_gn.fifo_conv1_0 (rst, \port$7$0 , \port$3569$0 , \port$3644$0 , \port$3888$0 , \port$4515$0 , \port$4517$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -18721,16 +18769,16 @@ module \digits_cnn_gn.fifo_conv1_0 (rst, \port$7$0 , \port$3553$0 , \port$3628$0
   reg [12:0] \$signal$9  = 13'h0000;
   input clk;
   wire clk;
-  output \port$3553$0 ;
-  wire \port$3553$0 ;
-  input [12:0] \port$3628$0 ;
-  wire [12:0] \port$3628$0 ;
-  input \port$3872$0 ;
-  wire \port$3872$0 ;
-  output [12:0] \port$4499$0 ;
-  wire [12:0] \port$4499$0 ;
-  output \port$4501$0 ;
-  wire \port$4501$0 ;
+  output \port$3569$0 ;
+  wire \port$3569$0 ;
+  input [12:0] \port$3644$0 ;
+  wire [12:0] \port$3644$0 ;
+  input \port$3888$0 ;
+  wire \port$3888$0 ;
+  output [12:0] \port$4515$0 ;
+  wire [12:0] \port$4515$0 ;
+  output \port$4517$0 ;
+  wire \port$4517$0 ;
   input \port$7$0 ;
   wire \port$7$0 ;
   input rst;
@@ -18739,7 +18787,7 @@ module \digits_cnn_gn.fifo_conv1_0 (rst, \port$7$0 , \port$3553$0 , \port$3628$0
   wire take;
   assign take = \port$7$0  & _00_;
   assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3872$0  | _01_;
+  assign _02_ = \port$3888$0  | _01_;
   always @(posedge clk)
     \$signal$9  <= _03_;
   always @(posedge clk)
@@ -18758,23 +18806,23 @@ module \digits_cnn_gn.fifo_conv1_0 (rst, \port$7$0 , \port$3553$0 , \port$3628$0
   assign _11_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _10_;
   assign _12_ = _02_ ? _11_ : \$signal$5 ;
   assign _04_ = rst ? 1'h0 : _12_;
-  assign _13_ = take ? \port$3628$0  : \$signal$9 ;
+  assign _13_ = take ? \port$3644$0  : \$signal$9 ;
   assign _14_ = spare_valid ? \$signal$10  : _13_;
   assign _15_ = _02_ ? _14_ : \$signal$9 ;
   assign _03_ = rst ? 13'h0000 : _15_;
-  assign _16_ = take ? \port$3628$0  : \$signal$10 ;
+  assign _16_ = take ? \port$3644$0  : \$signal$10 ;
   assign _17_ = _02_ ? \$signal$10  : _16_;
   assign _06_ = rst ? 13'h0000 : _17_;
-  assign \port$4501$0  = \$signal$5 ;
-  assign \port$4499$0  = \$signal$9 ;
-  assign \port$3553$0  = \$signal ;
-  assign \$signal$11  = \port$3628$0 ;
-  assign \$signal$8  = \port$3872$0 ;
+  assign \port$4517$0  = \$signal$5 ;
+  assign \port$4515$0  = \$signal$9 ;
+  assign \port$3569$0  = \$signal ;
+  assign \$signal$11  = \port$3644$0 ;
+  assign \$signal$8  = \port$3888$0 ;
   assign \$signal$3  = \port$7$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv2_0 (rst, \port$10$0 , \port$3565$0 , \port$3885$0 , \port$4097$0 , \port$4509$0 , \port$4511$0 , clk);
+module \digits_cnn_gn.fifo_conv2_0 (rst, \port$10$0 , \port$3581$0 , \port$3901$0 , \port$4113$0 , \port$4525$0 , \port$4527$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -18804,23 +18852,23 @@ module \digits_cnn_gn.fifo_conv2_0 (rst, \port$10$0 , \port$3565$0 , \port$3885$
   wire clk;
   input \port$10$0 ;
   wire \port$10$0 ;
-  output \port$3565$0 ;
-  wire \port$3565$0 ;
-  input [13:0] \port$3885$0 ;
-  wire [13:0] \port$3885$0 ;
-  input \port$4097$0 ;
-  wire \port$4097$0 ;
-  output [13:0] \port$4509$0 ;
-  wire [13:0] \port$4509$0 ;
-  output \port$4511$0 ;
-  wire \port$4511$0 ;
+  output \port$3581$0 ;
+  wire \port$3581$0 ;
+  input [13:0] \port$3901$0 ;
+  wire [13:0] \port$3901$0 ;
+  input \port$4113$0 ;
+  wire \port$4113$0 ;
+  output [13:0] \port$4525$0 ;
+  wire [13:0] \port$4525$0 ;
+  output \port$4527$0 ;
+  wire \port$4527$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
   assign take = \port$10$0  & _00_;
   assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$4097$0  | _01_;
+  assign _02_ = \port$4113$0  | _01_;
   always @(posedge clk)
     \$signal$9  <= _03_;
   always @(posedge clk)
@@ -18831,7 +18879,7 @@ module \digits_cnn_gn.fifo_conv2_0 (rst, \port$10$0 , \port$3565$0 , \port$3885$
     \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$3885$0  : \$signal$10 ;
+  assign _07_ = take ? \port$3901$0  : \$signal$10 ;
   assign _08_ = _02_ ? \$signal$10  : _07_;
   assign _06_ = rst ? 14'h0000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
@@ -18842,20 +18890,20 @@ module \digits_cnn_gn.fifo_conv2_0 (rst, \port$10$0 , \port$3565$0 , \port$3885$
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
   assign _14_ = _02_ ? _13_ : \$signal$5 ;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$3885$0  : \$signal$9 ;
+  assign _15_ = take ? \port$3901$0  : \$signal$9 ;
   assign _16_ = spare_valid ? \$signal$10  : _15_;
   assign _17_ = _02_ ? _16_ : \$signal$9 ;
   assign _03_ = rst ? 14'h0000 : _17_;
-  assign \port$4511$0  = \$signal$5 ;
-  assign \port$4509$0  = \$signal$9 ;
-  assign \port$3565$0  = \$signal ;
-  assign \$signal$11  = \port$3885$0 ;
-  assign \$signal$8  = \port$4097$0 ;
+  assign \port$4527$0  = \$signal$5 ;
+  assign \port$4525$0  = \$signal$9 ;
+  assign \port$3581$0  = \$signal ;
+  assign \$signal$11  = \port$3901$0 ;
+  assign \$signal$8  = \port$4113$0 ;
   assign \$signal$3  = \port$10$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv3_0 (rst, \port$13$0 , \port$3577$0 , \port$4110$0 , \port$4322$0 , \port$4519$0 , \port$4521$0 , clk);
+module \digits_cnn_gn.fifo_conv3_0 (rst, \port$13$0 , \port$3593$0 , \port$4126$0 , \port$4338$0 , \port$4535$0 , \port$4537$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -18885,23 +18933,23 @@ module \digits_cnn_gn.fifo_conv3_0 (rst, \port$13$0 , \port$3577$0 , \port$4110$
   wire clk;
   input \port$13$0 ;
   wire \port$13$0 ;
-  output \port$3577$0 ;
-  wire \port$3577$0 ;
-  input [11:0] \port$4110$0 ;
-  wire [11:0] \port$4110$0 ;
-  input \port$4322$0 ;
-  wire \port$4322$0 ;
-  output [11:0] \port$4519$0 ;
-  wire [11:0] \port$4519$0 ;
-  output \port$4521$0 ;
-  wire \port$4521$0 ;
+  output \port$3593$0 ;
+  wire \port$3593$0 ;
+  input [11:0] \port$4126$0 ;
+  wire [11:0] \port$4126$0 ;
+  input \port$4338$0 ;
+  wire \port$4338$0 ;
+  output [11:0] \port$4535$0 ;
+  wire [11:0] \port$4535$0 ;
+  output \port$4537$0 ;
+  wire \port$4537$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
   assign take = \port$13$0  & _00_;
   assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$4322$0  | _01_;
+  assign _02_ = \port$4338$0  | _01_;
   always @(posedge clk)
     \$signal$9  <= _03_;
   always @(posedge clk)
@@ -18912,7 +18960,7 @@ module \digits_cnn_gn.fifo_conv3_0 (rst, \port$13$0 , \port$3577$0 , \port$4110$
     \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$4110$0  : \$signal$10 ;
+  assign _07_ = take ? \port$4126$0  : \$signal$10 ;
   assign _08_ = _02_ ? \$signal$10  : _07_;
   assign _06_ = rst ? 12'h000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
@@ -18923,20 +18971,20 @@ module \digits_cnn_gn.fifo_conv3_0 (rst, \port$13$0 , \port$3577$0 , \port$4110$
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
   assign _14_ = _02_ ? _13_ : \$signal$5 ;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$4110$0  : \$signal$9 ;
+  assign _15_ = take ? \port$4126$0  : \$signal$9 ;
   assign _16_ = spare_valid ? \$signal$10  : _15_;
   assign _17_ = _02_ ? _16_ : \$signal$9 ;
   assign _03_ = rst ? 12'h000 : _17_;
-  assign \port$4521$0  = \$signal$5 ;
-  assign \port$4519$0  = \$signal$9 ;
-  assign \port$3577$0  = \$signal ;
-  assign \$signal$11  = \port$4110$0 ;
-  assign \$signal$8  = \port$4322$0 ;
+  assign \port$4537$0  = \$signal$5 ;
+  assign \port$4535$0  = \$signal$9 ;
+  assign \port$3593$0  = \$signal ;
+  assign \$signal$11  = \port$4126$0 ;
+  assign \$signal$8  = \port$4338$0 ;
   assign \$signal$3  = \port$13$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.out_skid (clk, rst, \port$3589$0 , \port$4329$0 , \port$4330$0 , \port$4529$0 , \port$4531$0 , \port$0$11 );
+module \digits_cnn_gn.out_skid (clk, rst, \port$3605$0 , \port$4345$0 , \port$4346$0 , \port$4545$0 , \port$4547$0 , \port$0$11 );
   wire _00_;
   wire _01_;
   wire _02_;
@@ -18966,21 +19014,21 @@ module \digits_cnn_gn.out_skid (clk, rst, \port$3589$0 , \port$4329$0 , \port$43
   wire clk;
   input \port$0$11 ;
   wire \port$0$11 ;
-  output \port$3589$0 ;
-  wire \port$3589$0 ;
-  input [25:0] \port$4329$0 ;
-  wire [25:0] \port$4329$0 ;
-  input \port$4330$0 ;
-  wire \port$4330$0 ;
-  output [25:0] \port$4529$0 ;
-  wire [25:0] \port$4529$0 ;
-  output \port$4531$0 ;
-  wire \port$4531$0 ;
+  output \port$3605$0 ;
+  wire \port$3605$0 ;
+  input [25:0] \port$4345$0 ;
+  wire [25:0] \port$4345$0 ;
+  input \port$4346$0 ;
+  wire \port$4346$0 ;
+  output [25:0] \port$4545$0 ;
+  wire [25:0] \port$4545$0 ;
+  output \port$4547$0 ;
+  wire \port$4547$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4330$0  & _00_;
+  assign take = \port$4346$0  & _00_;
   assign _01_ = ~ \$signal$5 ;
   assign _02_ = \port$0$11  | _01_;
   always @(posedge clk)
@@ -18993,14 +19041,14 @@ module \digits_cnn_gn.out_skid (clk, rst, \port$3589$0 , \port$4329$0 , \port$43
     \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _10_ = take ? \port$4329$0  : \$signal$10 ;
+  assign _10_ = take ? \port$4345$0  : \$signal$10 ;
   assign _07_ = _02_ ? _17_ : _16_;
   assign _05_ = rst ? 1'h0 : _07_;
   assign _08_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _09_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _08_;
   assign _11_ = _02_ ? _09_ : \$signal$5 ;
   assign _04_ = rst ? 1'h0 : _11_;
-  assign _12_ = take ? \port$4329$0  : \$signal$9 ;
+  assign _12_ = take ? \port$4345$0  : \$signal$9 ;
   assign _13_ = spare_valid ? \$signal$10  : _12_;
   assign _14_ = _02_ ? _13_ : \$signal$9 ;
   assign _15_ = _02_ ? \$signal$10  : _10_;
@@ -19008,10 +19056,10 @@ module \digits_cnn_gn.out_skid (clk, rst, \port$3589$0 , \port$4329$0 , \port$43
   assign _06_ = rst ? 26'h0000000 : _15_;
   assign _16_ = take ? 1'h1 : spare_valid;
   assign _17_ = spare_valid ? 1'h0 : spare_valid;
-  assign \port$4531$0  = \$signal$5 ;
-  assign \port$4529$0  = \$signal$9 ;
-  assign \port$3589$0  = \$signal ;
-  assign \$signal$11  = \port$4329$0 ;
+  assign \port$4547$0  = \$signal$5 ;
+  assign \port$4545$0  = \$signal$9 ;
+  assign \port$3605$0  = \$signal ;
+  assign \$signal$11  = \port$4345$0 ;
   assign \$signal$8  = \port$0$11 ;
-  assign \$signal$3  = \port$4330$0 ;
+  assign \$signal$3  = \port$4346$0 ;
 endmodule

@@ -245,42 +245,42 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   );
   \digits_cnn_ilif.fifo_conv1_0  fifo_conv1_0 (
     .clk(clk),
-    .\port$3428$0 (\$signal$33 ),
-    .\port$3503$0 (tap_conv1__payload),
-    .\port$3717$0 (\$signal$27 ),
-    .\port$4272$0 (i0__payload),
-    .\port$4274$0 (i0__valid),
+    .\port$3444$0 (\$signal$33 ),
+    .\port$3519$0 (tap_conv1__payload),
+    .\port$3733$0 (\$signal$27 ),
+    .\port$4288$0 (i0__payload),
+    .\port$4290$0 (i0__valid),
     .\port$7$0 (conv1_accept),
     .rst(rst)
   );
   \digits_cnn_ilif.fifo_conv2_0  fifo_conv2_0 (
     .clk(clk),
     .\port$10$0 (conv2_accept),
-    .\port$3440$0 (\$signal$46 ),
-    .\port$3730$0 (tap_conv2__payload),
-    .\port$3910$0 (\$signal$40 ),
-    .\port$4282$0 (\i0__payload$38 ),
-    .\port$4284$0 (\i0__valid$36 ),
+    .\port$3456$0 (\$signal$46 ),
+    .\port$3746$0 (tap_conv2__payload),
+    .\port$3926$0 (\$signal$40 ),
+    .\port$4298$0 (\i0__payload$38 ),
+    .\port$4300$0 (\i0__valid$36 ),
     .rst(rst)
   );
   \digits_cnn_ilif.fifo_conv3_0  fifo_conv3_0 (
     .clk(clk),
     .\port$13$0 (conv3_accept),
-    .\port$3452$0 (\$signal$59 ),
-    .\port$3923$0 (tap_conv3__payload),
-    .\port$4103$0 (\$signal$53 ),
-    .\port$4292$0 (\i0__payload$51 ),
-    .\port$4294$0 (\i0__valid$49 ),
+    .\port$3468$0 (\$signal$59 ),
+    .\port$3939$0 (tap_conv3__payload),
+    .\port$4119$0 (\$signal$53 ),
+    .\port$4308$0 (\i0__payload$51 ),
+    .\port$4310$0 (\i0__valid$49 ),
     .rst(rst)
   );
   \digits_cnn_ilif.out_skid  out_skid (
     .clk(clk),
     .\port$0$11 (o__ready),
-    .\port$3464$0 (\o__ready$66 ),
-    .\port$4110$0 (\$signal$62 ),
-    .\port$4111$0 (\$signal$64 ),
-    .\port$4302$0 (o__payload),
-    .\port$4304$0 (o__valid),
+    .\port$3480$0 (\o__ready$66 ),
+    .\port$4126$0 (\$signal$62 ),
+    .\port$4127$0 (\$signal$64 ),
+    .\port$4318$0 (o__payload),
+    .\port$4320$0 (o__valid),
     .rst(rst)
   );
   assign \o__payload$63.value  = \$signal$62 [21:4];
@@ -423,13 +423,14 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire _0050_;
   wire _0051_;
   wire _0052_;
-  wire [17:0] _0053_;
+  wire [13:0] _0053_;
   wire _0054_;
   wire _0055_;
   wire _0056_;
   wire _0057_;
   wire _0058_;
   wire _0059_;
+  (* unused_bits = "18 19" *)
   wire [19:0] _0060_;
   wire _0061_;
   wire _0062_;
@@ -467,8 +468,8 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire _0094_;
   wire _0095_;
   wire _0096_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0097_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0097_;
   wire _0098_;
   wire _0099_;
   wire _0100_;
@@ -486,7 +487,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire _0112_;
   wire _0113_;
   wire _0114_;
-  wire [17:0] _0115_;
+  wire [13:0] _0115_;
   wire _0116_;
   wire _0117_;
   wire _0118_;
@@ -494,6 +495,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire _0120_;
   wire _0121_;
   wire _0122_;
+  (* unused_bits = "18 19" *)
   wire [19:0] _0123_;
   wire _0124_;
   wire _0125_;
@@ -529,8 +531,8 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire _0155_;
   wire _0156_;
   wire _0157_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0158_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0158_;
   wire _0159_;
   wire _0160_;
   wire _0161_;
@@ -549,7 +551,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire _0174_;
   wire _0175_;
   wire _0176_;
-  wire [17:0] _0177_;
+  wire [13:0] _0177_;
   wire _0178_;
   wire _0179_;
   wire _0180_;
@@ -559,6 +561,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire _0184_;
   wire _0185_;
   wire _0186_;
+  (* unused_bits = "18 19" *)
   wire [19:0] _0187_;
   wire _0188_;
   wire _0189_;
@@ -593,8 +596,8 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire _0218_;
   wire _0219_;
   wire _0220_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0221_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0221_;
   wire _0222_;
   wire _0223_;
   wire _0224_;
@@ -610,7 +613,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire _0234_;
   wire _0235_;
   wire _0236_;
-  wire [17:0] _0237_;
+  wire [13:0] _0237_;
   wire _0238_;
   wire _0239_;
   wire _0240_;
@@ -620,6 +623,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire _0244_;
   wire _0245_;
   wire _0246_;
+  (* unused_bits = "18 19" *)
   wire [19:0] _0247_;
   wire _0248_;
   wire _0249_;
@@ -657,8 +661,8 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire _0281_;
   wire _0282_;
   wire _0283_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0284_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0284_;
   wire _0285_;
   wire _0286_;
   wire _0287_;
@@ -885,22 +889,22 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire _0499_;
   wire _0500_;
   wire _0501_;
-  wire _0502_;
+  wire [3:0] _0502_;
   wire _0503_;
   wire _0504_;
   wire _0505_;
-  wire [3:0] _0506_;
+  wire _0506_;
   wire _0507_;
   wire _0508_;
   wire _0509_;
   wire _0510_;
   wire _0511_;
-  wire _0512_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _0512_;
   wire _0513_;
   wire _0514_;
   wire _0515_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0516_;
+  wire _0516_;
   wire _0517_;
   wire _0518_;
   wire _0519_;
@@ -926,10 +930,10 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire _0539_;
   wire _0540_;
   wire _0541_;
-  wire _0542_;
+  wire [4:0] _0542_;
   wire _0543_;
   wire _0544_;
-  wire [4:0] _0545_;
+  wire _0545_;
   wire _0546_;
   wire _0547_;
   wire _0548_;
@@ -937,10 +941,10 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire _0550_;
   wire _0551_;
   wire _0552_;
-  wire _0553_;
+  wire [4:0] _0553_;
   wire _0554_;
   wire _0555_;
-  wire [4:0] _0556_;
+  wire _0556_;
   wire _0557_;
   wire _0558_;
   wire _0559_;
@@ -956,19 +960,19 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire [18:0] _0569_;
   wire [18:0] _0570_;
   wire [17:0] _0571_;
-  wire [18:0] _0572_;
-  wire [17:0] _0573_;
-  wire [18:0] _0574_;
-  wire [17:0] _0575_;
-  wire _0576_;
+  wire _0572_;
+  wire [18:0] _0573_;
+  wire [17:0] _0574_;
+  wire [18:0] _0575_;
+  wire [17:0] _0576_;
   wire [18:0] _0577_;
   wire [17:0] _0578_;
   wire [18:0] _0579_;
   wire [1:0] _0580_;
-  wire [18:0] _0581_;
-  wire [1:0] _0582_;
-  wire [18:0] _0583_;
-  wire _0584_;
+  wire _0581_;
+  wire [18:0] _0582_;
+  wire [1:0] _0583_;
+  wire [18:0] _0584_;
   wire [14:0] _0585_;
   wire [14:0] _0586_;
   wire [14:0] _0587_;
@@ -1014,65 +1018,65 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire [18:0] _0625_;
   wire [18:0] _0626_;
   wire [17:0] _0627_;
-  wire [18:0] _0628_;
-  wire [17:0] _0629_;
-  wire [18:0] _0630_;
-  wire [17:0] _0631_;
-  wire [9:0] _0632_;
+  wire [9:0] _0628_;
+  wire [18:0] _0629_;
+  wire [17:0] _0630_;
+  wire [18:0] _0631_;
+  wire [17:0] _0632_;
   wire [18:0] _0633_;
   wire [17:0] _0634_;
   wire [18:0] _0635_;
   wire [1:0] _0636_;
-  wire [18:0] _0637_;
-  wire [1:0] _0638_;
+  wire _0637_;
+  wire [10:0] _0638_;
   wire [18:0] _0639_;
-  wire _0640_;
-  wire [10:0] _0641_;
+  wire [1:0] _0640_;
+  wire [18:0] _0641_;
   wire [14:0] _0642_;
   wire [14:0] _0643_;
   wire [14:0] _0644_;
   wire [18:0] _0645_;
   wire [18:0] _0646_;
-  wire [18:0] _0647_;
+  wire _0647_;
   wire [18:0] _0648_;
-  wire _0649_;
+  wire [18:0] _0649_;
   wire [1:0] _0650_;
   wire [18:0] _0651_;
   wire [1:0] _0652_;
   wire [18:0] _0653_;
+  (* unused_bits = "9 10 11" *)
+  wire [11:0] _0654_;
   (* unused_bits = "19" *)
-  wire [19:0] _0654_;
-  wire [18:0] _0655_;
+  wire [19:0] _0655_;
   wire [18:0] _0656_;
   wire [18:0] _0657_;
-  (* unused_bits = "9 10 11" *)
-  wire [11:0] _0658_;
+  wire [18:0] _0658_;
   wire [17:0] _0659_;
   wire [18:0] _0660_;
   wire [17:0] _0661_;
   wire [18:0] _0662_;
   wire [17:0] _0663_;
   wire [18:0] _0664_;
-  wire [17:0] _0665_;
-  wire [18:0] _0666_;
-  wire _0667_;
+  wire _0665_;
+  wire [17:0] _0666_;
+  wire [18:0] _0667_;
   wire [1:0] _0668_;
   wire [18:0] _0669_;
   wire [1:0] _0670_;
   wire [18:0] _0671_;
-  wire [14:0] _0672_;
+  wire _0672_;
   wire [14:0] _0673_;
   wire [14:0] _0674_;
-  wire [18:0] _0675_;
-  wire _0676_;
+  wire [14:0] _0675_;
+  wire [18:0] _0676_;
   wire [18:0] _0677_;
   wire [18:0] _0678_;
   wire [18:0] _0679_;
   wire [1:0] _0680_;
-  wire [18:0] _0681_;
-  wire [1:0] _0682_;
-  wire [18:0] _0683_;
-  wire _0684_;
+  wire _0681_;
+  wire [18:0] _0682_;
+  wire [1:0] _0683_;
+  wire [18:0] _0684_;
   (* unused_bits = "19" *)
   wire [19:0] _0685_;
   wire _0686_;
@@ -1117,11 +1121,11 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire [6:0] _0722_;
   (* unused_bits = "4 5 6" *)
   wire [6:0] _0723_;
-  wire [8:0] _0724_;
+  wire _0724_;
   wire _0725_;
-  wire [7:0] _0726_;
+  wire [8:0] _0726_;
   wire _0727_;
-  wire _0728_;
+  wire [7:0] _0728_;
   wire _0729_;
   wire _0730_;
   wire [6:0] _0731_;
@@ -1129,9 +1133,9 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire _0733_;
   wire [2:0] _0734_;
   wire [2:0] _0735_;
-  wire [2:0] _0736_;
+  wire _0736_;
   wire [2:0] _0737_;
-  wire _0738_;
+  wire [2:0] _0738_;
   wire _0739_;
   wire _0740_;
   wire _0741_;
@@ -1148,21 +1152,21 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire [26:0] _0752_;
   wire [26:0] _0753_;
   wire [26:0] _0754_;
-  wire [26:0] _0755_;
+  wire _0755_;
   wire [26:0] _0756_;
   wire [26:0] _0757_;
   wire [26:0] _0758_;
-  wire _0759_;
+  wire [26:0] _0759_;
   wire [26:0] _0760_;
   wire [31:0] _0761_;
   wire [14:0] _0762_;
   wire [14:0] _0763_;
   wire [14:0] _0764_;
-  wire [14:0] _0765_;
-  wire [59:0] _0766_;
-  wire [71:0] _0767_;
-  wire [59:0] _0768_;
-  wire _0769_;
+  wire _0765_;
+  wire [14:0] _0766_;
+  wire [59:0] _0767_;
+  wire [71:0] _0768_;
+  wire [59:0] _0769_;
   wire [71:0] _0770_;
   wire [71:0] _0771_;
   wire [3:0] _0772_;
@@ -1187,8 +1191,8 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire _0791_;
   wire [2:0] _0792_;
   wire [2:0] _0793_;
-  wire [3:0] _0794_;
-  wire _0795_;
+  wire _0794_;
+  wire [3:0] _0795_;
   wire _0796_;
   wire _0797_;
   wire [3:0] _0798_;
@@ -1483,10 +1487,10 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \cres9[1] ;
   wire \cres9[2] ;
   wire \cres9[3] ;
-  wire [19:0] diff0;
-  wire [19:0] diff1;
-  wire [19:0] diff2;
-  wire [19:0] diff3;
+  wire [17:0] diff0;
+  wire [17:0] diff1;
+  wire [17:0] diff2;
+  wire [17:0] diff3;
   reg [3:0] done = 4'h0;
   wire dropped;
   wire en;
@@ -2099,15 +2103,17 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     _2077_ <= wrom0[st0[15:11]];
   end
   assign \$signature__data  = _2077_;
+  assign _0158_ = _0151_ ? { diff1[17], diff1 } : \$signal$48 [37:19];
+  assign _0187_ = $signed(\$signal$48 [56:38]) - $signed({ 1'h0, _0177_ });
   assign _0194_ = $signed(diff2) >= $signed(1'h0);
   assign _0203_ = st6[24:23] == 2'h3;
   assign _0212_ = $signed(diff2) >= $signed(1'h0);
-  assign _0221_ = _0212_ ? diff2 : { \$signal$48 [56], \$signal$48 [56:38] };
+  assign _0221_ = _0212_ ? { diff2[17], diff2 } : \$signal$48 [56:38];
   assign _0247_ = $signed(\$signal$48 [75:57]) - $signed({ 1'h0, _0237_ });
   assign _0255_ = $signed(diff3) >= $signed(1'h0);
   assign _0265_ = st6[24:23] == 2'h3;
   assign _0274_ = $signed(diff3) >= $signed(1'h0);
-  assign _0284_ = _0274_ ? diff3 : { \$signal$48 [75], \$signal$48 [75:57] };
+  assign _0284_ = _0274_ ? { diff3[17], diff3 } : \$signal$48 [75:57];
   assign _0292_ = st7[3] * 8'h80;
   assign { _0300_[9:8], v_wr__addr } = st7[10:4] + _0292_;
   assign _0310_ = ! st7[1];
@@ -2117,39 +2123,39 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign { _0353_[3:1], v_wr__en } = _0342_ ? 4'hf : 4'h0;
   assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
   assign _0373_ = st7[0] & st7[1];
-  assign _0383_ = ~ \$signal$67 ;
-  assign dropped = _0373_ & _0383_;
-  assign _0403_ = ~ done[0];
-  assign pending[0] = \$signal$71 [0] & _0403_;
-  assign _0433_ = ~ done[1];
-  assign pending[1] = \$signal$71 [1] & _0433_;
-  assign _0463_ = ~ done[2];
-  assign pending[2] = \$signal$71 [2] & _0463_;
-  assign _0488_ = ~ done[3];
-  assign pending[3] = \$signal$71 [3] & _0488_;
-  assign _0506_ = \$signal$71 [4] * 3'h4;
-  assign { _0516_[4:3], o__payload[2:0] } = _0506_ + lane;
-  assign _0526_ = | pending;
-  assign _0545_ = pending - 1'h1;
-  assign _0556_ = { 1'h0, pending } & _0545_;
-  assign _0565_ = ! _0556_;
-  assign _0576_ = ~ \$signal$71 [11];
-  assign _0584_ = _0565_ & _0576_;
-  assign _0632_ = used + sweep_now;
-  assign _0641_ = _0632_ - dropped;
-  assign _0649_ = \$signal$78  & \$signal$75 ;
-  assign _0658_ = $signed(_0641_) - $signed({ 1'h0, _0649_ });
-  assign _0667_ = used <= 9'h108;
-  assign _0676_ = ~ \$signal$27 ;
-  assign _0684_ = _0676_ & ready;
-  assign _0709_ = pix_bits[1] & pix_bits[0];
-  assign _0729_ = pix_bits[0] | pix_bits[1];
-  assign _0739_ = pix_bits[2] & _0729_;
-  assign _0759_ = pix_bits[0] | pix_bits[1];
-  assign _0769_ = _0759_ | pix_bits[2];
-  assign _0777_ = pix_bits[3] & _0769_;
-  assign _0795_ = pix_bits[0] | pix_bits[1];
-  assign _0796_ = _0795_ | pix_bits[2];
+  assign _0379_ = ~ \$signal$67 ;
+  assign dropped = _0373_ & _0379_;
+  assign _0399_ = ~ done[0];
+  assign pending[0] = \$signal$71 [0] & _0399_;
+  assign _0429_ = ~ done[1];
+  assign pending[1] = \$signal$71 [1] & _0429_;
+  assign _0459_ = ~ done[2];
+  assign pending[2] = \$signal$71 [2] & _0459_;
+  assign _0484_ = ~ done[3];
+  assign pending[3] = \$signal$71 [3] & _0484_;
+  assign _0502_ = \$signal$71 [4] * 3'h4;
+  assign { _0512_[4:3], o__payload[2:0] } = _0502_ + lane;
+  assign _0522_ = | pending;
+  assign _0542_ = pending - 1'h1;
+  assign _0553_ = { 1'h0, pending } & _0542_;
+  assign _0563_ = ! _0553_;
+  assign _0572_ = ~ \$signal$71 [11];
+  assign _0581_ = _0563_ & _0572_;
+  assign _0628_ = used + sweep_now;
+  assign _0638_ = _0628_ - dropped;
+  assign _0647_ = \$signal$78  & \$signal$75 ;
+  assign _0654_ = $signed(_0638_) - $signed({ 1'h0, _0647_ });
+  assign _0665_ = used <= 9'h108;
+  assign _0672_ = ~ \$signal$27 ;
+  assign _0681_ = _0672_ & ready;
+  assign _0706_ = pix_bits[1] & pix_bits[0];
+  assign _0725_ = pix_bits[0] | pix_bits[1];
+  assign _0736_ = pix_bits[2] & _0725_;
+  assign _0755_ = pix_bits[0] | pix_bits[1];
+  assign _0765_ = _0755_ | pix_bits[2];
+  assign _0773_ = pix_bits[3] & _0765_;
+  assign _0794_ = pix_bits[0] | pix_bits[1];
+  assign _0796_ = _0794_ | pix_bits[2];
   assign _0797_ = _0796_ | pix_bits[3];
   assign _0002_ = pix_bits[4] & _0797_;
   assign _0003_ = pix_bits[0] | pix_bits[1];
@@ -2487,13 +2493,13 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign _0376_ = st2[10:4] == st3[10:4];
   assign _0377_ = st2[3] == st3[3];
   assign _0378_ = _0376_ & _0377_;
-  assign _0379_ = ! st3[1];
-  assign _0380_ = _0378_ & _0379_;
-  assign _0381_ = ! st3[1];
-  assign _0382_ = _0381_ & st3[2];
-  assign _0384_ = ~ _0382_;
+  assign _0380_ = ! st3[1];
+  assign _0381_ = _0378_ & _0380_;
+  assign _0382_ = ! st3[1];
+  assign _0383_ = _0382_ & st3[2];
+  assign _0384_ = ~ _0383_;
   assign _0385_ = st3[0] & _0384_;
-  assign _0386_ = _0380_ & _0385_;
+  assign _0386_ = _0381_ & _0385_;
   assign _0387_ = st2[10:4] == st3[10:4];
   assign _0388_ = st2[3] == st3[3];
   assign _0389_ = _0387_ & _0388_;
@@ -2506,15 +2512,15 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign _0396_ = st3[0] & _0395_;
   assign _0397_ = _0391_ & _0396_;
   assign _0398_ = st2[10:4] == st4[10:4];
-  assign _0399_ = st2[3] == st4[3];
-  assign _0400_ = _0398_ & _0399_;
-  assign _0401_ = ! st4[1];
-  assign _0402_ = _0400_ & _0401_;
+  assign _0400_ = st2[3] == st4[3];
+  assign _0401_ = _0398_ & _0400_;
+  assign _0402_ = ! st4[1];
+  assign _0403_ = _0401_ & _0402_;
   assign _0404_ = ! st4[1];
   assign _0405_ = _0404_ & st4[2];
   assign _0406_ = ~ _0405_;
   assign _0407_ = st4[0] & _0406_;
-  assign _0408_ = _0402_ & _0407_;
+  assign _0408_ = _0403_ & _0407_;
   assign _0409_ = st2[10:4] == st4[10:4];
   assign _0410_ = st2[3] == st4[3];
   assign _0411_ = _0409_ & _0410_;
@@ -2535,14 +2541,14 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign _0426_ = st5[0] & _0425_;
   assign _0427_ = _0422_ & _0426_;
   assign _0428_ = st2[10:4] == st5[10:4];
-  assign _0429_ = st2[3] == st5[3];
-  assign _0430_ = _0428_ & _0429_;
-  assign _0431_ = ! st5[1];
-  assign _0432_ = _0431_ & st5[2];
+  assign _0430_ = st2[3] == st5[3];
+  assign _0431_ = _0428_ & _0430_;
+  assign _0432_ = ! st5[1];
+  assign _0433_ = _0432_ & st5[2];
   assign _0434_ = st5[1] & st5[22];
-  assign _0435_ = _0432_ | _0434_;
+  assign _0435_ = _0433_ | _0434_;
   assign _0436_ = st5[0] & _0435_;
-  assign _0437_ = _0430_ & _0436_;
+  assign _0437_ = _0431_ & _0436_;
   assign _0438_ = st2[10:4] == st6[10:4];
   assign _0439_ = st2[3] == st6[3];
   assign _0440_ = _0438_ & _0439_;
@@ -2563,11 +2569,11 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign _0455_ = st2[10:4] == st7[10:4];
   assign _0456_ = st2[3] == st7[3];
   assign _0457_ = _0455_ & _0456_;
-  assign _0458_ = ! st7[1];
-  assign _0459_ = _0458_ & st7[2];
-  assign _0460_ = ~ _0459_;
-  assign _0461_ = st7[0] & _0460_;
-  assign _0464_ = _0457_ & _0461_;
+  assign _0460_ = ! st7[1];
+  assign _0461_ = _0460_ & st7[2];
+  assign _0462_ = ~ _0461_;
+  assign _0463_ = st7[0] & _0462_;
+  assign _0464_ = _0457_ & _0463_;
   assign _0465_ = st2[10:4] == st7[10:4];
   assign _0466_ = st2[3] == st7[3];
   assign _0467_ = _0465_ & _0466_;
@@ -2587,16 +2593,16 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign _0481_ = _0477_ | _0480_;
   assign _0482_ = ~ hit_v1;
   assign _0483_ = hit_v2 & _0482_;
-  assign _0484_ = ! st3[1];
-  assign _0485_ = _0484_ & st3[2];
-  assign _0486_ = ~ _0485_;
-  assign _0487_ = _0483_ & _0486_;
+  assign _0485_ = ! st3[1];
+  assign _0486_ = _0485_ & st3[2];
+  assign _0487_ = ~ _0486_;
+  assign _0488_ = _0483_ & _0487_;
   assign _0489_ = ~ hit_c1;
   assign _0490_ = hit_c2 & _0489_;
   assign _0491_ = ! st3[1];
   assign _0492_ = _0491_ & st3[2];
   assign _0493_ = _0490_ & _0492_;
-  assign _0494_ = _0487_ | _0493_;
+  assign _0494_ = _0488_ | _0493_;
   assign _0495_ = hit_v1 | hit_v2;
   assign _0496_ = ~ _0495_;
   assign _0497_ = hit_v3 & _0496_;
@@ -2604,79 +2610,79 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign _0499_ = _0498_ & st3[2];
   assign _0500_ = ~ _0499_;
   assign _0501_ = _0497_ & _0500_;
-  assign _0502_ = hit_v1 | hit_v2;
-  assign _0503_ = _0502_ | hit_v3;
-  assign _0504_ = ~ _0503_;
-  assign _0505_ = hit_v4 & _0504_;
+  assign _0503_ = hit_v1 | hit_v2;
+  assign _0504_ = _0503_ | hit_v3;
+  assign _0505_ = ~ _0504_;
+  assign _0506_ = hit_v4 & _0505_;
   assign _0507_ = ! st3[1];
   assign _0508_ = _0507_ & st3[2];
   assign _0509_ = ~ _0508_;
-  assign _0510_ = _0505_ & _0509_;
+  assign _0510_ = _0506_ & _0509_;
   assign _0511_ = hit_v1 | hit_v2;
-  assign _0512_ = _0511_ | hit_v3;
-  assign _0513_ = _0512_ | hit_v4;
-  assign _0514_ = ~ _0513_;
-  assign _0515_ = hit_v5 & _0514_;
+  assign _0513_ = _0511_ | hit_v3;
+  assign _0514_ = _0513_ | hit_v4;
+  assign _0515_ = ~ _0514_;
+  assign _0516_ = hit_v5 & _0515_;
   assign _0517_ = ! st3[1];
   assign _0518_ = _0517_ & st3[2];
   assign _0519_ = ~ _0518_;
-  assign _0520_ = _0515_ & _0519_;
+  assign _0520_ = _0516_ & _0519_;
   assign _0521_ = hit_v1 | hit_v2;
-  assign _0522_ = _0521_ | hit_v3;
-  assign _0523_ = _0522_ | hit_v4;
-  assign _0524_ = _0523_ | hit_v5;
-  assign _0525_ = ~ _0524_;
+  assign _0523_ = _0521_ | hit_v3;
+  assign _0524_ = _0523_ | hit_v4;
+  assign _0525_ = _0524_ | hit_v5;
+  assign _0526_ = ~ _0525_;
   assign _0527_ = ! st3[1];
   assign _0528_ = _0527_ & st3[2];
   assign _0529_ = ~ _0528_;
-  assign _0530_ = _0525_ & _0529_;
+  assign _0530_ = _0526_ & _0529_;
   assign _0531_ = hit_c1 | hit_c2;
-  assign _0532_ = ~ _0531_;
-  assign _0533_ = hit_c3 & _0532_;
-  assign _0534_ = ! st3[1];
-  assign _0535_ = _0534_ & st3[2];
-  assign _0537_ = _0533_ & _0535_;
+  assign _0533_ = ~ _0531_;
+  assign _0534_ = hit_c3 & _0533_;
+  assign _0535_ = ! st3[1];
+  assign _0536_ = _0535_ & st3[2];
+  assign _0537_ = _0534_ & _0536_;
   assign _0538_ = hit_c1 | hit_c2;
   assign _0539_ = _0538_ | hit_c3;
   assign _0540_ = ~ _0539_;
   assign _0541_ = hit_c4 & _0540_;
-  assign _0542_ = ! st3[1];
-  assign _0543_ = _0542_ & st3[2];
-  assign _0544_ = _0541_ & _0543_;
+  assign _0543_ = ! st3[1];
+  assign _0544_ = _0543_ & st3[2];
+  assign _0545_ = _0541_ & _0544_;
   assign _0546_ = hit_c1 | hit_c2;
   assign _0547_ = _0546_ | hit_c3;
   assign _0548_ = _0547_ | hit_c4;
   assign _0549_ = ~ _0548_;
   assign _0550_ = hit_c5 & _0549_;
   assign _0551_ = ! st3[1];
-  assign _0552_ = _0551_ & st3[2];
-  assign _0553_ = _0550_ & _0552_;
-  assign _0554_ = hit_c1 | hit_c2;
-  assign _0557_ = _0554_ | hit_c3;
+  assign _0554_ = _0551_ & st3[2];
+  assign _0555_ = _0550_ & _0554_;
+  assign _0556_ = hit_c1 | hit_c2;
+  assign _0557_ = _0556_ | hit_c3;
   assign _0558_ = _0557_ | hit_c4;
   assign _0559_ = _0558_ | hit_c5;
   assign _0560_ = ~ _0559_;
   assign _0561_ = ! st3[1];
   assign _0562_ = _0561_ & st3[2];
-  assign _0563_ = _0560_ & _0562_;
-  assign _0564_ = ! st3[1];
+  assign _0564_ = _0560_ & _0562_;
+  assign _0565_ = ! st3[1];
   assign _0566_ = ! st3[24:23];
   assign _0567_ = st3[1] & _0566_;
   assign _0568_ = \$signal$127 [0] ? \$signal$129 [18:0] : 19'h00000;
   assign _0569_ = \$signal$127 [1] ? \$signal$48 [18:0] : 19'h00000;
   assign _0570_ = _0568_ | _0569_;
   assign _0571_ = \$signal$127 [2] ? v_wr__data[17:0] : 18'h00000;
-  assign _0572_ = _0570_ | { _0571_[17], _0571_ };
-  assign _0573_ = \$signal$127 [3] ? res8[17:0] : 18'h00000;
-  assign _0574_ = _0572_ | { _0573_[17], _0573_ };
-  assign _0575_ = \$signal$127 [4] ? res9[17:0] : 18'h00000;
-  assign _0577_ = _0574_ | { _0575_[17], _0575_ };
+  assign _0573_ = _0570_ | { _0571_[17], _0571_ };
+  assign _0574_ = \$signal$127 [3] ? res8[17:0] : 18'h00000;
+  assign _0575_ = _0573_ | { _0574_[17], _0574_ };
+  assign _0576_ = \$signal$127 [4] ? res9[17:0] : 18'h00000;
+  assign _0577_ = _0575_ | { _0576_[17], _0576_ };
   assign _0578_ = \$signal$127 [5] ? v_raw[17:0] : 18'h00000;
   assign _0579_ = _0577_ | { _0578_[17], _0578_ };
   assign _0580_ = \$signal$127 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0581_ = _0579_ | { _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_ };
-  assign _0582_ = \$signal$127 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _0583_ = _0581_ | { _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_[1], _0582_ };
+  assign _0582_ = _0579_ | { _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_ };
+  assign _0583_ = \$signal$127 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _0584_ = _0582_ | { _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_ };
   assign _0585_ = \$signal$128 [0] ? addend[14:0] : 15'h0000;
   assign _0586_ = \$signal$128 [1] ? b_raw[14:0] : 15'h0000;
   assign _0587_ = _0585_ | _0586_;
@@ -2688,7 +2694,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign _0593_ = _0591_ | { _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_ };
   assign _0594_ = \$signal$128 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign _0595_ = _0593_ | { _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_ };
-  assign _0596_ = $signed(_0583_) + $signed(_0595_);
+  assign _0596_ = $signed(_0584_) + $signed(_0595_);
   assign _0597_ = \$signal$127 [0] ? \$signal$129 [37:19] : 19'h00000;
   assign _0598_ = \$signal$127 [1] ? \$signal$48 [37:19] : 19'h00000;
   assign _0599_ = _0597_ | _0598_;
@@ -2720,56 +2726,56 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign _0625_ = \$signal$127 [1] ? \$signal$48 [56:38] : 19'h00000;
   assign _0626_ = _0624_ | _0625_;
   assign _0627_ = \$signal$127 [2] ? v_wr__data[53:36] : 18'h00000;
-  assign _0628_ = _0626_ | { _0627_[17], _0627_ };
-  assign _0629_ = \$signal$127 [3] ? res8[53:36] : 18'h00000;
-  assign _0630_ = _0628_ | { _0629_[17], _0629_ };
-  assign _0631_ = \$signal$127 [4] ? res9[53:36] : 18'h00000;
-  assign _0633_ = _0630_ | { _0631_[17], _0631_ };
+  assign _0629_ = _0626_ | { _0627_[17], _0627_ };
+  assign _0630_ = \$signal$127 [3] ? res8[53:36] : 18'h00000;
+  assign _0631_ = _0629_ | { _0630_[17], _0630_ };
+  assign _0632_ = \$signal$127 [4] ? res9[53:36] : 18'h00000;
+  assign _0633_ = _0631_ | { _0632_[17], _0632_ };
   assign _0634_ = \$signal$127 [5] ? v_raw[53:36] : 18'h00000;
   assign _0635_ = _0633_ | { _0634_[17], _0634_ };
   assign _0636_ = \$signal$127 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0637_ = _0635_ | { _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_ };
-  assign _0638_ = \$signal$127 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0639_ = _0637_ | { _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_[1], _0638_ };
+  assign _0639_ = _0635_ | { _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_ };
+  assign _0640_ = \$signal$127 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0641_ = _0639_ | { _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_ };
   assign _0642_ = \$signal$128 [0] ? addend[44:30] : 15'h0000;
   assign _0643_ = \$signal$128 [1] ? b_raw[44:30] : 15'h0000;
   assign _0644_ = _0642_ | _0643_;
   assign _0645_ = \$signal$128 [2] ? \$signal$129 [56:38] : 19'h00000;
   assign _0646_ = { _0644_[14], _0644_[14], _0644_[14], _0644_[14], _0644_ } | _0645_;
-  assign _0647_ = \$signal$128 [3] ? \$signal$48 [56:38] : 19'h00000;
-  assign _0648_ = _0646_ | _0647_;
+  assign _0648_ = \$signal$128 [3] ? \$signal$48 [56:38] : 19'h00000;
+  assign _0649_ = _0646_ | _0648_;
   assign _0650_ = \$signal$128 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0651_ = _0648_ | { _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_ };
+  assign _0651_ = _0649_ | { _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_ };
   assign _0652_ = \$signal$128 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign _0653_ = _0651_ | { _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_ };
-  assign _0654_ = $signed(_0639_) + $signed(_0653_);
-  assign _0655_ = \$signal$127 [0] ? \$signal$129 [75:57] : 19'h00000;
-  assign _0656_ = \$signal$127 [1] ? \$signal$48 [75:57] : 19'h00000;
-  assign _0657_ = _0655_ | _0656_;
+  assign _0655_ = $signed(_0641_) + $signed(_0653_);
+  assign _0656_ = \$signal$127 [0] ? \$signal$129 [75:57] : 19'h00000;
+  assign _0657_ = \$signal$127 [1] ? \$signal$48 [75:57] : 19'h00000;
+  assign _0658_ = _0656_ | _0657_;
   assign _0659_ = \$signal$127 [2] ? v_wr__data[71:54] : 18'h00000;
-  assign _0660_ = _0657_ | { _0659_[17], _0659_ };
+  assign _0660_ = _0658_ | { _0659_[17], _0659_ };
   assign _0661_ = \$signal$127 [3] ? res8[71:54] : 18'h00000;
   assign _0662_ = _0660_ | { _0661_[17], _0661_ };
   assign _0663_ = \$signal$127 [4] ? res9[71:54] : 18'h00000;
   assign _0664_ = _0662_ | { _0663_[17], _0663_ };
-  assign _0665_ = \$signal$127 [5] ? v_raw[71:54] : 18'h00000;
-  assign _0666_ = _0664_ | { _0665_[17], _0665_ };
+  assign _0666_ = \$signal$127 [5] ? v_raw[71:54] : 18'h00000;
+  assign _0667_ = _0664_ | { _0666_[17], _0666_ };
   assign _0668_ = \$signal$127 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0669_ = _0666_ | { _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_ };
+  assign _0669_ = _0667_ | { _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_ };
   assign _0670_ = \$signal$127 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign _0671_ = _0669_ | { _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_ };
-  assign _0672_ = \$signal$128 [0] ? addend[59:45] : 15'h0000;
-  assign _0673_ = \$signal$128 [1] ? b_raw[59:45] : 15'h0000;
-  assign _0674_ = _0672_ | _0673_;
-  assign _0675_ = \$signal$128 [2] ? \$signal$129 [75:57] : 19'h00000;
-  assign _0677_ = { _0674_[14], _0674_[14], _0674_[14], _0674_[14], _0674_ } | _0675_;
+  assign _0673_ = \$signal$128 [0] ? addend[59:45] : 15'h0000;
+  assign _0674_ = \$signal$128 [1] ? b_raw[59:45] : 15'h0000;
+  assign _0675_ = _0673_ | _0674_;
+  assign _0676_ = \$signal$128 [2] ? \$signal$129 [75:57] : 19'h00000;
+  assign _0677_ = { _0675_[14], _0675_[14], _0675_[14], _0675_[14], _0675_ } | _0676_;
   assign _0678_ = \$signal$128 [3] ? \$signal$48 [75:57] : 19'h00000;
   assign _0679_ = _0677_ | _0678_;
   assign _0680_ = \$signal$128 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0681_ = _0679_ | { _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_ };
-  assign _0682_ = \$signal$128 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0683_ = _0681_ | { _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_[1], _0682_ };
-  assign _0685_ = $signed(_0671_) + $signed(_0683_);
+  assign _0682_ = _0679_ | { _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_ };
+  assign _0683_ = \$signal$128 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0684_ = _0682_ | { _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_ };
+  assign _0685_ = $signed(_0671_) + $signed(_0684_);
   assign _0686_ = ! st5[24:23];
   assign _0687_ = st5[1] & _0686_;
   assign _0688_ = $signed(\$signal$129 [18:0]) > $signed(16'h459f);
@@ -2790,9 +2796,9 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign _0703_ = $signed(\$signal$129 [75:57]) > $signed(16'h459f);
   assign _0704_ = _0702_ & _0703_;
   assign _0705_ = _0704_ ? 19'h0459f : \$signal$129 [75:57];
-  assign _0706_ = st6[0] & st6[1];
-  assign _0707_ = any_spike | st6[25];
-  assign _0708_ = _0706_ & _0707_;
+  assign _0707_ = st6[0] & st6[1];
+  assign _0708_ = any_spike | st6[25];
+  assign _0709_ = _0707_ & _0708_;
   assign _0710_ = st7[0] & st7[1];
   assign _0711_ = pos1 == 3'h7;
   assign _0712_ = pos2 == 3'h7;
@@ -2808,13 +2814,13 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign _0722_ = 1'h1 << lane;
   assign _0723_ = { 3'h0, done } | _0722_;
   always @(posedge clk)
-    used <= _0724_;
+    used <= _0726_;
   always @(posedge clk)
-    credit <= _0725_;
+    credit <= _0727_;
   always @(posedge clk)
-    pix_bits <= _0726_;
+    pix_bits <= _0728_;
   always @(posedge clk)
-    \$signal$27  <= _0727_;
+    \$signal$27  <= _0729_;
   always @(posedge clk)
     \$signal$30  <= _0730_;
   always @(posedge clk)
@@ -2828,11 +2834,11 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   always @(posedge clk)
     ev_x <= _0735_;
   always @(posedge clk)
-    nxt_x <= _0736_;
+    nxt_x <= _0737_;
   always @(posedge clk)
-    \$like$86  <= _0737_;
+    \$like$86  <= _0738_;
   always @(posedge clk)
-    \$like  <= _0738_;
+    \$like  <= _0739_;
   always @(posedge clk)
     full1 <= _0740_;
   always @(posedge clk)
@@ -2864,13 +2870,13 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   always @(posedge clk)
     st2 <= _0754_;
   always @(posedge clk)
-    st3 <= _0755_;
+    st3 <= _0756_;
   always @(posedge clk)
-    st4 <= _0756_;
+    st4 <= _0757_;
   always @(posedge clk)
-    st5 <= _0757_;
+    st5 <= _0758_;
   always @(posedge clk)
-    st6 <= _0758_;
+    st6 <= _0759_;
   always @(posedge clk)
     st7 <= _0760_;
   always @(posedge clk)
@@ -2882,13 +2888,13 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   always @(posedge clk)
     w2_0_2 <= _0764_;
   always @(posedge clk)
-    w2_0_3 <= _0765_;
+    w2_0_3 <= _0766_;
   always @(posedge clk)
-    addend <= _0766_;
+    addend <= _0767_;
   always @(posedge clk)
-    v_raw <= _0767_;
+    v_raw <= _0768_;
   always @(posedge clk)
-    b_raw <= _0768_;
+    b_raw <= _0769_;
   always @(posedge clk)
     res8 <= _0770_;
   always @(posedge clk)
@@ -2898,13 +2904,13 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   always @(posedge clk)
     cres9 <= _0772_;
   always @(posedge clk)
-    hit_v1 <= _0773_;
+    hit_v1 <= _0774_;
   always @(posedge clk)
-    hit_c1 <= _0774_;
+    hit_c1 <= _0775_;
   always @(posedge clk)
-    hit_v2 <= _0775_;
+    hit_v2 <= _0776_;
   always @(posedge clk)
-    hit_c2 <= _0776_;
+    hit_c2 <= _0777_;
   always @(posedge clk)
     hit_v3 <= _0778_;
   always @(posedge clk)
@@ -2938,17 +2944,17 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   always @(posedge clk)
     pos2 <= _0793_;
   always @(posedge clk)
-    done <= _0794_;
+    done <= _0795_;
   assign _0000_ = ~ sweep_now;
   assign _0087_ = ~ \$signal ;
   assign en = _0000_ & _0087_;
   assign _0176_ = ~ \$signal ;
   assign _0264_ = op_valid & _0176_;
   assign _0363_ = ~ \$signal$27 ;
-  assign _0462_ = _0363_ & ready;
-  assign _0555_ = \$signal$30  & ready;
-  assign _0640_ = \$signal$27  | _0555_;
-  assign _0728_ = _0640_ & more_pixels;
+  assign _0458_ = _0363_ & ready;
+  assign _0552_ = \$signal$30  & ready;
+  assign _0637_ = \$signal$27  | _0552_;
+  assign _0724_ = _0637_ & more_pixels;
   assign _0001_ = ~ \$signal ;
   assign _0010_ = credit & _0001_;
   assign active = \issue.valid  | \$signal ;
@@ -2958,19 +2964,17 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign _0070_ = $signed(diff0) >= $signed(1'h0);
   assign _0079_ = st6[24:23] == 2'h3;
   assign _0088_ = $signed(diff0) >= $signed(1'h0);
-  assign _0097_ = _0088_ ? diff0 : { \$signal$48 [18], \$signal$48 [18:0] };
+  assign _0097_ = _0088_ ? { diff0[17], diff0 } : \$signal$48 [18:0];
   assign _0123_ = $signed(\$signal$48 [37:19]) - $signed({ 1'h0, _0115_ });
   assign _0131_ = $signed(diff1) >= $signed(1'h0);
   assign _0141_ = st6[24:23] == 2'h3;
   assign _0151_ = $signed(diff1) >= $signed(1'h0);
-  assign _0158_ = _0151_ ? diff1 : { \$signal$48 [37], \$signal$48 [37:19] };
-  assign _0187_ = $signed(\$signal$48 [56:38]) - $signed({ 1'h0, _0177_ });
   assign _0798_ = o__ready ? 4'h0 : done;
   assign _0799_ = _0721_ ? (* full_case = 32'd1 *) 4'h0 : _0723_[3:0];
   assign _0800_ = o__ready ? _0799_ : done;
   assign _0801_ = _0716_ ? (* full_case = 32'd1 *) _0800_ : _0798_;
   assign _0802_ = \$signal$75  ? _0801_ : done;
-  assign _0794_ = rst ? 4'h0 : _0802_;
+  assign _0795_ = rst ? 4'h0 : _0802_;
   assign _0803_ = _0712_ ? (* full_case = 32'd1 *) 3'h0 : _0713_[2:0];
   assign _0804_ = _0711_ ? _0803_ : pos2;
   assign _0805_ = \pos0$63  ? _0804_ : pos2;
@@ -2986,7 +2990,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign _0813_ = st7[25] ? (* full_case = 32'd1 *) 1'h0 : _0812_;
   assign _0814_ = _0710_ ? _0813_ : \pos0$63 ;
   assign _0791_ = rst ? 1'h0 : _0814_;
-  assign _0790_ = rst ? 1'h0 : _0708_;
+  assign _0790_ = rst ? 1'h0 : _0709_;
   assign _0789_ = rst ? 12'h000 : { st6[25], 7'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
   assign _0788_ = rst ? 72'h000000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
   assign _0787_[75:57] = rst ? 19'h00000 : _0705_;
@@ -2996,42 +3000,42 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign _0786_[75:57] = rst ? 19'h00000 : _0685_[18:0];
   assign _0786_[37:19] = rst ? 19'h00000 : _0623_[18:0];
   assign _0786_[18:0] = rst ? 19'h00000 : _0596_[18:0];
-  assign _0786_[56:38] = rst ? 19'h00000 : _0654_[18:0];
-  assign _0785_ = rst ? 8'h00 : { 6'h00, _0567_, _0564_ };
-  assign _0784_ = rst ? 10'h000 : { _0563_, _0553_, _0544_, _0537_, _0530_, _0520_, _0510_, _0501_, _0494_, _0481_ };
+  assign _0786_[56:38] = rst ? 19'h00000 : _0655_[18:0];
+  assign _0785_ = rst ? 8'h00 : { 6'h00, _0567_, _0565_ };
+  assign _0784_ = rst ? 10'h000 : { _0564_, _0555_, _0545_, _0537_, _0530_, _0520_, _0510_, _0501_, _0494_, _0481_ };
   assign _0783_ = rst ? 1'h0 : _0473_;
   assign _0782_ = rst ? 1'h0 : _0464_;
   assign _0781_ = rst ? 1'h0 : _0454_;
   assign _0780_ = rst ? 1'h0 : _0445_;
   assign _0779_ = rst ? 1'h0 : _0437_;
   assign _0778_ = rst ? 1'h0 : _0427_;
-  assign _0776_ = rst ? 1'h0 : _0419_;
-  assign _0775_ = rst ? 1'h0 : _0408_;
-  assign _0774_ = rst ? 1'h0 : _0397_;
-  assign _0773_ = rst ? 1'h0 : _0386_;
+  assign _0777_ = rst ? 1'h0 : _0419_;
+  assign _0776_ = rst ? 1'h0 : _0408_;
+  assign _0775_ = rst ? 1'h0 : _0397_;
+  assign _0774_ = rst ? 1'h0 : _0386_;
   assign _0772_ = rst ? 4'h0 : cres8;
   assign _0771_ = rst ? 72'h000000000000000000 : res8;
   assign _0770_ = rst ? 72'h000000000000000000 : v_wr__data;
-  assign _0768_ = rst ? 60'h000000000000000 : b_rd__data;
-  assign _0767_ = rst ? 72'h000000000000000000 : \$signature__data$107 ;
+  assign _0769_ = rst ? 60'h000000000000000 : b_rd__data;
+  assign _0768_ = rst ? 72'h000000000000000000 : \$signature__data$107 ;
   assign _0815_ = st3[16] ? addend[59:45] : w2_0_3;
-  assign _0766_[59:45] = rst ? 15'h0000 : _0815_;
+  assign _0767_[59:45] = rst ? 15'h0000 : _0815_;
   assign _0816_ = st3[16] ? addend[29:15] : w2_0_1;
-  assign _0766_[29:15] = rst ? 15'h0000 : _0816_;
+  assign _0767_[29:15] = rst ? 15'h0000 : _0816_;
   assign _0817_ = st3[16] ? addend[14:0] : w2_0_0;
-  assign _0766_[14:0] = rst ? 15'h0000 : _0817_;
+  assign _0767_[14:0] = rst ? 15'h0000 : _0817_;
   assign _0818_ = st3[16] ? addend[44:30] : w2_0_2;
-  assign _0766_[44:30] = rst ? 15'h0000 : _0818_;
-  assign _0765_ = rst ? 15'h0000 : _0375_;
+  assign _0767_[44:30] = rst ? 15'h0000 : _0818_;
+  assign _0766_ = rst ? 15'h0000 : _0375_;
   assign _0764_ = rst ? 15'h0000 : _0374_;
   assign _0763_ = rst ? 15'h0000 : _0372_;
   assign _0762_ = rst ? 15'h0000 : _0371_;
   assign _0761_ = rst ? 32'd0 : \$signature__data ;
   assign _0760_ = rst ? 27'h0000000 : st6;
-  assign _0758_ = rst ? 27'h0000000 : st5;
-  assign _0757_ = rst ? 27'h0000000 : st4;
-  assign _0756_ = rst ? 27'h0000000 : st3;
-  assign _0755_ = rst ? 27'h0000000 : st2;
+  assign _0759_ = rst ? 27'h0000000 : st5;
+  assign _0758_ = rst ? 27'h0000000 : st4;
+  assign _0757_ = rst ? 27'h0000000 : st3;
+  assign _0756_ = rst ? 27'h0000000 : st2;
   assign _0754_ = rst ? 27'h0000000 : st1;
   assign _0753_ = rst ? 27'h0000000 : st0;
   assign _0752_ = rst ? 27'h0000000 : { pos0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , \issue.bank , 1'h0, \issue.kind , \issue.valid  };
@@ -3132,7 +3136,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign _0872_ = _0355_ ? 1'h0 : _0871_;
   assign _0873_ = _0874_ ? _0872_ : \$like ;
   assign _0874_ = ! fsm_state;
-  assign _0738_ = rst ? 1'h0 : _0873_;
+  assign _0739_ = rst ? 1'h0 : _0873_;
   assign _0875_ = _0347_ ? (* full_case = 32'd1 *) 3'h0 : _0349_[2:0];
   assign _0876_ = _0346_ ? _0875_ : \$like$86 ;
   assign _0877_ = \$signal$82  ? _0876_ : \$like$86 ;
@@ -3140,14 +3144,14 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign _0879_ = _0355_ ? 3'h0 : _0878_;
   assign _0880_ = _0881_ ? _0879_ : \$like$86 ;
   assign _0881_ = ! fsm_state;
-  assign _0737_ = rst ? 3'h0 : _0880_;
+  assign _0738_ = rst ? 3'h0 : _0880_;
   assign _0882_ = _0346_ ? (* full_case = 32'd1 *) 3'h0 : _0350_[2:0];
   assign _0883_ = \$signal$82  ? _0882_ : nxt_x;
   assign _0884_ = _0325_ ? _0883_ : nxt_x;
   assign _0885_ = _0355_ ? 3'h0 : _0884_;
   assign _0886_ = _0887_ ? _0885_ : nxt_x;
   assign _0887_ = ! fsm_state;
-  assign _0736_ = rst ? 3'h0 : _0886_;
+  assign _0737_ = rst ? 3'h0 : _0886_;
   assign _0888_ = \$signal$82  ? nxt_x : ev_x;
   assign _0889_ = _0325_ ? _0888_ : ev_x;
   assign _0890_ = _0891_ ? _0889_ : ev_x;
@@ -3175,48 +3179,48 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign _0908_ = _0909_ ? _0907_ : pixel_count;
   assign _0909_ = ! fsm_state;
   assign _0731_ = rst ? 7'h00 : _0908_;
-  assign _0910_ = _0684_ ? _0322_ : \$signal$30 ;
+  assign _0910_ = _0681_ ? _0322_ : \$signal$30 ;
   assign _0911_ = \$signal$82  ? _0343_ : _0910_;
   assign _0912_ = _0325_ ? _0911_ : _0910_;
   assign _0913_ = _0914_ ? _0912_ : \$signal$30 ;
   assign _0914_ = ! fsm_state;
   assign _0730_ = rst ? 1'h0 : _0913_;
-  assign _0915_ = _0684_ ? _0052_ : \$signal$27 ;
+  assign _0915_ = _0681_ ? _0052_ : \$signal$27 ;
   assign _0916_ = \$signal$82  ? _0326_ : _0915_;
   assign _0917_ = _0325_ ? _0916_ : _0915_;
   assign _0918_ = _0919_ ? _0917_ : \$signal$27 ;
   assign _0919_ = ! fsm_state;
-  assign _0727_ = rst ? 1'h1 : _0918_;
-  assign _0920_ = _0684_ ? { _0021_, _0014_, _0007_, _0002_, _0777_, _0739_, _0709_, 1'h0 } : pix_bits;
+  assign _0729_ = rst ? 1'h1 : _0918_;
+  assign _0920_ = _0681_ ? { _0021_, _0014_, _0007_, _0002_, _0773_, _0736_, _0706_, 1'h0 } : pix_bits;
   assign _0921_ = \$signal$82  ? \$signal$83  : _0920_;
   assign _0922_ = _0325_ ? _0921_ : _0920_;
   assign _0923_ = _0924_ ? _0922_ : pix_bits;
   assign _0924_ = ! fsm_state;
-  assign _0726_ = rst ? 8'h00 : _0923_;
-  assign _0725_ = rst ? 1'h0 : _0667_;
-  assign _0724_ = rst ? 9'h000 : _0658_[8:0];
+  assign _0728_ = rst ? 8'h00 : _0923_;
+  assign _0727_ = rst ? 1'h0 : _0665_;
+  assign _0726_ = rst ? 9'h000 : _0654_[8:0];
   assign _0925_ = o__ready ? 1'h1 : 1'h0;
-  assign _0926_ = _0584_ ? 1'h1 : 1'h0;
+  assign _0926_ = _0581_ ? 1'h1 : 1'h0;
   assign _0927_ = o__ready ? _0926_ : 1'h0;
-  assign _0928_ = _0526_ ? (* full_case = 32'd1 *) _0927_ : _0925_;
+  assign _0928_ = _0522_ ? (* full_case = 32'd1 *) _0927_ : _0925_;
   assign \$signal$78  = \$signal$75  ? _0928_ : 1'h0;
   assign o__valid = \$signal$75  ? 1'h1 : 1'h0;
-  assign _0929_ = _0526_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign _0929_ = _0522_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
   assign \o__payload.end  = \$signal$75  ? _0929_ : 1'h0;
-  assign _0930_ = _0526_ ? (* full_case = 32'd1 *) _0536_ : 1'h0;
+  assign _0930_ = _0522_ ? (* full_case = 32'd1 *) _0532_ : 1'h0;
   assign \o__payload.count  = \$signal$75  ? _0930_ : 1'h0;
   assign _0931_ = pending[3] ? 2'h3 : 2'h0;
   assign _0932_ = pending[2] ? 2'h2 : _0931_;
   assign _0933_ = pending[1] ? 2'h1 : _0932_;
   assign lane = pending[0] ? 2'h0 : _0933_;
-  assign diff3 = st6[1] ? (* full_case = 32'd1 *) _0247_ : 20'h00000;
-  assign diff2 = st6[1] ? (* full_case = 32'd1 *) _0187_ : 20'h00000;
-  assign diff1 = st6[1] ? (* full_case = 32'd1 *) _0123_ : 20'h00000;
+  assign diff3 = st6[1] ? (* full_case = 32'd1 *) _0247_[17:0] : 18'h00000;
+  assign diff2 = st6[1] ? (* full_case = 32'd1 *) _0187_[17:0] : 18'h00000;
+  assign diff1 = st6[1] ? (* full_case = 32'd1 *) _0123_[17:0] : 18'h00000;
   assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0255_ : 1'h0;
   assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0194_ : 1'h0;
   assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0131_ : 1'h0;
   assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0070_ : 1'h0;
-  assign diff0 = st6[1] ? (* full_case = 32'd1 *) _0060_ : 20'h00000;
+  assign diff0 = st6[1] ? (* full_case = 32'd1 *) _0060_[17:0] : 18'h00000;
   assign _0934_ = _0265_ ? (* full_case = 32'd1 *) 18'h00000 : _0284_[17:0];
   assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0934_ : \$signal$48 [74:57];
   assign _0935_ = _0203_ ? (* full_case = 32'd1 *) 18'h00000 : _0221_[17:0];
@@ -3227,10 +3231,10 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0937_ : \$signal$48 [17:0];
   assign _0938_ = _0010_ ? 1'h1 : 1'h0;
   assign sweep_now = fire_state ? (* full_case = 32'd1 *) _0938_ : 1'h0;
-  assign _0939_ = _0728_ ? 1'h1 : 1'h0;
+  assign _0939_ = _0724_ ? 1'h1 : 1'h0;
   assign \$signal$32  = _0940_ ? _0939_ : 1'h0;
   assign _0940_ = ! fsm_state;
-  assign _0941_ = _0462_ ? 1'h1 : 1'h0;
+  assign _0941_ = _0458_ ? 1'h1 : 1'h0;
   assign load = _0942_ ? _0941_ : 1'h0;
   assign _0942_ = ! fsm_state;
   assign _0943_ = pix_bits[7] ? 3'h7 : 3'h0;
@@ -3312,103 +3316,103 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
         _2050_ = a;
     endcase
   endfunction
-  assign _0536_ = _2050_(1'hx, { \$signal$71 [0], \$signal$71 [1], \$signal$71 [2], \$signal$71 [3] }, { _0964_, _0963_, _0962_, _0961_ });
+  assign _0532_ = _2050_(1'hx, { \$signal$71 [0], \$signal$71 [1], \$signal$71 [2], \$signal$71 [3] }, { _0964_, _0963_, _0962_, _0961_ });
   assign _0961_ = lane == (* full_case = 32'd1 *) 2'h3;
   assign _0962_ = lane == (* full_case = 32'd1 *) 2'h2;
   assign _0963_ = lane == (* full_case = 32'd1 *) 2'h1;
   assign _0964_ = ! (* full_case = 32'd1 *) lane;
-  function [17:0] _2055_;
-    input [17:0] a;
-    input [71:0] b;
+  function [13:0] _2055_;
+    input [13:0] a;
+    input [55:0] b;
     input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
       4'b???1:
-        _2055_ = b[17:0];
+        _2055_ = b[13:0];
       4'b??1?:
-        _2055_ = b[35:18];
+        _2055_ = b[27:14];
       4'b?1??:
-        _2055_ = b[53:36];
+        _2055_ = b[41:28];
       4'b1???:
-        _2055_ = b[71:54];
+        _2055_ = b[55:42];
       default:
         _2055_ = a;
     endcase
   endfunction
-  assign _0237_ = _2055_(18'hxxxxx, 72'h08b401168022d0045a, { _0968_, _0967_, _0966_, _0965_ });
+  assign _0237_ = _2055_(14'hxxxx, 56'h8b4116822d045a, { _0968_, _0967_, _0966_, _0965_ });
   assign _0965_ = st6[24:23] == (* full_case = 32'd1 *) 2'h3;
   assign _0966_ = st6[24:23] == (* full_case = 32'd1 *) 2'h2;
   assign _0967_ = st6[24:23] == (* full_case = 32'd1 *) 2'h1;
   assign _0968_ = ! (* full_case = 32'd1 *) st6[24:23];
-  function [17:0] _2060_;
-    input [17:0] a;
-    input [71:0] b;
+  function [13:0] _2060_;
+    input [13:0] a;
+    input [55:0] b;
     input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
       4'b???1:
-        _2060_ = b[17:0];
+        _2060_ = b[13:0];
       4'b??1?:
-        _2060_ = b[35:18];
+        _2060_ = b[27:14];
       4'b?1??:
-        _2060_ = b[53:36];
+        _2060_ = b[41:28];
       4'b1???:
-        _2060_ = b[71:54];
+        _2060_ = b[55:42];
       default:
         _2060_ = a;
     endcase
   endfunction
-  assign _0177_ = _2060_(18'hxxxxx, 72'h08b401168022d0045a, { _0972_, _0971_, _0970_, _0969_ });
+  assign _0177_ = _2060_(14'hxxxx, 56'h8b4116822d045a, { _0972_, _0971_, _0970_, _0969_ });
   assign _0969_ = st6[24:23] == (* full_case = 32'd1 *) 2'h3;
   assign _0970_ = st6[24:23] == (* full_case = 32'd1 *) 2'h2;
   assign _0971_ = st6[24:23] == (* full_case = 32'd1 *) 2'h1;
   assign _0972_ = ! (* full_case = 32'd1 *) st6[24:23];
-  function [17:0] _2065_;
-    input [17:0] a;
-    input [71:0] b;
+  function [13:0] _2065_;
+    input [13:0] a;
+    input [55:0] b;
     input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
       4'b???1:
-        _2065_ = b[17:0];
+        _2065_ = b[13:0];
       4'b??1?:
-        _2065_ = b[35:18];
+        _2065_ = b[27:14];
       4'b?1??:
-        _2065_ = b[53:36];
+        _2065_ = b[41:28];
       4'b1???:
-        _2065_ = b[71:54];
+        _2065_ = b[55:42];
       default:
         _2065_ = a;
     endcase
   endfunction
-  assign _0115_ = _2065_(18'hxxxxx, 72'h08b401168022d0045a, { _0976_, _0975_, _0974_, _0973_ });
+  assign _0115_ = _2065_(14'hxxxx, 56'h8b4116822d045a, { _0976_, _0975_, _0974_, _0973_ });
   assign _0973_ = st6[24:23] == (* full_case = 32'd1 *) 2'h3;
   assign _0974_ = st6[24:23] == (* full_case = 32'd1 *) 2'h2;
   assign _0975_ = st6[24:23] == (* full_case = 32'd1 *) 2'h1;
   assign _0976_ = ! (* full_case = 32'd1 *) st6[24:23];
-  function [17:0] _2070_;
-    input [17:0] a;
-    input [71:0] b;
+  function [13:0] _2070_;
+    input [13:0] a;
+    input [55:0] b;
     input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
       4'b???1:
-        _2070_ = b[17:0];
+        _2070_ = b[13:0];
       4'b??1?:
-        _2070_ = b[35:18];
+        _2070_ = b[27:14];
       4'b?1??:
-        _2070_ = b[53:36];
+        _2070_ = b[41:28];
       4'b1???:
-        _2070_ = b[71:54];
+        _2070_ = b[55:42];
       default:
         _2070_ = a;
     endcase
   endfunction
-  assign _0053_ = _2070_(18'hxxxxx, 72'h08b401168022d0045a, { _0980_, _0979_, _0978_, _0977_ });
+  assign _0053_ = _2070_(14'hxxxx, 56'h8b4116822d045a, { _0980_, _0979_, _0978_, _0977_ });
   assign _0977_ = st6[24:23] == (* full_case = 32'd1 *) 2'h3;
   assign _0978_ = st6[24:23] == (* full_case = 32'd1 *) 2'h2;
   assign _0979_ = st6[24:23] == (* full_case = 32'd1 *) 2'h1;
@@ -3425,25 +3429,25 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$3489$0 (\bit ),
+    .\port$3505$0 (\bit ),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv1.pixel_skid  pixel_skid (
     .clk(clk),
     .\port$0$2 (pixels__payload),
-    .\port$1261$0 (pixels__ready),
-    .\port$3491$0 (\$signal$32 ),
-    .\port$3709$0 (\$signal$83 ),
-    .\port$3711$0 (\$signal$82 ),
+    .\port$1265$0 (pixels__ready),
+    .\port$3507$0 (\$signal$32 ),
+    .\port$3725$0 (\$signal$83 ),
+    .\port$3727$0 (\$signal$82 ),
     .\port$5$0 (pixels__valid),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv1.queue  queue (
     .clk(clk),
-    .\port$3505$0 (\$signal$78 ),
-    .\port$3699$0 (\$signal$71 ),
-    .\port$3701$0 (\$signal$75 ),
+    .\port$3521$0 (\$signal$78 ),
+    .\port$3715$0 (\$signal$71 ),
+    .\port$3717$0 (\$signal$75 ),
     .rst(rst),
     .w_data({ entry7[11], pos1, pos2, \pos0$63 , entry7[3:0] }),
     .w_en(\$signal$67 )
@@ -3675,7 +3679,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \issue.last_step  = 1'h0;
   assign \issue.proj  = 1'h0;
   assign \issue.cur  = 1'h0;
-  assign _0516_[2:0] = o__payload[2:0];
+  assign _0512_[2:0] = o__payload[2:0];
   assign _0353_[0] = v_wr__en;
   assign _0300_[7:0] = v_wr__addr;
   assign _0035_[7:0] = \$signature__addr$43 ;
@@ -3704,7 +3708,7 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3489$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
+module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3505$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
   wire _000_;
   wire [2:0] _001_;
   wire [8:0] _002_;
@@ -3955,8 +3959,8 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3489$0 , loa
   reg op_valid = 1'h0;
   output [4:0] op_waddr;
   reg [4:0] op_waddr = 5'h00;
-  input [2:0] \port$3489$0 ;
-  wire [2:0] \port$3489$0 ;
+  input [2:0] \port$3505$0 ;
+  wire [2:0] \port$3505$0 ;
   reg [4:0] r_step = 5'h00;
   output ready;
   wire ready;
@@ -4080,7 +4084,7 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3489$0 , loa
   assign _096_ = _040_ ? _095_ : g;
   assign _097_ = load ? 1'h0 : _096_;
   assign _043_ = rst ? 1'h0 : _097_;
-  assign _098_ = load ? { 1'h0, \port$3489$0  } : op_shift;
+  assign _098_ = load ? { 1'h0, \port$3505$0  } : op_shift;
   assign _042_ = rst ? 4'h0 : _098_;
   assign _099_ = load ? 1'h1 : op_count;
   assign _041_ = rst ? 1'h0 : _099_;
@@ -4552,7 +4556,7 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3489$0 , loa
   assign _201_ = ev_y == (* full_case = 32'd1 *) 3'h2;
   assign _202_ = ev_y == (* full_case = 32'd1 *) 3'h1;
   assign _203_ = ! (* full_case = 32'd1 *) ev_y;
-  assign ev_shift = { 1'h0, \port$3489$0  };
+  assign ev_shift = { 1'h0, \port$3505$0  };
   assign ev_count = 1'h1;
   assign waddr = op_waddr;
   assign addr = op_addr;
@@ -4563,7 +4567,7 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3489$0 , loa
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1261$0 , \port$3491$0 , \port$3709$0 , \port$3711$0 , \port$0$2 );
+module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1265$0 , \port$3507$0 , \port$3725$0 , \port$3727$0 , \port$0$2 );
   wire _00_;
   wire _01_;
   wire _02_;
@@ -4593,14 +4597,14 @@ module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$126
   wire clk;
   input [7:0] \port$0$2 ;
   wire [7:0] \port$0$2 ;
-  output \port$1261$0 ;
-  wire \port$1261$0 ;
-  input \port$3491$0 ;
-  wire \port$3491$0 ;
-  output [7:0] \port$3709$0 ;
-  wire [7:0] \port$3709$0 ;
-  output \port$3711$0 ;
-  wire \port$3711$0 ;
+  output \port$1265$0 ;
+  wire \port$1265$0 ;
+  input \port$3507$0 ;
+  wire \port$3507$0 ;
+  output [7:0] \port$3725$0 ;
+  wire [7:0] \port$3725$0 ;
+  output \port$3727$0 ;
+  wire \port$3727$0 ;
   input \port$5$0 ;
   wire \port$5$0 ;
   input rst;
@@ -4609,7 +4613,7 @@ module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$126
   wire take;
   assign take = \port$5$0  & _00_;
   assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3491$0  | _01_;
+  assign _02_ = \port$3507$0  | _01_;
   always @(posedge clk)
     \$signal$9  <= _03_;
   always @(posedge clk)
@@ -4635,16 +4639,16 @@ module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$126
   assign _16_ = spare_valid ? \$signal$10  : _15_;
   assign _17_ = _02_ ? _16_ : \$signal$9 ;
   assign _03_ = rst ? 8'h00 : _17_;
-  assign \port$3711$0  = \$signal$5 ;
-  assign \port$3709$0  = \$signal$9 ;
-  assign \port$1261$0  = \$signal ;
+  assign \port$3727$0  = \$signal$5 ;
+  assign \port$3725$0  = \$signal$9 ;
+  assign \port$1265$0  = \$signal ;
   assign \$signal$11  = \port$0$2 ;
-  assign \$signal$8  = \port$3491$0 ;
+  assign \$signal$8  = \port$3507$0 ;
   assign \$signal$3  = \port$5$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.queue (rst, w_data, \port$3505$0 , w_en, \port$3699$0 , \port$3701$0 , clk);
+module \digits_cnn_ilif.engine_conv1.queue (rst, w_data, \port$3521$0 , w_en, \port$3715$0 , \port$3717$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -4674,12 +4678,12 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, w_data, \port$3505$0 , w_en, \p
   reg held_valid = 1'h0;
   (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \level$21 ;
-  input \port$3505$0 ;
-  wire \port$3505$0 ;
-  output [11:0] \port$3699$0 ;
-  wire [11:0] \port$3699$0 ;
-  output \port$3701$0 ;
-  wire \port$3701$0 ;
+  input \port$3521$0 ;
+  wire \port$3521$0 ;
+  output [11:0] \port$3715$0 ;
+  wire [11:0] \port$3715$0 ;
+  output \port$3717$0 ;
+  wire \port$3717$0 ;
   wire [11:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -4719,18 +4723,18 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, w_data, \port$3505$0 , w_en, \p
   \digits_cnn_ilif.engine_conv1.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$1249$0 (\$signal$9 ),
-    .\port$3505$0 (\port$3505$0 ),
-    .\port$3683$0 (\$signal$11 ),
-    .\port$3685$0 (held_valid),
-    .\port$3699$0 (\$signal$14 ),
-    .\port$3701$0 (\$signal$16 ),
+    .\port$1253$0 (\$signal$9 ),
+    .\port$3521$0 (\port$3521$0 ),
+    .\port$3699$0 (\$signal$11 ),
+    .\port$3701$0 (held_valid),
+    .\port$3715$0 (\$signal$14 ),
+    .\port$3717$0 (\$signal$16 ),
     .rst(rst)
   );
-  assign \port$3701$0  = \$signal$16 ;
-  assign \port$3699$0  = \$signal$14 ;
-  assign \$signal$19  = \port$3505$0 ;
-  assign \$signal$18  = \port$3505$0 ;
+  assign \port$3717$0  = \$signal$16 ;
+  assign \port$3715$0  = \$signal$14 ;
+  assign \$signal$19  = \port$3521$0 ;
+  assign \$signal$18  = \port$3521$0 ;
   assign \$signal$17  = \$signal$16 ;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$13  = held_valid;
@@ -5159,7 +5163,7 @@ module \digits_cnn_ilif.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1249$0 , count, \port$3505$0 , \port$3683$0 , \port$3685$0 , \port$3699$0 , \port$3701$0 , clk);
+module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1253$0 , count, \port$3521$0 , \port$3699$0 , \port$3701$0 , \port$3715$0 , \port$3717$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -5189,26 +5193,26 @@ module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1249$0 , count, \por
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$1249$0 ;
-  wire \port$1249$0 ;
-  input \port$3505$0 ;
-  wire \port$3505$0 ;
-  input [11:0] \port$3683$0 ;
-  wire [11:0] \port$3683$0 ;
-  input \port$3685$0 ;
-  wire \port$3685$0 ;
-  output [11:0] \port$3699$0 ;
+  output \port$1253$0 ;
+  wire \port$1253$0 ;
+  input \port$3521$0 ;
+  wire \port$3521$0 ;
+  input [11:0] \port$3699$0 ;
   wire [11:0] \port$3699$0 ;
-  output \port$3701$0 ;
+  input \port$3701$0 ;
   wire \port$3701$0 ;
+  output [11:0] \port$3715$0 ;
+  wire [11:0] \port$3715$0 ;
+  output \port$3717$0 ;
+  wire \port$3717$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3685$0  & _00_;
+  assign take = \port$3701$0  & _00_;
   assign count = \$signal$5  + spare_valid;
   assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3505$0  | _01_;
+  assign _02_ = \port$3521$0  | _01_;
   always @(posedge clk)
     \$signal$9  <= _03_;
   always @(posedge clk)
@@ -5219,7 +5223,7 @@ module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1249$0 , count, \por
     \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$3683$0  : \$signal$10 ;
+  assign _07_ = take ? \port$3699$0  : \$signal$10 ;
   assign _08_ = _02_ ? \$signal$10  : _07_;
   assign _06_ = rst ? 12'h000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
@@ -5230,16 +5234,16 @@ module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1249$0 , count, \por
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
   assign _14_ = _02_ ? _13_ : \$signal$5 ;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$3683$0  : \$signal$9 ;
+  assign _15_ = take ? \port$3699$0  : \$signal$9 ;
   assign _16_ = spare_valid ? \$signal$10  : _15_;
   assign _17_ = _02_ ? _16_ : \$signal$9 ;
   assign _03_ = rst ? 12'h000 : _17_;
-  assign \port$3701$0  = \$signal$5 ;
-  assign \port$3699$0  = \$signal$9 ;
-  assign \port$1249$0  = \$signal ;
-  assign \$signal$11  = \port$3683$0 ;
-  assign \$signal$8  = \port$3505$0 ;
-  assign \$signal$3  = \port$3685$0 ;
+  assign \port$3717$0  = \$signal$5 ;
+  assign \port$3715$0  = \$signal$9 ;
+  assign \port$1253$0  = \$signal ;
+  assign \$signal$11  = \port$3699$0 ;
+  assign \$signal$8  = \port$3521$0 ;
+  assign \$signal$3  = \port$3701$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5262,21 +5266,22 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire _0014_;
   wire _0015_;
   wire _0016_;
-  wire _0017_;
+  wire [10:0] _0017_;
   wire _0018_;
   wire _0019_;
   wire _0020_;
-  wire [15:0] _0021_;
+  wire _0021_;
   wire _0022_;
   wire _0023_;
   wire _0024_;
   wire _0025_;
   wire _0026_;
-  wire _0027_;
+  (* unused_bits = "16 17" *)
+  wire [17:0] _0027_;
   wire _0028_;
   wire _0029_;
   wire _0030_;
-  wire [17:0] _0031_;
+  wire _0031_;
   wire _0032_;
   wire _0033_;
   wire _0034_;
@@ -5314,12 +5319,12 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire _0066_;
   wire _0067_;
   wire _0068_;
-  wire _0069_;
+  (* unused_bits = "16" *)
+  wire [16:0] _0069_;
   wire _0070_;
   wire _0071_;
   wire _0072_;
-  (* unused_bits = "16 17" *)
-  wire [17:0] _0073_;
+  wire _0073_;
   wire _0074_;
   wire _0075_;
   wire _0076_;
@@ -5335,11 +5340,11 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire _0086_;
   wire _0087_;
   wire _0088_;
-  wire _0089_;
+  wire [10:0] _0089_;
   wire _0090_;
   wire _0091_;
   wire _0092_;
-  wire [15:0] _0093_;
+  wire _0093_;
   wire _0094_;
   wire _0095_;
   wire _0096_;
@@ -5347,10 +5352,11 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire _0098_;
   wire _0099_;
   wire _0100_;
-  wire _0101_;
+  (* unused_bits = "16 17" *)
+  wire [17:0] _0101_;
   wire _0102_;
   wire _0103_;
-  wire [17:0] _0104_;
+  wire _0104_;
   wire _0105_;
   wire _0106_;
   wire _0107_;
@@ -5383,11 +5389,11 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire _0134_;
   wire _0135_;
   wire _0136_;
-  wire _0137_;
+  (* unused_bits = "16" *)
+  wire [16:0] _0137_;
   wire _0138_;
   wire _0139_;
-  (* unused_bits = "16 17" *)
-  wire [17:0] _0140_;
+  wire _0140_;
   wire _0141_;
   wire _0142_;
   wire _0143_;
@@ -5402,21 +5408,22 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire _0152_;
   wire _0153_;
   wire _0154_;
-  wire _0155_;
+  wire [10:0] _0155_;
   wire _0156_;
   wire _0157_;
   wire _0158_;
-  wire [15:0] _0159_;
+  wire _0159_;
   wire _0160_;
   wire _0161_;
   wire _0162_;
   wire _0163_;
   wire _0164_;
-  wire _0165_;
+  (* unused_bits = "16 17" *)
+  wire [17:0] _0165_;
   wire _0166_;
   wire _0167_;
   wire _0168_;
-  wire [17:0] _0169_;
+  wire _0169_;
   wire _0170_;
   wire _0171_;
   wire _0172_;
@@ -5452,12 +5459,12 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire [16:0] _0202_;
   wire [16:0] _0203_;
   wire [16:0] _0204_;
-  wire [15:0] _0205_;
-  wire [16:0] _0206_;
-  wire [15:0] _0207_;
-  wire [16:0] _0208_;
-  (* unused_bits = "16 17" *)
-  wire [17:0] _0209_;
+  (* unused_bits = "16" *)
+  wire [16:0] _0205_;
+  wire [15:0] _0206_;
+  wire [16:0] _0207_;
+  wire [15:0] _0208_;
+  wire [16:0] _0209_;
   wire [15:0] _0210_;
   wire [16:0] _0211_;
   wire [15:0] _0212_;
@@ -5470,121 +5477,122 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire [12:0] _0219_;
   wire [12:0] _0220_;
   wire [16:0] _0221_;
-  wire [16:0] _0222_;
+  wire [10:0] _0222_;
   wire [16:0] _0223_;
   wire [16:0] _0224_;
-  wire [15:0] _0225_;
+  wire [16:0] _0225_;
   wire [1:0] _0226_;
   wire [16:0] _0227_;
   wire [1:0] _0228_;
   wire [16:0] _0229_;
-  (* unused_bits = "17" *)
+  (* unused_bits = "16 17" *)
   wire [17:0] _0230_;
-  wire [16:0] _0231_;
+  (* unused_bits = "17" *)
+  wire [17:0] _0231_;
   wire [16:0] _0232_;
-  wire [17:0] _0233_;
+  wire [16:0] _0233_;
   wire [16:0] _0234_;
   wire [15:0] _0235_;
   wire [16:0] _0236_;
   wire [15:0] _0237_;
   wire [16:0] _0238_;
   wire [15:0] _0239_;
-  wire [16:0] _0240_;
-  wire [15:0] _0241_;
-  wire [16:0] _0242_;
-  wire _0243_;
+  wire _0240_;
+  wire [16:0] _0241_;
+  wire [15:0] _0242_;
+  wire [16:0] _0243_;
   wire [1:0] _0244_;
   wire [16:0] _0245_;
   wire [1:0] _0246_;
   wire [16:0] _0247_;
-  wire [10:0] _0248_;
-  wire [12:0] _0249_;
+  wire _0248_;
+  wire [10:0] _0249_;
   wire [12:0] _0250_;
-  wire _0251_;
+  wire [12:0] _0251_;
   wire [16:0] _0252_;
   wire [16:0] _0253_;
   wire [16:0] _0254_;
   wire [16:0] _0255_;
-  wire [1:0] _0256_;
-  wire [16:0] _0257_;
-  wire [1:0] _0258_;
-  wire [16:0] _0259_;
-  wire _0260_;
+  wire _0256_;
+  wire [1:0] _0257_;
+  wire [16:0] _0258_;
+  wire [1:0] _0259_;
+  wire [16:0] _0260_;
   (* unused_bits = "17" *)
   wire [17:0] _0261_;
   wire [16:0] _0262_;
   wire [16:0] _0263_;
   wire [16:0] _0264_;
-  wire [15:0] _0265_;
-  wire [16:0] _0266_;
-  wire [15:0] _0267_;
-  wire [16:0] _0268_;
-  (* unused_bits = "16 17" *)
-  wire [17:0] _0269_;
+  (* unused_bits = "16" *)
+  wire [16:0] _0265_;
+  wire [15:0] _0266_;
+  wire [16:0] _0267_;
+  wire [15:0] _0268_;
+  wire [16:0] _0269_;
   wire [15:0] _0270_;
   wire [16:0] _0271_;
   wire [15:0] _0272_;
   wire [16:0] _0273_;
-  wire [1:0] _0274_;
-  wire [16:0] _0275_;
-  wire [1:0] _0276_;
-  wire [16:0] _0277_;
-  wire [9:0] _0278_;
+  wire [9:0] _0274_;
+  wire [1:0] _0275_;
+  wire [16:0] _0276_;
+  wire [1:0] _0277_;
+  wire [16:0] _0278_;
   wire [10:0] _0279_;
   wire [12:0] _0280_;
   wire [12:0] _0281_;
   wire [16:0] _0282_;
-  wire [16:0] _0283_;
-  wire [16:0] _0284_;
-  wire [16:0] _0285_;
-  wire _0286_;
+  wire _0283_;
   (* unused_bits = "9 10" *)
-  wire [10:0] _0287_;
+  wire [10:0] _0284_;
+  wire [16:0] _0285_;
+  wire [16:0] _0286_;
+  wire [16:0] _0287_;
   wire [1:0] _0288_;
   wire [16:0] _0289_;
   wire [1:0] _0290_;
   wire [16:0] _0291_;
+  wire _0292_;
   (* unused_bits = "17" *)
-  wire [17:0] _0292_;
-  wire [16:0] _0293_;
+  wire [17:0] _0293_;
   wire [16:0] _0294_;
-  wire _0295_;
+  wire [16:0] _0295_;
   wire [16:0] _0296_;
   wire [15:0] _0297_;
   wire [16:0] _0298_;
   wire [15:0] _0299_;
   wire [16:0] _0300_;
   wire [15:0] _0301_;
-  wire [16:0] _0302_;
-  wire [15:0] _0303_;
-  wire [16:0] _0304_;
-  wire _0305_;
+  wire _0302_;
+  wire [16:0] _0303_;
+  wire [15:0] _0304_;
+  wire [16:0] _0305_;
   wire [1:0] _0306_;
   wire [16:0] _0307_;
   wire [1:0] _0308_;
   wire [16:0] _0309_;
-  wire [10:0] _0310_;
-  wire [12:0] _0311_;
+  wire _0310_;
+  wire [10:0] _0311_;
   wire [12:0] _0312_;
-  wire _0313_;
+  wire [12:0] _0313_;
   wire [16:0] _0314_;
   wire [16:0] _0315_;
   wire [16:0] _0316_;
   wire [16:0] _0317_;
-  wire [1:0] _0318_;
-  wire [16:0] _0319_;
-  wire [1:0] _0320_;
-  wire [16:0] _0321_;
-  wire _0322_;
+  wire _0318_;
+  wire [1:0] _0319_;
+  wire [16:0] _0320_;
+  wire [1:0] _0321_;
+  wire [16:0] _0322_;
   (* unused_bits = "17" *)
   wire [17:0] _0323_;
   wire _0324_;
   wire _0325_;
-  wire _0326_;
-  wire _0327_;
-  wire [16:0] _0328_;
   (* unused_bits = "1 2 3" *)
-  wire [3:0] _0329_;
+  wire [3:0] _0326_;
+  wire _0327_;
+  wire _0328_;
+  wire [16:0] _0329_;
   wire _0330_;
   wire _0331_;
   wire _0332_;
@@ -5599,8 +5607,8 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire _0341_;
   wire _0342_;
   wire _0343_;
-  wire [16:0] _0344_;
-  wire _0345_;
+  wire _0344_;
+  wire [16:0] _0345_;
   wire _0346_;
   wire _0347_;
   wire _0348_;
@@ -5608,13 +5616,13 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire _0350_;
   wire _0351_;
   wire _0352_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0353_;
+  wire _0353_;
   (* unused_bits = "3" *)
   wire [3:0] _0354_;
+  (* unused_bits = "3" *)
+  wire [3:0] _0355_;
   (* unused_bits = "2" *)
-  wire [2:0] _0355_;
-  wire _0356_;
+  wire [2:0] _0356_;
   wire _0357_;
   wire [4:0] _0358_;
   wire [4:0] _0359_;
@@ -5634,8 +5642,8 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire _0372_;
   wire [7:0] _0373_;
   wire _0374_;
-  wire [2:0] _0375_;
-  wire _0376_;
+  wire _0375_;
+  wire [2:0] _0376_;
   wire _0377_;
   wire _0378_;
   wire _0379_;
@@ -5964,10 +5972,10 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \cres9[1] ;
   wire \cres9[2] ;
   wire \cres9[3] ;
-  wire [17:0] diff0;
-  wire [17:0] diff1;
-  wire [17:0] diff2;
-  wire [17:0] diff3;
+  wire [15:0] diff0;
+  wire [15:0] diff1;
+  wire [15:0] diff2;
+  wire [15:0] diff3;
   reg [3:0] done = 4'h0;
   wire dropped;
   wire en;
@@ -7107,6 +7115,12 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     _1307_ <= wrom0[st0[20:12]];
   end
   assign \$signature__data  = _1307_;
+  assign _0323_ = $signed(_0309_) + $signed(_0322_);
+  assign _0324_ = ! st5[29:28];
+  assign _0325_ = st5[1] & _0324_;
+  assign _0327_ = $signed(\$signal$110 [16:0]) > $signed(13'h08ff);
+  assign _0328_ = _0325_ & _0327_;
+  assign _0329_ = _0328_ ? 17'h008ff : \$signal$110 [16:0];
   assign _0330_ = ! st5[29:28];
   assign _0331_ = st5[1] & _0330_;
   assign _0332_ = $signed(\$signal$110 [33:17]) > $signed(13'h08ff);
@@ -7121,18 +7135,18 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign _0341_ = st5[1] & _0340_;
   assign _0342_ = $signed(\$signal$110 [67:51]) > $signed(13'h08ff);
   assign _0343_ = _0341_ & _0342_;
-  assign _0344_ = _0343_ ? 17'h008ff : \$signal$110 [67:51];
-  assign _0345_ = st6[0] & st6[1];
-  assign _0346_ = any_spike | st6[30];
-  assign _0348_ = _0345_ & _0346_;
+  assign _0345_ = _0343_ ? 17'h008ff : \$signal$110 [67:51];
+  assign _0346_ = st6[0] & st6[1];
+  assign _0347_ = any_spike | st6[30];
+  assign _0348_ = _0346_ & _0347_;
   assign _0349_ = st7[0] & st7[1];
   assign _0350_ = \pos0$53  == 2'h3;
   assign _0351_ = pos1 == 3'h7;
   assign _0352_ = pos2 == 3'h7;
-  assign _0353_ = pos2 + 1'h1;
-  assign _0354_ = pos1 + 1'h1;
-  assign _0355_ = \pos0$53  + 1'h1;
-  assign _0356_ = | pending;
+  assign _0354_ = pos2 + 1'h1;
+  assign _0355_ = pos1 + 1'h1;
+  assign _0356_ = \pos0$53  + 1'h1;
+  assign _0357_ = | pending;
   assign _0358_ = pending - 1'h1;
   assign _0359_ = { 1'h0, pending } & _0358_;
   assign _0360_ = ! _0359_;
@@ -7159,13 +7173,13 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   always @(posedge clk)
     sweep_addr <= _0373_;
   always @(posedge clk)
-    sweep_last <= _0374_;
+    sweep_last <= _0375_;
   always @(posedge clk)
-    fire_k <= _0375_;
+    fire_k <= _0376_;
   always @(posedge clk)
-    \$signal$26  <= _0376_;
+    \$signal$26  <= _0377_;
   always @(posedge clk)
-    \$signal$74  <= _0377_;
+    \$signal$74  <= _0378_;
   always @(posedge clk)
     \$signal  <= _0379_;
   always @(posedge clk)
@@ -7213,13 +7227,13 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   always @(posedge clk)
     hit_v1 <= _0400_;
   always @(posedge clk)
-    hit_c1 <= _0401_;
+    hit_c1 <= _0402_;
   always @(posedge clk)
-    hit_v2 <= _0402_;
+    hit_v2 <= _0403_;
   always @(posedge clk)
-    hit_c2 <= _0403_;
+    hit_c2 <= _0404_;
   always @(posedge clk)
-    hit_v3 <= _0404_;
+    hit_v3 <= _0405_;
   always @(posedge clk)
     hit_c3 <= _0406_;
   always @(posedge clk)
@@ -7253,51 +7267,51 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   always @(posedge clk)
     done <= _0421_;
   assign _0000_ = ~ sweep_now;
-  assign _0103_ = ~ \$signal ;
-  assign en = _0000_ & _0103_;
-  assign _0198_ = ~ \$signal ;
-  assign _0286_ = op_valid & _0198_;
+  assign _0100_ = ~ \$signal ;
+  assign en = _0000_ & _0100_;
+  assign _0195_ = ~ \$signal ;
+  assign _0283_ = op_valid & _0195_;
   assign ev_shift = 2'h3 - plane;
   assign _0424_ = ~ \$signal ;
   assign _0434_ = credit & _0424_;
   assign active = \issue.valid  | \$signal ;
   assign _0448_ = st2[3] * 9'h100;
   assign { _0001_[10:9], \$signature__addr$33  } = st2[11:4] + _0448_;
-  assign _0031_ = $signed(\$signal$38 [16:0]) - $signed({ 1'h0, _0021_ });
-  assign _0042_ = $signed(diff0) >= $signed(1'h0);
-  assign _0052_ = st6[29:28] == 2'h3;
-  assign _0063_ = $signed(diff0) >= $signed(1'h0);
-  assign _0073_ = _0063_ ? diff0 : { \$signal$38 [16], \$signal$38 [16:0] };
-  assign _0104_ = $signed(\$signal$38 [33:17]) - $signed({ 1'h0, _0093_ });
-  assign _0111_ = $signed(diff1) >= $signed(1'h0);
-  assign _0121_ = st6[29:28] == 2'h3;
-  assign _0130_ = $signed(diff1) >= $signed(1'h0);
-  assign _0140_ = _0130_ ? diff1 : { \$signal$38 [33], \$signal$38 [33:17] };
-  assign _0169_ = $signed(\$signal$38 [50:34]) - $signed({ 1'h0, _0159_ });
-  assign _0179_ = $signed(diff2) >= $signed(1'h0);
-  assign _0188_ = st6[29:28] == 2'h3;
-  assign _0199_ = $signed(diff2) >= $signed(1'h0);
-  assign _0209_ = _0199_ ? diff2 : { \$signal$38 [50], \$signal$38 [50:34] };
-  assign _0233_ = $signed(\$signal$38 [67:51]) - $signed({ 1'h0, _0225_ });
-  assign _0243_ = $signed(diff3) >= $signed(1'h0);
-  assign _0251_ = st6[29:28] == 2'h3;
-  assign _0260_ = $signed(diff3) >= $signed(1'h0);
-  assign _0269_ = _0260_ ? diff3 : { \$signal$38 [67], \$signal$38 [67:51] };
-  assign _0278_ = st7[3] * 9'h100;
-  assign { _0287_[10:9], v_wr__addr } = st7[11:4] + _0278_;
-  assign _0295_ = ! st7[1];
-  assign _0305_ = _0295_ & st7[2];
-  assign _0313_ = ~ _0305_;
-  assign _0322_ = st7[0] & _0313_;
-  assign { _0329_[3:1], v_wr__en } = _0322_ ? 4'hf : 4'h0;
+  assign _0027_ = $signed(\$signal$38 [16:0]) - $signed({ 1'h0, _0017_ });
+  assign _0038_ = $signed(diff0) >= $signed(1'h0);
+  assign _0048_ = st6[29:28] == 2'h3;
+  assign _0059_ = $signed(diff0) >= $signed(1'h0);
+  assign _0069_ = _0059_ ? { diff0[15], diff0 } : \$signal$38 [16:0];
+  assign _0101_ = $signed(\$signal$38 [33:17]) - $signed({ 1'h0, _0089_ });
+  assign _0109_ = $signed(diff1) >= $signed(1'h0);
+  assign _0117_ = st6[29:28] == 2'h3;
+  assign _0127_ = $signed(diff1) >= $signed(1'h0);
+  assign _0137_ = _0127_ ? { diff1[15], diff1 } : \$signal$38 [33:17];
+  assign _0165_ = $signed(\$signal$38 [50:34]) - $signed({ 1'h0, _0155_ });
+  assign _0175_ = $signed(diff2) >= $signed(1'h0);
+  assign _0185_ = st6[29:28] == 2'h3;
+  assign _0196_ = $signed(diff2) >= $signed(1'h0);
+  assign _0205_ = _0196_ ? { diff2[15], diff2 } : \$signal$38 [50:34];
+  assign _0230_ = $signed(\$signal$38 [67:51]) - $signed({ 1'h0, _0222_ });
+  assign _0240_ = $signed(diff3) >= $signed(1'h0);
+  assign _0248_ = st6[29:28] == 2'h3;
+  assign _0256_ = $signed(diff3) >= $signed(1'h0);
+  assign _0265_ = _0256_ ? { diff3[15], diff3 } : \$signal$38 [67:51];
+  assign _0274_ = st7[3] * 9'h100;
+  assign { _0284_[10:9], v_wr__addr } = st7[11:4] + _0274_;
+  assign _0292_ = ! st7[1];
+  assign _0302_ = _0292_ & st7[2];
+  assign _0310_ = ~ _0302_;
+  assign _0318_ = st7[0] & _0310_;
+  assign { _0326_[3:1], v_wr__en } = _0318_ ? 4'hf : 4'h0;
   assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign _0347_ = st7[0] & st7[1];
-  assign _0357_ = ~ \$signal$57 ;
-  assign dropped = _0347_ & _0357_;
-  assign _0378_ = ~ done[0];
-  assign pending[0] = \$signal$61 [0] & _0378_;
-  assign _0405_ = ~ done[1];
-  assign pending[1] = \$signal$61 [1] & _0405_;
+  assign _0344_ = st7[0] & st7[1];
+  assign _0353_ = ~ \$signal$57 ;
+  assign dropped = _0344_ & _0353_;
+  assign _0374_ = ~ done[0];
+  assign pending[0] = \$signal$61 [0] & _0374_;
+  assign _0401_ = ~ done[1];
+  assign pending[1] = \$signal$61 [1] & _0401_;
   assign _0422_ = ~ done[2];
   assign pending[2] = \$signal$61 [2] & _0422_;
   assign _0423_ = ~ done[3];
@@ -7346,61 +7360,61 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign _0014_ = _0009_ & _0013_;
   assign _0015_ = st2[11:4] == st3[11:4];
   assign _0016_ = st2[3] == st3[3];
-  assign _0017_ = _0015_ & _0016_;
-  assign _0018_ = ! st3[1];
-  assign _0019_ = _0017_ & _0018_;
-  assign _0020_ = ! st3[1];
-  assign _0022_ = _0020_ & st3[2];
+  assign _0018_ = _0015_ & _0016_;
+  assign _0019_ = ! st3[1];
+  assign _0020_ = _0018_ & _0019_;
+  assign _0021_ = ! st3[1];
+  assign _0022_ = _0021_ & st3[2];
   assign _0023_ = st3[1] & st3[27];
   assign _0024_ = _0022_ | _0023_;
   assign _0025_ = st3[0] & _0024_;
-  assign _0026_ = _0019_ & _0025_;
-  assign _0027_ = st2[11:4] == st4[11:4];
-  assign _0028_ = st2[3] == st4[3];
-  assign _0029_ = _0027_ & _0028_;
-  assign _0030_ = ! st4[1];
-  assign _0032_ = _0029_ & _0030_;
+  assign _0026_ = _0020_ & _0025_;
+  assign _0028_ = st2[11:4] == st4[11:4];
+  assign _0029_ = st2[3] == st4[3];
+  assign _0030_ = _0028_ & _0029_;
+  assign _0031_ = ! st4[1];
+  assign _0032_ = _0030_ & _0031_;
   assign _0033_ = ! st4[1];
   assign _0034_ = _0033_ & st4[2];
   assign _0035_ = ~ _0034_;
   assign _0036_ = st4[0] & _0035_;
   assign _0037_ = _0032_ & _0036_;
-  assign _0038_ = st2[11:4] == st4[11:4];
-  assign _0039_ = st2[3] == st4[3];
-  assign _0040_ = _0038_ & _0039_;
-  assign _0041_ = ! st4[1];
-  assign _0043_ = _0040_ & _0041_;
+  assign _0039_ = st2[11:4] == st4[11:4];
+  assign _0040_ = st2[3] == st4[3];
+  assign _0041_ = _0039_ & _0040_;
+  assign _0042_ = ! st4[1];
+  assign _0043_ = _0041_ & _0042_;
   assign _0044_ = ! st4[1];
   assign _0045_ = _0044_ & st4[2];
   assign _0046_ = st4[1] & st4[27];
   assign _0047_ = _0045_ | _0046_;
-  assign _0048_ = st4[0] & _0047_;
-  assign _0049_ = _0043_ & _0048_;
-  assign _0050_ = st2[11:4] == st5[11:4];
-  assign _0051_ = st2[3] == st5[3];
-  assign _0053_ = _0050_ & _0051_;
+  assign _0049_ = st4[0] & _0047_;
+  assign _0050_ = _0043_ & _0049_;
+  assign _0051_ = st2[11:4] == st5[11:4];
+  assign _0052_ = st2[3] == st5[3];
+  assign _0053_ = _0051_ & _0052_;
   assign _0054_ = ! st5[1];
   assign _0055_ = _0054_ & st5[2];
   assign _0056_ = ~ _0055_;
   assign _0057_ = st5[0] & _0056_;
   assign _0058_ = _0053_ & _0057_;
-  assign _0059_ = st2[11:4] == st5[11:4];
-  assign _0060_ = st2[3] == st5[3];
-  assign _0061_ = _0059_ & _0060_;
-  assign _0062_ = ! st5[1];
-  assign _0064_ = _0062_ & st5[2];
+  assign _0060_ = st2[11:4] == st5[11:4];
+  assign _0061_ = st2[3] == st5[3];
+  assign _0062_ = _0060_ & _0061_;
+  assign _0063_ = ! st5[1];
+  assign _0064_ = _0063_ & st5[2];
   assign _0065_ = st5[1] & st5[27];
   assign _0066_ = _0064_ | _0065_;
   assign _0067_ = st5[0] & _0066_;
-  assign _0068_ = _0061_ & _0067_;
-  assign _0069_ = st2[11:4] == st6[11:4];
-  assign _0070_ = st2[3] == st6[3];
-  assign _0071_ = _0069_ & _0070_;
-  assign _0072_ = ! st6[1];
-  assign _0074_ = _0072_ & st6[2];
+  assign _0068_ = _0062_ & _0067_;
+  assign _0070_ = st2[11:4] == st6[11:4];
+  assign _0071_ = st2[3] == st6[3];
+  assign _0072_ = _0070_ & _0071_;
+  assign _0073_ = ! st6[1];
+  assign _0074_ = _0073_ & st6[2];
   assign _0075_ = ~ _0074_;
   assign _0076_ = st6[0] & _0075_;
-  assign _0077_ = _0071_ & _0076_;
+  assign _0077_ = _0072_ & _0076_;
   assign _0078_ = st2[11:4] == st6[11:4];
   assign _0079_ = st2[3] == st6[3];
   assign _0080_ = _0078_ & _0079_;
@@ -7412,52 +7426,52 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign _0086_ = _0080_ & _0085_;
   assign _0087_ = st2[11:4] == st7[11:4];
   assign _0088_ = st2[3] == st7[3];
-  assign _0089_ = _0087_ & _0088_;
-  assign _0090_ = ! st7[1];
-  assign _0091_ = _0090_ & st7[2];
-  assign _0092_ = ~ _0091_;
-  assign _0094_ = st7[0] & _0092_;
-  assign _0095_ = _0089_ & _0094_;
+  assign _0090_ = _0087_ & _0088_;
+  assign _0091_ = ! st7[1];
+  assign _0092_ = _0091_ & st7[2];
+  assign _0093_ = ~ _0092_;
+  assign _0094_ = st7[0] & _0093_;
+  assign _0095_ = _0090_ & _0094_;
   assign _0096_ = st2[11:4] == st7[11:4];
   assign _0097_ = st2[3] == st7[3];
   assign _0098_ = _0096_ & _0097_;
   assign _0099_ = ! st7[1];
-  assign _0100_ = _0099_ & st7[2];
-  assign _0101_ = st7[1] & st7[27];
-  assign _0102_ = _0100_ | _0101_;
-  assign _0105_ = st7[0] & _0102_;
+  assign _0102_ = _0099_ & st7[2];
+  assign _0103_ = st7[1] & st7[27];
+  assign _0104_ = _0102_ | _0103_;
+  assign _0105_ = st7[0] & _0104_;
   assign _0106_ = _0098_ & _0105_;
   assign _0107_ = ! st3[1];
   assign _0108_ = _0107_ & st3[2];
-  assign _0109_ = ~ _0108_;
-  assign _0110_ = hit_v1 & _0109_;
+  assign _0110_ = ~ _0108_;
+  assign _0111_ = hit_v1 & _0110_;
   assign _0112_ = ! st3[1];
   assign _0113_ = _0112_ & st3[2];
   assign _0114_ = hit_c1 & _0113_;
-  assign _0115_ = _0110_ | _0114_;
+  assign _0115_ = _0111_ | _0114_;
   assign _0116_ = ~ hit_v1;
-  assign _0117_ = hit_v2 & _0116_;
-  assign _0118_ = ! st3[1];
-  assign _0119_ = _0118_ & st3[2];
-  assign _0120_ = ~ _0119_;
-  assign _0122_ = _0117_ & _0120_;
+  assign _0118_ = hit_v2 & _0116_;
+  assign _0119_ = ! st3[1];
+  assign _0120_ = _0119_ & st3[2];
+  assign _0121_ = ~ _0120_;
+  assign _0122_ = _0118_ & _0121_;
   assign _0123_ = ~ hit_c1;
   assign _0124_ = hit_c2 & _0123_;
   assign _0125_ = ! st3[1];
   assign _0126_ = _0125_ & st3[2];
-  assign _0127_ = _0124_ & _0126_;
-  assign _0128_ = _0122_ | _0127_;
-  assign _0129_ = hit_v1 | hit_v2;
-  assign _0131_ = ~ _0129_;
+  assign _0128_ = _0124_ & _0126_;
+  assign _0129_ = _0122_ | _0128_;
+  assign _0130_ = hit_v1 | hit_v2;
+  assign _0131_ = ~ _0130_;
   assign _0132_ = hit_v3 & _0131_;
   assign _0133_ = ! st3[1];
   assign _0134_ = _0133_ & st3[2];
   assign _0135_ = ~ _0134_;
   assign _0136_ = _0132_ & _0135_;
-  assign _0137_ = hit_v1 | hit_v2;
-  assign _0138_ = _0137_ | hit_v3;
-  assign _0139_ = ~ _0138_;
-  assign _0141_ = hit_v4 & _0139_;
+  assign _0138_ = hit_v1 | hit_v2;
+  assign _0139_ = _0138_ | hit_v3;
+  assign _0140_ = ~ _0139_;
+  assign _0141_ = hit_v4 & _0140_;
   assign _0142_ = ! st3[1];
   assign _0143_ = _0142_ & st3[2];
   assign _0144_ = ~ _0143_;
@@ -7471,56 +7485,56 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign _0152_ = _0151_ & st3[2];
   assign _0153_ = ~ _0152_;
   assign _0154_ = _0150_ & _0153_;
-  assign _0155_ = hit_v1 | hit_v2;
-  assign _0156_ = _0155_ | hit_v3;
-  assign _0157_ = _0156_ | hit_v4;
-  assign _0158_ = _0157_ | hit_v5;
-  assign _0160_ = ~ _0158_;
+  assign _0156_ = hit_v1 | hit_v2;
+  assign _0157_ = _0156_ | hit_v3;
+  assign _0158_ = _0157_ | hit_v4;
+  assign _0159_ = _0158_ | hit_v5;
+  assign _0160_ = ~ _0159_;
   assign _0161_ = ! st3[1];
   assign _0162_ = _0161_ & st3[2];
   assign _0163_ = ~ _0162_;
   assign _0164_ = _0160_ & _0163_;
-  assign _0165_ = hit_c1 | hit_c2;
-  assign _0166_ = ~ _0165_;
-  assign _0167_ = hit_c3 & _0166_;
-  assign _0168_ = ! st3[1];
-  assign _0170_ = _0168_ & st3[2];
-  assign _0171_ = _0167_ & _0170_;
+  assign _0166_ = hit_c1 | hit_c2;
+  assign _0167_ = ~ _0166_;
+  assign _0168_ = hit_c3 & _0167_;
+  assign _0169_ = ! st3[1];
+  assign _0170_ = _0169_ & st3[2];
+  assign _0171_ = _0168_ & _0170_;
   assign _0172_ = hit_c1 | hit_c2;
   assign _0173_ = _0172_ | hit_c3;
   assign _0174_ = ~ _0173_;
-  assign _0175_ = hit_c4 & _0174_;
-  assign _0176_ = ! st3[1];
-  assign _0177_ = _0176_ & st3[2];
-  assign _0178_ = _0175_ & _0177_;
+  assign _0176_ = hit_c4 & _0174_;
+  assign _0177_ = ! st3[1];
+  assign _0178_ = _0177_ & st3[2];
+  assign _0179_ = _0176_ & _0178_;
   assign _0180_ = hit_c1 | hit_c2;
   assign _0181_ = _0180_ | hit_c3;
   assign _0182_ = _0181_ | hit_c4;
   assign _0183_ = ~ _0182_;
   assign _0184_ = hit_c5 & _0183_;
-  assign _0185_ = ! st3[1];
-  assign _0186_ = _0185_ & st3[2];
-  assign _0187_ = _0184_ & _0186_;
+  assign _0186_ = ! st3[1];
+  assign _0187_ = _0186_ & st3[2];
+  assign _0188_ = _0184_ & _0187_;
   assign _0189_ = hit_c1 | hit_c2;
   assign _0190_ = _0189_ | hit_c3;
   assign _0191_ = _0190_ | hit_c4;
   assign _0192_ = _0191_ | hit_c5;
   assign _0193_ = ~ _0192_;
   assign _0194_ = ! st3[1];
-  assign _0195_ = _0194_ & st3[2];
-  assign _0196_ = _0193_ & _0195_;
-  assign _0197_ = ! st3[1];
+  assign _0197_ = _0194_ & st3[2];
+  assign _0198_ = _0193_ & _0197_;
+  assign _0199_ = ! st3[1];
   assign _0200_ = ! st3[29:28];
   assign _0201_ = st3[1] & _0200_;
   assign _0202_ = \$signal$108 [0] ? \$signal$110 [16:0] : 17'h00000;
   assign _0203_ = \$signal$108 [1] ? \$signal$38 [16:0] : 17'h00000;
   assign _0204_ = _0202_ | _0203_;
-  assign _0205_ = \$signal$108 [2] ? v_wr__data[15:0] : 16'h0000;
-  assign _0206_ = _0204_ | { _0205_[15], _0205_ };
-  assign _0207_ = \$signal$108 [3] ? res8[15:0] : 16'h0000;
-  assign _0208_ = _0206_ | { _0207_[15], _0207_ };
+  assign _0206_ = \$signal$108 [2] ? v_wr__data[15:0] : 16'h0000;
+  assign _0207_ = _0204_ | { _0206_[15], _0206_ };
+  assign _0208_ = \$signal$108 [3] ? res8[15:0] : 16'h0000;
+  assign _0209_ = _0207_ | { _0208_[15], _0208_ };
   assign _0210_ = \$signal$108 [4] ? res9[15:0] : 16'h0000;
-  assign _0211_ = _0208_ | { _0210_[15], _0210_ };
+  assign _0211_ = _0209_ | { _0210_[15], _0210_ };
   assign _0212_ = \$signal$108 [5] ? v_raw[15:0] : 16'h0000;
   assign _0213_ = _0211_ | { _0212_[15], _0212_ };
   assign _0214_ = \$signal$108 [7] ? { cres8[0], cres8[0] } : 2'h0;
@@ -7531,143 +7545,137 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign _0219_ = \$signal$109 [1] ? b_raw[12:0] : 13'h0000;
   assign _0220_ = { _0218_[10], _0218_[10], _0218_ } | _0219_;
   assign _0221_ = \$signal$109 [2] ? \$signal$110 [16:0] : 17'h00000;
-  assign _0222_ = { _0220_[12], _0220_[12], _0220_[12], _0220_[12], _0220_ } | _0221_;
-  assign _0223_ = \$signal$109 [3] ? \$signal$38 [16:0] : 17'h00000;
-  assign _0224_ = _0222_ | _0223_;
+  assign _0223_ = { _0220_[12], _0220_[12], _0220_[12], _0220_[12], _0220_ } | _0221_;
+  assign _0224_ = \$signal$109 [3] ? \$signal$38 [16:0] : 17'h00000;
+  assign _0225_ = _0223_ | _0224_;
   assign _0226_ = \$signal$109 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0227_ = _0224_ | { _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_ };
+  assign _0227_ = _0225_ | { _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_ };
   assign _0228_ = \$signal$109 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign _0229_ = _0227_ | { _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_ };
-  assign _0230_ = $signed(_0217_) + $signed(_0229_);
-  assign _0231_ = \$signal$108 [0] ? \$signal$110 [33:17] : 17'h00000;
-  assign _0232_ = \$signal$108 [1] ? \$signal$38 [33:17] : 17'h00000;
-  assign _0234_ = _0231_ | _0232_;
+  assign _0231_ = $signed(_0217_) + $signed(_0229_);
+  assign _0232_ = \$signal$108 [0] ? \$signal$110 [33:17] : 17'h00000;
+  assign _0233_ = \$signal$108 [1] ? \$signal$38 [33:17] : 17'h00000;
+  assign _0234_ = _0232_ | _0233_;
   assign _0235_ = \$signal$108 [2] ? v_wr__data[31:16] : 16'h0000;
   assign _0236_ = _0234_ | { _0235_[15], _0235_ };
   assign _0237_ = \$signal$108 [3] ? res8[31:16] : 16'h0000;
   assign _0238_ = _0236_ | { _0237_[15], _0237_ };
   assign _0239_ = \$signal$108 [4] ? res9[31:16] : 16'h0000;
-  assign _0240_ = _0238_ | { _0239_[15], _0239_ };
-  assign _0241_ = \$signal$108 [5] ? v_raw[31:16] : 16'h0000;
-  assign _0242_ = _0240_ | { _0241_[15], _0241_ };
+  assign _0241_ = _0238_ | { _0239_[15], _0239_ };
+  assign _0242_ = \$signal$108 [5] ? v_raw[31:16] : 16'h0000;
+  assign _0243_ = _0241_ | { _0242_[15], _0242_ };
   assign _0244_ = \$signal$108 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0245_ = _0242_ | { _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_ };
+  assign _0245_ = _0243_ | { _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_ };
   assign _0246_ = \$signal$108 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign _0247_ = _0245_ | { _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_ };
-  assign _0248_ = \$signal$109 [0] ? addend[21:11] : 11'h000;
-  assign _0249_ = \$signal$109 [1] ? b_raw[25:13] : 13'h0000;
-  assign _0250_ = { _0248_[10], _0248_[10], _0248_ } | _0249_;
+  assign _0249_ = \$signal$109 [0] ? addend[21:11] : 11'h000;
+  assign _0250_ = \$signal$109 [1] ? b_raw[25:13] : 13'h0000;
+  assign _0251_ = { _0249_[10], _0249_[10], _0249_ } | _0250_;
   assign _0252_ = \$signal$109 [2] ? \$signal$110 [33:17] : 17'h00000;
-  assign _0253_ = { _0250_[12], _0250_[12], _0250_[12], _0250_[12], _0250_ } | _0252_;
+  assign _0253_ = { _0251_[12], _0251_[12], _0251_[12], _0251_[12], _0251_ } | _0252_;
   assign _0254_ = \$signal$109 [3] ? \$signal$38 [33:17] : 17'h00000;
   assign _0255_ = _0253_ | _0254_;
-  assign _0256_ = \$signal$109 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0257_ = _0255_ | { _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_ };
-  assign _0258_ = \$signal$109 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0259_ = _0257_ | { _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_ };
-  assign _0261_ = $signed(_0247_) + $signed(_0259_);
+  assign _0257_ = \$signal$109 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0258_ = _0255_ | { _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_ };
+  assign _0259_ = \$signal$109 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0260_ = _0258_ | { _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_ };
+  assign _0261_ = $signed(_0247_) + $signed(_0260_);
   assign _0262_ = \$signal$108 [0] ? \$signal$110 [50:34] : 17'h00000;
   assign _0263_ = \$signal$108 [1] ? \$signal$38 [50:34] : 17'h00000;
   assign _0264_ = _0262_ | _0263_;
-  assign _0265_ = \$signal$108 [2] ? v_wr__data[47:32] : 16'h0000;
-  assign _0266_ = _0264_ | { _0265_[15], _0265_ };
-  assign _0267_ = \$signal$108 [3] ? res8[47:32] : 16'h0000;
-  assign _0268_ = _0266_ | { _0267_[15], _0267_ };
+  assign _0266_ = \$signal$108 [2] ? v_wr__data[47:32] : 16'h0000;
+  assign _0267_ = _0264_ | { _0266_[15], _0266_ };
+  assign _0268_ = \$signal$108 [3] ? res8[47:32] : 16'h0000;
+  assign _0269_ = _0267_ | { _0268_[15], _0268_ };
   assign _0270_ = \$signal$108 [4] ? res9[47:32] : 16'h0000;
-  assign _0271_ = _0268_ | { _0270_[15], _0270_ };
+  assign _0271_ = _0269_ | { _0270_[15], _0270_ };
   assign _0272_ = \$signal$108 [5] ? v_raw[47:32] : 16'h0000;
   assign _0273_ = _0271_ | { _0272_[15], _0272_ };
-  assign _0274_ = \$signal$108 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0275_ = _0273_ | { _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_ };
-  assign _0276_ = \$signal$108 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0277_ = _0275_ | { _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_ };
+  assign _0275_ = \$signal$108 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0276_ = _0273_ | { _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_ };
+  assign _0277_ = \$signal$108 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0278_ = _0276_ | { _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_ };
   assign _0279_ = \$signal$109 [0] ? addend[32:22] : 11'h000;
   assign _0280_ = \$signal$109 [1] ? b_raw[38:26] : 13'h0000;
   assign _0281_ = { _0279_[10], _0279_[10], _0279_ } | _0280_;
   assign _0282_ = \$signal$109 [2] ? \$signal$110 [50:34] : 17'h00000;
-  assign _0283_ = { _0281_[12], _0281_[12], _0281_[12], _0281_[12], _0281_ } | _0282_;
-  assign _0284_ = \$signal$109 [3] ? \$signal$38 [50:34] : 17'h00000;
-  assign _0285_ = _0283_ | _0284_;
+  assign _0285_ = { _0281_[12], _0281_[12], _0281_[12], _0281_[12], _0281_ } | _0282_;
+  assign _0286_ = \$signal$109 [3] ? \$signal$38 [50:34] : 17'h00000;
+  assign _0287_ = _0285_ | _0286_;
   assign _0288_ = \$signal$109 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0289_ = _0285_ | { _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_ };
+  assign _0289_ = _0287_ | { _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_ };
   assign _0290_ = \$signal$109 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign _0291_ = _0289_ | { _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_ };
-  assign _0292_ = $signed(_0277_) + $signed(_0291_);
-  assign _0293_ = \$signal$108 [0] ? \$signal$110 [67:51] : 17'h00000;
-  assign _0294_ = \$signal$108 [1] ? \$signal$38 [67:51] : 17'h00000;
-  assign _0296_ = _0293_ | _0294_;
+  assign _0293_ = $signed(_0278_) + $signed(_0291_);
+  assign _0294_ = \$signal$108 [0] ? \$signal$110 [67:51] : 17'h00000;
+  assign _0295_ = \$signal$108 [1] ? \$signal$38 [67:51] : 17'h00000;
+  assign _0296_ = _0294_ | _0295_;
   assign _0297_ = \$signal$108 [2] ? v_wr__data[63:48] : 16'h0000;
   assign _0298_ = _0296_ | { _0297_[15], _0297_ };
   assign _0299_ = \$signal$108 [3] ? res8[63:48] : 16'h0000;
   assign _0300_ = _0298_ | { _0299_[15], _0299_ };
   assign _0301_ = \$signal$108 [4] ? res9[63:48] : 16'h0000;
-  assign _0302_ = _0300_ | { _0301_[15], _0301_ };
-  assign _0303_ = \$signal$108 [5] ? v_raw[63:48] : 16'h0000;
-  assign _0304_ = _0302_ | { _0303_[15], _0303_ };
+  assign _0303_ = _0300_ | { _0301_[15], _0301_ };
+  assign _0304_ = \$signal$108 [5] ? v_raw[63:48] : 16'h0000;
+  assign _0305_ = _0303_ | { _0304_[15], _0304_ };
   assign _0306_ = \$signal$108 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0307_ = _0304_ | { _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_ };
+  assign _0307_ = _0305_ | { _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_ };
   assign _0308_ = \$signal$108 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign _0309_ = _0307_ | { _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_ };
-  assign _0310_ = \$signal$109 [0] ? addend[43:33] : 11'h000;
-  assign _0311_ = \$signal$109 [1] ? b_raw[51:39] : 13'h0000;
-  assign _0312_ = { _0310_[10], _0310_[10], _0310_ } | _0311_;
+  assign _0311_ = \$signal$109 [0] ? addend[43:33] : 11'h000;
+  assign _0312_ = \$signal$109 [1] ? b_raw[51:39] : 13'h0000;
+  assign _0313_ = { _0311_[10], _0311_[10], _0311_ } | _0312_;
   assign _0314_ = \$signal$109 [2] ? \$signal$110 [67:51] : 17'h00000;
-  assign _0315_ = { _0312_[12], _0312_[12], _0312_[12], _0312_[12], _0312_ } | _0314_;
+  assign _0315_ = { _0313_[12], _0313_[12], _0313_[12], _0313_[12], _0313_ } | _0314_;
   assign _0316_ = \$signal$109 [3] ? \$signal$38 [67:51] : 17'h00000;
   assign _0317_ = _0315_ | _0316_;
-  assign _0318_ = \$signal$109 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0319_ = _0317_ | { _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_ };
-  assign _0320_ = \$signal$109 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0321_ = _0319_ | { _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_ };
-  assign _0323_ = $signed(_0309_) + $signed(_0321_);
-  assign _0324_ = ! st5[29:28];
-  assign _0325_ = st5[1] & _0324_;
-  assign _0326_ = $signed(\$signal$110 [16:0]) > $signed(13'h08ff);
-  assign _0327_ = _0325_ & _0326_;
-  assign _0328_ = _0327_ ? 17'h008ff : \$signal$110 [16:0];
+  assign _0319_ = \$signal$109 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0320_ = _0317_ | { _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_ };
+  assign _0321_ = \$signal$109 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0322_ = _0320_ | { _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_ };
   assign _0459_ = o__ready ? 4'h0 : done;
   assign _0460_ = _0362_ ? (* full_case = 32'd1 *) 4'h0 : _0364_[3:0];
   assign _0461_ = o__ready ? _0460_ : done;
-  assign _0462_ = _0356_ ? (* full_case = 32'd1 *) _0461_ : _0459_;
+  assign _0462_ = _0357_ ? (* full_case = 32'd1 *) _0461_ : _0459_;
   assign _0463_ = \$signal$65  ? _0462_ : done;
   assign _0421_ = rst ? 4'h0 : _0463_;
-  assign _0464_ = _0352_ ? (* full_case = 32'd1 *) 3'h0 : _0353_[2:0];
+  assign _0464_ = _0352_ ? (* full_case = 32'd1 *) 3'h0 : _0354_[2:0];
   assign _0465_ = _0351_ ? _0464_ : pos2;
   assign _0466_ = _0350_ ? _0465_ : pos2;
   assign _0467_ = st7[30] ? (* full_case = 32'd1 *) 3'h0 : _0466_;
   assign _0468_ = _0349_ ? _0467_ : pos2;
   assign _0420_ = rst ? 3'h0 : _0468_;
-  assign _0469_ = _0351_ ? (* full_case = 32'd1 *) 3'h0 : _0354_[2:0];
+  assign _0469_ = _0351_ ? (* full_case = 32'd1 *) 3'h0 : _0355_[2:0];
   assign _0470_ = _0350_ ? _0469_ : pos1;
   assign _0471_ = st7[30] ? (* full_case = 32'd1 *) 3'h0 : _0470_;
   assign _0472_ = _0349_ ? _0471_ : pos1;
   assign _0419_ = rst ? 3'h0 : _0472_;
-  assign _0473_ = _0350_ ? (* full_case = 32'd1 *) 2'h0 : _0355_[1:0];
+  assign _0473_ = _0350_ ? (* full_case = 32'd1 *) 2'h0 : _0356_[1:0];
   assign _0474_ = st7[30] ? (* full_case = 32'd1 *) 2'h0 : _0473_;
   assign _0475_ = _0349_ ? _0474_ : \pos0$53 ;
   assign _0418_ = rst ? 2'h0 : _0475_;
   assign _0417_ = rst ? 1'h0 : _0348_;
   assign _0416_ = rst ? 13'h0000 : { st6[30], 8'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
   assign _0415_ = rst ? 64'h0000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign _0414_[67:51] = rst ? 17'h00000 : _0344_;
+  assign _0414_[67:51] = rst ? 17'h00000 : _0345_;
   assign _0414_[33:17] = rst ? 17'h00000 : _0334_;
-  assign _0414_[16:0] = rst ? 17'h00000 : _0328_;
+  assign _0414_[16:0] = rst ? 17'h00000 : _0329_;
   assign _0414_[50:34] = rst ? 17'h00000 : _0339_;
   assign _0413_[67:51] = rst ? 17'h00000 : _0323_[16:0];
   assign _0413_[33:17] = rst ? 17'h00000 : _0261_[16:0];
-  assign _0413_[16:0] = rst ? 17'h00000 : _0230_[16:0];
-  assign _0413_[50:34] = rst ? 17'h00000 : _0292_[16:0];
-  assign _0412_ = rst ? 8'h00 : { 6'h00, _0201_, _0197_ };
-  assign _0411_ = rst ? 10'h000 : { _0196_, _0187_, _0178_, _0171_, _0164_, _0154_, _0145_, _0136_, _0128_, _0115_ };
+  assign _0413_[16:0] = rst ? 17'h00000 : _0231_[16:0];
+  assign _0413_[50:34] = rst ? 17'h00000 : _0293_[16:0];
+  assign _0412_ = rst ? 8'h00 : { 6'h00, _0201_, _0199_ };
+  assign _0411_ = rst ? 10'h000 : { _0198_, _0188_, _0179_, _0171_, _0164_, _0154_, _0145_, _0136_, _0129_, _0115_ };
   assign _0410_ = rst ? 1'h0 : _0106_;
   assign _0409_ = rst ? 1'h0 : _0095_;
   assign _0408_ = rst ? 1'h0 : _0086_;
   assign _0407_ = rst ? 1'h0 : _0077_;
   assign _0406_ = rst ? 1'h0 : _0068_;
-  assign _0404_ = rst ? 1'h0 : _0058_;
-  assign _0403_ = rst ? 1'h0 : _0049_;
-  assign _0402_ = rst ? 1'h0 : _0037_;
-  assign _0401_ = rst ? 1'h0 : _0026_;
+  assign _0405_ = rst ? 1'h0 : _0058_;
+  assign _0404_ = rst ? 1'h0 : _0050_;
+  assign _0403_ = rst ? 1'h0 : _0037_;
+  assign _0402_ = rst ? 1'h0 : _0026_;
   assign _0400_ = rst ? 1'h0 : _0014_;
   assign _0399_ = rst ? 4'h0 : cres8;
   assign _0398_ = rst ? 64'h0000000000000000 : res8;
@@ -7700,21 +7708,21 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign _0482_ = sweep_now ? _0481_ : pos0;
   assign _0380_ = rst ? 2'h0 : _0482_;
   assign _0379_ = rst ? 1'h0 : _0455_;
-  assign _0377_ = rst ? 1'h0 : _0453_;
+  assign _0378_ = rst ? 1'h0 : _0453_;
   assign _0483_ = _0447_ ? _0449_ : \$signal$26 ;
   assign _0484_ = sweep_last ? _0483_ : \$signal$26 ;
   assign _0485_ = _0446_ ? _0484_ : \$signal$26 ;
   assign _0486_ = fire_state ? (* full_case = 32'd1 *) _0485_ : \$signal$26 ;
-  assign _0376_ = rst ? 1'h0 : _0486_;
+  assign _0377_ = rst ? 1'h0 : _0486_;
   assign _0487_ = _0447_ ? (* full_case = 32'd1 *) 3'h0 : _0450_[2:0];
   assign _0488_ = sweep_last ? _0487_ : fire_k;
   assign _0489_ = _0446_ ? _0488_ : fire_k;
   assign _0490_ = fire_state ? (* full_case = 32'd1 *) _0489_ : fire_k;
-  assign _0375_ = rst ? 3'h0 : _0490_;
+  assign _0376_ = rst ? 3'h0 : _0490_;
   assign _0491_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0452_;
   assign _0492_ = _0446_ ? _0491_ : sweep_last;
   assign _0493_ = fire_state ? (* full_case = 32'd1 *) _0492_ : sweep_last;
-  assign _0374_ = rst ? 1'h0 : _0493_;
+  assign _0375_ = rst ? 1'h0 : _0493_;
   assign _0494_ = sweep_last ? (* full_case = 32'd1 *) 8'h00 : _0451_[7:0];
   assign _0495_ = _0446_ ? _0494_ : sweep_addr;
   assign _0496_ = fire_state ? (* full_case = 32'd1 *) _0495_ : sweep_addr;
@@ -7820,21 +7828,21 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign _0554_ = pending[2] ? 2'h2 : _0553_;
   assign _0555_ = pending[1] ? 2'h1 : _0554_;
   assign lane = pending[0] ? 2'h0 : _0555_;
-  assign diff3 = st6[1] ? (* full_case = 32'd1 *) _0233_ : 18'h00000;
-  assign diff2 = st6[1] ? (* full_case = 32'd1 *) _0169_ : 18'h00000;
-  assign diff1 = st6[1] ? (* full_case = 32'd1 *) _0104_ : 18'h00000;
-  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0243_ : 1'h0;
-  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0179_ : 1'h0;
-  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0111_ : 1'h0;
-  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0042_ : 1'h0;
-  assign diff0 = st6[1] ? (* full_case = 32'd1 *) _0031_ : 18'h00000;
-  assign _0556_ = _0251_ ? (* full_case = 32'd1 *) 16'h0000 : _0269_[15:0];
+  assign diff3 = st6[1] ? (* full_case = 32'd1 *) _0230_[15:0] : 16'h0000;
+  assign diff2 = st6[1] ? (* full_case = 32'd1 *) _0165_[15:0] : 16'h0000;
+  assign diff1 = st6[1] ? (* full_case = 32'd1 *) _0101_[15:0] : 16'h0000;
+  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0240_ : 1'h0;
+  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0175_ : 1'h0;
+  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0109_ : 1'h0;
+  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0038_ : 1'h0;
+  assign diff0 = st6[1] ? (* full_case = 32'd1 *) _0027_[15:0] : 16'h0000;
+  assign _0556_ = _0248_ ? (* full_case = 32'd1 *) 16'h0000 : _0265_[15:0];
   assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0556_ : \$signal$38 [66:51];
-  assign _0557_ = _0188_ ? (* full_case = 32'd1 *) 16'h0000 : _0209_[15:0];
+  assign _0557_ = _0185_ ? (* full_case = 32'd1 *) 16'h0000 : _0205_[15:0];
   assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0557_ : \$signal$38 [49:34];
-  assign _0558_ = _0121_ ? (* full_case = 32'd1 *) 16'h0000 : _0140_[15:0];
+  assign _0558_ = _0117_ ? (* full_case = 32'd1 *) 16'h0000 : _0137_[15:0];
   assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0558_ : \$signal$38 [32:17];
-  assign _0559_ = _0052_ ? (* full_case = 32'd1 *) 16'h0000 : _0073_[15:0];
+  assign _0559_ = _0048_ ? (* full_case = 32'd1 *) 16'h0000 : _0069_[15:0];
   assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0559_ : \$signal$38 [15:0];
   assign _0560_ = _0434_ ? 1'h1 : 1'h0;
   assign sweep_now = fire_state ? (* full_case = 32'd1 *) _0560_ : 1'h0;
@@ -7853,18 +7861,18 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \issue.end  = fire_state ? (* full_case = 32'd1 *) _0570_ : 1'h0;
   assign _0571_ = _0434_ ? fire_k[1:0] : 2'h0;
   assign \issue.fire_k  = fire_state ? (* full_case = 32'd1 *) _0571_ : 2'h0;
-  assign \issue.shift  = _0286_ ? op_shift : 4'h0;
-  assign \issue.count  = _0286_ ? op_count : 1'h0;
-  assign \issue.waddr  = _0286_ ? op_waddr : 9'h000;
-  assign _0572_ = _0286_ ? op_addr : 8'h00;
+  assign \issue.shift  = _0283_ ? op_shift : 4'h0;
+  assign \issue.count  = _0283_ ? op_count : 1'h0;
+  assign \issue.waddr  = _0283_ ? op_waddr : 9'h000;
+  assign _0572_ = _0283_ ? op_addr : 8'h00;
   assign _0573_ = _0434_ ? sweep_addr : _0572_;
   assign \issue.addr  = fire_state ? (* full_case = 32'd1 *) _0573_ : _0572_;
-  assign _0574_ = _0286_ ? \$signal$6  : 1'h0;
+  assign _0574_ = _0283_ ? \$signal$6  : 1'h0;
   assign _0575_ = _0434_ ? \$signal$26  : _0574_;
   assign \issue.bank  = fire_state ? (* full_case = 32'd1 *) _0575_ : _0574_;
   assign _0576_ = _0434_ ? 1'h1 : 1'h0;
   assign \issue.kind  = fire_state ? (* full_case = 32'd1 *) _0576_ : 1'h0;
-  assign _0577_ = _0286_ ? 1'h1 : 1'h0;
+  assign _0577_ = _0283_ ? 1'h1 : 1'h0;
   assign _0578_ = _0434_ ? 1'h1 : _0577_;
   assign \issue.valid  = fire_state ? (* full_case = 32'd1 *) _0578_ : _0577_;
   function [0:0] _1276_;
@@ -7925,98 +7933,98 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign _0582_ = lane == (* full_case = 32'd1 *) 2'h2;
   assign _0583_ = lane == (* full_case = 32'd1 *) 2'h1;
   assign _0584_ = ! (* full_case = 32'd1 *) lane;
-  function [15:0] _1285_;
-    input [15:0] a;
-    input [63:0] b;
+  function [10:0] _1285_;
+    input [10:0] a;
+    input [43:0] b;
     input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
       4'b???1:
-        _1285_ = b[15:0];
+        _1285_ = b[10:0];
       4'b??1?:
-        _1285_ = b[31:16];
+        _1285_ = b[21:11];
       4'b?1??:
-        _1285_ = b[47:32];
+        _1285_ = b[32:22];
       4'b1???:
-        _1285_ = b[63:48];
+        _1285_ = b[43:33];
       default:
         _1285_ = a;
     endcase
   endfunction
-  assign _0225_ = _1285_(16'hxxxx, 64'h0480024001200090, { _0588_, _0587_, _0586_, _0585_ });
+  assign _0222_ = _1285_(11'hxxx, 44'h90090090090, { _0588_, _0587_, _0586_, _0585_ });
   assign _0585_ = st6[29:28] == (* full_case = 32'd1 *) 2'h3;
   assign _0586_ = st6[29:28] == (* full_case = 32'd1 *) 2'h2;
   assign _0587_ = st6[29:28] == (* full_case = 32'd1 *) 2'h1;
   assign _0588_ = ! (* full_case = 32'd1 *) st6[29:28];
-  function [15:0] _1290_;
-    input [15:0] a;
-    input [63:0] b;
+  function [10:0] _1290_;
+    input [10:0] a;
+    input [43:0] b;
     input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
       4'b???1:
-        _1290_ = b[15:0];
+        _1290_ = b[10:0];
       4'b??1?:
-        _1290_ = b[31:16];
+        _1290_ = b[21:11];
       4'b?1??:
-        _1290_ = b[47:32];
+        _1290_ = b[32:22];
       4'b1???:
-        _1290_ = b[63:48];
+        _1290_ = b[43:33];
       default:
         _1290_ = a;
     endcase
   endfunction
-  assign _0159_ = _1290_(16'hxxxx, 64'h0480024001200090, { _0592_, _0591_, _0590_, _0589_ });
+  assign _0155_ = _1290_(11'hxxx, 44'h90090090090, { _0592_, _0591_, _0590_, _0589_ });
   assign _0589_ = st6[29:28] == (* full_case = 32'd1 *) 2'h3;
   assign _0590_ = st6[29:28] == (* full_case = 32'd1 *) 2'h2;
   assign _0591_ = st6[29:28] == (* full_case = 32'd1 *) 2'h1;
   assign _0592_ = ! (* full_case = 32'd1 *) st6[29:28];
-  function [15:0] _1295_;
-    input [15:0] a;
-    input [63:0] b;
+  function [10:0] _1295_;
+    input [10:0] a;
+    input [43:0] b;
     input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
       4'b???1:
-        _1295_ = b[15:0];
+        _1295_ = b[10:0];
       4'b??1?:
-        _1295_ = b[31:16];
+        _1295_ = b[21:11];
       4'b?1??:
-        _1295_ = b[47:32];
+        _1295_ = b[32:22];
       4'b1???:
-        _1295_ = b[63:48];
+        _1295_ = b[43:33];
       default:
         _1295_ = a;
     endcase
   endfunction
-  assign _0093_ = _1295_(16'hxxxx, 64'h0480024001200090, { _0596_, _0595_, _0594_, _0593_ });
+  assign _0089_ = _1295_(11'hxxx, 44'h90090090090, { _0596_, _0595_, _0594_, _0593_ });
   assign _0593_ = st6[29:28] == (* full_case = 32'd1 *) 2'h3;
   assign _0594_ = st6[29:28] == (* full_case = 32'd1 *) 2'h2;
   assign _0595_ = st6[29:28] == (* full_case = 32'd1 *) 2'h1;
   assign _0596_ = ! (* full_case = 32'd1 *) st6[29:28];
-  function [15:0] _1300_;
-    input [15:0] a;
-    input [63:0] b;
+  function [10:0] _1300_;
+    input [10:0] a;
+    input [43:0] b;
     input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
       4'b???1:
-        _1300_ = b[15:0];
+        _1300_ = b[10:0];
       4'b??1?:
-        _1300_ = b[31:16];
+        _1300_ = b[21:11];
       4'b?1??:
-        _1300_ = b[47:32];
+        _1300_ = b[32:22];
       4'b1???:
-        _1300_ = b[63:48];
+        _1300_ = b[43:33];
       default:
         _1300_ = a;
     endcase
   endfunction
-  assign _0021_ = _1300_(16'hxxxx, 64'h0480024001200090, { _0600_, _0599_, _0598_, _0597_ });
+  assign _0017_ = _1300_(11'hxxx, 44'h90090090090, { _0600_, _0599_, _0598_, _0597_ });
   assign _0597_ = st6[29:28] == (* full_case = 32'd1 *) 2'h3;
   assign _0598_ = st6[29:28] == (* full_case = 32'd1 *) 2'h2;
   assign _0599_ = st6[29:28] == (* full_case = 32'd1 *) 2'h1;
@@ -8031,15 +8039,15 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4272$0 (i0__payload[9:0]),
+    .\port$4288$0 (i0__payload[9:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv2.queue  queue (
     .clk(clk),
-    .\port$3732$0 (\$signal$68 ),
-    .\port$3902$0 (\$signal$61 ),
-    .\port$3904$0 (\$signal$65 ),
+    .\port$3748$0 (\$signal$68 ),
+    .\port$3918$0 (\$signal$61 ),
+    .\port$3920$0 (\$signal$65 ),
     .rst(rst),
     .w_data({ entry7[12], pos1, pos2, \pos0$53 , entry7[3:0] }),
     .w_en(\$signal$57 )
@@ -8277,8 +8285,8 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \issue.proj  = 1'h0;
   assign \issue.cur  = 1'h0;
   assign _0426_[3:0] = o__payload[3:0];
-  assign _0329_[0] = v_wr__en;
-  assign _0287_[8:0] = v_wr__addr;
+  assign _0326_[0] = v_wr__en;
+  assign _0284_[8:0] = v_wr__addr;
   assign _0001_[8:0] = \$signature__addr$33 ;
   assign o__payload[11:4] = { \o__payload.end , \o__payload.count , \$signal$61 [11:6] };
   assign c_raw = 4'h0;
@@ -8301,7 +8309,7 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4272$0 , clk);
+module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4288$0 , clk);
   wire _000_;
   wire [6:0] _001_;
   wire [10:0] _002_;
@@ -8550,8 +8558,8 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   reg op_valid = 1'h0;
   output [8:0] op_waddr;
   reg [8:0] op_waddr = 9'h000;
-  input [9:0] \port$4272$0 ;
-  wire [9:0] \port$4272$0 ;
+  input [9:0] \port$4288$0 ;
+  wire [9:0] \port$4288$0 ;
   reg [5:0] r_step = 6'h00;
   output ready;
   wire ready;
@@ -8610,8 +8618,8 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   assign ready = _000_ | _030_;
   assign _040_ = op_valid & en;
   assign _057_ = $signed(_051_) + $signed(_056_);
-  assign _001_ = 1'h0 + { 1'h0, \port$4272$0 [2:0], 2'h0 };
-  assign _002_ = _001_ + { 2'h0, \port$4272$0 [2:0], 5'h00 };
+  assign _001_ = 1'h0 + { 1'h0, \port$4288$0 [2:0], 2'h0 };
+  assign _002_ = _001_ + { 2'h0, \port$4288$0 [2:0], 5'h00 };
   assign _004_ = $signed({ 1'h0, _002_ }) + $signed(_003_);
   assign _006_ = $signed(_004_) + $signed(_005_);
   assign _008_ = _007_ - 1'h1;
@@ -8677,7 +8685,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
   assign _043_ = rst ? 2'h0 : _097_;
   assign _098_ = load ? ev_shift : op_shift;
   assign _042_ = rst ? 4'h0 : _098_;
-  assign _099_ = load ? \port$4272$0 [9] : op_count;
+  assign _099_ = load ? \port$4288$0 [9] : op_count;
   assign _041_ = rst ? 1'h0 : _099_;
   function [3:0] _306_;
     input [3:0] a;
@@ -8707,14 +8715,14 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _023_ = _306_(4'hx, 32'd590558002, { _107_, _106_, _105_, _104_, _103_, _102_, _101_, _100_ });
-  assign _100_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _101_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _102_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _103_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _104_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _105_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _106_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _107_ = ! (* full_case = 32'd1 *) \port$4272$0 [8:6];
+  assign _100_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _101_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _102_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _103_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _104_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _105_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _106_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _107_ = ! (* full_case = 32'd1 *) \port$4288$0 [8:6];
   function [3:0] _315_;
     input [3:0] a;
     input [31:0] b;
@@ -8743,14 +8751,14 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _020_ = _315_(4'hx, 32'd590558002, { _115_, _114_, _113_, _112_, _111_, _110_, _109_, _108_ });
-  assign _108_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _109_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _110_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _111_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _112_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _113_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _114_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _115_ = ! (* full_case = 32'd1 *) \port$4272$0 [5:3];
+  assign _108_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _109_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _110_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _111_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _112_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _113_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _114_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _115_ = ! (* full_case = 32'd1 *) \port$4288$0 [5:3];
   function [4:0] _324_;
     input [4:0] a;
     input [39:0] b;
@@ -8779,14 +8787,14 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _019_ = _324_(5'hxx, 40'hae739ce735, { _123_, _122_, _121_, _120_, _119_, _118_, _117_, _116_ });
-  assign _116_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _117_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _118_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _119_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _120_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _121_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _122_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _123_ = ! (* full_case = 32'd1 *) \port$4272$0 [8:6];
+  assign _116_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _117_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _118_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _119_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _120_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _121_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _122_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _123_ = ! (* full_case = 32'd1 *) \port$4288$0 [8:6];
   function [5:0] _333_;
     input [5:0] a;
     input [47:0] b;
@@ -8815,14 +8823,14 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _018_ = _333_(6'hxx, 48'h655555555559, { _131_, _130_, _129_, _128_, _127_, _126_, _125_, _124_ });
-  assign _124_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _125_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _126_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _127_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _128_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _129_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _130_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _131_ = ! (* full_case = 32'd1 *) \port$4272$0 [8:6];
+  assign _124_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _125_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _126_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _127_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _128_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _129_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _130_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _131_ = ! (* full_case = 32'd1 *) \port$4288$0 [8:6];
   function [3:0] _342_;
     input [3:0] a;
     input [31:0] b;
@@ -8851,14 +8859,14 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _016_ = _342_(4'hx, 32'd590558002, { _139_, _138_, _137_, _136_, _135_, _134_, _133_, _132_ });
-  assign _132_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _133_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _134_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _135_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _136_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _137_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _138_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _139_ = ! (* full_case = 32'd1 *) \port$4272$0 [5:3];
+  assign _132_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _133_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _134_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _135_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _136_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _137_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _138_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _139_ = ! (* full_case = 32'd1 *) \port$4288$0 [5:3];
   function [3:0] _351_;
     input [3:0] a;
     input [31:0] b;
@@ -8887,14 +8895,14 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _014_ = _351_(4'hx, 32'd590558002, { _147_, _146_, _145_, _144_, _143_, _142_, _141_, _140_ });
-  assign _140_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _141_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _142_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _143_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _144_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _145_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _146_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _147_ = ! (* full_case = 32'd1 *) \port$4272$0 [8:6];
+  assign _140_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _141_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _142_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _143_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _144_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _145_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _146_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _147_ = ! (* full_case = 32'd1 *) \port$4288$0 [8:6];
   function [3:0] _360_;
     input [3:0] a;
     input [31:0] b;
@@ -8923,14 +8931,14 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _012_ = _360_(4'hx, 32'd590558002, { _155_, _154_, _153_, _152_, _151_, _150_, _149_, _148_ });
-  assign _148_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _149_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _150_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _151_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _152_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _153_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _154_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _155_ = ! (* full_case = 32'd1 *) \port$4272$0 [8:6];
+  assign _148_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _149_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _150_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _151_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _152_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _153_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _154_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _155_ = ! (* full_case = 32'd1 *) \port$4288$0 [8:6];
   function [3:0] _369_;
     input [3:0] a;
     input [31:0] b;
@@ -8959,14 +8967,14 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _009_ = _369_(4'hx, 32'd590558002, { _163_, _162_, _161_, _160_, _159_, _158_, _157_, _156_ });
-  assign _156_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _157_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _158_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _159_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _160_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _161_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _162_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _163_ = ! (* full_case = 32'd1 *) \port$4272$0 [5:3];
+  assign _156_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _157_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _158_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _159_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _160_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _161_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _162_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _163_ = ! (* full_case = 32'd1 *) \port$4288$0 [5:3];
   function [3:0] _378_;
     input [3:0] a;
     input [31:0] b;
@@ -8995,14 +9003,14 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _007_ = _378_(4'hx, 32'd590558002, { _171_, _170_, _169_, _168_, _167_, _166_, _165_, _164_ });
-  assign _164_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _165_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _166_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _167_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _168_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _169_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _170_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _171_ = ! (* full_case = 32'd1 *) \port$4272$0 [8:6];
+  assign _164_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _165_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _166_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _167_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _168_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _169_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _170_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _171_ = ! (* full_case = 32'd1 *) \port$4288$0 [8:6];
   function [4:0] _387_;
     input [4:0] a;
     input [39:0] b;
@@ -9031,14 +9039,14 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _005_ = _387_(5'hxx, 40'h2210842108, { _179_, _178_, _177_, _176_, _175_, _174_, _173_, _172_ });
-  assign _172_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _173_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _174_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _175_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _176_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _177_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _178_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _179_ = ! (* full_case = 32'd1 *) \port$4272$0 [8:6];
+  assign _172_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _173_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _174_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _175_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _176_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _177_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _178_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _179_ = ! (* full_case = 32'd1 *) \port$4288$0 [8:6];
   function [5:0] _396_;
     input [5:0] a;
     input [47:0] b;
@@ -9067,14 +9075,14 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _003_ = _396_(6'hxx, 48'h318618618618, { _187_, _186_, _185_, _184_, _183_, _182_, _181_, _180_ });
-  assign _180_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _181_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _182_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _183_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _184_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _185_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _186_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _187_ = ! (* full_case = 32'd1 *) \port$4272$0 [5:3];
+  assign _180_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _181_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _182_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _183_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _184_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _185_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _186_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _187_ = ! (* full_case = 32'd1 *) \port$4288$0 [5:3];
   function [5:0] _405_;
     input [5:0] a;
     input [47:0] b;
@@ -9103,14 +9111,14 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _056_ = _405_(6'hxx, 48'h000108310518, { _195_, _194_, _193_, _192_, _191_, _190_, _189_, _188_ });
-  assign _188_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _189_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _190_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _191_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _192_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _193_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _194_ = \port$4272$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _195_ = ! (* full_case = 32'd1 *) \port$4272$0 [8:6];
+  assign _188_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _189_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _190_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _191_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _192_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _193_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _194_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _195_ = ! (* full_case = 32'd1 *) \port$4288$0 [8:6];
   function [8:0] _414_;
     input [8:0] a;
     input [71:0] b;
@@ -9139,18 +9147,18 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _051_ = _414_(9'hxxx, 72'h0000040403020140c0, { _203_, _202_, _201_, _200_, _199_, _198_, _197_, _196_ });
-  assign _196_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _197_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _198_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _199_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _200_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _201_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _202_ = \port$4272$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _203_ = ! (* full_case = 32'd1 *) \port$4272$0 [5:3];
-  assign ev_c = \port$4272$0 [2:0];
-  assign ev_x = \port$4272$0 [8:6];
-  assign ev_y = \port$4272$0 [5:3];
-  assign ev_count = \port$4272$0 [9];
+  assign _196_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _197_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _198_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _199_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _200_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _201_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _202_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _203_ = ! (* full_case = 32'd1 *) \port$4288$0 [5:3];
+  assign ev_c = \port$4288$0 [2:0];
+  assign ev_x = \port$4288$0 [8:6];
+  assign ev_y = \port$4288$0 [5:3];
+  assign ev_count = \port$4288$0 [9];
   assign waddr = op_waddr;
   assign addr = op_addr;
   assign \busy$6  = op_valid;
@@ -9160,7 +9168,7 @@ module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.queue (rst, w_data, \port$3732$0 , w_en, \port$3902$0 , \port$3904$0 , clk);
+module \digits_cnn_ilif.engine_conv2.queue (rst, w_data, \port$3748$0 , w_en, \port$3918$0 , \port$3920$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -9190,12 +9198,12 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, w_data, \port$3732$0 , w_en, \p
   reg held_valid = 1'h0;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \level$21 ;
-  input \port$3732$0 ;
-  wire \port$3732$0 ;
-  output [12:0] \port$3902$0 ;
-  wire [12:0] \port$3902$0 ;
-  output \port$3904$0 ;
-  wire \port$3904$0 ;
+  input \port$3748$0 ;
+  wire \port$3748$0 ;
+  output [12:0] \port$3918$0 ;
+  wire [12:0] \port$3918$0 ;
+  output \port$3920$0 ;
+  wire \port$3920$0 ;
   wire [12:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -9235,18 +9243,18 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, w_data, \port$3732$0 , w_en, \p
   \digits_cnn_ilif.engine_conv2.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2062$0 (\$signal$9 ),
-    .\port$3732$0 (\port$3732$0 ),
-    .\port$3886$0 (\$signal$11 ),
-    .\port$3888$0 (held_valid),
-    .\port$3902$0 (\$signal$14 ),
-    .\port$3904$0 (\$signal$16 ),
+    .\port$2070$0 (\$signal$9 ),
+    .\port$3748$0 (\port$3748$0 ),
+    .\port$3902$0 (\$signal$11 ),
+    .\port$3904$0 (held_valid),
+    .\port$3918$0 (\$signal$14 ),
+    .\port$3920$0 (\$signal$16 ),
     .rst(rst)
   );
-  assign \port$3904$0  = \$signal$16 ;
-  assign \port$3902$0  = \$signal$14 ;
-  assign \$signal$19  = \port$3732$0 ;
-  assign \$signal$18  = \port$3732$0 ;
+  assign \port$3920$0  = \$signal$16 ;
+  assign \port$3918$0  = \$signal$14 ;
+  assign \$signal$19  = \port$3748$0 ;
+  assign \$signal$18  = \port$3748$0 ;
   assign \$signal$17  = \$signal$16 ;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$13  = held_valid;
@@ -9931,7 +9939,7 @@ module \digits_cnn_ilif.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2062$0 , count, \port$3732$0 , \port$3886$0 , \port$3888$0 , \port$3902$0 , \port$3904$0 , clk);
+module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2070$0 , count, \port$3748$0 , \port$3902$0 , \port$3904$0 , \port$3918$0 , \port$3920$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -9961,26 +9969,26 @@ module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2062$0 , count, \por
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2062$0 ;
-  wire \port$2062$0 ;
-  input \port$3732$0 ;
-  wire \port$3732$0 ;
-  input [12:0] \port$3886$0 ;
-  wire [12:0] \port$3886$0 ;
-  input \port$3888$0 ;
-  wire \port$3888$0 ;
-  output [12:0] \port$3902$0 ;
+  output \port$2070$0 ;
+  wire \port$2070$0 ;
+  input \port$3748$0 ;
+  wire \port$3748$0 ;
+  input [12:0] \port$3902$0 ;
   wire [12:0] \port$3902$0 ;
-  output \port$3904$0 ;
+  input \port$3904$0 ;
   wire \port$3904$0 ;
+  output [12:0] \port$3918$0 ;
+  wire [12:0] \port$3918$0 ;
+  output \port$3920$0 ;
+  wire \port$3920$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3888$0  & _00_;
+  assign take = \port$3904$0  & _00_;
   assign count = \$signal$5  + spare_valid;
   assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3732$0  | _01_;
+  assign _02_ = \port$3748$0  | _01_;
   always @(posedge clk)
     \$signal$9  <= _03_;
   always @(posedge clk)
@@ -9991,7 +9999,7 @@ module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2062$0 , count, \por
     \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$3886$0  : \$signal$10 ;
+  assign _07_ = take ? \port$3902$0  : \$signal$10 ;
   assign _08_ = _02_ ? \$signal$10  : _07_;
   assign _06_ = rst ? 13'h0000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
@@ -10002,16 +10010,16 @@ module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2062$0 , count, \por
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
   assign _14_ = _02_ ? _13_ : \$signal$5 ;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$3886$0  : \$signal$9 ;
+  assign _15_ = take ? \port$3902$0  : \$signal$9 ;
   assign _16_ = spare_valid ? \$signal$10  : _15_;
   assign _17_ = _02_ ? _16_ : \$signal$9 ;
   assign _03_ = rst ? 13'h0000 : _17_;
-  assign \port$3904$0  = \$signal$5 ;
-  assign \port$3902$0  = \$signal$9 ;
-  assign \port$2062$0  = \$signal ;
-  assign \$signal$11  = \port$3886$0 ;
-  assign \$signal$8  = \port$3732$0 ;
-  assign \$signal$3  = \port$3888$0 ;
+  assign \port$3920$0  = \$signal$5 ;
+  assign \port$3918$0  = \$signal$9 ;
+  assign \port$2070$0  = \$signal ;
+  assign \$signal$11  = \port$3902$0 ;
+  assign \$signal$8  = \port$3748$0 ;
+  assign \$signal$3  = \port$3904$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10034,21 +10042,22 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire _0014_;
   wire _0015_;
   wire _0016_;
-  wire _0017_;
+  wire [10:0] _0017_;
   wire _0018_;
   wire _0019_;
   wire _0020_;
-  wire [17:0] _0021_;
+  wire _0021_;
   wire _0022_;
   wire _0023_;
   wire _0024_;
   wire _0025_;
   wire _0026_;
-  wire _0027_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _0027_;
   wire _0028_;
   wire _0029_;
   wire _0030_;
-  wire [19:0] _0031_;
+  wire _0031_;
   wire _0032_;
   wire _0033_;
   wire _0034_;
@@ -10086,12 +10095,12 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire _0066_;
   wire _0067_;
   wire _0068_;
-  wire _0069_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0069_;
   wire _0070_;
   wire _0071_;
   wire _0072_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0073_;
+  wire _0073_;
   wire _0074_;
   wire _0075_;
   wire _0076_;
@@ -10107,11 +10116,11 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire _0086_;
   wire _0087_;
   wire _0088_;
-  wire _0089_;
+  wire [10:0] _0089_;
   wire _0090_;
   wire _0091_;
   wire _0092_;
-  wire [17:0] _0093_;
+  wire _0093_;
   wire _0094_;
   wire _0095_;
   wire _0096_;
@@ -10119,10 +10128,11 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire _0098_;
   wire _0099_;
   wire _0100_;
-  wire _0101_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _0101_;
   wire _0102_;
   wire _0103_;
-  wire [19:0] _0104_;
+  wire _0104_;
   wire _0105_;
   wire _0106_;
   wire _0107_;
@@ -10155,11 +10165,11 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire _0134_;
   wire _0135_;
   wire _0136_;
-  wire _0137_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0137_;
   wire _0138_;
   wire _0139_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0140_;
+  wire _0140_;
   wire _0141_;
   wire _0142_;
   wire _0143_;
@@ -10174,21 +10184,22 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire _0152_;
   wire _0153_;
   wire _0154_;
-  wire _0155_;
+  wire [10:0] _0155_;
   wire _0156_;
   wire _0157_;
   wire _0158_;
-  wire [17:0] _0159_;
+  wire _0159_;
   wire _0160_;
   wire _0161_;
   wire _0162_;
   wire _0163_;
   wire _0164_;
-  wire _0165_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _0165_;
   wire _0166_;
   wire _0167_;
   wire _0168_;
-  wire [19:0] _0169_;
+  wire _0169_;
   wire _0170_;
   wire _0171_;
   wire _0172_;
@@ -10224,12 +10235,12 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire [18:0] _0202_;
   wire [18:0] _0203_;
   wire [18:0] _0204_;
-  wire [17:0] _0205_;
-  wire [18:0] _0206_;
-  wire [17:0] _0207_;
-  wire [18:0] _0208_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0209_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0205_;
+  wire [17:0] _0206_;
+  wire [18:0] _0207_;
+  wire [17:0] _0208_;
+  wire [18:0] _0209_;
   wire [17:0] _0210_;
   wire [18:0] _0211_;
   wire [17:0] _0212_;
@@ -10242,121 +10253,122 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire [13:0] _0219_;
   wire [13:0] _0220_;
   wire [18:0] _0221_;
-  wire [18:0] _0222_;
+  wire [10:0] _0222_;
   wire [18:0] _0223_;
   wire [18:0] _0224_;
-  wire [17:0] _0225_;
+  wire [18:0] _0225_;
   wire [1:0] _0226_;
   wire [18:0] _0227_;
   wire [1:0] _0228_;
   wire [18:0] _0229_;
-  (* unused_bits = "19" *)
+  (* unused_bits = "18 19" *)
   wire [19:0] _0230_;
-  wire [18:0] _0231_;
+  (* unused_bits = "19" *)
+  wire [19:0] _0231_;
   wire [18:0] _0232_;
-  wire [19:0] _0233_;
+  wire [18:0] _0233_;
   wire [18:0] _0234_;
   wire [17:0] _0235_;
   wire [18:0] _0236_;
   wire [17:0] _0237_;
   wire [18:0] _0238_;
   wire [17:0] _0239_;
-  wire [18:0] _0240_;
-  wire [17:0] _0241_;
-  wire [18:0] _0242_;
-  wire _0243_;
+  wire _0240_;
+  wire [18:0] _0241_;
+  wire [17:0] _0242_;
+  wire [18:0] _0243_;
   wire [1:0] _0244_;
   wire [18:0] _0245_;
   wire [1:0] _0246_;
   wire [18:0] _0247_;
-  wire [10:0] _0248_;
-  wire [13:0] _0249_;
+  wire _0248_;
+  wire [10:0] _0249_;
   wire [13:0] _0250_;
-  wire _0251_;
+  wire [13:0] _0251_;
   wire [18:0] _0252_;
   wire [18:0] _0253_;
   wire [18:0] _0254_;
   wire [18:0] _0255_;
-  wire [1:0] _0256_;
-  wire [18:0] _0257_;
-  wire [1:0] _0258_;
-  wire [18:0] _0259_;
-  wire _0260_;
+  wire _0256_;
+  wire [1:0] _0257_;
+  wire [18:0] _0258_;
+  wire [1:0] _0259_;
+  wire [18:0] _0260_;
   (* unused_bits = "19" *)
   wire [19:0] _0261_;
   wire [18:0] _0262_;
   wire [18:0] _0263_;
   wire [18:0] _0264_;
-  wire [17:0] _0265_;
-  wire [18:0] _0266_;
-  wire [17:0] _0267_;
-  wire [18:0] _0268_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0269_;
+  (* unused_bits = "18" *)
+  wire [18:0] _0265_;
+  wire [17:0] _0266_;
+  wire [18:0] _0267_;
+  wire [17:0] _0268_;
+  wire [18:0] _0269_;
   wire [17:0] _0270_;
   wire [18:0] _0271_;
   wire [17:0] _0272_;
   wire [18:0] _0273_;
-  wire [1:0] _0274_;
-  wire [18:0] _0275_;
-  wire [1:0] _0276_;
-  wire [18:0] _0277_;
-  wire [7:0] _0278_;
+  wire [7:0] _0274_;
+  wire [1:0] _0275_;
+  wire [18:0] _0276_;
+  wire [1:0] _0277_;
+  wire [18:0] _0278_;
   wire [10:0] _0279_;
   wire [13:0] _0280_;
   wire [13:0] _0281_;
   wire [18:0] _0282_;
-  wire [18:0] _0283_;
-  wire [18:0] _0284_;
-  wire [18:0] _0285_;
-  wire _0286_;
+  wire _0283_;
   (* unused_bits = "7 8" *)
-  wire [8:0] _0287_;
+  wire [8:0] _0284_;
+  wire [18:0] _0285_;
+  wire [18:0] _0286_;
+  wire [18:0] _0287_;
   wire [1:0] _0288_;
   wire [18:0] _0289_;
   wire [1:0] _0290_;
   wire [18:0] _0291_;
+  wire _0292_;
   (* unused_bits = "19" *)
-  wire [19:0] _0292_;
-  wire [18:0] _0293_;
+  wire [19:0] _0293_;
   wire [18:0] _0294_;
-  wire _0295_;
+  wire [18:0] _0295_;
   wire [18:0] _0296_;
   wire [17:0] _0297_;
   wire [18:0] _0298_;
   wire [17:0] _0299_;
   wire [18:0] _0300_;
   wire [17:0] _0301_;
-  wire [18:0] _0302_;
-  wire [17:0] _0303_;
-  wire [18:0] _0304_;
-  wire _0305_;
+  wire _0302_;
+  wire [18:0] _0303_;
+  wire [17:0] _0304_;
+  wire [18:0] _0305_;
   wire [1:0] _0306_;
   wire [18:0] _0307_;
   wire [1:0] _0308_;
   wire [18:0] _0309_;
-  wire [10:0] _0310_;
-  wire [13:0] _0311_;
+  wire _0310_;
+  wire [10:0] _0311_;
   wire [13:0] _0312_;
-  wire _0313_;
+  wire [13:0] _0313_;
   wire [18:0] _0314_;
   wire [18:0] _0315_;
   wire [18:0] _0316_;
   wire [18:0] _0317_;
-  wire [1:0] _0318_;
-  wire [18:0] _0319_;
-  wire [1:0] _0320_;
-  wire [18:0] _0321_;
-  wire _0322_;
+  wire _0318_;
+  wire [1:0] _0319_;
+  wire [18:0] _0320_;
+  wire [1:0] _0321_;
+  wire [18:0] _0322_;
   (* unused_bits = "19" *)
   wire [19:0] _0323_;
   wire _0324_;
   wire _0325_;
-  wire _0326_;
-  wire _0327_;
-  wire [18:0] _0328_;
   (* unused_bits = "1 2 3" *)
-  wire [3:0] _0329_;
+  wire [3:0] _0326_;
+  wire _0327_;
+  wire _0328_;
+  wire [18:0] _0329_;
   wire _0330_;
   wire _0331_;
   wire _0332_;
@@ -10371,8 +10383,8 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire _0341_;
   wire _0342_;
   wire _0343_;
-  wire [18:0] _0344_;
-  wire _0345_;
+  wire _0344_;
+  wire [18:0] _0345_;
   wire _0346_;
   wire _0347_;
   wire _0348_;
@@ -10380,13 +10392,13 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire _0350_;
   wire _0351_;
   wire _0352_;
-  (* unused_bits = "2" *)
-  wire [2:0] _0353_;
+  wire _0353_;
   (* unused_bits = "2" *)
   wire [2:0] _0354_;
   (* unused_bits = "2" *)
   wire [2:0] _0355_;
-  wire _0356_;
+  (* unused_bits = "2" *)
+  wire [2:0] _0356_;
   wire _0357_;
   wire [4:0] _0358_;
   wire [4:0] _0359_;
@@ -10406,8 +10418,8 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire _0372_;
   wire [5:0] _0373_;
   wire _0374_;
-  wire [2:0] _0375_;
-  wire _0376_;
+  wire _0375_;
+  wire [2:0] _0376_;
   wire _0377_;
   wire _0378_;
   wire _0379_;
@@ -10736,10 +10748,10 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \cres9[1] ;
   wire \cres9[2] ;
   wire \cres9[3] ;
-  wire [19:0] diff0;
-  wire [19:0] diff1;
-  wire [19:0] diff2;
-  wire [19:0] diff3;
+  wire [17:0] diff0;
+  wire [17:0] diff1;
+  wire [17:0] diff2;
+  wire [17:0] diff3;
   reg [3:0] done = 4'h0;
   wire dropped;
   wire en;
@@ -13511,6 +13523,12 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     _1307_ <= wrom0[st0[21:10]];
   end
   assign \$signature__data  = _1307_;
+  assign _0323_ = $signed(_0309_) + $signed(_0322_);
+  assign _0324_ = ! st5[30:29];
+  assign _0325_ = st5[1] & _0324_;
+  assign _0327_ = $signed(\$signal$110 [18:0]) > $signed(13'h0f7f);
+  assign _0328_ = _0325_ & _0327_;
+  assign _0329_ = _0328_ ? 19'h00f7f : \$signal$110 [18:0];
   assign _0330_ = ! st5[30:29];
   assign _0331_ = st5[1] & _0330_;
   assign _0332_ = $signed(\$signal$110 [37:19]) > $signed(13'h0f7f);
@@ -13525,18 +13543,18 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign _0341_ = st5[1] & _0340_;
   assign _0342_ = $signed(\$signal$110 [75:57]) > $signed(13'h0f7f);
   assign _0343_ = _0341_ & _0342_;
-  assign _0344_ = _0343_ ? 19'h00f7f : \$signal$110 [75:57];
-  assign _0345_ = st6[0] & st6[1];
-  assign _0346_ = any_spike | st6[31];
-  assign _0348_ = _0345_ & _0346_;
+  assign _0345_ = _0343_ ? 19'h00f7f : \$signal$110 [75:57];
+  assign _0346_ = st6[0] & st6[1];
+  assign _0347_ = any_spike | st6[31];
+  assign _0348_ = _0346_ & _0347_;
   assign _0349_ = st7[0] & st7[1];
   assign _0350_ = \pos0$53  == 2'h3;
   assign _0351_ = pos1 == 2'h3;
   assign _0352_ = pos2 == 2'h3;
-  assign _0353_ = pos2 + 1'h1;
-  assign _0354_ = pos1 + 1'h1;
-  assign _0355_ = \pos0$53  + 1'h1;
-  assign _0356_ = | pending;
+  assign _0354_ = pos2 + 1'h1;
+  assign _0355_ = pos1 + 1'h1;
+  assign _0356_ = \pos0$53  + 1'h1;
+  assign _0357_ = | pending;
   assign _0358_ = pending - 1'h1;
   assign _0359_ = { 1'h0, pending } & _0358_;
   assign _0360_ = ! _0359_;
@@ -13563,13 +13581,13 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   always @(posedge clk)
     sweep_addr <= _0373_;
   always @(posedge clk)
-    sweep_last <= _0374_;
+    sweep_last <= _0375_;
   always @(posedge clk)
-    fire_k <= _0375_;
+    fire_k <= _0376_;
   always @(posedge clk)
-    \$signal$26  <= _0376_;
+    \$signal$26  <= _0377_;
   always @(posedge clk)
-    \$signal$74  <= _0377_;
+    \$signal$74  <= _0378_;
   always @(posedge clk)
     \$signal  <= _0379_;
   always @(posedge clk)
@@ -13617,13 +13635,13 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   always @(posedge clk)
     hit_v1 <= _0400_;
   always @(posedge clk)
-    hit_c1 <= _0401_;
+    hit_c1 <= _0402_;
   always @(posedge clk)
-    hit_v2 <= _0402_;
+    hit_v2 <= _0403_;
   always @(posedge clk)
-    hit_c2 <= _0403_;
+    hit_c2 <= _0404_;
   always @(posedge clk)
-    hit_v3 <= _0404_;
+    hit_v3 <= _0405_;
   always @(posedge clk)
     hit_c3 <= _0406_;
   always @(posedge clk)
@@ -13657,51 +13675,51 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   always @(posedge clk)
     done <= _0421_;
   assign _0000_ = ~ sweep_now;
-  assign _0103_ = ~ \$signal ;
-  assign en = _0000_ & _0103_;
-  assign _0198_ = ~ \$signal ;
-  assign _0286_ = op_valid & _0198_;
+  assign _0100_ = ~ \$signal ;
+  assign en = _0000_ & _0100_;
+  assign _0195_ = ~ \$signal ;
+  assign _0283_ = op_valid & _0195_;
   assign ev_shift = 2'h3 - plane;
   assign _0424_ = ~ \$signal ;
   assign _0434_ = credit & _0424_;
   assign active = \issue.valid  | \$signal ;
   assign _0448_ = st2[3] * 7'h40;
   assign { _0001_[8:7], \$signature__addr$33  } = st2[9:4] + _0448_;
-  assign _0031_ = $signed(\$signal$38 [18:0]) - $signed({ 1'h0, _0021_ });
-  assign _0042_ = $signed(diff0) >= $signed(1'h0);
-  assign _0052_ = st6[30:29] == 2'h3;
-  assign _0063_ = $signed(diff0) >= $signed(1'h0);
-  assign _0073_ = _0063_ ? diff0 : { \$signal$38 [18], \$signal$38 [18:0] };
-  assign _0104_ = $signed(\$signal$38 [37:19]) - $signed({ 1'h0, _0093_ });
-  assign _0111_ = $signed(diff1) >= $signed(1'h0);
-  assign _0121_ = st6[30:29] == 2'h3;
-  assign _0130_ = $signed(diff1) >= $signed(1'h0);
-  assign _0140_ = _0130_ ? diff1 : { \$signal$38 [37], \$signal$38 [37:19] };
-  assign _0169_ = $signed(\$signal$38 [56:38]) - $signed({ 1'h0, _0159_ });
-  assign _0179_ = $signed(diff2) >= $signed(1'h0);
-  assign _0188_ = st6[30:29] == 2'h3;
-  assign _0199_ = $signed(diff2) >= $signed(1'h0);
-  assign _0209_ = _0199_ ? diff2 : { \$signal$38 [56], \$signal$38 [56:38] };
-  assign _0233_ = $signed(\$signal$38 [75:57]) - $signed({ 1'h0, _0225_ });
-  assign _0243_ = $signed(diff3) >= $signed(1'h0);
-  assign _0251_ = st6[30:29] == 2'h3;
-  assign _0260_ = $signed(diff3) >= $signed(1'h0);
-  assign _0269_ = _0260_ ? diff3 : { \$signal$38 [75], \$signal$38 [75:57] };
-  assign _0278_ = st7[3] * 7'h40;
-  assign { _0287_[8:7], v_wr__addr } = st7[9:4] + _0278_;
-  assign _0295_ = ! st7[1];
-  assign _0305_ = _0295_ & st7[2];
-  assign _0313_ = ~ _0305_;
-  assign _0322_ = st7[0] & _0313_;
-  assign { _0329_[3:1], v_wr__en } = _0322_ ? 4'hf : 4'h0;
+  assign _0027_ = $signed(\$signal$38 [18:0]) - $signed({ 1'h0, _0017_ });
+  assign _0038_ = $signed(diff0) >= $signed(1'h0);
+  assign _0048_ = st6[30:29] == 2'h3;
+  assign _0059_ = $signed(diff0) >= $signed(1'h0);
+  assign _0069_ = _0059_ ? { diff0[17], diff0 } : \$signal$38 [18:0];
+  assign _0101_ = $signed(\$signal$38 [37:19]) - $signed({ 1'h0, _0089_ });
+  assign _0109_ = $signed(diff1) >= $signed(1'h0);
+  assign _0117_ = st6[30:29] == 2'h3;
+  assign _0127_ = $signed(diff1) >= $signed(1'h0);
+  assign _0137_ = _0127_ ? { diff1[17], diff1 } : \$signal$38 [37:19];
+  assign _0165_ = $signed(\$signal$38 [56:38]) - $signed({ 1'h0, _0155_ });
+  assign _0175_ = $signed(diff2) >= $signed(1'h0);
+  assign _0185_ = st6[30:29] == 2'h3;
+  assign _0196_ = $signed(diff2) >= $signed(1'h0);
+  assign _0205_ = _0196_ ? { diff2[17], diff2 } : \$signal$38 [56:38];
+  assign _0230_ = $signed(\$signal$38 [75:57]) - $signed({ 1'h0, _0222_ });
+  assign _0240_ = $signed(diff3) >= $signed(1'h0);
+  assign _0248_ = st6[30:29] == 2'h3;
+  assign _0256_ = $signed(diff3) >= $signed(1'h0);
+  assign _0265_ = _0256_ ? { diff3[17], diff3 } : \$signal$38 [75:57];
+  assign _0274_ = st7[3] * 7'h40;
+  assign { _0284_[8:7], v_wr__addr } = st7[9:4] + _0274_;
+  assign _0292_ = ! st7[1];
+  assign _0302_ = _0292_ & st7[2];
+  assign _0310_ = ~ _0302_;
+  assign _0318_ = st7[0] & _0310_;
+  assign { _0326_[3:1], v_wr__en } = _0318_ ? 4'hf : 4'h0;
   assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign _0347_ = st7[0] & st7[1];
-  assign _0357_ = ~ \$signal$57 ;
-  assign dropped = _0347_ & _0357_;
-  assign _0378_ = ~ done[0];
-  assign pending[0] = \$signal$61 [0] & _0378_;
-  assign _0405_ = ~ done[1];
-  assign pending[1] = \$signal$61 [1] & _0405_;
+  assign _0344_ = st7[0] & st7[1];
+  assign _0353_ = ~ \$signal$57 ;
+  assign dropped = _0344_ & _0353_;
+  assign _0374_ = ~ done[0];
+  assign pending[0] = \$signal$61 [0] & _0374_;
+  assign _0401_ = ~ done[1];
+  assign pending[1] = \$signal$61 [1] & _0401_;
   assign _0422_ = ~ done[2];
   assign pending[2] = \$signal$61 [2] & _0422_;
   assign _0423_ = ~ done[3];
@@ -13750,61 +13768,61 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign _0014_ = _0009_ & _0013_;
   assign _0015_ = st2[9:4] == st3[9:4];
   assign _0016_ = st2[3] == st3[3];
-  assign _0017_ = _0015_ & _0016_;
-  assign _0018_ = ! st3[1];
-  assign _0019_ = _0017_ & _0018_;
-  assign _0020_ = ! st3[1];
-  assign _0022_ = _0020_ & st3[2];
+  assign _0018_ = _0015_ & _0016_;
+  assign _0019_ = ! st3[1];
+  assign _0020_ = _0018_ & _0019_;
+  assign _0021_ = ! st3[1];
+  assign _0022_ = _0021_ & st3[2];
   assign _0023_ = st3[1] & st3[28];
   assign _0024_ = _0022_ | _0023_;
   assign _0025_ = st3[0] & _0024_;
-  assign _0026_ = _0019_ & _0025_;
-  assign _0027_ = st2[9:4] == st4[9:4];
-  assign _0028_ = st2[3] == st4[3];
-  assign _0029_ = _0027_ & _0028_;
-  assign _0030_ = ! st4[1];
-  assign _0032_ = _0029_ & _0030_;
+  assign _0026_ = _0020_ & _0025_;
+  assign _0028_ = st2[9:4] == st4[9:4];
+  assign _0029_ = st2[3] == st4[3];
+  assign _0030_ = _0028_ & _0029_;
+  assign _0031_ = ! st4[1];
+  assign _0032_ = _0030_ & _0031_;
   assign _0033_ = ! st4[1];
   assign _0034_ = _0033_ & st4[2];
   assign _0035_ = ~ _0034_;
   assign _0036_ = st4[0] & _0035_;
   assign _0037_ = _0032_ & _0036_;
-  assign _0038_ = st2[9:4] == st4[9:4];
-  assign _0039_ = st2[3] == st4[3];
-  assign _0040_ = _0038_ & _0039_;
-  assign _0041_ = ! st4[1];
-  assign _0043_ = _0040_ & _0041_;
+  assign _0039_ = st2[9:4] == st4[9:4];
+  assign _0040_ = st2[3] == st4[3];
+  assign _0041_ = _0039_ & _0040_;
+  assign _0042_ = ! st4[1];
+  assign _0043_ = _0041_ & _0042_;
   assign _0044_ = ! st4[1];
   assign _0045_ = _0044_ & st4[2];
   assign _0046_ = st4[1] & st4[28];
   assign _0047_ = _0045_ | _0046_;
-  assign _0048_ = st4[0] & _0047_;
-  assign _0049_ = _0043_ & _0048_;
-  assign _0050_ = st2[9:4] == st5[9:4];
-  assign _0051_ = st2[3] == st5[3];
-  assign _0053_ = _0050_ & _0051_;
+  assign _0049_ = st4[0] & _0047_;
+  assign _0050_ = _0043_ & _0049_;
+  assign _0051_ = st2[9:4] == st5[9:4];
+  assign _0052_ = st2[3] == st5[3];
+  assign _0053_ = _0051_ & _0052_;
   assign _0054_ = ! st5[1];
   assign _0055_ = _0054_ & st5[2];
   assign _0056_ = ~ _0055_;
   assign _0057_ = st5[0] & _0056_;
   assign _0058_ = _0053_ & _0057_;
-  assign _0059_ = st2[9:4] == st5[9:4];
-  assign _0060_ = st2[3] == st5[3];
-  assign _0061_ = _0059_ & _0060_;
-  assign _0062_ = ! st5[1];
-  assign _0064_ = _0062_ & st5[2];
+  assign _0060_ = st2[9:4] == st5[9:4];
+  assign _0061_ = st2[3] == st5[3];
+  assign _0062_ = _0060_ & _0061_;
+  assign _0063_ = ! st5[1];
+  assign _0064_ = _0063_ & st5[2];
   assign _0065_ = st5[1] & st5[28];
   assign _0066_ = _0064_ | _0065_;
   assign _0067_ = st5[0] & _0066_;
-  assign _0068_ = _0061_ & _0067_;
-  assign _0069_ = st2[9:4] == st6[9:4];
-  assign _0070_ = st2[3] == st6[3];
-  assign _0071_ = _0069_ & _0070_;
-  assign _0072_ = ! st6[1];
-  assign _0074_ = _0072_ & st6[2];
+  assign _0068_ = _0062_ & _0067_;
+  assign _0070_ = st2[9:4] == st6[9:4];
+  assign _0071_ = st2[3] == st6[3];
+  assign _0072_ = _0070_ & _0071_;
+  assign _0073_ = ! st6[1];
+  assign _0074_ = _0073_ & st6[2];
   assign _0075_ = ~ _0074_;
   assign _0076_ = st6[0] & _0075_;
-  assign _0077_ = _0071_ & _0076_;
+  assign _0077_ = _0072_ & _0076_;
   assign _0078_ = st2[9:4] == st6[9:4];
   assign _0079_ = st2[3] == st6[3];
   assign _0080_ = _0078_ & _0079_;
@@ -13816,52 +13834,52 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign _0086_ = _0080_ & _0085_;
   assign _0087_ = st2[9:4] == st7[9:4];
   assign _0088_ = st2[3] == st7[3];
-  assign _0089_ = _0087_ & _0088_;
-  assign _0090_ = ! st7[1];
-  assign _0091_ = _0090_ & st7[2];
-  assign _0092_ = ~ _0091_;
-  assign _0094_ = st7[0] & _0092_;
-  assign _0095_ = _0089_ & _0094_;
+  assign _0090_ = _0087_ & _0088_;
+  assign _0091_ = ! st7[1];
+  assign _0092_ = _0091_ & st7[2];
+  assign _0093_ = ~ _0092_;
+  assign _0094_ = st7[0] & _0093_;
+  assign _0095_ = _0090_ & _0094_;
   assign _0096_ = st2[9:4] == st7[9:4];
   assign _0097_ = st2[3] == st7[3];
   assign _0098_ = _0096_ & _0097_;
   assign _0099_ = ! st7[1];
-  assign _0100_ = _0099_ & st7[2];
-  assign _0101_ = st7[1] & st7[28];
-  assign _0102_ = _0100_ | _0101_;
-  assign _0105_ = st7[0] & _0102_;
+  assign _0102_ = _0099_ & st7[2];
+  assign _0103_ = st7[1] & st7[28];
+  assign _0104_ = _0102_ | _0103_;
+  assign _0105_ = st7[0] & _0104_;
   assign _0106_ = _0098_ & _0105_;
   assign _0107_ = ! st3[1];
   assign _0108_ = _0107_ & st3[2];
-  assign _0109_ = ~ _0108_;
-  assign _0110_ = hit_v1 & _0109_;
+  assign _0110_ = ~ _0108_;
+  assign _0111_ = hit_v1 & _0110_;
   assign _0112_ = ! st3[1];
   assign _0113_ = _0112_ & st3[2];
   assign _0114_ = hit_c1 & _0113_;
-  assign _0115_ = _0110_ | _0114_;
+  assign _0115_ = _0111_ | _0114_;
   assign _0116_ = ~ hit_v1;
-  assign _0117_ = hit_v2 & _0116_;
-  assign _0118_ = ! st3[1];
-  assign _0119_ = _0118_ & st3[2];
-  assign _0120_ = ~ _0119_;
-  assign _0122_ = _0117_ & _0120_;
+  assign _0118_ = hit_v2 & _0116_;
+  assign _0119_ = ! st3[1];
+  assign _0120_ = _0119_ & st3[2];
+  assign _0121_ = ~ _0120_;
+  assign _0122_ = _0118_ & _0121_;
   assign _0123_ = ~ hit_c1;
   assign _0124_ = hit_c2 & _0123_;
   assign _0125_ = ! st3[1];
   assign _0126_ = _0125_ & st3[2];
-  assign _0127_ = _0124_ & _0126_;
-  assign _0128_ = _0122_ | _0127_;
-  assign _0129_ = hit_v1 | hit_v2;
-  assign _0131_ = ~ _0129_;
+  assign _0128_ = _0124_ & _0126_;
+  assign _0129_ = _0122_ | _0128_;
+  assign _0130_ = hit_v1 | hit_v2;
+  assign _0131_ = ~ _0130_;
   assign _0132_ = hit_v3 & _0131_;
   assign _0133_ = ! st3[1];
   assign _0134_ = _0133_ & st3[2];
   assign _0135_ = ~ _0134_;
   assign _0136_ = _0132_ & _0135_;
-  assign _0137_ = hit_v1 | hit_v2;
-  assign _0138_ = _0137_ | hit_v3;
-  assign _0139_ = ~ _0138_;
-  assign _0141_ = hit_v4 & _0139_;
+  assign _0138_ = hit_v1 | hit_v2;
+  assign _0139_ = _0138_ | hit_v3;
+  assign _0140_ = ~ _0139_;
+  assign _0141_ = hit_v4 & _0140_;
   assign _0142_ = ! st3[1];
   assign _0143_ = _0142_ & st3[2];
   assign _0144_ = ~ _0143_;
@@ -13875,56 +13893,56 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign _0152_ = _0151_ & st3[2];
   assign _0153_ = ~ _0152_;
   assign _0154_ = _0150_ & _0153_;
-  assign _0155_ = hit_v1 | hit_v2;
-  assign _0156_ = _0155_ | hit_v3;
-  assign _0157_ = _0156_ | hit_v4;
-  assign _0158_ = _0157_ | hit_v5;
-  assign _0160_ = ~ _0158_;
+  assign _0156_ = hit_v1 | hit_v2;
+  assign _0157_ = _0156_ | hit_v3;
+  assign _0158_ = _0157_ | hit_v4;
+  assign _0159_ = _0158_ | hit_v5;
+  assign _0160_ = ~ _0159_;
   assign _0161_ = ! st3[1];
   assign _0162_ = _0161_ & st3[2];
   assign _0163_ = ~ _0162_;
   assign _0164_ = _0160_ & _0163_;
-  assign _0165_ = hit_c1 | hit_c2;
-  assign _0166_ = ~ _0165_;
-  assign _0167_ = hit_c3 & _0166_;
-  assign _0168_ = ! st3[1];
-  assign _0170_ = _0168_ & st3[2];
-  assign _0171_ = _0167_ & _0170_;
+  assign _0166_ = hit_c1 | hit_c2;
+  assign _0167_ = ~ _0166_;
+  assign _0168_ = hit_c3 & _0167_;
+  assign _0169_ = ! st3[1];
+  assign _0170_ = _0169_ & st3[2];
+  assign _0171_ = _0168_ & _0170_;
   assign _0172_ = hit_c1 | hit_c2;
   assign _0173_ = _0172_ | hit_c3;
   assign _0174_ = ~ _0173_;
-  assign _0175_ = hit_c4 & _0174_;
-  assign _0176_ = ! st3[1];
-  assign _0177_ = _0176_ & st3[2];
-  assign _0178_ = _0175_ & _0177_;
+  assign _0176_ = hit_c4 & _0174_;
+  assign _0177_ = ! st3[1];
+  assign _0178_ = _0177_ & st3[2];
+  assign _0179_ = _0176_ & _0178_;
   assign _0180_ = hit_c1 | hit_c2;
   assign _0181_ = _0180_ | hit_c3;
   assign _0182_ = _0181_ | hit_c4;
   assign _0183_ = ~ _0182_;
   assign _0184_ = hit_c5 & _0183_;
-  assign _0185_ = ! st3[1];
-  assign _0186_ = _0185_ & st3[2];
-  assign _0187_ = _0184_ & _0186_;
+  assign _0186_ = ! st3[1];
+  assign _0187_ = _0186_ & st3[2];
+  assign _0188_ = _0184_ & _0187_;
   assign _0189_ = hit_c1 | hit_c2;
   assign _0190_ = _0189_ | hit_c3;
   assign _0191_ = _0190_ | hit_c4;
   assign _0192_ = _0191_ | hit_c5;
   assign _0193_ = ~ _0192_;
   assign _0194_ = ! st3[1];
-  assign _0195_ = _0194_ & st3[2];
-  assign _0196_ = _0193_ & _0195_;
-  assign _0197_ = ! st3[1];
+  assign _0197_ = _0194_ & st3[2];
+  assign _0198_ = _0193_ & _0197_;
+  assign _0199_ = ! st3[1];
   assign _0200_ = ! st3[30:29];
   assign _0201_ = st3[1] & _0200_;
   assign _0202_ = \$signal$108 [0] ? \$signal$110 [18:0] : 19'h00000;
   assign _0203_ = \$signal$108 [1] ? \$signal$38 [18:0] : 19'h00000;
   assign _0204_ = _0202_ | _0203_;
-  assign _0205_ = \$signal$108 [2] ? v_wr__data[17:0] : 18'h00000;
-  assign _0206_ = _0204_ | { _0205_[17], _0205_ };
-  assign _0207_ = \$signal$108 [3] ? res8[17:0] : 18'h00000;
-  assign _0208_ = _0206_ | { _0207_[17], _0207_ };
+  assign _0206_ = \$signal$108 [2] ? v_wr__data[17:0] : 18'h00000;
+  assign _0207_ = _0204_ | { _0206_[17], _0206_ };
+  assign _0208_ = \$signal$108 [3] ? res8[17:0] : 18'h00000;
+  assign _0209_ = _0207_ | { _0208_[17], _0208_ };
   assign _0210_ = \$signal$108 [4] ? res9[17:0] : 18'h00000;
-  assign _0211_ = _0208_ | { _0210_[17], _0210_ };
+  assign _0211_ = _0209_ | { _0210_[17], _0210_ };
   assign _0212_ = \$signal$108 [5] ? v_raw[17:0] : 18'h00000;
   assign _0213_ = _0211_ | { _0212_[17], _0212_ };
   assign _0214_ = \$signal$108 [7] ? { cres8[0], cres8[0] } : 2'h0;
@@ -13935,100 +13953,94 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign _0219_ = \$signal$109 [1] ? b_raw[13:0] : 14'h0000;
   assign _0220_ = { _0218_[10], _0218_[10], _0218_[10], _0218_ } | _0219_;
   assign _0221_ = \$signal$109 [2] ? \$signal$110 [18:0] : 19'h00000;
-  assign _0222_ = { _0220_[13], _0220_[13], _0220_[13], _0220_[13], _0220_[13], _0220_ } | _0221_;
-  assign _0223_ = \$signal$109 [3] ? \$signal$38 [18:0] : 19'h00000;
-  assign _0224_ = _0222_ | _0223_;
+  assign _0223_ = { _0220_[13], _0220_[13], _0220_[13], _0220_[13], _0220_[13], _0220_ } | _0221_;
+  assign _0224_ = \$signal$109 [3] ? \$signal$38 [18:0] : 19'h00000;
+  assign _0225_ = _0223_ | _0224_;
   assign _0226_ = \$signal$109 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0227_ = _0224_ | { _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_ };
+  assign _0227_ = _0225_ | { _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_ };
   assign _0228_ = \$signal$109 [6] ? { cres9[0], cres9[0] } : 2'h0;
   assign _0229_ = _0227_ | { _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_ };
-  assign _0230_ = $signed(_0217_) + $signed(_0229_);
-  assign _0231_ = \$signal$108 [0] ? \$signal$110 [37:19] : 19'h00000;
-  assign _0232_ = \$signal$108 [1] ? \$signal$38 [37:19] : 19'h00000;
-  assign _0234_ = _0231_ | _0232_;
+  assign _0231_ = $signed(_0217_) + $signed(_0229_);
+  assign _0232_ = \$signal$108 [0] ? \$signal$110 [37:19] : 19'h00000;
+  assign _0233_ = \$signal$108 [1] ? \$signal$38 [37:19] : 19'h00000;
+  assign _0234_ = _0232_ | _0233_;
   assign _0235_ = \$signal$108 [2] ? v_wr__data[35:18] : 18'h00000;
   assign _0236_ = _0234_ | { _0235_[17], _0235_ };
   assign _0237_ = \$signal$108 [3] ? res8[35:18] : 18'h00000;
   assign _0238_ = _0236_ | { _0237_[17], _0237_ };
   assign _0239_ = \$signal$108 [4] ? res9[35:18] : 18'h00000;
-  assign _0240_ = _0238_ | { _0239_[17], _0239_ };
-  assign _0241_ = \$signal$108 [5] ? v_raw[35:18] : 18'h00000;
-  assign _0242_ = _0240_ | { _0241_[17], _0241_ };
+  assign _0241_ = _0238_ | { _0239_[17], _0239_ };
+  assign _0242_ = \$signal$108 [5] ? v_raw[35:18] : 18'h00000;
+  assign _0243_ = _0241_ | { _0242_[17], _0242_ };
   assign _0244_ = \$signal$108 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0245_ = _0242_ | { _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_ };
+  assign _0245_ = _0243_ | { _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_ };
   assign _0246_ = \$signal$108 [8] ? { cres9[1], cres9[1] } : 2'h0;
   assign _0247_ = _0245_ | { _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_ };
-  assign _0248_ = \$signal$109 [0] ? addend[21:11] : 11'h000;
-  assign _0249_ = \$signal$109 [1] ? b_raw[27:14] : 14'h0000;
-  assign _0250_ = { _0248_[10], _0248_[10], _0248_[10], _0248_ } | _0249_;
+  assign _0249_ = \$signal$109 [0] ? addend[21:11] : 11'h000;
+  assign _0250_ = \$signal$109 [1] ? b_raw[27:14] : 14'h0000;
+  assign _0251_ = { _0249_[10], _0249_[10], _0249_[10], _0249_ } | _0250_;
   assign _0252_ = \$signal$109 [2] ? \$signal$110 [37:19] : 19'h00000;
-  assign _0253_ = { _0250_[13], _0250_[13], _0250_[13], _0250_[13], _0250_[13], _0250_ } | _0252_;
+  assign _0253_ = { _0251_[13], _0251_[13], _0251_[13], _0251_[13], _0251_[13], _0251_ } | _0252_;
   assign _0254_ = \$signal$109 [3] ? \$signal$38 [37:19] : 19'h00000;
   assign _0255_ = _0253_ | _0254_;
-  assign _0256_ = \$signal$109 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0257_ = _0255_ | { _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_[1], _0256_ };
-  assign _0258_ = \$signal$109 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0259_ = _0257_ | { _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_[1], _0258_ };
-  assign _0261_ = $signed(_0247_) + $signed(_0259_);
+  assign _0257_ = \$signal$109 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _0258_ = _0255_ | { _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_ };
+  assign _0259_ = \$signal$109 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _0260_ = _0258_ | { _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_ };
+  assign _0261_ = $signed(_0247_) + $signed(_0260_);
   assign _0262_ = \$signal$108 [0] ? \$signal$110 [56:38] : 19'h00000;
   assign _0263_ = \$signal$108 [1] ? \$signal$38 [56:38] : 19'h00000;
   assign _0264_ = _0262_ | _0263_;
-  assign _0265_ = \$signal$108 [2] ? v_wr__data[53:36] : 18'h00000;
-  assign _0266_ = _0264_ | { _0265_[17], _0265_ };
-  assign _0267_ = \$signal$108 [3] ? res8[53:36] : 18'h00000;
-  assign _0268_ = _0266_ | { _0267_[17], _0267_ };
+  assign _0266_ = \$signal$108 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign _0267_ = _0264_ | { _0266_[17], _0266_ };
+  assign _0268_ = \$signal$108 [3] ? res8[53:36] : 18'h00000;
+  assign _0269_ = _0267_ | { _0268_[17], _0268_ };
   assign _0270_ = \$signal$108 [4] ? res9[53:36] : 18'h00000;
-  assign _0271_ = _0268_ | { _0270_[17], _0270_ };
+  assign _0271_ = _0269_ | { _0270_[17], _0270_ };
   assign _0272_ = \$signal$108 [5] ? v_raw[53:36] : 18'h00000;
   assign _0273_ = _0271_ | { _0272_[17], _0272_ };
-  assign _0274_ = \$signal$108 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0275_ = _0273_ | { _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_[1], _0274_ };
-  assign _0276_ = \$signal$108 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0277_ = _0275_ | { _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_[1], _0276_ };
+  assign _0275_ = \$signal$108 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _0276_ = _0273_ | { _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_ };
+  assign _0277_ = \$signal$108 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _0278_ = _0276_ | { _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_ };
   assign _0279_ = \$signal$109 [0] ? addend[32:22] : 11'h000;
   assign _0280_ = \$signal$109 [1] ? b_raw[41:28] : 14'h0000;
   assign _0281_ = { _0279_[10], _0279_[10], _0279_[10], _0279_ } | _0280_;
   assign _0282_ = \$signal$109 [2] ? \$signal$110 [56:38] : 19'h00000;
-  assign _0283_ = { _0281_[13], _0281_[13], _0281_[13], _0281_[13], _0281_[13], _0281_ } | _0282_;
-  assign _0284_ = \$signal$109 [3] ? \$signal$38 [56:38] : 19'h00000;
-  assign _0285_ = _0283_ | _0284_;
+  assign _0285_ = { _0281_[13], _0281_[13], _0281_[13], _0281_[13], _0281_[13], _0281_ } | _0282_;
+  assign _0286_ = \$signal$109 [3] ? \$signal$38 [56:38] : 19'h00000;
+  assign _0287_ = _0285_ | _0286_;
   assign _0288_ = \$signal$109 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0289_ = _0285_ | { _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_ };
+  assign _0289_ = _0287_ | { _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_ };
   assign _0290_ = \$signal$109 [6] ? { cres9[2], cres9[2] } : 2'h0;
   assign _0291_ = _0289_ | { _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_ };
-  assign _0292_ = $signed(_0277_) + $signed(_0291_);
-  assign _0293_ = \$signal$108 [0] ? \$signal$110 [75:57] : 19'h00000;
-  assign _0294_ = \$signal$108 [1] ? \$signal$38 [75:57] : 19'h00000;
-  assign _0296_ = _0293_ | _0294_;
+  assign _0293_ = $signed(_0278_) + $signed(_0291_);
+  assign _0294_ = \$signal$108 [0] ? \$signal$110 [75:57] : 19'h00000;
+  assign _0295_ = \$signal$108 [1] ? \$signal$38 [75:57] : 19'h00000;
+  assign _0296_ = _0294_ | _0295_;
   assign _0297_ = \$signal$108 [2] ? v_wr__data[71:54] : 18'h00000;
   assign _0298_ = _0296_ | { _0297_[17], _0297_ };
   assign _0299_ = \$signal$108 [3] ? res8[71:54] : 18'h00000;
   assign _0300_ = _0298_ | { _0299_[17], _0299_ };
   assign _0301_ = \$signal$108 [4] ? res9[71:54] : 18'h00000;
-  assign _0302_ = _0300_ | { _0301_[17], _0301_ };
-  assign _0303_ = \$signal$108 [5] ? v_raw[71:54] : 18'h00000;
-  assign _0304_ = _0302_ | { _0303_[17], _0303_ };
+  assign _0303_ = _0300_ | { _0301_[17], _0301_ };
+  assign _0304_ = \$signal$108 [5] ? v_raw[71:54] : 18'h00000;
+  assign _0305_ = _0303_ | { _0304_[17], _0304_ };
   assign _0306_ = \$signal$108 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0307_ = _0304_ | { _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_ };
+  assign _0307_ = _0305_ | { _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_ };
   assign _0308_ = \$signal$108 [8] ? { cres9[3], cres9[3] } : 2'h0;
   assign _0309_ = _0307_ | { _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_ };
-  assign _0310_ = \$signal$109 [0] ? addend[43:33] : 11'h000;
-  assign _0311_ = \$signal$109 [1] ? b_raw[55:42] : 14'h0000;
-  assign _0312_ = { _0310_[10], _0310_[10], _0310_[10], _0310_ } | _0311_;
+  assign _0311_ = \$signal$109 [0] ? addend[43:33] : 11'h000;
+  assign _0312_ = \$signal$109 [1] ? b_raw[55:42] : 14'h0000;
+  assign _0313_ = { _0311_[10], _0311_[10], _0311_[10], _0311_ } | _0312_;
   assign _0314_ = \$signal$109 [2] ? \$signal$110 [75:57] : 19'h00000;
-  assign _0315_ = { _0312_[13], _0312_[13], _0312_[13], _0312_[13], _0312_[13], _0312_ } | _0314_;
+  assign _0315_ = { _0313_[13], _0313_[13], _0313_[13], _0313_[13], _0313_[13], _0313_ } | _0314_;
   assign _0316_ = \$signal$109 [3] ? \$signal$38 [75:57] : 19'h00000;
   assign _0317_ = _0315_ | _0316_;
-  assign _0318_ = \$signal$109 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0319_ = _0317_ | { _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_[1], _0318_ };
-  assign _0320_ = \$signal$109 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0321_ = _0319_ | { _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_[1], _0320_ };
-  assign _0323_ = $signed(_0309_) + $signed(_0321_);
-  assign _0324_ = ! st5[30:29];
-  assign _0325_ = st5[1] & _0324_;
-  assign _0326_ = $signed(\$signal$110 [18:0]) > $signed(13'h0f7f);
-  assign _0327_ = _0325_ & _0326_;
-  assign _0328_ = _0327_ ? 19'h00f7f : \$signal$110 [18:0];
+  assign _0319_ = \$signal$109 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _0320_ = _0317_ | { _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_ };
+  assign _0321_ = \$signal$109 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _0322_ = _0320_ | { _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_ };
   assign _0392_ = rst ? 11'h000 : _0003_;
   assign _0391_ = rst ? 11'h000 : _0002_;
   assign _0390_ = rst ? 11'h000 : _0458_;
@@ -14046,21 +14058,21 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign _0461_ = sweep_now ? _0460_ : pos0;
   assign _0380_ = rst ? 2'h0 : _0461_;
   assign _0379_ = rst ? 1'h0 : _0455_;
-  assign _0377_ = rst ? 1'h0 : _0453_;
+  assign _0378_ = rst ? 1'h0 : _0453_;
   assign _0462_ = _0447_ ? _0449_ : \$signal$26 ;
   assign _0463_ = sweep_last ? _0462_ : \$signal$26 ;
   assign _0464_ = _0446_ ? _0463_ : \$signal$26 ;
   assign _0465_ = fire_state ? (* full_case = 32'd1 *) _0464_ : \$signal$26 ;
-  assign _0376_ = rst ? 1'h0 : _0465_;
+  assign _0377_ = rst ? 1'h0 : _0465_;
   assign _0466_ = _0447_ ? (* full_case = 32'd1 *) 3'h0 : _0450_[2:0];
   assign _0467_ = sweep_last ? _0466_ : fire_k;
   assign _0468_ = _0446_ ? _0467_ : fire_k;
   assign _0469_ = fire_state ? (* full_case = 32'd1 *) _0468_ : fire_k;
-  assign _0375_ = rst ? 3'h0 : _0469_;
+  assign _0376_ = rst ? 3'h0 : _0469_;
   assign _0470_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0452_;
   assign _0471_ = _0446_ ? _0470_ : sweep_last;
   assign _0472_ = fire_state ? (* full_case = 32'd1 *) _0471_ : sweep_last;
-  assign _0374_ = rst ? 1'h0 : _0472_;
+  assign _0375_ = rst ? 1'h0 : _0472_;
   assign _0473_ = sweep_last ? (* full_case = 32'd1 *) 6'h00 : _0451_[5:0];
   assign _0474_ = _0446_ ? _0473_ : sweep_addr;
   assign _0475_ = fire_state ? (* full_case = 32'd1 *) _0474_ : sweep_addr;
@@ -14166,21 +14178,21 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign _0533_ = pending[2] ? 2'h2 : _0532_;
   assign _0534_ = pending[1] ? 2'h1 : _0533_;
   assign lane = pending[0] ? 2'h0 : _0534_;
-  assign diff3 = st6[1] ? (* full_case = 32'd1 *) _0233_ : 20'h00000;
-  assign diff2 = st6[1] ? (* full_case = 32'd1 *) _0169_ : 20'h00000;
-  assign diff1 = st6[1] ? (* full_case = 32'd1 *) _0104_ : 20'h00000;
-  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0243_ : 1'h0;
-  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0179_ : 1'h0;
-  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0111_ : 1'h0;
-  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0042_ : 1'h0;
-  assign diff0 = st6[1] ? (* full_case = 32'd1 *) _0031_ : 20'h00000;
-  assign _0535_ = _0251_ ? (* full_case = 32'd1 *) 18'h00000 : _0269_[17:0];
+  assign diff3 = st6[1] ? (* full_case = 32'd1 *) _0230_[17:0] : 18'h00000;
+  assign diff2 = st6[1] ? (* full_case = 32'd1 *) _0165_[17:0] : 18'h00000;
+  assign diff1 = st6[1] ? (* full_case = 32'd1 *) _0101_[17:0] : 18'h00000;
+  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0240_ : 1'h0;
+  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0175_ : 1'h0;
+  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0109_ : 1'h0;
+  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0038_ : 1'h0;
+  assign diff0 = st6[1] ? (* full_case = 32'd1 *) _0027_[17:0] : 18'h00000;
+  assign _0535_ = _0248_ ? (* full_case = 32'd1 *) 18'h00000 : _0265_[17:0];
   assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0535_ : \$signal$38 [74:57];
-  assign _0536_ = _0188_ ? (* full_case = 32'd1 *) 18'h00000 : _0209_[17:0];
+  assign _0536_ = _0185_ ? (* full_case = 32'd1 *) 18'h00000 : _0205_[17:0];
   assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0536_ : \$signal$38 [55:38];
-  assign _0537_ = _0121_ ? (* full_case = 32'd1 *) 18'h00000 : _0140_[17:0];
+  assign _0537_ = _0117_ ? (* full_case = 32'd1 *) 18'h00000 : _0137_[17:0];
   assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0537_ : \$signal$38 [36:19];
-  assign _0538_ = _0052_ ? (* full_case = 32'd1 *) 18'h00000 : _0073_[17:0];
+  assign _0538_ = _0048_ ? (* full_case = 32'd1 *) 18'h00000 : _0069_[17:0];
   assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0538_ : \$signal$38 [17:0];
   assign _0539_ = _0434_ ? 1'h1 : 1'h0;
   assign sweep_now = fire_state ? (* full_case = 32'd1 *) _0539_ : 1'h0;
@@ -14199,18 +14211,18 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \issue.end  = fire_state ? (* full_case = 32'd1 *) _0549_ : 1'h0;
   assign _0550_ = _0434_ ? fire_k[1:0] : 2'h0;
   assign \issue.fire_k  = fire_state ? (* full_case = 32'd1 *) _0550_ : 2'h0;
-  assign \issue.shift  = _0286_ ? op_shift : 4'h0;
-  assign \issue.count  = _0286_ ? op_count : 1'h0;
-  assign \issue.waddr  = _0286_ ? op_waddr : 12'h000;
-  assign _0551_ = _0286_ ? op_addr : 6'h00;
+  assign \issue.shift  = _0283_ ? op_shift : 4'h0;
+  assign \issue.count  = _0283_ ? op_count : 1'h0;
+  assign \issue.waddr  = _0283_ ? op_waddr : 12'h000;
+  assign _0551_ = _0283_ ? op_addr : 6'h00;
   assign _0552_ = _0434_ ? sweep_addr : _0551_;
   assign \issue.addr  = fire_state ? (* full_case = 32'd1 *) _0552_ : _0551_;
-  assign _0553_ = _0286_ ? \$signal$6  : 1'h0;
+  assign _0553_ = _0283_ ? \$signal$6  : 1'h0;
   assign _0554_ = _0434_ ? \$signal$26  : _0553_;
   assign \issue.bank  = fire_state ? (* full_case = 32'd1 *) _0554_ : _0553_;
   assign _0555_ = _0434_ ? 1'h1 : 1'h0;
   assign \issue.kind  = fire_state ? (* full_case = 32'd1 *) _0555_ : 1'h0;
-  assign _0556_ = _0286_ ? 1'h1 : 1'h0;
+  assign _0556_ = _0283_ ? 1'h1 : 1'h0;
   assign _0557_ = _0434_ ? 1'h1 : _0556_;
   assign \issue.valid  = fire_state ? (* full_case = 32'd1 *) _0557_ : _0556_;
   function [0:0] _1218_;
@@ -14271,98 +14283,98 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign _0561_ = lane == (* full_case = 32'd1 *) 2'h2;
   assign _0562_ = lane == (* full_case = 32'd1 *) 2'h1;
   assign _0563_ = ! (* full_case = 32'd1 *) lane;
-  function [17:0] _1227_;
-    input [17:0] a;
-    input [71:0] b;
+  function [10:0] _1227_;
+    input [10:0] a;
+    input [43:0] b;
     input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
       4'b???1:
-        _1227_ = b[17:0];
+        _1227_ = b[10:0];
       4'b??1?:
-        _1227_ = b[35:18];
+        _1227_ = b[21:11];
       4'b?1??:
-        _1227_ = b[53:36];
+        _1227_ = b[32:22];
       4'b1???:
-        _1227_ = b[71:54];
+        _1227_ = b[43:33];
       default:
         _1227_ = a;
     endcase
   endfunction
-  assign _0225_ = _1227_(18'hxxxxx, 72'h01f0003e0007c000f8, { _0567_, _0566_, _0565_, _0564_ });
+  assign _0222_ = _1227_(11'hxxx, 44'hf80f80f80f8, { _0567_, _0566_, _0565_, _0564_ });
   assign _0564_ = st6[30:29] == (* full_case = 32'd1 *) 2'h3;
   assign _0565_ = st6[30:29] == (* full_case = 32'd1 *) 2'h2;
   assign _0566_ = st6[30:29] == (* full_case = 32'd1 *) 2'h1;
   assign _0567_ = ! (* full_case = 32'd1 *) st6[30:29];
-  function [17:0] _1232_;
-    input [17:0] a;
-    input [71:0] b;
+  function [10:0] _1232_;
+    input [10:0] a;
+    input [43:0] b;
     input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
       4'b???1:
-        _1232_ = b[17:0];
+        _1232_ = b[10:0];
       4'b??1?:
-        _1232_ = b[35:18];
+        _1232_ = b[21:11];
       4'b?1??:
-        _1232_ = b[53:36];
+        _1232_ = b[32:22];
       4'b1???:
-        _1232_ = b[71:54];
+        _1232_ = b[43:33];
       default:
         _1232_ = a;
     endcase
   endfunction
-  assign _0159_ = _1232_(18'hxxxxx, 72'h01f0003e0007c000f8, { _0571_, _0570_, _0569_, _0568_ });
+  assign _0155_ = _1232_(11'hxxx, 44'hf80f80f80f8, { _0571_, _0570_, _0569_, _0568_ });
   assign _0568_ = st6[30:29] == (* full_case = 32'd1 *) 2'h3;
   assign _0569_ = st6[30:29] == (* full_case = 32'd1 *) 2'h2;
   assign _0570_ = st6[30:29] == (* full_case = 32'd1 *) 2'h1;
   assign _0571_ = ! (* full_case = 32'd1 *) st6[30:29];
-  function [17:0] _1237_;
-    input [17:0] a;
-    input [71:0] b;
+  function [10:0] _1237_;
+    input [10:0] a;
+    input [43:0] b;
     input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
       4'b???1:
-        _1237_ = b[17:0];
+        _1237_ = b[10:0];
       4'b??1?:
-        _1237_ = b[35:18];
+        _1237_ = b[21:11];
       4'b?1??:
-        _1237_ = b[53:36];
+        _1237_ = b[32:22];
       4'b1???:
-        _1237_ = b[71:54];
+        _1237_ = b[43:33];
       default:
         _1237_ = a;
     endcase
   endfunction
-  assign _0093_ = _1237_(18'hxxxxx, 72'h01f0003e0007c000f8, { _0575_, _0574_, _0573_, _0572_ });
+  assign _0089_ = _1237_(11'hxxx, 44'hf80f80f80f8, { _0575_, _0574_, _0573_, _0572_ });
   assign _0572_ = st6[30:29] == (* full_case = 32'd1 *) 2'h3;
   assign _0573_ = st6[30:29] == (* full_case = 32'd1 *) 2'h2;
   assign _0574_ = st6[30:29] == (* full_case = 32'd1 *) 2'h1;
   assign _0575_ = ! (* full_case = 32'd1 *) st6[30:29];
-  function [17:0] _1242_;
-    input [17:0] a;
-    input [71:0] b;
+  function [10:0] _1242_;
+    input [10:0] a;
+    input [43:0] b;
     input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
       4'b???1:
-        _1242_ = b[17:0];
+        _1242_ = b[10:0];
       4'b??1?:
-        _1242_ = b[35:18];
+        _1242_ = b[21:11];
       4'b?1??:
-        _1242_ = b[53:36];
+        _1242_ = b[32:22];
       4'b1???:
-        _1242_ = b[71:54];
+        _1242_ = b[43:33];
       default:
         _1242_ = a;
     endcase
   endfunction
-  assign _0021_ = _1242_(18'hxxxxx, 72'h01f0003e0007c000f8, { _0579_, _0578_, _0577_, _0576_ });
+  assign _0017_ = _1242_(11'hxxx, 44'hf80f80f80f8, { _0579_, _0578_, _0577_, _0576_ });
   assign _0576_ = st6[30:29] == (* full_case = 32'd1 *) 2'h3;
   assign _0577_ = st6[30:29] == (* full_case = 32'd1 *) 2'h2;
   assign _0578_ = st6[30:29] == (* full_case = 32'd1 *) 2'h1;
@@ -14370,46 +14382,46 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign _0580_ = o__ready ? 4'h0 : done;
   assign _0581_ = _0362_ ? (* full_case = 32'd1 *) 4'h0 : _0364_[3:0];
   assign _0582_ = o__ready ? _0581_ : done;
-  assign _0583_ = _0356_ ? (* full_case = 32'd1 *) _0582_ : _0580_;
+  assign _0583_ = _0357_ ? (* full_case = 32'd1 *) _0582_ : _0580_;
   assign _0584_ = \$signal$65  ? _0583_ : done;
   assign _0421_ = rst ? 4'h0 : _0584_;
-  assign _0585_ = _0352_ ? (* full_case = 32'd1 *) 2'h0 : _0353_[1:0];
+  assign _0585_ = _0352_ ? (* full_case = 32'd1 *) 2'h0 : _0354_[1:0];
   assign _0586_ = _0351_ ? _0585_ : pos2;
   assign _0587_ = _0350_ ? _0586_ : pos2;
   assign _0588_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _0587_;
   assign _0589_ = _0349_ ? _0588_ : pos2;
   assign _0420_ = rst ? 2'h0 : _0589_;
-  assign _0590_ = _0351_ ? (* full_case = 32'd1 *) 2'h0 : _0354_[1:0];
+  assign _0590_ = _0351_ ? (* full_case = 32'd1 *) 2'h0 : _0355_[1:0];
   assign _0591_ = _0350_ ? _0590_ : pos1;
   assign _0592_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _0591_;
   assign _0593_ = _0349_ ? _0592_ : pos1;
   assign _0419_ = rst ? 2'h0 : _0593_;
-  assign _0594_ = _0350_ ? (* full_case = 32'd1 *) 2'h0 : _0355_[1:0];
+  assign _0594_ = _0350_ ? (* full_case = 32'd1 *) 2'h0 : _0356_[1:0];
   assign _0595_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _0594_;
   assign _0596_ = _0349_ ? _0595_ : \pos0$53 ;
   assign _0418_ = rst ? 2'h0 : _0596_;
   assign _0417_ = rst ? 1'h0 : _0348_;
   assign _0416_ = rst ? 11'h000 : { st6[31], 6'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
   assign _0415_ = rst ? 72'h000000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign _0414_[75:57] = rst ? 19'h00000 : _0344_;
+  assign _0414_[75:57] = rst ? 19'h00000 : _0345_;
   assign _0414_[37:19] = rst ? 19'h00000 : _0334_;
-  assign _0414_[18:0] = rst ? 19'h00000 : _0328_;
+  assign _0414_[18:0] = rst ? 19'h00000 : _0329_;
   assign _0414_[56:38] = rst ? 19'h00000 : _0339_;
   assign _0413_[75:57] = rst ? 19'h00000 : _0323_[18:0];
   assign _0413_[37:19] = rst ? 19'h00000 : _0261_[18:0];
-  assign _0413_[18:0] = rst ? 19'h00000 : _0230_[18:0];
-  assign _0413_[56:38] = rst ? 19'h00000 : _0292_[18:0];
-  assign _0412_ = rst ? 8'h00 : { 6'h00, _0201_, _0197_ };
-  assign _0411_ = rst ? 10'h000 : { _0196_, _0187_, _0178_, _0171_, _0164_, _0154_, _0145_, _0136_, _0128_, _0115_ };
+  assign _0413_[18:0] = rst ? 19'h00000 : _0231_[18:0];
+  assign _0413_[56:38] = rst ? 19'h00000 : _0293_[18:0];
+  assign _0412_ = rst ? 8'h00 : { 6'h00, _0201_, _0199_ };
+  assign _0411_ = rst ? 10'h000 : { _0198_, _0188_, _0179_, _0171_, _0164_, _0154_, _0145_, _0136_, _0129_, _0115_ };
   assign _0410_ = rst ? 1'h0 : _0106_;
   assign _0409_ = rst ? 1'h0 : _0095_;
   assign _0408_ = rst ? 1'h0 : _0086_;
   assign _0407_ = rst ? 1'h0 : _0077_;
   assign _0406_ = rst ? 1'h0 : _0068_;
-  assign _0404_ = rst ? 1'h0 : _0058_;
-  assign _0403_ = rst ? 1'h0 : _0049_;
-  assign _0402_ = rst ? 1'h0 : _0037_;
-  assign _0401_ = rst ? 1'h0 : _0026_;
+  assign _0405_ = rst ? 1'h0 : _0058_;
+  assign _0404_ = rst ? 1'h0 : _0050_;
+  assign _0403_ = rst ? 1'h0 : _0037_;
+  assign _0402_ = rst ? 1'h0 : _0026_;
   assign _0400_ = rst ? 1'h0 : _0014_;
   assign _0399_ = rst ? 4'h0 : cres8;
   assign _0398_ = rst ? 72'h000000000000000000 : res8;
@@ -14435,15 +14447,15 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4282$0 (i0__payload[10:0]),
+    .\port$4298$0 (i0__payload[10:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv3.queue  queue (
     .clk(clk),
-    .\port$3925$0 (\$signal$68 ),
-    .\port$4095$0 (\$signal$61 ),
-    .\port$4097$0 (\$signal$65 ),
+    .\port$3941$0 (\$signal$68 ),
+    .\port$4111$0 (\$signal$61 ),
+    .\port$4113$0 (\$signal$65 ),
     .rst(rst),
     .w_data({ entry7[10], pos1, pos2, \pos0$53 , entry7[3:0] }),
     .w_en(\$signal$57 )
@@ -14681,8 +14693,8 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \issue.proj  = 1'h0;
   assign \issue.cur  = 1'h0;
   assign _0426_[3:0] = o__payload[3:0];
-  assign _0329_[0] = v_wr__en;
-  assign _0287_[6:0] = v_wr__addr;
+  assign _0326_[0] = v_wr__en;
+  assign _0284_[6:0] = v_wr__addr;
   assign _0001_[6:0] = \$signature__addr$33 ;
   assign o__payload[9:4] = { \o__payload.end , \o__payload.count , \$signal$61 [9:6] };
   assign c_raw = 4'h0;
@@ -14705,7 +14717,7 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4282$0 , clk);
+module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4298$0 , clk);
   wire _000_;
   wire [11:0] _001_;
   wire [12:0] _002_;
@@ -14954,8 +14966,8 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   reg op_valid = 1'h0;
   output [11:0] op_waddr;
   reg [11:0] op_waddr = 12'h000;
-  input [10:0] \port$4282$0 ;
-  wire [10:0] \port$4282$0 ;
+  input [10:0] \port$4298$0 ;
+  wire [10:0] \port$4298$0 ;
   reg [4:0] r_step = 5'h00;
   output ready;
   wire ready;
@@ -15014,8 +15026,8 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   assign ready = _000_ | _030_;
   assign _040_ = op_valid & en;
   assign _057_ = $signed(_051_) + $signed(_056_);
-  assign _001_ = 1'h0 + { 3'h0, \port$4282$0 [3:0], 4'h0 };
-  assign _002_ = _001_ + { \port$4282$0 [3:0], 7'h00 };
+  assign _001_ = 1'h0 + { 3'h0, \port$4298$0 [3:0], 4'h0 };
+  assign _002_ = _001_ + { \port$4298$0 [3:0], 7'h00 };
   assign _004_ = $signed({ 1'h0, _002_ }) + $signed(_003_);
   assign _006_ = $signed(_004_) + $signed(_005_);
   assign _008_ = _007_ - 1'h1;
@@ -15081,7 +15093,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
   assign _043_ = rst ? 2'h0 : _097_;
   assign _098_ = load ? ev_shift : op_shift;
   assign _042_ = rst ? 4'h0 : _098_;
-  assign _099_ = load ? \port$4282$0 [10] : op_count;
+  assign _099_ = load ? \port$4298$0 [10] : op_count;
   assign _041_ = rst ? 1'h0 : _099_;
   function [2:0] _306_;
     input [2:0] a;
@@ -15111,14 +15123,14 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _023_ = _306_(3'hx, 24'h49b6d2, { _107_, _106_, _105_, _104_, _103_, _102_, _101_, _100_ });
-  assign _100_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _101_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _102_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _103_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _104_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _105_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _106_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _107_ = ! (* full_case = 32'd1 *) \port$4282$0 [9:7];
+  assign _100_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _101_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _102_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _103_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _104_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _105_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _106_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _107_ = ! (* full_case = 32'd1 *) \port$4298$0 [9:7];
   function [2:0] _315_;
     input [2:0] a;
     input [23:0] b;
@@ -15147,14 +15159,14 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _020_ = _315_(3'hx, 24'h49b6d2, { _115_, _114_, _113_, _112_, _111_, _110_, _109_, _108_ });
-  assign _108_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _109_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _110_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _111_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _112_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _113_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _114_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _115_ = ! (* full_case = 32'd1 *) \port$4282$0 [6:4];
+  assign _108_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _109_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _110_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _111_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _112_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _113_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _114_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _115_ = ! (* full_case = 32'd1 *) \port$4298$0 [6:4];
   function [6:0] _324_;
     input [6:0] a;
     input [55:0] b;
@@ -15183,14 +15195,14 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _019_ = _324_(7'hxx, 56'hab56eddbb76ad5, { _123_, _122_, _121_, _120_, _119_, _118_, _117_, _116_ });
-  assign _116_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _117_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _118_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _119_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _120_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _121_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _122_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _123_ = ! (* full_case = 32'd1 *) \port$4282$0 [9:7];
+  assign _116_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _117_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _118_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _119_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _120_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _121_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _122_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _123_ = ! (* full_case = 32'd1 *) \port$4298$0 [9:7];
   function [4:0] _333_;
     input [4:0] a;
     input [39:0] b;
@@ -15219,14 +15231,14 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _018_ = _333_(5'hxx, 40'h4a4a529529, { _131_, _130_, _129_, _128_, _127_, _126_, _125_, _124_ });
-  assign _124_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _125_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _126_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _127_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _128_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _129_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _130_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _131_ = ! (* full_case = 32'd1 *) \port$4282$0 [9:7];
+  assign _124_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _125_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _126_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _127_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _128_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _129_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _130_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _131_ = ! (* full_case = 32'd1 *) \port$4298$0 [9:7];
   function [2:0] _342_;
     input [2:0] a;
     input [23:0] b;
@@ -15255,14 +15267,14 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _016_ = _342_(3'hx, 24'h49b6d2, { _139_, _138_, _137_, _136_, _135_, _134_, _133_, _132_ });
-  assign _132_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _133_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _134_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _135_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _136_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _137_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _138_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _139_ = ! (* full_case = 32'd1 *) \port$4282$0 [6:4];
+  assign _132_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _133_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _134_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _135_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _136_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _137_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _138_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _139_ = ! (* full_case = 32'd1 *) \port$4298$0 [6:4];
   function [2:0] _351_;
     input [2:0] a;
     input [23:0] b;
@@ -15291,14 +15303,14 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _014_ = _351_(3'hx, 24'h49b6d2, { _147_, _146_, _145_, _144_, _143_, _142_, _141_, _140_ });
-  assign _140_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _141_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _142_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _143_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _144_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _145_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _146_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _147_ = ! (* full_case = 32'd1 *) \port$4282$0 [9:7];
+  assign _140_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _141_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _142_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _143_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _144_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _145_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _146_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _147_ = ! (* full_case = 32'd1 *) \port$4298$0 [9:7];
   function [2:0] _360_;
     input [2:0] a;
     input [23:0] b;
@@ -15327,14 +15339,14 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _012_ = _360_(3'hx, 24'h49b6d2, { _155_, _154_, _153_, _152_, _151_, _150_, _149_, _148_ });
-  assign _148_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _149_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _150_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _151_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _152_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _153_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _154_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _155_ = ! (* full_case = 32'd1 *) \port$4282$0 [9:7];
+  assign _148_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _149_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _150_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _151_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _152_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _153_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _154_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _155_ = ! (* full_case = 32'd1 *) \port$4298$0 [9:7];
   function [2:0] _369_;
     input [2:0] a;
     input [23:0] b;
@@ -15363,14 +15375,14 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _009_ = _369_(3'hx, 24'h49b6d2, { _163_, _162_, _161_, _160_, _159_, _158_, _157_, _156_ });
-  assign _156_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _157_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _158_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _159_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _160_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _161_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _162_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _163_ = ! (* full_case = 32'd1 *) \port$4282$0 [6:4];
+  assign _156_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _157_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _158_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _159_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _160_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _161_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _162_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _163_ = ! (* full_case = 32'd1 *) \port$4298$0 [6:4];
   function [2:0] _378_;
     input [2:0] a;
     input [23:0] b;
@@ -15399,14 +15411,14 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _007_ = _378_(3'hx, 24'h49b6d2, { _171_, _170_, _169_, _168_, _167_, _166_, _165_, _164_ });
-  assign _164_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _165_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _166_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _167_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _168_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _169_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _170_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _171_ = ! (* full_case = 32'd1 *) \port$4282$0 [9:7];
+  assign _164_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _165_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _166_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _167_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _168_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _169_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _170_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _171_ = ! (* full_case = 32'd1 *) \port$4298$0 [9:7];
   function [5:0] _387_;
     input [5:0] a;
     input [47:0] b;
@@ -15435,14 +15447,14 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _005_ = _387_(6'hxx, 48'h20c414414414, { _179_, _178_, _177_, _176_, _175_, _174_, _173_, _172_ });
-  assign _172_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _173_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _174_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _175_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _176_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _177_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _178_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _179_ = ! (* full_case = 32'd1 *) \port$4282$0 [9:7];
+  assign _172_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _173_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _174_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _175_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _176_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _177_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _178_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _179_ = ! (* full_case = 32'd1 *) \port$4298$0 [9:7];
   function [7:0] _396_;
     input [7:0] a;
     input [63:0] b;
@@ -15471,14 +15483,14 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _003_ = _396_(8'hxx, 64'h3048607860786078, { _187_, _186_, _185_, _184_, _183_, _182_, _181_, _180_ });
-  assign _180_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _181_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _182_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _183_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _184_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _185_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _186_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _187_ = ! (* full_case = 32'd1 *) \port$4282$0 [6:4];
+  assign _180_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _181_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _182_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _183_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _184_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _185_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _186_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _187_ = ! (* full_case = 32'd1 *) \port$4298$0 [6:4];
   function [4:0] _405_;
     input [4:0] a;
     input [39:0] b;
@@ -15507,14 +15519,14 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _056_ = _405_(5'hxx, 40'h0000021108, { _195_, _194_, _193_, _192_, _191_, _190_, _189_, _188_ });
-  assign _188_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _189_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _190_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _191_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _192_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _193_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _194_ = \port$4282$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _195_ = ! (* full_case = 32'd1 *) \port$4282$0 [9:7];
+  assign _188_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _189_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _190_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _191_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _192_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _193_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _194_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _195_ = ! (* full_case = 32'd1 *) \port$4298$0 [9:7];
   function [6:0] _414_;
     input [6:0] a;
     input [55:0] b;
@@ -15543,18 +15555,18 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
     endcase
   endfunction
   assign _051_ = _414_(7'hxx, 56'h00000002041020, { _203_, _202_, _201_, _200_, _199_, _198_, _197_, _196_ });
-  assign _196_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _197_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _198_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _199_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _200_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _201_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _202_ = \port$4282$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _203_ = ! (* full_case = 32'd1 *) \port$4282$0 [6:4];
-  assign ev_c = \port$4282$0 [3:0];
-  assign ev_x = \port$4282$0 [9:7];
-  assign ev_y = \port$4282$0 [6:4];
-  assign ev_count = \port$4282$0 [10];
+  assign _196_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _197_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _198_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _199_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _200_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _201_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _202_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _203_ = ! (* full_case = 32'd1 *) \port$4298$0 [6:4];
+  assign ev_c = \port$4298$0 [3:0];
+  assign ev_x = \port$4298$0 [9:7];
+  assign ev_y = \port$4298$0 [6:4];
+  assign ev_count = \port$4298$0 [10];
   assign waddr = op_waddr;
   assign addr = op_addr;
   assign \busy$6  = op_valid;
@@ -15564,7 +15576,7 @@ module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.queue (rst, w_data, \port$3925$0 , w_en, \port$4095$0 , \port$4097$0 , clk);
+module \digits_cnn_ilif.engine_conv3.queue (rst, w_data, \port$3941$0 , w_en, \port$4111$0 , \port$4113$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -15594,12 +15606,12 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, w_data, \port$3925$0 , w_en, \p
   reg held_valid = 1'h0;
   (* unused_bits = "0 1 2 3 4 5 6 7" *)
   wire [7:0] \level$21 ;
-  input \port$3925$0 ;
-  wire \port$3925$0 ;
-  output [10:0] \port$4095$0 ;
-  wire [10:0] \port$4095$0 ;
-  output \port$4097$0 ;
-  wire \port$4097$0 ;
+  input \port$3941$0 ;
+  wire \port$3941$0 ;
+  output [10:0] \port$4111$0 ;
+  wire [10:0] \port$4111$0 ;
+  output \port$4113$0 ;
+  wire \port$4113$0 ;
   wire [10:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -15639,18 +15651,18 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, w_data, \port$3925$0 , w_en, \p
   \digits_cnn_ilif.engine_conv3.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2863$0 (\$signal$9 ),
-    .\port$3925$0 (\port$3925$0 ),
-    .\port$4079$0 (\$signal$11 ),
-    .\port$4081$0 (held_valid),
-    .\port$4095$0 (\$signal$14 ),
-    .\port$4097$0 (\$signal$16 ),
+    .\port$2875$0 (\$signal$9 ),
+    .\port$3941$0 (\port$3941$0 ),
+    .\port$4095$0 (\$signal$11 ),
+    .\port$4097$0 (held_valid),
+    .\port$4111$0 (\$signal$14 ),
+    .\port$4113$0 (\$signal$16 ),
     .rst(rst)
   );
-  assign \port$4097$0  = \$signal$16 ;
-  assign \port$4095$0  = \$signal$14 ;
-  assign \$signal$19  = \port$3925$0 ;
-  assign \$signal$18  = \port$3925$0 ;
+  assign \port$4113$0  = \$signal$16 ;
+  assign \port$4111$0  = \$signal$14 ;
+  assign \$signal$19  = \port$3941$0 ;
+  assign \$signal$18  = \port$3941$0 ;
   assign \$signal$17  = \$signal$16 ;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$13  = held_valid;
@@ -15951,7 +15963,7 @@ module \digits_cnn_ilif.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2863$0 , count, \port$3925$0 , \port$4079$0 , \port$4081$0 , \port$4095$0 , \port$4097$0 , clk);
+module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2875$0 , count, \port$3941$0 , \port$4095$0 , \port$4097$0 , \port$4111$0 , \port$4113$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -15981,26 +15993,26 @@ module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2863$0 , count, \por
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2863$0 ;
-  wire \port$2863$0 ;
-  input \port$3925$0 ;
-  wire \port$3925$0 ;
-  input [10:0] \port$4079$0 ;
-  wire [10:0] \port$4079$0 ;
-  input \port$4081$0 ;
-  wire \port$4081$0 ;
-  output [10:0] \port$4095$0 ;
+  output \port$2875$0 ;
+  wire \port$2875$0 ;
+  input \port$3941$0 ;
+  wire \port$3941$0 ;
+  input [10:0] \port$4095$0 ;
   wire [10:0] \port$4095$0 ;
-  output \port$4097$0 ;
+  input \port$4097$0 ;
   wire \port$4097$0 ;
+  output [10:0] \port$4111$0 ;
+  wire [10:0] \port$4111$0 ;
+  output \port$4113$0 ;
+  wire \port$4113$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4081$0  & _00_;
+  assign take = \port$4097$0  & _00_;
   assign count = \$signal$5  + spare_valid;
   assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3925$0  | _01_;
+  assign _02_ = \port$3941$0  | _01_;
   always @(posedge clk)
     \$signal$9  <= _03_;
   always @(posedge clk)
@@ -16011,7 +16023,7 @@ module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2863$0 , count, \por
     \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$4079$0  : \$signal$10 ;
+  assign _07_ = take ? \port$4095$0  : \$signal$10 ;
   assign _08_ = _02_ ? \$signal$10  : _07_;
   assign _06_ = rst ? 11'h000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
@@ -16022,16 +16034,16 @@ module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2863$0 , count, \por
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
   assign _14_ = _02_ ? _13_ : \$signal$5 ;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$4079$0  : \$signal$9 ;
+  assign _15_ = take ? \port$4095$0  : \$signal$9 ;
   assign _16_ = spare_valid ? \$signal$10  : _15_;
   assign _17_ = _02_ ? _16_ : \$signal$9 ;
   assign _03_ = rst ? 11'h000 : _17_;
-  assign \port$4097$0  = \$signal$5 ;
-  assign \port$4095$0  = \$signal$9 ;
-  assign \port$2863$0  = \$signal ;
-  assign \$signal$11  = \port$4079$0 ;
-  assign \$signal$8  = \port$3925$0 ;
-  assign \$signal$3  = \port$4081$0 ;
+  assign \port$4113$0  = \$signal$5 ;
+  assign \port$4111$0  = \$signal$9 ;
+  assign \port$2875$0  = \$signal ;
+  assign \$signal$11  = \port$4095$0 ;
+  assign \$signal$8  = \port$3941$0 ;
+  assign \$signal$3  = \port$4097$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -16083,9 +16095,9 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire _044_;
   wire _045_;
   wire _046_;
-  wire _047_;
   (* unused_bits = "1 2 3" *)
-  wire [3:0] _048_;
+  wire [3:0] _047_;
+  wire _048_;
   wire _049_;
   wire _050_;
   wire _051_;
@@ -16158,179 +16170,179 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire _118_;
   wire _119_;
   wire _120_;
-  wire [4:0] _121_;
-  wire _122_;
+  wire _121_;
+  wire [4:0] _122_;
   wire _123_;
-  wire [18:0] _124_;
-  wire [18:0] _125_;
-  wire [18:0] _126_;
-  wire [17:0] _127_;
+  wire _124_;
+  wire _125_;
+  wire _126_;
+  wire [18:0] _127_;
   wire [18:0] _128_;
-  wire [17:0] _129_;
-  wire [18:0] _130_;
-  wire [17:0] _131_;
+  wire [18:0] _129_;
+  wire [17:0] _130_;
   (* unused_bits = "4 5" *)
-  wire [5:0] _132_;
-  wire [18:0] _133_;
-  wire [17:0] _134_;
-  wire [18:0] _135_;
-  wire [1:0] _136_;
-  wire [18:0] _137_;
-  wire [1:0] _138_;
-  wire [18:0] _139_;
+  wire [5:0] _131_;
+  wire [18:0] _132_;
+  wire [17:0] _133_;
+  wire [18:0] _134_;
+  wire [17:0] _135_;
+  wire [18:0] _136_;
+  wire [17:0] _137_;
+  wire [18:0] _138_;
+  wire [1:0] _139_;
   wire _140_;
-  wire [10:0] _141_;
-  wire [9:0] _142_;
-  wire [10:0] _143_;
-  wire [18:0] _144_;
-  wire [18:0] _145_;
-  wire [18:0] _146_;
+  wire [18:0] _141_;
+  wire [1:0] _142_;
+  wire [18:0] _143_;
+  wire [10:0] _144_;
+  wire [9:0] _145_;
+  wire [10:0] _146_;
   wire [18:0] _147_;
-  wire _148_;
-  wire [1:0] _149_;
+  wire [18:0] _148_;
+  wire _149_;
   wire [18:0] _150_;
-  wire [1:0] _151_;
-  wire [18:0] _152_;
-  (* unused_bits = "19" *)
-  wire [19:0] _153_;
-  wire [18:0] _154_;
+  wire [18:0] _151_;
+  wire [1:0] _152_;
+  wire [18:0] _153_;
+  wire [1:0] _154_;
   wire [18:0] _155_;
-  wire [18:0] _156_;
-  wire [17:0] _157_;
+  (* unused_bits = "19" *)
+  wire [19:0] _156_;
+  wire [18:0] _157_;
   wire [18:0] _158_;
-  wire [17:0] _159_;
-  wire [18:0] _160_;
-  wire [17:0] _161_;
-  wire [18:0] _162_;
-  wire [17:0] _163_;
-  wire [18:0] _164_;
-  wire [1:0] _165_;
-  wire [18:0] _166_;
-  wire [1:0] _167_;
-  wire [18:0] _168_;
-  wire [10:0] _169_;
-  wire [9:0] _170_;
-  wire [10:0] _171_;
-  wire [18:0] _172_;
-  wire [18:0] _173_;
-  wire [18:0] _174_;
+  wire [18:0] _159_;
+  wire [17:0] _160_;
+  wire [18:0] _161_;
+  wire [17:0] _162_;
+  wire [18:0] _163_;
+  wire [17:0] _164_;
+  wire [18:0] _165_;
+  wire [17:0] _166_;
+  wire [18:0] _167_;
+  wire [1:0] _168_;
+  wire [18:0] _169_;
+  wire [1:0] _170_;
+  wire [18:0] _171_;
+  wire [10:0] _172_;
+  wire [9:0] _173_;
+  wire [10:0] _174_;
   wire [18:0] _175_;
-  wire [1:0] _176_;
+  wire [18:0] _176_;
   wire [18:0] _177_;
-  wire [1:0] _178_;
-  wire [18:0] _179_;
+  wire [18:0] _178_;
+  wire [1:0] _179_;
   wire _180_;
-  (* unused_bits = "19" *)
-  wire [19:0] _181_;
-  wire [18:0] _182_;
+  wire [18:0] _181_;
+  wire [1:0] _182_;
   wire [18:0] _183_;
-  wire [18:0] _184_;
-  wire [17:0] _185_;
+  (* unused_bits = "19" *)
+  wire [19:0] _184_;
+  wire [18:0] _185_;
   wire [18:0] _186_;
-  wire [17:0] _187_;
-  wire [18:0] _188_;
-  wire [17:0] _189_;
-  wire [18:0] _190_;
-  wire [17:0] _191_;
-  wire [18:0] _192_;
-  wire [1:0] _193_;
-  wire [18:0] _194_;
-  wire [1:0] _195_;
-  wire [18:0] _196_;
-  wire [10:0] _197_;
-  wire [9:0] _198_;
-  wire [10:0] _199_;
-  wire [18:0] _200_;
-  wire [18:0] _201_;
-  wire [18:0] _202_;
+  wire [18:0] _187_;
+  wire [17:0] _188_;
+  wire [18:0] _189_;
+  wire [17:0] _190_;
+  wire [18:0] _191_;
+  wire [17:0] _192_;
+  wire [18:0] _193_;
+  wire [17:0] _194_;
+  wire [18:0] _195_;
+  wire [1:0] _196_;
+  wire [18:0] _197_;
+  wire [1:0] _198_;
+  wire [18:0] _199_;
+  wire [10:0] _200_;
+  wire [9:0] _201_;
+  wire [10:0] _202_;
   wire [18:0] _203_;
-  wire [5:0] _204_;
-  wire [1:0] _205_;
+  wire [18:0] _204_;
+  wire [5:0] _205_;
   wire [18:0] _206_;
-  wire [1:0] _207_;
-  wire [18:0] _208_;
-  (* unused_bits = "19" *)
-  wire [19:0] _209_;
-  wire [18:0] _210_;
+  wire [18:0] _207_;
+  wire [1:0] _208_;
+  wire [18:0] _209_;
+  wire [1:0] _210_;
   wire [18:0] _211_;
-  wire [18:0] _212_;
-  wire [6:0] _213_;
-  wire [17:0] _214_;
-  wire [18:0] _215_;
-  wire [17:0] _216_;
-  wire [18:0] _217_;
-  wire [17:0] _218_;
-  wire [18:0] _219_;
-  wire [17:0] _220_;
-  wire [18:0] _221_;
-  wire _222_;
-  wire [1:0] _223_;
-  wire [18:0] _224_;
-  wire [1:0] _225_;
-  wire [18:0] _226_;
-  wire [10:0] _227_;
-  wire [9:0] _228_;
-  wire [10:0] _229_;
-  wire [18:0] _230_;
-  (* unused_bits = "5 6 7" *)
-  wire [7:0] _231_;
-  wire [18:0] _232_;
-  wire [18:0] _233_;
-  wire [18:0] _234_;
-  wire [1:0] _235_;
-  wire [18:0] _236_;
-  wire [1:0] _237_;
-  wire [18:0] _238_;
-  wire _239_;
+  wire [6:0] _212_;
   (* unused_bits = "19" *)
-  wire [19:0] _240_;
-  wire _241_;
-  wire _242_;
-  wire _243_;
-  wire [17:0] _244_;
+  wire [19:0] _213_;
+  wire [18:0] _214_;
+  wire [18:0] _215_;
+  wire [18:0] _216_;
+  wire [17:0] _217_;
+  wire [18:0] _218_;
+  wire [17:0] _219_;
+  wire [18:0] _220_;
+  wire [17:0] _221_;
+  wire [18:0] _222_;
+  wire _223_;
+  wire [17:0] _224_;
+  wire [18:0] _225_;
+  wire [1:0] _226_;
+  wire [18:0] _227_;
+  wire [1:0] _228_;
+  wire [18:0] _229_;
+  (* unused_bits = "5 6 7" *)
+  wire [7:0] _230_;
+  wire [10:0] _231_;
+  wire [9:0] _232_;
+  wire [10:0] _233_;
+  wire [18:0] _234_;
+  wire [18:0] _235_;
+  wire [18:0] _236_;
+  wire [18:0] _237_;
+  wire [1:0] _238_;
+  wire _239_;
+  wire [18:0] _240_;
+  wire [1:0] _241_;
+  wire [18:0] _242_;
+  (* unused_bits = "19" *)
+  wire [19:0] _243_;
+  wire _244_;
   wire _245_;
   wire _246_;
-  wire _247_;
-  wire [17:0] _248_;
-  wire [6:0] _249_;
+  wire [17:0] _247_;
+  wire _248_;
+  wire _249_;
+  wire _250_;
+  wire [17:0] _251_;
+  wire [6:0] _252_;
   (* unused_bits = "4 5 6" *)
-  wire [6:0] _250_;
-  wire [4:0] _251_;
-  wire _252_;
-  wire [2:0] _253_;
-  wire _254_;
-  wire [1:0] _255_;
-  wire _256_;
+  wire [6:0] _253_;
+  wire [4:0] _254_;
+  wire _255_;
+  wire [2:0] _256_;
   wire _257_;
   wire _258_;
-  wire _259_;
+  wire [1:0] _259_;
   wire _260_;
-  wire [26:0] _261_;
-  wire [26:0] _262_;
-  wire [26:0] _263_;
+  wire _261_;
+  wire _262_;
+  wire _263_;
   wire [26:0] _264_;
   wire [26:0] _265_;
   wire [26:0] _266_;
-  wire [26:0] _267_;
-  wire _268_;
+  wire _267_;
   (* unused_bits = "3" *)
-  wire [3:0] _269_;
+  wire [3:0] _268_;
+  wire [26:0] _269_;
   wire [26:0] _270_;
-  wire [31:0] _271_;
-  wire [10:0] _272_;
-  wire [10:0] _273_;
-  wire [10:0] _274_;
+  wire [26:0] _271_;
+  wire [26:0] _272_;
+  wire [26:0] _273_;
+  wire [31:0] _274_;
   wire [10:0] _275_;
-  wire [43:0] _276_;
-  wire [71:0] _277_;
-  wire [39:0] _278_;
-  wire _279_;
-  wire [71:0] _280_;
+  wire [10:0] _276_;
+  wire [10:0] _277_;
+  wire _278_;
+  wire [10:0] _279_;
+  wire [43:0] _280_;
   wire [71:0] _281_;
-  wire [3:0] _282_;
-  wire _283_;
-  wire _284_;
-  wire _285_;
+  wire [39:0] _282_;
+  wire [71:0] _283_;
+  wire [71:0] _284_;
+  wire [3:0] _285_;
   wire _286_;
   wire _287_;
   wire _288_;
@@ -16339,33 +16351,33 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire _291_;
   wire _292_;
   wire _293_;
-  wire [9:0] _294_;
-  wire [7:0] _295_;
-  wire [75:0] _296_;
-  wire [75:0] _297_;
+  wire _294_;
+  wire _295_;
+  wire _296_;
   (* unused_bits = "2" *)
-  wire [2:0] _298_;
-  wire [71:0] _299_;
-  wire [73:0] _300_;
-  wire _301_;
-  wire _302_;
-  wire _303_;
+  wire [2:0] _297_;
+  wire [9:0] _298_;
+  wire [7:0] _299_;
+  wire [75:0] _300_;
+  wire [75:0] _301_;
+  wire [71:0] _302_;
+  wire [73:0] _303_;
   wire _304_;
-  wire [17:0] _305_;
-  wire [3:0] _306_;
-  wire [3:0] _307_;
+  wire _305_;
+  wire _306_;
+  wire _307_;
   wire _308_;
-  wire _309_;
-  wire _310_;
-  wire _311_;
-  wire [10:0] _312_;
-  wire [10:0] _313_;
+  wire [17:0] _309_;
+  wire [3:0] _310_;
+  wire [3:0] _311_;
+  wire _312_;
+  wire _313_;
   wire _314_;
   wire [10:0] _315_;
   wire [10:0] _316_;
   wire _317_;
-  wire _318_;
-  wire _319_;
+  wire [10:0] _318_;
+  wire [10:0] _319_;
   wire _320_;
   wire _321_;
   wire _322_;
@@ -17678,509 +17690,509 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \$signature__data  = _967_;
   assign en = ~ \$signal ;
   assign _000_ = ~ \$signal ;
-  assign _095_ = op_valid & _000_;
+  assign _094_ = op_valid & _000_;
   assign ev_shift = 2'h3 - plane;
-  assign _268_ = ~ \$signal ;
-  assign _314_ = credit & _268_;
+  assign _267_ = ~ \$signal ;
+  assign _317_ = credit & _267_;
   assign active = \issue.valid  | \$signal ;
-  assign _011_ = ! st7[1];
-  assign _021_ = _011_ & st7[2];
-  assign _031_ = ~ _021_;
-  assign _038_ = st7[0] & _031_;
-  assign { _048_[3:1], v_wr__en } = _038_ ? 4'hf : 4'h0;
-  assign _066_ = st7[0] & st7[1];
-  assign _076_ = ~ \$signal$47 ;
-  assign dropped = _066_ & _076_;
-  assign _121_ = \$signal$53 [73:72] * 3'h4;
-  assign { _132_[5:4], o__payload[3:0] } = _121_ + lane;
+  assign _010_ = ! st7[1];
+  assign _020_ = _010_ & st7[2];
+  assign _031_ = ~ _020_;
+  assign _039_ = st7[0] & _031_;
+  assign { _047_[3:1], v_wr__en } = _039_ ? 4'hf : 4'h0;
+  assign _065_ = st7[0] & st7[1];
+  assign _075_ = ~ \$signal$47 ;
+  assign dropped = _065_ & _075_;
+  assign _122_ = \$signal$53 [73:72] * 3'h4;
+  assign { _131_[5:4], o__payload[3:0] } = _122_ + lane;
   assign _140_ = lane == 2'h3;
-  assign _148_ = o__payload[3:0] == 4'h9;
-  assign last_lane = _140_ | _148_;
+  assign _149_ = o__payload[3:0] == 4'h9;
+  assign last_lane = _140_ | _149_;
   assign \o__payload.last  = o__payload[3:0] == 4'h9;
   assign \o__payload.argmax  = better ? o__payload[3:0] : best_idx;
   assign _180_ = \$signal$58  & \$signal$59 ;
-  assign _204_ = used + sweep_now;
-  assign _213_ = _204_ - dropped;
-  assign _222_ = \$signal$62  & \$signal$58 ;
-  assign _231_ = $signed(_213_) - $signed({ 1'h0, _222_ });
+  assign _205_ = used + sweep_now;
+  assign _212_ = _205_ - dropped;
+  assign _223_ = \$signal$62  & \$signal$58 ;
+  assign _230_ = $signed(_212_) - $signed({ 1'h0, _223_ });
   assign _239_ = used <= 4'he;
   assign _257_ = plane == 2'h3;
-  assign _269_ = plane + 1'h1;
-  assign _279_ = ~ \$signal ;
-  assign _287_ = credit & _279_;
-  assign _298_ = sweep_addr + 1'h1;
+  assign _268_ = plane + 1'h1;
+  assign _278_ = ~ \$signal ;
+  assign _286_ = credit & _278_;
+  assign _297_ = sweep_addr + 1'h1;
   assign _308_ = sweep_addr == 1'h1;
-  assign _309_ = sweep_now & \issue.end ;
-  assign _310_ = sweep_now & \issue.end ;
-  assign _311_ = _310_ | \$signal$67 ;
-  assign _312_ = $signed(w1_0[7:0]) << st2[19:18];
-  assign _313_ = $signed(w1_0[15:8]) << st2[19:18];
-  assign _315_ = $signed(w1_0[23:16]) << st2[19:18];
-  assign _316_ = $signed(w1_0[31:24]) << st2[19:18];
-  assign _317_ = st2[5:4] == st3[5:4];
-  assign _318_ = ! st3[1];
-  assign _319_ = _317_ & _318_;
-  assign _320_ = ! st3[1];
-  assign _321_ = _320_ & st3[2];
-  assign _322_ = ~ _321_;
-  assign _323_ = st3[0] & _322_;
-  assign _324_ = _319_ & _323_;
-  assign _325_ = st2[5:4] == st3[5:4];
-  assign _326_ = ! st3[1];
-  assign _327_ = _325_ & _326_;
-  assign _328_ = ! st3[1];
-  assign _329_ = _328_ & st3[2];
-  assign _330_ = st3[1] & st3[22];
-  assign _331_ = _329_ | _330_;
-  assign _332_ = st3[0] & _331_;
-  assign _333_ = _327_ & _332_;
-  assign _334_ = st2[5:4] == st4[5:4];
-  assign _335_ = ! st4[1];
-  assign _336_ = _334_ & _335_;
-  assign _337_ = ! st4[1];
-  assign _338_ = _337_ & st4[2];
-  assign _339_ = ~ _338_;
-  assign _340_ = st4[0] & _339_;
-  assign _341_ = _336_ & _340_;
-  assign _342_ = st2[5:4] == st4[5:4];
-  assign _343_ = ! st4[1];
-  assign _344_ = _342_ & _343_;
-  assign _345_ = ! st4[1];
-  assign _346_ = _345_ & st4[2];
-  assign _347_ = st4[1] & st4[22];
-  assign _348_ = _346_ | _347_;
-  assign _349_ = st4[0] & _348_;
-  assign _350_ = _344_ & _349_;
-  assign _351_ = st2[5:4] == st5[5:4];
-  assign _352_ = ! st5[1];
-  assign _353_ = _352_ & st5[2];
-  assign _354_ = ~ _353_;
-  assign _355_ = st5[0] & _354_;
-  assign _356_ = _351_ & _355_;
-  assign _357_ = st2[5:4] == st5[5:4];
-  assign _358_ = ! st5[1];
-  assign _359_ = _358_ & st5[2];
-  assign _360_ = st5[1] & st5[22];
-  assign _001_ = _359_ | _360_;
-  assign _002_ = st5[0] & _001_;
-  assign _003_ = _357_ & _002_;
-  assign _004_ = st2[5:4] == st6[5:4];
-  assign _005_ = ! st6[1];
-  assign _006_ = _005_ & st6[2];
-  assign _007_ = ~ _006_;
-  assign _008_ = st6[0] & _007_;
-  assign _009_ = _004_ & _008_;
-  assign _010_ = st2[5:4] == st6[5:4];
-  assign _012_ = ! st6[1];
-  assign _013_ = _012_ & st6[2];
-  assign _014_ = st6[1] & st6[22];
-  assign _015_ = _013_ | _014_;
-  assign _016_ = st6[0] & _015_;
-  assign _017_ = _010_ & _016_;
-  assign _018_ = st2[5:4] == st7[5:4];
-  assign _019_ = ! st7[1];
-  assign _020_ = _019_ & st7[2];
-  assign _022_ = ~ _020_;
-  assign _023_ = st7[0] & _022_;
-  assign _024_ = _018_ & _023_;
-  assign _025_ = st2[5:4] == st7[5:4];
-  assign _026_ = ! st7[1];
-  assign _027_ = _026_ & st7[2];
-  assign _028_ = st7[1] & st7[22];
-  assign _029_ = _027_ | _028_;
-  assign _030_ = st7[0] & _029_;
-  assign _032_ = _025_ & _030_;
-  assign _033_ = ! st3[1];
-  assign _034_ = _033_ & st3[2];
-  assign _035_ = ~ _034_;
-  assign _036_ = hit_v1 & _035_;
-  assign _037_ = ! st3[1];
-  assign _039_ = _037_ & st3[2];
-  assign _040_ = hit_c1 & _039_;
-  assign _041_ = _036_ | _040_;
-  assign _042_ = ~ hit_v1;
-  assign _043_ = hit_v2 & _042_;
-  assign _044_ = ! st3[1];
-  assign _045_ = _044_ & st3[2];
-  assign _046_ = ~ _045_;
-  assign _047_ = _043_ & _046_;
-  assign _049_ = ~ hit_c1;
-  assign _050_ = hit_c2 & _049_;
-  assign _051_ = ! st3[1];
-  assign _052_ = _051_ & st3[2];
-  assign _053_ = _050_ & _052_;
-  assign _054_ = _047_ | _053_;
-  assign _055_ = hit_v1 | hit_v2;
-  assign _056_ = ~ _055_;
-  assign _057_ = hit_v3 & _056_;
-  assign _058_ = ! st3[1];
-  assign _059_ = _058_ & st3[2];
-  assign _060_ = ~ _059_;
-  assign _061_ = _057_ & _060_;
-  assign _062_ = hit_v1 | hit_v2;
-  assign _063_ = _062_ | hit_v3;
-  assign _064_ = ~ _063_;
-  assign _065_ = hit_v4 & _064_;
-  assign _067_ = ! st3[1];
-  assign _068_ = _067_ & st3[2];
-  assign _069_ = ~ _068_;
-  assign _070_ = _065_ & _069_;
-  assign _071_ = hit_v1 | hit_v2;
-  assign _072_ = _071_ | hit_v3;
-  assign _073_ = _072_ | hit_v4;
-  assign _074_ = ~ _073_;
-  assign _075_ = hit_v5 & _074_;
-  assign _077_ = ! st3[1];
-  assign _078_ = _077_ & st3[2];
-  assign _079_ = ~ _078_;
-  assign _080_ = _075_ & _079_;
-  assign _081_ = hit_v1 | hit_v2;
-  assign _082_ = _081_ | hit_v3;
-  assign _083_ = _082_ | hit_v4;
-  assign _084_ = _083_ | hit_v5;
-  assign _085_ = ~ _084_;
-  assign _086_ = ! st3[1];
-  assign _087_ = _086_ & st3[2];
+  assign _312_ = sweep_now & \issue.end ;
+  assign _313_ = sweep_now & \issue.end ;
+  assign _314_ = _313_ | \$signal$67 ;
+  assign _315_ = $signed(w1_0[7:0]) << st2[19:18];
+  assign _316_ = $signed(w1_0[15:8]) << st2[19:18];
+  assign _318_ = $signed(w1_0[23:16]) << st2[19:18];
+  assign _319_ = $signed(w1_0[31:24]) << st2[19:18];
+  assign _320_ = st2[5:4] == st3[5:4];
+  assign _321_ = ! st3[1];
+  assign _322_ = _320_ & _321_;
+  assign _323_ = ! st3[1];
+  assign _324_ = _323_ & st3[2];
+  assign _325_ = ~ _324_;
+  assign _326_ = st3[0] & _325_;
+  assign _327_ = _322_ & _326_;
+  assign _328_ = st2[5:4] == st3[5:4];
+  assign _329_ = ! st3[1];
+  assign _330_ = _328_ & _329_;
+  assign _331_ = ! st3[1];
+  assign _332_ = _331_ & st3[2];
+  assign _333_ = st3[1] & st3[22];
+  assign _334_ = _332_ | _333_;
+  assign _335_ = st3[0] & _334_;
+  assign _336_ = _330_ & _335_;
+  assign _337_ = st2[5:4] == st4[5:4];
+  assign _338_ = ! st4[1];
+  assign _339_ = _337_ & _338_;
+  assign _340_ = ! st4[1];
+  assign _341_ = _340_ & st4[2];
+  assign _342_ = ~ _341_;
+  assign _343_ = st4[0] & _342_;
+  assign _344_ = _339_ & _343_;
+  assign _345_ = st2[5:4] == st4[5:4];
+  assign _346_ = ! st4[1];
+  assign _347_ = _345_ & _346_;
+  assign _348_ = ! st4[1];
+  assign _349_ = _348_ & st4[2];
+  assign _350_ = st4[1] & st4[22];
+  assign _351_ = _349_ | _350_;
+  assign _352_ = st4[0] & _351_;
+  assign _353_ = _347_ & _352_;
+  assign _354_ = st2[5:4] == st5[5:4];
+  assign _355_ = ! st5[1];
+  assign _356_ = _355_ & st5[2];
+  assign _357_ = ~ _356_;
+  assign _358_ = st5[0] & _357_;
+  assign _359_ = _354_ & _358_;
+  assign _360_ = st2[5:4] == st5[5:4];
+  assign _001_ = ! st5[1];
+  assign _002_ = _001_ & st5[2];
+  assign _003_ = st5[1] & st5[22];
+  assign _004_ = _002_ | _003_;
+  assign _005_ = st5[0] & _004_;
+  assign _006_ = _360_ & _005_;
+  assign _007_ = st2[5:4] == st6[5:4];
+  assign _008_ = ! st6[1];
+  assign _009_ = _008_ & st6[2];
+  assign _011_ = ~ _009_;
+  assign _012_ = st6[0] & _011_;
+  assign _013_ = _007_ & _012_;
+  assign _014_ = st2[5:4] == st6[5:4];
+  assign _015_ = ! st6[1];
+  assign _016_ = _015_ & st6[2];
+  assign _017_ = st6[1] & st6[22];
+  assign _018_ = _016_ | _017_;
+  assign _019_ = st6[0] & _018_;
+  assign _021_ = _014_ & _019_;
+  assign _022_ = st2[5:4] == st7[5:4];
+  assign _023_ = ! st7[1];
+  assign _024_ = _023_ & st7[2];
+  assign _025_ = ~ _024_;
+  assign _026_ = st7[0] & _025_;
+  assign _027_ = _022_ & _026_;
+  assign _028_ = st2[5:4] == st7[5:4];
+  assign _029_ = ! st7[1];
+  assign _030_ = _029_ & st7[2];
+  assign _032_ = st7[1] & st7[22];
+  assign _033_ = _030_ | _032_;
+  assign _034_ = st7[0] & _033_;
+  assign _035_ = _028_ & _034_;
+  assign _036_ = ! st3[1];
+  assign _037_ = _036_ & st3[2];
+  assign _038_ = ~ _037_;
+  assign _040_ = hit_v1 & _038_;
+  assign _041_ = ! st3[1];
+  assign _042_ = _041_ & st3[2];
+  assign _043_ = hit_c1 & _042_;
+  assign _044_ = _040_ | _043_;
+  assign _045_ = ~ hit_v1;
+  assign _046_ = hit_v2 & _045_;
+  assign _048_ = ! st3[1];
+  assign _049_ = _048_ & st3[2];
+  assign _050_ = ~ _049_;
+  assign _051_ = _046_ & _050_;
+  assign _052_ = ~ hit_c1;
+  assign _053_ = hit_c2 & _052_;
+  assign _054_ = ! st3[1];
+  assign _055_ = _054_ & st3[2];
+  assign _056_ = _053_ & _055_;
+  assign _057_ = _051_ | _056_;
+  assign _058_ = hit_v1 | hit_v2;
+  assign _059_ = ~ _058_;
+  assign _060_ = hit_v3 & _059_;
+  assign _061_ = ! st3[1];
+  assign _062_ = _061_ & st3[2];
+  assign _063_ = ~ _062_;
+  assign _064_ = _060_ & _063_;
+  assign _066_ = hit_v1 | hit_v2;
+  assign _067_ = _066_ | hit_v3;
+  assign _068_ = ~ _067_;
+  assign _069_ = hit_v4 & _068_;
+  assign _070_ = ! st3[1];
+  assign _071_ = _070_ & st3[2];
+  assign _072_ = ~ _071_;
+  assign _073_ = _069_ & _072_;
+  assign _074_ = hit_v1 | hit_v2;
+  assign _076_ = _074_ | hit_v3;
+  assign _077_ = _076_ | hit_v4;
+  assign _078_ = ~ _077_;
+  assign _079_ = hit_v5 & _078_;
+  assign _080_ = ! st3[1];
+  assign _081_ = _080_ & st3[2];
+  assign _082_ = ~ _081_;
+  assign _083_ = _079_ & _082_;
+  assign _084_ = hit_v1 | hit_v2;
+  assign _085_ = _084_ | hit_v3;
+  assign _086_ = _085_ | hit_v4;
+  assign _087_ = _086_ | hit_v5;
   assign _088_ = ~ _087_;
-  assign _089_ = _085_ & _088_;
-  assign _090_ = hit_c1 | hit_c2;
+  assign _089_ = ! st3[1];
+  assign _090_ = _089_ & st3[2];
   assign _091_ = ~ _090_;
-  assign _092_ = hit_c3 & _091_;
-  assign _093_ = ! st3[1];
-  assign _094_ = _093_ & st3[2];
-  assign _096_ = _092_ & _094_;
-  assign _097_ = hit_c1 | hit_c2;
-  assign _098_ = _097_ | hit_c3;
-  assign _099_ = ~ _098_;
-  assign _100_ = hit_c4 & _099_;
-  assign _101_ = ! st3[1];
-  assign _102_ = _101_ & st3[2];
-  assign _103_ = _100_ & _102_;
-  assign _104_ = hit_c1 | hit_c2;
-  assign _105_ = _104_ | hit_c3;
-  assign _106_ = _105_ | hit_c4;
-  assign _107_ = ~ _106_;
-  assign _108_ = hit_c5 & _107_;
-  assign _109_ = ! st3[1];
-  assign _110_ = _109_ & st3[2];
-  assign _111_ = _108_ & _110_;
-  assign _112_ = hit_c1 | hit_c2;
-  assign _113_ = _112_ | hit_c3;
-  assign _114_ = _113_ | hit_c4;
-  assign _115_ = _114_ | hit_c5;
-  assign _116_ = ~ _115_;
-  assign _117_ = ! st3[1];
-  assign _118_ = _117_ & st3[2];
-  assign _119_ = _116_ & _118_;
+  assign _092_ = _088_ & _091_;
+  assign _093_ = hit_c1 | hit_c2;
+  assign _095_ = ~ _093_;
+  assign _096_ = hit_c3 & _095_;
+  assign _097_ = ! st3[1];
+  assign _098_ = _097_ & st3[2];
+  assign _099_ = _096_ & _098_;
+  assign _100_ = hit_c1 | hit_c2;
+  assign _101_ = _100_ | hit_c3;
+  assign _102_ = ~ _101_;
+  assign _103_ = hit_c4 & _102_;
+  assign _104_ = ! st3[1];
+  assign _105_ = _104_ & st3[2];
+  assign _106_ = _103_ & _105_;
+  assign _107_ = hit_c1 | hit_c2;
+  assign _108_ = _107_ | hit_c3;
+  assign _109_ = _108_ | hit_c4;
+  assign _110_ = ~ _109_;
+  assign _111_ = hit_c5 & _110_;
+  assign _112_ = ! st3[1];
+  assign _113_ = _112_ & st3[2];
+  assign _114_ = _111_ & _113_;
+  assign _115_ = hit_c1 | hit_c2;
+  assign _116_ = _115_ | hit_c3;
+  assign _117_ = _116_ | hit_c4;
+  assign _118_ = _117_ | hit_c5;
+  assign _119_ = ~ _118_;
   assign _120_ = ! st3[1];
-  assign _122_ = ! st3[23];
-  assign _123_ = st3[1] & _122_;
-  assign _124_ = \$signal$101 [0] ? \$signal$103 [18:0] : 19'h00000;
-  assign _125_ = \$signal$101 [1] ? \$signal$36 [18:0] : 19'h00000;
-  assign _126_ = _124_ | _125_;
-  assign _127_ = \$signal$101 [2] ? v_wr__data[17:0] : 18'h00000;
-  assign _128_ = _126_ | { _127_[17], _127_ };
-  assign _129_ = \$signal$101 [3] ? res8[17:0] : 18'h00000;
-  assign _130_ = _128_ | { _129_[17], _129_ };
-  assign _131_ = \$signal$101 [4] ? res9[17:0] : 18'h00000;
-  assign _133_ = _130_ | { _131_[17], _131_ };
-  assign _134_ = \$signal$101 [5] ? v_raw[17:0] : 18'h00000;
-  assign _135_ = _133_ | { _134_[17], _134_ };
-  assign _136_ = \$signal$101 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _137_ = _135_ | { _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_[1], _136_ };
-  assign _138_ = \$signal$101 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _139_ = _137_ | { _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_[1], _138_ };
-  assign _141_ = \$signal$102 [0] ? addend[10:0] : 11'h000;
-  assign _142_ = \$signal$102 [1] ? b_raw[9:0] : 10'h000;
-  assign _143_ = _141_ | { _142_[9], _142_ };
-  assign _144_ = \$signal$102 [2] ? \$signal$103 [18:0] : 19'h00000;
-  assign _145_ = { _143_[10], _143_[10], _143_[10], _143_[10], _143_[10], _143_[10], _143_[10], _143_[10], _143_ } | _144_;
-  assign _146_ = \$signal$102 [3] ? \$signal$36 [18:0] : 19'h00000;
-  assign _147_ = _145_ | _146_;
-  assign _149_ = \$signal$102 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _150_ = _147_ | { _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_[1], _149_ };
-  assign _151_ = \$signal$102 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _152_ = _150_ | { _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_[1], _151_ };
-  assign _153_ = $signed(_139_) + $signed(_152_);
-  assign _154_ = \$signal$101 [0] ? \$signal$103 [37:19] : 19'h00000;
-  assign _155_ = \$signal$101 [1] ? \$signal$36 [37:19] : 19'h00000;
-  assign _156_ = _154_ | _155_;
-  assign _157_ = \$signal$101 [2] ? v_wr__data[35:18] : 18'h00000;
-  assign _158_ = _156_ | { _157_[17], _157_ };
-  assign _159_ = \$signal$101 [3] ? res8[35:18] : 18'h00000;
-  assign _160_ = _158_ | { _159_[17], _159_ };
-  assign _161_ = \$signal$101 [4] ? res9[35:18] : 18'h00000;
-  assign _162_ = _160_ | { _161_[17], _161_ };
-  assign _163_ = \$signal$101 [5] ? v_raw[35:18] : 18'h00000;
-  assign _164_ = _162_ | { _163_[17], _163_ };
-  assign _165_ = \$signal$101 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _166_ = _164_ | { _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_[1], _165_ };
-  assign _167_ = \$signal$101 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _168_ = _166_ | { _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_[1], _167_ };
-  assign _169_ = \$signal$102 [0] ? addend[21:11] : 11'h000;
-  assign _170_ = \$signal$102 [1] ? b_raw[19:10] : 10'h000;
-  assign _171_ = _169_ | { _170_[9], _170_ };
-  assign _172_ = \$signal$102 [2] ? \$signal$103 [37:19] : 19'h00000;
-  assign _173_ = { _171_[10], _171_[10], _171_[10], _171_[10], _171_[10], _171_[10], _171_[10], _171_[10], _171_ } | _172_;
-  assign _174_ = \$signal$102 [3] ? \$signal$36 [37:19] : 19'h00000;
-  assign _175_ = _173_ | _174_;
-  assign _176_ = \$signal$102 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _177_ = _175_ | { _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_[1], _176_ };
-  assign _178_ = \$signal$102 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _179_ = _177_ | { _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_ };
-  assign _181_ = $signed(_168_) + $signed(_179_);
-  assign _182_ = \$signal$101 [0] ? \$signal$103 [56:38] : 19'h00000;
-  assign _183_ = \$signal$101 [1] ? \$signal$36 [56:38] : 19'h00000;
-  assign _184_ = _182_ | _183_;
-  assign _185_ = \$signal$101 [2] ? v_wr__data[53:36] : 18'h00000;
-  assign _186_ = _184_ | { _185_[17], _185_ };
-  assign _187_ = \$signal$101 [3] ? res8[53:36] : 18'h00000;
-  assign _188_ = _186_ | { _187_[17], _187_ };
-  assign _189_ = \$signal$101 [4] ? res9[53:36] : 18'h00000;
-  assign _190_ = _188_ | { _189_[17], _189_ };
-  assign _191_ = \$signal$101 [5] ? v_raw[53:36] : 18'h00000;
-  assign _192_ = _190_ | { _191_[17], _191_ };
-  assign _193_ = \$signal$101 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _194_ = _192_ | { _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_ };
-  assign _195_ = \$signal$101 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _196_ = _194_ | { _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_[1], _195_ };
-  assign _197_ = \$signal$102 [0] ? addend[32:22] : 11'h000;
-  assign _198_ = \$signal$102 [1] ? b_raw[29:20] : 10'h000;
-  assign _199_ = _197_ | { _198_[9], _198_ };
-  assign _200_ = \$signal$102 [2] ? \$signal$103 [56:38] : 19'h00000;
-  assign _201_ = { _199_[10], _199_[10], _199_[10], _199_[10], _199_[10], _199_[10], _199_[10], _199_[10], _199_ } | _200_;
-  assign _202_ = \$signal$102 [3] ? \$signal$36 [56:38] : 19'h00000;
-  assign _203_ = _201_ | _202_;
-  assign _205_ = \$signal$102 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _206_ = _203_ | { _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_ };
-  assign _207_ = \$signal$102 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _208_ = _206_ | { _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_ };
-  assign _209_ = $signed(_196_) + $signed(_208_);
-  assign _210_ = \$signal$101 [0] ? \$signal$103 [75:57] : 19'h00000;
-  assign _211_ = \$signal$101 [1] ? \$signal$36 [75:57] : 19'h00000;
-  assign _212_ = _210_ | _211_;
-  assign _214_ = \$signal$101 [2] ? v_wr__data[71:54] : 18'h00000;
-  assign _215_ = _212_ | { _214_[17], _214_ };
-  assign _216_ = \$signal$101 [3] ? res8[71:54] : 18'h00000;
-  assign _217_ = _215_ | { _216_[17], _216_ };
-  assign _218_ = \$signal$101 [4] ? res9[71:54] : 18'h00000;
-  assign _219_ = _217_ | { _218_[17], _218_ };
-  assign _220_ = \$signal$101 [5] ? v_raw[71:54] : 18'h00000;
-  assign _221_ = _219_ | { _220_[17], _220_ };
-  assign _223_ = \$signal$101 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _224_ = _221_ | { _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_[1], _223_ };
-  assign _225_ = \$signal$101 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _226_ = _224_ | { _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_[1], _225_ };
-  assign _227_ = \$signal$102 [0] ? addend[43:33] : 11'h000;
-  assign _228_ = \$signal$102 [1] ? b_raw[39:30] : 10'h000;
-  assign _229_ = _227_ | { _228_[9], _228_ };
-  assign _230_ = \$signal$102 [2] ? \$signal$103 [75:57] : 19'h00000;
-  assign _232_ = { _229_[10], _229_[10], _229_[10], _229_[10], _229_[10], _229_[10], _229_[10], _229_[10], _229_ } | _230_;
-  assign _233_ = \$signal$102 [3] ? \$signal$36 [75:57] : 19'h00000;
-  assign _234_ = _232_ | _233_;
-  assign _235_ = \$signal$102 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _236_ = _234_ | { _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_[1], _235_ };
-  assign _237_ = \$signal$102 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _238_ = _236_ | { _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_[1], _237_ };
-  assign _240_ = $signed(_226_) + $signed(_238_);
-  assign _241_ = st6[0] & st6[1];
-  assign _242_ = ~ \$signal$59 ;
-  assign _243_ = \$signal$58  & _242_;
-  assign _245_ = $signed(_244_) > $signed(best_val);
-  assign _246_ = first | _245_;
-  assign _247_ = \$signal$58  & \$signal$59 ;
-  assign _249_ = 1'h1 << lane;
-  assign _250_ = { 3'h0, done } | _249_;
+  assign _121_ = _120_ & st3[2];
+  assign _123_ = _119_ & _121_;
+  assign _124_ = ! st3[1];
+  assign _125_ = ! st3[23];
+  assign _126_ = st3[1] & _125_;
+  assign _127_ = \$signal$101 [0] ? \$signal$103 [18:0] : 19'h00000;
+  assign _128_ = \$signal$101 [1] ? \$signal$36 [18:0] : 19'h00000;
+  assign _129_ = _127_ | _128_;
+  assign _130_ = \$signal$101 [2] ? v_wr__data[17:0] : 18'h00000;
+  assign _132_ = _129_ | { _130_[17], _130_ };
+  assign _133_ = \$signal$101 [3] ? res8[17:0] : 18'h00000;
+  assign _134_ = _132_ | { _133_[17], _133_ };
+  assign _135_ = \$signal$101 [4] ? res9[17:0] : 18'h00000;
+  assign _136_ = _134_ | { _135_[17], _135_ };
+  assign _137_ = \$signal$101 [5] ? v_raw[17:0] : 18'h00000;
+  assign _138_ = _136_ | { _137_[17], _137_ };
+  assign _139_ = \$signal$101 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _141_ = _138_ | { _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_ };
+  assign _142_ = \$signal$101 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _143_ = _141_ | { _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_ };
+  assign _144_ = \$signal$102 [0] ? addend[10:0] : 11'h000;
+  assign _145_ = \$signal$102 [1] ? b_raw[9:0] : 10'h000;
+  assign _146_ = _144_ | { _145_[9], _145_ };
+  assign _147_ = \$signal$102 [2] ? \$signal$103 [18:0] : 19'h00000;
+  assign _148_ = { _146_[10], _146_[10], _146_[10], _146_[10], _146_[10], _146_[10], _146_[10], _146_[10], _146_ } | _147_;
+  assign _150_ = \$signal$102 [3] ? \$signal$36 [18:0] : 19'h00000;
+  assign _151_ = _148_ | _150_;
+  assign _152_ = \$signal$102 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _153_ = _151_ | { _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_ };
+  assign _154_ = \$signal$102 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _155_ = _153_ | { _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_ };
+  assign _156_ = $signed(_143_) + $signed(_155_);
+  assign _157_ = \$signal$101 [0] ? \$signal$103 [37:19] : 19'h00000;
+  assign _158_ = \$signal$101 [1] ? \$signal$36 [37:19] : 19'h00000;
+  assign _159_ = _157_ | _158_;
+  assign _160_ = \$signal$101 [2] ? v_wr__data[35:18] : 18'h00000;
+  assign _161_ = _159_ | { _160_[17], _160_ };
+  assign _162_ = \$signal$101 [3] ? res8[35:18] : 18'h00000;
+  assign _163_ = _161_ | { _162_[17], _162_ };
+  assign _164_ = \$signal$101 [4] ? res9[35:18] : 18'h00000;
+  assign _165_ = _163_ | { _164_[17], _164_ };
+  assign _166_ = \$signal$101 [5] ? v_raw[35:18] : 18'h00000;
+  assign _167_ = _165_ | { _166_[17], _166_ };
+  assign _168_ = \$signal$101 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _169_ = _167_ | { _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_ };
+  assign _170_ = \$signal$101 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _171_ = _169_ | { _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_ };
+  assign _172_ = \$signal$102 [0] ? addend[21:11] : 11'h000;
+  assign _173_ = \$signal$102 [1] ? b_raw[19:10] : 10'h000;
+  assign _174_ = _172_ | { _173_[9], _173_ };
+  assign _175_ = \$signal$102 [2] ? \$signal$103 [37:19] : 19'h00000;
+  assign _176_ = { _174_[10], _174_[10], _174_[10], _174_[10], _174_[10], _174_[10], _174_[10], _174_[10], _174_ } | _175_;
+  assign _177_ = \$signal$102 [3] ? \$signal$36 [37:19] : 19'h00000;
+  assign _178_ = _176_ | _177_;
+  assign _179_ = \$signal$102 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _181_ = _178_ | { _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_ };
+  assign _182_ = \$signal$102 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _183_ = _181_ | { _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_ };
+  assign _184_ = $signed(_171_) + $signed(_183_);
+  assign _185_ = \$signal$101 [0] ? \$signal$103 [56:38] : 19'h00000;
+  assign _186_ = \$signal$101 [1] ? \$signal$36 [56:38] : 19'h00000;
+  assign _187_ = _185_ | _186_;
+  assign _188_ = \$signal$101 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign _189_ = _187_ | { _188_[17], _188_ };
+  assign _190_ = \$signal$101 [3] ? res8[53:36] : 18'h00000;
+  assign _191_ = _189_ | { _190_[17], _190_ };
+  assign _192_ = \$signal$101 [4] ? res9[53:36] : 18'h00000;
+  assign _193_ = _191_ | { _192_[17], _192_ };
+  assign _194_ = \$signal$101 [5] ? v_raw[53:36] : 18'h00000;
+  assign _195_ = _193_ | { _194_[17], _194_ };
+  assign _196_ = \$signal$101 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _197_ = _195_ | { _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_ };
+  assign _198_ = \$signal$101 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _199_ = _197_ | { _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_ };
+  assign _200_ = \$signal$102 [0] ? addend[32:22] : 11'h000;
+  assign _201_ = \$signal$102 [1] ? b_raw[29:20] : 10'h000;
+  assign _202_ = _200_ | { _201_[9], _201_ };
+  assign _203_ = \$signal$102 [2] ? \$signal$103 [56:38] : 19'h00000;
+  assign _204_ = { _202_[10], _202_[10], _202_[10], _202_[10], _202_[10], _202_[10], _202_[10], _202_[10], _202_ } | _203_;
+  assign _206_ = \$signal$102 [3] ? \$signal$36 [56:38] : 19'h00000;
+  assign _207_ = _204_ | _206_;
+  assign _208_ = \$signal$102 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _209_ = _207_ | { _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_ };
+  assign _210_ = \$signal$102 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _211_ = _209_ | { _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_ };
+  assign _213_ = $signed(_199_) + $signed(_211_);
+  assign _214_ = \$signal$101 [0] ? \$signal$103 [75:57] : 19'h00000;
+  assign _215_ = \$signal$101 [1] ? \$signal$36 [75:57] : 19'h00000;
+  assign _216_ = _214_ | _215_;
+  assign _217_ = \$signal$101 [2] ? v_wr__data[71:54] : 18'h00000;
+  assign _218_ = _216_ | { _217_[17], _217_ };
+  assign _219_ = \$signal$101 [3] ? res8[71:54] : 18'h00000;
+  assign _220_ = _218_ | { _219_[17], _219_ };
+  assign _221_ = \$signal$101 [4] ? res9[71:54] : 18'h00000;
+  assign _222_ = _220_ | { _221_[17], _221_ };
+  assign _224_ = \$signal$101 [5] ? v_raw[71:54] : 18'h00000;
+  assign _225_ = _222_ | { _224_[17], _224_ };
+  assign _226_ = \$signal$101 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _227_ = _225_ | { _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_ };
+  assign _228_ = \$signal$101 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _229_ = _227_ | { _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_ };
+  assign _231_ = \$signal$102 [0] ? addend[43:33] : 11'h000;
+  assign _232_ = \$signal$102 [1] ? b_raw[39:30] : 10'h000;
+  assign _233_ = _231_ | { _232_[9], _232_ };
+  assign _234_ = \$signal$102 [2] ? \$signal$103 [75:57] : 19'h00000;
+  assign _235_ = { _233_[10], _233_[10], _233_[10], _233_[10], _233_[10], _233_[10], _233_[10], _233_[10], _233_ } | _234_;
+  assign _236_ = \$signal$102 [3] ? \$signal$36 [75:57] : 19'h00000;
+  assign _237_ = _235_ | _236_;
+  assign _238_ = \$signal$102 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _240_ = _237_ | { _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_ };
+  assign _241_ = \$signal$102 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _242_ = _240_ | { _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_ };
+  assign _243_ = $signed(_229_) + $signed(_242_);
+  assign _244_ = st6[0] & st6[1];
+  assign _245_ = ~ \$signal$59 ;
+  assign _246_ = \$signal$58  & _245_;
+  assign _248_ = $signed(_247_) > $signed(best_val);
+  assign _249_ = first | _248_;
+  assign _250_ = \$signal$58  & \$signal$59 ;
+  assign _252_ = 1'h1 << lane;
+  assign _253_ = { 3'h0, done } | _252_;
   always @(posedge clk)
-    used <= _251_;
+    used <= _254_;
   always @(posedge clk)
-    credit <= _252_;
+    credit <= _255_;
   always @(posedge clk)
-    plane <= _253_;
+    plane <= _256_;
   always @(posedge clk)
-    fsm_state <= _254_;
+    fsm_state <= _258_;
   always @(posedge clk)
-    sweep_addr <= _255_;
+    sweep_addr <= _259_;
   always @(posedge clk)
-    sweep_last <= _256_;
+    sweep_last <= _260_;
   always @(posedge clk)
-    fire_k <= _258_;
+    fire_k <= _261_;
   always @(posedge clk)
-    \$signal$67  <= _259_;
+    \$signal$67  <= _262_;
   always @(posedge clk)
-    \$signal  <= _260_;
+    \$signal  <= _263_;
   always @(posedge clk)
-    st0 <= _261_;
+    st0 <= _264_;
   always @(posedge clk)
-    st1 <= _262_;
+    st1 <= _265_;
   always @(posedge clk)
-    st2 <= _263_;
+    st2 <= _266_;
   always @(posedge clk)
-    st3 <= _264_;
+    st3 <= _269_;
   always @(posedge clk)
-    st4 <= _265_;
+    st4 <= _270_;
   always @(posedge clk)
-    st5 <= _266_;
+    st5 <= _271_;
   always @(posedge clk)
-    st6 <= _267_;
+    st6 <= _272_;
   always @(posedge clk)
-    st7 <= _270_;
+    st7 <= _273_;
   always @(posedge clk)
-    w1_0 <= _271_;
+    w1_0 <= _274_;
   always @(posedge clk)
-    w2_0_0 <= _272_;
+    w2_0_0 <= _275_;
   always @(posedge clk)
-    w2_0_1 <= _273_;
+    w2_0_1 <= _276_;
   always @(posedge clk)
-    w2_0_2 <= _274_;
+    w2_0_2 <= _277_;
   always @(posedge clk)
-    w2_0_3 <= _275_;
+    w2_0_3 <= _279_;
   always @(posedge clk)
-    addend <= _276_;
+    addend <= _280_;
   always @(posedge clk)
-    v_raw <= _277_;
+    v_raw <= _281_;
   always @(posedge clk)
-    b_raw <= _278_;
+    b_raw <= _282_;
   always @(posedge clk)
-    res8 <= _280_;
+    res8 <= _283_;
   always @(posedge clk)
-    res9 <= _281_;
+    res9 <= _284_;
   always @(posedge clk)
     cres8 <= 4'h0;
   always @(posedge clk)
-    cres9 <= _282_;
+    cres9 <= _285_;
   always @(posedge clk)
-    hit_v1 <= _283_;
+    hit_v1 <= _287_;
   always @(posedge clk)
-    hit_c1 <= _284_;
+    hit_c1 <= _288_;
   always @(posedge clk)
-    hit_v2 <= _285_;
+    hit_v2 <= _289_;
   always @(posedge clk)
-    hit_c2 <= _286_;
+    hit_c2 <= _290_;
   always @(posedge clk)
-    hit_v3 <= _288_;
+    hit_v3 <= _291_;
   always @(posedge clk)
-    hit_c3 <= _289_;
+    hit_c3 <= _292_;
   always @(posedge clk)
-    hit_v4 <= _290_;
+    hit_v4 <= _293_;
   always @(posedge clk)
-    hit_c4 <= _291_;
+    hit_c4 <= _294_;
   always @(posedge clk)
-    hit_v5 <= _292_;
+    hit_v5 <= _295_;
   always @(posedge clk)
-    hit_c5 <= _293_;
+    hit_c5 <= _296_;
   always @(posedge clk)
-    \$signal$101  <= _294_;
+    \$signal$101  <= _298_;
   always @(posedge clk)
-    \$signal$102  <= _295_;
+    \$signal$102  <= _299_;
   always @(posedge clk)
-    \$signal$103  <= _296_;
+    \$signal$103  <= _300_;
   always @(posedge clk)
-    \$signal$36  <= _297_;
+    \$signal$36  <= _301_;
   always @(posedge clk)
-    v_wr__data <= _299_;
+    v_wr__data <= _302_;
   always @(posedge clk)
-    written <= _300_;
+    written <= _303_;
   always @(posedge clk)
-    \$signal$47  <= _301_;
+    \$signal$47  <= _304_;
   always @(posedge clk)
-    better <= _302_;
+    better <= _305_;
   always @(posedge clk)
-    \$signal$59  <= _303_;
+    \$signal$59  <= _306_;
   always @(posedge clk)
-    first <= _304_;
+    first <= _307_;
   always @(posedge clk)
-    best_val <= _305_;
+    best_val <= _309_;
   always @(posedge clk)
-    best_idx <= _306_;
+    best_idx <= _310_;
   always @(posedge clk)
-    done <= _307_;
-  assign _361_ = last_lane ? (* full_case = 32'd1 *) 4'h0 : _250_[3:0];
+    done <= _311_;
+  assign _361_ = last_lane ? (* full_case = 32'd1 *) 4'h0 : _253_[3:0];
   assign _362_ = o__ready ? _361_ : done;
-  assign _363_ = _247_ ? _362_ : done;
-  assign _307_ = rst ? 4'h0 : _363_;
+  assign _363_ = _250_ ? _362_ : done;
+  assign _311_ = rst ? 4'h0 : _363_;
   assign _364_ = better ? o__payload[3:0] : best_idx;
   assign _365_ = o__ready ? _364_ : best_idx;
-  assign _366_ = _247_ ? _365_ : best_idx;
-  assign _306_ = rst ? 4'h0 : _366_;
-  assign _367_ = better ? _248_ : best_val;
+  assign _366_ = _250_ ? _365_ : best_idx;
+  assign _310_ = rst ? 4'h0 : _366_;
+  assign _367_ = better ? _251_ : best_val;
   assign _368_ = o__ready ? _367_ : best_val;
-  assign _369_ = _247_ ? _368_ : best_val;
-  assign _305_ = rst ? 18'h00000 : _369_;
+  assign _369_ = _250_ ? _368_ : best_val;
+  assign _309_ = rst ? 18'h00000 : _369_;
   assign _370_ = o__ready ? \o__payload.last  : first;
-  assign _371_ = _247_ ? _370_ : first;
-  assign _304_ = rst ? 1'h1 : _371_;
-  assign _372_ = _243_ ? 1'h1 : \$signal$59 ;
+  assign _371_ = _250_ ? _370_ : first;
+  assign _307_ = rst ? 1'h1 : _371_;
+  assign _372_ = _246_ ? 1'h1 : \$signal$59 ;
   assign _373_ = o__ready ? 1'h0 : _372_;
-  assign _374_ = _247_ ? _373_ : _372_;
-  assign _303_ = rst ? 1'h0 : _374_;
-  assign _375_ = _243_ ? _246_ : better;
-  assign _302_ = rst ? 1'h0 : _375_;
-  assign _301_ = rst ? 1'h0 : _241_;
-  assign _300_ = rst ? 74'h0000000000000000000 : { st6[5:4], \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
-  assign _299_ = rst ? 72'h000000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign _297_[75:57] = rst ? 19'h00000 : \$signal$103 [75:57];
-  assign _297_[37:19] = rst ? 19'h00000 : \$signal$103 [37:19];
-  assign _297_[18:0] = rst ? 19'h00000 : \$signal$103 [18:0];
-  assign _297_[56:38] = rst ? 19'h00000 : \$signal$103 [56:38];
-  assign _296_[75:57] = rst ? 19'h00000 : _240_[18:0];
-  assign _296_[37:19] = rst ? 19'h00000 : _181_[18:0];
-  assign _296_[18:0] = rst ? 19'h00000 : _153_[18:0];
-  assign _296_[56:38] = rst ? 19'h00000 : _209_[18:0];
-  assign _295_ = rst ? 8'h00 : { 6'h00, _123_, _120_ };
-  assign _294_ = rst ? 10'h000 : { _119_, _111_, _103_, _096_, _089_, _080_, _070_, _061_, _054_, _041_ };
-  assign _293_ = rst ? 1'h0 : _032_;
-  assign _292_ = rst ? 1'h0 : _024_;
-  assign _291_ = rst ? 1'h0 : _017_;
-  assign _290_ = rst ? 1'h0 : _009_;
-  assign _289_ = rst ? 1'h0 : _003_;
-  assign _288_ = rst ? 1'h0 : _356_;
-  assign _286_ = rst ? 1'h0 : _350_;
-  assign _285_ = rst ? 1'h0 : _341_;
-  assign _284_ = rst ? 1'h0 : _333_;
-  assign _283_ = rst ? 1'h0 : _324_;
-  assign _282_ = rst ? 4'h0 : cres8;
-  assign _281_ = rst ? 72'h000000000000000000 : res8;
-  assign _280_ = rst ? 72'h000000000000000000 : v_wr__data;
-  assign _278_ = rst ? 40'h0000000000 : b_rd__data;
-  assign _277_ = rst ? 72'h000000000000000000 : \$signature__data$81 ;
+  assign _374_ = _250_ ? _373_ : _372_;
+  assign _306_ = rst ? 1'h0 : _374_;
+  assign _375_ = _246_ ? _249_ : better;
+  assign _305_ = rst ? 1'h0 : _375_;
+  assign _304_ = rst ? 1'h0 : _244_;
+  assign _303_ = rst ? 74'h0000000000000000000 : { st6[5:4], \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
+  assign _302_ = rst ? 72'h000000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
+  assign _301_[75:57] = rst ? 19'h00000 : \$signal$103 [75:57];
+  assign _301_[37:19] = rst ? 19'h00000 : \$signal$103 [37:19];
+  assign _301_[18:0] = rst ? 19'h00000 : \$signal$103 [18:0];
+  assign _301_[56:38] = rst ? 19'h00000 : \$signal$103 [56:38];
+  assign _300_[75:57] = rst ? 19'h00000 : _243_[18:0];
+  assign _300_[37:19] = rst ? 19'h00000 : _184_[18:0];
+  assign _300_[18:0] = rst ? 19'h00000 : _156_[18:0];
+  assign _300_[56:38] = rst ? 19'h00000 : _213_[18:0];
+  assign _299_ = rst ? 8'h00 : { 6'h00, _126_, _124_ };
+  assign _298_ = rst ? 10'h000 : { _123_, _114_, _106_, _099_, _092_, _083_, _073_, _064_, _057_, _044_ };
+  assign _296_ = rst ? 1'h0 : _035_;
+  assign _295_ = rst ? 1'h0 : _027_;
+  assign _294_ = rst ? 1'h0 : _021_;
+  assign _293_ = rst ? 1'h0 : _013_;
+  assign _292_ = rst ? 1'h0 : _006_;
+  assign _291_ = rst ? 1'h0 : _359_;
+  assign _290_ = rst ? 1'h0 : _353_;
+  assign _289_ = rst ? 1'h0 : _344_;
+  assign _288_ = rst ? 1'h0 : _336_;
+  assign _287_ = rst ? 1'h0 : _327_;
+  assign _285_ = rst ? 4'h0 : cres8;
+  assign _284_ = rst ? 72'h000000000000000000 : res8;
+  assign _283_ = rst ? 72'h000000000000000000 : v_wr__data;
+  assign _282_ = rst ? 40'h0000000000 : b_rd__data;
+  assign _281_ = rst ? 72'h000000000000000000 : \$signature__data$81 ;
   assign _376_ = st3[16] ? addend[43:33] : w2_0_3;
-  assign _276_[43:33] = rst ? 11'h000 : _376_;
+  assign _280_[43:33] = rst ? 11'h000 : _376_;
   assign _377_ = st3[16] ? addend[21:11] : w2_0_1;
-  assign _276_[21:11] = rst ? 11'h000 : _377_;
+  assign _280_[21:11] = rst ? 11'h000 : _377_;
   assign _378_ = st3[16] ? addend[10:0] : w2_0_0;
-  assign _276_[10:0] = rst ? 11'h000 : _378_;
+  assign _280_[10:0] = rst ? 11'h000 : _378_;
   assign _379_ = st3[16] ? addend[32:22] : w2_0_2;
-  assign _276_[32:22] = rst ? 11'h000 : _379_;
-  assign _275_ = rst ? 11'h000 : _316_;
-  assign _274_ = rst ? 11'h000 : _315_;
-  assign _273_ = rst ? 11'h000 : _313_;
-  assign _272_ = rst ? 11'h000 : _312_;
-  assign _271_ = rst ? 32'd0 : \$signature__data ;
-  assign _270_ = rst ? 27'h0000000 : st6;
-  assign _267_ = rst ? 27'h0000000 : st5;
-  assign _266_ = rst ? 27'h0000000 : st4;
-  assign _265_ = rst ? 27'h0000000 : st3;
-  assign _264_ = rst ? 27'h0000000 : st2;
-  assign _263_ = rst ? 27'h0000000 : st1;
-  assign _262_ = rst ? 27'h0000000 : st0;
-  assign _261_ = rst ? 27'h0000000 : { 2'h0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
-  assign _260_ = rst ? 1'h0 : _311_;
-  assign _259_ = rst ? 1'h0 : _309_;
+  assign _280_[32:22] = rst ? 11'h000 : _379_;
+  assign _279_ = rst ? 11'h000 : _319_;
+  assign _277_ = rst ? 11'h000 : _318_;
+  assign _276_ = rst ? 11'h000 : _316_;
+  assign _275_ = rst ? 11'h000 : _315_;
+  assign _274_ = rst ? 32'd0 : \$signature__data ;
+  assign _273_ = rst ? 27'h0000000 : st6;
+  assign _272_ = rst ? 27'h0000000 : st5;
+  assign _271_ = rst ? 27'h0000000 : st4;
+  assign _270_ = rst ? 27'h0000000 : st3;
+  assign _269_ = rst ? 27'h0000000 : st2;
+  assign _266_ = rst ? 27'h0000000 : st1;
+  assign _265_ = rst ? 27'h0000000 : st0;
+  assign _264_ = rst ? 27'h0000000 : { 2'h0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
+  assign _263_ = rst ? 1'h0 : _314_;
+  assign _262_ = rst ? 1'h0 : _312_;
   assign _380_ = sweep_last ? 1'h0 : fire_k;
-  assign _381_ = _287_ ? _380_ : fire_k;
+  assign _381_ = _286_ ? _380_ : fire_k;
   assign _382_ = fsm_state ? (* full_case = 32'd1 *) _381_ : fire_k;
-  assign _258_ = rst ? 1'h0 : _382_;
+  assign _261_ = rst ? 1'h0 : _382_;
   assign _383_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _308_;
-  assign _384_ = _287_ ? _383_ : sweep_last;
+  assign _384_ = _286_ ? _383_ : sweep_last;
   assign _385_ = fsm_state ? (* full_case = 32'd1 *) _384_ : sweep_last;
-  assign _256_ = rst ? 1'h0 : _385_;
-  assign _386_ = sweep_last ? (* full_case = 32'd1 *) 2'h0 : _298_[1:0];
-  assign _387_ = _287_ ? _386_ : sweep_addr;
+  assign _260_ = rst ? 1'h0 : _385_;
+  assign _386_ = sweep_last ? (* full_case = 32'd1 *) 2'h0 : _297_[1:0];
+  assign _387_ = _286_ ? _386_ : sweep_addr;
   assign _388_ = fsm_state ? (* full_case = 32'd1 *) _387_ : sweep_addr;
-  assign _255_ = rst ? 2'h0 : _388_;
+  assign _259_ = rst ? 2'h0 : _388_;
   assign _389_ = sweep_last ? 1'h0 : fsm_state;
-  assign _390_ = _287_ ? _389_ : fsm_state;
+  assign _390_ = _286_ ? _389_ : fsm_state;
   function [0:0] _890_;
     input [0:0] a;
     input [1:0] b;
@@ -18202,9 +18214,9 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign _394_ = i0__payload[9] ? _393_ : fsm_state;
   assign _395_ = i0__valid ? _394_ : fsm_state;
   assign _396_ = ~ (* full_case = 32'd1 *) fsm_state;
-  assign _254_ = rst ? 1'h0 : _391_;
+  assign _258_ = rst ? 1'h0 : _391_;
   assign _397_ = sweep_last ? 3'h0 : plane;
-  assign _398_ = _287_ ? _397_ : plane;
+  assign _398_ = _286_ ? _397_ : plane;
   function [2:0] _899_;
     input [2:0] a;
     input [5:0] b;
@@ -18221,14 +18233,14 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     endcase
   endfunction
   assign _399_ = _899_(plane, { _403_, _398_ }, { _404_, fsm_state });
-  assign _400_ = _257_ ? (* full_case = 32'd1 *) 3'h0 : _269_[2:0];
+  assign _400_ = _257_ ? (* full_case = 32'd1 *) 3'h0 : _268_[2:0];
   assign _401_ = op_valid ? plane : _400_;
   assign _402_ = i0__payload[9] ? _401_ : plane;
   assign _403_ = i0__valid ? _402_ : plane;
   assign _404_ = ~ (* full_case = 32'd1 *) fsm_state;
-  assign _253_ = rst ? 3'h0 : _399_;
-  assign _252_ = rst ? 1'h0 : _239_;
-  assign _251_ = rst ? 5'h00 : _231_[4:0];
+  assign _256_ = rst ? 3'h0 : _399_;
+  assign _255_ = rst ? 1'h0 : _239_;
+  assign _254_ = rst ? 5'h00 : _230_[4:0];
   assign _405_ = last_lane ? 1'h1 : 1'h0;
   assign _406_ = o__ready ? _405_ : 1'h0;
   assign \$signal$62  = _180_ ? _406_ : 1'h0;
@@ -18245,7 +18257,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) 18'h00000 : \$signal$36 [55:38];
   assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) 18'h00000 : \$signal$36 [36:19];
   assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) 18'h00000 : \$signal$36 [17:0];
-  assign _410_ = _314_ ? 1'h1 : 1'h0;
+  assign _410_ = _317_ ? 1'h1 : 1'h0;
   assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _410_ : 1'h0;
   assign _411_ = ready ? 1'h1 : 1'h0;
   assign _412_ = i0__payload[9] ? 1'h0 : _411_;
@@ -18256,20 +18268,20 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign _416_ = i0__payload[9] ? _415_ : _414_;
   assign _417_ = i0__valid ? _416_ : 1'h0;
   assign i0__ready = fsm_state ? 1'h0 : _417_;
-  assign _418_ = _314_ ? sweep_last : 1'h0;
+  assign _418_ = _317_ ? sweep_last : 1'h0;
   assign \issue.end  = fsm_state ? (* full_case = 32'd1 *) _418_ : 1'h0;
-  assign _419_ = _314_ ? fire_k : 1'h0;
+  assign _419_ = _317_ ? fire_k : 1'h0;
   assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _419_ : 1'h0;
-  assign \issue.shift  = _095_ ? op_shift : 4'h0;
-  assign \issue.count  = _095_ ? op_count : 1'h0;
-  assign \issue.waddr  = _095_ ? op_waddr : 10'h000;
-  assign _420_ = _095_ ? op_addr : 2'h0;
-  assign _421_ = _314_ ? sweep_addr : _420_;
+  assign \issue.shift  = _094_ ? op_shift : 4'h0;
+  assign \issue.count  = _094_ ? op_count : 1'h0;
+  assign \issue.waddr  = _094_ ? op_waddr : 10'h000;
+  assign _420_ = _094_ ? op_addr : 2'h0;
+  assign _421_ = _317_ ? sweep_addr : _420_;
   assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _421_ : _420_;
-  assign _422_ = _314_ ? 1'h1 : 1'h0;
+  assign _422_ = _317_ ? 1'h1 : 1'h0;
   assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _422_ : 1'h0;
-  assign _423_ = _095_ ? 1'h1 : 1'h0;
-  assign _424_ = _314_ ? 1'h1 : _423_;
+  assign _423_ = _094_ ? 1'h1 : 1'h0;
+  assign _424_ = _317_ ? 1'h1 : _423_;
   assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _424_ : _423_;
   function [17:0] _950_;
     input [17:0] a;
@@ -18290,7 +18302,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
         _950_ = a;
     endcase
   endfunction
-  assign _248_ = _950_(18'hxxxxx, { \$signal$53 [17:0], \$signal$53 [35:18], \$signal$53 [53:36], \$signal$53 [71:54] }, { _428_, _427_, _426_, _425_ });
+  assign _251_ = _950_(18'hxxxxx, { \$signal$53 [17:0], \$signal$53 [35:18], \$signal$53 [53:36], \$signal$53 [71:54] }, { _428_, _427_, _426_, _425_ });
   assign _425_ = lane == (* full_case = 32'd1 *) 2'h3;
   assign _426_ = lane == (* full_case = 32'd1 *) 2'h2;
   assign _427_ = lane == (* full_case = 32'd1 *) 2'h1;
@@ -18314,7 +18326,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
         _955_ = a;
     endcase
   endfunction
-  assign _244_ = _955_(18'hxxxxx, { \$signal$53 [17:0], \$signal$53 [35:18], \$signal$53 [53:36], \$signal$53 [71:54] }, { _432_, _431_, _430_, _429_ });
+  assign _247_ = _955_(18'hxxxxx, { \$signal$53 [17:0], \$signal$53 [35:18], \$signal$53 [53:36], \$signal$53 [71:54] }, { _432_, _431_, _430_, _429_ });
   assign _429_ = lane == (* full_case = 32'd1 *) 2'h3;
   assign _430_ = lane == (* full_case = 32'd1 *) 2'h2;
   assign _431_ = lane == (* full_case = 32'd1 *) 2'h1;
@@ -18353,23 +18365,19 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     .op_shift(op_shift),
     .op_valid(op_valid),
     .op_waddr(op_waddr),
-    .\port$4292$0 (i0__payload[8:0]),
+    .\port$4308$0 (i0__payload[8:0]),
     .ready(ready),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_fc.queue  queue (
     .clk(clk),
-    .\port$4112$0 (\$signal$62 ),
-    .\port$4262$0 (\$signal$53 ),
-    .\port$4264$0 (\$signal$58 ),
+    .\port$4128$0 (\$signal$62 ),
+    .\port$4278$0 (\$signal$53 ),
+    .\port$4280$0 (\$signal$58 ),
     .rst(rst),
     .w_data(written),
     .w_en(\$signal$47 )
   );
-  assign \c_raw[1]  = 1'h0;
-  assign \c_raw[0]  = 1'h0;
-  assign \$signal$103[3]  = \$signal$103 [75:57];
-  assign \$signal$103[2]  = \$signal$103 [56:38];
   assign \$signal$103[1]  = \$signal$103 [37:19];
   assign \$signal$103[0]  = \$signal$103 [18:0];
   assign \b6[3]  = b6[39:30];
@@ -18586,10 +18594,14 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \issue.proj  = 1'h0;
   assign \issue.bank  = 1'h0;
   assign \issue.cur  = 1'h0;
-  assign _132_[3:0] = o__payload[3:0];
   assign \c_raw[3]  = 1'h0;
-  assign _048_[0] = v_wr__en;
   assign \c_raw[2]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[0]  = 1'h0;
+  assign _131_[3:0] = o__payload[3:0];
+  assign \$signal$103[3]  = \$signal$103 [75:57];
+  assign _047_[0] = v_wr__en;
+  assign \$signal$103[2]  = \$signal$103 [56:38];
   assign o__payload[26:4] = { \o__payload.last , \o__payload.argmax , \o__payload.value  };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
@@ -18616,7 +18628,7 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4292$0 , clk);
+module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4308$0 , clk);
   wire _00_;
   wire [14:0] _01_;
   wire [15:0] _02_;
@@ -18686,8 +18698,8 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
   reg op_valid = 1'h0;
   output [9:0] op_waddr;
   reg [9:0] op_waddr = 10'h000;
-  input [8:0] \port$4292$0 ;
-  wire [8:0] \port$4292$0 ;
+  input [8:0] \port$4308$0 ;
+  wire [8:0] \port$4308$0 ;
   output ready;
   wire ready;
   input rst;
@@ -18698,15 +18710,15 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
   assign _08_ = last_g & en;
   assign ready = _00_ | _08_;
   assign _19_ = op_valid & en;
-  assign _21_ = 1'h0 + { 3'h0, \port$4292$0 [3:0], 4'h0 };
-  assign _22_ = 1'h0 + { 1'h0, \port$4292$0 [5:4], 2'h0 };
+  assign _21_ = 1'h0 + { 3'h0, \port$4308$0 [3:0], 4'h0 };
+  assign _22_ = 1'h0 + { 1'h0, \port$4308$0 [5:4], 2'h0 };
   assign _23_ = _21_ + _22_;
-  assign _01_[13:0] = _23_ + \port$4292$0 [7:6];
+  assign _01_[13:0] = _23_ + \port$4308$0 [7:6];
   assign _02_ = 1'h0 + { 1'h0, _01_[13:0] };
-  assign _03_ = 1'h0 + { 3'h0, \port$4292$0 [3:0], 4'h0 };
-  assign _04_ = 1'h0 + { 1'h0, \port$4292$0 [5:4], 2'h0 };
+  assign _03_ = 1'h0 + { 3'h0, \port$4308$0 [3:0], 4'h0 };
+  assign _04_ = 1'h0 + { 1'h0, \port$4308$0 [5:4], 2'h0 };
   assign _05_ = _03_ + _04_;
-  assign _06_ = _05_ + \port$4292$0 [7:6];
+  assign _06_ = _05_ + \port$4308$0 [7:6];
   assign _07_ = _02_ + { _06_, 1'h0 };
   assign _09_ = g + 1'h1;
   assign _10_ = op_addr + 1'h1;
@@ -18738,7 +18750,7 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
   assign _17_ = rst ? 2'h0 : _30_;
   assign _31_ = load ? ev_shift : op_shift;
   assign _16_ = rst ? 4'h0 : _31_;
-  assign _32_ = load ? \port$4292$0 [8] : op_count;
+  assign _32_ = load ? \port$4308$0 [8] : op_count;
   assign _15_ = rst ? 1'h0 : _32_;
   assign _33_ = _19_ ? _10_[1:0] : op_addr;
   assign _34_ = load ? 2'h0 : _33_;
@@ -18747,10 +18759,10 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
   assign _36_ = load ? _07_[9:0] : _35_;
   assign _13_ = rst ? 10'h000 : _36_;
   assign _01_[14] = 1'h0;
-  assign ev_count = \port$4292$0 [8];
-  assign ev_x = \port$4292$0 [7:6];
-  assign ev_y = \port$4292$0 [5:4];
-  assign ev_c = \port$4292$0 [3:0];
+  assign ev_count = \port$4308$0 [8];
+  assign ev_x = \port$4308$0 [7:6];
+  assign ev_y = \port$4308$0 [5:4];
+  assign ev_c = \port$4308$0 [3:0];
   assign waddr = op_waddr;
   assign addr = op_addr;
   assign \busy$6  = op_valid;
@@ -18760,7 +18772,7 @@ module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_wa
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc.queue (rst, \port$4112$0 , w_data, w_en, \port$4262$0 , \port$4264$0 , clk);
+module \digits_cnn_ilif.engine_fc.queue (rst, \port$4128$0 , w_data, w_en, \port$4278$0 , \port$4280$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -18790,12 +18802,12 @@ module \digits_cnn_ilif.engine_fc.queue (rst, \port$4112$0 , w_data, w_en, \port
   reg held_valid = 1'h0;
   (* unused_bits = "0 1 2 3 4" *)
   wire [4:0] \level$21 ;
-  input \port$4112$0 ;
-  wire \port$4112$0 ;
-  output [73:0] \port$4262$0 ;
-  wire [73:0] \port$4262$0 ;
-  output \port$4264$0 ;
-  wire \port$4264$0 ;
+  input \port$4128$0 ;
+  wire \port$4128$0 ;
+  output [73:0] \port$4278$0 ;
+  wire [73:0] \port$4278$0 ;
+  output \port$4280$0 ;
+  wire \port$4280$0 ;
   wire [73:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -18835,18 +18847,18 @@ module \digits_cnn_ilif.engine_fc.queue (rst, \port$4112$0 , w_data, w_en, \port
   \digits_cnn_ilif.engine_fc.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3416$0 (\$signal$9 ),
-    .\port$4112$0 (\port$4112$0 ),
-    .\port$4246$0 (\$signal$11 ),
-    .\port$4248$0 (held_valid),
-    .\port$4262$0 (\$signal$14 ),
-    .\port$4264$0 (\$signal$16 ),
+    .\port$3432$0 (\$signal$9 ),
+    .\port$4128$0 (\port$4128$0 ),
+    .\port$4262$0 (\$signal$11 ),
+    .\port$4264$0 (held_valid),
+    .\port$4278$0 (\$signal$14 ),
+    .\port$4280$0 (\$signal$16 ),
     .rst(rst)
   );
-  assign \port$4264$0  = \$signal$16 ;
-  assign \port$4262$0  = \$signal$14 ;
-  assign \$signal$19  = \port$4112$0 ;
-  assign \$signal$18  = \port$4112$0 ;
+  assign \port$4280$0  = \$signal$16 ;
+  assign \port$4278$0  = \$signal$14 ;
+  assign \$signal$19  = \port$4128$0 ;
+  assign \$signal$18  = \port$4128$0 ;
   assign \$signal$17  = \$signal$16 ;
   assign \$signal$15  = \$signal$14 ;
   assign \$signal$13  = held_valid;
@@ -19022,7 +19034,7 @@ module \digits_cnn_ilif.engine_fc.queue.inner (rst, r_en, w_rdy, w_level, r_data
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3416$0 , count, \port$4112$0 , \port$4246$0 , \port$4248$0 , \port$4262$0 , \port$4264$0 , clk);
+module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3432$0 , count, \port$4128$0 , \port$4262$0 , \port$4264$0 , \port$4278$0 , \port$4280$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -19052,26 +19064,26 @@ module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3416$0 , count, \port$4
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3416$0 ;
-  wire \port$3416$0 ;
-  input \port$4112$0 ;
-  wire \port$4112$0 ;
-  input [73:0] \port$4246$0 ;
-  wire [73:0] \port$4246$0 ;
-  input \port$4248$0 ;
-  wire \port$4248$0 ;
-  output [73:0] \port$4262$0 ;
+  output \port$3432$0 ;
+  wire \port$3432$0 ;
+  input \port$4128$0 ;
+  wire \port$4128$0 ;
+  input [73:0] \port$4262$0 ;
   wire [73:0] \port$4262$0 ;
-  output \port$4264$0 ;
+  input \port$4264$0 ;
   wire \port$4264$0 ;
+  output [73:0] \port$4278$0 ;
+  wire [73:0] \port$4278$0 ;
+  output \port$4280$0 ;
+  wire \port$4280$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4248$0  & _00_;
+  assign take = \port$4264$0  & _00_;
   assign count = \$signal$5  + spare_valid;
   assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$4112$0  | _01_;
+  assign _02_ = \port$4128$0  | _01_;
   always @(posedge clk)
     \$signal$9  <= _03_;
   always @(posedge clk)
@@ -19082,7 +19094,7 @@ module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3416$0 , count, \port$4
     \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$4246$0  : \$signal$10 ;
+  assign _07_ = take ? \port$4262$0  : \$signal$10 ;
   assign _08_ = _02_ ? \$signal$10  : _07_;
   assign _06_ = rst ? 74'h0000000000000000000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
@@ -19093,20 +19105,20 @@ module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3416$0 , count, \port$4
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
   assign _14_ = _02_ ? _13_ : \$signal$5 ;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$4246$0  : \$signal$9 ;
+  assign _15_ = take ? \port$4262$0  : \$signal$9 ;
   assign _16_ = spare_valid ? \$signal$10  : _15_;
   assign _17_ = _02_ ? _16_ : \$signal$9 ;
   assign _03_ = rst ? 74'h0000000000000000000 : _17_;
-  assign \port$4264$0  = \$signal$5 ;
-  assign \port$4262$0  = \$signal$9 ;
-  assign \port$3416$0  = \$signal ;
-  assign \$signal$11  = \port$4246$0 ;
-  assign \$signal$8  = \port$4112$0 ;
-  assign \$signal$3  = \port$4248$0 ;
+  assign \port$4280$0  = \$signal$5 ;
+  assign \port$4278$0  = \$signal$9 ;
+  assign \port$3432$0  = \$signal ;
+  assign \$signal$11  = \port$4262$0 ;
+  assign \$signal$8  = \port$4128$0 ;
+  assign \$signal$3  = \port$4264$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv1_0 (rst, \port$7$0 , \port$3428$0 , \port$3503$0 , \port$3717$0 , \port$4272$0 , \port$4274$0 , clk);
+module \digits_cnn_ilif.fifo_conv1_0 (rst, \port$7$0 , \port$3444$0 , \port$3519$0 , \port$3733$0 , \port$4288$0 , \port$4290$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -19134,16 +19146,16 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, \port$7$0 , \port$3428$0 , \port$3503
   reg [10:0] \$signal$9  = 11'h000;
   input clk;
   wire clk;
-  output \port$3428$0 ;
-  wire \port$3428$0 ;
-  input [10:0] \port$3503$0 ;
-  wire [10:0] \port$3503$0 ;
-  input \port$3717$0 ;
-  wire \port$3717$0 ;
-  output [10:0] \port$4272$0 ;
-  wire [10:0] \port$4272$0 ;
-  output \port$4274$0 ;
-  wire \port$4274$0 ;
+  output \port$3444$0 ;
+  wire \port$3444$0 ;
+  input [10:0] \port$3519$0 ;
+  wire [10:0] \port$3519$0 ;
+  input \port$3733$0 ;
+  wire \port$3733$0 ;
+  output [10:0] \port$4288$0 ;
+  wire [10:0] \port$4288$0 ;
+  output \port$4290$0 ;
+  wire \port$4290$0 ;
   input \port$7$0 ;
   wire \port$7$0 ;
   input rst;
@@ -19152,7 +19164,7 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, \port$7$0 , \port$3428$0 , \port$3503
   wire take;
   assign take = \port$7$0  & _00_;
   assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3717$0  | _01_;
+  assign _02_ = \port$3733$0  | _01_;
   always @(posedge clk)
     \$signal$9  <= _03_;
   always @(posedge clk)
@@ -19171,23 +19183,23 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, \port$7$0 , \port$3428$0 , \port$3503
   assign _11_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _10_;
   assign _12_ = _02_ ? _11_ : \$signal$5 ;
   assign _04_ = rst ? 1'h0 : _12_;
-  assign _13_ = take ? \port$3503$0  : \$signal$9 ;
+  assign _13_ = take ? \port$3519$0  : \$signal$9 ;
   assign _14_ = spare_valid ? \$signal$10  : _13_;
   assign _15_ = _02_ ? _14_ : \$signal$9 ;
   assign _03_ = rst ? 11'h000 : _15_;
-  assign _16_ = take ? \port$3503$0  : \$signal$10 ;
+  assign _16_ = take ? \port$3519$0  : \$signal$10 ;
   assign _17_ = _02_ ? \$signal$10  : _16_;
   assign _06_ = rst ? 11'h000 : _17_;
-  assign \port$4274$0  = \$signal$5 ;
-  assign \port$4272$0  = \$signal$9 ;
-  assign \port$3428$0  = \$signal ;
-  assign \$signal$11  = \port$3503$0 ;
-  assign \$signal$8  = \port$3717$0 ;
+  assign \port$4290$0  = \$signal$5 ;
+  assign \port$4288$0  = \$signal$9 ;
+  assign \port$3444$0  = \$signal ;
+  assign \$signal$11  = \port$3519$0 ;
+  assign \$signal$8  = \port$3733$0 ;
   assign \$signal$3  = \port$7$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv2_0 (rst, \port$10$0 , \port$3440$0 , \port$3730$0 , \port$3910$0 , \port$4282$0 , \port$4284$0 , clk);
+module \digits_cnn_ilif.fifo_conv2_0 (rst, \port$10$0 , \port$3456$0 , \port$3746$0 , \port$3926$0 , \port$4298$0 , \port$4300$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -19217,23 +19229,23 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, \port$10$0 , \port$3440$0 , \port$373
   wire clk;
   input \port$10$0 ;
   wire \port$10$0 ;
-  output \port$3440$0 ;
-  wire \port$3440$0 ;
-  input [11:0] \port$3730$0 ;
-  wire [11:0] \port$3730$0 ;
-  input \port$3910$0 ;
-  wire \port$3910$0 ;
-  output [11:0] \port$4282$0 ;
-  wire [11:0] \port$4282$0 ;
-  output \port$4284$0 ;
-  wire \port$4284$0 ;
+  output \port$3456$0 ;
+  wire \port$3456$0 ;
+  input [11:0] \port$3746$0 ;
+  wire [11:0] \port$3746$0 ;
+  input \port$3926$0 ;
+  wire \port$3926$0 ;
+  output [11:0] \port$4298$0 ;
+  wire [11:0] \port$4298$0 ;
+  output \port$4300$0 ;
+  wire \port$4300$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
   assign take = \port$10$0  & _00_;
   assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3910$0  | _01_;
+  assign _02_ = \port$3926$0  | _01_;
   always @(posedge clk)
     \$signal$9  <= _03_;
   always @(posedge clk)
@@ -19244,7 +19256,7 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, \port$10$0 , \port$3440$0 , \port$373
     \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$3730$0  : \$signal$10 ;
+  assign _07_ = take ? \port$3746$0  : \$signal$10 ;
   assign _08_ = _02_ ? \$signal$10  : _07_;
   assign _06_ = rst ? 12'h000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
@@ -19255,20 +19267,20 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, \port$10$0 , \port$3440$0 , \port$373
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
   assign _14_ = _02_ ? _13_ : \$signal$5 ;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$3730$0  : \$signal$9 ;
+  assign _15_ = take ? \port$3746$0  : \$signal$9 ;
   assign _16_ = spare_valid ? \$signal$10  : _15_;
   assign _17_ = _02_ ? _16_ : \$signal$9 ;
   assign _03_ = rst ? 12'h000 : _17_;
-  assign \port$4284$0  = \$signal$5 ;
-  assign \port$4282$0  = \$signal$9 ;
-  assign \port$3440$0  = \$signal ;
-  assign \$signal$11  = \port$3730$0 ;
-  assign \$signal$8  = \port$3910$0 ;
+  assign \port$4300$0  = \$signal$5 ;
+  assign \port$4298$0  = \$signal$9 ;
+  assign \port$3456$0  = \$signal ;
+  assign \$signal$11  = \port$3746$0 ;
+  assign \$signal$8  = \port$3926$0 ;
   assign \$signal$3  = \port$10$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv3_0 (rst, \port$13$0 , \port$3452$0 , \port$3923$0 , \port$4103$0 , \port$4292$0 , \port$4294$0 , clk);
+module \digits_cnn_ilif.fifo_conv3_0 (rst, \port$13$0 , \port$3468$0 , \port$3939$0 , \port$4119$0 , \port$4308$0 , \port$4310$0 , clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -19298,23 +19310,23 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, \port$13$0 , \port$3452$0 , \port$392
   wire clk;
   input \port$13$0 ;
   wire \port$13$0 ;
-  output \port$3452$0 ;
-  wire \port$3452$0 ;
-  input [9:0] \port$3923$0 ;
-  wire [9:0] \port$3923$0 ;
-  input \port$4103$0 ;
-  wire \port$4103$0 ;
-  output [9:0] \port$4292$0 ;
-  wire [9:0] \port$4292$0 ;
-  output \port$4294$0 ;
-  wire \port$4294$0 ;
+  output \port$3468$0 ;
+  wire \port$3468$0 ;
+  input [9:0] \port$3939$0 ;
+  wire [9:0] \port$3939$0 ;
+  input \port$4119$0 ;
+  wire \port$4119$0 ;
+  output [9:0] \port$4308$0 ;
+  wire [9:0] \port$4308$0 ;
+  output \port$4310$0 ;
+  wire \port$4310$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
   assign take = \port$13$0  & _00_;
   assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$4103$0  | _01_;
+  assign _02_ = \port$4119$0  | _01_;
   always @(posedge clk)
     \$signal$9  <= _03_;
   always @(posedge clk)
@@ -19325,7 +19337,7 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, \port$13$0 , \port$3452$0 , \port$392
     \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$3923$0  : \$signal$10 ;
+  assign _07_ = take ? \port$3939$0  : \$signal$10 ;
   assign _08_ = _02_ ? \$signal$10  : _07_;
   assign _06_ = rst ? 10'h000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
@@ -19336,20 +19348,20 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, \port$13$0 , \port$3452$0 , \port$392
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
   assign _14_ = _02_ ? _13_ : \$signal$5 ;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$3923$0  : \$signal$9 ;
+  assign _15_ = take ? \port$3939$0  : \$signal$9 ;
   assign _16_ = spare_valid ? \$signal$10  : _15_;
   assign _17_ = _02_ ? _16_ : \$signal$9 ;
   assign _03_ = rst ? 10'h000 : _17_;
-  assign \port$4294$0  = \$signal$5 ;
-  assign \port$4292$0  = \$signal$9 ;
-  assign \port$3452$0  = \$signal ;
-  assign \$signal$11  = \port$3923$0 ;
-  assign \$signal$8  = \port$4103$0 ;
+  assign \port$4310$0  = \$signal$5 ;
+  assign \port$4308$0  = \$signal$9 ;
+  assign \port$3468$0  = \$signal ;
+  assign \$signal$11  = \port$3939$0 ;
+  assign \$signal$8  = \port$4119$0 ;
   assign \$signal$3  = \port$13$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.out_skid (clk, rst, \port$3464$0 , \port$4110$0 , \port$4111$0 , \port$4302$0 , \port$4304$0 , \port$0$11 );
+module \digits_cnn_ilif.out_skid (clk, rst, \port$3480$0 , \port$4126$0 , \port$4127$0 , \port$4318$0 , \port$4320$0 , \port$0$11 );
   wire _00_;
   wire _01_;
   wire _02_;
@@ -19379,21 +19391,21 @@ module \digits_cnn_ilif.out_skid (clk, rst, \port$3464$0 , \port$4110$0 , \port$
   wire clk;
   input \port$0$11 ;
   wire \port$0$11 ;
-  output \port$3464$0 ;
-  wire \port$3464$0 ;
-  input [26:0] \port$4110$0 ;
-  wire [26:0] \port$4110$0 ;
-  input \port$4111$0 ;
-  wire \port$4111$0 ;
-  output [26:0] \port$4302$0 ;
-  wire [26:0] \port$4302$0 ;
-  output \port$4304$0 ;
-  wire \port$4304$0 ;
+  output \port$3480$0 ;
+  wire \port$3480$0 ;
+  input [26:0] \port$4126$0 ;
+  wire [26:0] \port$4126$0 ;
+  input \port$4127$0 ;
+  wire \port$4127$0 ;
+  output [26:0] \port$4318$0 ;
+  wire [26:0] \port$4318$0 ;
+  output \port$4320$0 ;
+  wire \port$4320$0 ;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4111$0  & _00_;
+  assign take = \port$4127$0  & _00_;
   assign _01_ = ~ \$signal$5 ;
   assign _02_ = \port$0$11  | _01_;
   always @(posedge clk)
@@ -19406,14 +19418,14 @@ module \digits_cnn_ilif.out_skid (clk, rst, \port$3464$0 , \port$4110$0 , \port$
     \$signal$10  <= _06_;
   assign \$signal  = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _10_ = take ? \port$4110$0  : \$signal$10 ;
+  assign _10_ = take ? \port$4126$0  : \$signal$10 ;
   assign _07_ = _02_ ? _17_ : _16_;
   assign _05_ = rst ? 1'h0 : _07_;
   assign _08_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _09_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _08_;
   assign _11_ = _02_ ? _09_ : \$signal$5 ;
   assign _04_ = rst ? 1'h0 : _11_;
-  assign _12_ = take ? \port$4110$0  : \$signal$9 ;
+  assign _12_ = take ? \port$4126$0  : \$signal$9 ;
   assign _13_ = spare_valid ? \$signal$10  : _12_;
   assign _14_ = _02_ ? _13_ : \$signal$9 ;
   assign _15_ = _02_ ? \$signal$10  : _10_;
@@ -19421,10 +19433,10 @@ module \digits_cnn_ilif.out_skid (clk, rst, \port$3464$0 , \port$4110$0 , \port$
   assign _06_ = rst ? 27'h0000000 : _15_;
   assign _16_ = take ? 1'h1 : spare_valid;
   assign _17_ = spare_valid ? 1'h0 : spare_valid;
-  assign \port$4304$0  = \$signal$5 ;
-  assign \port$4302$0  = \$signal$9 ;
-  assign \port$3464$0  = \$signal ;
-  assign \$signal$11  = \port$4110$0 ;
+  assign \port$4320$0  = \$signal$5 ;
+  assign \port$4318$0  = \$signal$9 ;
+  assign \port$3480$0  = \$signal ;
+  assign \$signal$11  = \port$4126$0 ;
   assign \$signal$8  = \port$0$11 ;
-  assign \$signal$3  = \port$4111$0 ;
+  assign \$signal$3  = \port$4127$0 ;
 endmodule
