@@ -1,6 +1,6 @@
 """cocotb bench: random, truncated and corrupted frames against the UART host link, sent
 and answered through the real host client (``hwsnn.host.Client``), every reply checked
-against ``link_fuzz.LinkModel`` (docs/link.md; INFER against the golden model).
+against ``link_model.LinkModel`` (docs/link.md; INFER against the golden model).
 
 The design is ``hwsnn_link_fuzz`` (``hwsnn.sim.link_run.fuzz_harness``): the link with a
 Verilog clock and both UART ends at byte level, so that the bench wakes up about once a
@@ -41,7 +41,8 @@ def _import_host():
 
 
 host = _import_host()
-import link_fuzz as fz  # noqa: E402 - after hwsnn.host is importable without torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # this directory first
+import link_model as fz  # noqa: E402 - after hwsnn.host is importable without torch
 
 QUEUE = 4096
 MAX_FAILURES = 20  # recorded in full; the rest are counted
@@ -176,7 +177,7 @@ class Fuzz:
                   for i in cfg["images"]}
         self.device = fz.Device(cfg["divisor"], cfg["timeout_cycles"], cfg["pixels"],
                                 cfg["classes"], bytes.fromhex(cfg["identity"]), stores,
-                                golden)
+                                golden, int(cfg.get("margin", 0)))
         self.model = fz.LinkModel(self.device)
         self.state = fz.State.initial(self.device)
         self.rng = random.Random(cfg["seed"])
@@ -390,10 +391,11 @@ class Fuzz:
 
     def run(self):
         frames = int(self.cfg["frames"])
+        least_bad = int(self.cfg.get("bad_frames", 0))
         progress = self.cfg.get("progress")
         bad = False
         t0 = time.time()
-        while self.stats["frames"] < frames:
+        while self.stats["frames"] < frames or self.stats["bad"] < least_bad:
             case, preds = self.draw(bad)
             ok, problem, observed = self.run_case(case, preds)
             if ok and case.bad:

@@ -407,11 +407,16 @@ def fuzz_images(net: QNet, count: int, seed: int) -> torch.Tensor:
     return codes[:count] if count >= 4 else codes
 
 
-def run_fuzz(design: LinkDesign, *, frames: int = 1000, seed: int = 0, images: int = 256,
+def run_fuzz(design: LinkDesign, *, frames: int = 1000, bad_frames: int = 0, seed: int = 0,
+             images: int = 256, margin: int = 0, answers=None,
              progress: bool = False) -> dict:
-    """Run ``link_fuzz_bench`` on a ``build_fuzz`` design: ``frames`` frames (at least)
-    drawn from ``seed``, INFER frames carrying ``images`` random images (``fuzz_images``)
-    checked against the golden model.
+    """Run ``link_fuzz_bench`` on a ``build_fuzz`` design: at least ``frames`` frames and
+    ``bad_frames`` bad ones (every bad case is followed by a good request) drawn from
+    ``seed``, INFER frames carrying ``images`` random images (``fuzz_images``)
+    checked against the golden model. ``margin``: the fewest cycles between two moments
+    whose order decides a reply (``link_model.Device.margin``; 0: two bit periods).
+    ``answers`` replaces the golden model's (class, readout) per image (to show that a
+    wrong expectation fails the run).
 
     Returns the bench's record (``passed``, ``frames``, ``bad_frames``,
     ``answered_as_expected``, ``hangs``, ``wrong_answers``, ``failures``, ``kinds``,
@@ -420,14 +425,21 @@ def run_fuzz(design: LinkDesign, *, frames: int = 1000, seed: int = 0, images: i
     ``build_seconds``, ``sim_seconds`` and ``log``."""
     if design.top != FUZZ_TOP:
         raise ParameterError("run_fuzz needs a design from build_fuzz")
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise ParameterError(f"frames must be a positive integer, not {frames!r}")
+    for name, n in (("frames", frames), ("bad_frames", bad_frames)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ParameterError(f"{name} must be a non-negative integer, not {n!r}")
     codes = fuzz_images(design.net, images, seed)
     res = golden.run(design.net, codes, lanes=design.lanes)
     stores = design.stores
     identity = host.Identity(host.PROTOCOL_VERSION, bytes.fromhex(design.fingerprint)[:8],
                              design.classes, design.pixels, len(stores),
                              layout_id(stores) if stores else host.NO_LAYOUT).encode()
+    samples = golden_samples(res, codes)
+    if answers is not None:
+        if len(answers) != len(samples):
+            raise ParameterError(f"{len(answers)} answers for {len(samples)} images")
+        for s, (prediction, readout) in zip(samples, answers, strict=True):
+            s["prediction"], s["readout"] = int(prediction), [int(v) for v in readout]
     work = design.work
     cfg = {"period_ns": PERIOD_NS, "divisor": design.divisor,
            "timeout_cycles": design.timeout_cycles,
@@ -435,11 +447,12 @@ def run_fuzz(design: LinkDesign, *, frames: int = 1000, seed: int = 0, images: i
            "pixels": design.pixels, "classes": design.classes, "identity": identity.hex(),
            "stores": [{"depth": s.depth, "bytes_per_word": s.bytes_per_word,
                        "data": s.encode().hex()} for s in stores],
-           "images": golden_samples(res, codes), "seed": int(seed), "frames": int(frames),
+           "images": samples, "seed": int(seed), "frames": int(frames),
+           "bad_frames": int(bad_frames), "margin": int(margin),
            "progress": str((work / "progress").resolve()),
-           "out": str((work / "fuzz.json").resolve())}
+           "out": str((work / "record.json").resolve())}
     (work / "bench.json").write_text(json.dumps(cfg))
-    (work / "fuzz.json").unlink(missing_ok=True)
+    (work / "record.json").unlink(missing_ok=True)
     (work / "progress").unlink(missing_ok=True)
     results = (work / "fuzz-results.xml").resolve()
     t = time.time()
@@ -447,7 +460,7 @@ def run_fuzz(design: LinkDesign, *, frames: int = 1000, seed: int = 0, images: i
                progress, module=FUZZ_BENCH, results_xml=str(results))
     sim_s = time.time() - t
     try:
-        record = json.loads((work / "fuzz.json").read_text())
+        record = json.loads((work / "record.json").read_text())
     except FileNotFoundError:
         raise SimulatorError(f"the {design.simulator} fuzz run wrote no record; see "
                              f"{work / 'test.log'}") from None

@@ -501,7 +501,8 @@ class Fuzzer:
 
     BAD = {"crc": 2, "flip": 3, "truncate": 4, "length": 2, "command": 2, "framing": 2,
            "garbage": 3, "syncs": 1, "silence": 2, "back_to_back": 3}
-    BAD_STORES = {"load_address": 1, "load_corrupt": 1, "infer_unloaded": 1}
+    BAD_STORES = {"load_address": 1, "load_corrupt": 1, "infer_unloaded": 4}  # the last:
+    # only while the weights are not committed
     GOOD = {"identify": 1, "status": 2, "infer": 4, "gaps": 1}
     GOOD_STORES = {"load": 1}
 
