@@ -66,6 +66,7 @@ class HarnessPort:
         self.began = 0  # cycle 0 of the last write's first symbol
         self.plans: deque = deque()
         self.mismatched_writes = 0
+        self.unplanned = 0  # writes of a client call beyond the frames planned for it
         self.overflow = False
 
     def now(self) -> int:
@@ -134,6 +135,7 @@ class HarnessPort:
                 self.mismatched_writes += 1
         else:
             symbols = fz.line(data)
+            self.unplanned += 1
         resume(self._send)(symbols)
         return len(data)
 
@@ -195,9 +197,12 @@ class Fuzz:
         self.offsets = Counter()  # reply start − predicted, where the model fixes it
 
     # -- one case ----------------------------------------------------------------------
-    def draw(self, bad: bool):
+    def draw(self, bad: bool, fixed: str | None = None):
         for _ in range(DRAWS):
-            case = self.fuzzer.bad(self.state) if bad else self.fuzzer.good(self.state)
+            if fixed is not None:
+                case = self.fuzzer.fixed(fixed, self.state)
+            else:
+                case = self.fuzzer.bad(self.state) if bad else self.fuzzer.good(self.state)
             try:
                 preds, st = [], self.state
                 for seg in case.segments:
@@ -207,13 +212,28 @@ class Fuzz:
             except fz.Ambiguous:
                 self.stats["redrawn"] += 1
                 continue
-            if case.call is not None and case.call[0] == "load_weights" and not all(
-                    r.cmd in (host.CMD_LOAD | host.REPLY_BIT, host.CMD_COMMIT | host.REPLY_BIT)
-                    for p in preds for r in p.replies):
+            if case.call is not None and case.call[0] == "load_weights" and \
+                    not self.load_goes_as_planned(case, preds):
                 self.stats["redrawn"] += 1
                 continue
             return case, preds
+            if fixed is not None:
+                raise RuntimeError(f"the model cannot decide the fixed case {fixed}")
         raise RuntimeError(f"no case the model can decide in {DRAWS} draws")
+
+    @staticmethod
+    def load_goes_as_planned(case, preds) -> bool:
+        """Every frame of a weight load is acknowledged, but the one that must fail
+        (``case.retry``), whose first reply (if any) is not."""
+        acks = (host.CMD_LOAD | host.REPLY_BIT, host.CMD_COMMIT | host.REPLY_BIT)
+        for i, p in enumerate(preds):
+            first = p.replies[0].cmd if p.replies else None
+            if i == case.retry:
+                if first in acks:
+                    return False
+            elif first not in acks or len(p.replies) != 1:
+                return False
+        return True
 
     def run_case(self, case, preds) -> tuple[bool, str, list]:
         """Send the case, read its replies; (as expected, what went wrong, observed)."""
@@ -229,11 +249,15 @@ class Fuzz:
                 self.port.send(seg)
             rest = expected
         else:
-            for seg in case.segments:
-                self.port.plan(seg, case.clean if case.clean is not None
-                               else bytes(s.byte for s in seg))
+            for seg, clean in zip(case.segments, case.writes(), strict=True):
+                self.port.plan(seg, clean)
+            unplanned = self.port.unplanned
             problem, first = self.call(call, expected)
             observed.append(first)
+            extra = self.port.unplanned - unplanned
+            if not problem and (self.port.plans or extra):
+                problem = f"wrong: the client wrote {extra} frames more and " \
+                          f"{len(self.port.plans)} fewer than planned"
             rest = expected[1:] if call[0] != "load_weights" else []
         for want in rest:
             if problem:
@@ -276,7 +300,7 @@ class Fuzz:
                 got = client.request(call[1], call[2])
             elif name == "load_weights":
                 specs = [_Store(s) for s in self.device.stores]
-                total = client.load_weights(specs, chunk_bytes=call[1], attempts=1)
+                total = client.load_weights(specs, chunk_bytes=call[1], attempts=call[2])
                 ok = total == sum(len(s.data) for s in self.device.stores)
                 return ("" if ok else f"wrong: load_weights returned {total}"), total
             else:
@@ -284,6 +308,8 @@ class Fuzz:
         except host.LinkError as exc:
             if exc.code is None and "no reply" in str(exc):
                 return f"hang: {exc} (expected {want.describe()})", str(exc)
+            if name == "load_weights":
+                return f"wrong: load_weights raised {exc}", f"LinkError {exc.code}: {exc}"
             if want.cmd == host.CMD_ERROR:
                 ok = exc.code == want.payload[0]
             else:
@@ -352,6 +378,7 @@ class Fuzz:
 
     def resync(self) -> bool:
         """After a failure: quiet line, counters from STATUS, stores unknown."""
+        self.port.plans.clear()
         for _ in range(3):
             self.port.wait(4 * self.cfg["read_timeout_cycles"])
             self.client.reset()
@@ -393,10 +420,11 @@ class Fuzz:
         frames = int(self.cfg["frames"])
         least_bad = int(self.cfg.get("bad_frames", 0))
         progress = self.cfg.get("progress")
+        fixed = deque(self.cfg.get("fixed", []))
         bad = False
         t0 = time.time()
-        while self.stats["frames"] < frames or self.stats["bad"] < least_bad:
-            case, preds = self.draw(bad)
+        while fixed or self.stats["frames"] < frames or self.stats["bad"] < least_bad:
+            case, preds = self.draw(bad, fixed.popleft() if bad and fixed else None)
             ok, problem, observed = self.run_case(case, preds)
             if ok and case.bad:
                 problem = self.settle(case)

@@ -481,7 +481,9 @@ class Case:
     address, data)``, ``("commit",)``, ``("request", cmd, payload)``, ``("load_weights",
     chunk_bytes)``), or ``None`` when the symbols go on the line as they are and the
     replies are read with ``Client.receive``. With a call, ``clean`` is the frame the
-    client writes when ``segments`` differs from it (the fault the line puts in)."""
+    client writes when ``segments`` differs from it (the fault the line puts in), and
+    ``cleans`` the frame of every segment (several frames: a weight load). ``retry``:
+    the segment of a weight load that must fail (the client then loads it all again)."""
 
     name: str
     bad: bool
@@ -489,6 +491,16 @@ class Case:
     segments: list
     call: tuple | None = None
     clean: bytes | None = None
+    cleans: list | None = None
+    retry: int | None = None
+
+    def writes(self) -> list[bytes]:
+        """The frame the client writes for each segment."""
+        if self.cleans is not None:
+            return list(self.cleans)
+        if self.clean is not None:
+            return [self.clean]
+        return [bytes(s.byte for s in seg) for seg in self.segments]
 
 
 def frame(cmd: int, payload: bytes = b"") -> bytes:
@@ -501,7 +513,8 @@ class Fuzzer:
 
     BAD = {"crc": 2, "flip": 3, "truncate": 4, "length": 2, "command": 2, "framing": 2,
            "garbage": 3, "syncs": 1, "silence": 2, "back_to_back": 3}
-    BAD_STORES = {"load_address": 1, "load_corrupt": 1, "infer_unloaded": 4}  # the last:
+    BAD_STORES = {"load_address": 1, "load_corrupt": 1, "load_retry": 1,
+                  "infer_unloaded": 4}  # the last:
     # only while the weights are not committed
     GOOD = {"identify": 1, "status": 2, "infer": 4, "gaps": 1}
     GOOD_STORES = {"load": 1}
@@ -609,23 +622,25 @@ class Fuzzer:
         words = sum(n for _, _, n in runs)
         if len(runs) > 4 or words > 64 or rng.random() < 0.1:
             chunk = rng.choice([16, 64, 256, 1024])
-            segments = []
-            for s in dev.stores:
-                n = s.bytes_per_word
-                step = max(n, chunk // n * n)
-                segments += [line(frame(host.CMD_LOAD, bytes([dev.stores.index(s)])
-                                        + (at // n).to_bytes(2, "little")
-                                        + s.data[at:at + step]))
-                             for at in range(0, len(s.data), step)]
-            segments.append(line(frame(host.CMD_COMMIT)))
+            segments = [line(f) for f in self.load_frames(chunk)]
             return Case("load_weights", False, len(segments), segments,
-                        ("load_weights", chunk))
+                        ("load_weights", chunk, 1))
         store, word, n = runs[0]
         s = dev.stores[store]
         k = s.bytes_per_word
         data = frame(host.CMD_LOAD, bytes([store]) + word.to_bytes(2, "little")
                      + s.data[word * k:(word + n) * k])
         return Case("repair", False, 1, [line(data)], self.call_for(data))
+
+    def load_frames(self, chunk: int) -> list[bytes]:
+        """The frames of ``Client.load_weights(..., chunk_bytes=chunk)``: LOADs, COMMIT."""
+        out = []
+        for i, s in enumerate(self.dev.stores):
+            n = s.bytes_per_word
+            step = max(n, chunk // n * n)
+            out += [frame(host.CMD_LOAD, bytes([i]) + (at // n).to_bytes(2, "little")
+                          + s.data[at:at + step]) for at in range(0, len(s.data), step)]
+        return out + [frame(host.CMD_COMMIT)]
 
     # -- bad requests -------------------------------------------------------------------
     def bad(self, state: State) -> Case:
@@ -774,6 +789,55 @@ class Fuzzer:
             bad = frame(host.CMD_LOAD, bytes(body[3:]))
             return Case("load_corrupt", True, 1, [line(bad)], self.call_for(bad))
         return self._faulty("load_corrupt", data, syms)
+
+    def flip_bit(self, data: bytes) -> list[Symbol]:
+        syms = line(data)
+        at = self.rng.randrange(len(data))
+        syms[at] = Symbol(data[at] ^ 1 << self.rng.randrange(8))
+        return syms
+
+    def cut(self, data: bytes) -> list[Symbol]:
+        return line(data[:self.rng.randrange(1, len(data))])
+
+    def sync_after_error(self, data: bytes, at: int | None = None) -> list[Symbol]:
+        """The command byte hit (an unknown command: the rest is hunted through) and a
+        later byte (``at``) turned into a sync byte, which starts a frame of its own."""
+        syms = line(data)
+        syms[1] = Symbol(data[1] ^ 0x40)
+        at = self.rng.randrange(2, len(data)) if at is None else at
+        syms[at] = Symbol(host.SYNC)
+        return syms
+
+    def bad_load_retry(self, state, faulty=None, chunk=None, k=None):
+        """A whole weight load (``Client.load_weights``, 3 attempts) in which LOAD frame
+        ``k`` is corrupted on the line (``faulty(frame) -> symbols``; by default a bit
+        flipped, the frame cut, or ``sync_after_error``): the client must let the line go
+        quiet, then load everything again."""
+        rng = self.rng
+        chunk = rng.choice([4, 16, 64]) if chunk is None else chunk
+        frames = self.load_frames(chunk)
+        k = rng.randrange(len(frames) - 1) if k is None else k
+        if faulty is None:
+            faulty = rng.choice([self.flip_bit, self.cut, self.sync_after_error])
+        syms = faulty(frames[k])
+        segments = [line(f) for f in frames[:k]] + [syms] + [line(f) for f in frames]
+        return Case("load_retry", True, len(segments), segments, ("load_weights", chunk, 3),
+                    cleans=frames[:k + 1] + frames, retry=k)
+
+    # -- fixed cases (bugs once found) ---------------------------------------------------
+    FIXED = ("load_retry_sync_in_rest",)
+
+    def fixed(self, name: str, state: State) -> Case:
+        if name == "load_retry_sync_in_rest":
+            # The first LOAD frame of a load in 4-byte chunks gets an unknown command and
+            # a sync byte before its CRC byte: ERROR 3, then a frame begun by that sync
+            # byte is still open (or a second ERROR still to come) when the first ERROR
+            # has arrived. A client that loads again at once runs into it.
+            case = self.bad_load_retry(state, lambda d: self.sync_after_error(d, len(d) - 2),
+                                       chunk=4, k=0)
+            case.name = name
+            return case
+        raise ValueError(f"no fixed case {name!r}: choose from {', '.join(self.FIXED)}")
 
     def bad_infer_unloaded(self, state):
         data = frame(host.CMD_INFER, self.image())

@@ -408,7 +408,7 @@ def fuzz_images(net: QNet, count: int, seed: int) -> torch.Tensor:
 
 
 def run_fuzz(design: LinkDesign, *, frames: int = 1000, bad_frames: int = 0, seed: int = 0,
-             images: int = 256, margin: int = 0, answers=None,
+             images: int = 256, margin: int = 0, answers=None, fixed=(),
              progress: bool = False) -> dict:
     """Run ``link_fuzz_bench`` on a ``build_fuzz`` design: at least ``frames`` frames and
     ``bad_frames`` bad ones (every bad case is followed by a good request) drawn from
@@ -416,7 +416,8 @@ def run_fuzz(design: LinkDesign, *, frames: int = 1000, bad_frames: int = 0, see
     checked against the golden model. ``margin``: the fewest cycles between two moments
     whose order decides a reply (``link_model.Device.margin``; 0: two bit periods).
     ``answers`` replaces the golden model's (class, readout) per image (to show that a
-    wrong expectation fails the run).
+    wrong expectation fails the run). ``fixed``: cases of ``link_model.Fuzzer.FIXED``
+    (bugs once found) to run first, each followed by a good request.
 
     Returns the bench's record (``passed``, ``frames``, ``bad_frames``,
     ``answered_as_expected``, ``hangs``, ``wrong_answers``, ``failures``, ``kinds``,
@@ -428,6 +429,11 @@ def run_fuzz(design: LinkDesign, *, frames: int = 1000, bad_frames: int = 0, see
     for name, n in (("frames", frames), ("bad_frames", bad_frames)):
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ParameterError(f"{name} must be a non-negative integer, not {n!r}")
+    from .link_model import Fuzzer
+    for name in fixed:
+        if name not in Fuzzer.FIXED:
+            raise ParameterError(f"no fixed fuzz case {name!r}: choose from "
+                                 f"{', '.join(Fuzzer.FIXED)}")
     codes = fuzz_images(design.net, images, seed)
     res = golden.run(design.net, codes, lanes=design.lanes)
     stores = design.stores
@@ -448,7 +454,7 @@ def run_fuzz(design: LinkDesign, *, frames: int = 1000, bad_frames: int = 0, see
            "stores": [{"depth": s.depth, "bytes_per_word": s.bytes_per_word,
                        "data": s.encode().hex()} for s in stores],
            "images": samples, "seed": int(seed), "frames": int(frames),
-           "bad_frames": int(bad_frames), "margin": int(margin),
+           "bad_frames": int(bad_frames), "margin": int(margin), "fixed": list(fixed),
            "progress": str((work / "progress").resolve()),
            "out": str((work / "record.json").resolve())}
     (work / "bench.json").write_text(json.dumps(cfg))
