@@ -42,12 +42,12 @@ DESIGNS = {
 }
 
 
-def design(name: str, work: Path, simulator: str, quick: bool):
+def design(name: str):
+    """The QNet of a design and the link's arguments (``build_fuzz``, ``build_link``)."""
     from hwsnn.convert import convert
     from hwsnn.frontend import trace
     from hwsnn.models import BUNDLED
     from hwsnn.quantize import quantize
-    from hwsnn.sim.link_run import build_fuzz
 
     if name.startswith("small"):
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -56,15 +56,32 @@ def design(name: str, work: Path, simulator: str, quick: bool):
         kw = {"lanes": 2, "loadable": [(p.name, k) for p in net.populations
                                        for k in range(len(p.projections))]} \
             if name == "small-store" else {}
-    else:
-        spec = BUNDLED["digits-mlp"]
-        graph = trace(spec.load(), torch.zeros(2, *spec.input_shape))
-        net = quantize(convert(graph, method="gn", timesteps=2, group_size=4,
-                               progress=False))
-        kw = {"lanes": 4} if name == "digits-mlp" else {
-            "lanes": 2, "loadable": [(net.populations[0].name, 0)], "primitives": True,
-            "input_lanes": 8}
-    return build_fuzz(net, work / name, simulator=simulator, quick_build=quick, **kw)
+        return net, kw
+    spec = BUNDLED["digits-mlp"]
+    graph = trace(spec.load(), torch.zeros(2, *spec.input_shape))
+    net = quantize(convert(graph, method="gn", timesteps=2, group_size=4, progress=False))
+    kw = {"lanes": 4} if name == "digits-mlp" else {
+        "lanes": 2, "loadable": [(net.populations[0].name, 0)], "primitives": True,
+        "input_lanes": 8}
+    return net, kw
+
+
+def bit_level(name: str, work: Path, simulator: str, quick: bool, seed: int) -> dict:
+    """The same link under ``sim/link_bench.py`` (cocotb drives and decodes every bit,
+    Verilator with ``--public-flat-rw``): its scenario of round trips and bad frames,
+    for simulated cycles and frames per second."""
+    from hwsnn.sim.link_run import build_link, fuzz_images, run_link
+
+    net, kw = design(name)
+    d = build_link(net, work / f"{name}-bit-level", simulator=simulator, quick_build=quick,
+                   **kw)
+    r = run_link(d, fuzz_images(net, 4, seed))
+    c = r["counts"]
+    frames = 1 + c["inferences"] + c["errors"] + len(r["statuses"]) \
+        + (len(d.stores) and 1 + sum(-(-len(s.encode()) // 64) for s in d.stores))
+    return {"passed": r["passed"], "frames": frames, "cycles": r["cycles"],
+            "wall_s": r["wall_s"], "frames_per_second": frames / r["wall_s"],
+            "cycles_per_second": r["cycles"] / r["wall_s"]}
 
 
 def main():
@@ -81,16 +98,21 @@ def main():
     ap.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
     ap.add_argument("--quick-build", action="store_true",
                     help="compile the simulation without optimisation (faster build)")
+    ap.add_argument("--baseline", action="store_true",
+                    help="also run the bit-level bench (sim/link_bench.py) on each design "
+                         "and compare its speed")
     ap.add_argument("--out", default="build/bench/link_fuzz", help="working directory")
     ap.add_argument("--json", metavar="FILE", help="write every figure here")
     args = ap.parse_args()
 
-    from hwsnn.sim.link_run import run_fuzz
+    from hwsnn.sim.link_run import build_fuzz, run_fuzz
 
     rows = []
     for name in args.designs:
         t = time.time()
-        d = design(name, Path(args.out), args.simulator, args.quick_build)
+        net, kw = design(name)
+        d = build_fuzz(net, Path(args.out) / name, simulator=args.simulator,
+                       quick_build=args.quick_build, **kw)
         built = time.time() - t
         r = run_fuzz(d, frames=args.frames, bad_frames=args.bad_frames, seed=args.seed,
                      margin=args.margin)
@@ -117,6 +139,14 @@ def main():
               f"every reply started on the predicted cycle: {row['late_count'] == 0}")
         for f in row["failures"][:3]:
             print(f"  FAILED {f['case']}: {f['problem']}")
+        if args.baseline:
+            b = bit_level(name, Path(args.out), args.simulator, args.quick_build, args.seed)
+            row["bit_level"] = b
+            print(f"  bit by bit (sim/link_bench.py): {b['frames_per_second']:.1f} frames/s, "
+                  f"{b['cycles_per_second'] / 1e3:.0f}k cycles/s; the fuzz harness "
+                  f"{row['cycles_per_second'] / b['cycles_per_second']:.1f} times the "
+                  f"cycles/s, {row['frames_per_second'] / b['frames_per_second']:.1f} "
+                  "times the frames/s")
 
     print(f"\n{'design':<18} {'frames':>7} {'bad':>6} {'as expected':>12} {'hangs':>6} "
           f"{'wrong':>6} {'frames/s':>9}")
