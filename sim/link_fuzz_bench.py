@@ -265,7 +265,8 @@ class Fuzz:
             try:
                 got = client.receive()
             except host.LinkError as exc:
-                problem = f"hang: {exc} (expected {want.describe()})"
+                kind = "hang" if "no reply" in str(exc) else "wrong"
+                problem = f"{kind}: {exc} (expected {want.describe()})"
                 observed.append(str(exc))
                 break
             observed.append(f"0x{got.cmd:02X} {got.payload.hex()}")
@@ -496,6 +497,9 @@ async def link_fuzz(dut):
                  "left_over_bytes": len(port.buffer)},
         "infer_cycles_varied": varied,
         "bytes_sent": port.wr, "bytes_received": port.taken,
+        "divisor": fuzz.device.divisor, "timeout_cycles": fuzz.device.timeout_cycles,
+        "read_timeout_cycles": int(cfg["read_timeout_cycles"]),
+        "margin_cycles": fuzz.device.guard,
         "cycles": port.now(), "wall_s": s["wall_s"],
         "final_state": vars(fuzz.state) | {"images": None},
     }
