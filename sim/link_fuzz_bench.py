@@ -209,16 +209,15 @@ class Fuzz:
                     p = self.model.predict(st, seg)
                     preds.append(p)
                     st = p.state
-            except fz.Ambiguous:
-                self.stats["redrawn"] += 1
-                continue
-            if case.call is not None and case.call[0] == "load_weights" and \
-                    not self.load_goes_as_planned(case, preds):
+                if case.call is not None and case.call[0] == "load_weights" and \
+                        not self.load_goes_as_planned(case, preds):
+                    raise fz.Ambiguous("a weight load that does not fail where planned")
+            except fz.Ambiguous as exc:
+                if fixed is not None:
+                    raise RuntimeError(f"the fixed case {fixed}: {exc}") from None
                 self.stats["redrawn"] += 1
                 continue
             return case, preds
-            if fixed is not None:
-                raise RuntimeError(f"the model cannot decide the fixed case {fixed}")
         raise RuntimeError(f"no case the model can decide in {DRAWS} draws")
 
     @staticmethod
@@ -345,7 +344,7 @@ class Fuzz:
         """Each reply's SYNC byte left when the model says (within its guard; after the
         earliest moment for an INFER), for a single-segment case."""
         if len(case.segments) != 1:
-            self.stream = len(self.port.arrivals) + len(self.port.buffer)
+            self.stream = len(self.port.arrivals)
             return
         pred = preds[0]
         at = self.stream
