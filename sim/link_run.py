@@ -7,6 +7,14 @@ simulated serial line) on samples, against the golden model.
     assert record["passed"]
 
 ``build_link`` and ``run_link`` split the two, so that one build serves several runs.
+
+``build_fuzz`` and ``run_fuzz`` do the same for ``link_fuzz_bench``: the link in a
+byte-level harness (``fuzz_harness``) under random, truncated and corrupted frames, every
+reply checked against ``link_model.LinkModel`` (docs/link.md, "Fuzzing").
+
+    design = build_fuzz(net, "build/fuzz")
+    record = run_fuzz(design, bad_frames=10_000, seed=1)
+    assert record["passed"] and record["hangs"] == record["wrong_answers"] == 0
 """
 
 from __future__ import annotations
