@@ -823,7 +823,9 @@ class Fuzzer:
         flipped, the frame cut, or ``sync_after_error``): the client must let the line go
         quiet, then load everything again."""
         rng = self.rng
-        chunk = rng.choice([4, 16, 64]) if chunk is None else chunk
+        if chunk is None:  # small chunks, but a dozen frames or so for large stores
+            total = sum(len(s.data) for s in self.dev.stores)
+            chunk = max(rng.choice([4, 16, 64]), -(-total // 12))
         frames = self.load_frames(chunk)
         k = rng.randrange(len(frames) - 1) if k is None else k
         if faulty is None:
