@@ -291,7 +291,7 @@ class Client:
     fewer or none on a timeout), one at a time: each method sends a frame and waits for its
     reply. Raises ``LinkError`` on an ERROR reply, a reply that fails its CRC, an
     unexpected reply, or no reply (the port's read timeout). After a ``LinkError`` call
-    ``reset()`` once the line has been quiet, then retry."""
+    ``drain()`` (or ``reset()`` once the line has been quiet), then retry."""
 
     def __init__(self, port):
         if not callable(getattr(port, "write", None)) or not callable(getattr(port, "read", None)):
@@ -318,6 +318,18 @@ class Client:
         flush = getattr(self.port, "reset_input_buffer", None)
         if callable(flush):
             flush()
+
+    def drain(self) -> int:
+        """After an error: read and discard until the line is quiet (a read that times out
+        with nothing), then ``reset``; returns the bytes discarded. The port's read
+        timeout must exceed the link's timeout and its longest reply (docs/link.md, "What
+        a host should do"), which a second does at 115200 baud: any partial frame on the
+        device has then timed out and every reply still due has arrived."""
+        discarded = 0
+        while chunk := self.port.read(256):
+            discarded += len(chunk)
+        self.reset()
+        return discarded
 
     def receive(self) -> Frame:
         """The next reply frame (of any command)."""
@@ -376,8 +388,9 @@ class Client:
                      progress=None) -> int:
         """Write every store of ``specs`` (``hdl.plan.StoreSpec``, in link order) and
         COMMIT; returns the bytes sent. A frame that fails (CRC, timeout, …) starts the
-        whole load again (a corrupt frame may have written anywhere), up to ``attempts``
-        times. ``progress(done, total)`` is called after every frame."""
+        whole load again (a corrupt frame may have written anywhere) once the line is
+        quiet (``drain``), up to ``attempts`` times. ``progress(done, total)`` is called
+        after every frame."""
         blobs = [(i, s.encode(), s.bytes_per_word) for i, s in enumerate(specs)]
         total = sum(len(b) for _, b, _ in blobs)
         for attempt in range(attempts):
@@ -395,5 +408,8 @@ class Client:
             except LinkError:
                 if attempt == attempts - 1:
                     raise
-                self.reset()
+                # Replies to the failed frame may still be on their way, or the device
+                # inside a frame begun by a corrupt byte: loading again at once would run
+                # into them (ERROR 6 or a stale ERROR for the next frame, again and again).
+                self.drain()
         raise AssertionError("unreachable")

@@ -1,6 +1,8 @@
 """The UART host link's Verilog in cocotb (Verilator and Icarus), driven by the real host
 client (hwsnn.host.Client) through an in-process serial shim (sim/link_bench.py), against
-the golden model: IDENTIFY, INFER round trips, corrupt and truncated frames, recovery."""
+the golden model: IDENTIFY, INFER round trips, corrupt and truncated frames, recovery.
+And fuzzed (sim/link_fuzz_bench.py): a fixed-seed run of random, truncated and corrupted
+frames, every reply checked against the protocol's model (hwsnn.sim.link_model)."""
 
 import random
 
@@ -12,7 +14,8 @@ from hwsnn import golden, host
 from hwsnn.convert import convert
 from hwsnn.hdl.verilog import fingerprint
 from hwsnn.quantize import quantize
-from hwsnn.sim.link_run import build_link, run_link
+from hwsnn.sim.link_model import Fuzzer
+from hwsnn.sim.link_run import build_fuzz, build_link, fuzz_images, run_fuzz, run_link
 
 SAMPLES = 4
 ERROR_CASES = [("bad CRC (payload bit)", host.ERR_CRC), ("bad CRC (CRC byte)", host.ERR_CRC),
@@ -184,3 +187,59 @@ def test_multiply_accumulate_input_stage_over_the_link(bundled_graph, digits_tes
     assert record["passed"] and record["cocotb_failed"] == 0, \
         record["failed"] or record["crashed"]
     check_round_trips(net, codes, record, 0)
+
+
+FUZZ_SEED = 16
+
+
+@pytest.fixture(scope="module")
+def fuzz_link(small, tmp_path_factory):
+    """The small net's link in the fuzz harness (Verilator), every projection's weights
+    in a run-time store (LOAD and COMMIT frames)."""
+    net = small[0]
+    loadable = [(p.name, k) for p in net.populations for k in range(len(p.projections))]
+    return build_fuzz(net, tmp_path_factory.mktemp("fuzz"), lanes=2, loadable=loadable,
+                      quick_build=True)
+
+
+def test_fuzzed_frames_are_answered_as_the_protocol_says(fuzz_link):
+    """400 frames, half of them bad, through the real client: every reply is the one the
+    protocol's model gives (ERROR codes, counters, busy; INFER equal to the golden
+    model), starts when the model says, and after every bad frame a good request is
+    answered correctly; no reply is missing (a hang) and none is extra. First the fixed
+    cases (bugs the fuzz found): a weight load with a frame hit on the line so that a
+    second reply is still to come when the first ERROR arrives must load again once the
+    line is quiet (``Client.load_weights`` loaded again at once and failed every time)."""
+    assert len(fuzz_link.stores) == 4
+    r = run_fuzz(fuzz_link, frames=400, bad_frames=200, seed=FUZZ_SEED, images=16,
+                 fixed=Fuzzer.FIXED)
+    assert r["passed"] and r["cocotb_failed"] == 0, r["failures"][:1] or r["crashed"]
+    assert r["frames"] >= 400 and r["bad_frames"] >= 200
+    assert r["answered_as_expected"] == r["frames"]
+    assert r["hangs"] == 0 and r["wrong_answers"] == 0 and r["late_count"] == 0
+    assert r["line"] == {"bad_stop_bits": 0, "glitches": 0, "overflow": False,
+                         "mismatched_writes": 0, "left_over_bytes": 0}
+    # every kind of bad frame was tried, every good request, and every error code came
+    assert set(r["kinds"]) >= set(Fuzzer.BAD) | set(Fuzzer.BAD_STORES) | {
+        "identify", "status", "infer", "load", "commit", "gaps"}
+    assert sorted(map(int, r["error_replies"])) == list(range(1, 9))
+    for name in Fuzzer.FIXED:
+        assert r["kinds"][name] == {"cases": 1, "frames": r["kinds"][name]["frames"],
+                                    "bad": 1, "ok": 1}
+    assert r["unanswered_errors"] > 0  # errors while an ERROR reply waited: counted only
+
+
+def test_fuzz_reports_a_wrong_answer(small, fuzz_link):
+    """One readout value of one image changed by one: the INFERs of that image are wrong
+    answers and fail the run; nothing else is."""
+    net = small[0]
+    codes = fuzz_images(net, 4, FUZZ_SEED)
+    res = golden.run(net, codes)
+    answers = [(int(p), v.tolist()) for p, v in zip(res.predictions, res.readout,
+                                                     strict=True)]
+    answers[1][1][0] += 1
+    r = run_fuzz(fuzz_link, frames=80, seed=FUZZ_SEED, images=4, answers=answers)
+    assert not r["passed"] and r["cocotb_failed"] == 1
+    assert r["wrong_answers"] > 0 and r["hangs"] == 0
+    assert all("INFER" in f["problem"] and f["problem"].startswith("wrong")
+               for f in r["failures"]), r["failures"]
