@@ -24,55 +24,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
 
-import torch
-
-DESIGNS = {
-    "small": "a random 5-pixel, 5-class GN network, 1 lane",
-    "small-store": "the same with every projection's weights in a run-time store "
-                   "(4 stores: LOAD, COMMIT), 2 lanes",
-    "digits-mlp": "the bundled digits MLP (64 pixels, 10 classes), GN T=2 τ=4, 4 lanes",
-    "digits-mlp-spram": "the digits MLP as the iCEBreaker builds the MNIST-shaped design: "
-                        "input weights in SB_SPRAM256KA tiles (Yosys's model) loaded over "
-                        "the link, an 8-lane multiply-accumulate input stage, 2 lanes",
-}
-
-
-def design(name: str):
-    """The QNet of a design and the link's arguments (``build_fuzz``, ``build_link``)."""
-    from hwsnn.convert import convert
-    from hwsnn.frontend import trace
-    from hwsnn.models import BUNDLED
-    from hwsnn.quantize import quantize
-
-    if name.startswith("small"):
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-        from hdl.random_nets import random_qnet
-        net = random_qnet(random.Random(33), "gn")
-        kw = {"lanes": 2, "loadable": [(p.name, k) for p in net.populations
-                                       for k in range(len(p.projections))]} \
-            if name == "small-store" else {}
-        return net, kw
-    spec = BUNDLED["digits-mlp"]
-    graph = trace(spec.load(), torch.zeros(2, *spec.input_shape))
-    net = quantize(convert(graph, method="gn", timesteps=2, group_size=4, progress=False))
-    kw = {"lanes": 4} if name == "digits-mlp" else {
-        "lanes": 2, "loadable": [(net.populations[0].name, 0)], "primitives": True,
-        "input_lanes": 8}
-    return net, kw
+from hwsnn.sim.link_run import FUZZ_DESIGNS
 
 
 def bit_level(name: str, work: Path, simulator: str, quick: bool, seed: int) -> dict:
     """The same link under ``sim/link_bench.py`` (cocotb drives and decodes every bit,
     Verilator with ``--public-flat-rw``): its scenario of round trips and bad frames,
     for simulated cycles and frames per second."""
-    from hwsnn.sim.link_run import build_link, fuzz_images, run_link
+    from hwsnn.sim.link_run import build_link, fuzz_design, fuzz_images, run_link
 
-    net, kw = design(name)
+    net, kw = fuzz_design(name)
     d = build_link(net, work / f"{name}-bit-level", simulator=simulator, quick_build=quick,
                    **kw)
     r = run_link(d, fuzz_images(net, 4, seed))
@@ -87,7 +52,7 @@ def bit_level(name: str, work: Path, simulator: str, quick: bool, seed: int) -> 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--designs", nargs="+", default=["digits-mlp", "digits-mlp-spram"],
-                    choices=list(DESIGNS))
+                    choices=list(FUZZ_DESIGNS))
     ap.add_argument("--bad-frames", type=int, default=10_000,
                     help="bad frames to try per design (at least)")
     ap.add_argument("--frames", type=int, default=0, help="frames in all (at least)")
@@ -105,18 +70,18 @@ def main():
     ap.add_argument("--json", metavar="FILE", help="write every figure here")
     args = ap.parse_args()
 
-    from hwsnn.sim.link_run import build_fuzz, run_fuzz
+    from hwsnn.sim.link_run import build_fuzz, fuzz_design, run_fuzz
 
     rows = []
     for name in args.designs:
         t = time.time()
-        net, kw = design(name)
+        net, kw = fuzz_design(name)
         d = build_fuzz(net, Path(args.out) / name, simulator=args.simulator,
                        quick_build=args.quick_build, **kw)
         built = time.time() - t
         r = run_fuzz(d, frames=args.frames, bad_frames=args.bad_frames, seed=args.seed,
                      margin=args.margin)
-        row = {"design": name, "description": DESIGNS[name], "simulator": args.simulator,
+        row = {"design": name, "description": FUZZ_DESIGNS[name], "simulator": args.simulator,
                "pixels": d.pixels, "classes": d.classes, "stores": len(d.stores),
                "divisor": d.divisor, "timeout_cycles": d.timeout_cycles,
                "build_s": built, **{k: r[k] for k in (
@@ -127,7 +92,7 @@ def main():
                    "infer_cycles_varied")},
                "cycles_per_second": r["cycles"] / max(r["wall_s"], 1e-9)}
         rows.append(row)
-        print(f"\n{name}: {DESIGNS[name]}")
+        print(f"\n{name}: {FUZZ_DESIGNS[name]}")
         print(f"  frames tried {row['frames']}, bad {row['bad_frames']}, answered as "
               f"expected {row['answered_as_expected']}, hangs {row['hangs']}, wrong "
               f"answers {row['wrong_answers']}; {row['replies']} replies, "

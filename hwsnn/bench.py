@@ -213,7 +213,9 @@ def board_build(d: Design, board_name: str, work: Path) -> dict:
             "inferences_per_second": r["inferences_per_second"],
             "lut_mapper": r["lut_mapper"],
             "resources": {k: v for k, v in res.items() if v.get("used") is not None
-                          and v.get("available")}}
+                          and v.get("available")},
+            "estimated": {k: v["used"] for k, v in r["estimated_resources"].items()
+                          if v.get("used") is not None}}
 
 
 # -- design space --------------------------------------------------------------------------
@@ -276,6 +278,36 @@ def exactness(engines: int, networks: int, progress: bool) -> dict:
         r["generators"] = {g: sum(c["generator"] == g for c in cases)
                            for g in ("classic", "limit")}
     return out
+
+
+LINK_FUZZ = (("digits-mlp", 10_000), ("digits-mlp-spram", 10_000))  # design, bad frames
+
+
+def link_fuzz(designs, work: Path, seed: int = 2024) -> list[dict]:
+    """The UART host link in Verilator under random, truncated and corrupted frames through
+    the real host client (``sim.link_run.run_fuzz``), ``designs``: (name, bad frames)."""
+    from .sim.link_run import FUZZ_DESIGNS, build_fuzz, fuzz_design, run_fuzz
+    rows = []
+    for name, bad in designs:
+        net, kw = fuzz_design(name)
+        d = build_fuzz(net, work / f"fuzz-{name}", **kw)
+        r = run_fuzz(d, bad_frames=bad, seed=seed)
+        rows.append({"design": name, "description": FUZZ_DESIGNS[name],
+                     "divisor": d.divisor, "timeout_cycles": d.timeout_cycles,
+                     **{k: r[k] for k in ("passed", "frames", "bad_frames",
+                                          "answered_as_expected", "hangs", "wrong_answers",
+                                          "unanswered_errors", "error_replies", "cycles",
+                                          "wall_s", "frames_per_second")}})
+    return rows
+
+
+def fault_injection(work: Path, faults: int, tops=None) -> dict:
+    """One weight zeroed at a time in every population of the bundled designs, each caught
+    and located by ``hwsnn sim --verilog`` (``sim.faults.inject``)."""
+    from .sim.faults import inject
+    r = inject(work / "faults", faults=faults, tops=tops)
+    r.pop("rows")
+    return r
 
 
 def throughput(model: str = "digits-cnn", timesteps: int = 4, repeats: int = 3) -> dict:
@@ -352,6 +384,11 @@ def run(out=".", *, quick: bool = False, boards: bool = True, progress: bool = T
         for d in designs:
             _log(progress, f"bench: simulating {d.describe()} on {samples} samples")
             result["simulation"].append(simulation(d, samples, work))
+        _log(progress, "bench: fault injection into the bundled designs")
+        result["faults"] = fault_injection(work, 1 if quick else 3,
+                                           ("digits_mlp_gn",) if quick else None)
+        _log(progress, "bench: the UART link under fuzz in Verilator")
+        result["link_fuzz"] = link_fuzz((("small", 100),) if quick else LINK_FUZZ, work)
         result["exactness"] = exactness(
             (10 if quick else RANDOM_ENGINES) if random_engines is None else random_engines,
             (2 if quick else RANDOM_NETWORKS) if random_networks is None else random_networks,
@@ -517,6 +554,8 @@ def markdown(r: dict) -> str:
               "back to back; ideal: the busiest engine's golden-model count. Latency: first "
               "pixel to last readout value of sample 0.", ""]
     lines += _exactness_md(r.get("exactness"))
+    lines += _faults_md(r.get("faults"))
+    lines += _link_fuzz_md(r.get("link_fuzz"))
     x = r.get("explore")
     if x:
         lines += [f"## Design space: {x['model']} on {x['board']}", "",
@@ -540,9 +579,9 @@ def markdown(r: dict) -> str:
                   ""]
     lines += ["## Boards", ""]
     if r["boards"]:
-        lines += ["| design | board | fits | LUTs / cells | block RAM | SPRAM | DSP | "
-                  "Fmax (MHz) | clock (MHz) | latency (µs) | at Fmax (µs) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| design | board | fits | LUTs / cells | flip-flops | block RAM | SPRAM | "
+                  "DSP | Fmax (MHz) | clock (MHz) | latency (µs) | at Fmax (µs) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         from .build import logic_of
         for b in r["boards"]:
             res = {**b["resources"], "logic": logic_of(b["resources"])}
@@ -551,12 +590,29 @@ def markdown(r: dict) -> str:
                 v = res.get(kind)
                 return f"{v['used']} / {v['available']}" if v else "–"
             lines.append(f"| {b['describe']} | {b['board']} | {'yes' if b['fits'] else 'no'} "
-                         f"| {use('logic')} | {use('bram_blocks')} | {use('spram_blocks')} | "
+                         f"| {use('logic')} | {use('ffs')} | {use('bram_blocks')} | "
+                         f"{use('spram_blocks')} | "
                          f"{use('dsps')} | {b['fmax_mhz']:.1f} | {b['clock_mhz']:g} | "
                          f"{b['latency_us']:.0f} | {b['latency_us_at_fmax']:.0f} |")
         lines += ["", "Post-route figures (nextpnr, seed 1) at the board's own clock; "
                   "latency: the golden model's ideal cycles of every engine in turn, mean "
                   "over the test split. `hwsnn build --clock auto` runs near the Fmax."]
+        lines += ["", "The fit check's estimate (before any tool runs) against the placed "
+                  "design: estimate / placed (ratio).", "",
+                  "| design | board | logic | flip-flops | block RAM |", "|---|---|---|---|---|"]
+        for b in r["boards"]:
+            est = b.get("estimated", {})
+
+            def versus(kinds, b=b, est=est):
+                for kind in kinds:
+                    placed = b["resources"].get(kind, {}).get("used")
+                    if placed is not None and est.get(kind) is not None:
+                        ratio = f" ({est[kind] / placed:.2f})" if placed else ""
+                        return f"{est[kind]} / {placed}{ratio}"
+                return "–"
+            lines.append(f"| {b['describe']} | {b['board']} | "
+                         f"{versus(('logic_cells', 'luts'))} | {versus(('ffs',))} | "
+                         f"{versus(('bram_blocks',))} |")
         classic = [f"{b['describe']} on {b['board']}" for b in r["boards"]
                    if b.get("lut_mapper") == "abc"]
         if classic:
@@ -589,6 +645,48 @@ def _many_steps_md(m: dict | None) -> list[str]:
                      + ", ".join(f"{v:,}" for v in row["thresholds"].values()) + " | "
                      + ", ".join(map(str, row["weight_shifts"].values())) + " | "
                      + ", ".join(map(str, row["membrane_bits"].values())) + " |")
+    return lines + [""]
+
+
+def _faults_md(f: dict | None) -> list[str]:
+    if not f:
+        return []
+    n = max(f["faults"], 1)
+    lines = ["## Fault injection", "",
+             f"One weight zeroed at a time in each population of the bundled designs, "
+             f"readout included: the {max(s['faults'] for s in f['summary'])} largest "
+             "weights per population whose loss the golden model shows on test sample 0, "
+             "each written into the design's ROM and simulated with `hwsnn sim --verilog` "
+             f"({f['simulator']}, one sample, stopping at the first wrong event). "
+             f"**{f['caught']} of {f['faults']} caught ({100 * f['caught'] / n:.0f} %)**, "
+             f"{f['located']} located ({100 * f['located'] / n:.0f} %): the first "
+             "divergence names the population, step, neuron and the values of the "
+             f"corrupted network ({f['seconds'] / 60:.1f} min).", "",
+             "| design | population | faults | caught | located |", "|---|---|---|---|---|"]
+    for s in f["summary"]:
+        lines.append(f"| {s['design']} | {s['population']} | {s['faults']} | {s['caught']} "
+                     f"| {s['located']} |")
+    return lines + [""]
+
+
+def _link_fuzz_md(rows: list | None) -> list[str]:
+    if not rows:
+        return []
+    lines = ["## The UART link under fuzz", "",
+             "The board top's host link (docs/link.md) in Verilator, driven byte by byte "
+             "through the real host client: bad frames (corrupted CRC or bit, cut at every "
+             "position, wrong length, unknown command, low stop bit, random bytes, sync "
+             "bytes, silences, back-to-back frames, LOAD outside a store, INFER before "
+             "COMMIT) each followed by a good request; every reply checked against the "
+             "protocol's model and INFER against the golden model. The simulated UART runs "
+             f"at {rows[0]['divisor']} cycles per bit (the protocol scaled in time).", "",
+             "| design | frames | bad frames | answered as expected | hangs | wrong answers "
+             "| error codes answered | frames/s simulated |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        codes = ", ".join(f"{k}×{v}" for k, v in sorted(r["error_replies"].items()))
+        lines.append(f"| {r['design']}: {r['description']} | {r['frames']:,} | "
+                     f"{r['bad_frames']:,} | {r['answered_as_expected']:,} | **{r['hangs']}** "
+                     f"| **{r['wrong_answers']}** | {codes} | {r['frames_per_second']:.0f} |")
     return lines + [""]
 
 

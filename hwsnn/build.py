@@ -357,6 +357,7 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
         # What a clock at the achieved Fmax would give (--clock auto comes close).
         "latency_us_at_fmax": cycles["latency"] / fmax if fmax > 0 else None,
     })
+    report["estimated_resources"] = fit["resources"]  # the fit check's, for comparison
     report["resources"] = _post_route_resources(util, fit["resources"], board,
                                                 placed_flip_flops(out, board.device.family))
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")

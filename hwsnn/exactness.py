@@ -17,6 +17,7 @@ whatever the number of processes. ``python -m hwsnn.exactness`` runs them from t
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import shutil
@@ -126,7 +127,9 @@ def _pool_map(fn, args, workers: int, progress: bool, what: str) -> list:
             if bar is not None:
                 bar.update(1)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # Fresh interpreters: a fork of a process whose torch thread pool has run can hang.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {pool.submit(fn, *a): i for i, a in enumerate(args)}
             from concurrent.futures import as_completed
             for f in as_completed(futures):

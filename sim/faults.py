@@ -111,3 +111,70 @@ def with_weights_of(text: str, top: str, net: QNet, bad: QNet, population: str,
             digits = f"{word:x}" if base == 16 else str(word)
             body = body[:match.start()] + f"{match.group(1)}{digits};" + body[match.end():]
     return text[:start] + body + text[end:]
+
+
+def inject(work, *, faults: int = 3, tops=None, simulator: str = "icarus-sv",
+           log=None) -> dict:
+    """For every bundled example design (``hdl.examples``, written into ``work``) and
+    every population, readout included: the ``faults`` largest weights whose zeroing test
+    sample 0 shows, each written into the design's ROM and simulated with
+    ``simulate(verilog_path=...)`` (one sample, up to the first wrong event). A fault is
+    caught when the design differs from the golden model, and located when the first
+    divergence names its population, its first differing step and a neuron (or readout
+    index) that differs there, with the corrupted network's value. Returns
+    ``{"simulator", "rows", "summary", "faults", "caught", "located", "seconds"}``."""
+    import itertools
+    import shutil
+    import time
+    from pathlib import Path
+
+    from ..hdl import examples, verilog
+    from .run import simulate
+
+    rows = []
+    start = time.time()
+    for top in tops or examples.EXAMPLES:
+        d = Path(work) / top
+        shutil.rmtree(d, ignore_errors=True)
+        net = examples.example_qnet(top)
+        net.save(d)
+        lanes = examples.EXAMPLES[top][4]
+        desc = verilog.write(d, net, lanes=lanes, top=top)
+        text = Path(desc["files"]["verilog"]).read_text()
+        codes, _ = verilog.example_codes(net)
+        for pop in net.populations:
+            for fault in itertools.islice(zeroed_weights(net, pop.name, codes), faults):
+                path = d / "corrupted.v"
+                path.write_text(with_weights_of(text, top, net, fault.apply(net), pop.name,
+                                                lanes))
+                t = time.time()
+                report = simulate(d, simulator=simulator, samples=1, top=top,
+                                  verilog_path=str(path), progress=False,
+                                  waves_on_mismatch=False, stop_at_divergence=True)
+                first = report.comparison.first
+                located = first is not None and (
+                    first.population == pop.name and first.sample == 0
+                    and first.step == fault.step and first.neuron is not None
+                    and fault.differences.get(tuple(first.neuron))
+                    == (first.expected, first.observed))
+                rows.append({"design": top, "population": pop.name,
+                             "weight": list(fault.index), "value": fault.weight,
+                             "caught": not report.exact, "located": bool(located),
+                             "first_divergence": report.to_json()["first_divergence_text"],
+                             "seconds": time.time() - t})
+                if log:
+                    r = rows[-1]
+                    log(f"{top} {pop.name} W{r['weight']} = {r['value']} -> 0: "
+                        f"{'caught' if r['caught'] else 'MISSED'}, "
+                        f"{'located' if r['located'] else 'NOT LOCATED'}: "
+                        f"{r['first_divergence']} ({r['seconds']:.1f} s)")
+    summary = []
+    for (top, pop), group in itertools.groupby(rows, key=lambda r: (r["design"],
+                                                                     r["population"])):
+        group = list(group)
+        summary.append({"design": top, "population": pop, "faults": len(group),
+                        "caught": sum(r["caught"] for r in group),
+                        "located": sum(r["located"] for r in group)})
+    return {"simulator": simulator, "rows": rows, "summary": summary, "faults": len(rows),
+            "caught": sum(r["caught"] for r in rows),
+            "located": sum(r["located"] for r in rows), "seconds": time.time() - start}

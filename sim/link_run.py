@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import time
 from dataclasses import dataclass
@@ -488,3 +489,38 @@ def run_fuzz(design: LinkDesign, *, frames: int = 1000, bad_frames: int = 0, see
                   frames_per_second=record["frames"] / max(record["wall_s"], 1e-9),
                   log=str(work / "test.log"))
     return record
+
+
+# -- the fuzzed designs (benchmarks/link_fuzz.py, hwsnn bench) ----------------------------
+FUZZ_DESIGNS = {
+    "small": "a random 5-pixel, 5-class GN network, 1 lane",
+    "small-store": "the same with every projection's weights in a run-time store "
+                   "(4 stores: LOAD, COMMIT), 2 lanes",
+    "digits-mlp": "the bundled digits MLP (64 pixels, 10 classes), GN T=2 τ=4, 4 lanes",
+    "digits-mlp-spram": "the digits MLP as the iCEBreaker builds the MNIST-shaped design: "
+                        "input weights in SB_SPRAM256KA tiles (Yosys's model) loaded over "
+                        "the link, an 8-lane multiply-accumulate input stage, 2 lanes",
+}
+
+
+def fuzz_design(name: str):
+    """The QNet of a design and the link's arguments (``build_fuzz``, ``build_link``)."""
+    from ..convert import convert
+    from ..frontend import trace
+    from ..models import BUNDLED
+    from ..quantize import quantize
+
+    if name.startswith("small"):
+        from ..random_nets import random_qnet
+        net = random_qnet(random.Random(33), "gn")
+        kw = {"lanes": 2, "loadable": [(p.name, k) for p in net.populations
+                                       for k in range(len(p.projections))]} \
+            if name == "small-store" else {}
+        return net, kw
+    spec = BUNDLED["digits-mlp"]
+    graph = trace(spec.load(), torch.zeros(2, *spec.input_shape))
+    net = quantize(convert(graph, method="gn", timesteps=2, group_size=4, progress=False))
+    kw = {"lanes": 4} if name == "digits-mlp" else {
+        "lanes": 2, "loadable": [(net.populations[0].name, 0)], "primitives": True,
+        "input_lanes": 8}
+    return net, kw

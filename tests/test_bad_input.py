@@ -181,7 +181,7 @@ CASES = [
     (["build", "cnn", "--board", "nosuchboard"], ["'nosuchboard'", "icebreaker"]),
     (["build", "cnn", "--board", "icebreaker", "--clock", "0"], ["--clock '0'"]),
     # the fit error: advice, never the board already chosen
-    (["build", "cnn", "--board", "ulx3s-85f", "--lanes", "64", "--check-only"],
+    (["build", "cnn", "--board", "ulx3s-85f", "--lanes", "128", "--check-only"],
      ["cnn does not fit ULX3S", "--queue-depth 16"]),
     # models, checkpoints, data files
     (["convert", "nonexistent-model", "-o", "out"], ["'nonexistent-model'", "bundled model"]),
@@ -259,7 +259,7 @@ def test_the_fit_error_never_suggests_the_chosen_board(workspace, capfd):
     hold it, never the one given."""
     from hwsnn import boards
     for board in boards.all_boards():
-        code = main(["build", "cnn", "--board", board, "--lanes", "64", "--check-only"])
+        code = main(["build", "cnn", "--board", board, "--lanes", "128", "--check-only"])
         _, err = capfd.readouterr()
         assert code == 2 and "does not fit" in err
         advice = err.split(": try ", 1)[1]
@@ -267,6 +267,6 @@ def test_the_fit_error_never_suggests_the_chosen_board(workspace, capfd):
             if "--board " in advice else []
         assert board not in named, err
         for other in named:  # ... and those it names hold it
-            assert main(["build", "cnn", "--board", other, "--lanes", "64",
+            assert main(["build", "cnn", "--board", other, "--lanes", "128",
                          "--check-only"]) == 0
             capfd.readouterr()

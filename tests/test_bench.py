@@ -50,6 +50,12 @@ def test_quick_run_writes_markdown_plots_and_json(quick):
     assert e["engines"]["engines"] >= 4 * 2  # every network has a hidden layer and a readout
     assert "## Exactness at scale: random networks" in md
     assert f"{e['engines']['engines']} engines | 4 |" in md
+    f = r["faults"]
+    assert f["faults"] == f["caught"] == f["located"] >= 3  # one per population of the MLP
+    assert f"**{f['caught']} of {f['faults']} caught (100 %)**" in md
+    (link,) = r["link_fuzz"]
+    assert link["passed"] and link["bad_frames"] >= 100 and link["hangs"] == 0
+    assert f"| {link['frames']:,} | {link['bad_frames']:,} | {link['frames']:,} | **0** |" in md
     for row in r["many_steps"]["rows"]:
         assert f"| {row['timesteps']} | {100 * row['float_snn_accuracy']:.2f} | " in md
 
@@ -118,8 +124,12 @@ def test_boards_section_names_the_lut_mapper(quick):
         return {"design": design, "describe": f"{design} design", "board": "ulx3s-85f",
                 "fits": True, "fmax_mhz": fmax, "clock_mhz": 25, "latency_us": 393.4,
                 "latency_us_at_fmax": 148.8, "lut_mapper": mapper,
-                "resources": {"luts": {"used": 24330, "available": 83640}}}
+                "resources": {"luts": {"used": 24330, "available": 83640}},
+                "estimated": {"luts": 21897}}
     md = bench.markdown({**r, "boards": [row("a", "abc9", 133.44), row("b", "abc", 66.06)]})
-    assert "| a design | ulx3s-85f | yes | 24330 / 83640 | – | – | – | 133.4 | 25 | 393 |" in md
+    assert "| a design | ulx3s-85f | yes | 24330 / 83640 | – | – | – | – | 133.4 | 25 | 393 |" \
+        in md
+    # the estimate against the placed design: 21897 / 24330 = 0.90
+    assert "| a design | ulx3s-85f | 21897 / 24330 (0.90) | – | – |" in md
     note = next(line for line in md.splitlines() if "classic ABC" in line)
     assert "b design on ulx3s-85f" in note and "a design" not in note
