@@ -152,7 +152,7 @@ def _boards_that_fit(net: QNet, lanes: dict[str, int], board, weights: str,
         except HwsnnError:  # e.g. --weights spram on a board without SPRAM
             continue
         if fits:
-            found.append((other.device.luts, other.name))
+            found.append((other.device.logic, other.name))
     return [name for _, name in sorted(found)]
 
 

@@ -187,11 +187,11 @@ class EnginePlan:
 
     # -- widths -------------------------------------------------------------------------------
     def _widths(self):
-        w = widths(self.net, self.pop)
+        wd = widths(self.net, self.pop)
         # vbits: the membrane memory; cmp_bits: the neuron rule's subtractors, which see
         # V − τΘ (GN) or V − Θ·2^(T−1) (ILIF); bbits, cbits: bias words and input current.
-        self.vbits, self.cmp_bits, self.bbits, self.cbits = (w.membrane, w.compare, w.bias,
-                                                             w.current)
+        self.vbits, self.cmp_bits, self.bbits, self.cbits = (wd.membrane, wd.compare,
+                                                             wd.bias, wd.current)
         self.bias_words = self.words(bias_values(self.net, self.pop))
         # A spatial population whose bias depends on the channel only (no folded input
         # normalisation at the borders) reads it from a ROM of one word per lane group.
