@@ -124,8 +124,17 @@ def read_arrays(path: str, keys: tuple[str, ...], what: str) -> dict[str, np.nda
     return arrays
 
 
-def load_for(shape: tuple[int, ...], split: str = "test", path: str | None = None):
-    """Data for a model input ``shape``: from an .npz file (arrays ``x``, ``y``) or bundled."""
+def dataset_of(meta: dict) -> str | None:
+    """The shipped data set a network was converted for (its metadata's ``dataset``)."""
+    name = meta.get("dataset")
+    return name if name in DATASETS else None
+
+
+def load_for(shape: tuple[int, ...], split: str = "test", path: str | None = None,
+             dataset: str | None = None):
+    """Data for a model input ``shape``: from an .npz file (arrays ``x``, ``y``), else the
+    shipped data set ``dataset`` (a bundled model's own), else the shipped one of that
+    shape."""
     if path is not None:
         arrays = read_arrays(path, ("x", "y"), "data file")
         x = torch.as_tensor(arrays["x"], dtype=torch.float32)
@@ -139,5 +148,5 @@ def load_for(shape: tuple[int, ...], split: str = "test", path: str | None = Non
                 f"the model expects {tuple(shape)}"
             )
         return x.reshape(-1, *shape), y
-    x, y = load(for_shape(shape), split)
+    x, y = load(dataset or for_shape(shape), split)
     return x.reshape(-1, *shape), y

@@ -137,7 +137,7 @@ def infer(directory, port: str, *, baud: int = 115200, samples: int = 10, offset
     if images:
         x, y = load_images(images, net), None
     else:
-        x, y = data.load_for(tuple(net.input.shape), "test")
+        x, y = data.load_for(tuple(net.input.shape), "test", dataset=data.dataset_of(net.metadata))
         if samples < 1 or offset < 0 or offset + samples > len(x):
             raise HwsnnError(f"--samples {samples} from {offset}: the test data has "
                              f"{len(x)} samples")

@@ -56,3 +56,27 @@ def test_mnist_labels_belong_to_their_images():
 def test_unknown_data_set_is_named():
     with pytest.raises(HwsnnError, match="mnist"):
         data.load("cifar10")
+
+
+@pytest.mark.parametrize("name, least", [("mnist-mlp", 0.96), ("mnist-cnn", 0.99)])
+def test_bundled_mnist_models_are_measured_on_mnist(tmp_path, capsys, name, least):
+    """A bundled MNIST model is calibrated and evaluated on the MNIST split, never on the
+    upsampled digits that share its input shape; its ANN accuracy there is the float
+    model's own, computed here directly."""
+    import json
+
+    from hwsnn.cli import main
+    from hwsnn.models import BUNDLED
+
+    x, y = data.load("mnist", "test")
+    with torch.no_grad():
+        direct = (BUNDLED[name].load()(x).argmax(1) == y).float().mean().item()
+    assert direct >= least
+    out = tmp_path / name
+    assert main(["convert", name, "-o", str(out), "--timesteps", "2", "--json"]) == 0
+    conv = json.loads(capsys.readouterr().out)
+    assert conv["quantization_check"]["samples"] == 512
+    assert conv["quantization_check"]["float_snn_accuracy"] > 0.9  # on MNIST train images
+    assert main(["eval", str(out), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["samples"] == 2000 and r["ann_accuracy"] == pytest.approx(direct, abs=1e-6)
