@@ -139,11 +139,11 @@ def _convert_model(args):
         raise HwsnnError(f"{args.model}: give the input shape without batch, e.g. "
                          "--input-shape 1,8,8")
     calibration = labels = None
+    input_range, normalize = _input_options(args)
     if args.calibration_data or loaded.dataset or _has_bundled(loaded.input_shape):
         cx, cy = data.load_for(loaded.input_shape, "train", args.calibration_data,
-                                dataset=loaded.dataset)
+                               dataset=loaded.dataset, value_range=input_range)
         calibration, labels = cx[: args.calibration_samples], cy[: args.calibration_samples]
-    input_range, normalize = _input_options(args)
     # An exported program has the static batch size it was exported with.
     conv = api.convert(
         loaded.model, None if isinstance(loaded.model, torch.export.ExportedProgram)

@@ -130,11 +130,32 @@ def dataset_of(meta: dict) -> str | None:
     return name if name in DATASETS else None
 
 
+def check_range(x: torch.Tensor, value_range: tuple[float, float], what: str) -> None:
+    """Refuse inputs outside the range ``[lo, hi]`` the network was converted for (they
+    would be clipped to it, silently: uint8 pixels given to a network made for [0, 1]
+    would all read as white)."""
+    lo, hi = value_range
+    if x.numel() == 0:
+        return
+    xmin, xmax = float(x.min()), float(x.max())
+    slack = 1e-3 * (hi - lo)
+    if xmin >= lo - slack and xmax <= hi + slack:
+        return
+    text = (f"{what} holds values in [{xmin:g}, {xmax:g}], but the network takes inputs in "
+            f"[{lo:g}, {hi:g}]")
+    if xmax > 2 * hi and xmin >= 0 and xmax <= 255 and hi <= 1:
+        text += ": they look like 8-bit pixels; divide x by 255"
+    else:
+        text += ": scale x into that range"
+    raise HwsnnError(text + ", or convert the model with --input-range LO,HI of your data")
+
+
 def load_for(shape: tuple[int, ...], split: str = "test", path: str | None = None,
-             dataset: str | None = None):
+             dataset: str | None = None, value_range: tuple[float, float] | None = None):
     """Data for a model input ``shape``: from an .npz file (arrays ``x``, ``y``), else the
     shipped data set ``dataset`` (a bundled model's own), else the shipped one of that
-    shape."""
+    shape. A file's values must lie in ``value_range`` (the network's input range) when
+    given."""
     if path is not None:
         arrays = read_arrays(path, ("x", "y"), "data file")
         x = torch.as_tensor(arrays["x"], dtype=torch.float32)
@@ -147,6 +168,8 @@ def load_for(shape: tuple[int, ...], split: str = "test", path: str | None = Non
                 f"data file {path} holds inputs of shape {tuple(x.shape[1:])}, "
                 f"the model expects {tuple(shape)}"
             )
+        if value_range is not None:
+            check_range(x, value_range, f"data file {path}")
         return x.reshape(-1, *shape), y
     x, y = load(dataset or for_shape(shape), split)
     return x.reshape(-1, *shape), y

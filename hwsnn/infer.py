@@ -126,6 +126,7 @@ def load_images(path: str, net: QNet) -> torch.Tensor:
     if x.numel() % size:
         raise HwsnnError(f"{path} holds {x.numel()} values, not a whole number of "
                          f"{tuple(net.input.shape)} images")
+    data.check_range(x, (net.input.lo, net.input.hi), f"--images {path}")
     return x.reshape(-1, *net.input.shape)
 
 
