@@ -305,7 +305,8 @@ def load_conversion(directory) -> tuple[SNN, QNet]:
 def evaluate(directory=None, *, snn: SNN | None = None, qnet: QNet | None = None,
              x: torch.Tensor | None = None, y: torch.Tensor | None = None,
              lanes: int = 1, samples: int | None = None, data_path: str | None = None) -> dict:
-    """ANN vs float SNN vs integer golden on labelled data (default: the digits test split).
+    """ANN vs float SNN vs integer golden on labelled data (default: the test split of the
+    network's data set).
 
     Returns a dict with accuracies (fractions), prediction mismatches against the exact
     QCFS reference where the method has one, the ANN-vs-SNN logit MSE, SOPs and the ideal
@@ -314,7 +315,9 @@ def evaluate(directory=None, *, snn: SNN | None = None, qnet: QNet | None = None
     if directory is not None:
         snn, qnet = load_conversion(directory)
     if x is None:
-        x, y = data.load_for(tuple(snn.input.shape), "test", data_path)
+        x, y = data.load_for(tuple(snn.input.shape), "test", data_path,
+                             dataset=data.dataset_of((qnet or snn).metadata),
+                             value_range=(snn.input.lo, snn.input.hi))
     if samples is not None:
         if samples < 1:
             raise ParameterError(f"samples must be positive, not {samples}")

@@ -239,9 +239,10 @@ def many_steps(model: str = "digits-cnn", steps=(8, 12, 16), weight_bits: int = 
     integer golden model, and the weight shift that keeps the first layer's weights
     (one count of it is worth θ/(2^T − 1)) from clipping."""
     from .convert import convert
+    from .models import BUNDLED
     from .quantize import quantize
     graph, x, y = _graph(model)
-    cx, _ = data.load(data.for_shape(tuple(x.shape[1:])), "train")
+    cx, _ = data.load(BUNDLED[model].dataset, "train")
     rows = []
     for t in steps:
         snn = convert(graph, method="ilif", timesteps=t, calibration=cx[:512], progress=False)

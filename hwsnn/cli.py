@@ -139,10 +139,11 @@ def _convert_model(args):
         raise HwsnnError(f"{args.model}: give the input shape without batch, e.g. "
                          "--input-shape 1,8,8")
     calibration = labels = None
-    if args.calibration_data or loaded.dataset or _has_bundled(loaded.input_shape):
-        cx, cy = data.load_for(loaded.input_shape, "train", args.calibration_data)
-        calibration, labels = cx[: args.calibration_samples], cy[: args.calibration_samples]
     input_range, normalize = _input_options(args)
+    if args.calibration_data or loaded.dataset or _has_bundled(loaded.input_shape):
+        cx, cy = data.load_for(loaded.input_shape, "train", args.calibration_data,
+                               dataset=loaded.dataset, value_range=input_range)
+        calibration, labels = cx[: args.calibration_samples], cy[: args.calibration_samples]
     # An exported program has the static batch size it was exported with.
     conv = api.convert(
         loaded.model, None if isinstance(loaded.model, torch.export.ExportedProgram)
@@ -757,7 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("eval", help="ANN vs float SNN vs integer golden accuracy")
     s.add_argument("directory", metavar="DIR", help="output of 'hwsnn convert'")
     s.add_argument("--data", metavar="FILE.npz", help="labelled test data (arrays x, y); "
-                   "default: the bundled digits test split")
+                   "default: the bundled test split of the model's data set")
     s.add_argument("--samples", type=int, help="evaluate the first N samples only")
     s.add_argument("--lanes", type=int, default=1, help="lanes P for the ideal cycle count")
     s.add_argument("--json", action="store_true", help="print one JSON object")
@@ -791,7 +792,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--samples", type=int, default=100, help="test samples (default 100)")
     s.add_argument("--offset", type=int, default=0, help="first test sample")
     s.add_argument("--data", metavar="FILE.npz", help="labelled test data (arrays x, y); "
-                   "default: the bundled digits test split")
+                   "default: the bundled test split of the model's data set")
     s.add_argument("--top", help="the design in DIR/rtl to run, when there are several "
                    "(with --verilog: the module in FILE to run)")
     s.add_argument("--lanes", help="regenerate the design with this many lanes first")

@@ -1,14 +1,21 @@
-"""The real data hwsnn ships with: scikit-learn's bundled UCI handwritten digits.
+"""The real data hwsnn ships with: scikit-learn's UCI handwritten digits and real MNIST.
 
-1797 grey-scale 8×8 images, 10 classes, pixel values 0..16 scaled to [0, 1]. The split is
-fixed (stratified, seed 0, 30 % test), so every figure hwsnn reports is reproducible.
-``digits28`` is the same data upsampled (bilinear) to 28×28: an MNIST-shaped workload.
+- ``digits``: scikit-learn's bundled 1797 grey-scale 8×8 images, 10 classes, pixel values
+  0..16 scaled to [0, 1]; split stratified, seed 0, 30 % test.
+- ``digits28``: the same data upsampled (bilinear) to 28×28: an MNIST-shaped workload.
+- ``mnist``: 10,000 real MNIST digits (28×28, 8-bit grey scaled to [0, 1]) shipped in
+  ``hwsnn/datasets/mnist.npz`` (provenance in its README); split stratified, seed 0,
+  8,000 train / 2,000 test.
+
+Every split is fixed, so every figure hwsnn reports is reproducible, and nothing is
+downloaded at run time.
 """
 
 from __future__ import annotations
 
 import zipfile
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,18 +24,39 @@ from .errors import HwsnnError
 
 TEST_FRACTION = 0.3
 SPLIT_SEED = 0
-DATASETS = ("digits", "digits28")
+DATASETS = ("digits", "digits28", "mnist")
+MNIST_FILE = Path(__file__).resolve().parent / "datasets" / "mnist.npz"
+MNIST_TEST = 2000  # of the 10,000 shipped digits
 
 
 @cache
-def _split():
-    from sklearn.datasets import load_digits
+def _split(name: str = "digits"):
     from sklearn.model_selection import train_test_split
 
-    bunch = load_digits()
-    x = (bunch.images / 16.0).astype(np.float32)
-    y = bunch.target.astype(np.int64)
-    return train_test_split(x, y, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y)
+    if name == "mnist":
+        x, y = read_mnist()
+        x = (x / 255.0).astype(np.float32)
+        test = MNIST_TEST
+    else:
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        x = (bunch.images / 16.0).astype(np.float32)
+        y = bunch.target.astype(np.int64)
+        test = TEST_FRACTION
+    return train_test_split(x, y, test_size=test, random_state=SPLIT_SEED, stratify=y)
+
+
+def read_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """The shipped MNIST digits as stored: ``x`` uint8 [10000, 28, 28], ``y`` int64."""
+    try:
+        with np.load(MNIST_FILE, allow_pickle=False) as f:
+            x, y = f["x"], f["y"].astype(np.int64)
+    except (OSError, KeyError, ValueError) as exc:
+        raise HwsnnError(f"the shipped MNIST file {MNIST_FILE} is missing or damaged "
+                         f"({exc}): reinstall hwsnn, or rebuild it with "
+                         "examples/make_mnist.py") from None
+    return x, y
 
 
 def load(name: str = "digits", split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,7 +65,7 @@ def load(name: str = "digits", split: str = "test") -> tuple[torch.Tensor, torch
         raise HwsnnError(f"unknown data set {name!r}: choose one of {', '.join(DATASETS)}")
     if split not in ("train", "test"):
         raise HwsnnError(f"unknown split {split!r}: choose 'train' or 'test'")
-    x_train, x_test, y_train, y_test = _split()
+    x_train, x_test, y_train, y_test = _split("mnist" if name == "mnist" else "digits")
     x, y = (x_train, y_train) if split == "train" else (x_test, y_test)
     images = torch.from_numpy(x).unsqueeze(1)
     if name == "digits28":
@@ -96,8 +124,38 @@ def read_arrays(path: str, keys: tuple[str, ...], what: str) -> dict[str, np.nda
     return arrays
 
 
-def load_for(shape: tuple[int, ...], split: str = "test", path: str | None = None):
-    """Data for a model input ``shape``: from an .npz file (arrays ``x``, ``y``) or bundled."""
+def dataset_of(meta: dict) -> str | None:
+    """The shipped data set a network was converted for (its metadata's ``dataset``)."""
+    name = meta.get("dataset")
+    return name if name in DATASETS else None
+
+
+def check_range(x: torch.Tensor, value_range: tuple[float, float], what: str) -> None:
+    """Refuse inputs outside the range ``[lo, hi]`` the network was converted for (they
+    would be clipped to it, silently: uint8 pixels given to a network made for [0, 1]
+    would all read as white)."""
+    lo, hi = value_range
+    if x.numel() == 0:
+        return
+    xmin, xmax = float(x.min()), float(x.max())
+    slack = 1e-3 * (hi - lo)
+    if xmin >= lo - slack and xmax <= hi + slack:
+        return
+    text = (f"{what} holds values in [{xmin:g}, {xmax:g}], but the network takes inputs in "
+            f"[{lo:g}, {hi:g}]")
+    if xmax > 2 * hi and xmin >= 0 and xmax <= 255 and hi <= 1:
+        text += ": they look like 8-bit pixels; divide x by 255"
+    else:
+        text += ": scale x into that range"
+    raise HwsnnError(text + ", or convert the model with --input-range LO,HI of your data")
+
+
+def load_for(shape: tuple[int, ...], split: str = "test", path: str | None = None,
+             dataset: str | None = None, value_range: tuple[float, float] | None = None):
+    """Data for a model input ``shape``: from an .npz file (arrays ``x``, ``y``), else the
+    shipped data set ``dataset`` (a bundled model's own), else the shipped one of that
+    shape. A file's values must lie in ``value_range`` (the network's input range) when
+    given."""
     if path is not None:
         arrays = read_arrays(path, ("x", "y"), "data file")
         x = torch.as_tensor(arrays["x"], dtype=torch.float32)
@@ -110,6 +168,8 @@ def load_for(shape: tuple[int, ...], split: str = "test", path: str | None = Non
                 f"data file {path} holds inputs of shape {tuple(x.shape[1:])}, "
                 f"the model expects {tuple(shape)}"
             )
+        if value_range is not None:
+            check_range(x, value_range, f"data file {path}")
         return x.reshape(-1, *shape), y
-    x, y = load(for_shape(shape), split)
+    x, y = load(dataset or for_shape(shape), split)
     return x.reshape(-1, *shape), y

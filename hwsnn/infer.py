@@ -126,6 +126,7 @@ def load_images(path: str, net: QNet) -> torch.Tensor:
     if x.numel() % size:
         raise HwsnnError(f"{path} holds {x.numel()} values, not a whole number of "
                          f"{tuple(net.input.shape)} images")
+    data.check_range(x, (net.input.lo, net.input.hi), f"--images {path}")
     return x.reshape(-1, *net.input.shape)
 
 
@@ -137,7 +138,7 @@ def infer(directory, port: str, *, baud: int = 115200, samples: int = 10, offset
     if images:
         x, y = load_images(images, net), None
     else:
-        x, y = data.load_for(tuple(net.input.shape), "test")
+        x, y = data.load_for(tuple(net.input.shape), "test", dataset=data.dataset_of(net.metadata))
         if samples < 1 or offset < 0 or offset + samples > len(x):
             raise HwsnnError(f"--samples {samples} from {offset}: the test data has "
                              f"{len(x)} samples")

@@ -270,7 +270,9 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
         raise ParameterError(f"--stall must be a fraction in [0, 1), not {stall}")
     directory = Path(directory)
     net = load_qnet(directory)
-    x, y = data.load_for(tuple(net.input.shape), "test", data_path)
+    x, y = data.load_for(tuple(net.input.shape), "test", data_path,
+                         dataset=data.dataset_of(net.metadata),
+                         value_range=(net.input.lo, net.input.hi))
     if offset < 0 or offset + samples > len(x):
         raise ParameterError(f"--samples {samples} from {offset}: the test data has "
                              f"{len(x)} samples")

@@ -101,6 +101,11 @@ def workspace(tmp_path_factory):
         np.save(ws / "objects.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
         np.savez(ws / "objects.npz", x=np.array([{}], dtype=object), y=np.zeros(1))
         np.save(ws / "small.npy", np.zeros((3, 5)))
+        from hwsnn import data
+        dx, dy = data.load("digits", "test")
+        pixels = (dx[:4] * 255).round().to(torch.uint8).numpy()  # 8-bit pixels, not [0, 1]
+        np.savez(ws / "uint8.npz", x=pixels, y=dy[:4].numpy())
+        np.save(ws / "uint8.npy", pixels)
         (ws / "file.txt").write_text("a file\n")
         (ws / "notes").mkdir()
         (ws / "notes" / "notes.txt").write_text("a user's notes\n")
@@ -213,6 +218,13 @@ CASES = [
      ["garbage.npy", "not a NumPy file"]),
     (["eval", "net", "--data", "objects.npz"], ["objects.npz", "Python objects"]),
     (["eval", "empty"], ["empty holds no qnet.json", "hwsnn convert"]),
+    (["eval", "net", "--data", "uint8.npz"],
+     ["data file uint8.npz", "[0, 255]", "[0, 1]", "divide x by 255"]),
+    (["convert", "digits-mlp", "-o", "out", "--calibration-data", "uint8.npz"],
+     ["data file uint8.npz", "divide x by 255", "--input-range"]),
+    (["sim", "cnn", "--data", "uint8.npz"], ["data file uint8.npz", "divide x by 255"]),
+    (["infer", "net", "--port", "golden", "--images", "uint8.npy"],
+     ["--images uint8.npy", "divide x by 255"]),
     (["infer", "net", "--port", "golden", "--images", "garbage.npy"],
      ["--images garbage.npy", "not a NumPy file"]),
     (["infer", "net", "--port", "golden", "--images", "pickled.npy"],

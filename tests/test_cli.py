@@ -28,7 +28,7 @@ def test_models_lists_the_bundled_models(capsys):
     code, out, _ = run(capsys, "models", "--json")
     assert code == 0
     names = [m["name"] for m in json.loads(out)["models"]]
-    assert names == ["digits-mlp", "digits-cnn", "digits28-mlp"]
+    assert names == ["digits-mlp", "digits-cnn", "digits28-mlp", "mnist-mlp", "mnist-cnn"]
 
 
 def test_convert_then_eval_json(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""The bundled example models, trained on the digits data sets by ``examples/train_digits.py``.
+"""The bundled example models, trained on the shipped data sets by ``examples/train_digits.py``.
 
 Each is addressable by name (``hwsnn models`` lists them): an architecture factory plus a
 state dict shipped inside the package, so nothing is trained or downloaded at run time.
@@ -75,6 +75,43 @@ def digits_cnn(levels: int = LEVELS) -> nn.Module:
     return DigitsCNN(levels)
 
 
+def mnist_mlp(levels: int = LEVELS) -> nn.Module:
+    """784-128-10 MLP with QCFS activations for real MNIST: the accelerator community's
+    common workload."""
+    return digits28_mlp(levels)
+
+
+class MnistCNN(nn.Module):
+    """LeNet-class CNN for real MNIST: two 5×5 convolutions each followed by a 2×2 average
+    pool (MaxPool has no exact spiking form), then 784-64-10."""
+
+    def __init__(self, levels: int = LEVELS):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 5, padding=2)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.act1 = QCFS(levels)
+        self.pool1 = nn.AvgPool2d(2)
+        self.conv2 = nn.Conv2d(8, 16, 5, padding=2)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.act2 = QCFS(levels)
+        self.pool2 = nn.AvgPool2d(2)
+        self.fc1 = nn.Linear(16 * 7 * 7, 64)
+        self.bn3 = nn.BatchNorm1d(64)
+        self.act3 = QCFS(levels)
+        self.drop = nn.Dropout(0.1)
+        self.fc2 = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.pool1(self.act1(self.bn1(self.conv1(x))))
+        x = self.pool2(self.act2(self.bn2(self.conv2(x))))
+        x = self.drop(self.act3(self.bn3(self.fc1(torch.flatten(x, 1)))))
+        return self.fc2(x)
+
+
+def mnist_cnn(levels: int = LEVELS) -> nn.Module:
+    return MnistCNN(levels)
+
+
 @dataclass(frozen=True)
 class BundledModel:
     name: str
@@ -103,5 +140,10 @@ BUNDLED = {
         BundledModel("digits28-mlp", digits28_mlp, (1, 28, 28), "digits28",
                      "784-128-10 MLP, QCFS(L=4), BatchNorm: MNIST-shaped, for latency/resource "
                      "figures"),
+        BundledModel("mnist-mlp", mnist_mlp, (1, 28, 28), "mnist",
+                     "784-128-10 MLP, QCFS(L=4), BatchNorm, on real MNIST"),
+        BundledModel("mnist-cnn", mnist_cnn, (1, 28, 28), "mnist",
+                     "LeNet-class conv8(5×5)-pool-conv16(5×5)-pool-fc64-fc10 CNN, QCFS(L=4), "
+                     "BatchNorm, on real MNIST"),
     )
 }
