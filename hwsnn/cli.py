@@ -727,9 +727,13 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="PT", help="refuse a conversion whose integer network scores more "
                    "than PT percentage points below the float SNN on the calibration data "
                    "(default %(default)s); the error names the weight width that would do")
-    s.add_argument("--calibration-data", metavar="FILE.npz",
-                   help="threshold-balancing inputs (arrays x, y); default: the bundled "
-                        "digits training split when the input shape fits")
+    s.add_argument("--calibration-data", metavar="DATA",
+                   help="threshold-balancing inputs: an .npz (arrays x, y), a "
+                        "torchvision-style MNIST folder (its train files) or "
+                        "package.module:factory (factory('train') returns a torch "
+                        "Dataset); default: the "
+                        "bundled model's own training split, or the shipped one of the "
+                        "input shape")
     s.add_argument("--calibration-samples", type=int, default=512)
     s.add_argument("--percentile", default=str(DEFAULT_PERCENTILE),
                    help="activation percentile for ReLU thresholds, or 'max'")
@@ -757,8 +761,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("eval", help="ANN vs float SNN vs integer golden accuracy")
     s.add_argument("directory", metavar="DIR", help="output of 'hwsnn convert'")
-    s.add_argument("--data", metavar="FILE.npz", help="labelled test data (arrays x, y); "
-                   "default: the bundled test split of the model's data set")
+    s.add_argument("--data", metavar="DATA", help="labelled test data: an .npz (arrays x, "
+                   "y), a torchvision-style MNIST folder (its t10k files) or "
+                   "package.module:factory (factory('test') returns a torch Dataset); "
+                   "default: the "
+                   "bundled test split of the model's data set")
     s.add_argument("--samples", type=int, help="evaluate the first N samples only")
     s.add_argument("--lanes", type=int, default=1, help="lanes P for the ideal cycle count")
     s.add_argument("--json", action="store_true", help="print one JSON object")
@@ -791,8 +798,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "the design's top) must have the ports of DIR/rtl/TOP.json")
     s.add_argument("--samples", type=int, default=100, help="test samples (default 100)")
     s.add_argument("--offset", type=int, default=0, help="first test sample")
-    s.add_argument("--data", metavar="FILE.npz", help="labelled test data (arrays x, y); "
-                   "default: the bundled test split of the model's data set")
+    s.add_argument("--data", metavar="DATA", help="labelled test data: an .npz (arrays x, "
+                   "y), a torchvision-style MNIST folder (its t10k files) or "
+                   "package.module:factory (factory('test') returns a torch Dataset); "
+                   "default: the "
+                   "bundled test split of the model's data set")
     s.add_argument("--top", help="the design in DIR/rtl to run, when there are several "
                    "(with --verilog: the module in FILE to run)")
     s.add_argument("--lanes", help="regenerate the design with this many lanes first")

@@ -124,6 +124,90 @@ def read_arrays(path: str, keys: tuple[str, ...], what: str) -> dict[str, np.nda
     return arrays
 
 
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """One IDX file (the MNIST format; gzip-compressed when its name ends in .gz)."""
+    import gzip
+    try:
+        raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise HwsnnError(f"cannot read the IDX file {path}: {exc}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
+        raise HwsnnError(f"{path} is not an IDX file (the MNIST format): its first bytes "
+                         "are not 0, 0, a type code")
+    ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise HwsnnError(f"{path}: truncated IDX header")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dtype = np.dtype(IDX_TYPES[raw[2]])
+    body = raw[4 + 4 * ndim:]
+    if len(body) != int(np.prod(dims)) * dtype.itemsize:
+        raise HwsnnError(f"{path}: the header says {'x'.join(map(str, dims))} values, the "
+                         f"file holds {len(body) // dtype.itemsize}: it is truncated")
+    return np.frombuffer(body, dtype).reshape(dims)
+
+
+def _find_idx(folder: Path, name: str) -> Path | None:
+    for sub in ("", "raw", "MNIST/raw", "FashionMNIST/raw", "KMNIST/raw"):
+        for suffix in ("", ".gz"):
+            p = folder / sub / (name + suffix)
+            if p.is_file():
+                return p
+    return None
+
+
+def read_idx_folder(folder: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A torchvision-style MNIST / Fashion-MNIST folder: ``split`` ``train`` reads
+    train-images-idx3-ubyte and train-labels-idx1-ubyte, ``test`` the t10k files (gzipped
+    or not, in the folder or its raw/, MNIST/raw/ or FashionMNIST/raw/). Returns the images
+    scaled to [0, 1] (as torchvision's ToTensor) and the labels."""
+    folder = Path(folder)
+    names = IDX_FILES[split]
+    found = [_find_idx(folder, n) for n in names]
+    missing = [n for n, p in zip(names, found, strict=True) if p is None]
+    if missing:
+        raise HwsnnError(f"data folder {folder} holds no {' or '.join(missing)} (.gz or not, "
+                         "in the folder or its raw/, MNIST/raw/, FashionMNIST/raw/): give a "
+                         "torchvision-style MNIST folder or an .npz with arrays x, y")
+    images, labels = (read_idx(p) for p in found)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise HwsnnError(f"data folder {folder}: {found[0].name} holds "
+                         f"{'x'.join(map(str, images.shape))}, {found[1].name} "
+                         f"{'x'.join(map(str, labels.shape))}: expected N images and N labels")
+    x = images.astype(np.float32)
+    if images.dtype == np.uint8:
+        x /= 255.0
+    return x, labels.astype(np.int64)
+
+
+def read_factory(spec: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``package.module:factory``: a function that takes the split (``"train"`` or
+    ``"test"``) and returns a torch Dataset of (image tensor, integer label) pairs."""
+    from .api import _first_line, _import_factory
+    module_name, _, name = spec.partition(":")
+    factory = _import_factory(spec, module_name, name)
+    try:
+        dataset = factory(split)
+        pairs = [dataset[i] for i in range(len(dataset))]
+    except Exception as exc:  # the user's code: any error
+        raise HwsnnError(f"--data {spec}: {name}({split!r}) raised {type(exc).__name__}: "
+                         f"{_first_line(exc)}; give a function of the split that returns a "
+                         "torch Dataset of (image, label)") from None
+    try:
+        x = torch.stack([torch.as_tensor(p[0], dtype=torch.float32) for p in pairs])
+        y = torch.as_tensor([int(p[1]) for p in pairs], dtype=torch.int64)
+    except (TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise HwsnnError(f"--data {spec}: the Dataset's items are not (image tensor, integer "
+                         f"label) pairs of one shape ({_first_line(exc)})") from None
+    if not len(x):
+        raise HwsnnError(f"--data {spec}: the {split} Dataset is empty")
+    return x, y
+
+
 def dataset_of(meta: dict) -> str | None:
     """The shipped data set a network was converted for (its metadata's ``dataset``)."""
     name = meta.get("dataset")
@@ -152,14 +236,21 @@ def check_range(x: torch.Tensor, value_range: tuple[float, float], what: str) ->
 
 def load_for(shape: tuple[int, ...], split: str = "test", path: str | None = None,
              dataset: str | None = None, value_range: tuple[float, float] | None = None):
-    """Data for a model input ``shape``: from an .npz file (arrays ``x``, ``y``), else the
-    shipped data set ``dataset`` (a bundled model's own), else the shipped one of that
-    shape. A file's values must lie in ``value_range`` (the network's input range) when
-    given."""
+    """Data for a model input ``shape``: from ``path``, an .npz file (arrays ``x``, ``y``),
+    a torchvision-style MNIST folder of IDX files (its ``split``) or
+    ``package.module:factory`` (see ``read_factory``), else the shipped data
+    set ``dataset`` (a bundled model's own), else the shipped one of that shape. A file's
+    values must lie in ``value_range`` (the network's input range) when given."""
     if path is not None:
-        arrays = read_arrays(path, ("x", "y"), "data file")
-        x = torch.as_tensor(arrays["x"], dtype=torch.float32)
-        y = torch.as_tensor(arrays["y"], dtype=torch.int64)
+        if Path(path).is_dir():
+            ax, ay = read_idx_folder(path, split)
+        elif ":" in path and not Path(path).exists():
+            ax, ay = read_factory(path, split)
+        else:
+            arrays = read_arrays(path, ("x", "y"), "data file")
+            ax, ay = arrays["x"], arrays["y"]
+        x = torch.as_tensor(ax, dtype=torch.float32)
+        y = torch.as_tensor(ay, dtype=torch.int64)
         if len(x) != len(y) or y.dim() != 1:
             raise HwsnnError(f"data file {path} holds {len(x)} inputs x but labels y of shape "
                              f"{tuple(y.shape)}: give one label per input")

@@ -218,6 +218,8 @@ CASES = [
      ["garbage.npy", "not a NumPy file"]),
     (["eval", "net", "--data", "objects.npz"], ["objects.npz", "Python objects"]),
     (["eval", "empty"], ["empty holds no qnet.json", "hwsnn convert"]),
+    (["eval", "net", "--data", "empty"],
+     ["data folder empty", "t10k-images-idx3-ubyte", "torchvision-style MNIST folder"]),
     (["eval", "net", "--data", "uint8.npz"],
      ["data file uint8.npz", "[0, 255]", "[0, 1]", "divide x by 255"]),
     (["convert", "digits-mlp", "-o", "out", "--calibration-data", "uint8.npz"],

@@ -80,3 +80,76 @@ def test_bundled_mnist_models_are_measured_on_mnist(tmp_path, capsys, name, leas
     assert main(["eval", str(out), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["samples"] == 2000 and r["ann_accuracy"] == pytest.approx(direct, abs=1e-6)
+
+
+def _write_idx(path, array: np.ndarray, gz: bool):
+    import gzip
+    head = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape)
+    raw = head + array.astype(np.uint8).tobytes()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        raw = gzip.compress(raw)
+    path.write_bytes(raw)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_torchvision_mnist_folder_is_read_like_the_npz(tmp_path, gz):
+    """IDX files written here by hand (header: 0, 0, type 8, ndim, big-endian sizes) in
+    torchvision's MNIST/raw layout: read back as the same images in [0, 1] and labels."""
+    x, y = data.read_mnist()
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    _write_idx(raw / "train-images-idx3-ubyte", x[:30], gz)
+    _write_idx(raw / "train-labels-idx1-ubyte", y[:30], gz)
+    _write_idx(raw / "t10k-images-idx3-ubyte", x[30:42], gz)
+    _write_idx(raw / "t10k-labels-idx1-ubyte", y[30:42], gz)
+    for split, sl in (("train", slice(0, 30)), ("test", slice(30, 42))):
+        lx, ly = data.load_for((1, 28, 28), split, str(tmp_path), value_range=(0.0, 1.0))
+        assert lx.shape == (sl.stop - sl.start, 1, 28, 28)
+        assert torch.equal(lx, torch.from_numpy(x[sl] / 255.0).float().unsqueeze(1))
+        assert torch.equal(ly, torch.from_numpy(y[sl]))
+    (raw / ("t10k-labels-idx1-ubyte" + (".gz" if gz else ""))).unlink()
+    with pytest.raises(HwsnnError, match="t10k-labels-idx1-ubyte"):
+        data.load_for((1, 28, 28), "test", str(tmp_path))
+    bad = tmp_path / "bad-idx3-ubyte"
+    bad.write_bytes(b"\x00\x00\x08\x03" + (5).to_bytes(4, "big") * 3 + b"\x00" * 7)
+    with pytest.raises(HwsnnError, match="truncated"):
+        data.read_idx(bad)
+
+
+FACTORY = '''
+import torch
+from torch.utils.data import Dataset
+
+from hwsnn import data
+
+
+class Digits(Dataset):
+    def __init__(self, split):
+        self.x, self.y = data.load("digits", split)
+
+    def __len__(self):
+        return 7
+
+    def __getitem__(self, i):
+        return self.x[i], int(self.y[i])
+
+
+def digits(split):
+    return Digits(split)
+
+
+def broken(split):
+    raise OSError("no such folder /data/mnist")
+'''
+
+
+def test_a_dataset_factory_is_read_from_the_current_directory(tmp_path, monkeypatch):
+    (tmp_path / "hwsnn_user_data.py").write_text(FACTORY)
+    monkeypatch.chdir(tmp_path)
+    x, y = data.load_for((1, 8, 8), "test", "hwsnn_user_data:digits", value_range=(0, 1))
+    dx, dy = data.load("digits", "test")
+    assert torch.equal(x, dx[:7]) and torch.equal(y, dy[:7])
+    with pytest.raises(HwsnnError, match=r"broken\('train'\) raised OSError: no such folder"):
+        data.load_for((1, 8, 8), "train", "hwsnn_user_data:broken")
