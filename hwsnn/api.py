@@ -316,7 +316,7 @@ def evaluate(directory=None, *, snn: SNN | None = None, qnet: QNet | None = None
         snn, qnet = load_conversion(directory)
     if x is None:
         x, y = data.load_for(tuple(snn.input.shape), "test", data_path,
-                             dataset=data.dataset_of((qnet or snn).metadata),
+                             meta=(qnet or snn).metadata,
                              value_range=(snn.input.lo, snn.input.hi))
     if samples is not None:
         if samples < 1:

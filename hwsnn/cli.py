@@ -140,9 +140,17 @@ def _convert_model(args):
                          "--input-shape 1,8,8")
     calibration = labels = None
     input_range, normalize = _input_options(args)
-    if args.calibration_data or loaded.dataset or _has_bundled(loaded.input_shape):
+    # A bundled model knows its data; any other model's data is the user's to name: hwsnn
+    # never calibrates or evaluates on a shipped set just because its images fit.
+    dataset = args.dataset or loaded.dataset
+    if args.dataset:
+        images = tuple(data.load(args.dataset, "test")[0].shape[1:])
+        if math.prod(images) != math.prod(loaded.input_shape):
+            raise HwsnnError(f"--dataset {args.dataset} has images of shape {images}, the "
+                             f"model takes {tuple(loaded.input_shape)}")
+    if args.calibration_data or dataset:
         cx, cy = data.load_for(loaded.input_shape, "train", args.calibration_data,
-                               dataset=loaded.dataset, value_range=input_range)
+                               dataset=dataset, value_range=input_range)
         calibration, labels = cx[: args.calibration_samples], cy[: args.calibration_samples]
     # An exported program has the static batch size it was exported with.
     conv = api.convert(
@@ -154,8 +162,7 @@ def _convert_model(args):
         max_membrane_bits=args.max_membrane_bits, calibration=calibration,
         percentile=_percentile(args.percentile), input_range=input_range,
         normalize=normalize, progress=not args.json, name=loaded.name)
-    conv.qnet.metadata["dataset"] = loaded.dataset or (
-        data.for_shape(loaded.input_shape) if _has_bundled(loaded.input_shape) else None)
+    conv.qnet.metadata["dataset"] = dataset
     if calibration is not None:
         # The integer network must keep the float SNN's accuracy on the calibration data.
         check = api.quantization_check(conv, calibration, labels,
@@ -164,14 +171,6 @@ def _convert_model(args):
         conv.qnet.metadata["quantization_check"] = check
     conv.snn.metadata.update(conv.qnet.metadata)
     return conv
-
-
-def _has_bundled(shape) -> bool:
-    try:
-        data.for_shape(shape)
-        return True
-    except HwsnnError:
-        return False
 
 
 def _population_rows(qnet) -> list[dict]:
@@ -668,7 +667,7 @@ def cmd_demo(args) -> int:
     lanes = _lanes(args.lanes)
     out = args.output or tempfile.mkdtemp(prefix="hwsnn-demo-")
     ns = argparse.Namespace(
-        model="digits-cnn", weights=None, input_shape=None, calibration_data=None,
+        model="digits-cnn", weights=None, input_shape=None, calibration_data=None, dataset=None,
         calibration_samples=512, normalize=None, input_range="0,1", method="gn",
         timesteps=2, group_size="4", cos_steps=8, weight_bits=DEFAULT_WEIGHT_BITS,
         max_membrane_bits=DEFAULT_MAX_MEMBRANE_BITS, percentile=str(DEFAULT_PERCENTILE),
@@ -735,6 +734,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "bundled model's own training split, or the shipped one of the "
                         "input shape")
     s.add_argument("--calibration-samples", type=int, default=512)
+    s.add_argument("--dataset", choices=data.DATASETS,
+                   help="the shipped data set the model was trained on (calibration, and "
+                        "the default test data of eval, sim and infer); a bundled model "
+                        "knows its own, any other model's data is not guessed from its shape")
     s.add_argument("--percentile", default=str(DEFAULT_PERCENTILE),
                    help="activation percentile for ReLU thresholds, or 'max'")
     s.add_argument("--input-range", default="0,1", metavar="LO,HI",

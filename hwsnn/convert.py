@@ -129,7 +129,8 @@ def calibrate_thresholds(graph: Graph, calibration: torch.Tensor | None, *,
     if calibration is None or len(calibration) == 0:
         raise ParameterError(
             f"layers {', '.join(relu)} use plain ReLU: threshold balancing needs calibration "
-            "data (--calibration-data, or the bundled digits set for 8x8 / 28x28 inputs)")
+            "data: give --calibration-data DATA (your training data), or --dataset NAME when "
+            "the model was trained on a shipped set (digits, digits28, mnist)")
     if percentile is not None and not 0 < percentile <= 100:
         raise ParameterError(f"percentile must be in (0, 100], not {percentile}")
     collected: dict[str, list[torch.Tensor]] = {n: [] for n in relu}

@@ -214,6 +214,13 @@ def dataset_of(meta: dict) -> str | None:
     return name if name in DATASETS else None
 
 
+def unknown_data(meta: dict) -> bool:
+    """Whether a network was converted from a model whose data hwsnn does not know (its
+    metadata says ``"dataset": null``): such a network is never run on a shipped data set
+    that merely shares its input shape."""
+    return "dataset" in meta and meta["dataset"] is None
+
+
 def check_range(x: torch.Tensor, value_range: tuple[float, float], what: str) -> None:
     """Refuse inputs outside the range ``[lo, hi]`` the network was converted for (they
     would be clipped to it, silently: uint8 pixels given to a network made for [0, 1]
@@ -235,12 +242,14 @@ def check_range(x: torch.Tensor, value_range: tuple[float, float], what: str) ->
 
 
 def load_for(shape: tuple[int, ...], split: str = "test", path: str | None = None,
-             dataset: str | None = None, value_range: tuple[float, float] | None = None):
+             dataset: str | None = None, value_range: tuple[float, float] | None = None,
+             meta: dict | None = None):
     """Data for a model input ``shape``: from ``path``, an .npz file (arrays ``x``, ``y``),
     a torchvision-style MNIST folder of IDX files (its ``split``) or
     ``package.module:factory`` (see ``read_factory``), else the shipped data
-    set ``dataset`` (a bundled model's own), else the shipped one of that shape. A file's
-    values must lie in ``value_range`` (the network's input range) when given."""
+    set ``dataset`` (a bundled model's own, or named by a network's metadata ``meta``), else
+    the shipped one of that shape, unless ``meta`` says the network's data is unknown. A
+    file's values must lie in ``value_range`` (the network's input range) when given."""
     if path is not None:
         if Path(path).is_dir():
             ax, ay = read_idx_folder(path, split)
@@ -262,5 +271,11 @@ def load_for(shape: tuple[int, ...], split: str = "test", path: str | None = Non
         if value_range is not None:
             check_range(x, value_range, f"data file {path}")
         return x.reshape(-1, *shape), y
+    if meta is not None:
+        if dataset is None and unknown_data(meta):
+            raise HwsnnError(f"{meta.get('model', 'this network')} was converted without a "
+                             "known data set: give its data with --data DATA (an .npz with "
+                             "arrays x, y, an MNIST folder or package.module:factory)")
+        dataset = dataset or dataset_of(meta)
     x, y = load(dataset or for_shape(shape), split)
     return x.reshape(-1, *shape), y

@@ -138,7 +138,10 @@ def infer(directory, port: str, *, baud: int = 115200, samples: int = 10, offset
     if images:
         x, y = load_images(images, net), None
     else:
-        x, y = data.load_for(tuple(net.input.shape), "test", dataset=data.dataset_of(net.metadata))
+        if data.unknown_data(net.metadata):
+            raise HwsnnError(f"{directory} was converted without a known data set: give the "
+                             "images to send with --images FILE")
+        x, y = data.load_for(tuple(net.input.shape), "test", meta=net.metadata)
         if samples < 1 or offset < 0 or offset + samples > len(x):
             raise HwsnnError(f"--samples {samples} from {offset}: the test data has "
                              f"{len(x)} samples")

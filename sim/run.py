@@ -271,7 +271,7 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
     directory = Path(directory)
     net = load_qnet(directory)
     x, y = data.load_for(tuple(net.input.shape), "test", data_path,
-                         dataset=data.dataset_of(net.metadata),
+                         meta=net.metadata,
                          value_range=(net.input.lo, net.input.hi))
     if offset < 0 or offset + samples > len(x):
         raise ParameterError(f"--samples {samples} from {offset}: the test data has "

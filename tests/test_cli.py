@@ -67,10 +67,46 @@ def test_factory_with_state_dict_and_relu_threshold_balancing(tmp_path, capsys):
     cli_models.save_mlp_weights(weights)
     code, out, err = run(capsys, "convert", "cli_models:mlp", "--weights", str(weights),
                          "--input-shape", "1,8,8", "-o", str(tmp_path / "f"),
-                         "--method", "if", "-T", "8", "--json")
+                         "--method", "if", "-T", "8", "--dataset", "digits", "--json")
     assert code == 0, err
     pops = json.loads(out)["populations"]
     assert pops[0]["theta"] > 0 and pops[0]["kind"] == "gn"
+
+
+def test_a_users_model_is_never_measured_on_data_it_did_not_choose(tmp_path, capsys):
+    """A model hwsnn did not bundle: its data is not guessed from its input shape. ReLU
+    layers need calibration data; a QCFS model converts, and then eval, sim and infer ask
+    for the data instead of scoring it on the shipped digits."""
+    import cli_models
+    weights = tmp_path / "w.pt"
+    cli_models.save_mlp_weights(weights)
+    code, _, err = run(capsys, "convert", "cli_models:mlp", "--weights", str(weights),
+                       "--input-shape", "1,8,8", "-o", str(tmp_path / "relu"))
+    assert code == 2 and "--calibration-data DATA" in err and "--dataset NAME" in err
+    assert not (tmp_path / "relu").exists()
+    from hwsnn.models import BUNDLED
+    ep = torch.export.export(BUNDLED["digits-cnn"].load(), (torch.zeros(2, 1, 8, 8),))
+    torch.export.save(ep, str(tmp_path / "cnn.pt2"))
+    net = tmp_path / "qcfs"
+    code, out, err = run(capsys, "convert", str(tmp_path / "cnn.pt2"), "-o", str(net), "-T",
+                         "1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["quantization_check"] is None
+    for argv in (["eval", str(net)], ["sim", str(net)],
+                 ["infer", str(net), "--port", "golden"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "without a known data set" in err, (argv, err)
+    code, _, err = run(capsys, "convert", "cli_models:mlp", "--weights", str(weights),
+                       "--input-shape", "1,8,8", "-o", str(tmp_path / "m"), "--dataset",
+                       "mnist")
+    assert code == 2 and "--dataset mnist has images of shape (1, 28, 28)" in err
+    # Named, it is used: the same model evaluated on the digits test split.
+    code, out, err = run(capsys, "convert", str(tmp_path / "cnn.pt2"), "-o", str(net), "-T",
+                         "1", "--dataset", "digits", "--json")
+    assert code == 0, err
+    assert json.loads(out)["quantization_check"]["samples"] == 512
+    code, out, _ = run(capsys, "eval", str(net), "--json")
+    assert code == 0 and json.loads(out)["samples"] == 540
 
 
 def test_exported_program_input(tmp_path, capsys):
