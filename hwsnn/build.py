@@ -250,8 +250,11 @@ class BoardCore(wiring.Component):
 def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFAULT_BAUD,
           check_only: bool = False, seed: int = 1, progress: bool = True,
           weights: str = "auto", clock: str | float = "board", input_lanes: int = 0,
-          queue_depth: int | None = None) -> dict:
+          queue_depth: int | None = None, data_path: str | None = None) -> dict:
     """Fit-check and build the network of ``directory`` for ``board`` (a ``Board``).
+
+    The latency is the golden model's on the test data (``data_path``, else the network's
+    own data set, else one fixed pseudo-random image), mean and worst over the images.
 
     ``clock``: ``"board"`` runs the design on the board's oscillator; a number (MHz) on a
     PLL output at or below it; ``"auto"`` builds at the board clock first, then again on
@@ -274,6 +277,7 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
         raise ParameterError(f"--queue-depth must be an integer of at least 4, not "
                              f"{queue_depth!r}")
     _check_baud(board.clock_mhz, baud, board)
+    codes, latency_data = latency_codes(net, data_path)  # bad data: refused before any tool
     fit = fit_check(net, lane_map, board, weights, input_lanes, queue_depth)  # refuses cos
     report = {"board": board.name, "device": board.device.name, "clock_mhz": board.clock_mhz,
               "lanes": lanes, "input_lanes": input_lanes, "queue_depth": queue_depth,
@@ -336,7 +340,7 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
     clock_mhz = setting.output_mhz if setting else board.clock_mhz
     bit = out / f"{NAME}.{board.bitstream_ext}"
     # Latency from the golden model's ideal cycles on the test data, at the clock.
-    cycles = _cycles_per_inference(net, lane_map, input_lanes)
+    cycles = _cycles_per_inference(net, lane_map, input_lanes, codes)
     clock_hz = clock_mhz * 1e6
     report.update({
         "estimated": False, "utilisation": util, "fmax_mhz": fmax,
@@ -353,6 +357,9 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
         "cycles_per_inference": cycles["throughput"],
         "latency_cycles": cycles["latency"],
         "latency_us": cycles["latency"] / clock_hz * 1e6,
+        "latency_worst_cycles": cycles["latency_worst"],
+        "latency_worst_us": cycles["latency_worst"] / clock_hz * 1e6,
+        "latency_samples": len(codes), "latency_data": latency_data,
         "inferences_per_second": clock_hz / cycles["throughput"],
         # What a clock at the achieved Fmax would give (--clock auto comes close).
         "latency_us_at_fmax": cycles["latency"] / fmax if fmax > 0 else None,
@@ -477,15 +484,34 @@ def lanes_by_population(net: QNet, lanes) -> dict[str, int]:
     return {n: given.get(n, 1) for n in names}
 
 
-def _cycles_per_inference(net: QNet, lanes: dict[str, int], input_lanes: int = 0) -> dict:
-    """Golden-model cycles on the bundled test data (or a fixed random batch): the
-    pipelined interval between inferences and the latency of one, in clock cycles, each
-    engine counted with its own lanes."""
+def latency_codes(net: QNet, data_path: str | None = None) -> tuple:
+    """The input codes the latency is measured on, and what they are: the images of
+    ``data_path``'s test data, else of the network's own data set, else one fixed
+    pseudo-random image."""
+    from . import data
     from .hdl.verilog import example_codes
-    codes, _ = example_codes(net)
+    try:
+        x, _ = data.load_for(tuple(net.input.shape), "test", data_path, meta=net.metadata,
+                             value_range=(net.input.lo, net.input.hi))
+    except HwsnnError:
+        if data_path is not None:
+            raise
+        codes, what = example_codes(net)
+        return codes, what + "; give --data for the latency over your data"
+    shipped = data.dataset_of(net.metadata) or data.for_shape(tuple(net.input.shape))
+    name = data_path or f"the {shipped} test split"
+    return golden.encode(net, x), f"{len(x)} images of {name}"
+
+
+def _cycles_per_inference(net: QNet, lanes: dict[str, int], input_lanes: int,
+                          codes) -> dict:
+    """Golden-model cycles on ``codes``: the pipelined interval between inferences (the
+    busiest engine, mean over the images) and the latency of one (every engine's work in
+    turn: mean and worst over the images), in clock cycles, each engine with its own lanes."""
     per = {}
     for n in sorted(set(lanes.values())):
         res = golden.run(net, codes, lanes=n, input_lanes=input_lanes)
-        per.update({k: float(v.sum(1).double().mean()) for k, v in res.cycles.items()
-                    if lanes[k] == n})
-    return {"throughput": max(per.values()), "latency": sum(per.values())}
+        per.update({k: v.sum(1).double() for k, v in res.cycles.items() if lanes[k] == n})
+    latency = sum(per.values())
+    return {"throughput": max(float(v.mean()) for v in per.values()),
+            "latency": float(latency.mean()), "latency_worst": float(latency.max())}

@@ -491,7 +491,7 @@ def cmd_build(args) -> int:
     r = build(args.directory, board, lanes=_lane_spec(args.lanes), baud=args.baud,
               check_only=args.check_only, progress=not args.json, weights=args.weights,
               clock=_clock(args.clock), input_lanes=args.input_lanes,
-              queue_depth=args.queue_depth)
+              queue_depth=args.queue_depth, data_path=args.data)
     lines = [f"{board.title}: {'fits' if r['fits'] else 'does NOT fit'} with "
              f"{describe_lanes(r['lanes'])}"
              + (f", an input stage of {args.input_lanes} multiply-accumulate lanes"
@@ -507,10 +507,11 @@ def cmd_build(args) -> int:
                   + (f"(PLL from the board's {r['board_clock_mhz']:g} MHz) " if pll else
                      "(the board's) ")
                   + f"({'met' if r['meets_clock'] else 'NOT met'})",
-                  f"  latency at most {r['latency_us']:.1f} µs per inference at "
-                  f"{r['clock_mhz']:g} MHz ({r['latency_cycles']:.0f} cycles: every engine's "
-                  f"ideal work in turn), {r['inferences_per_second']:.0f} inferences/s "
-                  "pipelined",
+                  f"  latency {r['latency_us']:.1f} µs per inference on average, "
+                  f"{r['latency_worst_us']:.1f} µs at worst, at {r['clock_mhz']:g} MHz "
+                  f"({r['latency_cycles']:.0f} / {r['latency_worst_cycles']:.0f} cycles: "
+                  f"every engine's ideal work in turn, over {r['latency_data']}), "
+                  f"{r['inferences_per_second']:.0f} inferences/s pipelined",
                   f"  bitstream {r['bitstream']}"]
         if not r["meets_clock"]:
             lines.append(f"  WARNING: the clock is above the Fmax; rebuild with --clock "
@@ -835,6 +836,9 @@ def build_parser() -> argparse.ArgumentParser:
     _queue_depth_arg(s)
     s.add_argument("--baud", type=int, default=115200, help="UART baud rate")
     s.add_argument("--check-only", action="store_true", help="only the fit check")
+    s.add_argument("--data", metavar="DATA", help="test data for the latency (mean and "
+                   "worst): an .npz (arrays x, y), an MNIST folder or package.module:factory; "
+                   "default: the test split of the model's data set")
     s.add_argument("--clock", default="board", help="board: the board's oscillator "
                    "(default); a frequency in MHz: a PLL at or below it; auto: build, then "
                    "rebuild on a PLL near the Fmax reached (twice the build time)")

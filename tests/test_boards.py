@@ -169,6 +169,7 @@ def test_build_for_icebreaker_gives_a_bitstream_and_a_report(bundled_graph, tmp_
         assert 0.9 < est[kind]["used"] / r["resources"][kind]["used"] < 1.1
     assert est["bram_blocks"]["used"] == r["resources"]["bram_blocks"]["used"]
     assert r["latency_us"] > 0 and r["inferences_per_second"] > 0
+    assert r["latency_samples"] == 540 and r["latency_worst_cycles"] >= r["latency_cycles"]
     saved = json.loads((tmp_path / "mlp" / "build" / "icebreaker" / "report.json").read_text())
     assert saved["fmax_mhz"] == r["fmax_mhz"]
     out = subprocess.run([sys.executable, "-m", "hwsnn.cli", "flash", str(tmp_path / "mlp"),
@@ -247,8 +248,9 @@ def test_build_with_the_multiply_accumulate_input_stage(bundled_graph, tmp_path)
     # The golden model's cycles with the input stage, not the bit-events'.
     slow = build(tmp_path / "mlp", boards.get("icebreaker"), lanes=1, check_only=True)
     assert "latency_cycles" not in slow
-    from hwsnn.build import _cycles_per_inference
-    bits = _cycles_per_inference(net, {p.name: 1 for p in net.populations})
+    from hwsnn.build import _cycles_per_inference, latency_codes
+    bits = _cycles_per_inference(net, {p.name: 1 for p in net.populations}, 0,
+                                 latency_codes(net)[0])
     assert r["latency_cycles"] < bits["latency"] / 2
 
 
@@ -327,3 +329,28 @@ def test_pll_by_hand():
         pll_setting("ice40", 12, 10)
     with pytest.raises(ParameterError, match="--clock 'fast'"):
         build("unused", boards.get("icebreaker"), clock="fast")
+
+
+def test_latency_is_the_mean_and_worst_over_the_data(bundled_graph, tmp_path):
+    """Over the images of a --data file: each image's latency computed on its own (every
+    engine's golden cycles in turn) gives the mean and the worst."""
+    import numpy as np
+
+    from hwsnn import data, golden
+    from hwsnn.build import _cycles_per_inference, latency_codes
+    net = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
+                           group_size=4, progress=False))
+    x, y = data.load("digits", "test")
+    np.savez(tmp_path / "five.npz", x=x[:5].numpy(), y=y[:5].numpy())
+    codes, what = latency_codes(net, str(tmp_path / "five.npz"))
+    assert len(codes) == 5 and what == f"5 images of {tmp_path / 'five.npz'}"
+    lanes = {p.name: 2 for p in net.populations}
+    got = _cycles_per_inference(net, lanes, 0, codes)
+    each = [sum(float(v.sum()) for v in golden.run(net, codes[i:i + 1], lanes=2)
+                .cycles.values()) for i in range(5)]
+    assert got["latency"] == pytest.approx(sum(each) / 5)
+    assert got["latency_worst"] == max(each)
+    assert max(each) > min(each)  # the images differ, so the worst is not the mean
+    np.savez(tmp_path / "pixels.npz", x=(x[:5] * 255).numpy(), y=y[:5].numpy())
+    with pytest.raises(HwsnnError, match="divide x by 255"):
+        latency_codes(net, str(tmp_path / "pixels.npz"))
