@@ -498,8 +498,7 @@ def latency_codes(net: QNet, data_path: str | None = None) -> tuple:
             raise
         codes, what = example_codes(net)
         return codes, what + "; give --data for the latency over your data"
-    shipped = data.dataset_of(net.metadata) or data.for_shape(tuple(net.input.shape))
-    name = data_path or f"the {shipped} test split"
+    name = data_path or f"the {data.shipped_for(tuple(net.input.shape), net.metadata)} test split"
     return golden.encode(net, x), f"{len(x)} images of {name}"
 
 

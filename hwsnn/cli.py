@@ -731,9 +731,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="threshold-balancing inputs: an .npz (arrays x, y), a "
                         "torchvision-style MNIST folder (its train files) or "
                         "package.module:factory (factory('train') returns a torch "
-                        "Dataset); default: the "
-                        "bundled model's own training split, or the shipped one of the "
-                        "input shape")
+                        "Dataset); default: the training split of the bundled model's own "
+                        "data set, or of --dataset")
     s.add_argument("--calibration-samples", type=int, default=512)
     s.add_argument("--dataset", choices=data.DATASETS,
                    help="the shipped data set the model was trained on (calibration, and "
@@ -768,8 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", metavar="DATA", help="labelled test data: an .npz (arrays x, "
                    "y), a torchvision-style MNIST folder (its t10k files) or "
                    "package.module:factory (factory('test') returns a torch Dataset); "
-                   "default: the "
-                   "bundled test split of the model's data set")
+                   "default: the bundled test split of the model's data set")
     s.add_argument("--samples", type=int, help="evaluate the first N samples only")
     s.add_argument("--lanes", type=int, default=1, help="lanes P for the ideal cycle count")
     s.add_argument("--json", action="store_true", help="print one JSON object")
@@ -805,8 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", metavar="DATA", help="labelled test data: an .npz (arrays x, "
                    "y), a torchvision-style MNIST folder (its t10k files) or "
                    "package.module:factory (factory('test') returns a torch Dataset); "
-                   "default: the "
-                   "bundled test split of the model's data set")
+                   "default: the bundled test split of the model's data set")
     s.add_argument("--top", help="the design in DIR/rtl to run, when there are several "
                    "(with --verilog: the module in FILE to run)")
     s.add_argument("--lanes", help="regenerate the design with this many lanes first")

@@ -221,6 +221,20 @@ def unknown_data(meta: dict) -> bool:
     return "dataset" in meta and meta["dataset"] is None
 
 
+def shipped_for(shape: tuple[int, ...], meta: dict | None = None) -> str:
+    """The shipped data set a network runs on by default: the one its metadata ``meta``
+    names, else the one of its input ``shape``; an error when ``meta`` says its data is
+    unknown, or no shipped set has that shape."""
+    if meta is not None:
+        if unknown_data(meta):
+            raise HwsnnError(f"{meta.get('model', 'this network')} was converted without a "
+                             "known data set: give its data with --data DATA (an .npz with "
+                             "arrays x, y, an MNIST folder or package.module:factory)")
+        if dataset_of(meta):
+            return dataset_of(meta)
+    return for_shape(shape)
+
+
 def check_range(x: torch.Tensor, value_range: tuple[float, float], what: str) -> None:
     """Refuse inputs outside the range ``[lo, hi]`` the network was converted for (they
     would be clipped to it, silently: uint8 pixels given to a network made for [0, 1]
@@ -271,11 +285,5 @@ def load_for(shape: tuple[int, ...], split: str = "test", path: str | None = Non
         if value_range is not None:
             check_range(x, value_range, f"data file {path}")
         return x.reshape(-1, *shape), y
-    if meta is not None:
-        if dataset is None and unknown_data(meta):
-            raise HwsnnError(f"{meta.get('model', 'this network')} was converted without a "
-                             "known data set: give its data with --data DATA (an .npz with "
-                             "arrays x, y, an MNIST folder or package.module:factory)")
-        dataset = dataset or dataset_of(meta)
-    x, y = load(dataset or for_shape(shape), split)
+    x, y = load(dataset or shipped_for(shape, meta), split)
     return x.reshape(-1, *shape), y

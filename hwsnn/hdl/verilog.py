@@ -129,12 +129,10 @@ def _fields(layout) -> list[dict]:
 def example_codes(net: QNet) -> tuple[torch.Tensor, str]:
     from .. import data
     try:
-        if data.unknown_data(net.metadata):
-            raise HwsnnError("no data set is known for this network")
-        name = data.dataset_of(net.metadata) or data.for_shape(tuple(net.input.shape))
+        name = data.shipped_for(tuple(net.input.shape), net.metadata)
         x, _ = data.load_for(tuple(net.input.shape), "test", dataset=name)
         return golden.encode(net, x[:1]), f"the first image of the bundled {name} test split"
-    except HwsnnError:  # no bundled data has this shape: a fixed random image
+    except HwsnnError:  # no shipped data set is known: a fixed random image
         gen = torch.Generator().manual_seed(0)
         return (torch.randint(0, 2**PIXEL_BITS, (1, *net.input.shape), generator=gen),
                 "a fixed pseudo-random image (no shipped data set is known for this network)")
