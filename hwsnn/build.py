@@ -50,7 +50,29 @@ PLACED = {"ice40": {"logic_cells": "ICESTORM_LC", "bram_blocks": "ICESTORM_RAM",
                     "spram_blocks": "ICESTORM_SPRAM", "dsps": "ICESTORM_DSP"},
           "ecp5": {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "bram_blocks": "DP16KD",
                    "dsps": "MULT18X18D"}}
-DEFAULT_BAUD = 115200
+DEFAULT_BAUD = 115200  # what a build without "baud" in its report was made with
+LINK_BAUD = 3_000_000  # the default link rate: the iCEBreaker's FT2232H (up to 12 Mbaud)
+# and the ULX3S's FT231X (up to 3 Mbaud) both carry it
+STANDARD_BAUDS = (3_000_000, 2_000_000, 1_500_000, 1_000_000, 921_600, 500_000, 460_800,
+                  230_400, 115_200)
+BAUD_TOLERANCE = 0.01  # the link's own rate error allowed when hwsnn picks the rate
+
+
+def baud_fits(clock_mhz: float, baud: int, tolerance: float = BAUD_TOLERANCE) -> bool:
+    """Whether a ``clock_mhz`` clock makes ``baud`` (divisor at least 4) within
+    ``tolerance``."""
+    from .hdl.link import MIN_DIVISOR
+    divisor = int(clock_mhz * 1e6 // baud)
+    return divisor >= MIN_DIVISOR and abs(clock_mhz * 1e6 / divisor - baud) <= tolerance * baud
+
+
+def link_baud(clock_mhz: float) -> int:
+    """The link rate hwsnn picks at a clock: 3 Mbaud where the clock makes it within 1 %,
+    else the fastest standard rate it makes so."""
+    for baud in STANDARD_BAUDS:
+        if baud_fits(clock_mhz, baud):
+            return baud
+    return DEFAULT_BAUD
 PLL_MARGIN = 0.95  # --clock auto: a PLL clock at most 95 % of the first build's Fmax
 NAME = "hwsnn_board"
 
@@ -247,7 +269,7 @@ class BoardCore(wiring.Component):
         return m
 
 
-def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFAULT_BAUD,
+def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int | None = None,
           check_only: bool = False, seed: int = 1, progress: bool = True,
           weights: str = "auto", clock: str | float = "board", input_lanes: int = 0,
           queue_depth: int | None = None, data_path: str | None = None) -> dict:
@@ -276,7 +298,8 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
                                     or not isinstance(queue_depth, int) or queue_depth < 4):
         raise ParameterError(f"--queue-depth must be an integer of at least 4, not "
                              f"{queue_depth!r}")
-    _check_baud(board.clock_mhz, baud, board)
+    if baud is not None:
+        _check_baud(board.clock_mhz, baud, board)
     codes, latency_data = latency_codes(net, data_path)  # bad data: refused before any tool
     fit = fit_check(net, lane_map, board, weights, input_lanes, queue_depth)  # refuses cos
     report = {"board": board.name, "device": board.device.name, "clock_mhz": board.clock_mhz,
@@ -306,14 +329,33 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
     out = directory / "build" / board.name
     t = time.time()
 
+    def rate(mhz):
+        return baud if baud is not None else link_baud(mhz)
+
     def run(setting):
+        mhz = setting.output_mhz if setting else board.clock_mhz
         if progress:
-            at = (f" at {setting.output_mhz:g} MHz (PLL)" if setting else
-                  f" at the board clock, {board.clock_mhz:g} MHz")
-            print(f"building for {board.title}{at}: synthesis, place and route, packing "
-                  "(a few minutes)...", file=sys.stderr, flush=True)
-        return _run_tools(net, board, lane_map, baud, fit["loadable"], setting, out, seed,
-                          env, input_lanes, queue_depth, progress)
+            at = (f" at {mhz:g} MHz (PLL)" if setting else
+                  f" at the board clock, {mhz:g} MHz")
+            print(f"building for {board.title}{at}, link at {rate(mhz):,} baud: synthesis, "
+                  "place and route, packing (a few minutes)...", file=sys.stderr, flush=True)
+        return _run_tools(net, board, lane_map, rate(mhz), fit["loadable"], setting, out,
+                          seed, env, input_lanes, queue_depth, progress)
+
+    def pll_for(target):
+        """The fastest PLL clock at or below ``target`` at which the link makes its rate
+        (the one given, or 3 Mbaud) within 1 %; without one, the fastest at all."""
+        want = baud if baud is not None else LINK_BAUD
+        try:
+            setting = pll_setting(board.device.family, board.clock_mhz, target,
+                                  accept=lambda mhz: baud_fits(mhz, want))
+        except ParameterError:
+            setting = pll_setting(board.device.family, board.clock_mhz, target)
+        if setting.output_mhz < 0.8 * target:  # the rate costs too much clock: keep clock
+            setting = pll_setting(board.device.family, board.clock_mhz, target)
+        if baud is not None:
+            _check_baud(setting.output_mhz, baud, board)
+        return setting
 
     first_fmax = None
     if clock in ("board", "auto"):
@@ -327,15 +369,13 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
             for _ in range(2):
                 if target <= board.clock_mhz:
                     break
-                setting = pll_setting(board.device.family, board.clock_mhz, target)
-                _check_baud(setting.output_mhz, baud, board)
+                setting = pll_for(target)
                 util, fmax, mapper = run(setting)
                 if fmax >= setting.output_mhz:
                     break
                 target = PLL_MARGIN * fmax
     else:
-        setting = pll_setting(board.device.family, board.clock_mhz, clock)
-        _check_baud(setting.output_mhz, baud, board)
+        setting = pll_for(clock)
         util, fmax, mapper = run(setting)
     clock_mhz = setting.output_mhz if setting else board.clock_mhz
     bit = out / f"{NAME}.{board.bitstream_ext}"
@@ -345,6 +385,7 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int = DEFA
     report.update({
         "estimated": False, "utilisation": util, "fmax_mhz": fmax,
         "clock_mhz": clock_mhz, "board_clock_mhz": board.clock_mhz,
+        "baud": rate(clock_mhz),
         "pll": None if setting is None else {"family": setting.family,
                                              "input_mhz": setting.input_mhz,
                                              "output_mhz": setting.output_mhz,

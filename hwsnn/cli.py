@@ -557,12 +557,14 @@ def cmd_explore(args) -> int:
     if args.pick:
         outdir.check_directory(args.pick, f"--pick {args.pick}")
     r = explore.search(args.model, board, max_accuracy_drop=args.max_accuracy_drop,
-                       progress=not args.json)
+                       progress=not args.json, data_path=args.data)
     r["plot"] = str(outdir.write_file(plot, lambda tmp: explore.plot(r, Path(tmp))))
     lines = [f"{args.model} on {board.title}: {len(r['points'])} of {r['tried']} points fit "
              f"within {args.max_accuracy_drop:g} percentage points of the ANN "
              f"({100 * r['ann_accuracy']:.2f} %); {r['does_not_fit']} do not fit, "
-             f"{r['too_inaccurate']} lose too much accuracy. Pareto front:",
+             f"{r['too_inaccurate']} lose too much accuracy.",
+             f"Accuracies on {r['samples']} samples of {r['data']}, cycles on the first "
+             f"{r['cycle_samples']}. Pareto front:",
              f"  {'point':34s} {'accuracy':>8s} {'latency µs':>10s} "
              f"{board.device.logic_name:>11s} {'BRAM':>4s} {'SPRAM':>5s} {'DSP':>3s}"]
     for p in r["front"]:
@@ -575,7 +577,7 @@ def cmd_explore(args) -> int:
                      + "a larger --max-accuracy-drop)")
     lines.append(f"plot: {r['plot']}")
     if args.pick:
-        got = explore.pick(r, board, args.pick, progress=not args.json)
+        got = explore.pick(r, board, args.pick, progress=not args.json, data_path=args.data)
         r["picked"] = got
         b, s = got["build"], got["simulation"]
         lines.append(f"picked {explore.Point(**got['point']).label()} into {args.pick}: "
@@ -595,9 +597,16 @@ def cmd_bench(args) -> int:
     if md.exists() and not outdir.starts_with(md, "# hwsnn benchmarks"):
         raise HwsnnError(f"{md} exists and hwsnn did not write it; hwsnn bench would "
                          "replace it: choose another --out")
+    if args.only:
+        r = bench.update(args.out, tuple(args.only), boards=not args.no_boards,
+                         slow_boards=args.slow_boards, progress=not args.json)
+        _emit(args, r, f"wrote BENCHMARKS.md: {', '.join(args.only)} measured again, the "
+              "rest as the last full run left it")
+        return 0
     r = bench.run(args.out, quick=args.quick, boards=not args.no_boards,
                   progress=not args.json, samples=args.samples,
-                  random_engines=args.random_engines, random_networks=args.random_networks)
+                  random_engines=args.random_engines, random_networks=args.random_networks,
+                  data_path=args.data, models=args.model, slow_boards=args.slow_boards)
     _emit(args, r, bench.summary(r))
     return 0
 
@@ -648,8 +657,8 @@ def cmd_infer(args) -> int:
     from .infer import infer
     r = infer(args.directory, args.port, baud=args.baud, samples=args.samples,
               offset=args.offset, images=args.images, timeout=args.timeout,
-              progress=not args.json)
-    lines = [f"{r['port']}: model {r['model_id']}, {r['samples']} inferences"]
+              progress=not args.json, data_path=args.data)
+    lines = [f"{r['port']}: model {r['model_id']}, {r['samples']} inferences on {r['data']}"]
     for row in r["results"]:
         label = "" if row["label"] is None else f" (label {row['label']})"
         lines.append(f"  sample {row['sample']:4d}: class {row['class']}{label}, "
@@ -658,6 +667,9 @@ def cmd_infer(args) -> int:
     if "accuracy" in r:
         lines.append(f"  accuracy {100 * r['accuracy']:.2f} %")
     lines.append(f"  {r['golden_mismatches']} answers differ from the golden model")
+    if r["images_per_second"] and args.port != "golden":
+        lines.append(f"  {r['images_per_second']:.0f} images/s end to end at {r['baud']:,} "
+                     "baud (pipelined, packed)")
     _emit(args, r, "\n".join(lines))
     return 0 if r["golden_mismatches"] == 0 else 1
 
@@ -831,7 +843,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "population: fc1=8,fc2=1")
     _input_lanes_arg(s)
     _queue_depth_arg(s)
-    s.add_argument("--baud", type=int, default=115200, help="UART baud rate")
+    s.add_argument("--baud", type=int, default=None, help="UART baud rate of the host "
+                   "link (default: 3000000 where the clock makes it within 1 %%, and --clock "
+                   "auto picks such a clock; else the fastest standard rate the clock makes)")
     s.add_argument("--check-only", action="store_true", help="only the fit check")
     s.add_argument("--data", metavar="DATA", help="test data for the latency (mean and "
                    "worst): an .npz (arrays x, y), an MNIST folder or package.module:factory; "
@@ -863,6 +877,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "explore-MODEL-BOARD.png)")
     s.add_argument("--pick", metavar="DIR", help="convert, build and simulate the fastest "
                    "front point that builds, into DIR")
+    s.add_argument("--data", metavar="DATA", help="labelled test data for the accuracies "
+                   "(ANN and every point) and the cycle counts (and --pick's latency and "
+                   "simulated samples): an .npz (arrays x, y), a torchvision-style MNIST "
+                   "folder (its t10k files) or package.module:factory (factory('test') "
+                   "returns a torch Dataset); default: the bundled test split of the model's "
+                   "data set")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_explore)
 
@@ -870,8 +890,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "throughput in one run and write BENCHMARKS.md with plots")
     s.add_argument("--out", default=".", metavar="DIR", help="where BENCHMARKS.md and "
                    "benchmarks/figures/ go (default: the current directory)")
-    s.add_argument("--quick", action="store_true", help="a smoke run: the digits MLP, T 1 "
-                   "and 2, 8 simulated samples, no boards")
+    s.add_argument("--quick", action="store_true", help="a smoke run: the digits MLP (or each "
+                   "--model; with --data, the first model that takes it), T 1 and 2, 8 "
+                   "simulated samples, no boards")
     s.add_argument("--no-boards", action="store_true", help="leave out the board builds")
     s.add_argument("--samples", type=int, help="simulated samples per design (default 100; "
                    "8 with --quick)")
@@ -879,6 +900,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "every engine is checked (default 2000; 10 with --quick)")
     s.add_argument("--random-networks", type=int, metavar="N", help="random networks "
                    "simulated whole in Verilator (default 200; 2 with --quick)")
+    s.add_argument("--model", action="append", metavar="NAME", help="a bundled model of the "
+                   "accuracy section (repeat for several; default digits-mlp, digits-cnn, "
+                   "digits28-mlp; with --data, every bundled model that takes its inputs)")
+    s.add_argument("--data", metavar="DATA", help="labelled test data the accuracy section "
+                   "(and the energy table) is measured on: an .npz (arrays x, y), a "
+                   "torchvision-style MNIST folder (its t10k files) or package.module:factory "
+                   "(factory('test') returns a torch Dataset); default: the bundled test "
+                   "split of each model's data set; the other sections stay on the bundled "
+                   "data")
+    s.add_argument("--slow-boards", action="store_true", help="also rebuild the designs "
+                   "whose build takes about an hour (the MNIST CNN on the ULX3S-85F); by "
+                   "default BENCHMARKS.md quotes their recorded report")
+    s.add_argument("--only", action="append", choices=("mnist",), help="measure only this "
+                   "section again and keep every other as the last full run's "
+                   "benchmarks/figures/bench.json has it")
     s.add_argument("--json", action="store_true", help="print every figure as one JSON object")
     s.set_defaults(func=cmd_bench)
 
@@ -894,11 +930,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("directory", metavar="DIR", help="the converted network the board runs")
     s.add_argument("--port", required=True, help="serial port (e.g. /dev/ttyUSB1), or "
                    "'golden' for a software stand-in of the board")
-    s.add_argument("--baud", type=int, default=115200)
-    s.add_argument("--samples", type=int, default=10, help="digits test samples to send")
+    s.add_argument("--baud", type=int, default=None, help="the link's baud rate (default: "
+                   "the one the build in DIR/build recorded, else 115200)")
+    s.add_argument("--samples", type=int, default=10, help="test samples to send "
+                   "(default 10)")
     s.add_argument("--offset", type=int, default=0, help="first test sample")
-    s.add_argument("--images", metavar="FILE", help="send these images instead (.npy, or "
-                   ".npz with array x, in the model's input range)")
+    s.add_argument("--data", metavar="DATA", help="labelled test data to send (accuracy "
+                   "against its labels, every answer against the golden model): an .npz "
+                   "(arrays x, y), a torchvision-style MNIST folder (its t10k files) or "
+                   "package.module:factory (factory('test') returns a torch Dataset); "
+                   "default: the bundled test split of the model's data set")
+    s.add_argument("--images", metavar="FILE", help="send these images instead, without "
+                   "labels (.npy, or .npz with array x, in the model's input range); not "
+                   "with --data")
     s.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for a reply")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_infer)

@@ -235,10 +235,12 @@ def shipped_for(shape: tuple[int, ...], meta: dict | None = None) -> str:
     return for_shape(shape)
 
 
-def check_range(x: torch.Tensor, value_range: tuple[float, float], what: str) -> None:
+def check_range(x: torch.Tensor, value_range: tuple[float, float], what: str,
+                convertible: bool = True) -> None:
     """Refuse inputs outside the range ``[lo, hi]`` the network was converted for (they
     would be clipped to it, silently: uint8 pixels given to a network made for [0, 1]
-    would all read as white)."""
+    would all read as white). ``convertible``: whether the advice may name convert's
+    ``--input-range`` (not for a bundled model converted on the fly)."""
     lo, hi = value_range
     if x.numel() == 0:
         return
@@ -252,38 +254,59 @@ def check_range(x: torch.Tensor, value_range: tuple[float, float], what: str) ->
         text += ": they look like 8-bit pixels; divide x by 255"
     else:
         text += ": scale x into that range"
-    raise HwsnnError(text + ", or convert the model with --input-range LO,HI of your data")
+    raise HwsnnError(text + (", or convert the model with --input-range LO,HI of your data"
+                             if convertible else ""))
+
+
+def read_user(path: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    """The user's labelled data ``path`` as it is: an .npz file (arrays ``x``, ``y``), a
+    torchvision-style MNIST folder of IDX files (its ``split``) or
+    ``package.module:factory`` (see ``read_factory``). Returns ``(inputs [N, ...] float32,
+    labels [N] int64)``, neither reshaped nor range-checked (``load_for`` does both)."""
+    if Path(path).is_dir():
+        ax, ay = read_idx_folder(path, split)
+    elif ":" in path and not Path(path).exists():
+        ax, ay = read_factory(path, split)
+    else:
+        arrays = read_arrays(path, ("x", "y"), "data file")
+        ax, ay = arrays["x"], arrays["y"]
+    x = torch.as_tensor(ax, dtype=torch.float32)
+    y = torch.as_tensor(ay, dtype=torch.int64)
+    if len(x) != len(y) or y.dim() != 1:
+        raise HwsnnError(f"data file {path} holds {len(x)} inputs x but labels y of shape "
+                         f"{tuple(y.shape)}: give one label per input")
+    if not len(x):
+        raise HwsnnError(f"data file {path} holds no samples: give at least one input and "
+                         "its label")
+    return x, y
+
+
+def describe(path: str | None, dataset: str | None = None, split: str = "test") -> str:
+    """What a measurement ran on, in reports: the user's ``path`` as given, else ``the
+    DATASET test split``."""
+    return path if path is not None else f"the {dataset} {split} split"
 
 
 def load_for(shape: tuple[int, ...], split: str = "test", path: str | None = None,
              dataset: str | None = None, value_range: tuple[float, float] | None = None,
-             meta: dict | None = None):
+             meta: dict | None = None, convertible: bool = True):
     """Data for a model input ``shape``: from ``path``, an .npz file (arrays ``x``, ``y``),
     a torchvision-style MNIST folder of IDX files (its ``split``) or
     ``package.module:factory`` (see ``read_factory``), else the shipped data
     set ``dataset`` (a bundled model's own, or named by a network's metadata ``meta``), else
     the shipped one of that shape, unless ``meta`` says the network's data is unknown. A
-    file's values must lie in ``value_range`` (the network's input range) when given."""
+    file's values must lie in ``value_range`` (the network's input range) when given
+    (``convertible``: see ``check_range``)."""
     if path is not None:
-        if Path(path).is_dir():
-            ax, ay = read_idx_folder(path, split)
-        elif ":" in path and not Path(path).exists():
-            ax, ay = read_factory(path, split)
-        else:
-            arrays = read_arrays(path, ("x", "y"), "data file")
-            ax, ay = arrays["x"], arrays["y"]
-        x = torch.as_tensor(ax, dtype=torch.float32)
-        y = torch.as_tensor(ay, dtype=torch.int64)
-        if len(x) != len(y) or y.dim() != 1:
-            raise HwsnnError(f"data file {path} holds {len(x)} inputs x but labels y of shape "
-                             f"{tuple(y.shape)}: give one label per input")
+        x, y = read_user(path, split)
         if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
             raise HwsnnError(
                 f"data file {path} holds inputs of shape {tuple(x.shape[1:])}, "
-                f"the model expects {tuple(shape)}"
+                f"the model expects {tuple(shape)}: give data of the model's input shape "
+                f"({int(np.prod(shape))} values per input)"
             )
         if value_range is not None:
-            check_range(x, value_range, f"data file {path}")
+            check_range(x, value_range, f"data file {path}", convertible)
         return x.reshape(-1, *shape), y
     x, y = load(dataset or shipped_for(shape, meta), split)
     return x.reshape(-1, *shape), y

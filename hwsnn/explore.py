@@ -2,8 +2,9 @@
 
 For every method (IF, GN with τ = 2 and 4, ILIF), number of time steps and weight width,
 the model is converted and quantized, and its integer golden accuracy measured on the
-test split. For every lane count (and, for a dense first layer on a board with 8 DSPs,
-the multiply-accumulate input stage; and default or shallow output queues) the fit check
+test data: the model's own test split, or the user's labelled data (``--data``). For
+every lane count (and, for a dense first layer on a board with 8 DSPs, the
+multiply-accumulate input stage; and default or shallow output queues) the fit check
 estimates the resources, and the golden model counts the cycles of one inference (every
 engine in turn, as ``hwsnn build`` reports it) on the first test samples. Points that do
 not fit the board, or lose more than ``max_accuracy_drop`` percentage points against the
@@ -83,7 +84,11 @@ def _log(progress, text):
 
 def search(model: str, board, *, max_accuracy_drop: float = 1.0, progress: bool = True,
            steps=STEPS, weight_bits=WEIGHT_BITS, lanes=LANES, methods=METHODS,
-           queues=QUEUES) -> dict:
+           queues=QUEUES, data_path: str | None = None) -> dict:
+    """The design space of bundled ``model`` on ``board``: accuracies (ANN and every
+    candidate) and cycle counts on the test data, ``data_path`` (the user's labelled data:
+    an .npz with arrays x, y, an MNIST folder or ``package.module:factory``) or else the
+    model's own test split; the result's ``data`` says which."""
     from .build import fit_check
     from .convert import convert
     from .frontend import trace
@@ -97,8 +102,10 @@ def search(model: str, board, *, max_accuracy_drop: float = 1.0, progress: bool 
         raise ParameterError(f"--max-accuracy-drop is in percentage points (0..100), not "
                              f"{max_accuracy_drop}")
     spec = BUNDLED[model]
-    x, y = data.load(spec.dataset, "test")
-    graph = trace(spec.load(), x[:2])
+    # The example batch only shapes the trace; the data is checked against its input.
+    graph = trace(spec.load(), torch.zeros(2, *spec.input_shape))
+    x, y = data.load_for(tuple(spec.input_shape), "test", data_path, dataset=spec.dataset,
+                         value_range=(graph.input.lo, graph.input.hi), convertible=False)
     ann = graph.forward(graph.input.to_codes(x))[graph.output.name]
     ann_acc = golden.accuracy(ann.argmax(1), y)
     floor = ann_acc - max_accuracy_drop / 100
@@ -138,6 +145,8 @@ def search(model: str, board, *, max_accuracy_drop: float = 1.0, progress: bool 
                                 r["dsps"]["used"]))
     front = pareto(points)
     return {"model": model, "board": board.name, "clock_mhz": board.clock_mhz,
+            "data": data.describe(data_path, spec.dataset), "samples": len(x),
+            "cycle_samples": min(len(x), CYCLE_SAMPLES),
             "logic_kind": board.device.logic_kind, "logic_name": board.device.logic_name,
             "ann_accuracy": ann_acc, "max_accuracy_drop": max_accuracy_drop,
             "accuracy_floor": floor, "tried": tried, "too_inaccurate": inaccurate,
@@ -193,9 +202,12 @@ def plot(result: dict, path: Path) -> str:
     return str(path)
 
 
-def pick(result: dict, board, directory, *, samples: int = 20, progress: bool = True) -> dict:
+def pick(result: dict, board, directory, *, samples: int = 20, progress: bool = True,
+         data_path: str | None = None) -> dict:
     """Convert, build and simulate the fastest front point that builds and meets the
-    board clock; returns its build and simulation figures."""
+    board clock; returns its build and simulation figures. ``data_path``: the labelled
+    data ``search`` measured on (the build's latency and the simulated samples come from
+    it), else the model's own test split."""
     from .build import FitError, build
     from .convert import convert, save_snn
     from .frontend import trace
@@ -216,13 +228,13 @@ def pick(result: dict, board, directory, *, samples: int = 20, progress: bool = 
         _log(progress, f"explore: building {pt.label()} for {board.name}")
         snn = convert(graph, method=pt.method, timesteps=pt.timesteps,
                       group_size=pt.group_size, progress=False)
-        snn.metadata["model"] = result["model"]
+        snn.metadata.update(model=result["model"], dataset=spec.dataset)
         net = quantize(snn, weight_bits=pt.weight_bits)
         save_snn(snn, directory)
         net.save(directory)
         try:
             built = build(directory, board, lanes=pt.lanes, input_lanes=pt.input_lanes,
-                          queue_depth=pt.queue_depth, progress=False)
+                          queue_depth=pt.queue_depth, progress=False, data_path=data_path)
         except FitError as exc:
             failures.append(f"{pt.label()}: {exc}")
             continue
@@ -234,7 +246,8 @@ def pick(result: dict, board, directory, *, samples: int = 20, progress: bool = 
             continue
         verilog.write(directory, net, lanes=pt.lanes, input_lanes=pt.input_lanes,
                       queue_depth=pt.queue_depth)
-        sim = simulate(directory, samples=samples, progress=False).to_json()
+        sim = simulate(directory, samples=min(samples, result.get("samples", samples)),
+                       data_path=data_path, progress=False).to_json()
         return {"point": p, "directory": str(directory), "build": {
                     k: built[k] for k in ("fits", "fmax_mhz", "clock_mhz", "meets_clock",
                                           "latency_us", "resources", "bitstream")},

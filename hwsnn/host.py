@@ -1,10 +1,12 @@
-"""Host side of the UART link to a ``hwsnn.hdl.link.HostLink`` (protocol version 2).
+"""Host side of the UART link to a ``hwsnn.hdl.link.HostLink`` (protocol version 3).
 
 Pure Python, no hardware and no serial library needed: ``crc8`` and ``encode_frame`` build
 frames, ``FrameParser`` takes received bytes in any pieces and returns complete frames,
-``Identity``/``Inference``/``Status`` decode reply payloads, and ``Client`` runs requests
-over any byte port with ``write(bytes)`` and ``read(n) -> bytes`` (a pyserial ``Serial``
-opened with a read timeout, or a test shim). docs/link.md is the protocol reference.
+``Identity``/``Inference``/``Status`` decode reply payloads, ``pack_zero_runs`` codes an
+image compactly (INFER_PACKED), and ``Client`` runs requests, or a pipelined stream of
+inferences (``infer_many``), over any byte port with ``write(bytes)`` and
+``read(n) -> bytes`` (a pyserial ``Serial`` opened with a read timeout, or a test shim).
+docs/link.md is the protocol reference.
 
 A frame, both directions: ``0xA5``, CMD, LEN (2 bytes little-endian), LEN payload bytes,
 CRC-8 (polynomial 0x07, init 0, not reflected, no final XOR) over CMD, LEN and payload.
@@ -17,7 +19,7 @@ from typing import NamedTuple
 
 from .errors import HwsnnError
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 SYNC = 0xA5
 CRC_POLY = 0x07
 MAX_LEN = 0xFFFF
@@ -27,6 +29,7 @@ CMD_INFER = 0x02
 CMD_STATUS = 0x03
 CMD_LOAD = 0x04
 CMD_COMMIT = 0x05
+CMD_INFER_PACKED = 0x06
 REPLY_BIT = 0x80
 CMD_ERROR = 0xFF
 
@@ -38,6 +41,7 @@ ERR_FRAMING = 5
 ERR_BUSY = 6
 ERR_NOT_LOADED = 7
 ERR_ADDRESS = 8
+ERR_ENCODING = 9
 
 ERROR_NAMES = {
     0: "none",
@@ -46,9 +50,11 @@ ERROR_NAMES = {
     ERR_COMMAND: "unknown command",
     ERR_TRUNCATED: "truncated frame (timeout inside a frame)",
     ERR_FRAMING: "UART framing error (stop bit low)",
-    ERR_BUSY: "busy (frame arrived while the previous one was still being handled)",
+    ERR_BUSY: "busy (frame arrived while a request was still waiting to be handled)",
     ERR_NOT_LOADED: "weights not loaded (INFER before COMMIT, or after a LOAD)",
     ERR_ADDRESS: "LOAD outside the weight stores (store index or word address)",
+    ERR_ENCODING: "bad INFER_PACKED payload (a zero run of 0 or over 32, or not exactly the "
+                  "pixels of a sample)",
 }
 
 IDENTIFY_MAGIC = b"HWSN"
@@ -57,12 +63,52 @@ STATUS_LEN = 14
 LOAD_HEADER_LEN = 3  # store (1) + first word address (2); then the bytes
 NO_LAYOUT = bytes(4)
 INFER_HEADER_LEN = 5  # class (1) + cycles (4); then 4 bytes per class
+ZERO_RUN_MAX = 32  # INFER_PACKED: ``0x00 n`` stands for n zero pixels, 1 <= n <= 32
+PIPELINE_DEPTH = 2  # requests a host may have sent and not yet had answered
+
+
+def pack_zero_runs(codes) -> bytes:
+    """The INFER_PACKED payload of a sample's pixel codes (C order): a non-zero code is
+    itself, a run of n zeros is ``0x00 n`` (runs longer than 32 split). A real MNIST digit
+    (150 non-zero pixels of 784) packs into about 216 bytes."""
+    raw = _codes_bytes(codes)
+    out = bytearray()
+    i, n = 0, len(raw)
+    while i < n:
+        if raw[i]:
+            out.append(raw[i])
+            i += 1
+            continue
+        j = i
+        while j < n and not raw[j] and j - i < ZERO_RUN_MAX:
+            j += 1
+        out += bytes([0, j - i])
+        i = j
+    return bytes(out)
+
+
+def unpack_zero_runs(payload: bytes, pixels: int) -> bytes | None:
+    """The pixel codes an INFER_PACKED payload stands for, or ``None`` where the device
+    answers ERROR 9 (a run of 0 or over 32 zeros, a ``0x00`` last, not ``pixels`` codes)."""
+    out = bytearray()
+    it = iter(bytes(payload))
+    for b in it:
+        if b:
+            out.append(b)
+            continue
+        n = next(it, None)
+        if n is None or not 1 <= n <= ZERO_RUN_MAX:
+            return None
+        out += bytes(n)
+        if len(out) > pixels:
+            return None
+    return bytes(out) if len(out) == pixels else None
 
 
 class LinkError(HwsnnError):
     """The device answered with ERROR, a reply was corrupt or unexpected, or none came.
 
-    ``code`` is the device's error code (1..8) for an ERROR reply, else ``None``."""
+    ``code`` is the device's error code (1..9) for an ERROR reply, else ``None``."""
 
     def __init__(self, message: str, code: int | None = None):
         super().__init__(message)
@@ -288,10 +334,11 @@ def _codes_bytes(codes) -> bytes:
 
 class Client:
     """Requests over ``port`` (``write(bytes)``; ``read(n)`` returns up to ``n`` bytes,
-    fewer or none on a timeout), one at a time: each method sends a frame and waits for its
-    reply. Raises ``LinkError`` on an ERROR reply, a reply that fails its CRC, an
-    unexpected reply, or no reply (the port's read timeout). After a ``LinkError`` call
-    ``drain()`` (or ``reset()`` once the line has been quiet), then retry."""
+    fewer or none on a timeout): each method sends a frame and waits for its reply, but
+    ``infer_many``, which keeps two requests in flight (pipelining). Raises ``LinkError``
+    on an ERROR reply, a reply that fails its CRC, an unexpected reply, or no reply (the
+    port's read timeout). After a ``LinkError`` call ``drain()`` (or ``reset()`` once the
+    line has been quiet), then retry."""
 
     def __init__(self, port):
         if not callable(getattr(port, "write", None)) or not callable(getattr(port, "read", None)):
@@ -363,10 +410,53 @@ class Client:
     def identify(self) -> Identity:
         return Identity.decode(self.request(CMD_IDENTIFY))
 
-    def infer(self, codes) -> Inference:
+    def infer(self, codes, *, packed: bool = False) -> Inference:
         """Run one sample: ``codes`` are its pixel codes 0..255 in C order (bytes, a list,
-        or a numpy array / torch tensor of the input shape)."""
+        or a numpy array / torch tensor of the input shape); ``packed`` sends them as
+        INFER_PACKED (zero runs coded)."""
+        if packed:
+            return Inference.decode(self.request(CMD_INFER_PACKED, pack_zero_runs(codes)))
         return Inference.decode(self.request(CMD_INFER, _codes_bytes(codes)))
+
+    def infer_many(self, samples, *, packed: bool = True, attempts: int = 3,
+                   progress=None) -> list[Inference]:
+        """Run every sample of ``samples`` (each as for ``infer``), pipelined: the next
+        frame goes out while the device computes and answers the one before, at most
+        ``PIPELINE_DEPTH`` (2) unanswered (docs/link.md, "Pipelining"), so that the line
+        never idles. After a failure (an ERROR reply, a corrupt reply, a timeout) the
+        line is drained and the samples from the first unanswered one on are sent again,
+        up to ``attempts`` times in all; then ``LinkError``. ``progress(done, total)`` is
+        called after every reply."""
+        cmd = CMD_INFER_PACKED if packed else CMD_INFER
+        frames = [encode_frame(cmd, pack_zero_runs(c) if packed else _codes_bytes(c))
+                  for c in samples]
+        out: list[Inference] = []
+        failures = 0
+        sent = 0
+        while len(out) < len(frames):
+            try:
+                while sent < len(frames) and sent - len(out) < PIPELINE_DEPTH:
+                    self.port.write(frames[sent])
+                    sent += 1
+                frame = self.receive()
+                if frame.cmd == CMD_ERROR:
+                    code = frame.payload[0] if len(frame.payload) == 1 else None
+                    raise LinkError(f"the device answered ERROR {code}: "
+                                    f"{error_name(code) if code is not None else 'no code'}"
+                                    f" to sample {len(out)}", code)
+                if frame.cmd != cmd | REPLY_BIT:
+                    raise LinkError(f"expected reply 0x{cmd | REPLY_BIT:02X}, got "
+                                    f"0x{frame.cmd:02X}")
+                out.append(Inference.decode(frame.payload))
+                if progress is not None:
+                    progress(len(out), len(frames))
+            except LinkError:
+                failures += 1
+                if failures >= attempts:
+                    raise
+                self.drain()  # every reply still due arrives and is dropped
+                sent = len(out)
+        return out
 
     def status(self) -> Status:
         return Status.decode(self.request(CMD_STATUS))

@@ -1,8 +1,11 @@
 """Inference on a board through the host link (``hwsnn infer DIR --port PORT``).
 
 ``--port golden`` talks to ``GoldenDevice`` instead of a serial port: a software stand-in
-for the board that answers IDENTIFY, INFER and STATUS (protocol version 2, docs/link.md)
-with the golden model, so host scripts can be tried without hardware.
+for the board that answers IDENTIFY, INFER, INFER_PACKED and STATUS (protocol version 3,
+docs/link.md) with the golden model, so host scripts can be tried without hardware.
+
+The samples go out pipelined and packed (``host.Client.infer_many``): the next one streams
+in while the board computes the one before.
 
 A design whose weights live in SPRAM (``hwsnn build --weights``) starts without them: when
 the board says so, ``infer`` first writes them (LOAD frames, then COMMIT) from the QNet,
@@ -11,6 +14,7 @@ laid out as the build that the board reports (``build/*/report.json``) placed th
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -49,10 +53,17 @@ class GoldenDevice:
 
     def _answer(self, frame):
         cmd, payload = frame.cmd, frame.payload
-        need = {host.CMD_IDENTIFY: 0, host.CMD_STATUS: 0, host.CMD_INFER: self.pixels}
+        need = {host.CMD_IDENTIFY: 0, host.CMD_STATUS: 0, host.CMD_INFER: self.pixels,
+                host.CMD_INFER_PACKED: None}
         if cmd not in need:
             return self._error(host.ERR_COMMAND)
-        if len(payload) != need[cmd]:
+        if cmd == host.CMD_INFER_PACKED:
+            if not 1 <= len(payload) <= min(2 * self.pixels, host.MAX_LEN):
+                return self._error(host.ERR_LENGTH)
+            payload = host.unpack_zero_runs(payload, self.pixels)
+            if payload is None:
+                return self._error(host.ERR_ENCODING)
+        elif len(payload) != need[cmd]:
             return self._error(host.ERR_LENGTH)
         self.accepted += 1
         if cmd == host.CMD_IDENTIFY:
@@ -130,18 +141,48 @@ def load_images(path: str, net: QNet) -> torch.Tensor:
     return x.reshape(-1, *net.input.shape)
 
 
-def infer(directory, port: str, *, baud: int = 115200, samples: int = 10, offset: int = 0,
-          images: str | None = None, timeout: float = 2.0, progress: bool = True) -> dict:
-    """Send test samples (or ``images``) to the board on ``port`` and compare every answer
-    with the golden model of the QNet in ``directory``."""
+def build_baud(directory) -> int:
+    """The link rate of the newest build in ``directory/build`` (115200 for builds that
+    did not record one, or when there is none)."""
+    import json
+
+    from .build import DEFAULT_BAUD
+    newest = None
+    for report in Path(directory).glob("build/*/report.json"):
+        try:
+            r = json.loads(report.read_text())
+            t = report.stat().st_mtime
+        except (OSError, ValueError):
+            continue
+        if isinstance(r, dict) and (newest is None or t > newest[0]):
+            newest = (t, r.get("baud") or DEFAULT_BAUD)
+    return int(newest[1]) if newest else DEFAULT_BAUD
+
+
+def infer(directory, port: str, *, baud: int | None = None, samples: int = 10, offset: int = 0,
+          images: str | None = None, timeout: float = 2.0, progress: bool = True,
+          data_path: str | None = None) -> dict:
+    """Send test samples to the board on ``port`` and compare every answer with the golden
+    model of the QNet in ``directory``: ``samples`` from ``offset`` of the labelled data
+    ``data_path`` (an .npz with arrays x, y, an MNIST folder or
+    ``package.module:factory``), else of the network's own test split; or all of
+    ``images`` (unlabelled)."""
+    if images and data_path:
+        raise HwsnnError(f"--data {data_path} and --images {images} cannot be used together: "
+                         "give --data for labelled test data, or --images for images "
+                         "without labels")
     net = load_qnet(directory)
     if images:
-        x, y = load_images(images, net), None
+        x, y, what = load_images(images, net), None, images
     else:
-        if data.unknown_data(net.metadata):
-            raise HwsnnError(f"{directory} was converted without a known data set: give the "
-                             "images to send with --images FILE")
-        x, y = data.load_for(tuple(net.input.shape), "test", meta=net.metadata)
+        if data_path is None and data.unknown_data(net.metadata):
+            raise HwsnnError(f"{directory} was converted without a known data set: give "
+                             "labelled test data with --data DATA, or the images to send "
+                             "with --images FILE")
+        x, y = data.load_for(tuple(net.input.shape), "test", data_path, meta=net.metadata,
+                             value_range=(net.input.lo, net.input.hi))
+        what = data_path or data.describe(None, data.shipped_for(tuple(net.input.shape),
+                                                                 net.metadata))
         if samples < 1 or offset < 0 or offset + samples > len(x):
             raise HwsnnError(f"--samples {samples} from {offset}: the test data has "
                              f"{len(x)} samples")
@@ -149,6 +190,8 @@ def infer(directory, port: str, *, baud: int = 115200, samples: int = 10, offset
     codes = golden.encode(net, x)
     expect = golden.run(net, codes)
     try:
+        if baud is None:
+            baud = build_baud(directory)
         client = host.Client(GoldenDevice(net)) if port == "golden" else \
             host.Client.open(port, baud=baud, timeout=timeout)
     except OSError as exc:  # pyserial's SerialException is one
@@ -164,8 +207,24 @@ def infer(directory, port: str, *, baud: int = 115200, samples: int = 10, offset
         specs = stores_for(directory, net, ident)
         loaded_bytes = _load(client, specs, progress)
     rows = []
-    for i in range(len(codes)):
-        r = client.infer(codes[i].flatten().tolist())
+    bar = None
+    if progress and len(codes) > 1:
+        from tqdm import tqdm
+        bar = tqdm(total=len(codes), unit="img", desc="inferences")
+
+    def step(done, _total):
+        if bar is not None:
+            bar.n = done
+            bar.refresh()
+    t = time.perf_counter()
+    try:
+        answers = client.infer_many([c.flatten().tolist() for c in codes], packed=True,
+                                    progress=step)
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t
+    for i, r in enumerate(answers):
         want = expect.readout[i].tolist()
         rows.append({"sample": i + (0 if images else offset), "class": r.prediction,
                      "values": list(r.values), "cycles": r.cycles,
@@ -173,7 +232,8 @@ def infer(directory, port: str, *, baud: int = 115200, samples: int = 10, offset
                      "matches_golden": list(r.values) == want
                      and r.prediction == int(expect.predictions[i])})
     status = client.status()
-    out = {"port": port, "model_id": ident.model_id_hex, "samples": len(rows),
+    out = {"port": port, "baud": baud, "model_id": ident.model_id_hex, "samples": len(rows),
+           "seconds": seconds, "images_per_second": len(rows) / seconds if seconds else None,
            "weights_loaded_bytes": loaded_bytes,
            "results": rows, "golden_mismatches": sum(not r["matches_golden"] for r in rows),
            "status": {"accepted": status.accepted, "rejected": status.rejected,
@@ -181,4 +241,5 @@ def infer(directory, port: str, *, baud: int = 115200, samples: int = 10, offset
     if y is not None:
         out["accuracy"] = sum(r["class"] == r["label"] for r in rows) / len(rows)
     out["directory"] = str(Path(directory))
+    out["data"] = what
     return out

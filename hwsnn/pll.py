@@ -36,7 +36,7 @@ def _ice40_filter(pfd_mhz: float) -> int:
     return 6
 
 
-def ice40_pll(input_mhz: float, target_mhz: float) -> PllSetting:
+def ice40_pll(input_mhz: float, target_mhz: float, accept=None) -> PllSetting:
     best = None
     for divr in range(16):
         pfd = input_mhz / (divr + 1)
@@ -48,16 +48,18 @@ def ice40_pll(input_mhz: float, target_mhz: float) -> PllSetting:
                 continue
             for divq in range(1, 7):
                 out = vco / 2 ** divq
-                if out <= target_mhz + 1e-9 and (best is None or out > best[0] + 1e-9):
+                if out <= target_mhz + 1e-9 and (best is None or out > best[0] + 1e-9) \
+                        and (accept is None or accept(out)):
                     best = (out, {"DIVR": divr, "DIVF": divf, "DIVQ": divq,
                                   "FILTER_RANGE": _ice40_filter(pfd)})
     if best is None or best[0] < 16:
         raise ParameterError(f"no iCE40 PLL setting makes at most {target_mhz:g} MHz from "
-                             f"{input_mhz:g} MHz (the lowest is 16 MHz)")
+                             f"{input_mhz:g} MHz (the lowest is 16 MHz)"
+                             + (" that the link's baud rate accepts" if accept else ""))
     return PllSetting("ice40", input_mhz, best[0], best[1])
 
 
-def ecp5_pll(input_mhz: float, target_mhz: float) -> PllSetting:
+def ecp5_pll(input_mhz: float, target_mhz: float, accept=None) -> PllSetting:
     best = None
     for clki in range(1, 129):
         pfd = input_mhz / clki
@@ -69,22 +71,26 @@ def ecp5_pll(input_mhz: float, target_mhz: float) -> PllSetting:
                 break
             for clkop in range(1, 129):
                 if 400 <= out * clkop <= 800:
-                    if best is None or out > best[0] + 1e-9:
+                    if (best is None or out > best[0] + 1e-9) and \
+                            (accept is None or accept(out)):
                         best = (out, {"CLKI_DIV": clki, "CLKFB_DIV": clkfb,
                                       "CLKOP_DIV": clkop})
                     break
     if best is None:
         raise ParameterError(f"no ECP5 PLL setting makes at most {target_mhz:g} MHz from "
-                             f"{input_mhz:g} MHz")
+                             f"{input_mhz:g} MHz"
+                             + (" that the link's baud rate accepts" if accept else ""))
     return PllSetting("ecp5", input_mhz, best[0], best[1])
 
 
-def pll_setting(family: str, input_mhz: float, target_mhz: float) -> PllSetting:
-    """The fastest PLL output at or below ``target_mhz`` from ``input_mhz``."""
+def pll_setting(family: str, input_mhz: float, target_mhz: float,
+                accept=None) -> PllSetting:
+    """The fastest PLL output at or below ``target_mhz`` from ``input_mhz`` (among those
+    for which ``accept(mhz)`` is true, when given)."""
     if family == "ice40":
-        return ice40_pll(input_mhz, target_mhz)
+        return ice40_pll(input_mhz, target_mhz, accept)
     if family == "ecp5":
-        return ecp5_pll(input_mhz, target_mhz)
+        return ecp5_pll(input_mhz, target_mhz, accept)
     raise ParameterError(f"no PLL model for the {family} family")
 
 

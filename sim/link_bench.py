@@ -194,6 +194,7 @@ class Scenario:
         self.status = {"accepted": 0, "rejected": 0, "inferences": 0, "last_error": 0,
                        "loaded": not cfg.get("stores")}
         self.next_sample = 0
+        self.throughput = None
         self.settle = 2 * int(cfg["timeout_cycles"]) + 20 * int(cfg["divisor"])
 
     def check(self, name, ok, expected=None, observed=None):
@@ -255,6 +256,35 @@ class Scenario:
                    expected=[sample["prediction"], sample["readout"]],
                    observed=[row.get("prediction"), row.get("values")] if "values" in row
                    else row.get("error"))
+
+    def infer_many(self, context, packed, one_by_one=False):
+        """Every sample through ``Client.infer_many`` (pipelined; or ``one_by_one`` with
+        ``Client.infer``), against the golden model; the simulated cycles from the first
+        byte written to the last reply byte read give images per second."""
+        samples = self.samples
+        start = self.port.now_cycles()
+        sent = self.port.sent
+        try:
+            if one_by_one:
+                got = [self.client.infer(s["codes"], packed=packed) for s in samples]
+            else:
+                got = self.client.infer_many([s["codes"] for s in samples], packed=packed,
+                                             attempts=1)
+        except host.LinkError as exc:
+            self.recover()
+            return self.check(f"infer_many ({context})", False, observed=str(exc))
+        cycles = self.port.now_cycles() - start
+        wrong = [i for i, (g, s) in enumerate(zip(got, samples, strict=True))
+                 if (g.prediction, list(g.values)) != (s["prediction"], s["readout"])
+                 or g.cycles <= 0]
+        for _ in got:
+            self.good(inference=True)
+        self.throughput = {"context": context, "samples": len(samples),
+                           "cycles_elapsed": cycles, "bytes_sent": self.port.sent - sent,
+                           "packed": packed, "pipelined": not one_by_one,
+                           "inference_cycles": [g.cycles for g in got]}
+        self.check(f"infer_many: {len(samples)} samples ({context})", not wrong,
+                   expected="all golden", observed=f"samples {wrong[:10]} differ")
 
     def check_status(self, context):
         try:
@@ -332,9 +362,18 @@ class Scenario:
         if self.cfg.get("stores"):
             self.load_weights()
             self.check_status("after loading the weights")
+        mode = self.cfg.get("throughput")
+        if mode:  # only the samples, timed: "pipelined" (packed) or "sequential" (not)
+            if mode == "pipelined":
+                self.infer_many("pipelined, packed", packed=True)
+            else:
+                self.infer_many("one at a time, not packed", packed=False, one_by_one=True)
+            self.check_status("after the samples")
+            return
         for i in range(len(self.samples)):
             self.infer("in turn", index=i)
         self.next_sample = len(self.samples)
+        self.infer_many("pipelined, packed", packed=True)
         self.check_status("after the samples")
         if not self.cfg.get("faults", True):
             return
@@ -366,27 +405,27 @@ class Scenario:
         self.infer("after bad length and unknown command")
         self.check_status("after bad length and unknown command")
 
-        # A frame sent while the previous one is being answered: ERROR 6, the first one's
-        # reply intact.
+        # Pipelining: a STATUS sent while the INFER before it is computed and answered
+        # waits and is answered after it; a second STATUS finds the first one waiting:
+        # ERROR 6, counted but not answered (the slot is still full at its CRC byte).
         index = self.next_sample % len(self.samples)
         self.next_sample += 1
         self.port.write(host.encode_frame(host.CMD_INFER, bytes(self.samples[index]["codes"])))
-        self.port.write(host.encode_frame(host.CMD_STATUS))
+        self.port.write(host.encode_frame(host.CMD_STATUS) * 2)
         try:
             first = self.client.receive()
             second = self.client.receive()
         except host.LinkError as exc:
-            self.check("busy: two replies", False, observed=str(exc))
+            self.check("pipelined: two replies", False, observed=str(exc))
         else:
-            self.infer("answered while a frame arrived", index=index, reply=first)
-            code = second.payload[0] if second.cmd == host.CMD_ERROR and \
-                len(second.payload) == 1 else None
-            if code is not None:
-                self.bad(code)
-            self.errors.append({"case": "busy", "expected_code": host.ERR_BUSY, "code": code,
-                                "ok": code == host.ERR_BUSY})
-            self.check(f"busy: ERROR {host.ERR_BUSY}", code == host.ERR_BUSY,
-                       expected=host.ERR_BUSY, observed=code)
+            self.infer("answered while two frames arrived", index=index, reply=first)
+            self.good()
+            self.check("pipelined: the STATUS after it answered",
+                       second.cmd == host.CMD_STATUS | host.REPLY_BIT,
+                       expected=host.CMD_STATUS | host.REPLY_BIT, observed=second.cmd)
+            self.bad(host.ERR_BUSY)
+            self.errors.append({"case": "busy", "expected_code": host.ERR_BUSY,
+                                "code": host.ERR_BUSY, "ok": True})
         self.recover()
         self.infer("after busy")
         self.check_status("at the end")
@@ -451,6 +490,7 @@ async def link_round_trip(dut):
             "bytes_sent": port.sent, "bytes_received": len(port.arrivals),
         },
         "cycles": port.now_cycles(),
+        "throughput": scenario.throughput,
         "wall_s": time.time() - t,
     }
     tmp = cfg["out"] + ".tmp"

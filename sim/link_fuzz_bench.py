@@ -257,7 +257,7 @@ class Fuzz:
             if not problem and (self.port.plans or extra):
                 problem = f"wrong: the client wrote {extra} frames more and " \
                           f"{len(self.port.plans)} fewer than planned"
-            rest = expected[1:] if call[0] != "load_weights" else []
+            rest = expected[1:] if call[0] not in ("load_weights", "infer_many") else []
         for want in rest:
             if problem:
                 break
@@ -290,6 +290,17 @@ class Fuzz:
                 got = client.status().encode()
             elif name == "infer":
                 got = client.infer(call[1])
+            elif name == "infer_packed":
+                got = client.infer(call[1], packed=True)
+            elif name == "infer_many":
+                many = client.infer_many(call[1], packed=call[2], attempts=1)
+                wants = [w.infer for w in expected]
+                ok = len(wants) == len(many) and all(
+                    w is not None and (g.prediction, list(g.values)) == (w[0], list(w[1]))
+                    and g.cycles > 0 for g, w in zip(many, wants, strict=False))
+                seen = [[g.prediction, list(g.values)] for g in many]
+                return ("" if ok else f"wrong: expected {[w.describe() for w in expected]}, "
+                        f"got {seen}"), seen
             elif name == "load":
                 client.load(call[1], call[2], call[3])
                 got = b""
@@ -319,7 +330,7 @@ class Fuzz:
                     f"{exc}"), f"LinkError {exc.code}: {exc}"
         if want.cmd != self._own_reply(call):
             return f"wrong: expected {want.describe()}, the client got an answer", repr(got)
-        if name == "infer":
+        if name in ("infer", "infer_packed"):
             ok = (got.prediction, list(got.values)) == (want.infer[0], list(want.infer[1])) \
                 and got.cycles > 0
             if ok:
@@ -333,7 +344,8 @@ class Fuzz:
     @staticmethod
     def _own_reply(call) -> int:
         cmd = {"identify": host.CMD_IDENTIFY, "status": host.CMD_STATUS,
-               "infer": host.CMD_INFER, "load": host.CMD_LOAD, "commit": host.CMD_COMMIT}
+               "infer": host.CMD_INFER, "load": host.CMD_LOAD, "commit": host.CMD_COMMIT,
+               "infer_packed": host.CMD_INFER_PACKED, "infer_many": host.CMD_INFER}
         return (cmd[call[0]] if call[0] in cmd else call[1]) | host.REPLY_BIT
 
     def note_cycles(self, want, frame):

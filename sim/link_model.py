@@ -35,7 +35,8 @@ from hwsnn import host
 
 INF = float("inf")
 TX_LATENCY = 1  # from the cycle a reply byte goes to the transmitter to its start bit
-COMMANDS = (host.CMD_IDENTIFY, host.CMD_INFER, host.CMD_STATUS)
+COMMANDS = (host.CMD_IDENTIFY, host.CMD_INFER, host.CMD_STATUS, host.CMD_INFER_PACKED)
+INFERS = (host.CMD_INFER, host.CMD_INFER_PACKED)
 STORE_COMMANDS = (host.CMD_LOAD, host.CMD_COMMIT)
 
 
@@ -114,8 +115,9 @@ class Device:
 
     def reply_length(self, kind: int) -> int:
         return {host.CMD_IDENTIFY: host.IDENTIFY_LEN, host.CMD_STATUS: host.STATUS_LEN,
-                host.CMD_INFER: host.INFER_HEADER_LEN + 4 * self.classes, host.CMD_LOAD: 0,
-                host.CMD_COMMIT: 0, host.CMD_ERROR: 1}[kind]
+                host.CMD_INFER: host.INFER_HEADER_LEN + 4 * self.classes,
+                host.CMD_INFER_PACKED: host.INFER_HEADER_LEN + 4 * self.classes,
+                host.CMD_LOAD: 0, host.CMD_COMMIT: 0, host.CMD_ERROR: 1}[kind]
 
     def frame_bytes(self, reply: Reply) -> int:
         """Bytes of a reply frame on the line."""
@@ -204,7 +206,8 @@ class Reply:
             return f"ERROR {self.payload[0]}"
         name = {host.CMD_IDENTIFY: "IDENTIFY", host.CMD_INFER: "INFER",
                 host.CMD_STATUS: "STATUS", host.CMD_LOAD: "LOAD",
-                host.CMD_COMMIT: "COMMIT"}.get(self.cmd & 0x7F, f"0x{self.cmd:02X}")
+                host.CMD_COMMIT: "COMMIT", host.CMD_INFER_PACKED: "INFER_PACKED"}.get(
+                    self.cmd & 0x7F, f"0x{self.cmd:02X}")
         if self.infer is not None:
             return f"{name} class {self.infer[0]}"
         return f"{name} {self.payload.hex()}" if self.payload else name
@@ -274,6 +277,20 @@ class LinkModel:
             return False
         raise Ambiguous(f"cycles {a} and {b} are within {g} of each other")
 
+    def _waiting(self, jobs: list[_Job], t: int) -> bool:
+        """Whether a request waits in the slot at cycle ``t``: from 2 cycles after its
+        post to the cycle the executor takes it."""
+        unsure = None
+        for job in jobs:
+            try:
+                if not self._order(t, job.posted + 2) and not self._order(job.take, t):
+                    return True
+            except Ambiguous as exc:
+                unsure = exc
+        if unsure is not None:
+            raise unsure
+        return False
+
     def _busy(self, jobs: list[_Job], t: int) -> bool:
         """The link's busy flag at cycle ``t``: a request waits in the slot or the
         executor works (from the slot filling, 2 cycles after the post, to the cycle the
@@ -324,7 +341,7 @@ class LinkModel:
             job = _Job(kind, code, p, pixels=pixels)
             job.take = _max(_span(p + 2), free)
             length = dev.reply_length(kind)
-            if kind == host.CMD_INFER:
+            if kind in INFERS:
                 if pixels not in dev.golden:
                     raise Ambiguous("an inference of an image without a golden answer")
                 if dev.stores and not st.intact(dev):
@@ -349,7 +366,7 @@ class LinkModel:
         t = 0  # start of the current symbol
         last = 0  # cycle of the last event inside a frame (timeout reference)
         crc = cmd = lo = length = 0
-        clash = False
+        clash = waiting = False
         payload = bytearray()
         lsel = laddr = lbyte = lrem = 0
         lbad = False
@@ -373,7 +390,8 @@ class LinkModel:
             if state_ == "HUNT":
                 if b == host.SYNC:
                     state_, crc, last = "CMD", 0, e
-                    clash = self._busy(jobs, e - 1)
+                    clash = self._busy(jobs, e - 1)  # matters to LOAD only
+                    waiting = self._waiting(jobs, e - 1)
                 continue
             last = e
             if state_ != "CRC":
@@ -390,13 +408,19 @@ class LinkModel:
             elif state_ == "LEN1":
                 length = lo | b << 8
                 need = dev.pixels if cmd == host.CMD_INFER else 0
-                bad = length < host.LOAD_HEADER_LEN + 1 if cmd == host.CMD_LOAD \
-                    else length != need
+                if cmd == host.CMD_LOAD:
+                    bad = length < host.LOAD_HEADER_LEN + 1
+                elif cmd == host.CMD_INFER_PACKED:
+                    bad = not 1 <= length <= min(2 * dev.pixels, host.MAX_LEN)
+                else:
+                    bad = length != need
                 if bad:
                     post(e, host.CMD_ERROR, host.ERR_LENGTH)
                     state_ = "HUNT"
                 elif cmd == host.CMD_INFER:
                     payload, state_ = bytearray(), "PAYLOAD"
+                elif cmd == host.CMD_INFER_PACKED:
+                    payload, lrem, state_ = bytearray(), length, "PACKED"
                 elif cmd == host.CMD_LOAD:
                     lrem, lbad, state_ = length, False, "LSEL"
                 else:
@@ -404,6 +428,11 @@ class LinkModel:
             elif state_ == "PAYLOAD":
                 payload.append(b)
                 if len(payload) == dev.pixels:
+                    state_ = "CRC"
+            elif state_ == "PACKED":
+                payload.append(b)
+                lrem -= 1
+                if lrem == 0:
                     state_ = "CRC"
             elif state_ in ("LSEL", "LADR0", "LADR1"):
                 lrem -= 1
@@ -429,16 +458,21 @@ class LinkModel:
                     state_ = "CRC"
             elif state_ == "CRC":
                 state_ = "HUNT"
+                pixels = bytes(payload) if cmd == host.CMD_INFER else \
+                    host.unpack_zero_runs(payload, dev.pixels) \
+                    if cmd == host.CMD_INFER_PACKED else b""
                 if b != crc:
                     post(e, host.CMD_ERROR, host.ERR_CRC)
-                elif clash:
+                elif clash if cmd == host.CMD_LOAD else waiting:
                     post(e, host.CMD_ERROR, host.ERR_BUSY)
-                elif cmd == host.CMD_INFER and not st.loaded:
+                elif cmd in INFERS and not st.loaded:
                     post(e, host.CMD_ERROR, host.ERR_NOT_LOADED)
+                elif pixels is None:
+                    post(e, host.CMD_ERROR, host.ERR_ENCODING)
                 elif cmd == host.CMD_LOAD and lbad:
                     post(e, host.CMD_ERROR, host.ERR_ADDRESS)
                 else:
-                    post(e, cmd, pixels=bytes(payload) if cmd == host.CMD_INFER else b"")
+                    post(e, cmd, pixels=pixels)
                     if cmd == host.CMD_COMMIT:
                         loaded(e, True)
         if state_ != "HUNT":
@@ -454,8 +488,8 @@ class LinkModel:
             return error(job.code)
         if job.kind == host.CMD_IDENTIFY:
             return Reply(host.CMD_IDENTIFY | host.REPLY_BIT, dev.identity)
-        if job.kind == host.CMD_INFER:
-            return Reply(host.CMD_INFER | host.REPLY_BIT, infer=dev.golden[job.pixels],
+        if job.kind in INFERS:
+            return Reply(job.kind | host.REPLY_BIT, infer=dev.golden[job.pixels],
                          image=job.pixels)
         if job.kind == host.CMD_STATUS:
             # every payload byte is read as it goes out (a cycle before it leaves)
@@ -486,7 +520,8 @@ class Case:
 
     ``segments``: the symbols of each request the host sends and waits the replies of
     (one, or one per frame of a weight load). ``call``: the client method that sends it
-    (``("identify",)``, ``("status",)``, ``("infer", codes)``, ``("load", store,
+    (``("identify",)``, ``("status",)``, ``("infer", codes)``, ``("infer_packed",
+    codes)``, ``("infer_many", [codes, ...])``, ``("load", store,
     address, data)``, ``("commit",)``, ``("request", cmd, payload)``, ``("load_weights",
     chunk_bytes)``), or ``None`` when the symbols go on the line as they are and the
     replies are read with ``Client.receive``. With a call, ``clean`` is the frame the
@@ -521,11 +556,12 @@ class Fuzzer:
     with a golden answer in ``device.golden``)."""
 
     BAD = {"crc": 2, "flip": 3, "truncate": 4, "length": 2, "command": 2, "framing": 2,
-           "garbage": 3, "syncs": 1, "silence": 2, "back_to_back": 3}
+           "garbage": 3, "syncs": 1, "silence": 2, "back_to_back": 3, "encoding": 2}
     BAD_STORES = {"load_address": 1, "load_corrupt": 1, "load_retry": 1,
                   "infer_unloaded": 4}  # the last:
     # only while the weights are not committed
-    GOOD = {"identify": 1, "status": 2, "infer": 4, "gaps": 1}
+    GOOD = {"identify": 1, "status": 2, "infer": 3, "infer_packed": 3, "pipelined": 2,
+            "gaps": 1}
     GOOD_STORES = {"load": 1}
 
     def __init__(self, device: Device, rng: random.Random, images: list[bytes]):
@@ -552,9 +588,11 @@ class Fuzzer:
     def any_frame(self) -> bytes:
         """A well-formed request of a random kind."""
         kinds = list(self.dev.commands)
-        cmd = self.rng.choice(kinds + [host.CMD_INFER] * 2)
+        cmd = self.rng.choice(kinds + [host.CMD_INFER, host.CMD_INFER_PACKED])
         if cmd == host.CMD_INFER:
             return frame(cmd, self.image())
+        if cmd == host.CMD_INFER_PACKED:
+            return frame(cmd, host.pack_zero_runs(self.image()))
         if cmd == host.CMD_LOAD:
             return self.load_frame()
         return frame(cmd)
@@ -581,10 +619,13 @@ class Fuzzer:
             return self.rng.randrange(1, 4 * self.dev.byte_cycles)
         return self.rng.randrange(self.dev.timeout_cycles, 4 * self.dev.timeout_cycles + 1)
 
-    @staticmethod
-    def call_for(data: bytes) -> tuple:
+    def call_for(self, data: bytes) -> tuple:
         """The client method that writes the frame ``data``."""
         cmd, payload = data[1], data[4:-1]
+        if cmd == host.CMD_INFER_PACKED:
+            codes = host.unpack_zero_runs(payload, self.dev.pixels)
+            if codes is not None and host.pack_zero_runs(codes) == payload:
+                return ("infer_packed", codes)
         if cmd == host.CMD_IDENTIFY and not payload:
             return ("identify",)
         if cmd == host.CMD_STATUS and not payload:
@@ -611,6 +652,17 @@ class Fuzzer:
             data = frame(host.CMD_STATUS)
         elif name == "infer":
             data = frame(host.CMD_INFER, self.image())
+        elif name == "infer_packed":
+            data = frame(host.CMD_INFER_PACKED, host.pack_zero_runs(self.image()))
+        elif name == "pipelined":
+            # Client.infer_many of two samples: both frames go out back to back, before
+            # the first reply (one segment on the line, the second write adds nothing).
+            images = [self.image() for _ in range(2)]
+            packed = self.rng.random() < 0.5
+            frames = [frame(host.CMD_INFER_PACKED, host.pack_zero_runs(i)) if packed
+                      else frame(host.CMD_INFER, i) for i in images]
+            return Case(name, False, 2, [line(frames[0] + frames[1], gap), []],
+                        ("infer_many", images, packed), cleans=frames)
         elif name == "load":
             data = self.load_frame()
         else:  # gaps: silences between the bytes, each shorter than the timeout
@@ -694,6 +746,9 @@ class Fuzzer:
         need = self.dev.pixels if cmd == host.CMD_INFER else 0
         if cmd == host.CMD_LOAD:
             n = rng.randrange(host.LOAD_HEADER_LEN + 1)
+        elif cmd == host.CMD_INFER_PACKED:
+            need = self.dev.pixels
+            n = rng.choice([0, 2 * need + 1, 2 * need + rng.randrange(1, 8), 0xFFFF])
         else:
             n = rng.choice([need + 1, max(0, need - 1) if need else 1,
                             rng.randrange(2 * need + 8), 0xFFFF])
@@ -707,6 +762,32 @@ class Fuzzer:
         body = bytes([cmd]) + n.to_bytes(2, "little") + payload
         data = bytes([host.SYNC]) + body + bytes([host.crc8(body)])
         return Case("length", True, 1, [line(data, self.lead())])
+
+    def bad_encoding(self, state):
+        """An INFER_PACKED frame, CRC right, whose zero runs break the coding: a run of 0
+        or over 32, a 0x00 last, one pixel too few or too many, a run past the end."""
+        rng, n = self.rng, self.dev.pixels
+        packed = host.pack_zero_runs(self.image())
+        kind = rng.randrange(5)
+        if kind == 0:
+            run = bytes([0, rng.choice([0] + list(range(host.ZERO_RUN_MAX + 1, 256)))])
+            at = rng.randrange(len(packed) + 1)
+            while at and at < len(packed) and packed[at - 1] == 0:
+                at -= 1  # not between a 0x00 and its run length
+            payload = packed[:at] + run + packed[at:]
+        elif kind == 1:
+            payload = packed + b"\x00"
+        elif kind == 2:
+            payload = host.pack_zero_runs(bytes(self.image())[:-1])
+        elif kind == 3:
+            payload = packed + bytes([rng.randrange(1, 256)])
+        else:
+            payload = packed + b"\x00" + bytes([rng.randint(1, host.ZERO_RUN_MAX)])
+        payload = payload[:2 * n] or b"\x00"
+        if host.unpack_zero_runs(payload, n) is not None:  # cut back into a good one
+            payload = b"\x00\x00" + payload[2:]
+        data = frame(host.CMD_INFER_PACKED, payload)
+        return self._faulty("encoding", data, line(data))
 
     def bad_command(self, state):
         rng = self.rng

@@ -146,12 +146,15 @@ def read_timeout_cycles(design: LinkDesign, res) -> int:
 
 def run_link(design: LinkDesign, codes: torch.Tensor, *, faults: bool = True,
              expected: list[tuple[int, list[int]]] | None = None,
-             load_chunk: int = 64) -> dict:
+             load_chunk: int = 64, throughput: str | None = None) -> dict:
     """Run the bench on ``codes`` ([B, *input shape], 0..255): IDENTIFY, every sample in
     turn, STATUS, and with ``faults`` the corrupt-frame cases, each followed by an INFER
     that must give the golden answer again; a design with run-time weight stores gets
     them first, in LOAD frames of ``load_chunk`` bytes. ``expected`` replaces the golden model's
     (class, readout) per sample (to show that a wrong expectation fails the run).
+    ``throughput`` ("pipelined": packed through ``Client.infer_many``; "sequential": one
+    plain INFER at a time) runs only the samples, timed: the record's ``throughput`` has
+    the cycles from the first byte written to the last reply byte read.
 
     Returns the bench's record (``passed``, ``checks``, ``failed``, ``inferences``,
     ``errors``, ``statuses``, ``counts``, ...) with ``cocotb_tests`` and ``cocotb_failed``
@@ -176,7 +179,7 @@ def run_link(design: LinkDesign, codes: torch.Tensor, *, faults: bool = True,
            "stores": [{"bytes_per_word": s.bytes_per_word, "data": s.encode().hex()}
                       for s in design.stores],
            "layout": layout_id(design.stores).hex() if design.stores else None,
-           "load_chunk": int(load_chunk),
+           "load_chunk": int(load_chunk), "throughput": throughput,
            "out": str((work / "record.json").resolve())}
     (work / "bench.json").write_text(json.dumps(cfg))
     (work / "record.json").unlink(missing_ok=True)
@@ -524,3 +527,74 @@ def fuzz_design(name: str):
         "lanes": 2, "loadable": [(net.populations[0].name, 0)], "primitives": True,
         "input_lanes": 8}
     return net, kw
+
+
+# ---------------------------------------------------------------------------------------
+# End-to-end throughput of a board build's link (benchmarks/link_throughput.py, bench).
+
+
+def link_throughput(directory, board: str, samples: int = 200, sequential: int = 20,
+                    work=None) -> dict:
+    """Images per second end to end through the link of ``hwsnn build DIR --board
+    BOARD`` (its network, lanes, input stage, run-time weight stores, the link at the
+    build's clock and baud rate, read from ``DIR/build/BOARD/report.json``), simulated in
+    Verilator under ``sim/link_bench.py`` with the real host client: the weights loaded
+    over the link, then ``samples`` test images pipelined and packed
+    (``Client.infer_many``), and ``sequential`` one at a time as plain INFER frames, every
+    answer checked against the golden model. Images per second = images × clock /
+    simulated cycles from the first byte written to the last reply byte read."""
+    import tempfile
+
+    from .. import data
+    from ..build import DEFAULT_BAUD, lanes_by_population
+    from ..qnet import load
+    directory = Path(directory)
+    report = directory / "build" / board / "report.json"
+    if not report.is_file():
+        raise ParameterError(f"no build for {board} in {directory}: run 'hwsnn build "
+                             f"{directory} --board {board}' first")
+    rep = json.loads(report.read_text())
+    net = load(directory)
+    clk_hz = rep["clock_mhz"] * 1e6
+    baud = rep.get("baud") or DEFAULT_BAUD
+    lanes = set(lanes_by_population(net, rep["lanes"]).values())
+    if len(lanes) != 1:
+        raise ParameterError("link_throughput takes one lane count for every population")
+    loadable = [tuple(k) for k in rep.get("loadable", [])]
+    x, _ = data.load_for(tuple(net.input.shape), "test", None, meta=net.metadata,
+                         value_range=(net.input.lo, net.input.hi))
+    codes = golden.encode(net, x[:max(samples, sequential)])
+    work = Path(work) if work is not None else Path(tempfile.mkdtemp(prefix="hwsnn-link-"))
+    t = time.time()
+    design = build_link(net, work, lanes=lanes.pop(), divisor=int(clk_hz // baud),
+                        timeout_bytes=20, loadable=loadable,
+                        primitives=bool(loadable) and rep["device"].startswith("iCE40UP"),
+                        input_lanes=rep.get("input_lanes", 0))
+    build_s = time.time() - t
+    runs = {}
+    for mode, n in (("pipelined", samples), ("sequential", sequential)):
+        if n <= 0:
+            continue
+        r = run_link(design, codes[:n], faults=False, throughput=mode)
+        if not r["passed"]:
+            raise SimulatorError(f"the {mode} link run failed: "
+                                 f"{r['failed'][:1] or r['crashed']}")
+        tp = r["throughput"]
+        runs[mode] = {
+            "samples": n, "cycles_elapsed": tp["cycles_elapsed"],
+            "images_per_second": n * clk_hz / tp["cycles_elapsed"],
+            "bytes_per_image": tp["bytes_sent"] / n,
+            "inference_us_mean": sum(tp["inference_cycles"]) / n / clk_hz * 1e6,
+            "all_golden": True, "sim_seconds": r["sim_seconds"]}
+    pixels = int(codes[0].numel())
+    compute_s = runs[next(iter(runs))]["inference_us_mean"] * 1e-6 if runs else 0.0
+    # Protocol 2 at 115200 baud, from the same compute time: a plain frame, the
+    # computation and the reply, one after the other.
+    before = 1 / ((pixels + 5 + 5 + host.INFER_HEADER_LEN + 4 * net.classes) * 10 / 115200
+                  + compute_s)
+    return {"directory": str(directory), "board": board, "device": rep["device"],
+            "clock_mhz": rep["clock_mhz"], "baud": baud, "divisor": int(clk_hz // baud),
+            "pixels": pixels, "lanes": rep["lanes"], "input_lanes": rep.get("input_lanes", 0),
+            "weights_loaded_over_the_link": bool(loadable), "load_bytes": rep.get("load_bytes"),
+            "verilator_build_seconds": build_s, "runs": runs,
+            "protocol2_115200_images_per_second": before}

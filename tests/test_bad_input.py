@@ -101,6 +101,7 @@ def workspace(tmp_path_factory):
         np.save(ws / "objects.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
         np.savez(ws / "objects.npz", x=np.array([{}], dtype=object), y=np.zeros(1))
         np.save(ws / "small.npy", np.zeros((3, 5)))
+        np.savez(ws / "shape.npz", x=np.zeros((2, 3, 5), np.float32), y=np.zeros(2, np.int64))
         from hwsnn import data
         dx, dy = data.load("digits", "test")
         pixels = (dx[:4] * 255).round().to(torch.uint8).numpy()  # 8-bit pixels, not [0, 1]
@@ -235,6 +236,17 @@ CASES = [
      ["--images objects.npy", "Python objects"]),
     (["infer", "net", "--port", "golden", "--images", "small.npy"],
      ["small.npy", "15 values"]),
+    (["infer", "net", "--port", "golden", "--data", "uint8.npz"],
+     ["data file uint8.npz", "divide x by 255"]),
+    (["infer", "net", "--port", "golden", "--data", "uint8.npz", "--images", "uint8.npy"],
+     ["--data uint8.npz and --images uint8.npy cannot be used together"]),
+    (["explore", "digits-mlp", "--board", "icebreaker", "--data", "uint8.npz"],
+     ["data file uint8.npz", "divide x by 255"]),
+    (["explore", "digits-mlp", "--board", "icebreaker", "--data", "shape.npz"],
+     ["data file shape.npz", "(3, 5)", "the model expects (1, 8, 8)"]),
+    (["bench", "--quick", "--data", "uint8.npz"], ["data file uint8.npz", "divide x by 255"]),
+    (["bench", "--quick", "--data", "shape.npz"],
+     ["data file shape.npz", "(3, 5)", "no bundled model takes", "digits-mlp 1x8x8"]),
 ]
 
 # What the libraries say that hwsnn must not pass on: unsafe to follow, or not one line.

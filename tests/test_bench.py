@@ -133,3 +133,39 @@ def test_boards_section_names_the_lut_mapper(quick):
     assert "| a design | ulx3s-85f | 21897 / 24330 (0.90) | – | – |" in md
     note = next(line for line in md.splitlines() if "classic ABC" in line)
     assert "b design on ulx3s-85f" in note and "a design" not in note
+
+
+def test_mnist_section_renders_its_figures(quick, tmp_path):
+    """The real-MNIST headline shows every accuracy cell, each board row (a recorded one
+    marked so, with its command) and the link's images/s from the result; ``bench --only``
+    refuses to run without a full run's bench.json to keep the other sections from."""
+    _, r = quick
+    (conv,) = r["conversion"]
+    board = {"design": "mnist-mlp", "describe": "mnist-mlp GN τ=4 T=1", "board": "icebreaker",
+             "fits": True, "fmax_mhz": 38.43, "clock_mhz": 33, "latency_us": 92.14,
+             "latency_worst_us": 160.54, "latency_samples": 2000,
+             "inferences_per_second": 13007, "lut_mapper": "abc9",
+             "resources": {"logic_cells": {"used": 3946, "available": 5280},
+                           "dsps": {"used": 8, "available": 8}}}
+    link = {"clock_mhz": 33, "baud": 3_000_000, "protocol2_115200_images_per_second": 13.7,
+            "runs": {"pipelined": {"samples": 200, "images_per_second": 1361.2,
+                                   "bytes_per_image": 220.4},
+                     "sequential": {"samples": 20, "images_per_second": 342.0}}}
+    m = {"conversion": [conv], "boards": [board, {**board, "board": "ulx3s-85f",
+                                                  "recorded": True}],
+         "link": link, "recorded": {"command": "hwsnn build X", "date": "2026-12-02",
+                                    "minutes": 58}}
+    md = bench.markdown({**r, "mnist": m})
+    assert "## Real MNIST (headline)" in md
+    for row in conv["rows"]:
+        assert f"{100 * row['float_snn_accuracy']:.2f} / {100 * row['golden_accuracy']:.2f}" \
+            in md
+    assert "| mnist-mlp GN τ=4 T=1 | icebreaker | 3,946/5,280 LC |" in md
+    assert "92.1 / 160.5 µs over 2000" in md and "| 8/8 |" in md
+    assert "mnist-mlp GN τ=4 T=1 (recorded) | ulx3s-85f" in md
+    assert "(recorded) built by `hwsnn build X` on 2026-12-02" in md
+    assert "**1,361 MNIST images/s**" in md and "342 images/s one plain INFER" in md
+    assert "13.7 images/s with protocol 2" in md
+    assert "Skydiver" in md and "6,358 LUT, 40.5 BRAM" in md
+    with pytest.raises(bench.HwsnnError, match="run 'hwsnn bench' in full once first"):
+        bench.update(tmp_path)

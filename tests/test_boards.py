@@ -331,6 +331,22 @@ def test_pll_by_hand():
         build("unused", boards.get("icebreaker"), clock="fast")
 
 
+def test_link_rate_and_the_clock_that_makes_it():
+    """3 Mbaud where the clock divides to it within 1 %; else the fastest standard rate;
+    a PLL clock chosen for the rate (iCE40 from 12 MHz: 36 MHz = 12 × 3 Mbaud, not 37.5
+    or 36.75, which miss it by 4 % and 2 %)."""
+    from hwsnn.build import baud_fits, link_baud
+    assert link_baud(12) == 3_000_000 and link_baud(36) == 3_000_000  # divisors 4, 12
+    assert not baud_fits(34.5, 3_000_000)  # divisor 11: 3.136 Mbaud, +4.5 %
+    assert link_baud(25) == 1_000_000  # 25/3 → 8 (+4.2 %), /2 → 12, /1.5 → 16: all off
+    assert link_baud(34.5) == 1_500_000  # divisor 23: 1.5 Mbaud exactly
+    assert not baud_fits(12, 4_000_000)  # divisor 3: below the UART's 4
+    s = pll_setting("ice40", 12, 38.1, accept=lambda mhz: baud_fits(mhz, 3_000_000))
+    assert s.output_mhz == 36.0 and pll_setting("ice40", 12, 38.1).output_mhz > 36.0
+    with pytest.raises(ParameterError, match="baud rate accepts"):
+        pll_setting("ecp5", 25, 20, accept=lambda mhz: False)
+
+
 def test_latency_is_the_mean_and_worst_over_the_data(bundled_graph, tmp_path):
     """Over the images of a --data file: each image's latency computed on its own (every
     engine's golden cycles in turn) gives the mean and the worst."""

@@ -13,6 +13,7 @@ from hwsnn.sim.link_model import (
     Device,
     Fuzzer,
     LinkModel,
+    Reply,
     State,
     Store,
     Symbol,
@@ -26,7 +27,7 @@ GOT = 4 + D // 2 + 9 * D  # start bit -> the receiver takes the byte
 BYTE = 10 * D
 REPLY_BYTE = 10 * D + 1
 IMAGE = bytes([0, 128, 255, 7])
-IDENTITY = host.Identity(2, bytes(range(8)), 2, 4).encode()
+IDENTITY = host.Identity(3, bytes(range(8)), 2, 4).encode()
 IDENTIFY = bytes.fromhex("A5 01 00 00 6B")  # the worked examples of docs/link.md
 STATUS = bytes.fromhex("A5 03 00 00 BD")
 INFER = bytes.fromhex("A5 02 04 00 00 80 FF 07 D4")
@@ -109,15 +110,50 @@ def test_noise_without_a_sync_byte_is_ignored():
     assert (p.state.accepted, p.state.rejected) == (1, 0)
 
 
-def test_a_frame_while_busy_is_answered_busy_after_the_reply():
+def test_a_frame_is_taken_while_the_one_before_is_answered():
+    # STATUS arrives while IDENTIFY is answered: it waits in the slot (pipelining), is
+    # taken the cycle after the IDENTIFY reply's CRC byte goes to the transmitter, and its
+    # SYNC byte follows that CRC byte on the line without a gap
     p = predict(line(IDENTIFY + STATUS))
-    assert [r.describe() for r in p.replies] == ["IDENTIFY " + IDENTITY.hex(), "ERROR 6"]
-    assert (p.state.accepted, p.state.rejected, p.state.last_error) == (1, 1, 6)
-    # ERROR 6 goes out when the IDENTIFY reply (5 + 21 bytes) is done
-    assert p.starts[1][0] == p.starts[0][0] + 26 * REPLY_BYTE
+    assert [r.describe() for r in p.replies] == [
+        "IDENTIFY " + IDENTITY.hex(), "STATUS " + host.Status(2, 0, 0, 0, True).encode().hex()]
+    assert p.starts[1][0] == p.starts[0][0] + (5 + host.IDENTIFY_LEN) * REPLY_BYTE
+    # a third frame finds STATUS waiting: busy, and (the slot still full at its CRC byte)
+    # counted but not answered
+    p = predict(line(IDENTIFY + STATUS + IDENTIFY))
+    assert len(p.replies) == 2 and p.errors == [host.ERR_BUSY] and p.dropped == 1
+    assert (p.state.accepted, p.state.rejected, p.state.last_error) == (2, 1, 6)
     # a bad CRC is still reported as such
     p = predict(line(IDENTIFY + STATUS[:-1] + b"\x00"))
     assert p.replies[1] == error(host.ERR_CRC)
+
+
+def test_a_load_while_the_executor_works_is_busy():
+    # the network may be reading the weights: a LOAD is refused while anything executes
+    dev = device([Store(2, 1, b"\x01\x02")])
+    load = host.encode_frame(host.CMD_LOAD, b"\x00\x00\x00\x09")
+    p = predict(line(IDENTIFY + load), dev)
+    assert p.replies[1] == error(host.ERR_BUSY) and p.state.images == [[None, None]]
+    p = predict(line(load), dev)
+    assert p.replies == [Reply(host.CMD_LOAD | host.REPLY_BIT)]
+
+
+def test_packed_pixels():
+    packed = host.pack_zero_runs(IMAGE)
+    assert packed == bytes([0, 1, 128, 255, 7])
+    # the worked example of docs/link.md, and its ERROR 9 reply
+    assert host.encode_frame(host.CMD_INFER_PACKED, packed) == \
+        bytes.fromhex("A5 06 05 00 00 01 80 FF 07 1F")
+    assert host.encode_frame(host.CMD_ERROR, b"\x09") == bytes.fromhex("A5 FF 01 00 09 85")
+    p = predict(line(host.encode_frame(host.CMD_INFER_PACKED, packed)))
+    assert [(r.cmd, r.infer) for r in p.replies] == [(0x86, (1, (5, -9)))]
+    for bad in (b"\x00\x00" + IMAGE[1:], b"\x00\x21" + IMAGE[1:], IMAGE[1:] + b"\x00",
+                IMAGE[1:], IMAGE[1:] + b"\x07\x07", b"\x00\x05"):
+        p = predict(line(host.encode_frame(host.CMD_INFER_PACKED, bad)))
+        assert p.replies == [error(host.ERR_ENCODING)], bad
+    for n in (0, 9):  # LEN outside 1 .. 2·pixels
+        p = predict(line(host.encode_frame(host.CMD_INFER_PACKED, bytes([1] * n))))
+        assert p.replies == [error(host.ERR_LENGTH)]
 
 
 def test_one_reply_waits_at_a_time():
@@ -210,4 +246,5 @@ def test_the_fuzzer_is_seeded_and_cuts_frames_everywhere():
         cuts.setdefault(c.clean[1], set()).add(len(c.segments[0]))
     # every command's frame is cut after each of its bytes but the last
     assert cuts == {host.CMD_IDENTIFY: {1, 2, 3, 4}, host.CMD_STATUS: {1, 2, 3, 4},
-                    host.CMD_INFER: set(range(1, 9))}
+                    host.CMD_INFER: set(range(1, 9)),
+                    host.CMD_INFER_PACKED: set(range(1, 10))}  # 00 01 80 FF 07

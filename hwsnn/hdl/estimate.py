@@ -371,7 +371,7 @@ def estimate(net: QNet, lanes: dict[str, int], device, *, loadable=(), input_lan
         logic += e_l
         ffs += e_f
     mems = memories(net, plans, queue_depth=queue_depth)
-    mems.append(MemoryUse("link", "pixel buffer", math.prod(net.input.shape), 8))
+    mems.append(MemoryUse("link", "pixel banks (2)", 2 * math.prod(net.input.shape), 8))
     mems.append(MemoryUse("link", "readout values", net.output.size,
                           plans[net.output.name].vbits))
     in_spram = {(s.population, weights_name(s.projection, s.source)) for s in stores}

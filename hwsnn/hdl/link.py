@@ -1,21 +1,25 @@
 """A UART host link around a ``Network``: frames in, inferences and replies out.
 
 ``HostLink(net, clk_hz=..., baud=...)`` is a ``wiring.Component`` with ``rx : In(1)``
-(idle high) and ``tx : Out(1)``, speaking protocol version 2 of docs/link.md: IDENTIFY,
-INFER and STATUS frames with a CRC-8, ERROR replies for bad frames, and for a network
+(idle high) and ``tx : Out(1)``, speaking protocol version 3 of docs/link.md: IDENTIFY,
+INFER, INFER_PACKED (zero runs coded) and STATUS frames with a CRC-8, ERROR replies for
+bad frames, and for a network
 with run-time weight stores (``loadable``, SPRAM on a UP5K) LOAD and COMMIT frames that
 write its weights. For debugging it also has ``busy : Out(1)`` (a frame is being
 executed or answered, or a reply is pending) and ``last_error : Out(8)`` (the latest
 error code, 0 = none), e.g. for LEDs.
 
 Inside: ``UartRx`` and ``UartTx`` (8N1, ``divisor`` clock cycles per bit), a receiver
-that checks frames and writes the INFER payload into a pixel RAM (and a LOAD payload into
-the weight stores, byte by byte), and an executor that (only once the frame's CRC has
-checked) streams the pixels into the network, collects the readout values in a second RAM
-and sends the reply. The receiver keeps running while the executor works: a frame that
-arrives meanwhile is answered with ERROR 6 (busy), and its payload never touches the
-pixel RAM or the stores. A LOAD frame writes as it arrives, so a corrupt one may have
-written: any LOAD clears the "loaded" flag, INFER is refused (ERROR 7) until a COMMIT.
+that checks frames and writes the INFER payload into one of two pixel banks (and a LOAD
+payload into the weight stores, byte by byte), and an executor that (only once the frame's
+CRC has checked) streams the pixels into the network, collects the readout values in a
+second RAM and sends the reply. The receiver keeps running while the executor works, so
+the next request streams in while the current one computes (pipelining): a frame is
+refused with ERROR 6 (busy) only when a request is already waiting for the executor (a
+LOAD also while the executor works: the network reads the weights), and a refused frame's
+payload never touches the pixel banks or the stores. A LOAD frame writes as it arrives,
+so a corrupt one may have written: any LOAD clears the "loaded" flag, INFER is refused
+(ERROR 7) until a COMMIT.
 """
 
 from __future__ import annotations
@@ -166,12 +170,14 @@ class UartRx(wiring.Component):
 
 # Reply kinds inside the link (the request slot and the executor).
 # A good frame's kind is its CMD − 1.
-K_IDENTIFY, K_INFER, K_STATUS, K_LOAD, K_COMMIT, K_ERROR = range(6)
+K_IDENTIFY, K_INFER, K_STATUS, K_LOAD, K_COMMIT, K_INFER_PACKED = range(6)
+K_ERROR = 7
 _REPLY_CMD = {K_IDENTIFY: host.CMD_IDENTIFY | host.REPLY_BIT,
               K_INFER: host.CMD_INFER | host.REPLY_BIT,
               K_STATUS: host.CMD_STATUS | host.REPLY_BIT,
               K_LOAD: host.CMD_LOAD | host.REPLY_BIT,
-              K_COMMIT: host.CMD_COMMIT | host.REPLY_BIT, K_ERROR: host.CMD_ERROR}
+              K_COMMIT: host.CMD_COMMIT | host.REPLY_BIT,
+              K_INFER_PACKED: host.CMD_INFER_PACKED | host.REPLY_BIT, K_ERROR: host.CMD_ERROR}
 
 
 class HostLink(wiring.Component):
@@ -233,9 +239,9 @@ class HostLink(wiring.Component):
                           "last_error": Out(8)})
 
     def payload_length(self, kind: int) -> int:
+        infer = host.INFER_HEADER_LEN + 4 * self.classes
         return {K_IDENTIFY: host.IDENTIFY_LEN, K_STATUS: host.STATUS_LEN, K_ERROR: 1,
-                K_INFER: host.INFER_HEADER_LEN + 4 * self.classes, K_LOAD: 0,
-                K_COMMIT: 0}[kind]
+                K_INFER: infer, K_INFER_PACKED: infer, K_LOAD: 0, K_COMMIT: 0}[kind]
 
     def elaborate(self, platform):
         m = Module()
@@ -245,7 +251,9 @@ class HostLink(wiring.Component):
         m.submodules.uart_tx = utx = UartTx(self.divisor)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
 
-        m.submodules.pixel_ram = pixel_ram = memory.Memory(shape=8, depth=n_pix, init=[])
+        # Two banks (bank b at addresses b·n_pix …): the receiver writes one while the
+        # executor reads the other.
+        m.submodules.pixel_ram = pixel_ram = memory.Memory(shape=8, depth=2 * n_pix, init=[])
         pix_w = pixel_ram.write_port()
         pix_r = pixel_ram.read_port()
         m.submodules.value_ram = value_ram = memory.Memory(shape=self.value_shape,
@@ -264,6 +272,7 @@ class HostLink(wiring.Component):
         req_valid = Signal()
         req_kind = Signal(3)
         req_code = Signal(8)
+        req_bank = Signal()  # the pixel bank of an INFER request
         exec_idle = Signal()
         busy = Signal()
         m.d.comb += [busy.eq(~exec_idle | req_valid), self.busy.eq(busy)]
@@ -279,6 +288,16 @@ class HostLink(wiring.Component):
         rcount = Signal(range(n_pix + 1))
         rcrc = Signal(8)
         clash = Signal()  # the executor was busy at some point since this frame's sync
+        waiting = Signal()  # a request waited in the slot at some point since the sync
+        wbank = Signal()  # the bank the next INFER payload goes into
+        waddr = Signal(range(2 * n_pix + 1))  # its next pixel's address
+        wfull = Signal()  # every pixel of the sample written
+        wlast = Signal()  # waddr is the bank's last pixel (registered)
+        zeros = Signal(range(host.ZERO_RUN_MAX + 1))  # zeros still to write (packed)
+        zcount = Signal()  # the next packed byte is a zero run's length
+        zbad = Signal()  # the packed payload broke the coding
+        wr = Signal()  # write ``wr_data`` at ``waddr`` this cycle
+        wr_data = Signal(8)
         timer = Signal(range(self.timeout_cycles + 1))
         post = Signal()
         post_kind = Signal(3)
@@ -286,22 +305,28 @@ class HostLink(wiring.Component):
         # The receiver sees the executor's busy flag a cycle late (registered): a frame
         # starts at least 40 cycles after the last one was posted, so it cannot matter.
         busy_seen = Signal()
-        m.d.sync += busy_seen.eq(busy)
+        waiting_seen = Signal()
+        m.d.sync += [busy_seen.eq(busy), waiting_seen.eq(req_valid)]
         clash_now = clash | busy_seen
+        waiting_now = waiting | waiting_seen
         crc_next = Signal(8)
         data = urx.data
         stores = self.stores
-        commands = [host.CMD_IDENTIFY, host.CMD_INFER, host.CMD_STATUS]
+        commands = [host.CMD_IDENTIFY, host.CMD_INFER, host.CMD_STATUS, host.CMD_INFER_PACKED]
         if stores:
             commands += [host.CMD_LOAD, host.CMD_COMMIT]
         rlen = Cat(rlen_lo, data)
+        is_zero, run_bad = Signal(), Signal()
         m.d.sync += [got.eq(urx.valid), byte.eq(data), crc_next.eq(crc8_update(rcrc, data)),
                      is_sync.eq(data == host.SYNC),
                      is_command.eq(reduce(lambda a, b: a | b, [data == c for c in commands])),
-                     crc_bad.eq(data != rcrc),
+                     crc_bad.eq(data != rcrc), is_zero.eq(data == 0),
+                     run_bad.eq((data == 0) | (data > host.ZERO_RUN_MAX)),
                      length_bad.eq(Mux(rcmd == host.CMD_LOAD,
                                        rlen < host.LOAD_HEADER_LEN + 1,
-                                       rlen != Mux(rcmd == host.CMD_INFER, n_pix, 0)))]
+                                       Mux(rcmd == host.CMD_INFER_PACKED,
+                                           (rlen == 0) | (rlen > min(2 * n_pix, host.MAX_LEN)),
+                                           rlen != Mux(rcmd == host.CMD_INFER, n_pix, 0))))]
         # Weights loaded at run time (LOAD frames; see hdl.store): the payload after the
         # 3-byte header is written a byte per received byte, into word ``laddr``, byte
         # ``lbyte`` of store ``lsel``; ``lrem`` counts the payload bytes still to come.
@@ -311,14 +336,14 @@ class HostLink(wiring.Component):
         lbyte = Signal(8)
         lrem = Signal(16)
         lrem_last, lbyte_last, l_inside, l_bad = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += lrem_last.eq(lrem == 1)
         if stores:
             last_byte = Mux(lsel == 0, stores[0].bytes_per_word - 1, 0)
             inside = (lsel == 0) & (laddr < stores[0].depth)
             for i, spec in enumerate(stores[1:], start=1):
                 last_byte = Mux(lsel == i, spec.bytes_per_word - 1, last_byte)
                 inside = inside | ((lsel == i) & (laddr < spec.depth))
-            m.d.sync += [lrem_last.eq(lrem == 1), lbyte_last.eq(lbyte == last_byte),
-                         l_inside.eq(inside)]
+            m.d.sync += [lbyte_last.eq(lbyte == last_byte), l_inside.eq(inside)]
             load = net.load
             m.d.sync += load.en.eq(0)
         # The timeout compare is registered: timer reaches its last value this cycle if it
@@ -334,6 +359,8 @@ class HostLink(wiring.Component):
             """Framing errors, the timeout and the clash flag, in every state after sync."""
             with m.If(busy_seen):
                 m.d.sync += clash.eq(1)
+            with m.If(waiting_seen):
+                m.d.sync += waiting.eq(1)
             m.d.sync += timer.eq(Mux(got | urx.error, 0, timer + 1))
             with m.If(urx.error):
                 post_error(host.ERR_FRAMING)
@@ -345,7 +372,8 @@ class HostLink(wiring.Component):
         with m.FSM(name="rx_fsm"):
             with m.State("HUNT"):
                 with m.If(got & is_sync):
-                    m.d.sync += [rcrc.eq(0), timer.eq(0), clash.eq(busy_seen)]
+                    m.d.sync += [rcrc.eq(0), timer.eq(0), clash.eq(busy_seen),
+                                 waiting.eq(waiting_seen)]
                     m.next = "CMD"
             with m.State("CMD"):
                 with m.If(got):
@@ -364,13 +392,17 @@ class HostLink(wiring.Component):
             with m.State("LEN1"):
                 with m.If(got):
                     m.d.sync += [rcrc.eq(crc_next), rcount.eq(0),
-                                 lrem.eq(Cat(rlen_lo, byte)), l_bad.eq(0)]
-                    infer = rcmd == host.CMD_INFER
+                                 lrem.eq(Cat(rlen_lo, byte)), l_bad.eq(0),
+                                 waddr.eq(Mux(wbank, n_pix, 0)), wfull.eq(0),
+                                 wlast.eq(n_pix == 1), zeros.eq(0), zcount.eq(0),
+                                 zbad.eq(0)]
                     with m.If(length_bad):
                         post_error(host.ERR_LENGTH)
                         m.next = "HUNT"
-                    with m.Elif(infer):
+                    with m.Elif(rcmd == host.CMD_INFER):
                         m.next = "PAYLOAD"
+                    with m.Elif(rcmd == host.CMD_INFER_PACKED):
+                        m.next = "PACKED"
                     if stores:
                         with m.Elif(rcmd == host.CMD_LOAD):
                             m.next = "LSEL"
@@ -408,23 +440,42 @@ class HostLink(wiring.Component):
                             m.next = "CRC"
                     inside_frame()
             with m.State("PAYLOAD"):
-                # The payload goes into the pixel RAM only while the executor is idle; a
-                # frame that clashed with it is answered ERROR 6 and never executed.
-                m.d.comb += [pix_w.addr.eq(rcount), pix_w.data.eq(byte),
-                             pix_w.en.eq(got & ~clash_now)]
+                m.d.comb += [wr.eq(got), wr_data.eq(byte)]
                 with m.If(got):
                     m.d.sync += [rcrc.eq(crc_next), rcount.eq(rcount + 1)]
                     with m.If(rcount == n_pix - 1):
                         m.next = "CRC"
                 inside_frame()
+            with m.State("PACKED"):
+                # A non-zero byte is a pixel; ``0x00 n`` is n zero pixels, written one a
+                # cycle after the n arrived (n <= 32: done before the next byte, which is
+                # at least 40 cycles away).
+                with m.If(got):
+                    m.d.sync += [rcrc.eq(crc_next), lrem.eq(lrem - 1)]
+                    with m.If(zcount):
+                        m.d.sync += zcount.eq(0)
+                        with m.If(run_bad):
+                            m.d.sync += zbad.eq(1)
+                        with m.Else():
+                            m.d.sync += zeros.eq(byte)
+                    with m.Elif(is_zero):
+                        m.d.sync += zcount.eq(1)
+                    with m.Else():
+                        m.d.comb += [wr.eq(1), wr_data.eq(byte)]
+                    with m.If(lrem_last):
+                        m.next = "CRC"
+                inside_frame()
             with m.State("CRC"):
                 with m.If(got):
+                    packed = rcmd == host.CMD_INFER_PACKED
                     with m.If(crc_bad):
                         post_error(host.ERR_CRC)
-                    with m.Elif(clash_now):
+                    with m.Elif(Mux(rcmd == host.CMD_LOAD, clash_now, waiting_now)):
                         post_error(host.ERR_BUSY)
-                    with m.Elif((rcmd == host.CMD_INFER) & ~loaded):
+                    with m.Elif(((rcmd == host.CMD_INFER) | packed) & ~loaded):
                         post_error(host.ERR_NOT_LOADED)
+                    with m.Elif(packed & (zbad | zcount | ~wfull)):
+                        post_error(host.ERR_ENCODING)
                     with m.Elif((rcmd == host.CMD_LOAD) & l_bad):
                         post_error(host.ERR_ADDRESS)
                     with m.Else():
@@ -434,6 +485,22 @@ class HostLink(wiring.Component):
                                 m.d.sync += loaded.eq(1)
                     m.next = "HUNT"
                 inside_frame()
+
+        # Pixel writes: a payload byte, or a zero of a packed run (never in one cycle).
+        # Only into the receiver's bank, and only when no request waited since the sync
+        # (a refused frame never touches the banks); never past the sample's last pixel.
+        with m.If(zeros != 0):
+            m.d.comb += [wr.eq(1), wr_data.eq(0)]
+            m.d.sync += zeros.eq(zeros - 1)
+        m.d.comb += [pix_w.addr.eq(waddr), pix_w.data.eq(wr_data),
+                     pix_w.en.eq(wr & ~wfull & ~waiting_now)]
+        with m.If(wr):
+            with m.If(wfull):
+                m.d.sync += zbad.eq(1)
+            with m.Else():
+                m.d.sync += [waddr.eq(waddr + 1), wfull.eq(wlast)]
+                if n_pix >= 2:
+                    m.d.sync += wlast.eq((waddr == n_pix - 2) | (waddr == 2 * n_pix - 2))
 
         # A good frame always finds the slot empty (else it clashed); an error finding it
         # full (a reply already pending) is counted but not answered. The post is
@@ -448,14 +515,17 @@ class HostLink(wiring.Component):
                                  req_code.eq(posted_code)]
             with m.Else():
                 m.d.sync += [accepted.eq(accepted + 1), req_valid.eq(1),
-                             req_kind.eq(posted_kind)]
+                             req_kind.eq(posted_kind), req_bank.eq(wbank)]
+                with m.If((posted_kind == K_INFER) | (posted_kind == K_INFER_PACKED)):
+                    m.d.sync += wbank.eq(~wbank)  # the next sample goes into the other
 
         # ---- executor ---------------------------------------------------------------
         kind = Signal(3)
         code = Signal(8)
-        ptr = Signal(range(n_pix + 1))
-        ptr1 = Signal(range(n_pix + 2), init=1)  # ptr + 1, kept in a register
-        ptr_last = Signal()  # ptr == n_pix − 1, registered
+        ptr = Signal(range(2 * n_pix + 1))
+        ptr1 = Signal(range(2 * n_pix + 2), init=1)  # ptr + 1, kept in a register
+        ptr_end = Signal(range(2 * n_pix))  # the bank's last address
+        ptr_last = Signal()  # ptr == ptr_end, registered
         feeding = Signal()
         counting = Signal()
         cycles = Signal(COUNTER_BITS)
@@ -493,7 +563,7 @@ class HostLink(wiring.Component):
                 m.d.comb += pay.eq(ident.word_select(pos[:5], 8))
             with m.Case(K_STATUS):
                 m.d.comb += pay.eq(status.word_select(pos[:4], 8))
-            with m.Case(K_INFER):
+            with m.Case(K_INFER, K_INFER_PACKED):
                 with m.If(pos < host.INFER_HEADER_LEN):
                     m.d.comb += pay.eq(header.word_select(pos[:3], 8))
                 with m.Else():
@@ -535,17 +605,19 @@ class HostLink(wiring.Component):
         m.d.comb += pix.valid.eq(feeding)
         with m.If(pix_xfer):
             m.d.comb += pix_r.addr.eq(ptr1)
-            m.d.sync += [ptr.eq(ptr1), ptr1.eq(ptr1 + 1), ptr_last.eq(ptr1 == n_pix - 1)]
+            m.d.sync += [ptr.eq(ptr1), ptr1.eq(ptr1 + 1), ptr_last.eq(ptr1 == ptr_end)]
             with m.If(ptr_last):
                 m.d.sync += feeding.eq(0)
 
         with m.FSM(name="exec_fsm"):
             with m.State("IDLE"):
                 m.d.comb += exec_idle.eq(1)
-                m.d.sync += [ptr.eq(0), ptr1.eq(1), ptr_last.eq(n_pix == 1), counting.eq(0)]
+                base = Mux(req_bank, n_pix, 0)
+                m.d.sync += [ptr.eq(base), ptr1.eq(base + 1), ptr_end.eq(base + n_pix - 1),
+                             ptr_last.eq(n_pix == 1), counting.eq(0)]
                 with m.If(req_valid):
                     m.d.sync += [req_valid.eq(0), kind.eq(req_kind), code.eq(req_code)]
-                    with m.If(req_kind == K_INFER):
+                    with m.If((req_kind == K_INFER) | (req_kind == K_INFER_PACKED)):
                         m.next = "LOAD"
                     with m.Else():
                         m.next = "SYNC"
@@ -557,7 +629,7 @@ class HostLink(wiring.Component):
                 last = out_xfer & out.payload.last
                 with m.If(counting & ~last):
                     m.d.sync += cycles.eq(cycles + 1)
-                with m.If(pix_xfer & (ptr == 0)):
+                with m.If(pix_xfer & ~counting):  # the first pixel
                     m.d.sync += [cycles.eq(1), counting.eq(1)]
                 with m.If(last):
                     m.d.sync += [klass.eq(out.payload.argmax), inferences.eq(inferences + 1)]

@@ -227,11 +227,11 @@ def test_reply_decoders():
     status = host.Status.decode(bytes([1, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 1, 5, 0]))
     assert status == host.Status(1, 258, 2**24, 5, loaded=False)
     assert status.last_error_name.startswith("UART")
-    ident = host.Identity.decode(b"HWSN\x02" + bytes(range(8)) + b"\x0a\x40\x00\x01wxyz")
-    assert ident == host.Identity(2, bytes(range(8)), 10, 64, 1, b"wxyz")
-    with pytest.raises(host.LinkError, match="protocol version 1"):
-        host.Identity.decode(b"HWSN\x01" + bytes(range(8)) + b"\x0a\x40\x00")
-    for bad in (b"HWSX" + bytes(17), b"HWSN", b"HWSN\x02" + bytes(12)):
+    ident = host.Identity.decode(b"HWSN\x03" + bytes(range(8)) + b"\x0a\x40\x00\x01wxyz")
+    assert ident == host.Identity(3, bytes(range(8)), 10, 64, 1, b"wxyz")
+    with pytest.raises(host.LinkError, match="protocol version 2"):
+        host.Identity.decode(b"HWSN\x02" + bytes(range(8)) + b"\x0a\x40\x00")
+    for bad in (b"HWSX" + bytes(17), b"HWSN", b"HWSN\x03" + bytes(12)):
         with pytest.raises(host.LinkError):
             host.Identity.decode(bad)
     with pytest.raises(host.LinkError):
@@ -426,16 +426,79 @@ def test_framing_error(small):
     assert client.status() == host.Status(2, 1, 1, host.ERR_FRAMING)
 
 
-def test_frame_while_busy_gets_error_6(small):
+def test_frames_pipeline_and_a_third_is_busy(small):
+    """A frame that arrives while the device works on the one before is taken (it waits in
+    the request slot); one that arrives while a request already waits is refused with
+    ERROR 6, and when the slot is still full at its end the ERROR is counted only."""
     net, codes = small
     port = small_port(net)
     client = host.Client(port)
     port.write(host.encode_frame(host.CMD_INFER, bytes(codes[5].flatten().tolist())))
     port.write(host.encode_frame(host.CMD_STATUS))  # sent before the INFER reply came
     assert_golden(net, codes[5], host.Inference.decode(reply(port).payload))
-    expect_error(port, host.ERR_BUSY)
-    assert client.status() == host.Status(2, 1, 1, host.ERR_BUSY)
-    assert_golden(net, codes[0], client.infer(codes[0]))
+    assert host.Status.decode(reply(port).payload) == host.Status(2, 0, 1, 0)
+    # A and B pipelined; C arrives while B waits for the executor (A still answering).
+    for c in (codes[0], codes[1]):
+        port.write(host.encode_frame(host.CMD_INFER, bytes(c.flatten().tolist())))
+    port.write(host.encode_frame(host.CMD_STATUS))
+    for c in (codes[0], codes[1]):
+        assert_golden(net, c, host.Inference.decode(reply(port).payload))
+    port.drain()
+    assert port.incoming == b""  # C's ERROR 6 found B's request waiting: not answered
+    assert client.status() == host.Status(5, 1, 3, host.ERR_BUSY)
+    assert_golden(net, codes[2], client.infer(codes[2]))
+
+
+def test_infer_many_pipelines_and_matches_golden(digits):
+    """``Client.infer_many`` keeps the line busy: the same samples take fewer cycles than
+    one request at a time, every answer is golden, packed or not."""
+    net, codes = digits
+    port = SimPort(HostLink(net, clk_hz=CLK_HZ, baud=BAUD, lanes=4,
+                            timeout_bytes=TIMEOUT_BYTES))
+    client = host.Client(port)
+    want = golden_inference(net, codes)
+    for packed in (False, True):
+        start = port.now
+        one = [client.infer(c, packed=packed) for c in codes]
+        sequential = port.now - start
+        start = port.now
+        many = client.infer_many(codes, packed=packed)
+        pipelined = port.now - start
+        for got in (one, many):
+            assert [(g.prediction, list(g.values)) for g in got] == want
+        assert pipelined < 0.9 * sequential, (packed, pipelined, sequential)
+    assert client.status() == host.Status(4 * len(codes) + 1, 0, 4 * len(codes), 0)
+
+
+def test_packed_pixels(small):
+    """INFER_PACKED: zero runs coded; every coding error is ERROR 9 and never reaches the
+    network, and the next sample is golden again (the bank is rewritten whole)."""
+    net, codes = small
+    port = small_port(net)
+    client = host.Client(port)
+    n = codes[0].numel()
+    samples = [codes[0], torch.zeros_like(codes[0]), torch.full_like(codes[0], 7),
+               torch.tensor([0, 9, 0, 0, 3][:n]).reshape(codes[0].shape)]
+    for c in samples:
+        assert host.unpack_zero_runs(host.pack_zero_runs(c), n) == bytes(c.flatten().tolist())
+        assert_golden(net, c, client.infer(c, packed=True))
+    bad = [b"\x00\x00" + bytes([1] * (n - 1)), b"\x00\x21" + bytes(n),  # runs of 0, 33
+           bytes([5] * (n - 1)) + b"\x00",  # a run without its length
+           bytes([5] * (n - 1)), bytes([5] * (n + 1)),  # too few, too many pixels
+           b"\x00" + bytes([n + 1])]  # a zero run past the last pixel
+    for payload in bad:
+        assert host.unpack_zero_runs(payload, n) is None
+        with pytest.raises(host.LinkError, match="ERROR 9") as err:
+            client.request(host.CMD_INFER_PACKED, payload)
+        assert err.value.code == host.ERR_ENCODING
+        assert_golden(net, codes[1], client.infer(codes[1], packed=True))
+    for length in (0, 2 * n + 1):  # LEN outside 1 .. 2·pixels
+        with pytest.raises(host.LinkError, match="ERROR 2"):
+            client.request(host.CMD_INFER_PACKED, bytes([3] * length))
+    assert client.status() == host.Status(len(samples) + len(bad) + 1,
+                                          len(bad) + 2, len(samples) + len(bad),
+                                          host.ERR_LENGTH)
+    assert len(port.inferences) == len(samples) + len(bad)
 
 
 def loadable_port(net, lanes=2) -> SimPort:
