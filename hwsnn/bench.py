@@ -206,8 +206,8 @@ def energy_rows(conv: dict, steps) -> list[dict]:
 # -- simulation ----------------------------------------------------------------------------
 def _convert_design(d: Design, directory: Path):
     from .convert import convert
-    from .quantize import quantize
     from .models import BUNDLED
+    from .quantize import quantize
     graph, _, _ = _graph(d.model)
     net = quantize(convert(graph, method=d.method, timesteps=d.timesteps,
                            group_size=d.group_size, progress=False))
@@ -1007,5 +1007,15 @@ def summary(r: dict) -> str:
     for b in r["boards"]:
         out.append(f"  {b['describe']} on {b['board']}: Fmax {b['fmax_mhz']:.1f} MHz, "
                    f"{b['latency_us_at_fmax']:.0f} µs at Fmax")
+    m = r.get("mnist") or {}
+    for c in m.get("conversion", []):
+        gn1 = next((x for x in c["rows"] if x["key"] == "gn" and x["timesteps"] == 1), None)
+        if gn1:
+            out.append(f"  real MNIST {c['model']}: ANN {_pct(c['ann_accuracy'])} %, GN(τ=4) "
+                       f"T=1 {_pct(gn1['golden_accuracy'])} %")
+    if m.get("link"):
+        pipe = m["link"]["runs"].get("pipelined", {})
+        out.append(f"  MNIST end to end on {m['link']['board']}: "
+                   f"{pipe.get('images_per_second', 0):,.0f} images/s over the link")
     return "\n".join(out)
 
