@@ -297,6 +297,8 @@ def mnist(work: Path, boards: bool = True, slow_boards: bool = False,
                      "in Verilator")
                 out["link"] = link_throughput(row["directory"], b, link_samples, 20,
                                               work / "link-throughput")
+                row["end_to_end_images_per_second"] = \
+                    out["link"]["runs"]["pipelined"]["images_per_second"]
     return out
 
 
@@ -329,8 +331,8 @@ def _mnist_md(m: dict | None) -> list[str]:
                   "nextpnr; latency from the golden model's cycles at the clock the design "
                   "runs at, mean and worst over the test images):", "",
                   "| design | board | logic | FFs | BRAM | SPRAM | DSP | Fmax | clock | "
-                  "latency mean / worst | inferences/s (compute) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "latency mean / worst | inferences/s (compute) | images/s end to end |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for b in m["boards"]:
             res = b["resources"]
             logic = res.get("logic_cells") or res.get("luts") or {}
@@ -346,7 +348,9 @@ def _mnist_md(m: dict | None) -> list[str]:
                 f"| {use('ffs')} | {use('bram_blocks')} | {use('spram_blocks')} | "
                 f"{use('dsps')} | {b['fmax_mhz']:.1f} MHz | {b['clock_mhz']:g} MHz | "
                 f"{b['latency_us']:,.1f} / {worst:,.1f} µs over {b.get('latency_samples')} | "
-                f"{b['inferences_per_second']:,.0f} |")
+                f"{b['inferences_per_second']:,.0f} | "
+                + (f"{b['end_to_end_images_per_second']:,.0f} at {b['baud']:,} baud |"
+                   if b.get("end_to_end_images_per_second") else "— |"))
         lines.append("")
         if m.get("recorded"):
             rec = m["recorded"]

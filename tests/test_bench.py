@@ -144,7 +144,8 @@ def test_mnist_section_renders_its_figures(quick, tmp_path):
     board = {"design": "mnist-mlp", "describe": "mnist-mlp GN τ=4 T=1", "board": "icebreaker",
              "fits": True, "fmax_mhz": 38.43, "clock_mhz": 33, "latency_us": 92.14,
              "latency_worst_us": 160.54, "latency_samples": 2000,
-             "inferences_per_second": 13007, "lut_mapper": "abc9",
+             "inferences_per_second": 13007, "lut_mapper": "abc9", "baud": 3_000_000,
+             "end_to_end_images_per_second": 1361.2,
              "resources": {"logic_cells": {"used": 3946, "available": 5280},
                            "dsps": {"used": 8, "available": 8}}}
     link = {"clock_mhz": 33, "baud": 3_000_000, "protocol2_115200_images_per_second": 13.7,
@@ -161,7 +162,8 @@ def test_mnist_section_renders_its_figures(quick, tmp_path):
         assert f"{100 * row['float_snn_accuracy']:.2f} / {100 * row['golden_accuracy']:.2f}" \
             in md
     assert "| mnist-mlp GN τ=4 T=1 | icebreaker | 3,946/5,280 LC |" in md
-    assert "92.1 / 160.5 µs over 2000" in md and "| 8/8 |" in md
+    assert "92.1 / 160.5 µs over 2000 | 13,007 | 1,361 at 3,000,000 baud |" in md
+    assert "| 8/8 |" in md
     assert "mnist-mlp GN τ=4 T=1 (recorded) | ulx3s-85f" in md
     assert "(recorded) built by `hwsnn build X` on 2026-12-02" in md
     assert "**1,361 MNIST images/s**" in md and "342 images/s one plain INFER" in md
