@@ -150,7 +150,7 @@ def test_mnist_section_renders_its_figures(quick, tmp_path):
                            "dsps": {"used": 8, "available": 8}}}
     link = {"clock_mhz": 33, "baud": 3_000_000, "protocol2_115200_images_per_second": 13.7,
             "runs": {"pipelined": {"samples": 200, "images_per_second": 1361.2,
-                                   "bytes_per_image": 220.4},
+                                   "bytes_per_image": 220.4, "inference_us_mean": 110.04},
                      "sequential": {"samples": 20, "images_per_second": 342.0}}}
     m = {"conversion": [conv], "boards": [board, {**board, "board": "ulx3s-85f",
                                                   "recorded": True}],
@@ -167,6 +167,7 @@ def test_mnist_section_renders_its_figures(quick, tmp_path):
     assert "mnist-mlp GN τ=4 T=1 (recorded) | ulx3s-85f" in md
     assert "(recorded) built by `hwsnn build X` on 2026-12-02" in md
     assert "**1,361 MNIST images/s**" in md and "342 images/s one plain INFER" in md
+    assert "the design took 110.0 µs per image" in md
     assert "13.7 images/s with protocol 2" in md
     assert "Skydiver" in md and "6,358 LUT, 40.5 BRAM" in md
     with pytest.raises(bench.HwsnnError, match="run 'hwsnn bench' in full once first"):
