@@ -302,6 +302,20 @@ def mnist(work: Path, boards: bool = True, slow_boards: bool = False,
     return out
 
 
+def _accuracy_table(c: dict, steps) -> list[str]:
+    """A conversion's float SNN / integer golden accuracy (%), a row per method (in the
+    order measured) and a column per T."""
+    lines = ["| method | " + " | ".join(f"T={t}" for t in steps) + " |",
+             "|---|" + "---|" * len(steps)]
+    for label in dict.fromkeys(r["method"] for r in c["rows"]):
+        cells = []
+        for t in steps:
+            row = next(x for x in c["rows"] if x["method"] == label and x["timesteps"] == t)
+            cells.append(f"{_pct(row['float_snn_accuracy'])} / {_pct(row['golden_accuracy'])}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _mnist_md(m: dict | None) -> list[str]:
     if not m:
         return []
@@ -315,16 +329,7 @@ def _mnist_md(m: dict | None) -> list[str]:
     for c in m["conversion"]:
         steps = sorted({row["timesteps"] for row in c["rows"]})
         lines += [f"**{c['model']}**: ANN {_pct(c['ann_accuracy'])} % on {c['samples']} "
-                  "test images.", "",
-                  "| method | " + " | ".join(f"T={t}" for t in steps) + " |",
-                  "|---|" + "---|" * len(steps)]
-        for label in dict.fromkeys(r["method"] for r in c["rows"]):
-            cells = []
-            for t in steps:
-                row = next(x for x in c["rows"] if x["method"] == label and x["timesteps"] == t)
-                cells.append(f"{_pct(row['float_snn_accuracy'])} / "
-                             f"{_pct(row['golden_accuracy'])}")
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+                  "test images.", ""] + _accuracy_table(c, steps)
         lines.append("")
     if m["boards"]:
         lines += ["Board designs (`hwsnn build`: post-route resources and Fmax from "
@@ -767,16 +772,7 @@ def markdown(r: dict) -> str:
                   f"ANN (QCFS, float): **{_pct(c['ann_accuracy'])} %** on {c['samples']} "
                   "test samples" + (f" of `{user}`" if user is not None else "")
                   + f"; {c['weight_bits']}-bit weights. Each cell: float SNN / "
-                  "integer golden accuracy (%).", "",
-                  "| method | " + " | ".join(f"T={t}" for t in steps) + " |",
-                  "|---|" + "---|" * len(steps)]
-        for label, _, _ in METHODS:
-            cells = []
-            for t in steps:
-                row = next(x for x in c["rows"] if x["method"] == label and x["timesteps"] == t)
-                cells.append(f"{_pct(row['float_snn_accuracy'])} / "
-                             f"{_pct(row['golden_accuracy'])}")
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+                  "integer golden accuracy (%).", ""] + _accuracy_table(c, steps)
         lines += ["", "MSE between ANN logits and SNN readout (float SNN / integer golden):",
                   "", "| method | " + " | ".join(f"T={t}" for t in steps) + " |",
                   "|---|" + "---|" * len(steps)]

@@ -398,11 +398,17 @@ class Client:
     def request(self, cmd: int, payload: bytes = b"") -> bytes:
         """Send a command and return its reply's payload."""
         self.port.write(encode_frame(cmd, payload))
-        frame = self.receive()
+        return self._reply_payload(self.receive(), cmd)
+
+    @staticmethod
+    def _reply_payload(frame: Frame, cmd: int, context: str = "") -> bytes:
+        """The payload of ``frame``, the reply to ``cmd``; ``LinkError`` for an ERROR reply
+        (``context`` added to its message) or a reply to another command."""
         if frame.cmd == CMD_ERROR:
             code = frame.payload[0] if len(frame.payload) == 1 else None
             raise LinkError(f"the device answered ERROR {code}: "
-                            f"{error_name(code) if code is not None else 'no code'}", code)
+                            f"{error_name(code) if code is not None else 'no code'}{context}",
+                            code)
         if frame.cmd != cmd | REPLY_BIT:
             raise LinkError(f"expected reply 0x{cmd | REPLY_BIT:02X}, got 0x{frame.cmd:02X}")
         return frame.payload
@@ -438,16 +444,8 @@ class Client:
                 while sent < len(frames) and sent - len(out) < PIPELINE_DEPTH:
                     self.port.write(frames[sent])
                     sent += 1
-                frame = self.receive()
-                if frame.cmd == CMD_ERROR:
-                    code = frame.payload[0] if len(frame.payload) == 1 else None
-                    raise LinkError(f"the device answered ERROR {code}: "
-                                    f"{error_name(code) if code is not None else 'no code'}"
-                                    f" to sample {len(out)}", code)
-                if frame.cmd != cmd | REPLY_BIT:
-                    raise LinkError(f"expected reply 0x{cmd | REPLY_BIT:02X}, got "
-                                    f"0x{frame.cmd:02X}")
-                out.append(Inference.decode(frame.payload))
+                payload = self._reply_payload(self.receive(), cmd, f" to sample {len(out)}")
+                out.append(Inference.decode(payload))
                 if progress is not None:
                     progress(len(out), len(frames))
             except LinkError:

@@ -280,26 +280,23 @@ class LinkModel:
     def _waiting(self, jobs: list[_Job], t: int) -> bool:
         """Whether a request waits in the slot at cycle ``t``: from 2 cycles after its
         post to the cycle the executor takes it."""
-        unsure = None
-        for job in jobs:
-            try:
-                if not self._order(t, job.posted + 2) and not self._order(job.take, t):
-                    return True
-            except Ambiguous as exc:
-                unsure = exc
-        if unsure is not None:
-            raise unsure
-        return False
+        return self._covered(jobs, t, "take")
 
     def _busy(self, jobs: list[_Job], t: int) -> bool:
         """The link's busy flag at cycle ``t``: a request waits in the slot or the
         executor works (from the slot filling, 2 cycles after the post, to the cycle the
-        reply's CRC byte goes out). One request certainly covering ``t`` decides, even
-        if another ends too close to ``t`` to tell."""
+        reply's CRC byte goes out)."""
+        return self._covered(jobs, t, "end")
+
+    def _covered(self, jobs: list[_Job], t: int, until: str) -> bool:
+        """Whether some request covers cycle ``t``, from 2 cycles after its post to its
+        ``until`` cycle (``take`` or ``end``). One request certainly covering ``t``
+        decides, even if another ends too close to ``t`` to tell."""
         unsure = None
         for job in jobs:
             try:
-                if not self._order(t, job.posted + 2) and not self._order(job.end, t):
+                if not self._order(t, job.posted + 2) and \
+                        not self._order(getattr(job, until), t):
                     return True
             except Ambiguous as exc:
                 unsure = exc
