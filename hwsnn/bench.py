@@ -266,6 +266,10 @@ def board_build(d: Design, board_name: str, work: Path) -> dict:
                           if v.get("used") is not None}}
 
 
+def _board_task(job) -> dict:
+    return board_build(*job)
+
+
 # -- real MNIST ----------------------------------------------------------------------------
 def mnist(work: Path, boards: bool = True, slow_boards: bool = False,
           progress: bool = True, link_samples: int = LINK_SAMPLES) -> dict:
@@ -427,6 +431,86 @@ def update(out=".", sections=("mnist",), *, boards: bool = True,
     return result
 
 
+def render(out=".") -> str:
+    """Write ``out/BENCHMARKS.md`` again from the last full run's ``bench.json`` and the
+    recorded simulation-at-scale figures (``scale.json``, ``benchmarks/scale.py``),
+    measuring nothing."""
+    path = Path(out) / FIGURES / "bench.json"
+    if not path.is_file():
+        raise HwsnnError(f"{path} does not exist: run 'hwsnn bench' in full once first")
+    text = markdown(json.loads(path.read_text()), scale_path=Path(out) / FIGURES /
+                    SCALE_JSON)
+    (Path(out) / "BENCHMARKS.md").write_text(text)
+    return text
+
+
+SCALE_JSON = "scale.json"  # written by benchmarks/scale.py
+
+
+def _scale_md(path: Path) -> list[str]:
+    """The section on simulation speed, whole-split regressions and Dask, from the figures
+    ``benchmarks/scale.py`` recorded (its own run, not this one: marked so)."""
+    if not path.is_file():
+        return []
+    s = json.loads(path.read_text())
+    lines = ["## Simulation at scale (recorded)", "",
+             f"Measured by `{s['command']}` on {s['when']} ({s['cpus']} CPUs, shared), not "
+             f"by the run above; figures in `{FIGURES}/{SCALE_JSON}`.", ""]
+    if s.get("speed"):
+        lines += ["**Free-running bench against the per-edge bench** (`hwsnn sim --bench "
+                  "free|edge`; simulation only, builds excluded):", "",
+                  "| design | simulator | bench | samples | bit-exact | samples/s | "
+                  "simulated clock |", "|---|---|---|---|---|---|---|"]
+        for r in s["speed"]:
+            lines.append(f"| {r['design']} | {r['simulator']} | {r['bench']} | "
+                         f"{r['samples']} | {'yes' if r['exact'] else '**no**'} | "
+                         f"{r['samples_per_second']:,.2f} | "
+                         f"{r['simulated_hz'] / 1e3:,.1f} kHz |")
+        speed = {(r["design"], r["simulator"], r["bench"]): r["samples_per_second"]
+                 for r in s["speed"]}
+        notes = []
+        for design in dict.fromkeys(r["design"] for r in s["speed"]):
+            parts = []
+            for sim in ("verilator", "icarus"):
+                if (design, sim, "free") in speed and (design, sim, "edge") in speed:
+                    parts.append(f"{sim} free/edge "
+                                 f"{speed[design, sim, 'free'] / speed[design, sim, 'edge']:.1f}×")
+            if (design, "verilator", "free") in speed and (design, "icarus", "free") in speed:
+                ratio = speed[design, "verilator", "free"] / speed[design, "icarus", "free"]
+                parts.append(f"Verilator/Icarus (free) {ratio:,.0f}×")
+            notes.append(f"{design}: {', '.join(parts)}")
+        lines += ["", "Ratios: " + "; ".join(notes) + ".", ""]
+    g = s.get("regression")
+    if g:
+        total = sum(d["samples"] for d in g["designs"])
+        lines += [f"**Whole test split, every example design of `rtl/`** "
+                  f"(`hwsnn sim DIR... --samples all --workers {g['workers']}`): "
+                  f"{total:,} samples of {len(g['designs'])} designs in Verilator, "
+                  f"{'all bit-exact' if g['exact'] else '**not all bit-exact**'}, in "
+                  f"{g['verilator_wall_s']:.1f} s on {g['workers']} local workers "
+                  f"({g['verilator_wall_s_with_builds']:.1f} s with every worker's first "
+                  "Verilator build). " + "; ".join(
+                      f"{d['design']} {d['samples']} samples, "
+                      f"{d['cycles_per_inference']:,.0f} cycles/inference"
+                      for d in g["designs"]) + ". Icarus on the same designs: " + ", ".join(
+                      f"{x['design']} {x['samples_per_second']:.2f} samples/s "
+                      f"({x['simulated_hz'] / 1e3:.2f} kHz)" for x in g["icarus"])
+                  + f"; 1,000 samples of each would take ≈ "
+                  f"{g['icarus_1000_expected_s'] / 60:,.0f} min on {g['workers']} workers.",
+                  ""]
+    if s.get("dask"):
+        lines += ["**Dask: 2 local workers against 1** (clusters started and warmed first; "
+                  "fastest of the repeats; the two results compared):", "",
+                  "| work | 1 worker | 2 workers | speed-up | same result |",
+                  "|---|---|---|---|---|"]
+        for r in s["dask"]:
+            lines.append(f"| {r['case']} ({', '.join(f'{k} {v}' for k, v in r['what'].items())}"
+                         f") | {r['wall_s_1_worker']:.1f} s | {r['wall_s_2_workers']:.1f} s | "
+                         f"**{r['speedup']:.2f}×** | {'yes' if r['identical_results'] else 'no'} |")
+        lines.append("")
+    return lines
+
+
 # -- design space --------------------------------------------------------------------------
 def design_space(model: str, board_name: str, max_accuracy_drop: float, figures: Path,
                  **search) -> dict:
@@ -468,17 +552,20 @@ def many_steps(model: str = "digits-cnn", steps=(8, 12, 16), weight_bits: int = 
     return {"model": model, "weight_bits": weight_bits, "samples": len(x), "rows": rows}
 
 
-def exactness(engines: int, networks: int, progress: bool) -> dict:
-    """Random networks through the engines and whole in Verilator (``hwsnn.exactness``);
-    keeps the failing cases only."""
+def exactness(engines: int, networks: int, progress: bool, workers: int | None = None,
+               scheduler: str | None = None) -> dict:
+    """Random networks through the engines and whole in Verilator (``hwsnn.exactness``,
+    on Dask workers); keeps the failing cases only."""
     from . import exactness as ex
     out = {}
     if engines:
         _log(progress, f"bench: {engines} random networks through every engine")
-        out["engines"] = ex.engines(engines, progress=progress)
+        out["engines"] = ex.engines(engines, progress=progress, workers=workers,
+                                    scheduler=scheduler)
     if networks:
         _log(progress, f"bench: {networks} random networks as Verilog in Verilator")
-        out["networks"] = ex.networks(networks, progress=progress)
+        out["networks"] = ex.networks(networks, progress=progress, workers=workers,
+                                      scheduler=scheduler)
     for r in out.values():
         cases = r.pop("cases")
         r["failures"] = [c for c in cases if not c["ok"]]
@@ -597,12 +684,23 @@ def conversion_models(models=None, data_path: str | None = None,
 def run(out=".", *, quick: bool = False, boards: bool = True, progress: bool = True,
         samples: int | None = None, random_engines: int | None = None,
         random_networks: int | None = None, data_path: str | None = None,
-        models=None, slow_boards: bool = False) -> dict:
+        models=None, slow_boards: bool = False, workers: int | None = None,
+        scheduler: str | None = None) -> dict:
     """Measure everything and write ``out/BENCHMARKS.md`` with its plots; returns the
     figures. ``quick``: the digits MLP only, T ∈ {1, 2}, 8 simulated samples, no boards
     (a smoke run: minutes, not the full figures). ``models``: the bundled models of the
     conversion section; ``data_path``: the user's labelled test data that section is
-    measured on (see ``conversion_models``)."""
+    measured on (see ``conversion_models``). The random networks and the board builds
+    fan out over Dask workers (``hwsnn.cluster``: a local cluster of ``workers``
+    processes, default one per core, or the cluster at ``scheduler``); the figures are
+    the same, in the same order, as one after another (``workers=1``), but for the
+    sweep's wall time. The designs' simulations stay one after another: their samples/s
+    are figures of the report."""
+    from .cluster import check_workers, map_ordered
+    check_workers(workers)
+    if workers is not None and scheduler is not None:
+        raise ParameterError("--workers starts a local Dask cluster; with --scheduler the "
+                             "cluster's own workers run the work: give one of them")
     command = "hwsnn bench" + (" --quick" if quick else "") + ("" if boards else " --no-boards")
     command += "".join(f" --model {m}" for m in models or ())
     command += f" --data {data_path}" if data_path is not None else ""
@@ -639,6 +737,7 @@ def run(out=".", *, quick: bool = False, boards: bool = True, progress: bool = T
         result["explore"] = design_space(*EXPLORE, figures)
     work = Path(tempfile.mkdtemp(prefix="hwsnn-bench-"))
     try:
+        # (one after another: their simulated samples/s are figures of the report)
         result["simulation"] = []
         for d in designs:
             _log(progress, f"bench: simulating {d.describe()} on {samples} samples")
@@ -651,13 +750,15 @@ def run(out=".", *, quick: bool = False, boards: bool = True, progress: bool = T
         result["exactness"] = exactness(
             (10 if quick else RANDOM_ENGINES) if random_engines is None else random_engines,
             (2 if quick else RANDOM_NETWORKS) if random_networks is None else random_networks,
-            progress)
+            progress, workers, scheduler)
         result["boards"] = []
         if boards:
-            for d in designs:
-                for b in d.boards:
-                    _log(progress, f"bench: building {d.describe()} for {b} (minutes)")
-                    result["boards"].append(board_build(d, b, work))
+            jobs = [(d, b, work) for d in designs for b in d.boards]
+            _log(progress, f"bench: building {len(jobs)} board designs (minutes each): "
+                 + "; ".join(f"{d.describe()} for {b}" for d, b, _ in jobs))
+            result["boards"] = map_ordered(_board_task, jobs, scheduler=scheduler,
+                                           workers=workers, desc="bench: board builds",
+                                           progress=progress)
         result["mnist"] = None if quick else mnist(work, boards, slow_boards, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -742,7 +843,7 @@ def _pct(v) -> str:
     return "–" if v is None else f"{100 * v:.2f}"
 
 
-def markdown(r: dict) -> str:
+def markdown(r: dict, scale_path: Path | None = None) -> str:
     m = r["machine"]
     user = r.get("data")
     where = ("on the bundled scikit-learn digits test split" if user is None else
@@ -891,6 +992,8 @@ def markdown(r: dict) -> str:
               f"the batched integer golden model runs **{t['golden_samples_per_s']:,.0f}** "
               f"samples/s, the per-step float SNN simulator {t['float_samples_per_s']:,.0f}: "
               f"**{t['ratio']:.1f}×** (measured in the same run).", ""]
+    lines += _scale_md(scale_path or Path(__file__).resolve().parents[1] / FIGURES /
+                       SCALE_JSON)
     return "\n".join(lines)
 
 

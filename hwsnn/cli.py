@@ -426,18 +426,78 @@ def _check_sim_outputs(directory) -> None:
         _check_design_files(directory, DEFAULT_TOP)
 
 
+def _samples_arg(text: str):
+    """--samples: a count, or ``all`` (the rest of the test split from --offset)."""
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', not "
+                                          f"{text!r}") from None
+
+
+# What only one simulate call does (not a sharded regression).
+_SIM_SERIAL_ONLY = (("waves", "--waves"), ("verilog", "--verilog"), ("lanes", "--lanes"),
+                    ("stop_at_divergence", "--stop-at-divergence"))
+
+
 def cmd_sim(args) -> int:
+    from .errors import ParameterError
     from .sim.run import simulate
-    _check_sim_outputs(args.directory)
-    report = simulate(args.directory, simulator=args.simulator, samples=args.samples,
+    dirs = args.directory
+    for d in dirs:
+        _check_sim_outputs(d)
+    asked = args.workers is not None or args.scheduler is not None or len(dirs) > 1
+    serial_only = [flag for name, flag in _SIM_SERIAL_ONLY if getattr(args, name)]
+    samples = args.samples
+    if args.shard_size < 1:
+        raise ParameterError(f"--shard-size must be a positive integer, not "
+                             f"{args.shard_size}")
+    if asked and serial_only:
+        raise ParameterError(f"{serial_only[0]} is for one run of one design: leave out "
+                             "--workers, --scheduler and the other directories (a "
+                             "sharded run prints the command that reruns a divergence "
+                             "with waves)")
+    if not asked and not serial_only and (samples == "all" or (
+            isinstance(samples, int) and samples > args.shard_size)):
+        from .sim.regress import SERIAL_SECONDS, expected_seconds, resolve_samples, split_size
+        samples = resolve_samples(samples, args.offset, split_size(dirs[0], args.data))
+        # Shards on a local cluster only when the run is long enough to gain from them.
+        asked = samples > args.shard_size and expected_seconds(
+            dirs[0], args.simulator, samples, offset=args.offset, data_path=args.data,
+            top=args.top) > SERIAL_SECONDS
+    if asked:
+        return _sim_regress(args, dirs, samples)
+    if samples == "all":
+        from .sim.regress import resolve_samples, split_size
+        samples = resolve_samples(samples, args.offset, split_size(dirs[0], args.data))
+    report = simulate(dirs[0], simulator=args.simulator, samples=samples,
                       top=args.top, lanes=_lanes(args.lanes) if args.lanes else None,
                       stall=args.stall, seed=args.seed, waves=args.waves,
                       data_path=args.data, offset=args.offset, progress=not args.json,
                       verilog_path=args.verilog, waves_on_mismatch=not args.no_rerun,
-                      stop_at_divergence=args.stop_at_divergence)
+                      stop_at_divergence=args.stop_at_divergence, bench=args.bench)
     r = report.to_json()
     _emit(args, r, _sim_text(r))
     return 0 if report.exact else 1
+
+
+def _sim_regress(args, dirs, samples) -> int:
+    """``hwsnn sim`` in shards on Dask workers (hwsnn.sim.regress)."""
+    from .sim.regress import regress, summary_line
+    r = regress(dirs, simulator=args.simulator, samples=samples, offset=args.offset,
+                shard_size=args.shard_size, scheduler=args.scheduler, workers=args.workers,
+                progress=not args.json, data_path=args.data, stall=args.stall,
+                seed=args.seed, top=args.top, bench=getattr(args, "bench", "free"))
+    lines = [summary_line(d, t) for d, t in zip(r["designs"], r["timing"]["designs"],
+                                                 strict=True)]
+    where = f"the cluster at {args.scheduler}" if args.scheduler else \
+        f"{r['timing']['workers']} local worker{'s' if r['timing']['workers'] != 1 else ''}"
+    lines.append(f"{r['samples']} samples in {r['timing']['wall_seconds']:.1f} s on {where}"
+                 f" ({r['timing']['samples_per_second']:.1f} samples/s)")
+    _emit(args, r, "\n".join(lines))
+    return 0 if r["exact"] else 1
 
 
 def cmd_boards(args) -> int:
@@ -554,10 +614,21 @@ def cmd_explore(args) -> int:
     board = boards.get(args.board)
     plot = _check_plot(args.plot or f"explore-{args.model}-{board.name}.png",
                        "--plot" if args.plot else "the plot")
+    from .cluster import check_workers, default_workers
+    check_workers(args.workers)
+    clock = _clock(args.clock)
+    if not args.pick and args.clock != "board":
+        raise HwsnnError("--clock goes with --pick: the clock its build must meet")
+    if args.workers is not None and args.scheduler is not None:
+        raise HwsnnError("--workers starts a local Dask cluster; with --scheduler the "
+                         "cluster's own workers run the work: give one of them")
+    # Default: a local cluster of one worker per core (one core: here, one after another).
+    workers = args.workers if args.workers or args.scheduler else default_workers()
     if args.pick:
         outdir.check_directory(args.pick, f"--pick {args.pick}")
     r = explore.search(args.model, board, max_accuracy_drop=args.max_accuracy_drop,
-                       progress=not args.json, data_path=args.data)
+                       progress=not args.json, data_path=args.data, workers=workers,
+                       scheduler=args.scheduler)
     r["plot"] = str(outdir.write_file(plot, lambda tmp: explore.plot(r, Path(tmp))))
     lines = [f"{args.model} on {board.title}: {len(r['points'])} of {r['tried']} points fit "
              f"within {args.max_accuracy_drop:g} percentage points of the ANN "
@@ -577,7 +648,8 @@ def cmd_explore(args) -> int:
                      + "a larger --max-accuracy-drop)")
     lines.append(f"plot: {r['plot']}")
     if args.pick:
-        got = explore.pick(r, board, args.pick, progress=not args.json, data_path=args.data)
+        got = explore.pick(r, board, args.pick, progress=not args.json, data_path=args.data,
+                           clock=clock, workers=workers, scheduler=args.scheduler)
         r["picked"] = got
         b, s = got["build"], got["simulation"]
         lines.append(f"picked {explore.Point(**got['point']).label()} into {args.pick}: "
@@ -591,6 +663,8 @@ def cmd_explore(args) -> int:
 
 def cmd_bench(args) -> int:
     from . import bench
+    from .cluster import check_workers
+    check_workers(args.workers)
     out = outdir.check_place(args.out, f"--out {args.out}")
     outdir.check_place(out / bench.FIGURES, f"--out {args.out}")
     md = out / "BENCHMARKS.md"
@@ -606,7 +680,8 @@ def cmd_bench(args) -> int:
     r = bench.run(args.out, quick=args.quick, boards=not args.no_boards,
                   progress=not args.json, samples=args.samples,
                   random_engines=args.random_engines, random_networks=args.random_networks,
-                  data_path=args.data, models=args.model, slow_boards=args.slow_boards)
+                  data_path=args.data, models=args.model, slow_boards=args.slow_boards,
+                  workers=args.workers, scheduler=args.scheduler)
     _emit(args, r, bench.summary(r))
     return 0
 
@@ -801,7 +876,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sim", help="simulate DIR's Verilog with cocotb against the golden "
                        "model (writes the Verilog first if there is none)")
-    s.add_argument("directory", metavar="DIR", help="output of 'hwsnn convert'")
+    s.add_argument("directory", metavar="DIR", nargs="+", help="output of 'hwsnn "
+                   "convert' (several: one sharded regression over all of them)")
     s.add_argument("--simulator", choices=("verilator", "icarus", "icarus-sv", "yosys"),
                    default="verilator",
                    help="verilator (default); icarus (Icarus Verilog, -g2005); icarus-sv "
@@ -810,8 +886,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--verilog", metavar="FILE", help="simulate this Verilog file instead of "
                    "DIR's (a design edited by hand, a netlist): its module --top (default: "
                    "the design's top) must have the ports of DIR/rtl/TOP.json")
-    s.add_argument("--samples", type=int, default=100, help="test samples (default 100)")
+    s.add_argument("--samples", type=_samples_arg, default=100, metavar="N|all",
+                   help="test samples (default 100), or all: the whole test split from "
+                   "--offset; more than --shard-size run in shards on Dask workers")
     s.add_argument("--offset", type=int, default=0, help="first test sample")
+    s.add_argument("--workers", type=int, metavar="N", help="simulate in shards on a local "
+                   "Dask cluster of N worker processes (default, for more than one shard: "
+                   "one per core); each keeps its own simulator build")
+    s.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="simulate in shards on "
+                   "the workers of this Dask scheduler (they need hwsnn, the simulator and "
+                   "DIR at the same path)")
+    s.add_argument("--shard-size", type=int, default=100, metavar="K",
+                   help="samples per shard (default 100; the result does not depend on "
+                   "the number of workers)")
     s.add_argument("--data", metavar="DATA", help="labelled test data: an .npz (arrays x, "
                    "y), a torchvision-style MNIST folder (its t10k files) or "
                    "package.module:factory (factory('test') returns a torch Dataset); "
@@ -825,6 +912,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--waves", action="store_true", help="record the signals (FST or VCD)")
     s.add_argument("--no-rerun", action="store_true", help="when the design differs, do not "
                    "run the samples up to the first divergence again with waves")
+    s.add_argument("--bench", choices=("free", "edge"), default="free",
+                   help="free (default): the simulator runs on its own through a Verilog "
+                   "wrapper that feeds the pixels and records every transfer; edge: cocotb "
+                   "drives and samples the ports on every clock edge (about 10-50x slower; "
+                   "--stop-at-divergence takes it)")
     s.add_argument("--stop-at-divergence", action="store_true", help="stop at the first event "
                    "that differs from the golden model's (needs the debug taps); the counts "
                    "then cover the samples up to there")
@@ -883,6 +975,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "folder (its t10k files) or package.module:factory (factory('test') "
                    "returns a torch Dataset); default: the bundled test split of the model's "
                    "data set")
+    s.add_argument("--clock", default="board", metavar="MHZ", help="with --pick: the clock "
+                   "the picked design must meet: board (its oscillator, the default) or a "
+                   "PLL clock in MHz, as 'hwsnn build --clock'")
+    s.add_argument("--workers", type=int, metavar="N", help="estimate the conversions, and "
+                   "build --pick's front points, at once on a local Dask cluster of N worker "
+                   "processes (default: one per core; 1: one after another, here); the same "
+                   "result: the fastest point that builds and meets the clock wins")
+    s.add_argument("--scheduler", metavar="ADDR", help="run them on the Dask cluster at ADDR "
+                   "(tcp://HOST:PORT) instead; its workers need hwsnn, the YoWASP tools and "
+                   "this machine's paths")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_explore)
 
@@ -915,6 +1017,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only", action="append", choices=("mnist",), help="measure only this "
                    "section again and keep every other as the last full run's "
                    "benchmarks/figures/bench.json has it")
+    s.add_argument("--workers", type=int, metavar="N", help="run the random networks and "
+                   "the board builds on a local Dask cluster of N worker processes (default: "
+                   "one per core; 1: one after another, here); the figures are the same")
+    s.add_argument("--scheduler", metavar="ADDR", help="run them on the Dask cluster at ADDR "
+                   "(tcp://HOST:PORT) instead; its workers need hwsnn, Verilator, the YoWASP "
+                   "tools and this machine's paths (a shared file system)")
     s.add_argument("--json", action="store_true", help="print every figure as one JSON object")
     s.set_defaults(func=cmd_bench)
 

@@ -10,14 +10,14 @@ that fails is reproduced by its seed alone, and the CI keeps such seeds as fixed
 - ``networks``: random QNets written as Verilog (``hwsnn verilog``) and simulated in
   Verilator against the golden model (``hwsnn sim``: every readout value, class and spike).
 
-Both fan out over local processes (one per core by default); the results are in case order
-whatever the number of processes. ``python -m hwsnn.exactness`` runs them from the shell;
+Both fan out over Dask workers (``hwsnn.cluster``: a local cluster of one process per core
+by default, or an existing one with ``--scheduler``); the results are in case order
+whatever the number of workers. ``python -m hwsnn.exactness`` runs them from the shell;
 ``hwsnn bench`` reports them in BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import random
 import shutil
@@ -25,11 +25,11 @@ import sys
 import tempfile
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from .cluster import check_workers
 from .errors import HwsnnError
 from .random_nets import METHODS, limit_qnet, random_codes, random_qnet
 
@@ -115,30 +115,18 @@ def network_case(seed: int, work: str, samples: int = 3) -> dict:
     return info
 
 
-def _pool_map(fn, args, workers: int, progress: bool, what: str) -> list:
-    results: list = [None] * len(args)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(args), desc=what, unit="net", file=sys.stderr, leave=False)
-    if workers <= 1:
-        for i, a in enumerate(args):
-            results[i] = fn(*a)
-            if bar is not None:
-                bar.update(1)
-    else:
-        # Fresh interpreters: a fork of a process whose torch thread pool has run can hang.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(fn, *a): i for i, a in enumerate(args)}
-            from concurrent.futures import as_completed
-            for f in as_completed(futures):
-                results[futures[f]] = f.result()
-                if bar is not None:
-                    bar.update(1)
-    if bar is not None:
-        bar.close()
-    return results
+def _call(item):
+    fn, args = item
+    return fn(*args)
+
+
+def _pool_map(fn, args, workers: int | None, progress: bool, what: str,
+              scheduler: str | None = None) -> list:
+    """``[fn(*a) for a in args]`` on Dask workers (``hwsnn.cluster.map_ordered``: one
+    process per core by default, or the cluster at ``scheduler``), in order."""
+    from .cluster import map_ordered
+    return map_ordered(_call, [(fn, a) for a in args], scheduler=scheduler, workers=workers,
+                       desc=what, progress=progress)
 
 
 def _summary(cases: list[dict], seconds: float, workers: int) -> dict:
@@ -159,40 +147,51 @@ def cpus() -> int:
         (os.cpu_count() or 1)
 
 
+def _workers_text(workers: int | None, scheduler: str | None):
+    return scheduler if scheduler is not None else (workers or cpus())
+
+
 def engines(count: int = 2000, *, first_seed: int = 0, workers: int | None = None,
-            progress: bool = True) -> dict:
+            progress: bool = True, scheduler: str | None = None) -> dict:
     """``count`` random networks, every engine against the golden model."""
-    workers = workers or cpus()
+    check_workers(workers)
     start = time.time()
     cases = _pool_map(engine_case, [(first_seed + i,) for i in range(count)], workers,
-                      progress, "random engines")
-    out = _summary(cases, time.time() - start, workers)
+                      progress, "random engines", scheduler)
+    out = _summary(cases, time.time() - start, _workers_text(workers, scheduler))
     out["engines"] = sum(c["engines"] for c in cases)
     return out
 
 
-def networks(count: int = 200, *, first_seed: int = 0, workers: int | None = None,
-             samples: int = 3, progress: bool = True) -> dict:
-    """``count`` random networks as Verilog in Verilator against the golden model."""
-    workers = workers or cpus()
-    work = tempfile.mkdtemp(prefix="hwsnn-exactness-")
-    # The designs are tiny: compile them unoptimised, and keep Verilator's run-time
-    # library in ccache where there is one.
+def _network_task(seed: int, work: str, samples: int, ccache: bool) -> dict:
+    """``network_case`` with Verilator's make flags set on the worker that runs it: the
+    designs are tiny, compiled unoptimised, Verilator's run-time library in ccache where
+    there is one."""
     flags = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
-    if shutil.which("ccache"):
+    if ccache and shutil.which("ccache"):
         flags += " OBJCACHE=ccache"
     old = os.environ.get("MAKEFLAGS")
     os.environ["MAKEFLAGS"] = f"{old} {flags}".strip() if old else flags
-    start = time.time()
     try:
-        cases = _pool_map(network_case, [(first_seed + i, work, samples) for i in range(count)],
-                          workers, progress, "random networks in Verilator")
+        return network_case(seed, work, samples)
     finally:
         if old is None:
             os.environ.pop("MAKEFLAGS", None)
         else:
             os.environ["MAKEFLAGS"] = old
-    out = _summary(cases, time.time() - start, workers)
+
+
+def networks(count: int = 200, *, first_seed: int = 0, workers: int | None = None,
+             samples: int = 3, progress: bool = True, scheduler: str | None = None) -> dict:
+    """``count`` random networks as Verilog in Verilator against the golden model (in a
+    temporary directory the workers must see: with ``scheduler``, a shared file system)."""
+    check_workers(workers)
+    work = tempfile.mkdtemp(prefix="hwsnn-exactness-")
+    start = time.time()
+    cases = _pool_map(_network_task, [(first_seed + i, work, samples, True)
+                                      for i in range(count)],
+                      workers, progress, "random networks in Verilator", scheduler)
+    out = _summary(cases, time.time() - start, _workers_text(workers, scheduler))
     out["samples"] = samples
     if not out["failed"]:
         shutil.rmtree(work, ignore_errors=True)
@@ -212,20 +211,23 @@ def main(argv=None) -> int:
     p.add_argument("--networks", type=int, default=200, help="random networks simulated "
                    "whole in Verilator (default 200)")
     p.add_argument("--first-seed", type=int, default=0)
-    p.add_argument("--workers", type=int, help="processes (default: one per core)")
+    p.add_argument("--workers", type=int, help="Dask worker processes of a local cluster "
+                   "(default: one per core)")
+    p.add_argument("--scheduler", metavar="ADDR", help="run on the Dask cluster at ADDR "
+                   "(tcp://HOST:PORT) instead of a local one")
     p.add_argument("--json", metavar="FILE", help="write every case as JSON")
     args = p.parse_args(argv)
     out = {}
     if args.engines:
         out["engines"] = engines(args.engines, first_seed=args.first_seed,
-                                 workers=args.workers)
+                                 workers=args.workers, scheduler=args.scheduler)
     if args.networks:
         out["networks"] = networks(args.networks, first_seed=args.first_seed,
-                                   workers=args.workers)
+                                   workers=args.workers, scheduler=args.scheduler)
     for name, r in out.items():
         print(f"{name}: {r['tried']} random networks, {r['failed']} failed "
               f"({r['refused']} with a refused population), {r['seconds']:.0f} s on "
-              f"{r['workers']} processes" + (f"; failing seeds {r['failed_seeds']}"
+              f"{r['workers']} workers" + (f"; failing seeds {r['failed_seeds']}"
                                             if r["failed"] else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")

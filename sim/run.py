@@ -30,6 +30,7 @@ from ..qnet import QNet
 from ..qnet import load as load_qnet
 from ..synth import replaced_environ
 from .compare import Comparison, compare, tap_expectations
+from .freerun import wrapper_name, wrapper_verilog
 
 # The cocotb simulators: Verilator, Icarus under Verilog-2005 rules (-g2005) and under
 # SystemVerilog rules (-g2012).
@@ -40,6 +41,12 @@ ICARUS_GENERATION = {"icarus": "-g2005", "icarus-sv": "-g2012"}
 YOSYS = "yosys"
 ALL_SIMULATORS = (*SIMULATORS, YOSYS)
 BENCH_MODULE = "hwsnn_bench"
+FREE_BENCH_MODULE = "freerun_bench"
+# The cocotb benches: ``free`` (the default) lets the simulator run the whole regression
+# through a Verilog wrapper with no Python on any edge (``freerun``); ``edge`` drives and
+# samples every port from Python on every edge (``hwsnn_bench``): slower, and the one
+# that can stop at the first divergent tap event.
+BENCHES = ("free", "edge")
 PERIOD_NS = 10
 # Verilator warnings that Yosys's Verilog backend produces by design (operand widths
 # differ from the result's, case statements without default); none changes a value.
@@ -71,6 +78,8 @@ class SimReport:
     hardware_accuracy: float | None = None
     bottleneck: str = ""  # the population whose engine has the most work
     stopped_at: int | None = None  # the edge of the first divergence, where the bench stopped
+    edges: int = 0  # rising clock edges simulated after reset
+    bench: str = "free"
 
     @property
     def exact(self) -> bool:
@@ -98,7 +107,8 @@ class SimReport:
             "waves": self.waves, "log": self.log,
             "golden_accuracy": self.golden_accuracy,
             "hardware_accuracy": self.hardware_accuracy, "bottleneck": self.bottleneck,
-            "stopped_at": self.stopped_at,
+            "stopped_at": self.stopped_at, "bench": self.bench, "edges": self.edges,
+            "simulated_hz": self.edges / self.sim_seconds if self.sim_seconds else None,
         }
 
 
@@ -237,7 +247,8 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
              seed: int = 0, waves: bool = False, data_path: str | None = None,
              offset: int = 0, progress: bool = True, max_cycles: int | None = None,
              verilog_path: str | None = None, waves_on_mismatch: bool = True,
-             stop_at_divergence: bool = False) -> SimReport:
+             stop_at_divergence: bool = False, bench: str = "free",
+             work_dir=None) -> SimReport:
     """Simulate the design of conversion directory ``directory`` on ``samples`` test
     samples and compare it with the golden model.
 
@@ -253,10 +264,16 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
     hand, or a corrupted copy in the tests): its module ``top`` (default: the design's top
     name) must have the ports of the design's description, ``directory/rtl/TOP.json``,
     which must be that of ``directory``'s QNet.
+
+    ``bench``: ``free`` (default) or ``edge`` (see ``BENCHES``); ``stop_at_divergence``
+    takes the ``edge`` bench. ``work_dir``: where the simulator builds and runs (default
+    ``directory/sim/SIMULATOR``); a build there is reused.
     """
     if simulator not in ALL_SIMULATORS:
         raise ParameterError(f"unknown simulator {simulator!r}: choose from "
                              f"{', '.join(ALL_SIMULATORS)}")
+    if bench not in BENCHES:
+        raise ParameterError(f"unknown bench {bench!r}: choose from {', '.join(BENCHES)}")
     if simulator == YOSYS and (waves or stall):
         raise ParameterError(f"--{'waves' if waves else 'stall'} is not available with "
                              "--simulator yosys (its bench drives without stalls and records "
@@ -297,8 +314,9 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
     res, ideal = _expected(net, codes, desc["made_from"]["lanes"],
                            desc["made_from"].get("input_lanes", 0))
 
-    work = directory / "sim" / simulator
+    work = Path(work_dir) if work_dir is not None else directory / "sim" / simulator
     work.mkdir(parents=True, exist_ok=True)
+    free = bench == "free" and not stop_at_divergence and simulator != YOSYS
     taps = [t["port"] for t in desc.get("taps", [])]
     work_ports = [p["name"] for p in desc["ports"] if p["name"].startswith("work_")]
     per_sample = max(int(v.max()) for v in ideal.values()) + 1
@@ -311,9 +329,24 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
            "progress": str((work / "progress").resolve())}
     if stop_at_divergence:
         cfg["watch"] = tap_expectations(desc, res.outputs, samples)
-    (work / "bench.json").write_text(json.dumps(cfg))
-    for stale in ("record.json", "progress"):
+    for stale in ("record.json", "progress", "events.txt"):
         (work / stale).unlink(missing_ok=True)
+    sources, hdl_top, bench_module, plusargs = [source], module, BENCH_MODULE, []
+    if free:
+        stim, events = (work / "stim.hex").resolve(), (work / "events.txt").resolve()
+        flat = codes.reshape(-1).tolist()
+        stim.write_text("".join(f"{v:x}\n" for v in flat))
+        wrapper = work / f"{wrapper_name(module)}.v"
+        text = wrapper_verilog(desc, module)
+        if not wrapper.is_file() or wrapper.read_text() != text:  # else keep the build
+            wrapper.write_text(text)
+        sources.append(wrapper)
+        hdl_top, bench_module = wrapper_name(module), FREE_BENCH_MODULE
+        plusargs = [f"+hwsnn_stim={stim}", f"+hwsnn_events={events}"]
+        cfg = {k: v for k, v in cfg.items() if k != "pixels"}
+        cfg.update(samples=samples, per_sample=len(flat) // samples, events=str(events),
+                   desc=str(Path(json_path).resolve()))
+    (work / "bench.json").write_text(json.dumps(cfg))
 
     t = time.time()
     if simulator == YOSYS:
@@ -323,10 +356,13 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
         if progress:
             print(f"{simulator}: building {source.name} (cached after the first time)",
                   file=sys.stderr, flush=True)
-        runner = _build(simulator, env, source, module, work, waves)
+        runner = _build(simulator, env, sources[0], hdl_top, work, waves,
+                        extra_sources=sources[1:],
+                        build_name="build-free" if free else "build", public=not free)
         build_s = time.time() - t
         t = time.time()
-        _run_bench(runner, simulator, env, module, work, waves, samples, progress)
+        _run_bench(runner, simulator, env, hdl_top, work, waves, samples, progress,
+                   module=bench_module, plusargs=plusargs)
         sim_s = time.time() - t
 
     record_path = work / "record.json"
@@ -364,7 +400,7 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
                 else None
         layers.append(row)
     bottleneck = max(mean_ideal.values())
-    wave_file = _wave_file(simulator, work, module) if waves else None
+    wave_file = _wave_file(simulator, work, hdl_top) if waves else None
     report = SimReport(
         simulator=simulator, design=str(source), samples=samples, comparison=cmp,
         cycles_per_inference=per_inf, ideal_cycles_per_inference=bottleneck,
@@ -375,28 +411,43 @@ def simulate(directory, *, simulator: str = "verilator", samples: int = 100,
         hardware_accuracy=golden.accuracy(torch.tensor(cmp.observed_classes),
                                           y[:len(cmp.observed_classes)])
         if cmp.observed_classes else None,
-        bottleneck=max(mean_ideal, key=mean_ideal.get), stopped_at=record.get("stopped_at"))
+        bottleneck=max(mean_ideal, key=mean_ideal.get), stopped_at=record.get("stopped_at"),
+        edges=int(record.get("cycles") or 0),
+        bench=simulator if simulator == YOSYS else "free" if free else "edge")
     first = cmp.first
     if first is not None and not waves and waves_on_mismatch and simulator != YOSYS:
         again = simulate(directory, simulator=simulator, samples=first.sample + 1, top=top,
                          stall=stall, seed=seed, waves=True, data_path=data_path,
                          offset=offset, progress=progress, max_cycles=limit,
                          verilog_path=verilog_path, waves_on_mismatch=False,
-                         stop_at_divergence=stop_at_divergence)
+                         stop_at_divergence=stop_at_divergence, bench=bench,
+                         work_dir=work_dir)
         report.waves = again.waves
     # The latest result of this simulator, for 'hwsnn report'.
     (work / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
     return report
 
 
-def _runner(simulator):
-    from cocotb_tools.runner import get_runner
+def _runner(simulator, public: bool = True):
+    """cocotb's runner for ``simulator``. ``public=False`` (Verilator): without
+    ``--public-flat-rw``, which cocotb's runner always passes and which makes every signal
+    of the design visible to VPI at about 5x the simulation time; the free-running
+    wrapper marks its own ports public, and its bench touches nothing else."""
+    from cocotb_tools.runner import Verilator, get_runner
+    if simulator == "verilator" and not public:
+        class PrivateVerilator(Verilator):
+            def _build_command(self):
+                cmds = super()._build_command()
+                cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+                return cmds
+        return PrivateVerilator()
     return get_runner("icarus" if simulator in ICARUS_GENERATION else simulator)
 
 
-def _build(simulator, env, source, top, work, waves, extra_sources=()):
-    build_dir = work / ("build-waves" if waves else "build")
-    runner = _runner(simulator)
+def _build(simulator, env, source, top, work, waves, extra_sources=(), build_name="build",
+           public: bool = True):
+    build_dir = work / (f"{build_name}-waves" if waves else build_name)
+    runner = _runner(simulator, public)
     sources = [str(source), *map(str, extra_sources)]
     if simulator == "verilator":
         args, runner_waves = VERILATOR_QUIET, waves
@@ -424,7 +475,8 @@ def _build(simulator, env, source, top, work, waves, extra_sources=()):
 
 
 def _run_bench(runner, simulator, env, top, work, waves, samples, progress,
-               module: str = BENCH_MODULE, results_xml: str | None = None):
+               module: str = BENCH_MODULE, results_xml: str | None = None,
+               plusargs=()):
     """Run the cocotb bench ``module`` (a module of this directory) on a built design, with
     ``work/bench.json`` as its configuration; it must write ``work/record.json``.
     ``results_xml``: an absolute path for cocotb's results file (else the runner's
@@ -444,6 +496,7 @@ def _run_bench(runner, simulator, env, top, work, waves, samples, progress,
                 runner.test(hdl_toplevel=top, test_module=module, test_dir=str(work),
                             waves=waves, log_file=str(work / "test.log"),
                             timescale=("1ns", "1ps"), results_xml=results_xml,
+                            plusargs=list(plusargs),
                             extra_env={"HWSNN_BENCH": env["HWSNN_BENCH"]})
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
@@ -503,7 +556,7 @@ def _watch(target, simulator: str, samples: int, work: Path, progress: bool):
 
 def _wave_file(simulator, work, top) -> Path | None:
     names = ["waves.fst", "dump.fst", "dump.vcd", f"{top}.fst", f"{top}.vcd"]
-    for base in (work, work / "build-waves"):
+    for base in (work, work / "build-waves", work / "build-free-waves"):
         for n in names:
             if (base / n).is_file():
                 return (base / n).resolve()
