@@ -172,3 +172,24 @@ def test_mnist_section_renders_its_figures(quick, tmp_path):
     assert "Skydiver" in md and "6,358 LUT, 40.5 BRAM" in md
     with pytest.raises(bench.HwsnnError, match="run 'hwsnn bench' in full once first"):
         bench.update(tmp_path)
+
+
+def test_scale_section_from_its_recorded_figures(quick, tmp_path):
+    """The simulation-at-scale section renders benchmarks/scale.py's figures, with the
+    ratios computed from them; without the file there is no section."""
+    _, r = quick
+    assert "Simulation at scale" not in bench.markdown(r, scale_path=tmp_path / "none.json")
+    speed = [{"design": "d", "simulator": sim, "bench": b, "samples": 10, "exact": True,
+              "samples_per_second": sps, "simulated_hz": 1000.0 * sps,
+              "cycles_per_inference": 1000.0}
+             for sim, b, sps in [("verilator", "free", 300.0), ("verilator", "edge", 12.0),
+                                 ("icarus", "free", 3.0), ("icarus", "edge", 2.0)]]
+    dask = [{"case": "sim-regression", "what": {"samples": 540}, "wall_s_1_worker": 9.0,
+             "wall_s_2_workers": 5.0, "speedup": 1.8, "identical_results": True}]
+    path = tmp_path / "scale.json"
+    path.write_text(json.dumps({"command": "python benchmarks/scale.py", "when": "now",
+                                "cpus": 2, "speed": speed, "dask": dask}))
+    md = bench.markdown(r, scale_path=path)
+    assert "## Simulation at scale (recorded)" in md
+    assert "verilator free/edge 25.0×, icarus free/edge 1.5×, Verilator/Icarus (free) 100×" in md
+    assert "| sim-regression (samples 540) | 9.0 s | 5.0 s | **1.80×** | yes |" in md

@@ -156,8 +156,10 @@ def test_pick_builds_and_simulates_on_the_same_data(files, tmp_path, monkeypatch
 
     monkeypatch.setattr(hwsnn.build, "build", build)
     monkeypatch.setattr(hwsnn.sim.run, "simulate", simulate)
+    # One worker: the build runs here, where it is faked (tests/test_explore_dask.py
+    # checks that Dask workers pick the same point).
     got = explore.pick(r, board, tmp_path / "p", progress=False, samples=100,
-                       data_path=path)
+                       data_path=path, workers=1)
     assert calls["build"]["data_path"] == path and calls["sim"]["data_path"] == path
     assert calls["sim"]["samples"] == got["simulation"]["samples"] == len(x) < 100
     assert load_qnet(tmp_path / "p").metadata["dataset"] == "digits"
