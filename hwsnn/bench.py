@@ -504,7 +504,9 @@ def _scale_md(path: Path) -> list[str]:
                   "| work | 1 worker | 2 workers | speed-up | same result |",
                   "|---|---|---|---|---|"]
         for r in s["dask"]:
-            lines.append(f"| {r['case']} ({', '.join(f'{k} {v}' for k, v in r['what'].items())}"
+            what = ", ".join(f"{k.replace('_', ' ')} {v:.4g}" if isinstance(v, float)
+                             else f"{k.replace('_', ' ')} {v}" for k, v in r["what"].items())
+            lines.append(f"| {r['case']} ({what}"
                          f") | {r['wall_s_1_worker']:.1f} s | {r['wall_s_2_workers']:.1f} s | "
                          f"**{r['speedup']:.2f}×** | {'yes' if r['identical_results'] else 'no'} |")
         lines.append("")
