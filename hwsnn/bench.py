@@ -699,10 +699,7 @@ def run(out=".", *, quick: bool = False, boards: bool = True, progress: bool = T
     sweep's wall time. The designs' simulations stay one after another: their samples/s
     are figures of the report."""
     from .cluster import check_workers, map_ordered
-    check_workers(workers)
-    if workers is not None and scheduler is not None:
-        raise ParameterError("--workers starts a local Dask cluster; with --scheduler the "
-                             "cluster's own workers run the work: give one of them")
+    check_workers(workers, scheduler)
     command = "hwsnn bench" + (" --quick" if quick else "") + ("" if boards else " --no-boards")
     command += "".join(f" --model {m}" for m in models or ())
     command += f" --data {data_path}" if data_path is not None else ""

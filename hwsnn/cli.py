@@ -615,13 +615,10 @@ def cmd_explore(args) -> int:
     plot = _check_plot(args.plot or f"explore-{args.model}-{board.name}.png",
                        "--plot" if args.plot else "the plot")
     from .cluster import check_workers, default_workers
-    check_workers(args.workers)
+    check_workers(args.workers, args.scheduler)
     clock = _clock(args.clock)
     if not args.pick and args.clock != "board":
         raise HwsnnError("--clock goes with --pick: the clock its build must meet")
-    if args.workers is not None and args.scheduler is not None:
-        raise HwsnnError("--workers starts a local Dask cluster; with --scheduler the "
-                         "cluster's own workers run the work: give one of them")
     # Default: a local cluster of one worker per core (one core: here, one after another).
     workers = args.workers if args.workers or args.scheduler else default_workers()
     if args.pick:

@@ -39,11 +39,16 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def check_workers(workers) -> int | None:
+def check_workers(workers, scheduler: str | None = None) -> int | None:
+    """``workers`` checked: None or a positive integer, and not given with a
+    ``scheduler`` (whose own workers run the work)."""
     if workers is None:
         return None
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ParameterError(f"--workers must be a positive integer, not {workers!r}")
+    if scheduler is not None:
+        raise ParameterError("--workers starts a local Dask cluster; with --scheduler the "
+                             "cluster's own workers run the work: give one of them")
     return workers
 
 
@@ -51,16 +56,13 @@ def check_workers(workers) -> int | None:
 def client(scheduler: str | None = None, workers: int | None = None):
     """A dask.distributed ``Client``: on the scheduler at ``scheduler``, or on a new
     ``LocalCluster`` of ``workers`` single-threaded processes (default: one per core)."""
-    check_workers(workers)
+    check_workers(workers, scheduler)
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:  # pragma: no cover - a dependency of hwsnn
         raise ClusterError("dask.distributed is not installed: pip install "
                            "'distributed==2026.8.0'") from None
     if scheduler is not None:
-        if workers is not None:
-            raise ParameterError("--workers starts a local cluster; with --scheduler the "
-                                 "cluster's own workers run the work: leave one out")
         try:
             c = Client(scheduler, timeout="20s")
         except (OSError, TimeoutError) as exc:

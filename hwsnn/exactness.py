@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cluster import check_workers
+from .cluster import check_workers, default_workers
 from .errors import HwsnnError
 from .random_nets import METHODS, limit_qnet, random_codes, random_qnet
 
@@ -142,13 +142,8 @@ def _summary(cases: list[dict], seconds: float, workers: int) -> dict:
             "cases": cases}
 
 
-def cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        (os.cpu_count() or 1)
-
-
 def _workers_text(workers: int | None, scheduler: str | None):
-    return scheduler if scheduler is not None else (workers or cpus())
+    return scheduler if scheduler is not None else (workers or default_workers())
 
 
 def engines(count: int = 2000, *, first_seed: int = 0, workers: int | None = None,
