@@ -78,7 +78,7 @@ def speed(out: Path) -> list[dict]:
 def regression(out: Path, workers: int) -> dict:
     """Every example design of rtl/ on the whole digits test split in Verilator on a local
     cluster; Icarus's expected time for the same from its measured rate on a few samples."""
-    from hwsnn.hdl.examples import EXAMPLES
+    from hwsnn.examples import EXAMPLES
     from hwsnn.sim.regress import regress
     from hwsnn.sim.run import simulate
     dirs = [_design(out, m, meth, t, tau, lanes) for m, meth, t, tau, lanes

@@ -304,16 +304,23 @@ def load_conversion(directory) -> tuple[SNN, QNet]:
 
 def evaluate(directory=None, *, snn: SNN | None = None, qnet: QNet | None = None,
              x: torch.Tensor | None = None, y: torch.Tensor | None = None,
-             lanes: int = 1, samples: int | None = None, data_path: str | None = None) -> dict:
+             lanes: int | dict[str, int] | str = 1, samples: int | None = None,
+             data_path: str | None = None) -> dict:
     """ANN vs float SNN vs integer golden on labelled data (default: the test split of the
     network's data set).
 
     Returns a dict with accuracies (fractions), prediction mismatches against the exact
     QCFS reference where the method has one, the ANN-vs-SNN logit MSE, SOPs and the ideal
-    cycles per inference with ``lanes`` lanes.
+    cycles per inference with ``lanes`` lanes (an int for every engine, or per
+    population: a dict or ``"fc1=8,fc2=1"``, the rest getting 1).
     """
     if directory is not None:
         snn, qnet = load_conversion(directory)
+    if isinstance(lanes, str | dict):  # lanes per population: checked before any work
+        from .hdl.plan import lanes_by_population, parse_lanes
+        lanes = parse_lanes(lanes)
+        if isinstance(lanes, dict):
+            lanes_by_population(qnet, lanes)
     if x is None:
         x, y = data.load_for(tuple(snn.input.shape), "test", data_path,
                              meta=(qnet or snn).metadata,

@@ -27,6 +27,9 @@ from amaranth.lib.wiring import In, Out
 
 from . import golden
 from .errors import HwsnnError, ParameterError
+from .hdl.plan import NetworkPlan, parse_lanes
+from .hdl.plan import describe_lanes as describe_lanes
+from .hdl.plan import lanes_by_population as lanes_by_population
 from .pll import BoardPll, pll_setting
 from .qnet import QNet
 from .synth import find_script, replaced_environ
@@ -96,14 +99,12 @@ class FitError(HwsnnError):
 WEIGHTS = ("auto", "bram", "spram")
 
 
-def _place_weights(net: QNet, lanes: dict[str, int], board, weights: str,
-                   input_lanes: int = 0, queue_depth: int | None = None) -> list:
+def _place_weights(plan: NetworkPlan, board, weights: str) -> list:
     """Which projections keep their weights in SPRAM, loaded over the link at run time
     (``hdl.store``): none for ``bram``; for ``auto`` the largest weight memories, one
     by one, while the block RAMs do not fit and the SPRAMs have room; ``spram``: at
     least the largest."""
     from .hdl.estimate import estimate
-    from .hdl.plan import EnginePlan
     from .hdl.store import store_tiles
     if weights not in WEIGHTS:
         raise ParameterError(f"--weights {weights!r}: choose from {', '.join(WEIGHTS)}")
@@ -114,17 +115,15 @@ def _place_weights(net: QNet, lanes: dict[str, int], board, weights: str,
         raise ParameterError(f"--weights spram: {board.title} ({dev.name}) has no SPRAM; "
                              "use --weights bram (or auto)")
     sizes = []
-    for p in net.populations:
-        plan = EnginePlan(net, p.name, lanes[p.name], input_lanes)
-        for k, pp in enumerate(plan.projections):
-            depth, width = max(1, len(pp.init)), plan.word_lanes(k) * pp.proj.weight_bits
-            sizes.append((depth * width, store_tiles(depth, width), (p.name, k)))
+    for name, engine in plan.engines.items():
+        for k, pp in enumerate(engine.projections):
+            depth, width = max(1, len(pp.init)), engine.word_lanes(k) * pp.proj.weight_bits
+            sizes.append((depth * width, store_tiles(depth, width), (name, k)))
     sizes.sort(key=lambda t: -t[0])
     chosen, tiles = [], 0
     for _, n, key in sizes:
         if chosen or weights == "auto":
-            est = estimate(net, lanes, dev, loadable=chosen, input_lanes=input_lanes,
-                           queue_depth=queue_depth)
+            est = estimate(plan.with_loadable(chosen), dev)
             if est.bram_blocks <= fit_margin("bram_blocks", dev.family) * dev.bram_blocks:
                 break
         if tiles + n > dev.spram_blocks:
@@ -134,16 +133,22 @@ def _place_weights(net: QNet, lanes: dict[str, int], board, weights: str,
     return chosen
 
 
-def fit_check(net: QNet, lanes: dict[str, int], board, weights: str = "auto",
+def fit_check(net: QNet, lanes, board, weights: str = "auto",
               input_lanes: int = 0, queue_depth: int | None = None) -> dict:
-    """Estimated use of each resource kind against the board: ``fits``, a ``resources``
-    object {kind: {"used", "available"}}, and ``loadable``: the projections whose
-    weights go to SPRAM (``weights``: auto, bram or spram)."""
+    """``fit_check_plan`` of the network of ``net`` with ``lanes`` (an int, a dict by
+    population or ``"fc1=8,fc2=1"``), ``input_lanes`` and ``queue_depth``."""
+    return fit_check_plan(NetworkPlan(net, lanes, input_lanes=input_lanes,
+                                      queue_depth=queue_depth), board, weights)
+
+
+def fit_check_plan(plan: NetworkPlan, board, weights: str = "auto") -> dict:
+    """Estimated use of each resource kind by the network of ``plan`` against the board:
+    ``fits``, a ``resources`` object {kind: {"used", "available"}}, and ``loadable``: the
+    projections whose weights go to SPRAM (``weights``: auto, bram or spram)."""
     from .hdl.estimate import estimate
-    from .hdl.plan import store_specs
-    loadable = _place_weights(net, lanes, board, weights, input_lanes, queue_depth)
-    est = estimate(net, lanes, board.device, loadable=loadable, input_lanes=input_lanes,
-                   queue_depth=queue_depth)
+    loadable = _place_weights(plan, board, weights)
+    placed = plan.with_loadable(loadable)
+    est = estimate(placed, board.device)
     dev = board.device
     resources = {
         dev.logic_kind: {"used": est.logic, "available": dev.logic},
@@ -154,15 +159,14 @@ def fit_check(net: QNet, lanes: dict[str, int], board, weights: str = "auto",
     }
     over = {k: v for k, v in resources.items()
             if v["used"] > v["available"] * fit_margin(k, dev.family) and v["used"] > 0}
-    stores = store_specs(net, lanes, loadable, input_lanes)
+    stores = placed.stores
     return {"fits": not over, "resources": resources, "over": sorted(over),
             "estimate": est.to_json(), "loadable": [list(k) for k in loadable],
             "stores": [s.describe() for s in stores],
             "load_bytes": sum(s.depth * s.bytes_per_word for s in stores)}
 
 
-def _boards_that_fit(net: QNet, lanes: dict[str, int], board, weights: str,
-                     input_lanes: int, queue_depth: int | None) -> list[str]:
+def _boards_that_fit(plan: NetworkPlan, board, weights: str) -> list[str]:
     """The other boards on which the same design fits by the estimate, smallest first."""
     from . import boards
     found = []
@@ -170,7 +174,7 @@ def _boards_that_fit(net: QNet, lanes: dict[str, int], board, weights: str,
         if other.name == board.name:
             continue
         try:
-            fits = fit_check(net, lanes, other, weights, input_lanes, queue_depth)["fits"]
+            fits = fit_check_plan(plan, other, weights)["fits"]
         except HwsnnError:  # e.g. --weights spram on a board without SPRAM
             continue
         if fits:
@@ -212,17 +216,26 @@ def tool_env() -> dict:
 
 
 class BoardTop(Elaboratable):
-    """The network behind the host link, on the board's clock and UART pins."""
+    """The network behind the host link, on the board's clock and UART pins; ``plan`` (a
+    ``NetworkPlan`` with the loadable weights) replaces ``lanes``, ``loadable``,
+    ``input_lanes`` and ``queue_depth``."""
 
-    def __init__(self, net: QNet, board, lanes, baud: int, loadable=(), pll=None,
-                 input_lanes: int = 0, queue_depth: int | None = None):
-        self.net, self.board, self.lanes, self.baud = net, board, lanes, baud
-        self.input_lanes, self.queue_depth = input_lanes, queue_depth
-        self.loadable = [tuple(k) for k in loadable]
+    def __init__(self, net: QNet, board, lanes=1, baud: int = DEFAULT_BAUD, loadable=(),
+                 pll=None, input_lanes: int = 0, queue_depth: int | None = None, *,
+                 plan: NetworkPlan | None = None):
+        self.net, self.board, self.baud = net, board, baud
+        if plan is None:
+            plan = NetworkPlan(net, lanes, input_lanes=input_lanes,
+                               queue_depth=queue_depth, loadable=[tuple(k) for k in loadable])
+        self.plan = plan
+        self.lanes, self.input_lanes, self.queue_depth = (plan.lanes, plan.input_lanes,
+                                                          plan.queue_depth)
+        self.loadable = list(plan.loadable)
         self.pll = pll  # a pll.PllSetting, or None for the board clock
 
     def elaborate(self, platform):
         from .hdl.link import HostLink
+        from .hdl.network import Network
         m = Module()
         mhz = self.board.clock_mhz
         if self.pll is not None:
@@ -231,10 +244,8 @@ class BoardTop(Elaboratable):
             m.submodules.pll = BoardPll(self.pll, pin, sync)
             mhz = self.pll.output_mhz
         m.submodules.link = link = HostLink(self.net, clk_hz=int(mhz * 1e6),
-                                            baud=self.baud, lanes=self.lanes,
-                                            loadable=self.loadable,
-                                            input_lanes=self.input_lanes,
-                                            queue_depth=self.queue_depth)
+                                            baud=self.baud,
+                                            network=Network(self.net, plan=self.plan))
         # (every line raw, rx and tx buffered here; flow-control lines stay unused)
         lines = platform.lookup("uart", self.board.uart).ios
         uart = platform.request("uart", self.board.uart, dir={sub.name: "-" for sub in lines})
@@ -254,12 +265,17 @@ class BoardCore(wiring.Component):
     network with only the UART lines as ports (on a board the link's debugging outputs
     stay unconnected, and Yosys removes their logic), for ``hwsnn.synth.synthesize``."""
 
-    def __init__(self, net: QNet, board, lanes: dict[str, int], *, baud: int = DEFAULT_BAUD,
-                 loadable=(), input_lanes: int = 0, queue_depth: int | None = None):
+    def __init__(self, net: QNet, board, lanes=1, *, baud: int = DEFAULT_BAUD,
+                 loadable=(), input_lanes: int = 0, queue_depth: int | None = None,
+                 plan: NetworkPlan | None = None):
         from .hdl.link import HostLink
-        self.link = HostLink(net, clk_hz=int(board.clock_mhz * 1e6), baud=baud, lanes=lanes,
-                             loadable=[tuple(k) for k in loadable], input_lanes=input_lanes,
-                             queue_depth=queue_depth)
+        from .hdl.network import Network
+        if plan is None:
+            plan = NetworkPlan(net, lanes, input_lanes=input_lanes, queue_depth=queue_depth,
+                               loadable=[tuple(k) for k in loadable])
+        self.plan = plan
+        self.link = HostLink(net, clk_hz=int(board.clock_mhz * 1e6), baud=baud,
+                             network=Network(net, plan=plan))
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     def elaborate(self, platform):
@@ -269,7 +285,7 @@ class BoardCore(wiring.Component):
         return m
 
 
-def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int | None = None,
+def build(directory, board, *, lanes: int | dict[str, int] | str = 1, baud: int | None = None,
           check_only: bool = False, seed: int = 1, progress: bool = True,
           weights: str = "auto", clock: str | float = "board", input_lanes: int = 0,
           queue_depth: int | None = None, data_path: str | None = None) -> dict:
@@ -278,6 +294,8 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int | None
     The latency is the golden model's on the test data (``data_path``, else the network's
     own data set, else one fixed pseudo-random image), mean and worst over the images.
 
+    ``lanes``: every engine's (an int), or per population (a dict, or ``"fc1=8,fc2=1"``;
+    the populations not named get 1), checked by ``hdl.plan.NetworkPlan``.
     ``clock``: ``"board"`` runs the design on the board's oscillator; a number (MHz) on a
     PLL output at or below it; ``"auto"`` builds at the board clock first, then again on
     a PLL at the fastest setting within ``PLL_MARGIN`` of the Fmax that build reached.
@@ -291,17 +309,13 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int | None
         raise ParameterError(f"--clock {clock!r}: give board, auto or a frequency in MHz")
     directory = Path(directory)
     net = load(directory)
-    lane_map = lanes_by_population(net, lanes)
-    from .hdl.network import check_input_lanes
-    check_input_lanes(net, input_lanes)
-    if queue_depth is not None and (isinstance(queue_depth, bool)
-                                    or not isinstance(queue_depth, int) or queue_depth < 4):
-        raise ParameterError(f"--queue-depth must be an integer of at least 4, not "
-                             f"{queue_depth!r}")
+    # Lanes, input lanes and queue depth are checked here, with every engine (cos refused).
+    plan = NetworkPlan(net, lanes, input_lanes=input_lanes, queue_depth=queue_depth)
+    lanes, lane_map = parse_lanes(lanes), plan.lanes  # (the report keeps an int an int)
     if baud is not None:
         _check_baud(board.clock_mhz, baud, board)
     codes, latency_data = latency_codes(net, data_path)  # bad data: refused before any tool
-    fit = fit_check(net, lane_map, board, weights, input_lanes, queue_depth)  # refuses cos
+    fit = fit_check_plan(plan, board, weights)
     report = {"board": board.name, "device": board.device.name, "clock_mhz": board.clock_mhz,
               "lanes": lanes, "input_lanes": input_lanes, "queue_depth": queue_depth,
               "qnet_sha256": fingerprint(net),
@@ -315,7 +329,7 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int | None
                             f"{fit['resources'][k]['available']} (at most "
                             f"{fit_margin(k, fam):.0%} used)" for k in fit["over"])
         said = describe_lanes(lanes if isinstance(lanes, int) else lane_map)
-        fits_on = _boards_that_fit(net, lane_map, board, weights, input_lanes, queue_depth)
+        fits_on = _boards_that_fit(plan, board, weights)
         raise FitError(f"{directory} does not fit {board.title} with {said} "
                        f"(estimate: {numbers}): try "
                        f"{_advice(fit['over'], lane_map, board, weights, fits_on)}")
@@ -328,6 +342,7 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int | None
     env.setdefault("OPENFPGALOADER", "openFPGALoader")
     out = directory / "build" / board.name
     t = time.time()
+    board_plan = plan.with_loadable([tuple(k) for k in fit["loadable"]])
 
     def rate(mhz):
         return baud if baud is not None else link_baud(mhz)
@@ -339,8 +354,7 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int | None
                   f" at the board clock, {mhz:g} MHz")
             print(f"building for {board.title}{at}, link at {rate(mhz):,} baud: synthesis, "
                   "place and route, packing (a few minutes)...", file=sys.stderr, flush=True)
-        return _run_tools(net, board, lane_map, rate(mhz), fit["loadable"], setting, out,
-                          seed, env, input_lanes, queue_depth, progress)
+        return _run_tools(board_plan, board, rate(mhz), setting, out, seed, env, progress)
 
     def pll_for(target):
         """The fastest PLL clock at or below ``target`` at which the link makes its rate
@@ -380,7 +394,7 @@ def build(directory, board, *, lanes: int | dict[str, int] = 1, baud: int | None
     clock_mhz = setting.output_mhz if setting else board.clock_mhz
     bit = out / f"{NAME}.{board.bitstream_ext}"
     # Latency from the golden model's ideal cycles on the test data, at the clock.
-    cycles = _cycles_per_inference(net, lane_map, input_lanes, codes)
+    cycles = _cycles_per_inference(net, plan.lanes, plan.input_lanes, codes)
     clock_hz = clock_mhz * 1e6
     report.update({
         "estimated": False, "utilisation": util, "fmax_mhz": fmax,
@@ -438,18 +452,16 @@ def _abc9_failed(out: Path) -> bool:
     return "ABC_OPS_REINTEGRATE" in text and "ERROR: Assert" in text
 
 
-def _run_tools(net, board, lane_map, baud, loadable, setting, out, seed, env,
-               input_lanes=0, queue_depth=None, progress=True):
-    """Synthesis, place and route and packing of the board top; (utilisation, Fmax,
-    LUT mapper)."""
+def _run_tools(network: NetworkPlan, board, baud, setting, out, seed, env, progress=True):
+    """Synthesis, place and route and packing of the board top of the ``network`` plan
+    (with its loadable weights); (utilisation, Fmax, LUT mapper)."""
     opts = f"--seed {seed} --report {NAME}.report.json --timing-allow-fail"
     extra = {}
-    if input_lanes and board.device.family == "ice40":
+    if network.input_lanes and board.device.family == "ice40":
         extra["synth_opts"] = "-dsp"  # the input stage's multipliers on SB_MAC16
 
     def prepare(**overrides):  # (a platform prepares one design)
-        top = BoardTop(net, board, lane_map, baud, loadable, setting, input_lanes,
-                       queue_depth)
+        top = BoardTop(network.net, board, baud=baud, pll=setting, plan=network)
         return board.make_platform().build(top, name=NAME, build_dir=str(out),
                                            do_build=False, nextpnr_opts=opts, **extra,
                                            **overrides)
@@ -505,26 +517,6 @@ def _post_route_resources(util: dict, estimated: dict, board, ffs: int | None = 
             for kind, v in estimated.items()}
 
 
-def describe_lanes(lanes) -> str:
-    """``4 lanes`` for an int, ``lanes fc1=2, fc2=1`` for a dict."""
-    if isinstance(lanes, int):
-        return f"{lanes} lane{'s' if lanes > 1 else ''}"
-    return "lanes " + ", ".join(f"{k}={v}" for k, v in lanes.items())
-
-
-def lanes_by_population(net: QNet, lanes) -> dict[str, int]:
-    """Lanes per population from an int (all) or a dict (the rest get 1), checked."""
-    names = [p.name for p in net.populations]
-    given = lanes if isinstance(lanes, dict) else {n: lanes for n in names}
-    for name, n in given.items():
-        if name not in names:
-            raise ParameterError(f"--lanes names {name!r}, which is not a population of "
-                                 f"this network ({', '.join(names)})")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ParameterError(f"--lanes must be positive integers, not {n!r} for {name}")
-    return {n: given.get(n, 1) for n in names}
-
-
 def latency_codes(net: QNet, data_path: str | None = None) -> tuple:
     """The input codes the latency is measured on, and what they are: the images of
     ``data_path``'s test data, else of the network's own data set, else one fixed
@@ -543,15 +535,13 @@ def latency_codes(net: QNet, data_path: str | None = None) -> tuple:
     return golden.encode(net, x), f"{len(x)} images of {name}"
 
 
-def _cycles_per_inference(net: QNet, lanes: dict[str, int], input_lanes: int,
-                          codes) -> dict:
+def _cycles_per_inference(net: QNet, lanes, input_lanes: int, codes) -> dict:
     """Golden-model cycles on ``codes``: the pipelined interval between inferences (the
     busiest engine, mean over the images) and the latency of one (every engine's work in
-    turn: mean and worst over the images), in clock cycles, each engine with its own lanes."""
-    per = {}
-    for n in sorted(set(lanes.values())):
-        res = golden.run(net, codes, lanes=n, input_lanes=input_lanes)
-        per.update({k: v.sum(1).double() for k, v in res.cycles.items() if lanes[k] == n})
+    turn: mean and worst over the images), in clock cycles, each engine with its own lanes
+    (``lanes``: an int or a dict by population)."""
+    res = golden.run(net, codes, lanes=lanes, input_lanes=input_lanes)
+    per = {k: v.sum(1).double() for k, v in res.cycles.items()}
     latency = sum(per.values())
     return {"throughput": max(float(v.mean()) for v in per.values()),
             "latency": float(latency.mean()), "latency_worst": float(latency.max())}

@@ -267,29 +267,32 @@ def _eval_text(r: dict) -> str:
               f"golden {r['mse_golden']:.4g}",
               f"  SOPs per inference          {r['sops_per_inference']:.0f}",
               f"  ideal cycles per inference  {r['ideal_cycles_per_inference']:.0f} "
-              f"(pipelined, {r['lanes']} lane{'s' if r['lanes'] > 1 else ''}; "
+              f"(pipelined, {_describe_lanes(r['lanes'])}; "
               f"{r['ideal_cycles_total_per_inference']:.0f} on one engine)"]
     return "\n".join(lines)
 
 
 def cmd_eval(args) -> int:
-    _positive(args.lanes, "--lanes")
+    lanes = _lanes(args.lanes)
     if args.samples is not None:
         _positive(args.samples, "--samples")
-    r = api.evaluate(args.directory, lanes=args.lanes, samples=args.samples,
+    r = api.evaluate(args.directory, lanes=lanes, samples=args.samples,
                      data_path=args.data)
     _emit(args, r, _eval_text(r))
     return 0
 
 
 def _lanes(text):
-    try:
-        lanes = int(text)
-    except ValueError:
-        raise HwsnnError(f"--lanes {text!r} is not a positive integer") from None
-    if lanes < 1:
-        raise HwsnnError(f"--lanes {lanes}: the lane count must be at least 1")
-    return lanes
+    """``--lanes`` of every command: ``N`` for every engine, or ``fc1=8,fc2=1`` per
+    population (the populations not named get 1); checked against the network by
+    ``hdl.plan.NetworkPlan`` (``lanes_by_population``)."""
+    from .hdl.plan import parse_lanes
+    return parse_lanes(text)
+
+
+def _describe_lanes(lanes) -> str:
+    from .hdl.plan import describe_lanes
+    return describe_lanes(lanes)
 
 
 def _clock(text):
@@ -302,21 +305,6 @@ def _clock(text):
     if not mhz > 0:
         raise HwsnnError(f"--clock {text!r}: the frequency must be positive")
     return mhz
-
-
-def _lane_spec(text):
-    """``--lanes`` of build: ``N`` for every engine, or ``fc1=8,fc2=1`` per population
-    (populations not named get 1)."""
-    if "=" not in text:
-        return _lanes(text)
-    out = {}
-    for part in text.split(","):
-        name, _, value = part.partition("=")
-        if not name.strip() or not value.strip():
-            raise HwsnnError(f"--lanes {text!r}: give N, or population=N pairs like "
-                             "fc1=8,fc2=1")
-        out[name.strip()] = _lanes(value.strip())
-    return out
 
 
 def _check_design_files(directory, top: str) -> None:
@@ -346,14 +334,15 @@ def _check_writes_in(directory, sub: str) -> None:
 
 def cmd_verilog(args) -> int:
     from .hdl import verilog
+    from .hdl.plan import NetworkPlan
     from .qnet import load as load_qnet
     net = load_qnet(args.directory)
     if args.queue_depth is not None and args.queue_depth < 4:
         raise HwsnnError(f"--queue-depth {args.queue_depth}: give at least 4")
     _check_design_files(args.directory, args.top)
-    desc = verilog.write(args.directory, net, lanes=_lanes(args.lanes), taps=not args.no_taps,
-                         top=args.top, input_lanes=args.input_lanes,
-                         queue_depth=args.queue_depth)
+    plan = NetworkPlan(net, _lanes(args.lanes), input_lanes=args.input_lanes,
+                       queue_depth=args.queue_depth)
+    desc = verilog.write(args.directory, net, taps=not args.no_taps, top=args.top, plan=plan)
     obj = {"directory": str(args.directory), "top": desc["top"], "files": desc["files"],
            "verilog_lines": desc["verilog_lines"], "lanes": desc["made_from"]["lanes"],
            "input_lanes": desc["made_from"]["input_lanes"],
@@ -473,7 +462,7 @@ def cmd_sim(args) -> int:
         from .sim.regress import resolve_samples, split_size
         samples = resolve_samples(samples, args.offset, split_size(dirs[0], args.data))
     report = simulate(dirs[0], simulator=args.simulator, samples=samples,
-                      top=args.top, lanes=_lanes(args.lanes) if args.lanes else None,
+                      top=args.top, lanes=_sim_lanes(args.lanes) if args.lanes else None,
                       stall=args.stall, seed=args.seed, waves=args.waves,
                       data_path=args.data, offset=args.offset, progress=not args.json,
                       verilog_path=args.verilog, waves_on_mismatch=not args.no_rerun,
@@ -481,6 +470,16 @@ def cmd_sim(args) -> int:
     r = report.to_json()
     _emit(args, r, _sim_text(r))
     return 0 if report.exact else 1
+
+
+def _sim_lanes(text) -> int:
+    """``--lanes`` of sim: one lane count for every engine of the design it writes anew."""
+    lanes = _lanes(text)
+    if isinstance(lanes, dict):
+        raise HwsnnError(f"--lanes {text}: sim writes the design anew with one lane count for "
+                         "every engine; for lanes per population write it with 'hwsnn "
+                         f"verilog DIR --lanes {text}' and simulate that (sim without --lanes)")
+    return lanes
 
 
 def _sim_regress(args, dirs, samples) -> int:
@@ -548,7 +547,7 @@ def cmd_build(args) -> int:
     board = boards.get(args.board)
     if not args.check_only:
         _check_writes_in(args.directory, f"build/{board.name}")
-    r = build(args.directory, board, lanes=_lane_spec(args.lanes), baud=args.baud,
+    r = build(args.directory, board, lanes=_lanes(args.lanes), baud=args.baud,
               check_only=args.check_only, progress=not args.json, weights=args.weights,
               clock=_clock(args.clock), input_lanes=args.input_lanes,
               queue_depth=args.queue_depth, data_path=args.data)
@@ -767,9 +766,10 @@ def cmd_demo(args) -> int:
                       progress=not args.json)
     sim = report.to_json()
     r["sim"] = sim
+    said = f"{lanes} lanes per engine" if isinstance(lanes, int) else _describe_lanes(lanes)
     text = (f"hwsnn demo: digits-cnn → group neurons GN(τ=4), T=2 → 8-bit QNet in {directory}\n"
             + _eval_text(r) + f"\nVerilog: {r['verilog']} ({desc['verilog_lines']} lines, "
-            f"{lanes} lanes per engine)\n" + _sim_text(sim))
+            f"{said})\n" + _sim_text(sim))
     _emit(args, r, text)
     return 0 if report.exact else 1
 
@@ -853,7 +853,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "package.module:factory (factory('test') returns a torch Dataset); "
                    "default: the bundled test split of the model's data set")
     s.add_argument("--samples", type=int, help="evaluate the first N samples only")
-    s.add_argument("--lanes", type=int, default=1, help="lanes P for the ideal cycle count")
+    s.add_argument("--lanes", default="1", help="lanes P for the ideal cycle count (default "
+                   "1), or per population: fc1=8,fc2=1")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_eval)
 
@@ -861,7 +862,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "port description, into DIR/rtl")
     s.add_argument("directory", metavar="DIR", help="output of 'hwsnn convert'")
     s.add_argument("--lanes", default=str(verilog_defaults()[0]),
-                   help="lanes P (neurons updated per cycle) of every engine; default %(default)s")
+                   help="lanes P (neurons updated per cycle) of every engine (default "
+                   "%(default)s), or per population: fc1=8,fc2=1 (the rest get 1)")
     s.add_argument("--top", default=verilog_defaults()[1], help="top module name")
     _input_lanes_arg(s)
     _queue_depth_arg(s)

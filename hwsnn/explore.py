@@ -110,9 +110,9 @@ def _estimate(job: tuple) -> dict:
     """One conversion (method, τ, T, weight bits) of the design space: its accuracy, and
     every lane count and queue depth it fits the board with (a worker reads the data and
     traces the model itself, once)."""
-    from .build import fit_check
+    from .build import fit_check_plan
     from .convert import convert
-    from .hdl.plan import mac_eligible
+    from .hdl.plan import NetworkPlan, mac_eligible
     from .quantize import quantize
     model, board, data_path, floor, method, tau, t, wb, lanes, queues = job
     graph, (x, y) = _test_data(model, data_path)
@@ -130,9 +130,9 @@ def _estimate(job: tuple) -> dict:
         if acc < floor:
             inaccurate += 1
             continue
-        lane_map = {p.name: p_lanes for p in net.populations}
         try:
-            fit = fit_check(net, lane_map, board, "auto", m, q)
+            fit = fit_check_plan(NetworkPlan(net, p_lanes, input_lanes=m, queue_depth=q),
+                                 board, "auto")
         except HwsnnError:
             unfit += 1
             continue

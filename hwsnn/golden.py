@@ -7,7 +7,8 @@ an integer below 2^52 in magnitude (``quantize`` refuses any QNet whose bounds a
 
 Besides the readout values and predictions, ``run`` reports per sample: spikes and events
 per population and step, synaptic events (weight additions) and SOPs, and the ideal cycle
-count of the event-driven hardware with P lanes (``cycles``):
+count of the event-driven hardware with P lanes (``cycles``; P per population, from an
+int, a dict or a ``hdl.plan.NetworkPlan``):
 
 - an input event into a dense projection costs ceil(N_out/P) cycles; into a convolution,
   ceil(C_out/P) cycles for every output position it reaches;
@@ -17,9 +18,13 @@ count of the event-driven hardware with P lanes (``cycles``):
   keeps P channels of one position per word, so its sweep is H·W·ceil(C/P) cycles;
 - for rate methods the input stage turns the 8 bit-planes of the image into the first
   layer's current once per sample (set bits are the events); it is charged to step 0.
-  With M input lanes (``input_lanes``), a group-neuron population with a dense projection
-  from the image computes it with multipliers instead: ceil(N/M) passes over the
-  non-zero pixels, each pass two cycles longer (bias in, currents out).
+  With M input lanes (``input_lanes``), a projection that ``widths.mac_input`` gives the
+  multiply-accumulate input stage (a dense one from the image into group neurons)
+  computes it with multipliers instead: ceil(N/M) passes over the non-zero pixels, each
+  pass two cycles longer (bias in, currents out).
+
+The golden model reads only the QNet (``hwsnn.qnet``) and the rules derived from it
+(``hwsnn.widths``).
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ShapeError
-from .graph import INPUT, INPUT_BITS, INPUT_LEVELS
-from .qnet import QNet, QPopulation, QProjection
+from .qnet import INPUT, PIXEL_BITS, PIXEL_LEVELS, QNet, QPopulation, QProjection
+from .widths import mac_input
 
 
 @dataclass
@@ -45,7 +50,7 @@ class GoldenResult:
     synaptic_events: torch.Tensor  # [B] weight additions (input events × fan-out)
     sops: torch.Tensor  # [B] synaptic operations (input spikes × fan-out)
     cycles: dict[str, torch.Tensor]  # population → [B, steps] ideal cycles per step
-    lanes: int
+    lanes: int | dict[str, int]  # as given to run (a plan's: its dict)
     outputs: dict[str, torch.Tensor] | None = None  # population → [B, steps_out, *shape]
     membranes: dict[str, torch.Tensor] = field(default_factory=dict)  # final V
 
@@ -133,8 +138,8 @@ def reach(proj: QProjection, src_shape) -> torch.Tensor:
 class _Work:
     """Collects events, SOPs and ideal cycles for one run."""
 
-    def __init__(self, net: QNet, batch: int, lanes: int, input_lanes: int = 0):
-        self.net, self.lanes, self.batch = net, lanes, batch
+    def __init__(self, net: QNet, batch: int, lanes: dict[str, int], input_lanes: int = 0):
+        self.net, self.lanes, self.batch = net, lanes, batch  # lanes: by population
         self.input_lanes = input_lanes
         self.weights = _Weights(net)
         self.shapes = {INPUT: tuple(net.input.shape)}
@@ -155,8 +160,9 @@ class _Work:
         """Cycles for delivering one step of source ``counts`` through ``proj``; also
         accumulates synaptic events and SOPs."""
         b = counts.shape[0]
-        per_event = math.ceil(pop.shape[0] / self.lanes) if proj.kind == "conv" \
-            else math.ceil(pop.size / self.lanes)
+        lanes = self.lanes[pop.name]
+        per_event = math.ceil(pop.shape[0] / lanes) if proj.kind == "conv" \
+            else math.ceil(pop.size / lanes)
         fan = pop.shape[0] if proj.kind == "conv" else pop.size
         r = self.reach[id(proj)]
         mask = (counts != 0).to(torch.float64)
@@ -174,9 +180,10 @@ class _Work:
     def sweep(self, pop: QPopulation) -> int:
         if pop.kind == "readout":  # reports its N values one per cycle
             return pop.size
+        lanes = self.lanes[pop.name]
         if len(pop.shape) == 3:  # lanes hold channels: H·W positions × ceil(C/P)
-            return pop.shape[1] * pop.shape[2] * math.ceil(pop.shape[0] / self.lanes)
-        return math.ceil(pop.size / self.lanes)
+            return pop.shape[1] * pop.shape[2] * math.ceil(pop.shape[0] / lanes)
+        return math.ceil(pop.size / lanes)
 
     def emit(self, name: str, counts: torch.Tensor):
         b = counts.shape[0]
@@ -192,43 +199,53 @@ def _check_codes(net: QNet, codes: torch.Tensor) -> torch.Tensor:
         raise ShapeError(f"input batch has shape {got}; the network expects "
                          f"[batch, {', '.join(map(str, shape))}]")
     if codes.dtype.is_floating_point:
-        raise ShapeError("the golden model takes integer input codes 0..255; quantize float "
-                         "images with hwsnn.golden.encode(net, images)")
+        raise ShapeError(f"the golden model takes integer input codes 0..{PIXEL_LEVELS}; "
+                         "quantize float images with hwsnn.golden.encode(net, images)")
     codes = codes.to(torch.int64)
-    if codes.numel() and (codes.min() < 0 or codes.max() > INPUT_LEVELS):
-        raise ShapeError(f"input codes must lie in 0..{INPUT_LEVELS}")
+    if codes.numel() and (codes.min() < 0 or codes.max() > PIXEL_LEVELS):
+        raise ShapeError(f"input codes must lie in 0..{PIXEL_LEVELS}")
     return codes
 
 
 def encode(net: QNet, images: torch.Tensor) -> torch.Tensor:
     """Raw model inputs (in the QNet's input range) → 8-bit integer codes, half up."""
     lo, hi = net.input.lo, net.input.hi
-    codes = (images.to(torch.float64) - lo) / (hi - lo) * INPUT_LEVELS
-    return torch.floor(codes + 0.5).clamp(0, INPUT_LEVELS).to(torch.int64)
+    codes = (images.to(torch.float64) - lo) / (hi - lo) * PIXEL_LEVELS
+    return torch.floor(codes + 0.5).clamp(0, PIXEL_LEVELS).to(torch.int64)
 
 
 # ---------------------------------------------------------------------------------------
 # Running a network.
 
 
-def run(net: QNet, codes: torch.Tensor, *, lanes: int = 1, record: bool = False,
-        batch_size: int = 512, input_lanes: int = 0) -> GoldenResult:
+def run(net: QNet, codes: torch.Tensor, *, lanes: int | dict[str, int] = 1,
+        record: bool = False, batch_size: int = 512, input_lanes: int = 0,
+        plan=None) -> GoldenResult:
     """Run the integer network on input codes ``[B, *input_shape]`` (0..255).
 
-    ``lanes`` and ``input_lanes`` only change the ideal cycle counts."""
-    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+    ``lanes`` (an int for every population, or a dict by population name: the rest get 1)
+    and ``input_lanes`` only change the ideal cycle counts; ``plan`` (a
+    ``hdl.plan.NetworkPlan`` of ``net``) gives both."""
+    if plan is not None:
+        lanes, input_lanes = dict(plan.lanes), plan.input_lanes
+    if isinstance(lanes, dict):
+        from .hdl.plan import lanes_by_population  # (the one check of lanes per population)
+        lanes_of = lanes_by_population(net, lanes)
+    elif isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
         raise ValueError(f"Lane count must be a positive integer, not {lanes!r}")
+    else:
+        lanes_of = {p.name: lanes for p in net.populations}
     if isinstance(input_lanes, bool) or not isinstance(input_lanes, int) or input_lanes < 0:
         raise ValueError(f"Input lane count must be a non-negative integer, not "
                          f"{input_lanes!r}")
     codes = _check_codes(net, codes)
-    parts = [_run_batch(net, codes[i:i + batch_size], lanes, record, input_lanes)
+    parts = [_run_batch(net, codes[i:i + batch_size], lanes_of, record, input_lanes, lanes)
              for i in range(0, max(len(codes), 1), batch_size)]
     return parts[0] if len(parts) == 1 else _concat(parts)
 
 
-def _run_batch(net: QNet, codes: torch.Tensor, lanes: int, record: bool,
-               input_lanes: int = 0) -> GoldenResult:
+def _run_batch(net: QNet, codes: torch.Tensor, lanes: dict[str, int], record: bool,
+               input_lanes: int, given) -> GoldenResult:
     work = _Work(net, codes.shape[0], lanes, input_lanes)
     outputs: dict[str, list[torch.Tensor]] | None = (
         {p.name: [] for p in net.populations if p.kind != "readout"} if record else None)
@@ -250,7 +267,8 @@ def _run_batch(net: QNet, codes: torch.Tensor, lanes: int, record: bool,
         spikes={k: torch.stack(v, 1) for k, v in work.spikes.items()},
         events={k: torch.stack(v, 1) for k, v in work.events.items()},
         synaptic_events=work.synaptic_events, sops=work.sops,
-        cycles={k: torch.stack(v, 1) for k, v in work.cycles.items()}, lanes=lanes,
+        cycles={k: torch.stack(v, 1) for k, v in work.cycles.items()},
+        lanes=given,
         outputs=None if outputs is None else {k: torch.stack(v, 1) for k, v in outputs.items()},
         membranes=membranes,
     )
@@ -260,7 +278,7 @@ def _input_stage(net: QNet, codes: torch.Tensor, work: _Work):
     """Rate methods: the first layers' input currents, computed once per sample from the
     8 bit-planes of the image (Horner: Σ_b 2^(7−b) W·plane_b = W·x)."""
     currents, cycles = {}, {}
-    planes = bit_planes(codes, INPUT_BITS)
+    planes = bit_planes(codes, PIXEL_BITS)
     for plane in planes:
         work.emit(INPUT, plane)
     for pop in net.populations:
@@ -269,8 +287,8 @@ def _input_stage(net: QNet, codes: torch.Tensor, work: _Work):
                 continue
             currents[id(proj)] = projection_current(proj, codes, pop.shape, work.weights)
             cost = sum(work.input_cost(pop, proj, plane) for plane in planes)
-            # The multiply-accumulate input stage (hdl.plan.mac_eligible: the same rule).
-            if work.input_lanes and pop.kind == "gn" and proj.kind == "dense":
+            # The multiply-accumulate input stage (the engines' rule: widths.mac_input).
+            if work.input_lanes and mac_input(pop, proj):
                 nonzero = (codes != 0).reshape(codes.shape[0], -1).sum(1)
                 cost = math.ceil(pop.size / work.input_lanes) * (nonzero + 2)
             cycles[pop.name] = cycles.get(pop.name, 0) + cost
@@ -353,7 +371,7 @@ def _cos_initial(net: QNet, codes, work: _Work, outputs, currents,
 
 def _run_ilif(net: QNet, codes, work: _Work, outputs):
     b = codes.shape[0]
-    planes = {INPUT: bit_planes(codes, INPUT_BITS)}
+    planes = {INPUT: bit_planes(codes, PIXEL_BITS)}
     for plane in planes[INPUT]:
         work.emit(INPUT, plane)
     membranes = {}

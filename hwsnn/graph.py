@@ -19,9 +19,14 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-INPUT = "input"
-INPUT_BITS = 8
-INPUT_LEVELS = 2**INPUT_BITS - 1
+# The image's source name and pixel codes are the QNet's (hwsnn.qnet), under the names the
+# float stages use.
+from .qnet import INPUT
+from .qnet import PIXEL_BITS as INPUT_BITS
+from .qnet import PIXEL_LEVELS as INPUT_LEVELS
+
+__all__ = ["INPUT", "INPUT_BITS", "INPUT_LEVELS", "Projection", "Activation", "qcfs_float",
+           "Population", "InputSpec", "Graph"]
 
 
 @dataclass

@@ -92,15 +92,13 @@ def stores_for(directory, net: QNet, ident: host.Identity) -> list:
     the board reports."""
     import json
 
-    from .build import lanes_by_population
-    from .hdl.plan import layout_id, store_specs
+    from .hdl.plan import NetworkPlan, layout_id
     seen = []
     for report in sorted(Path(directory).glob("build/*/report.json")):
         try:
             r = json.loads(report.read_text())
-            specs = store_specs(net, lanes_by_population(net, r["lanes"]),
-                                [tuple(k) for k in r.get("loadable", [])],
-                                r.get("input_lanes", 0))
+            specs = NetworkPlan(net, r["lanes"], input_lanes=r.get("input_lanes", 0),
+                                loadable=[tuple(k) for k in r.get("loadable", [])]).stores
         except (OSError, ValueError, KeyError, TypeError, HwsnnError):
             continue
         if specs and layout_id(specs) == ident.layout:

@@ -26,11 +26,16 @@ FORMAT_VERSION = 1
 KINDS = ("gn", "ilif", "readout")
 METHODS = ("if", "if-shift", "gn", "ilif", "cos")
 EXACT_LIMIT = 2**52  # golden sums run in float64: every bound must stay below this
+# The image: the source name projections read it by, and its pixel codes (unsigned,
+# PIXEL_BITS wide: 0..PIXEL_LEVELS). The golden model and the hardware take these from here.
+INPUT = "input"
+PIXEL_BITS = 8
+PIXEL_LEVELS = 2**PIXEL_BITS - 1
 
 
 @dataclass
 class QProjection:
-    """Integer weights from ``source`` (a population or ``"input"``).
+    """Integer weights from ``source`` (a population or ``INPUT``, the image).
 
     ``dense``: ``weight[N_out, N_in]`` over the flattened source. ``conv``:
     ``weight[C_out, C_in, K, K]`` with ``stride`` and zero ``padding``. Every weight is
@@ -97,8 +102,12 @@ class QPopulation:
 
 @dataclass
 class InputSpecQ:
+    """The image: ``shape`` without batch, ``bits`` per pixel code (``PIXEL_BITS``), the
+    value range ``[lo, hi]`` that maps to codes 0..PIXEL_LEVELS, and (for the record) the
+    normalisation folded into the first projections."""
+
     shape: tuple[int, ...]
-    bits: int = 8
+    bits: int = PIXEL_BITS
     lo: float = 0.0
     hi: float = 1.0
     mean: list[float] | None = None
@@ -281,11 +290,11 @@ def validate(net: QNet) -> None:
         bad(f"unknown method {net.method!r}")
     if net.method == "cos" and net.cos_steps < 1:
         bad("method cos needs at least one pre-simulation step (cos_steps ≥ 1)")
-    if net.input.bits != 8:
-        bad(f"input bits {net.input.bits}; only 8-bit inputs are supported")
+    if net.input.bits != PIXEL_BITS:
+        bad(f"input bits {net.input.bits}; only {PIXEL_BITS}-bit inputs are supported")
     if not net.populations or net.populations[-1].kind != "readout":
         bad("the last population must be the readout")
-    seen = {"input": tuple(net.input.shape)}
+    seen = {INPUT: tuple(net.input.shape)}
     for p in net.populations:
         if p.kind not in KINDS:
             bad(f"population {p.name}: unknown kind {p.kind!r}")

@@ -16,6 +16,9 @@ and ``saturate``), ``nir_io``, the engine plans (``hdl.plan``) and the tests' ra
   the restoring division's V − Θ·2^k of an ILIF population.
 - ``bias_bounds`` and ``input_current_bounds``: the bias words of the engines (a rate
   readout's T·B, an ILIF population's B + V0) and the input current RAM (bias + W·x).
+
+One more rule of the hardware lives here because the golden model's cycle count needs it
+too: which projection the multiply-accumulate input stage computes (``mac_input``).
 """
 
 from __future__ import annotations
@@ -24,8 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .graph import INPUT, INPUT_LEVELS
-from .qnet import QNet, QPopulation
+from .qnet import INPUT, PIXEL_LEVELS, QNet, QPopulation, QProjection
 
 
 def signed_bits(lo: int, hi: int) -> int:
@@ -39,9 +41,23 @@ def signed_bits(lo: int, hi: int) -> int:
 def source_levels(net: QNet, source: str) -> int:
     """Largest count a source sends in one step (one bit-plane for ILIF)."""
     if source == INPUT:
-        return 1 if net.method == "ilif" else INPUT_LEVELS
+        return 1 if net.method == "ilif" else PIXEL_LEVELS
     src = net.population(source)
     return 1 if src.kind == "ilif" else src.group_size
+
+
+def mac_input(pop: QPopulation, proj: QProjection) -> bool:
+    """Whether the multiply-accumulate input stage (``hdl.inputmac``, with input lanes)
+    computes projection ``proj`` of ``pop``: a dense projection from the image into group
+    (or IF) neurons of a rate method. The engine plans (``hdl.plan``) and the golden
+    model's cycle count both ask this."""
+    return pop.kind == "gn" and proj.source == INPUT and proj.kind == "dense"
+
+
+def mac_eligible(net: QNet, pop: QPopulation) -> bool:
+    """Whether population ``pop`` can take its image input through the multiply-accumulate
+    input stage (it has a projection ``mac_input`` accepts)."""
+    return any(mac_input(pop, q) for q in pop.projections)
 
 
 def bit_serial(net: QNet, pop: QPopulation) -> bool:
@@ -161,8 +177,8 @@ def input_current_bounds(net: QNet, pop: QPopulation) -> tuple[int, int] | None:
     if proj is None or pop.kind != "gn":
         return None
     w = proj.weight.reshape(proj.weight.shape[0], -1)
-    clo = int(np.minimum(w, 0).sum(1).min()) * INPUT_LEVELS
-    chi = int(np.maximum(w, 0).sum(1).max()) * INPUT_LEVELS
+    clo = int(np.minimum(w, 0).sum(1).min()) * PIXEL_LEVELS
+    chi = int(np.maximum(w, 0).sum(1).max()) * PIXEL_LEVELS
     blo, bhi = int(pop.bias.min()), int(pop.bias.max())
     return min(clo + min(blo, 0), 0), max(chi + max(bhi, 0), 0)
 

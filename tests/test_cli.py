@@ -335,3 +335,58 @@ def test_convert_refuses_an_accuracy_loss_and_names_the_width(tmp_path, capsys):
     code, out, _ = run(capsys, *argv, "--weight-bits", "4", "--max-accuracy-loss", "100",
                        "--json")
     assert code == 0 and json.loads(out)["quantization_check"]["loss_points"] > 0.3
+
+
+def test_lanes_per_population_in_every_command(tmp_path, capsys):
+    """``--lanes fc1=8,fc2=1`` (the rest get 1) means the same to verilog, build, and eval,
+    read by one parser and checked against the network's populations by one plan
+    (``hdl.plan.NetworkPlan``); sim, which writes its design anew with one count, says
+    how to simulate such a design instead."""
+    from hwsnn import golden
+    from hwsnn.qnet import load as load_qnet
+    net_dir = tmp_path / "mlp"
+    assert run(capsys, "convert", "digits-mlp", "-o", str(net_dir), "-T", "1", "--json")[0] == 0
+    code, out, _ = run(capsys, "verilog", str(net_dir), "--lanes", "fc1=8, fc2=2",
+                       "--no-taps", "--json")
+    assert code == 0
+    rep = json.loads(out)
+    assert rep["lanes"] == {"fc1": 8, "fc2": 2, "fc3": 1}
+    desc = json.loads((net_dir / "rtl" / "hwsnn_net.json").read_text())
+    assert desc["made_from"]["lanes"] == rep["lanes"]
+    code, out, _ = run(capsys, "build", str(net_dir), "--board", "ulx3s-85f", "--lanes",
+                       "fc1=8,fc2=2", "--check-only", "--json")
+    assert code == 0
+    rep = json.loads(out)
+    assert rep["lanes"] == {"fc1": 8, "fc2": 2}
+    per = rep["fit_check"]["estimate"]["per_engine"]
+    assert {k: per[k]["lanes"] for k in ("fc1", "fc2", "fc3")} == {"fc1": 8, "fc2": 2, "fc3": 1}
+    code, out, _ = run(capsys, "eval", str(net_dir), "--lanes", "fc1=8,fc2=2", "--samples",
+                       "16", "--json")
+    assert code == 0
+    rep = json.loads(out)
+    assert rep["lanes"] == {"fc1": 8, "fc2": 2}
+    # Each population's ideal cycles are those of a run with its own lane count.
+    net = load_qnet(net_dir)
+    from hwsnn import data
+    x, _ = data.load_for(tuple(net.input.shape), "test", meta=net.metadata,
+                         value_range=(net.input.lo, net.input.hi))
+    codes = golden.encode(net, x[:16])
+    for name, lanes in (("fc1", 8), ("fc2", 2), ("fc3", 1)):
+        alone = golden.run(net, codes, lanes=lanes).cycles[name].sum(1).double().mean()
+        assert rep["ideal_cycles_per_layer"][name] == float(alone)
+    # Refused, in one line, naming the population and the network's populations.
+    for argv, fragments in (
+            (["verilog", str(net_dir), "--lanes", "fc9=2"],
+             ["--lanes names 'fc9'", "fc1, fc2, fc3"]),
+            (["build", str(net_dir), "--board", "icebreaker", "--lanes", "fc9=2",
+              "--check-only"], ["--lanes names 'fc9'", "fc1, fc2, fc3"]),
+            (["eval", str(net_dir), "--lanes", "fc9=2"], ["--lanes names 'fc9'"]),
+            (["verilog", str(net_dir), "--lanes", "fc1=0"], ["--lanes 0"]),
+            (["verilog", str(net_dir), "--lanes", "fc1=two"], ["--lanes 'two'"]),
+            (["verilog", str(net_dir), "--lanes", "fc1=2,fc1=4"], ["names fc1 twice"]),
+            (["verilog", str(net_dir), "--lanes", "fc1="], ["population=N pairs"]),
+            (["sim", str(net_dir), "--lanes", "fc1=2"], ["hwsnn verilog DIR --lanes fc1=2"])):
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        for f in fragments:
+            assert f in err, err

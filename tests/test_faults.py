@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from hwsnn import cli
-from hwsnn.hdl import examples, verilog
+from hwsnn import cli, examples
+from hwsnn.hdl import verilog
 from hwsnn.sim.faults import with_weights_of, zeroed_weights
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from verilog_faults import set_weight
 
-from hwsnn import golden
+from hwsnn import examples, golden
 from hwsnn.convert import convert
-from hwsnn.hdl import examples, verilog
+from hwsnn.hdl import verilog
 from hwsnn.quantize import quantize
 from hwsnn.sim.run import lint, simulate
 

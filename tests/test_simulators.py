@@ -18,8 +18,8 @@ import torch
 from amaranth.back import verilog as amaranth_verilog
 from hdl.random_nets import random_qnet
 
-from hwsnn import cli, golden
-from hwsnn.hdl import examples, verilog
+from hwsnn import cli, examples, golden
+from hwsnn.hdl import verilog
 from hwsnn.sim.run import simulate
 
 ROOT = Path(__file__).resolve().parent.parent

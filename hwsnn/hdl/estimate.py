@@ -36,11 +36,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..boards import LOGIC_KINDS
-from ..qnet import QNet
+from ..qnet import PIXEL_BITS, QNet
 from .events import EventLayout, ReadoutLayout, bits_for
 from .memmap import libmap
-from .network import DEFAULT_FIFO_DEPTH
-from .plan import EnginePlan
+from .plan import DEFAULT_FIFO_DEPTH, EnginePlan, NetworkPlan, reader_depths
 
 # iCE40 logic cells: the host link, the network's buffers and clocking ("base"), each
 # run-time weight store, and per engine a constant, per lane and membrane bit, per lane
@@ -147,11 +146,11 @@ def queue_width(plan: EnginePlan) -> int:
 
 def memories(net: QNet, plans: dict[str, EnginePlan],
              fifo_depth: int = DEFAULT_FIFO_DEPTH,
-             queue_depth: int | None = None) -> list[MemoryUse]:
+             queue_depth: int | None = None, readers=None) -> list[MemoryUse]:
     """Every RAM/ROM and FIFO buffer of the network's engines (``plans`` by population),
     as Yosys keeps them (weights loaded at run time have no constant columns: see
-    ``estimate``)."""
-    from .network import _reader_depths
+    ``estimate``); ``readers``: the event FIFOs (``NetworkPlan.readers``; by default
+    ``reader_depths`` of ``plans`` and ``fifo_depth``)."""
     out = []
     for name, plan in plans.items():
         P, A = plan.lanes, plan.addresses
@@ -169,12 +168,15 @@ def memories(net: QNet, plans: dict[str, EnginePlan],
                                  distinct=cols.distinct))
         if plan.mac_lanes:
             n = plan.input_size
-            out.append(MemoryUse(name, "non-zero pixels", n, max(1, n - 1).bit_length() + 8))
+            out.append(MemoryUse(name, "non-zero pixels", n,
+                                 max(1, n - 1).bit_length() + PIXEL_BITS))
         # (SyncFIFOBuffered: a RAM one entry shallower, then a register)
         out.append(MemoryUse(name, "output queue", (queue_depth or plan.queue_depth) - 1,
                              queue_width(plan)))
     # Event FIFOs deeper than a skid buffer (the pixels go straight to the input stage).
-    for source, consumer, depth in _reader_depths(net, plans, fifo_depth):
+    if readers is None:
+        readers = reader_depths(net, plans, fifo_depth)
+    for source, consumer, depth in readers:
         if depth > 2:
             out.append(MemoryUse(consumer, f"FIFO from {source}", depth - 1,
                                  _event_width(net, plans, source)))
@@ -212,7 +214,7 @@ def lane_registers(plan: EnginePlan, family: str, stored=()) -> int:
             term = sum(wbits + min(j + 1, cb - 1) + 2 for j in range(0, cb, 2))
             addend = wbits + cb + 1
         else:
-            shift = 7 if pp.is_input else (plan.steps_in - 1 if plan.ilif else 0)
+            shift = PIXEL_BITS - 1 if pp.is_input else (plan.steps_in - 1 if plan.ilif else 0)
             term = addend = wbits + shift
         total += width + lanes * term + lanes * addend
     bias = _rom_registers(rom_columns(plan.bias_rom_words, plan.bbits),
@@ -251,7 +253,7 @@ def control_registers(plan: EnginePlan, queue_depth: int) -> int:
     rom_bits = bits_for(max(max(1, len(p.init)) for p in plan.projections) - 1)
     counts = [p.max_count for p in plan.projections if not (plan.mac_lanes and p.is_input)]
     count_bits = bits_for(max(counts)) if counts and max(counts) > 1 else 0
-    shifts = [7 if p.is_input else (plan.steps_in - 1 if plan.ilif else 0)
+    shifts = [PIXEL_BITS - 1 if p.is_input else (plan.steps_in - 1 if plan.ilif else 0)
               for p in plan.projections if not (plan.mac_lanes and p.is_input)]
     shift_bits = bits_for(max(shifts)) if shifts and max(shifts) else 0
     # The operation in stages 0-7 (address, bank, valid, kind, end; the current flag, the
@@ -287,7 +289,7 @@ def control_registers(plan: EnginePlan, queue_depth: int) -> int:
         n = plan.input_size
         shape = plan.net.input.shape
         pos = sum(bits_for(d - 1) for d in shape) if len(shape) == 3 else bits_for(n - 1)
-        ffs += bits_for(n) + 8 + 3 + 2 * pos
+        ffs += bits_for(n) + PIXEL_BITS + 3 + 2 * pos
     if plan.pop.kind == "readout":
         ffs += 3 + plan.vbits + bits_for(plan.pop.size - 1)
     return ffs
@@ -306,7 +308,7 @@ def engine_flip_flops(plan: EnginePlan, family: str, queue_depth: int | None = N
     ffs = control_registers(plan, depth) + lane_registers(plan, family, stored)
     ffs += _queue_registers(queue_width(plan), depth)
     if plan.input_projection is not None:
-        ffs += 2 * 8 + 2  # the pixels' skid buffer
+        ffs += 2 * PIXEL_BITS + 2  # the pixels' skid buffer
     if plan.mac_lanes:
         # Weights registered twice, products, accumulators and their hand-over copies,
         # the currents written, and the control.
@@ -337,22 +339,23 @@ def engine_logic(plan: EnginePlan, family: str) -> float:
     return luts
 
 
-def estimate(net: QNet, lanes: dict[str, int], device, *, loadable=(), input_lanes: int = 0,
-             queue_depth: int | None = None) -> Estimate:
+def estimate(plan: NetworkPlan, device) -> Estimate:
     """Logic (iCE40 logic cells, ECP5 LUT4s), flip-flops, block RAMs and DSPs of the
-    network and its host link on ``device`` (a ``hwsnn.boards.Device``); the weights of
-    ``loadable`` ((population, projection) pairs) in SPRAM tiles instead of block RAM;
-    ``input_lanes``: the multiply-accumulate input stages (``hdl.inputmac``)."""
-    from .plan import store_specs
+    network of ``plan`` (a ``NetworkPlan``: its lanes, input stages, queues) and its host
+    link on ``device`` (a ``hwsnn.boards.Device``); the weights of the plan's stores in
+    SPRAM tiles instead of block RAM."""
     from .store import store_tiles
+    if not isinstance(plan, NetworkPlan):
+        raise TypeError(f"estimate takes a hwsnn.hdl.plan.NetworkPlan, not "
+                        f"{type(plan).__name__}")
+    net, queue_depth, readers = plan.net, plan.queue_depth, plan.readers
     fam = device.family
-    stores = store_specs(net, lanes, loadable, input_lanes)
+    stores = plan.stores
     if fam == "ice40":
         logic = ICE40_CELLS["base"] + ICE40_CELLS["store"] * len(stores)
     else:
         logic = LINK_LUTS
-    plans = {p.name: EnginePlan(net, p.name, lanes[p.name], input_lanes)
-             for p in net.populations}
+    plans = plan.engines
     # The host link and the skid buffers between engines and after the readout.
     ffs = LINK_FFS + sum(2 * _event_width(net, plans, p.name) + 2
                          for p in net.populations[:-1])
@@ -370,8 +373,9 @@ def estimate(net: QNet, lanes: dict[str, int], device, *, loadable=(), input_lan
             dsps += plan.mac_lanes
         logic += e_l
         ffs += e_f
-    mems = memories(net, plans, queue_depth=queue_depth)
-    mems.append(MemoryUse("link", "pixel banks (2)", 2 * math.prod(net.input.shape), 8))
+    mems = memories(net, plans, queue_depth=queue_depth, readers=readers)
+    mems.append(MemoryUse("link", "pixel banks (2)", 2 * math.prod(net.input.shape),
+                          PIXEL_BITS))
     mems.append(MemoryUse("link", "readout values", net.output.size,
                           plans[net.output.name].vbits))
     in_spram = {(s.population, weights_name(s.projection, s.source)) for s in stores}

@@ -16,6 +16,8 @@ from __future__ import annotations
 from amaranth.hdl import Const, signed, unsigned
 from amaranth.lib import data, stream
 
+from ..qnet import PIXEL_BITS
+
 
 def bits_for(n: int) -> int:
     """Bits of an unsigned integer that holds 0..n."""
@@ -48,7 +50,6 @@ def event_signature(shape: tuple[int, ...], max_count: int) -> stream.Signature:
     return stream.Signature(EventLayout(shape, max_count))
 
 
-PIXEL_BITS = 8
 
 
 def pixel_signature() -> stream.Signature:

@@ -26,20 +26,33 @@ from amaranth.hdl import Cat, Const, Module, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .events import const_mul
+from .events import PIXEL_BITS, const_mul, pixel_signature
 from .plan import EnginePlan
 
 DEPTH = 6  # operation registers mop[0..5]
 
 
+def mac_memory_signature(plan: EnginePlan) -> wiring.Signature:
+    """The input stage's side of the engine memories it shares (``hdl.datapath``):
+    ``w_addr`` → ``w_data``, a weight read port of M lanes; ``b_addr`` → ``b_data``, a
+    read port of the bias RAM (P lanes); ``c_en``, ``c_addr``, ``c_data``: writes of P
+    lanes into the current RAM. Read data come one cycle after the address."""
+    pp = plan.input_projection
+    return wiring.Signature({
+        "w_addr": Out(range(max(2, len(pp.init)))),
+        "w_data": In(data.ArrayLayout(signed(pp.proj.weight_bits), plan.mac_lanes)),
+        "b_addr": Out(range(max(2, plan.addresses))),
+        "b_data": In(data.ArrayLayout(signed(plan.bbits), plan.lanes)),
+        "c_en": Out(1), "c_addr": Out(range(max(2, plan.addresses))),
+        "c_data": Out(data.ArrayLayout(signed(plan.cbits), plan.lanes)),
+    })
+
+
 class InputMac(wiring.Component):
     """Members: ``start`` (In, level): run one sample; ``done`` (Out): the currents of the
     sample are all written (one cycle); ``active`` (Out): an operation issues this cycle;
-    ``pix_valid``/``pix_data`` (In), ``pix_ready`` (Out): the pixels of the sample, in
-    order; ``w_addr`` (Out), ``w_data`` (In): a weight read port of M lanes (data one
-    cycle after the address); ``c_en``, ``c_addr``, ``c_data`` (Out): writes of P lanes
-    into the engine's current RAM; ``b_addr`` (Out), ``b_data`` (In): a read port of the
-    engine's bias RAM (P lanes, data one cycle after the address)."""
+    ``pixels`` (In pixel stream): the pixels of the sample, in order; ``mem`` (Out,
+    ``mac_memory_signature``): the engine's weight, bias and current memories."""
 
     def __init__(self, plan: EnginePlan):
         if not plan.mac_lanes:
@@ -48,32 +61,26 @@ class InputMac(wiring.Component):
         pp = plan.input_projection
         self.M, self.G, self.P = plan.mac_lanes, plan.mac_groups, plan.lanes
         self.wbits = pp.proj.weight_bits
-        super().__init__({
-            "start": In(1), "done": Out(1), "active": Out(1),
-            "pix_valid": In(1), "pix_data": In(8), "pix_ready": Out(1),
-            "w_addr": Out(range(max(2, len(pp.init)))),
-            "w_data": In(data.ArrayLayout(signed(self.wbits), self.M)),
-            "c_en": Out(1), "c_addr": Out(range(max(2, plan.addresses))),
-            "c_data": Out(data.ArrayLayout(signed(plan.cbits), self.P)),
-            "b_addr": Out(range(max(2, plan.addresses))),
-            "b_data": In(data.ArrayLayout(signed(plan.bbits), self.P)),
-        })
+        super().__init__({"start": In(1), "done": Out(1), "active": Out(1),
+                          "pixels": In(pixel_signature()),
+                          "mem": Out(mac_memory_signature(plan))})
 
     def elaborate(self, platform):
         m = Module()
         plan, M, G, P = self.plan, self.M, self.G, self.P
+        mem = self.mem
         n = plan.input_size
         cbits = plan.cbits
         pp_shift = plan.input_projection.proj.weight_shift  # the ROM holds weight >> shift
         words = max(2, n * G)
 
         # The non-zero pixels of the sample: index and code.
-        entry = data.StructLayout({"j": range(max(2, n)), "code": 8})
+        entry = data.StructLayout({"j": range(max(2, n)), "code": PIXEL_BITS})
         m.submodules.nonzero = nz = memory.Memory(shape=entry, depth=n, init=[])
         nz_w, nz_r = nz.write_port(), nz.read_port()
 
         opl = data.StructLayout({"valid": 1, "first": 1, "last": 1, "waddr": range(words),
-                                 "code": 8, "g": range(max(2, G))})
+                                 "code": PIXEL_BITS, "g": range(max(2, G))})
         op = Signal(opl)
         mop = [Signal(opl, name=f"mop{i}") for i in range(DEPTH)]
         m.d.sync += mop[0].eq(op)
@@ -81,13 +88,14 @@ class InputMac(wiring.Component):
         m.d.comb += self.active.eq(op.valid)
 
         # -- datapath ------------------------------------------------------------------
-        m.d.comb += self.w_addr.eq(mop[0].waddr)
+        m.d.comb += mem.w_addr.eq(mop[0].waddr)
         # The weights are registered twice: a deep ROM's block RAMs are spread over the
         # chip and joined by a multiplexer (ECP5), which must not meet the multiplier.
-        w2, w3 = Signal.like(self.w_data), Signal.like(self.w_data)
-        m.d.sync += [w2.eq(self.w_data), w3.eq(w2)]
+        w2, w3 = Signal.like(mem.w_data), Signal.like(mem.w_data)
+        m.d.sync += [w2.eq(mem.w_data), w3.eq(w2)]
         code = Cat(mop[3].code, Const(0, 1)).as_signed()  # 0..255 as a signed operand
-        prod = [Signal(signed(self.wbits + 9), name=f"prod{lane}") for lane in range(M)]
+        prod = [Signal(signed(self.wbits + PIXEL_BITS + 1), name=f"prod{lane}")
+                for lane in range(M)]
         acc = [Signal(signed(cbits), name=f"acc{lane}") for lane in range(M)]
         for lane in range(M):
             m.d.sync += prod[lane].eq(w3[lane] * code)
@@ -115,13 +123,13 @@ class InputMac(wiring.Component):
             m.d.sync += [c_addr.eq(c_addr + 1), left.eq(left - 1)]
             with m.If(left == 0):
                 m.d.sync += [dumping.eq(0), pending.eq(0)]
-        write, w_addr = Signal(), Signal.like(self.c_addr)
+        write, w_addr = Signal(), Signal.like(mem.c_addr)
         w_cur = [Signal(signed(cbits), name=f"cur{lane}") for lane in range(P)]
-        m.d.comb += self.b_addr.eq(c_addr)
+        m.d.comb += mem.b_addr.eq(c_addr)
         m.d.sync += [write.eq(dumping & (c_addr < plan.addresses)), w_addr.eq(c_addr)]
         m.d.sync += [w_cur[lane].eq(hold[lane]) for lane in range(P)]
-        m.d.comb += [self.c_en.eq(write), self.c_addr.eq(w_addr)]
-        m.d.comb += [self.c_data[lane].eq(w_cur[lane] + self.b_data[lane])
+        m.d.comb += [mem.c_en.eq(write), mem.c_addr.eq(w_addr)]
+        m.d.comb += [mem.c_data[lane].eq(w_cur[lane] + mem.b_data[lane])
                      for lane in range(P)]
 
         # -- control -------------------------------------------------------------------
@@ -132,7 +140,7 @@ class InputMac(wiring.Component):
         # A list entry on the read port (fv1); its weight row j·G_M + g registered (fv2).
         fv1, fv2 = Signal(), Signal()
         fetch_g = Signal.like(g)
-        f_waddr, f_code = Signal.like(op.waddr), Signal(8)
+        f_waddr, f_code = Signal.like(op.waddr), Signal(PIXEL_BITS)
         m.d.sync += [fv2.eq(fv1), f_code.eq(nz_r.data.code),
                      f_waddr.eq(const_mul(nz_r.data.j, G) + fetch_g)]
         with m.If(fv2):  # a fetched entry becomes this cycle's operation
@@ -153,13 +161,14 @@ class InputMac(wiring.Component):
                 with m.Else():
                     m.next = "FETCH"
             with m.State("RECEIVE"):
-                m.d.comb += self.pix_ready.eq(1)
-                with m.If(self.pix_valid):
+                m.d.comb += self.pixels.ready.eq(1)
+                with m.If(self.pixels.valid):
                     m.d.sync += [idx.eq(idx + 1), jg.eq(jg + G)]
-                    with m.If(self.pix_data != 0):
-                        m.d.comb += [op.valid.eq(1), op.waddr.eq(jg), op.code.eq(self.pix_data),
+                    with m.If(self.pixels.payload != 0):
+                        pix = self.pixels.payload
+                        m.d.comb += [op.valid.eq(1), op.waddr.eq(jg), op.code.eq(pix),
                                      nz_w.addr.eq(nnz), nz_w.data.j.eq(idx),
-                                     nz_w.data.code.eq(self.pix_data), nz_w.en.eq(1)]
+                                     nz_w.data.code.eq(pix), nz_w.en.eq(1)]
                         m.d.sync += nnz.eq(nnz + 1)
                     with m.If(idx == n - 1):
                         m.next = "LAST"

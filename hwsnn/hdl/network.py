@@ -26,22 +26,18 @@ live in run-time stores (``hdl.store``, SPRAM on a UP5K) listed in ``stores``
 
 from __future__ import annotations
 
-import math
 import re
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..errors import ParameterError
-from ..graph import INPUT
-from ..qnet import QNet
+from ..qnet import INPUT, QNet
 from .buffers import RegisteredFIFO, SkidBuffer
 from .engine import LayerEngine
 from .events import pixel_signature, readout_signature
-from .plan import mac_eligible, store_specs
+from .plan import DEFAULT_FIFO_DEPTH, NetworkPlan, check_input_lanes
 
-DEFAULT_FIFO_DEPTH = 2  # a skid buffer between engines; the engines' output queues buffer
 COUNTER_BITS = 32
 
 
@@ -66,58 +62,46 @@ def tap_signature(layout) -> wiring.Signature:
     return wiring.Signature({"valid": Out(1), "payload": Out(layout)})
 
 
-def _reader_depths(net: QNet, plans, fifo_depth: int) -> list[tuple[str, str, int]]:
-    """(source, consumer, FIFO depth) of every event input, each consumer's in port order.
-    A port read after another one buffers a whole step of its source."""
-    out = []
-    for p in net.populations:
-        for k, pp in enumerate(plans[p.name].event_projections):
-            depth = fifo_depth if k == 0 else max(fifo_depth, math.prod(pp.src_shape) + 2)
-            out.append((pp.proj.source, p.name, depth))
-    return out
-
-
-def check_input_lanes(net: QNet, input_lanes: int) -> None:
-    """Refuse ``input_lanes`` for a network without a population that could use them."""
-    if isinstance(input_lanes, bool) or not isinstance(input_lanes, int) or input_lanes < 0:
-        raise ParameterError(f"--input-lanes must be a non-negative integer, not "
-                             f"{input_lanes!r}")
-    if input_lanes and not any(mac_eligible(net, p) for p in net.populations):
-        raise ParameterError(
-            "--input-lanes: no population of this network has a multiply-accumulate input "
-            "stage (it needs group or IF neurons fed by a dense layer from the image; this "
-            f"network is {net.method}, first layer "
-            f"{net.populations[0].projections[0].kind}); leave --input-lanes out")
+# (``check_input_lanes`` lives in ``hdl.plan``, with the readers' FIFO depths.)
+__all__ = ["Network", "NetworkPlan", "port_name", "load_signature", "tap_signature",
+           "check_input_lanes", "DEFAULT_FIFO_DEPTH", "COUNTER_BITS"]
 
 
 class Network(wiring.Component):
-    """The network of ``net`` with ``lanes`` lanes per engine (an int, or a dict by
-    population name), and debug taps when ``taps``. ``input_lanes`` (M > 0) gives the
-    populations with a dense projection from the image (group or IF neurons) a
-    multiply-accumulate input stage of M lanes (``hdl.inputmac``). ``queue_depth`` sets
-    every engine's output queue (lane groups; default: two sweeps' worth): a shallow
-    queue saves block RAM, and a sweep waits while it is full."""
+    """The network of ``net`` with ``lanes`` lanes per engine (an int, a dict by
+    population name, or ``"fc1=8,fc2=1"``), and debug taps when ``taps``. ``input_lanes``
+    (M > 0) gives the populations with a dense projection from the image (group or IF
+    neurons) a multiply-accumulate input stage of M lanes (``hdl.inputmac``).
+    ``queue_depth`` sets every engine's output queue (lane groups; default: two sweeps'
+    worth): a shallow queue saves block RAM, and a sweep waits while it is full.
 
-    def __init__(self, net: QNet, *, lanes: int | dict[str, int] = 1,
+    ``plan`` (a ``hdl.plan.NetworkPlan`` of ``net``) gives all of these but ``taps`` at
+    once; without it the network makes its own from them. ``plan`` is the one it uses."""
+
+    def __init__(self, net: QNet, *, lanes: int | dict[str, int] | str = 1,
                  fifo_depth: int = DEFAULT_FIFO_DEPTH, taps: bool = False, loadable=(),
-                 input_lanes: int = 0, queue_depth: int | None = None):
-        if isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 2:
-            raise TypeError(f"FIFO depth must be an integer of at least 2, not {fifo_depth!r}")
+                 input_lanes: int = 0, queue_depth: int | None = None,
+                 plan: NetworkPlan | None = None):
+        if plan is None:
+            plan = NetworkPlan(net, lanes, input_lanes=input_lanes, queue_depth=queue_depth,
+                               loadable=loadable, fifo_depth=fifo_depth)
+        elif not isinstance(plan, NetworkPlan):
+            raise TypeError(f"plan must be a hwsnn.hdl.plan.NetworkPlan, not "
+                            f"{type(plan).__name__}")
+        elif plan.net is not net:
+            raise ValueError("the given plan was made for a different QNet")
+        self.plan = plan
         self.net = net
-        self.fifo_depth = fifo_depth
-        lanes_of = lanes if isinstance(lanes, dict) else {}
-        self.lanes = {p.name: lanes_of.get(p.name, lanes if isinstance(lanes, int) else 1)
-                      for p in net.populations}
-        check_input_lanes(net, input_lanes)
-        self.input_lanes = input_lanes
-        self.stores = store_specs(net, self.lanes, loadable, input_lanes)
-        self.engines = {p.name: LayerEngine(net, p.name, lanes=self.lanes[p.name],
-                                            loadable=[s.projection for s in self.stores
-                                                      if s.population == p.name],
-                                            input_lanes=input_lanes,
-                                            queue_depth=queue_depth)
-                        for p in net.populations}
-        self.queue_depth = queue_depth
+        self.fifo_depth = plan.fifo_depth
+        self.lanes = dict(plan.lanes)
+        self.input_lanes = plan.input_lanes
+        self.stores = plan.stores
+        self.engines = {name: LayerEngine(net, name, lanes=n, loadable=plan.loadable_of(name),
+                                          input_lanes=plan.input_lanes,
+                                          queue_depth=plan.queue_depth,
+                                          plan=plan.engines[name])
+                        for name, n in plan.lanes.items()}
+        self.queue_depth = plan.queue_depth
         out = self.engines[net.output.name]
         members = {
             "pixels": In(pixel_signature()),
@@ -149,20 +133,17 @@ class Network(wiring.Component):
         for engine in self.engines.values():
             if engine.plan.input_projection is not None:
                 readers.setdefault(INPUT, []).append((engine.pixels, 0))
-        plans = {name: e.plan for name, e in self.engines.items()}
         ports = {name: iter(e.event_inputs) for name, e in self.engines.items()}
-        for source, consumer, depth in _reader_depths(self.net, plans, self.fifo_depth):
+        for source, consumer, depth in self.plan.readers:
             readers.setdefault(source, []).append((next(ports[consumer]), depth))
         for source, ports in readers.items():
             producer = self.pixels if source == INPUT else self.engines[source].o
             self._fan_out(m, source, producer, ports)
         # The readout leaves through a skid buffer: the argmax logic ends in flip-flops.
         out = self.engines[self.net.output.name].o
-        m.submodules.out_skid = skid = SkidBuffer(len(out.payload.as_value()))
-        m.d.comb += [skid.i_data.eq(out.payload), skid.i_valid.eq(out.valid),
-                     out.ready.eq(skid.i_ready),
-                     self.o.payload.eq(skid.o_data), self.o.valid.eq(skid.o_valid),
-                     skid.o_ready.eq(self.o.ready)]
+        m.submodules.out_skid = skid = SkidBuffer(out.payload.shape())
+        wiring.connect(m, out, skid.i)
+        wiring.connect(m, skid.o, wiring.flipped(self.o))
         m.d.sync += self.cycles.eq(self.cycles + 1)
         for i, spec in enumerate(self.stores):
             port = getattr(self.engines[spec.population], f"load{spec.projection}")
@@ -183,34 +164,23 @@ class Network(wiring.Component):
 
     @staticmethod
     def _fan_out(m, source, producer, ports):
-        """Hand every beat of ``producer`` to all ``ports`` at once (through FIFOs, or
-        directly for the pixels, which every input stage reads in step)."""
-        width = len(producer.payload.as_value()) if hasattr(producer.payload, "as_value") \
-            else len(producer.payload)
-        accept = Signal(name=f"{source}_accept")
-        writers = []
+        """Hand every beat of ``producer`` to all ``ports`` at once (through a buffer
+        each, or directly for the pixels, which every input stage reads in step): a beat
+        leaves when every reader can take it."""
+        shape = producer.payload.shape()
+        targets = []
         for i, (port, depth) in enumerate(ports):
             if depth == 0:
-                writers.append((port.ready, port))
+                targets.append(port)
                 continue
-            if depth <= 2:
-                q = SkidBuffer(width)
-                m.d.comb += [port.valid.eq(q.o_valid), port.payload.eq(q.o_data),
-                             q.o_ready.eq(port.ready), q.i_data.eq(producer.payload)]
-                writers.append((q.i_ready, q.i_valid))
-            else:
-                q = RegisteredFIFO(width=width, depth=depth)
-                m.d.comb += [port.valid.eq(q.r_rdy), port.payload.eq(q.r_data),
-                             q.r_en.eq(port.ready), q.w_data.eq(producer.payload)]
-                writers.append((q.w_rdy, q.w_en))
+            q = SkidBuffer(shape) if depth <= 2 else RegisteredFIFO(shape, depth=depth)
             m.submodules[f"fifo_{source}_{i}"] = q
+            wiring.connect(m, q.o, port)
+            targets.append(q.i)
         all_ready = 1
-        for ready, _ in writers:
-            all_ready = all_ready & ready
+        for t in targets:
+            all_ready = all_ready & t.ready
+        accept = Signal(name=f"{source}_accept")
         m.d.comb += [accept.eq(producer.valid & all_ready), producer.ready.eq(all_ready)]
-        for _, target in writers:
-            if isinstance(target, Signal):  # a buffer's write enable
-                m.d.comb += target.eq(accept)
-            else:
-                m.d.comb += [target.valid.eq(producer.valid & all_ready),
-                             target.payload.eq(producer.payload)]
+        m.d.comb += [t.valid.eq(accept) for t in targets]
+        m.d.comb += [t.payload.eq(producer.payload) for t in targets]

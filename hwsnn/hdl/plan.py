@@ -1,4 +1,10 @@
-"""Engine plans: everything a layer engine needs from a QNet, computed in plain Python.
+"""Plans: everything the hardware of a QNet needs, computed once in plain Python.
+
+``NetworkPlan`` is the whole network: lanes per population (the one place that reads and
+checks them: an int, a dict, or ``"fc1=8,fc2=1"``), the multiply-accumulate input stage,
+the output queues, the run-time weight stores and the FIFO depths between engines, and an
+``EnginePlan`` per population. The network (``hdl.network``), the estimate
+(``hdl.estimate``), the Verilog writer, the board build and the host take it.
 
 Memory layout with P lanes: a vector population ``[N]`` keeps neuron i at address i // P,
 lane i % P (G = ceil(N/P) addresses). A spatial population ``[C, H, W]`` keeps neuron
@@ -16,23 +22,105 @@ group i // M (G_M = ceil(N/M) groups), pixel j's group g at address j·G_M + g.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ParameterError
-from ..graph import INPUT
-from ..qnet import QNet, QProjection
-from ..widths import bias_values, source_levels, widths
+from ..qnet import FORMAT_VERSION, INPUT, QNet, QProjection
+from ..widths import bias_values, mac_eligible, source_levels, widths
+
+__all__ = ["NetworkPlan", "EnginePlan", "ProjectionPlan", "StoreSpec", "mac_eligible",
+           "parse_lanes", "lanes_by_population", "describe_lanes", "check_input_lanes",
+           "check_queue_depth", "reader_depths", "store_specs", "layout_id",
+           "DEFAULT_FIFO_DEPTH"]
+
+DEFAULT_FIFO_DEPTH = 2  # a skid buffer between engines; the engines' output queues buffer
+MIN_QUEUE_DEPTH = 4
 
 
-def mac_eligible(net: QNet, pop) -> bool:
-    """Whether population ``pop`` can take its image input through the multiply-accumulate
-    input stage: group (or IF) neurons of a rate method with a dense projection from the
-    image (golden.run counts its cycles by the same rule)."""
-    return pop.kind == "gn" and any(q.source == INPUT and q.kind == "dense"
-                                    for q in pop.projections)
+# -- lanes, input lanes, queues: read and checked here only -----------------------------------
+def _lane_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ParameterError(f"--lanes {text!r} is not a positive integer") from None
+    if value < 1:
+        raise ParameterError(f"--lanes {value}: the lane count must be at least 1")
+    return value
+
+
+def parse_lanes(text) -> int | dict[str, int]:
+    """``--lanes``: ``N`` for every engine, or ``fc1=8,fc2=1`` per population (the
+    populations not named get 1). An int or a dict passes through (``lanes_by_population``
+    checks it against a network)."""
+    if not isinstance(text, str):
+        return text
+    if "=" not in text:
+        return _lane_count(text)
+    out: dict[str, int] = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if not name or not value.strip():
+            raise ParameterError(f"--lanes {text!r}: give N, or population=N pairs like "
+                                 "fc1=8,fc2=1")
+        if name in out:
+            raise ParameterError(f"--lanes {text!r} names {name} twice")
+        out[name] = _lane_count(value.strip())
+    return out
+
+
+def lanes_by_population(net: QNet, lanes) -> dict[str, int]:
+    """Lanes per population of ``net``, in population order, from an int (every engine), a
+    dict by population name (the rest get 1) or a ``--lanes`` string (``parse_lanes``);
+    a name that is not a population or a count that is not a positive integer is refused."""
+    lanes = parse_lanes(lanes)
+    names = [p.name for p in net.populations]
+    if isinstance(lanes, dict):
+        given = lanes
+    elif isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+        raise ParameterError(f"--lanes {lanes!r}: the lane count must be a positive integer")
+    else:
+        given = dict.fromkeys(names, lanes)
+    for name, n in given.items():
+        if name not in names:
+            raise ParameterError(f"--lanes names {name!r}, which is not a population of "
+                                 f"this network ({', '.join(names)})")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ParameterError(f"--lanes must be positive integers, not {n!r} for {name}")
+    return {n: given.get(n, 1) for n in names}
+
+
+def describe_lanes(lanes) -> str:
+    """``4 lanes`` for an int, ``lanes fc1=2, fc2=1`` for a dict."""
+    if isinstance(lanes, int):
+        return f"{lanes} lane{'s' if lanes > 1 else ''}"
+    return "lanes " + ", ".join(f"{k}={v}" for k, v in lanes.items())
+
+
+def check_input_lanes(net: QNet, input_lanes: int) -> None:
+    """Refuse ``input_lanes`` for a network without a population that could use them."""
+    if isinstance(input_lanes, bool) or not isinstance(input_lanes, int) or input_lanes < 0:
+        raise ParameterError(f"--input-lanes must be a non-negative integer, not "
+                             f"{input_lanes!r}")
+    if input_lanes and not any(mac_eligible(net, p) for p in net.populations):
+        raise ParameterError(
+            "--input-lanes: no population of this network has a multiply-accumulate input "
+            "stage (it needs group or IF neurons fed by a dense layer from the image; this "
+            f"network is {net.method}, first layer "
+            f"{net.populations[0].projections[0].kind}); leave --input-lanes out")
+
+
+def check_queue_depth(queue_depth: int | None) -> None:
+    """Every engine's output queue: None (two sweeps' worth) or at least 4 lane groups."""
+    if queue_depth is not None and (isinstance(queue_depth, bool)
+                                    or not isinstance(queue_depth, int)
+                                    or queue_depth < MIN_QUEUE_DEPTH):
+        raise ParameterError(f"--queue-depth must be an integer of at least "
+                             f"{MIN_QUEUE_DEPTH}, not {queue_depth!r}")
 
 
 @dataclass
@@ -61,7 +149,6 @@ class EnginePlan:
                 or input_lanes < 0:
             raise TypeError(f"Input lane count must be a non-negative integer, not "
                             f"{input_lanes!r}")
-        from ..qnet import FORMAT_VERSION
         if net.version != FORMAT_VERSION:
             raise ParameterError(f"QNet version {net.version} is not supported by these "
                                  f"engines (version {FORMAT_VERSION})")
@@ -259,28 +346,101 @@ class StoreSpec:
         return bytes(out)
 
 
-def store_specs(net: QNet, lanes: dict[str, int], loadable,
-                input_lanes: int = 0) -> list[StoreSpec]:
+def store_specs(net: QNet, lanes, loadable, input_lanes: int = 0) -> list[StoreSpec]:
     """The stores of ``loadable`` ((population, projection index) pairs), in the order
-    the link numbers them: populations in QNet order, projections in engine order."""
-    loadable = set(loadable)
-    names = {p.name for p in net.populations}
-    for pop, _ in loadable:
-        if pop not in names:
-            raise ParameterError(f"no population {pop!r} to hold loadable weights")
+    the link numbers them: populations in QNet order, projections in engine order
+    (``NetworkPlan.stores``)."""
+    return NetworkPlan(net, lanes, input_lanes=input_lanes, loadable=loadable).stores
+
+
+def reader_depths(net: QNet, plans: dict[str, EnginePlan],
+                  fifo_depth: int = DEFAULT_FIFO_DEPTH) -> list[tuple[str, str, int]]:
+    """(source, consumer, FIFO depth) of every event input, each consumer's in port order
+    (``plans``: the engine plans by population). A port read after another one buffers a
+    whole step of its source."""
     out = []
     for p in net.populations:
-        ks = sorted(k for pop, k in loadable if pop == p.name)
-        if not ks:
-            continue
-        plan = EnginePlan(net, p.name, lanes[p.name], input_lanes)
-        for k in ks:
-            if not 0 <= k < len(plan.projections):
-                raise ParameterError(f"population {p.name} has no projection {k}")
-            pp = plan.projections[k]
-            out.append(StoreSpec(p.name, k, pp.proj.source, plan.word_lanes(k),
-                                 pp.proj.weight_bits, pp.init))
+        for k, pp in enumerate(plans[p.name].event_projections):
+            depth = fifo_depth if k == 0 else max(fifo_depth, math.prod(pp.src_shape) + 2)
+            out.append((pp.proj.source, p.name, depth))
     return out
+
+
+class NetworkPlan:
+    """The plan of the whole network of ``net``, made once and read by everything that
+    builds, sizes or talks to its hardware.
+
+    Parameters: ``lanes`` (an int for every engine, a dict by population name, the rest
+    getting 1, or a ``--lanes`` string such as ``"fc1=8,fc2=1"``); ``input_lanes`` (M > 0:
+    the multiply-accumulate input stage of the populations ``mac_eligible`` accepts);
+    ``queue_depth`` (every engine's output queue in lane groups; None: two sweeps' worth);
+    ``loadable`` ((population, projection index) pairs whose weights are loaded at run
+    time, ``hdl.store``); ``fifo_depth`` (the buffers between engines).
+
+    Attributes: those, checked (``lanes`` as a dict in population order, ``loadable`` as a
+    sorted tuple of pairs), and ``engines`` (population → ``EnginePlan``), ``stores`` (the
+    ``StoreSpec`` of each loadable projection, in link order), ``readers`` ((source,
+    consumer, FIFO depth) of every event input, ``reader_depths``).
+    """
+
+    def __init__(self, net: QNet, lanes=1, *, input_lanes: int = 0,
+                 queue_depth: int | None = None, loadable=(),
+                 fifo_depth: int = DEFAULT_FIFO_DEPTH):
+        if isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 2:
+            raise TypeError(f"FIFO depth must be an integer of at least 2, not {fifo_depth!r}")
+        self.net = net
+        self.lanes = lanes_by_population(net, lanes)
+        check_input_lanes(net, input_lanes)
+        check_queue_depth(queue_depth)
+        self.input_lanes = input_lanes
+        self.queue_depth = queue_depth
+        self.fifo_depth = fifo_depth
+        loadable = self._check_loadable(loadable)
+        self.engines = {p.name: EnginePlan(net, p.name, self.lanes[p.name], input_lanes)
+                        for p in net.populations}
+        self._set_stores(loadable)
+        self.readers = reader_depths(net, self.engines, fifo_depth)
+
+    def _check_loadable(self, loadable) -> tuple[tuple[str, int], ...]:
+        pairs = set()
+        names = {p.name for p in self.net.populations}
+        for item in loadable:
+            try:
+                pop, k = item
+            except (TypeError, ValueError):
+                raise ParameterError(f"loadable weights are (population, projection) pairs, "
+                                     f"not {item!r}") from None
+            if pop not in names:
+                raise ParameterError(f"no population {pop!r} to hold loadable weights")
+            if isinstance(k, bool) or not isinstance(k, int):
+                raise ParameterError(f"population {pop}: projection index {k!r} is not an "
+                                     "integer")
+            pairs.add((pop, k))
+        order = {p.name: i for i, p in enumerate(self.net.populations)}
+        return tuple(sorted(pairs, key=lambda t: (order[t[0]], t[1])))
+
+    def _set_stores(self, loadable) -> None:
+        stores = []
+        for pop, k in loadable:
+            plan = self.engines[pop]
+            if not 0 <= k < len(plan.projections):
+                raise ParameterError(f"population {pop} has no projection {k}")
+            pp = plan.projections[k]
+            stores.append(StoreSpec(pop, k, pp.proj.source, plan.word_lanes(k),
+                                    pp.proj.weight_bits, pp.init))
+        self.loadable = loadable
+        self.stores = stores
+
+    def with_loadable(self, loadable) -> NetworkPlan:
+        """The same plan with the weights of ``loadable`` loaded at run time (the engine
+        plans are shared, not made again)."""
+        other = copy.copy(self)
+        other._set_stores(self._check_loadable(loadable))
+        return other
+
+    def loadable_of(self, population: str) -> list[int]:
+        """The projections of ``population`` whose weights are loaded at run time."""
+        return [s.projection for s in self.stores if s.population == population]
 
 
 def layout_id(specs: list[StoreSpec]) -> bytes:

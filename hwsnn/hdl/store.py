@@ -7,7 +7,7 @@ weights live in a ``WeightStore`` therefore starts empty; the host link writes i
 
 A store of ``depth`` words of ``width`` bits is a grid of 16-bit tiles, ``ceil(width/16)``
 side by side and ``ceil(depth/16384)`` deep. Reads take one cycle, like the ROMs they
-replace (``r_addr`` → ``r_data`` a cycle later). Writes come a byte at a time: byte ``b``
+replace (``r.addr`` → ``r.data`` a cycle later). Writes come a byte at a time: byte ``b``
 of word ``a`` is bits ``8b .. 8b+7`` of the word, written with the tile's nibble mask, so
 that a word's bytes can arrive one by one from the UART. Reads and writes share the one
 address port: nothing reads a store while it is being loaded (the engines are idle).
@@ -43,20 +43,29 @@ def write_signature(depth: int, width: int) -> wiring.Signature:
                              "byte": Out(range(max(2, word_bytes(width)))), "data": Out(8)})
 
 
+def read_signature(depth: int, width: int) -> wiring.Signature:
+    """A read port, as its reader sees it: ``addr`` out, ``data`` (one cycle later) in."""
+    return wiring.Signature({"addr": Out(range(max(2, depth))), "data": In(width)})
+
+
 def _is_up5k(platform) -> bool:
     device = str(getattr(platform, "device", ""))
     return device.startswith("iCE40UP")
 
 
 class WeightStore(wiring.Component):
-    """``depth`` words of ``width`` bits, read in one cycle, written a byte at a time."""
+    """``depth`` words of ``width`` bits, read in one cycle, written a byte at a time.
+
+    Members: ``r`` (In, ``read_signature``): the read port; ``w`` (In,
+    ``write_signature``): byte writes, which take the port's one address (a read in the
+    same cycle sees nothing useful)."""
 
     def __init__(self, depth: int, width: int, *, primitive: bool | None = None):
         if depth < 1 or width < 1:
             raise ValueError(f"a weight store needs a positive size, not {depth} × {width}")
         self.depth, self.width = depth, width
         self.primitive = primitive
-        super().__init__({"r_addr": In(range(max(2, depth))), "r_data": Out(width),
+        super().__init__({"r": In(read_signature(depth, width)),
                           "w": In(write_signature(depth, width))})
 
     @property
@@ -71,7 +80,7 @@ class WeightStore(wiring.Component):
         w = self.w
         # One address port: the write address while writing, else the read address.
         addr = Signal(range(max(2, rows * TILE_WORDS)))
-        m.d.comb += addr.eq(Mux(w.en, w.addr, self.r_addr))
+        m.d.comb += addr.eq(Mux(w.en, w.addr, self.r.addr))
         low = Signal(14)
         m.d.comb += low.eq(addr[:14])
         row = addr[14:] if rows > 1 else Const(0, 1)
@@ -106,12 +115,12 @@ class WeightStore(wiring.Component):
                 col_outs.append(dout)
             outs.append(Cat(*col_outs)[:self.width])
         if rows == 1:
-            m.d.comb += self.r_data.eq(outs[0])
+            m.d.comb += self.r.data.eq(outs[0])
         else:
             with m.Switch(row_q):
                 for r, o in enumerate(outs):
                     with m.Case(r):
-                        m.d.comb += self.r_data.eq(o)
+                        m.d.comb += self.r.data.eq(o)
         return m
 
 

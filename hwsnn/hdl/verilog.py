@@ -27,9 +27,9 @@ from amaranth.back import rtlil
 
 from .. import golden
 from ..errors import HwsnnError, ParameterError
-from ..qnet import QNet, _atomic_write
-from .events import PIXEL_BITS
+from ..qnet import PIXEL_BITS, PIXEL_LEVELS, QNet, _atomic_write
 from .network import Network
+from .plan import NetworkPlan
 
 DEFAULT_TOP = "hwsnn_net"
 DEFAULT_LANES = 4
@@ -56,8 +56,14 @@ def check_top_name(name: str) -> str:
 
 
 def build(net: QNet, *, lanes=DEFAULT_LANES, taps: bool = True,
-          input_lanes: int = 0, queue_depth: int | None = None) -> Network:
+          input_lanes: int = 0, queue_depth: int | None = None,
+          plan: NetworkPlan | None = None) -> Network:
+    """The ``Network`` of ``net``: of ``plan`` when given, else of a ``NetworkPlan`` made
+    from ``lanes`` (an int, a dict by population or ``"fc1=8,fc2=1"``), ``input_lanes``
+    and ``queue_depth``."""
     try:
+        if plan is not None:
+            return Network(net, taps=taps, plan=plan)
         return Network(net, lanes=lanes, taps=taps, input_lanes=input_lanes,
                        queue_depth=queue_depth)
     except TypeError as exc:
@@ -106,10 +112,12 @@ def to_verilog(elaboratable, name: str, platform=None) -> str:
 
 
 def emit(net: QNet, *, lanes=DEFAULT_LANES, taps: bool = True, top: str = DEFAULT_TOP,
-         network: Network | None = None, input_lanes: int = 0) -> str:
+         network: Network | None = None, input_lanes: int = 0,
+         plan: NetworkPlan | None = None) -> str:
     """The Verilog of ``net`` (one file, top module ``top``)."""
     check_top_name(top)
-    network = network or build(net, lanes=lanes, taps=taps, input_lanes=input_lanes)
+    network = network or build(net, lanes=lanes, taps=taps, input_lanes=input_lanes,
+                               plan=plan)
     return to_verilog(network, top)
 
 
@@ -134,13 +142,13 @@ def example_codes(net: QNet) -> tuple[torch.Tensor, str]:
         return golden.encode(net, x[:1]), f"the first image of the bundled {name} test split"
     except HwsnnError:  # no shipped data set is known: a fixed random image
         gen = torch.Generator().manual_seed(0)
-        return (torch.randint(0, 2**PIXEL_BITS, (1, *net.input.shape), generator=gen),
+        return (torch.randint(0, PIXEL_LEVELS + 1, (1, *net.input.shape), generator=gen),
                 "a fixed pseudo-random image (no shipped data set is known for this network)")
 
 
 def describe(net: QNet, network: Network, top: str) -> dict:
     """The machine-readable port description of ``network`` (see ``write``)."""
-    lanes = {name: e.plan.lanes for name, e in network.engines.items()}
+    lanes = dict(network.plan.lanes)
     in_shape = list(net.input.shape)
     readout = network.engines[net.output.name]
     o_layout = readout.o.payload.shape()
@@ -155,7 +163,7 @@ def describe(net: QNet, network: Network, top: str) -> dict:
         {"name": "pixels__ready", "direction": "output", "width": 1,
          "description": "the network takes the pixel at this rising edge if valid is high"},
         {"name": "pixels__payload", "direction": "input", "width": PIXEL_BITS,
-         "description": "pixel code 0..255"},
+         "description": f"pixel code 0..{PIXEL_LEVELS}"},
         {"name": "o__valid", "direction": "output", "width": 1,
          "description": "a readout beat is on o__payload"},
         {"name": "o__ready", "direction": "input", "width": 1,
@@ -210,7 +218,7 @@ def describe(net: QNet, network: Network, top: str) -> dict:
                    "order": "C order: channel, then row, then column; sample after sample, "
                             "with no gap needed",
                    "code": f"round_half_up(clip((x - {net.input.lo}) / ({net.input.hi} - "
-                           f"{net.input.lo}), 0, 1) * 255)"},
+                           f"{net.input.lo}), 0, 1) * {PIXEL_LEVELS})"},
         "verilog": VERILOG_NOTES,
         "readout": {"population": net.output.name,
                     "beats_per_sample": net.output.size, "classes": net.output.size,
@@ -302,12 +310,13 @@ def _wrap(values, per_line: int = 16) -> str:
 
 def write(directory, net: QNet, *, lanes=DEFAULT_LANES, taps: bool = True,
           top: str = DEFAULT_TOP, out_dir=None, input_lanes: int = 0,
-          queue_depth: int | None = None) -> dict:
+          queue_depth: int | None = None, plan: NetworkPlan | None = None) -> dict:
     """Write ``TOP.v``, ``TOP.json`` and ``TOP.md`` into ``directory/rtl`` (or
-    ``out_dir``); returns the port description with the paths written."""
+    ``out_dir``); returns the port description with the paths written. ``plan`` (a
+    ``NetworkPlan`` of ``net``) replaces ``lanes``, ``input_lanes`` and ``queue_depth``."""
     check_top_name(top)
     network = build(net, lanes=lanes, taps=taps, input_lanes=input_lanes,
-                    queue_depth=queue_depth)
+                    queue_depth=queue_depth, plan=plan)
     text = emit(net, top=top, network=network)
     desc = describe(net, network, top)
     out = Path(out_dir) if out_dir is not None else Path(directory) / RTL_DIR

@@ -17,9 +17,10 @@ from .random_nets import random_qnet
 
 
 def simulate(net, codes, lanes, busy=0.0, seed=0, loadable=(), load=True, input_lanes=0,
-             queue_depth=None):
-    dut = Network(net, lanes=lanes, loadable=loadable, input_lanes=input_lanes,
-                  queue_depth=queue_depth)
+             queue_depth=None, dut=None):
+    if dut is None:
+        dut = Network(net, lanes=lanes, loadable=loadable, input_lanes=input_lanes,
+                      queue_depth=queue_depth)
     rng = random.Random(seed)
     got = []
 
@@ -122,3 +123,44 @@ def test_shallow_output_queues(bundled_graph, digits_test):
     codes = golden.encode(net, digits_test[0][:1])
     assert simulate(net, codes, lanes=4, busy=0.3, seed=5, queue_depth=4) == \
         expected(net, codes)
+
+
+def test_one_plan_for_the_whole_network(bundled_graph, digits_test):
+    """The network's engines, stores and event FIFOs are those of one ``NetworkPlan``
+    (given, or made from the same arguments), which checks lanes per population, input
+    lanes, queue depth and loadable weights in one place; lanes per population give the
+    golden model's readouts."""
+    from hwsnn import ParameterError
+    from hwsnn.hdl.plan import NetworkPlan, reader_depths
+    net = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=2,
+                           progress=False))
+    plan = NetworkPlan(net, "fc1=4,fc2=2", input_lanes=8, loadable=[["fc1", 0]],
+                       queue_depth=16)
+    assert plan.lanes == {"fc1": 4, "fc2": 2, "fc3": 1} and plan.loadable == (("fc1", 0),)
+    dut = Network(net, plan=plan)
+    assert dut.plan is plan and dut.stores is plan.stores and dut.lanes == plan.lanes
+    assert all(dut.engines[n].plan is plan.engines[n] for n in plan.lanes)
+    assert plan.engines["fc1"].mac_lanes == 8 and plan.stores[0].lanes == 8
+    assert plan.readers == reader_depths(net, plan.engines, plan.fifo_depth)
+    same = NetworkPlan(net, {"fc1": 4, "fc2": 2}, input_lanes=8, loadable=[("fc1", 0)],
+                       queue_depth=16)
+    assert same.lanes == plan.lanes and same.readers == plan.readers
+    assert [s.encode() for s in same.stores] == [s.encode() for s in plan.stores]
+    bram = plan.with_loadable([])
+    assert bram.stores == [] and bram.engines is plan.engines and plan.stores
+    for kwargs, message in (({"lanes": {"fc9": 2}}, r"'fc9'.*\(fc1, fc2, fc3\)"),
+                            ({"lanes": {"fc1": 0}}, "not 0 for fc1"),
+                            ({"lanes": 0}, "--lanes 0"),
+                            ({"lanes": "fc1=2,fc1=4"}, "names fc1 twice"),
+                            ({"lanes": 3, "input_lanes": 8}, "multiple of its 3 lanes"),
+                            ({"queue_depth": 2}, "--queue-depth"),
+                            ({"loadable": [("fc1", 5)]}, "no projection 5"),
+                            ({"loadable": [("fc9", 0)]}, "no population 'fc9'")):
+        with pytest.raises(ParameterError, match=message):
+            NetworkPlan(net, **kwargs)
+    other = quantize(convert(bundled_graph("digits-mlp"), method="gn", timesteps=1,
+                             progress=False))
+    with pytest.raises(ValueError, match="different QNet"):
+        Network(other, plan=plan)
+    codes = golden.encode(net, digits_test[0][:2])
+    assert simulate(net, codes, None, busy=0.2, dut=dut) == expected(net, codes)
