@@ -3,13 +3,13 @@
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module digits_cnn_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payload, o__valid, cycles, tap_conv1__valid, tap_conv1__payload, work_conv1, tap_conv2__valid, tap_conv2__payload, work_conv2, tap_conv3__valid, tap_conv3__payload, work_conv3, work_fc, pixels__payload);
-  (* unused_bits = "32" *)
-  wire [32:0] _00_;
+  wire [31:0] _00_;
   wire [31:0] _01_;
   wire [31:0] _02_;
   wire [31:0] _03_;
   wire [31:0] _04_;
-  wire [31:0] _05_;
+  (* unused_bits = "32" *)
+  wire [32:0] _05_;
   (* unused_bits = "32" *)
   wire [32:0] _06_;
   (* unused_bits = "32" *)
@@ -22,30 +22,6 @@ module digits_cnn_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   wire [31:0] _11_;
   wire [31:0] _12_;
   wire [31:0] _13_;
-  wire \$signal ;
-  wire [12:0] \$signal$26 ;
-  wire \$signal$27 ;
-  wire [12:0] \$signal$29 ;
-  wire \$signal$33 ;
-  wire \$signal$35 ;
-  wire \$signal$37 ;
-  wire [13:0] \$signal$39 ;
-  wire \$signal$40 ;
-  wire [13:0] \$signal$42 ;
-  wire \$signal$46 ;
-  wire \$signal$48 ;
-  wire \$signal$50 ;
-  wire [11:0] \$signal$52 ;
-  wire \$signal$53 ;
-  wire [11:0] \$signal$55 ;
-  wire \$signal$59 ;
-  wire \$signal$61 ;
-  wire [25:0] \$signal$62 ;
-  wire \$signal$64 ;
-  wire \$signal$67 ;
-  wire [25:0] \$signal$68 ;
-  wire \$signal$69 ;
-  wire \$signal$70 ;
   wire active;
   wire \active$72 ;
   wire \active$73 ;
@@ -58,70 +34,133 @@ module digits_cnn_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   output [31:0] cycles;
   reg [31:0] cycles = 32'd0;
   wire [12:0] i0__payload;
-  wire [13:0] \i0__payload$38 ;
-  wire [3:0] \i0__payload$38.c ;
-  wire [2:0] \i0__payload$38.count ;
-  wire \i0__payload$38.end ;
-  wire [2:0] \i0__payload$38.x ;
-  wire [2:0] \i0__payload$38.y ;
-  wire [11:0] \i0__payload$51 ;
-  wire [3:0] \i0__payload$51.c ;
-  wire [2:0] \i0__payload$51.count ;
-  wire \i0__payload$51.end ;
-  wire [1:0] \i0__payload$51.x ;
-  wire [1:0] \i0__payload$51.y ;
+  wire [13:0] \i0__payload$36 ;
+  wire [3:0] \i0__payload$36.c ;
+  wire [2:0] \i0__payload$36.count ;
+  wire \i0__payload$36.end ;
+  wire [2:0] \i0__payload$36.x ;
+  wire [2:0] \i0__payload$36.y ;
+  wire [11:0] \i0__payload$49 ;
+  wire [3:0] \i0__payload$49.c ;
+  wire [2:0] \i0__payload$49.count ;
+  wire \i0__payload$49.end ;
+  wire [1:0] \i0__payload$49.x ;
+  wire [1:0] \i0__payload$49.y ;
   wire [2:0] \i0__payload.c ;
   wire [2:0] \i0__payload.count ;
   wire \i0__payload.end ;
   wire [2:0] \i0__payload.x ;
   wire [2:0] \i0__payload.y ;
   wire i0__ready;
-  wire \i0__ready$41 ;
-  wire \i0__ready$54 ;
+  wire \i0__ready$39 ;
+  wire \i0__ready$52 ;
   wire i0__valid;
-  wire \i0__valid$36 ;
-  wire \i0__valid$49 ;
+  wire \i0__valid$40 ;
+  wire \i0__valid$53 ;
+  wire [12:0] i__payload;
+  wire [13:0] \i__payload$47 ;
+  wire [3:0] \i__payload$47.c ;
+  wire [2:0] \i__payload$47.count ;
+  wire \i__payload$47.end ;
+  wire [2:0] \i__payload$47.x ;
+  wire [2:0] \i__payload$47.y ;
+  wire [11:0] \i__payload$60 ;
+  wire [3:0] \i__payload$60.c ;
+  wire [2:0] \i__payload$60.count ;
+  wire \i__payload$60.end ;
+  wire [1:0] \i__payload$60.x ;
+  wire [1:0] \i__payload$60.y ;
+  wire [25:0] \i__payload$62 ;
+  wire [3:0] \i__payload$62.argmax ;
+  wire [3:0] \i__payload$62.index ;
+  wire \i__payload$62.last ;
+  wire [16:0] \i__payload$62.value ;
+  wire [2:0] \i__payload.c ;
+  wire [2:0] \i__payload.count ;
+  wire \i__payload.end ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  wire i__ready;
+  wire \i__ready$44 ;
+  wire \i__ready$57 ;
+  wire \i__ready$65 ;
+  wire i__valid;
+  wire \i__valid$46 ;
+  wire \i__valid$59 ;
+  wire \i__valid$66 ;
+  wire input_accept;
   output [25:0] o__payload;
   wire [25:0] o__payload;
-  wire [12:0] \o__payload$30 ;
-  wire [2:0] \o__payload$30.c ;
-  wire [2:0] \o__payload$30.count ;
-  wire \o__payload$30.end ;
-  wire [2:0] \o__payload$30.x ;
-  wire [2:0] \o__payload$30.y ;
-  wire [13:0] \o__payload$43 ;
-  wire [3:0] \o__payload$43.c ;
-  wire [2:0] \o__payload$43.count ;
-  wire \o__payload$43.end ;
-  wire [2:0] \o__payload$43.x ;
-  wire [2:0] \o__payload$43.y ;
-  wire [11:0] \o__payload$56 ;
-  wire [3:0] \o__payload$56.c ;
-  wire [2:0] \o__payload$56.count ;
-  wire \o__payload$56.end ;
-  wire [1:0] \o__payload$56.x ;
-  wire [1:0] \o__payload$56.y ;
+  wire [12:0] \o__payload$24 ;
+  wire [2:0] \o__payload$24.c ;
+  wire [2:0] \o__payload$24.count ;
+  wire \o__payload$24.end ;
+  wire [2:0] \o__payload$24.x ;
+  wire [2:0] \o__payload$24.y ;
+  wire [12:0] \o__payload$35 ;
+  wire [2:0] \o__payload$35.c ;
+  wire [2:0] \o__payload$35.count ;
+  wire \o__payload$35.end ;
+  wire [2:0] \o__payload$35.x ;
+  wire [2:0] \o__payload$35.y ;
+  wire [13:0] \o__payload$37 ;
+  wire [3:0] \o__payload$37.c ;
+  wire [2:0] \o__payload$37.count ;
+  wire \o__payload$37.end ;
+  wire [2:0] \o__payload$37.x ;
+  wire [2:0] \o__payload$37.y ;
+  wire [13:0] \o__payload$48 ;
+  wire [3:0] \o__payload$48.c ;
+  wire [2:0] \o__payload$48.count ;
+  wire \o__payload$48.end ;
+  wire [2:0] \o__payload$48.x ;
+  wire [2:0] \o__payload$48.y ;
+  wire [11:0] \o__payload$50 ;
+  wire [3:0] \o__payload$50.c ;
+  wire [2:0] \o__payload$50.count ;
+  wire \o__payload$50.end ;
+  wire [1:0] \o__payload$50.x ;
+  wire [1:0] \o__payload$50.y ;
+  wire [11:0] \o__payload$61 ;
+  wire [3:0] \o__payload$61.c ;
+  wire [2:0] \o__payload$61.count ;
+  wire \o__payload$61.end ;
+  wire [1:0] \o__payload$61.x ;
+  wire [1:0] \o__payload$61.y ;
   wire [25:0] \o__payload$63 ;
   wire [3:0] \o__payload$63.argmax ;
   wire [3:0] \o__payload$63.index ;
   wire \o__payload$63.last ;
   wire [16:0] \o__payload$63.value ;
+  wire [25:0] \o__payload$68 ;
+  wire [3:0] \o__payload$68.argmax ;
+  wire [3:0] \o__payload$68.index ;
+  wire \o__payload$68.last ;
+  wire [16:0] \o__payload$68.value ;
   wire [3:0] \o__payload.argmax ;
   wire [3:0] \o__payload.index ;
   wire \o__payload.last ;
   wire [16:0] \o__payload.value ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$34 ;
-  wire \o__ready$47 ;
-  wire \o__ready$60 ;
-  wire \o__ready$66 ;
+  wire \o__ready$25 ;
+  wire \o__ready$32 ;
+  wire \o__ready$38 ;
+  wire \o__ready$45 ;
+  wire \o__ready$51 ;
+  wire \o__ready$58 ;
+  wire \o__ready$64 ;
+  wire \o__ready$69 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$32 ;
-  wire \o__valid$45 ;
-  wire \o__valid$58 ;
-  wire \o__valid$65 ;
+  wire \o__valid$28 ;
+  wire \o__valid$30 ;
+  wire \o__valid$41 ;
+  wire \o__valid$43 ;
+  wire \o__valid$54 ;
+  wire \o__valid$56 ;
+  wire \o__valid$67 ;
+  wire \o__valid$70 ;
   input [7:0] pixels__payload;
   wire [7:0] pixels__payload;
   wire [7:0] \pixels__payload$22 ;
@@ -168,148 +207,188 @@ module digits_cnn_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   reg [31:0] work_conv3 = 32'd0;
   output [31:0] work_fc;
   reg [31:0] work_fc = 32'd0;
-  assign \pixels__valid$21  = pixels__valid & \pixels__ready$20 ;
-  assign conv1_accept = \o__valid$32  & \$signal$33 ;
-  assign conv2_accept = \o__valid$45  & \$signal$46 ;
-  assign conv3_accept = \o__valid$58  & \$signal$59 ;
-  assign tap_conv1__valid = \o__valid$32  & \$signal$33 ;
-  assign tap_conv2__valid = \o__valid$45  & \$signal$46 ;
-  assign tap_conv3__valid = \o__valid$58  & \$signal$59 ;
-  assign _06_ = cycles + 1'h1;
-  assign _07_ = work_conv1 + 1'h1;
-  assign _08_ = work_conv2 + 1'h1;
-  assign _09_ = work_conv3 + 1'h1;
-  assign _00_ = work_fc + 1'h1;
+  assign input_accept = pixels__valid & \pixels__ready$20 ;
+  assign conv1_accept = \o__valid$30  & i__ready;
+  assign conv2_accept = \o__valid$43  & \i__ready$44 ;
+  assign conv3_accept = \o__valid$56  & \i__ready$57 ;
+  assign tap_conv1__valid = \o__valid$30  & i__ready;
+  assign tap_conv2__valid = \o__valid$43  & \i__ready$44 ;
+  assign tap_conv3__valid = \o__valid$56  & \i__ready$57 ;
+  assign _05_ = cycles + 1'h1;
+  assign _06_ = work_conv1 + 1'h1;
+  assign _07_ = work_conv2 + 1'h1;
+  assign _08_ = work_conv3 + 1'h1;
+  assign _09_ = work_fc + 1'h1;
   always @(posedge clk)
-    cycles <= _01_;
+    cycles <= _00_;
   always @(posedge clk)
-    work_conv1 <= _02_;
+    work_conv1 <= _01_;
   always @(posedge clk)
-    work_conv2 <= _03_;
+    work_conv2 <= _02_;
   always @(posedge clk)
-    work_conv3 <= _04_;
+    work_conv3 <= _03_;
   always @(posedge clk)
-    work_fc <= _05_;
-  assign _10_ = \active$74  ? _00_[31:0] : work_fc;
-  assign _05_ = rst ? 32'd0 : _10_;
-  assign _11_ = \active$73  ? _09_[31:0] : work_conv3;
-  assign _04_ = rst ? 32'd0 : _11_;
-  assign _12_ = \active$72  ? _08_[31:0] : work_conv2;
-  assign _03_ = rst ? 32'd0 : _12_;
-  assign _13_ = active ? _07_[31:0] : work_conv1;
-  assign _02_ = rst ? 32'd0 : _13_;
-  assign _01_ = rst ? 32'd0 : _06_[31:0];
+    work_fc <= _04_;
+  assign _10_ = \active$74  ? _09_[31:0] : work_fc;
+  assign _04_ = rst ? 32'd0 : _10_;
+  assign _11_ = \active$73  ? _08_[31:0] : work_conv3;
+  assign _03_ = rst ? 32'd0 : _11_;
+  assign _12_ = \active$72  ? _07_[31:0] : work_conv2;
+  assign _02_ = rst ? 32'd0 : _12_;
+  assign _13_ = active ? _06_[31:0] : work_conv1;
+  assign _01_ = rst ? 32'd0 : _13_;
+  assign _00_ = rst ? 32'd0 : _05_[31:0];
   \digits_cnn_gn.engine_conv1  engine_conv1 (
     .active(active),
     .clk(clk),
-    .o__payload(tap_conv1__payload),
-    .o__ready(\$signal$33 ),
-    .o__valid(\o__valid$32 ),
-    .pixels__payload(pixels__payload),
+    .\i__payload$25 (pixels__payload),
+    .\i__valid$29 (input_accept),
+    .\o__payload$16 (tap_conv1__payload),
+    .\o__ready$18 (i__ready),
+    .\o__valid$20 (\o__valid$30 ),
     .pixels__ready(\pixels__ready$20 ),
-    .pixels__valid(\pixels__valid$21 ),
     .rst(rst)
   );
   \digits_cnn_gn.engine_conv2  engine_conv2 (
     .active(\active$72 ),
     .clk(clk),
     .i0__payload(i0__payload),
-    .i0__ready(\$signal$27 ),
+    .i0__ready(\o__ready$25 ),
     .i0__valid(i0__valid),
-    .o__payload(tap_conv2__payload),
-    .o__ready(\$signal$46 ),
-    .o__valid(\o__valid$45 ),
+    .\o__payload$22 (tap_conv2__payload),
+    .\o__ready$24 (\i__ready$44 ),
+    .\o__valid$26 (\o__valid$43 ),
     .rst(rst)
   );
   \digits_cnn_gn.engine_conv3  engine_conv3 (
     .active(\active$73 ),
     .clk(clk),
-    .i0__payload(\i0__payload$38 ),
-    .i0__ready(\$signal$40 ),
-    .i0__valid(\i0__valid$36 ),
-    .o__payload(tap_conv3__payload),
-    .o__ready(\$signal$59 ),
-    .o__valid(\o__valid$58 ),
+    .i0__payload(\i0__payload$36 ),
+    .i0__ready(\o__ready$38 ),
+    .i0__valid(\i0__valid$40 ),
+    .\o__payload$22 (tap_conv3__payload),
+    .\o__ready$24 (\i__ready$57 ),
+    .\o__valid$26 (\o__valid$56 ),
     .rst(rst)
   );
   \digits_cnn_gn.engine_fc  engine_fc (
     .active(\active$74 ),
     .clk(clk),
-    .i0__payload(\i0__payload$51 ),
-    .i0__ready(\$signal$53 ),
-    .i0__valid(\i0__valid$49 ),
-    .o__payload(\$signal$62 ),
-    .o__ready(\o__ready$66 ),
-    .o__valid(\$signal$64 ),
+    .i0__payload(\i0__payload$49 ),
+    .i0__ready(\o__ready$51 ),
+    .i0__valid(\i0__valid$53 ),
+    .\o__payload$22 (\i__payload$62 ),
+    .\o__ready$24 (\o__ready$64 ),
+    .\o__valid$26 (\i__valid$66 ),
     .rst(rst)
   );
   \digits_cnn_gn.fifo_conv1_0  fifo_conv1_0 (
     .clk(clk),
-    .\port$3569$0 (\$signal$33 ),
-    .\port$3644$0 (tap_conv1__payload),
-    .\port$3888$0 (\$signal$27 ),
-    .\port$4515$0 (i0__payload),
-    .\port$4517$0 (i0__valid),
-    .\port$7$0 (conv1_accept),
+    .i__payload(tap_conv1__payload),
+    .i__ready(i__ready),
+    .i__valid(conv1_accept),
+    .o__payload(i0__payload),
+    .o__ready(\o__ready$25 ),
+    .o__valid(i0__valid),
     .rst(rst)
   );
   \digits_cnn_gn.fifo_conv2_0  fifo_conv2_0 (
     .clk(clk),
-    .\port$10$0 (conv2_accept),
-    .\port$3581$0 (\$signal$46 ),
-    .\port$3901$0 (tap_conv2__payload),
-    .\port$4113$0 (\$signal$40 ),
-    .\port$4525$0 (\i0__payload$38 ),
-    .\port$4527$0 (\i0__valid$36 ),
+    .i__payload(tap_conv2__payload),
+    .i__ready(\i__ready$44 ),
+    .i__valid(conv2_accept),
+    .o__payload(\i0__payload$36 ),
+    .o__ready(\o__ready$38 ),
+    .o__valid(\i0__valid$40 ),
     .rst(rst)
   );
   \digits_cnn_gn.fifo_conv3_0  fifo_conv3_0 (
     .clk(clk),
-    .\port$13$0 (conv3_accept),
-    .\port$3593$0 (\$signal$59 ),
-    .\port$4126$0 (tap_conv3__payload),
-    .\port$4338$0 (\$signal$53 ),
-    .\port$4535$0 (\i0__payload$51 ),
-    .\port$4537$0 (\i0__valid$49 ),
+    .i__payload(tap_conv3__payload),
+    .i__ready(\i__ready$57 ),
+    .i__valid(conv3_accept),
+    .o__payload(\i0__payload$49 ),
+    .o__ready(\o__ready$51 ),
+    .o__valid(\i0__valid$53 ),
     .rst(rst)
   );
   \digits_cnn_gn.out_skid  out_skid (
     .clk(clk),
-    .\port$0$11 (o__ready),
-    .\port$3605$0 (\o__ready$66 ),
-    .\port$4345$0 (\$signal$62 ),
-    .\port$4346$0 (\$signal$64 ),
-    .\port$4545$0 (o__payload),
-    .\port$4547$0 (o__valid),
+    .i__payload(\i__payload$62 ),
+    .i__ready(\o__ready$64 ),
+    .i__valid(\i__valid$66 ),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(o__valid),
     .rst(rst)
   );
-  assign \o__payload$63.value  = \$signal$62 [20:4];
-  assign \o__payload$63.index  = \$signal$62 [3:0];
-  assign \o__payload$56.end  = tap_conv3__payload[11];
-  assign \o__payload$56.count  = tap_conv3__payload[10:8];
-  assign \o__payload$56.x  = tap_conv3__payload[7:6];
-  assign \o__payload$56.y  = tap_conv3__payload[5:4];
-  assign \o__payload$56.c  = tap_conv3__payload[3:0];
-  assign \i0__payload$51.end  = \i0__payload$51 [11];
-  assign \i0__payload$51.count  = \i0__payload$51 [10:8];
-  assign \i0__payload$51.x  = \i0__payload$51 [7:6];
-  assign \i0__payload$51.y  = \i0__payload$51 [5:4];
-  assign \i0__payload$51.c  = \i0__payload$51 [3:0];
-  assign \o__payload$43.end  = tap_conv2__payload[13];
-  assign \o__payload$43.count  = tap_conv2__payload[12:10];
-  assign \o__payload$43.x  = tap_conv2__payload[9:7];
-  assign \o__payload$43.y  = tap_conv2__payload[6:4];
-  assign \o__payload$43.c  = tap_conv2__payload[3:0];
-  assign \i0__payload$38.end  = \i0__payload$38 [13];
-  assign \i0__payload$38.count  = \i0__payload$38 [12:10];
-  assign \i0__payload$38.x  = \i0__payload$38 [9:7];
-  assign \i0__payload$38.y  = \i0__payload$38 [6:4];
-  assign \i0__payload$38.c  = \i0__payload$38 [3:0];
-  assign \o__payload$30.end  = tap_conv1__payload[12];
-  assign \o__payload$30.count  = tap_conv1__payload[11:9];
-  assign \o__payload$30.x  = tap_conv1__payload[8:6];
-  assign \o__payload$30.y  = tap_conv1__payload[5:3];
-  assign \o__payload$30.c  = tap_conv1__payload[2:0];
+  assign \o__payload$68.last  = o__payload[25];
+  assign \o__payload$68.argmax  = o__payload[24:21];
+  assign \o__payload$68.value  = o__payload[20:4];
+  assign \o__payload$68.index  = o__payload[3:0];
+  assign \o__payload$63.last  = \i__payload$62 [25];
+  assign \o__payload$63.argmax  = \i__payload$62 [24:21];
+  assign \o__payload$63.value  = \i__payload$62 [20:4];
+  assign \o__payload$63.index  = \i__payload$62 [3:0];
+  assign \i__payload$62.last  = \i__payload$62 [25];
+  assign \i__payload$62.argmax  = \i__payload$62 [24:21];
+  assign \i__payload$62.value  = \i__payload$62 [20:4];
+  assign \i__payload$62.index  = \i__payload$62 [3:0];
+  assign \o__payload$61.end  = tap_conv3__payload[11];
+  assign \o__payload$61.count  = tap_conv3__payload[10:8];
+  assign \o__payload$61.x  = tap_conv3__payload[7:6];
+  assign \o__payload$61.y  = tap_conv3__payload[5:4];
+  assign \o__payload$61.c  = tap_conv3__payload[3:0];
+  assign \i__payload$60.end  = tap_conv3__payload[11];
+  assign \i__payload$60.count  = tap_conv3__payload[10:8];
+  assign \i__payload$60.x  = tap_conv3__payload[7:6];
+  assign \i__payload$60.y  = tap_conv3__payload[5:4];
+  assign \i__payload$60.c  = tap_conv3__payload[3:0];
+  assign \o__payload$50.end  = \i0__payload$49 [11];
+  assign \o__payload$50.count  = \i0__payload$49 [10:8];
+  assign \o__payload$50.x  = \i0__payload$49 [7:6];
+  assign \o__payload$50.y  = \i0__payload$49 [5:4];
+  assign \o__payload$50.c  = \i0__payload$49 [3:0];
+  assign \i0__payload$49.end  = \i0__payload$49 [11];
+  assign \i0__payload$49.count  = \i0__payload$49 [10:8];
+  assign \i0__payload$49.x  = \i0__payload$49 [7:6];
+  assign \i0__payload$49.y  = \i0__payload$49 [5:4];
+  assign \i0__payload$49.c  = \i0__payload$49 [3:0];
+  assign \o__payload$48.end  = tap_conv2__payload[13];
+  assign \o__payload$48.count  = tap_conv2__payload[12:10];
+  assign \o__payload$48.x  = tap_conv2__payload[9:7];
+  assign \o__payload$48.y  = tap_conv2__payload[6:4];
+  assign \o__payload$48.c  = tap_conv2__payload[3:0];
+  assign \i__payload$47.end  = tap_conv2__payload[13];
+  assign \i__payload$47.count  = tap_conv2__payload[12:10];
+  assign \i__payload$47.x  = tap_conv2__payload[9:7];
+  assign \i__payload$47.y  = tap_conv2__payload[6:4];
+  assign \i__payload$47.c  = tap_conv2__payload[3:0];
+  assign \o__payload$37.end  = \i0__payload$36 [13];
+  assign \o__payload$37.count  = \i0__payload$36 [12:10];
+  assign \o__payload$37.x  = \i0__payload$36 [9:7];
+  assign \o__payload$37.y  = \i0__payload$36 [6:4];
+  assign \o__payload$37.c  = \i0__payload$36 [3:0];
+  assign \i0__payload$36.end  = \i0__payload$36 [13];
+  assign \i0__payload$36.count  = \i0__payload$36 [12:10];
+  assign \i0__payload$36.x  = \i0__payload$36 [9:7];
+  assign \i0__payload$36.y  = \i0__payload$36 [6:4];
+  assign \i0__payload$36.c  = \i0__payload$36 [3:0];
+  assign \o__payload$35.end  = tap_conv1__payload[12];
+  assign \o__payload$35.count  = tap_conv1__payload[11:9];
+  assign \o__payload$35.x  = tap_conv1__payload[8:6];
+  assign \o__payload$35.y  = tap_conv1__payload[5:3];
+  assign \o__payload$35.c  = tap_conv1__payload[2:0];
+  assign \i__payload.end  = tap_conv1__payload[12];
+  assign \i__payload.count  = tap_conv1__payload[11:9];
+  assign \i__payload.x  = tap_conv1__payload[8:6];
+  assign \i__payload.y  = tap_conv1__payload[5:3];
+  assign \i__payload.c  = tap_conv1__payload[2:0];
+  assign \o__payload$24.end  = i0__payload[12];
+  assign \o__payload$24.count  = i0__payload[11:9];
+  assign \o__payload$24.x  = i0__payload[8:6];
+  assign \o__payload$24.y  = i0__payload[5:3];
+  assign \o__payload$24.c  = i0__payload[2:0];
   assign \i0__payload.end  = i0__payload[12];
   assign \i0__payload.count  = i0__payload[11:9];
   assign \i0__payload.x  = i0__payload[8:6];
@@ -334,1196 +413,858 @@ module digits_cnn_gn(pixels__valid, o__ready, clk, rst, pixels__ready, o__payloa
   assign \o__payload.argmax  = o__payload[24:21];
   assign \o__payload.value  = o__payload[20:4];
   assign \o__payload.index  = o__payload[3:0];
-  assign \o__payload$63.last  = \$signal$62 [25];
   assign pixels__ready = \pixels__ready$20 ;
-  assign \$signal$70  = o__ready;
-  assign \$signal$69  = o__valid;
-  assign \$signal$68  = o__payload;
-  assign \$signal$67  = \o__ready$66 ;
-  assign \o__valid$65  = \$signal$64 ;
-  assign \o__payload$63  = \$signal$62 ;
-  assign \$signal$61  = conv3_accept;
-  assign \o__ready$60  = \$signal$59 ;
-  assign \o__payload$56  = tap_conv3__payload;
-  assign \$signal$55  = tap_conv3__payload;
-  assign \i0__ready$54  = \$signal$53 ;
-  assign \$signal$52  = \i0__payload$51 ;
-  assign \$signal$50  = \i0__valid$49 ;
-  assign \$signal$48  = conv2_accept;
-  assign \o__ready$47  = \$signal$46 ;
-  assign \o__payload$43  = tap_conv2__payload;
-  assign \$signal$42  = tap_conv2__payload;
-  assign \i0__ready$41  = \$signal$40 ;
-  assign \$signal$39  = \i0__payload$38 ;
-  assign \$signal$37  = \i0__valid$36 ;
-  assign \$signal$35  = conv1_accept;
-  assign \o__ready$34  = \$signal$33 ;
-  assign \o__payload$30  = tap_conv1__payload;
-  assign \$signal$29  = tap_conv1__payload;
-  assign i0__ready = \$signal$27 ;
-  assign \$signal$26  = i0__payload;
-  assign \$signal  = i0__valid;
+  assign \o__valid$70  = o__valid;
+  assign \o__ready$69  = o__ready;
+  assign \o__payload$68  = o__payload;
+  assign \o__valid$67  = \i__valid$66 ;
+  assign \i__ready$65  = \o__ready$64 ;
+  assign \o__payload$63  = \i__payload$62 ;
+  assign \o__payload$61  = tap_conv3__payload;
+  assign \i__payload$60  = tap_conv3__payload;
+  assign \i__valid$59  = conv3_accept;
+  assign \o__ready$58  = \i__ready$57 ;
+  assign \o__valid$54  = \i0__valid$53 ;
+  assign \i0__ready$52  = \o__ready$51 ;
+  assign \o__payload$50  = \i0__payload$49 ;
+  assign \o__payload$48  = tap_conv2__payload;
+  assign \i__payload$47  = tap_conv2__payload;
+  assign \i__valid$46  = conv2_accept;
+  assign \o__ready$45  = \i__ready$44 ;
+  assign \o__valid$41  = \i0__valid$40 ;
+  assign \i0__ready$39  = \o__ready$38 ;
+  assign \o__payload$37  = \i0__payload$36 ;
+  assign \o__payload$35  = tap_conv1__payload;
+  assign i__payload = tap_conv1__payload;
+  assign i__valid = conv1_accept;
+  assign \o__ready$32  = i__ready;
+  assign \o__valid$28  = i0__valid;
+  assign i0__ready = \o__ready$25 ;
+  assign \o__payload$24  = i0__payload;
   assign \pixels__payload$22  = pixels__payload;
-  assign \o__payload$63.argmax  = \$signal$62 [24:21];
+  assign \pixels__valid$21  = input_accept;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, pixels__ready, o__payload, o__valid, pixels__payload);
-  wire _0000_;
-  wire _0001_;
-  wire [4:0] _0002_;
-  wire [9:0] _0003_;
-  wire [7:0] _0004_;
-  wire [79:0] _0005_;
-  wire [79:0] _0006_;
-  wire [18:0] _0007_;
-  wire [18:0] _0008_;
-  wire [18:0] _0009_;
-  wire [18:0] _0010_;
-  wire [18:0] _0011_;
-  wire [18:0] _0012_;
-  wire _0013_;
-  wire [18:0] _0014_;
-  wire [18:0] _0015_;
-  wire [18:0] _0016_;
-  wire [18:0] _0017_;
-  wire [18:0] _0018_;
-  wire [18:0] _0019_;
-  wire [18:0] _0020_;
-  wire [18:0] _0021_;
-  wire [18:0] _0022_;
-  wire [18:0] _0023_;
-  wire _0024_;
-  wire [75:0] _0025_;
-  wire [71:0] _0026_;
-  wire [19:0] _0027_;
-  wire _0028_;
-  wire _0029_;
-  wire [2:0] _0030_;
-  wire [2:0] _0031_;
-  wire [3:0] _0032_;
-  wire _0033_;
-  wire [9:0] _0034_;
-  wire [10:0] _0035_;
-  wire _0036_;
-  (* unused_bits = "9 10 11" *)
-  wire [11:0] _0037_;
-  wire _0038_;
-  wire _0039_;
-  wire _0040_;
-  wire _0041_;
-  wire _0042_;
-  wire _0043_;
-  wire _0044_;
-  wire _0045_;
-  wire _0046_;
-  wire _0047_;
-  wire _0048_;
-  wire _0049_;
-  wire _0050_;
-  wire _0051_;
-  wire _0052_;
-  wire _0053_;
-  wire _0054_;
-  wire _0055_;
-  wire _0056_;
-  wire _0057_;
-  wire _0058_;
-  wire _0059_;
-  wire _0060_;
-  wire _0061_;
-  wire [1:0] _0062_;
-  wire _0063_;
-  wire _0064_;
-  wire _0065_;
-  wire _0066_;
-  wire _0067_;
-  wire _0068_;
-  wire _0069_;
-  wire _0070_;
-  wire _0071_;
-  wire _0072_;
-  wire _0073_;
-  wire _0074_;
-  wire _0075_;
-  wire _0076_;
-  wire _0077_;
-  wire [2:0] _0078_;
-  wire _0079_;
-  wire _0080_;
-  wire _0081_;
-  wire _0082_;
-  wire _0083_;
-  wire _0084_;
-  wire _0085_;
-  wire _0086_;
-  wire _0087_;
-  wire _0088_;
-  wire _0089_;
-  wire _0090_;
-  wire _0091_;
-  wire _0092_;
-  wire _0093_;
-  wire _0094_;
-  wire _0095_;
-  wire _0096_;
-  wire [3:0] _0097_;
-  wire _0098_;
-  wire _0099_;
-  wire _0100_;
-  wire _0101_;
-  wire _0102_;
-  wire _0103_;
-  wire _0104_;
-  wire _0105_;
-  wire _0106_;
-  wire _0107_;
-  wire _0108_;
-  wire _0109_;
-  wire _0110_;
-  wire _0111_;
-  wire _0112_;
-  wire _0113_;
-  wire _0114_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0115_;
-  wire _0116_;
-  wire _0117_;
-  wire _0118_;
-  wire _0119_;
-  wire _0120_;
-  wire _0121_;
-  wire _0122_;
-  wire _0123_;
-  wire _0124_;
-  wire _0125_;
-  wire _0126_;
-  wire _0127_;
-  wire _0128_;
-  wire _0129_;
-  wire _0130_;
-  wire _0131_;
-  wire _0132_;
-  wire _0133_;
-  wire _0134_;
-  wire _0135_;
-  wire _0136_;
-  wire _0137_;
-  wire _0138_;
-  wire _0139_;
-  wire _0140_;
-  wire _0141_;
-  wire _0142_;
-  wire _0143_;
-  wire _0144_;
-  wire _0145_;
-  wire _0146_;
-  wire _0147_;
-  wire _0148_;
-  wire _0149_;
-  wire _0150_;
-  wire _0151_;
-  wire _0152_;
-  wire _0153_;
-  wire _0154_;
-  wire _0155_;
-  wire _0156_;
-  wire _0157_;
-  wire _0158_;
-  wire _0159_;
-  wire [18:0] _0160_;
-  wire _0161_;
-  wire _0162_;
-  wire _0163_;
-  wire _0164_;
-  wire _0165_;
-  wire _0166_;
-  wire _0167_;
-  wire _0168_;
-  wire _0169_;
-  wire _0170_;
-  wire _0171_;
-  wire _0172_;
-  wire _0173_;
-  wire _0174_;
-  wire _0175_;
-  wire _0176_;
-  wire _0177_;
-  wire _0178_;
-  wire _0179_;
-  wire _0180_;
-  wire _0181_;
-  wire _0182_;
-  wire _0183_;
-  wire _0184_;
-  wire [1:0] _0185_;
-  wire _0186_;
-  wire _0187_;
-  wire _0188_;
-  wire _0189_;
-  wire _0190_;
-  wire _0191_;
-  wire _0192_;
-  wire _0193_;
-  wire _0194_;
-  wire _0195_;
-  wire _0196_;
-  wire _0197_;
-  wire _0198_;
-  wire _0199_;
-  wire _0200_;
-  wire _0201_;
-  wire _0202_;
-  wire _0203_;
-  wire _0204_;
-  wire [2:0] _0205_;
-  wire _0206_;
-  wire _0207_;
-  wire _0208_;
-  wire _0209_;
-  wire _0210_;
-  wire _0211_;
-  wire _0212_;
-  wire _0213_;
-  wire _0214_;
-  wire _0215_;
-  wire _0216_;
-  wire _0217_;
-  wire _0218_;
-  wire _0219_;
-  wire _0220_;
-  wire _0221_;
-  wire [3:0] _0222_;
-  wire _0223_;
-  wire _0224_;
-  wire _0225_;
-  wire _0226_;
-  wire _0227_;
-  wire _0228_;
-  wire _0229_;
-  wire _0230_;
-  wire _0231_;
-  wire _0232_;
-  wire _0233_;
-  wire _0234_;
-  wire _0235_;
-  wire _0236_;
-  wire _0237_;
-  wire _0238_;
-  wire _0239_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0240_;
-  wire _0241_;
-  wire _0242_;
-  wire _0243_;
-  wire _0244_;
-  wire _0245_;
-  wire _0246_;
-  wire _0247_;
-  wire _0248_;
-  wire _0249_;
-  wire _0250_;
-  wire _0251_;
-  wire _0252_;
-  wire _0253_;
-  wire _0254_;
-  wire _0255_;
-  wire _0256_;
-  wire _0257_;
-  wire _0258_;
-  wire _0259_;
-  wire _0260_;
-  wire _0261_;
-  wire _0262_;
-  wire _0263_;
-  wire _0264_;
-  wire _0265_;
-  wire _0266_;
-  wire _0267_;
-  wire _0268_;
-  wire _0269_;
-  wire _0270_;
-  wire _0271_;
-  wire _0272_;
-  wire _0273_;
-  wire _0274_;
-  wire _0275_;
-  wire _0276_;
-  wire _0277_;
-  wire _0278_;
-  wire _0279_;
-  wire _0280_;
-  wire _0281_;
-  wire _0282_;
-  wire _0283_;
-  wire [18:0] _0284_;
-  wire _0285_;
-  wire _0286_;
-  wire _0287_;
-  wire _0288_;
-  wire _0289_;
-  wire _0290_;
-  wire _0291_;
-  wire _0292_;
-  wire _0293_;
-  wire _0294_;
-  wire _0295_;
-  wire _0296_;
-  wire _0297_;
-  wire _0298_;
-  wire _0299_;
-  wire _0300_;
-  wire _0301_;
-  wire _0302_;
-  wire _0303_;
-  wire _0304_;
-  wire _0305_;
-  wire _0306_;
-  wire _0307_;
-  wire _0308_;
-  wire _0309_;
-  wire [1:0] _0310_;
-  wire _0311_;
-  wire _0312_;
-  wire _0313_;
-  wire _0314_;
-  wire _0315_;
-  wire _0316_;
-  wire _0317_;
-  wire _0318_;
-  wire _0319_;
-  wire _0320_;
-  wire _0321_;
-  wire _0322_;
-  wire _0323_;
-  wire _0324_;
-  wire _0325_;
-  wire _0326_;
-  wire _0327_;
-  wire _0328_;
-  wire [2:0] _0329_;
-  wire _0330_;
-  wire _0331_;
-  wire _0332_;
-  wire _0333_;
-  wire _0334_;
-  wire _0335_;
-  wire _0336_;
-  wire _0337_;
-  wire _0338_;
-  wire _0339_;
-  wire _0340_;
-  wire _0341_;
-  wire _0342_;
-  wire _0343_;
-  wire _0344_;
-  wire _0345_;
-  wire [3:0] _0346_;
-  wire _0347_;
-  wire _0348_;
-  wire _0349_;
-  wire _0350_;
-  wire _0351_;
-  wire _0352_;
-  wire _0353_;
-  wire _0354_;
-  wire _0355_;
-  wire _0356_;
-  wire _0357_;
-  wire _0358_;
-  wire _0359_;
-  wire _0360_;
-  wire _0361_;
-  wire _0362_;
-  wire _0363_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0364_;
-  wire _0365_;
-  wire _0366_;
-  wire _0367_;
-  wire _0368_;
-  wire _0369_;
-  wire _0370_;
-  wire _0371_;
-  wire _0372_;
-  wire _0373_;
-  wire _0374_;
-  wire _0375_;
-  wire _0376_;
-  wire _0377_;
-  wire _0378_;
-  wire _0379_;
-  wire _0380_;
-  wire _0381_;
-  wire _0382_;
-  wire _0383_;
-  wire _0384_;
-  wire _0385_;
-  wire _0386_;
-  wire _0387_;
-  wire _0388_;
-  wire _0389_;
-  wire _0390_;
-  wire _0391_;
-  wire _0392_;
-  wire _0393_;
-  wire _0394_;
-  wire _0395_;
-  (* unused_bits = "7" *)
-  wire [7:0] _0396_;
-  wire _0397_;
-  wire _0398_;
-  wire _0399_;
-  wire _0400_;
-  (* unused_bits = "1" *)
-  wire [1:0] _0401_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0402_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0403_;
-  wire _0404_;
-  wire _0405_;
-  wire _0406_;
-  wire _0407_;
-  wire _0408_;
-  wire _0409_;
-  wire _0410_;
-  wire _0411_;
-  (* unused_bits = "2" *)
-  wire [2:0] _0412_;
-  (* unused_bits = "7" *)
-  wire [7:0] _0413_;
-  wire _0414_;
-  wire _0415_;
-  wire _0416_;
-  wire _0417_;
-  (* unused_bits = "1" *)
-  wire [1:0] _0418_;
-  wire [18:0] _0419_;
-  wire [14:0] _0420_;
-  wire [14:0] _0421_;
-  wire [14:0] _0422_;
-  wire [14:0] _0423_;
-  wire _0424_;
-  wire _0425_;
-  wire _0426_;
-  wire _0427_;
-  wire _0428_;
-  wire _0429_;
-  wire _0430_;
-  wire _0431_;
-  wire _0432_;
-  wire _0433_;
-  wire _0434_;
-  wire _0435_;
-  wire _0436_;
-  wire _0437_;
-  wire _0438_;
-  wire _0439_;
-  wire _0440_;
-  wire _0441_;
-  wire _0442_;
-  wire _0443_;
-  wire _0444_;
-  wire [1:0] _0445_;
-  wire _0446_;
-  wire _0447_;
-  wire _0448_;
-  wire _0449_;
-  wire _0450_;
-  wire _0451_;
-  wire _0452_;
-  wire _0453_;
-  wire _0454_;
-  wire _0455_;
-  wire _0456_;
-  wire _0457_;
-  wire _0458_;
-  wire _0459_;
-  wire _0460_;
-  wire _0461_;
-  wire _0462_;
-  wire _0463_;
-  wire _0464_;
-  wire _0465_;
-  wire [2:0] _0466_;
-  wire _0467_;
-  wire _0468_;
-  wire _0469_;
-  wire _0470_;
-  wire _0471_;
-  wire _0472_;
-  wire _0473_;
-  wire _0474_;
-  wire _0475_;
-  wire _0476_;
-  wire _0477_;
-  wire _0478_;
-  wire _0479_;
-  wire _0480_;
-  wire _0481_;
-  wire _0482_;
-  wire _0483_;
-  wire _0484_;
-  wire _0485_;
-  wire _0486_;
-  wire [3:0] _0487_;
-  wire _0488_;
-  wire _0489_;
-  wire _0490_;
-  wire _0491_;
-  wire _0492_;
-  wire _0493_;
-  wire _0494_;
-  wire _0495_;
-  wire _0496_;
-  wire _0497_;
-  wire _0498_;
-  wire _0499_;
-  wire _0500_;
-  wire _0501_;
-  wire _0502_;
-  wire _0503_;
-  wire _0504_;
-  wire _0505_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0506_;
-  wire _0507_;
-  wire _0508_;
-  wire _0509_;
-  wire _0510_;
-  wire _0511_;
-  wire _0512_;
-  wire _0513_;
-  wire _0514_;
-  wire _0515_;
-  wire _0516_;
-  wire _0517_;
-  wire _0518_;
-  wire _0519_;
-  wire _0520_;
-  wire _0521_;
-  wire _0522_;
-  wire _0523_;
-  wire _0524_;
-  wire _0525_;
-  wire _0526_;
-  wire _0527_;
-  wire _0528_;
-  wire _0529_;
-  wire _0530_;
-  wire _0531_;
-  wire _0532_;
-  wire _0533_;
-  wire _0534_;
-  wire _0535_;
-  wire _0536_;
-  wire _0537_;
-  wire _0538_;
-  wire _0539_;
-  wire _0540_;
-  wire _0541_;
-  wire _0542_;
-  wire _0543_;
-  wire _0544_;
-  wire _0545_;
-  wire _0546_;
-  wire _0547_;
-  wire _0548_;
-  wire _0549_;
-  wire _0550_;
-  wire _0551_;
-  wire _0552_;
-  wire _0553_;
-  wire [18:0] _0554_;
-  wire _0555_;
-  wire _0556_;
-  wire _0557_;
-  wire _0558_;
-  wire _0559_;
-  wire _0560_;
-  wire _0561_;
-  wire _0562_;
-  wire _0563_;
-  wire _0564_;
-  wire _0565_;
-  wire _0566_;
-  wire _0567_;
-  wire _0568_;
-  wire _0569_;
-  wire _0570_;
-  wire _0571_;
-  wire _0572_;
-  wire _0573_;
-  wire _0574_;
-  wire _0575_;
-  wire _0576_;
-  wire _0577_;
-  wire _0578_;
-  wire _0579_;
-  wire _0580_;
-  wire _0581_;
-  wire _0582_;
-  wire _0583_;
-  wire _0584_;
-  wire _0585_;
-  wire _0586_;
-  wire _0587_;
-  wire _0588_;
-  wire _0589_;
-  wire _0590_;
-  wire _0591_;
-  wire _0592_;
-  wire _0593_;
-  wire _0594_;
-  wire _0595_;
-  wire _0596_;
-  wire _0597_;
-  wire _0598_;
-  wire _0599_;
-  (* unused_bits = "1 2 3" *)
-  wire [3:0] _0600_;
-  wire _0601_;
-  wire _0602_;
-  wire _0603_;
-  wire _0604_;
-  wire _0605_;
-  wire _0606_;
-  wire _0607_;
-  wire _0608_;
-  wire _0609_;
-  wire _0610_;
-  wire _0611_;
-  wire _0612_;
-  wire _0613_;
-  wire _0614_;
-  wire _0615_;
-  wire _0616_;
-  wire _0617_;
-  wire _0618_;
-  wire _0619_;
-  wire _0620_;
-  wire _0621_;
-  wire _0622_;
-  wire _0623_;
-  wire _0624_;
-  wire _0625_;
-  wire _0626_;
-  wire [19:0] _0627_;
-  wire [19:0] _0628_;
-  wire _0629_;
-  wire [19:0] _0630_;
-  wire [18:0] _0631_;
-  wire [19:0] _0632_;
-  wire [18:0] _0633_;
-  wire [19:0] _0634_;
-  wire [18:0] _0635_;
-  wire [19:0] _0636_;
-  wire [18:0] _0637_;
-  wire [19:0] _0638_;
-  wire [17:0] _0639_;
-  wire _0640_;
-  wire [19:0] _0641_;
-  wire [17:0] _0642_;
-  wire [19:0] _0643_;
-  wire [17:0] _0644_;
-  wire [19:0] _0645_;
-  wire [17:0] _0646_;
-  wire [19:0] _0647_;
-  wire [14:0] _0648_;
-  wire [14:0] _0649_;
-  wire [14:0] _0650_;
-  wire _0651_;
-  wire [19:0] _0652_;
-  wire [19:0] _0653_;
-  wire [19:0] _0654_;
-  wire [19:0] _0655_;
-  wire [17:0] _0656_;
-  wire [19:0] _0657_;
-  wire [17:0] _0658_;
-  wire [19:0] _0659_;
-  wire [17:0] _0660_;
-  wire [19:0] _0661_;
-  (* unused_bits = "1 2 3" *)
-  wire [3:0] _0662_;
-  wire [17:0] _0663_;
-  wire [19:0] _0664_;
-  (* unused_bits = "20" *)
-  wire [20:0] _0665_;
-  wire [19:0] _0666_;
-  wire [19:0] _0667_;
-  wire [19:0] _0668_;
-  wire [18:0] _0669_;
-  wire [19:0] _0670_;
-  wire [18:0] _0671_;
-  wire [19:0] _0672_;
-  wire _0673_;
-  wire [18:0] _0674_;
-  wire [19:0] _0675_;
-  wire [18:0] _0676_;
-  wire [19:0] _0677_;
-  wire [17:0] _0678_;
-  wire [19:0] _0679_;
-  wire [17:0] _0680_;
-  wire [19:0] _0681_;
-  wire [17:0] _0682_;
-  wire [19:0] _0683_;
-  wire _0684_;
-  wire [17:0] _0685_;
-  wire [19:0] _0686_;
-  wire [14:0] _0687_;
-  wire [14:0] _0688_;
-  wire [14:0] _0689_;
-  wire [19:0] _0690_;
-  wire [19:0] _0691_;
-  wire [19:0] _0692_;
-  wire [19:0] _0693_;
-  wire [17:0] _0694_;
-  wire _0695_;
-  wire [19:0] _0696_;
-  wire [17:0] _0697_;
-  wire [19:0] _0698_;
-  wire [17:0] _0699_;
-  wire [19:0] _0700_;
-  wire [17:0] _0701_;
-  wire [19:0] _0702_;
-  (* unused_bits = "20" *)
-  wire [20:0] _0703_;
-  wire [19:0] _0704_;
-  wire [19:0] _0705_;
-  wire _0706_;
-  wire [19:0] _0707_;
-  wire [18:0] _0708_;
-  wire [19:0] _0709_;
-  wire [18:0] _0710_;
-  wire [19:0] _0711_;
-  wire [18:0] _0712_;
-  wire [19:0] _0713_;
-  wire [18:0] _0714_;
-  wire [19:0] _0715_;
-  wire [17:0] _0716_;
-  wire _0717_;
-  wire [19:0] _0718_;
-  wire [17:0] _0719_;
-  wire [19:0] _0720_;
-  wire [17:0] _0721_;
-  wire [19:0] _0722_;
-  wire [17:0] _0723_;
-  wire [19:0] _0724_;
-  wire [14:0] _0725_;
-  wire [14:0] _0726_;
-  wire [14:0] _0727_;
-  wire [19:0] _0728_;
-  wire [19:0] _0729_;
-  wire [19:0] _0730_;
-  wire [19:0] _0731_;
-  wire [17:0] _0732_;
-  wire [19:0] _0733_;
-  wire [17:0] _0734_;
-  wire [19:0] _0735_;
-  wire [17:0] _0736_;
-  wire [19:0] _0737_;
-  wire _0738_;
-  wire [17:0] _0739_;
-  wire [19:0] _0740_;
-  (* unused_bits = "20" *)
-  wire [20:0] _0741_;
-  wire [19:0] _0742_;
-  wire [19:0] _0743_;
-  wire [19:0] _0744_;
-  wire [18:0] _0745_;
-  wire [19:0] _0746_;
-  wire [18:0] _0747_;
-  wire [19:0] _0748_;
-  wire _0749_;
-  wire [18:0] _0750_;
-  wire [19:0] _0751_;
-  wire [18:0] _0752_;
-  wire [19:0] _0753_;
-  wire [17:0] _0754_;
-  wire [19:0] _0755_;
-  wire [17:0] _0756_;
-  wire [19:0] _0757_;
-  wire [17:0] _0758_;
-  wire [19:0] _0759_;
-  wire [17:0] _0760_;
-  wire [19:0] _0761_;
-  wire [14:0] _0762_;
-  wire [14:0] _0763_;
-  wire [14:0] _0764_;
-  wire [19:0] _0765_;
-  wire [19:0] _0766_;
-  wire [19:0] _0767_;
-  wire [19:0] _0768_;
-  wire [17:0] _0769_;
-  wire _0770_;
-  wire [19:0] _0771_;
-  wire [17:0] _0772_;
-  wire [19:0] _0773_;
-  wire [17:0] _0774_;
-  wire [19:0] _0775_;
-  wire [17:0] _0776_;
-  wire [19:0] _0777_;
-  (* unused_bits = "20" *)
-  wire [20:0] _0778_;
-  (* unused_bits = "19 20" *)
-  wire [20:0] _0779_;
-  (* unused_bits = "19 20" *)
-  wire [20:0] _0780_;
-  wire _0781_;
-  wire _0782_;
-  (* unused_bits = "19 20" *)
-  wire [20:0] _0783_;
-  (* unused_bits = "19 20" *)
-  wire [20:0] _0784_;
-  (* unused_bits = "19 20" *)
-  wire [20:0] _0785_;
-  (* unused_bits = "19 20" *)
-  wire [20:0] _0786_;
-  (* unused_bits = "19 20" *)
-  wire [20:0] _0787_;
-  (* unused_bits = "19 20" *)
-  wire [20:0] _0788_;
-  (* unused_bits = "19 20" *)
-  wire [20:0] _0789_;
-  (* unused_bits = "19 20" *)
-  wire [20:0] _0790_;
-  (* unused_bits = "19 20" *)
-  wire [20:0] _0791_;
-  (* unused_bits = "19 20" *)
-  wire [20:0] _0792_;
-  (* unused_bits = "19 20" *)
-  wire [20:0] _0793_;
-  (* unused_bits = "19 20" *)
-  wire [20:0] _0794_;
-  (* unused_bits = "19 20" *)
-  wire [20:0] _0795_;
-  (* unused_bits = "19 20" *)
-  wire [20:0] _0796_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0797_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0798_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0799_;
-  wire _0800_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0801_;
-  wire _0802_;
-  wire _0803_;
-  wire _0804_;
-  wire _0805_;
-  wire _0806_;
-  wire _0807_;
-  wire _0808_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0809_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0810_;
-  (* unused_bits = "1" *)
-  wire [1:0] _0811_;
-  wire _0812_;
-  wire [4:0] _0813_;
-  wire [4:0] _0814_;
-  wire _0815_;
-  wire _0816_;
-  wire _0817_;
-  wire [6:0] _0818_;
-  (* unused_bits = "4 5 6" *)
-  wire [6:0] _0819_;
-  wire [8:0] _0820_;
-  wire _0821_;
-  wire [7:0] _0822_;
-  wire _0823_;
-  wire _0824_;
-  wire [6:0] _0825_;
-  wire _0826_;
-  wire _0827_;
-  wire [3:0] _0828_;
-  wire [2:0] _0829_;
-  wire [2:0] _0830_;
-  wire [2:0] _0831_;
-  wire [2:0] _0832_;
-  wire _0833_;
-  wire _0834_;
-  wire [6:0] _0835_;
-  wire _0836_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0837_;
-  wire [1:0] _0838_;
-  wire [1:0] _0839_;
-  wire _0840_;
-  wire _0841_;
-  wire _0842_;
-  wire [25:0] _0843_;
-  wire [25:0] _0844_;
-  wire [25:0] _0845_;
-  wire [25:0] _0846_;
-  wire _0847_;
-  wire [25:0] _0848_;
-  wire [25:0] _0849_;
-  wire [25:0] _0850_;
-  wire [25:0] _0851_;
-  wire [31:0] _0852_;
-  wire [14:0] _0853_;
-  wire [14:0] _0854_;
-  wire [14:0] _0855_;
-  wire [14:0] _0856_;
-  wire [2:0] _0857_;
-  wire [59:0] _0858_;
-  wire [75:0] _0859_;
-  wire [59:0] _0860_;
-  wire [71:0] _0861_;
-  wire [75:0] _0862_;
-  wire [75:0] _0863_;
-  wire [71:0] _0864_;
-  wire [71:0] _0865_;
-  wire [59:0] _0866_;
-  wire [59:0] _0867_;
-  wire [4:0] _0868_;
-  wire _0869_;
-  wire _0870_;
-  wire _0871_;
-  wire _0872_;
-  wire _0873_;
-  wire _0874_;
-  wire _0875_;
-  wire _0876_;
-  wire _0877_;
-  wire _0878_;
-  wire [3:0] _0879_;
-  wire [3:0] _0880_;
-  wire [3:0] _0881_;
-  wire [3:0] _0882_;
-  wire [3:0] _0883_;
-  wire [2:0] _0884_;
-  wire [2:0] _0885_;
-  wire [2:0] _0886_;
-  wire [2:0] _0887_;
-  wire [2:0] _0888_;
-  wire [2:0] _0889_;
-  wire [2:0] _0890_;
-  wire [2:0] _0891_;
-  wire [2:0] _0892_;
-  wire _0893_;
-  wire _0894_;
-  wire _0895_;
-  wire [14:0] _0896_;
-  wire [14:0] _0897_;
-  wire [14:0] _0898_;
-  wire [14:0] _0899_;
-  wire _0900_;
-  wire _0901_;
-  wire _0902_;
-  wire [1:0] _0903_;
-  wire [1:0] _0904_;
-  wire [1:0] _0905_;
-  wire [1:0] _0906_;
-  wire [1:0] _0907_;
-  wire [1:0] _0908_;
-  wire [1:0] _0909_;
-  wire [1:0] _0910_;
-  wire _0911_;
-  wire _0912_;
-  wire _0913_;
-  wire [6:0] _0914_;
-  wire [6:0] _0915_;
-  wire [6:0] _0916_;
-  wire _0917_;
-  wire _0918_;
-  wire _0919_;
-  wire _0920_;
-  wire _0921_;
-  wire _0922_;
-  wire _0923_;
-  wire _0924_;
-  wire _0925_;
-  wire _0926_;
-  wire _0927_;
-  wire _0928_;
-  wire [2:0] _0929_;
-  wire [2:0] _0930_;
-  wire [2:0] _0931_;
-  wire [2:0] _0932_;
-  wire [2:0] _0933_;
-  wire [2:0] _0934_;
-  wire [2:0] _0935_;
-  wire [2:0] _0936_;
-  wire [2:0] _0937_;
-  wire [2:0] _0938_;
-  wire [2:0] _0939_;
-  wire [2:0] _0940_;
-  wire [2:0] _0941_;
-  wire [2:0] _0942_;
-  wire [2:0] _0943_;
-  wire [2:0] _0944_;
-  wire [2:0] _0945_;
-  wire _0946_;
-  wire _0947_;
-  wire _0948_;
-  wire _0949_;
-  wire _0950_;
-  wire _0951_;
-  wire _0952_;
-  wire [6:0] _0953_;
-  wire [6:0] _0954_;
-  wire [6:0] _0955_;
-  wire [6:0] _0956_;
-  wire _0957_;
-  wire _0958_;
-  wire _0959_;
-  wire _0960_;
-  wire _0961_;
-  wire _0962_;
-  wire _0963_;
-  wire _0964_;
-  wire [7:0] _0965_;
-  wire [7:0] _0966_;
-  wire [7:0] _0967_;
-  wire [7:0] _0968_;
-  wire _0969_;
-  wire _0970_;
-  wire _0971_;
-  wire _0972_;
-  wire _0973_;
-  wire [2:0] _0974_;
-  wire [1:0] _0975_;
-  wire [1:0] _0976_;
-  wire [1:0] _0977_;
-  wire [18:0] _0978_;
-  wire [18:0] _0979_;
-  wire [18:0] _0980_;
-  wire [18:0] _0981_;
-  wire [18:0] _0982_;
-  wire [18:0] _0983_;
-  wire [18:0] _0984_;
-  wire [18:0] _0985_;
-  wire [18:0] _0986_;
-  wire [18:0] _0987_;
-  wire [18:0] _0988_;
-  wire [18:0] _0989_;
-  wire [18:0] _0990_;
-  wire [18:0] _0991_;
-  wire [18:0] _0992_;
-  wire [18:0] _0993_;
-  wire _0994_;
-  wire _0995_;
-  wire _0996_;
-  wire [2:0] _0997_;
-  wire [2:0] _0998_;
-  wire [2:0] _0999_;
-  wire [2:0] _1000_;
-  wire [2:0] _1001_;
-  wire [2:0] _1002_;
-  wire [2:0] _1003_;
-  wire _1004_;
-  wire _1005_;
-  wire _1006_;
-  wire [6:0] _1007_;
-  wire [6:0] _1008_;
-  wire _1009_;
-  wire _1010_;
-  wire _1011_;
-  wire _1012_;
-  wire _1013_;
-  wire _1014_;
-  wire _1015_;
-  reg \$like  = 1'h0;
-  reg [2:0] \$like$107  = 3'h0;
-  reg [59:0] \$like$136  = 60'h000000000000000;
-  wire [14:0] \$like$136[0] ;
-  wire [14:0] \$like$136[1] ;
-  wire [14:0] \$like$136[2] ;
-  wire [14:0] \$like$136[3] ;
-  reg \$signal  = 1'h0;
-  wire \$signal$103 ;
-  wire [7:0] \$signal$104 ;
-  wire \$signal$11 ;
-  reg \$signal$113  = 1'h0;
-  wire \$signal$14 ;
-  reg [9:0] \$signal$148  = 10'h000;
-  reg [7:0] \$signal$149  = 8'h00;
-  reg [79:0] \$signal$150  = 80'h00000000000000000000;
-  wire [19:0] \$signal$150[0] ;
-  wire [19:0] \$signal$150[1] ;
-  wire [19:0] \$signal$150[2] ;
-  wire [19:0] \$signal$150[3] ;
-  reg \$signal$26  = 1'h1;
-  reg \$signal$29  = 1'h0;
-  wire \$signal$31 ;
-  wire \$signal$34 ;
-  reg [79:0] \$signal$49  = 80'h00000000000000000000;
-  wire [19:0] \$signal$49[0] ;
-  wire [19:0] \$signal$49[1] ;
-  wire [19:0] \$signal$49[2] ;
-  wire [19:0] \$signal$49[3] ;
-  wire \$signal$5 ;
-  wire [19:0] \$signal$87 ;
-  reg \$signal$88  = 1'h0;
-  wire [7:0] \$signal$9 ;
-  wire [19:0] \$signal$92 ;
-  wire \$signal$96 ;
-  wire \$signal$99 ;
-  wire [4:0] \$signature__addr ;
-  wire [6:0] \$signature__addr$43 ;
-  wire [6:0] \$signature__addr$46 ;
-  wire [31:0] \$signature__data ;
-  wire [75:0] \$signature__data$127 ;
-  wire [18:0] \$signature__data$127[0] ;
-  wire [18:0] \$signature__data$127[1] ;
-  wire [18:0] \$signature__data$127[2] ;
-  wire [18:0] \$signature__data$127[3] ;
-  wire [71:0] \$signature__data$131 ;
-  wire [17:0] \$signature__data$131[0] ;
-  wire [17:0] \$signature__data$131[1] ;
-  wire [17:0] \$signature__data$131[2] ;
-  wire [17:0] \$signature__data$131[3] ;
-  wire [7:0] \$signature__data[0] ;
-  wire [7:0] \$signature__data[1] ;
-  wire [7:0] \$signature__data[2] ;
-  wire [7:0] \$signature__data[3] ;
+module \digits_cnn_gn.engine_conv1 (clk, rst, \i__valid$29 , \o__ready$18 , active, pixels__ready, \o__payload$16 , \o__valid$20 , \i__payload$25 );
   output active;
   wire active;
+  wire \active$48 ;
+  input clk;
+  wire clk;
+  wire done;
+  wire dropped;
+  wire \dropped$23 ;
+  wire [19:0] i__payload;
+  wire [19:0] \i__payload$10 ;
+  wire [11:0] \i__payload$10.counts ;
+  wire [2:0] \i__payload$10.counts[0] ;
+  wire [2:0] \i__payload$10.counts[1] ;
+  wire [2:0] \i__payload$10.counts[2] ;
+  wire [2:0] \i__payload$10.counts[3] ;
+  wire \i__payload$10.end ;
+  wire \i__payload$10.g ;
+  wire [2:0] \i__payload$10.x ;
+  wire [2:0] \i__payload$10.y ;
+  input [7:0] \i__payload$25 ;
+  wire [7:0] \i__payload$25 ;
+  wire [11:0] \i__payload.counts ;
+  wire [2:0] \i__payload.counts[0] ;
+  wire [2:0] \i__payload.counts[1] ;
+  wire [2:0] \i__payload.counts[2] ;
+  wire [2:0] \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire \i__payload.g ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  (* unused_bits = "0" *)
+  wire i__ready;
+  wire \i__ready$13 ;
+  wire \i__ready$28 ;
+  wire i__valid;
+  wire \i__valid$14 ;
+  input \i__valid$29 ;
+  wire \i__valid$29 ;
+  wire input_done;
+  wire input_start;
+  wire [19:0] o__payload;
+  output [12:0] \o__payload$16 ;
+  wire [12:0] \o__payload$16 ;
+  wire [2:0] \o__payload$16.c ;
+  wire [2:0] \o__payload$16.count ;
+  wire \o__payload$16.end ;
+  wire [2:0] \o__payload$16.x ;
+  wire [2:0] \o__payload$16.y ;
+  wire [12:0] \o__payload$17 ;
+  wire [2:0] \o__payload$17.c ;
+  wire [2:0] \o__payload$17.count ;
+  wire \o__payload$17.end ;
+  wire [2:0] \o__payload$17.x ;
+  wire [2:0] \o__payload$17.y ;
+  wire [16:0] \o__payload$32 ;
+  wire [6:0] \o__payload$32.addr ;
+  wire \o__payload$32.count ;
+  wire [3:0] \o__payload$32.shift ;
+  wire [4:0] \o__payload$32.waddr ;
+  wire [7:0] \o__payload$38 ;
+  wire [11:0] \o__payload.counts ;
+  wire [2:0] \o__payload.counts[0] ;
+  wire [2:0] \o__payload.counts[1] ;
+  wire [2:0] \o__payload.counts[2] ;
+  wire [2:0] \o__payload.counts[3] ;
+  wire \o__payload.end ;
+  wire \o__payload.g ;
+  wire [2:0] \o__payload.x ;
+  wire [2:0] \o__payload.y ;
+  wire o__ready;
+  input \o__ready$18 ;
+  wire \o__ready$18 ;
+  wire \o__ready$19 ;
+  wire \o__ready$33 ;
+  wire \o__ready$39 ;
+  wire o__valid;
+  output \o__valid$20 ;
+  wire \o__valid$20 ;
+  wire \o__valid$21 ;
+  wire \o__valid$36 ;
+  wire \o__valid$42 ;
+  wire [24:0] ops__payload;
+  wire [24:0] \ops__payload$1 ;
+  wire [6:0] \ops__payload$1.addr ;
+  wire \ops__payload$1.bank ;
+  wire \ops__payload$1.bias_g ;
+  wire \ops__payload$1.count ;
+  wire \ops__payload$1.cur ;
+  wire \ops__payload$1.end ;
+  wire \ops__payload$1.fire_k ;
+  wire \ops__payload$1.kind ;
+  wire \ops__payload$1.last_step ;
+  wire \ops__payload$1.proj ;
+  wire [3:0] \ops__payload$1.shift ;
+  wire [4:0] \ops__payload$1.waddr ;
+  wire [6:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire \ops__payload.bias_g ;
+  wire \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [4:0] \ops__payload.waddr ;
+  wire ops__valid;
+  wire \ops__valid$3 ;
+  wire [16:0] pixel_ops__payload;
+  wire [6:0] \pixel_ops__payload.addr ;
+  wire \pixel_ops__payload.count ;
+  wire [3:0] \pixel_ops__payload.shift ;
+  wire [4:0] \pixel_ops__payload.waddr ;
+  wire pixel_ops__ready;
+  wire pixel_ops__valid;
+  wire [7:0] pixels__payload;
+  wire [7:0] \pixels__payload$37 ;
+  output pixels__ready;
+  wire pixels__ready;
+  wire \pixels__ready$40 ;
+  wire pixels__valid;
+  wire \pixels__valid$41 ;
+  wire popped;
+  wire [19:0] push__payload;
+  wire [11:0] \push__payload.counts ;
+  wire [2:0] \push__payload.counts[0] ;
+  wire [2:0] \push__payload.counts[1] ;
+  wire [2:0] \push__payload.counts[2] ;
+  wire [2:0] \push__payload.counts[3] ;
+  wire \push__payload.end ;
+  wire \push__payload.g ;
+  wire [2:0] \push__payload.x ;
+  wire [2:0] \push__payload.y ;
+  (* unused_bits = "0" *)
+  wire push__ready;
+  wire push__valid;
+  input rst;
+  wire rst;
+  wire start;
+  assign popped = \i__valid$14  & o__ready;
+  \digits_cnn_gn.engine_conv1.datapath  datapath (
+    .clk(clk),
+    .dropped(dropped),
+    .ops__payload(ops__payload),
+    .ops__valid(ops__valid),
+    .push7(i__valid),
+    .push__payload(i__payload),
+    .rst(rst)
+  );
+  \digits_cnn_gn.engine_conv1.input_stage  input_stage (
+    .clk(clk),
+    .done(input_done),
+    .o__payload(pixel_ops__payload),
+    .o__ready(\o__ready$33 ),
+    .o__valid(pixel_ops__valid),
+    .pixels__payload(\pixels__payload$37 ),
+    .pixels__ready(\o__ready$39 ),
+    .pixels__valid(\pixels__valid$41 ),
+    .rst(rst),
+    .start(start)
+  );
+  \digits_cnn_gn.engine_conv1.pixel_skid  pixel_skid (
+    .clk(clk),
+    .i__payload(\i__payload$25 ),
+    .i__ready(pixels__ready),
+    .i__valid(\i__valid$29 ),
+    .o__payload(\pixels__payload$37 ),
+    .o__ready(\o__ready$39 ),
+    .o__valid(\pixels__valid$41 ),
+    .rst(rst)
+  );
+  \digits_cnn_gn.engine_conv1.queue  queue (
+    .clk(clk),
+    .i__ready(push__ready),
+    .o__payload(\i__payload$10 ),
+    .o__ready(o__ready),
+    .o__valid(\i__valid$14 ),
+    .rst(rst),
+    .w_data(i__payload),
+    .w_en(i__valid)
+  );
+  \digits_cnn_gn.engine_conv1.sequencer  sequencer (
+    .active(active),
+    .clk(clk),
+    .dropped(dropped),
+    .input_done(input_done),
+    .input_start(start),
+    .ops__payload(ops__payload),
+    .ops__valid(ops__valid),
+    .pixel_ops__payload(pixel_ops__payload),
+    .pixel_ops__ready(\o__ready$33 ),
+    .pixel_ops__valid(pixel_ops__valid),
+    .popped(popped),
+    .rst(rst)
+  );
+  \digits_cnn_gn.engine_conv1.serializer  serializer (
+    .clk(clk),
+    .i__payload(\i__payload$10 ),
+    .i__ready(o__ready),
+    .i__valid(\i__valid$14 ),
+    .o__payload(\o__payload$16 ),
+    .o__ready(\o__ready$18 ),
+    .o__valid(\o__valid$20 ),
+    .rst(rst)
+  );
+  assign \o__payload$32.shift  = pixel_ops__payload[16:13];
+  assign \o__payload$32.count  = pixel_ops__payload[12];
+  assign \o__payload$32.waddr  = pixel_ops__payload[11:7];
+  assign \o__payload$32.addr  = pixel_ops__payload[6:0];
+  assign \pixel_ops__payload.shift  = pixel_ops__payload[16:13];
+  assign \pixel_ops__payload.count  = pixel_ops__payload[12];
+  assign \pixel_ops__payload.waddr  = pixel_ops__payload[11:7];
+  assign \pixel_ops__payload.addr  = pixel_ops__payload[6:0];
+  assign \o__payload$17.end  = \o__payload$16 [12];
+  assign \o__payload$17.count  = \o__payload$16 [11:9];
+  assign \o__payload$17.x  = \o__payload$16 [8:6];
+  assign \o__payload$17.y  = \o__payload$16 [5:3];
+  assign \o__payload$17.c  = \o__payload$16 [2:0];
+  assign \o__payload$16.end  = \o__payload$16 [12];
+  assign \o__payload$16.count  = \o__payload$16 [11:9];
+  assign \o__payload$16.x  = \o__payload$16 [8:6];
+  assign \o__payload$16.y  = \o__payload$16 [5:3];
+  assign \o__payload$16.c  = \o__payload$16 [2:0];
+  assign \o__payload.end  = \i__payload$10 [19];
+  assign \o__payload.x  = \i__payload$10 [18:16];
+  assign \o__payload.y  = \i__payload$10 [15:13];
+  assign \o__payload.g  = \i__payload$10 [12];
+  assign \o__payload.counts[3]  = \i__payload$10 [11:9];
+  assign \o__payload.counts[2]  = \i__payload$10 [8:6];
+  assign \o__payload.counts[1]  = \i__payload$10 [5:3];
+  assign \o__payload.counts[0]  = \i__payload$10 [2:0];
+  assign \o__payload.counts  = \i__payload$10 [11:0];
+  assign \i__payload$10.end  = \i__payload$10 [19];
+  assign \i__payload$10.x  = \i__payload$10 [18:16];
+  assign \i__payload$10.y  = \i__payload$10 [15:13];
+  assign \i__payload$10.g  = \i__payload$10 [12];
+  assign \i__payload$10.counts[3]  = \i__payload$10 [11:9];
+  assign \i__payload$10.counts[2]  = \i__payload$10 [8:6];
+  assign \i__payload$10.counts[1]  = \i__payload$10 [5:3];
+  assign \i__payload$10.counts[0]  = \i__payload$10 [2:0];
+  assign \i__payload$10.counts  = \i__payload$10 [11:0];
+  assign \push__payload.end  = i__payload[19];
+  assign \push__payload.x  = i__payload[18:16];
+  assign \push__payload.y  = i__payload[15:13];
+  assign \push__payload.g  = i__payload[12];
+  assign \push__payload.counts[3]  = i__payload[11:9];
+  assign \push__payload.counts[2]  = i__payload[8:6];
+  assign \push__payload.counts[1]  = i__payload[5:3];
+  assign \push__payload.counts[0]  = i__payload[2:0];
+  assign \push__payload.counts  = i__payload[11:0];
+  assign \i__payload.end  = i__payload[19];
+  assign \i__payload.x  = i__payload[18:16];
+  assign \i__payload.y  = i__payload[15:13];
+  assign \i__payload.g  = i__payload[12];
+  assign \i__payload.counts[3]  = i__payload[11:9];
+  assign \i__payload.counts[2]  = i__payload[8:6];
+  assign \i__payload.counts[1]  = i__payload[5:3];
+  assign \i__payload.counts[0]  = i__payload[2:0];
+  assign \i__payload.counts  = i__payload[11:0];
+  assign \ops__payload$1.bias_g  = ops__payload[24];
+  assign \ops__payload$1.end  = ops__payload[23];
+  assign \ops__payload$1.fire_k  = ops__payload[22];
+  assign \ops__payload$1.last_step  = ops__payload[21];
+  assign \ops__payload$1.shift  = ops__payload[20:17];
+  assign \ops__payload$1.count  = ops__payload[16];
+  assign \ops__payload$1.proj  = ops__payload[15];
+  assign \ops__payload$1.waddr  = ops__payload[14:10];
+  assign \ops__payload$1.addr  = ops__payload[9:3];
+  assign \ops__payload$1.bank  = ops__payload[2];
+  assign \ops__payload$1.cur  = ops__payload[1];
+  assign \ops__payload$1.kind  = ops__payload[0];
+  assign \ops__payload.bias_g  = ops__payload[24];
+  assign \ops__payload.end  = ops__payload[23];
+  assign \ops__payload.fire_k  = ops__payload[22];
+  assign \ops__payload.last_step  = ops__payload[21];
+  assign \ops__payload.shift  = ops__payload[20:17];
+  assign \ops__payload.count  = ops__payload[16];
+  assign \ops__payload.proj  = ops__payload[15];
+  assign \ops__payload.waddr  = ops__payload[14:10];
+  assign \ops__payload.addr  = ops__payload[9:3];
+  assign \ops__payload.bank  = ops__payload[2];
+  assign \ops__payload.cur  = ops__payload[1];
+  assign \ops__payload.kind  = ops__payload[0];
+  assign \active$48  = active;
+  assign done = input_done;
+  assign input_start = start;
+  assign \o__valid$42  = \pixels__valid$41 ;
+  assign \pixels__ready$40  = \o__ready$39 ;
+  assign \o__payload$38  = \pixels__payload$37 ;
+  assign \o__valid$36  = pixel_ops__valid;
+  assign pixel_ops__ready = \o__ready$33 ;
+  assign \o__payload$32  = pixel_ops__payload;
+  assign pixels__valid = \i__valid$29 ;
+  assign \i__ready$28  = pixels__ready;
+  assign pixels__payload = \i__payload$25 ;
+  assign \dropped$23  = dropped;
+  assign \o__valid$21  = \o__valid$20 ;
+  assign \o__ready$19  = \o__ready$18 ;
+  assign \o__payload$17  = \o__payload$16 ;
+  assign o__valid = \i__valid$14 ;
+  assign \i__ready$13  = o__ready;
+  assign o__payload = \i__payload$10 ;
+  assign push__valid = i__valid;
+  assign i__ready = push__ready;
+  assign push__payload = i__payload;
+  assign \ops__valid$3  = ops__valid;
+  assign \ops__payload$1  = ops__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_gn.engine_conv1.datapath (rst, dropped, ops__valid, ops__payload, push7, push__payload, clk);
+  wire [14:0] _000_;
+  wire _001_;
+  wire _002_;
+  wire _003_;
+  wire _004_;
+  wire _005_;
+  wire _006_;
+  wire _007_;
+  wire _008_;
+  wire _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire _013_;
+  wire _014_;
+  wire _015_;
+  wire _016_;
+  wire _017_;
+  wire _018_;
+  wire _019_;
+  wire _020_;
+  wire _021_;
+  wire _022_;
+  wire _023_;
+  wire _024_;
+  wire _025_;
+  wire _026_;
+  wire _027_;
+  wire _028_;
+  wire _029_;
+  wire _030_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
+  wire _034_;
+  wire _035_;
+  wire _036_;
+  wire _037_;
+  wire _038_;
+  wire _039_;
+  wire _040_;
+  wire _041_;
+  wire _042_;
+  wire _043_;
+  wire _044_;
+  wire _045_;
+  wire _046_;
+  wire _047_;
+  wire _048_;
+  wire _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire _054_;
+  wire _055_;
+  wire _056_;
+  wire _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire _063_;
+  wire _064_;
+  wire _065_;
+  wire _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire _074_;
+  wire _075_;
+  wire _076_;
+  wire _077_;
+  wire _078_;
+  wire _079_;
+  wire _080_;
+  wire _081_;
+  wire _082_;
+  wire _083_;
+  wire _084_;
+  wire _085_;
+  wire _086_;
+  wire _087_;
+  wire _088_;
+  wire _089_;
+  wire _090_;
+  wire _091_;
+  wire _092_;
+  wire [14:0] _093_;
+  wire _094_;
+  wire _095_;
+  wire _096_;
+  wire _097_;
+  wire _098_;
+  wire _099_;
+  wire _100_;
+  wire _101_;
+  wire _102_;
+  wire _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire [19:0] _115_;
+  wire [19:0] _116_;
+  wire [19:0] _117_;
+  wire [18:0] _118_;
+  wire [19:0] _119_;
+  wire [18:0] _120_;
+  wire [19:0] _121_;
+  wire [18:0] _122_;
+  wire [19:0] _123_;
+  wire [18:0] _124_;
+  wire [19:0] _125_;
+  wire _126_;
+  wire [17:0] _127_;
+  wire [19:0] _128_;
+  wire [17:0] _129_;
+  wire [19:0] _130_;
+  wire [17:0] _131_;
+  wire [19:0] _132_;
+  wire [17:0] _133_;
+  wire [19:0] _134_;
+  wire [14:0] _135_;
+  wire [14:0] _136_;
+  wire _137_;
+  wire [14:0] _138_;
+  wire [19:0] _139_;
+  wire [19:0] _140_;
+  wire [19:0] _141_;
+  wire [19:0] _142_;
+  wire [17:0] _143_;
+  wire [19:0] _144_;
+  wire [17:0] _145_;
+  wire [19:0] _146_;
+  wire [17:0] _147_;
+  wire _148_;
+  wire [19:0] _149_;
+  wire [17:0] _150_;
+  wire [19:0] _151_;
+  (* unused_bits = "20" *)
+  wire [20:0] _152_;
+  wire [19:0] _153_;
+  wire [19:0] _154_;
+  wire [19:0] _155_;
+  wire [18:0] _156_;
+  wire [19:0] _157_;
+  wire [18:0] _158_;
+  wire _159_;
+  wire [19:0] _160_;
+  wire [18:0] _161_;
+  wire [19:0] _162_;
+  wire [18:0] _163_;
+  wire [19:0] _164_;
+  wire [17:0] _165_;
+  wire [19:0] _166_;
+  wire [17:0] _167_;
+  wire [19:0] _168_;
+  wire [17:0] _169_;
+  wire _170_;
+  wire [19:0] _171_;
+  wire [17:0] _172_;
+  wire [19:0] _173_;
+  wire [14:0] _174_;
+  wire [14:0] _175_;
+  wire [14:0] _176_;
+  wire [19:0] _177_;
+  wire [19:0] _178_;
+  wire [19:0] _179_;
+  wire [19:0] _180_;
+  wire _181_;
+  wire [17:0] _182_;
+  wire [19:0] _183_;
+  wire [17:0] _184_;
+  wire [19:0] _185_;
+  wire [17:0] _186_;
+  wire [19:0] _187_;
+  wire [17:0] _188_;
+  wire [19:0] _189_;
+  (* unused_bits = "20" *)
+  wire [20:0] _190_;
+  wire [19:0] _191_;
+  wire [14:0] _192_;
+  wire _193_;
+  wire [19:0] _194_;
+  wire [19:0] _195_;
+  wire [18:0] _196_;
+  wire [19:0] _197_;
+  wire [18:0] _198_;
+  wire [19:0] _199_;
+  wire [18:0] _200_;
+  wire [19:0] _201_;
+  wire [18:0] _202_;
+  wire [19:0] _203_;
+  wire _204_;
+  wire [17:0] _205_;
+  wire [19:0] _206_;
+  wire [17:0] _207_;
+  wire [19:0] _208_;
+  wire [17:0] _209_;
+  wire [19:0] _210_;
+  wire [17:0] _211_;
+  wire [19:0] _212_;
+  wire [14:0] _213_;
+  wire [14:0] _214_;
+  wire _215_;
+  wire [14:0] _216_;
+  wire [19:0] _217_;
+  wire [19:0] _218_;
+  wire [19:0] _219_;
+  wire [19:0] _220_;
+  wire [17:0] _221_;
+  wire [19:0] _222_;
+  wire [17:0] _223_;
+  wire [19:0] _224_;
+  wire [17:0] _225_;
+  wire _226_;
+  wire [19:0] _227_;
+  wire [17:0] _228_;
+  wire [19:0] _229_;
+  (* unused_bits = "20" *)
+  wire [20:0] _230_;
+  wire [19:0] _231_;
+  wire [19:0] _232_;
+  wire [19:0] _233_;
+  wire [18:0] _234_;
+  wire [19:0] _235_;
+  wire [18:0] _236_;
+  wire _237_;
+  wire [19:0] _238_;
+  wire [18:0] _239_;
+  wire [19:0] _240_;
+  wire [18:0] _241_;
+  wire [19:0] _242_;
+  wire [17:0] _243_;
+  wire [19:0] _244_;
+  wire [17:0] _245_;
+  wire [19:0] _246_;
+  wire [17:0] _247_;
+  wire _248_;
+  wire [19:0] _249_;
+  wire [17:0] _250_;
+  wire [19:0] _251_;
+  wire [14:0] _252_;
+  wire [14:0] _253_;
+  wire [14:0] _254_;
+  wire [19:0] _255_;
+  wire [19:0] _256_;
+  wire [19:0] _257_;
+  wire [19:0] _258_;
+  wire _259_;
+  wire [17:0] _260_;
+  wire [19:0] _261_;
+  wire [17:0] _262_;
+  wire [19:0] _263_;
+  wire [17:0] _264_;
+  wire [19:0] _265_;
+  wire [17:0] _266_;
+  wire [19:0] _267_;
+  (* unused_bits = "20" *)
+  wire [20:0] _268_;
+  wire _269_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _270_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _271_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _272_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _273_;
+  wire _274_;
+  wire _275_;
+  wire _276_;
+  wire _277_;
+  wire _278_;
+  wire _279_;
+  wire _280_;
+  wire _281_;
+  (* unused_bits = "3" *)
+  wire [3:0] _282_;
+  (* unused_bits = "3" *)
+  wire [3:0] _283_;
+  (* unused_bits = "1" *)
+  wire [1:0] _284_;
+  wire _285_;
+  wire _286_;
+  wire _287_;
+  wire _288_;
+  wire _289_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _290_;
+  wire _291_;
+  wire _292_;
+  wire _293_;
+  wire _294_;
+  wire [14:0] _295_;
+  wire _296_;
+  wire _297_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _298_;
+  wire _299_;
+  wire _300_;
+  wire [25:0] _301_;
+  wire [25:0] _302_;
+  wire [25:0] _303_;
+  wire [25:0] _304_;
+  wire [25:0] _305_;
+  wire [25:0] _306_;
+  wire [25:0] _307_;
+  wire [25:0] _308_;
+  wire [31:0] _309_;
+  wire [14:0] _310_;
+  wire [14:0] _311_;
+  wire [14:0] _312_;
+  wire [14:0] _313_;
+  wire [59:0] _314_;
+  wire [75:0] _315_;
+  wire _316_;
+  wire [59:0] _317_;
+  wire [71:0] _318_;
+  wire [75:0] _319_;
+  wire [75:0] _320_;
+  wire [71:0] _321_;
+  wire [71:0] _322_;
+  wire _323_;
+  wire _324_;
+  wire _325_;
+  wire _326_;
+  wire _327_;
+  wire _328_;
+  wire _329_;
+  wire _330_;
+  wire _331_;
+  wire _332_;
+  wire _333_;
+  wire [9:0] _334_;
+  wire [7:0] _335_;
+  wire [79:0] _336_;
+  wire [75:0] _337_;
+  wire _338_;
+  wire [59:0] _339_;
+  wire [59:0] _340_;
+  wire [71:0] _341_;
+  wire [19:0] _342_;
+  wire _343_;
+  wire _344_;
+  wire [2:0] _345_;
+  wire [2:0] _346_;
+  wire _347_;
+  wire _348_;
+  wire _349_;
+  wire _350_;
+  wire _351_;
+  wire _352_;
+  wire _353_;
+  wire _354_;
+  wire _355_;
+  wire _356_;
+  wire _357_;
+  wire _358_;
+  wire _359_;
+  wire _360_;
+  wire _361_;
+  wire _362_;
+  wire _363_;
+  wire _364_;
+  wire _365_;
+  wire _366_;
+  wire _367_;
+  wire _368_;
+  wire _369_;
+  wire _370_;
+  wire _371_;
+  wire _372_;
+  wire _373_;
+  wire _374_;
+  wire _375_;
+  wire _376_;
+  wire _377_;
+  wire _378_;
+  wire _379_;
+  wire _380_;
+  wire _381_;
+  wire _382_;
+  wire _383_;
+  wire _384_;
+  wire _385_;
+  wire _386_;
+  wire _387_;
+  wire _388_;
+  wire _389_;
+  wire _390_;
+  wire _391_;
+  wire _392_;
+  wire _393_;
+  wire _394_;
+  wire [2:0] _395_;
+  wire [2:0] _396_;
+  wire [2:0] _397_;
+  wire [2:0] _398_;
+  wire [2:0] _399_;
+  wire [2:0] _400_;
+  wire [2:0] _401_;
+  wire [2:0] _402_;
+  wire [2:0] _403_;
+  wire _404_;
+  wire _405_;
+  wire _406_;
+  wire [14:0] _407_;
+  wire [14:0] _408_;
+  wire [14:0] _409_;
+  wire [14:0] _410_;
+  reg [59:0] \$like  = 60'h000000000000000;
+  wire [14:0] \$like[0] ;
+  wire [14:0] \$like[1] ;
+  wire [14:0] \$like[2] ;
+  wire [14:0] \$like[3] ;
+  reg [75:0] \$signal  = 76'h0000000000000000000;
+  reg [59:0] \$signal$21  = 60'h000000000000000;
+  wire [14:0] \$signal$21[0] ;
+  wire [14:0] \$signal$21[1] ;
+  wire [14:0] \$signal$21[2] ;
+  wire [14:0] \$signal$21[3] ;
+  reg [9:0] \$signal$41  = 10'h000;
+  reg [7:0] \$signal$42  = 8'h00;
+  wire [19:0] \$signal$50 ;
+  wire [11:0] \$signal$50.counts ;
+  wire [2:0] \$signal$50.counts[0] ;
+  wire [2:0] \$signal$50.counts[1] ;
+  wire [2:0] \$signal$50.counts[2] ;
+  wire [2:0] \$signal$50.counts[3] ;
+  wire \$signal$50.end ;
+  wire \$signal$50.g ;
+  wire [2:0] \$signal$50.x ;
+  wire [2:0] \$signal$50.y ;
+  wire [18:0] \$signal[0] ;
+  wire [18:0] \$signal[1] ;
+  wire [18:0] \$signal[2] ;
+  wire [18:0] \$signal[3] ;
+  wire [6:0] \$signature__addr ;
+  wire [6:0] \$signature__addr$59 ;
+  wire [6:0] \$signature__addr$63 ;
+  wire [6:0] \$signature__addr$66 ;
+  wire [75:0] \$signature__data ;
+  wire [71:0] \$signature__data$24 ;
+  wire [17:0] \$signature__data$24[0] ;
+  wire [17:0] \$signature__data$24[1] ;
+  wire [17:0] \$signature__data$24[2] ;
+  wire [17:0] \$signature__data$24[3] ;
+  wire [75:0] \$signature__data$64 ;
+  wire [18:0] \$signature__data$64[0] ;
+  wire [18:0] \$signature__data$64[1] ;
+  wire [18:0] \$signature__data$64[2] ;
+  wire [18:0] \$signature__data$64[3] ;
+  wire [71:0] \$signature__data$67 ;
+  wire [17:0] \$signature__data$67[0] ;
+  wire [17:0] \$signature__data$67[1] ;
+  wire [17:0] \$signature__data$67[2] ;
+  wire [17:0] \$signature__data$67[3] ;
+  wire [18:0] \$signature__data[0] ;
+  wire [18:0] \$signature__data[1] ;
+  wire [18:0] \$signature__data[2] ;
+  wire [18:0] \$signature__data[3] ;
+  wire \$signature__en ;
+  wire \$signature__en$68 ;
   reg [59:0] addend = 60'h000000000000000;
   wire [14:0] \addend[0] ;
   wire [14:0] \addend[1] ;
   wire [14:0] \addend[2] ;
   wire [14:0] \addend[3] ;
-  wire any_spike;
   reg [59:0] b6 = 60'h000000000000000;
   wire [14:0] \b6[0] ;
   wire [14:0] \b6[1] ;
   wire [14:0] \b6[2] ;
   wire [14:0] \b6[3] ;
-  reg [59:0] b_raw = 60'h000000000000000;
-  wire [14:0] \b_raw[0] ;
-  wire [14:0] \b_raw[1] ;
-  wire [14:0] \b_raw[2] ;
-  wire [14:0] \b_raw[3] ;
   wire b_rd__addr;
   wire [59:0] b_rd__data;
   wire [14:0] \b_rd__data[0] ;
   wire [14:0] \b_rd__data[1] ;
   wire [14:0] \b_rd__data[2] ;
   wire [14:0] \b_rd__data[3] ;
-  wire [2:0] \bit ;
-  wire busy;
   reg [71:0] c_raw = 72'h000000000000000000;
   wire [17:0] \c_raw[0] ;
   wire [17:0] \c_raw[1] ;
   wire [17:0] \c_raw[2] ;
   wire [17:0] \c_raw[3] ;
-  wire [6:0] c_wr__addr;
-  reg [71:0] c_wr__data = 72'h000000000000000000;
-  wire [17:0] \c_wr__data[0] ;
-  wire [17:0] \c_wr__data[1] ;
-  wire [17:0] \c_wr__data[2] ;
-  wire [17:0] \c_wr__data[3] ;
-  wire c_wr__en;
   input clk;
   wire clk;
-  reg credit = 1'h0;
-  wire [71:0] cres7;
+  wire [11:0] counts;
+  wire [2:0] \counts[0] ;
+  wire [2:0] \counts[1] ;
+  wire [2:0] \counts[2] ;
+  wire [2:0] \counts[3] ;
+  reg [71:0] cres7 = 72'h000000000000000000;
   wire [17:0] \cres7[0] ;
   wire [17:0] \cres7[1] ;
   wire [17:0] \cres7[2] ;
@@ -1538,35 +1279,8 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire [17:0] \cres9[1] ;
   wire [17:0] \cres9[2] ;
   wire [17:0] \cres9[3] ;
-  reg [18:0] d1_0 = 19'h00000;
-  reg [18:0] d1_1 = 19'h00000;
-  reg [18:0] d1_2 = 19'h00000;
-  reg [18:0] d1_3 = 19'h00000;
-  reg [18:0] d2_0 = 19'h00000;
-  reg [18:0] d2_1 = 19'h00000;
-  reg [18:0] d2_2 = 19'h00000;
-  reg [18:0] d2_3 = 19'h00000;
-  reg [18:0] d3_0 = 19'h00000;
-  reg [18:0] d3_1 = 19'h00000;
-  reg [18:0] d3_2 = 19'h00000;
-  reg [18:0] d3_3 = 19'h00000;
-  reg [18:0] d4_0 = 19'h00000;
-  reg [18:0] d4_1 = 19'h00000;
-  reg [18:0] d4_2 = 19'h00000;
-  reg [18:0] d4_3 = 19'h00000;
-  reg [3:0] done = 4'h0;
+  output dropped;
   wire dropped;
-  wire en;
-  wire [19:0] entry;
-  wire [11:0] \entry.counts ;
-  wire [2:0] \entry.counts[0] ;
-  wire [2:0] \entry.counts[1] ;
-  wire [2:0] \entry.counts[2] ;
-  wire [2:0] \entry.counts[3] ;
-  wire \entry.end ;
-  wire \entry.g ;
-  wire [2:0] \entry.x ;
-  wire [2:0] \entry.y ;
   (* unused_bits = "12 13 14 15 16 17 18" *)
   reg [19:0] entry7 = 20'h00000;
   wire [11:0] \entry7.counts ;
@@ -1581,13 +1295,6 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire [2:0] \entry7.x ;
   (* unused_bits = "0 1 2" *)
   wire [2:0] \entry7.y ;
-  reg ev_c = 1'h0;
-  wire ev_count;
-  wire [3:0] ev_shift;
-  reg [2:0] ev_x = 3'h0;
-  reg [2:0] ev_y = 3'h0;
-  reg [1:0] fire_k = 2'h0;
-  reg fsm_state = 1'h0;
   reg hit_c1 = 1'h0;
   reg hit_c2 = 1'h0;
   reg hit_c3 = 1'h0;
@@ -1598,68 +1305,56 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   reg hit_v3 = 1'h0;
   reg hit_v4 = 1'h0;
   reg hit_v5 = 1'h0;
-  wire [25:0] issue;
-  wire [6:0] \issue.addr ;
-  wire \issue.bank ;
-  wire \issue.bias_g ;
-  wire \issue.count ;
-  wire \issue.cur ;
-  wire \issue.end ;
-  wire \issue.fire_k ;
-  wire \issue.kind ;
-  wire \issue.last_step ;
-  wire \issue.proj ;
-  wire [3:0] \issue.shift ;
-  wire \issue.valid ;
-  wire [4:0] \issue.waddr ;
-  wire [18:0] kept0;
-  wire [18:0] kept1;
-  wire [18:0] kept2;
-  wire [18:0] kept3;
-  wire [1:0] lane;
-  wire load;
-  reg more_pixels = 1'h1;
-  reg [2:0] nxt_x = 3'h0;
-  output [12:0] o__payload;
-  wire [12:0] o__payload;
-  wire [2:0] \o__payload.c ;
-  wire [2:0] \o__payload.count ;
-  wire \o__payload.end ;
-  wire [2:0] \o__payload.x ;
-  wire [2:0] \o__payload.y ;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  wire o__valid;
-  wire [6:0] op_addr;
-  wire op_count;
-  wire [3:0] op_shift;
-  wire op_valid;
-  wire [4:0] op_waddr;
-  wire [11:0] out_counts;
-  wire [2:0] \out_counts[0] ;
-  wire [2:0] \out_counts[1] ;
-  wire [2:0] \out_counts[2] ;
-  wire [2:0] \out_counts[3] ;
-  wire [3:0] pending;
-  reg [7:0] pix_bits = 8'h00;
-  wire pix_c;
-  wire [2:0] pix_x;
-  wire [2:0] pix_y;
-  reg [6:0] pixel_count = 7'h00;
-  input [7:0] pixels__payload;
-  wire [7:0] pixels__payload;
-  output pixels__ready;
-  wire pixels__ready;
-  input pixels__valid;
-  wire pixels__valid;
+  input [24:0] ops__payload;
+  wire [24:0] ops__payload;
+  wire [6:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire \ops__payload.bias_g ;
+  wire \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [4:0] \ops__payload.waddr ;
+  input ops__valid;
+  wire ops__valid;
   reg pos0 = 1'h0;
-  reg \pos0$84  = 1'h0;
   reg [2:0] pos1 = 3'h0;
   reg [2:0] pos2 = 3'h0;
-  wire push7;
-  wire ready;
-  wire [75:0] res7;
+  output push7;
+  reg push7 = 1'h0;
+  output [19:0] push__payload;
+  wire [19:0] push__payload;
+  wire [11:0] \push__payload.counts ;
+  wire [2:0] \push__payload.counts[0] ;
+  wire [2:0] \push__payload.counts[1] ;
+  wire [2:0] \push__payload.counts[2] ;
+  wire [2:0] \push__payload.counts[3] ;
+  wire \push__payload.end ;
+  wire \push__payload.g ;
+  wire [2:0] \push__payload.x ;
+  wire [2:0] \push__payload.y ;
+  wire push__valid;
+  wire [79:0] r;
+  wire [79:0] r6;
+  wire [19:0] \r6[0] ;
+  wire [19:0] \r6[1] ;
+  wire [19:0] \r6[2] ;
+  wire [19:0] \r6[3] ;
+  wire [19:0] \r[0] ;
+  wire [19:0] \r[1] ;
+  wire [19:0] \r[2] ;
+  wire [19:0] \r[3] ;
+  wire [4:0] rd__addr;
+  wire [31:0] rd__data;
+  wire [7:0] \rd__data[0] ;
+  wire [7:0] \rd__data[1] ;
+  wire [7:0] \rd__data[2] ;
+  wire [7:0] \rd__data[3] ;
+  reg [75:0] res7 = 76'h0000000000000000000;
   wire [18:0] \res7[0] ;
   wire [18:0] \res7[1] ;
   wire [18:0] \res7[2] ;
@@ -1681,6 +1376,34 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire [18:0] \result[3] ;
   input rst;
   wire rst;
+  wire [25:0] s5;
+  wire [6:0] \s5.addr ;
+  wire \s5.bank ;
+  wire \s5.bias_g ;
+  wire \s5.count ;
+  wire \s5.cur ;
+  wire \s5.end ;
+  wire \s5.fire_k ;
+  wire \s5.kind ;
+  wire \s5.last_step ;
+  wire \s5.proj ;
+  wire [3:0] \s5.shift ;
+  wire \s5.valid ;
+  wire [4:0] \s5.waddr ;
+  wire [25:0] s6;
+  wire [6:0] \s6.addr ;
+  wire \s6.bank ;
+  wire \s6.bias_g ;
+  wire \s6.count ;
+  wire \s6.cur ;
+  wire \s6.end ;
+  wire \s6.fire_k ;
+  wire \s6.kind ;
+  wire \s6.last_step ;
+  wire \s6.proj ;
+  wire [3:0] \s6.shift ;
+  wire \s6.valid ;
+  wire [4:0] \s6.waddr ;
   reg [25:0] st0 = 26'h0000000;
   wire [6:0] \st0.addr ;
   wire \st0.bank ;
@@ -1801,51 +1524,16 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   wire \st7.valid ;
   (* unused_bits = "0 1 2 3 4" *)
   wire [4:0] \st7.waddr ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25" *)
-  wire [25:0] st8;
-  (* unused_bits = "0 1 2 3 4 5 6" *)
-  wire [6:0] \st8.addr ;
-  (* unused_bits = "0" *)
-  wire \st8.bank ;
-  (* unused_bits = "0" *)
-  wire \st8.bias_g ;
-  (* unused_bits = "0" *)
-  wire \st8.count ;
-  (* unused_bits = "0" *)
-  wire \st8.cur ;
-  (* unused_bits = "0" *)
-  wire \st8.end ;
-  (* unused_bits = "0" *)
-  wire \st8.fire_k ;
-  (* unused_bits = "0" *)
-  wire \st8.kind ;
-  (* unused_bits = "0" *)
-  wire \st8.last_step ;
-  (* unused_bits = "0" *)
-  wire \st8.proj ;
-  (* unused_bits = "0 1 2 3" *)
-  wire [3:0] \st8.shift ;
-  (* unused_bits = "0" *)
-  wire \st8.valid ;
-  (* unused_bits = "0 1 2 3 4" *)
-  wire [4:0] \st8.waddr ;
-  reg [1:0] step = 2'h0;
-  reg [6:0] sweep_addr = 7'h00;
-  reg sweep_last = 1'h0;
-  wire sweep_now;
-  reg [8:0] used = 9'h000;
-  reg [75:0] v_raw = 76'h0000000000000000000;
-  wire [18:0] \v_raw[0] ;
-  wire [18:0] \v_raw[1] ;
-  wire [18:0] \v_raw[2] ;
-  wire [18:0] \v_raw[3] ;
-  wire [6:0] v_wr__addr;
-  reg [75:0] v_wr__data = 76'h0000000000000000000;
-  wire [18:0] \v_wr__data[0] ;
-  wire [18:0] \v_wr__data[1] ;
-  wire [18:0] \v_wr__data[2] ;
-  wire [18:0] \v_wr__data[3] ;
-  wire v_wr__en;
+  wire [79:0] val;
+  reg [79:0] val5 = 80'h00000000000000000000;
+  wire [19:0] \val5[0] ;
+  wire [19:0] \val5[1] ;
+  wire [19:0] \val5[2] ;
+  wire [19:0] \val5[3] ;
+  wire [19:0] \val[0] ;
+  wire [19:0] \val[1] ;
+  wire [19:0] \val[2] ;
+  wire [19:0] \val[3] ;
   reg [31:0] w1_0 = 32'd0;
   wire [7:0] \w1_0[0] ;
   wire [7:0] \w1_0[1] ;
@@ -1855,26 +1543,16 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   reg [14:0] w2_0_1 = 15'h0000;
   reg [14:0] w2_0_2 = 15'h0000;
   reg [14:0] w2_0_3 = 15'h0000;
-  wire [19:0] written;
-  wire [11:0] \written.counts ;
-  wire [2:0] \written.counts[0] ;
-  wire [2:0] \written.counts[1] ;
-  wire [2:0] \written.counts[2] ;
-  wire [2:0] \written.counts[3] ;
-  wire \written.end ;
-  wire \written.g ;
-  wire [2:0] \written.x ;
-  wire [2:0] \written.y ;
   reg [59:0] bmem [1:0];
   initial begin
     bmem[0] = 60'h7839657492995b3;
     bmem[1] = 60'ha9ec630abd187bb;
   end
-  reg [59:0] _2165_;
+  reg [59:0] _875_;
   always @(posedge clk) begin
-    _2165_ <= bmem[st2[25]];
+    _875_ <= bmem[st2[25]];
   end
-  assign b_rd__data = _2165_;
+  assign b_rd__data = _875_;
   reg [71:0] cmem [127:0];
   initial begin
     cmem[0] = 72'h0f073d95d0494c15b3;
@@ -2007,14 +1685,14 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
     cmem[127] = 72'hf53d818c2f5e8c07bb;
   end
   always @(posedge clk) begin
-    if (c_wr__en)
-      cmem[st7[10:4]] <= c_wr__data;
+    if (\$signature__en$68 )
+      cmem[st7[10:4]] <= cres7;
   end
-  reg [71:0] _2166_;
+  reg [71:0] _876_;
   always @(posedge clk) begin
-    _2166_ <= cmem[st2[10:4]];
+    _876_ <= cmem[st2[10:4]];
   end
-  assign \$signature__data$131  = _2166_;
+  assign \$signature__data$24  = _876_;
   reg [75:0] vmem [127:0];
   initial begin
     vmem[0] = 76'h01054020a804150082a;
@@ -2147,14 +1825,14 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
     vmem[127] = 76'h01054020a804150082a;
   end
   always @(posedge clk) begin
-    if (v_wr__en)
-      vmem[st7[10:4]] <= v_wr__data;
+    if (\$signature__en )
+      vmem[st7[10:4]] <= res7;
   end
-  reg [75:0] _2167_;
+  reg [75:0] _877_;
   always @(posedge clk) begin
-    _2167_ <= vmem[st2[10:4]];
+    _877_ <= vmem[st2[10:4]];
   end
-  assign \$signature__data$127  = _2167_;
+  assign \$signature__data  = _877_;
   reg [31:0] wrom0 [17:0];
   initial begin
     wrom0[0] = 32'd2747731760;
@@ -2176,1313 +1854,592 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
     wrom0[16] = 32'd3509209049;
     wrom0[17] = 32'd3503154106;
   end
-  reg [31:0] _2168_;
+  reg [31:0] _878_;
   always @(posedge clk) begin
-    _2168_ <= wrom0[st0[15:11]];
+    _878_ <= wrom0[st0[15:11]];
   end
-  assign \$signature__data  = _2168_;
-  assign en = ~ \$signal ;
-  assign _0000_ = ~ \$signal ;
-  assign _0114_ = op_valid & _0000_;
-  assign _0204_ = ~ \$signal$26 ;
-  assign _0293_ = _0204_ & ready;
-  assign _0386_ = \$signal$29  & ready;
-  assign _0486_ = \$signal$26  | _0386_;
-  assign _0583_ = _0486_ & more_pixels;
-  assign _0673_ = ~ \$signal ;
-  assign _0781_ = credit & _0673_;
-  assign _0001_ = step == 1'h1;
-  assign active = \issue.valid  | \$signal ;
-  assign _0052_ = $signed(d1_0) >= $signed(1'h0);
-  assign _0062_ = 1'h0 + _0052_;
-  assign _0071_ = $signed(d2_0) >= $signed(1'h0);
-  assign _0078_ = _0062_ + _0071_;
-  assign _0088_ = $signed(d3_0) >= $signed(1'h0);
-  assign _0097_ = _0078_ + _0088_;
-  assign _0105_ = $signed(d4_0) >= $signed(1'h0);
-  assign _0115_ = _0097_ + _0105_;
-  assign _0124_ = $signed(d1_0) >= $signed(1'h0);
-  assign _0134_ = $signed(d2_0) >= $signed(1'h0);
-  assign _0141_ = $signed(d3_0) >= $signed(1'h0);
-  assign _0150_ = $signed(d4_0) >= $signed(1'h0);
-  assign _0160_ = st6[22] ? 19'h0082a : kept0;
-  assign _0176_ = $signed(d1_1) >= $signed(1'h0);
-  assign _0185_ = 1'h0 + _0176_;
-  assign _0194_ = $signed(d2_1) >= $signed(1'h0);
-  assign _0205_ = _0185_ + _0194_;
-  assign _0212_ = $signed(d3_1) >= $signed(1'h0);
-  assign _0222_ = _0205_ + _0212_;
-  assign _0231_ = $signed(d4_1) >= $signed(1'h0);
-  assign _0240_ = _0222_ + _0231_;
-  assign _0248_ = $signed(d1_1) >= $signed(1'h0);
-  assign _0257_ = $signed(d2_1) >= $signed(1'h0);
-  assign _0267_ = $signed(d3_1) >= $signed(1'h0);
-  assign _0275_ = $signed(d4_1) >= $signed(1'h0);
-  assign _0284_ = st6[22] ? 19'h0082a : kept1;
-  assign _0303_ = $signed(d1_2) >= $signed(1'h0);
-  assign _0310_ = 1'h0 + _0303_;
-  assign _0319_ = $signed(d2_2) >= $signed(1'h0);
-  assign _0329_ = _0310_ + _0319_;
-  assign _0339_ = $signed(d3_2) >= $signed(1'h0);
-  assign _0346_ = _0329_ + _0339_;
-  assign _0355_ = $signed(d4_2) >= $signed(1'h0);
-  assign _0364_ = _0346_ + _0355_;
-  assign _0375_ = $signed(d1_2) >= $signed(1'h0);
-  assign _0387_ = $signed(d2_2) >= $signed(1'h0);
-  assign _0398_ = $signed(d3_2) >= $signed(1'h0);
-  assign _0409_ = $signed(d4_2) >= $signed(1'h0);
-  assign _0419_ = st6[22] ? 19'h0082a : kept2;
-  assign _0435_ = $signed(d1_3) >= $signed(1'h0);
-  assign _0445_ = 1'h0 + _0435_;
-  assign _0456_ = $signed(d2_3) >= $signed(1'h0);
-  assign _0466_ = _0445_ + _0456_;
-  assign _0476_ = $signed(d3_3) >= $signed(1'h0);
-  assign _0487_ = _0466_ + _0476_;
-  assign _0498_ = $signed(d4_3) >= $signed(1'h0);
-  assign _0506_ = _0487_ + _0498_;
-  assign _0514_ = $signed(d1_3) >= $signed(1'h0);
-  assign _0524_ = $signed(d2_3) >= $signed(1'h0);
-  assign _0534_ = $signed(d3_3) >= $signed(1'h0);
-  assign _0544_ = $signed(d4_3) >= $signed(1'h0);
-  assign _0554_ = st6[22] ? 19'h0082a : kept3;
-  assign _0564_ = ! st7[1];
-  assign _0573_ = _0564_ & st7[2];
-  assign _0584_ = ~ _0573_;
-  assign _0594_ = st7[0] & _0584_;
-  assign { _0600_[3:1], v_wr__en } = _0594_ ? 4'hf : 4'h0;
-  assign _0607_ = ! st7[1];
-  assign _0614_ = _0607_ & st7[2];
-  assign _0629_ = st7[1] & st7[22];
-  assign _0640_ = _0614_ | _0629_;
-  assign _0651_ = st7[0] & _0640_;
-  assign { _0662_[3:1], c_wr__en } = _0651_ ? 4'hf : 4'h0;
-  assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign _0684_ = st7[0] & st7[1];
-  assign _0695_ = ~ \$signal$88 ;
-  assign dropped = _0684_ & _0695_;
-  assign _0706_ = | \$signal$92 [2:0];
-  assign _0717_ = ~ done[0];
-  assign pending[0] = _0706_ & _0717_;
-  assign _0738_ = | \$signal$92 [5:3];
-  assign _0749_ = ~ done[1];
-  assign pending[1] = _0738_ & _0749_;
-  assign _0770_ = | \$signal$92 [8:6];
-  assign _0782_ = ~ done[2];
-  assign pending[2] = _0770_ & _0782_;
-  assign _0800_ = | \$signal$92 [11:9];
-  assign _0807_ = ~ done[3];
-  assign pending[3] = _0800_ & _0807_;
-  assign _0828_ = \$signal$92 [12] * 3'h4;
-  assign { _0837_[4:3], o__payload[2:0] } = _0828_ + lane;
-  assign _0847_ = | pending;
-  assign _0868_ = pending - 1'h1;
-  assign _0002_ = { 1'h0, pending } & _0868_;
-  assign _0013_ = ! _0002_;
-  assign _0024_ = ~ \$signal$92 [19];
-  assign _0033_ = _0013_ & _0024_;
-  assign _0034_ = used + sweep_now;
-  assign _0035_ = _0034_ - dropped;
-  assign _0036_ = \$signal$99  & \$signal$96 ;
-  assign _0037_ = $signed(_0035_) - $signed({ 1'h0, _0036_ });
-  assign _0038_ = used <= 9'h108;
-  assign _0039_ = ~ \$signal$26 ;
-  assign _0040_ = _0039_ & ready;
-  assign _0041_ = pix_bits[1] & pix_bits[0];
-  assign _0042_ = pix_bits[0] | pix_bits[1];
-  assign _0043_ = pix_bits[2] & _0042_;
-  assign _0044_ = pix_bits[0] | pix_bits[1];
-  assign _0045_ = _0044_ | pix_bits[2];
-  assign _0046_ = pix_bits[3] & _0045_;
-  assign _0047_ = pix_bits[0] | pix_bits[1];
-  assign _0048_ = _0047_ | pix_bits[2];
-  assign _0049_ = _0048_ | pix_bits[3];
-  assign _0050_ = pix_bits[4] & _0049_;
-  assign _0051_ = pix_bits[0] | pix_bits[1];
-  assign _0053_ = _0051_ | pix_bits[2];
-  assign _0054_ = _0053_ | pix_bits[3];
-  assign _0055_ = _0054_ | pix_bits[4];
-  assign _0056_ = pix_bits[5] & _0055_;
-  assign _0057_ = pix_bits[0] | pix_bits[1];
-  assign _0058_ = _0057_ | pix_bits[2];
-  assign _0059_ = _0058_ | pix_bits[3];
-  assign _0060_ = _0059_ | pix_bits[4];
-  assign _0061_ = _0060_ | pix_bits[5];
-  assign _0063_ = pix_bits[6] & _0061_;
-  assign _0064_ = pix_bits[0] | pix_bits[1];
-  assign _0065_ = _0064_ | pix_bits[2];
-  assign _0066_ = _0065_ | pix_bits[3];
-  assign _0067_ = _0066_ | pix_bits[4];
-  assign _0068_ = _0067_ | pix_bits[5];
-  assign _0069_ = _0068_ | pix_bits[6];
-  assign _0070_ = pix_bits[7] & _0069_;
-  assign _0072_ = pix_bits[1] & pix_bits[0];
-  assign _0073_ = pix_bits[0] | pix_bits[1];
-  assign _0074_ = pix_bits[2] & _0073_;
-  assign _0075_ = pix_bits[0] | pix_bits[1];
-  assign _0076_ = _0075_ | pix_bits[2];
-  assign _0077_ = pix_bits[3] & _0076_;
-  assign _0079_ = pix_bits[0] | pix_bits[1];
-  assign _0080_ = _0079_ | pix_bits[2];
-  assign _0081_ = _0080_ | pix_bits[3];
-  assign _0082_ = pix_bits[4] & _0081_;
-  assign _0083_ = pix_bits[0] | pix_bits[1];
-  assign _0084_ = _0083_ | pix_bits[2];
-  assign _0085_ = _0084_ | pix_bits[3];
-  assign _0086_ = _0085_ | pix_bits[4];
-  assign _0087_ = pix_bits[5] & _0086_;
-  assign _0089_ = pix_bits[0] | pix_bits[1];
-  assign _0090_ = _0089_ | pix_bits[2];
-  assign _0091_ = _0090_ | pix_bits[3];
-  assign _0092_ = _0091_ | pix_bits[4];
-  assign _0093_ = _0092_ | pix_bits[5];
-  assign _0094_ = pix_bits[6] & _0093_;
-  assign _0095_ = pix_bits[0] | pix_bits[1];
-  assign _0096_ = _0095_ | pix_bits[2];
-  assign _0098_ = _0096_ | pix_bits[3];
-  assign _0099_ = _0098_ | pix_bits[4];
-  assign _0100_ = _0099_ | pix_bits[5];
-  assign _0101_ = _0100_ | pix_bits[6];
-  assign _0102_ = pix_bits[7] & _0101_;
-  assign _0103_ = ! { _0102_, _0094_, _0087_, _0082_, _0077_, _0074_, _0072_, 1'h0 };
-  assign _0104_ = pix_bits[1] & pix_bits[0];
-  assign _0106_ = pix_bits[0] | pix_bits[1];
-  assign _0107_ = pix_bits[2] & _0106_;
-  assign _0108_ = pix_bits[0] | pix_bits[1];
-  assign _0109_ = _0108_ | pix_bits[2];
-  assign _0110_ = pix_bits[3] & _0109_;
-  assign _0111_ = pix_bits[0] | pix_bits[1];
-  assign _0112_ = _0111_ | pix_bits[2];
-  assign _0113_ = _0112_ | pix_bits[3];
-  assign _0116_ = pix_bits[4] & _0113_;
-  assign _0117_ = pix_bits[0] | pix_bits[1];
-  assign _0118_ = _0117_ | pix_bits[2];
-  assign _0119_ = _0118_ | pix_bits[3];
-  assign _0120_ = _0119_ | pix_bits[4];
-  assign _0121_ = pix_bits[5] & _0120_;
-  assign _0122_ = pix_bits[0] | pix_bits[1];
-  assign _0123_ = _0122_ | pix_bits[2];
-  assign _0125_ = _0123_ | pix_bits[3];
-  assign _0126_ = _0125_ | pix_bits[4];
-  assign _0127_ = _0126_ | pix_bits[5];
-  assign _0128_ = pix_bits[6] & _0127_;
-  assign _0129_ = pix_bits[0] | pix_bits[1];
-  assign _0130_ = _0129_ | pix_bits[2];
-  assign _0131_ = _0130_ | pix_bits[3];
-  assign _0132_ = _0131_ | pix_bits[4];
-  assign _0133_ = _0132_ | pix_bits[5];
-  assign _0135_ = _0133_ | pix_bits[6];
-  assign _0136_ = pix_bits[7] & _0135_;
-  assign _0137_ = { _0136_, _0128_, _0121_, _0116_, _0110_, _0107_, _0104_, 1'h0 } == 1'h1;
-  assign _0138_ = pix_bits[1] & pix_bits[0];
-  assign _0139_ = pix_bits[0] | pix_bits[1];
-  assign _0140_ = pix_bits[2] & _0139_;
-  assign _0142_ = pix_bits[0] | pix_bits[1];
-  assign _0143_ = _0142_ | pix_bits[2];
-  assign _0144_ = pix_bits[3] & _0143_;
-  assign _0145_ = pix_bits[0] | pix_bits[1];
-  assign _0146_ = _0145_ | pix_bits[2];
-  assign _0147_ = _0146_ | pix_bits[3];
-  assign _0148_ = pix_bits[4] & _0147_;
-  assign _0149_ = pix_bits[0] | pix_bits[1];
-  assign _0151_ = _0149_ | pix_bits[2];
-  assign _0152_ = _0151_ | pix_bits[3];
-  assign _0153_ = _0152_ | pix_bits[4];
-  assign _0154_ = pix_bits[5] & _0153_;
-  assign _0155_ = pix_bits[0] | pix_bits[1];
-  assign _0156_ = _0155_ | pix_bits[2];
-  assign _0157_ = _0156_ | pix_bits[3];
-  assign _0158_ = _0157_ | pix_bits[4];
-  assign _0159_ = _0158_ | pix_bits[5];
-  assign _0161_ = pix_bits[6] & _0159_;
-  assign _0162_ = pix_bits[0] | pix_bits[1];
-  assign _0163_ = _0162_ | pix_bits[2];
-  assign _0164_ = _0163_ | pix_bits[3];
-  assign _0165_ = _0164_ | pix_bits[4];
-  assign _0166_ = _0165_ | pix_bits[5];
-  assign _0167_ = _0166_ | pix_bits[6];
-  assign _0168_ = pix_bits[7] & _0167_;
-  assign _0169_ = { _0168_, _0161_, _0154_, _0148_, _0144_, _0140_, _0138_, 1'h0 } == 2'h2;
-  assign _0170_ = _0137_ | _0169_;
-  assign _0171_ = pix_bits[1] & pix_bits[0];
-  assign _0172_ = pix_bits[0] | pix_bits[1];
-  assign _0173_ = pix_bits[2] & _0172_;
-  assign _0174_ = pix_bits[0] | pix_bits[1];
-  assign _0175_ = _0174_ | pix_bits[2];
-  assign _0177_ = pix_bits[3] & _0175_;
-  assign _0178_ = pix_bits[0] | pix_bits[1];
-  assign _0179_ = _0178_ | pix_bits[2];
-  assign _0180_ = _0179_ | pix_bits[3];
-  assign _0181_ = pix_bits[4] & _0180_;
-  assign _0182_ = pix_bits[0] | pix_bits[1];
-  assign _0183_ = _0182_ | pix_bits[2];
-  assign _0184_ = _0183_ | pix_bits[3];
-  assign _0186_ = _0184_ | pix_bits[4];
-  assign _0187_ = pix_bits[5] & _0186_;
-  assign _0188_ = pix_bits[0] | pix_bits[1];
-  assign _0189_ = _0188_ | pix_bits[2];
-  assign _0190_ = _0189_ | pix_bits[3];
-  assign _0191_ = _0190_ | pix_bits[4];
-  assign _0192_ = _0191_ | pix_bits[5];
-  assign _0193_ = pix_bits[6] & _0192_;
-  assign _0195_ = pix_bits[0] | pix_bits[1];
-  assign _0196_ = _0195_ | pix_bits[2];
-  assign _0197_ = _0196_ | pix_bits[3];
-  assign _0198_ = _0197_ | pix_bits[4];
-  assign _0199_ = _0198_ | pix_bits[5];
-  assign _0200_ = _0199_ | pix_bits[6];
-  assign _0201_ = pix_bits[7] & _0200_;
-  assign _0202_ = { _0201_, _0193_, _0187_, _0181_, _0177_, _0173_, _0171_, 1'h0 } == 3'h4;
-  assign _0203_ = _0170_ | _0202_;
-  assign _0206_ = pix_bits[1] & pix_bits[0];
-  assign _0207_ = pix_bits[0] | pix_bits[1];
-  assign _0208_ = pix_bits[2] & _0207_;
-  assign _0209_ = pix_bits[0] | pix_bits[1];
-  assign _0210_ = _0209_ | pix_bits[2];
-  assign _0211_ = pix_bits[3] & _0210_;
-  assign _0213_ = pix_bits[0] | pix_bits[1];
-  assign _0214_ = _0213_ | pix_bits[2];
-  assign _0215_ = _0214_ | pix_bits[3];
-  assign _0216_ = pix_bits[4] & _0215_;
-  assign _0217_ = pix_bits[0] | pix_bits[1];
-  assign _0218_ = _0217_ | pix_bits[2];
-  assign _0219_ = _0218_ | pix_bits[3];
-  assign _0220_ = _0219_ | pix_bits[4];
-  assign _0221_ = pix_bits[5] & _0220_;
-  assign _0223_ = pix_bits[0] | pix_bits[1];
-  assign _0224_ = _0223_ | pix_bits[2];
-  assign _0225_ = _0224_ | pix_bits[3];
-  assign _0226_ = _0225_ | pix_bits[4];
-  assign _0227_ = _0226_ | pix_bits[5];
-  assign _0228_ = pix_bits[6] & _0227_;
-  assign _0229_ = pix_bits[0] | pix_bits[1];
-  assign _0230_ = _0229_ | pix_bits[2];
-  assign _0232_ = _0230_ | pix_bits[3];
-  assign _0233_ = _0232_ | pix_bits[4];
-  assign _0234_ = _0233_ | pix_bits[5];
-  assign _0235_ = _0234_ | pix_bits[6];
-  assign _0236_ = pix_bits[7] & _0235_;
-  assign _0237_ = { _0236_, _0228_, _0221_, _0216_, _0211_, _0208_, _0206_, 1'h0 } == 4'h8;
-  assign _0238_ = _0203_ | _0237_;
-  assign _0239_ = pix_bits[1] & pix_bits[0];
-  assign _0241_ = pix_bits[0] | pix_bits[1];
-  assign _0242_ = pix_bits[2] & _0241_;
-  assign _0243_ = pix_bits[0] | pix_bits[1];
-  assign _0244_ = _0243_ | pix_bits[2];
-  assign _0245_ = pix_bits[3] & _0244_;
-  assign _0246_ = pix_bits[0] | pix_bits[1];
-  assign _0247_ = _0246_ | pix_bits[2];
-  assign _0249_ = _0247_ | pix_bits[3];
-  assign _0250_ = pix_bits[4] & _0249_;
-  assign _0251_ = pix_bits[0] | pix_bits[1];
-  assign _0252_ = _0251_ | pix_bits[2];
-  assign _0253_ = _0252_ | pix_bits[3];
-  assign _0254_ = _0253_ | pix_bits[4];
-  assign _0255_ = pix_bits[5] & _0254_;
-  assign _0256_ = pix_bits[0] | pix_bits[1];
-  assign _0258_ = _0256_ | pix_bits[2];
-  assign _0259_ = _0258_ | pix_bits[3];
-  assign _0260_ = _0259_ | pix_bits[4];
-  assign _0261_ = _0260_ | pix_bits[5];
-  assign _0262_ = pix_bits[6] & _0261_;
-  assign _0263_ = pix_bits[0] | pix_bits[1];
-  assign _0264_ = _0263_ | pix_bits[2];
-  assign _0265_ = _0264_ | pix_bits[3];
-  assign _0266_ = _0265_ | pix_bits[4];
-  assign _0268_ = _0266_ | pix_bits[5];
-  assign _0269_ = _0268_ | pix_bits[6];
-  assign _0270_ = pix_bits[7] & _0269_;
-  assign _0271_ = { _0270_, _0262_, _0255_, _0250_, _0245_, _0242_, _0239_, 1'h0 } == 5'h10;
-  assign _0272_ = _0238_ | _0271_;
-  assign _0273_ = pix_bits[1] & pix_bits[0];
-  assign _0274_ = pix_bits[0] | pix_bits[1];
-  assign _0276_ = pix_bits[2] & _0274_;
-  assign _0277_ = pix_bits[0] | pix_bits[1];
-  assign _0278_ = _0277_ | pix_bits[2];
-  assign _0279_ = pix_bits[3] & _0278_;
-  assign _0280_ = pix_bits[0] | pix_bits[1];
-  assign _0281_ = _0280_ | pix_bits[2];
-  assign _0282_ = _0281_ | pix_bits[3];
-  assign _0283_ = pix_bits[4] & _0282_;
-  assign _0285_ = pix_bits[0] | pix_bits[1];
-  assign _0286_ = _0285_ | pix_bits[2];
-  assign _0287_ = _0286_ | pix_bits[3];
-  assign _0288_ = _0287_ | pix_bits[4];
-  assign _0289_ = pix_bits[5] & _0288_;
-  assign _0290_ = pix_bits[0] | pix_bits[1];
-  assign _0291_ = _0290_ | pix_bits[2];
-  assign _0292_ = _0291_ | pix_bits[3];
-  assign _0294_ = _0292_ | pix_bits[4];
-  assign _0295_ = _0294_ | pix_bits[5];
-  assign _0296_ = pix_bits[6] & _0295_;
-  assign _0297_ = pix_bits[0] | pix_bits[1];
-  assign _0298_ = _0297_ | pix_bits[2];
-  assign _0299_ = _0298_ | pix_bits[3];
-  assign _0300_ = _0299_ | pix_bits[4];
-  assign _0301_ = _0300_ | pix_bits[5];
-  assign _0302_ = _0301_ | pix_bits[6];
-  assign _0304_ = pix_bits[7] & _0302_;
-  assign _0305_ = { _0304_, _0296_, _0289_, _0283_, _0279_, _0276_, _0273_, 1'h0 } == 6'h20;
-  assign _0306_ = _0272_ | _0305_;
-  assign _0307_ = pix_bits[1] & pix_bits[0];
-  assign _0308_ = pix_bits[0] | pix_bits[1];
-  assign _0309_ = pix_bits[2] & _0308_;
-  assign _0311_ = pix_bits[0] | pix_bits[1];
-  assign _0312_ = _0311_ | pix_bits[2];
-  assign _0313_ = pix_bits[3] & _0312_;
-  assign _0314_ = pix_bits[0] | pix_bits[1];
-  assign _0315_ = _0314_ | pix_bits[2];
-  assign _0316_ = _0315_ | pix_bits[3];
-  assign _0317_ = pix_bits[4] & _0316_;
-  assign _0318_ = pix_bits[0] | pix_bits[1];
-  assign _0320_ = _0318_ | pix_bits[2];
-  assign _0321_ = _0320_ | pix_bits[3];
-  assign _0322_ = _0321_ | pix_bits[4];
-  assign _0323_ = pix_bits[5] & _0322_;
-  assign _0324_ = pix_bits[0] | pix_bits[1];
-  assign _0325_ = _0324_ | pix_bits[2];
-  assign _0326_ = _0325_ | pix_bits[3];
-  assign _0327_ = _0326_ | pix_bits[4];
-  assign _0328_ = _0327_ | pix_bits[5];
-  assign _0330_ = pix_bits[6] & _0328_;
-  assign _0331_ = pix_bits[0] | pix_bits[1];
-  assign _0332_ = _0331_ | pix_bits[2];
-  assign _0333_ = _0332_ | pix_bits[3];
-  assign _0334_ = _0333_ | pix_bits[4];
-  assign _0335_ = _0334_ | pix_bits[5];
-  assign _0336_ = _0335_ | pix_bits[6];
-  assign _0337_ = pix_bits[7] & _0336_;
-  assign _0338_ = { _0337_, _0330_, _0323_, _0317_, _0313_, _0309_, _0307_, 1'h0 } == 7'h40;
-  assign _0340_ = _0306_ | _0338_;
-  assign _0341_ = pix_bits[1] & pix_bits[0];
-  assign _0342_ = pix_bits[0] | pix_bits[1];
-  assign _0343_ = pix_bits[2] & _0342_;
-  assign _0344_ = pix_bits[0] | pix_bits[1];
-  assign _0345_ = _0344_ | pix_bits[2];
-  assign _0347_ = pix_bits[3] & _0345_;
-  assign _0348_ = pix_bits[0] | pix_bits[1];
-  assign _0349_ = _0348_ | pix_bits[2];
-  assign _0350_ = _0349_ | pix_bits[3];
-  assign _0351_ = pix_bits[4] & _0350_;
-  assign _0352_ = pix_bits[0] | pix_bits[1];
-  assign _0353_ = _0352_ | pix_bits[2];
-  assign _0354_ = _0353_ | pix_bits[3];
-  assign _0356_ = _0354_ | pix_bits[4];
-  assign _0357_ = pix_bits[5] & _0356_;
-  assign _0358_ = pix_bits[0] | pix_bits[1];
-  assign _0359_ = _0358_ | pix_bits[2];
-  assign _0360_ = _0359_ | pix_bits[3];
-  assign _0361_ = _0360_ | pix_bits[4];
-  assign _0362_ = _0361_ | pix_bits[5];
-  assign _0363_ = pix_bits[6] & _0362_;
-  assign _0365_ = pix_bits[0] | pix_bits[1];
-  assign _0366_ = _0365_ | pix_bits[2];
-  assign _0367_ = _0366_ | pix_bits[3];
-  assign _0368_ = _0367_ | pix_bits[4];
-  assign _0369_ = _0368_ | pix_bits[5];
-  assign _0370_ = _0369_ | pix_bits[6];
-  assign _0371_ = pix_bits[7] & _0370_;
-  assign _0372_ = { _0371_, _0363_, _0357_, _0351_, _0347_, _0343_, _0341_, 1'h0 } == 8'h80;
-  assign _0373_ = _0340_ | _0372_;
-  assign _0374_ = \$signal$29  & ready;
-  assign _0376_ = \$signal$26  | _0374_;
-  assign _0377_ = _0376_ & more_pixels;
-  assign _0378_ = ! \$signal$104 ;
-  assign _0379_ = \$signal$104  == 1'h1;
-  assign _0380_ = \$signal$104  == 2'h2;
-  assign _0381_ = _0379_ | _0380_;
-  assign _0382_ = \$signal$104  == 3'h4;
-  assign _0383_ = _0381_ | _0382_;
-  assign _0384_ = \$signal$104  == 4'h8;
-  assign _0385_ = _0383_ | _0384_;
-  assign _0388_ = \$signal$104  == 5'h10;
-  assign _0389_ = _0385_ | _0388_;
-  assign _0390_ = \$signal$104  == 6'h20;
-  assign _0391_ = _0389_ | _0390_;
-  assign _0392_ = \$signal$104  == 7'h40;
-  assign _0393_ = _0391_ | _0392_;
-  assign _0394_ = \$signal$104  == 8'h80;
-  assign _0395_ = _0393_ | _0394_;
-  assign _0396_ = pixel_count + 1'h1;
-  assign _0397_ = pixel_count != 6'h3f;
-  assign _0399_ = nxt_x == 3'h7;
-  assign _0400_ = \$like$107  == 3'h7;
-  assign _0401_ = \$like  + 1'h1;
-  assign _0402_ = \$like$107  + 1'h1;
-  assign _0403_ = nxt_x + 1'h1;
-  assign _0404_ = ~ more_pixels;
-  assign _0405_ = _0404_ & \$signal$26 ;
-  assign _0406_ = ~ op_valid;
-  assign _0407_ = _0405_ & _0406_;
-  assign _0408_ = ~ \$signal ;
-  assign _0410_ = credit & _0408_;
-  assign _0411_ = step == 1'h1;
-  assign _0412_ = step + 1'h1;
-  assign _0413_ = sweep_addr + 1'h1;
-  assign _0414_ = sweep_addr == 7'h7e;
-  assign _0415_ = sweep_now & \issue.end ;
-  assign _0416_ = sweep_now & \issue.end ;
-  assign _0417_ = _0416_ | \$signal$113 ;
-  assign _0418_ = pos0 + 1'h1;
-  assign _0420_ = $signed(w1_0[7:0]) << st2[20:18];
-  assign _0421_ = $signed(w1_0[15:8]) << st2[20:18];
-  assign _0422_ = $signed(w1_0[23:16]) << st2[20:18];
-  assign _0423_ = $signed(w1_0[31:24]) << st2[20:18];
-  assign _0424_ = st2[10:4] == st3[10:4];
-  assign _0425_ = ! st3[1];
-  assign _0426_ = _0424_ & _0425_;
-  assign _0427_ = ! st3[1];
-  assign _0428_ = _0427_ & st3[2];
-  assign _0429_ = ~ _0428_;
-  assign _0430_ = st3[0] & _0429_;
-  assign _0431_ = _0426_ & _0430_;
-  assign _0432_ = st2[10:4] == st3[10:4];
-  assign _0433_ = ! st3[1];
-  assign _0434_ = _0432_ & _0433_;
-  assign _0436_ = ! st3[1];
-  assign _0437_ = _0436_ & st3[2];
-  assign _0438_ = st3[1] & st3[22];
-  assign _0439_ = _0437_ | _0438_;
-  assign _0440_ = st3[0] & _0439_;
-  assign _0441_ = _0434_ & _0440_;
-  assign _0442_ = st2[10:4] == st4[10:4];
-  assign _0443_ = ! st4[1];
-  assign _0444_ = _0442_ & _0443_;
-  assign _0446_ = ! st4[1];
-  assign _0447_ = _0446_ & st4[2];
-  assign _0448_ = ~ _0447_;
-  assign _0449_ = st4[0] & _0448_;
-  assign _0450_ = _0444_ & _0449_;
-  assign _0451_ = st2[10:4] == st4[10:4];
-  assign _0452_ = ! st4[1];
-  assign _0453_ = _0451_ & _0452_;
-  assign _0454_ = ! st4[1];
-  assign _0455_ = _0454_ & st4[2];
-  assign _0457_ = st4[1] & st4[22];
-  assign _0458_ = _0455_ | _0457_;
-  assign _0459_ = st4[0] & _0458_;
-  assign _0460_ = _0453_ & _0459_;
-  assign _0461_ = st2[10:4] == st5[10:4];
-  assign _0462_ = ! st5[1];
-  assign _0463_ = _0462_ & st5[2];
-  assign _0464_ = ~ _0463_;
-  assign _0465_ = st5[0] & _0464_;
-  assign _0467_ = _0461_ & _0465_;
-  assign _0468_ = st2[10:4] == st5[10:4];
-  assign _0469_ = ! st5[1];
-  assign _0470_ = _0469_ & st5[2];
-  assign _0471_ = st5[1] & st5[22];
-  assign _0472_ = _0470_ | _0471_;
-  assign _0473_ = st5[0] & _0472_;
-  assign _0474_ = _0468_ & _0473_;
-  assign _0475_ = st2[10:4] == st6[10:4];
-  assign _0477_ = ! st6[1];
-  assign _0478_ = _0477_ & st6[2];
-  assign _0479_ = ~ _0478_;
-  assign _0480_ = st6[0] & _0479_;
-  assign _0481_ = _0475_ & _0480_;
-  assign _0482_ = st2[10:4] == st6[10:4];
-  assign _0483_ = ! st6[1];
-  assign _0484_ = _0483_ & st6[2];
-  assign _0485_ = st6[1] & st6[22];
-  assign _0488_ = _0484_ | _0485_;
-  assign _0489_ = st6[0] & _0488_;
-  assign _0490_ = _0482_ & _0489_;
-  assign _0491_ = st2[10:4] == st7[10:4];
-  assign _0492_ = ! st7[1];
-  assign _0493_ = _0492_ & st7[2];
-  assign _0494_ = ~ _0493_;
-  assign _0495_ = st7[0] & _0494_;
-  assign _0496_ = _0491_ & _0495_;
-  assign _0497_ = st2[10:4] == st7[10:4];
-  assign _0499_ = ! st7[1];
-  assign _0500_ = _0499_ & st7[2];
-  assign _0501_ = st7[1] & st7[22];
-  assign _0502_ = _0500_ | _0501_;
-  assign _0503_ = st7[0] & _0502_;
-  assign _0504_ = _0497_ & _0503_;
-  assign _0505_ = ! st3[1];
-  assign _0507_ = _0505_ & st3[2];
-  assign _0508_ = ~ _0507_;
-  assign _0509_ = hit_v1 & _0508_;
-  assign _0510_ = ! st3[1];
-  assign _0511_ = _0510_ & st3[2];
-  assign _0512_ = hit_c1 & _0511_;
-  assign _0513_ = _0509_ | _0512_;
-  assign _0515_ = ~ hit_v1;
-  assign _0516_ = hit_v2 & _0515_;
-  assign _0517_ = ! st3[1];
-  assign _0518_ = _0517_ & st3[2];
-  assign _0519_ = ~ _0518_;
-  assign _0520_ = _0516_ & _0519_;
-  assign _0521_ = ~ hit_c1;
-  assign _0522_ = hit_c2 & _0521_;
-  assign _0523_ = ! st3[1];
-  assign _0525_ = _0523_ & st3[2];
-  assign _0526_ = _0522_ & _0525_;
-  assign _0527_ = _0520_ | _0526_;
-  assign _0528_ = hit_v1 | hit_v2;
-  assign _0529_ = ~ _0528_;
-  assign _0530_ = hit_v3 & _0529_;
-  assign _0531_ = ! st3[1];
-  assign _0532_ = _0531_ & st3[2];
-  assign _0533_ = ~ _0532_;
-  assign _0535_ = _0530_ & _0533_;
-  assign _0536_ = hit_v1 | hit_v2;
-  assign _0537_ = _0536_ | hit_v3;
-  assign _0538_ = ~ _0537_;
-  assign _0539_ = hit_v4 & _0538_;
-  assign _0540_ = ! st3[1];
-  assign _0541_ = _0540_ & st3[2];
-  assign _0542_ = ~ _0541_;
-  assign _0543_ = _0539_ & _0542_;
-  assign _0545_ = hit_v1 | hit_v2;
-  assign _0546_ = _0545_ | hit_v3;
-  assign _0547_ = _0546_ | hit_v4;
-  assign _0548_ = ~ _0547_;
-  assign _0549_ = hit_v5 & _0548_;
-  assign _0550_ = ! st3[1];
-  assign _0551_ = _0550_ & st3[2];
-  assign _0552_ = ~ _0551_;
-  assign _0553_ = _0549_ & _0552_;
-  assign _0555_ = hit_v1 | hit_v2;
-  assign _0556_ = _0555_ | hit_v3;
-  assign _0557_ = _0556_ | hit_v4;
-  assign _0558_ = _0557_ | hit_v5;
-  assign _0559_ = ~ _0558_;
-  assign _0560_ = ! st3[1];
-  assign _0561_ = _0560_ & st3[2];
-  assign _0562_ = ~ _0561_;
-  assign _0563_ = _0559_ & _0562_;
-  assign _0565_ = hit_c1 | hit_c2;
-  assign _0566_ = ~ _0565_;
-  assign _0567_ = hit_c3 & _0566_;
-  assign _0568_ = ! st3[1];
-  assign _0569_ = _0568_ & st3[2];
-  assign _0570_ = _0567_ & _0569_;
-  assign _0571_ = hit_c1 | hit_c2;
-  assign _0572_ = _0571_ | hit_c3;
-  assign _0574_ = ~ _0572_;
-  assign _0575_ = hit_c4 & _0574_;
-  assign _0576_ = ! st3[1];
-  assign _0577_ = _0576_ & st3[2];
-  assign _0578_ = _0575_ & _0577_;
-  assign _0579_ = hit_c1 | hit_c2;
-  assign _0580_ = _0579_ | hit_c3;
-  assign _0581_ = _0580_ | hit_c4;
-  assign _0582_ = ~ _0581_;
-  assign _0585_ = hit_c5 & _0582_;
-  assign _0586_ = ! st3[1];
-  assign _0587_ = _0586_ & st3[2];
-  assign _0588_ = _0585_ & _0587_;
-  assign _0589_ = hit_c1 | hit_c2;
-  assign _0590_ = _0589_ | hit_c3;
-  assign _0591_ = _0590_ | hit_c4;
-  assign _0592_ = _0591_ | hit_c5;
-  assign _0593_ = ~ _0592_;
-  assign _0595_ = ! st3[1];
-  assign _0596_ = _0595_ & st3[2];
-  assign _0597_ = _0593_ & _0596_;
-  assign _0598_ = ! st3[1];
-  assign _0599_ = hit_c1 & st3[1];
-  assign _0601_ = ~ hit_c1;
-  assign _0602_ = hit_c2 & _0601_;
-  assign _0603_ = _0602_ & st3[1];
-  assign _0604_ = hit_c1 | hit_c2;
-  assign _0605_ = ~ _0604_;
-  assign _0606_ = hit_c3 & _0605_;
-  assign _0608_ = _0606_ & st3[1];
-  assign _0609_ = hit_c1 | hit_c2;
-  assign _0610_ = _0609_ | hit_c3;
-  assign _0611_ = ~ _0610_;
-  assign _0612_ = hit_c4 & _0611_;
-  assign _0613_ = _0612_ & st3[1];
-  assign _0615_ = hit_c1 | hit_c2;
-  assign _0616_ = _0615_ | hit_c3;
-  assign _0617_ = _0616_ | hit_c4;
-  assign _0618_ = ~ _0617_;
-  assign _0619_ = hit_c5 & _0618_;
-  assign _0620_ = _0619_ & st3[1];
-  assign _0621_ = hit_c1 | hit_c2;
-  assign _0622_ = _0621_ | hit_c3;
-  assign _0623_ = _0622_ | hit_c4;
-  assign _0624_ = _0623_ | hit_c5;
-  assign _0625_ = ~ _0624_;
-  assign _0626_ = _0625_ & st3[1];
-  assign _0627_ = \$signal$148 [0] ? \$signal$150 [19:0] : 20'h00000;
-  assign _0628_ = \$signal$148 [1] ? \$signal$49 [19:0] : 20'h00000;
-  assign _0630_ = _0627_ | _0628_;
-  assign _0631_ = \$signal$148 [2] ? v_wr__data[18:0] : 19'h00000;
-  assign _0632_ = _0630_ | { _0631_[18], _0631_ };
-  assign _0633_ = \$signal$148 [3] ? res8[18:0] : 19'h00000;
-  assign _0634_ = _0632_ | { _0633_[18], _0633_ };
-  assign _0635_ = \$signal$148 [4] ? res9[18:0] : 19'h00000;
-  assign _0636_ = _0634_ | { _0635_[18], _0635_ };
-  assign _0637_ = \$signal$148 [5] ? v_raw[18:0] : 19'h00000;
-  assign _0638_ = _0636_ | { _0637_[18], _0637_ };
-  assign _0639_ = \$signal$148 [6] ? c_wr__data[17:0] : 18'h00000;
-  assign _0641_ = _0638_ | { _0639_[17], _0639_[17], _0639_ };
-  assign _0642_ = \$signal$148 [7] ? cres8[17:0] : 18'h00000;
-  assign _0643_ = _0641_ | { _0642_[17], _0642_[17], _0642_ };
-  assign _0644_ = \$signal$148 [8] ? cres9[17:0] : 18'h00000;
-  assign _0645_ = _0643_ | { _0644_[17], _0644_[17], _0644_ };
-  assign _0646_ = \$signal$148 [9] ? c_raw[17:0] : 18'h00000;
-  assign _0647_ = _0645_ | { _0646_[17], _0646_[17], _0646_ };
-  assign _0648_ = \$signal$149 [0] ? addend[14:0] : 15'h0000;
-  assign _0649_ = \$signal$149 [1] ? b_raw[14:0] : 15'h0000;
-  assign _0650_ = _0648_ | _0649_;
-  assign _0652_ = \$signal$149 [2] ? \$signal$150 [19:0] : 20'h00000;
-  assign _0653_ = { _0650_[14], _0650_[14], _0650_[14], _0650_[14], _0650_[14], _0650_ } | _0652_;
-  assign _0654_ = \$signal$149 [3] ? \$signal$49 [19:0] : 20'h00000;
-  assign _0655_ = _0653_ | _0654_;
-  assign _0656_ = \$signal$149 [4] ? c_wr__data[17:0] : 18'h00000;
-  assign _0657_ = _0655_ | { _0656_[17], _0656_[17], _0656_ };
-  assign _0658_ = \$signal$149 [5] ? cres8[17:0] : 18'h00000;
-  assign _0659_ = _0657_ | { _0658_[17], _0658_[17], _0658_ };
-  assign _0660_ = \$signal$149 [6] ? cres9[17:0] : 18'h00000;
-  assign _0661_ = _0659_ | { _0660_[17], _0660_[17], _0660_ };
-  assign _0663_ = \$signal$149 [7] ? c_raw[17:0] : 18'h00000;
-  assign _0664_ = _0661_ | { _0663_[17], _0663_[17], _0663_ };
-  assign _0665_ = $signed(_0647_) + $signed(_0664_);
-  assign _0666_ = \$signal$148 [0] ? \$signal$150 [39:20] : 20'h00000;
-  assign _0667_ = \$signal$148 [1] ? \$signal$49 [39:20] : 20'h00000;
-  assign _0668_ = _0666_ | _0667_;
-  assign _0669_ = \$signal$148 [2] ? v_wr__data[37:19] : 19'h00000;
-  assign _0670_ = _0668_ | { _0669_[18], _0669_ };
-  assign _0671_ = \$signal$148 [3] ? res8[37:19] : 19'h00000;
-  assign _0672_ = _0670_ | { _0671_[18], _0671_ };
-  assign _0674_ = \$signal$148 [4] ? res9[37:19] : 19'h00000;
-  assign _0675_ = _0672_ | { _0674_[18], _0674_ };
-  assign _0676_ = \$signal$148 [5] ? v_raw[37:19] : 19'h00000;
-  assign _0677_ = _0675_ | { _0676_[18], _0676_ };
-  assign _0678_ = \$signal$148 [6] ? c_wr__data[35:18] : 18'h00000;
-  assign _0679_ = _0677_ | { _0678_[17], _0678_[17], _0678_ };
-  assign _0680_ = \$signal$148 [7] ? cres8[35:18] : 18'h00000;
-  assign _0681_ = _0679_ | { _0680_[17], _0680_[17], _0680_ };
-  assign _0682_ = \$signal$148 [8] ? cres9[35:18] : 18'h00000;
-  assign _0683_ = _0681_ | { _0682_[17], _0682_[17], _0682_ };
-  assign _0685_ = \$signal$148 [9] ? c_raw[35:18] : 18'h00000;
-  assign _0686_ = _0683_ | { _0685_[17], _0685_[17], _0685_ };
-  assign _0687_ = \$signal$149 [0] ? addend[29:15] : 15'h0000;
-  assign _0688_ = \$signal$149 [1] ? b_raw[29:15] : 15'h0000;
-  assign _0689_ = _0687_ | _0688_;
-  assign _0690_ = \$signal$149 [2] ? \$signal$150 [39:20] : 20'h00000;
-  assign _0691_ = { _0689_[14], _0689_[14], _0689_[14], _0689_[14], _0689_[14], _0689_ } | _0690_;
-  assign _0692_ = \$signal$149 [3] ? \$signal$49 [39:20] : 20'h00000;
-  assign _0693_ = _0691_ | _0692_;
-  assign _0694_ = \$signal$149 [4] ? c_wr__data[35:18] : 18'h00000;
-  assign _0696_ = _0693_ | { _0694_[17], _0694_[17], _0694_ };
-  assign _0697_ = \$signal$149 [5] ? cres8[35:18] : 18'h00000;
-  assign _0698_ = _0696_ | { _0697_[17], _0697_[17], _0697_ };
-  assign _0699_ = \$signal$149 [6] ? cres9[35:18] : 18'h00000;
-  assign _0700_ = _0698_ | { _0699_[17], _0699_[17], _0699_ };
-  assign _0701_ = \$signal$149 [7] ? c_raw[35:18] : 18'h00000;
-  assign _0702_ = _0700_ | { _0701_[17], _0701_[17], _0701_ };
-  assign _0703_ = $signed(_0686_) + $signed(_0702_);
-  assign _0704_ = \$signal$148 [0] ? \$signal$150 [59:40] : 20'h00000;
-  assign _0705_ = \$signal$148 [1] ? \$signal$49 [59:40] : 20'h00000;
-  assign _0707_ = _0704_ | _0705_;
-  assign _0708_ = \$signal$148 [2] ? v_wr__data[56:38] : 19'h00000;
-  assign _0709_ = _0707_ | { _0708_[18], _0708_ };
-  assign _0710_ = \$signal$148 [3] ? res8[56:38] : 19'h00000;
-  assign _0711_ = _0709_ | { _0710_[18], _0710_ };
-  assign _0712_ = \$signal$148 [4] ? res9[56:38] : 19'h00000;
-  assign _0713_ = _0711_ | { _0712_[18], _0712_ };
-  assign _0714_ = \$signal$148 [5] ? v_raw[56:38] : 19'h00000;
-  assign _0715_ = _0713_ | { _0714_[18], _0714_ };
-  assign _0716_ = \$signal$148 [6] ? c_wr__data[53:36] : 18'h00000;
-  assign _0718_ = _0715_ | { _0716_[17], _0716_[17], _0716_ };
-  assign _0719_ = \$signal$148 [7] ? cres8[53:36] : 18'h00000;
-  assign _0720_ = _0718_ | { _0719_[17], _0719_[17], _0719_ };
-  assign _0721_ = \$signal$148 [8] ? cres9[53:36] : 18'h00000;
-  assign _0722_ = _0720_ | { _0721_[17], _0721_[17], _0721_ };
-  assign _0723_ = \$signal$148 [9] ? c_raw[53:36] : 18'h00000;
-  assign _0724_ = _0722_ | { _0723_[17], _0723_[17], _0723_ };
-  assign _0725_ = \$signal$149 [0] ? addend[44:30] : 15'h0000;
-  assign _0726_ = \$signal$149 [1] ? b_raw[44:30] : 15'h0000;
-  assign _0727_ = _0725_ | _0726_;
-  assign _0728_ = \$signal$149 [2] ? \$signal$150 [59:40] : 20'h00000;
-  assign _0729_ = { _0727_[14], _0727_[14], _0727_[14], _0727_[14], _0727_[14], _0727_ } | _0728_;
-  assign _0730_ = \$signal$149 [3] ? \$signal$49 [59:40] : 20'h00000;
-  assign _0731_ = _0729_ | _0730_;
-  assign _0732_ = \$signal$149 [4] ? c_wr__data[53:36] : 18'h00000;
-  assign _0733_ = _0731_ | { _0732_[17], _0732_[17], _0732_ };
-  assign _0734_ = \$signal$149 [5] ? cres8[53:36] : 18'h00000;
-  assign _0735_ = _0733_ | { _0734_[17], _0734_[17], _0734_ };
-  assign _0736_ = \$signal$149 [6] ? cres9[53:36] : 18'h00000;
-  assign _0737_ = _0735_ | { _0736_[17], _0736_[17], _0736_ };
-  assign _0739_ = \$signal$149 [7] ? c_raw[53:36] : 18'h00000;
-  assign _0740_ = _0737_ | { _0739_[17], _0739_[17], _0739_ };
-  assign _0741_ = $signed(_0724_) + $signed(_0740_);
-  assign _0742_ = \$signal$148 [0] ? \$signal$150 [79:60] : 20'h00000;
-  assign _0743_ = \$signal$148 [1] ? \$signal$49 [79:60] : 20'h00000;
-  assign _0744_ = _0742_ | _0743_;
-  assign _0745_ = \$signal$148 [2] ? v_wr__data[75:57] : 19'h00000;
-  assign _0746_ = _0744_ | { _0745_[18], _0745_ };
-  assign _0747_ = \$signal$148 [3] ? res8[75:57] : 19'h00000;
-  assign _0748_ = _0746_ | { _0747_[18], _0747_ };
-  assign _0750_ = \$signal$148 [4] ? res9[75:57] : 19'h00000;
-  assign _0751_ = _0748_ | { _0750_[18], _0750_ };
-  assign _0752_ = \$signal$148 [5] ? v_raw[75:57] : 19'h00000;
-  assign _0753_ = _0751_ | { _0752_[18], _0752_ };
-  assign _0754_ = \$signal$148 [6] ? c_wr__data[71:54] : 18'h00000;
-  assign _0755_ = _0753_ | { _0754_[17], _0754_[17], _0754_ };
-  assign _0756_ = \$signal$148 [7] ? cres8[71:54] : 18'h00000;
-  assign _0757_ = _0755_ | { _0756_[17], _0756_[17], _0756_ };
-  assign _0758_ = \$signal$148 [8] ? cres9[71:54] : 18'h00000;
-  assign _0759_ = _0757_ | { _0758_[17], _0758_[17], _0758_ };
-  assign _0760_ = \$signal$148 [9] ? c_raw[71:54] : 18'h00000;
-  assign _0761_ = _0759_ | { _0760_[17], _0760_[17], _0760_ };
-  assign _0762_ = \$signal$149 [0] ? addend[59:45] : 15'h0000;
-  assign _0763_ = \$signal$149 [1] ? b_raw[59:45] : 15'h0000;
-  assign _0764_ = _0762_ | _0763_;
-  assign _0765_ = \$signal$149 [2] ? \$signal$150 [79:60] : 20'h00000;
-  assign _0766_ = { _0764_[14], _0764_[14], _0764_[14], _0764_[14], _0764_[14], _0764_ } | _0765_;
-  assign _0767_ = \$signal$149 [3] ? \$signal$49 [79:60] : 20'h00000;
-  assign _0768_ = _0766_ | _0767_;
-  assign _0769_ = \$signal$149 [4] ? c_wr__data[71:54] : 18'h00000;
-  assign _0771_ = _0768_ | { _0769_[17], _0769_[17], _0769_ };
-  assign _0772_ = \$signal$149 [5] ? cres8[71:54] : 18'h00000;
-  assign _0773_ = _0771_ | { _0772_[17], _0772_[17], _0772_ };
-  assign _0774_ = \$signal$149 [6] ? cres9[71:54] : 18'h00000;
-  assign _0775_ = _0773_ | { _0774_[17], _0774_[17], _0774_ };
-  assign _0776_ = \$signal$149 [7] ? c_raw[71:54] : 18'h00000;
-  assign _0777_ = _0775_ | { _0776_[17], _0776_[17], _0776_ };
-  assign _0778_ = $signed(_0761_) + $signed(_0777_);
-  assign _0779_ = $signed(\$signal$150 [19:0]) - $signed(14'h1054);
-  assign _0780_ = $signed(\$signal$150 [19:0]) - $signed(15'h20a8);
-  assign _0783_ = $signed(\$signal$150 [19:0]) - $signed(15'h30fc);
-  assign _0784_ = $signed(\$signal$150 [19:0]) - $signed(16'h4150);
-  assign _0785_ = $signed(\$signal$150 [39:20]) - $signed(14'h1054);
-  assign _0786_ = $signed(\$signal$150 [39:20]) - $signed(15'h20a8);
-  assign _0787_ = $signed(\$signal$150 [39:20]) - $signed(15'h30fc);
-  assign _0788_ = $signed(\$signal$150 [39:20]) - $signed(16'h4150);
-  assign _0789_ = $signed(\$signal$150 [59:40]) - $signed(14'h1054);
-  assign _0790_ = $signed(\$signal$150 [59:40]) - $signed(15'h20a8);
-  assign _0791_ = $signed(\$signal$150 [59:40]) - $signed(15'h30fc);
-  assign _0792_ = $signed(\$signal$150 [59:40]) - $signed(16'h4150);
-  assign _0793_ = $signed(\$signal$150 [79:60]) - $signed(14'h1054);
-  assign _0794_ = $signed(\$signal$150 [79:60]) - $signed(15'h20a8);
-  assign _0795_ = $signed(\$signal$150 [79:60]) - $signed(15'h30fc);
-  assign _0796_ = $signed(\$signal$150 [79:60]) - $signed(16'h4150);
-  assign _0797_ = st6[1] ? { b6[14], b6[14], b6[14], b6[14], b6[14], b6[14:0] } : \$signal$49 [19:0];
-  assign _0798_ = st6[1] ? { b6[29], b6[29], b6[29], b6[29], b6[29], b6[29:15] } : \$signal$49 [39:20];
-  assign _0799_ = st6[1] ? { b6[44], b6[44], b6[44], b6[44], b6[44], b6[44:30] } : \$signal$49 [59:40];
-  assign _0801_ = st6[1] ? { b6[59], b6[59], b6[59], b6[59], b6[59], b6[59:45] } : \$signal$49 [79:60];
-  assign _0802_ = st6[0] & st6[1];
-  assign _0803_ = any_spike | st6[24];
-  assign _0804_ = _0802_ & _0803_;
-  assign _0805_ = st7[0] & st7[1];
-  assign _0806_ = pos1 == 3'h7;
-  assign _0808_ = pos2 == 3'h7;
-  assign _0809_ = pos2 + 1'h1;
-  assign _0810_ = pos1 + 1'h1;
-  assign _0811_ = \pos0$84  + 1'h1;
-  assign _0812_ = | pending;
-  assign _0813_ = pending - 1'h1;
-  assign _0814_ = { 1'h0, pending } & _0813_;
-  assign _0815_ = ! _0814_;
-  assign _0816_ = ~ \$signal$92 [19];
-  assign _0817_ = _0815_ & _0816_;
-  assign _0818_ = 1'h1 << lane;
-  assign _0819_ = { 3'h0, done } | _0818_;
-  always @(posedge clk)
-    used <= _0820_;
-  always @(posedge clk)
-    credit <= _0821_;
-  always @(posedge clk)
-    pix_bits <= _0822_;
-  always @(posedge clk)
-    \$signal$26  <= _0823_;
-  always @(posedge clk)
-    \$signal$29  <= _0824_;
-  always @(posedge clk)
-    pixel_count <= _0825_;
-  always @(posedge clk)
-    more_pixels <= _0826_;
-  always @(posedge clk)
-    ev_c <= _0827_;
-  always @(posedge clk)
-    ev_y <= _0829_;
-  always @(posedge clk)
-    ev_x <= _0830_;
-  always @(posedge clk)
-    nxt_x <= _0831_;
-  always @(posedge clk)
-    \$like$107  <= _0832_;
-  always @(posedge clk)
-    \$like  <= _0833_;
-  always @(posedge clk)
-    fsm_state <= _0834_;
-  always @(posedge clk)
-    sweep_addr <= _0835_;
-  always @(posedge clk)
-    sweep_last <= _0836_;
-  always @(posedge clk)
-    step <= _0838_;
-  always @(posedge clk)
-    fire_k <= _0839_;
-  always @(posedge clk)
-    \$signal$113  <= _0840_;
-  always @(posedge clk)
-    \$signal  <= _0841_;
-  always @(posedge clk)
-    pos0 <= _0842_;
-  always @(posedge clk)
-    st0 <= _0843_;
-  always @(posedge clk)
-    st1 <= _0844_;
-  always @(posedge clk)
-    st2 <= _0845_;
-  always @(posedge clk)
-    st3 <= _0846_;
-  always @(posedge clk)
-    st4 <= _0848_;
-  always @(posedge clk)
-    st5 <= _0849_;
-  always @(posedge clk)
-    st6 <= _0850_;
-  always @(posedge clk)
-    st7 <= _0851_;
-  always @(posedge clk)
-    w1_0 <= _0852_;
-  always @(posedge clk)
-    w2_0_0 <= _0853_;
-  always @(posedge clk)
-    w2_0_1 <= _0854_;
-  always @(posedge clk)
-    w2_0_2 <= _0855_;
-  always @(posedge clk)
-    w2_0_3 <= _0856_;
-  always @(posedge clk)
-    addend <= _0858_;
-  always @(posedge clk)
-    v_raw <= _0859_;
-  always @(posedge clk)
-    b_raw <= _0860_;
-  always @(posedge clk)
-    c_raw <= _0861_;
-  always @(posedge clk)
-    res8 <= _0862_;
-  always @(posedge clk)
-    res9 <= _0863_;
-  always @(posedge clk)
-    cres8 <= _0864_;
-  always @(posedge clk)
-    cres9 <= _0865_;
-  always @(posedge clk)
-    \$like$136  <= _0866_;
-  always @(posedge clk)
-    b6 <= _0867_;
-  always @(posedge clk)
-    hit_v1 <= _0869_;
-  always @(posedge clk)
-    hit_c1 <= _0870_;
-  always @(posedge clk)
-    hit_v2 <= _0871_;
-  always @(posedge clk)
-    hit_c2 <= _0872_;
-  always @(posedge clk)
-    hit_v3 <= _0873_;
-  always @(posedge clk)
-    hit_c3 <= _0874_;
-  always @(posedge clk)
-    hit_v4 <= _0875_;
-  always @(posedge clk)
-    hit_c4 <= _0876_;
-  always @(posedge clk)
-    hit_v5 <= _0877_;
-  always @(posedge clk)
-    hit_c5 <= _0878_;
-  always @(posedge clk)
-    \$signal$148  <= _0003_;
-  always @(posedge clk)
-    \$signal$149  <= _0004_;
-  always @(posedge clk)
-    \$signal$150  <= _0005_;
-  always @(posedge clk)
-    \$signal$49  <= _0006_;
-  always @(posedge clk)
-    d1_0 <= _0007_;
-  always @(posedge clk)
-    d2_0 <= _0008_;
-  always @(posedge clk)
-    d3_0 <= _0009_;
-  always @(posedge clk)
-    d4_0 <= _0010_;
-  always @(posedge clk)
-    d1_1 <= _0011_;
-  always @(posedge clk)
-    d2_1 <= _0012_;
-  always @(posedge clk)
-    d3_1 <= _0014_;
-  always @(posedge clk)
-    d4_1 <= _0015_;
-  always @(posedge clk)
-    d1_2 <= _0016_;
-  always @(posedge clk)
-    d2_2 <= _0017_;
-  always @(posedge clk)
-    d3_2 <= _0018_;
-  always @(posedge clk)
-    d4_2 <= _0019_;
-  always @(posedge clk)
-    d1_3 <= _0020_;
-  always @(posedge clk)
-    d2_3 <= _0021_;
-  always @(posedge clk)
-    d3_3 <= _0022_;
-  always @(posedge clk)
-    d4_3 <= _0023_;
-  always @(posedge clk)
-    v_wr__data <= _0025_;
-  always @(posedge clk)
-    c_wr__data <= _0026_;
-  always @(posedge clk)
-    entry7 <= _0027_;
-  always @(posedge clk)
-    \$signal$88  <= _0028_;
-  always @(posedge clk)
-    \pos0$84  <= _0029_;
-  always @(posedge clk)
-    pos1 <= _0030_;
-  always @(posedge clk)
-    pos2 <= _0031_;
-  always @(posedge clk)
-    done <= _0032_;
-  assign _0879_ = o__ready ? 4'h0 : done;
-  assign _0880_ = _0817_ ? (* full_case = 32'd1 *) 4'h0 : _0819_[3:0];
-  assign _0881_ = o__ready ? _0880_ : done;
-  assign _0882_ = _0812_ ? (* full_case = 32'd1 *) _0881_ : _0879_;
-  assign _0883_ = \$signal$96  ? _0882_ : done;
-  assign _0032_ = rst ? 4'h0 : _0883_;
-  assign _0884_ = _0808_ ? (* full_case = 32'd1 *) 3'h0 : _0809_[2:0];
-  assign _0885_ = _0806_ ? _0884_ : pos2;
-  assign _0886_ = \pos0$84  ? _0885_ : pos2;
-  assign _0887_ = st7[24] ? (* full_case = 32'd1 *) 3'h0 : _0886_;
-  assign _0888_ = _0805_ ? _0887_ : pos2;
-  assign _0031_ = rst ? 3'h0 : _0888_;
-  assign _0889_ = _0806_ ? (* full_case = 32'd1 *) 3'h0 : _0810_[2:0];
-  assign _0890_ = \pos0$84  ? _0889_ : pos1;
-  assign _0891_ = st7[24] ? (* full_case = 32'd1 *) 3'h0 : _0890_;
-  assign _0892_ = _0805_ ? _0891_ : pos1;
-  assign _0030_ = rst ? 3'h0 : _0892_;
-  assign _0893_ = \pos0$84  ? (* full_case = 32'd1 *) 1'h0 : _0811_[0];
-  assign _0894_ = st7[24] ? (* full_case = 32'd1 *) 1'h0 : _0893_;
-  assign _0895_ = _0805_ ? _0894_ : \pos0$84 ;
-  assign _0029_ = rst ? 1'h0 : _0895_;
-  assign _0028_ = rst ? 1'h0 : _0804_;
-  assign _0027_ = rst ? 20'h00000 : { st6[24], 7'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign _0026_[71:54] = rst ? 18'h00000 : _0801_[17:0];
-  assign _0026_[35:18] = rst ? 18'h00000 : _0798_[17:0];
-  assign _0026_[17:0] = rst ? 18'h00000 : _0797_[17:0];
-  assign _0026_[53:36] = rst ? 18'h00000 : _0799_[17:0];
-  assign _0025_ = rst ? 76'h0000000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign _0023_ = rst ? 19'h00000 : _0796_[18:0];
-  assign _0022_ = rst ? 19'h00000 : _0795_[18:0];
-  assign _0021_ = rst ? 19'h00000 : _0794_[18:0];
-  assign _0020_ = rst ? 19'h00000 : _0793_[18:0];
-  assign _0019_ = rst ? 19'h00000 : _0792_[18:0];
-  assign _0018_ = rst ? 19'h00000 : _0791_[18:0];
-  assign _0017_ = rst ? 19'h00000 : _0790_[18:0];
-  assign _0016_ = rst ? 19'h00000 : _0789_[18:0];
-  assign _0015_ = rst ? 19'h00000 : _0788_[18:0];
-  assign _0014_ = rst ? 19'h00000 : _0787_[18:0];
-  assign _0012_ = rst ? 19'h00000 : _0786_[18:0];
-  assign _0011_ = rst ? 19'h00000 : _0785_[18:0];
-  assign _0010_ = rst ? 19'h00000 : _0784_[18:0];
-  assign _0009_ = rst ? 19'h00000 : _0783_[18:0];
-  assign _0008_ = rst ? 19'h00000 : _0780_[18:0];
-  assign _0007_ = rst ? 19'h00000 : _0779_[18:0];
-  assign _0006_[79:60] = rst ? 20'h00000 : \$signal$150 [79:60];
-  assign _0006_[39:20] = rst ? 20'h00000 : \$signal$150 [39:20];
-  assign _0006_[19:0] = rst ? 20'h00000 : \$signal$150 [19:0];
-  assign _0006_[59:40] = rst ? 20'h00000 : \$signal$150 [59:40];
-  assign _0005_[79:60] = rst ? 20'h00000 : _0778_[19:0];
-  assign _0005_[39:20] = rst ? 20'h00000 : _0703_[19:0];
-  assign _0005_[19:0] = rst ? 20'h00000 : _0665_[19:0];
-  assign _0005_[59:40] = rst ? 20'h00000 : _0741_[19:0];
-  assign _0004_ = rst ? 8'h00 : { _0626_, _0620_, _0613_, _0608_, _0603_, _0599_, 1'h0, _0598_ };
-  assign _0003_ = rst ? 10'h000 : { _0597_, _0588_, _0578_, _0570_, _0563_, _0553_, _0543_, _0535_, _0527_, _0513_ };
-  assign _0878_ = rst ? 1'h0 : _0504_;
-  assign _0877_ = rst ? 1'h0 : _0496_;
-  assign _0876_ = rst ? 1'h0 : _0490_;
-  assign _0875_ = rst ? 1'h0 : _0481_;
-  assign _0874_ = rst ? 1'h0 : _0474_;
-  assign _0873_ = rst ? 1'h0 : _0467_;
-  assign _0872_ = rst ? 1'h0 : _0460_;
-  assign _0871_ = rst ? 1'h0 : _0450_;
-  assign _0870_ = rst ? 1'h0 : _0441_;
-  assign _0869_ = rst ? 1'h0 : _0431_;
-  assign _0867_ = rst ? 60'h000000000000000 : \$like$136 ;
-  assign _0866_ = rst ? 60'h000000000000000 : b_raw;
-  assign _0865_ = rst ? 72'h000000000000000000 : cres8;
-  assign _0864_ = rst ? 72'h000000000000000000 : c_wr__data;
-  assign _0863_ = rst ? 76'h0000000000000000000 : res8;
-  assign _0862_ = rst ? 76'h0000000000000000000 : v_wr__data;
-  assign _0861_ = rst ? 72'h000000000000000000 : \$signature__data$131 ;
-  assign _0860_ = rst ? 60'h000000000000000 : b_rd__data;
-  assign _0859_ = rst ? 76'h0000000000000000000 : \$signature__data$127 ;
-  assign _0896_ = st3[16] ? addend[59:45] : w2_0_3;
-  assign _0858_[59:45] = rst ? 15'h0000 : _0896_;
-  assign _0897_ = st3[16] ? addend[29:15] : w2_0_1;
-  assign _0858_[29:15] = rst ? 15'h0000 : _0897_;
-  assign _0898_ = st3[16] ? addend[14:0] : w2_0_0;
-  assign _0858_[14:0] = rst ? 15'h0000 : _0898_;
-  assign _0899_ = st3[16] ? addend[44:30] : w2_0_2;
-  assign _0858_[44:30] = rst ? 15'h0000 : _0899_;
-  assign _0856_ = rst ? 15'h0000 : _0423_;
-  assign _0855_ = rst ? 15'h0000 : _0422_;
-  assign _0854_ = rst ? 15'h0000 : _0421_;
-  assign _0853_ = rst ? 15'h0000 : _0420_;
-  assign _0852_ = rst ? 32'd0 : \$signature__data ;
-  assign _0851_ = rst ? 26'h0000000 : st6;
-  assign _0850_ = rst ? 26'h0000000 : st5;
-  assign _0849_ = rst ? 26'h0000000 : st4;
-  assign _0848_ = rst ? 26'h0000000 : st3;
-  assign _0846_ = rst ? 26'h0000000 : st2;
-  assign _0845_ = rst ? 26'h0000000 : st1;
-  assign _0844_ = rst ? 26'h0000000 : st0;
-  assign _0843_ = rst ? 26'h0000000 : { pos0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 1'h0, \issue.cur , \issue.kind , \issue.valid  };
-  assign _0900_ = pos0 ? (* full_case = 32'd1 *) 1'h0 : _0418_[0];
-  assign _0901_ = \issue.end  ? (* full_case = 32'd1 *) 1'h0 : _0900_;
-  assign _0902_ = sweep_now ? _0901_ : pos0;
-  assign _0842_ = rst ? 1'h0 : _0902_;
-  assign _0841_ = rst ? 1'h0 : _0417_;
-  assign _0840_ = rst ? 1'h0 : _0415_;
-  assign _0903_ = _0411_ ? 2'h0 : fire_k;
-  assign _0904_ = sweep_last ? _0903_ : fire_k;
-  assign _0905_ = _0410_ ? _0904_ : fire_k;
-  assign _0906_ = fsm_state ? (* full_case = 32'd1 *) _0905_ : fire_k;
-  assign _0839_ = rst ? 2'h0 : _0906_;
-  assign _0907_ = _0411_ ? (* full_case = 32'd1 *) 2'h0 : _0412_[1:0];
-  assign _0908_ = sweep_last ? _0907_ : step;
-  assign _0909_ = _0410_ ? _0908_ : step;
-  assign _0910_ = fsm_state ? (* full_case = 32'd1 *) _0909_ : step;
-  assign _0838_ = rst ? 2'h0 : _0910_;
-  assign _0911_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0414_;
-  assign _0912_ = _0410_ ? _0911_ : sweep_last;
-  assign _0913_ = fsm_state ? (* full_case = 32'd1 *) _0912_ : sweep_last;
-  assign _0836_ = rst ? 1'h0 : _0913_;
-  assign _0914_ = sweep_last ? (* full_case = 32'd1 *) 7'h00 : _0413_[6:0];
-  assign _0915_ = _0410_ ? _0914_ : sweep_addr;
-  assign _0916_ = fsm_state ? (* full_case = 32'd1 *) _0915_ : sweep_addr;
-  assign _0835_ = rst ? 7'h00 : _0916_;
-  assign _0917_ = _0411_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
-  assign _0918_ = sweep_last ? _0917_ : fsm_state;
-  assign _0919_ = _0410_ ? _0918_ : fsm_state;
-  function [0:0] _2023_;
-    input [0:0] a;
-    input [1:0] b;
-    input [1:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _2023_ = b[0:0];
-      2'b1?:
-        _2023_ = b[1:1];
-      default:
-        _2023_ = a;
-    endcase
-  endfunction
-  assign _0920_ = _2023_(fsm_state, { _0921_, _0919_ }, { _0922_, fsm_state });
-  assign _0921_ = _0407_ ? 1'h1 : fsm_state;
-  assign _0922_ = ~ (* full_case = 32'd1 *) fsm_state;
-  assign _0834_ = rst ? 1'h0 : _0920_;
-  assign _0923_ = _0400_ ? _0401_[0] : \$like ;
-  assign _0924_ = _0399_ ? _0923_ : \$like ;
-  assign _0925_ = \$signal$103  ? _0924_ : \$like ;
-  assign _0926_ = _0377_ ? _0925_ : \$like ;
-  assign _0927_ = _0407_ ? 1'h0 : _0926_;
-  assign _0928_ = fsm_state ? \$like  : _0927_;
-  assign _0833_ = rst ? 1'h0 : _0928_;
-  assign _0929_ = _0400_ ? (* full_case = 32'd1 *) 3'h0 : _0402_[2:0];
-  assign _0930_ = _0399_ ? _0929_ : \$like$107 ;
-  assign _0931_ = \$signal$103  ? _0930_ : \$like$107 ;
-  assign _0932_ = _0377_ ? _0931_ : \$like$107 ;
-  assign _0933_ = _0407_ ? 3'h0 : _0932_;
-  assign _0934_ = fsm_state ? \$like$107  : _0933_;
-  assign _0832_ = rst ? 3'h0 : _0934_;
-  assign _0935_ = _0399_ ? (* full_case = 32'd1 *) 3'h0 : _0403_[2:0];
-  assign _0936_ = \$signal$103  ? _0935_ : nxt_x;
-  assign _0937_ = _0377_ ? _0936_ : nxt_x;
-  assign _0938_ = _0407_ ? 3'h0 : _0937_;
-  assign _0939_ = fsm_state ? nxt_x : _0938_;
-  assign _0831_ = rst ? 3'h0 : _0939_;
-  assign _0940_ = \$signal$103  ? nxt_x : ev_x;
-  assign _0941_ = _0377_ ? _0940_ : ev_x;
-  assign _0942_ = fsm_state ? ev_x : _0941_;
-  assign _0830_ = rst ? 3'h0 : _0942_;
-  assign _0943_ = \$signal$103  ? \$like$107  : ev_y;
-  assign _0944_ = _0377_ ? _0943_ : ev_y;
-  assign _0945_ = fsm_state ? ev_y : _0944_;
-  assign _0829_ = rst ? 3'h0 : _0945_;
-  assign _0946_ = \$signal$103  ? \$like  : ev_c;
-  assign _0947_ = _0377_ ? _0946_ : ev_c;
-  assign _0948_ = fsm_state ? ev_c : _0947_;
-  assign _0827_ = rst ? 1'h0 : _0948_;
-  assign _0949_ = \$signal$103  ? _0397_ : more_pixels;
-  assign _0950_ = _0377_ ? _0949_ : more_pixels;
-  assign _0951_ = _0407_ ? 1'h1 : _0950_;
-  assign _0952_ = fsm_state ? more_pixels : _0951_;
-  assign _0826_ = rst ? 1'h1 : _0952_;
-  assign _0953_ = \$signal$103  ? _0396_[6:0] : pixel_count;
-  assign _0954_ = _0377_ ? _0953_ : pixel_count;
-  assign _0955_ = _0407_ ? 7'h00 : _0954_;
-  assign _0956_ = fsm_state ? pixel_count : _0955_;
-  assign _0825_ = rst ? 7'h00 : _0956_;
-  assign _0957_ = _0040_ ? _0373_ : \$signal$29 ;
-  assign _0958_ = \$signal$103  ? _0395_ : _0957_;
-  assign _0959_ = _0377_ ? _0958_ : _0957_;
-  assign _0960_ = fsm_state ? \$signal$29  : _0959_;
-  assign _0824_ = rst ? 1'h0 : _0960_;
-  assign _0961_ = _0040_ ? _0103_ : \$signal$26 ;
-  assign _0962_ = \$signal$103  ? _0378_ : _0961_;
-  assign _0963_ = _0377_ ? _0962_ : _0961_;
-  assign _0964_ = fsm_state ? \$signal$26  : _0963_;
-  assign _0823_ = rst ? 1'h1 : _0964_;
-  assign _0965_ = _0040_ ? { _0070_, _0063_, _0056_, _0050_, _0046_, _0043_, _0041_, 1'h0 } : pix_bits;
-  assign _0966_ = \$signal$103  ? \$signal$104  : _0965_;
-  assign _0967_ = _0377_ ? _0966_ : _0965_;
-  assign _0968_ = fsm_state ? pix_bits : _0967_;
-  assign _0822_ = rst ? 8'h00 : _0968_;
-  assign _0821_ = rst ? 1'h0 : _0038_;
-  assign _0820_ = rst ? 9'h000 : _0037_[8:0];
-  assign _0969_ = o__ready ? 1'h1 : 1'h0;
-  assign _0970_ = _0033_ ? 1'h1 : 1'h0;
-  assign _0971_ = o__ready ? _0970_ : 1'h0;
-  assign _0972_ = _0847_ ? (* full_case = 32'd1 *) _0971_ : _0969_;
-  assign \$signal$99  = \$signal$96  ? _0972_ : 1'h0;
-  assign o__valid = \$signal$96  ? 1'h1 : 1'h0;
-  assign _0973_ = _0847_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
-  assign \o__payload.end  = \$signal$96  ? _0973_ : 1'h0;
-  assign _0974_ = _0847_ ? (* full_case = 32'd1 *) _0857_ : 3'h0;
-  assign \o__payload.count  = \$signal$96  ? _0974_ : 3'h0;
-  assign _0975_ = pending[3] ? 2'h3 : 2'h0;
-  assign _0976_ = pending[2] ? 2'h2 : _0975_;
-  assign _0977_ = pending[1] ? 2'h1 : _0976_;
-  assign lane = pending[0] ? 2'h0 : _0977_;
-  assign _0978_ = _0514_ ? d1_3 : \$signal$49 [78:60];
-  assign _0979_ = _0524_ ? d2_3 : _0978_;
-  assign _0980_ = _0534_ ? d3_3 : _0979_;
-  assign _0981_ = _0544_ ? d4_3 : _0980_;
-  assign kept3 = st6[1] ? (* full_case = 32'd1 *) _0981_ : 19'h00000;
-  assign _0982_ = _0375_ ? d1_2 : \$signal$49 [58:40];
-  assign _0983_ = _0387_ ? d2_2 : _0982_;
-  assign _0984_ = _0398_ ? d3_2 : _0983_;
-  assign _0985_ = _0409_ ? d4_2 : _0984_;
-  assign kept2 = st6[1] ? (* full_case = 32'd1 *) _0985_ : 19'h00000;
-  assign _0986_ = _0248_ ? d1_1 : \$signal$49 [38:20];
-  assign _0987_ = _0257_ ? d2_1 : _0986_;
-  assign _0988_ = _0267_ ? d3_1 : _0987_;
-  assign _0989_ = _0275_ ? d4_1 : _0988_;
-  assign kept1 = st6[1] ? (* full_case = 32'd1 *) _0989_ : 19'h00000;
-  assign _0990_ = _0124_ ? d1_0 : \$signal$49 [18:0];
-  assign _0991_ = _0134_ ? d2_0 : _0990_;
-  assign _0992_ = _0141_ ? d3_0 : _0991_;
-  assign _0993_ = _0150_ ? d4_0 : _0992_;
-  assign kept0 = st6[1] ? (* full_case = 32'd1 *) _0993_ : 19'h00000;
-  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0506_[2:0] : 3'h0;
-  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0364_[2:0] : 3'h0;
-  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0240_[2:0] : 3'h0;
-  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0115_[2:0] : 3'h0;
-  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0554_ : \$signal$49 [78:60];
-  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0419_ : \$signal$49 [58:40];
-  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0284_ : \$signal$49 [38:20];
-  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0160_ : \$signal$49 [18:0];
-  assign _0994_ = _0781_ ? 1'h1 : 1'h0;
-  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _0994_ : 1'h0;
-  assign _0995_ = _0583_ ? 1'h1 : 1'h0;
-  assign \$signal$31  = fsm_state ? 1'h0 : _0995_;
-  assign _0996_ = _0293_ ? 1'h1 : 1'h0;
-  assign load = fsm_state ? 1'h0 : _0996_;
-  assign _0997_ = pix_bits[7] ? 3'h7 : 3'h0;
-  assign _0998_ = pix_bits[6] ? 3'h6 : _0997_;
-  assign _0999_ = pix_bits[5] ? 3'h5 : _0998_;
-  assign _1000_ = pix_bits[4] ? 3'h4 : _0999_;
-  assign _1001_ = pix_bits[3] ? 3'h3 : _1000_;
-  assign _1002_ = pix_bits[2] ? 3'h2 : _1001_;
-  assign _1003_ = pix_bits[1] ? 3'h1 : _1002_;
-  assign \bit  = pix_bits[0] ? 3'h0 : _1003_;
-  assign _1004_ = _0781_ ? sweep_last : 1'h0;
-  assign \issue.end  = fsm_state ? (* full_case = 32'd1 *) _1004_ : 1'h0;
-  assign _1005_ = _0781_ ? fire_k[0] : 1'h0;
-  assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _1005_ : 1'h0;
-  assign _1006_ = _0781_ ? _0001_ : 1'h0;
-  assign \issue.last_step  = fsm_state ? (* full_case = 32'd1 *) _1006_ : 1'h0;
-  assign \issue.shift  = _0114_ ? op_shift : 4'h0;
-  assign \issue.count  = _0114_ ? op_count : 1'h0;
-  assign \issue.waddr  = _0114_ ? op_waddr : 5'h00;
-  assign \issue.cur  = _0114_ ? 1'h1 : 1'h0;
-  assign _1007_ = _0114_ ? op_addr : 7'h00;
-  assign _1008_ = _0781_ ? sweep_addr : _1007_;
-  assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _1008_ : _1007_;
-  assign _1009_ = _0781_ ? 1'h1 : 1'h0;
-  assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _1009_ : 1'h0;
-  assign _1010_ = _0114_ ? 1'h1 : 1'h0;
-  assign _1011_ = _0781_ ? 1'h1 : _1010_;
-  assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _1011_ : _1010_;
-  function [2:0] _2160_;
-    input [2:0] a;
-    input [11:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _2160_ = b[2:0];
-      4'b??1?:
-        _2160_ = b[5:3];
-      4'b?1??:
-        _2160_ = b[8:6];
-      4'b1???:
-        _2160_ = b[11:9];
-      default:
-        _2160_ = a;
-    endcase
-  endfunction
-  assign _0857_ = _2160_(3'hx, { \$signal$92 [2:0], \$signal$92 [5:3], \$signal$92 [8:6], \$signal$92 [11:9] }, { _1015_, _1014_, _1013_, _1012_ });
-  assign _1012_ = lane == (* full_case = 32'd1 *) 2'h3;
-  assign _1013_ = lane == (* full_case = 32'd1 *) 2'h2;
-  assign _1014_ = lane == (* full_case = 32'd1 *) 2'h1;
-  assign _1015_ = ! (* full_case = 32'd1 *) lane;
-  \digits_cnn_gn.engine_conv1.expand0  expand0 (
+  assign rd__data = _878_;
+  assign _000_ = $signed(w1_0[7:0]) << st2[20:18];
+  assign _093_ = $signed(w1_0[15:8]) << st2[20:18];
+  assign _192_ = $signed(w1_0[23:16]) << st2[20:18];
+  assign _295_ = $signed(w1_0[31:24]) << st2[20:18];
+  assign _001_ = st2[10:4] == st3[10:4];
+  assign _010_ = ! st3[1];
+  assign _020_ = _001_ & _010_;
+  assign _030_ = ! st3[1];
+  assign _040_ = _030_ & st3[2];
+  assign _050_ = ~ _040_;
+  assign _059_ = st3[0] & _050_;
+  assign _069_ = _020_ & _059_;
+  assign _079_ = st2[10:4] == st3[10:4];
+  assign _086_ = ! st3[1];
+  assign _094_ = _079_ & _086_;
+  assign _100_ = ! st3[1];
+  assign _108_ = _100_ & st3[2];
+  assign _126_ = st3[1] & st3[22];
+  assign _137_ = _108_ | _126_;
+  assign _148_ = st3[0] & _137_;
+  assign _159_ = _094_ & _148_;
+  assign _170_ = st2[10:4] == st4[10:4];
+  assign _181_ = ! st4[1];
+  assign _193_ = _170_ & _181_;
+  assign _204_ = ! st4[1];
+  assign _215_ = _204_ & st4[2];
+  assign _226_ = ~ _215_;
+  assign _237_ = st4[0] & _226_;
+  assign _248_ = _193_ & _237_;
+  assign _259_ = st2[10:4] == st4[10:4];
+  assign _269_ = ! st4[1];
+  assign _276_ = _259_ & _269_;
+  assign _285_ = ! st4[1];
+  assign _296_ = _285_ & st4[2];
+  assign _316_ = st4[1] & st4[22];
+  assign _327_ = _296_ | _316_;
+  assign _338_ = st4[0] & _327_;
+  assign _347_ = _276_ & _338_;
+  assign _348_ = st2[10:4] == st5[10:4];
+  assign _349_ = ! st5[1];
+  assign _350_ = _349_ & st5[2];
+  assign _351_ = ~ _350_;
+  assign _352_ = st5[0] & _351_;
+  assign _353_ = _348_ & _352_;
+  assign _354_ = st2[10:4] == st5[10:4];
+  assign _355_ = ! st5[1];
+  assign _356_ = _355_ & st5[2];
+  assign _357_ = st5[1] & st5[22];
+  assign _358_ = _356_ | _357_;
+  assign _359_ = st5[0] & _358_;
+  assign _360_ = _354_ & _359_;
+  assign _361_ = st2[10:4] == st6[10:4];
+  assign _362_ = ! st6[1];
+  assign _363_ = _362_ & st6[2];
+  assign _364_ = ~ _363_;
+  assign _365_ = st6[0] & _364_;
+  assign _366_ = _361_ & _365_;
+  assign _367_ = st2[10:4] == st6[10:4];
+  assign _368_ = ! st6[1];
+  assign _369_ = _368_ & st6[2];
+  assign _370_ = st6[1] & st6[22];
+  assign _371_ = _369_ | _370_;
+  assign _372_ = st6[0] & _371_;
+  assign _373_ = _367_ & _372_;
+  assign _374_ = st2[10:4] == st7[10:4];
+  assign _375_ = ! st7[1];
+  assign _376_ = _375_ & st7[2];
+  assign _377_ = ~ _376_;
+  assign _378_ = st7[0] & _377_;
+  assign _379_ = _374_ & _378_;
+  assign _380_ = st2[10:4] == st7[10:4];
+  assign _381_ = ! st7[1];
+  assign _382_ = _381_ & st7[2];
+  assign _383_ = st7[1] & st7[22];
+  assign _384_ = _382_ | _383_;
+  assign _385_ = st7[0] & _384_;
+  assign _386_ = _380_ & _385_;
+  assign _387_ = ! st3[1];
+  assign _388_ = _387_ & st3[2];
+  assign _389_ = ~ _388_;
+  assign _390_ = hit_v1 & _389_;
+  assign _391_ = ! st3[1];
+  assign _392_ = _391_ & st3[2];
+  assign _393_ = hit_c1 & _392_;
+  assign _394_ = _390_ | _393_;
+  assign _002_ = ~ hit_v1;
+  assign _003_ = hit_v2 & _002_;
+  assign _004_ = ! st3[1];
+  assign _005_ = _004_ & st3[2];
+  assign _006_ = ~ _005_;
+  assign _007_ = _003_ & _006_;
+  assign _008_ = ~ hit_c1;
+  assign _009_ = hit_c2 & _008_;
+  assign _011_ = ! st3[1];
+  assign _012_ = _011_ & st3[2];
+  assign _013_ = _009_ & _012_;
+  assign _014_ = _007_ | _013_;
+  assign _015_ = hit_v1 | hit_v2;
+  assign _016_ = ~ _015_;
+  assign _017_ = hit_v3 & _016_;
+  assign _018_ = ! st3[1];
+  assign _019_ = _018_ & st3[2];
+  assign _021_ = ~ _019_;
+  assign _022_ = _017_ & _021_;
+  assign _023_ = hit_v1 | hit_v2;
+  assign _024_ = _023_ | hit_v3;
+  assign _025_ = ~ _024_;
+  assign _026_ = hit_v4 & _025_;
+  assign _027_ = ! st3[1];
+  assign _028_ = _027_ & st3[2];
+  assign _029_ = ~ _028_;
+  assign _031_ = _026_ & _029_;
+  assign _032_ = hit_v1 | hit_v2;
+  assign _033_ = _032_ | hit_v3;
+  assign _034_ = _033_ | hit_v4;
+  assign _035_ = ~ _034_;
+  assign _036_ = hit_v5 & _035_;
+  assign _037_ = ! st3[1];
+  assign _038_ = _037_ & st3[2];
+  assign _039_ = ~ _038_;
+  assign _041_ = _036_ & _039_;
+  assign _042_ = hit_v1 | hit_v2;
+  assign _043_ = _042_ | hit_v3;
+  assign _044_ = _043_ | hit_v4;
+  assign _045_ = _044_ | hit_v5;
+  assign _046_ = ~ _045_;
+  assign _047_ = ! st3[1];
+  assign _048_ = _047_ & st3[2];
+  assign _049_ = ~ _048_;
+  assign _051_ = _046_ & _049_;
+  assign _052_ = hit_c1 | hit_c2;
+  assign _053_ = ~ _052_;
+  assign _054_ = hit_c3 & _053_;
+  assign _055_ = ! st3[1];
+  assign _056_ = _055_ & st3[2];
+  assign _057_ = _054_ & _056_;
+  assign _058_ = hit_c1 | hit_c2;
+  assign _060_ = _058_ | hit_c3;
+  assign _061_ = ~ _060_;
+  assign _062_ = hit_c4 & _061_;
+  assign _063_ = ! st3[1];
+  assign _064_ = _063_ & st3[2];
+  assign _065_ = _062_ & _064_;
+  assign _066_ = hit_c1 | hit_c2;
+  assign _067_ = _066_ | hit_c3;
+  assign _068_ = _067_ | hit_c4;
+  assign _070_ = ~ _068_;
+  assign _071_ = hit_c5 & _070_;
+  assign _072_ = ! st3[1];
+  assign _073_ = _072_ & st3[2];
+  assign _074_ = _071_ & _073_;
+  assign _075_ = hit_c1 | hit_c2;
+  assign _076_ = _075_ | hit_c3;
+  assign _077_ = _076_ | hit_c4;
+  assign _078_ = _077_ | hit_c5;
+  assign _080_ = ~ _078_;
+  assign _081_ = ! st3[1];
+  assign _082_ = _081_ & st3[2];
+  assign _083_ = _080_ & _082_;
+  assign _084_ = ! st3[1];
+  assign _085_ = hit_c1 & st3[1];
+  assign _087_ = ~ hit_c1;
+  assign _088_ = hit_c2 & _087_;
+  assign _089_ = _088_ & st3[1];
+  assign _090_ = hit_c1 | hit_c2;
+  assign _091_ = ~ _090_;
+  assign _092_ = hit_c3 & _091_;
+  assign _095_ = _092_ & st3[1];
+  assign _096_ = hit_c1 | hit_c2;
+  assign _097_ = _096_ | hit_c3;
+  assign _098_ = ~ _097_;
+  assign _099_ = hit_c4 & _098_;
+  assign _101_ = _099_ & st3[1];
+  assign _102_ = hit_c1 | hit_c2;
+  assign _103_ = _102_ | hit_c3;
+  assign _104_ = _103_ | hit_c4;
+  assign _105_ = ~ _104_;
+  assign _106_ = hit_c5 & _105_;
+  assign _107_ = _106_ & st3[1];
+  assign _109_ = hit_c1 | hit_c2;
+  assign _110_ = _109_ | hit_c3;
+  assign _111_ = _110_ | hit_c4;
+  assign _112_ = _111_ | hit_c5;
+  assign _113_ = ~ _112_;
+  assign _114_ = _113_ & st3[1];
+  assign _115_ = \$signal$41 [0] ? val5[19:0] : 20'h00000;
+  assign _116_ = \$signal$41 [1] ? r6[19:0] : 20'h00000;
+  assign _117_ = _115_ | _116_;
+  assign _118_ = \$signal$41 [2] ? res7[18:0] : 19'h00000;
+  assign _119_ = _117_ | { _118_[18], _118_ };
+  assign _120_ = \$signal$41 [3] ? res8[18:0] : 19'h00000;
+  assign _121_ = _119_ | { _120_[18], _120_ };
+  assign _122_ = \$signal$41 [4] ? res9[18:0] : 19'h00000;
+  assign _123_ = _121_ | { _122_[18], _122_ };
+  assign _124_ = \$signal$41 [5] ? \$signal [18:0] : 19'h00000;
+  assign _125_ = _123_ | { _124_[18], _124_ };
+  assign _127_ = \$signal$41 [6] ? cres7[17:0] : 18'h00000;
+  assign _128_ = _125_ | { _127_[17], _127_[17], _127_ };
+  assign _129_ = \$signal$41 [7] ? cres8[17:0] : 18'h00000;
+  assign _130_ = _128_ | { _129_[17], _129_[17], _129_ };
+  assign _131_ = \$signal$41 [8] ? cres9[17:0] : 18'h00000;
+  assign _132_ = _130_ | { _131_[17], _131_[17], _131_ };
+  assign _133_ = \$signal$41 [9] ? c_raw[17:0] : 18'h00000;
+  assign _134_ = _132_ | { _133_[17], _133_[17], _133_ };
+  assign _135_ = \$signal$42 [0] ? addend[14:0] : 15'h0000;
+  assign _136_ = \$signal$42 [1] ? \$signal$21 [14:0] : 15'h0000;
+  assign _138_ = _135_ | _136_;
+  assign _139_ = \$signal$42 [2] ? val5[19:0] : 20'h00000;
+  assign _140_ = { _138_[14], _138_[14], _138_[14], _138_[14], _138_[14], _138_ } | _139_;
+  assign _141_ = \$signal$42 [3] ? r6[19:0] : 20'h00000;
+  assign _142_ = _140_ | _141_;
+  assign _143_ = \$signal$42 [4] ? cres7[17:0] : 18'h00000;
+  assign _144_ = _142_ | { _143_[17], _143_[17], _143_ };
+  assign _145_ = \$signal$42 [5] ? cres8[17:0] : 18'h00000;
+  assign _146_ = _144_ | { _145_[17], _145_[17], _145_ };
+  assign _147_ = \$signal$42 [6] ? cres9[17:0] : 18'h00000;
+  assign _149_ = _146_ | { _147_[17], _147_[17], _147_ };
+  assign _150_ = \$signal$42 [7] ? c_raw[17:0] : 18'h00000;
+  assign _151_ = _149_ | { _150_[17], _150_[17], _150_ };
+  assign _152_ = $signed(_134_) + $signed(_151_);
+  assign _153_ = \$signal$41 [0] ? val5[39:20] : 20'h00000;
+  assign _154_ = \$signal$41 [1] ? r6[39:20] : 20'h00000;
+  assign _155_ = _153_ | _154_;
+  assign _156_ = \$signal$41 [2] ? res7[37:19] : 19'h00000;
+  assign _157_ = _155_ | { _156_[18], _156_ };
+  assign _158_ = \$signal$41 [3] ? res8[37:19] : 19'h00000;
+  assign _160_ = _157_ | { _158_[18], _158_ };
+  assign _161_ = \$signal$41 [4] ? res9[37:19] : 19'h00000;
+  assign _162_ = _160_ | { _161_[18], _161_ };
+  assign _163_ = \$signal$41 [5] ? \$signal [37:19] : 19'h00000;
+  assign _164_ = _162_ | { _163_[18], _163_ };
+  assign _165_ = \$signal$41 [6] ? cres7[35:18] : 18'h00000;
+  assign _166_ = _164_ | { _165_[17], _165_[17], _165_ };
+  assign _167_ = \$signal$41 [7] ? cres8[35:18] : 18'h00000;
+  assign _168_ = _166_ | { _167_[17], _167_[17], _167_ };
+  assign _169_ = \$signal$41 [8] ? cres9[35:18] : 18'h00000;
+  assign _171_ = _168_ | { _169_[17], _169_[17], _169_ };
+  assign _172_ = \$signal$41 [9] ? c_raw[35:18] : 18'h00000;
+  assign _173_ = _171_ | { _172_[17], _172_[17], _172_ };
+  assign _174_ = \$signal$42 [0] ? addend[29:15] : 15'h0000;
+  assign _175_ = \$signal$42 [1] ? \$signal$21 [29:15] : 15'h0000;
+  assign _176_ = _174_ | _175_;
+  assign _177_ = \$signal$42 [2] ? val5[39:20] : 20'h00000;
+  assign _178_ = { _176_[14], _176_[14], _176_[14], _176_[14], _176_[14], _176_ } | _177_;
+  assign _179_ = \$signal$42 [3] ? r6[39:20] : 20'h00000;
+  assign _180_ = _178_ | _179_;
+  assign _182_ = \$signal$42 [4] ? cres7[35:18] : 18'h00000;
+  assign _183_ = _180_ | { _182_[17], _182_[17], _182_ };
+  assign _184_ = \$signal$42 [5] ? cres8[35:18] : 18'h00000;
+  assign _185_ = _183_ | { _184_[17], _184_[17], _184_ };
+  assign _186_ = \$signal$42 [6] ? cres9[35:18] : 18'h00000;
+  assign _187_ = _185_ | { _186_[17], _186_[17], _186_ };
+  assign _188_ = \$signal$42 [7] ? c_raw[35:18] : 18'h00000;
+  assign _189_ = _187_ | { _188_[17], _188_[17], _188_ };
+  assign _190_ = $signed(_173_) + $signed(_189_);
+  assign _191_ = \$signal$41 [0] ? val5[59:40] : 20'h00000;
+  assign _194_ = \$signal$41 [1] ? r6[59:40] : 20'h00000;
+  assign _195_ = _191_ | _194_;
+  assign _196_ = \$signal$41 [2] ? res7[56:38] : 19'h00000;
+  assign _197_ = _195_ | { _196_[18], _196_ };
+  assign _198_ = \$signal$41 [3] ? res8[56:38] : 19'h00000;
+  assign _199_ = _197_ | { _198_[18], _198_ };
+  assign _200_ = \$signal$41 [4] ? res9[56:38] : 19'h00000;
+  assign _201_ = _199_ | { _200_[18], _200_ };
+  assign _202_ = \$signal$41 [5] ? \$signal [56:38] : 19'h00000;
+  assign _203_ = _201_ | { _202_[18], _202_ };
+  assign _205_ = \$signal$41 [6] ? cres7[53:36] : 18'h00000;
+  assign _206_ = _203_ | { _205_[17], _205_[17], _205_ };
+  assign _207_ = \$signal$41 [7] ? cres8[53:36] : 18'h00000;
+  assign _208_ = _206_ | { _207_[17], _207_[17], _207_ };
+  assign _209_ = \$signal$41 [8] ? cres9[53:36] : 18'h00000;
+  assign _210_ = _208_ | { _209_[17], _209_[17], _209_ };
+  assign _211_ = \$signal$41 [9] ? c_raw[53:36] : 18'h00000;
+  assign _212_ = _210_ | { _211_[17], _211_[17], _211_ };
+  assign _213_ = \$signal$42 [0] ? addend[44:30] : 15'h0000;
+  assign _214_ = \$signal$42 [1] ? \$signal$21 [44:30] : 15'h0000;
+  assign _216_ = _213_ | _214_;
+  assign _217_ = \$signal$42 [2] ? val5[59:40] : 20'h00000;
+  assign _218_ = { _216_[14], _216_[14], _216_[14], _216_[14], _216_[14], _216_ } | _217_;
+  assign _219_ = \$signal$42 [3] ? r6[59:40] : 20'h00000;
+  assign _220_ = _218_ | _219_;
+  assign _221_ = \$signal$42 [4] ? cres7[53:36] : 18'h00000;
+  assign _222_ = _220_ | { _221_[17], _221_[17], _221_ };
+  assign _223_ = \$signal$42 [5] ? cres8[53:36] : 18'h00000;
+  assign _224_ = _222_ | { _223_[17], _223_[17], _223_ };
+  assign _225_ = \$signal$42 [6] ? cres9[53:36] : 18'h00000;
+  assign _227_ = _224_ | { _225_[17], _225_[17], _225_ };
+  assign _228_ = \$signal$42 [7] ? c_raw[53:36] : 18'h00000;
+  assign _229_ = _227_ | { _228_[17], _228_[17], _228_ };
+  assign _230_ = $signed(_212_) + $signed(_229_);
+  assign _231_ = \$signal$41 [0] ? val5[79:60] : 20'h00000;
+  assign _232_ = \$signal$41 [1] ? r6[79:60] : 20'h00000;
+  assign _233_ = _231_ | _232_;
+  assign _234_ = \$signal$41 [2] ? res7[75:57] : 19'h00000;
+  assign _235_ = _233_ | { _234_[18], _234_ };
+  assign _236_ = \$signal$41 [3] ? res8[75:57] : 19'h00000;
+  assign _238_ = _235_ | { _236_[18], _236_ };
+  assign _239_ = \$signal$41 [4] ? res9[75:57] : 19'h00000;
+  assign _240_ = _238_ | { _239_[18], _239_ };
+  assign _241_ = \$signal$41 [5] ? \$signal [75:57] : 19'h00000;
+  assign _242_ = _240_ | { _241_[18], _241_ };
+  assign _243_ = \$signal$41 [6] ? cres7[71:54] : 18'h00000;
+  assign _244_ = _242_ | { _243_[17], _243_[17], _243_ };
+  assign _245_ = \$signal$41 [7] ? cres8[71:54] : 18'h00000;
+  assign _246_ = _244_ | { _245_[17], _245_[17], _245_ };
+  assign _247_ = \$signal$41 [8] ? cres9[71:54] : 18'h00000;
+  assign _249_ = _246_ | { _247_[17], _247_[17], _247_ };
+  assign _250_ = \$signal$41 [9] ? c_raw[71:54] : 18'h00000;
+  assign _251_ = _249_ | { _250_[17], _250_[17], _250_ };
+  assign _252_ = \$signal$42 [0] ? addend[59:45] : 15'h0000;
+  assign _253_ = \$signal$42 [1] ? \$signal$21 [59:45] : 15'h0000;
+  assign _254_ = _252_ | _253_;
+  assign _255_ = \$signal$42 [2] ? val5[79:60] : 20'h00000;
+  assign _256_ = { _254_[14], _254_[14], _254_[14], _254_[14], _254_[14], _254_ } | _255_;
+  assign _257_ = \$signal$42 [3] ? r6[79:60] : 20'h00000;
+  assign _258_ = _256_ | _257_;
+  assign _260_ = \$signal$42 [4] ? cres7[71:54] : 18'h00000;
+  assign _261_ = _258_ | { _260_[17], _260_[17], _260_ };
+  assign _262_ = \$signal$42 [5] ? cres8[71:54] : 18'h00000;
+  assign _263_ = _261_ | { _262_[17], _262_[17], _262_ };
+  assign _264_ = \$signal$42 [6] ? cres9[71:54] : 18'h00000;
+  assign _265_ = _263_ | { _264_[17], _264_[17], _264_ };
+  assign _266_ = \$signal$42 [7] ? c_raw[71:54] : 18'h00000;
+  assign _267_ = _265_ | { _266_[17], _266_[17], _266_ };
+  assign _268_ = $signed(_251_) + $signed(_267_);
+  assign _270_ = st6[1] ? { b6[14], b6[14], b6[14], b6[14], b6[14], b6[14:0] } : r6[19:0];
+  assign _271_ = st6[1] ? { b6[29], b6[29], b6[29], b6[29], b6[29], b6[29:15] } : r6[39:20];
+  assign _272_ = st6[1] ? { b6[44], b6[44], b6[44], b6[44], b6[44], b6[44:30] } : r6[59:40];
+  assign _273_ = st6[1] ? { b6[59], b6[59], b6[59], b6[59], b6[59], b6[59:45] } : r6[79:60];
+  assign _274_ = st6[0] & st6[1];
+  assign _275_ = | counts;
+  assign _277_ = _275_ | st6[24];
+  assign _278_ = _274_ & _277_;
+  assign _279_ = st7[0] & st7[1];
+  assign _280_ = pos1 == 3'h7;
+  assign _281_ = pos2 == 3'h7;
+  assign _282_ = pos2 + 1'h1;
+  assign _283_ = pos1 + 1'h1;
+  assign _284_ = pos0 + 1'h1;
+  assign _286_ = ! st7[1];
+  assign _287_ = _286_ & st7[2];
+  assign _288_ = ~ _287_;
+  assign _289_ = st7[0] & _288_;
+  assign { _290_[3:1], \$signature__en  } = _289_ ? 4'hf : 4'h0;
+  assign _291_ = ! st7[1];
+  assign _292_ = _291_ & st7[2];
+  assign _293_ = st7[1] & st7[22];
+  assign _294_ = _292_ | _293_;
+  assign _297_ = st7[0] & _294_;
+  assign { _298_[3:1], \$signature__en$68  } = _297_ ? 4'hf : 4'h0;
+  assign _299_ = st7[0] & st7[1];
+  assign _300_ = ~ push7;
+  assign dropped = _299_ & _300_;
+  always @(posedge clk)
+    st0 <= _301_;
+  always @(posedge clk)
+    st1 <= _302_;
+  always @(posedge clk)
+    st2 <= _303_;
+  always @(posedge clk)
+    st3 <= _304_;
+  always @(posedge clk)
+    st4 <= _305_;
+  always @(posedge clk)
+    st5 <= _306_;
+  always @(posedge clk)
+    st6 <= _307_;
+  always @(posedge clk)
+    st7 <= _308_;
+  always @(posedge clk)
+    w1_0 <= _309_;
+  always @(posedge clk)
+    w2_0_0 <= _310_;
+  always @(posedge clk)
+    w2_0_1 <= _311_;
+  always @(posedge clk)
+    w2_0_2 <= _312_;
+  always @(posedge clk)
+    w2_0_3 <= _313_;
+  always @(posedge clk)
+    addend <= _314_;
+  always @(posedge clk)
+    \$signal  <= _315_;
+  always @(posedge clk)
+    \$signal$21  <= _317_;
+  always @(posedge clk)
+    c_raw <= _318_;
+  always @(posedge clk)
+    res8 <= _319_;
+  always @(posedge clk)
+    res9 <= _320_;
+  always @(posedge clk)
+    cres8 <= _321_;
+  always @(posedge clk)
+    cres9 <= _322_;
+  always @(posedge clk)
+    hit_v1 <= _323_;
+  always @(posedge clk)
+    hit_c1 <= _324_;
+  always @(posedge clk)
+    hit_v2 <= _325_;
+  always @(posedge clk)
+    hit_c2 <= _326_;
+  always @(posedge clk)
+    hit_v3 <= _328_;
+  always @(posedge clk)
+    hit_c3 <= _329_;
+  always @(posedge clk)
+    hit_v4 <= _330_;
+  always @(posedge clk)
+    hit_c4 <= _331_;
+  always @(posedge clk)
+    hit_v5 <= _332_;
+  always @(posedge clk)
+    hit_c5 <= _333_;
+  always @(posedge clk)
+    \$signal$41  <= _334_;
+  always @(posedge clk)
+    \$signal$42  <= _335_;
+  always @(posedge clk)
+    val5 <= _336_;
+  always @(posedge clk)
+    res7 <= _337_;
+  always @(posedge clk)
+    \$like  <= _339_;
+  always @(posedge clk)
+    b6 <= _340_;
+  always @(posedge clk)
+    cres7 <= _341_;
+  always @(posedge clk)
+    entry7 <= _342_;
+  always @(posedge clk)
+    push7 <= _343_;
+  always @(posedge clk)
+    pos0 <= _344_;
+  always @(posedge clk)
+    pos1 <= _345_;
+  always @(posedge clk)
+    pos2 <= _346_;
+  assign _395_ = _281_ ? (* full_case = 32'd1 *) 3'h0 : _282_[2:0];
+  assign _396_ = _280_ ? _395_ : pos2;
+  assign _397_ = pos0 ? _396_ : pos2;
+  assign _398_ = st7[24] ? (* full_case = 32'd1 *) 3'h0 : _397_;
+  assign _399_ = _279_ ? _398_ : pos2;
+  assign _346_ = rst ? 3'h0 : _399_;
+  assign _400_ = _280_ ? (* full_case = 32'd1 *) 3'h0 : _283_[2:0];
+  assign _401_ = pos0 ? _400_ : pos1;
+  assign _402_ = st7[24] ? (* full_case = 32'd1 *) 3'h0 : _401_;
+  assign _403_ = _279_ ? _402_ : pos1;
+  assign _345_ = rst ? 3'h0 : _403_;
+  assign _404_ = pos0 ? (* full_case = 32'd1 *) 1'h0 : _284_[0];
+  assign _405_ = st7[24] ? (* full_case = 32'd1 *) 1'h0 : _404_;
+  assign _406_ = _279_ ? _405_ : pos0;
+  assign _344_ = rst ? 1'h0 : _406_;
+  assign _343_ = rst ? 1'h0 : _278_;
+  assign _342_ = rst ? 20'h00000 : { st6[24], 7'h00, counts };
+  assign _341_[71:54] = rst ? 18'h00000 : _273_[17:0];
+  assign _341_[35:18] = rst ? 18'h00000 : _271_[17:0];
+  assign _341_[17:0] = rst ? 18'h00000 : _270_[17:0];
+  assign _341_[53:36] = rst ? 18'h00000 : _272_[17:0];
+  assign _340_ = rst ? 60'h000000000000000 : \$like ;
+  assign _339_ = rst ? 60'h000000000000000 : \$signal$21 ;
+  assign _337_ = rst ? 76'h0000000000000000000 : result;
+  assign _336_[79:60] = rst ? 20'h00000 : _268_[19:0];
+  assign _336_[39:20] = rst ? 20'h00000 : _190_[19:0];
+  assign _336_[19:0] = rst ? 20'h00000 : _152_[19:0];
+  assign _336_[59:40] = rst ? 20'h00000 : _230_[19:0];
+  assign _335_ = rst ? 8'h00 : { _114_, _107_, _101_, _095_, _089_, _085_, 1'h0, _084_ };
+  assign _334_ = rst ? 10'h000 : { _083_, _074_, _065_, _057_, _051_, _041_, _031_, _022_, _014_, _394_ };
+  assign _333_ = rst ? 1'h0 : _386_;
+  assign _332_ = rst ? 1'h0 : _379_;
+  assign _331_ = rst ? 1'h0 : _373_;
+  assign _330_ = rst ? 1'h0 : _366_;
+  assign _329_ = rst ? 1'h0 : _360_;
+  assign _328_ = rst ? 1'h0 : _353_;
+  assign _326_ = rst ? 1'h0 : _347_;
+  assign _325_ = rst ? 1'h0 : _248_;
+  assign _324_ = rst ? 1'h0 : _159_;
+  assign _323_ = rst ? 1'h0 : _069_;
+  assign _322_ = rst ? 72'h000000000000000000 : cres8;
+  assign _321_ = rst ? 72'h000000000000000000 : cres7;
+  assign _320_ = rst ? 76'h0000000000000000000 : res8;
+  assign _319_ = rst ? 76'h0000000000000000000 : res7;
+  assign _318_ = rst ? 72'h000000000000000000 : \$signature__data$24 ;
+  assign _317_ = rst ? 60'h000000000000000 : b_rd__data;
+  assign _315_ = rst ? 76'h0000000000000000000 : \$signature__data ;
+  assign _407_ = st3[16] ? addend[59:45] : w2_0_3;
+  assign _314_[59:45] = rst ? 15'h0000 : _407_;
+  assign _408_ = st3[16] ? addend[29:15] : w2_0_1;
+  assign _314_[29:15] = rst ? 15'h0000 : _408_;
+  assign _409_ = st3[16] ? addend[14:0] : w2_0_0;
+  assign _314_[14:0] = rst ? 15'h0000 : _409_;
+  assign _410_ = st3[16] ? addend[44:30] : w2_0_2;
+  assign _314_[44:30] = rst ? 15'h0000 : _410_;
+  assign _313_ = rst ? 15'h0000 : _295_;
+  assign _312_ = rst ? 15'h0000 : _192_;
+  assign _311_ = rst ? 15'h0000 : _093_;
+  assign _310_ = rst ? 15'h0000 : _000_;
+  assign _309_ = rst ? 32'd0 : rd__data;
+  assign _308_ = rst ? 26'h0000000 : st6;
+  assign _307_ = rst ? 26'h0000000 : st5;
+  assign _306_ = rst ? 26'h0000000 : st4;
+  assign _305_ = rst ? 26'h0000000 : st3;
+  assign _304_ = rst ? 26'h0000000 : st2;
+  assign _303_ = rst ? 26'h0000000 : st1;
+  assign _302_ = rst ? 26'h0000000 : st0;
+  assign _301_ = rst ? 26'h0000000 : { ops__payload, ops__valid };
+  \digits_cnn_gn.engine_conv1.datapath.rule  rule (
     .clk(clk),
-    .en(en),
-    .ev_c(ev_c),
-    .ev_x(ev_x),
-    .ev_y(ev_y),
-    .load(load),
-    .op_addr(op_addr),
-    .op_count(op_count),
-    .op_shift(op_shift),
-    .op_valid(op_valid),
-    .op_waddr(op_waddr),
-    .\port$3630$0 (\bit ),
-    .ready(ready),
-    .rst(rst)
-  );
-  \digits_cnn_gn.engine_conv1.pixel_skid  pixel_skid (
-    .clk(clk),
-    .\port$0$2 (pixels__payload),
-    .\port$1311$0 (pixels__ready),
-    .\port$3632$0 (\$signal$31 ),
-    .\port$3880$0 (\$signal$104 ),
-    .\port$3882$0 (\$signal$103 ),
-    .\port$5$0 (pixels__valid),
-    .rst(rst)
-  );
-  \digits_cnn_gn.engine_conv1.queue  queue (
-    .clk(clk),
-    .\port$3646$0 (\$signal$99 ),
-    .\port$3870$0 (\$signal$92 ),
-    .\port$3872$0 (\$signal$96 ),
+    .counts(counts),
+    .r(r6),
+    .result(result),
     .rst(rst),
-    .w_data({ entry7[19], pos1, pos2, \pos0$84 , entry7[11:0] }),
-    .w_en(\$signal$88 )
+    .s6(st6),
+    .val(val5)
   );
+  assign \s5.proj  = st5[16];
+  assign \s5.waddr  = st5[15:11];
+  assign \s5.addr  = st5[10:4];
+  assign \s5.bank  = st5[3];
+  assign \s5.cur  = st5[2];
+  assign \s5.kind  = st5[1];
+  assign \s5.valid  = st5[0];
+  assign \val[3]  = val5[79:60];
+  assign \val[2]  = val5[59:40];
+  assign \val[1]  = val5[39:20];
+  assign \val[0]  = val5[19:0];
+  assign \counts[3]  = counts[11:9];
+  assign \counts[2]  = counts[8:6];
+  assign \counts[1]  = counts[5:3];
+  assign \counts[0]  = counts[2:0];
+  assign \$signal$50.end  = st6[24];
+  assign \$signal$50.x  = 3'h0;
+  assign \$signal$50.y  = 3'h0;
+  assign \$signal$50.g  = 1'h0;
+  assign \$signal$50.counts[3]  = counts[11:9];
+  assign \$signal$50.counts[2]  = counts[8:6];
+  assign \$signal$50.counts[1]  = counts[5:3];
+  assign \$signal$50.counts[0]  = counts[2:0];
+  assign \$signal$50.counts  = counts;
+  assign \entry7.end  = entry7[19];
+  assign \entry7.x  = entry7[18:16];
+  assign \entry7.y  = entry7[15:13];
+  assign \entry7.g  = entry7[12];
+  assign \entry7.counts[3]  = entry7[11:9];
+  assign \entry7.counts[2]  = entry7[8:6];
+  assign \entry7.counts[1]  = entry7[5:3];
+  assign \entry7.counts[0]  = entry7[2:0];
+  assign \entry7.counts  = entry7[11:0];
+  assign \r[3]  = r6[79:60];
+  assign \r[2]  = r6[59:40];
+  assign \r[1]  = r6[39:20];
+  assign \r[0]  = r6[19:0];
+  assign \b6[3]  = b6[59:45];
+  assign \b6[2]  = b6[44:30];
+  assign \b6[1]  = b6[29:15];
+  assign \b6[0]  = b6[14:0];
+  assign \$like[3]  = \$like [59:45];
+  assign \$like[2]  = \$like [44:30];
+  assign \$like[1]  = \$like [29:15];
+  assign \$like[0]  = \$like [14:0];
+  assign \result[3]  = result[75:57];
+  assign \result[2]  = result[56:38];
+  assign \result[1]  = result[37:19];
+  assign \result[0]  = result[18:0];
+  assign \r6[3]  = r6[79:60];
+  assign \r6[2]  = r6[59:40];
+  assign \r6[1]  = r6[39:20];
+  assign \r6[0]  = r6[19:0];
+  assign \val5[3]  = val5[79:60];
+  assign \val5[2]  = val5[59:40];
+  assign \val5[1]  = val5[39:20];
+  assign \val5[0]  = val5[19:0];
+  assign \cres9[3]  = cres9[71:54];
+  assign \cres9[2]  = cres9[53:36];
   assign \cres9[1]  = cres9[35:18];
   assign \cres9[0]  = cres9[17:0];
+  assign \cres7[3]  = cres7[71:54];
+  assign \cres7[2]  = cres7[53:36];
+  assign \cres7[1]  = cres7[35:18];
+  assign \cres7[0]  = cres7[17:0];
   assign \cres8[3]  = cres8[71:54];
   assign \cres8[2]  = cres8[53:36];
   assign \cres8[1]  = cres8[35:18];
@@ -3491,14 +2448,18 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \res9[2]  = res9[56:38];
   assign \res9[1]  = res9[37:19];
   assign \res9[0]  = res9[18:0];
+  assign \res7[3]  = res7[75:57];
+  assign \res7[2]  = res7[56:38];
+  assign \res7[1]  = res7[37:19];
+  assign \res7[0]  = res7[18:0];
   assign \res8[3]  = res8[75:57];
   assign \res8[2]  = res8[56:38];
   assign \res8[1]  = res8[37:19];
   assign \res8[0]  = res8[18:0];
-  assign \$signature__data$131[3]  = \$signature__data$131 [71:54];
-  assign \$signature__data$131[2]  = \$signature__data$131 [53:36];
-  assign \$signature__data$131[1]  = \$signature__data$131 [35:18];
-  assign \$signature__data$131[0]  = \$signature__data$131 [17:0];
+  assign \$signature__data$24[3]  = \$signature__data$24 [71:54];
+  assign \$signature__data$24[2]  = \$signature__data$24 [53:36];
+  assign \$signature__data$24[1]  = \$signature__data$24 [35:18];
+  assign \$signature__data$24[0]  = \$signature__data$24 [17:0];
   assign \c_raw[3]  = c_raw[71:54];
   assign \c_raw[2]  = c_raw[53:36];
   assign \c_raw[1]  = c_raw[35:18];
@@ -3507,43 +2468,56 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \b_rd__data[2]  = b_rd__data[44:30];
   assign \b_rd__data[1]  = b_rd__data[29:15];
   assign \b_rd__data[0]  = b_rd__data[14:0];
-  assign \b_raw[3]  = b_raw[59:45];
-  assign \b_raw[2]  = b_raw[44:30];
-  assign \b_raw[1]  = b_raw[29:15];
-  assign \b_raw[0]  = b_raw[14:0];
-  assign \$signature__data$127[3]  = \$signature__data$127 [75:57];
-  assign \$signature__data$127[2]  = \$signature__data$127 [56:38];
-  assign \$signature__data$127[1]  = \$signature__data$127 [37:19];
-  assign \$signature__data$127[0]  = \$signature__data$127 [18:0];
-  assign \v_raw[3]  = v_raw[75:57];
-  assign \v_raw[2]  = v_raw[56:38];
-  assign \v_raw[1]  = v_raw[37:19];
-  assign \v_raw[0]  = v_raw[18:0];
+  assign \$signal$21[3]  = \$signal$21 [59:45];
+  assign \$signal$21[2]  = \$signal$21 [44:30];
+  assign \$signal$21[1]  = \$signal$21 [29:15];
+  assign \$signal$21[0]  = \$signal$21 [14:0];
+  assign \$signature__data[3]  = \$signature__data [75:57];
+  assign \$signature__data[2]  = \$signature__data [56:38];
+  assign \$signature__data[1]  = \$signature__data [37:19];
+  assign \$signature__data[0]  = \$signature__data [18:0];
+  assign \$signal[3]  = \$signal [75:57];
+  assign \$signal[2]  = \$signal [56:38];
+  assign \$signal[1]  = \$signal [37:19];
+  assign \$signal[0]  = \$signal [18:0];
   assign \addend[3]  = addend[59:45];
   assign \addend[2]  = addend[44:30];
   assign \addend[1]  = addend[29:15];
   assign \addend[0]  = addend[14:0];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \rd__data[3]  = rd__data[31:24];
+  assign \rd__data[2]  = rd__data[23:16];
+  assign \rd__data[1]  = rd__data[15:8];
+  assign \rd__data[0]  = rd__data[7:0];
   assign \w1_0[3]  = w1_0[31:24];
   assign \w1_0[2]  = w1_0[23:16];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[0]  = w1_0[7:0];
-  assign \st8.bias_g  = st8[25];
-  assign \st8.end  = st8[24];
-  assign \st8.fire_k  = st8[23];
-  assign \st8.last_step  = st8[22];
-  assign \st8.shift  = st8[21:18];
-  assign \st8.count  = st8[17];
-  assign \st8.proj  = st8[16];
-  assign \st8.waddr  = st8[15:11];
-  assign \st8.addr  = st8[10:4];
-  assign \st8.bank  = st8[3];
-  assign \st8.cur  = st8[2];
-  assign \st8.kind  = st8[1];
-  assign \st8.valid  = st8[0];
+  assign \st7.bias_g  = st7[25];
+  assign \st7.end  = st7[24];
+  assign \st7.fire_k  = st7[23];
+  assign \st7.last_step  = st7[22];
+  assign \st7.shift  = st7[21:18];
+  assign \st7.count  = st7[17];
+  assign \st7.proj  = st7[16];
+  assign \st7.waddr  = st7[15:11];
+  assign \st7.addr  = st7[10:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \st6.bias_g  = st6[25];
+  assign \st6.end  = st6[24];
+  assign \st6.fire_k  = st6[23];
+  assign \st6.last_step  = st6[22];
+  assign \st6.shift  = st6[21:18];
+  assign \st6.count  = st6[17];
+  assign \st6.proj  = st6[16];
+  assign \st6.waddr  = st6[15:11];
+  assign \st6.addr  = st6[10:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
   assign \st5.bias_g  = st5[25];
   assign \st5.end  = st5[24];
   assign \st5.fire_k  = st5[23];
@@ -3583,95 +2557,6 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \st3.cur  = st3[2];
   assign \st3.kind  = st3[1];
   assign \st3.valid  = st3[0];
-  assign \st1.bias_g  = st1[25];
-  assign \st1.end  = st1[24];
-  assign \st1.fire_k  = st1[23];
-  assign \st1.last_step  = st1[22];
-  assign \st1.shift  = st1[21:18];
-  assign \st1.count  = st1[17];
-  assign \st1.proj  = st1[16];
-  assign \st1.waddr  = st1[15:11];
-  assign \st1.addr  = st1[10:4];
-  assign \st1.bank  = st1[3];
-  assign \st1.cur  = st1[2];
-  assign \st1.kind  = st1[1];
-  assign \st1.valid  = st1[0];
-  assign \o__payload.x  = \$signal$92 [18:16];
-  assign \o__payload.y  = \$signal$92 [15:13];
-  assign \o__payload.c  = o__payload[2:0];
-  assign \entry.end  = st6[24];
-  assign \entry.x  = 3'h0;
-  assign \entry.y  = 3'h0;
-  assign \entry.g  = 1'h0;
-  assign \entry.counts  = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign \entry7.end  = entry7[19];
-  assign \entry7.x  = entry7[18:16];
-  assign \entry7.y  = entry7[15:13];
-  assign \entry7.g  = entry7[12];
-  assign \entry7.counts[3]  = entry7[11:9];
-  assign \entry7.counts[2]  = entry7[8:6];
-  assign \entry7.counts[1]  = entry7[5:3];
-  assign \entry7.counts[0]  = entry7[2:0];
-  assign \entry7.counts  = entry7[11:0];
-  assign \written.end  = entry7[19];
-  assign \written.x  = pos1;
-  assign \written.y  = pos2;
-  assign \written.g  = \pos0$84 ;
-  assign \written.counts[3]  = entry7[11:9];
-  assign \written.counts[2]  = entry7[8:6];
-  assign \written.counts[1]  = entry7[5:3];
-  assign \written.counts[0]  = entry7[2:0];
-  assign \written.counts  = entry7[11:0];
-  assign \cres7[3]  = c_wr__data[71:54];
-  assign \cres7[2]  = c_wr__data[53:36];
-  assign \cres7[1]  = c_wr__data[35:18];
-  assign \cres7[0]  = c_wr__data[17:0];
-  assign \c_wr__data[3]  = c_wr__data[71:54];
-  assign \c_wr__data[2]  = c_wr__data[53:36];
-  assign \c_wr__data[1]  = c_wr__data[35:18];
-  assign \c_wr__data[0]  = c_wr__data[17:0];
-  assign \res7[3]  = v_wr__data[75:57];
-  assign \res7[2]  = v_wr__data[56:38];
-  assign \res7[1]  = v_wr__data[37:19];
-  assign \res7[0]  = v_wr__data[18:0];
-  assign \v_wr__data[3]  = v_wr__data[75:57];
-  assign \v_wr__data[2]  = v_wr__data[56:38];
-  assign \v_wr__data[1]  = v_wr__data[37:19];
-  assign \v_wr__data[0]  = v_wr__data[18:0];
-  assign \st7.bias_g  = st7[25];
-  assign \st7.end  = st7[24];
-  assign \st7.fire_k  = st7[23];
-  assign \st7.last_step  = st7[22];
-  assign \st7.shift  = st7[21:18];
-  assign \st7.count  = st7[17];
-  assign \st7.proj  = st7[16];
-  assign \st7.waddr  = st7[15:11];
-  assign \st7.addr  = st7[10:4];
-  assign \st7.bank  = st7[3];
-  assign \st7.cur  = st7[2];
-  assign \st7.kind  = st7[1];
-  assign \st7.valid  = st7[0];
-  assign \out_counts[3]  = \entry.counts[3] ;
-  assign \out_counts[2]  = \entry.counts[2] ;
-  assign \out_counts[1]  = \entry.counts[1] ;
-  assign \out_counts[0]  = \entry.counts[0] ;
-  assign \$signal$49[3]  = \$signal$49 [79:60];
-  assign \$signal$49[2]  = \$signal$49 [59:40];
-  assign \$signal$49[1]  = \$signal$49 [39:20];
-  assign \$signal$49[0]  = \$signal$49 [19:0];
-  assign \st6.bias_g  = st6[25];
-  assign \st6.end  = st6[24];
-  assign \st6.fire_k  = st6[23];
-  assign \st6.last_step  = st6[22];
-  assign \st6.shift  = st6[21:18];
-  assign \st6.count  = st6[17];
-  assign \st6.proj  = st6[16];
-  assign \st6.waddr  = st6[15:11];
-  assign \st6.addr  = st6[10:4];
-  assign \st6.bank  = st6[3];
-  assign \st6.cur  = st6[2];
-  assign \st6.kind  = st6[1];
-  assign \st6.valid  = st6[0];
   assign \st2.bias_g  = st2[25];
   assign \st2.end  = st2[24];
   assign \st2.fire_k  = st2[23];
@@ -3685,6 +2570,31 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \st2.cur  = st2[2];
   assign \st2.kind  = st2[1];
   assign \st2.valid  = st2[0];
+  assign \st1.bias_g  = st1[25];
+  assign \st1.end  = st1[24];
+  assign \st1.fire_k  = st1[23];
+  assign \st1.last_step  = st1[22];
+  assign \st1.shift  = st1[21:18];
+  assign \st1.count  = st1[17];
+  assign \st1.proj  = st1[16];
+  assign \st1.waddr  = st1[15:11];
+  assign \st1.addr  = st1[10:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \ops__payload.bias_g  = ops__payload[24];
+  assign \ops__payload.end  = ops__payload[23];
+  assign \ops__payload.fire_k  = ops__payload[22];
+  assign \ops__payload.last_step  = ops__payload[21];
+  assign \ops__payload.shift  = ops__payload[20:17];
+  assign \ops__payload.count  = ops__payload[16];
+  assign \ops__payload.proj  = ops__payload[15];
+  assign \ops__payload.waddr  = ops__payload[14:10];
+  assign \ops__payload.addr  = ops__payload[9:3];
+  assign \ops__payload.bank  = ops__payload[2];
+  assign \ops__payload.cur  = ops__payload[1];
+  assign \ops__payload.kind  = ops__payload[0];
   assign \st0.bias_g  = st0[25];
   assign \st0.end  = st0[24];
   assign \st0.fire_k  = st0[23];
@@ -3698,136 +2608,500 @@ module \digits_cnn_gn.engine_conv1 (clk, rst, pixels__valid, o__ready, active, p
   assign \st0.cur  = st0[2];
   assign \st0.kind  = st0[1];
   assign \st0.valid  = st0[0];
-  assign \issue.bias_g  = pos0;
-  assign \issue.proj  = 1'h0;
-  assign \issue.bank  = 1'h0;
-  assign \$signal$150[3]  = \$signal$150 [79:60];
-  assign \$signal$150[2]  = \$signal$150 [59:40];
-  assign \$signal$150[1]  = \$signal$150 [39:20];
-  assign \$signal$150[0]  = \$signal$150 [19:0];
-  assign \b6[3]  = b6[59:45];
-  assign \b6[2]  = b6[44:30];
-  assign \b6[1]  = b6[29:15];
-  assign _0837_[2:0] = o__payload[2:0];
-  assign \b6[0]  = b6[14:0];
-  assign \$like$136[3]  = \$like$136 [59:45];
-  assign \$like$136[2]  = \$like$136 [44:30];
-  assign _0662_[0] = c_wr__en;
-  assign \$like$136[1]  = \$like$136 [29:15];
-  assign _0600_[0] = v_wr__en;
-  assign \$like$136[0]  = \$like$136 [14:0];
-  assign \cres9[3]  = cres9[71:54];
-  assign \cres9[2]  = cres9[53:36];
-  assign o__payload[12:3] = { \o__payload.end , \o__payload.count , \$signal$92 [18:13] };
-  assign busy = op_valid;
-  assign push7 = \$signal$88 ;
-  assign \$signal$87  = { entry7[19], pos1, pos2, \pos0$84 , entry7[11:0] };
-  assign entry = { st6[24], 7'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign written = { entry7[19], pos1, pos2, \pos0$84 , entry7[11:0] };
-  assign cres7 = c_wr__data;
-  assign c_wr__addr = st7[10:4];
-  assign res7 = v_wr__data;
-  assign v_wr__addr = st7[10:4];
-  assign out_counts = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign \$signature__addr$46  = st2[10:4];
+  assign _298_[0] = \$signature__en$68 ;
+  assign _290_[0] = \$signature__en ;
+  assign \push__payload.end  = entry7[19];
+  assign \push__payload.x  = pos1;
+  assign \push__payload.y  = pos2;
+  assign \push__payload.g  = pos0;
+  assign \push__payload.counts[3]  = entry7[11:9];
+  assign \push__payload.counts[2]  = entry7[8:6];
+  assign \push__payload.counts[1]  = entry7[5:3];
+  assign \push__payload.counts[0]  = entry7[2:0];
+  assign \push__payload.counts  = entry7[11:0];
+  assign \$signature__data$67[3]  = cres7[71:54];
+  assign \$signature__data$67[2]  = cres7[53:36];
+  assign \$signature__data$67[1]  = cres7[35:18];
+  assign \$signature__data$67[0]  = cres7[17:0];
+  assign \$signature__data$64[3]  = res7[75:57];
+  assign \$signature__data$64[2]  = res7[56:38];
+  assign \$signature__data$64[1]  = res7[37:19];
+  assign \$signature__data$64[0]  = res7[18:0];
+  assign \s6.bias_g  = st6[25];
+  assign \s6.end  = st6[24];
+  assign \s6.fire_k  = st6[23];
+  assign \s6.last_step  = st6[22];
+  assign \s6.shift  = st6[21:18];
+  assign \s6.count  = st6[17];
+  assign \s6.proj  = st6[16];
+  assign \s6.waddr  = st6[15:11];
+  assign \s6.addr  = st6[10:4];
+  assign \s6.bank  = st6[3];
+  assign \s6.cur  = st6[2];
+  assign \s6.kind  = st6[1];
+  assign \s6.valid  = st6[0];
+  assign \s5.bias_g  = st5[25];
+  assign \s5.end  = st5[24];
+  assign \s5.fire_k  = st5[23];
+  assign \s5.last_step  = st5[22];
+  assign \s5.shift  = st5[21:18];
+  assign \s5.count  = st5[17];
+  assign push__payload = { entry7[19], pos1, pos2, pos0, entry7[11:0] };
+  assign push__valid = push7;
+  assign \$signature__data$67  = cres7;
+  assign \$signature__addr$66  = st7[10:4];
+  assign \$signature__data$64  = res7;
+  assign \$signature__addr$63  = st7[10:4];
+  assign s6 = st6;
+  assign s5 = st5;
+  assign val = val5;
+  assign \$signature__addr$59  = st2[10:4];
   assign b_rd__addr = st2[25];
-  assign \$signature__addr$43  = st2[10:4];
-  assign \$signature__addr  = st0[15:11];
-  assign \$signal$34  = 1'h0;
-  assign ev_shift = { 1'h0, \bit  };
-  assign ev_count = 1'h1;
-  assign pix_x = ev_x;
-  assign pix_y = ev_y;
-  assign pix_c = ev_c;
-  assign \$signal$14  = pixels__ready;
-  assign \$signal$11  = pixels__valid;
-  assign \$signal$9  = pixels__payload;
-  assign \$signal$5  = 1'h0;
-  assign issue = { pos0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 1'h0, \issue.cur , \issue.kind , \issue.valid  };
+  assign \$signature__addr  = st2[10:4];
+  assign rd__addr = st0[15:11];
+  assign \$signal$50  = { st6[24], 7'h00, counts };
+  assign r = r6;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3630$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
-  wire _000_;
-  wire [2:0] _001_;
-  wire [8:0] _002_;
-  wire [4:0] _003_;
-  wire [10:0] _004_;
-  wire [3:0] _005_;
-  (* unused_bits = "5 6 7 8 9 10 11" *)
-  wire [11:0] _006_;
-  wire [3:0] _007_;
-  (* unused_bits = "4" *)
-  wire [4:0] _008_;
-  wire [3:0] _009_;
-  wire _010_;
-  (* unused_bits = "4" *)
-  wire [4:0] _011_;
-  wire [3:0] _012_;
-  (* unused_bits = "4" *)
-  wire [4:0] _013_;
+module \digits_cnn_gn.engine_conv1.datapath.rule (rst, s6, val, r, result, counts, clk);
+  (* unused_bits = "19 20" *)
+  wire [20:0] _000_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _001_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _002_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _003_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _004_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _005_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _006_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _007_;
+  wire _008_;
+  wire [1:0] _009_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _010_;
+  wire _011_;
+  wire [2:0] _012_;
+  wire _013_;
   wire [3:0] _014_;
   wire _015_;
-  wire [3:0] _016_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _016_;
   wire _017_;
-  wire [4:0] _018_;
-  wire [3:0] _019_;
-  wire [3:0] _020_;
+  wire _018_;
+  wire _019_;
+  wire _020_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _021_;
+  wire [18:0] _022_;
+  wire _023_;
+  wire [1:0] _024_;
+  wire _025_;
+  wire [2:0] _026_;
+  wire _027_;
+  wire [3:0] _028_;
+  wire _029_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _030_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _031_;
+  wire _032_;
+  wire _033_;
+  wire _034_;
+  wire _035_;
+  wire [18:0] _036_;
+  wire _037_;
+  wire [1:0] _038_;
+  wire _039_;
+  wire [2:0] _040_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _041_;
+  wire _042_;
+  wire [3:0] _043_;
+  wire _044_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _045_;
+  wire _046_;
+  wire _047_;
+  wire _048_;
+  wire _049_;
+  wire [18:0] _050_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _051_;
+  wire _052_;
+  wire [1:0] _053_;
+  wire _054_;
+  wire [2:0] _055_;
+  wire _056_;
+  wire [3:0] _057_;
+  wire _058_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _059_;
+  wire _060_;
+  wire _061_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _062_;
+  wire _063_;
+  wire _064_;
+  wire [18:0] _065_;
+  wire [79:0] _066_;
+  wire [18:0] _067_;
+  wire [18:0] _068_;
+  wire [18:0] _069_;
+  wire [18:0] _070_;
+  wire [18:0] _071_;
+  wire [18:0] _072_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _073_;
+  wire [18:0] _074_;
+  wire [18:0] _075_;
+  wire [18:0] _076_;
+  wire [18:0] _077_;
+  wire [18:0] _078_;
+  wire [18:0] _079_;
+  wire [18:0] _080_;
+  wire [18:0] _081_;
+  wire [18:0] _082_;
+  wire [18:0] _083_;
+  (* unused_bits = "19 20" *)
+  wire [20:0] _084_;
+  wire [18:0] _085_;
+  wire [18:0] _086_;
+  wire [18:0] _087_;
+  wire [18:0] _088_;
+  wire [18:0] _089_;
+  wire [18:0] _090_;
+  wire [18:0] _091_;
+  wire [18:0] _092_;
+  wire [18:0] _093_;
+  wire [18:0] _094_;
+  wire [18:0] _095_;
+  wire [18:0] _096_;
+  wire [18:0] _097_;
+  wire [18:0] _098_;
+  wire [18:0] _099_;
+  wire [18:0] _100_;
+  input clk;
+  wire clk;
+  output [11:0] counts;
+  wire [11:0] counts;
+  wire [2:0] \counts[0] ;
+  wire [2:0] \counts[1] ;
+  wire [2:0] \counts[2] ;
+  wire [2:0] \counts[3] ;
+  reg [18:0] d1_0 = 19'h00000;
+  reg [18:0] d1_1 = 19'h00000;
+  reg [18:0] d1_2 = 19'h00000;
+  reg [18:0] d1_3 = 19'h00000;
+  reg [18:0] d2_0 = 19'h00000;
+  reg [18:0] d2_1 = 19'h00000;
+  reg [18:0] d2_2 = 19'h00000;
+  reg [18:0] d2_3 = 19'h00000;
+  reg [18:0] d3_0 = 19'h00000;
+  reg [18:0] d3_1 = 19'h00000;
+  reg [18:0] d3_2 = 19'h00000;
+  reg [18:0] d3_3 = 19'h00000;
+  reg [18:0] d4_0 = 19'h00000;
+  reg [18:0] d4_1 = 19'h00000;
+  reg [18:0] d4_2 = 19'h00000;
+  reg [18:0] d4_3 = 19'h00000;
+  wire [18:0] kept0;
+  wire [18:0] kept1;
+  wire [18:0] kept2;
+  wire [18:0] kept3;
+  output [79:0] r;
+  reg [79:0] r = 80'h00000000000000000000;
+  wire [19:0] \r[0] ;
+  wire [19:0] \r[1] ;
+  wire [19:0] \r[2] ;
+  wire [19:0] \r[3] ;
+  output [75:0] result;
+  wire [75:0] result;
+  wire [18:0] \result[0] ;
+  wire [18:0] \result[1] ;
+  wire [18:0] \result[2] ;
+  wire [18:0] \result[3] ;
+  input rst;
+  wire rst;
+  input [25:0] s6;
+  wire [25:0] s6;
+  (* unused_bits = "0 1 2 3 4 5 6" *)
+  wire [6:0] \s6.addr ;
+  (* unused_bits = "0" *)
+  wire \s6.bank ;
+  (* unused_bits = "0" *)
+  wire \s6.bias_g ;
+  (* unused_bits = "0" *)
+  wire \s6.count ;
+  (* unused_bits = "0" *)
+  wire \s6.cur ;
+  (* unused_bits = "0" *)
+  wire \s6.end ;
+  (* unused_bits = "0" *)
+  wire \s6.fire_k ;
+  wire \s6.kind ;
+  wire \s6.last_step ;
+  (* unused_bits = "0" *)
+  wire \s6.proj ;
+  (* unused_bits = "0 1 2 3" *)
+  wire [3:0] \s6.shift ;
+  (* unused_bits = "0" *)
+  wire \s6.valid ;
+  (* unused_bits = "0 1 2 3 4" *)
+  wire [4:0] \s6.waddr ;
+  input [79:0] val;
+  wire [79:0] val;
+  wire [19:0] \val[0] ;
+  wire [19:0] \val[1] ;
+  wire [19:0] \val[2] ;
+  wire [19:0] \val[3] ;
+  assign _002_ = $signed(val[59:40]) - $signed(15'h30fc);
+  assign _003_ = $signed(val[59:40]) - $signed(16'h4150);
+  assign _004_ = $signed(val[79:60]) - $signed(14'h1054);
+  assign _005_ = $signed(val[79:60]) - $signed(15'h20a8);
+  assign _006_ = $signed(val[79:60]) - $signed(15'h30fc);
+  assign _007_ = $signed(val[79:60]) - $signed(16'h4150);
+  assign _008_ = $signed(d1_0) >= $signed(1'h0);
+  assign _009_ = 1'h0 + _008_;
+  assign _011_ = $signed(d2_0) >= $signed(1'h0);
+  assign _012_ = _009_ + _011_;
+  assign _013_ = $signed(d3_0) >= $signed(1'h0);
+  assign _014_ = _012_ + _013_;
+  assign _015_ = $signed(d4_0) >= $signed(1'h0);
+  assign _016_ = _014_ + _015_;
+  assign _017_ = $signed(d1_0) >= $signed(1'h0);
+  assign _018_ = $signed(d2_0) >= $signed(1'h0);
+  assign _019_ = $signed(d3_0) >= $signed(1'h0);
+  assign _020_ = $signed(d4_0) >= $signed(1'h0);
+  assign _022_ = s6[22] ? 19'h0082a : kept0;
+  assign _023_ = $signed(d1_1) >= $signed(1'h0);
+  assign _024_ = 1'h0 + _023_;
+  assign _025_ = $signed(d2_1) >= $signed(1'h0);
+  assign _026_ = _024_ + _025_;
+  assign _027_ = $signed(d3_1) >= $signed(1'h0);
+  assign _028_ = _026_ + _027_;
+  assign _029_ = $signed(d4_1) >= $signed(1'h0);
+  assign _030_ = _028_ + _029_;
+  assign _032_ = $signed(d1_1) >= $signed(1'h0);
+  assign _033_ = $signed(d2_1) >= $signed(1'h0);
+  assign _034_ = $signed(d3_1) >= $signed(1'h0);
+  assign _035_ = $signed(d4_1) >= $signed(1'h0);
+  assign _036_ = s6[22] ? 19'h0082a : kept1;
+  assign _037_ = $signed(d1_2) >= $signed(1'h0);
+  assign _038_ = 1'h0 + _037_;
+  assign _039_ = $signed(d2_2) >= $signed(1'h0);
+  assign _040_ = _038_ + _039_;
+  assign _042_ = $signed(d3_2) >= $signed(1'h0);
+  assign _043_ = _040_ + _042_;
+  assign _044_ = $signed(d4_2) >= $signed(1'h0);
+  assign _045_ = _043_ + _044_;
+  assign _046_ = $signed(d1_2) >= $signed(1'h0);
+  assign _047_ = $signed(d2_2) >= $signed(1'h0);
+  assign _048_ = $signed(d3_2) >= $signed(1'h0);
+  assign _049_ = $signed(d4_2) >= $signed(1'h0);
+  assign _050_ = s6[22] ? 19'h0082a : kept2;
+  assign _052_ = $signed(d1_3) >= $signed(1'h0);
+  assign _053_ = 1'h0 + _052_;
+  assign _054_ = $signed(d2_3) >= $signed(1'h0);
+  assign _055_ = _053_ + _054_;
+  assign _056_ = $signed(d3_3) >= $signed(1'h0);
+  assign _057_ = _055_ + _056_;
+  assign _058_ = $signed(d4_3) >= $signed(1'h0);
+  assign _059_ = _057_ + _058_;
+  assign _060_ = $signed(d1_3) >= $signed(1'h0);
+  assign _061_ = $signed(d2_3) >= $signed(1'h0);
+  assign _063_ = $signed(d3_3) >= $signed(1'h0);
+  assign _064_ = $signed(d4_3) >= $signed(1'h0);
+  assign _065_ = s6[22] ? 19'h0082a : kept3;
+  always @(posedge clk)
+    r <= _066_;
+  always @(posedge clk)
+    d1_0 <= _067_;
+  always @(posedge clk)
+    d2_0 <= _068_;
+  always @(posedge clk)
+    d3_0 <= _069_;
+  always @(posedge clk)
+    d4_0 <= _070_;
+  always @(posedge clk)
+    d1_1 <= _071_;
+  always @(posedge clk)
+    d2_1 <= _072_;
+  always @(posedge clk)
+    d3_1 <= _074_;
+  always @(posedge clk)
+    d4_1 <= _075_;
+  always @(posedge clk)
+    d1_2 <= _076_;
+  always @(posedge clk)
+    d2_2 <= _077_;
+  always @(posedge clk)
+    d3_2 <= _078_;
+  always @(posedge clk)
+    d4_2 <= _079_;
+  always @(posedge clk)
+    d1_3 <= _080_;
+  always @(posedge clk)
+    d2_3 <= _081_;
+  always @(posedge clk)
+    d3_3 <= _082_;
+  always @(posedge clk)
+    d4_3 <= _083_;
+  assign _000_ = $signed(val[19:0]) - $signed(14'h1054);
+  assign _010_ = $signed(val[19:0]) - $signed(15'h20a8);
+  assign _021_ = $signed(val[19:0]) - $signed(15'h30fc);
+  assign _031_ = $signed(val[19:0]) - $signed(16'h4150);
+  assign _041_ = $signed(val[39:20]) - $signed(14'h1054);
+  assign _051_ = $signed(val[39:20]) - $signed(15'h20a8);
+  assign _062_ = $signed(val[39:20]) - $signed(15'h30fc);
+  assign _073_ = $signed(val[39:20]) - $signed(16'h4150);
+  assign _084_ = $signed(val[59:40]) - $signed(14'h1054);
+  assign _001_ = $signed(val[59:40]) - $signed(15'h20a8);
+  assign _085_ = _060_ ? d1_3 : r[78:60];
+  assign _086_ = _061_ ? d2_3 : _085_;
+  assign _087_ = _063_ ? d3_3 : _086_;
+  assign _088_ = _064_ ? d4_3 : _087_;
+  assign kept3 = s6[1] ? (* full_case = 32'd1 *) _088_ : 19'h00000;
+  assign _089_ = _046_ ? d1_2 : r[58:40];
+  assign _090_ = _047_ ? d2_2 : _089_;
+  assign _091_ = _048_ ? d3_2 : _090_;
+  assign _092_ = _049_ ? d4_2 : _091_;
+  assign kept2 = s6[1] ? (* full_case = 32'd1 *) _092_ : 19'h00000;
+  assign _093_ = _032_ ? d1_1 : r[38:20];
+  assign _094_ = _033_ ? d2_1 : _093_;
+  assign _095_ = _034_ ? d3_1 : _094_;
+  assign _096_ = _035_ ? d4_1 : _095_;
+  assign kept1 = s6[1] ? (* full_case = 32'd1 *) _096_ : 19'h00000;
+  assign _097_ = _017_ ? d1_0 : r[18:0];
+  assign _098_ = _018_ ? d2_0 : _097_;
+  assign _099_ = _019_ ? d3_0 : _098_;
+  assign _100_ = _020_ ? d4_0 : _099_;
+  assign kept0 = s6[1] ? (* full_case = 32'd1 *) _100_ : 19'h00000;
+  assign \counts[3]  = s6[1] ? (* full_case = 32'd1 *) _059_[2:0] : 3'h0;
+  assign \counts[2]  = s6[1] ? (* full_case = 32'd1 *) _045_[2:0] : 3'h0;
+  assign \counts[1]  = s6[1] ? (* full_case = 32'd1 *) _030_[2:0] : 3'h0;
+  assign \counts[0]  = s6[1] ? (* full_case = 32'd1 *) _016_[2:0] : 3'h0;
+  assign \result[3]  = s6[1] ? (* full_case = 32'd1 *) _065_ : r[78:60];
+  assign \result[2]  = s6[1] ? (* full_case = 32'd1 *) _050_ : r[58:40];
+  assign \result[1]  = s6[1] ? (* full_case = 32'd1 *) _036_ : r[38:20];
+  assign \result[0]  = s6[1] ? (* full_case = 32'd1 *) _022_ : r[18:0];
+  assign _083_ = rst ? 19'h00000 : _007_[18:0];
+  assign _082_ = rst ? 19'h00000 : _006_[18:0];
+  assign _081_ = rst ? 19'h00000 : _005_[18:0];
+  assign _080_ = rst ? 19'h00000 : _004_[18:0];
+  assign _079_ = rst ? 19'h00000 : _003_[18:0];
+  assign _078_ = rst ? 19'h00000 : _002_[18:0];
+  assign _077_ = rst ? 19'h00000 : _001_[18:0];
+  assign _076_ = rst ? 19'h00000 : _084_[18:0];
+  assign _075_ = rst ? 19'h00000 : _073_[18:0];
+  assign _074_ = rst ? 19'h00000 : _062_[18:0];
+  assign _072_ = rst ? 19'h00000 : _051_[18:0];
+  assign _071_ = rst ? 19'h00000 : _041_[18:0];
+  assign _070_ = rst ? 19'h00000 : _031_[18:0];
+  assign _069_ = rst ? 19'h00000 : _021_[18:0];
+  assign _068_ = rst ? 19'h00000 : _010_[18:0];
+  assign _067_ = rst ? 19'h00000 : _000_[18:0];
+  assign _066_[79:60] = rst ? 20'h00000 : val[79:60];
+  assign _066_[39:20] = rst ? 20'h00000 : val[39:20];
+  assign _066_[19:0] = rst ? 20'h00000 : val[19:0];
+  assign _066_[59:40] = rst ? 20'h00000 : val[59:40];
+  assign \s6.bias_g  = s6[25];
+  assign \s6.end  = s6[24];
+  assign \s6.fire_k  = s6[23];
+  assign \s6.last_step  = s6[22];
+  assign \s6.shift  = s6[21:18];
+  assign \s6.count  = s6[17];
+  assign \s6.proj  = s6[16];
+  assign \s6.waddr  = s6[15:11];
+  assign \s6.addr  = s6[10:4];
+  assign \s6.bank  = s6[3];
+  assign \s6.cur  = s6[2];
+  assign \s6.kind  = s6[1];
+  assign \s6.valid  = s6[0];
+  assign \val[3]  = val[79:60];
+  assign \val[2]  = val[59:40];
+  assign \val[1]  = val[39:20];
+  assign \val[0]  = val[19:0];
+  assign \r[3]  = r[79:60];
+  assign \r[2]  = r[59:40];
+  assign \r[1]  = r[39:20];
+  assign \r[0]  = r[19:0];
+  assign counts = { \counts[3] , \counts[2] , \counts[1] , \counts[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_gn.engine_conv1.input_stage (rst, o__ready, start, pixels__payload, pixels__valid, pixels__ready, done, o__payload, o__valid, clk);
+  wire _000_;
+  wire _001_;
+  wire _002_;
+  wire _003_;
+  wire _004_;
+  wire _005_;
+  wire _006_;
+  wire _007_;
+  wire _008_;
+  wire _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire _013_;
+  wire _014_;
+  wire _015_;
+  wire _016_;
+  wire _017_;
+  wire _018_;
+  wire _019_;
+  wire _020_;
   wire _021_;
   wire _022_;
-  wire [3:0] _023_;
+  wire _023_;
   wire _024_;
   wire _025_;
-  (* unused_bits = "1" *)
-  wire [1:0] _026_;
-  (* unused_bits = "7" *)
-  wire [7:0] _027_;
-  (* unused_bits = "5" *)
-  wire [5:0] _028_;
+  wire _026_;
+  wire _027_;
+  wire _028_;
   wire _029_;
   wire _030_;
-  (* unused_bits = "4" *)
-  wire [4:0] _031_;
-  (* unused_bits = "7" *)
-  wire [7:0] _032_;
-  (* unused_bits = "5 6" *)
-  wire [6:0] _033_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
   wire _034_;
-  (* unused_bits = "7 8" *)
-  wire [8:0] _035_;
-  (* unused_bits = "5 6" *)
-  wire [6:0] _036_;
+  wire _035_;
+  wire _036_;
   wire _037_;
-  (* unused_bits = "4" *)
-  wire [4:0] _038_;
+  wire _038_;
   wire _039_;
   wire _040_;
   wire _041_;
-  wire [3:0] _042_;
+  wire _042_;
   wire _043_;
-  wire [6:0] _044_;
-  wire [4:0] _045_;
-  wire [3:0] _046_;
-  wire [3:0] _047_;
-  wire [3:0] _048_;
+  wire _044_;
+  wire _045_;
+  wire _046_;
+  wire _047_;
+  wire _048_;
   wire _049_;
   wire _050_;
-  wire [7:0] _051_;
+  wire _051_;
   wire _052_;
-  wire [4:0] _053_;
-  wire [3:0] _054_;
+  wire _053_;
+  wire _054_;
   wire _055_;
-  wire [4:0] _056_;
-  (* unused_bits = "7 8" *)
-  wire [8:0] _057_;
+  wire _056_;
+  wire _057_;
   wire _058_;
   wire _059_;
   wire _060_;
   wire _061_;
   wire _062_;
-  wire [3:0] _063_;
-  wire [4:0] _064_;
+  wire _063_;
+  wire _064_;
   wire _065_;
   wire _066_;
   wire _067_;
@@ -3840,28 +3114,28 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3630$0 , load,
   wire _074_;
   wire _075_;
   wire _076_;
-  wire [3:0] _077_;
-  wire [3:0] _078_;
-  wire [3:0] _079_;
-  wire [3:0] _080_;
-  wire [3:0] _081_;
-  wire [3:0] _082_;
-  wire [3:0] _083_;
-  wire [3:0] _084_;
-  wire [3:0] _085_;
-  wire [3:0] _086_;
-  wire [4:0] _087_;
-  wire [4:0] _088_;
-  wire [4:0] _089_;
-  wire [4:0] _090_;
-  wire [6:0] _091_;
-  wire [6:0] _092_;
-  wire [6:0] _093_;
-  wire [6:0] _094_;
+  wire _077_;
+  wire _078_;
+  wire _079_;
+  wire _080_;
+  wire _081_;
+  wire _082_;
+  wire _083_;
+  wire _084_;
+  wire _085_;
+  wire _086_;
+  wire _087_;
+  wire _088_;
+  wire _089_;
+  wire _090_;
+  wire _091_;
+  wire _092_;
+  wire _093_;
+  wire _094_;
   wire _095_;
   wire _096_;
   wire _097_;
-  wire [3:0] _098_;
+  wire _098_;
   wire _099_;
   wire _100_;
   wire _101_;
@@ -3967,168 +3241,1101 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3630$0 , load,
   wire _201_;
   wire _202_;
   wire _203_;
-  reg \$signal  = 1'h0;
-  wire [6:0] addr;
+  wire _204_;
+  wire _205_;
+  wire _206_;
+  wire _207_;
+  wire _208_;
+  wire _209_;
+  wire _210_;
+  wire _211_;
+  wire _212_;
+  wire _213_;
+  wire _214_;
+  wire _215_;
+  wire _216_;
+  wire _217_;
+  wire _218_;
+  wire _219_;
+  wire _220_;
+  wire _221_;
+  wire _222_;
+  wire _223_;
+  wire _224_;
+  wire _225_;
+  wire _226_;
+  wire _227_;
+  wire _228_;
+  wire _229_;
+  wire _230_;
+  wire _231_;
+  wire _232_;
+  wire _233_;
+  wire _234_;
+  wire _235_;
+  wire _236_;
+  wire _237_;
+  wire _238_;
+  wire _239_;
+  wire _240_;
+  wire _241_;
+  wire _242_;
+  wire _243_;
+  wire _244_;
+  wire _245_;
+  wire _246_;
+  wire _247_;
+  wire _248_;
+  wire _249_;
+  wire _250_;
+  wire _251_;
+  wire _252_;
+  wire _253_;
+  wire _254_;
+  wire _255_;
+  wire _256_;
+  wire _257_;
+  wire _258_;
+  wire _259_;
+  wire _260_;
+  wire _261_;
+  wire _262_;
+  wire _263_;
+  wire _264_;
+  wire _265_;
+  wire _266_;
+  wire _267_;
+  wire _268_;
+  wire _269_;
+  wire _270_;
+  wire _271_;
+  wire _272_;
+  wire _273_;
+  wire _274_;
+  (* unused_bits = "7" *)
+  wire [7:0] _275_;
+  wire _276_;
+  wire _277_;
+  wire _278_;
+  wire _279_;
+  (* unused_bits = "1" *)
+  wire [1:0] _280_;
+  (* unused_bits = "3" *)
+  wire [3:0] _281_;
+  (* unused_bits = "3" *)
+  wire [3:0] _282_;
+  wire _283_;
+  wire _284_;
+  wire _285_;
+  wire _286_;
+  wire [7:0] _287_;
+  wire _288_;
+  wire _289_;
+  wire _290_;
+  wire [6:0] _291_;
+  wire _292_;
+  wire _293_;
+  wire [2:0] _294_;
+  wire [2:0] _295_;
+  wire [2:0] _296_;
+  wire [2:0] _297_;
+  wire _298_;
+  wire _299_;
+  wire _300_;
+  wire _301_;
+  wire _302_;
+  wire _303_;
+  wire _304_;
+  wire _305_;
+  wire _306_;
+  wire _307_;
+  wire _308_;
+  wire _309_;
+  wire _310_;
+  wire _311_;
+  wire _312_;
+  wire _313_;
+  wire _314_;
+  wire _315_;
+  wire _316_;
+  wire _317_;
+  wire _318_;
+  wire _319_;
+  wire _320_;
+  wire _321_;
+  wire _322_;
+  wire _323_;
+  wire _324_;
+  wire _325_;
+  wire _326_;
+  wire _327_;
+  wire _328_;
+  wire _329_;
+  wire _330_;
+  wire _331_;
+  wire _332_;
+  wire _333_;
+  wire _334_;
+  wire _335_;
+  wire _336_;
+  wire _337_;
+  wire _338_;
+  wire _339_;
+  wire _340_;
+  wire _341_;
+  wire _342_;
+  wire _343_;
+  wire _344_;
+  wire _345_;
+  wire _346_;
+  wire _347_;
+  wire _348_;
+  wire _349_;
+  wire _350_;
+  wire _351_;
+  wire _352_;
+  wire [2:0] _353_;
+  wire [2:0] _354_;
+  wire [2:0] _355_;
+  wire [2:0] _356_;
+  wire [2:0] _357_;
+  wire [2:0] _358_;
+  wire [2:0] _359_;
+  wire [2:0] _360_;
+  wire [2:0] _361_;
+  wire [2:0] _362_;
+  wire [2:0] _363_;
+  wire [2:0] _364_;
+  wire [2:0] _365_;
+  wire [2:0] _366_;
+  wire [2:0] _367_;
+  wire [2:0] _368_;
+  wire [2:0] _369_;
+  wire _370_;
+  wire _371_;
+  wire _372_;
+  wire _373_;
+  wire _374_;
+  wire _375_;
+  wire _376_;
+  wire [6:0] _377_;
+  wire [6:0] _378_;
+  wire [6:0] _379_;
+  wire [6:0] _380_;
+  wire _381_;
+  wire _382_;
+  wire _383_;
+  wire _384_;
+  wire _385_;
+  wire _386_;
+  wire _387_;
+  wire _388_;
+  wire [7:0] _389_;
+  wire [7:0] _390_;
+  wire [7:0] _391_;
+  wire [7:0] _392_;
+  wire _393_;
+  wire _394_;
+  wire [2:0] _395_;
+  wire [2:0] _396_;
+  wire [2:0] _397_;
+  wire [2:0] _398_;
+  wire [2:0] _399_;
+  wire [2:0] _400_;
+  wire [2:0] _401_;
+  reg \$like  = 1'h0;
+  reg [2:0] \$like$27  = 3'h0;
+  reg \$signal  = 1'h1;
+  reg \$signal$15  = 1'h0;
+  wire [2:0] \bit ;
   wire busy;
-  wire \busy$6 ;
   input clk;
   wire clk;
-  wire count;
-  input en;
-  wire en;
-  input ev_c;
-  wire ev_c;
-  wire ev_count;
-  wire [3:0] ev_shift;
-  input [2:0] ev_x;
-  wire [2:0] ev_x;
-  input [2:0] ev_y;
-  wire [2:0] ev_y;
-  reg g = 1'h0;
-  reg last_g = 1'h0;
-  reg last_y = 1'h0;
-  input load;
-  wire load;
-  output [6:0] op_addr;
-  reg [6:0] op_addr = 7'h00;
-  output op_count;
-  reg op_count = 1'h0;
-  output [3:0] op_shift;
-  reg [3:0] op_shift = 4'h0;
-  output op_valid;
-  reg op_valid = 1'h0;
-  output [4:0] op_waddr;
-  reg [4:0] op_waddr = 5'h00;
-  input [2:0] \port$3630$0 ;
-  wire [2:0] \port$3630$0 ;
-  reg [4:0] r_step = 5'h00;
-  output ready;
-  wire ready;
+  output done;
+  wire done;
+  wire [11:0] i__payload;
+  wire \i__payload.c ;
+  wire \i__payload.count ;
+  wire [3:0] \i__payload.shift ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  wire i__ready;
+  wire i__valid;
+  reg more_pixels = 1'h1;
+  reg [2:0] nxt_x = 3'h0;
+  output [16:0] o__payload;
+  wire [16:0] o__payload;
+  wire [16:0] \o__payload$1 ;
+  wire [6:0] \o__payload$1.addr ;
+  wire \o__payload$1.count ;
+  wire [3:0] \o__payload$1.shift ;
+  wire [4:0] \o__payload$1.waddr ;
+  wire [6:0] \o__payload.addr ;
+  wire \o__payload.count ;
+  wire [3:0] \o__payload.shift ;
+  wire [4:0] \o__payload.waddr ;
+  input o__ready;
+  wire o__ready;
+  wire \o__ready$3 ;
+  output o__valid;
+  wire o__valid;
+  wire \o__valid$5 ;
+  reg [7:0] pix_bits = 8'h00;
+  reg pix_c = 1'h0;
+  reg [2:0] pix_x = 3'h0;
+  reg [2:0] pix_y = 3'h0;
+  reg [6:0] pixel_count = 7'h00;
+  input [7:0] pixels__payload;
+  wire [7:0] pixels__payload;
+  output pixels__ready;
+  wire pixels__ready;
+  input pixels__valid;
+  wire pixels__valid;
   input rst;
   wire rst;
-  wire [3:0] shift;
+  input start;
+  wire start;
+  assign _000_ = ~ \$signal ;
+  assign _087_ = \$signal$15  & i__ready;
+  assign _175_ = \$signal  | _087_;
+  assign _267_ = _175_ & more_pixels;
+  assign _304_ = ~ more_pixels;
+  assign _312_ = _304_ & \$signal ;
+  assign _321_ = ~ o__valid;
+  assign _331_ = _312_ & _321_;
+  assign _339_ = ~ \$signal ;
+  assign _001_ = _339_ & i__ready;
+  assign _026_ = pix_bits[1] & pix_bits[0];
+  assign _043_ = pix_bits[0] | pix_bits[1];
+  assign _053_ = pix_bits[2] & _043_;
+  assign _069_ = pix_bits[0] | pix_bits[1];
+  assign _078_ = _069_ | pix_bits[2];
+  assign _088_ = pix_bits[3] & _078_;
+  assign _104_ = pix_bits[0] | pix_bits[1];
+  assign _114_ = _104_ | pix_bits[2];
+  assign _122_ = _114_ | pix_bits[3];
+  assign _131_ = pix_bits[4] & _122_;
+  assign _149_ = pix_bits[0] | pix_bits[1];
+  assign _156_ = _149_ | pix_bits[2];
+  assign _165_ = _156_ | pix_bits[3];
+  assign _176_ = _165_ | pix_bits[4];
+  assign _186_ = pix_bits[5] & _176_;
+  assign _201_ = pix_bits[0] | pix_bits[1];
+  assign _210_ = _201_ | pix_bits[2];
+  assign _220_ = _210_ | pix_bits[3];
+  assign _227_ = _220_ | pix_bits[4];
+  assign _237_ = _227_ | pix_bits[5];
+  assign _246_ = pix_bits[6] & _237_;
+  assign _268_ = pix_bits[0] | pix_bits[1];
+  assign _279_ = _268_ | pix_bits[2];
+  assign _290_ = _279_ | pix_bits[3];
+  assign _299_ = _290_ | pix_bits[4];
+  assign _300_ = _299_ | pix_bits[5];
+  assign _301_ = _300_ | pix_bits[6];
+  assign _302_ = pix_bits[7] & _301_;
+  assign _303_ = pix_bits[1] & pix_bits[0];
+  assign _305_ = pix_bits[0] | pix_bits[1];
+  assign _306_ = pix_bits[2] & _305_;
+  assign _307_ = pix_bits[0] | pix_bits[1];
+  assign _308_ = _307_ | pix_bits[2];
+  assign _309_ = pix_bits[3] & _308_;
+  assign _310_ = pix_bits[0] | pix_bits[1];
+  assign _311_ = _310_ | pix_bits[2];
+  assign _313_ = _311_ | pix_bits[3];
+  assign _314_ = pix_bits[4] & _313_;
+  assign _315_ = pix_bits[0] | pix_bits[1];
+  assign _316_ = _315_ | pix_bits[2];
+  assign _317_ = _316_ | pix_bits[3];
+  assign _318_ = _317_ | pix_bits[4];
+  assign _319_ = pix_bits[5] & _318_;
+  assign _320_ = pix_bits[0] | pix_bits[1];
+  assign _322_ = _320_ | pix_bits[2];
+  assign _323_ = _322_ | pix_bits[3];
+  assign _324_ = _323_ | pix_bits[4];
+  assign _325_ = _324_ | pix_bits[5];
+  assign _326_ = pix_bits[6] & _325_;
+  assign _327_ = pix_bits[0] | pix_bits[1];
+  assign _328_ = _327_ | pix_bits[2];
+  assign _329_ = _328_ | pix_bits[3];
+  assign _330_ = _329_ | pix_bits[4];
+  assign _332_ = _330_ | pix_bits[5];
+  assign _333_ = _332_ | pix_bits[6];
+  assign _334_ = pix_bits[7] & _333_;
+  assign _335_ = ! { _334_, _326_, _319_, _314_, _309_, _306_, _303_, 1'h0 };
+  assign _336_ = pix_bits[1] & pix_bits[0];
+  assign _337_ = pix_bits[0] | pix_bits[1];
+  assign _338_ = pix_bits[2] & _337_;
+  assign _340_ = pix_bits[0] | pix_bits[1];
+  assign _341_ = _340_ | pix_bits[2];
+  assign _342_ = pix_bits[3] & _341_;
+  assign _343_ = pix_bits[0] | pix_bits[1];
+  assign _344_ = _343_ | pix_bits[2];
+  assign _345_ = _344_ | pix_bits[3];
+  assign _346_ = pix_bits[4] & _345_;
+  assign _002_ = pix_bits[0] | pix_bits[1];
+  assign _003_ = _002_ | pix_bits[2];
+  assign _004_ = _003_ | pix_bits[3];
+  assign _005_ = _004_ | pix_bits[4];
+  assign _006_ = pix_bits[5] & _005_;
+  assign _007_ = pix_bits[0] | pix_bits[1];
+  assign _008_ = _007_ | pix_bits[2];
+  assign _009_ = _008_ | pix_bits[3];
+  assign _010_ = _009_ | pix_bits[4];
+  assign _011_ = _010_ | pix_bits[5];
+  assign _012_ = pix_bits[6] & _011_;
+  assign _013_ = pix_bits[0] | pix_bits[1];
+  assign _014_ = _013_ | pix_bits[2];
+  assign _015_ = _014_ | pix_bits[3];
+  assign _016_ = _015_ | pix_bits[4];
+  assign _017_ = _016_ | pix_bits[5];
+  assign _018_ = _017_ | pix_bits[6];
+  assign _019_ = pix_bits[7] & _018_;
+  assign _020_ = { _019_, _012_, _006_, _346_, _342_, _338_, _336_, 1'h0 } == 1'h1;
+  assign _021_ = pix_bits[1] & pix_bits[0];
+  assign _022_ = pix_bits[0] | pix_bits[1];
+  assign _023_ = pix_bits[2] & _022_;
+  assign _024_ = pix_bits[0] | pix_bits[1];
+  assign _025_ = _024_ | pix_bits[2];
+  assign _027_ = pix_bits[3] & _025_;
+  assign _028_ = pix_bits[0] | pix_bits[1];
+  assign _029_ = _028_ | pix_bits[2];
+  assign _030_ = _029_ | pix_bits[3];
+  assign _031_ = pix_bits[4] & _030_;
+  assign _032_ = pix_bits[0] | pix_bits[1];
+  assign _033_ = _032_ | pix_bits[2];
+  assign _034_ = _033_ | pix_bits[3];
+  assign _035_ = _034_ | pix_bits[4];
+  assign _036_ = pix_bits[5] & _035_;
+  assign _037_ = pix_bits[0] | pix_bits[1];
+  assign _038_ = _037_ | pix_bits[2];
+  assign _039_ = _038_ | pix_bits[3];
+  assign _040_ = _039_ | pix_bits[4];
+  assign _041_ = _040_ | pix_bits[5];
+  assign _042_ = pix_bits[6] & _041_;
+  assign _044_ = pix_bits[0] | pix_bits[1];
+  assign _045_ = _044_ | pix_bits[2];
+  assign _046_ = _045_ | pix_bits[3];
+  assign _047_ = _046_ | pix_bits[4];
+  assign _048_ = _047_ | pix_bits[5];
+  assign _049_ = _048_ | pix_bits[6];
+  assign _050_ = pix_bits[7] & _049_;
+  assign _051_ = { _050_, _042_, _036_, _031_, _027_, _023_, _021_, 1'h0 } == 2'h2;
+  assign _052_ = _020_ | _051_;
+  assign _054_ = pix_bits[1] & pix_bits[0];
+  assign _055_ = pix_bits[0] | pix_bits[1];
+  assign _056_ = pix_bits[2] & _055_;
+  assign _057_ = pix_bits[0] | pix_bits[1];
+  assign _058_ = _057_ | pix_bits[2];
+  assign _059_ = pix_bits[3] & _058_;
+  assign _060_ = pix_bits[0] | pix_bits[1];
+  assign _061_ = _060_ | pix_bits[2];
+  assign _062_ = _061_ | pix_bits[3];
+  assign _063_ = pix_bits[4] & _062_;
+  assign _064_ = pix_bits[0] | pix_bits[1];
+  assign _065_ = _064_ | pix_bits[2];
+  assign _066_ = _065_ | pix_bits[3];
+  assign _067_ = _066_ | pix_bits[4];
+  assign _068_ = pix_bits[5] & _067_;
+  assign _070_ = pix_bits[0] | pix_bits[1];
+  assign _071_ = _070_ | pix_bits[2];
+  assign _072_ = _071_ | pix_bits[3];
+  assign _073_ = _072_ | pix_bits[4];
+  assign _074_ = _073_ | pix_bits[5];
+  assign _075_ = pix_bits[6] & _074_;
+  assign _076_ = pix_bits[0] | pix_bits[1];
+  assign _077_ = _076_ | pix_bits[2];
+  assign _079_ = _077_ | pix_bits[3];
+  assign _080_ = _079_ | pix_bits[4];
+  assign _081_ = _080_ | pix_bits[5];
+  assign _082_ = _081_ | pix_bits[6];
+  assign _083_ = pix_bits[7] & _082_;
+  assign _084_ = { _083_, _075_, _068_, _063_, _059_, _056_, _054_, 1'h0 } == 3'h4;
+  assign _085_ = _052_ | _084_;
+  assign _086_ = pix_bits[1] & pix_bits[0];
+  assign _089_ = pix_bits[0] | pix_bits[1];
+  assign _090_ = pix_bits[2] & _089_;
+  assign _091_ = pix_bits[0] | pix_bits[1];
+  assign _092_ = _091_ | pix_bits[2];
+  assign _093_ = pix_bits[3] & _092_;
+  assign _094_ = pix_bits[0] | pix_bits[1];
+  assign _095_ = _094_ | pix_bits[2];
+  assign _096_ = _095_ | pix_bits[3];
+  assign _097_ = pix_bits[4] & _096_;
+  assign _098_ = pix_bits[0] | pix_bits[1];
+  assign _099_ = _098_ | pix_bits[2];
+  assign _100_ = _099_ | pix_bits[3];
+  assign _101_ = _100_ | pix_bits[4];
+  assign _102_ = pix_bits[5] & _101_;
+  assign _103_ = pix_bits[0] | pix_bits[1];
+  assign _105_ = _103_ | pix_bits[2];
+  assign _106_ = _105_ | pix_bits[3];
+  assign _107_ = _106_ | pix_bits[4];
+  assign _108_ = _107_ | pix_bits[5];
+  assign _109_ = pix_bits[6] & _108_;
+  assign _110_ = pix_bits[0] | pix_bits[1];
+  assign _111_ = _110_ | pix_bits[2];
+  assign _112_ = _111_ | pix_bits[3];
+  assign _113_ = _112_ | pix_bits[4];
+  assign _115_ = _113_ | pix_bits[5];
+  assign _116_ = _115_ | pix_bits[6];
+  assign _117_ = pix_bits[7] & _116_;
+  assign _118_ = { _117_, _109_, _102_, _097_, _093_, _090_, _086_, 1'h0 } == 4'h8;
+  assign _119_ = _085_ | _118_;
+  assign _120_ = pix_bits[1] & pix_bits[0];
+  assign _121_ = pix_bits[0] | pix_bits[1];
+  assign _123_ = pix_bits[2] & _121_;
+  assign _124_ = pix_bits[0] | pix_bits[1];
+  assign _125_ = _124_ | pix_bits[2];
+  assign _126_ = pix_bits[3] & _125_;
+  assign _127_ = pix_bits[0] | pix_bits[1];
+  assign _128_ = _127_ | pix_bits[2];
+  assign _129_ = _128_ | pix_bits[3];
+  assign _130_ = pix_bits[4] & _129_;
+  assign _132_ = pix_bits[0] | pix_bits[1];
+  assign _133_ = _132_ | pix_bits[2];
+  assign _134_ = _133_ | pix_bits[3];
+  assign _135_ = _134_ | pix_bits[4];
+  assign _136_ = pix_bits[5] & _135_;
+  assign _137_ = pix_bits[0] | pix_bits[1];
+  assign _138_ = _137_ | pix_bits[2];
+  assign _139_ = _138_ | pix_bits[3];
+  assign _140_ = _139_ | pix_bits[4];
+  assign _141_ = _140_ | pix_bits[5];
+  assign _142_ = pix_bits[6] & _141_;
+  assign _143_ = pix_bits[0] | pix_bits[1];
+  assign _144_ = _143_ | pix_bits[2];
+  assign _145_ = _144_ | pix_bits[3];
+  assign _146_ = _145_ | pix_bits[4];
+  assign _147_ = _146_ | pix_bits[5];
+  assign _148_ = _147_ | pix_bits[6];
+  assign _150_ = pix_bits[7] & _148_;
+  assign _151_ = { _150_, _142_, _136_, _130_, _126_, _123_, _120_, 1'h0 } == 5'h10;
+  assign _152_ = _119_ | _151_;
+  assign _153_ = pix_bits[1] & pix_bits[0];
+  assign _154_ = pix_bits[0] | pix_bits[1];
+  assign _155_ = pix_bits[2] & _154_;
+  assign _157_ = pix_bits[0] | pix_bits[1];
+  assign _158_ = _157_ | pix_bits[2];
+  assign _159_ = pix_bits[3] & _158_;
+  assign _160_ = pix_bits[0] | pix_bits[1];
+  assign _161_ = _160_ | pix_bits[2];
+  assign _162_ = _161_ | pix_bits[3];
+  assign _163_ = pix_bits[4] & _162_;
+  assign _164_ = pix_bits[0] | pix_bits[1];
+  assign _166_ = _164_ | pix_bits[2];
+  assign _167_ = _166_ | pix_bits[3];
+  assign _168_ = _167_ | pix_bits[4];
+  assign _169_ = pix_bits[5] & _168_;
+  assign _170_ = pix_bits[0] | pix_bits[1];
+  assign _171_ = _170_ | pix_bits[2];
+  assign _172_ = _171_ | pix_bits[3];
+  assign _173_ = _172_ | pix_bits[4];
+  assign _174_ = _173_ | pix_bits[5];
+  assign _177_ = pix_bits[6] & _174_;
+  assign _178_ = pix_bits[0] | pix_bits[1];
+  assign _179_ = _178_ | pix_bits[2];
+  assign _180_ = _179_ | pix_bits[3];
+  assign _181_ = _180_ | pix_bits[4];
+  assign _182_ = _181_ | pix_bits[5];
+  assign _183_ = _182_ | pix_bits[6];
+  assign _184_ = pix_bits[7] & _183_;
+  assign _185_ = { _184_, _177_, _169_, _163_, _159_, _155_, _153_, 1'h0 } == 6'h20;
+  assign _187_ = _152_ | _185_;
+  assign _188_ = pix_bits[1] & pix_bits[0];
+  assign _189_ = pix_bits[0] | pix_bits[1];
+  assign _190_ = pix_bits[2] & _189_;
+  assign _191_ = pix_bits[0] | pix_bits[1];
+  assign _192_ = _191_ | pix_bits[2];
+  assign _193_ = pix_bits[3] & _192_;
+  assign _194_ = pix_bits[0] | pix_bits[1];
+  assign _195_ = _194_ | pix_bits[2];
+  assign _196_ = _195_ | pix_bits[3];
+  assign _197_ = pix_bits[4] & _196_;
+  assign _198_ = pix_bits[0] | pix_bits[1];
+  assign _199_ = _198_ | pix_bits[2];
+  assign _200_ = _199_ | pix_bits[3];
+  assign _202_ = _200_ | pix_bits[4];
+  assign _203_ = pix_bits[5] & _202_;
+  assign _204_ = pix_bits[0] | pix_bits[1];
+  assign _205_ = _204_ | pix_bits[2];
+  assign _206_ = _205_ | pix_bits[3];
+  assign _207_ = _206_ | pix_bits[4];
+  assign _208_ = _207_ | pix_bits[5];
+  assign _209_ = pix_bits[6] & _208_;
+  assign _211_ = pix_bits[0] | pix_bits[1];
+  assign _212_ = _211_ | pix_bits[2];
+  assign _213_ = _212_ | pix_bits[3];
+  assign _214_ = _213_ | pix_bits[4];
+  assign _215_ = _214_ | pix_bits[5];
+  assign _216_ = _215_ | pix_bits[6];
+  assign _217_ = pix_bits[7] & _216_;
+  assign _218_ = { _217_, _209_, _203_, _197_, _193_, _190_, _188_, 1'h0 } == 7'h40;
+  assign _219_ = _187_ | _218_;
+  assign _221_ = pix_bits[1] & pix_bits[0];
+  assign _222_ = pix_bits[0] | pix_bits[1];
+  assign _223_ = pix_bits[2] & _222_;
+  assign _224_ = pix_bits[0] | pix_bits[1];
+  assign _225_ = _224_ | pix_bits[2];
+  assign _226_ = pix_bits[3] & _225_;
+  assign _228_ = pix_bits[0] | pix_bits[1];
+  assign _229_ = _228_ | pix_bits[2];
+  assign _230_ = _229_ | pix_bits[3];
+  assign _231_ = pix_bits[4] & _230_;
+  assign _232_ = pix_bits[0] | pix_bits[1];
+  assign _233_ = _232_ | pix_bits[2];
+  assign _234_ = _233_ | pix_bits[3];
+  assign _235_ = _234_ | pix_bits[4];
+  assign _236_ = pix_bits[5] & _235_;
+  assign _238_ = pix_bits[0] | pix_bits[1];
+  assign _239_ = _238_ | pix_bits[2];
+  assign _240_ = _239_ | pix_bits[3];
+  assign _241_ = _240_ | pix_bits[4];
+  assign _242_ = _241_ | pix_bits[5];
+  assign _243_ = pix_bits[6] & _242_;
+  assign _244_ = pix_bits[0] | pix_bits[1];
+  assign _245_ = _244_ | pix_bits[2];
+  assign _247_ = _245_ | pix_bits[3];
+  assign _248_ = _247_ | pix_bits[4];
+  assign _249_ = _248_ | pix_bits[5];
+  assign _250_ = _249_ | pix_bits[6];
+  assign _251_ = pix_bits[7] & _250_;
+  assign _252_ = { _251_, _243_, _236_, _231_, _226_, _223_, _221_, 1'h0 } == 8'h80;
+  assign _253_ = _219_ | _252_;
+  assign _254_ = \$signal$15  & i__ready;
+  assign _255_ = \$signal  | _254_;
+  assign _256_ = _255_ & more_pixels;
+  assign _257_ = ! pixels__payload;
+  assign _258_ = pixels__payload == 1'h1;
+  assign _259_ = pixels__payload == 2'h2;
+  assign _260_ = _258_ | _259_;
+  assign _261_ = pixels__payload == 3'h4;
+  assign _262_ = _260_ | _261_;
+  assign _263_ = pixels__payload == 4'h8;
+  assign _264_ = _262_ | _263_;
+  assign _265_ = pixels__payload == 5'h10;
+  assign _266_ = _264_ | _265_;
+  assign _269_ = pixels__payload == 6'h20;
+  assign _270_ = _266_ | _269_;
+  assign _271_ = pixels__payload == 7'h40;
+  assign _272_ = _270_ | _271_;
+  assign _273_ = pixels__payload == 8'h80;
+  assign _274_ = _272_ | _273_;
+  assign _275_ = pixel_count + 1'h1;
+  assign _276_ = pixel_count != 6'h3f;
+  assign _277_ = nxt_x == 3'h7;
+  assign _278_ = \$like$27  == 3'h7;
+  assign _280_ = \$like  + 1'h1;
+  assign _281_ = \$like$27  + 1'h1;
+  assign _282_ = nxt_x + 1'h1;
+  assign _283_ = ~ more_pixels;
+  assign _284_ = _283_ & \$signal ;
+  assign _285_ = ~ o__valid;
+  assign _286_ = _284_ & _285_;
+  always @(posedge clk)
+    pix_bits <= _287_;
+  always @(posedge clk)
+    \$signal  <= _288_;
+  always @(posedge clk)
+    \$signal$15  <= _289_;
+  always @(posedge clk)
+    pixel_count <= _291_;
+  always @(posedge clk)
+    more_pixels <= _292_;
+  always @(posedge clk)
+    pix_c <= _293_;
+  always @(posedge clk)
+    pix_y <= _294_;
+  always @(posedge clk)
+    pix_x <= _295_;
+  always @(posedge clk)
+    nxt_x <= _296_;
+  always @(posedge clk)
+    \$like$27  <= _297_;
+  always @(posedge clk)
+    \$like  <= _298_;
+  assign _347_ = _278_ ? _280_[0] : \$like ;
+  assign _348_ = _277_ ? _347_ : \$like ;
+  assign _349_ = pixels__valid ? _348_ : \$like ;
+  assign _350_ = _256_ ? _349_ : \$like ;
+  assign _351_ = _286_ ? 1'h0 : _350_;
+  assign _352_ = start ? _351_ : \$like ;
+  assign _298_ = rst ? 1'h0 : _352_;
+  assign _353_ = _278_ ? (* full_case = 32'd1 *) 3'h0 : _281_[2:0];
+  assign _354_ = _277_ ? _353_ : \$like$27 ;
+  assign _355_ = pixels__valid ? _354_ : \$like$27 ;
+  assign _356_ = _256_ ? _355_ : \$like$27 ;
+  assign _357_ = _286_ ? 3'h0 : _356_;
+  assign _358_ = start ? _357_ : \$like$27 ;
+  assign _297_ = rst ? 3'h0 : _358_;
+  assign _359_ = _277_ ? (* full_case = 32'd1 *) 3'h0 : _282_[2:0];
+  assign _360_ = pixels__valid ? _359_ : nxt_x;
+  assign _361_ = _256_ ? _360_ : nxt_x;
+  assign _362_ = _286_ ? 3'h0 : _361_;
+  assign _363_ = start ? _362_ : nxt_x;
+  assign _296_ = rst ? 3'h0 : _363_;
+  assign _364_ = pixels__valid ? nxt_x : pix_x;
+  assign _365_ = _256_ ? _364_ : pix_x;
+  assign _366_ = start ? _365_ : pix_x;
+  assign _295_ = rst ? 3'h0 : _366_;
+  assign _367_ = pixels__valid ? \$like$27  : pix_y;
+  assign _368_ = _256_ ? _367_ : pix_y;
+  assign _369_ = start ? _368_ : pix_y;
+  assign _294_ = rst ? 3'h0 : _369_;
+  assign _370_ = pixels__valid ? \$like  : pix_c;
+  assign _371_ = _256_ ? _370_ : pix_c;
+  assign _372_ = start ? _371_ : pix_c;
+  assign _293_ = rst ? 1'h0 : _372_;
+  assign _373_ = pixels__valid ? _276_ : more_pixels;
+  assign _374_ = _256_ ? _373_ : more_pixels;
+  assign _375_ = _286_ ? 1'h1 : _374_;
+  assign _376_ = start ? _375_ : more_pixels;
+  assign _292_ = rst ? 1'h1 : _376_;
+  assign _377_ = pixels__valid ? _275_[6:0] : pixel_count;
+  assign _378_ = _256_ ? _377_ : pixel_count;
+  assign _379_ = _286_ ? 7'h00 : _378_;
+  assign _380_ = start ? _379_ : pixel_count;
+  assign _291_ = rst ? 7'h00 : _380_;
+  assign _381_ = _001_ ? _253_ : \$signal$15 ;
+  assign _382_ = pixels__valid ? _274_ : _381_;
+  assign _383_ = _256_ ? _382_ : _381_;
+  assign _384_ = start ? _383_ : \$signal$15 ;
+  assign _289_ = rst ? 1'h0 : _384_;
+  assign _385_ = _001_ ? _335_ : \$signal ;
+  assign _386_ = pixels__valid ? _257_ : _385_;
+  assign _387_ = _256_ ? _386_ : _385_;
+  assign _388_ = start ? _387_ : \$signal ;
+  assign _288_ = rst ? 1'h1 : _388_;
+  assign _389_ = _001_ ? { _302_, _246_, _186_, _131_, _088_, _053_, _026_, 1'h0 } : pix_bits;
+  assign _390_ = pixels__valid ? pixels__payload : _389_;
+  assign _391_ = _256_ ? _390_ : _389_;
+  assign _392_ = start ? _391_ : pix_bits;
+  assign _287_ = rst ? 8'h00 : _392_;
+  assign _393_ = _331_ ? 1'h1 : 1'h0;
+  assign done = start ? _393_ : 1'h0;
+  assign _394_ = _267_ ? 1'h1 : 1'h0;
+  assign pixels__ready = start ? _394_ : 1'h0;
+  assign i__valid = start ? _000_ : 1'h0;
+  assign _395_ = pix_bits[7] ? 3'h7 : 3'h0;
+  assign _396_ = pix_bits[6] ? 3'h6 : _395_;
+  assign _397_ = pix_bits[5] ? 3'h5 : _396_;
+  assign _398_ = pix_bits[4] ? 3'h4 : _397_;
+  assign _399_ = pix_bits[3] ? 3'h3 : _398_;
+  assign _400_ = pix_bits[2] ? 3'h2 : _399_;
+  assign _401_ = pix_bits[1] ? 3'h1 : _400_;
+  assign \bit  = pix_bits[0] ? 3'h0 : _401_;
+  \digits_cnn_gn.engine_conv1.input_stage.expander  expander (
+    .clk(clk),
+    .i__payload({ 1'h0, \bit , 1'h1, pix_x, pix_y, pix_c }),
+    .i__ready(i__ready),
+    .i__valid(i__valid),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(o__valid),
+    .rst(rst)
+  );
+  assign \i__payload.shift  = { 1'h0, \bit  };
+  assign \i__payload.count  = 1'h1;
+  assign \i__payload.x  = pix_x;
+  assign \i__payload.y  = pix_y;
+  assign \i__payload.c  = pix_c;
+  assign \o__payload$1.shift  = o__payload[16:13];
+  assign \o__payload$1.count  = o__payload[12];
+  assign \o__payload$1.waddr  = o__payload[11:7];
+  assign \o__payload$1.addr  = o__payload[6:0];
+  assign \o__payload.shift  = o__payload[16:13];
+  assign \o__payload.count  = o__payload[12];
+  assign \o__payload.waddr  = o__payload[11:7];
+  assign \o__payload.addr  = o__payload[6:0];
+  assign busy = o__valid;
+  assign i__payload = { 1'h0, \bit , 1'h1, pix_x, pix_y, pix_c };
+  assign \o__valid$5  = o__valid;
+  assign \o__ready$3  = o__ready;
+  assign \o__payload$1  = o__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_gn.engine_conv1.input_stage.expander (rst, o__ready, i__ready, i__payload, i__valid, o__payload, o__valid, clk);
+  wire _000_;
+  (* unused_bits = "7 8" *)
+  wire [8:0] _001_;
+  wire [2:0] _002_;
+  wire [8:0] _003_;
+  wire [4:0] _004_;
+  wire [10:0] _005_;
+  wire [3:0] _006_;
+  (* unused_bits = "5 6 7 8 9 10 11" *)
+  wire [11:0] _007_;
+  wire [3:0] _008_;
+  wire _009_;
+  (* unused_bits = "4" *)
+  wire [4:0] _010_;
+  wire [3:0] _011_;
+  (* unused_bits = "4" *)
+  wire [4:0] _012_;
+  wire [3:0] _013_;
+  (* unused_bits = "4" *)
+  wire [4:0] _014_;
+  wire [3:0] _015_;
+  wire _016_;
+  wire [3:0] _017_;
+  wire _018_;
+  wire [4:0] _019_;
+  wire _020_;
+  wire [3:0] _021_;
+  wire [3:0] _022_;
+  wire _023_;
+  wire [3:0] _024_;
+  wire _025_;
+  wire _026_;
+  (* unused_bits = "1" *)
+  wire [1:0] _027_;
+  (* unused_bits = "7" *)
+  wire [7:0] _028_;
+  (* unused_bits = "5" *)
+  wire [5:0] _029_;
+  wire _030_;
+  wire _031_;
+  (* unused_bits = "4" *)
+  wire [4:0] _032_;
+  (* unused_bits = "7" *)
+  wire [7:0] _033_;
+  (* unused_bits = "5 6" *)
+  wire [6:0] _034_;
+  wire _035_;
+  (* unused_bits = "7 8" *)
+  wire [8:0] _036_;
+  (* unused_bits = "5 6" *)
+  wire [6:0] _037_;
+  wire _038_;
+  wire _039_;
+  (* unused_bits = "4" *)
+  wire [4:0] _040_;
+  wire _041_;
+  wire _042_;
+  wire [3:0] _043_;
+  wire _044_;
+  wire [6:0] _045_;
+  wire [4:0] _046_;
+  wire [3:0] _047_;
+  wire [3:0] _048_;
+  wire [3:0] _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire [4:0] _054_;
+  wire [3:0] _055_;
+  wire _056_;
+  wire _057_;
+  wire [7:0] _058_;
+  wire [4:0] _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire _063_;
+  wire _064_;
+  wire [3:0] _065_;
+  wire [4:0] _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire _074_;
+  wire _075_;
+  wire _076_;
+  wire _077_;
+  wire _078_;
+  wire [3:0] _079_;
+  wire [3:0] _080_;
+  wire [3:0] _081_;
+  wire [3:0] _082_;
+  wire [3:0] _083_;
+  wire [3:0] _084_;
+  wire [3:0] _085_;
+  wire [3:0] _086_;
+  wire [3:0] _087_;
+  wire [3:0] _088_;
+  wire [4:0] _089_;
+  wire [4:0] _090_;
+  wire [4:0] _091_;
+  wire [4:0] _092_;
+  wire [6:0] _093_;
+  wire [6:0] _094_;
+  wire [6:0] _095_;
+  wire [6:0] _096_;
+  wire _097_;
+  wire _098_;
+  wire _099_;
+  wire _100_;
+  wire [3:0] _101_;
+  wire _102_;
+  wire _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire _115_;
+  wire _116_;
+  wire _117_;
+  wire _118_;
+  wire _119_;
+  wire _120_;
+  wire _121_;
+  wire _122_;
+  wire _123_;
+  wire _124_;
+  wire _125_;
+  wire _126_;
+  wire _127_;
+  wire _128_;
+  wire _129_;
+  wire _130_;
+  wire _131_;
+  wire _132_;
+  wire _133_;
+  wire _134_;
+  wire _135_;
+  wire _136_;
+  wire _137_;
+  wire _138_;
+  wire _139_;
+  wire _140_;
+  wire _141_;
+  wire _142_;
+  wire _143_;
+  wire _144_;
+  wire _145_;
+  wire _146_;
+  wire _147_;
+  wire _148_;
+  wire _149_;
+  wire _150_;
+  wire _151_;
+  wire _152_;
+  wire _153_;
+  wire _154_;
+  wire _155_;
+  wire _156_;
+  wire _157_;
+  wire _158_;
+  wire _159_;
+  wire _160_;
+  wire _161_;
+  wire _162_;
+  wire _163_;
+  wire _164_;
+  wire _165_;
+  wire _166_;
+  wire _167_;
+  wire _168_;
+  wire _169_;
+  wire _170_;
+  wire _171_;
+  wire _172_;
+  wire _173_;
+  wire _174_;
+  wire _175_;
+  wire _176_;
+  wire _177_;
+  wire _178_;
+  wire _179_;
+  wire _180_;
+  wire _181_;
+  wire _182_;
+  wire _183_;
+  wire _184_;
+  wire _185_;
+  wire _186_;
+  wire _187_;
+  wire _188_;
+  wire _189_;
+  wire _190_;
+  wire _191_;
+  wire _192_;
+  wire _193_;
+  wire _194_;
+  wire _195_;
+  wire _196_;
+  wire _197_;
+  wire _198_;
+  wire _199_;
+  wire _200_;
+  wire _201_;
+  wire _202_;
+  wire _203_;
+  wire _204_;
+  wire _205_;
+  wire _206_;
+  reg [6:0] \$like  = 7'h00;
+  reg \$like$6  = 1'h0;
+  reg \$signal  = 1'h0;
+  wire busy;
+  wire \busy$2 ;
+  input clk;
+  wire clk;
+  reg g = 1'h0;
+  input [11:0] i__payload;
+  wire [11:0] i__payload;
+  wire \i__payload.c ;
+  wire \i__payload.count ;
+  wire [3:0] \i__payload.shift ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  reg last_g = 1'h0;
+  reg last_y = 1'h0;
+  output [16:0] o__payload;
+  wire [16:0] o__payload;
+  wire [6:0] \o__payload.addr ;
+  wire \o__payload.count ;
+  wire [3:0] \o__payload.shift ;
+  wire [4:0] \o__payload.waddr ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  reg [4:0] r_step = 5'h00;
+  input rst;
+  wire rst;
+  reg [3:0] shift = 4'h0;
   reg [3:0] w_step = 4'h0;
-  wire [4:0] waddr;
+  reg [4:0] waddr = 5'h00;
   reg [3:0] xn = 4'h0;
   reg [3:0] xs = 4'h0;
   reg [3:0] ys = 4'h0;
-  assign _027_ = op_addr + 1'h1;
-  assign _028_ = op_waddr + 1'h1;
-  assign _029_ = ! g;
-  assign _031_ = xs - 1'h1;
-  assign _032_ = op_addr + 1'h1;
-  assign _033_ = op_waddr + 7'h7d;
-  assign _034_ = xs == 1'h1;
-  assign _035_ = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign _036_ = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign _037_ = ! xn;
-  assign _038_ = ys - 1'h1;
-  assign _039_ = ys == 1'h1;
+  assign _025_ = | _024_;
+  assign _026_ = _023_ & _025_;
+  assign _027_ = g + 1'h1;
+  assign _028_ = \$like  + 1'h1;
+  assign _029_ = waddr + 1'h1;
+  assign _031_ = ! g;
+  assign _032_ = xs - 1'h1;
+  assign _033_ = \$like  + 1'h1;
+  assign _034_ = waddr + 7'h7d;
+  assign _035_ = xs == 1'h1;
+  assign _036_ = $signed({ 1'h0, \$like  }) + $signed(r_step);
+  assign _037_ = $signed({ 1'h0, waddr }) + $signed(w_step);
+  assign _038_ = ! xn;
+  assign _040_ = ys - 1'h1;
+  assign _041_ = ys == 1'h1;
   always @(posedge clk)
-    op_count <= _041_;
+    \$like$6  <= _042_;
   always @(posedge clk)
-    op_shift <= _042_;
+    shift <= _043_;
   always @(posedge clk)
-    g <= _043_;
+    g <= _044_;
   always @(posedge clk)
-    op_addr <= _044_;
+    \$like  <= _045_;
   always @(posedge clk)
-    op_waddr <= _045_;
+    waddr <= _046_;
   always @(posedge clk)
-    xs <= _046_;
+    xs <= _047_;
   always @(posedge clk)
-    ys <= _047_;
+    ys <= _048_;
   always @(posedge clk)
-    xn <= _048_;
+    xn <= _049_;
   always @(posedge clk)
-    last_g <= _049_;
+    last_g <= _051_;
   always @(posedge clk)
-    \$signal  <= _050_;
+    \$signal  <= _052_;
   always @(posedge clk)
-    last_y <= _052_;
+    last_y <= _053_;
   always @(posedge clk)
-    r_step <= _053_;
+    r_step <= _054_;
   always @(posedge clk)
-    w_step <= _054_;
+    w_step <= _055_;
   always @(posedge clk)
-    op_valid <= _055_;
-  assign _000_ = ~ op_valid;
-  assign _010_ = last_g & \$signal ;
-  assign _021_ = _010_ & last_y;
-  assign _030_ = _021_ & en;
-  assign ready = _000_ | _030_;
-  assign _040_ = op_valid & en;
-  assign _057_ = $signed(_051_) + $signed(_056_);
-  assign _001_ = 1'h0 + { ev_c, 1'h0 };
-  assign _002_ = _001_ + { 3'h0, ev_c, 4'h0 };
-  assign _004_ = $signed({ 1'h0, _002_ }) + $signed(_003_);
-  assign _006_ = $signed(_004_) + $signed(_005_);
-  assign _008_ = _007_ - 1'h1;
-  assign _011_ = _009_ - 1'h1;
-  assign _013_ = _012_ - 1'h1;
-  assign _015_ = _014_ == 1'h1;
-  assign _017_ = _016_ == 1'h1;
-  assign _022_ = | _020_;
-  assign _024_ = | _023_;
-  assign _025_ = _022_ & _024_;
-  assign _026_ = g + 1'h1;
-  assign _058_ = last_y ? (* full_case = 32'd1 *) 1'h0 : op_valid;
-  assign _059_ = \$signal  ? (* full_case = 32'd1 *) _058_ : op_valid;
-  assign _060_ = last_g ? (* full_case = 32'd1 *) _059_ : op_valid;
-  assign _061_ = _040_ ? _060_ : op_valid;
-  assign _062_ = load ? _025_ : _061_;
-  assign _055_ = rst ? 1'h0 : _062_;
-  assign _063_ = load ? _019_ : w_step;
-  assign _054_ = rst ? 4'h0 : _063_;
-  assign _064_ = load ? _018_ : r_step;
-  assign _053_ = rst ? 5'h00 : _064_;
-  assign _065_ = last_y ? last_y : _039_;
-  assign _066_ = \$signal  ? (* full_case = 32'd1 *) _065_ : last_y;
-  assign _067_ = last_g ? (* full_case = 32'd1 *) _066_ : last_y;
-  assign _068_ = _040_ ? _067_ : last_y;
-  assign _069_ = load ? _017_ : _068_;
-  assign _052_ = rst ? 1'h0 : _069_;
-  assign _070_ = \$signal  ? (* full_case = 32'd1 *) _037_ : _034_;
-  assign _071_ = last_g ? (* full_case = 32'd1 *) _070_ : \$signal ;
-  assign _072_ = _040_ ? _071_ : \$signal ;
-  assign _073_ = load ? _015_ : _072_;
-  assign _050_ = rst ? 1'h0 : _073_;
-  assign _074_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _029_;
-  assign _075_ = _040_ ? _074_ : last_g;
-  assign _076_ = load ? 1'h0 : _075_;
-  assign _049_ = rst ? 1'h0 : _076_;
-  assign _077_ = load ? _013_[3:0] : xn;
-  assign _048_ = rst ? 4'h0 : _077_;
-  assign _078_ = last_y ? ys : _038_[3:0];
-  assign _079_ = \$signal  ? (* full_case = 32'd1 *) _078_ : ys;
-  assign _080_ = last_g ? (* full_case = 32'd1 *) _079_ : ys;
-  assign _081_ = _040_ ? _080_ : ys;
-  assign _082_ = load ? _011_[3:0] : _081_;
-  assign _047_ = rst ? 4'h0 : _082_;
-  assign _083_ = \$signal  ? (* full_case = 32'd1 *) xn : _031_[3:0];
-  assign _084_ = last_g ? (* full_case = 32'd1 *) _083_ : xs;
-  assign _085_ = _040_ ? _084_ : xs;
-  assign _086_ = load ? _008_[3:0] : _085_;
-  assign _046_ = rst ? 4'h0 : _086_;
-  assign _087_ = \$signal  ? (* full_case = 32'd1 *) _036_[4:0] : _033_[4:0];
-  assign _088_ = last_g ? (* full_case = 32'd1 *) _087_ : _028_[4:0];
-  assign _089_ = _040_ ? _088_ : op_waddr;
-  assign _090_ = load ? _006_[4:0] : _089_;
-  assign _045_ = rst ? 5'h00 : _090_;
-  assign _091_ = \$signal  ? (* full_case = 32'd1 *) _035_[6:0] : _032_[6:0];
-  assign _092_ = last_g ? (* full_case = 32'd1 *) _091_ : _027_[6:0];
-  assign _093_ = _040_ ? _092_ : op_addr;
-  assign _094_ = load ? _057_[6:0] : _093_;
-  assign _044_ = rst ? 7'h00 : _094_;
-  assign _095_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _026_[0];
-  assign _096_ = _040_ ? _095_ : g;
-  assign _097_ = load ? 1'h0 : _096_;
-  assign _043_ = rst ? 1'h0 : _097_;
-  assign _098_ = load ? { 1'h0, \port$3630$0  } : op_shift;
-  assign _042_ = rst ? 4'h0 : _098_;
-  assign _099_ = load ? 1'h1 : op_count;
-  assign _041_ = rst ? 1'h0 : _099_;
-  function [3:0] _306_;
+    o__valid <= _056_;
+  assign _000_ = ~ o__valid;
+  assign _009_ = last_g & \$signal ;
+  assign _020_ = _009_ & last_y;
+  assign _030_ = _020_ & o__ready;
+  assign i__ready = _000_ | _030_;
+  assign _039_ = i__valid & i__ready;
+  assign _050_ = i__valid & i__ready;
+  assign _057_ = o__valid & o__ready;
+  assign _001_ = $signed(_058_) + $signed(_059_);
+  assign _002_ = 1'h0 + { i__payload[0], 1'h0 };
+  assign _003_ = _002_ + { 3'h0, i__payload[0], 4'h0 };
+  assign _005_ = $signed({ 1'h0, _003_ }) + $signed(_004_);
+  assign _007_ = $signed(_005_) + $signed(_006_);
+  assign _010_ = _008_ - 1'h1;
+  assign _012_ = _011_ - 1'h1;
+  assign _014_ = _013_ - 1'h1;
+  assign _016_ = _015_ == 1'h1;
+  assign _018_ = _017_ == 1'h1;
+  assign _023_ = | _022_;
+  assign _060_ = last_y ? (* full_case = 32'd1 *) 1'h0 : o__valid;
+  assign _061_ = \$signal  ? (* full_case = 32'd1 *) _060_ : o__valid;
+  assign _062_ = last_g ? (* full_case = 32'd1 *) _061_ : o__valid;
+  assign _063_ = _057_ ? _062_ : o__valid;
+  assign _064_ = _050_ ? _026_ : _063_;
+  assign _056_ = rst ? 1'h0 : _064_;
+  assign _065_ = _050_ ? _021_ : w_step;
+  assign _055_ = rst ? 4'h0 : _065_;
+  assign _066_ = _050_ ? _019_ : r_step;
+  assign _054_ = rst ? 5'h00 : _066_;
+  assign _067_ = last_y ? last_y : _041_;
+  assign _068_ = \$signal  ? (* full_case = 32'd1 *) _067_ : last_y;
+  assign _069_ = last_g ? (* full_case = 32'd1 *) _068_ : last_y;
+  assign _070_ = _057_ ? _069_ : last_y;
+  assign _071_ = _050_ ? _018_ : _070_;
+  assign _053_ = rst ? 1'h0 : _071_;
+  assign _072_ = \$signal  ? (* full_case = 32'd1 *) _038_ : _035_;
+  assign _073_ = last_g ? (* full_case = 32'd1 *) _072_ : \$signal ;
+  assign _074_ = _057_ ? _073_ : \$signal ;
+  assign _075_ = _050_ ? _016_ : _074_;
+  assign _052_ = rst ? 1'h0 : _075_;
+  assign _076_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _031_;
+  assign _077_ = _057_ ? _076_ : last_g;
+  assign _078_ = _050_ ? 1'h0 : _077_;
+  assign _051_ = rst ? 1'h0 : _078_;
+  assign _079_ = _050_ ? _014_[3:0] : xn;
+  assign _049_ = rst ? 4'h0 : _079_;
+  assign _080_ = last_y ? ys : _040_[3:0];
+  assign _081_ = \$signal  ? (* full_case = 32'd1 *) _080_ : ys;
+  assign _082_ = last_g ? (* full_case = 32'd1 *) _081_ : ys;
+  assign _083_ = _057_ ? _082_ : ys;
+  assign _084_ = _050_ ? _012_[3:0] : _083_;
+  assign _048_ = rst ? 4'h0 : _084_;
+  assign _085_ = \$signal  ? (* full_case = 32'd1 *) xn : _032_[3:0];
+  assign _086_ = last_g ? (* full_case = 32'd1 *) _085_ : xs;
+  assign _087_ = _057_ ? _086_ : xs;
+  assign _088_ = _050_ ? _010_[3:0] : _087_;
+  assign _047_ = rst ? 4'h0 : _088_;
+  assign _089_ = \$signal  ? (* full_case = 32'd1 *) _037_[4:0] : _034_[4:0];
+  assign _090_ = last_g ? (* full_case = 32'd1 *) _089_ : _029_[4:0];
+  assign _091_ = _057_ ? _090_ : waddr;
+  assign _092_ = _050_ ? _007_[4:0] : _091_;
+  assign _046_ = rst ? 5'h00 : _092_;
+  assign _093_ = \$signal  ? (* full_case = 32'd1 *) _036_[6:0] : _033_[6:0];
+  assign _094_ = last_g ? (* full_case = 32'd1 *) _093_ : _028_[6:0];
+  assign _095_ = _057_ ? _094_ : \$like ;
+  assign _096_ = _050_ ? _001_[6:0] : _095_;
+  assign _045_ = rst ? 7'h00 : _096_;
+  assign _097_ = _039_ ? 1'h0 : g;
+  assign _098_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _027_[0];
+  assign _099_ = _057_ ? _098_ : _097_;
+  assign _100_ = _050_ ? _097_ : _099_;
+  assign _044_ = rst ? 1'h0 : _100_;
+  assign _101_ = _039_ ? i__payload[11:8] : shift;
+  assign _043_ = rst ? 4'h0 : _101_;
+  assign _102_ = _039_ ? i__payload[7] : \$like$6 ;
+  assign _042_ = rst ? 1'h0 : _102_;
+  function [3:0] _312_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4136,35 +4343,35 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3630$0 , load,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _306_ = b[3:0];
+        _312_ = b[3:0];
       8'b??????1?:
-        _306_ = b[7:4];
+        _312_ = b[7:4];
       8'b?????1??:
-        _306_ = b[11:8];
+        _312_ = b[11:8];
       8'b????1???:
-        _306_ = b[15:12];
+        _312_ = b[15:12];
       8'b???1????:
-        _306_ = b[19:16];
+        _312_ = b[19:16];
       8'b??1?????:
-        _306_ = b[23:20];
+        _312_ = b[23:20];
       8'b?1??????:
-        _306_ = b[27:24];
+        _312_ = b[27:24];
       8'b1???????:
-        _306_ = b[31:28];
+        _312_ = b[31:28];
       default:
-        _306_ = a;
+        _312_ = a;
     endcase
   endfunction
-  assign _023_ = _306_(4'hx, 32'd590558002, { _107_, _106_, _105_, _104_, _103_, _102_, _101_, _100_ });
-  assign _100_ = ev_x == (* full_case = 32'd1 *) 3'h7;
-  assign _101_ = ev_x == (* full_case = 32'd1 *) 3'h6;
-  assign _102_ = ev_x == (* full_case = 32'd1 *) 3'h5;
-  assign _103_ = ev_x == (* full_case = 32'd1 *) 3'h4;
-  assign _104_ = ev_x == (* full_case = 32'd1 *) 3'h3;
-  assign _105_ = ev_x == (* full_case = 32'd1 *) 3'h2;
-  assign _106_ = ev_x == (* full_case = 32'd1 *) 3'h1;
-  assign _107_ = ! (* full_case = 32'd1 *) ev_x;
-  function [3:0] _315_;
+  assign _024_ = _312_(4'hx, 32'd590558002, { _110_, _109_, _108_, _107_, _106_, _105_, _104_, _103_ });
+  assign _103_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _104_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _105_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _106_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _107_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _108_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _109_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _110_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [3:0] _321_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4172,35 +4379,35 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3630$0 , load,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _315_ = b[3:0];
+        _321_ = b[3:0];
       8'b??????1?:
-        _315_ = b[7:4];
+        _321_ = b[7:4];
       8'b?????1??:
-        _315_ = b[11:8];
+        _321_ = b[11:8];
       8'b????1???:
-        _315_ = b[15:12];
+        _321_ = b[15:12];
       8'b???1????:
-        _315_ = b[19:16];
+        _321_ = b[19:16];
       8'b??1?????:
-        _315_ = b[23:20];
+        _321_ = b[23:20];
       8'b?1??????:
-        _315_ = b[27:24];
+        _321_ = b[27:24];
       8'b1???????:
-        _315_ = b[31:28];
+        _321_ = b[31:28];
       default:
-        _315_ = a;
+        _321_ = a;
     endcase
   endfunction
-  assign _020_ = _315_(4'hx, 32'd590558002, { _115_, _114_, _113_, _112_, _111_, _110_, _109_, _108_ });
-  assign _108_ = ev_y == (* full_case = 32'd1 *) 3'h7;
-  assign _109_ = ev_y == (* full_case = 32'd1 *) 3'h6;
-  assign _110_ = ev_y == (* full_case = 32'd1 *) 3'h5;
-  assign _111_ = ev_y == (* full_case = 32'd1 *) 3'h4;
-  assign _112_ = ev_y == (* full_case = 32'd1 *) 3'h3;
-  assign _113_ = ev_y == (* full_case = 32'd1 *) 3'h2;
-  assign _114_ = ev_y == (* full_case = 32'd1 *) 3'h1;
-  assign _115_ = ! (* full_case = 32'd1 *) ev_y;
-  function [3:0] _324_;
+  assign _022_ = _321_(4'hx, 32'd590558002, { _118_, _117_, _116_, _115_, _114_, _113_, _112_, _111_ });
+  assign _111_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h7;
+  assign _112_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h6;
+  assign _113_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h5;
+  assign _114_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h4;
+  assign _115_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h3;
+  assign _116_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h2;
+  assign _117_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h1;
+  assign _118_ = ! (* full_case = 32'd1 *) i__payload[3:1];
+  function [3:0] _330_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4208,35 +4415,35 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3630$0 , load,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _324_ = b[3:0];
+        _330_ = b[3:0];
       8'b??????1?:
-        _324_ = b[7:4];
+        _330_ = b[7:4];
       8'b?????1??:
-        _324_ = b[11:8];
+        _330_ = b[11:8];
       8'b????1???:
-        _324_ = b[15:12];
+        _330_ = b[15:12];
       8'b???1????:
-        _324_ = b[19:16];
+        _330_ = b[19:16];
       8'b??1?????:
-        _324_ = b[23:20];
+        _330_ = b[23:20];
       8'b?1??????:
-        _324_ = b[27:24];
+        _330_ = b[27:24];
       8'b1???????:
-        _324_ = b[31:28];
+        _330_ = b[31:28];
       default:
-        _324_ = a;
+        _330_ = a;
     endcase
   endfunction
-  assign _019_ = _324_(4'hx, 32'd3185434075, { _123_, _122_, _121_, _120_, _119_, _118_, _117_, _116_ });
-  assign _116_ = ev_x == (* full_case = 32'd1 *) 3'h7;
-  assign _117_ = ev_x == (* full_case = 32'd1 *) 3'h6;
-  assign _118_ = ev_x == (* full_case = 32'd1 *) 3'h5;
-  assign _119_ = ev_x == (* full_case = 32'd1 *) 3'h4;
-  assign _120_ = ev_x == (* full_case = 32'd1 *) 3'h3;
-  assign _121_ = ev_x == (* full_case = 32'd1 *) 3'h2;
-  assign _122_ = ev_x == (* full_case = 32'd1 *) 3'h1;
-  assign _123_ = ! (* full_case = 32'd1 *) ev_x;
-  function [4:0] _333_;
+  assign _021_ = _330_(4'hx, 32'd3185434075, { _126_, _125_, _124_, _123_, _122_, _121_, _120_, _119_ });
+  assign _119_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _120_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _121_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _122_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _123_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _124_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _125_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _126_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [4:0] _339_;
     input [4:0] a;
     input [39:0] b;
     input [7:0] s;
@@ -4244,35 +4451,35 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3630$0 , load,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _333_ = b[4:0];
+        _339_ = b[4:0];
       8'b??????1?:
-        _333_ = b[9:5];
+        _339_ = b[9:5];
       8'b?????1??:
-        _333_ = b[14:10];
+        _339_ = b[14:10];
       8'b????1???:
-        _333_ = b[19:15];
+        _339_ = b[19:15];
       8'b???1????:
-        _333_ = b[24:20];
+        _339_ = b[24:20];
       8'b??1?????:
-        _333_ = b[29:25];
+        _339_ = b[29:25];
       8'b?1??????:
-        _333_ = b[34:30];
+        _339_ = b[34:30];
       8'b1???????:
-        _333_ = b[39:35];
+        _339_ = b[39:35];
       default:
-        _333_ = a;
+        _339_ = a;
     endcase
   endfunction
-  assign _018_ = _333_(5'hxx, 40'h6ad6b5ad6d, { _131_, _130_, _129_, _128_, _127_, _126_, _125_, _124_ });
-  assign _124_ = ev_x == (* full_case = 32'd1 *) 3'h7;
-  assign _125_ = ev_x == (* full_case = 32'd1 *) 3'h6;
-  assign _126_ = ev_x == (* full_case = 32'd1 *) 3'h5;
-  assign _127_ = ev_x == (* full_case = 32'd1 *) 3'h4;
-  assign _128_ = ev_x == (* full_case = 32'd1 *) 3'h3;
-  assign _129_ = ev_x == (* full_case = 32'd1 *) 3'h2;
-  assign _130_ = ev_x == (* full_case = 32'd1 *) 3'h1;
-  assign _131_ = ! (* full_case = 32'd1 *) ev_x;
-  function [3:0] _342_;
+  assign _019_ = _339_(5'hxx, 40'h6ad6b5ad6d, { _134_, _133_, _132_, _131_, _130_, _129_, _128_, _127_ });
+  assign _127_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _128_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _129_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _130_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _131_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _132_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _133_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _134_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [3:0] _348_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4280,35 +4487,35 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3630$0 , load,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _342_ = b[3:0];
+        _348_ = b[3:0];
       8'b??????1?:
-        _342_ = b[7:4];
+        _348_ = b[7:4];
       8'b?????1??:
-        _342_ = b[11:8];
+        _348_ = b[11:8];
       8'b????1???:
-        _342_ = b[15:12];
+        _348_ = b[15:12];
       8'b???1????:
-        _342_ = b[19:16];
+        _348_ = b[19:16];
       8'b??1?????:
-        _342_ = b[23:20];
+        _348_ = b[23:20];
       8'b?1??????:
-        _342_ = b[27:24];
+        _348_ = b[27:24];
       8'b1???????:
-        _342_ = b[31:28];
+        _348_ = b[31:28];
       default:
-        _342_ = a;
+        _348_ = a;
     endcase
   endfunction
-  assign _016_ = _342_(4'hx, 32'd590558002, { _139_, _138_, _137_, _136_, _135_, _134_, _133_, _132_ });
-  assign _132_ = ev_y == (* full_case = 32'd1 *) 3'h7;
-  assign _133_ = ev_y == (* full_case = 32'd1 *) 3'h6;
-  assign _134_ = ev_y == (* full_case = 32'd1 *) 3'h5;
-  assign _135_ = ev_y == (* full_case = 32'd1 *) 3'h4;
-  assign _136_ = ev_y == (* full_case = 32'd1 *) 3'h3;
-  assign _137_ = ev_y == (* full_case = 32'd1 *) 3'h2;
-  assign _138_ = ev_y == (* full_case = 32'd1 *) 3'h1;
-  assign _139_ = ! (* full_case = 32'd1 *) ev_y;
-  function [3:0] _351_;
+  assign _017_ = _348_(4'hx, 32'd590558002, { _142_, _141_, _140_, _139_, _138_, _137_, _136_, _135_ });
+  assign _135_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h7;
+  assign _136_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h6;
+  assign _137_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h5;
+  assign _138_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h4;
+  assign _139_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h3;
+  assign _140_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h2;
+  assign _141_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h1;
+  assign _142_ = ! (* full_case = 32'd1 *) i__payload[3:1];
+  function [3:0] _357_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4316,35 +4523,35 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3630$0 , load,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _351_ = b[3:0];
+        _357_ = b[3:0];
       8'b??????1?:
-        _351_ = b[7:4];
+        _357_ = b[7:4];
       8'b?????1??:
-        _351_ = b[11:8];
+        _357_ = b[11:8];
       8'b????1???:
-        _351_ = b[15:12];
+        _357_ = b[15:12];
       8'b???1????:
-        _351_ = b[19:16];
+        _357_ = b[19:16];
       8'b??1?????:
-        _351_ = b[23:20];
+        _357_ = b[23:20];
       8'b?1??????:
-        _351_ = b[27:24];
+        _357_ = b[27:24];
       8'b1???????:
-        _351_ = b[31:28];
+        _357_ = b[31:28];
       default:
-        _351_ = a;
+        _357_ = a;
     endcase
   endfunction
-  assign _014_ = _351_(4'hx, 32'd590558002, { _147_, _146_, _145_, _144_, _143_, _142_, _141_, _140_ });
-  assign _140_ = ev_x == (* full_case = 32'd1 *) 3'h7;
-  assign _141_ = ev_x == (* full_case = 32'd1 *) 3'h6;
-  assign _142_ = ev_x == (* full_case = 32'd1 *) 3'h5;
-  assign _143_ = ev_x == (* full_case = 32'd1 *) 3'h4;
-  assign _144_ = ev_x == (* full_case = 32'd1 *) 3'h3;
-  assign _145_ = ev_x == (* full_case = 32'd1 *) 3'h2;
-  assign _146_ = ev_x == (* full_case = 32'd1 *) 3'h1;
-  assign _147_ = ! (* full_case = 32'd1 *) ev_x;
-  function [3:0] _360_;
+  assign _015_ = _357_(4'hx, 32'd590558002, { _150_, _149_, _148_, _147_, _146_, _145_, _144_, _143_ });
+  assign _143_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _144_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _145_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _146_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _147_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _148_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _149_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _150_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [3:0] _366_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4352,35 +4559,35 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3630$0 , load,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _360_ = b[3:0];
+        _366_ = b[3:0];
       8'b??????1?:
-        _360_ = b[7:4];
+        _366_ = b[7:4];
       8'b?????1??:
-        _360_ = b[11:8];
+        _366_ = b[11:8];
       8'b????1???:
-        _360_ = b[15:12];
+        _366_ = b[15:12];
       8'b???1????:
-        _360_ = b[19:16];
+        _366_ = b[19:16];
       8'b??1?????:
-        _360_ = b[23:20];
+        _366_ = b[23:20];
       8'b?1??????:
-        _360_ = b[27:24];
+        _366_ = b[27:24];
       8'b1???????:
-        _360_ = b[31:28];
+        _366_ = b[31:28];
       default:
-        _360_ = a;
+        _366_ = a;
     endcase
   endfunction
-  assign _012_ = _360_(4'hx, 32'd590558002, { _155_, _154_, _153_, _152_, _151_, _150_, _149_, _148_ });
-  assign _148_ = ev_x == (* full_case = 32'd1 *) 3'h7;
-  assign _149_ = ev_x == (* full_case = 32'd1 *) 3'h6;
-  assign _150_ = ev_x == (* full_case = 32'd1 *) 3'h5;
-  assign _151_ = ev_x == (* full_case = 32'd1 *) 3'h4;
-  assign _152_ = ev_x == (* full_case = 32'd1 *) 3'h3;
-  assign _153_ = ev_x == (* full_case = 32'd1 *) 3'h2;
-  assign _154_ = ev_x == (* full_case = 32'd1 *) 3'h1;
-  assign _155_ = ! (* full_case = 32'd1 *) ev_x;
-  function [3:0] _369_;
+  assign _013_ = _366_(4'hx, 32'd590558002, { _158_, _157_, _156_, _155_, _154_, _153_, _152_, _151_ });
+  assign _151_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _152_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _153_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _154_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _155_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _156_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _157_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _158_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [3:0] _375_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4388,35 +4595,35 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3630$0 , load,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _369_ = b[3:0];
+        _375_ = b[3:0];
       8'b??????1?:
-        _369_ = b[7:4];
+        _375_ = b[7:4];
       8'b?????1??:
-        _369_ = b[11:8];
+        _375_ = b[11:8];
       8'b????1???:
-        _369_ = b[15:12];
+        _375_ = b[15:12];
       8'b???1????:
-        _369_ = b[19:16];
+        _375_ = b[19:16];
       8'b??1?????:
-        _369_ = b[23:20];
+        _375_ = b[23:20];
       8'b?1??????:
-        _369_ = b[27:24];
+        _375_ = b[27:24];
       8'b1???????:
-        _369_ = b[31:28];
+        _375_ = b[31:28];
       default:
-        _369_ = a;
+        _375_ = a;
     endcase
   endfunction
-  assign _009_ = _369_(4'hx, 32'd590558002, { _163_, _162_, _161_, _160_, _159_, _158_, _157_, _156_ });
-  assign _156_ = ev_y == (* full_case = 32'd1 *) 3'h7;
-  assign _157_ = ev_y == (* full_case = 32'd1 *) 3'h6;
-  assign _158_ = ev_y == (* full_case = 32'd1 *) 3'h5;
-  assign _159_ = ev_y == (* full_case = 32'd1 *) 3'h4;
-  assign _160_ = ev_y == (* full_case = 32'd1 *) 3'h3;
-  assign _161_ = ev_y == (* full_case = 32'd1 *) 3'h2;
-  assign _162_ = ev_y == (* full_case = 32'd1 *) 3'h1;
-  assign _163_ = ! (* full_case = 32'd1 *) ev_y;
-  function [3:0] _378_;
+  assign _011_ = _375_(4'hx, 32'd590558002, { _166_, _165_, _164_, _163_, _162_, _161_, _160_, _159_ });
+  assign _159_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h7;
+  assign _160_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h6;
+  assign _161_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h5;
+  assign _162_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h4;
+  assign _163_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h3;
+  assign _164_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h2;
+  assign _165_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h1;
+  assign _166_ = ! (* full_case = 32'd1 *) i__payload[3:1];
+  function [3:0] _384_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4424,35 +4631,35 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3630$0 , load,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _378_ = b[3:0];
+        _384_ = b[3:0];
       8'b??????1?:
-        _378_ = b[7:4];
+        _384_ = b[7:4];
       8'b?????1??:
-        _378_ = b[11:8];
+        _384_ = b[11:8];
       8'b????1???:
-        _378_ = b[15:12];
+        _384_ = b[15:12];
       8'b???1????:
-        _378_ = b[19:16];
+        _384_ = b[19:16];
       8'b??1?????:
-        _378_ = b[23:20];
+        _384_ = b[23:20];
       8'b?1??????:
-        _378_ = b[27:24];
+        _384_ = b[27:24];
       8'b1???????:
-        _378_ = b[31:28];
+        _384_ = b[31:28];
       default:
-        _378_ = a;
+        _384_ = a;
     endcase
   endfunction
-  assign _007_ = _378_(4'hx, 32'd590558002, { _171_, _170_, _169_, _168_, _167_, _166_, _165_, _164_ });
-  assign _164_ = ev_x == (* full_case = 32'd1 *) 3'h7;
-  assign _165_ = ev_x == (* full_case = 32'd1 *) 3'h6;
-  assign _166_ = ev_x == (* full_case = 32'd1 *) 3'h5;
-  assign _167_ = ev_x == (* full_case = 32'd1 *) 3'h4;
-  assign _168_ = ev_x == (* full_case = 32'd1 *) 3'h3;
-  assign _169_ = ev_x == (* full_case = 32'd1 *) 3'h2;
-  assign _170_ = ev_x == (* full_case = 32'd1 *) 3'h1;
-  assign _171_ = ! (* full_case = 32'd1 *) ev_x;
-  function [3:0] _387_;
+  assign _008_ = _384_(4'hx, 32'd590558002, { _174_, _173_, _172_, _171_, _170_, _169_, _168_, _167_ });
+  assign _167_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _168_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _169_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _170_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _171_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _172_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _173_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _174_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [3:0] _393_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4460,35 +4667,35 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3630$0 , load,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _387_ = b[3:0];
+        _393_ = b[3:0];
       8'b??????1?:
-        _387_ = b[7:4];
+        _393_ = b[7:4];
       8'b?????1??:
-        _387_ = b[11:8];
+        _393_ = b[11:8];
       8'b????1???:
-        _387_ = b[15:12];
+        _393_ = b[15:12];
       8'b???1????:
-        _387_ = b[19:16];
+        _393_ = b[19:16];
       8'b??1?????:
-        _387_ = b[23:20];
+        _393_ = b[23:20];
       8'b?1??????:
-        _387_ = b[27:24];
+        _393_ = b[27:24];
       8'b1???????:
-        _387_ = b[31:28];
+        _393_ = b[31:28];
       default:
-        _387_ = a;
+        _393_ = a;
     endcase
   endfunction
-  assign _005_ = _387_(4'hx, 32'd608453700, { _179_, _178_, _177_, _176_, _175_, _174_, _173_, _172_ });
-  assign _172_ = ev_x == (* full_case = 32'd1 *) 3'h7;
-  assign _173_ = ev_x == (* full_case = 32'd1 *) 3'h6;
-  assign _174_ = ev_x == (* full_case = 32'd1 *) 3'h5;
-  assign _175_ = ev_x == (* full_case = 32'd1 *) 3'h4;
-  assign _176_ = ev_x == (* full_case = 32'd1 *) 3'h3;
-  assign _177_ = ev_x == (* full_case = 32'd1 *) 3'h2;
-  assign _178_ = ev_x == (* full_case = 32'd1 *) 3'h1;
-  assign _179_ = ! (* full_case = 32'd1 *) ev_x;
-  function [4:0] _396_;
+  assign _006_ = _393_(4'hx, 32'd608453700, { _182_, _181_, _180_, _179_, _178_, _177_, _176_, _175_ });
+  assign _175_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _176_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _177_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _178_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _179_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _180_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _181_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _182_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [4:0] _402_;
     input [4:0] a;
     input [39:0] b;
     input [7:0] s;
@@ -4496,35 +4703,35 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3630$0 , load,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _396_ = b[4:0];
+        _402_ = b[4:0];
       8'b??????1?:
-        _396_ = b[9:5];
+        _402_ = b[9:5];
       8'b?????1??:
-        _396_ = b[14:10];
+        _402_ = b[14:10];
       8'b????1???:
-        _396_ = b[19:15];
+        _402_ = b[19:15];
       8'b???1????:
-        _396_ = b[24:20];
+        _402_ = b[24:20];
       8'b??1?????:
-        _396_ = b[29:25];
+        _402_ = b[29:25];
       8'b?1??????:
-        _396_ = b[34:30];
+        _402_ = b[34:30];
       8'b1???????:
-        _396_ = b[39:35];
+        _402_ = b[39:35];
       default:
-        _396_ = a;
+        _402_ = a;
     endcase
   endfunction
-  assign _003_ = _396_(5'hxx, 40'h3318c6318c, { _187_, _186_, _185_, _184_, _183_, _182_, _181_, _180_ });
-  assign _180_ = ev_y == (* full_case = 32'd1 *) 3'h7;
-  assign _181_ = ev_y == (* full_case = 32'd1 *) 3'h6;
-  assign _182_ = ev_y == (* full_case = 32'd1 *) 3'h5;
-  assign _183_ = ev_y == (* full_case = 32'd1 *) 3'h4;
-  assign _184_ = ev_y == (* full_case = 32'd1 *) 3'h3;
-  assign _185_ = ev_y == (* full_case = 32'd1 *) 3'h2;
-  assign _186_ = ev_y == (* full_case = 32'd1 *) 3'h1;
-  assign _187_ = ! (* full_case = 32'd1 *) ev_y;
-  function [4:0] _405_;
+  assign _004_ = _402_(5'hxx, 40'h3318c6318c, { _190_, _189_, _188_, _187_, _186_, _185_, _184_, _183_ });
+  assign _183_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h7;
+  assign _184_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h6;
+  assign _185_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h5;
+  assign _186_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h4;
+  assign _187_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h3;
+  assign _188_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h2;
+  assign _189_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h1;
+  assign _190_ = ! (* full_case = 32'd1 *) i__payload[3:1];
+  function [4:0] _411_;
     input [4:0] a;
     input [39:0] b;
     input [7:0] s;
@@ -4532,35 +4739,35 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3630$0 , load,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _405_ = b[4:0];
+        _411_ = b[4:0];
       8'b??????1?:
-        _405_ = b[9:5];
+        _411_ = b[9:5];
       8'b?????1??:
-        _405_ = b[14:10];
+        _411_ = b[14:10];
       8'b????1???:
-        _405_ = b[19:15];
+        _411_ = b[19:15];
       8'b???1????:
-        _405_ = b[24:20];
+        _411_ = b[24:20];
       8'b??1?????:
-        _405_ = b[29:25];
+        _411_ = b[29:25];
       8'b?1??????:
-        _405_ = b[34:30];
+        _411_ = b[34:30];
       8'b1???????:
-        _405_ = b[39:35];
+        _411_ = b[39:35];
       default:
-        _405_ = a;
+        _411_ = a;
     endcase
   endfunction
-  assign _056_ = _405_(5'hxx, 40'h000443214c, { _195_, _194_, _193_, _192_, _191_, _190_, _189_, _188_ });
-  assign _188_ = ev_x == (* full_case = 32'd1 *) 3'h7;
-  assign _189_ = ev_x == (* full_case = 32'd1 *) 3'h6;
-  assign _190_ = ev_x == (* full_case = 32'd1 *) 3'h5;
-  assign _191_ = ev_x == (* full_case = 32'd1 *) 3'h4;
-  assign _192_ = ev_x == (* full_case = 32'd1 *) 3'h3;
-  assign _193_ = ev_x == (* full_case = 32'd1 *) 3'h2;
-  assign _194_ = ev_x == (* full_case = 32'd1 *) 3'h1;
-  assign _195_ = ! (* full_case = 32'd1 *) ev_x;
-  function [7:0] _414_;
+  assign _059_ = _411_(5'hxx, 40'h000443214c, { _198_, _197_, _196_, _195_, _194_, _193_, _192_, _191_ });
+  assign _191_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _192_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _193_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _194_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _195_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _196_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _197_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _198_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [7:0] _420_;
     input [7:0] a;
     input [63:0] b;
     input [7:0] s;
@@ -4568,46 +4775,50 @@ module \digits_cnn_gn.engine_conv1.expand0 (rst, en, ready, \port$3630$0 , load,
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _414_ = b[7:0];
+        _420_ = b[7:0];
       8'b??????1?:
-        _414_ = b[15:8];
+        _420_ = b[15:8];
       8'b?????1??:
-        _414_ = b[23:16];
+        _420_ = b[23:16];
       8'b????1???:
-        _414_ = b[31:24];
+        _420_ = b[31:24];
       8'b???1????:
-        _414_ = b[39:32];
+        _420_ = b[39:32];
       8'b??1?????:
-        _414_ = b[47:40];
+        _420_ = b[47:40];
       8'b?1??????:
-        _414_ = b[55:48];
+        _420_ = b[55:48];
       8'b1???????:
-        _414_ = b[63:56];
+        _420_ = b[63:56];
       default:
-        _414_ = a;
+        _420_ = a;
     endcase
   endfunction
-  assign _051_ = _414_(8'hxx, 64'h0000102030405060, { _203_, _202_, _201_, _200_, _199_, _198_, _197_, _196_ });
-  assign _196_ = ev_y == (* full_case = 32'd1 *) 3'h7;
-  assign _197_ = ev_y == (* full_case = 32'd1 *) 3'h6;
-  assign _198_ = ev_y == (* full_case = 32'd1 *) 3'h5;
-  assign _199_ = ev_y == (* full_case = 32'd1 *) 3'h4;
-  assign _200_ = ev_y == (* full_case = 32'd1 *) 3'h3;
-  assign _201_ = ev_y == (* full_case = 32'd1 *) 3'h2;
-  assign _202_ = ev_y == (* full_case = 32'd1 *) 3'h1;
-  assign _203_ = ! (* full_case = 32'd1 *) ev_y;
-  assign ev_shift = { 1'h0, \port$3630$0  };
-  assign ev_count = 1'h1;
-  assign waddr = op_waddr;
-  assign addr = op_addr;
-  assign \busy$6  = op_valid;
-  assign shift = op_shift;
-  assign count = op_count;
-  assign busy = op_valid;
+  assign _058_ = _420_(8'hxx, 64'h0000102030405060, { _206_, _205_, _204_, _203_, _202_, _201_, _200_, _199_ });
+  assign _199_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h7;
+  assign _200_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h6;
+  assign _201_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h5;
+  assign _202_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h4;
+  assign _203_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h3;
+  assign _204_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h2;
+  assign _205_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h1;
+  assign _206_ = ! (* full_case = 32'd1 *) i__payload[3:1];
+  assign \i__payload.shift  = i__payload[11:8];
+  assign \i__payload.count  = i__payload[7];
+  assign \i__payload.x  = i__payload[6:4];
+  assign \i__payload.y  = i__payload[3:1];
+  assign \i__payload.c  = i__payload[0];
+  assign \o__payload.shift  = shift;
+  assign \o__payload.count  = \$like$6 ;
+  assign \o__payload.waddr  = waddr;
+  assign \o__payload.addr  = \$like ;
+  assign o__payload = { shift, \$like$6 , waddr, \$like  };
+  assign \busy$2  = o__valid;
+  assign busy = o__valid;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1311$0 , \port$3632$0 , \port$3880$0 , \port$3882$0 , \port$0$2 );
+module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, i__valid, i__ready, o__payload, o__valid, o__ready, i__payload);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -4626,46 +4837,40 @@ module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1311$
   wire [7:0] _15_;
   wire [7:0] _16_;
   wire [7:0] _17_;
-  wire \$signal ;
-  reg [7:0] \$signal$10  = 8'h00;
-  wire [7:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [7:0] \$signal$9  = 8'h00;
+  reg [7:0] \$like  = 8'h00;
   input clk;
   wire clk;
-  input [7:0] \port$0$2 ;
-  wire [7:0] \port$0$2 ;
-  output \port$1311$0 ;
-  wire \port$1311$0 ;
-  input \port$3632$0 ;
-  wire \port$3632$0 ;
-  output [7:0] \port$3880$0 ;
-  wire [7:0] \port$3880$0 ;
-  output \port$3882$0 ;
-  wire \port$3882$0 ;
-  input \port$5$0 ;
-  wire \port$5$0 ;
+  input [7:0] i__payload;
+  wire [7:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [7:0] o__payload;
+  reg [7:0] o__payload = 8'h00;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$5$0  & _00_;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3632$0  | _01_;
+  assign take = i__valid & _00_;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$0$2  : \$signal$10 ;
-  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _07_ = take ? i__payload : \$like ;
+  assign _08_ = _02_ ? \$like  : _07_;
   assign _06_ = rst ? 8'h00 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
   assign _10_ = spare_valid ? 1'h0 : spare_valid;
@@ -4673,22 +4878,16 @@ module \digits_cnn_gn.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1311$
   assign _05_ = rst ? 1'h0 : _11_;
   assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
-  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _14_ = _02_ ? _13_ : o__valid;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$0$2  : \$signal$9 ;
-  assign _16_ = spare_valid ? \$signal$10  : _15_;
-  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _15_ = take ? i__payload : o__payload;
+  assign _16_ = spare_valid ? \$like  : _15_;
+  assign _17_ = _02_ ? _16_ : o__payload;
   assign _03_ = rst ? 8'h00 : _17_;
-  assign \port$3882$0  = \$signal$5 ;
-  assign \port$3880$0  = \$signal$9 ;
-  assign \port$1311$0  = \$signal ;
-  assign \$signal$11  = \port$0$2 ;
-  assign \$signal$8  = \port$3632$0 ;
-  assign \$signal$3  = \port$5$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1.queue (rst, w_data, \port$3646$0 , w_en, \port$3870$0 , \port$3872$0 , clk);
+module \digits_cnn_gn.engine_conv1.queue (rst, i__ready, w_en, w_data, o__payload, o__valid, o__ready, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -4698,32 +4897,47 @@ module \digits_cnn_gn.engine_conv1.queue (rst, w_data, \port$3646$0 , w_en, \por
   wire _06_;
   wire [19:0] _07_;
   wire [19:0] \$signal ;
-  reg [19:0] \$signal$11  = 20'h00000;
-  wire [19:0] \$signal$12 ;
-  wire \$signal$13 ;
-  wire [19:0] \$signal$14 ;
-  wire [19:0] \$signal$15 ;
-  wire \$signal$16 ;
-  wire \$signal$17 ;
-  wire \$signal$18 ;
-  wire \$signal$19 ;
-  wire \$signal$3 ;
-  (* unused_bits = "0" *)
-  wire \$signal$4 ;
-  wire \$signal$9 ;
   input clk;
   wire clk;
   (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
+  wire [19:0] i__payload;
+  reg [19:0] \i__payload$11  = 20'h00000;
+  wire [11:0] \i__payload.counts ;
+  wire [2:0] \i__payload.counts[0] ;
+  wire [2:0] \i__payload.counts[1] ;
+  wire [2:0] \i__payload.counts[2] ;
+  wire [2:0] \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire \i__payload.g ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  wire \i__ready$9 ;
+  wire i__valid;
+  wire \i__valid$13 ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \level$21 ;
-  input \port$3646$0 ;
-  wire \port$3646$0 ;
-  output [19:0] \port$3870$0 ;
-  wire [19:0] \port$3870$0 ;
-  output \port$3872$0 ;
-  wire \port$3872$0 ;
+  output [19:0] o__payload;
+  wire [19:0] o__payload;
+  wire [19:0] \o__payload$15 ;
+  wire [11:0] \o__payload.counts ;
+  wire [2:0] \o__payload.counts[0] ;
+  wire [2:0] \o__payload.counts[1] ;
+  wire [2:0] \o__payload.counts[2] ;
+  wire [2:0] \o__payload.counts[3] ;
+  wire \o__payload.end ;
+  wire \o__payload.g ;
+  wire [2:0] \o__payload.x ;
+  wire [2:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  wire \o__ready$19 ;
+  output o__valid;
+  wire o__valid;
+  wire \o__valid$17 ;
   wire [19:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -4734,20 +4948,19 @@ module \digits_cnn_gn.engine_conv1.queue (rst, w_data, \port$3646$0 , w_en, \por
   wire [19:0] w_data;
   input w_en;
   wire w_en;
-  (* unused_bits = "0" *)
   wire w_rdy;
-  assign _01_ = _00_ | \$signal$9 ;
+  assign _01_ = _00_ | \i__ready$9 ;
   assign take = r_rdy & _01_;
   assign _02_ = ~ held_valid;
-  assign _03_ = _02_ | \$signal$9 ;
+  assign _03_ = _02_ | \i__ready$9 ;
   always @(posedge clk)
-    \$signal$11  <= _04_;
+    \i__payload$11  <= _04_;
   always @(posedge clk)
     held_valid <= _05_;
   assign _00_ = ~ held_valid;
   assign _06_ = _03_ ? take : held_valid;
   assign _05_ = rst ? 1'h0 : _06_;
-  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _07_ = take ? r_data : \i__payload$11 ;
   assign _04_ = rst ? 20'h00000 : _07_;
   \digits_cnn_gn.engine_conv1.queue.inner  inner (
     .clk(clk),
@@ -4758,35 +4971,50 @@ module \digits_cnn_gn.engine_conv1.queue (rst, w_data, \port$3646$0 , w_en, \por
     .w_en(w_en),
     .w_level(\level$21 ),
     .w_port__data(w_data),
-    .w_rdy(\$signal$4 )
+    .w_rdy(i__ready)
   );
   \digits_cnn_gn.engine_conv1.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$1299$0 (\$signal$9 ),
-    .\port$3646$0 (\port$3646$0 ),
-    .\port$3854$0 (\$signal$11 ),
-    .\port$3856$0 (held_valid),
-    .\port$3870$0 (\$signal$14 ),
-    .\port$3872$0 (\$signal$16 ),
+    .i__payload(\i__payload$11 ),
+    .i__ready(\i__ready$9 ),
+    .i__valid(held_valid),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(o__valid),
     .rst(rst)
   );
-  assign \port$3872$0  = \$signal$16 ;
-  assign \port$3870$0  = \$signal$14 ;
-  assign \$signal$19  = \port$3646$0 ;
-  assign \$signal$18  = \port$3646$0 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$12  = \$signal$11 ;
+  assign \o__payload.x  = o__payload[18:16];
+  assign \o__payload.y  = o__payload[15:13];
+  assign \o__payload.g  = o__payload[12];
+  assign \o__payload.counts[3]  = o__payload[11:9];
+  assign \o__payload.counts[2]  = o__payload[8:6];
+  assign \o__payload.counts[1]  = o__payload[5:3];
+  assign \o__payload.counts[0]  = o__payload[2:0];
+  assign \o__payload.counts  = o__payload[11:0];
+  assign \i__payload.end  = w_data[19];
+  assign \i__payload.x  = w_data[18:16];
+  assign \i__payload.y  = w_data[15:13];
+  assign \i__payload.g  = w_data[12];
+  assign \i__payload.counts[3]  = w_data[11:9];
+  assign \i__payload.counts[2]  = w_data[8:6];
+  assign \i__payload.counts[1]  = w_data[5:3];
+  assign \i__payload.counts[0]  = w_data[2:0];
+  assign \i__payload.counts  = w_data[11:0];
+  assign \o__payload.end  = o__payload[19];
+  assign \o__ready$19  = o__ready;
+  assign \o__valid$17  = o__valid;
+  assign \o__payload$15  = o__payload;
+  assign \i__valid$13  = held_valid;
+  assign \$signal  = \i__payload$11 ;
   assign r_en = take;
-  assign w_rdy = \$signal$4 ;
-  assign \$signal$3  = w_en;
-  assign \$signal  = w_data;
+  assign w_rdy = i__ready;
+  assign i__valid = w_en;
+  assign i__payload = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
+module \digits_cnn_gn.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_en, w_port__data, r_rdy, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -5203,7 +5431,7 @@ module \digits_cnn_gn.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1299$0 , count, \port$3646$0 , \port$3854$0 , \port$3856$0 , \port$3870$0 , \port$3872$0 , clk);
+module \digits_cnn_gn.engine_conv1.queue.skid (rst, i__ready, count, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -5222,49 +5450,43 @@ module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1299$0 , count, \port$
   wire [19:0] _15_;
   wire [19:0] _16_;
   wire [19:0] _17_;
-  wire \$signal ;
-  reg [19:0] \$signal$10  = 20'h00000;
-  wire [19:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [19:0] \$signal$9  = 20'h00000;
+  reg [19:0] \$like  = 20'h00000;
   input clk;
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$1299$0 ;
-  wire \port$1299$0 ;
-  input \port$3646$0 ;
-  wire \port$3646$0 ;
-  input [19:0] \port$3854$0 ;
-  wire [19:0] \port$3854$0 ;
-  input \port$3856$0 ;
-  wire \port$3856$0 ;
-  output [19:0] \port$3870$0 ;
-  wire [19:0] \port$3870$0 ;
-  output \port$3872$0 ;
-  wire \port$3872$0 ;
+  input [19:0] i__payload;
+  wire [19:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [19:0] o__payload;
+  reg [19:0] o__payload = 20'h00000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3856$0  & _00_;
-  assign count = \$signal$5  + spare_valid;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3646$0  | _01_;
+  assign take = i__valid & _00_;
+  assign count = o__valid + spare_valid;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$3854$0  : \$signal$10 ;
-  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _07_ = take ? i__payload : \$like ;
+  assign _08_ = _02_ ? \$like  : _07_;
   assign _06_ = rst ? 20'h00000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
   assign _10_ = spare_valid ? 1'h0 : spare_valid;
@@ -5272,647 +5494,1081 @@ module \digits_cnn_gn.engine_conv1.queue.skid (rst, \port$1299$0 , count, \port$
   assign _05_ = rst ? 1'h0 : _11_;
   assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
-  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _14_ = _02_ ? _13_ : o__valid;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$3854$0  : \$signal$9 ;
-  assign _16_ = spare_valid ? \$signal$10  : _15_;
-  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _15_ = take ? i__payload : o__payload;
+  assign _16_ = spare_valid ? \$like  : _15_;
+  assign _17_ = _02_ ? _16_ : o__payload;
   assign _03_ = rst ? 20'h00000 : _17_;
-  assign \port$3872$0  = \$signal$5 ;
-  assign \port$3870$0  = \$signal$9 ;
-  assign \port$1299$0  = \$signal ;
-  assign \$signal$11  = \port$3854$0 ;
-  assign \$signal$8  = \port$3646$0 ;
-  assign \$signal$3  = \port$3856$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
-  wire _0000_;
-  wire [1:0] _0001_;
-  wire _0002_;
-  wire _0003_;
-  wire _0004_;
+module \digits_cnn_gn.engine_conv1.sequencer (rst, popped, active, pixel_ops__ready, dropped, ops__valid, ops__payload, input_start, input_done, pixel_ops__payload, pixel_ops__valid, clk);
+  wire _000_;
+  wire _001_;
   (* unused_bits = "2" *)
-  wire [2:0] _0005_;
-  (* unused_bits = "8" *)
-  wire [8:0] _0006_;
-  wire _0007_;
-  wire _0008_;
-  wire _0009_;
-  wire _0010_;
-  wire _0011_;
-  wire _0012_;
-  (* unused_bits = "2" *)
-  wire [2:0] _0013_;
-  wire [8:0] _0014_;
-  wire [9:0] _0015_;
-  wire [8:0] _0016_;
-  wire [10:0] _0017_;
-  wire [8:0] _0018_;
-  wire [2:0] _0019_;
-  wire [9:0] _0020_;
-  wire [8:0] _0021_;
-  wire [10:0] _0022_;
-  wire [8:0] _0023_;
-  wire [9:0] _0024_;
-  wire [8:0] _0025_;
-  wire [10:0] _0026_;
-  wire _0027_;
-  wire [8:0] _0028_;
-  wire [9:0] _0029_;
-  wire [8:0] _0030_;
-  wire [10:0] _0031_;
-  wire [10:0] _0032_;
-  wire [11:0] _0033_;
-  wire [3:0] _0034_;
-  wire [10:0] _0035_;
-  wire [11:0] _0036_;
-  wire [10:0] _0037_;
-  wire [11:0] _0038_;
-  wire [10:0] _0039_;
-  wire [11:0] _0040_;
-  wire [11:0] _0041_;
-  wire _0042_;
-  (* unused_bits = "12" *)
-  wire [12:0] _0043_;
-  wire [11:0] _0044_;
-  (* unused_bits = "12" *)
-  wire [12:0] _0045_;
-  wire [11:0] _0046_;
-  (* unused_bits = "12" *)
-  wire [12:0] _0047_;
-  wire [11:0] _0048_;
-  (* unused_bits = "12" *)
-  wire [12:0] _0049_;
+  wire [2:0] _002_;
+  (* unused_bits = "7" *)
+  wire [7:0] _003_;
+  wire _004_;
+  (* unused_bits = "1" *)
+  wire [1:0] _005_;
+  wire _006_;
+  wire _007_;
+  wire _008_;
+  wire _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire _013_;
+  wire [8:0] _014_;
+  wire _015_;
+  wire _016_;
+  wire [6:0] _017_;
+  wire _018_;
+  wire _019_;
+  wire [1:0] _020_;
+  wire [1:0] _021_;
+  wire _022_;
+  wire [9:0] _023_;
+  wire [10:0] _024_;
+  (* unused_bits = "9 10 11" *)
+  wire [11:0] _025_;
+  wire _026_;
+  wire _027_;
+  wire _028_;
+  wire _029_;
+  wire _030_;
+  wire _031_;
+  wire _032_;
+  wire [6:0] _033_;
+  wire [6:0] _034_;
+  wire _035_;
+  wire _036_;
+  wire _037_;
+  wire _038_;
+  wire _039_;
+  wire _040_;
+  wire [1:0] _041_;
+  wire [1:0] _042_;
+  wire [1:0] _043_;
+  wire [1:0] _044_;
+  wire [1:0] _045_;
+  wire [1:0] _046_;
+  wire [1:0] _047_;
+  wire [1:0] _048_;
+  wire _049_;
+  wire _050_;
+  wire _051_;
+  wire [6:0] _052_;
+  wire [6:0] _053_;
+  wire [6:0] _054_;
+  wire _055_;
+  wire _056_;
+  wire _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  reg \$signal  = 1'h0;
+  wire \$signal$23 ;
+  wire \$signal$25 ;
+  reg \$signal$5  = 1'h0;
+  output active;
+  wire active;
+  input clk;
+  wire clk;
+  reg credit = 1'h0;
+  input dropped;
+  wire dropped;
+  reg [1:0] fire_k = 2'h0;
+  reg fsm_state = 1'h0;
+  input input_done;
+  wire input_done;
+  output input_start;
+  wire input_start;
+  output [24:0] ops__payload;
+  wire [24:0] ops__payload;
+  wire [6:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire \ops__payload.bias_g ;
+  wire \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [4:0] \ops__payload.waddr ;
+  output ops__valid;
+  wire ops__valid;
+  input [16:0] pixel_ops__payload;
+  wire [16:0] pixel_ops__payload;
+  wire [6:0] \pixel_ops__payload.addr ;
+  wire \pixel_ops__payload.count ;
+  wire [3:0] \pixel_ops__payload.shift ;
+  wire [4:0] \pixel_ops__payload.waddr ;
+  output pixel_ops__ready;
+  wire pixel_ops__ready;
+  input pixel_ops__valid;
+  wire pixel_ops__valid;
+  input popped;
+  wire popped;
+  reg pos0 = 1'h0;
+  input rst;
+  wire rst;
+  reg [1:0] step = 2'h0;
+  reg [6:0] sweep_addr = 7'h00;
+  reg sweep_last = 1'h0;
+  wire sweep_now;
+  reg [8:0] used = 9'h000;
+  assign _000_ = sweep_now & \ops__payload.end ;
+  assign _010_ = sweep_now & \ops__payload.end ;
+  assign _019_ = _010_ | \$signal ;
+  assign _023_ = used + sweep_now;
+  assign _024_ = _023_ - dropped;
+  assign _025_ = $signed(_024_) - $signed({ 1'h0, popped });
+  assign _026_ = used <= 9'h108;
+  assign _027_ = ~ \$signal$5 ;
+  assign _028_ = credit & _027_;
+  assign _001_ = step == 1'h1;
+  assign _002_ = step + 1'h1;
+  assign _003_ = sweep_addr + 1'h1;
+  assign _004_ = sweep_addr == 7'h7e;
+  assign _005_ = pos0 + 1'h1;
+  assign active = ops__valid | \$signal$5 ;
+  assign pixel_ops__ready = ~ \$signal$5 ;
+  assign _006_ = ~ \$signal$5 ;
+  assign _007_ = pixel_ops__valid & _006_;
+  assign _008_ = ~ \$signal$5 ;
+  assign _009_ = credit & _008_;
+  assign _011_ = step == 1'h1;
+  always @(posedge clk)
+    \$signal  <= _012_;
+  always @(posedge clk)
+    \$signal$5  <= _013_;
+  always @(posedge clk)
+    used <= _014_;
+  always @(posedge clk)
+    credit <= _015_;
+  always @(posedge clk)
+    fsm_state <= _016_;
+  always @(posedge clk)
+    sweep_addr <= _017_;
+  always @(posedge clk)
+    sweep_last <= _018_;
+  always @(posedge clk)
+    step <= _020_;
+  always @(posedge clk)
+    fire_k <= _021_;
+  always @(posedge clk)
+    pos0 <= _022_;
+  assign _029_ = _009_ ? 1'h1 : 1'h0;
+  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _029_ : 1'h0;
+  assign input_start = fsm_state ? 1'h0 : 1'h1;
+  assign _030_ = _009_ ? sweep_last : 1'h0;
+  assign \ops__payload.end  = fsm_state ? (* full_case = 32'd1 *) _030_ : 1'h0;
+  assign _031_ = _009_ ? fire_k[0] : 1'h0;
+  assign \ops__payload.fire_k  = fsm_state ? (* full_case = 32'd1 *) _031_ : 1'h0;
+  assign _032_ = _009_ ? _011_ : 1'h0;
+  assign \ops__payload.last_step  = fsm_state ? (* full_case = 32'd1 *) _032_ : 1'h0;
+  assign \ops__payload.shift  = _007_ ? pixel_ops__payload[16:13] : 4'h0;
+  assign \ops__payload.count  = _007_ ? pixel_ops__payload[12] : 1'h0;
+  assign \ops__payload.waddr  = _007_ ? pixel_ops__payload[11:7] : 5'h00;
+  assign \ops__payload.cur  = _007_ ? 1'h1 : 1'h0;
+  assign _033_ = _007_ ? pixel_ops__payload[6:0] : 7'h00;
+  assign _034_ = _009_ ? sweep_addr : _033_;
+  assign \ops__payload.addr  = fsm_state ? (* full_case = 32'd1 *) _034_ : _033_;
+  assign _035_ = _009_ ? 1'h1 : 1'h0;
+  assign \ops__payload.kind  = fsm_state ? (* full_case = 32'd1 *) _035_ : 1'h0;
+  assign _036_ = _007_ ? 1'h1 : 1'h0;
+  assign _037_ = _009_ ? 1'h1 : _036_;
+  assign ops__valid = fsm_state ? (* full_case = 32'd1 *) _037_ : _036_;
+  assign _038_ = pos0 ? (* full_case = 32'd1 *) 1'h0 : _005_[0];
+  assign _039_ = \ops__payload.end  ? (* full_case = 32'd1 *) 1'h0 : _038_;
+  assign _040_ = sweep_now ? _039_ : pos0;
+  assign _022_ = rst ? 1'h0 : _040_;
+  assign _041_ = _001_ ? 2'h0 : fire_k;
+  assign _042_ = sweep_last ? _041_ : fire_k;
+  assign _043_ = _028_ ? _042_ : fire_k;
+  assign _044_ = fsm_state ? (* full_case = 32'd1 *) _043_ : fire_k;
+  assign _021_ = rst ? 2'h0 : _044_;
+  assign _045_ = _001_ ? (* full_case = 32'd1 *) 2'h0 : _002_[1:0];
+  assign _046_ = sweep_last ? _045_ : step;
+  assign _047_ = _028_ ? _046_ : step;
+  assign _048_ = fsm_state ? (* full_case = 32'd1 *) _047_ : step;
+  assign _020_ = rst ? 2'h0 : _048_;
+  assign _049_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _004_;
+  assign _050_ = _028_ ? _049_ : sweep_last;
+  assign _051_ = fsm_state ? (* full_case = 32'd1 *) _050_ : sweep_last;
+  assign _018_ = rst ? 1'h0 : _051_;
+  assign _052_ = sweep_last ? (* full_case = 32'd1 *) 7'h00 : _003_[6:0];
+  assign _053_ = _028_ ? _052_ : sweep_addr;
+  assign _054_ = fsm_state ? (* full_case = 32'd1 *) _053_ : sweep_addr;
+  assign _017_ = rst ? 7'h00 : _054_;
+  assign _055_ = _001_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign _056_ = sweep_last ? _055_ : fsm_state;
+  assign _057_ = _028_ ? _056_ : fsm_state;
+  function [0:0] _138_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _138_ = b[0:0];
+      2'b1?:
+        _138_ = b[1:1];
+      default:
+        _138_ = a;
+    endcase
+  endfunction
+  assign _058_ = _138_(fsm_state, { _059_, _057_ }, { _060_, fsm_state });
+  assign _059_ = input_done ? 1'h1 : fsm_state;
+  assign _060_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _016_ = rst ? 1'h0 : _058_;
+  assign _015_ = rst ? 1'h0 : _026_;
+  assign _014_ = rst ? 9'h000 : _025_[8:0];
+  assign _013_ = rst ? 1'h0 : _019_;
+  assign _012_ = rst ? 1'h0 : _000_;
+  assign \pixel_ops__payload.shift  = pixel_ops__payload[16:13];
+  assign \pixel_ops__payload.count  = pixel_ops__payload[12];
+  assign \pixel_ops__payload.waddr  = pixel_ops__payload[11:7];
+  assign \pixel_ops__payload.addr  = pixel_ops__payload[6:0];
+  assign \ops__payload.bias_g  = pos0;
+  assign \ops__payload.proj  = 1'h0;
+  assign \ops__payload.bank  = 1'h0;
+  assign ops__payload = { pos0, \ops__payload.end , \ops__payload.fire_k , \ops__payload.last_step , \ops__payload.shift , \ops__payload.count , 1'h0, \ops__payload.waddr , \ops__payload.addr , 1'h0, \ops__payload.cur , \ops__payload.kind  };
+  assign \$signal$25  = 1'h0;
+  assign \$signal$23  = 1'h0;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_gn.engine_conv1.serializer (rst, o__ready, i__payload, i__valid, o__payload, o__valid, i__ready, clk);
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [3:0] _03_;
   (* unused_bits = "3 4" *)
-  wire [4:0] _0050_;
-  wire _0051_;
-  wire _0052_;
-  wire _0053_;
-  wire _0054_;
-  wire _0055_;
-  wire _0056_;
-  wire _0057_;
-  wire _0058_;
-  wire _0059_;
-  wire _0060_;
-  wire _0061_;
-  wire _0062_;
-  wire _0063_;
-  wire _0064_;
-  wire _0065_;
-  wire _0066_;
-  wire _0067_;
-  wire _0068_;
-  wire _0069_;
-  wire _0070_;
-  wire _0071_;
-  wire _0072_;
-  wire _0073_;
-  wire _0074_;
-  wire _0075_;
-  wire _0076_;
-  wire _0077_;
-  wire _0078_;
-  wire _0079_;
-  wire _0080_;
-  wire _0081_;
-  wire _0082_;
-  wire _0083_;
-  wire _0084_;
-  wire _0085_;
-  wire _0086_;
-  wire _0087_;
-  wire _0088_;
-  wire _0089_;
-  wire _0090_;
-  wire _0091_;
-  wire _0092_;
-  wire _0093_;
-  wire _0094_;
-  wire _0095_;
-  wire _0096_;
-  wire _0097_;
-  wire _0098_;
-  wire _0099_;
-  wire _0100_;
-  wire _0101_;
-  wire [14:0] _0102_;
-  wire _0103_;
-  wire _0104_;
-  wire _0105_;
-  wire _0106_;
-  wire _0107_;
-  wire _0108_;
-  wire _0109_;
-  wire _0110_;
-  wire _0111_;
-  wire _0112_;
-  wire _0113_;
-  wire _0114_;
-  wire _0115_;
-  wire _0116_;
-  wire _0117_;
-  wire _0118_;
-  wire _0119_;
-  wire _0120_;
-  wire _0121_;
-  wire _0122_;
-  wire _0123_;
-  wire _0124_;
-  wire _0125_;
-  wire _0126_;
-  wire _0127_;
-  wire _0128_;
-  wire _0129_;
-  wire _0130_;
-  wire [1:0] _0131_;
-  wire _0132_;
-  wire _0133_;
-  wire _0134_;
-  wire _0135_;
-  wire _0136_;
-  wire _0137_;
-  wire _0138_;
-  wire _0139_;
-  wire _0140_;
-  wire _0141_;
-  wire _0142_;
-  wire _0143_;
-  wire _0144_;
-  wire _0145_;
-  wire _0146_;
-  wire _0147_;
-  wire [2:0] _0148_;
-  wire _0149_;
-  wire _0150_;
-  wire _0151_;
-  wire _0152_;
-  wire _0153_;
-  wire _0154_;
-  wire _0155_;
-  wire _0156_;
-  wire _0157_;
-  wire _0158_;
-  wire _0159_;
-  wire _0160_;
-  wire _0161_;
-  wire _0162_;
-  wire _0163_;
-  wire _0164_;
-  wire _0165_;
-  wire _0166_;
-  wire _0167_;
-  wire [3:0] _0168_;
-  wire _0169_;
-  wire _0170_;
-  wire _0171_;
-  wire _0172_;
-  wire _0173_;
-  wire _0174_;
-  wire _0175_;
-  wire _0176_;
-  wire _0177_;
-  wire _0178_;
-  wire _0179_;
-  wire _0180_;
-  wire _0181_;
-  wire _0182_;
-  wire _0183_;
-  wire _0184_;
-  wire _0185_;
-  wire _0186_;
-  wire _0187_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0188_;
-  wire _0189_;
-  wire _0190_;
-  wire _0191_;
-  wire _0192_;
-  wire _0193_;
-  wire _0194_;
-  wire _0195_;
-  wire _0196_;
-  wire _0197_;
-  wire _0198_;
-  wire _0199_;
-  wire _0200_;
-  wire _0201_;
-  wire _0202_;
-  wire _0203_;
-  wire _0204_;
-  wire _0205_;
-  wire _0206_;
-  wire _0207_;
-  wire _0208_;
-  wire _0209_;
-  wire _0210_;
-  wire _0211_;
-  wire _0212_;
-  wire _0213_;
-  wire _0214_;
-  wire _0215_;
-  wire _0216_;
-  wire _0217_;
-  wire _0218_;
-  wire _0219_;
-  wire _0220_;
-  wire _0221_;
-  wire _0222_;
-  wire _0223_;
-  wire [15:0] _0224_;
-  wire [15:0] _0225_;
-  wire _0226_;
-  wire [15:0] _0227_;
-  wire [14:0] _0228_;
-  wire [15:0] _0229_;
-  wire [14:0] _0230_;
-  wire [15:0] _0231_;
-  wire [14:0] _0232_;
-  wire [15:0] _0233_;
-  wire [14:0] _0234_;
-  wire [15:0] _0235_;
-  wire [14:0] _0236_;
-  wire [1:0] _0237_;
-  wire [15:0] _0238_;
-  wire [1:0] _0239_;
-  wire [15:0] _0240_;
-  wire [11:0] _0241_;
-  wire [11:0] _0242_;
-  wire [11:0] _0243_;
-  wire [15:0] _0244_;
-  wire [15:0] _0245_;
-  wire [15:0] _0246_;
-  wire [15:0] _0247_;
-  wire [1:0] _0248_;
-  wire [15:0] _0249_;
-  wire [1:0] _0250_;
-  wire [15:0] _0251_;
-  wire _0252_;
-  (* unused_bits = "16" *)
-  wire [16:0] _0253_;
-  wire [15:0] _0254_;
-  wire [15:0] _0255_;
-  wire [15:0] _0256_;
-  wire [14:0] _0257_;
-  wire [15:0] _0258_;
-  wire [14:0] _0259_;
-  wire [15:0] _0260_;
-  wire [1:0] _0261_;
-  wire [14:0] _0262_;
-  wire [15:0] _0263_;
-  wire [14:0] _0264_;
-  wire [15:0] _0265_;
-  wire [1:0] _0266_;
-  wire [15:0] _0267_;
-  wire [1:0] _0268_;
-  wire [15:0] _0269_;
-  wire _0270_;
-  wire [11:0] _0271_;
-  wire [11:0] _0272_;
-  wire [11:0] _0273_;
-  wire [15:0] _0274_;
-  wire [15:0] _0275_;
-  wire [15:0] _0276_;
-  wire [15:0] _0277_;
-  wire _0278_;
-  wire [2:0] _0279_;
-  wire [1:0] _0280_;
-  wire [15:0] _0281_;
-  wire [1:0] _0282_;
-  wire [15:0] _0283_;
-  (* unused_bits = "16" *)
-  wire [16:0] _0284_;
-  wire [15:0] _0285_;
-  wire [15:0] _0286_;
-  wire _0287_;
-  wire [15:0] _0288_;
-  wire [14:0] _0289_;
-  wire [15:0] _0290_;
-  wire [14:0] _0291_;
-  wire [15:0] _0292_;
-  wire [14:0] _0293_;
-  wire [15:0] _0294_;
-  wire [14:0] _0295_;
-  wire [15:0] _0296_;
-  wire [3:0] _0297_;
-  wire [1:0] _0298_;
-  wire [15:0] _0299_;
-  wire [1:0] _0300_;
-  wire [15:0] _0301_;
-  wire [11:0] _0302_;
-  wire [11:0] _0303_;
-  wire [11:0] _0304_;
-  wire _0305_;
-  wire [15:0] _0306_;
-  wire [15:0] _0307_;
-  wire [15:0] _0308_;
-  wire [15:0] _0309_;
-  wire [1:0] _0310_;
-  wire [15:0] _0311_;
-  wire [1:0] _0312_;
-  wire [15:0] _0313_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0314_;
-  (* unused_bits = "16" *)
-  wire [16:0] _0315_;
-  wire [15:0] _0316_;
-  wire [15:0] _0317_;
-  wire [15:0] _0318_;
-  wire [14:0] _0319_;
-  wire [15:0] _0320_;
-  wire [14:0] _0321_;
-  wire [15:0] _0322_;
-  wire _0323_;
-  wire [14:0] _0324_;
-  wire [15:0] _0325_;
-  wire [14:0] _0326_;
-  wire [15:0] _0327_;
-  wire [1:0] _0328_;
-  wire [15:0] _0329_;
-  wire [1:0] _0330_;
-  wire [15:0] _0331_;
-  wire _0332_;
-  wire [11:0] _0333_;
-  wire [11:0] _0334_;
-  wire [11:0] _0335_;
-  wire [15:0] _0336_;
-  wire [15:0] _0337_;
-  wire [15:0] _0338_;
-  wire [15:0] _0339_;
-  wire _0340_;
-  wire [1:0] _0341_;
-  wire [15:0] _0342_;
-  wire [1:0] _0343_;
-  wire [15:0] _0344_;
-  (* unused_bits = "16" *)
-  wire [16:0] _0345_;
-  (* unused_bits = "15 16" *)
-  wire [16:0] _0346_;
-  (* unused_bits = "15 16" *)
-  wire [16:0] _0347_;
-  wire _0348_;
-  (* unused_bits = "15 16" *)
-  wire [16:0] _0349_;
-  (* unused_bits = "15 16" *)
-  wire [16:0] _0350_;
-  (* unused_bits = "15 16" *)
-  wire [16:0] _0351_;
-  (* unused_bits = "15 16" *)
-  wire [16:0] _0352_;
-  (* unused_bits = "15 16" *)
-  wire [16:0] _0353_;
-  (* unused_bits = "15 16" *)
-  wire [16:0] _0354_;
-  (* unused_bits = "15 16" *)
-  wire [16:0] _0355_;
-  (* unused_bits = "15 16" *)
-  wire [16:0] _0356_;
-  (* unused_bits = "15 16" *)
-  wire [16:0] _0357_;
-  (* unused_bits = "15 16" *)
-  wire [16:0] _0358_;
-  wire [14:0] _0359_;
-  (* unused_bits = "15 16" *)
-  wire [16:0] _0360_;
-  (* unused_bits = "15 16" *)
-  wire [16:0] _0361_;
-  (* unused_bits = "15 16" *)
-  wire [16:0] _0362_;
-  (* unused_bits = "15 16" *)
-  wire [16:0] _0363_;
-  wire _0364_;
-  wire _0365_;
-  wire _0366_;
-  wire _0367_;
-  wire _0368_;
-  wire _0369_;
-  wire _0370_;
-  wire _0371_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0372_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0373_;
-  (* unused_bits = "2" *)
-  wire [2:0] _0374_;
-  wire _0375_;
-  wire [4:0] _0376_;
-  wire [4:0] _0377_;
-  wire _0378_;
-  wire _0379_;
-  wire _0380_;
-  wire _0381_;
-  wire [6:0] _0382_;
+  wire [4:0] _04_;
+  wire _05_;
+  wire [2:0] _06_;
+  wire [4:0] _07_;
+  wire [4:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire [4:0] _14_;
+  wire [4:0] _15_;
+  wire _16_;
+  wire _17_;
+  wire _18_;
+  wire [6:0] _19_;
   (* unused_bits = "4 5 6" *)
-  wire [6:0] _0383_;
-  wire [9:0] _0384_;
-  wire _0385_;
-  wire _0386_;
-  wire [7:0] _0387_;
-  wire _0388_;
-  wire [1:0] _0389_;
-  wire [1:0] _0390_;
-  wire [1:0] _0391_;
-  wire _0392_;
-  wire _0393_;
-  wire [1:0] _0394_;
-  wire [33:0] _0395_;
-  wire [33:0] _0396_;
-  wire [33:0] _0397_;
-  wire [33:0] _0398_;
-  wire [33:0] _0399_;
-  wire _0400_;
-  wire [33:0] _0401_;
-  wire [33:0] _0402_;
-  wire [33:0] _0403_;
-  wire [31:0] _0404_;
-  wire [10:0] _0405_;
-  wire [10:0] _0406_;
-  wire [10:0] _0407_;
-  wire [10:0] _0408_;
-  wire [11:0] _0409_;
-  wire [2:0] _0410_;
-  wire [11:0] _0411_;
-  wire [11:0] _0412_;
-  wire [11:0] _0413_;
-  wire [47:0] _0414_;
-  wire [59:0] _0415_;
-  wire [47:0] _0416_;
-  wire [59:0] _0417_;
-  wire [59:0] _0418_;
-  wire [3:0] _0419_;
-  wire _0420_;
-  wire _0421_;
-  wire _0422_;
-  wire _0423_;
-  wire _0424_;
-  wire _0425_;
-  wire _0426_;
-  wire _0427_;
-  wire _0428_;
-  wire [3:0] _0429_;
-  wire _0430_;
-  wire _0431_;
-  wire [9:0] _0432_;
-  wire [7:0] _0433_;
-  wire [63:0] _0434_;
-  wire [63:0] _0435_;
-  wire [14:0] _0436_;
-  wire [14:0] _0437_;
-  wire [14:0] _0438_;
-  wire [14:0] _0439_;
-  wire _0440_;
-  wire [14:0] _0441_;
-  wire [14:0] _0442_;
-  wire [14:0] _0443_;
-  wire [14:0] _0444_;
-  wire [14:0] _0445_;
-  wire [14:0] _0446_;
-  wire [14:0] _0447_;
-  wire [14:0] _0448_;
-  wire [14:0] _0449_;
-  wire [14:0] _0450_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0451_;
-  wire [14:0] _0452_;
-  wire [14:0] _0453_;
-  wire [59:0] _0454_;
-  wire [20:0] _0455_;
-  wire _0456_;
-  wire [1:0] _0457_;
-  wire [2:0] _0458_;
-  wire [2:0] _0459_;
-  wire [3:0] _0460_;
-  wire _0461_;
-  wire _0462_;
-  wire _0463_;
-  wire _0464_;
-  wire _0465_;
-  wire [14:0] _0466_;
-  wire _0467_;
-  wire _0468_;
-  wire _0469_;
-  wire _0470_;
+  wire [6:0] _20_;
+  wire [3:0] _21_;
+  wire _22_;
+  wire _23_;
+  wire _24_;
+  wire _25_;
+  wire [3:0] _26_;
+  wire [3:0] _27_;
+  wire [3:0] _28_;
+  wire [3:0] _29_;
+  wire [3:0] _30_;
+  wire _31_;
+  wire _32_;
+  wire _33_;
+  wire _34_;
+  wire _35_;
+  wire [2:0] _36_;
+  wire [1:0] _37_;
+  wire [1:0] _38_;
+  wire [1:0] _39_;
+  wire _40_;
+  wire _41_;
+  wire _42_;
+  wire _43_;
+  input clk;
+  wire clk;
+  reg [3:0] done = 4'h0;
+  input [19:0] i__payload;
+  wire [19:0] i__payload;
+  wire [11:0] \i__payload.counts ;
+  wire [2:0] \i__payload.counts[0] ;
+  wire [2:0] \i__payload.counts[1] ;
+  wire [2:0] \i__payload.counts[2] ;
+  wire [2:0] \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire \i__payload.g ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  wire [1:0] lane;
+  output [12:0] o__payload;
+  wire [12:0] o__payload;
+  wire [2:0] \o__payload.c ;
+  wire [2:0] \o__payload.count ;
+  wire \o__payload.end ;
+  wire [2:0] \o__payload.x ;
+  wire [2:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  wire o__valid;
+  wire [3:0] pending;
+  input rst;
+  wire rst;
+  assign _00_ = | i__payload[2:0];
+  assign _10_ = ~ done[0];
+  assign pending[0] = _00_ & _10_;
+  assign _22_ = | i__payload[5:3];
+  assign _23_ = ~ done[1];
+  assign pending[1] = _22_ & _23_;
+  assign _24_ = | i__payload[8:6];
+  assign _25_ = ~ done[2];
+  assign pending[2] = _24_ & _25_;
+  assign _01_ = | i__payload[11:9];
+  assign _02_ = ~ done[3];
+  assign pending[3] = _01_ & _02_;
+  assign _03_ = i__payload[12] * 3'h4;
+  assign { _04_[4:3], o__payload[2:0] } = _03_ + lane;
+  assign _05_ = | pending;
+  assign _07_ = pending - 1'h1;
+  assign _08_ = { 1'h0, pending } & _07_;
+  assign _09_ = ! _08_;
+  assign _11_ = ~ i__payload[19];
+  assign _12_ = _09_ & _11_;
+  assign _13_ = | pending;
+  assign _14_ = pending - 1'h1;
+  assign _15_ = { 1'h0, pending } & _14_;
+  assign _16_ = ! _15_;
+  assign _17_ = ~ i__payload[19];
+  assign _18_ = _16_ & _17_;
+  assign _19_ = 1'h1 << lane;
+  assign _20_ = { 3'h0, done } | _19_;
+  always @(posedge clk)
+    done <= _21_;
+  assign _26_ = o__ready ? 4'h0 : done;
+  assign _27_ = _18_ ? (* full_case = 32'd1 *) 4'h0 : _20_[3:0];
+  assign _28_ = o__ready ? _27_ : done;
+  assign _29_ = _13_ ? (* full_case = 32'd1 *) _28_ : _26_;
+  assign _30_ = i__valid ? _29_ : done;
+  assign _21_ = rst ? 4'h0 : _30_;
+  assign _31_ = o__ready ? 1'h1 : 1'h0;
+  assign _32_ = _12_ ? 1'h1 : 1'h0;
+  assign _33_ = o__ready ? _32_ : 1'h0;
+  assign _34_ = _05_ ? (* full_case = 32'd1 *) _33_ : _31_;
+  assign i__ready = i__valid ? _34_ : 1'h0;
+  assign o__valid = i__valid ? 1'h1 : 1'h0;
+  assign _35_ = _05_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign \o__payload.end  = i__valid ? _35_ : 1'h0;
+  assign _36_ = _05_ ? (* full_case = 32'd1 *) _06_ : 3'h0;
+  assign \o__payload.count  = i__valid ? _36_ : 3'h0;
+  assign _37_ = pending[3] ? 2'h3 : 2'h0;
+  assign _38_ = pending[2] ? 2'h2 : _37_;
+  assign _39_ = pending[1] ? 2'h1 : _38_;
+  assign lane = pending[0] ? 2'h0 : _39_;
+  function [2:0] _93_;
+    input [2:0] a;
+    input [11:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _93_ = b[2:0];
+      4'b??1?:
+        _93_ = b[5:3];
+      4'b?1??:
+        _93_ = b[8:6];
+      4'b1???:
+        _93_ = b[11:9];
+      default:
+        _93_ = a;
+    endcase
+  endfunction
+  assign _06_ = _93_(3'hx, { i__payload[2:0], i__payload[5:3], i__payload[8:6], i__payload[11:9] }, { _43_, _42_, _41_, _40_ });
+  assign _40_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _41_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _42_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _43_ = ! (* full_case = 32'd1 *) lane;
+  assign \o__payload.x  = i__payload[18:16];
+  assign \o__payload.y  = i__payload[15:13];
+  assign \o__payload.c  = o__payload[2:0];
+  assign \i__payload.end  = i__payload[19];
+  assign \i__payload.x  = i__payload[18:16];
+  assign \i__payload.y  = i__payload[15:13];
+  assign \i__payload.g  = i__payload[12];
+  assign \i__payload.counts[3]  = i__payload[11:9];
+  assign \i__payload.counts[2]  = i__payload[8:6];
+  assign \i__payload.counts[1]  = i__payload[5:3];
+  assign \i__payload.counts[0]  = i__payload[2:0];
+  assign \i__payload.counts  = i__payload[11:0];
+  assign _04_[2:0] = o__payload[2:0];
+  assign o__payload[12:3] = { \o__payload.end , \o__payload.count , i__payload[18:13] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_gn.engine_conv2 (rst, \o__ready$24 , active, i0__ready, \o__payload$22 , \o__valid$26 , i0__payload, i0__valid, clk);
+  output active;
+  wire active;
+  wire \active$32 ;
+  input clk;
+  wire clk;
+  wire dropped;
+  wire \dropped$29 ;
+  input [12:0] i0__payload;
+  wire [12:0] i0__payload;
+  wire [12:0] \i0__payload$1 ;
+  wire [2:0] \i0__payload$1.c ;
+  wire [2:0] \i0__payload$1.count ;
+  wire \i0__payload$1.end ;
+  wire [2:0] \i0__payload$1.x ;
+  wire [2:0] \i0__payload$1.y ;
+  wire [2:0] \i0__payload.c ;
+  wire [2:0] \i0__payload.count ;
+  wire \i0__payload.end ;
+  wire [2:0] \i0__payload.x ;
+  wire [2:0] \i0__payload.y ;
+  output i0__ready;
+  wire i0__ready;
+  wire \i0__ready$3 ;
+  input i0__valid;
+  wire i0__valid;
+  wire \i0__valid$5 ;
+  wire [20:0] i__payload;
+  wire [20:0] \i__payload$16 ;
+  wire [11:0] \i__payload$16.counts ;
+  wire [2:0] \i__payload$16.counts[0] ;
+  wire [2:0] \i__payload$16.counts[1] ;
+  wire [2:0] \i__payload$16.counts[2] ;
+  wire [2:0] \i__payload$16.counts[3] ;
+  wire \i__payload$16.end ;
+  wire [1:0] \i__payload$16.g ;
+  wire [2:0] \i__payload$16.x ;
+  wire [2:0] \i__payload$16.y ;
+  wire [11:0] \i__payload.counts ;
+  wire [2:0] \i__payload.counts[0] ;
+  wire [2:0] \i__payload.counts[1] ;
+  wire [2:0] \i__payload.counts[2] ;
+  wire [2:0] \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire [1:0] \i__payload.g ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  (* unused_bits = "0" *)
+  wire i__ready;
+  wire \i__ready$19 ;
+  wire i__valid;
+  wire \i__valid$20 ;
+  wire [20:0] o__payload;
+  output [13:0] \o__payload$22 ;
+  wire [13:0] \o__payload$22 ;
+  wire [3:0] \o__payload$22.c ;
+  wire [2:0] \o__payload$22.count ;
+  wire \o__payload$22.end ;
+  wire [2:0] \o__payload$22.x ;
+  wire [2:0] \o__payload$22.y ;
+  wire [13:0] \o__payload$23 ;
+  wire [3:0] \o__payload$23.c ;
+  wire [2:0] \o__payload$23.count ;
+  wire \o__payload$23.end ;
+  wire [2:0] \o__payload$23.x ;
+  wire [2:0] \o__payload$23.y ;
+  wire [11:0] \o__payload.counts ;
+  wire [2:0] \o__payload.counts[0] ;
+  wire [2:0] \o__payload.counts[1] ;
+  wire [2:0] \o__payload.counts[2] ;
+  wire [2:0] \o__payload.counts[3] ;
+  wire \o__payload.end ;
+  wire [1:0] \o__payload.g ;
+  wire [2:0] \o__payload.x ;
+  wire [2:0] \o__payload.y ;
+  wire o__ready;
+  input \o__ready$24 ;
+  wire \o__ready$24 ;
+  wire \o__ready$25 ;
+  wire o__valid;
+  output \o__valid$26 ;
+  wire \o__valid$26 ;
+  wire \o__valid$27 ;
+  wire [32:0] ops__payload;
+  wire [32:0] \ops__payload$7 ;
+  wire [7:0] \ops__payload$7.addr ;
+  wire \ops__payload$7.bank ;
+  wire [1:0] \ops__payload$7.bias_g ;
+  wire [2:0] \ops__payload$7.count ;
+  wire \ops__payload$7.cur ;
+  wire \ops__payload$7.end ;
+  wire \ops__payload$7.fire_k ;
+  wire \ops__payload$7.kind ;
+  wire \ops__payload$7.last_step ;
+  wire \ops__payload$7.proj ;
+  wire [3:0] \ops__payload$7.shift ;
+  wire [8:0] \ops__payload$7.waddr ;
+  wire [7:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire [2:0] \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [8:0] \ops__payload.waddr ;
+  wire ops__valid;
+  wire \ops__valid$9 ;
+  wire popped;
+  wire [20:0] push__payload;
+  wire [11:0] \push__payload.counts ;
+  wire [2:0] \push__payload.counts[0] ;
+  wire [2:0] \push__payload.counts[1] ;
+  wire [2:0] \push__payload.counts[2] ;
+  wire [2:0] \push__payload.counts[3] ;
+  wire \push__payload.end ;
+  wire [1:0] \push__payload.g ;
+  wire [2:0] \push__payload.x ;
+  wire [2:0] \push__payload.y ;
+  (* unused_bits = "0" *)
+  wire push__ready;
+  wire push__valid;
+  input rst;
+  wire rst;
+  assign popped = \i__valid$20  & o__ready;
+  \digits_cnn_gn.engine_conv2.datapath  datapath (
+    .clk(clk),
+    .dropped(dropped),
+    .ops__payload(ops__payload),
+    .ops__valid(ops__valid),
+    .push7(i__valid),
+    .push__payload(i__payload),
+    .rst(rst)
+  );
+  \digits_cnn_gn.engine_conv2.queue  queue (
+    .clk(clk),
+    .i__ready(push__ready),
+    .o__payload(\i__payload$16 ),
+    .o__ready(o__ready),
+    .o__valid(\i__valid$20 ),
+    .rst(rst),
+    .w_data(i__payload),
+    .w_en(i__valid)
+  );
+  \digits_cnn_gn.engine_conv2.sequencer  sequencer (
+    .active(active),
+    .clk(clk),
+    .dropped(dropped),
+    .i0__payload(i0__payload),
+    .i0__ready(i0__ready),
+    .i0__valid(i0__valid),
+    .ops__payload(ops__payload),
+    .ops__valid(ops__valid),
+    .popped(popped),
+    .rst(rst)
+  );
+  \digits_cnn_gn.engine_conv2.serializer  serializer (
+    .clk(clk),
+    .i__payload(\i__payload$16 ),
+    .i__ready(o__ready),
+    .i__valid(\i__valid$20 ),
+    .o__payload(\o__payload$22 ),
+    .o__ready(\o__ready$24 ),
+    .o__valid(\o__valid$26 ),
+    .rst(rst)
+  );
+  assign \o__payload$23.end  = \o__payload$22 [13];
+  assign \o__payload$23.count  = \o__payload$22 [12:10];
+  assign \o__payload$23.x  = \o__payload$22 [9:7];
+  assign \o__payload$23.y  = \o__payload$22 [6:4];
+  assign \o__payload$23.c  = \o__payload$22 [3:0];
+  assign \o__payload$22.end  = \o__payload$22 [13];
+  assign \o__payload$22.count  = \o__payload$22 [12:10];
+  assign \o__payload$22.x  = \o__payload$22 [9:7];
+  assign \o__payload$22.y  = \o__payload$22 [6:4];
+  assign \o__payload$22.c  = \o__payload$22 [3:0];
+  assign \o__payload.end  = \i__payload$16 [20];
+  assign \o__payload.x  = \i__payload$16 [19:17];
+  assign \o__payload.y  = \i__payload$16 [16:14];
+  assign \o__payload.g  = \i__payload$16 [13:12];
+  assign \o__payload.counts[3]  = \i__payload$16 [11:9];
+  assign \o__payload.counts[2]  = \i__payload$16 [8:6];
+  assign \o__payload.counts[1]  = \i__payload$16 [5:3];
+  assign \o__payload.counts[0]  = \i__payload$16 [2:0];
+  assign \o__payload.counts  = \i__payload$16 [11:0];
+  assign \i__payload$16.end  = \i__payload$16 [20];
+  assign \i__payload$16.x  = \i__payload$16 [19:17];
+  assign \i__payload$16.y  = \i__payload$16 [16:14];
+  assign \i__payload$16.g  = \i__payload$16 [13:12];
+  assign \i__payload$16.counts[3]  = \i__payload$16 [11:9];
+  assign \i__payload$16.counts[2]  = \i__payload$16 [8:6];
+  assign \i__payload$16.counts[1]  = \i__payload$16 [5:3];
+  assign \i__payload$16.counts[0]  = \i__payload$16 [2:0];
+  assign \i__payload$16.counts  = \i__payload$16 [11:0];
+  assign \push__payload.end  = i__payload[20];
+  assign \push__payload.x  = i__payload[19:17];
+  assign \push__payload.y  = i__payload[16:14];
+  assign \push__payload.g  = i__payload[13:12];
+  assign \push__payload.counts[3]  = i__payload[11:9];
+  assign \push__payload.counts[2]  = i__payload[8:6];
+  assign \push__payload.counts[1]  = i__payload[5:3];
+  assign \push__payload.counts[0]  = i__payload[2:0];
+  assign \push__payload.counts  = i__payload[11:0];
+  assign \i__payload.end  = i__payload[20];
+  assign \i__payload.x  = i__payload[19:17];
+  assign \i__payload.y  = i__payload[16:14];
+  assign \i__payload.g  = i__payload[13:12];
+  assign \i__payload.counts[3]  = i__payload[11:9];
+  assign \i__payload.counts[2]  = i__payload[8:6];
+  assign \i__payload.counts[1]  = i__payload[5:3];
+  assign \i__payload.counts[0]  = i__payload[2:0];
+  assign \i__payload.counts  = i__payload[11:0];
+  assign \ops__payload$7.bias_g  = ops__payload[32:31];
+  assign \ops__payload$7.end  = ops__payload[30];
+  assign \ops__payload$7.fire_k  = ops__payload[29];
+  assign \ops__payload$7.last_step  = ops__payload[28];
+  assign \ops__payload$7.shift  = ops__payload[27:24];
+  assign \ops__payload$7.count  = ops__payload[23:21];
+  assign \ops__payload$7.proj  = ops__payload[20];
+  assign \ops__payload$7.waddr  = ops__payload[19:11];
+  assign \ops__payload$7.addr  = ops__payload[10:3];
+  assign \ops__payload$7.bank  = ops__payload[2];
+  assign \ops__payload$7.cur  = ops__payload[1];
+  assign \ops__payload$7.kind  = ops__payload[0];
+  assign \ops__payload.bias_g  = ops__payload[32:31];
+  assign \ops__payload.end  = ops__payload[30];
+  assign \ops__payload.fire_k  = ops__payload[29];
+  assign \ops__payload.last_step  = ops__payload[28];
+  assign \ops__payload.shift  = ops__payload[27:24];
+  assign \ops__payload.count  = ops__payload[23:21];
+  assign \ops__payload.proj  = ops__payload[20];
+  assign \ops__payload.waddr  = ops__payload[19:11];
+  assign \ops__payload.addr  = ops__payload[10:3];
+  assign \ops__payload.bank  = ops__payload[2];
+  assign \ops__payload.cur  = ops__payload[1];
+  assign \ops__payload.kind  = ops__payload[0];
+  assign \i0__payload$1.end  = i0__payload[12];
+  assign \i0__payload$1.count  = i0__payload[11:9];
+  assign \i0__payload$1.x  = i0__payload[8:6];
+  assign \i0__payload$1.y  = i0__payload[5:3];
+  assign \i0__payload$1.c  = i0__payload[2:0];
+  assign \i0__payload.end  = i0__payload[12];
+  assign \i0__payload.count  = i0__payload[11:9];
+  assign \i0__payload.x  = i0__payload[8:6];
+  assign \i0__payload.y  = i0__payload[5:3];
+  assign \i0__payload.c  = i0__payload[2:0];
+  assign \active$32  = active;
+  assign \dropped$29  = dropped;
+  assign \o__valid$27  = \o__valid$26 ;
+  assign \o__ready$25  = \o__ready$24 ;
+  assign \o__payload$23  = \o__payload$22 ;
+  assign o__valid = \i__valid$20 ;
+  assign \i__ready$19  = o__ready;
+  assign o__payload = \i__payload$16 ;
+  assign push__valid = i__valid;
+  assign i__ready = push__ready;
+  assign push__payload = i__payload;
+  assign \ops__valid$9  = ops__valid;
+  assign \ops__payload$7  = ops__payload;
+  assign \i0__valid$5  = i0__valid;
+  assign \i0__ready$3  = i0__ready;
+  assign \i0__payload$1  = i0__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_gn.engine_conv2.datapath (rst, dropped, ops__valid, ops__payload, push7, push__payload, clk);
+  wire _000_;
+  wire _001_;
+  wire _002_;
+  wire _003_;
+  wire _004_;
+  wire _005_;
+  wire _006_;
+  wire _007_;
+  wire _008_;
+  wire [8:0] _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire _013_;
+  wire _014_;
+  wire _015_;
+  wire _016_;
+  wire _017_;
+  wire _018_;
+  wire _019_;
+  wire [10:0] _020_;
+  wire _021_;
+  wire _022_;
+  wire _023_;
+  wire _024_;
+  wire _025_;
+  wire _026_;
+  wire _027_;
+  wire _028_;
+  wire _029_;
+  wire _030_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
+  wire _034_;
+  wire _035_;
+  wire [8:0] _036_;
+  wire _037_;
+  wire _038_;
+  wire _039_;
+  wire _040_;
+  wire _041_;
+  wire _042_;
+  wire _043_;
+  wire _044_;
+  wire [9:0] _045_;
+  wire _046_;
+  wire _047_;
+  wire _048_;
+  wire _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire _054_;
+  wire _055_;
+  wire _056_;
+  wire _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire _063_;
+  wire [8:0] _064_;
+  wire _065_;
+  wire _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire [10:0] _074_;
+  wire _075_;
+  wire _076_;
+  wire _077_;
+  wire _078_;
+  wire _079_;
+  wire _080_;
+  wire _081_;
+  wire _082_;
+  wire _083_;
+  wire _084_;
+  wire _085_;
+  wire _086_;
+  wire _087_;
+  wire _088_;
+  wire _089_;
+  wire _090_;
+  wire _091_;
+  wire [8:0] _092_;
+  wire [8:0] _093_;
+  wire _094_;
+  wire _095_;
+  wire _096_;
+  wire _097_;
+  wire _098_;
+  wire _099_;
+  wire _100_;
+  wire _101_;
+  wire _102_;
+  wire [9:0] _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire _115_;
+  wire _116_;
+  wire _117_;
+  wire [15:0] _118_;
+  wire [15:0] _119_;
+  wire [15:0] _120_;
+  wire [8:0] _121_;
+  wire [14:0] _122_;
+  wire [15:0] _123_;
+  wire [14:0] _124_;
+  wire [15:0] _125_;
+  wire [14:0] _126_;
+  wire [15:0] _127_;
+  wire [14:0] _128_;
+  wire [15:0] _129_;
+  wire [10:0] _130_;
+  wire [1:0] _131_;
+  wire [15:0] _132_;
+  wire [1:0] _133_;
+  wire [15:0] _134_;
+  wire [11:0] _135_;
+  wire [11:0] _136_;
+  wire [11:0] _137_;
+  wire [15:0] _138_;
+  wire [15:0] _139_;
+  wire [15:0] _140_;
+  wire [15:0] _141_;
+  wire [1:0] _142_;
+  wire [15:0] _143_;
+  wire [1:0] _144_;
+  wire [15:0] _145_;
+  wire [10:0] _146_;
+  (* unused_bits = "16" *)
+  wire [16:0] _147_;
+  wire [15:0] _148_;
+  wire [15:0] _149_;
+  wire [15:0] _150_;
+  wire [14:0] _151_;
+  wire [15:0] _152_;
+  wire [14:0] _153_;
+  wire [15:0] _154_;
+  wire [14:0] _155_;
+  wire [11:0] _156_;
+  wire [15:0] _157_;
+  wire [14:0] _158_;
+  wire [15:0] _159_;
+  wire [1:0] _160_;
+  wire [15:0] _161_;
+  wire [1:0] _162_;
+  wire [15:0] _163_;
+  wire [11:0] _164_;
+  wire [11:0] _165_;
+  wire [11:0] _166_;
+  wire [15:0] _167_;
+  wire [15:0] _168_;
+  wire [15:0] _169_;
+  wire [15:0] _170_;
+  wire [10:0] _171_;
+  wire [1:0] _172_;
+  wire [15:0] _173_;
+  wire [1:0] _174_;
+  wire [15:0] _175_;
+  (* unused_bits = "16" *)
+  wire [16:0] _176_;
+  wire [15:0] _177_;
+  wire [15:0] _178_;
+  wire [15:0] _179_;
+  wire [9:0] _180_;
+  wire [11:0] _181_;
+  wire [14:0] _182_;
+  wire [15:0] _183_;
+  wire [14:0] _184_;
+  wire [15:0] _185_;
+  wire [14:0] _186_;
+  wire [15:0] _187_;
+  wire [14:0] _188_;
+  wire [15:0] _189_;
+  wire [1:0] _190_;
+  wire [15:0] _191_;
+  wire [1:0] _192_;
+  wire [15:0] _193_;
+  wire [11:0] _194_;
+  wire [11:0] _195_;
+  wire [11:0] _196_;
+  wire [15:0] _197_;
+  wire [10:0] _198_;
+  wire [15:0] _199_;
+  wire [15:0] _200_;
+  wire [15:0] _201_;
+  wire [1:0] _202_;
+  wire [15:0] _203_;
+  wire [1:0] _204_;
+  wire [15:0] _205_;
+  wire [11:0] _206_;
+  (* unused_bits = "16" *)
+  wire [16:0] _207_;
+  wire [15:0] _208_;
+  wire [15:0] _209_;
+  wire [15:0] _210_;
+  wire [14:0] _211_;
+  wire [15:0] _212_;
+  wire [14:0] _213_;
+  wire [15:0] _214_;
+  wire [14:0] _215_;
+  wire [15:0] _216_;
+  wire [14:0] _217_;
+  wire [15:0] _218_;
+  wire [1:0] _219_;
+  wire [15:0] _220_;
+  wire [1:0] _221_;
+  wire [15:0] _222_;
+  wire [10:0] _223_;
+  wire [11:0] _224_;
+  wire [11:0] _225_;
+  wire [11:0] _226_;
+  wire [15:0] _227_;
+  wire [15:0] _228_;
+  wire [15:0] _229_;
+  wire [15:0] _230_;
+  wire [11:0] _231_;
+  wire [1:0] _232_;
+  wire [15:0] _233_;
+  wire [1:0] _234_;
+  wire [15:0] _235_;
+  (* unused_bits = "16" *)
+  wire [16:0] _236_;
+  wire _237_;
+  wire _238_;
+  wire _239_;
+  wire _240_;
+  wire _241_;
+  wire _242_;
+  wire _243_;
+  wire _244_;
+  (* unused_bits = "3" *)
+  wire [3:0] _245_;
+  (* unused_bits = "3" *)
+  wire [3:0] _246_;
+  (* unused_bits = "2" *)
+  wire [2:0] _247_;
+  wire [11:0] _248_;
+  wire _249_;
+  wire _250_;
+  wire _251_;
+  wire _252_;
   (* unused_bits = "1 2 3" *)
-  wire [3:0] _0471_;
-  wire _0472_;
-  wire _0473_;
-  wire _0474_;
-  wire _0475_;
-  wire _0476_;
-  wire _0477_;
-  wire _0478_;
-  wire _0479_;
-  wire _0480_;
-  wire _0481_;
-  wire [4:0] _0482_;
-  (* unused_bits = "4 5" *)
-  wire [5:0] _0483_;
-  wire _0484_;
-  wire [2:0] _0485_;
-  wire [4:0] _0486_;
-  wire [4:0] _0487_;
-  wire _0488_;
-  wire _0489_;
-  wire _0490_;
-  wire _0491_;
-  wire [10:0] _0492_;
-  wire [11:0] _0493_;
-  wire _0494_;
-  (* unused_bits = "10 11 12" *)
-  wire [12:0] _0495_;
-  wire _0496_;
-  wire [3:0] _0497_;
-  wire [3:0] _0498_;
-  wire [3:0] _0499_;
-  wire [3:0] _0500_;
-  wire [3:0] _0501_;
-  wire [2:0] _0502_;
-  wire [2:0] _0503_;
-  wire [2:0] _0504_;
-  wire [2:0] _0505_;
-  wire [2:0] _0506_;
-  wire [2:0] _0507_;
-  wire [2:0] _0508_;
-  wire [2:0] _0509_;
-  wire [2:0] _0510_;
-  wire [1:0] _0511_;
-  wire [1:0] _0512_;
-  wire [1:0] _0513_;
-  wire [11:0] _0514_;
-  wire [11:0] _0515_;
-  wire [11:0] _0516_;
-  wire [11:0] _0517_;
-  wire [1:0] _0518_;
-  wire [1:0] _0519_;
-  wire [1:0] _0520_;
-  wire [1:0] _0521_;
-  wire [1:0] _0522_;
-  wire [1:0] _0523_;
-  wire [1:0] _0524_;
-  wire [1:0] _0525_;
-  wire [1:0] _0526_;
-  wire [1:0] _0527_;
-  wire [1:0] _0528_;
-  wire _0529_;
-  wire _0530_;
-  wire _0531_;
-  wire [7:0] _0532_;
-  wire [7:0] _0533_;
-  wire [7:0] _0534_;
-  wire _0535_;
-  wire _0536_;
-  wire _0537_;
-  wire _0538_;
-  wire _0539_;
-  wire _0540_;
-  wire _0541_;
-  wire _0542_;
-  wire _0543_;
-  wire _0544_;
-  wire _0545_;
-  wire _0546_;
-  wire [2:0] _0547_;
-  wire [1:0] _0548_;
-  wire [1:0] _0549_;
-  wire [1:0] _0550_;
-  wire [14:0] _0551_;
-  wire [14:0] _0552_;
-  wire [14:0] _0553_;
-  wire [14:0] _0554_;
-  wire [14:0] _0555_;
-  wire [14:0] _0556_;
-  wire [14:0] _0557_;
-  wire [14:0] _0558_;
-  wire [14:0] _0559_;
-  wire [14:0] _0560_;
-  wire [14:0] _0561_;
-  wire [14:0] _0562_;
-  wire [14:0] _0563_;
-  wire [14:0] _0564_;
-  wire [14:0] _0565_;
-  wire [14:0] _0566_;
-  wire _0567_;
-  wire _0568_;
-  wire _0569_;
-  wire _0570_;
-  wire _0571_;
-  wire _0572_;
-  wire _0573_;
-  wire _0574_;
-  wire _0575_;
-  wire _0576_;
-  wire _0577_;
-  wire [7:0] _0578_;
-  wire [7:0] _0579_;
-  wire _0580_;
-  wire _0581_;
-  wire _0582_;
-  wire _0583_;
-  wire _0584_;
-  wire _0585_;
-  wire _0586_;
+  wire [3:0] _253_;
+  wire _254_;
+  wire _255_;
+  wire [33:0] _256_;
+  wire [33:0] _257_;
+  (* unused_bits = "12" *)
+  wire [12:0] _258_;
+  wire [33:0] _259_;
+  wire [33:0] _260_;
+  wire [33:0] _261_;
+  wire [33:0] _262_;
+  wire [33:0] _263_;
+  wire [33:0] _264_;
+  wire [31:0] _265_;
+  wire [10:0] _266_;
+  wire [10:0] _267_;
+  wire [10:0] _268_;
+  wire [10:0] _269_;
+  wire [11:0] _270_;
+  wire [11:0] _271_;
+  wire [11:0] _272_;
+  wire [11:0] _273_;
+  wire [47:0] _274_;
+  wire [59:0] _275_;
+  wire [47:0] _276_;
+  wire [59:0] _277_;
+  wire [59:0] _278_;
+  wire [11:0] _279_;
+  wire [3:0] _280_;
+  wire _281_;
+  wire _282_;
+  wire _283_;
+  wire _284_;
+  wire _285_;
+  wire _286_;
+  wire _287_;
+  wire _288_;
+  (* unused_bits = "12" *)
+  wire [12:0] _289_;
+  wire _290_;
+  wire _291_;
+  wire [9:0] _292_;
+  wire [7:0] _293_;
+  wire [63:0] _294_;
+  wire [59:0] _295_;
+  wire [20:0] _296_;
+  wire _297_;
+  wire [1:0] _298_;
+  wire [2:0] _299_;
+  wire [2:0] _300_;
+  wire [11:0] _301_;
+  (* unused_bits = "12" *)
+  wire [12:0] _302_;
+  wire [11:0] _303_;
+  (* unused_bits = "12" *)
+  wire [12:0] _304_;
+  wire [8:0] _305_;
+  wire _306_;
+  wire _307_;
+  wire _308_;
+  wire _309_;
+  wire _310_;
+  wire _311_;
+  wire _312_;
+  wire _313_;
+  wire _314_;
+  wire _315_;
+  wire [10:0] _316_;
+  wire _317_;
+  wire _318_;
+  wire _319_;
+  wire _320_;
+  wire _321_;
+  wire _322_;
+  wire _323_;
+  wire _324_;
+  wire _325_;
+  wire _326_;
+  wire _327_;
+  wire _328_;
+  wire _329_;
+  wire _330_;
+  wire _331_;
+  wire _332_;
+  wire _333_;
+  wire _334_;
+  wire _335_;
+  wire [8:0] _336_;
+  wire _337_;
+  wire _338_;
+  wire _339_;
+  wire _340_;
+  wire _341_;
+  wire _342_;
+  wire _343_;
+  wire _344_;
+  wire _345_;
+  wire [9:0] _346_;
+  wire _347_;
+  wire _348_;
+  wire _349_;
+  wire _350_;
+  wire _351_;
+  wire _352_;
+  wire _353_;
+  wire _354_;
+  wire _355_;
+  wire [2:0] _356_;
+  wire [2:0] _357_;
+  wire [2:0] _358_;
+  wire [2:0] _359_;
+  wire [2:0] _360_;
+  wire [2:0] _361_;
+  wire [2:0] _362_;
+  wire [2:0] _363_;
+  wire [2:0] _364_;
+  wire [1:0] _365_;
+  wire [1:0] _366_;
+  wire [1:0] _367_;
+  wire [11:0] _368_;
+  wire [11:0] _369_;
+  wire [11:0] _370_;
+  wire [11:0] _371_;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47" *)
   wire [47:0] \$like ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
@@ -5923,49 +6579,48 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [11:0] \$like[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \$like[3] ;
-  reg \$signal  = 1'h0;
+  reg [59:0] \$signal  = 60'h000000000000000;
+  reg [47:0] \$signal$25  = 48'h000000000000;
+  wire [11:0] \$signal$25[0] ;
+  wire [11:0] \$signal$25[1] ;
+  wire [11:0] \$signal$25[2] ;
+  wire [11:0] \$signal$25[3] ;
   (* unused_bits = "6 9" *)
-  reg [9:0] \$signal$126  = 10'h000;
+  reg [9:0] \$signal$43  = 10'h000;
   (* unused_bits = "4 7" *)
-  reg [7:0] \$signal$127  = 8'h00;
-  reg [63:0] \$signal$128  = 64'h0000000000000000;
-  wire [15:0] \$signal$128[0] ;
-  wire [15:0] \$signal$128[1] ;
-  wire [15:0] \$signal$128[2] ;
-  wire [15:0] \$signal$128[3] ;
-  wire \$signal$23 ;
-  reg [63:0] \$signal$37  = 64'h0000000000000000;
-  wire [15:0] \$signal$37[0] ;
-  wire [15:0] \$signal$37[1] ;
-  wire [15:0] \$signal$37[2] ;
-  wire [15:0] \$signal$37[3] ;
-  wire \$signal$5 ;
-  wire [20:0] \$signal$71 ;
-  reg \$signal$72  = 1'h0;
-  wire [20:0] \$signal$76 ;
-  wire \$signal$80 ;
-  wire \$signal$83 ;
-  reg \$signal$88  = 1'h0;
-  wire [8:0] \$signature__addr ;
-  wire [7:0] \$signature__addr$32 ;
-  wire [31:0] \$signature__data ;
-  wire [59:0] \$signature__data$106 ;
-  wire [14:0] \$signature__data$106[0] ;
-  wire [14:0] \$signature__data$106[1] ;
-  wire [14:0] \$signature__data$106[2] ;
-  wire [14:0] \$signature__data$106[3] ;
-  wire [7:0] \$signature__data[0] ;
-  wire [7:0] \$signature__data[1] ;
-  wire [7:0] \$signature__data[2] ;
-  wire [7:0] \$signature__data[3] ;
-  output active;
-  wire active;
+  reg [7:0] \$signal$44  = 8'h00;
+  wire [20:0] \$signal$52 ;
+  wire [11:0] \$signal$52.counts ;
+  wire [2:0] \$signal$52.counts[0] ;
+  wire [2:0] \$signal$52.counts[1] ;
+  wire [2:0] \$signal$52.counts[2] ;
+  wire [2:0] \$signal$52.counts[3] ;
+  wire \$signal$52.end ;
+  wire [1:0] \$signal$52.g ;
+  wire [2:0] \$signal$52.x ;
+  wire [2:0] \$signal$52.y ;
+  wire [14:0] \$signal[0] ;
+  wire [14:0] \$signal[1] ;
+  wire [14:0] \$signal[2] ;
+  wire [14:0] \$signal[3] ;
+  wire [7:0] \$signature__addr ;
+  wire [7:0] \$signature__addr$65 ;
+  wire [59:0] \$signature__data ;
+  wire [59:0] \$signature__data$66 ;
+  wire [14:0] \$signature__data$66[0] ;
+  wire [14:0] \$signature__data$66[1] ;
+  wire [14:0] \$signature__data$66[2] ;
+  wire [14:0] \$signature__data$66[3] ;
+  wire [14:0] \$signature__data[0] ;
+  wire [14:0] \$signature__data[1] ;
+  wire [14:0] \$signature__data[2] ;
+  wire [14:0] \$signature__data[3] ;
+  wire \$signature__en ;
   reg [47:0] addend = 48'h000000000000;
   wire [11:0] \addend[0] ;
   wire [11:0] \addend[1] ;
   wire [11:0] \addend[2] ;
   wire [11:0] \addend[3] ;
-  wire any_spike;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47" *)
   wire [47:0] b6;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
@@ -5976,18 +6631,12 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [11:0] \b6[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \b6[3] ;
-  reg [47:0] b_raw = 48'h000000000000;
-  wire [11:0] \b_raw[0] ;
-  wire [11:0] \b_raw[1] ;
-  wire [11:0] \b_raw[2] ;
-  wire [11:0] \b_raw[3] ;
   wire [1:0] b_rd__addr;
   wire [47:0] b_rd__data;
   wire [11:0] \b_rd__data[0] ;
   wire [11:0] \b_rd__data[1] ;
   wire [11:0] \b_rd__data[2] ;
   wire [11:0] \b_rd__data[3] ;
-  wire busy;
   wire [3:0] c_raw;
   wire \c_raw[0] ;
   wire \c_raw[1] ;
@@ -5995,7 +6644,11 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire \c_raw[3] ;
   input clk;
   wire clk;
-  reg credit = 1'h0;
+  wire [11:0] counts;
+  wire [2:0] \counts[0] ;
+  wire [2:0] \counts[1] ;
+  wire [2:0] \counts[2] ;
+  wire [2:0] \counts[3] ;
   wire [3:0] cres7;
   wire \cres7[0] ;
   wire \cres7[1] ;
@@ -6011,35 +6664,8 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire \cres9[1] ;
   wire \cres9[2] ;
   wire \cres9[3] ;
-  reg [14:0] d1_0 = 15'h0000;
-  reg [14:0] d1_1 = 15'h0000;
-  reg [14:0] d1_2 = 15'h0000;
-  reg [14:0] d1_3 = 15'h0000;
-  reg [14:0] d2_0 = 15'h0000;
-  reg [14:0] d2_1 = 15'h0000;
-  reg [14:0] d2_2 = 15'h0000;
-  reg [14:0] d2_3 = 15'h0000;
-  reg [14:0] d3_0 = 15'h0000;
-  reg [14:0] d3_1 = 15'h0000;
-  reg [14:0] d3_2 = 15'h0000;
-  reg [14:0] d3_3 = 15'h0000;
-  reg [14:0] d4_0 = 15'h0000;
-  reg [14:0] d4_1 = 15'h0000;
-  reg [14:0] d4_2 = 15'h0000;
-  reg [14:0] d4_3 = 15'h0000;
-  reg [3:0] done = 4'h0;
+  output dropped;
   wire dropped;
-  wire en;
-  wire [20:0] entry;
-  wire [11:0] \entry.counts ;
-  wire [2:0] \entry.counts[0] ;
-  wire [2:0] \entry.counts[1] ;
-  wire [2:0] \entry.counts[2] ;
-  wire [2:0] \entry.counts[3] ;
-  wire \entry.end ;
-  wire [1:0] \entry.g ;
-  wire [2:0] \entry.x ;
-  wire [2:0] \entry.y ;
   (* unused_bits = "12 13 14 15 16 17 18 19" *)
   reg [20:0] entry7 = 21'h000000;
   wire [11:0] \entry7.counts ;
@@ -6054,13 +6680,6 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [2:0] \entry7.x ;
   (* unused_bits = "0 1 2" *)
   wire [2:0] \entry7.y ;
-  wire [2:0] ev_c;
-  wire [2:0] ev_count;
-  wire [3:0] ev_shift;
-  wire [2:0] ev_x;
-  wire [2:0] ev_y;
-  reg [1:0] fire_k = 2'h0;
-  reg fsm_state = 1'h0;
   reg hit_c1 = 1'h0;
   reg hit_c2 = 1'h0;
   reg hit_c3 = 1'h0;
@@ -6071,66 +6690,56 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   reg hit_v3 = 1'h0;
   reg hit_v4 = 1'h0;
   reg hit_v5 = 1'h0;
-  input [12:0] i0__payload;
-  wire [12:0] i0__payload;
-  wire [2:0] \i0__payload.c ;
-  wire [2:0] \i0__payload.count ;
-  wire \i0__payload.end ;
-  wire [2:0] \i0__payload.x ;
-  wire [2:0] \i0__payload.y ;
-  output i0__ready;
-  wire i0__ready;
-  input i0__valid;
-  wire i0__valid;
-  wire [33:0] issue;
-  wire [7:0] \issue.addr ;
-  wire \issue.bank ;
-  wire [1:0] \issue.bias_g ;
-  wire [2:0] \issue.count ;
-  wire \issue.cur ;
-  wire \issue.end ;
-  wire \issue.fire_k ;
-  wire \issue.kind ;
-  wire \issue.last_step ;
-  wire \issue.proj ;
-  wire [3:0] \issue.shift ;
-  wire \issue.valid ;
-  wire [8:0] \issue.waddr ;
-  wire [14:0] kept0;
-  wire [14:0] kept1;
-  wire [14:0] kept2;
-  wire [14:0] kept3;
-  wire [1:0] lane;
-  wire load;
-  output [13:0] o__payload;
-  wire [13:0] o__payload;
-  wire [3:0] \o__payload.c ;
-  wire [2:0] \o__payload.count ;
-  wire \o__payload.end ;
-  wire [2:0] \o__payload.x ;
-  wire [2:0] \o__payload.y ;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  wire o__valid;
-  wire [7:0] op_addr;
-  wire [2:0] op_count;
-  wire [3:0] op_shift;
-  wire op_valid;
-  wire [8:0] op_waddr;
-  wire [11:0] out_counts;
-  wire [2:0] \out_counts[0] ;
-  wire [2:0] \out_counts[1] ;
-  wire [2:0] \out_counts[2] ;
-  wire [2:0] \out_counts[3] ;
-  wire [3:0] pending;
+  input [32:0] ops__payload;
+  wire [32:0] ops__payload;
+  wire [7:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire [2:0] \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [8:0] \ops__payload.waddr ;
+  input ops__valid;
+  wire ops__valid;
   reg [1:0] pos0 = 2'h0;
-  reg [1:0] \pos0$68  = 2'h0;
   reg [2:0] pos1 = 3'h0;
   reg [2:0] pos2 = 3'h0;
-  wire push7;
-  wire ready;
-  wire [59:0] res7;
+  output push7;
+  reg push7 = 1'h0;
+  output [20:0] push__payload;
+  wire [20:0] push__payload;
+  wire [11:0] \push__payload.counts ;
+  wire [2:0] \push__payload.counts[0] ;
+  wire [2:0] \push__payload.counts[1] ;
+  wire [2:0] \push__payload.counts[2] ;
+  wire [2:0] \push__payload.counts[3] ;
+  wire \push__payload.end ;
+  wire [1:0] \push__payload.g ;
+  wire [2:0] \push__payload.x ;
+  wire [2:0] \push__payload.y ;
+  wire push__valid;
+  wire [63:0] r;
+  wire [63:0] r6;
+  wire [15:0] \r6[0] ;
+  wire [15:0] \r6[1] ;
+  wire [15:0] \r6[2] ;
+  wire [15:0] \r6[3] ;
+  wire [15:0] \r[0] ;
+  wire [15:0] \r[1] ;
+  wire [15:0] \r[2] ;
+  wire [15:0] \r[3] ;
+  wire [8:0] rd__addr;
+  wire [31:0] rd__data;
+  wire [7:0] \rd__data[0] ;
+  wire [7:0] \rd__data[1] ;
+  wire [7:0] \rd__data[2] ;
+  wire [7:0] \rd__data[3] ;
+  reg [59:0] res7 = 60'h000000000000000;
   wire [14:0] \res7[0] ;
   wire [14:0] \res7[1] ;
   wire [14:0] \res7[2] ;
@@ -6152,6 +6761,34 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire [14:0] \result[3] ;
   input rst;
   wire rst;
+  wire [33:0] s5;
+  wire [7:0] \s5.addr ;
+  wire \s5.bank ;
+  wire [1:0] \s5.bias_g ;
+  wire [2:0] \s5.count ;
+  wire \s5.cur ;
+  wire \s5.end ;
+  wire \s5.fire_k ;
+  wire \s5.kind ;
+  wire \s5.last_step ;
+  wire \s5.proj ;
+  wire [3:0] \s5.shift ;
+  wire \s5.valid ;
+  wire [8:0] \s5.waddr ;
+  wire [33:0] s6;
+  wire [7:0] \s6.addr ;
+  wire \s6.bank ;
+  wire [1:0] \s6.bias_g ;
+  wire [2:0] \s6.count ;
+  wire \s6.cur ;
+  wire \s6.end ;
+  wire \s6.fire_k ;
+  wire \s6.kind ;
+  wire \s6.last_step ;
+  wire \s6.proj ;
+  wire [3:0] \s6.shift ;
+  wire \s6.valid ;
+  wire [8:0] \s6.waddr ;
   reg [33:0] st0 = 34'h000000000;
   wire [7:0] \st0.addr ;
   wire \st0.bank ;
@@ -6272,51 +6909,16 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   wire \st7.valid ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \st7.waddr ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33" *)
-  wire [33:0] st8;
-  (* unused_bits = "0 1 2 3 4 5 6 7" *)
-  wire [7:0] \st8.addr ;
-  (* unused_bits = "0" *)
-  wire \st8.bank ;
-  (* unused_bits = "0 1" *)
-  wire [1:0] \st8.bias_g ;
-  (* unused_bits = "0 1 2" *)
-  wire [2:0] \st8.count ;
-  (* unused_bits = "0" *)
-  wire \st8.cur ;
-  (* unused_bits = "0" *)
-  wire \st8.end ;
-  (* unused_bits = "0" *)
-  wire \st8.fire_k ;
-  (* unused_bits = "0" *)
-  wire \st8.kind ;
-  (* unused_bits = "0" *)
-  wire \st8.last_step ;
-  (* unused_bits = "0" *)
-  wire \st8.proj ;
-  (* unused_bits = "0 1 2 3" *)
-  wire [3:0] \st8.shift ;
-  (* unused_bits = "0" *)
-  wire \st8.valid ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
-  wire [8:0] \st8.waddr ;
-  reg [1:0] step = 2'h0;
-  reg [7:0] sweep_addr = 8'h00;
-  reg sweep_last = 1'h0;
-  wire sweep_now;
-  reg [9:0] used = 10'h000;
-  reg [59:0] v_raw = 60'h000000000000000;
-  wire [14:0] \v_raw[0] ;
-  wire [14:0] \v_raw[1] ;
-  wire [14:0] \v_raw[2] ;
-  wire [14:0] \v_raw[3] ;
-  wire [7:0] v_wr__addr;
-  reg [59:0] v_wr__data = 60'h000000000000000;
-  wire [14:0] \v_wr__data[0] ;
-  wire [14:0] \v_wr__data[1] ;
-  wire [14:0] \v_wr__data[2] ;
-  wire [14:0] \v_wr__data[3] ;
-  wire v_wr__en;
+  wire [63:0] val;
+  reg [63:0] val5 = 64'h0000000000000000;
+  wire [15:0] \val5[0] ;
+  wire [15:0] \val5[1] ;
+  wire [15:0] \val5[2] ;
+  wire [15:0] \val5[3] ;
+  wire [15:0] \val[0] ;
+  wire [15:0] \val[1] ;
+  wire [15:0] \val[2] ;
+  wire [15:0] \val[3] ;
   reg [31:0] w1_0 = 32'd0;
   wire [7:0] \w1_0[0] ;
   wire [7:0] \w1_0[1] ;
@@ -6330,16 +6932,6 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   reg [11:0] w2_0_2_1 = 12'h000;
   reg [11:0] w2_0_2_2 = 12'h000;
   reg [11:0] w2_0_2_3 = 12'h000;
-  wire [20:0] written;
-  wire [11:0] \written.counts ;
-  wire [2:0] \written.counts[0] ;
-  wire [2:0] \written.counts[1] ;
-  wire [2:0] \written.counts[2] ;
-  wire [2:0] \written.counts[3] ;
-  wire \written.end ;
-  wire [1:0] \written.g ;
-  wire [2:0] \written.x ;
-  wire [2:0] \written.y ;
   reg [47:0] bmem [3:0];
   initial begin
     bmem[0] = 48'h1b00b7fb7032;
@@ -6347,11 +6939,11 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     bmem[2] = 48'hf8316a1d7e7d;
     bmem[3] = 48'hfe2402dd82a4;
   end
-  reg [47:0] _1291_;
+  reg [47:0] _794_;
   always @(posedge clk) begin
-    _1291_ <= bmem[st2[33:32]];
+    _794_ <= bmem[st2[33:32]];
   end
-  assign b_rd__data = _1291_;
+  assign b_rd__data = _794_;
   reg [59:0] vmem [255:0];
   initial begin
     vmem[0] = 60'h009001200240048;
@@ -6612,14 +7204,14 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     vmem[255] = 60'h009001200240048;
   end
   always @(posedge clk) begin
-    if (v_wr__en)
-      vmem[st7[11:4]] <= v_wr__data;
+    if (\$signature__en )
+      vmem[st7[11:4]] <= res7;
   end
-  reg [59:0] _1292_;
+  reg [59:0] _795_;
   always @(posedge clk) begin
-    _1292_ <= vmem[st2[11:4]];
+    _795_ <= vmem[st2[11:4]];
   end
-  assign \$signature__data$106  = _1292_;
+  assign \$signature__data  = _795_;
   reg [31:0] wrom0 [287:0];
   initial begin
     wrom0[0] = 32'd802951396;
@@ -6911,848 +7503,494 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
     wrom0[286] = 32'd4225959125;
     wrom0[287] = 32'd1375588650;
   end
-  reg [31:0] _1293_;
+  reg [31:0] _796_;
   always @(posedge clk) begin
-    _1293_ <= wrom0[st0[20:12]];
+    _796_ <= wrom0[st0[20:12]];
   end
-  assign \$signature__data  = _1293_;
-  assign _0285_ = \$signal$126 [0] ? \$signal$128 [47:32] : 16'h0000;
-  assign _0286_ = \$signal$126 [1] ? \$signal$37 [47:32] : 16'h0000;
-  assign _0288_ = _0285_ | _0286_;
-  assign _0289_ = \$signal$126 [2] ? v_wr__data[44:30] : 15'h0000;
-  assign _0290_ = _0288_ | { _0289_[14], _0289_ };
-  assign _0291_ = \$signal$126 [3] ? res8[44:30] : 15'h0000;
-  assign _0292_ = _0290_ | { _0291_[14], _0291_ };
-  assign _0293_ = \$signal$126 [4] ? res9[44:30] : 15'h0000;
-  assign _0294_ = _0292_ | { _0293_[14], _0293_ };
-  assign _0295_ = \$signal$126 [5] ? v_raw[44:30] : 15'h0000;
-  assign _0296_ = _0294_ | { _0295_[14], _0295_ };
-  assign _0298_ = \$signal$126 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0299_ = _0296_ | { _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_ };
-  assign _0300_ = \$signal$126 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0301_ = _0299_ | { _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_ };
-  assign _0302_ = \$signal$127 [0] ? addend[35:24] : 12'h000;
-  assign _0303_ = \$signal$127 [1] ? b_raw[35:24] : 12'h000;
-  assign _0304_ = _0302_ | _0303_;
-  assign _0306_ = \$signal$127 [2] ? \$signal$128 [47:32] : 16'h0000;
-  assign _0307_ = { _0304_[11], _0304_[11], _0304_[11], _0304_[11], _0304_ } | _0306_;
-  assign _0308_ = \$signal$127 [3] ? \$signal$37 [47:32] : 16'h0000;
-  assign _0309_ = _0307_ | _0308_;
-  assign _0310_ = \$signal$127 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0311_ = _0309_ | { _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_ };
-  assign _0312_ = \$signal$127 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0313_ = _0311_ | { _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_ };
-  assign _0315_ = $signed(_0301_) + $signed(_0313_);
-  assign _0316_ = \$signal$126 [0] ? \$signal$128 [63:48] : 16'h0000;
-  assign _0317_ = \$signal$126 [1] ? \$signal$37 [63:48] : 16'h0000;
-  assign _0318_ = _0316_ | _0317_;
-  assign _0319_ = \$signal$126 [2] ? v_wr__data[59:45] : 15'h0000;
-  assign _0320_ = _0318_ | { _0319_[14], _0319_ };
-  assign _0321_ = \$signal$126 [3] ? res8[59:45] : 15'h0000;
-  assign _0322_ = _0320_ | { _0321_[14], _0321_ };
-  assign _0324_ = \$signal$126 [4] ? res9[59:45] : 15'h0000;
-  assign _0325_ = _0322_ | { _0324_[14], _0324_ };
-  assign _0326_ = \$signal$126 [5] ? v_raw[59:45] : 15'h0000;
-  assign _0327_ = _0325_ | { _0326_[14], _0326_ };
-  assign _0328_ = \$signal$126 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0329_ = _0327_ | { _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_ };
-  assign _0330_ = \$signal$126 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0331_ = _0329_ | { _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_ };
-  assign _0333_ = \$signal$127 [0] ? addend[47:36] : 12'h000;
-  assign _0334_ = \$signal$127 [1] ? b_raw[47:36] : 12'h000;
-  assign _0335_ = _0333_ | _0334_;
-  assign _0336_ = \$signal$127 [2] ? \$signal$128 [63:48] : 16'h0000;
-  assign _0337_ = { _0335_[11], _0335_[11], _0335_[11], _0335_[11], _0335_ } | _0336_;
-  assign _0338_ = \$signal$127 [3] ? \$signal$37 [63:48] : 16'h0000;
-  assign _0339_ = _0337_ | _0338_;
-  assign _0341_ = \$signal$127 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0342_ = _0339_ | { _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_ };
-  assign _0343_ = \$signal$127 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0344_ = _0342_ | { _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_ };
-  assign _0345_ = $signed(_0331_) + $signed(_0344_);
-  assign _0346_ = $signed(\$signal$128 [15:0]) - $signed(9'h090);
-  assign _0347_ = $signed(\$signal$128 [15:0]) - $signed(10'h120);
-  assign _0349_ = $signed(\$signal$128 [15:0]) - $signed(10'h1b0);
-  assign _0350_ = $signed(\$signal$128 [15:0]) - $signed(11'h240);
-  assign _0351_ = $signed(\$signal$128 [31:16]) - $signed(9'h090);
-  assign _0352_ = $signed(\$signal$128 [31:16]) - $signed(10'h120);
-  assign _0353_ = $signed(\$signal$128 [31:16]) - $signed(10'h1b0);
-  assign _0354_ = $signed(\$signal$128 [31:16]) - $signed(11'h240);
-  assign _0355_ = $signed(\$signal$128 [47:32]) - $signed(9'h090);
-  assign _0356_ = $signed(\$signal$128 [47:32]) - $signed(10'h120);
-  assign _0357_ = $signed(\$signal$128 [47:32]) - $signed(10'h1b0);
-  assign _0358_ = $signed(\$signal$128 [47:32]) - $signed(11'h240);
-  assign _0360_ = $signed(\$signal$128 [63:48]) - $signed(9'h090);
-  assign _0361_ = $signed(\$signal$128 [63:48]) - $signed(10'h120);
-  assign _0362_ = $signed(\$signal$128 [63:48]) - $signed(10'h1b0);
-  assign _0363_ = $signed(\$signal$128 [63:48]) - $signed(11'h240);
-  assign _0364_ = st6[0] & st6[1];
-  assign _0365_ = any_spike | st6[31];
-  assign _0366_ = _0364_ & _0365_;
-  assign _0367_ = st7[0] & st7[1];
-  assign _0369_ = \pos0$68  == 2'h3;
-  assign _0370_ = pos1 == 3'h7;
-  assign _0371_ = pos2 == 3'h7;
-  assign _0372_ = pos2 + 1'h1;
-  assign _0373_ = pos1 + 1'h1;
-  assign _0374_ = \pos0$68  + 1'h1;
-  assign _0375_ = | pending;
-  assign _0376_ = pending - 1'h1;
-  assign _0377_ = { 1'h0, pending } & _0376_;
-  assign _0378_ = ! _0377_;
-  assign _0380_ = ~ \$signal$76 [20];
-  assign _0381_ = _0378_ & _0380_;
-  assign _0382_ = 1'h1 << lane;
-  assign _0383_ = { 3'h0, done } | _0382_;
+  assign rd__data = _796_;
+  assign _092_ = st2[22] ? { w1_0[7], w1_0[7:0] } : 9'h000;
+  assign _180_ = $signed(1'h0) + $signed(_092_);
+  assign _305_ = st2[23] ? { w1_0[7:0], 1'h0 } : 9'h000;
+  assign _316_ = $signed(_180_) + $signed(_305_);
+  assign _336_ = st2[22] ? { w1_0[15], w1_0[15:8] } : 9'h000;
+  assign _346_ = $signed(1'h0) + $signed(_336_);
+  assign _009_ = st2[23] ? { w1_0[15:8], 1'h0 } : 9'h000;
+  assign _020_ = $signed(_346_) + $signed(_009_);
+  assign _036_ = st2[22] ? { w1_0[23], w1_0[23:16] } : 9'h000;
+  assign _045_ = $signed(1'h0) + $signed(_036_);
+  assign _064_ = st2[23] ? { w1_0[23:16], 1'h0 } : 9'h000;
+  assign _074_ = $signed(_045_) + $signed(_064_);
+  assign _093_ = st2[22] ? { w1_0[31], w1_0[31:24] } : 9'h000;
+  assign _103_ = $signed(1'h0) + $signed(_093_);
+  assign _121_ = st2[23] ? { w1_0[31:24], 1'h0 } : 9'h000;
+  assign _130_ = $signed(_103_) + $signed(_121_);
+  assign _146_ = st2[24] ? { w1_0[7], w1_0[7:0], 2'h0 } : 11'h000;
+  assign _156_ = $signed(1'h0) + $signed(_146_);
+  assign _171_ = st2[24] ? { w1_0[15], w1_0[15:8], 2'h0 } : 11'h000;
+  assign _181_ = $signed(1'h0) + $signed(_171_);
+  assign _198_ = st2[24] ? { w1_0[23], w1_0[23:16], 2'h0 } : 11'h000;
+  assign _206_ = $signed(1'h0) + $signed(_198_);
+  assign _223_ = st2[24] ? { w1_0[31], w1_0[31:24], 2'h0 } : 11'h000;
+  assign _231_ = $signed(1'h0) + $signed(_223_);
+  assign _248_ = $signed(1'h0) + $signed(w2_0_0_0);
+  assign _258_ = $signed(_248_) + $signed(w2_0_2_0);
+  assign _279_ = $signed(1'h0) + $signed(w2_0_0_1);
+  assign _289_ = $signed(_279_) + $signed(w2_0_2_1);
+  assign _301_ = $signed(1'h0) + $signed(w2_0_0_2);
+  assign _302_ = $signed(_301_) + $signed(w2_0_2_2);
+  assign _303_ = $signed(1'h0) + $signed(w2_0_0_3);
+  assign _304_ = $signed(_303_) + $signed(w2_0_2_3);
+  assign _306_ = st2[11:4] == st3[11:4];
+  assign _307_ = ! st3[1];
+  assign _308_ = _306_ & _307_;
+  assign _309_ = ! st3[1];
+  assign _310_ = _309_ & st3[2];
+  assign _311_ = ~ _310_;
+  assign _312_ = st3[0] & _311_;
+  assign _313_ = _308_ & _312_;
+  assign _314_ = st2[11:4] == st3[11:4];
+  assign _315_ = ! st3[1];
+  assign _317_ = _314_ & _315_;
+  assign _318_ = ! st3[1];
+  assign _319_ = _318_ & st3[2];
+  assign _320_ = st3[1] & st3[29];
+  assign _321_ = _319_ | _320_;
+  assign _322_ = st3[0] & _321_;
+  assign _323_ = _317_ & _322_;
+  assign _324_ = st2[11:4] == st4[11:4];
+  assign _325_ = ! st4[1];
+  assign _326_ = _324_ & _325_;
+  assign _327_ = ! st4[1];
+  assign _328_ = _327_ & st4[2];
+  assign _329_ = ~ _328_;
+  assign _330_ = st4[0] & _329_;
+  assign _331_ = _326_ & _330_;
+  assign _332_ = st2[11:4] == st4[11:4];
+  assign _333_ = ! st4[1];
+  assign _334_ = _332_ & _333_;
+  assign _335_ = ! st4[1];
+  assign _337_ = _335_ & st4[2];
+  assign _338_ = st4[1] & st4[29];
+  assign _339_ = _337_ | _338_;
+  assign _340_ = st4[0] & _339_;
+  assign _341_ = _334_ & _340_;
+  assign _342_ = st2[11:4] == st5[11:4];
+  assign _343_ = ! st5[1];
+  assign _344_ = _343_ & st5[2];
+  assign _345_ = ~ _344_;
+  assign _347_ = st5[0] & _345_;
+  assign _348_ = _342_ & _347_;
+  assign _349_ = st2[11:4] == st5[11:4];
+  assign _350_ = ! st5[1];
+  assign _351_ = _350_ & st5[2];
+  assign _352_ = st5[1] & st5[29];
+  assign _353_ = _351_ | _352_;
+  assign _354_ = st5[0] & _353_;
+  assign _355_ = _349_ & _354_;
+  assign _000_ = st2[11:4] == st6[11:4];
+  assign _001_ = ! st6[1];
+  assign _002_ = _001_ & st6[2];
+  assign _003_ = ~ _002_;
+  assign _004_ = st6[0] & _003_;
+  assign _005_ = _000_ & _004_;
+  assign _006_ = st2[11:4] == st6[11:4];
+  assign _007_ = ! st6[1];
+  assign _008_ = _007_ & st6[2];
+  assign _010_ = st6[1] & st6[29];
+  assign _011_ = _008_ | _010_;
+  assign _012_ = st6[0] & _011_;
+  assign _013_ = _006_ & _012_;
+  assign _014_ = st2[11:4] == st7[11:4];
+  assign _015_ = ! st7[1];
+  assign _016_ = _015_ & st7[2];
+  assign _017_ = ~ _016_;
+  assign _018_ = st7[0] & _017_;
+  assign _019_ = _014_ & _018_;
+  assign _021_ = st2[11:4] == st7[11:4];
+  assign _022_ = ! st7[1];
+  assign _023_ = _022_ & st7[2];
+  assign _024_ = st7[1] & st7[29];
+  assign _025_ = _023_ | _024_;
+  assign _026_ = st7[0] & _025_;
+  assign _027_ = _021_ & _026_;
+  assign _028_ = ! st3[1];
+  assign _029_ = _028_ & st3[2];
+  assign _030_ = ~ _029_;
+  assign _031_ = hit_v1 & _030_;
+  assign _032_ = ! st3[1];
+  assign _033_ = _032_ & st3[2];
+  assign _034_ = hit_c1 & _033_;
+  assign _035_ = _031_ | _034_;
+  assign _037_ = ~ hit_v1;
+  assign _038_ = hit_v2 & _037_;
+  assign _039_ = ! st3[1];
+  assign _040_ = _039_ & st3[2];
+  assign _041_ = ~ _040_;
+  assign _042_ = _038_ & _041_;
+  assign _043_ = ~ hit_c1;
+  assign _044_ = hit_c2 & _043_;
+  assign _046_ = ! st3[1];
+  assign _047_ = _046_ & st3[2];
+  assign _048_ = _044_ & _047_;
+  assign _049_ = _042_ | _048_;
+  assign _050_ = hit_v1 | hit_v2;
+  assign _051_ = ~ _050_;
+  assign _052_ = hit_v3 & _051_;
+  assign _053_ = ! st3[1];
+  assign _054_ = _053_ & st3[2];
+  assign _055_ = ~ _054_;
+  assign _056_ = _052_ & _055_;
+  assign _057_ = hit_v1 | hit_v2;
+  assign _058_ = _057_ | hit_v3;
+  assign _059_ = ~ _058_;
+  assign _060_ = hit_v4 & _059_;
+  assign _061_ = ! st3[1];
+  assign _062_ = _061_ & st3[2];
+  assign _063_ = ~ _062_;
+  assign _065_ = _060_ & _063_;
+  assign _066_ = hit_v1 | hit_v2;
+  assign _067_ = _066_ | hit_v3;
+  assign _068_ = _067_ | hit_v4;
+  assign _069_ = ~ _068_;
+  assign _070_ = hit_v5 & _069_;
+  assign _071_ = ! st3[1];
+  assign _072_ = _071_ & st3[2];
+  assign _073_ = ~ _072_;
+  assign _075_ = _070_ & _073_;
+  assign _076_ = hit_v1 | hit_v2;
+  assign _077_ = _076_ | hit_v3;
+  assign _078_ = _077_ | hit_v4;
+  assign _079_ = _078_ | hit_v5;
+  assign _080_ = ~ _079_;
+  assign _081_ = ! st3[1];
+  assign _082_ = _081_ & st3[2];
+  assign _083_ = ~ _082_;
+  assign _084_ = _080_ & _083_;
+  assign _085_ = hit_c1 | hit_c2;
+  assign _086_ = ~ _085_;
+  assign _087_ = hit_c3 & _086_;
+  assign _088_ = ! st3[1];
+  assign _089_ = _088_ & st3[2];
+  assign _090_ = _087_ & _089_;
+  assign _091_ = hit_c1 | hit_c2;
+  assign _094_ = _091_ | hit_c3;
+  assign _095_ = ~ _094_;
+  assign _096_ = hit_c4 & _095_;
+  assign _097_ = ! st3[1];
+  assign _098_ = _097_ & st3[2];
+  assign _099_ = _096_ & _098_;
+  assign _100_ = hit_c1 | hit_c2;
+  assign _101_ = _100_ | hit_c3;
+  assign _102_ = _101_ | hit_c4;
+  assign _104_ = ~ _102_;
+  assign _105_ = hit_c5 & _104_;
+  assign _106_ = ! st3[1];
+  assign _107_ = _106_ & st3[2];
+  assign _108_ = _105_ & _107_;
+  assign _109_ = hit_c1 | hit_c2;
+  assign _110_ = _109_ | hit_c3;
+  assign _111_ = _110_ | hit_c4;
+  assign _112_ = _111_ | hit_c5;
+  assign _113_ = ~ _112_;
+  assign _114_ = ! st3[1];
+  assign _115_ = _114_ & st3[2];
+  assign _116_ = _113_ & _115_;
+  assign _117_ = ! st3[1];
+  assign _118_ = \$signal$43 [0] ? val5[15:0] : 16'h0000;
+  assign _119_ = \$signal$43 [1] ? r6[15:0] : 16'h0000;
+  assign _120_ = _118_ | _119_;
+  assign _122_ = \$signal$43 [2] ? res7[14:0] : 15'h0000;
+  assign _123_ = _120_ | { _122_[14], _122_ };
+  assign _124_ = \$signal$43 [3] ? res8[14:0] : 15'h0000;
+  assign _125_ = _123_ | { _124_[14], _124_ };
+  assign _126_ = \$signal$43 [4] ? res9[14:0] : 15'h0000;
+  assign _127_ = _125_ | { _126_[14], _126_ };
+  assign _128_ = \$signal$43 [5] ? \$signal [14:0] : 15'h0000;
+  assign _129_ = _127_ | { _128_[14], _128_ };
+  assign _131_ = \$signal$43 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _132_ = _129_ | { _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_ };
+  assign _133_ = \$signal$43 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _134_ = _132_ | { _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_ };
+  assign _135_ = \$signal$44 [0] ? addend[11:0] : 12'h000;
+  assign _136_ = \$signal$44 [1] ? \$signal$25 [11:0] : 12'h000;
+  assign _137_ = _135_ | _136_;
+  assign _138_ = \$signal$44 [2] ? val5[15:0] : 16'h0000;
+  assign _139_ = { _137_[11], _137_[11], _137_[11], _137_[11], _137_ } | _138_;
+  assign _140_ = \$signal$44 [3] ? r6[15:0] : 16'h0000;
+  assign _141_ = _139_ | _140_;
+  assign _142_ = \$signal$44 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _143_ = _141_ | { _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_ };
+  assign _144_ = \$signal$44 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _145_ = _143_ | { _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_ };
+  assign _147_ = $signed(_134_) + $signed(_145_);
+  assign _148_ = \$signal$43 [0] ? val5[31:16] : 16'h0000;
+  assign _149_ = \$signal$43 [1] ? r6[31:16] : 16'h0000;
+  assign _150_ = _148_ | _149_;
+  assign _151_ = \$signal$43 [2] ? res7[29:15] : 15'h0000;
+  assign _152_ = _150_ | { _151_[14], _151_ };
+  assign _153_ = \$signal$43 [3] ? res8[29:15] : 15'h0000;
+  assign _154_ = _152_ | { _153_[14], _153_ };
+  assign _155_ = \$signal$43 [4] ? res9[29:15] : 15'h0000;
+  assign _157_ = _154_ | { _155_[14], _155_ };
+  assign _158_ = \$signal$43 [5] ? \$signal [29:15] : 15'h0000;
+  assign _159_ = _157_ | { _158_[14], _158_ };
+  assign _160_ = \$signal$43 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _161_ = _159_ | { _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_ };
+  assign _162_ = \$signal$43 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _163_ = _161_ | { _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_ };
+  assign _164_ = \$signal$44 [0] ? addend[23:12] : 12'h000;
+  assign _165_ = \$signal$44 [1] ? \$signal$25 [23:12] : 12'h000;
+  assign _166_ = _164_ | _165_;
+  assign _167_ = \$signal$44 [2] ? val5[31:16] : 16'h0000;
+  assign _168_ = { _166_[11], _166_[11], _166_[11], _166_[11], _166_ } | _167_;
+  assign _169_ = \$signal$44 [3] ? r6[31:16] : 16'h0000;
+  assign _170_ = _168_ | _169_;
+  assign _172_ = \$signal$44 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _173_ = _170_ | { _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_ };
+  assign _174_ = \$signal$44 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _175_ = _173_ | { _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_ };
+  assign _176_ = $signed(_163_) + $signed(_175_);
+  assign _177_ = \$signal$43 [0] ? val5[47:32] : 16'h0000;
+  assign _178_ = \$signal$43 [1] ? r6[47:32] : 16'h0000;
+  assign _179_ = _177_ | _178_;
+  assign _182_ = \$signal$43 [2] ? res7[44:30] : 15'h0000;
+  assign _183_ = _179_ | { _182_[14], _182_ };
+  assign _184_ = \$signal$43 [3] ? res8[44:30] : 15'h0000;
+  assign _185_ = _183_ | { _184_[14], _184_ };
+  assign _186_ = \$signal$43 [4] ? res9[44:30] : 15'h0000;
+  assign _187_ = _185_ | { _186_[14], _186_ };
+  assign _188_ = \$signal$43 [5] ? \$signal [44:30] : 15'h0000;
+  assign _189_ = _187_ | { _188_[14], _188_ };
+  assign _190_ = \$signal$43 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _191_ = _189_ | { _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_ };
+  assign _192_ = \$signal$43 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _193_ = _191_ | { _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_ };
+  assign _194_ = \$signal$44 [0] ? addend[35:24] : 12'h000;
+  assign _195_ = \$signal$44 [1] ? \$signal$25 [35:24] : 12'h000;
+  assign _196_ = _194_ | _195_;
+  assign _197_ = \$signal$44 [2] ? val5[47:32] : 16'h0000;
+  assign _199_ = { _196_[11], _196_[11], _196_[11], _196_[11], _196_ } | _197_;
+  assign _200_ = \$signal$44 [3] ? r6[47:32] : 16'h0000;
+  assign _201_ = _199_ | _200_;
+  assign _202_ = \$signal$44 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _203_ = _201_ | { _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_ };
+  assign _204_ = \$signal$44 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _205_ = _203_ | { _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_ };
+  assign _207_ = $signed(_193_) + $signed(_205_);
+  assign _208_ = \$signal$43 [0] ? val5[63:48] : 16'h0000;
+  assign _209_ = \$signal$43 [1] ? r6[63:48] : 16'h0000;
+  assign _210_ = _208_ | _209_;
+  assign _211_ = \$signal$43 [2] ? res7[59:45] : 15'h0000;
+  assign _212_ = _210_ | { _211_[14], _211_ };
+  assign _213_ = \$signal$43 [3] ? res8[59:45] : 15'h0000;
+  assign _214_ = _212_ | { _213_[14], _213_ };
+  assign _215_ = \$signal$43 [4] ? res9[59:45] : 15'h0000;
+  assign _216_ = _214_ | { _215_[14], _215_ };
+  assign _217_ = \$signal$43 [5] ? \$signal [59:45] : 15'h0000;
+  assign _218_ = _216_ | { _217_[14], _217_ };
+  assign _219_ = \$signal$43 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _220_ = _218_ | { _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_ };
+  assign _221_ = \$signal$43 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _222_ = _220_ | { _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_ };
+  assign _224_ = \$signal$44 [0] ? addend[47:36] : 12'h000;
+  assign _225_ = \$signal$44 [1] ? \$signal$25 [47:36] : 12'h000;
+  assign _226_ = _224_ | _225_;
+  assign _227_ = \$signal$44 [2] ? val5[63:48] : 16'h0000;
+  assign _228_ = { _226_[11], _226_[11], _226_[11], _226_[11], _226_ } | _227_;
+  assign _229_ = \$signal$44 [3] ? r6[63:48] : 16'h0000;
+  assign _230_ = _228_ | _229_;
+  assign _232_ = \$signal$44 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _233_ = _230_ | { _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_ };
+  assign _234_ = \$signal$44 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _235_ = _233_ | { _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_ };
+  assign _236_ = $signed(_222_) + $signed(_235_);
+  assign _237_ = st6[0] & st6[1];
+  assign _238_ = | counts;
+  assign _239_ = _238_ | st6[31];
+  assign _240_ = _237_ & _239_;
+  assign _241_ = st7[0] & st7[1];
+  assign _242_ = pos0 == 2'h3;
+  assign _243_ = pos1 == 3'h7;
+  assign _244_ = pos2 == 3'h7;
+  assign _245_ = pos2 + 1'h1;
+  assign _246_ = pos1 + 1'h1;
+  assign _247_ = pos0 + 1'h1;
+  assign _249_ = ! st7[1];
+  assign _250_ = _249_ & st7[2];
+  assign _251_ = ~ _250_;
+  assign _252_ = st7[0] & _251_;
+  assign { _253_[3:1], \$signature__en  } = _252_ ? 4'hf : 4'h0;
+  assign _254_ = st7[0] & st7[1];
+  assign _255_ = ~ push7;
+  assign dropped = _254_ & _255_;
   always @(posedge clk)
-    used <= _0384_;
+    st0 <= _256_;
   always @(posedge clk)
-    credit <= _0385_;
+    st1 <= _257_;
   always @(posedge clk)
-    fsm_state <= _0386_;
+    st2 <= _259_;
   always @(posedge clk)
-    sweep_addr <= _0387_;
+    st3 <= _260_;
   always @(posedge clk)
-    sweep_last <= _0388_;
+    st4 <= _261_;
   always @(posedge clk)
-    step <= _0389_;
+    st5 <= _262_;
   always @(posedge clk)
-    fire_k <= _0391_;
+    st6 <= _263_;
   always @(posedge clk)
-    \$signal$88  <= _0392_;
+    st7 <= _264_;
   always @(posedge clk)
-    \$signal  <= _0393_;
+    w1_0 <= _265_;
   always @(posedge clk)
-    pos0 <= _0394_;
+    w2_0_0_0 <= _266_;
   always @(posedge clk)
-    st0 <= _0395_;
+    w2_0_0_1 <= _267_;
   always @(posedge clk)
-    st1 <= _0396_;
+    w2_0_0_2 <= _268_;
   always @(posedge clk)
-    st2 <= _0397_;
+    w2_0_0_3 <= _269_;
   always @(posedge clk)
-    st3 <= _0398_;
+    w2_0_2_0 <= _270_;
   always @(posedge clk)
-    st4 <= _0399_;
+    w2_0_2_1 <= _271_;
   always @(posedge clk)
-    st5 <= _0401_;
+    w2_0_2_2 <= _272_;
   always @(posedge clk)
-    st6 <= _0402_;
+    w2_0_2_3 <= _273_;
   always @(posedge clk)
-    st7 <= _0403_;
+    addend <= _274_;
   always @(posedge clk)
-    w1_0 <= _0404_;
+    \$signal  <= _275_;
   always @(posedge clk)
-    w2_0_0_0 <= _0405_;
+    \$signal$25  <= _276_;
   always @(posedge clk)
-    w2_0_0_1 <= _0406_;
+    res8 <= _277_;
   always @(posedge clk)
-    w2_0_0_2 <= _0407_;
-  always @(posedge clk)
-    w2_0_0_3 <= _0408_;
-  always @(posedge clk)
-    w2_0_2_0 <= _0409_;
-  always @(posedge clk)
-    w2_0_2_1 <= _0411_;
-  always @(posedge clk)
-    w2_0_2_2 <= _0412_;
-  always @(posedge clk)
-    w2_0_2_3 <= _0413_;
-  always @(posedge clk)
-    addend <= _0414_;
-  always @(posedge clk)
-    v_raw <= _0415_;
-  always @(posedge clk)
-    b_raw <= _0416_;
-  always @(posedge clk)
-    res8 <= _0417_;
-  always @(posedge clk)
-    res9 <= _0418_;
+    res9 <= _278_;
   always @(posedge clk)
     cres8 <= 4'h0;
   always @(posedge clk)
-    cres9 <= _0419_;
+    cres9 <= _280_;
   always @(posedge clk)
-    hit_v1 <= _0421_;
+    hit_v1 <= _281_;
   always @(posedge clk)
-    hit_c1 <= _0422_;
+    hit_c1 <= _282_;
   always @(posedge clk)
-    hit_v2 <= _0423_;
+    hit_v2 <= _283_;
   always @(posedge clk)
-    hit_c2 <= _0424_;
+    hit_c2 <= _284_;
   always @(posedge clk)
-    hit_v3 <= _0425_;
+    hit_v3 <= _285_;
   always @(posedge clk)
-    hit_c3 <= _0426_;
+    hit_c3 <= _286_;
   always @(posedge clk)
-    hit_v4 <= _0427_;
+    hit_v4 <= _287_;
   always @(posedge clk)
-    hit_c4 <= _0428_;
+    hit_c4 <= _288_;
   always @(posedge clk)
-    hit_v5 <= _0430_;
+    hit_v5 <= _290_;
   always @(posedge clk)
-    hit_c5 <= _0431_;
+    hit_c5 <= _291_;
   always @(posedge clk)
-    \$signal$126  <= _0432_;
+    \$signal$43  <= _292_;
   always @(posedge clk)
-    \$signal$127  <= _0433_;
+    \$signal$44  <= _293_;
   always @(posedge clk)
-    \$signal$128  <= _0434_;
+    val5 <= _294_;
   always @(posedge clk)
-    \$signal$37  <= _0435_;
+    res7 <= _295_;
   always @(posedge clk)
-    d1_0 <= _0436_;
+    entry7 <= _296_;
   always @(posedge clk)
-    d2_0 <= _0437_;
+    push7 <= _297_;
   always @(posedge clk)
-    d3_0 <= _0438_;
+    pos0 <= _298_;
   always @(posedge clk)
-    d4_0 <= _0439_;
+    pos1 <= _299_;
   always @(posedge clk)
-    d1_1 <= _0441_;
-  always @(posedge clk)
-    d2_1 <= _0442_;
-  always @(posedge clk)
-    d3_1 <= _0443_;
-  always @(posedge clk)
-    d4_1 <= _0444_;
-  always @(posedge clk)
-    d1_2 <= _0445_;
-  always @(posedge clk)
-    d2_2 <= _0446_;
-  always @(posedge clk)
-    d3_2 <= _0447_;
-  always @(posedge clk)
-    d4_2 <= _0448_;
-  always @(posedge clk)
-    d1_3 <= _0449_;
-  always @(posedge clk)
-    d2_3 <= _0450_;
-  always @(posedge clk)
-    d3_3 <= _0452_;
-  always @(posedge clk)
-    d4_3 <= _0453_;
-  always @(posedge clk)
-    v_wr__data <= _0454_;
-  always @(posedge clk)
-    entry7 <= _0455_;
-  always @(posedge clk)
-    \$signal$72  <= _0456_;
-  always @(posedge clk)
-    \pos0$68  <= _0457_;
-  always @(posedge clk)
-    pos1 <= _0458_;
-  always @(posedge clk)
-    pos2 <= _0459_;
-  always @(posedge clk)
-    done <= _0460_;
-  assign en = ~ \$signal ;
-  assign _0000_ = ~ \$signal ;
-  assign _0091_ = op_valid & _0000_;
-  assign _0278_ = ~ \$signal ;
-  assign _0368_ = credit & _0278_;
-  assign _0462_ = step == 1'h1;
-  assign active = \issue.valid  | \$signal ;
-  assign _0488_ = $signed(d1_0) >= $signed(1'h0);
-  assign _0001_ = 1'h0 + _0488_;
-  assign _0011_ = $signed(d2_0) >= $signed(1'h0);
-  assign _0019_ = _0001_ + _0011_;
-  assign _0027_ = $signed(d3_0) >= $signed(1'h0);
-  assign _0034_ = _0019_ + _0027_;
-  assign _0042_ = $signed(d4_0) >= $signed(1'h0);
-  assign _0050_ = _0034_ + _0042_;
-  assign _0060_ = $signed(d1_0) >= $signed(1'h0);
-  assign _0070_ = $signed(d2_0) >= $signed(1'h0);
-  assign _0081_ = $signed(d3_0) >= $signed(1'h0);
-  assign _0092_ = $signed(d4_0) >= $signed(1'h0);
-  assign _0102_ = st6[29] ? 15'h0048 : kept0;
-  assign _0122_ = $signed(d1_1) >= $signed(1'h0);
-  assign _0131_ = 1'h0 + _0122_;
-  assign _0139_ = $signed(d2_1) >= $signed(1'h0);
-  assign _0148_ = _0131_ + _0139_;
-  assign _0158_ = $signed(d3_1) >= $signed(1'h0);
-  assign _0168_ = _0148_ + _0158_;
-  assign _0178_ = $signed(d4_1) >= $signed(1'h0);
-  assign _0188_ = _0168_ + _0178_;
-  assign _0197_ = $signed(d1_1) >= $signed(1'h0);
-  assign _0207_ = $signed(d2_1) >= $signed(1'h0);
-  assign _0217_ = $signed(d3_1) >= $signed(1'h0);
-  assign _0226_ = $signed(d4_1) >= $signed(1'h0);
-  assign _0236_ = st6[29] ? 15'h0048 : kept1;
-  assign _0252_ = $signed(d1_2) >= $signed(1'h0);
-  assign _0261_ = 1'h0 + _0252_;
-  assign _0270_ = $signed(d2_2) >= $signed(1'h0);
-  assign _0279_ = _0261_ + _0270_;
-  assign _0287_ = $signed(d3_2) >= $signed(1'h0);
-  assign _0297_ = _0279_ + _0287_;
-  assign _0305_ = $signed(d4_2) >= $signed(1'h0);
-  assign _0314_ = _0297_ + _0305_;
-  assign _0323_ = $signed(d1_2) >= $signed(1'h0);
-  assign _0332_ = $signed(d2_2) >= $signed(1'h0);
-  assign _0340_ = $signed(d3_2) >= $signed(1'h0);
-  assign _0348_ = $signed(d4_2) >= $signed(1'h0);
-  assign _0359_ = st6[29] ? 15'h0048 : kept2;
-  assign _0379_ = $signed(d1_3) >= $signed(1'h0);
-  assign _0390_ = 1'h0 + _0379_;
-  assign _0400_ = $signed(d2_3) >= $signed(1'h0);
-  assign _0410_ = _0390_ + _0400_;
-  assign _0420_ = $signed(d3_3) >= $signed(1'h0);
-  assign _0429_ = _0410_ + _0420_;
-  assign _0440_ = $signed(d4_3) >= $signed(1'h0);
-  assign _0451_ = _0429_ + _0440_;
-  assign _0461_ = $signed(d1_3) >= $signed(1'h0);
-  assign _0463_ = $signed(d2_3) >= $signed(1'h0);
-  assign _0464_ = $signed(d3_3) >= $signed(1'h0);
-  assign _0465_ = $signed(d4_3) >= $signed(1'h0);
-  assign _0466_ = st6[29] ? 15'h0048 : kept3;
-  assign _0467_ = ! st7[1];
-  assign _0468_ = _0467_ & st7[2];
-  assign _0469_ = ~ _0468_;
-  assign _0470_ = st7[0] & _0469_;
-  assign { _0471_[3:1], v_wr__en } = _0470_ ? 4'hf : 4'h0;
-  assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign _0472_ = st7[0] & st7[1];
-  assign _0473_ = ~ \$signal$72 ;
-  assign dropped = _0472_ & _0473_;
-  assign _0474_ = | \$signal$76 [2:0];
-  assign _0475_ = ~ done[0];
-  assign pending[0] = _0474_ & _0475_;
-  assign _0476_ = | \$signal$76 [5:3];
-  assign _0477_ = ~ done[1];
-  assign pending[1] = _0476_ & _0477_;
-  assign _0478_ = | \$signal$76 [8:6];
-  assign _0479_ = ~ done[2];
-  assign pending[2] = _0478_ & _0479_;
-  assign _0480_ = | \$signal$76 [11:9];
-  assign _0481_ = ~ done[3];
-  assign pending[3] = _0480_ & _0481_;
-  assign _0482_ = \$signal$76 [13:12] * 3'h4;
-  assign { _0483_[5:4], o__payload[3:0] } = _0482_ + lane;
-  assign _0484_ = | pending;
-  assign _0486_ = pending - 1'h1;
-  assign _0487_ = { 1'h0, pending } & _0486_;
-  assign _0489_ = ! _0487_;
-  assign _0490_ = ~ \$signal$76 [20];
-  assign _0491_ = _0489_ & _0490_;
-  assign _0492_ = used + sweep_now;
-  assign _0493_ = _0492_ - dropped;
-  assign _0494_ = \$signal$83  & \$signal$80 ;
-  assign _0495_ = $signed(_0493_) - $signed({ 1'h0, _0494_ });
-  assign _0496_ = used <= 10'h208;
-  assign _0002_ = ~ \$signal ;
-  assign _0003_ = credit & _0002_;
-  assign _0004_ = step == 1'h1;
-  assign _0005_ = step + 1'h1;
-  assign _0006_ = sweep_addr + 1'h1;
-  assign _0007_ = sweep_addr == 8'hfe;
-  assign _0008_ = sweep_now & \issue.end ;
-  assign _0009_ = sweep_now & \issue.end ;
-  assign _0010_ = _0009_ | \$signal$88 ;
-  assign _0012_ = pos0 == 2'h3;
-  assign _0013_ = pos0 + 1'h1;
-  assign _0014_ = st2[22] ? { w1_0[7], w1_0[7:0] } : 9'h000;
-  assign _0015_ = $signed(1'h0) + $signed(_0014_);
-  assign _0016_ = st2[23] ? { w1_0[7:0], 1'h0 } : 9'h000;
-  assign _0017_ = $signed(_0015_) + $signed(_0016_);
-  assign _0018_ = st2[22] ? { w1_0[15], w1_0[15:8] } : 9'h000;
-  assign _0020_ = $signed(1'h0) + $signed(_0018_);
-  assign _0021_ = st2[23] ? { w1_0[15:8], 1'h0 } : 9'h000;
-  assign _0022_ = $signed(_0020_) + $signed(_0021_);
-  assign _0023_ = st2[22] ? { w1_0[23], w1_0[23:16] } : 9'h000;
-  assign _0024_ = $signed(1'h0) + $signed(_0023_);
-  assign _0025_ = st2[23] ? { w1_0[23:16], 1'h0 } : 9'h000;
-  assign _0026_ = $signed(_0024_) + $signed(_0025_);
-  assign _0028_ = st2[22] ? { w1_0[31], w1_0[31:24] } : 9'h000;
-  assign _0029_ = $signed(1'h0) + $signed(_0028_);
-  assign _0030_ = st2[23] ? { w1_0[31:24], 1'h0 } : 9'h000;
-  assign _0031_ = $signed(_0029_) + $signed(_0030_);
-  assign _0032_ = st2[24] ? { w1_0[7], w1_0[7:0], 2'h0 } : 11'h000;
-  assign _0033_ = $signed(1'h0) + $signed(_0032_);
-  assign _0035_ = st2[24] ? { w1_0[15], w1_0[15:8], 2'h0 } : 11'h000;
-  assign _0036_ = $signed(1'h0) + $signed(_0035_);
-  assign _0037_ = st2[24] ? { w1_0[23], w1_0[23:16], 2'h0 } : 11'h000;
-  assign _0038_ = $signed(1'h0) + $signed(_0037_);
-  assign _0039_ = st2[24] ? { w1_0[31], w1_0[31:24], 2'h0 } : 11'h000;
-  assign _0040_ = $signed(1'h0) + $signed(_0039_);
-  assign _0041_ = $signed(1'h0) + $signed(w2_0_0_0);
-  assign _0043_ = $signed(_0041_) + $signed(w2_0_2_0);
-  assign _0044_ = $signed(1'h0) + $signed(w2_0_0_1);
-  assign _0045_ = $signed(_0044_) + $signed(w2_0_2_1);
-  assign _0046_ = $signed(1'h0) + $signed(w2_0_0_2);
-  assign _0047_ = $signed(_0046_) + $signed(w2_0_2_2);
-  assign _0048_ = $signed(1'h0) + $signed(w2_0_0_3);
-  assign _0049_ = $signed(_0048_) + $signed(w2_0_2_3);
-  assign _0051_ = st2[11:4] == st3[11:4];
-  assign _0052_ = ! st3[1];
-  assign _0053_ = _0051_ & _0052_;
-  assign _0054_ = ! st3[1];
-  assign _0055_ = _0054_ & st3[2];
-  assign _0056_ = ~ _0055_;
-  assign _0057_ = st3[0] & _0056_;
-  assign _0058_ = _0053_ & _0057_;
-  assign _0059_ = st2[11:4] == st3[11:4];
-  assign _0061_ = ! st3[1];
-  assign _0062_ = _0059_ & _0061_;
-  assign _0063_ = ! st3[1];
-  assign _0064_ = _0063_ & st3[2];
-  assign _0065_ = st3[1] & st3[29];
-  assign _0066_ = _0064_ | _0065_;
-  assign _0067_ = st3[0] & _0066_;
-  assign _0068_ = _0062_ & _0067_;
-  assign _0069_ = st2[11:4] == st4[11:4];
-  assign _0071_ = ! st4[1];
-  assign _0072_ = _0069_ & _0071_;
-  assign _0073_ = ! st4[1];
-  assign _0074_ = _0073_ & st4[2];
-  assign _0075_ = ~ _0074_;
-  assign _0076_ = st4[0] & _0075_;
-  assign _0077_ = _0072_ & _0076_;
-  assign _0078_ = st2[11:4] == st4[11:4];
-  assign _0079_ = ! st4[1];
-  assign _0080_ = _0078_ & _0079_;
-  assign _0082_ = ! st4[1];
-  assign _0083_ = _0082_ & st4[2];
-  assign _0084_ = st4[1] & st4[29];
-  assign _0085_ = _0083_ | _0084_;
-  assign _0086_ = st4[0] & _0085_;
-  assign _0087_ = _0080_ & _0086_;
-  assign _0088_ = st2[11:4] == st5[11:4];
-  assign _0089_ = ! st5[1];
-  assign _0090_ = _0089_ & st5[2];
-  assign _0093_ = ~ _0090_;
-  assign _0094_ = st5[0] & _0093_;
-  assign _0095_ = _0088_ & _0094_;
-  assign _0096_ = st2[11:4] == st5[11:4];
-  assign _0097_ = ! st5[1];
-  assign _0098_ = _0097_ & st5[2];
-  assign _0099_ = st5[1] & st5[29];
-  assign _0100_ = _0098_ | _0099_;
-  assign _0101_ = st5[0] & _0100_;
-  assign _0103_ = _0096_ & _0101_;
-  assign _0104_ = st2[11:4] == st6[11:4];
-  assign _0105_ = ! st6[1];
-  assign _0106_ = _0105_ & st6[2];
-  assign _0107_ = ~ _0106_;
-  assign _0108_ = st6[0] & _0107_;
-  assign _0109_ = _0104_ & _0108_;
-  assign _0110_ = st2[11:4] == st6[11:4];
-  assign _0111_ = ! st6[1];
-  assign _0112_ = _0111_ & st6[2];
-  assign _0113_ = st6[1] & st6[29];
-  assign _0114_ = _0112_ | _0113_;
-  assign _0115_ = st6[0] & _0114_;
-  assign _0116_ = _0110_ & _0115_;
-  assign _0117_ = st2[11:4] == st7[11:4];
-  assign _0118_ = ! st7[1];
-  assign _0119_ = _0118_ & st7[2];
-  assign _0120_ = ~ _0119_;
-  assign _0121_ = st7[0] & _0120_;
-  assign _0123_ = _0117_ & _0121_;
-  assign _0124_ = st2[11:4] == st7[11:4];
-  assign _0125_ = ! st7[1];
-  assign _0126_ = _0125_ & st7[2];
-  assign _0127_ = st7[1] & st7[29];
-  assign _0128_ = _0126_ | _0127_;
-  assign _0129_ = st7[0] & _0128_;
-  assign _0130_ = _0124_ & _0129_;
-  assign _0132_ = ! st3[1];
-  assign _0133_ = _0132_ & st3[2];
-  assign _0134_ = ~ _0133_;
-  assign _0135_ = hit_v1 & _0134_;
-  assign _0136_ = ! st3[1];
-  assign _0137_ = _0136_ & st3[2];
-  assign _0138_ = hit_c1 & _0137_;
-  assign _0140_ = _0135_ | _0138_;
-  assign _0141_ = ~ hit_v1;
-  assign _0142_ = hit_v2 & _0141_;
-  assign _0143_ = ! st3[1];
-  assign _0144_ = _0143_ & st3[2];
-  assign _0145_ = ~ _0144_;
-  assign _0146_ = _0142_ & _0145_;
-  assign _0147_ = ~ hit_c1;
-  assign _0149_ = hit_c2 & _0147_;
-  assign _0150_ = ! st3[1];
-  assign _0151_ = _0150_ & st3[2];
-  assign _0152_ = _0149_ & _0151_;
-  assign _0153_ = _0146_ | _0152_;
-  assign _0154_ = hit_v1 | hit_v2;
-  assign _0155_ = ~ _0154_;
-  assign _0156_ = hit_v3 & _0155_;
-  assign _0157_ = ! st3[1];
-  assign _0159_ = _0157_ & st3[2];
-  assign _0160_ = ~ _0159_;
-  assign _0161_ = _0156_ & _0160_;
-  assign _0162_ = hit_v1 | hit_v2;
-  assign _0163_ = _0162_ | hit_v3;
-  assign _0164_ = ~ _0163_;
-  assign _0165_ = hit_v4 & _0164_;
-  assign _0166_ = ! st3[1];
-  assign _0167_ = _0166_ & st3[2];
-  assign _0169_ = ~ _0167_;
-  assign _0170_ = _0165_ & _0169_;
-  assign _0171_ = hit_v1 | hit_v2;
-  assign _0172_ = _0171_ | hit_v3;
-  assign _0173_ = _0172_ | hit_v4;
-  assign _0174_ = ~ _0173_;
-  assign _0175_ = hit_v5 & _0174_;
-  assign _0176_ = ! st3[1];
-  assign _0177_ = _0176_ & st3[2];
-  assign _0179_ = ~ _0177_;
-  assign _0180_ = _0175_ & _0179_;
-  assign _0181_ = hit_v1 | hit_v2;
-  assign _0182_ = _0181_ | hit_v3;
-  assign _0183_ = _0182_ | hit_v4;
-  assign _0184_ = _0183_ | hit_v5;
-  assign _0185_ = ~ _0184_;
-  assign _0186_ = ! st3[1];
-  assign _0187_ = _0186_ & st3[2];
-  assign _0189_ = ~ _0187_;
-  assign _0190_ = _0185_ & _0189_;
-  assign _0191_ = hit_c1 | hit_c2;
-  assign _0192_ = ~ _0191_;
-  assign _0193_ = hit_c3 & _0192_;
-  assign _0194_ = ! st3[1];
-  assign _0195_ = _0194_ & st3[2];
-  assign _0196_ = _0193_ & _0195_;
-  assign _0198_ = hit_c1 | hit_c2;
-  assign _0199_ = _0198_ | hit_c3;
-  assign _0200_ = ~ _0199_;
-  assign _0201_ = hit_c4 & _0200_;
-  assign _0202_ = ! st3[1];
-  assign _0203_ = _0202_ & st3[2];
-  assign _0204_ = _0201_ & _0203_;
-  assign _0205_ = hit_c1 | hit_c2;
-  assign _0206_ = _0205_ | hit_c3;
-  assign _0208_ = _0206_ | hit_c4;
-  assign _0209_ = ~ _0208_;
-  assign _0210_ = hit_c5 & _0209_;
-  assign _0211_ = ! st3[1];
-  assign _0212_ = _0211_ & st3[2];
-  assign _0213_ = _0210_ & _0212_;
-  assign _0214_ = hit_c1 | hit_c2;
-  assign _0215_ = _0214_ | hit_c3;
-  assign _0216_ = _0215_ | hit_c4;
-  assign _0218_ = _0216_ | hit_c5;
-  assign _0219_ = ~ _0218_;
-  assign _0220_ = ! st3[1];
-  assign _0221_ = _0220_ & st3[2];
-  assign _0222_ = _0219_ & _0221_;
-  assign _0223_ = ! st3[1];
-  assign _0224_ = \$signal$126 [0] ? \$signal$128 [15:0] : 16'h0000;
-  assign _0225_ = \$signal$126 [1] ? \$signal$37 [15:0] : 16'h0000;
-  assign _0227_ = _0224_ | _0225_;
-  assign _0228_ = \$signal$126 [2] ? v_wr__data[14:0] : 15'h0000;
-  assign _0229_ = _0227_ | { _0228_[14], _0228_ };
-  assign _0230_ = \$signal$126 [3] ? res8[14:0] : 15'h0000;
-  assign _0231_ = _0229_ | { _0230_[14], _0230_ };
-  assign _0232_ = \$signal$126 [4] ? res9[14:0] : 15'h0000;
-  assign _0233_ = _0231_ | { _0232_[14], _0232_ };
-  assign _0234_ = \$signal$126 [5] ? v_raw[14:0] : 15'h0000;
-  assign _0235_ = _0233_ | { _0234_[14], _0234_ };
-  assign _0237_ = \$signal$126 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0238_ = _0235_ | { _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_ };
-  assign _0239_ = \$signal$126 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _0240_ = _0238_ | { _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_ };
-  assign _0241_ = \$signal$127 [0] ? addend[11:0] : 12'h000;
-  assign _0242_ = \$signal$127 [1] ? b_raw[11:0] : 12'h000;
-  assign _0243_ = _0241_ | _0242_;
-  assign _0244_ = \$signal$127 [2] ? \$signal$128 [15:0] : 16'h0000;
-  assign _0245_ = { _0243_[11], _0243_[11], _0243_[11], _0243_[11], _0243_ } | _0244_;
-  assign _0246_ = \$signal$127 [3] ? \$signal$37 [15:0] : 16'h0000;
-  assign _0247_ = _0245_ | _0246_;
-  assign _0248_ = \$signal$127 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0249_ = _0247_ | { _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_ };
-  assign _0250_ = \$signal$127 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _0251_ = _0249_ | { _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_ };
-  assign _0253_ = $signed(_0240_) + $signed(_0251_);
-  assign _0254_ = \$signal$126 [0] ? \$signal$128 [31:16] : 16'h0000;
-  assign _0255_ = \$signal$126 [1] ? \$signal$37 [31:16] : 16'h0000;
-  assign _0256_ = _0254_ | _0255_;
-  assign _0257_ = \$signal$126 [2] ? v_wr__data[29:15] : 15'h0000;
-  assign _0258_ = _0256_ | { _0257_[14], _0257_ };
-  assign _0259_ = \$signal$126 [3] ? res8[29:15] : 15'h0000;
-  assign _0260_ = _0258_ | { _0259_[14], _0259_ };
-  assign _0262_ = \$signal$126 [4] ? res9[29:15] : 15'h0000;
-  assign _0263_ = _0260_ | { _0262_[14], _0262_ };
-  assign _0264_ = \$signal$126 [5] ? v_raw[29:15] : 15'h0000;
-  assign _0265_ = _0263_ | { _0264_[14], _0264_ };
-  assign _0266_ = \$signal$126 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0267_ = _0265_ | { _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_ };
-  assign _0268_ = \$signal$126 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0269_ = _0267_ | { _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_ };
-  assign _0271_ = \$signal$127 [0] ? addend[23:12] : 12'h000;
-  assign _0272_ = \$signal$127 [1] ? b_raw[23:12] : 12'h000;
-  assign _0273_ = _0271_ | _0272_;
-  assign _0274_ = \$signal$127 [2] ? \$signal$128 [31:16] : 16'h0000;
-  assign _0275_ = { _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_ } | _0274_;
-  assign _0276_ = \$signal$127 [3] ? \$signal$37 [31:16] : 16'h0000;
-  assign _0277_ = _0275_ | _0276_;
-  assign _0280_ = \$signal$127 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0281_ = _0277_ | { _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_ };
-  assign _0282_ = \$signal$127 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0283_ = _0281_ | { _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_ };
-  assign _0284_ = $signed(_0269_) + $signed(_0283_);
-  assign _0497_ = o__ready ? 4'h0 : done;
-  assign _0498_ = _0381_ ? (* full_case = 32'd1 *) 4'h0 : _0383_[3:0];
-  assign _0499_ = o__ready ? _0498_ : done;
-  assign _0500_ = _0375_ ? (* full_case = 32'd1 *) _0499_ : _0497_;
-  assign _0501_ = \$signal$80  ? _0500_ : done;
-  assign _0460_ = rst ? 4'h0 : _0501_;
-  assign _0502_ = _0371_ ? (* full_case = 32'd1 *) 3'h0 : _0372_[2:0];
-  assign _0503_ = _0370_ ? _0502_ : pos2;
-  assign _0504_ = _0369_ ? _0503_ : pos2;
-  assign _0505_ = st7[31] ? (* full_case = 32'd1 *) 3'h0 : _0504_;
-  assign _0506_ = _0367_ ? _0505_ : pos2;
-  assign _0459_ = rst ? 3'h0 : _0506_;
-  assign _0507_ = _0370_ ? (* full_case = 32'd1 *) 3'h0 : _0373_[2:0];
-  assign _0508_ = _0369_ ? _0507_ : pos1;
-  assign _0509_ = st7[31] ? (* full_case = 32'd1 *) 3'h0 : _0508_;
-  assign _0510_ = _0367_ ? _0509_ : pos1;
-  assign _0458_ = rst ? 3'h0 : _0510_;
-  assign _0511_ = _0369_ ? (* full_case = 32'd1 *) 2'h0 : _0374_[1:0];
-  assign _0512_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _0511_;
-  assign _0513_ = _0367_ ? _0512_ : \pos0$68 ;
-  assign _0457_ = rst ? 2'h0 : _0513_;
-  assign _0456_ = rst ? 1'h0 : _0366_;
-  assign _0455_ = rst ? 21'h000000 : { st6[31], 8'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign _0454_ = rst ? 60'h000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign _0453_ = rst ? 15'h0000 : _0363_[14:0];
-  assign _0452_ = rst ? 15'h0000 : _0362_[14:0];
-  assign _0450_ = rst ? 15'h0000 : _0361_[14:0];
-  assign _0449_ = rst ? 15'h0000 : _0360_[14:0];
-  assign _0448_ = rst ? 15'h0000 : _0358_[14:0];
-  assign _0447_ = rst ? 15'h0000 : _0357_[14:0];
-  assign _0446_ = rst ? 15'h0000 : _0356_[14:0];
-  assign _0445_ = rst ? 15'h0000 : _0355_[14:0];
-  assign _0444_ = rst ? 15'h0000 : _0354_[14:0];
-  assign _0443_ = rst ? 15'h0000 : _0353_[14:0];
-  assign _0442_ = rst ? 15'h0000 : _0352_[14:0];
-  assign _0441_ = rst ? 15'h0000 : _0351_[14:0];
-  assign _0439_ = rst ? 15'h0000 : _0350_[14:0];
-  assign _0438_ = rst ? 15'h0000 : _0349_[14:0];
-  assign _0437_ = rst ? 15'h0000 : _0347_[14:0];
-  assign _0436_ = rst ? 15'h0000 : _0346_[14:0];
-  assign _0435_[63:48] = rst ? 16'h0000 : \$signal$128 [63:48];
-  assign _0435_[31:16] = rst ? 16'h0000 : \$signal$128 [31:16];
-  assign _0435_[15:0] = rst ? 16'h0000 : \$signal$128 [15:0];
-  assign _0435_[47:32] = rst ? 16'h0000 : \$signal$128 [47:32];
-  assign _0434_[63:48] = rst ? 16'h0000 : _0345_[15:0];
-  assign _0434_[31:16] = rst ? 16'h0000 : _0284_[15:0];
-  assign _0434_[15:0] = rst ? 16'h0000 : _0253_[15:0];
-  assign _0434_[47:32] = rst ? 16'h0000 : _0315_[15:0];
-  assign _0433_ = rst ? 8'h00 : { 6'h00, st3[1], _0223_ };
-  assign _0432_ = rst ? 10'h000 : { _0222_, _0213_, _0204_, _0196_, _0190_, _0180_, _0170_, _0161_, _0153_, _0140_ };
-  assign _0431_ = rst ? 1'h0 : _0130_;
-  assign _0430_ = rst ? 1'h0 : _0123_;
-  assign _0428_ = rst ? 1'h0 : _0116_;
-  assign _0427_ = rst ? 1'h0 : _0109_;
-  assign _0426_ = rst ? 1'h0 : _0103_;
-  assign _0425_ = rst ? 1'h0 : _0095_;
-  assign _0424_ = rst ? 1'h0 : _0087_;
-  assign _0423_ = rst ? 1'h0 : _0077_;
-  assign _0422_ = rst ? 1'h0 : _0068_;
-  assign _0421_ = rst ? 1'h0 : _0058_;
-  assign _0419_ = rst ? 4'h0 : cres8;
-  assign _0418_ = rst ? 60'h000000000000000 : res8;
-  assign _0417_ = rst ? 60'h000000000000000 : v_wr__data;
-  assign _0416_ = rst ? 48'h000000000000 : b_rd__data;
-  assign _0415_ = rst ? 60'h000000000000000 : \$signature__data$106 ;
-  assign _0514_ = st3[21] ? addend[47:36] : _0049_[11:0];
-  assign _0414_[47:36] = rst ? 12'h000 : _0514_;
-  assign _0515_ = st3[21] ? addend[23:12] : _0045_[11:0];
-  assign _0414_[23:12] = rst ? 12'h000 : _0515_;
-  assign _0516_ = st3[21] ? addend[11:0] : _0043_[11:0];
-  assign _0414_[11:0] = rst ? 12'h000 : _0516_;
-  assign _0517_ = st3[21] ? addend[35:24] : _0047_[11:0];
-  assign _0414_[35:24] = rst ? 12'h000 : _0517_;
-  assign _0413_ = rst ? 12'h000 : _0040_;
-  assign _0412_ = rst ? 12'h000 : _0038_;
-  assign _0411_ = rst ? 12'h000 : _0036_;
-  assign _0409_ = rst ? 12'h000 : _0033_;
-  assign _0408_ = rst ? 11'h000 : _0031_;
-  assign _0407_ = rst ? 11'h000 : _0026_;
-  assign _0406_ = rst ? 11'h000 : _0022_;
-  assign _0405_ = rst ? 11'h000 : _0017_;
-  assign _0404_ = rst ? 32'd0 : \$signature__data ;
-  assign _0403_ = rst ? 34'h000000000 : st6;
-  assign _0402_ = rst ? 34'h000000000 : st5;
-  assign _0401_ = rst ? 34'h000000000 : st4;
-  assign _0399_ = rst ? 34'h000000000 : st3;
-  assign _0398_ = rst ? 34'h000000000 : st2;
-  assign _0397_ = rst ? 34'h000000000 : st1;
-  assign _0396_ = rst ? 34'h000000000 : st0;
-  assign _0395_ = rst ? 34'h000000000 : { pos0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
-  assign _0518_ = _0012_ ? (* full_case = 32'd1 *) 2'h0 : _0013_[1:0];
-  assign _0519_ = \issue.end  ? (* full_case = 32'd1 *) 2'h0 : _0518_;
-  assign _0520_ = sweep_now ? _0519_ : pos0;
-  assign _0394_ = rst ? 2'h0 : _0520_;
-  assign _0393_ = rst ? 1'h0 : _0010_;
-  assign _0392_ = rst ? 1'h0 : _0008_;
-  assign _0521_ = _0004_ ? 2'h0 : fire_k;
-  assign _0522_ = sweep_last ? _0521_ : fire_k;
-  assign _0523_ = _0003_ ? _0522_ : fire_k;
-  assign _0524_ = fsm_state ? (* full_case = 32'd1 *) _0523_ : fire_k;
-  assign _0391_ = rst ? 2'h0 : _0524_;
-  assign _0525_ = _0004_ ? (* full_case = 32'd1 *) 2'h0 : _0005_[1:0];
-  assign _0526_ = sweep_last ? _0525_ : step;
-  assign _0527_ = _0003_ ? _0526_ : step;
-  assign _0528_ = fsm_state ? (* full_case = 32'd1 *) _0527_ : step;
-  assign _0389_ = rst ? 2'h0 : _0528_;
-  assign _0529_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0007_;
-  assign _0530_ = _0003_ ? _0529_ : sweep_last;
-  assign _0531_ = fsm_state ? (* full_case = 32'd1 *) _0530_ : sweep_last;
-  assign _0388_ = rst ? 1'h0 : _0531_;
-  assign _0532_ = sweep_last ? (* full_case = 32'd1 *) 8'h00 : _0006_[7:0];
-  assign _0533_ = _0003_ ? _0532_ : sweep_addr;
-  assign _0534_ = fsm_state ? (* full_case = 32'd1 *) _0533_ : sweep_addr;
-  assign _0387_ = rst ? 8'h00 : _0534_;
-  assign _0535_ = sweep_last ? 1'h0 : fsm_state;
-  assign _0536_ = _0003_ ? _0535_ : fsm_state;
-  function [0:0] _1208_;
-    input [0:0] a;
-    input [1:0] b;
-    input [1:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _1208_ = b[0:0];
-      2'b1?:
-        _1208_ = b[1:1];
-      default:
-        _1208_ = a;
-    endcase
-  endfunction
-  assign _0537_ = _1208_(fsm_state, { _0540_, _0536_ }, { _0541_, fsm_state });
-  assign _0538_ = op_valid ? fsm_state : 1'h1;
-  assign _0539_ = i0__payload[12] ? _0538_ : fsm_state;
-  assign _0540_ = i0__valid ? _0539_ : fsm_state;
-  assign _0541_ = ~ (* full_case = 32'd1 *) fsm_state;
-  assign _0386_ = rst ? 1'h0 : _0537_;
-  assign _0385_ = rst ? 1'h0 : _0496_;
-  assign _0384_ = rst ? 10'h000 : _0495_[9:0];
-  assign _0542_ = o__ready ? 1'h1 : 1'h0;
-  assign _0543_ = _0491_ ? 1'h1 : 1'h0;
-  assign _0544_ = o__ready ? _0543_ : 1'h0;
-  assign _0545_ = _0484_ ? (* full_case = 32'd1 *) _0544_ : _0542_;
-  assign \$signal$83  = \$signal$80  ? _0545_ : 1'h0;
-  assign o__valid = \$signal$80  ? 1'h1 : 1'h0;
-  assign _0546_ = _0484_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
-  assign \o__payload.end  = \$signal$80  ? _0546_ : 1'h0;
-  assign _0547_ = _0484_ ? (* full_case = 32'd1 *) _0485_ : 3'h0;
-  assign \o__payload.count  = \$signal$80  ? _0547_ : 3'h0;
-  assign _0548_ = pending[3] ? 2'h3 : 2'h0;
-  assign _0549_ = pending[2] ? 2'h2 : _0548_;
-  assign _0550_ = pending[1] ? 2'h1 : _0549_;
-  assign lane = pending[0] ? 2'h0 : _0550_;
-  assign _0551_ = _0461_ ? d1_3 : \$signal$37 [62:48];
-  assign _0552_ = _0463_ ? d2_3 : _0551_;
-  assign _0553_ = _0464_ ? d3_3 : _0552_;
-  assign _0554_ = _0465_ ? d4_3 : _0553_;
-  assign kept3 = st6[1] ? (* full_case = 32'd1 *) _0554_ : 15'h0000;
-  assign _0555_ = _0323_ ? d1_2 : \$signal$37 [46:32];
-  assign _0556_ = _0332_ ? d2_2 : _0555_;
-  assign _0557_ = _0340_ ? d3_2 : _0556_;
-  assign _0558_ = _0348_ ? d4_2 : _0557_;
-  assign kept2 = st6[1] ? (* full_case = 32'd1 *) _0558_ : 15'h0000;
-  assign _0559_ = _0197_ ? d1_1 : \$signal$37 [30:16];
-  assign _0560_ = _0207_ ? d2_1 : _0559_;
-  assign _0561_ = _0217_ ? d3_1 : _0560_;
-  assign _0562_ = _0226_ ? d4_1 : _0561_;
-  assign kept1 = st6[1] ? (* full_case = 32'd1 *) _0562_ : 15'h0000;
-  assign _0563_ = _0060_ ? d1_0 : \$signal$37 [14:0];
-  assign _0564_ = _0070_ ? d2_0 : _0563_;
-  assign _0565_ = _0081_ ? d3_0 : _0564_;
-  assign _0566_ = _0092_ ? d4_0 : _0565_;
-  assign kept0 = st6[1] ? (* full_case = 32'd1 *) _0566_ : 15'h0000;
-  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0451_[2:0] : 3'h0;
-  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0314_[2:0] : 3'h0;
-  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0188_[2:0] : 3'h0;
-  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0050_[2:0] : 3'h0;
-  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0466_ : \$signal$37 [62:48];
-  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0359_ : \$signal$37 [46:32];
-  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0236_ : \$signal$37 [30:16];
-  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0102_ : \$signal$37 [14:0];
-  assign _0567_ = _0368_ ? 1'h1 : 1'h0;
-  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _0567_ : 1'h0;
-  assign _0568_ = ready ? 1'h1 : 1'h0;
-  assign _0569_ = i0__payload[12] ? 1'h0 : _0568_;
-  assign _0570_ = i0__valid ? _0569_ : 1'h0;
-  assign load = fsm_state ? 1'h0 : _0570_;
-  assign _0571_ = ready ? 1'h1 : 1'h0;
-  assign _0572_ = op_valid ? 1'h0 : 1'h1;
-  assign _0573_ = i0__payload[12] ? _0572_ : _0571_;
-  assign _0574_ = i0__valid ? _0573_ : 1'h0;
-  assign i0__ready = fsm_state ? 1'h0 : _0574_;
-  assign _0575_ = _0368_ ? sweep_last : 1'h0;
-  assign \issue.end  = fsm_state ? (* full_case = 32'd1 *) _0575_ : 1'h0;
-  assign _0576_ = _0368_ ? fire_k[0] : 1'h0;
-  assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _0576_ : 1'h0;
-  assign _0577_ = _0368_ ? _0462_ : 1'h0;
-  assign \issue.last_step  = fsm_state ? (* full_case = 32'd1 *) _0577_ : 1'h0;
-  assign \issue.shift  = _0091_ ? op_shift : 4'h0;
-  assign \issue.count  = _0091_ ? op_count : 3'h0;
-  assign \issue.waddr  = _0091_ ? op_waddr : 9'h000;
-  assign _0578_ = _0091_ ? op_addr : 8'h00;
-  assign _0579_ = _0368_ ? sweep_addr : _0578_;
-  assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _0579_ : _0578_;
-  assign _0580_ = _0368_ ? 1'h1 : 1'h0;
-  assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _0580_ : 1'h0;
-  assign _0581_ = _0091_ ? 1'h1 : 1'h0;
-  assign _0582_ = _0368_ ? 1'h1 : _0581_;
-  assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _0582_ : _0581_;
-  function [2:0] _1286_;
-    input [2:0] a;
-    input [11:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _1286_ = b[2:0];
-      4'b??1?:
-        _1286_ = b[5:3];
-      4'b?1??:
-        _1286_ = b[8:6];
-      4'b1???:
-        _1286_ = b[11:9];
-      default:
-        _1286_ = a;
-    endcase
-  endfunction
-  assign _0485_ = _1286_(3'hx, { \$signal$76 [2:0], \$signal$76 [5:3], \$signal$76 [8:6], \$signal$76 [11:9] }, { _0586_, _0585_, _0584_, _0583_ });
-  assign _0583_ = lane == (* full_case = 32'd1 *) 2'h3;
-  assign _0584_ = lane == (* full_case = 32'd1 *) 2'h2;
-  assign _0585_ = lane == (* full_case = 32'd1 *) 2'h1;
-  assign _0586_ = ! (* full_case = 32'd1 *) lane;
-  \digits_cnn_gn.engine_conv2.expand0  expand0 (
+    pos2 <= _300_;
+  assign _356_ = _244_ ? (* full_case = 32'd1 *) 3'h0 : _245_[2:0];
+  assign _357_ = _243_ ? _356_ : pos2;
+  assign _358_ = _242_ ? _357_ : pos2;
+  assign _359_ = st7[31] ? (* full_case = 32'd1 *) 3'h0 : _358_;
+  assign _360_ = _241_ ? _359_ : pos2;
+  assign _300_ = rst ? 3'h0 : _360_;
+  assign _361_ = _243_ ? (* full_case = 32'd1 *) 3'h0 : _246_[2:0];
+  assign _362_ = _242_ ? _361_ : pos1;
+  assign _363_ = st7[31] ? (* full_case = 32'd1 *) 3'h0 : _362_;
+  assign _364_ = _241_ ? _363_ : pos1;
+  assign _299_ = rst ? 3'h0 : _364_;
+  assign _365_ = _242_ ? (* full_case = 32'd1 *) 2'h0 : _247_[1:0];
+  assign _366_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _365_;
+  assign _367_ = _241_ ? _366_ : pos0;
+  assign _298_ = rst ? 2'h0 : _367_;
+  assign _297_ = rst ? 1'h0 : _240_;
+  assign _296_ = rst ? 21'h000000 : { st6[31], 8'h00, counts };
+  assign _295_ = rst ? 60'h000000000000000 : result;
+  assign _294_[63:48] = rst ? 16'h0000 : _236_[15:0];
+  assign _294_[31:16] = rst ? 16'h0000 : _176_[15:0];
+  assign _294_[15:0] = rst ? 16'h0000 : _147_[15:0];
+  assign _294_[47:32] = rst ? 16'h0000 : _207_[15:0];
+  assign _293_ = rst ? 8'h00 : { 6'h00, st3[1], _117_ };
+  assign _292_ = rst ? 10'h000 : { _116_, _108_, _099_, _090_, _084_, _075_, _065_, _056_, _049_, _035_ };
+  assign _291_ = rst ? 1'h0 : _027_;
+  assign _290_ = rst ? 1'h0 : _019_;
+  assign _288_ = rst ? 1'h0 : _013_;
+  assign _287_ = rst ? 1'h0 : _005_;
+  assign _286_ = rst ? 1'h0 : _355_;
+  assign _285_ = rst ? 1'h0 : _348_;
+  assign _284_ = rst ? 1'h0 : _341_;
+  assign _283_ = rst ? 1'h0 : _331_;
+  assign _282_ = rst ? 1'h0 : _323_;
+  assign _281_ = rst ? 1'h0 : _313_;
+  assign _280_ = rst ? 4'h0 : cres8;
+  assign _278_ = rst ? 60'h000000000000000 : res8;
+  assign _277_ = rst ? 60'h000000000000000 : res7;
+  assign _276_ = rst ? 48'h000000000000 : b_rd__data;
+  assign _275_ = rst ? 60'h000000000000000 : \$signature__data ;
+  assign _368_ = st3[21] ? addend[47:36] : _304_[11:0];
+  assign _274_[47:36] = rst ? 12'h000 : _368_;
+  assign _369_ = st3[21] ? addend[23:12] : _289_[11:0];
+  assign _274_[23:12] = rst ? 12'h000 : _369_;
+  assign _370_ = st3[21] ? addend[11:0] : _258_[11:0];
+  assign _274_[11:0] = rst ? 12'h000 : _370_;
+  assign _371_ = st3[21] ? addend[35:24] : _302_[11:0];
+  assign _274_[35:24] = rst ? 12'h000 : _371_;
+  assign _273_ = rst ? 12'h000 : _231_;
+  assign _272_ = rst ? 12'h000 : _206_;
+  assign _271_ = rst ? 12'h000 : _181_;
+  assign _270_ = rst ? 12'h000 : _156_;
+  assign _269_ = rst ? 11'h000 : _130_;
+  assign _268_ = rst ? 11'h000 : _074_;
+  assign _267_ = rst ? 11'h000 : _020_;
+  assign _266_ = rst ? 11'h000 : _316_;
+  assign _265_ = rst ? 32'd0 : rd__data;
+  assign _264_ = rst ? 34'h000000000 : st6;
+  assign _263_ = rst ? 34'h000000000 : st5;
+  assign _262_ = rst ? 34'h000000000 : st4;
+  assign _261_ = rst ? 34'h000000000 : st3;
+  assign _260_ = rst ? 34'h000000000 : st2;
+  assign _259_ = rst ? 34'h000000000 : st1;
+  assign _257_ = rst ? 34'h000000000 : st0;
+  assign _256_ = rst ? 34'h000000000 : { ops__payload, ops__valid };
+  \digits_cnn_gn.engine_conv2.datapath.rule  rule (
     .clk(clk),
-    .en(en),
-    .load(load),
-    .op_addr(op_addr),
-    .op_count(op_count),
-    .op_shift(op_shift),
-    .op_valid(op_valid),
-    .op_waddr(op_waddr),
-    .\port$4515$0 (i0__payload[11:0]),
-    .ready(ready),
-    .rst(rst)
-  );
-  \digits_cnn_gn.engine_conv2.queue  queue (
-    .clk(clk),
-    .\port$3903$0 (\$signal$83 ),
-    .\port$4105$0 (\$signal$76 ),
-    .\port$4107$0 (\$signal$80 ),
+    .counts(counts),
+    .r(r6),
+    .result(result),
     .rst(rst),
-    .w_data({ entry7[20], pos1, pos2, \pos0$68 , entry7[11:0] }),
-    .w_en(\$signal$72 )
+    .s6(st6),
+    .val(val5)
   );
-  assign \c_raw[1]  = 1'h0;
-  assign \c_raw[0]  = 1'h0;
-  assign \$signal$128[3]  = \$signal$128 [63:48];
-  assign \$signal$128[2]  = \$signal$128 [47:32];
-  assign \$signal$128[1]  = \$signal$128 [31:16];
-  assign \$signal$128[0]  = \$signal$128 [15:0];
+  assign \entry7.end  = entry7[20];
+  assign \entry7.x  = entry7[19:17];
+  assign \entry7.y  = entry7[16:14];
+  assign \entry7.g  = entry7[13:12];
+  assign \entry7.counts[3]  = entry7[11:9];
+  assign \entry7.counts[2]  = entry7[8:6];
+  assign \entry7.counts[1]  = entry7[5:3];
+  assign \entry7.counts[0]  = entry7[2:0];
+  assign \entry7.counts  = entry7[11:0];
   assign \b6[3]  = b6[47:36];
   assign \b6[2]  = b6[35:24];
   assign \b6[1]  = b6[23:12];
@@ -7761,6 +7999,22 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \$like[2]  = \$like [35:24];
   assign \$like[1]  = \$like [23:12];
   assign \$like[0]  = \$like [11:0];
+  assign \result[3]  = result[59:45];
+  assign \result[2]  = result[44:30];
+  assign \result[1]  = result[29:15];
+  assign \result[0]  = result[14:0];
+  assign \c_raw[3]  = 1'h0;
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[0]  = 1'h0;
+  assign \r6[3]  = r6[63:48];
+  assign \r6[2]  = r6[47:32];
+  assign \r6[1]  = r6[31:16];
+  assign \r6[0]  = r6[15:0];
+  assign \val5[3]  = val5[63:48];
+  assign \val5[2]  = val5[47:32];
+  assign \val5[1]  = val5[31:16];
+  assign \val5[0]  = val5[15:0];
   assign \cres9[3]  = cres9[3];
   assign \cres9[2]  = cres9[2];
   assign \cres9[1]  = cres9[1];
@@ -7777,6 +8031,10 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \res9[2]  = res9[44:30];
   assign \res9[1]  = res9[29:15];
   assign \res9[0]  = res9[14:0];
+  assign \res7[3]  = res7[59:45];
+  assign \res7[2]  = res7[44:30];
+  assign \res7[1]  = res7[29:15];
+  assign \res7[0]  = res7[14:0];
   assign \res8[3]  = res8[59:45];
   assign \res8[2]  = res8[44:30];
   assign \res8[1]  = res8[29:15];
@@ -7785,43 +8043,56 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \b_rd__data[2]  = b_rd__data[35:24];
   assign \b_rd__data[1]  = b_rd__data[23:12];
   assign \b_rd__data[0]  = b_rd__data[11:0];
-  assign \b_raw[3]  = b_raw[47:36];
-  assign \b_raw[2]  = b_raw[35:24];
-  assign \b_raw[1]  = b_raw[23:12];
-  assign \b_raw[0]  = b_raw[11:0];
-  assign \$signature__data$106[3]  = \$signature__data$106 [59:45];
-  assign \$signature__data$106[2]  = \$signature__data$106 [44:30];
-  assign \$signature__data$106[1]  = \$signature__data$106 [29:15];
-  assign \$signature__data$106[0]  = \$signature__data$106 [14:0];
-  assign \v_raw[3]  = v_raw[59:45];
-  assign \v_raw[2]  = v_raw[44:30];
-  assign \v_raw[1]  = v_raw[29:15];
-  assign \v_raw[0]  = v_raw[14:0];
+  assign \$signal$25[3]  = \$signal$25 [47:36];
+  assign \$signal$25[2]  = \$signal$25 [35:24];
+  assign \$signal$25[1]  = \$signal$25 [23:12];
+  assign \$signal$25[0]  = \$signal$25 [11:0];
+  assign \$signature__data[3]  = \$signature__data [59:45];
+  assign \$signature__data[2]  = \$signature__data [44:30];
+  assign \$signature__data[1]  = \$signature__data [29:15];
+  assign \$signature__data[0]  = \$signature__data [14:0];
+  assign \$signal[3]  = \$signal [59:45];
+  assign \$signal[2]  = \$signal [44:30];
+  assign \$signal[1]  = \$signal [29:15];
+  assign \$signal[0]  = \$signal [14:0];
   assign \addend[3]  = addend[47:36];
   assign \addend[2]  = addend[35:24];
   assign \addend[1]  = addend[23:12];
   assign \addend[0]  = addend[11:0];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \rd__data[3]  = rd__data[31:24];
+  assign \rd__data[2]  = rd__data[23:16];
+  assign \rd__data[1]  = rd__data[15:8];
+  assign \rd__data[0]  = rd__data[7:0];
   assign \w1_0[3]  = w1_0[31:24];
   assign \w1_0[2]  = w1_0[23:16];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[0]  = w1_0[7:0];
-  assign \st8.bias_g  = st8[33:32];
-  assign \st8.end  = st8[31];
-  assign \st8.fire_k  = st8[30];
-  assign \st8.last_step  = st8[29];
-  assign \st8.shift  = st8[28:25];
-  assign \st8.count  = st8[24:22];
-  assign \st8.proj  = st8[21];
-  assign \st8.waddr  = st8[20:12];
-  assign \st8.addr  = st8[11:4];
-  assign \st8.bank  = st8[3];
-  assign \st8.cur  = st8[2];
-  assign \st8.kind  = st8[1];
-  assign \st8.valid  = st8[0];
+  assign \st7.bias_g  = st7[33:32];
+  assign \st7.end  = st7[31];
+  assign \st7.fire_k  = st7[30];
+  assign \st7.last_step  = st7[29];
+  assign \st7.shift  = st7[28:25];
+  assign \st7.count  = st7[24:22];
+  assign \st7.proj  = st7[21];
+  assign \st7.waddr  = st7[20:12];
+  assign \st7.addr  = st7[11:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \st6.bias_g  = st6[33:32];
+  assign \st6.end  = st6[31];
+  assign \st6.fire_k  = st6[30];
+  assign \st6.last_step  = st6[29];
+  assign \st6.shift  = st6[28:25];
+  assign \st6.count  = st6[24:22];
+  assign \st6.proj  = st6[21];
+  assign \st6.waddr  = st6[20:12];
+  assign \st6.addr  = st6[11:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
   assign \st5.bias_g  = st5[33:32];
   assign \st5.end  = st5[31];
   assign \st5.fire_k  = st5[30];
@@ -7861,87 +8132,6 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \st3.cur  = st3[2];
   assign \st3.kind  = st3[1];
   assign \st3.valid  = st3[0];
-  assign \st1.bias_g  = st1[33:32];
-  assign \st1.end  = st1[31];
-  assign \st1.fire_k  = st1[30];
-  assign \st1.last_step  = st1[29];
-  assign \st1.shift  = st1[28:25];
-  assign \st1.count  = st1[24:22];
-  assign \st1.proj  = st1[21];
-  assign \st1.waddr  = st1[20:12];
-  assign \st1.addr  = st1[11:4];
-  assign \st1.bank  = st1[3];
-  assign \st1.cur  = st1[2];
-  assign \st1.kind  = st1[1];
-  assign \st1.valid  = st1[0];
-  assign \o__payload.x  = \$signal$76 [19:17];
-  assign \o__payload.y  = \$signal$76 [16:14];
-  assign \o__payload.c  = o__payload[3:0];
-  assign \entry.end  = st6[31];
-  assign \entry.x  = 3'h0;
-  assign \entry.y  = 3'h0;
-  assign \entry.g  = 2'h0;
-  assign \entry.counts  = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign \entry7.end  = entry7[20];
-  assign \entry7.x  = entry7[19:17];
-  assign \entry7.y  = entry7[16:14];
-  assign \entry7.g  = entry7[13:12];
-  assign \entry7.counts[3]  = entry7[11:9];
-  assign \entry7.counts[2]  = entry7[8:6];
-  assign \entry7.counts[1]  = entry7[5:3];
-  assign \entry7.counts[0]  = entry7[2:0];
-  assign \entry7.counts  = entry7[11:0];
-  assign \written.end  = entry7[20];
-  assign \written.x  = pos1;
-  assign \written.y  = pos2;
-  assign \written.g  = \pos0$68 ;
-  assign \written.counts[3]  = entry7[11:9];
-  assign \written.counts[2]  = entry7[8:6];
-  assign \written.counts[1]  = entry7[5:3];
-  assign \written.counts[0]  = entry7[2:0];
-  assign \written.counts  = entry7[11:0];
-  assign \res7[3]  = v_wr__data[59:45];
-  assign \res7[2]  = v_wr__data[44:30];
-  assign \res7[1]  = v_wr__data[29:15];
-  assign \res7[0]  = v_wr__data[14:0];
-  assign \v_wr__data[3]  = v_wr__data[59:45];
-  assign \v_wr__data[2]  = v_wr__data[44:30];
-  assign \v_wr__data[1]  = v_wr__data[29:15];
-  assign \v_wr__data[0]  = v_wr__data[14:0];
-  assign \st7.bias_g  = st7[33:32];
-  assign \st7.end  = st7[31];
-  assign \st7.fire_k  = st7[30];
-  assign \st7.last_step  = st7[29];
-  assign \st7.shift  = st7[28:25];
-  assign \st7.count  = st7[24:22];
-  assign \st7.proj  = st7[21];
-  assign \st7.waddr  = st7[20:12];
-  assign \st7.addr  = st7[11:4];
-  assign \st7.bank  = st7[3];
-  assign \st7.cur  = st7[2];
-  assign \st7.kind  = st7[1];
-  assign \st7.valid  = st7[0];
-  assign \out_counts[3]  = \entry.counts[3] ;
-  assign \out_counts[2]  = \entry.counts[2] ;
-  assign \out_counts[1]  = \entry.counts[1] ;
-  assign \out_counts[0]  = \entry.counts[0] ;
-  assign \$signal$37[3]  = \$signal$37 [63:48];
-  assign \$signal$37[2]  = \$signal$37 [47:32];
-  assign \$signal$37[1]  = \$signal$37 [31:16];
-  assign \$signal$37[0]  = \$signal$37 [15:0];
-  assign \st6.bias_g  = st6[33:32];
-  assign \st6.end  = st6[31];
-  assign \st6.fire_k  = st6[30];
-  assign \st6.last_step  = st6[29];
-  assign \st6.shift  = st6[28:25];
-  assign \st6.count  = st6[24:22];
-  assign \st6.proj  = st6[21];
-  assign \st6.waddr  = st6[20:12];
-  assign \st6.addr  = st6[11:4];
-  assign \st6.bank  = st6[3];
-  assign \st6.cur  = st6[2];
-  assign \st6.kind  = st6[1];
-  assign \st6.valid  = st6[0];
   assign \st2.bias_g  = st2[33:32];
   assign \st2.end  = st2[31];
   assign \st2.fire_k  = st2[30];
@@ -7955,6 +8145,31 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \st2.cur  = st2[2];
   assign \st2.kind  = st2[1];
   assign \st2.valid  = st2[0];
+  assign \st1.bias_g  = st1[33:32];
+  assign \st1.end  = st1[31];
+  assign \st1.fire_k  = st1[30];
+  assign \st1.last_step  = st1[29];
+  assign \st1.shift  = st1[28:25];
+  assign \st1.count  = st1[24:22];
+  assign \st1.proj  = st1[21];
+  assign \st1.waddr  = st1[20:12];
+  assign \st1.addr  = st1[11:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \ops__payload.bias_g  = ops__payload[32:31];
+  assign \ops__payload.end  = ops__payload[30];
+  assign \ops__payload.fire_k  = ops__payload[29];
+  assign \ops__payload.last_step  = ops__payload[28];
+  assign \ops__payload.shift  = ops__payload[27:24];
+  assign \ops__payload.count  = ops__payload[23:21];
+  assign \ops__payload.proj  = ops__payload[20];
+  assign \ops__payload.waddr  = ops__payload[19:11];
+  assign \ops__payload.addr  = ops__payload[10:3];
+  assign \ops__payload.bank  = ops__payload[2];
+  assign \ops__payload.cur  = ops__payload[1];
+  assign \ops__payload.kind  = ops__payload[0];
   assign \st0.bias_g  = st0[33:32];
   assign \st0.end  = st0[31];
   assign \st0.fire_k  = st0[30];
@@ -7968,905 +8183,457 @@ module \digits_cnn_gn.engine_conv2 (rst, o__ready, active, i0__ready, o__payload
   assign \st0.cur  = st0[2];
   assign \st0.kind  = st0[1];
   assign \st0.valid  = st0[0];
-  assign \i0__payload.end  = i0__payload[12];
-  assign \i0__payload.count  = i0__payload[11:9];
-  assign \i0__payload.x  = i0__payload[8:6];
-  assign \i0__payload.y  = i0__payload[5:3];
-  assign \i0__payload.c  = i0__payload[2:0];
-  assign \issue.bias_g  = pos0;
-  assign \issue.proj  = 1'h0;
-  assign \issue.bank  = 1'h0;
-  assign \issue.cur  = 1'h0;
-  assign _0483_[3:0] = o__payload[3:0];
-  assign _0471_[0] = v_wr__en;
-  assign \c_raw[3]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
-  assign o__payload[13:4] = { \o__payload.end , \o__payload.count , \$signal$76 [19:14] };
+  assign _253_[0] = \$signature__en ;
+  assign \push__payload.end  = entry7[20];
+  assign \push__payload.x  = pos1;
+  assign \push__payload.y  = pos2;
+  assign \push__payload.g  = pos0;
+  assign \push__payload.counts[3]  = entry7[11:9];
+  assign \push__payload.counts[2]  = entry7[8:6];
+  assign \push__payload.counts[1]  = entry7[5:3];
+  assign \push__payload.counts[0]  = entry7[2:0];
+  assign \push__payload.counts  = entry7[11:0];
+  assign \$signature__data$66[3]  = res7[59:45];
+  assign \$signature__data$66[2]  = res7[44:30];
+  assign \$signature__data$66[1]  = res7[29:15];
+  assign \$signature__data$66[0]  = res7[14:0];
+  assign \r[3]  = r6[63:48];
+  assign \r[2]  = r6[47:32];
+  assign \r[1]  = r6[31:16];
+  assign \r[0]  = r6[15:0];
+  assign \s6.bias_g  = st6[33:32];
+  assign \s6.end  = st6[31];
+  assign \s6.fire_k  = st6[30];
+  assign \s6.last_step  = st6[29];
+  assign \s6.shift  = st6[28:25];
+  assign \s6.count  = st6[24:22];
+  assign \s6.proj  = st6[21];
+  assign \s6.waddr  = st6[20:12];
+  assign \s6.addr  = st6[11:4];
+  assign \s6.bank  = st6[3];
+  assign \s6.cur  = st6[2];
+  assign \s6.kind  = st6[1];
+  assign \s6.valid  = st6[0];
+  assign \s5.bias_g  = st5[33:32];
+  assign \s5.end  = st5[31];
+  assign \s5.fire_k  = st5[30];
+  assign \s5.last_step  = st5[29];
+  assign \s5.shift  = st5[28:25];
+  assign \s5.count  = st5[24:22];
+  assign \s5.proj  = st5[21];
+  assign \s5.waddr  = st5[20:12];
+  assign \s5.addr  = st5[11:4];
+  assign \s5.bank  = st5[3];
+  assign \s5.cur  = st5[2];
+  assign \s5.kind  = st5[1];
+  assign \s5.valid  = st5[0];
+  assign \val[3]  = val5[63:48];
+  assign \val[2]  = val5[47:32];
+  assign \val[1]  = val5[31:16];
+  assign \val[0]  = val5[15:0];
+  assign \counts[3]  = counts[11:9];
+  assign \counts[2]  = counts[8:6];
+  assign \counts[1]  = counts[5:3];
+  assign \counts[0]  = counts[2:0];
+  assign \$signal$52.end  = st6[31];
+  assign \$signal$52.x  = 3'h0;
+  assign \$signal$52.y  = 3'h0;
+  assign \$signal$52.g  = 2'h0;
+  assign \$signal$52.counts[3]  = counts[11:9];
+  assign \$signal$52.counts[2]  = counts[8:6];
+  assign \$signal$52.counts[1]  = counts[5:3];
+  assign \$signal$52.counts[0]  = counts[2:0];
+  assign \$signal$52.counts  = counts;
+  assign push__payload = { entry7[20], pos1, pos2, pos0, entry7[11:0] };
+  assign push__valid = push7;
+  assign \$signature__data$66  = res7;
+  assign \$signature__addr$65  = st7[11:4];
+  assign r = r6;
+  assign s6 = st6;
+  assign s5 = st5;
+  assign val = val5;
+  assign b_rd__addr = st2[33:32];
+  assign \$signature__addr  = st2[11:4];
+  assign rd__addr = st0[20:12];
+  assign \$signal$52  = { st6[31], 8'h00, counts };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
-  assign push7 = \$signal$72 ;
-  assign \$signal$71  = { entry7[20], pos1, pos2, \pos0$68 , entry7[11:0] };
-  assign entry = { st6[31], 8'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign written = { entry7[20], pos1, pos2, \pos0$68 , entry7[11:0] };
-  assign res7 = v_wr__data;
-  assign v_wr__addr = st7[11:4];
-  assign out_counts = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign b_rd__addr = st2[33:32];
-  assign \$signature__addr$32  = st2[11:4];
-  assign \$signature__addr  = st0[20:12];
-  assign \$signal$23  = 1'h0;
-  assign busy = op_valid;
-  assign ev_shift = 4'h0;
-  assign ev_count = i0__payload[11:9];
-  assign ev_x = i0__payload[8:6];
-  assign ev_y = i0__payload[5:3];
-  assign ev_c = i0__payload[2:0];
-  assign \$signal$5  = 1'h0;
-  assign issue = { pos0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv2.expand0 (rst, en, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4515$0 , clk);
-  wire _000_;
-  wire [6:0] _001_;
-  wire [10:0] _002_;
-  wire [5:0] _003_;
-  wire [12:0] _004_;
-  wire [4:0] _005_;
-  (* unused_bits = "9 10 11 12 13" *)
-  wire [13:0] _006_;
-  wire [3:0] _007_;
-  (* unused_bits = "4" *)
-  wire [4:0] _008_;
-  wire [3:0] _009_;
-  wire _010_;
-  (* unused_bits = "4" *)
-  wire [4:0] _011_;
-  wire [3:0] _012_;
-  (* unused_bits = "4" *)
-  wire [4:0] _013_;
+module \digits_cnn_gn.engine_conv2.datapath.rule (rst, s6, val, r, result, counts, clk);
+  (* unused_bits = "15 16" *)
+  wire [16:0] _000_;
+  (* unused_bits = "15 16" *)
+  wire [16:0] _001_;
+  (* unused_bits = "15 16" *)
+  wire [16:0] _002_;
+  (* unused_bits = "15 16" *)
+  wire [16:0] _003_;
+  (* unused_bits = "15 16" *)
+  wire [16:0] _004_;
+  (* unused_bits = "15 16" *)
+  wire [16:0] _005_;
+  (* unused_bits = "15 16" *)
+  wire [16:0] _006_;
+  (* unused_bits = "15 16" *)
+  wire [16:0] _007_;
+  wire _008_;
+  wire [1:0] _009_;
+  (* unused_bits = "15 16" *)
+  wire [16:0] _010_;
+  wire _011_;
+  wire [2:0] _012_;
+  wire _013_;
   wire [3:0] _014_;
   wire _015_;
-  wire [3:0] _016_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _016_;
   wire _017_;
-  wire [5:0] _018_;
-  wire [4:0] _019_;
-  wire [3:0] _020_;
-  wire _021_;
-  wire _022_;
-  wire [3:0] _023_;
-  wire _024_;
+  wire _018_;
+  wire _019_;
+  wire _020_;
+  (* unused_bits = "15 16" *)
+  wire [16:0] _021_;
+  wire [14:0] _022_;
+  wire _023_;
+  wire [1:0] _024_;
   wire _025_;
-  (* unused_bits = "2" *)
   wire [2:0] _026_;
-  (* unused_bits = "8" *)
-  wire [8:0] _027_;
-  (* unused_bits = "9" *)
-  wire [9:0] _028_;
+  wire _027_;
+  wire [3:0] _028_;
   wire _029_;
-  wire _030_;
-  (* unused_bits = "4" *)
-  wire [4:0] _031_;
-  (* unused_bits = "8" *)
-  wire [8:0] _032_;
-  (* unused_bits = "9 10" *)
-  wire [10:0] _033_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _030_;
+  (* unused_bits = "15 16" *)
+  wire [16:0] _031_;
+  wire _032_;
+  wire _033_;
   wire _034_;
-  (* unused_bits = "8 9" *)
-  wire [9:0] _035_;
-  (* unused_bits = "9 10" *)
-  wire [10:0] _036_;
+  wire _035_;
+  wire [14:0] _036_;
   wire _037_;
-  (* unused_bits = "4" *)
-  wire [4:0] _038_;
+  wire [1:0] _038_;
   wire _039_;
-  wire _040_;
-  wire [2:0] _041_;
-  wire [3:0] _042_;
-  wire [1:0] _043_;
-  wire [7:0] _044_;
-  wire [8:0] _045_;
-  wire [3:0] _046_;
-  wire [3:0] _047_;
-  wire [3:0] _048_;
+  wire [2:0] _040_;
+  (* unused_bits = "15 16" *)
+  wire [16:0] _041_;
+  wire _042_;
+  wire [3:0] _043_;
+  wire _044_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _045_;
+  wire _046_;
+  wire _047_;
+  wire _048_;
   wire _049_;
-  wire _050_;
-  wire [8:0] _051_;
+  wire [14:0] _050_;
+  (* unused_bits = "15 16" *)
+  wire [16:0] _051_;
   wire _052_;
-  wire [5:0] _053_;
-  wire [4:0] _054_;
-  wire _055_;
-  wire [5:0] _056_;
-  (* unused_bits = "8 9" *)
-  wire [9:0] _057_;
+  wire [1:0] _053_;
+  wire _054_;
+  wire [2:0] _055_;
+  wire _056_;
+  wire [3:0] _057_;
   wire _058_;
-  wire _059_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _059_;
   wire _060_;
   wire _061_;
-  wire _062_;
-  wire [4:0] _063_;
-  wire [5:0] _064_;
-  wire _065_;
-  wire _066_;
-  wire _067_;
-  wire _068_;
-  wire _069_;
-  wire _070_;
-  wire _071_;
-  wire _072_;
-  wire _073_;
-  wire _074_;
-  wire _075_;
-  wire _076_;
-  wire [3:0] _077_;
-  wire [3:0] _078_;
-  wire [3:0] _079_;
-  wire [3:0] _080_;
-  wire [3:0] _081_;
-  wire [3:0] _082_;
-  wire [3:0] _083_;
-  wire [3:0] _084_;
-  wire [3:0] _085_;
-  wire [3:0] _086_;
-  wire [8:0] _087_;
-  wire [8:0] _088_;
-  wire [8:0] _089_;
-  wire [8:0] _090_;
-  wire [7:0] _091_;
-  wire [7:0] _092_;
-  wire [7:0] _093_;
-  wire [7:0] _094_;
-  wire [1:0] _095_;
-  wire [1:0] _096_;
-  wire [1:0] _097_;
-  wire [3:0] _098_;
-  wire [2:0] _099_;
-  wire _100_;
-  wire _101_;
-  wire _102_;
-  wire _103_;
-  wire _104_;
-  wire _105_;
-  wire _106_;
-  wire _107_;
-  wire _108_;
-  wire _109_;
-  wire _110_;
-  wire _111_;
-  wire _112_;
-  wire _113_;
-  wire _114_;
-  wire _115_;
-  wire _116_;
-  wire _117_;
-  wire _118_;
-  wire _119_;
-  wire _120_;
-  wire _121_;
-  wire _122_;
-  wire _123_;
-  wire _124_;
-  wire _125_;
-  wire _126_;
-  wire _127_;
-  wire _128_;
-  wire _129_;
-  wire _130_;
-  wire _131_;
-  wire _132_;
-  wire _133_;
-  wire _134_;
-  wire _135_;
-  wire _136_;
-  wire _137_;
-  wire _138_;
-  wire _139_;
-  wire _140_;
-  wire _141_;
-  wire _142_;
-  wire _143_;
-  wire _144_;
-  wire _145_;
-  wire _146_;
-  wire _147_;
-  wire _148_;
-  wire _149_;
-  wire _150_;
-  wire _151_;
-  wire _152_;
-  wire _153_;
-  wire _154_;
-  wire _155_;
-  wire _156_;
-  wire _157_;
-  wire _158_;
-  wire _159_;
-  wire _160_;
-  wire _161_;
-  wire _162_;
-  wire _163_;
-  wire _164_;
-  wire _165_;
-  wire _166_;
-  wire _167_;
-  wire _168_;
-  wire _169_;
-  wire _170_;
-  wire _171_;
-  wire _172_;
-  wire _173_;
-  wire _174_;
-  wire _175_;
-  wire _176_;
-  wire _177_;
-  wire _178_;
-  wire _179_;
-  wire _180_;
-  wire _181_;
-  wire _182_;
-  wire _183_;
-  wire _184_;
-  wire _185_;
-  wire _186_;
-  wire _187_;
-  wire _188_;
-  wire _189_;
-  wire _190_;
-  wire _191_;
-  wire _192_;
-  wire _193_;
-  wire _194_;
-  wire _195_;
-  wire _196_;
-  wire _197_;
-  wire _198_;
-  wire _199_;
-  wire _200_;
-  wire _201_;
-  wire _202_;
-  wire _203_;
-  reg \$signal  = 1'h0;
-  wire [7:0] addr;
-  wire busy;
-  wire \busy$6 ;
+  (* unused_bits = "15 16" *)
+  wire [16:0] _062_;
+  wire _063_;
+  wire _064_;
+  wire [14:0] _065_;
+  wire [63:0] _066_;
+  wire [14:0] _067_;
+  wire [14:0] _068_;
+  wire [14:0] _069_;
+  wire [14:0] _070_;
+  wire [14:0] _071_;
+  wire [14:0] _072_;
+  (* unused_bits = "15 16" *)
+  wire [16:0] _073_;
+  wire [14:0] _074_;
+  wire [14:0] _075_;
+  wire [14:0] _076_;
+  wire [14:0] _077_;
+  wire [14:0] _078_;
+  wire [14:0] _079_;
+  wire [14:0] _080_;
+  wire [14:0] _081_;
+  wire [14:0] _082_;
+  wire [14:0] _083_;
+  (* unused_bits = "15 16" *)
+  wire [16:0] _084_;
+  wire [14:0] _085_;
+  wire [14:0] _086_;
+  wire [14:0] _087_;
+  wire [14:0] _088_;
+  wire [14:0] _089_;
+  wire [14:0] _090_;
+  wire [14:0] _091_;
+  wire [14:0] _092_;
+  wire [14:0] _093_;
+  wire [14:0] _094_;
+  wire [14:0] _095_;
+  wire [14:0] _096_;
+  wire [14:0] _097_;
+  wire [14:0] _098_;
+  wire [14:0] _099_;
+  wire [14:0] _100_;
   input clk;
   wire clk;
-  wire [2:0] count;
-  input en;
-  wire en;
-  wire [2:0] ev_c;
-  wire [2:0] ev_count;
-  wire [3:0] ev_shift;
-  wire [2:0] ev_x;
-  wire [2:0] ev_y;
-  reg [1:0] g = 2'h0;
-  reg last_g = 1'h0;
-  reg last_y = 1'h0;
-  input load;
-  wire load;
-  output [7:0] op_addr;
-  reg [7:0] op_addr = 8'h00;
-  output [2:0] op_count;
-  reg [2:0] op_count = 3'h0;
-  output [3:0] op_shift;
-  reg [3:0] op_shift = 4'h0;
-  output op_valid;
-  reg op_valid = 1'h0;
-  output [8:0] op_waddr;
-  reg [8:0] op_waddr = 9'h000;
-  input [11:0] \port$4515$0 ;
-  wire [11:0] \port$4515$0 ;
-  reg [5:0] r_step = 6'h00;
-  output ready;
-  wire ready;
+  output [11:0] counts;
+  wire [11:0] counts;
+  wire [2:0] \counts[0] ;
+  wire [2:0] \counts[1] ;
+  wire [2:0] \counts[2] ;
+  wire [2:0] \counts[3] ;
+  reg [14:0] d1_0 = 15'h0000;
+  reg [14:0] d1_1 = 15'h0000;
+  reg [14:0] d1_2 = 15'h0000;
+  reg [14:0] d1_3 = 15'h0000;
+  reg [14:0] d2_0 = 15'h0000;
+  reg [14:0] d2_1 = 15'h0000;
+  reg [14:0] d2_2 = 15'h0000;
+  reg [14:0] d2_3 = 15'h0000;
+  reg [14:0] d3_0 = 15'h0000;
+  reg [14:0] d3_1 = 15'h0000;
+  reg [14:0] d3_2 = 15'h0000;
+  reg [14:0] d3_3 = 15'h0000;
+  reg [14:0] d4_0 = 15'h0000;
+  reg [14:0] d4_1 = 15'h0000;
+  reg [14:0] d4_2 = 15'h0000;
+  reg [14:0] d4_3 = 15'h0000;
+  wire [14:0] kept0;
+  wire [14:0] kept1;
+  wire [14:0] kept2;
+  wire [14:0] kept3;
+  output [63:0] r;
+  reg [63:0] r = 64'h0000000000000000;
+  wire [15:0] \r[0] ;
+  wire [15:0] \r[1] ;
+  wire [15:0] \r[2] ;
+  wire [15:0] \r[3] ;
+  output [59:0] result;
+  wire [59:0] result;
+  wire [14:0] \result[0] ;
+  wire [14:0] \result[1] ;
+  wire [14:0] \result[2] ;
+  wire [14:0] \result[3] ;
   input rst;
   wire rst;
-  wire [3:0] shift;
-  reg [4:0] w_step = 5'h00;
-  wire [8:0] waddr;
-  reg [3:0] xn = 4'h0;
-  reg [3:0] xs = 4'h0;
-  reg [3:0] ys = 4'h0;
-  assign _027_ = op_addr + 1'h1;
-  assign _028_ = op_waddr + 1'h1;
-  assign _029_ = g == 2'h2;
-  assign _031_ = xs - 1'h1;
-  assign _032_ = op_addr + 1'h1;
-  assign _033_ = op_waddr + 11'h7f9;
-  assign _034_ = xs == 1'h1;
-  assign _035_ = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign _036_ = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign _037_ = ! xn;
-  assign _038_ = ys - 1'h1;
-  assign _039_ = ys == 1'h1;
+  input [33:0] s6;
+  wire [33:0] s6;
+  (* unused_bits = "0 1 2 3 4 5 6 7" *)
+  wire [7:0] \s6.addr ;
+  (* unused_bits = "0" *)
+  wire \s6.bank ;
+  (* unused_bits = "0 1" *)
+  wire [1:0] \s6.bias_g ;
+  (* unused_bits = "0 1 2" *)
+  wire [2:0] \s6.count ;
+  (* unused_bits = "0" *)
+  wire \s6.cur ;
+  (* unused_bits = "0" *)
+  wire \s6.end ;
+  (* unused_bits = "0" *)
+  wire \s6.fire_k ;
+  wire \s6.kind ;
+  wire \s6.last_step ;
+  (* unused_bits = "0" *)
+  wire \s6.proj ;
+  (* unused_bits = "0 1 2 3" *)
+  wire [3:0] \s6.shift ;
+  (* unused_bits = "0" *)
+  wire \s6.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
+  wire [8:0] \s6.waddr ;
+  input [63:0] val;
+  wire [63:0] val;
+  wire [15:0] \val[0] ;
+  wire [15:0] \val[1] ;
+  wire [15:0] \val[2] ;
+  wire [15:0] \val[3] ;
+  assign _002_ = $signed(val[47:32]) - $signed(10'h1b0);
+  assign _003_ = $signed(val[47:32]) - $signed(11'h240);
+  assign _004_ = $signed(val[63:48]) - $signed(9'h090);
+  assign _005_ = $signed(val[63:48]) - $signed(10'h120);
+  assign _006_ = $signed(val[63:48]) - $signed(10'h1b0);
+  assign _007_ = $signed(val[63:48]) - $signed(11'h240);
+  assign _008_ = $signed(d1_0) >= $signed(1'h0);
+  assign _009_ = 1'h0 + _008_;
+  assign _011_ = $signed(d2_0) >= $signed(1'h0);
+  assign _012_ = _009_ + _011_;
+  assign _013_ = $signed(d3_0) >= $signed(1'h0);
+  assign _014_ = _012_ + _013_;
+  assign _015_ = $signed(d4_0) >= $signed(1'h0);
+  assign _016_ = _014_ + _015_;
+  assign _017_ = $signed(d1_0) >= $signed(1'h0);
+  assign _018_ = $signed(d2_0) >= $signed(1'h0);
+  assign _019_ = $signed(d3_0) >= $signed(1'h0);
+  assign _020_ = $signed(d4_0) >= $signed(1'h0);
+  assign _022_ = s6[29] ? 15'h0048 : kept0;
+  assign _023_ = $signed(d1_1) >= $signed(1'h0);
+  assign _024_ = 1'h0 + _023_;
+  assign _025_ = $signed(d2_1) >= $signed(1'h0);
+  assign _026_ = _024_ + _025_;
+  assign _027_ = $signed(d3_1) >= $signed(1'h0);
+  assign _028_ = _026_ + _027_;
+  assign _029_ = $signed(d4_1) >= $signed(1'h0);
+  assign _030_ = _028_ + _029_;
+  assign _032_ = $signed(d1_1) >= $signed(1'h0);
+  assign _033_ = $signed(d2_1) >= $signed(1'h0);
+  assign _034_ = $signed(d3_1) >= $signed(1'h0);
+  assign _035_ = $signed(d4_1) >= $signed(1'h0);
+  assign _036_ = s6[29] ? 15'h0048 : kept1;
+  assign _037_ = $signed(d1_2) >= $signed(1'h0);
+  assign _038_ = 1'h0 + _037_;
+  assign _039_ = $signed(d2_2) >= $signed(1'h0);
+  assign _040_ = _038_ + _039_;
+  assign _042_ = $signed(d3_2) >= $signed(1'h0);
+  assign _043_ = _040_ + _042_;
+  assign _044_ = $signed(d4_2) >= $signed(1'h0);
+  assign _045_ = _043_ + _044_;
+  assign _046_ = $signed(d1_2) >= $signed(1'h0);
+  assign _047_ = $signed(d2_2) >= $signed(1'h0);
+  assign _048_ = $signed(d3_2) >= $signed(1'h0);
+  assign _049_ = $signed(d4_2) >= $signed(1'h0);
+  assign _050_ = s6[29] ? 15'h0048 : kept2;
+  assign _052_ = $signed(d1_3) >= $signed(1'h0);
+  assign _053_ = 1'h0 + _052_;
+  assign _054_ = $signed(d2_3) >= $signed(1'h0);
+  assign _055_ = _053_ + _054_;
+  assign _056_ = $signed(d3_3) >= $signed(1'h0);
+  assign _057_ = _055_ + _056_;
+  assign _058_ = $signed(d4_3) >= $signed(1'h0);
+  assign _059_ = _057_ + _058_;
+  assign _060_ = $signed(d1_3) >= $signed(1'h0);
+  assign _061_ = $signed(d2_3) >= $signed(1'h0);
+  assign _063_ = $signed(d3_3) >= $signed(1'h0);
+  assign _064_ = $signed(d4_3) >= $signed(1'h0);
+  assign _065_ = s6[29] ? 15'h0048 : kept3;
   always @(posedge clk)
-    op_count <= _041_;
+    r <= _066_;
   always @(posedge clk)
-    op_shift <= _042_;
+    d1_0 <= _067_;
   always @(posedge clk)
-    g <= _043_;
+    d2_0 <= _068_;
   always @(posedge clk)
-    op_addr <= _044_;
+    d3_0 <= _069_;
   always @(posedge clk)
-    op_waddr <= _045_;
+    d4_0 <= _070_;
   always @(posedge clk)
-    xs <= _046_;
+    d1_1 <= _071_;
   always @(posedge clk)
-    ys <= _047_;
+    d2_1 <= _072_;
   always @(posedge clk)
-    xn <= _048_;
+    d3_1 <= _074_;
   always @(posedge clk)
-    last_g <= _049_;
+    d4_1 <= _075_;
   always @(posedge clk)
-    \$signal  <= _050_;
+    d1_2 <= _076_;
   always @(posedge clk)
-    last_y <= _052_;
+    d2_2 <= _077_;
   always @(posedge clk)
-    r_step <= _053_;
+    d3_2 <= _078_;
   always @(posedge clk)
-    w_step <= _054_;
+    d4_2 <= _079_;
   always @(posedge clk)
-    op_valid <= _055_;
-  assign _000_ = ~ op_valid;
-  assign _010_ = last_g & \$signal ;
-  assign _021_ = _010_ & last_y;
-  assign _030_ = _021_ & en;
-  assign ready = _000_ | _030_;
-  assign _040_ = op_valid & en;
-  assign _057_ = $signed(_051_) + $signed(_056_);
-  assign _001_ = 1'h0 + { 1'h0, \port$4515$0 [2:0], 2'h0 };
-  assign _002_ = _001_ + { 2'h0, \port$4515$0 [2:0], 5'h00 };
-  assign _004_ = $signed({ 1'h0, _002_ }) + $signed(_003_);
-  assign _006_ = $signed(_004_) + $signed(_005_);
-  assign _008_ = _007_ - 1'h1;
-  assign _011_ = _009_ - 1'h1;
-  assign _013_ = _012_ - 1'h1;
-  assign _015_ = _014_ == 1'h1;
-  assign _017_ = _016_ == 1'h1;
-  assign _022_ = | _020_;
-  assign _024_ = | _023_;
-  assign _025_ = _022_ & _024_;
-  assign _026_ = g + 1'h1;
-  assign _058_ = last_y ? (* full_case = 32'd1 *) 1'h0 : op_valid;
-  assign _059_ = \$signal  ? (* full_case = 32'd1 *) _058_ : op_valid;
-  assign _060_ = last_g ? (* full_case = 32'd1 *) _059_ : op_valid;
-  assign _061_ = _040_ ? _060_ : op_valid;
-  assign _062_ = load ? _025_ : _061_;
-  assign _055_ = rst ? 1'h0 : _062_;
-  assign _063_ = load ? _019_ : w_step;
-  assign _054_ = rst ? 5'h00 : _063_;
-  assign _064_ = load ? _018_ : r_step;
-  assign _053_ = rst ? 6'h00 : _064_;
-  assign _065_ = last_y ? last_y : _039_;
-  assign _066_ = \$signal  ? (* full_case = 32'd1 *) _065_ : last_y;
-  assign _067_ = last_g ? (* full_case = 32'd1 *) _066_ : last_y;
-  assign _068_ = _040_ ? _067_ : last_y;
-  assign _069_ = load ? _017_ : _068_;
-  assign _052_ = rst ? 1'h0 : _069_;
-  assign _070_ = \$signal  ? (* full_case = 32'd1 *) _037_ : _034_;
-  assign _071_ = last_g ? (* full_case = 32'd1 *) _070_ : \$signal ;
-  assign _072_ = _040_ ? _071_ : \$signal ;
-  assign _073_ = load ? _015_ : _072_;
-  assign _050_ = rst ? 1'h0 : _073_;
-  assign _074_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _029_;
-  assign _075_ = _040_ ? _074_ : last_g;
-  assign _076_ = load ? 1'h0 : _075_;
-  assign _049_ = rst ? 1'h0 : _076_;
-  assign _077_ = load ? _013_[3:0] : xn;
-  assign _048_ = rst ? 4'h0 : _077_;
-  assign _078_ = last_y ? ys : _038_[3:0];
-  assign _079_ = \$signal  ? (* full_case = 32'd1 *) _078_ : ys;
-  assign _080_ = last_g ? (* full_case = 32'd1 *) _079_ : ys;
-  assign _081_ = _040_ ? _080_ : ys;
-  assign _082_ = load ? _011_[3:0] : _081_;
-  assign _047_ = rst ? 4'h0 : _082_;
-  assign _083_ = \$signal  ? (* full_case = 32'd1 *) xn : _031_[3:0];
-  assign _084_ = last_g ? (* full_case = 32'd1 *) _083_ : xs;
-  assign _085_ = _040_ ? _084_ : xs;
-  assign _086_ = load ? _008_[3:0] : _085_;
-  assign _046_ = rst ? 4'h0 : _086_;
-  assign _087_ = \$signal  ? (* full_case = 32'd1 *) _036_[8:0] : _033_[8:0];
-  assign _088_ = last_g ? (* full_case = 32'd1 *) _087_ : _028_[8:0];
-  assign _089_ = _040_ ? _088_ : op_waddr;
-  assign _090_ = load ? _006_[8:0] : _089_;
-  assign _045_ = rst ? 9'h000 : _090_;
-  assign _091_ = \$signal  ? (* full_case = 32'd1 *) _035_[7:0] : _032_[7:0];
-  assign _092_ = last_g ? (* full_case = 32'd1 *) _091_ : _027_[7:0];
-  assign _093_ = _040_ ? _092_ : op_addr;
-  assign _094_ = load ? _057_[7:0] : _093_;
-  assign _044_ = rst ? 8'h00 : _094_;
-  assign _095_ = last_g ? (* full_case = 32'd1 *) 2'h0 : _026_[1:0];
-  assign _096_ = _040_ ? _095_ : g;
-  assign _097_ = load ? 2'h0 : _096_;
-  assign _043_ = rst ? 2'h0 : _097_;
-  assign _098_ = load ? 4'h0 : op_shift;
-  assign _042_ = rst ? 4'h0 : _098_;
-  assign _099_ = load ? \port$4515$0 [11:9] : op_count;
-  assign _041_ = rst ? 3'h0 : _099_;
-  function [3:0] _306_;
-    input [3:0] a;
-    input [31:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _306_ = b[3:0];
-      8'b??????1?:
-        _306_ = b[7:4];
-      8'b?????1??:
-        _306_ = b[11:8];
-      8'b????1???:
-        _306_ = b[15:12];
-      8'b???1????:
-        _306_ = b[19:16];
-      8'b??1?????:
-        _306_ = b[23:20];
-      8'b?1??????:
-        _306_ = b[27:24];
-      8'b1???????:
-        _306_ = b[31:28];
-      default:
-        _306_ = a;
-    endcase
-  endfunction
-  assign _023_ = _306_(4'hx, 32'd590558002, { _107_, _106_, _105_, _104_, _103_, _102_, _101_, _100_ });
-  assign _100_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _101_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _102_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _103_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _104_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _105_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _106_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _107_ = ! (* full_case = 32'd1 *) \port$4515$0 [8:6];
-  function [3:0] _315_;
-    input [3:0] a;
-    input [31:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _315_ = b[3:0];
-      8'b??????1?:
-        _315_ = b[7:4];
-      8'b?????1??:
-        _315_ = b[11:8];
-      8'b????1???:
-        _315_ = b[15:12];
-      8'b???1????:
-        _315_ = b[19:16];
-      8'b??1?????:
-        _315_ = b[23:20];
-      8'b?1??????:
-        _315_ = b[27:24];
-      8'b1???????:
-        _315_ = b[31:28];
-      default:
-        _315_ = a;
-    endcase
-  endfunction
-  assign _020_ = _315_(4'hx, 32'd590558002, { _115_, _114_, _113_, _112_, _111_, _110_, _109_, _108_ });
-  assign _108_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _109_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _110_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _111_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _112_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _113_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _114_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _115_ = ! (* full_case = 32'd1 *) \port$4515$0 [5:3];
-  function [4:0] _324_;
-    input [4:0] a;
-    input [39:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _324_ = b[4:0];
-      8'b??????1?:
-        _324_ = b[9:5];
-      8'b?????1??:
-        _324_ = b[14:10];
-      8'b????1???:
-        _324_ = b[19:15];
-      8'b???1????:
-        _324_ = b[24:20];
-      8'b??1?????:
-        _324_ = b[29:25];
-      8'b?1??????:
-        _324_ = b[34:30];
-      8'b1???????:
-        _324_ = b[39:35];
-      default:
-        _324_ = a;
-    endcase
-  endfunction
-  assign _019_ = _324_(5'hxx, 40'hae739ce735, { _123_, _122_, _121_, _120_, _119_, _118_, _117_, _116_ });
-  assign _116_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _117_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _118_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _119_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _120_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _121_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _122_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _123_ = ! (* full_case = 32'd1 *) \port$4515$0 [8:6];
-  function [5:0] _333_;
-    input [5:0] a;
-    input [47:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _333_ = b[5:0];
-      8'b??????1?:
-        _333_ = b[11:6];
-      8'b?????1??:
-        _333_ = b[17:12];
-      8'b????1???:
-        _333_ = b[23:18];
-      8'b???1????:
-        _333_ = b[29:24];
-      8'b??1?????:
-        _333_ = b[35:30];
-      8'b?1??????:
-        _333_ = b[41:36];
-      8'b1???????:
-        _333_ = b[47:42];
-      default:
-        _333_ = a;
-    endcase
-  endfunction
-  assign _018_ = _333_(6'hxx, 48'h655555555559, { _131_, _130_, _129_, _128_, _127_, _126_, _125_, _124_ });
-  assign _124_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _125_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _126_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _127_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _128_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _129_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _130_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _131_ = ! (* full_case = 32'd1 *) \port$4515$0 [8:6];
-  function [3:0] _342_;
-    input [3:0] a;
-    input [31:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _342_ = b[3:0];
-      8'b??????1?:
-        _342_ = b[7:4];
-      8'b?????1??:
-        _342_ = b[11:8];
-      8'b????1???:
-        _342_ = b[15:12];
-      8'b???1????:
-        _342_ = b[19:16];
-      8'b??1?????:
-        _342_ = b[23:20];
-      8'b?1??????:
-        _342_ = b[27:24];
-      8'b1???????:
-        _342_ = b[31:28];
-      default:
-        _342_ = a;
-    endcase
-  endfunction
-  assign _016_ = _342_(4'hx, 32'd590558002, { _139_, _138_, _137_, _136_, _135_, _134_, _133_, _132_ });
-  assign _132_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _133_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _134_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _135_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _136_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _137_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _138_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _139_ = ! (* full_case = 32'd1 *) \port$4515$0 [5:3];
-  function [3:0] _351_;
-    input [3:0] a;
-    input [31:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _351_ = b[3:0];
-      8'b??????1?:
-        _351_ = b[7:4];
-      8'b?????1??:
-        _351_ = b[11:8];
-      8'b????1???:
-        _351_ = b[15:12];
-      8'b???1????:
-        _351_ = b[19:16];
-      8'b??1?????:
-        _351_ = b[23:20];
-      8'b?1??????:
-        _351_ = b[27:24];
-      8'b1???????:
-        _351_ = b[31:28];
-      default:
-        _351_ = a;
-    endcase
-  endfunction
-  assign _014_ = _351_(4'hx, 32'd590558002, { _147_, _146_, _145_, _144_, _143_, _142_, _141_, _140_ });
-  assign _140_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _141_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _142_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _143_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _144_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _145_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _146_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _147_ = ! (* full_case = 32'd1 *) \port$4515$0 [8:6];
-  function [3:0] _360_;
-    input [3:0] a;
-    input [31:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _360_ = b[3:0];
-      8'b??????1?:
-        _360_ = b[7:4];
-      8'b?????1??:
-        _360_ = b[11:8];
-      8'b????1???:
-        _360_ = b[15:12];
-      8'b???1????:
-        _360_ = b[19:16];
-      8'b??1?????:
-        _360_ = b[23:20];
-      8'b?1??????:
-        _360_ = b[27:24];
-      8'b1???????:
-        _360_ = b[31:28];
-      default:
-        _360_ = a;
-    endcase
-  endfunction
-  assign _012_ = _360_(4'hx, 32'd590558002, { _155_, _154_, _153_, _152_, _151_, _150_, _149_, _148_ });
-  assign _148_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _149_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _150_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _151_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _152_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _153_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _154_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _155_ = ! (* full_case = 32'd1 *) \port$4515$0 [8:6];
-  function [3:0] _369_;
-    input [3:0] a;
-    input [31:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _369_ = b[3:0];
-      8'b??????1?:
-        _369_ = b[7:4];
-      8'b?????1??:
-        _369_ = b[11:8];
-      8'b????1???:
-        _369_ = b[15:12];
-      8'b???1????:
-        _369_ = b[19:16];
-      8'b??1?????:
-        _369_ = b[23:20];
-      8'b?1??????:
-        _369_ = b[27:24];
-      8'b1???????:
-        _369_ = b[31:28];
-      default:
-        _369_ = a;
-    endcase
-  endfunction
-  assign _009_ = _369_(4'hx, 32'd590558002, { _163_, _162_, _161_, _160_, _159_, _158_, _157_, _156_ });
-  assign _156_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _157_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _158_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _159_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _160_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _161_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _162_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _163_ = ! (* full_case = 32'd1 *) \port$4515$0 [5:3];
-  function [3:0] _378_;
-    input [3:0] a;
-    input [31:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _378_ = b[3:0];
-      8'b??????1?:
-        _378_ = b[7:4];
-      8'b?????1??:
-        _378_ = b[11:8];
-      8'b????1???:
-        _378_ = b[15:12];
-      8'b???1????:
-        _378_ = b[19:16];
-      8'b??1?????:
-        _378_ = b[23:20];
-      8'b?1??????:
-        _378_ = b[27:24];
-      8'b1???????:
-        _378_ = b[31:28];
-      default:
-        _378_ = a;
-    endcase
-  endfunction
-  assign _007_ = _378_(4'hx, 32'd590558002, { _171_, _170_, _169_, _168_, _167_, _166_, _165_, _164_ });
-  assign _164_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _165_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _166_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _167_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _168_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _169_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _170_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _171_ = ! (* full_case = 32'd1 *) \port$4515$0 [8:6];
-  function [4:0] _387_;
-    input [4:0] a;
-    input [39:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _387_ = b[4:0];
-      8'b??????1?:
-        _387_ = b[9:5];
-      8'b?????1??:
-        _387_ = b[14:10];
-      8'b????1???:
-        _387_ = b[19:15];
-      8'b???1????:
-        _387_ = b[24:20];
-      8'b??1?????:
-        _387_ = b[29:25];
-      8'b?1??????:
-        _387_ = b[34:30];
-      8'b1???????:
-        _387_ = b[39:35];
-      default:
-        _387_ = a;
-    endcase
-  endfunction
-  assign _005_ = _387_(5'hxx, 40'h2210842108, { _179_, _178_, _177_, _176_, _175_, _174_, _173_, _172_ });
-  assign _172_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _173_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _174_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _175_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _176_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _177_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _178_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _179_ = ! (* full_case = 32'd1 *) \port$4515$0 [8:6];
-  function [5:0] _396_;
-    input [5:0] a;
-    input [47:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _396_ = b[5:0];
-      8'b??????1?:
-        _396_ = b[11:6];
-      8'b?????1??:
-        _396_ = b[17:12];
-      8'b????1???:
-        _396_ = b[23:18];
-      8'b???1????:
-        _396_ = b[29:24];
-      8'b??1?????:
-        _396_ = b[35:30];
-      8'b?1??????:
-        _396_ = b[41:36];
-      8'b1???????:
-        _396_ = b[47:42];
-      default:
-        _396_ = a;
-    endcase
-  endfunction
-  assign _003_ = _396_(6'hxx, 48'h318618618618, { _187_, _186_, _185_, _184_, _183_, _182_, _181_, _180_ });
-  assign _180_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _181_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _182_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _183_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _184_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _185_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _186_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _187_ = ! (* full_case = 32'd1 *) \port$4515$0 [5:3];
-  function [5:0] _405_;
-    input [5:0] a;
-    input [47:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _405_ = b[5:0];
-      8'b??????1?:
-        _405_ = b[11:6];
-      8'b?????1??:
-        _405_ = b[17:12];
-      8'b????1???:
-        _405_ = b[23:18];
-      8'b???1????:
-        _405_ = b[29:24];
-      8'b??1?????:
-        _405_ = b[35:30];
-      8'b?1??????:
-        _405_ = b[41:36];
-      8'b1???????:
-        _405_ = b[47:42];
-      default:
-        _405_ = a;
-    endcase
-  endfunction
-  assign _056_ = _405_(6'hxx, 48'h000108310518, { _195_, _194_, _193_, _192_, _191_, _190_, _189_, _188_ });
-  assign _188_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _189_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _190_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _191_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _192_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _193_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _194_ = \port$4515$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _195_ = ! (* full_case = 32'd1 *) \port$4515$0 [8:6];
-  function [8:0] _414_;
-    input [8:0] a;
-    input [71:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _414_ = b[8:0];
-      8'b??????1?:
-        _414_ = b[17:9];
-      8'b?????1??:
-        _414_ = b[26:18];
-      8'b????1???:
-        _414_ = b[35:27];
-      8'b???1????:
-        _414_ = b[44:36];
-      8'b??1?????:
-        _414_ = b[53:45];
-      8'b?1??????:
-        _414_ = b[62:54];
-      8'b1???????:
-        _414_ = b[71:63];
-      default:
-        _414_ = a;
-    endcase
-  endfunction
-  assign _051_ = _414_(9'hxxx, 72'h0000040403020140c0, { _203_, _202_, _201_, _200_, _199_, _198_, _197_, _196_ });
-  assign _196_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _197_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _198_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _199_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _200_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _201_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _202_ = \port$4515$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _203_ = ! (* full_case = 32'd1 *) \port$4515$0 [5:3];
-  assign ev_c = \port$4515$0 [2:0];
-  assign ev_x = \port$4515$0 [8:6];
-  assign ev_y = \port$4515$0 [5:3];
-  assign ev_shift = 4'h0;
-  assign ev_count = \port$4515$0 [11:9];
-  assign waddr = op_waddr;
-  assign addr = op_addr;
-  assign \busy$6  = op_valid;
-  assign shift = op_shift;
-  assign count = op_count;
-  assign busy = op_valid;
+    d1_3 <= _080_;
+  always @(posedge clk)
+    d2_3 <= _081_;
+  always @(posedge clk)
+    d3_3 <= _082_;
+  always @(posedge clk)
+    d4_3 <= _083_;
+  assign _000_ = $signed(val[15:0]) - $signed(9'h090);
+  assign _010_ = $signed(val[15:0]) - $signed(10'h120);
+  assign _021_ = $signed(val[15:0]) - $signed(10'h1b0);
+  assign _031_ = $signed(val[15:0]) - $signed(11'h240);
+  assign _041_ = $signed(val[31:16]) - $signed(9'h090);
+  assign _051_ = $signed(val[31:16]) - $signed(10'h120);
+  assign _062_ = $signed(val[31:16]) - $signed(10'h1b0);
+  assign _073_ = $signed(val[31:16]) - $signed(11'h240);
+  assign _084_ = $signed(val[47:32]) - $signed(9'h090);
+  assign _001_ = $signed(val[47:32]) - $signed(10'h120);
+  assign _085_ = _060_ ? d1_3 : r[62:48];
+  assign _086_ = _061_ ? d2_3 : _085_;
+  assign _087_ = _063_ ? d3_3 : _086_;
+  assign _088_ = _064_ ? d4_3 : _087_;
+  assign kept3 = s6[1] ? (* full_case = 32'd1 *) _088_ : 15'h0000;
+  assign _089_ = _046_ ? d1_2 : r[46:32];
+  assign _090_ = _047_ ? d2_2 : _089_;
+  assign _091_ = _048_ ? d3_2 : _090_;
+  assign _092_ = _049_ ? d4_2 : _091_;
+  assign kept2 = s6[1] ? (* full_case = 32'd1 *) _092_ : 15'h0000;
+  assign _093_ = _032_ ? d1_1 : r[30:16];
+  assign _094_ = _033_ ? d2_1 : _093_;
+  assign _095_ = _034_ ? d3_1 : _094_;
+  assign _096_ = _035_ ? d4_1 : _095_;
+  assign kept1 = s6[1] ? (* full_case = 32'd1 *) _096_ : 15'h0000;
+  assign _097_ = _017_ ? d1_0 : r[14:0];
+  assign _098_ = _018_ ? d2_0 : _097_;
+  assign _099_ = _019_ ? d3_0 : _098_;
+  assign _100_ = _020_ ? d4_0 : _099_;
+  assign kept0 = s6[1] ? (* full_case = 32'd1 *) _100_ : 15'h0000;
+  assign \counts[3]  = s6[1] ? (* full_case = 32'd1 *) _059_[2:0] : 3'h0;
+  assign \counts[2]  = s6[1] ? (* full_case = 32'd1 *) _045_[2:0] : 3'h0;
+  assign \counts[1]  = s6[1] ? (* full_case = 32'd1 *) _030_[2:0] : 3'h0;
+  assign \counts[0]  = s6[1] ? (* full_case = 32'd1 *) _016_[2:0] : 3'h0;
+  assign \result[3]  = s6[1] ? (* full_case = 32'd1 *) _065_ : r[62:48];
+  assign \result[2]  = s6[1] ? (* full_case = 32'd1 *) _050_ : r[46:32];
+  assign \result[1]  = s6[1] ? (* full_case = 32'd1 *) _036_ : r[30:16];
+  assign \result[0]  = s6[1] ? (* full_case = 32'd1 *) _022_ : r[14:0];
+  assign _083_ = rst ? 15'h0000 : _007_[14:0];
+  assign _082_ = rst ? 15'h0000 : _006_[14:0];
+  assign _081_ = rst ? 15'h0000 : _005_[14:0];
+  assign _080_ = rst ? 15'h0000 : _004_[14:0];
+  assign _079_ = rst ? 15'h0000 : _003_[14:0];
+  assign _078_ = rst ? 15'h0000 : _002_[14:0];
+  assign _077_ = rst ? 15'h0000 : _001_[14:0];
+  assign _076_ = rst ? 15'h0000 : _084_[14:0];
+  assign _075_ = rst ? 15'h0000 : _073_[14:0];
+  assign _074_ = rst ? 15'h0000 : _062_[14:0];
+  assign _072_ = rst ? 15'h0000 : _051_[14:0];
+  assign _071_ = rst ? 15'h0000 : _041_[14:0];
+  assign _070_ = rst ? 15'h0000 : _031_[14:0];
+  assign _069_ = rst ? 15'h0000 : _021_[14:0];
+  assign _068_ = rst ? 15'h0000 : _010_[14:0];
+  assign _067_ = rst ? 15'h0000 : _000_[14:0];
+  assign _066_[63:48] = rst ? 16'h0000 : val[63:48];
+  assign _066_[31:16] = rst ? 16'h0000 : val[31:16];
+  assign _066_[15:0] = rst ? 16'h0000 : val[15:0];
+  assign _066_[47:32] = rst ? 16'h0000 : val[47:32];
+  assign \s6.bias_g  = s6[33:32];
+  assign \s6.end  = s6[31];
+  assign \s6.fire_k  = s6[30];
+  assign \s6.last_step  = s6[29];
+  assign \s6.shift  = s6[28:25];
+  assign \s6.count  = s6[24:22];
+  assign \s6.proj  = s6[21];
+  assign \s6.waddr  = s6[20:12];
+  assign \s6.addr  = s6[11:4];
+  assign \s6.bank  = s6[3];
+  assign \s6.cur  = s6[2];
+  assign \s6.kind  = s6[1];
+  assign \s6.valid  = s6[0];
+  assign \val[3]  = val[63:48];
+  assign \val[2]  = val[47:32];
+  assign \val[1]  = val[31:16];
+  assign \val[0]  = val[15:0];
+  assign \r[3]  = r[63:48];
+  assign \r[2]  = r[47:32];
+  assign \r[1]  = r[31:16];
+  assign \r[0]  = r[15:0];
+  assign counts = { \counts[3] , \counts[2] , \counts[1] , \counts[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv2.queue (rst, w_data, \port$3903$0 , w_en, \port$4105$0 , \port$4107$0 , clk);
+module \digits_cnn_gn.engine_conv2.queue (rst, i__ready, w_en, w_data, o__payload, o__valid, o__ready, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -8876,32 +8643,47 @@ module \digits_cnn_gn.engine_conv2.queue (rst, w_data, \port$3903$0 , w_en, \por
   wire _06_;
   wire [20:0] _07_;
   wire [20:0] \$signal ;
-  reg [20:0] \$signal$11  = 21'h000000;
-  wire [20:0] \$signal$12 ;
-  wire \$signal$13 ;
-  wire [20:0] \$signal$14 ;
-  wire [20:0] \$signal$15 ;
-  wire \$signal$16 ;
-  wire \$signal$17 ;
-  wire \$signal$18 ;
-  wire \$signal$19 ;
-  wire \$signal$3 ;
-  (* unused_bits = "0" *)
-  wire \$signal$4 ;
-  wire \$signal$9 ;
   input clk;
   wire clk;
   (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
+  wire [20:0] i__payload;
+  reg [20:0] \i__payload$11  = 21'h000000;
+  wire [11:0] \i__payload.counts ;
+  wire [2:0] \i__payload.counts[0] ;
+  wire [2:0] \i__payload.counts[1] ;
+  wire [2:0] \i__payload.counts[2] ;
+  wire [2:0] \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire [1:0] \i__payload.g ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  wire \i__ready$9 ;
+  wire i__valid;
+  wire \i__valid$13 ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \level$21 ;
-  input \port$3903$0 ;
-  wire \port$3903$0 ;
-  output [20:0] \port$4105$0 ;
-  wire [20:0] \port$4105$0 ;
-  output \port$4107$0 ;
-  wire \port$4107$0 ;
+  output [20:0] o__payload;
+  wire [20:0] o__payload;
+  wire [20:0] \o__payload$15 ;
+  wire [11:0] \o__payload.counts ;
+  wire [2:0] \o__payload.counts[0] ;
+  wire [2:0] \o__payload.counts[1] ;
+  wire [2:0] \o__payload.counts[2] ;
+  wire [2:0] \o__payload.counts[3] ;
+  wire \o__payload.end ;
+  wire [1:0] \o__payload.g ;
+  wire [2:0] \o__payload.x ;
+  wire [2:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  wire \o__ready$19 ;
+  output o__valid;
+  wire o__valid;
+  wire \o__valid$17 ;
   wire [20:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -8912,20 +8694,19 @@ module \digits_cnn_gn.engine_conv2.queue (rst, w_data, \port$3903$0 , w_en, \por
   wire [20:0] w_data;
   input w_en;
   wire w_en;
-  (* unused_bits = "0" *)
   wire w_rdy;
-  assign _01_ = _00_ | \$signal$9 ;
+  assign _01_ = _00_ | \i__ready$9 ;
   assign take = r_rdy & _01_;
   assign _02_ = ~ held_valid;
-  assign _03_ = _02_ | \$signal$9 ;
+  assign _03_ = _02_ | \i__ready$9 ;
   always @(posedge clk)
-    \$signal$11  <= _04_;
+    \i__payload$11  <= _04_;
   always @(posedge clk)
     held_valid <= _05_;
   assign _00_ = ~ held_valid;
   assign _06_ = _03_ ? take : held_valid;
   assign _05_ = rst ? 1'h0 : _06_;
-  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _07_ = take ? r_data : \i__payload$11 ;
   assign _04_ = rst ? 21'h000000 : _07_;
   \digits_cnn_gn.engine_conv2.queue.inner  inner (
     .clk(clk),
@@ -8936,35 +8717,50 @@ module \digits_cnn_gn.engine_conv2.queue (rst, w_data, \port$3903$0 , w_en, \por
     .w_en(w_en),
     .w_level(\level$21 ),
     .w_port__data(w_data),
-    .w_rdy(\$signal$4 )
+    .w_rdy(i__ready)
   );
   \digits_cnn_gn.engine_conv2.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2137$0 (\$signal$9 ),
-    .\port$3903$0 (\port$3903$0 ),
-    .\port$4089$0 (\$signal$11 ),
-    .\port$4091$0 (held_valid),
-    .\port$4105$0 (\$signal$14 ),
-    .\port$4107$0 (\$signal$16 ),
+    .i__payload(\i__payload$11 ),
+    .i__ready(\i__ready$9 ),
+    .i__valid(held_valid),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(o__valid),
     .rst(rst)
   );
-  assign \port$4107$0  = \$signal$16 ;
-  assign \port$4105$0  = \$signal$14 ;
-  assign \$signal$19  = \port$3903$0 ;
-  assign \$signal$18  = \port$3903$0 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$12  = \$signal$11 ;
+  assign \o__payload.x  = o__payload[19:17];
+  assign \o__payload.y  = o__payload[16:14];
+  assign \o__payload.g  = o__payload[13:12];
+  assign \o__payload.counts[3]  = o__payload[11:9];
+  assign \o__payload.counts[2]  = o__payload[8:6];
+  assign \o__payload.counts[1]  = o__payload[5:3];
+  assign \o__payload.counts[0]  = o__payload[2:0];
+  assign \o__payload.counts  = o__payload[11:0];
+  assign \i__payload.end  = w_data[20];
+  assign \i__payload.x  = w_data[19:17];
+  assign \i__payload.y  = w_data[16:14];
+  assign \i__payload.g  = w_data[13:12];
+  assign \i__payload.counts[3]  = w_data[11:9];
+  assign \i__payload.counts[2]  = w_data[8:6];
+  assign \i__payload.counts[1]  = w_data[5:3];
+  assign \i__payload.counts[0]  = w_data[2:0];
+  assign \i__payload.counts  = w_data[11:0];
+  assign \o__payload.end  = o__payload[20];
+  assign \o__ready$19  = o__ready;
+  assign \o__valid$17  = o__valid;
+  assign \o__payload$15  = o__payload;
+  assign \i__valid$13  = held_valid;
+  assign \$signal  = \i__payload$11 ;
   assign r_en = take;
-  assign w_rdy = \$signal$4 ;
-  assign \$signal$3  = w_en;
-  assign \$signal  = w_data;
+  assign w_rdy = i__ready;
+  assign i__valid = w_en;
+  assign i__payload = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
+module \digits_cnn_gn.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_en, w_port__data, r_rdy, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -9637,7 +9433,7 @@ module \digits_cnn_gn.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2137$0 , count, \port$3903$0 , \port$4089$0 , \port$4091$0 , \port$4105$0 , \port$4107$0 , clk);
+module \digits_cnn_gn.engine_conv2.queue.skid (rst, i__ready, count, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -9656,49 +9452,43 @@ module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2137$0 , count, \port$
   wire [20:0] _15_;
   wire [20:0] _16_;
   wire [20:0] _17_;
-  wire \$signal ;
-  reg [20:0] \$signal$10  = 21'h000000;
-  wire [20:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [20:0] \$signal$9  = 21'h000000;
+  reg [20:0] \$like  = 21'h000000;
   input clk;
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2137$0 ;
-  wire \port$2137$0 ;
-  input \port$3903$0 ;
-  wire \port$3903$0 ;
-  input [20:0] \port$4089$0 ;
-  wire [20:0] \port$4089$0 ;
-  input \port$4091$0 ;
-  wire \port$4091$0 ;
-  output [20:0] \port$4105$0 ;
-  wire [20:0] \port$4105$0 ;
-  output \port$4107$0 ;
-  wire \port$4107$0 ;
+  input [20:0] i__payload;
+  wire [20:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [20:0] o__payload;
+  reg [20:0] o__payload = 21'h000000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4091$0  & _00_;
-  assign count = \$signal$5  + spare_valid;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3903$0  | _01_;
+  assign take = i__valid & _00_;
+  assign count = o__valid + spare_valid;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$4089$0  : \$signal$10 ;
-  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _07_ = take ? i__payload : \$like ;
+  assign _08_ = _02_ ? \$like  : _07_;
   assign _06_ = rst ? 21'h000000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
   assign _10_ = spare_valid ? 1'h0 : spare_valid;
@@ -9706,647 +9496,1995 @@ module \digits_cnn_gn.engine_conv2.queue.skid (rst, \port$2137$0 , count, \port$
   assign _05_ = rst ? 1'h0 : _11_;
   assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
-  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _14_ = _02_ ? _13_ : o__valid;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$4089$0  : \$signal$9 ;
-  assign _16_ = spare_valid ? \$signal$10  : _15_;
-  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _15_ = take ? i__payload : o__payload;
+  assign _16_ = spare_valid ? \$like  : _15_;
+  assign _17_ = _02_ ? _16_ : o__payload;
   assign _03_ = rst ? 21'h000000 : _17_;
-  assign \port$4107$0  = \$signal$5 ;
-  assign \port$4105$0  = \$signal$9 ;
-  assign \port$2137$0  = \$signal ;
-  assign \$signal$11  = \port$4089$0 ;
-  assign \$signal$8  = \port$3903$0 ;
-  assign \$signal$3  = \port$4091$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
-  wire _0000_;
-  wire [1:0] _0001_;
-  wire _0002_;
-  wire _0003_;
-  wire _0004_;
+module \digits_cnn_gn.engine_conv2.sequencer (rst, popped, active, dropped, ops__valid, ops__payload, i0__ready, i0__payload, i0__valid, clk);
+  wire _000_;
+  wire _001_;
+  wire _002_;
   (* unused_bits = "2" *)
-  wire [2:0] _0005_;
-  (* unused_bits = "6" *)
-  wire [6:0] _0006_;
-  wire _0007_;
-  wire _0008_;
-  wire _0009_;
-  wire _0010_;
-  wire _0011_;
-  wire _0012_;
+  wire [2:0] _003_;
+  (* unused_bits = "8" *)
+  wire [8:0] _004_;
+  wire _005_;
+  wire _006_;
   (* unused_bits = "2" *)
-  wire [2:0] _0013_;
-  wire [8:0] _0014_;
-  wire [9:0] _0015_;
-  wire [8:0] _0016_;
-  wire [10:0] _0017_;
-  wire [8:0] _0018_;
-  wire [2:0] _0019_;
-  wire [9:0] _0020_;
-  wire [8:0] _0021_;
-  wire [10:0] _0022_;
-  wire [8:0] _0023_;
-  wire [9:0] _0024_;
-  wire [8:0] _0025_;
-  wire [10:0] _0026_;
-  wire _0027_;
-  wire [8:0] _0028_;
-  wire [9:0] _0029_;
-  wire [8:0] _0030_;
-  wire [10:0] _0031_;
-  wire [10:0] _0032_;
-  wire [11:0] _0033_;
-  wire [3:0] _0034_;
-  wire [10:0] _0035_;
-  wire [11:0] _0036_;
-  wire [10:0] _0037_;
-  wire [11:0] _0038_;
-  wire [10:0] _0039_;
-  wire [11:0] _0040_;
-  wire [11:0] _0041_;
-  wire _0042_;
-  (* unused_bits = "12" *)
-  wire [12:0] _0043_;
-  wire [11:0] _0044_;
-  (* unused_bits = "12" *)
-  wire [12:0] _0045_;
-  wire [11:0] _0046_;
-  (* unused_bits = "12" *)
-  wire [12:0] _0047_;
-  wire [11:0] _0048_;
-  (* unused_bits = "12" *)
-  wire [12:0] _0049_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0050_;
-  wire _0051_;
-  wire _0052_;
-  wire _0053_;
-  wire _0054_;
-  wire _0055_;
-  wire _0056_;
-  wire _0057_;
-  wire _0058_;
-  wire _0059_;
-  wire _0060_;
-  wire _0061_;
-  wire _0062_;
-  wire _0063_;
-  wire _0064_;
-  wire _0065_;
-  wire _0066_;
-  wire _0067_;
-  wire _0068_;
-  wire _0069_;
-  wire _0070_;
-  wire _0071_;
-  wire _0072_;
-  wire _0073_;
-  wire _0074_;
-  wire _0075_;
-  wire _0076_;
-  wire _0077_;
-  wire _0078_;
-  wire _0079_;
-  wire _0080_;
-  wire _0081_;
-  wire _0082_;
-  wire _0083_;
-  wire _0084_;
-  wire _0085_;
-  wire _0086_;
-  wire _0087_;
-  wire _0088_;
-  wire _0089_;
-  wire _0090_;
-  wire _0091_;
-  wire _0092_;
-  wire _0093_;
-  wire _0094_;
-  wire _0095_;
-  wire _0096_;
-  wire _0097_;
-  wire _0098_;
-  wire _0099_;
-  wire _0100_;
-  wire _0101_;
-  wire [16:0] _0102_;
-  wire _0103_;
-  wire _0104_;
-  wire _0105_;
-  wire _0106_;
-  wire _0107_;
-  wire _0108_;
-  wire _0109_;
-  wire _0110_;
-  wire _0111_;
-  wire _0112_;
-  wire _0113_;
-  wire _0114_;
-  wire _0115_;
-  wire _0116_;
-  wire _0117_;
-  wire _0118_;
-  wire _0119_;
-  wire _0120_;
-  wire _0121_;
-  wire _0122_;
-  wire _0123_;
-  wire _0124_;
-  wire _0125_;
-  wire _0126_;
-  wire _0127_;
-  wire _0128_;
-  wire _0129_;
-  wire _0130_;
-  wire [1:0] _0131_;
-  wire _0132_;
-  wire _0133_;
-  wire _0134_;
-  wire _0135_;
-  wire _0136_;
-  wire _0137_;
-  wire _0138_;
-  wire _0139_;
-  wire _0140_;
-  wire _0141_;
-  wire _0142_;
-  wire _0143_;
-  wire _0144_;
-  wire _0145_;
-  wire _0146_;
-  wire _0147_;
-  wire [2:0] _0148_;
-  wire _0149_;
-  wire _0150_;
-  wire _0151_;
-  wire _0152_;
-  wire _0153_;
-  wire _0154_;
-  wire _0155_;
-  wire _0156_;
-  wire _0157_;
-  wire _0158_;
-  wire _0159_;
-  wire _0160_;
-  wire _0161_;
-  wire _0162_;
-  wire _0163_;
-  wire _0164_;
-  wire _0165_;
-  wire _0166_;
-  wire _0167_;
-  wire [3:0] _0168_;
-  wire _0169_;
-  wire _0170_;
-  wire _0171_;
-  wire _0172_;
-  wire _0173_;
-  wire _0174_;
-  wire _0175_;
-  wire _0176_;
-  wire _0177_;
-  wire _0178_;
-  wire _0179_;
-  wire _0180_;
-  wire _0181_;
-  wire _0182_;
-  wire _0183_;
-  wire _0184_;
-  wire _0185_;
-  wire _0186_;
-  wire _0187_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0188_;
-  wire _0189_;
-  wire _0190_;
-  wire _0191_;
-  wire _0192_;
-  wire _0193_;
-  wire _0194_;
-  wire _0195_;
-  wire _0196_;
-  wire _0197_;
-  wire _0198_;
-  wire _0199_;
-  wire _0200_;
-  wire _0201_;
-  wire _0202_;
-  wire _0203_;
-  wire _0204_;
-  wire _0205_;
-  wire _0206_;
-  wire _0207_;
-  wire _0208_;
-  wire _0209_;
-  wire _0210_;
-  wire _0211_;
-  wire _0212_;
-  wire _0213_;
-  wire _0214_;
-  wire _0215_;
-  wire _0216_;
-  wire _0217_;
-  wire _0218_;
-  wire _0219_;
-  wire _0220_;
-  wire _0221_;
-  wire _0222_;
-  wire _0223_;
-  wire [17:0] _0224_;
-  wire [17:0] _0225_;
-  wire _0226_;
-  wire [17:0] _0227_;
-  wire [16:0] _0228_;
-  wire [17:0] _0229_;
-  wire [16:0] _0230_;
-  wire [17:0] _0231_;
-  wire [16:0] _0232_;
-  wire [17:0] _0233_;
-  wire [16:0] _0234_;
-  wire [17:0] _0235_;
-  wire [16:0] _0236_;
-  wire [1:0] _0237_;
-  wire [17:0] _0238_;
-  wire [1:0] _0239_;
-  wire [17:0] _0240_;
-  wire [11:0] _0241_;
-  wire [11:0] _0242_;
-  wire [11:0] _0243_;
-  wire [17:0] _0244_;
-  wire [17:0] _0245_;
-  wire [17:0] _0246_;
-  wire [17:0] _0247_;
-  wire [1:0] _0248_;
-  wire [17:0] _0249_;
-  wire [1:0] _0250_;
-  wire [17:0] _0251_;
-  wire _0252_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0253_;
-  wire [17:0] _0254_;
-  wire [17:0] _0255_;
-  wire [17:0] _0256_;
-  wire [16:0] _0257_;
-  wire [17:0] _0258_;
-  wire [16:0] _0259_;
-  wire [17:0] _0260_;
-  wire [1:0] _0261_;
-  wire [16:0] _0262_;
-  wire [17:0] _0263_;
-  wire [16:0] _0264_;
-  wire [17:0] _0265_;
-  wire [1:0] _0266_;
-  wire [17:0] _0267_;
-  wire [1:0] _0268_;
-  wire [17:0] _0269_;
-  wire _0270_;
-  wire [11:0] _0271_;
-  wire [11:0] _0272_;
-  wire [11:0] _0273_;
-  wire [17:0] _0274_;
-  wire [17:0] _0275_;
-  wire [17:0] _0276_;
-  wire [17:0] _0277_;
-  wire _0278_;
-  wire [2:0] _0279_;
-  wire [1:0] _0280_;
-  wire [17:0] _0281_;
-  wire [1:0] _0282_;
-  wire [17:0] _0283_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0284_;
-  wire [17:0] _0285_;
-  wire [17:0] _0286_;
-  wire _0287_;
-  wire [17:0] _0288_;
-  wire [16:0] _0289_;
-  wire [17:0] _0290_;
-  wire [16:0] _0291_;
-  wire [17:0] _0292_;
-  wire [16:0] _0293_;
-  wire [17:0] _0294_;
-  wire [16:0] _0295_;
-  wire [17:0] _0296_;
-  wire [3:0] _0297_;
-  wire [1:0] _0298_;
-  wire [17:0] _0299_;
-  wire [1:0] _0300_;
-  wire [17:0] _0301_;
-  wire [11:0] _0302_;
-  wire [11:0] _0303_;
-  wire [11:0] _0304_;
-  wire _0305_;
-  wire [17:0] _0306_;
-  wire [17:0] _0307_;
-  wire [17:0] _0308_;
-  wire [17:0] _0309_;
-  wire [1:0] _0310_;
-  wire [17:0] _0311_;
-  wire [1:0] _0312_;
-  wire [17:0] _0313_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0314_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0315_;
-  wire [17:0] _0316_;
-  wire [17:0] _0317_;
-  wire [17:0] _0318_;
-  wire [16:0] _0319_;
-  wire [17:0] _0320_;
-  wire [16:0] _0321_;
-  wire [17:0] _0322_;
-  wire _0323_;
-  wire [16:0] _0324_;
-  wire [17:0] _0325_;
-  wire [16:0] _0326_;
-  wire [17:0] _0327_;
-  wire [1:0] _0328_;
-  wire [17:0] _0329_;
-  wire [1:0] _0330_;
-  wire [17:0] _0331_;
-  wire _0332_;
-  wire [11:0] _0333_;
-  wire [11:0] _0334_;
-  wire [11:0] _0335_;
-  wire [17:0] _0336_;
-  wire [17:0] _0337_;
-  wire [17:0] _0338_;
-  wire [17:0] _0339_;
-  wire _0340_;
-  wire [1:0] _0341_;
-  wire [17:0] _0342_;
-  wire [1:0] _0343_;
-  wire [17:0] _0344_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0345_;
-  (* unused_bits = "17 18" *)
-  wire [18:0] _0346_;
-  (* unused_bits = "17 18" *)
-  wire [18:0] _0347_;
-  wire _0348_;
-  (* unused_bits = "17 18" *)
-  wire [18:0] _0349_;
-  (* unused_bits = "17 18" *)
-  wire [18:0] _0350_;
-  (* unused_bits = "17 18" *)
-  wire [18:0] _0351_;
-  (* unused_bits = "17 18" *)
-  wire [18:0] _0352_;
-  (* unused_bits = "17 18" *)
-  wire [18:0] _0353_;
-  (* unused_bits = "17 18" *)
-  wire [18:0] _0354_;
-  (* unused_bits = "17 18" *)
-  wire [18:0] _0355_;
-  (* unused_bits = "17 18" *)
-  wire [18:0] _0356_;
-  (* unused_bits = "17 18" *)
-  wire [18:0] _0357_;
-  (* unused_bits = "17 18" *)
-  wire [18:0] _0358_;
-  wire [16:0] _0359_;
-  (* unused_bits = "17 18" *)
-  wire [18:0] _0360_;
-  (* unused_bits = "17 18" *)
-  wire [18:0] _0361_;
-  (* unused_bits = "17 18" *)
-  wire [18:0] _0362_;
-  (* unused_bits = "17 18" *)
-  wire [18:0] _0363_;
-  wire _0364_;
-  wire _0365_;
-  wire _0366_;
-  wire _0367_;
-  wire _0368_;
-  wire _0369_;
-  wire _0370_;
-  wire _0371_;
+  wire [2:0] _007_;
+  wire _008_;
+  wire _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire _013_;
+  wire _014_;
+  wire _015_;
+  wire [9:0] _016_;
+  wire _017_;
+  wire _018_;
+  wire _019_;
+  wire [7:0] _020_;
+  wire _021_;
+  wire [1:0] _022_;
+  wire [1:0] _023_;
+  wire [1:0] _024_;
+  wire [10:0] _025_;
+  wire [11:0] _026_;
+  (* unused_bits = "10 11 12" *)
+  wire [12:0] _027_;
+  wire _028_;
+  wire _029_;
+  wire _030_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
+  wire _034_;
+  wire _035_;
+  wire _036_;
+  wire _037_;
+  wire _038_;
+  wire [7:0] _039_;
+  wire [7:0] _040_;
+  wire _041_;
+  wire _042_;
+  wire _043_;
+  wire [1:0] _044_;
+  wire [1:0] _045_;
+  wire [1:0] _046_;
+  wire [1:0] _047_;
+  wire [1:0] _048_;
+  wire [1:0] _049_;
+  wire [1:0] _050_;
+  wire [1:0] _051_;
+  wire [1:0] _052_;
+  wire [1:0] _053_;
+  wire [1:0] _054_;
+  wire _055_;
+  wire _056_;
+  wire _057_;
+  wire [7:0] _058_;
+  wire [7:0] _059_;
+  wire [7:0] _060_;
+  wire _061_;
+  wire _062_;
+  wire _063_;
+  wire _064_;
+  wire _065_;
+  wire _066_;
+  wire _067_;
+  reg \$signal  = 1'h0;
+  wire \$signal$25 ;
+  wire \$signal$30 ;
+  reg \$signal$5  = 1'h0;
+  output active;
+  wire active;
+  wire busy;
+  input clk;
+  wire clk;
+  reg credit = 1'h0;
+  input dropped;
+  wire dropped;
+  reg [1:0] fire_k = 2'h0;
+  reg fsm_state = 1'h0;
+  input [12:0] i0__payload;
+  wire [12:0] i0__payload;
+  wire [2:0] \i0__payload.c ;
+  wire [2:0] \i0__payload.count ;
+  wire \i0__payload.end ;
+  wire [2:0] \i0__payload.x ;
+  wire [2:0] \i0__payload.y ;
+  output i0__ready;
+  wire i0__ready;
+  input i0__valid;
+  wire i0__valid;
+  wire [15:0] i__payload;
+  wire [2:0] \i__payload.c ;
+  wire [2:0] \i__payload.count ;
+  wire [3:0] \i__payload.shift ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  wire i__ready;
+  wire i__valid;
+  wire [23:0] o__payload;
+  wire [7:0] \o__payload.addr ;
+  wire [2:0] \o__payload.count ;
+  wire [3:0] \o__payload.shift ;
+  wire [8:0] \o__payload.waddr ;
+  wire o__ready;
+  wire o__valid;
+  output [32:0] ops__payload;
+  wire [32:0] ops__payload;
+  wire [7:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire [2:0] \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [8:0] \ops__payload.waddr ;
+  output ops__valid;
+  wire ops__valid;
+  input popped;
+  wire popped;
+  reg [1:0] pos0 = 2'h0;
+  input rst;
+  wire rst;
+  reg [1:0] step = 2'h0;
+  reg [7:0] sweep_addr = 8'h00;
+  reg sweep_last = 1'h0;
+  wire sweep_now;
+  reg [9:0] used = 10'h000;
+  assign _000_ = sweep_now & \ops__payload.end ;
+  assign _010_ = sweep_now & \ops__payload.end ;
+  assign _019_ = _010_ | \$signal ;
+  assign _025_ = used + sweep_now;
+  assign _026_ = _025_ - dropped;
+  assign _027_ = $signed(_026_) - $signed({ 1'h0, popped });
+  assign _028_ = used <= 10'h208;
+  assign _029_ = ~ \$signal$5 ;
+  assign _001_ = credit & _029_;
+  assign _002_ = step == 1'h1;
+  assign _003_ = step + 1'h1;
+  assign _004_ = sweep_addr + 1'h1;
+  assign _005_ = sweep_addr == 8'hfe;
+  assign _006_ = pos0 == 2'h3;
+  assign _007_ = pos0 + 1'h1;
+  assign active = ops__valid | \$signal$5 ;
+  assign o__ready = ~ \$signal$5 ;
+  assign _008_ = ~ \$signal$5 ;
+  assign _009_ = busy & _008_;
+  assign _011_ = ~ \$signal$5 ;
+  assign _012_ = credit & _011_;
+  assign _013_ = step == 1'h1;
+  always @(posedge clk)
+    \$signal  <= _014_;
+  always @(posedge clk)
+    \$signal$5  <= _015_;
+  always @(posedge clk)
+    used <= _016_;
+  always @(posedge clk)
+    credit <= _017_;
+  always @(posedge clk)
+    fsm_state <= _018_;
+  always @(posedge clk)
+    sweep_addr <= _020_;
+  always @(posedge clk)
+    sweep_last <= _021_;
+  always @(posedge clk)
+    step <= _022_;
+  always @(posedge clk)
+    fire_k <= _023_;
+  always @(posedge clk)
+    pos0 <= _024_;
+  assign _030_ = _012_ ? 1'h1 : 1'h0;
+  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _030_ : 1'h0;
+  assign _031_ = i0__payload[12] ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign _032_ = i0__valid ? _031_ : 1'h0;
+  assign i__valid = fsm_state ? 1'h0 : _032_;
+  assign _033_ = busy ? 1'h0 : 1'h1;
+  assign _034_ = i0__payload[12] ? (* full_case = 32'd1 *) _033_ : i__ready;
+  assign _035_ = i0__valid ? _034_ : 1'h0;
+  assign i0__ready = fsm_state ? 1'h0 : _035_;
+  assign _036_ = _012_ ? sweep_last : 1'h0;
+  assign \ops__payload.end  = fsm_state ? (* full_case = 32'd1 *) _036_ : 1'h0;
+  assign _037_ = _012_ ? fire_k[0] : 1'h0;
+  assign \ops__payload.fire_k  = fsm_state ? (* full_case = 32'd1 *) _037_ : 1'h0;
+  assign _038_ = _012_ ? _013_ : 1'h0;
+  assign \ops__payload.last_step  = fsm_state ? (* full_case = 32'd1 *) _038_ : 1'h0;
+  assign \ops__payload.shift  = _009_ ? o__payload[23:20] : 4'h0;
+  assign \ops__payload.count  = _009_ ? o__payload[19:17] : 3'h0;
+  assign \ops__payload.waddr  = _009_ ? o__payload[16:8] : 9'h000;
+  assign _039_ = _009_ ? o__payload[7:0] : 8'h00;
+  assign _040_ = _012_ ? sweep_addr : _039_;
+  assign \ops__payload.addr  = fsm_state ? (* full_case = 32'd1 *) _040_ : _039_;
+  assign _041_ = _012_ ? 1'h1 : 1'h0;
+  assign \ops__payload.kind  = fsm_state ? (* full_case = 32'd1 *) _041_ : 1'h0;
+  assign _042_ = _009_ ? 1'h1 : 1'h0;
+  assign _043_ = _012_ ? 1'h1 : _042_;
+  assign ops__valid = fsm_state ? (* full_case = 32'd1 *) _043_ : _042_;
+  assign _044_ = _006_ ? (* full_case = 32'd1 *) 2'h0 : _007_[1:0];
+  assign _045_ = \ops__payload.end  ? (* full_case = 32'd1 *) 2'h0 : _044_;
+  assign _046_ = sweep_now ? _045_ : pos0;
+  assign _024_ = rst ? 2'h0 : _046_;
+  assign _047_ = _002_ ? 2'h0 : fire_k;
+  assign _048_ = sweep_last ? _047_ : fire_k;
+  assign _049_ = _001_ ? _048_ : fire_k;
+  assign _050_ = fsm_state ? (* full_case = 32'd1 *) _049_ : fire_k;
+  assign _023_ = rst ? 2'h0 : _050_;
+  assign _051_ = _002_ ? (* full_case = 32'd1 *) 2'h0 : _003_[1:0];
+  assign _052_ = sweep_last ? _051_ : step;
+  assign _053_ = _001_ ? _052_ : step;
+  assign _054_ = fsm_state ? (* full_case = 32'd1 *) _053_ : step;
+  assign _022_ = rst ? 2'h0 : _054_;
+  assign _055_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _005_;
+  assign _056_ = _001_ ? _055_ : sweep_last;
+  assign _057_ = fsm_state ? (* full_case = 32'd1 *) _056_ : sweep_last;
+  assign _021_ = rst ? 1'h0 : _057_;
+  assign _058_ = sweep_last ? (* full_case = 32'd1 *) 8'h00 : _004_[7:0];
+  assign _059_ = _001_ ? _058_ : sweep_addr;
+  assign _060_ = fsm_state ? (* full_case = 32'd1 *) _059_ : sweep_addr;
+  assign _020_ = rst ? 8'h00 : _060_;
+  assign _061_ = sweep_last ? 1'h0 : fsm_state;
+  assign _062_ = _001_ ? _061_ : fsm_state;
+  function [0:0] _150_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _150_ = b[0:0];
+      2'b1?:
+        _150_ = b[1:1];
+      default:
+        _150_ = a;
+    endcase
+  endfunction
+  assign _063_ = _150_(fsm_state, { _066_, _062_ }, { _067_, fsm_state });
+  assign _064_ = busy ? fsm_state : 1'h1;
+  assign _065_ = i0__payload[12] ? _064_ : fsm_state;
+  assign _066_ = i0__valid ? _065_ : fsm_state;
+  assign _067_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _018_ = rst ? 1'h0 : _063_;
+  assign _017_ = rst ? 1'h0 : _028_;
+  assign _016_ = rst ? 10'h000 : _027_[9:0];
+  assign _015_ = rst ? 1'h0 : _019_;
+  assign _014_ = rst ? 1'h0 : _000_;
+  \digits_cnn_gn.engine_conv2.sequencer.expand0  expand0 (
+    .clk(clk),
+    .i__payload({ 4'h0, i0__payload[11:0] }),
+    .i__ready(i__ready),
+    .i__valid(i__valid),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(busy),
+    .rst(rst)
+  );
+  assign \i__payload.shift  = 4'h0;
+  assign \i__payload.count  = i0__payload[11:9];
+  assign \i__payload.x  = i0__payload[8:6];
+  assign \i__payload.y  = i0__payload[5:3];
+  assign \i__payload.c  = i0__payload[2:0];
+  assign \o__payload.shift  = o__payload[23:20];
+  assign \o__payload.count  = o__payload[19:17];
+  assign \o__payload.waddr  = o__payload[16:8];
+  assign \o__payload.addr  = o__payload[7:0];
+  assign \i0__payload.end  = i0__payload[12];
+  assign \i0__payload.count  = i0__payload[11:9];
+  assign \i0__payload.x  = i0__payload[8:6];
+  assign \i0__payload.y  = i0__payload[5:3];
+  assign \i0__payload.c  = i0__payload[2:0];
+  assign \ops__payload.bias_g  = pos0;
+  assign \ops__payload.proj  = 1'h0;
+  assign \ops__payload.bank  = 1'h0;
+  assign \ops__payload.cur  = 1'h0;
+  assign ops__payload = { pos0, \ops__payload.end , \ops__payload.fire_k , \ops__payload.last_step , \ops__payload.shift , \ops__payload.count , 1'h0, \ops__payload.waddr , \ops__payload.addr , 2'h0, \ops__payload.kind  };
+  assign \$signal$30  = 1'h0;
+  assign i__payload = { 4'h0, i0__payload[11:0] };
+  assign \$signal$25  = 1'h0;
+  assign o__valid = busy;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_gn.engine_conv2.sequencer.expand0 (rst, o__ready, i__ready, i__payload, i__valid, o__payload, o__valid, clk);
+  wire _000_;
+  (* unused_bits = "8 9" *)
+  wire [9:0] _001_;
+  wire [6:0] _002_;
+  wire [10:0] _003_;
+  wire [5:0] _004_;
+  wire [12:0] _005_;
+  wire [4:0] _006_;
+  (* unused_bits = "9 10 11 12 13" *)
+  wire [13:0] _007_;
+  wire [3:0] _008_;
+  wire _009_;
+  (* unused_bits = "4" *)
+  wire [4:0] _010_;
+  wire [3:0] _011_;
+  (* unused_bits = "4" *)
+  wire [4:0] _012_;
+  wire [3:0] _013_;
+  (* unused_bits = "4" *)
+  wire [4:0] _014_;
+  wire [3:0] _015_;
+  wire _016_;
+  wire [3:0] _017_;
+  wire _018_;
+  wire [5:0] _019_;
+  wire _020_;
+  wire [4:0] _021_;
+  wire [3:0] _022_;
+  wire _023_;
+  wire [3:0] _024_;
+  wire _025_;
+  wire _026_;
   (* unused_bits = "2" *)
-  wire [2:0] _0372_;
-  (* unused_bits = "2" *)
-  wire [2:0] _0373_;
-  (* unused_bits = "2" *)
-  wire [2:0] _0374_;
-  wire _0375_;
-  wire [4:0] _0376_;
-  wire [4:0] _0377_;
-  wire _0378_;
-  wire _0379_;
-  wire _0380_;
-  wire _0381_;
-  wire [6:0] _0382_;
-  (* unused_bits = "4 5 6" *)
-  wire [6:0] _0383_;
-  wire [7:0] _0384_;
-  wire _0385_;
-  wire _0386_;
-  wire [5:0] _0387_;
-  wire _0388_;
-  wire [1:0] _0389_;
-  wire [1:0] _0390_;
-  wire [1:0] _0391_;
-  wire _0392_;
-  wire _0393_;
-  wire [1:0] _0394_;
-  wire [34:0] _0395_;
-  wire [34:0] _0396_;
-  wire [34:0] _0397_;
-  wire [34:0] _0398_;
-  wire [34:0] _0399_;
-  wire _0400_;
-  wire [34:0] _0401_;
-  wire [34:0] _0402_;
-  wire [34:0] _0403_;
-  wire [31:0] _0404_;
-  wire [10:0] _0405_;
-  wire [10:0] _0406_;
-  wire [10:0] _0407_;
-  wire [10:0] _0408_;
-  wire [11:0] _0409_;
-  wire [2:0] _0410_;
-  wire [11:0] _0411_;
-  wire [11:0] _0412_;
-  wire [11:0] _0413_;
-  wire [47:0] _0414_;
-  wire [67:0] _0415_;
-  wire [47:0] _0416_;
-  wire [67:0] _0417_;
-  wire [67:0] _0418_;
-  wire [3:0] _0419_;
-  wire _0420_;
-  wire _0421_;
-  wire _0422_;
-  wire _0423_;
-  wire _0424_;
-  wire _0425_;
-  wire _0426_;
-  wire _0427_;
-  wire _0428_;
-  wire [3:0] _0429_;
-  wire _0430_;
-  wire _0431_;
-  wire [9:0] _0432_;
-  wire [7:0] _0433_;
-  wire [71:0] _0434_;
-  wire [71:0] _0435_;
-  wire [16:0] _0436_;
-  wire [16:0] _0437_;
-  wire [16:0] _0438_;
-  wire [16:0] _0439_;
-  wire _0440_;
-  wire [16:0] _0441_;
-  wire [16:0] _0442_;
-  wire [16:0] _0443_;
-  wire [16:0] _0444_;
-  wire [16:0] _0445_;
-  wire [16:0] _0446_;
-  wire [16:0] _0447_;
-  wire [16:0] _0448_;
-  wire [16:0] _0449_;
-  wire [16:0] _0450_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0451_;
-  wire [16:0] _0452_;
-  wire [16:0] _0453_;
-  wire [67:0] _0454_;
-  wire [18:0] _0455_;
-  wire _0456_;
-  wire [1:0] _0457_;
-  wire [1:0] _0458_;
-  wire [1:0] _0459_;
-  wire [3:0] _0460_;
-  wire _0461_;
-  wire _0462_;
-  wire _0463_;
-  wire _0464_;
-  wire _0465_;
-  wire [16:0] _0466_;
-  wire _0467_;
-  wire _0468_;
-  wire _0469_;
-  wire _0470_;
-  (* unused_bits = "1 2 3" *)
-  wire [3:0] _0471_;
-  wire _0472_;
-  wire _0473_;
-  wire _0474_;
-  wire _0475_;
-  wire _0476_;
-  wire _0477_;
-  wire _0478_;
-  wire _0479_;
-  wire _0480_;
-  wire _0481_;
-  wire [4:0] _0482_;
+  wire [2:0] _027_;
+  (* unused_bits = "8" *)
+  wire [8:0] _028_;
+  (* unused_bits = "9" *)
+  wire [9:0] _029_;
+  wire _030_;
+  wire _031_;
+  (* unused_bits = "4" *)
+  wire [4:0] _032_;
+  (* unused_bits = "8" *)
+  wire [8:0] _033_;
+  (* unused_bits = "9 10" *)
+  wire [10:0] _034_;
+  wire _035_;
+  (* unused_bits = "8 9" *)
+  wire [9:0] _036_;
+  (* unused_bits = "9 10" *)
+  wire [10:0] _037_;
+  wire _038_;
+  wire _039_;
+  (* unused_bits = "4" *)
+  wire [4:0] _040_;
+  wire _041_;
+  wire [2:0] _042_;
+  wire [3:0] _043_;
+  wire [1:0] _044_;
+  wire [7:0] _045_;
+  wire [8:0] _046_;
+  wire [3:0] _047_;
+  wire [3:0] _048_;
+  wire [3:0] _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire [5:0] _054_;
+  wire [4:0] _055_;
+  wire _056_;
+  wire _057_;
+  wire [8:0] _058_;
+  wire [5:0] _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire _063_;
+  wire _064_;
+  wire [4:0] _065_;
+  wire [5:0] _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire _074_;
+  wire _075_;
+  wire _076_;
+  wire _077_;
+  wire _078_;
+  wire [3:0] _079_;
+  wire [3:0] _080_;
+  wire [3:0] _081_;
+  wire [3:0] _082_;
+  wire [3:0] _083_;
+  wire [3:0] _084_;
+  wire [3:0] _085_;
+  wire [3:0] _086_;
+  wire [3:0] _087_;
+  wire [3:0] _088_;
+  wire [8:0] _089_;
+  wire [8:0] _090_;
+  wire [8:0] _091_;
+  wire [8:0] _092_;
+  wire [7:0] _093_;
+  wire [7:0] _094_;
+  wire [7:0] _095_;
+  wire [7:0] _096_;
+  wire [1:0] _097_;
+  wire [1:0] _098_;
+  wire [1:0] _099_;
+  wire [1:0] _100_;
+  wire [3:0] _101_;
+  wire [2:0] _102_;
+  wire _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire _115_;
+  wire _116_;
+  wire _117_;
+  wire _118_;
+  wire _119_;
+  wire _120_;
+  wire _121_;
+  wire _122_;
+  wire _123_;
+  wire _124_;
+  wire _125_;
+  wire _126_;
+  wire _127_;
+  wire _128_;
+  wire _129_;
+  wire _130_;
+  wire _131_;
+  wire _132_;
+  wire _133_;
+  wire _134_;
+  wire _135_;
+  wire _136_;
+  wire _137_;
+  wire _138_;
+  wire _139_;
+  wire _140_;
+  wire _141_;
+  wire _142_;
+  wire _143_;
+  wire _144_;
+  wire _145_;
+  wire _146_;
+  wire _147_;
+  wire _148_;
+  wire _149_;
+  wire _150_;
+  wire _151_;
+  wire _152_;
+  wire _153_;
+  wire _154_;
+  wire _155_;
+  wire _156_;
+  wire _157_;
+  wire _158_;
+  wire _159_;
+  wire _160_;
+  wire _161_;
+  wire _162_;
+  wire _163_;
+  wire _164_;
+  wire _165_;
+  wire _166_;
+  wire _167_;
+  wire _168_;
+  wire _169_;
+  wire _170_;
+  wire _171_;
+  wire _172_;
+  wire _173_;
+  wire _174_;
+  wire _175_;
+  wire _176_;
+  wire _177_;
+  wire _178_;
+  wire _179_;
+  wire _180_;
+  wire _181_;
+  wire _182_;
+  wire _183_;
+  wire _184_;
+  wire _185_;
+  wire _186_;
+  wire _187_;
+  wire _188_;
+  wire _189_;
+  wire _190_;
+  wire _191_;
+  wire _192_;
+  wire _193_;
+  wire _194_;
+  wire _195_;
+  wire _196_;
+  wire _197_;
+  wire _198_;
+  wire _199_;
+  wire _200_;
+  wire _201_;
+  wire _202_;
+  wire _203_;
+  wire _204_;
+  wire _205_;
+  wire _206_;
+  reg [7:0] \$like  = 8'h00;
+  reg [2:0] \$like$6  = 3'h0;
+  reg \$signal  = 1'h0;
+  wire busy;
+  wire \busy$2 ;
+  input clk;
+  wire clk;
+  reg [1:0] g = 2'h0;
+  input [15:0] i__payload;
+  wire [15:0] i__payload;
+  wire [2:0] \i__payload.c ;
+  wire [2:0] \i__payload.count ;
+  wire [3:0] \i__payload.shift ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  reg last_g = 1'h0;
+  reg last_y = 1'h0;
+  output [23:0] o__payload;
+  wire [23:0] o__payload;
+  wire [7:0] \o__payload.addr ;
+  wire [2:0] \o__payload.count ;
+  wire [3:0] \o__payload.shift ;
+  wire [8:0] \o__payload.waddr ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  reg [5:0] r_step = 6'h00;
+  input rst;
+  wire rst;
+  reg [3:0] shift = 4'h0;
+  reg [4:0] w_step = 5'h00;
+  reg [8:0] waddr = 9'h000;
+  reg [3:0] xn = 4'h0;
+  reg [3:0] xs = 4'h0;
+  reg [3:0] ys = 4'h0;
+  assign _025_ = | _024_;
+  assign _026_ = _023_ & _025_;
+  assign _027_ = g + 1'h1;
+  assign _028_ = \$like  + 1'h1;
+  assign _029_ = waddr + 1'h1;
+  assign _031_ = g == 2'h2;
+  assign _032_ = xs - 1'h1;
+  assign _033_ = \$like  + 1'h1;
+  assign _034_ = waddr + 11'h7f9;
+  assign _035_ = xs == 1'h1;
+  assign _036_ = $signed({ 1'h0, \$like  }) + $signed(r_step);
+  assign _037_ = $signed({ 1'h0, waddr }) + $signed(w_step);
+  assign _038_ = ! xn;
+  assign _040_ = ys - 1'h1;
+  assign _041_ = ys == 1'h1;
+  always @(posedge clk)
+    \$like$6  <= _042_;
+  always @(posedge clk)
+    shift <= _043_;
+  always @(posedge clk)
+    g <= _044_;
+  always @(posedge clk)
+    \$like  <= _045_;
+  always @(posedge clk)
+    waddr <= _046_;
+  always @(posedge clk)
+    xs <= _047_;
+  always @(posedge clk)
+    ys <= _048_;
+  always @(posedge clk)
+    xn <= _049_;
+  always @(posedge clk)
+    last_g <= _051_;
+  always @(posedge clk)
+    \$signal  <= _052_;
+  always @(posedge clk)
+    last_y <= _053_;
+  always @(posedge clk)
+    r_step <= _054_;
+  always @(posedge clk)
+    w_step <= _055_;
+  always @(posedge clk)
+    o__valid <= _056_;
+  assign _000_ = ~ o__valid;
+  assign _009_ = last_g & \$signal ;
+  assign _020_ = _009_ & last_y;
+  assign _030_ = _020_ & o__ready;
+  assign i__ready = _000_ | _030_;
+  assign _039_ = i__valid & i__ready;
+  assign _050_ = i__valid & i__ready;
+  assign _057_ = o__valid & o__ready;
+  assign _001_ = $signed(_058_) + $signed(_059_);
+  assign _002_ = 1'h0 + { 1'h0, i__payload[2:0], 2'h0 };
+  assign _003_ = _002_ + { 2'h0, i__payload[2:0], 5'h00 };
+  assign _005_ = $signed({ 1'h0, _003_ }) + $signed(_004_);
+  assign _007_ = $signed(_005_) + $signed(_006_);
+  assign _010_ = _008_ - 1'h1;
+  assign _012_ = _011_ - 1'h1;
+  assign _014_ = _013_ - 1'h1;
+  assign _016_ = _015_ == 1'h1;
+  assign _018_ = _017_ == 1'h1;
+  assign _023_ = | _022_;
+  assign _060_ = last_y ? (* full_case = 32'd1 *) 1'h0 : o__valid;
+  assign _061_ = \$signal  ? (* full_case = 32'd1 *) _060_ : o__valid;
+  assign _062_ = last_g ? (* full_case = 32'd1 *) _061_ : o__valid;
+  assign _063_ = _057_ ? _062_ : o__valid;
+  assign _064_ = _050_ ? _026_ : _063_;
+  assign _056_ = rst ? 1'h0 : _064_;
+  assign _065_ = _050_ ? _021_ : w_step;
+  assign _055_ = rst ? 5'h00 : _065_;
+  assign _066_ = _050_ ? _019_ : r_step;
+  assign _054_ = rst ? 6'h00 : _066_;
+  assign _067_ = last_y ? last_y : _041_;
+  assign _068_ = \$signal  ? (* full_case = 32'd1 *) _067_ : last_y;
+  assign _069_ = last_g ? (* full_case = 32'd1 *) _068_ : last_y;
+  assign _070_ = _057_ ? _069_ : last_y;
+  assign _071_ = _050_ ? _018_ : _070_;
+  assign _053_ = rst ? 1'h0 : _071_;
+  assign _072_ = \$signal  ? (* full_case = 32'd1 *) _038_ : _035_;
+  assign _073_ = last_g ? (* full_case = 32'd1 *) _072_ : \$signal ;
+  assign _074_ = _057_ ? _073_ : \$signal ;
+  assign _075_ = _050_ ? _016_ : _074_;
+  assign _052_ = rst ? 1'h0 : _075_;
+  assign _076_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _031_;
+  assign _077_ = _057_ ? _076_ : last_g;
+  assign _078_ = _050_ ? 1'h0 : _077_;
+  assign _051_ = rst ? 1'h0 : _078_;
+  assign _079_ = _050_ ? _014_[3:0] : xn;
+  assign _049_ = rst ? 4'h0 : _079_;
+  assign _080_ = last_y ? ys : _040_[3:0];
+  assign _081_ = \$signal  ? (* full_case = 32'd1 *) _080_ : ys;
+  assign _082_ = last_g ? (* full_case = 32'd1 *) _081_ : ys;
+  assign _083_ = _057_ ? _082_ : ys;
+  assign _084_ = _050_ ? _012_[3:0] : _083_;
+  assign _048_ = rst ? 4'h0 : _084_;
+  assign _085_ = \$signal  ? (* full_case = 32'd1 *) xn : _032_[3:0];
+  assign _086_ = last_g ? (* full_case = 32'd1 *) _085_ : xs;
+  assign _087_ = _057_ ? _086_ : xs;
+  assign _088_ = _050_ ? _010_[3:0] : _087_;
+  assign _047_ = rst ? 4'h0 : _088_;
+  assign _089_ = \$signal  ? (* full_case = 32'd1 *) _037_[8:0] : _034_[8:0];
+  assign _090_ = last_g ? (* full_case = 32'd1 *) _089_ : _029_[8:0];
+  assign _091_ = _057_ ? _090_ : waddr;
+  assign _092_ = _050_ ? _007_[8:0] : _091_;
+  assign _046_ = rst ? 9'h000 : _092_;
+  assign _093_ = \$signal  ? (* full_case = 32'd1 *) _036_[7:0] : _033_[7:0];
+  assign _094_ = last_g ? (* full_case = 32'd1 *) _093_ : _028_[7:0];
+  assign _095_ = _057_ ? _094_ : \$like ;
+  assign _096_ = _050_ ? _001_[7:0] : _095_;
+  assign _045_ = rst ? 8'h00 : _096_;
+  assign _097_ = _039_ ? 2'h0 : g;
+  assign _098_ = last_g ? (* full_case = 32'd1 *) 2'h0 : _027_[1:0];
+  assign _099_ = _057_ ? _098_ : _097_;
+  assign _100_ = _050_ ? _097_ : _099_;
+  assign _044_ = rst ? 2'h0 : _100_;
+  assign _101_ = _039_ ? i__payload[15:12] : shift;
+  assign _043_ = rst ? 4'h0 : _101_;
+  assign _102_ = _039_ ? i__payload[11:9] : \$like$6 ;
+  assign _042_ = rst ? 3'h0 : _102_;
+  function [3:0] _312_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _312_ = b[3:0];
+      8'b??????1?:
+        _312_ = b[7:4];
+      8'b?????1??:
+        _312_ = b[11:8];
+      8'b????1???:
+        _312_ = b[15:12];
+      8'b???1????:
+        _312_ = b[19:16];
+      8'b??1?????:
+        _312_ = b[23:20];
+      8'b?1??????:
+        _312_ = b[27:24];
+      8'b1???????:
+        _312_ = b[31:28];
+      default:
+        _312_ = a;
+    endcase
+  endfunction
+  assign _024_ = _312_(4'hx, 32'd590558002, { _110_, _109_, _108_, _107_, _106_, _105_, _104_, _103_ });
+  assign _103_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _104_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _105_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _106_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _107_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _108_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _109_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _110_ = ! (* full_case = 32'd1 *) i__payload[8:6];
+  function [3:0] _321_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _321_ = b[3:0];
+      8'b??????1?:
+        _321_ = b[7:4];
+      8'b?????1??:
+        _321_ = b[11:8];
+      8'b????1???:
+        _321_ = b[15:12];
+      8'b???1????:
+        _321_ = b[19:16];
+      8'b??1?????:
+        _321_ = b[23:20];
+      8'b?1??????:
+        _321_ = b[27:24];
+      8'b1???????:
+        _321_ = b[31:28];
+      default:
+        _321_ = a;
+    endcase
+  endfunction
+  assign _022_ = _321_(4'hx, 32'd590558002, { _118_, _117_, _116_, _115_, _114_, _113_, _112_, _111_ });
+  assign _111_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _112_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _113_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _114_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _115_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _116_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _117_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _118_ = ! (* full_case = 32'd1 *) i__payload[5:3];
+  function [4:0] _330_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _330_ = b[4:0];
+      8'b??????1?:
+        _330_ = b[9:5];
+      8'b?????1??:
+        _330_ = b[14:10];
+      8'b????1???:
+        _330_ = b[19:15];
+      8'b???1????:
+        _330_ = b[24:20];
+      8'b??1?????:
+        _330_ = b[29:25];
+      8'b?1??????:
+        _330_ = b[34:30];
+      8'b1???????:
+        _330_ = b[39:35];
+      default:
+        _330_ = a;
+    endcase
+  endfunction
+  assign _021_ = _330_(5'hxx, 40'hae739ce735, { _126_, _125_, _124_, _123_, _122_, _121_, _120_, _119_ });
+  assign _119_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _120_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _121_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _122_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _123_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _124_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _125_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _126_ = ! (* full_case = 32'd1 *) i__payload[8:6];
+  function [5:0] _339_;
+    input [5:0] a;
+    input [47:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _339_ = b[5:0];
+      8'b??????1?:
+        _339_ = b[11:6];
+      8'b?????1??:
+        _339_ = b[17:12];
+      8'b????1???:
+        _339_ = b[23:18];
+      8'b???1????:
+        _339_ = b[29:24];
+      8'b??1?????:
+        _339_ = b[35:30];
+      8'b?1??????:
+        _339_ = b[41:36];
+      8'b1???????:
+        _339_ = b[47:42];
+      default:
+        _339_ = a;
+    endcase
+  endfunction
+  assign _019_ = _339_(6'hxx, 48'h655555555559, { _134_, _133_, _132_, _131_, _130_, _129_, _128_, _127_ });
+  assign _127_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _128_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _129_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _130_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _131_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _132_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _133_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _134_ = ! (* full_case = 32'd1 *) i__payload[8:6];
+  function [3:0] _348_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _348_ = b[3:0];
+      8'b??????1?:
+        _348_ = b[7:4];
+      8'b?????1??:
+        _348_ = b[11:8];
+      8'b????1???:
+        _348_ = b[15:12];
+      8'b???1????:
+        _348_ = b[19:16];
+      8'b??1?????:
+        _348_ = b[23:20];
+      8'b?1??????:
+        _348_ = b[27:24];
+      8'b1???????:
+        _348_ = b[31:28];
+      default:
+        _348_ = a;
+    endcase
+  endfunction
+  assign _017_ = _348_(4'hx, 32'd590558002, { _142_, _141_, _140_, _139_, _138_, _137_, _136_, _135_ });
+  assign _135_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _136_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _137_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _138_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _139_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _140_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _141_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _142_ = ! (* full_case = 32'd1 *) i__payload[5:3];
+  function [3:0] _357_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _357_ = b[3:0];
+      8'b??????1?:
+        _357_ = b[7:4];
+      8'b?????1??:
+        _357_ = b[11:8];
+      8'b????1???:
+        _357_ = b[15:12];
+      8'b???1????:
+        _357_ = b[19:16];
+      8'b??1?????:
+        _357_ = b[23:20];
+      8'b?1??????:
+        _357_ = b[27:24];
+      8'b1???????:
+        _357_ = b[31:28];
+      default:
+        _357_ = a;
+    endcase
+  endfunction
+  assign _015_ = _357_(4'hx, 32'd590558002, { _150_, _149_, _148_, _147_, _146_, _145_, _144_, _143_ });
+  assign _143_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _144_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _145_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _146_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _147_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _148_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _149_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _150_ = ! (* full_case = 32'd1 *) i__payload[8:6];
+  function [3:0] _366_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _366_ = b[3:0];
+      8'b??????1?:
+        _366_ = b[7:4];
+      8'b?????1??:
+        _366_ = b[11:8];
+      8'b????1???:
+        _366_ = b[15:12];
+      8'b???1????:
+        _366_ = b[19:16];
+      8'b??1?????:
+        _366_ = b[23:20];
+      8'b?1??????:
+        _366_ = b[27:24];
+      8'b1???????:
+        _366_ = b[31:28];
+      default:
+        _366_ = a;
+    endcase
+  endfunction
+  assign _013_ = _366_(4'hx, 32'd590558002, { _158_, _157_, _156_, _155_, _154_, _153_, _152_, _151_ });
+  assign _151_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _152_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _153_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _154_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _155_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _156_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _157_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _158_ = ! (* full_case = 32'd1 *) i__payload[8:6];
+  function [3:0] _375_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _375_ = b[3:0];
+      8'b??????1?:
+        _375_ = b[7:4];
+      8'b?????1??:
+        _375_ = b[11:8];
+      8'b????1???:
+        _375_ = b[15:12];
+      8'b???1????:
+        _375_ = b[19:16];
+      8'b??1?????:
+        _375_ = b[23:20];
+      8'b?1??????:
+        _375_ = b[27:24];
+      8'b1???????:
+        _375_ = b[31:28];
+      default:
+        _375_ = a;
+    endcase
+  endfunction
+  assign _011_ = _375_(4'hx, 32'd590558002, { _166_, _165_, _164_, _163_, _162_, _161_, _160_, _159_ });
+  assign _159_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _160_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _161_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _162_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _163_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _164_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _165_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _166_ = ! (* full_case = 32'd1 *) i__payload[5:3];
+  function [3:0] _384_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _384_ = b[3:0];
+      8'b??????1?:
+        _384_ = b[7:4];
+      8'b?????1??:
+        _384_ = b[11:8];
+      8'b????1???:
+        _384_ = b[15:12];
+      8'b???1????:
+        _384_ = b[19:16];
+      8'b??1?????:
+        _384_ = b[23:20];
+      8'b?1??????:
+        _384_ = b[27:24];
+      8'b1???????:
+        _384_ = b[31:28];
+      default:
+        _384_ = a;
+    endcase
+  endfunction
+  assign _008_ = _384_(4'hx, 32'd590558002, { _174_, _173_, _172_, _171_, _170_, _169_, _168_, _167_ });
+  assign _167_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _168_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _169_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _170_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _171_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _172_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _173_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _174_ = ! (* full_case = 32'd1 *) i__payload[8:6];
+  function [4:0] _393_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _393_ = b[4:0];
+      8'b??????1?:
+        _393_ = b[9:5];
+      8'b?????1??:
+        _393_ = b[14:10];
+      8'b????1???:
+        _393_ = b[19:15];
+      8'b???1????:
+        _393_ = b[24:20];
+      8'b??1?????:
+        _393_ = b[29:25];
+      8'b?1??????:
+        _393_ = b[34:30];
+      8'b1???????:
+        _393_ = b[39:35];
+      default:
+        _393_ = a;
+    endcase
+  endfunction
+  assign _006_ = _393_(5'hxx, 40'h2210842108, { _182_, _181_, _180_, _179_, _178_, _177_, _176_, _175_ });
+  assign _175_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _176_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _177_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _178_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _179_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _180_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _181_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _182_ = ! (* full_case = 32'd1 *) i__payload[8:6];
+  function [5:0] _402_;
+    input [5:0] a;
+    input [47:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _402_ = b[5:0];
+      8'b??????1?:
+        _402_ = b[11:6];
+      8'b?????1??:
+        _402_ = b[17:12];
+      8'b????1???:
+        _402_ = b[23:18];
+      8'b???1????:
+        _402_ = b[29:24];
+      8'b??1?????:
+        _402_ = b[35:30];
+      8'b?1??????:
+        _402_ = b[41:36];
+      8'b1???????:
+        _402_ = b[47:42];
+      default:
+        _402_ = a;
+    endcase
+  endfunction
+  assign _004_ = _402_(6'hxx, 48'h318618618618, { _190_, _189_, _188_, _187_, _186_, _185_, _184_, _183_ });
+  assign _183_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _184_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _185_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _186_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _187_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _188_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _189_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _190_ = ! (* full_case = 32'd1 *) i__payload[5:3];
+  function [5:0] _411_;
+    input [5:0] a;
+    input [47:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _411_ = b[5:0];
+      8'b??????1?:
+        _411_ = b[11:6];
+      8'b?????1??:
+        _411_ = b[17:12];
+      8'b????1???:
+        _411_ = b[23:18];
+      8'b???1????:
+        _411_ = b[29:24];
+      8'b??1?????:
+        _411_ = b[35:30];
+      8'b?1??????:
+        _411_ = b[41:36];
+      8'b1???????:
+        _411_ = b[47:42];
+      default:
+        _411_ = a;
+    endcase
+  endfunction
+  assign _059_ = _411_(6'hxx, 48'h000108310518, { _198_, _197_, _196_, _195_, _194_, _193_, _192_, _191_ });
+  assign _191_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _192_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _193_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _194_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _195_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _196_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _197_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _198_ = ! (* full_case = 32'd1 *) i__payload[8:6];
+  function [8:0] _420_;
+    input [8:0] a;
+    input [71:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _420_ = b[8:0];
+      8'b??????1?:
+        _420_ = b[17:9];
+      8'b?????1??:
+        _420_ = b[26:18];
+      8'b????1???:
+        _420_ = b[35:27];
+      8'b???1????:
+        _420_ = b[44:36];
+      8'b??1?????:
+        _420_ = b[53:45];
+      8'b?1??????:
+        _420_ = b[62:54];
+      8'b1???????:
+        _420_ = b[71:63];
+      default:
+        _420_ = a;
+    endcase
+  endfunction
+  assign _058_ = _420_(9'hxxx, 72'h0000040403020140c0, { _206_, _205_, _204_, _203_, _202_, _201_, _200_, _199_ });
+  assign _199_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _200_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _201_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _202_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _203_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _204_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _205_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _206_ = ! (* full_case = 32'd1 *) i__payload[5:3];
+  assign \i__payload.shift  = i__payload[15:12];
+  assign \i__payload.count  = i__payload[11:9];
+  assign \i__payload.x  = i__payload[8:6];
+  assign \i__payload.y  = i__payload[5:3];
+  assign \i__payload.c  = i__payload[2:0];
+  assign \o__payload.shift  = shift;
+  assign \o__payload.count  = \$like$6 ;
+  assign \o__payload.waddr  = waddr;
+  assign \o__payload.addr  = \$like ;
+  assign o__payload = { shift, \$like$6 , waddr, \$like  };
+  assign \busy$2  = o__valid;
+  assign busy = o__valid;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_gn.engine_conv2.serializer (rst, o__ready, i__payload, i__valid, o__payload, o__valid, i__ready, clk);
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [4:0] _03_;
   (* unused_bits = "4 5" *)
-  wire [5:0] _0483_;
-  wire _0484_;
-  wire [2:0] _0485_;
-  wire [4:0] _0486_;
-  wire [4:0] _0487_;
-  wire _0488_;
-  wire _0489_;
-  wire _0490_;
-  wire _0491_;
-  wire [8:0] _0492_;
-  wire [9:0] _0493_;
-  wire _0494_;
-  (* unused_bits = "8 9 10" *)
-  wire [10:0] _0495_;
-  wire _0496_;
-  wire [11:0] _0497_;
-  wire [11:0] _0498_;
-  wire [11:0] _0499_;
-  wire [11:0] _0500_;
-  wire [1:0] _0501_;
-  wire [1:0] _0502_;
-  wire [1:0] _0503_;
-  wire [1:0] _0504_;
-  wire [1:0] _0505_;
-  wire [1:0] _0506_;
-  wire [1:0] _0507_;
-  wire [1:0] _0508_;
-  wire [1:0] _0509_;
-  wire [1:0] _0510_;
-  wire [1:0] _0511_;
-  wire _0512_;
-  wire _0513_;
-  wire _0514_;
-  wire [5:0] _0515_;
-  wire [5:0] _0516_;
-  wire [5:0] _0517_;
-  wire _0518_;
-  wire _0519_;
-  wire _0520_;
-  wire _0521_;
-  wire _0522_;
-  wire _0523_;
-  wire _0524_;
-  wire _0525_;
-  wire _0526_;
-  wire _0527_;
-  wire _0528_;
-  wire _0529_;
-  wire [2:0] _0530_;
-  wire [1:0] _0531_;
-  wire [1:0] _0532_;
-  wire [1:0] _0533_;
-  wire [16:0] _0534_;
-  wire [16:0] _0535_;
-  wire [16:0] _0536_;
-  wire [16:0] _0537_;
-  wire [16:0] _0538_;
-  wire [16:0] _0539_;
-  wire [16:0] _0540_;
-  wire [16:0] _0541_;
-  wire [16:0] _0542_;
-  wire [16:0] _0543_;
-  wire [16:0] _0544_;
-  wire [16:0] _0545_;
-  wire [16:0] _0546_;
-  wire [16:0] _0547_;
-  wire [16:0] _0548_;
-  wire [16:0] _0549_;
-  wire _0550_;
-  wire _0551_;
-  wire _0552_;
-  wire _0553_;
-  wire _0554_;
-  wire _0555_;
-  wire _0556_;
-  wire _0557_;
-  wire _0558_;
-  wire _0559_;
-  wire _0560_;
-  wire [5:0] _0561_;
-  wire [5:0] _0562_;
-  wire _0563_;
-  wire _0564_;
-  wire _0565_;
-  wire _0566_;
-  wire _0567_;
-  wire _0568_;
-  wire _0569_;
-  wire [3:0] _0570_;
-  wire [3:0] _0571_;
-  wire [3:0] _0572_;
-  wire [3:0] _0573_;
-  wire [3:0] _0574_;
-  wire [1:0] _0575_;
-  wire [1:0] _0576_;
-  wire [1:0] _0577_;
-  wire [1:0] _0578_;
-  wire [1:0] _0579_;
-  wire [1:0] _0580_;
-  wire [1:0] _0581_;
-  wire [1:0] _0582_;
-  wire [1:0] _0583_;
-  wire [1:0] _0584_;
-  wire [1:0] _0585_;
-  wire [1:0] _0586_;
+  wire [5:0] _04_;
+  wire _05_;
+  wire [2:0] _06_;
+  wire [4:0] _07_;
+  wire [4:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire [4:0] _14_;
+  wire [4:0] _15_;
+  wire _16_;
+  wire _17_;
+  wire _18_;
+  wire [6:0] _19_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _20_;
+  wire [3:0] _21_;
+  wire _22_;
+  wire _23_;
+  wire _24_;
+  wire _25_;
+  wire [3:0] _26_;
+  wire [3:0] _27_;
+  wire [3:0] _28_;
+  wire [3:0] _29_;
+  wire [3:0] _30_;
+  wire _31_;
+  wire _32_;
+  wire _33_;
+  wire _34_;
+  wire _35_;
+  wire [2:0] _36_;
+  wire [1:0] _37_;
+  wire [1:0] _38_;
+  wire [1:0] _39_;
+  wire _40_;
+  wire _41_;
+  wire _42_;
+  wire _43_;
+  input clk;
+  wire clk;
+  reg [3:0] done = 4'h0;
+  input [20:0] i__payload;
+  wire [20:0] i__payload;
+  wire [11:0] \i__payload.counts ;
+  wire [2:0] \i__payload.counts[0] ;
+  wire [2:0] \i__payload.counts[1] ;
+  wire [2:0] \i__payload.counts[2] ;
+  wire [2:0] \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire [1:0] \i__payload.g ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  wire [1:0] lane;
+  output [13:0] o__payload;
+  wire [13:0] o__payload;
+  wire [3:0] \o__payload.c ;
+  wire [2:0] \o__payload.count ;
+  wire \o__payload.end ;
+  wire [2:0] \o__payload.x ;
+  wire [2:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  wire o__valid;
+  wire [3:0] pending;
+  input rst;
+  wire rst;
+  assign _00_ = | i__payload[2:0];
+  assign _10_ = ~ done[0];
+  assign pending[0] = _00_ & _10_;
+  assign _22_ = | i__payload[5:3];
+  assign _23_ = ~ done[1];
+  assign pending[1] = _22_ & _23_;
+  assign _24_ = | i__payload[8:6];
+  assign _25_ = ~ done[2];
+  assign pending[2] = _24_ & _25_;
+  assign _01_ = | i__payload[11:9];
+  assign _02_ = ~ done[3];
+  assign pending[3] = _01_ & _02_;
+  assign _03_ = i__payload[13:12] * 3'h4;
+  assign { _04_[5:4], o__payload[3:0] } = _03_ + lane;
+  assign _05_ = | pending;
+  assign _07_ = pending - 1'h1;
+  assign _08_ = { 1'h0, pending } & _07_;
+  assign _09_ = ! _08_;
+  assign _11_ = ~ i__payload[20];
+  assign _12_ = _09_ & _11_;
+  assign _13_ = | pending;
+  assign _14_ = pending - 1'h1;
+  assign _15_ = { 1'h0, pending } & _14_;
+  assign _16_ = ! _15_;
+  assign _17_ = ~ i__payload[20];
+  assign _18_ = _16_ & _17_;
+  assign _19_ = 1'h1 << lane;
+  assign _20_ = { 3'h0, done } | _19_;
+  always @(posedge clk)
+    done <= _21_;
+  assign _26_ = o__ready ? 4'h0 : done;
+  assign _27_ = _18_ ? (* full_case = 32'd1 *) 4'h0 : _20_[3:0];
+  assign _28_ = o__ready ? _27_ : done;
+  assign _29_ = _13_ ? (* full_case = 32'd1 *) _28_ : _26_;
+  assign _30_ = i__valid ? _29_ : done;
+  assign _21_ = rst ? 4'h0 : _30_;
+  assign _31_ = o__ready ? 1'h1 : 1'h0;
+  assign _32_ = _12_ ? 1'h1 : 1'h0;
+  assign _33_ = o__ready ? _32_ : 1'h0;
+  assign _34_ = _05_ ? (* full_case = 32'd1 *) _33_ : _31_;
+  assign i__ready = i__valid ? _34_ : 1'h0;
+  assign o__valid = i__valid ? 1'h1 : 1'h0;
+  assign _35_ = _05_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign \o__payload.end  = i__valid ? _35_ : 1'h0;
+  assign _36_ = _05_ ? (* full_case = 32'd1 *) _06_ : 3'h0;
+  assign \o__payload.count  = i__valid ? _36_ : 3'h0;
+  assign _37_ = pending[3] ? 2'h3 : 2'h0;
+  assign _38_ = pending[2] ? 2'h2 : _37_;
+  assign _39_ = pending[1] ? 2'h1 : _38_;
+  assign lane = pending[0] ? 2'h0 : _39_;
+  function [2:0] _93_;
+    input [2:0] a;
+    input [11:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _93_ = b[2:0];
+      4'b??1?:
+        _93_ = b[5:3];
+      4'b?1??:
+        _93_ = b[8:6];
+      4'b1???:
+        _93_ = b[11:9];
+      default:
+        _93_ = a;
+    endcase
+  endfunction
+  assign _06_ = _93_(3'hx, { i__payload[2:0], i__payload[5:3], i__payload[8:6], i__payload[11:9] }, { _43_, _42_, _41_, _40_ });
+  assign _40_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _41_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _42_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _43_ = ! (* full_case = 32'd1 *) lane;
+  assign \o__payload.x  = i__payload[19:17];
+  assign \o__payload.y  = i__payload[16:14];
+  assign \o__payload.c  = o__payload[3:0];
+  assign \i__payload.end  = i__payload[20];
+  assign \i__payload.x  = i__payload[19:17];
+  assign \i__payload.y  = i__payload[16:14];
+  assign \i__payload.g  = i__payload[13:12];
+  assign \i__payload.counts[3]  = i__payload[11:9];
+  assign \i__payload.counts[2]  = i__payload[8:6];
+  assign \i__payload.counts[1]  = i__payload[5:3];
+  assign \i__payload.counts[0]  = i__payload[2:0];
+  assign \i__payload.counts  = i__payload[11:0];
+  assign _04_[3:0] = o__payload[3:0];
+  assign o__payload[13:4] = { \o__payload.end , \o__payload.count , i__payload[19:14] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_gn.engine_conv3 (rst, \o__ready$24 , active, i0__ready, \o__payload$22 , \o__valid$26 , i0__payload, i0__valid, clk);
+  output active;
+  wire active;
+  wire \active$32 ;
+  input clk;
+  wire clk;
+  wire dropped;
+  wire \dropped$29 ;
+  input [13:0] i0__payload;
+  wire [13:0] i0__payload;
+  wire [13:0] \i0__payload$1 ;
+  wire [3:0] \i0__payload$1.c ;
+  wire [2:0] \i0__payload$1.count ;
+  wire \i0__payload$1.end ;
+  wire [2:0] \i0__payload$1.x ;
+  wire [2:0] \i0__payload$1.y ;
+  wire [3:0] \i0__payload.c ;
+  wire [2:0] \i0__payload.count ;
+  wire \i0__payload.end ;
+  wire [2:0] \i0__payload.x ;
+  wire [2:0] \i0__payload.y ;
+  output i0__ready;
+  wire i0__ready;
+  wire \i0__ready$3 ;
+  input i0__valid;
+  wire i0__valid;
+  wire \i0__valid$5 ;
+  wire [18:0] i__payload;
+  wire [18:0] \i__payload$16 ;
+  wire [11:0] \i__payload$16.counts ;
+  wire [2:0] \i__payload$16.counts[0] ;
+  wire [2:0] \i__payload$16.counts[1] ;
+  wire [2:0] \i__payload$16.counts[2] ;
+  wire [2:0] \i__payload$16.counts[3] ;
+  wire \i__payload$16.end ;
+  wire [1:0] \i__payload$16.g ;
+  wire [1:0] \i__payload$16.x ;
+  wire [1:0] \i__payload$16.y ;
+  wire [11:0] \i__payload.counts ;
+  wire [2:0] \i__payload.counts[0] ;
+  wire [2:0] \i__payload.counts[1] ;
+  wire [2:0] \i__payload.counts[2] ;
+  wire [2:0] \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire [1:0] \i__payload.g ;
+  wire [1:0] \i__payload.x ;
+  wire [1:0] \i__payload.y ;
+  (* unused_bits = "0" *)
+  wire i__ready;
+  wire \i__ready$19 ;
+  wire i__valid;
+  wire \i__valid$20 ;
+  wire [18:0] o__payload;
+  output [11:0] \o__payload$22 ;
+  wire [11:0] \o__payload$22 ;
+  wire [3:0] \o__payload$22.c ;
+  wire [2:0] \o__payload$22.count ;
+  wire \o__payload$22.end ;
+  wire [1:0] \o__payload$22.x ;
+  wire [1:0] \o__payload$22.y ;
+  wire [11:0] \o__payload$23 ;
+  wire [3:0] \o__payload$23.c ;
+  wire [2:0] \o__payload$23.count ;
+  wire \o__payload$23.end ;
+  wire [1:0] \o__payload$23.x ;
+  wire [1:0] \o__payload$23.y ;
+  wire [11:0] \o__payload.counts ;
+  wire [2:0] \o__payload.counts[0] ;
+  wire [2:0] \o__payload.counts[1] ;
+  wire [2:0] \o__payload.counts[2] ;
+  wire [2:0] \o__payload.counts[3] ;
+  wire \o__payload.end ;
+  wire [1:0] \o__payload.g ;
+  wire [1:0] \o__payload.x ;
+  wire [1:0] \o__payload.y ;
+  wire o__ready;
+  input \o__ready$24 ;
+  wire \o__ready$24 ;
+  wire \o__ready$25 ;
+  wire o__valid;
+  output \o__valid$26 ;
+  wire \o__valid$26 ;
+  wire \o__valid$27 ;
+  wire [33:0] ops__payload;
+  wire [33:0] \ops__payload$7 ;
+  wire [5:0] \ops__payload$7.addr ;
+  wire \ops__payload$7.bank ;
+  wire [1:0] \ops__payload$7.bias_g ;
+  wire [2:0] \ops__payload$7.count ;
+  wire \ops__payload$7.cur ;
+  wire \ops__payload$7.end ;
+  wire \ops__payload$7.fire_k ;
+  wire \ops__payload$7.kind ;
+  wire \ops__payload$7.last_step ;
+  wire \ops__payload$7.proj ;
+  wire [3:0] \ops__payload$7.shift ;
+  wire [11:0] \ops__payload$7.waddr ;
+  wire [5:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire [2:0] \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [11:0] \ops__payload.waddr ;
+  wire ops__valid;
+  wire \ops__valid$9 ;
+  wire popped;
+  wire [18:0] push__payload;
+  wire [11:0] \push__payload.counts ;
+  wire [2:0] \push__payload.counts[0] ;
+  wire [2:0] \push__payload.counts[1] ;
+  wire [2:0] \push__payload.counts[2] ;
+  wire [2:0] \push__payload.counts[3] ;
+  wire \push__payload.end ;
+  wire [1:0] \push__payload.g ;
+  wire [1:0] \push__payload.x ;
+  wire [1:0] \push__payload.y ;
+  (* unused_bits = "0" *)
+  wire push__ready;
+  wire push__valid;
+  input rst;
+  wire rst;
+  assign popped = \i__valid$20  & o__ready;
+  \digits_cnn_gn.engine_conv3.datapath  datapath (
+    .clk(clk),
+    .dropped(dropped),
+    .ops__payload(ops__payload),
+    .ops__valid(ops__valid),
+    .push7(i__valid),
+    .push__payload(i__payload),
+    .rst(rst)
+  );
+  \digits_cnn_gn.engine_conv3.queue  queue (
+    .clk(clk),
+    .i__ready(push__ready),
+    .o__payload(\i__payload$16 ),
+    .o__ready(o__ready),
+    .o__valid(\i__valid$20 ),
+    .rst(rst),
+    .w_data(i__payload),
+    .w_en(i__valid)
+  );
+  \digits_cnn_gn.engine_conv3.sequencer  sequencer (
+    .active(active),
+    .clk(clk),
+    .dropped(dropped),
+    .i0__payload(i0__payload),
+    .i0__ready(i0__ready),
+    .i0__valid(i0__valid),
+    .ops__payload(ops__payload),
+    .ops__valid(ops__valid),
+    .popped(popped),
+    .rst(rst)
+  );
+  \digits_cnn_gn.engine_conv3.serializer  serializer (
+    .clk(clk),
+    .i__payload(\i__payload$16 ),
+    .i__ready(o__ready),
+    .i__valid(\i__valid$20 ),
+    .o__payload(\o__payload$22 ),
+    .o__ready(\o__ready$24 ),
+    .o__valid(\o__valid$26 ),
+    .rst(rst)
+  );
+  assign \o__payload$23.end  = \o__payload$22 [11];
+  assign \o__payload$23.count  = \o__payload$22 [10:8];
+  assign \o__payload$23.x  = \o__payload$22 [7:6];
+  assign \o__payload$23.y  = \o__payload$22 [5:4];
+  assign \o__payload$23.c  = \o__payload$22 [3:0];
+  assign \o__payload$22.end  = \o__payload$22 [11];
+  assign \o__payload$22.count  = \o__payload$22 [10:8];
+  assign \o__payload$22.x  = \o__payload$22 [7:6];
+  assign \o__payload$22.y  = \o__payload$22 [5:4];
+  assign \o__payload$22.c  = \o__payload$22 [3:0];
+  assign \o__payload.end  = \i__payload$16 [18];
+  assign \o__payload.x  = \i__payload$16 [17:16];
+  assign \o__payload.y  = \i__payload$16 [15:14];
+  assign \o__payload.g  = \i__payload$16 [13:12];
+  assign \o__payload.counts[3]  = \i__payload$16 [11:9];
+  assign \o__payload.counts[2]  = \i__payload$16 [8:6];
+  assign \o__payload.counts[1]  = \i__payload$16 [5:3];
+  assign \o__payload.counts[0]  = \i__payload$16 [2:0];
+  assign \o__payload.counts  = \i__payload$16 [11:0];
+  assign \i__payload$16.end  = \i__payload$16 [18];
+  assign \i__payload$16.x  = \i__payload$16 [17:16];
+  assign \i__payload$16.y  = \i__payload$16 [15:14];
+  assign \i__payload$16.g  = \i__payload$16 [13:12];
+  assign \i__payload$16.counts[3]  = \i__payload$16 [11:9];
+  assign \i__payload$16.counts[2]  = \i__payload$16 [8:6];
+  assign \i__payload$16.counts[1]  = \i__payload$16 [5:3];
+  assign \i__payload$16.counts[0]  = \i__payload$16 [2:0];
+  assign \i__payload$16.counts  = \i__payload$16 [11:0];
+  assign \push__payload.end  = i__payload[18];
+  assign \push__payload.x  = i__payload[17:16];
+  assign \push__payload.y  = i__payload[15:14];
+  assign \push__payload.g  = i__payload[13:12];
+  assign \push__payload.counts[3]  = i__payload[11:9];
+  assign \push__payload.counts[2]  = i__payload[8:6];
+  assign \push__payload.counts[1]  = i__payload[5:3];
+  assign \push__payload.counts[0]  = i__payload[2:0];
+  assign \push__payload.counts  = i__payload[11:0];
+  assign \i__payload.end  = i__payload[18];
+  assign \i__payload.x  = i__payload[17:16];
+  assign \i__payload.y  = i__payload[15:14];
+  assign \i__payload.g  = i__payload[13:12];
+  assign \i__payload.counts[3]  = i__payload[11:9];
+  assign \i__payload.counts[2]  = i__payload[8:6];
+  assign \i__payload.counts[1]  = i__payload[5:3];
+  assign \i__payload.counts[0]  = i__payload[2:0];
+  assign \i__payload.counts  = i__payload[11:0];
+  assign \ops__payload$7.bias_g  = ops__payload[33:32];
+  assign \ops__payload$7.end  = ops__payload[31];
+  assign \ops__payload$7.fire_k  = ops__payload[30];
+  assign \ops__payload$7.last_step  = ops__payload[29];
+  assign \ops__payload$7.shift  = ops__payload[28:25];
+  assign \ops__payload$7.count  = ops__payload[24:22];
+  assign \ops__payload$7.proj  = ops__payload[21];
+  assign \ops__payload$7.waddr  = ops__payload[20:9];
+  assign \ops__payload$7.addr  = ops__payload[8:3];
+  assign \ops__payload$7.bank  = ops__payload[2];
+  assign \ops__payload$7.cur  = ops__payload[1];
+  assign \ops__payload$7.kind  = ops__payload[0];
+  assign \ops__payload.bias_g  = ops__payload[33:32];
+  assign \ops__payload.end  = ops__payload[31];
+  assign \ops__payload.fire_k  = ops__payload[30];
+  assign \ops__payload.last_step  = ops__payload[29];
+  assign \ops__payload.shift  = ops__payload[28:25];
+  assign \ops__payload.count  = ops__payload[24:22];
+  assign \ops__payload.proj  = ops__payload[21];
+  assign \ops__payload.waddr  = ops__payload[20:9];
+  assign \ops__payload.addr  = ops__payload[8:3];
+  assign \ops__payload.bank  = ops__payload[2];
+  assign \ops__payload.cur  = ops__payload[1];
+  assign \ops__payload.kind  = ops__payload[0];
+  assign \i0__payload$1.end  = i0__payload[13];
+  assign \i0__payload$1.count  = i0__payload[12:10];
+  assign \i0__payload$1.x  = i0__payload[9:7];
+  assign \i0__payload$1.y  = i0__payload[6:4];
+  assign \i0__payload$1.c  = i0__payload[3:0];
+  assign \i0__payload.end  = i0__payload[13];
+  assign \i0__payload.count  = i0__payload[12:10];
+  assign \i0__payload.x  = i0__payload[9:7];
+  assign \i0__payload.y  = i0__payload[6:4];
+  assign \i0__payload.c  = i0__payload[3:0];
+  assign \active$32  = active;
+  assign \dropped$29  = dropped;
+  assign \o__valid$27  = \o__valid$26 ;
+  assign \o__ready$25  = \o__ready$24 ;
+  assign \o__payload$23  = \o__payload$22 ;
+  assign o__valid = \i__valid$20 ;
+  assign \i__ready$19  = o__ready;
+  assign o__payload = \i__payload$16 ;
+  assign push__valid = i__valid;
+  assign i__ready = push__ready;
+  assign push__payload = i__payload;
+  assign \ops__valid$9  = ops__valid;
+  assign \ops__payload$7  = ops__payload;
+  assign \i0__valid$5  = i0__valid;
+  assign \i0__ready$3  = i0__ready;
+  assign \i0__payload$1  = i0__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_gn.engine_conv3.datapath (rst, dropped, ops__valid, ops__payload, push7, push__payload, clk);
+  wire _000_;
+  wire _001_;
+  wire _002_;
+  wire _003_;
+  wire _004_;
+  wire _005_;
+  wire _006_;
+  wire _007_;
+  wire _008_;
+  wire [8:0] _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire _013_;
+  wire _014_;
+  wire _015_;
+  wire _016_;
+  wire _017_;
+  wire _018_;
+  wire _019_;
+  wire [10:0] _020_;
+  wire _021_;
+  wire _022_;
+  wire _023_;
+  wire _024_;
+  wire _025_;
+  wire _026_;
+  wire _027_;
+  wire _028_;
+  wire _029_;
+  wire _030_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
+  wire _034_;
+  wire _035_;
+  wire [8:0] _036_;
+  wire _037_;
+  wire _038_;
+  wire _039_;
+  wire _040_;
+  wire _041_;
+  wire _042_;
+  wire _043_;
+  wire _044_;
+  wire [9:0] _045_;
+  wire _046_;
+  wire _047_;
+  wire _048_;
+  wire _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire _054_;
+  wire _055_;
+  wire _056_;
+  wire _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire _063_;
+  wire [8:0] _064_;
+  wire _065_;
+  wire _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire [10:0] _074_;
+  wire _075_;
+  wire _076_;
+  wire _077_;
+  wire _078_;
+  wire _079_;
+  wire _080_;
+  wire _081_;
+  wire _082_;
+  wire _083_;
+  wire _084_;
+  wire _085_;
+  wire _086_;
+  wire _087_;
+  wire _088_;
+  wire _089_;
+  wire _090_;
+  wire _091_;
+  wire [8:0] _092_;
+  wire [8:0] _093_;
+  wire _094_;
+  wire _095_;
+  wire _096_;
+  wire _097_;
+  wire _098_;
+  wire _099_;
+  wire _100_;
+  wire _101_;
+  wire _102_;
+  wire [9:0] _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire _115_;
+  wire _116_;
+  wire _117_;
+  wire [17:0] _118_;
+  wire [17:0] _119_;
+  wire [17:0] _120_;
+  wire [8:0] _121_;
+  wire [16:0] _122_;
+  wire [17:0] _123_;
+  wire [16:0] _124_;
+  wire [17:0] _125_;
+  wire [16:0] _126_;
+  wire [17:0] _127_;
+  wire [16:0] _128_;
+  wire [17:0] _129_;
+  wire [10:0] _130_;
+  wire [1:0] _131_;
+  wire [17:0] _132_;
+  wire [1:0] _133_;
+  wire [17:0] _134_;
+  wire [11:0] _135_;
+  wire [11:0] _136_;
+  wire [11:0] _137_;
+  wire [17:0] _138_;
+  wire [17:0] _139_;
+  wire [17:0] _140_;
+  wire [17:0] _141_;
+  wire [1:0] _142_;
+  wire [17:0] _143_;
+  wire [1:0] _144_;
+  wire [17:0] _145_;
+  wire [10:0] _146_;
+  (* unused_bits = "18" *)
+  wire [18:0] _147_;
+  wire [17:0] _148_;
+  wire [17:0] _149_;
+  wire [17:0] _150_;
+  wire [16:0] _151_;
+  wire [17:0] _152_;
+  wire [16:0] _153_;
+  wire [17:0] _154_;
+  wire [16:0] _155_;
+  wire [11:0] _156_;
+  wire [17:0] _157_;
+  wire [16:0] _158_;
+  wire [17:0] _159_;
+  wire [1:0] _160_;
+  wire [17:0] _161_;
+  wire [1:0] _162_;
+  wire [17:0] _163_;
+  wire [11:0] _164_;
+  wire [11:0] _165_;
+  wire [11:0] _166_;
+  wire [17:0] _167_;
+  wire [17:0] _168_;
+  wire [17:0] _169_;
+  wire [17:0] _170_;
+  wire [10:0] _171_;
+  wire [1:0] _172_;
+  wire [17:0] _173_;
+  wire [1:0] _174_;
+  wire [17:0] _175_;
+  (* unused_bits = "18" *)
+  wire [18:0] _176_;
+  wire [17:0] _177_;
+  wire [17:0] _178_;
+  wire [17:0] _179_;
+  wire [9:0] _180_;
+  wire [11:0] _181_;
+  wire [16:0] _182_;
+  wire [17:0] _183_;
+  wire [16:0] _184_;
+  wire [17:0] _185_;
+  wire [16:0] _186_;
+  wire [17:0] _187_;
+  wire [16:0] _188_;
+  wire [17:0] _189_;
+  wire [1:0] _190_;
+  wire [17:0] _191_;
+  wire [1:0] _192_;
+  wire [17:0] _193_;
+  wire [11:0] _194_;
+  wire [11:0] _195_;
+  wire [11:0] _196_;
+  wire [17:0] _197_;
+  wire [10:0] _198_;
+  wire [17:0] _199_;
+  wire [17:0] _200_;
+  wire [17:0] _201_;
+  wire [1:0] _202_;
+  wire [17:0] _203_;
+  wire [1:0] _204_;
+  wire [17:0] _205_;
+  wire [11:0] _206_;
+  (* unused_bits = "18" *)
+  wire [18:0] _207_;
+  wire [17:0] _208_;
+  wire [17:0] _209_;
+  wire [17:0] _210_;
+  wire [16:0] _211_;
+  wire [17:0] _212_;
+  wire [16:0] _213_;
+  wire [17:0] _214_;
+  wire [16:0] _215_;
+  wire [17:0] _216_;
+  wire [16:0] _217_;
+  wire [17:0] _218_;
+  wire [1:0] _219_;
+  wire [17:0] _220_;
+  wire [1:0] _221_;
+  wire [17:0] _222_;
+  wire [10:0] _223_;
+  wire [11:0] _224_;
+  wire [11:0] _225_;
+  wire [11:0] _226_;
+  wire [17:0] _227_;
+  wire [17:0] _228_;
+  wire [17:0] _229_;
+  wire [17:0] _230_;
+  wire [11:0] _231_;
+  wire [1:0] _232_;
+  wire [17:0] _233_;
+  wire [1:0] _234_;
+  wire [17:0] _235_;
+  (* unused_bits = "18" *)
+  wire [18:0] _236_;
+  wire _237_;
+  wire _238_;
+  wire _239_;
+  wire _240_;
+  wire _241_;
+  wire _242_;
+  wire _243_;
+  wire _244_;
+  (* unused_bits = "2" *)
+  wire [2:0] _245_;
+  (* unused_bits = "2" *)
+  wire [2:0] _246_;
+  (* unused_bits = "2" *)
+  wire [2:0] _247_;
+  wire [11:0] _248_;
+  wire _249_;
+  wire _250_;
+  wire _251_;
+  wire _252_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _253_;
+  wire _254_;
+  wire _255_;
+  wire [34:0] _256_;
+  wire [34:0] _257_;
+  (* unused_bits = "12" *)
+  wire [12:0] _258_;
+  wire [34:0] _259_;
+  wire [34:0] _260_;
+  wire [34:0] _261_;
+  wire [34:0] _262_;
+  wire [34:0] _263_;
+  wire [34:0] _264_;
+  wire [31:0] _265_;
+  wire [10:0] _266_;
+  wire [10:0] _267_;
+  wire [10:0] _268_;
+  wire [10:0] _269_;
+  wire [11:0] _270_;
+  wire [11:0] _271_;
+  wire [11:0] _272_;
+  wire [11:0] _273_;
+  wire [47:0] _274_;
+  wire [67:0] _275_;
+  wire [47:0] _276_;
+  wire [67:0] _277_;
+  wire [67:0] _278_;
+  wire [11:0] _279_;
+  wire [3:0] _280_;
+  wire _281_;
+  wire _282_;
+  wire _283_;
+  wire _284_;
+  wire _285_;
+  wire _286_;
+  wire _287_;
+  wire _288_;
+  (* unused_bits = "12" *)
+  wire [12:0] _289_;
+  wire _290_;
+  wire _291_;
+  wire [9:0] _292_;
+  wire [7:0] _293_;
+  wire [71:0] _294_;
+  wire [67:0] _295_;
+  wire [18:0] _296_;
+  wire _297_;
+  wire [1:0] _298_;
+  wire [1:0] _299_;
+  wire [1:0] _300_;
+  wire [11:0] _301_;
+  (* unused_bits = "12" *)
+  wire [12:0] _302_;
+  wire [11:0] _303_;
+  (* unused_bits = "12" *)
+  wire [12:0] _304_;
+  wire [8:0] _305_;
+  wire _306_;
+  wire _307_;
+  wire _308_;
+  wire _309_;
+  wire _310_;
+  wire _311_;
+  wire _312_;
+  wire _313_;
+  wire _314_;
+  wire _315_;
+  wire [10:0] _316_;
+  wire _317_;
+  wire _318_;
+  wire _319_;
+  wire _320_;
+  wire _321_;
+  wire _322_;
+  wire _323_;
+  wire _324_;
+  wire _325_;
+  wire _326_;
+  wire _327_;
+  wire _328_;
+  wire _329_;
+  wire _330_;
+  wire _331_;
+  wire _332_;
+  wire _333_;
+  wire _334_;
+  wire _335_;
+  wire [8:0] _336_;
+  wire _337_;
+  wire _338_;
+  wire _339_;
+  wire _340_;
+  wire _341_;
+  wire _342_;
+  wire _343_;
+  wire _344_;
+  wire _345_;
+  wire [9:0] _346_;
+  wire _347_;
+  wire _348_;
+  wire _349_;
+  wire _350_;
+  wire _351_;
+  wire _352_;
+  wire _353_;
+  wire _354_;
+  wire _355_;
+  wire [1:0] _356_;
+  wire [1:0] _357_;
+  wire [1:0] _358_;
+  wire [1:0] _359_;
+  wire [1:0] _360_;
+  wire [1:0] _361_;
+  wire [1:0] _362_;
+  wire [1:0] _363_;
+  wire [1:0] _364_;
+  wire [1:0] _365_;
+  wire [1:0] _366_;
+  wire [1:0] _367_;
+  wire [11:0] _368_;
+  wire [11:0] _369_;
+  wire [11:0] _370_;
+  wire [11:0] _371_;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47" *)
   wire [47:0] \$like ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
@@ -10357,49 +11495,48 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [11:0] \$like[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \$like[3] ;
-  reg \$signal  = 1'h0;
+  reg [67:0] \$signal  = 68'h00000000000000000;
+  reg [47:0] \$signal$25  = 48'h000000000000;
+  wire [11:0] \$signal$25[0] ;
+  wire [11:0] \$signal$25[1] ;
+  wire [11:0] \$signal$25[2] ;
+  wire [11:0] \$signal$25[3] ;
   (* unused_bits = "6 9" *)
-  reg [9:0] \$signal$126  = 10'h000;
+  reg [9:0] \$signal$43  = 10'h000;
   (* unused_bits = "4 7" *)
-  reg [7:0] \$signal$127  = 8'h00;
-  reg [71:0] \$signal$128  = 72'h000000000000000000;
-  wire [17:0] \$signal$128[0] ;
-  wire [17:0] \$signal$128[1] ;
-  wire [17:0] \$signal$128[2] ;
-  wire [17:0] \$signal$128[3] ;
-  wire \$signal$23 ;
-  reg [71:0] \$signal$37  = 72'h000000000000000000;
-  wire [17:0] \$signal$37[0] ;
-  wire [17:0] \$signal$37[1] ;
-  wire [17:0] \$signal$37[2] ;
-  wire [17:0] \$signal$37[3] ;
-  wire \$signal$5 ;
-  wire [18:0] \$signal$71 ;
-  reg \$signal$72  = 1'h0;
-  wire [18:0] \$signal$76 ;
-  wire \$signal$80 ;
-  wire \$signal$83 ;
-  reg \$signal$88  = 1'h0;
-  wire [11:0] \$signature__addr ;
-  wire [5:0] \$signature__addr$32 ;
-  wire [31:0] \$signature__data ;
-  wire [67:0] \$signature__data$106 ;
-  wire [16:0] \$signature__data$106[0] ;
-  wire [16:0] \$signature__data$106[1] ;
-  wire [16:0] \$signature__data$106[2] ;
-  wire [16:0] \$signature__data$106[3] ;
-  wire [7:0] \$signature__data[0] ;
-  wire [7:0] \$signature__data[1] ;
-  wire [7:0] \$signature__data[2] ;
-  wire [7:0] \$signature__data[3] ;
-  output active;
-  wire active;
+  reg [7:0] \$signal$44  = 8'h00;
+  wire [18:0] \$signal$52 ;
+  wire [11:0] \$signal$52.counts ;
+  wire [2:0] \$signal$52.counts[0] ;
+  wire [2:0] \$signal$52.counts[1] ;
+  wire [2:0] \$signal$52.counts[2] ;
+  wire [2:0] \$signal$52.counts[3] ;
+  wire \$signal$52.end ;
+  wire [1:0] \$signal$52.g ;
+  wire [1:0] \$signal$52.x ;
+  wire [1:0] \$signal$52.y ;
+  wire [16:0] \$signal[0] ;
+  wire [16:0] \$signal[1] ;
+  wire [16:0] \$signal[2] ;
+  wire [16:0] \$signal[3] ;
+  wire [5:0] \$signature__addr ;
+  wire [5:0] \$signature__addr$65 ;
+  wire [67:0] \$signature__data ;
+  wire [67:0] \$signature__data$66 ;
+  wire [16:0] \$signature__data$66[0] ;
+  wire [16:0] \$signature__data$66[1] ;
+  wire [16:0] \$signature__data$66[2] ;
+  wire [16:0] \$signature__data$66[3] ;
+  wire [16:0] \$signature__data[0] ;
+  wire [16:0] \$signature__data[1] ;
+  wire [16:0] \$signature__data[2] ;
+  wire [16:0] \$signature__data[3] ;
+  wire \$signature__en ;
   reg [47:0] addend = 48'h000000000000;
   wire [11:0] \addend[0] ;
   wire [11:0] \addend[1] ;
   wire [11:0] \addend[2] ;
   wire [11:0] \addend[3] ;
-  wire any_spike;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47" *)
   wire [47:0] b6;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
@@ -10410,18 +11547,12 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [11:0] \b6[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \b6[3] ;
-  reg [47:0] b_raw = 48'h000000000000;
-  wire [11:0] \b_raw[0] ;
-  wire [11:0] \b_raw[1] ;
-  wire [11:0] \b_raw[2] ;
-  wire [11:0] \b_raw[3] ;
   wire [1:0] b_rd__addr;
   wire [47:0] b_rd__data;
   wire [11:0] \b_rd__data[0] ;
   wire [11:0] \b_rd__data[1] ;
   wire [11:0] \b_rd__data[2] ;
   wire [11:0] \b_rd__data[3] ;
-  wire busy;
   wire [3:0] c_raw;
   wire \c_raw[0] ;
   wire \c_raw[1] ;
@@ -10429,7 +11560,11 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire \c_raw[3] ;
   input clk;
   wire clk;
-  reg credit = 1'h0;
+  wire [11:0] counts;
+  wire [2:0] \counts[0] ;
+  wire [2:0] \counts[1] ;
+  wire [2:0] \counts[2] ;
+  wire [2:0] \counts[3] ;
   wire [3:0] cres7;
   wire \cres7[0] ;
   wire \cres7[1] ;
@@ -10445,35 +11580,8 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire \cres9[1] ;
   wire \cres9[2] ;
   wire \cres9[3] ;
-  reg [16:0] d1_0 = 17'h00000;
-  reg [16:0] d1_1 = 17'h00000;
-  reg [16:0] d1_2 = 17'h00000;
-  reg [16:0] d1_3 = 17'h00000;
-  reg [16:0] d2_0 = 17'h00000;
-  reg [16:0] d2_1 = 17'h00000;
-  reg [16:0] d2_2 = 17'h00000;
-  reg [16:0] d2_3 = 17'h00000;
-  reg [16:0] d3_0 = 17'h00000;
-  reg [16:0] d3_1 = 17'h00000;
-  reg [16:0] d3_2 = 17'h00000;
-  reg [16:0] d3_3 = 17'h00000;
-  reg [16:0] d4_0 = 17'h00000;
-  reg [16:0] d4_1 = 17'h00000;
-  reg [16:0] d4_2 = 17'h00000;
-  reg [16:0] d4_3 = 17'h00000;
-  reg [3:0] done = 4'h0;
+  output dropped;
   wire dropped;
-  wire en;
-  wire [18:0] entry;
-  wire [11:0] \entry.counts ;
-  wire [2:0] \entry.counts[0] ;
-  wire [2:0] \entry.counts[1] ;
-  wire [2:0] \entry.counts[2] ;
-  wire [2:0] \entry.counts[3] ;
-  wire \entry.end ;
-  wire [1:0] \entry.g ;
-  wire [1:0] \entry.x ;
-  wire [1:0] \entry.y ;
   (* unused_bits = "12 13 14 15 16 17" *)
   reg [18:0] entry7 = 19'h00000;
   wire [11:0] \entry7.counts ;
@@ -10488,13 +11596,6 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [1:0] \entry7.x ;
   (* unused_bits = "0 1" *)
   wire [1:0] \entry7.y ;
-  wire [3:0] ev_c;
-  wire [2:0] ev_count;
-  wire [3:0] ev_shift;
-  wire [2:0] ev_x;
-  wire [2:0] ev_y;
-  reg [1:0] fire_k = 2'h0;
-  reg fsm_state = 1'h0;
   reg hit_c1 = 1'h0;
   reg hit_c2 = 1'h0;
   reg hit_c3 = 1'h0;
@@ -10505,66 +11606,56 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   reg hit_v3 = 1'h0;
   reg hit_v4 = 1'h0;
   reg hit_v5 = 1'h0;
-  input [13:0] i0__payload;
-  wire [13:0] i0__payload;
-  wire [3:0] \i0__payload.c ;
-  wire [2:0] \i0__payload.count ;
-  wire \i0__payload.end ;
-  wire [2:0] \i0__payload.x ;
-  wire [2:0] \i0__payload.y ;
-  output i0__ready;
-  wire i0__ready;
-  input i0__valid;
-  wire i0__valid;
-  wire [34:0] issue;
-  wire [5:0] \issue.addr ;
-  wire \issue.bank ;
-  wire [1:0] \issue.bias_g ;
-  wire [2:0] \issue.count ;
-  wire \issue.cur ;
-  wire \issue.end ;
-  wire \issue.fire_k ;
-  wire \issue.kind ;
-  wire \issue.last_step ;
-  wire \issue.proj ;
-  wire [3:0] \issue.shift ;
-  wire \issue.valid ;
-  wire [11:0] \issue.waddr ;
-  wire [16:0] kept0;
-  wire [16:0] kept1;
-  wire [16:0] kept2;
-  wire [16:0] kept3;
-  wire [1:0] lane;
-  wire load;
-  output [11:0] o__payload;
-  wire [11:0] o__payload;
-  wire [3:0] \o__payload.c ;
-  wire [2:0] \o__payload.count ;
-  wire \o__payload.end ;
-  wire [1:0] \o__payload.x ;
-  wire [1:0] \o__payload.y ;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  wire o__valid;
-  wire [5:0] op_addr;
-  wire [2:0] op_count;
-  wire [3:0] op_shift;
-  wire op_valid;
-  wire [11:0] op_waddr;
-  wire [11:0] out_counts;
-  wire [2:0] \out_counts[0] ;
-  wire [2:0] \out_counts[1] ;
-  wire [2:0] \out_counts[2] ;
-  wire [2:0] \out_counts[3] ;
-  wire [3:0] pending;
+  input [33:0] ops__payload;
+  wire [33:0] ops__payload;
+  wire [5:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire [2:0] \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [11:0] \ops__payload.waddr ;
+  input ops__valid;
+  wire ops__valid;
   reg [1:0] pos0 = 2'h0;
-  reg [1:0] \pos0$68  = 2'h0;
   reg [1:0] pos1 = 2'h0;
   reg [1:0] pos2 = 2'h0;
-  wire push7;
-  wire ready;
-  wire [67:0] res7;
+  output push7;
+  reg push7 = 1'h0;
+  output [18:0] push__payload;
+  wire [18:0] push__payload;
+  wire [11:0] \push__payload.counts ;
+  wire [2:0] \push__payload.counts[0] ;
+  wire [2:0] \push__payload.counts[1] ;
+  wire [2:0] \push__payload.counts[2] ;
+  wire [2:0] \push__payload.counts[3] ;
+  wire \push__payload.end ;
+  wire [1:0] \push__payload.g ;
+  wire [1:0] \push__payload.x ;
+  wire [1:0] \push__payload.y ;
+  wire push__valid;
+  wire [71:0] r;
+  wire [71:0] r6;
+  wire [17:0] \r6[0] ;
+  wire [17:0] \r6[1] ;
+  wire [17:0] \r6[2] ;
+  wire [17:0] \r6[3] ;
+  wire [17:0] \r[0] ;
+  wire [17:0] \r[1] ;
+  wire [17:0] \r[2] ;
+  wire [17:0] \r[3] ;
+  wire [11:0] rd__addr;
+  wire [31:0] rd__data;
+  wire [7:0] \rd__data[0] ;
+  wire [7:0] \rd__data[1] ;
+  wire [7:0] \rd__data[2] ;
+  wire [7:0] \rd__data[3] ;
+  reg [67:0] res7 = 68'h00000000000000000;
   wire [16:0] \res7[0] ;
   wire [16:0] \res7[1] ;
   wire [16:0] \res7[2] ;
@@ -10586,6 +11677,34 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire [16:0] \result[3] ;
   input rst;
   wire rst;
+  wire [34:0] s5;
+  wire [5:0] \s5.addr ;
+  wire \s5.bank ;
+  wire [1:0] \s5.bias_g ;
+  wire [2:0] \s5.count ;
+  wire \s5.cur ;
+  wire \s5.end ;
+  wire \s5.fire_k ;
+  wire \s5.kind ;
+  wire \s5.last_step ;
+  wire \s5.proj ;
+  wire [3:0] \s5.shift ;
+  wire \s5.valid ;
+  wire [11:0] \s5.waddr ;
+  wire [34:0] s6;
+  wire [5:0] \s6.addr ;
+  wire \s6.bank ;
+  wire [1:0] \s6.bias_g ;
+  wire [2:0] \s6.count ;
+  wire \s6.cur ;
+  wire \s6.end ;
+  wire \s6.fire_k ;
+  wire \s6.kind ;
+  wire \s6.last_step ;
+  wire \s6.proj ;
+  wire [3:0] \s6.shift ;
+  wire \s6.valid ;
+  wire [11:0] \s6.waddr ;
   reg [34:0] st0 = 35'h000000000;
   wire [5:0] \st0.addr ;
   wire \st0.bank ;
@@ -10706,51 +11825,16 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   wire \st7.valid ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \st7.waddr ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34" *)
-  wire [34:0] st8;
-  (* unused_bits = "0 1 2 3 4 5" *)
-  wire [5:0] \st8.addr ;
-  (* unused_bits = "0" *)
-  wire \st8.bank ;
-  (* unused_bits = "0 1" *)
-  wire [1:0] \st8.bias_g ;
-  (* unused_bits = "0 1 2" *)
-  wire [2:0] \st8.count ;
-  (* unused_bits = "0" *)
-  wire \st8.cur ;
-  (* unused_bits = "0" *)
-  wire \st8.end ;
-  (* unused_bits = "0" *)
-  wire \st8.fire_k ;
-  (* unused_bits = "0" *)
-  wire \st8.kind ;
-  (* unused_bits = "0" *)
-  wire \st8.last_step ;
-  (* unused_bits = "0" *)
-  wire \st8.proj ;
-  (* unused_bits = "0 1 2 3" *)
-  wire [3:0] \st8.shift ;
-  (* unused_bits = "0" *)
-  wire \st8.valid ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
-  wire [11:0] \st8.waddr ;
-  reg [1:0] step = 2'h0;
-  reg [5:0] sweep_addr = 6'h00;
-  reg sweep_last = 1'h0;
-  wire sweep_now;
-  reg [7:0] used = 8'h00;
-  reg [67:0] v_raw = 68'h00000000000000000;
-  wire [16:0] \v_raw[0] ;
-  wire [16:0] \v_raw[1] ;
-  wire [16:0] \v_raw[2] ;
-  wire [16:0] \v_raw[3] ;
-  wire [5:0] v_wr__addr;
-  reg [67:0] v_wr__data = 68'h00000000000000000;
-  wire [16:0] \v_wr__data[0] ;
-  wire [16:0] \v_wr__data[1] ;
-  wire [16:0] \v_wr__data[2] ;
-  wire [16:0] \v_wr__data[3] ;
-  wire v_wr__en;
+  wire [71:0] val;
+  reg [71:0] val5 = 72'h000000000000000000;
+  wire [17:0] \val5[0] ;
+  wire [17:0] \val5[1] ;
+  wire [17:0] \val5[2] ;
+  wire [17:0] \val5[3] ;
+  wire [17:0] \val[0] ;
+  wire [17:0] \val[1] ;
+  wire [17:0] \val[2] ;
+  wire [17:0] \val[3] ;
   reg [31:0] w1_0 = 32'd0;
   wire [7:0] \w1_0[0] ;
   wire [7:0] \w1_0[1] ;
@@ -10764,16 +11848,6 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   reg [11:0] w2_0_2_1 = 12'h000;
   reg [11:0] w2_0_2_2 = 12'h000;
   reg [11:0] w2_0_2_3 = 12'h000;
-  wire [18:0] written;
-  wire [11:0] \written.counts ;
-  wire [2:0] \written.counts[0] ;
-  wire [2:0] \written.counts[1] ;
-  wire [2:0] \written.counts[2] ;
-  wire [2:0] \written.counts[3] ;
-  wire \written.end ;
-  wire [1:0] \written.g ;
-  wire [1:0] \written.x ;
-  wire [1:0] \written.y ;
   reg [47:0] bmem [3:0];
   initial begin
     bmem[0] = 48'h1cbb182a92dd;
@@ -10781,11 +11855,11 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     bmem[2] = 48'he5ee2e4a1352;
     bmem[3] = 48'h1c1d14dd7f3a;
   end
-  reg [47:0] _1291_;
+  reg [47:0] _794_;
   always @(posedge clk) begin
-    _1291_ <= bmem[st2[34:33]];
+    _794_ <= bmem[st2[34:33]];
   end
-  assign b_rd__data = _1291_;
+  assign b_rd__data = _794_;
   reg [67:0] vmem [63:0];
   initial begin
     vmem[0] = 68'h003e001f000f8007c;
@@ -10854,14 +11928,14 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     vmem[63] = 68'h003e001f000f8007c;
   end
   always @(posedge clk) begin
-    if (v_wr__en)
-      vmem[st7[9:4]] <= v_wr__data;
+    if (\$signature__en )
+      vmem[st7[9:4]] <= res7;
   end
-  reg [67:0] _1292_;
+  reg [67:0] _795_;
   always @(posedge clk) begin
-    _1292_ <= vmem[st2[9:4]];
+    _795_ <= vmem[st2[9:4]];
   end
-  assign \$signature__data$106  = _1292_;
+  assign \$signature__data  = _795_;
   reg [31:0] wrom0 [2303:0];
   initial begin
     wrom0[0] = 32'd3858372614;
@@ -13169,848 +14243,494 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
     wrom0[2302] = 32'd201401080;
     wrom0[2303] = 32'd336648732;
   end
-  reg [31:0] _1293_;
+  reg [31:0] _796_;
   always @(posedge clk) begin
-    _1293_ <= wrom0[st0[21:10]];
+    _796_ <= wrom0[st0[21:10]];
   end
-  assign \$signature__data  = _1293_;
-  assign _0285_ = \$signal$126 [0] ? \$signal$128 [53:36] : 18'h00000;
-  assign _0286_ = \$signal$126 [1] ? \$signal$37 [53:36] : 18'h00000;
-  assign _0288_ = _0285_ | _0286_;
-  assign _0289_ = \$signal$126 [2] ? v_wr__data[50:34] : 17'h00000;
-  assign _0290_ = _0288_ | { _0289_[16], _0289_ };
-  assign _0291_ = \$signal$126 [3] ? res8[50:34] : 17'h00000;
-  assign _0292_ = _0290_ | { _0291_[16], _0291_ };
-  assign _0293_ = \$signal$126 [4] ? res9[50:34] : 17'h00000;
-  assign _0294_ = _0292_ | { _0293_[16], _0293_ };
-  assign _0295_ = \$signal$126 [5] ? v_raw[50:34] : 17'h00000;
-  assign _0296_ = _0294_ | { _0295_[16], _0295_ };
-  assign _0298_ = \$signal$126 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0299_ = _0296_ | { _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_[1], _0298_ };
-  assign _0300_ = \$signal$126 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0301_ = _0299_ | { _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_[1], _0300_ };
-  assign _0302_ = \$signal$127 [0] ? addend[35:24] : 12'h000;
-  assign _0303_ = \$signal$127 [1] ? b_raw[35:24] : 12'h000;
-  assign _0304_ = _0302_ | _0303_;
-  assign _0306_ = \$signal$127 [2] ? \$signal$128 [53:36] : 18'h00000;
-  assign _0307_ = { _0304_[11], _0304_[11], _0304_[11], _0304_[11], _0304_[11], _0304_[11], _0304_ } | _0306_;
-  assign _0308_ = \$signal$127 [3] ? \$signal$37 [53:36] : 18'h00000;
-  assign _0309_ = _0307_ | _0308_;
-  assign _0310_ = \$signal$127 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0311_ = _0309_ | { _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_[1], _0310_ };
-  assign _0312_ = \$signal$127 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0313_ = _0311_ | { _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_[1], _0312_ };
-  assign _0315_ = $signed(_0301_) + $signed(_0313_);
-  assign _0316_ = \$signal$126 [0] ? \$signal$128 [71:54] : 18'h00000;
-  assign _0317_ = \$signal$126 [1] ? \$signal$37 [71:54] : 18'h00000;
-  assign _0318_ = _0316_ | _0317_;
-  assign _0319_ = \$signal$126 [2] ? v_wr__data[67:51] : 17'h00000;
-  assign _0320_ = _0318_ | { _0319_[16], _0319_ };
-  assign _0321_ = \$signal$126 [3] ? res8[67:51] : 17'h00000;
-  assign _0322_ = _0320_ | { _0321_[16], _0321_ };
-  assign _0324_ = \$signal$126 [4] ? res9[67:51] : 17'h00000;
-  assign _0325_ = _0322_ | { _0324_[16], _0324_ };
-  assign _0326_ = \$signal$126 [5] ? v_raw[67:51] : 17'h00000;
-  assign _0327_ = _0325_ | { _0326_[16], _0326_ };
-  assign _0328_ = \$signal$126 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0329_ = _0327_ | { _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_[1], _0328_ };
-  assign _0330_ = \$signal$126 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0331_ = _0329_ | { _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_[1], _0330_ };
-  assign _0333_ = \$signal$127 [0] ? addend[47:36] : 12'h000;
-  assign _0334_ = \$signal$127 [1] ? b_raw[47:36] : 12'h000;
-  assign _0335_ = _0333_ | _0334_;
-  assign _0336_ = \$signal$127 [2] ? \$signal$128 [71:54] : 18'h00000;
-  assign _0337_ = { _0335_[11], _0335_[11], _0335_[11], _0335_[11], _0335_[11], _0335_[11], _0335_ } | _0336_;
-  assign _0338_ = \$signal$127 [3] ? \$signal$37 [71:54] : 18'h00000;
-  assign _0339_ = _0337_ | _0338_;
-  assign _0341_ = \$signal$127 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0342_ = _0339_ | { _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_[1], _0341_ };
-  assign _0343_ = \$signal$127 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0344_ = _0342_ | { _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_[1], _0343_ };
-  assign _0345_ = $signed(_0331_) + $signed(_0344_);
-  assign _0346_ = $signed(\$signal$128 [17:0]) - $signed(9'h0f8);
-  assign _0347_ = $signed(\$signal$128 [17:0]) - $signed(10'h1f0);
-  assign _0349_ = $signed(\$signal$128 [17:0]) - $signed(11'h2e8);
-  assign _0350_ = $signed(\$signal$128 [17:0]) - $signed(11'h3e0);
-  assign _0351_ = $signed(\$signal$128 [35:18]) - $signed(9'h0f8);
-  assign _0352_ = $signed(\$signal$128 [35:18]) - $signed(10'h1f0);
-  assign _0353_ = $signed(\$signal$128 [35:18]) - $signed(11'h2e8);
-  assign _0354_ = $signed(\$signal$128 [35:18]) - $signed(11'h3e0);
-  assign _0355_ = $signed(\$signal$128 [53:36]) - $signed(9'h0f8);
-  assign _0356_ = $signed(\$signal$128 [53:36]) - $signed(10'h1f0);
-  assign _0357_ = $signed(\$signal$128 [53:36]) - $signed(11'h2e8);
-  assign _0358_ = $signed(\$signal$128 [53:36]) - $signed(11'h3e0);
-  assign _0360_ = $signed(\$signal$128 [71:54]) - $signed(9'h0f8);
-  assign _0361_ = $signed(\$signal$128 [71:54]) - $signed(10'h1f0);
-  assign _0362_ = $signed(\$signal$128 [71:54]) - $signed(11'h2e8);
-  assign _0363_ = $signed(\$signal$128 [71:54]) - $signed(11'h3e0);
-  assign _0364_ = st6[0] & st6[1];
-  assign _0365_ = any_spike | st6[32];
-  assign _0366_ = _0364_ & _0365_;
-  assign _0367_ = st7[0] & st7[1];
-  assign _0369_ = \pos0$68  == 2'h3;
-  assign _0370_ = pos1 == 2'h3;
-  assign _0371_ = pos2 == 2'h3;
-  assign _0372_ = pos2 + 1'h1;
-  assign _0373_ = pos1 + 1'h1;
-  assign _0374_ = \pos0$68  + 1'h1;
-  assign _0375_ = | pending;
-  assign _0376_ = pending - 1'h1;
-  assign _0377_ = { 1'h0, pending } & _0376_;
-  assign _0378_ = ! _0377_;
-  assign _0380_ = ~ \$signal$76 [18];
-  assign _0381_ = _0378_ & _0380_;
-  assign _0382_ = 1'h1 << lane;
-  assign _0383_ = { 3'h0, done } | _0382_;
+  assign rd__data = _796_;
+  assign _092_ = st2[23] ? { w1_0[7], w1_0[7:0] } : 9'h000;
+  assign _180_ = $signed(1'h0) + $signed(_092_);
+  assign _305_ = st2[24] ? { w1_0[7:0], 1'h0 } : 9'h000;
+  assign _316_ = $signed(_180_) + $signed(_305_);
+  assign _336_ = st2[23] ? { w1_0[15], w1_0[15:8] } : 9'h000;
+  assign _346_ = $signed(1'h0) + $signed(_336_);
+  assign _009_ = st2[24] ? { w1_0[15:8], 1'h0 } : 9'h000;
+  assign _020_ = $signed(_346_) + $signed(_009_);
+  assign _036_ = st2[23] ? { w1_0[23], w1_0[23:16] } : 9'h000;
+  assign _045_ = $signed(1'h0) + $signed(_036_);
+  assign _064_ = st2[24] ? { w1_0[23:16], 1'h0 } : 9'h000;
+  assign _074_ = $signed(_045_) + $signed(_064_);
+  assign _093_ = st2[23] ? { w1_0[31], w1_0[31:24] } : 9'h000;
+  assign _103_ = $signed(1'h0) + $signed(_093_);
+  assign _121_ = st2[24] ? { w1_0[31:24], 1'h0 } : 9'h000;
+  assign _130_ = $signed(_103_) + $signed(_121_);
+  assign _146_ = st2[25] ? { w1_0[7], w1_0[7:0], 2'h0 } : 11'h000;
+  assign _156_ = $signed(1'h0) + $signed(_146_);
+  assign _171_ = st2[25] ? { w1_0[15], w1_0[15:8], 2'h0 } : 11'h000;
+  assign _181_ = $signed(1'h0) + $signed(_171_);
+  assign _198_ = st2[25] ? { w1_0[23], w1_0[23:16], 2'h0 } : 11'h000;
+  assign _206_ = $signed(1'h0) + $signed(_198_);
+  assign _223_ = st2[25] ? { w1_0[31], w1_0[31:24], 2'h0 } : 11'h000;
+  assign _231_ = $signed(1'h0) + $signed(_223_);
+  assign _248_ = $signed(1'h0) + $signed(w2_0_0_0);
+  assign _258_ = $signed(_248_) + $signed(w2_0_2_0);
+  assign _279_ = $signed(1'h0) + $signed(w2_0_0_1);
+  assign _289_ = $signed(_279_) + $signed(w2_0_2_1);
+  assign _301_ = $signed(1'h0) + $signed(w2_0_0_2);
+  assign _302_ = $signed(_301_) + $signed(w2_0_2_2);
+  assign _303_ = $signed(1'h0) + $signed(w2_0_0_3);
+  assign _304_ = $signed(_303_) + $signed(w2_0_2_3);
+  assign _306_ = st2[9:4] == st3[9:4];
+  assign _307_ = ! st3[1];
+  assign _308_ = _306_ & _307_;
+  assign _309_ = ! st3[1];
+  assign _310_ = _309_ & st3[2];
+  assign _311_ = ~ _310_;
+  assign _312_ = st3[0] & _311_;
+  assign _313_ = _308_ & _312_;
+  assign _314_ = st2[9:4] == st3[9:4];
+  assign _315_ = ! st3[1];
+  assign _317_ = _314_ & _315_;
+  assign _318_ = ! st3[1];
+  assign _319_ = _318_ & st3[2];
+  assign _320_ = st3[1] & st3[30];
+  assign _321_ = _319_ | _320_;
+  assign _322_ = st3[0] & _321_;
+  assign _323_ = _317_ & _322_;
+  assign _324_ = st2[9:4] == st4[9:4];
+  assign _325_ = ! st4[1];
+  assign _326_ = _324_ & _325_;
+  assign _327_ = ! st4[1];
+  assign _328_ = _327_ & st4[2];
+  assign _329_ = ~ _328_;
+  assign _330_ = st4[0] & _329_;
+  assign _331_ = _326_ & _330_;
+  assign _332_ = st2[9:4] == st4[9:4];
+  assign _333_ = ! st4[1];
+  assign _334_ = _332_ & _333_;
+  assign _335_ = ! st4[1];
+  assign _337_ = _335_ & st4[2];
+  assign _338_ = st4[1] & st4[30];
+  assign _339_ = _337_ | _338_;
+  assign _340_ = st4[0] & _339_;
+  assign _341_ = _334_ & _340_;
+  assign _342_ = st2[9:4] == st5[9:4];
+  assign _343_ = ! st5[1];
+  assign _344_ = _343_ & st5[2];
+  assign _345_ = ~ _344_;
+  assign _347_ = st5[0] & _345_;
+  assign _348_ = _342_ & _347_;
+  assign _349_ = st2[9:4] == st5[9:4];
+  assign _350_ = ! st5[1];
+  assign _351_ = _350_ & st5[2];
+  assign _352_ = st5[1] & st5[30];
+  assign _353_ = _351_ | _352_;
+  assign _354_ = st5[0] & _353_;
+  assign _355_ = _349_ & _354_;
+  assign _000_ = st2[9:4] == st6[9:4];
+  assign _001_ = ! st6[1];
+  assign _002_ = _001_ & st6[2];
+  assign _003_ = ~ _002_;
+  assign _004_ = st6[0] & _003_;
+  assign _005_ = _000_ & _004_;
+  assign _006_ = st2[9:4] == st6[9:4];
+  assign _007_ = ! st6[1];
+  assign _008_ = _007_ & st6[2];
+  assign _010_ = st6[1] & st6[30];
+  assign _011_ = _008_ | _010_;
+  assign _012_ = st6[0] & _011_;
+  assign _013_ = _006_ & _012_;
+  assign _014_ = st2[9:4] == st7[9:4];
+  assign _015_ = ! st7[1];
+  assign _016_ = _015_ & st7[2];
+  assign _017_ = ~ _016_;
+  assign _018_ = st7[0] & _017_;
+  assign _019_ = _014_ & _018_;
+  assign _021_ = st2[9:4] == st7[9:4];
+  assign _022_ = ! st7[1];
+  assign _023_ = _022_ & st7[2];
+  assign _024_ = st7[1] & st7[30];
+  assign _025_ = _023_ | _024_;
+  assign _026_ = st7[0] & _025_;
+  assign _027_ = _021_ & _026_;
+  assign _028_ = ! st3[1];
+  assign _029_ = _028_ & st3[2];
+  assign _030_ = ~ _029_;
+  assign _031_ = hit_v1 & _030_;
+  assign _032_ = ! st3[1];
+  assign _033_ = _032_ & st3[2];
+  assign _034_ = hit_c1 & _033_;
+  assign _035_ = _031_ | _034_;
+  assign _037_ = ~ hit_v1;
+  assign _038_ = hit_v2 & _037_;
+  assign _039_ = ! st3[1];
+  assign _040_ = _039_ & st3[2];
+  assign _041_ = ~ _040_;
+  assign _042_ = _038_ & _041_;
+  assign _043_ = ~ hit_c1;
+  assign _044_ = hit_c2 & _043_;
+  assign _046_ = ! st3[1];
+  assign _047_ = _046_ & st3[2];
+  assign _048_ = _044_ & _047_;
+  assign _049_ = _042_ | _048_;
+  assign _050_ = hit_v1 | hit_v2;
+  assign _051_ = ~ _050_;
+  assign _052_ = hit_v3 & _051_;
+  assign _053_ = ! st3[1];
+  assign _054_ = _053_ & st3[2];
+  assign _055_ = ~ _054_;
+  assign _056_ = _052_ & _055_;
+  assign _057_ = hit_v1 | hit_v2;
+  assign _058_ = _057_ | hit_v3;
+  assign _059_ = ~ _058_;
+  assign _060_ = hit_v4 & _059_;
+  assign _061_ = ! st3[1];
+  assign _062_ = _061_ & st3[2];
+  assign _063_ = ~ _062_;
+  assign _065_ = _060_ & _063_;
+  assign _066_ = hit_v1 | hit_v2;
+  assign _067_ = _066_ | hit_v3;
+  assign _068_ = _067_ | hit_v4;
+  assign _069_ = ~ _068_;
+  assign _070_ = hit_v5 & _069_;
+  assign _071_ = ! st3[1];
+  assign _072_ = _071_ & st3[2];
+  assign _073_ = ~ _072_;
+  assign _075_ = _070_ & _073_;
+  assign _076_ = hit_v1 | hit_v2;
+  assign _077_ = _076_ | hit_v3;
+  assign _078_ = _077_ | hit_v4;
+  assign _079_ = _078_ | hit_v5;
+  assign _080_ = ~ _079_;
+  assign _081_ = ! st3[1];
+  assign _082_ = _081_ & st3[2];
+  assign _083_ = ~ _082_;
+  assign _084_ = _080_ & _083_;
+  assign _085_ = hit_c1 | hit_c2;
+  assign _086_ = ~ _085_;
+  assign _087_ = hit_c3 & _086_;
+  assign _088_ = ! st3[1];
+  assign _089_ = _088_ & st3[2];
+  assign _090_ = _087_ & _089_;
+  assign _091_ = hit_c1 | hit_c2;
+  assign _094_ = _091_ | hit_c3;
+  assign _095_ = ~ _094_;
+  assign _096_ = hit_c4 & _095_;
+  assign _097_ = ! st3[1];
+  assign _098_ = _097_ & st3[2];
+  assign _099_ = _096_ & _098_;
+  assign _100_ = hit_c1 | hit_c2;
+  assign _101_ = _100_ | hit_c3;
+  assign _102_ = _101_ | hit_c4;
+  assign _104_ = ~ _102_;
+  assign _105_ = hit_c5 & _104_;
+  assign _106_ = ! st3[1];
+  assign _107_ = _106_ & st3[2];
+  assign _108_ = _105_ & _107_;
+  assign _109_ = hit_c1 | hit_c2;
+  assign _110_ = _109_ | hit_c3;
+  assign _111_ = _110_ | hit_c4;
+  assign _112_ = _111_ | hit_c5;
+  assign _113_ = ~ _112_;
+  assign _114_ = ! st3[1];
+  assign _115_ = _114_ & st3[2];
+  assign _116_ = _113_ & _115_;
+  assign _117_ = ! st3[1];
+  assign _118_ = \$signal$43 [0] ? val5[17:0] : 18'h00000;
+  assign _119_ = \$signal$43 [1] ? r6[17:0] : 18'h00000;
+  assign _120_ = _118_ | _119_;
+  assign _122_ = \$signal$43 [2] ? res7[16:0] : 17'h00000;
+  assign _123_ = _120_ | { _122_[16], _122_ };
+  assign _124_ = \$signal$43 [3] ? res8[16:0] : 17'h00000;
+  assign _125_ = _123_ | { _124_[16], _124_ };
+  assign _126_ = \$signal$43 [4] ? res9[16:0] : 17'h00000;
+  assign _127_ = _125_ | { _126_[16], _126_ };
+  assign _128_ = \$signal$43 [5] ? \$signal [16:0] : 17'h00000;
+  assign _129_ = _127_ | { _128_[16], _128_ };
+  assign _131_ = \$signal$43 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _132_ = _129_ | { _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_ };
+  assign _133_ = \$signal$43 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _134_ = _132_ | { _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_ };
+  assign _135_ = \$signal$44 [0] ? addend[11:0] : 12'h000;
+  assign _136_ = \$signal$44 [1] ? \$signal$25 [11:0] : 12'h000;
+  assign _137_ = _135_ | _136_;
+  assign _138_ = \$signal$44 [2] ? val5[17:0] : 18'h00000;
+  assign _139_ = { _137_[11], _137_[11], _137_[11], _137_[11], _137_[11], _137_[11], _137_ } | _138_;
+  assign _140_ = \$signal$44 [3] ? r6[17:0] : 18'h00000;
+  assign _141_ = _139_ | _140_;
+  assign _142_ = \$signal$44 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _143_ = _141_ | { _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_ };
+  assign _144_ = \$signal$44 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _145_ = _143_ | { _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_ };
+  assign _147_ = $signed(_134_) + $signed(_145_);
+  assign _148_ = \$signal$43 [0] ? val5[35:18] : 18'h00000;
+  assign _149_ = \$signal$43 [1] ? r6[35:18] : 18'h00000;
+  assign _150_ = _148_ | _149_;
+  assign _151_ = \$signal$43 [2] ? res7[33:17] : 17'h00000;
+  assign _152_ = _150_ | { _151_[16], _151_ };
+  assign _153_ = \$signal$43 [3] ? res8[33:17] : 17'h00000;
+  assign _154_ = _152_ | { _153_[16], _153_ };
+  assign _155_ = \$signal$43 [4] ? res9[33:17] : 17'h00000;
+  assign _157_ = _154_ | { _155_[16], _155_ };
+  assign _158_ = \$signal$43 [5] ? \$signal [33:17] : 17'h00000;
+  assign _159_ = _157_ | { _158_[16], _158_ };
+  assign _160_ = \$signal$43 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _161_ = _159_ | { _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_ };
+  assign _162_ = \$signal$43 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _163_ = _161_ | { _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_ };
+  assign _164_ = \$signal$44 [0] ? addend[23:12] : 12'h000;
+  assign _165_ = \$signal$44 [1] ? \$signal$25 [23:12] : 12'h000;
+  assign _166_ = _164_ | _165_;
+  assign _167_ = \$signal$44 [2] ? val5[35:18] : 18'h00000;
+  assign _168_ = { _166_[11], _166_[11], _166_[11], _166_[11], _166_[11], _166_[11], _166_ } | _167_;
+  assign _169_ = \$signal$44 [3] ? r6[35:18] : 18'h00000;
+  assign _170_ = _168_ | _169_;
+  assign _172_ = \$signal$44 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _173_ = _170_ | { _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_ };
+  assign _174_ = \$signal$44 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _175_ = _173_ | { _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_ };
+  assign _176_ = $signed(_163_) + $signed(_175_);
+  assign _177_ = \$signal$43 [0] ? val5[53:36] : 18'h00000;
+  assign _178_ = \$signal$43 [1] ? r6[53:36] : 18'h00000;
+  assign _179_ = _177_ | _178_;
+  assign _182_ = \$signal$43 [2] ? res7[50:34] : 17'h00000;
+  assign _183_ = _179_ | { _182_[16], _182_ };
+  assign _184_ = \$signal$43 [3] ? res8[50:34] : 17'h00000;
+  assign _185_ = _183_ | { _184_[16], _184_ };
+  assign _186_ = \$signal$43 [4] ? res9[50:34] : 17'h00000;
+  assign _187_ = _185_ | { _186_[16], _186_ };
+  assign _188_ = \$signal$43 [5] ? \$signal [50:34] : 17'h00000;
+  assign _189_ = _187_ | { _188_[16], _188_ };
+  assign _190_ = \$signal$43 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _191_ = _189_ | { _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_ };
+  assign _192_ = \$signal$43 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _193_ = _191_ | { _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_ };
+  assign _194_ = \$signal$44 [0] ? addend[35:24] : 12'h000;
+  assign _195_ = \$signal$44 [1] ? \$signal$25 [35:24] : 12'h000;
+  assign _196_ = _194_ | _195_;
+  assign _197_ = \$signal$44 [2] ? val5[53:36] : 18'h00000;
+  assign _199_ = { _196_[11], _196_[11], _196_[11], _196_[11], _196_[11], _196_[11], _196_ } | _197_;
+  assign _200_ = \$signal$44 [3] ? r6[53:36] : 18'h00000;
+  assign _201_ = _199_ | _200_;
+  assign _202_ = \$signal$44 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _203_ = _201_ | { _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_ };
+  assign _204_ = \$signal$44 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _205_ = _203_ | { _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_ };
+  assign _207_ = $signed(_193_) + $signed(_205_);
+  assign _208_ = \$signal$43 [0] ? val5[71:54] : 18'h00000;
+  assign _209_ = \$signal$43 [1] ? r6[71:54] : 18'h00000;
+  assign _210_ = _208_ | _209_;
+  assign _211_ = \$signal$43 [2] ? res7[67:51] : 17'h00000;
+  assign _212_ = _210_ | { _211_[16], _211_ };
+  assign _213_ = \$signal$43 [3] ? res8[67:51] : 17'h00000;
+  assign _214_ = _212_ | { _213_[16], _213_ };
+  assign _215_ = \$signal$43 [4] ? res9[67:51] : 17'h00000;
+  assign _216_ = _214_ | { _215_[16], _215_ };
+  assign _217_ = \$signal$43 [5] ? \$signal [67:51] : 17'h00000;
+  assign _218_ = _216_ | { _217_[16], _217_ };
+  assign _219_ = \$signal$43 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _220_ = _218_ | { _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_ };
+  assign _221_ = \$signal$43 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _222_ = _220_ | { _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_ };
+  assign _224_ = \$signal$44 [0] ? addend[47:36] : 12'h000;
+  assign _225_ = \$signal$44 [1] ? \$signal$25 [47:36] : 12'h000;
+  assign _226_ = _224_ | _225_;
+  assign _227_ = \$signal$44 [2] ? val5[71:54] : 18'h00000;
+  assign _228_ = { _226_[11], _226_[11], _226_[11], _226_[11], _226_[11], _226_[11], _226_ } | _227_;
+  assign _229_ = \$signal$44 [3] ? r6[71:54] : 18'h00000;
+  assign _230_ = _228_ | _229_;
+  assign _232_ = \$signal$44 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _233_ = _230_ | { _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_ };
+  assign _234_ = \$signal$44 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _235_ = _233_ | { _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_ };
+  assign _236_ = $signed(_222_) + $signed(_235_);
+  assign _237_ = st6[0] & st6[1];
+  assign _238_ = | counts;
+  assign _239_ = _238_ | st6[32];
+  assign _240_ = _237_ & _239_;
+  assign _241_ = st7[0] & st7[1];
+  assign _242_ = pos0 == 2'h3;
+  assign _243_ = pos1 == 2'h3;
+  assign _244_ = pos2 == 2'h3;
+  assign _245_ = pos2 + 1'h1;
+  assign _246_ = pos1 + 1'h1;
+  assign _247_ = pos0 + 1'h1;
+  assign _249_ = ! st7[1];
+  assign _250_ = _249_ & st7[2];
+  assign _251_ = ~ _250_;
+  assign _252_ = st7[0] & _251_;
+  assign { _253_[3:1], \$signature__en  } = _252_ ? 4'hf : 4'h0;
+  assign _254_ = st7[0] & st7[1];
+  assign _255_ = ~ push7;
+  assign dropped = _254_ & _255_;
   always @(posedge clk)
-    used <= _0384_;
+    st0 <= _256_;
   always @(posedge clk)
-    credit <= _0385_;
+    st1 <= _257_;
   always @(posedge clk)
-    fsm_state <= _0386_;
+    st2 <= _259_;
   always @(posedge clk)
-    sweep_addr <= _0387_;
+    st3 <= _260_;
   always @(posedge clk)
-    sweep_last <= _0388_;
+    st4 <= _261_;
   always @(posedge clk)
-    step <= _0389_;
+    st5 <= _262_;
   always @(posedge clk)
-    fire_k <= _0391_;
+    st6 <= _263_;
   always @(posedge clk)
-    \$signal$88  <= _0392_;
+    st7 <= _264_;
   always @(posedge clk)
-    \$signal  <= _0393_;
+    w1_0 <= _265_;
   always @(posedge clk)
-    pos0 <= _0394_;
+    w2_0_0_0 <= _266_;
   always @(posedge clk)
-    st0 <= _0395_;
+    w2_0_0_1 <= _267_;
   always @(posedge clk)
-    st1 <= _0396_;
+    w2_0_0_2 <= _268_;
   always @(posedge clk)
-    st2 <= _0397_;
+    w2_0_0_3 <= _269_;
   always @(posedge clk)
-    st3 <= _0398_;
+    w2_0_2_0 <= _270_;
   always @(posedge clk)
-    st4 <= _0399_;
+    w2_0_2_1 <= _271_;
   always @(posedge clk)
-    st5 <= _0401_;
+    w2_0_2_2 <= _272_;
   always @(posedge clk)
-    st6 <= _0402_;
+    w2_0_2_3 <= _273_;
   always @(posedge clk)
-    st7 <= _0403_;
+    addend <= _274_;
   always @(posedge clk)
-    w1_0 <= _0404_;
+    \$signal  <= _275_;
   always @(posedge clk)
-    w2_0_0_0 <= _0405_;
+    \$signal$25  <= _276_;
   always @(posedge clk)
-    w2_0_0_1 <= _0406_;
+    res8 <= _277_;
   always @(posedge clk)
-    w2_0_0_2 <= _0407_;
-  always @(posedge clk)
-    w2_0_0_3 <= _0408_;
-  always @(posedge clk)
-    w2_0_2_0 <= _0409_;
-  always @(posedge clk)
-    w2_0_2_1 <= _0411_;
-  always @(posedge clk)
-    w2_0_2_2 <= _0412_;
-  always @(posedge clk)
-    w2_0_2_3 <= _0413_;
-  always @(posedge clk)
-    addend <= _0414_;
-  always @(posedge clk)
-    v_raw <= _0415_;
-  always @(posedge clk)
-    b_raw <= _0416_;
-  always @(posedge clk)
-    res8 <= _0417_;
-  always @(posedge clk)
-    res9 <= _0418_;
+    res9 <= _278_;
   always @(posedge clk)
     cres8 <= 4'h0;
   always @(posedge clk)
-    cres9 <= _0419_;
+    cres9 <= _280_;
   always @(posedge clk)
-    hit_v1 <= _0421_;
+    hit_v1 <= _281_;
   always @(posedge clk)
-    hit_c1 <= _0422_;
+    hit_c1 <= _282_;
   always @(posedge clk)
-    hit_v2 <= _0423_;
+    hit_v2 <= _283_;
   always @(posedge clk)
-    hit_c2 <= _0424_;
+    hit_c2 <= _284_;
   always @(posedge clk)
-    hit_v3 <= _0425_;
+    hit_v3 <= _285_;
   always @(posedge clk)
-    hit_c3 <= _0426_;
+    hit_c3 <= _286_;
   always @(posedge clk)
-    hit_v4 <= _0427_;
+    hit_v4 <= _287_;
   always @(posedge clk)
-    hit_c4 <= _0428_;
+    hit_c4 <= _288_;
   always @(posedge clk)
-    hit_v5 <= _0430_;
+    hit_v5 <= _290_;
   always @(posedge clk)
-    hit_c5 <= _0431_;
+    hit_c5 <= _291_;
   always @(posedge clk)
-    \$signal$126  <= _0432_;
+    \$signal$43  <= _292_;
   always @(posedge clk)
-    \$signal$127  <= _0433_;
+    \$signal$44  <= _293_;
   always @(posedge clk)
-    \$signal$128  <= _0434_;
+    val5 <= _294_;
   always @(posedge clk)
-    \$signal$37  <= _0435_;
+    res7 <= _295_;
   always @(posedge clk)
-    d1_0 <= _0436_;
+    entry7 <= _296_;
   always @(posedge clk)
-    d2_0 <= _0437_;
+    push7 <= _297_;
   always @(posedge clk)
-    d3_0 <= _0438_;
+    pos0 <= _298_;
   always @(posedge clk)
-    d4_0 <= _0439_;
+    pos1 <= _299_;
   always @(posedge clk)
-    d1_1 <= _0441_;
-  always @(posedge clk)
-    d2_1 <= _0442_;
-  always @(posedge clk)
-    d3_1 <= _0443_;
-  always @(posedge clk)
-    d4_1 <= _0444_;
-  always @(posedge clk)
-    d1_2 <= _0445_;
-  always @(posedge clk)
-    d2_2 <= _0446_;
-  always @(posedge clk)
-    d3_2 <= _0447_;
-  always @(posedge clk)
-    d4_2 <= _0448_;
-  always @(posedge clk)
-    d1_3 <= _0449_;
-  always @(posedge clk)
-    d2_3 <= _0450_;
-  always @(posedge clk)
-    d3_3 <= _0452_;
-  always @(posedge clk)
-    d4_3 <= _0453_;
-  always @(posedge clk)
-    v_wr__data <= _0454_;
-  always @(posedge clk)
-    entry7 <= _0455_;
-  always @(posedge clk)
-    \$signal$72  <= _0456_;
-  always @(posedge clk)
-    \pos0$68  <= _0457_;
-  always @(posedge clk)
-    pos1 <= _0458_;
-  always @(posedge clk)
-    pos2 <= _0459_;
-  always @(posedge clk)
-    done <= _0460_;
-  assign en = ~ \$signal ;
-  assign _0000_ = ~ \$signal ;
-  assign _0091_ = op_valid & _0000_;
-  assign _0278_ = ~ \$signal ;
-  assign _0368_ = credit & _0278_;
-  assign _0462_ = step == 1'h1;
-  assign active = \issue.valid  | \$signal ;
-  assign _0488_ = $signed(d1_0) >= $signed(1'h0);
-  assign _0001_ = 1'h0 + _0488_;
-  assign _0011_ = $signed(d2_0) >= $signed(1'h0);
-  assign _0019_ = _0001_ + _0011_;
-  assign _0027_ = $signed(d3_0) >= $signed(1'h0);
-  assign _0034_ = _0019_ + _0027_;
-  assign _0042_ = $signed(d4_0) >= $signed(1'h0);
-  assign _0050_ = _0034_ + _0042_;
-  assign _0060_ = $signed(d1_0) >= $signed(1'h0);
-  assign _0070_ = $signed(d2_0) >= $signed(1'h0);
-  assign _0081_ = $signed(d3_0) >= $signed(1'h0);
-  assign _0092_ = $signed(d4_0) >= $signed(1'h0);
-  assign _0102_ = st6[30] ? 17'h0007c : kept0;
-  assign _0122_ = $signed(d1_1) >= $signed(1'h0);
-  assign _0131_ = 1'h0 + _0122_;
-  assign _0139_ = $signed(d2_1) >= $signed(1'h0);
-  assign _0148_ = _0131_ + _0139_;
-  assign _0158_ = $signed(d3_1) >= $signed(1'h0);
-  assign _0168_ = _0148_ + _0158_;
-  assign _0178_ = $signed(d4_1) >= $signed(1'h0);
-  assign _0188_ = _0168_ + _0178_;
-  assign _0197_ = $signed(d1_1) >= $signed(1'h0);
-  assign _0207_ = $signed(d2_1) >= $signed(1'h0);
-  assign _0217_ = $signed(d3_1) >= $signed(1'h0);
-  assign _0226_ = $signed(d4_1) >= $signed(1'h0);
-  assign _0236_ = st6[30] ? 17'h0007c : kept1;
-  assign _0252_ = $signed(d1_2) >= $signed(1'h0);
-  assign _0261_ = 1'h0 + _0252_;
-  assign _0270_ = $signed(d2_2) >= $signed(1'h0);
-  assign _0279_ = _0261_ + _0270_;
-  assign _0287_ = $signed(d3_2) >= $signed(1'h0);
-  assign _0297_ = _0279_ + _0287_;
-  assign _0305_ = $signed(d4_2) >= $signed(1'h0);
-  assign _0314_ = _0297_ + _0305_;
-  assign _0323_ = $signed(d1_2) >= $signed(1'h0);
-  assign _0332_ = $signed(d2_2) >= $signed(1'h0);
-  assign _0340_ = $signed(d3_2) >= $signed(1'h0);
-  assign _0348_ = $signed(d4_2) >= $signed(1'h0);
-  assign _0359_ = st6[30] ? 17'h0007c : kept2;
-  assign _0379_ = $signed(d1_3) >= $signed(1'h0);
-  assign _0390_ = 1'h0 + _0379_;
-  assign _0400_ = $signed(d2_3) >= $signed(1'h0);
-  assign _0410_ = _0390_ + _0400_;
-  assign _0420_ = $signed(d3_3) >= $signed(1'h0);
-  assign _0429_ = _0410_ + _0420_;
-  assign _0440_ = $signed(d4_3) >= $signed(1'h0);
-  assign _0451_ = _0429_ + _0440_;
-  assign _0461_ = $signed(d1_3) >= $signed(1'h0);
-  assign _0463_ = $signed(d2_3) >= $signed(1'h0);
-  assign _0464_ = $signed(d3_3) >= $signed(1'h0);
-  assign _0465_ = $signed(d4_3) >= $signed(1'h0);
-  assign _0466_ = st6[30] ? 17'h0007c : kept3;
-  assign _0467_ = ! st7[1];
-  assign _0468_ = _0467_ & st7[2];
-  assign _0469_ = ~ _0468_;
-  assign _0470_ = st7[0] & _0469_;
-  assign { _0471_[3:1], v_wr__en } = _0470_ ? 4'hf : 4'h0;
-  assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign _0472_ = st7[0] & st7[1];
-  assign _0473_ = ~ \$signal$72 ;
-  assign dropped = _0472_ & _0473_;
-  assign _0474_ = | \$signal$76 [2:0];
-  assign _0475_ = ~ done[0];
-  assign pending[0] = _0474_ & _0475_;
-  assign _0476_ = | \$signal$76 [5:3];
-  assign _0477_ = ~ done[1];
-  assign pending[1] = _0476_ & _0477_;
-  assign _0478_ = | \$signal$76 [8:6];
-  assign _0479_ = ~ done[2];
-  assign pending[2] = _0478_ & _0479_;
-  assign _0480_ = | \$signal$76 [11:9];
-  assign _0481_ = ~ done[3];
-  assign pending[3] = _0480_ & _0481_;
-  assign _0482_ = \$signal$76 [13:12] * 3'h4;
-  assign { _0483_[5:4], o__payload[3:0] } = _0482_ + lane;
-  assign _0484_ = | pending;
-  assign _0486_ = pending - 1'h1;
-  assign _0487_ = { 1'h0, pending } & _0486_;
-  assign _0489_ = ! _0487_;
-  assign _0490_ = ~ \$signal$76 [18];
-  assign _0491_ = _0489_ & _0490_;
-  assign _0492_ = used + sweep_now;
-  assign _0493_ = _0492_ - dropped;
-  assign _0494_ = \$signal$83  & \$signal$80 ;
-  assign _0495_ = $signed(_0493_) - $signed({ 1'h0, _0494_ });
-  assign _0496_ = used <= 8'h88;
-  assign _0002_ = ~ \$signal ;
-  assign _0003_ = credit & _0002_;
-  assign _0004_ = step == 1'h1;
-  assign _0005_ = step + 1'h1;
-  assign _0006_ = sweep_addr + 1'h1;
-  assign _0007_ = sweep_addr == 6'h3e;
-  assign _0008_ = sweep_now & \issue.end ;
-  assign _0009_ = sweep_now & \issue.end ;
-  assign _0010_ = _0009_ | \$signal$88 ;
-  assign _0012_ = pos0 == 2'h3;
-  assign _0013_ = pos0 + 1'h1;
-  assign _0014_ = st2[23] ? { w1_0[7], w1_0[7:0] } : 9'h000;
-  assign _0015_ = $signed(1'h0) + $signed(_0014_);
-  assign _0016_ = st2[24] ? { w1_0[7:0], 1'h0 } : 9'h000;
-  assign _0017_ = $signed(_0015_) + $signed(_0016_);
-  assign _0018_ = st2[23] ? { w1_0[15], w1_0[15:8] } : 9'h000;
-  assign _0020_ = $signed(1'h0) + $signed(_0018_);
-  assign _0021_ = st2[24] ? { w1_0[15:8], 1'h0 } : 9'h000;
-  assign _0022_ = $signed(_0020_) + $signed(_0021_);
-  assign _0023_ = st2[23] ? { w1_0[23], w1_0[23:16] } : 9'h000;
-  assign _0024_ = $signed(1'h0) + $signed(_0023_);
-  assign _0025_ = st2[24] ? { w1_0[23:16], 1'h0 } : 9'h000;
-  assign _0026_ = $signed(_0024_) + $signed(_0025_);
-  assign _0028_ = st2[23] ? { w1_0[31], w1_0[31:24] } : 9'h000;
-  assign _0029_ = $signed(1'h0) + $signed(_0028_);
-  assign _0030_ = st2[24] ? { w1_0[31:24], 1'h0 } : 9'h000;
-  assign _0031_ = $signed(_0029_) + $signed(_0030_);
-  assign _0032_ = st2[25] ? { w1_0[7], w1_0[7:0], 2'h0 } : 11'h000;
-  assign _0033_ = $signed(1'h0) + $signed(_0032_);
-  assign _0035_ = st2[25] ? { w1_0[15], w1_0[15:8], 2'h0 } : 11'h000;
-  assign _0036_ = $signed(1'h0) + $signed(_0035_);
-  assign _0037_ = st2[25] ? { w1_0[23], w1_0[23:16], 2'h0 } : 11'h000;
-  assign _0038_ = $signed(1'h0) + $signed(_0037_);
-  assign _0039_ = st2[25] ? { w1_0[31], w1_0[31:24], 2'h0 } : 11'h000;
-  assign _0040_ = $signed(1'h0) + $signed(_0039_);
-  assign _0041_ = $signed(1'h0) + $signed(w2_0_0_0);
-  assign _0043_ = $signed(_0041_) + $signed(w2_0_2_0);
-  assign _0044_ = $signed(1'h0) + $signed(w2_0_0_1);
-  assign _0045_ = $signed(_0044_) + $signed(w2_0_2_1);
-  assign _0046_ = $signed(1'h0) + $signed(w2_0_0_2);
-  assign _0047_ = $signed(_0046_) + $signed(w2_0_2_2);
-  assign _0048_ = $signed(1'h0) + $signed(w2_0_0_3);
-  assign _0049_ = $signed(_0048_) + $signed(w2_0_2_3);
-  assign _0051_ = st2[9:4] == st3[9:4];
-  assign _0052_ = ! st3[1];
-  assign _0053_ = _0051_ & _0052_;
-  assign _0054_ = ! st3[1];
-  assign _0055_ = _0054_ & st3[2];
-  assign _0056_ = ~ _0055_;
-  assign _0057_ = st3[0] & _0056_;
-  assign _0058_ = _0053_ & _0057_;
-  assign _0059_ = st2[9:4] == st3[9:4];
-  assign _0061_ = ! st3[1];
-  assign _0062_ = _0059_ & _0061_;
-  assign _0063_ = ! st3[1];
-  assign _0064_ = _0063_ & st3[2];
-  assign _0065_ = st3[1] & st3[30];
-  assign _0066_ = _0064_ | _0065_;
-  assign _0067_ = st3[0] & _0066_;
-  assign _0068_ = _0062_ & _0067_;
-  assign _0069_ = st2[9:4] == st4[9:4];
-  assign _0071_ = ! st4[1];
-  assign _0072_ = _0069_ & _0071_;
-  assign _0073_ = ! st4[1];
-  assign _0074_ = _0073_ & st4[2];
-  assign _0075_ = ~ _0074_;
-  assign _0076_ = st4[0] & _0075_;
-  assign _0077_ = _0072_ & _0076_;
-  assign _0078_ = st2[9:4] == st4[9:4];
-  assign _0079_ = ! st4[1];
-  assign _0080_ = _0078_ & _0079_;
-  assign _0082_ = ! st4[1];
-  assign _0083_ = _0082_ & st4[2];
-  assign _0084_ = st4[1] & st4[30];
-  assign _0085_ = _0083_ | _0084_;
-  assign _0086_ = st4[0] & _0085_;
-  assign _0087_ = _0080_ & _0086_;
-  assign _0088_ = st2[9:4] == st5[9:4];
-  assign _0089_ = ! st5[1];
-  assign _0090_ = _0089_ & st5[2];
-  assign _0093_ = ~ _0090_;
-  assign _0094_ = st5[0] & _0093_;
-  assign _0095_ = _0088_ & _0094_;
-  assign _0096_ = st2[9:4] == st5[9:4];
-  assign _0097_ = ! st5[1];
-  assign _0098_ = _0097_ & st5[2];
-  assign _0099_ = st5[1] & st5[30];
-  assign _0100_ = _0098_ | _0099_;
-  assign _0101_ = st5[0] & _0100_;
-  assign _0103_ = _0096_ & _0101_;
-  assign _0104_ = st2[9:4] == st6[9:4];
-  assign _0105_ = ! st6[1];
-  assign _0106_ = _0105_ & st6[2];
-  assign _0107_ = ~ _0106_;
-  assign _0108_ = st6[0] & _0107_;
-  assign _0109_ = _0104_ & _0108_;
-  assign _0110_ = st2[9:4] == st6[9:4];
-  assign _0111_ = ! st6[1];
-  assign _0112_ = _0111_ & st6[2];
-  assign _0113_ = st6[1] & st6[30];
-  assign _0114_ = _0112_ | _0113_;
-  assign _0115_ = st6[0] & _0114_;
-  assign _0116_ = _0110_ & _0115_;
-  assign _0117_ = st2[9:4] == st7[9:4];
-  assign _0118_ = ! st7[1];
-  assign _0119_ = _0118_ & st7[2];
-  assign _0120_ = ~ _0119_;
-  assign _0121_ = st7[0] & _0120_;
-  assign _0123_ = _0117_ & _0121_;
-  assign _0124_ = st2[9:4] == st7[9:4];
-  assign _0125_ = ! st7[1];
-  assign _0126_ = _0125_ & st7[2];
-  assign _0127_ = st7[1] & st7[30];
-  assign _0128_ = _0126_ | _0127_;
-  assign _0129_ = st7[0] & _0128_;
-  assign _0130_ = _0124_ & _0129_;
-  assign _0132_ = ! st3[1];
-  assign _0133_ = _0132_ & st3[2];
-  assign _0134_ = ~ _0133_;
-  assign _0135_ = hit_v1 & _0134_;
-  assign _0136_ = ! st3[1];
-  assign _0137_ = _0136_ & st3[2];
-  assign _0138_ = hit_c1 & _0137_;
-  assign _0140_ = _0135_ | _0138_;
-  assign _0141_ = ~ hit_v1;
-  assign _0142_ = hit_v2 & _0141_;
-  assign _0143_ = ! st3[1];
-  assign _0144_ = _0143_ & st3[2];
-  assign _0145_ = ~ _0144_;
-  assign _0146_ = _0142_ & _0145_;
-  assign _0147_ = ~ hit_c1;
-  assign _0149_ = hit_c2 & _0147_;
-  assign _0150_ = ! st3[1];
-  assign _0151_ = _0150_ & st3[2];
-  assign _0152_ = _0149_ & _0151_;
-  assign _0153_ = _0146_ | _0152_;
-  assign _0154_ = hit_v1 | hit_v2;
-  assign _0155_ = ~ _0154_;
-  assign _0156_ = hit_v3 & _0155_;
-  assign _0157_ = ! st3[1];
-  assign _0159_ = _0157_ & st3[2];
-  assign _0160_ = ~ _0159_;
-  assign _0161_ = _0156_ & _0160_;
-  assign _0162_ = hit_v1 | hit_v2;
-  assign _0163_ = _0162_ | hit_v3;
-  assign _0164_ = ~ _0163_;
-  assign _0165_ = hit_v4 & _0164_;
-  assign _0166_ = ! st3[1];
-  assign _0167_ = _0166_ & st3[2];
-  assign _0169_ = ~ _0167_;
-  assign _0170_ = _0165_ & _0169_;
-  assign _0171_ = hit_v1 | hit_v2;
-  assign _0172_ = _0171_ | hit_v3;
-  assign _0173_ = _0172_ | hit_v4;
-  assign _0174_ = ~ _0173_;
-  assign _0175_ = hit_v5 & _0174_;
-  assign _0176_ = ! st3[1];
-  assign _0177_ = _0176_ & st3[2];
-  assign _0179_ = ~ _0177_;
-  assign _0180_ = _0175_ & _0179_;
-  assign _0181_ = hit_v1 | hit_v2;
-  assign _0182_ = _0181_ | hit_v3;
-  assign _0183_ = _0182_ | hit_v4;
-  assign _0184_ = _0183_ | hit_v5;
-  assign _0185_ = ~ _0184_;
-  assign _0186_ = ! st3[1];
-  assign _0187_ = _0186_ & st3[2];
-  assign _0189_ = ~ _0187_;
-  assign _0190_ = _0185_ & _0189_;
-  assign _0191_ = hit_c1 | hit_c2;
-  assign _0192_ = ~ _0191_;
-  assign _0193_ = hit_c3 & _0192_;
-  assign _0194_ = ! st3[1];
-  assign _0195_ = _0194_ & st3[2];
-  assign _0196_ = _0193_ & _0195_;
-  assign _0198_ = hit_c1 | hit_c2;
-  assign _0199_ = _0198_ | hit_c3;
-  assign _0200_ = ~ _0199_;
-  assign _0201_ = hit_c4 & _0200_;
-  assign _0202_ = ! st3[1];
-  assign _0203_ = _0202_ & st3[2];
-  assign _0204_ = _0201_ & _0203_;
-  assign _0205_ = hit_c1 | hit_c2;
-  assign _0206_ = _0205_ | hit_c3;
-  assign _0208_ = _0206_ | hit_c4;
-  assign _0209_ = ~ _0208_;
-  assign _0210_ = hit_c5 & _0209_;
-  assign _0211_ = ! st3[1];
-  assign _0212_ = _0211_ & st3[2];
-  assign _0213_ = _0210_ & _0212_;
-  assign _0214_ = hit_c1 | hit_c2;
-  assign _0215_ = _0214_ | hit_c3;
-  assign _0216_ = _0215_ | hit_c4;
-  assign _0218_ = _0216_ | hit_c5;
-  assign _0219_ = ~ _0218_;
-  assign _0220_ = ! st3[1];
-  assign _0221_ = _0220_ & st3[2];
-  assign _0222_ = _0219_ & _0221_;
-  assign _0223_ = ! st3[1];
-  assign _0224_ = \$signal$126 [0] ? \$signal$128 [17:0] : 18'h00000;
-  assign _0225_ = \$signal$126 [1] ? \$signal$37 [17:0] : 18'h00000;
-  assign _0227_ = _0224_ | _0225_;
-  assign _0228_ = \$signal$126 [2] ? v_wr__data[16:0] : 17'h00000;
-  assign _0229_ = _0227_ | { _0228_[16], _0228_ };
-  assign _0230_ = \$signal$126 [3] ? res8[16:0] : 17'h00000;
-  assign _0231_ = _0229_ | { _0230_[16], _0230_ };
-  assign _0232_ = \$signal$126 [4] ? res9[16:0] : 17'h00000;
-  assign _0233_ = _0231_ | { _0232_[16], _0232_ };
-  assign _0234_ = \$signal$126 [5] ? v_raw[16:0] : 17'h00000;
-  assign _0235_ = _0233_ | { _0234_[16], _0234_ };
-  assign _0237_ = \$signal$126 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0238_ = _0235_ | { _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_ };
-  assign _0239_ = \$signal$126 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _0240_ = _0238_ | { _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_[1], _0239_ };
-  assign _0241_ = \$signal$127 [0] ? addend[11:0] : 12'h000;
-  assign _0242_ = \$signal$127 [1] ? b_raw[11:0] : 12'h000;
-  assign _0243_ = _0241_ | _0242_;
-  assign _0244_ = \$signal$127 [2] ? \$signal$128 [17:0] : 18'h00000;
-  assign _0245_ = { _0243_[11], _0243_[11], _0243_[11], _0243_[11], _0243_[11], _0243_[11], _0243_ } | _0244_;
-  assign _0246_ = \$signal$127 [3] ? \$signal$37 [17:0] : 18'h00000;
-  assign _0247_ = _0245_ | _0246_;
-  assign _0248_ = \$signal$127 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0249_ = _0247_ | { _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_ };
-  assign _0250_ = \$signal$127 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _0251_ = _0249_ | { _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_ };
-  assign _0253_ = $signed(_0240_) + $signed(_0251_);
-  assign _0254_ = \$signal$126 [0] ? \$signal$128 [35:18] : 18'h00000;
-  assign _0255_ = \$signal$126 [1] ? \$signal$37 [35:18] : 18'h00000;
-  assign _0256_ = _0254_ | _0255_;
-  assign _0257_ = \$signal$126 [2] ? v_wr__data[33:17] : 17'h00000;
-  assign _0258_ = _0256_ | { _0257_[16], _0257_ };
-  assign _0259_ = \$signal$126 [3] ? res8[33:17] : 17'h00000;
-  assign _0260_ = _0258_ | { _0259_[16], _0259_ };
-  assign _0262_ = \$signal$126 [4] ? res9[33:17] : 17'h00000;
-  assign _0263_ = _0260_ | { _0262_[16], _0262_ };
-  assign _0264_ = \$signal$126 [5] ? v_raw[33:17] : 17'h00000;
-  assign _0265_ = _0263_ | { _0264_[16], _0264_ };
-  assign _0266_ = \$signal$126 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0267_ = _0265_ | { _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_[1], _0266_ };
-  assign _0268_ = \$signal$126 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0269_ = _0267_ | { _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_[1], _0268_ };
-  assign _0271_ = \$signal$127 [0] ? addend[23:12] : 12'h000;
-  assign _0272_ = \$signal$127 [1] ? b_raw[23:12] : 12'h000;
-  assign _0273_ = _0271_ | _0272_;
-  assign _0274_ = \$signal$127 [2] ? \$signal$128 [35:18] : 18'h00000;
-  assign _0275_ = { _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_ } | _0274_;
-  assign _0276_ = \$signal$127 [3] ? \$signal$37 [35:18] : 18'h00000;
-  assign _0277_ = _0275_ | _0276_;
-  assign _0280_ = \$signal$127 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0281_ = _0277_ | { _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_ };
-  assign _0282_ = \$signal$127 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0283_ = _0281_ | { _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_[1], _0282_ };
-  assign _0284_ = $signed(_0269_) + $signed(_0283_);
-  assign _0424_ = rst ? 1'h0 : _0087_;
-  assign _0423_ = rst ? 1'h0 : _0077_;
-  assign _0422_ = rst ? 1'h0 : _0068_;
-  assign _0421_ = rst ? 1'h0 : _0058_;
-  assign _0419_ = rst ? 4'h0 : cres8;
-  assign _0418_ = rst ? 68'h00000000000000000 : res8;
-  assign _0417_ = rst ? 68'h00000000000000000 : v_wr__data;
-  assign _0416_ = rst ? 48'h000000000000 : b_rd__data;
-  assign _0415_ = rst ? 68'h00000000000000000 : \$signature__data$106 ;
-  assign _0497_ = st3[22] ? addend[47:36] : _0049_[11:0];
-  assign _0414_[47:36] = rst ? 12'h000 : _0497_;
-  assign _0498_ = st3[22] ? addend[23:12] : _0045_[11:0];
-  assign _0414_[23:12] = rst ? 12'h000 : _0498_;
-  assign _0499_ = st3[22] ? addend[11:0] : _0043_[11:0];
-  assign _0414_[11:0] = rst ? 12'h000 : _0499_;
-  assign _0500_ = st3[22] ? addend[35:24] : _0047_[11:0];
-  assign _0414_[35:24] = rst ? 12'h000 : _0500_;
-  assign _0413_ = rst ? 12'h000 : _0040_;
-  assign _0412_ = rst ? 12'h000 : _0038_;
-  assign _0411_ = rst ? 12'h000 : _0036_;
-  assign _0409_ = rst ? 12'h000 : _0033_;
-  assign _0408_ = rst ? 11'h000 : _0031_;
-  assign _0407_ = rst ? 11'h000 : _0026_;
-  assign _0406_ = rst ? 11'h000 : _0022_;
-  assign _0405_ = rst ? 11'h000 : _0017_;
-  assign _0404_ = rst ? 32'd0 : \$signature__data ;
-  assign _0403_ = rst ? 35'h000000000 : st6;
-  assign _0402_ = rst ? 35'h000000000 : st5;
-  assign _0401_ = rst ? 35'h000000000 : st4;
-  assign _0399_ = rst ? 35'h000000000 : st3;
-  assign _0398_ = rst ? 35'h000000000 : st2;
-  assign _0397_ = rst ? 35'h000000000 : st1;
-  assign _0396_ = rst ? 35'h000000000 : st0;
-  assign _0395_ = rst ? 35'h000000000 : { pos0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
-  assign _0501_ = _0012_ ? (* full_case = 32'd1 *) 2'h0 : _0013_[1:0];
-  assign _0502_ = \issue.end  ? (* full_case = 32'd1 *) 2'h0 : _0501_;
-  assign _0503_ = sweep_now ? _0502_ : pos0;
-  assign _0394_ = rst ? 2'h0 : _0503_;
-  assign _0393_ = rst ? 1'h0 : _0010_;
-  assign _0392_ = rst ? 1'h0 : _0008_;
-  assign _0504_ = _0004_ ? 2'h0 : fire_k;
-  assign _0505_ = sweep_last ? _0504_ : fire_k;
-  assign _0506_ = _0003_ ? _0505_ : fire_k;
-  assign _0507_ = fsm_state ? (* full_case = 32'd1 *) _0506_ : fire_k;
-  assign _0391_ = rst ? 2'h0 : _0507_;
-  assign _0508_ = _0004_ ? (* full_case = 32'd1 *) 2'h0 : _0005_[1:0];
-  assign _0509_ = sweep_last ? _0508_ : step;
-  assign _0510_ = _0003_ ? _0509_ : step;
-  assign _0511_ = fsm_state ? (* full_case = 32'd1 *) _0510_ : step;
-  assign _0389_ = rst ? 2'h0 : _0511_;
-  assign _0512_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0007_;
-  assign _0513_ = _0003_ ? _0512_ : sweep_last;
-  assign _0514_ = fsm_state ? (* full_case = 32'd1 *) _0513_ : sweep_last;
-  assign _0388_ = rst ? 1'h0 : _0514_;
-  assign _0515_ = sweep_last ? (* full_case = 32'd1 *) 6'h00 : _0006_[5:0];
-  assign _0516_ = _0003_ ? _0515_ : sweep_addr;
-  assign _0517_ = fsm_state ? (* full_case = 32'd1 *) _0516_ : sweep_addr;
-  assign _0387_ = rst ? 6'h00 : _0517_;
-  assign _0518_ = sweep_last ? 1'h0 : fsm_state;
-  assign _0519_ = _0003_ ? _0518_ : fsm_state;
-  function [0:0] _1152_;
-    input [0:0] a;
-    input [1:0] b;
-    input [1:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _1152_ = b[0:0];
-      2'b1?:
-        _1152_ = b[1:1];
-      default:
-        _1152_ = a;
-    endcase
-  endfunction
-  assign _0520_ = _1152_(fsm_state, { _0523_, _0519_ }, { _0524_, fsm_state });
-  assign _0521_ = op_valid ? fsm_state : 1'h1;
-  assign _0522_ = i0__payload[13] ? _0521_ : fsm_state;
-  assign _0523_ = i0__valid ? _0522_ : fsm_state;
-  assign _0524_ = ~ (* full_case = 32'd1 *) fsm_state;
-  assign _0386_ = rst ? 1'h0 : _0520_;
-  assign _0385_ = rst ? 1'h0 : _0496_;
-  assign _0384_ = rst ? 8'h00 : _0495_[7:0];
-  assign _0525_ = o__ready ? 1'h1 : 1'h0;
-  assign _0526_ = _0491_ ? 1'h1 : 1'h0;
-  assign _0527_ = o__ready ? _0526_ : 1'h0;
-  assign _0528_ = _0484_ ? (* full_case = 32'd1 *) _0527_ : _0525_;
-  assign \$signal$83  = \$signal$80  ? _0528_ : 1'h0;
-  assign o__valid = \$signal$80  ? 1'h1 : 1'h0;
-  assign _0529_ = _0484_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
-  assign \o__payload.end  = \$signal$80  ? _0529_ : 1'h0;
-  assign _0530_ = _0484_ ? (* full_case = 32'd1 *) _0485_ : 3'h0;
-  assign \o__payload.count  = \$signal$80  ? _0530_ : 3'h0;
-  assign _0531_ = pending[3] ? 2'h3 : 2'h0;
-  assign _0532_ = pending[2] ? 2'h2 : _0531_;
-  assign _0533_ = pending[1] ? 2'h1 : _0532_;
-  assign lane = pending[0] ? 2'h0 : _0533_;
-  assign _0534_ = _0461_ ? d1_3 : \$signal$37 [70:54];
-  assign _0535_ = _0463_ ? d2_3 : _0534_;
-  assign _0536_ = _0464_ ? d3_3 : _0535_;
-  assign _0537_ = _0465_ ? d4_3 : _0536_;
-  assign kept3 = st6[1] ? (* full_case = 32'd1 *) _0537_ : 17'h00000;
-  assign _0538_ = _0323_ ? d1_2 : \$signal$37 [52:36];
-  assign _0539_ = _0332_ ? d2_2 : _0538_;
-  assign _0540_ = _0340_ ? d3_2 : _0539_;
-  assign _0541_ = _0348_ ? d4_2 : _0540_;
-  assign kept2 = st6[1] ? (* full_case = 32'd1 *) _0541_ : 17'h00000;
-  assign _0542_ = _0197_ ? d1_1 : \$signal$37 [34:18];
-  assign _0543_ = _0207_ ? d2_1 : _0542_;
-  assign _0544_ = _0217_ ? d3_1 : _0543_;
-  assign _0545_ = _0226_ ? d4_1 : _0544_;
-  assign kept1 = st6[1] ? (* full_case = 32'd1 *) _0545_ : 17'h00000;
-  assign _0546_ = _0060_ ? d1_0 : \$signal$37 [16:0];
-  assign _0547_ = _0070_ ? d2_0 : _0546_;
-  assign _0548_ = _0081_ ? d3_0 : _0547_;
-  assign _0549_ = _0092_ ? d4_0 : _0548_;
-  assign kept0 = st6[1] ? (* full_case = 32'd1 *) _0549_ : 17'h00000;
-  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0451_[2:0] : 3'h0;
-  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0314_[2:0] : 3'h0;
-  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0188_[2:0] : 3'h0;
-  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0050_[2:0] : 3'h0;
-  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0466_ : \$signal$37 [70:54];
-  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0359_ : \$signal$37 [52:36];
-  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0236_ : \$signal$37 [34:18];
-  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0102_ : \$signal$37 [16:0];
-  assign _0550_ = _0368_ ? 1'h1 : 1'h0;
-  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _0550_ : 1'h0;
-  assign _0551_ = ready ? 1'h1 : 1'h0;
-  assign _0552_ = i0__payload[13] ? 1'h0 : _0551_;
-  assign _0553_ = i0__valid ? _0552_ : 1'h0;
-  assign load = fsm_state ? 1'h0 : _0553_;
-  assign _0554_ = ready ? 1'h1 : 1'h0;
-  assign _0555_ = op_valid ? 1'h0 : 1'h1;
-  assign _0556_ = i0__payload[13] ? _0555_ : _0554_;
-  assign _0557_ = i0__valid ? _0556_ : 1'h0;
-  assign i0__ready = fsm_state ? 1'h0 : _0557_;
-  assign _0558_ = _0368_ ? sweep_last : 1'h0;
-  assign \issue.end  = fsm_state ? (* full_case = 32'd1 *) _0558_ : 1'h0;
-  assign _0559_ = _0368_ ? fire_k[0] : 1'h0;
-  assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _0559_ : 1'h0;
-  assign _0560_ = _0368_ ? _0462_ : 1'h0;
-  assign \issue.last_step  = fsm_state ? (* full_case = 32'd1 *) _0560_ : 1'h0;
-  assign \issue.shift  = _0091_ ? op_shift : 4'h0;
-  assign \issue.count  = _0091_ ? op_count : 3'h0;
-  assign \issue.waddr  = _0091_ ? op_waddr : 12'h000;
-  assign _0561_ = _0091_ ? op_addr : 6'h00;
-  assign _0562_ = _0368_ ? sweep_addr : _0561_;
-  assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _0562_ : _0561_;
-  assign _0563_ = _0368_ ? 1'h1 : 1'h0;
-  assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _0563_ : 1'h0;
-  assign _0564_ = _0091_ ? 1'h1 : 1'h0;
-  assign _0565_ = _0368_ ? 1'h1 : _0564_;
-  assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _0565_ : _0564_;
-  function [2:0] _1230_;
-    input [2:0] a;
-    input [11:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _1230_ = b[2:0];
-      4'b??1?:
-        _1230_ = b[5:3];
-      4'b?1??:
-        _1230_ = b[8:6];
-      4'b1???:
-        _1230_ = b[11:9];
-      default:
-        _1230_ = a;
-    endcase
-  endfunction
-  assign _0485_ = _1230_(3'hx, { \$signal$76 [2:0], \$signal$76 [5:3], \$signal$76 [8:6], \$signal$76 [11:9] }, { _0569_, _0568_, _0567_, _0566_ });
-  assign _0566_ = lane == (* full_case = 32'd1 *) 2'h3;
-  assign _0567_ = lane == (* full_case = 32'd1 *) 2'h2;
-  assign _0568_ = lane == (* full_case = 32'd1 *) 2'h1;
-  assign _0569_ = ! (* full_case = 32'd1 *) lane;
-  assign _0570_ = o__ready ? 4'h0 : done;
-  assign _0571_ = _0381_ ? (* full_case = 32'd1 *) 4'h0 : _0383_[3:0];
-  assign _0572_ = o__ready ? _0571_ : done;
-  assign _0573_ = _0375_ ? (* full_case = 32'd1 *) _0572_ : _0570_;
-  assign _0574_ = \$signal$80  ? _0573_ : done;
-  assign _0460_ = rst ? 4'h0 : _0574_;
-  assign _0575_ = _0371_ ? (* full_case = 32'd1 *) 2'h0 : _0372_[1:0];
-  assign _0576_ = _0370_ ? _0575_ : pos2;
-  assign _0577_ = _0369_ ? _0576_ : pos2;
-  assign _0578_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _0577_;
-  assign _0579_ = _0367_ ? _0578_ : pos2;
-  assign _0459_ = rst ? 2'h0 : _0579_;
-  assign _0580_ = _0370_ ? (* full_case = 32'd1 *) 2'h0 : _0373_[1:0];
-  assign _0581_ = _0369_ ? _0580_ : pos1;
-  assign _0582_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _0581_;
-  assign _0583_ = _0367_ ? _0582_ : pos1;
-  assign _0458_ = rst ? 2'h0 : _0583_;
-  assign _0584_ = _0369_ ? (* full_case = 32'd1 *) 2'h0 : _0374_[1:0];
-  assign _0585_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _0584_;
-  assign _0586_ = _0367_ ? _0585_ : \pos0$68 ;
-  assign _0457_ = rst ? 2'h0 : _0586_;
-  assign _0456_ = rst ? 1'h0 : _0366_;
-  assign _0455_ = rst ? 19'h00000 : { st6[32], 6'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign _0454_ = rst ? 68'h00000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign _0453_ = rst ? 17'h00000 : _0363_[16:0];
-  assign _0452_ = rst ? 17'h00000 : _0362_[16:0];
-  assign _0450_ = rst ? 17'h00000 : _0361_[16:0];
-  assign _0449_ = rst ? 17'h00000 : _0360_[16:0];
-  assign _0448_ = rst ? 17'h00000 : _0358_[16:0];
-  assign _0447_ = rst ? 17'h00000 : _0357_[16:0];
-  assign _0446_ = rst ? 17'h00000 : _0356_[16:0];
-  assign _0445_ = rst ? 17'h00000 : _0355_[16:0];
-  assign _0444_ = rst ? 17'h00000 : _0354_[16:0];
-  assign _0443_ = rst ? 17'h00000 : _0353_[16:0];
-  assign _0442_ = rst ? 17'h00000 : _0352_[16:0];
-  assign _0441_ = rst ? 17'h00000 : _0351_[16:0];
-  assign _0439_ = rst ? 17'h00000 : _0350_[16:0];
-  assign _0438_ = rst ? 17'h00000 : _0349_[16:0];
-  assign _0437_ = rst ? 17'h00000 : _0347_[16:0];
-  assign _0436_ = rst ? 17'h00000 : _0346_[16:0];
-  assign _0435_[71:54] = rst ? 18'h00000 : \$signal$128 [71:54];
-  assign _0435_[35:18] = rst ? 18'h00000 : \$signal$128 [35:18];
-  assign _0435_[17:0] = rst ? 18'h00000 : \$signal$128 [17:0];
-  assign _0435_[53:36] = rst ? 18'h00000 : \$signal$128 [53:36];
-  assign _0434_[71:54] = rst ? 18'h00000 : _0345_[17:0];
-  assign _0434_[35:18] = rst ? 18'h00000 : _0284_[17:0];
-  assign _0434_[17:0] = rst ? 18'h00000 : _0253_[17:0];
-  assign _0434_[53:36] = rst ? 18'h00000 : _0315_[17:0];
-  assign _0433_ = rst ? 8'h00 : { 6'h00, st3[1], _0223_ };
-  assign _0432_ = rst ? 10'h000 : { _0222_, _0213_, _0204_, _0196_, _0190_, _0180_, _0170_, _0161_, _0153_, _0140_ };
-  assign _0431_ = rst ? 1'h0 : _0130_;
-  assign _0430_ = rst ? 1'h0 : _0123_;
-  assign _0428_ = rst ? 1'h0 : _0116_;
-  assign _0427_ = rst ? 1'h0 : _0109_;
-  assign _0426_ = rst ? 1'h0 : _0103_;
-  assign _0425_ = rst ? 1'h0 : _0095_;
-  \digits_cnn_gn.engine_conv3.expand0  expand0 (
+    pos2 <= _300_;
+  assign _356_ = _244_ ? (* full_case = 32'd1 *) 2'h0 : _245_[1:0];
+  assign _357_ = _243_ ? _356_ : pos2;
+  assign _358_ = _242_ ? _357_ : pos2;
+  assign _359_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _358_;
+  assign _360_ = _241_ ? _359_ : pos2;
+  assign _300_ = rst ? 2'h0 : _360_;
+  assign _361_ = _243_ ? (* full_case = 32'd1 *) 2'h0 : _246_[1:0];
+  assign _362_ = _242_ ? _361_ : pos1;
+  assign _363_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _362_;
+  assign _364_ = _241_ ? _363_ : pos1;
+  assign _299_ = rst ? 2'h0 : _364_;
+  assign _365_ = _242_ ? (* full_case = 32'd1 *) 2'h0 : _247_[1:0];
+  assign _366_ = st7[32] ? (* full_case = 32'd1 *) 2'h0 : _365_;
+  assign _367_ = _241_ ? _366_ : pos0;
+  assign _298_ = rst ? 2'h0 : _367_;
+  assign _297_ = rst ? 1'h0 : _240_;
+  assign _296_ = rst ? 19'h00000 : { st6[32], 6'h00, counts };
+  assign _295_ = rst ? 68'h00000000000000000 : result;
+  assign _294_[71:54] = rst ? 18'h00000 : _236_[17:0];
+  assign _294_[35:18] = rst ? 18'h00000 : _176_[17:0];
+  assign _294_[17:0] = rst ? 18'h00000 : _147_[17:0];
+  assign _294_[53:36] = rst ? 18'h00000 : _207_[17:0];
+  assign _293_ = rst ? 8'h00 : { 6'h00, st3[1], _117_ };
+  assign _292_ = rst ? 10'h000 : { _116_, _108_, _099_, _090_, _084_, _075_, _065_, _056_, _049_, _035_ };
+  assign _291_ = rst ? 1'h0 : _027_;
+  assign _290_ = rst ? 1'h0 : _019_;
+  assign _288_ = rst ? 1'h0 : _013_;
+  assign _287_ = rst ? 1'h0 : _005_;
+  assign _286_ = rst ? 1'h0 : _355_;
+  assign _285_ = rst ? 1'h0 : _348_;
+  assign _284_ = rst ? 1'h0 : _341_;
+  assign _283_ = rst ? 1'h0 : _331_;
+  assign _282_ = rst ? 1'h0 : _323_;
+  assign _281_ = rst ? 1'h0 : _313_;
+  assign _280_ = rst ? 4'h0 : cres8;
+  assign _278_ = rst ? 68'h00000000000000000 : res8;
+  assign _277_ = rst ? 68'h00000000000000000 : res7;
+  assign _276_ = rst ? 48'h000000000000 : b_rd__data;
+  assign _275_ = rst ? 68'h00000000000000000 : \$signature__data ;
+  assign _368_ = st3[22] ? addend[47:36] : _304_[11:0];
+  assign _274_[47:36] = rst ? 12'h000 : _368_;
+  assign _369_ = st3[22] ? addend[23:12] : _289_[11:0];
+  assign _274_[23:12] = rst ? 12'h000 : _369_;
+  assign _370_ = st3[22] ? addend[11:0] : _258_[11:0];
+  assign _274_[11:0] = rst ? 12'h000 : _370_;
+  assign _371_ = st3[22] ? addend[35:24] : _302_[11:0];
+  assign _274_[35:24] = rst ? 12'h000 : _371_;
+  assign _273_ = rst ? 12'h000 : _231_;
+  assign _272_ = rst ? 12'h000 : _206_;
+  assign _271_ = rst ? 12'h000 : _181_;
+  assign _270_ = rst ? 12'h000 : _156_;
+  assign _269_ = rst ? 11'h000 : _130_;
+  assign _268_ = rst ? 11'h000 : _074_;
+  assign _267_ = rst ? 11'h000 : _020_;
+  assign _266_ = rst ? 11'h000 : _316_;
+  assign _265_ = rst ? 32'd0 : rd__data;
+  assign _264_ = rst ? 35'h000000000 : st6;
+  assign _263_ = rst ? 35'h000000000 : st5;
+  assign _262_ = rst ? 35'h000000000 : st4;
+  assign _261_ = rst ? 35'h000000000 : st3;
+  assign _260_ = rst ? 35'h000000000 : st2;
+  assign _259_ = rst ? 35'h000000000 : st1;
+  assign _257_ = rst ? 35'h000000000 : st0;
+  assign _256_ = rst ? 35'h000000000 : { ops__payload, ops__valid };
+  \digits_cnn_gn.engine_conv3.datapath.rule  rule (
     .clk(clk),
-    .en(en),
-    .load(load),
-    .op_addr(op_addr),
-    .op_count(op_count),
-    .op_shift(op_shift),
-    .op_valid(op_valid),
-    .op_waddr(op_waddr),
-    .\port$4525$0 (i0__payload[12:0]),
-    .ready(ready),
-    .rst(rst)
-  );
-  \digits_cnn_gn.engine_conv3.queue  queue (
-    .clk(clk),
-    .\port$4128$0 (\$signal$83 ),
-    .\port$4330$0 (\$signal$76 ),
-    .\port$4332$0 (\$signal$80 ),
+    .counts(counts),
+    .r(r6),
+    .result(result),
     .rst(rst),
-    .w_data({ entry7[18], pos1, pos2, \pos0$68 , entry7[11:0] }),
-    .w_en(\$signal$72 )
+    .s6(st6),
+    .val(val5)
   );
-  assign \c_raw[1]  = 1'h0;
-  assign \c_raw[0]  = 1'h0;
-  assign \$signal$128[3]  = \$signal$128 [71:54];
-  assign \$signal$128[2]  = \$signal$128 [53:36];
-  assign \$signal$128[1]  = \$signal$128 [35:18];
-  assign \$signal$128[0]  = \$signal$128 [17:0];
+  assign \entry7.end  = entry7[18];
+  assign \entry7.x  = entry7[17:16];
+  assign \entry7.y  = entry7[15:14];
+  assign \entry7.g  = entry7[13:12];
+  assign \entry7.counts[3]  = entry7[11:9];
+  assign \entry7.counts[2]  = entry7[8:6];
+  assign \entry7.counts[1]  = entry7[5:3];
+  assign \entry7.counts[0]  = entry7[2:0];
+  assign \entry7.counts  = entry7[11:0];
   assign \b6[3]  = b6[47:36];
   assign \b6[2]  = b6[35:24];
   assign \b6[1]  = b6[23:12];
@@ -14019,6 +14739,22 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \$like[2]  = \$like [35:24];
   assign \$like[1]  = \$like [23:12];
   assign \$like[0]  = \$like [11:0];
+  assign \result[3]  = result[67:51];
+  assign \result[2]  = result[50:34];
+  assign \result[1]  = result[33:17];
+  assign \result[0]  = result[16:0];
+  assign \c_raw[3]  = 1'h0;
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[0]  = 1'h0;
+  assign \r6[3]  = r6[71:54];
+  assign \r6[2]  = r6[53:36];
+  assign \r6[1]  = r6[35:18];
+  assign \r6[0]  = r6[17:0];
+  assign \val5[3]  = val5[71:54];
+  assign \val5[2]  = val5[53:36];
+  assign \val5[1]  = val5[35:18];
+  assign \val5[0]  = val5[17:0];
   assign \cres9[3]  = cres9[3];
   assign \cres9[2]  = cres9[2];
   assign \cres9[1]  = cres9[1];
@@ -14035,6 +14771,10 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \res9[2]  = res9[50:34];
   assign \res9[1]  = res9[33:17];
   assign \res9[0]  = res9[16:0];
+  assign \res7[3]  = res7[67:51];
+  assign \res7[2]  = res7[50:34];
+  assign \res7[1]  = res7[33:17];
+  assign \res7[0]  = res7[16:0];
   assign \res8[3]  = res8[67:51];
   assign \res8[2]  = res8[50:34];
   assign \res8[1]  = res8[33:17];
@@ -14043,43 +14783,56 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \b_rd__data[2]  = b_rd__data[35:24];
   assign \b_rd__data[1]  = b_rd__data[23:12];
   assign \b_rd__data[0]  = b_rd__data[11:0];
-  assign \b_raw[3]  = b_raw[47:36];
-  assign \b_raw[2]  = b_raw[35:24];
-  assign \b_raw[1]  = b_raw[23:12];
-  assign \b_raw[0]  = b_raw[11:0];
-  assign \$signature__data$106[3]  = \$signature__data$106 [67:51];
-  assign \$signature__data$106[2]  = \$signature__data$106 [50:34];
-  assign \$signature__data$106[1]  = \$signature__data$106 [33:17];
-  assign \$signature__data$106[0]  = \$signature__data$106 [16:0];
-  assign \v_raw[3]  = v_raw[67:51];
-  assign \v_raw[2]  = v_raw[50:34];
-  assign \v_raw[1]  = v_raw[33:17];
-  assign \v_raw[0]  = v_raw[16:0];
+  assign \$signal$25[3]  = \$signal$25 [47:36];
+  assign \$signal$25[2]  = \$signal$25 [35:24];
+  assign \$signal$25[1]  = \$signal$25 [23:12];
+  assign \$signal$25[0]  = \$signal$25 [11:0];
+  assign \$signature__data[3]  = \$signature__data [67:51];
+  assign \$signature__data[2]  = \$signature__data [50:34];
+  assign \$signature__data[1]  = \$signature__data [33:17];
+  assign \$signature__data[0]  = \$signature__data [16:0];
+  assign \$signal[3]  = \$signal [67:51];
+  assign \$signal[2]  = \$signal [50:34];
+  assign \$signal[1]  = \$signal [33:17];
+  assign \$signal[0]  = \$signal [16:0];
   assign \addend[3]  = addend[47:36];
   assign \addend[2]  = addend[35:24];
   assign \addend[1]  = addend[23:12];
   assign \addend[0]  = addend[11:0];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \rd__data[3]  = rd__data[31:24];
+  assign \rd__data[2]  = rd__data[23:16];
+  assign \rd__data[1]  = rd__data[15:8];
+  assign \rd__data[0]  = rd__data[7:0];
   assign \w1_0[3]  = w1_0[31:24];
   assign \w1_0[2]  = w1_0[23:16];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[0]  = w1_0[7:0];
-  assign \st8.bias_g  = st8[34:33];
-  assign \st8.end  = st8[32];
-  assign \st8.fire_k  = st8[31];
-  assign \st8.last_step  = st8[30];
-  assign \st8.shift  = st8[29:26];
-  assign \st8.count  = st8[25:23];
-  assign \st8.proj  = st8[22];
-  assign \st8.waddr  = st8[21:10];
-  assign \st8.addr  = st8[9:4];
-  assign \st8.bank  = st8[3];
-  assign \st8.cur  = st8[2];
-  assign \st8.kind  = st8[1];
-  assign \st8.valid  = st8[0];
+  assign \st7.bias_g  = st7[34:33];
+  assign \st7.end  = st7[32];
+  assign \st7.fire_k  = st7[31];
+  assign \st7.last_step  = st7[30];
+  assign \st7.shift  = st7[29:26];
+  assign \st7.count  = st7[25:23];
+  assign \st7.proj  = st7[22];
+  assign \st7.waddr  = st7[21:10];
+  assign \st7.addr  = st7[9:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \st6.bias_g  = st6[34:33];
+  assign \st6.end  = st6[32];
+  assign \st6.fire_k  = st6[31];
+  assign \st6.last_step  = st6[30];
+  assign \st6.shift  = st6[29:26];
+  assign \st6.count  = st6[25:23];
+  assign \st6.proj  = st6[22];
+  assign \st6.waddr  = st6[21:10];
+  assign \st6.addr  = st6[9:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
   assign \st5.bias_g  = st5[34:33];
   assign \st5.end  = st5[32];
   assign \st5.fire_k  = st5[31];
@@ -14119,87 +14872,6 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \st3.cur  = st3[2];
   assign \st3.kind  = st3[1];
   assign \st3.valid  = st3[0];
-  assign \st1.bias_g  = st1[34:33];
-  assign \st1.end  = st1[32];
-  assign \st1.fire_k  = st1[31];
-  assign \st1.last_step  = st1[30];
-  assign \st1.shift  = st1[29:26];
-  assign \st1.count  = st1[25:23];
-  assign \st1.proj  = st1[22];
-  assign \st1.waddr  = st1[21:10];
-  assign \st1.addr  = st1[9:4];
-  assign \st1.bank  = st1[3];
-  assign \st1.cur  = st1[2];
-  assign \st1.kind  = st1[1];
-  assign \st1.valid  = st1[0];
-  assign \o__payload.x  = \$signal$76 [17:16];
-  assign \o__payload.y  = \$signal$76 [15:14];
-  assign \o__payload.c  = o__payload[3:0];
-  assign \entry.end  = st6[32];
-  assign \entry.x  = 2'h0;
-  assign \entry.y  = 2'h0;
-  assign \entry.g  = 2'h0;
-  assign \entry.counts  = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign \entry7.end  = entry7[18];
-  assign \entry7.x  = entry7[17:16];
-  assign \entry7.y  = entry7[15:14];
-  assign \entry7.g  = entry7[13:12];
-  assign \entry7.counts[3]  = entry7[11:9];
-  assign \entry7.counts[2]  = entry7[8:6];
-  assign \entry7.counts[1]  = entry7[5:3];
-  assign \entry7.counts[0]  = entry7[2:0];
-  assign \entry7.counts  = entry7[11:0];
-  assign \written.end  = entry7[18];
-  assign \written.x  = pos1;
-  assign \written.y  = pos2;
-  assign \written.g  = \pos0$68 ;
-  assign \written.counts[3]  = entry7[11:9];
-  assign \written.counts[2]  = entry7[8:6];
-  assign \written.counts[1]  = entry7[5:3];
-  assign \written.counts[0]  = entry7[2:0];
-  assign \written.counts  = entry7[11:0];
-  assign \res7[3]  = v_wr__data[67:51];
-  assign \res7[2]  = v_wr__data[50:34];
-  assign \res7[1]  = v_wr__data[33:17];
-  assign \res7[0]  = v_wr__data[16:0];
-  assign \v_wr__data[3]  = v_wr__data[67:51];
-  assign \v_wr__data[2]  = v_wr__data[50:34];
-  assign \v_wr__data[1]  = v_wr__data[33:17];
-  assign \v_wr__data[0]  = v_wr__data[16:0];
-  assign \st7.bias_g  = st7[34:33];
-  assign \st7.end  = st7[32];
-  assign \st7.fire_k  = st7[31];
-  assign \st7.last_step  = st7[30];
-  assign \st7.shift  = st7[29:26];
-  assign \st7.count  = st7[25:23];
-  assign \st7.proj  = st7[22];
-  assign \st7.waddr  = st7[21:10];
-  assign \st7.addr  = st7[9:4];
-  assign \st7.bank  = st7[3];
-  assign \st7.cur  = st7[2];
-  assign \st7.kind  = st7[1];
-  assign \st7.valid  = st7[0];
-  assign \out_counts[3]  = \entry.counts[3] ;
-  assign \out_counts[2]  = \entry.counts[2] ;
-  assign \out_counts[1]  = \entry.counts[1] ;
-  assign \out_counts[0]  = \entry.counts[0] ;
-  assign \$signal$37[3]  = \$signal$37 [71:54];
-  assign \$signal$37[2]  = \$signal$37 [53:36];
-  assign \$signal$37[1]  = \$signal$37 [35:18];
-  assign \$signal$37[0]  = \$signal$37 [17:0];
-  assign \st6.bias_g  = st6[34:33];
-  assign \st6.end  = st6[32];
-  assign \st6.fire_k  = st6[31];
-  assign \st6.last_step  = st6[30];
-  assign \st6.shift  = st6[29:26];
-  assign \st6.count  = st6[25:23];
-  assign \st6.proj  = st6[22];
-  assign \st6.waddr  = st6[21:10];
-  assign \st6.addr  = st6[9:4];
-  assign \st6.bank  = st6[3];
-  assign \st6.cur  = st6[2];
-  assign \st6.kind  = st6[1];
-  assign \st6.valid  = st6[0];
   assign \st2.bias_g  = st2[34:33];
   assign \st2.end  = st2[32];
   assign \st2.fire_k  = st2[31];
@@ -14213,6 +14885,31 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \st2.cur  = st2[2];
   assign \st2.kind  = st2[1];
   assign \st2.valid  = st2[0];
+  assign \st1.bias_g  = st1[34:33];
+  assign \st1.end  = st1[32];
+  assign \st1.fire_k  = st1[31];
+  assign \st1.last_step  = st1[30];
+  assign \st1.shift  = st1[29:26];
+  assign \st1.count  = st1[25:23];
+  assign \st1.proj  = st1[22];
+  assign \st1.waddr  = st1[21:10];
+  assign \st1.addr  = st1[9:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \ops__payload.bias_g  = ops__payload[33:32];
+  assign \ops__payload.end  = ops__payload[31];
+  assign \ops__payload.fire_k  = ops__payload[30];
+  assign \ops__payload.last_step  = ops__payload[29];
+  assign \ops__payload.shift  = ops__payload[28:25];
+  assign \ops__payload.count  = ops__payload[24:22];
+  assign \ops__payload.proj  = ops__payload[21];
+  assign \ops__payload.waddr  = ops__payload[20:9];
+  assign \ops__payload.addr  = ops__payload[8:3];
+  assign \ops__payload.bank  = ops__payload[2];
+  assign \ops__payload.cur  = ops__payload[1];
+  assign \ops__payload.kind  = ops__payload[0];
   assign \st0.bias_g  = st0[34:33];
   assign \st0.end  = st0[32];
   assign \st0.fire_k  = st0[31];
@@ -14226,905 +14923,457 @@ module \digits_cnn_gn.engine_conv3 (rst, o__ready, active, i0__ready, o__payload
   assign \st0.cur  = st0[2];
   assign \st0.kind  = st0[1];
   assign \st0.valid  = st0[0];
-  assign \i0__payload.end  = i0__payload[13];
-  assign \i0__payload.count  = i0__payload[12:10];
-  assign \i0__payload.x  = i0__payload[9:7];
-  assign \i0__payload.y  = i0__payload[6:4];
-  assign \i0__payload.c  = i0__payload[3:0];
-  assign \issue.bias_g  = pos0;
-  assign \issue.proj  = 1'h0;
-  assign \issue.bank  = 1'h0;
-  assign \issue.cur  = 1'h0;
-  assign _0483_[3:0] = o__payload[3:0];
-  assign _0471_[0] = v_wr__en;
-  assign \c_raw[3]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
-  assign o__payload[11:4] = { \o__payload.end , \o__payload.count , \$signal$76 [17:14] };
+  assign _253_[0] = \$signature__en ;
+  assign \push__payload.end  = entry7[18];
+  assign \push__payload.x  = pos1;
+  assign \push__payload.y  = pos2;
+  assign \push__payload.g  = pos0;
+  assign \push__payload.counts[3]  = entry7[11:9];
+  assign \push__payload.counts[2]  = entry7[8:6];
+  assign \push__payload.counts[1]  = entry7[5:3];
+  assign \push__payload.counts[0]  = entry7[2:0];
+  assign \push__payload.counts  = entry7[11:0];
+  assign \$signature__data$66[3]  = res7[67:51];
+  assign \$signature__data$66[2]  = res7[50:34];
+  assign \$signature__data$66[1]  = res7[33:17];
+  assign \$signature__data$66[0]  = res7[16:0];
+  assign \r[3]  = r6[71:54];
+  assign \r[2]  = r6[53:36];
+  assign \r[1]  = r6[35:18];
+  assign \r[0]  = r6[17:0];
+  assign \s6.bias_g  = st6[34:33];
+  assign \s6.end  = st6[32];
+  assign \s6.fire_k  = st6[31];
+  assign \s6.last_step  = st6[30];
+  assign \s6.shift  = st6[29:26];
+  assign \s6.count  = st6[25:23];
+  assign \s6.proj  = st6[22];
+  assign \s6.waddr  = st6[21:10];
+  assign \s6.addr  = st6[9:4];
+  assign \s6.bank  = st6[3];
+  assign \s6.cur  = st6[2];
+  assign \s6.kind  = st6[1];
+  assign \s6.valid  = st6[0];
+  assign \s5.bias_g  = st5[34:33];
+  assign \s5.end  = st5[32];
+  assign \s5.fire_k  = st5[31];
+  assign \s5.last_step  = st5[30];
+  assign \s5.shift  = st5[29:26];
+  assign \s5.count  = st5[25:23];
+  assign \s5.proj  = st5[22];
+  assign \s5.waddr  = st5[21:10];
+  assign \s5.addr  = st5[9:4];
+  assign \s5.bank  = st5[3];
+  assign \s5.cur  = st5[2];
+  assign \s5.kind  = st5[1];
+  assign \s5.valid  = st5[0];
+  assign \val[3]  = val5[71:54];
+  assign \val[2]  = val5[53:36];
+  assign \val[1]  = val5[35:18];
+  assign \val[0]  = val5[17:0];
+  assign \counts[3]  = counts[11:9];
+  assign \counts[2]  = counts[8:6];
+  assign \counts[1]  = counts[5:3];
+  assign \counts[0]  = counts[2:0];
+  assign \$signal$52.end  = st6[32];
+  assign \$signal$52.x  = 2'h0;
+  assign \$signal$52.y  = 2'h0;
+  assign \$signal$52.g  = 2'h0;
+  assign \$signal$52.counts[3]  = counts[11:9];
+  assign \$signal$52.counts[2]  = counts[8:6];
+  assign \$signal$52.counts[1]  = counts[5:3];
+  assign \$signal$52.counts[0]  = counts[2:0];
+  assign \$signal$52.counts  = counts;
+  assign push__payload = { entry7[18], pos1, pos2, pos0, entry7[11:0] };
+  assign push__valid = push7;
+  assign \$signature__data$66  = res7;
+  assign \$signature__addr$65  = st7[9:4];
+  assign r = r6;
+  assign s6 = st6;
+  assign s5 = st5;
+  assign val = val5;
+  assign b_rd__addr = st2[34:33];
+  assign \$signature__addr  = st2[9:4];
+  assign rd__addr = st0[21:10];
+  assign \$signal$52  = { st6[32], 6'h00, counts };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
-  assign push7 = \$signal$72 ;
-  assign \$signal$71  = { entry7[18], pos1, pos2, \pos0$68 , entry7[11:0] };
-  assign entry = { st6[32], 6'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign written = { entry7[18], pos1, pos2, \pos0$68 , entry7[11:0] };
-  assign res7 = v_wr__data;
-  assign v_wr__addr = st7[9:4];
-  assign out_counts = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign b_rd__addr = st2[34:33];
-  assign \$signature__addr$32  = st2[9:4];
-  assign \$signature__addr  = st0[21:10];
-  assign \$signal$23  = 1'h0;
-  assign busy = op_valid;
-  assign ev_shift = 4'h0;
-  assign ev_count = i0__payload[12:10];
-  assign ev_x = i0__payload[9:7];
-  assign ev_y = i0__payload[6:4];
-  assign ev_c = i0__payload[3:0];
-  assign \$signal$5  = 1'h0;
-  assign issue = { pos0, \issue.end , \issue.fire_k , \issue.last_step , \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv3.expand0 (rst, en, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4525$0 , clk);
-  wire _000_;
-  wire [11:0] _001_;
-  wire [12:0] _002_;
-  wire [7:0] _003_;
-  wire [14:0] _004_;
-  wire [5:0] _005_;
-  (* unused_bits = "12 13 14 15" *)
-  wire [15:0] _006_;
-  wire [2:0] _007_;
-  (* unused_bits = "3" *)
-  wire [3:0] _008_;
-  wire [2:0] _009_;
-  wire _010_;
-  (* unused_bits = "3" *)
-  wire [3:0] _011_;
+module \digits_cnn_gn.engine_conv3.datapath.rule (rst, s6, val, r, result, counts, clk);
+  (* unused_bits = "17 18" *)
+  wire [18:0] _000_;
+  (* unused_bits = "17 18" *)
+  wire [18:0] _001_;
+  (* unused_bits = "17 18" *)
+  wire [18:0] _002_;
+  (* unused_bits = "17 18" *)
+  wire [18:0] _003_;
+  (* unused_bits = "17 18" *)
+  wire [18:0] _004_;
+  (* unused_bits = "17 18" *)
+  wire [18:0] _005_;
+  (* unused_bits = "17 18" *)
+  wire [18:0] _006_;
+  (* unused_bits = "17 18" *)
+  wire [18:0] _007_;
+  wire _008_;
+  wire [1:0] _009_;
+  (* unused_bits = "17 18" *)
+  wire [18:0] _010_;
+  wire _011_;
   wire [2:0] _012_;
-  (* unused_bits = "3" *)
-  wire [3:0] _013_;
-  wire [2:0] _014_;
+  wire _013_;
+  wire [3:0] _014_;
   wire _015_;
-  wire [2:0] _016_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _016_;
   wire _017_;
-  wire [4:0] _018_;
-  wire [6:0] _019_;
-  wire [2:0] _020_;
-  wire _021_;
-  wire _022_;
-  wire [2:0] _023_;
-  wire _024_;
+  wire _018_;
+  wire _019_;
+  wire _020_;
+  (* unused_bits = "17 18" *)
+  wire [18:0] _021_;
+  wire [16:0] _022_;
+  wire _023_;
+  wire [1:0] _024_;
   wire _025_;
-  (* unused_bits = "2" *)
   wire [2:0] _026_;
-  (* unused_bits = "6" *)
-  wire [6:0] _027_;
-  (* unused_bits = "12" *)
-  wire [12:0] _028_;
+  wire _027_;
+  wire [3:0] _028_;
   wire _029_;
-  wire _030_;
-  (* unused_bits = "3" *)
-  wire [3:0] _031_;
-  (* unused_bits = "6" *)
-  wire [6:0] _032_;
-  (* unused_bits = "12 13" *)
-  wire [13:0] _033_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _030_;
+  (* unused_bits = "17 18" *)
+  wire [18:0] _031_;
+  wire _032_;
+  wire _033_;
   wire _034_;
-  (* unused_bits = "6 7" *)
-  wire [7:0] _035_;
-  (* unused_bits = "12 13" *)
-  wire [13:0] _036_;
+  wire _035_;
+  wire [16:0] _036_;
   wire _037_;
-  (* unused_bits = "3" *)
-  wire [3:0] _038_;
+  wire [1:0] _038_;
   wire _039_;
-  wire _040_;
-  wire [2:0] _041_;
-  wire [3:0] _042_;
-  wire [1:0] _043_;
-  wire [5:0] _044_;
-  wire [11:0] _045_;
-  wire [2:0] _046_;
-  wire [2:0] _047_;
-  wire [2:0] _048_;
+  wire [2:0] _040_;
+  (* unused_bits = "17 18" *)
+  wire [18:0] _041_;
+  wire _042_;
+  wire [3:0] _043_;
+  wire _044_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _045_;
+  wire _046_;
+  wire _047_;
+  wire _048_;
   wire _049_;
-  wire _050_;
-  wire [6:0] _051_;
+  wire [16:0] _050_;
+  (* unused_bits = "17 18" *)
+  wire [18:0] _051_;
   wire _052_;
-  wire [4:0] _053_;
-  wire [6:0] _054_;
-  wire _055_;
-  wire [4:0] _056_;
-  (* unused_bits = "6 7" *)
-  wire [7:0] _057_;
+  wire [1:0] _053_;
+  wire _054_;
+  wire [2:0] _055_;
+  wire _056_;
+  wire [3:0] _057_;
   wire _058_;
-  wire _059_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _059_;
   wire _060_;
   wire _061_;
-  wire _062_;
-  wire [6:0] _063_;
-  wire [4:0] _064_;
-  wire _065_;
-  wire _066_;
-  wire _067_;
-  wire _068_;
-  wire _069_;
-  wire _070_;
-  wire _071_;
-  wire _072_;
-  wire _073_;
-  wire _074_;
-  wire _075_;
-  wire _076_;
-  wire [2:0] _077_;
-  wire [2:0] _078_;
-  wire [2:0] _079_;
-  wire [2:0] _080_;
-  wire [2:0] _081_;
-  wire [2:0] _082_;
-  wire [2:0] _083_;
-  wire [2:0] _084_;
-  wire [2:0] _085_;
-  wire [2:0] _086_;
-  wire [11:0] _087_;
-  wire [11:0] _088_;
-  wire [11:0] _089_;
-  wire [11:0] _090_;
-  wire [5:0] _091_;
-  wire [5:0] _092_;
-  wire [5:0] _093_;
-  wire [5:0] _094_;
-  wire [1:0] _095_;
-  wire [1:0] _096_;
-  wire [1:0] _097_;
-  wire [3:0] _098_;
-  wire [2:0] _099_;
-  wire _100_;
-  wire _101_;
-  wire _102_;
-  wire _103_;
-  wire _104_;
-  wire _105_;
-  wire _106_;
-  wire _107_;
-  wire _108_;
-  wire _109_;
-  wire _110_;
-  wire _111_;
-  wire _112_;
-  wire _113_;
-  wire _114_;
-  wire _115_;
-  wire _116_;
-  wire _117_;
-  wire _118_;
-  wire _119_;
-  wire _120_;
-  wire _121_;
-  wire _122_;
-  wire _123_;
-  wire _124_;
-  wire _125_;
-  wire _126_;
-  wire _127_;
-  wire _128_;
-  wire _129_;
-  wire _130_;
-  wire _131_;
-  wire _132_;
-  wire _133_;
-  wire _134_;
-  wire _135_;
-  wire _136_;
-  wire _137_;
-  wire _138_;
-  wire _139_;
-  wire _140_;
-  wire _141_;
-  wire _142_;
-  wire _143_;
-  wire _144_;
-  wire _145_;
-  wire _146_;
-  wire _147_;
-  wire _148_;
-  wire _149_;
-  wire _150_;
-  wire _151_;
-  wire _152_;
-  wire _153_;
-  wire _154_;
-  wire _155_;
-  wire _156_;
-  wire _157_;
-  wire _158_;
-  wire _159_;
-  wire _160_;
-  wire _161_;
-  wire _162_;
-  wire _163_;
-  wire _164_;
-  wire _165_;
-  wire _166_;
-  wire _167_;
-  wire _168_;
-  wire _169_;
-  wire _170_;
-  wire _171_;
-  wire _172_;
-  wire _173_;
-  wire _174_;
-  wire _175_;
-  wire _176_;
-  wire _177_;
-  wire _178_;
-  wire _179_;
-  wire _180_;
-  wire _181_;
-  wire _182_;
-  wire _183_;
-  wire _184_;
-  wire _185_;
-  wire _186_;
-  wire _187_;
-  wire _188_;
-  wire _189_;
-  wire _190_;
-  wire _191_;
-  wire _192_;
-  wire _193_;
-  wire _194_;
-  wire _195_;
-  wire _196_;
-  wire _197_;
-  wire _198_;
-  wire _199_;
-  wire _200_;
-  wire _201_;
-  wire _202_;
-  wire _203_;
-  reg \$signal  = 1'h0;
-  wire [5:0] addr;
-  wire busy;
-  wire \busy$6 ;
+  (* unused_bits = "17 18" *)
+  wire [18:0] _062_;
+  wire _063_;
+  wire _064_;
+  wire [16:0] _065_;
+  wire [71:0] _066_;
+  wire [16:0] _067_;
+  wire [16:0] _068_;
+  wire [16:0] _069_;
+  wire [16:0] _070_;
+  wire [16:0] _071_;
+  wire [16:0] _072_;
+  (* unused_bits = "17 18" *)
+  wire [18:0] _073_;
+  wire [16:0] _074_;
+  wire [16:0] _075_;
+  wire [16:0] _076_;
+  wire [16:0] _077_;
+  wire [16:0] _078_;
+  wire [16:0] _079_;
+  wire [16:0] _080_;
+  wire [16:0] _081_;
+  wire [16:0] _082_;
+  wire [16:0] _083_;
+  (* unused_bits = "17 18" *)
+  wire [18:0] _084_;
+  wire [16:0] _085_;
+  wire [16:0] _086_;
+  wire [16:0] _087_;
+  wire [16:0] _088_;
+  wire [16:0] _089_;
+  wire [16:0] _090_;
+  wire [16:0] _091_;
+  wire [16:0] _092_;
+  wire [16:0] _093_;
+  wire [16:0] _094_;
+  wire [16:0] _095_;
+  wire [16:0] _096_;
+  wire [16:0] _097_;
+  wire [16:0] _098_;
+  wire [16:0] _099_;
+  wire [16:0] _100_;
   input clk;
   wire clk;
-  wire [2:0] count;
-  input en;
-  wire en;
-  wire [3:0] ev_c;
-  wire [2:0] ev_count;
-  wire [3:0] ev_shift;
-  wire [2:0] ev_x;
-  wire [2:0] ev_y;
-  reg [1:0] g = 2'h0;
-  reg last_g = 1'h0;
-  reg last_y = 1'h0;
-  input load;
-  wire load;
-  output [5:0] op_addr;
-  reg [5:0] op_addr = 6'h00;
-  output [2:0] op_count;
-  reg [2:0] op_count = 3'h0;
-  output [3:0] op_shift;
-  reg [3:0] op_shift = 4'h0;
-  output op_valid;
-  reg op_valid = 1'h0;
-  output [11:0] op_waddr;
-  reg [11:0] op_waddr = 12'h000;
-  input [12:0] \port$4525$0 ;
-  wire [12:0] \port$4525$0 ;
-  reg [4:0] r_step = 5'h00;
-  output ready;
-  wire ready;
+  output [11:0] counts;
+  wire [11:0] counts;
+  wire [2:0] \counts[0] ;
+  wire [2:0] \counts[1] ;
+  wire [2:0] \counts[2] ;
+  wire [2:0] \counts[3] ;
+  reg [16:0] d1_0 = 17'h00000;
+  reg [16:0] d1_1 = 17'h00000;
+  reg [16:0] d1_2 = 17'h00000;
+  reg [16:0] d1_3 = 17'h00000;
+  reg [16:0] d2_0 = 17'h00000;
+  reg [16:0] d2_1 = 17'h00000;
+  reg [16:0] d2_2 = 17'h00000;
+  reg [16:0] d2_3 = 17'h00000;
+  reg [16:0] d3_0 = 17'h00000;
+  reg [16:0] d3_1 = 17'h00000;
+  reg [16:0] d3_2 = 17'h00000;
+  reg [16:0] d3_3 = 17'h00000;
+  reg [16:0] d4_0 = 17'h00000;
+  reg [16:0] d4_1 = 17'h00000;
+  reg [16:0] d4_2 = 17'h00000;
+  reg [16:0] d4_3 = 17'h00000;
+  wire [16:0] kept0;
+  wire [16:0] kept1;
+  wire [16:0] kept2;
+  wire [16:0] kept3;
+  output [71:0] r;
+  reg [71:0] r = 72'h000000000000000000;
+  wire [17:0] \r[0] ;
+  wire [17:0] \r[1] ;
+  wire [17:0] \r[2] ;
+  wire [17:0] \r[3] ;
+  output [67:0] result;
+  wire [67:0] result;
+  wire [16:0] \result[0] ;
+  wire [16:0] \result[1] ;
+  wire [16:0] \result[2] ;
+  wire [16:0] \result[3] ;
   input rst;
   wire rst;
-  wire [3:0] shift;
-  reg [6:0] w_step = 7'h00;
-  wire [11:0] waddr;
-  reg [2:0] xn = 3'h0;
-  reg [2:0] xs = 3'h0;
-  reg [2:0] ys = 3'h0;
-  assign _027_ = op_addr + 1'h1;
-  assign _028_ = op_waddr + 1'h1;
-  assign _029_ = g == 2'h2;
-  assign _031_ = xs - 1'h1;
-  assign _032_ = op_addr + 1'h1;
-  assign _033_ = op_waddr + 14'h3ff5;
-  assign _034_ = xs == 1'h1;
-  assign _035_ = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign _036_ = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign _037_ = ! xn;
-  assign _038_ = ys - 1'h1;
-  assign _039_ = ys == 1'h1;
+  input [34:0] s6;
+  wire [34:0] s6;
+  (* unused_bits = "0 1 2 3 4 5" *)
+  wire [5:0] \s6.addr ;
+  (* unused_bits = "0" *)
+  wire \s6.bank ;
+  (* unused_bits = "0 1" *)
+  wire [1:0] \s6.bias_g ;
+  (* unused_bits = "0 1 2" *)
+  wire [2:0] \s6.count ;
+  (* unused_bits = "0" *)
+  wire \s6.cur ;
+  (* unused_bits = "0" *)
+  wire \s6.end ;
+  (* unused_bits = "0" *)
+  wire \s6.fire_k ;
+  wire \s6.kind ;
+  wire \s6.last_step ;
+  (* unused_bits = "0" *)
+  wire \s6.proj ;
+  (* unused_bits = "0 1 2 3" *)
+  wire [3:0] \s6.shift ;
+  (* unused_bits = "0" *)
+  wire \s6.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
+  wire [11:0] \s6.waddr ;
+  input [71:0] val;
+  wire [71:0] val;
+  wire [17:0] \val[0] ;
+  wire [17:0] \val[1] ;
+  wire [17:0] \val[2] ;
+  wire [17:0] \val[3] ;
+  assign _002_ = $signed(val[53:36]) - $signed(11'h2e8);
+  assign _003_ = $signed(val[53:36]) - $signed(11'h3e0);
+  assign _004_ = $signed(val[71:54]) - $signed(9'h0f8);
+  assign _005_ = $signed(val[71:54]) - $signed(10'h1f0);
+  assign _006_ = $signed(val[71:54]) - $signed(11'h2e8);
+  assign _007_ = $signed(val[71:54]) - $signed(11'h3e0);
+  assign _008_ = $signed(d1_0) >= $signed(1'h0);
+  assign _009_ = 1'h0 + _008_;
+  assign _011_ = $signed(d2_0) >= $signed(1'h0);
+  assign _012_ = _009_ + _011_;
+  assign _013_ = $signed(d3_0) >= $signed(1'h0);
+  assign _014_ = _012_ + _013_;
+  assign _015_ = $signed(d4_0) >= $signed(1'h0);
+  assign _016_ = _014_ + _015_;
+  assign _017_ = $signed(d1_0) >= $signed(1'h0);
+  assign _018_ = $signed(d2_0) >= $signed(1'h0);
+  assign _019_ = $signed(d3_0) >= $signed(1'h0);
+  assign _020_ = $signed(d4_0) >= $signed(1'h0);
+  assign _022_ = s6[30] ? 17'h0007c : kept0;
+  assign _023_ = $signed(d1_1) >= $signed(1'h0);
+  assign _024_ = 1'h0 + _023_;
+  assign _025_ = $signed(d2_1) >= $signed(1'h0);
+  assign _026_ = _024_ + _025_;
+  assign _027_ = $signed(d3_1) >= $signed(1'h0);
+  assign _028_ = _026_ + _027_;
+  assign _029_ = $signed(d4_1) >= $signed(1'h0);
+  assign _030_ = _028_ + _029_;
+  assign _032_ = $signed(d1_1) >= $signed(1'h0);
+  assign _033_ = $signed(d2_1) >= $signed(1'h0);
+  assign _034_ = $signed(d3_1) >= $signed(1'h0);
+  assign _035_ = $signed(d4_1) >= $signed(1'h0);
+  assign _036_ = s6[30] ? 17'h0007c : kept1;
+  assign _037_ = $signed(d1_2) >= $signed(1'h0);
+  assign _038_ = 1'h0 + _037_;
+  assign _039_ = $signed(d2_2) >= $signed(1'h0);
+  assign _040_ = _038_ + _039_;
+  assign _042_ = $signed(d3_2) >= $signed(1'h0);
+  assign _043_ = _040_ + _042_;
+  assign _044_ = $signed(d4_2) >= $signed(1'h0);
+  assign _045_ = _043_ + _044_;
+  assign _046_ = $signed(d1_2) >= $signed(1'h0);
+  assign _047_ = $signed(d2_2) >= $signed(1'h0);
+  assign _048_ = $signed(d3_2) >= $signed(1'h0);
+  assign _049_ = $signed(d4_2) >= $signed(1'h0);
+  assign _050_ = s6[30] ? 17'h0007c : kept2;
+  assign _052_ = $signed(d1_3) >= $signed(1'h0);
+  assign _053_ = 1'h0 + _052_;
+  assign _054_ = $signed(d2_3) >= $signed(1'h0);
+  assign _055_ = _053_ + _054_;
+  assign _056_ = $signed(d3_3) >= $signed(1'h0);
+  assign _057_ = _055_ + _056_;
+  assign _058_ = $signed(d4_3) >= $signed(1'h0);
+  assign _059_ = _057_ + _058_;
+  assign _060_ = $signed(d1_3) >= $signed(1'h0);
+  assign _061_ = $signed(d2_3) >= $signed(1'h0);
+  assign _063_ = $signed(d3_3) >= $signed(1'h0);
+  assign _064_ = $signed(d4_3) >= $signed(1'h0);
+  assign _065_ = s6[30] ? 17'h0007c : kept3;
   always @(posedge clk)
-    op_count <= _041_;
+    r <= _066_;
   always @(posedge clk)
-    op_shift <= _042_;
+    d1_0 <= _067_;
   always @(posedge clk)
-    g <= _043_;
+    d2_0 <= _068_;
   always @(posedge clk)
-    op_addr <= _044_;
+    d3_0 <= _069_;
   always @(posedge clk)
-    op_waddr <= _045_;
+    d4_0 <= _070_;
   always @(posedge clk)
-    xs <= _046_;
+    d1_1 <= _071_;
   always @(posedge clk)
-    ys <= _047_;
+    d2_1 <= _072_;
   always @(posedge clk)
-    xn <= _048_;
+    d3_1 <= _074_;
   always @(posedge clk)
-    last_g <= _049_;
+    d4_1 <= _075_;
   always @(posedge clk)
-    \$signal  <= _050_;
+    d1_2 <= _076_;
   always @(posedge clk)
-    last_y <= _052_;
+    d2_2 <= _077_;
   always @(posedge clk)
-    r_step <= _053_;
+    d3_2 <= _078_;
   always @(posedge clk)
-    w_step <= _054_;
+    d4_2 <= _079_;
   always @(posedge clk)
-    op_valid <= _055_;
-  assign _000_ = ~ op_valid;
-  assign _010_ = last_g & \$signal ;
-  assign _021_ = _010_ & last_y;
-  assign _030_ = _021_ & en;
-  assign ready = _000_ | _030_;
-  assign _040_ = op_valid & en;
-  assign _057_ = $signed(_051_) + $signed(_056_);
-  assign _001_ = 1'h0 + { 3'h0, \port$4525$0 [3:0], 4'h0 };
-  assign _002_ = _001_ + { \port$4525$0 [3:0], 7'h00 };
-  assign _004_ = $signed({ 1'h0, _002_ }) + $signed(_003_);
-  assign _006_ = $signed(_004_) + $signed(_005_);
-  assign _008_ = _007_ - 1'h1;
-  assign _011_ = _009_ - 1'h1;
-  assign _013_ = _012_ - 1'h1;
-  assign _015_ = _014_ == 1'h1;
-  assign _017_ = _016_ == 1'h1;
-  assign _022_ = | _020_;
-  assign _024_ = | _023_;
-  assign _025_ = _022_ & _024_;
-  assign _026_ = g + 1'h1;
-  assign _058_ = last_y ? (* full_case = 32'd1 *) 1'h0 : op_valid;
-  assign _059_ = \$signal  ? (* full_case = 32'd1 *) _058_ : op_valid;
-  assign _060_ = last_g ? (* full_case = 32'd1 *) _059_ : op_valid;
-  assign _061_ = _040_ ? _060_ : op_valid;
-  assign _062_ = load ? _025_ : _061_;
-  assign _055_ = rst ? 1'h0 : _062_;
-  assign _063_ = load ? _019_ : w_step;
-  assign _054_ = rst ? 7'h00 : _063_;
-  assign _064_ = load ? _018_ : r_step;
-  assign _053_ = rst ? 5'h00 : _064_;
-  assign _065_ = last_y ? last_y : _039_;
-  assign _066_ = \$signal  ? (* full_case = 32'd1 *) _065_ : last_y;
-  assign _067_ = last_g ? (* full_case = 32'd1 *) _066_ : last_y;
-  assign _068_ = _040_ ? _067_ : last_y;
-  assign _069_ = load ? _017_ : _068_;
-  assign _052_ = rst ? 1'h0 : _069_;
-  assign _070_ = \$signal  ? (* full_case = 32'd1 *) _037_ : _034_;
-  assign _071_ = last_g ? (* full_case = 32'd1 *) _070_ : \$signal ;
-  assign _072_ = _040_ ? _071_ : \$signal ;
-  assign _073_ = load ? _015_ : _072_;
-  assign _050_ = rst ? 1'h0 : _073_;
-  assign _074_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _029_;
-  assign _075_ = _040_ ? _074_ : last_g;
-  assign _076_ = load ? 1'h0 : _075_;
-  assign _049_ = rst ? 1'h0 : _076_;
-  assign _077_ = load ? _013_[2:0] : xn;
-  assign _048_ = rst ? 3'h0 : _077_;
-  assign _078_ = last_y ? ys : _038_[2:0];
-  assign _079_ = \$signal  ? (* full_case = 32'd1 *) _078_ : ys;
-  assign _080_ = last_g ? (* full_case = 32'd1 *) _079_ : ys;
-  assign _081_ = _040_ ? _080_ : ys;
-  assign _082_ = load ? _011_[2:0] : _081_;
-  assign _047_ = rst ? 3'h0 : _082_;
-  assign _083_ = \$signal  ? (* full_case = 32'd1 *) xn : _031_[2:0];
-  assign _084_ = last_g ? (* full_case = 32'd1 *) _083_ : xs;
-  assign _085_ = _040_ ? _084_ : xs;
-  assign _086_ = load ? _008_[2:0] : _085_;
-  assign _046_ = rst ? 3'h0 : _086_;
-  assign _087_ = \$signal  ? (* full_case = 32'd1 *) _036_[11:0] : _033_[11:0];
-  assign _088_ = last_g ? (* full_case = 32'd1 *) _087_ : _028_[11:0];
-  assign _089_ = _040_ ? _088_ : op_waddr;
-  assign _090_ = load ? _006_[11:0] : _089_;
-  assign _045_ = rst ? 12'h000 : _090_;
-  assign _091_ = \$signal  ? (* full_case = 32'd1 *) _035_[5:0] : _032_[5:0];
-  assign _092_ = last_g ? (* full_case = 32'd1 *) _091_ : _027_[5:0];
-  assign _093_ = _040_ ? _092_ : op_addr;
-  assign _094_ = load ? _057_[5:0] : _093_;
-  assign _044_ = rst ? 6'h00 : _094_;
-  assign _095_ = last_g ? (* full_case = 32'd1 *) 2'h0 : _026_[1:0];
-  assign _096_ = _040_ ? _095_ : g;
-  assign _097_ = load ? 2'h0 : _096_;
-  assign _043_ = rst ? 2'h0 : _097_;
-  assign _098_ = load ? 4'h0 : op_shift;
-  assign _042_ = rst ? 4'h0 : _098_;
-  assign _099_ = load ? \port$4525$0 [12:10] : op_count;
-  assign _041_ = rst ? 3'h0 : _099_;
-  function [2:0] _306_;
-    input [2:0] a;
-    input [23:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _306_ = b[2:0];
-      8'b??????1?:
-        _306_ = b[5:3];
-      8'b?????1??:
-        _306_ = b[8:6];
-      8'b????1???:
-        _306_ = b[11:9];
-      8'b???1????:
-        _306_ = b[14:12];
-      8'b??1?????:
-        _306_ = b[17:15];
-      8'b?1??????:
-        _306_ = b[20:18];
-      8'b1???????:
-        _306_ = b[23:21];
-      default:
-        _306_ = a;
-    endcase
-  endfunction
-  assign _023_ = _306_(3'hx, 24'h49b6d2, { _107_, _106_, _105_, _104_, _103_, _102_, _101_, _100_ });
-  assign _100_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _101_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _102_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _103_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _104_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _105_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _106_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _107_ = ! (* full_case = 32'd1 *) \port$4525$0 [9:7];
-  function [2:0] _315_;
-    input [2:0] a;
-    input [23:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _315_ = b[2:0];
-      8'b??????1?:
-        _315_ = b[5:3];
-      8'b?????1??:
-        _315_ = b[8:6];
-      8'b????1???:
-        _315_ = b[11:9];
-      8'b???1????:
-        _315_ = b[14:12];
-      8'b??1?????:
-        _315_ = b[17:15];
-      8'b?1??????:
-        _315_ = b[20:18];
-      8'b1???????:
-        _315_ = b[23:21];
-      default:
-        _315_ = a;
-    endcase
-  endfunction
-  assign _020_ = _315_(3'hx, 24'h49b6d2, { _115_, _114_, _113_, _112_, _111_, _110_, _109_, _108_ });
-  assign _108_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _109_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _110_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _111_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _112_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _113_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _114_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _115_ = ! (* full_case = 32'd1 *) \port$4525$0 [6:4];
-  function [6:0] _324_;
-    input [6:0] a;
-    input [55:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _324_ = b[6:0];
-      8'b??????1?:
-        _324_ = b[13:7];
-      8'b?????1??:
-        _324_ = b[20:14];
-      8'b????1???:
-        _324_ = b[27:21];
-      8'b???1????:
-        _324_ = b[34:28];
-      8'b??1?????:
-        _324_ = b[41:35];
-      8'b?1??????:
-        _324_ = b[48:42];
-      8'b1???????:
-        _324_ = b[55:49];
-      default:
-        _324_ = a;
-    endcase
-  endfunction
-  assign _019_ = _324_(7'hxx, 56'hab56eddbb76ad5, { _123_, _122_, _121_, _120_, _119_, _118_, _117_, _116_ });
-  assign _116_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _117_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _118_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _119_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _120_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _121_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _122_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _123_ = ! (* full_case = 32'd1 *) \port$4525$0 [9:7];
-  function [4:0] _333_;
-    input [4:0] a;
-    input [39:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _333_ = b[4:0];
-      8'b??????1?:
-        _333_ = b[9:5];
-      8'b?????1??:
-        _333_ = b[14:10];
-      8'b????1???:
-        _333_ = b[19:15];
-      8'b???1????:
-        _333_ = b[24:20];
-      8'b??1?????:
-        _333_ = b[29:25];
-      8'b?1??????:
-        _333_ = b[34:30];
-      8'b1???????:
-        _333_ = b[39:35];
-      default:
-        _333_ = a;
-    endcase
-  endfunction
-  assign _018_ = _333_(5'hxx, 40'h4a4a529529, { _131_, _130_, _129_, _128_, _127_, _126_, _125_, _124_ });
-  assign _124_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _125_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _126_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _127_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _128_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _129_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _130_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _131_ = ! (* full_case = 32'd1 *) \port$4525$0 [9:7];
-  function [2:0] _342_;
-    input [2:0] a;
-    input [23:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _342_ = b[2:0];
-      8'b??????1?:
-        _342_ = b[5:3];
-      8'b?????1??:
-        _342_ = b[8:6];
-      8'b????1???:
-        _342_ = b[11:9];
-      8'b???1????:
-        _342_ = b[14:12];
-      8'b??1?????:
-        _342_ = b[17:15];
-      8'b?1??????:
-        _342_ = b[20:18];
-      8'b1???????:
-        _342_ = b[23:21];
-      default:
-        _342_ = a;
-    endcase
-  endfunction
-  assign _016_ = _342_(3'hx, 24'h49b6d2, { _139_, _138_, _137_, _136_, _135_, _134_, _133_, _132_ });
-  assign _132_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _133_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _134_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _135_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _136_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _137_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _138_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _139_ = ! (* full_case = 32'd1 *) \port$4525$0 [6:4];
-  function [2:0] _351_;
-    input [2:0] a;
-    input [23:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _351_ = b[2:0];
-      8'b??????1?:
-        _351_ = b[5:3];
-      8'b?????1??:
-        _351_ = b[8:6];
-      8'b????1???:
-        _351_ = b[11:9];
-      8'b???1????:
-        _351_ = b[14:12];
-      8'b??1?????:
-        _351_ = b[17:15];
-      8'b?1??????:
-        _351_ = b[20:18];
-      8'b1???????:
-        _351_ = b[23:21];
-      default:
-        _351_ = a;
-    endcase
-  endfunction
-  assign _014_ = _351_(3'hx, 24'h49b6d2, { _147_, _146_, _145_, _144_, _143_, _142_, _141_, _140_ });
-  assign _140_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _141_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _142_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _143_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _144_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _145_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _146_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _147_ = ! (* full_case = 32'd1 *) \port$4525$0 [9:7];
-  function [2:0] _360_;
-    input [2:0] a;
-    input [23:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _360_ = b[2:0];
-      8'b??????1?:
-        _360_ = b[5:3];
-      8'b?????1??:
-        _360_ = b[8:6];
-      8'b????1???:
-        _360_ = b[11:9];
-      8'b???1????:
-        _360_ = b[14:12];
-      8'b??1?????:
-        _360_ = b[17:15];
-      8'b?1??????:
-        _360_ = b[20:18];
-      8'b1???????:
-        _360_ = b[23:21];
-      default:
-        _360_ = a;
-    endcase
-  endfunction
-  assign _012_ = _360_(3'hx, 24'h49b6d2, { _155_, _154_, _153_, _152_, _151_, _150_, _149_, _148_ });
-  assign _148_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _149_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _150_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _151_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _152_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _153_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _154_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _155_ = ! (* full_case = 32'd1 *) \port$4525$0 [9:7];
-  function [2:0] _369_;
-    input [2:0] a;
-    input [23:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _369_ = b[2:0];
-      8'b??????1?:
-        _369_ = b[5:3];
-      8'b?????1??:
-        _369_ = b[8:6];
-      8'b????1???:
-        _369_ = b[11:9];
-      8'b???1????:
-        _369_ = b[14:12];
-      8'b??1?????:
-        _369_ = b[17:15];
-      8'b?1??????:
-        _369_ = b[20:18];
-      8'b1???????:
-        _369_ = b[23:21];
-      default:
-        _369_ = a;
-    endcase
-  endfunction
-  assign _009_ = _369_(3'hx, 24'h49b6d2, { _163_, _162_, _161_, _160_, _159_, _158_, _157_, _156_ });
-  assign _156_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _157_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _158_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _159_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _160_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _161_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _162_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _163_ = ! (* full_case = 32'd1 *) \port$4525$0 [6:4];
-  function [2:0] _378_;
-    input [2:0] a;
-    input [23:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _378_ = b[2:0];
-      8'b??????1?:
-        _378_ = b[5:3];
-      8'b?????1??:
-        _378_ = b[8:6];
-      8'b????1???:
-        _378_ = b[11:9];
-      8'b???1????:
-        _378_ = b[14:12];
-      8'b??1?????:
-        _378_ = b[17:15];
-      8'b?1??????:
-        _378_ = b[20:18];
-      8'b1???????:
-        _378_ = b[23:21];
-      default:
-        _378_ = a;
-    endcase
-  endfunction
-  assign _007_ = _378_(3'hx, 24'h49b6d2, { _171_, _170_, _169_, _168_, _167_, _166_, _165_, _164_ });
-  assign _164_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _165_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _166_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _167_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _168_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _169_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _170_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _171_ = ! (* full_case = 32'd1 *) \port$4525$0 [9:7];
-  function [5:0] _387_;
-    input [5:0] a;
-    input [47:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _387_ = b[5:0];
-      8'b??????1?:
-        _387_ = b[11:6];
-      8'b?????1??:
-        _387_ = b[17:12];
-      8'b????1???:
-        _387_ = b[23:18];
-      8'b???1????:
-        _387_ = b[29:24];
-      8'b??1?????:
-        _387_ = b[35:30];
-      8'b?1??????:
-        _387_ = b[41:36];
-      8'b1???????:
-        _387_ = b[47:42];
-      default:
-        _387_ = a;
-    endcase
-  endfunction
-  assign _005_ = _387_(6'hxx, 48'h20c414414414, { _179_, _178_, _177_, _176_, _175_, _174_, _173_, _172_ });
-  assign _172_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _173_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _174_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _175_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _176_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _177_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _178_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _179_ = ! (* full_case = 32'd1 *) \port$4525$0 [9:7];
-  function [7:0] _396_;
-    input [7:0] a;
-    input [63:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _396_ = b[7:0];
-      8'b??????1?:
-        _396_ = b[15:8];
-      8'b?????1??:
-        _396_ = b[23:16];
-      8'b????1???:
-        _396_ = b[31:24];
-      8'b???1????:
-        _396_ = b[39:32];
-      8'b??1?????:
-        _396_ = b[47:40];
-      8'b?1??????:
-        _396_ = b[55:48];
-      8'b1???????:
-        _396_ = b[63:56];
-      default:
-        _396_ = a;
-    endcase
-  endfunction
-  assign _003_ = _396_(8'hxx, 64'h3048607860786078, { _187_, _186_, _185_, _184_, _183_, _182_, _181_, _180_ });
-  assign _180_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _181_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _182_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _183_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _184_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _185_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _186_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _187_ = ! (* full_case = 32'd1 *) \port$4525$0 [6:4];
-  function [4:0] _405_;
-    input [4:0] a;
-    input [39:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _405_ = b[4:0];
-      8'b??????1?:
-        _405_ = b[9:5];
-      8'b?????1??:
-        _405_ = b[14:10];
-      8'b????1???:
-        _405_ = b[19:15];
-      8'b???1????:
-        _405_ = b[24:20];
-      8'b??1?????:
-        _405_ = b[29:25];
-      8'b?1??????:
-        _405_ = b[34:30];
-      8'b1???????:
-        _405_ = b[39:35];
-      default:
-        _405_ = a;
-    endcase
-  endfunction
-  assign _056_ = _405_(5'hxx, 40'h0000021108, { _195_, _194_, _193_, _192_, _191_, _190_, _189_, _188_ });
-  assign _188_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _189_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _190_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _191_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _192_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _193_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _194_ = \port$4525$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _195_ = ! (* full_case = 32'd1 *) \port$4525$0 [9:7];
-  function [6:0] _414_;
-    input [6:0] a;
-    input [55:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _414_ = b[6:0];
-      8'b??????1?:
-        _414_ = b[13:7];
-      8'b?????1??:
-        _414_ = b[20:14];
-      8'b????1???:
-        _414_ = b[27:21];
-      8'b???1????:
-        _414_ = b[34:28];
-      8'b??1?????:
-        _414_ = b[41:35];
-      8'b?1??????:
-        _414_ = b[48:42];
-      8'b1???????:
-        _414_ = b[55:49];
-      default:
-        _414_ = a;
-    endcase
-  endfunction
-  assign _051_ = _414_(7'hxx, 56'h00000002041020, { _203_, _202_, _201_, _200_, _199_, _198_, _197_, _196_ });
-  assign _196_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _197_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _198_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _199_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _200_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _201_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _202_ = \port$4525$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _203_ = ! (* full_case = 32'd1 *) \port$4525$0 [6:4];
-  assign ev_c = \port$4525$0 [3:0];
-  assign ev_x = \port$4525$0 [9:7];
-  assign ev_y = \port$4525$0 [6:4];
-  assign ev_shift = 4'h0;
-  assign ev_count = \port$4525$0 [12:10];
-  assign waddr = op_waddr;
-  assign addr = op_addr;
-  assign \busy$6  = op_valid;
-  assign shift = op_shift;
-  assign count = op_count;
-  assign busy = op_valid;
+    d1_3 <= _080_;
+  always @(posedge clk)
+    d2_3 <= _081_;
+  always @(posedge clk)
+    d3_3 <= _082_;
+  always @(posedge clk)
+    d4_3 <= _083_;
+  assign _000_ = $signed(val[17:0]) - $signed(9'h0f8);
+  assign _010_ = $signed(val[17:0]) - $signed(10'h1f0);
+  assign _021_ = $signed(val[17:0]) - $signed(11'h2e8);
+  assign _031_ = $signed(val[17:0]) - $signed(11'h3e0);
+  assign _041_ = $signed(val[35:18]) - $signed(9'h0f8);
+  assign _051_ = $signed(val[35:18]) - $signed(10'h1f0);
+  assign _062_ = $signed(val[35:18]) - $signed(11'h2e8);
+  assign _073_ = $signed(val[35:18]) - $signed(11'h3e0);
+  assign _084_ = $signed(val[53:36]) - $signed(9'h0f8);
+  assign _001_ = $signed(val[53:36]) - $signed(10'h1f0);
+  assign _085_ = _060_ ? d1_3 : r[70:54];
+  assign _086_ = _061_ ? d2_3 : _085_;
+  assign _087_ = _063_ ? d3_3 : _086_;
+  assign _088_ = _064_ ? d4_3 : _087_;
+  assign kept3 = s6[1] ? (* full_case = 32'd1 *) _088_ : 17'h00000;
+  assign _089_ = _046_ ? d1_2 : r[52:36];
+  assign _090_ = _047_ ? d2_2 : _089_;
+  assign _091_ = _048_ ? d3_2 : _090_;
+  assign _092_ = _049_ ? d4_2 : _091_;
+  assign kept2 = s6[1] ? (* full_case = 32'd1 *) _092_ : 17'h00000;
+  assign _093_ = _032_ ? d1_1 : r[34:18];
+  assign _094_ = _033_ ? d2_1 : _093_;
+  assign _095_ = _034_ ? d3_1 : _094_;
+  assign _096_ = _035_ ? d4_1 : _095_;
+  assign kept1 = s6[1] ? (* full_case = 32'd1 *) _096_ : 17'h00000;
+  assign _097_ = _017_ ? d1_0 : r[16:0];
+  assign _098_ = _018_ ? d2_0 : _097_;
+  assign _099_ = _019_ ? d3_0 : _098_;
+  assign _100_ = _020_ ? d4_0 : _099_;
+  assign kept0 = s6[1] ? (* full_case = 32'd1 *) _100_ : 17'h00000;
+  assign \counts[3]  = s6[1] ? (* full_case = 32'd1 *) _059_[2:0] : 3'h0;
+  assign \counts[2]  = s6[1] ? (* full_case = 32'd1 *) _045_[2:0] : 3'h0;
+  assign \counts[1]  = s6[1] ? (* full_case = 32'd1 *) _030_[2:0] : 3'h0;
+  assign \counts[0]  = s6[1] ? (* full_case = 32'd1 *) _016_[2:0] : 3'h0;
+  assign \result[3]  = s6[1] ? (* full_case = 32'd1 *) _065_ : r[70:54];
+  assign \result[2]  = s6[1] ? (* full_case = 32'd1 *) _050_ : r[52:36];
+  assign \result[1]  = s6[1] ? (* full_case = 32'd1 *) _036_ : r[34:18];
+  assign \result[0]  = s6[1] ? (* full_case = 32'd1 *) _022_ : r[16:0];
+  assign _083_ = rst ? 17'h00000 : _007_[16:0];
+  assign _082_ = rst ? 17'h00000 : _006_[16:0];
+  assign _081_ = rst ? 17'h00000 : _005_[16:0];
+  assign _080_ = rst ? 17'h00000 : _004_[16:0];
+  assign _079_ = rst ? 17'h00000 : _003_[16:0];
+  assign _078_ = rst ? 17'h00000 : _002_[16:0];
+  assign _077_ = rst ? 17'h00000 : _001_[16:0];
+  assign _076_ = rst ? 17'h00000 : _084_[16:0];
+  assign _075_ = rst ? 17'h00000 : _073_[16:0];
+  assign _074_ = rst ? 17'h00000 : _062_[16:0];
+  assign _072_ = rst ? 17'h00000 : _051_[16:0];
+  assign _071_ = rst ? 17'h00000 : _041_[16:0];
+  assign _070_ = rst ? 17'h00000 : _031_[16:0];
+  assign _069_ = rst ? 17'h00000 : _021_[16:0];
+  assign _068_ = rst ? 17'h00000 : _010_[16:0];
+  assign _067_ = rst ? 17'h00000 : _000_[16:0];
+  assign _066_[71:54] = rst ? 18'h00000 : val[71:54];
+  assign _066_[35:18] = rst ? 18'h00000 : val[35:18];
+  assign _066_[17:0] = rst ? 18'h00000 : val[17:0];
+  assign _066_[53:36] = rst ? 18'h00000 : val[53:36];
+  assign \s6.bias_g  = s6[34:33];
+  assign \s6.end  = s6[32];
+  assign \s6.fire_k  = s6[31];
+  assign \s6.last_step  = s6[30];
+  assign \s6.shift  = s6[29:26];
+  assign \s6.count  = s6[25:23];
+  assign \s6.proj  = s6[22];
+  assign \s6.waddr  = s6[21:10];
+  assign \s6.addr  = s6[9:4];
+  assign \s6.bank  = s6[3];
+  assign \s6.cur  = s6[2];
+  assign \s6.kind  = s6[1];
+  assign \s6.valid  = s6[0];
+  assign \val[3]  = val[71:54];
+  assign \val[2]  = val[53:36];
+  assign \val[1]  = val[35:18];
+  assign \val[0]  = val[17:0];
+  assign \r[3]  = r[71:54];
+  assign \r[2]  = r[53:36];
+  assign \r[1]  = r[35:18];
+  assign \r[0]  = r[17:0];
+  assign counts = { \counts[3] , \counts[2] , \counts[1] , \counts[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv3.queue (rst, w_data, \port$4128$0 , w_en, \port$4330$0 , \port$4332$0 , clk);
+module \digits_cnn_gn.engine_conv3.queue (rst, i__ready, w_en, w_data, o__payload, o__valid, o__ready, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -15134,32 +15383,47 @@ module \digits_cnn_gn.engine_conv3.queue (rst, w_data, \port$4128$0 , w_en, \por
   wire _06_;
   wire [18:0] _07_;
   wire [18:0] \$signal ;
-  reg [18:0] \$signal$11  = 19'h00000;
-  wire [18:0] \$signal$12 ;
-  wire \$signal$13 ;
-  wire [18:0] \$signal$14 ;
-  wire [18:0] \$signal$15 ;
-  wire \$signal$16 ;
-  wire \$signal$17 ;
-  wire \$signal$18 ;
-  wire \$signal$19 ;
-  wire \$signal$3 ;
-  (* unused_bits = "0" *)
-  wire \$signal$4 ;
-  wire \$signal$9 ;
   input clk;
   wire clk;
   (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
+  wire [18:0] i__payload;
+  reg [18:0] \i__payload$11  = 19'h00000;
+  wire [11:0] \i__payload.counts ;
+  wire [2:0] \i__payload.counts[0] ;
+  wire [2:0] \i__payload.counts[1] ;
+  wire [2:0] \i__payload.counts[2] ;
+  wire [2:0] \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire [1:0] \i__payload.g ;
+  wire [1:0] \i__payload.x ;
+  wire [1:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  wire \i__ready$9 ;
+  wire i__valid;
+  wire \i__valid$13 ;
   (* unused_bits = "0 1 2 3 4 5 6 7" *)
   wire [7:0] \level$21 ;
-  input \port$4128$0 ;
-  wire \port$4128$0 ;
-  output [18:0] \port$4330$0 ;
-  wire [18:0] \port$4330$0 ;
-  output \port$4332$0 ;
-  wire \port$4332$0 ;
+  output [18:0] o__payload;
+  wire [18:0] o__payload;
+  wire [18:0] \o__payload$15 ;
+  wire [11:0] \o__payload.counts ;
+  wire [2:0] \o__payload.counts[0] ;
+  wire [2:0] \o__payload.counts[1] ;
+  wire [2:0] \o__payload.counts[2] ;
+  wire [2:0] \o__payload.counts[3] ;
+  wire \o__payload.end ;
+  wire [1:0] \o__payload.g ;
+  wire [1:0] \o__payload.x ;
+  wire [1:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  wire \o__ready$19 ;
+  output o__valid;
+  wire o__valid;
+  wire \o__valid$17 ;
   wire [18:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -15170,20 +15434,19 @@ module \digits_cnn_gn.engine_conv3.queue (rst, w_data, \port$4128$0 , w_en, \por
   wire [18:0] w_data;
   input w_en;
   wire w_en;
-  (* unused_bits = "0" *)
   wire w_rdy;
-  assign _01_ = _00_ | \$signal$9 ;
+  assign _01_ = _00_ | \i__ready$9 ;
   assign take = r_rdy & _01_;
   assign _02_ = ~ held_valid;
-  assign _03_ = _02_ | \$signal$9 ;
+  assign _03_ = _02_ | \i__ready$9 ;
   always @(posedge clk)
-    \$signal$11  <= _04_;
+    \i__payload$11  <= _04_;
   always @(posedge clk)
     held_valid <= _05_;
   assign _00_ = ~ held_valid;
   assign _06_ = _03_ ? take : held_valid;
   assign _05_ = rst ? 1'h0 : _06_;
-  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _07_ = take ? r_data : \i__payload$11 ;
   assign _04_ = rst ? 19'h00000 : _07_;
   \digits_cnn_gn.engine_conv3.queue.inner  inner (
     .clk(clk),
@@ -15194,35 +15457,50 @@ module \digits_cnn_gn.engine_conv3.queue (rst, w_data, \port$4128$0 , w_en, \por
     .w_en(w_en),
     .w_level(\level$21 ),
     .w_port__data(w_data),
-    .w_rdy(\$signal$4 )
+    .w_rdy(i__ready)
   );
   \digits_cnn_gn.engine_conv3.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2963$0 (\$signal$9 ),
-    .\port$4128$0 (\port$4128$0 ),
-    .\port$4314$0 (\$signal$11 ),
-    .\port$4316$0 (held_valid),
-    .\port$4330$0 (\$signal$14 ),
-    .\port$4332$0 (\$signal$16 ),
+    .i__payload(\i__payload$11 ),
+    .i__ready(\i__ready$9 ),
+    .i__valid(held_valid),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(o__valid),
     .rst(rst)
   );
-  assign \port$4332$0  = \$signal$16 ;
-  assign \port$4330$0  = \$signal$14 ;
-  assign \$signal$19  = \port$4128$0 ;
-  assign \$signal$18  = \port$4128$0 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$12  = \$signal$11 ;
+  assign \o__payload.x  = o__payload[17:16];
+  assign \o__payload.y  = o__payload[15:14];
+  assign \o__payload.g  = o__payload[13:12];
+  assign \o__payload.counts[3]  = o__payload[11:9];
+  assign \o__payload.counts[2]  = o__payload[8:6];
+  assign \o__payload.counts[1]  = o__payload[5:3];
+  assign \o__payload.counts[0]  = o__payload[2:0];
+  assign \o__payload.counts  = o__payload[11:0];
+  assign \i__payload.end  = w_data[18];
+  assign \i__payload.x  = w_data[17:16];
+  assign \i__payload.y  = w_data[15:14];
+  assign \i__payload.g  = w_data[13:12];
+  assign \i__payload.counts[3]  = w_data[11:9];
+  assign \i__payload.counts[2]  = w_data[8:6];
+  assign \i__payload.counts[1]  = w_data[5:3];
+  assign \i__payload.counts[0]  = w_data[2:0];
+  assign \i__payload.counts  = w_data[11:0];
+  assign \o__payload.end  = o__payload[18];
+  assign \o__ready$19  = o__ready;
+  assign \o__valid$17  = o__valid;
+  assign \o__payload$15  = o__payload;
+  assign \i__valid$13  = held_valid;
+  assign \$signal  = \i__payload$11 ;
   assign r_en = take;
-  assign w_rdy = \$signal$4 ;
-  assign \$signal$3  = w_en;
-  assign \$signal  = w_data;
+  assign w_rdy = i__ready;
+  assign i__valid = w_en;
+  assign i__payload = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
+module \digits_cnn_gn.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_en, w_port__data, r_rdy, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -15511,7 +15789,7 @@ module \digits_cnn_gn.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2963$0 , count, \port$4128$0 , \port$4314$0 , \port$4316$0 , \port$4330$0 , \port$4332$0 , clk);
+module \digits_cnn_gn.engine_conv3.queue.skid (rst, i__ready, count, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -15530,49 +15808,43 @@ module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2963$0 , count, \port$
   wire [18:0] _15_;
   wire [18:0] _16_;
   wire [18:0] _17_;
-  wire \$signal ;
-  reg [18:0] \$signal$10  = 19'h00000;
-  wire [18:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [18:0] \$signal$9  = 19'h00000;
+  reg [18:0] \$like  = 19'h00000;
   input clk;
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2963$0 ;
-  wire \port$2963$0 ;
-  input \port$4128$0 ;
-  wire \port$4128$0 ;
-  input [18:0] \port$4314$0 ;
-  wire [18:0] \port$4314$0 ;
-  input \port$4316$0 ;
-  wire \port$4316$0 ;
-  output [18:0] \port$4330$0 ;
-  wire [18:0] \port$4330$0 ;
-  output \port$4332$0 ;
-  wire \port$4332$0 ;
+  input [18:0] i__payload;
+  wire [18:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [18:0] o__payload;
+  reg [18:0] o__payload = 19'h00000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4316$0  & _00_;
-  assign count = \$signal$5  + spare_valid;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$4128$0  | _01_;
+  assign take = i__valid & _00_;
+  assign count = o__valid + spare_valid;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$4314$0  : \$signal$10 ;
-  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _07_ = take ? i__payload : \$like ;
+  assign _08_ = _02_ ? \$like  : _07_;
   assign _06_ = rst ? 19'h00000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
   assign _10_ = spare_valid ? 1'h0 : spare_valid;
@@ -15580,503 +15852,1939 @@ module \digits_cnn_gn.engine_conv3.queue.skid (rst, \port$2963$0 , count, \port$
   assign _05_ = rst ? 1'h0 : _11_;
   assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
-  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _14_ = _02_ ? _13_ : o__valid;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$4314$0  : \$signal$9 ;
-  assign _16_ = spare_valid ? \$signal$10  : _15_;
-  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _15_ = take ? i__payload : o__payload;
+  assign _16_ = spare_valid ? \$like  : _15_;
+  assign _17_ = _02_ ? _16_ : o__payload;
   assign _03_ = rst ? 19'h00000 : _17_;
-  assign \port$4332$0  = \$signal$5 ;
-  assign \port$4330$0  = \$signal$9 ;
-  assign \port$2963$0  = \$signal ;
-  assign \$signal$11  = \port$4314$0 ;
-  assign \$signal$8  = \port$4128$0 ;
-  assign \$signal$3  = \port$4316$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
-  wire _0000_;
-  wire _0001_;
-  wire _0002_;
-  wire _0003_;
-  wire _0004_;
-  wire _0005_;
-  wire _0006_;
-  wire _0007_;
-  wire _0008_;
-  wire _0009_;
-  wire _0010_;
-  wire _0011_;
-  wire _0012_;
-  wire _0013_;
-  wire _0014_;
-  wire _0015_;
-  wire _0016_;
-  wire _0017_;
-  wire _0018_;
-  wire _0019_;
-  wire _0020_;
-  wire _0021_;
-  wire _0022_;
-  wire _0023_;
-  wire _0024_;
-  wire _0025_;
-  wire _0026_;
-  wire _0027_;
-  wire _0028_;
-  wire _0029_;
-  wire _0030_;
-  wire _0031_;
-  wire _0032_;
-  wire _0033_;
-  wire _0034_;
-  wire _0035_;
-  wire _0036_;
-  wire _0037_;
-  wire _0038_;
-  wire _0039_;
-  wire _0040_;
-  wire _0041_;
-  wire _0042_;
-  wire _0043_;
-  wire _0044_;
-  wire _0045_;
-  wire _0046_;
-  wire _0047_;
-  wire _0048_;
-  wire _0049_;
-  wire _0050_;
-  wire _0051_;
-  (* unused_bits = "1 2 3" *)
-  wire [3:0] _0052_;
-  wire _0053_;
-  wire _0054_;
-  wire _0055_;
-  wire _0056_;
-  wire _0057_;
-  wire _0058_;
-  wire _0059_;
-  wire _0060_;
-  wire _0061_;
-  wire _0062_;
-  wire _0063_;
-  wire _0064_;
-  wire _0065_;
-  wire _0066_;
-  wire _0067_;
-  wire _0068_;
-  wire _0069_;
-  wire _0070_;
-  wire _0071_;
-  wire _0072_;
-  wire _0073_;
-  wire _0074_;
-  wire _0075_;
-  wire _0076_;
-  wire _0077_;
-  wire _0078_;
-  wire _0079_;
-  wire _0080_;
-  wire _0081_;
-  wire _0082_;
-  wire _0083_;
-  wire _0084_;
-  wire _0085_;
-  wire _0086_;
-  wire _0087_;
-  wire _0088_;
-  wire _0089_;
-  wire _0090_;
-  wire _0091_;
-  wire _0092_;
-  wire _0093_;
-  wire _0094_;
-  wire _0095_;
-  wire _0096_;
-  wire _0097_;
-  wire _0098_;
-  wire _0099_;
-  wire _0100_;
-  wire _0101_;
-  wire _0102_;
-  wire _0103_;
-  wire _0104_;
-  wire _0105_;
-  wire _0106_;
-  wire _0107_;
-  wire _0108_;
-  wire _0109_;
-  wire _0110_;
-  wire _0111_;
-  wire _0112_;
-  wire _0113_;
-  wire _0114_;
-  wire _0115_;
-  wire _0116_;
-  wire _0117_;
-  wire _0118_;
-  wire _0119_;
-  wire _0120_;
-  wire _0121_;
-  wire _0122_;
-  wire _0123_;
-  wire [4:0] _0124_;
-  wire _0125_;
-  wire _0126_;
-  wire _0127_;
-  wire _0128_;
-  wire _0129_;
-  wire _0130_;
-  wire _0131_;
-  wire _0132_;
-  wire _0133_;
+module \digits_cnn_gn.engine_conv3.sequencer (rst, popped, active, dropped, ops__valid, ops__payload, i0__ready, i0__payload, i0__valid, clk);
+  wire _000_;
+  wire _001_;
+  wire _002_;
+  (* unused_bits = "2" *)
+  wire [2:0] _003_;
+  (* unused_bits = "6" *)
+  wire [6:0] _004_;
+  wire _005_;
+  wire _006_;
+  (* unused_bits = "2" *)
+  wire [2:0] _007_;
+  wire _008_;
+  wire _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire _013_;
+  wire _014_;
+  wire _015_;
+  wire [7:0] _016_;
+  wire _017_;
+  wire _018_;
+  wire _019_;
+  wire [5:0] _020_;
+  wire _021_;
+  wire [1:0] _022_;
+  wire [1:0] _023_;
+  wire [1:0] _024_;
+  wire [8:0] _025_;
+  wire [9:0] _026_;
+  (* unused_bits = "8 9 10" *)
+  wire [10:0] _027_;
+  wire _028_;
+  wire _029_;
+  wire _030_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
+  wire _034_;
+  wire _035_;
+  wire _036_;
+  wire _037_;
+  wire _038_;
+  wire [5:0] _039_;
+  wire [5:0] _040_;
+  wire _041_;
+  wire _042_;
+  wire _043_;
+  wire [1:0] _044_;
+  wire [1:0] _045_;
+  wire [1:0] _046_;
+  wire [1:0] _047_;
+  wire [1:0] _048_;
+  wire [1:0] _049_;
+  wire [1:0] _050_;
+  wire [1:0] _051_;
+  wire [1:0] _052_;
+  wire [1:0] _053_;
+  wire [1:0] _054_;
+  wire _055_;
+  wire _056_;
+  wire _057_;
+  wire [5:0] _058_;
+  wire [5:0] _059_;
+  wire [5:0] _060_;
+  wire _061_;
+  wire _062_;
+  wire _063_;
+  wire _064_;
+  wire _065_;
+  wire _066_;
+  wire _067_;
+  reg \$signal  = 1'h0;
+  wire \$signal$25 ;
+  wire \$signal$30 ;
+  reg \$signal$5  = 1'h0;
+  output active;
+  wire active;
+  wire busy;
+  input clk;
+  wire clk;
+  reg credit = 1'h0;
+  input dropped;
+  wire dropped;
+  reg [1:0] fire_k = 2'h0;
+  reg fsm_state = 1'h0;
+  input [13:0] i0__payload;
+  wire [13:0] i0__payload;
+  wire [3:0] \i0__payload.c ;
+  wire [2:0] \i0__payload.count ;
+  wire \i0__payload.end ;
+  wire [2:0] \i0__payload.x ;
+  wire [2:0] \i0__payload.y ;
+  output i0__ready;
+  wire i0__ready;
+  input i0__valid;
+  wire i0__valid;
+  wire [16:0] i__payload;
+  wire [3:0] \i__payload.c ;
+  wire [2:0] \i__payload.count ;
+  wire [3:0] \i__payload.shift ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  wire i__ready;
+  wire i__valid;
+  wire [24:0] o__payload;
+  wire [5:0] \o__payload.addr ;
+  wire [2:0] \o__payload.count ;
+  wire [3:0] \o__payload.shift ;
+  wire [11:0] \o__payload.waddr ;
+  wire o__ready;
+  wire o__valid;
+  output [33:0] ops__payload;
+  wire [33:0] ops__payload;
+  wire [5:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire [2:0] \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [11:0] \ops__payload.waddr ;
+  output ops__valid;
+  wire ops__valid;
+  input popped;
+  wire popped;
+  reg [1:0] pos0 = 2'h0;
+  input rst;
+  wire rst;
+  reg [1:0] step = 2'h0;
+  reg [5:0] sweep_addr = 6'h00;
+  reg sweep_last = 1'h0;
+  wire sweep_now;
+  reg [7:0] used = 8'h00;
+  assign _000_ = sweep_now & \ops__payload.end ;
+  assign _010_ = sweep_now & \ops__payload.end ;
+  assign _019_ = _010_ | \$signal ;
+  assign _025_ = used + sweep_now;
+  assign _026_ = _025_ - dropped;
+  assign _027_ = $signed(_026_) - $signed({ 1'h0, popped });
+  assign _028_ = used <= 8'h88;
+  assign _029_ = ~ \$signal$5 ;
+  assign _001_ = credit & _029_;
+  assign _002_ = step == 1'h1;
+  assign _003_ = step + 1'h1;
+  assign _004_ = sweep_addr + 1'h1;
+  assign _005_ = sweep_addr == 6'h3e;
+  assign _006_ = pos0 == 2'h3;
+  assign _007_ = pos0 + 1'h1;
+  assign active = ops__valid | \$signal$5 ;
+  assign o__ready = ~ \$signal$5 ;
+  assign _008_ = ~ \$signal$5 ;
+  assign _009_ = busy & _008_;
+  assign _011_ = ~ \$signal$5 ;
+  assign _012_ = credit & _011_;
+  assign _013_ = step == 1'h1;
+  always @(posedge clk)
+    \$signal  <= _014_;
+  always @(posedge clk)
+    \$signal$5  <= _015_;
+  always @(posedge clk)
+    used <= _016_;
+  always @(posedge clk)
+    credit <= _017_;
+  always @(posedge clk)
+    fsm_state <= _018_;
+  always @(posedge clk)
+    sweep_addr <= _020_;
+  always @(posedge clk)
+    sweep_last <= _021_;
+  always @(posedge clk)
+    step <= _022_;
+  always @(posedge clk)
+    fire_k <= _023_;
+  always @(posedge clk)
+    pos0 <= _024_;
+  assign _030_ = _012_ ? 1'h1 : 1'h0;
+  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _030_ : 1'h0;
+  assign _031_ = i0__payload[13] ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign _032_ = i0__valid ? _031_ : 1'h0;
+  assign i__valid = fsm_state ? 1'h0 : _032_;
+  assign _033_ = busy ? 1'h0 : 1'h1;
+  assign _034_ = i0__payload[13] ? (* full_case = 32'd1 *) _033_ : i__ready;
+  assign _035_ = i0__valid ? _034_ : 1'h0;
+  assign i0__ready = fsm_state ? 1'h0 : _035_;
+  assign _036_ = _012_ ? sweep_last : 1'h0;
+  assign \ops__payload.end  = fsm_state ? (* full_case = 32'd1 *) _036_ : 1'h0;
+  assign _037_ = _012_ ? fire_k[0] : 1'h0;
+  assign \ops__payload.fire_k  = fsm_state ? (* full_case = 32'd1 *) _037_ : 1'h0;
+  assign _038_ = _012_ ? _013_ : 1'h0;
+  assign \ops__payload.last_step  = fsm_state ? (* full_case = 32'd1 *) _038_ : 1'h0;
+  assign \ops__payload.shift  = _009_ ? o__payload[24:21] : 4'h0;
+  assign \ops__payload.count  = _009_ ? o__payload[20:18] : 3'h0;
+  assign \ops__payload.waddr  = _009_ ? o__payload[17:6] : 12'h000;
+  assign _039_ = _009_ ? o__payload[5:0] : 6'h00;
+  assign _040_ = _012_ ? sweep_addr : _039_;
+  assign \ops__payload.addr  = fsm_state ? (* full_case = 32'd1 *) _040_ : _039_;
+  assign _041_ = _012_ ? 1'h1 : 1'h0;
+  assign \ops__payload.kind  = fsm_state ? (* full_case = 32'd1 *) _041_ : 1'h0;
+  assign _042_ = _009_ ? 1'h1 : 1'h0;
+  assign _043_ = _012_ ? 1'h1 : _042_;
+  assign ops__valid = fsm_state ? (* full_case = 32'd1 *) _043_ : _042_;
+  assign _044_ = _006_ ? (* full_case = 32'd1 *) 2'h0 : _007_[1:0];
+  assign _045_ = \ops__payload.end  ? (* full_case = 32'd1 *) 2'h0 : _044_;
+  assign _046_ = sweep_now ? _045_ : pos0;
+  assign _024_ = rst ? 2'h0 : _046_;
+  assign _047_ = _002_ ? 2'h0 : fire_k;
+  assign _048_ = sweep_last ? _047_ : fire_k;
+  assign _049_ = _001_ ? _048_ : fire_k;
+  assign _050_ = fsm_state ? (* full_case = 32'd1 *) _049_ : fire_k;
+  assign _023_ = rst ? 2'h0 : _050_;
+  assign _051_ = _002_ ? (* full_case = 32'd1 *) 2'h0 : _003_[1:0];
+  assign _052_ = sweep_last ? _051_ : step;
+  assign _053_ = _001_ ? _052_ : step;
+  assign _054_ = fsm_state ? (* full_case = 32'd1 *) _053_ : step;
+  assign _022_ = rst ? 2'h0 : _054_;
+  assign _055_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _005_;
+  assign _056_ = _001_ ? _055_ : sweep_last;
+  assign _057_ = fsm_state ? (* full_case = 32'd1 *) _056_ : sweep_last;
+  assign _021_ = rst ? 1'h0 : _057_;
+  assign _058_ = sweep_last ? (* full_case = 32'd1 *) 6'h00 : _004_[5:0];
+  assign _059_ = _001_ ? _058_ : sweep_addr;
+  assign _060_ = fsm_state ? (* full_case = 32'd1 *) _059_ : sweep_addr;
+  assign _020_ = rst ? 6'h00 : _060_;
+  assign _061_ = sweep_last ? 1'h0 : fsm_state;
+  assign _062_ = _001_ ? _061_ : fsm_state;
+  function [0:0] _150_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _150_ = b[0:0];
+      2'b1?:
+        _150_ = b[1:1];
+      default:
+        _150_ = a;
+    endcase
+  endfunction
+  assign _063_ = _150_(fsm_state, { _066_, _062_ }, { _067_, fsm_state });
+  assign _064_ = busy ? fsm_state : 1'h1;
+  assign _065_ = i0__payload[13] ? _064_ : fsm_state;
+  assign _066_ = i0__valid ? _065_ : fsm_state;
+  assign _067_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _018_ = rst ? 1'h0 : _063_;
+  assign _017_ = rst ? 1'h0 : _028_;
+  assign _016_ = rst ? 8'h00 : _027_[7:0];
+  assign _015_ = rst ? 1'h0 : _019_;
+  assign _014_ = rst ? 1'h0 : _000_;
+  \digits_cnn_gn.engine_conv3.sequencer.expand0  expand0 (
+    .clk(clk),
+    .i__payload({ 4'h0, i0__payload[12:0] }),
+    .i__ready(i__ready),
+    .i__valid(i__valid),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(busy),
+    .rst(rst)
+  );
+  assign \i__payload.shift  = 4'h0;
+  assign \i__payload.count  = i0__payload[12:10];
+  assign \i__payload.x  = i0__payload[9:7];
+  assign \i__payload.y  = i0__payload[6:4];
+  assign \i__payload.c  = i0__payload[3:0];
+  assign \o__payload.shift  = o__payload[24:21];
+  assign \o__payload.count  = o__payload[20:18];
+  assign \o__payload.waddr  = o__payload[17:6];
+  assign \o__payload.addr  = o__payload[5:0];
+  assign \i0__payload.end  = i0__payload[13];
+  assign \i0__payload.count  = i0__payload[12:10];
+  assign \i0__payload.x  = i0__payload[9:7];
+  assign \i0__payload.y  = i0__payload[6:4];
+  assign \i0__payload.c  = i0__payload[3:0];
+  assign \ops__payload.bias_g  = pos0;
+  assign \ops__payload.proj  = 1'h0;
+  assign \ops__payload.bank  = 1'h0;
+  assign \ops__payload.cur  = 1'h0;
+  assign ops__payload = { pos0, \ops__payload.end , \ops__payload.fire_k , \ops__payload.last_step , \ops__payload.shift , \ops__payload.count , 1'h0, \ops__payload.waddr , \ops__payload.addr , 2'h0, \ops__payload.kind  };
+  assign \$signal$30  = 1'h0;
+  assign i__payload = { 4'h0, i0__payload[12:0] };
+  assign \$signal$25  = 1'h0;
+  assign o__valid = busy;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_gn.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i__payload, i__valid, o__payload, o__valid, clk);
+  wire _000_;
+  (* unused_bits = "6 7" *)
+  wire [7:0] _001_;
+  wire [11:0] _002_;
+  wire [12:0] _003_;
+  wire [7:0] _004_;
+  wire [14:0] _005_;
+  wire [5:0] _006_;
+  (* unused_bits = "12 13 14 15" *)
+  wire [15:0] _007_;
+  wire [2:0] _008_;
+  wire _009_;
+  (* unused_bits = "3" *)
+  wire [3:0] _010_;
+  wire [2:0] _011_;
+  (* unused_bits = "3" *)
+  wire [3:0] _012_;
+  wire [2:0] _013_;
+  (* unused_bits = "3" *)
+  wire [3:0] _014_;
+  wire [2:0] _015_;
+  wire _016_;
+  wire [2:0] _017_;
+  wire _018_;
+  wire [4:0] _019_;
+  wire _020_;
+  wire [6:0] _021_;
+  wire [2:0] _022_;
+  wire _023_;
+  wire [2:0] _024_;
+  wire _025_;
+  wire _026_;
+  (* unused_bits = "2" *)
+  wire [2:0] _027_;
+  (* unused_bits = "6" *)
+  wire [6:0] _028_;
+  (* unused_bits = "12" *)
+  wire [12:0] _029_;
+  wire _030_;
+  wire _031_;
+  (* unused_bits = "3" *)
+  wire [3:0] _032_;
+  (* unused_bits = "6" *)
+  wire [6:0] _033_;
+  (* unused_bits = "12 13" *)
+  wire [13:0] _034_;
+  wire _035_;
+  (* unused_bits = "6 7" *)
+  wire [7:0] _036_;
+  (* unused_bits = "12 13" *)
+  wire [13:0] _037_;
+  wire _038_;
+  wire _039_;
+  (* unused_bits = "3" *)
+  wire [3:0] _040_;
+  wire _041_;
+  wire [2:0] _042_;
+  wire [3:0] _043_;
+  wire [1:0] _044_;
+  wire [5:0] _045_;
+  wire [11:0] _046_;
+  wire [2:0] _047_;
+  wire [2:0] _048_;
+  wire [2:0] _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire [4:0] _054_;
+  wire [6:0] _055_;
+  wire _056_;
+  wire _057_;
+  wire [6:0] _058_;
+  wire [4:0] _059_;
+  wire [2:0] _060_;
+  wire [2:0] _061_;
+  wire [2:0] _062_;
+  wire [2:0] _063_;
+  wire [2:0] _064_;
+  wire [2:0] _065_;
+  wire [11:0] _066_;
+  wire [11:0] _067_;
+  wire [11:0] _068_;
+  wire [11:0] _069_;
+  wire [5:0] _070_;
+  wire [5:0] _071_;
+  wire [5:0] _072_;
+  wire [5:0] _073_;
+  wire [1:0] _074_;
+  wire [1:0] _075_;
+  wire [1:0] _076_;
+  wire [1:0] _077_;
+  wire [3:0] _078_;
+  wire [2:0] _079_;
+  wire _080_;
+  wire _081_;
+  wire _082_;
+  wire _083_;
+  wire _084_;
+  wire _085_;
+  wire _086_;
+  wire _087_;
+  wire _088_;
+  wire _089_;
+  wire _090_;
+  wire _091_;
+  wire _092_;
+  wire _093_;
+  wire _094_;
+  wire _095_;
+  wire _096_;
+  wire _097_;
+  wire _098_;
+  wire _099_;
+  wire _100_;
+  wire _101_;
+  wire _102_;
+  wire _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire _115_;
+  wire _116_;
+  wire _117_;
+  wire _118_;
+  wire _119_;
+  wire _120_;
+  wire _121_;
+  wire _122_;
+  wire _123_;
+  wire _124_;
+  wire _125_;
+  wire _126_;
+  wire _127_;
+  wire _128_;
+  wire _129_;
+  wire _130_;
+  wire _131_;
+  wire _132_;
+  wire _133_;
+  wire _134_;
+  wire _135_;
+  wire _136_;
+  wire _137_;
+  wire _138_;
+  wire _139_;
+  wire _140_;
+  wire _141_;
+  wire _142_;
+  wire _143_;
+  wire _144_;
+  wire _145_;
+  wire _146_;
+  wire _147_;
+  wire _148_;
+  wire _149_;
+  wire _150_;
+  wire _151_;
+  wire _152_;
+  wire _153_;
+  wire _154_;
+  wire _155_;
+  wire _156_;
+  wire _157_;
+  wire _158_;
+  wire _159_;
+  wire _160_;
+  wire _161_;
+  wire _162_;
+  wire _163_;
+  wire _164_;
+  wire _165_;
+  wire _166_;
+  wire _167_;
+  wire _168_;
+  wire _169_;
+  wire _170_;
+  wire _171_;
+  wire _172_;
+  wire _173_;
+  wire _174_;
+  wire _175_;
+  wire _176_;
+  wire _177_;
+  wire _178_;
+  wire _179_;
+  wire _180_;
+  wire _181_;
+  wire _182_;
+  wire _183_;
+  wire _184_;
+  wire _185_;
+  wire _186_;
+  wire _187_;
+  wire _188_;
+  wire [6:0] _189_;
+  wire [4:0] _190_;
+  wire _191_;
+  wire _192_;
+  wire _193_;
+  wire _194_;
+  wire _195_;
+  wire _196_;
+  wire _197_;
+  wire _198_;
+  wire _199_;
+  wire _200_;
+  wire _201_;
+  wire _202_;
+  wire [2:0] _203_;
+  wire [2:0] _204_;
+  wire [2:0] _205_;
+  wire [2:0] _206_;
+  reg [5:0] \$like  = 6'h00;
+  reg [2:0] \$like$6  = 3'h0;
+  reg \$signal  = 1'h0;
+  wire busy;
+  wire \busy$2 ;
+  input clk;
+  wire clk;
+  reg [1:0] g = 2'h0;
+  input [16:0] i__payload;
+  wire [16:0] i__payload;
+  wire [3:0] \i__payload.c ;
+  wire [2:0] \i__payload.count ;
+  wire [3:0] \i__payload.shift ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  reg last_g = 1'h0;
+  reg last_y = 1'h0;
+  output [24:0] o__payload;
+  wire [24:0] o__payload;
+  wire [5:0] \o__payload.addr ;
+  wire [2:0] \o__payload.count ;
+  wire [3:0] \o__payload.shift ;
+  wire [11:0] \o__payload.waddr ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  reg [4:0] r_step = 5'h00;
+  input rst;
+  wire rst;
+  reg [3:0] shift = 4'h0;
+  reg [6:0] w_step = 7'h00;
+  reg [11:0] waddr = 12'h000;
+  reg [2:0] xn = 3'h0;
+  reg [2:0] xs = 3'h0;
+  reg [2:0] ys = 3'h0;
+  assign _025_ = | _024_;
+  assign _026_ = _023_ & _025_;
+  assign _027_ = g + 1'h1;
+  assign _028_ = \$like  + 1'h1;
+  assign _029_ = waddr + 1'h1;
+  assign _031_ = g == 2'h2;
+  assign _032_ = xs - 1'h1;
+  assign _033_ = \$like  + 1'h1;
+  assign _034_ = waddr + 14'h3ff5;
+  assign _035_ = xs == 1'h1;
+  assign _036_ = $signed({ 1'h0, \$like  }) + $signed(r_step);
+  assign _037_ = $signed({ 1'h0, waddr }) + $signed(w_step);
+  assign _038_ = ! xn;
+  assign _040_ = ys - 1'h1;
+  assign _041_ = ys == 1'h1;
+  always @(posedge clk)
+    \$like$6  <= _042_;
+  always @(posedge clk)
+    shift <= _043_;
+  always @(posedge clk)
+    g <= _044_;
+  always @(posedge clk)
+    \$like  <= _045_;
+  always @(posedge clk)
+    waddr <= _046_;
+  always @(posedge clk)
+    xs <= _047_;
+  always @(posedge clk)
+    ys <= _048_;
+  always @(posedge clk)
+    xn <= _049_;
+  always @(posedge clk)
+    last_g <= _051_;
+  always @(posedge clk)
+    \$signal  <= _052_;
+  always @(posedge clk)
+    last_y <= _053_;
+  always @(posedge clk)
+    r_step <= _054_;
+  always @(posedge clk)
+    w_step <= _055_;
+  always @(posedge clk)
+    o__valid <= _056_;
+  assign _000_ = ~ o__valid;
+  assign _009_ = last_g & \$signal ;
+  assign _020_ = _009_ & last_y;
+  assign _030_ = _020_ & o__ready;
+  assign i__ready = _000_ | _030_;
+  assign _039_ = i__valid & i__ready;
+  assign _050_ = i__valid & i__ready;
+  assign _057_ = o__valid & o__ready;
+  assign _001_ = $signed(_058_) + $signed(_059_);
+  assign _002_ = 1'h0 + { 3'h0, i__payload[3:0], 4'h0 };
+  assign _003_ = _002_ + { i__payload[3:0], 7'h00 };
+  assign _005_ = $signed({ 1'h0, _003_ }) + $signed(_004_);
+  assign _007_ = $signed(_005_) + $signed(_006_);
+  assign _010_ = _008_ - 1'h1;
+  assign _012_ = _011_ - 1'h1;
+  assign _014_ = _013_ - 1'h1;
+  assign _016_ = _015_ == 1'h1;
+  assign _018_ = _017_ == 1'h1;
+  assign _023_ = | _022_;
+  assign _060_ = _057_ ? _206_ : ys;
+  assign _061_ = _050_ ? _012_[2:0] : _060_;
+  assign _048_ = rst ? 3'h0 : _061_;
+  assign _062_ = \$signal  ? (* full_case = 32'd1 *) xn : _032_[2:0];
+  assign _063_ = last_g ? (* full_case = 32'd1 *) _062_ : xs;
+  assign _064_ = _057_ ? _063_ : xs;
+  assign _065_ = _050_ ? _010_[2:0] : _064_;
+  assign _047_ = rst ? 3'h0 : _065_;
+  assign _066_ = \$signal  ? (* full_case = 32'd1 *) _037_[11:0] : _034_[11:0];
+  assign _067_ = last_g ? (* full_case = 32'd1 *) _066_ : _029_[11:0];
+  assign _068_ = _057_ ? _067_ : waddr;
+  assign _069_ = _050_ ? _007_[11:0] : _068_;
+  assign _046_ = rst ? 12'h000 : _069_;
+  assign _070_ = \$signal  ? (* full_case = 32'd1 *) _036_[5:0] : _033_[5:0];
+  assign _071_ = last_g ? (* full_case = 32'd1 *) _070_ : _028_[5:0];
+  assign _072_ = _057_ ? _071_ : \$like ;
+  assign _073_ = _050_ ? _001_[5:0] : _072_;
+  assign _045_ = rst ? 6'h00 : _073_;
+  assign _074_ = _039_ ? 2'h0 : g;
+  assign _075_ = last_g ? (* full_case = 32'd1 *) 2'h0 : _027_[1:0];
+  assign _076_ = _057_ ? _075_ : _074_;
+  assign _077_ = _050_ ? _074_ : _076_;
+  assign _044_ = rst ? 2'h0 : _077_;
+  assign _078_ = _039_ ? i__payload[16:13] : shift;
+  assign _043_ = rst ? 4'h0 : _078_;
+  assign _079_ = _039_ ? i__payload[12:10] : \$like$6 ;
+  assign _042_ = rst ? 3'h0 : _079_;
+  function [2:0] _282_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _282_ = b[2:0];
+      8'b??????1?:
+        _282_ = b[5:3];
+      8'b?????1??:
+        _282_ = b[8:6];
+      8'b????1???:
+        _282_ = b[11:9];
+      8'b???1????:
+        _282_ = b[14:12];
+      8'b??1?????:
+        _282_ = b[17:15];
+      8'b?1??????:
+        _282_ = b[20:18];
+      8'b1???????:
+        _282_ = b[23:21];
+      default:
+        _282_ = a;
+    endcase
+  endfunction
+  assign _024_ = _282_(3'hx, 24'h49b6d2, { _087_, _086_, _085_, _084_, _083_, _082_, _081_, _080_ });
+  assign _080_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _081_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _082_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _083_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _084_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _085_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _086_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _087_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [2:0] _291_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _291_ = b[2:0];
+      8'b??????1?:
+        _291_ = b[5:3];
+      8'b?????1??:
+        _291_ = b[8:6];
+      8'b????1???:
+        _291_ = b[11:9];
+      8'b???1????:
+        _291_ = b[14:12];
+      8'b??1?????:
+        _291_ = b[17:15];
+      8'b?1??????:
+        _291_ = b[20:18];
+      8'b1???????:
+        _291_ = b[23:21];
+      default:
+        _291_ = a;
+    endcase
+  endfunction
+  assign _022_ = _291_(3'hx, 24'h49b6d2, { _095_, _094_, _093_, _092_, _091_, _090_, _089_, _088_ });
+  assign _088_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _089_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _090_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _091_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _092_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _093_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _094_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _095_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [6:0] _300_;
+    input [6:0] a;
+    input [55:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _300_ = b[6:0];
+      8'b??????1?:
+        _300_ = b[13:7];
+      8'b?????1??:
+        _300_ = b[20:14];
+      8'b????1???:
+        _300_ = b[27:21];
+      8'b???1????:
+        _300_ = b[34:28];
+      8'b??1?????:
+        _300_ = b[41:35];
+      8'b?1??????:
+        _300_ = b[48:42];
+      8'b1???????:
+        _300_ = b[55:49];
+      default:
+        _300_ = a;
+    endcase
+  endfunction
+  assign _021_ = _300_(7'hxx, 56'hab56eddbb76ad5, { _103_, _102_, _101_, _100_, _099_, _098_, _097_, _096_ });
+  assign _096_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _097_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _098_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _099_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _100_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _101_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _102_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _103_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [4:0] _309_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _309_ = b[4:0];
+      8'b??????1?:
+        _309_ = b[9:5];
+      8'b?????1??:
+        _309_ = b[14:10];
+      8'b????1???:
+        _309_ = b[19:15];
+      8'b???1????:
+        _309_ = b[24:20];
+      8'b??1?????:
+        _309_ = b[29:25];
+      8'b?1??????:
+        _309_ = b[34:30];
+      8'b1???????:
+        _309_ = b[39:35];
+      default:
+        _309_ = a;
+    endcase
+  endfunction
+  assign _019_ = _309_(5'hxx, 40'h4a4a529529, { _111_, _110_, _109_, _108_, _107_, _106_, _105_, _104_ });
+  assign _104_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _105_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _106_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _107_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _108_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _109_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _110_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _111_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [2:0] _318_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _318_ = b[2:0];
+      8'b??????1?:
+        _318_ = b[5:3];
+      8'b?????1??:
+        _318_ = b[8:6];
+      8'b????1???:
+        _318_ = b[11:9];
+      8'b???1????:
+        _318_ = b[14:12];
+      8'b??1?????:
+        _318_ = b[17:15];
+      8'b?1??????:
+        _318_ = b[20:18];
+      8'b1???????:
+        _318_ = b[23:21];
+      default:
+        _318_ = a;
+    endcase
+  endfunction
+  assign _017_ = _318_(3'hx, 24'h49b6d2, { _119_, _118_, _117_, _116_, _115_, _114_, _113_, _112_ });
+  assign _112_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _113_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _114_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _115_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _116_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _117_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _118_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _119_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [2:0] _327_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _327_ = b[2:0];
+      8'b??????1?:
+        _327_ = b[5:3];
+      8'b?????1??:
+        _327_ = b[8:6];
+      8'b????1???:
+        _327_ = b[11:9];
+      8'b???1????:
+        _327_ = b[14:12];
+      8'b??1?????:
+        _327_ = b[17:15];
+      8'b?1??????:
+        _327_ = b[20:18];
+      8'b1???????:
+        _327_ = b[23:21];
+      default:
+        _327_ = a;
+    endcase
+  endfunction
+  assign _015_ = _327_(3'hx, 24'h49b6d2, { _127_, _126_, _125_, _124_, _123_, _122_, _121_, _120_ });
+  assign _120_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _121_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _122_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _123_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _124_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _125_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _126_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _127_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [2:0] _336_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _336_ = b[2:0];
+      8'b??????1?:
+        _336_ = b[5:3];
+      8'b?????1??:
+        _336_ = b[8:6];
+      8'b????1???:
+        _336_ = b[11:9];
+      8'b???1????:
+        _336_ = b[14:12];
+      8'b??1?????:
+        _336_ = b[17:15];
+      8'b?1??????:
+        _336_ = b[20:18];
+      8'b1???????:
+        _336_ = b[23:21];
+      default:
+        _336_ = a;
+    endcase
+  endfunction
+  assign _013_ = _336_(3'hx, 24'h49b6d2, { _135_, _134_, _133_, _132_, _131_, _130_, _129_, _128_ });
+  assign _128_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _129_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _130_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _131_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _132_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _133_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _134_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _135_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [2:0] _345_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _345_ = b[2:0];
+      8'b??????1?:
+        _345_ = b[5:3];
+      8'b?????1??:
+        _345_ = b[8:6];
+      8'b????1???:
+        _345_ = b[11:9];
+      8'b???1????:
+        _345_ = b[14:12];
+      8'b??1?????:
+        _345_ = b[17:15];
+      8'b?1??????:
+        _345_ = b[20:18];
+      8'b1???????:
+        _345_ = b[23:21];
+      default:
+        _345_ = a;
+    endcase
+  endfunction
+  assign _011_ = _345_(3'hx, 24'h49b6d2, { _143_, _142_, _141_, _140_, _139_, _138_, _137_, _136_ });
+  assign _136_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _137_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _138_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _139_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _140_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _141_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _142_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _143_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [2:0] _354_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _354_ = b[2:0];
+      8'b??????1?:
+        _354_ = b[5:3];
+      8'b?????1??:
+        _354_ = b[8:6];
+      8'b????1???:
+        _354_ = b[11:9];
+      8'b???1????:
+        _354_ = b[14:12];
+      8'b??1?????:
+        _354_ = b[17:15];
+      8'b?1??????:
+        _354_ = b[20:18];
+      8'b1???????:
+        _354_ = b[23:21];
+      default:
+        _354_ = a;
+    endcase
+  endfunction
+  assign _008_ = _354_(3'hx, 24'h49b6d2, { _151_, _150_, _149_, _148_, _147_, _146_, _145_, _144_ });
+  assign _144_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _145_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _146_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _147_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _148_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _149_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _150_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _151_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [5:0] _363_;
+    input [5:0] a;
+    input [47:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _363_ = b[5:0];
+      8'b??????1?:
+        _363_ = b[11:6];
+      8'b?????1??:
+        _363_ = b[17:12];
+      8'b????1???:
+        _363_ = b[23:18];
+      8'b???1????:
+        _363_ = b[29:24];
+      8'b??1?????:
+        _363_ = b[35:30];
+      8'b?1??????:
+        _363_ = b[41:36];
+      8'b1???????:
+        _363_ = b[47:42];
+      default:
+        _363_ = a;
+    endcase
+  endfunction
+  assign _006_ = _363_(6'hxx, 48'h20c414414414, { _159_, _158_, _157_, _156_, _155_, _154_, _153_, _152_ });
+  assign _152_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _153_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _154_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _155_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _156_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _157_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _158_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _159_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [7:0] _372_;
+    input [7:0] a;
+    input [63:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _372_ = b[7:0];
+      8'b??????1?:
+        _372_ = b[15:8];
+      8'b?????1??:
+        _372_ = b[23:16];
+      8'b????1???:
+        _372_ = b[31:24];
+      8'b???1????:
+        _372_ = b[39:32];
+      8'b??1?????:
+        _372_ = b[47:40];
+      8'b?1??????:
+        _372_ = b[55:48];
+      8'b1???????:
+        _372_ = b[63:56];
+      default:
+        _372_ = a;
+    endcase
+  endfunction
+  assign _004_ = _372_(8'hxx, 64'h3048607860786078, { _167_, _166_, _165_, _164_, _163_, _162_, _161_, _160_ });
+  assign _160_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _161_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _162_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _163_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _164_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _165_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _166_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _167_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [4:0] _381_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _381_ = b[4:0];
+      8'b??????1?:
+        _381_ = b[9:5];
+      8'b?????1??:
+        _381_ = b[14:10];
+      8'b????1???:
+        _381_ = b[19:15];
+      8'b???1????:
+        _381_ = b[24:20];
+      8'b??1?????:
+        _381_ = b[29:25];
+      8'b?1??????:
+        _381_ = b[34:30];
+      8'b1???????:
+        _381_ = b[39:35];
+      default:
+        _381_ = a;
+    endcase
+  endfunction
+  assign _059_ = _381_(5'hxx, 40'h0000021108, { _175_, _174_, _173_, _172_, _171_, _170_, _169_, _168_ });
+  assign _168_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _169_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _170_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _171_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _172_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _173_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _174_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _175_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [6:0] _390_;
+    input [6:0] a;
+    input [55:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _390_ = b[6:0];
+      8'b??????1?:
+        _390_ = b[13:7];
+      8'b?????1??:
+        _390_ = b[20:14];
+      8'b????1???:
+        _390_ = b[27:21];
+      8'b???1????:
+        _390_ = b[34:28];
+      8'b??1?????:
+        _390_ = b[41:35];
+      8'b?1??????:
+        _390_ = b[48:42];
+      8'b1???????:
+        _390_ = b[55:49];
+      default:
+        _390_ = a;
+    endcase
+  endfunction
+  assign _058_ = _390_(7'hxx, 56'h00000002041020, { _183_, _182_, _181_, _180_, _179_, _178_, _177_, _176_ });
+  assign _176_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _177_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _178_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _179_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _180_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _181_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _182_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _183_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  assign _184_ = last_y ? (* full_case = 32'd1 *) 1'h0 : o__valid;
+  assign _185_ = \$signal  ? (* full_case = 32'd1 *) _184_ : o__valid;
+  assign _186_ = last_g ? (* full_case = 32'd1 *) _185_ : o__valid;
+  assign _187_ = _057_ ? _186_ : o__valid;
+  assign _188_ = _050_ ? _026_ : _187_;
+  assign _056_ = rst ? 1'h0 : _188_;
+  assign _189_ = _050_ ? _021_ : w_step;
+  assign _055_ = rst ? 7'h00 : _189_;
+  assign _190_ = _050_ ? _019_ : r_step;
+  assign _054_ = rst ? 5'h00 : _190_;
+  assign _191_ = last_y ? last_y : _041_;
+  assign _192_ = \$signal  ? (* full_case = 32'd1 *) _191_ : last_y;
+  assign _193_ = last_g ? (* full_case = 32'd1 *) _192_ : last_y;
+  assign _194_ = _057_ ? _193_ : last_y;
+  assign _195_ = _050_ ? _018_ : _194_;
+  assign _053_ = rst ? 1'h0 : _195_;
+  assign _196_ = \$signal  ? (* full_case = 32'd1 *) _038_ : _035_;
+  assign _197_ = last_g ? (* full_case = 32'd1 *) _196_ : \$signal ;
+  assign _198_ = _057_ ? _197_ : \$signal ;
+  assign _199_ = _050_ ? _016_ : _198_;
+  assign _052_ = rst ? 1'h0 : _199_;
+  assign _200_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _031_;
+  assign _201_ = _057_ ? _200_ : last_g;
+  assign _202_ = _050_ ? 1'h0 : _201_;
+  assign _051_ = rst ? 1'h0 : _202_;
+  assign _203_ = _050_ ? _014_[2:0] : xn;
+  assign _049_ = rst ? 3'h0 : _203_;
+  assign _204_ = last_y ? ys : _040_[2:0];
+  assign _205_ = \$signal  ? (* full_case = 32'd1 *) _204_ : ys;
+  assign _206_ = last_g ? (* full_case = 32'd1 *) _205_ : ys;
+  assign \i__payload.shift  = i__payload[16:13];
+  assign \i__payload.count  = i__payload[12:10];
+  assign \i__payload.x  = i__payload[9:7];
+  assign \i__payload.y  = i__payload[6:4];
+  assign \i__payload.c  = i__payload[3:0];
+  assign \o__payload.shift  = shift;
+  assign \o__payload.count  = \$like$6 ;
+  assign \o__payload.waddr  = waddr;
+  assign \o__payload.addr  = \$like ;
+  assign o__payload = { shift, \$like$6 , waddr, \$like  };
+  assign \busy$2  = o__valid;
+  assign busy = o__valid;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_gn.engine_conv3.serializer (rst, o__ready, i__payload, i__valid, o__payload, o__valid, i__ready, clk);
+  wire _00_;
+  wire _01_;
+  wire _02_;
+  wire [4:0] _03_;
   (* unused_bits = "4 5" *)
-  wire [5:0] _0134_;
-  wire _0135_;
-  wire _0136_;
-  wire _0137_;
-  wire _0138_;
-  wire _0139_;
-  wire _0140_;
-  wire _0141_;
-  wire _0142_;
-  wire _0143_;
-  wire _0144_;
-  wire _0145_;
-  wire _0146_;
-  wire _0147_;
-  wire _0148_;
-  wire _0149_;
-  wire _0150_;
-  wire _0151_;
-  wire _0152_;
-  wire _0153_;
-  wire _0154_;
-  wire _0155_;
-  wire _0156_;
-  wire _0157_;
-  wire _0158_;
-  wire _0159_;
-  wire _0160_;
-  wire _0161_;
-  wire _0162_;
-  wire _0163_;
-  wire _0164_;
-  wire _0165_;
-  wire [17:0] _0166_;
-  wire [17:0] _0167_;
-  wire [17:0] _0168_;
-  wire [16:0] _0169_;
-  wire [17:0] _0170_;
-  wire [16:0] _0171_;
-  wire [17:0] _0172_;
-  wire [16:0] _0173_;
-  wire [17:0] _0174_;
-  wire [16:0] _0175_;
-  wire [17:0] _0176_;
-  wire [1:0] _0177_;
-  wire [17:0] _0178_;
-  wire [1:0] _0179_;
-  wire [17:0] _0180_;
-  wire [11:0] _0181_;
-  wire [8:0] _0182_;
-  wire [11:0] _0183_;
-  wire [17:0] _0184_;
-  wire [17:0] _0185_;
-  wire [17:0] _0186_;
-  wire [17:0] _0187_;
-  wire _0188_;
-  wire [1:0] _0189_;
-  wire [17:0] _0190_;
-  wire [1:0] _0191_;
-  wire [17:0] _0192_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0193_;
-  wire [17:0] _0194_;
-  wire [17:0] _0195_;
-  wire [17:0] _0196_;
-  wire [16:0] _0197_;
-  wire [17:0] _0198_;
-  wire [16:0] _0199_;
-  wire [17:0] _0200_;
-  wire [16:0] _0201_;
-  wire [17:0] _0202_;
-  wire [16:0] _0203_;
-  wire [17:0] _0204_;
-  wire [1:0] _0205_;
-  wire [17:0] _0206_;
-  wire [1:0] _0207_;
-  wire [17:0] _0208_;
-  wire [11:0] _0209_;
-  wire [8:0] _0210_;
-  wire [5:0] _0211_;
-  wire [11:0] _0212_;
-  wire [17:0] _0213_;
-  wire [17:0] _0214_;
-  wire [17:0] _0215_;
-  wire [17:0] _0216_;
-  wire [1:0] _0217_;
-  wire [17:0] _0218_;
-  wire [1:0] _0219_;
-  wire [6:0] _0220_;
-  wire [17:0] _0221_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0222_;
-  wire [17:0] _0223_;
-  wire [17:0] _0224_;
-  wire [17:0] _0225_;
-  wire [16:0] _0226_;
-  wire [17:0] _0227_;
-  wire [16:0] _0228_;
-  wire _0229_;
-  wire [17:0] _0230_;
-  wire [16:0] _0231_;
-  wire [17:0] _0232_;
-  wire [16:0] _0233_;
-  wire [17:0] _0234_;
-  wire [1:0] _0235_;
-  wire [17:0] _0236_;
-  wire [1:0] _0237_;
-  (* unused_bits = "5 6 7" *)
-  wire [7:0] _0238_;
-  wire [17:0] _0239_;
-  wire [11:0] _0240_;
-  wire [8:0] _0241_;
-  wire [11:0] _0242_;
-  wire [17:0] _0243_;
-  wire [17:0] _0244_;
-  wire [17:0] _0245_;
-  wire [17:0] _0246_;
-  wire _0247_;
-  wire [1:0] _0248_;
-  wire [17:0] _0249_;
-  wire [1:0] _0250_;
-  wire [17:0] _0251_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0252_;
-  wire [17:0] _0253_;
-  wire [17:0] _0254_;
-  wire [17:0] _0255_;
-  wire [16:0] _0256_;
-  wire [17:0] _0257_;
-  wire [16:0] _0258_;
-  wire [17:0] _0259_;
-  wire [16:0] _0260_;
-  wire [17:0] _0261_;
-  wire [16:0] _0262_;
-  wire [17:0] _0263_;
-  wire _0264_;
-  wire [1:0] _0265_;
-  wire [17:0] _0266_;
-  wire [1:0] _0267_;
-  wire [17:0] _0268_;
-  wire [11:0] _0269_;
-  wire [8:0] _0270_;
-  wire _0271_;
-  (* unused_bits = "2" *)
-  wire [2:0] _0272_;
-  wire [11:0] _0273_;
-  wire [17:0] _0274_;
-  wire [17:0] _0275_;
-  wire [17:0] _0276_;
-  wire [17:0] _0277_;
-  wire [1:0] _0278_;
-  wire [17:0] _0279_;
-  wire [1:0] _0280_;
-  wire _0281_;
-  wire [17:0] _0282_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0283_;
-  wire _0284_;
-  wire _0285_;
-  wire _0286_;
-  wire [16:0] _0287_;
-  wire _0288_;
-  wire _0289_;
-  wire _0290_;
-  wire _0291_;
-  wire [16:0] _0292_;
-  wire [6:0] _0293_;
+  wire [5:0] _04_;
+  wire _05_;
+  wire [2:0] _06_;
+  wire [4:0] _07_;
+  wire [4:0] _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire _12_;
+  wire _13_;
+  wire [4:0] _14_;
+  wire [4:0] _15_;
+  wire _16_;
+  wire _17_;
+  wire _18_;
+  wire [6:0] _19_;
   (* unused_bits = "4 5 6" *)
-  wire [6:0] _0294_;
-  wire [4:0] _0295_;
-  wire _0296_;
-  wire _0297_;
-  wire [1:0] _0298_;
-  wire [1:0] _0299_;
-  (* unused_bits = "2" *)
-  wire [2:0] _0300_;
-  wire _0301_;
-  wire [1:0] _0302_;
-  wire _0303_;
-  wire _0304_;
-  wire [28:0] _0305_;
-  wire [28:0] _0306_;
-  wire [28:0] _0307_;
-  wire [28:0] _0308_;
-  wire [28:0] _0309_;
-  wire _0310_;
-  wire [28:0] _0311_;
-  wire [28:0] _0312_;
-  wire [28:0] _0313_;
-  wire [31:0] _0314_;
-  wire [10:0] _0315_;
-  wire [10:0] _0316_;
-  wire [10:0] _0317_;
-  wire [10:0] _0318_;
-  wire [11:0] _0319_;
-  wire _0320_;
-  wire [11:0] _0321_;
-  wire [11:0] _0322_;
-  wire [11:0] _0323_;
-  wire [47:0] _0324_;
-  wire [67:0] _0325_;
-  wire [35:0] _0326_;
-  wire [67:0] _0327_;
-  wire [67:0] _0328_;
-  wire [3:0] _0329_;
-  wire _0330_;
-  wire _0331_;
-  wire _0332_;
-  wire _0333_;
-  wire _0334_;
-  wire _0335_;
-  wire _0336_;
-  wire _0337_;
-  wire _0338_;
-  wire _0339_;
-  wire _0340_;
-  wire _0341_;
-  wire [9:0] _0342_;
-  wire [7:0] _0343_;
-  wire [71:0] _0344_;
-  wire [71:0] _0345_;
-  wire [67:0] _0346_;
-  wire [69:0] _0347_;
-  wire _0348_;
-  wire _0349_;
-  wire _0350_;
-  wire _0351_;
-  wire [16:0] _0352_;
-  wire [3:0] _0353_;
-  wire [3:0] _0354_;
-  wire [8:0] _0355_;
-  wire _0356_;
-  wire [9:0] _0357_;
-  wire [8:0] _0358_;
-  wire [10:0] _0359_;
-  wire [8:0] _0360_;
-  wire [9:0] _0361_;
-  wire [8:0] _0362_;
-  wire [10:0] _0363_;
-  wire [8:0] _0364_;
-  wire [9:0] _0365_;
-  wire [8:0] _0366_;
-  wire [10:0] _0367_;
-  wire [8:0] _0368_;
-  wire [9:0] _0369_;
-  wire [8:0] _0370_;
-  wire [10:0] _0371_;
-  wire [10:0] _0372_;
-  wire [11:0] _0373_;
-  wire [10:0] _0374_;
-  wire [11:0] _0375_;
-  wire [10:0] _0376_;
-  wire [11:0] _0377_;
-  wire [10:0] _0378_;
-  wire [11:0] _0379_;
-  wire [11:0] _0380_;
+  wire [6:0] _20_;
+  wire [3:0] _21_;
+  wire _22_;
+  wire _23_;
+  wire _24_;
+  wire _25_;
+  wire [3:0] _26_;
+  wire [3:0] _27_;
+  wire [3:0] _28_;
+  wire [3:0] _29_;
+  wire [3:0] _30_;
+  wire _31_;
+  wire _32_;
+  wire _33_;
+  wire _34_;
+  wire _35_;
+  wire [2:0] _36_;
+  wire [1:0] _37_;
+  wire [1:0] _38_;
+  wire [1:0] _39_;
+  wire _40_;
+  wire _41_;
+  wire _42_;
+  wire _43_;
+  input clk;
+  wire clk;
+  reg [3:0] done = 4'h0;
+  input [18:0] i__payload;
+  wire [18:0] i__payload;
+  wire [11:0] \i__payload.counts ;
+  wire [2:0] \i__payload.counts[0] ;
+  wire [2:0] \i__payload.counts[1] ;
+  wire [2:0] \i__payload.counts[2] ;
+  wire [2:0] \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire [1:0] \i__payload.g ;
+  wire [1:0] \i__payload.x ;
+  wire [1:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  wire [1:0] lane;
+  output [11:0] o__payload;
+  wire [11:0] o__payload;
+  wire [3:0] \o__payload.c ;
+  wire [2:0] \o__payload.count ;
+  wire \o__payload.end ;
+  wire [1:0] \o__payload.x ;
+  wire [1:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  wire o__valid;
+  wire [3:0] pending;
+  input rst;
+  wire rst;
+  assign _00_ = | i__payload[2:0];
+  assign _10_ = ~ done[0];
+  assign pending[0] = _00_ & _10_;
+  assign _22_ = | i__payload[5:3];
+  assign _23_ = ~ done[1];
+  assign pending[1] = _22_ & _23_;
+  assign _24_ = | i__payload[8:6];
+  assign _25_ = ~ done[2];
+  assign pending[2] = _24_ & _25_;
+  assign _01_ = | i__payload[11:9];
+  assign _02_ = ~ done[3];
+  assign pending[3] = _01_ & _02_;
+  assign _03_ = i__payload[13:12] * 3'h4;
+  assign { _04_[5:4], o__payload[3:0] } = _03_ + lane;
+  assign _05_ = | pending;
+  assign _07_ = pending - 1'h1;
+  assign _08_ = { 1'h0, pending } & _07_;
+  assign _09_ = ! _08_;
+  assign _11_ = ~ i__payload[18];
+  assign _12_ = _09_ & _11_;
+  assign _13_ = | pending;
+  assign _14_ = pending - 1'h1;
+  assign _15_ = { 1'h0, pending } & _14_;
+  assign _16_ = ! _15_;
+  assign _17_ = ~ i__payload[18];
+  assign _18_ = _16_ & _17_;
+  assign _19_ = 1'h1 << lane;
+  assign _20_ = { 3'h0, done } | _19_;
+  always @(posedge clk)
+    done <= _21_;
+  assign _26_ = o__ready ? 4'h0 : done;
+  assign _27_ = _18_ ? (* full_case = 32'd1 *) 4'h0 : _20_[3:0];
+  assign _28_ = o__ready ? _27_ : done;
+  assign _29_ = _13_ ? (* full_case = 32'd1 *) _28_ : _26_;
+  assign _30_ = i__valid ? _29_ : done;
+  assign _21_ = rst ? 4'h0 : _30_;
+  assign _31_ = o__ready ? 1'h1 : 1'h0;
+  assign _32_ = _12_ ? 1'h1 : 1'h0;
+  assign _33_ = o__ready ? _32_ : 1'h0;
+  assign _34_ = _05_ ? (* full_case = 32'd1 *) _33_ : _31_;
+  assign i__ready = i__valid ? _34_ : 1'h0;
+  assign o__valid = i__valid ? 1'h1 : 1'h0;
+  assign _35_ = _05_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign \o__payload.end  = i__valid ? _35_ : 1'h0;
+  assign _36_ = _05_ ? (* full_case = 32'd1 *) _06_ : 3'h0;
+  assign \o__payload.count  = i__valid ? _36_ : 3'h0;
+  assign _37_ = pending[3] ? 2'h3 : 2'h0;
+  assign _38_ = pending[2] ? 2'h2 : _37_;
+  assign _39_ = pending[1] ? 2'h1 : _38_;
+  assign lane = pending[0] ? 2'h0 : _39_;
+  function [2:0] _93_;
+    input [2:0] a;
+    input [11:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _93_ = b[2:0];
+      4'b??1?:
+        _93_ = b[5:3];
+      4'b?1??:
+        _93_ = b[8:6];
+      4'b1???:
+        _93_ = b[11:9];
+      default:
+        _93_ = a;
+    endcase
+  endfunction
+  assign _06_ = _93_(3'hx, { i__payload[2:0], i__payload[5:3], i__payload[8:6], i__payload[11:9] }, { _43_, _42_, _41_, _40_ });
+  assign _40_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _41_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _42_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _43_ = ! (* full_case = 32'd1 *) lane;
+  assign \o__payload.x  = i__payload[17:16];
+  assign \o__payload.y  = i__payload[15:14];
+  assign \o__payload.c  = o__payload[3:0];
+  assign \i__payload.end  = i__payload[18];
+  assign \i__payload.x  = i__payload[17:16];
+  assign \i__payload.y  = i__payload[15:14];
+  assign \i__payload.g  = i__payload[13:12];
+  assign \i__payload.counts[3]  = i__payload[11:9];
+  assign \i__payload.counts[2]  = i__payload[8:6];
+  assign \i__payload.counts[1]  = i__payload[5:3];
+  assign \i__payload.counts[0]  = i__payload[2:0];
+  assign \i__payload.counts  = i__payload[11:0];
+  assign _04_[3:0] = o__payload[3:0];
+  assign o__payload[11:4] = { \o__payload.end , \o__payload.count , i__payload[17:14] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_gn.engine_fc (rst, active, \o__ready$24 , i0__ready, \o__payload$22 , \o__valid$26 , i0__payload, i0__valid, clk);
+  output active;
+  wire active;
+  wire \active$32 ;
+  input clk;
+  wire clk;
+  wire dropped;
+  wire \dropped$29 ;
+  input [11:0] i0__payload;
+  wire [11:0] i0__payload;
+  wire [11:0] \i0__payload$1 ;
+  wire [3:0] \i0__payload$1.c ;
+  wire [2:0] \i0__payload$1.count ;
+  wire \i0__payload$1.end ;
+  wire [1:0] \i0__payload$1.x ;
+  wire [1:0] \i0__payload$1.y ;
+  wire [3:0] \i0__payload.c ;
+  wire [2:0] \i0__payload.count ;
+  wire \i0__payload.end ;
+  wire [1:0] \i0__payload.x ;
+  wire [1:0] \i0__payload.y ;
+  output i0__ready;
+  wire i0__ready;
+  wire \i0__ready$3 ;
+  input i0__valid;
+  wire i0__valid;
+  wire \i0__valid$5 ;
+  wire [69:0] i__payload;
+  wire [69:0] \i__payload$16 ;
+  wire [1:0] \i__payload$16.addr ;
+  wire [67:0] \i__payload$16.values ;
+  wire [16:0] \i__payload$16.values[0] ;
+  wire [16:0] \i__payload$16.values[1] ;
+  wire [16:0] \i__payload$16.values[2] ;
+  wire [16:0] \i__payload$16.values[3] ;
+  wire [1:0] \i__payload.addr ;
+  wire [67:0] \i__payload.values ;
+  wire [16:0] \i__payload.values[0] ;
+  wire [16:0] \i__payload.values[1] ;
+  wire [16:0] \i__payload.values[2] ;
+  wire [16:0] \i__payload.values[3] ;
+  (* unused_bits = "0" *)
+  wire i__ready;
+  wire \i__ready$19 ;
+  wire i__valid;
+  wire \i__valid$20 ;
+  wire [69:0] o__payload;
+  output [25:0] \o__payload$22 ;
+  wire [25:0] \o__payload$22 ;
+  wire [3:0] \o__payload$22.argmax ;
+  wire [3:0] \o__payload$22.index ;
+  wire \o__payload$22.last ;
+  wire [16:0] \o__payload$22.value ;
+  wire [25:0] \o__payload$23 ;
+  wire [3:0] \o__payload$23.argmax ;
+  wire [3:0] \o__payload$23.index ;
+  wire \o__payload$23.last ;
+  wire [16:0] \o__payload$23.value ;
+  wire [1:0] \o__payload.addr ;
+  wire [67:0] \o__payload.values ;
+  wire [16:0] \o__payload.values[0] ;
+  wire [16:0] \o__payload.values[1] ;
+  wire [16:0] \o__payload.values[2] ;
+  wire [16:0] \o__payload.values[3] ;
+  wire o__ready;
+  input \o__ready$24 ;
+  wire \o__ready$24 ;
+  wire \o__ready$25 ;
+  wire o__valid;
+  output \o__valid$26 ;
+  wire \o__valid$26 ;
+  wire \o__valid$27 ;
+  wire [27:0] ops__payload;
+  wire [27:0] \ops__payload$7 ;
+  wire [1:0] \ops__payload$7.addr ;
+  wire \ops__payload$7.bank ;
+  wire [1:0] \ops__payload$7.bias_g ;
+  wire [2:0] \ops__payload$7.count ;
+  wire \ops__payload$7.cur ;
+  wire \ops__payload$7.end ;
+  wire \ops__payload$7.fire_k ;
+  wire \ops__payload$7.kind ;
+  wire \ops__payload$7.last_step ;
+  wire \ops__payload$7.proj ;
+  wire [3:0] \ops__payload$7.shift ;
+  wire [9:0] \ops__payload$7.waddr ;
+  wire [1:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire [2:0] \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [9:0] \ops__payload.waddr ;
+  wire ops__valid;
+  wire \ops__valid$9 ;
+  wire popped;
+  wire [69:0] push__payload;
+  wire [1:0] \push__payload.addr ;
+  wire [67:0] \push__payload.values ;
+  wire [16:0] \push__payload.values[0] ;
+  wire [16:0] \push__payload.values[1] ;
+  wire [16:0] \push__payload.values[2] ;
+  wire [16:0] \push__payload.values[3] ;
+  (* unused_bits = "0" *)
+  wire push__ready;
+  wire push__valid;
+  input rst;
+  wire rst;
+  assign popped = \i__valid$20  & o__ready;
+  \digits_cnn_gn.engine_fc.datapath  datapath (
+    .clk(clk),
+    .dropped(dropped),
+    .entry7(i__payload),
+    .ops__payload(ops__payload),
+    .ops__valid(ops__valid),
+    .push7(i__valid),
+    .rst(rst)
+  );
+  \digits_cnn_gn.engine_fc.queue  queue (
+    .clk(clk),
+    .i__ready(push__ready),
+    .o__payload(\i__payload$16 ),
+    .o__ready(o__ready),
+    .o__valid(\i__valid$20 ),
+    .rst(rst),
+    .w_data(i__payload),
+    .w_en(i__valid)
+  );
+  \digits_cnn_gn.engine_fc.sequencer  sequencer (
+    .active(active),
+    .clk(clk),
+    .dropped(dropped),
+    .i0__payload(i0__payload),
+    .i0__ready(i0__ready),
+    .i0__valid(i0__valid),
+    .ops__payload(ops__payload),
+    .ops__valid(ops__valid),
+    .popped(popped),
+    .rst(rst)
+  );
+  \digits_cnn_gn.engine_fc.serializer  serializer (
+    .clk(clk),
+    .i__payload(\i__payload$16 ),
+    .i__ready(o__ready),
+    .i__valid(\i__valid$20 ),
+    .o__payload(\o__payload$22 ),
+    .o__ready(\o__ready$24 ),
+    .o__valid(\o__valid$26 ),
+    .rst(rst)
+  );
+  assign \o__payload$23.last  = \o__payload$22 [25];
+  assign \o__payload$23.argmax  = \o__payload$22 [24:21];
+  assign \o__payload$23.value  = \o__payload$22 [20:4];
+  assign \o__payload$23.index  = \o__payload$22 [3:0];
+  assign \o__payload$22.last  = \o__payload$22 [25];
+  assign \o__payload$22.argmax  = \o__payload$22 [24:21];
+  assign \o__payload$22.value  = \o__payload$22 [20:4];
+  assign \o__payload$22.index  = \o__payload$22 [3:0];
+  assign \o__payload.addr  = \i__payload$16 [69:68];
+  assign \o__payload.values[3]  = \i__payload$16 [67:51];
+  assign \o__payload.values[2]  = \i__payload$16 [50:34];
+  assign \o__payload.values[1]  = \i__payload$16 [33:17];
+  assign \o__payload.values[0]  = \i__payload$16 [16:0];
+  assign \o__payload.values  = \i__payload$16 [67:0];
+  assign \i__payload$16.addr  = \i__payload$16 [69:68];
+  assign \i__payload$16.values[3]  = \i__payload$16 [67:51];
+  assign \i__payload$16.values[2]  = \i__payload$16 [50:34];
+  assign \i__payload$16.values[1]  = \i__payload$16 [33:17];
+  assign \i__payload$16.values[0]  = \i__payload$16 [16:0];
+  assign \i__payload$16.values  = \i__payload$16 [67:0];
+  assign \push__payload.addr  = i__payload[69:68];
+  assign \push__payload.values[3]  = i__payload[67:51];
+  assign \push__payload.values[2]  = i__payload[50:34];
+  assign \push__payload.values[1]  = i__payload[33:17];
+  assign \push__payload.values[0]  = i__payload[16:0];
+  assign \push__payload.values  = i__payload[67:0];
+  assign \i__payload.addr  = i__payload[69:68];
+  assign \i__payload.values[3]  = i__payload[67:51];
+  assign \i__payload.values[2]  = i__payload[50:34];
+  assign \i__payload.values[1]  = i__payload[33:17];
+  assign \i__payload.values[0]  = i__payload[16:0];
+  assign \i__payload.values  = i__payload[67:0];
+  assign \ops__payload$7.bias_g  = ops__payload[27:26];
+  assign \ops__payload$7.end  = ops__payload[25];
+  assign \ops__payload$7.fire_k  = ops__payload[24];
+  assign \ops__payload$7.last_step  = ops__payload[23];
+  assign \ops__payload$7.shift  = ops__payload[22:19];
+  assign \ops__payload$7.count  = ops__payload[18:16];
+  assign \ops__payload$7.proj  = ops__payload[15];
+  assign \ops__payload$7.waddr  = ops__payload[14:5];
+  assign \ops__payload$7.addr  = ops__payload[4:3];
+  assign \ops__payload$7.bank  = ops__payload[2];
+  assign \ops__payload$7.cur  = ops__payload[1];
+  assign \ops__payload$7.kind  = ops__payload[0];
+  assign \ops__payload.bias_g  = ops__payload[27:26];
+  assign \ops__payload.end  = ops__payload[25];
+  assign \ops__payload.fire_k  = ops__payload[24];
+  assign \ops__payload.last_step  = ops__payload[23];
+  assign \ops__payload.shift  = ops__payload[22:19];
+  assign \ops__payload.count  = ops__payload[18:16];
+  assign \ops__payload.proj  = ops__payload[15];
+  assign \ops__payload.waddr  = ops__payload[14:5];
+  assign \ops__payload.addr  = ops__payload[4:3];
+  assign \ops__payload.bank  = ops__payload[2];
+  assign \ops__payload.cur  = ops__payload[1];
+  assign \ops__payload.kind  = ops__payload[0];
+  assign \i0__payload$1.end  = i0__payload[11];
+  assign \i0__payload$1.count  = i0__payload[10:8];
+  assign \i0__payload$1.x  = i0__payload[7:6];
+  assign \i0__payload$1.y  = i0__payload[5:4];
+  assign \i0__payload$1.c  = i0__payload[3:0];
+  assign \i0__payload.end  = i0__payload[11];
+  assign \i0__payload.count  = i0__payload[10:8];
+  assign \i0__payload.x  = i0__payload[7:6];
+  assign \i0__payload.y  = i0__payload[5:4];
+  assign \i0__payload.c  = i0__payload[3:0];
+  assign \active$32  = active;
+  assign \dropped$29  = dropped;
+  assign \o__valid$27  = \o__valid$26 ;
+  assign \o__ready$25  = \o__ready$24 ;
+  assign \o__payload$23  = \o__payload$22 ;
+  assign o__valid = \i__valid$20 ;
+  assign \i__ready$19  = o__ready;
+  assign o__payload = \i__payload$16 ;
+  assign push__valid = i__valid;
+  assign i__ready = push__ready;
+  assign push__payload = i__payload;
+  assign \ops__valid$9  = ops__valid;
+  assign \ops__payload$7  = ops__payload;
+  assign \i0__valid$5  = i0__valid;
+  assign \i0__ready$3  = i0__ready;
+  assign \i0__payload$1  = i0__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_gn.engine_fc.datapath (rst, dropped, ops__valid, ops__payload, entry7, push7, clk);
+  wire _000_;
+  wire _001_;
+  wire _002_;
+  wire _003_;
+  wire _004_;
+  wire _005_;
+  wire _006_;
+  wire _007_;
+  wire _008_;
+  wire [8:0] _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire _013_;
+  wire _014_;
+  wire _015_;
+  wire _016_;
+  wire _017_;
+  wire _018_;
+  wire _019_;
+  wire [10:0] _020_;
+  wire _021_;
+  wire _022_;
+  wire _023_;
+  wire _024_;
+  wire _025_;
+  wire _026_;
+  wire _027_;
+  wire _028_;
+  wire _029_;
+  wire _030_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
+  wire _034_;
+  wire _035_;
+  wire [8:0] _036_;
+  wire _037_;
+  wire _038_;
+  wire _039_;
+  wire _040_;
+  wire _041_;
+  wire _042_;
+  wire _043_;
+  wire _044_;
+  wire [9:0] _045_;
+  wire _046_;
+  wire _047_;
+  wire _048_;
+  wire _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire _054_;
+  wire _055_;
+  wire _056_;
+  wire _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire _063_;
+  wire [8:0] _064_;
+  wire _065_;
+  wire _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire [10:0] _074_;
+  wire _075_;
+  wire _076_;
+  wire _077_;
+  wire _078_;
+  wire _079_;
+  wire _080_;
+  wire _081_;
+  wire _082_;
+  wire _083_;
+  wire _084_;
+  wire _085_;
+  wire _086_;
+  wire _087_;
+  wire _088_;
+  wire _089_;
+  wire _090_;
+  wire _091_;
+  wire [8:0] _092_;
+  wire [8:0] _093_;
+  wire _094_;
+  wire _095_;
+  wire _096_;
+  wire _097_;
+  wire _098_;
+  wire _099_;
+  wire _100_;
+  wire _101_;
+  wire _102_;
+  wire [9:0] _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire _115_;
+  wire _116_;
+  wire _117_;
+  wire [17:0] _118_;
+  wire [17:0] _119_;
+  wire [17:0] _120_;
+  wire [8:0] _121_;
+  wire [16:0] _122_;
+  wire [17:0] _123_;
+  wire [16:0] _124_;
+  wire [17:0] _125_;
+  wire [16:0] _126_;
+  wire [17:0] _127_;
+  wire [16:0] _128_;
+  wire [17:0] _129_;
+  wire [10:0] _130_;
+  wire [1:0] _131_;
+  wire [17:0] _132_;
+  wire [1:0] _133_;
+  wire [17:0] _134_;
+  wire [11:0] _135_;
+  wire [8:0] _136_;
+  wire [11:0] _137_;
+  wire [17:0] _138_;
+  wire [17:0] _139_;
+  wire [17:0] _140_;
+  wire [17:0] _141_;
+  wire [1:0] _142_;
+  wire [17:0] _143_;
+  wire [1:0] _144_;
+  wire [17:0] _145_;
+  wire [10:0] _146_;
+  (* unused_bits = "18" *)
+  wire [18:0] _147_;
+  wire [17:0] _148_;
+  wire [17:0] _149_;
+  wire [17:0] _150_;
+  wire [16:0] _151_;
+  wire [17:0] _152_;
+  wire [16:0] _153_;
+  wire [17:0] _154_;
+  wire [16:0] _155_;
+  wire [11:0] _156_;
+  wire [17:0] _157_;
+  wire [16:0] _158_;
+  wire [17:0] _159_;
+  wire [1:0] _160_;
+  wire [17:0] _161_;
+  wire [1:0] _162_;
+  wire [17:0] _163_;
+  wire [11:0] _164_;
+  wire [8:0] _165_;
+  wire [11:0] _166_;
+  wire [17:0] _167_;
+  wire [17:0] _168_;
+  wire [17:0] _169_;
+  wire [17:0] _170_;
+  wire [10:0] _171_;
+  wire [1:0] _172_;
+  wire [17:0] _173_;
+  wire [1:0] _174_;
+  wire [17:0] _175_;
+  (* unused_bits = "18" *)
+  wire [18:0] _176_;
+  wire [17:0] _177_;
+  wire [17:0] _178_;
+  wire [17:0] _179_;
+  wire [9:0] _180_;
+  wire [11:0] _181_;
+  wire [16:0] _182_;
+  wire [17:0] _183_;
+  wire [16:0] _184_;
+  wire [17:0] _185_;
+  wire [16:0] _186_;
+  wire [17:0] _187_;
+  wire [16:0] _188_;
+  wire [17:0] _189_;
+  wire [1:0] _190_;
+  wire [17:0] _191_;
+  wire [1:0] _192_;
+  wire [17:0] _193_;
+  wire [11:0] _194_;
+  wire [8:0] _195_;
+  wire [11:0] _196_;
+  wire [17:0] _197_;
+  wire [10:0] _198_;
+  wire [17:0] _199_;
+  wire [17:0] _200_;
+  wire [17:0] _201_;
+  wire [1:0] _202_;
+  wire [17:0] _203_;
+  wire [1:0] _204_;
+  wire [17:0] _205_;
+  wire [11:0] _206_;
+  (* unused_bits = "18" *)
+  wire [18:0] _207_;
+  wire [17:0] _208_;
+  wire [17:0] _209_;
+  wire [17:0] _210_;
+  wire [16:0] _211_;
+  wire [17:0] _212_;
+  wire [16:0] _213_;
+  wire [17:0] _214_;
+  wire [16:0] _215_;
+  wire [17:0] _216_;
+  wire [16:0] _217_;
+  wire [17:0] _218_;
+  wire [1:0] _219_;
+  wire [17:0] _220_;
+  wire [1:0] _221_;
+  wire [17:0] _222_;
+  wire [10:0] _223_;
+  wire [11:0] _224_;
+  wire [8:0] _225_;
+  wire [11:0] _226_;
+  wire [17:0] _227_;
+  wire [17:0] _228_;
+  wire [17:0] _229_;
+  wire [17:0] _230_;
+  wire [11:0] _231_;
+  wire [1:0] _232_;
+  wire [17:0] _233_;
+  wire [1:0] _234_;
+  wire [17:0] _235_;
+  (* unused_bits = "18" *)
+  wire [18:0] _236_;
+  wire _237_;
+  wire _238_;
+  wire _239_;
+  wire _240_;
+  wire _241_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _242_;
+  wire _243_;
+  wire _244_;
+  wire [28:0] _245_;
+  wire [28:0] _246_;
+  wire [28:0] _247_;
+  wire [11:0] _248_;
+  wire [28:0] _249_;
+  wire [28:0] _250_;
+  wire [28:0] _251_;
+  wire [28:0] _252_;
+  wire [28:0] _253_;
+  wire [31:0] _254_;
+  wire [10:0] _255_;
+  wire [10:0] _256_;
+  wire [10:0] _257_;
+  wire [10:0] _258_;
   (* unused_bits = "12" *)
-  wire [12:0] _0381_;
-  wire [11:0] _0382_;
+  wire [12:0] _259_;
+  wire [11:0] _260_;
+  wire [11:0] _261_;
+  wire [11:0] _262_;
+  wire [11:0] _263_;
+  wire [47:0] _264_;
+  wire [67:0] _265_;
+  wire [35:0] _266_;
+  wire [67:0] _267_;
+  wire [67:0] _268_;
+  wire [3:0] _269_;
+  wire _270_;
+  wire _271_;
+  wire _272_;
+  wire _273_;
+  wire _274_;
+  wire _275_;
+  wire _276_;
+  wire _277_;
+  wire _278_;
+  wire [11:0] _279_;
+  wire _280_;
+  wire [9:0] _281_;
+  wire [7:0] _282_;
+  wire [71:0] _283_;
+  wire [67:0] _284_;
+  wire [69:0] _285_;
+  wire _286_;
   (* unused_bits = "12" *)
-  wire [12:0] _0383_;
-  wire [11:0] _0384_;
+  wire [12:0] _287_;
+  wire [11:0] _288_;
   (* unused_bits = "12" *)
-  wire [12:0] _0385_;
-  wire [11:0] _0386_;
+  wire [12:0] _289_;
+  wire [11:0] _290_;
   (* unused_bits = "12" *)
-  wire [12:0] _0387_;
-  wire _0388_;
-  wire _0389_;
-  wire _0390_;
-  wire [3:0] _0391_;
-  wire [3:0] _0392_;
-  wire [3:0] _0393_;
-  wire [3:0] _0394_;
-  wire [3:0] _0395_;
-  wire [3:0] _0396_;
-  wire [16:0] _0397_;
-  wire [16:0] _0398_;
-  wire [16:0] _0399_;
-  wire _0400_;
-  wire _0401_;
-  wire _0402_;
-  wire _0403_;
-  wire _0404_;
-  wire _0405_;
-  wire [11:0] _0406_;
-  wire [11:0] _0407_;
-  wire [11:0] _0408_;
-  wire [11:0] _0409_;
-  wire [1:0] _0410_;
-  wire [1:0] _0411_;
-  wire [1:0] _0412_;
-  wire _0413_;
-  wire _0414_;
-  wire _0415_;
-  wire [1:0] _0416_;
-  wire [1:0] _0417_;
-  wire [1:0] _0418_;
-  wire [1:0] _0419_;
-  wire [1:0] _0420_;
-  wire [1:0] _0421_;
-  wire [1:0] _0422_;
-  wire [1:0] _0423_;
-  wire [1:0] _0424_;
-  wire [1:0] _0425_;
-  wire _0426_;
-  wire _0427_;
-  wire _0428_;
-  wire _0429_;
-  wire _0430_;
-  wire _0431_;
-  wire _0432_;
-  wire _0433_;
-  wire _0434_;
-  wire _0435_;
-  wire _0436_;
-  wire [1:0] _0437_;
-  wire [1:0] _0438_;
-  wire [1:0] _0439_;
-  wire _0440_;
-  wire _0441_;
-  wire _0442_;
-  wire _0443_;
-  wire _0444_;
-  wire _0445_;
-  wire _0446_;
-  wire _0447_;
-  wire _0448_;
-  wire _0449_;
-  wire [1:0] _0450_;
-  wire [1:0] _0451_;
-  wire _0452_;
-  wire _0453_;
-  wire _0454_;
-  wire _0455_;
-  wire _0456_;
-  wire _0457_;
-  wire _0458_;
-  wire _0459_;
-  wire _0460_;
-  wire _0461_;
-  wire _0462_;
-  wire _0463_;
-  wire _0464_;
-  wire _0465_;
-  wire _0466_;
+  wire [12:0] _291_;
+  wire [8:0] _292_;
+  wire _293_;
+  wire _294_;
+  wire _295_;
+  wire _296_;
+  wire _297_;
+  wire _298_;
+  wire _299_;
+  wire _300_;
+  wire _301_;
+  wire _302_;
+  wire [10:0] _303_;
+  wire _304_;
+  wire _305_;
+  wire _306_;
+  wire _307_;
+  wire _308_;
+  wire _309_;
+  wire _310_;
+  wire _311_;
+  wire _312_;
+  wire _313_;
+  wire _314_;
+  wire _315_;
+  wire _316_;
+  wire _317_;
+  wire _318_;
+  wire _319_;
+  wire _320_;
+  wire _321_;
+  wire _322_;
+  wire [8:0] _323_;
+  wire _324_;
+  wire _325_;
+  wire _326_;
+  wire _327_;
+  wire _328_;
+  wire _329_;
+  wire _330_;
+  wire _331_;
+  wire _332_;
+  wire [9:0] _333_;
+  wire _334_;
+  wire _335_;
+  wire _336_;
+  wire _337_;
+  wire _338_;
+  wire _339_;
+  wire _340_;
+  wire _341_;
+  wire _342_;
+  wire [11:0] _343_;
+  wire [11:0] _344_;
+  wire [11:0] _345_;
+  wire [11:0] _346_;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35" *)
   wire [35:0] \$like ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
@@ -16087,44 +17795,40 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire [8:0] \$like[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \$like[3] ;
-  reg \$signal  = 1'h0;
+  reg [67:0] \$signal  = 68'h00000000000000000;
+  reg [35:0] \$signal$25  = 36'h000000000;
+  wire [8:0] \$signal$25[0] ;
+  wire [8:0] \$signal$25[1] ;
+  wire [8:0] \$signal$25[2] ;
+  wire [8:0] \$signal$25[3] ;
   (* unused_bits = "6 9" *)
-  reg [9:0] \$signal$105  = 10'h000;
+  reg [9:0] \$signal$43  = 10'h000;
   (* unused_bits = "4 7" *)
-  reg [7:0] \$signal$106  = 8'h00;
-  reg [71:0] \$signal$107  = 72'h000000000000000000;
-  wire [17:0] \$signal$107[0] ;
-  wire [17:0] \$signal$107[1] ;
-  wire [17:0] \$signal$107[2] ;
-  wire [17:0] \$signal$107[3] ;
-  wire \$signal$23 ;
-  reg [71:0] \$signal$35  = 72'h000000000000000000;
-  wire [17:0] \$signal$35[0] ;
-  wire [17:0] \$signal$35[1] ;
-  wire [17:0] \$signal$35[2] ;
-  wire [17:0] \$signal$35[3] ;
-  wire [69:0] \$signal$45 ;
-  reg \$signal$46  = 1'h0;
-  wire \$signal$5 ;
+  reg [7:0] \$signal$44  = 8'h00;
   wire [69:0] \$signal$52 ;
-  wire \$signal$57 ;
-  reg \$signal$58  = 1'h0;
-  wire \$signal$61 ;
-  reg \$signal$67  = 1'h0;
-  wire [9:0] \$signature__addr ;
-  wire [1:0] \$signature__addr$30 ;
-  wire [31:0] \$signature__data ;
-  wire [67:0] \$signature__data$85 ;
-  wire [16:0] \$signature__data$85[0] ;
-  wire [16:0] \$signature__data$85[1] ;
-  wire [16:0] \$signature__data$85[2] ;
-  wire [16:0] \$signature__data$85[3] ;
-  wire [7:0] \$signature__data[0] ;
-  wire [7:0] \$signature__data[1] ;
-  wire [7:0] \$signature__data[2] ;
-  wire [7:0] \$signature__data[3] ;
-  output active;
-  wire active;
+  wire [1:0] \$signal$52.addr ;
+  wire [67:0] \$signal$52.values ;
+  wire [16:0] \$signal$52.values[0] ;
+  wire [16:0] \$signal$52.values[1] ;
+  wire [16:0] \$signal$52.values[2] ;
+  wire [16:0] \$signal$52.values[3] ;
+  wire [16:0] \$signal[0] ;
+  wire [16:0] \$signal[1] ;
+  wire [16:0] \$signal[2] ;
+  wire [16:0] \$signal[3] ;
+  wire [1:0] \$signature__addr ;
+  wire [1:0] \$signature__addr$61 ;
+  wire [67:0] \$signature__data ;
+  wire [67:0] \$signature__data$62 ;
+  wire [16:0] \$signature__data$62[0] ;
+  wire [16:0] \$signature__data$62[1] ;
+  wire [16:0] \$signature__data$62[2] ;
+  wire [16:0] \$signature__data$62[3] ;
+  wire [16:0] \$signature__data[0] ;
+  wire [16:0] \$signature__data[1] ;
+  wire [16:0] \$signature__data[2] ;
+  wire [16:0] \$signature__data[3] ;
+  wire \$signature__en ;
   reg [47:0] addend = 48'h000000000000;
   wire [11:0] \addend[0] ;
   wire [11:0] \addend[1] ;
@@ -16140,21 +17844,12 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire [8:0] \b6[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \b6[3] ;
-  reg [35:0] b_raw = 36'h000000000;
-  wire [8:0] \b_raw[0] ;
-  wire [8:0] \b_raw[1] ;
-  wire [8:0] \b_raw[2] ;
-  wire [8:0] \b_raw[3] ;
   wire [1:0] b_rd__addr;
   wire [35:0] b_rd__data;
   wire [8:0] \b_rd__data[0] ;
   wire [8:0] \b_rd__data[1] ;
   wire [8:0] \b_rd__data[2] ;
   wire [8:0] \b_rd__data[3] ;
-  reg [3:0] best_idx = 4'h0;
-  reg [16:0] best_val = 17'h00000;
-  reg better = 1'h0;
-  wire busy;
   wire [3:0] c_raw;
   wire \c_raw[0] ;
   wire \c_raw[1] ;
@@ -16162,7 +17857,6 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire \c_raw[3] ;
   input clk;
   wire clk;
-  reg credit = 1'h0;
   wire [3:0] cres7;
   wire \cres7[0] ;
   wire \cres7[1] ;
@@ -16178,31 +17872,16 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire \cres9[1] ;
   wire \cres9[2] ;
   wire \cres9[3] ;
-  reg [3:0] done = 4'h0;
+  output dropped;
   wire dropped;
-  wire en;
-  wire [69:0] entry;
-  wire [1:0] \entry.addr ;
-  wire [67:0] \entry.values ;
-  wire [16:0] \entry.values[0] ;
-  wire [16:0] \entry.values[1] ;
-  wire [16:0] \entry.values[2] ;
-  wire [16:0] \entry.values[3] ;
-  wire [69:0] entry7;
+  output [69:0] entry7;
+  reg [69:0] entry7 = 70'h000000000000000000;
   wire [1:0] \entry7.addr ;
   wire [67:0] \entry7.values ;
   wire [16:0] \entry7.values[0] ;
   wire [16:0] \entry7.values[1] ;
   wire [16:0] \entry7.values[2] ;
   wire [16:0] \entry7.values[3] ;
-  wire [3:0] ev_c;
-  wire [2:0] ev_count;
-  wire [3:0] ev_shift;
-  wire [1:0] ev_x;
-  wire [1:0] ev_y;
-  reg [1:0] fire_k = 2'h0;
-  reg first = 1'h1;
-  reg fsm_state = 1'h0;
   reg hit_c1 = 1'h0;
   reg hit_c2 = 1'h0;
   reg hit_c3 = 1'h0;
@@ -16213,58 +17892,49 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   reg hit_v3 = 1'h0;
   reg hit_v4 = 1'h0;
   reg hit_v5 = 1'h0;
-  input [11:0] i0__payload;
-  wire [11:0] i0__payload;
-  wire [3:0] \i0__payload.c ;
-  wire [2:0] \i0__payload.count ;
-  wire \i0__payload.end ;
-  wire [1:0] \i0__payload.x ;
-  wire [1:0] \i0__payload.y ;
-  output i0__ready;
-  wire i0__ready;
-  input i0__valid;
-  wire i0__valid;
-  wire [3:0] index;
-  wire [28:0] issue;
-  wire [1:0] \issue.addr ;
-  wire \issue.bank ;
-  wire [1:0] \issue.bias_g ;
-  wire [2:0] \issue.count ;
-  wire \issue.cur ;
-  wire \issue.end ;
-  wire \issue.fire_k ;
-  wire \issue.kind ;
-  wire \issue.last_step ;
-  wire \issue.proj ;
-  wire [3:0] \issue.shift ;
-  wire \issue.valid ;
-  wire [9:0] \issue.waddr ;
-  wire [1:0] lane;
-  wire last_lane;
-  wire load;
-  output [25:0] o__payload;
-  wire [25:0] o__payload;
-  wire [3:0] \o__payload.argmax ;
-  wire [3:0] \o__payload.index ;
-  wire \o__payload.last ;
-  wire [16:0] \o__payload.value ;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  wire o__valid;
-  wire [1:0] op_addr;
-  wire [2:0] op_count;
-  wire [3:0] op_shift;
-  wire op_valid;
-  wire [9:0] op_waddr;
-  wire [67:0] out_vals;
-  wire [16:0] \out_vals[0] ;
-  wire [16:0] \out_vals[1] ;
-  wire [16:0] \out_vals[2] ;
-  wire [16:0] \out_vals[3] ;
-  wire push7;
-  wire ready;
-  wire [67:0] res7;
+  input [27:0] ops__payload;
+  wire [27:0] ops__payload;
+  wire [1:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire [2:0] \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [9:0] \ops__payload.waddr ;
+  input ops__valid;
+  wire ops__valid;
+  output push7;
+  reg push7 = 1'h0;
+  wire [69:0] push__payload;
+  wire [1:0] \push__payload.addr ;
+  wire [67:0] \push__payload.values ;
+  wire [16:0] \push__payload.values[0] ;
+  wire [16:0] \push__payload.values[1] ;
+  wire [16:0] \push__payload.values[2] ;
+  wire [16:0] \push__payload.values[3] ;
+  wire push__valid;
+  wire [71:0] r;
+  wire [71:0] r6;
+  wire [17:0] \r6[0] ;
+  wire [17:0] \r6[1] ;
+  wire [17:0] \r6[2] ;
+  wire [17:0] \r6[3] ;
+  wire [17:0] \r[0] ;
+  wire [17:0] \r[1] ;
+  wire [17:0] \r[2] ;
+  wire [17:0] \r[3] ;
+  wire [9:0] rd__addr;
+  wire [31:0] rd__data;
+  wire [7:0] \rd__data[0] ;
+  wire [7:0] \rd__data[1] ;
+  wire [7:0] \rd__data[2] ;
+  wire [7:0] \rd__data[3] ;
+  reg [67:0] res7 = 68'h00000000000000000;
   wire [16:0] \res7[0] ;
   wire [16:0] \res7[1] ;
   wire [16:0] \res7[2] ;
@@ -16286,6 +17956,34 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire [16:0] \result[3] ;
   input rst;
   wire rst;
+  wire [28:0] s5;
+  wire [1:0] \s5.addr ;
+  wire \s5.bank ;
+  wire [1:0] \s5.bias_g ;
+  wire [2:0] \s5.count ;
+  wire \s5.cur ;
+  wire \s5.end ;
+  wire \s5.fire_k ;
+  wire \s5.kind ;
+  wire \s5.last_step ;
+  wire \s5.proj ;
+  wire [3:0] \s5.shift ;
+  wire \s5.valid ;
+  wire [9:0] \s5.waddr ;
+  wire [28:0] s6;
+  wire [1:0] \s6.addr ;
+  wire \s6.bank ;
+  wire [1:0] \s6.bias_g ;
+  wire [2:0] \s6.count ;
+  wire \s6.cur ;
+  wire \s6.end ;
+  wire \s6.fire_k ;
+  wire \s6.kind ;
+  wire \s6.last_step ;
+  wire \s6.proj ;
+  wire [3:0] \s6.shift ;
+  wire \s6.valid ;
+  wire [9:0] \s6.waddr ;
   reg [28:0] st0 = 29'h00000000;
   wire [1:0] \st0.addr ;
   wire \st0.bank ;
@@ -16407,51 +18105,21 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   wire \st7.valid ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \st7.waddr ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28" *)
-  wire [28:0] st8;
-  (* unused_bits = "0 1" *)
-  wire [1:0] \st8.addr ;
-  (* unused_bits = "0" *)
-  wire \st8.bank ;
-  (* unused_bits = "0 1" *)
-  wire [1:0] \st8.bias_g ;
-  (* unused_bits = "0 1 2" *)
-  wire [2:0] \st8.count ;
-  (* unused_bits = "0" *)
-  wire \st8.cur ;
-  (* unused_bits = "0" *)
-  wire \st8.end ;
-  (* unused_bits = "0" *)
-  wire \st8.fire_k ;
-  (* unused_bits = "0" *)
-  wire \st8.kind ;
-  (* unused_bits = "0" *)
-  wire \st8.last_step ;
-  (* unused_bits = "0" *)
-  wire \st8.proj ;
-  (* unused_bits = "0 1 2 3" *)
-  wire [3:0] \st8.shift ;
-  (* unused_bits = "0" *)
-  wire \st8.valid ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
-  wire [9:0] \st8.waddr ;
-  reg [1:0] step = 2'h0;
-  reg [1:0] sweep_addr = 2'h0;
-  reg sweep_last = 1'h0;
-  wire sweep_now;
-  reg [4:0] used = 5'h00;
-  reg [67:0] v_raw = 68'h00000000000000000;
-  wire [16:0] \v_raw[0] ;
-  wire [16:0] \v_raw[1] ;
-  wire [16:0] \v_raw[2] ;
-  wire [16:0] \v_raw[3] ;
-  wire [1:0] v_wr__addr;
-  reg [67:0] v_wr__data = 68'h00000000000000000;
-  wire [16:0] \v_wr__data[0] ;
-  wire [16:0] \v_wr__data[1] ;
-  wire [16:0] \v_wr__data[2] ;
-  wire [16:0] \v_wr__data[3] ;
-  wire v_wr__en;
+  wire [71:0] val;
+  reg [71:0] val5 = 72'h000000000000000000;
+  wire [17:0] \val5[0] ;
+  wire [17:0] \val5[1] ;
+  wire [17:0] \val5[2] ;
+  wire [17:0] \val5[3] ;
+  wire [17:0] \val[0] ;
+  wire [17:0] \val[1] ;
+  wire [17:0] \val[2] ;
+  wire [17:0] \val[3] ;
+  wire [67:0] values;
+  wire [16:0] \values[0] ;
+  wire [16:0] \values[1] ;
+  wire [16:0] \values[2] ;
+  wire [16:0] \values[3] ;
   reg [31:0] w1_0 = 32'd0;
   wire [7:0] \w1_0[0] ;
   wire [7:0] \w1_0[1] ;
@@ -16465,24 +18133,17 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   reg [11:0] w2_0_2_1 = 12'h000;
   reg [11:0] w2_0_2_2 = 12'h000;
   reg [11:0] w2_0_2_3 = 12'h000;
-  reg [69:0] written = 70'h000000000000000000;
-  wire [1:0] \written.addr ;
-  wire [67:0] \written.values ;
-  wire [16:0] \written.values[0] ;
-  wire [16:0] \written.values[1] ;
-  wire [16:0] \written.values[2] ;
-  wire [16:0] \written.values[3] ;
   reg [35:0] bmem [2:0];
   initial begin
     bmem[0] = 36'h0d580742e;
     bmem[1] = 36'h1b6cb555c;
     bmem[2] = 36'h0000051ba;
   end
-  reg [35:0] _1028_;
+  reg [35:0] _741_;
   always @(posedge clk) begin
-    _1028_ <= bmem[st2[5:4]];
+    _741_ <= bmem[st2[5:4]];
   end
-  assign b_rd__data = _1028_;
+  assign b_rd__data = _741_;
   reg [67:0] vmem [2:0];
   initial begin
     vmem[0] = 68'h00000000000000000;
@@ -16490,14 +18151,14 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
     vmem[2] = 68'h00000000000000000;
   end
   always @(posedge clk) begin
-    if (v_wr__en)
-      vmem[st7[5:4]] <= v_wr__data;
+    if (\$signature__en )
+      vmem[st7[5:4]] <= res7;
   end
-  reg [67:0] _1029_;
+  reg [67:0] _742_;
   always @(posedge clk) begin
-    _1029_ <= vmem[st2[5:4]];
+    _742_ <= vmem[st2[5:4]];
   end
-  assign \$signature__data$85  = _1029_;
+  assign \$signature__data  = _742_;
   reg [31:0] wrom0 [767:0];
   initial begin
     wrom0[0] = 32'd486942651;
@@ -17269,737 +18930,469 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
     wrom0[766] = 32'd1139472401;
     wrom0[767] = 32'd56259;
   end
-  reg [31:0] _1030_;
+  reg [31:0] _743_;
   always @(posedge clk) begin
-    _1030_ <= wrom0[st0[15:6]];
+    _743_ <= wrom0[st0[15:6]];
   end
-  assign \$signature__data  = _1030_;
+  assign rd__data = _743_;
+  assign _092_ = st2[17] ? { w1_0[7], w1_0[7:0] } : 9'h000;
+  assign _180_ = $signed(1'h0) + $signed(_092_);
+  assign _292_ = st2[18] ? { w1_0[7:0], 1'h0 } : 9'h000;
+  assign _303_ = $signed(_180_) + $signed(_292_);
+  assign _323_ = st2[17] ? { w1_0[15], w1_0[15:8] } : 9'h000;
+  assign _333_ = $signed(1'h0) + $signed(_323_);
+  assign _009_ = st2[18] ? { w1_0[15:8], 1'h0 } : 9'h000;
+  assign _020_ = $signed(_333_) + $signed(_009_);
+  assign _036_ = st2[17] ? { w1_0[23], w1_0[23:16] } : 9'h000;
+  assign _045_ = $signed(1'h0) + $signed(_036_);
+  assign _064_ = st2[18] ? { w1_0[23:16], 1'h0 } : 9'h000;
+  assign _074_ = $signed(_045_) + $signed(_064_);
+  assign _093_ = st2[17] ? { w1_0[31], w1_0[31:24] } : 9'h000;
+  assign _103_ = $signed(1'h0) + $signed(_093_);
+  assign _121_ = st2[18] ? { w1_0[31:24], 1'h0 } : 9'h000;
+  assign _130_ = $signed(_103_) + $signed(_121_);
+  assign _146_ = st2[19] ? { w1_0[7], w1_0[7:0], 2'h0 } : 11'h000;
+  assign _156_ = $signed(1'h0) + $signed(_146_);
+  assign _171_ = st2[19] ? { w1_0[15], w1_0[15:8], 2'h0 } : 11'h000;
+  assign _181_ = $signed(1'h0) + $signed(_171_);
+  assign _198_ = st2[19] ? { w1_0[23], w1_0[23:16], 2'h0 } : 11'h000;
+  assign _206_ = $signed(1'h0) + $signed(_198_);
+  assign _223_ = st2[19] ? { w1_0[31], w1_0[31:24], 2'h0 } : 11'h000;
+  assign _231_ = $signed(1'h0) + $signed(_223_);
+  assign _248_ = $signed(1'h0) + $signed(w2_0_0_0);
+  assign _259_ = $signed(_248_) + $signed(w2_0_2_0);
+  assign _279_ = $signed(1'h0) + $signed(w2_0_0_1);
+  assign _287_ = $signed(_279_) + $signed(w2_0_2_1);
+  assign _288_ = $signed(1'h0) + $signed(w2_0_0_2);
+  assign _289_ = $signed(_288_) + $signed(w2_0_2_2);
+  assign _290_ = $signed(1'h0) + $signed(w2_0_0_3);
+  assign _291_ = $signed(_290_) + $signed(w2_0_2_3);
+  assign _293_ = st2[5:4] == st3[5:4];
+  assign _294_ = ! st3[1];
+  assign _295_ = _293_ & _294_;
+  assign _296_ = ! st3[1];
+  assign _297_ = _296_ & st3[2];
+  assign _298_ = ~ _297_;
+  assign _299_ = st3[0] & _298_;
+  assign _300_ = _295_ & _299_;
+  assign _301_ = st2[5:4] == st3[5:4];
+  assign _302_ = ! st3[1];
+  assign _304_ = _301_ & _302_;
+  assign _305_ = ! st3[1];
+  assign _306_ = _305_ & st3[2];
+  assign _307_ = st3[1] & st3[24];
+  assign _308_ = _306_ | _307_;
+  assign _309_ = st3[0] & _308_;
+  assign _310_ = _304_ & _309_;
+  assign _311_ = st2[5:4] == st4[5:4];
+  assign _312_ = ! st4[1];
+  assign _313_ = _311_ & _312_;
+  assign _314_ = ! st4[1];
+  assign _315_ = _314_ & st4[2];
+  assign _316_ = ~ _315_;
+  assign _317_ = st4[0] & _316_;
+  assign _318_ = _313_ & _317_;
+  assign _319_ = st2[5:4] == st4[5:4];
+  assign _320_ = ! st4[1];
+  assign _321_ = _319_ & _320_;
+  assign _322_ = ! st4[1];
+  assign _324_ = _322_ & st4[2];
+  assign _325_ = st4[1] & st4[24];
+  assign _326_ = _324_ | _325_;
+  assign _327_ = st4[0] & _326_;
+  assign _328_ = _321_ & _327_;
+  assign _329_ = st2[5:4] == st5[5:4];
+  assign _330_ = ! st5[1];
+  assign _331_ = _330_ & st5[2];
+  assign _332_ = ~ _331_;
+  assign _334_ = st5[0] & _332_;
+  assign _335_ = _329_ & _334_;
+  assign _336_ = st2[5:4] == st5[5:4];
+  assign _337_ = ! st5[1];
+  assign _338_ = _337_ & st5[2];
+  assign _339_ = st5[1] & st5[24];
+  assign _340_ = _338_ | _339_;
+  assign _341_ = st5[0] & _340_;
+  assign _342_ = _336_ & _341_;
+  assign _000_ = st2[5:4] == st6[5:4];
+  assign _001_ = ! st6[1];
+  assign _002_ = _001_ & st6[2];
+  assign _003_ = ~ _002_;
+  assign _004_ = st6[0] & _003_;
+  assign _005_ = _000_ & _004_;
+  assign _006_ = st2[5:4] == st6[5:4];
+  assign _007_ = ! st6[1];
+  assign _008_ = _007_ & st6[2];
+  assign _010_ = st6[1] & st6[24];
+  assign _011_ = _008_ | _010_;
+  assign _012_ = st6[0] & _011_;
+  assign _013_ = _006_ & _012_;
+  assign _014_ = st2[5:4] == st7[5:4];
+  assign _015_ = ! st7[1];
+  assign _016_ = _015_ & st7[2];
+  assign _017_ = ~ _016_;
+  assign _018_ = st7[0] & _017_;
+  assign _019_ = _014_ & _018_;
+  assign _021_ = st2[5:4] == st7[5:4];
+  assign _022_ = ! st7[1];
+  assign _023_ = _022_ & st7[2];
+  assign _024_ = st7[1] & st7[24];
+  assign _025_ = _023_ | _024_;
+  assign _026_ = st7[0] & _025_;
+  assign _027_ = _021_ & _026_;
+  assign _028_ = ! st3[1];
+  assign _029_ = _028_ & st3[2];
+  assign _030_ = ~ _029_;
+  assign _031_ = hit_v1 & _030_;
+  assign _032_ = ! st3[1];
+  assign _033_ = _032_ & st3[2];
+  assign _034_ = hit_c1 & _033_;
+  assign _035_ = _031_ | _034_;
+  assign _037_ = ~ hit_v1;
+  assign _038_ = hit_v2 & _037_;
+  assign _039_ = ! st3[1];
+  assign _040_ = _039_ & st3[2];
+  assign _041_ = ~ _040_;
+  assign _042_ = _038_ & _041_;
+  assign _043_ = ~ hit_c1;
+  assign _044_ = hit_c2 & _043_;
+  assign _046_ = ! st3[1];
+  assign _047_ = _046_ & st3[2];
+  assign _048_ = _044_ & _047_;
+  assign _049_ = _042_ | _048_;
+  assign _050_ = hit_v1 | hit_v2;
+  assign _051_ = ~ _050_;
+  assign _052_ = hit_v3 & _051_;
+  assign _053_ = ! st3[1];
+  assign _054_ = _053_ & st3[2];
+  assign _055_ = ~ _054_;
+  assign _056_ = _052_ & _055_;
+  assign _057_ = hit_v1 | hit_v2;
+  assign _058_ = _057_ | hit_v3;
+  assign _059_ = ~ _058_;
+  assign _060_ = hit_v4 & _059_;
+  assign _061_ = ! st3[1];
+  assign _062_ = _061_ & st3[2];
+  assign _063_ = ~ _062_;
+  assign _065_ = _060_ & _063_;
+  assign _066_ = hit_v1 | hit_v2;
+  assign _067_ = _066_ | hit_v3;
+  assign _068_ = _067_ | hit_v4;
+  assign _069_ = ~ _068_;
+  assign _070_ = hit_v5 & _069_;
+  assign _071_ = ! st3[1];
+  assign _072_ = _071_ & st3[2];
+  assign _073_ = ~ _072_;
+  assign _075_ = _070_ & _073_;
+  assign _076_ = hit_v1 | hit_v2;
+  assign _077_ = _076_ | hit_v3;
+  assign _078_ = _077_ | hit_v4;
+  assign _079_ = _078_ | hit_v5;
+  assign _080_ = ~ _079_;
+  assign _081_ = ! st3[1];
+  assign _082_ = _081_ & st3[2];
+  assign _083_ = ~ _082_;
+  assign _084_ = _080_ & _083_;
+  assign _085_ = hit_c1 | hit_c2;
+  assign _086_ = ~ _085_;
+  assign _087_ = hit_c3 & _086_;
+  assign _088_ = ! st3[1];
+  assign _089_ = _088_ & st3[2];
+  assign _090_ = _087_ & _089_;
+  assign _091_ = hit_c1 | hit_c2;
+  assign _094_ = _091_ | hit_c3;
+  assign _095_ = ~ _094_;
+  assign _096_ = hit_c4 & _095_;
+  assign _097_ = ! st3[1];
+  assign _098_ = _097_ & st3[2];
+  assign _099_ = _096_ & _098_;
+  assign _100_ = hit_c1 | hit_c2;
+  assign _101_ = _100_ | hit_c3;
+  assign _102_ = _101_ | hit_c4;
+  assign _104_ = ~ _102_;
+  assign _105_ = hit_c5 & _104_;
+  assign _106_ = ! st3[1];
+  assign _107_ = _106_ & st3[2];
+  assign _108_ = _105_ & _107_;
+  assign _109_ = hit_c1 | hit_c2;
+  assign _110_ = _109_ | hit_c3;
+  assign _111_ = _110_ | hit_c4;
+  assign _112_ = _111_ | hit_c5;
+  assign _113_ = ~ _112_;
+  assign _114_ = ! st3[1];
+  assign _115_ = _114_ & st3[2];
+  assign _116_ = _113_ & _115_;
+  assign _117_ = ! st3[1];
+  assign _118_ = \$signal$43 [0] ? val5[17:0] : 18'h00000;
+  assign _119_ = \$signal$43 [1] ? r6[17:0] : 18'h00000;
+  assign _120_ = _118_ | _119_;
+  assign _122_ = \$signal$43 [2] ? res7[16:0] : 17'h00000;
+  assign _123_ = _120_ | { _122_[16], _122_ };
+  assign _124_ = \$signal$43 [3] ? res8[16:0] : 17'h00000;
+  assign _125_ = _123_ | { _124_[16], _124_ };
+  assign _126_ = \$signal$43 [4] ? res9[16:0] : 17'h00000;
+  assign _127_ = _125_ | { _126_[16], _126_ };
+  assign _128_ = \$signal$43 [5] ? \$signal [16:0] : 17'h00000;
+  assign _129_ = _127_ | { _128_[16], _128_ };
+  assign _131_ = \$signal$43 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _132_ = _129_ | { _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_[1], _131_ };
+  assign _133_ = \$signal$43 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _134_ = _132_ | { _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_[1], _133_ };
+  assign _135_ = \$signal$44 [0] ? addend[11:0] : 12'h000;
+  assign _136_ = \$signal$44 [1] ? \$signal$25 [8:0] : 9'h000;
+  assign _137_ = _135_ | { _136_[8], _136_[8], _136_[8], _136_ };
+  assign _138_ = \$signal$44 [2] ? val5[17:0] : 18'h00000;
+  assign _139_ = { _137_[11], _137_[11], _137_[11], _137_[11], _137_[11], _137_[11], _137_ } | _138_;
+  assign _140_ = \$signal$44 [3] ? r6[17:0] : 18'h00000;
+  assign _141_ = _139_ | _140_;
+  assign _142_ = \$signal$44 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _143_ = _141_ | { _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_ };
+  assign _144_ = \$signal$44 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _145_ = _143_ | { _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_[1], _144_ };
+  assign _147_ = $signed(_134_) + $signed(_145_);
+  assign _148_ = \$signal$43 [0] ? val5[35:18] : 18'h00000;
+  assign _149_ = \$signal$43 [1] ? r6[35:18] : 18'h00000;
+  assign _150_ = _148_ | _149_;
+  assign _151_ = \$signal$43 [2] ? res7[33:17] : 17'h00000;
+  assign _152_ = _150_ | { _151_[16], _151_ };
+  assign _153_ = \$signal$43 [3] ? res8[33:17] : 17'h00000;
+  assign _154_ = _152_ | { _153_[16], _153_ };
+  assign _155_ = \$signal$43 [4] ? res9[33:17] : 17'h00000;
+  assign _157_ = _154_ | { _155_[16], _155_ };
+  assign _158_ = \$signal$43 [5] ? \$signal [33:17] : 17'h00000;
+  assign _159_ = _157_ | { _158_[16], _158_ };
+  assign _160_ = \$signal$43 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _161_ = _159_ | { _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_ };
+  assign _162_ = \$signal$43 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _163_ = _161_ | { _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_ };
+  assign _164_ = \$signal$44 [0] ? addend[23:12] : 12'h000;
+  assign _165_ = \$signal$44 [1] ? \$signal$25 [17:9] : 9'h000;
+  assign _166_ = _164_ | { _165_[8], _165_[8], _165_[8], _165_ };
+  assign _167_ = \$signal$44 [2] ? val5[35:18] : 18'h00000;
+  assign _168_ = { _166_[11], _166_[11], _166_[11], _166_[11], _166_[11], _166_[11], _166_ } | _167_;
+  assign _169_ = \$signal$44 [3] ? r6[35:18] : 18'h00000;
+  assign _170_ = _168_ | _169_;
+  assign _172_ = \$signal$44 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _173_ = _170_ | { _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_[1], _172_ };
+  assign _174_ = \$signal$44 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _175_ = _173_ | { _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_[1], _174_ };
+  assign _176_ = $signed(_163_) + $signed(_175_);
+  assign _177_ = \$signal$43 [0] ? val5[53:36] : 18'h00000;
+  assign _178_ = \$signal$43 [1] ? r6[53:36] : 18'h00000;
+  assign _179_ = _177_ | _178_;
+  assign _182_ = \$signal$43 [2] ? res7[50:34] : 17'h00000;
+  assign _183_ = _179_ | { _182_[16], _182_ };
+  assign _184_ = \$signal$43 [3] ? res8[50:34] : 17'h00000;
+  assign _185_ = _183_ | { _184_[16], _184_ };
+  assign _186_ = \$signal$43 [4] ? res9[50:34] : 17'h00000;
+  assign _187_ = _185_ | { _186_[16], _186_ };
+  assign _188_ = \$signal$43 [5] ? \$signal [50:34] : 17'h00000;
+  assign _189_ = _187_ | { _188_[16], _188_ };
+  assign _190_ = \$signal$43 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _191_ = _189_ | { _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_[1], _190_ };
+  assign _192_ = \$signal$43 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _193_ = _191_ | { _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_ };
+  assign _194_ = \$signal$44 [0] ? addend[35:24] : 12'h000;
+  assign _195_ = \$signal$44 [1] ? \$signal$25 [26:18] : 9'h000;
+  assign _196_ = _194_ | { _195_[8], _195_[8], _195_[8], _195_ };
+  assign _197_ = \$signal$44 [2] ? val5[53:36] : 18'h00000;
+  assign _199_ = { _196_[11], _196_[11], _196_[11], _196_[11], _196_[11], _196_[11], _196_ } | _197_;
+  assign _200_ = \$signal$44 [3] ? r6[53:36] : 18'h00000;
+  assign _201_ = _199_ | _200_;
+  assign _202_ = \$signal$44 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _203_ = _201_ | { _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_[1], _202_ };
+  assign _204_ = \$signal$44 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _205_ = _203_ | { _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_[1], _204_ };
+  assign _207_ = $signed(_193_) + $signed(_205_);
+  assign _208_ = \$signal$43 [0] ? val5[71:54] : 18'h00000;
+  assign _209_ = \$signal$43 [1] ? r6[71:54] : 18'h00000;
+  assign _210_ = _208_ | _209_;
+  assign _211_ = \$signal$43 [2] ? res7[67:51] : 17'h00000;
+  assign _212_ = _210_ | { _211_[16], _211_ };
+  assign _213_ = \$signal$43 [3] ? res8[67:51] : 17'h00000;
+  assign _214_ = _212_ | { _213_[16], _213_ };
+  assign _215_ = \$signal$43 [4] ? res9[67:51] : 17'h00000;
+  assign _216_ = _214_ | { _215_[16], _215_ };
+  assign _217_ = \$signal$43 [5] ? \$signal [67:51] : 17'h00000;
+  assign _218_ = _216_ | { _217_[16], _217_ };
+  assign _219_ = \$signal$43 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _220_ = _218_ | { _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_[1], _219_ };
+  assign _221_ = \$signal$43 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _222_ = _220_ | { _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_[1], _221_ };
+  assign _224_ = \$signal$44 [0] ? addend[47:36] : 12'h000;
+  assign _225_ = \$signal$44 [1] ? \$signal$25 [35:27] : 9'h000;
+  assign _226_ = _224_ | { _225_[8], _225_[8], _225_[8], _225_ };
+  assign _227_ = \$signal$44 [2] ? val5[71:54] : 18'h00000;
+  assign _228_ = { _226_[11], _226_[11], _226_[11], _226_[11], _226_[11], _226_[11], _226_ } | _227_;
+  assign _229_ = \$signal$44 [3] ? r6[71:54] : 18'h00000;
+  assign _230_ = _228_ | _229_;
+  assign _232_ = \$signal$44 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _233_ = _230_ | { _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_[1], _232_ };
+  assign _234_ = \$signal$44 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _235_ = _233_ | { _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_[1], _234_ };
+  assign _236_ = $signed(_222_) + $signed(_235_);
+  assign _237_ = st6[0] & st6[1];
+  assign _238_ = ! st7[1];
+  assign _239_ = _238_ & st7[2];
+  assign _240_ = ~ _239_;
+  assign _241_ = st7[0] & _240_;
+  assign { _242_[3:1], \$signature__en  } = _241_ ? 4'hf : 4'h0;
+  assign _243_ = st7[0] & st7[1];
+  assign _244_ = ~ push7;
+  assign dropped = _243_ & _244_;
   always @(posedge clk)
-    cres9 <= _0329_;
+    st0 <= _245_;
   always @(posedge clk)
-    hit_v1 <= _0331_;
+    st1 <= _246_;
   always @(posedge clk)
-    hit_c1 <= _0332_;
+    st2 <= _247_;
   always @(posedge clk)
-    hit_v2 <= _0333_;
+    st3 <= _249_;
   always @(posedge clk)
-    hit_c2 <= _0334_;
+    st4 <= _250_;
   always @(posedge clk)
-    hit_v3 <= _0335_;
+    st5 <= _251_;
   always @(posedge clk)
-    hit_c3 <= _0336_;
+    st6 <= _252_;
   always @(posedge clk)
-    hit_v4 <= _0337_;
+    st7 <= _253_;
   always @(posedge clk)
-    hit_c4 <= _0338_;
+    w1_0 <= _254_;
   always @(posedge clk)
-    hit_v5 <= _0340_;
+    w2_0_0_0 <= _255_;
   always @(posedge clk)
-    hit_c5 <= _0341_;
+    w2_0_0_1 <= _256_;
   always @(posedge clk)
-    \$signal$105  <= _0342_;
+    w2_0_0_2 <= _257_;
   always @(posedge clk)
-    \$signal$106  <= _0343_;
+    w2_0_0_3 <= _258_;
   always @(posedge clk)
-    \$signal$107  <= _0344_;
+    w2_0_2_0 <= _260_;
   always @(posedge clk)
-    \$signal$35  <= _0345_;
+    w2_0_2_1 <= _261_;
   always @(posedge clk)
-    v_wr__data <= _0346_;
+    w2_0_2_2 <= _262_;
   always @(posedge clk)
-    written <= _0347_;
+    w2_0_2_3 <= _263_;
   always @(posedge clk)
-    \$signal$46  <= _0348_;
+    addend <= _264_;
   always @(posedge clk)
-    better <= _0349_;
+    \$signal  <= _265_;
   always @(posedge clk)
-    \$signal$58  <= _0350_;
+    \$signal$25  <= _266_;
   always @(posedge clk)
-    first <= _0351_;
+    res8 <= _267_;
   always @(posedge clk)
-    best_val <= _0352_;
-  always @(posedge clk)
-    best_idx <= _0353_;
-  always @(posedge clk)
-    done <= _0354_;
-  assign en = ~ \$signal ;
-  assign _0000_ = ~ \$signal ;
-  assign _0097_ = op_valid & _0000_;
-  assign _0271_ = ~ \$signal ;
-  assign _0356_ = credit & _0271_;
-  assign active = \issue.valid  | \$signal ;
-  assign _0011_ = ! st7[1];
-  assign _0021_ = _0011_ & st7[2];
-  assign _0031_ = ~ _0021_;
-  assign _0042_ = st7[0] & _0031_;
-  assign { _0052_[3:1], v_wr__en } = _0042_ ? 4'hf : 4'h0;
-  assign _0072_ = st7[0] & st7[1];
-  assign _0080_ = ~ \$signal$46 ;
-  assign dropped = _0072_ & _0080_;
-  assign _0124_ = \$signal$52 [69:68] * 3'h4;
-  assign { _0134_[5:4], o__payload[3:0] } = _0124_ + lane;
-  assign _0144_ = lane == 2'h3;
-  assign _0154_ = o__payload[3:0] == 4'h9;
-  assign last_lane = _0144_ | _0154_;
-  assign \o__payload.last  = o__payload[3:0] == 4'h9;
-  assign \o__payload.argmax  = better ? o__payload[3:0] : best_idx;
-  assign _0188_ = \$signal$57  & \$signal$58 ;
-  assign _0211_ = used + sweep_now;
-  assign _0220_ = _0211_ - dropped;
-  assign _0229_ = \$signal$61  & \$signal$57 ;
-  assign _0238_ = $signed(_0220_) - $signed({ 1'h0, _0229_ });
-  assign _0247_ = used <= 4'he;
-  assign _0264_ = step == 1'h1;
-  assign _0272_ = step + 1'h1;
-  assign _0281_ = ~ \$signal ;
-  assign _0289_ = credit & _0281_;
-  assign _0300_ = sweep_addr + 1'h1;
-  assign _0310_ = sweep_addr == 1'h1;
-  assign _0320_ = sweep_now & \issue.end ;
-  assign _0330_ = sweep_now & \issue.end ;
-  assign _0339_ = _0330_ | \$signal$67 ;
-  assign _0355_ = st2[17] ? { w1_0[7], w1_0[7:0] } : 9'h000;
-  assign _0357_ = $signed(1'h0) + $signed(_0355_);
-  assign _0358_ = st2[18] ? { w1_0[7:0], 1'h0 } : 9'h000;
-  assign _0359_ = $signed(_0357_) + $signed(_0358_);
-  assign _0360_ = st2[17] ? { w1_0[15], w1_0[15:8] } : 9'h000;
-  assign _0361_ = $signed(1'h0) + $signed(_0360_);
-  assign _0362_ = st2[18] ? { w1_0[15:8], 1'h0 } : 9'h000;
-  assign _0363_ = $signed(_0361_) + $signed(_0362_);
-  assign _0364_ = st2[17] ? { w1_0[23], w1_0[23:16] } : 9'h000;
-  assign _0365_ = $signed(1'h0) + $signed(_0364_);
-  assign _0366_ = st2[18] ? { w1_0[23:16], 1'h0 } : 9'h000;
-  assign _0367_ = $signed(_0365_) + $signed(_0366_);
-  assign _0368_ = st2[17] ? { w1_0[31], w1_0[31:24] } : 9'h000;
-  assign _0369_ = $signed(1'h0) + $signed(_0368_);
-  assign _0370_ = st2[18] ? { w1_0[31:24], 1'h0 } : 9'h000;
-  assign _0371_ = $signed(_0369_) + $signed(_0370_);
-  assign _0372_ = st2[19] ? { w1_0[7], w1_0[7:0], 2'h0 } : 11'h000;
-  assign _0373_ = $signed(1'h0) + $signed(_0372_);
-  assign _0374_ = st2[19] ? { w1_0[15], w1_0[15:8], 2'h0 } : 11'h000;
-  assign _0375_ = $signed(1'h0) + $signed(_0374_);
-  assign _0376_ = st2[19] ? { w1_0[23], w1_0[23:16], 2'h0 } : 11'h000;
-  assign _0377_ = $signed(1'h0) + $signed(_0376_);
-  assign _0378_ = st2[19] ? { w1_0[31], w1_0[31:24], 2'h0 } : 11'h000;
-  assign _0379_ = $signed(1'h0) + $signed(_0378_);
-  assign _0380_ = $signed(1'h0) + $signed(w2_0_0_0);
-  assign _0381_ = $signed(_0380_) + $signed(w2_0_2_0);
-  assign _0382_ = $signed(1'h0) + $signed(w2_0_0_1);
-  assign _0383_ = $signed(_0382_) + $signed(w2_0_2_1);
-  assign _0384_ = $signed(1'h0) + $signed(w2_0_0_2);
-  assign _0385_ = $signed(_0384_) + $signed(w2_0_2_2);
-  assign _0386_ = $signed(1'h0) + $signed(w2_0_0_3);
-  assign _0387_ = $signed(_0386_) + $signed(w2_0_2_3);
-  assign _0388_ = st2[5:4] == st3[5:4];
-  assign _0389_ = ! st3[1];
-  assign _0390_ = _0388_ & _0389_;
-  assign _0001_ = ! st3[1];
-  assign _0002_ = _0001_ & st3[2];
-  assign _0003_ = ~ _0002_;
-  assign _0004_ = st3[0] & _0003_;
-  assign _0005_ = _0390_ & _0004_;
-  assign _0006_ = st2[5:4] == st3[5:4];
-  assign _0007_ = ! st3[1];
-  assign _0008_ = _0006_ & _0007_;
-  assign _0009_ = ! st3[1];
-  assign _0010_ = _0009_ & st3[2];
-  assign _0012_ = st3[1] & st3[24];
-  assign _0013_ = _0010_ | _0012_;
-  assign _0014_ = st3[0] & _0013_;
-  assign _0015_ = _0008_ & _0014_;
-  assign _0016_ = st2[5:4] == st4[5:4];
-  assign _0017_ = ! st4[1];
-  assign _0018_ = _0016_ & _0017_;
-  assign _0019_ = ! st4[1];
-  assign _0020_ = _0019_ & st4[2];
-  assign _0022_ = ~ _0020_;
-  assign _0023_ = st4[0] & _0022_;
-  assign _0024_ = _0018_ & _0023_;
-  assign _0025_ = st2[5:4] == st4[5:4];
-  assign _0026_ = ! st4[1];
-  assign _0027_ = _0025_ & _0026_;
-  assign _0028_ = ! st4[1];
-  assign _0029_ = _0028_ & st4[2];
-  assign _0030_ = st4[1] & st4[24];
-  assign _0032_ = _0029_ | _0030_;
-  assign _0033_ = st4[0] & _0032_;
-  assign _0034_ = _0027_ & _0033_;
-  assign _0035_ = st2[5:4] == st5[5:4];
-  assign _0036_ = ! st5[1];
-  assign _0037_ = _0036_ & st5[2];
-  assign _0038_ = ~ _0037_;
-  assign _0039_ = st5[0] & _0038_;
-  assign _0040_ = _0035_ & _0039_;
-  assign _0041_ = st2[5:4] == st5[5:4];
-  assign _0043_ = ! st5[1];
-  assign _0044_ = _0043_ & st5[2];
-  assign _0045_ = st5[1] & st5[24];
-  assign _0046_ = _0044_ | _0045_;
-  assign _0047_ = st5[0] & _0046_;
-  assign _0048_ = _0041_ & _0047_;
-  assign _0049_ = st2[5:4] == st6[5:4];
-  assign _0050_ = ! st6[1];
-  assign _0051_ = _0050_ & st6[2];
-  assign _0053_ = ~ _0051_;
-  assign _0054_ = st6[0] & _0053_;
-  assign _0055_ = _0049_ & _0054_;
-  assign _0056_ = st2[5:4] == st6[5:4];
-  assign _0057_ = ! st6[1];
-  assign _0058_ = _0057_ & st6[2];
-  assign _0059_ = st6[1] & st6[24];
-  assign _0060_ = _0058_ | _0059_;
-  assign _0061_ = st6[0] & _0060_;
-  assign _0062_ = _0056_ & _0061_;
-  assign _0063_ = st2[5:4] == st7[5:4];
-  assign _0064_ = ! st7[1];
-  assign _0065_ = _0064_ & st7[2];
-  assign _0066_ = ~ _0065_;
-  assign _0067_ = st7[0] & _0066_;
-  assign _0068_ = _0063_ & _0067_;
-  assign _0069_ = st2[5:4] == st7[5:4];
-  assign _0070_ = ! st7[1];
-  assign _0071_ = _0070_ & st7[2];
-  assign _0073_ = st7[1] & st7[24];
-  assign _0074_ = _0071_ | _0073_;
-  assign _0075_ = st7[0] & _0074_;
-  assign _0076_ = _0069_ & _0075_;
-  assign _0077_ = ! st3[1];
-  assign _0078_ = _0077_ & st3[2];
-  assign _0079_ = ~ _0078_;
-  assign _0081_ = hit_v1 & _0079_;
-  assign _0082_ = ! st3[1];
-  assign _0083_ = _0082_ & st3[2];
-  assign _0084_ = hit_c1 & _0083_;
-  assign _0085_ = _0081_ | _0084_;
-  assign _0086_ = ~ hit_v1;
-  assign _0087_ = hit_v2 & _0086_;
-  assign _0088_ = ! st3[1];
-  assign _0089_ = _0088_ & st3[2];
-  assign _0090_ = ~ _0089_;
-  assign _0091_ = _0087_ & _0090_;
-  assign _0092_ = ~ hit_c1;
-  assign _0093_ = hit_c2 & _0092_;
-  assign _0094_ = ! st3[1];
-  assign _0095_ = _0094_ & st3[2];
-  assign _0096_ = _0093_ & _0095_;
-  assign _0098_ = _0091_ | _0096_;
-  assign _0099_ = hit_v1 | hit_v2;
-  assign _0100_ = ~ _0099_;
-  assign _0101_ = hit_v3 & _0100_;
-  assign _0102_ = ! st3[1];
-  assign _0103_ = _0102_ & st3[2];
-  assign _0104_ = ~ _0103_;
-  assign _0105_ = _0101_ & _0104_;
-  assign _0106_ = hit_v1 | hit_v2;
-  assign _0107_ = _0106_ | hit_v3;
-  assign _0108_ = ~ _0107_;
-  assign _0109_ = hit_v4 & _0108_;
-  assign _0110_ = ! st3[1];
-  assign _0111_ = _0110_ & st3[2];
-  assign _0112_ = ~ _0111_;
-  assign _0113_ = _0109_ & _0112_;
-  assign _0114_ = hit_v1 | hit_v2;
-  assign _0115_ = _0114_ | hit_v3;
-  assign _0116_ = _0115_ | hit_v4;
-  assign _0117_ = ~ _0116_;
-  assign _0118_ = hit_v5 & _0117_;
-  assign _0119_ = ! st3[1];
-  assign _0120_ = _0119_ & st3[2];
-  assign _0121_ = ~ _0120_;
-  assign _0122_ = _0118_ & _0121_;
-  assign _0123_ = hit_v1 | hit_v2;
-  assign _0125_ = _0123_ | hit_v3;
-  assign _0126_ = _0125_ | hit_v4;
-  assign _0127_ = _0126_ | hit_v5;
-  assign _0128_ = ~ _0127_;
-  assign _0129_ = ! st3[1];
-  assign _0130_ = _0129_ & st3[2];
-  assign _0131_ = ~ _0130_;
-  assign _0132_ = _0128_ & _0131_;
-  assign _0133_ = hit_c1 | hit_c2;
-  assign _0135_ = ~ _0133_;
-  assign _0136_ = hit_c3 & _0135_;
-  assign _0137_ = ! st3[1];
-  assign _0138_ = _0137_ & st3[2];
-  assign _0139_ = _0136_ & _0138_;
-  assign _0140_ = hit_c1 | hit_c2;
-  assign _0141_ = _0140_ | hit_c3;
-  assign _0142_ = ~ _0141_;
-  assign _0143_ = hit_c4 & _0142_;
-  assign _0145_ = ! st3[1];
-  assign _0146_ = _0145_ & st3[2];
-  assign _0147_ = _0143_ & _0146_;
-  assign _0148_ = hit_c1 | hit_c2;
-  assign _0149_ = _0148_ | hit_c3;
-  assign _0150_ = _0149_ | hit_c4;
-  assign _0151_ = ~ _0150_;
-  assign _0152_ = hit_c5 & _0151_;
-  assign _0153_ = ! st3[1];
-  assign _0155_ = _0153_ & st3[2];
-  assign _0156_ = _0152_ & _0155_;
-  assign _0157_ = hit_c1 | hit_c2;
-  assign _0158_ = _0157_ | hit_c3;
-  assign _0159_ = _0158_ | hit_c4;
-  assign _0160_ = _0159_ | hit_c5;
-  assign _0161_ = ~ _0160_;
-  assign _0162_ = ! st3[1];
-  assign _0163_ = _0162_ & st3[2];
-  assign _0164_ = _0161_ & _0163_;
-  assign _0165_ = ! st3[1];
-  assign _0166_ = \$signal$105 [0] ? \$signal$107 [17:0] : 18'h00000;
-  assign _0167_ = \$signal$105 [1] ? \$signal$35 [17:0] : 18'h00000;
-  assign _0168_ = _0166_ | _0167_;
-  assign _0169_ = \$signal$105 [2] ? v_wr__data[16:0] : 17'h00000;
-  assign _0170_ = _0168_ | { _0169_[16], _0169_ };
-  assign _0171_ = \$signal$105 [3] ? res8[16:0] : 17'h00000;
-  assign _0172_ = _0170_ | { _0171_[16], _0171_ };
-  assign _0173_ = \$signal$105 [4] ? res9[16:0] : 17'h00000;
-  assign _0174_ = _0172_ | { _0173_[16], _0173_ };
-  assign _0175_ = \$signal$105 [5] ? v_raw[16:0] : 17'h00000;
-  assign _0176_ = _0174_ | { _0175_[16], _0175_ };
-  assign _0177_ = \$signal$105 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0178_ = _0176_ | { _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_[1], _0177_ };
-  assign _0179_ = \$signal$105 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _0180_ = _0178_ | { _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_[1], _0179_ };
-  assign _0181_ = \$signal$106 [0] ? addend[11:0] : 12'h000;
-  assign _0182_ = \$signal$106 [1] ? b_raw[8:0] : 9'h000;
-  assign _0183_ = _0181_ | { _0182_[8], _0182_[8], _0182_[8], _0182_ };
-  assign _0184_ = \$signal$106 [2] ? \$signal$107 [17:0] : 18'h00000;
-  assign _0185_ = { _0183_[11], _0183_[11], _0183_[11], _0183_[11], _0183_[11], _0183_[11], _0183_ } | _0184_;
-  assign _0186_ = \$signal$106 [3] ? \$signal$35 [17:0] : 18'h00000;
-  assign _0187_ = _0185_ | _0186_;
-  assign _0189_ = \$signal$106 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0190_ = _0187_ | { _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_[1], _0189_ };
-  assign _0191_ = \$signal$106 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _0192_ = _0190_ | { _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_[1], _0191_ };
-  assign _0193_ = $signed(_0180_) + $signed(_0192_);
-  assign _0194_ = \$signal$105 [0] ? \$signal$107 [35:18] : 18'h00000;
-  assign _0195_ = \$signal$105 [1] ? \$signal$35 [35:18] : 18'h00000;
-  assign _0196_ = _0194_ | _0195_;
-  assign _0197_ = \$signal$105 [2] ? v_wr__data[33:17] : 17'h00000;
-  assign _0198_ = _0196_ | { _0197_[16], _0197_ };
-  assign _0199_ = \$signal$105 [3] ? res8[33:17] : 17'h00000;
-  assign _0200_ = _0198_ | { _0199_[16], _0199_ };
-  assign _0201_ = \$signal$105 [4] ? res9[33:17] : 17'h00000;
-  assign _0202_ = _0200_ | { _0201_[16], _0201_ };
-  assign _0203_ = \$signal$105 [5] ? v_raw[33:17] : 17'h00000;
-  assign _0204_ = _0202_ | { _0203_[16], _0203_ };
-  assign _0205_ = \$signal$105 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0206_ = _0204_ | { _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_[1], _0205_ };
-  assign _0207_ = \$signal$105 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0208_ = _0206_ | { _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_[1], _0207_ };
-  assign _0209_ = \$signal$106 [0] ? addend[23:12] : 12'h000;
-  assign _0210_ = \$signal$106 [1] ? b_raw[17:9] : 9'h000;
-  assign _0212_ = _0209_ | { _0210_[8], _0210_[8], _0210_[8], _0210_ };
-  assign _0213_ = \$signal$106 [2] ? \$signal$107 [35:18] : 18'h00000;
-  assign _0214_ = { _0212_[11], _0212_[11], _0212_[11], _0212_[11], _0212_[11], _0212_[11], _0212_ } | _0213_;
-  assign _0215_ = \$signal$106 [3] ? \$signal$35 [35:18] : 18'h00000;
-  assign _0216_ = _0214_ | _0215_;
-  assign _0217_ = \$signal$106 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0218_ = _0216_ | { _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_[1], _0217_ };
-  assign _0219_ = \$signal$106 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0221_ = _0218_ | { _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_[1], _0219_ };
-  assign _0222_ = $signed(_0208_) + $signed(_0221_);
-  assign _0223_ = \$signal$105 [0] ? \$signal$107 [53:36] : 18'h00000;
-  assign _0224_ = \$signal$105 [1] ? \$signal$35 [53:36] : 18'h00000;
-  assign _0225_ = _0223_ | _0224_;
-  assign _0226_ = \$signal$105 [2] ? v_wr__data[50:34] : 17'h00000;
-  assign _0227_ = _0225_ | { _0226_[16], _0226_ };
-  assign _0228_ = \$signal$105 [3] ? res8[50:34] : 17'h00000;
-  assign _0230_ = _0227_ | { _0228_[16], _0228_ };
-  assign _0231_ = \$signal$105 [4] ? res9[50:34] : 17'h00000;
-  assign _0232_ = _0230_ | { _0231_[16], _0231_ };
-  assign _0233_ = \$signal$105 [5] ? v_raw[50:34] : 17'h00000;
-  assign _0234_ = _0232_ | { _0233_[16], _0233_ };
-  assign _0235_ = \$signal$105 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0236_ = _0234_ | { _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_[1], _0235_ };
-  assign _0237_ = \$signal$105 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0239_ = _0236_ | { _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_[1], _0237_ };
-  assign _0240_ = \$signal$106 [0] ? addend[35:24] : 12'h000;
-  assign _0241_ = \$signal$106 [1] ? b_raw[26:18] : 9'h000;
-  assign _0242_ = _0240_ | { _0241_[8], _0241_[8], _0241_[8], _0241_ };
-  assign _0243_ = \$signal$106 [2] ? \$signal$107 [53:36] : 18'h00000;
-  assign _0244_ = { _0242_[11], _0242_[11], _0242_[11], _0242_[11], _0242_[11], _0242_[11], _0242_ } | _0243_;
-  assign _0245_ = \$signal$106 [3] ? \$signal$35 [53:36] : 18'h00000;
-  assign _0246_ = _0244_ | _0245_;
-  assign _0248_ = \$signal$106 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0249_ = _0246_ | { _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_[1], _0248_ };
-  assign _0250_ = \$signal$106 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0251_ = _0249_ | { _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_[1], _0250_ };
-  assign _0252_ = $signed(_0239_) + $signed(_0251_);
-  assign _0253_ = \$signal$105 [0] ? \$signal$107 [71:54] : 18'h00000;
-  assign _0254_ = \$signal$105 [1] ? \$signal$35 [71:54] : 18'h00000;
-  assign _0255_ = _0253_ | _0254_;
-  assign _0256_ = \$signal$105 [2] ? v_wr__data[67:51] : 17'h00000;
-  assign _0257_ = _0255_ | { _0256_[16], _0256_ };
-  assign _0258_ = \$signal$105 [3] ? res8[67:51] : 17'h00000;
-  assign _0259_ = _0257_ | { _0258_[16], _0258_ };
-  assign _0260_ = \$signal$105 [4] ? res9[67:51] : 17'h00000;
-  assign _0261_ = _0259_ | { _0260_[16], _0260_ };
-  assign _0262_ = \$signal$105 [5] ? v_raw[67:51] : 17'h00000;
-  assign _0263_ = _0261_ | { _0262_[16], _0262_ };
-  assign _0265_ = \$signal$105 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0266_ = _0263_ | { _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_[1], _0265_ };
-  assign _0267_ = \$signal$105 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0268_ = _0266_ | { _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_[1], _0267_ };
-  assign _0269_ = \$signal$106 [0] ? addend[47:36] : 12'h000;
-  assign _0270_ = \$signal$106 [1] ? b_raw[35:27] : 9'h000;
-  assign _0273_ = _0269_ | { _0270_[8], _0270_[8], _0270_[8], _0270_ };
-  assign _0274_ = \$signal$106 [2] ? \$signal$107 [71:54] : 18'h00000;
-  assign _0275_ = { _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_[11], _0273_ } | _0274_;
-  assign _0276_ = \$signal$106 [3] ? \$signal$35 [71:54] : 18'h00000;
-  assign _0277_ = _0275_ | _0276_;
-  assign _0278_ = \$signal$106 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0279_ = _0277_ | { _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_[1], _0278_ };
-  assign _0280_ = \$signal$106 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0282_ = _0279_ | { _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_[1], _0280_ };
-  assign _0283_ = $signed(_0268_) + $signed(_0282_);
-  assign _0284_ = st6[0] & st6[1];
-  assign _0285_ = ~ \$signal$58 ;
-  assign _0286_ = \$signal$57  & _0285_;
-  assign _0288_ = $signed(_0287_) > $signed(best_val);
-  assign _0290_ = first | _0288_;
-  assign _0291_ = \$signal$57  & \$signal$58 ;
-  assign _0293_ = 1'h1 << lane;
-  assign _0294_ = { 3'h0, done } | _0293_;
-  always @(posedge clk)
-    used <= _0295_;
-  always @(posedge clk)
-    credit <= _0296_;
-  always @(posedge clk)
-    fsm_state <= _0297_;
-  always @(posedge clk)
-    step <= _0298_;
-  always @(posedge clk)
-    sweep_addr <= _0299_;
-  always @(posedge clk)
-    sweep_last <= _0301_;
-  always @(posedge clk)
-    fire_k <= _0302_;
-  always @(posedge clk)
-    \$signal$67  <= _0303_;
-  always @(posedge clk)
-    \$signal  <= _0304_;
-  always @(posedge clk)
-    st0 <= _0305_;
-  always @(posedge clk)
-    st1 <= _0306_;
-  always @(posedge clk)
-    st2 <= _0307_;
-  always @(posedge clk)
-    st3 <= _0308_;
-  always @(posedge clk)
-    st4 <= _0309_;
-  always @(posedge clk)
-    st5 <= _0311_;
-  always @(posedge clk)
-    st6 <= _0312_;
-  always @(posedge clk)
-    st7 <= _0313_;
-  always @(posedge clk)
-    w1_0 <= _0314_;
-  always @(posedge clk)
-    w2_0_0_0 <= _0315_;
-  always @(posedge clk)
-    w2_0_0_1 <= _0316_;
-  always @(posedge clk)
-    w2_0_0_2 <= _0317_;
-  always @(posedge clk)
-    w2_0_0_3 <= _0318_;
-  always @(posedge clk)
-    w2_0_2_0 <= _0319_;
-  always @(posedge clk)
-    w2_0_2_1 <= _0321_;
-  always @(posedge clk)
-    w2_0_2_2 <= _0322_;
-  always @(posedge clk)
-    w2_0_2_3 <= _0323_;
-  always @(posedge clk)
-    addend <= _0324_;
-  always @(posedge clk)
-    v_raw <= _0325_;
-  always @(posedge clk)
-    b_raw <= _0326_;
-  always @(posedge clk)
-    res8 <= _0327_;
-  always @(posedge clk)
-    res9 <= _0328_;
+    res9 <= _268_;
   always @(posedge clk)
     cres8 <= 4'h0;
-  assign _0391_ = last_lane ? (* full_case = 32'd1 *) 4'h0 : _0294_[3:0];
-  assign _0392_ = o__ready ? _0391_ : done;
-  assign _0393_ = _0291_ ? _0392_ : done;
-  assign _0354_ = rst ? 4'h0 : _0393_;
-  assign _0394_ = better ? o__payload[3:0] : best_idx;
-  assign _0395_ = o__ready ? _0394_ : best_idx;
-  assign _0396_ = _0291_ ? _0395_ : best_idx;
-  assign _0353_ = rst ? 4'h0 : _0396_;
-  assign _0397_ = better ? _0292_ : best_val;
-  assign _0398_ = o__ready ? _0397_ : best_val;
-  assign _0399_ = _0291_ ? _0398_ : best_val;
-  assign _0352_ = rst ? 17'h00000 : _0399_;
-  assign _0400_ = o__ready ? \o__payload.last  : first;
-  assign _0401_ = _0291_ ? _0400_ : first;
-  assign _0351_ = rst ? 1'h1 : _0401_;
-  assign _0402_ = _0286_ ? 1'h1 : \$signal$58 ;
-  assign _0403_ = o__ready ? 1'h0 : _0402_;
-  assign _0404_ = _0291_ ? _0403_ : _0402_;
-  assign _0350_ = rst ? 1'h0 : _0404_;
-  assign _0405_ = _0286_ ? _0290_ : better;
-  assign _0349_ = rst ? 1'h0 : _0405_;
-  assign _0348_ = rst ? 1'h0 : _0284_;
-  assign _0347_ = rst ? 70'h000000000000000000 : { st6[5:4], \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
-  assign _0346_ = rst ? 68'h00000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign _0345_[71:54] = rst ? 18'h00000 : \$signal$107 [71:54];
-  assign _0345_[35:18] = rst ? 18'h00000 : \$signal$107 [35:18];
-  assign _0345_[17:0] = rst ? 18'h00000 : \$signal$107 [17:0];
-  assign _0345_[53:36] = rst ? 18'h00000 : \$signal$107 [53:36];
-  assign _0344_[71:54] = rst ? 18'h00000 : _0283_[17:0];
-  assign _0344_[35:18] = rst ? 18'h00000 : _0222_[17:0];
-  assign _0344_[17:0] = rst ? 18'h00000 : _0193_[17:0];
-  assign _0344_[53:36] = rst ? 18'h00000 : _0252_[17:0];
-  assign _0343_ = rst ? 8'h00 : { 6'h00, st3[1], _0165_ };
-  assign _0342_ = rst ? 10'h000 : { _0164_, _0156_, _0147_, _0139_, _0132_, _0122_, _0113_, _0105_, _0098_, _0085_ };
-  assign _0341_ = rst ? 1'h0 : _0076_;
-  assign _0340_ = rst ? 1'h0 : _0068_;
-  assign _0338_ = rst ? 1'h0 : _0062_;
-  assign _0337_ = rst ? 1'h0 : _0055_;
-  assign _0336_ = rst ? 1'h0 : _0048_;
-  assign _0335_ = rst ? 1'h0 : _0040_;
-  assign _0334_ = rst ? 1'h0 : _0034_;
-  assign _0333_ = rst ? 1'h0 : _0024_;
-  assign _0332_ = rst ? 1'h0 : _0015_;
-  assign _0331_ = rst ? 1'h0 : _0005_;
-  assign _0329_ = rst ? 4'h0 : cres8;
-  assign _0328_ = rst ? 68'h00000000000000000 : res8;
-  assign _0327_ = rst ? 68'h00000000000000000 : v_wr__data;
-  assign _0326_ = rst ? 36'h000000000 : b_rd__data;
-  assign _0325_ = rst ? 68'h00000000000000000 : \$signature__data$85 ;
-  assign _0406_ = st3[16] ? addend[47:36] : _0387_[11:0];
-  assign _0324_[47:36] = rst ? 12'h000 : _0406_;
-  assign _0407_ = st3[16] ? addend[23:12] : _0383_[11:0];
-  assign _0324_[23:12] = rst ? 12'h000 : _0407_;
-  assign _0408_ = st3[16] ? addend[11:0] : _0381_[11:0];
-  assign _0324_[11:0] = rst ? 12'h000 : _0408_;
-  assign _0409_ = st3[16] ? addend[35:24] : _0385_[11:0];
-  assign _0324_[35:24] = rst ? 12'h000 : _0409_;
-  assign _0323_ = rst ? 12'h000 : _0379_;
-  assign _0322_ = rst ? 12'h000 : _0377_;
-  assign _0321_ = rst ? 12'h000 : _0375_;
-  assign _0319_ = rst ? 12'h000 : _0373_;
-  assign _0318_ = rst ? 11'h000 : _0371_;
-  assign _0317_ = rst ? 11'h000 : _0367_;
-  assign _0316_ = rst ? 11'h000 : _0363_;
-  assign _0315_ = rst ? 11'h000 : _0359_;
-  assign _0314_ = rst ? 32'd0 : \$signature__data ;
-  assign _0313_ = rst ? 29'h00000000 : st6;
-  assign _0312_ = rst ? 29'h00000000 : st5;
-  assign _0311_ = rst ? 29'h00000000 : st4;
-  assign _0309_ = rst ? 29'h00000000 : st3;
-  assign _0308_ = rst ? 29'h00000000 : st2;
-  assign _0307_ = rst ? 29'h00000000 : st1;
-  assign _0306_ = rst ? 29'h00000000 : st0;
-  assign _0305_ = rst ? 29'h00000000 : { 2'h0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
-  assign _0304_ = rst ? 1'h0 : _0339_;
-  assign _0303_ = rst ? 1'h0 : _0320_;
-  assign _0410_ = sweep_last ? 2'h0 : fire_k;
-  assign _0411_ = _0289_ ? _0410_ : fire_k;
-  assign _0412_ = fsm_state ? (* full_case = 32'd1 *) _0411_ : fire_k;
-  assign _0302_ = rst ? 2'h0 : _0412_;
-  assign _0413_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0310_;
-  assign _0414_ = _0289_ ? _0413_ : sweep_last;
-  assign _0415_ = fsm_state ? (* full_case = 32'd1 *) _0414_ : sweep_last;
-  assign _0301_ = rst ? 1'h0 : _0415_;
-  assign _0416_ = sweep_last ? (* full_case = 32'd1 *) 2'h0 : _0300_[1:0];
-  assign _0417_ = _0289_ ? _0416_ : sweep_addr;
-  assign _0418_ = fsm_state ? (* full_case = 32'd1 *) _0417_ : sweep_addr;
-  assign _0299_ = rst ? 2'h0 : _0418_;
-  assign _0419_ = sweep_last ? 2'h0 : step;
-  assign _0420_ = _0289_ ? _0419_ : step;
-  function [1:0] _0953_;
-    input [1:0] a;
-    input [3:0] b;
-    input [1:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _0953_ = b[1:0];
-      2'b1?:
-        _0953_ = b[3:2];
-      default:
-        _0953_ = a;
-    endcase
-  endfunction
-  assign _0421_ = _0953_(step, { _0425_, _0420_ }, { _0426_, fsm_state });
-  assign _0422_ = _0264_ ? (* full_case = 32'd1 *) step : _0272_[1:0];
-  assign _0423_ = op_valid ? step : _0422_;
-  assign _0424_ = i0__payload[11] ? _0423_ : step;
-  assign _0425_ = i0__valid ? _0424_ : step;
-  assign _0426_ = ~ (* full_case = 32'd1 *) fsm_state;
-  assign _0298_ = rst ? 2'h0 : _0421_;
-  assign _0427_ = sweep_last ? 1'h0 : fsm_state;
-  assign _0428_ = _0289_ ? _0427_ : fsm_state;
-  function [0:0] _0962_;
-    input [0:0] a;
-    input [1:0] b;
-    input [1:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _0962_ = b[0:0];
-      2'b1?:
-        _0962_ = b[1:1];
-      default:
-        _0962_ = a;
-    endcase
-  endfunction
-  assign _0429_ = _0962_(fsm_state, { _0433_, _0428_ }, { _0434_, fsm_state });
-  assign _0430_ = _0264_ ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
-  assign _0431_ = op_valid ? fsm_state : _0430_;
-  assign _0432_ = i0__payload[11] ? _0431_ : fsm_state;
-  assign _0433_ = i0__valid ? _0432_ : fsm_state;
-  assign _0434_ = ~ (* full_case = 32'd1 *) fsm_state;
-  assign _0297_ = rst ? 1'h0 : _0429_;
-  assign _0296_ = rst ? 1'h0 : _0247_;
-  assign _0295_ = rst ? 5'h00 : _0238_[4:0];
-  assign _0435_ = last_lane ? 1'h1 : 1'h0;
-  assign _0436_ = o__ready ? _0435_ : 1'h0;
-  assign \$signal$61  = _0188_ ? _0436_ : 1'h0;
-  assign o__valid = _0188_ ? 1'h1 : 1'h0;
-  assign _0437_ = done[3] ? 2'h0 : 2'h3;
-  assign _0438_ = done[2] ? _0437_ : 2'h2;
-  assign _0439_ = done[1] ? _0438_ : 2'h1;
-  assign lane = done[0] ? _0439_ : 2'h0;
-  assign \entry.values[3]  = st6[1] ? (* full_case = 32'd1 *) \$signal$35 [70:54] : 17'h00000;
-  assign \entry.values[2]  = st6[1] ? (* full_case = 32'd1 *) \$signal$35 [52:36] : 17'h00000;
-  assign \entry.values[1]  = st6[1] ? (* full_case = 32'd1 *) \$signal$35 [34:18] : 17'h00000;
-  assign \entry.values[0]  = st6[1] ? (* full_case = 32'd1 *) \$signal$35 [16:0] : 17'h00000;
-  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) 17'h00000 : \$signal$35 [70:54];
-  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) 17'h00000 : \$signal$35 [52:36];
-  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) 17'h00000 : \$signal$35 [34:18];
-  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) 17'h00000 : \$signal$35 [16:0];
-  assign _0440_ = _0356_ ? 1'h1 : 1'h0;
-  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _0440_ : 1'h0;
-  assign _0441_ = ready ? 1'h1 : 1'h0;
-  assign _0442_ = i0__payload[11] ? 1'h0 : _0441_;
-  assign _0443_ = i0__valid ? _0442_ : 1'h0;
-  assign load = fsm_state ? 1'h0 : _0443_;
-  assign _0444_ = ready ? 1'h1 : 1'h0;
-  assign _0445_ = op_valid ? 1'h0 : 1'h1;
-  assign _0446_ = i0__payload[11] ? _0445_ : _0444_;
-  assign _0447_ = i0__valid ? _0446_ : 1'h0;
-  assign i0__ready = fsm_state ? 1'h0 : _0447_;
-  assign _0448_ = _0356_ ? sweep_last : 1'h0;
-  assign \issue.end  = fsm_state ? (* full_case = 32'd1 *) _0448_ : 1'h0;
-  assign _0449_ = _0356_ ? fire_k[0] : 1'h0;
-  assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _0449_ : 1'h0;
-  assign \issue.shift  = _0097_ ? op_shift : 4'h0;
-  assign \issue.count  = _0097_ ? op_count : 3'h0;
-  assign \issue.waddr  = _0097_ ? op_waddr : 10'h000;
-  assign _0450_ = _0097_ ? op_addr : 2'h0;
-  assign _0451_ = _0356_ ? sweep_addr : _0450_;
-  assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _0451_ : _0450_;
-  assign _0452_ = _0356_ ? 1'h1 : 1'h0;
-  assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _0452_ : 1'h0;
-  assign _0453_ = _0097_ ? 1'h1 : 1'h0;
-  assign _0454_ = _0356_ ? 1'h1 : _0453_;
-  assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _0454_ : _0453_;
-  function [16:0] _1013_;
-    input [16:0] a;
-    input [67:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _1013_ = b[16:0];
-      4'b??1?:
-        _1013_ = b[33:17];
-      4'b?1??:
-        _1013_ = b[50:34];
-      4'b1???:
-        _1013_ = b[67:51];
-      default:
-        _1013_ = a;
-    endcase
-  endfunction
-  assign _0292_ = _1013_(17'hxxxxx, { \$signal$52 [16:0], \$signal$52 [33:17], \$signal$52 [50:34], \$signal$52 [67:51] }, { _0458_, _0457_, _0456_, _0455_ });
-  assign _0455_ = lane == (* full_case = 32'd1 *) 2'h3;
-  assign _0456_ = lane == (* full_case = 32'd1 *) 2'h2;
-  assign _0457_ = lane == (* full_case = 32'd1 *) 2'h1;
-  assign _0458_ = ! (* full_case = 32'd1 *) lane;
-  function [16:0] _1018_;
-    input [16:0] a;
-    input [67:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _1018_ = b[16:0];
-      4'b??1?:
-        _1018_ = b[33:17];
-      4'b?1??:
-        _1018_ = b[50:34];
-      4'b1???:
-        _1018_ = b[67:51];
-      default:
-        _1018_ = a;
-    endcase
-  endfunction
-  assign _0287_ = _1018_(17'hxxxxx, { \$signal$52 [16:0], \$signal$52 [33:17], \$signal$52 [50:34], \$signal$52 [67:51] }, { _0462_, _0461_, _0460_, _0459_ });
-  assign _0459_ = lane == (* full_case = 32'd1 *) 2'h3;
-  assign _0460_ = lane == (* full_case = 32'd1 *) 2'h2;
-  assign _0461_ = lane == (* full_case = 32'd1 *) 2'h1;
-  assign _0462_ = ! (* full_case = 32'd1 *) lane;
-  function [16:0] _1023_;
-    input [16:0] a;
-    input [67:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _1023_ = b[16:0];
-      4'b??1?:
-        _1023_ = b[33:17];
-      4'b?1??:
-        _1023_ = b[50:34];
-      4'b1???:
-        _1023_ = b[67:51];
-      default:
-        _1023_ = a;
-    endcase
-  endfunction
-  assign \o__payload.value  = _1023_(17'hxxxxx, { \$signal$52 [16:0], \$signal$52 [33:17], \$signal$52 [50:34], \$signal$52 [67:51] }, { _0466_, _0465_, _0464_, _0463_ });
-  assign _0463_ = lane == (* full_case = 32'd1 *) 2'h3;
-  assign _0464_ = lane == (* full_case = 32'd1 *) 2'h2;
-  assign _0465_ = lane == (* full_case = 32'd1 *) 2'h1;
-  assign _0466_ = ! (* full_case = 32'd1 *) lane;
-  \digits_cnn_gn.engine_fc.expand0  expand0 (
+  always @(posedge clk)
+    cres9 <= _269_;
+  always @(posedge clk)
+    hit_v1 <= _270_;
+  always @(posedge clk)
+    hit_c1 <= _271_;
+  always @(posedge clk)
+    hit_v2 <= _272_;
+  always @(posedge clk)
+    hit_c2 <= _273_;
+  always @(posedge clk)
+    hit_v3 <= _274_;
+  always @(posedge clk)
+    hit_c3 <= _275_;
+  always @(posedge clk)
+    hit_v4 <= _276_;
+  always @(posedge clk)
+    hit_c4 <= _277_;
+  always @(posedge clk)
+    hit_v5 <= _278_;
+  always @(posedge clk)
+    hit_c5 <= _280_;
+  always @(posedge clk)
+    \$signal$43  <= _281_;
+  always @(posedge clk)
+    \$signal$44  <= _282_;
+  always @(posedge clk)
+    val5 <= _283_;
+  always @(posedge clk)
+    res7 <= _284_;
+  always @(posedge clk)
+    entry7 <= _285_;
+  always @(posedge clk)
+    push7 <= _286_;
+  assign _286_ = rst ? 1'h0 : _237_;
+  assign _285_ = rst ? 70'h000000000000000000 : { st6[5:4], values };
+  assign _284_ = rst ? 68'h00000000000000000 : result;
+  assign _283_[71:54] = rst ? 18'h00000 : _236_[17:0];
+  assign _283_[35:18] = rst ? 18'h00000 : _176_[17:0];
+  assign _283_[17:0] = rst ? 18'h00000 : _147_[17:0];
+  assign _283_[53:36] = rst ? 18'h00000 : _207_[17:0];
+  assign _282_ = rst ? 8'h00 : { 6'h00, st3[1], _117_ };
+  assign _281_ = rst ? 10'h000 : { _116_, _108_, _099_, _090_, _084_, _075_, _065_, _056_, _049_, _035_ };
+  assign _280_ = rst ? 1'h0 : _027_;
+  assign _278_ = rst ? 1'h0 : _019_;
+  assign _277_ = rst ? 1'h0 : _013_;
+  assign _276_ = rst ? 1'h0 : _005_;
+  assign _275_ = rst ? 1'h0 : _342_;
+  assign _274_ = rst ? 1'h0 : _335_;
+  assign _273_ = rst ? 1'h0 : _328_;
+  assign _272_ = rst ? 1'h0 : _318_;
+  assign _271_ = rst ? 1'h0 : _310_;
+  assign _270_ = rst ? 1'h0 : _300_;
+  assign _269_ = rst ? 4'h0 : cres8;
+  assign _268_ = rst ? 68'h00000000000000000 : res8;
+  assign _267_ = rst ? 68'h00000000000000000 : res7;
+  assign _266_ = rst ? 36'h000000000 : b_rd__data;
+  assign _265_ = rst ? 68'h00000000000000000 : \$signature__data ;
+  assign _343_ = st3[16] ? addend[47:36] : _291_[11:0];
+  assign _264_[47:36] = rst ? 12'h000 : _343_;
+  assign _344_ = st3[16] ? addend[23:12] : _287_[11:0];
+  assign _264_[23:12] = rst ? 12'h000 : _344_;
+  assign _345_ = st3[16] ? addend[11:0] : _259_[11:0];
+  assign _264_[11:0] = rst ? 12'h000 : _345_;
+  assign _346_ = st3[16] ? addend[35:24] : _289_[11:0];
+  assign _264_[35:24] = rst ? 12'h000 : _346_;
+  assign _263_ = rst ? 12'h000 : _231_;
+  assign _262_ = rst ? 12'h000 : _206_;
+  assign _261_ = rst ? 12'h000 : _181_;
+  assign _260_ = rst ? 12'h000 : _156_;
+  assign _258_ = rst ? 11'h000 : _130_;
+  assign _257_ = rst ? 11'h000 : _074_;
+  assign _256_ = rst ? 11'h000 : _020_;
+  assign _255_ = rst ? 11'h000 : _303_;
+  assign _254_ = rst ? 32'd0 : rd__data;
+  assign _253_ = rst ? 29'h00000000 : st6;
+  assign _252_ = rst ? 29'h00000000 : st5;
+  assign _251_ = rst ? 29'h00000000 : st4;
+  assign _250_ = rst ? 29'h00000000 : st3;
+  assign _249_ = rst ? 29'h00000000 : st2;
+  assign _247_ = rst ? 29'h00000000 : st1;
+  assign _246_ = rst ? 29'h00000000 : st0;
+  assign _245_ = rst ? 29'h00000000 : { ops__payload, ops__valid };
+  \digits_cnn_gn.engine_fc.datapath.rule  rule (
     .clk(clk),
-    .en(en),
-    .load(load),
-    .op_addr(op_addr),
-    .op_count(op_count),
-    .op_shift(op_shift),
-    .op_valid(op_valid),
-    .op_waddr(op_waddr),
-    .\port$4535$0 (i0__payload[10:0]),
-    .ready(ready),
-    .rst(rst)
-  );
-  \digits_cnn_gn.engine_fc.queue  queue (
-    .clk(clk),
-    .\port$4347$0 (\$signal$61 ),
-    .\port$4505$0 (\$signal$52 ),
-    .\port$4507$0 (\$signal$57 ),
+    .r(r6),
+    .result(result),
     .rst(rst),
-    .w_data(written),
-    .w_en(\$signal$46 )
+    .s6(st6),
+    .val(val5),
+    .values(values)
   );
+  assign \result[0]  = result[16:0];
+  assign \c_raw[3]  = 1'h0;
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[0]  = 1'h0;
+  assign \r6[3]  = r6[71:54];
+  assign \r6[2]  = r6[53:36];
+  assign \r6[1]  = r6[35:18];
+  assign \r6[0]  = r6[17:0];
+  assign \val5[3]  = val5[71:54];
+  assign \val5[2]  = val5[53:36];
+  assign \val5[1]  = val5[35:18];
+  assign \val5[0]  = val5[17:0];
+  assign \cres9[3]  = cres9[3];
+  assign \cres9[2]  = cres9[2];
   assign \cres9[1]  = cres9[1];
   assign \cres9[0]  = cres9[0];
   assign \cres7[3]  = 1'h0;
@@ -18014,6 +19407,10 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \res9[2]  = res9[50:34];
   assign \res9[1]  = res9[33:17];
   assign \res9[0]  = res9[16:0];
+  assign \res7[3]  = res7[67:51];
+  assign \res7[2]  = res7[50:34];
+  assign \res7[1]  = res7[33:17];
+  assign \res7[0]  = res7[16:0];
   assign \res8[3]  = res8[67:51];
   assign \res8[2]  = res8[50:34];
   assign \res8[1]  = res8[33:17];
@@ -18022,43 +19419,56 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \b_rd__data[2]  = b_rd__data[26:18];
   assign \b_rd__data[1]  = b_rd__data[17:9];
   assign \b_rd__data[0]  = b_rd__data[8:0];
-  assign \b_raw[3]  = b_raw[35:27];
-  assign \b_raw[2]  = b_raw[26:18];
-  assign \b_raw[1]  = b_raw[17:9];
-  assign \b_raw[0]  = b_raw[8:0];
-  assign \$signature__data$85[3]  = \$signature__data$85 [67:51];
-  assign \$signature__data$85[2]  = \$signature__data$85 [50:34];
-  assign \$signature__data$85[1]  = \$signature__data$85 [33:17];
-  assign \$signature__data$85[0]  = \$signature__data$85 [16:0];
-  assign \v_raw[3]  = v_raw[67:51];
-  assign \v_raw[2]  = v_raw[50:34];
-  assign \v_raw[1]  = v_raw[33:17];
-  assign \v_raw[0]  = v_raw[16:0];
+  assign \$signal$25[3]  = \$signal$25 [35:27];
+  assign \$signal$25[2]  = \$signal$25 [26:18];
+  assign \$signal$25[1]  = \$signal$25 [17:9];
+  assign \$signal$25[0]  = \$signal$25 [8:0];
+  assign \$signature__data[3]  = \$signature__data [67:51];
+  assign \$signature__data[2]  = \$signature__data [50:34];
+  assign \$signature__data[1]  = \$signature__data [33:17];
+  assign \$signature__data[0]  = \$signature__data [16:0];
+  assign \$signal[3]  = \$signal [67:51];
+  assign \$signal[2]  = \$signal [50:34];
+  assign \$signal[1]  = \$signal [33:17];
+  assign \$signal[0]  = \$signal [16:0];
   assign \addend[3]  = addend[47:36];
   assign \addend[2]  = addend[35:24];
   assign \addend[1]  = addend[23:12];
   assign \addend[0]  = addend[11:0];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \rd__data[3]  = rd__data[31:24];
+  assign \rd__data[2]  = rd__data[23:16];
+  assign \rd__data[1]  = rd__data[15:8];
+  assign \rd__data[0]  = rd__data[7:0];
   assign \w1_0[3]  = w1_0[31:24];
   assign \w1_0[2]  = w1_0[23:16];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[0]  = w1_0[7:0];
-  assign \st8.bias_g  = st8[28:27];
-  assign \st8.end  = st8[26];
-  assign \st8.fire_k  = st8[25];
-  assign \st8.last_step  = st8[24];
-  assign \st8.shift  = st8[23:20];
-  assign \st8.count  = st8[19:17];
-  assign \st8.proj  = st8[16];
-  assign \st8.waddr  = st8[15:6];
-  assign \st8.addr  = st8[5:4];
-  assign \st8.bank  = st8[3];
-  assign \st8.cur  = st8[2];
-  assign \st8.kind  = st8[1];
-  assign \st8.valid  = st8[0];
+  assign \st7.bias_g  = st7[28:27];
+  assign \st7.end  = st7[26];
+  assign \st7.fire_k  = st7[25];
+  assign \st7.last_step  = st7[24];
+  assign \st7.shift  = st7[23:20];
+  assign \st7.count  = st7[19:17];
+  assign \st7.proj  = st7[16];
+  assign \st7.waddr  = st7[15:6];
+  assign \st7.addr  = st7[5:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \st6.bias_g  = st6[28:27];
+  assign \st6.end  = st6[26];
+  assign \st6.fire_k  = st6[25];
+  assign \st6.last_step  = st6[24];
+  assign \st6.shift  = st6[23:20];
+  assign \st6.count  = st6[19:17];
+  assign \st6.proj  = st6[16];
+  assign \st6.waddr  = st6[15:6];
+  assign \st6.addr  = st6[5:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
   assign \st5.bias_g  = st5[28:27];
   assign \st5.end  = st5[26];
   assign \st5.fire_k  = st5[25];
@@ -18098,76 +19508,6 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \st3.cur  = st3[2];
   assign \st3.kind  = st3[1];
   assign \st3.valid  = st3[0];
-  assign \st1.bias_g  = st1[28:27];
-  assign \st1.end  = st1[26];
-  assign \st1.fire_k  = st1[25];
-  assign \st1.last_step  = st1[24];
-  assign \st1.shift  = st1[23:20];
-  assign \st1.count  = st1[19:17];
-  assign \st1.proj  = st1[16];
-  assign \st1.waddr  = st1[15:6];
-  assign \st1.addr  = st1[5:4];
-  assign \st1.bank  = st1[3];
-  assign \st1.cur  = st1[2];
-  assign \st1.kind  = st1[1];
-  assign \st1.valid  = st1[0];
-  assign \o__payload.index  = o__payload[3:0];
-  assign \entry.addr  = st6[5:4];
-  assign \entry.values  = { \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
-  assign \entry7.addr  = written[69:68];
-  assign \entry7.values[3]  = written[67:51];
-  assign \entry7.values[2]  = written[50:34];
-  assign \entry7.values[1]  = written[33:17];
-  assign \entry7.values[0]  = written[16:0];
-  assign \entry7.values  = written[67:0];
-  assign \written.addr  = written[69:68];
-  assign \written.values[3]  = written[67:51];
-  assign \written.values[2]  = written[50:34];
-  assign \written.values[1]  = written[33:17];
-  assign \written.values[0]  = written[16:0];
-  assign \written.values  = written[67:0];
-  assign \res7[3]  = v_wr__data[67:51];
-  assign \res7[2]  = v_wr__data[50:34];
-  assign \res7[1]  = v_wr__data[33:17];
-  assign \res7[0]  = v_wr__data[16:0];
-  assign \v_wr__data[3]  = v_wr__data[67:51];
-  assign \v_wr__data[2]  = v_wr__data[50:34];
-  assign \v_wr__data[1]  = v_wr__data[33:17];
-  assign \v_wr__data[0]  = v_wr__data[16:0];
-  assign \st7.bias_g  = st7[28:27];
-  assign \st7.end  = st7[26];
-  assign \st7.fire_k  = st7[25];
-  assign \st7.last_step  = st7[24];
-  assign \st7.shift  = st7[23:20];
-  assign \st7.count  = st7[19:17];
-  assign \st7.proj  = st7[16];
-  assign \st7.waddr  = st7[15:6];
-  assign \st7.addr  = st7[5:4];
-  assign \st7.bank  = st7[3];
-  assign \st7.cur  = st7[2];
-  assign \st7.kind  = st7[1];
-  assign \st7.valid  = st7[0];
-  assign \out_vals[3]  = \entry.values[3] ;
-  assign \out_vals[2]  = \entry.values[2] ;
-  assign \out_vals[1]  = \entry.values[1] ;
-  assign \out_vals[0]  = \entry.values[0] ;
-  assign \$signal$35[3]  = \$signal$35 [71:54];
-  assign \$signal$35[2]  = \$signal$35 [53:36];
-  assign \$signal$35[1]  = \$signal$35 [35:18];
-  assign \$signal$35[0]  = \$signal$35 [17:0];
-  assign \st6.bias_g  = st6[28:27];
-  assign \st6.end  = st6[26];
-  assign \st6.fire_k  = st6[25];
-  assign \st6.last_step  = st6[24];
-  assign \st6.shift  = st6[23:20];
-  assign \st6.count  = st6[19:17];
-  assign \st6.proj  = st6[16];
-  assign \st6.waddr  = st6[15:6];
-  assign \st6.addr  = st6[5:4];
-  assign \st6.bank  = st6[3];
-  assign \st6.cur  = st6[2];
-  assign \st6.kind  = st6[1];
-  assign \st6.valid  = st6[0];
   assign \st2.bias_g  = st2[28:27];
   assign \st2.end  = st2[26];
   assign \st2.fire_k  = st2[25];
@@ -18181,6 +19521,31 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \st2.cur  = st2[2];
   assign \st2.kind  = st2[1];
   assign \st2.valid  = st2[0];
+  assign \st1.bias_g  = st1[28:27];
+  assign \st1.end  = st1[26];
+  assign \st1.fire_k  = st1[25];
+  assign \st1.last_step  = st1[24];
+  assign \st1.shift  = st1[23:20];
+  assign \st1.count  = st1[19:17];
+  assign \st1.proj  = st1[16];
+  assign \st1.waddr  = st1[15:6];
+  assign \st1.addr  = st1[5:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \ops__payload.bias_g  = ops__payload[27:26];
+  assign \ops__payload.end  = ops__payload[25];
+  assign \ops__payload.fire_k  = ops__payload[24];
+  assign \ops__payload.last_step  = ops__payload[23];
+  assign \ops__payload.shift  = ops__payload[22:19];
+  assign \ops__payload.count  = ops__payload[18:16];
+  assign \ops__payload.proj  = ops__payload[15];
+  assign \ops__payload.waddr  = ops__payload[14:5];
+  assign \ops__payload.addr  = ops__payload[4:3];
+  assign \ops__payload.bank  = ops__payload[2];
+  assign \ops__payload.cur  = ops__payload[1];
+  assign \ops__payload.kind  = ops__payload[0];
   assign \st0.bias_g  = st0[28:27];
   assign \st0.end  = st0[26];
   assign \st0.fire_k  = st0[25];
@@ -18194,24 +19559,67 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \st0.cur  = st0[2];
   assign \st0.kind  = st0[1];
   assign \st0.valid  = st0[0];
-  assign \i0__payload.end  = i0__payload[11];
-  assign \i0__payload.count  = i0__payload[10:8];
-  assign \i0__payload.x  = i0__payload[7:6];
-  assign \i0__payload.y  = i0__payload[5:4];
-  assign \i0__payload.c  = i0__payload[3:0];
-  assign \issue.bias_g  = 2'h0;
-  assign \issue.last_step  = 1'h0;
-  assign \issue.proj  = 1'h0;
-  assign \issue.bank  = 1'h0;
-  assign \issue.cur  = 1'h0;
-  assign \c_raw[3]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
-  assign \c_raw[1]  = 1'h0;
-  assign \c_raw[0]  = 1'h0;
-  assign \$signal$107[3]  = \$signal$107 [71:54];
-  assign \$signal$107[2]  = \$signal$107 [53:36];
-  assign \$signal$107[1]  = \$signal$107 [35:18];
-  assign \$signal$107[0]  = \$signal$107 [17:0];
+  assign \values[3]  = values[67:51];
+  assign \values[2]  = values[50:34];
+  assign \values[1]  = values[33:17];
+  assign \values[0]  = values[16:0];
+  assign _242_[0] = \$signature__en ;
+  assign \push__payload.addr  = entry7[69:68];
+  assign \push__payload.values[3]  = entry7[67:51];
+  assign \push__payload.values[2]  = entry7[50:34];
+  assign \push__payload.values[1]  = entry7[33:17];
+  assign \push__payload.values[0]  = entry7[16:0];
+  assign \push__payload.values  = entry7[67:0];
+  assign \$signature__data$62[3]  = res7[67:51];
+  assign \$signature__data$62[2]  = res7[50:34];
+  assign \$signature__data$62[1]  = res7[33:17];
+  assign \$signature__data$62[0]  = res7[16:0];
+  assign \r[3]  = r6[71:54];
+  assign \r[2]  = r6[53:36];
+  assign \r[1]  = r6[35:18];
+  assign \r[0]  = r6[17:0];
+  assign \s6.bias_g  = st6[28:27];
+  assign \s6.end  = st6[26];
+  assign \s6.fire_k  = st6[25];
+  assign \s6.last_step  = st6[24];
+  assign \s6.shift  = st6[23:20];
+  assign \s6.count  = st6[19:17];
+  assign \s6.proj  = st6[16];
+  assign \s6.waddr  = st6[15:6];
+  assign \s6.addr  = st6[5:4];
+  assign \s6.bank  = st6[3];
+  assign \s6.cur  = st6[2];
+  assign \s6.kind  = st6[1];
+  assign \s6.valid  = st6[0];
+  assign \s5.bias_g  = st5[28:27];
+  assign \s5.end  = st5[26];
+  assign \s5.fire_k  = st5[25];
+  assign \s5.last_step  = st5[24];
+  assign \s5.shift  = st5[23:20];
+  assign \s5.count  = st5[19:17];
+  assign \s5.proj  = st5[16];
+  assign \s5.waddr  = st5[15:6];
+  assign \s5.addr  = st5[5:4];
+  assign \s5.bank  = st5[3];
+  assign \s5.cur  = st5[2];
+  assign \s5.kind  = st5[1];
+  assign \s5.valid  = st5[0];
+  assign \val[3]  = val5[71:54];
+  assign \val[2]  = val5[53:36];
+  assign \val[1]  = val5[35:18];
+  assign \val[0]  = val5[17:0];
+  assign \$signal$52.addr  = st6[5:4];
+  assign \$signal$52.values[3]  = values[67:51];
+  assign \$signal$52.values[2]  = values[50:34];
+  assign \$signal$52.values[1]  = values[33:17];
+  assign \$signal$52.values[0]  = values[16:0];
+  assign \$signal$52.values  = values;
+  assign \entry7.addr  = entry7[69:68];
+  assign \entry7.values[3]  = entry7[67:51];
+  assign \entry7.values[2]  = entry7[50:34];
+  assign \entry7.values[1]  = entry7[33:17];
+  assign \entry7.values[0]  = entry7[16:0];
+  assign \entry7.values  = entry7[67:0];
   assign \b6[3]  = b6[35:27];
   assign \b6[2]  = b6[26:18];
   assign \b6[1]  = b6[17:9];
@@ -18220,182 +19628,124 @@ module \digits_cnn_gn.engine_fc (rst, active, o__ready, i0__ready, o__payload, o
   assign \$like[2]  = \$like [26:18];
   assign \$like[1]  = \$like [17:9];
   assign \$like[0]  = \$like [8:0];
-  assign _0134_[3:0] = o__payload[3:0];
-  assign \cres9[3]  = cres9[3];
-  assign _0052_[0] = v_wr__en;
-  assign \cres9[2]  = cres9[2];
-  assign o__payload[25:4] = { \o__payload.last , \o__payload.argmax , \o__payload.value  };
+  assign \result[3]  = result[67:51];
+  assign \result[2]  = result[50:34];
+  assign \result[1]  = result[33:17];
+  assign push__valid = push7;
+  assign push__payload = entry7;
+  assign \$signature__data$62  = res7;
+  assign \$signature__addr$61  = st7[5:4];
+  assign r = r6;
+  assign s6 = st6;
+  assign s5 = st5;
+  assign val = val5;
+  assign b_rd__addr = st2[5:4];
+  assign \$signature__addr  = st2[5:4];
+  assign rd__addr = st0[15:6];
+  assign \$signal$52  = { st6[5:4], values };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
-  assign index = o__payload[3:0];
-  assign push7 = \$signal$46 ;
-  assign \$signal$45  = written;
-  assign entry = { st6[5:4], \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
-  assign entry7 = written;
-  assign res7 = v_wr__data;
-  assign v_wr__addr = st7[5:4];
-  assign out_vals = { \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
-  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign b_rd__addr = st2[5:4];
-  assign \$signature__addr$30  = st2[5:4];
-  assign \$signature__addr  = st0[15:6];
-  assign \$signal$23  = 1'h0;
-  assign busy = op_valid;
-  assign ev_shift = 4'h0;
-  assign ev_count = i0__payload[10:8];
-  assign ev_x = i0__payload[7:6];
-  assign ev_y = i0__payload[5:4];
-  assign ev_c = i0__payload[3:0];
-  assign \$signal$5  = 1'h0;
-  assign issue = { 2'h0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_fc.expand0 (rst, en, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4535$0 , clk);
-  wire _00_;
-  wire [14:0] _01_;
-  wire [15:0] _02_;
-  wire [11:0] _03_;
-  wire [5:0] _04_;
-  wire [12:0] _05_;
-  wire [13:0] _06_;
-  (* unused_bits = "10 11 12 13 14 15 16" *)
-  wire [16:0] _07_;
-  wire _08_;
-  (* unused_bits = "2" *)
-  wire [2:0] _09_;
-  (* unused_bits = "2" *)
-  wire [2:0] _10_;
-  (* unused_bits = "10" *)
-  wire [10:0] _11_;
-  wire _12_;
-  wire [9:0] _13_;
-  wire [1:0] _14_;
-  wire [2:0] _15_;
-  wire [3:0] _16_;
-  wire [1:0] _17_;
-  wire _18_;
-  wire _19_;
-  wire _20_;
-  wire [11:0] _21_;
-  wire [5:0] _22_;
-  wire [12:0] _23_;
-  wire _24_;
-  wire _25_;
-  wire _26_;
-  wire _27_;
-  wire _28_;
-  wire [1:0] _29_;
-  wire [1:0] _30_;
-  wire [3:0] _31_;
-  wire [2:0] _32_;
-  wire [1:0] _33_;
-  wire [1:0] _34_;
-  wire [9:0] _35_;
-  wire [9:0] _36_;
-  wire [1:0] addr;
-  wire busy;
-  wire \busy$6 ;
+module \digits_cnn_gn.engine_fc.datapath.rule (rst, s6, val, r, result, values, clk);
+  wire [71:0] _00_;
   input clk;
   wire clk;
-  wire [2:0] count;
-  input en;
-  wire en;
-  wire [3:0] ev_c;
-  wire [2:0] ev_count;
-  wire [3:0] ev_shift;
-  wire [1:0] ev_x;
-  wire [1:0] ev_y;
-  reg [1:0] g = 2'h0;
-  reg last_g = 1'h0;
-  input load;
-  wire load;
-  output [1:0] op_addr;
-  reg [1:0] op_addr = 2'h0;
-  output [2:0] op_count;
-  reg [2:0] op_count = 3'h0;
-  output [3:0] op_shift;
-  reg [3:0] op_shift = 4'h0;
-  output op_valid;
-  reg op_valid = 1'h0;
-  output [9:0] op_waddr;
-  reg [9:0] op_waddr = 10'h000;
-  input [10:0] \port$4535$0 ;
-  wire [10:0] \port$4535$0 ;
-  output ready;
-  wire ready;
+  output [71:0] r;
+  reg [71:0] r = 72'h000000000000000000;
+  wire [17:0] \r[0] ;
+  wire [17:0] \r[1] ;
+  wire [17:0] \r[2] ;
+  wire [17:0] \r[3] ;
+  output [67:0] result;
+  wire [67:0] result;
+  wire [16:0] \result[0] ;
+  wire [16:0] \result[1] ;
+  wire [16:0] \result[2] ;
+  wire [16:0] \result[3] ;
   input rst;
   wire rst;
-  wire [3:0] shift;
-  wire [9:0] waddr;
-  assign _00_ = ~ op_valid;
-  assign _08_ = last_g & en;
-  assign ready = _00_ | _08_;
-  assign _19_ = op_valid & en;
-  assign _21_ = 1'h0 + { 3'h0, \port$4535$0 [3:0], 4'h0 };
-  assign _22_ = 1'h0 + { 1'h0, \port$4535$0 [5:4], 2'h0 };
-  assign _23_ = _21_ + _22_;
-  assign _01_[13:0] = _23_ + \port$4535$0 [7:6];
-  assign _02_ = 1'h0 + { 1'h0, _01_[13:0] };
-  assign _03_ = 1'h0 + { 3'h0, \port$4535$0 [3:0], 4'h0 };
-  assign _04_ = 1'h0 + { 1'h0, \port$4535$0 [5:4], 2'h0 };
-  assign _05_ = _03_ + _04_;
-  assign _06_ = _05_ + \port$4535$0 [7:6];
-  assign _07_ = _02_ + { _06_, 1'h0 };
-  assign _09_ = g + 1'h1;
-  assign _10_ = op_addr + 1'h1;
-  assign _11_ = op_waddr + 1'h1;
-  assign _12_ = g == 1'h1;
+  input [28:0] s6;
+  wire [28:0] s6;
+  (* unused_bits = "0 1" *)
+  wire [1:0] \s6.addr ;
+  (* unused_bits = "0" *)
+  wire \s6.bank ;
+  (* unused_bits = "0 1" *)
+  wire [1:0] \s6.bias_g ;
+  (* unused_bits = "0 1 2" *)
+  wire [2:0] \s6.count ;
+  (* unused_bits = "0" *)
+  wire \s6.cur ;
+  (* unused_bits = "0" *)
+  wire \s6.end ;
+  (* unused_bits = "0" *)
+  wire \s6.fire_k ;
+  wire \s6.kind ;
+  (* unused_bits = "0" *)
+  wire \s6.last_step ;
+  (* unused_bits = "0" *)
+  wire \s6.proj ;
+  (* unused_bits = "0 1 2 3" *)
+  wire [3:0] \s6.shift ;
+  (* unused_bits = "0" *)
+  wire \s6.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
+  wire [9:0] \s6.waddr ;
+  input [71:0] val;
+  wire [71:0] val;
+  wire [17:0] \val[0] ;
+  wire [17:0] \val[1] ;
+  wire [17:0] \val[2] ;
+  wire [17:0] \val[3] ;
+  output [67:0] values;
+  wire [67:0] values;
+  wire [16:0] \values[0] ;
+  wire [16:0] \values[1] ;
+  wire [16:0] \values[2] ;
+  wire [16:0] \values[3] ;
   always @(posedge clk)
-    op_waddr <= _13_;
-  always @(posedge clk)
-    op_addr <= _14_;
-  always @(posedge clk)
-    op_count <= _15_;
-  always @(posedge clk)
-    op_shift <= _16_;
-  always @(posedge clk)
-    g <= _17_;
-  always @(posedge clk)
-    last_g <= _18_;
-  always @(posedge clk)
-    op_valid <= _20_;
-  assign _24_ = last_g ? 1'h0 : op_valid;
-  assign _25_ = _19_ ? _24_ : op_valid;
-  assign _26_ = load ? 1'h1 : _25_;
-  assign _20_ = rst ? 1'h0 : _26_;
-  assign _27_ = _19_ ? _12_ : last_g;
-  assign _28_ = load ? 1'h0 : _27_;
-  assign _18_ = rst ? 1'h0 : _28_;
-  assign _29_ = _19_ ? _09_[1:0] : g;
-  assign _30_ = load ? 2'h0 : _29_;
-  assign _17_ = rst ? 2'h0 : _30_;
-  assign _31_ = load ? 4'h0 : op_shift;
-  assign _16_ = rst ? 4'h0 : _31_;
-  assign _32_ = load ? \port$4535$0 [10:8] : op_count;
-  assign _15_ = rst ? 3'h0 : _32_;
-  assign _33_ = _19_ ? _10_[1:0] : op_addr;
-  assign _34_ = load ? 2'h0 : _33_;
-  assign _14_ = rst ? 2'h0 : _34_;
-  assign _35_ = _19_ ? _11_[9:0] : op_waddr;
-  assign _36_ = load ? _07_[9:0] : _35_;
-  assign _13_ = rst ? 10'h000 : _36_;
-  assign _01_[14] = 1'h0;
-  assign ev_shift = 4'h0;
-  assign ev_count = \port$4535$0 [10:8];
-  assign ev_x = \port$4535$0 [7:6];
-  assign ev_y = \port$4535$0 [5:4];
-  assign ev_c = \port$4535$0 [3:0];
-  assign waddr = op_waddr;
-  assign addr = op_addr;
-  assign \busy$6  = op_valid;
-  assign shift = op_shift;
-  assign count = op_count;
-  assign busy = op_valid;
+    r <= _00_;
+  assign \values[3]  = s6[1] ? (* full_case = 32'd1 *) r[70:54] : 17'h00000;
+  assign \values[2]  = s6[1] ? (* full_case = 32'd1 *) r[52:36] : 17'h00000;
+  assign \values[1]  = s6[1] ? (* full_case = 32'd1 *) r[34:18] : 17'h00000;
+  assign \values[0]  = s6[1] ? (* full_case = 32'd1 *) r[16:0] : 17'h00000;
+  assign \result[3]  = s6[1] ? (* full_case = 32'd1 *) 17'h00000 : r[70:54];
+  assign \result[2]  = s6[1] ? (* full_case = 32'd1 *) 17'h00000 : r[52:36];
+  assign \result[1]  = s6[1] ? (* full_case = 32'd1 *) 17'h00000 : r[34:18];
+  assign \result[0]  = s6[1] ? (* full_case = 32'd1 *) 17'h00000 : r[16:0];
+  assign _00_[71:54] = rst ? 18'h00000 : val[71:54];
+  assign _00_[35:18] = rst ? 18'h00000 : val[35:18];
+  assign _00_[17:0] = rst ? 18'h00000 : val[17:0];
+  assign _00_[53:36] = rst ? 18'h00000 : val[53:36];
+  assign \s6.bias_g  = s6[28:27];
+  assign \s6.end  = s6[26];
+  assign \s6.fire_k  = s6[25];
+  assign \s6.last_step  = s6[24];
+  assign \s6.shift  = s6[23:20];
+  assign \s6.count  = s6[19:17];
+  assign \s6.proj  = s6[16];
+  assign \s6.waddr  = s6[15:6];
+  assign \s6.addr  = s6[5:4];
+  assign \s6.bank  = s6[3];
+  assign \s6.cur  = s6[2];
+  assign \s6.kind  = s6[1];
+  assign \s6.valid  = s6[0];
+  assign \val[3]  = val[71:54];
+  assign \val[2]  = val[53:36];
+  assign \val[1]  = val[35:18];
+  assign \val[0]  = val[17:0];
+  assign \r[3]  = r[71:54];
+  assign \r[2]  = r[53:36];
+  assign \r[1]  = r[35:18];
+  assign \r[0]  = r[17:0];
+  assign values = { \values[3] , \values[2] , \values[1] , \values[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_fc.queue (rst, \port$4347$0 , w_data, w_en, \port$4505$0 , \port$4507$0 , clk);
+module \digits_cnn_gn.engine_fc.queue (rst, i__ready, w_data, w_en, o__payload, o__valid, o__ready, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -18405,32 +19755,41 @@ module \digits_cnn_gn.engine_fc.queue (rst, \port$4347$0 , w_data, w_en, \port$4
   wire _06_;
   wire [69:0] _07_;
   wire [69:0] \$signal ;
-  reg [69:0] \$signal$11  = 70'h000000000000000000;
-  wire [69:0] \$signal$12 ;
-  wire \$signal$13 ;
-  wire [69:0] \$signal$14 ;
-  wire [69:0] \$signal$15 ;
-  wire \$signal$16 ;
-  wire \$signal$17 ;
-  wire \$signal$18 ;
-  wire \$signal$19 ;
-  wire \$signal$3 ;
-  (* unused_bits = "0" *)
-  wire \$signal$4 ;
-  wire \$signal$9 ;
   input clk;
   wire clk;
   (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
+  wire [69:0] i__payload;
+  reg [69:0] \i__payload$11  = 70'h000000000000000000;
+  wire [1:0] \i__payload.addr ;
+  wire [67:0] \i__payload.values ;
+  wire [16:0] \i__payload.values[0] ;
+  wire [16:0] \i__payload.values[1] ;
+  wire [16:0] \i__payload.values[2] ;
+  wire [16:0] \i__payload.values[3] ;
+  output i__ready;
+  wire i__ready;
+  wire \i__ready$9 ;
+  wire i__valid;
+  wire \i__valid$13 ;
   (* unused_bits = "0 1 2 3 4" *)
   wire [4:0] \level$21 ;
-  input \port$4347$0 ;
-  wire \port$4347$0 ;
-  output [69:0] \port$4505$0 ;
-  wire [69:0] \port$4505$0 ;
-  output \port$4507$0 ;
-  wire \port$4507$0 ;
+  output [69:0] o__payload;
+  wire [69:0] o__payload;
+  wire [69:0] \o__payload$15 ;
+  wire [1:0] \o__payload.addr ;
+  wire [67:0] \o__payload.values ;
+  wire [16:0] \o__payload.values[0] ;
+  wire [16:0] \o__payload.values[1] ;
+  wire [16:0] \o__payload.values[2] ;
+  wire [16:0] \o__payload.values[3] ;
+  input o__ready;
+  wire o__ready;
+  wire \o__ready$19 ;
+  output o__valid;
+  wire o__valid;
+  wire \o__valid$17 ;
   wire [69:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -18441,20 +19800,19 @@ module \digits_cnn_gn.engine_fc.queue (rst, \port$4347$0 , w_data, w_en, \port$4
   wire [69:0] w_data;
   input w_en;
   wire w_en;
-  (* unused_bits = "0" *)
   wire w_rdy;
-  assign _01_ = _00_ | \$signal$9 ;
+  assign _01_ = _00_ | \i__ready$9 ;
   assign take = r_rdy & _01_;
   assign _02_ = ~ held_valid;
-  assign _03_ = _02_ | \$signal$9 ;
+  assign _03_ = _02_ | \i__ready$9 ;
   always @(posedge clk)
-    \$signal$11  <= _04_;
+    \i__payload$11  <= _04_;
   always @(posedge clk)
     held_valid <= _05_;
   assign _00_ = ~ held_valid;
   assign _06_ = _03_ ? take : held_valid;
   assign _05_ = rst ? 1'h0 : _06_;
-  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _07_ = take ? r_data : \i__payload$11 ;
   assign _04_ = rst ? 70'h000000000000000000 : _07_;
   \digits_cnn_gn.engine_fc.queue.inner  inner (
     .clk(clk),
@@ -18465,31 +19823,40 @@ module \digits_cnn_gn.engine_fc.queue (rst, \port$4347$0 , w_data, w_en, \port$4
     .w_en(w_en),
     .w_level(\level$21 ),
     .w_port__data(w_data),
-    .w_rdy(\$signal$4 )
+    .w_rdy(i__ready)
   );
   \digits_cnn_gn.engine_fc.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3557$0 (\$signal$9 ),
-    .\port$4347$0 (\port$4347$0 ),
-    .\port$4489$0 (\$signal$11 ),
-    .\port$4491$0 (held_valid),
-    .\port$4505$0 (\$signal$14 ),
-    .\port$4507$0 (\$signal$16 ),
+    .i__payload(\i__payload$11 ),
+    .i__ready(\i__ready$9 ),
+    .i__valid(held_valid),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(o__valid),
     .rst(rst)
   );
-  assign \port$4507$0  = \$signal$16 ;
-  assign \port$4505$0  = \$signal$14 ;
-  assign \$signal$19  = \port$4347$0 ;
-  assign \$signal$18  = \port$4347$0 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$12  = \$signal$11 ;
+  assign \o__payload.values[3]  = o__payload[67:51];
+  assign \o__payload.values[2]  = o__payload[50:34];
+  assign \o__payload.values[1]  = o__payload[33:17];
+  assign \o__payload.values[0]  = o__payload[16:0];
+  assign \o__payload.values  = o__payload[67:0];
+  assign \i__payload.addr  = w_data[69:68];
+  assign \i__payload.values[3]  = w_data[67:51];
+  assign \i__payload.values[2]  = w_data[50:34];
+  assign \i__payload.values[1]  = w_data[33:17];
+  assign \i__payload.values[0]  = w_data[16:0];
+  assign \i__payload.values  = w_data[67:0];
+  assign \o__payload.addr  = o__payload[69:68];
+  assign \o__ready$19  = o__ready;
+  assign \o__valid$17  = o__valid;
+  assign \o__payload$15  = o__payload;
+  assign \i__valid$13  = held_valid;
+  assign \$signal  = \i__payload$11 ;
   assign r_en = take;
-  assign w_rdy = \$signal$4 ;
-  assign \$signal$3  = w_en;
-  assign \$signal  = w_data;
+  assign w_rdy = i__ready;
+  assign i__valid = w_en;
+  assign i__payload = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18657,7 +20024,7 @@ module \digits_cnn_gn.engine_fc.queue.inner (rst, r_en, w_rdy, w_level, r_data, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3557$0 , count, \port$4347$0 , \port$4489$0 , \port$4491$0 , \port$4505$0 , \port$4507$0 , clk);
+module \digits_cnn_gn.engine_fc.queue.skid (rst, i__ready, count, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -18676,49 +20043,43 @@ module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3557$0 , count, \port$434
   wire [69:0] _15_;
   wire [69:0] _16_;
   wire [69:0] _17_;
-  wire \$signal ;
-  reg [69:0] \$signal$10  = 70'h000000000000000000;
-  wire [69:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [69:0] \$signal$9  = 70'h000000000000000000;
+  reg [69:0] \$like  = 70'h000000000000000000;
   input clk;
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3557$0 ;
-  wire \port$3557$0 ;
-  input \port$4347$0 ;
-  wire \port$4347$0 ;
-  input [69:0] \port$4489$0 ;
-  wire [69:0] \port$4489$0 ;
-  input \port$4491$0 ;
-  wire \port$4491$0 ;
-  output [69:0] \port$4505$0 ;
-  wire [69:0] \port$4505$0 ;
-  output \port$4507$0 ;
-  wire \port$4507$0 ;
+  input [69:0] i__payload;
+  wire [69:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [69:0] o__payload;
+  reg [69:0] o__payload = 70'h000000000000000000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4491$0  & _00_;
-  assign count = \$signal$5  + spare_valid;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$4347$0  | _01_;
+  assign take = i__valid & _00_;
+  assign count = o__valid + spare_valid;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$4489$0  : \$signal$10 ;
-  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _07_ = take ? i__payload : \$like ;
+  assign _08_ = _02_ ? \$like  : _07_;
   assign _06_ = rst ? 70'h000000000000000000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
   assign _10_ = spare_valid ? 1'h0 : spare_valid;
@@ -18726,22 +20087,690 @@ module \digits_cnn_gn.engine_fc.queue.skid (rst, \port$3557$0 , count, \port$434
   assign _05_ = rst ? 1'h0 : _11_;
   assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
-  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _14_ = _02_ ? _13_ : o__valid;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$4489$0  : \$signal$9 ;
-  assign _16_ = spare_valid ? \$signal$10  : _15_;
-  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _15_ = take ? i__payload : o__payload;
+  assign _16_ = spare_valid ? \$like  : _15_;
+  assign _17_ = _02_ ? _16_ : o__payload;
   assign _03_ = rst ? 70'h000000000000000000 : _17_;
-  assign \port$4507$0  = \$signal$5 ;
-  assign \port$4505$0  = \$signal$9 ;
-  assign \port$3557$0  = \$signal ;
-  assign \$signal$11  = \port$4489$0 ;
-  assign \$signal$8  = \port$4347$0 ;
-  assign \$signal$3  = \port$4491$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv1_0 (rst, \port$7$0 , \port$3569$0 , \port$3644$0 , \port$3888$0 , \port$4515$0 , \port$4517$0 , clk);
+module \digits_cnn_gn.engine_fc.sequencer (rst, popped, active, dropped, ops__valid, ops__payload, i0__ready, i0__payload, i0__valid, clk);
+  wire _000_;
+  (* unused_bits = "2" *)
+  wire [2:0] _001_;
+  wire _002_;
+  wire _003_;
+  (* unused_bits = "2" *)
+  wire [2:0] _004_;
+  wire _005_;
+  wire _006_;
+  wire _007_;
+  wire _008_;
+  wire _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire [4:0] _013_;
+  wire _014_;
+  wire _015_;
+  wire [1:0] _016_;
+  wire [1:0] _017_;
+  wire _018_;
+  wire _019_;
+  wire [1:0] _020_;
+  wire [5:0] _021_;
+  wire [6:0] _022_;
+  (* unused_bits = "5 6 7" *)
+  wire [7:0] _023_;
+  wire _024_;
+  wire _025_;
+  wire _026_;
+  wire _027_;
+  wire _028_;
+  wire _029_;
+  wire _030_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
+  wire [1:0] _034_;
+  wire [1:0] _035_;
+  wire _036_;
+  wire _037_;
+  wire _038_;
+  wire [1:0] _039_;
+  wire [1:0] _040_;
+  wire [1:0] _041_;
+  wire _042_;
+  wire _043_;
+  wire _044_;
+  wire [1:0] _045_;
+  wire [1:0] _046_;
+  wire [1:0] _047_;
+  wire [1:0] _048_;
+  wire [1:0] _049_;
+  wire [1:0] _050_;
+  wire [1:0] _051_;
+  wire [1:0] _052_;
+  wire [1:0] _053_;
+  wire [1:0] _054_;
+  wire _055_;
+  wire _056_;
+  wire _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire _063_;
+  reg \$signal  = 1'h0;
+  wire \$signal$24 ;
+  wire \$signal$29 ;
+  reg \$signal$5  = 1'h0;
+  output active;
+  wire active;
+  wire busy;
+  input clk;
+  wire clk;
+  reg credit = 1'h0;
+  input dropped;
+  wire dropped;
+  reg [1:0] fire_k = 2'h0;
+  reg fsm_state = 1'h0;
+  input [11:0] i0__payload;
+  wire [11:0] i0__payload;
+  wire [3:0] \i0__payload.c ;
+  wire [2:0] \i0__payload.count ;
+  wire \i0__payload.end ;
+  wire [1:0] \i0__payload.x ;
+  wire [1:0] \i0__payload.y ;
+  output i0__ready;
+  wire i0__ready;
+  input i0__valid;
+  wire i0__valid;
+  wire [14:0] i__payload;
+  wire [3:0] \i__payload.c ;
+  wire [2:0] \i__payload.count ;
+  wire [3:0] \i__payload.shift ;
+  wire [1:0] \i__payload.x ;
+  wire [1:0] \i__payload.y ;
+  wire i__ready;
+  wire i__valid;
+  wire [18:0] o__payload;
+  wire [1:0] \o__payload.addr ;
+  wire [2:0] \o__payload.count ;
+  wire [3:0] \o__payload.shift ;
+  wire [9:0] \o__payload.waddr ;
+  wire o__ready;
+  wire o__valid;
+  output [27:0] ops__payload;
+  wire [27:0] ops__payload;
+  wire [1:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire [2:0] \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [9:0] \ops__payload.waddr ;
+  output ops__valid;
+  wire ops__valid;
+  input popped;
+  wire popped;
+  input rst;
+  wire rst;
+  reg [1:0] step = 2'h0;
+  reg [1:0] sweep_addr = 2'h0;
+  reg sweep_last = 1'h0;
+  wire sweep_now;
+  reg [4:0] used = 5'h00;
+  assign _000_ = sweep_now & \ops__payload.end ;
+  assign _010_ = sweep_now & \ops__payload.end ;
+  assign _019_ = _010_ | \$signal ;
+  assign _021_ = used + sweep_now;
+  assign _022_ = _021_ - dropped;
+  assign _023_ = $signed(_022_) - $signed({ 1'h0, popped });
+  assign _024_ = used <= 4'he;
+  assign _025_ = step == 1'h1;
+  assign _001_ = step + 1'h1;
+  assign _002_ = ~ \$signal$5 ;
+  assign _003_ = credit & _002_;
+  assign _004_ = sweep_addr + 1'h1;
+  assign _005_ = sweep_addr == 1'h1;
+  assign active = ops__valid | \$signal$5 ;
+  assign o__ready = ~ \$signal$5 ;
+  assign _006_ = ~ \$signal$5 ;
+  assign _007_ = busy & _006_;
+  assign _008_ = ~ \$signal$5 ;
+  assign _009_ = credit & _008_;
+  always @(posedge clk)
+    \$signal  <= _011_;
+  always @(posedge clk)
+    \$signal$5  <= _012_;
+  always @(posedge clk)
+    used <= _013_;
+  always @(posedge clk)
+    credit <= _014_;
+  always @(posedge clk)
+    fsm_state <= _015_;
+  always @(posedge clk)
+    step <= _016_;
+  always @(posedge clk)
+    sweep_addr <= _017_;
+  always @(posedge clk)
+    sweep_last <= _018_;
+  always @(posedge clk)
+    fire_k <= _020_;
+  assign _026_ = _009_ ? 1'h1 : 1'h0;
+  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _026_ : 1'h0;
+  assign _027_ = i0__payload[11] ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign _028_ = i0__valid ? _027_ : 1'h0;
+  assign i__valid = fsm_state ? 1'h0 : _028_;
+  assign _029_ = busy ? 1'h0 : 1'h1;
+  assign _030_ = i0__payload[11] ? (* full_case = 32'd1 *) _029_ : i__ready;
+  assign _031_ = i0__valid ? _030_ : 1'h0;
+  assign i0__ready = fsm_state ? 1'h0 : _031_;
+  assign _032_ = _009_ ? sweep_last : 1'h0;
+  assign \ops__payload.end  = fsm_state ? (* full_case = 32'd1 *) _032_ : 1'h0;
+  assign _033_ = _009_ ? fire_k[0] : 1'h0;
+  assign \ops__payload.fire_k  = fsm_state ? (* full_case = 32'd1 *) _033_ : 1'h0;
+  assign \ops__payload.shift  = _007_ ? o__payload[18:15] : 4'h0;
+  assign \ops__payload.count  = _007_ ? o__payload[14:12] : 3'h0;
+  assign \ops__payload.waddr  = _007_ ? o__payload[11:2] : 10'h000;
+  assign _034_ = _007_ ? o__payload[1:0] : 2'h0;
+  assign _035_ = _009_ ? sweep_addr : _034_;
+  assign \ops__payload.addr  = fsm_state ? (* full_case = 32'd1 *) _035_ : _034_;
+  assign _036_ = _009_ ? 1'h1 : 1'h0;
+  assign \ops__payload.kind  = fsm_state ? (* full_case = 32'd1 *) _036_ : 1'h0;
+  assign _037_ = _007_ ? 1'h1 : 1'h0;
+  assign _038_ = _009_ ? 1'h1 : _037_;
+  assign ops__valid = fsm_state ? (* full_case = 32'd1 *) _038_ : _037_;
+  assign _039_ = sweep_last ? 2'h0 : fire_k;
+  assign _040_ = _003_ ? _039_ : fire_k;
+  assign _041_ = fsm_state ? (* full_case = 32'd1 *) _040_ : fire_k;
+  assign _020_ = rst ? 2'h0 : _041_;
+  assign _042_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _005_;
+  assign _043_ = _003_ ? _042_ : sweep_last;
+  assign _044_ = fsm_state ? (* full_case = 32'd1 *) _043_ : sweep_last;
+  assign _018_ = rst ? 1'h0 : _044_;
+  assign _045_ = sweep_last ? (* full_case = 32'd1 *) 2'h0 : _004_[1:0];
+  assign _046_ = _003_ ? _045_ : sweep_addr;
+  assign _047_ = fsm_state ? (* full_case = 32'd1 *) _046_ : sweep_addr;
+  assign _017_ = rst ? 2'h0 : _047_;
+  assign _048_ = sweep_last ? 2'h0 : step;
+  assign _049_ = _003_ ? _048_ : step;
+  function [1:0] _130_;
+    input [1:0] a;
+    input [3:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _130_ = b[1:0];
+      2'b1?:
+        _130_ = b[3:2];
+      default:
+        _130_ = a;
+    endcase
+  endfunction
+  assign _050_ = _130_(step, { _054_, _049_ }, { _055_, fsm_state });
+  assign _051_ = _025_ ? (* full_case = 32'd1 *) step : _001_[1:0];
+  assign _052_ = busy ? step : _051_;
+  assign _053_ = i0__payload[11] ? _052_ : step;
+  assign _054_ = i0__valid ? _053_ : step;
+  assign _055_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _016_ = rst ? 2'h0 : _050_;
+  assign _056_ = sweep_last ? 1'h0 : fsm_state;
+  assign _057_ = _003_ ? _056_ : fsm_state;
+  function [0:0] _139_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _139_ = b[0:0];
+      2'b1?:
+        _139_ = b[1:1];
+      default:
+        _139_ = a;
+    endcase
+  endfunction
+  assign _058_ = _139_(fsm_state, { _062_, _057_ }, { _063_, fsm_state });
+  assign _059_ = _025_ ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _060_ = busy ? fsm_state : _059_;
+  assign _061_ = i0__payload[11] ? _060_ : fsm_state;
+  assign _062_ = i0__valid ? _061_ : fsm_state;
+  assign _063_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _015_ = rst ? 1'h0 : _058_;
+  assign _014_ = rst ? 1'h0 : _024_;
+  assign _013_ = rst ? 5'h00 : _023_[4:0];
+  assign _012_ = rst ? 1'h0 : _019_;
+  assign _011_ = rst ? 1'h0 : _000_;
+  \digits_cnn_gn.engine_fc.sequencer.expand0  expand0 (
+    .clk(clk),
+    .i__payload({ 4'h0, i0__payload[10:0] }),
+    .i__ready(i__ready),
+    .i__valid(i__valid),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(busy),
+    .rst(rst)
+  );
+  assign \i__payload.shift  = 4'h0;
+  assign \i__payload.count  = i0__payload[10:8];
+  assign \i__payload.x  = i0__payload[7:6];
+  assign \i__payload.y  = i0__payload[5:4];
+  assign \i__payload.c  = i0__payload[3:0];
+  assign \o__payload.shift  = o__payload[18:15];
+  assign \o__payload.count  = o__payload[14:12];
+  assign \o__payload.waddr  = o__payload[11:2];
+  assign \o__payload.addr  = o__payload[1:0];
+  assign \i0__payload.end  = i0__payload[11];
+  assign \i0__payload.count  = i0__payload[10:8];
+  assign \i0__payload.x  = i0__payload[7:6];
+  assign \i0__payload.y  = i0__payload[5:4];
+  assign \i0__payload.c  = i0__payload[3:0];
+  assign \ops__payload.bias_g  = 2'h0;
+  assign \ops__payload.last_step  = 1'h0;
+  assign \ops__payload.proj  = 1'h0;
+  assign \ops__payload.bank  = 1'h0;
+  assign \ops__payload.cur  = 1'h0;
+  assign ops__payload = { 2'h0, \ops__payload.end , \ops__payload.fire_k , 1'h0, \ops__payload.shift , \ops__payload.count , 1'h0, \ops__payload.waddr , \ops__payload.addr , 2'h0, \ops__payload.kind  };
+  assign \$signal$29  = 1'h0;
+  assign i__payload = { 4'h0, i0__payload[10:0] };
+  assign \$signal$24  = 1'h0;
+  assign o__valid = busy;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_gn.engine_fc.sequencer.expand0 (rst, o__ready, i__ready, i__payload, i__valid, o__payload, o__valid, clk);
+  wire _00_;
+  wire [12:0] _01_;
+  wire [13:0] _02_;
+  wire [15:0] _03_;
+  wire [11:0] _04_;
+  wire [5:0] _05_;
+  wire [12:0] _06_;
+  wire [13:0] _07_;
+  wire _08_;
+  (* unused_bits = "10 11 12 13 14 15 16" *)
+  wire [16:0] _09_;
+  (* unused_bits = "2" *)
+  wire [2:0] _10_;
+  (* unused_bits = "2" *)
+  wire [2:0] _11_;
+  (* unused_bits = "10" *)
+  wire [10:0] _12_;
+  wire _13_;
+  wire [2:0] _14_;
+  wire [3:0] _15_;
+  wire [1:0] _16_;
+  wire [9:0] _17_;
+  wire _18_;
+  wire [1:0] _19_;
+  wire _20_;
+  wire _21_;
+  wire _22_;
+  wire _23_;
+  wire [11:0] _24_;
+  wire [5:0] _25_;
+  wire _26_;
+  wire _27_;
+  wire _28_;
+  wire _29_;
+  wire _30_;
+  wire [1:0] _31_;
+  wire [1:0] _32_;
+  wire [9:0] _33_;
+  wire [9:0] _34_;
+  wire [1:0] _35_;
+  wire [1:0] _36_;
+  wire [1:0] _37_;
+  wire [3:0] _38_;
+  wire [2:0] _39_;
+  reg [1:0] \$like  = 2'h0;
+  reg [2:0] \$like$6  = 3'h0;
+  wire busy;
+  wire \busy$2 ;
+  input clk;
+  wire clk;
+  reg [1:0] g = 2'h0;
+  input [14:0] i__payload;
+  wire [14:0] i__payload;
+  wire [3:0] \i__payload.c ;
+  wire [2:0] \i__payload.count ;
+  wire [3:0] \i__payload.shift ;
+  wire [1:0] \i__payload.x ;
+  wire [1:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  reg last_g = 1'h0;
+  output [18:0] o__payload;
+  wire [18:0] o__payload;
+  wire [1:0] \o__payload.addr ;
+  wire [2:0] \o__payload.count ;
+  wire [3:0] \o__payload.shift ;
+  wire [9:0] \o__payload.waddr ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [3:0] shift = 4'h0;
+  reg [9:0] waddr = 10'h000;
+  assign _00_ = ~ o__valid;
+  assign _08_ = last_g & o__ready;
+  assign i__ready = _00_ | _08_;
+  assign _18_ = i__valid & i__ready;
+  assign _22_ = i__valid & i__ready;
+  assign _23_ = o__valid & o__ready;
+  assign _24_ = 1'h0 + { 3'h0, i__payload[3:0], 4'h0 };
+  assign _25_ = 1'h0 + { 1'h0, i__payload[5:4], 2'h0 };
+  assign _01_ = _24_ + _25_;
+  assign _02_ = _01_ + i__payload[7:6];
+  assign _03_ = 1'h0 + { 1'h0, _02_ };
+  assign _04_ = 1'h0 + { 3'h0, i__payload[3:0], 4'h0 };
+  assign _05_ = 1'h0 + { 1'h0, i__payload[5:4], 2'h0 };
+  assign _06_ = _04_ + _05_;
+  assign _07_ = _06_ + i__payload[7:6];
+  assign _09_ = _03_ + { _07_, 1'h0 };
+  assign _10_ = g + 1'h1;
+  assign _11_ = \$like  + 1'h1;
+  assign _12_ = waddr + 1'h1;
+  assign _13_ = g == 1'h1;
+  always @(posedge clk)
+    \$like$6  <= _14_;
+  always @(posedge clk)
+    shift <= _15_;
+  always @(posedge clk)
+    g <= _16_;
+  always @(posedge clk)
+    waddr <= _17_;
+  always @(posedge clk)
+    \$like  <= _19_;
+  always @(posedge clk)
+    last_g <= _20_;
+  always @(posedge clk)
+    o__valid <= _21_;
+  assign _26_ = last_g ? 1'h0 : o__valid;
+  assign _27_ = _23_ ? _26_ : o__valid;
+  assign _28_ = _22_ ? 1'h1 : _27_;
+  assign _21_ = rst ? 1'h0 : _28_;
+  assign _29_ = _23_ ? _13_ : last_g;
+  assign _30_ = _22_ ? 1'h0 : _29_;
+  assign _20_ = rst ? 1'h0 : _30_;
+  assign _31_ = _23_ ? _11_[1:0] : \$like ;
+  assign _32_ = _22_ ? 2'h0 : _31_;
+  assign _19_ = rst ? 2'h0 : _32_;
+  assign _33_ = _23_ ? _12_[9:0] : waddr;
+  assign _34_ = _22_ ? _09_[9:0] : _33_;
+  assign _17_ = rst ? 10'h000 : _34_;
+  assign _35_ = _18_ ? 2'h0 : g;
+  assign _36_ = _23_ ? _10_[1:0] : _35_;
+  assign _37_ = _22_ ? _35_ : _36_;
+  assign _16_ = rst ? 2'h0 : _37_;
+  assign _38_ = _18_ ? i__payload[14:11] : shift;
+  assign _15_ = rst ? 4'h0 : _38_;
+  assign _39_ = _18_ ? i__payload[10:8] : \$like$6 ;
+  assign _14_ = rst ? 3'h0 : _39_;
+  assign \i__payload.shift  = i__payload[14:11];
+  assign \i__payload.count  = i__payload[10:8];
+  assign \i__payload.x  = i__payload[7:6];
+  assign \i__payload.y  = i__payload[5:4];
+  assign \i__payload.c  = i__payload[3:0];
+  assign \o__payload.shift  = shift;
+  assign \o__payload.count  = \$like$6 ;
+  assign \o__payload.waddr  = waddr;
+  assign \o__payload.addr  = \$like ;
+  assign o__payload = { shift, \$like$6 , waddr, \$like  };
+  assign \busy$2  = o__valid;
+  assign busy = o__valid;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_gn.engine_fc.serializer (rst, o__ready, i__payload, i__valid, o__payload, o__valid, i__ready, clk);
+  wire _000_;
+  wire _001_;
+  wire _002_;
+  wire [16:0] _003_;
+  wire _004_;
+  wire _005_;
+  wire _006_;
+  wire [16:0] _007_;
+  wire [6:0] _008_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire [16:0] _013_;
+  wire [3:0] _014_;
+  wire [3:0] _015_;
+  wire [4:0] _016_;
+  (* unused_bits = "4 5" *)
+  wire [5:0] _017_;
+  wire _018_;
+  wire _019_;
+  wire [3:0] _020_;
+  wire [3:0] _021_;
+  wire [3:0] _022_;
+  wire [3:0] _023_;
+  wire [3:0] _024_;
+  wire [3:0] _025_;
+  wire [16:0] _026_;
+  wire [16:0] _027_;
+  wire [16:0] _028_;
+  wire _029_;
+  wire _030_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
+  wire _034_;
+  wire _035_;
+  wire _036_;
+  wire [1:0] _037_;
+  wire [1:0] _038_;
+  wire [1:0] _039_;
+  wire _040_;
+  wire _041_;
+  wire _042_;
+  wire _043_;
+  wire _044_;
+  wire _045_;
+  wire _046_;
+  wire _047_;
+  wire _048_;
+  wire _049_;
+  wire _050_;
+  wire _051_;
+  reg \$signal  = 1'h0;
+  reg [3:0] best_idx = 4'h0;
+  reg [16:0] best_val = 17'h00000;
+  reg better = 1'h0;
+  input clk;
+  wire clk;
+  reg [3:0] done = 4'h0;
+  reg first = 1'h1;
+  input [69:0] i__payload;
+  wire [69:0] i__payload;
+  wire [1:0] \i__payload.addr ;
+  wire [67:0] \i__payload.values ;
+  wire [16:0] \i__payload.values[0] ;
+  wire [16:0] \i__payload.values[1] ;
+  wire [16:0] \i__payload.values[2] ;
+  wire [16:0] \i__payload.values[3] ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  wire [3:0] index;
+  wire [1:0] lane;
+  wire last_lane;
+  output [25:0] o__payload;
+  wire [25:0] o__payload;
+  wire [3:0] \o__payload.argmax ;
+  wire [3:0] \o__payload.index ;
+  wire \o__payload.last ;
+  wire [16:0] \o__payload.value ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  wire o__valid;
+  input rst;
+  wire rst;
+  assign _016_ = i__payload[69:68] * 3'h4;
+  assign { _017_[5:4], o__payload[3:0] } = _016_ + lane;
+  assign _018_ = lane == 2'h3;
+  assign _019_ = o__payload[3:0] == 4'h9;
+  assign last_lane = _018_ | _019_;
+  assign \o__payload.last  = o__payload[3:0] == 4'h9;
+  assign \o__payload.argmax  = better ? o__payload[3:0] : best_idx;
+  assign _000_ = i__valid & \$signal ;
+  assign _001_ = ~ \$signal ;
+  assign _002_ = i__valid & _001_;
+  assign _004_ = $signed(_003_) > $signed(best_val);
+  assign _005_ = first | _004_;
+  assign _006_ = i__valid & \$signal ;
+  assign _008_ = 1'h1 << lane;
+  assign _009_ = { 3'h0, done } | _008_;
+  always @(posedge clk)
+    better <= _010_;
+  always @(posedge clk)
+    \$signal  <= _011_;
+  always @(posedge clk)
+    first <= _012_;
+  always @(posedge clk)
+    best_val <= _013_;
+  always @(posedge clk)
+    best_idx <= _014_;
+  always @(posedge clk)
+    done <= _015_;
+  assign _020_ = last_lane ? (* full_case = 32'd1 *) 4'h0 : _009_[3:0];
+  assign _021_ = o__ready ? _020_ : done;
+  assign _022_ = _006_ ? _021_ : done;
+  assign _015_ = rst ? 4'h0 : _022_;
+  assign _023_ = better ? o__payload[3:0] : best_idx;
+  assign _024_ = o__ready ? _023_ : best_idx;
+  assign _025_ = _006_ ? _024_ : best_idx;
+  assign _014_ = rst ? 4'h0 : _025_;
+  assign _026_ = better ? _007_ : best_val;
+  assign _027_ = o__ready ? _026_ : best_val;
+  assign _028_ = _006_ ? _027_ : best_val;
+  assign _013_ = rst ? 17'h00000 : _028_;
+  assign _029_ = o__ready ? \o__payload.last  : first;
+  assign _030_ = _006_ ? _029_ : first;
+  assign _012_ = rst ? 1'h1 : _030_;
+  assign _031_ = _002_ ? 1'h1 : \$signal ;
+  assign _032_ = o__ready ? 1'h0 : _031_;
+  assign _033_ = _006_ ? _032_ : _031_;
+  assign _011_ = rst ? 1'h0 : _033_;
+  assign _034_ = _002_ ? _005_ : better;
+  assign _010_ = rst ? 1'h0 : _034_;
+  assign _035_ = last_lane ? 1'h1 : 1'h0;
+  assign _036_ = o__ready ? _035_ : 1'h0;
+  assign i__ready = _000_ ? _036_ : 1'h0;
+  assign o__valid = _000_ ? 1'h1 : 1'h0;
+  assign _037_ = done[3] ? 2'h0 : 2'h3;
+  assign _038_ = done[2] ? _037_ : 2'h2;
+  assign _039_ = done[1] ? _038_ : 2'h1;
+  assign lane = done[0] ? _039_ : 2'h0;
+  function [16:0] _102_;
+    input [16:0] a;
+    input [67:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _102_ = b[16:0];
+      4'b??1?:
+        _102_ = b[33:17];
+      4'b?1??:
+        _102_ = b[50:34];
+      4'b1???:
+        _102_ = b[67:51];
+      default:
+        _102_ = a;
+    endcase
+  endfunction
+  assign _007_ = _102_(17'hxxxxx, { i__payload[16:0], i__payload[33:17], i__payload[50:34], i__payload[67:51] }, { _043_, _042_, _041_, _040_ });
+  assign _040_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _041_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _042_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _043_ = ! (* full_case = 32'd1 *) lane;
+  function [16:0] _107_;
+    input [16:0] a;
+    input [67:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _107_ = b[16:0];
+      4'b??1?:
+        _107_ = b[33:17];
+      4'b?1??:
+        _107_ = b[50:34];
+      4'b1???:
+        _107_ = b[67:51];
+      default:
+        _107_ = a;
+    endcase
+  endfunction
+  assign _003_ = _107_(17'hxxxxx, { i__payload[16:0], i__payload[33:17], i__payload[50:34], i__payload[67:51] }, { _047_, _046_, _045_, _044_ });
+  assign _044_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _045_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _046_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _047_ = ! (* full_case = 32'd1 *) lane;
+  function [16:0] _112_;
+    input [16:0] a;
+    input [67:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _112_ = b[16:0];
+      4'b??1?:
+        _112_ = b[33:17];
+      4'b?1??:
+        _112_ = b[50:34];
+      4'b1???:
+        _112_ = b[67:51];
+      default:
+        _112_ = a;
+    endcase
+  endfunction
+  assign \o__payload.value  = _112_(17'hxxxxx, { i__payload[16:0], i__payload[33:17], i__payload[50:34], i__payload[67:51] }, { _051_, _050_, _049_, _048_ });
+  assign _048_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _049_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _050_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _051_ = ! (* full_case = 32'd1 *) lane;
+  assign \o__payload.index  = o__payload[3:0];
+  assign \i__payload.addr  = i__payload[69:68];
+  assign \i__payload.values[3]  = i__payload[67:51];
+  assign \i__payload.values[2]  = i__payload[50:34];
+  assign \i__payload.values[1]  = i__payload[33:17];
+  assign \i__payload.values[0]  = i__payload[16:0];
+  assign \i__payload.values  = i__payload[67:0];
+  assign _017_[3:0] = o__payload[3:0];
+  assign o__payload[25:4] = { \o__payload.last , \o__payload.argmax , \o__payload.value  };
+  assign index = o__payload[3:0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_gn.fifo_conv1_0 (rst, i__valid, i__ready, i__payload, o__ready, o__payload, o__valid, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -18760,43 +20789,52 @@ module \digits_cnn_gn.fifo_conv1_0 (rst, \port$7$0 , \port$3569$0 , \port$3644$0
   wire [12:0] _15_;
   wire [12:0] _16_;
   wire [12:0] _17_;
-  wire \$signal ;
-  reg [12:0] \$signal$10  = 13'h0000;
-  wire [12:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [12:0] \$signal$9  = 13'h0000;
+  reg [12:0] \$like  = 13'h0000;
+  wire [2:0] \$like.c ;
+  wire [2:0] \$like.count ;
+  wire \$like.end ;
+  wire [2:0] \$like.x ;
+  wire [2:0] \$like.y ;
   input clk;
   wire clk;
-  output \port$3569$0 ;
-  wire \port$3569$0 ;
-  input [12:0] \port$3644$0 ;
-  wire [12:0] \port$3644$0 ;
-  input \port$3888$0 ;
-  wire \port$3888$0 ;
-  output [12:0] \port$4515$0 ;
-  wire [12:0] \port$4515$0 ;
-  output \port$4517$0 ;
-  wire \port$4517$0 ;
-  input \port$7$0 ;
-  wire \port$7$0 ;
+  input [12:0] i__payload;
+  wire [12:0] i__payload;
+  wire [2:0] \i__payload.c ;
+  wire [2:0] \i__payload.count ;
+  wire \i__payload.end ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [12:0] o__payload;
+  reg [12:0] o__payload = 13'h0000;
+  wire [2:0] \o__payload.c ;
+  wire [2:0] \o__payload.count ;
+  wire \o__payload.end ;
+  wire [2:0] \o__payload.x ;
+  wire [2:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$7$0  & _00_;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3888$0  | _01_;
+  assign take = i__valid & _00_;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
   assign _07_ = take ? 1'h1 : spare_valid;
   assign _08_ = spare_valid ? 1'h0 : spare_valid;
@@ -18804,25 +20842,34 @@ module \digits_cnn_gn.fifo_conv1_0 (rst, \port$7$0 , \port$3569$0 , \port$3644$0
   assign _05_ = rst ? 1'h0 : _09_;
   assign _10_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _11_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _10_;
-  assign _12_ = _02_ ? _11_ : \$signal$5 ;
+  assign _12_ = _02_ ? _11_ : o__valid;
   assign _04_ = rst ? 1'h0 : _12_;
-  assign _13_ = take ? \port$3644$0  : \$signal$9 ;
-  assign _14_ = spare_valid ? \$signal$10  : _13_;
-  assign _15_ = _02_ ? _14_ : \$signal$9 ;
+  assign _13_ = take ? i__payload : o__payload;
+  assign _14_ = spare_valid ? \$like  : _13_;
+  assign _15_ = _02_ ? _14_ : o__payload;
   assign _03_ = rst ? 13'h0000 : _15_;
-  assign _16_ = take ? \port$3644$0  : \$signal$10 ;
-  assign _17_ = _02_ ? \$signal$10  : _16_;
+  assign _16_ = take ? i__payload : \$like ;
+  assign _17_ = _02_ ? \$like  : _16_;
   assign _06_ = rst ? 13'h0000 : _17_;
-  assign \port$4517$0  = \$signal$5 ;
-  assign \port$4515$0  = \$signal$9 ;
-  assign \port$3569$0  = \$signal ;
-  assign \$signal$11  = \port$3644$0 ;
-  assign \$signal$8  = \port$3888$0 ;
-  assign \$signal$3  = \port$7$0 ;
+  assign \i__payload.end  = i__payload[12];
+  assign \i__payload.count  = i__payload[11:9];
+  assign \i__payload.x  = i__payload[8:6];
+  assign \i__payload.y  = i__payload[5:3];
+  assign \i__payload.c  = i__payload[2:0];
+  assign \$like.end  = \$like [12];
+  assign \$like.count  = \$like [11:9];
+  assign \$like.x  = \$like [8:6];
+  assign \$like.y  = \$like [5:3];
+  assign \$like.c  = \$like [2:0];
+  assign \o__payload.end  = o__payload[12];
+  assign \o__payload.count  = o__payload[11:9];
+  assign \o__payload.x  = o__payload[8:6];
+  assign \o__payload.y  = o__payload[5:3];
+  assign \o__payload.c  = o__payload[2:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv2_0 (rst, \port$10$0 , \port$3581$0 , \port$3901$0 , \port$4113$0 , \port$4525$0 , \port$4527$0 , clk);
+module \digits_cnn_gn.fifo_conv2_0 (rst, i__valid, i__ready, i__payload, o__ready, o__payload, o__valid, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -18841,46 +20888,55 @@ module \digits_cnn_gn.fifo_conv2_0 (rst, \port$10$0 , \port$3581$0 , \port$3901$
   wire [13:0] _15_;
   wire [13:0] _16_;
   wire [13:0] _17_;
-  wire \$signal ;
-  reg [13:0] \$signal$10  = 14'h0000;
-  wire [13:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [13:0] \$signal$9  = 14'h0000;
+  reg [13:0] \$like  = 14'h0000;
+  wire [3:0] \$like.c ;
+  wire [2:0] \$like.count ;
+  wire \$like.end ;
+  wire [2:0] \$like.x ;
+  wire [2:0] \$like.y ;
   input clk;
   wire clk;
-  input \port$10$0 ;
-  wire \port$10$0 ;
-  output \port$3581$0 ;
-  wire \port$3581$0 ;
-  input [13:0] \port$3901$0 ;
-  wire [13:0] \port$3901$0 ;
-  input \port$4113$0 ;
-  wire \port$4113$0 ;
-  output [13:0] \port$4525$0 ;
-  wire [13:0] \port$4525$0 ;
-  output \port$4527$0 ;
-  wire \port$4527$0 ;
+  input [13:0] i__payload;
+  wire [13:0] i__payload;
+  wire [3:0] \i__payload.c ;
+  wire [2:0] \i__payload.count ;
+  wire \i__payload.end ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [13:0] o__payload;
+  reg [13:0] o__payload = 14'h0000;
+  wire [3:0] \o__payload.c ;
+  wire [2:0] \o__payload.count ;
+  wire \o__payload.end ;
+  wire [2:0] \o__payload.x ;
+  wire [2:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$10$0  & _00_;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$4113$0  | _01_;
+  assign take = i__valid & _00_;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$3901$0  : \$signal$10 ;
-  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _07_ = take ? i__payload : \$like ;
+  assign _08_ = _02_ ? \$like  : _07_;
   assign _06_ = rst ? 14'h0000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
   assign _10_ = spare_valid ? 1'h0 : spare_valid;
@@ -18888,22 +20944,31 @@ module \digits_cnn_gn.fifo_conv2_0 (rst, \port$10$0 , \port$3581$0 , \port$3901$
   assign _05_ = rst ? 1'h0 : _11_;
   assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
-  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _14_ = _02_ ? _13_ : o__valid;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$3901$0  : \$signal$9 ;
-  assign _16_ = spare_valid ? \$signal$10  : _15_;
-  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _15_ = take ? i__payload : o__payload;
+  assign _16_ = spare_valid ? \$like  : _15_;
+  assign _17_ = _02_ ? _16_ : o__payload;
   assign _03_ = rst ? 14'h0000 : _17_;
-  assign \port$4527$0  = \$signal$5 ;
-  assign \port$4525$0  = \$signal$9 ;
-  assign \port$3581$0  = \$signal ;
-  assign \$signal$11  = \port$3901$0 ;
-  assign \$signal$8  = \port$4113$0 ;
-  assign \$signal$3  = \port$10$0 ;
+  assign \i__payload.end  = i__payload[13];
+  assign \i__payload.count  = i__payload[12:10];
+  assign \i__payload.x  = i__payload[9:7];
+  assign \i__payload.y  = i__payload[6:4];
+  assign \i__payload.c  = i__payload[3:0];
+  assign \$like.end  = \$like [13];
+  assign \$like.count  = \$like [12:10];
+  assign \$like.x  = \$like [9:7];
+  assign \$like.y  = \$like [6:4];
+  assign \$like.c  = \$like [3:0];
+  assign \o__payload.end  = o__payload[13];
+  assign \o__payload.count  = o__payload[12:10];
+  assign \o__payload.x  = o__payload[9:7];
+  assign \o__payload.y  = o__payload[6:4];
+  assign \o__payload.c  = o__payload[3:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.fifo_conv3_0 (rst, \port$13$0 , \port$3593$0 , \port$4126$0 , \port$4338$0 , \port$4535$0 , \port$4537$0 , clk);
+module \digits_cnn_gn.fifo_conv3_0 (rst, i__valid, i__ready, i__payload, o__ready, o__payload, o__valid, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -18922,46 +20987,55 @@ module \digits_cnn_gn.fifo_conv3_0 (rst, \port$13$0 , \port$3593$0 , \port$4126$
   wire [11:0] _15_;
   wire [11:0] _16_;
   wire [11:0] _17_;
-  wire \$signal ;
-  reg [11:0] \$signal$10  = 12'h000;
-  wire [11:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [11:0] \$signal$9  = 12'h000;
+  reg [11:0] \$like  = 12'h000;
+  wire [3:0] \$like.c ;
+  wire [2:0] \$like.count ;
+  wire \$like.end ;
+  wire [1:0] \$like.x ;
+  wire [1:0] \$like.y ;
   input clk;
   wire clk;
-  input \port$13$0 ;
-  wire \port$13$0 ;
-  output \port$3593$0 ;
-  wire \port$3593$0 ;
-  input [11:0] \port$4126$0 ;
-  wire [11:0] \port$4126$0 ;
-  input \port$4338$0 ;
-  wire \port$4338$0 ;
-  output [11:0] \port$4535$0 ;
-  wire [11:0] \port$4535$0 ;
-  output \port$4537$0 ;
-  wire \port$4537$0 ;
+  input [11:0] i__payload;
+  wire [11:0] i__payload;
+  wire [3:0] \i__payload.c ;
+  wire [2:0] \i__payload.count ;
+  wire \i__payload.end ;
+  wire [1:0] \i__payload.x ;
+  wire [1:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [11:0] o__payload;
+  reg [11:0] o__payload = 12'h000;
+  wire [3:0] \o__payload.c ;
+  wire [2:0] \o__payload.count ;
+  wire \o__payload.end ;
+  wire [1:0] \o__payload.x ;
+  wire [1:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$13$0  & _00_;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$4338$0  | _01_;
+  assign take = i__valid & _00_;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$4126$0  : \$signal$10 ;
-  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _07_ = take ? i__payload : \$like ;
+  assign _08_ = _02_ ? \$like  : _07_;
   assign _06_ = rst ? 12'h000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
   assign _10_ = spare_valid ? 1'h0 : spare_valid;
@@ -18969,22 +21043,31 @@ module \digits_cnn_gn.fifo_conv3_0 (rst, \port$13$0 , \port$3593$0 , \port$4126$
   assign _05_ = rst ? 1'h0 : _11_;
   assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
-  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _14_ = _02_ ? _13_ : o__valid;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$4126$0  : \$signal$9 ;
-  assign _16_ = spare_valid ? \$signal$10  : _15_;
-  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _15_ = take ? i__payload : o__payload;
+  assign _16_ = spare_valid ? \$like  : _15_;
+  assign _17_ = _02_ ? _16_ : o__payload;
   assign _03_ = rst ? 12'h000 : _17_;
-  assign \port$4537$0  = \$signal$5 ;
-  assign \port$4535$0  = \$signal$9 ;
-  assign \port$3593$0  = \$signal ;
-  assign \$signal$11  = \port$4126$0 ;
-  assign \$signal$8  = \port$4338$0 ;
-  assign \$signal$3  = \port$13$0 ;
+  assign \i__payload.end  = i__payload[11];
+  assign \i__payload.count  = i__payload[10:8];
+  assign \i__payload.x  = i__payload[7:6];
+  assign \i__payload.y  = i__payload[5:4];
+  assign \i__payload.c  = i__payload[3:0];
+  assign \$like.end  = \$like [11];
+  assign \$like.count  = \$like [10:8];
+  assign \$like.x  = \$like [7:6];
+  assign \$like.y  = \$like [5:4];
+  assign \$like.c  = \$like [3:0];
+  assign \o__payload.end  = o__payload[11];
+  assign \o__payload.count  = o__payload[10:8];
+  assign \o__payload.x  = o__payload[7:6];
+  assign \o__payload.y  = o__payload[5:4];
+  assign \o__payload.c  = o__payload[3:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_gn.out_skid (clk, rst, \port$3605$0 , \port$4345$0 , \port$4346$0 , \port$4545$0 , \port$4547$0 , \port$0$11 );
+module \digits_cnn_gn.out_skid (clk, rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -19003,63 +21086,75 @@ module \digits_cnn_gn.out_skid (clk, rst, \port$3605$0 , \port$4345$0 , \port$43
   wire [25:0] _15_;
   wire _16_;
   wire _17_;
-  wire \$signal ;
-  reg [25:0] \$signal$10  = 26'h0000000;
-  wire [25:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [25:0] \$signal$9  = 26'h0000000;
+  reg [25:0] \$like  = 26'h0000000;
+  wire [3:0] \$like.argmax ;
+  wire [3:0] \$like.index ;
+  wire \$like.last ;
+  wire [16:0] \$like.value ;
   input clk;
   wire clk;
-  input \port$0$11 ;
-  wire \port$0$11 ;
-  output \port$3605$0 ;
-  wire \port$3605$0 ;
-  input [25:0] \port$4345$0 ;
-  wire [25:0] \port$4345$0 ;
-  input \port$4346$0 ;
-  wire \port$4346$0 ;
-  output [25:0] \port$4545$0 ;
-  wire [25:0] \port$4545$0 ;
-  output \port$4547$0 ;
-  wire \port$4547$0 ;
+  input [25:0] i__payload;
+  wire [25:0] i__payload;
+  wire [3:0] \i__payload.argmax ;
+  wire [3:0] \i__payload.index ;
+  wire \i__payload.last ;
+  wire [16:0] \i__payload.value ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [25:0] o__payload;
+  reg [25:0] o__payload = 26'h0000000;
+  wire [3:0] \o__payload.argmax ;
+  wire [3:0] \o__payload.index ;
+  wire \o__payload.last ;
+  wire [16:0] \o__payload.value ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4346$0  & _00_;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$0$11  | _01_;
+  assign take = i__valid & _00_;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _10_ = take ? \port$4345$0  : \$signal$10 ;
+  assign _10_ = take ? i__payload : \$like ;
   assign _07_ = _02_ ? _17_ : _16_;
   assign _05_ = rst ? 1'h0 : _07_;
   assign _08_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _09_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _08_;
-  assign _11_ = _02_ ? _09_ : \$signal$5 ;
+  assign _11_ = _02_ ? _09_ : o__valid;
   assign _04_ = rst ? 1'h0 : _11_;
-  assign _12_ = take ? \port$4345$0  : \$signal$9 ;
-  assign _13_ = spare_valid ? \$signal$10  : _12_;
-  assign _14_ = _02_ ? _13_ : \$signal$9 ;
-  assign _15_ = _02_ ? \$signal$10  : _10_;
+  assign _12_ = take ? i__payload : o__payload;
+  assign _13_ = spare_valid ? \$like  : _12_;
+  assign _14_ = _02_ ? _13_ : o__payload;
+  assign _15_ = _02_ ? \$like  : _10_;
   assign _03_ = rst ? 26'h0000000 : _14_;
   assign _06_ = rst ? 26'h0000000 : _15_;
   assign _16_ = take ? 1'h1 : spare_valid;
   assign _17_ = spare_valid ? 1'h0 : spare_valid;
-  assign \port$4547$0  = \$signal$5 ;
-  assign \port$4545$0  = \$signal$9 ;
-  assign \port$3605$0  = \$signal ;
-  assign \$signal$11  = \port$4345$0 ;
-  assign \$signal$8  = \port$0$11 ;
-  assign \$signal$3  = \port$4346$0 ;
+  assign \i__payload.last  = i__payload[25];
+  assign \i__payload.argmax  = i__payload[24:21];
+  assign \i__payload.value  = i__payload[20:4];
+  assign \i__payload.index  = i__payload[3:0];
+  assign \$like.last  = \$like [25];
+  assign \$like.argmax  = \$like [24:21];
+  assign \$like.value  = \$like [20:4];
+  assign \$like.index  = \$like [3:0];
+  assign \o__payload.last  = o__payload[25];
+  assign \o__payload.argmax  = o__payload[24:21];
+  assign \o__payload.value  = o__payload[20:4];
+  assign \o__payload.index  = o__payload[3:0];
 endmodule

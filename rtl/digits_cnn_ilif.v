@@ -3,13 +3,13 @@
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payload, o__valid, cycles, tap_conv1__valid, tap_conv1__payload, work_conv1, tap_conv2__valid, tap_conv2__payload, work_conv2, tap_conv3__valid, tap_conv3__payload, work_conv3, work_fc, pixels__payload);
-  (* unused_bits = "32" *)
-  wire [32:0] _00_;
+  wire [31:0] _00_;
   wire [31:0] _01_;
   wire [31:0] _02_;
   wire [31:0] _03_;
   wire [31:0] _04_;
-  wire [31:0] _05_;
+  (* unused_bits = "32" *)
+  wire [32:0] _05_;
   (* unused_bits = "32" *)
   wire [32:0] _06_;
   (* unused_bits = "32" *)
@@ -22,30 +22,6 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   wire [31:0] _11_;
   wire [31:0] _12_;
   wire [31:0] _13_;
-  wire \$signal ;
-  wire [10:0] \$signal$26 ;
-  wire \$signal$27 ;
-  wire [10:0] \$signal$29 ;
-  wire \$signal$33 ;
-  wire \$signal$35 ;
-  wire \$signal$37 ;
-  wire [11:0] \$signal$39 ;
-  wire \$signal$40 ;
-  wire [11:0] \$signal$42 ;
-  wire \$signal$46 ;
-  wire \$signal$48 ;
-  wire \$signal$50 ;
-  wire [9:0] \$signal$52 ;
-  wire \$signal$53 ;
-  wire [9:0] \$signal$55 ;
-  wire \$signal$59 ;
-  wire \$signal$61 ;
-  wire [26:0] \$signal$62 ;
-  wire \$signal$64 ;
-  wire \$signal$67 ;
-  wire [26:0] \$signal$68 ;
-  wire \$signal$69 ;
-  wire \$signal$70 ;
   wire active;
   wire \active$72 ;
   wire \active$73 ;
@@ -58,70 +34,133 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   output [31:0] cycles;
   reg [31:0] cycles = 32'd0;
   wire [10:0] i0__payload;
-  wire [11:0] \i0__payload$38 ;
-  wire [3:0] \i0__payload$38.c ;
-  wire \i0__payload$38.count ;
-  wire \i0__payload$38.end ;
-  wire [2:0] \i0__payload$38.x ;
-  wire [2:0] \i0__payload$38.y ;
-  wire [9:0] \i0__payload$51 ;
-  wire [3:0] \i0__payload$51.c ;
-  wire \i0__payload$51.count ;
-  wire \i0__payload$51.end ;
-  wire [1:0] \i0__payload$51.x ;
-  wire [1:0] \i0__payload$51.y ;
+  wire [11:0] \i0__payload$36 ;
+  wire [3:0] \i0__payload$36.c ;
+  wire \i0__payload$36.count ;
+  wire \i0__payload$36.end ;
+  wire [2:0] \i0__payload$36.x ;
+  wire [2:0] \i0__payload$36.y ;
+  wire [9:0] \i0__payload$49 ;
+  wire [3:0] \i0__payload$49.c ;
+  wire \i0__payload$49.count ;
+  wire \i0__payload$49.end ;
+  wire [1:0] \i0__payload$49.x ;
+  wire [1:0] \i0__payload$49.y ;
   wire [2:0] \i0__payload.c ;
   wire \i0__payload.count ;
   wire \i0__payload.end ;
   wire [2:0] \i0__payload.x ;
   wire [2:0] \i0__payload.y ;
   wire i0__ready;
-  wire \i0__ready$41 ;
-  wire \i0__ready$54 ;
+  wire \i0__ready$39 ;
+  wire \i0__ready$52 ;
   wire i0__valid;
-  wire \i0__valid$36 ;
-  wire \i0__valid$49 ;
+  wire \i0__valid$40 ;
+  wire \i0__valid$53 ;
+  wire [10:0] i__payload;
+  wire [11:0] \i__payload$47 ;
+  wire [3:0] \i__payload$47.c ;
+  wire \i__payload$47.count ;
+  wire \i__payload$47.end ;
+  wire [2:0] \i__payload$47.x ;
+  wire [2:0] \i__payload$47.y ;
+  wire [9:0] \i__payload$60 ;
+  wire [3:0] \i__payload$60.c ;
+  wire \i__payload$60.count ;
+  wire \i__payload$60.end ;
+  wire [1:0] \i__payload$60.x ;
+  wire [1:0] \i__payload$60.y ;
+  wire [26:0] \i__payload$62 ;
+  wire [3:0] \i__payload$62.argmax ;
+  wire [3:0] \i__payload$62.index ;
+  wire \i__payload$62.last ;
+  wire [17:0] \i__payload$62.value ;
+  wire [2:0] \i__payload.c ;
+  wire \i__payload.count ;
+  wire \i__payload.end ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  wire i__ready;
+  wire \i__ready$44 ;
+  wire \i__ready$57 ;
+  wire \i__ready$65 ;
+  wire i__valid;
+  wire \i__valid$46 ;
+  wire \i__valid$59 ;
+  wire \i__valid$66 ;
+  wire input_accept;
   output [26:0] o__payload;
   wire [26:0] o__payload;
-  wire [10:0] \o__payload$30 ;
-  wire [2:0] \o__payload$30.c ;
-  wire \o__payload$30.count ;
-  wire \o__payload$30.end ;
-  wire [2:0] \o__payload$30.x ;
-  wire [2:0] \o__payload$30.y ;
-  wire [11:0] \o__payload$43 ;
-  wire [3:0] \o__payload$43.c ;
-  wire \o__payload$43.count ;
-  wire \o__payload$43.end ;
-  wire [2:0] \o__payload$43.x ;
-  wire [2:0] \o__payload$43.y ;
-  wire [9:0] \o__payload$56 ;
-  wire [3:0] \o__payload$56.c ;
-  wire \o__payload$56.count ;
-  wire \o__payload$56.end ;
-  wire [1:0] \o__payload$56.x ;
-  wire [1:0] \o__payload$56.y ;
+  wire [10:0] \o__payload$24 ;
+  wire [2:0] \o__payload$24.c ;
+  wire \o__payload$24.count ;
+  wire \o__payload$24.end ;
+  wire [2:0] \o__payload$24.x ;
+  wire [2:0] \o__payload$24.y ;
+  wire [10:0] \o__payload$35 ;
+  wire [2:0] \o__payload$35.c ;
+  wire \o__payload$35.count ;
+  wire \o__payload$35.end ;
+  wire [2:0] \o__payload$35.x ;
+  wire [2:0] \o__payload$35.y ;
+  wire [11:0] \o__payload$37 ;
+  wire [3:0] \o__payload$37.c ;
+  wire \o__payload$37.count ;
+  wire \o__payload$37.end ;
+  wire [2:0] \o__payload$37.x ;
+  wire [2:0] \o__payload$37.y ;
+  wire [11:0] \o__payload$48 ;
+  wire [3:0] \o__payload$48.c ;
+  wire \o__payload$48.count ;
+  wire \o__payload$48.end ;
+  wire [2:0] \o__payload$48.x ;
+  wire [2:0] \o__payload$48.y ;
+  wire [9:0] \o__payload$50 ;
+  wire [3:0] \o__payload$50.c ;
+  wire \o__payload$50.count ;
+  wire \o__payload$50.end ;
+  wire [1:0] \o__payload$50.x ;
+  wire [1:0] \o__payload$50.y ;
+  wire [9:0] \o__payload$61 ;
+  wire [3:0] \o__payload$61.c ;
+  wire \o__payload$61.count ;
+  wire \o__payload$61.end ;
+  wire [1:0] \o__payload$61.x ;
+  wire [1:0] \o__payload$61.y ;
   wire [26:0] \o__payload$63 ;
   wire [3:0] \o__payload$63.argmax ;
   wire [3:0] \o__payload$63.index ;
   wire \o__payload$63.last ;
   wire [17:0] \o__payload$63.value ;
+  wire [26:0] \o__payload$68 ;
+  wire [3:0] \o__payload$68.argmax ;
+  wire [3:0] \o__payload$68.index ;
+  wire \o__payload$68.last ;
+  wire [17:0] \o__payload$68.value ;
   wire [3:0] \o__payload.argmax ;
   wire [3:0] \o__payload.index ;
   wire \o__payload.last ;
   wire [17:0] \o__payload.value ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$34 ;
-  wire \o__ready$47 ;
-  wire \o__ready$60 ;
-  wire \o__ready$66 ;
+  wire \o__ready$25 ;
+  wire \o__ready$32 ;
+  wire \o__ready$38 ;
+  wire \o__ready$45 ;
+  wire \o__ready$51 ;
+  wire \o__ready$58 ;
+  wire \o__ready$64 ;
+  wire \o__ready$69 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$32 ;
-  wire \o__valid$45 ;
-  wire \o__valid$58 ;
-  wire \o__valid$65 ;
+  wire \o__valid$28 ;
+  wire \o__valid$30 ;
+  wire \o__valid$41 ;
+  wire \o__valid$43 ;
+  wire \o__valid$54 ;
+  wire \o__valid$56 ;
+  wire \o__valid$67 ;
+  wire \o__valid$70 ;
   input [7:0] pixels__payload;
   wire [7:0] pixels__payload;
   wire [7:0] \pixels__payload$22 ;
@@ -168,148 +207,188 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   reg [31:0] work_conv3 = 32'd0;
   output [31:0] work_fc;
   reg [31:0] work_fc = 32'd0;
-  assign \pixels__valid$21  = pixels__valid & \pixels__ready$20 ;
-  assign conv1_accept = \o__valid$32  & \$signal$33 ;
-  assign conv2_accept = \o__valid$45  & \$signal$46 ;
-  assign conv3_accept = \o__valid$58  & \$signal$59 ;
-  assign tap_conv1__valid = \o__valid$32  & \$signal$33 ;
-  assign tap_conv2__valid = \o__valid$45  & \$signal$46 ;
-  assign tap_conv3__valid = \o__valid$58  & \$signal$59 ;
-  assign _06_ = cycles + 1'h1;
-  assign _07_ = work_conv1 + 1'h1;
-  assign _08_ = work_conv2 + 1'h1;
-  assign _09_ = work_conv3 + 1'h1;
-  assign _00_ = work_fc + 1'h1;
+  assign input_accept = pixels__valid & \pixels__ready$20 ;
+  assign conv1_accept = \o__valid$30  & i__ready;
+  assign conv2_accept = \o__valid$43  & \i__ready$44 ;
+  assign conv3_accept = \o__valid$56  & \i__ready$57 ;
+  assign tap_conv1__valid = \o__valid$30  & i__ready;
+  assign tap_conv2__valid = \o__valid$43  & \i__ready$44 ;
+  assign tap_conv3__valid = \o__valid$56  & \i__ready$57 ;
+  assign _05_ = cycles + 1'h1;
+  assign _06_ = work_conv1 + 1'h1;
+  assign _07_ = work_conv2 + 1'h1;
+  assign _08_ = work_conv3 + 1'h1;
+  assign _09_ = work_fc + 1'h1;
   always @(posedge clk)
-    cycles <= _01_;
+    cycles <= _00_;
   always @(posedge clk)
-    work_conv1 <= _02_;
+    work_conv1 <= _01_;
   always @(posedge clk)
-    work_conv2 <= _03_;
+    work_conv2 <= _02_;
   always @(posedge clk)
-    work_conv3 <= _04_;
+    work_conv3 <= _03_;
   always @(posedge clk)
-    work_fc <= _05_;
-  assign _10_ = \active$74  ? _00_[31:0] : work_fc;
-  assign _05_ = rst ? 32'd0 : _10_;
-  assign _11_ = \active$73  ? _09_[31:0] : work_conv3;
-  assign _04_ = rst ? 32'd0 : _11_;
-  assign _12_ = \active$72  ? _08_[31:0] : work_conv2;
-  assign _03_ = rst ? 32'd0 : _12_;
-  assign _13_ = active ? _07_[31:0] : work_conv1;
-  assign _02_ = rst ? 32'd0 : _13_;
-  assign _01_ = rst ? 32'd0 : _06_[31:0];
+    work_fc <= _04_;
+  assign _10_ = \active$74  ? _09_[31:0] : work_fc;
+  assign _04_ = rst ? 32'd0 : _10_;
+  assign _11_ = \active$73  ? _08_[31:0] : work_conv3;
+  assign _03_ = rst ? 32'd0 : _11_;
+  assign _12_ = \active$72  ? _07_[31:0] : work_conv2;
+  assign _02_ = rst ? 32'd0 : _12_;
+  assign _13_ = active ? _06_[31:0] : work_conv1;
+  assign _01_ = rst ? 32'd0 : _13_;
+  assign _00_ = rst ? 32'd0 : _05_[31:0];
   \digits_cnn_ilif.engine_conv1  engine_conv1 (
     .active(active),
     .clk(clk),
-    .o__payload(tap_conv1__payload),
-    .o__ready(\$signal$33 ),
-    .o__valid(\o__valid$32 ),
-    .pixels__payload(pixels__payload),
+    .\i__payload$25 (pixels__payload),
+    .\i__valid$29 (input_accept),
+    .\o__payload$16 (tap_conv1__payload),
+    .\o__ready$18 (i__ready),
+    .\o__valid$20 (\o__valid$30 ),
     .pixels__ready(\pixels__ready$20 ),
-    .pixels__valid(\pixels__valid$21 ),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv2  engine_conv2 (
     .active(\active$72 ),
     .clk(clk),
     .i0__payload(i0__payload),
-    .i0__ready(\$signal$27 ),
+    .i0__ready(\o__ready$25 ),
     .i0__valid(i0__valid),
-    .o__payload(tap_conv2__payload),
-    .o__ready(\$signal$46 ),
-    .o__valid(\o__valid$45 ),
+    .\o__payload$22 (tap_conv2__payload),
+    .\o__ready$24 (\i__ready$44 ),
+    .\o__valid$26 (\o__valid$43 ),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_conv3  engine_conv3 (
     .active(\active$73 ),
     .clk(clk),
-    .i0__payload(\i0__payload$38 ),
-    .i0__ready(\$signal$40 ),
-    .i0__valid(\i0__valid$36 ),
-    .o__payload(tap_conv3__payload),
-    .o__ready(\$signal$59 ),
-    .o__valid(\o__valid$58 ),
+    .i0__payload(\i0__payload$36 ),
+    .i0__ready(\o__ready$38 ),
+    .i0__valid(\i0__valid$40 ),
+    .\o__payload$22 (tap_conv3__payload),
+    .\o__ready$24 (\i__ready$57 ),
+    .\o__valid$26 (\o__valid$56 ),
     .rst(rst)
   );
   \digits_cnn_ilif.engine_fc  engine_fc (
     .active(\active$74 ),
     .clk(clk),
-    .i0__payload(\i0__payload$51 ),
-    .i0__ready(\$signal$53 ),
-    .i0__valid(\i0__valid$49 ),
-    .o__payload(\$signal$62 ),
-    .o__ready(\o__ready$66 ),
-    .o__valid(\$signal$64 ),
+    .i0__payload(\i0__payload$49 ),
+    .i0__ready(\o__ready$51 ),
+    .i0__valid(\i0__valid$53 ),
+    .\o__payload$22 (\i__payload$62 ),
+    .\o__ready$24 (\o__ready$64 ),
+    .\o__valid$26 (\i__valid$66 ),
     .rst(rst)
   );
   \digits_cnn_ilif.fifo_conv1_0  fifo_conv1_0 (
     .clk(clk),
-    .\port$3444$0 (\$signal$33 ),
-    .\port$3519$0 (tap_conv1__payload),
-    .\port$3733$0 (\$signal$27 ),
-    .\port$4288$0 (i0__payload),
-    .\port$4290$0 (i0__valid),
-    .\port$7$0 (conv1_accept),
+    .i__payload(tap_conv1__payload),
+    .i__ready(i__ready),
+    .i__valid(conv1_accept),
+    .o__payload(i0__payload),
+    .o__ready(\o__ready$25 ),
+    .o__valid(i0__valid),
     .rst(rst)
   );
   \digits_cnn_ilif.fifo_conv2_0  fifo_conv2_0 (
     .clk(clk),
-    .\port$10$0 (conv2_accept),
-    .\port$3456$0 (\$signal$46 ),
-    .\port$3746$0 (tap_conv2__payload),
-    .\port$3926$0 (\$signal$40 ),
-    .\port$4298$0 (\i0__payload$38 ),
-    .\port$4300$0 (\i0__valid$36 ),
+    .i__payload(tap_conv2__payload),
+    .i__ready(\i__ready$44 ),
+    .i__valid(conv2_accept),
+    .o__payload(\i0__payload$36 ),
+    .o__ready(\o__ready$38 ),
+    .o__valid(\i0__valid$40 ),
     .rst(rst)
   );
   \digits_cnn_ilif.fifo_conv3_0  fifo_conv3_0 (
     .clk(clk),
-    .\port$13$0 (conv3_accept),
-    .\port$3468$0 (\$signal$59 ),
-    .\port$3939$0 (tap_conv3__payload),
-    .\port$4119$0 (\$signal$53 ),
-    .\port$4308$0 (\i0__payload$51 ),
-    .\port$4310$0 (\i0__valid$49 ),
+    .i__payload(tap_conv3__payload),
+    .i__ready(\i__ready$57 ),
+    .i__valid(conv3_accept),
+    .o__payload(\i0__payload$49 ),
+    .o__ready(\o__ready$51 ),
+    .o__valid(\i0__valid$53 ),
     .rst(rst)
   );
   \digits_cnn_ilif.out_skid  out_skid (
     .clk(clk),
-    .\port$0$11 (o__ready),
-    .\port$3480$0 (\o__ready$66 ),
-    .\port$4126$0 (\$signal$62 ),
-    .\port$4127$0 (\$signal$64 ),
-    .\port$4318$0 (o__payload),
-    .\port$4320$0 (o__valid),
+    .i__payload(\i__payload$62 ),
+    .i__ready(\o__ready$64 ),
+    .i__valid(\i__valid$66 ),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(o__valid),
     .rst(rst)
   );
-  assign \o__payload$63.value  = \$signal$62 [21:4];
-  assign \o__payload$63.index  = \$signal$62 [3:0];
-  assign \o__payload$56.end  = tap_conv3__payload[9];
-  assign \o__payload$56.count  = tap_conv3__payload[8];
-  assign \o__payload$56.x  = tap_conv3__payload[7:6];
-  assign \o__payload$56.y  = tap_conv3__payload[5:4];
-  assign \o__payload$56.c  = tap_conv3__payload[3:0];
-  assign \i0__payload$51.end  = \i0__payload$51 [9];
-  assign \i0__payload$51.count  = \i0__payload$51 [8];
-  assign \i0__payload$51.x  = \i0__payload$51 [7:6];
-  assign \i0__payload$51.y  = \i0__payload$51 [5:4];
-  assign \i0__payload$51.c  = \i0__payload$51 [3:0];
-  assign \o__payload$43.end  = tap_conv2__payload[11];
-  assign \o__payload$43.count  = tap_conv2__payload[10];
-  assign \o__payload$43.x  = tap_conv2__payload[9:7];
-  assign \o__payload$43.y  = tap_conv2__payload[6:4];
-  assign \o__payload$43.c  = tap_conv2__payload[3:0];
-  assign \i0__payload$38.end  = \i0__payload$38 [11];
-  assign \i0__payload$38.count  = \i0__payload$38 [10];
-  assign \i0__payload$38.x  = \i0__payload$38 [9:7];
-  assign \i0__payload$38.y  = \i0__payload$38 [6:4];
-  assign \i0__payload$38.c  = \i0__payload$38 [3:0];
-  assign \o__payload$30.end  = tap_conv1__payload[10];
-  assign \o__payload$30.count  = tap_conv1__payload[9];
-  assign \o__payload$30.x  = tap_conv1__payload[8:6];
-  assign \o__payload$30.y  = tap_conv1__payload[5:3];
-  assign \o__payload$30.c  = tap_conv1__payload[2:0];
+  assign \o__payload$68.last  = o__payload[26];
+  assign \o__payload$68.argmax  = o__payload[25:22];
+  assign \o__payload$68.value  = o__payload[21:4];
+  assign \o__payload$68.index  = o__payload[3:0];
+  assign \o__payload$63.last  = \i__payload$62 [26];
+  assign \o__payload$63.argmax  = \i__payload$62 [25:22];
+  assign \o__payload$63.value  = \i__payload$62 [21:4];
+  assign \o__payload$63.index  = \i__payload$62 [3:0];
+  assign \i__payload$62.last  = \i__payload$62 [26];
+  assign \i__payload$62.argmax  = \i__payload$62 [25:22];
+  assign \i__payload$62.value  = \i__payload$62 [21:4];
+  assign \i__payload$62.index  = \i__payload$62 [3:0];
+  assign \o__payload$61.end  = tap_conv3__payload[9];
+  assign \o__payload$61.count  = tap_conv3__payload[8];
+  assign \o__payload$61.x  = tap_conv3__payload[7:6];
+  assign \o__payload$61.y  = tap_conv3__payload[5:4];
+  assign \o__payload$61.c  = tap_conv3__payload[3:0];
+  assign \i__payload$60.end  = tap_conv3__payload[9];
+  assign \i__payload$60.count  = tap_conv3__payload[8];
+  assign \i__payload$60.x  = tap_conv3__payload[7:6];
+  assign \i__payload$60.y  = tap_conv3__payload[5:4];
+  assign \i__payload$60.c  = tap_conv3__payload[3:0];
+  assign \o__payload$50.end  = \i0__payload$49 [9];
+  assign \o__payload$50.count  = \i0__payload$49 [8];
+  assign \o__payload$50.x  = \i0__payload$49 [7:6];
+  assign \o__payload$50.y  = \i0__payload$49 [5:4];
+  assign \o__payload$50.c  = \i0__payload$49 [3:0];
+  assign \i0__payload$49.end  = \i0__payload$49 [9];
+  assign \i0__payload$49.count  = \i0__payload$49 [8];
+  assign \i0__payload$49.x  = \i0__payload$49 [7:6];
+  assign \i0__payload$49.y  = \i0__payload$49 [5:4];
+  assign \i0__payload$49.c  = \i0__payload$49 [3:0];
+  assign \o__payload$48.end  = tap_conv2__payload[11];
+  assign \o__payload$48.count  = tap_conv2__payload[10];
+  assign \o__payload$48.x  = tap_conv2__payload[9:7];
+  assign \o__payload$48.y  = tap_conv2__payload[6:4];
+  assign \o__payload$48.c  = tap_conv2__payload[3:0];
+  assign \i__payload$47.end  = tap_conv2__payload[11];
+  assign \i__payload$47.count  = tap_conv2__payload[10];
+  assign \i__payload$47.x  = tap_conv2__payload[9:7];
+  assign \i__payload$47.y  = tap_conv2__payload[6:4];
+  assign \i__payload$47.c  = tap_conv2__payload[3:0];
+  assign \o__payload$37.end  = \i0__payload$36 [11];
+  assign \o__payload$37.count  = \i0__payload$36 [10];
+  assign \o__payload$37.x  = \i0__payload$36 [9:7];
+  assign \o__payload$37.y  = \i0__payload$36 [6:4];
+  assign \o__payload$37.c  = \i0__payload$36 [3:0];
+  assign \i0__payload$36.end  = \i0__payload$36 [11];
+  assign \i0__payload$36.count  = \i0__payload$36 [10];
+  assign \i0__payload$36.x  = \i0__payload$36 [9:7];
+  assign \i0__payload$36.y  = \i0__payload$36 [6:4];
+  assign \i0__payload$36.c  = \i0__payload$36 [3:0];
+  assign \o__payload$35.end  = tap_conv1__payload[10];
+  assign \o__payload$35.count  = tap_conv1__payload[9];
+  assign \o__payload$35.x  = tap_conv1__payload[8:6];
+  assign \o__payload$35.y  = tap_conv1__payload[5:3];
+  assign \o__payload$35.c  = tap_conv1__payload[2:0];
+  assign \i__payload.end  = tap_conv1__payload[10];
+  assign \i__payload.count  = tap_conv1__payload[9];
+  assign \i__payload.x  = tap_conv1__payload[8:6];
+  assign \i__payload.y  = tap_conv1__payload[5:3];
+  assign \i__payload.c  = tap_conv1__payload[2:0];
+  assign \o__payload$24.end  = i0__payload[10];
+  assign \o__payload$24.count  = i0__payload[9];
+  assign \o__payload$24.x  = i0__payload[8:6];
+  assign \o__payload$24.y  = i0__payload[5:3];
+  assign \o__payload$24.c  = i0__payload[2:0];
   assign \i0__payload.end  = i0__payload[10];
   assign \i0__payload.count  = i0__payload[9];
   assign \i0__payload.x  = i0__payload[8:6];
@@ -334,1113 +413,779 @@ module digits_cnn_ilif(pixels__valid, o__ready, clk, rst, pixels__ready, o__payl
   assign \o__payload.argmax  = o__payload[25:22];
   assign \o__payload.value  = o__payload[21:4];
   assign \o__payload.index  = o__payload[3:0];
-  assign \o__payload$63.last  = \$signal$62 [26];
   assign pixels__ready = \pixels__ready$20 ;
-  assign \$signal$70  = o__ready;
-  assign \$signal$69  = o__valid;
-  assign \$signal$68  = o__payload;
-  assign \$signal$67  = \o__ready$66 ;
-  assign \o__valid$65  = \$signal$64 ;
-  assign \o__payload$63  = \$signal$62 ;
-  assign \$signal$61  = conv3_accept;
-  assign \o__ready$60  = \$signal$59 ;
-  assign \o__payload$56  = tap_conv3__payload;
-  assign \$signal$55  = tap_conv3__payload;
-  assign \i0__ready$54  = \$signal$53 ;
-  assign \$signal$52  = \i0__payload$51 ;
-  assign \$signal$50  = \i0__valid$49 ;
-  assign \$signal$48  = conv2_accept;
-  assign \o__ready$47  = \$signal$46 ;
-  assign \o__payload$43  = tap_conv2__payload;
-  assign \$signal$42  = tap_conv2__payload;
-  assign \i0__ready$41  = \$signal$40 ;
-  assign \$signal$39  = \i0__payload$38 ;
-  assign \$signal$37  = \i0__valid$36 ;
-  assign \$signal$35  = conv1_accept;
-  assign \o__ready$34  = \$signal$33 ;
-  assign \o__payload$30  = tap_conv1__payload;
-  assign \$signal$29  = tap_conv1__payload;
-  assign i0__ready = \$signal$27 ;
-  assign \$signal$26  = i0__payload;
-  assign \$signal  = i0__valid;
+  assign \o__valid$70  = o__valid;
+  assign \o__ready$69  = o__ready;
+  assign \o__payload$68  = o__payload;
+  assign \o__valid$67  = \i__valid$66 ;
+  assign \i__ready$65  = \o__ready$64 ;
+  assign \o__payload$63  = \i__payload$62 ;
+  assign \o__payload$61  = tap_conv3__payload;
+  assign \i__payload$60  = tap_conv3__payload;
+  assign \i__valid$59  = conv3_accept;
+  assign \o__ready$58  = \i__ready$57 ;
+  assign \o__valid$54  = \i0__valid$53 ;
+  assign \i0__ready$52  = \o__ready$51 ;
+  assign \o__payload$50  = \i0__payload$49 ;
+  assign \o__payload$48  = tap_conv2__payload;
+  assign \i__payload$47  = tap_conv2__payload;
+  assign \i__valid$46  = conv2_accept;
+  assign \o__ready$45  = \i__ready$44 ;
+  assign \o__valid$41  = \i0__valid$40 ;
+  assign \i0__ready$39  = \o__ready$38 ;
+  assign \o__payload$37  = \i0__payload$36 ;
+  assign \o__payload$35  = tap_conv1__payload;
+  assign i__payload = tap_conv1__payload;
+  assign i__valid = conv1_accept;
+  assign \o__ready$32  = i__ready;
+  assign \o__valid$28  = i0__valid;
+  assign i0__ready = \o__ready$25 ;
+  assign \o__payload$24  = i0__payload;
   assign \pixels__payload$22  = pixels__payload;
-  assign \o__payload$63.argmax  = \$signal$62 [25:22];
+  assign \pixels__valid$21  = input_accept;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active, pixels__ready, o__payload, o__valid, pixels__payload);
-  wire _0000_;
-  wire _0001_;
-  wire _0002_;
-  wire _0003_;
-  wire _0004_;
-  wire _0005_;
-  wire _0006_;
-  wire _0007_;
-  wire _0008_;
-  wire _0009_;
-  wire _0010_;
-  wire _0011_;
-  wire _0012_;
-  wire _0013_;
-  wire _0014_;
-  wire _0015_;
-  wire _0016_;
-  wire _0017_;
-  wire _0018_;
-  wire _0019_;
-  wire _0020_;
-  wire _0021_;
-  wire _0022_;
-  wire _0023_;
-  wire _0024_;
-  wire _0025_;
-  wire [8:0] _0026_;
-  wire _0027_;
-  wire _0028_;
-  wire _0029_;
-  wire _0030_;
-  wire _0031_;
-  wire _0032_;
-  wire _0033_;
-  wire _0034_;
-  (* unused_bits = "8 9" *)
-  wire [9:0] _0035_;
-  wire _0036_;
-  wire _0037_;
-  wire _0038_;
-  wire _0039_;
-  wire _0040_;
-  wire _0041_;
-  wire _0042_;
-  wire _0043_;
-  wire _0044_;
-  wire _0045_;
-  wire _0046_;
-  wire _0047_;
-  wire _0048_;
-  wire _0049_;
-  wire _0050_;
-  wire _0051_;
-  wire _0052_;
-  wire [13:0] _0053_;
-  wire _0054_;
-  wire _0055_;
-  wire _0056_;
-  wire _0057_;
-  wire _0058_;
-  wire _0059_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0060_;
-  wire _0061_;
-  wire _0062_;
-  wire _0063_;
-  wire _0064_;
-  wire _0065_;
-  wire _0066_;
-  wire _0067_;
-  wire _0068_;
-  wire _0069_;
-  wire _0070_;
-  wire _0071_;
-  wire _0072_;
-  wire _0073_;
-  wire _0074_;
-  wire _0075_;
-  wire _0076_;
-  wire _0077_;
-  wire _0078_;
-  wire _0079_;
-  wire _0080_;
-  wire _0081_;
-  wire _0082_;
-  wire _0083_;
-  wire _0084_;
-  wire _0085_;
-  wire _0086_;
-  wire _0087_;
-  wire _0088_;
-  wire _0089_;
-  wire _0090_;
-  wire _0091_;
-  wire _0092_;
-  wire _0093_;
-  wire _0094_;
-  wire _0095_;
-  wire _0096_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0097_;
-  wire _0098_;
-  wire _0099_;
-  wire _0100_;
-  wire _0101_;
-  wire _0102_;
-  wire _0103_;
-  wire _0104_;
-  wire _0105_;
-  wire _0106_;
-  wire _0107_;
-  wire _0108_;
-  wire _0109_;
-  wire _0110_;
-  wire _0111_;
-  wire _0112_;
-  wire _0113_;
-  wire _0114_;
-  wire [13:0] _0115_;
-  wire _0116_;
-  wire _0117_;
-  wire _0118_;
-  wire _0119_;
-  wire _0120_;
-  wire _0121_;
-  wire _0122_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0123_;
-  wire _0124_;
-  wire _0125_;
-  wire _0126_;
-  wire _0127_;
-  wire _0128_;
-  wire _0129_;
-  wire _0130_;
-  wire _0131_;
-  wire _0132_;
-  wire _0133_;
-  wire _0134_;
-  wire _0135_;
-  wire _0136_;
-  wire _0137_;
-  wire _0138_;
-  wire _0139_;
-  wire _0140_;
-  wire _0141_;
-  wire _0142_;
-  wire _0143_;
-  wire _0144_;
-  wire _0145_;
-  wire _0146_;
-  wire _0147_;
-  wire _0148_;
-  wire _0149_;
-  wire _0150_;
-  wire _0151_;
-  wire _0152_;
-  wire _0153_;
-  wire _0154_;
-  wire _0155_;
-  wire _0156_;
-  wire _0157_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0158_;
-  wire _0159_;
-  wire _0160_;
-  wire _0161_;
-  wire _0162_;
-  wire _0163_;
-  wire _0164_;
-  wire _0165_;
-  wire _0166_;
-  wire _0167_;
-  wire _0168_;
-  wire _0169_;
-  wire _0170_;
-  wire _0171_;
-  wire _0172_;
-  wire _0173_;
-  wire _0174_;
-  wire _0175_;
-  wire _0176_;
-  wire [13:0] _0177_;
-  wire _0178_;
-  wire _0179_;
-  wire _0180_;
-  wire _0181_;
-  wire _0182_;
-  wire _0183_;
-  wire _0184_;
-  wire _0185_;
-  wire _0186_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0187_;
-  wire _0188_;
-  wire _0189_;
-  wire _0190_;
-  wire _0191_;
-  wire _0192_;
-  wire _0193_;
-  wire _0194_;
-  wire _0195_;
-  wire _0196_;
-  wire _0197_;
-  wire _0198_;
-  wire _0199_;
-  wire _0200_;
-  wire _0201_;
-  wire _0202_;
-  wire _0203_;
-  wire _0204_;
-  wire _0205_;
-  wire _0206_;
-  wire _0207_;
-  wire _0208_;
-  wire _0209_;
-  wire _0210_;
-  wire _0211_;
-  wire _0212_;
-  wire _0213_;
-  wire _0214_;
-  wire _0215_;
-  wire _0216_;
-  wire _0217_;
-  wire _0218_;
-  wire _0219_;
-  wire _0220_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0221_;
-  wire _0222_;
-  wire _0223_;
-  wire _0224_;
-  wire _0225_;
-  wire _0226_;
-  wire _0227_;
-  wire _0228_;
-  wire _0229_;
-  wire _0230_;
-  wire _0231_;
-  wire _0232_;
-  wire _0233_;
-  wire _0234_;
-  wire _0235_;
-  wire _0236_;
-  wire [13:0] _0237_;
-  wire _0238_;
-  wire _0239_;
-  wire _0240_;
-  wire _0241_;
-  wire _0242_;
-  wire _0243_;
-  wire _0244_;
-  wire _0245_;
-  wire _0246_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0247_;
-  wire _0248_;
-  wire _0249_;
-  wire _0250_;
-  wire _0251_;
-  wire _0252_;
-  wire _0253_;
-  wire _0254_;
-  wire _0255_;
-  wire _0256_;
-  wire _0257_;
-  wire _0258_;
-  wire _0259_;
-  wire _0260_;
-  wire _0261_;
-  wire _0262_;
-  wire _0263_;
-  wire _0264_;
-  wire _0265_;
-  wire _0266_;
-  wire _0267_;
-  wire _0268_;
-  wire _0269_;
-  wire _0270_;
-  wire _0271_;
-  wire _0272_;
-  wire _0273_;
-  wire _0274_;
-  wire _0275_;
-  wire _0276_;
-  wire _0277_;
-  wire _0278_;
-  wire _0279_;
-  wire _0280_;
-  wire _0281_;
-  wire _0282_;
-  wire _0283_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0284_;
-  wire _0285_;
-  wire _0286_;
-  wire _0287_;
-  wire _0288_;
-  wire _0289_;
-  wire _0290_;
-  wire _0291_;
-  wire [8:0] _0292_;
-  wire _0293_;
-  wire _0294_;
-  wire _0295_;
-  wire _0296_;
-  wire _0297_;
-  wire _0298_;
-  wire _0299_;
-  (* unused_bits = "8 9" *)
-  wire [9:0] _0300_;
-  wire _0301_;
-  wire _0302_;
-  wire _0303_;
-  wire _0304_;
-  wire _0305_;
-  wire _0306_;
-  wire _0307_;
-  wire _0308_;
-  wire _0309_;
-  wire _0310_;
-  wire _0311_;
-  wire _0312_;
-  wire _0313_;
-  wire _0314_;
-  wire _0315_;
-  wire _0316_;
-  wire _0317_;
-  wire _0318_;
-  wire _0319_;
-  wire _0320_;
-  wire _0321_;
-  wire _0322_;
-  wire _0323_;
-  wire _0324_;
-  wire _0325_;
-  wire _0326_;
-  wire _0327_;
-  wire _0328_;
-  wire _0329_;
-  wire _0330_;
-  wire _0331_;
-  wire _0332_;
-  wire _0333_;
-  wire _0334_;
-  wire _0335_;
-  wire _0336_;
-  wire _0337_;
-  wire _0338_;
-  wire _0339_;
-  wire _0340_;
-  wire _0341_;
-  wire _0342_;
-  wire _0343_;
-  (* unused_bits = "7" *)
-  wire [7:0] _0344_;
-  wire _0345_;
-  wire _0346_;
-  wire _0347_;
-  (* unused_bits = "1" *)
-  wire [1:0] _0348_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0349_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0350_;
-  wire _0351_;
-  wire _0352_;
-  (* unused_bits = "1 2 3" *)
-  wire [3:0] _0353_;
-  wire _0354_;
-  wire _0355_;
-  wire _0356_;
-  wire _0357_;
-  wire _0358_;
-  wire _0359_;
-  wire _0360_;
-  wire _0361_;
-  wire _0362_;
-  wire _0363_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0364_;
-  (* unused_bits = "7" *)
-  wire [7:0] _0365_;
-  wire _0366_;
-  wire _0367_;
-  wire _0368_;
-  wire _0369_;
-  (* unused_bits = "1" *)
-  wire [1:0] _0370_;
-  wire [14:0] _0371_;
-  wire [14:0] _0372_;
-  wire _0373_;
-  wire [14:0] _0374_;
-  wire [14:0] _0375_;
-  wire _0376_;
-  wire _0377_;
-  wire _0378_;
-  wire _0379_;
-  wire _0380_;
-  wire _0381_;
-  wire _0382_;
-  wire _0383_;
-  wire _0384_;
-  wire _0385_;
-  wire _0386_;
-  wire _0387_;
-  wire _0388_;
-  wire _0389_;
-  wire _0390_;
-  wire _0391_;
-  wire _0392_;
-  wire _0393_;
-  wire _0394_;
-  wire _0395_;
-  wire _0396_;
-  wire _0397_;
-  wire _0398_;
-  wire _0399_;
-  wire _0400_;
-  wire _0401_;
-  wire _0402_;
-  wire _0403_;
-  wire _0404_;
-  wire _0405_;
-  wire _0406_;
-  wire _0407_;
-  wire _0408_;
-  wire _0409_;
-  wire _0410_;
-  wire _0411_;
-  wire _0412_;
-  wire _0413_;
-  wire _0414_;
-  wire _0415_;
-  wire _0416_;
-  wire _0417_;
-  wire _0418_;
-  wire _0419_;
-  wire _0420_;
-  wire _0421_;
-  wire _0422_;
-  wire _0423_;
-  wire _0424_;
-  wire _0425_;
-  wire _0426_;
-  wire _0427_;
-  wire _0428_;
-  wire _0429_;
-  wire _0430_;
-  wire _0431_;
-  wire _0432_;
-  wire _0433_;
-  wire _0434_;
-  wire _0435_;
-  wire _0436_;
-  wire _0437_;
-  wire _0438_;
-  wire _0439_;
-  wire _0440_;
-  wire _0441_;
-  wire _0442_;
-  wire _0443_;
-  wire _0444_;
-  wire _0445_;
-  wire _0446_;
-  wire _0447_;
-  wire _0448_;
-  wire _0449_;
-  wire _0450_;
-  wire _0451_;
-  wire _0452_;
-  wire _0453_;
-  wire _0454_;
-  wire _0455_;
-  wire _0456_;
-  wire _0457_;
-  wire _0458_;
-  wire _0459_;
-  wire _0460_;
-  wire _0461_;
-  wire _0462_;
-  wire _0463_;
-  wire _0464_;
-  wire _0465_;
-  wire _0466_;
-  wire _0467_;
-  wire _0468_;
-  wire _0469_;
-  wire _0470_;
-  wire _0471_;
-  wire _0472_;
-  wire _0473_;
-  wire _0474_;
-  wire _0475_;
-  wire _0476_;
-  wire _0477_;
-  wire _0478_;
-  wire _0479_;
-  wire _0480_;
-  wire _0481_;
-  wire _0482_;
-  wire _0483_;
-  wire _0484_;
-  wire _0485_;
-  wire _0486_;
-  wire _0487_;
-  wire _0488_;
-  wire _0489_;
-  wire _0490_;
-  wire _0491_;
-  wire _0492_;
-  wire _0493_;
-  wire _0494_;
-  wire _0495_;
-  wire _0496_;
-  wire _0497_;
-  wire _0498_;
-  wire _0499_;
-  wire _0500_;
-  wire _0501_;
-  wire [3:0] _0502_;
-  wire _0503_;
-  wire _0504_;
-  wire _0505_;
-  wire _0506_;
-  wire _0507_;
-  wire _0508_;
-  wire _0509_;
-  wire _0510_;
-  wire _0511_;
-  (* unused_bits = "3 4" *)
-  wire [4:0] _0512_;
-  wire _0513_;
-  wire _0514_;
-  wire _0515_;
-  wire _0516_;
-  wire _0517_;
-  wire _0518_;
-  wire _0519_;
-  wire _0520_;
-  wire _0521_;
-  wire _0522_;
-  wire _0523_;
-  wire _0524_;
-  wire _0525_;
-  wire _0526_;
-  wire _0527_;
-  wire _0528_;
-  wire _0529_;
-  wire _0530_;
-  wire _0531_;
-  wire _0532_;
-  wire _0533_;
-  wire _0534_;
-  wire _0535_;
-  wire _0536_;
-  wire _0537_;
-  wire _0538_;
-  wire _0539_;
-  wire _0540_;
-  wire _0541_;
-  wire [4:0] _0542_;
-  wire _0543_;
-  wire _0544_;
-  wire _0545_;
-  wire _0546_;
-  wire _0547_;
-  wire _0548_;
-  wire _0549_;
-  wire _0550_;
-  wire _0551_;
-  wire _0552_;
-  wire [4:0] _0553_;
-  wire _0554_;
-  wire _0555_;
-  wire _0556_;
-  wire _0557_;
-  wire _0558_;
-  wire _0559_;
-  wire _0560_;
-  wire _0561_;
-  wire _0562_;
-  wire _0563_;
-  wire _0564_;
-  wire _0565_;
-  wire _0566_;
-  wire _0567_;
-  wire [18:0] _0568_;
-  wire [18:0] _0569_;
-  wire [18:0] _0570_;
-  wire [17:0] _0571_;
-  wire _0572_;
-  wire [18:0] _0573_;
-  wire [17:0] _0574_;
-  wire [18:0] _0575_;
-  wire [17:0] _0576_;
-  wire [18:0] _0577_;
-  wire [17:0] _0578_;
-  wire [18:0] _0579_;
-  wire [1:0] _0580_;
-  wire _0581_;
-  wire [18:0] _0582_;
-  wire [1:0] _0583_;
-  wire [18:0] _0584_;
-  wire [14:0] _0585_;
-  wire [14:0] _0586_;
-  wire [14:0] _0587_;
-  wire [18:0] _0588_;
-  wire [18:0] _0589_;
-  wire [18:0] _0590_;
-  wire [18:0] _0591_;
-  wire [1:0] _0592_;
-  wire [18:0] _0593_;
-  wire [1:0] _0594_;
-  wire [18:0] _0595_;
-  (* unused_bits = "19" *)
-  wire [19:0] _0596_;
-  wire [18:0] _0597_;
-  wire [18:0] _0598_;
-  wire [18:0] _0599_;
-  wire [17:0] _0600_;
-  wire [18:0] _0601_;
-  wire [17:0] _0602_;
-  wire [18:0] _0603_;
-  wire [17:0] _0604_;
-  wire [18:0] _0605_;
-  wire [17:0] _0606_;
-  wire [18:0] _0607_;
-  wire [1:0] _0608_;
-  wire [18:0] _0609_;
-  wire [1:0] _0610_;
-  wire [18:0] _0611_;
-  wire [14:0] _0612_;
-  wire [14:0] _0613_;
-  wire [14:0] _0614_;
-  wire [18:0] _0615_;
-  wire [18:0] _0616_;
-  wire [18:0] _0617_;
-  wire [18:0] _0618_;
-  wire [1:0] _0619_;
-  wire [18:0] _0620_;
-  wire [1:0] _0621_;
-  wire [18:0] _0622_;
-  (* unused_bits = "19" *)
-  wire [19:0] _0623_;
-  wire [18:0] _0624_;
-  wire [18:0] _0625_;
-  wire [18:0] _0626_;
-  wire [17:0] _0627_;
-  wire [9:0] _0628_;
-  wire [18:0] _0629_;
-  wire [17:0] _0630_;
-  wire [18:0] _0631_;
-  wire [17:0] _0632_;
-  wire [18:0] _0633_;
-  wire [17:0] _0634_;
-  wire [18:0] _0635_;
-  wire [1:0] _0636_;
-  wire _0637_;
-  wire [10:0] _0638_;
-  wire [18:0] _0639_;
-  wire [1:0] _0640_;
-  wire [18:0] _0641_;
-  wire [14:0] _0642_;
-  wire [14:0] _0643_;
-  wire [14:0] _0644_;
-  wire [18:0] _0645_;
-  wire [18:0] _0646_;
-  wire _0647_;
-  wire [18:0] _0648_;
-  wire [18:0] _0649_;
-  wire [1:0] _0650_;
-  wire [18:0] _0651_;
-  wire [1:0] _0652_;
-  wire [18:0] _0653_;
-  (* unused_bits = "9 10 11" *)
-  wire [11:0] _0654_;
-  (* unused_bits = "19" *)
-  wire [19:0] _0655_;
-  wire [18:0] _0656_;
-  wire [18:0] _0657_;
-  wire [18:0] _0658_;
-  wire [17:0] _0659_;
-  wire [18:0] _0660_;
-  wire [17:0] _0661_;
-  wire [18:0] _0662_;
-  wire [17:0] _0663_;
-  wire [18:0] _0664_;
-  wire _0665_;
-  wire [17:0] _0666_;
-  wire [18:0] _0667_;
-  wire [1:0] _0668_;
-  wire [18:0] _0669_;
-  wire [1:0] _0670_;
-  wire [18:0] _0671_;
-  wire _0672_;
-  wire [14:0] _0673_;
-  wire [14:0] _0674_;
-  wire [14:0] _0675_;
-  wire [18:0] _0676_;
-  wire [18:0] _0677_;
-  wire [18:0] _0678_;
-  wire [18:0] _0679_;
-  wire [1:0] _0680_;
-  wire _0681_;
-  wire [18:0] _0682_;
-  wire [1:0] _0683_;
-  wire [18:0] _0684_;
-  (* unused_bits = "19" *)
-  wire [19:0] _0685_;
-  wire _0686_;
-  wire _0687_;
-  wire _0688_;
-  wire _0689_;
-  wire [18:0] _0690_;
-  wire _0691_;
-  wire _0692_;
-  wire _0693_;
-  wire _0694_;
-  wire [18:0] _0695_;
-  wire _0696_;
-  wire _0697_;
-  wire _0698_;
-  wire _0699_;
-  wire [18:0] _0700_;
-  wire _0701_;
-  wire _0702_;
-  wire _0703_;
-  wire _0704_;
-  wire [18:0] _0705_;
-  wire _0706_;
-  wire _0707_;
-  wire _0708_;
-  wire _0709_;
-  wire _0710_;
-  wire _0711_;
-  wire _0712_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0713_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0714_;
-  (* unused_bits = "1" *)
-  wire [1:0] _0715_;
-  wire _0716_;
-  wire [4:0] _0717_;
-  wire [4:0] _0718_;
-  wire _0719_;
-  wire _0720_;
-  wire _0721_;
-  wire [6:0] _0722_;
-  (* unused_bits = "4 5 6" *)
-  wire [6:0] _0723_;
-  wire _0724_;
-  wire _0725_;
-  wire [8:0] _0726_;
-  wire _0727_;
-  wire [7:0] _0728_;
-  wire _0729_;
-  wire _0730_;
-  wire [6:0] _0731_;
-  wire _0732_;
-  wire _0733_;
-  wire [2:0] _0734_;
-  wire [2:0] _0735_;
-  wire _0736_;
-  wire [2:0] _0737_;
-  wire [2:0] _0738_;
-  wire _0739_;
-  wire _0740_;
-  wire _0741_;
-  wire _0742_;
-  wire [1:0] _0743_;
-  wire _0744_;
-  wire [6:0] _0745_;
-  wire _0746_;
-  wire [2:0] _0747_;
-  wire _0748_;
-  wire _0749_;
-  wire _0750_;
-  wire _0751_;
-  wire [26:0] _0752_;
-  wire [26:0] _0753_;
-  wire [26:0] _0754_;
-  wire _0755_;
-  wire [26:0] _0756_;
-  wire [26:0] _0757_;
-  wire [26:0] _0758_;
-  wire [26:0] _0759_;
-  wire [26:0] _0760_;
-  wire [31:0] _0761_;
-  wire [14:0] _0762_;
-  wire [14:0] _0763_;
-  wire [14:0] _0764_;
-  wire _0765_;
-  wire [14:0] _0766_;
-  wire [59:0] _0767_;
-  wire [71:0] _0768_;
-  wire [59:0] _0769_;
-  wire [71:0] _0770_;
-  wire [71:0] _0771_;
-  wire [3:0] _0772_;
-  wire _0773_;
-  wire _0774_;
-  wire _0775_;
-  wire _0776_;
-  wire _0777_;
-  wire _0778_;
-  wire _0779_;
-  wire _0780_;
-  wire _0781_;
-  wire _0782_;
-  wire _0783_;
-  wire [9:0] _0784_;
-  wire [7:0] _0785_;
-  wire [75:0] _0786_;
-  wire [75:0] _0787_;
-  wire [71:0] _0788_;
-  wire [11:0] _0789_;
-  wire _0790_;
-  wire _0791_;
-  wire [2:0] _0792_;
-  wire [2:0] _0793_;
-  wire _0794_;
-  wire [3:0] _0795_;
-  wire _0796_;
-  wire _0797_;
-  wire [3:0] _0798_;
-  wire [3:0] _0799_;
-  wire [3:0] _0800_;
-  wire [3:0] _0801_;
-  wire [3:0] _0802_;
-  wire [2:0] _0803_;
-  wire [2:0] _0804_;
-  wire [2:0] _0805_;
-  wire [2:0] _0806_;
-  wire [2:0] _0807_;
-  wire [2:0] _0808_;
-  wire [2:0] _0809_;
-  wire [2:0] _0810_;
-  wire [2:0] _0811_;
-  wire _0812_;
-  wire _0813_;
-  wire _0814_;
-  wire [14:0] _0815_;
-  wire [14:0] _0816_;
-  wire [14:0] _0817_;
-  wire [14:0] _0818_;
-  wire _0819_;
-  wire _0820_;
-  wire _0821_;
-  wire _0822_;
-  wire _0823_;
-  wire _0824_;
-  wire _0825_;
-  wire [2:0] _0826_;
-  wire [2:0] _0827_;
-  wire [2:0] _0828_;
-  wire [2:0] _0829_;
-  wire _0830_;
-  wire _0831_;
-  wire _0832_;
-  wire [6:0] _0833_;
-  wire [6:0] _0834_;
-  wire [6:0] _0835_;
-  wire _0836_;
-  wire _0837_;
-  wire _0838_;
-  wire _0839_;
-  wire _0840_;
-  wire _0841_;
-  wire [1:0] _0842_;
-  wire [1:0] _0843_;
-  wire _0844_;
-  wire [1:0] _0845_;
-  wire _0846_;
-  wire _0847_;
-  wire _0848_;
-  wire _0849_;
-  wire _0850_;
-  wire _0851_;
-  wire _0852_;
-  wire _0853_;
-  wire _0854_;
-  wire _0855_;
-  wire _0856_;
-  wire _0857_;
-  wire _0858_;
-  wire _0859_;
-  wire _0860_;
-  wire _0861_;
-  wire _0862_;
-  wire _0863_;
-  wire _0864_;
-  wire _0865_;
-  wire _0866_;
-  wire _0867_;
-  wire _0868_;
-  wire _0869_;
-  wire _0870_;
-  wire _0871_;
-  wire _0872_;
-  wire _0873_;
-  wire _0874_;
-  wire [2:0] _0875_;
-  wire [2:0] _0876_;
-  wire [2:0] _0877_;
-  wire [2:0] _0878_;
-  wire [2:0] _0879_;
-  wire [2:0] _0880_;
-  wire _0881_;
-  wire [2:0] _0882_;
-  wire [2:0] _0883_;
-  wire [2:0] _0884_;
-  wire [2:0] _0885_;
-  wire [2:0] _0886_;
-  wire _0887_;
-  wire [2:0] _0888_;
-  wire [2:0] _0889_;
-  wire [2:0] _0890_;
-  wire _0891_;
-  wire [2:0] _0892_;
-  wire [2:0] _0893_;
-  wire [2:0] _0894_;
-  wire _0895_;
-  wire _0896_;
-  wire _0897_;
-  wire _0898_;
-  wire _0899_;
-  wire _0900_;
-  wire _0901_;
-  wire _0902_;
-  wire _0903_;
-  wire _0904_;
-  wire [6:0] _0905_;
-  wire [6:0] _0906_;
-  wire [6:0] _0907_;
-  wire [6:0] _0908_;
-  wire _0909_;
-  wire _0910_;
-  wire _0911_;
-  wire _0912_;
-  wire _0913_;
-  wire _0914_;
-  wire _0915_;
-  wire _0916_;
-  wire _0917_;
-  wire _0918_;
-  wire _0919_;
-  wire [7:0] _0920_;
-  wire [7:0] _0921_;
-  wire [7:0] _0922_;
-  wire [7:0] _0923_;
-  wire _0924_;
-  wire _0925_;
-  wire _0926_;
-  wire _0927_;
-  wire _0928_;
-  wire _0929_;
-  wire _0930_;
-  wire [1:0] _0931_;
-  wire [1:0] _0932_;
-  wire [1:0] _0933_;
-  wire [17:0] _0934_;
-  wire [17:0] _0935_;
-  wire [17:0] _0936_;
-  wire [17:0] _0937_;
-  wire _0938_;
-  wire _0939_;
-  wire _0940_;
-  wire _0941_;
-  wire _0942_;
-  wire [2:0] _0943_;
-  wire [2:0] _0944_;
-  wire [2:0] _0945_;
-  wire [2:0] _0946_;
-  wire [2:0] _0947_;
-  wire [2:0] _0948_;
-  wire [2:0] _0949_;
-  wire _0950_;
-  wire [1:0] _0951_;
-  wire [6:0] _0952_;
-  wire [6:0] _0953_;
-  wire _0954_;
-  wire _0955_;
-  wire _0956_;
-  wire _0957_;
-  wire _0958_;
-  wire _0959_;
-  wire _0960_;
-  wire _0961_;
-  wire _0962_;
-  wire _0963_;
-  wire _0964_;
-  wire _0965_;
-  wire _0966_;
-  wire _0967_;
-  wire _0968_;
-  wire _0969_;
-  wire _0970_;
-  wire _0971_;
-  wire _0972_;
-  wire _0973_;
-  wire _0974_;
-  wire _0975_;
-  wire _0976_;
-  wire _0977_;
-  wire _0978_;
-  wire _0979_;
-  wire _0980_;
-  reg \$like  = 1'h0;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59" *)
-  wire [59:0] \$like$115 ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
-  wire [14:0] \$like$115[0] ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
-  wire [14:0] \$like$115[1] ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
-  wire [14:0] \$like$115[2] ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
-  wire [14:0] \$like$115[3] ;
-  reg [2:0] \$like$86  = 3'h0;
-  reg \$signal  = 1'h0;
-  wire [7:0] \$signal$10 ;
-  wire \$signal$12 ;
-  (* unused_bits = "6 9" *)
-  reg [9:0] \$signal$127  = 10'h000;
-  (* unused_bits = "4 7" *)
-  reg [7:0] \$signal$128  = 8'h00;
-  reg [75:0] \$signal$129  = 76'h0000000000000000000;
-  wire [18:0] \$signal$129[0] ;
-  wire [18:0] \$signal$129[1] ;
-  wire [18:0] \$signal$129[2] ;
-  wire [18:0] \$signal$129[3] ;
-  wire \$signal$15 ;
-  reg \$signal$27  = 1'h1;
-  reg \$signal$30  = 1'h0;
-  wire \$signal$32 ;
-  reg \$signal$36  = 1'h0;
-  reg [75:0] \$signal$48  = 76'h0000000000000000000;
-  wire [18:0] \$signal$48[0] ;
-  wire [18:0] \$signal$48[1] ;
-  wire [18:0] \$signal$48[2] ;
-  wire [18:0] \$signal$48[3] ;
-  reg \$signal$6  = 1'h0;
-  wire [11:0] \$signal$66 ;
-  reg \$signal$67  = 1'h0;
-  wire [11:0] \$signal$71 ;
-  wire \$signal$75 ;
-  wire \$signal$78 ;
-  wire \$signal$82 ;
-  wire [7:0] \$signal$83 ;
-  reg \$signal$93  = 1'h0;
-  wire [4:0] \$signature__addr ;
-  wire [7:0] \$signature__addr$43 ;
-  wire [31:0] \$signature__data ;
-  wire [71:0] \$signature__data$107 ;
-  wire [17:0] \$signature__data$107[0] ;
-  wire [17:0] \$signature__data$107[1] ;
-  wire [17:0] \$signature__data$107[2] ;
-  wire [17:0] \$signature__data$107[3] ;
-  wire [7:0] \$signature__data[0] ;
-  wire [7:0] \$signature__data[1] ;
-  wire [7:0] \$signature__data[2] ;
-  wire [7:0] \$signature__data[3] ;
+module \digits_cnn_ilif.engine_conv1 (clk, rst, \i__valid$29 , \o__ready$18 , active, pixels__ready, \o__payload$16 , \o__valid$20 , \i__payload$25 );
   output active;
   wire active;
+  wire \active$48 ;
+  input clk;
+  wire clk;
+  wire done;
+  wire dropped;
+  wire \dropped$23 ;
+  wire [11:0] i__payload;
+  wire [11:0] \i__payload$10 ;
+  wire [3:0] \i__payload$10.counts ;
+  wire \i__payload$10.counts[0] ;
+  wire \i__payload$10.counts[1] ;
+  wire \i__payload$10.counts[2] ;
+  wire \i__payload$10.counts[3] ;
+  wire \i__payload$10.end ;
+  wire \i__payload$10.g ;
+  wire [2:0] \i__payload$10.x ;
+  wire [2:0] \i__payload$10.y ;
+  input [7:0] \i__payload$25 ;
+  wire [7:0] \i__payload$25 ;
+  wire [3:0] \i__payload.counts ;
+  wire \i__payload.counts[0] ;
+  wire \i__payload.counts[1] ;
+  wire \i__payload.counts[2] ;
+  wire \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire \i__payload.g ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  (* unused_bits = "0" *)
+  wire i__ready;
+  wire \i__ready$13 ;
+  wire \i__ready$28 ;
+  wire i__valid;
+  wire \i__valid$14 ;
+  input \i__valid$29 ;
+  wire \i__valid$29 ;
+  wire input_done;
+  wire input_start;
+  wire [11:0] o__payload;
+  output [10:0] \o__payload$16 ;
+  wire [10:0] \o__payload$16 ;
+  wire [2:0] \o__payload$16.c ;
+  wire \o__payload$16.count ;
+  wire \o__payload$16.end ;
+  wire [2:0] \o__payload$16.x ;
+  wire [2:0] \o__payload$16.y ;
+  wire [10:0] \o__payload$17 ;
+  wire [2:0] \o__payload$17.c ;
+  wire \o__payload$17.count ;
+  wire \o__payload$17.end ;
+  wire [2:0] \o__payload$17.x ;
+  wire [2:0] \o__payload$17.y ;
+  wire [16:0] \o__payload$32 ;
+  wire [6:0] \o__payload$32.addr ;
+  wire \o__payload$32.count ;
+  wire [3:0] \o__payload$32.shift ;
+  wire [4:0] \o__payload$32.waddr ;
+  wire [7:0] \o__payload$38 ;
+  wire [3:0] \o__payload.counts ;
+  wire \o__payload.counts[0] ;
+  wire \o__payload.counts[1] ;
+  wire \o__payload.counts[2] ;
+  wire \o__payload.counts[3] ;
+  wire \o__payload.end ;
+  wire \o__payload.g ;
+  wire [2:0] \o__payload.x ;
+  wire [2:0] \o__payload.y ;
+  wire o__ready;
+  input \o__ready$18 ;
+  wire \o__ready$18 ;
+  wire \o__ready$19 ;
+  wire \o__ready$33 ;
+  wire \o__ready$39 ;
+  wire o__valid;
+  output \o__valid$20 ;
+  wire \o__valid$20 ;
+  wire \o__valid$21 ;
+  wire \o__valid$36 ;
+  wire \o__valid$42 ;
+  wire [25:0] ops__payload;
+  wire [25:0] \ops__payload$1 ;
+  wire [6:0] \ops__payload$1.addr ;
+  wire \ops__payload$1.bank ;
+  wire \ops__payload$1.bias_g ;
+  wire \ops__payload$1.count ;
+  wire \ops__payload$1.cur ;
+  wire \ops__payload$1.end ;
+  wire [1:0] \ops__payload$1.fire_k ;
+  wire \ops__payload$1.kind ;
+  wire \ops__payload$1.last_step ;
+  wire \ops__payload$1.proj ;
+  wire [3:0] \ops__payload$1.shift ;
+  wire [4:0] \ops__payload$1.waddr ;
+  wire [6:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire \ops__payload.bias_g ;
+  wire \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire [1:0] \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [4:0] \ops__payload.waddr ;
+  wire ops__valid;
+  wire \ops__valid$3 ;
+  wire [16:0] pixel_ops__payload;
+  wire [6:0] \pixel_ops__payload.addr ;
+  wire \pixel_ops__payload.count ;
+  wire [3:0] \pixel_ops__payload.shift ;
+  wire [4:0] \pixel_ops__payload.waddr ;
+  wire pixel_ops__ready;
+  wire pixel_ops__valid;
+  wire [7:0] pixels__payload;
+  wire [7:0] \pixels__payload$37 ;
+  output pixels__ready;
+  wire pixels__ready;
+  wire \pixels__ready$40 ;
+  wire pixels__valid;
+  wire \pixels__valid$41 ;
+  wire popped;
+  wire [11:0] push__payload;
+  wire [3:0] \push__payload.counts ;
+  wire \push__payload.counts[0] ;
+  wire \push__payload.counts[1] ;
+  wire \push__payload.counts[2] ;
+  wire \push__payload.counts[3] ;
+  wire \push__payload.end ;
+  wire \push__payload.g ;
+  wire [2:0] \push__payload.x ;
+  wire [2:0] \push__payload.y ;
+  (* unused_bits = "0" *)
+  wire push__ready;
+  wire push__valid;
+  input rst;
+  wire rst;
+  wire start;
+  assign popped = \i__valid$14  & o__ready;
+  \digits_cnn_ilif.engine_conv1.datapath  datapath (
+    .clk(clk),
+    .dropped(dropped),
+    .ops__payload(ops__payload),
+    .ops__valid(ops__valid),
+    .push7(i__valid),
+    .push__payload(i__payload),
+    .rst(rst)
+  );
+  \digits_cnn_ilif.engine_conv1.input_stage  input_stage (
+    .clk(clk),
+    .done(input_done),
+    .o__payload(pixel_ops__payload),
+    .o__ready(\o__ready$33 ),
+    .o__valid(pixel_ops__valid),
+    .pixels__payload(\pixels__payload$37 ),
+    .pixels__ready(\o__ready$39 ),
+    .pixels__valid(\pixels__valid$41 ),
+    .rst(rst),
+    .start(start)
+  );
+  \digits_cnn_ilif.engine_conv1.pixel_skid  pixel_skid (
+    .clk(clk),
+    .i__payload(\i__payload$25 ),
+    .i__ready(pixels__ready),
+    .i__valid(\i__valid$29 ),
+    .o__payload(\pixels__payload$37 ),
+    .o__ready(\o__ready$39 ),
+    .o__valid(\pixels__valid$41 ),
+    .rst(rst)
+  );
+  \digits_cnn_ilif.engine_conv1.queue  queue (
+    .clk(clk),
+    .i__ready(push__ready),
+    .o__payload(\i__payload$10 ),
+    .o__ready(o__ready),
+    .o__valid(\i__valid$14 ),
+    .rst(rst),
+    .w_data(i__payload),
+    .w_en(i__valid)
+  );
+  \digits_cnn_ilif.engine_conv1.sequencer  sequencer (
+    .active(active),
+    .clk(clk),
+    .dropped(dropped),
+    .input_done(input_done),
+    .input_start(start),
+    .ops__payload(ops__payload),
+    .ops__valid(ops__valid),
+    .pixel_ops__payload(pixel_ops__payload),
+    .pixel_ops__ready(\o__ready$33 ),
+    .pixel_ops__valid(pixel_ops__valid),
+    .popped(popped),
+    .rst(rst)
+  );
+  \digits_cnn_ilif.engine_conv1.serializer  serializer (
+    .clk(clk),
+    .i__payload(\i__payload$10 ),
+    .i__ready(o__ready),
+    .i__valid(\i__valid$14 ),
+    .o__payload(\o__payload$16 ),
+    .o__ready(\o__ready$18 ),
+    .o__valid(\o__valid$20 ),
+    .rst(rst)
+  );
+  assign \o__payload$32.shift  = pixel_ops__payload[16:13];
+  assign \o__payload$32.count  = pixel_ops__payload[12];
+  assign \o__payload$32.waddr  = pixel_ops__payload[11:7];
+  assign \o__payload$32.addr  = pixel_ops__payload[6:0];
+  assign \pixel_ops__payload.shift  = pixel_ops__payload[16:13];
+  assign \pixel_ops__payload.count  = pixel_ops__payload[12];
+  assign \pixel_ops__payload.waddr  = pixel_ops__payload[11:7];
+  assign \pixel_ops__payload.addr  = pixel_ops__payload[6:0];
+  assign \o__payload$17.end  = \o__payload$16 [10];
+  assign \o__payload$17.count  = \o__payload$16 [9];
+  assign \o__payload$17.x  = \o__payload$16 [8:6];
+  assign \o__payload$17.y  = \o__payload$16 [5:3];
+  assign \o__payload$17.c  = \o__payload$16 [2:0];
+  assign \o__payload$16.end  = \o__payload$16 [10];
+  assign \o__payload$16.count  = \o__payload$16 [9];
+  assign \o__payload$16.x  = \o__payload$16 [8:6];
+  assign \o__payload$16.y  = \o__payload$16 [5:3];
+  assign \o__payload$16.c  = \o__payload$16 [2:0];
+  assign \o__payload.end  = \i__payload$10 [11];
+  assign \o__payload.x  = \i__payload$10 [10:8];
+  assign \o__payload.y  = \i__payload$10 [7:5];
+  assign \o__payload.g  = \i__payload$10 [4];
+  assign \o__payload.counts[3]  = \i__payload$10 [3];
+  assign \o__payload.counts[2]  = \i__payload$10 [2];
+  assign \o__payload.counts[1]  = \i__payload$10 [1];
+  assign \o__payload.counts[0]  = \i__payload$10 [0];
+  assign \o__payload.counts  = \i__payload$10 [3:0];
+  assign \i__payload$10.end  = \i__payload$10 [11];
+  assign \i__payload$10.x  = \i__payload$10 [10:8];
+  assign \i__payload$10.y  = \i__payload$10 [7:5];
+  assign \i__payload$10.g  = \i__payload$10 [4];
+  assign \i__payload$10.counts[3]  = \i__payload$10 [3];
+  assign \i__payload$10.counts[2]  = \i__payload$10 [2];
+  assign \i__payload$10.counts[1]  = \i__payload$10 [1];
+  assign \i__payload$10.counts[0]  = \i__payload$10 [0];
+  assign \i__payload$10.counts  = \i__payload$10 [3:0];
+  assign \push__payload.end  = i__payload[11];
+  assign \push__payload.x  = i__payload[10:8];
+  assign \push__payload.y  = i__payload[7:5];
+  assign \push__payload.g  = i__payload[4];
+  assign \push__payload.counts[3]  = i__payload[3];
+  assign \push__payload.counts[2]  = i__payload[2];
+  assign \push__payload.counts[1]  = i__payload[1];
+  assign \push__payload.counts[0]  = i__payload[0];
+  assign \push__payload.counts  = i__payload[3:0];
+  assign \i__payload.end  = i__payload[11];
+  assign \i__payload.x  = i__payload[10:8];
+  assign \i__payload.y  = i__payload[7:5];
+  assign \i__payload.g  = i__payload[4];
+  assign \i__payload.counts[3]  = i__payload[3];
+  assign \i__payload.counts[2]  = i__payload[2];
+  assign \i__payload.counts[1]  = i__payload[1];
+  assign \i__payload.counts[0]  = i__payload[0];
+  assign \i__payload.counts  = i__payload[3:0];
+  assign \ops__payload$1.bias_g  = ops__payload[25];
+  assign \ops__payload$1.end  = ops__payload[24];
+  assign \ops__payload$1.fire_k  = ops__payload[23:22];
+  assign \ops__payload$1.last_step  = ops__payload[21];
+  assign \ops__payload$1.shift  = ops__payload[20:17];
+  assign \ops__payload$1.count  = ops__payload[16];
+  assign \ops__payload$1.proj  = ops__payload[15];
+  assign \ops__payload$1.waddr  = ops__payload[14:10];
+  assign \ops__payload$1.addr  = ops__payload[9:3];
+  assign \ops__payload$1.bank  = ops__payload[2];
+  assign \ops__payload$1.cur  = ops__payload[1];
+  assign \ops__payload$1.kind  = ops__payload[0];
+  assign \ops__payload.bias_g  = ops__payload[25];
+  assign \ops__payload.end  = ops__payload[24];
+  assign \ops__payload.fire_k  = ops__payload[23:22];
+  assign \ops__payload.last_step  = ops__payload[21];
+  assign \ops__payload.shift  = ops__payload[20:17];
+  assign \ops__payload.count  = ops__payload[16];
+  assign \ops__payload.proj  = ops__payload[15];
+  assign \ops__payload.waddr  = ops__payload[14:10];
+  assign \ops__payload.addr  = ops__payload[9:3];
+  assign \ops__payload.bank  = ops__payload[2];
+  assign \ops__payload.cur  = ops__payload[1];
+  assign \ops__payload.kind  = ops__payload[0];
+  assign \active$48  = active;
+  assign done = input_done;
+  assign input_start = start;
+  assign \o__valid$42  = \pixels__valid$41 ;
+  assign \pixels__ready$40  = \o__ready$39 ;
+  assign \o__payload$38  = \pixels__payload$37 ;
+  assign \o__valid$36  = pixel_ops__valid;
+  assign pixel_ops__ready = \o__ready$33 ;
+  assign \o__payload$32  = pixel_ops__payload;
+  assign pixels__valid = \i__valid$29 ;
+  assign \i__ready$28  = pixels__ready;
+  assign pixels__payload = \i__payload$25 ;
+  assign \dropped$23  = dropped;
+  assign \o__valid$21  = \o__valid$20 ;
+  assign \o__ready$19  = \o__ready$18 ;
+  assign \o__payload$17  = \o__payload$16 ;
+  assign o__valid = \i__valid$14 ;
+  assign \i__ready$13  = o__ready;
+  assign o__payload = \i__payload$10 ;
+  assign push__valid = i__valid;
+  assign i__ready = push__ready;
+  assign push__payload = i__payload;
+  assign \ops__valid$3  = ops__valid;
+  assign \ops__payload$1  = ops__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv1.datapath (rst, dropped, ops__valid, ops__payload, push7, push__payload, clk);
+  wire [14:0] _000_;
+  wire _001_;
+  wire _002_;
+  wire _003_;
+  wire _004_;
+  wire _005_;
+  wire _006_;
+  wire _007_;
+  wire _008_;
+  wire _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire _013_;
+  wire _014_;
+  wire _015_;
+  wire _016_;
+  wire _017_;
+  wire _018_;
+  wire _019_;
+  wire _020_;
+  wire _021_;
+  wire _022_;
+  wire _023_;
+  wire _024_;
+  wire _025_;
+  wire _026_;
+  wire _027_;
+  wire _028_;
+  wire _029_;
+  wire _030_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
+  wire _034_;
+  wire _035_;
+  wire _036_;
+  wire _037_;
+  wire _038_;
+  wire _039_;
+  wire _040_;
+  wire _041_;
+  wire _042_;
+  wire _043_;
+  wire _044_;
+  wire _045_;
+  wire _046_;
+  wire _047_;
+  wire _048_;
+  wire _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire _054_;
+  wire _055_;
+  wire _056_;
+  wire _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire _063_;
+  wire _064_;
+  wire _065_;
+  wire _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire _074_;
+  wire _075_;
+  wire _076_;
+  wire _077_;
+  wire _078_;
+  wire _079_;
+  wire _080_;
+  wire _081_;
+  wire _082_;
+  wire _083_;
+  wire _084_;
+  wire _085_;
+  wire _086_;
+  wire _087_;
+  wire _088_;
+  wire _089_;
+  wire _090_;
+  wire _091_;
+  wire _092_;
+  wire _093_;
+  wire _094_;
+  wire _095_;
+  wire [14:0] _096_;
+  wire _097_;
+  wire _098_;
+  wire _099_;
+  wire _100_;
+  wire _101_;
+  wire _102_;
+  wire _103_;
+  wire _104_;
+  wire [18:0] _105_;
+  wire _106_;
+  wire [18:0] _107_;
+  wire [18:0] _108_;
+  wire [17:0] _109_;
+  wire [18:0] _110_;
+  wire [17:0] _111_;
+  wire [18:0] _112_;
+  wire [17:0] _113_;
+  wire [18:0] _114_;
+  wire [17:0] _115_;
+  wire [18:0] _116_;
+  wire _117_;
+  wire [1:0] _118_;
+  wire [18:0] _119_;
+  wire [1:0] _120_;
+  wire [18:0] _121_;
+  wire [14:0] _122_;
+  wire [14:0] _123_;
+  wire _124_;
+  wire [14:0] _125_;
+  wire [18:0] _126_;
+  wire [18:0] _127_;
+  wire [18:0] _128_;
+  wire [18:0] _129_;
+  wire [1:0] _130_;
+  wire [18:0] _131_;
+  wire [1:0] _132_;
+  wire _133_;
+  wire [18:0] _134_;
+  (* unused_bits = "19" *)
+  wire [19:0] _135_;
+  wire [18:0] _136_;
+  wire [18:0] _137_;
+  wire [18:0] _138_;
+  wire [17:0] _139_;
+  wire [18:0] _140_;
+  wire [17:0] _141_;
+  wire _142_;
+  wire [18:0] _143_;
+  wire [17:0] _144_;
+  wire [18:0] _145_;
+  wire [17:0] _146_;
+  wire [18:0] _147_;
+  wire [1:0] _148_;
+  wire [18:0] _149_;
+  wire [1:0] _150_;
+  wire _151_;
+  wire [18:0] _152_;
+  wire [14:0] _153_;
+  wire [14:0] _154_;
+  wire [14:0] _155_;
+  wire [18:0] _156_;
+  wire [18:0] _157_;
+  wire [18:0] _158_;
+  wire [18:0] _159_;
+  wire [1:0] _160_;
+  wire [18:0] _161_;
+  wire [1:0] _162_;
+  wire [18:0] _163_;
+  (* unused_bits = "19" *)
+  wire [19:0] _164_;
+  wire [18:0] _165_;
+  wire _166_;
+  wire [18:0] _167_;
+  wire [18:0] _168_;
+  wire [17:0] _169_;
+  wire [18:0] _170_;
+  wire [17:0] _171_;
+  wire [18:0] _172_;
+  wire [17:0] _173_;
+  wire [18:0] _174_;
+  wire [17:0] _175_;
+  wire [18:0] _176_;
+  wire _177_;
+  wire [1:0] _178_;
+  wire [18:0] _179_;
+  wire [1:0] _180_;
+  wire [18:0] _181_;
+  wire [14:0] _182_;
+  wire [14:0] _183_;
+  wire [14:0] _184_;
+  wire _185_;
+  wire [14:0] _186_;
+  wire [18:0] _187_;
+  wire [18:0] _188_;
+  wire [18:0] _189_;
+  wire [18:0] _190_;
+  wire [1:0] _191_;
+  wire [18:0] _192_;
+  wire [1:0] _193_;
+  wire _194_;
+  wire [18:0] _195_;
+  (* unused_bits = "19" *)
+  wire [19:0] _196_;
+  wire [18:0] _197_;
+  wire [18:0] _198_;
+  wire [18:0] _199_;
+  wire [17:0] _200_;
+  wire [18:0] _201_;
+  wire [17:0] _202_;
+  wire _203_;
+  wire [18:0] _204_;
+  wire [17:0] _205_;
+  wire [18:0] _206_;
+  wire [17:0] _207_;
+  wire [18:0] _208_;
+  wire [1:0] _209_;
+  wire [18:0] _210_;
+  wire [1:0] _211_;
+  wire _212_;
+  wire [18:0] _213_;
+  wire [14:0] _214_;
+  wire [14:0] _215_;
+  wire [14:0] _216_;
+  wire [18:0] _217_;
+  wire [18:0] _218_;
+  wire [18:0] _219_;
+  wire [18:0] _220_;
+  wire _221_;
+  wire [1:0] _222_;
+  wire [18:0] _223_;
+  wire [1:0] _224_;
+  wire [18:0] _225_;
+  (* unused_bits = "19" *)
+  wire [19:0] _226_;
+  wire _227_;
+  wire _228_;
+  wire _229_;
+  wire _230_;
+  wire _231_;
+  wire _232_;
+  wire _233_;
+  wire _234_;
+  (* unused_bits = "3" *)
+  wire [3:0] _235_;
+  wire _236_;
+  (* unused_bits = "3" *)
+  wire [3:0] _237_;
+  (* unused_bits = "1" *)
+  wire [1:0] _238_;
+  wire [8:0] _239_;
+  (* unused_bits = "8 9" *)
+  wire [9:0] _240_;
+  wire [8:0] _241_;
+  (* unused_bits = "8 9" *)
+  wire [9:0] _242_;
+  wire _243_;
+  wire _244_;
+  wire _245_;
+  wire _246_;
+  wire _247_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _248_;
+  wire _249_;
+  wire _250_;
+  wire [26:0] _251_;
+  wire [26:0] _252_;
+  wire [26:0] _253_;
+  wire [26:0] _254_;
+  wire [26:0] _255_;
+  wire [26:0] _256_;
+  wire _257_;
+  wire [26:0] _258_;
+  wire [26:0] _259_;
+  wire [31:0] _260_;
+  wire [14:0] _261_;
+  wire [14:0] _262_;
+  wire [14:0] _263_;
+  wire [14:0] _264_;
+  wire [59:0] _265_;
+  wire [71:0] _266_;
+  wire [59:0] _267_;
+  wire _268_;
+  wire [71:0] _269_;
+  wire [71:0] _270_;
+  wire [3:0] _271_;
+  wire _272_;
+  wire _273_;
+  wire _274_;
+  wire _275_;
+  wire _276_;
+  wire _277_;
+  wire [14:0] _278_;
+  wire _279_;
+  wire _280_;
+  wire _281_;
+  wire _282_;
+  wire _283_;
+  wire [9:0] _284_;
+  wire [7:0] _285_;
+  wire [75:0] _286_;
+  wire [71:0] _287_;
+  wire _288_;
+  wire [11:0] _289_;
+  wire _290_;
+  wire _291_;
+  wire [2:0] _292_;
+  wire [2:0] _293_;
+  wire _294_;
+  wire _295_;
+  wire _296_;
+  wire _297_;
+  wire _298_;
+  wire _299_;
+  wire _300_;
+  wire _301_;
+  wire _302_;
+  wire _303_;
+  wire _304_;
+  wire _305_;
+  wire _306_;
+  wire _307_;
+  wire _308_;
+  wire _309_;
+  wire _310_;
+  wire _311_;
+  wire _312_;
+  wire _313_;
+  wire _314_;
+  wire _315_;
+  wire _316_;
+  wire _317_;
+  wire _318_;
+  wire _319_;
+  wire _320_;
+  wire _321_;
+  wire _322_;
+  wire _323_;
+  wire _324_;
+  wire _325_;
+  wire _326_;
+  wire _327_;
+  wire _328_;
+  wire _329_;
+  wire _330_;
+  wire _331_;
+  wire _332_;
+  wire _333_;
+  wire _334_;
+  wire _335_;
+  wire _336_;
+  wire _337_;
+  wire _338_;
+  wire _339_;
+  wire _340_;
+  wire _341_;
+  wire _342_;
+  wire _343_;
+  wire _344_;
+  wire _345_;
+  wire _346_;
+  wire _347_;
+  wire _348_;
+  wire [2:0] _349_;
+  wire [2:0] _350_;
+  wire [2:0] _351_;
+  wire [2:0] _352_;
+  wire [2:0] _353_;
+  wire [2:0] _354_;
+  wire [2:0] _355_;
+  wire [2:0] _356_;
+  wire [2:0] _357_;
+  wire _358_;
+  wire _359_;
+  wire _360_;
+  wire [14:0] _361_;
+  wire [14:0] _362_;
+  wire [14:0] _363_;
+  wire [14:0] _364_;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59" *)
+  wire [59:0] \$like ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
+  wire [14:0] \$like[0] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
+  wire [14:0] \$like[1] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
+  wire [14:0] \$like[2] ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
+  wire [14:0] \$like[3] ;
+  reg [71:0] \$signal  = 72'h000000000000000000;
+  reg [59:0] \$signal$21  = 60'h000000000000000;
+  wire [14:0] \$signal$21[0] ;
+  wire [14:0] \$signal$21[1] ;
+  wire [14:0] \$signal$21[2] ;
+  wire [14:0] \$signal$21[3] ;
+  (* unused_bits = "6 9" *)
+  reg [9:0] \$signal$39  = 10'h000;
+  (* unused_bits = "4 7" *)
+  reg [7:0] \$signal$40  = 8'h00;
+  wire [11:0] \$signal$48 ;
+  wire [3:0] \$signal$48.counts ;
+  wire \$signal$48.counts[0] ;
+  wire \$signal$48.counts[1] ;
+  wire \$signal$48.counts[2] ;
+  wire \$signal$48.counts[3] ;
+  wire \$signal$48.end ;
+  wire \$signal$48.g ;
+  wire [2:0] \$signal$48.x ;
+  wire [2:0] \$signal$48.y ;
+  wire [17:0] \$signal[0] ;
+  wire [17:0] \$signal[1] ;
+  wire [17:0] \$signal[2] ;
+  wire [17:0] \$signal[3] ;
+  wire [7:0] \$signature__addr ;
+  wire [7:0] \$signature__addr$61 ;
+  wire [71:0] \$signature__data ;
+  wire [71:0] \$signature__data$62 ;
+  wire [17:0] \$signature__data$62[0] ;
+  wire [17:0] \$signature__data$62[1] ;
+  wire [17:0] \$signature__data$62[2] ;
+  wire [17:0] \$signature__data$62[3] ;
+  wire [17:0] \$signature__data[0] ;
+  wire [17:0] \$signature__data[1] ;
+  wire [17:0] \$signature__data[2] ;
+  wire [17:0] \$signature__data[3] ;
+  wire \$signature__en ;
   reg [59:0] addend = 60'h000000000000000;
   wire [14:0] \addend[0] ;
   wire [14:0] \addend[1] ;
   wire [14:0] \addend[2] ;
   wire [14:0] \addend[3] ;
-  wire any_spike;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59" *)
   wire [59:0] b6;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
@@ -1451,19 +1196,12 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire [14:0] \b6[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14" *)
   wire [14:0] \b6[3] ;
-  reg [59:0] b_raw = 60'h000000000000000;
-  wire [14:0] \b_raw[0] ;
-  wire [14:0] \b_raw[1] ;
-  wire [14:0] \b_raw[2] ;
-  wire [14:0] \b_raw[3] ;
   wire b_rd__addr;
   wire [59:0] b_rd__data;
   wire [14:0] \b_rd__data[0] ;
   wire [14:0] \b_rd__data[1] ;
   wire [14:0] \b_rd__data[2] ;
   wire [14:0] \b_rd__data[3] ;
-  wire [2:0] \bit ;
-  wire busy;
   wire [3:0] c_raw;
   wire \c_raw[0] ;
   wire \c_raw[1] ;
@@ -1471,7 +1209,11 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \c_raw[3] ;
   input clk;
   wire clk;
-  reg credit = 1'h0;
+  wire [3:0] counts;
+  wire \counts[0] ;
+  wire \counts[1] ;
+  wire \counts[2] ;
+  wire \counts[3] ;
   wire [3:0] cres7;
   wire \cres7[0] ;
   wire \cres7[1] ;
@@ -1487,23 +1229,8 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \cres9[1] ;
   wire \cres9[2] ;
   wire \cres9[3] ;
-  wire [17:0] diff0;
-  wire [17:0] diff1;
-  wire [17:0] diff2;
-  wire [17:0] diff3;
-  reg [3:0] done = 4'h0;
+  output dropped;
   wire dropped;
-  wire en;
-  wire [11:0] entry;
-  wire [3:0] \entry.counts ;
-  wire \entry.counts[0] ;
-  wire \entry.counts[1] ;
-  wire \entry.counts[2] ;
-  wire \entry.counts[3] ;
-  wire \entry.end ;
-  wire \entry.g ;
-  wire [2:0] \entry.x ;
-  wire [2:0] \entry.y ;
   (* unused_bits = "4 5 6 7 8 9 10" *)
   reg [11:0] entry7 = 12'h000;
   wire [3:0] \entry7.counts ;
@@ -1518,16 +1245,6 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire [2:0] \entry7.x ;
   (* unused_bits = "0 1 2" *)
   wire [2:0] \entry7.y ;
-  reg ev_c = 1'h0;
-  wire ev_count;
-  wire [3:0] ev_shift;
-  reg [2:0] ev_x = 3'h0;
-  reg [2:0] ev_y = 3'h0;
-  reg [2:0] fire_k = 3'h0;
-  reg fire_state = 1'h0;
-  reg [1:0] fsm_state = 2'h0;
-  reg full0 = 1'h0;
-  reg full1 = 1'h0;
   reg hit_c1 = 1'h0;
   reg hit_c2 = 1'h0;
   reg hit_c3 = 1'h0;
@@ -1538,64 +1255,56 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   reg hit_v3 = 1'h0;
   reg hit_v4 = 1'h0;
   reg hit_v5 = 1'h0;
-  wire [26:0] issue;
-  wire [6:0] \issue.addr ;
-  wire \issue.bank ;
-  wire \issue.bias_g ;
-  wire \issue.count ;
-  wire \issue.cur ;
-  wire \issue.end ;
-  wire [1:0] \issue.fire_k ;
-  wire \issue.kind ;
-  wire \issue.last_step ;
-  wire \issue.proj ;
-  wire [3:0] \issue.shift ;
-  wire \issue.valid ;
-  wire [4:0] \issue.waddr ;
-  wire [1:0] lane;
-  wire load;
-  reg more_pixels = 1'h1;
-  reg [2:0] nxt_x = 3'h0;
-  output [10:0] o__payload;
-  wire [10:0] o__payload;
-  wire [2:0] \o__payload.c ;
-  wire \o__payload.count ;
-  wire \o__payload.end ;
-  wire [2:0] \o__payload.x ;
-  wire [2:0] \o__payload.y ;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  wire o__valid;
-  wire [6:0] op_addr;
-  wire op_count;
-  wire [3:0] op_shift;
-  wire op_valid;
-  wire [4:0] op_waddr;
-  wire [3:0] out_counts;
-  wire \out_counts[0] ;
-  wire \out_counts[1] ;
-  wire \out_counts[2] ;
-  wire \out_counts[3] ;
-  wire [3:0] pending;
-  reg [7:0] pix_bits = 8'h00;
-  wire pix_c;
-  wire [2:0] pix_x;
-  wire [2:0] pix_y;
-  reg [6:0] pixel_count = 7'h00;
-  input [7:0] pixels__payload;
-  wire [7:0] pixels__payload;
-  output pixels__ready;
-  wire pixels__ready;
-  input pixels__valid;
-  wire pixels__valid;
+  input [25:0] ops__payload;
+  wire [25:0] ops__payload;
+  wire [6:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire \ops__payload.bias_g ;
+  wire \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire [1:0] \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [4:0] \ops__payload.waddr ;
+  input ops__valid;
+  wire ops__valid;
   reg pos0 = 1'h0;
-  reg \pos0$63  = 1'h0;
   reg [2:0] pos1 = 3'h0;
   reg [2:0] pos2 = 3'h0;
-  wire push7;
-  wire ready;
-  wire [71:0] res7;
+  output push7;
+  reg push7 = 1'h0;
+  output [11:0] push__payload;
+  wire [11:0] push__payload;
+  wire [3:0] \push__payload.counts ;
+  wire \push__payload.counts[0] ;
+  wire \push__payload.counts[1] ;
+  wire \push__payload.counts[2] ;
+  wire \push__payload.counts[3] ;
+  wire \push__payload.end ;
+  wire \push__payload.g ;
+  wire [2:0] \push__payload.x ;
+  wire [2:0] \push__payload.y ;
+  wire push__valid;
+  wire [75:0] r;
+  wire [75:0] r6;
+  wire [18:0] \r6[0] ;
+  wire [18:0] \r6[1] ;
+  wire [18:0] \r6[2] ;
+  wire [18:0] \r6[3] ;
+  wire [18:0] \r[0] ;
+  wire [18:0] \r[1] ;
+  wire [18:0] \r[2] ;
+  wire [18:0] \r[3] ;
+  wire [4:0] rd__addr;
+  wire [31:0] rd__data;
+  wire [7:0] \rd__data[0] ;
+  wire [7:0] \rd__data[1] ;
+  wire [7:0] \rd__data[2] ;
+  wire [7:0] \rd__data[3] ;
+  reg [71:0] res7 = 72'h000000000000000000;
   wire [17:0] \res7[0] ;
   wire [17:0] \res7[1] ;
   wire [17:0] \res7[2] ;
@@ -1617,6 +1326,34 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire [17:0] \result[3] ;
   input rst;
   wire rst;
+  wire [26:0] s5;
+  wire [6:0] \s5.addr ;
+  wire \s5.bank ;
+  wire \s5.bias_g ;
+  wire \s5.count ;
+  wire \s5.cur ;
+  wire \s5.end ;
+  wire [1:0] \s5.fire_k ;
+  wire \s5.kind ;
+  wire \s5.last_step ;
+  wire \s5.proj ;
+  wire [3:0] \s5.shift ;
+  wire \s5.valid ;
+  wire [4:0] \s5.waddr ;
+  wire [26:0] s6;
+  wire [6:0] \s6.addr ;
+  wire \s6.bank ;
+  wire \s6.bias_g ;
+  wire \s6.count ;
+  wire \s6.cur ;
+  wire \s6.end ;
+  wire [1:0] \s6.fire_k ;
+  wire \s6.kind ;
+  wire \s6.last_step ;
+  wire \s6.proj ;
+  wire [3:0] \s6.shift ;
+  wire \s6.valid ;
+  wire [4:0] \s6.waddr ;
   reg [26:0] st0 = 27'h0000000;
   wire [6:0] \st0.addr ;
   wire \st0.bank ;
@@ -1736,50 +1473,16 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   wire \st7.valid ;
   (* unused_bits = "0 1 2 3 4" *)
   wire [4:0] \st7.waddr ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26" *)
-  wire [26:0] st8;
-  (* unused_bits = "0 1 2 3 4 5 6" *)
-  wire [6:0] \st8.addr ;
-  (* unused_bits = "0" *)
-  wire \st8.bank ;
-  (* unused_bits = "0" *)
-  wire \st8.bias_g ;
-  (* unused_bits = "0" *)
-  wire \st8.count ;
-  (* unused_bits = "0" *)
-  wire \st8.cur ;
-  (* unused_bits = "0" *)
-  wire \st8.end ;
-  (* unused_bits = "0 1" *)
-  wire [1:0] \st8.fire_k ;
-  (* unused_bits = "0" *)
-  wire \st8.kind ;
-  (* unused_bits = "0" *)
-  wire \st8.last_step ;
-  (* unused_bits = "0" *)
-  wire \st8.proj ;
-  (* unused_bits = "0 1 2 3" *)
-  wire [3:0] \st8.shift ;
-  (* unused_bits = "0" *)
-  wire \st8.valid ;
-  (* unused_bits = "0 1 2 3 4" *)
-  wire [4:0] \st8.waddr ;
-  reg [6:0] sweep_addr = 7'h00;
-  reg sweep_last = 1'h0;
-  wire sweep_now;
-  reg [8:0] used = 9'h000;
-  reg [71:0] v_raw = 72'h000000000000000000;
-  wire [17:0] \v_raw[0] ;
-  wire [17:0] \v_raw[1] ;
-  wire [17:0] \v_raw[2] ;
-  wire [17:0] \v_raw[3] ;
-  wire [7:0] v_wr__addr;
-  reg [71:0] v_wr__data = 72'h000000000000000000;
-  wire [17:0] \v_wr__data[0] ;
-  wire [17:0] \v_wr__data[1] ;
-  wire [17:0] \v_wr__data[2] ;
-  wire [17:0] \v_wr__data[3] ;
-  wire v_wr__en;
+  wire [75:0] val;
+  reg [75:0] val5 = 76'h0000000000000000000;
+  wire [18:0] \val5[0] ;
+  wire [18:0] \val5[1] ;
+  wire [18:0] \val5[2] ;
+  wire [18:0] \val5[3] ;
+  wire [18:0] \val[0] ;
+  wire [18:0] \val[1] ;
+  wire [18:0] \val[2] ;
+  wire [18:0] \val[3] ;
   reg [31:0] w1_0 = 32'd0;
   wire [7:0] \w1_0[0] ;
   wire [7:0] \w1_0[1] ;
@@ -1789,26 +1492,16 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   reg [14:0] w2_0_1 = 15'h0000;
   reg [14:0] w2_0_2 = 15'h0000;
   reg [14:0] w2_0_3 = 15'h0000;
-  wire [11:0] written;
-  wire [3:0] \written.counts ;
-  wire \written.counts[0] ;
-  wire \written.counts[1] ;
-  wire \written.counts[2] ;
-  wire \written.counts[3] ;
-  wire \written.end ;
-  wire \written.g ;
-  wire [2:0] \written.x ;
-  wire [2:0] \written.y ;
   reg [59:0] bmem [1:0];
   initial begin
     bmem[0] = 60'h7c7f6e3ca3e97dd;
     bmem[1] = 60'hae526bb2ceb09e7;
   end
-  reg [59:0] _2075_;
+  reg [59:0] _776_;
   always @(posedge clk) begin
-    _2075_ <= bmem[st2[26]];
+    _776_ <= bmem[st2[26]];
   end
-  assign b_rd__data = _2075_;
+  assign b_rd__data = _776_;
   reg [71:0] vmem [255:0];
   initial begin
     vmem[0] = 72'h000000000000000000;
@@ -2069,14 +1762,14 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     vmem[255] = 72'h000000000000000000;
   end
   always @(posedge clk) begin
-    if (v_wr__en)
-      vmem[v_wr__addr] <= v_wr__data;
+    if (\$signature__en )
+      vmem[\$signature__addr$61 ] <= res7;
   end
-  reg [71:0] _2076_;
+  reg [71:0] _777_;
   always @(posedge clk) begin
-    _2076_ <= vmem[\$signature__addr$43 ];
+    _777_ <= vmem[\$signature__addr ];
   end
-  assign \$signature__data$107  = _2076_;
+  assign \$signature__data  = _777_;
   reg [31:0] wrom0 [17:0];
   initial begin
     wrom0[0] = 32'd2747731760;
@@ -2098,1376 +1791,515 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
     wrom0[16] = 32'd3509209049;
     wrom0[17] = 32'd3503154106;
   end
-  reg [31:0] _2077_;
+  reg [31:0] _778_;
   always @(posedge clk) begin
-    _2077_ <= wrom0[st0[15:11]];
+    _778_ <= wrom0[st0[15:11]];
   end
-  assign \$signature__data  = _2077_;
-  assign _0158_ = _0151_ ? { diff1[17], diff1 } : \$signal$48 [37:19];
-  assign _0187_ = $signed(\$signal$48 [56:38]) - $signed({ 1'h0, _0177_ });
-  assign _0194_ = $signed(diff2) >= $signed(1'h0);
-  assign _0203_ = st6[24:23] == 2'h3;
-  assign _0212_ = $signed(diff2) >= $signed(1'h0);
-  assign _0221_ = _0212_ ? { diff2[17], diff2 } : \$signal$48 [56:38];
-  assign _0247_ = $signed(\$signal$48 [75:57]) - $signed({ 1'h0, _0237_ });
-  assign _0255_ = $signed(diff3) >= $signed(1'h0);
-  assign _0265_ = st6[24:23] == 2'h3;
-  assign _0274_ = $signed(diff3) >= $signed(1'h0);
-  assign _0284_ = _0274_ ? { diff3[17], diff3 } : \$signal$48 [75:57];
-  assign _0292_ = st7[3] * 8'h80;
-  assign { _0300_[9:8], v_wr__addr } = st7[10:4] + _0292_;
-  assign _0310_ = ! st7[1];
-  assign _0320_ = _0310_ & st7[2];
-  assign _0331_ = ~ _0320_;
-  assign _0342_ = st7[0] & _0331_;
-  assign { _0353_[3:1], v_wr__en } = _0342_ ? 4'hf : 4'h0;
-  assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign _0373_ = st7[0] & st7[1];
-  assign _0379_ = ~ \$signal$67 ;
-  assign dropped = _0373_ & _0379_;
-  assign _0399_ = ~ done[0];
-  assign pending[0] = \$signal$71 [0] & _0399_;
-  assign _0429_ = ~ done[1];
-  assign pending[1] = \$signal$71 [1] & _0429_;
-  assign _0459_ = ~ done[2];
-  assign pending[2] = \$signal$71 [2] & _0459_;
-  assign _0484_ = ~ done[3];
-  assign pending[3] = \$signal$71 [3] & _0484_;
-  assign _0502_ = \$signal$71 [4] * 3'h4;
-  assign { _0512_[4:3], o__payload[2:0] } = _0502_ + lane;
-  assign _0522_ = | pending;
-  assign _0542_ = pending - 1'h1;
-  assign _0553_ = { 1'h0, pending } & _0542_;
-  assign _0563_ = ! _0553_;
-  assign _0572_ = ~ \$signal$71 [11];
-  assign _0581_ = _0563_ & _0572_;
-  assign _0628_ = used + sweep_now;
-  assign _0638_ = _0628_ - dropped;
-  assign _0647_ = \$signal$78  & \$signal$75 ;
-  assign _0654_ = $signed(_0638_) - $signed({ 1'h0, _0647_ });
-  assign _0665_ = used <= 9'h108;
-  assign _0672_ = ~ \$signal$27 ;
-  assign _0681_ = _0672_ & ready;
-  assign _0706_ = pix_bits[1] & pix_bits[0];
-  assign _0725_ = pix_bits[0] | pix_bits[1];
-  assign _0736_ = pix_bits[2] & _0725_;
-  assign _0755_ = pix_bits[0] | pix_bits[1];
-  assign _0765_ = _0755_ | pix_bits[2];
-  assign _0773_ = pix_bits[3] & _0765_;
-  assign _0794_ = pix_bits[0] | pix_bits[1];
-  assign _0796_ = _0794_ | pix_bits[2];
-  assign _0797_ = _0796_ | pix_bits[3];
-  assign _0002_ = pix_bits[4] & _0797_;
-  assign _0003_ = pix_bits[0] | pix_bits[1];
-  assign _0004_ = _0003_ | pix_bits[2];
-  assign _0005_ = _0004_ | pix_bits[3];
-  assign _0006_ = _0005_ | pix_bits[4];
-  assign _0007_ = pix_bits[5] & _0006_;
-  assign _0008_ = pix_bits[0] | pix_bits[1];
-  assign _0009_ = _0008_ | pix_bits[2];
-  assign _0011_ = _0009_ | pix_bits[3];
-  assign _0012_ = _0011_ | pix_bits[4];
-  assign _0013_ = _0012_ | pix_bits[5];
-  assign _0014_ = pix_bits[6] & _0013_;
-  assign _0015_ = pix_bits[0] | pix_bits[1];
-  assign _0016_ = _0015_ | pix_bits[2];
-  assign _0017_ = _0016_ | pix_bits[3];
-  assign _0018_ = _0017_ | pix_bits[4];
-  assign _0019_ = _0018_ | pix_bits[5];
-  assign _0020_ = _0019_ | pix_bits[6];
-  assign _0021_ = pix_bits[7] & _0020_;
-  assign _0022_ = pix_bits[1] & pix_bits[0];
-  assign _0023_ = pix_bits[0] | pix_bits[1];
-  assign _0024_ = pix_bits[2] & _0023_;
-  assign _0025_ = pix_bits[0] | pix_bits[1];
-  assign _0027_ = _0025_ | pix_bits[2];
-  assign _0028_ = pix_bits[3] & _0027_;
-  assign _0029_ = pix_bits[0] | pix_bits[1];
-  assign _0030_ = _0029_ | pix_bits[2];
-  assign _0031_ = _0030_ | pix_bits[3];
-  assign _0032_ = pix_bits[4] & _0031_;
-  assign _0033_ = pix_bits[0] | pix_bits[1];
-  assign _0034_ = _0033_ | pix_bits[2];
-  assign _0036_ = _0034_ | pix_bits[3];
-  assign _0037_ = _0036_ | pix_bits[4];
-  assign _0038_ = pix_bits[5] & _0037_;
-  assign _0039_ = pix_bits[0] | pix_bits[1];
-  assign _0040_ = _0039_ | pix_bits[2];
-  assign _0041_ = _0040_ | pix_bits[3];
-  assign _0042_ = _0041_ | pix_bits[4];
-  assign _0043_ = _0042_ | pix_bits[5];
-  assign _0044_ = pix_bits[6] & _0043_;
-  assign _0045_ = pix_bits[0] | pix_bits[1];
-  assign _0046_ = _0045_ | pix_bits[2];
-  assign _0047_ = _0046_ | pix_bits[3];
-  assign _0048_ = _0047_ | pix_bits[4];
-  assign _0049_ = _0048_ | pix_bits[5];
-  assign _0050_ = _0049_ | pix_bits[6];
-  assign _0051_ = pix_bits[7] & _0050_;
-  assign _0052_ = ! { _0051_, _0044_, _0038_, _0032_, _0028_, _0024_, _0022_, 1'h0 };
-  assign _0054_ = pix_bits[1] & pix_bits[0];
-  assign _0055_ = pix_bits[0] | pix_bits[1];
-  assign _0056_ = pix_bits[2] & _0055_;
-  assign _0057_ = pix_bits[0] | pix_bits[1];
-  assign _0058_ = _0057_ | pix_bits[2];
-  assign _0059_ = pix_bits[3] & _0058_;
-  assign _0061_ = pix_bits[0] | pix_bits[1];
-  assign _0062_ = _0061_ | pix_bits[2];
-  assign _0063_ = _0062_ | pix_bits[3];
-  assign _0064_ = pix_bits[4] & _0063_;
-  assign _0065_ = pix_bits[0] | pix_bits[1];
-  assign _0066_ = _0065_ | pix_bits[2];
-  assign _0067_ = _0066_ | pix_bits[3];
-  assign _0068_ = _0067_ | pix_bits[4];
-  assign _0069_ = pix_bits[5] & _0068_;
-  assign _0071_ = pix_bits[0] | pix_bits[1];
-  assign _0072_ = _0071_ | pix_bits[2];
-  assign _0073_ = _0072_ | pix_bits[3];
-  assign _0074_ = _0073_ | pix_bits[4];
-  assign _0075_ = _0074_ | pix_bits[5];
-  assign _0076_ = pix_bits[6] & _0075_;
-  assign _0077_ = pix_bits[0] | pix_bits[1];
-  assign _0078_ = _0077_ | pix_bits[2];
-  assign _0080_ = _0078_ | pix_bits[3];
-  assign _0081_ = _0080_ | pix_bits[4];
-  assign _0082_ = _0081_ | pix_bits[5];
-  assign _0083_ = _0082_ | pix_bits[6];
-  assign _0084_ = pix_bits[7] & _0083_;
-  assign _0085_ = { _0084_, _0076_, _0069_, _0064_, _0059_, _0056_, _0054_, 1'h0 } == 1'h1;
-  assign _0086_ = pix_bits[1] & pix_bits[0];
-  assign _0089_ = pix_bits[0] | pix_bits[1];
-  assign _0090_ = pix_bits[2] & _0089_;
-  assign _0091_ = pix_bits[0] | pix_bits[1];
-  assign _0092_ = _0091_ | pix_bits[2];
-  assign _0093_ = pix_bits[3] & _0092_;
-  assign _0094_ = pix_bits[0] | pix_bits[1];
-  assign _0095_ = _0094_ | pix_bits[2];
-  assign _0096_ = _0095_ | pix_bits[3];
-  assign _0098_ = pix_bits[4] & _0096_;
-  assign _0099_ = pix_bits[0] | pix_bits[1];
-  assign _0100_ = _0099_ | pix_bits[2];
-  assign _0101_ = _0100_ | pix_bits[3];
-  assign _0102_ = _0101_ | pix_bits[4];
-  assign _0103_ = pix_bits[5] & _0102_;
-  assign _0104_ = pix_bits[0] | pix_bits[1];
-  assign _0105_ = _0104_ | pix_bits[2];
-  assign _0106_ = _0105_ | pix_bits[3];
-  assign _0107_ = _0106_ | pix_bits[4];
-  assign _0108_ = _0107_ | pix_bits[5];
-  assign _0109_ = pix_bits[6] & _0108_;
-  assign _0110_ = pix_bits[0] | pix_bits[1];
-  assign _0111_ = _0110_ | pix_bits[2];
-  assign _0112_ = _0111_ | pix_bits[3];
-  assign _0113_ = _0112_ | pix_bits[4];
-  assign _0114_ = _0113_ | pix_bits[5];
-  assign _0116_ = _0114_ | pix_bits[6];
-  assign _0117_ = pix_bits[7] & _0116_;
-  assign _0118_ = { _0117_, _0109_, _0103_, _0098_, _0093_, _0090_, _0086_, 1'h0 } == 2'h2;
-  assign _0119_ = _0085_ | _0118_;
-  assign _0120_ = pix_bits[1] & pix_bits[0];
-  assign _0121_ = pix_bits[0] | pix_bits[1];
-  assign _0122_ = pix_bits[2] & _0121_;
-  assign _0124_ = pix_bits[0] | pix_bits[1];
-  assign _0125_ = _0124_ | pix_bits[2];
-  assign _0126_ = pix_bits[3] & _0125_;
-  assign _0127_ = pix_bits[0] | pix_bits[1];
-  assign _0128_ = _0127_ | pix_bits[2];
-  assign _0129_ = _0128_ | pix_bits[3];
-  assign _0130_ = pix_bits[4] & _0129_;
-  assign _0132_ = pix_bits[0] | pix_bits[1];
-  assign _0133_ = _0132_ | pix_bits[2];
-  assign _0134_ = _0133_ | pix_bits[3];
-  assign _0135_ = _0134_ | pix_bits[4];
-  assign _0136_ = pix_bits[5] & _0135_;
-  assign _0137_ = pix_bits[0] | pix_bits[1];
-  assign _0138_ = _0137_ | pix_bits[2];
-  assign _0139_ = _0138_ | pix_bits[3];
-  assign _0140_ = _0139_ | pix_bits[4];
-  assign _0142_ = _0140_ | pix_bits[5];
-  assign _0143_ = pix_bits[6] & _0142_;
-  assign _0144_ = pix_bits[0] | pix_bits[1];
-  assign _0145_ = _0144_ | pix_bits[2];
-  assign _0146_ = _0145_ | pix_bits[3];
-  assign _0147_ = _0146_ | pix_bits[4];
-  assign _0148_ = _0147_ | pix_bits[5];
-  assign _0149_ = _0148_ | pix_bits[6];
-  assign _0150_ = pix_bits[7] & _0149_;
-  assign _0152_ = { _0150_, _0143_, _0136_, _0130_, _0126_, _0122_, _0120_, 1'h0 } == 3'h4;
-  assign _0153_ = _0119_ | _0152_;
-  assign _0154_ = pix_bits[1] & pix_bits[0];
-  assign _0155_ = pix_bits[0] | pix_bits[1];
-  assign _0156_ = pix_bits[2] & _0155_;
-  assign _0157_ = pix_bits[0] | pix_bits[1];
-  assign _0159_ = _0157_ | pix_bits[2];
-  assign _0160_ = pix_bits[3] & _0159_;
-  assign _0161_ = pix_bits[0] | pix_bits[1];
-  assign _0162_ = _0161_ | pix_bits[2];
-  assign _0163_ = _0162_ | pix_bits[3];
-  assign _0164_ = pix_bits[4] & _0163_;
-  assign _0165_ = pix_bits[0] | pix_bits[1];
-  assign _0166_ = _0165_ | pix_bits[2];
-  assign _0167_ = _0166_ | pix_bits[3];
-  assign _0168_ = _0167_ | pix_bits[4];
-  assign _0169_ = pix_bits[5] & _0168_;
-  assign _0170_ = pix_bits[0] | pix_bits[1];
-  assign _0171_ = _0170_ | pix_bits[2];
-  assign _0172_ = _0171_ | pix_bits[3];
-  assign _0173_ = _0172_ | pix_bits[4];
-  assign _0174_ = _0173_ | pix_bits[5];
-  assign _0175_ = pix_bits[6] & _0174_;
-  assign _0178_ = pix_bits[0] | pix_bits[1];
-  assign _0179_ = _0178_ | pix_bits[2];
-  assign _0180_ = _0179_ | pix_bits[3];
-  assign _0181_ = _0180_ | pix_bits[4];
-  assign _0182_ = _0181_ | pix_bits[5];
-  assign _0183_ = _0182_ | pix_bits[6];
-  assign _0184_ = pix_bits[7] & _0183_;
-  assign _0185_ = { _0184_, _0175_, _0169_, _0164_, _0160_, _0156_, _0154_, 1'h0 } == 4'h8;
-  assign _0186_ = _0153_ | _0185_;
-  assign _0188_ = pix_bits[1] & pix_bits[0];
-  assign _0189_ = pix_bits[0] | pix_bits[1];
-  assign _0190_ = pix_bits[2] & _0189_;
-  assign _0191_ = pix_bits[0] | pix_bits[1];
-  assign _0192_ = _0191_ | pix_bits[2];
-  assign _0193_ = pix_bits[3] & _0192_;
-  assign _0195_ = pix_bits[0] | pix_bits[1];
-  assign _0196_ = _0195_ | pix_bits[2];
-  assign _0197_ = _0196_ | pix_bits[3];
-  assign _0198_ = pix_bits[4] & _0197_;
-  assign _0199_ = pix_bits[0] | pix_bits[1];
-  assign _0200_ = _0199_ | pix_bits[2];
-  assign _0201_ = _0200_ | pix_bits[3];
-  assign _0202_ = _0201_ | pix_bits[4];
-  assign _0204_ = pix_bits[5] & _0202_;
-  assign _0205_ = pix_bits[0] | pix_bits[1];
-  assign _0206_ = _0205_ | pix_bits[2];
-  assign _0207_ = _0206_ | pix_bits[3];
-  assign _0208_ = _0207_ | pix_bits[4];
-  assign _0209_ = _0208_ | pix_bits[5];
-  assign _0210_ = pix_bits[6] & _0209_;
-  assign _0211_ = pix_bits[0] | pix_bits[1];
-  assign _0213_ = _0211_ | pix_bits[2];
-  assign _0214_ = _0213_ | pix_bits[3];
-  assign _0215_ = _0214_ | pix_bits[4];
-  assign _0216_ = _0215_ | pix_bits[5];
-  assign _0217_ = _0216_ | pix_bits[6];
-  assign _0218_ = pix_bits[7] & _0217_;
-  assign _0219_ = { _0218_, _0210_, _0204_, _0198_, _0193_, _0190_, _0188_, 1'h0 } == 5'h10;
-  assign _0220_ = _0186_ | _0219_;
-  assign _0222_ = pix_bits[1] & pix_bits[0];
-  assign _0223_ = pix_bits[0] | pix_bits[1];
-  assign _0224_ = pix_bits[2] & _0223_;
-  assign _0225_ = pix_bits[0] | pix_bits[1];
-  assign _0226_ = _0225_ | pix_bits[2];
-  assign _0227_ = pix_bits[3] & _0226_;
-  assign _0228_ = pix_bits[0] | pix_bits[1];
-  assign _0229_ = _0228_ | pix_bits[2];
-  assign _0230_ = _0229_ | pix_bits[3];
-  assign _0231_ = pix_bits[4] & _0230_;
-  assign _0232_ = pix_bits[0] | pix_bits[1];
-  assign _0233_ = _0232_ | pix_bits[2];
-  assign _0234_ = _0233_ | pix_bits[3];
-  assign _0235_ = _0234_ | pix_bits[4];
-  assign _0236_ = pix_bits[5] & _0235_;
-  assign _0238_ = pix_bits[0] | pix_bits[1];
-  assign _0239_ = _0238_ | pix_bits[2];
-  assign _0240_ = _0239_ | pix_bits[3];
-  assign _0241_ = _0240_ | pix_bits[4];
-  assign _0242_ = _0241_ | pix_bits[5];
-  assign _0243_ = pix_bits[6] & _0242_;
-  assign _0244_ = pix_bits[0] | pix_bits[1];
-  assign _0245_ = _0244_ | pix_bits[2];
-  assign _0246_ = _0245_ | pix_bits[3];
-  assign _0248_ = _0246_ | pix_bits[4];
-  assign _0249_ = _0248_ | pix_bits[5];
-  assign _0250_ = _0249_ | pix_bits[6];
-  assign _0251_ = pix_bits[7] & _0250_;
-  assign _0252_ = { _0251_, _0243_, _0236_, _0231_, _0227_, _0224_, _0222_, 1'h0 } == 6'h20;
-  assign _0253_ = _0220_ | _0252_;
-  assign _0254_ = pix_bits[1] & pix_bits[0];
-  assign _0256_ = pix_bits[0] | pix_bits[1];
-  assign _0257_ = pix_bits[2] & _0256_;
-  assign _0258_ = pix_bits[0] | pix_bits[1];
-  assign _0259_ = _0258_ | pix_bits[2];
-  assign _0260_ = pix_bits[3] & _0259_;
-  assign _0261_ = pix_bits[0] | pix_bits[1];
-  assign _0262_ = _0261_ | pix_bits[2];
-  assign _0263_ = _0262_ | pix_bits[3];
-  assign _0266_ = pix_bits[4] & _0263_;
-  assign _0267_ = pix_bits[0] | pix_bits[1];
-  assign _0268_ = _0267_ | pix_bits[2];
-  assign _0269_ = _0268_ | pix_bits[3];
-  assign _0270_ = _0269_ | pix_bits[4];
-  assign _0271_ = pix_bits[5] & _0270_;
-  assign _0272_ = pix_bits[0] | pix_bits[1];
-  assign _0273_ = _0272_ | pix_bits[2];
-  assign _0275_ = _0273_ | pix_bits[3];
-  assign _0276_ = _0275_ | pix_bits[4];
-  assign _0277_ = _0276_ | pix_bits[5];
-  assign _0278_ = pix_bits[6] & _0277_;
-  assign _0279_ = pix_bits[0] | pix_bits[1];
-  assign _0280_ = _0279_ | pix_bits[2];
-  assign _0281_ = _0280_ | pix_bits[3];
-  assign _0282_ = _0281_ | pix_bits[4];
-  assign _0283_ = _0282_ | pix_bits[5];
-  assign _0285_ = _0283_ | pix_bits[6];
-  assign _0286_ = pix_bits[7] & _0285_;
-  assign _0287_ = { _0286_, _0278_, _0271_, _0266_, _0260_, _0257_, _0254_, 1'h0 } == 7'h40;
-  assign _0288_ = _0253_ | _0287_;
-  assign _0289_ = pix_bits[1] & pix_bits[0];
-  assign _0290_ = pix_bits[0] | pix_bits[1];
-  assign _0291_ = pix_bits[2] & _0290_;
-  assign _0293_ = pix_bits[0] | pix_bits[1];
-  assign _0294_ = _0293_ | pix_bits[2];
-  assign _0295_ = pix_bits[3] & _0294_;
-  assign _0296_ = pix_bits[0] | pix_bits[1];
-  assign _0297_ = _0296_ | pix_bits[2];
-  assign _0298_ = _0297_ | pix_bits[3];
-  assign _0299_ = pix_bits[4] & _0298_;
-  assign _0301_ = pix_bits[0] | pix_bits[1];
-  assign _0302_ = _0301_ | pix_bits[2];
-  assign _0303_ = _0302_ | pix_bits[3];
-  assign _0304_ = _0303_ | pix_bits[4];
-  assign _0305_ = pix_bits[5] & _0304_;
-  assign _0306_ = pix_bits[0] | pix_bits[1];
-  assign _0307_ = _0306_ | pix_bits[2];
-  assign _0308_ = _0307_ | pix_bits[3];
-  assign _0309_ = _0308_ | pix_bits[4];
-  assign _0311_ = _0309_ | pix_bits[5];
-  assign _0312_ = pix_bits[6] & _0311_;
-  assign _0313_ = pix_bits[0] | pix_bits[1];
-  assign _0314_ = _0313_ | pix_bits[2];
-  assign _0315_ = _0314_ | pix_bits[3];
-  assign _0316_ = _0315_ | pix_bits[4];
-  assign _0317_ = _0316_ | pix_bits[5];
-  assign _0318_ = _0317_ | pix_bits[6];
-  assign _0319_ = pix_bits[7] & _0318_;
-  assign _0321_ = { _0319_, _0312_, _0305_, _0299_, _0295_, _0291_, _0289_, 1'h0 } == 8'h80;
-  assign _0322_ = _0288_ | _0321_;
-  assign _0323_ = \$signal$30  & ready;
-  assign _0324_ = \$signal$27  | _0323_;
-  assign _0325_ = _0324_ & more_pixels;
-  assign _0326_ = ! \$signal$83 ;
-  assign _0327_ = \$signal$83  == 1'h1;
-  assign _0328_ = \$signal$83  == 2'h2;
-  assign _0329_ = _0327_ | _0328_;
-  assign _0330_ = \$signal$83  == 3'h4;
-  assign _0332_ = _0329_ | _0330_;
-  assign _0333_ = \$signal$83  == 4'h8;
-  assign _0334_ = _0332_ | _0333_;
-  assign _0335_ = \$signal$83  == 5'h10;
-  assign _0336_ = _0334_ | _0335_;
-  assign _0337_ = \$signal$83  == 6'h20;
-  assign _0338_ = _0336_ | _0337_;
-  assign _0339_ = \$signal$83  == 7'h40;
-  assign _0340_ = _0338_ | _0339_;
-  assign _0341_ = \$signal$83  == 8'h80;
-  assign _0343_ = _0340_ | _0341_;
-  assign _0344_ = pixel_count + 1'h1;
-  assign _0345_ = pixel_count != 6'h3f;
-  assign _0346_ = nxt_x == 3'h7;
-  assign _0347_ = \$like$86  == 3'h7;
-  assign _0348_ = \$like  + 1'h1;
-  assign _0349_ = \$like$86  + 1'h1;
-  assign _0350_ = nxt_x + 1'h1;
-  assign _0351_ = ~ more_pixels;
-  assign _0352_ = _0351_ & \$signal$27 ;
-  assign _0354_ = ~ op_valid;
-  assign _0355_ = _0352_ & _0354_;
-  assign _0356_ = ~ \$signal$6 ;
-  assign _0359_ = ~ \$signal ;
-  assign _0360_ = credit & _0359_;
-  assign _0361_ = fire_k == 2'h3;
-  assign _0362_ = ~ \$signal$36 ;
-  assign _0364_ = fire_k + 1'h1;
-  assign _0365_ = sweep_addr + 1'h1;
-  assign _0366_ = sweep_addr == 7'h7e;
-  assign _0367_ = sweep_now & \issue.end ;
-  assign _0368_ = sweep_now & \issue.end ;
-  assign _0369_ = _0368_ | \$signal$93 ;
-  assign _0370_ = pos0 + 1'h1;
-  assign _0371_ = $signed(w1_0[7:0]) << st2[20:18];
-  assign _0372_ = $signed(w1_0[15:8]) << st2[20:18];
-  assign _0374_ = $signed(w1_0[23:16]) << st2[20:18];
-  assign _0375_ = $signed(w1_0[31:24]) << st2[20:18];
-  assign _0376_ = st2[10:4] == st3[10:4];
-  assign _0377_ = st2[3] == st3[3];
-  assign _0378_ = _0376_ & _0377_;
-  assign _0380_ = ! st3[1];
-  assign _0381_ = _0378_ & _0380_;
-  assign _0382_ = ! st3[1];
-  assign _0383_ = _0382_ & st3[2];
-  assign _0384_ = ~ _0383_;
-  assign _0385_ = st3[0] & _0384_;
-  assign _0386_ = _0381_ & _0385_;
-  assign _0387_ = st2[10:4] == st3[10:4];
-  assign _0388_ = st2[3] == st3[3];
-  assign _0389_ = _0387_ & _0388_;
-  assign _0390_ = ! st3[1];
-  assign _0391_ = _0389_ & _0390_;
-  assign _0392_ = ! st3[1];
-  assign _0393_ = _0392_ & st3[2];
-  assign _0394_ = st3[1] & st3[22];
-  assign _0395_ = _0393_ | _0394_;
-  assign _0396_ = st3[0] & _0395_;
-  assign _0397_ = _0391_ & _0396_;
-  assign _0398_ = st2[10:4] == st4[10:4];
-  assign _0400_ = st2[3] == st4[3];
-  assign _0401_ = _0398_ & _0400_;
-  assign _0402_ = ! st4[1];
-  assign _0403_ = _0401_ & _0402_;
-  assign _0404_ = ! st4[1];
-  assign _0405_ = _0404_ & st4[2];
-  assign _0406_ = ~ _0405_;
-  assign _0407_ = st4[0] & _0406_;
-  assign _0408_ = _0403_ & _0407_;
-  assign _0409_ = st2[10:4] == st4[10:4];
-  assign _0410_ = st2[3] == st4[3];
-  assign _0411_ = _0409_ & _0410_;
-  assign _0412_ = ! st4[1];
-  assign _0413_ = _0411_ & _0412_;
-  assign _0414_ = ! st4[1];
-  assign _0415_ = _0414_ & st4[2];
-  assign _0416_ = st4[1] & st4[22];
-  assign _0417_ = _0415_ | _0416_;
-  assign _0418_ = st4[0] & _0417_;
-  assign _0419_ = _0413_ & _0418_;
-  assign _0420_ = st2[10:4] == st5[10:4];
-  assign _0421_ = st2[3] == st5[3];
-  assign _0422_ = _0420_ & _0421_;
-  assign _0423_ = ! st5[1];
-  assign _0424_ = _0423_ & st5[2];
-  assign _0425_ = ~ _0424_;
-  assign _0426_ = st5[0] & _0425_;
-  assign _0427_ = _0422_ & _0426_;
-  assign _0428_ = st2[10:4] == st5[10:4];
-  assign _0430_ = st2[3] == st5[3];
-  assign _0431_ = _0428_ & _0430_;
-  assign _0432_ = ! st5[1];
-  assign _0433_ = _0432_ & st5[2];
-  assign _0434_ = st5[1] & st5[22];
-  assign _0435_ = _0433_ | _0434_;
-  assign _0436_ = st5[0] & _0435_;
-  assign _0437_ = _0431_ & _0436_;
-  assign _0438_ = st2[10:4] == st6[10:4];
-  assign _0439_ = st2[3] == st6[3];
-  assign _0440_ = _0438_ & _0439_;
-  assign _0441_ = ! st6[1];
-  assign _0442_ = _0441_ & st6[2];
-  assign _0443_ = ~ _0442_;
-  assign _0444_ = st6[0] & _0443_;
-  assign _0445_ = _0440_ & _0444_;
-  assign _0446_ = st2[10:4] == st6[10:4];
-  assign _0447_ = st2[3] == st6[3];
-  assign _0448_ = _0446_ & _0447_;
-  assign _0449_ = ! st6[1];
-  assign _0450_ = _0449_ & st6[2];
-  assign _0451_ = st6[1] & st6[22];
-  assign _0452_ = _0450_ | _0451_;
-  assign _0453_ = st6[0] & _0452_;
-  assign _0454_ = _0448_ & _0453_;
-  assign _0455_ = st2[10:4] == st7[10:4];
-  assign _0456_ = st2[3] == st7[3];
-  assign _0457_ = _0455_ & _0456_;
-  assign _0460_ = ! st7[1];
-  assign _0461_ = _0460_ & st7[2];
-  assign _0462_ = ~ _0461_;
-  assign _0463_ = st7[0] & _0462_;
-  assign _0464_ = _0457_ & _0463_;
-  assign _0465_ = st2[10:4] == st7[10:4];
-  assign _0466_ = st2[3] == st7[3];
-  assign _0467_ = _0465_ & _0466_;
-  assign _0468_ = ! st7[1];
-  assign _0469_ = _0468_ & st7[2];
-  assign _0470_ = st7[1] & st7[22];
-  assign _0471_ = _0469_ | _0470_;
-  assign _0472_ = st7[0] & _0471_;
-  assign _0473_ = _0467_ & _0472_;
-  assign _0474_ = ! st3[1];
-  assign _0475_ = _0474_ & st3[2];
-  assign _0476_ = ~ _0475_;
-  assign _0477_ = hit_v1 & _0476_;
-  assign _0478_ = ! st3[1];
-  assign _0479_ = _0478_ & st3[2];
-  assign _0480_ = hit_c1 & _0479_;
-  assign _0481_ = _0477_ | _0480_;
-  assign _0482_ = ~ hit_v1;
-  assign _0483_ = hit_v2 & _0482_;
-  assign _0485_ = ! st3[1];
-  assign _0486_ = _0485_ & st3[2];
-  assign _0487_ = ~ _0486_;
-  assign _0488_ = _0483_ & _0487_;
-  assign _0489_ = ~ hit_c1;
-  assign _0490_ = hit_c2 & _0489_;
-  assign _0491_ = ! st3[1];
-  assign _0492_ = _0491_ & st3[2];
-  assign _0493_ = _0490_ & _0492_;
-  assign _0494_ = _0488_ | _0493_;
-  assign _0495_ = hit_v1 | hit_v2;
-  assign _0496_ = ~ _0495_;
-  assign _0497_ = hit_v3 & _0496_;
-  assign _0498_ = ! st3[1];
-  assign _0499_ = _0498_ & st3[2];
-  assign _0500_ = ~ _0499_;
-  assign _0501_ = _0497_ & _0500_;
-  assign _0503_ = hit_v1 | hit_v2;
-  assign _0504_ = _0503_ | hit_v3;
-  assign _0505_ = ~ _0504_;
-  assign _0506_ = hit_v4 & _0505_;
-  assign _0507_ = ! st3[1];
-  assign _0508_ = _0507_ & st3[2];
-  assign _0509_ = ~ _0508_;
-  assign _0510_ = _0506_ & _0509_;
-  assign _0511_ = hit_v1 | hit_v2;
-  assign _0513_ = _0511_ | hit_v3;
-  assign _0514_ = _0513_ | hit_v4;
-  assign _0515_ = ~ _0514_;
-  assign _0516_ = hit_v5 & _0515_;
-  assign _0517_ = ! st3[1];
-  assign _0518_ = _0517_ & st3[2];
-  assign _0519_ = ~ _0518_;
-  assign _0520_ = _0516_ & _0519_;
-  assign _0521_ = hit_v1 | hit_v2;
-  assign _0523_ = _0521_ | hit_v3;
-  assign _0524_ = _0523_ | hit_v4;
-  assign _0525_ = _0524_ | hit_v5;
-  assign _0526_ = ~ _0525_;
-  assign _0527_ = ! st3[1];
-  assign _0528_ = _0527_ & st3[2];
-  assign _0529_ = ~ _0528_;
-  assign _0530_ = _0526_ & _0529_;
-  assign _0531_ = hit_c1 | hit_c2;
-  assign _0533_ = ~ _0531_;
-  assign _0534_ = hit_c3 & _0533_;
-  assign _0535_ = ! st3[1];
-  assign _0536_ = _0535_ & st3[2];
-  assign _0537_ = _0534_ & _0536_;
-  assign _0538_ = hit_c1 | hit_c2;
-  assign _0539_ = _0538_ | hit_c3;
-  assign _0540_ = ~ _0539_;
-  assign _0541_ = hit_c4 & _0540_;
-  assign _0543_ = ! st3[1];
-  assign _0544_ = _0543_ & st3[2];
-  assign _0545_ = _0541_ & _0544_;
-  assign _0546_ = hit_c1 | hit_c2;
-  assign _0547_ = _0546_ | hit_c3;
-  assign _0548_ = _0547_ | hit_c4;
-  assign _0549_ = ~ _0548_;
-  assign _0550_ = hit_c5 & _0549_;
-  assign _0551_ = ! st3[1];
-  assign _0554_ = _0551_ & st3[2];
-  assign _0555_ = _0550_ & _0554_;
-  assign _0556_ = hit_c1 | hit_c2;
-  assign _0557_ = _0556_ | hit_c3;
-  assign _0558_ = _0557_ | hit_c4;
-  assign _0559_ = _0558_ | hit_c5;
-  assign _0560_ = ~ _0559_;
-  assign _0561_ = ! st3[1];
-  assign _0562_ = _0561_ & st3[2];
-  assign _0564_ = _0560_ & _0562_;
-  assign _0565_ = ! st3[1];
-  assign _0566_ = ! st3[24:23];
-  assign _0567_ = st3[1] & _0566_;
-  assign _0568_ = \$signal$127 [0] ? \$signal$129 [18:0] : 19'h00000;
-  assign _0569_ = \$signal$127 [1] ? \$signal$48 [18:0] : 19'h00000;
-  assign _0570_ = _0568_ | _0569_;
-  assign _0571_ = \$signal$127 [2] ? v_wr__data[17:0] : 18'h00000;
-  assign _0573_ = _0570_ | { _0571_[17], _0571_ };
-  assign _0574_ = \$signal$127 [3] ? res8[17:0] : 18'h00000;
-  assign _0575_ = _0573_ | { _0574_[17], _0574_ };
-  assign _0576_ = \$signal$127 [4] ? res9[17:0] : 18'h00000;
-  assign _0577_ = _0575_ | { _0576_[17], _0576_ };
-  assign _0578_ = \$signal$127 [5] ? v_raw[17:0] : 18'h00000;
-  assign _0579_ = _0577_ | { _0578_[17], _0578_ };
-  assign _0580_ = \$signal$127 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0582_ = _0579_ | { _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_[1], _0580_ };
-  assign _0583_ = \$signal$127 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _0584_ = _0582_ | { _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_[1], _0583_ };
-  assign _0585_ = \$signal$128 [0] ? addend[14:0] : 15'h0000;
-  assign _0586_ = \$signal$128 [1] ? b_raw[14:0] : 15'h0000;
-  assign _0587_ = _0585_ | _0586_;
-  assign _0588_ = \$signal$128 [2] ? \$signal$129 [18:0] : 19'h00000;
-  assign _0589_ = { _0587_[14], _0587_[14], _0587_[14], _0587_[14], _0587_ } | _0588_;
-  assign _0590_ = \$signal$128 [3] ? \$signal$48 [18:0] : 19'h00000;
-  assign _0591_ = _0589_ | _0590_;
-  assign _0592_ = \$signal$128 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0593_ = _0591_ | { _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_[1], _0592_ };
-  assign _0594_ = \$signal$128 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _0595_ = _0593_ | { _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_[1], _0594_ };
-  assign _0596_ = $signed(_0584_) + $signed(_0595_);
-  assign _0597_ = \$signal$127 [0] ? \$signal$129 [37:19] : 19'h00000;
-  assign _0598_ = \$signal$127 [1] ? \$signal$48 [37:19] : 19'h00000;
-  assign _0599_ = _0597_ | _0598_;
-  assign _0600_ = \$signal$127 [2] ? v_wr__data[35:18] : 18'h00000;
-  assign _0601_ = _0599_ | { _0600_[17], _0600_ };
-  assign _0602_ = \$signal$127 [3] ? res8[35:18] : 18'h00000;
-  assign _0603_ = _0601_ | { _0602_[17], _0602_ };
-  assign _0604_ = \$signal$127 [4] ? res9[35:18] : 18'h00000;
-  assign _0605_ = _0603_ | { _0604_[17], _0604_ };
-  assign _0606_ = \$signal$127 [5] ? v_raw[35:18] : 18'h00000;
-  assign _0607_ = _0605_ | { _0606_[17], _0606_ };
-  assign _0608_ = \$signal$127 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0609_ = _0607_ | { _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_[1], _0608_ };
-  assign _0610_ = \$signal$127 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0611_ = _0609_ | { _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_[1], _0610_ };
-  assign _0612_ = \$signal$128 [0] ? addend[29:15] : 15'h0000;
-  assign _0613_ = \$signal$128 [1] ? b_raw[29:15] : 15'h0000;
-  assign _0614_ = _0612_ | _0613_;
-  assign _0615_ = \$signal$128 [2] ? \$signal$129 [37:19] : 19'h00000;
-  assign _0616_ = { _0614_[14], _0614_[14], _0614_[14], _0614_[14], _0614_ } | _0615_;
-  assign _0617_ = \$signal$128 [3] ? \$signal$48 [37:19] : 19'h00000;
-  assign _0618_ = _0616_ | _0617_;
-  assign _0619_ = \$signal$128 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0620_ = _0618_ | { _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_[1], _0619_ };
-  assign _0621_ = \$signal$128 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0622_ = _0620_ | { _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_[1], _0621_ };
-  assign _0623_ = $signed(_0611_) + $signed(_0622_);
-  assign _0624_ = \$signal$127 [0] ? \$signal$129 [56:38] : 19'h00000;
-  assign _0625_ = \$signal$127 [1] ? \$signal$48 [56:38] : 19'h00000;
-  assign _0626_ = _0624_ | _0625_;
-  assign _0627_ = \$signal$127 [2] ? v_wr__data[53:36] : 18'h00000;
-  assign _0629_ = _0626_ | { _0627_[17], _0627_ };
-  assign _0630_ = \$signal$127 [3] ? res8[53:36] : 18'h00000;
-  assign _0631_ = _0629_ | { _0630_[17], _0630_ };
-  assign _0632_ = \$signal$127 [4] ? res9[53:36] : 18'h00000;
-  assign _0633_ = _0631_ | { _0632_[17], _0632_ };
-  assign _0634_ = \$signal$127 [5] ? v_raw[53:36] : 18'h00000;
-  assign _0635_ = _0633_ | { _0634_[17], _0634_ };
-  assign _0636_ = \$signal$127 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0639_ = _0635_ | { _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_[1], _0636_ };
-  assign _0640_ = \$signal$127 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0641_ = _0639_ | { _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_[1], _0640_ };
-  assign _0642_ = \$signal$128 [0] ? addend[44:30] : 15'h0000;
-  assign _0643_ = \$signal$128 [1] ? b_raw[44:30] : 15'h0000;
-  assign _0644_ = _0642_ | _0643_;
-  assign _0645_ = \$signal$128 [2] ? \$signal$129 [56:38] : 19'h00000;
-  assign _0646_ = { _0644_[14], _0644_[14], _0644_[14], _0644_[14], _0644_ } | _0645_;
-  assign _0648_ = \$signal$128 [3] ? \$signal$48 [56:38] : 19'h00000;
-  assign _0649_ = _0646_ | _0648_;
-  assign _0650_ = \$signal$128 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0651_ = _0649_ | { _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_[1], _0650_ };
-  assign _0652_ = \$signal$128 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0653_ = _0651_ | { _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_[1], _0652_ };
-  assign _0655_ = $signed(_0641_) + $signed(_0653_);
-  assign _0656_ = \$signal$127 [0] ? \$signal$129 [75:57] : 19'h00000;
-  assign _0657_ = \$signal$127 [1] ? \$signal$48 [75:57] : 19'h00000;
-  assign _0658_ = _0656_ | _0657_;
-  assign _0659_ = \$signal$127 [2] ? v_wr__data[71:54] : 18'h00000;
-  assign _0660_ = _0658_ | { _0659_[17], _0659_ };
-  assign _0661_ = \$signal$127 [3] ? res8[71:54] : 18'h00000;
-  assign _0662_ = _0660_ | { _0661_[17], _0661_ };
-  assign _0663_ = \$signal$127 [4] ? res9[71:54] : 18'h00000;
-  assign _0664_ = _0662_ | { _0663_[17], _0663_ };
-  assign _0666_ = \$signal$127 [5] ? v_raw[71:54] : 18'h00000;
-  assign _0667_ = _0664_ | { _0666_[17], _0666_ };
-  assign _0668_ = \$signal$127 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0669_ = _0667_ | { _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_[1], _0668_ };
-  assign _0670_ = \$signal$127 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0671_ = _0669_ | { _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_[1], _0670_ };
-  assign _0673_ = \$signal$128 [0] ? addend[59:45] : 15'h0000;
-  assign _0674_ = \$signal$128 [1] ? b_raw[59:45] : 15'h0000;
-  assign _0675_ = _0673_ | _0674_;
-  assign _0676_ = \$signal$128 [2] ? \$signal$129 [75:57] : 19'h00000;
-  assign _0677_ = { _0675_[14], _0675_[14], _0675_[14], _0675_[14], _0675_ } | _0676_;
-  assign _0678_ = \$signal$128 [3] ? \$signal$48 [75:57] : 19'h00000;
-  assign _0679_ = _0677_ | _0678_;
-  assign _0680_ = \$signal$128 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0682_ = _0679_ | { _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_[1], _0680_ };
-  assign _0683_ = \$signal$128 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0684_ = _0682_ | { _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_[1], _0683_ };
-  assign _0685_ = $signed(_0671_) + $signed(_0684_);
-  assign _0686_ = ! st5[24:23];
-  assign _0687_ = st5[1] & _0686_;
-  assign _0688_ = $signed(\$signal$129 [18:0]) > $signed(16'h459f);
-  assign _0689_ = _0687_ & _0688_;
-  assign _0690_ = _0689_ ? 19'h0459f : \$signal$129 [18:0];
-  assign _0691_ = ! st5[24:23];
-  assign _0692_ = st5[1] & _0691_;
-  assign _0693_ = $signed(\$signal$129 [37:19]) > $signed(16'h459f);
-  assign _0694_ = _0692_ & _0693_;
-  assign _0695_ = _0694_ ? 19'h0459f : \$signal$129 [37:19];
-  assign _0696_ = ! st5[24:23];
-  assign _0697_ = st5[1] & _0696_;
-  assign _0698_ = $signed(\$signal$129 [56:38]) > $signed(16'h459f);
-  assign _0699_ = _0697_ & _0698_;
-  assign _0700_ = _0699_ ? 19'h0459f : \$signal$129 [56:38];
-  assign _0701_ = ! st5[24:23];
-  assign _0702_ = st5[1] & _0701_;
-  assign _0703_ = $signed(\$signal$129 [75:57]) > $signed(16'h459f);
-  assign _0704_ = _0702_ & _0703_;
-  assign _0705_ = _0704_ ? 19'h0459f : \$signal$129 [75:57];
-  assign _0707_ = st6[0] & st6[1];
-  assign _0708_ = any_spike | st6[25];
-  assign _0709_ = _0707_ & _0708_;
-  assign _0710_ = st7[0] & st7[1];
-  assign _0711_ = pos1 == 3'h7;
-  assign _0712_ = pos2 == 3'h7;
-  assign _0713_ = pos2 + 1'h1;
-  assign _0714_ = pos1 + 1'h1;
-  assign _0715_ = \pos0$63  + 1'h1;
-  assign _0716_ = | pending;
-  assign _0717_ = pending - 1'h1;
-  assign _0718_ = { 1'h0, pending } & _0717_;
-  assign _0719_ = ! _0718_;
-  assign _0720_ = ~ \$signal$71 [11];
-  assign _0721_ = _0719_ & _0720_;
-  assign _0722_ = 1'h1 << lane;
-  assign _0723_ = { 3'h0, done } | _0722_;
+  assign rd__data = _778_;
+  assign _000_ = $signed(w1_0[7:0]) << st2[20:18];
+  assign _096_ = $signed(w1_0[15:8]) << st2[20:18];
+  assign _184_ = $signed(w1_0[23:16]) << st2[20:18];
+  assign _278_ = $signed(w1_0[31:24]) << st2[20:18];
+  assign _001_ = st2[10:4] == st3[10:4];
+  assign _009_ = st2[3] == st3[3];
+  assign _018_ = _001_ & _009_;
+  assign _027_ = ! st3[1];
+  assign _037_ = _018_ & _027_;
+  assign _047_ = ! st3[1];
+  assign _057_ = _047_ & st3[2];
+  assign _067_ = ~ _057_;
+  assign _076_ = st3[0] & _067_;
+  assign _086_ = _037_ & _076_;
+  assign _097_ = st2[10:4] == st3[10:4];
+  assign _106_ = st2[3] == st3[3];
+  assign _117_ = _097_ & _106_;
+  assign _124_ = ! st3[1];
+  assign _133_ = _117_ & _124_;
+  assign _142_ = ! st3[1];
+  assign _151_ = _142_ & st3[2];
+  assign _166_ = st3[1] & st3[22];
+  assign _177_ = _151_ | _166_;
+  assign _185_ = st3[0] & _177_;
+  assign _194_ = _133_ & _185_;
+  assign _203_ = st2[10:4] == st4[10:4];
+  assign _212_ = st2[3] == st4[3];
+  assign _221_ = _203_ & _212_;
+  assign _227_ = ! st4[1];
+  assign _236_ = _221_ & _227_;
+  assign _247_ = ! st4[1];
+  assign _257_ = _247_ & st4[2];
+  assign _268_ = ~ _257_;
+  assign _279_ = st4[0] & _268_;
+  assign _288_ = _236_ & _279_;
+  assign _294_ = st2[10:4] == st4[10:4];
+  assign _295_ = st2[3] == st4[3];
+  assign _296_ = _294_ & _295_;
+  assign _297_ = ! st4[1];
+  assign _298_ = _296_ & _297_;
+  assign _299_ = ! st4[1];
+  assign _300_ = _299_ & st4[2];
+  assign _301_ = st4[1] & st4[22];
+  assign _302_ = _300_ | _301_;
+  assign _303_ = st4[0] & _302_;
+  assign _304_ = _298_ & _303_;
+  assign _305_ = st2[10:4] == st5[10:4];
+  assign _306_ = st2[3] == st5[3];
+  assign _307_ = _305_ & _306_;
+  assign _308_ = ! st5[1];
+  assign _309_ = _308_ & st5[2];
+  assign _310_ = ~ _309_;
+  assign _311_ = st5[0] & _310_;
+  assign _312_ = _307_ & _311_;
+  assign _313_ = st2[10:4] == st5[10:4];
+  assign _314_ = st2[3] == st5[3];
+  assign _315_ = _313_ & _314_;
+  assign _316_ = ! st5[1];
+  assign _317_ = _316_ & st5[2];
+  assign _318_ = st5[1] & st5[22];
+  assign _319_ = _317_ | _318_;
+  assign _320_ = st5[0] & _319_;
+  assign _321_ = _315_ & _320_;
+  assign _322_ = st2[10:4] == st6[10:4];
+  assign _323_ = st2[3] == st6[3];
+  assign _324_ = _322_ & _323_;
+  assign _325_ = ! st6[1];
+  assign _326_ = _325_ & st6[2];
+  assign _327_ = ~ _326_;
+  assign _328_ = st6[0] & _327_;
+  assign _329_ = _324_ & _328_;
+  assign _330_ = st2[10:4] == st6[10:4];
+  assign _331_ = st2[3] == st6[3];
+  assign _332_ = _330_ & _331_;
+  assign _333_ = ! st6[1];
+  assign _334_ = _333_ & st6[2];
+  assign _335_ = st6[1] & st6[22];
+  assign _336_ = _334_ | _335_;
+  assign _337_ = st6[0] & _336_;
+  assign _338_ = _332_ & _337_;
+  assign _339_ = st2[10:4] == st7[10:4];
+  assign _340_ = st2[3] == st7[3];
+  assign _341_ = _339_ & _340_;
+  assign _342_ = ! st7[1];
+  assign _343_ = _342_ & st7[2];
+  assign _344_ = ~ _343_;
+  assign _345_ = st7[0] & _344_;
+  assign _346_ = _341_ & _345_;
+  assign _347_ = st2[10:4] == st7[10:4];
+  assign _348_ = st2[3] == st7[3];
+  assign _002_ = _347_ & _348_;
+  assign _003_ = ! st7[1];
+  assign _004_ = _003_ & st7[2];
+  assign _005_ = st7[1] & st7[22];
+  assign _006_ = _004_ | _005_;
+  assign _007_ = st7[0] & _006_;
+  assign _008_ = _002_ & _007_;
+  assign _010_ = ! st3[1];
+  assign _011_ = _010_ & st3[2];
+  assign _012_ = ~ _011_;
+  assign _013_ = hit_v1 & _012_;
+  assign _014_ = ! st3[1];
+  assign _015_ = _014_ & st3[2];
+  assign _016_ = hit_c1 & _015_;
+  assign _017_ = _013_ | _016_;
+  assign _019_ = ~ hit_v1;
+  assign _020_ = hit_v2 & _019_;
+  assign _021_ = ! st3[1];
+  assign _022_ = _021_ & st3[2];
+  assign _023_ = ~ _022_;
+  assign _024_ = _020_ & _023_;
+  assign _025_ = ~ hit_c1;
+  assign _026_ = hit_c2 & _025_;
+  assign _028_ = ! st3[1];
+  assign _029_ = _028_ & st3[2];
+  assign _030_ = _026_ & _029_;
+  assign _031_ = _024_ | _030_;
+  assign _032_ = hit_v1 | hit_v2;
+  assign _033_ = ~ _032_;
+  assign _034_ = hit_v3 & _033_;
+  assign _035_ = ! st3[1];
+  assign _036_ = _035_ & st3[2];
+  assign _038_ = ~ _036_;
+  assign _039_ = _034_ & _038_;
+  assign _040_ = hit_v1 | hit_v2;
+  assign _041_ = _040_ | hit_v3;
+  assign _042_ = ~ _041_;
+  assign _043_ = hit_v4 & _042_;
+  assign _044_ = ! st3[1];
+  assign _045_ = _044_ & st3[2];
+  assign _046_ = ~ _045_;
+  assign _048_ = _043_ & _046_;
+  assign _049_ = hit_v1 | hit_v2;
+  assign _050_ = _049_ | hit_v3;
+  assign _051_ = _050_ | hit_v4;
+  assign _052_ = ~ _051_;
+  assign _053_ = hit_v5 & _052_;
+  assign _054_ = ! st3[1];
+  assign _055_ = _054_ & st3[2];
+  assign _056_ = ~ _055_;
+  assign _058_ = _053_ & _056_;
+  assign _059_ = hit_v1 | hit_v2;
+  assign _060_ = _059_ | hit_v3;
+  assign _061_ = _060_ | hit_v4;
+  assign _062_ = _061_ | hit_v5;
+  assign _063_ = ~ _062_;
+  assign _064_ = ! st3[1];
+  assign _065_ = _064_ & st3[2];
+  assign _066_ = ~ _065_;
+  assign _068_ = _063_ & _066_;
+  assign _069_ = hit_c1 | hit_c2;
+  assign _070_ = ~ _069_;
+  assign _071_ = hit_c3 & _070_;
+  assign _072_ = ! st3[1];
+  assign _073_ = _072_ & st3[2];
+  assign _074_ = _071_ & _073_;
+  assign _075_ = hit_c1 | hit_c2;
+  assign _077_ = _075_ | hit_c3;
+  assign _078_ = ~ _077_;
+  assign _079_ = hit_c4 & _078_;
+  assign _080_ = ! st3[1];
+  assign _081_ = _080_ & st3[2];
+  assign _082_ = _079_ & _081_;
+  assign _083_ = hit_c1 | hit_c2;
+  assign _084_ = _083_ | hit_c3;
+  assign _085_ = _084_ | hit_c4;
+  assign _087_ = ~ _085_;
+  assign _088_ = hit_c5 & _087_;
+  assign _089_ = ! st3[1];
+  assign _090_ = _089_ & st3[2];
+  assign _091_ = _088_ & _090_;
+  assign _092_ = hit_c1 | hit_c2;
+  assign _093_ = _092_ | hit_c3;
+  assign _094_ = _093_ | hit_c4;
+  assign _095_ = _094_ | hit_c5;
+  assign _098_ = ~ _095_;
+  assign _099_ = ! st3[1];
+  assign _100_ = _099_ & st3[2];
+  assign _101_ = _098_ & _100_;
+  assign _102_ = ! st3[1];
+  assign _103_ = ! st3[24:23];
+  assign _104_ = st3[1] & _103_;
+  assign _105_ = \$signal$39 [0] ? val5[18:0] : 19'h00000;
+  assign _107_ = \$signal$39 [1] ? r6[18:0] : 19'h00000;
+  assign _108_ = _105_ | _107_;
+  assign _109_ = \$signal$39 [2] ? res7[17:0] : 18'h00000;
+  assign _110_ = _108_ | { _109_[17], _109_ };
+  assign _111_ = \$signal$39 [3] ? res8[17:0] : 18'h00000;
+  assign _112_ = _110_ | { _111_[17], _111_ };
+  assign _113_ = \$signal$39 [4] ? res9[17:0] : 18'h00000;
+  assign _114_ = _112_ | { _113_[17], _113_ };
+  assign _115_ = \$signal$39 [5] ? \$signal [17:0] : 18'h00000;
+  assign _116_ = _114_ | { _115_[17], _115_ };
+  assign _118_ = \$signal$39 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _119_ = _116_ | { _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_ };
+  assign _120_ = \$signal$39 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _121_ = _119_ | { _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_ };
+  assign _122_ = \$signal$40 [0] ? addend[14:0] : 15'h0000;
+  assign _123_ = \$signal$40 [1] ? \$signal$21 [14:0] : 15'h0000;
+  assign _125_ = _122_ | _123_;
+  assign _126_ = \$signal$40 [2] ? val5[18:0] : 19'h00000;
+  assign _127_ = { _125_[14], _125_[14], _125_[14], _125_[14], _125_ } | _126_;
+  assign _128_ = \$signal$40 [3] ? r6[18:0] : 19'h00000;
+  assign _129_ = _127_ | _128_;
+  assign _130_ = \$signal$40 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _131_ = _129_ | { _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_ };
+  assign _132_ = \$signal$40 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _134_ = _131_ | { _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_ };
+  assign _135_ = $signed(_121_) + $signed(_134_);
+  assign _136_ = \$signal$39 [0] ? val5[37:19] : 19'h00000;
+  assign _137_ = \$signal$39 [1] ? r6[37:19] : 19'h00000;
+  assign _138_ = _136_ | _137_;
+  assign _139_ = \$signal$39 [2] ? res7[35:18] : 18'h00000;
+  assign _140_ = _138_ | { _139_[17], _139_ };
+  assign _141_ = \$signal$39 [3] ? res8[35:18] : 18'h00000;
+  assign _143_ = _140_ | { _141_[17], _141_ };
+  assign _144_ = \$signal$39 [4] ? res9[35:18] : 18'h00000;
+  assign _145_ = _143_ | { _144_[17], _144_ };
+  assign _146_ = \$signal$39 [5] ? \$signal [35:18] : 18'h00000;
+  assign _147_ = _145_ | { _146_[17], _146_ };
+  assign _148_ = \$signal$39 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _149_ = _147_ | { _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_ };
+  assign _150_ = \$signal$39 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _152_ = _149_ | { _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_ };
+  assign _153_ = \$signal$40 [0] ? addend[29:15] : 15'h0000;
+  assign _154_ = \$signal$40 [1] ? \$signal$21 [29:15] : 15'h0000;
+  assign _155_ = _153_ | _154_;
+  assign _156_ = \$signal$40 [2] ? val5[37:19] : 19'h00000;
+  assign _157_ = { _155_[14], _155_[14], _155_[14], _155_[14], _155_ } | _156_;
+  assign _158_ = \$signal$40 [3] ? r6[37:19] : 19'h00000;
+  assign _159_ = _157_ | _158_;
+  assign _160_ = \$signal$40 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _161_ = _159_ | { _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_ };
+  assign _162_ = \$signal$40 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _163_ = _161_ | { _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_ };
+  assign _164_ = $signed(_152_) + $signed(_163_);
+  assign _165_ = \$signal$39 [0] ? val5[56:38] : 19'h00000;
+  assign _167_ = \$signal$39 [1] ? r6[56:38] : 19'h00000;
+  assign _168_ = _165_ | _167_;
+  assign _169_ = \$signal$39 [2] ? res7[53:36] : 18'h00000;
+  assign _170_ = _168_ | { _169_[17], _169_ };
+  assign _171_ = \$signal$39 [3] ? res8[53:36] : 18'h00000;
+  assign _172_ = _170_ | { _171_[17], _171_ };
+  assign _173_ = \$signal$39 [4] ? res9[53:36] : 18'h00000;
+  assign _174_ = _172_ | { _173_[17], _173_ };
+  assign _175_ = \$signal$39 [5] ? \$signal [53:36] : 18'h00000;
+  assign _176_ = _174_ | { _175_[17], _175_ };
+  assign _178_ = \$signal$39 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _179_ = _176_ | { _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_ };
+  assign _180_ = \$signal$39 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _181_ = _179_ | { _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_ };
+  assign _182_ = \$signal$40 [0] ? addend[44:30] : 15'h0000;
+  assign _183_ = \$signal$40 [1] ? \$signal$21 [44:30] : 15'h0000;
+  assign _186_ = _182_ | _183_;
+  assign _187_ = \$signal$40 [2] ? val5[56:38] : 19'h00000;
+  assign _188_ = { _186_[14], _186_[14], _186_[14], _186_[14], _186_ } | _187_;
+  assign _189_ = \$signal$40 [3] ? r6[56:38] : 19'h00000;
+  assign _190_ = _188_ | _189_;
+  assign _191_ = \$signal$40 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _192_ = _190_ | { _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_ };
+  assign _193_ = \$signal$40 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _195_ = _192_ | { _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_ };
+  assign _196_ = $signed(_181_) + $signed(_195_);
+  assign _197_ = \$signal$39 [0] ? val5[75:57] : 19'h00000;
+  assign _198_ = \$signal$39 [1] ? r6[75:57] : 19'h00000;
+  assign _199_ = _197_ | _198_;
+  assign _200_ = \$signal$39 [2] ? res7[71:54] : 18'h00000;
+  assign _201_ = _199_ | { _200_[17], _200_ };
+  assign _202_ = \$signal$39 [3] ? res8[71:54] : 18'h00000;
+  assign _204_ = _201_ | { _202_[17], _202_ };
+  assign _205_ = \$signal$39 [4] ? res9[71:54] : 18'h00000;
+  assign _206_ = _204_ | { _205_[17], _205_ };
+  assign _207_ = \$signal$39 [5] ? \$signal [71:54] : 18'h00000;
+  assign _208_ = _206_ | { _207_[17], _207_ };
+  assign _209_ = \$signal$39 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _210_ = _208_ | { _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_ };
+  assign _211_ = \$signal$39 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _213_ = _210_ | { _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_ };
+  assign _214_ = \$signal$40 [0] ? addend[59:45] : 15'h0000;
+  assign _215_ = \$signal$40 [1] ? \$signal$21 [59:45] : 15'h0000;
+  assign _216_ = _214_ | _215_;
+  assign _217_ = \$signal$40 [2] ? val5[75:57] : 19'h00000;
+  assign _218_ = { _216_[14], _216_[14], _216_[14], _216_[14], _216_ } | _217_;
+  assign _219_ = \$signal$40 [3] ? r6[75:57] : 19'h00000;
+  assign _220_ = _218_ | _219_;
+  assign _222_ = \$signal$40 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _223_ = _220_ | { _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_ };
+  assign _224_ = \$signal$40 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _225_ = _223_ | { _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_ };
+  assign _226_ = $signed(_213_) + $signed(_225_);
+  assign _228_ = st6[0] & st6[1];
+  assign _229_ = | counts;
+  assign _230_ = _229_ | st6[25];
+  assign _231_ = _228_ & _230_;
+  assign _232_ = st7[0] & st7[1];
+  assign _233_ = pos1 == 3'h7;
+  assign _234_ = pos2 == 3'h7;
+  assign _235_ = pos2 + 1'h1;
+  assign _237_ = pos1 + 1'h1;
+  assign _238_ = pos0 + 1'h1;
+  assign _239_ = st2[3] * 8'h80;
+  assign { _240_[9:8], \$signature__addr  } = st2[10:4] + _239_;
+  assign _241_ = st7[3] * 8'h80;
+  assign { _242_[9:8], \$signature__addr$61  } = st7[10:4] + _241_;
+  assign _243_ = ! st7[1];
+  assign _244_ = _243_ & st7[2];
+  assign _245_ = ~ _244_;
+  assign _246_ = st7[0] & _245_;
+  assign { _248_[3:1], \$signature__en  } = _246_ ? 4'hf : 4'h0;
+  assign _249_ = st7[0] & st7[1];
+  assign _250_ = ~ push7;
+  assign dropped = _249_ & _250_;
   always @(posedge clk)
-    used <= _0726_;
+    st0 <= _251_;
   always @(posedge clk)
-    credit <= _0727_;
+    st1 <= _252_;
   always @(posedge clk)
-    pix_bits <= _0728_;
+    st2 <= _253_;
   always @(posedge clk)
-    \$signal$27  <= _0729_;
+    st3 <= _254_;
   always @(posedge clk)
-    \$signal$30  <= _0730_;
+    st4 <= _255_;
   always @(posedge clk)
-    pixel_count <= _0731_;
+    st5 <= _256_;
   always @(posedge clk)
-    more_pixels <= _0732_;
+    st6 <= _258_;
   always @(posedge clk)
-    ev_c <= _0733_;
+    st7 <= _259_;
   always @(posedge clk)
-    ev_y <= _0734_;
+    w1_0 <= _260_;
   always @(posedge clk)
-    ev_x <= _0735_;
+    w2_0_0 <= _261_;
   always @(posedge clk)
-    nxt_x <= _0737_;
+    w2_0_1 <= _262_;
   always @(posedge clk)
-    \$like$86  <= _0738_;
+    w2_0_2 <= _263_;
   always @(posedge clk)
-    \$like  <= _0739_;
+    w2_0_3 <= _264_;
   always @(posedge clk)
-    full1 <= _0740_;
+    addend <= _265_;
   always @(posedge clk)
-    full0 <= _0741_;
+    \$signal  <= _266_;
   always @(posedge clk)
-    \$signal$6  <= _0742_;
+    \$signal$21  <= _267_;
   always @(posedge clk)
-    fsm_state <= _0743_;
+    res8 <= _269_;
   always @(posedge clk)
-    fire_state <= _0744_;
-  always @(posedge clk)
-    sweep_addr <= _0745_;
-  always @(posedge clk)
-    sweep_last <= _0746_;
-  always @(posedge clk)
-    fire_k <= _0747_;
-  always @(posedge clk)
-    \$signal$36  <= _0748_;
-  always @(posedge clk)
-    \$signal$93  <= _0749_;
-  always @(posedge clk)
-    \$signal  <= _0750_;
-  always @(posedge clk)
-    pos0 <= _0751_;
-  always @(posedge clk)
-    st0 <= _0752_;
-  always @(posedge clk)
-    st1 <= _0753_;
-  always @(posedge clk)
-    st2 <= _0754_;
-  always @(posedge clk)
-    st3 <= _0756_;
-  always @(posedge clk)
-    st4 <= _0757_;
-  always @(posedge clk)
-    st5 <= _0758_;
-  always @(posedge clk)
-    st6 <= _0759_;
-  always @(posedge clk)
-    st7 <= _0760_;
-  always @(posedge clk)
-    w1_0 <= _0761_;
-  always @(posedge clk)
-    w2_0_0 <= _0762_;
-  always @(posedge clk)
-    w2_0_1 <= _0763_;
-  always @(posedge clk)
-    w2_0_2 <= _0764_;
-  always @(posedge clk)
-    w2_0_3 <= _0766_;
-  always @(posedge clk)
-    addend <= _0767_;
-  always @(posedge clk)
-    v_raw <= _0768_;
-  always @(posedge clk)
-    b_raw <= _0769_;
-  always @(posedge clk)
-    res8 <= _0770_;
-  always @(posedge clk)
-    res9 <= _0771_;
+    res9 <= _270_;
   always @(posedge clk)
     cres8 <= 4'h0;
   always @(posedge clk)
-    cres9 <= _0772_;
+    cres9 <= _271_;
   always @(posedge clk)
-    hit_v1 <= _0774_;
+    hit_v1 <= _272_;
   always @(posedge clk)
-    hit_c1 <= _0775_;
+    hit_c1 <= _273_;
   always @(posedge clk)
-    hit_v2 <= _0776_;
+    hit_v2 <= _274_;
   always @(posedge clk)
-    hit_c2 <= _0777_;
+    hit_c2 <= _275_;
   always @(posedge clk)
-    hit_v3 <= _0778_;
+    hit_v3 <= _276_;
   always @(posedge clk)
-    hit_c3 <= _0779_;
+    hit_c3 <= _277_;
   always @(posedge clk)
-    hit_v4 <= _0780_;
+    hit_v4 <= _280_;
   always @(posedge clk)
-    hit_c4 <= _0781_;
+    hit_c4 <= _281_;
   always @(posedge clk)
-    hit_v5 <= _0782_;
+    hit_v5 <= _282_;
   always @(posedge clk)
-    hit_c5 <= _0783_;
+    hit_c5 <= _283_;
   always @(posedge clk)
-    \$signal$127  <= _0784_;
+    \$signal$39  <= _284_;
   always @(posedge clk)
-    \$signal$128  <= _0785_;
+    \$signal$40  <= _285_;
   always @(posedge clk)
-    \$signal$129  <= _0786_;
+    val5 <= _286_;
   always @(posedge clk)
-    \$signal$48  <= _0787_;
+    res7 <= _287_;
   always @(posedge clk)
-    v_wr__data <= _0788_;
+    entry7 <= _289_;
   always @(posedge clk)
-    entry7 <= _0789_;
+    push7 <= _290_;
   always @(posedge clk)
-    \$signal$67  <= _0790_;
+    pos0 <= _291_;
   always @(posedge clk)
-    \pos0$63  <= _0791_;
+    pos1 <= _292_;
   always @(posedge clk)
-    pos1 <= _0792_;
-  always @(posedge clk)
-    pos2 <= _0793_;
-  always @(posedge clk)
-    done <= _0795_;
-  assign _0000_ = ~ sweep_now;
-  assign _0087_ = ~ \$signal ;
-  assign en = _0000_ & _0087_;
-  assign _0176_ = ~ \$signal ;
-  assign _0264_ = op_valid & _0176_;
-  assign _0363_ = ~ \$signal$27 ;
-  assign _0458_ = _0363_ & ready;
-  assign _0552_ = \$signal$30  & ready;
-  assign _0637_ = \$signal$27  | _0552_;
-  assign _0724_ = _0637_ & more_pixels;
-  assign _0001_ = ~ \$signal ;
-  assign _0010_ = credit & _0001_;
-  assign active = \issue.valid  | \$signal ;
-  assign _0026_ = st2[3] * 8'h80;
-  assign { _0035_[9:8], \$signature__addr$43  } = st2[10:4] + _0026_;
-  assign _0060_ = $signed(\$signal$48 [18:0]) - $signed({ 1'h0, _0053_ });
-  assign _0070_ = $signed(diff0) >= $signed(1'h0);
-  assign _0079_ = st6[24:23] == 2'h3;
-  assign _0088_ = $signed(diff0) >= $signed(1'h0);
-  assign _0097_ = _0088_ ? { diff0[17], diff0 } : \$signal$48 [18:0];
-  assign _0123_ = $signed(\$signal$48 [37:19]) - $signed({ 1'h0, _0115_ });
-  assign _0131_ = $signed(diff1) >= $signed(1'h0);
-  assign _0141_ = st6[24:23] == 2'h3;
-  assign _0151_ = $signed(diff1) >= $signed(1'h0);
-  assign _0798_ = o__ready ? 4'h0 : done;
-  assign _0799_ = _0721_ ? (* full_case = 32'd1 *) 4'h0 : _0723_[3:0];
-  assign _0800_ = o__ready ? _0799_ : done;
-  assign _0801_ = _0716_ ? (* full_case = 32'd1 *) _0800_ : _0798_;
-  assign _0802_ = \$signal$75  ? _0801_ : done;
-  assign _0795_ = rst ? 4'h0 : _0802_;
-  assign _0803_ = _0712_ ? (* full_case = 32'd1 *) 3'h0 : _0713_[2:0];
-  assign _0804_ = _0711_ ? _0803_ : pos2;
-  assign _0805_ = \pos0$63  ? _0804_ : pos2;
-  assign _0806_ = st7[25] ? (* full_case = 32'd1 *) 3'h0 : _0805_;
-  assign _0807_ = _0710_ ? _0806_ : pos2;
-  assign _0793_ = rst ? 3'h0 : _0807_;
-  assign _0808_ = _0711_ ? (* full_case = 32'd1 *) 3'h0 : _0714_[2:0];
-  assign _0809_ = \pos0$63  ? _0808_ : pos1;
-  assign _0810_ = st7[25] ? (* full_case = 32'd1 *) 3'h0 : _0809_;
-  assign _0811_ = _0710_ ? _0810_ : pos1;
-  assign _0792_ = rst ? 3'h0 : _0811_;
-  assign _0812_ = \pos0$63  ? (* full_case = 32'd1 *) 1'h0 : _0715_[0];
-  assign _0813_ = st7[25] ? (* full_case = 32'd1 *) 1'h0 : _0812_;
-  assign _0814_ = _0710_ ? _0813_ : \pos0$63 ;
-  assign _0791_ = rst ? 1'h0 : _0814_;
-  assign _0790_ = rst ? 1'h0 : _0709_;
-  assign _0789_ = rst ? 12'h000 : { st6[25], 7'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign _0788_ = rst ? 72'h000000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign _0787_[75:57] = rst ? 19'h00000 : _0705_;
-  assign _0787_[37:19] = rst ? 19'h00000 : _0695_;
-  assign _0787_[18:0] = rst ? 19'h00000 : _0690_;
-  assign _0787_[56:38] = rst ? 19'h00000 : _0700_;
-  assign _0786_[75:57] = rst ? 19'h00000 : _0685_[18:0];
-  assign _0786_[37:19] = rst ? 19'h00000 : _0623_[18:0];
-  assign _0786_[18:0] = rst ? 19'h00000 : _0596_[18:0];
-  assign _0786_[56:38] = rst ? 19'h00000 : _0655_[18:0];
-  assign _0785_ = rst ? 8'h00 : { 6'h00, _0567_, _0565_ };
-  assign _0784_ = rst ? 10'h000 : { _0564_, _0555_, _0545_, _0537_, _0530_, _0520_, _0510_, _0501_, _0494_, _0481_ };
-  assign _0783_ = rst ? 1'h0 : _0473_;
-  assign _0782_ = rst ? 1'h0 : _0464_;
-  assign _0781_ = rst ? 1'h0 : _0454_;
-  assign _0780_ = rst ? 1'h0 : _0445_;
-  assign _0779_ = rst ? 1'h0 : _0437_;
-  assign _0778_ = rst ? 1'h0 : _0427_;
-  assign _0777_ = rst ? 1'h0 : _0419_;
-  assign _0776_ = rst ? 1'h0 : _0408_;
-  assign _0775_ = rst ? 1'h0 : _0397_;
-  assign _0774_ = rst ? 1'h0 : _0386_;
-  assign _0772_ = rst ? 4'h0 : cres8;
-  assign _0771_ = rst ? 72'h000000000000000000 : res8;
-  assign _0770_ = rst ? 72'h000000000000000000 : v_wr__data;
-  assign _0769_ = rst ? 60'h000000000000000 : b_rd__data;
-  assign _0768_ = rst ? 72'h000000000000000000 : \$signature__data$107 ;
-  assign _0815_ = st3[16] ? addend[59:45] : w2_0_3;
-  assign _0767_[59:45] = rst ? 15'h0000 : _0815_;
-  assign _0816_ = st3[16] ? addend[29:15] : w2_0_1;
-  assign _0767_[29:15] = rst ? 15'h0000 : _0816_;
-  assign _0817_ = st3[16] ? addend[14:0] : w2_0_0;
-  assign _0767_[14:0] = rst ? 15'h0000 : _0817_;
-  assign _0818_ = st3[16] ? addend[44:30] : w2_0_2;
-  assign _0767_[44:30] = rst ? 15'h0000 : _0818_;
-  assign _0766_ = rst ? 15'h0000 : _0375_;
-  assign _0764_ = rst ? 15'h0000 : _0374_;
-  assign _0763_ = rst ? 15'h0000 : _0372_;
-  assign _0762_ = rst ? 15'h0000 : _0371_;
-  assign _0761_ = rst ? 32'd0 : \$signature__data ;
-  assign _0760_ = rst ? 27'h0000000 : st6;
-  assign _0759_ = rst ? 27'h0000000 : st5;
-  assign _0758_ = rst ? 27'h0000000 : st4;
-  assign _0757_ = rst ? 27'h0000000 : st3;
-  assign _0756_ = rst ? 27'h0000000 : st2;
-  assign _0754_ = rst ? 27'h0000000 : st1;
-  assign _0753_ = rst ? 27'h0000000 : st0;
-  assign _0752_ = rst ? 27'h0000000 : { pos0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , \issue.bank , 1'h0, \issue.kind , \issue.valid  };
-  assign _0819_ = pos0 ? (* full_case = 32'd1 *) 1'h0 : _0370_[0];
-  assign _0820_ = \issue.end  ? (* full_case = 32'd1 *) 1'h0 : _0819_;
-  assign _0821_ = sweep_now ? _0820_ : pos0;
-  assign _0751_ = rst ? 1'h0 : _0821_;
-  assign _0750_ = rst ? 1'h0 : _0369_;
-  assign _0749_ = rst ? 1'h0 : _0367_;
-  assign _0822_ = _0361_ ? _0362_ : \$signal$36 ;
-  assign _0823_ = sweep_last ? _0822_ : \$signal$36 ;
-  assign _0824_ = _0360_ ? _0823_ : \$signal$36 ;
-  assign _0825_ = fire_state ? (* full_case = 32'd1 *) _0824_ : \$signal$36 ;
-  assign _0748_ = rst ? 1'h0 : _0825_;
-  assign _0826_ = _0361_ ? (* full_case = 32'd1 *) 3'h0 : _0364_[2:0];
-  assign _0827_ = sweep_last ? _0826_ : fire_k;
-  assign _0828_ = _0360_ ? _0827_ : fire_k;
-  assign _0829_ = fire_state ? (* full_case = 32'd1 *) _0828_ : fire_k;
-  assign _0747_ = rst ? 3'h0 : _0829_;
-  assign _0830_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0366_;
-  assign _0831_ = _0360_ ? _0830_ : sweep_last;
-  assign _0832_ = fire_state ? (* full_case = 32'd1 *) _0831_ : sweep_last;
-  assign _0746_ = rst ? 1'h0 : _0832_;
-  assign _0833_ = sweep_last ? (* full_case = 32'd1 *) 7'h00 : _0365_[6:0];
-  assign _0834_ = _0360_ ? _0833_ : sweep_addr;
-  assign _0835_ = fire_state ? (* full_case = 32'd1 *) _0834_ : sweep_addr;
-  assign _0745_ = rst ? 7'h00 : _0835_;
-  assign _0836_ = _0361_ ? 1'h0 : fire_state;
-  assign _0837_ = sweep_last ? _0836_ : fire_state;
-  assign _0838_ = _0360_ ? _0837_ : fire_state;
-  function [0:0] _1878_;
-    input [0:0] a;
-    input [1:0] b;
-    input [1:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _1878_ = b[0:0];
-      2'b1?:
-        _1878_ = b[1:1];
-      default:
-        _1878_ = a;
-    endcase
-  endfunction
-  assign _0839_ = _1878_(fire_state, { _0840_, _0838_ }, { _0841_, fire_state });
-  assign _0840_ = _0358_ ? 1'h1 : fire_state;
-  assign _0841_ = ~ (* full_case = 32'd1 *) fire_state;
-  assign _0744_ = rst ? 1'h0 : _0839_;
-  assign _0842_ = _0357_ ? fsm_state : 2'h0;
-  function [1:0] _1883_;
-    input [1:0] a;
-    input [3:0] b;
-    input [1:0] s;
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _1883_ = b[1:0];
-      2'b1?:
-        _1883_ = b[3:2];
-      default:
-        _1883_ = a;
-    endcase
-  endfunction
-  assign _0843_ = _1883_(fsm_state, { _0845_, _0842_ }, { _0846_, _0844_ });
-  assign _0844_ = fsm_state == 2'h1;
-  assign _0845_ = _0355_ ? 2'h1 : fsm_state;
-  assign _0846_ = ! fsm_state;
-  assign _0743_ = rst ? 2'h0 : _0843_;
-  assign _0847_ = _0355_ ? _0356_ : \$signal$6 ;
-  assign _0848_ = _0849_ ? _0847_ : \$signal$6 ;
-  assign _0849_ = ! fsm_state;
-  assign _0742_ = rst ? 1'h0 : _0848_;
-  assign _0850_ = \$signal$6  ? (* full_case = 32'd1 *) full0 : 1'h1;
-  assign _0851_ = _0355_ ? _0850_ : full0;
-  assign _0852_ = _0853_ ? _0851_ : full0;
-  assign _0853_ = ! fsm_state;
-  assign _0854_ = \$signal$36  ? (* full_case = 32'd1 *) _0852_ : 1'h0;
-  assign _0855_ = _0361_ ? _0854_ : _0852_;
-  assign _0856_ = sweep_last ? _0855_ : _0852_;
-  assign _0857_ = _0360_ ? _0856_ : _0852_;
-  assign _0858_ = fire_state ? (* full_case = 32'd1 *) _0857_ : _0852_;
-  assign _0741_ = rst ? 1'h0 : _0858_;
-  assign _0859_ = \$signal$6  ? 1'h1 : full1;
-  assign _0860_ = _0355_ ? _0859_ : full1;
-  assign _0861_ = _0862_ ? _0860_ : full1;
-  assign _0862_ = ! fsm_state;
-  assign _0863_ = \$signal$36  ? 1'h0 : _0861_;
-  assign _0864_ = _0361_ ? _0863_ : _0861_;
-  assign _0865_ = sweep_last ? _0864_ : _0861_;
-  assign _0866_ = _0360_ ? _0865_ : _0861_;
-  assign _0867_ = fire_state ? (* full_case = 32'd1 *) _0866_ : _0861_;
-  assign _0740_ = rst ? 1'h0 : _0867_;
-  assign _0868_ = _0347_ ? _0348_[0] : \$like ;
-  assign _0869_ = _0346_ ? _0868_ : \$like ;
-  assign _0870_ = \$signal$82  ? _0869_ : \$like ;
-  assign _0871_ = _0325_ ? _0870_ : \$like ;
-  assign _0872_ = _0355_ ? 1'h0 : _0871_;
-  assign _0873_ = _0874_ ? _0872_ : \$like ;
-  assign _0874_ = ! fsm_state;
-  assign _0739_ = rst ? 1'h0 : _0873_;
-  assign _0875_ = _0347_ ? (* full_case = 32'd1 *) 3'h0 : _0349_[2:0];
-  assign _0876_ = _0346_ ? _0875_ : \$like$86 ;
-  assign _0877_ = \$signal$82  ? _0876_ : \$like$86 ;
-  assign _0878_ = _0325_ ? _0877_ : \$like$86 ;
-  assign _0879_ = _0355_ ? 3'h0 : _0878_;
-  assign _0880_ = _0881_ ? _0879_ : \$like$86 ;
-  assign _0881_ = ! fsm_state;
-  assign _0738_ = rst ? 3'h0 : _0880_;
-  assign _0882_ = _0346_ ? (* full_case = 32'd1 *) 3'h0 : _0350_[2:0];
-  assign _0883_ = \$signal$82  ? _0882_ : nxt_x;
-  assign _0884_ = _0325_ ? _0883_ : nxt_x;
-  assign _0885_ = _0355_ ? 3'h0 : _0884_;
-  assign _0886_ = _0887_ ? _0885_ : nxt_x;
-  assign _0887_ = ! fsm_state;
-  assign _0737_ = rst ? 3'h0 : _0886_;
-  assign _0888_ = \$signal$82  ? nxt_x : ev_x;
-  assign _0889_ = _0325_ ? _0888_ : ev_x;
-  assign _0890_ = _0891_ ? _0889_ : ev_x;
-  assign _0891_ = ! fsm_state;
-  assign _0735_ = rst ? 3'h0 : _0890_;
-  assign _0892_ = \$signal$82  ? \$like$86  : ev_y;
-  assign _0893_ = _0325_ ? _0892_ : ev_y;
-  assign _0894_ = _0895_ ? _0893_ : ev_y;
-  assign _0895_ = ! fsm_state;
-  assign _0734_ = rst ? 3'h0 : _0894_;
-  assign _0896_ = \$signal$82  ? \$like  : ev_c;
-  assign _0897_ = _0325_ ? _0896_ : ev_c;
-  assign _0898_ = _0899_ ? _0897_ : ev_c;
-  assign _0899_ = ! fsm_state;
-  assign _0733_ = rst ? 1'h0 : _0898_;
-  assign _0900_ = \$signal$82  ? _0345_ : more_pixels;
-  assign _0901_ = _0325_ ? _0900_ : more_pixels;
-  assign _0902_ = _0355_ ? 1'h1 : _0901_;
-  assign _0903_ = _0904_ ? _0902_ : more_pixels;
-  assign _0904_ = ! fsm_state;
-  assign _0732_ = rst ? 1'h1 : _0903_;
-  assign _0905_ = \$signal$82  ? _0344_[6:0] : pixel_count;
-  assign _0906_ = _0325_ ? _0905_ : pixel_count;
-  assign _0907_ = _0355_ ? 7'h00 : _0906_;
-  assign _0908_ = _0909_ ? _0907_ : pixel_count;
-  assign _0909_ = ! fsm_state;
-  assign _0731_ = rst ? 7'h00 : _0908_;
-  assign _0910_ = _0681_ ? _0322_ : \$signal$30 ;
-  assign _0911_ = \$signal$82  ? _0343_ : _0910_;
-  assign _0912_ = _0325_ ? _0911_ : _0910_;
-  assign _0913_ = _0914_ ? _0912_ : \$signal$30 ;
-  assign _0914_ = ! fsm_state;
-  assign _0730_ = rst ? 1'h0 : _0913_;
-  assign _0915_ = _0681_ ? _0052_ : \$signal$27 ;
-  assign _0916_ = \$signal$82  ? _0326_ : _0915_;
-  assign _0917_ = _0325_ ? _0916_ : _0915_;
-  assign _0918_ = _0919_ ? _0917_ : \$signal$27 ;
-  assign _0919_ = ! fsm_state;
-  assign _0729_ = rst ? 1'h1 : _0918_;
-  assign _0920_ = _0681_ ? { _0021_, _0014_, _0007_, _0002_, _0773_, _0736_, _0706_, 1'h0 } : pix_bits;
-  assign _0921_ = \$signal$82  ? \$signal$83  : _0920_;
-  assign _0922_ = _0325_ ? _0921_ : _0920_;
-  assign _0923_ = _0924_ ? _0922_ : pix_bits;
-  assign _0924_ = ! fsm_state;
-  assign _0728_ = rst ? 8'h00 : _0923_;
-  assign _0727_ = rst ? 1'h0 : _0665_;
-  assign _0726_ = rst ? 9'h000 : _0654_[8:0];
-  assign _0925_ = o__ready ? 1'h1 : 1'h0;
-  assign _0926_ = _0581_ ? 1'h1 : 1'h0;
-  assign _0927_ = o__ready ? _0926_ : 1'h0;
-  assign _0928_ = _0522_ ? (* full_case = 32'd1 *) _0927_ : _0925_;
-  assign \$signal$78  = \$signal$75  ? _0928_ : 1'h0;
-  assign o__valid = \$signal$75  ? 1'h1 : 1'h0;
-  assign _0929_ = _0522_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
-  assign \o__payload.end  = \$signal$75  ? _0929_ : 1'h0;
-  assign _0930_ = _0522_ ? (* full_case = 32'd1 *) _0532_ : 1'h0;
-  assign \o__payload.count  = \$signal$75  ? _0930_ : 1'h0;
-  assign _0931_ = pending[3] ? 2'h3 : 2'h0;
-  assign _0932_ = pending[2] ? 2'h2 : _0931_;
-  assign _0933_ = pending[1] ? 2'h1 : _0932_;
-  assign lane = pending[0] ? 2'h0 : _0933_;
-  assign diff3 = st6[1] ? (* full_case = 32'd1 *) _0247_[17:0] : 18'h00000;
-  assign diff2 = st6[1] ? (* full_case = 32'd1 *) _0187_[17:0] : 18'h00000;
-  assign diff1 = st6[1] ? (* full_case = 32'd1 *) _0123_[17:0] : 18'h00000;
-  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0255_ : 1'h0;
-  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0194_ : 1'h0;
-  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0131_ : 1'h0;
-  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0070_ : 1'h0;
-  assign diff0 = st6[1] ? (* full_case = 32'd1 *) _0060_[17:0] : 18'h00000;
-  assign _0934_ = _0265_ ? (* full_case = 32'd1 *) 18'h00000 : _0284_[17:0];
-  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0934_ : \$signal$48 [74:57];
-  assign _0935_ = _0203_ ? (* full_case = 32'd1 *) 18'h00000 : _0221_[17:0];
-  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0935_ : \$signal$48 [55:38];
-  assign _0936_ = _0141_ ? (* full_case = 32'd1 *) 18'h00000 : _0158_[17:0];
-  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0936_ : \$signal$48 [36:19];
-  assign _0937_ = _0079_ ? (* full_case = 32'd1 *) 18'h00000 : _0097_[17:0];
-  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0937_ : \$signal$48 [17:0];
-  assign _0938_ = _0010_ ? 1'h1 : 1'h0;
-  assign sweep_now = fire_state ? (* full_case = 32'd1 *) _0938_ : 1'h0;
-  assign _0939_ = _0724_ ? 1'h1 : 1'h0;
-  assign \$signal$32  = _0940_ ? _0939_ : 1'h0;
-  assign _0940_ = ! fsm_state;
-  assign _0941_ = _0458_ ? 1'h1 : 1'h0;
-  assign load = _0942_ ? _0941_ : 1'h0;
-  assign _0942_ = ! fsm_state;
-  assign _0943_ = pix_bits[7] ? 3'h7 : 3'h0;
-  assign _0944_ = pix_bits[6] ? 3'h6 : _0943_;
-  assign _0945_ = pix_bits[5] ? 3'h5 : _0944_;
-  assign _0946_ = pix_bits[4] ? 3'h4 : _0945_;
-  assign _0947_ = pix_bits[3] ? 3'h3 : _0946_;
-  assign _0948_ = pix_bits[2] ? 3'h2 : _0947_;
-  assign _0949_ = pix_bits[1] ? 3'h1 : _0948_;
-  assign \bit  = pix_bits[0] ? 3'h0 : _0949_;
-  assign _0950_ = _0010_ ? sweep_last : 1'h0;
-  assign \issue.end  = fire_state ? (* full_case = 32'd1 *) _0950_ : 1'h0;
-  assign _0951_ = _0010_ ? fire_k[1:0] : 2'h0;
-  assign \issue.fire_k  = fire_state ? (* full_case = 32'd1 *) _0951_ : 2'h0;
-  assign \issue.shift  = _0264_ ? op_shift : 4'h0;
-  assign \issue.count  = _0264_ ? op_count : 1'h0;
-  assign \issue.waddr  = _0264_ ? op_waddr : 5'h00;
-  assign _0952_ = _0264_ ? op_addr : 7'h00;
-  assign _0953_ = _0010_ ? sweep_addr : _0952_;
-  assign \issue.addr  = fire_state ? (* full_case = 32'd1 *) _0953_ : _0952_;
-  assign _0954_ = _0264_ ? \$signal$6  : 1'h0;
-  assign _0955_ = _0010_ ? \$signal$36  : _0954_;
-  assign \issue.bank  = fire_state ? (* full_case = 32'd1 *) _0955_ : _0954_;
-  assign _0956_ = _0010_ ? 1'h1 : 1'h0;
-  assign \issue.kind  = fire_state ? (* full_case = 32'd1 *) _0956_ : 1'h0;
-  assign _0957_ = _0264_ ? 1'h1 : 1'h0;
-  assign _0958_ = _0010_ ? 1'h1 : _0957_;
-  assign \issue.valid  = fire_state ? (* full_case = 32'd1 *) _0958_ : _0957_;
-  function [0:0] _2046_;
-    input [0:0] a;
-    input [1:0] b;
-    input [1:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _2046_ = b[0:0];
-      2'b1?:
-        _2046_ = b[1:1];
-      default:
-        _2046_ = a;
-    endcase
-  endfunction
-  assign _0358_ = _2046_(1'hx, { full0, full1 }, { _0959_, \$signal$36  });
-  assign _0959_ = ~ (* full_case = 32'd1 *) \$signal$36 ;
-  function [0:0] _2048_;
-    input [0:0] a;
-    input [1:0] b;
-    input [1:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _2048_ = b[0:0];
-      2'b1?:
-        _2048_ = b[1:1];
-      default:
-        _2048_ = a;
-    endcase
-  endfunction
-  assign _0357_ = _2048_(1'hx, { full0, full1 }, { _0960_, \$signal$6  });
-  assign _0960_ = ~ (* full_case = 32'd1 *) \$signal$6 ;
-  function [0:0] _2050_;
-    input [0:0] a;
-    input [3:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _2050_ = b[0:0];
-      4'b??1?:
-        _2050_ = b[1:1];
-      4'b?1??:
-        _2050_ = b[2:2];
-      4'b1???:
-        _2050_ = b[3:3];
-      default:
-        _2050_ = a;
-    endcase
-  endfunction
-  assign _0532_ = _2050_(1'hx, { \$signal$71 [0], \$signal$71 [1], \$signal$71 [2], \$signal$71 [3] }, { _0964_, _0963_, _0962_, _0961_ });
-  assign _0961_ = lane == (* full_case = 32'd1 *) 2'h3;
-  assign _0962_ = lane == (* full_case = 32'd1 *) 2'h2;
-  assign _0963_ = lane == (* full_case = 32'd1 *) 2'h1;
-  assign _0964_ = ! (* full_case = 32'd1 *) lane;
-  function [13:0] _2055_;
-    input [13:0] a;
-    input [55:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _2055_ = b[13:0];
-      4'b??1?:
-        _2055_ = b[27:14];
-      4'b?1??:
-        _2055_ = b[41:28];
-      4'b1???:
-        _2055_ = b[55:42];
-      default:
-        _2055_ = a;
-    endcase
-  endfunction
-  assign _0237_ = _2055_(14'hxxxx, 56'h8b4116822d045a, { _0968_, _0967_, _0966_, _0965_ });
-  assign _0965_ = st6[24:23] == (* full_case = 32'd1 *) 2'h3;
-  assign _0966_ = st6[24:23] == (* full_case = 32'd1 *) 2'h2;
-  assign _0967_ = st6[24:23] == (* full_case = 32'd1 *) 2'h1;
-  assign _0968_ = ! (* full_case = 32'd1 *) st6[24:23];
-  function [13:0] _2060_;
-    input [13:0] a;
-    input [55:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _2060_ = b[13:0];
-      4'b??1?:
-        _2060_ = b[27:14];
-      4'b?1??:
-        _2060_ = b[41:28];
-      4'b1???:
-        _2060_ = b[55:42];
-      default:
-        _2060_ = a;
-    endcase
-  endfunction
-  assign _0177_ = _2060_(14'hxxxx, 56'h8b4116822d045a, { _0972_, _0971_, _0970_, _0969_ });
-  assign _0969_ = st6[24:23] == (* full_case = 32'd1 *) 2'h3;
-  assign _0970_ = st6[24:23] == (* full_case = 32'd1 *) 2'h2;
-  assign _0971_ = st6[24:23] == (* full_case = 32'd1 *) 2'h1;
-  assign _0972_ = ! (* full_case = 32'd1 *) st6[24:23];
-  function [13:0] _2065_;
-    input [13:0] a;
-    input [55:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _2065_ = b[13:0];
-      4'b??1?:
-        _2065_ = b[27:14];
-      4'b?1??:
-        _2065_ = b[41:28];
-      4'b1???:
-        _2065_ = b[55:42];
-      default:
-        _2065_ = a;
-    endcase
-  endfunction
-  assign _0115_ = _2065_(14'hxxxx, 56'h8b4116822d045a, { _0976_, _0975_, _0974_, _0973_ });
-  assign _0973_ = st6[24:23] == (* full_case = 32'd1 *) 2'h3;
-  assign _0974_ = st6[24:23] == (* full_case = 32'd1 *) 2'h2;
-  assign _0975_ = st6[24:23] == (* full_case = 32'd1 *) 2'h1;
-  assign _0976_ = ! (* full_case = 32'd1 *) st6[24:23];
-  function [13:0] _2070_;
-    input [13:0] a;
-    input [55:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _2070_ = b[13:0];
-      4'b??1?:
-        _2070_ = b[27:14];
-      4'b?1??:
-        _2070_ = b[41:28];
-      4'b1???:
-        _2070_ = b[55:42];
-      default:
-        _2070_ = a;
-    endcase
-  endfunction
-  assign _0053_ = _2070_(14'hxxxx, 56'h8b4116822d045a, { _0980_, _0979_, _0978_, _0977_ });
-  assign _0977_ = st6[24:23] == (* full_case = 32'd1 *) 2'h3;
-  assign _0978_ = st6[24:23] == (* full_case = 32'd1 *) 2'h2;
-  assign _0979_ = st6[24:23] == (* full_case = 32'd1 *) 2'h1;
-  assign _0980_ = ! (* full_case = 32'd1 *) st6[24:23];
-  \digits_cnn_ilif.engine_conv1.expand0  expand0 (
+    pos2 <= _293_;
+  assign _349_ = _234_ ? (* full_case = 32'd1 *) 3'h0 : _235_[2:0];
+  assign _350_ = _233_ ? _349_ : pos2;
+  assign _351_ = pos0 ? _350_ : pos2;
+  assign _352_ = st7[25] ? (* full_case = 32'd1 *) 3'h0 : _351_;
+  assign _353_ = _232_ ? _352_ : pos2;
+  assign _293_ = rst ? 3'h0 : _353_;
+  assign _354_ = _233_ ? (* full_case = 32'd1 *) 3'h0 : _237_[2:0];
+  assign _355_ = pos0 ? _354_ : pos1;
+  assign _356_ = st7[25] ? (* full_case = 32'd1 *) 3'h0 : _355_;
+  assign _357_ = _232_ ? _356_ : pos1;
+  assign _292_ = rst ? 3'h0 : _357_;
+  assign _358_ = pos0 ? (* full_case = 32'd1 *) 1'h0 : _238_[0];
+  assign _359_ = st7[25] ? (* full_case = 32'd1 *) 1'h0 : _358_;
+  assign _360_ = _232_ ? _359_ : pos0;
+  assign _291_ = rst ? 1'h0 : _360_;
+  assign _290_ = rst ? 1'h0 : _231_;
+  assign _289_ = rst ? 12'h000 : { st6[25], 7'h00, counts };
+  assign _287_ = rst ? 72'h000000000000000000 : result;
+  assign _286_[75:57] = rst ? 19'h00000 : _226_[18:0];
+  assign _286_[37:19] = rst ? 19'h00000 : _164_[18:0];
+  assign _286_[18:0] = rst ? 19'h00000 : _135_[18:0];
+  assign _286_[56:38] = rst ? 19'h00000 : _196_[18:0];
+  assign _285_ = rst ? 8'h00 : { 6'h00, _104_, _102_ };
+  assign _284_ = rst ? 10'h000 : { _101_, _091_, _082_, _074_, _068_, _058_, _048_, _039_, _031_, _017_ };
+  assign _283_ = rst ? 1'h0 : _008_;
+  assign _282_ = rst ? 1'h0 : _346_;
+  assign _281_ = rst ? 1'h0 : _338_;
+  assign _280_ = rst ? 1'h0 : _329_;
+  assign _277_ = rst ? 1'h0 : _321_;
+  assign _276_ = rst ? 1'h0 : _312_;
+  assign _275_ = rst ? 1'h0 : _304_;
+  assign _274_ = rst ? 1'h0 : _288_;
+  assign _273_ = rst ? 1'h0 : _194_;
+  assign _272_ = rst ? 1'h0 : _086_;
+  assign _271_ = rst ? 4'h0 : cres8;
+  assign _270_ = rst ? 72'h000000000000000000 : res8;
+  assign _269_ = rst ? 72'h000000000000000000 : res7;
+  assign _267_ = rst ? 60'h000000000000000 : b_rd__data;
+  assign _266_ = rst ? 72'h000000000000000000 : \$signature__data ;
+  assign _361_ = st3[16] ? addend[59:45] : w2_0_3;
+  assign _265_[59:45] = rst ? 15'h0000 : _361_;
+  assign _362_ = st3[16] ? addend[29:15] : w2_0_1;
+  assign _265_[29:15] = rst ? 15'h0000 : _362_;
+  assign _363_ = st3[16] ? addend[14:0] : w2_0_0;
+  assign _265_[14:0] = rst ? 15'h0000 : _363_;
+  assign _364_ = st3[16] ? addend[44:30] : w2_0_2;
+  assign _265_[44:30] = rst ? 15'h0000 : _364_;
+  assign _264_ = rst ? 15'h0000 : _278_;
+  assign _263_ = rst ? 15'h0000 : _184_;
+  assign _262_ = rst ? 15'h0000 : _096_;
+  assign _261_ = rst ? 15'h0000 : _000_;
+  assign _260_ = rst ? 32'd0 : rd__data;
+  assign _259_ = rst ? 27'h0000000 : st6;
+  assign _258_ = rst ? 27'h0000000 : st5;
+  assign _256_ = rst ? 27'h0000000 : st4;
+  assign _255_ = rst ? 27'h0000000 : st3;
+  assign _254_ = rst ? 27'h0000000 : st2;
+  assign _253_ = rst ? 27'h0000000 : st1;
+  assign _252_ = rst ? 27'h0000000 : st0;
+  assign _251_ = rst ? 27'h0000000 : { ops__payload, ops__valid };
+  \digits_cnn_ilif.engine_conv1.datapath.rule  rule (
     .clk(clk),
-    .en(en),
-    .ev_c(ev_c),
-    .ev_x(ev_x),
-    .ev_y(ev_y),
-    .load(load),
-    .op_addr(op_addr),
-    .op_count(op_count),
-    .op_shift(op_shift),
-    .op_valid(op_valid),
-    .op_waddr(op_waddr),
-    .\port$3505$0 (\bit ),
-    .ready(ready),
-    .rst(rst)
-  );
-  \digits_cnn_ilif.engine_conv1.pixel_skid  pixel_skid (
-    .clk(clk),
-    .\port$0$2 (pixels__payload),
-    .\port$1265$0 (pixels__ready),
-    .\port$3507$0 (\$signal$32 ),
-    .\port$3725$0 (\$signal$83 ),
-    .\port$3727$0 (\$signal$82 ),
-    .\port$5$0 (pixels__valid),
-    .rst(rst)
-  );
-  \digits_cnn_ilif.engine_conv1.queue  queue (
-    .clk(clk),
-    .\port$3521$0 (\$signal$78 ),
-    .\port$3715$0 (\$signal$71 ),
-    .\port$3717$0 (\$signal$75 ),
+    .counts(counts),
+    .r(r6),
+    .result(result),
     .rst(rst),
-    .w_data({ entry7[11], pos1, pos2, \pos0$63 , entry7[3:0] }),
-    .w_en(\$signal$67 )
+    .s5(st5),
+    .s6(st6),
+    .val(val5)
   );
-  assign \c_raw[3]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
-  assign \c_raw[1]  = 1'h0;
-  assign \c_raw[0]  = 1'h0;
-  assign \$signal$129[3]  = \$signal$129 [75:57];
-  assign \$signal$129[2]  = \$signal$129 [56:38];
-  assign \$signal$129[1]  = \$signal$129 [37:19];
-  assign \$signal$129[0]  = \$signal$129 [18:0];
+  assign \counts[1]  = counts[1];
+  assign \counts[0]  = counts[0];
+  assign \$signal$48.end  = st6[25];
+  assign \$signal$48.x  = 3'h0;
+  assign \$signal$48.y  = 3'h0;
+  assign \$signal$48.g  = 1'h0;
+  assign \$signal$48.counts[3]  = counts[3];
+  assign \$signal$48.counts[2]  = counts[2];
+  assign \$signal$48.counts[1]  = counts[1];
+  assign \$signal$48.counts[0]  = counts[0];
+  assign \$signal$48.counts  = counts;
+  assign \entry7.end  = entry7[11];
+  assign \entry7.x  = entry7[10:8];
+  assign \entry7.y  = entry7[7:5];
+  assign \entry7.g  = entry7[4];
+  assign \entry7.counts[3]  = entry7[3];
+  assign \entry7.counts[2]  = entry7[2];
+  assign \entry7.counts[1]  = entry7[1];
+  assign \entry7.counts[0]  = entry7[0];
+  assign \entry7.counts  = entry7[3:0];
   assign \b6[3]  = b6[59:45];
   assign \b6[2]  = b6[44:30];
   assign \b6[1]  = b6[29:15];
   assign \b6[0]  = b6[14:0];
-  assign \$like$115[3]  = \$like$115 [59:45];
-  assign \$like$115[2]  = \$like$115 [44:30];
-  assign \$like$115[1]  = \$like$115 [29:15];
-  assign \$like$115[0]  = \$like$115 [14:0];
+  assign \$like[3]  = \$like [59:45];
+  assign \$like[2]  = \$like [44:30];
+  assign \$like[1]  = \$like [29:15];
+  assign \$like[0]  = \$like [14:0];
+  assign \result[3]  = result[71:54];
+  assign \result[2]  = result[53:36];
+  assign \result[1]  = result[35:18];
+  assign \result[0]  = result[17:0];
+  assign \c_raw[3]  = 1'h0;
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[0]  = 1'h0;
+  assign \r6[3]  = r6[75:57];
+  assign \r6[2]  = r6[56:38];
+  assign \r6[1]  = r6[37:19];
+  assign \r6[0]  = r6[18:0];
+  assign \val5[3]  = val5[75:57];
+  assign \val5[2]  = val5[56:38];
+  assign \val5[1]  = val5[37:19];
+  assign \val5[0]  = val5[18:0];
   assign \cres9[3]  = cres9[3];
   assign \cres9[2]  = cres9[2];
   assign \cres9[1]  = cres9[1];
@@ -3484,6 +2316,10 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \res9[2]  = res9[53:36];
   assign \res9[1]  = res9[35:18];
   assign \res9[0]  = res9[17:0];
+  assign \res7[3]  = res7[71:54];
+  assign \res7[2]  = res7[53:36];
+  assign \res7[1]  = res7[35:18];
+  assign \res7[0]  = res7[17:0];
   assign \res8[3]  = res8[71:54];
   assign \res8[2]  = res8[53:36];
   assign \res8[1]  = res8[35:18];
@@ -3492,43 +2328,56 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \b_rd__data[2]  = b_rd__data[44:30];
   assign \b_rd__data[1]  = b_rd__data[29:15];
   assign \b_rd__data[0]  = b_rd__data[14:0];
-  assign \b_raw[3]  = b_raw[59:45];
-  assign \b_raw[2]  = b_raw[44:30];
-  assign \b_raw[1]  = b_raw[29:15];
-  assign \b_raw[0]  = b_raw[14:0];
-  assign \$signature__data$107[3]  = \$signature__data$107 [71:54];
-  assign \$signature__data$107[2]  = \$signature__data$107 [53:36];
-  assign \$signature__data$107[1]  = \$signature__data$107 [35:18];
-  assign \$signature__data$107[0]  = \$signature__data$107 [17:0];
-  assign \v_raw[3]  = v_raw[71:54];
-  assign \v_raw[2]  = v_raw[53:36];
-  assign \v_raw[1]  = v_raw[35:18];
-  assign \v_raw[0]  = v_raw[17:0];
+  assign \$signal$21[3]  = \$signal$21 [59:45];
+  assign \$signal$21[2]  = \$signal$21 [44:30];
+  assign \$signal$21[1]  = \$signal$21 [29:15];
+  assign \$signal$21[0]  = \$signal$21 [14:0];
+  assign \$signature__data[3]  = \$signature__data [71:54];
+  assign \$signature__data[2]  = \$signature__data [53:36];
+  assign \$signature__data[1]  = \$signature__data [35:18];
+  assign \$signature__data[0]  = \$signature__data [17:0];
+  assign \$signal[3]  = \$signal [71:54];
+  assign \$signal[2]  = \$signal [53:36];
+  assign \$signal[1]  = \$signal [35:18];
+  assign \$signal[0]  = \$signal [17:0];
   assign \addend[3]  = addend[59:45];
   assign \addend[2]  = addend[44:30];
   assign \addend[1]  = addend[29:15];
   assign \addend[0]  = addend[14:0];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \rd__data[3]  = rd__data[31:24];
+  assign \rd__data[2]  = rd__data[23:16];
+  assign \rd__data[1]  = rd__data[15:8];
+  assign \rd__data[0]  = rd__data[7:0];
   assign \w1_0[3]  = w1_0[31:24];
   assign \w1_0[2]  = w1_0[23:16];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[0]  = w1_0[7:0];
-  assign \st8.bias_g  = st8[26];
-  assign \st8.end  = st8[25];
-  assign \st8.fire_k  = st8[24:23];
-  assign \st8.last_step  = st8[22];
-  assign \st8.shift  = st8[21:18];
-  assign \st8.count  = st8[17];
-  assign \st8.proj  = st8[16];
-  assign \st8.waddr  = st8[15:11];
-  assign \st8.addr  = st8[10:4];
-  assign \st8.bank  = st8[3];
-  assign \st8.cur  = st8[2];
-  assign \st8.kind  = st8[1];
-  assign \st8.valid  = st8[0];
+  assign \st7.bias_g  = st7[26];
+  assign \st7.end  = st7[25];
+  assign \st7.fire_k  = st7[24:23];
+  assign \st7.last_step  = st7[22];
+  assign \st7.shift  = st7[21:18];
+  assign \st7.count  = st7[17];
+  assign \st7.proj  = st7[16];
+  assign \st7.waddr  = st7[15:11];
+  assign \st7.addr  = st7[10:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \st6.bias_g  = st6[26];
+  assign \st6.end  = st6[25];
+  assign \st6.fire_k  = st6[24:23];
+  assign \st6.last_step  = st6[22];
+  assign \st6.shift  = st6[21:18];
+  assign \st6.count  = st6[17];
+  assign \st6.proj  = st6[16];
+  assign \st6.waddr  = st6[15:11];
+  assign \st6.addr  = st6[10:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
   assign \st5.bias_g  = st5[26];
   assign \st5.end  = st5[25];
   assign \st5.fire_k  = st5[24:23];
@@ -3568,87 +2417,6 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \st3.cur  = st3[2];
   assign \st3.kind  = st3[1];
   assign \st3.valid  = st3[0];
-  assign \st1.bias_g  = st1[26];
-  assign \st1.end  = st1[25];
-  assign \st1.fire_k  = st1[24:23];
-  assign \st1.last_step  = st1[22];
-  assign \st1.shift  = st1[21:18];
-  assign \st1.count  = st1[17];
-  assign \st1.proj  = st1[16];
-  assign \st1.waddr  = st1[15:11];
-  assign \st1.addr  = st1[10:4];
-  assign \st1.bank  = st1[3];
-  assign \st1.cur  = st1[2];
-  assign \st1.kind  = st1[1];
-  assign \st1.valid  = st1[0];
-  assign \o__payload.x  = \$signal$71 [10:8];
-  assign \o__payload.y  = \$signal$71 [7:5];
-  assign \o__payload.c  = o__payload[2:0];
-  assign \entry.end  = st6[25];
-  assign \entry.x  = 3'h0;
-  assign \entry.y  = 3'h0;
-  assign \entry.g  = 1'h0;
-  assign \entry.counts  = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign \entry7.end  = entry7[11];
-  assign \entry7.x  = entry7[10:8];
-  assign \entry7.y  = entry7[7:5];
-  assign \entry7.g  = entry7[4];
-  assign \entry7.counts[3]  = entry7[3];
-  assign \entry7.counts[2]  = entry7[2];
-  assign \entry7.counts[1]  = entry7[1];
-  assign \entry7.counts[0]  = entry7[0];
-  assign \entry7.counts  = entry7[3:0];
-  assign \written.end  = entry7[11];
-  assign \written.x  = pos1;
-  assign \written.y  = pos2;
-  assign \written.g  = \pos0$63 ;
-  assign \written.counts[3]  = entry7[3];
-  assign \written.counts[2]  = entry7[2];
-  assign \written.counts[1]  = entry7[1];
-  assign \written.counts[0]  = entry7[0];
-  assign \written.counts  = entry7[3:0];
-  assign \res7[3]  = v_wr__data[71:54];
-  assign \res7[2]  = v_wr__data[53:36];
-  assign \res7[1]  = v_wr__data[35:18];
-  assign \res7[0]  = v_wr__data[17:0];
-  assign \v_wr__data[3]  = v_wr__data[71:54];
-  assign \v_wr__data[2]  = v_wr__data[53:36];
-  assign \v_wr__data[1]  = v_wr__data[35:18];
-  assign \v_wr__data[0]  = v_wr__data[17:0];
-  assign \st7.bias_g  = st7[26];
-  assign \st7.end  = st7[25];
-  assign \st7.fire_k  = st7[24:23];
-  assign \st7.last_step  = st7[22];
-  assign \st7.shift  = st7[21:18];
-  assign \st7.count  = st7[17];
-  assign \st7.proj  = st7[16];
-  assign \st7.waddr  = st7[15:11];
-  assign \st7.addr  = st7[10:4];
-  assign \st7.bank  = st7[3];
-  assign \st7.cur  = st7[2];
-  assign \st7.kind  = st7[1];
-  assign \st7.valid  = st7[0];
-  assign \out_counts[3]  = \entry.counts[3] ;
-  assign \out_counts[2]  = \entry.counts[2] ;
-  assign \out_counts[1]  = \entry.counts[1] ;
-  assign \out_counts[0]  = \entry.counts[0] ;
-  assign \$signal$48[3]  = \$signal$48 [75:57];
-  assign \$signal$48[2]  = \$signal$48 [56:38];
-  assign \$signal$48[1]  = \$signal$48 [37:19];
-  assign \$signal$48[0]  = \$signal$48 [18:0];
-  assign \st6.bias_g  = st6[26];
-  assign \st6.end  = st6[25];
-  assign \st6.fire_k  = st6[24:23];
-  assign \st6.last_step  = st6[22];
-  assign \st6.shift  = st6[21:18];
-  assign \st6.count  = st6[17];
-  assign \st6.proj  = st6[16];
-  assign \st6.waddr  = st6[15:11];
-  assign \st6.addr  = st6[10:4];
-  assign \st6.bank  = st6[3];
-  assign \st6.cur  = st6[2];
-  assign \st6.kind  = st6[1];
-  assign \st6.valid  = st6[0];
   assign \st2.bias_g  = st2[26];
   assign \st2.end  = st2[25];
   assign \st2.fire_k  = st2[24:23];
@@ -3662,6 +2430,31 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \st2.cur  = st2[2];
   assign \st2.kind  = st2[1];
   assign \st2.valid  = st2[0];
+  assign \st1.bias_g  = st1[26];
+  assign \st1.end  = st1[25];
+  assign \st1.fire_k  = st1[24:23];
+  assign \st1.last_step  = st1[22];
+  assign \st1.shift  = st1[21:18];
+  assign \st1.count  = st1[17];
+  assign \st1.proj  = st1[16];
+  assign \st1.waddr  = st1[15:11];
+  assign \st1.addr  = st1[10:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \ops__payload.bias_g  = ops__payload[25];
+  assign \ops__payload.end  = ops__payload[24];
+  assign \ops__payload.fire_k  = ops__payload[23:22];
+  assign \ops__payload.last_step  = ops__payload[21];
+  assign \ops__payload.shift  = ops__payload[20:17];
+  assign \ops__payload.count  = ops__payload[16];
+  assign \ops__payload.proj  = ops__payload[15];
+  assign \ops__payload.waddr  = ops__payload[14:10];
+  assign \ops__payload.addr  = ops__payload[9:3];
+  assign \ops__payload.bank  = ops__payload[2];
+  assign \ops__payload.cur  = ops__payload[1];
+  assign \ops__payload.kind  = ops__payload[0];
   assign \st0.bias_g  = st0[26];
   assign \st0.end  = st0[25];
   assign \st0.fire_k  = st0[24:23];
@@ -3675,119 +2468,494 @@ module \digits_cnn_ilif.engine_conv1 (clk, rst, pixels__valid, o__ready, active,
   assign \st0.cur  = st0[2];
   assign \st0.kind  = st0[1];
   assign \st0.valid  = st0[0];
-  assign \issue.bias_g  = pos0;
-  assign \issue.last_step  = 1'h0;
-  assign \issue.proj  = 1'h0;
-  assign \issue.cur  = 1'h0;
-  assign _0512_[2:0] = o__payload[2:0];
-  assign _0353_[0] = v_wr__en;
-  assign _0300_[7:0] = v_wr__addr;
-  assign _0035_[7:0] = \$signature__addr$43 ;
-  assign o__payload[10:3] = { \o__payload.end , \o__payload.count , \$signal$71 [10:5] };
+  assign _248_[0] = \$signature__en ;
+  assign _242_[7:0] = \$signature__addr$61 ;
+  assign _240_[7:0] = \$signature__addr ;
+  assign \push__payload.end  = entry7[11];
+  assign \push__payload.x  = pos1;
+  assign \push__payload.y  = pos2;
+  assign \push__payload.g  = pos0;
+  assign \push__payload.counts[3]  = entry7[3];
+  assign \push__payload.counts[2]  = entry7[2];
+  assign \push__payload.counts[1]  = entry7[1];
+  assign \push__payload.counts[0]  = entry7[0];
+  assign \push__payload.counts  = entry7[3:0];
+  assign \$signature__data$62[3]  = res7[71:54];
+  assign \$signature__data$62[2]  = res7[53:36];
+  assign \$signature__data$62[1]  = res7[35:18];
+  assign \$signature__data$62[0]  = res7[17:0];
+  assign \r[3]  = r6[75:57];
+  assign \r[2]  = r6[56:38];
+  assign \r[1]  = r6[37:19];
+  assign \r[0]  = r6[18:0];
+  assign \s6.bias_g  = st6[26];
+  assign \s6.end  = st6[25];
+  assign \s6.fire_k  = st6[24:23];
+  assign \s6.last_step  = st6[22];
+  assign \s6.shift  = st6[21:18];
+  assign \s6.count  = st6[17];
+  assign \s6.proj  = st6[16];
+  assign \s6.waddr  = st6[15:11];
+  assign \s6.addr  = st6[10:4];
+  assign \s6.bank  = st6[3];
+  assign \s6.cur  = st6[2];
+  assign \s6.kind  = st6[1];
+  assign \s6.valid  = st6[0];
+  assign \s5.bias_g  = st5[26];
+  assign \s5.end  = st5[25];
+  assign \s5.fire_k  = st5[24:23];
+  assign \s5.last_step  = st5[22];
+  assign \s5.shift  = st5[21:18];
+  assign \s5.count  = st5[17];
+  assign \s5.proj  = st5[16];
+  assign \s5.waddr  = st5[15:11];
+  assign \s5.addr  = st5[10:4];
+  assign \s5.bank  = st5[3];
+  assign \s5.cur  = st5[2];
+  assign \s5.kind  = st5[1];
+  assign \s5.valid  = st5[0];
+  assign \val[3]  = val5[75:57];
+  assign \val[2]  = val5[56:38];
+  assign \val[1]  = val5[37:19];
+  assign \val[0]  = val5[18:0];
+  assign \counts[3]  = counts[3];
+  assign \counts[2]  = counts[2];
+  assign push__payload = { entry7[11], pos1, pos2, pos0, entry7[3:0] };
+  assign push__valid = push7;
+  assign \$signature__data$62  = res7;
+  assign r = r6;
+  assign s6 = st6;
+  assign s5 = st5;
+  assign val = val5;
+  assign b_rd__addr = st2[26];
+  assign rd__addr = st0[15:11];
+  assign \$signal$48  = { st6[25], 7'h00, counts };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
-  assign busy = op_valid;
-  assign push7 = \$signal$67 ;
-  assign \$signal$66  = { entry7[11], pos1, pos2, \pos0$63 , entry7[3:0] };
-  assign entry = { st6[25], 7'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign written = { entry7[11], pos1, pos2, \pos0$63 , entry7[3:0] };
-  assign res7 = v_wr__data;
-  assign out_counts = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign b_rd__addr = st2[26];
-  assign \$signature__addr  = st0[15:11];
-  assign ev_shift = { 1'h0, \bit  };
-  assign ev_count = 1'h1;
-  assign pix_x = ev_x;
-  assign pix_y = ev_y;
-  assign pix_c = ev_c;
-  assign \$signal$15  = pixels__ready;
-  assign \$signal$12  = pixels__valid;
-  assign \$signal$10  = pixels__payload;
-  assign issue = { pos0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , \issue.bank , 1'h0, \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3505$0 , load, ev_c, ev_y, ev_x, op_count, op_shift, op_addr, op_waddr, op_valid, clk);
+module \digits_cnn_ilif.engine_conv1.datapath.rule (rst, s5, s6, val, r, result, counts, clk);
   wire _000_;
-  wire [2:0] _001_;
-  wire [8:0] _002_;
-  wire [4:0] _003_;
-  wire [10:0] _004_;
-  wire [3:0] _005_;
-  (* unused_bits = "5 6 7 8 9 10 11" *)
-  wire [11:0] _006_;
-  wire [3:0] _007_;
-  (* unused_bits = "4" *)
-  wire [4:0] _008_;
-  wire [3:0] _009_;
+  wire _001_;
+  wire [18:0] _002_;
+  wire _003_;
+  wire _004_;
+  wire _005_;
+  wire _006_;
+  wire [18:0] _007_;
+  wire _008_;
+  wire _009_;
   wire _010_;
-  (* unused_bits = "4" *)
-  wire [4:0] _011_;
-  wire [3:0] _012_;
-  (* unused_bits = "4" *)
-  wire [4:0] _013_;
-  wire [3:0] _014_;
-  wire _015_;
-  wire [3:0] _016_;
+  wire _011_;
+  wire _012_;
+  wire [18:0] _013_;
+  wire [13:0] _014_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _015_;
+  wire _016_;
   wire _017_;
-  wire [4:0] _018_;
-  wire [3:0] _019_;
-  wire [3:0] _020_;
-  wire _021_;
-  wire _022_;
-  wire [3:0] _023_;
+  wire _018_;
+  wire _019_;
+  (* unused_bits = "18" *)
+  wire [18:0] _020_;
+  wire [13:0] _021_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _022_;
+  wire _023_;
   wire _024_;
   wire _025_;
-  (* unused_bits = "1" *)
-  wire [1:0] _026_;
-  (* unused_bits = "7" *)
-  wire [7:0] _027_;
-  (* unused_bits = "5" *)
-  wire [5:0] _028_;
-  wire _029_;
+  (* unused_bits = "18" *)
+  wire [18:0] _026_;
+  wire _027_;
+  wire [13:0] _028_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _029_;
   wire _030_;
-  (* unused_bits = "4" *)
-  wire [4:0] _031_;
-  (* unused_bits = "7" *)
-  wire [7:0] _032_;
-  (* unused_bits = "5 6" *)
-  wire [6:0] _033_;
-  wire _034_;
-  (* unused_bits = "7 8" *)
-  wire [8:0] _035_;
-  (* unused_bits = "5 6" *)
-  wire [6:0] _036_;
+  wire _031_;
+  wire _032_;
+  (* unused_bits = "18" *)
+  wire [18:0] _033_;
+  wire [13:0] _034_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _035_;
+  wire _036_;
   wire _037_;
-  (* unused_bits = "4" *)
-  wire [4:0] _038_;
+  wire _038_;
   wire _039_;
-  wire _040_;
-  wire _041_;
-  wire [3:0] _042_;
+  (* unused_bits = "18" *)
+  wire [18:0] _040_;
+  wire [75:0] _041_;
+  wire [18:0] _042_;
   wire _043_;
-  wire [6:0] _044_;
-  wire [4:0] _045_;
-  wire [3:0] _046_;
-  wire [3:0] _047_;
-  wire [3:0] _048_;
+  wire _044_;
+  wire [17:0] _045_;
+  wire [17:0] _046_;
+  wire [17:0] _047_;
+  wire [17:0] _048_;
   wire _049_;
   wire _050_;
-  wire [7:0] _051_;
+  wire _051_;
   wire _052_;
-  wire [4:0] _053_;
-  wire [3:0] _054_;
+  wire _053_;
+  wire _054_;
   wire _055_;
-  wire [4:0] _056_;
-  (* unused_bits = "7 8" *)
-  wire [8:0] _057_;
+  wire _056_;
+  wire _057_;
   wire _058_;
   wire _059_;
   wire _060_;
   wire _061_;
   wire _062_;
-  wire [3:0] _063_;
-  wire [4:0] _064_;
+  wire _063_;
+  wire _064_;
+  input clk;
+  wire clk;
+  output [3:0] counts;
+  wire [3:0] counts;
+  wire \counts[0] ;
+  wire \counts[1] ;
+  wire \counts[2] ;
+  wire \counts[3] ;
+  wire [17:0] diff0;
+  wire [17:0] diff1;
+  wire [17:0] diff2;
+  wire [17:0] diff3;
+  output [75:0] r;
+  reg [75:0] r = 76'h0000000000000000000;
+  wire [18:0] \r[0] ;
+  wire [18:0] \r[1] ;
+  wire [18:0] \r[2] ;
+  wire [18:0] \r[3] ;
+  output [71:0] result;
+  wire [71:0] result;
+  wire [17:0] \result[0] ;
+  wire [17:0] \result[1] ;
+  wire [17:0] \result[2] ;
+  wire [17:0] \result[3] ;
+  input rst;
+  wire rst;
+  input [26:0] s5;
+  wire [26:0] s5;
+  (* unused_bits = "0 1 2 3 4 5 6" *)
+  wire [6:0] \s5.addr ;
+  (* unused_bits = "0" *)
+  wire \s5.bank ;
+  (* unused_bits = "0" *)
+  wire \s5.bias_g ;
+  (* unused_bits = "0" *)
+  wire \s5.count ;
+  (* unused_bits = "0" *)
+  wire \s5.cur ;
+  (* unused_bits = "0" *)
+  wire \s5.end ;
+  wire [1:0] \s5.fire_k ;
+  wire \s5.kind ;
+  (* unused_bits = "0" *)
+  wire \s5.last_step ;
+  (* unused_bits = "0" *)
+  wire \s5.proj ;
+  (* unused_bits = "0 1 2 3" *)
+  wire [3:0] \s5.shift ;
+  (* unused_bits = "0" *)
+  wire \s5.valid ;
+  (* unused_bits = "0 1 2 3 4" *)
+  wire [4:0] \s5.waddr ;
+  input [26:0] s6;
+  wire [26:0] s6;
+  (* unused_bits = "0 1 2 3 4 5 6" *)
+  wire [6:0] \s6.addr ;
+  (* unused_bits = "0" *)
+  wire \s6.bank ;
+  (* unused_bits = "0" *)
+  wire \s6.bias_g ;
+  (* unused_bits = "0" *)
+  wire \s6.count ;
+  (* unused_bits = "0" *)
+  wire \s6.cur ;
+  (* unused_bits = "0" *)
+  wire \s6.end ;
+  wire [1:0] \s6.fire_k ;
+  wire \s6.kind ;
+  (* unused_bits = "0" *)
+  wire \s6.last_step ;
+  (* unused_bits = "0" *)
+  wire \s6.proj ;
+  (* unused_bits = "0 1 2 3" *)
+  wire [3:0] \s6.shift ;
+  (* unused_bits = "0" *)
+  wire \s6.valid ;
+  (* unused_bits = "0 1 2 3 4" *)
+  wire [4:0] \s6.waddr ;
+  input [75:0] val;
+  wire [75:0] val;
+  wire [18:0] \val[0] ;
+  wire [18:0] \val[1] ;
+  wire [18:0] \val[2] ;
+  wire [18:0] \val[3] ;
+  assign _035_ = $signed(r[75:57]) - $signed({ 1'h0, _034_ });
+  assign _036_ = $signed(diff3) >= $signed(1'h0);
+  assign _038_ = s6[24:23] == 2'h3;
+  assign _039_ = $signed(diff3) >= $signed(1'h0);
+  assign _040_ = _039_ ? { diff3[17], diff3 } : r[75:57];
+  always @(posedge clk)
+    r <= _041_;
+  assign _008_ = ! s5[24:23];
+  assign _018_ = s5[1] & _008_;
+  assign _027_ = $signed(val[18:0]) > $signed(16'h459f);
+  assign _037_ = _018_ & _027_;
+  assign _042_ = _037_ ? 19'h0459f : val[18:0];
+  assign _043_ = ! s5[24:23];
+  assign _044_ = s5[1] & _043_;
+  assign _000_ = $signed(val[37:19]) > $signed(16'h459f);
+  assign _001_ = _044_ & _000_;
+  assign _002_ = _001_ ? 19'h0459f : val[37:19];
+  assign _003_ = ! s5[24:23];
+  assign _004_ = s5[1] & _003_;
+  assign _005_ = $signed(val[56:38]) > $signed(16'h459f);
+  assign _006_ = _004_ & _005_;
+  assign _007_ = _006_ ? 19'h0459f : val[56:38];
+  assign _009_ = ! s5[24:23];
+  assign _010_ = s5[1] & _009_;
+  assign _011_ = $signed(val[75:57]) > $signed(16'h459f);
+  assign _012_ = _010_ & _011_;
+  assign _013_ = _012_ ? 19'h0459f : val[75:57];
+  assign _015_ = $signed(r[18:0]) - $signed({ 1'h0, _014_ });
+  assign _016_ = $signed(diff0) >= $signed(1'h0);
+  assign _017_ = s6[24:23] == 2'h3;
+  assign _019_ = $signed(diff0) >= $signed(1'h0);
+  assign _020_ = _019_ ? { diff0[17], diff0 } : r[18:0];
+  assign _022_ = $signed(r[37:19]) - $signed({ 1'h0, _021_ });
+  assign _023_ = $signed(diff1) >= $signed(1'h0);
+  assign _024_ = s6[24:23] == 2'h3;
+  assign _025_ = $signed(diff1) >= $signed(1'h0);
+  assign _026_ = _025_ ? { diff1[17], diff1 } : r[37:19];
+  assign _029_ = $signed(r[56:38]) - $signed({ 1'h0, _028_ });
+  assign _030_ = $signed(diff2) >= $signed(1'h0);
+  assign _031_ = s6[24:23] == 2'h3;
+  assign _032_ = $signed(diff2) >= $signed(1'h0);
+  assign _033_ = _032_ ? { diff2[17], diff2 } : r[56:38];
+  assign diff3 = s6[1] ? (* full_case = 32'd1 *) _035_[17:0] : 18'h00000;
+  assign diff2 = s6[1] ? (* full_case = 32'd1 *) _029_[17:0] : 18'h00000;
+  assign diff1 = s6[1] ? (* full_case = 32'd1 *) _022_[17:0] : 18'h00000;
+  assign \counts[3]  = s6[1] ? (* full_case = 32'd1 *) _036_ : 1'h0;
+  assign \counts[2]  = s6[1] ? (* full_case = 32'd1 *) _030_ : 1'h0;
+  assign \counts[1]  = s6[1] ? (* full_case = 32'd1 *) _023_ : 1'h0;
+  assign \counts[0]  = s6[1] ? (* full_case = 32'd1 *) _016_ : 1'h0;
+  assign diff0 = s6[1] ? (* full_case = 32'd1 *) _015_[17:0] : 18'h00000;
+  assign _045_ = _038_ ? (* full_case = 32'd1 *) 18'h00000 : _040_[17:0];
+  assign \result[3]  = s6[1] ? (* full_case = 32'd1 *) _045_ : r[74:57];
+  assign _046_ = _031_ ? (* full_case = 32'd1 *) 18'h00000 : _033_[17:0];
+  assign \result[2]  = s6[1] ? (* full_case = 32'd1 *) _046_ : r[55:38];
+  assign _047_ = _024_ ? (* full_case = 32'd1 *) 18'h00000 : _026_[17:0];
+  assign \result[1]  = s6[1] ? (* full_case = 32'd1 *) _047_ : r[36:19];
+  assign _048_ = _017_ ? (* full_case = 32'd1 *) 18'h00000 : _020_[17:0];
+  assign \result[0]  = s6[1] ? (* full_case = 32'd1 *) _048_ : r[17:0];
+  assign _041_[75:57] = rst ? 19'h00000 : _013_;
+  assign _041_[37:19] = rst ? 19'h00000 : _002_;
+  assign _041_[18:0] = rst ? 19'h00000 : _042_;
+  assign _041_[56:38] = rst ? 19'h00000 : _007_;
+  function [13:0] _126_;
+    input [13:0] a;
+    input [55:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _126_ = b[13:0];
+      4'b??1?:
+        _126_ = b[27:14];
+      4'b?1??:
+        _126_ = b[41:28];
+      4'b1???:
+        _126_ = b[55:42];
+      default:
+        _126_ = a;
+    endcase
+  endfunction
+  assign _034_ = _126_(14'hxxxx, 56'h8b4116822d045a, { _052_, _051_, _050_, _049_ });
+  assign _049_ = s6[24:23] == (* full_case = 32'd1 *) 2'h3;
+  assign _050_ = s6[24:23] == (* full_case = 32'd1 *) 2'h2;
+  assign _051_ = s6[24:23] == (* full_case = 32'd1 *) 2'h1;
+  assign _052_ = ! (* full_case = 32'd1 *) s6[24:23];
+  function [13:0] _131_;
+    input [13:0] a;
+    input [55:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _131_ = b[13:0];
+      4'b??1?:
+        _131_ = b[27:14];
+      4'b?1??:
+        _131_ = b[41:28];
+      4'b1???:
+        _131_ = b[55:42];
+      default:
+        _131_ = a;
+    endcase
+  endfunction
+  assign _028_ = _131_(14'hxxxx, 56'h8b4116822d045a, { _056_, _055_, _054_, _053_ });
+  assign _053_ = s6[24:23] == (* full_case = 32'd1 *) 2'h3;
+  assign _054_ = s6[24:23] == (* full_case = 32'd1 *) 2'h2;
+  assign _055_ = s6[24:23] == (* full_case = 32'd1 *) 2'h1;
+  assign _056_ = ! (* full_case = 32'd1 *) s6[24:23];
+  function [13:0] _136_;
+    input [13:0] a;
+    input [55:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _136_ = b[13:0];
+      4'b??1?:
+        _136_ = b[27:14];
+      4'b?1??:
+        _136_ = b[41:28];
+      4'b1???:
+        _136_ = b[55:42];
+      default:
+        _136_ = a;
+    endcase
+  endfunction
+  assign _021_ = _136_(14'hxxxx, 56'h8b4116822d045a, { _060_, _059_, _058_, _057_ });
+  assign _057_ = s6[24:23] == (* full_case = 32'd1 *) 2'h3;
+  assign _058_ = s6[24:23] == (* full_case = 32'd1 *) 2'h2;
+  assign _059_ = s6[24:23] == (* full_case = 32'd1 *) 2'h1;
+  assign _060_ = ! (* full_case = 32'd1 *) s6[24:23];
+  function [13:0] _141_;
+    input [13:0] a;
+    input [55:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _141_ = b[13:0];
+      4'b??1?:
+        _141_ = b[27:14];
+      4'b?1??:
+        _141_ = b[41:28];
+      4'b1???:
+        _141_ = b[55:42];
+      default:
+        _141_ = a;
+    endcase
+  endfunction
+  assign _014_ = _141_(14'hxxxx, 56'h8b4116822d045a, { _064_, _063_, _062_, _061_ });
+  assign _061_ = s6[24:23] == (* full_case = 32'd1 *) 2'h3;
+  assign _062_ = s6[24:23] == (* full_case = 32'd1 *) 2'h2;
+  assign _063_ = s6[24:23] == (* full_case = 32'd1 *) 2'h1;
+  assign _064_ = ! (* full_case = 32'd1 *) s6[24:23];
+  assign \s6.bias_g  = s6[26];
+  assign \s6.end  = s6[25];
+  assign \s6.fire_k  = s6[24:23];
+  assign \s6.last_step  = s6[22];
+  assign \s6.shift  = s6[21:18];
+  assign \s6.count  = s6[17];
+  assign \s6.proj  = s6[16];
+  assign \s6.waddr  = s6[15:11];
+  assign \s6.addr  = s6[10:4];
+  assign \s6.bank  = s6[3];
+  assign \s6.cur  = s6[2];
+  assign \s6.kind  = s6[1];
+  assign \s6.valid  = s6[0];
+  assign \val[3]  = val[75:57];
+  assign \val[2]  = val[56:38];
+  assign \val[1]  = val[37:19];
+  assign \val[0]  = val[18:0];
+  assign \s5.bias_g  = s5[26];
+  assign \s5.end  = s5[25];
+  assign \s5.fire_k  = s5[24:23];
+  assign \s5.last_step  = s5[22];
+  assign \s5.shift  = s5[21:18];
+  assign \s5.count  = s5[17];
+  assign \s5.proj  = s5[16];
+  assign \s5.waddr  = s5[15:11];
+  assign \s5.addr  = s5[10:4];
+  assign \s5.bank  = s5[3];
+  assign \s5.cur  = s5[2];
+  assign \s5.kind  = s5[1];
+  assign \s5.valid  = s5[0];
+  assign \r[3]  = r[75:57];
+  assign \r[2]  = r[56:38];
+  assign \r[1]  = r[37:19];
+  assign \r[0]  = r[18:0];
+  assign counts = { \counts[3] , \counts[2] , \counts[1] , \counts[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv1.input_stage (rst, o__ready, start, pixels__payload, pixels__valid, pixels__ready, done, o__payload, o__valid, clk);
+  wire _000_;
+  wire _001_;
+  wire _002_;
+  wire _003_;
+  wire _004_;
+  wire _005_;
+  wire _006_;
+  wire _007_;
+  wire _008_;
+  wire _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire _013_;
+  wire _014_;
+  wire _015_;
+  wire _016_;
+  wire _017_;
+  wire _018_;
+  wire _019_;
+  wire _020_;
+  wire _021_;
+  wire _022_;
+  wire _023_;
+  wire _024_;
+  wire _025_;
+  wire _026_;
+  wire _027_;
+  wire _028_;
+  wire _029_;
+  wire _030_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
+  wire _034_;
+  wire _035_;
+  wire _036_;
+  wire _037_;
+  wire _038_;
+  wire _039_;
+  wire _040_;
+  wire _041_;
+  wire _042_;
+  wire _043_;
+  wire _044_;
+  wire _045_;
+  wire _046_;
+  wire _047_;
+  wire _048_;
+  wire _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire _054_;
+  wire _055_;
+  wire _056_;
+  wire _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire _063_;
+  wire _064_;
   wire _065_;
   wire _066_;
   wire _067_;
@@ -3800,28 +2968,28 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3505$0 , loa
   wire _074_;
   wire _075_;
   wire _076_;
-  wire [3:0] _077_;
-  wire [3:0] _078_;
-  wire [3:0] _079_;
-  wire [3:0] _080_;
-  wire [3:0] _081_;
-  wire [3:0] _082_;
-  wire [3:0] _083_;
-  wire [3:0] _084_;
-  wire [3:0] _085_;
-  wire [3:0] _086_;
-  wire [4:0] _087_;
-  wire [4:0] _088_;
-  wire [4:0] _089_;
-  wire [4:0] _090_;
-  wire [6:0] _091_;
-  wire [6:0] _092_;
-  wire [6:0] _093_;
-  wire [6:0] _094_;
+  wire _077_;
+  wire _078_;
+  wire _079_;
+  wire _080_;
+  wire _081_;
+  wire _082_;
+  wire _083_;
+  wire _084_;
+  wire _085_;
+  wire _086_;
+  wire _087_;
+  wire _088_;
+  wire _089_;
+  wire _090_;
+  wire _091_;
+  wire _092_;
+  wire _093_;
+  wire _094_;
   wire _095_;
   wire _096_;
   wire _097_;
-  wire [3:0] _098_;
+  wire _098_;
   wire _099_;
   wire _100_;
   wire _101_;
@@ -3927,168 +3095,1101 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3505$0 , loa
   wire _201_;
   wire _202_;
   wire _203_;
-  reg \$signal  = 1'h0;
-  wire [6:0] addr;
+  wire _204_;
+  wire _205_;
+  wire _206_;
+  wire _207_;
+  wire _208_;
+  wire _209_;
+  wire _210_;
+  wire _211_;
+  wire _212_;
+  wire _213_;
+  wire _214_;
+  wire _215_;
+  wire _216_;
+  wire _217_;
+  wire _218_;
+  wire _219_;
+  wire _220_;
+  wire _221_;
+  wire _222_;
+  wire _223_;
+  wire _224_;
+  wire _225_;
+  wire _226_;
+  wire _227_;
+  wire _228_;
+  wire _229_;
+  wire _230_;
+  wire _231_;
+  wire _232_;
+  wire _233_;
+  wire _234_;
+  wire _235_;
+  wire _236_;
+  wire _237_;
+  wire _238_;
+  wire _239_;
+  wire _240_;
+  wire _241_;
+  wire _242_;
+  wire _243_;
+  wire _244_;
+  wire _245_;
+  wire _246_;
+  wire _247_;
+  wire _248_;
+  wire _249_;
+  wire _250_;
+  wire _251_;
+  wire _252_;
+  wire _253_;
+  wire _254_;
+  wire _255_;
+  wire _256_;
+  wire _257_;
+  wire _258_;
+  wire _259_;
+  wire _260_;
+  wire _261_;
+  wire _262_;
+  wire _263_;
+  wire _264_;
+  wire _265_;
+  wire _266_;
+  wire _267_;
+  wire _268_;
+  wire _269_;
+  wire _270_;
+  wire _271_;
+  wire _272_;
+  wire _273_;
+  wire _274_;
+  (* unused_bits = "7" *)
+  wire [7:0] _275_;
+  wire _276_;
+  wire _277_;
+  wire _278_;
+  wire _279_;
+  (* unused_bits = "1" *)
+  wire [1:0] _280_;
+  (* unused_bits = "3" *)
+  wire [3:0] _281_;
+  (* unused_bits = "3" *)
+  wire [3:0] _282_;
+  wire _283_;
+  wire _284_;
+  wire _285_;
+  wire _286_;
+  wire [7:0] _287_;
+  wire _288_;
+  wire _289_;
+  wire _290_;
+  wire [6:0] _291_;
+  wire _292_;
+  wire _293_;
+  wire [2:0] _294_;
+  wire [2:0] _295_;
+  wire [2:0] _296_;
+  wire [2:0] _297_;
+  wire _298_;
+  wire _299_;
+  wire _300_;
+  wire _301_;
+  wire _302_;
+  wire _303_;
+  wire _304_;
+  wire _305_;
+  wire _306_;
+  wire _307_;
+  wire _308_;
+  wire _309_;
+  wire _310_;
+  wire _311_;
+  wire _312_;
+  wire _313_;
+  wire _314_;
+  wire _315_;
+  wire _316_;
+  wire _317_;
+  wire _318_;
+  wire _319_;
+  wire _320_;
+  wire _321_;
+  wire _322_;
+  wire _323_;
+  wire _324_;
+  wire _325_;
+  wire _326_;
+  wire _327_;
+  wire _328_;
+  wire _329_;
+  wire _330_;
+  wire _331_;
+  wire _332_;
+  wire _333_;
+  wire _334_;
+  wire _335_;
+  wire _336_;
+  wire _337_;
+  wire _338_;
+  wire _339_;
+  wire _340_;
+  wire _341_;
+  wire _342_;
+  wire _343_;
+  wire _344_;
+  wire _345_;
+  wire _346_;
+  wire _347_;
+  wire _348_;
+  wire _349_;
+  wire _350_;
+  wire _351_;
+  wire _352_;
+  wire [2:0] _353_;
+  wire [2:0] _354_;
+  wire [2:0] _355_;
+  wire [2:0] _356_;
+  wire [2:0] _357_;
+  wire [2:0] _358_;
+  wire [2:0] _359_;
+  wire [2:0] _360_;
+  wire [2:0] _361_;
+  wire [2:0] _362_;
+  wire [2:0] _363_;
+  wire [2:0] _364_;
+  wire [2:0] _365_;
+  wire [2:0] _366_;
+  wire [2:0] _367_;
+  wire [2:0] _368_;
+  wire [2:0] _369_;
+  wire _370_;
+  wire _371_;
+  wire _372_;
+  wire _373_;
+  wire _374_;
+  wire _375_;
+  wire _376_;
+  wire [6:0] _377_;
+  wire [6:0] _378_;
+  wire [6:0] _379_;
+  wire [6:0] _380_;
+  wire _381_;
+  wire _382_;
+  wire _383_;
+  wire _384_;
+  wire _385_;
+  wire _386_;
+  wire _387_;
+  wire _388_;
+  wire [7:0] _389_;
+  wire [7:0] _390_;
+  wire [7:0] _391_;
+  wire [7:0] _392_;
+  wire _393_;
+  wire _394_;
+  wire [2:0] _395_;
+  wire [2:0] _396_;
+  wire [2:0] _397_;
+  wire [2:0] _398_;
+  wire [2:0] _399_;
+  wire [2:0] _400_;
+  wire [2:0] _401_;
+  reg \$like  = 1'h0;
+  reg [2:0] \$like$27  = 3'h0;
+  reg \$signal  = 1'h1;
+  reg \$signal$15  = 1'h0;
+  wire [2:0] \bit ;
   wire busy;
-  wire \busy$6 ;
   input clk;
   wire clk;
-  wire count;
-  input en;
-  wire en;
-  input ev_c;
-  wire ev_c;
-  wire ev_count;
-  wire [3:0] ev_shift;
-  input [2:0] ev_x;
-  wire [2:0] ev_x;
-  input [2:0] ev_y;
-  wire [2:0] ev_y;
-  reg g = 1'h0;
-  reg last_g = 1'h0;
-  reg last_y = 1'h0;
-  input load;
-  wire load;
-  output [6:0] op_addr;
-  reg [6:0] op_addr = 7'h00;
-  output op_count;
-  reg op_count = 1'h0;
-  output [3:0] op_shift;
-  reg [3:0] op_shift = 4'h0;
-  output op_valid;
-  reg op_valid = 1'h0;
-  output [4:0] op_waddr;
-  reg [4:0] op_waddr = 5'h00;
-  input [2:0] \port$3505$0 ;
-  wire [2:0] \port$3505$0 ;
-  reg [4:0] r_step = 5'h00;
-  output ready;
-  wire ready;
+  output done;
+  wire done;
+  wire [11:0] i__payload;
+  wire \i__payload.c ;
+  wire \i__payload.count ;
+  wire [3:0] \i__payload.shift ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  wire i__ready;
+  wire i__valid;
+  reg more_pixels = 1'h1;
+  reg [2:0] nxt_x = 3'h0;
+  output [16:0] o__payload;
+  wire [16:0] o__payload;
+  wire [16:0] \o__payload$1 ;
+  wire [6:0] \o__payload$1.addr ;
+  wire \o__payload$1.count ;
+  wire [3:0] \o__payload$1.shift ;
+  wire [4:0] \o__payload$1.waddr ;
+  wire [6:0] \o__payload.addr ;
+  wire \o__payload.count ;
+  wire [3:0] \o__payload.shift ;
+  wire [4:0] \o__payload.waddr ;
+  input o__ready;
+  wire o__ready;
+  wire \o__ready$3 ;
+  output o__valid;
+  wire o__valid;
+  wire \o__valid$5 ;
+  reg [7:0] pix_bits = 8'h00;
+  reg pix_c = 1'h0;
+  reg [2:0] pix_x = 3'h0;
+  reg [2:0] pix_y = 3'h0;
+  reg [6:0] pixel_count = 7'h00;
+  input [7:0] pixels__payload;
+  wire [7:0] pixels__payload;
+  output pixels__ready;
+  wire pixels__ready;
+  input pixels__valid;
+  wire pixels__valid;
   input rst;
   wire rst;
-  wire [3:0] shift;
+  input start;
+  wire start;
+  assign _000_ = ~ \$signal ;
+  assign _087_ = \$signal$15  & i__ready;
+  assign _175_ = \$signal  | _087_;
+  assign _267_ = _175_ & more_pixels;
+  assign _304_ = ~ more_pixels;
+  assign _312_ = _304_ & \$signal ;
+  assign _321_ = ~ o__valid;
+  assign _331_ = _312_ & _321_;
+  assign _339_ = ~ \$signal ;
+  assign _001_ = _339_ & i__ready;
+  assign _026_ = pix_bits[1] & pix_bits[0];
+  assign _043_ = pix_bits[0] | pix_bits[1];
+  assign _053_ = pix_bits[2] & _043_;
+  assign _069_ = pix_bits[0] | pix_bits[1];
+  assign _078_ = _069_ | pix_bits[2];
+  assign _088_ = pix_bits[3] & _078_;
+  assign _104_ = pix_bits[0] | pix_bits[1];
+  assign _114_ = _104_ | pix_bits[2];
+  assign _122_ = _114_ | pix_bits[3];
+  assign _131_ = pix_bits[4] & _122_;
+  assign _149_ = pix_bits[0] | pix_bits[1];
+  assign _156_ = _149_ | pix_bits[2];
+  assign _165_ = _156_ | pix_bits[3];
+  assign _176_ = _165_ | pix_bits[4];
+  assign _186_ = pix_bits[5] & _176_;
+  assign _201_ = pix_bits[0] | pix_bits[1];
+  assign _210_ = _201_ | pix_bits[2];
+  assign _220_ = _210_ | pix_bits[3];
+  assign _227_ = _220_ | pix_bits[4];
+  assign _237_ = _227_ | pix_bits[5];
+  assign _246_ = pix_bits[6] & _237_;
+  assign _268_ = pix_bits[0] | pix_bits[1];
+  assign _279_ = _268_ | pix_bits[2];
+  assign _290_ = _279_ | pix_bits[3];
+  assign _299_ = _290_ | pix_bits[4];
+  assign _300_ = _299_ | pix_bits[5];
+  assign _301_ = _300_ | pix_bits[6];
+  assign _302_ = pix_bits[7] & _301_;
+  assign _303_ = pix_bits[1] & pix_bits[0];
+  assign _305_ = pix_bits[0] | pix_bits[1];
+  assign _306_ = pix_bits[2] & _305_;
+  assign _307_ = pix_bits[0] | pix_bits[1];
+  assign _308_ = _307_ | pix_bits[2];
+  assign _309_ = pix_bits[3] & _308_;
+  assign _310_ = pix_bits[0] | pix_bits[1];
+  assign _311_ = _310_ | pix_bits[2];
+  assign _313_ = _311_ | pix_bits[3];
+  assign _314_ = pix_bits[4] & _313_;
+  assign _315_ = pix_bits[0] | pix_bits[1];
+  assign _316_ = _315_ | pix_bits[2];
+  assign _317_ = _316_ | pix_bits[3];
+  assign _318_ = _317_ | pix_bits[4];
+  assign _319_ = pix_bits[5] & _318_;
+  assign _320_ = pix_bits[0] | pix_bits[1];
+  assign _322_ = _320_ | pix_bits[2];
+  assign _323_ = _322_ | pix_bits[3];
+  assign _324_ = _323_ | pix_bits[4];
+  assign _325_ = _324_ | pix_bits[5];
+  assign _326_ = pix_bits[6] & _325_;
+  assign _327_ = pix_bits[0] | pix_bits[1];
+  assign _328_ = _327_ | pix_bits[2];
+  assign _329_ = _328_ | pix_bits[3];
+  assign _330_ = _329_ | pix_bits[4];
+  assign _332_ = _330_ | pix_bits[5];
+  assign _333_ = _332_ | pix_bits[6];
+  assign _334_ = pix_bits[7] & _333_;
+  assign _335_ = ! { _334_, _326_, _319_, _314_, _309_, _306_, _303_, 1'h0 };
+  assign _336_ = pix_bits[1] & pix_bits[0];
+  assign _337_ = pix_bits[0] | pix_bits[1];
+  assign _338_ = pix_bits[2] & _337_;
+  assign _340_ = pix_bits[0] | pix_bits[1];
+  assign _341_ = _340_ | pix_bits[2];
+  assign _342_ = pix_bits[3] & _341_;
+  assign _343_ = pix_bits[0] | pix_bits[1];
+  assign _344_ = _343_ | pix_bits[2];
+  assign _345_ = _344_ | pix_bits[3];
+  assign _346_ = pix_bits[4] & _345_;
+  assign _002_ = pix_bits[0] | pix_bits[1];
+  assign _003_ = _002_ | pix_bits[2];
+  assign _004_ = _003_ | pix_bits[3];
+  assign _005_ = _004_ | pix_bits[4];
+  assign _006_ = pix_bits[5] & _005_;
+  assign _007_ = pix_bits[0] | pix_bits[1];
+  assign _008_ = _007_ | pix_bits[2];
+  assign _009_ = _008_ | pix_bits[3];
+  assign _010_ = _009_ | pix_bits[4];
+  assign _011_ = _010_ | pix_bits[5];
+  assign _012_ = pix_bits[6] & _011_;
+  assign _013_ = pix_bits[0] | pix_bits[1];
+  assign _014_ = _013_ | pix_bits[2];
+  assign _015_ = _014_ | pix_bits[3];
+  assign _016_ = _015_ | pix_bits[4];
+  assign _017_ = _016_ | pix_bits[5];
+  assign _018_ = _017_ | pix_bits[6];
+  assign _019_ = pix_bits[7] & _018_;
+  assign _020_ = { _019_, _012_, _006_, _346_, _342_, _338_, _336_, 1'h0 } == 1'h1;
+  assign _021_ = pix_bits[1] & pix_bits[0];
+  assign _022_ = pix_bits[0] | pix_bits[1];
+  assign _023_ = pix_bits[2] & _022_;
+  assign _024_ = pix_bits[0] | pix_bits[1];
+  assign _025_ = _024_ | pix_bits[2];
+  assign _027_ = pix_bits[3] & _025_;
+  assign _028_ = pix_bits[0] | pix_bits[1];
+  assign _029_ = _028_ | pix_bits[2];
+  assign _030_ = _029_ | pix_bits[3];
+  assign _031_ = pix_bits[4] & _030_;
+  assign _032_ = pix_bits[0] | pix_bits[1];
+  assign _033_ = _032_ | pix_bits[2];
+  assign _034_ = _033_ | pix_bits[3];
+  assign _035_ = _034_ | pix_bits[4];
+  assign _036_ = pix_bits[5] & _035_;
+  assign _037_ = pix_bits[0] | pix_bits[1];
+  assign _038_ = _037_ | pix_bits[2];
+  assign _039_ = _038_ | pix_bits[3];
+  assign _040_ = _039_ | pix_bits[4];
+  assign _041_ = _040_ | pix_bits[5];
+  assign _042_ = pix_bits[6] & _041_;
+  assign _044_ = pix_bits[0] | pix_bits[1];
+  assign _045_ = _044_ | pix_bits[2];
+  assign _046_ = _045_ | pix_bits[3];
+  assign _047_ = _046_ | pix_bits[4];
+  assign _048_ = _047_ | pix_bits[5];
+  assign _049_ = _048_ | pix_bits[6];
+  assign _050_ = pix_bits[7] & _049_;
+  assign _051_ = { _050_, _042_, _036_, _031_, _027_, _023_, _021_, 1'h0 } == 2'h2;
+  assign _052_ = _020_ | _051_;
+  assign _054_ = pix_bits[1] & pix_bits[0];
+  assign _055_ = pix_bits[0] | pix_bits[1];
+  assign _056_ = pix_bits[2] & _055_;
+  assign _057_ = pix_bits[0] | pix_bits[1];
+  assign _058_ = _057_ | pix_bits[2];
+  assign _059_ = pix_bits[3] & _058_;
+  assign _060_ = pix_bits[0] | pix_bits[1];
+  assign _061_ = _060_ | pix_bits[2];
+  assign _062_ = _061_ | pix_bits[3];
+  assign _063_ = pix_bits[4] & _062_;
+  assign _064_ = pix_bits[0] | pix_bits[1];
+  assign _065_ = _064_ | pix_bits[2];
+  assign _066_ = _065_ | pix_bits[3];
+  assign _067_ = _066_ | pix_bits[4];
+  assign _068_ = pix_bits[5] & _067_;
+  assign _070_ = pix_bits[0] | pix_bits[1];
+  assign _071_ = _070_ | pix_bits[2];
+  assign _072_ = _071_ | pix_bits[3];
+  assign _073_ = _072_ | pix_bits[4];
+  assign _074_ = _073_ | pix_bits[5];
+  assign _075_ = pix_bits[6] & _074_;
+  assign _076_ = pix_bits[0] | pix_bits[1];
+  assign _077_ = _076_ | pix_bits[2];
+  assign _079_ = _077_ | pix_bits[3];
+  assign _080_ = _079_ | pix_bits[4];
+  assign _081_ = _080_ | pix_bits[5];
+  assign _082_ = _081_ | pix_bits[6];
+  assign _083_ = pix_bits[7] & _082_;
+  assign _084_ = { _083_, _075_, _068_, _063_, _059_, _056_, _054_, 1'h0 } == 3'h4;
+  assign _085_ = _052_ | _084_;
+  assign _086_ = pix_bits[1] & pix_bits[0];
+  assign _089_ = pix_bits[0] | pix_bits[1];
+  assign _090_ = pix_bits[2] & _089_;
+  assign _091_ = pix_bits[0] | pix_bits[1];
+  assign _092_ = _091_ | pix_bits[2];
+  assign _093_ = pix_bits[3] & _092_;
+  assign _094_ = pix_bits[0] | pix_bits[1];
+  assign _095_ = _094_ | pix_bits[2];
+  assign _096_ = _095_ | pix_bits[3];
+  assign _097_ = pix_bits[4] & _096_;
+  assign _098_ = pix_bits[0] | pix_bits[1];
+  assign _099_ = _098_ | pix_bits[2];
+  assign _100_ = _099_ | pix_bits[3];
+  assign _101_ = _100_ | pix_bits[4];
+  assign _102_ = pix_bits[5] & _101_;
+  assign _103_ = pix_bits[0] | pix_bits[1];
+  assign _105_ = _103_ | pix_bits[2];
+  assign _106_ = _105_ | pix_bits[3];
+  assign _107_ = _106_ | pix_bits[4];
+  assign _108_ = _107_ | pix_bits[5];
+  assign _109_ = pix_bits[6] & _108_;
+  assign _110_ = pix_bits[0] | pix_bits[1];
+  assign _111_ = _110_ | pix_bits[2];
+  assign _112_ = _111_ | pix_bits[3];
+  assign _113_ = _112_ | pix_bits[4];
+  assign _115_ = _113_ | pix_bits[5];
+  assign _116_ = _115_ | pix_bits[6];
+  assign _117_ = pix_bits[7] & _116_;
+  assign _118_ = { _117_, _109_, _102_, _097_, _093_, _090_, _086_, 1'h0 } == 4'h8;
+  assign _119_ = _085_ | _118_;
+  assign _120_ = pix_bits[1] & pix_bits[0];
+  assign _121_ = pix_bits[0] | pix_bits[1];
+  assign _123_ = pix_bits[2] & _121_;
+  assign _124_ = pix_bits[0] | pix_bits[1];
+  assign _125_ = _124_ | pix_bits[2];
+  assign _126_ = pix_bits[3] & _125_;
+  assign _127_ = pix_bits[0] | pix_bits[1];
+  assign _128_ = _127_ | pix_bits[2];
+  assign _129_ = _128_ | pix_bits[3];
+  assign _130_ = pix_bits[4] & _129_;
+  assign _132_ = pix_bits[0] | pix_bits[1];
+  assign _133_ = _132_ | pix_bits[2];
+  assign _134_ = _133_ | pix_bits[3];
+  assign _135_ = _134_ | pix_bits[4];
+  assign _136_ = pix_bits[5] & _135_;
+  assign _137_ = pix_bits[0] | pix_bits[1];
+  assign _138_ = _137_ | pix_bits[2];
+  assign _139_ = _138_ | pix_bits[3];
+  assign _140_ = _139_ | pix_bits[4];
+  assign _141_ = _140_ | pix_bits[5];
+  assign _142_ = pix_bits[6] & _141_;
+  assign _143_ = pix_bits[0] | pix_bits[1];
+  assign _144_ = _143_ | pix_bits[2];
+  assign _145_ = _144_ | pix_bits[3];
+  assign _146_ = _145_ | pix_bits[4];
+  assign _147_ = _146_ | pix_bits[5];
+  assign _148_ = _147_ | pix_bits[6];
+  assign _150_ = pix_bits[7] & _148_;
+  assign _151_ = { _150_, _142_, _136_, _130_, _126_, _123_, _120_, 1'h0 } == 5'h10;
+  assign _152_ = _119_ | _151_;
+  assign _153_ = pix_bits[1] & pix_bits[0];
+  assign _154_ = pix_bits[0] | pix_bits[1];
+  assign _155_ = pix_bits[2] & _154_;
+  assign _157_ = pix_bits[0] | pix_bits[1];
+  assign _158_ = _157_ | pix_bits[2];
+  assign _159_ = pix_bits[3] & _158_;
+  assign _160_ = pix_bits[0] | pix_bits[1];
+  assign _161_ = _160_ | pix_bits[2];
+  assign _162_ = _161_ | pix_bits[3];
+  assign _163_ = pix_bits[4] & _162_;
+  assign _164_ = pix_bits[0] | pix_bits[1];
+  assign _166_ = _164_ | pix_bits[2];
+  assign _167_ = _166_ | pix_bits[3];
+  assign _168_ = _167_ | pix_bits[4];
+  assign _169_ = pix_bits[5] & _168_;
+  assign _170_ = pix_bits[0] | pix_bits[1];
+  assign _171_ = _170_ | pix_bits[2];
+  assign _172_ = _171_ | pix_bits[3];
+  assign _173_ = _172_ | pix_bits[4];
+  assign _174_ = _173_ | pix_bits[5];
+  assign _177_ = pix_bits[6] & _174_;
+  assign _178_ = pix_bits[0] | pix_bits[1];
+  assign _179_ = _178_ | pix_bits[2];
+  assign _180_ = _179_ | pix_bits[3];
+  assign _181_ = _180_ | pix_bits[4];
+  assign _182_ = _181_ | pix_bits[5];
+  assign _183_ = _182_ | pix_bits[6];
+  assign _184_ = pix_bits[7] & _183_;
+  assign _185_ = { _184_, _177_, _169_, _163_, _159_, _155_, _153_, 1'h0 } == 6'h20;
+  assign _187_ = _152_ | _185_;
+  assign _188_ = pix_bits[1] & pix_bits[0];
+  assign _189_ = pix_bits[0] | pix_bits[1];
+  assign _190_ = pix_bits[2] & _189_;
+  assign _191_ = pix_bits[0] | pix_bits[1];
+  assign _192_ = _191_ | pix_bits[2];
+  assign _193_ = pix_bits[3] & _192_;
+  assign _194_ = pix_bits[0] | pix_bits[1];
+  assign _195_ = _194_ | pix_bits[2];
+  assign _196_ = _195_ | pix_bits[3];
+  assign _197_ = pix_bits[4] & _196_;
+  assign _198_ = pix_bits[0] | pix_bits[1];
+  assign _199_ = _198_ | pix_bits[2];
+  assign _200_ = _199_ | pix_bits[3];
+  assign _202_ = _200_ | pix_bits[4];
+  assign _203_ = pix_bits[5] & _202_;
+  assign _204_ = pix_bits[0] | pix_bits[1];
+  assign _205_ = _204_ | pix_bits[2];
+  assign _206_ = _205_ | pix_bits[3];
+  assign _207_ = _206_ | pix_bits[4];
+  assign _208_ = _207_ | pix_bits[5];
+  assign _209_ = pix_bits[6] & _208_;
+  assign _211_ = pix_bits[0] | pix_bits[1];
+  assign _212_ = _211_ | pix_bits[2];
+  assign _213_ = _212_ | pix_bits[3];
+  assign _214_ = _213_ | pix_bits[4];
+  assign _215_ = _214_ | pix_bits[5];
+  assign _216_ = _215_ | pix_bits[6];
+  assign _217_ = pix_bits[7] & _216_;
+  assign _218_ = { _217_, _209_, _203_, _197_, _193_, _190_, _188_, 1'h0 } == 7'h40;
+  assign _219_ = _187_ | _218_;
+  assign _221_ = pix_bits[1] & pix_bits[0];
+  assign _222_ = pix_bits[0] | pix_bits[1];
+  assign _223_ = pix_bits[2] & _222_;
+  assign _224_ = pix_bits[0] | pix_bits[1];
+  assign _225_ = _224_ | pix_bits[2];
+  assign _226_ = pix_bits[3] & _225_;
+  assign _228_ = pix_bits[0] | pix_bits[1];
+  assign _229_ = _228_ | pix_bits[2];
+  assign _230_ = _229_ | pix_bits[3];
+  assign _231_ = pix_bits[4] & _230_;
+  assign _232_ = pix_bits[0] | pix_bits[1];
+  assign _233_ = _232_ | pix_bits[2];
+  assign _234_ = _233_ | pix_bits[3];
+  assign _235_ = _234_ | pix_bits[4];
+  assign _236_ = pix_bits[5] & _235_;
+  assign _238_ = pix_bits[0] | pix_bits[1];
+  assign _239_ = _238_ | pix_bits[2];
+  assign _240_ = _239_ | pix_bits[3];
+  assign _241_ = _240_ | pix_bits[4];
+  assign _242_ = _241_ | pix_bits[5];
+  assign _243_ = pix_bits[6] & _242_;
+  assign _244_ = pix_bits[0] | pix_bits[1];
+  assign _245_ = _244_ | pix_bits[2];
+  assign _247_ = _245_ | pix_bits[3];
+  assign _248_ = _247_ | pix_bits[4];
+  assign _249_ = _248_ | pix_bits[5];
+  assign _250_ = _249_ | pix_bits[6];
+  assign _251_ = pix_bits[7] & _250_;
+  assign _252_ = { _251_, _243_, _236_, _231_, _226_, _223_, _221_, 1'h0 } == 8'h80;
+  assign _253_ = _219_ | _252_;
+  assign _254_ = \$signal$15  & i__ready;
+  assign _255_ = \$signal  | _254_;
+  assign _256_ = _255_ & more_pixels;
+  assign _257_ = ! pixels__payload;
+  assign _258_ = pixels__payload == 1'h1;
+  assign _259_ = pixels__payload == 2'h2;
+  assign _260_ = _258_ | _259_;
+  assign _261_ = pixels__payload == 3'h4;
+  assign _262_ = _260_ | _261_;
+  assign _263_ = pixels__payload == 4'h8;
+  assign _264_ = _262_ | _263_;
+  assign _265_ = pixels__payload == 5'h10;
+  assign _266_ = _264_ | _265_;
+  assign _269_ = pixels__payload == 6'h20;
+  assign _270_ = _266_ | _269_;
+  assign _271_ = pixels__payload == 7'h40;
+  assign _272_ = _270_ | _271_;
+  assign _273_ = pixels__payload == 8'h80;
+  assign _274_ = _272_ | _273_;
+  assign _275_ = pixel_count + 1'h1;
+  assign _276_ = pixel_count != 6'h3f;
+  assign _277_ = nxt_x == 3'h7;
+  assign _278_ = \$like$27  == 3'h7;
+  assign _280_ = \$like  + 1'h1;
+  assign _281_ = \$like$27  + 1'h1;
+  assign _282_ = nxt_x + 1'h1;
+  assign _283_ = ~ more_pixels;
+  assign _284_ = _283_ & \$signal ;
+  assign _285_ = ~ o__valid;
+  assign _286_ = _284_ & _285_;
+  always @(posedge clk)
+    pix_bits <= _287_;
+  always @(posedge clk)
+    \$signal  <= _288_;
+  always @(posedge clk)
+    \$signal$15  <= _289_;
+  always @(posedge clk)
+    pixel_count <= _291_;
+  always @(posedge clk)
+    more_pixels <= _292_;
+  always @(posedge clk)
+    pix_c <= _293_;
+  always @(posedge clk)
+    pix_y <= _294_;
+  always @(posedge clk)
+    pix_x <= _295_;
+  always @(posedge clk)
+    nxt_x <= _296_;
+  always @(posedge clk)
+    \$like$27  <= _297_;
+  always @(posedge clk)
+    \$like  <= _298_;
+  assign _347_ = _278_ ? _280_[0] : \$like ;
+  assign _348_ = _277_ ? _347_ : \$like ;
+  assign _349_ = pixels__valid ? _348_ : \$like ;
+  assign _350_ = _256_ ? _349_ : \$like ;
+  assign _351_ = _286_ ? 1'h0 : _350_;
+  assign _352_ = start ? _351_ : \$like ;
+  assign _298_ = rst ? 1'h0 : _352_;
+  assign _353_ = _278_ ? (* full_case = 32'd1 *) 3'h0 : _281_[2:0];
+  assign _354_ = _277_ ? _353_ : \$like$27 ;
+  assign _355_ = pixels__valid ? _354_ : \$like$27 ;
+  assign _356_ = _256_ ? _355_ : \$like$27 ;
+  assign _357_ = _286_ ? 3'h0 : _356_;
+  assign _358_ = start ? _357_ : \$like$27 ;
+  assign _297_ = rst ? 3'h0 : _358_;
+  assign _359_ = _277_ ? (* full_case = 32'd1 *) 3'h0 : _282_[2:0];
+  assign _360_ = pixels__valid ? _359_ : nxt_x;
+  assign _361_ = _256_ ? _360_ : nxt_x;
+  assign _362_ = _286_ ? 3'h0 : _361_;
+  assign _363_ = start ? _362_ : nxt_x;
+  assign _296_ = rst ? 3'h0 : _363_;
+  assign _364_ = pixels__valid ? nxt_x : pix_x;
+  assign _365_ = _256_ ? _364_ : pix_x;
+  assign _366_ = start ? _365_ : pix_x;
+  assign _295_ = rst ? 3'h0 : _366_;
+  assign _367_ = pixels__valid ? \$like$27  : pix_y;
+  assign _368_ = _256_ ? _367_ : pix_y;
+  assign _369_ = start ? _368_ : pix_y;
+  assign _294_ = rst ? 3'h0 : _369_;
+  assign _370_ = pixels__valid ? \$like  : pix_c;
+  assign _371_ = _256_ ? _370_ : pix_c;
+  assign _372_ = start ? _371_ : pix_c;
+  assign _293_ = rst ? 1'h0 : _372_;
+  assign _373_ = pixels__valid ? _276_ : more_pixels;
+  assign _374_ = _256_ ? _373_ : more_pixels;
+  assign _375_ = _286_ ? 1'h1 : _374_;
+  assign _376_ = start ? _375_ : more_pixels;
+  assign _292_ = rst ? 1'h1 : _376_;
+  assign _377_ = pixels__valid ? _275_[6:0] : pixel_count;
+  assign _378_ = _256_ ? _377_ : pixel_count;
+  assign _379_ = _286_ ? 7'h00 : _378_;
+  assign _380_ = start ? _379_ : pixel_count;
+  assign _291_ = rst ? 7'h00 : _380_;
+  assign _381_ = _001_ ? _253_ : \$signal$15 ;
+  assign _382_ = pixels__valid ? _274_ : _381_;
+  assign _383_ = _256_ ? _382_ : _381_;
+  assign _384_ = start ? _383_ : \$signal$15 ;
+  assign _289_ = rst ? 1'h0 : _384_;
+  assign _385_ = _001_ ? _335_ : \$signal ;
+  assign _386_ = pixels__valid ? _257_ : _385_;
+  assign _387_ = _256_ ? _386_ : _385_;
+  assign _388_ = start ? _387_ : \$signal ;
+  assign _288_ = rst ? 1'h1 : _388_;
+  assign _389_ = _001_ ? { _302_, _246_, _186_, _131_, _088_, _053_, _026_, 1'h0 } : pix_bits;
+  assign _390_ = pixels__valid ? pixels__payload : _389_;
+  assign _391_ = _256_ ? _390_ : _389_;
+  assign _392_ = start ? _391_ : pix_bits;
+  assign _287_ = rst ? 8'h00 : _392_;
+  assign _393_ = _331_ ? 1'h1 : 1'h0;
+  assign done = start ? _393_ : 1'h0;
+  assign _394_ = _267_ ? 1'h1 : 1'h0;
+  assign pixels__ready = start ? _394_ : 1'h0;
+  assign i__valid = start ? _000_ : 1'h0;
+  assign _395_ = pix_bits[7] ? 3'h7 : 3'h0;
+  assign _396_ = pix_bits[6] ? 3'h6 : _395_;
+  assign _397_ = pix_bits[5] ? 3'h5 : _396_;
+  assign _398_ = pix_bits[4] ? 3'h4 : _397_;
+  assign _399_ = pix_bits[3] ? 3'h3 : _398_;
+  assign _400_ = pix_bits[2] ? 3'h2 : _399_;
+  assign _401_ = pix_bits[1] ? 3'h1 : _400_;
+  assign \bit  = pix_bits[0] ? 3'h0 : _401_;
+  \digits_cnn_ilif.engine_conv1.input_stage.expander  expander (
+    .clk(clk),
+    .i__payload({ 1'h0, \bit , 1'h1, pix_x, pix_y, pix_c }),
+    .i__ready(i__ready),
+    .i__valid(i__valid),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(o__valid),
+    .rst(rst)
+  );
+  assign \i__payload.shift  = { 1'h0, \bit  };
+  assign \i__payload.count  = 1'h1;
+  assign \i__payload.x  = pix_x;
+  assign \i__payload.y  = pix_y;
+  assign \i__payload.c  = pix_c;
+  assign \o__payload$1.shift  = o__payload[16:13];
+  assign \o__payload$1.count  = o__payload[12];
+  assign \o__payload$1.waddr  = o__payload[11:7];
+  assign \o__payload$1.addr  = o__payload[6:0];
+  assign \o__payload.shift  = o__payload[16:13];
+  assign \o__payload.count  = o__payload[12];
+  assign \o__payload.waddr  = o__payload[11:7];
+  assign \o__payload.addr  = o__payload[6:0];
+  assign busy = o__valid;
+  assign i__payload = { 1'h0, \bit , 1'h1, pix_x, pix_y, pix_c };
+  assign \o__valid$5  = o__valid;
+  assign \o__ready$3  = o__ready;
+  assign \o__payload$1  = o__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv1.input_stage.expander (rst, o__ready, i__ready, i__payload, i__valid, o__payload, o__valid, clk);
+  wire _000_;
+  (* unused_bits = "7 8" *)
+  wire [8:0] _001_;
+  wire [2:0] _002_;
+  wire [8:0] _003_;
+  wire [4:0] _004_;
+  wire [10:0] _005_;
+  wire [3:0] _006_;
+  (* unused_bits = "5 6 7 8 9 10 11" *)
+  wire [11:0] _007_;
+  wire [3:0] _008_;
+  wire _009_;
+  (* unused_bits = "4" *)
+  wire [4:0] _010_;
+  wire [3:0] _011_;
+  (* unused_bits = "4" *)
+  wire [4:0] _012_;
+  wire [3:0] _013_;
+  (* unused_bits = "4" *)
+  wire [4:0] _014_;
+  wire [3:0] _015_;
+  wire _016_;
+  wire [3:0] _017_;
+  wire _018_;
+  wire [4:0] _019_;
+  wire _020_;
+  wire [3:0] _021_;
+  wire [3:0] _022_;
+  wire _023_;
+  wire [3:0] _024_;
+  wire _025_;
+  wire _026_;
+  (* unused_bits = "1" *)
+  wire [1:0] _027_;
+  (* unused_bits = "7" *)
+  wire [7:0] _028_;
+  (* unused_bits = "5" *)
+  wire [5:0] _029_;
+  wire _030_;
+  wire _031_;
+  (* unused_bits = "4" *)
+  wire [4:0] _032_;
+  (* unused_bits = "7" *)
+  wire [7:0] _033_;
+  (* unused_bits = "5 6" *)
+  wire [6:0] _034_;
+  wire _035_;
+  (* unused_bits = "7 8" *)
+  wire [8:0] _036_;
+  (* unused_bits = "5 6" *)
+  wire [6:0] _037_;
+  wire _038_;
+  wire _039_;
+  (* unused_bits = "4" *)
+  wire [4:0] _040_;
+  wire _041_;
+  wire _042_;
+  wire [3:0] _043_;
+  wire _044_;
+  wire [6:0] _045_;
+  wire [4:0] _046_;
+  wire [3:0] _047_;
+  wire [3:0] _048_;
+  wire [3:0] _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire [4:0] _054_;
+  wire [3:0] _055_;
+  wire _056_;
+  wire _057_;
+  wire [7:0] _058_;
+  wire [4:0] _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire _063_;
+  wire _064_;
+  wire [3:0] _065_;
+  wire [4:0] _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire _074_;
+  wire _075_;
+  wire _076_;
+  wire _077_;
+  wire _078_;
+  wire [3:0] _079_;
+  wire [3:0] _080_;
+  wire [3:0] _081_;
+  wire [3:0] _082_;
+  wire [3:0] _083_;
+  wire [3:0] _084_;
+  wire [3:0] _085_;
+  wire [3:0] _086_;
+  wire [3:0] _087_;
+  wire [3:0] _088_;
+  wire [4:0] _089_;
+  wire [4:0] _090_;
+  wire [4:0] _091_;
+  wire [4:0] _092_;
+  wire [6:0] _093_;
+  wire [6:0] _094_;
+  wire [6:0] _095_;
+  wire [6:0] _096_;
+  wire _097_;
+  wire _098_;
+  wire _099_;
+  wire _100_;
+  wire [3:0] _101_;
+  wire _102_;
+  wire _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire _115_;
+  wire _116_;
+  wire _117_;
+  wire _118_;
+  wire _119_;
+  wire _120_;
+  wire _121_;
+  wire _122_;
+  wire _123_;
+  wire _124_;
+  wire _125_;
+  wire _126_;
+  wire _127_;
+  wire _128_;
+  wire _129_;
+  wire _130_;
+  wire _131_;
+  wire _132_;
+  wire _133_;
+  wire _134_;
+  wire _135_;
+  wire _136_;
+  wire _137_;
+  wire _138_;
+  wire _139_;
+  wire _140_;
+  wire _141_;
+  wire _142_;
+  wire _143_;
+  wire _144_;
+  wire _145_;
+  wire _146_;
+  wire _147_;
+  wire _148_;
+  wire _149_;
+  wire _150_;
+  wire _151_;
+  wire _152_;
+  wire _153_;
+  wire _154_;
+  wire _155_;
+  wire _156_;
+  wire _157_;
+  wire _158_;
+  wire _159_;
+  wire _160_;
+  wire _161_;
+  wire _162_;
+  wire _163_;
+  wire _164_;
+  wire _165_;
+  wire _166_;
+  wire _167_;
+  wire _168_;
+  wire _169_;
+  wire _170_;
+  wire _171_;
+  wire _172_;
+  wire _173_;
+  wire _174_;
+  wire _175_;
+  wire _176_;
+  wire _177_;
+  wire _178_;
+  wire _179_;
+  wire _180_;
+  wire _181_;
+  wire _182_;
+  wire _183_;
+  wire _184_;
+  wire _185_;
+  wire _186_;
+  wire _187_;
+  wire _188_;
+  wire _189_;
+  wire _190_;
+  wire _191_;
+  wire _192_;
+  wire _193_;
+  wire _194_;
+  wire _195_;
+  wire _196_;
+  wire _197_;
+  wire _198_;
+  wire _199_;
+  wire _200_;
+  wire _201_;
+  wire _202_;
+  wire _203_;
+  wire _204_;
+  wire _205_;
+  wire _206_;
+  reg [6:0] \$like  = 7'h00;
+  reg \$like$6  = 1'h0;
+  reg \$signal  = 1'h0;
+  wire busy;
+  wire \busy$2 ;
+  input clk;
+  wire clk;
+  reg g = 1'h0;
+  input [11:0] i__payload;
+  wire [11:0] i__payload;
+  wire \i__payload.c ;
+  wire \i__payload.count ;
+  wire [3:0] \i__payload.shift ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  reg last_g = 1'h0;
+  reg last_y = 1'h0;
+  output [16:0] o__payload;
+  wire [16:0] o__payload;
+  wire [6:0] \o__payload.addr ;
+  wire \o__payload.count ;
+  wire [3:0] \o__payload.shift ;
+  wire [4:0] \o__payload.waddr ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  reg [4:0] r_step = 5'h00;
+  input rst;
+  wire rst;
+  reg [3:0] shift = 4'h0;
   reg [3:0] w_step = 4'h0;
-  wire [4:0] waddr;
+  reg [4:0] waddr = 5'h00;
   reg [3:0] xn = 4'h0;
   reg [3:0] xs = 4'h0;
   reg [3:0] ys = 4'h0;
-  assign _027_ = op_addr + 1'h1;
-  assign _028_ = op_waddr + 1'h1;
-  assign _029_ = ! g;
-  assign _031_ = xs - 1'h1;
-  assign _032_ = op_addr + 1'h1;
-  assign _033_ = op_waddr + 7'h7d;
-  assign _034_ = xs == 1'h1;
-  assign _035_ = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign _036_ = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign _037_ = ! xn;
-  assign _038_ = ys - 1'h1;
-  assign _039_ = ys == 1'h1;
+  assign _025_ = | _024_;
+  assign _026_ = _023_ & _025_;
+  assign _027_ = g + 1'h1;
+  assign _028_ = \$like  + 1'h1;
+  assign _029_ = waddr + 1'h1;
+  assign _031_ = ! g;
+  assign _032_ = xs - 1'h1;
+  assign _033_ = \$like  + 1'h1;
+  assign _034_ = waddr + 7'h7d;
+  assign _035_ = xs == 1'h1;
+  assign _036_ = $signed({ 1'h0, \$like  }) + $signed(r_step);
+  assign _037_ = $signed({ 1'h0, waddr }) + $signed(w_step);
+  assign _038_ = ! xn;
+  assign _040_ = ys - 1'h1;
+  assign _041_ = ys == 1'h1;
   always @(posedge clk)
-    op_count <= _041_;
+    \$like$6  <= _042_;
   always @(posedge clk)
-    op_shift <= _042_;
+    shift <= _043_;
   always @(posedge clk)
-    g <= _043_;
+    g <= _044_;
   always @(posedge clk)
-    op_addr <= _044_;
+    \$like  <= _045_;
   always @(posedge clk)
-    op_waddr <= _045_;
+    waddr <= _046_;
   always @(posedge clk)
-    xs <= _046_;
+    xs <= _047_;
   always @(posedge clk)
-    ys <= _047_;
+    ys <= _048_;
   always @(posedge clk)
-    xn <= _048_;
+    xn <= _049_;
   always @(posedge clk)
-    last_g <= _049_;
+    last_g <= _051_;
   always @(posedge clk)
-    \$signal  <= _050_;
+    \$signal  <= _052_;
   always @(posedge clk)
-    last_y <= _052_;
+    last_y <= _053_;
   always @(posedge clk)
-    r_step <= _053_;
+    r_step <= _054_;
   always @(posedge clk)
-    w_step <= _054_;
+    w_step <= _055_;
   always @(posedge clk)
-    op_valid <= _055_;
-  assign _000_ = ~ op_valid;
-  assign _010_ = last_g & \$signal ;
-  assign _021_ = _010_ & last_y;
-  assign _030_ = _021_ & en;
-  assign ready = _000_ | _030_;
-  assign _040_ = op_valid & en;
-  assign _057_ = $signed(_051_) + $signed(_056_);
-  assign _001_ = 1'h0 + { ev_c, 1'h0 };
-  assign _002_ = _001_ + { 3'h0, ev_c, 4'h0 };
-  assign _004_ = $signed({ 1'h0, _002_ }) + $signed(_003_);
-  assign _006_ = $signed(_004_) + $signed(_005_);
-  assign _008_ = _007_ - 1'h1;
-  assign _011_ = _009_ - 1'h1;
-  assign _013_ = _012_ - 1'h1;
-  assign _015_ = _014_ == 1'h1;
-  assign _017_ = _016_ == 1'h1;
-  assign _022_ = | _020_;
-  assign _024_ = | _023_;
-  assign _025_ = _022_ & _024_;
-  assign _026_ = g + 1'h1;
-  assign _058_ = last_y ? (* full_case = 32'd1 *) 1'h0 : op_valid;
-  assign _059_ = \$signal  ? (* full_case = 32'd1 *) _058_ : op_valid;
-  assign _060_ = last_g ? (* full_case = 32'd1 *) _059_ : op_valid;
-  assign _061_ = _040_ ? _060_ : op_valid;
-  assign _062_ = load ? _025_ : _061_;
-  assign _055_ = rst ? 1'h0 : _062_;
-  assign _063_ = load ? _019_ : w_step;
-  assign _054_ = rst ? 4'h0 : _063_;
-  assign _064_ = load ? _018_ : r_step;
-  assign _053_ = rst ? 5'h00 : _064_;
-  assign _065_ = last_y ? last_y : _039_;
-  assign _066_ = \$signal  ? (* full_case = 32'd1 *) _065_ : last_y;
-  assign _067_ = last_g ? (* full_case = 32'd1 *) _066_ : last_y;
-  assign _068_ = _040_ ? _067_ : last_y;
-  assign _069_ = load ? _017_ : _068_;
-  assign _052_ = rst ? 1'h0 : _069_;
-  assign _070_ = \$signal  ? (* full_case = 32'd1 *) _037_ : _034_;
-  assign _071_ = last_g ? (* full_case = 32'd1 *) _070_ : \$signal ;
-  assign _072_ = _040_ ? _071_ : \$signal ;
-  assign _073_ = load ? _015_ : _072_;
-  assign _050_ = rst ? 1'h0 : _073_;
-  assign _074_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _029_;
-  assign _075_ = _040_ ? _074_ : last_g;
-  assign _076_ = load ? 1'h0 : _075_;
-  assign _049_ = rst ? 1'h0 : _076_;
-  assign _077_ = load ? _013_[3:0] : xn;
-  assign _048_ = rst ? 4'h0 : _077_;
-  assign _078_ = last_y ? ys : _038_[3:0];
-  assign _079_ = \$signal  ? (* full_case = 32'd1 *) _078_ : ys;
-  assign _080_ = last_g ? (* full_case = 32'd1 *) _079_ : ys;
-  assign _081_ = _040_ ? _080_ : ys;
-  assign _082_ = load ? _011_[3:0] : _081_;
-  assign _047_ = rst ? 4'h0 : _082_;
-  assign _083_ = \$signal  ? (* full_case = 32'd1 *) xn : _031_[3:0];
-  assign _084_ = last_g ? (* full_case = 32'd1 *) _083_ : xs;
-  assign _085_ = _040_ ? _084_ : xs;
-  assign _086_ = load ? _008_[3:0] : _085_;
-  assign _046_ = rst ? 4'h0 : _086_;
-  assign _087_ = \$signal  ? (* full_case = 32'd1 *) _036_[4:0] : _033_[4:0];
-  assign _088_ = last_g ? (* full_case = 32'd1 *) _087_ : _028_[4:0];
-  assign _089_ = _040_ ? _088_ : op_waddr;
-  assign _090_ = load ? _006_[4:0] : _089_;
-  assign _045_ = rst ? 5'h00 : _090_;
-  assign _091_ = \$signal  ? (* full_case = 32'd1 *) _035_[6:0] : _032_[6:0];
-  assign _092_ = last_g ? (* full_case = 32'd1 *) _091_ : _027_[6:0];
-  assign _093_ = _040_ ? _092_ : op_addr;
-  assign _094_ = load ? _057_[6:0] : _093_;
-  assign _044_ = rst ? 7'h00 : _094_;
-  assign _095_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _026_[0];
-  assign _096_ = _040_ ? _095_ : g;
-  assign _097_ = load ? 1'h0 : _096_;
-  assign _043_ = rst ? 1'h0 : _097_;
-  assign _098_ = load ? { 1'h0, \port$3505$0  } : op_shift;
-  assign _042_ = rst ? 4'h0 : _098_;
-  assign _099_ = load ? 1'h1 : op_count;
-  assign _041_ = rst ? 1'h0 : _099_;
-  function [3:0] _306_;
+    o__valid <= _056_;
+  assign _000_ = ~ o__valid;
+  assign _009_ = last_g & \$signal ;
+  assign _020_ = _009_ & last_y;
+  assign _030_ = _020_ & o__ready;
+  assign i__ready = _000_ | _030_;
+  assign _039_ = i__valid & i__ready;
+  assign _050_ = i__valid & i__ready;
+  assign _057_ = o__valid & o__ready;
+  assign _001_ = $signed(_058_) + $signed(_059_);
+  assign _002_ = 1'h0 + { i__payload[0], 1'h0 };
+  assign _003_ = _002_ + { 3'h0, i__payload[0], 4'h0 };
+  assign _005_ = $signed({ 1'h0, _003_ }) + $signed(_004_);
+  assign _007_ = $signed(_005_) + $signed(_006_);
+  assign _010_ = _008_ - 1'h1;
+  assign _012_ = _011_ - 1'h1;
+  assign _014_ = _013_ - 1'h1;
+  assign _016_ = _015_ == 1'h1;
+  assign _018_ = _017_ == 1'h1;
+  assign _023_ = | _022_;
+  assign _060_ = last_y ? (* full_case = 32'd1 *) 1'h0 : o__valid;
+  assign _061_ = \$signal  ? (* full_case = 32'd1 *) _060_ : o__valid;
+  assign _062_ = last_g ? (* full_case = 32'd1 *) _061_ : o__valid;
+  assign _063_ = _057_ ? _062_ : o__valid;
+  assign _064_ = _050_ ? _026_ : _063_;
+  assign _056_ = rst ? 1'h0 : _064_;
+  assign _065_ = _050_ ? _021_ : w_step;
+  assign _055_ = rst ? 4'h0 : _065_;
+  assign _066_ = _050_ ? _019_ : r_step;
+  assign _054_ = rst ? 5'h00 : _066_;
+  assign _067_ = last_y ? last_y : _041_;
+  assign _068_ = \$signal  ? (* full_case = 32'd1 *) _067_ : last_y;
+  assign _069_ = last_g ? (* full_case = 32'd1 *) _068_ : last_y;
+  assign _070_ = _057_ ? _069_ : last_y;
+  assign _071_ = _050_ ? _018_ : _070_;
+  assign _053_ = rst ? 1'h0 : _071_;
+  assign _072_ = \$signal  ? (* full_case = 32'd1 *) _038_ : _035_;
+  assign _073_ = last_g ? (* full_case = 32'd1 *) _072_ : \$signal ;
+  assign _074_ = _057_ ? _073_ : \$signal ;
+  assign _075_ = _050_ ? _016_ : _074_;
+  assign _052_ = rst ? 1'h0 : _075_;
+  assign _076_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _031_;
+  assign _077_ = _057_ ? _076_ : last_g;
+  assign _078_ = _050_ ? 1'h0 : _077_;
+  assign _051_ = rst ? 1'h0 : _078_;
+  assign _079_ = _050_ ? _014_[3:0] : xn;
+  assign _049_ = rst ? 4'h0 : _079_;
+  assign _080_ = last_y ? ys : _040_[3:0];
+  assign _081_ = \$signal  ? (* full_case = 32'd1 *) _080_ : ys;
+  assign _082_ = last_g ? (* full_case = 32'd1 *) _081_ : ys;
+  assign _083_ = _057_ ? _082_ : ys;
+  assign _084_ = _050_ ? _012_[3:0] : _083_;
+  assign _048_ = rst ? 4'h0 : _084_;
+  assign _085_ = \$signal  ? (* full_case = 32'd1 *) xn : _032_[3:0];
+  assign _086_ = last_g ? (* full_case = 32'd1 *) _085_ : xs;
+  assign _087_ = _057_ ? _086_ : xs;
+  assign _088_ = _050_ ? _010_[3:0] : _087_;
+  assign _047_ = rst ? 4'h0 : _088_;
+  assign _089_ = \$signal  ? (* full_case = 32'd1 *) _037_[4:0] : _034_[4:0];
+  assign _090_ = last_g ? (* full_case = 32'd1 *) _089_ : _029_[4:0];
+  assign _091_ = _057_ ? _090_ : waddr;
+  assign _092_ = _050_ ? _007_[4:0] : _091_;
+  assign _046_ = rst ? 5'h00 : _092_;
+  assign _093_ = \$signal  ? (* full_case = 32'd1 *) _036_[6:0] : _033_[6:0];
+  assign _094_ = last_g ? (* full_case = 32'd1 *) _093_ : _028_[6:0];
+  assign _095_ = _057_ ? _094_ : \$like ;
+  assign _096_ = _050_ ? _001_[6:0] : _095_;
+  assign _045_ = rst ? 7'h00 : _096_;
+  assign _097_ = _039_ ? 1'h0 : g;
+  assign _098_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _027_[0];
+  assign _099_ = _057_ ? _098_ : _097_;
+  assign _100_ = _050_ ? _097_ : _099_;
+  assign _044_ = rst ? 1'h0 : _100_;
+  assign _101_ = _039_ ? i__payload[11:8] : shift;
+  assign _043_ = rst ? 4'h0 : _101_;
+  assign _102_ = _039_ ? i__payload[7] : \$like$6 ;
+  assign _042_ = rst ? 1'h0 : _102_;
+  function [3:0] _312_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4096,35 +4197,35 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3505$0 , loa
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _306_ = b[3:0];
+        _312_ = b[3:0];
       8'b??????1?:
-        _306_ = b[7:4];
+        _312_ = b[7:4];
       8'b?????1??:
-        _306_ = b[11:8];
+        _312_ = b[11:8];
       8'b????1???:
-        _306_ = b[15:12];
+        _312_ = b[15:12];
       8'b???1????:
-        _306_ = b[19:16];
+        _312_ = b[19:16];
       8'b??1?????:
-        _306_ = b[23:20];
+        _312_ = b[23:20];
       8'b?1??????:
-        _306_ = b[27:24];
+        _312_ = b[27:24];
       8'b1???????:
-        _306_ = b[31:28];
+        _312_ = b[31:28];
       default:
-        _306_ = a;
+        _312_ = a;
     endcase
   endfunction
-  assign _023_ = _306_(4'hx, 32'd590558002, { _107_, _106_, _105_, _104_, _103_, _102_, _101_, _100_ });
-  assign _100_ = ev_x == (* full_case = 32'd1 *) 3'h7;
-  assign _101_ = ev_x == (* full_case = 32'd1 *) 3'h6;
-  assign _102_ = ev_x == (* full_case = 32'd1 *) 3'h5;
-  assign _103_ = ev_x == (* full_case = 32'd1 *) 3'h4;
-  assign _104_ = ev_x == (* full_case = 32'd1 *) 3'h3;
-  assign _105_ = ev_x == (* full_case = 32'd1 *) 3'h2;
-  assign _106_ = ev_x == (* full_case = 32'd1 *) 3'h1;
-  assign _107_ = ! (* full_case = 32'd1 *) ev_x;
-  function [3:0] _315_;
+  assign _024_ = _312_(4'hx, 32'd590558002, { _110_, _109_, _108_, _107_, _106_, _105_, _104_, _103_ });
+  assign _103_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _104_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _105_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _106_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _107_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _108_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _109_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _110_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [3:0] _321_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4132,35 +4233,35 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3505$0 , loa
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _315_ = b[3:0];
+        _321_ = b[3:0];
       8'b??????1?:
-        _315_ = b[7:4];
+        _321_ = b[7:4];
       8'b?????1??:
-        _315_ = b[11:8];
+        _321_ = b[11:8];
       8'b????1???:
-        _315_ = b[15:12];
+        _321_ = b[15:12];
       8'b???1????:
-        _315_ = b[19:16];
+        _321_ = b[19:16];
       8'b??1?????:
-        _315_ = b[23:20];
+        _321_ = b[23:20];
       8'b?1??????:
-        _315_ = b[27:24];
+        _321_ = b[27:24];
       8'b1???????:
-        _315_ = b[31:28];
+        _321_ = b[31:28];
       default:
-        _315_ = a;
+        _321_ = a;
     endcase
   endfunction
-  assign _020_ = _315_(4'hx, 32'd590558002, { _115_, _114_, _113_, _112_, _111_, _110_, _109_, _108_ });
-  assign _108_ = ev_y == (* full_case = 32'd1 *) 3'h7;
-  assign _109_ = ev_y == (* full_case = 32'd1 *) 3'h6;
-  assign _110_ = ev_y == (* full_case = 32'd1 *) 3'h5;
-  assign _111_ = ev_y == (* full_case = 32'd1 *) 3'h4;
-  assign _112_ = ev_y == (* full_case = 32'd1 *) 3'h3;
-  assign _113_ = ev_y == (* full_case = 32'd1 *) 3'h2;
-  assign _114_ = ev_y == (* full_case = 32'd1 *) 3'h1;
-  assign _115_ = ! (* full_case = 32'd1 *) ev_y;
-  function [3:0] _324_;
+  assign _022_ = _321_(4'hx, 32'd590558002, { _118_, _117_, _116_, _115_, _114_, _113_, _112_, _111_ });
+  assign _111_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h7;
+  assign _112_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h6;
+  assign _113_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h5;
+  assign _114_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h4;
+  assign _115_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h3;
+  assign _116_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h2;
+  assign _117_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h1;
+  assign _118_ = ! (* full_case = 32'd1 *) i__payload[3:1];
+  function [3:0] _330_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4168,35 +4269,35 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3505$0 , loa
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _324_ = b[3:0];
+        _330_ = b[3:0];
       8'b??????1?:
-        _324_ = b[7:4];
+        _330_ = b[7:4];
       8'b?????1??:
-        _324_ = b[11:8];
+        _330_ = b[11:8];
       8'b????1???:
-        _324_ = b[15:12];
+        _330_ = b[15:12];
       8'b???1????:
-        _324_ = b[19:16];
+        _330_ = b[19:16];
       8'b??1?????:
-        _324_ = b[23:20];
+        _330_ = b[23:20];
       8'b?1??????:
-        _324_ = b[27:24];
+        _330_ = b[27:24];
       8'b1???????:
-        _324_ = b[31:28];
+        _330_ = b[31:28];
       default:
-        _324_ = a;
+        _330_ = a;
     endcase
   endfunction
-  assign _019_ = _324_(4'hx, 32'd3185434075, { _123_, _122_, _121_, _120_, _119_, _118_, _117_, _116_ });
-  assign _116_ = ev_x == (* full_case = 32'd1 *) 3'h7;
-  assign _117_ = ev_x == (* full_case = 32'd1 *) 3'h6;
-  assign _118_ = ev_x == (* full_case = 32'd1 *) 3'h5;
-  assign _119_ = ev_x == (* full_case = 32'd1 *) 3'h4;
-  assign _120_ = ev_x == (* full_case = 32'd1 *) 3'h3;
-  assign _121_ = ev_x == (* full_case = 32'd1 *) 3'h2;
-  assign _122_ = ev_x == (* full_case = 32'd1 *) 3'h1;
-  assign _123_ = ! (* full_case = 32'd1 *) ev_x;
-  function [4:0] _333_;
+  assign _021_ = _330_(4'hx, 32'd3185434075, { _126_, _125_, _124_, _123_, _122_, _121_, _120_, _119_ });
+  assign _119_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _120_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _121_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _122_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _123_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _124_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _125_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _126_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [4:0] _339_;
     input [4:0] a;
     input [39:0] b;
     input [7:0] s;
@@ -4204,35 +4305,35 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3505$0 , loa
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _333_ = b[4:0];
+        _339_ = b[4:0];
       8'b??????1?:
-        _333_ = b[9:5];
+        _339_ = b[9:5];
       8'b?????1??:
-        _333_ = b[14:10];
+        _339_ = b[14:10];
       8'b????1???:
-        _333_ = b[19:15];
+        _339_ = b[19:15];
       8'b???1????:
-        _333_ = b[24:20];
+        _339_ = b[24:20];
       8'b??1?????:
-        _333_ = b[29:25];
+        _339_ = b[29:25];
       8'b?1??????:
-        _333_ = b[34:30];
+        _339_ = b[34:30];
       8'b1???????:
-        _333_ = b[39:35];
+        _339_ = b[39:35];
       default:
-        _333_ = a;
+        _339_ = a;
     endcase
   endfunction
-  assign _018_ = _333_(5'hxx, 40'h6ad6b5ad6d, { _131_, _130_, _129_, _128_, _127_, _126_, _125_, _124_ });
-  assign _124_ = ev_x == (* full_case = 32'd1 *) 3'h7;
-  assign _125_ = ev_x == (* full_case = 32'd1 *) 3'h6;
-  assign _126_ = ev_x == (* full_case = 32'd1 *) 3'h5;
-  assign _127_ = ev_x == (* full_case = 32'd1 *) 3'h4;
-  assign _128_ = ev_x == (* full_case = 32'd1 *) 3'h3;
-  assign _129_ = ev_x == (* full_case = 32'd1 *) 3'h2;
-  assign _130_ = ev_x == (* full_case = 32'd1 *) 3'h1;
-  assign _131_ = ! (* full_case = 32'd1 *) ev_x;
-  function [3:0] _342_;
+  assign _019_ = _339_(5'hxx, 40'h6ad6b5ad6d, { _134_, _133_, _132_, _131_, _130_, _129_, _128_, _127_ });
+  assign _127_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _128_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _129_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _130_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _131_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _132_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _133_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _134_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [3:0] _348_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4240,35 +4341,35 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3505$0 , loa
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _342_ = b[3:0];
+        _348_ = b[3:0];
       8'b??????1?:
-        _342_ = b[7:4];
+        _348_ = b[7:4];
       8'b?????1??:
-        _342_ = b[11:8];
+        _348_ = b[11:8];
       8'b????1???:
-        _342_ = b[15:12];
+        _348_ = b[15:12];
       8'b???1????:
-        _342_ = b[19:16];
+        _348_ = b[19:16];
       8'b??1?????:
-        _342_ = b[23:20];
+        _348_ = b[23:20];
       8'b?1??????:
-        _342_ = b[27:24];
+        _348_ = b[27:24];
       8'b1???????:
-        _342_ = b[31:28];
+        _348_ = b[31:28];
       default:
-        _342_ = a;
+        _348_ = a;
     endcase
   endfunction
-  assign _016_ = _342_(4'hx, 32'd590558002, { _139_, _138_, _137_, _136_, _135_, _134_, _133_, _132_ });
-  assign _132_ = ev_y == (* full_case = 32'd1 *) 3'h7;
-  assign _133_ = ev_y == (* full_case = 32'd1 *) 3'h6;
-  assign _134_ = ev_y == (* full_case = 32'd1 *) 3'h5;
-  assign _135_ = ev_y == (* full_case = 32'd1 *) 3'h4;
-  assign _136_ = ev_y == (* full_case = 32'd1 *) 3'h3;
-  assign _137_ = ev_y == (* full_case = 32'd1 *) 3'h2;
-  assign _138_ = ev_y == (* full_case = 32'd1 *) 3'h1;
-  assign _139_ = ! (* full_case = 32'd1 *) ev_y;
-  function [3:0] _351_;
+  assign _017_ = _348_(4'hx, 32'd590558002, { _142_, _141_, _140_, _139_, _138_, _137_, _136_, _135_ });
+  assign _135_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h7;
+  assign _136_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h6;
+  assign _137_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h5;
+  assign _138_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h4;
+  assign _139_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h3;
+  assign _140_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h2;
+  assign _141_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h1;
+  assign _142_ = ! (* full_case = 32'd1 *) i__payload[3:1];
+  function [3:0] _357_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4276,35 +4377,35 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3505$0 , loa
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _351_ = b[3:0];
+        _357_ = b[3:0];
       8'b??????1?:
-        _351_ = b[7:4];
+        _357_ = b[7:4];
       8'b?????1??:
-        _351_ = b[11:8];
+        _357_ = b[11:8];
       8'b????1???:
-        _351_ = b[15:12];
+        _357_ = b[15:12];
       8'b???1????:
-        _351_ = b[19:16];
+        _357_ = b[19:16];
       8'b??1?????:
-        _351_ = b[23:20];
+        _357_ = b[23:20];
       8'b?1??????:
-        _351_ = b[27:24];
+        _357_ = b[27:24];
       8'b1???????:
-        _351_ = b[31:28];
+        _357_ = b[31:28];
       default:
-        _351_ = a;
+        _357_ = a;
     endcase
   endfunction
-  assign _014_ = _351_(4'hx, 32'd590558002, { _147_, _146_, _145_, _144_, _143_, _142_, _141_, _140_ });
-  assign _140_ = ev_x == (* full_case = 32'd1 *) 3'h7;
-  assign _141_ = ev_x == (* full_case = 32'd1 *) 3'h6;
-  assign _142_ = ev_x == (* full_case = 32'd1 *) 3'h5;
-  assign _143_ = ev_x == (* full_case = 32'd1 *) 3'h4;
-  assign _144_ = ev_x == (* full_case = 32'd1 *) 3'h3;
-  assign _145_ = ev_x == (* full_case = 32'd1 *) 3'h2;
-  assign _146_ = ev_x == (* full_case = 32'd1 *) 3'h1;
-  assign _147_ = ! (* full_case = 32'd1 *) ev_x;
-  function [3:0] _360_;
+  assign _015_ = _357_(4'hx, 32'd590558002, { _150_, _149_, _148_, _147_, _146_, _145_, _144_, _143_ });
+  assign _143_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _144_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _145_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _146_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _147_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _148_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _149_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _150_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [3:0] _366_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4312,35 +4413,35 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3505$0 , loa
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _360_ = b[3:0];
+        _366_ = b[3:0];
       8'b??????1?:
-        _360_ = b[7:4];
+        _366_ = b[7:4];
       8'b?????1??:
-        _360_ = b[11:8];
+        _366_ = b[11:8];
       8'b????1???:
-        _360_ = b[15:12];
+        _366_ = b[15:12];
       8'b???1????:
-        _360_ = b[19:16];
+        _366_ = b[19:16];
       8'b??1?????:
-        _360_ = b[23:20];
+        _366_ = b[23:20];
       8'b?1??????:
-        _360_ = b[27:24];
+        _366_ = b[27:24];
       8'b1???????:
-        _360_ = b[31:28];
+        _366_ = b[31:28];
       default:
-        _360_ = a;
+        _366_ = a;
     endcase
   endfunction
-  assign _012_ = _360_(4'hx, 32'd590558002, { _155_, _154_, _153_, _152_, _151_, _150_, _149_, _148_ });
-  assign _148_ = ev_x == (* full_case = 32'd1 *) 3'h7;
-  assign _149_ = ev_x == (* full_case = 32'd1 *) 3'h6;
-  assign _150_ = ev_x == (* full_case = 32'd1 *) 3'h5;
-  assign _151_ = ev_x == (* full_case = 32'd1 *) 3'h4;
-  assign _152_ = ev_x == (* full_case = 32'd1 *) 3'h3;
-  assign _153_ = ev_x == (* full_case = 32'd1 *) 3'h2;
-  assign _154_ = ev_x == (* full_case = 32'd1 *) 3'h1;
-  assign _155_ = ! (* full_case = 32'd1 *) ev_x;
-  function [3:0] _369_;
+  assign _013_ = _366_(4'hx, 32'd590558002, { _158_, _157_, _156_, _155_, _154_, _153_, _152_, _151_ });
+  assign _151_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _152_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _153_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _154_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _155_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _156_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _157_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _158_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [3:0] _375_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4348,35 +4449,35 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3505$0 , loa
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _369_ = b[3:0];
+        _375_ = b[3:0];
       8'b??????1?:
-        _369_ = b[7:4];
+        _375_ = b[7:4];
       8'b?????1??:
-        _369_ = b[11:8];
+        _375_ = b[11:8];
       8'b????1???:
-        _369_ = b[15:12];
+        _375_ = b[15:12];
       8'b???1????:
-        _369_ = b[19:16];
+        _375_ = b[19:16];
       8'b??1?????:
-        _369_ = b[23:20];
+        _375_ = b[23:20];
       8'b?1??????:
-        _369_ = b[27:24];
+        _375_ = b[27:24];
       8'b1???????:
-        _369_ = b[31:28];
+        _375_ = b[31:28];
       default:
-        _369_ = a;
+        _375_ = a;
     endcase
   endfunction
-  assign _009_ = _369_(4'hx, 32'd590558002, { _163_, _162_, _161_, _160_, _159_, _158_, _157_, _156_ });
-  assign _156_ = ev_y == (* full_case = 32'd1 *) 3'h7;
-  assign _157_ = ev_y == (* full_case = 32'd1 *) 3'h6;
-  assign _158_ = ev_y == (* full_case = 32'd1 *) 3'h5;
-  assign _159_ = ev_y == (* full_case = 32'd1 *) 3'h4;
-  assign _160_ = ev_y == (* full_case = 32'd1 *) 3'h3;
-  assign _161_ = ev_y == (* full_case = 32'd1 *) 3'h2;
-  assign _162_ = ev_y == (* full_case = 32'd1 *) 3'h1;
-  assign _163_ = ! (* full_case = 32'd1 *) ev_y;
-  function [3:0] _378_;
+  assign _011_ = _375_(4'hx, 32'd590558002, { _166_, _165_, _164_, _163_, _162_, _161_, _160_, _159_ });
+  assign _159_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h7;
+  assign _160_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h6;
+  assign _161_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h5;
+  assign _162_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h4;
+  assign _163_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h3;
+  assign _164_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h2;
+  assign _165_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h1;
+  assign _166_ = ! (* full_case = 32'd1 *) i__payload[3:1];
+  function [3:0] _384_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4384,35 +4485,35 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3505$0 , loa
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _378_ = b[3:0];
+        _384_ = b[3:0];
       8'b??????1?:
-        _378_ = b[7:4];
+        _384_ = b[7:4];
       8'b?????1??:
-        _378_ = b[11:8];
+        _384_ = b[11:8];
       8'b????1???:
-        _378_ = b[15:12];
+        _384_ = b[15:12];
       8'b???1????:
-        _378_ = b[19:16];
+        _384_ = b[19:16];
       8'b??1?????:
-        _378_ = b[23:20];
+        _384_ = b[23:20];
       8'b?1??????:
-        _378_ = b[27:24];
+        _384_ = b[27:24];
       8'b1???????:
-        _378_ = b[31:28];
+        _384_ = b[31:28];
       default:
-        _378_ = a;
+        _384_ = a;
     endcase
   endfunction
-  assign _007_ = _378_(4'hx, 32'd590558002, { _171_, _170_, _169_, _168_, _167_, _166_, _165_, _164_ });
-  assign _164_ = ev_x == (* full_case = 32'd1 *) 3'h7;
-  assign _165_ = ev_x == (* full_case = 32'd1 *) 3'h6;
-  assign _166_ = ev_x == (* full_case = 32'd1 *) 3'h5;
-  assign _167_ = ev_x == (* full_case = 32'd1 *) 3'h4;
-  assign _168_ = ev_x == (* full_case = 32'd1 *) 3'h3;
-  assign _169_ = ev_x == (* full_case = 32'd1 *) 3'h2;
-  assign _170_ = ev_x == (* full_case = 32'd1 *) 3'h1;
-  assign _171_ = ! (* full_case = 32'd1 *) ev_x;
-  function [3:0] _387_;
+  assign _008_ = _384_(4'hx, 32'd590558002, { _174_, _173_, _172_, _171_, _170_, _169_, _168_, _167_ });
+  assign _167_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _168_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _169_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _170_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _171_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _172_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _173_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _174_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [3:0] _393_;
     input [3:0] a;
     input [31:0] b;
     input [7:0] s;
@@ -4420,35 +4521,35 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3505$0 , loa
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _387_ = b[3:0];
+        _393_ = b[3:0];
       8'b??????1?:
-        _387_ = b[7:4];
+        _393_ = b[7:4];
       8'b?????1??:
-        _387_ = b[11:8];
+        _393_ = b[11:8];
       8'b????1???:
-        _387_ = b[15:12];
+        _393_ = b[15:12];
       8'b???1????:
-        _387_ = b[19:16];
+        _393_ = b[19:16];
       8'b??1?????:
-        _387_ = b[23:20];
+        _393_ = b[23:20];
       8'b?1??????:
-        _387_ = b[27:24];
+        _393_ = b[27:24];
       8'b1???????:
-        _387_ = b[31:28];
+        _393_ = b[31:28];
       default:
-        _387_ = a;
+        _393_ = a;
     endcase
   endfunction
-  assign _005_ = _387_(4'hx, 32'd608453700, { _179_, _178_, _177_, _176_, _175_, _174_, _173_, _172_ });
-  assign _172_ = ev_x == (* full_case = 32'd1 *) 3'h7;
-  assign _173_ = ev_x == (* full_case = 32'd1 *) 3'h6;
-  assign _174_ = ev_x == (* full_case = 32'd1 *) 3'h5;
-  assign _175_ = ev_x == (* full_case = 32'd1 *) 3'h4;
-  assign _176_ = ev_x == (* full_case = 32'd1 *) 3'h3;
-  assign _177_ = ev_x == (* full_case = 32'd1 *) 3'h2;
-  assign _178_ = ev_x == (* full_case = 32'd1 *) 3'h1;
-  assign _179_ = ! (* full_case = 32'd1 *) ev_x;
-  function [4:0] _396_;
+  assign _006_ = _393_(4'hx, 32'd608453700, { _182_, _181_, _180_, _179_, _178_, _177_, _176_, _175_ });
+  assign _175_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _176_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _177_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _178_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _179_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _180_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _181_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _182_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [4:0] _402_;
     input [4:0] a;
     input [39:0] b;
     input [7:0] s;
@@ -4456,35 +4557,35 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3505$0 , loa
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _396_ = b[4:0];
+        _402_ = b[4:0];
       8'b??????1?:
-        _396_ = b[9:5];
+        _402_ = b[9:5];
       8'b?????1??:
-        _396_ = b[14:10];
+        _402_ = b[14:10];
       8'b????1???:
-        _396_ = b[19:15];
+        _402_ = b[19:15];
       8'b???1????:
-        _396_ = b[24:20];
+        _402_ = b[24:20];
       8'b??1?????:
-        _396_ = b[29:25];
+        _402_ = b[29:25];
       8'b?1??????:
-        _396_ = b[34:30];
+        _402_ = b[34:30];
       8'b1???????:
-        _396_ = b[39:35];
+        _402_ = b[39:35];
       default:
-        _396_ = a;
+        _402_ = a;
     endcase
   endfunction
-  assign _003_ = _396_(5'hxx, 40'h3318c6318c, { _187_, _186_, _185_, _184_, _183_, _182_, _181_, _180_ });
-  assign _180_ = ev_y == (* full_case = 32'd1 *) 3'h7;
-  assign _181_ = ev_y == (* full_case = 32'd1 *) 3'h6;
-  assign _182_ = ev_y == (* full_case = 32'd1 *) 3'h5;
-  assign _183_ = ev_y == (* full_case = 32'd1 *) 3'h4;
-  assign _184_ = ev_y == (* full_case = 32'd1 *) 3'h3;
-  assign _185_ = ev_y == (* full_case = 32'd1 *) 3'h2;
-  assign _186_ = ev_y == (* full_case = 32'd1 *) 3'h1;
-  assign _187_ = ! (* full_case = 32'd1 *) ev_y;
-  function [4:0] _405_;
+  assign _004_ = _402_(5'hxx, 40'h3318c6318c, { _190_, _189_, _188_, _187_, _186_, _185_, _184_, _183_ });
+  assign _183_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h7;
+  assign _184_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h6;
+  assign _185_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h5;
+  assign _186_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h4;
+  assign _187_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h3;
+  assign _188_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h2;
+  assign _189_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h1;
+  assign _190_ = ! (* full_case = 32'd1 *) i__payload[3:1];
+  function [4:0] _411_;
     input [4:0] a;
     input [39:0] b;
     input [7:0] s;
@@ -4492,35 +4593,35 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3505$0 , loa
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _405_ = b[4:0];
+        _411_ = b[4:0];
       8'b??????1?:
-        _405_ = b[9:5];
+        _411_ = b[9:5];
       8'b?????1??:
-        _405_ = b[14:10];
+        _411_ = b[14:10];
       8'b????1???:
-        _405_ = b[19:15];
+        _411_ = b[19:15];
       8'b???1????:
-        _405_ = b[24:20];
+        _411_ = b[24:20];
       8'b??1?????:
-        _405_ = b[29:25];
+        _411_ = b[29:25];
       8'b?1??????:
-        _405_ = b[34:30];
+        _411_ = b[34:30];
       8'b1???????:
-        _405_ = b[39:35];
+        _411_ = b[39:35];
       default:
-        _405_ = a;
+        _411_ = a;
     endcase
   endfunction
-  assign _056_ = _405_(5'hxx, 40'h000443214c, { _195_, _194_, _193_, _192_, _191_, _190_, _189_, _188_ });
-  assign _188_ = ev_x == (* full_case = 32'd1 *) 3'h7;
-  assign _189_ = ev_x == (* full_case = 32'd1 *) 3'h6;
-  assign _190_ = ev_x == (* full_case = 32'd1 *) 3'h5;
-  assign _191_ = ev_x == (* full_case = 32'd1 *) 3'h4;
-  assign _192_ = ev_x == (* full_case = 32'd1 *) 3'h3;
-  assign _193_ = ev_x == (* full_case = 32'd1 *) 3'h2;
-  assign _194_ = ev_x == (* full_case = 32'd1 *) 3'h1;
-  assign _195_ = ! (* full_case = 32'd1 *) ev_x;
-  function [7:0] _414_;
+  assign _059_ = _411_(5'hxx, 40'h000443214c, { _198_, _197_, _196_, _195_, _194_, _193_, _192_, _191_ });
+  assign _191_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _192_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _193_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _194_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _195_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _196_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _197_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _198_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [7:0] _420_;
     input [7:0] a;
     input [63:0] b;
     input [7:0] s;
@@ -4528,46 +4629,50 @@ module \digits_cnn_ilif.engine_conv1.expand0 (rst, en, ready, \port$3505$0 , loa
     (* parallel_case *)
     casez (s)
       8'b???????1:
-        _414_ = b[7:0];
+        _420_ = b[7:0];
       8'b??????1?:
-        _414_ = b[15:8];
+        _420_ = b[15:8];
       8'b?????1??:
-        _414_ = b[23:16];
+        _420_ = b[23:16];
       8'b????1???:
-        _414_ = b[31:24];
+        _420_ = b[31:24];
       8'b???1????:
-        _414_ = b[39:32];
+        _420_ = b[39:32];
       8'b??1?????:
-        _414_ = b[47:40];
+        _420_ = b[47:40];
       8'b?1??????:
-        _414_ = b[55:48];
+        _420_ = b[55:48];
       8'b1???????:
-        _414_ = b[63:56];
+        _420_ = b[63:56];
       default:
-        _414_ = a;
+        _420_ = a;
     endcase
   endfunction
-  assign _051_ = _414_(8'hxx, 64'h0000102030405060, { _203_, _202_, _201_, _200_, _199_, _198_, _197_, _196_ });
-  assign _196_ = ev_y == (* full_case = 32'd1 *) 3'h7;
-  assign _197_ = ev_y == (* full_case = 32'd1 *) 3'h6;
-  assign _198_ = ev_y == (* full_case = 32'd1 *) 3'h5;
-  assign _199_ = ev_y == (* full_case = 32'd1 *) 3'h4;
-  assign _200_ = ev_y == (* full_case = 32'd1 *) 3'h3;
-  assign _201_ = ev_y == (* full_case = 32'd1 *) 3'h2;
-  assign _202_ = ev_y == (* full_case = 32'd1 *) 3'h1;
-  assign _203_ = ! (* full_case = 32'd1 *) ev_y;
-  assign ev_shift = { 1'h0, \port$3505$0  };
-  assign ev_count = 1'h1;
-  assign waddr = op_waddr;
-  assign addr = op_addr;
-  assign \busy$6  = op_valid;
-  assign shift = op_shift;
-  assign count = op_count;
-  assign busy = op_valid;
+  assign _058_ = _420_(8'hxx, 64'h0000102030405060, { _206_, _205_, _204_, _203_, _202_, _201_, _200_, _199_ });
+  assign _199_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h7;
+  assign _200_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h6;
+  assign _201_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h5;
+  assign _202_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h4;
+  assign _203_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h3;
+  assign _204_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h2;
+  assign _205_ = i__payload[3:1] == (* full_case = 32'd1 *) 3'h1;
+  assign _206_ = ! (* full_case = 32'd1 *) i__payload[3:1];
+  assign \i__payload.shift  = i__payload[11:8];
+  assign \i__payload.count  = i__payload[7];
+  assign \i__payload.x  = i__payload[6:4];
+  assign \i__payload.y  = i__payload[3:1];
+  assign \i__payload.c  = i__payload[0];
+  assign \o__payload.shift  = shift;
+  assign \o__payload.count  = \$like$6 ;
+  assign \o__payload.waddr  = waddr;
+  assign \o__payload.addr  = \$like ;
+  assign o__payload = { shift, \$like$6 , waddr, \$like  };
+  assign \busy$2  = o__valid;
+  assign busy = o__valid;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$1265$0 , \port$3507$0 , \port$3725$0 , \port$3727$0 , \port$0$2 );
+module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, i__valid, i__ready, o__payload, o__valid, o__ready, i__payload);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -4586,46 +4691,40 @@ module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$126
   wire [7:0] _15_;
   wire [7:0] _16_;
   wire [7:0] _17_;
-  wire \$signal ;
-  reg [7:0] \$signal$10  = 8'h00;
-  wire [7:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [7:0] \$signal$9  = 8'h00;
+  reg [7:0] \$like  = 8'h00;
   input clk;
   wire clk;
-  input [7:0] \port$0$2 ;
-  wire [7:0] \port$0$2 ;
-  output \port$1265$0 ;
-  wire \port$1265$0 ;
-  input \port$3507$0 ;
-  wire \port$3507$0 ;
-  output [7:0] \port$3725$0 ;
-  wire [7:0] \port$3725$0 ;
-  output \port$3727$0 ;
-  wire \port$3727$0 ;
-  input \port$5$0 ;
-  wire \port$5$0 ;
+  input [7:0] i__payload;
+  wire [7:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [7:0] o__payload;
+  reg [7:0] o__payload = 8'h00;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$5$0  & _00_;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3507$0  | _01_;
+  assign take = i__valid & _00_;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$0$2  : \$signal$10 ;
-  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _07_ = take ? i__payload : \$like ;
+  assign _08_ = _02_ ? \$like  : _07_;
   assign _06_ = rst ? 8'h00 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
   assign _10_ = spare_valid ? 1'h0 : spare_valid;
@@ -4633,22 +4732,16 @@ module \digits_cnn_ilif.engine_conv1.pixel_skid (clk, rst, \port$5$0 , \port$126
   assign _05_ = rst ? 1'h0 : _11_;
   assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
-  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _14_ = _02_ ? _13_ : o__valid;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$0$2  : \$signal$9 ;
-  assign _16_ = spare_valid ? \$signal$10  : _15_;
-  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _15_ = take ? i__payload : o__payload;
+  assign _16_ = spare_valid ? \$like  : _15_;
+  assign _17_ = _02_ ? _16_ : o__payload;
   assign _03_ = rst ? 8'h00 : _17_;
-  assign \port$3727$0  = \$signal$5 ;
-  assign \port$3725$0  = \$signal$9 ;
-  assign \port$1265$0  = \$signal ;
-  assign \$signal$11  = \port$0$2 ;
-  assign \$signal$8  = \port$3507$0 ;
-  assign \$signal$3  = \port$5$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.queue (rst, w_data, \port$3521$0 , w_en, \port$3715$0 , \port$3717$0 , clk);
+module \digits_cnn_ilif.engine_conv1.queue (rst, i__ready, w_en, w_data, o__payload, o__valid, o__ready, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -4658,32 +4751,47 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, w_data, \port$3521$0 , w_en, \p
   wire _06_;
   wire [11:0] _07_;
   wire [11:0] \$signal ;
-  reg [11:0] \$signal$11  = 12'h000;
-  wire [11:0] \$signal$12 ;
-  wire \$signal$13 ;
-  wire [11:0] \$signal$14 ;
-  wire [11:0] \$signal$15 ;
-  wire \$signal$16 ;
-  wire \$signal$17 ;
-  wire \$signal$18 ;
-  wire \$signal$19 ;
-  wire \$signal$3 ;
-  (* unused_bits = "0" *)
-  wire \$signal$4 ;
-  wire \$signal$9 ;
   input clk;
   wire clk;
   (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
+  wire [11:0] i__payload;
+  reg [11:0] \i__payload$11  = 12'h000;
+  wire [3:0] \i__payload.counts ;
+  wire \i__payload.counts[0] ;
+  wire \i__payload.counts[1] ;
+  wire \i__payload.counts[2] ;
+  wire \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire \i__payload.g ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  wire \i__ready$9 ;
+  wire i__valid;
+  wire \i__valid$13 ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \level$21 ;
-  input \port$3521$0 ;
-  wire \port$3521$0 ;
-  output [11:0] \port$3715$0 ;
-  wire [11:0] \port$3715$0 ;
-  output \port$3717$0 ;
-  wire \port$3717$0 ;
+  output [11:0] o__payload;
+  wire [11:0] o__payload;
+  wire [11:0] \o__payload$15 ;
+  wire [3:0] \o__payload.counts ;
+  wire \o__payload.counts[0] ;
+  wire \o__payload.counts[1] ;
+  wire \o__payload.counts[2] ;
+  wire \o__payload.counts[3] ;
+  wire \o__payload.end ;
+  wire \o__payload.g ;
+  wire [2:0] \o__payload.x ;
+  wire [2:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  wire \o__ready$19 ;
+  output o__valid;
+  wire o__valid;
+  wire \o__valid$17 ;
   wire [11:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -4694,20 +4802,19 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, w_data, \port$3521$0 , w_en, \p
   wire [11:0] w_data;
   input w_en;
   wire w_en;
-  (* unused_bits = "0" *)
   wire w_rdy;
-  assign _01_ = _00_ | \$signal$9 ;
+  assign _01_ = _00_ | \i__ready$9 ;
   assign take = r_rdy & _01_;
   assign _02_ = ~ held_valid;
-  assign _03_ = _02_ | \$signal$9 ;
+  assign _03_ = _02_ | \i__ready$9 ;
   always @(posedge clk)
-    \$signal$11  <= _04_;
+    \i__payload$11  <= _04_;
   always @(posedge clk)
     held_valid <= _05_;
   assign _00_ = ~ held_valid;
   assign _06_ = _03_ ? take : held_valid;
   assign _05_ = rst ? 1'h0 : _06_;
-  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _07_ = take ? r_data : \i__payload$11 ;
   assign _04_ = rst ? 12'h000 : _07_;
   \digits_cnn_ilif.engine_conv1.queue.inner  inner (
     .clk(clk),
@@ -4718,35 +4825,50 @@ module \digits_cnn_ilif.engine_conv1.queue (rst, w_data, \port$3521$0 , w_en, \p
     .w_en(w_en),
     .w_level(\level$21 ),
     .w_port__data(w_data),
-    .w_rdy(\$signal$4 )
+    .w_rdy(i__ready)
   );
   \digits_cnn_ilif.engine_conv1.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$1253$0 (\$signal$9 ),
-    .\port$3521$0 (\port$3521$0 ),
-    .\port$3699$0 (\$signal$11 ),
-    .\port$3701$0 (held_valid),
-    .\port$3715$0 (\$signal$14 ),
-    .\port$3717$0 (\$signal$16 ),
+    .i__payload(\i__payload$11 ),
+    .i__ready(\i__ready$9 ),
+    .i__valid(held_valid),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(o__valid),
     .rst(rst)
   );
-  assign \port$3717$0  = \$signal$16 ;
-  assign \port$3715$0  = \$signal$14 ;
-  assign \$signal$19  = \port$3521$0 ;
-  assign \$signal$18  = \port$3521$0 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$12  = \$signal$11 ;
+  assign \o__payload.x  = o__payload[10:8];
+  assign \o__payload.y  = o__payload[7:5];
+  assign \o__payload.g  = o__payload[4];
+  assign \o__payload.counts[3]  = o__payload[3];
+  assign \o__payload.counts[2]  = o__payload[2];
+  assign \o__payload.counts[1]  = o__payload[1];
+  assign \o__payload.counts[0]  = o__payload[0];
+  assign \o__payload.counts  = o__payload[3:0];
+  assign \i__payload.end  = w_data[11];
+  assign \i__payload.x  = w_data[10:8];
+  assign \i__payload.y  = w_data[7:5];
+  assign \i__payload.g  = w_data[4];
+  assign \i__payload.counts[3]  = w_data[3];
+  assign \i__payload.counts[2]  = w_data[2];
+  assign \i__payload.counts[1]  = w_data[1];
+  assign \i__payload.counts[0]  = w_data[0];
+  assign \i__payload.counts  = w_data[3:0];
+  assign \o__payload.end  = o__payload[11];
+  assign \o__ready$19  = o__ready;
+  assign \o__valid$17  = o__valid;
+  assign \o__payload$15  = o__payload;
+  assign \i__valid$13  = held_valid;
+  assign \$signal  = \i__payload$11 ;
   assign r_en = take;
-  assign w_rdy = \$signal$4 ;
-  assign \$signal$3  = w_en;
-  assign \$signal  = w_data;
+  assign w_rdy = i__ready;
+  assign i__valid = w_en;
+  assign i__payload = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
+module \digits_cnn_ilif.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_en, w_port__data, r_rdy, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -5163,7 +5285,7 @@ module \digits_cnn_ilif.engine_conv1.queue.inner (rst, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1253$0 , count, \port$3521$0 , \port$3699$0 , \port$3701$0 , \port$3715$0 , \port$3717$0 , clk);
+module \digits_cnn_ilif.engine_conv1.queue.skid (rst, i__ready, count, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -5182,49 +5304,43 @@ module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1253$0 , count, \por
   wire [11:0] _15_;
   wire [11:0] _16_;
   wire [11:0] _17_;
-  wire \$signal ;
-  reg [11:0] \$signal$10  = 12'h000;
-  wire [11:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [11:0] \$signal$9  = 12'h000;
+  reg [11:0] \$like  = 12'h000;
   input clk;
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$1253$0 ;
-  wire \port$1253$0 ;
-  input \port$3521$0 ;
-  wire \port$3521$0 ;
-  input [11:0] \port$3699$0 ;
-  wire [11:0] \port$3699$0 ;
-  input \port$3701$0 ;
-  wire \port$3701$0 ;
-  output [11:0] \port$3715$0 ;
-  wire [11:0] \port$3715$0 ;
-  output \port$3717$0 ;
-  wire \port$3717$0 ;
+  input [11:0] i__payload;
+  wire [11:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [11:0] o__payload;
+  reg [11:0] o__payload = 12'h000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3701$0  & _00_;
-  assign count = \$signal$5  + spare_valid;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3521$0  | _01_;
+  assign take = i__valid & _00_;
+  assign count = o__valid + spare_valid;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$3699$0  : \$signal$10 ;
-  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _07_ = take ? i__payload : \$like ;
+  assign _08_ = _02_ ? \$like  : _07_;
   assign _06_ = rst ? 12'h000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
   assign _10_ = spare_valid ? 1'h0 : spare_valid;
@@ -5232,648 +5348,1195 @@ module \digits_cnn_ilif.engine_conv1.queue.skid (rst, \port$1253$0 , count, \por
   assign _05_ = rst ? 1'h0 : _11_;
   assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
-  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _14_ = _02_ ? _13_ : o__valid;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$3699$0  : \$signal$9 ;
-  assign _16_ = spare_valid ? \$signal$10  : _15_;
-  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _15_ = take ? i__payload : o__payload;
+  assign _16_ = spare_valid ? \$like  : _15_;
+  assign _17_ = _02_ ? _16_ : o__payload;
   assign _03_ = rst ? 12'h000 : _17_;
-  assign \port$3717$0  = \$signal$5 ;
-  assign \port$3715$0  = \$signal$9 ;
-  assign \port$1253$0  = \$signal ;
-  assign \$signal$11  = \port$3699$0 ;
-  assign \$signal$8  = \port$3521$0 ;
-  assign \$signal$3  = \port$3701$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
-  wire _0000_;
-  (* unused_bits = "9 10" *)
-  wire [10:0] _0001_;
-  wire [10:0] _0002_;
-  wire [10:0] _0003_;
-  wire [10:0] _0004_;
-  wire _0005_;
-  wire _0006_;
-  wire _0007_;
-  wire _0008_;
-  wire _0009_;
-  wire _0010_;
-  wire _0011_;
-  wire _0012_;
-  wire _0013_;
-  wire _0014_;
-  wire _0015_;
-  wire _0016_;
-  wire [10:0] _0017_;
-  wire _0018_;
-  wire _0019_;
-  wire _0020_;
-  wire _0021_;
-  wire _0022_;
-  wire _0023_;
-  wire _0024_;
-  wire _0025_;
-  wire _0026_;
-  (* unused_bits = "16 17" *)
-  wire [17:0] _0027_;
-  wire _0028_;
-  wire _0029_;
-  wire _0030_;
-  wire _0031_;
-  wire _0032_;
-  wire _0033_;
-  wire _0034_;
-  wire _0035_;
-  wire _0036_;
-  wire _0037_;
-  wire _0038_;
-  wire _0039_;
-  wire _0040_;
-  wire _0041_;
-  wire _0042_;
-  wire _0043_;
-  wire _0044_;
-  wire _0045_;
-  wire _0046_;
-  wire _0047_;
-  wire _0048_;
-  wire _0049_;
-  wire _0050_;
-  wire _0051_;
-  wire _0052_;
-  wire _0053_;
-  wire _0054_;
-  wire _0055_;
-  wire _0056_;
-  wire _0057_;
-  wire _0058_;
-  wire _0059_;
-  wire _0060_;
-  wire _0061_;
-  wire _0062_;
-  wire _0063_;
-  wire _0064_;
-  wire _0065_;
-  wire _0066_;
-  wire _0067_;
-  wire _0068_;
-  (* unused_bits = "16" *)
-  wire [16:0] _0069_;
-  wire _0070_;
-  wire _0071_;
-  wire _0072_;
-  wire _0073_;
-  wire _0074_;
-  wire _0075_;
-  wire _0076_;
-  wire _0077_;
-  wire _0078_;
-  wire _0079_;
-  wire _0080_;
-  wire _0081_;
-  wire _0082_;
-  wire _0083_;
-  wire _0084_;
-  wire _0085_;
-  wire _0086_;
-  wire _0087_;
-  wire _0088_;
-  wire [10:0] _0089_;
-  wire _0090_;
-  wire _0091_;
-  wire _0092_;
-  wire _0093_;
-  wire _0094_;
-  wire _0095_;
-  wire _0096_;
-  wire _0097_;
-  wire _0098_;
-  wire _0099_;
-  wire _0100_;
-  (* unused_bits = "16 17" *)
-  wire [17:0] _0101_;
-  wire _0102_;
-  wire _0103_;
-  wire _0104_;
-  wire _0105_;
-  wire _0106_;
-  wire _0107_;
-  wire _0108_;
-  wire _0109_;
-  wire _0110_;
-  wire _0111_;
-  wire _0112_;
-  wire _0113_;
-  wire _0114_;
-  wire _0115_;
-  wire _0116_;
-  wire _0117_;
-  wire _0118_;
-  wire _0119_;
-  wire _0120_;
-  wire _0121_;
-  wire _0122_;
-  wire _0123_;
-  wire _0124_;
-  wire _0125_;
-  wire _0126_;
-  wire _0127_;
-  wire _0128_;
-  wire _0129_;
-  wire _0130_;
-  wire _0131_;
-  wire _0132_;
-  wire _0133_;
-  wire _0134_;
-  wire _0135_;
-  wire _0136_;
-  (* unused_bits = "16" *)
-  wire [16:0] _0137_;
-  wire _0138_;
-  wire _0139_;
-  wire _0140_;
-  wire _0141_;
-  wire _0142_;
-  wire _0143_;
-  wire _0144_;
-  wire _0145_;
-  wire _0146_;
-  wire _0147_;
-  wire _0148_;
-  wire _0149_;
-  wire _0150_;
-  wire _0151_;
-  wire _0152_;
-  wire _0153_;
-  wire _0154_;
-  wire [10:0] _0155_;
-  wire _0156_;
-  wire _0157_;
-  wire _0158_;
-  wire _0159_;
-  wire _0160_;
-  wire _0161_;
-  wire _0162_;
-  wire _0163_;
-  wire _0164_;
-  (* unused_bits = "16 17" *)
-  wire [17:0] _0165_;
-  wire _0166_;
-  wire _0167_;
-  wire _0168_;
-  wire _0169_;
-  wire _0170_;
-  wire _0171_;
-  wire _0172_;
-  wire _0173_;
-  wire _0174_;
-  wire _0175_;
-  wire _0176_;
-  wire _0177_;
-  wire _0178_;
-  wire _0179_;
-  wire _0180_;
-  wire _0181_;
-  wire _0182_;
-  wire _0183_;
-  wire _0184_;
-  wire _0185_;
-  wire _0186_;
-  wire _0187_;
-  wire _0188_;
-  wire _0189_;
-  wire _0190_;
-  wire _0191_;
-  wire _0192_;
-  wire _0193_;
-  wire _0194_;
-  wire _0195_;
-  wire _0196_;
-  wire _0197_;
-  wire _0198_;
-  wire _0199_;
-  wire _0200_;
-  wire _0201_;
-  wire [16:0] _0202_;
-  wire [16:0] _0203_;
-  wire [16:0] _0204_;
-  (* unused_bits = "16" *)
-  wire [16:0] _0205_;
-  wire [15:0] _0206_;
-  wire [16:0] _0207_;
-  wire [15:0] _0208_;
-  wire [16:0] _0209_;
-  wire [15:0] _0210_;
-  wire [16:0] _0211_;
-  wire [15:0] _0212_;
-  wire [16:0] _0213_;
-  wire [1:0] _0214_;
-  wire [16:0] _0215_;
-  wire [1:0] _0216_;
-  wire [16:0] _0217_;
-  wire [10:0] _0218_;
-  wire [12:0] _0219_;
-  wire [12:0] _0220_;
-  wire [16:0] _0221_;
-  wire [10:0] _0222_;
-  wire [16:0] _0223_;
-  wire [16:0] _0224_;
-  wire [16:0] _0225_;
-  wire [1:0] _0226_;
-  wire [16:0] _0227_;
-  wire [1:0] _0228_;
-  wire [16:0] _0229_;
-  (* unused_bits = "16 17" *)
-  wire [17:0] _0230_;
-  (* unused_bits = "17" *)
-  wire [17:0] _0231_;
-  wire [16:0] _0232_;
-  wire [16:0] _0233_;
-  wire [16:0] _0234_;
-  wire [15:0] _0235_;
-  wire [16:0] _0236_;
-  wire [15:0] _0237_;
-  wire [16:0] _0238_;
-  wire [15:0] _0239_;
-  wire _0240_;
-  wire [16:0] _0241_;
-  wire [15:0] _0242_;
-  wire [16:0] _0243_;
-  wire [1:0] _0244_;
-  wire [16:0] _0245_;
-  wire [1:0] _0246_;
-  wire [16:0] _0247_;
-  wire _0248_;
-  wire [10:0] _0249_;
-  wire [12:0] _0250_;
-  wire [12:0] _0251_;
-  wire [16:0] _0252_;
-  wire [16:0] _0253_;
-  wire [16:0] _0254_;
-  wire [16:0] _0255_;
-  wire _0256_;
-  wire [1:0] _0257_;
-  wire [16:0] _0258_;
-  wire [1:0] _0259_;
-  wire [16:0] _0260_;
-  (* unused_bits = "17" *)
-  wire [17:0] _0261_;
-  wire [16:0] _0262_;
-  wire [16:0] _0263_;
-  wire [16:0] _0264_;
-  (* unused_bits = "16" *)
-  wire [16:0] _0265_;
-  wire [15:0] _0266_;
-  wire [16:0] _0267_;
-  wire [15:0] _0268_;
-  wire [16:0] _0269_;
-  wire [15:0] _0270_;
-  wire [16:0] _0271_;
-  wire [15:0] _0272_;
-  wire [16:0] _0273_;
-  wire [9:0] _0274_;
-  wire [1:0] _0275_;
-  wire [16:0] _0276_;
-  wire [1:0] _0277_;
-  wire [16:0] _0278_;
-  wire [10:0] _0279_;
-  wire [12:0] _0280_;
-  wire [12:0] _0281_;
-  wire [16:0] _0282_;
-  wire _0283_;
-  (* unused_bits = "9 10" *)
-  wire [10:0] _0284_;
-  wire [16:0] _0285_;
-  wire [16:0] _0286_;
-  wire [16:0] _0287_;
-  wire [1:0] _0288_;
-  wire [16:0] _0289_;
-  wire [1:0] _0290_;
-  wire [16:0] _0291_;
-  wire _0292_;
-  (* unused_bits = "17" *)
-  wire [17:0] _0293_;
-  wire [16:0] _0294_;
-  wire [16:0] _0295_;
-  wire [16:0] _0296_;
-  wire [15:0] _0297_;
-  wire [16:0] _0298_;
-  wire [15:0] _0299_;
-  wire [16:0] _0300_;
-  wire [15:0] _0301_;
-  wire _0302_;
-  wire [16:0] _0303_;
-  wire [15:0] _0304_;
-  wire [16:0] _0305_;
-  wire [1:0] _0306_;
-  wire [16:0] _0307_;
-  wire [1:0] _0308_;
-  wire [16:0] _0309_;
-  wire _0310_;
-  wire [10:0] _0311_;
-  wire [12:0] _0312_;
-  wire [12:0] _0313_;
-  wire [16:0] _0314_;
-  wire [16:0] _0315_;
-  wire [16:0] _0316_;
-  wire [16:0] _0317_;
-  wire _0318_;
-  wire [1:0] _0319_;
-  wire [16:0] _0320_;
-  wire [1:0] _0321_;
-  wire [16:0] _0322_;
-  (* unused_bits = "17" *)
-  wire [17:0] _0323_;
-  wire _0324_;
-  wire _0325_;
-  (* unused_bits = "1 2 3" *)
-  wire [3:0] _0326_;
-  wire _0327_;
-  wire _0328_;
-  wire [16:0] _0329_;
-  wire _0330_;
-  wire _0331_;
-  wire _0332_;
-  wire _0333_;
-  wire [16:0] _0334_;
-  wire _0335_;
-  wire _0336_;
-  wire _0337_;
-  wire _0338_;
-  wire [16:0] _0339_;
-  wire _0340_;
-  wire _0341_;
-  wire _0342_;
-  wire _0343_;
-  wire _0344_;
-  wire [16:0] _0345_;
-  wire _0346_;
-  wire _0347_;
-  wire _0348_;
-  wire _0349_;
-  wire _0350_;
-  wire _0351_;
-  wire _0352_;
-  wire _0353_;
+module \digits_cnn_ilif.engine_conv1.sequencer (rst, popped, active, pixel_ops__ready, dropped, ops__valid, ops__payload, input_start, input_done, pixel_ops__payload, pixel_ops__valid, clk);
+  wire _000_;
+  wire _001_;
+  wire _002_;
+  wire _003_;
+  wire _004_;
+  wire _005_;
   (* unused_bits = "3" *)
-  wire [3:0] _0354_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0355_;
-  (* unused_bits = "2" *)
-  wire [2:0] _0356_;
-  wire _0357_;
-  wire [4:0] _0358_;
-  wire [4:0] _0359_;
-  wire _0360_;
-  wire _0361_;
-  wire _0362_;
-  wire [6:0] _0363_;
+  wire [3:0] _006_;
+  (* unused_bits = "7" *)
+  wire [7:0] _007_;
+  wire _008_;
+  wire _009_;
+  (* unused_bits = "1" *)
+  wire [1:0] _010_;
+  wire _011_;
+  wire _012_;
+  wire _013_;
+  wire _014_;
+  wire _015_;
+  wire _016_;
+  wire _017_;
+  wire _018_;
+  wire _019_;
+  wire [8:0] _020_;
+  wire _021_;
+  wire _022_;
+  wire _023_;
+  wire _024_;
+  wire [1:0] _025_;
+  wire [9:0] _026_;
+  wire _027_;
+  wire [6:0] _028_;
+  wire _029_;
+  wire [2:0] _030_;
+  wire _031_;
+  wire _032_;
+  wire [10:0] _033_;
+  (* unused_bits = "9 10 11" *)
+  wire [11:0] _034_;
+  wire _035_;
+  wire _036_;
+  wire _037_;
+  wire _038_;
+  wire _039_;
+  wire _040_;
+  wire [1:0] _041_;
+  wire [6:0] _042_;
+  wire [6:0] _043_;
+  wire _044_;
+  wire _045_;
+  wire _046_;
+  wire _047_;
+  wire _048_;
+  wire _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire _054_;
+  wire _055_;
+  wire [2:0] _056_;
+  wire [2:0] _057_;
+  wire [2:0] _058_;
+  wire [2:0] _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire [6:0] _063_;
+  wire [6:0] _064_;
+  wire [6:0] _065_;
+  wire _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire [1:0] _072_;
+  wire [1:0] _073_;
+  wire _074_;
+  wire [1:0] _075_;
+  wire _076_;
+  wire _077_;
+  wire _078_;
+  wire _079_;
+  wire _080_;
+  wire _081_;
+  wire _082_;
+  wire _083_;
+  wire _084_;
+  wire _085_;
+  wire _086_;
+  wire _087_;
+  wire _088_;
+  wire _089_;
+  wire _090_;
+  wire _091_;
+  wire _092_;
+  wire _093_;
+  wire _094_;
+  wire _095_;
+  wire _096_;
+  wire _097_;
+  wire _098_;
+  wire _099_;
+  reg \$signal  = 1'h0;
+  reg \$signal$12  = 1'h0;
+  reg \$signal$16  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  output active;
+  wire active;
+  input clk;
+  wire clk;
+  reg credit = 1'h0;
+  input dropped;
+  wire dropped;
+  reg [2:0] fire_k = 3'h0;
+  reg fire_state = 1'h0;
+  reg [1:0] fsm_state = 2'h0;
+  reg full0 = 1'h0;
+  reg full1 = 1'h0;
+  input input_done;
+  wire input_done;
+  output input_start;
+  wire input_start;
+  output [25:0] ops__payload;
+  wire [25:0] ops__payload;
+  wire [6:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire \ops__payload.bias_g ;
+  wire \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire [1:0] \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [4:0] \ops__payload.waddr ;
+  output ops__valid;
+  wire ops__valid;
+  input [16:0] pixel_ops__payload;
+  wire [16:0] pixel_ops__payload;
+  wire [6:0] \pixel_ops__payload.addr ;
+  wire \pixel_ops__payload.count ;
+  wire [3:0] \pixel_ops__payload.shift ;
+  wire [4:0] \pixel_ops__payload.waddr ;
+  output pixel_ops__ready;
+  wire pixel_ops__ready;
+  input pixel_ops__valid;
+  wire pixel_ops__valid;
+  input popped;
+  wire popped;
+  reg pos0 = 1'h0;
+  input rst;
+  wire rst;
+  reg [6:0] sweep_addr = 7'h00;
+  reg sweep_last = 1'h0;
+  wire sweep_now;
+  reg [8:0] used = 9'h000;
+  always @(posedge clk)
+    sweep_last <= _029_;
+  always @(posedge clk)
+    fire_k <= _030_;
+  always @(posedge clk)
+    \$signal$16  <= _031_;
+  always @(posedge clk)
+    pos0 <= _032_;
+  assign _000_ = sweep_now & \ops__payload.end ;
+  assign _009_ = sweep_now & \ops__payload.end ;
+  assign _017_ = _009_ | \$signal ;
+  assign _026_ = used + sweep_now;
+  assign _033_ = _026_ - dropped;
+  assign _034_ = $signed(_033_) - $signed({ 1'h0, popped });
+  assign _035_ = used <= 9'h108;
+  assign _036_ = ~ \$signal$12 ;
+  assign _002_ = ~ \$signal$5 ;
+  assign _003_ = credit & _002_;
+  assign _004_ = fire_k == 2'h3;
+  assign _005_ = ~ \$signal$16 ;
+  assign _006_ = fire_k + 1'h1;
+  assign _007_ = sweep_addr + 1'h1;
+  assign _008_ = sweep_addr == 7'h7e;
+  assign _010_ = pos0 + 1'h1;
+  assign active = ops__valid | \$signal$5 ;
+  assign _011_ = ~ sweep_now;
+  assign _012_ = ~ \$signal$5 ;
+  assign pixel_ops__ready = _011_ & _012_;
+  assign _013_ = ~ \$signal$5 ;
+  assign _014_ = pixel_ops__valid & _013_;
+  assign _015_ = ~ \$signal$5 ;
+  assign _016_ = credit & _015_;
+  always @(posedge clk)
+    \$signal  <= _018_;
+  always @(posedge clk)
+    \$signal$5  <= _019_;
+  always @(posedge clk)
+    used <= _020_;
+  always @(posedge clk)
+    credit <= _021_;
+  always @(posedge clk)
+    full1 <= _022_;
+  always @(posedge clk)
+    full0 <= _023_;
+  always @(posedge clk)
+    \$signal$12  <= _024_;
+  always @(posedge clk)
+    fsm_state <= _025_;
+  always @(posedge clk)
+    fire_state <= _027_;
+  always @(posedge clk)
+    sweep_addr <= _028_;
+  assign _038_ = _016_ ? 1'h1 : 1'h0;
+  assign sweep_now = fire_state ? (* full_case = 32'd1 *) _038_ : 1'h0;
+  assign input_start = _039_ ? 1'h1 : 1'h0;
+  assign _039_ = ! fsm_state;
+  assign _040_ = _016_ ? sweep_last : 1'h0;
+  assign \ops__payload.end  = fire_state ? (* full_case = 32'd1 *) _040_ : 1'h0;
+  assign _041_ = _016_ ? fire_k[1:0] : 2'h0;
+  assign \ops__payload.fire_k  = fire_state ? (* full_case = 32'd1 *) _041_ : 2'h0;
+  assign \ops__payload.shift  = _014_ ? pixel_ops__payload[16:13] : 4'h0;
+  assign \ops__payload.count  = _014_ ? pixel_ops__payload[12] : 1'h0;
+  assign \ops__payload.waddr  = _014_ ? pixel_ops__payload[11:7] : 5'h00;
+  assign _042_ = _014_ ? pixel_ops__payload[6:0] : 7'h00;
+  assign _043_ = _016_ ? sweep_addr : _042_;
+  assign \ops__payload.addr  = fire_state ? (* full_case = 32'd1 *) _043_ : _042_;
+  assign _044_ = _014_ ? \$signal$12  : 1'h0;
+  assign _045_ = _016_ ? \$signal$16  : _044_;
+  assign \ops__payload.bank  = fire_state ? (* full_case = 32'd1 *) _045_ : _044_;
+  assign _046_ = _016_ ? 1'h1 : 1'h0;
+  assign \ops__payload.kind  = fire_state ? (* full_case = 32'd1 *) _046_ : 1'h0;
+  assign _047_ = _014_ ? 1'h1 : 1'h0;
+  assign _048_ = _016_ ? 1'h1 : _047_;
+  assign ops__valid = fire_state ? (* full_case = 32'd1 *) _048_ : _047_;
+  assign _049_ = pos0 ? (* full_case = 32'd1 *) 1'h0 : _010_[0];
+  assign _050_ = \ops__payload.end  ? (* full_case = 32'd1 *) 1'h0 : _049_;
+  assign _051_ = sweep_now ? _050_ : pos0;
+  assign _032_ = rst ? 1'h0 : _051_;
+  assign _052_ = _004_ ? _005_ : \$signal$16 ;
+  assign _053_ = sweep_last ? _052_ : \$signal$16 ;
+  assign _054_ = _003_ ? _053_ : \$signal$16 ;
+  assign _055_ = fire_state ? (* full_case = 32'd1 *) _054_ : \$signal$16 ;
+  assign _031_ = rst ? 1'h0 : _055_;
+  assign _056_ = _004_ ? (* full_case = 32'd1 *) 3'h0 : _006_[2:0];
+  assign _057_ = sweep_last ? _056_ : fire_k;
+  assign _058_ = _003_ ? _057_ : fire_k;
+  assign _059_ = fire_state ? (* full_case = 32'd1 *) _058_ : fire_k;
+  assign _030_ = rst ? 3'h0 : _059_;
+  assign _060_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _008_;
+  assign _061_ = _003_ ? _060_ : sweep_last;
+  assign _062_ = fire_state ? (* full_case = 32'd1 *) _061_ : sweep_last;
+  assign _029_ = rst ? 1'h0 : _062_;
+  assign _063_ = sweep_last ? (* full_case = 32'd1 *) 7'h00 : _007_[6:0];
+  assign _064_ = _003_ ? _063_ : sweep_addr;
+  assign _065_ = fire_state ? (* full_case = 32'd1 *) _064_ : sweep_addr;
+  assign _028_ = rst ? 7'h00 : _065_;
+  assign _066_ = _004_ ? 1'h0 : fire_state;
+  assign _067_ = sweep_last ? _066_ : fire_state;
+  assign _068_ = _003_ ? _067_ : fire_state;
+  function [0:0] _185_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _185_ = b[0:0];
+      2'b1?:
+        _185_ = b[1:1];
+      default:
+        _185_ = a;
+    endcase
+  endfunction
+  assign _069_ = _185_(fire_state, { _070_, _068_ }, { _071_, fire_state });
+  assign _070_ = _001_ ? 1'h1 : fire_state;
+  assign _071_ = ~ (* full_case = 32'd1 *) fire_state;
+  assign _027_ = rst ? 1'h0 : _069_;
+  assign _072_ = _037_ ? fsm_state : 2'h0;
+  function [1:0] _190_;
+    input [1:0] a;
+    input [3:0] b;
+    input [1:0] s;
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _190_ = b[1:0];
+      2'b1?:
+        _190_ = b[3:2];
+      default:
+        _190_ = a;
+    endcase
+  endfunction
+  assign _073_ = _190_(fsm_state, { _075_, _072_ }, { _076_, _074_ });
+  assign _074_ = fsm_state == 2'h1;
+  assign _075_ = input_done ? 2'h1 : fsm_state;
+  assign _076_ = ! fsm_state;
+  assign _025_ = rst ? 2'h0 : _073_;
+  assign _077_ = input_done ? _036_ : \$signal$12 ;
+  assign _078_ = _079_ ? _077_ : \$signal$12 ;
+  assign _079_ = ! fsm_state;
+  assign _024_ = rst ? 1'h0 : _078_;
+  assign _080_ = \$signal$12  ? (* full_case = 32'd1 *) full0 : 1'h1;
+  assign _081_ = input_done ? _080_ : full0;
+  assign _082_ = _083_ ? _081_ : full0;
+  assign _083_ = ! fsm_state;
+  assign _084_ = \$signal$16  ? (* full_case = 32'd1 *) _082_ : 1'h0;
+  assign _085_ = _004_ ? _084_ : _082_;
+  assign _086_ = sweep_last ? _085_ : _082_;
+  assign _087_ = _003_ ? _086_ : _082_;
+  assign _088_ = fire_state ? (* full_case = 32'd1 *) _087_ : _082_;
+  assign _023_ = rst ? 1'h0 : _088_;
+  assign _089_ = \$signal$12  ? 1'h1 : full1;
+  assign _090_ = input_done ? _089_ : full1;
+  assign _091_ = _092_ ? _090_ : full1;
+  assign _092_ = ! fsm_state;
+  assign _093_ = \$signal$16  ? 1'h0 : _091_;
+  assign _094_ = _004_ ? _093_ : _091_;
+  assign _095_ = sweep_last ? _094_ : _091_;
+  assign _096_ = _003_ ? _095_ : _091_;
+  assign _097_ = fire_state ? (* full_case = 32'd1 *) _096_ : _091_;
+  assign _022_ = rst ? 1'h0 : _097_;
+  assign _021_ = rst ? 1'h0 : _035_;
+  assign _020_ = rst ? 9'h000 : _034_[8:0];
+  assign _019_ = rst ? 1'h0 : _017_;
+  assign _018_ = rst ? 1'h0 : _000_;
+  function [0:0] _223_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _223_ = b[0:0];
+      2'b1?:
+        _223_ = b[1:1];
+      default:
+        _223_ = a;
+    endcase
+  endfunction
+  assign _001_ = _223_(1'hx, { full0, full1 }, { _098_, \$signal$16  });
+  assign _098_ = ~ (* full_case = 32'd1 *) \$signal$16 ;
+  function [0:0] _225_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _225_ = b[0:0];
+      2'b1?:
+        _225_ = b[1:1];
+      default:
+        _225_ = a;
+    endcase
+  endfunction
+  assign _037_ = _225_(1'hx, { full0, full1 }, { _099_, \$signal$12  });
+  assign _099_ = ~ (* full_case = 32'd1 *) \$signal$12 ;
+  assign \pixel_ops__payload.shift  = pixel_ops__payload[16:13];
+  assign \pixel_ops__payload.count  = pixel_ops__payload[12];
+  assign \pixel_ops__payload.waddr  = pixel_ops__payload[11:7];
+  assign \pixel_ops__payload.addr  = pixel_ops__payload[6:0];
+  assign \ops__payload.bias_g  = pos0;
+  assign \ops__payload.last_step  = 1'h0;
+  assign \ops__payload.proj  = 1'h0;
+  assign \ops__payload.cur  = 1'h0;
+  assign ops__payload = { pos0, \ops__payload.end , \ops__payload.fire_k , 1'h0, \ops__payload.shift , \ops__payload.count , 1'h0, \ops__payload.waddr , \ops__payload.addr , \ops__payload.bank , 1'h0, \ops__payload.kind  };
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv1.serializer (rst, o__ready, i__payload, i__valid, o__payload, o__valid, i__ready, clk);
+  wire _00_;
+  wire [3:0] _01_;
+  (* unused_bits = "3 4" *)
+  wire [4:0] _02_;
+  wire _03_;
+  wire _04_;
+  wire [4:0] _05_;
+  wire [4:0] _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire [4:0] _12_;
+  wire [4:0] _13_;
+  wire _14_;
+  wire _15_;
+  wire _16_;
+  wire [6:0] _17_;
   (* unused_bits = "4 5 6" *)
-  wire [6:0] _0364_;
-  wire [9:0] _0365_;
-  wire _0366_;
-  wire [2:0] _0367_;
-  wire _0368_;
-  wire _0369_;
-  wire _0370_;
-  wire [1:0] _0371_;
-  wire _0372_;
-  wire [7:0] _0373_;
-  wire _0374_;
-  wire _0375_;
-  wire [2:0] _0376_;
-  wire _0377_;
-  wire _0378_;
-  wire _0379_;
-  wire [1:0] _0380_;
-  wire [32:0] _0381_;
-  wire [32:0] _0382_;
-  wire [32:0] _0383_;
-  wire [32:0] _0384_;
-  wire [32:0] _0385_;
-  wire [32:0] _0386_;
-  wire [32:0] _0387_;
-  wire [32:0] _0388_;
-  wire [31:0] _0389_;
-  wire [10:0] _0390_;
-  wire [10:0] _0391_;
-  wire [10:0] _0392_;
-  wire [10:0] _0393_;
-  wire [43:0] _0394_;
-  wire [63:0] _0395_;
-  wire [51:0] _0396_;
-  wire [63:0] _0397_;
-  wire [63:0] _0398_;
-  wire [3:0] _0399_;
-  wire _0400_;
-  wire _0401_;
-  wire _0402_;
-  wire _0403_;
-  wire _0404_;
-  wire _0405_;
-  wire _0406_;
-  wire _0407_;
-  wire _0408_;
-  wire _0409_;
-  wire _0410_;
-  wire [9:0] _0411_;
-  wire [7:0] _0412_;
-  wire [67:0] _0413_;
-  wire [67:0] _0414_;
-  wire [63:0] _0415_;
-  wire [12:0] _0416_;
-  wire _0417_;
-  wire [1:0] _0418_;
-  wire [2:0] _0419_;
-  wire [2:0] _0420_;
-  wire [3:0] _0421_;
-  wire _0422_;
-  wire _0423_;
-  wire _0424_;
-  wire [4:0] _0425_;
-  (* unused_bits = "4 5" *)
-  wire [5:0] _0426_;
-  wire _0427_;
-  wire _0428_;
-  wire [4:0] _0429_;
-  wire [4:0] _0430_;
-  wire _0431_;
-  wire _0432_;
-  wire _0433_;
-  wire _0434_;
-  wire [10:0] _0435_;
-  wire [11:0] _0436_;
-  wire _0437_;
-  (* unused_bits = "10 11 12" *)
-  wire [12:0] _0438_;
-  wire _0439_;
-  wire _0440_;
-  wire _0441_;
+  wire [6:0] _18_;
+  wire [3:0] _19_;
+  wire _20_;
+  wire _21_;
+  wire [3:0] _22_;
+  wire [3:0] _23_;
+  wire [3:0] _24_;
+  wire [3:0] _25_;
+  wire [3:0] _26_;
+  wire _27_;
+  wire _28_;
+  wire _29_;
+  wire _30_;
+  wire _31_;
+  wire _32_;
+  wire [1:0] _33_;
+  wire [1:0] _34_;
+  wire [1:0] _35_;
+  wire _36_;
+  wire _37_;
+  wire _38_;
+  wire _39_;
+  input clk;
+  wire clk;
+  reg [3:0] done = 4'h0;
+  input [11:0] i__payload;
+  wire [11:0] i__payload;
+  wire [3:0] \i__payload.counts ;
+  wire \i__payload.counts[0] ;
+  wire \i__payload.counts[1] ;
+  wire \i__payload.counts[2] ;
+  wire \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire \i__payload.g ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  wire [1:0] lane;
+  output [10:0] o__payload;
+  wire [10:0] o__payload;
+  wire [2:0] \o__payload.c ;
+  wire \o__payload.count ;
+  wire \o__payload.end ;
+  wire [2:0] \o__payload.x ;
+  wire [2:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  wire o__valid;
+  wire [3:0] pending;
+  input rst;
+  wire rst;
+  assign _08_ = ~ done[0];
+  assign pending[0] = i__payload[0] & _08_;
+  assign _20_ = ~ done[1];
+  assign pending[1] = i__payload[1] & _20_;
+  assign _21_ = ~ done[2];
+  assign pending[2] = i__payload[2] & _21_;
+  assign _00_ = ~ done[3];
+  assign pending[3] = i__payload[3] & _00_;
+  assign _01_ = i__payload[4] * 3'h4;
+  assign { _02_[4:3], o__payload[2:0] } = _01_ + lane;
+  assign _03_ = | pending;
+  assign _05_ = pending - 1'h1;
+  assign _06_ = { 1'h0, pending } & _05_;
+  assign _07_ = ! _06_;
+  assign _09_ = ~ i__payload[11];
+  assign _10_ = _07_ & _09_;
+  assign _11_ = | pending;
+  assign _12_ = pending - 1'h1;
+  assign _13_ = { 1'h0, pending } & _12_;
+  assign _14_ = ! _13_;
+  assign _15_ = ~ i__payload[11];
+  assign _16_ = _14_ & _15_;
+  assign _17_ = 1'h1 << lane;
+  assign _18_ = { 3'h0, done } | _17_;
+  always @(posedge clk)
+    done <= _19_;
+  assign _22_ = o__ready ? 4'h0 : done;
+  assign _23_ = _16_ ? (* full_case = 32'd1 *) 4'h0 : _18_[3:0];
+  assign _24_ = o__ready ? _23_ : done;
+  assign _25_ = _11_ ? (* full_case = 32'd1 *) _24_ : _22_;
+  assign _26_ = i__valid ? _25_ : done;
+  assign _19_ = rst ? 4'h0 : _26_;
+  assign _27_ = o__ready ? 1'h1 : 1'h0;
+  assign _28_ = _10_ ? 1'h1 : 1'h0;
+  assign _29_ = o__ready ? _28_ : 1'h0;
+  assign _30_ = _03_ ? (* full_case = 32'd1 *) _29_ : _27_;
+  assign i__ready = i__valid ? _30_ : 1'h0;
+  assign o__valid = i__valid ? 1'h1 : 1'h0;
+  assign _31_ = _03_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign \o__payload.end  = i__valid ? _31_ : 1'h0;
+  assign _32_ = _03_ ? (* full_case = 32'd1 *) _04_ : 1'h0;
+  assign \o__payload.count  = i__valid ? _32_ : 1'h0;
+  assign _33_ = pending[3] ? 2'h3 : 2'h0;
+  assign _34_ = pending[2] ? 2'h2 : _33_;
+  assign _35_ = pending[1] ? 2'h1 : _34_;
+  assign lane = pending[0] ? 2'h0 : _35_;
+  function [0:0] _85_;
+    input [0:0] a;
+    input [3:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _85_ = b[0:0];
+      4'b??1?:
+        _85_ = b[1:1];
+      4'b?1??:
+        _85_ = b[2:2];
+      4'b1???:
+        _85_ = b[3:3];
+      default:
+        _85_ = a;
+    endcase
+  endfunction
+  assign _04_ = _85_(1'hx, { i__payload[0], i__payload[1], i__payload[2], i__payload[3] }, { _39_, _38_, _37_, _36_ });
+  assign _36_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _37_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _38_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _39_ = ! (* full_case = 32'd1 *) lane;
+  assign \o__payload.x  = i__payload[10:8];
+  assign \o__payload.y  = i__payload[7:5];
+  assign \o__payload.c  = o__payload[2:0];
+  assign \i__payload.end  = i__payload[11];
+  assign \i__payload.x  = i__payload[10:8];
+  assign \i__payload.y  = i__payload[7:5];
+  assign \i__payload.g  = i__payload[4];
+  assign \i__payload.counts[3]  = i__payload[3];
+  assign \i__payload.counts[2]  = i__payload[2];
+  assign \i__payload.counts[1]  = i__payload[1];
+  assign \i__payload.counts[0]  = i__payload[0];
+  assign \i__payload.counts  = i__payload[3:0];
+  assign _02_[2:0] = o__payload[2:0];
+  assign o__payload[10:3] = { \o__payload.end , \o__payload.count , i__payload[10:5] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv2 (rst, \o__ready$24 , active, i0__ready, \o__payload$22 , \o__valid$26 , i0__payload, i0__valid, clk);
+  output active;
+  wire active;
+  wire \active$32 ;
+  input clk;
+  wire clk;
+  wire dropped;
+  wire \dropped$29 ;
+  input [10:0] i0__payload;
+  wire [10:0] i0__payload;
+  wire [10:0] \i0__payload$1 ;
+  wire [2:0] \i0__payload$1.c ;
+  wire \i0__payload$1.count ;
+  wire \i0__payload$1.end ;
+  wire [2:0] \i0__payload$1.x ;
+  wire [2:0] \i0__payload$1.y ;
+  wire [2:0] \i0__payload.c ;
+  wire \i0__payload.count ;
+  wire \i0__payload.end ;
+  wire [2:0] \i0__payload.x ;
+  wire [2:0] \i0__payload.y ;
+  output i0__ready;
+  wire i0__ready;
+  wire \i0__ready$3 ;
+  input i0__valid;
+  wire i0__valid;
+  wire \i0__valid$5 ;
+  wire [12:0] i__payload;
+  wire [12:0] \i__payload$16 ;
+  wire [3:0] \i__payload$16.counts ;
+  wire \i__payload$16.counts[0] ;
+  wire \i__payload$16.counts[1] ;
+  wire \i__payload$16.counts[2] ;
+  wire \i__payload$16.counts[3] ;
+  wire \i__payload$16.end ;
+  wire [1:0] \i__payload$16.g ;
+  wire [2:0] \i__payload$16.x ;
+  wire [2:0] \i__payload$16.y ;
+  wire [3:0] \i__payload.counts ;
+  wire \i__payload.counts[0] ;
+  wire \i__payload.counts[1] ;
+  wire \i__payload.counts[2] ;
+  wire \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire [1:0] \i__payload.g ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  (* unused_bits = "0" *)
+  wire i__ready;
+  wire \i__ready$19 ;
+  wire i__valid;
+  wire \i__valid$20 ;
+  wire [12:0] o__payload;
+  output [11:0] \o__payload$22 ;
+  wire [11:0] \o__payload$22 ;
+  wire [3:0] \o__payload$22.c ;
+  wire \o__payload$22.count ;
+  wire \o__payload$22.end ;
+  wire [2:0] \o__payload$22.x ;
+  wire [2:0] \o__payload$22.y ;
+  wire [11:0] \o__payload$23 ;
+  wire [3:0] \o__payload$23.c ;
+  wire \o__payload$23.count ;
+  wire \o__payload$23.end ;
+  wire [2:0] \o__payload$23.x ;
+  wire [2:0] \o__payload$23.y ;
+  wire [3:0] \o__payload.counts ;
+  wire \o__payload.counts[0] ;
+  wire \o__payload.counts[1] ;
+  wire \o__payload.counts[2] ;
+  wire \o__payload.counts[3] ;
+  wire \o__payload.end ;
+  wire [1:0] \o__payload.g ;
+  wire [2:0] \o__payload.x ;
+  wire [2:0] \o__payload.y ;
+  wire o__ready;
+  input \o__ready$24 ;
+  wire \o__ready$24 ;
+  wire \o__ready$25 ;
+  wire o__valid;
+  output \o__valid$26 ;
+  wire \o__valid$26 ;
+  wire \o__valid$27 ;
+  wire [31:0] ops__payload;
+  wire [31:0] \ops__payload$7 ;
+  wire [7:0] \ops__payload$7.addr ;
+  wire \ops__payload$7.bank ;
+  wire [1:0] \ops__payload$7.bias_g ;
+  wire \ops__payload$7.count ;
+  wire \ops__payload$7.cur ;
+  wire \ops__payload$7.end ;
+  wire [1:0] \ops__payload$7.fire_k ;
+  wire \ops__payload$7.kind ;
+  wire \ops__payload$7.last_step ;
+  wire \ops__payload$7.proj ;
+  wire [3:0] \ops__payload$7.shift ;
+  wire [8:0] \ops__payload$7.waddr ;
+  wire [7:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire [1:0] \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [8:0] \ops__payload.waddr ;
+  wire ops__valid;
+  wire \ops__valid$9 ;
+  wire popped;
+  wire [12:0] push__payload;
+  wire [3:0] \push__payload.counts ;
+  wire \push__payload.counts[0] ;
+  wire \push__payload.counts[1] ;
+  wire \push__payload.counts[2] ;
+  wire \push__payload.counts[3] ;
+  wire \push__payload.end ;
+  wire [1:0] \push__payload.g ;
+  wire [2:0] \push__payload.x ;
+  wire [2:0] \push__payload.y ;
+  (* unused_bits = "0" *)
+  wire push__ready;
+  wire push__valid;
+  input rst;
+  wire rst;
+  assign popped = \i__valid$20  & o__ready;
+  \digits_cnn_ilif.engine_conv2.datapath  datapath (
+    .clk(clk),
+    .dropped(dropped),
+    .ops__payload(ops__payload),
+    .ops__valid(ops__valid),
+    .push7(i__valid),
+    .push__payload(i__payload),
+    .rst(rst)
+  );
+  \digits_cnn_ilif.engine_conv2.queue  queue (
+    .clk(clk),
+    .i__ready(push__ready),
+    .o__payload(\i__payload$16 ),
+    .o__ready(o__ready),
+    .o__valid(\i__valid$20 ),
+    .rst(rst),
+    .w_data(i__payload),
+    .w_en(i__valid)
+  );
+  \digits_cnn_ilif.engine_conv2.sequencer  sequencer (
+    .active(active),
+    .clk(clk),
+    .dropped(dropped),
+    .i0__payload(i0__payload),
+    .i0__ready(i0__ready),
+    .i0__valid(i0__valid),
+    .ops__payload(ops__payload),
+    .ops__valid(ops__valid),
+    .popped(popped),
+    .rst(rst)
+  );
+  \digits_cnn_ilif.engine_conv2.serializer  serializer (
+    .clk(clk),
+    .i__payload(\i__payload$16 ),
+    .i__ready(o__ready),
+    .i__valid(\i__valid$20 ),
+    .o__payload(\o__payload$22 ),
+    .o__ready(\o__ready$24 ),
+    .o__valid(\o__valid$26 ),
+    .rst(rst)
+  );
+  assign \o__payload$23.end  = \o__payload$22 [11];
+  assign \o__payload$23.count  = \o__payload$22 [10];
+  assign \o__payload$23.x  = \o__payload$22 [9:7];
+  assign \o__payload$23.y  = \o__payload$22 [6:4];
+  assign \o__payload$23.c  = \o__payload$22 [3:0];
+  assign \o__payload$22.end  = \o__payload$22 [11];
+  assign \o__payload$22.count  = \o__payload$22 [10];
+  assign \o__payload$22.x  = \o__payload$22 [9:7];
+  assign \o__payload$22.y  = \o__payload$22 [6:4];
+  assign \o__payload$22.c  = \o__payload$22 [3:0];
+  assign \o__payload.end  = \i__payload$16 [12];
+  assign \o__payload.x  = \i__payload$16 [11:9];
+  assign \o__payload.y  = \i__payload$16 [8:6];
+  assign \o__payload.g  = \i__payload$16 [5:4];
+  assign \o__payload.counts[3]  = \i__payload$16 [3];
+  assign \o__payload.counts[2]  = \i__payload$16 [2];
+  assign \o__payload.counts[1]  = \i__payload$16 [1];
+  assign \o__payload.counts[0]  = \i__payload$16 [0];
+  assign \o__payload.counts  = \i__payload$16 [3:0];
+  assign \i__payload$16.end  = \i__payload$16 [12];
+  assign \i__payload$16.x  = \i__payload$16 [11:9];
+  assign \i__payload$16.y  = \i__payload$16 [8:6];
+  assign \i__payload$16.g  = \i__payload$16 [5:4];
+  assign \i__payload$16.counts[3]  = \i__payload$16 [3];
+  assign \i__payload$16.counts[2]  = \i__payload$16 [2];
+  assign \i__payload$16.counts[1]  = \i__payload$16 [1];
+  assign \i__payload$16.counts[0]  = \i__payload$16 [0];
+  assign \i__payload$16.counts  = \i__payload$16 [3:0];
+  assign \push__payload.end  = i__payload[12];
+  assign \push__payload.x  = i__payload[11:9];
+  assign \push__payload.y  = i__payload[8:6];
+  assign \push__payload.g  = i__payload[5:4];
+  assign \push__payload.counts[3]  = i__payload[3];
+  assign \push__payload.counts[2]  = i__payload[2];
+  assign \push__payload.counts[1]  = i__payload[1];
+  assign \push__payload.counts[0]  = i__payload[0];
+  assign \push__payload.counts  = i__payload[3:0];
+  assign \i__payload.end  = i__payload[12];
+  assign \i__payload.x  = i__payload[11:9];
+  assign \i__payload.y  = i__payload[8:6];
+  assign \i__payload.g  = i__payload[5:4];
+  assign \i__payload.counts[3]  = i__payload[3];
+  assign \i__payload.counts[2]  = i__payload[2];
+  assign \i__payload.counts[1]  = i__payload[1];
+  assign \i__payload.counts[0]  = i__payload[0];
+  assign \i__payload.counts  = i__payload[3:0];
+  assign \ops__payload$7.bias_g  = ops__payload[31:30];
+  assign \ops__payload$7.end  = ops__payload[29];
+  assign \ops__payload$7.fire_k  = ops__payload[28:27];
+  assign \ops__payload$7.last_step  = ops__payload[26];
+  assign \ops__payload$7.shift  = ops__payload[25:22];
+  assign \ops__payload$7.count  = ops__payload[21];
+  assign \ops__payload$7.proj  = ops__payload[20];
+  assign \ops__payload$7.waddr  = ops__payload[19:11];
+  assign \ops__payload$7.addr  = ops__payload[10:3];
+  assign \ops__payload$7.bank  = ops__payload[2];
+  assign \ops__payload$7.cur  = ops__payload[1];
+  assign \ops__payload$7.kind  = ops__payload[0];
+  assign \ops__payload.bias_g  = ops__payload[31:30];
+  assign \ops__payload.end  = ops__payload[29];
+  assign \ops__payload.fire_k  = ops__payload[28:27];
+  assign \ops__payload.last_step  = ops__payload[26];
+  assign \ops__payload.shift  = ops__payload[25:22];
+  assign \ops__payload.count  = ops__payload[21];
+  assign \ops__payload.proj  = ops__payload[20];
+  assign \ops__payload.waddr  = ops__payload[19:11];
+  assign \ops__payload.addr  = ops__payload[10:3];
+  assign \ops__payload.bank  = ops__payload[2];
+  assign \ops__payload.cur  = ops__payload[1];
+  assign \ops__payload.kind  = ops__payload[0];
+  assign \i0__payload$1.end  = i0__payload[10];
+  assign \i0__payload$1.count  = i0__payload[9];
+  assign \i0__payload$1.x  = i0__payload[8:6];
+  assign \i0__payload$1.y  = i0__payload[5:3];
+  assign \i0__payload$1.c  = i0__payload[2:0];
+  assign \i0__payload.end  = i0__payload[10];
+  assign \i0__payload.count  = i0__payload[9];
+  assign \i0__payload.x  = i0__payload[8:6];
+  assign \i0__payload.y  = i0__payload[5:3];
+  assign \i0__payload.c  = i0__payload[2:0];
+  assign \active$32  = active;
+  assign \dropped$29  = dropped;
+  assign \o__valid$27  = \o__valid$26 ;
+  assign \o__ready$25  = \o__ready$24 ;
+  assign \o__payload$23  = \o__payload$22 ;
+  assign o__valid = \i__valid$20 ;
+  assign \i__ready$19  = o__ready;
+  assign o__payload = \i__payload$16 ;
+  assign push__valid = i__valid;
+  assign i__ready = push__ready;
+  assign push__payload = i__payload;
+  assign \ops__valid$9  = ops__valid;
+  assign \ops__payload$7  = ops__payload;
+  assign \i0__valid$5  = i0__valid;
+  assign \i0__ready$3  = i0__ready;
+  assign \i0__payload$1  = i0__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv2.datapath (rst, dropped, ops__valid, ops__payload, push7, push__payload, clk);
+  wire [10:0] _000_;
+  wire _001_;
+  wire _002_;
+  wire _003_;
+  wire _004_;
+  wire _005_;
+  wire _006_;
+  wire _007_;
+  wire _008_;
+  wire _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire _013_;
+  wire _014_;
+  wire _015_;
+  wire _016_;
+  wire _017_;
+  wire _018_;
+  wire _019_;
+  wire _020_;
+  wire _021_;
+  wire _022_;
+  wire _023_;
+  wire _024_;
+  wire _025_;
+  wire _026_;
+  wire _027_;
+  wire _028_;
+  wire _029_;
+  wire _030_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
+  wire _034_;
+  wire _035_;
+  wire _036_;
+  wire _037_;
+  wire _038_;
+  wire _039_;
+  wire _040_;
+  wire _041_;
+  wire _042_;
+  wire _043_;
+  wire _044_;
+  wire _045_;
+  wire _046_;
+  wire _047_;
+  wire _048_;
+  wire _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire _054_;
+  wire _055_;
+  wire _056_;
+  wire _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire _063_;
+  wire _064_;
+  wire _065_;
+  wire _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire _074_;
+  wire _075_;
+  wire _076_;
+  wire _077_;
+  wire _078_;
+  wire _079_;
+  wire _080_;
+  wire _081_;
+  wire _082_;
+  wire _083_;
+  wire _084_;
+  wire _085_;
+  wire _086_;
+  wire _087_;
+  wire _088_;
+  wire _089_;
+  wire _090_;
+  wire _091_;
+  wire _092_;
+  wire _093_;
+  wire _094_;
+  wire _095_;
+  wire [10:0] _096_;
+  wire _097_;
+  wire _098_;
+  wire _099_;
+  wire _100_;
+  wire _101_;
+  wire _102_;
+  wire _103_;
+  wire _104_;
+  wire [16:0] _105_;
+  wire _106_;
+  wire [16:0] _107_;
+  wire [16:0] _108_;
+  wire [15:0] _109_;
+  wire [16:0] _110_;
+  wire [15:0] _111_;
+  wire [16:0] _112_;
+  wire [15:0] _113_;
+  wire [16:0] _114_;
+  wire [15:0] _115_;
+  wire [16:0] _116_;
+  wire _117_;
+  wire [1:0] _118_;
+  wire [16:0] _119_;
+  wire [1:0] _120_;
+  wire [16:0] _121_;
+  wire [10:0] _122_;
+  wire [12:0] _123_;
+  wire _124_;
+  wire [12:0] _125_;
+  wire [16:0] _126_;
+  wire [16:0] _127_;
+  wire [16:0] _128_;
+  wire [16:0] _129_;
+  wire [1:0] _130_;
+  wire [16:0] _131_;
+  wire [1:0] _132_;
+  wire _133_;
+  wire [16:0] _134_;
+  (* unused_bits = "17" *)
+  wire [17:0] _135_;
+  wire [16:0] _136_;
+  wire [16:0] _137_;
+  wire [16:0] _138_;
+  wire [15:0] _139_;
+  wire [16:0] _140_;
+  wire [15:0] _141_;
+  wire _142_;
+  wire [16:0] _143_;
+  wire [15:0] _144_;
+  wire [16:0] _145_;
+  wire [15:0] _146_;
+  wire [16:0] _147_;
+  wire [1:0] _148_;
+  wire [16:0] _149_;
+  wire [1:0] _150_;
+  wire _151_;
+  wire [16:0] _152_;
+  wire [10:0] _153_;
+  wire [12:0] _154_;
+  wire [12:0] _155_;
+  wire [16:0] _156_;
+  wire [16:0] _157_;
+  wire [16:0] _158_;
+  wire [16:0] _159_;
+  wire [1:0] _160_;
+  wire [16:0] _161_;
+  wire [1:0] _162_;
+  wire [16:0] _163_;
+  (* unused_bits = "17" *)
+  wire [17:0] _164_;
+  wire [16:0] _165_;
+  wire _166_;
+  wire [16:0] _167_;
+  wire [16:0] _168_;
+  wire [15:0] _169_;
+  wire [16:0] _170_;
+  wire [15:0] _171_;
+  wire [16:0] _172_;
+  wire [15:0] _173_;
+  wire [16:0] _174_;
+  wire [15:0] _175_;
+  wire [16:0] _176_;
+  wire _177_;
+  wire [1:0] _178_;
+  wire [16:0] _179_;
+  wire [1:0] _180_;
+  wire [16:0] _181_;
+  wire [10:0] _182_;
+  wire [12:0] _183_;
+  wire [10:0] _184_;
+  wire _185_;
+  wire [12:0] _186_;
+  wire [16:0] _187_;
+  wire [16:0] _188_;
+  wire [16:0] _189_;
+  wire [16:0] _190_;
+  wire [1:0] _191_;
+  wire [16:0] _192_;
+  wire [1:0] _193_;
+  wire _194_;
+  wire [16:0] _195_;
+  (* unused_bits = "17" *)
+  wire [17:0] _196_;
+  wire [16:0] _197_;
+  wire [16:0] _198_;
+  wire [16:0] _199_;
+  wire [15:0] _200_;
+  wire [16:0] _201_;
+  wire [15:0] _202_;
+  wire _203_;
+  wire [16:0] _204_;
+  wire [15:0] _205_;
+  wire [16:0] _206_;
+  wire [15:0] _207_;
+  wire [16:0] _208_;
+  wire [1:0] _209_;
+  wire [16:0] _210_;
+  wire [1:0] _211_;
+  wire _212_;
+  wire [16:0] _213_;
+  wire [10:0] _214_;
+  wire [12:0] _215_;
+  wire [12:0] _216_;
+  wire [16:0] _217_;
+  wire [16:0] _218_;
+  wire [16:0] _219_;
+  wire [16:0] _220_;
+  wire _221_;
+  wire [1:0] _222_;
+  wire [16:0] _223_;
+  wire [1:0] _224_;
+  wire [16:0] _225_;
+  (* unused_bits = "17" *)
+  wire [17:0] _226_;
+  wire _227_;
+  wire _228_;
+  wire _229_;
+  wire _230_;
+  wire _231_;
+  wire _232_;
+  wire _233_;
+  wire _234_;
+  wire _235_;
   (* unused_bits = "3" *)
-  wire [3:0] _0442_;
-  wire _0443_;
-  wire _0444_;
-  wire _0445_;
-  wire _0446_;
-  wire _0447_;
-  wire [9:0] _0448_;
-  wire _0449_;
+  wire [3:0] _236_;
+  wire _237_;
   (* unused_bits = "3" *)
-  wire [3:0] _0450_;
-  (* unused_bits = "8" *)
-  wire [8:0] _0451_;
-  wire _0452_;
-  wire _0453_;
-  wire _0454_;
-  wire _0455_;
-  wire _0456_;
+  wire [3:0] _238_;
   (* unused_bits = "2" *)
-  wire [2:0] _0457_;
-  wire [10:0] _0458_;
-  wire [3:0] _0459_;
-  wire [3:0] _0460_;
-  wire [3:0] _0461_;
-  wire [3:0] _0462_;
-  wire [3:0] _0463_;
-  wire [2:0] _0464_;
-  wire [2:0] _0465_;
-  wire [2:0] _0466_;
-  wire [2:0] _0467_;
-  wire [2:0] _0468_;
-  wire [2:0] _0469_;
-  wire [2:0] _0470_;
-  wire [2:0] _0471_;
-  wire [2:0] _0472_;
-  wire [1:0] _0473_;
-  wire [1:0] _0474_;
-  wire [1:0] _0475_;
-  wire [10:0] _0476_;
-  wire [10:0] _0477_;
-  wire [10:0] _0478_;
-  wire [10:0] _0479_;
-  wire [1:0] _0480_;
-  wire [1:0] _0481_;
-  wire [1:0] _0482_;
-  wire _0483_;
-  wire _0484_;
-  wire _0485_;
-  wire _0486_;
-  wire [2:0] _0487_;
-  wire [2:0] _0488_;
-  wire [2:0] _0489_;
-  wire [2:0] _0490_;
-  wire _0491_;
-  wire _0492_;
-  wire _0493_;
-  wire [7:0] _0494_;
-  wire [7:0] _0495_;
-  wire [7:0] _0496_;
-  wire _0497_;
-  wire _0498_;
-  wire _0499_;
-  wire _0500_;
-  wire _0501_;
-  wire _0502_;
-  wire [1:0] _0503_;
-  wire [1:0] _0504_;
-  wire _0505_;
-  wire [1:0] _0506_;
-  wire [1:0] _0507_;
-  wire [1:0] _0508_;
-  wire [1:0] _0509_;
-  wire _0510_;
-  wire _0511_;
-  wire _0512_;
-  wire _0513_;
-  wire _0514_;
-  wire _0515_;
-  wire _0516_;
-  wire _0517_;
-  wire _0518_;
-  wire _0519_;
-  wire _0520_;
-  wire _0521_;
-  wire _0522_;
-  wire _0523_;
-  wire _0524_;
-  wire _0525_;
-  wire _0526_;
-  wire _0527_;
-  wire _0528_;
-  wire _0529_;
-  wire _0530_;
-  wire _0531_;
-  wire _0532_;
-  wire _0533_;
-  wire _0534_;
-  wire _0535_;
-  wire _0536_;
-  wire _0537_;
-  wire _0538_;
-  wire _0539_;
-  wire _0540_;
-  wire [2:0] _0541_;
-  wire [2:0] _0542_;
-  wire [2:0] _0543_;
-  wire [2:0] _0544_;
-  wire [2:0] _0545_;
-  wire _0546_;
-  wire _0547_;
-  wire _0548_;
-  wire _0549_;
-  wire _0550_;
-  wire _0551_;
-  wire _0552_;
-  wire [1:0] _0553_;
-  wire [1:0] _0554_;
-  wire [1:0] _0555_;
-  wire [15:0] _0556_;
-  wire [15:0] _0557_;
-  wire [15:0] _0558_;
-  wire [15:0] _0559_;
-  wire _0560_;
-  wire _0561_;
-  wire _0562_;
-  wire _0563_;
-  wire _0564_;
-  wire _0565_;
-  wire _0566_;
-  wire _0567_;
-  wire _0568_;
-  wire _0569_;
-  wire _0570_;
-  wire [1:0] _0571_;
-  wire [7:0] _0572_;
-  wire [7:0] _0573_;
-  wire _0574_;
-  wire _0575_;
-  wire _0576_;
-  wire _0577_;
-  wire _0578_;
-  wire _0579_;
-  wire _0580_;
-  wire _0581_;
-  wire _0582_;
-  wire _0583_;
-  wire _0584_;
-  wire _0585_;
-  wire _0586_;
-  wire _0587_;
-  wire _0588_;
-  wire _0589_;
-  wire _0590_;
-  wire _0591_;
-  wire _0592_;
-  wire _0593_;
-  wire _0594_;
-  wire _0595_;
-  wire _0596_;
-  wire _0597_;
-  wire _0598_;
-  wire _0599_;
-  wire _0600_;
+  wire [2:0] _239_;
+  wire [9:0] _240_;
+  (* unused_bits = "9 10" *)
+  wire [10:0] _241_;
+  wire [9:0] _242_;
+  (* unused_bits = "9 10" *)
+  wire [10:0] _243_;
+  wire _244_;
+  wire _245_;
+  wire _246_;
+  wire _247_;
+  wire _248_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _249_;
+  wire _250_;
+  wire _251_;
+  wire [32:0] _252_;
+  wire [32:0] _253_;
+  wire [32:0] _254_;
+  wire [32:0] _255_;
+  wire [32:0] _256_;
+  wire [32:0] _257_;
+  wire _258_;
+  wire [32:0] _259_;
+  wire [32:0] _260_;
+  wire [31:0] _261_;
+  wire [10:0] _262_;
+  wire [10:0] _263_;
+  wire [10:0] _264_;
+  wire [10:0] _265_;
+  wire [43:0] _266_;
+  wire [63:0] _267_;
+  wire [51:0] _268_;
+  wire _269_;
+  wire [63:0] _270_;
+  wire [63:0] _271_;
+  wire [3:0] _272_;
+  wire _273_;
+  wire _274_;
+  wire _275_;
+  wire _276_;
+  wire _277_;
+  wire _278_;
+  wire [10:0] _279_;
+  wire _280_;
+  wire _281_;
+  wire _282_;
+  wire _283_;
+  wire _284_;
+  wire [9:0] _285_;
+  wire [7:0] _286_;
+  wire [67:0] _287_;
+  wire [63:0] _288_;
+  wire _289_;
+  wire [12:0] _290_;
+  wire _291_;
+  wire [1:0] _292_;
+  wire [2:0] _293_;
+  wire [2:0] _294_;
+  wire _295_;
+  wire _296_;
+  wire _297_;
+  wire _298_;
+  wire _299_;
+  wire _300_;
+  wire _301_;
+  wire _302_;
+  wire _303_;
+  wire _304_;
+  wire _305_;
+  wire _306_;
+  wire _307_;
+  wire _308_;
+  wire _309_;
+  wire _310_;
+  wire _311_;
+  wire _312_;
+  wire _313_;
+  wire _314_;
+  wire _315_;
+  wire _316_;
+  wire _317_;
+  wire _318_;
+  wire _319_;
+  wire _320_;
+  wire _321_;
+  wire _322_;
+  wire _323_;
+  wire _324_;
+  wire _325_;
+  wire _326_;
+  wire _327_;
+  wire _328_;
+  wire _329_;
+  wire _330_;
+  wire _331_;
+  wire _332_;
+  wire _333_;
+  wire _334_;
+  wire _335_;
+  wire _336_;
+  wire _337_;
+  wire _338_;
+  wire _339_;
+  wire _340_;
+  wire _341_;
+  wire _342_;
+  wire _343_;
+  wire _344_;
+  wire _345_;
+  wire _346_;
+  wire _347_;
+  wire _348_;
+  wire _349_;
+  wire [2:0] _350_;
+  wire [2:0] _351_;
+  wire [2:0] _352_;
+  wire [2:0] _353_;
+  wire [2:0] _354_;
+  wire [2:0] _355_;
+  wire [2:0] _356_;
+  wire [2:0] _357_;
+  wire [2:0] _358_;
+  wire [1:0] _359_;
+  wire [1:0] _360_;
+  wire [1:0] _361_;
+  wire [10:0] _362_;
+  wire [10:0] _363_;
+  wire [10:0] _364_;
+  wire [10:0] _365_;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51" *)
   wire [51:0] \$like ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12" *)
@@ -5884,49 +6547,48 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire [12:0] \$like[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12" *)
   wire [12:0] \$like[3] ;
-  reg \$signal  = 1'h0;
+  reg [63:0] \$signal  = 64'h0000000000000000;
+  reg [51:0] \$signal$21  = 52'h0000000000000;
+  wire [12:0] \$signal$21[0] ;
+  wire [12:0] \$signal$21[1] ;
+  wire [12:0] \$signal$21[2] ;
+  wire [12:0] \$signal$21[3] ;
   (* unused_bits = "6 9" *)
-  reg [9:0] \$signal$108  = 10'h000;
+  reg [9:0] \$signal$39  = 10'h000;
   (* unused_bits = "4 7" *)
-  reg [7:0] \$signal$109  = 8'h00;
-  reg [67:0] \$signal$110  = 68'h00000000000000000;
-  wire [16:0] \$signal$110[0] ;
-  wire [16:0] \$signal$110[1] ;
-  wire [16:0] \$signal$110[2] ;
-  wire [16:0] \$signal$110[3] ;
-  reg \$signal$26  = 1'h0;
-  reg [67:0] \$signal$38  = 68'h00000000000000000;
-  wire [16:0] \$signal$38[0] ;
-  wire [16:0] \$signal$38[1] ;
-  wire [16:0] \$signal$38[2] ;
-  wire [16:0] \$signal$38[3] ;
-  wire [12:0] \$signal$56 ;
-  reg \$signal$57  = 1'h0;
-  reg \$signal$6  = 1'h0;
-  wire [12:0] \$signal$61 ;
-  wire \$signal$65 ;
-  wire \$signal$68 ;
-  reg \$signal$74  = 1'h0;
+  reg [7:0] \$signal$40  = 8'h00;
+  wire [12:0] \$signal$48 ;
+  wire [3:0] \$signal$48.counts ;
+  wire \$signal$48.counts[0] ;
+  wire \$signal$48.counts[1] ;
+  wire \$signal$48.counts[2] ;
+  wire \$signal$48.counts[3] ;
+  wire \$signal$48.end ;
+  wire [1:0] \$signal$48.g ;
+  wire [2:0] \$signal$48.x ;
+  wire [2:0] \$signal$48.y ;
+  wire [15:0] \$signal[0] ;
+  wire [15:0] \$signal[1] ;
+  wire [15:0] \$signal[2] ;
+  wire [15:0] \$signal[3] ;
   wire [8:0] \$signature__addr ;
-  wire [8:0] \$signature__addr$33 ;
-  wire [31:0] \$signature__data ;
-  wire [63:0] \$signature__data$88 ;
-  wire [15:0] \$signature__data$88[0] ;
-  wire [15:0] \$signature__data$88[1] ;
-  wire [15:0] \$signature__data$88[2] ;
-  wire [15:0] \$signature__data$88[3] ;
-  wire [7:0] \$signature__data[0] ;
-  wire [7:0] \$signature__data[1] ;
-  wire [7:0] \$signature__data[2] ;
-  wire [7:0] \$signature__data[3] ;
-  output active;
-  wire active;
+  wire [8:0] \$signature__addr$61 ;
+  wire [63:0] \$signature__data ;
+  wire [63:0] \$signature__data$62 ;
+  wire [15:0] \$signature__data$62[0] ;
+  wire [15:0] \$signature__data$62[1] ;
+  wire [15:0] \$signature__data$62[2] ;
+  wire [15:0] \$signature__data$62[3] ;
+  wire [15:0] \$signature__data[0] ;
+  wire [15:0] \$signature__data[1] ;
+  wire [15:0] \$signature__data[2] ;
+  wire [15:0] \$signature__data[3] ;
+  wire \$signature__en ;
   reg [43:0] addend = 44'h00000000000;
   wire [10:0] \addend[0] ;
   wire [10:0] \addend[1] ;
   wire [10:0] \addend[2] ;
   wire [10:0] \addend[3] ;
-  wire any_spike;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51" *)
   wire [51:0] b6;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12" *)
@@ -5937,18 +6599,12 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire [12:0] \b6[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12" *)
   wire [12:0] \b6[3] ;
-  reg [51:0] b_raw = 52'h0000000000000;
-  wire [12:0] \b_raw[0] ;
-  wire [12:0] \b_raw[1] ;
-  wire [12:0] \b_raw[2] ;
-  wire [12:0] \b_raw[3] ;
   wire [1:0] b_rd__addr;
   wire [51:0] b_rd__data;
   wire [12:0] \b_rd__data[0] ;
   wire [12:0] \b_rd__data[1] ;
   wire [12:0] \b_rd__data[2] ;
   wire [12:0] \b_rd__data[3] ;
-  wire busy;
   wire [3:0] c_raw;
   wire \c_raw[0] ;
   wire \c_raw[1] ;
@@ -5956,7 +6612,11 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \c_raw[3] ;
   input clk;
   wire clk;
-  reg credit = 1'h0;
+  wire [3:0] counts;
+  wire \counts[0] ;
+  wire \counts[1] ;
+  wire \counts[2] ;
+  wire \counts[3] ;
   wire [3:0] cres7;
   wire \cres7[0] ;
   wire \cres7[1] ;
@@ -5972,23 +6632,8 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \cres9[1] ;
   wire \cres9[2] ;
   wire \cres9[3] ;
-  wire [15:0] diff0;
-  wire [15:0] diff1;
-  wire [15:0] diff2;
-  wire [15:0] diff3;
-  reg [3:0] done = 4'h0;
+  output dropped;
   wire dropped;
-  wire en;
-  wire [12:0] entry;
-  wire [3:0] \entry.counts ;
-  wire \entry.counts[0] ;
-  wire \entry.counts[1] ;
-  wire \entry.counts[2] ;
-  wire \entry.counts[3] ;
-  wire \entry.end ;
-  wire [1:0] \entry.g ;
-  wire [2:0] \entry.x ;
-  wire [2:0] \entry.y ;
   (* unused_bits = "4 5 6 7 8 9 10 11" *)
   reg [12:0] entry7 = 13'h0000;
   wire [3:0] \entry7.counts ;
@@ -6003,16 +6648,6 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire [2:0] \entry7.x ;
   (* unused_bits = "0 1 2" *)
   wire [2:0] \entry7.y ;
-  wire [2:0] ev_c;
-  wire ev_count;
-  wire [3:0] ev_shift;
-  wire [2:0] ev_x;
-  wire [2:0] ev_y;
-  reg [2:0] fire_k = 3'h0;
-  reg fire_state = 1'h0;
-  reg [1:0] fsm_state = 2'h0;
-  reg full0 = 1'h0;
-  reg full1 = 1'h0;
   reg hit_c1 = 1'h0;
   reg hit_c2 = 1'h0;
   reg hit_c3 = 1'h0;
@@ -6023,63 +6658,56 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   reg hit_v3 = 1'h0;
   reg hit_v4 = 1'h0;
   reg hit_v5 = 1'h0;
-  input [10:0] i0__payload;
-  wire [10:0] i0__payload;
-  wire [2:0] \i0__payload.c ;
-  wire \i0__payload.count ;
-  wire \i0__payload.end ;
-  wire [2:0] \i0__payload.x ;
-  wire [2:0] \i0__payload.y ;
-  output i0__ready;
-  wire i0__ready;
-  input i0__valid;
-  wire i0__valid;
-  wire [32:0] issue;
-  wire [7:0] \issue.addr ;
-  wire \issue.bank ;
-  wire [1:0] \issue.bias_g ;
-  wire \issue.count ;
-  wire \issue.cur ;
-  wire \issue.end ;
-  wire [1:0] \issue.fire_k ;
-  wire \issue.kind ;
-  wire \issue.last_step ;
-  wire \issue.proj ;
-  wire [3:0] \issue.shift ;
-  wire \issue.valid ;
-  wire [8:0] \issue.waddr ;
-  wire [1:0] lane;
-  wire load;
-  output [11:0] o__payload;
-  wire [11:0] o__payload;
-  wire [3:0] \o__payload.c ;
-  wire \o__payload.count ;
-  wire \o__payload.end ;
-  wire [2:0] \o__payload.x ;
-  wire [2:0] \o__payload.y ;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  wire o__valid;
-  wire [7:0] op_addr;
-  wire op_count;
-  wire [3:0] op_shift;
-  wire op_valid;
-  wire [8:0] op_waddr;
-  wire [3:0] out_counts;
-  wire \out_counts[0] ;
-  wire \out_counts[1] ;
-  wire \out_counts[2] ;
-  wire \out_counts[3] ;
-  wire [3:0] pending;
-  reg [2:0] plane = 3'h0;
+  input [31:0] ops__payload;
+  wire [31:0] ops__payload;
+  wire [7:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire [1:0] \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [8:0] \ops__payload.waddr ;
+  input ops__valid;
+  wire ops__valid;
   reg [1:0] pos0 = 2'h0;
-  reg [1:0] \pos0$53  = 2'h0;
   reg [2:0] pos1 = 3'h0;
   reg [2:0] pos2 = 3'h0;
-  wire push7;
-  wire ready;
-  wire [63:0] res7;
+  output push7;
+  reg push7 = 1'h0;
+  output [12:0] push__payload;
+  wire [12:0] push__payload;
+  wire [3:0] \push__payload.counts ;
+  wire \push__payload.counts[0] ;
+  wire \push__payload.counts[1] ;
+  wire \push__payload.counts[2] ;
+  wire \push__payload.counts[3] ;
+  wire \push__payload.end ;
+  wire [1:0] \push__payload.g ;
+  wire [2:0] \push__payload.x ;
+  wire [2:0] \push__payload.y ;
+  wire push__valid;
+  wire [67:0] r;
+  wire [67:0] r6;
+  wire [16:0] \r6[0] ;
+  wire [16:0] \r6[1] ;
+  wire [16:0] \r6[2] ;
+  wire [16:0] \r6[3] ;
+  wire [16:0] \r[0] ;
+  wire [16:0] \r[1] ;
+  wire [16:0] \r[2] ;
+  wire [16:0] \r[3] ;
+  wire [8:0] rd__addr;
+  wire [31:0] rd__data;
+  wire [7:0] \rd__data[0] ;
+  wire [7:0] \rd__data[1] ;
+  wire [7:0] \rd__data[2] ;
+  wire [7:0] \rd__data[3] ;
+  reg [63:0] res7 = 64'h0000000000000000;
   wire [15:0] \res7[0] ;
   wire [15:0] \res7[1] ;
   wire [15:0] \res7[2] ;
@@ -6101,6 +6729,34 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire [15:0] \result[3] ;
   input rst;
   wire rst;
+  wire [32:0] s5;
+  wire [7:0] \s5.addr ;
+  wire \s5.bank ;
+  wire [1:0] \s5.bias_g ;
+  wire \s5.count ;
+  wire \s5.cur ;
+  wire \s5.end ;
+  wire [1:0] \s5.fire_k ;
+  wire \s5.kind ;
+  wire \s5.last_step ;
+  wire \s5.proj ;
+  wire [3:0] \s5.shift ;
+  wire \s5.valid ;
+  wire [8:0] \s5.waddr ;
+  wire [32:0] s6;
+  wire [7:0] \s6.addr ;
+  wire \s6.bank ;
+  wire [1:0] \s6.bias_g ;
+  wire \s6.count ;
+  wire \s6.cur ;
+  wire \s6.end ;
+  wire [1:0] \s6.fire_k ;
+  wire \s6.kind ;
+  wire \s6.last_step ;
+  wire \s6.proj ;
+  wire [3:0] \s6.shift ;
+  wire \s6.valid ;
+  wire [8:0] \s6.waddr ;
   reg [32:0] st0 = 33'h000000000;
   wire [7:0] \st0.addr ;
   wire \st0.bank ;
@@ -6220,50 +6876,16 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   wire \st7.valid ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
   wire [8:0] \st7.waddr ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32" *)
-  wire [32:0] st8;
-  (* unused_bits = "0 1 2 3 4 5 6 7" *)
-  wire [7:0] \st8.addr ;
-  (* unused_bits = "0" *)
-  wire \st8.bank ;
-  (* unused_bits = "0 1" *)
-  wire [1:0] \st8.bias_g ;
-  (* unused_bits = "0" *)
-  wire \st8.count ;
-  (* unused_bits = "0" *)
-  wire \st8.cur ;
-  (* unused_bits = "0" *)
-  wire \st8.end ;
-  (* unused_bits = "0 1" *)
-  wire [1:0] \st8.fire_k ;
-  (* unused_bits = "0" *)
-  wire \st8.kind ;
-  (* unused_bits = "0" *)
-  wire \st8.last_step ;
-  (* unused_bits = "0" *)
-  wire \st8.proj ;
-  (* unused_bits = "0 1 2 3" *)
-  wire [3:0] \st8.shift ;
-  (* unused_bits = "0" *)
-  wire \st8.valid ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
-  wire [8:0] \st8.waddr ;
-  reg [7:0] sweep_addr = 8'h00;
-  reg sweep_last = 1'h0;
-  wire sweep_now;
-  reg [9:0] used = 10'h000;
-  reg [63:0] v_raw = 64'h0000000000000000;
-  wire [15:0] \v_raw[0] ;
-  wire [15:0] \v_raw[1] ;
-  wire [15:0] \v_raw[2] ;
-  wire [15:0] \v_raw[3] ;
-  wire [8:0] v_wr__addr;
-  reg [63:0] v_wr__data = 64'h0000000000000000;
-  wire [15:0] \v_wr__data[0] ;
-  wire [15:0] \v_wr__data[1] ;
-  wire [15:0] \v_wr__data[2] ;
-  wire [15:0] \v_wr__data[3] ;
-  wire v_wr__en;
+  wire [67:0] val;
+  reg [67:0] val5 = 68'h00000000000000000;
+  wire [16:0] \val5[0] ;
+  wire [16:0] \val5[1] ;
+  wire [16:0] \val5[2] ;
+  wire [16:0] \val5[3] ;
+  wire [16:0] \val[0] ;
+  wire [16:0] \val[1] ;
+  wire [16:0] \val[2] ;
+  wire [16:0] \val[3] ;
   reg [31:0] w1_0 = 32'd0;
   wire [7:0] \w1_0[0] ;
   wire [7:0] \w1_0[1] ;
@@ -6273,16 +6895,6 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   reg [10:0] w2_0_1 = 11'h000;
   reg [10:0] w2_0_2 = 11'h000;
   reg [10:0] w2_0_3 = 11'h000;
-  wire [12:0] written;
-  wire [3:0] \written.counts ;
-  wire \written.counts[0] ;
-  wire \written.counts[1] ;
-  wire \written.counts[2] ;
-  wire \written.counts[3] ;
-  wire \written.end ;
-  wire [1:0] \written.g ;
-  wire [2:0] \written.x ;
-  wire [2:0] \written.y ;
   reg [51:0] bmem [3:0];
   initial begin
     bmem[0] = 52'h34d8bdbe6c102;
@@ -6290,11 +6902,11 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     bmem[2] = 52'hf391650e5fa9b;
     bmem[3] = 52'hfebbd47068a2e;
   end
-  reg [51:0] _1305_;
+  reg [51:0] _778_;
   always @(posedge clk) begin
-    _1305_ <= bmem[st2[32:31]];
+    _778_ <= bmem[st2[32:31]];
   end
-  assign b_rd__data = _1305_;
+  assign b_rd__data = _778_;
   reg [63:0] vmem [511:0];
   initial begin
     vmem[0] = 64'h0000000000000000;
@@ -6811,14 +7423,14 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     vmem[511] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (v_wr__en)
-      vmem[v_wr__addr] <= v_wr__data;
+    if (\$signature__en )
+      vmem[\$signature__addr$61 ] <= res7;
   end
-  reg [63:0] _1306_;
+  reg [63:0] _779_;
   always @(posedge clk) begin
-    _1306_ <= vmem[\$signature__addr$33 ];
+    _779_ <= vmem[\$signature__addr ];
   end
-  assign \$signature__data$88  = _1306_;
+  assign \$signature__data  = _779_;
   reg [31:0] wrom0 [287:0];
   initial begin
     wrom0[0] = 32'd802951396;
@@ -7110,956 +7722,493 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
     wrom0[286] = 32'd4225959125;
     wrom0[287] = 32'd1375588650;
   end
-  reg [31:0] _1307_;
+  reg [31:0] _780_;
   always @(posedge clk) begin
-    _1307_ <= wrom0[st0[20:12]];
+    _780_ <= wrom0[st0[20:12]];
   end
-  assign \$signature__data  = _1307_;
-  assign _0323_ = $signed(_0309_) + $signed(_0322_);
-  assign _0324_ = ! st5[29:28];
-  assign _0325_ = st5[1] & _0324_;
-  assign _0327_ = $signed(\$signal$110 [16:0]) > $signed(13'h08ff);
-  assign _0328_ = _0325_ & _0327_;
-  assign _0329_ = _0328_ ? 17'h008ff : \$signal$110 [16:0];
-  assign _0330_ = ! st5[29:28];
-  assign _0331_ = st5[1] & _0330_;
-  assign _0332_ = $signed(\$signal$110 [33:17]) > $signed(13'h08ff);
-  assign _0333_ = _0331_ & _0332_;
-  assign _0334_ = _0333_ ? 17'h008ff : \$signal$110 [33:17];
-  assign _0335_ = ! st5[29:28];
-  assign _0336_ = st5[1] & _0335_;
-  assign _0337_ = $signed(\$signal$110 [50:34]) > $signed(13'h08ff);
-  assign _0338_ = _0336_ & _0337_;
-  assign _0339_ = _0338_ ? 17'h008ff : \$signal$110 [50:34];
-  assign _0340_ = ! st5[29:28];
-  assign _0341_ = st5[1] & _0340_;
-  assign _0342_ = $signed(\$signal$110 [67:51]) > $signed(13'h08ff);
-  assign _0343_ = _0341_ & _0342_;
-  assign _0345_ = _0343_ ? 17'h008ff : \$signal$110 [67:51];
-  assign _0346_ = st6[0] & st6[1];
-  assign _0347_ = any_spike | st6[30];
-  assign _0348_ = _0346_ & _0347_;
-  assign _0349_ = st7[0] & st7[1];
-  assign _0350_ = \pos0$53  == 2'h3;
-  assign _0351_ = pos1 == 3'h7;
-  assign _0352_ = pos2 == 3'h7;
-  assign _0354_ = pos2 + 1'h1;
-  assign _0355_ = pos1 + 1'h1;
-  assign _0356_ = \pos0$53  + 1'h1;
-  assign _0357_ = | pending;
-  assign _0358_ = pending - 1'h1;
-  assign _0359_ = { 1'h0, pending } & _0358_;
-  assign _0360_ = ! _0359_;
-  assign _0361_ = ~ \$signal$61 [12];
-  assign _0362_ = _0360_ & _0361_;
-  assign _0363_ = 1'h1 << lane;
-  assign _0364_ = { 3'h0, done } | _0363_;
+  assign rd__data = _780_;
+  assign _000_ = $signed(w1_0[7:0]) << st2[24:23];
+  assign _096_ = $signed(w1_0[15:8]) << st2[24:23];
+  assign _184_ = $signed(w1_0[23:16]) << st2[24:23];
+  assign _279_ = $signed(w1_0[31:24]) << st2[24:23];
+  assign _001_ = st2[11:4] == st3[11:4];
+  assign _009_ = st2[3] == st3[3];
+  assign _018_ = _001_ & _009_;
+  assign _027_ = ! st3[1];
+  assign _037_ = _018_ & _027_;
+  assign _047_ = ! st3[1];
+  assign _057_ = _047_ & st3[2];
+  assign _067_ = ~ _057_;
+  assign _076_ = st3[0] & _067_;
+  assign _086_ = _037_ & _076_;
+  assign _097_ = st2[11:4] == st3[11:4];
+  assign _106_ = st2[3] == st3[3];
+  assign _117_ = _097_ & _106_;
+  assign _124_ = ! st3[1];
+  assign _133_ = _117_ & _124_;
+  assign _142_ = ! st3[1];
+  assign _151_ = _142_ & st3[2];
+  assign _166_ = st3[1] & st3[27];
+  assign _177_ = _151_ | _166_;
+  assign _185_ = st3[0] & _177_;
+  assign _194_ = _133_ & _185_;
+  assign _203_ = st2[11:4] == st4[11:4];
+  assign _212_ = st2[3] == st4[3];
+  assign _221_ = _203_ & _212_;
+  assign _227_ = ! st4[1];
+  assign _237_ = _221_ & _227_;
+  assign _248_ = ! st4[1];
+  assign _258_ = _248_ & st4[2];
+  assign _269_ = ~ _258_;
+  assign _280_ = st4[0] & _269_;
+  assign _289_ = _237_ & _280_;
+  assign _295_ = st2[11:4] == st4[11:4];
+  assign _296_ = st2[3] == st4[3];
+  assign _297_ = _295_ & _296_;
+  assign _298_ = ! st4[1];
+  assign _299_ = _297_ & _298_;
+  assign _300_ = ! st4[1];
+  assign _301_ = _300_ & st4[2];
+  assign _302_ = st4[1] & st4[27];
+  assign _303_ = _301_ | _302_;
+  assign _304_ = st4[0] & _303_;
+  assign _305_ = _299_ & _304_;
+  assign _306_ = st2[11:4] == st5[11:4];
+  assign _307_ = st2[3] == st5[3];
+  assign _308_ = _306_ & _307_;
+  assign _309_ = ! st5[1];
+  assign _310_ = _309_ & st5[2];
+  assign _311_ = ~ _310_;
+  assign _312_ = st5[0] & _311_;
+  assign _313_ = _308_ & _312_;
+  assign _314_ = st2[11:4] == st5[11:4];
+  assign _315_ = st2[3] == st5[3];
+  assign _316_ = _314_ & _315_;
+  assign _317_ = ! st5[1];
+  assign _318_ = _317_ & st5[2];
+  assign _319_ = st5[1] & st5[27];
+  assign _320_ = _318_ | _319_;
+  assign _321_ = st5[0] & _320_;
+  assign _322_ = _316_ & _321_;
+  assign _323_ = st2[11:4] == st6[11:4];
+  assign _324_ = st2[3] == st6[3];
+  assign _325_ = _323_ & _324_;
+  assign _326_ = ! st6[1];
+  assign _327_ = _326_ & st6[2];
+  assign _328_ = ~ _327_;
+  assign _329_ = st6[0] & _328_;
+  assign _330_ = _325_ & _329_;
+  assign _331_ = st2[11:4] == st6[11:4];
+  assign _332_ = st2[3] == st6[3];
+  assign _333_ = _331_ & _332_;
+  assign _334_ = ! st6[1];
+  assign _335_ = _334_ & st6[2];
+  assign _336_ = st6[1] & st6[27];
+  assign _337_ = _335_ | _336_;
+  assign _338_ = st6[0] & _337_;
+  assign _339_ = _333_ & _338_;
+  assign _340_ = st2[11:4] == st7[11:4];
+  assign _341_ = st2[3] == st7[3];
+  assign _342_ = _340_ & _341_;
+  assign _343_ = ! st7[1];
+  assign _344_ = _343_ & st7[2];
+  assign _345_ = ~ _344_;
+  assign _346_ = st7[0] & _345_;
+  assign _347_ = _342_ & _346_;
+  assign _348_ = st2[11:4] == st7[11:4];
+  assign _349_ = st2[3] == st7[3];
+  assign _002_ = _348_ & _349_;
+  assign _003_ = ! st7[1];
+  assign _004_ = _003_ & st7[2];
+  assign _005_ = st7[1] & st7[27];
+  assign _006_ = _004_ | _005_;
+  assign _007_ = st7[0] & _006_;
+  assign _008_ = _002_ & _007_;
+  assign _010_ = ! st3[1];
+  assign _011_ = _010_ & st3[2];
+  assign _012_ = ~ _011_;
+  assign _013_ = hit_v1 & _012_;
+  assign _014_ = ! st3[1];
+  assign _015_ = _014_ & st3[2];
+  assign _016_ = hit_c1 & _015_;
+  assign _017_ = _013_ | _016_;
+  assign _019_ = ~ hit_v1;
+  assign _020_ = hit_v2 & _019_;
+  assign _021_ = ! st3[1];
+  assign _022_ = _021_ & st3[2];
+  assign _023_ = ~ _022_;
+  assign _024_ = _020_ & _023_;
+  assign _025_ = ~ hit_c1;
+  assign _026_ = hit_c2 & _025_;
+  assign _028_ = ! st3[1];
+  assign _029_ = _028_ & st3[2];
+  assign _030_ = _026_ & _029_;
+  assign _031_ = _024_ | _030_;
+  assign _032_ = hit_v1 | hit_v2;
+  assign _033_ = ~ _032_;
+  assign _034_ = hit_v3 & _033_;
+  assign _035_ = ! st3[1];
+  assign _036_ = _035_ & st3[2];
+  assign _038_ = ~ _036_;
+  assign _039_ = _034_ & _038_;
+  assign _040_ = hit_v1 | hit_v2;
+  assign _041_ = _040_ | hit_v3;
+  assign _042_ = ~ _041_;
+  assign _043_ = hit_v4 & _042_;
+  assign _044_ = ! st3[1];
+  assign _045_ = _044_ & st3[2];
+  assign _046_ = ~ _045_;
+  assign _048_ = _043_ & _046_;
+  assign _049_ = hit_v1 | hit_v2;
+  assign _050_ = _049_ | hit_v3;
+  assign _051_ = _050_ | hit_v4;
+  assign _052_ = ~ _051_;
+  assign _053_ = hit_v5 & _052_;
+  assign _054_ = ! st3[1];
+  assign _055_ = _054_ & st3[2];
+  assign _056_ = ~ _055_;
+  assign _058_ = _053_ & _056_;
+  assign _059_ = hit_v1 | hit_v2;
+  assign _060_ = _059_ | hit_v3;
+  assign _061_ = _060_ | hit_v4;
+  assign _062_ = _061_ | hit_v5;
+  assign _063_ = ~ _062_;
+  assign _064_ = ! st3[1];
+  assign _065_ = _064_ & st3[2];
+  assign _066_ = ~ _065_;
+  assign _068_ = _063_ & _066_;
+  assign _069_ = hit_c1 | hit_c2;
+  assign _070_ = ~ _069_;
+  assign _071_ = hit_c3 & _070_;
+  assign _072_ = ! st3[1];
+  assign _073_ = _072_ & st3[2];
+  assign _074_ = _071_ & _073_;
+  assign _075_ = hit_c1 | hit_c2;
+  assign _077_ = _075_ | hit_c3;
+  assign _078_ = ~ _077_;
+  assign _079_ = hit_c4 & _078_;
+  assign _080_ = ! st3[1];
+  assign _081_ = _080_ & st3[2];
+  assign _082_ = _079_ & _081_;
+  assign _083_ = hit_c1 | hit_c2;
+  assign _084_ = _083_ | hit_c3;
+  assign _085_ = _084_ | hit_c4;
+  assign _087_ = ~ _085_;
+  assign _088_ = hit_c5 & _087_;
+  assign _089_ = ! st3[1];
+  assign _090_ = _089_ & st3[2];
+  assign _091_ = _088_ & _090_;
+  assign _092_ = hit_c1 | hit_c2;
+  assign _093_ = _092_ | hit_c3;
+  assign _094_ = _093_ | hit_c4;
+  assign _095_ = _094_ | hit_c5;
+  assign _098_ = ~ _095_;
+  assign _099_ = ! st3[1];
+  assign _100_ = _099_ & st3[2];
+  assign _101_ = _098_ & _100_;
+  assign _102_ = ! st3[1];
+  assign _103_ = ! st3[29:28];
+  assign _104_ = st3[1] & _103_;
+  assign _105_ = \$signal$39 [0] ? val5[16:0] : 17'h00000;
+  assign _107_ = \$signal$39 [1] ? r6[16:0] : 17'h00000;
+  assign _108_ = _105_ | _107_;
+  assign _109_ = \$signal$39 [2] ? res7[15:0] : 16'h0000;
+  assign _110_ = _108_ | { _109_[15], _109_ };
+  assign _111_ = \$signal$39 [3] ? res8[15:0] : 16'h0000;
+  assign _112_ = _110_ | { _111_[15], _111_ };
+  assign _113_ = \$signal$39 [4] ? res9[15:0] : 16'h0000;
+  assign _114_ = _112_ | { _113_[15], _113_ };
+  assign _115_ = \$signal$39 [5] ? \$signal [15:0] : 16'h0000;
+  assign _116_ = _114_ | { _115_[15], _115_ };
+  assign _118_ = \$signal$39 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _119_ = _116_ | { _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_ };
+  assign _120_ = \$signal$39 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _121_ = _119_ | { _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_ };
+  assign _122_ = \$signal$40 [0] ? addend[10:0] : 11'h000;
+  assign _123_ = \$signal$40 [1] ? \$signal$21 [12:0] : 13'h0000;
+  assign _125_ = { _122_[10], _122_[10], _122_ } | _123_;
+  assign _126_ = \$signal$40 [2] ? val5[16:0] : 17'h00000;
+  assign _127_ = { _125_[12], _125_[12], _125_[12], _125_[12], _125_ } | _126_;
+  assign _128_ = \$signal$40 [3] ? r6[16:0] : 17'h00000;
+  assign _129_ = _127_ | _128_;
+  assign _130_ = \$signal$40 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _131_ = _129_ | { _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_ };
+  assign _132_ = \$signal$40 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _134_ = _131_ | { _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_ };
+  assign _135_ = $signed(_121_) + $signed(_134_);
+  assign _136_ = \$signal$39 [0] ? val5[33:17] : 17'h00000;
+  assign _137_ = \$signal$39 [1] ? r6[33:17] : 17'h00000;
+  assign _138_ = _136_ | _137_;
+  assign _139_ = \$signal$39 [2] ? res7[31:16] : 16'h0000;
+  assign _140_ = _138_ | { _139_[15], _139_ };
+  assign _141_ = \$signal$39 [3] ? res8[31:16] : 16'h0000;
+  assign _143_ = _140_ | { _141_[15], _141_ };
+  assign _144_ = \$signal$39 [4] ? res9[31:16] : 16'h0000;
+  assign _145_ = _143_ | { _144_[15], _144_ };
+  assign _146_ = \$signal$39 [5] ? \$signal [31:16] : 16'h0000;
+  assign _147_ = _145_ | { _146_[15], _146_ };
+  assign _148_ = \$signal$39 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _149_ = _147_ | { _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_ };
+  assign _150_ = \$signal$39 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _152_ = _149_ | { _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_ };
+  assign _153_ = \$signal$40 [0] ? addend[21:11] : 11'h000;
+  assign _154_ = \$signal$40 [1] ? \$signal$21 [25:13] : 13'h0000;
+  assign _155_ = { _153_[10], _153_[10], _153_ } | _154_;
+  assign _156_ = \$signal$40 [2] ? val5[33:17] : 17'h00000;
+  assign _157_ = { _155_[12], _155_[12], _155_[12], _155_[12], _155_ } | _156_;
+  assign _158_ = \$signal$40 [3] ? r6[33:17] : 17'h00000;
+  assign _159_ = _157_ | _158_;
+  assign _160_ = \$signal$40 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _161_ = _159_ | { _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_ };
+  assign _162_ = \$signal$40 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _163_ = _161_ | { _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_ };
+  assign _164_ = $signed(_152_) + $signed(_163_);
+  assign _165_ = \$signal$39 [0] ? val5[50:34] : 17'h00000;
+  assign _167_ = \$signal$39 [1] ? r6[50:34] : 17'h00000;
+  assign _168_ = _165_ | _167_;
+  assign _169_ = \$signal$39 [2] ? res7[47:32] : 16'h0000;
+  assign _170_ = _168_ | { _169_[15], _169_ };
+  assign _171_ = \$signal$39 [3] ? res8[47:32] : 16'h0000;
+  assign _172_ = _170_ | { _171_[15], _171_ };
+  assign _173_ = \$signal$39 [4] ? res9[47:32] : 16'h0000;
+  assign _174_ = _172_ | { _173_[15], _173_ };
+  assign _175_ = \$signal$39 [5] ? \$signal [47:32] : 16'h0000;
+  assign _176_ = _174_ | { _175_[15], _175_ };
+  assign _178_ = \$signal$39 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _179_ = _176_ | { _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_ };
+  assign _180_ = \$signal$39 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _181_ = _179_ | { _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_ };
+  assign _182_ = \$signal$40 [0] ? addend[32:22] : 11'h000;
+  assign _183_ = \$signal$40 [1] ? \$signal$21 [38:26] : 13'h0000;
+  assign _186_ = { _182_[10], _182_[10], _182_ } | _183_;
+  assign _187_ = \$signal$40 [2] ? val5[50:34] : 17'h00000;
+  assign _188_ = { _186_[12], _186_[12], _186_[12], _186_[12], _186_ } | _187_;
+  assign _189_ = \$signal$40 [3] ? r6[50:34] : 17'h00000;
+  assign _190_ = _188_ | _189_;
+  assign _191_ = \$signal$40 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _192_ = _190_ | { _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_ };
+  assign _193_ = \$signal$40 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _195_ = _192_ | { _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_ };
+  assign _196_ = $signed(_181_) + $signed(_195_);
+  assign _197_ = \$signal$39 [0] ? val5[67:51] : 17'h00000;
+  assign _198_ = \$signal$39 [1] ? r6[67:51] : 17'h00000;
+  assign _199_ = _197_ | _198_;
+  assign _200_ = \$signal$39 [2] ? res7[63:48] : 16'h0000;
+  assign _201_ = _199_ | { _200_[15], _200_ };
+  assign _202_ = \$signal$39 [3] ? res8[63:48] : 16'h0000;
+  assign _204_ = _201_ | { _202_[15], _202_ };
+  assign _205_ = \$signal$39 [4] ? res9[63:48] : 16'h0000;
+  assign _206_ = _204_ | { _205_[15], _205_ };
+  assign _207_ = \$signal$39 [5] ? \$signal [63:48] : 16'h0000;
+  assign _208_ = _206_ | { _207_[15], _207_ };
+  assign _209_ = \$signal$39 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _210_ = _208_ | { _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_ };
+  assign _211_ = \$signal$39 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _213_ = _210_ | { _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_ };
+  assign _214_ = \$signal$40 [0] ? addend[43:33] : 11'h000;
+  assign _215_ = \$signal$40 [1] ? \$signal$21 [51:39] : 13'h0000;
+  assign _216_ = { _214_[10], _214_[10], _214_ } | _215_;
+  assign _217_ = \$signal$40 [2] ? val5[67:51] : 17'h00000;
+  assign _218_ = { _216_[12], _216_[12], _216_[12], _216_[12], _216_ } | _217_;
+  assign _219_ = \$signal$40 [3] ? r6[67:51] : 17'h00000;
+  assign _220_ = _218_ | _219_;
+  assign _222_ = \$signal$40 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _223_ = _220_ | { _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_ };
+  assign _224_ = \$signal$40 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _225_ = _223_ | { _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_ };
+  assign _226_ = $signed(_213_) + $signed(_225_);
+  assign _228_ = st6[0] & st6[1];
+  assign _229_ = | counts;
+  assign _230_ = _229_ | st6[30];
+  assign _231_ = _228_ & _230_;
+  assign _232_ = st7[0] & st7[1];
+  assign _233_ = pos0 == 2'h3;
+  assign _234_ = pos1 == 3'h7;
+  assign _235_ = pos2 == 3'h7;
+  assign _236_ = pos2 + 1'h1;
+  assign _238_ = pos1 + 1'h1;
+  assign _239_ = pos0 + 1'h1;
+  assign _240_ = st2[3] * 9'h100;
+  assign { _241_[10:9], \$signature__addr  } = st2[11:4] + _240_;
+  assign _242_ = st7[3] * 9'h100;
+  assign { _243_[10:9], \$signature__addr$61  } = st7[11:4] + _242_;
+  assign _244_ = ! st7[1];
+  assign _245_ = _244_ & st7[2];
+  assign _246_ = ~ _245_;
+  assign _247_ = st7[0] & _246_;
+  assign { _249_[3:1], \$signature__en  } = _247_ ? 4'hf : 4'h0;
+  assign _250_ = st7[0] & st7[1];
+  assign _251_ = ~ push7;
+  assign dropped = _250_ & _251_;
   always @(posedge clk)
-    used <= _0365_;
+    st0 <= _252_;
   always @(posedge clk)
-    credit <= _0366_;
+    st1 <= _253_;
   always @(posedge clk)
-    plane <= _0367_;
+    st2 <= _254_;
   always @(posedge clk)
-    full1 <= _0368_;
+    st3 <= _255_;
   always @(posedge clk)
-    full0 <= _0369_;
+    st4 <= _256_;
   always @(posedge clk)
-    \$signal$6  <= _0370_;
+    st5 <= _257_;
   always @(posedge clk)
-    fsm_state <= _0371_;
+    st6 <= _259_;
   always @(posedge clk)
-    fire_state <= _0372_;
+    st7 <= _260_;
   always @(posedge clk)
-    sweep_addr <= _0373_;
+    w1_0 <= _261_;
   always @(posedge clk)
-    sweep_last <= _0375_;
+    w2_0_0 <= _262_;
   always @(posedge clk)
-    fire_k <= _0376_;
+    w2_0_1 <= _263_;
   always @(posedge clk)
-    \$signal$26  <= _0377_;
+    w2_0_2 <= _264_;
   always @(posedge clk)
-    \$signal$74  <= _0378_;
+    w2_0_3 <= _265_;
   always @(posedge clk)
-    \$signal  <= _0379_;
+    addend <= _266_;
   always @(posedge clk)
-    pos0 <= _0380_;
+    \$signal  <= _267_;
   always @(posedge clk)
-    st0 <= _0381_;
+    \$signal$21  <= _268_;
   always @(posedge clk)
-    st1 <= _0382_;
+    res8 <= _270_;
   always @(posedge clk)
-    st2 <= _0383_;
-  always @(posedge clk)
-    st3 <= _0384_;
-  always @(posedge clk)
-    st4 <= _0385_;
-  always @(posedge clk)
-    st5 <= _0386_;
-  always @(posedge clk)
-    st6 <= _0387_;
-  always @(posedge clk)
-    st7 <= _0388_;
-  always @(posedge clk)
-    w1_0 <= _0389_;
-  always @(posedge clk)
-    w2_0_0 <= _0390_;
-  always @(posedge clk)
-    w2_0_1 <= _0391_;
-  always @(posedge clk)
-    w2_0_2 <= _0392_;
-  always @(posedge clk)
-    w2_0_3 <= _0393_;
-  always @(posedge clk)
-    addend <= _0394_;
-  always @(posedge clk)
-    v_raw <= _0395_;
-  always @(posedge clk)
-    b_raw <= _0396_;
-  always @(posedge clk)
-    res8 <= _0397_;
-  always @(posedge clk)
-    res9 <= _0398_;
+    res9 <= _271_;
   always @(posedge clk)
     cres8 <= 4'h0;
   always @(posedge clk)
-    cres9 <= _0399_;
+    cres9 <= _272_;
   always @(posedge clk)
-    hit_v1 <= _0400_;
+    hit_v1 <= _273_;
   always @(posedge clk)
-    hit_c1 <= _0402_;
+    hit_c1 <= _274_;
   always @(posedge clk)
-    hit_v2 <= _0403_;
+    hit_v2 <= _275_;
   always @(posedge clk)
-    hit_c2 <= _0404_;
+    hit_c2 <= _276_;
   always @(posedge clk)
-    hit_v3 <= _0405_;
+    hit_v3 <= _277_;
   always @(posedge clk)
-    hit_c3 <= _0406_;
+    hit_c3 <= _278_;
   always @(posedge clk)
-    hit_v4 <= _0407_;
+    hit_v4 <= _281_;
   always @(posedge clk)
-    hit_c4 <= _0408_;
+    hit_c4 <= _282_;
   always @(posedge clk)
-    hit_v5 <= _0409_;
+    hit_v5 <= _283_;
   always @(posedge clk)
-    hit_c5 <= _0410_;
+    hit_c5 <= _284_;
   always @(posedge clk)
-    \$signal$108  <= _0411_;
+    \$signal$39  <= _285_;
   always @(posedge clk)
-    \$signal$109  <= _0412_;
+    \$signal$40  <= _286_;
   always @(posedge clk)
-    \$signal$110  <= _0413_;
+    val5 <= _287_;
   always @(posedge clk)
-    \$signal$38  <= _0414_;
+    res7 <= _288_;
   always @(posedge clk)
-    v_wr__data <= _0415_;
+    entry7 <= _290_;
   always @(posedge clk)
-    entry7 <= _0416_;
+    push7 <= _291_;
   always @(posedge clk)
-    \$signal$57  <= _0417_;
+    pos0 <= _292_;
   always @(posedge clk)
-    \pos0$53  <= _0418_;
+    pos1 <= _293_;
   always @(posedge clk)
-    pos1 <= _0419_;
-  always @(posedge clk)
-    pos2 <= _0420_;
-  always @(posedge clk)
-    done <= _0421_;
-  assign _0000_ = ~ sweep_now;
-  assign _0100_ = ~ \$signal ;
-  assign en = _0000_ & _0100_;
-  assign _0195_ = ~ \$signal ;
-  assign _0283_ = op_valid & _0195_;
-  assign ev_shift = 2'h3 - plane;
-  assign _0424_ = ~ \$signal ;
-  assign _0434_ = credit & _0424_;
-  assign active = \issue.valid  | \$signal ;
-  assign _0448_ = st2[3] * 9'h100;
-  assign { _0001_[10:9], \$signature__addr$33  } = st2[11:4] + _0448_;
-  assign _0027_ = $signed(\$signal$38 [16:0]) - $signed({ 1'h0, _0017_ });
-  assign _0038_ = $signed(diff0) >= $signed(1'h0);
-  assign _0048_ = st6[29:28] == 2'h3;
-  assign _0059_ = $signed(diff0) >= $signed(1'h0);
-  assign _0069_ = _0059_ ? { diff0[15], diff0 } : \$signal$38 [16:0];
-  assign _0101_ = $signed(\$signal$38 [33:17]) - $signed({ 1'h0, _0089_ });
-  assign _0109_ = $signed(diff1) >= $signed(1'h0);
-  assign _0117_ = st6[29:28] == 2'h3;
-  assign _0127_ = $signed(diff1) >= $signed(1'h0);
-  assign _0137_ = _0127_ ? { diff1[15], diff1 } : \$signal$38 [33:17];
-  assign _0165_ = $signed(\$signal$38 [50:34]) - $signed({ 1'h0, _0155_ });
-  assign _0175_ = $signed(diff2) >= $signed(1'h0);
-  assign _0185_ = st6[29:28] == 2'h3;
-  assign _0196_ = $signed(diff2) >= $signed(1'h0);
-  assign _0205_ = _0196_ ? { diff2[15], diff2 } : \$signal$38 [50:34];
-  assign _0230_ = $signed(\$signal$38 [67:51]) - $signed({ 1'h0, _0222_ });
-  assign _0240_ = $signed(diff3) >= $signed(1'h0);
-  assign _0248_ = st6[29:28] == 2'h3;
-  assign _0256_ = $signed(diff3) >= $signed(1'h0);
-  assign _0265_ = _0256_ ? { diff3[15], diff3 } : \$signal$38 [67:51];
-  assign _0274_ = st7[3] * 9'h100;
-  assign { _0284_[10:9], v_wr__addr } = st7[11:4] + _0274_;
-  assign _0292_ = ! st7[1];
-  assign _0302_ = _0292_ & st7[2];
-  assign _0310_ = ~ _0302_;
-  assign _0318_ = st7[0] & _0310_;
-  assign { _0326_[3:1], v_wr__en } = _0318_ ? 4'hf : 4'h0;
-  assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign _0344_ = st7[0] & st7[1];
-  assign _0353_ = ~ \$signal$57 ;
-  assign dropped = _0344_ & _0353_;
-  assign _0374_ = ~ done[0];
-  assign pending[0] = \$signal$61 [0] & _0374_;
-  assign _0401_ = ~ done[1];
-  assign pending[1] = \$signal$61 [1] & _0401_;
-  assign _0422_ = ~ done[2];
-  assign pending[2] = \$signal$61 [2] & _0422_;
-  assign _0423_ = ~ done[3];
-  assign pending[3] = \$signal$61 [3] & _0423_;
-  assign _0425_ = \$signal$61 [5:4] * 3'h4;
-  assign { _0426_[5:4], o__payload[3:0] } = _0425_ + lane;
-  assign _0427_ = | pending;
-  assign _0429_ = pending - 1'h1;
-  assign _0430_ = { 1'h0, pending } & _0429_;
-  assign _0431_ = ! _0430_;
-  assign _0432_ = ~ \$signal$61 [12];
-  assign _0433_ = _0431_ & _0432_;
-  assign _0435_ = used + sweep_now;
-  assign _0436_ = _0435_ - dropped;
-  assign _0437_ = \$signal$68  & \$signal$65 ;
-  assign _0438_ = $signed(_0436_) - $signed({ 1'h0, _0437_ });
-  assign _0439_ = used <= 10'h208;
-  assign _0440_ = plane == 2'h3;
-  assign _0441_ = ~ \$signal$6 ;
-  assign _0442_ = plane + 1'h1;
-  assign _0445_ = ~ \$signal ;
-  assign _0446_ = credit & _0445_;
-  assign _0447_ = fire_k == 2'h3;
-  assign _0449_ = ~ \$signal$26 ;
-  assign _0450_ = fire_k + 1'h1;
-  assign _0451_ = sweep_addr + 1'h1;
-  assign _0452_ = sweep_addr == 8'hfe;
-  assign _0453_ = sweep_now & \issue.end ;
-  assign _0454_ = sweep_now & \issue.end ;
-  assign _0455_ = _0454_ | \$signal$74 ;
-  assign _0456_ = pos0 == 2'h3;
-  assign _0457_ = pos0 + 1'h1;
-  assign _0458_ = $signed(w1_0[7:0]) << st2[24:23];
-  assign _0002_ = $signed(w1_0[15:8]) << st2[24:23];
-  assign _0003_ = $signed(w1_0[23:16]) << st2[24:23];
-  assign _0004_ = $signed(w1_0[31:24]) << st2[24:23];
-  assign _0005_ = st2[11:4] == st3[11:4];
-  assign _0006_ = st2[3] == st3[3];
-  assign _0007_ = _0005_ & _0006_;
-  assign _0008_ = ! st3[1];
-  assign _0009_ = _0007_ & _0008_;
-  assign _0010_ = ! st3[1];
-  assign _0011_ = _0010_ & st3[2];
-  assign _0012_ = ~ _0011_;
-  assign _0013_ = st3[0] & _0012_;
-  assign _0014_ = _0009_ & _0013_;
-  assign _0015_ = st2[11:4] == st3[11:4];
-  assign _0016_ = st2[3] == st3[3];
-  assign _0018_ = _0015_ & _0016_;
-  assign _0019_ = ! st3[1];
-  assign _0020_ = _0018_ & _0019_;
-  assign _0021_ = ! st3[1];
-  assign _0022_ = _0021_ & st3[2];
-  assign _0023_ = st3[1] & st3[27];
-  assign _0024_ = _0022_ | _0023_;
-  assign _0025_ = st3[0] & _0024_;
-  assign _0026_ = _0020_ & _0025_;
-  assign _0028_ = st2[11:4] == st4[11:4];
-  assign _0029_ = st2[3] == st4[3];
-  assign _0030_ = _0028_ & _0029_;
-  assign _0031_ = ! st4[1];
-  assign _0032_ = _0030_ & _0031_;
-  assign _0033_ = ! st4[1];
-  assign _0034_ = _0033_ & st4[2];
-  assign _0035_ = ~ _0034_;
-  assign _0036_ = st4[0] & _0035_;
-  assign _0037_ = _0032_ & _0036_;
-  assign _0039_ = st2[11:4] == st4[11:4];
-  assign _0040_ = st2[3] == st4[3];
-  assign _0041_ = _0039_ & _0040_;
-  assign _0042_ = ! st4[1];
-  assign _0043_ = _0041_ & _0042_;
-  assign _0044_ = ! st4[1];
-  assign _0045_ = _0044_ & st4[2];
-  assign _0046_ = st4[1] & st4[27];
-  assign _0047_ = _0045_ | _0046_;
-  assign _0049_ = st4[0] & _0047_;
-  assign _0050_ = _0043_ & _0049_;
-  assign _0051_ = st2[11:4] == st5[11:4];
-  assign _0052_ = st2[3] == st5[3];
-  assign _0053_ = _0051_ & _0052_;
-  assign _0054_ = ! st5[1];
-  assign _0055_ = _0054_ & st5[2];
-  assign _0056_ = ~ _0055_;
-  assign _0057_ = st5[0] & _0056_;
-  assign _0058_ = _0053_ & _0057_;
-  assign _0060_ = st2[11:4] == st5[11:4];
-  assign _0061_ = st2[3] == st5[3];
-  assign _0062_ = _0060_ & _0061_;
-  assign _0063_ = ! st5[1];
-  assign _0064_ = _0063_ & st5[2];
-  assign _0065_ = st5[1] & st5[27];
-  assign _0066_ = _0064_ | _0065_;
-  assign _0067_ = st5[0] & _0066_;
-  assign _0068_ = _0062_ & _0067_;
-  assign _0070_ = st2[11:4] == st6[11:4];
-  assign _0071_ = st2[3] == st6[3];
-  assign _0072_ = _0070_ & _0071_;
-  assign _0073_ = ! st6[1];
-  assign _0074_ = _0073_ & st6[2];
-  assign _0075_ = ~ _0074_;
-  assign _0076_ = st6[0] & _0075_;
-  assign _0077_ = _0072_ & _0076_;
-  assign _0078_ = st2[11:4] == st6[11:4];
-  assign _0079_ = st2[3] == st6[3];
-  assign _0080_ = _0078_ & _0079_;
-  assign _0081_ = ! st6[1];
-  assign _0082_ = _0081_ & st6[2];
-  assign _0083_ = st6[1] & st6[27];
-  assign _0084_ = _0082_ | _0083_;
-  assign _0085_ = st6[0] & _0084_;
-  assign _0086_ = _0080_ & _0085_;
-  assign _0087_ = st2[11:4] == st7[11:4];
-  assign _0088_ = st2[3] == st7[3];
-  assign _0090_ = _0087_ & _0088_;
-  assign _0091_ = ! st7[1];
-  assign _0092_ = _0091_ & st7[2];
-  assign _0093_ = ~ _0092_;
-  assign _0094_ = st7[0] & _0093_;
-  assign _0095_ = _0090_ & _0094_;
-  assign _0096_ = st2[11:4] == st7[11:4];
-  assign _0097_ = st2[3] == st7[3];
-  assign _0098_ = _0096_ & _0097_;
-  assign _0099_ = ! st7[1];
-  assign _0102_ = _0099_ & st7[2];
-  assign _0103_ = st7[1] & st7[27];
-  assign _0104_ = _0102_ | _0103_;
-  assign _0105_ = st7[0] & _0104_;
-  assign _0106_ = _0098_ & _0105_;
-  assign _0107_ = ! st3[1];
-  assign _0108_ = _0107_ & st3[2];
-  assign _0110_ = ~ _0108_;
-  assign _0111_ = hit_v1 & _0110_;
-  assign _0112_ = ! st3[1];
-  assign _0113_ = _0112_ & st3[2];
-  assign _0114_ = hit_c1 & _0113_;
-  assign _0115_ = _0111_ | _0114_;
-  assign _0116_ = ~ hit_v1;
-  assign _0118_ = hit_v2 & _0116_;
-  assign _0119_ = ! st3[1];
-  assign _0120_ = _0119_ & st3[2];
-  assign _0121_ = ~ _0120_;
-  assign _0122_ = _0118_ & _0121_;
-  assign _0123_ = ~ hit_c1;
-  assign _0124_ = hit_c2 & _0123_;
-  assign _0125_ = ! st3[1];
-  assign _0126_ = _0125_ & st3[2];
-  assign _0128_ = _0124_ & _0126_;
-  assign _0129_ = _0122_ | _0128_;
-  assign _0130_ = hit_v1 | hit_v2;
-  assign _0131_ = ~ _0130_;
-  assign _0132_ = hit_v3 & _0131_;
-  assign _0133_ = ! st3[1];
-  assign _0134_ = _0133_ & st3[2];
-  assign _0135_ = ~ _0134_;
-  assign _0136_ = _0132_ & _0135_;
-  assign _0138_ = hit_v1 | hit_v2;
-  assign _0139_ = _0138_ | hit_v3;
-  assign _0140_ = ~ _0139_;
-  assign _0141_ = hit_v4 & _0140_;
-  assign _0142_ = ! st3[1];
-  assign _0143_ = _0142_ & st3[2];
-  assign _0144_ = ~ _0143_;
-  assign _0145_ = _0141_ & _0144_;
-  assign _0146_ = hit_v1 | hit_v2;
-  assign _0147_ = _0146_ | hit_v3;
-  assign _0148_ = _0147_ | hit_v4;
-  assign _0149_ = ~ _0148_;
-  assign _0150_ = hit_v5 & _0149_;
-  assign _0151_ = ! st3[1];
-  assign _0152_ = _0151_ & st3[2];
-  assign _0153_ = ~ _0152_;
-  assign _0154_ = _0150_ & _0153_;
-  assign _0156_ = hit_v1 | hit_v2;
-  assign _0157_ = _0156_ | hit_v3;
-  assign _0158_ = _0157_ | hit_v4;
-  assign _0159_ = _0158_ | hit_v5;
-  assign _0160_ = ~ _0159_;
-  assign _0161_ = ! st3[1];
-  assign _0162_ = _0161_ & st3[2];
-  assign _0163_ = ~ _0162_;
-  assign _0164_ = _0160_ & _0163_;
-  assign _0166_ = hit_c1 | hit_c2;
-  assign _0167_ = ~ _0166_;
-  assign _0168_ = hit_c3 & _0167_;
-  assign _0169_ = ! st3[1];
-  assign _0170_ = _0169_ & st3[2];
-  assign _0171_ = _0168_ & _0170_;
-  assign _0172_ = hit_c1 | hit_c2;
-  assign _0173_ = _0172_ | hit_c3;
-  assign _0174_ = ~ _0173_;
-  assign _0176_ = hit_c4 & _0174_;
-  assign _0177_ = ! st3[1];
-  assign _0178_ = _0177_ & st3[2];
-  assign _0179_ = _0176_ & _0178_;
-  assign _0180_ = hit_c1 | hit_c2;
-  assign _0181_ = _0180_ | hit_c3;
-  assign _0182_ = _0181_ | hit_c4;
-  assign _0183_ = ~ _0182_;
-  assign _0184_ = hit_c5 & _0183_;
-  assign _0186_ = ! st3[1];
-  assign _0187_ = _0186_ & st3[2];
-  assign _0188_ = _0184_ & _0187_;
-  assign _0189_ = hit_c1 | hit_c2;
-  assign _0190_ = _0189_ | hit_c3;
-  assign _0191_ = _0190_ | hit_c4;
-  assign _0192_ = _0191_ | hit_c5;
-  assign _0193_ = ~ _0192_;
-  assign _0194_ = ! st3[1];
-  assign _0197_ = _0194_ & st3[2];
-  assign _0198_ = _0193_ & _0197_;
-  assign _0199_ = ! st3[1];
-  assign _0200_ = ! st3[29:28];
-  assign _0201_ = st3[1] & _0200_;
-  assign _0202_ = \$signal$108 [0] ? \$signal$110 [16:0] : 17'h00000;
-  assign _0203_ = \$signal$108 [1] ? \$signal$38 [16:0] : 17'h00000;
-  assign _0204_ = _0202_ | _0203_;
-  assign _0206_ = \$signal$108 [2] ? v_wr__data[15:0] : 16'h0000;
-  assign _0207_ = _0204_ | { _0206_[15], _0206_ };
-  assign _0208_ = \$signal$108 [3] ? res8[15:0] : 16'h0000;
-  assign _0209_ = _0207_ | { _0208_[15], _0208_ };
-  assign _0210_ = \$signal$108 [4] ? res9[15:0] : 16'h0000;
-  assign _0211_ = _0209_ | { _0210_[15], _0210_ };
-  assign _0212_ = \$signal$108 [5] ? v_raw[15:0] : 16'h0000;
-  assign _0213_ = _0211_ | { _0212_[15], _0212_ };
-  assign _0214_ = \$signal$108 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0215_ = _0213_ | { _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_ };
-  assign _0216_ = \$signal$108 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _0217_ = _0215_ | { _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_ };
-  assign _0218_ = \$signal$109 [0] ? addend[10:0] : 11'h000;
-  assign _0219_ = \$signal$109 [1] ? b_raw[12:0] : 13'h0000;
-  assign _0220_ = { _0218_[10], _0218_[10], _0218_ } | _0219_;
-  assign _0221_ = \$signal$109 [2] ? \$signal$110 [16:0] : 17'h00000;
-  assign _0223_ = { _0220_[12], _0220_[12], _0220_[12], _0220_[12], _0220_ } | _0221_;
-  assign _0224_ = \$signal$109 [3] ? \$signal$38 [16:0] : 17'h00000;
-  assign _0225_ = _0223_ | _0224_;
-  assign _0226_ = \$signal$109 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0227_ = _0225_ | { _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_ };
-  assign _0228_ = \$signal$109 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _0229_ = _0227_ | { _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_ };
-  assign _0231_ = $signed(_0217_) + $signed(_0229_);
-  assign _0232_ = \$signal$108 [0] ? \$signal$110 [33:17] : 17'h00000;
-  assign _0233_ = \$signal$108 [1] ? \$signal$38 [33:17] : 17'h00000;
-  assign _0234_ = _0232_ | _0233_;
-  assign _0235_ = \$signal$108 [2] ? v_wr__data[31:16] : 16'h0000;
-  assign _0236_ = _0234_ | { _0235_[15], _0235_ };
-  assign _0237_ = \$signal$108 [3] ? res8[31:16] : 16'h0000;
-  assign _0238_ = _0236_ | { _0237_[15], _0237_ };
-  assign _0239_ = \$signal$108 [4] ? res9[31:16] : 16'h0000;
-  assign _0241_ = _0238_ | { _0239_[15], _0239_ };
-  assign _0242_ = \$signal$108 [5] ? v_raw[31:16] : 16'h0000;
-  assign _0243_ = _0241_ | { _0242_[15], _0242_ };
-  assign _0244_ = \$signal$108 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0245_ = _0243_ | { _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_ };
-  assign _0246_ = \$signal$108 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0247_ = _0245_ | { _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_ };
-  assign _0249_ = \$signal$109 [0] ? addend[21:11] : 11'h000;
-  assign _0250_ = \$signal$109 [1] ? b_raw[25:13] : 13'h0000;
-  assign _0251_ = { _0249_[10], _0249_[10], _0249_ } | _0250_;
-  assign _0252_ = \$signal$109 [2] ? \$signal$110 [33:17] : 17'h00000;
-  assign _0253_ = { _0251_[12], _0251_[12], _0251_[12], _0251_[12], _0251_ } | _0252_;
-  assign _0254_ = \$signal$109 [3] ? \$signal$38 [33:17] : 17'h00000;
-  assign _0255_ = _0253_ | _0254_;
-  assign _0257_ = \$signal$109 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0258_ = _0255_ | { _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_ };
-  assign _0259_ = \$signal$109 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0260_ = _0258_ | { _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_ };
-  assign _0261_ = $signed(_0247_) + $signed(_0260_);
-  assign _0262_ = \$signal$108 [0] ? \$signal$110 [50:34] : 17'h00000;
-  assign _0263_ = \$signal$108 [1] ? \$signal$38 [50:34] : 17'h00000;
-  assign _0264_ = _0262_ | _0263_;
-  assign _0266_ = \$signal$108 [2] ? v_wr__data[47:32] : 16'h0000;
-  assign _0267_ = _0264_ | { _0266_[15], _0266_ };
-  assign _0268_ = \$signal$108 [3] ? res8[47:32] : 16'h0000;
-  assign _0269_ = _0267_ | { _0268_[15], _0268_ };
-  assign _0270_ = \$signal$108 [4] ? res9[47:32] : 16'h0000;
-  assign _0271_ = _0269_ | { _0270_[15], _0270_ };
-  assign _0272_ = \$signal$108 [5] ? v_raw[47:32] : 16'h0000;
-  assign _0273_ = _0271_ | { _0272_[15], _0272_ };
-  assign _0275_ = \$signal$108 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0276_ = _0273_ | { _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_ };
-  assign _0277_ = \$signal$108 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0278_ = _0276_ | { _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_ };
-  assign _0279_ = \$signal$109 [0] ? addend[32:22] : 11'h000;
-  assign _0280_ = \$signal$109 [1] ? b_raw[38:26] : 13'h0000;
-  assign _0281_ = { _0279_[10], _0279_[10], _0279_ } | _0280_;
-  assign _0282_ = \$signal$109 [2] ? \$signal$110 [50:34] : 17'h00000;
-  assign _0285_ = { _0281_[12], _0281_[12], _0281_[12], _0281_[12], _0281_ } | _0282_;
-  assign _0286_ = \$signal$109 [3] ? \$signal$38 [50:34] : 17'h00000;
-  assign _0287_ = _0285_ | _0286_;
-  assign _0288_ = \$signal$109 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0289_ = _0287_ | { _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_ };
-  assign _0290_ = \$signal$109 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0291_ = _0289_ | { _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_ };
-  assign _0293_ = $signed(_0278_) + $signed(_0291_);
-  assign _0294_ = \$signal$108 [0] ? \$signal$110 [67:51] : 17'h00000;
-  assign _0295_ = \$signal$108 [1] ? \$signal$38 [67:51] : 17'h00000;
-  assign _0296_ = _0294_ | _0295_;
-  assign _0297_ = \$signal$108 [2] ? v_wr__data[63:48] : 16'h0000;
-  assign _0298_ = _0296_ | { _0297_[15], _0297_ };
-  assign _0299_ = \$signal$108 [3] ? res8[63:48] : 16'h0000;
-  assign _0300_ = _0298_ | { _0299_[15], _0299_ };
-  assign _0301_ = \$signal$108 [4] ? res9[63:48] : 16'h0000;
-  assign _0303_ = _0300_ | { _0301_[15], _0301_ };
-  assign _0304_ = \$signal$108 [5] ? v_raw[63:48] : 16'h0000;
-  assign _0305_ = _0303_ | { _0304_[15], _0304_ };
-  assign _0306_ = \$signal$108 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0307_ = _0305_ | { _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_ };
-  assign _0308_ = \$signal$108 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0309_ = _0307_ | { _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_ };
-  assign _0311_ = \$signal$109 [0] ? addend[43:33] : 11'h000;
-  assign _0312_ = \$signal$109 [1] ? b_raw[51:39] : 13'h0000;
-  assign _0313_ = { _0311_[10], _0311_[10], _0311_ } | _0312_;
-  assign _0314_ = \$signal$109 [2] ? \$signal$110 [67:51] : 17'h00000;
-  assign _0315_ = { _0313_[12], _0313_[12], _0313_[12], _0313_[12], _0313_ } | _0314_;
-  assign _0316_ = \$signal$109 [3] ? \$signal$38 [67:51] : 17'h00000;
-  assign _0317_ = _0315_ | _0316_;
-  assign _0319_ = \$signal$109 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0320_ = _0317_ | { _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_ };
-  assign _0321_ = \$signal$109 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0322_ = _0320_ | { _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_ };
-  assign _0459_ = o__ready ? 4'h0 : done;
-  assign _0460_ = _0362_ ? (* full_case = 32'd1 *) 4'h0 : _0364_[3:0];
-  assign _0461_ = o__ready ? _0460_ : done;
-  assign _0462_ = _0357_ ? (* full_case = 32'd1 *) _0461_ : _0459_;
-  assign _0463_ = \$signal$65  ? _0462_ : done;
-  assign _0421_ = rst ? 4'h0 : _0463_;
-  assign _0464_ = _0352_ ? (* full_case = 32'd1 *) 3'h0 : _0354_[2:0];
-  assign _0465_ = _0351_ ? _0464_ : pos2;
-  assign _0466_ = _0350_ ? _0465_ : pos2;
-  assign _0467_ = st7[30] ? (* full_case = 32'd1 *) 3'h0 : _0466_;
-  assign _0468_ = _0349_ ? _0467_ : pos2;
-  assign _0420_ = rst ? 3'h0 : _0468_;
-  assign _0469_ = _0351_ ? (* full_case = 32'd1 *) 3'h0 : _0355_[2:0];
-  assign _0470_ = _0350_ ? _0469_ : pos1;
-  assign _0471_ = st7[30] ? (* full_case = 32'd1 *) 3'h0 : _0470_;
-  assign _0472_ = _0349_ ? _0471_ : pos1;
-  assign _0419_ = rst ? 3'h0 : _0472_;
-  assign _0473_ = _0350_ ? (* full_case = 32'd1 *) 2'h0 : _0356_[1:0];
-  assign _0474_ = st7[30] ? (* full_case = 32'd1 *) 2'h0 : _0473_;
-  assign _0475_ = _0349_ ? _0474_ : \pos0$53 ;
-  assign _0418_ = rst ? 2'h0 : _0475_;
-  assign _0417_ = rst ? 1'h0 : _0348_;
-  assign _0416_ = rst ? 13'h0000 : { st6[30], 8'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign _0415_ = rst ? 64'h0000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign _0414_[67:51] = rst ? 17'h00000 : _0345_;
-  assign _0414_[33:17] = rst ? 17'h00000 : _0334_;
-  assign _0414_[16:0] = rst ? 17'h00000 : _0329_;
-  assign _0414_[50:34] = rst ? 17'h00000 : _0339_;
-  assign _0413_[67:51] = rst ? 17'h00000 : _0323_[16:0];
-  assign _0413_[33:17] = rst ? 17'h00000 : _0261_[16:0];
-  assign _0413_[16:0] = rst ? 17'h00000 : _0231_[16:0];
-  assign _0413_[50:34] = rst ? 17'h00000 : _0293_[16:0];
-  assign _0412_ = rst ? 8'h00 : { 6'h00, _0201_, _0199_ };
-  assign _0411_ = rst ? 10'h000 : { _0198_, _0188_, _0179_, _0171_, _0164_, _0154_, _0145_, _0136_, _0129_, _0115_ };
-  assign _0410_ = rst ? 1'h0 : _0106_;
-  assign _0409_ = rst ? 1'h0 : _0095_;
-  assign _0408_ = rst ? 1'h0 : _0086_;
-  assign _0407_ = rst ? 1'h0 : _0077_;
-  assign _0406_ = rst ? 1'h0 : _0068_;
-  assign _0405_ = rst ? 1'h0 : _0058_;
-  assign _0404_ = rst ? 1'h0 : _0050_;
-  assign _0403_ = rst ? 1'h0 : _0037_;
-  assign _0402_ = rst ? 1'h0 : _0026_;
-  assign _0400_ = rst ? 1'h0 : _0014_;
-  assign _0399_ = rst ? 4'h0 : cres8;
-  assign _0398_ = rst ? 64'h0000000000000000 : res8;
-  assign _0397_ = rst ? 64'h0000000000000000 : v_wr__data;
-  assign _0396_ = rst ? 52'h0000000000000 : b_rd__data;
-  assign _0395_ = rst ? 64'h0000000000000000 : \$signature__data$88 ;
-  assign _0476_ = st3[21] ? addend[43:33] : w2_0_3;
-  assign _0394_[43:33] = rst ? 11'h000 : _0476_;
-  assign _0477_ = st3[21] ? addend[21:11] : w2_0_1;
-  assign _0394_[21:11] = rst ? 11'h000 : _0477_;
-  assign _0478_ = st3[21] ? addend[10:0] : w2_0_0;
-  assign _0394_[10:0] = rst ? 11'h000 : _0478_;
-  assign _0479_ = st3[21] ? addend[32:22] : w2_0_2;
-  assign _0394_[32:22] = rst ? 11'h000 : _0479_;
-  assign _0393_ = rst ? 11'h000 : _0004_;
-  assign _0392_ = rst ? 11'h000 : _0003_;
-  assign _0391_ = rst ? 11'h000 : _0002_;
-  assign _0390_ = rst ? 11'h000 : _0458_;
-  assign _0389_ = rst ? 32'd0 : \$signature__data ;
-  assign _0388_ = rst ? 33'h000000000 : st6;
-  assign _0387_ = rst ? 33'h000000000 : st5;
-  assign _0386_ = rst ? 33'h000000000 : st4;
-  assign _0385_ = rst ? 33'h000000000 : st3;
-  assign _0384_ = rst ? 33'h000000000 : st2;
-  assign _0383_ = rst ? 33'h000000000 : st1;
-  assign _0382_ = rst ? 33'h000000000 : st0;
-  assign _0381_ = rst ? 33'h000000000 : { pos0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , \issue.bank , 1'h0, \issue.kind , \issue.valid  };
-  assign _0480_ = _0456_ ? (* full_case = 32'd1 *) 2'h0 : _0457_[1:0];
-  assign _0481_ = \issue.end  ? (* full_case = 32'd1 *) 2'h0 : _0480_;
-  assign _0482_ = sweep_now ? _0481_ : pos0;
-  assign _0380_ = rst ? 2'h0 : _0482_;
-  assign _0379_ = rst ? 1'h0 : _0455_;
-  assign _0378_ = rst ? 1'h0 : _0453_;
-  assign _0483_ = _0447_ ? _0449_ : \$signal$26 ;
-  assign _0484_ = sweep_last ? _0483_ : \$signal$26 ;
-  assign _0485_ = _0446_ ? _0484_ : \$signal$26 ;
-  assign _0486_ = fire_state ? (* full_case = 32'd1 *) _0485_ : \$signal$26 ;
-  assign _0377_ = rst ? 1'h0 : _0486_;
-  assign _0487_ = _0447_ ? (* full_case = 32'd1 *) 3'h0 : _0450_[2:0];
-  assign _0488_ = sweep_last ? _0487_ : fire_k;
-  assign _0489_ = _0446_ ? _0488_ : fire_k;
-  assign _0490_ = fire_state ? (* full_case = 32'd1 *) _0489_ : fire_k;
-  assign _0376_ = rst ? 3'h0 : _0490_;
-  assign _0491_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0452_;
-  assign _0492_ = _0446_ ? _0491_ : sweep_last;
-  assign _0493_ = fire_state ? (* full_case = 32'd1 *) _0492_ : sweep_last;
-  assign _0375_ = rst ? 1'h0 : _0493_;
-  assign _0494_ = sweep_last ? (* full_case = 32'd1 *) 8'h00 : _0451_[7:0];
-  assign _0495_ = _0446_ ? _0494_ : sweep_addr;
-  assign _0496_ = fire_state ? (* full_case = 32'd1 *) _0495_ : sweep_addr;
-  assign _0373_ = rst ? 8'h00 : _0496_;
-  assign _0497_ = _0447_ ? 1'h0 : fire_state;
-  assign _0498_ = sweep_last ? _0497_ : fire_state;
-  assign _0499_ = _0446_ ? _0498_ : fire_state;
-  function [0:0] _1160_;
-    input [0:0] a;
-    input [1:0] b;
-    input [1:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _1160_ = b[0:0];
-      2'b1?:
-        _1160_ = b[1:1];
-      default:
-        _1160_ = a;
-    endcase
-  endfunction
-  assign _0500_ = _1160_(fire_state, { _0501_, _0499_ }, { _0502_, fire_state });
-  assign _0501_ = _0444_ ? 1'h1 : fire_state;
-  assign _0502_ = ~ (* full_case = 32'd1 *) fire_state;
-  assign _0372_ = rst ? 1'h0 : _0500_;
-  assign _0503_ = _0443_ ? fsm_state : 2'h0;
-  function [1:0] _1165_;
-    input [1:0] a;
-    input [3:0] b;
-    input [1:0] s;
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _1165_ = b[1:0];
-      2'b1?:
-        _1165_ = b[3:2];
-      default:
-        _1165_ = a;
-    endcase
-  endfunction
-  assign _0504_ = _1165_(fsm_state, { _0509_, _0503_ }, { _0510_, _0505_ });
-  assign _0505_ = fsm_state == 2'h1;
-  assign _0506_ = _0440_ ? (* full_case = 32'd1 *) 2'h1 : 2'h0;
-  assign _0507_ = op_valid ? fsm_state : _0506_;
-  assign _0508_ = i0__payload[10] ? _0507_ : fsm_state;
-  assign _0509_ = i0__valid ? _0508_ : fsm_state;
-  assign _0510_ = ! fsm_state;
-  assign _0371_ = rst ? 2'h0 : _0504_;
-  assign _0511_ = _0440_ ? _0441_ : \$signal$6 ;
-  assign _0512_ = op_valid ? \$signal$6  : _0511_;
-  assign _0513_ = i0__payload[10] ? _0512_ : \$signal$6 ;
-  assign _0514_ = i0__valid ? _0513_ : \$signal$6 ;
-  assign _0515_ = _0516_ ? _0514_ : \$signal$6 ;
-  assign _0516_ = ! fsm_state;
-  assign _0370_ = rst ? 1'h0 : _0515_;
-  assign _0517_ = \$signal$6  ? (* full_case = 32'd1 *) full0 : 1'h1;
-  assign _0518_ = _0440_ ? _0517_ : full0;
-  assign _0519_ = op_valid ? full0 : _0518_;
-  assign _0520_ = i0__payload[10] ? _0519_ : full0;
-  assign _0521_ = i0__valid ? _0520_ : full0;
-  assign _0522_ = _0523_ ? _0521_ : full0;
-  assign _0523_ = ! fsm_state;
-  assign _0524_ = \$signal$26  ? (* full_case = 32'd1 *) _0522_ : 1'h0;
-  assign _0525_ = _0447_ ? _0524_ : _0522_;
-  assign _0526_ = sweep_last ? _0525_ : _0522_;
-  assign _0527_ = _0446_ ? _0526_ : _0522_;
-  assign _0528_ = fire_state ? (* full_case = 32'd1 *) _0527_ : _0522_;
-  assign _0369_ = rst ? 1'h0 : _0528_;
-  assign _0529_ = \$signal$6  ? 1'h1 : full1;
-  assign _0530_ = _0440_ ? _0529_ : full1;
-  assign _0531_ = op_valid ? full1 : _0530_;
-  assign _0532_ = i0__payload[10] ? _0531_ : full1;
-  assign _0533_ = i0__valid ? _0532_ : full1;
-  assign _0534_ = _0535_ ? _0533_ : full1;
-  assign _0535_ = ! fsm_state;
-  assign _0536_ = \$signal$26  ? 1'h0 : _0534_;
-  assign _0537_ = _0447_ ? _0536_ : _0534_;
-  assign _0538_ = sweep_last ? _0537_ : _0534_;
-  assign _0539_ = _0446_ ? _0538_ : _0534_;
-  assign _0540_ = fire_state ? (* full_case = 32'd1 *) _0539_ : _0534_;
-  assign _0368_ = rst ? 1'h0 : _0540_;
-  assign _0541_ = _0440_ ? (* full_case = 32'd1 *) 3'h0 : _0442_[2:0];
-  assign _0542_ = op_valid ? plane : _0541_;
-  assign _0543_ = i0__payload[10] ? _0542_ : plane;
-  assign _0544_ = i0__valid ? _0543_ : plane;
-  assign _0545_ = _0546_ ? _0544_ : plane;
-  assign _0546_ = ! fsm_state;
-  assign _0367_ = rst ? 3'h0 : _0545_;
-  assign _0366_ = rst ? 1'h0 : _0439_;
-  assign _0365_ = rst ? 10'h000 : _0438_[9:0];
-  assign _0547_ = o__ready ? 1'h1 : 1'h0;
-  assign _0548_ = _0433_ ? 1'h1 : 1'h0;
-  assign _0549_ = o__ready ? _0548_ : 1'h0;
-  assign _0550_ = _0427_ ? (* full_case = 32'd1 *) _0549_ : _0547_;
-  assign \$signal$68  = \$signal$65  ? _0550_ : 1'h0;
-  assign o__valid = \$signal$65  ? 1'h1 : 1'h0;
-  assign _0551_ = _0427_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
-  assign \o__payload.end  = \$signal$65  ? _0551_ : 1'h0;
-  assign _0552_ = _0427_ ? (* full_case = 32'd1 *) _0428_ : 1'h0;
-  assign \o__payload.count  = \$signal$65  ? _0552_ : 1'h0;
-  assign _0553_ = pending[3] ? 2'h3 : 2'h0;
-  assign _0554_ = pending[2] ? 2'h2 : _0553_;
-  assign _0555_ = pending[1] ? 2'h1 : _0554_;
-  assign lane = pending[0] ? 2'h0 : _0555_;
-  assign diff3 = st6[1] ? (* full_case = 32'd1 *) _0230_[15:0] : 16'h0000;
-  assign diff2 = st6[1] ? (* full_case = 32'd1 *) _0165_[15:0] : 16'h0000;
-  assign diff1 = st6[1] ? (* full_case = 32'd1 *) _0101_[15:0] : 16'h0000;
-  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0240_ : 1'h0;
-  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0175_ : 1'h0;
-  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0109_ : 1'h0;
-  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0038_ : 1'h0;
-  assign diff0 = st6[1] ? (* full_case = 32'd1 *) _0027_[15:0] : 16'h0000;
-  assign _0556_ = _0248_ ? (* full_case = 32'd1 *) 16'h0000 : _0265_[15:0];
-  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0556_ : \$signal$38 [66:51];
-  assign _0557_ = _0185_ ? (* full_case = 32'd1 *) 16'h0000 : _0205_[15:0];
-  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0557_ : \$signal$38 [49:34];
-  assign _0558_ = _0117_ ? (* full_case = 32'd1 *) 16'h0000 : _0137_[15:0];
-  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0558_ : \$signal$38 [32:17];
-  assign _0559_ = _0048_ ? (* full_case = 32'd1 *) 16'h0000 : _0069_[15:0];
-  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0559_ : \$signal$38 [15:0];
-  assign _0560_ = _0434_ ? 1'h1 : 1'h0;
-  assign sweep_now = fire_state ? (* full_case = 32'd1 *) _0560_ : 1'h0;
-  assign _0561_ = ready ? 1'h1 : 1'h0;
-  assign _0562_ = i0__payload[10] ? 1'h0 : _0561_;
-  assign _0563_ = i0__valid ? _0562_ : 1'h0;
-  assign load = _0564_ ? _0563_ : 1'h0;
-  assign _0564_ = ! fsm_state;
-  assign _0565_ = ready ? 1'h1 : 1'h0;
-  assign _0566_ = op_valid ? 1'h0 : 1'h1;
-  assign _0567_ = i0__payload[10] ? _0566_ : _0565_;
-  assign _0568_ = i0__valid ? _0567_ : 1'h0;
-  assign i0__ready = _0569_ ? _0568_ : 1'h0;
-  assign _0569_ = ! fsm_state;
-  assign _0570_ = _0434_ ? sweep_last : 1'h0;
-  assign \issue.end  = fire_state ? (* full_case = 32'd1 *) _0570_ : 1'h0;
-  assign _0571_ = _0434_ ? fire_k[1:0] : 2'h0;
-  assign \issue.fire_k  = fire_state ? (* full_case = 32'd1 *) _0571_ : 2'h0;
-  assign \issue.shift  = _0283_ ? op_shift : 4'h0;
-  assign \issue.count  = _0283_ ? op_count : 1'h0;
-  assign \issue.waddr  = _0283_ ? op_waddr : 9'h000;
-  assign _0572_ = _0283_ ? op_addr : 8'h00;
-  assign _0573_ = _0434_ ? sweep_addr : _0572_;
-  assign \issue.addr  = fire_state ? (* full_case = 32'd1 *) _0573_ : _0572_;
-  assign _0574_ = _0283_ ? \$signal$6  : 1'h0;
-  assign _0575_ = _0434_ ? \$signal$26  : _0574_;
-  assign \issue.bank  = fire_state ? (* full_case = 32'd1 *) _0575_ : _0574_;
-  assign _0576_ = _0434_ ? 1'h1 : 1'h0;
-  assign \issue.kind  = fire_state ? (* full_case = 32'd1 *) _0576_ : 1'h0;
-  assign _0577_ = _0283_ ? 1'h1 : 1'h0;
-  assign _0578_ = _0434_ ? 1'h1 : _0577_;
-  assign \issue.valid  = fire_state ? (* full_case = 32'd1 *) _0578_ : _0577_;
-  function [0:0] _1276_;
-    input [0:0] a;
-    input [1:0] b;
-    input [1:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _1276_ = b[0:0];
-      2'b1?:
-        _1276_ = b[1:1];
-      default:
-        _1276_ = a;
-    endcase
-  endfunction
-  assign _0444_ = _1276_(1'hx, { full0, full1 }, { _0579_, \$signal$26  });
-  assign _0579_ = ~ (* full_case = 32'd1 *) \$signal$26 ;
-  function [0:0] _1278_;
-    input [0:0] a;
-    input [1:0] b;
-    input [1:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _1278_ = b[0:0];
-      2'b1?:
-        _1278_ = b[1:1];
-      default:
-        _1278_ = a;
-    endcase
-  endfunction
-  assign _0443_ = _1278_(1'hx, { full0, full1 }, { _0580_, \$signal$6  });
-  assign _0580_ = ~ (* full_case = 32'd1 *) \$signal$6 ;
-  function [0:0] _1280_;
-    input [0:0] a;
-    input [3:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _1280_ = b[0:0];
-      4'b??1?:
-        _1280_ = b[1:1];
-      4'b?1??:
-        _1280_ = b[2:2];
-      4'b1???:
-        _1280_ = b[3:3];
-      default:
-        _1280_ = a;
-    endcase
-  endfunction
-  assign _0428_ = _1280_(1'hx, { \$signal$61 [0], \$signal$61 [1], \$signal$61 [2], \$signal$61 [3] }, { _0584_, _0583_, _0582_, _0581_ });
-  assign _0581_ = lane == (* full_case = 32'd1 *) 2'h3;
-  assign _0582_ = lane == (* full_case = 32'd1 *) 2'h2;
-  assign _0583_ = lane == (* full_case = 32'd1 *) 2'h1;
-  assign _0584_ = ! (* full_case = 32'd1 *) lane;
-  function [10:0] _1285_;
-    input [10:0] a;
-    input [43:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _1285_ = b[10:0];
-      4'b??1?:
-        _1285_ = b[21:11];
-      4'b?1??:
-        _1285_ = b[32:22];
-      4'b1???:
-        _1285_ = b[43:33];
-      default:
-        _1285_ = a;
-    endcase
-  endfunction
-  assign _0222_ = _1285_(11'hxxx, 44'h90090090090, { _0588_, _0587_, _0586_, _0585_ });
-  assign _0585_ = st6[29:28] == (* full_case = 32'd1 *) 2'h3;
-  assign _0586_ = st6[29:28] == (* full_case = 32'd1 *) 2'h2;
-  assign _0587_ = st6[29:28] == (* full_case = 32'd1 *) 2'h1;
-  assign _0588_ = ! (* full_case = 32'd1 *) st6[29:28];
-  function [10:0] _1290_;
-    input [10:0] a;
-    input [43:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _1290_ = b[10:0];
-      4'b??1?:
-        _1290_ = b[21:11];
-      4'b?1??:
-        _1290_ = b[32:22];
-      4'b1???:
-        _1290_ = b[43:33];
-      default:
-        _1290_ = a;
-    endcase
-  endfunction
-  assign _0155_ = _1290_(11'hxxx, 44'h90090090090, { _0592_, _0591_, _0590_, _0589_ });
-  assign _0589_ = st6[29:28] == (* full_case = 32'd1 *) 2'h3;
-  assign _0590_ = st6[29:28] == (* full_case = 32'd1 *) 2'h2;
-  assign _0591_ = st6[29:28] == (* full_case = 32'd1 *) 2'h1;
-  assign _0592_ = ! (* full_case = 32'd1 *) st6[29:28];
-  function [10:0] _1295_;
-    input [10:0] a;
-    input [43:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _1295_ = b[10:0];
-      4'b??1?:
-        _1295_ = b[21:11];
-      4'b?1??:
-        _1295_ = b[32:22];
-      4'b1???:
-        _1295_ = b[43:33];
-      default:
-        _1295_ = a;
-    endcase
-  endfunction
-  assign _0089_ = _1295_(11'hxxx, 44'h90090090090, { _0596_, _0595_, _0594_, _0593_ });
-  assign _0593_ = st6[29:28] == (* full_case = 32'd1 *) 2'h3;
-  assign _0594_ = st6[29:28] == (* full_case = 32'd1 *) 2'h2;
-  assign _0595_ = st6[29:28] == (* full_case = 32'd1 *) 2'h1;
-  assign _0596_ = ! (* full_case = 32'd1 *) st6[29:28];
-  function [10:0] _1300_;
-    input [10:0] a;
-    input [43:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _1300_ = b[10:0];
-      4'b??1?:
-        _1300_ = b[21:11];
-      4'b?1??:
-        _1300_ = b[32:22];
-      4'b1???:
-        _1300_ = b[43:33];
-      default:
-        _1300_ = a;
-    endcase
-  endfunction
-  assign _0017_ = _1300_(11'hxxx, 44'h90090090090, { _0600_, _0599_, _0598_, _0597_ });
-  assign _0597_ = st6[29:28] == (* full_case = 32'd1 *) 2'h3;
-  assign _0598_ = st6[29:28] == (* full_case = 32'd1 *) 2'h2;
-  assign _0599_ = st6[29:28] == (* full_case = 32'd1 *) 2'h1;
-  assign _0600_ = ! (* full_case = 32'd1 *) st6[29:28];
-  \digits_cnn_ilif.engine_conv2.expand0  expand0 (
+    pos2 <= _294_;
+  assign _350_ = _235_ ? (* full_case = 32'd1 *) 3'h0 : _236_[2:0];
+  assign _351_ = _234_ ? _350_ : pos2;
+  assign _352_ = _233_ ? _351_ : pos2;
+  assign _353_ = st7[30] ? (* full_case = 32'd1 *) 3'h0 : _352_;
+  assign _354_ = _232_ ? _353_ : pos2;
+  assign _294_ = rst ? 3'h0 : _354_;
+  assign _355_ = _234_ ? (* full_case = 32'd1 *) 3'h0 : _238_[2:0];
+  assign _356_ = _233_ ? _355_ : pos1;
+  assign _357_ = st7[30] ? (* full_case = 32'd1 *) 3'h0 : _356_;
+  assign _358_ = _232_ ? _357_ : pos1;
+  assign _293_ = rst ? 3'h0 : _358_;
+  assign _359_ = _233_ ? (* full_case = 32'd1 *) 2'h0 : _239_[1:0];
+  assign _360_ = st7[30] ? (* full_case = 32'd1 *) 2'h0 : _359_;
+  assign _361_ = _232_ ? _360_ : pos0;
+  assign _292_ = rst ? 2'h0 : _361_;
+  assign _291_ = rst ? 1'h0 : _231_;
+  assign _290_ = rst ? 13'h0000 : { st6[30], 8'h00, counts };
+  assign _288_ = rst ? 64'h0000000000000000 : result;
+  assign _287_[67:51] = rst ? 17'h00000 : _226_[16:0];
+  assign _287_[33:17] = rst ? 17'h00000 : _164_[16:0];
+  assign _287_[16:0] = rst ? 17'h00000 : _135_[16:0];
+  assign _287_[50:34] = rst ? 17'h00000 : _196_[16:0];
+  assign _286_ = rst ? 8'h00 : { 6'h00, _104_, _102_ };
+  assign _285_ = rst ? 10'h000 : { _101_, _091_, _082_, _074_, _068_, _058_, _048_, _039_, _031_, _017_ };
+  assign _284_ = rst ? 1'h0 : _008_;
+  assign _283_ = rst ? 1'h0 : _347_;
+  assign _282_ = rst ? 1'h0 : _339_;
+  assign _281_ = rst ? 1'h0 : _330_;
+  assign _278_ = rst ? 1'h0 : _322_;
+  assign _277_ = rst ? 1'h0 : _313_;
+  assign _276_ = rst ? 1'h0 : _305_;
+  assign _275_ = rst ? 1'h0 : _289_;
+  assign _274_ = rst ? 1'h0 : _194_;
+  assign _273_ = rst ? 1'h0 : _086_;
+  assign _272_ = rst ? 4'h0 : cres8;
+  assign _271_ = rst ? 64'h0000000000000000 : res8;
+  assign _270_ = rst ? 64'h0000000000000000 : res7;
+  assign _268_ = rst ? 52'h0000000000000 : b_rd__data;
+  assign _267_ = rst ? 64'h0000000000000000 : \$signature__data ;
+  assign _362_ = st3[21] ? addend[43:33] : w2_0_3;
+  assign _266_[43:33] = rst ? 11'h000 : _362_;
+  assign _363_ = st3[21] ? addend[21:11] : w2_0_1;
+  assign _266_[21:11] = rst ? 11'h000 : _363_;
+  assign _364_ = st3[21] ? addend[10:0] : w2_0_0;
+  assign _266_[10:0] = rst ? 11'h000 : _364_;
+  assign _365_ = st3[21] ? addend[32:22] : w2_0_2;
+  assign _266_[32:22] = rst ? 11'h000 : _365_;
+  assign _265_ = rst ? 11'h000 : _279_;
+  assign _264_ = rst ? 11'h000 : _184_;
+  assign _263_ = rst ? 11'h000 : _096_;
+  assign _262_ = rst ? 11'h000 : _000_;
+  assign _261_ = rst ? 32'd0 : rd__data;
+  assign _260_ = rst ? 33'h000000000 : st6;
+  assign _259_ = rst ? 33'h000000000 : st5;
+  assign _257_ = rst ? 33'h000000000 : st4;
+  assign _256_ = rst ? 33'h000000000 : st3;
+  assign _255_ = rst ? 33'h000000000 : st2;
+  assign _254_ = rst ? 33'h000000000 : st1;
+  assign _253_ = rst ? 33'h000000000 : st0;
+  assign _252_ = rst ? 33'h000000000 : { ops__payload, ops__valid };
+  \digits_cnn_ilif.engine_conv2.datapath.rule  rule (
     .clk(clk),
-    .en(en),
-    .ev_shift(ev_shift),
-    .load(load),
-    .op_addr(op_addr),
-    .op_count(op_count),
-    .op_shift(op_shift),
-    .op_valid(op_valid),
-    .op_waddr(op_waddr),
-    .\port$4288$0 (i0__payload[9:0]),
-    .ready(ready),
-    .rst(rst)
-  );
-  \digits_cnn_ilif.engine_conv2.queue  queue (
-    .clk(clk),
-    .\port$3748$0 (\$signal$68 ),
-    .\port$3918$0 (\$signal$61 ),
-    .\port$3920$0 (\$signal$65 ),
+    .counts(counts),
+    .r(r6),
+    .result(result),
     .rst(rst),
-    .w_data({ entry7[12], pos1, pos2, \pos0$53 , entry7[3:0] }),
-    .w_en(\$signal$57 )
+    .s5(st5),
+    .s6(st6),
+    .val(val5)
   );
-  assign \c_raw[3]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
-  assign \c_raw[1]  = 1'h0;
-  assign \c_raw[0]  = 1'h0;
-  assign \$signal$110[3]  = \$signal$110 [67:51];
-  assign \$signal$110[2]  = \$signal$110 [50:34];
-  assign \$signal$110[1]  = \$signal$110 [33:17];
-  assign \$signal$110[0]  = \$signal$110 [16:0];
+  assign \counts[2]  = counts[2];
+  assign \counts[1]  = counts[1];
+  assign \counts[0]  = counts[0];
+  assign \$signal$48.end  = st6[30];
+  assign \$signal$48.x  = 3'h0;
+  assign \$signal$48.y  = 3'h0;
+  assign \$signal$48.g  = 2'h0;
+  assign \$signal$48.counts[3]  = counts[3];
+  assign \$signal$48.counts[2]  = counts[2];
+  assign \$signal$48.counts[1]  = counts[1];
+  assign \$signal$48.counts[0]  = counts[0];
+  assign \$signal$48.counts  = counts;
+  assign \entry7.end  = entry7[12];
+  assign \entry7.x  = entry7[11:9];
+  assign \entry7.y  = entry7[8:6];
+  assign \entry7.g  = entry7[5:4];
+  assign \entry7.counts[3]  = entry7[3];
+  assign \entry7.counts[2]  = entry7[2];
+  assign \entry7.counts[1]  = entry7[1];
+  assign \entry7.counts[0]  = entry7[0];
+  assign \entry7.counts  = entry7[3:0];
   assign \b6[3]  = b6[51:39];
   assign \b6[2]  = b6[38:26];
   assign \b6[1]  = b6[25:13];
@@ -8068,6 +8217,22 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \$like[2]  = \$like [38:26];
   assign \$like[1]  = \$like [25:13];
   assign \$like[0]  = \$like [12:0];
+  assign \result[3]  = result[63:48];
+  assign \result[2]  = result[47:32];
+  assign \result[1]  = result[31:16];
+  assign \result[0]  = result[15:0];
+  assign \c_raw[3]  = 1'h0;
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[0]  = 1'h0;
+  assign \r6[3]  = r6[67:51];
+  assign \r6[2]  = r6[50:34];
+  assign \r6[1]  = r6[33:17];
+  assign \r6[0]  = r6[16:0];
+  assign \val5[3]  = val5[67:51];
+  assign \val5[2]  = val5[50:34];
+  assign \val5[1]  = val5[33:17];
+  assign \val5[0]  = val5[16:0];
   assign \cres9[3]  = cres9[3];
   assign \cres9[2]  = cres9[2];
   assign \cres9[1]  = cres9[1];
@@ -8084,6 +8249,10 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \res9[2]  = res9[47:32];
   assign \res9[1]  = res9[31:16];
   assign \res9[0]  = res9[15:0];
+  assign \res7[3]  = res7[63:48];
+  assign \res7[2]  = res7[47:32];
+  assign \res7[1]  = res7[31:16];
+  assign \res7[0]  = res7[15:0];
   assign \res8[3]  = res8[63:48];
   assign \res8[2]  = res8[47:32];
   assign \res8[1]  = res8[31:16];
@@ -8092,43 +8261,56 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \b_rd__data[2]  = b_rd__data[38:26];
   assign \b_rd__data[1]  = b_rd__data[25:13];
   assign \b_rd__data[0]  = b_rd__data[12:0];
-  assign \b_raw[3]  = b_raw[51:39];
-  assign \b_raw[2]  = b_raw[38:26];
-  assign \b_raw[1]  = b_raw[25:13];
-  assign \b_raw[0]  = b_raw[12:0];
-  assign \$signature__data$88[3]  = \$signature__data$88 [63:48];
-  assign \$signature__data$88[2]  = \$signature__data$88 [47:32];
-  assign \$signature__data$88[1]  = \$signature__data$88 [31:16];
-  assign \$signature__data$88[0]  = \$signature__data$88 [15:0];
-  assign \v_raw[3]  = v_raw[63:48];
-  assign \v_raw[2]  = v_raw[47:32];
-  assign \v_raw[1]  = v_raw[31:16];
-  assign \v_raw[0]  = v_raw[15:0];
+  assign \$signal$21[3]  = \$signal$21 [51:39];
+  assign \$signal$21[2]  = \$signal$21 [38:26];
+  assign \$signal$21[1]  = \$signal$21 [25:13];
+  assign \$signal$21[0]  = \$signal$21 [12:0];
+  assign \$signature__data[3]  = \$signature__data [63:48];
+  assign \$signature__data[2]  = \$signature__data [47:32];
+  assign \$signature__data[1]  = \$signature__data [31:16];
+  assign \$signature__data[0]  = \$signature__data [15:0];
+  assign \$signal[3]  = \$signal [63:48];
+  assign \$signal[2]  = \$signal [47:32];
+  assign \$signal[1]  = \$signal [31:16];
+  assign \$signal[0]  = \$signal [15:0];
   assign \addend[3]  = addend[43:33];
   assign \addend[2]  = addend[32:22];
   assign \addend[1]  = addend[21:11];
   assign \addend[0]  = addend[10:0];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \rd__data[3]  = rd__data[31:24];
+  assign \rd__data[2]  = rd__data[23:16];
+  assign \rd__data[1]  = rd__data[15:8];
+  assign \rd__data[0]  = rd__data[7:0];
   assign \w1_0[3]  = w1_0[31:24];
   assign \w1_0[2]  = w1_0[23:16];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[0]  = w1_0[7:0];
-  assign \st8.bias_g  = st8[32:31];
-  assign \st8.end  = st8[30];
-  assign \st8.fire_k  = st8[29:28];
-  assign \st8.last_step  = st8[27];
-  assign \st8.shift  = st8[26:23];
-  assign \st8.count  = st8[22];
-  assign \st8.proj  = st8[21];
-  assign \st8.waddr  = st8[20:12];
-  assign \st8.addr  = st8[11:4];
-  assign \st8.bank  = st8[3];
-  assign \st8.cur  = st8[2];
-  assign \st8.kind  = st8[1];
-  assign \st8.valid  = st8[0];
+  assign \st7.bias_g  = st7[32:31];
+  assign \st7.end  = st7[30];
+  assign \st7.fire_k  = st7[29:28];
+  assign \st7.last_step  = st7[27];
+  assign \st7.shift  = st7[26:23];
+  assign \st7.count  = st7[22];
+  assign \st7.proj  = st7[21];
+  assign \st7.waddr  = st7[20:12];
+  assign \st7.addr  = st7[11:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \st6.bias_g  = st6[32:31];
+  assign \st6.end  = st6[30];
+  assign \st6.fire_k  = st6[29:28];
+  assign \st6.last_step  = st6[27];
+  assign \st6.shift  = st6[26:23];
+  assign \st6.count  = st6[22];
+  assign \st6.proj  = st6[21];
+  assign \st6.waddr  = st6[20:12];
+  assign \st6.addr  = st6[11:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
   assign \st5.bias_g  = st5[32:31];
   assign \st5.end  = st5[30];
   assign \st5.fire_k  = st5[29:28];
@@ -8168,87 +8350,6 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \st3.cur  = st3[2];
   assign \st3.kind  = st3[1];
   assign \st3.valid  = st3[0];
-  assign \st1.bias_g  = st1[32:31];
-  assign \st1.end  = st1[30];
-  assign \st1.fire_k  = st1[29:28];
-  assign \st1.last_step  = st1[27];
-  assign \st1.shift  = st1[26:23];
-  assign \st1.count  = st1[22];
-  assign \st1.proj  = st1[21];
-  assign \st1.waddr  = st1[20:12];
-  assign \st1.addr  = st1[11:4];
-  assign \st1.bank  = st1[3];
-  assign \st1.cur  = st1[2];
-  assign \st1.kind  = st1[1];
-  assign \st1.valid  = st1[0];
-  assign \o__payload.x  = \$signal$61 [11:9];
-  assign \o__payload.y  = \$signal$61 [8:6];
-  assign \o__payload.c  = o__payload[3:0];
-  assign \entry.end  = st6[30];
-  assign \entry.x  = 3'h0;
-  assign \entry.y  = 3'h0;
-  assign \entry.g  = 2'h0;
-  assign \entry.counts  = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign \entry7.end  = entry7[12];
-  assign \entry7.x  = entry7[11:9];
-  assign \entry7.y  = entry7[8:6];
-  assign \entry7.g  = entry7[5:4];
-  assign \entry7.counts[3]  = entry7[3];
-  assign \entry7.counts[2]  = entry7[2];
-  assign \entry7.counts[1]  = entry7[1];
-  assign \entry7.counts[0]  = entry7[0];
-  assign \entry7.counts  = entry7[3:0];
-  assign \written.end  = entry7[12];
-  assign \written.x  = pos1;
-  assign \written.y  = pos2;
-  assign \written.g  = \pos0$53 ;
-  assign \written.counts[3]  = entry7[3];
-  assign \written.counts[2]  = entry7[2];
-  assign \written.counts[1]  = entry7[1];
-  assign \written.counts[0]  = entry7[0];
-  assign \written.counts  = entry7[3:0];
-  assign \res7[3]  = v_wr__data[63:48];
-  assign \res7[2]  = v_wr__data[47:32];
-  assign \res7[1]  = v_wr__data[31:16];
-  assign \res7[0]  = v_wr__data[15:0];
-  assign \v_wr__data[3]  = v_wr__data[63:48];
-  assign \v_wr__data[2]  = v_wr__data[47:32];
-  assign \v_wr__data[1]  = v_wr__data[31:16];
-  assign \v_wr__data[0]  = v_wr__data[15:0];
-  assign \st7.bias_g  = st7[32:31];
-  assign \st7.end  = st7[30];
-  assign \st7.fire_k  = st7[29:28];
-  assign \st7.last_step  = st7[27];
-  assign \st7.shift  = st7[26:23];
-  assign \st7.count  = st7[22];
-  assign \st7.proj  = st7[21];
-  assign \st7.waddr  = st7[20:12];
-  assign \st7.addr  = st7[11:4];
-  assign \st7.bank  = st7[3];
-  assign \st7.cur  = st7[2];
-  assign \st7.kind  = st7[1];
-  assign \st7.valid  = st7[0];
-  assign \out_counts[3]  = \entry.counts[3] ;
-  assign \out_counts[2]  = \entry.counts[2] ;
-  assign \out_counts[1]  = \entry.counts[1] ;
-  assign \out_counts[0]  = \entry.counts[0] ;
-  assign \$signal$38[3]  = \$signal$38 [67:51];
-  assign \$signal$38[2]  = \$signal$38 [50:34];
-  assign \$signal$38[1]  = \$signal$38 [33:17];
-  assign \$signal$38[0]  = \$signal$38 [16:0];
-  assign \st6.bias_g  = st6[32:31];
-  assign \st6.end  = st6[30];
-  assign \st6.fire_k  = st6[29:28];
-  assign \st6.last_step  = st6[27];
-  assign \st6.shift  = st6[26:23];
-  assign \st6.count  = st6[22];
-  assign \st6.proj  = st6[21];
-  assign \st6.waddr  = st6[20:12];
-  assign \st6.addr  = st6[11:4];
-  assign \st6.bank  = st6[3];
-  assign \st6.cur  = st6[2];
-  assign \st6.kind  = st6[1];
-  assign \st6.valid  = st6[0];
   assign \st2.bias_g  = st2[32:31];
   assign \st2.end  = st2[30];
   assign \st2.fire_k  = st2[29:28];
@@ -8262,6 +8363,31 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \st2.cur  = st2[2];
   assign \st2.kind  = st2[1];
   assign \st2.valid  = st2[0];
+  assign \st1.bias_g  = st1[32:31];
+  assign \st1.end  = st1[30];
+  assign \st1.fire_k  = st1[29:28];
+  assign \st1.last_step  = st1[27];
+  assign \st1.shift  = st1[26:23];
+  assign \st1.count  = st1[22];
+  assign \st1.proj  = st1[21];
+  assign \st1.waddr  = st1[20:12];
+  assign \st1.addr  = st1[11:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \ops__payload.bias_g  = ops__payload[31:30];
+  assign \ops__payload.end  = ops__payload[29];
+  assign \ops__payload.fire_k  = ops__payload[28:27];
+  assign \ops__payload.last_step  = ops__payload[26];
+  assign \ops__payload.shift  = ops__payload[25:22];
+  assign \ops__payload.count  = ops__payload[21];
+  assign \ops__payload.proj  = ops__payload[20];
+  assign \ops__payload.waddr  = ops__payload[19:11];
+  assign \ops__payload.addr  = ops__payload[10:3];
+  assign \ops__payload.bank  = ops__payload[2];
+  assign \ops__payload.cur  = ops__payload[1];
+  assign \ops__payload.kind  = ops__payload[0];
   assign \st0.bias_g  = st0[32:31];
   assign \st0.end  = st0[30];
   assign \st0.fire_k  = st0[29:28];
@@ -8275,900 +8401,428 @@ module \digits_cnn_ilif.engine_conv2 (rst, o__ready, active, i0__ready, o__paylo
   assign \st0.cur  = st0[2];
   assign \st0.kind  = st0[1];
   assign \st0.valid  = st0[0];
-  assign \i0__payload.end  = i0__payload[10];
-  assign \i0__payload.count  = i0__payload[9];
-  assign \i0__payload.x  = i0__payload[8:6];
-  assign \i0__payload.y  = i0__payload[5:3];
-  assign \i0__payload.c  = i0__payload[2:0];
-  assign \issue.bias_g  = pos0;
-  assign \issue.last_step  = 1'h0;
-  assign \issue.proj  = 1'h0;
-  assign \issue.cur  = 1'h0;
-  assign _0426_[3:0] = o__payload[3:0];
-  assign _0326_[0] = v_wr__en;
-  assign _0284_[8:0] = v_wr__addr;
-  assign _0001_[8:0] = \$signature__addr$33 ;
-  assign o__payload[11:4] = { \o__payload.end , \o__payload.count , \$signal$61 [11:6] };
+  assign _249_[0] = \$signature__en ;
+  assign _243_[8:0] = \$signature__addr$61 ;
+  assign _241_[8:0] = \$signature__addr ;
+  assign \push__payload.end  = entry7[12];
+  assign \push__payload.x  = pos1;
+  assign \push__payload.y  = pos2;
+  assign \push__payload.g  = pos0;
+  assign \push__payload.counts[3]  = entry7[3];
+  assign \push__payload.counts[2]  = entry7[2];
+  assign \push__payload.counts[1]  = entry7[1];
+  assign \push__payload.counts[0]  = entry7[0];
+  assign \push__payload.counts  = entry7[3:0];
+  assign \$signature__data$62[3]  = res7[63:48];
+  assign \$signature__data$62[2]  = res7[47:32];
+  assign \$signature__data$62[1]  = res7[31:16];
+  assign \$signature__data$62[0]  = res7[15:0];
+  assign \r[3]  = r6[67:51];
+  assign \r[2]  = r6[50:34];
+  assign \r[1]  = r6[33:17];
+  assign \r[0]  = r6[16:0];
+  assign \s6.bias_g  = st6[32:31];
+  assign \s6.end  = st6[30];
+  assign \s6.fire_k  = st6[29:28];
+  assign \s6.last_step  = st6[27];
+  assign \s6.shift  = st6[26:23];
+  assign \s6.count  = st6[22];
+  assign \s6.proj  = st6[21];
+  assign \s6.waddr  = st6[20:12];
+  assign \s6.addr  = st6[11:4];
+  assign \s6.bank  = st6[3];
+  assign \s6.cur  = st6[2];
+  assign \s6.kind  = st6[1];
+  assign \s6.valid  = st6[0];
+  assign \s5.bias_g  = st5[32:31];
+  assign \s5.end  = st5[30];
+  assign \s5.fire_k  = st5[29:28];
+  assign \s5.last_step  = st5[27];
+  assign \s5.shift  = st5[26:23];
+  assign \s5.count  = st5[22];
+  assign \s5.proj  = st5[21];
+  assign \s5.waddr  = st5[20:12];
+  assign \s5.addr  = st5[11:4];
+  assign \s5.bank  = st5[3];
+  assign \s5.cur  = st5[2];
+  assign \s5.kind  = st5[1];
+  assign \s5.valid  = st5[0];
+  assign \val[3]  = val5[67:51];
+  assign \val[2]  = val5[50:34];
+  assign \val[1]  = val5[33:17];
+  assign \val[0]  = val5[16:0];
+  assign \counts[3]  = counts[3];
+  assign push__payload = { entry7[12], pos1, pos2, pos0, entry7[3:0] };
+  assign push__valid = push7;
+  assign \$signature__data$62  = res7;
+  assign r = r6;
+  assign s6 = st6;
+  assign s5 = st5;
+  assign val = val5;
+  assign b_rd__addr = st2[32:31];
+  assign rd__addr = st0[20:12];
+  assign \$signal$48  = { st6[30], 8'h00, counts };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
-  assign push7 = \$signal$57 ;
-  assign \$signal$56  = { entry7[12], pos1, pos2, \pos0$53 , entry7[3:0] };
-  assign entry = { st6[30], 8'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign written = { entry7[12], pos1, pos2, \pos0$53 , entry7[3:0] };
-  assign res7 = v_wr__data;
-  assign out_counts = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign b_rd__addr = st2[32:31];
-  assign \$signature__addr  = st0[20:12];
-  assign busy = op_valid;
-  assign ev_count = i0__payload[9];
-  assign ev_x = i0__payload[8:6];
-  assign ev_y = i0__payload[5:3];
-  assign ev_c = i0__payload[2:0];
-  assign issue = { pos0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , \issue.bank , 1'h0, \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4288$0 , clk);
+module \digits_cnn_ilif.engine_conv2.datapath.rule (rst, s5, s6, val, r, result, counts, clk);
   wire _000_;
-  wire [6:0] _001_;
-  wire [10:0] _002_;
-  wire [5:0] _003_;
-  wire [12:0] _004_;
-  wire [4:0] _005_;
-  (* unused_bits = "9 10 11 12 13" *)
-  wire [13:0] _006_;
-  wire [3:0] _007_;
-  (* unused_bits = "4" *)
-  wire [4:0] _008_;
-  wire [3:0] _009_;
+  wire _001_;
+  wire [16:0] _002_;
+  wire _003_;
+  wire _004_;
+  wire _005_;
+  wire _006_;
+  wire [16:0] _007_;
+  wire _008_;
+  wire _009_;
   wire _010_;
-  (* unused_bits = "4" *)
-  wire [4:0] _011_;
-  wire [3:0] _012_;
-  (* unused_bits = "4" *)
-  wire [4:0] _013_;
-  wire [3:0] _014_;
-  wire _015_;
-  wire [3:0] _016_;
+  wire _011_;
+  wire _012_;
+  wire [16:0] _013_;
+  wire [10:0] _014_;
+  (* unused_bits = "16 17" *)
+  wire [17:0] _015_;
+  wire _016_;
   wire _017_;
-  wire [5:0] _018_;
-  wire [4:0] _019_;
-  wire [3:0] _020_;
-  wire _021_;
-  wire _022_;
-  wire [3:0] _023_;
+  wire _018_;
+  wire _019_;
+  (* unused_bits = "16" *)
+  wire [16:0] _020_;
+  wire [10:0] _021_;
+  (* unused_bits = "16 17" *)
+  wire [17:0] _022_;
+  wire _023_;
   wire _024_;
   wire _025_;
-  (* unused_bits = "2" *)
-  wire [2:0] _026_;
-  (* unused_bits = "8" *)
-  wire [8:0] _027_;
-  (* unused_bits = "9" *)
-  wire [9:0] _028_;
-  wire _029_;
+  (* unused_bits = "16" *)
+  wire [16:0] _026_;
+  wire _027_;
+  wire [10:0] _028_;
+  (* unused_bits = "16 17" *)
+  wire [17:0] _029_;
   wire _030_;
-  (* unused_bits = "4" *)
-  wire [4:0] _031_;
-  (* unused_bits = "8" *)
-  wire [8:0] _032_;
-  (* unused_bits = "9 10" *)
-  wire [10:0] _033_;
-  wire _034_;
-  (* unused_bits = "8 9" *)
-  wire [9:0] _035_;
-  (* unused_bits = "9 10" *)
-  wire [10:0] _036_;
+  wire _031_;
+  wire _032_;
+  (* unused_bits = "16" *)
+  wire [16:0] _033_;
+  wire [10:0] _034_;
+  (* unused_bits = "16 17" *)
+  wire [17:0] _035_;
+  wire _036_;
   wire _037_;
-  (* unused_bits = "4" *)
-  wire [4:0] _038_;
+  wire _038_;
   wire _039_;
-  wire _040_;
-  wire _041_;
-  wire [3:0] _042_;
-  wire [1:0] _043_;
-  wire [7:0] _044_;
-  wire [8:0] _045_;
-  wire [3:0] _046_;
-  wire [3:0] _047_;
-  wire [3:0] _048_;
+  (* unused_bits = "16" *)
+  wire [16:0] _040_;
+  wire [67:0] _041_;
+  wire [16:0] _042_;
+  wire _043_;
+  wire _044_;
+  wire [15:0] _045_;
+  wire [15:0] _046_;
+  wire [15:0] _047_;
+  wire [15:0] _048_;
   wire _049_;
   wire _050_;
-  wire [8:0] _051_;
+  wire _051_;
   wire _052_;
-  wire [5:0] _053_;
-  wire [4:0] _054_;
+  wire _053_;
+  wire _054_;
   wire _055_;
-  wire [5:0] _056_;
-  (* unused_bits = "8 9" *)
-  wire [9:0] _057_;
+  wire _056_;
+  wire _057_;
   wire _058_;
   wire _059_;
   wire _060_;
   wire _061_;
   wire _062_;
-  wire [4:0] _063_;
-  wire [5:0] _064_;
-  wire _065_;
-  wire _066_;
-  wire _067_;
-  wire _068_;
-  wire _069_;
-  wire _070_;
-  wire _071_;
-  wire _072_;
-  wire _073_;
-  wire _074_;
-  wire _075_;
-  wire _076_;
-  wire [3:0] _077_;
-  wire [3:0] _078_;
-  wire [3:0] _079_;
-  wire [3:0] _080_;
-  wire [3:0] _081_;
-  wire [3:0] _082_;
-  wire [3:0] _083_;
-  wire [3:0] _084_;
-  wire [3:0] _085_;
-  wire [3:0] _086_;
-  wire [8:0] _087_;
-  wire [8:0] _088_;
-  wire [8:0] _089_;
-  wire [8:0] _090_;
-  wire [7:0] _091_;
-  wire [7:0] _092_;
-  wire [7:0] _093_;
-  wire [7:0] _094_;
-  wire [1:0] _095_;
-  wire [1:0] _096_;
-  wire [1:0] _097_;
-  wire [3:0] _098_;
-  wire _099_;
-  wire _100_;
-  wire _101_;
-  wire _102_;
-  wire _103_;
-  wire _104_;
-  wire _105_;
-  wire _106_;
-  wire _107_;
-  wire _108_;
-  wire _109_;
-  wire _110_;
-  wire _111_;
-  wire _112_;
-  wire _113_;
-  wire _114_;
-  wire _115_;
-  wire _116_;
-  wire _117_;
-  wire _118_;
-  wire _119_;
-  wire _120_;
-  wire _121_;
-  wire _122_;
-  wire _123_;
-  wire _124_;
-  wire _125_;
-  wire _126_;
-  wire _127_;
-  wire _128_;
-  wire _129_;
-  wire _130_;
-  wire _131_;
-  wire _132_;
-  wire _133_;
-  wire _134_;
-  wire _135_;
-  wire _136_;
-  wire _137_;
-  wire _138_;
-  wire _139_;
-  wire _140_;
-  wire _141_;
-  wire _142_;
-  wire _143_;
-  wire _144_;
-  wire _145_;
-  wire _146_;
-  wire _147_;
-  wire _148_;
-  wire _149_;
-  wire _150_;
-  wire _151_;
-  wire _152_;
-  wire _153_;
-  wire _154_;
-  wire _155_;
-  wire _156_;
-  wire _157_;
-  wire _158_;
-  wire _159_;
-  wire _160_;
-  wire _161_;
-  wire _162_;
-  wire _163_;
-  wire _164_;
-  wire _165_;
-  wire _166_;
-  wire _167_;
-  wire _168_;
-  wire _169_;
-  wire _170_;
-  wire _171_;
-  wire _172_;
-  wire _173_;
-  wire _174_;
-  wire _175_;
-  wire _176_;
-  wire _177_;
-  wire _178_;
-  wire _179_;
-  wire _180_;
-  wire _181_;
-  wire _182_;
-  wire _183_;
-  wire _184_;
-  wire _185_;
-  wire _186_;
-  wire _187_;
-  wire _188_;
-  wire _189_;
-  wire _190_;
-  wire _191_;
-  wire _192_;
-  wire _193_;
-  wire _194_;
-  wire _195_;
-  wire _196_;
-  wire _197_;
-  wire _198_;
-  wire _199_;
-  wire _200_;
-  wire _201_;
-  wire _202_;
-  wire _203_;
-  reg \$signal  = 1'h0;
-  wire [7:0] addr;
-  wire busy;
-  wire \busy$6 ;
+  wire _063_;
+  wire _064_;
   input clk;
   wire clk;
-  wire count;
-  input en;
-  wire en;
-  wire [2:0] ev_c;
-  wire ev_count;
-  input [3:0] ev_shift;
-  wire [3:0] ev_shift;
-  wire [2:0] ev_x;
-  wire [2:0] ev_y;
-  reg [1:0] g = 2'h0;
-  reg last_g = 1'h0;
-  reg last_y = 1'h0;
-  input load;
-  wire load;
-  output [7:0] op_addr;
-  reg [7:0] op_addr = 8'h00;
-  output op_count;
-  reg op_count = 1'h0;
-  output [3:0] op_shift;
-  reg [3:0] op_shift = 4'h0;
-  output op_valid;
-  reg op_valid = 1'h0;
-  output [8:0] op_waddr;
-  reg [8:0] op_waddr = 9'h000;
-  input [9:0] \port$4288$0 ;
-  wire [9:0] \port$4288$0 ;
-  reg [5:0] r_step = 6'h00;
-  output ready;
-  wire ready;
+  output [3:0] counts;
+  wire [3:0] counts;
+  wire \counts[0] ;
+  wire \counts[1] ;
+  wire \counts[2] ;
+  wire \counts[3] ;
+  wire [15:0] diff0;
+  wire [15:0] diff1;
+  wire [15:0] diff2;
+  wire [15:0] diff3;
+  output [67:0] r;
+  reg [67:0] r = 68'h00000000000000000;
+  wire [16:0] \r[0] ;
+  wire [16:0] \r[1] ;
+  wire [16:0] \r[2] ;
+  wire [16:0] \r[3] ;
+  output [63:0] result;
+  wire [63:0] result;
+  wire [15:0] \result[0] ;
+  wire [15:0] \result[1] ;
+  wire [15:0] \result[2] ;
+  wire [15:0] \result[3] ;
   input rst;
   wire rst;
-  wire [3:0] shift;
-  reg [4:0] w_step = 5'h00;
-  wire [8:0] waddr;
-  reg [3:0] xn = 4'h0;
-  reg [3:0] xs = 4'h0;
-  reg [3:0] ys = 4'h0;
-  assign _027_ = op_addr + 1'h1;
-  assign _028_ = op_waddr + 1'h1;
-  assign _029_ = g == 2'h2;
-  assign _031_ = xs - 1'h1;
-  assign _032_ = op_addr + 1'h1;
-  assign _033_ = op_waddr + 11'h7f9;
-  assign _034_ = xs == 1'h1;
-  assign _035_ = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign _036_ = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign _037_ = ! xn;
-  assign _038_ = ys - 1'h1;
-  assign _039_ = ys == 1'h1;
+  input [32:0] s5;
+  wire [32:0] s5;
+  (* unused_bits = "0 1 2 3 4 5 6 7" *)
+  wire [7:0] \s5.addr ;
+  (* unused_bits = "0" *)
+  wire \s5.bank ;
+  (* unused_bits = "0 1" *)
+  wire [1:0] \s5.bias_g ;
+  (* unused_bits = "0" *)
+  wire \s5.count ;
+  (* unused_bits = "0" *)
+  wire \s5.cur ;
+  (* unused_bits = "0" *)
+  wire \s5.end ;
+  wire [1:0] \s5.fire_k ;
+  wire \s5.kind ;
+  (* unused_bits = "0" *)
+  wire \s5.last_step ;
+  (* unused_bits = "0" *)
+  wire \s5.proj ;
+  (* unused_bits = "0 1 2 3" *)
+  wire [3:0] \s5.shift ;
+  (* unused_bits = "0" *)
+  wire \s5.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
+  wire [8:0] \s5.waddr ;
+  input [32:0] s6;
+  wire [32:0] s6;
+  (* unused_bits = "0 1 2 3 4 5 6 7" *)
+  wire [7:0] \s6.addr ;
+  (* unused_bits = "0" *)
+  wire \s6.bank ;
+  (* unused_bits = "0 1" *)
+  wire [1:0] \s6.bias_g ;
+  (* unused_bits = "0" *)
+  wire \s6.count ;
+  (* unused_bits = "0" *)
+  wire \s6.cur ;
+  (* unused_bits = "0" *)
+  wire \s6.end ;
+  wire [1:0] \s6.fire_k ;
+  wire \s6.kind ;
+  (* unused_bits = "0" *)
+  wire \s6.last_step ;
+  (* unused_bits = "0" *)
+  wire \s6.proj ;
+  (* unused_bits = "0 1 2 3" *)
+  wire [3:0] \s6.shift ;
+  (* unused_bits = "0" *)
+  wire \s6.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8" *)
+  wire [8:0] \s6.waddr ;
+  input [67:0] val;
+  wire [67:0] val;
+  wire [16:0] \val[0] ;
+  wire [16:0] \val[1] ;
+  wire [16:0] \val[2] ;
+  wire [16:0] \val[3] ;
+  assign _035_ = $signed(r[67:51]) - $signed({ 1'h0, _034_ });
+  assign _036_ = $signed(diff3) >= $signed(1'h0);
+  assign _038_ = s6[29:28] == 2'h3;
+  assign _039_ = $signed(diff3) >= $signed(1'h0);
+  assign _040_ = _039_ ? { diff3[15], diff3 } : r[67:51];
   always @(posedge clk)
-    op_count <= _041_;
-  always @(posedge clk)
-    op_shift <= _042_;
-  always @(posedge clk)
-    g <= _043_;
-  always @(posedge clk)
-    op_addr <= _044_;
-  always @(posedge clk)
-    op_waddr <= _045_;
-  always @(posedge clk)
-    xs <= _046_;
-  always @(posedge clk)
-    ys <= _047_;
-  always @(posedge clk)
-    xn <= _048_;
-  always @(posedge clk)
-    last_g <= _049_;
-  always @(posedge clk)
-    \$signal  <= _050_;
-  always @(posedge clk)
-    last_y <= _052_;
-  always @(posedge clk)
-    r_step <= _053_;
-  always @(posedge clk)
-    w_step <= _054_;
-  always @(posedge clk)
-    op_valid <= _055_;
-  assign _000_ = ~ op_valid;
-  assign _010_ = last_g & \$signal ;
-  assign _021_ = _010_ & last_y;
-  assign _030_ = _021_ & en;
-  assign ready = _000_ | _030_;
-  assign _040_ = op_valid & en;
-  assign _057_ = $signed(_051_) + $signed(_056_);
-  assign _001_ = 1'h0 + { 1'h0, \port$4288$0 [2:0], 2'h0 };
-  assign _002_ = _001_ + { 2'h0, \port$4288$0 [2:0], 5'h00 };
-  assign _004_ = $signed({ 1'h0, _002_ }) + $signed(_003_);
-  assign _006_ = $signed(_004_) + $signed(_005_);
-  assign _008_ = _007_ - 1'h1;
-  assign _011_ = _009_ - 1'h1;
-  assign _013_ = _012_ - 1'h1;
-  assign _015_ = _014_ == 1'h1;
-  assign _017_ = _016_ == 1'h1;
-  assign _022_ = | _020_;
-  assign _024_ = | _023_;
-  assign _025_ = _022_ & _024_;
-  assign _026_ = g + 1'h1;
-  assign _058_ = last_y ? (* full_case = 32'd1 *) 1'h0 : op_valid;
-  assign _059_ = \$signal  ? (* full_case = 32'd1 *) _058_ : op_valid;
-  assign _060_ = last_g ? (* full_case = 32'd1 *) _059_ : op_valid;
-  assign _061_ = _040_ ? _060_ : op_valid;
-  assign _062_ = load ? _025_ : _061_;
-  assign _055_ = rst ? 1'h0 : _062_;
-  assign _063_ = load ? _019_ : w_step;
-  assign _054_ = rst ? 5'h00 : _063_;
-  assign _064_ = load ? _018_ : r_step;
-  assign _053_ = rst ? 6'h00 : _064_;
-  assign _065_ = last_y ? last_y : _039_;
-  assign _066_ = \$signal  ? (* full_case = 32'd1 *) _065_ : last_y;
-  assign _067_ = last_g ? (* full_case = 32'd1 *) _066_ : last_y;
-  assign _068_ = _040_ ? _067_ : last_y;
-  assign _069_ = load ? _017_ : _068_;
-  assign _052_ = rst ? 1'h0 : _069_;
-  assign _070_ = \$signal  ? (* full_case = 32'd1 *) _037_ : _034_;
-  assign _071_ = last_g ? (* full_case = 32'd1 *) _070_ : \$signal ;
-  assign _072_ = _040_ ? _071_ : \$signal ;
-  assign _073_ = load ? _015_ : _072_;
-  assign _050_ = rst ? 1'h0 : _073_;
-  assign _074_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _029_;
-  assign _075_ = _040_ ? _074_ : last_g;
-  assign _076_ = load ? 1'h0 : _075_;
-  assign _049_ = rst ? 1'h0 : _076_;
-  assign _077_ = load ? _013_[3:0] : xn;
-  assign _048_ = rst ? 4'h0 : _077_;
-  assign _078_ = last_y ? ys : _038_[3:0];
-  assign _079_ = \$signal  ? (* full_case = 32'd1 *) _078_ : ys;
-  assign _080_ = last_g ? (* full_case = 32'd1 *) _079_ : ys;
-  assign _081_ = _040_ ? _080_ : ys;
-  assign _082_ = load ? _011_[3:0] : _081_;
-  assign _047_ = rst ? 4'h0 : _082_;
-  assign _083_ = \$signal  ? (* full_case = 32'd1 *) xn : _031_[3:0];
-  assign _084_ = last_g ? (* full_case = 32'd1 *) _083_ : xs;
-  assign _085_ = _040_ ? _084_ : xs;
-  assign _086_ = load ? _008_[3:0] : _085_;
-  assign _046_ = rst ? 4'h0 : _086_;
-  assign _087_ = \$signal  ? (* full_case = 32'd1 *) _036_[8:0] : _033_[8:0];
-  assign _088_ = last_g ? (* full_case = 32'd1 *) _087_ : _028_[8:0];
-  assign _089_ = _040_ ? _088_ : op_waddr;
-  assign _090_ = load ? _006_[8:0] : _089_;
-  assign _045_ = rst ? 9'h000 : _090_;
-  assign _091_ = \$signal  ? (* full_case = 32'd1 *) _035_[7:0] : _032_[7:0];
-  assign _092_ = last_g ? (* full_case = 32'd1 *) _091_ : _027_[7:0];
-  assign _093_ = _040_ ? _092_ : op_addr;
-  assign _094_ = load ? _057_[7:0] : _093_;
-  assign _044_ = rst ? 8'h00 : _094_;
-  assign _095_ = last_g ? (* full_case = 32'd1 *) 2'h0 : _026_[1:0];
-  assign _096_ = _040_ ? _095_ : g;
-  assign _097_ = load ? 2'h0 : _096_;
-  assign _043_ = rst ? 2'h0 : _097_;
-  assign _098_ = load ? ev_shift : op_shift;
-  assign _042_ = rst ? 4'h0 : _098_;
-  assign _099_ = load ? \port$4288$0 [9] : op_count;
-  assign _041_ = rst ? 1'h0 : _099_;
-  function [3:0] _306_;
-    input [3:0] a;
-    input [31:0] b;
-    input [7:0] s;
+    r <= _041_;
+  assign _008_ = ! s5[29:28];
+  assign _018_ = s5[1] & _008_;
+  assign _027_ = $signed(val[16:0]) > $signed(13'h08ff);
+  assign _037_ = _018_ & _027_;
+  assign _042_ = _037_ ? 17'h008ff : val[16:0];
+  assign _043_ = ! s5[29:28];
+  assign _044_ = s5[1] & _043_;
+  assign _000_ = $signed(val[33:17]) > $signed(13'h08ff);
+  assign _001_ = _044_ & _000_;
+  assign _002_ = _001_ ? 17'h008ff : val[33:17];
+  assign _003_ = ! s5[29:28];
+  assign _004_ = s5[1] & _003_;
+  assign _005_ = $signed(val[50:34]) > $signed(13'h08ff);
+  assign _006_ = _004_ & _005_;
+  assign _007_ = _006_ ? 17'h008ff : val[50:34];
+  assign _009_ = ! s5[29:28];
+  assign _010_ = s5[1] & _009_;
+  assign _011_ = $signed(val[67:51]) > $signed(13'h08ff);
+  assign _012_ = _010_ & _011_;
+  assign _013_ = _012_ ? 17'h008ff : val[67:51];
+  assign _015_ = $signed(r[16:0]) - $signed({ 1'h0, _014_ });
+  assign _016_ = $signed(diff0) >= $signed(1'h0);
+  assign _017_ = s6[29:28] == 2'h3;
+  assign _019_ = $signed(diff0) >= $signed(1'h0);
+  assign _020_ = _019_ ? { diff0[15], diff0 } : r[16:0];
+  assign _022_ = $signed(r[33:17]) - $signed({ 1'h0, _021_ });
+  assign _023_ = $signed(diff1) >= $signed(1'h0);
+  assign _024_ = s6[29:28] == 2'h3;
+  assign _025_ = $signed(diff1) >= $signed(1'h0);
+  assign _026_ = _025_ ? { diff1[15], diff1 } : r[33:17];
+  assign _029_ = $signed(r[50:34]) - $signed({ 1'h0, _028_ });
+  assign _030_ = $signed(diff2) >= $signed(1'h0);
+  assign _031_ = s6[29:28] == 2'h3;
+  assign _032_ = $signed(diff2) >= $signed(1'h0);
+  assign _033_ = _032_ ? { diff2[15], diff2 } : r[50:34];
+  assign diff3 = s6[1] ? (* full_case = 32'd1 *) _035_[15:0] : 16'h0000;
+  assign diff2 = s6[1] ? (* full_case = 32'd1 *) _029_[15:0] : 16'h0000;
+  assign diff1 = s6[1] ? (* full_case = 32'd1 *) _022_[15:0] : 16'h0000;
+  assign \counts[3]  = s6[1] ? (* full_case = 32'd1 *) _036_ : 1'h0;
+  assign \counts[2]  = s6[1] ? (* full_case = 32'd1 *) _030_ : 1'h0;
+  assign \counts[1]  = s6[1] ? (* full_case = 32'd1 *) _023_ : 1'h0;
+  assign \counts[0]  = s6[1] ? (* full_case = 32'd1 *) _016_ : 1'h0;
+  assign diff0 = s6[1] ? (* full_case = 32'd1 *) _015_[15:0] : 16'h0000;
+  assign _045_ = _038_ ? (* full_case = 32'd1 *) 16'h0000 : _040_[15:0];
+  assign \result[3]  = s6[1] ? (* full_case = 32'd1 *) _045_ : r[66:51];
+  assign _046_ = _031_ ? (* full_case = 32'd1 *) 16'h0000 : _033_[15:0];
+  assign \result[2]  = s6[1] ? (* full_case = 32'd1 *) _046_ : r[49:34];
+  assign _047_ = _024_ ? (* full_case = 32'd1 *) 16'h0000 : _026_[15:0];
+  assign \result[1]  = s6[1] ? (* full_case = 32'd1 *) _047_ : r[32:17];
+  assign _048_ = _017_ ? (* full_case = 32'd1 *) 16'h0000 : _020_[15:0];
+  assign \result[0]  = s6[1] ? (* full_case = 32'd1 *) _048_ : r[15:0];
+  assign _041_[67:51] = rst ? 17'h00000 : _013_;
+  assign _041_[33:17] = rst ? 17'h00000 : _002_;
+  assign _041_[16:0] = rst ? 17'h00000 : _042_;
+  assign _041_[50:34] = rst ? 17'h00000 : _007_;
+  function [10:0] _126_;
+    input [10:0] a;
+    input [43:0] b;
+    input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
-      8'b???????1:
-        _306_ = b[3:0];
-      8'b??????1?:
-        _306_ = b[7:4];
-      8'b?????1??:
-        _306_ = b[11:8];
-      8'b????1???:
-        _306_ = b[15:12];
-      8'b???1????:
-        _306_ = b[19:16];
-      8'b??1?????:
-        _306_ = b[23:20];
-      8'b?1??????:
-        _306_ = b[27:24];
-      8'b1???????:
-        _306_ = b[31:28];
+      4'b???1:
+        _126_ = b[10:0];
+      4'b??1?:
+        _126_ = b[21:11];
+      4'b?1??:
+        _126_ = b[32:22];
+      4'b1???:
+        _126_ = b[43:33];
       default:
-        _306_ = a;
+        _126_ = a;
     endcase
   endfunction
-  assign _023_ = _306_(4'hx, 32'd590558002, { _107_, _106_, _105_, _104_, _103_, _102_, _101_, _100_ });
-  assign _100_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _101_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _102_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _103_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _104_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _105_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _106_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _107_ = ! (* full_case = 32'd1 *) \port$4288$0 [8:6];
-  function [3:0] _315_;
-    input [3:0] a;
-    input [31:0] b;
-    input [7:0] s;
+  assign _034_ = _126_(11'hxxx, 44'h90090090090, { _052_, _051_, _050_, _049_ });
+  assign _049_ = s6[29:28] == (* full_case = 32'd1 *) 2'h3;
+  assign _050_ = s6[29:28] == (* full_case = 32'd1 *) 2'h2;
+  assign _051_ = s6[29:28] == (* full_case = 32'd1 *) 2'h1;
+  assign _052_ = ! (* full_case = 32'd1 *) s6[29:28];
+  function [10:0] _131_;
+    input [10:0] a;
+    input [43:0] b;
+    input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
-      8'b???????1:
-        _315_ = b[3:0];
-      8'b??????1?:
-        _315_ = b[7:4];
-      8'b?????1??:
-        _315_ = b[11:8];
-      8'b????1???:
-        _315_ = b[15:12];
-      8'b???1????:
-        _315_ = b[19:16];
-      8'b??1?????:
-        _315_ = b[23:20];
-      8'b?1??????:
-        _315_ = b[27:24];
-      8'b1???????:
-        _315_ = b[31:28];
+      4'b???1:
+        _131_ = b[10:0];
+      4'b??1?:
+        _131_ = b[21:11];
+      4'b?1??:
+        _131_ = b[32:22];
+      4'b1???:
+        _131_ = b[43:33];
       default:
-        _315_ = a;
+        _131_ = a;
     endcase
   endfunction
-  assign _020_ = _315_(4'hx, 32'd590558002, { _115_, _114_, _113_, _112_, _111_, _110_, _109_, _108_ });
-  assign _108_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _109_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _110_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _111_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _112_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _113_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _114_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _115_ = ! (* full_case = 32'd1 *) \port$4288$0 [5:3];
-  function [4:0] _324_;
-    input [4:0] a;
-    input [39:0] b;
-    input [7:0] s;
+  assign _028_ = _131_(11'hxxx, 44'h90090090090, { _056_, _055_, _054_, _053_ });
+  assign _053_ = s6[29:28] == (* full_case = 32'd1 *) 2'h3;
+  assign _054_ = s6[29:28] == (* full_case = 32'd1 *) 2'h2;
+  assign _055_ = s6[29:28] == (* full_case = 32'd1 *) 2'h1;
+  assign _056_ = ! (* full_case = 32'd1 *) s6[29:28];
+  function [10:0] _136_;
+    input [10:0] a;
+    input [43:0] b;
+    input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
-      8'b???????1:
-        _324_ = b[4:0];
-      8'b??????1?:
-        _324_ = b[9:5];
-      8'b?????1??:
-        _324_ = b[14:10];
-      8'b????1???:
-        _324_ = b[19:15];
-      8'b???1????:
-        _324_ = b[24:20];
-      8'b??1?????:
-        _324_ = b[29:25];
-      8'b?1??????:
-        _324_ = b[34:30];
-      8'b1???????:
-        _324_ = b[39:35];
+      4'b???1:
+        _136_ = b[10:0];
+      4'b??1?:
+        _136_ = b[21:11];
+      4'b?1??:
+        _136_ = b[32:22];
+      4'b1???:
+        _136_ = b[43:33];
       default:
-        _324_ = a;
+        _136_ = a;
     endcase
   endfunction
-  assign _019_ = _324_(5'hxx, 40'hae739ce735, { _123_, _122_, _121_, _120_, _119_, _118_, _117_, _116_ });
-  assign _116_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _117_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _118_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _119_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _120_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _121_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _122_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _123_ = ! (* full_case = 32'd1 *) \port$4288$0 [8:6];
-  function [5:0] _333_;
-    input [5:0] a;
-    input [47:0] b;
-    input [7:0] s;
+  assign _021_ = _136_(11'hxxx, 44'h90090090090, { _060_, _059_, _058_, _057_ });
+  assign _057_ = s6[29:28] == (* full_case = 32'd1 *) 2'h3;
+  assign _058_ = s6[29:28] == (* full_case = 32'd1 *) 2'h2;
+  assign _059_ = s6[29:28] == (* full_case = 32'd1 *) 2'h1;
+  assign _060_ = ! (* full_case = 32'd1 *) s6[29:28];
+  function [10:0] _141_;
+    input [10:0] a;
+    input [43:0] b;
+    input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
-      8'b???????1:
-        _333_ = b[5:0];
-      8'b??????1?:
-        _333_ = b[11:6];
-      8'b?????1??:
-        _333_ = b[17:12];
-      8'b????1???:
-        _333_ = b[23:18];
-      8'b???1????:
-        _333_ = b[29:24];
-      8'b??1?????:
-        _333_ = b[35:30];
-      8'b?1??????:
-        _333_ = b[41:36];
-      8'b1???????:
-        _333_ = b[47:42];
+      4'b???1:
+        _141_ = b[10:0];
+      4'b??1?:
+        _141_ = b[21:11];
+      4'b?1??:
+        _141_ = b[32:22];
+      4'b1???:
+        _141_ = b[43:33];
       default:
-        _333_ = a;
+        _141_ = a;
     endcase
   endfunction
-  assign _018_ = _333_(6'hxx, 48'h655555555559, { _131_, _130_, _129_, _128_, _127_, _126_, _125_, _124_ });
-  assign _124_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _125_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _126_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _127_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _128_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _129_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _130_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _131_ = ! (* full_case = 32'd1 *) \port$4288$0 [8:6];
-  function [3:0] _342_;
-    input [3:0] a;
-    input [31:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _342_ = b[3:0];
-      8'b??????1?:
-        _342_ = b[7:4];
-      8'b?????1??:
-        _342_ = b[11:8];
-      8'b????1???:
-        _342_ = b[15:12];
-      8'b???1????:
-        _342_ = b[19:16];
-      8'b??1?????:
-        _342_ = b[23:20];
-      8'b?1??????:
-        _342_ = b[27:24];
-      8'b1???????:
-        _342_ = b[31:28];
-      default:
-        _342_ = a;
-    endcase
-  endfunction
-  assign _016_ = _342_(4'hx, 32'd590558002, { _139_, _138_, _137_, _136_, _135_, _134_, _133_, _132_ });
-  assign _132_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _133_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _134_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _135_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _136_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _137_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _138_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _139_ = ! (* full_case = 32'd1 *) \port$4288$0 [5:3];
-  function [3:0] _351_;
-    input [3:0] a;
-    input [31:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _351_ = b[3:0];
-      8'b??????1?:
-        _351_ = b[7:4];
-      8'b?????1??:
-        _351_ = b[11:8];
-      8'b????1???:
-        _351_ = b[15:12];
-      8'b???1????:
-        _351_ = b[19:16];
-      8'b??1?????:
-        _351_ = b[23:20];
-      8'b?1??????:
-        _351_ = b[27:24];
-      8'b1???????:
-        _351_ = b[31:28];
-      default:
-        _351_ = a;
-    endcase
-  endfunction
-  assign _014_ = _351_(4'hx, 32'd590558002, { _147_, _146_, _145_, _144_, _143_, _142_, _141_, _140_ });
-  assign _140_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _141_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _142_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _143_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _144_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _145_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _146_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _147_ = ! (* full_case = 32'd1 *) \port$4288$0 [8:6];
-  function [3:0] _360_;
-    input [3:0] a;
-    input [31:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _360_ = b[3:0];
-      8'b??????1?:
-        _360_ = b[7:4];
-      8'b?????1??:
-        _360_ = b[11:8];
-      8'b????1???:
-        _360_ = b[15:12];
-      8'b???1????:
-        _360_ = b[19:16];
-      8'b??1?????:
-        _360_ = b[23:20];
-      8'b?1??????:
-        _360_ = b[27:24];
-      8'b1???????:
-        _360_ = b[31:28];
-      default:
-        _360_ = a;
-    endcase
-  endfunction
-  assign _012_ = _360_(4'hx, 32'd590558002, { _155_, _154_, _153_, _152_, _151_, _150_, _149_, _148_ });
-  assign _148_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _149_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _150_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _151_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _152_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _153_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _154_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _155_ = ! (* full_case = 32'd1 *) \port$4288$0 [8:6];
-  function [3:0] _369_;
-    input [3:0] a;
-    input [31:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _369_ = b[3:0];
-      8'b??????1?:
-        _369_ = b[7:4];
-      8'b?????1??:
-        _369_ = b[11:8];
-      8'b????1???:
-        _369_ = b[15:12];
-      8'b???1????:
-        _369_ = b[19:16];
-      8'b??1?????:
-        _369_ = b[23:20];
-      8'b?1??????:
-        _369_ = b[27:24];
-      8'b1???????:
-        _369_ = b[31:28];
-      default:
-        _369_ = a;
-    endcase
-  endfunction
-  assign _009_ = _369_(4'hx, 32'd590558002, { _163_, _162_, _161_, _160_, _159_, _158_, _157_, _156_ });
-  assign _156_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _157_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _158_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _159_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _160_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _161_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _162_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _163_ = ! (* full_case = 32'd1 *) \port$4288$0 [5:3];
-  function [3:0] _378_;
-    input [3:0] a;
-    input [31:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _378_ = b[3:0];
-      8'b??????1?:
-        _378_ = b[7:4];
-      8'b?????1??:
-        _378_ = b[11:8];
-      8'b????1???:
-        _378_ = b[15:12];
-      8'b???1????:
-        _378_ = b[19:16];
-      8'b??1?????:
-        _378_ = b[23:20];
-      8'b?1??????:
-        _378_ = b[27:24];
-      8'b1???????:
-        _378_ = b[31:28];
-      default:
-        _378_ = a;
-    endcase
-  endfunction
-  assign _007_ = _378_(4'hx, 32'd590558002, { _171_, _170_, _169_, _168_, _167_, _166_, _165_, _164_ });
-  assign _164_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _165_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _166_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _167_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _168_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _169_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _170_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _171_ = ! (* full_case = 32'd1 *) \port$4288$0 [8:6];
-  function [4:0] _387_;
-    input [4:0] a;
-    input [39:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _387_ = b[4:0];
-      8'b??????1?:
-        _387_ = b[9:5];
-      8'b?????1??:
-        _387_ = b[14:10];
-      8'b????1???:
-        _387_ = b[19:15];
-      8'b???1????:
-        _387_ = b[24:20];
-      8'b??1?????:
-        _387_ = b[29:25];
-      8'b?1??????:
-        _387_ = b[34:30];
-      8'b1???????:
-        _387_ = b[39:35];
-      default:
-        _387_ = a;
-    endcase
-  endfunction
-  assign _005_ = _387_(5'hxx, 40'h2210842108, { _179_, _178_, _177_, _176_, _175_, _174_, _173_, _172_ });
-  assign _172_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _173_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _174_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _175_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _176_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _177_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _178_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _179_ = ! (* full_case = 32'd1 *) \port$4288$0 [8:6];
-  function [5:0] _396_;
-    input [5:0] a;
-    input [47:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _396_ = b[5:0];
-      8'b??????1?:
-        _396_ = b[11:6];
-      8'b?????1??:
-        _396_ = b[17:12];
-      8'b????1???:
-        _396_ = b[23:18];
-      8'b???1????:
-        _396_ = b[29:24];
-      8'b??1?????:
-        _396_ = b[35:30];
-      8'b?1??????:
-        _396_ = b[41:36];
-      8'b1???????:
-        _396_ = b[47:42];
-      default:
-        _396_ = a;
-    endcase
-  endfunction
-  assign _003_ = _396_(6'hxx, 48'h318618618618, { _187_, _186_, _185_, _184_, _183_, _182_, _181_, _180_ });
-  assign _180_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _181_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _182_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _183_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _184_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _185_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _186_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _187_ = ! (* full_case = 32'd1 *) \port$4288$0 [5:3];
-  function [5:0] _405_;
-    input [5:0] a;
-    input [47:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _405_ = b[5:0];
-      8'b??????1?:
-        _405_ = b[11:6];
-      8'b?????1??:
-        _405_ = b[17:12];
-      8'b????1???:
-        _405_ = b[23:18];
-      8'b???1????:
-        _405_ = b[29:24];
-      8'b??1?????:
-        _405_ = b[35:30];
-      8'b?1??????:
-        _405_ = b[41:36];
-      8'b1???????:
-        _405_ = b[47:42];
-      default:
-        _405_ = a;
-    endcase
-  endfunction
-  assign _056_ = _405_(6'hxx, 48'h000108310518, { _195_, _194_, _193_, _192_, _191_, _190_, _189_, _188_ });
-  assign _188_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h7;
-  assign _189_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h6;
-  assign _190_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h5;
-  assign _191_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h4;
-  assign _192_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h3;
-  assign _193_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h2;
-  assign _194_ = \port$4288$0 [8:6] == (* full_case = 32'd1 *) 3'h1;
-  assign _195_ = ! (* full_case = 32'd1 *) \port$4288$0 [8:6];
-  function [8:0] _414_;
-    input [8:0] a;
-    input [71:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _414_ = b[8:0];
-      8'b??????1?:
-        _414_ = b[17:9];
-      8'b?????1??:
-        _414_ = b[26:18];
-      8'b????1???:
-        _414_ = b[35:27];
-      8'b???1????:
-        _414_ = b[44:36];
-      8'b??1?????:
-        _414_ = b[53:45];
-      8'b?1??????:
-        _414_ = b[62:54];
-      8'b1???????:
-        _414_ = b[71:63];
-      default:
-        _414_ = a;
-    endcase
-  endfunction
-  assign _051_ = _414_(9'hxxx, 72'h0000040403020140c0, { _203_, _202_, _201_, _200_, _199_, _198_, _197_, _196_ });
-  assign _196_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h7;
-  assign _197_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h6;
-  assign _198_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h5;
-  assign _199_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h4;
-  assign _200_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h3;
-  assign _201_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h2;
-  assign _202_ = \port$4288$0 [5:3] == (* full_case = 32'd1 *) 3'h1;
-  assign _203_ = ! (* full_case = 32'd1 *) \port$4288$0 [5:3];
-  assign ev_c = \port$4288$0 [2:0];
-  assign ev_x = \port$4288$0 [8:6];
-  assign ev_y = \port$4288$0 [5:3];
-  assign ev_count = \port$4288$0 [9];
-  assign waddr = op_waddr;
-  assign addr = op_addr;
-  assign \busy$6  = op_valid;
-  assign shift = op_shift;
-  assign count = op_count;
-  assign busy = op_valid;
+  assign _014_ = _141_(11'hxxx, 44'h90090090090, { _064_, _063_, _062_, _061_ });
+  assign _061_ = s6[29:28] == (* full_case = 32'd1 *) 2'h3;
+  assign _062_ = s6[29:28] == (* full_case = 32'd1 *) 2'h2;
+  assign _063_ = s6[29:28] == (* full_case = 32'd1 *) 2'h1;
+  assign _064_ = ! (* full_case = 32'd1 *) s6[29:28];
+  assign \s6.bias_g  = s6[32:31];
+  assign \s6.end  = s6[30];
+  assign \s6.fire_k  = s6[29:28];
+  assign \s6.last_step  = s6[27];
+  assign \s6.shift  = s6[26:23];
+  assign \s6.count  = s6[22];
+  assign \s6.proj  = s6[21];
+  assign \s6.waddr  = s6[20:12];
+  assign \s6.addr  = s6[11:4];
+  assign \s6.bank  = s6[3];
+  assign \s6.cur  = s6[2];
+  assign \s6.kind  = s6[1];
+  assign \s6.valid  = s6[0];
+  assign \val[3]  = val[67:51];
+  assign \val[2]  = val[50:34];
+  assign \val[1]  = val[33:17];
+  assign \val[0]  = val[16:0];
+  assign \s5.bias_g  = s5[32:31];
+  assign \s5.end  = s5[30];
+  assign \s5.fire_k  = s5[29:28];
+  assign \s5.last_step  = s5[27];
+  assign \s5.shift  = s5[26:23];
+  assign \s5.count  = s5[22];
+  assign \s5.proj  = s5[21];
+  assign \s5.waddr  = s5[20:12];
+  assign \s5.addr  = s5[11:4];
+  assign \s5.bank  = s5[3];
+  assign \s5.cur  = s5[2];
+  assign \s5.kind  = s5[1];
+  assign \s5.valid  = s5[0];
+  assign \r[3]  = r[67:51];
+  assign \r[2]  = r[50:34];
+  assign \r[1]  = r[33:17];
+  assign \r[0]  = r[16:0];
+  assign counts = { \counts[3] , \counts[2] , \counts[1] , \counts[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.queue (rst, w_data, \port$3748$0 , w_en, \port$3918$0 , \port$3920$0 , clk);
+module \digits_cnn_ilif.engine_conv2.queue (rst, i__ready, w_en, w_data, o__payload, o__valid, o__ready, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -9178,32 +8832,47 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, w_data, \port$3748$0 , w_en, \p
   wire _06_;
   wire [12:0] _07_;
   wire [12:0] \$signal ;
-  reg [12:0] \$signal$11  = 13'h0000;
-  wire [12:0] \$signal$12 ;
-  wire \$signal$13 ;
-  wire [12:0] \$signal$14 ;
-  wire [12:0] \$signal$15 ;
-  wire \$signal$16 ;
-  wire \$signal$17 ;
-  wire \$signal$18 ;
-  wire \$signal$19 ;
-  wire \$signal$3 ;
-  (* unused_bits = "0" *)
-  wire \$signal$4 ;
-  wire \$signal$9 ;
   input clk;
   wire clk;
   (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
+  wire [12:0] i__payload;
+  reg [12:0] \i__payload$11  = 13'h0000;
+  wire [3:0] \i__payload.counts ;
+  wire \i__payload.counts[0] ;
+  wire \i__payload.counts[1] ;
+  wire \i__payload.counts[2] ;
+  wire \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire [1:0] \i__payload.g ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  wire \i__ready$9 ;
+  wire i__valid;
+  wire \i__valid$13 ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \level$21 ;
-  input \port$3748$0 ;
-  wire \port$3748$0 ;
-  output [12:0] \port$3918$0 ;
-  wire [12:0] \port$3918$0 ;
-  output \port$3920$0 ;
-  wire \port$3920$0 ;
+  output [12:0] o__payload;
+  wire [12:0] o__payload;
+  wire [12:0] \o__payload$15 ;
+  wire [3:0] \o__payload.counts ;
+  wire \o__payload.counts[0] ;
+  wire \o__payload.counts[1] ;
+  wire \o__payload.counts[2] ;
+  wire \o__payload.counts[3] ;
+  wire \o__payload.end ;
+  wire [1:0] \o__payload.g ;
+  wire [2:0] \o__payload.x ;
+  wire [2:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  wire \o__ready$19 ;
+  output o__valid;
+  wire o__valid;
+  wire \o__valid$17 ;
   wire [12:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -9214,20 +8883,19 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, w_data, \port$3748$0 , w_en, \p
   wire [12:0] w_data;
   input w_en;
   wire w_en;
-  (* unused_bits = "0" *)
   wire w_rdy;
-  assign _01_ = _00_ | \$signal$9 ;
+  assign _01_ = _00_ | \i__ready$9 ;
   assign take = r_rdy & _01_;
   assign _02_ = ~ held_valid;
-  assign _03_ = _02_ | \$signal$9 ;
+  assign _03_ = _02_ | \i__ready$9 ;
   always @(posedge clk)
-    \$signal$11  <= _04_;
+    \i__payload$11  <= _04_;
   always @(posedge clk)
     held_valid <= _05_;
   assign _00_ = ~ held_valid;
   assign _06_ = _03_ ? take : held_valid;
   assign _05_ = rst ? 1'h0 : _06_;
-  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _07_ = take ? r_data : \i__payload$11 ;
   assign _04_ = rst ? 13'h0000 : _07_;
   \digits_cnn_ilif.engine_conv2.queue.inner  inner (
     .clk(clk),
@@ -9238,35 +8906,50 @@ module \digits_cnn_ilif.engine_conv2.queue (rst, w_data, \port$3748$0 , w_en, \p
     .w_en(w_en),
     .w_level(\level$21 ),
     .w_port__data(w_data),
-    .w_rdy(\$signal$4 )
+    .w_rdy(i__ready)
   );
   \digits_cnn_ilif.engine_conv2.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2070$0 (\$signal$9 ),
-    .\port$3748$0 (\port$3748$0 ),
-    .\port$3902$0 (\$signal$11 ),
-    .\port$3904$0 (held_valid),
-    .\port$3918$0 (\$signal$14 ),
-    .\port$3920$0 (\$signal$16 ),
+    .i__payload(\i__payload$11 ),
+    .i__ready(\i__ready$9 ),
+    .i__valid(held_valid),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(o__valid),
     .rst(rst)
   );
-  assign \port$3920$0  = \$signal$16 ;
-  assign \port$3918$0  = \$signal$14 ;
-  assign \$signal$19  = \port$3748$0 ;
-  assign \$signal$18  = \port$3748$0 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$12  = \$signal$11 ;
+  assign \o__payload.x  = o__payload[11:9];
+  assign \o__payload.y  = o__payload[8:6];
+  assign \o__payload.g  = o__payload[5:4];
+  assign \o__payload.counts[3]  = o__payload[3];
+  assign \o__payload.counts[2]  = o__payload[2];
+  assign \o__payload.counts[1]  = o__payload[1];
+  assign \o__payload.counts[0]  = o__payload[0];
+  assign \o__payload.counts  = o__payload[3:0];
+  assign \i__payload.end  = w_data[12];
+  assign \i__payload.x  = w_data[11:9];
+  assign \i__payload.y  = w_data[8:6];
+  assign \i__payload.g  = w_data[5:4];
+  assign \i__payload.counts[3]  = w_data[3];
+  assign \i__payload.counts[2]  = w_data[2];
+  assign \i__payload.counts[1]  = w_data[1];
+  assign \i__payload.counts[0]  = w_data[0];
+  assign \i__payload.counts  = w_data[3:0];
+  assign \o__payload.end  = o__payload[12];
+  assign \o__ready$19  = o__ready;
+  assign \o__valid$17  = o__valid;
+  assign \o__payload$15  = o__payload;
+  assign \i__valid$13  = held_valid;
+  assign \$signal  = \i__payload$11 ;
   assign r_en = take;
-  assign w_rdy = \$signal$4 ;
-  assign \$signal$3  = w_en;
-  assign \$signal  = w_data;
+  assign w_rdy = i__ready;
+  assign i__valid = w_en;
+  assign i__payload = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
+module \digits_cnn_ilif.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_en, w_port__data, r_rdy, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -9939,7 +9622,7 @@ module \digits_cnn_ilif.engine_conv2.queue.inner (rst, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2070$0 , count, \port$3748$0 , \port$3902$0 , \port$3904$0 , \port$3918$0 , \port$3920$0 , clk);
+module \digits_cnn_ilif.engine_conv2.queue.skid (rst, i__ready, count, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -9958,49 +9641,43 @@ module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2070$0 , count, \por
   wire [12:0] _15_;
   wire [12:0] _16_;
   wire [12:0] _17_;
-  wire \$signal ;
-  reg [12:0] \$signal$10  = 13'h0000;
-  wire [12:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [12:0] \$signal$9  = 13'h0000;
+  reg [12:0] \$like  = 13'h0000;
   input clk;
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2070$0 ;
-  wire \port$2070$0 ;
-  input \port$3748$0 ;
-  wire \port$3748$0 ;
-  input [12:0] \port$3902$0 ;
-  wire [12:0] \port$3902$0 ;
-  input \port$3904$0 ;
-  wire \port$3904$0 ;
-  output [12:0] \port$3918$0 ;
-  wire [12:0] \port$3918$0 ;
-  output \port$3920$0 ;
-  wire \port$3920$0 ;
+  input [12:0] i__payload;
+  wire [12:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [12:0] o__payload;
+  reg [12:0] o__payload = 13'h0000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$3904$0  & _00_;
-  assign count = \$signal$5  + spare_valid;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3748$0  | _01_;
+  assign take = i__valid & _00_;
+  assign count = o__valid + spare_valid;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$3902$0  : \$signal$10 ;
-  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _07_ = take ? i__payload : \$like ;
+  assign _08_ = _02_ ? \$like  : _07_;
   assign _06_ = rst ? 13'h0000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
   assign _10_ = spare_valid ? 1'h0 : spare_valid;
@@ -10008,648 +9685,2155 @@ module \digits_cnn_ilif.engine_conv2.queue.skid (rst, \port$2070$0 , count, \por
   assign _05_ = rst ? 1'h0 : _11_;
   assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
-  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _14_ = _02_ ? _13_ : o__valid;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$3902$0  : \$signal$9 ;
-  assign _16_ = spare_valid ? \$signal$10  : _15_;
-  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _15_ = take ? i__payload : o__payload;
+  assign _16_ = spare_valid ? \$like  : _15_;
+  assign _17_ = _02_ ? _16_ : o__payload;
   assign _03_ = rst ? 13'h0000 : _17_;
-  assign \port$3920$0  = \$signal$5 ;
-  assign \port$3918$0  = \$signal$9 ;
-  assign \port$2070$0  = \$signal ;
-  assign \$signal$11  = \port$3902$0 ;
-  assign \$signal$8  = \port$3748$0 ;
-  assign \$signal$3  = \port$3904$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
-  wire _0000_;
-  (* unused_bits = "7 8" *)
-  wire [8:0] _0001_;
-  wire [10:0] _0002_;
-  wire [10:0] _0003_;
-  wire [10:0] _0004_;
-  wire _0005_;
-  wire _0006_;
-  wire _0007_;
-  wire _0008_;
-  wire _0009_;
-  wire _0010_;
-  wire _0011_;
-  wire _0012_;
-  wire _0013_;
-  wire _0014_;
-  wire _0015_;
-  wire _0016_;
-  wire [10:0] _0017_;
-  wire _0018_;
-  wire _0019_;
-  wire _0020_;
-  wire _0021_;
-  wire _0022_;
-  wire _0023_;
-  wire _0024_;
-  wire _0025_;
-  wire _0026_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0027_;
-  wire _0028_;
-  wire _0029_;
-  wire _0030_;
-  wire _0031_;
-  wire _0032_;
-  wire _0033_;
-  wire _0034_;
-  wire _0035_;
-  wire _0036_;
-  wire _0037_;
-  wire _0038_;
-  wire _0039_;
-  wire _0040_;
-  wire _0041_;
-  wire _0042_;
-  wire _0043_;
-  wire _0044_;
-  wire _0045_;
-  wire _0046_;
-  wire _0047_;
-  wire _0048_;
-  wire _0049_;
-  wire _0050_;
-  wire _0051_;
-  wire _0052_;
-  wire _0053_;
-  wire _0054_;
-  wire _0055_;
-  wire _0056_;
-  wire _0057_;
-  wire _0058_;
-  wire _0059_;
-  wire _0060_;
-  wire _0061_;
-  wire _0062_;
-  wire _0063_;
-  wire _0064_;
-  wire _0065_;
-  wire _0066_;
-  wire _0067_;
-  wire _0068_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0069_;
-  wire _0070_;
-  wire _0071_;
-  wire _0072_;
-  wire _0073_;
-  wire _0074_;
-  wire _0075_;
-  wire _0076_;
-  wire _0077_;
-  wire _0078_;
-  wire _0079_;
-  wire _0080_;
-  wire _0081_;
-  wire _0082_;
-  wire _0083_;
-  wire _0084_;
-  wire _0085_;
-  wire _0086_;
-  wire _0087_;
-  wire _0088_;
-  wire [10:0] _0089_;
-  wire _0090_;
-  wire _0091_;
-  wire _0092_;
-  wire _0093_;
-  wire _0094_;
-  wire _0095_;
-  wire _0096_;
-  wire _0097_;
-  wire _0098_;
-  wire _0099_;
-  wire _0100_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0101_;
-  wire _0102_;
-  wire _0103_;
-  wire _0104_;
-  wire _0105_;
-  wire _0106_;
-  wire _0107_;
-  wire _0108_;
-  wire _0109_;
-  wire _0110_;
-  wire _0111_;
-  wire _0112_;
-  wire _0113_;
-  wire _0114_;
-  wire _0115_;
-  wire _0116_;
-  wire _0117_;
-  wire _0118_;
-  wire _0119_;
-  wire _0120_;
-  wire _0121_;
-  wire _0122_;
-  wire _0123_;
-  wire _0124_;
-  wire _0125_;
-  wire _0126_;
-  wire _0127_;
-  wire _0128_;
-  wire _0129_;
-  wire _0130_;
-  wire _0131_;
-  wire _0132_;
-  wire _0133_;
-  wire _0134_;
-  wire _0135_;
-  wire _0136_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0137_;
-  wire _0138_;
-  wire _0139_;
-  wire _0140_;
-  wire _0141_;
-  wire _0142_;
-  wire _0143_;
-  wire _0144_;
-  wire _0145_;
-  wire _0146_;
-  wire _0147_;
-  wire _0148_;
-  wire _0149_;
-  wire _0150_;
-  wire _0151_;
-  wire _0152_;
-  wire _0153_;
-  wire _0154_;
-  wire [10:0] _0155_;
-  wire _0156_;
-  wire _0157_;
-  wire _0158_;
-  wire _0159_;
-  wire _0160_;
-  wire _0161_;
-  wire _0162_;
-  wire _0163_;
-  wire _0164_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0165_;
-  wire _0166_;
-  wire _0167_;
-  wire _0168_;
-  wire _0169_;
-  wire _0170_;
-  wire _0171_;
-  wire _0172_;
-  wire _0173_;
-  wire _0174_;
-  wire _0175_;
-  wire _0176_;
-  wire _0177_;
-  wire _0178_;
-  wire _0179_;
-  wire _0180_;
-  wire _0181_;
-  wire _0182_;
-  wire _0183_;
-  wire _0184_;
-  wire _0185_;
-  wire _0186_;
-  wire _0187_;
-  wire _0188_;
-  wire _0189_;
-  wire _0190_;
-  wire _0191_;
-  wire _0192_;
-  wire _0193_;
-  wire _0194_;
-  wire _0195_;
-  wire _0196_;
-  wire _0197_;
-  wire _0198_;
-  wire _0199_;
-  wire _0200_;
-  wire _0201_;
-  wire [18:0] _0202_;
-  wire [18:0] _0203_;
-  wire [18:0] _0204_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0205_;
-  wire [17:0] _0206_;
-  wire [18:0] _0207_;
-  wire [17:0] _0208_;
-  wire [18:0] _0209_;
-  wire [17:0] _0210_;
-  wire [18:0] _0211_;
-  wire [17:0] _0212_;
-  wire [18:0] _0213_;
-  wire [1:0] _0214_;
-  wire [18:0] _0215_;
-  wire [1:0] _0216_;
-  wire [18:0] _0217_;
-  wire [10:0] _0218_;
-  wire [13:0] _0219_;
-  wire [13:0] _0220_;
-  wire [18:0] _0221_;
-  wire [10:0] _0222_;
-  wire [18:0] _0223_;
-  wire [18:0] _0224_;
-  wire [18:0] _0225_;
-  wire [1:0] _0226_;
-  wire [18:0] _0227_;
-  wire [1:0] _0228_;
-  wire [18:0] _0229_;
-  (* unused_bits = "18 19" *)
-  wire [19:0] _0230_;
-  (* unused_bits = "19" *)
-  wire [19:0] _0231_;
-  wire [18:0] _0232_;
-  wire [18:0] _0233_;
-  wire [18:0] _0234_;
-  wire [17:0] _0235_;
-  wire [18:0] _0236_;
-  wire [17:0] _0237_;
-  wire [18:0] _0238_;
-  wire [17:0] _0239_;
-  wire _0240_;
-  wire [18:0] _0241_;
-  wire [17:0] _0242_;
-  wire [18:0] _0243_;
-  wire [1:0] _0244_;
-  wire [18:0] _0245_;
-  wire [1:0] _0246_;
-  wire [18:0] _0247_;
-  wire _0248_;
-  wire [10:0] _0249_;
-  wire [13:0] _0250_;
-  wire [13:0] _0251_;
-  wire [18:0] _0252_;
-  wire [18:0] _0253_;
-  wire [18:0] _0254_;
-  wire [18:0] _0255_;
-  wire _0256_;
-  wire [1:0] _0257_;
-  wire [18:0] _0258_;
-  wire [1:0] _0259_;
-  wire [18:0] _0260_;
-  (* unused_bits = "19" *)
-  wire [19:0] _0261_;
-  wire [18:0] _0262_;
-  wire [18:0] _0263_;
-  wire [18:0] _0264_;
-  (* unused_bits = "18" *)
-  wire [18:0] _0265_;
-  wire [17:0] _0266_;
-  wire [18:0] _0267_;
-  wire [17:0] _0268_;
-  wire [18:0] _0269_;
-  wire [17:0] _0270_;
-  wire [18:0] _0271_;
-  wire [17:0] _0272_;
-  wire [18:0] _0273_;
-  wire [7:0] _0274_;
-  wire [1:0] _0275_;
-  wire [18:0] _0276_;
-  wire [1:0] _0277_;
-  wire [18:0] _0278_;
-  wire [10:0] _0279_;
-  wire [13:0] _0280_;
-  wire [13:0] _0281_;
-  wire [18:0] _0282_;
-  wire _0283_;
-  (* unused_bits = "7 8" *)
-  wire [8:0] _0284_;
-  wire [18:0] _0285_;
-  wire [18:0] _0286_;
-  wire [18:0] _0287_;
-  wire [1:0] _0288_;
-  wire [18:0] _0289_;
-  wire [1:0] _0290_;
-  wire [18:0] _0291_;
-  wire _0292_;
-  (* unused_bits = "19" *)
-  wire [19:0] _0293_;
-  wire [18:0] _0294_;
-  wire [18:0] _0295_;
-  wire [18:0] _0296_;
-  wire [17:0] _0297_;
-  wire [18:0] _0298_;
-  wire [17:0] _0299_;
-  wire [18:0] _0300_;
-  wire [17:0] _0301_;
-  wire _0302_;
-  wire [18:0] _0303_;
-  wire [17:0] _0304_;
-  wire [18:0] _0305_;
-  wire [1:0] _0306_;
-  wire [18:0] _0307_;
-  wire [1:0] _0308_;
-  wire [18:0] _0309_;
-  wire _0310_;
-  wire [10:0] _0311_;
-  wire [13:0] _0312_;
-  wire [13:0] _0313_;
-  wire [18:0] _0314_;
-  wire [18:0] _0315_;
-  wire [18:0] _0316_;
-  wire [18:0] _0317_;
-  wire _0318_;
-  wire [1:0] _0319_;
-  wire [18:0] _0320_;
-  wire [1:0] _0321_;
-  wire [18:0] _0322_;
-  (* unused_bits = "19" *)
-  wire [19:0] _0323_;
-  wire _0324_;
-  wire _0325_;
-  (* unused_bits = "1 2 3" *)
-  wire [3:0] _0326_;
-  wire _0327_;
-  wire _0328_;
-  wire [18:0] _0329_;
-  wire _0330_;
-  wire _0331_;
-  wire _0332_;
-  wire _0333_;
-  wire [18:0] _0334_;
-  wire _0335_;
-  wire _0336_;
-  wire _0337_;
-  wire _0338_;
-  wire [18:0] _0339_;
-  wire _0340_;
-  wire _0341_;
-  wire _0342_;
-  wire _0343_;
-  wire _0344_;
-  wire [18:0] _0345_;
-  wire _0346_;
-  wire _0347_;
-  wire _0348_;
-  wire _0349_;
-  wire _0350_;
-  wire _0351_;
-  wire _0352_;
-  wire _0353_;
+module \digits_cnn_ilif.engine_conv2.sequencer (rst, popped, active, dropped, ops__valid, ops__payload, i0__ready, i0__payload, i0__valid, clk);
+  wire _000_;
+  wire _001_;
+  (* unused_bits = "3" *)
+  wire [3:0] _002_;
+  wire _003_;
+  wire _004_;
+  wire _005_;
+  wire _006_;
+  wire _007_;
+  wire _008_;
+  (* unused_bits = "3" *)
+  wire [3:0] _009_;
+  wire _010_;
+  (* unused_bits = "8" *)
+  wire [8:0] _011_;
+  wire _012_;
+  wire _013_;
   (* unused_bits = "2" *)
-  wire [2:0] _0354_;
+  wire [2:0] _014_;
+  wire _015_;
+  wire _016_;
+  wire _017_;
+  wire _018_;
+  wire _019_;
+  wire _020_;
+  wire _021_;
+  wire _022_;
+  wire _023_;
+  wire [9:0] _024_;
+  wire [10:0] _025_;
+  wire _026_;
+  wire [2:0] _027_;
+  wire _028_;
+  wire _029_;
+  wire _030_;
+  wire [1:0] _031_;
+  wire _032_;
+  wire [7:0] _033_;
+  wire _034_;
+  wire [2:0] _035_;
+  wire [11:0] _036_;
+  wire _037_;
+  wire [1:0] _038_;
+  (* unused_bits = "10 11 12" *)
+  wire [12:0] _039_;
+  wire _040_;
+  wire _041_;
+  wire _042_;
+  wire _043_;
+  wire _044_;
+  wire _045_;
+  wire _046_;
+  wire _047_;
+  wire _048_;
+  wire _049_;
+  wire _050_;
+  wire [1:0] _051_;
+  wire [7:0] _052_;
+  wire [7:0] _053_;
+  wire _054_;
+  wire _055_;
+  wire _056_;
+  wire _057_;
+  wire _058_;
+  wire [1:0] _059_;
+  wire [1:0] _060_;
+  wire [1:0] _061_;
+  wire _062_;
+  wire _063_;
+  wire _064_;
+  wire _065_;
+  wire [2:0] _066_;
+  wire [2:0] _067_;
+  wire [2:0] _068_;
+  wire [2:0] _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire [7:0] _073_;
+  wire [7:0] _074_;
+  wire [7:0] _075_;
+  wire _076_;
+  wire _077_;
+  wire _078_;
+  wire _079_;
+  wire _080_;
+  wire _081_;
+  wire [1:0] _082_;
+  wire [1:0] _083_;
+  wire _084_;
+  wire [1:0] _085_;
+  wire [1:0] _086_;
+  wire [1:0] _087_;
+  wire [1:0] _088_;
+  wire _089_;
+  wire _090_;
+  wire _091_;
+  wire _092_;
+  wire _093_;
+  wire _094_;
+  wire _095_;
+  wire _096_;
+  wire _097_;
+  wire _098_;
+  wire _099_;
+  wire _100_;
+  wire _101_;
+  wire _102_;
+  wire _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire _115_;
+  wire _116_;
+  wire _117_;
+  wire _118_;
+  wire _119_;
+  wire [2:0] _120_;
+  wire [2:0] _121_;
+  wire [2:0] _122_;
+  wire [2:0] _123_;
+  wire [2:0] _124_;
+  wire _125_;
+  wire _126_;
+  wire _127_;
+  reg \$signal  = 1'h0;
+  reg \$signal$15  = 1'h0;
+  reg \$signal$19  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  output active;
+  wire active;
+  wire busy;
+  input clk;
+  wire clk;
+  reg credit = 1'h0;
+  input dropped;
+  wire dropped;
+  reg [2:0] fire_k = 3'h0;
+  reg fire_state = 1'h0;
+  reg [1:0] fsm_state = 2'h0;
+  reg full0 = 1'h0;
+  reg full1 = 1'h0;
+  input [10:0] i0__payload;
+  wire [10:0] i0__payload;
+  wire [2:0] \i0__payload.c ;
+  wire \i0__payload.count ;
+  wire \i0__payload.end ;
+  wire [2:0] \i0__payload.x ;
+  wire [2:0] \i0__payload.y ;
+  output i0__ready;
+  wire i0__ready;
+  input i0__valid;
+  wire i0__valid;
+  wire [13:0] i__payload;
+  wire [2:0] \i__payload.c ;
+  wire \i__payload.count ;
+  wire [3:0] \i__payload.shift ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  wire i__ready;
+  wire i__valid;
+  wire [21:0] o__payload;
+  wire [7:0] \o__payload.addr ;
+  wire \o__payload.count ;
+  wire [3:0] \o__payload.shift ;
+  wire [8:0] \o__payload.waddr ;
+  wire o__ready;
+  wire o__valid;
+  output [31:0] ops__payload;
+  wire [31:0] ops__payload;
+  wire [7:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire [1:0] \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [8:0] \ops__payload.waddr ;
+  output ops__valid;
+  wire ops__valid;
+  reg [2:0] plane = 3'h0;
+  input popped;
+  wire popped;
+  reg [1:0] pos0 = 2'h0;
+  input rst;
+  wire rst;
+  reg [7:0] sweep_addr = 8'h00;
+  reg sweep_last = 1'h0;
+  wire sweep_now;
+  reg [9:0] used = 10'h000;
+  always @(posedge clk)
+    full1 <= _028_;
+  always @(posedge clk)
+    full0 <= _029_;
+  always @(posedge clk)
+    \$signal$15  <= _030_;
+  always @(posedge clk)
+    fsm_state <= _031_;
+  always @(posedge clk)
+    fire_state <= _032_;
+  always @(posedge clk)
+    sweep_addr <= _033_;
+  always @(posedge clk)
+    sweep_last <= _034_;
+  always @(posedge clk)
+    fire_k <= _035_;
+  always @(posedge clk)
+    \$signal$19  <= _037_;
+  always @(posedge clk)
+    pos0 <= _038_;
+  assign _000_ = sweep_now & \ops__payload.end ;
+  assign _010_ = sweep_now & \ops__payload.end ;
+  assign _019_ = _010_ | \$signal ;
+  assign _025_ = used + sweep_now;
+  assign _036_ = _025_ - dropped;
+  assign _039_ = $signed(_036_) - $signed({ 1'h0, popped });
+  assign _040_ = used <= 10'h208;
+  assign _041_ = plane == 2'h3;
+  assign _001_ = ~ \$signal$15 ;
+  assign _002_ = plane + 1'h1;
+  assign _005_ = ~ \$signal$5 ;
+  assign _006_ = credit & _005_;
+  assign _007_ = fire_k == 2'h3;
+  assign _008_ = ~ \$signal$19 ;
+  assign _009_ = fire_k + 1'h1;
+  assign _011_ = sweep_addr + 1'h1;
+  assign _012_ = sweep_addr == 8'hfe;
+  assign _013_ = pos0 == 2'h3;
+  assign _014_ = pos0 + 1'h1;
+  assign active = ops__valid | \$signal$5 ;
+  assign _015_ = ~ sweep_now;
+  assign _016_ = ~ \$signal$5 ;
+  assign o__ready = _015_ & _016_;
+  assign _017_ = ~ \$signal$5 ;
+  assign _018_ = busy & _017_;
+  assign \i__payload.shift  = 2'h3 - plane;
+  assign _020_ = ~ \$signal$5 ;
+  assign _021_ = credit & _020_;
+  always @(posedge clk)
+    \$signal  <= _022_;
+  always @(posedge clk)
+    \$signal$5  <= _023_;
+  always @(posedge clk)
+    used <= _024_;
+  always @(posedge clk)
+    credit <= _026_;
+  always @(posedge clk)
+    plane <= _027_;
+  assign _042_ = _021_ ? 1'h1 : 1'h0;
+  assign sweep_now = fire_state ? (* full_case = 32'd1 *) _042_ : 1'h0;
+  assign _043_ = i0__payload[10] ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign _044_ = i0__valid ? _043_ : 1'h0;
+  assign i__valid = _045_ ? _044_ : 1'h0;
+  assign _045_ = ! fsm_state;
+  assign _046_ = busy ? 1'h0 : 1'h1;
+  assign _047_ = i0__payload[10] ? (* full_case = 32'd1 *) _046_ : i__ready;
+  assign _048_ = i0__valid ? _047_ : 1'h0;
+  assign i0__ready = _049_ ? _048_ : 1'h0;
+  assign _049_ = ! fsm_state;
+  assign _050_ = _021_ ? sweep_last : 1'h0;
+  assign \ops__payload.end  = fire_state ? (* full_case = 32'd1 *) _050_ : 1'h0;
+  assign _051_ = _021_ ? fire_k[1:0] : 2'h0;
+  assign \ops__payload.fire_k  = fire_state ? (* full_case = 32'd1 *) _051_ : 2'h0;
+  assign \ops__payload.shift  = _018_ ? o__payload[21:18] : 4'h0;
+  assign \ops__payload.count  = _018_ ? o__payload[17] : 1'h0;
+  assign \ops__payload.waddr  = _018_ ? o__payload[16:8] : 9'h000;
+  assign _052_ = _018_ ? o__payload[7:0] : 8'h00;
+  assign _053_ = _021_ ? sweep_addr : _052_;
+  assign \ops__payload.addr  = fire_state ? (* full_case = 32'd1 *) _053_ : _052_;
+  assign _054_ = _018_ ? \$signal$15  : 1'h0;
+  assign _055_ = _021_ ? \$signal$19  : _054_;
+  assign \ops__payload.bank  = fire_state ? (* full_case = 32'd1 *) _055_ : _054_;
+  assign _056_ = _021_ ? 1'h1 : 1'h0;
+  assign \ops__payload.kind  = fire_state ? (* full_case = 32'd1 *) _056_ : 1'h0;
+  assign _057_ = _018_ ? 1'h1 : 1'h0;
+  assign _058_ = _021_ ? 1'h1 : _057_;
+  assign ops__valid = fire_state ? (* full_case = 32'd1 *) _058_ : _057_;
+  assign _059_ = _013_ ? (* full_case = 32'd1 *) 2'h0 : _014_[1:0];
+  assign _060_ = \ops__payload.end  ? (* full_case = 32'd1 *) 2'h0 : _059_;
+  assign _061_ = sweep_now ? _060_ : pos0;
+  assign _038_ = rst ? 2'h0 : _061_;
+  assign _062_ = _007_ ? _008_ : \$signal$19 ;
+  assign _063_ = sweep_last ? _062_ : \$signal$19 ;
+  assign _064_ = _006_ ? _063_ : \$signal$19 ;
+  assign _065_ = fire_state ? (* full_case = 32'd1 *) _064_ : \$signal$19 ;
+  assign _037_ = rst ? 1'h0 : _065_;
+  assign _066_ = _007_ ? (* full_case = 32'd1 *) 3'h0 : _009_[2:0];
+  assign _067_ = sweep_last ? _066_ : fire_k;
+  assign _068_ = _006_ ? _067_ : fire_k;
+  assign _069_ = fire_state ? (* full_case = 32'd1 *) _068_ : fire_k;
+  assign _035_ = rst ? 3'h0 : _069_;
+  assign _070_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _012_;
+  assign _071_ = _006_ ? _070_ : sweep_last;
+  assign _072_ = fire_state ? (* full_case = 32'd1 *) _071_ : sweep_last;
+  assign _034_ = rst ? 1'h0 : _072_;
+  assign _073_ = sweep_last ? (* full_case = 32'd1 *) 8'h00 : _011_[7:0];
+  assign _074_ = _006_ ? _073_ : sweep_addr;
+  assign _075_ = fire_state ? (* full_case = 32'd1 *) _074_ : sweep_addr;
+  assign _033_ = rst ? 8'h00 : _075_;
+  assign _076_ = _007_ ? 1'h0 : fire_state;
+  assign _077_ = sweep_last ? _076_ : fire_state;
+  assign _078_ = _006_ ? _077_ : fire_state;
+  function [0:0] _225_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _225_ = b[0:0];
+      2'b1?:
+        _225_ = b[1:1];
+      default:
+        _225_ = a;
+    endcase
+  endfunction
+  assign _079_ = _225_(fire_state, { _080_, _078_ }, { _081_, fire_state });
+  assign _080_ = _004_ ? 1'h1 : fire_state;
+  assign _081_ = ~ (* full_case = 32'd1 *) fire_state;
+  assign _032_ = rst ? 1'h0 : _079_;
+  assign _082_ = _003_ ? fsm_state : 2'h0;
+  function [1:0] _230_;
+    input [1:0] a;
+    input [3:0] b;
+    input [1:0] s;
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _230_ = b[1:0];
+      2'b1?:
+        _230_ = b[3:2];
+      default:
+        _230_ = a;
+    endcase
+  endfunction
+  assign _083_ = _230_(fsm_state, { _088_, _082_ }, { _089_, _084_ });
+  assign _084_ = fsm_state == 2'h1;
+  assign _085_ = _041_ ? (* full_case = 32'd1 *) 2'h1 : 2'h0;
+  assign _086_ = busy ? fsm_state : _085_;
+  assign _087_ = i0__payload[10] ? _086_ : fsm_state;
+  assign _088_ = i0__valid ? _087_ : fsm_state;
+  assign _089_ = ! fsm_state;
+  assign _031_ = rst ? 2'h0 : _083_;
+  assign _090_ = _041_ ? _001_ : \$signal$15 ;
+  assign _091_ = busy ? \$signal$15  : _090_;
+  assign _092_ = i0__payload[10] ? _091_ : \$signal$15 ;
+  assign _093_ = i0__valid ? _092_ : \$signal$15 ;
+  assign _094_ = _095_ ? _093_ : \$signal$15 ;
+  assign _095_ = ! fsm_state;
+  assign _030_ = rst ? 1'h0 : _094_;
+  assign _096_ = \$signal$15  ? (* full_case = 32'd1 *) full0 : 1'h1;
+  assign _097_ = _041_ ? _096_ : full0;
+  assign _098_ = busy ? full0 : _097_;
+  assign _099_ = i0__payload[10] ? _098_ : full0;
+  assign _100_ = i0__valid ? _099_ : full0;
+  assign _101_ = _102_ ? _100_ : full0;
+  assign _102_ = ! fsm_state;
+  assign _103_ = \$signal$19  ? (* full_case = 32'd1 *) _101_ : 1'h0;
+  assign _104_ = _007_ ? _103_ : _101_;
+  assign _105_ = sweep_last ? _104_ : _101_;
+  assign _106_ = _006_ ? _105_ : _101_;
+  assign _107_ = fire_state ? (* full_case = 32'd1 *) _106_ : _101_;
+  assign _029_ = rst ? 1'h0 : _107_;
+  assign _108_ = \$signal$15  ? 1'h1 : full1;
+  assign _109_ = _041_ ? _108_ : full1;
+  assign _110_ = busy ? full1 : _109_;
+  assign _111_ = i0__payload[10] ? _110_ : full1;
+  assign _112_ = i0__valid ? _111_ : full1;
+  assign _113_ = _114_ ? _112_ : full1;
+  assign _114_ = ! fsm_state;
+  assign _115_ = \$signal$19  ? 1'h0 : _113_;
+  assign _116_ = _007_ ? _115_ : _113_;
+  assign _117_ = sweep_last ? _116_ : _113_;
+  assign _118_ = _006_ ? _117_ : _113_;
+  assign _119_ = fire_state ? (* full_case = 32'd1 *) _118_ : _113_;
+  assign _028_ = rst ? 1'h0 : _119_;
+  assign _120_ = _041_ ? (* full_case = 32'd1 *) 3'h0 : _002_[2:0];
+  assign _121_ = busy ? plane : _120_;
+  assign _122_ = i0__payload[10] ? _121_ : plane;
+  assign _123_ = i0__valid ? _122_ : plane;
+  assign _124_ = _125_ ? _123_ : plane;
+  assign _125_ = ! fsm_state;
+  assign _027_ = rst ? 3'h0 : _124_;
+  assign _026_ = rst ? 1'h0 : _040_;
+  assign _024_ = rst ? 10'h000 : _039_[9:0];
+  assign _023_ = rst ? 1'h0 : _019_;
+  assign _022_ = rst ? 1'h0 : _000_;
+  function [0:0] _282_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _282_ = b[0:0];
+      2'b1?:
+        _282_ = b[1:1];
+      default:
+        _282_ = a;
+    endcase
+  endfunction
+  assign _004_ = _282_(1'hx, { full0, full1 }, { _126_, \$signal$19  });
+  assign _126_ = ~ (* full_case = 32'd1 *) \$signal$19 ;
+  function [0:0] _284_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _284_ = b[0:0];
+      2'b1?:
+        _284_ = b[1:1];
+      default:
+        _284_ = a;
+    endcase
+  endfunction
+  assign _003_ = _284_(1'hx, { full0, full1 }, { _127_, \$signal$15  });
+  assign _127_ = ~ (* full_case = 32'd1 *) \$signal$15 ;
+  \digits_cnn_ilif.engine_conv2.sequencer.expand0  expand0 (
+    .clk(clk),
+    .i__payload({ \i__payload.shift , i0__payload[9:0] }),
+    .i__ready(i__ready),
+    .i__valid(i__valid),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(busy),
+    .rst(rst)
+  );
+  assign \i__payload.count  = i0__payload[9];
+  assign \i__payload.x  = i0__payload[8:6];
+  assign \i__payload.y  = i0__payload[5:3];
+  assign \i__payload.c  = i0__payload[2:0];
+  assign \o__payload.shift  = o__payload[21:18];
+  assign \o__payload.count  = o__payload[17];
+  assign \o__payload.waddr  = o__payload[16:8];
+  assign \o__payload.addr  = o__payload[7:0];
+  assign \i0__payload.end  = i0__payload[10];
+  assign \i0__payload.count  = i0__payload[9];
+  assign \i0__payload.x  = i0__payload[8:6];
+  assign \i0__payload.y  = i0__payload[5:3];
+  assign \i0__payload.c  = i0__payload[2:0];
+  assign \ops__payload.bias_g  = pos0;
+  assign \ops__payload.last_step  = 1'h0;
+  assign \ops__payload.proj  = 1'h0;
+  assign \ops__payload.cur  = 1'h0;
+  assign ops__payload = { pos0, \ops__payload.end , \ops__payload.fire_k , 1'h0, \ops__payload.shift , \ops__payload.count , 1'h0, \ops__payload.waddr , \ops__payload.addr , \ops__payload.bank , 1'h0, \ops__payload.kind  };
+  assign i__payload = { \i__payload.shift , i0__payload[9:0] };
+  assign o__valid = busy;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv2.sequencer.expand0 (rst, o__ready, i__ready, i__payload, i__valid, o__payload, o__valid, clk);
+  wire _000_;
+  (* unused_bits = "8 9" *)
+  wire [9:0] _001_;
+  wire [6:0] _002_;
+  wire [10:0] _003_;
+  wire [5:0] _004_;
+  wire [12:0] _005_;
+  wire [4:0] _006_;
+  (* unused_bits = "9 10 11 12 13" *)
+  wire [13:0] _007_;
+  wire [3:0] _008_;
+  wire _009_;
+  (* unused_bits = "4" *)
+  wire [4:0] _010_;
+  wire [3:0] _011_;
+  (* unused_bits = "4" *)
+  wire [4:0] _012_;
+  wire [3:0] _013_;
+  (* unused_bits = "4" *)
+  wire [4:0] _014_;
+  wire [3:0] _015_;
+  wire _016_;
+  wire [3:0] _017_;
+  wire _018_;
+  wire [5:0] _019_;
+  wire _020_;
+  wire [4:0] _021_;
+  wire [3:0] _022_;
+  wire _023_;
+  wire [3:0] _024_;
+  wire _025_;
+  wire _026_;
   (* unused_bits = "2" *)
-  wire [2:0] _0355_;
-  (* unused_bits = "2" *)
-  wire [2:0] _0356_;
-  wire _0357_;
-  wire [4:0] _0358_;
-  wire [4:0] _0359_;
-  wire _0360_;
-  wire _0361_;
-  wire _0362_;
-  wire [6:0] _0363_;
-  (* unused_bits = "4 5 6" *)
-  wire [6:0] _0364_;
-  wire [7:0] _0365_;
-  wire _0366_;
-  wire [2:0] _0367_;
-  wire _0368_;
-  wire _0369_;
-  wire _0370_;
-  wire [1:0] _0371_;
-  wire _0372_;
-  wire [5:0] _0373_;
-  wire _0374_;
-  wire _0375_;
-  wire [2:0] _0376_;
-  wire _0377_;
-  wire _0378_;
-  wire _0379_;
-  wire [1:0] _0380_;
-  wire [33:0] _0381_;
-  wire [33:0] _0382_;
-  wire [33:0] _0383_;
-  wire [33:0] _0384_;
-  wire [33:0] _0385_;
-  wire [33:0] _0386_;
-  wire [33:0] _0387_;
-  wire [33:0] _0388_;
-  wire [31:0] _0389_;
-  wire [10:0] _0390_;
-  wire [10:0] _0391_;
-  wire [10:0] _0392_;
-  wire [10:0] _0393_;
-  wire [43:0] _0394_;
-  wire [71:0] _0395_;
-  wire [55:0] _0396_;
-  wire [71:0] _0397_;
-  wire [71:0] _0398_;
-  wire [3:0] _0399_;
-  wire _0400_;
-  wire _0401_;
-  wire _0402_;
-  wire _0403_;
-  wire _0404_;
-  wire _0405_;
-  wire _0406_;
-  wire _0407_;
-  wire _0408_;
-  wire _0409_;
-  wire _0410_;
-  wire [9:0] _0411_;
-  wire [7:0] _0412_;
-  wire [75:0] _0413_;
-  wire [75:0] _0414_;
-  wire [71:0] _0415_;
-  wire [10:0] _0416_;
-  wire _0417_;
-  wire [1:0] _0418_;
-  wire [1:0] _0419_;
-  wire [1:0] _0420_;
-  wire [3:0] _0421_;
-  wire _0422_;
-  wire _0423_;
-  wire _0424_;
-  wire [4:0] _0425_;
+  wire [2:0] _027_;
+  (* unused_bits = "8" *)
+  wire [8:0] _028_;
+  (* unused_bits = "9" *)
+  wire [9:0] _029_;
+  wire _030_;
+  wire _031_;
+  (* unused_bits = "4" *)
+  wire [4:0] _032_;
+  (* unused_bits = "8" *)
+  wire [8:0] _033_;
+  (* unused_bits = "9 10" *)
+  wire [10:0] _034_;
+  wire _035_;
+  (* unused_bits = "8 9" *)
+  wire [9:0] _036_;
+  (* unused_bits = "9 10" *)
+  wire [10:0] _037_;
+  wire _038_;
+  wire _039_;
+  (* unused_bits = "4" *)
+  wire [4:0] _040_;
+  wire _041_;
+  wire _042_;
+  wire [3:0] _043_;
+  wire [1:0] _044_;
+  wire [7:0] _045_;
+  wire [8:0] _046_;
+  wire [3:0] _047_;
+  wire [3:0] _048_;
+  wire [3:0] _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire [5:0] _054_;
+  wire [4:0] _055_;
+  wire _056_;
+  wire _057_;
+  wire [8:0] _058_;
+  wire [5:0] _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire _063_;
+  wire _064_;
+  wire [4:0] _065_;
+  wire [5:0] _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire _074_;
+  wire _075_;
+  wire _076_;
+  wire _077_;
+  wire _078_;
+  wire [3:0] _079_;
+  wire [3:0] _080_;
+  wire [3:0] _081_;
+  wire [3:0] _082_;
+  wire [3:0] _083_;
+  wire [3:0] _084_;
+  wire [3:0] _085_;
+  wire [3:0] _086_;
+  wire [3:0] _087_;
+  wire [3:0] _088_;
+  wire [8:0] _089_;
+  wire [8:0] _090_;
+  wire [8:0] _091_;
+  wire [8:0] _092_;
+  wire [7:0] _093_;
+  wire [7:0] _094_;
+  wire [7:0] _095_;
+  wire [7:0] _096_;
+  wire [1:0] _097_;
+  wire [1:0] _098_;
+  wire [1:0] _099_;
+  wire [1:0] _100_;
+  wire [3:0] _101_;
+  wire _102_;
+  wire _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire _115_;
+  wire _116_;
+  wire _117_;
+  wire _118_;
+  wire _119_;
+  wire _120_;
+  wire _121_;
+  wire _122_;
+  wire _123_;
+  wire _124_;
+  wire _125_;
+  wire _126_;
+  wire _127_;
+  wire _128_;
+  wire _129_;
+  wire _130_;
+  wire _131_;
+  wire _132_;
+  wire _133_;
+  wire _134_;
+  wire _135_;
+  wire _136_;
+  wire _137_;
+  wire _138_;
+  wire _139_;
+  wire _140_;
+  wire _141_;
+  wire _142_;
+  wire _143_;
+  wire _144_;
+  wire _145_;
+  wire _146_;
+  wire _147_;
+  wire _148_;
+  wire _149_;
+  wire _150_;
+  wire _151_;
+  wire _152_;
+  wire _153_;
+  wire _154_;
+  wire _155_;
+  wire _156_;
+  wire _157_;
+  wire _158_;
+  wire _159_;
+  wire _160_;
+  wire _161_;
+  wire _162_;
+  wire _163_;
+  wire _164_;
+  wire _165_;
+  wire _166_;
+  wire _167_;
+  wire _168_;
+  wire _169_;
+  wire _170_;
+  wire _171_;
+  wire _172_;
+  wire _173_;
+  wire _174_;
+  wire _175_;
+  wire _176_;
+  wire _177_;
+  wire _178_;
+  wire _179_;
+  wire _180_;
+  wire _181_;
+  wire _182_;
+  wire _183_;
+  wire _184_;
+  wire _185_;
+  wire _186_;
+  wire _187_;
+  wire _188_;
+  wire _189_;
+  wire _190_;
+  wire _191_;
+  wire _192_;
+  wire _193_;
+  wire _194_;
+  wire _195_;
+  wire _196_;
+  wire _197_;
+  wire _198_;
+  wire _199_;
+  wire _200_;
+  wire _201_;
+  wire _202_;
+  wire _203_;
+  wire _204_;
+  wire _205_;
+  wire _206_;
+  reg [7:0] \$like  = 8'h00;
+  reg \$like$6  = 1'h0;
+  reg \$signal  = 1'h0;
+  wire busy;
+  wire \busy$2 ;
+  input clk;
+  wire clk;
+  reg [1:0] g = 2'h0;
+  input [13:0] i__payload;
+  wire [13:0] i__payload;
+  wire [2:0] \i__payload.c ;
+  wire \i__payload.count ;
+  wire [3:0] \i__payload.shift ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  reg last_g = 1'h0;
+  reg last_y = 1'h0;
+  output [21:0] o__payload;
+  wire [21:0] o__payload;
+  wire [7:0] \o__payload.addr ;
+  wire \o__payload.count ;
+  wire [3:0] \o__payload.shift ;
+  wire [8:0] \o__payload.waddr ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  reg [5:0] r_step = 6'h00;
+  input rst;
+  wire rst;
+  reg [3:0] shift = 4'h0;
+  reg [4:0] w_step = 5'h00;
+  reg [8:0] waddr = 9'h000;
+  reg [3:0] xn = 4'h0;
+  reg [3:0] xs = 4'h0;
+  reg [3:0] ys = 4'h0;
+  assign _025_ = | _024_;
+  assign _026_ = _023_ & _025_;
+  assign _027_ = g + 1'h1;
+  assign _028_ = \$like  + 1'h1;
+  assign _029_ = waddr + 1'h1;
+  assign _031_ = g == 2'h2;
+  assign _032_ = xs - 1'h1;
+  assign _033_ = \$like  + 1'h1;
+  assign _034_ = waddr + 11'h7f9;
+  assign _035_ = xs == 1'h1;
+  assign _036_ = $signed({ 1'h0, \$like  }) + $signed(r_step);
+  assign _037_ = $signed({ 1'h0, waddr }) + $signed(w_step);
+  assign _038_ = ! xn;
+  assign _040_ = ys - 1'h1;
+  assign _041_ = ys == 1'h1;
+  always @(posedge clk)
+    \$like$6  <= _042_;
+  always @(posedge clk)
+    shift <= _043_;
+  always @(posedge clk)
+    g <= _044_;
+  always @(posedge clk)
+    \$like  <= _045_;
+  always @(posedge clk)
+    waddr <= _046_;
+  always @(posedge clk)
+    xs <= _047_;
+  always @(posedge clk)
+    ys <= _048_;
+  always @(posedge clk)
+    xn <= _049_;
+  always @(posedge clk)
+    last_g <= _051_;
+  always @(posedge clk)
+    \$signal  <= _052_;
+  always @(posedge clk)
+    last_y <= _053_;
+  always @(posedge clk)
+    r_step <= _054_;
+  always @(posedge clk)
+    w_step <= _055_;
+  always @(posedge clk)
+    o__valid <= _056_;
+  assign _000_ = ~ o__valid;
+  assign _009_ = last_g & \$signal ;
+  assign _020_ = _009_ & last_y;
+  assign _030_ = _020_ & o__ready;
+  assign i__ready = _000_ | _030_;
+  assign _039_ = i__valid & i__ready;
+  assign _050_ = i__valid & i__ready;
+  assign _057_ = o__valid & o__ready;
+  assign _001_ = $signed(_058_) + $signed(_059_);
+  assign _002_ = 1'h0 + { 1'h0, i__payload[2:0], 2'h0 };
+  assign _003_ = _002_ + { 2'h0, i__payload[2:0], 5'h00 };
+  assign _005_ = $signed({ 1'h0, _003_ }) + $signed(_004_);
+  assign _007_ = $signed(_005_) + $signed(_006_);
+  assign _010_ = _008_ - 1'h1;
+  assign _012_ = _011_ - 1'h1;
+  assign _014_ = _013_ - 1'h1;
+  assign _016_ = _015_ == 1'h1;
+  assign _018_ = _017_ == 1'h1;
+  assign _023_ = | _022_;
+  assign _060_ = last_y ? (* full_case = 32'd1 *) 1'h0 : o__valid;
+  assign _061_ = \$signal  ? (* full_case = 32'd1 *) _060_ : o__valid;
+  assign _062_ = last_g ? (* full_case = 32'd1 *) _061_ : o__valid;
+  assign _063_ = _057_ ? _062_ : o__valid;
+  assign _064_ = _050_ ? _026_ : _063_;
+  assign _056_ = rst ? 1'h0 : _064_;
+  assign _065_ = _050_ ? _021_ : w_step;
+  assign _055_ = rst ? 5'h00 : _065_;
+  assign _066_ = _050_ ? _019_ : r_step;
+  assign _054_ = rst ? 6'h00 : _066_;
+  assign _067_ = last_y ? last_y : _041_;
+  assign _068_ = \$signal  ? (* full_case = 32'd1 *) _067_ : last_y;
+  assign _069_ = last_g ? (* full_case = 32'd1 *) _068_ : last_y;
+  assign _070_ = _057_ ? _069_ : last_y;
+  assign _071_ = _050_ ? _018_ : _070_;
+  assign _053_ = rst ? 1'h0 : _071_;
+  assign _072_ = \$signal  ? (* full_case = 32'd1 *) _038_ : _035_;
+  assign _073_ = last_g ? (* full_case = 32'd1 *) _072_ : \$signal ;
+  assign _074_ = _057_ ? _073_ : \$signal ;
+  assign _075_ = _050_ ? _016_ : _074_;
+  assign _052_ = rst ? 1'h0 : _075_;
+  assign _076_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _031_;
+  assign _077_ = _057_ ? _076_ : last_g;
+  assign _078_ = _050_ ? 1'h0 : _077_;
+  assign _051_ = rst ? 1'h0 : _078_;
+  assign _079_ = _050_ ? _014_[3:0] : xn;
+  assign _049_ = rst ? 4'h0 : _079_;
+  assign _080_ = last_y ? ys : _040_[3:0];
+  assign _081_ = \$signal  ? (* full_case = 32'd1 *) _080_ : ys;
+  assign _082_ = last_g ? (* full_case = 32'd1 *) _081_ : ys;
+  assign _083_ = _057_ ? _082_ : ys;
+  assign _084_ = _050_ ? _012_[3:0] : _083_;
+  assign _048_ = rst ? 4'h0 : _084_;
+  assign _085_ = \$signal  ? (* full_case = 32'd1 *) xn : _032_[3:0];
+  assign _086_ = last_g ? (* full_case = 32'd1 *) _085_ : xs;
+  assign _087_ = _057_ ? _086_ : xs;
+  assign _088_ = _050_ ? _010_[3:0] : _087_;
+  assign _047_ = rst ? 4'h0 : _088_;
+  assign _089_ = \$signal  ? (* full_case = 32'd1 *) _037_[8:0] : _034_[8:0];
+  assign _090_ = last_g ? (* full_case = 32'd1 *) _089_ : _029_[8:0];
+  assign _091_ = _057_ ? _090_ : waddr;
+  assign _092_ = _050_ ? _007_[8:0] : _091_;
+  assign _046_ = rst ? 9'h000 : _092_;
+  assign _093_ = \$signal  ? (* full_case = 32'd1 *) _036_[7:0] : _033_[7:0];
+  assign _094_ = last_g ? (* full_case = 32'd1 *) _093_ : _028_[7:0];
+  assign _095_ = _057_ ? _094_ : \$like ;
+  assign _096_ = _050_ ? _001_[7:0] : _095_;
+  assign _045_ = rst ? 8'h00 : _096_;
+  assign _097_ = _039_ ? 2'h0 : g;
+  assign _098_ = last_g ? (* full_case = 32'd1 *) 2'h0 : _027_[1:0];
+  assign _099_ = _057_ ? _098_ : _097_;
+  assign _100_ = _050_ ? _097_ : _099_;
+  assign _044_ = rst ? 2'h0 : _100_;
+  assign _101_ = _039_ ? i__payload[13:10] : shift;
+  assign _043_ = rst ? 4'h0 : _101_;
+  assign _102_ = _039_ ? i__payload[9] : \$like$6 ;
+  assign _042_ = rst ? 1'h0 : _102_;
+  function [3:0] _312_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _312_ = b[3:0];
+      8'b??????1?:
+        _312_ = b[7:4];
+      8'b?????1??:
+        _312_ = b[11:8];
+      8'b????1???:
+        _312_ = b[15:12];
+      8'b???1????:
+        _312_ = b[19:16];
+      8'b??1?????:
+        _312_ = b[23:20];
+      8'b?1??????:
+        _312_ = b[27:24];
+      8'b1???????:
+        _312_ = b[31:28];
+      default:
+        _312_ = a;
+    endcase
+  endfunction
+  assign _024_ = _312_(4'hx, 32'd590558002, { _110_, _109_, _108_, _107_, _106_, _105_, _104_, _103_ });
+  assign _103_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _104_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _105_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _106_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _107_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _108_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _109_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _110_ = ! (* full_case = 32'd1 *) i__payload[8:6];
+  function [3:0] _321_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _321_ = b[3:0];
+      8'b??????1?:
+        _321_ = b[7:4];
+      8'b?????1??:
+        _321_ = b[11:8];
+      8'b????1???:
+        _321_ = b[15:12];
+      8'b???1????:
+        _321_ = b[19:16];
+      8'b??1?????:
+        _321_ = b[23:20];
+      8'b?1??????:
+        _321_ = b[27:24];
+      8'b1???????:
+        _321_ = b[31:28];
+      default:
+        _321_ = a;
+    endcase
+  endfunction
+  assign _022_ = _321_(4'hx, 32'd590558002, { _118_, _117_, _116_, _115_, _114_, _113_, _112_, _111_ });
+  assign _111_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _112_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _113_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _114_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _115_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _116_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _117_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _118_ = ! (* full_case = 32'd1 *) i__payload[5:3];
+  function [4:0] _330_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _330_ = b[4:0];
+      8'b??????1?:
+        _330_ = b[9:5];
+      8'b?????1??:
+        _330_ = b[14:10];
+      8'b????1???:
+        _330_ = b[19:15];
+      8'b???1????:
+        _330_ = b[24:20];
+      8'b??1?????:
+        _330_ = b[29:25];
+      8'b?1??????:
+        _330_ = b[34:30];
+      8'b1???????:
+        _330_ = b[39:35];
+      default:
+        _330_ = a;
+    endcase
+  endfunction
+  assign _021_ = _330_(5'hxx, 40'hae739ce735, { _126_, _125_, _124_, _123_, _122_, _121_, _120_, _119_ });
+  assign _119_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _120_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _121_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _122_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _123_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _124_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _125_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _126_ = ! (* full_case = 32'd1 *) i__payload[8:6];
+  function [5:0] _339_;
+    input [5:0] a;
+    input [47:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _339_ = b[5:0];
+      8'b??????1?:
+        _339_ = b[11:6];
+      8'b?????1??:
+        _339_ = b[17:12];
+      8'b????1???:
+        _339_ = b[23:18];
+      8'b???1????:
+        _339_ = b[29:24];
+      8'b??1?????:
+        _339_ = b[35:30];
+      8'b?1??????:
+        _339_ = b[41:36];
+      8'b1???????:
+        _339_ = b[47:42];
+      default:
+        _339_ = a;
+    endcase
+  endfunction
+  assign _019_ = _339_(6'hxx, 48'h655555555559, { _134_, _133_, _132_, _131_, _130_, _129_, _128_, _127_ });
+  assign _127_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _128_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _129_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _130_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _131_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _132_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _133_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _134_ = ! (* full_case = 32'd1 *) i__payload[8:6];
+  function [3:0] _348_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _348_ = b[3:0];
+      8'b??????1?:
+        _348_ = b[7:4];
+      8'b?????1??:
+        _348_ = b[11:8];
+      8'b????1???:
+        _348_ = b[15:12];
+      8'b???1????:
+        _348_ = b[19:16];
+      8'b??1?????:
+        _348_ = b[23:20];
+      8'b?1??????:
+        _348_ = b[27:24];
+      8'b1???????:
+        _348_ = b[31:28];
+      default:
+        _348_ = a;
+    endcase
+  endfunction
+  assign _017_ = _348_(4'hx, 32'd590558002, { _142_, _141_, _140_, _139_, _138_, _137_, _136_, _135_ });
+  assign _135_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _136_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _137_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _138_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _139_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _140_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _141_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _142_ = ! (* full_case = 32'd1 *) i__payload[5:3];
+  function [3:0] _357_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _357_ = b[3:0];
+      8'b??????1?:
+        _357_ = b[7:4];
+      8'b?????1??:
+        _357_ = b[11:8];
+      8'b????1???:
+        _357_ = b[15:12];
+      8'b???1????:
+        _357_ = b[19:16];
+      8'b??1?????:
+        _357_ = b[23:20];
+      8'b?1??????:
+        _357_ = b[27:24];
+      8'b1???????:
+        _357_ = b[31:28];
+      default:
+        _357_ = a;
+    endcase
+  endfunction
+  assign _015_ = _357_(4'hx, 32'd590558002, { _150_, _149_, _148_, _147_, _146_, _145_, _144_, _143_ });
+  assign _143_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _144_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _145_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _146_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _147_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _148_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _149_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _150_ = ! (* full_case = 32'd1 *) i__payload[8:6];
+  function [3:0] _366_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _366_ = b[3:0];
+      8'b??????1?:
+        _366_ = b[7:4];
+      8'b?????1??:
+        _366_ = b[11:8];
+      8'b????1???:
+        _366_ = b[15:12];
+      8'b???1????:
+        _366_ = b[19:16];
+      8'b??1?????:
+        _366_ = b[23:20];
+      8'b?1??????:
+        _366_ = b[27:24];
+      8'b1???????:
+        _366_ = b[31:28];
+      default:
+        _366_ = a;
+    endcase
+  endfunction
+  assign _013_ = _366_(4'hx, 32'd590558002, { _158_, _157_, _156_, _155_, _154_, _153_, _152_, _151_ });
+  assign _151_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _152_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _153_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _154_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _155_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _156_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _157_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _158_ = ! (* full_case = 32'd1 *) i__payload[8:6];
+  function [3:0] _375_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _375_ = b[3:0];
+      8'b??????1?:
+        _375_ = b[7:4];
+      8'b?????1??:
+        _375_ = b[11:8];
+      8'b????1???:
+        _375_ = b[15:12];
+      8'b???1????:
+        _375_ = b[19:16];
+      8'b??1?????:
+        _375_ = b[23:20];
+      8'b?1??????:
+        _375_ = b[27:24];
+      8'b1???????:
+        _375_ = b[31:28];
+      default:
+        _375_ = a;
+    endcase
+  endfunction
+  assign _011_ = _375_(4'hx, 32'd590558002, { _166_, _165_, _164_, _163_, _162_, _161_, _160_, _159_ });
+  assign _159_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _160_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _161_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _162_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _163_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _164_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _165_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _166_ = ! (* full_case = 32'd1 *) i__payload[5:3];
+  function [3:0] _384_;
+    input [3:0] a;
+    input [31:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _384_ = b[3:0];
+      8'b??????1?:
+        _384_ = b[7:4];
+      8'b?????1??:
+        _384_ = b[11:8];
+      8'b????1???:
+        _384_ = b[15:12];
+      8'b???1????:
+        _384_ = b[19:16];
+      8'b??1?????:
+        _384_ = b[23:20];
+      8'b?1??????:
+        _384_ = b[27:24];
+      8'b1???????:
+        _384_ = b[31:28];
+      default:
+        _384_ = a;
+    endcase
+  endfunction
+  assign _008_ = _384_(4'hx, 32'd590558002, { _174_, _173_, _172_, _171_, _170_, _169_, _168_, _167_ });
+  assign _167_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _168_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _169_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _170_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _171_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _172_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _173_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _174_ = ! (* full_case = 32'd1 *) i__payload[8:6];
+  function [4:0] _393_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _393_ = b[4:0];
+      8'b??????1?:
+        _393_ = b[9:5];
+      8'b?????1??:
+        _393_ = b[14:10];
+      8'b????1???:
+        _393_ = b[19:15];
+      8'b???1????:
+        _393_ = b[24:20];
+      8'b??1?????:
+        _393_ = b[29:25];
+      8'b?1??????:
+        _393_ = b[34:30];
+      8'b1???????:
+        _393_ = b[39:35];
+      default:
+        _393_ = a;
+    endcase
+  endfunction
+  assign _006_ = _393_(5'hxx, 40'h2210842108, { _182_, _181_, _180_, _179_, _178_, _177_, _176_, _175_ });
+  assign _175_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _176_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _177_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _178_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _179_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _180_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _181_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _182_ = ! (* full_case = 32'd1 *) i__payload[8:6];
+  function [5:0] _402_;
+    input [5:0] a;
+    input [47:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _402_ = b[5:0];
+      8'b??????1?:
+        _402_ = b[11:6];
+      8'b?????1??:
+        _402_ = b[17:12];
+      8'b????1???:
+        _402_ = b[23:18];
+      8'b???1????:
+        _402_ = b[29:24];
+      8'b??1?????:
+        _402_ = b[35:30];
+      8'b?1??????:
+        _402_ = b[41:36];
+      8'b1???????:
+        _402_ = b[47:42];
+      default:
+        _402_ = a;
+    endcase
+  endfunction
+  assign _004_ = _402_(6'hxx, 48'h318618618618, { _190_, _189_, _188_, _187_, _186_, _185_, _184_, _183_ });
+  assign _183_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _184_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _185_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _186_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _187_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _188_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _189_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _190_ = ! (* full_case = 32'd1 *) i__payload[5:3];
+  function [5:0] _411_;
+    input [5:0] a;
+    input [47:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _411_ = b[5:0];
+      8'b??????1?:
+        _411_ = b[11:6];
+      8'b?????1??:
+        _411_ = b[17:12];
+      8'b????1???:
+        _411_ = b[23:18];
+      8'b???1????:
+        _411_ = b[29:24];
+      8'b??1?????:
+        _411_ = b[35:30];
+      8'b?1??????:
+        _411_ = b[41:36];
+      8'b1???????:
+        _411_ = b[47:42];
+      default:
+        _411_ = a;
+    endcase
+  endfunction
+  assign _059_ = _411_(6'hxx, 48'h000108310518, { _198_, _197_, _196_, _195_, _194_, _193_, _192_, _191_ });
+  assign _191_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h7;
+  assign _192_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h6;
+  assign _193_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h5;
+  assign _194_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h4;
+  assign _195_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h3;
+  assign _196_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h2;
+  assign _197_ = i__payload[8:6] == (* full_case = 32'd1 *) 3'h1;
+  assign _198_ = ! (* full_case = 32'd1 *) i__payload[8:6];
+  function [8:0] _420_;
+    input [8:0] a;
+    input [71:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _420_ = b[8:0];
+      8'b??????1?:
+        _420_ = b[17:9];
+      8'b?????1??:
+        _420_ = b[26:18];
+      8'b????1???:
+        _420_ = b[35:27];
+      8'b???1????:
+        _420_ = b[44:36];
+      8'b??1?????:
+        _420_ = b[53:45];
+      8'b?1??????:
+        _420_ = b[62:54];
+      8'b1???????:
+        _420_ = b[71:63];
+      default:
+        _420_ = a;
+    endcase
+  endfunction
+  assign _058_ = _420_(9'hxxx, 72'h0000040403020140c0, { _206_, _205_, _204_, _203_, _202_, _201_, _200_, _199_ });
+  assign _199_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h7;
+  assign _200_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h6;
+  assign _201_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h5;
+  assign _202_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h4;
+  assign _203_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h3;
+  assign _204_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h2;
+  assign _205_ = i__payload[5:3] == (* full_case = 32'd1 *) 3'h1;
+  assign _206_ = ! (* full_case = 32'd1 *) i__payload[5:3];
+  assign \i__payload.shift  = i__payload[13:10];
+  assign \i__payload.count  = i__payload[9];
+  assign \i__payload.x  = i__payload[8:6];
+  assign \i__payload.y  = i__payload[5:3];
+  assign \i__payload.c  = i__payload[2:0];
+  assign \o__payload.shift  = shift;
+  assign \o__payload.count  = \$like$6 ;
+  assign \o__payload.waddr  = waddr;
+  assign \o__payload.addr  = \$like ;
+  assign o__payload = { shift, \$like$6 , waddr, \$like  };
+  assign \busy$2  = o__valid;
+  assign busy = o__valid;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv2.serializer (rst, o__ready, i__payload, i__valid, o__payload, o__valid, i__ready, clk);
+  wire _00_;
+  wire [4:0] _01_;
   (* unused_bits = "4 5" *)
-  wire [5:0] _0426_;
-  wire _0427_;
-  wire _0428_;
-  wire [4:0] _0429_;
-  wire [4:0] _0430_;
-  wire _0431_;
-  wire _0432_;
-  wire _0433_;
-  wire _0434_;
-  wire [8:0] _0435_;
-  wire [9:0] _0436_;
-  wire _0437_;
-  (* unused_bits = "8 9 10" *)
-  wire [10:0] _0438_;
-  wire _0439_;
-  wire _0440_;
-  wire _0441_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0442_;
-  wire _0443_;
-  wire _0444_;
-  wire _0445_;
-  wire _0446_;
-  wire _0447_;
-  wire [7:0] _0448_;
-  wire _0449_;
-  (* unused_bits = "3" *)
-  wire [3:0] _0450_;
-  (* unused_bits = "6" *)
-  wire [6:0] _0451_;
-  wire _0452_;
-  wire _0453_;
-  wire _0454_;
-  wire _0455_;
-  wire _0456_;
+  wire [5:0] _02_;
+  wire _03_;
+  wire _04_;
+  wire [4:0] _05_;
+  wire [4:0] _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire [4:0] _12_;
+  wire [4:0] _13_;
+  wire _14_;
+  wire _15_;
+  wire _16_;
+  wire [6:0] _17_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _18_;
+  wire [3:0] _19_;
+  wire _20_;
+  wire _21_;
+  wire [3:0] _22_;
+  wire [3:0] _23_;
+  wire [3:0] _24_;
+  wire [3:0] _25_;
+  wire [3:0] _26_;
+  wire _27_;
+  wire _28_;
+  wire _29_;
+  wire _30_;
+  wire _31_;
+  wire _32_;
+  wire [1:0] _33_;
+  wire [1:0] _34_;
+  wire [1:0] _35_;
+  wire _36_;
+  wire _37_;
+  wire _38_;
+  wire _39_;
+  input clk;
+  wire clk;
+  reg [3:0] done = 4'h0;
+  input [12:0] i__payload;
+  wire [12:0] i__payload;
+  wire [3:0] \i__payload.counts ;
+  wire \i__payload.counts[0] ;
+  wire \i__payload.counts[1] ;
+  wire \i__payload.counts[2] ;
+  wire \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire [1:0] \i__payload.g ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  wire [1:0] lane;
+  output [11:0] o__payload;
+  wire [11:0] o__payload;
+  wire [3:0] \o__payload.c ;
+  wire \o__payload.count ;
+  wire \o__payload.end ;
+  wire [2:0] \o__payload.x ;
+  wire [2:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  wire o__valid;
+  wire [3:0] pending;
+  input rst;
+  wire rst;
+  assign _08_ = ~ done[0];
+  assign pending[0] = i__payload[0] & _08_;
+  assign _20_ = ~ done[1];
+  assign pending[1] = i__payload[1] & _20_;
+  assign _21_ = ~ done[2];
+  assign pending[2] = i__payload[2] & _21_;
+  assign _00_ = ~ done[3];
+  assign pending[3] = i__payload[3] & _00_;
+  assign _01_ = i__payload[5:4] * 3'h4;
+  assign { _02_[5:4], o__payload[3:0] } = _01_ + lane;
+  assign _03_ = | pending;
+  assign _05_ = pending - 1'h1;
+  assign _06_ = { 1'h0, pending } & _05_;
+  assign _07_ = ! _06_;
+  assign _09_ = ~ i__payload[12];
+  assign _10_ = _07_ & _09_;
+  assign _11_ = | pending;
+  assign _12_ = pending - 1'h1;
+  assign _13_ = { 1'h0, pending } & _12_;
+  assign _14_ = ! _13_;
+  assign _15_ = ~ i__payload[12];
+  assign _16_ = _14_ & _15_;
+  assign _17_ = 1'h1 << lane;
+  assign _18_ = { 3'h0, done } | _17_;
+  always @(posedge clk)
+    done <= _19_;
+  assign _22_ = o__ready ? 4'h0 : done;
+  assign _23_ = _16_ ? (* full_case = 32'd1 *) 4'h0 : _18_[3:0];
+  assign _24_ = o__ready ? _23_ : done;
+  assign _25_ = _11_ ? (* full_case = 32'd1 *) _24_ : _22_;
+  assign _26_ = i__valid ? _25_ : done;
+  assign _19_ = rst ? 4'h0 : _26_;
+  assign _27_ = o__ready ? 1'h1 : 1'h0;
+  assign _28_ = _10_ ? 1'h1 : 1'h0;
+  assign _29_ = o__ready ? _28_ : 1'h0;
+  assign _30_ = _03_ ? (* full_case = 32'd1 *) _29_ : _27_;
+  assign i__ready = i__valid ? _30_ : 1'h0;
+  assign o__valid = i__valid ? 1'h1 : 1'h0;
+  assign _31_ = _03_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign \o__payload.end  = i__valid ? _31_ : 1'h0;
+  assign _32_ = _03_ ? (* full_case = 32'd1 *) _04_ : 1'h0;
+  assign \o__payload.count  = i__valid ? _32_ : 1'h0;
+  assign _33_ = pending[3] ? 2'h3 : 2'h0;
+  assign _34_ = pending[2] ? 2'h2 : _33_;
+  assign _35_ = pending[1] ? 2'h1 : _34_;
+  assign lane = pending[0] ? 2'h0 : _35_;
+  function [0:0] _85_;
+    input [0:0] a;
+    input [3:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _85_ = b[0:0];
+      4'b??1?:
+        _85_ = b[1:1];
+      4'b?1??:
+        _85_ = b[2:2];
+      4'b1???:
+        _85_ = b[3:3];
+      default:
+        _85_ = a;
+    endcase
+  endfunction
+  assign _04_ = _85_(1'hx, { i__payload[0], i__payload[1], i__payload[2], i__payload[3] }, { _39_, _38_, _37_, _36_ });
+  assign _36_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _37_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _38_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _39_ = ! (* full_case = 32'd1 *) lane;
+  assign \o__payload.x  = i__payload[11:9];
+  assign \o__payload.y  = i__payload[8:6];
+  assign \o__payload.c  = o__payload[3:0];
+  assign \i__payload.end  = i__payload[12];
+  assign \i__payload.x  = i__payload[11:9];
+  assign \i__payload.y  = i__payload[8:6];
+  assign \i__payload.g  = i__payload[5:4];
+  assign \i__payload.counts[3]  = i__payload[3];
+  assign \i__payload.counts[2]  = i__payload[2];
+  assign \i__payload.counts[1]  = i__payload[1];
+  assign \i__payload.counts[0]  = i__payload[0];
+  assign \i__payload.counts  = i__payload[3:0];
+  assign _02_[3:0] = o__payload[3:0];
+  assign o__payload[11:4] = { \o__payload.end , \o__payload.count , i__payload[11:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv3 (rst, \o__ready$24 , active, i0__ready, \o__payload$22 , \o__valid$26 , i0__payload, i0__valid, clk);
+  output active;
+  wire active;
+  wire \active$32 ;
+  input clk;
+  wire clk;
+  wire dropped;
+  wire \dropped$29 ;
+  input [11:0] i0__payload;
+  wire [11:0] i0__payload;
+  wire [11:0] \i0__payload$1 ;
+  wire [3:0] \i0__payload$1.c ;
+  wire \i0__payload$1.count ;
+  wire \i0__payload$1.end ;
+  wire [2:0] \i0__payload$1.x ;
+  wire [2:0] \i0__payload$1.y ;
+  wire [3:0] \i0__payload.c ;
+  wire \i0__payload.count ;
+  wire \i0__payload.end ;
+  wire [2:0] \i0__payload.x ;
+  wire [2:0] \i0__payload.y ;
+  output i0__ready;
+  wire i0__ready;
+  wire \i0__ready$3 ;
+  input i0__valid;
+  wire i0__valid;
+  wire \i0__valid$5 ;
+  wire [10:0] i__payload;
+  wire [10:0] \i__payload$16 ;
+  wire [3:0] \i__payload$16.counts ;
+  wire \i__payload$16.counts[0] ;
+  wire \i__payload$16.counts[1] ;
+  wire \i__payload$16.counts[2] ;
+  wire \i__payload$16.counts[3] ;
+  wire \i__payload$16.end ;
+  wire [1:0] \i__payload$16.g ;
+  wire [1:0] \i__payload$16.x ;
+  wire [1:0] \i__payload$16.y ;
+  wire [3:0] \i__payload.counts ;
+  wire \i__payload.counts[0] ;
+  wire \i__payload.counts[1] ;
+  wire \i__payload.counts[2] ;
+  wire \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire [1:0] \i__payload.g ;
+  wire [1:0] \i__payload.x ;
+  wire [1:0] \i__payload.y ;
+  (* unused_bits = "0" *)
+  wire i__ready;
+  wire \i__ready$19 ;
+  wire i__valid;
+  wire \i__valid$20 ;
+  wire [10:0] o__payload;
+  output [9:0] \o__payload$22 ;
+  wire [9:0] \o__payload$22 ;
+  wire [3:0] \o__payload$22.c ;
+  wire \o__payload$22.count ;
+  wire \o__payload$22.end ;
+  wire [1:0] \o__payload$22.x ;
+  wire [1:0] \o__payload$22.y ;
+  wire [9:0] \o__payload$23 ;
+  wire [3:0] \o__payload$23.c ;
+  wire \o__payload$23.count ;
+  wire \o__payload$23.end ;
+  wire [1:0] \o__payload$23.x ;
+  wire [1:0] \o__payload$23.y ;
+  wire [3:0] \o__payload.counts ;
+  wire \o__payload.counts[0] ;
+  wire \o__payload.counts[1] ;
+  wire \o__payload.counts[2] ;
+  wire \o__payload.counts[3] ;
+  wire \o__payload.end ;
+  wire [1:0] \o__payload.g ;
+  wire [1:0] \o__payload.x ;
+  wire [1:0] \o__payload.y ;
+  wire o__ready;
+  input \o__ready$24 ;
+  wire \o__ready$24 ;
+  wire \o__ready$25 ;
+  wire o__valid;
+  output \o__valid$26 ;
+  wire \o__valid$26 ;
+  wire \o__valid$27 ;
+  wire [32:0] ops__payload;
+  wire [32:0] \ops__payload$7 ;
+  wire [5:0] \ops__payload$7.addr ;
+  wire \ops__payload$7.bank ;
+  wire [1:0] \ops__payload$7.bias_g ;
+  wire \ops__payload$7.count ;
+  wire \ops__payload$7.cur ;
+  wire \ops__payload$7.end ;
+  wire [1:0] \ops__payload$7.fire_k ;
+  wire \ops__payload$7.kind ;
+  wire \ops__payload$7.last_step ;
+  wire \ops__payload$7.proj ;
+  wire [3:0] \ops__payload$7.shift ;
+  wire [11:0] \ops__payload$7.waddr ;
+  wire [5:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire [1:0] \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [11:0] \ops__payload.waddr ;
+  wire ops__valid;
+  wire \ops__valid$9 ;
+  wire popped;
+  wire [10:0] push__payload;
+  wire [3:0] \push__payload.counts ;
+  wire \push__payload.counts[0] ;
+  wire \push__payload.counts[1] ;
+  wire \push__payload.counts[2] ;
+  wire \push__payload.counts[3] ;
+  wire \push__payload.end ;
+  wire [1:0] \push__payload.g ;
+  wire [1:0] \push__payload.x ;
+  wire [1:0] \push__payload.y ;
+  (* unused_bits = "0" *)
+  wire push__ready;
+  wire push__valid;
+  input rst;
+  wire rst;
+  assign popped = \i__valid$20  & o__ready;
+  \digits_cnn_ilif.engine_conv3.datapath  datapath (
+    .clk(clk),
+    .dropped(dropped),
+    .ops__payload(ops__payload),
+    .ops__valid(ops__valid),
+    .push7(i__valid),
+    .push__payload(i__payload),
+    .rst(rst)
+  );
+  \digits_cnn_ilif.engine_conv3.queue  queue (
+    .clk(clk),
+    .i__ready(push__ready),
+    .o__payload(\i__payload$16 ),
+    .o__ready(o__ready),
+    .o__valid(\i__valid$20 ),
+    .rst(rst),
+    .w_data(i__payload),
+    .w_en(i__valid)
+  );
+  \digits_cnn_ilif.engine_conv3.sequencer  sequencer (
+    .active(active),
+    .clk(clk),
+    .dropped(dropped),
+    .i0__payload(i0__payload),
+    .i0__ready(i0__ready),
+    .i0__valid(i0__valid),
+    .ops__payload(ops__payload),
+    .ops__valid(ops__valid),
+    .popped(popped),
+    .rst(rst)
+  );
+  \digits_cnn_ilif.engine_conv3.serializer  serializer (
+    .clk(clk),
+    .i__payload(\i__payload$16 ),
+    .i__ready(o__ready),
+    .i__valid(\i__valid$20 ),
+    .o__payload(\o__payload$22 ),
+    .o__ready(\o__ready$24 ),
+    .o__valid(\o__valid$26 ),
+    .rst(rst)
+  );
+  assign \o__payload$23.end  = \o__payload$22 [9];
+  assign \o__payload$23.count  = \o__payload$22 [8];
+  assign \o__payload$23.x  = \o__payload$22 [7:6];
+  assign \o__payload$23.y  = \o__payload$22 [5:4];
+  assign \o__payload$23.c  = \o__payload$22 [3:0];
+  assign \o__payload$22.end  = \o__payload$22 [9];
+  assign \o__payload$22.count  = \o__payload$22 [8];
+  assign \o__payload$22.x  = \o__payload$22 [7:6];
+  assign \o__payload$22.y  = \o__payload$22 [5:4];
+  assign \o__payload$22.c  = \o__payload$22 [3:0];
+  assign \o__payload.end  = \i__payload$16 [10];
+  assign \o__payload.x  = \i__payload$16 [9:8];
+  assign \o__payload.y  = \i__payload$16 [7:6];
+  assign \o__payload.g  = \i__payload$16 [5:4];
+  assign \o__payload.counts[3]  = \i__payload$16 [3];
+  assign \o__payload.counts[2]  = \i__payload$16 [2];
+  assign \o__payload.counts[1]  = \i__payload$16 [1];
+  assign \o__payload.counts[0]  = \i__payload$16 [0];
+  assign \o__payload.counts  = \i__payload$16 [3:0];
+  assign \i__payload$16.end  = \i__payload$16 [10];
+  assign \i__payload$16.x  = \i__payload$16 [9:8];
+  assign \i__payload$16.y  = \i__payload$16 [7:6];
+  assign \i__payload$16.g  = \i__payload$16 [5:4];
+  assign \i__payload$16.counts[3]  = \i__payload$16 [3];
+  assign \i__payload$16.counts[2]  = \i__payload$16 [2];
+  assign \i__payload$16.counts[1]  = \i__payload$16 [1];
+  assign \i__payload$16.counts[0]  = \i__payload$16 [0];
+  assign \i__payload$16.counts  = \i__payload$16 [3:0];
+  assign \push__payload.end  = i__payload[10];
+  assign \push__payload.x  = i__payload[9:8];
+  assign \push__payload.y  = i__payload[7:6];
+  assign \push__payload.g  = i__payload[5:4];
+  assign \push__payload.counts[3]  = i__payload[3];
+  assign \push__payload.counts[2]  = i__payload[2];
+  assign \push__payload.counts[1]  = i__payload[1];
+  assign \push__payload.counts[0]  = i__payload[0];
+  assign \push__payload.counts  = i__payload[3:0];
+  assign \i__payload.end  = i__payload[10];
+  assign \i__payload.x  = i__payload[9:8];
+  assign \i__payload.y  = i__payload[7:6];
+  assign \i__payload.g  = i__payload[5:4];
+  assign \i__payload.counts[3]  = i__payload[3];
+  assign \i__payload.counts[2]  = i__payload[2];
+  assign \i__payload.counts[1]  = i__payload[1];
+  assign \i__payload.counts[0]  = i__payload[0];
+  assign \i__payload.counts  = i__payload[3:0];
+  assign \ops__payload$7.bias_g  = ops__payload[32:31];
+  assign \ops__payload$7.end  = ops__payload[30];
+  assign \ops__payload$7.fire_k  = ops__payload[29:28];
+  assign \ops__payload$7.last_step  = ops__payload[27];
+  assign \ops__payload$7.shift  = ops__payload[26:23];
+  assign \ops__payload$7.count  = ops__payload[22];
+  assign \ops__payload$7.proj  = ops__payload[21];
+  assign \ops__payload$7.waddr  = ops__payload[20:9];
+  assign \ops__payload$7.addr  = ops__payload[8:3];
+  assign \ops__payload$7.bank  = ops__payload[2];
+  assign \ops__payload$7.cur  = ops__payload[1];
+  assign \ops__payload$7.kind  = ops__payload[0];
+  assign \ops__payload.bias_g  = ops__payload[32:31];
+  assign \ops__payload.end  = ops__payload[30];
+  assign \ops__payload.fire_k  = ops__payload[29:28];
+  assign \ops__payload.last_step  = ops__payload[27];
+  assign \ops__payload.shift  = ops__payload[26:23];
+  assign \ops__payload.count  = ops__payload[22];
+  assign \ops__payload.proj  = ops__payload[21];
+  assign \ops__payload.waddr  = ops__payload[20:9];
+  assign \ops__payload.addr  = ops__payload[8:3];
+  assign \ops__payload.bank  = ops__payload[2];
+  assign \ops__payload.cur  = ops__payload[1];
+  assign \ops__payload.kind  = ops__payload[0];
+  assign \i0__payload$1.end  = i0__payload[11];
+  assign \i0__payload$1.count  = i0__payload[10];
+  assign \i0__payload$1.x  = i0__payload[9:7];
+  assign \i0__payload$1.y  = i0__payload[6:4];
+  assign \i0__payload$1.c  = i0__payload[3:0];
+  assign \i0__payload.end  = i0__payload[11];
+  assign \i0__payload.count  = i0__payload[10];
+  assign \i0__payload.x  = i0__payload[9:7];
+  assign \i0__payload.y  = i0__payload[6:4];
+  assign \i0__payload.c  = i0__payload[3:0];
+  assign \active$32  = active;
+  assign \dropped$29  = dropped;
+  assign \o__valid$27  = \o__valid$26 ;
+  assign \o__ready$25  = \o__ready$24 ;
+  assign \o__payload$23  = \o__payload$22 ;
+  assign o__valid = \i__valid$20 ;
+  assign \i__ready$19  = o__ready;
+  assign o__payload = \i__payload$16 ;
+  assign push__valid = i__valid;
+  assign i__ready = push__ready;
+  assign push__payload = i__payload;
+  assign \ops__valid$9  = ops__valid;
+  assign \ops__payload$7  = ops__payload;
+  assign \i0__valid$5  = i0__valid;
+  assign \i0__ready$3  = i0__ready;
+  assign \i0__payload$1  = i0__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv3.datapath (rst, dropped, ops__valid, ops__payload, push7, push__payload, clk);
+  wire [10:0] _000_;
+  wire _001_;
+  wire _002_;
+  wire _003_;
+  wire _004_;
+  wire _005_;
+  wire _006_;
+  wire _007_;
+  wire _008_;
+  wire _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire _013_;
+  wire _014_;
+  wire _015_;
+  wire _016_;
+  wire _017_;
+  wire _018_;
+  wire _019_;
+  wire _020_;
+  wire _021_;
+  wire _022_;
+  wire _023_;
+  wire _024_;
+  wire _025_;
+  wire _026_;
+  wire _027_;
+  wire _028_;
+  wire _029_;
+  wire _030_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
+  wire _034_;
+  wire _035_;
+  wire _036_;
+  wire _037_;
+  wire _038_;
+  wire _039_;
+  wire _040_;
+  wire _041_;
+  wire _042_;
+  wire _043_;
+  wire _044_;
+  wire _045_;
+  wire _046_;
+  wire _047_;
+  wire _048_;
+  wire _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire _054_;
+  wire _055_;
+  wire _056_;
+  wire _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire _063_;
+  wire _064_;
+  wire _065_;
+  wire _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire _074_;
+  wire _075_;
+  wire _076_;
+  wire _077_;
+  wire _078_;
+  wire _079_;
+  wire _080_;
+  wire _081_;
+  wire _082_;
+  wire _083_;
+  wire _084_;
+  wire _085_;
+  wire _086_;
+  wire _087_;
+  wire _088_;
+  wire _089_;
+  wire _090_;
+  wire _091_;
+  wire _092_;
+  wire _093_;
+  wire _094_;
+  wire _095_;
+  wire [10:0] _096_;
+  wire _097_;
+  wire _098_;
+  wire _099_;
+  wire _100_;
+  wire _101_;
+  wire _102_;
+  wire _103_;
+  wire _104_;
+  wire [18:0] _105_;
+  wire _106_;
+  wire [18:0] _107_;
+  wire [18:0] _108_;
+  wire [17:0] _109_;
+  wire [18:0] _110_;
+  wire [17:0] _111_;
+  wire [18:0] _112_;
+  wire [17:0] _113_;
+  wire [18:0] _114_;
+  wire [17:0] _115_;
+  wire [18:0] _116_;
+  wire _117_;
+  wire [1:0] _118_;
+  wire [18:0] _119_;
+  wire [1:0] _120_;
+  wire [18:0] _121_;
+  wire [10:0] _122_;
+  wire [13:0] _123_;
+  wire _124_;
+  wire [13:0] _125_;
+  wire [18:0] _126_;
+  wire [18:0] _127_;
+  wire [18:0] _128_;
+  wire [18:0] _129_;
+  wire [1:0] _130_;
+  wire [18:0] _131_;
+  wire [1:0] _132_;
+  wire _133_;
+  wire [18:0] _134_;
+  (* unused_bits = "19" *)
+  wire [19:0] _135_;
+  wire [18:0] _136_;
+  wire [18:0] _137_;
+  wire [18:0] _138_;
+  wire [17:0] _139_;
+  wire [18:0] _140_;
+  wire [17:0] _141_;
+  wire _142_;
+  wire [18:0] _143_;
+  wire [17:0] _144_;
+  wire [18:0] _145_;
+  wire [17:0] _146_;
+  wire [18:0] _147_;
+  wire [1:0] _148_;
+  wire [18:0] _149_;
+  wire [1:0] _150_;
+  wire _151_;
+  wire [18:0] _152_;
+  wire [10:0] _153_;
+  wire [13:0] _154_;
+  wire [13:0] _155_;
+  wire [18:0] _156_;
+  wire [18:0] _157_;
+  wire [18:0] _158_;
+  wire [18:0] _159_;
+  wire [1:0] _160_;
+  wire [18:0] _161_;
+  wire [1:0] _162_;
+  wire [18:0] _163_;
+  (* unused_bits = "19" *)
+  wire [19:0] _164_;
+  wire [18:0] _165_;
+  wire _166_;
+  wire [18:0] _167_;
+  wire [18:0] _168_;
+  wire [17:0] _169_;
+  wire [18:0] _170_;
+  wire [17:0] _171_;
+  wire [18:0] _172_;
+  wire [17:0] _173_;
+  wire [18:0] _174_;
+  wire [17:0] _175_;
+  wire [18:0] _176_;
+  wire _177_;
+  wire [1:0] _178_;
+  wire [18:0] _179_;
+  wire [1:0] _180_;
+  wire [18:0] _181_;
+  wire [10:0] _182_;
+  wire [13:0] _183_;
+  wire [10:0] _184_;
+  wire _185_;
+  wire [13:0] _186_;
+  wire [18:0] _187_;
+  wire [18:0] _188_;
+  wire [18:0] _189_;
+  wire [18:0] _190_;
+  wire [1:0] _191_;
+  wire [18:0] _192_;
+  wire [1:0] _193_;
+  wire _194_;
+  wire [18:0] _195_;
+  (* unused_bits = "19" *)
+  wire [19:0] _196_;
+  wire [18:0] _197_;
+  wire [18:0] _198_;
+  wire [18:0] _199_;
+  wire [17:0] _200_;
+  wire [18:0] _201_;
+  wire [17:0] _202_;
+  wire _203_;
+  wire [18:0] _204_;
+  wire [17:0] _205_;
+  wire [18:0] _206_;
+  wire [17:0] _207_;
+  wire [18:0] _208_;
+  wire [1:0] _209_;
+  wire [18:0] _210_;
+  wire [1:0] _211_;
+  wire _212_;
+  wire [18:0] _213_;
+  wire [10:0] _214_;
+  wire [13:0] _215_;
+  wire [13:0] _216_;
+  wire [18:0] _217_;
+  wire [18:0] _218_;
+  wire [18:0] _219_;
+  wire [18:0] _220_;
+  wire _221_;
+  wire [1:0] _222_;
+  wire [18:0] _223_;
+  wire [1:0] _224_;
+  wire [18:0] _225_;
+  (* unused_bits = "19" *)
+  wire [19:0] _226_;
+  wire _227_;
+  wire _228_;
+  wire _229_;
+  wire _230_;
+  wire _231_;
+  wire _232_;
+  wire _233_;
+  wire _234_;
+  wire _235_;
   (* unused_bits = "2" *)
-  wire [2:0] _0457_;
-  wire [10:0] _0458_;
-  wire [1:0] _0459_;
-  wire [1:0] _0460_;
-  wire [1:0] _0461_;
-  wire _0462_;
-  wire _0463_;
-  wire _0464_;
-  wire _0465_;
-  wire [2:0] _0466_;
-  wire [2:0] _0467_;
-  wire [2:0] _0468_;
-  wire [2:0] _0469_;
-  wire _0470_;
-  wire _0471_;
-  wire _0472_;
-  wire [5:0] _0473_;
-  wire [5:0] _0474_;
-  wire [5:0] _0475_;
-  wire _0476_;
-  wire _0477_;
-  wire _0478_;
-  wire _0479_;
-  wire _0480_;
-  wire _0481_;
-  wire [1:0] _0482_;
-  wire [1:0] _0483_;
-  wire _0484_;
-  wire [1:0] _0485_;
-  wire [1:0] _0486_;
-  wire [1:0] _0487_;
-  wire [1:0] _0488_;
-  wire _0489_;
-  wire _0490_;
-  wire _0491_;
-  wire _0492_;
-  wire _0493_;
-  wire _0494_;
-  wire _0495_;
-  wire _0496_;
-  wire _0497_;
-  wire _0498_;
-  wire _0499_;
-  wire _0500_;
-  wire _0501_;
-  wire _0502_;
-  wire _0503_;
-  wire _0504_;
-  wire _0505_;
-  wire _0506_;
-  wire _0507_;
-  wire _0508_;
-  wire _0509_;
-  wire _0510_;
-  wire _0511_;
-  wire _0512_;
-  wire _0513_;
-  wire _0514_;
-  wire _0515_;
-  wire _0516_;
-  wire _0517_;
-  wire _0518_;
-  wire _0519_;
-  wire [2:0] _0520_;
-  wire [2:0] _0521_;
-  wire [2:0] _0522_;
-  wire [2:0] _0523_;
-  wire [2:0] _0524_;
-  wire _0525_;
-  wire _0526_;
-  wire _0527_;
-  wire _0528_;
-  wire _0529_;
-  wire _0530_;
-  wire _0531_;
-  wire [1:0] _0532_;
-  wire [1:0] _0533_;
-  wire [1:0] _0534_;
-  wire [17:0] _0535_;
-  wire [17:0] _0536_;
-  wire [17:0] _0537_;
-  wire [17:0] _0538_;
-  wire _0539_;
-  wire _0540_;
-  wire _0541_;
-  wire _0542_;
-  wire _0543_;
-  wire _0544_;
-  wire _0545_;
-  wire _0546_;
-  wire _0547_;
-  wire _0548_;
-  wire _0549_;
-  wire [1:0] _0550_;
-  wire [5:0] _0551_;
-  wire [5:0] _0552_;
-  wire _0553_;
-  wire _0554_;
-  wire _0555_;
-  wire _0556_;
-  wire _0557_;
-  wire _0558_;
-  wire _0559_;
-  wire _0560_;
-  wire _0561_;
-  wire _0562_;
-  wire _0563_;
-  wire _0564_;
-  wire _0565_;
-  wire _0566_;
-  wire _0567_;
-  wire _0568_;
-  wire _0569_;
-  wire _0570_;
-  wire _0571_;
-  wire _0572_;
-  wire _0573_;
-  wire _0574_;
-  wire _0575_;
-  wire _0576_;
-  wire _0577_;
-  wire _0578_;
-  wire _0579_;
-  wire [3:0] _0580_;
-  wire [3:0] _0581_;
-  wire [3:0] _0582_;
-  wire [3:0] _0583_;
-  wire [3:0] _0584_;
-  wire [1:0] _0585_;
-  wire [1:0] _0586_;
-  wire [1:0] _0587_;
-  wire [1:0] _0588_;
-  wire [1:0] _0589_;
-  wire [1:0] _0590_;
-  wire [1:0] _0591_;
-  wire [1:0] _0592_;
-  wire [1:0] _0593_;
-  wire [1:0] _0594_;
-  wire [1:0] _0595_;
-  wire [1:0] _0596_;
-  wire [10:0] _0597_;
-  wire [10:0] _0598_;
-  wire [10:0] _0599_;
-  wire [10:0] _0600_;
+  wire [2:0] _236_;
+  wire _237_;
+  (* unused_bits = "2" *)
+  wire [2:0] _238_;
+  (* unused_bits = "2" *)
+  wire [2:0] _239_;
+  wire [7:0] _240_;
+  (* unused_bits = "7 8" *)
+  wire [8:0] _241_;
+  wire [7:0] _242_;
+  (* unused_bits = "7 8" *)
+  wire [8:0] _243_;
+  wire _244_;
+  wire _245_;
+  wire _246_;
+  wire _247_;
+  wire _248_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _249_;
+  wire _250_;
+  wire _251_;
+  wire [33:0] _252_;
+  wire [33:0] _253_;
+  wire [33:0] _254_;
+  wire [33:0] _255_;
+  wire [33:0] _256_;
+  wire [33:0] _257_;
+  wire _258_;
+  wire [33:0] _259_;
+  wire [33:0] _260_;
+  wire [31:0] _261_;
+  wire [10:0] _262_;
+  wire [10:0] _263_;
+  wire [10:0] _264_;
+  wire [10:0] _265_;
+  wire [43:0] _266_;
+  wire [71:0] _267_;
+  wire [55:0] _268_;
+  wire _269_;
+  wire [71:0] _270_;
+  wire [71:0] _271_;
+  wire [3:0] _272_;
+  wire _273_;
+  wire _274_;
+  wire _275_;
+  wire _276_;
+  wire _277_;
+  wire _278_;
+  wire [10:0] _279_;
+  wire _280_;
+  wire _281_;
+  wire _282_;
+  wire _283_;
+  wire _284_;
+  wire [9:0] _285_;
+  wire [7:0] _286_;
+  wire [75:0] _287_;
+  wire [71:0] _288_;
+  wire _289_;
+  wire [10:0] _290_;
+  wire _291_;
+  wire [1:0] _292_;
+  wire [1:0] _293_;
+  wire [1:0] _294_;
+  wire _295_;
+  wire _296_;
+  wire _297_;
+  wire _298_;
+  wire _299_;
+  wire _300_;
+  wire _301_;
+  wire _302_;
+  wire _303_;
+  wire _304_;
+  wire _305_;
+  wire _306_;
+  wire _307_;
+  wire _308_;
+  wire _309_;
+  wire _310_;
+  wire _311_;
+  wire _312_;
+  wire _313_;
+  wire _314_;
+  wire _315_;
+  wire _316_;
+  wire _317_;
+  wire _318_;
+  wire _319_;
+  wire _320_;
+  wire _321_;
+  wire _322_;
+  wire _323_;
+  wire _324_;
+  wire _325_;
+  wire _326_;
+  wire _327_;
+  wire _328_;
+  wire _329_;
+  wire _330_;
+  wire _331_;
+  wire _332_;
+  wire _333_;
+  wire _334_;
+  wire _335_;
+  wire _336_;
+  wire _337_;
+  wire _338_;
+  wire _339_;
+  wire _340_;
+  wire _341_;
+  wire _342_;
+  wire _343_;
+  wire _344_;
+  wire _345_;
+  wire _346_;
+  wire _347_;
+  wire _348_;
+  wire _349_;
+  wire [1:0] _350_;
+  wire [1:0] _351_;
+  wire [1:0] _352_;
+  wire [1:0] _353_;
+  wire [1:0] _354_;
+  wire [1:0] _355_;
+  wire [1:0] _356_;
+  wire [1:0] _357_;
+  wire [1:0] _358_;
+  wire [1:0] _359_;
+  wire [1:0] _360_;
+  wire [1:0] _361_;
+  wire [10:0] _362_;
+  wire [10:0] _363_;
+  wire [10:0] _364_;
+  wire [10:0] _365_;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55" *)
   wire [55:0] \$like ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13" *)
@@ -10660,49 +11844,48 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire [13:0] \$like[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13" *)
   wire [13:0] \$like[3] ;
-  reg \$signal  = 1'h0;
+  reg [71:0] \$signal  = 72'h000000000000000000;
+  reg [55:0] \$signal$21  = 56'h00000000000000;
+  wire [13:0] \$signal$21[0] ;
+  wire [13:0] \$signal$21[1] ;
+  wire [13:0] \$signal$21[2] ;
+  wire [13:0] \$signal$21[3] ;
   (* unused_bits = "6 9" *)
-  reg [9:0] \$signal$108  = 10'h000;
+  reg [9:0] \$signal$39  = 10'h000;
   (* unused_bits = "4 7" *)
-  reg [7:0] \$signal$109  = 8'h00;
-  reg [75:0] \$signal$110  = 76'h0000000000000000000;
-  wire [18:0] \$signal$110[0] ;
-  wire [18:0] \$signal$110[1] ;
-  wire [18:0] \$signal$110[2] ;
-  wire [18:0] \$signal$110[3] ;
-  reg \$signal$26  = 1'h0;
-  reg [75:0] \$signal$38  = 76'h0000000000000000000;
-  wire [18:0] \$signal$38[0] ;
-  wire [18:0] \$signal$38[1] ;
-  wire [18:0] \$signal$38[2] ;
-  wire [18:0] \$signal$38[3] ;
-  wire [10:0] \$signal$56 ;
-  reg \$signal$57  = 1'h0;
-  reg \$signal$6  = 1'h0;
-  wire [10:0] \$signal$61 ;
-  wire \$signal$65 ;
-  wire \$signal$68 ;
-  reg \$signal$74  = 1'h0;
-  wire [11:0] \$signature__addr ;
-  wire [6:0] \$signature__addr$33 ;
-  wire [31:0] \$signature__data ;
-  wire [71:0] \$signature__data$88 ;
-  wire [17:0] \$signature__data$88[0] ;
-  wire [17:0] \$signature__data$88[1] ;
-  wire [17:0] \$signature__data$88[2] ;
-  wire [17:0] \$signature__data$88[3] ;
-  wire [7:0] \$signature__data[0] ;
-  wire [7:0] \$signature__data[1] ;
-  wire [7:0] \$signature__data[2] ;
-  wire [7:0] \$signature__data[3] ;
-  output active;
-  wire active;
+  reg [7:0] \$signal$40  = 8'h00;
+  wire [10:0] \$signal$48 ;
+  wire [3:0] \$signal$48.counts ;
+  wire \$signal$48.counts[0] ;
+  wire \$signal$48.counts[1] ;
+  wire \$signal$48.counts[2] ;
+  wire \$signal$48.counts[3] ;
+  wire \$signal$48.end ;
+  wire [1:0] \$signal$48.g ;
+  wire [1:0] \$signal$48.x ;
+  wire [1:0] \$signal$48.y ;
+  wire [17:0] \$signal[0] ;
+  wire [17:0] \$signal[1] ;
+  wire [17:0] \$signal[2] ;
+  wire [17:0] \$signal[3] ;
+  wire [6:0] \$signature__addr ;
+  wire [6:0] \$signature__addr$61 ;
+  wire [71:0] \$signature__data ;
+  wire [71:0] \$signature__data$62 ;
+  wire [17:0] \$signature__data$62[0] ;
+  wire [17:0] \$signature__data$62[1] ;
+  wire [17:0] \$signature__data$62[2] ;
+  wire [17:0] \$signature__data$62[3] ;
+  wire [17:0] \$signature__data[0] ;
+  wire [17:0] \$signature__data[1] ;
+  wire [17:0] \$signature__data[2] ;
+  wire [17:0] \$signature__data[3] ;
+  wire \$signature__en ;
   reg [43:0] addend = 44'h00000000000;
   wire [10:0] \addend[0] ;
   wire [10:0] \addend[1] ;
   wire [10:0] \addend[2] ;
   wire [10:0] \addend[3] ;
-  wire any_spike;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55" *)
   wire [55:0] b6;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13" *)
@@ -10713,18 +11896,12 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire [13:0] \b6[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13" *)
   wire [13:0] \b6[3] ;
-  reg [55:0] b_raw = 56'h00000000000000;
-  wire [13:0] \b_raw[0] ;
-  wire [13:0] \b_raw[1] ;
-  wire [13:0] \b_raw[2] ;
-  wire [13:0] \b_raw[3] ;
   wire [1:0] b_rd__addr;
   wire [55:0] b_rd__data;
   wire [13:0] \b_rd__data[0] ;
   wire [13:0] \b_rd__data[1] ;
   wire [13:0] \b_rd__data[2] ;
   wire [13:0] \b_rd__data[3] ;
-  wire busy;
   wire [3:0] c_raw;
   wire \c_raw[0] ;
   wire \c_raw[1] ;
@@ -10732,7 +11909,11 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \c_raw[3] ;
   input clk;
   wire clk;
-  reg credit = 1'h0;
+  wire [3:0] counts;
+  wire \counts[0] ;
+  wire \counts[1] ;
+  wire \counts[2] ;
+  wire \counts[3] ;
   wire [3:0] cres7;
   wire \cres7[0] ;
   wire \cres7[1] ;
@@ -10748,23 +11929,8 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \cres9[1] ;
   wire \cres9[2] ;
   wire \cres9[3] ;
-  wire [17:0] diff0;
-  wire [17:0] diff1;
-  wire [17:0] diff2;
-  wire [17:0] diff3;
-  reg [3:0] done = 4'h0;
+  output dropped;
   wire dropped;
-  wire en;
-  wire [10:0] entry;
-  wire [3:0] \entry.counts ;
-  wire \entry.counts[0] ;
-  wire \entry.counts[1] ;
-  wire \entry.counts[2] ;
-  wire \entry.counts[3] ;
-  wire \entry.end ;
-  wire [1:0] \entry.g ;
-  wire [1:0] \entry.x ;
-  wire [1:0] \entry.y ;
   (* unused_bits = "4 5 6 7 8 9" *)
   reg [10:0] entry7 = 11'h000;
   wire [3:0] \entry7.counts ;
@@ -10779,16 +11945,6 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire [1:0] \entry7.x ;
   (* unused_bits = "0 1" *)
   wire [1:0] \entry7.y ;
-  wire [3:0] ev_c;
-  wire ev_count;
-  wire [3:0] ev_shift;
-  wire [2:0] ev_x;
-  wire [2:0] ev_y;
-  reg [2:0] fire_k = 3'h0;
-  reg fire_state = 1'h0;
-  reg [1:0] fsm_state = 2'h0;
-  reg full0 = 1'h0;
-  reg full1 = 1'h0;
   reg hit_c1 = 1'h0;
   reg hit_c2 = 1'h0;
   reg hit_c3 = 1'h0;
@@ -10799,63 +11955,56 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   reg hit_v3 = 1'h0;
   reg hit_v4 = 1'h0;
   reg hit_v5 = 1'h0;
-  input [11:0] i0__payload;
-  wire [11:0] i0__payload;
-  wire [3:0] \i0__payload.c ;
-  wire \i0__payload.count ;
-  wire \i0__payload.end ;
-  wire [2:0] \i0__payload.x ;
-  wire [2:0] \i0__payload.y ;
-  output i0__ready;
-  wire i0__ready;
-  input i0__valid;
-  wire i0__valid;
-  wire [33:0] issue;
-  wire [5:0] \issue.addr ;
-  wire \issue.bank ;
-  wire [1:0] \issue.bias_g ;
-  wire \issue.count ;
-  wire \issue.cur ;
-  wire \issue.end ;
-  wire [1:0] \issue.fire_k ;
-  wire \issue.kind ;
-  wire \issue.last_step ;
-  wire \issue.proj ;
-  wire [3:0] \issue.shift ;
-  wire \issue.valid ;
-  wire [11:0] \issue.waddr ;
-  wire [1:0] lane;
-  wire load;
-  output [9:0] o__payload;
-  wire [9:0] o__payload;
-  wire [3:0] \o__payload.c ;
-  wire \o__payload.count ;
-  wire \o__payload.end ;
-  wire [1:0] \o__payload.x ;
-  wire [1:0] \o__payload.y ;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  wire o__valid;
-  wire [5:0] op_addr;
-  wire op_count;
-  wire [3:0] op_shift;
-  wire op_valid;
-  wire [11:0] op_waddr;
-  wire [3:0] out_counts;
-  wire \out_counts[0] ;
-  wire \out_counts[1] ;
-  wire \out_counts[2] ;
-  wire \out_counts[3] ;
-  wire [3:0] pending;
-  reg [2:0] plane = 3'h0;
+  input [32:0] ops__payload;
+  wire [32:0] ops__payload;
+  wire [5:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire [1:0] \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [11:0] \ops__payload.waddr ;
+  input ops__valid;
+  wire ops__valid;
   reg [1:0] pos0 = 2'h0;
-  reg [1:0] \pos0$53  = 2'h0;
   reg [1:0] pos1 = 2'h0;
   reg [1:0] pos2 = 2'h0;
-  wire push7;
-  wire ready;
-  wire [71:0] res7;
+  output push7;
+  reg push7 = 1'h0;
+  output [10:0] push__payload;
+  wire [10:0] push__payload;
+  wire [3:0] \push__payload.counts ;
+  wire \push__payload.counts[0] ;
+  wire \push__payload.counts[1] ;
+  wire \push__payload.counts[2] ;
+  wire \push__payload.counts[3] ;
+  wire \push__payload.end ;
+  wire [1:0] \push__payload.g ;
+  wire [1:0] \push__payload.x ;
+  wire [1:0] \push__payload.y ;
+  wire push__valid;
+  wire [75:0] r;
+  wire [75:0] r6;
+  wire [18:0] \r6[0] ;
+  wire [18:0] \r6[1] ;
+  wire [18:0] \r6[2] ;
+  wire [18:0] \r6[3] ;
+  wire [18:0] \r[0] ;
+  wire [18:0] \r[1] ;
+  wire [18:0] \r[2] ;
+  wire [18:0] \r[3] ;
+  wire [11:0] rd__addr;
+  wire [31:0] rd__data;
+  wire [7:0] \rd__data[0] ;
+  wire [7:0] \rd__data[1] ;
+  wire [7:0] \rd__data[2] ;
+  wire [7:0] \rd__data[3] ;
+  reg [71:0] res7 = 72'h000000000000000000;
   wire [17:0] \res7[0] ;
   wire [17:0] \res7[1] ;
   wire [17:0] \res7[2] ;
@@ -10877,6 +12026,34 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire [17:0] \result[3] ;
   input rst;
   wire rst;
+  wire [33:0] s5;
+  wire [5:0] \s5.addr ;
+  wire \s5.bank ;
+  wire [1:0] \s5.bias_g ;
+  wire \s5.count ;
+  wire \s5.cur ;
+  wire \s5.end ;
+  wire [1:0] \s5.fire_k ;
+  wire \s5.kind ;
+  wire \s5.last_step ;
+  wire \s5.proj ;
+  wire [3:0] \s5.shift ;
+  wire \s5.valid ;
+  wire [11:0] \s5.waddr ;
+  wire [33:0] s6;
+  wire [5:0] \s6.addr ;
+  wire \s6.bank ;
+  wire [1:0] \s6.bias_g ;
+  wire \s6.count ;
+  wire \s6.cur ;
+  wire \s6.end ;
+  wire [1:0] \s6.fire_k ;
+  wire \s6.kind ;
+  wire \s6.last_step ;
+  wire \s6.proj ;
+  wire [3:0] \s6.shift ;
+  wire \s6.valid ;
+  wire [11:0] \s6.waddr ;
   reg [33:0] st0 = 34'h000000000;
   wire [5:0] \st0.addr ;
   wire \st0.bank ;
@@ -10996,50 +12173,16 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   wire \st7.valid ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
   wire [11:0] \st7.waddr ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33" *)
-  wire [33:0] st8;
-  (* unused_bits = "0 1 2 3 4 5" *)
-  wire [5:0] \st8.addr ;
-  (* unused_bits = "0" *)
-  wire \st8.bank ;
-  (* unused_bits = "0 1" *)
-  wire [1:0] \st8.bias_g ;
-  (* unused_bits = "0" *)
-  wire \st8.count ;
-  (* unused_bits = "0" *)
-  wire \st8.cur ;
-  (* unused_bits = "0" *)
-  wire \st8.end ;
-  (* unused_bits = "0 1" *)
-  wire [1:0] \st8.fire_k ;
-  (* unused_bits = "0" *)
-  wire \st8.kind ;
-  (* unused_bits = "0" *)
-  wire \st8.last_step ;
-  (* unused_bits = "0" *)
-  wire \st8.proj ;
-  (* unused_bits = "0 1 2 3" *)
-  wire [3:0] \st8.shift ;
-  (* unused_bits = "0" *)
-  wire \st8.valid ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
-  wire [11:0] \st8.waddr ;
-  reg [5:0] sweep_addr = 6'h00;
-  reg sweep_last = 1'h0;
-  wire sweep_now;
-  reg [7:0] used = 8'h00;
-  reg [71:0] v_raw = 72'h000000000000000000;
-  wire [17:0] \v_raw[0] ;
-  wire [17:0] \v_raw[1] ;
-  wire [17:0] \v_raw[2] ;
-  wire [17:0] \v_raw[3] ;
-  wire [6:0] v_wr__addr;
-  reg [71:0] v_wr__data = 72'h000000000000000000;
-  wire [17:0] \v_wr__data[0] ;
-  wire [17:0] \v_wr__data[1] ;
-  wire [17:0] \v_wr__data[2] ;
-  wire [17:0] \v_wr__data[3] ;
-  wire v_wr__en;
+  wire [75:0] val;
+  reg [75:0] val5 = 76'h0000000000000000000;
+  wire [18:0] \val5[0] ;
+  wire [18:0] \val5[1] ;
+  wire [18:0] \val5[2] ;
+  wire [18:0] \val5[3] ;
+  wire [18:0] \val[0] ;
+  wire [18:0] \val[1] ;
+  wire [18:0] \val[2] ;
+  wire [18:0] \val[3] ;
   reg [31:0] w1_0 = 32'd0;
   wire [7:0] \w1_0[0] ;
   wire [7:0] \w1_0[1] ;
@@ -11049,16 +12192,6 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   reg [10:0] w2_0_1 = 11'h000;
   reg [10:0] w2_0_2 = 11'h000;
   reg [10:0] w2_0_3 = 11'h000;
-  wire [10:0] written;
-  wire [3:0] \written.counts ;
-  wire \written.counts[0] ;
-  wire \written.counts[1] ;
-  wire \written.counts[2] ;
-  wire \written.counts[3] ;
-  wire \written.end ;
-  wire [1:0] \written.g ;
-  wire [1:0] \written.x ;
-  wire [1:0] \written.y ;
   reg [55:0] bmem [3:0];
   initial begin
     bmem[0] = 56'h1cd6e1829dcb3b;
@@ -11066,11 +12199,11 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     bmem[2] = 56'he97b9a84758cef;
     bmem[3] = 56'h1c3b588e18fd95;
   end
-  reg [55:0] _1305_;
+  reg [55:0] _778_;
   always @(posedge clk) begin
-    _1305_ <= bmem[st2[33:32]];
+    _778_ <= bmem[st2[33:32]];
   end
-  assign b_rd__data = _1305_;
+  assign b_rd__data = _778_;
   reg [71:0] vmem [127:0];
   initial begin
     vmem[0] = 72'h000000000000000000;
@@ -11203,14 +12336,14 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     vmem[127] = 72'h000000000000000000;
   end
   always @(posedge clk) begin
-    if (v_wr__en)
-      vmem[v_wr__addr] <= v_wr__data;
+    if (\$signature__en )
+      vmem[\$signature__addr$61 ] <= res7;
   end
-  reg [71:0] _1306_;
+  reg [71:0] _779_;
   always @(posedge clk) begin
-    _1306_ <= vmem[\$signature__addr$33 ];
+    _779_ <= vmem[\$signature__addr ];
   end
-  assign \$signature__data$88  = _1306_;
+  assign \$signature__data  = _779_;
   reg [31:0] wrom0 [2303:0];
   initial begin
     wrom0[0] = 32'd3858372614;
@@ -13518,956 +14651,493 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
     wrom0[2302] = 32'd201401080;
     wrom0[2303] = 32'd336648732;
   end
-  reg [31:0] _1307_;
+  reg [31:0] _780_;
   always @(posedge clk) begin
-    _1307_ <= wrom0[st0[21:10]];
+    _780_ <= wrom0[st0[21:10]];
   end
-  assign \$signature__data  = _1307_;
-  assign _0323_ = $signed(_0309_) + $signed(_0322_);
-  assign _0324_ = ! st5[30:29];
-  assign _0325_ = st5[1] & _0324_;
-  assign _0327_ = $signed(\$signal$110 [18:0]) > $signed(13'h0f7f);
-  assign _0328_ = _0325_ & _0327_;
-  assign _0329_ = _0328_ ? 19'h00f7f : \$signal$110 [18:0];
-  assign _0330_ = ! st5[30:29];
-  assign _0331_ = st5[1] & _0330_;
-  assign _0332_ = $signed(\$signal$110 [37:19]) > $signed(13'h0f7f);
-  assign _0333_ = _0331_ & _0332_;
-  assign _0334_ = _0333_ ? 19'h00f7f : \$signal$110 [37:19];
-  assign _0335_ = ! st5[30:29];
-  assign _0336_ = st5[1] & _0335_;
-  assign _0337_ = $signed(\$signal$110 [56:38]) > $signed(13'h0f7f);
-  assign _0338_ = _0336_ & _0337_;
-  assign _0339_ = _0338_ ? 19'h00f7f : \$signal$110 [56:38];
-  assign _0340_ = ! st5[30:29];
-  assign _0341_ = st5[1] & _0340_;
-  assign _0342_ = $signed(\$signal$110 [75:57]) > $signed(13'h0f7f);
-  assign _0343_ = _0341_ & _0342_;
-  assign _0345_ = _0343_ ? 19'h00f7f : \$signal$110 [75:57];
-  assign _0346_ = st6[0] & st6[1];
-  assign _0347_ = any_spike | st6[31];
-  assign _0348_ = _0346_ & _0347_;
-  assign _0349_ = st7[0] & st7[1];
-  assign _0350_ = \pos0$53  == 2'h3;
-  assign _0351_ = pos1 == 2'h3;
-  assign _0352_ = pos2 == 2'h3;
-  assign _0354_ = pos2 + 1'h1;
-  assign _0355_ = pos1 + 1'h1;
-  assign _0356_ = \pos0$53  + 1'h1;
-  assign _0357_ = | pending;
-  assign _0358_ = pending - 1'h1;
-  assign _0359_ = { 1'h0, pending } & _0358_;
-  assign _0360_ = ! _0359_;
-  assign _0361_ = ~ \$signal$61 [10];
-  assign _0362_ = _0360_ & _0361_;
-  assign _0363_ = 1'h1 << lane;
-  assign _0364_ = { 3'h0, done } | _0363_;
+  assign rd__data = _780_;
+  assign _000_ = $signed(w1_0[7:0]) << st2[25:24];
+  assign _096_ = $signed(w1_0[15:8]) << st2[25:24];
+  assign _184_ = $signed(w1_0[23:16]) << st2[25:24];
+  assign _279_ = $signed(w1_0[31:24]) << st2[25:24];
+  assign _001_ = st2[9:4] == st3[9:4];
+  assign _009_ = st2[3] == st3[3];
+  assign _018_ = _001_ & _009_;
+  assign _027_ = ! st3[1];
+  assign _037_ = _018_ & _027_;
+  assign _047_ = ! st3[1];
+  assign _057_ = _047_ & st3[2];
+  assign _067_ = ~ _057_;
+  assign _076_ = st3[0] & _067_;
+  assign _086_ = _037_ & _076_;
+  assign _097_ = st2[9:4] == st3[9:4];
+  assign _106_ = st2[3] == st3[3];
+  assign _117_ = _097_ & _106_;
+  assign _124_ = ! st3[1];
+  assign _133_ = _117_ & _124_;
+  assign _142_ = ! st3[1];
+  assign _151_ = _142_ & st3[2];
+  assign _166_ = st3[1] & st3[28];
+  assign _177_ = _151_ | _166_;
+  assign _185_ = st3[0] & _177_;
+  assign _194_ = _133_ & _185_;
+  assign _203_ = st2[9:4] == st4[9:4];
+  assign _212_ = st2[3] == st4[3];
+  assign _221_ = _203_ & _212_;
+  assign _227_ = ! st4[1];
+  assign _237_ = _221_ & _227_;
+  assign _248_ = ! st4[1];
+  assign _258_ = _248_ & st4[2];
+  assign _269_ = ~ _258_;
+  assign _280_ = st4[0] & _269_;
+  assign _289_ = _237_ & _280_;
+  assign _295_ = st2[9:4] == st4[9:4];
+  assign _296_ = st2[3] == st4[3];
+  assign _297_ = _295_ & _296_;
+  assign _298_ = ! st4[1];
+  assign _299_ = _297_ & _298_;
+  assign _300_ = ! st4[1];
+  assign _301_ = _300_ & st4[2];
+  assign _302_ = st4[1] & st4[28];
+  assign _303_ = _301_ | _302_;
+  assign _304_ = st4[0] & _303_;
+  assign _305_ = _299_ & _304_;
+  assign _306_ = st2[9:4] == st5[9:4];
+  assign _307_ = st2[3] == st5[3];
+  assign _308_ = _306_ & _307_;
+  assign _309_ = ! st5[1];
+  assign _310_ = _309_ & st5[2];
+  assign _311_ = ~ _310_;
+  assign _312_ = st5[0] & _311_;
+  assign _313_ = _308_ & _312_;
+  assign _314_ = st2[9:4] == st5[9:4];
+  assign _315_ = st2[3] == st5[3];
+  assign _316_ = _314_ & _315_;
+  assign _317_ = ! st5[1];
+  assign _318_ = _317_ & st5[2];
+  assign _319_ = st5[1] & st5[28];
+  assign _320_ = _318_ | _319_;
+  assign _321_ = st5[0] & _320_;
+  assign _322_ = _316_ & _321_;
+  assign _323_ = st2[9:4] == st6[9:4];
+  assign _324_ = st2[3] == st6[3];
+  assign _325_ = _323_ & _324_;
+  assign _326_ = ! st6[1];
+  assign _327_ = _326_ & st6[2];
+  assign _328_ = ~ _327_;
+  assign _329_ = st6[0] & _328_;
+  assign _330_ = _325_ & _329_;
+  assign _331_ = st2[9:4] == st6[9:4];
+  assign _332_ = st2[3] == st6[3];
+  assign _333_ = _331_ & _332_;
+  assign _334_ = ! st6[1];
+  assign _335_ = _334_ & st6[2];
+  assign _336_ = st6[1] & st6[28];
+  assign _337_ = _335_ | _336_;
+  assign _338_ = st6[0] & _337_;
+  assign _339_ = _333_ & _338_;
+  assign _340_ = st2[9:4] == st7[9:4];
+  assign _341_ = st2[3] == st7[3];
+  assign _342_ = _340_ & _341_;
+  assign _343_ = ! st7[1];
+  assign _344_ = _343_ & st7[2];
+  assign _345_ = ~ _344_;
+  assign _346_ = st7[0] & _345_;
+  assign _347_ = _342_ & _346_;
+  assign _348_ = st2[9:4] == st7[9:4];
+  assign _349_ = st2[3] == st7[3];
+  assign _002_ = _348_ & _349_;
+  assign _003_ = ! st7[1];
+  assign _004_ = _003_ & st7[2];
+  assign _005_ = st7[1] & st7[28];
+  assign _006_ = _004_ | _005_;
+  assign _007_ = st7[0] & _006_;
+  assign _008_ = _002_ & _007_;
+  assign _010_ = ! st3[1];
+  assign _011_ = _010_ & st3[2];
+  assign _012_ = ~ _011_;
+  assign _013_ = hit_v1 & _012_;
+  assign _014_ = ! st3[1];
+  assign _015_ = _014_ & st3[2];
+  assign _016_ = hit_c1 & _015_;
+  assign _017_ = _013_ | _016_;
+  assign _019_ = ~ hit_v1;
+  assign _020_ = hit_v2 & _019_;
+  assign _021_ = ! st3[1];
+  assign _022_ = _021_ & st3[2];
+  assign _023_ = ~ _022_;
+  assign _024_ = _020_ & _023_;
+  assign _025_ = ~ hit_c1;
+  assign _026_ = hit_c2 & _025_;
+  assign _028_ = ! st3[1];
+  assign _029_ = _028_ & st3[2];
+  assign _030_ = _026_ & _029_;
+  assign _031_ = _024_ | _030_;
+  assign _032_ = hit_v1 | hit_v2;
+  assign _033_ = ~ _032_;
+  assign _034_ = hit_v3 & _033_;
+  assign _035_ = ! st3[1];
+  assign _036_ = _035_ & st3[2];
+  assign _038_ = ~ _036_;
+  assign _039_ = _034_ & _038_;
+  assign _040_ = hit_v1 | hit_v2;
+  assign _041_ = _040_ | hit_v3;
+  assign _042_ = ~ _041_;
+  assign _043_ = hit_v4 & _042_;
+  assign _044_ = ! st3[1];
+  assign _045_ = _044_ & st3[2];
+  assign _046_ = ~ _045_;
+  assign _048_ = _043_ & _046_;
+  assign _049_ = hit_v1 | hit_v2;
+  assign _050_ = _049_ | hit_v3;
+  assign _051_ = _050_ | hit_v4;
+  assign _052_ = ~ _051_;
+  assign _053_ = hit_v5 & _052_;
+  assign _054_ = ! st3[1];
+  assign _055_ = _054_ & st3[2];
+  assign _056_ = ~ _055_;
+  assign _058_ = _053_ & _056_;
+  assign _059_ = hit_v1 | hit_v2;
+  assign _060_ = _059_ | hit_v3;
+  assign _061_ = _060_ | hit_v4;
+  assign _062_ = _061_ | hit_v5;
+  assign _063_ = ~ _062_;
+  assign _064_ = ! st3[1];
+  assign _065_ = _064_ & st3[2];
+  assign _066_ = ~ _065_;
+  assign _068_ = _063_ & _066_;
+  assign _069_ = hit_c1 | hit_c2;
+  assign _070_ = ~ _069_;
+  assign _071_ = hit_c3 & _070_;
+  assign _072_ = ! st3[1];
+  assign _073_ = _072_ & st3[2];
+  assign _074_ = _071_ & _073_;
+  assign _075_ = hit_c1 | hit_c2;
+  assign _077_ = _075_ | hit_c3;
+  assign _078_ = ~ _077_;
+  assign _079_ = hit_c4 & _078_;
+  assign _080_ = ! st3[1];
+  assign _081_ = _080_ & st3[2];
+  assign _082_ = _079_ & _081_;
+  assign _083_ = hit_c1 | hit_c2;
+  assign _084_ = _083_ | hit_c3;
+  assign _085_ = _084_ | hit_c4;
+  assign _087_ = ~ _085_;
+  assign _088_ = hit_c5 & _087_;
+  assign _089_ = ! st3[1];
+  assign _090_ = _089_ & st3[2];
+  assign _091_ = _088_ & _090_;
+  assign _092_ = hit_c1 | hit_c2;
+  assign _093_ = _092_ | hit_c3;
+  assign _094_ = _093_ | hit_c4;
+  assign _095_ = _094_ | hit_c5;
+  assign _098_ = ~ _095_;
+  assign _099_ = ! st3[1];
+  assign _100_ = _099_ & st3[2];
+  assign _101_ = _098_ & _100_;
+  assign _102_ = ! st3[1];
+  assign _103_ = ! st3[30:29];
+  assign _104_ = st3[1] & _103_;
+  assign _105_ = \$signal$39 [0] ? val5[18:0] : 19'h00000;
+  assign _107_ = \$signal$39 [1] ? r6[18:0] : 19'h00000;
+  assign _108_ = _105_ | _107_;
+  assign _109_ = \$signal$39 [2] ? res7[17:0] : 18'h00000;
+  assign _110_ = _108_ | { _109_[17], _109_ };
+  assign _111_ = \$signal$39 [3] ? res8[17:0] : 18'h00000;
+  assign _112_ = _110_ | { _111_[17], _111_ };
+  assign _113_ = \$signal$39 [4] ? res9[17:0] : 18'h00000;
+  assign _114_ = _112_ | { _113_[17], _113_ };
+  assign _115_ = \$signal$39 [5] ? \$signal [17:0] : 18'h00000;
+  assign _116_ = _114_ | { _115_[17], _115_ };
+  assign _118_ = \$signal$39 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _119_ = _116_ | { _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_[1], _118_ };
+  assign _120_ = \$signal$39 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _121_ = _119_ | { _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_[1], _120_ };
+  assign _122_ = \$signal$40 [0] ? addend[10:0] : 11'h000;
+  assign _123_ = \$signal$40 [1] ? \$signal$21 [13:0] : 14'h0000;
+  assign _125_ = { _122_[10], _122_[10], _122_[10], _122_ } | _123_;
+  assign _126_ = \$signal$40 [2] ? val5[18:0] : 19'h00000;
+  assign _127_ = { _125_[13], _125_[13], _125_[13], _125_[13], _125_[13], _125_ } | _126_;
+  assign _128_ = \$signal$40 [3] ? r6[18:0] : 19'h00000;
+  assign _129_ = _127_ | _128_;
+  assign _130_ = \$signal$40 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _131_ = _129_ | { _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_ };
+  assign _132_ = \$signal$40 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _134_ = _131_ | { _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_ };
+  assign _135_ = $signed(_121_) + $signed(_134_);
+  assign _136_ = \$signal$39 [0] ? val5[37:19] : 19'h00000;
+  assign _137_ = \$signal$39 [1] ? r6[37:19] : 19'h00000;
+  assign _138_ = _136_ | _137_;
+  assign _139_ = \$signal$39 [2] ? res7[35:18] : 18'h00000;
+  assign _140_ = _138_ | { _139_[17], _139_ };
+  assign _141_ = \$signal$39 [3] ? res8[35:18] : 18'h00000;
+  assign _143_ = _140_ | { _141_[17], _141_ };
+  assign _144_ = \$signal$39 [4] ? res9[35:18] : 18'h00000;
+  assign _145_ = _143_ | { _144_[17], _144_ };
+  assign _146_ = \$signal$39 [5] ? \$signal [35:18] : 18'h00000;
+  assign _147_ = _145_ | { _146_[17], _146_ };
+  assign _148_ = \$signal$39 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _149_ = _147_ | { _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_[1], _148_ };
+  assign _150_ = \$signal$39 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _152_ = _149_ | { _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_[1], _150_ };
+  assign _153_ = \$signal$40 [0] ? addend[21:11] : 11'h000;
+  assign _154_ = \$signal$40 [1] ? \$signal$21 [27:14] : 14'h0000;
+  assign _155_ = { _153_[10], _153_[10], _153_[10], _153_ } | _154_;
+  assign _156_ = \$signal$40 [2] ? val5[37:19] : 19'h00000;
+  assign _157_ = { _155_[13], _155_[13], _155_[13], _155_[13], _155_[13], _155_ } | _156_;
+  assign _158_ = \$signal$40 [3] ? r6[37:19] : 19'h00000;
+  assign _159_ = _157_ | _158_;
+  assign _160_ = \$signal$40 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _161_ = _159_ | { _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_[1], _160_ };
+  assign _162_ = \$signal$40 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _163_ = _161_ | { _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_[1], _162_ };
+  assign _164_ = $signed(_152_) + $signed(_163_);
+  assign _165_ = \$signal$39 [0] ? val5[56:38] : 19'h00000;
+  assign _167_ = \$signal$39 [1] ? r6[56:38] : 19'h00000;
+  assign _168_ = _165_ | _167_;
+  assign _169_ = \$signal$39 [2] ? res7[53:36] : 18'h00000;
+  assign _170_ = _168_ | { _169_[17], _169_ };
+  assign _171_ = \$signal$39 [3] ? res8[53:36] : 18'h00000;
+  assign _172_ = _170_ | { _171_[17], _171_ };
+  assign _173_ = \$signal$39 [4] ? res9[53:36] : 18'h00000;
+  assign _174_ = _172_ | { _173_[17], _173_ };
+  assign _175_ = \$signal$39 [5] ? \$signal [53:36] : 18'h00000;
+  assign _176_ = _174_ | { _175_[17], _175_ };
+  assign _178_ = \$signal$39 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _179_ = _176_ | { _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_[1], _178_ };
+  assign _180_ = \$signal$39 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _181_ = _179_ | { _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_[1], _180_ };
+  assign _182_ = \$signal$40 [0] ? addend[32:22] : 11'h000;
+  assign _183_ = \$signal$40 [1] ? \$signal$21 [41:28] : 14'h0000;
+  assign _186_ = { _182_[10], _182_[10], _182_[10], _182_ } | _183_;
+  assign _187_ = \$signal$40 [2] ? val5[56:38] : 19'h00000;
+  assign _188_ = { _186_[13], _186_[13], _186_[13], _186_[13], _186_[13], _186_ } | _187_;
+  assign _189_ = \$signal$40 [3] ? r6[56:38] : 19'h00000;
+  assign _190_ = _188_ | _189_;
+  assign _191_ = \$signal$40 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _192_ = _190_ | { _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_[1], _191_ };
+  assign _193_ = \$signal$40 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _195_ = _192_ | { _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_[1], _193_ };
+  assign _196_ = $signed(_181_) + $signed(_195_);
+  assign _197_ = \$signal$39 [0] ? val5[75:57] : 19'h00000;
+  assign _198_ = \$signal$39 [1] ? r6[75:57] : 19'h00000;
+  assign _199_ = _197_ | _198_;
+  assign _200_ = \$signal$39 [2] ? res7[71:54] : 18'h00000;
+  assign _201_ = _199_ | { _200_[17], _200_ };
+  assign _202_ = \$signal$39 [3] ? res8[71:54] : 18'h00000;
+  assign _204_ = _201_ | { _202_[17], _202_ };
+  assign _205_ = \$signal$39 [4] ? res9[71:54] : 18'h00000;
+  assign _206_ = _204_ | { _205_[17], _205_ };
+  assign _207_ = \$signal$39 [5] ? \$signal [71:54] : 18'h00000;
+  assign _208_ = _206_ | { _207_[17], _207_ };
+  assign _209_ = \$signal$39 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _210_ = _208_ | { _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_[1], _209_ };
+  assign _211_ = \$signal$39 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _213_ = _210_ | { _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_[1], _211_ };
+  assign _214_ = \$signal$40 [0] ? addend[43:33] : 11'h000;
+  assign _215_ = \$signal$40 [1] ? \$signal$21 [55:42] : 14'h0000;
+  assign _216_ = { _214_[10], _214_[10], _214_[10], _214_ } | _215_;
+  assign _217_ = \$signal$40 [2] ? val5[75:57] : 19'h00000;
+  assign _218_ = { _216_[13], _216_[13], _216_[13], _216_[13], _216_[13], _216_ } | _217_;
+  assign _219_ = \$signal$40 [3] ? r6[75:57] : 19'h00000;
+  assign _220_ = _218_ | _219_;
+  assign _222_ = \$signal$40 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _223_ = _220_ | { _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_[1], _222_ };
+  assign _224_ = \$signal$40 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _225_ = _223_ | { _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_[1], _224_ };
+  assign _226_ = $signed(_213_) + $signed(_225_);
+  assign _228_ = st6[0] & st6[1];
+  assign _229_ = | counts;
+  assign _230_ = _229_ | st6[31];
+  assign _231_ = _228_ & _230_;
+  assign _232_ = st7[0] & st7[1];
+  assign _233_ = pos0 == 2'h3;
+  assign _234_ = pos1 == 2'h3;
+  assign _235_ = pos2 == 2'h3;
+  assign _236_ = pos2 + 1'h1;
+  assign _238_ = pos1 + 1'h1;
+  assign _239_ = pos0 + 1'h1;
+  assign _240_ = st2[3] * 7'h40;
+  assign { _241_[8:7], \$signature__addr  } = st2[9:4] + _240_;
+  assign _242_ = st7[3] * 7'h40;
+  assign { _243_[8:7], \$signature__addr$61  } = st7[9:4] + _242_;
+  assign _244_ = ! st7[1];
+  assign _245_ = _244_ & st7[2];
+  assign _246_ = ~ _245_;
+  assign _247_ = st7[0] & _246_;
+  assign { _249_[3:1], \$signature__en  } = _247_ ? 4'hf : 4'h0;
+  assign _250_ = st7[0] & st7[1];
+  assign _251_ = ~ push7;
+  assign dropped = _250_ & _251_;
   always @(posedge clk)
-    used <= _0365_;
+    st0 <= _252_;
   always @(posedge clk)
-    credit <= _0366_;
+    st1 <= _253_;
   always @(posedge clk)
-    plane <= _0367_;
+    st2 <= _254_;
   always @(posedge clk)
-    full1 <= _0368_;
+    st3 <= _255_;
   always @(posedge clk)
-    full0 <= _0369_;
+    st4 <= _256_;
   always @(posedge clk)
-    \$signal$6  <= _0370_;
+    st5 <= _257_;
   always @(posedge clk)
-    fsm_state <= _0371_;
+    st6 <= _259_;
   always @(posedge clk)
-    fire_state <= _0372_;
+    st7 <= _260_;
   always @(posedge clk)
-    sweep_addr <= _0373_;
+    w1_0 <= _261_;
   always @(posedge clk)
-    sweep_last <= _0375_;
+    w2_0_0 <= _262_;
   always @(posedge clk)
-    fire_k <= _0376_;
+    w2_0_1 <= _263_;
   always @(posedge clk)
-    \$signal$26  <= _0377_;
+    w2_0_2 <= _264_;
   always @(posedge clk)
-    \$signal$74  <= _0378_;
+    w2_0_3 <= _265_;
   always @(posedge clk)
-    \$signal  <= _0379_;
+    addend <= _266_;
   always @(posedge clk)
-    pos0 <= _0380_;
+    \$signal  <= _267_;
   always @(posedge clk)
-    st0 <= _0381_;
+    \$signal$21  <= _268_;
   always @(posedge clk)
-    st1 <= _0382_;
+    res8 <= _270_;
   always @(posedge clk)
-    st2 <= _0383_;
-  always @(posedge clk)
-    st3 <= _0384_;
-  always @(posedge clk)
-    st4 <= _0385_;
-  always @(posedge clk)
-    st5 <= _0386_;
-  always @(posedge clk)
-    st6 <= _0387_;
-  always @(posedge clk)
-    st7 <= _0388_;
-  always @(posedge clk)
-    w1_0 <= _0389_;
-  always @(posedge clk)
-    w2_0_0 <= _0390_;
-  always @(posedge clk)
-    w2_0_1 <= _0391_;
-  always @(posedge clk)
-    w2_0_2 <= _0392_;
-  always @(posedge clk)
-    w2_0_3 <= _0393_;
-  always @(posedge clk)
-    addend <= _0394_;
-  always @(posedge clk)
-    v_raw <= _0395_;
-  always @(posedge clk)
-    b_raw <= _0396_;
-  always @(posedge clk)
-    res8 <= _0397_;
-  always @(posedge clk)
-    res9 <= _0398_;
+    res9 <= _271_;
   always @(posedge clk)
     cres8 <= 4'h0;
   always @(posedge clk)
-    cres9 <= _0399_;
+    cres9 <= _272_;
   always @(posedge clk)
-    hit_v1 <= _0400_;
+    hit_v1 <= _273_;
   always @(posedge clk)
-    hit_c1 <= _0402_;
+    hit_c1 <= _274_;
   always @(posedge clk)
-    hit_v2 <= _0403_;
+    hit_v2 <= _275_;
   always @(posedge clk)
-    hit_c2 <= _0404_;
+    hit_c2 <= _276_;
   always @(posedge clk)
-    hit_v3 <= _0405_;
+    hit_v3 <= _277_;
   always @(posedge clk)
-    hit_c3 <= _0406_;
+    hit_c3 <= _278_;
   always @(posedge clk)
-    hit_v4 <= _0407_;
+    hit_v4 <= _281_;
   always @(posedge clk)
-    hit_c4 <= _0408_;
+    hit_c4 <= _282_;
   always @(posedge clk)
-    hit_v5 <= _0409_;
+    hit_v5 <= _283_;
   always @(posedge clk)
-    hit_c5 <= _0410_;
+    hit_c5 <= _284_;
   always @(posedge clk)
-    \$signal$108  <= _0411_;
+    \$signal$39  <= _285_;
   always @(posedge clk)
-    \$signal$109  <= _0412_;
+    \$signal$40  <= _286_;
   always @(posedge clk)
-    \$signal$110  <= _0413_;
+    val5 <= _287_;
   always @(posedge clk)
-    \$signal$38  <= _0414_;
+    res7 <= _288_;
   always @(posedge clk)
-    v_wr__data <= _0415_;
+    entry7 <= _290_;
   always @(posedge clk)
-    entry7 <= _0416_;
+    push7 <= _291_;
   always @(posedge clk)
-    \$signal$57  <= _0417_;
+    pos0 <= _292_;
   always @(posedge clk)
-    \pos0$53  <= _0418_;
+    pos1 <= _293_;
   always @(posedge clk)
-    pos1 <= _0419_;
-  always @(posedge clk)
-    pos2 <= _0420_;
-  always @(posedge clk)
-    done <= _0421_;
-  assign _0000_ = ~ sweep_now;
-  assign _0100_ = ~ \$signal ;
-  assign en = _0000_ & _0100_;
-  assign _0195_ = ~ \$signal ;
-  assign _0283_ = op_valid & _0195_;
-  assign ev_shift = 2'h3 - plane;
-  assign _0424_ = ~ \$signal ;
-  assign _0434_ = credit & _0424_;
-  assign active = \issue.valid  | \$signal ;
-  assign _0448_ = st2[3] * 7'h40;
-  assign { _0001_[8:7], \$signature__addr$33  } = st2[9:4] + _0448_;
-  assign _0027_ = $signed(\$signal$38 [18:0]) - $signed({ 1'h0, _0017_ });
-  assign _0038_ = $signed(diff0) >= $signed(1'h0);
-  assign _0048_ = st6[30:29] == 2'h3;
-  assign _0059_ = $signed(diff0) >= $signed(1'h0);
-  assign _0069_ = _0059_ ? { diff0[17], diff0 } : \$signal$38 [18:0];
-  assign _0101_ = $signed(\$signal$38 [37:19]) - $signed({ 1'h0, _0089_ });
-  assign _0109_ = $signed(diff1) >= $signed(1'h0);
-  assign _0117_ = st6[30:29] == 2'h3;
-  assign _0127_ = $signed(diff1) >= $signed(1'h0);
-  assign _0137_ = _0127_ ? { diff1[17], diff1 } : \$signal$38 [37:19];
-  assign _0165_ = $signed(\$signal$38 [56:38]) - $signed({ 1'h0, _0155_ });
-  assign _0175_ = $signed(diff2) >= $signed(1'h0);
-  assign _0185_ = st6[30:29] == 2'h3;
-  assign _0196_ = $signed(diff2) >= $signed(1'h0);
-  assign _0205_ = _0196_ ? { diff2[17], diff2 } : \$signal$38 [56:38];
-  assign _0230_ = $signed(\$signal$38 [75:57]) - $signed({ 1'h0, _0222_ });
-  assign _0240_ = $signed(diff3) >= $signed(1'h0);
-  assign _0248_ = st6[30:29] == 2'h3;
-  assign _0256_ = $signed(diff3) >= $signed(1'h0);
-  assign _0265_ = _0256_ ? { diff3[17], diff3 } : \$signal$38 [75:57];
-  assign _0274_ = st7[3] * 7'h40;
-  assign { _0284_[8:7], v_wr__addr } = st7[9:4] + _0274_;
-  assign _0292_ = ! st7[1];
-  assign _0302_ = _0292_ & st7[2];
-  assign _0310_ = ~ _0302_;
-  assign _0318_ = st7[0] & _0310_;
-  assign { _0326_[3:1], v_wr__en } = _0318_ ? 4'hf : 4'h0;
-  assign any_spike = | { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign _0344_ = st7[0] & st7[1];
-  assign _0353_ = ~ \$signal$57 ;
-  assign dropped = _0344_ & _0353_;
-  assign _0374_ = ~ done[0];
-  assign pending[0] = \$signal$61 [0] & _0374_;
-  assign _0401_ = ~ done[1];
-  assign pending[1] = \$signal$61 [1] & _0401_;
-  assign _0422_ = ~ done[2];
-  assign pending[2] = \$signal$61 [2] & _0422_;
-  assign _0423_ = ~ done[3];
-  assign pending[3] = \$signal$61 [3] & _0423_;
-  assign _0425_ = \$signal$61 [5:4] * 3'h4;
-  assign { _0426_[5:4], o__payload[3:0] } = _0425_ + lane;
-  assign _0427_ = | pending;
-  assign _0429_ = pending - 1'h1;
-  assign _0430_ = { 1'h0, pending } & _0429_;
-  assign _0431_ = ! _0430_;
-  assign _0432_ = ~ \$signal$61 [10];
-  assign _0433_ = _0431_ & _0432_;
-  assign _0435_ = used + sweep_now;
-  assign _0436_ = _0435_ - dropped;
-  assign _0437_ = \$signal$68  & \$signal$65 ;
-  assign _0438_ = $signed(_0436_) - $signed({ 1'h0, _0437_ });
-  assign _0439_ = used <= 8'h88;
-  assign _0440_ = plane == 2'h3;
-  assign _0441_ = ~ \$signal$6 ;
-  assign _0442_ = plane + 1'h1;
-  assign _0445_ = ~ \$signal ;
-  assign _0446_ = credit & _0445_;
-  assign _0447_ = fire_k == 2'h3;
-  assign _0449_ = ~ \$signal$26 ;
-  assign _0450_ = fire_k + 1'h1;
-  assign _0451_ = sweep_addr + 1'h1;
-  assign _0452_ = sweep_addr == 6'h3e;
-  assign _0453_ = sweep_now & \issue.end ;
-  assign _0454_ = sweep_now & \issue.end ;
-  assign _0455_ = _0454_ | \$signal$74 ;
-  assign _0456_ = pos0 == 2'h3;
-  assign _0457_ = pos0 + 1'h1;
-  assign _0458_ = $signed(w1_0[7:0]) << st2[25:24];
-  assign _0002_ = $signed(w1_0[15:8]) << st2[25:24];
-  assign _0003_ = $signed(w1_0[23:16]) << st2[25:24];
-  assign _0004_ = $signed(w1_0[31:24]) << st2[25:24];
-  assign _0005_ = st2[9:4] == st3[9:4];
-  assign _0006_ = st2[3] == st3[3];
-  assign _0007_ = _0005_ & _0006_;
-  assign _0008_ = ! st3[1];
-  assign _0009_ = _0007_ & _0008_;
-  assign _0010_ = ! st3[1];
-  assign _0011_ = _0010_ & st3[2];
-  assign _0012_ = ~ _0011_;
-  assign _0013_ = st3[0] & _0012_;
-  assign _0014_ = _0009_ & _0013_;
-  assign _0015_ = st2[9:4] == st3[9:4];
-  assign _0016_ = st2[3] == st3[3];
-  assign _0018_ = _0015_ & _0016_;
-  assign _0019_ = ! st3[1];
-  assign _0020_ = _0018_ & _0019_;
-  assign _0021_ = ! st3[1];
-  assign _0022_ = _0021_ & st3[2];
-  assign _0023_ = st3[1] & st3[28];
-  assign _0024_ = _0022_ | _0023_;
-  assign _0025_ = st3[0] & _0024_;
-  assign _0026_ = _0020_ & _0025_;
-  assign _0028_ = st2[9:4] == st4[9:4];
-  assign _0029_ = st2[3] == st4[3];
-  assign _0030_ = _0028_ & _0029_;
-  assign _0031_ = ! st4[1];
-  assign _0032_ = _0030_ & _0031_;
-  assign _0033_ = ! st4[1];
-  assign _0034_ = _0033_ & st4[2];
-  assign _0035_ = ~ _0034_;
-  assign _0036_ = st4[0] & _0035_;
-  assign _0037_ = _0032_ & _0036_;
-  assign _0039_ = st2[9:4] == st4[9:4];
-  assign _0040_ = st2[3] == st4[3];
-  assign _0041_ = _0039_ & _0040_;
-  assign _0042_ = ! st4[1];
-  assign _0043_ = _0041_ & _0042_;
-  assign _0044_ = ! st4[1];
-  assign _0045_ = _0044_ & st4[2];
-  assign _0046_ = st4[1] & st4[28];
-  assign _0047_ = _0045_ | _0046_;
-  assign _0049_ = st4[0] & _0047_;
-  assign _0050_ = _0043_ & _0049_;
-  assign _0051_ = st2[9:4] == st5[9:4];
-  assign _0052_ = st2[3] == st5[3];
-  assign _0053_ = _0051_ & _0052_;
-  assign _0054_ = ! st5[1];
-  assign _0055_ = _0054_ & st5[2];
-  assign _0056_ = ~ _0055_;
-  assign _0057_ = st5[0] & _0056_;
-  assign _0058_ = _0053_ & _0057_;
-  assign _0060_ = st2[9:4] == st5[9:4];
-  assign _0061_ = st2[3] == st5[3];
-  assign _0062_ = _0060_ & _0061_;
-  assign _0063_ = ! st5[1];
-  assign _0064_ = _0063_ & st5[2];
-  assign _0065_ = st5[1] & st5[28];
-  assign _0066_ = _0064_ | _0065_;
-  assign _0067_ = st5[0] & _0066_;
-  assign _0068_ = _0062_ & _0067_;
-  assign _0070_ = st2[9:4] == st6[9:4];
-  assign _0071_ = st2[3] == st6[3];
-  assign _0072_ = _0070_ & _0071_;
-  assign _0073_ = ! st6[1];
-  assign _0074_ = _0073_ & st6[2];
-  assign _0075_ = ~ _0074_;
-  assign _0076_ = st6[0] & _0075_;
-  assign _0077_ = _0072_ & _0076_;
-  assign _0078_ = st2[9:4] == st6[9:4];
-  assign _0079_ = st2[3] == st6[3];
-  assign _0080_ = _0078_ & _0079_;
-  assign _0081_ = ! st6[1];
-  assign _0082_ = _0081_ & st6[2];
-  assign _0083_ = st6[1] & st6[28];
-  assign _0084_ = _0082_ | _0083_;
-  assign _0085_ = st6[0] & _0084_;
-  assign _0086_ = _0080_ & _0085_;
-  assign _0087_ = st2[9:4] == st7[9:4];
-  assign _0088_ = st2[3] == st7[3];
-  assign _0090_ = _0087_ & _0088_;
-  assign _0091_ = ! st7[1];
-  assign _0092_ = _0091_ & st7[2];
-  assign _0093_ = ~ _0092_;
-  assign _0094_ = st7[0] & _0093_;
-  assign _0095_ = _0090_ & _0094_;
-  assign _0096_ = st2[9:4] == st7[9:4];
-  assign _0097_ = st2[3] == st7[3];
-  assign _0098_ = _0096_ & _0097_;
-  assign _0099_ = ! st7[1];
-  assign _0102_ = _0099_ & st7[2];
-  assign _0103_ = st7[1] & st7[28];
-  assign _0104_ = _0102_ | _0103_;
-  assign _0105_ = st7[0] & _0104_;
-  assign _0106_ = _0098_ & _0105_;
-  assign _0107_ = ! st3[1];
-  assign _0108_ = _0107_ & st3[2];
-  assign _0110_ = ~ _0108_;
-  assign _0111_ = hit_v1 & _0110_;
-  assign _0112_ = ! st3[1];
-  assign _0113_ = _0112_ & st3[2];
-  assign _0114_ = hit_c1 & _0113_;
-  assign _0115_ = _0111_ | _0114_;
-  assign _0116_ = ~ hit_v1;
-  assign _0118_ = hit_v2 & _0116_;
-  assign _0119_ = ! st3[1];
-  assign _0120_ = _0119_ & st3[2];
-  assign _0121_ = ~ _0120_;
-  assign _0122_ = _0118_ & _0121_;
-  assign _0123_ = ~ hit_c1;
-  assign _0124_ = hit_c2 & _0123_;
-  assign _0125_ = ! st3[1];
-  assign _0126_ = _0125_ & st3[2];
-  assign _0128_ = _0124_ & _0126_;
-  assign _0129_ = _0122_ | _0128_;
-  assign _0130_ = hit_v1 | hit_v2;
-  assign _0131_ = ~ _0130_;
-  assign _0132_ = hit_v3 & _0131_;
-  assign _0133_ = ! st3[1];
-  assign _0134_ = _0133_ & st3[2];
-  assign _0135_ = ~ _0134_;
-  assign _0136_ = _0132_ & _0135_;
-  assign _0138_ = hit_v1 | hit_v2;
-  assign _0139_ = _0138_ | hit_v3;
-  assign _0140_ = ~ _0139_;
-  assign _0141_ = hit_v4 & _0140_;
-  assign _0142_ = ! st3[1];
-  assign _0143_ = _0142_ & st3[2];
-  assign _0144_ = ~ _0143_;
-  assign _0145_ = _0141_ & _0144_;
-  assign _0146_ = hit_v1 | hit_v2;
-  assign _0147_ = _0146_ | hit_v3;
-  assign _0148_ = _0147_ | hit_v4;
-  assign _0149_ = ~ _0148_;
-  assign _0150_ = hit_v5 & _0149_;
-  assign _0151_ = ! st3[1];
-  assign _0152_ = _0151_ & st3[2];
-  assign _0153_ = ~ _0152_;
-  assign _0154_ = _0150_ & _0153_;
-  assign _0156_ = hit_v1 | hit_v2;
-  assign _0157_ = _0156_ | hit_v3;
-  assign _0158_ = _0157_ | hit_v4;
-  assign _0159_ = _0158_ | hit_v5;
-  assign _0160_ = ~ _0159_;
-  assign _0161_ = ! st3[1];
-  assign _0162_ = _0161_ & st3[2];
-  assign _0163_ = ~ _0162_;
-  assign _0164_ = _0160_ & _0163_;
-  assign _0166_ = hit_c1 | hit_c2;
-  assign _0167_ = ~ _0166_;
-  assign _0168_ = hit_c3 & _0167_;
-  assign _0169_ = ! st3[1];
-  assign _0170_ = _0169_ & st3[2];
-  assign _0171_ = _0168_ & _0170_;
-  assign _0172_ = hit_c1 | hit_c2;
-  assign _0173_ = _0172_ | hit_c3;
-  assign _0174_ = ~ _0173_;
-  assign _0176_ = hit_c4 & _0174_;
-  assign _0177_ = ! st3[1];
-  assign _0178_ = _0177_ & st3[2];
-  assign _0179_ = _0176_ & _0178_;
-  assign _0180_ = hit_c1 | hit_c2;
-  assign _0181_ = _0180_ | hit_c3;
-  assign _0182_ = _0181_ | hit_c4;
-  assign _0183_ = ~ _0182_;
-  assign _0184_ = hit_c5 & _0183_;
-  assign _0186_ = ! st3[1];
-  assign _0187_ = _0186_ & st3[2];
-  assign _0188_ = _0184_ & _0187_;
-  assign _0189_ = hit_c1 | hit_c2;
-  assign _0190_ = _0189_ | hit_c3;
-  assign _0191_ = _0190_ | hit_c4;
-  assign _0192_ = _0191_ | hit_c5;
-  assign _0193_ = ~ _0192_;
-  assign _0194_ = ! st3[1];
-  assign _0197_ = _0194_ & st3[2];
-  assign _0198_ = _0193_ & _0197_;
-  assign _0199_ = ! st3[1];
-  assign _0200_ = ! st3[30:29];
-  assign _0201_ = st3[1] & _0200_;
-  assign _0202_ = \$signal$108 [0] ? \$signal$110 [18:0] : 19'h00000;
-  assign _0203_ = \$signal$108 [1] ? \$signal$38 [18:0] : 19'h00000;
-  assign _0204_ = _0202_ | _0203_;
-  assign _0206_ = \$signal$108 [2] ? v_wr__data[17:0] : 18'h00000;
-  assign _0207_ = _0204_ | { _0206_[17], _0206_ };
-  assign _0208_ = \$signal$108 [3] ? res8[17:0] : 18'h00000;
-  assign _0209_ = _0207_ | { _0208_[17], _0208_ };
-  assign _0210_ = \$signal$108 [4] ? res9[17:0] : 18'h00000;
-  assign _0211_ = _0209_ | { _0210_[17], _0210_ };
-  assign _0212_ = \$signal$108 [5] ? v_raw[17:0] : 18'h00000;
-  assign _0213_ = _0211_ | { _0212_[17], _0212_ };
-  assign _0214_ = \$signal$108 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0215_ = _0213_ | { _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_[1], _0214_ };
-  assign _0216_ = \$signal$108 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _0217_ = _0215_ | { _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_[1], _0216_ };
-  assign _0218_ = \$signal$109 [0] ? addend[10:0] : 11'h000;
-  assign _0219_ = \$signal$109 [1] ? b_raw[13:0] : 14'h0000;
-  assign _0220_ = { _0218_[10], _0218_[10], _0218_[10], _0218_ } | _0219_;
-  assign _0221_ = \$signal$109 [2] ? \$signal$110 [18:0] : 19'h00000;
-  assign _0223_ = { _0220_[13], _0220_[13], _0220_[13], _0220_[13], _0220_[13], _0220_ } | _0221_;
-  assign _0224_ = \$signal$109 [3] ? \$signal$38 [18:0] : 19'h00000;
-  assign _0225_ = _0223_ | _0224_;
-  assign _0226_ = \$signal$109 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _0227_ = _0225_ | { _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_[1], _0226_ };
-  assign _0228_ = \$signal$109 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _0229_ = _0227_ | { _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_[1], _0228_ };
-  assign _0231_ = $signed(_0217_) + $signed(_0229_);
-  assign _0232_ = \$signal$108 [0] ? \$signal$110 [37:19] : 19'h00000;
-  assign _0233_ = \$signal$108 [1] ? \$signal$38 [37:19] : 19'h00000;
-  assign _0234_ = _0232_ | _0233_;
-  assign _0235_ = \$signal$108 [2] ? v_wr__data[35:18] : 18'h00000;
-  assign _0236_ = _0234_ | { _0235_[17], _0235_ };
-  assign _0237_ = \$signal$108 [3] ? res8[35:18] : 18'h00000;
-  assign _0238_ = _0236_ | { _0237_[17], _0237_ };
-  assign _0239_ = \$signal$108 [4] ? res9[35:18] : 18'h00000;
-  assign _0241_ = _0238_ | { _0239_[17], _0239_ };
-  assign _0242_ = \$signal$108 [5] ? v_raw[35:18] : 18'h00000;
-  assign _0243_ = _0241_ | { _0242_[17], _0242_ };
-  assign _0244_ = \$signal$108 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0245_ = _0243_ | { _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_[1], _0244_ };
-  assign _0246_ = \$signal$108 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0247_ = _0245_ | { _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_[1], _0246_ };
-  assign _0249_ = \$signal$109 [0] ? addend[21:11] : 11'h000;
-  assign _0250_ = \$signal$109 [1] ? b_raw[27:14] : 14'h0000;
-  assign _0251_ = { _0249_[10], _0249_[10], _0249_[10], _0249_ } | _0250_;
-  assign _0252_ = \$signal$109 [2] ? \$signal$110 [37:19] : 19'h00000;
-  assign _0253_ = { _0251_[13], _0251_[13], _0251_[13], _0251_[13], _0251_[13], _0251_ } | _0252_;
-  assign _0254_ = \$signal$109 [3] ? \$signal$38 [37:19] : 19'h00000;
-  assign _0255_ = _0253_ | _0254_;
-  assign _0257_ = \$signal$109 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _0258_ = _0255_ | { _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_[1], _0257_ };
-  assign _0259_ = \$signal$109 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _0260_ = _0258_ | { _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_[1], _0259_ };
-  assign _0261_ = $signed(_0247_) + $signed(_0260_);
-  assign _0262_ = \$signal$108 [0] ? \$signal$110 [56:38] : 19'h00000;
-  assign _0263_ = \$signal$108 [1] ? \$signal$38 [56:38] : 19'h00000;
-  assign _0264_ = _0262_ | _0263_;
-  assign _0266_ = \$signal$108 [2] ? v_wr__data[53:36] : 18'h00000;
-  assign _0267_ = _0264_ | { _0266_[17], _0266_ };
-  assign _0268_ = \$signal$108 [3] ? res8[53:36] : 18'h00000;
-  assign _0269_ = _0267_ | { _0268_[17], _0268_ };
-  assign _0270_ = \$signal$108 [4] ? res9[53:36] : 18'h00000;
-  assign _0271_ = _0269_ | { _0270_[17], _0270_ };
-  assign _0272_ = \$signal$108 [5] ? v_raw[53:36] : 18'h00000;
-  assign _0273_ = _0271_ | { _0272_[17], _0272_ };
-  assign _0275_ = \$signal$108 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0276_ = _0273_ | { _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_[1], _0275_ };
-  assign _0277_ = \$signal$108 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0278_ = _0276_ | { _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_[1], _0277_ };
-  assign _0279_ = \$signal$109 [0] ? addend[32:22] : 11'h000;
-  assign _0280_ = \$signal$109 [1] ? b_raw[41:28] : 14'h0000;
-  assign _0281_ = { _0279_[10], _0279_[10], _0279_[10], _0279_ } | _0280_;
-  assign _0282_ = \$signal$109 [2] ? \$signal$110 [56:38] : 19'h00000;
-  assign _0285_ = { _0281_[13], _0281_[13], _0281_[13], _0281_[13], _0281_[13], _0281_ } | _0282_;
-  assign _0286_ = \$signal$109 [3] ? \$signal$38 [56:38] : 19'h00000;
-  assign _0287_ = _0285_ | _0286_;
-  assign _0288_ = \$signal$109 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _0289_ = _0287_ | { _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_[1], _0288_ };
-  assign _0290_ = \$signal$109 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _0291_ = _0289_ | { _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_[1], _0290_ };
-  assign _0293_ = $signed(_0278_) + $signed(_0291_);
-  assign _0294_ = \$signal$108 [0] ? \$signal$110 [75:57] : 19'h00000;
-  assign _0295_ = \$signal$108 [1] ? \$signal$38 [75:57] : 19'h00000;
-  assign _0296_ = _0294_ | _0295_;
-  assign _0297_ = \$signal$108 [2] ? v_wr__data[71:54] : 18'h00000;
-  assign _0298_ = _0296_ | { _0297_[17], _0297_ };
-  assign _0299_ = \$signal$108 [3] ? res8[71:54] : 18'h00000;
-  assign _0300_ = _0298_ | { _0299_[17], _0299_ };
-  assign _0301_ = \$signal$108 [4] ? res9[71:54] : 18'h00000;
-  assign _0303_ = _0300_ | { _0301_[17], _0301_ };
-  assign _0304_ = \$signal$108 [5] ? v_raw[71:54] : 18'h00000;
-  assign _0305_ = _0303_ | { _0304_[17], _0304_ };
-  assign _0306_ = \$signal$108 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0307_ = _0305_ | { _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_[1], _0306_ };
-  assign _0308_ = \$signal$108 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0309_ = _0307_ | { _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_[1], _0308_ };
-  assign _0311_ = \$signal$109 [0] ? addend[43:33] : 11'h000;
-  assign _0312_ = \$signal$109 [1] ? b_raw[55:42] : 14'h0000;
-  assign _0313_ = { _0311_[10], _0311_[10], _0311_[10], _0311_ } | _0312_;
-  assign _0314_ = \$signal$109 [2] ? \$signal$110 [75:57] : 19'h00000;
-  assign _0315_ = { _0313_[13], _0313_[13], _0313_[13], _0313_[13], _0313_[13], _0313_ } | _0314_;
-  assign _0316_ = \$signal$109 [3] ? \$signal$38 [75:57] : 19'h00000;
-  assign _0317_ = _0315_ | _0316_;
-  assign _0319_ = \$signal$109 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _0320_ = _0317_ | { _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_[1], _0319_ };
-  assign _0321_ = \$signal$109 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _0322_ = _0320_ | { _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_[1], _0321_ };
-  assign _0392_ = rst ? 11'h000 : _0003_;
-  assign _0391_ = rst ? 11'h000 : _0002_;
-  assign _0390_ = rst ? 11'h000 : _0458_;
-  assign _0389_ = rst ? 32'd0 : \$signature__data ;
-  assign _0388_ = rst ? 34'h000000000 : st6;
-  assign _0387_ = rst ? 34'h000000000 : st5;
-  assign _0386_ = rst ? 34'h000000000 : st4;
-  assign _0385_ = rst ? 34'h000000000 : st3;
-  assign _0384_ = rst ? 34'h000000000 : st2;
-  assign _0383_ = rst ? 34'h000000000 : st1;
-  assign _0382_ = rst ? 34'h000000000 : st0;
-  assign _0381_ = rst ? 34'h000000000 : { pos0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , \issue.bank , 1'h0, \issue.kind , \issue.valid  };
-  assign _0459_ = _0456_ ? (* full_case = 32'd1 *) 2'h0 : _0457_[1:0];
-  assign _0460_ = \issue.end  ? (* full_case = 32'd1 *) 2'h0 : _0459_;
-  assign _0461_ = sweep_now ? _0460_ : pos0;
-  assign _0380_ = rst ? 2'h0 : _0461_;
-  assign _0379_ = rst ? 1'h0 : _0455_;
-  assign _0378_ = rst ? 1'h0 : _0453_;
-  assign _0462_ = _0447_ ? _0449_ : \$signal$26 ;
-  assign _0463_ = sweep_last ? _0462_ : \$signal$26 ;
-  assign _0464_ = _0446_ ? _0463_ : \$signal$26 ;
-  assign _0465_ = fire_state ? (* full_case = 32'd1 *) _0464_ : \$signal$26 ;
-  assign _0377_ = rst ? 1'h0 : _0465_;
-  assign _0466_ = _0447_ ? (* full_case = 32'd1 *) 3'h0 : _0450_[2:0];
-  assign _0467_ = sweep_last ? _0466_ : fire_k;
-  assign _0468_ = _0446_ ? _0467_ : fire_k;
-  assign _0469_ = fire_state ? (* full_case = 32'd1 *) _0468_ : fire_k;
-  assign _0376_ = rst ? 3'h0 : _0469_;
-  assign _0470_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _0452_;
-  assign _0471_ = _0446_ ? _0470_ : sweep_last;
-  assign _0472_ = fire_state ? (* full_case = 32'd1 *) _0471_ : sweep_last;
-  assign _0375_ = rst ? 1'h0 : _0472_;
-  assign _0473_ = sweep_last ? (* full_case = 32'd1 *) 6'h00 : _0451_[5:0];
-  assign _0474_ = _0446_ ? _0473_ : sweep_addr;
-  assign _0475_ = fire_state ? (* full_case = 32'd1 *) _0474_ : sweep_addr;
-  assign _0373_ = rst ? 6'h00 : _0475_;
-  assign _0476_ = _0447_ ? 1'h0 : fire_state;
-  assign _0477_ = sweep_last ? _0476_ : fire_state;
-  assign _0478_ = _0446_ ? _0477_ : fire_state;
-  function [0:0] _1102_;
-    input [0:0] a;
-    input [1:0] b;
-    input [1:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _1102_ = b[0:0];
-      2'b1?:
-        _1102_ = b[1:1];
-      default:
-        _1102_ = a;
-    endcase
-  endfunction
-  assign _0479_ = _1102_(fire_state, { _0480_, _0478_ }, { _0481_, fire_state });
-  assign _0480_ = _0444_ ? 1'h1 : fire_state;
-  assign _0481_ = ~ (* full_case = 32'd1 *) fire_state;
-  assign _0372_ = rst ? 1'h0 : _0479_;
-  assign _0482_ = _0443_ ? fsm_state : 2'h0;
-  function [1:0] _1107_;
-    input [1:0] a;
-    input [3:0] b;
-    input [1:0] s;
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _1107_ = b[1:0];
-      2'b1?:
-        _1107_ = b[3:2];
-      default:
-        _1107_ = a;
-    endcase
-  endfunction
-  assign _0483_ = _1107_(fsm_state, { _0488_, _0482_ }, { _0489_, _0484_ });
-  assign _0484_ = fsm_state == 2'h1;
-  assign _0485_ = _0440_ ? (* full_case = 32'd1 *) 2'h1 : 2'h0;
-  assign _0486_ = op_valid ? fsm_state : _0485_;
-  assign _0487_ = i0__payload[11] ? _0486_ : fsm_state;
-  assign _0488_ = i0__valid ? _0487_ : fsm_state;
-  assign _0489_ = ! fsm_state;
-  assign _0371_ = rst ? 2'h0 : _0483_;
-  assign _0490_ = _0440_ ? _0441_ : \$signal$6 ;
-  assign _0491_ = op_valid ? \$signal$6  : _0490_;
-  assign _0492_ = i0__payload[11] ? _0491_ : \$signal$6 ;
-  assign _0493_ = i0__valid ? _0492_ : \$signal$6 ;
-  assign _0494_ = _0495_ ? _0493_ : \$signal$6 ;
-  assign _0495_ = ! fsm_state;
-  assign _0370_ = rst ? 1'h0 : _0494_;
-  assign _0496_ = \$signal$6  ? (* full_case = 32'd1 *) full0 : 1'h1;
-  assign _0497_ = _0440_ ? _0496_ : full0;
-  assign _0498_ = op_valid ? full0 : _0497_;
-  assign _0499_ = i0__payload[11] ? _0498_ : full0;
-  assign _0500_ = i0__valid ? _0499_ : full0;
-  assign _0501_ = _0502_ ? _0500_ : full0;
-  assign _0502_ = ! fsm_state;
-  assign _0503_ = \$signal$26  ? (* full_case = 32'd1 *) _0501_ : 1'h0;
-  assign _0504_ = _0447_ ? _0503_ : _0501_;
-  assign _0505_ = sweep_last ? _0504_ : _0501_;
-  assign _0506_ = _0446_ ? _0505_ : _0501_;
-  assign _0507_ = fire_state ? (* full_case = 32'd1 *) _0506_ : _0501_;
-  assign _0369_ = rst ? 1'h0 : _0507_;
-  assign _0508_ = \$signal$6  ? 1'h1 : full1;
-  assign _0509_ = _0440_ ? _0508_ : full1;
-  assign _0510_ = op_valid ? full1 : _0509_;
-  assign _0511_ = i0__payload[11] ? _0510_ : full1;
-  assign _0512_ = i0__valid ? _0511_ : full1;
-  assign _0513_ = _0514_ ? _0512_ : full1;
-  assign _0514_ = ! fsm_state;
-  assign _0515_ = \$signal$26  ? 1'h0 : _0513_;
-  assign _0516_ = _0447_ ? _0515_ : _0513_;
-  assign _0517_ = sweep_last ? _0516_ : _0513_;
-  assign _0518_ = _0446_ ? _0517_ : _0513_;
-  assign _0519_ = fire_state ? (* full_case = 32'd1 *) _0518_ : _0513_;
-  assign _0368_ = rst ? 1'h0 : _0519_;
-  assign _0520_ = _0440_ ? (* full_case = 32'd1 *) 3'h0 : _0442_[2:0];
-  assign _0521_ = op_valid ? plane : _0520_;
-  assign _0522_ = i0__payload[11] ? _0521_ : plane;
-  assign _0523_ = i0__valid ? _0522_ : plane;
-  assign _0524_ = _0525_ ? _0523_ : plane;
-  assign _0525_ = ! fsm_state;
-  assign _0367_ = rst ? 3'h0 : _0524_;
-  assign _0366_ = rst ? 1'h0 : _0439_;
-  assign _0365_ = rst ? 8'h00 : _0438_[7:0];
-  assign _0526_ = o__ready ? 1'h1 : 1'h0;
-  assign _0527_ = _0433_ ? 1'h1 : 1'h0;
-  assign _0528_ = o__ready ? _0527_ : 1'h0;
-  assign _0529_ = _0427_ ? (* full_case = 32'd1 *) _0528_ : _0526_;
-  assign \$signal$68  = \$signal$65  ? _0529_ : 1'h0;
-  assign o__valid = \$signal$65  ? 1'h1 : 1'h0;
-  assign _0530_ = _0427_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
-  assign \o__payload.end  = \$signal$65  ? _0530_ : 1'h0;
-  assign _0531_ = _0427_ ? (* full_case = 32'd1 *) _0428_ : 1'h0;
-  assign \o__payload.count  = \$signal$65  ? _0531_ : 1'h0;
-  assign _0532_ = pending[3] ? 2'h3 : 2'h0;
-  assign _0533_ = pending[2] ? 2'h2 : _0532_;
-  assign _0534_ = pending[1] ? 2'h1 : _0533_;
-  assign lane = pending[0] ? 2'h0 : _0534_;
-  assign diff3 = st6[1] ? (* full_case = 32'd1 *) _0230_[17:0] : 18'h00000;
-  assign diff2 = st6[1] ? (* full_case = 32'd1 *) _0165_[17:0] : 18'h00000;
-  assign diff1 = st6[1] ? (* full_case = 32'd1 *) _0101_[17:0] : 18'h00000;
-  assign \entry.counts[3]  = st6[1] ? (* full_case = 32'd1 *) _0240_ : 1'h0;
-  assign \entry.counts[2]  = st6[1] ? (* full_case = 32'd1 *) _0175_ : 1'h0;
-  assign \entry.counts[1]  = st6[1] ? (* full_case = 32'd1 *) _0109_ : 1'h0;
-  assign \entry.counts[0]  = st6[1] ? (* full_case = 32'd1 *) _0038_ : 1'h0;
-  assign diff0 = st6[1] ? (* full_case = 32'd1 *) _0027_[17:0] : 18'h00000;
-  assign _0535_ = _0248_ ? (* full_case = 32'd1 *) 18'h00000 : _0265_[17:0];
-  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) _0535_ : \$signal$38 [74:57];
-  assign _0536_ = _0185_ ? (* full_case = 32'd1 *) 18'h00000 : _0205_[17:0];
-  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) _0536_ : \$signal$38 [55:38];
-  assign _0537_ = _0117_ ? (* full_case = 32'd1 *) 18'h00000 : _0137_[17:0];
-  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) _0537_ : \$signal$38 [36:19];
-  assign _0538_ = _0048_ ? (* full_case = 32'd1 *) 18'h00000 : _0069_[17:0];
-  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) _0538_ : \$signal$38 [17:0];
-  assign _0539_ = _0434_ ? 1'h1 : 1'h0;
-  assign sweep_now = fire_state ? (* full_case = 32'd1 *) _0539_ : 1'h0;
-  assign _0540_ = ready ? 1'h1 : 1'h0;
-  assign _0541_ = i0__payload[11] ? 1'h0 : _0540_;
-  assign _0542_ = i0__valid ? _0541_ : 1'h0;
-  assign load = _0543_ ? _0542_ : 1'h0;
-  assign _0543_ = ! fsm_state;
-  assign _0544_ = ready ? 1'h1 : 1'h0;
-  assign _0545_ = op_valid ? 1'h0 : 1'h1;
-  assign _0546_ = i0__payload[11] ? _0545_ : _0544_;
-  assign _0547_ = i0__valid ? _0546_ : 1'h0;
-  assign i0__ready = _0548_ ? _0547_ : 1'h0;
-  assign _0548_ = ! fsm_state;
-  assign _0549_ = _0434_ ? sweep_last : 1'h0;
-  assign \issue.end  = fire_state ? (* full_case = 32'd1 *) _0549_ : 1'h0;
-  assign _0550_ = _0434_ ? fire_k[1:0] : 2'h0;
-  assign \issue.fire_k  = fire_state ? (* full_case = 32'd1 *) _0550_ : 2'h0;
-  assign \issue.shift  = _0283_ ? op_shift : 4'h0;
-  assign \issue.count  = _0283_ ? op_count : 1'h0;
-  assign \issue.waddr  = _0283_ ? op_waddr : 12'h000;
-  assign _0551_ = _0283_ ? op_addr : 6'h00;
-  assign _0552_ = _0434_ ? sweep_addr : _0551_;
-  assign \issue.addr  = fire_state ? (* full_case = 32'd1 *) _0552_ : _0551_;
-  assign _0553_ = _0283_ ? \$signal$6  : 1'h0;
-  assign _0554_ = _0434_ ? \$signal$26  : _0553_;
-  assign \issue.bank  = fire_state ? (* full_case = 32'd1 *) _0554_ : _0553_;
-  assign _0555_ = _0434_ ? 1'h1 : 1'h0;
-  assign \issue.kind  = fire_state ? (* full_case = 32'd1 *) _0555_ : 1'h0;
-  assign _0556_ = _0283_ ? 1'h1 : 1'h0;
-  assign _0557_ = _0434_ ? 1'h1 : _0556_;
-  assign \issue.valid  = fire_state ? (* full_case = 32'd1 *) _0557_ : _0556_;
-  function [0:0] _1218_;
-    input [0:0] a;
-    input [1:0] b;
-    input [1:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _1218_ = b[0:0];
-      2'b1?:
-        _1218_ = b[1:1];
-      default:
-        _1218_ = a;
-    endcase
-  endfunction
-  assign _0444_ = _1218_(1'hx, { full0, full1 }, { _0558_, \$signal$26  });
-  assign _0558_ = ~ (* full_case = 32'd1 *) \$signal$26 ;
-  function [0:0] _1220_;
-    input [0:0] a;
-    input [1:0] b;
-    input [1:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _1220_ = b[0:0];
-      2'b1?:
-        _1220_ = b[1:1];
-      default:
-        _1220_ = a;
-    endcase
-  endfunction
-  assign _0443_ = _1220_(1'hx, { full0, full1 }, { _0559_, \$signal$6  });
-  assign _0559_ = ~ (* full_case = 32'd1 *) \$signal$6 ;
-  function [0:0] _1222_;
-    input [0:0] a;
-    input [3:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _1222_ = b[0:0];
-      4'b??1?:
-        _1222_ = b[1:1];
-      4'b?1??:
-        _1222_ = b[2:2];
-      4'b1???:
-        _1222_ = b[3:3];
-      default:
-        _1222_ = a;
-    endcase
-  endfunction
-  assign _0428_ = _1222_(1'hx, { \$signal$61 [0], \$signal$61 [1], \$signal$61 [2], \$signal$61 [3] }, { _0563_, _0562_, _0561_, _0560_ });
-  assign _0560_ = lane == (* full_case = 32'd1 *) 2'h3;
-  assign _0561_ = lane == (* full_case = 32'd1 *) 2'h2;
-  assign _0562_ = lane == (* full_case = 32'd1 *) 2'h1;
-  assign _0563_ = ! (* full_case = 32'd1 *) lane;
-  function [10:0] _1227_;
-    input [10:0] a;
-    input [43:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _1227_ = b[10:0];
-      4'b??1?:
-        _1227_ = b[21:11];
-      4'b?1??:
-        _1227_ = b[32:22];
-      4'b1???:
-        _1227_ = b[43:33];
-      default:
-        _1227_ = a;
-    endcase
-  endfunction
-  assign _0222_ = _1227_(11'hxxx, 44'hf80f80f80f8, { _0567_, _0566_, _0565_, _0564_ });
-  assign _0564_ = st6[30:29] == (* full_case = 32'd1 *) 2'h3;
-  assign _0565_ = st6[30:29] == (* full_case = 32'd1 *) 2'h2;
-  assign _0566_ = st6[30:29] == (* full_case = 32'd1 *) 2'h1;
-  assign _0567_ = ! (* full_case = 32'd1 *) st6[30:29];
-  function [10:0] _1232_;
-    input [10:0] a;
-    input [43:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _1232_ = b[10:0];
-      4'b??1?:
-        _1232_ = b[21:11];
-      4'b?1??:
-        _1232_ = b[32:22];
-      4'b1???:
-        _1232_ = b[43:33];
-      default:
-        _1232_ = a;
-    endcase
-  endfunction
-  assign _0155_ = _1232_(11'hxxx, 44'hf80f80f80f8, { _0571_, _0570_, _0569_, _0568_ });
-  assign _0568_ = st6[30:29] == (* full_case = 32'd1 *) 2'h3;
-  assign _0569_ = st6[30:29] == (* full_case = 32'd1 *) 2'h2;
-  assign _0570_ = st6[30:29] == (* full_case = 32'd1 *) 2'h1;
-  assign _0571_ = ! (* full_case = 32'd1 *) st6[30:29];
-  function [10:0] _1237_;
-    input [10:0] a;
-    input [43:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _1237_ = b[10:0];
-      4'b??1?:
-        _1237_ = b[21:11];
-      4'b?1??:
-        _1237_ = b[32:22];
-      4'b1???:
-        _1237_ = b[43:33];
-      default:
-        _1237_ = a;
-    endcase
-  endfunction
-  assign _0089_ = _1237_(11'hxxx, 44'hf80f80f80f8, { _0575_, _0574_, _0573_, _0572_ });
-  assign _0572_ = st6[30:29] == (* full_case = 32'd1 *) 2'h3;
-  assign _0573_ = st6[30:29] == (* full_case = 32'd1 *) 2'h2;
-  assign _0574_ = st6[30:29] == (* full_case = 32'd1 *) 2'h1;
-  assign _0575_ = ! (* full_case = 32'd1 *) st6[30:29];
-  function [10:0] _1242_;
-    input [10:0] a;
-    input [43:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _1242_ = b[10:0];
-      4'b??1?:
-        _1242_ = b[21:11];
-      4'b?1??:
-        _1242_ = b[32:22];
-      4'b1???:
-        _1242_ = b[43:33];
-      default:
-        _1242_ = a;
-    endcase
-  endfunction
-  assign _0017_ = _1242_(11'hxxx, 44'hf80f80f80f8, { _0579_, _0578_, _0577_, _0576_ });
-  assign _0576_ = st6[30:29] == (* full_case = 32'd1 *) 2'h3;
-  assign _0577_ = st6[30:29] == (* full_case = 32'd1 *) 2'h2;
-  assign _0578_ = st6[30:29] == (* full_case = 32'd1 *) 2'h1;
-  assign _0579_ = ! (* full_case = 32'd1 *) st6[30:29];
-  assign _0580_ = o__ready ? 4'h0 : done;
-  assign _0581_ = _0362_ ? (* full_case = 32'd1 *) 4'h0 : _0364_[3:0];
-  assign _0582_ = o__ready ? _0581_ : done;
-  assign _0583_ = _0357_ ? (* full_case = 32'd1 *) _0582_ : _0580_;
-  assign _0584_ = \$signal$65  ? _0583_ : done;
-  assign _0421_ = rst ? 4'h0 : _0584_;
-  assign _0585_ = _0352_ ? (* full_case = 32'd1 *) 2'h0 : _0354_[1:0];
-  assign _0586_ = _0351_ ? _0585_ : pos2;
-  assign _0587_ = _0350_ ? _0586_ : pos2;
-  assign _0588_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _0587_;
-  assign _0589_ = _0349_ ? _0588_ : pos2;
-  assign _0420_ = rst ? 2'h0 : _0589_;
-  assign _0590_ = _0351_ ? (* full_case = 32'd1 *) 2'h0 : _0355_[1:0];
-  assign _0591_ = _0350_ ? _0590_ : pos1;
-  assign _0592_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _0591_;
-  assign _0593_ = _0349_ ? _0592_ : pos1;
-  assign _0419_ = rst ? 2'h0 : _0593_;
-  assign _0594_ = _0350_ ? (* full_case = 32'd1 *) 2'h0 : _0356_[1:0];
-  assign _0595_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _0594_;
-  assign _0596_ = _0349_ ? _0595_ : \pos0$53 ;
-  assign _0418_ = rst ? 2'h0 : _0596_;
-  assign _0417_ = rst ? 1'h0 : _0348_;
-  assign _0416_ = rst ? 11'h000 : { st6[31], 6'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign _0415_ = rst ? 72'h000000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign _0414_[75:57] = rst ? 19'h00000 : _0345_;
-  assign _0414_[37:19] = rst ? 19'h00000 : _0334_;
-  assign _0414_[18:0] = rst ? 19'h00000 : _0329_;
-  assign _0414_[56:38] = rst ? 19'h00000 : _0339_;
-  assign _0413_[75:57] = rst ? 19'h00000 : _0323_[18:0];
-  assign _0413_[37:19] = rst ? 19'h00000 : _0261_[18:0];
-  assign _0413_[18:0] = rst ? 19'h00000 : _0231_[18:0];
-  assign _0413_[56:38] = rst ? 19'h00000 : _0293_[18:0];
-  assign _0412_ = rst ? 8'h00 : { 6'h00, _0201_, _0199_ };
-  assign _0411_ = rst ? 10'h000 : { _0198_, _0188_, _0179_, _0171_, _0164_, _0154_, _0145_, _0136_, _0129_, _0115_ };
-  assign _0410_ = rst ? 1'h0 : _0106_;
-  assign _0409_ = rst ? 1'h0 : _0095_;
-  assign _0408_ = rst ? 1'h0 : _0086_;
-  assign _0407_ = rst ? 1'h0 : _0077_;
-  assign _0406_ = rst ? 1'h0 : _0068_;
-  assign _0405_ = rst ? 1'h0 : _0058_;
-  assign _0404_ = rst ? 1'h0 : _0050_;
-  assign _0403_ = rst ? 1'h0 : _0037_;
-  assign _0402_ = rst ? 1'h0 : _0026_;
-  assign _0400_ = rst ? 1'h0 : _0014_;
-  assign _0399_ = rst ? 4'h0 : cres8;
-  assign _0398_ = rst ? 72'h000000000000000000 : res8;
-  assign _0397_ = rst ? 72'h000000000000000000 : v_wr__data;
-  assign _0396_ = rst ? 56'h00000000000000 : b_rd__data;
-  assign _0395_ = rst ? 72'h000000000000000000 : \$signature__data$88 ;
-  assign _0597_ = st3[22] ? addend[43:33] : w2_0_3;
-  assign _0394_[43:33] = rst ? 11'h000 : _0597_;
-  assign _0598_ = st3[22] ? addend[21:11] : w2_0_1;
-  assign _0394_[21:11] = rst ? 11'h000 : _0598_;
-  assign _0599_ = st3[22] ? addend[10:0] : w2_0_0;
-  assign _0394_[10:0] = rst ? 11'h000 : _0599_;
-  assign _0600_ = st3[22] ? addend[32:22] : w2_0_2;
-  assign _0394_[32:22] = rst ? 11'h000 : _0600_;
-  assign _0393_ = rst ? 11'h000 : _0004_;
-  \digits_cnn_ilif.engine_conv3.expand0  expand0 (
+    pos2 <= _294_;
+  assign _350_ = _235_ ? (* full_case = 32'd1 *) 2'h0 : _236_[1:0];
+  assign _351_ = _234_ ? _350_ : pos2;
+  assign _352_ = _233_ ? _351_ : pos2;
+  assign _353_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _352_;
+  assign _354_ = _232_ ? _353_ : pos2;
+  assign _294_ = rst ? 2'h0 : _354_;
+  assign _355_ = _234_ ? (* full_case = 32'd1 *) 2'h0 : _238_[1:0];
+  assign _356_ = _233_ ? _355_ : pos1;
+  assign _357_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _356_;
+  assign _358_ = _232_ ? _357_ : pos1;
+  assign _293_ = rst ? 2'h0 : _358_;
+  assign _359_ = _233_ ? (* full_case = 32'd1 *) 2'h0 : _239_[1:0];
+  assign _360_ = st7[31] ? (* full_case = 32'd1 *) 2'h0 : _359_;
+  assign _361_ = _232_ ? _360_ : pos0;
+  assign _292_ = rst ? 2'h0 : _361_;
+  assign _291_ = rst ? 1'h0 : _231_;
+  assign _290_ = rst ? 11'h000 : { st6[31], 6'h00, counts };
+  assign _288_ = rst ? 72'h000000000000000000 : result;
+  assign _287_[75:57] = rst ? 19'h00000 : _226_[18:0];
+  assign _287_[37:19] = rst ? 19'h00000 : _164_[18:0];
+  assign _287_[18:0] = rst ? 19'h00000 : _135_[18:0];
+  assign _287_[56:38] = rst ? 19'h00000 : _196_[18:0];
+  assign _286_ = rst ? 8'h00 : { 6'h00, _104_, _102_ };
+  assign _285_ = rst ? 10'h000 : { _101_, _091_, _082_, _074_, _068_, _058_, _048_, _039_, _031_, _017_ };
+  assign _284_ = rst ? 1'h0 : _008_;
+  assign _283_ = rst ? 1'h0 : _347_;
+  assign _282_ = rst ? 1'h0 : _339_;
+  assign _281_ = rst ? 1'h0 : _330_;
+  assign _278_ = rst ? 1'h0 : _322_;
+  assign _277_ = rst ? 1'h0 : _313_;
+  assign _276_ = rst ? 1'h0 : _305_;
+  assign _275_ = rst ? 1'h0 : _289_;
+  assign _274_ = rst ? 1'h0 : _194_;
+  assign _273_ = rst ? 1'h0 : _086_;
+  assign _272_ = rst ? 4'h0 : cres8;
+  assign _271_ = rst ? 72'h000000000000000000 : res8;
+  assign _270_ = rst ? 72'h000000000000000000 : res7;
+  assign _268_ = rst ? 56'h00000000000000 : b_rd__data;
+  assign _267_ = rst ? 72'h000000000000000000 : \$signature__data ;
+  assign _362_ = st3[22] ? addend[43:33] : w2_0_3;
+  assign _266_[43:33] = rst ? 11'h000 : _362_;
+  assign _363_ = st3[22] ? addend[21:11] : w2_0_1;
+  assign _266_[21:11] = rst ? 11'h000 : _363_;
+  assign _364_ = st3[22] ? addend[10:0] : w2_0_0;
+  assign _266_[10:0] = rst ? 11'h000 : _364_;
+  assign _365_ = st3[22] ? addend[32:22] : w2_0_2;
+  assign _266_[32:22] = rst ? 11'h000 : _365_;
+  assign _265_ = rst ? 11'h000 : _279_;
+  assign _264_ = rst ? 11'h000 : _184_;
+  assign _263_ = rst ? 11'h000 : _096_;
+  assign _262_ = rst ? 11'h000 : _000_;
+  assign _261_ = rst ? 32'd0 : rd__data;
+  assign _260_ = rst ? 34'h000000000 : st6;
+  assign _259_ = rst ? 34'h000000000 : st5;
+  assign _257_ = rst ? 34'h000000000 : st4;
+  assign _256_ = rst ? 34'h000000000 : st3;
+  assign _255_ = rst ? 34'h000000000 : st2;
+  assign _254_ = rst ? 34'h000000000 : st1;
+  assign _253_ = rst ? 34'h000000000 : st0;
+  assign _252_ = rst ? 34'h000000000 : { ops__payload, ops__valid };
+  \digits_cnn_ilif.engine_conv3.datapath.rule  rule (
     .clk(clk),
-    .en(en),
-    .ev_shift(ev_shift),
-    .load(load),
-    .op_addr(op_addr),
-    .op_count(op_count),
-    .op_shift(op_shift),
-    .op_valid(op_valid),
-    .op_waddr(op_waddr),
-    .\port$4298$0 (i0__payload[10:0]),
-    .ready(ready),
-    .rst(rst)
-  );
-  \digits_cnn_ilif.engine_conv3.queue  queue (
-    .clk(clk),
-    .\port$3941$0 (\$signal$68 ),
-    .\port$4111$0 (\$signal$61 ),
-    .\port$4113$0 (\$signal$65 ),
+    .counts(counts),
+    .r(r6),
+    .result(result),
     .rst(rst),
-    .w_data({ entry7[10], pos1, pos2, \pos0$53 , entry7[3:0] }),
-    .w_en(\$signal$57 )
+    .s5(st5),
+    .s6(st6),
+    .val(val5)
   );
-  assign \c_raw[3]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
-  assign \c_raw[1]  = 1'h0;
-  assign \c_raw[0]  = 1'h0;
-  assign \$signal$110[3]  = \$signal$110 [75:57];
-  assign \$signal$110[2]  = \$signal$110 [56:38];
-  assign \$signal$110[1]  = \$signal$110 [37:19];
-  assign \$signal$110[0]  = \$signal$110 [18:0];
+  assign \counts[2]  = counts[2];
+  assign \counts[1]  = counts[1];
+  assign \counts[0]  = counts[0];
+  assign \$signal$48.end  = st6[31];
+  assign \$signal$48.x  = 2'h0;
+  assign \$signal$48.y  = 2'h0;
+  assign \$signal$48.g  = 2'h0;
+  assign \$signal$48.counts[3]  = counts[3];
+  assign \$signal$48.counts[2]  = counts[2];
+  assign \$signal$48.counts[1]  = counts[1];
+  assign \$signal$48.counts[0]  = counts[0];
+  assign \$signal$48.counts  = counts;
+  assign \entry7.end  = entry7[10];
+  assign \entry7.x  = entry7[9:8];
+  assign \entry7.y  = entry7[7:6];
+  assign \entry7.g  = entry7[5:4];
+  assign \entry7.counts[3]  = entry7[3];
+  assign \entry7.counts[2]  = entry7[2];
+  assign \entry7.counts[1]  = entry7[1];
+  assign \entry7.counts[0]  = entry7[0];
+  assign \entry7.counts  = entry7[3:0];
   assign \b6[3]  = b6[55:42];
   assign \b6[2]  = b6[41:28];
   assign \b6[1]  = b6[27:14];
@@ -14476,6 +15146,22 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \$like[2]  = \$like [41:28];
   assign \$like[1]  = \$like [27:14];
   assign \$like[0]  = \$like [13:0];
+  assign \result[3]  = result[71:54];
+  assign \result[2]  = result[53:36];
+  assign \result[1]  = result[35:18];
+  assign \result[0]  = result[17:0];
+  assign \c_raw[3]  = 1'h0;
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[0]  = 1'h0;
+  assign \r6[3]  = r6[75:57];
+  assign \r6[2]  = r6[56:38];
+  assign \r6[1]  = r6[37:19];
+  assign \r6[0]  = r6[18:0];
+  assign \val5[3]  = val5[75:57];
+  assign \val5[2]  = val5[56:38];
+  assign \val5[1]  = val5[37:19];
+  assign \val5[0]  = val5[18:0];
   assign \cres9[3]  = cres9[3];
   assign \cres9[2]  = cres9[2];
   assign \cres9[1]  = cres9[1];
@@ -14492,6 +15178,10 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \res9[2]  = res9[53:36];
   assign \res9[1]  = res9[35:18];
   assign \res9[0]  = res9[17:0];
+  assign \res7[3]  = res7[71:54];
+  assign \res7[2]  = res7[53:36];
+  assign \res7[1]  = res7[35:18];
+  assign \res7[0]  = res7[17:0];
   assign \res8[3]  = res8[71:54];
   assign \res8[2]  = res8[53:36];
   assign \res8[1]  = res8[35:18];
@@ -14500,43 +15190,56 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \b_rd__data[2]  = b_rd__data[41:28];
   assign \b_rd__data[1]  = b_rd__data[27:14];
   assign \b_rd__data[0]  = b_rd__data[13:0];
-  assign \b_raw[3]  = b_raw[55:42];
-  assign \b_raw[2]  = b_raw[41:28];
-  assign \b_raw[1]  = b_raw[27:14];
-  assign \b_raw[0]  = b_raw[13:0];
-  assign \$signature__data$88[3]  = \$signature__data$88 [71:54];
-  assign \$signature__data$88[2]  = \$signature__data$88 [53:36];
-  assign \$signature__data$88[1]  = \$signature__data$88 [35:18];
-  assign \$signature__data$88[0]  = \$signature__data$88 [17:0];
-  assign \v_raw[3]  = v_raw[71:54];
-  assign \v_raw[2]  = v_raw[53:36];
-  assign \v_raw[1]  = v_raw[35:18];
-  assign \v_raw[0]  = v_raw[17:0];
+  assign \$signal$21[3]  = \$signal$21 [55:42];
+  assign \$signal$21[2]  = \$signal$21 [41:28];
+  assign \$signal$21[1]  = \$signal$21 [27:14];
+  assign \$signal$21[0]  = \$signal$21 [13:0];
+  assign \$signature__data[3]  = \$signature__data [71:54];
+  assign \$signature__data[2]  = \$signature__data [53:36];
+  assign \$signature__data[1]  = \$signature__data [35:18];
+  assign \$signature__data[0]  = \$signature__data [17:0];
+  assign \$signal[3]  = \$signal [71:54];
+  assign \$signal[2]  = \$signal [53:36];
+  assign \$signal[1]  = \$signal [35:18];
+  assign \$signal[0]  = \$signal [17:0];
   assign \addend[3]  = addend[43:33];
   assign \addend[2]  = addend[32:22];
   assign \addend[1]  = addend[21:11];
   assign \addend[0]  = addend[10:0];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \rd__data[3]  = rd__data[31:24];
+  assign \rd__data[2]  = rd__data[23:16];
+  assign \rd__data[1]  = rd__data[15:8];
+  assign \rd__data[0]  = rd__data[7:0];
   assign \w1_0[3]  = w1_0[31:24];
   assign \w1_0[2]  = w1_0[23:16];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[0]  = w1_0[7:0];
-  assign \st8.bias_g  = st8[33:32];
-  assign \st8.end  = st8[31];
-  assign \st8.fire_k  = st8[30:29];
-  assign \st8.last_step  = st8[28];
-  assign \st8.shift  = st8[27:24];
-  assign \st8.count  = st8[23];
-  assign \st8.proj  = st8[22];
-  assign \st8.waddr  = st8[21:10];
-  assign \st8.addr  = st8[9:4];
-  assign \st8.bank  = st8[3];
-  assign \st8.cur  = st8[2];
-  assign \st8.kind  = st8[1];
-  assign \st8.valid  = st8[0];
+  assign \st7.bias_g  = st7[33:32];
+  assign \st7.end  = st7[31];
+  assign \st7.fire_k  = st7[30:29];
+  assign \st7.last_step  = st7[28];
+  assign \st7.shift  = st7[27:24];
+  assign \st7.count  = st7[23];
+  assign \st7.proj  = st7[22];
+  assign \st7.waddr  = st7[21:10];
+  assign \st7.addr  = st7[9:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \st6.bias_g  = st6[33:32];
+  assign \st6.end  = st6[31];
+  assign \st6.fire_k  = st6[30:29];
+  assign \st6.last_step  = st6[28];
+  assign \st6.shift  = st6[27:24];
+  assign \st6.count  = st6[23];
+  assign \st6.proj  = st6[22];
+  assign \st6.waddr  = st6[21:10];
+  assign \st6.addr  = st6[9:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
   assign \st5.bias_g  = st5[33:32];
   assign \st5.end  = st5[31];
   assign \st5.fire_k  = st5[30:29];
@@ -14576,87 +15279,6 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \st3.cur  = st3[2];
   assign \st3.kind  = st3[1];
   assign \st3.valid  = st3[0];
-  assign \st1.bias_g  = st1[33:32];
-  assign \st1.end  = st1[31];
-  assign \st1.fire_k  = st1[30:29];
-  assign \st1.last_step  = st1[28];
-  assign \st1.shift  = st1[27:24];
-  assign \st1.count  = st1[23];
-  assign \st1.proj  = st1[22];
-  assign \st1.waddr  = st1[21:10];
-  assign \st1.addr  = st1[9:4];
-  assign \st1.bank  = st1[3];
-  assign \st1.cur  = st1[2];
-  assign \st1.kind  = st1[1];
-  assign \st1.valid  = st1[0];
-  assign \o__payload.x  = \$signal$61 [9:8];
-  assign \o__payload.y  = \$signal$61 [7:6];
-  assign \o__payload.c  = o__payload[3:0];
-  assign \entry.end  = st6[31];
-  assign \entry.x  = 2'h0;
-  assign \entry.y  = 2'h0;
-  assign \entry.g  = 2'h0;
-  assign \entry.counts  = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign \entry7.end  = entry7[10];
-  assign \entry7.x  = entry7[9:8];
-  assign \entry7.y  = entry7[7:6];
-  assign \entry7.g  = entry7[5:4];
-  assign \entry7.counts[3]  = entry7[3];
-  assign \entry7.counts[2]  = entry7[2];
-  assign \entry7.counts[1]  = entry7[1];
-  assign \entry7.counts[0]  = entry7[0];
-  assign \entry7.counts  = entry7[3:0];
-  assign \written.end  = entry7[10];
-  assign \written.x  = pos1;
-  assign \written.y  = pos2;
-  assign \written.g  = \pos0$53 ;
-  assign \written.counts[3]  = entry7[3];
-  assign \written.counts[2]  = entry7[2];
-  assign \written.counts[1]  = entry7[1];
-  assign \written.counts[0]  = entry7[0];
-  assign \written.counts  = entry7[3:0];
-  assign \res7[3]  = v_wr__data[71:54];
-  assign \res7[2]  = v_wr__data[53:36];
-  assign \res7[1]  = v_wr__data[35:18];
-  assign \res7[0]  = v_wr__data[17:0];
-  assign \v_wr__data[3]  = v_wr__data[71:54];
-  assign \v_wr__data[2]  = v_wr__data[53:36];
-  assign \v_wr__data[1]  = v_wr__data[35:18];
-  assign \v_wr__data[0]  = v_wr__data[17:0];
-  assign \st7.bias_g  = st7[33:32];
-  assign \st7.end  = st7[31];
-  assign \st7.fire_k  = st7[30:29];
-  assign \st7.last_step  = st7[28];
-  assign \st7.shift  = st7[27:24];
-  assign \st7.count  = st7[23];
-  assign \st7.proj  = st7[22];
-  assign \st7.waddr  = st7[21:10];
-  assign \st7.addr  = st7[9:4];
-  assign \st7.bank  = st7[3];
-  assign \st7.cur  = st7[2];
-  assign \st7.kind  = st7[1];
-  assign \st7.valid  = st7[0];
-  assign \out_counts[3]  = \entry.counts[3] ;
-  assign \out_counts[2]  = \entry.counts[2] ;
-  assign \out_counts[1]  = \entry.counts[1] ;
-  assign \out_counts[0]  = \entry.counts[0] ;
-  assign \$signal$38[3]  = \$signal$38 [75:57];
-  assign \$signal$38[2]  = \$signal$38 [56:38];
-  assign \$signal$38[1]  = \$signal$38 [37:19];
-  assign \$signal$38[0]  = \$signal$38 [18:0];
-  assign \st6.bias_g  = st6[33:32];
-  assign \st6.end  = st6[31];
-  assign \st6.fire_k  = st6[30:29];
-  assign \st6.last_step  = st6[28];
-  assign \st6.shift  = st6[27:24];
-  assign \st6.count  = st6[23];
-  assign \st6.proj  = st6[22];
-  assign \st6.waddr  = st6[21:10];
-  assign \st6.addr  = st6[9:4];
-  assign \st6.bank  = st6[3];
-  assign \st6.cur  = st6[2];
-  assign \st6.kind  = st6[1];
-  assign \st6.valid  = st6[0];
   assign \st2.bias_g  = st2[33:32];
   assign \st2.end  = st2[31];
   assign \st2.fire_k  = st2[30:29];
@@ -14670,6 +15292,31 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \st2.cur  = st2[2];
   assign \st2.kind  = st2[1];
   assign \st2.valid  = st2[0];
+  assign \st1.bias_g  = st1[33:32];
+  assign \st1.end  = st1[31];
+  assign \st1.fire_k  = st1[30:29];
+  assign \st1.last_step  = st1[28];
+  assign \st1.shift  = st1[27:24];
+  assign \st1.count  = st1[23];
+  assign \st1.proj  = st1[22];
+  assign \st1.waddr  = st1[21:10];
+  assign \st1.addr  = st1[9:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \ops__payload.bias_g  = ops__payload[32:31];
+  assign \ops__payload.end  = ops__payload[30];
+  assign \ops__payload.fire_k  = ops__payload[29:28];
+  assign \ops__payload.last_step  = ops__payload[27];
+  assign \ops__payload.shift  = ops__payload[26:23];
+  assign \ops__payload.count  = ops__payload[22];
+  assign \ops__payload.proj  = ops__payload[21];
+  assign \ops__payload.waddr  = ops__payload[20:9];
+  assign \ops__payload.addr  = ops__payload[8:3];
+  assign \ops__payload.bank  = ops__payload[2];
+  assign \ops__payload.cur  = ops__payload[1];
+  assign \ops__payload.kind  = ops__payload[0];
   assign \st0.bias_g  = st0[33:32];
   assign \st0.end  = st0[31];
   assign \st0.fire_k  = st0[30:29];
@@ -14683,900 +15330,428 @@ module \digits_cnn_ilif.engine_conv3 (rst, o__ready, active, i0__ready, o__paylo
   assign \st0.cur  = st0[2];
   assign \st0.kind  = st0[1];
   assign \st0.valid  = st0[0];
-  assign \i0__payload.end  = i0__payload[11];
-  assign \i0__payload.count  = i0__payload[10];
-  assign \i0__payload.x  = i0__payload[9:7];
-  assign \i0__payload.y  = i0__payload[6:4];
-  assign \i0__payload.c  = i0__payload[3:0];
-  assign \issue.bias_g  = pos0;
-  assign \issue.last_step  = 1'h0;
-  assign \issue.proj  = 1'h0;
-  assign \issue.cur  = 1'h0;
-  assign _0426_[3:0] = o__payload[3:0];
-  assign _0326_[0] = v_wr__en;
-  assign _0284_[6:0] = v_wr__addr;
-  assign _0001_[6:0] = \$signature__addr$33 ;
-  assign o__payload[9:4] = { \o__payload.end , \o__payload.count , \$signal$61 [9:6] };
+  assign _249_[0] = \$signature__en ;
+  assign _243_[6:0] = \$signature__addr$61 ;
+  assign _241_[6:0] = \$signature__addr ;
+  assign \push__payload.end  = entry7[10];
+  assign \push__payload.x  = pos1;
+  assign \push__payload.y  = pos2;
+  assign \push__payload.g  = pos0;
+  assign \push__payload.counts[3]  = entry7[3];
+  assign \push__payload.counts[2]  = entry7[2];
+  assign \push__payload.counts[1]  = entry7[1];
+  assign \push__payload.counts[0]  = entry7[0];
+  assign \push__payload.counts  = entry7[3:0];
+  assign \$signature__data$62[3]  = res7[71:54];
+  assign \$signature__data$62[2]  = res7[53:36];
+  assign \$signature__data$62[1]  = res7[35:18];
+  assign \$signature__data$62[0]  = res7[17:0];
+  assign \r[3]  = r6[75:57];
+  assign \r[2]  = r6[56:38];
+  assign \r[1]  = r6[37:19];
+  assign \r[0]  = r6[18:0];
+  assign \s6.bias_g  = st6[33:32];
+  assign \s6.end  = st6[31];
+  assign \s6.fire_k  = st6[30:29];
+  assign \s6.last_step  = st6[28];
+  assign \s6.shift  = st6[27:24];
+  assign \s6.count  = st6[23];
+  assign \s6.proj  = st6[22];
+  assign \s6.waddr  = st6[21:10];
+  assign \s6.addr  = st6[9:4];
+  assign \s6.bank  = st6[3];
+  assign \s6.cur  = st6[2];
+  assign \s6.kind  = st6[1];
+  assign \s6.valid  = st6[0];
+  assign \s5.bias_g  = st5[33:32];
+  assign \s5.end  = st5[31];
+  assign \s5.fire_k  = st5[30:29];
+  assign \s5.last_step  = st5[28];
+  assign \s5.shift  = st5[27:24];
+  assign \s5.count  = st5[23];
+  assign \s5.proj  = st5[22];
+  assign \s5.waddr  = st5[21:10];
+  assign \s5.addr  = st5[9:4];
+  assign \s5.bank  = st5[3];
+  assign \s5.cur  = st5[2];
+  assign \s5.kind  = st5[1];
+  assign \s5.valid  = st5[0];
+  assign \val[3]  = val5[75:57];
+  assign \val[2]  = val5[56:38];
+  assign \val[1]  = val5[37:19];
+  assign \val[0]  = val5[18:0];
+  assign \counts[3]  = counts[3];
+  assign push__payload = { entry7[10], pos1, pos2, pos0, entry7[3:0] };
+  assign push__valid = push7;
+  assign \$signature__data$62  = res7;
+  assign r = r6;
+  assign s6 = st6;
+  assign s5 = st5;
+  assign val = val5;
+  assign b_rd__addr = st2[33:32];
+  assign rd__addr = st0[21:10];
+  assign \$signal$48  = { st6[31], 6'h00, counts };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
-  assign push7 = \$signal$57 ;
-  assign \$signal$56  = { entry7[10], pos1, pos2, \pos0$53 , entry7[3:0] };
-  assign entry = { st6[31], 6'h00, \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign written = { entry7[10], pos1, pos2, \pos0$53 , entry7[3:0] };
-  assign res7 = v_wr__data;
-  assign out_counts = { \entry.counts[3] , \entry.counts[2] , \entry.counts[1] , \entry.counts[0]  };
-  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign b_rd__addr = st2[33:32];
-  assign \$signature__addr  = st0[21:10];
-  assign busy = op_valid;
-  assign ev_count = i0__payload[10];
-  assign ev_x = i0__payload[9:7];
-  assign ev_y = i0__payload[6:4];
-  assign ev_c = i0__payload[3:0];
-  assign issue = { pos0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , \issue.bank , 1'h0, \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.expand0 (rst, en, ev_shift, ready, load, op_count, op_shift, op_addr, op_waddr, op_valid, \port$4298$0 , clk);
+module \digits_cnn_ilif.engine_conv3.datapath.rule (rst, s5, s6, val, r, result, counts, clk);
   wire _000_;
-  wire [11:0] _001_;
-  wire [12:0] _002_;
-  wire [7:0] _003_;
-  wire [14:0] _004_;
-  wire [5:0] _005_;
-  (* unused_bits = "12 13 14 15" *)
-  wire [15:0] _006_;
-  wire [2:0] _007_;
-  (* unused_bits = "3" *)
-  wire [3:0] _008_;
-  wire [2:0] _009_;
+  wire _001_;
+  wire [18:0] _002_;
+  wire _003_;
+  wire _004_;
+  wire _005_;
+  wire _006_;
+  wire [18:0] _007_;
+  wire _008_;
+  wire _009_;
   wire _010_;
-  (* unused_bits = "3" *)
-  wire [3:0] _011_;
-  wire [2:0] _012_;
-  (* unused_bits = "3" *)
-  wire [3:0] _013_;
-  wire [2:0] _014_;
-  wire _015_;
-  wire [2:0] _016_;
+  wire _011_;
+  wire _012_;
+  wire [18:0] _013_;
+  wire [10:0] _014_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _015_;
+  wire _016_;
   wire _017_;
-  wire [4:0] _018_;
-  wire [6:0] _019_;
-  wire [2:0] _020_;
-  wire _021_;
-  wire _022_;
-  wire [2:0] _023_;
+  wire _018_;
+  wire _019_;
+  (* unused_bits = "18" *)
+  wire [18:0] _020_;
+  wire [10:0] _021_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _022_;
+  wire _023_;
   wire _024_;
   wire _025_;
-  (* unused_bits = "2" *)
-  wire [2:0] _026_;
-  (* unused_bits = "6" *)
-  wire [6:0] _027_;
-  (* unused_bits = "12" *)
-  wire [12:0] _028_;
-  wire _029_;
+  (* unused_bits = "18" *)
+  wire [18:0] _026_;
+  wire _027_;
+  wire [10:0] _028_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _029_;
   wire _030_;
-  (* unused_bits = "3" *)
-  wire [3:0] _031_;
-  (* unused_bits = "6" *)
-  wire [6:0] _032_;
-  (* unused_bits = "12 13" *)
-  wire [13:0] _033_;
-  wire _034_;
-  (* unused_bits = "6 7" *)
-  wire [7:0] _035_;
-  (* unused_bits = "12 13" *)
-  wire [13:0] _036_;
+  wire _031_;
+  wire _032_;
+  (* unused_bits = "18" *)
+  wire [18:0] _033_;
+  wire [10:0] _034_;
+  (* unused_bits = "18 19" *)
+  wire [19:0] _035_;
+  wire _036_;
   wire _037_;
-  (* unused_bits = "3" *)
-  wire [3:0] _038_;
+  wire _038_;
   wire _039_;
-  wire _040_;
-  wire _041_;
-  wire [3:0] _042_;
-  wire [1:0] _043_;
-  wire [5:0] _044_;
-  wire [11:0] _045_;
-  wire [2:0] _046_;
-  wire [2:0] _047_;
-  wire [2:0] _048_;
+  (* unused_bits = "18" *)
+  wire [18:0] _040_;
+  wire [75:0] _041_;
+  wire [18:0] _042_;
+  wire _043_;
+  wire _044_;
+  wire [17:0] _045_;
+  wire [17:0] _046_;
+  wire [17:0] _047_;
+  wire [17:0] _048_;
   wire _049_;
   wire _050_;
-  wire [6:0] _051_;
+  wire _051_;
   wire _052_;
-  wire [4:0] _053_;
-  wire [6:0] _054_;
+  wire _053_;
+  wire _054_;
   wire _055_;
-  wire [4:0] _056_;
-  (* unused_bits = "6 7" *)
-  wire [7:0] _057_;
+  wire _056_;
+  wire _057_;
   wire _058_;
   wire _059_;
   wire _060_;
   wire _061_;
   wire _062_;
-  wire [6:0] _063_;
-  wire [4:0] _064_;
-  wire _065_;
-  wire _066_;
-  wire _067_;
-  wire _068_;
-  wire _069_;
-  wire _070_;
-  wire _071_;
-  wire _072_;
-  wire _073_;
-  wire _074_;
-  wire _075_;
-  wire _076_;
-  wire [2:0] _077_;
-  wire [2:0] _078_;
-  wire [2:0] _079_;
-  wire [2:0] _080_;
-  wire [2:0] _081_;
-  wire [2:0] _082_;
-  wire [2:0] _083_;
-  wire [2:0] _084_;
-  wire [2:0] _085_;
-  wire [2:0] _086_;
-  wire [11:0] _087_;
-  wire [11:0] _088_;
-  wire [11:0] _089_;
-  wire [11:0] _090_;
-  wire [5:0] _091_;
-  wire [5:0] _092_;
-  wire [5:0] _093_;
-  wire [5:0] _094_;
-  wire [1:0] _095_;
-  wire [1:0] _096_;
-  wire [1:0] _097_;
-  wire [3:0] _098_;
-  wire _099_;
-  wire _100_;
-  wire _101_;
-  wire _102_;
-  wire _103_;
-  wire _104_;
-  wire _105_;
-  wire _106_;
-  wire _107_;
-  wire _108_;
-  wire _109_;
-  wire _110_;
-  wire _111_;
-  wire _112_;
-  wire _113_;
-  wire _114_;
-  wire _115_;
-  wire _116_;
-  wire _117_;
-  wire _118_;
-  wire _119_;
-  wire _120_;
-  wire _121_;
-  wire _122_;
-  wire _123_;
-  wire _124_;
-  wire _125_;
-  wire _126_;
-  wire _127_;
-  wire _128_;
-  wire _129_;
-  wire _130_;
-  wire _131_;
-  wire _132_;
-  wire _133_;
-  wire _134_;
-  wire _135_;
-  wire _136_;
-  wire _137_;
-  wire _138_;
-  wire _139_;
-  wire _140_;
-  wire _141_;
-  wire _142_;
-  wire _143_;
-  wire _144_;
-  wire _145_;
-  wire _146_;
-  wire _147_;
-  wire _148_;
-  wire _149_;
-  wire _150_;
-  wire _151_;
-  wire _152_;
-  wire _153_;
-  wire _154_;
-  wire _155_;
-  wire _156_;
-  wire _157_;
-  wire _158_;
-  wire _159_;
-  wire _160_;
-  wire _161_;
-  wire _162_;
-  wire _163_;
-  wire _164_;
-  wire _165_;
-  wire _166_;
-  wire _167_;
-  wire _168_;
-  wire _169_;
-  wire _170_;
-  wire _171_;
-  wire _172_;
-  wire _173_;
-  wire _174_;
-  wire _175_;
-  wire _176_;
-  wire _177_;
-  wire _178_;
-  wire _179_;
-  wire _180_;
-  wire _181_;
-  wire _182_;
-  wire _183_;
-  wire _184_;
-  wire _185_;
-  wire _186_;
-  wire _187_;
-  wire _188_;
-  wire _189_;
-  wire _190_;
-  wire _191_;
-  wire _192_;
-  wire _193_;
-  wire _194_;
-  wire _195_;
-  wire _196_;
-  wire _197_;
-  wire _198_;
-  wire _199_;
-  wire _200_;
-  wire _201_;
-  wire _202_;
-  wire _203_;
-  reg \$signal  = 1'h0;
-  wire [5:0] addr;
-  wire busy;
-  wire \busy$6 ;
+  wire _063_;
+  wire _064_;
   input clk;
   wire clk;
-  wire count;
-  input en;
-  wire en;
-  wire [3:0] ev_c;
-  wire ev_count;
-  input [3:0] ev_shift;
-  wire [3:0] ev_shift;
-  wire [2:0] ev_x;
-  wire [2:0] ev_y;
-  reg [1:0] g = 2'h0;
-  reg last_g = 1'h0;
-  reg last_y = 1'h0;
-  input load;
-  wire load;
-  output [5:0] op_addr;
-  reg [5:0] op_addr = 6'h00;
-  output op_count;
-  reg op_count = 1'h0;
-  output [3:0] op_shift;
-  reg [3:0] op_shift = 4'h0;
-  output op_valid;
-  reg op_valid = 1'h0;
-  output [11:0] op_waddr;
-  reg [11:0] op_waddr = 12'h000;
-  input [10:0] \port$4298$0 ;
-  wire [10:0] \port$4298$0 ;
-  reg [4:0] r_step = 5'h00;
-  output ready;
-  wire ready;
+  output [3:0] counts;
+  wire [3:0] counts;
+  wire \counts[0] ;
+  wire \counts[1] ;
+  wire \counts[2] ;
+  wire \counts[3] ;
+  wire [17:0] diff0;
+  wire [17:0] diff1;
+  wire [17:0] diff2;
+  wire [17:0] diff3;
+  output [75:0] r;
+  reg [75:0] r = 76'h0000000000000000000;
+  wire [18:0] \r[0] ;
+  wire [18:0] \r[1] ;
+  wire [18:0] \r[2] ;
+  wire [18:0] \r[3] ;
+  output [71:0] result;
+  wire [71:0] result;
+  wire [17:0] \result[0] ;
+  wire [17:0] \result[1] ;
+  wire [17:0] \result[2] ;
+  wire [17:0] \result[3] ;
   input rst;
   wire rst;
-  wire [3:0] shift;
-  reg [6:0] w_step = 7'h00;
-  wire [11:0] waddr;
-  reg [2:0] xn = 3'h0;
-  reg [2:0] xs = 3'h0;
-  reg [2:0] ys = 3'h0;
-  assign _027_ = op_addr + 1'h1;
-  assign _028_ = op_waddr + 1'h1;
-  assign _029_ = g == 2'h2;
-  assign _031_ = xs - 1'h1;
-  assign _032_ = op_addr + 1'h1;
-  assign _033_ = op_waddr + 14'h3ff5;
-  assign _034_ = xs == 1'h1;
-  assign _035_ = $signed({ 1'h0, op_addr }) + $signed(r_step);
-  assign _036_ = $signed({ 1'h0, op_waddr }) + $signed(w_step);
-  assign _037_ = ! xn;
-  assign _038_ = ys - 1'h1;
-  assign _039_ = ys == 1'h1;
+  input [33:0] s5;
+  wire [33:0] s5;
+  (* unused_bits = "0 1 2 3 4 5" *)
+  wire [5:0] \s5.addr ;
+  (* unused_bits = "0" *)
+  wire \s5.bank ;
+  (* unused_bits = "0 1" *)
+  wire [1:0] \s5.bias_g ;
+  (* unused_bits = "0" *)
+  wire \s5.count ;
+  (* unused_bits = "0" *)
+  wire \s5.cur ;
+  (* unused_bits = "0" *)
+  wire \s5.end ;
+  wire [1:0] \s5.fire_k ;
+  wire \s5.kind ;
+  (* unused_bits = "0" *)
+  wire \s5.last_step ;
+  (* unused_bits = "0" *)
+  wire \s5.proj ;
+  (* unused_bits = "0 1 2 3" *)
+  wire [3:0] \s5.shift ;
+  (* unused_bits = "0" *)
+  wire \s5.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
+  wire [11:0] \s5.waddr ;
+  input [33:0] s6;
+  wire [33:0] s6;
+  (* unused_bits = "0 1 2 3 4 5" *)
+  wire [5:0] \s6.addr ;
+  (* unused_bits = "0" *)
+  wire \s6.bank ;
+  (* unused_bits = "0 1" *)
+  wire [1:0] \s6.bias_g ;
+  (* unused_bits = "0" *)
+  wire \s6.count ;
+  (* unused_bits = "0" *)
+  wire \s6.cur ;
+  (* unused_bits = "0" *)
+  wire \s6.end ;
+  wire [1:0] \s6.fire_k ;
+  wire \s6.kind ;
+  (* unused_bits = "0" *)
+  wire \s6.last_step ;
+  (* unused_bits = "0" *)
+  wire \s6.proj ;
+  (* unused_bits = "0 1 2 3" *)
+  wire [3:0] \s6.shift ;
+  (* unused_bits = "0" *)
+  wire \s6.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11" *)
+  wire [11:0] \s6.waddr ;
+  input [75:0] val;
+  wire [75:0] val;
+  wire [18:0] \val[0] ;
+  wire [18:0] \val[1] ;
+  wire [18:0] \val[2] ;
+  wire [18:0] \val[3] ;
+  assign _035_ = $signed(r[75:57]) - $signed({ 1'h0, _034_ });
+  assign _036_ = $signed(diff3) >= $signed(1'h0);
+  assign _038_ = s6[30:29] == 2'h3;
+  assign _039_ = $signed(diff3) >= $signed(1'h0);
+  assign _040_ = _039_ ? { diff3[17], diff3 } : r[75:57];
   always @(posedge clk)
-    op_count <= _041_;
-  always @(posedge clk)
-    op_shift <= _042_;
-  always @(posedge clk)
-    g <= _043_;
-  always @(posedge clk)
-    op_addr <= _044_;
-  always @(posedge clk)
-    op_waddr <= _045_;
-  always @(posedge clk)
-    xs <= _046_;
-  always @(posedge clk)
-    ys <= _047_;
-  always @(posedge clk)
-    xn <= _048_;
-  always @(posedge clk)
-    last_g <= _049_;
-  always @(posedge clk)
-    \$signal  <= _050_;
-  always @(posedge clk)
-    last_y <= _052_;
-  always @(posedge clk)
-    r_step <= _053_;
-  always @(posedge clk)
-    w_step <= _054_;
-  always @(posedge clk)
-    op_valid <= _055_;
-  assign _000_ = ~ op_valid;
-  assign _010_ = last_g & \$signal ;
-  assign _021_ = _010_ & last_y;
-  assign _030_ = _021_ & en;
-  assign ready = _000_ | _030_;
-  assign _040_ = op_valid & en;
-  assign _057_ = $signed(_051_) + $signed(_056_);
-  assign _001_ = 1'h0 + { 3'h0, \port$4298$0 [3:0], 4'h0 };
-  assign _002_ = _001_ + { \port$4298$0 [3:0], 7'h00 };
-  assign _004_ = $signed({ 1'h0, _002_ }) + $signed(_003_);
-  assign _006_ = $signed(_004_) + $signed(_005_);
-  assign _008_ = _007_ - 1'h1;
-  assign _011_ = _009_ - 1'h1;
-  assign _013_ = _012_ - 1'h1;
-  assign _015_ = _014_ == 1'h1;
-  assign _017_ = _016_ == 1'h1;
-  assign _022_ = | _020_;
-  assign _024_ = | _023_;
-  assign _025_ = _022_ & _024_;
-  assign _026_ = g + 1'h1;
-  assign _058_ = last_y ? (* full_case = 32'd1 *) 1'h0 : op_valid;
-  assign _059_ = \$signal  ? (* full_case = 32'd1 *) _058_ : op_valid;
-  assign _060_ = last_g ? (* full_case = 32'd1 *) _059_ : op_valid;
-  assign _061_ = _040_ ? _060_ : op_valid;
-  assign _062_ = load ? _025_ : _061_;
-  assign _055_ = rst ? 1'h0 : _062_;
-  assign _063_ = load ? _019_ : w_step;
-  assign _054_ = rst ? 7'h00 : _063_;
-  assign _064_ = load ? _018_ : r_step;
-  assign _053_ = rst ? 5'h00 : _064_;
-  assign _065_ = last_y ? last_y : _039_;
-  assign _066_ = \$signal  ? (* full_case = 32'd1 *) _065_ : last_y;
-  assign _067_ = last_g ? (* full_case = 32'd1 *) _066_ : last_y;
-  assign _068_ = _040_ ? _067_ : last_y;
-  assign _069_ = load ? _017_ : _068_;
-  assign _052_ = rst ? 1'h0 : _069_;
-  assign _070_ = \$signal  ? (* full_case = 32'd1 *) _037_ : _034_;
-  assign _071_ = last_g ? (* full_case = 32'd1 *) _070_ : \$signal ;
-  assign _072_ = _040_ ? _071_ : \$signal ;
-  assign _073_ = load ? _015_ : _072_;
-  assign _050_ = rst ? 1'h0 : _073_;
-  assign _074_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _029_;
-  assign _075_ = _040_ ? _074_ : last_g;
-  assign _076_ = load ? 1'h0 : _075_;
-  assign _049_ = rst ? 1'h0 : _076_;
-  assign _077_ = load ? _013_[2:0] : xn;
-  assign _048_ = rst ? 3'h0 : _077_;
-  assign _078_ = last_y ? ys : _038_[2:0];
-  assign _079_ = \$signal  ? (* full_case = 32'd1 *) _078_ : ys;
-  assign _080_ = last_g ? (* full_case = 32'd1 *) _079_ : ys;
-  assign _081_ = _040_ ? _080_ : ys;
-  assign _082_ = load ? _011_[2:0] : _081_;
-  assign _047_ = rst ? 3'h0 : _082_;
-  assign _083_ = \$signal  ? (* full_case = 32'd1 *) xn : _031_[2:0];
-  assign _084_ = last_g ? (* full_case = 32'd1 *) _083_ : xs;
-  assign _085_ = _040_ ? _084_ : xs;
-  assign _086_ = load ? _008_[2:0] : _085_;
-  assign _046_ = rst ? 3'h0 : _086_;
-  assign _087_ = \$signal  ? (* full_case = 32'd1 *) _036_[11:0] : _033_[11:0];
-  assign _088_ = last_g ? (* full_case = 32'd1 *) _087_ : _028_[11:0];
-  assign _089_ = _040_ ? _088_ : op_waddr;
-  assign _090_ = load ? _006_[11:0] : _089_;
-  assign _045_ = rst ? 12'h000 : _090_;
-  assign _091_ = \$signal  ? (* full_case = 32'd1 *) _035_[5:0] : _032_[5:0];
-  assign _092_ = last_g ? (* full_case = 32'd1 *) _091_ : _027_[5:0];
-  assign _093_ = _040_ ? _092_ : op_addr;
-  assign _094_ = load ? _057_[5:0] : _093_;
-  assign _044_ = rst ? 6'h00 : _094_;
-  assign _095_ = last_g ? (* full_case = 32'd1 *) 2'h0 : _026_[1:0];
-  assign _096_ = _040_ ? _095_ : g;
-  assign _097_ = load ? 2'h0 : _096_;
-  assign _043_ = rst ? 2'h0 : _097_;
-  assign _098_ = load ? ev_shift : op_shift;
-  assign _042_ = rst ? 4'h0 : _098_;
-  assign _099_ = load ? \port$4298$0 [10] : op_count;
-  assign _041_ = rst ? 1'h0 : _099_;
-  function [2:0] _306_;
-    input [2:0] a;
-    input [23:0] b;
-    input [7:0] s;
+    r <= _041_;
+  assign _008_ = ! s5[30:29];
+  assign _018_ = s5[1] & _008_;
+  assign _027_ = $signed(val[18:0]) > $signed(13'h0f7f);
+  assign _037_ = _018_ & _027_;
+  assign _042_ = _037_ ? 19'h00f7f : val[18:0];
+  assign _043_ = ! s5[30:29];
+  assign _044_ = s5[1] & _043_;
+  assign _000_ = $signed(val[37:19]) > $signed(13'h0f7f);
+  assign _001_ = _044_ & _000_;
+  assign _002_ = _001_ ? 19'h00f7f : val[37:19];
+  assign _003_ = ! s5[30:29];
+  assign _004_ = s5[1] & _003_;
+  assign _005_ = $signed(val[56:38]) > $signed(13'h0f7f);
+  assign _006_ = _004_ & _005_;
+  assign _007_ = _006_ ? 19'h00f7f : val[56:38];
+  assign _009_ = ! s5[30:29];
+  assign _010_ = s5[1] & _009_;
+  assign _011_ = $signed(val[75:57]) > $signed(13'h0f7f);
+  assign _012_ = _010_ & _011_;
+  assign _013_ = _012_ ? 19'h00f7f : val[75:57];
+  assign _015_ = $signed(r[18:0]) - $signed({ 1'h0, _014_ });
+  assign _016_ = $signed(diff0) >= $signed(1'h0);
+  assign _017_ = s6[30:29] == 2'h3;
+  assign _019_ = $signed(diff0) >= $signed(1'h0);
+  assign _020_ = _019_ ? { diff0[17], diff0 } : r[18:0];
+  assign _022_ = $signed(r[37:19]) - $signed({ 1'h0, _021_ });
+  assign _023_ = $signed(diff1) >= $signed(1'h0);
+  assign _024_ = s6[30:29] == 2'h3;
+  assign _025_ = $signed(diff1) >= $signed(1'h0);
+  assign _026_ = _025_ ? { diff1[17], diff1 } : r[37:19];
+  assign _029_ = $signed(r[56:38]) - $signed({ 1'h0, _028_ });
+  assign _030_ = $signed(diff2) >= $signed(1'h0);
+  assign _031_ = s6[30:29] == 2'h3;
+  assign _032_ = $signed(diff2) >= $signed(1'h0);
+  assign _033_ = _032_ ? { diff2[17], diff2 } : r[56:38];
+  assign diff3 = s6[1] ? (* full_case = 32'd1 *) _035_[17:0] : 18'h00000;
+  assign diff2 = s6[1] ? (* full_case = 32'd1 *) _029_[17:0] : 18'h00000;
+  assign diff1 = s6[1] ? (* full_case = 32'd1 *) _022_[17:0] : 18'h00000;
+  assign \counts[3]  = s6[1] ? (* full_case = 32'd1 *) _036_ : 1'h0;
+  assign \counts[2]  = s6[1] ? (* full_case = 32'd1 *) _030_ : 1'h0;
+  assign \counts[1]  = s6[1] ? (* full_case = 32'd1 *) _023_ : 1'h0;
+  assign \counts[0]  = s6[1] ? (* full_case = 32'd1 *) _016_ : 1'h0;
+  assign diff0 = s6[1] ? (* full_case = 32'd1 *) _015_[17:0] : 18'h00000;
+  assign _045_ = _038_ ? (* full_case = 32'd1 *) 18'h00000 : _040_[17:0];
+  assign \result[3]  = s6[1] ? (* full_case = 32'd1 *) _045_ : r[74:57];
+  assign _046_ = _031_ ? (* full_case = 32'd1 *) 18'h00000 : _033_[17:0];
+  assign \result[2]  = s6[1] ? (* full_case = 32'd1 *) _046_ : r[55:38];
+  assign _047_ = _024_ ? (* full_case = 32'd1 *) 18'h00000 : _026_[17:0];
+  assign \result[1]  = s6[1] ? (* full_case = 32'd1 *) _047_ : r[36:19];
+  assign _048_ = _017_ ? (* full_case = 32'd1 *) 18'h00000 : _020_[17:0];
+  assign \result[0]  = s6[1] ? (* full_case = 32'd1 *) _048_ : r[17:0];
+  assign _041_[75:57] = rst ? 19'h00000 : _013_;
+  assign _041_[37:19] = rst ? 19'h00000 : _002_;
+  assign _041_[18:0] = rst ? 19'h00000 : _042_;
+  assign _041_[56:38] = rst ? 19'h00000 : _007_;
+  function [10:0] _126_;
+    input [10:0] a;
+    input [43:0] b;
+    input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
-      8'b???????1:
-        _306_ = b[2:0];
-      8'b??????1?:
-        _306_ = b[5:3];
-      8'b?????1??:
-        _306_ = b[8:6];
-      8'b????1???:
-        _306_ = b[11:9];
-      8'b???1????:
-        _306_ = b[14:12];
-      8'b??1?????:
-        _306_ = b[17:15];
-      8'b?1??????:
-        _306_ = b[20:18];
-      8'b1???????:
-        _306_ = b[23:21];
+      4'b???1:
+        _126_ = b[10:0];
+      4'b??1?:
+        _126_ = b[21:11];
+      4'b?1??:
+        _126_ = b[32:22];
+      4'b1???:
+        _126_ = b[43:33];
       default:
-        _306_ = a;
+        _126_ = a;
     endcase
   endfunction
-  assign _023_ = _306_(3'hx, 24'h49b6d2, { _107_, _106_, _105_, _104_, _103_, _102_, _101_, _100_ });
-  assign _100_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _101_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _102_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _103_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _104_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _105_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _106_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _107_ = ! (* full_case = 32'd1 *) \port$4298$0 [9:7];
-  function [2:0] _315_;
-    input [2:0] a;
-    input [23:0] b;
-    input [7:0] s;
+  assign _034_ = _126_(11'hxxx, 44'hf80f80f80f8, { _052_, _051_, _050_, _049_ });
+  assign _049_ = s6[30:29] == (* full_case = 32'd1 *) 2'h3;
+  assign _050_ = s6[30:29] == (* full_case = 32'd1 *) 2'h2;
+  assign _051_ = s6[30:29] == (* full_case = 32'd1 *) 2'h1;
+  assign _052_ = ! (* full_case = 32'd1 *) s6[30:29];
+  function [10:0] _131_;
+    input [10:0] a;
+    input [43:0] b;
+    input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
-      8'b???????1:
-        _315_ = b[2:0];
-      8'b??????1?:
-        _315_ = b[5:3];
-      8'b?????1??:
-        _315_ = b[8:6];
-      8'b????1???:
-        _315_ = b[11:9];
-      8'b???1????:
-        _315_ = b[14:12];
-      8'b??1?????:
-        _315_ = b[17:15];
-      8'b?1??????:
-        _315_ = b[20:18];
-      8'b1???????:
-        _315_ = b[23:21];
+      4'b???1:
+        _131_ = b[10:0];
+      4'b??1?:
+        _131_ = b[21:11];
+      4'b?1??:
+        _131_ = b[32:22];
+      4'b1???:
+        _131_ = b[43:33];
       default:
-        _315_ = a;
+        _131_ = a;
     endcase
   endfunction
-  assign _020_ = _315_(3'hx, 24'h49b6d2, { _115_, _114_, _113_, _112_, _111_, _110_, _109_, _108_ });
-  assign _108_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _109_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _110_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _111_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _112_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _113_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _114_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _115_ = ! (* full_case = 32'd1 *) \port$4298$0 [6:4];
-  function [6:0] _324_;
-    input [6:0] a;
-    input [55:0] b;
-    input [7:0] s;
+  assign _028_ = _131_(11'hxxx, 44'hf80f80f80f8, { _056_, _055_, _054_, _053_ });
+  assign _053_ = s6[30:29] == (* full_case = 32'd1 *) 2'h3;
+  assign _054_ = s6[30:29] == (* full_case = 32'd1 *) 2'h2;
+  assign _055_ = s6[30:29] == (* full_case = 32'd1 *) 2'h1;
+  assign _056_ = ! (* full_case = 32'd1 *) s6[30:29];
+  function [10:0] _136_;
+    input [10:0] a;
+    input [43:0] b;
+    input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
-      8'b???????1:
-        _324_ = b[6:0];
-      8'b??????1?:
-        _324_ = b[13:7];
-      8'b?????1??:
-        _324_ = b[20:14];
-      8'b????1???:
-        _324_ = b[27:21];
-      8'b???1????:
-        _324_ = b[34:28];
-      8'b??1?????:
-        _324_ = b[41:35];
-      8'b?1??????:
-        _324_ = b[48:42];
-      8'b1???????:
-        _324_ = b[55:49];
+      4'b???1:
+        _136_ = b[10:0];
+      4'b??1?:
+        _136_ = b[21:11];
+      4'b?1??:
+        _136_ = b[32:22];
+      4'b1???:
+        _136_ = b[43:33];
       default:
-        _324_ = a;
+        _136_ = a;
     endcase
   endfunction
-  assign _019_ = _324_(7'hxx, 56'hab56eddbb76ad5, { _123_, _122_, _121_, _120_, _119_, _118_, _117_, _116_ });
-  assign _116_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _117_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _118_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _119_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _120_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _121_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _122_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _123_ = ! (* full_case = 32'd1 *) \port$4298$0 [9:7];
-  function [4:0] _333_;
-    input [4:0] a;
-    input [39:0] b;
-    input [7:0] s;
+  assign _021_ = _136_(11'hxxx, 44'hf80f80f80f8, { _060_, _059_, _058_, _057_ });
+  assign _057_ = s6[30:29] == (* full_case = 32'd1 *) 2'h3;
+  assign _058_ = s6[30:29] == (* full_case = 32'd1 *) 2'h2;
+  assign _059_ = s6[30:29] == (* full_case = 32'd1 *) 2'h1;
+  assign _060_ = ! (* full_case = 32'd1 *) s6[30:29];
+  function [10:0] _141_;
+    input [10:0] a;
+    input [43:0] b;
+    input [3:0] s;
     (* full_case = 32'd1 *)
     (* parallel_case *)
     casez (s)
-      8'b???????1:
-        _333_ = b[4:0];
-      8'b??????1?:
-        _333_ = b[9:5];
-      8'b?????1??:
-        _333_ = b[14:10];
-      8'b????1???:
-        _333_ = b[19:15];
-      8'b???1????:
-        _333_ = b[24:20];
-      8'b??1?????:
-        _333_ = b[29:25];
-      8'b?1??????:
-        _333_ = b[34:30];
-      8'b1???????:
-        _333_ = b[39:35];
+      4'b???1:
+        _141_ = b[10:0];
+      4'b??1?:
+        _141_ = b[21:11];
+      4'b?1??:
+        _141_ = b[32:22];
+      4'b1???:
+        _141_ = b[43:33];
       default:
-        _333_ = a;
+        _141_ = a;
     endcase
   endfunction
-  assign _018_ = _333_(5'hxx, 40'h4a4a529529, { _131_, _130_, _129_, _128_, _127_, _126_, _125_, _124_ });
-  assign _124_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _125_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _126_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _127_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _128_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _129_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _130_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _131_ = ! (* full_case = 32'd1 *) \port$4298$0 [9:7];
-  function [2:0] _342_;
-    input [2:0] a;
-    input [23:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _342_ = b[2:0];
-      8'b??????1?:
-        _342_ = b[5:3];
-      8'b?????1??:
-        _342_ = b[8:6];
-      8'b????1???:
-        _342_ = b[11:9];
-      8'b???1????:
-        _342_ = b[14:12];
-      8'b??1?????:
-        _342_ = b[17:15];
-      8'b?1??????:
-        _342_ = b[20:18];
-      8'b1???????:
-        _342_ = b[23:21];
-      default:
-        _342_ = a;
-    endcase
-  endfunction
-  assign _016_ = _342_(3'hx, 24'h49b6d2, { _139_, _138_, _137_, _136_, _135_, _134_, _133_, _132_ });
-  assign _132_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _133_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _134_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _135_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _136_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _137_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _138_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _139_ = ! (* full_case = 32'd1 *) \port$4298$0 [6:4];
-  function [2:0] _351_;
-    input [2:0] a;
-    input [23:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _351_ = b[2:0];
-      8'b??????1?:
-        _351_ = b[5:3];
-      8'b?????1??:
-        _351_ = b[8:6];
-      8'b????1???:
-        _351_ = b[11:9];
-      8'b???1????:
-        _351_ = b[14:12];
-      8'b??1?????:
-        _351_ = b[17:15];
-      8'b?1??????:
-        _351_ = b[20:18];
-      8'b1???????:
-        _351_ = b[23:21];
-      default:
-        _351_ = a;
-    endcase
-  endfunction
-  assign _014_ = _351_(3'hx, 24'h49b6d2, { _147_, _146_, _145_, _144_, _143_, _142_, _141_, _140_ });
-  assign _140_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _141_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _142_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _143_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _144_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _145_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _146_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _147_ = ! (* full_case = 32'd1 *) \port$4298$0 [9:7];
-  function [2:0] _360_;
-    input [2:0] a;
-    input [23:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _360_ = b[2:0];
-      8'b??????1?:
-        _360_ = b[5:3];
-      8'b?????1??:
-        _360_ = b[8:6];
-      8'b????1???:
-        _360_ = b[11:9];
-      8'b???1????:
-        _360_ = b[14:12];
-      8'b??1?????:
-        _360_ = b[17:15];
-      8'b?1??????:
-        _360_ = b[20:18];
-      8'b1???????:
-        _360_ = b[23:21];
-      default:
-        _360_ = a;
-    endcase
-  endfunction
-  assign _012_ = _360_(3'hx, 24'h49b6d2, { _155_, _154_, _153_, _152_, _151_, _150_, _149_, _148_ });
-  assign _148_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _149_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _150_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _151_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _152_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _153_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _154_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _155_ = ! (* full_case = 32'd1 *) \port$4298$0 [9:7];
-  function [2:0] _369_;
-    input [2:0] a;
-    input [23:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _369_ = b[2:0];
-      8'b??????1?:
-        _369_ = b[5:3];
-      8'b?????1??:
-        _369_ = b[8:6];
-      8'b????1???:
-        _369_ = b[11:9];
-      8'b???1????:
-        _369_ = b[14:12];
-      8'b??1?????:
-        _369_ = b[17:15];
-      8'b?1??????:
-        _369_ = b[20:18];
-      8'b1???????:
-        _369_ = b[23:21];
-      default:
-        _369_ = a;
-    endcase
-  endfunction
-  assign _009_ = _369_(3'hx, 24'h49b6d2, { _163_, _162_, _161_, _160_, _159_, _158_, _157_, _156_ });
-  assign _156_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _157_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _158_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _159_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _160_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _161_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _162_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _163_ = ! (* full_case = 32'd1 *) \port$4298$0 [6:4];
-  function [2:0] _378_;
-    input [2:0] a;
-    input [23:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _378_ = b[2:0];
-      8'b??????1?:
-        _378_ = b[5:3];
-      8'b?????1??:
-        _378_ = b[8:6];
-      8'b????1???:
-        _378_ = b[11:9];
-      8'b???1????:
-        _378_ = b[14:12];
-      8'b??1?????:
-        _378_ = b[17:15];
-      8'b?1??????:
-        _378_ = b[20:18];
-      8'b1???????:
-        _378_ = b[23:21];
-      default:
-        _378_ = a;
-    endcase
-  endfunction
-  assign _007_ = _378_(3'hx, 24'h49b6d2, { _171_, _170_, _169_, _168_, _167_, _166_, _165_, _164_ });
-  assign _164_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _165_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _166_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _167_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _168_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _169_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _170_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _171_ = ! (* full_case = 32'd1 *) \port$4298$0 [9:7];
-  function [5:0] _387_;
-    input [5:0] a;
-    input [47:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _387_ = b[5:0];
-      8'b??????1?:
-        _387_ = b[11:6];
-      8'b?????1??:
-        _387_ = b[17:12];
-      8'b????1???:
-        _387_ = b[23:18];
-      8'b???1????:
-        _387_ = b[29:24];
-      8'b??1?????:
-        _387_ = b[35:30];
-      8'b?1??????:
-        _387_ = b[41:36];
-      8'b1???????:
-        _387_ = b[47:42];
-      default:
-        _387_ = a;
-    endcase
-  endfunction
-  assign _005_ = _387_(6'hxx, 48'h20c414414414, { _179_, _178_, _177_, _176_, _175_, _174_, _173_, _172_ });
-  assign _172_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _173_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _174_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _175_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _176_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _177_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _178_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _179_ = ! (* full_case = 32'd1 *) \port$4298$0 [9:7];
-  function [7:0] _396_;
-    input [7:0] a;
-    input [63:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _396_ = b[7:0];
-      8'b??????1?:
-        _396_ = b[15:8];
-      8'b?????1??:
-        _396_ = b[23:16];
-      8'b????1???:
-        _396_ = b[31:24];
-      8'b???1????:
-        _396_ = b[39:32];
-      8'b??1?????:
-        _396_ = b[47:40];
-      8'b?1??????:
-        _396_ = b[55:48];
-      8'b1???????:
-        _396_ = b[63:56];
-      default:
-        _396_ = a;
-    endcase
-  endfunction
-  assign _003_ = _396_(8'hxx, 64'h3048607860786078, { _187_, _186_, _185_, _184_, _183_, _182_, _181_, _180_ });
-  assign _180_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _181_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _182_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _183_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _184_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _185_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _186_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _187_ = ! (* full_case = 32'd1 *) \port$4298$0 [6:4];
-  function [4:0] _405_;
-    input [4:0] a;
-    input [39:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _405_ = b[4:0];
-      8'b??????1?:
-        _405_ = b[9:5];
-      8'b?????1??:
-        _405_ = b[14:10];
-      8'b????1???:
-        _405_ = b[19:15];
-      8'b???1????:
-        _405_ = b[24:20];
-      8'b??1?????:
-        _405_ = b[29:25];
-      8'b?1??????:
-        _405_ = b[34:30];
-      8'b1???????:
-        _405_ = b[39:35];
-      default:
-        _405_ = a;
-    endcase
-  endfunction
-  assign _056_ = _405_(5'hxx, 40'h0000021108, { _195_, _194_, _193_, _192_, _191_, _190_, _189_, _188_ });
-  assign _188_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h7;
-  assign _189_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h6;
-  assign _190_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h5;
-  assign _191_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h4;
-  assign _192_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h3;
-  assign _193_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h2;
-  assign _194_ = \port$4298$0 [9:7] == (* full_case = 32'd1 *) 3'h1;
-  assign _195_ = ! (* full_case = 32'd1 *) \port$4298$0 [9:7];
-  function [6:0] _414_;
-    input [6:0] a;
-    input [55:0] b;
-    input [7:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      8'b???????1:
-        _414_ = b[6:0];
-      8'b??????1?:
-        _414_ = b[13:7];
-      8'b?????1??:
-        _414_ = b[20:14];
-      8'b????1???:
-        _414_ = b[27:21];
-      8'b???1????:
-        _414_ = b[34:28];
-      8'b??1?????:
-        _414_ = b[41:35];
-      8'b?1??????:
-        _414_ = b[48:42];
-      8'b1???????:
-        _414_ = b[55:49];
-      default:
-        _414_ = a;
-    endcase
-  endfunction
-  assign _051_ = _414_(7'hxx, 56'h00000002041020, { _203_, _202_, _201_, _200_, _199_, _198_, _197_, _196_ });
-  assign _196_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h7;
-  assign _197_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h6;
-  assign _198_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h5;
-  assign _199_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h4;
-  assign _200_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h3;
-  assign _201_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h2;
-  assign _202_ = \port$4298$0 [6:4] == (* full_case = 32'd1 *) 3'h1;
-  assign _203_ = ! (* full_case = 32'd1 *) \port$4298$0 [6:4];
-  assign ev_c = \port$4298$0 [3:0];
-  assign ev_x = \port$4298$0 [9:7];
-  assign ev_y = \port$4298$0 [6:4];
-  assign ev_count = \port$4298$0 [10];
-  assign waddr = op_waddr;
-  assign addr = op_addr;
-  assign \busy$6  = op_valid;
-  assign shift = op_shift;
-  assign count = op_count;
-  assign busy = op_valid;
+  assign _014_ = _141_(11'hxxx, 44'hf80f80f80f8, { _064_, _063_, _062_, _061_ });
+  assign _061_ = s6[30:29] == (* full_case = 32'd1 *) 2'h3;
+  assign _062_ = s6[30:29] == (* full_case = 32'd1 *) 2'h2;
+  assign _063_ = s6[30:29] == (* full_case = 32'd1 *) 2'h1;
+  assign _064_ = ! (* full_case = 32'd1 *) s6[30:29];
+  assign \s6.bias_g  = s6[33:32];
+  assign \s6.end  = s6[31];
+  assign \s6.fire_k  = s6[30:29];
+  assign \s6.last_step  = s6[28];
+  assign \s6.shift  = s6[27:24];
+  assign \s6.count  = s6[23];
+  assign \s6.proj  = s6[22];
+  assign \s6.waddr  = s6[21:10];
+  assign \s6.addr  = s6[9:4];
+  assign \s6.bank  = s6[3];
+  assign \s6.cur  = s6[2];
+  assign \s6.kind  = s6[1];
+  assign \s6.valid  = s6[0];
+  assign \val[3]  = val[75:57];
+  assign \val[2]  = val[56:38];
+  assign \val[1]  = val[37:19];
+  assign \val[0]  = val[18:0];
+  assign \s5.bias_g  = s5[33:32];
+  assign \s5.end  = s5[31];
+  assign \s5.fire_k  = s5[30:29];
+  assign \s5.last_step  = s5[28];
+  assign \s5.shift  = s5[27:24];
+  assign \s5.count  = s5[23];
+  assign \s5.proj  = s5[22];
+  assign \s5.waddr  = s5[21:10];
+  assign \s5.addr  = s5[9:4];
+  assign \s5.bank  = s5[3];
+  assign \s5.cur  = s5[2];
+  assign \s5.kind  = s5[1];
+  assign \s5.valid  = s5[0];
+  assign \r[3]  = r[75:57];
+  assign \r[2]  = r[56:38];
+  assign \r[1]  = r[37:19];
+  assign \r[0]  = r[18:0];
+  assign counts = { \counts[3] , \counts[2] , \counts[1] , \counts[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.queue (rst, w_data, \port$3941$0 , w_en, \port$4111$0 , \port$4113$0 , clk);
+module \digits_cnn_ilif.engine_conv3.queue (rst, i__ready, w_en, w_data, o__payload, o__valid, o__ready, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -15586,32 +15761,47 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, w_data, \port$3941$0 , w_en, \p
   wire _06_;
   wire [10:0] _07_;
   wire [10:0] \$signal ;
-  reg [10:0] \$signal$11  = 11'h000;
-  wire [10:0] \$signal$12 ;
-  wire \$signal$13 ;
-  wire [10:0] \$signal$14 ;
-  wire [10:0] \$signal$15 ;
-  wire \$signal$16 ;
-  wire \$signal$17 ;
-  wire \$signal$18 ;
-  wire \$signal$19 ;
-  wire \$signal$3 ;
-  (* unused_bits = "0" *)
-  wire \$signal$4 ;
-  wire \$signal$9 ;
   input clk;
   wire clk;
   (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
+  wire [10:0] i__payload;
+  reg [10:0] \i__payload$11  = 11'h000;
+  wire [3:0] \i__payload.counts ;
+  wire \i__payload.counts[0] ;
+  wire \i__payload.counts[1] ;
+  wire \i__payload.counts[2] ;
+  wire \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire [1:0] \i__payload.g ;
+  wire [1:0] \i__payload.x ;
+  wire [1:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  wire \i__ready$9 ;
+  wire i__valid;
+  wire \i__valid$13 ;
   (* unused_bits = "0 1 2 3 4 5 6 7" *)
   wire [7:0] \level$21 ;
-  input \port$3941$0 ;
-  wire \port$3941$0 ;
-  output [10:0] \port$4111$0 ;
-  wire [10:0] \port$4111$0 ;
-  output \port$4113$0 ;
-  wire \port$4113$0 ;
+  output [10:0] o__payload;
+  wire [10:0] o__payload;
+  wire [10:0] \o__payload$15 ;
+  wire [3:0] \o__payload.counts ;
+  wire \o__payload.counts[0] ;
+  wire \o__payload.counts[1] ;
+  wire \o__payload.counts[2] ;
+  wire \o__payload.counts[3] ;
+  wire \o__payload.end ;
+  wire [1:0] \o__payload.g ;
+  wire [1:0] \o__payload.x ;
+  wire [1:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  wire \o__ready$19 ;
+  output o__valid;
+  wire o__valid;
+  wire \o__valid$17 ;
   wire [10:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -15622,20 +15812,19 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, w_data, \port$3941$0 , w_en, \p
   wire [10:0] w_data;
   input w_en;
   wire w_en;
-  (* unused_bits = "0" *)
   wire w_rdy;
-  assign _01_ = _00_ | \$signal$9 ;
+  assign _01_ = _00_ | \i__ready$9 ;
   assign take = r_rdy & _01_;
   assign _02_ = ~ held_valid;
-  assign _03_ = _02_ | \$signal$9 ;
+  assign _03_ = _02_ | \i__ready$9 ;
   always @(posedge clk)
-    \$signal$11  <= _04_;
+    \i__payload$11  <= _04_;
   always @(posedge clk)
     held_valid <= _05_;
   assign _00_ = ~ held_valid;
   assign _06_ = _03_ ? take : held_valid;
   assign _05_ = rst ? 1'h0 : _06_;
-  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _07_ = take ? r_data : \i__payload$11 ;
   assign _04_ = rst ? 11'h000 : _07_;
   \digits_cnn_ilif.engine_conv3.queue.inner  inner (
     .clk(clk),
@@ -15646,35 +15835,50 @@ module \digits_cnn_ilif.engine_conv3.queue (rst, w_data, \port$3941$0 , w_en, \p
     .w_en(w_en),
     .w_level(\level$21 ),
     .w_port__data(w_data),
-    .w_rdy(\$signal$4 )
+    .w_rdy(i__ready)
   );
   \digits_cnn_ilif.engine_conv3.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$2875$0 (\$signal$9 ),
-    .\port$3941$0 (\port$3941$0 ),
-    .\port$4095$0 (\$signal$11 ),
-    .\port$4097$0 (held_valid),
-    .\port$4111$0 (\$signal$14 ),
-    .\port$4113$0 (\$signal$16 ),
+    .i__payload(\i__payload$11 ),
+    .i__ready(\i__ready$9 ),
+    .i__valid(held_valid),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(o__valid),
     .rst(rst)
   );
-  assign \port$4113$0  = \$signal$16 ;
-  assign \port$4111$0  = \$signal$14 ;
-  assign \$signal$19  = \port$3941$0 ;
-  assign \$signal$18  = \port$3941$0 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$12  = \$signal$11 ;
+  assign \o__payload.x  = o__payload[9:8];
+  assign \o__payload.y  = o__payload[7:6];
+  assign \o__payload.g  = o__payload[5:4];
+  assign \o__payload.counts[3]  = o__payload[3];
+  assign \o__payload.counts[2]  = o__payload[2];
+  assign \o__payload.counts[1]  = o__payload[1];
+  assign \o__payload.counts[0]  = o__payload[0];
+  assign \o__payload.counts  = o__payload[3:0];
+  assign \i__payload.end  = w_data[10];
+  assign \i__payload.x  = w_data[9:8];
+  assign \i__payload.y  = w_data[7:6];
+  assign \i__payload.g  = w_data[5:4];
+  assign \i__payload.counts[3]  = w_data[3];
+  assign \i__payload.counts[2]  = w_data[2];
+  assign \i__payload.counts[1]  = w_data[1];
+  assign \i__payload.counts[0]  = w_data[0];
+  assign \i__payload.counts  = w_data[3:0];
+  assign \o__payload.end  = o__payload[10];
+  assign \o__ready$19  = o__ready;
+  assign \o__valid$17  = o__valid;
+  assign \o__payload$15  = o__payload;
+  assign \i__valid$13  = held_valid;
+  assign \$signal  = \i__payload$11 ;
   assign r_en = take;
-  assign w_rdy = \$signal$4 ;
-  assign \$signal$3  = w_en;
-  assign \$signal  = w_data;
+  assign w_rdy = i__ready;
+  assign i__valid = w_en;
+  assign i__payload = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_port__data, w_en, r_rdy, clk);
+module \digits_cnn_ilif.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_data, w_en, w_port__data, r_rdy, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -15963,7 +16167,7 @@ module \digits_cnn_ilif.engine_conv3.queue.inner (rst, r_en, w_rdy, w_level, r_d
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2875$0 , count, \port$3941$0 , \port$4095$0 , \port$4097$0 , \port$4111$0 , \port$4113$0 , clk);
+module \digits_cnn_ilif.engine_conv3.queue.skid (rst, i__ready, count, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -15982,49 +16186,43 @@ module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2875$0 , count, \por
   wire [10:0] _15_;
   wire [10:0] _16_;
   wire [10:0] _17_;
-  wire \$signal ;
-  reg [10:0] \$signal$10  = 11'h000;
-  wire [10:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [10:0] \$signal$9  = 11'h000;
+  reg [10:0] \$like  = 11'h000;
   input clk;
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$2875$0 ;
-  wire \port$2875$0 ;
-  input \port$3941$0 ;
-  wire \port$3941$0 ;
-  input [10:0] \port$4095$0 ;
-  wire [10:0] \port$4095$0 ;
-  input \port$4097$0 ;
-  wire \port$4097$0 ;
-  output [10:0] \port$4111$0 ;
-  wire [10:0] \port$4111$0 ;
-  output \port$4113$0 ;
-  wire \port$4113$0 ;
+  input [10:0] i__payload;
+  wire [10:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [10:0] o__payload;
+  reg [10:0] o__payload = 11'h000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4097$0  & _00_;
-  assign count = \$signal$5  + spare_valid;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3941$0  | _01_;
+  assign take = i__valid & _00_;
+  assign count = o__valid + spare_valid;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$4095$0  : \$signal$10 ;
-  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _07_ = take ? i__payload : \$like ;
+  assign _08_ = _02_ ? \$like  : _07_;
   assign _06_ = rst ? 11'h000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
   assign _10_ = spare_valid ? 1'h0 : spare_valid;
@@ -16032,37 +16230,35 @@ module \digits_cnn_ilif.engine_conv3.queue.skid (rst, \port$2875$0 , count, \por
   assign _05_ = rst ? 1'h0 : _11_;
   assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
-  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _14_ = _02_ ? _13_ : o__valid;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$4095$0  : \$signal$9 ;
-  assign _16_ = spare_valid ? \$signal$10  : _15_;
-  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _15_ = take ? i__payload : o__payload;
+  assign _16_ = spare_valid ? \$like  : _15_;
+  assign _17_ = _02_ ? _16_ : o__payload;
   assign _03_ = rst ? 11'h000 : _17_;
-  assign \port$4113$0  = \$signal$5 ;
-  assign \port$4111$0  = \$signal$9 ;
-  assign \port$2875$0  = \$signal ;
-  assign \$signal$11  = \port$4095$0 ;
-  assign \$signal$8  = \port$3941$0 ;
-  assign \$signal$3  = \port$4097$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload, o__valid, i0__payload, i0__valid, clk);
+module \digits_cnn_ilif.engine_conv3.sequencer (rst, popped, active, dropped, ops__valid, ops__payload, i0__ready, i0__payload, i0__valid, clk);
   wire _000_;
   wire _001_;
-  wire _002_;
+  (* unused_bits = "3" *)
+  wire [3:0] _002_;
   wire _003_;
   wire _004_;
   wire _005_;
   wire _006_;
   wire _007_;
   wire _008_;
-  wire _009_;
+  (* unused_bits = "3" *)
+  wire [3:0] _009_;
   wire _010_;
-  wire _011_;
+  (* unused_bits = "6" *)
+  wire [6:0] _011_;
   wire _012_;
   wire _013_;
-  wire _014_;
+  (* unused_bits = "2" *)
+  wire [2:0] _014_;
   wire _015_;
   wire _016_;
   wire _017_;
@@ -16072,22 +16268,23 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire _021_;
   wire _022_;
   wire _023_;
-  wire _024_;
-  wire _025_;
+  wire [7:0] _024_;
+  wire [8:0] _025_;
   wire _026_;
-  wire _027_;
+  wire [2:0] _027_;
   wire _028_;
   wire _029_;
   wire _030_;
-  wire _031_;
+  wire [1:0] _031_;
   wire _032_;
-  wire _033_;
+  wire [5:0] _033_;
   wire _034_;
-  wire _035_;
-  wire _036_;
+  wire [2:0] _035_;
+  wire [9:0] _036_;
   wire _037_;
-  wire _038_;
-  wire _039_;
+  wire [1:0] _038_;
+  (* unused_bits = "8 9 10" *)
+  wire [10:0] _039_;
   wire _040_;
   wire _041_;
   wire _042_;
@@ -16095,23 +16292,499 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire _044_;
   wire _045_;
   wire _046_;
-  (* unused_bits = "1 2 3" *)
-  wire [3:0] _047_;
+  wire _047_;
   wire _048_;
   wire _049_;
   wire _050_;
-  wire _051_;
-  wire _052_;
-  wire _053_;
+  wire [1:0] _051_;
+  wire [5:0] _052_;
+  wire [5:0] _053_;
   wire _054_;
   wire _055_;
   wire _056_;
   wire _057_;
   wire _058_;
-  wire _059_;
-  wire _060_;
-  wire _061_;
+  wire [1:0] _059_;
+  wire [1:0] _060_;
+  wire [1:0] _061_;
   wire _062_;
+  wire _063_;
+  wire _064_;
+  wire _065_;
+  wire [2:0] _066_;
+  wire [2:0] _067_;
+  wire [2:0] _068_;
+  wire [2:0] _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire [5:0] _073_;
+  wire [5:0] _074_;
+  wire [5:0] _075_;
+  wire _076_;
+  wire _077_;
+  wire _078_;
+  wire _079_;
+  wire _080_;
+  wire _081_;
+  wire [1:0] _082_;
+  wire [1:0] _083_;
+  wire _084_;
+  wire [1:0] _085_;
+  wire [1:0] _086_;
+  wire [1:0] _087_;
+  wire [1:0] _088_;
+  wire _089_;
+  wire _090_;
+  wire _091_;
+  wire _092_;
+  wire _093_;
+  wire _094_;
+  wire _095_;
+  wire _096_;
+  wire _097_;
+  wire _098_;
+  wire _099_;
+  wire _100_;
+  wire _101_;
+  wire _102_;
+  wire _103_;
+  wire _104_;
+  wire _105_;
+  wire _106_;
+  wire _107_;
+  wire _108_;
+  wire _109_;
+  wire _110_;
+  wire _111_;
+  wire _112_;
+  wire _113_;
+  wire _114_;
+  wire _115_;
+  wire _116_;
+  wire _117_;
+  wire _118_;
+  wire _119_;
+  wire [2:0] _120_;
+  wire [2:0] _121_;
+  wire [2:0] _122_;
+  wire [2:0] _123_;
+  wire [2:0] _124_;
+  wire _125_;
+  wire _126_;
+  wire _127_;
+  reg \$signal  = 1'h0;
+  reg \$signal$15  = 1'h0;
+  reg \$signal$19  = 1'h0;
+  reg \$signal$5  = 1'h0;
+  output active;
+  wire active;
+  wire busy;
+  input clk;
+  wire clk;
+  reg credit = 1'h0;
+  input dropped;
+  wire dropped;
+  reg [2:0] fire_k = 3'h0;
+  reg fire_state = 1'h0;
+  reg [1:0] fsm_state = 2'h0;
+  reg full0 = 1'h0;
+  reg full1 = 1'h0;
+  input [11:0] i0__payload;
+  wire [11:0] i0__payload;
+  wire [3:0] \i0__payload.c ;
+  wire \i0__payload.count ;
+  wire \i0__payload.end ;
+  wire [2:0] \i0__payload.x ;
+  wire [2:0] \i0__payload.y ;
+  output i0__ready;
+  wire i0__ready;
+  input i0__valid;
+  wire i0__valid;
+  wire [14:0] i__payload;
+  wire [3:0] \i__payload.c ;
+  wire \i__payload.count ;
+  wire [3:0] \i__payload.shift ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  wire i__ready;
+  wire i__valid;
+  wire [22:0] o__payload;
+  wire [5:0] \o__payload.addr ;
+  wire \o__payload.count ;
+  wire [3:0] \o__payload.shift ;
+  wire [11:0] \o__payload.waddr ;
+  wire o__ready;
+  wire o__valid;
+  output [32:0] ops__payload;
+  wire [32:0] ops__payload;
+  wire [5:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire [1:0] \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [11:0] \ops__payload.waddr ;
+  output ops__valid;
+  wire ops__valid;
+  reg [2:0] plane = 3'h0;
+  input popped;
+  wire popped;
+  reg [1:0] pos0 = 2'h0;
+  input rst;
+  wire rst;
+  reg [5:0] sweep_addr = 6'h00;
+  reg sweep_last = 1'h0;
+  wire sweep_now;
+  reg [7:0] used = 8'h00;
+  always @(posedge clk)
+    full1 <= _028_;
+  always @(posedge clk)
+    full0 <= _029_;
+  always @(posedge clk)
+    \$signal$15  <= _030_;
+  always @(posedge clk)
+    fsm_state <= _031_;
+  always @(posedge clk)
+    fire_state <= _032_;
+  always @(posedge clk)
+    sweep_addr <= _033_;
+  always @(posedge clk)
+    sweep_last <= _034_;
+  always @(posedge clk)
+    fire_k <= _035_;
+  always @(posedge clk)
+    \$signal$19  <= _037_;
+  always @(posedge clk)
+    pos0 <= _038_;
+  assign _000_ = sweep_now & \ops__payload.end ;
+  assign _010_ = sweep_now & \ops__payload.end ;
+  assign _019_ = _010_ | \$signal ;
+  assign _025_ = used + sweep_now;
+  assign _036_ = _025_ - dropped;
+  assign _039_ = $signed(_036_) - $signed({ 1'h0, popped });
+  assign _040_ = used <= 8'h88;
+  assign _041_ = plane == 2'h3;
+  assign _001_ = ~ \$signal$15 ;
+  assign _002_ = plane + 1'h1;
+  assign _005_ = ~ \$signal$5 ;
+  assign _006_ = credit & _005_;
+  assign _007_ = fire_k == 2'h3;
+  assign _008_ = ~ \$signal$19 ;
+  assign _009_ = fire_k + 1'h1;
+  assign _011_ = sweep_addr + 1'h1;
+  assign _012_ = sweep_addr == 6'h3e;
+  assign _013_ = pos0 == 2'h3;
+  assign _014_ = pos0 + 1'h1;
+  assign active = ops__valid | \$signal$5 ;
+  assign _015_ = ~ sweep_now;
+  assign _016_ = ~ \$signal$5 ;
+  assign o__ready = _015_ & _016_;
+  assign _017_ = ~ \$signal$5 ;
+  assign _018_ = busy & _017_;
+  assign \i__payload.shift  = 2'h3 - plane;
+  assign _020_ = ~ \$signal$5 ;
+  assign _021_ = credit & _020_;
+  always @(posedge clk)
+    \$signal  <= _022_;
+  always @(posedge clk)
+    \$signal$5  <= _023_;
+  always @(posedge clk)
+    used <= _024_;
+  always @(posedge clk)
+    credit <= _026_;
+  always @(posedge clk)
+    plane <= _027_;
+  assign _042_ = _021_ ? 1'h1 : 1'h0;
+  assign sweep_now = fire_state ? (* full_case = 32'd1 *) _042_ : 1'h0;
+  assign _043_ = i0__payload[11] ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign _044_ = i0__valid ? _043_ : 1'h0;
+  assign i__valid = _045_ ? _044_ : 1'h0;
+  assign _045_ = ! fsm_state;
+  assign _046_ = busy ? 1'h0 : 1'h1;
+  assign _047_ = i0__payload[11] ? (* full_case = 32'd1 *) _046_ : i__ready;
+  assign _048_ = i0__valid ? _047_ : 1'h0;
+  assign i0__ready = _049_ ? _048_ : 1'h0;
+  assign _049_ = ! fsm_state;
+  assign _050_ = _021_ ? sweep_last : 1'h0;
+  assign \ops__payload.end  = fire_state ? (* full_case = 32'd1 *) _050_ : 1'h0;
+  assign _051_ = _021_ ? fire_k[1:0] : 2'h0;
+  assign \ops__payload.fire_k  = fire_state ? (* full_case = 32'd1 *) _051_ : 2'h0;
+  assign \ops__payload.shift  = _018_ ? o__payload[22:19] : 4'h0;
+  assign \ops__payload.count  = _018_ ? o__payload[18] : 1'h0;
+  assign \ops__payload.waddr  = _018_ ? o__payload[17:6] : 12'h000;
+  assign _052_ = _018_ ? o__payload[5:0] : 6'h00;
+  assign _053_ = _021_ ? sweep_addr : _052_;
+  assign \ops__payload.addr  = fire_state ? (* full_case = 32'd1 *) _053_ : _052_;
+  assign _054_ = _018_ ? \$signal$15  : 1'h0;
+  assign _055_ = _021_ ? \$signal$19  : _054_;
+  assign \ops__payload.bank  = fire_state ? (* full_case = 32'd1 *) _055_ : _054_;
+  assign _056_ = _021_ ? 1'h1 : 1'h0;
+  assign \ops__payload.kind  = fire_state ? (* full_case = 32'd1 *) _056_ : 1'h0;
+  assign _057_ = _018_ ? 1'h1 : 1'h0;
+  assign _058_ = _021_ ? 1'h1 : _057_;
+  assign ops__valid = fire_state ? (* full_case = 32'd1 *) _058_ : _057_;
+  assign _059_ = _013_ ? (* full_case = 32'd1 *) 2'h0 : _014_[1:0];
+  assign _060_ = \ops__payload.end  ? (* full_case = 32'd1 *) 2'h0 : _059_;
+  assign _061_ = sweep_now ? _060_ : pos0;
+  assign _038_ = rst ? 2'h0 : _061_;
+  assign _062_ = _007_ ? _008_ : \$signal$19 ;
+  assign _063_ = sweep_last ? _062_ : \$signal$19 ;
+  assign _064_ = _006_ ? _063_ : \$signal$19 ;
+  assign _065_ = fire_state ? (* full_case = 32'd1 *) _064_ : \$signal$19 ;
+  assign _037_ = rst ? 1'h0 : _065_;
+  assign _066_ = _007_ ? (* full_case = 32'd1 *) 3'h0 : _009_[2:0];
+  assign _067_ = sweep_last ? _066_ : fire_k;
+  assign _068_ = _006_ ? _067_ : fire_k;
+  assign _069_ = fire_state ? (* full_case = 32'd1 *) _068_ : fire_k;
+  assign _035_ = rst ? 3'h0 : _069_;
+  assign _070_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _012_;
+  assign _071_ = _006_ ? _070_ : sweep_last;
+  assign _072_ = fire_state ? (* full_case = 32'd1 *) _071_ : sweep_last;
+  assign _034_ = rst ? 1'h0 : _072_;
+  assign _073_ = sweep_last ? (* full_case = 32'd1 *) 6'h00 : _011_[5:0];
+  assign _074_ = _006_ ? _073_ : sweep_addr;
+  assign _075_ = fire_state ? (* full_case = 32'd1 *) _074_ : sweep_addr;
+  assign _033_ = rst ? 6'h00 : _075_;
+  assign _076_ = _007_ ? 1'h0 : fire_state;
+  assign _077_ = sweep_last ? _076_ : fire_state;
+  assign _078_ = _006_ ? _077_ : fire_state;
+  function [0:0] _225_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _225_ = b[0:0];
+      2'b1?:
+        _225_ = b[1:1];
+      default:
+        _225_ = a;
+    endcase
+  endfunction
+  assign _079_ = _225_(fire_state, { _080_, _078_ }, { _081_, fire_state });
+  assign _080_ = _004_ ? 1'h1 : fire_state;
+  assign _081_ = ~ (* full_case = 32'd1 *) fire_state;
+  assign _032_ = rst ? 1'h0 : _079_;
+  assign _082_ = _003_ ? fsm_state : 2'h0;
+  function [1:0] _230_;
+    input [1:0] a;
+    input [3:0] b;
+    input [1:0] s;
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _230_ = b[1:0];
+      2'b1?:
+        _230_ = b[3:2];
+      default:
+        _230_ = a;
+    endcase
+  endfunction
+  assign _083_ = _230_(fsm_state, { _088_, _082_ }, { _089_, _084_ });
+  assign _084_ = fsm_state == 2'h1;
+  assign _085_ = _041_ ? (* full_case = 32'd1 *) 2'h1 : 2'h0;
+  assign _086_ = busy ? fsm_state : _085_;
+  assign _087_ = i0__payload[11] ? _086_ : fsm_state;
+  assign _088_ = i0__valid ? _087_ : fsm_state;
+  assign _089_ = ! fsm_state;
+  assign _031_ = rst ? 2'h0 : _083_;
+  assign _090_ = _041_ ? _001_ : \$signal$15 ;
+  assign _091_ = busy ? \$signal$15  : _090_;
+  assign _092_ = i0__payload[11] ? _091_ : \$signal$15 ;
+  assign _093_ = i0__valid ? _092_ : \$signal$15 ;
+  assign _094_ = _095_ ? _093_ : \$signal$15 ;
+  assign _095_ = ! fsm_state;
+  assign _030_ = rst ? 1'h0 : _094_;
+  assign _096_ = \$signal$15  ? (* full_case = 32'd1 *) full0 : 1'h1;
+  assign _097_ = _041_ ? _096_ : full0;
+  assign _098_ = busy ? full0 : _097_;
+  assign _099_ = i0__payload[11] ? _098_ : full0;
+  assign _100_ = i0__valid ? _099_ : full0;
+  assign _101_ = _102_ ? _100_ : full0;
+  assign _102_ = ! fsm_state;
+  assign _103_ = \$signal$19  ? (* full_case = 32'd1 *) _101_ : 1'h0;
+  assign _104_ = _007_ ? _103_ : _101_;
+  assign _105_ = sweep_last ? _104_ : _101_;
+  assign _106_ = _006_ ? _105_ : _101_;
+  assign _107_ = fire_state ? (* full_case = 32'd1 *) _106_ : _101_;
+  assign _029_ = rst ? 1'h0 : _107_;
+  assign _108_ = \$signal$15  ? 1'h1 : full1;
+  assign _109_ = _041_ ? _108_ : full1;
+  assign _110_ = busy ? full1 : _109_;
+  assign _111_ = i0__payload[11] ? _110_ : full1;
+  assign _112_ = i0__valid ? _111_ : full1;
+  assign _113_ = _114_ ? _112_ : full1;
+  assign _114_ = ! fsm_state;
+  assign _115_ = \$signal$19  ? 1'h0 : _113_;
+  assign _116_ = _007_ ? _115_ : _113_;
+  assign _117_ = sweep_last ? _116_ : _113_;
+  assign _118_ = _006_ ? _117_ : _113_;
+  assign _119_ = fire_state ? (* full_case = 32'd1 *) _118_ : _113_;
+  assign _028_ = rst ? 1'h0 : _119_;
+  assign _120_ = _041_ ? (* full_case = 32'd1 *) 3'h0 : _002_[2:0];
+  assign _121_ = busy ? plane : _120_;
+  assign _122_ = i0__payload[11] ? _121_ : plane;
+  assign _123_ = i0__valid ? _122_ : plane;
+  assign _124_ = _125_ ? _123_ : plane;
+  assign _125_ = ! fsm_state;
+  assign _027_ = rst ? 3'h0 : _124_;
+  assign _026_ = rst ? 1'h0 : _040_;
+  assign _024_ = rst ? 8'h00 : _039_[7:0];
+  assign _023_ = rst ? 1'h0 : _019_;
+  assign _022_ = rst ? 1'h0 : _000_;
+  function [0:0] _282_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _282_ = b[0:0];
+      2'b1?:
+        _282_ = b[1:1];
+      default:
+        _282_ = a;
+    endcase
+  endfunction
+  assign _004_ = _282_(1'hx, { full0, full1 }, { _126_, \$signal$19  });
+  assign _126_ = ~ (* full_case = 32'd1 *) \$signal$19 ;
+  function [0:0] _284_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _284_ = b[0:0];
+      2'b1?:
+        _284_ = b[1:1];
+      default:
+        _284_ = a;
+    endcase
+  endfunction
+  assign _003_ = _284_(1'hx, { full0, full1 }, { _127_, \$signal$15  });
+  assign _127_ = ~ (* full_case = 32'd1 *) \$signal$15 ;
+  \digits_cnn_ilif.engine_conv3.sequencer.expand0  expand0 (
+    .clk(clk),
+    .i__payload({ \i__payload.shift , i0__payload[10:0] }),
+    .i__ready(i__ready),
+    .i__valid(i__valid),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(busy),
+    .rst(rst)
+  );
+  assign \i__payload.count  = i0__payload[10];
+  assign \i__payload.x  = i0__payload[9:7];
+  assign \i__payload.y  = i0__payload[6:4];
+  assign \i__payload.c  = i0__payload[3:0];
+  assign \o__payload.shift  = o__payload[22:19];
+  assign \o__payload.count  = o__payload[18];
+  assign \o__payload.waddr  = o__payload[17:6];
+  assign \o__payload.addr  = o__payload[5:0];
+  assign \i0__payload.end  = i0__payload[11];
+  assign \i0__payload.count  = i0__payload[10];
+  assign \i0__payload.x  = i0__payload[9:7];
+  assign \i0__payload.y  = i0__payload[6:4];
+  assign \i0__payload.c  = i0__payload[3:0];
+  assign \ops__payload.bias_g  = pos0;
+  assign \ops__payload.last_step  = 1'h0;
+  assign \ops__payload.proj  = 1'h0;
+  assign \ops__payload.cur  = 1'h0;
+  assign ops__payload = { pos0, \ops__payload.end , \ops__payload.fire_k , 1'h0, \ops__payload.shift , \ops__payload.count , 1'h0, \ops__payload.waddr , \ops__payload.addr , \ops__payload.bank , 1'h0, \ops__payload.kind  };
+  assign i__payload = { \i__payload.shift , i0__payload[10:0] };
+  assign o__valid = busy;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv3.sequencer.expand0 (rst, o__ready, i__ready, i__payload, i__valid, o__payload, o__valid, clk);
+  wire _000_;
+  (* unused_bits = "6 7" *)
+  wire [7:0] _001_;
+  wire [11:0] _002_;
+  wire [12:0] _003_;
+  wire [7:0] _004_;
+  wire [14:0] _005_;
+  wire [5:0] _006_;
+  (* unused_bits = "12 13 14 15" *)
+  wire [15:0] _007_;
+  wire [2:0] _008_;
+  wire _009_;
+  (* unused_bits = "3" *)
+  wire [3:0] _010_;
+  wire [2:0] _011_;
+  (* unused_bits = "3" *)
+  wire [3:0] _012_;
+  wire [2:0] _013_;
+  (* unused_bits = "3" *)
+  wire [3:0] _014_;
+  wire [2:0] _015_;
+  wire _016_;
+  wire [2:0] _017_;
+  wire _018_;
+  wire [4:0] _019_;
+  wire _020_;
+  wire [6:0] _021_;
+  wire [2:0] _022_;
+  wire _023_;
+  wire [2:0] _024_;
+  wire _025_;
+  wire _026_;
+  (* unused_bits = "2" *)
+  wire [2:0] _027_;
+  (* unused_bits = "6" *)
+  wire [6:0] _028_;
+  (* unused_bits = "12" *)
+  wire [12:0] _029_;
+  wire _030_;
+  wire _031_;
+  (* unused_bits = "3" *)
+  wire [3:0] _032_;
+  (* unused_bits = "6" *)
+  wire [6:0] _033_;
+  (* unused_bits = "12 13" *)
+  wire [13:0] _034_;
+  wire _035_;
+  (* unused_bits = "6 7" *)
+  wire [7:0] _036_;
+  (* unused_bits = "12 13" *)
+  wire [13:0] _037_;
+  wire _038_;
+  wire _039_;
+  (* unused_bits = "3" *)
+  wire [3:0] _040_;
+  wire _041_;
+  wire _042_;
+  wire [3:0] _043_;
+  wire [1:0] _044_;
+  wire [5:0] _045_;
+  wire [11:0] _046_;
+  wire [2:0] _047_;
+  wire [2:0] _048_;
+  wire [2:0] _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire [4:0] _054_;
+  wire [6:0] _055_;
+  wire _056_;
+  wire _057_;
+  wire [6:0] _058_;
+  wire [4:0] _059_;
+  wire [1:0] _060_;
+  wire [1:0] _061_;
+  wire [3:0] _062_;
   wire _063_;
   wire _064_;
   wire _065_;
@@ -16171,178 +16844,1428 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire _119_;
   wire _120_;
   wire _121_;
-  wire [4:0] _122_;
+  wire _122_;
   wire _123_;
   wire _124_;
   wire _125_;
   wire _126_;
-  wire [18:0] _127_;
-  wire [18:0] _128_;
-  wire [18:0] _129_;
-  wire [17:0] _130_;
-  (* unused_bits = "4 5" *)
-  wire [5:0] _131_;
-  wire [18:0] _132_;
-  wire [17:0] _133_;
-  wire [18:0] _134_;
-  wire [17:0] _135_;
-  wire [18:0] _136_;
-  wire [17:0] _137_;
-  wire [18:0] _138_;
-  wire [1:0] _139_;
+  wire _127_;
+  wire _128_;
+  wire _129_;
+  wire _130_;
+  wire _131_;
+  wire _132_;
+  wire _133_;
+  wire _134_;
+  wire _135_;
+  wire _136_;
+  wire _137_;
+  wire _138_;
+  wire _139_;
   wire _140_;
+  wire _141_;
+  wire _142_;
+  wire _143_;
+  wire _144_;
+  wire _145_;
+  wire _146_;
+  wire _147_;
+  wire _148_;
+  wire _149_;
+  wire _150_;
+  wire _151_;
+  wire _152_;
+  wire _153_;
+  wire _154_;
+  wire _155_;
+  wire _156_;
+  wire _157_;
+  wire _158_;
+  wire _159_;
+  wire _160_;
+  wire _161_;
+  wire _162_;
+  wire _163_;
+  wire _164_;
+  wire _165_;
+  wire _166_;
+  wire _167_;
+  wire _168_;
+  wire _169_;
+  wire _170_;
+  wire _171_;
+  wire _172_;
+  wire [6:0] _173_;
+  wire [4:0] _174_;
+  wire _175_;
+  wire _176_;
+  wire _177_;
+  wire _178_;
+  wire _179_;
+  wire _180_;
+  wire _181_;
+  wire _182_;
+  wire _183_;
+  wire _184_;
+  wire _185_;
+  wire _186_;
+  wire [2:0] _187_;
+  wire [2:0] _188_;
+  wire [2:0] _189_;
+  wire [2:0] _190_;
+  wire [2:0] _191_;
+  wire [2:0] _192_;
+  wire [2:0] _193_;
+  wire [2:0] _194_;
+  wire [2:0] _195_;
+  wire [2:0] _196_;
+  wire [11:0] _197_;
+  wire [11:0] _198_;
+  wire [11:0] _199_;
+  wire [11:0] _200_;
+  wire [5:0] _201_;
+  wire [5:0] _202_;
+  wire [5:0] _203_;
+  wire [5:0] _204_;
+  wire [1:0] _205_;
+  wire [1:0] _206_;
+  reg [5:0] \$like  = 6'h00;
+  reg \$like$6  = 1'h0;
+  reg \$signal  = 1'h0;
+  wire busy;
+  wire \busy$2 ;
+  input clk;
+  wire clk;
+  reg [1:0] g = 2'h0;
+  input [14:0] i__payload;
+  wire [14:0] i__payload;
+  wire [3:0] \i__payload.c ;
+  wire \i__payload.count ;
+  wire [3:0] \i__payload.shift ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  reg last_g = 1'h0;
+  reg last_y = 1'h0;
+  output [22:0] o__payload;
+  wire [22:0] o__payload;
+  wire [5:0] \o__payload.addr ;
+  wire \o__payload.count ;
+  wire [3:0] \o__payload.shift ;
+  wire [11:0] \o__payload.waddr ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  reg [4:0] r_step = 5'h00;
+  input rst;
+  wire rst;
+  reg [3:0] shift = 4'h0;
+  reg [6:0] w_step = 7'h00;
+  reg [11:0] waddr = 12'h000;
+  reg [2:0] xn = 3'h0;
+  reg [2:0] xs = 3'h0;
+  reg [2:0] ys = 3'h0;
+  assign _025_ = | _024_;
+  assign _026_ = _023_ & _025_;
+  assign _027_ = g + 1'h1;
+  assign _028_ = \$like  + 1'h1;
+  assign _029_ = waddr + 1'h1;
+  assign _031_ = g == 2'h2;
+  assign _032_ = xs - 1'h1;
+  assign _033_ = \$like  + 1'h1;
+  assign _034_ = waddr + 14'h3ff5;
+  assign _035_ = xs == 1'h1;
+  assign _036_ = $signed({ 1'h0, \$like  }) + $signed(r_step);
+  assign _037_ = $signed({ 1'h0, waddr }) + $signed(w_step);
+  assign _038_ = ! xn;
+  assign _040_ = ys - 1'h1;
+  assign _041_ = ys == 1'h1;
+  always @(posedge clk)
+    \$like$6  <= _042_;
+  always @(posedge clk)
+    shift <= _043_;
+  always @(posedge clk)
+    g <= _044_;
+  always @(posedge clk)
+    \$like  <= _045_;
+  always @(posedge clk)
+    waddr <= _046_;
+  always @(posedge clk)
+    xs <= _047_;
+  always @(posedge clk)
+    ys <= _048_;
+  always @(posedge clk)
+    xn <= _049_;
+  always @(posedge clk)
+    last_g <= _051_;
+  always @(posedge clk)
+    \$signal  <= _052_;
+  always @(posedge clk)
+    last_y <= _053_;
+  always @(posedge clk)
+    r_step <= _054_;
+  always @(posedge clk)
+    w_step <= _055_;
+  always @(posedge clk)
+    o__valid <= _056_;
+  assign _000_ = ~ o__valid;
+  assign _009_ = last_g & \$signal ;
+  assign _020_ = _009_ & last_y;
+  assign _030_ = _020_ & o__ready;
+  assign i__ready = _000_ | _030_;
+  assign _039_ = i__valid & i__ready;
+  assign _050_ = i__valid & i__ready;
+  assign _057_ = o__valid & o__ready;
+  assign _001_ = $signed(_058_) + $signed(_059_);
+  assign _002_ = 1'h0 + { 3'h0, i__payload[3:0], 4'h0 };
+  assign _003_ = _002_ + { i__payload[3:0], 7'h00 };
+  assign _005_ = $signed({ 1'h0, _003_ }) + $signed(_004_);
+  assign _007_ = $signed(_005_) + $signed(_006_);
+  assign _010_ = _008_ - 1'h1;
+  assign _012_ = _011_ - 1'h1;
+  assign _014_ = _013_ - 1'h1;
+  assign _016_ = _015_ == 1'h1;
+  assign _018_ = _017_ == 1'h1;
+  assign _023_ = | _022_;
+  assign _060_ = _057_ ? _206_ : _205_;
+  assign _061_ = _050_ ? _205_ : _060_;
+  assign _044_ = rst ? 2'h0 : _061_;
+  assign _062_ = _039_ ? i__payload[14:11] : shift;
+  assign _043_ = rst ? 4'h0 : _062_;
+  assign _063_ = _039_ ? i__payload[10] : \$like$6 ;
+  assign _042_ = rst ? 1'h0 : _063_;
+  function [2:0] _262_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _262_ = b[2:0];
+      8'b??????1?:
+        _262_ = b[5:3];
+      8'b?????1??:
+        _262_ = b[8:6];
+      8'b????1???:
+        _262_ = b[11:9];
+      8'b???1????:
+        _262_ = b[14:12];
+      8'b??1?????:
+        _262_ = b[17:15];
+      8'b?1??????:
+        _262_ = b[20:18];
+      8'b1???????:
+        _262_ = b[23:21];
+      default:
+        _262_ = a;
+    endcase
+  endfunction
+  assign _024_ = _262_(3'hx, 24'h49b6d2, { _071_, _070_, _069_, _068_, _067_, _066_, _065_, _064_ });
+  assign _064_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _065_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _066_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _067_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _068_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _069_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _070_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _071_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [2:0] _271_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _271_ = b[2:0];
+      8'b??????1?:
+        _271_ = b[5:3];
+      8'b?????1??:
+        _271_ = b[8:6];
+      8'b????1???:
+        _271_ = b[11:9];
+      8'b???1????:
+        _271_ = b[14:12];
+      8'b??1?????:
+        _271_ = b[17:15];
+      8'b?1??????:
+        _271_ = b[20:18];
+      8'b1???????:
+        _271_ = b[23:21];
+      default:
+        _271_ = a;
+    endcase
+  endfunction
+  assign _022_ = _271_(3'hx, 24'h49b6d2, { _079_, _078_, _077_, _076_, _075_, _074_, _073_, _072_ });
+  assign _072_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _073_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _074_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _075_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _076_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _077_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _078_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _079_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [6:0] _280_;
+    input [6:0] a;
+    input [55:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _280_ = b[6:0];
+      8'b??????1?:
+        _280_ = b[13:7];
+      8'b?????1??:
+        _280_ = b[20:14];
+      8'b????1???:
+        _280_ = b[27:21];
+      8'b???1????:
+        _280_ = b[34:28];
+      8'b??1?????:
+        _280_ = b[41:35];
+      8'b?1??????:
+        _280_ = b[48:42];
+      8'b1???????:
+        _280_ = b[55:49];
+      default:
+        _280_ = a;
+    endcase
+  endfunction
+  assign _021_ = _280_(7'hxx, 56'hab56eddbb76ad5, { _087_, _086_, _085_, _084_, _083_, _082_, _081_, _080_ });
+  assign _080_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _081_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _082_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _083_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _084_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _085_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _086_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _087_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [4:0] _289_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _289_ = b[4:0];
+      8'b??????1?:
+        _289_ = b[9:5];
+      8'b?????1??:
+        _289_ = b[14:10];
+      8'b????1???:
+        _289_ = b[19:15];
+      8'b???1????:
+        _289_ = b[24:20];
+      8'b??1?????:
+        _289_ = b[29:25];
+      8'b?1??????:
+        _289_ = b[34:30];
+      8'b1???????:
+        _289_ = b[39:35];
+      default:
+        _289_ = a;
+    endcase
+  endfunction
+  assign _019_ = _289_(5'hxx, 40'h4a4a529529, { _095_, _094_, _093_, _092_, _091_, _090_, _089_, _088_ });
+  assign _088_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _089_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _090_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _091_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _092_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _093_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _094_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _095_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [2:0] _298_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _298_ = b[2:0];
+      8'b??????1?:
+        _298_ = b[5:3];
+      8'b?????1??:
+        _298_ = b[8:6];
+      8'b????1???:
+        _298_ = b[11:9];
+      8'b???1????:
+        _298_ = b[14:12];
+      8'b??1?????:
+        _298_ = b[17:15];
+      8'b?1??????:
+        _298_ = b[20:18];
+      8'b1???????:
+        _298_ = b[23:21];
+      default:
+        _298_ = a;
+    endcase
+  endfunction
+  assign _017_ = _298_(3'hx, 24'h49b6d2, { _103_, _102_, _101_, _100_, _099_, _098_, _097_, _096_ });
+  assign _096_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _097_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _098_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _099_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _100_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _101_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _102_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _103_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [2:0] _307_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _307_ = b[2:0];
+      8'b??????1?:
+        _307_ = b[5:3];
+      8'b?????1??:
+        _307_ = b[8:6];
+      8'b????1???:
+        _307_ = b[11:9];
+      8'b???1????:
+        _307_ = b[14:12];
+      8'b??1?????:
+        _307_ = b[17:15];
+      8'b?1??????:
+        _307_ = b[20:18];
+      8'b1???????:
+        _307_ = b[23:21];
+      default:
+        _307_ = a;
+    endcase
+  endfunction
+  assign _015_ = _307_(3'hx, 24'h49b6d2, { _111_, _110_, _109_, _108_, _107_, _106_, _105_, _104_ });
+  assign _104_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _105_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _106_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _107_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _108_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _109_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _110_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _111_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [2:0] _316_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _316_ = b[2:0];
+      8'b??????1?:
+        _316_ = b[5:3];
+      8'b?????1??:
+        _316_ = b[8:6];
+      8'b????1???:
+        _316_ = b[11:9];
+      8'b???1????:
+        _316_ = b[14:12];
+      8'b??1?????:
+        _316_ = b[17:15];
+      8'b?1??????:
+        _316_ = b[20:18];
+      8'b1???????:
+        _316_ = b[23:21];
+      default:
+        _316_ = a;
+    endcase
+  endfunction
+  assign _013_ = _316_(3'hx, 24'h49b6d2, { _119_, _118_, _117_, _116_, _115_, _114_, _113_, _112_ });
+  assign _112_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _113_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _114_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _115_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _116_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _117_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _118_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _119_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [2:0] _325_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _325_ = b[2:0];
+      8'b??????1?:
+        _325_ = b[5:3];
+      8'b?????1??:
+        _325_ = b[8:6];
+      8'b????1???:
+        _325_ = b[11:9];
+      8'b???1????:
+        _325_ = b[14:12];
+      8'b??1?????:
+        _325_ = b[17:15];
+      8'b?1??????:
+        _325_ = b[20:18];
+      8'b1???????:
+        _325_ = b[23:21];
+      default:
+        _325_ = a;
+    endcase
+  endfunction
+  assign _011_ = _325_(3'hx, 24'h49b6d2, { _127_, _126_, _125_, _124_, _123_, _122_, _121_, _120_ });
+  assign _120_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _121_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _122_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _123_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _124_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _125_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _126_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _127_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [2:0] _334_;
+    input [2:0] a;
+    input [23:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _334_ = b[2:0];
+      8'b??????1?:
+        _334_ = b[5:3];
+      8'b?????1??:
+        _334_ = b[8:6];
+      8'b????1???:
+        _334_ = b[11:9];
+      8'b???1????:
+        _334_ = b[14:12];
+      8'b??1?????:
+        _334_ = b[17:15];
+      8'b?1??????:
+        _334_ = b[20:18];
+      8'b1???????:
+        _334_ = b[23:21];
+      default:
+        _334_ = a;
+    endcase
+  endfunction
+  assign _008_ = _334_(3'hx, 24'h49b6d2, { _135_, _134_, _133_, _132_, _131_, _130_, _129_, _128_ });
+  assign _128_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _129_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _130_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _131_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _132_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _133_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _134_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _135_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [5:0] _343_;
+    input [5:0] a;
+    input [47:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _343_ = b[5:0];
+      8'b??????1?:
+        _343_ = b[11:6];
+      8'b?????1??:
+        _343_ = b[17:12];
+      8'b????1???:
+        _343_ = b[23:18];
+      8'b???1????:
+        _343_ = b[29:24];
+      8'b??1?????:
+        _343_ = b[35:30];
+      8'b?1??????:
+        _343_ = b[41:36];
+      8'b1???????:
+        _343_ = b[47:42];
+      default:
+        _343_ = a;
+    endcase
+  endfunction
+  assign _006_ = _343_(6'hxx, 48'h20c414414414, { _143_, _142_, _141_, _140_, _139_, _138_, _137_, _136_ });
+  assign _136_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _137_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _138_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _139_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _140_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _141_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _142_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _143_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [7:0] _352_;
+    input [7:0] a;
+    input [63:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _352_ = b[7:0];
+      8'b??????1?:
+        _352_ = b[15:8];
+      8'b?????1??:
+        _352_ = b[23:16];
+      8'b????1???:
+        _352_ = b[31:24];
+      8'b???1????:
+        _352_ = b[39:32];
+      8'b??1?????:
+        _352_ = b[47:40];
+      8'b?1??????:
+        _352_ = b[55:48];
+      8'b1???????:
+        _352_ = b[63:56];
+      default:
+        _352_ = a;
+    endcase
+  endfunction
+  assign _004_ = _352_(8'hxx, 64'h3048607860786078, { _151_, _150_, _149_, _148_, _147_, _146_, _145_, _144_ });
+  assign _144_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _145_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _146_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _147_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _148_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _149_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _150_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _151_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  function [4:0] _361_;
+    input [4:0] a;
+    input [39:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _361_ = b[4:0];
+      8'b??????1?:
+        _361_ = b[9:5];
+      8'b?????1??:
+        _361_ = b[14:10];
+      8'b????1???:
+        _361_ = b[19:15];
+      8'b???1????:
+        _361_ = b[24:20];
+      8'b??1?????:
+        _361_ = b[29:25];
+      8'b?1??????:
+        _361_ = b[34:30];
+      8'b1???????:
+        _361_ = b[39:35];
+      default:
+        _361_ = a;
+    endcase
+  endfunction
+  assign _059_ = _361_(5'hxx, 40'h0000021108, { _159_, _158_, _157_, _156_, _155_, _154_, _153_, _152_ });
+  assign _152_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h7;
+  assign _153_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h6;
+  assign _154_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h5;
+  assign _155_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h4;
+  assign _156_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h3;
+  assign _157_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h2;
+  assign _158_ = i__payload[9:7] == (* full_case = 32'd1 *) 3'h1;
+  assign _159_ = ! (* full_case = 32'd1 *) i__payload[9:7];
+  function [6:0] _370_;
+    input [6:0] a;
+    input [55:0] b;
+    input [7:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      8'b???????1:
+        _370_ = b[6:0];
+      8'b??????1?:
+        _370_ = b[13:7];
+      8'b?????1??:
+        _370_ = b[20:14];
+      8'b????1???:
+        _370_ = b[27:21];
+      8'b???1????:
+        _370_ = b[34:28];
+      8'b??1?????:
+        _370_ = b[41:35];
+      8'b?1??????:
+        _370_ = b[48:42];
+      8'b1???????:
+        _370_ = b[55:49];
+      default:
+        _370_ = a;
+    endcase
+  endfunction
+  assign _058_ = _370_(7'hxx, 56'h00000002041020, { _167_, _166_, _165_, _164_, _163_, _162_, _161_, _160_ });
+  assign _160_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h7;
+  assign _161_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h6;
+  assign _162_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h5;
+  assign _163_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h4;
+  assign _164_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h3;
+  assign _165_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h2;
+  assign _166_ = i__payload[6:4] == (* full_case = 32'd1 *) 3'h1;
+  assign _167_ = ! (* full_case = 32'd1 *) i__payload[6:4];
+  assign _168_ = last_y ? (* full_case = 32'd1 *) 1'h0 : o__valid;
+  assign _169_ = \$signal  ? (* full_case = 32'd1 *) _168_ : o__valid;
+  assign _170_ = last_g ? (* full_case = 32'd1 *) _169_ : o__valid;
+  assign _171_ = _057_ ? _170_ : o__valid;
+  assign _172_ = _050_ ? _026_ : _171_;
+  assign _056_ = rst ? 1'h0 : _172_;
+  assign _173_ = _050_ ? _021_ : w_step;
+  assign _055_ = rst ? 7'h00 : _173_;
+  assign _174_ = _050_ ? _019_ : r_step;
+  assign _054_ = rst ? 5'h00 : _174_;
+  assign _175_ = last_y ? last_y : _041_;
+  assign _176_ = \$signal  ? (* full_case = 32'd1 *) _175_ : last_y;
+  assign _177_ = last_g ? (* full_case = 32'd1 *) _176_ : last_y;
+  assign _178_ = _057_ ? _177_ : last_y;
+  assign _179_ = _050_ ? _018_ : _178_;
+  assign _053_ = rst ? 1'h0 : _179_;
+  assign _180_ = \$signal  ? (* full_case = 32'd1 *) _038_ : _035_;
+  assign _181_ = last_g ? (* full_case = 32'd1 *) _180_ : \$signal ;
+  assign _182_ = _057_ ? _181_ : \$signal ;
+  assign _183_ = _050_ ? _016_ : _182_;
+  assign _052_ = rst ? 1'h0 : _183_;
+  assign _184_ = last_g ? (* full_case = 32'd1 *) 1'h0 : _031_;
+  assign _185_ = _057_ ? _184_ : last_g;
+  assign _186_ = _050_ ? 1'h0 : _185_;
+  assign _051_ = rst ? 1'h0 : _186_;
+  assign _187_ = _050_ ? _014_[2:0] : xn;
+  assign _049_ = rst ? 3'h0 : _187_;
+  assign _188_ = last_y ? ys : _040_[2:0];
+  assign _189_ = \$signal  ? (* full_case = 32'd1 *) _188_ : ys;
+  assign _190_ = last_g ? (* full_case = 32'd1 *) _189_ : ys;
+  assign _191_ = _057_ ? _190_ : ys;
+  assign _192_ = _050_ ? _012_[2:0] : _191_;
+  assign _048_ = rst ? 3'h0 : _192_;
+  assign _193_ = \$signal  ? (* full_case = 32'd1 *) xn : _032_[2:0];
+  assign _194_ = last_g ? (* full_case = 32'd1 *) _193_ : xs;
+  assign _195_ = _057_ ? _194_ : xs;
+  assign _196_ = _050_ ? _010_[2:0] : _195_;
+  assign _047_ = rst ? 3'h0 : _196_;
+  assign _197_ = \$signal  ? (* full_case = 32'd1 *) _037_[11:0] : _034_[11:0];
+  assign _198_ = last_g ? (* full_case = 32'd1 *) _197_ : _029_[11:0];
+  assign _199_ = _057_ ? _198_ : waddr;
+  assign _200_ = _050_ ? _007_[11:0] : _199_;
+  assign _046_ = rst ? 12'h000 : _200_;
+  assign _201_ = \$signal  ? (* full_case = 32'd1 *) _036_[5:0] : _033_[5:0];
+  assign _202_ = last_g ? (* full_case = 32'd1 *) _201_ : _028_[5:0];
+  assign _203_ = _057_ ? _202_ : \$like ;
+  assign _204_ = _050_ ? _001_[5:0] : _203_;
+  assign _045_ = rst ? 6'h00 : _204_;
+  assign _205_ = _039_ ? 2'h0 : g;
+  assign _206_ = last_g ? (* full_case = 32'd1 *) 2'h0 : _027_[1:0];
+  assign \i__payload.shift  = i__payload[14:11];
+  assign \i__payload.count  = i__payload[10];
+  assign \i__payload.x  = i__payload[9:7];
+  assign \i__payload.y  = i__payload[6:4];
+  assign \i__payload.c  = i__payload[3:0];
+  assign \o__payload.shift  = shift;
+  assign \o__payload.count  = \$like$6 ;
+  assign \o__payload.waddr  = waddr;
+  assign \o__payload.addr  = \$like ;
+  assign o__payload = { shift, \$like$6 , waddr, \$like  };
+  assign \busy$2  = o__valid;
+  assign busy = o__valid;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_conv3.serializer (rst, o__ready, i__payload, i__valid, o__payload, o__valid, i__ready, clk);
+  wire _00_;
+  wire [4:0] _01_;
+  (* unused_bits = "4 5" *)
+  wire [5:0] _02_;
+  wire _03_;
+  wire _04_;
+  wire [4:0] _05_;
+  wire [4:0] _06_;
+  wire _07_;
+  wire _08_;
+  wire _09_;
+  wire _10_;
+  wire _11_;
+  wire [4:0] _12_;
+  wire [4:0] _13_;
+  wire _14_;
+  wire _15_;
+  wire _16_;
+  wire [6:0] _17_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _18_;
+  wire [3:0] _19_;
+  wire _20_;
+  wire _21_;
+  wire [3:0] _22_;
+  wire [3:0] _23_;
+  wire [3:0] _24_;
+  wire [3:0] _25_;
+  wire [3:0] _26_;
+  wire _27_;
+  wire _28_;
+  wire _29_;
+  wire _30_;
+  wire _31_;
+  wire _32_;
+  wire [1:0] _33_;
+  wire [1:0] _34_;
+  wire [1:0] _35_;
+  wire _36_;
+  wire _37_;
+  wire _38_;
+  wire _39_;
+  input clk;
+  wire clk;
+  reg [3:0] done = 4'h0;
+  input [10:0] i__payload;
+  wire [10:0] i__payload;
+  wire [3:0] \i__payload.counts ;
+  wire \i__payload.counts[0] ;
+  wire \i__payload.counts[1] ;
+  wire \i__payload.counts[2] ;
+  wire \i__payload.counts[3] ;
+  wire \i__payload.end ;
+  wire [1:0] \i__payload.g ;
+  wire [1:0] \i__payload.x ;
+  wire [1:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  wire [1:0] lane;
+  output [9:0] o__payload;
+  wire [9:0] o__payload;
+  wire [3:0] \o__payload.c ;
+  wire \o__payload.count ;
+  wire \o__payload.end ;
+  wire [1:0] \o__payload.x ;
+  wire [1:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  wire o__valid;
+  wire [3:0] pending;
+  input rst;
+  wire rst;
+  assign _08_ = ~ done[0];
+  assign pending[0] = i__payload[0] & _08_;
+  assign _20_ = ~ done[1];
+  assign pending[1] = i__payload[1] & _20_;
+  assign _21_ = ~ done[2];
+  assign pending[2] = i__payload[2] & _21_;
+  assign _00_ = ~ done[3];
+  assign pending[3] = i__payload[3] & _00_;
+  assign _01_ = i__payload[5:4] * 3'h4;
+  assign { _02_[5:4], o__payload[3:0] } = _01_ + lane;
+  assign _03_ = | pending;
+  assign _05_ = pending - 1'h1;
+  assign _06_ = { 1'h0, pending } & _05_;
+  assign _07_ = ! _06_;
+  assign _09_ = ~ i__payload[10];
+  assign _10_ = _07_ & _09_;
+  assign _11_ = | pending;
+  assign _12_ = pending - 1'h1;
+  assign _13_ = { 1'h0, pending } & _12_;
+  assign _14_ = ! _13_;
+  assign _15_ = ~ i__payload[10];
+  assign _16_ = _14_ & _15_;
+  assign _17_ = 1'h1 << lane;
+  assign _18_ = { 3'h0, done } | _17_;
+  always @(posedge clk)
+    done <= _19_;
+  assign _22_ = o__ready ? 4'h0 : done;
+  assign _23_ = _16_ ? (* full_case = 32'd1 *) 4'h0 : _18_[3:0];
+  assign _24_ = o__ready ? _23_ : done;
+  assign _25_ = _11_ ? (* full_case = 32'd1 *) _24_ : _22_;
+  assign _26_ = i__valid ? _25_ : done;
+  assign _19_ = rst ? 4'h0 : _26_;
+  assign _27_ = o__ready ? 1'h1 : 1'h0;
+  assign _28_ = _10_ ? 1'h1 : 1'h0;
+  assign _29_ = o__ready ? _28_ : 1'h0;
+  assign _30_ = _03_ ? (* full_case = 32'd1 *) _29_ : _27_;
+  assign i__ready = i__valid ? _30_ : 1'h0;
+  assign o__valid = i__valid ? 1'h1 : 1'h0;
+  assign _31_ = _03_ ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign \o__payload.end  = i__valid ? _31_ : 1'h0;
+  assign _32_ = _03_ ? (* full_case = 32'd1 *) _04_ : 1'h0;
+  assign \o__payload.count  = i__valid ? _32_ : 1'h0;
+  assign _33_ = pending[3] ? 2'h3 : 2'h0;
+  assign _34_ = pending[2] ? 2'h2 : _33_;
+  assign _35_ = pending[1] ? 2'h1 : _34_;
+  assign lane = pending[0] ? 2'h0 : _35_;
+  function [0:0] _85_;
+    input [0:0] a;
+    input [3:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _85_ = b[0:0];
+      4'b??1?:
+        _85_ = b[1:1];
+      4'b?1??:
+        _85_ = b[2:2];
+      4'b1???:
+        _85_ = b[3:3];
+      default:
+        _85_ = a;
+    endcase
+  endfunction
+  assign _04_ = _85_(1'hx, { i__payload[0], i__payload[1], i__payload[2], i__payload[3] }, { _39_, _38_, _37_, _36_ });
+  assign _36_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _37_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _38_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _39_ = ! (* full_case = 32'd1 *) lane;
+  assign \o__payload.x  = i__payload[9:8];
+  assign \o__payload.y  = i__payload[7:6];
+  assign \o__payload.c  = o__payload[3:0];
+  assign \i__payload.end  = i__payload[10];
+  assign \i__payload.x  = i__payload[9:8];
+  assign \i__payload.y  = i__payload[7:6];
+  assign \i__payload.g  = i__payload[5:4];
+  assign \i__payload.counts[3]  = i__payload[3];
+  assign \i__payload.counts[2]  = i__payload[2];
+  assign \i__payload.counts[1]  = i__payload[1];
+  assign \i__payload.counts[0]  = i__payload[0];
+  assign \i__payload.counts  = i__payload[3:0];
+  assign _02_[3:0] = o__payload[3:0];
+  assign o__payload[9:4] = { \o__payload.end , \o__payload.count , i__payload[9:6] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_fc (rst, active, \o__ready$24 , i0__ready, \o__payload$22 , \o__valid$26 , i0__payload, i0__valid, clk);
+  output active;
+  wire active;
+  wire \active$32 ;
+  input clk;
+  wire clk;
+  wire dropped;
+  wire \dropped$29 ;
+  input [9:0] i0__payload;
+  wire [9:0] i0__payload;
+  wire [9:0] \i0__payload$1 ;
+  wire [3:0] \i0__payload$1.c ;
+  wire \i0__payload$1.count ;
+  wire \i0__payload$1.end ;
+  wire [1:0] \i0__payload$1.x ;
+  wire [1:0] \i0__payload$1.y ;
+  wire [3:0] \i0__payload.c ;
+  wire \i0__payload.count ;
+  wire \i0__payload.end ;
+  wire [1:0] \i0__payload.x ;
+  wire [1:0] \i0__payload.y ;
+  output i0__ready;
+  wire i0__ready;
+  wire \i0__ready$3 ;
+  input i0__valid;
+  wire i0__valid;
+  wire \i0__valid$5 ;
+  wire [73:0] i__payload;
+  wire [73:0] \i__payload$16 ;
+  wire [1:0] \i__payload$16.addr ;
+  wire [71:0] \i__payload$16.values ;
+  wire [17:0] \i__payload$16.values[0] ;
+  wire [17:0] \i__payload$16.values[1] ;
+  wire [17:0] \i__payload$16.values[2] ;
+  wire [17:0] \i__payload$16.values[3] ;
+  wire [1:0] \i__payload.addr ;
+  wire [71:0] \i__payload.values ;
+  wire [17:0] \i__payload.values[0] ;
+  wire [17:0] \i__payload.values[1] ;
+  wire [17:0] \i__payload.values[2] ;
+  wire [17:0] \i__payload.values[3] ;
+  (* unused_bits = "0" *)
+  wire i__ready;
+  wire \i__ready$19 ;
+  wire i__valid;
+  wire \i__valid$20 ;
+  wire [73:0] o__payload;
+  output [26:0] \o__payload$22 ;
+  wire [26:0] \o__payload$22 ;
+  wire [3:0] \o__payload$22.argmax ;
+  wire [3:0] \o__payload$22.index ;
+  wire \o__payload$22.last ;
+  wire [17:0] \o__payload$22.value ;
+  wire [26:0] \o__payload$23 ;
+  wire [3:0] \o__payload$23.argmax ;
+  wire [3:0] \o__payload$23.index ;
+  wire \o__payload$23.last ;
+  wire [17:0] \o__payload$23.value ;
+  wire [1:0] \o__payload.addr ;
+  wire [71:0] \o__payload.values ;
+  wire [17:0] \o__payload.values[0] ;
+  wire [17:0] \o__payload.values[1] ;
+  wire [17:0] \o__payload.values[2] ;
+  wire [17:0] \o__payload.values[3] ;
+  wire o__ready;
+  input \o__ready$24 ;
+  wire \o__ready$24 ;
+  wire \o__ready$25 ;
+  wire o__valid;
+  output \o__valid$26 ;
+  wire \o__valid$26 ;
+  wire \o__valid$27 ;
+  wire [25:0] ops__payload;
+  wire [25:0] \ops__payload$7 ;
+  wire [1:0] \ops__payload$7.addr ;
+  wire \ops__payload$7.bank ;
+  wire [1:0] \ops__payload$7.bias_g ;
+  wire \ops__payload$7.count ;
+  wire \ops__payload$7.cur ;
+  wire \ops__payload$7.end ;
+  wire \ops__payload$7.fire_k ;
+  wire \ops__payload$7.kind ;
+  wire \ops__payload$7.last_step ;
+  wire \ops__payload$7.proj ;
+  wire [3:0] \ops__payload$7.shift ;
+  wire [9:0] \ops__payload$7.waddr ;
+  wire [1:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [9:0] \ops__payload.waddr ;
+  wire ops__valid;
+  wire \ops__valid$9 ;
+  wire popped;
+  wire [73:0] push__payload;
+  wire [1:0] \push__payload.addr ;
+  wire [71:0] \push__payload.values ;
+  wire [17:0] \push__payload.values[0] ;
+  wire [17:0] \push__payload.values[1] ;
+  wire [17:0] \push__payload.values[2] ;
+  wire [17:0] \push__payload.values[3] ;
+  (* unused_bits = "0" *)
+  wire push__ready;
+  wire push__valid;
+  input rst;
+  wire rst;
+  assign popped = \i__valid$20  & o__ready;
+  \digits_cnn_ilif.engine_fc.datapath  datapath (
+    .clk(clk),
+    .dropped(dropped),
+    .entry7(i__payload),
+    .ops__payload(ops__payload),
+    .ops__valid(ops__valid),
+    .push7(i__valid),
+    .rst(rst)
+  );
+  \digits_cnn_ilif.engine_fc.queue  queue (
+    .clk(clk),
+    .i__ready(push__ready),
+    .o__payload(\i__payload$16 ),
+    .o__ready(o__ready),
+    .o__valid(\i__valid$20 ),
+    .rst(rst),
+    .w_data(i__payload),
+    .w_en(i__valid)
+  );
+  \digits_cnn_ilif.engine_fc.sequencer  sequencer (
+    .active(active),
+    .clk(clk),
+    .dropped(dropped),
+    .i0__payload(i0__payload),
+    .i0__ready(i0__ready),
+    .i0__valid(i0__valid),
+    .ops__payload(ops__payload),
+    .ops__valid(ops__valid),
+    .popped(popped),
+    .rst(rst)
+  );
+  \digits_cnn_ilif.engine_fc.serializer  serializer (
+    .clk(clk),
+    .i__payload(\i__payload$16 ),
+    .i__ready(o__ready),
+    .i__valid(\i__valid$20 ),
+    .o__payload(\o__payload$22 ),
+    .o__ready(\o__ready$24 ),
+    .o__valid(\o__valid$26 ),
+    .rst(rst)
+  );
+  assign \o__payload$23.last  = \o__payload$22 [26];
+  assign \o__payload$23.argmax  = \o__payload$22 [25:22];
+  assign \o__payload$23.value  = \o__payload$22 [21:4];
+  assign \o__payload$23.index  = \o__payload$22 [3:0];
+  assign \o__payload$22.last  = \o__payload$22 [26];
+  assign \o__payload$22.argmax  = \o__payload$22 [25:22];
+  assign \o__payload$22.value  = \o__payload$22 [21:4];
+  assign \o__payload$22.index  = \o__payload$22 [3:0];
+  assign \o__payload.addr  = \i__payload$16 [73:72];
+  assign \o__payload.values[3]  = \i__payload$16 [71:54];
+  assign \o__payload.values[2]  = \i__payload$16 [53:36];
+  assign \o__payload.values[1]  = \i__payload$16 [35:18];
+  assign \o__payload.values[0]  = \i__payload$16 [17:0];
+  assign \o__payload.values  = \i__payload$16 [71:0];
+  assign \i__payload$16.addr  = \i__payload$16 [73:72];
+  assign \i__payload$16.values[3]  = \i__payload$16 [71:54];
+  assign \i__payload$16.values[2]  = \i__payload$16 [53:36];
+  assign \i__payload$16.values[1]  = \i__payload$16 [35:18];
+  assign \i__payload$16.values[0]  = \i__payload$16 [17:0];
+  assign \i__payload$16.values  = \i__payload$16 [71:0];
+  assign \push__payload.addr  = i__payload[73:72];
+  assign \push__payload.values[3]  = i__payload[71:54];
+  assign \push__payload.values[2]  = i__payload[53:36];
+  assign \push__payload.values[1]  = i__payload[35:18];
+  assign \push__payload.values[0]  = i__payload[17:0];
+  assign \push__payload.values  = i__payload[71:0];
+  assign \i__payload.addr  = i__payload[73:72];
+  assign \i__payload.values[3]  = i__payload[71:54];
+  assign \i__payload.values[2]  = i__payload[53:36];
+  assign \i__payload.values[1]  = i__payload[35:18];
+  assign \i__payload.values[0]  = i__payload[17:0];
+  assign \i__payload.values  = i__payload[71:0];
+  assign \ops__payload$7.bias_g  = ops__payload[25:24];
+  assign \ops__payload$7.end  = ops__payload[23];
+  assign \ops__payload$7.fire_k  = ops__payload[22];
+  assign \ops__payload$7.last_step  = ops__payload[21];
+  assign \ops__payload$7.shift  = ops__payload[20:17];
+  assign \ops__payload$7.count  = ops__payload[16];
+  assign \ops__payload$7.proj  = ops__payload[15];
+  assign \ops__payload$7.waddr  = ops__payload[14:5];
+  assign \ops__payload$7.addr  = ops__payload[4:3];
+  assign \ops__payload$7.bank  = ops__payload[2];
+  assign \ops__payload$7.cur  = ops__payload[1];
+  assign \ops__payload$7.kind  = ops__payload[0];
+  assign \ops__payload.bias_g  = ops__payload[25:24];
+  assign \ops__payload.end  = ops__payload[23];
+  assign \ops__payload.fire_k  = ops__payload[22];
+  assign \ops__payload.last_step  = ops__payload[21];
+  assign \ops__payload.shift  = ops__payload[20:17];
+  assign \ops__payload.count  = ops__payload[16];
+  assign \ops__payload.proj  = ops__payload[15];
+  assign \ops__payload.waddr  = ops__payload[14:5];
+  assign \ops__payload.addr  = ops__payload[4:3];
+  assign \ops__payload.bank  = ops__payload[2];
+  assign \ops__payload.cur  = ops__payload[1];
+  assign \ops__payload.kind  = ops__payload[0];
+  assign \i0__payload$1.end  = i0__payload[9];
+  assign \i0__payload$1.count  = i0__payload[8];
+  assign \i0__payload$1.x  = i0__payload[7:6];
+  assign \i0__payload$1.y  = i0__payload[5:4];
+  assign \i0__payload$1.c  = i0__payload[3:0];
+  assign \i0__payload.end  = i0__payload[9];
+  assign \i0__payload.count  = i0__payload[8];
+  assign \i0__payload.x  = i0__payload[7:6];
+  assign \i0__payload.y  = i0__payload[5:4];
+  assign \i0__payload.c  = i0__payload[3:0];
+  assign \active$32  = active;
+  assign \dropped$29  = dropped;
+  assign \o__valid$27  = \o__valid$26 ;
+  assign \o__ready$25  = \o__ready$24 ;
+  assign \o__payload$23  = \o__payload$22 ;
+  assign o__valid = \i__valid$20 ;
+  assign \i__ready$19  = o__ready;
+  assign o__payload = \i__payload$16 ;
+  assign push__valid = i__valid;
+  assign i__ready = push__ready;
+  assign push__payload = i__payload;
+  assign \ops__valid$9  = ops__valid;
+  assign \ops__payload$7  = ops__payload;
+  assign \i0__valid$5  = i0__valid;
+  assign \i0__ready$3  = i0__ready;
+  assign \i0__payload$1  = i0__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_fc.datapath (rst, dropped, ops__valid, ops__payload, entry7, push7, clk);
+  wire [10:0] _000_;
+  wire _001_;
+  wire _002_;
+  wire _003_;
+  wire _004_;
+  wire _005_;
+  wire _006_;
+  wire _007_;
+  wire _008_;
+  wire _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire _013_;
+  wire _014_;
+  wire _015_;
+  wire _016_;
+  wire _017_;
+  wire _018_;
+  wire _019_;
+  wire _020_;
+  wire _021_;
+  wire _022_;
+  wire _023_;
+  wire _024_;
+  wire _025_;
+  wire _026_;
+  wire _027_;
+  wire _028_;
+  wire _029_;
+  wire _030_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
+  wire _034_;
+  wire _035_;
+  wire _036_;
+  wire _037_;
+  wire _038_;
+  wire _039_;
+  wire _040_;
+  wire _041_;
+  wire _042_;
+  wire _043_;
+  wire _044_;
+  wire _045_;
+  wire _046_;
+  wire _047_;
+  wire _048_;
+  wire _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire _054_;
+  wire _055_;
+  wire _056_;
+  wire _057_;
+  wire _058_;
+  wire _059_;
+  wire _060_;
+  wire _061_;
+  wire _062_;
+  wire _063_;
+  wire _064_;
+  wire _065_;
+  wire _066_;
+  wire _067_;
+  wire _068_;
+  wire _069_;
+  wire _070_;
+  wire _071_;
+  wire _072_;
+  wire _073_;
+  wire _074_;
+  wire _075_;
+  wire _076_;
+  wire _077_;
+  wire _078_;
+  wire _079_;
+  wire _080_;
+  wire _081_;
+  wire _082_;
+  wire _083_;
+  wire _084_;
+  wire _085_;
+  wire _086_;
+  wire [18:0] _087_;
+  wire _088_;
+  wire [18:0] _089_;
+  wire [18:0] _090_;
+  wire [17:0] _091_;
+  wire [18:0] _092_;
+  wire [17:0] _093_;
+  wire [18:0] _094_;
+  wire [17:0] _095_;
+  wire [18:0] _096_;
+  wire [17:0] _097_;
+  wire [18:0] _098_;
+  wire [10:0] _099_;
+  wire _100_;
+  wire [1:0] _101_;
+  wire [18:0] _102_;
+  wire [1:0] _103_;
+  wire [18:0] _104_;
+  wire [10:0] _105_;
+  wire [9:0] _106_;
+  wire _107_;
+  wire [10:0] _108_;
+  wire [18:0] _109_;
+  wire [18:0] _110_;
+  wire [18:0] _111_;
+  wire [18:0] _112_;
+  wire [1:0] _113_;
+  wire [18:0] _114_;
+  wire [1:0] _115_;
+  wire _116_;
+  wire [18:0] _117_;
+  (* unused_bits = "19" *)
+  wire [19:0] _118_;
+  wire [18:0] _119_;
+  wire [18:0] _120_;
+  wire [18:0] _121_;
+  wire [17:0] _122_;
+  wire [18:0] _123_;
+  wire [17:0] _124_;
+  wire [18:0] _125_;
+  wire [17:0] _126_;
+  wire [18:0] _127_;
+  wire [17:0] _128_;
+  wire [18:0] _129_;
+  wire [1:0] _130_;
+  wire [18:0] _131_;
+  wire [1:0] _132_;
+  wire _133_;
+  wire [18:0] _134_;
+  wire [10:0] _135_;
+  wire [9:0] _136_;
+  wire [10:0] _137_;
+  wire [18:0] _138_;
+  wire [18:0] _139_;
+  wire [18:0] _140_;
   wire [18:0] _141_;
-  wire [1:0] _142_;
-  wire [18:0] _143_;
-  wire [10:0] _144_;
-  wire [9:0] _145_;
-  wire [10:0] _146_;
-  wire [18:0] _147_;
+  wire _142_;
+  wire [1:0] _143_;
+  wire [18:0] _144_;
+  wire [1:0] _145_;
+  wire [18:0] _146_;
+  (* unused_bits = "19" *)
+  wire [19:0] _147_;
   wire [18:0] _148_;
   wire _149_;
   wire [18:0] _150_;
   wire [18:0] _151_;
-  wire [1:0] _152_;
+  wire [17:0] _152_;
   wire [18:0] _153_;
-  wire [1:0] _154_;
+  wire [17:0] _154_;
   wire [18:0] _155_;
-  (* unused_bits = "19" *)
-  wire [19:0] _156_;
+  wire [17:0] _156_;
   wire [18:0] _157_;
-  wire [18:0] _158_;
+  wire [17:0] _158_;
   wire [18:0] _159_;
-  wire [17:0] _160_;
-  wire [18:0] _161_;
-  wire [17:0] _162_;
-  wire [18:0] _163_;
-  wire [17:0] _164_;
-  wire [18:0] _165_;
-  wire [17:0] _166_;
-  wire [18:0] _167_;
-  wire [1:0] _168_;
+  wire _160_;
+  wire [1:0] _161_;
+  wire [18:0] _162_;
+  wire [1:0] _163_;
+  wire [18:0] _164_;
+  wire [10:0] _165_;
+  wire [9:0] _166_;
+  wire _167_;
+  wire [10:0] _168_;
   wire [18:0] _169_;
-  wire [1:0] _170_;
+  wire [18:0] _170_;
   wire [18:0] _171_;
-  wire [10:0] _172_;
-  wire [9:0] _173_;
-  wire [10:0] _174_;
-  wire [18:0] _175_;
-  wire [18:0] _176_;
+  wire [18:0] _172_;
+  wire [1:0] _173_;
+  wire [18:0] _174_;
+  wire [1:0] _175_;
+  wire _176_;
   wire [18:0] _177_;
-  wire [18:0] _178_;
-  wire [1:0] _179_;
-  wire _180_;
-  wire [18:0] _181_;
-  wire [1:0] _182_;
-  wire [18:0] _183_;
   (* unused_bits = "19" *)
-  wire [19:0] _184_;
-  wire [18:0] _185_;
-  wire [18:0] _186_;
+  wire [19:0] _178_;
+  wire [18:0] _179_;
+  wire [18:0] _180_;
+  wire [18:0] _181_;
+  wire [17:0] _182_;
+  wire [18:0] _183_;
+  wire [17:0] _184_;
+  wire [10:0] _185_;
+  wire _186_;
   wire [18:0] _187_;
   wire [17:0] _188_;
   wire [18:0] _189_;
   wire [17:0] _190_;
   wire [18:0] _191_;
-  wire [17:0] _192_;
+  wire [1:0] _192_;
   wire [18:0] _193_;
-  wire [17:0] _194_;
-  wire [18:0] _195_;
-  wire [1:0] _196_;
-  wire [18:0] _197_;
-  wire [1:0] _198_;
-  wire [18:0] _199_;
-  wire [10:0] _200_;
-  wire [9:0] _201_;
-  wire [10:0] _202_;
+  wire [1:0] _194_;
+  wire _195_;
+  wire [18:0] _196_;
+  wire [10:0] _197_;
+  wire [9:0] _198_;
+  wire [10:0] _199_;
+  wire [18:0] _200_;
+  wire [18:0] _201_;
+  wire [18:0] _202_;
   wire [18:0] _203_;
-  wire [18:0] _204_;
-  wire [5:0] _205_;
+  wire _204_;
+  wire [1:0] _205_;
   wire [18:0] _206_;
-  wire [18:0] _207_;
-  wire [1:0] _208_;
-  wire [18:0] _209_;
-  wire [1:0] _210_;
-  wire [18:0] _211_;
-  wire [6:0] _212_;
+  wire [1:0] _207_;
+  wire [18:0] _208_;
   (* unused_bits = "19" *)
-  wire [19:0] _213_;
-  wire [18:0] _214_;
-  wire [18:0] _215_;
-  wire [18:0] _216_;
-  wire [17:0] _217_;
-  wire [18:0] _218_;
-  wire [17:0] _219_;
-  wire [18:0] _220_;
-  wire [17:0] _221_;
-  wire [18:0] _222_;
-  wire _223_;
-  wire [17:0] _224_;
-  wire [18:0] _225_;
-  wire [1:0] _226_;
-  wire [18:0] _227_;
-  wire [1:0] _228_;
-  wire [18:0] _229_;
-  (* unused_bits = "5 6 7" *)
-  wire [7:0] _230_;
-  wire [10:0] _231_;
-  wire [9:0] _232_;
+  wire [19:0] _209_;
+  wire _210_;
+  wire _211_;
+  wire _212_;
+  wire _213_;
+  wire _214_;
+  wire _215_;
+  (* unused_bits = "1 2 3" *)
+  wire [3:0] _216_;
+  wire _217_;
+  wire _218_;
+  wire [26:0] _219_;
+  wire _220_;
+  wire [26:0] _221_;
+  wire [26:0] _222_;
+  wire [26:0] _223_;
+  wire [26:0] _224_;
+  wire [26:0] _225_;
+  wire [26:0] _226_;
+  wire [26:0] _227_;
+  wire [31:0] _228_;
+  wire [10:0] _229_;
+  wire [10:0] _230_;
+  wire _231_;
+  wire [10:0] _232_;
   wire [10:0] _233_;
-  wire [18:0] _234_;
-  wire [18:0] _235_;
-  wire [18:0] _236_;
-  wire [18:0] _237_;
-  wire [1:0] _238_;
-  wire _239_;
-  wire [18:0] _240_;
-  wire [1:0] _241_;
-  wire [18:0] _242_;
-  (* unused_bits = "19" *)
-  wire [19:0] _243_;
+  wire [43:0] _234_;
+  wire [71:0] _235_;
+  wire [39:0] _236_;
+  wire [71:0] _237_;
+  wire [71:0] _238_;
+  wire [3:0] _239_;
+  wire _240_;
+  wire _241_;
+  wire _242_;
+  wire _243_;
   wire _244_;
   wire _245_;
   wire _246_;
-  wire [17:0] _247_;
+  wire _247_;
   wire _248_;
   wire _249_;
   wire _250_;
-  wire [17:0] _251_;
-  wire [6:0] _252_;
-  (* unused_bits = "4 5 6" *)
-  wire [6:0] _253_;
-  wire [4:0] _254_;
-  wire _255_;
-  wire [2:0] _256_;
+  wire [9:0] _251_;
+  wire _252_;
+  wire [7:0] _253_;
+  wire [75:0] _254_;
+  wire [71:0] _255_;
+  wire [73:0] _256_;
   wire _257_;
   wire _258_;
-  wire [1:0] _259_;
-  wire _260_;
+  wire _259_;
+  wire [10:0] _260_;
   wire _261_;
   wire _262_;
   wire _263_;
-  wire [26:0] _264_;
-  wire [26:0] _265_;
-  wire [26:0] _266_;
+  wire _264_;
+  wire _265_;
+  wire _266_;
   wire _267_;
-  (* unused_bits = "3" *)
-  wire [3:0] _268_;
-  wire [26:0] _269_;
-  wire [26:0] _270_;
-  wire [26:0] _271_;
-  wire [26:0] _272_;
-  wire [26:0] _273_;
-  wire [31:0] _274_;
-  wire [10:0] _275_;
-  wire [10:0] _276_;
-  wire [10:0] _277_;
+  wire _268_;
+  wire _269_;
+  wire _270_;
+  wire _271_;
+  wire _272_;
+  wire _273_;
+  wire _274_;
+  wire _275_;
+  wire _276_;
+  wire _277_;
   wire _278_;
-  wire [10:0] _279_;
-  wire [43:0] _280_;
-  wire [71:0] _281_;
-  wire [39:0] _282_;
-  wire [71:0] _283_;
-  wire [71:0] _284_;
-  wire [3:0] _285_;
+  wire _279_;
+  wire _280_;
+  wire _281_;
+  wire _282_;
+  wire _283_;
+  wire _284_;
+  wire _285_;
   wire _286_;
   wire _287_;
   wire _288_;
@@ -16354,147 +18277,26 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire _294_;
   wire _295_;
   wire _296_;
-  (* unused_bits = "2" *)
-  wire [2:0] _297_;
-  wire [9:0] _298_;
-  wire [7:0] _299_;
-  wire [75:0] _300_;
-  wire [75:0] _301_;
-  wire [71:0] _302_;
-  wire [73:0] _303_;
+  wire _297_;
+  wire _298_;
+  wire _299_;
+  wire _300_;
+  wire _301_;
+  wire _302_;
+  wire _303_;
   wire _304_;
   wire _305_;
   wire _306_;
   wire _307_;
   wire _308_;
-  wire [17:0] _309_;
-  wire [3:0] _310_;
-  wire [3:0] _311_;
+  wire _309_;
+  wire _310_;
+  wire _311_;
   wire _312_;
-  wire _313_;
-  wire _314_;
+  wire [10:0] _313_;
+  wire [10:0] _314_;
   wire [10:0] _315_;
   wire [10:0] _316_;
-  wire _317_;
-  wire [10:0] _318_;
-  wire [10:0] _319_;
-  wire _320_;
-  wire _321_;
-  wire _322_;
-  wire _323_;
-  wire _324_;
-  wire _325_;
-  wire _326_;
-  wire _327_;
-  wire _328_;
-  wire _329_;
-  wire _330_;
-  wire _331_;
-  wire _332_;
-  wire _333_;
-  wire _334_;
-  wire _335_;
-  wire _336_;
-  wire _337_;
-  wire _338_;
-  wire _339_;
-  wire _340_;
-  wire _341_;
-  wire _342_;
-  wire _343_;
-  wire _344_;
-  wire _345_;
-  wire _346_;
-  wire _347_;
-  wire _348_;
-  wire _349_;
-  wire _350_;
-  wire _351_;
-  wire _352_;
-  wire _353_;
-  wire _354_;
-  wire _355_;
-  wire _356_;
-  wire _357_;
-  wire _358_;
-  wire _359_;
-  wire _360_;
-  wire [3:0] _361_;
-  wire [3:0] _362_;
-  wire [3:0] _363_;
-  wire [3:0] _364_;
-  wire [3:0] _365_;
-  wire [3:0] _366_;
-  wire [17:0] _367_;
-  wire [17:0] _368_;
-  wire [17:0] _369_;
-  wire _370_;
-  wire _371_;
-  wire _372_;
-  wire _373_;
-  wire _374_;
-  wire _375_;
-  wire [10:0] _376_;
-  wire [10:0] _377_;
-  wire [10:0] _378_;
-  wire [10:0] _379_;
-  wire _380_;
-  wire _381_;
-  wire _382_;
-  wire _383_;
-  wire _384_;
-  wire _385_;
-  wire [1:0] _386_;
-  wire [1:0] _387_;
-  wire [1:0] _388_;
-  wire _389_;
-  wire _390_;
-  wire _391_;
-  wire _392_;
-  wire _393_;
-  wire _394_;
-  wire _395_;
-  wire _396_;
-  wire [2:0] _397_;
-  wire [2:0] _398_;
-  wire [2:0] _399_;
-  wire [2:0] _400_;
-  wire [2:0] _401_;
-  wire [2:0] _402_;
-  wire [2:0] _403_;
-  wire _404_;
-  wire _405_;
-  wire _406_;
-  wire [1:0] _407_;
-  wire [1:0] _408_;
-  wire [1:0] _409_;
-  wire _410_;
-  wire _411_;
-  wire _412_;
-  wire _413_;
-  wire _414_;
-  wire _415_;
-  wire _416_;
-  wire _417_;
-  wire _418_;
-  wire _419_;
-  wire [1:0] _420_;
-  wire [1:0] _421_;
-  wire _422_;
-  wire _423_;
-  wire _424_;
-  wire _425_;
-  wire _426_;
-  wire _427_;
-  wire _428_;
-  wire _429_;
-  wire _430_;
-  wire _431_;
-  wire _432_;
-  wire _433_;
-  wire _434_;
-  wire _435_;
-  wire _436_;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39" *)
   wire [39:0] \$like ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
@@ -16505,44 +18307,40 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire [9:0] \$like[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \$like[3] ;
-  reg \$signal  = 1'h0;
+  reg [71:0] \$signal  = 72'h000000000000000000;
+  reg [39:0] \$signal$21  = 40'h0000000000;
+  wire [9:0] \$signal$21[0] ;
+  wire [9:0] \$signal$21[1] ;
+  wire [9:0] \$signal$21[2] ;
+  wire [9:0] \$signal$21[3] ;
   (* unused_bits = "6 9" *)
-  reg [9:0] \$signal$101  = 10'h000;
+  reg [9:0] \$signal$39  = 10'h000;
   (* unused_bits = "4 7" *)
-  reg [7:0] \$signal$102  = 8'h00;
-  reg [75:0] \$signal$103  = 76'h0000000000000000000;
-  wire [18:0] \$signal$103[0] ;
-  wire [18:0] \$signal$103[1] ;
-  wire [18:0] \$signal$103[2] ;
-  wire [18:0] \$signal$103[3] ;
-  wire \$signal$24 ;
-  reg [75:0] \$signal$36  = 76'h0000000000000000000;
-  wire [18:0] \$signal$36[0] ;
-  wire [18:0] \$signal$36[1] ;
-  wire [18:0] \$signal$36[2] ;
-  wire [18:0] \$signal$36[3] ;
-  wire [73:0] \$signal$46 ;
-  reg \$signal$47  = 1'h0;
-  wire \$signal$5 ;
-  wire [73:0] \$signal$53 ;
-  wire \$signal$58 ;
-  reg \$signal$59  = 1'h0;
-  wire \$signal$62 ;
-  reg \$signal$67  = 1'h0;
-  wire [9:0] \$signature__addr ;
-  wire [1:0] \$signature__addr$31 ;
-  wire [31:0] \$signature__data ;
-  wire [71:0] \$signature__data$81 ;
-  wire [17:0] \$signature__data$81[0] ;
-  wire [17:0] \$signature__data$81[1] ;
-  wire [17:0] \$signature__data$81[2] ;
-  wire [17:0] \$signature__data$81[3] ;
-  wire [7:0] \$signature__data[0] ;
-  wire [7:0] \$signature__data[1] ;
-  wire [7:0] \$signature__data[2] ;
-  wire [7:0] \$signature__data[3] ;
-  output active;
-  wire active;
+  reg [7:0] \$signal$40  = 8'h00;
+  wire [73:0] \$signal$48 ;
+  wire [1:0] \$signal$48.addr ;
+  wire [71:0] \$signal$48.values ;
+  wire [17:0] \$signal$48.values[0] ;
+  wire [17:0] \$signal$48.values[1] ;
+  wire [17:0] \$signal$48.values[2] ;
+  wire [17:0] \$signal$48.values[3] ;
+  wire [17:0] \$signal[0] ;
+  wire [17:0] \$signal[1] ;
+  wire [17:0] \$signal[2] ;
+  wire [17:0] \$signal[3] ;
+  wire [1:0] \$signature__addr ;
+  wire [1:0] \$signature__addr$57 ;
+  wire [71:0] \$signature__data ;
+  wire [71:0] \$signature__data$58 ;
+  wire [17:0] \$signature__data$58[0] ;
+  wire [17:0] \$signature__data$58[1] ;
+  wire [17:0] \$signature__data$58[2] ;
+  wire [17:0] \$signature__data$58[3] ;
+  wire [17:0] \$signature__data[0] ;
+  wire [17:0] \$signature__data[1] ;
+  wire [17:0] \$signature__data[2] ;
+  wire [17:0] \$signature__data[3] ;
+  wire \$signature__en ;
   reg [43:0] addend = 44'h00000000000;
   wire [10:0] \addend[0] ;
   wire [10:0] \addend[1] ;
@@ -16558,21 +18356,12 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire [9:0] \b6[2] ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \b6[3] ;
-  reg [39:0] b_raw = 40'h0000000000;
-  wire [9:0] \b_raw[0] ;
-  wire [9:0] \b_raw[1] ;
-  wire [9:0] \b_raw[2] ;
-  wire [9:0] \b_raw[3] ;
   wire [1:0] b_rd__addr;
   wire [39:0] b_rd__data;
   wire [9:0] \b_rd__data[0] ;
   wire [9:0] \b_rd__data[1] ;
   wire [9:0] \b_rd__data[2] ;
   wire [9:0] \b_rd__data[3] ;
-  reg [3:0] best_idx = 4'h0;
-  reg [17:0] best_val = 18'h00000;
-  reg better = 1'h0;
-  wire busy;
   wire [3:0] c_raw;
   wire \c_raw[0] ;
   wire \c_raw[1] ;
@@ -16580,7 +18369,6 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire \c_raw[3] ;
   input clk;
   wire clk;
-  reg credit = 1'h0;
   wire [3:0] cres7;
   wire \cres7[0] ;
   wire \cres7[1] ;
@@ -16596,31 +18384,16 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire \cres9[1] ;
   wire \cres9[2] ;
   wire \cres9[3] ;
-  reg [3:0] done = 4'h0;
+  output dropped;
   wire dropped;
-  wire en;
-  wire [73:0] entry;
-  wire [1:0] \entry.addr ;
-  wire [71:0] \entry.values ;
-  wire [17:0] \entry.values[0] ;
-  wire [17:0] \entry.values[1] ;
-  wire [17:0] \entry.values[2] ;
-  wire [17:0] \entry.values[3] ;
-  wire [73:0] entry7;
+  output [73:0] entry7;
+  reg [73:0] entry7 = 74'h0000000000000000000;
   wire [1:0] \entry7.addr ;
   wire [71:0] \entry7.values ;
   wire [17:0] \entry7.values[0] ;
   wire [17:0] \entry7.values[1] ;
   wire [17:0] \entry7.values[2] ;
   wire [17:0] \entry7.values[3] ;
-  wire [3:0] ev_c;
-  wire ev_count;
-  wire [3:0] ev_shift;
-  wire [1:0] ev_x;
-  wire [1:0] ev_y;
-  reg fire_k = 1'h0;
-  reg first = 1'h1;
-  reg fsm_state = 1'h0;
   reg hit_c1 = 1'h0;
   reg hit_c2 = 1'h0;
   reg hit_c3 = 1'h0;
@@ -16631,59 +18404,49 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   reg hit_v3 = 1'h0;
   reg hit_v4 = 1'h0;
   reg hit_v5 = 1'h0;
-  input [9:0] i0__payload;
-  wire [9:0] i0__payload;
-  wire [3:0] \i0__payload.c ;
-  wire \i0__payload.count ;
-  wire \i0__payload.end ;
-  wire [1:0] \i0__payload.x ;
-  wire [1:0] \i0__payload.y ;
-  output i0__ready;
-  wire i0__ready;
-  input i0__valid;
-  wire i0__valid;
-  wire [3:0] index;
-  wire [26:0] issue;
-  wire [1:0] \issue.addr ;
-  wire \issue.bank ;
-  wire [1:0] \issue.bias_g ;
-  wire \issue.count ;
-  wire \issue.cur ;
-  wire \issue.end ;
-  wire \issue.fire_k ;
-  wire \issue.kind ;
-  wire \issue.last_step ;
-  wire \issue.proj ;
-  wire [3:0] \issue.shift ;
-  wire \issue.valid ;
-  wire [9:0] \issue.waddr ;
-  wire [1:0] lane;
-  wire last_lane;
-  wire load;
-  output [26:0] o__payload;
-  wire [26:0] o__payload;
-  wire [3:0] \o__payload.argmax ;
-  wire [3:0] \o__payload.index ;
-  wire \o__payload.last ;
-  wire [17:0] \o__payload.value ;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  wire o__valid;
-  wire [1:0] op_addr;
-  wire op_count;
-  wire [3:0] op_shift;
-  wire op_valid;
-  wire [9:0] op_waddr;
-  wire [71:0] out_vals;
-  wire [17:0] \out_vals[0] ;
-  wire [17:0] \out_vals[1] ;
-  wire [17:0] \out_vals[2] ;
-  wire [17:0] \out_vals[3] ;
-  reg [2:0] plane = 3'h0;
-  wire push7;
-  wire ready;
-  wire [71:0] res7;
+  input [25:0] ops__payload;
+  wire [25:0] ops__payload;
+  wire [1:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [9:0] \ops__payload.waddr ;
+  input ops__valid;
+  wire ops__valid;
+  output push7;
+  reg push7 = 1'h0;
+  wire [73:0] push__payload;
+  wire [1:0] \push__payload.addr ;
+  wire [71:0] \push__payload.values ;
+  wire [17:0] \push__payload.values[0] ;
+  wire [17:0] \push__payload.values[1] ;
+  wire [17:0] \push__payload.values[2] ;
+  wire [17:0] \push__payload.values[3] ;
+  wire push__valid;
+  wire [75:0] r;
+  wire [75:0] r6;
+  wire [18:0] \r6[0] ;
+  wire [18:0] \r6[1] ;
+  wire [18:0] \r6[2] ;
+  wire [18:0] \r6[3] ;
+  wire [18:0] \r[0] ;
+  wire [18:0] \r[1] ;
+  wire [18:0] \r[2] ;
+  wire [18:0] \r[3] ;
+  wire [9:0] rd__addr;
+  wire [31:0] rd__data;
+  wire [7:0] \rd__data[0] ;
+  wire [7:0] \rd__data[1] ;
+  wire [7:0] \rd__data[2] ;
+  wire [7:0] \rd__data[3] ;
+  reg [71:0] res7 = 72'h000000000000000000;
   wire [17:0] \res7[0] ;
   wire [17:0] \res7[1] ;
   wire [17:0] \res7[2] ;
@@ -16705,6 +18468,34 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire [17:0] \result[3] ;
   input rst;
   wire rst;
+  wire [26:0] s5;
+  wire [1:0] \s5.addr ;
+  wire \s5.bank ;
+  wire [1:0] \s5.bias_g ;
+  wire \s5.count ;
+  wire \s5.cur ;
+  wire \s5.end ;
+  wire \s5.fire_k ;
+  wire \s5.kind ;
+  wire \s5.last_step ;
+  wire \s5.proj ;
+  wire [3:0] \s5.shift ;
+  wire \s5.valid ;
+  wire [9:0] \s5.waddr ;
+  wire [26:0] s6;
+  wire [1:0] \s6.addr ;
+  wire \s6.bank ;
+  wire [1:0] \s6.bias_g ;
+  wire \s6.count ;
+  wire \s6.cur ;
+  wire \s6.end ;
+  wire \s6.fire_k ;
+  wire \s6.kind ;
+  wire \s6.last_step ;
+  wire \s6.proj ;
+  wire [3:0] \s6.shift ;
+  wire \s6.valid ;
+  wire [9:0] \s6.waddr ;
   reg [26:0] st0 = 27'h0000000;
   wire [1:0] \st0.addr ;
   wire \st0.bank ;
@@ -16826,50 +18617,21 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   wire \st7.valid ;
   (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
   wire [9:0] \st7.waddr ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26" *)
-  wire [26:0] st8;
-  (* unused_bits = "0 1" *)
-  wire [1:0] \st8.addr ;
-  (* unused_bits = "0" *)
-  wire \st8.bank ;
-  (* unused_bits = "0 1" *)
-  wire [1:0] \st8.bias_g ;
-  (* unused_bits = "0" *)
-  wire \st8.count ;
-  (* unused_bits = "0" *)
-  wire \st8.cur ;
-  (* unused_bits = "0" *)
-  wire \st8.end ;
-  (* unused_bits = "0" *)
-  wire \st8.fire_k ;
-  (* unused_bits = "0" *)
-  wire \st8.kind ;
-  (* unused_bits = "0" *)
-  wire \st8.last_step ;
-  (* unused_bits = "0" *)
-  wire \st8.proj ;
-  (* unused_bits = "0 1 2 3" *)
-  wire [3:0] \st8.shift ;
-  (* unused_bits = "0" *)
-  wire \st8.valid ;
-  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
-  wire [9:0] \st8.waddr ;
-  reg [1:0] sweep_addr = 2'h0;
-  reg sweep_last = 1'h0;
-  wire sweep_now;
-  reg [4:0] used = 5'h00;
-  reg [71:0] v_raw = 72'h000000000000000000;
-  wire [17:0] \v_raw[0] ;
-  wire [17:0] \v_raw[1] ;
-  wire [17:0] \v_raw[2] ;
-  wire [17:0] \v_raw[3] ;
-  wire [1:0] v_wr__addr;
-  reg [71:0] v_wr__data = 72'h000000000000000000;
-  wire [17:0] \v_wr__data[0] ;
-  wire [17:0] \v_wr__data[1] ;
-  wire [17:0] \v_wr__data[2] ;
-  wire [17:0] \v_wr__data[3] ;
-  wire v_wr__en;
+  wire [75:0] val;
+  reg [75:0] val5 = 76'h0000000000000000000;
+  wire [18:0] \val5[0] ;
+  wire [18:0] \val5[1] ;
+  wire [18:0] \val5[2] ;
+  wire [18:0] \val5[3] ;
+  wire [18:0] \val[0] ;
+  wire [18:0] \val[1] ;
+  wire [18:0] \val[2] ;
+  wire [18:0] \val[3] ;
+  wire [71:0] values;
+  wire [17:0] \values[0] ;
+  wire [17:0] \values[1] ;
+  wire [17:0] \values[2] ;
+  wire [17:0] \values[3] ;
   reg [31:0] w1_0 = 32'd0;
   wire [7:0] \w1_0[0] ;
   wire [7:0] \w1_0[1] ;
@@ -16879,24 +18641,17 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   reg [10:0] w2_0_1 = 11'h000;
   reg [10:0] w2_0_2 = 11'h000;
   reg [10:0] w2_0_3 = 11'h000;
-  reg [73:0] written = 74'h0000000000000000000;
-  wire [1:0] \written.addr ;
-  wire [71:0] \written.values ;
-  wire [17:0] \written.values[0] ;
-  wire [17:0] \written.values[1] ;
-  wire [17:0] \written.values[2] ;
-  wire [17:0] \written.values[3] ;
   reg [39:0] bmem [2:0];
   initial begin
     bmem[0] = 40'h0c2d41b058;
     bmem[1] = 40'h1976ed76ca;
     bmem[2] = 40'h000001337e;
   end
-  reg [39:0] _965_;
+  reg [39:0] _677_;
   always @(posedge clk) begin
-    _965_ <= bmem[st2[5:4]];
+    _677_ <= bmem[st2[5:4]];
   end
-  assign b_rd__data = _965_;
+  assign b_rd__data = _677_;
   reg [71:0] vmem [2:0];
   initial begin
     vmem[0] = 72'h000000000000000000;
@@ -16904,14 +18659,14 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     vmem[2] = 72'h000000000000000000;
   end
   always @(posedge clk) begin
-    if (v_wr__en)
-      vmem[st7[5:4]] <= v_wr__data;
+    if (\$signature__en )
+      vmem[st7[5:4]] <= res7;
   end
-  reg [71:0] _966_;
+  reg [71:0] _678_;
   always @(posedge clk) begin
-    _966_ <= vmem[st2[5:4]];
+    _678_ <= vmem[st2[5:4]];
   end
-  assign \$signature__data$81  = _966_;
+  assign \$signature__data  = _678_;
   reg [31:0] wrom0 [767:0];
   initial begin
     wrom0[0] = 32'd486942651;
@@ -17683,703 +19438,417 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
     wrom0[766] = 32'd1139472401;
     wrom0[767] = 32'd56259;
   end
-  reg [31:0] _967_;
+  reg [31:0] _679_;
   always @(posedge clk) begin
-    _967_ <= wrom0[st0[15:6]];
+    _679_ <= wrom0[st0[15:6]];
   end
-  assign \$signature__data  = _967_;
-  assign en = ~ \$signal ;
-  assign _000_ = ~ \$signal ;
-  assign _094_ = op_valid & _000_;
-  assign ev_shift = 2'h3 - plane;
-  assign _267_ = ~ \$signal ;
-  assign _317_ = credit & _267_;
-  assign active = \issue.valid  | \$signal ;
-  assign _010_ = ! st7[1];
-  assign _020_ = _010_ & st7[2];
-  assign _031_ = ~ _020_;
-  assign _039_ = st7[0] & _031_;
-  assign { _047_[3:1], v_wr__en } = _039_ ? 4'hf : 4'h0;
-  assign _065_ = st7[0] & st7[1];
-  assign _075_ = ~ \$signal$47 ;
-  assign dropped = _065_ & _075_;
-  assign _122_ = \$signal$53 [73:72] * 3'h4;
-  assign { _131_[5:4], o__payload[3:0] } = _122_ + lane;
-  assign _140_ = lane == 2'h3;
-  assign _149_ = o__payload[3:0] == 4'h9;
-  assign last_lane = _140_ | _149_;
-  assign \o__payload.last  = o__payload[3:0] == 4'h9;
-  assign \o__payload.argmax  = better ? o__payload[3:0] : best_idx;
-  assign _180_ = \$signal$58  & \$signal$59 ;
-  assign _205_ = used + sweep_now;
-  assign _212_ = _205_ - dropped;
-  assign _223_ = \$signal$62  & \$signal$58 ;
-  assign _230_ = $signed(_212_) - $signed({ 1'h0, _223_ });
-  assign _239_ = used <= 4'he;
-  assign _257_ = plane == 2'h3;
-  assign _268_ = plane + 1'h1;
-  assign _278_ = ~ \$signal ;
-  assign _286_ = credit & _278_;
-  assign _297_ = sweep_addr + 1'h1;
-  assign _308_ = sweep_addr == 1'h1;
-  assign _312_ = sweep_now & \issue.end ;
-  assign _313_ = sweep_now & \issue.end ;
-  assign _314_ = _313_ | \$signal$67 ;
-  assign _315_ = $signed(w1_0[7:0]) << st2[19:18];
-  assign _316_ = $signed(w1_0[15:8]) << st2[19:18];
-  assign _318_ = $signed(w1_0[23:16]) << st2[19:18];
-  assign _319_ = $signed(w1_0[31:24]) << st2[19:18];
-  assign _320_ = st2[5:4] == st3[5:4];
-  assign _321_ = ! st3[1];
-  assign _322_ = _320_ & _321_;
-  assign _323_ = ! st3[1];
-  assign _324_ = _323_ & st3[2];
-  assign _325_ = ~ _324_;
-  assign _326_ = st3[0] & _325_;
-  assign _327_ = _322_ & _326_;
-  assign _328_ = st2[5:4] == st3[5:4];
-  assign _329_ = ! st3[1];
-  assign _330_ = _328_ & _329_;
-  assign _331_ = ! st3[1];
-  assign _332_ = _331_ & st3[2];
-  assign _333_ = st3[1] & st3[22];
-  assign _334_ = _332_ | _333_;
-  assign _335_ = st3[0] & _334_;
-  assign _336_ = _330_ & _335_;
-  assign _337_ = st2[5:4] == st4[5:4];
-  assign _338_ = ! st4[1];
-  assign _339_ = _337_ & _338_;
-  assign _340_ = ! st4[1];
-  assign _341_ = _340_ & st4[2];
-  assign _342_ = ~ _341_;
-  assign _343_ = st4[0] & _342_;
-  assign _344_ = _339_ & _343_;
-  assign _345_ = st2[5:4] == st4[5:4];
-  assign _346_ = ! st4[1];
-  assign _347_ = _345_ & _346_;
-  assign _348_ = ! st4[1];
-  assign _349_ = _348_ & st4[2];
-  assign _350_ = st4[1] & st4[22];
-  assign _351_ = _349_ | _350_;
-  assign _352_ = st4[0] & _351_;
-  assign _353_ = _347_ & _352_;
-  assign _354_ = st2[5:4] == st5[5:4];
-  assign _355_ = ! st5[1];
-  assign _356_ = _355_ & st5[2];
-  assign _357_ = ~ _356_;
-  assign _358_ = st5[0] & _357_;
-  assign _359_ = _354_ & _358_;
-  assign _360_ = st2[5:4] == st5[5:4];
-  assign _001_ = ! st5[1];
-  assign _002_ = _001_ & st5[2];
-  assign _003_ = st5[1] & st5[22];
-  assign _004_ = _002_ | _003_;
-  assign _005_ = st5[0] & _004_;
-  assign _006_ = _360_ & _005_;
-  assign _007_ = st2[5:4] == st6[5:4];
-  assign _008_ = ! st6[1];
-  assign _009_ = _008_ & st6[2];
-  assign _011_ = ~ _009_;
-  assign _012_ = st6[0] & _011_;
-  assign _013_ = _007_ & _012_;
-  assign _014_ = st2[5:4] == st6[5:4];
-  assign _015_ = ! st6[1];
-  assign _016_ = _015_ & st6[2];
-  assign _017_ = st6[1] & st6[22];
-  assign _018_ = _016_ | _017_;
-  assign _019_ = st6[0] & _018_;
-  assign _021_ = _014_ & _019_;
-  assign _022_ = st2[5:4] == st7[5:4];
-  assign _023_ = ! st7[1];
-  assign _024_ = _023_ & st7[2];
+  assign rd__data = _679_;
+  assign _000_ = $signed(w1_0[7:0]) << st2[19:18];
+  assign _099_ = $signed(w1_0[15:8]) << st2[19:18];
+  assign _185_ = $signed(w1_0[23:16]) << st2[19:18];
+  assign _260_ = $signed(w1_0[31:24]) << st2[19:18];
+  assign _001_ = st2[5:4] == st3[5:4];
+  assign _010_ = ! st3[1];
+  assign _020_ = _001_ & _010_;
+  assign _030_ = ! st3[1];
+  assign _040_ = _030_ & st3[2];
+  assign _050_ = ~ _040_;
+  assign _059_ = st3[0] & _050_;
+  assign _069_ = _020_ & _059_;
+  assign _079_ = st2[5:4] == st3[5:4];
+  assign _088_ = ! st3[1];
+  assign _100_ = _079_ & _088_;
+  assign _107_ = ! st3[1];
+  assign _116_ = _107_ & st3[2];
+  assign _133_ = st3[1] & st3[22];
+  assign _142_ = _116_ | _133_;
+  assign _149_ = st3[0] & _142_;
+  assign _160_ = _100_ & _149_;
+  assign _167_ = st2[5:4] == st4[5:4];
+  assign _176_ = ! st4[1];
+  assign _186_ = _167_ & _176_;
+  assign _195_ = ! st4[1];
+  assign _204_ = _195_ & st4[2];
+  assign _210_ = ~ _204_;
+  assign _220_ = st4[0] & _210_;
+  assign _231_ = _186_ & _220_;
+  assign _241_ = st2[5:4] == st4[5:4];
+  assign _252_ = ! st4[1];
+  assign _258_ = _241_ & _252_;
+  assign _259_ = ! st4[1];
+  assign _261_ = _259_ & st4[2];
+  assign _262_ = st4[1] & st4[22];
+  assign _263_ = _261_ | _262_;
+  assign _264_ = st4[0] & _263_;
+  assign _265_ = _258_ & _264_;
+  assign _266_ = st2[5:4] == st5[5:4];
+  assign _267_ = ! st5[1];
+  assign _268_ = _267_ & st5[2];
+  assign _269_ = ~ _268_;
+  assign _270_ = st5[0] & _269_;
+  assign _271_ = _266_ & _270_;
+  assign _272_ = st2[5:4] == st5[5:4];
+  assign _273_ = ! st5[1];
+  assign _274_ = _273_ & st5[2];
+  assign _275_ = st5[1] & st5[22];
+  assign _276_ = _274_ | _275_;
+  assign _277_ = st5[0] & _276_;
+  assign _278_ = _272_ & _277_;
+  assign _279_ = st2[5:4] == st6[5:4];
+  assign _280_ = ! st6[1];
+  assign _281_ = _280_ & st6[2];
+  assign _282_ = ~ _281_;
+  assign _283_ = st6[0] & _282_;
+  assign _284_ = _279_ & _283_;
+  assign _285_ = st2[5:4] == st6[5:4];
+  assign _286_ = ! st6[1];
+  assign _287_ = _286_ & st6[2];
+  assign _288_ = st6[1] & st6[22];
+  assign _289_ = _287_ | _288_;
+  assign _290_ = st6[0] & _289_;
+  assign _291_ = _285_ & _290_;
+  assign _292_ = st2[5:4] == st7[5:4];
+  assign _293_ = ! st7[1];
+  assign _294_ = _293_ & st7[2];
+  assign _295_ = ~ _294_;
+  assign _296_ = st7[0] & _295_;
+  assign _297_ = _292_ & _296_;
+  assign _298_ = st2[5:4] == st7[5:4];
+  assign _299_ = ! st7[1];
+  assign _300_ = _299_ & st7[2];
+  assign _301_ = st7[1] & st7[22];
+  assign _302_ = _300_ | _301_;
+  assign _303_ = st7[0] & _302_;
+  assign _304_ = _298_ & _303_;
+  assign _305_ = ! st3[1];
+  assign _306_ = _305_ & st3[2];
+  assign _307_ = ~ _306_;
+  assign _308_ = hit_v1 & _307_;
+  assign _309_ = ! st3[1];
+  assign _310_ = _309_ & st3[2];
+  assign _311_ = hit_c1 & _310_;
+  assign _312_ = _308_ | _311_;
+  assign _002_ = ~ hit_v1;
+  assign _003_ = hit_v2 & _002_;
+  assign _004_ = ! st3[1];
+  assign _005_ = _004_ & st3[2];
+  assign _006_ = ~ _005_;
+  assign _007_ = _003_ & _006_;
+  assign _008_ = ~ hit_c1;
+  assign _009_ = hit_c2 & _008_;
+  assign _011_ = ! st3[1];
+  assign _012_ = _011_ & st3[2];
+  assign _013_ = _009_ & _012_;
+  assign _014_ = _007_ | _013_;
+  assign _015_ = hit_v1 | hit_v2;
+  assign _016_ = ~ _015_;
+  assign _017_ = hit_v3 & _016_;
+  assign _018_ = ! st3[1];
+  assign _019_ = _018_ & st3[2];
+  assign _021_ = ~ _019_;
+  assign _022_ = _017_ & _021_;
+  assign _023_ = hit_v1 | hit_v2;
+  assign _024_ = _023_ | hit_v3;
   assign _025_ = ~ _024_;
-  assign _026_ = st7[0] & _025_;
-  assign _027_ = _022_ & _026_;
-  assign _028_ = st2[5:4] == st7[5:4];
-  assign _029_ = ! st7[1];
-  assign _030_ = _029_ & st7[2];
-  assign _032_ = st7[1] & st7[22];
-  assign _033_ = _030_ | _032_;
-  assign _034_ = st7[0] & _033_;
-  assign _035_ = _028_ & _034_;
-  assign _036_ = ! st3[1];
-  assign _037_ = _036_ & st3[2];
-  assign _038_ = ~ _037_;
-  assign _040_ = hit_v1 & _038_;
-  assign _041_ = ! st3[1];
-  assign _042_ = _041_ & st3[2];
-  assign _043_ = hit_c1 & _042_;
-  assign _044_ = _040_ | _043_;
-  assign _045_ = ~ hit_v1;
-  assign _046_ = hit_v2 & _045_;
-  assign _048_ = ! st3[1];
-  assign _049_ = _048_ & st3[2];
-  assign _050_ = ~ _049_;
-  assign _051_ = _046_ & _050_;
-  assign _052_ = ~ hit_c1;
-  assign _053_ = hit_c2 & _052_;
-  assign _054_ = ! st3[1];
-  assign _055_ = _054_ & st3[2];
-  assign _056_ = _053_ & _055_;
-  assign _057_ = _051_ | _056_;
-  assign _058_ = hit_v1 | hit_v2;
-  assign _059_ = ~ _058_;
-  assign _060_ = hit_v3 & _059_;
-  assign _061_ = ! st3[1];
-  assign _062_ = _061_ & st3[2];
-  assign _063_ = ~ _062_;
-  assign _064_ = _060_ & _063_;
-  assign _066_ = hit_v1 | hit_v2;
-  assign _067_ = _066_ | hit_v3;
-  assign _068_ = ~ _067_;
-  assign _069_ = hit_v4 & _068_;
-  assign _070_ = ! st3[1];
-  assign _071_ = _070_ & st3[2];
-  assign _072_ = ~ _071_;
-  assign _073_ = _069_ & _072_;
-  assign _074_ = hit_v1 | hit_v2;
-  assign _076_ = _074_ | hit_v3;
-  assign _077_ = _076_ | hit_v4;
-  assign _078_ = ~ _077_;
-  assign _079_ = hit_v5 & _078_;
-  assign _080_ = ! st3[1];
-  assign _081_ = _080_ & st3[2];
-  assign _082_ = ~ _081_;
-  assign _083_ = _079_ & _082_;
-  assign _084_ = hit_v1 | hit_v2;
-  assign _085_ = _084_ | hit_v3;
-  assign _086_ = _085_ | hit_v4;
-  assign _087_ = _086_ | hit_v5;
-  assign _088_ = ~ _087_;
-  assign _089_ = ! st3[1];
-  assign _090_ = _089_ & st3[2];
-  assign _091_ = ~ _090_;
-  assign _092_ = _088_ & _091_;
-  assign _093_ = hit_c1 | hit_c2;
-  assign _095_ = ~ _093_;
-  assign _096_ = hit_c3 & _095_;
-  assign _097_ = ! st3[1];
-  assign _098_ = _097_ & st3[2];
-  assign _099_ = _096_ & _098_;
-  assign _100_ = hit_c1 | hit_c2;
-  assign _101_ = _100_ | hit_c3;
-  assign _102_ = ~ _101_;
-  assign _103_ = hit_c4 & _102_;
-  assign _104_ = ! st3[1];
-  assign _105_ = _104_ & st3[2];
-  assign _106_ = _103_ & _105_;
-  assign _107_ = hit_c1 | hit_c2;
-  assign _108_ = _107_ | hit_c3;
-  assign _109_ = _108_ | hit_c4;
-  assign _110_ = ~ _109_;
-  assign _111_ = hit_c5 & _110_;
-  assign _112_ = ! st3[1];
-  assign _113_ = _112_ & st3[2];
-  assign _114_ = _111_ & _113_;
-  assign _115_ = hit_c1 | hit_c2;
-  assign _116_ = _115_ | hit_c3;
-  assign _117_ = _116_ | hit_c4;
-  assign _118_ = _117_ | hit_c5;
-  assign _119_ = ~ _118_;
-  assign _120_ = ! st3[1];
-  assign _121_ = _120_ & st3[2];
-  assign _123_ = _119_ & _121_;
-  assign _124_ = ! st3[1];
-  assign _125_ = ! st3[23];
-  assign _126_ = st3[1] & _125_;
-  assign _127_ = \$signal$101 [0] ? \$signal$103 [18:0] : 19'h00000;
-  assign _128_ = \$signal$101 [1] ? \$signal$36 [18:0] : 19'h00000;
-  assign _129_ = _127_ | _128_;
-  assign _130_ = \$signal$101 [2] ? v_wr__data[17:0] : 18'h00000;
-  assign _132_ = _129_ | { _130_[17], _130_ };
-  assign _133_ = \$signal$101 [3] ? res8[17:0] : 18'h00000;
-  assign _134_ = _132_ | { _133_[17], _133_ };
-  assign _135_ = \$signal$101 [4] ? res9[17:0] : 18'h00000;
-  assign _136_ = _134_ | { _135_[17], _135_ };
-  assign _137_ = \$signal$101 [5] ? v_raw[17:0] : 18'h00000;
-  assign _138_ = _136_ | { _137_[17], _137_ };
-  assign _139_ = \$signal$101 [7] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _141_ = _138_ | { _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_[1], _139_ };
-  assign _142_ = \$signal$101 [8] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _143_ = _141_ | { _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_[1], _142_ };
-  assign _144_ = \$signal$102 [0] ? addend[10:0] : 11'h000;
-  assign _145_ = \$signal$102 [1] ? b_raw[9:0] : 10'h000;
-  assign _146_ = _144_ | { _145_[9], _145_ };
-  assign _147_ = \$signal$102 [2] ? \$signal$103 [18:0] : 19'h00000;
-  assign _148_ = { _146_[10], _146_[10], _146_[10], _146_[10], _146_[10], _146_[10], _146_[10], _146_[10], _146_ } | _147_;
-  assign _150_ = \$signal$102 [3] ? \$signal$36 [18:0] : 19'h00000;
+  assign _026_ = hit_v4 & _025_;
+  assign _027_ = ! st3[1];
+  assign _028_ = _027_ & st3[2];
+  assign _029_ = ~ _028_;
+  assign _031_ = _026_ & _029_;
+  assign _032_ = hit_v1 | hit_v2;
+  assign _033_ = _032_ | hit_v3;
+  assign _034_ = _033_ | hit_v4;
+  assign _035_ = ~ _034_;
+  assign _036_ = hit_v5 & _035_;
+  assign _037_ = ! st3[1];
+  assign _038_ = _037_ & st3[2];
+  assign _039_ = ~ _038_;
+  assign _041_ = _036_ & _039_;
+  assign _042_ = hit_v1 | hit_v2;
+  assign _043_ = _042_ | hit_v3;
+  assign _044_ = _043_ | hit_v4;
+  assign _045_ = _044_ | hit_v5;
+  assign _046_ = ~ _045_;
+  assign _047_ = ! st3[1];
+  assign _048_ = _047_ & st3[2];
+  assign _049_ = ~ _048_;
+  assign _051_ = _046_ & _049_;
+  assign _052_ = hit_c1 | hit_c2;
+  assign _053_ = ~ _052_;
+  assign _054_ = hit_c3 & _053_;
+  assign _055_ = ! st3[1];
+  assign _056_ = _055_ & st3[2];
+  assign _057_ = _054_ & _056_;
+  assign _058_ = hit_c1 | hit_c2;
+  assign _060_ = _058_ | hit_c3;
+  assign _061_ = ~ _060_;
+  assign _062_ = hit_c4 & _061_;
+  assign _063_ = ! st3[1];
+  assign _064_ = _063_ & st3[2];
+  assign _065_ = _062_ & _064_;
+  assign _066_ = hit_c1 | hit_c2;
+  assign _067_ = _066_ | hit_c3;
+  assign _068_ = _067_ | hit_c4;
+  assign _070_ = ~ _068_;
+  assign _071_ = hit_c5 & _070_;
+  assign _072_ = ! st3[1];
+  assign _073_ = _072_ & st3[2];
+  assign _074_ = _071_ & _073_;
+  assign _075_ = hit_c1 | hit_c2;
+  assign _076_ = _075_ | hit_c3;
+  assign _077_ = _076_ | hit_c4;
+  assign _078_ = _077_ | hit_c5;
+  assign _080_ = ~ _078_;
+  assign _081_ = ! st3[1];
+  assign _082_ = _081_ & st3[2];
+  assign _083_ = _080_ & _082_;
+  assign _084_ = ! st3[1];
+  assign _085_ = ! st3[23];
+  assign _086_ = st3[1] & _085_;
+  assign _087_ = \$signal$39 [0] ? val5[18:0] : 19'h00000;
+  assign _089_ = \$signal$39 [1] ? r6[18:0] : 19'h00000;
+  assign _090_ = _087_ | _089_;
+  assign _091_ = \$signal$39 [2] ? res7[17:0] : 18'h00000;
+  assign _092_ = _090_ | { _091_[17], _091_ };
+  assign _093_ = \$signal$39 [3] ? res8[17:0] : 18'h00000;
+  assign _094_ = _092_ | { _093_[17], _093_ };
+  assign _095_ = \$signal$39 [4] ? res9[17:0] : 18'h00000;
+  assign _096_ = _094_ | { _095_[17], _095_ };
+  assign _097_ = \$signal$39 [5] ? \$signal [17:0] : 18'h00000;
+  assign _098_ = _096_ | { _097_[17], _097_ };
+  assign _101_ = \$signal$39 [7] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _102_ = _098_ | { _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_[1], _101_ };
+  assign _103_ = \$signal$39 [8] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _104_ = _102_ | { _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_[1], _103_ };
+  assign _105_ = \$signal$40 [0] ? addend[10:0] : 11'h000;
+  assign _106_ = \$signal$40 [1] ? \$signal$21 [9:0] : 10'h000;
+  assign _108_ = _105_ | { _106_[9], _106_ };
+  assign _109_ = \$signal$40 [2] ? val5[18:0] : 19'h00000;
+  assign _110_ = { _108_[10], _108_[10], _108_[10], _108_[10], _108_[10], _108_[10], _108_[10], _108_[10], _108_ } | _109_;
+  assign _111_ = \$signal$40 [3] ? r6[18:0] : 19'h00000;
+  assign _112_ = _110_ | _111_;
+  assign _113_ = \$signal$40 [5] ? { cres8[0], cres8[0] } : 2'h0;
+  assign _114_ = _112_ | { _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_[1], _113_ };
+  assign _115_ = \$signal$40 [6] ? { cres9[0], cres9[0] } : 2'h0;
+  assign _117_ = _114_ | { _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_[1], _115_ };
+  assign _118_ = $signed(_104_) + $signed(_117_);
+  assign _119_ = \$signal$39 [0] ? val5[37:19] : 19'h00000;
+  assign _120_ = \$signal$39 [1] ? r6[37:19] : 19'h00000;
+  assign _121_ = _119_ | _120_;
+  assign _122_ = \$signal$39 [2] ? res7[35:18] : 18'h00000;
+  assign _123_ = _121_ | { _122_[17], _122_ };
+  assign _124_ = \$signal$39 [3] ? res8[35:18] : 18'h00000;
+  assign _125_ = _123_ | { _124_[17], _124_ };
+  assign _126_ = \$signal$39 [4] ? res9[35:18] : 18'h00000;
+  assign _127_ = _125_ | { _126_[17], _126_ };
+  assign _128_ = \$signal$39 [5] ? \$signal [35:18] : 18'h00000;
+  assign _129_ = _127_ | { _128_[17], _128_ };
+  assign _130_ = \$signal$39 [7] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _131_ = _129_ | { _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_[1], _130_ };
+  assign _132_ = \$signal$39 [8] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _134_ = _131_ | { _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_[1], _132_ };
+  assign _135_ = \$signal$40 [0] ? addend[21:11] : 11'h000;
+  assign _136_ = \$signal$40 [1] ? \$signal$21 [19:10] : 10'h000;
+  assign _137_ = _135_ | { _136_[9], _136_ };
+  assign _138_ = \$signal$40 [2] ? val5[37:19] : 19'h00000;
+  assign _139_ = { _137_[10], _137_[10], _137_[10], _137_[10], _137_[10], _137_[10], _137_[10], _137_[10], _137_ } | _138_;
+  assign _140_ = \$signal$40 [3] ? r6[37:19] : 19'h00000;
+  assign _141_ = _139_ | _140_;
+  assign _143_ = \$signal$40 [5] ? { cres8[1], cres8[1] } : 2'h0;
+  assign _144_ = _141_ | { _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_[1], _143_ };
+  assign _145_ = \$signal$40 [6] ? { cres9[1], cres9[1] } : 2'h0;
+  assign _146_ = _144_ | { _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_[1], _145_ };
+  assign _147_ = $signed(_134_) + $signed(_146_);
+  assign _148_ = \$signal$39 [0] ? val5[56:38] : 19'h00000;
+  assign _150_ = \$signal$39 [1] ? r6[56:38] : 19'h00000;
   assign _151_ = _148_ | _150_;
-  assign _152_ = \$signal$102 [5] ? { cres8[0], cres8[0] } : 2'h0;
-  assign _153_ = _151_ | { _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_[1], _152_ };
-  assign _154_ = \$signal$102 [6] ? { cres9[0], cres9[0] } : 2'h0;
-  assign _155_ = _153_ | { _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_[1], _154_ };
-  assign _156_ = $signed(_143_) + $signed(_155_);
-  assign _157_ = \$signal$101 [0] ? \$signal$103 [37:19] : 19'h00000;
-  assign _158_ = \$signal$101 [1] ? \$signal$36 [37:19] : 19'h00000;
-  assign _159_ = _157_ | _158_;
-  assign _160_ = \$signal$101 [2] ? v_wr__data[35:18] : 18'h00000;
-  assign _161_ = _159_ | { _160_[17], _160_ };
-  assign _162_ = \$signal$101 [3] ? res8[35:18] : 18'h00000;
-  assign _163_ = _161_ | { _162_[17], _162_ };
-  assign _164_ = \$signal$101 [4] ? res9[35:18] : 18'h00000;
-  assign _165_ = _163_ | { _164_[17], _164_ };
-  assign _166_ = \$signal$101 [5] ? v_raw[35:18] : 18'h00000;
-  assign _167_ = _165_ | { _166_[17], _166_ };
-  assign _168_ = \$signal$101 [7] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _169_ = _167_ | { _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_[1], _168_ };
-  assign _170_ = \$signal$101 [8] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _171_ = _169_ | { _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_[1], _170_ };
-  assign _172_ = \$signal$102 [0] ? addend[21:11] : 11'h000;
-  assign _173_ = \$signal$102 [1] ? b_raw[19:10] : 10'h000;
-  assign _174_ = _172_ | { _173_[9], _173_ };
-  assign _175_ = \$signal$102 [2] ? \$signal$103 [37:19] : 19'h00000;
-  assign _176_ = { _174_[10], _174_[10], _174_[10], _174_[10], _174_[10], _174_[10], _174_[10], _174_[10], _174_ } | _175_;
-  assign _177_ = \$signal$102 [3] ? \$signal$36 [37:19] : 19'h00000;
-  assign _178_ = _176_ | _177_;
-  assign _179_ = \$signal$102 [5] ? { cres8[1], cres8[1] } : 2'h0;
-  assign _181_ = _178_ | { _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_[1], _179_ };
-  assign _182_ = \$signal$102 [6] ? { cres9[1], cres9[1] } : 2'h0;
-  assign _183_ = _181_ | { _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_[1], _182_ };
-  assign _184_ = $signed(_171_) + $signed(_183_);
-  assign _185_ = \$signal$101 [0] ? \$signal$103 [56:38] : 19'h00000;
-  assign _186_ = \$signal$101 [1] ? \$signal$36 [56:38] : 19'h00000;
-  assign _187_ = _185_ | _186_;
-  assign _188_ = \$signal$101 [2] ? v_wr__data[53:36] : 18'h00000;
+  assign _152_ = \$signal$39 [2] ? res7[53:36] : 18'h00000;
+  assign _153_ = _151_ | { _152_[17], _152_ };
+  assign _154_ = \$signal$39 [3] ? res8[53:36] : 18'h00000;
+  assign _155_ = _153_ | { _154_[17], _154_ };
+  assign _156_ = \$signal$39 [4] ? res9[53:36] : 18'h00000;
+  assign _157_ = _155_ | { _156_[17], _156_ };
+  assign _158_ = \$signal$39 [5] ? \$signal [53:36] : 18'h00000;
+  assign _159_ = _157_ | { _158_[17], _158_ };
+  assign _161_ = \$signal$39 [7] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _162_ = _159_ | { _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_[1], _161_ };
+  assign _163_ = \$signal$39 [8] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _164_ = _162_ | { _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_[1], _163_ };
+  assign _165_ = \$signal$40 [0] ? addend[32:22] : 11'h000;
+  assign _166_ = \$signal$40 [1] ? \$signal$21 [29:20] : 10'h000;
+  assign _168_ = _165_ | { _166_[9], _166_ };
+  assign _169_ = \$signal$40 [2] ? val5[56:38] : 19'h00000;
+  assign _170_ = { _168_[10], _168_[10], _168_[10], _168_[10], _168_[10], _168_[10], _168_[10], _168_[10], _168_ } | _169_;
+  assign _171_ = \$signal$40 [3] ? r6[56:38] : 19'h00000;
+  assign _172_ = _170_ | _171_;
+  assign _173_ = \$signal$40 [5] ? { cres8[2], cres8[2] } : 2'h0;
+  assign _174_ = _172_ | { _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_[1], _173_ };
+  assign _175_ = \$signal$40 [6] ? { cres9[2], cres9[2] } : 2'h0;
+  assign _177_ = _174_ | { _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_[1], _175_ };
+  assign _178_ = $signed(_164_) + $signed(_177_);
+  assign _179_ = \$signal$39 [0] ? val5[75:57] : 19'h00000;
+  assign _180_ = \$signal$39 [1] ? r6[75:57] : 19'h00000;
+  assign _181_ = _179_ | _180_;
+  assign _182_ = \$signal$39 [2] ? res7[71:54] : 18'h00000;
+  assign _183_ = _181_ | { _182_[17], _182_ };
+  assign _184_ = \$signal$39 [3] ? res8[71:54] : 18'h00000;
+  assign _187_ = _183_ | { _184_[17], _184_ };
+  assign _188_ = \$signal$39 [4] ? res9[71:54] : 18'h00000;
   assign _189_ = _187_ | { _188_[17], _188_ };
-  assign _190_ = \$signal$101 [3] ? res8[53:36] : 18'h00000;
+  assign _190_ = \$signal$39 [5] ? \$signal [71:54] : 18'h00000;
   assign _191_ = _189_ | { _190_[17], _190_ };
-  assign _192_ = \$signal$101 [4] ? res9[53:36] : 18'h00000;
-  assign _193_ = _191_ | { _192_[17], _192_ };
-  assign _194_ = \$signal$101 [5] ? v_raw[53:36] : 18'h00000;
-  assign _195_ = _193_ | { _194_[17], _194_ };
-  assign _196_ = \$signal$101 [7] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _197_ = _195_ | { _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_[1], _196_ };
-  assign _198_ = \$signal$101 [8] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _199_ = _197_ | { _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_[1], _198_ };
-  assign _200_ = \$signal$102 [0] ? addend[32:22] : 11'h000;
-  assign _201_ = \$signal$102 [1] ? b_raw[29:20] : 10'h000;
-  assign _202_ = _200_ | { _201_[9], _201_ };
-  assign _203_ = \$signal$102 [2] ? \$signal$103 [56:38] : 19'h00000;
-  assign _204_ = { _202_[10], _202_[10], _202_[10], _202_[10], _202_[10], _202_[10], _202_[10], _202_[10], _202_ } | _203_;
-  assign _206_ = \$signal$102 [3] ? \$signal$36 [56:38] : 19'h00000;
-  assign _207_ = _204_ | _206_;
-  assign _208_ = \$signal$102 [5] ? { cres8[2], cres8[2] } : 2'h0;
-  assign _209_ = _207_ | { _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_[1], _208_ };
-  assign _210_ = \$signal$102 [6] ? { cres9[2], cres9[2] } : 2'h0;
-  assign _211_ = _209_ | { _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_[1], _210_ };
-  assign _213_ = $signed(_199_) + $signed(_211_);
-  assign _214_ = \$signal$101 [0] ? \$signal$103 [75:57] : 19'h00000;
-  assign _215_ = \$signal$101 [1] ? \$signal$36 [75:57] : 19'h00000;
-  assign _216_ = _214_ | _215_;
-  assign _217_ = \$signal$101 [2] ? v_wr__data[71:54] : 18'h00000;
-  assign _218_ = _216_ | { _217_[17], _217_ };
-  assign _219_ = \$signal$101 [3] ? res8[71:54] : 18'h00000;
-  assign _220_ = _218_ | { _219_[17], _219_ };
-  assign _221_ = \$signal$101 [4] ? res9[71:54] : 18'h00000;
-  assign _222_ = _220_ | { _221_[17], _221_ };
-  assign _224_ = \$signal$101 [5] ? v_raw[71:54] : 18'h00000;
-  assign _225_ = _222_ | { _224_[17], _224_ };
-  assign _226_ = \$signal$101 [7] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _227_ = _225_ | { _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_[1], _226_ };
-  assign _228_ = \$signal$101 [8] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _229_ = _227_ | { _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_[1], _228_ };
-  assign _231_ = \$signal$102 [0] ? addend[43:33] : 11'h000;
-  assign _232_ = \$signal$102 [1] ? b_raw[39:30] : 10'h000;
-  assign _233_ = _231_ | { _232_[9], _232_ };
-  assign _234_ = \$signal$102 [2] ? \$signal$103 [75:57] : 19'h00000;
-  assign _235_ = { _233_[10], _233_[10], _233_[10], _233_[10], _233_[10], _233_[10], _233_[10], _233_[10], _233_ } | _234_;
-  assign _236_ = \$signal$102 [3] ? \$signal$36 [75:57] : 19'h00000;
-  assign _237_ = _235_ | _236_;
-  assign _238_ = \$signal$102 [5] ? { cres8[3], cres8[3] } : 2'h0;
-  assign _240_ = _237_ | { _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_[1], _238_ };
-  assign _241_ = \$signal$102 [6] ? { cres9[3], cres9[3] } : 2'h0;
-  assign _242_ = _240_ | { _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_[1], _241_ };
-  assign _243_ = $signed(_229_) + $signed(_242_);
-  assign _244_ = st6[0] & st6[1];
-  assign _245_ = ~ \$signal$59 ;
-  assign _246_ = \$signal$58  & _245_;
-  assign _248_ = $signed(_247_) > $signed(best_val);
-  assign _249_ = first | _248_;
-  assign _250_ = \$signal$58  & \$signal$59 ;
-  assign _252_ = 1'h1 << lane;
-  assign _253_ = { 3'h0, done } | _252_;
+  assign _192_ = \$signal$39 [7] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _193_ = _191_ | { _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_[1], _192_ };
+  assign _194_ = \$signal$39 [8] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _196_ = _193_ | { _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_[1], _194_ };
+  assign _197_ = \$signal$40 [0] ? addend[43:33] : 11'h000;
+  assign _198_ = \$signal$40 [1] ? \$signal$21 [39:30] : 10'h000;
+  assign _199_ = _197_ | { _198_[9], _198_ };
+  assign _200_ = \$signal$40 [2] ? val5[75:57] : 19'h00000;
+  assign _201_ = { _199_[10], _199_[10], _199_[10], _199_[10], _199_[10], _199_[10], _199_[10], _199_[10], _199_ } | _200_;
+  assign _202_ = \$signal$40 [3] ? r6[75:57] : 19'h00000;
+  assign _203_ = _201_ | _202_;
+  assign _205_ = \$signal$40 [5] ? { cres8[3], cres8[3] } : 2'h0;
+  assign _206_ = _203_ | { _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_[1], _205_ };
+  assign _207_ = \$signal$40 [6] ? { cres9[3], cres9[3] } : 2'h0;
+  assign _208_ = _206_ | { _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_[1], _207_ };
+  assign _209_ = $signed(_196_) + $signed(_208_);
+  assign _211_ = st6[0] & st6[1];
+  assign _212_ = ! st7[1];
+  assign _213_ = _212_ & st7[2];
+  assign _214_ = ~ _213_;
+  assign _215_ = st7[0] & _214_;
+  assign { _216_[3:1], \$signature__en  } = _215_ ? 4'hf : 4'h0;
+  assign _217_ = st7[0] & st7[1];
+  assign _218_ = ~ push7;
+  assign dropped = _217_ & _218_;
   always @(posedge clk)
-    used <= _254_;
+    st0 <= _219_;
   always @(posedge clk)
-    credit <= _255_;
+    st1 <= _221_;
   always @(posedge clk)
-    plane <= _256_;
+    st2 <= _222_;
   always @(posedge clk)
-    fsm_state <= _258_;
+    st3 <= _223_;
   always @(posedge clk)
-    sweep_addr <= _259_;
+    st4 <= _224_;
   always @(posedge clk)
-    sweep_last <= _260_;
+    st5 <= _225_;
   always @(posedge clk)
-    fire_k <= _261_;
+    st6 <= _226_;
   always @(posedge clk)
-    \$signal$67  <= _262_;
+    st7 <= _227_;
   always @(posedge clk)
-    \$signal  <= _263_;
+    w1_0 <= _228_;
   always @(posedge clk)
-    st0 <= _264_;
+    w2_0_0 <= _229_;
   always @(posedge clk)
-    st1 <= _265_;
+    w2_0_1 <= _230_;
   always @(posedge clk)
-    st2 <= _266_;
+    w2_0_2 <= _232_;
   always @(posedge clk)
-    st3 <= _269_;
+    w2_0_3 <= _233_;
   always @(posedge clk)
-    st4 <= _270_;
+    addend <= _234_;
   always @(posedge clk)
-    st5 <= _271_;
+    \$signal  <= _235_;
   always @(posedge clk)
-    st6 <= _272_;
+    \$signal$21  <= _236_;
   always @(posedge clk)
-    st7 <= _273_;
+    res8 <= _237_;
   always @(posedge clk)
-    w1_0 <= _274_;
-  always @(posedge clk)
-    w2_0_0 <= _275_;
-  always @(posedge clk)
-    w2_0_1 <= _276_;
-  always @(posedge clk)
-    w2_0_2 <= _277_;
-  always @(posedge clk)
-    w2_0_3 <= _279_;
-  always @(posedge clk)
-    addend <= _280_;
-  always @(posedge clk)
-    v_raw <= _281_;
-  always @(posedge clk)
-    b_raw <= _282_;
-  always @(posedge clk)
-    res8 <= _283_;
-  always @(posedge clk)
-    res9 <= _284_;
+    res9 <= _238_;
   always @(posedge clk)
     cres8 <= 4'h0;
   always @(posedge clk)
-    cres9 <= _285_;
+    cres9 <= _239_;
   always @(posedge clk)
-    hit_v1 <= _287_;
+    hit_v1 <= _240_;
   always @(posedge clk)
-    hit_c1 <= _288_;
+    hit_c1 <= _242_;
   always @(posedge clk)
-    hit_v2 <= _289_;
+    hit_v2 <= _243_;
   always @(posedge clk)
-    hit_c2 <= _290_;
+    hit_c2 <= _244_;
   always @(posedge clk)
-    hit_v3 <= _291_;
+    hit_v3 <= _245_;
   always @(posedge clk)
-    hit_c3 <= _292_;
+    hit_c3 <= _246_;
   always @(posedge clk)
-    hit_v4 <= _293_;
+    hit_v4 <= _247_;
   always @(posedge clk)
-    hit_c4 <= _294_;
+    hit_c4 <= _248_;
   always @(posedge clk)
-    hit_v5 <= _295_;
+    hit_v5 <= _249_;
   always @(posedge clk)
-    hit_c5 <= _296_;
+    hit_c5 <= _250_;
   always @(posedge clk)
-    \$signal$101  <= _298_;
+    \$signal$39  <= _251_;
   always @(posedge clk)
-    \$signal$102  <= _299_;
+    \$signal$40  <= _253_;
   always @(posedge clk)
-    \$signal$103  <= _300_;
+    val5 <= _254_;
   always @(posedge clk)
-    \$signal$36  <= _301_;
+    res7 <= _255_;
   always @(posedge clk)
-    v_wr__data <= _302_;
+    entry7 <= _256_;
   always @(posedge clk)
-    written <= _303_;
-  always @(posedge clk)
-    \$signal$47  <= _304_;
-  always @(posedge clk)
-    better <= _305_;
-  always @(posedge clk)
-    \$signal$59  <= _306_;
-  always @(posedge clk)
-    first <= _307_;
-  always @(posedge clk)
-    best_val <= _309_;
-  always @(posedge clk)
-    best_idx <= _310_;
-  always @(posedge clk)
-    done <= _311_;
-  assign _361_ = last_lane ? (* full_case = 32'd1 *) 4'h0 : _253_[3:0];
-  assign _362_ = o__ready ? _361_ : done;
-  assign _363_ = _250_ ? _362_ : done;
-  assign _311_ = rst ? 4'h0 : _363_;
-  assign _364_ = better ? o__payload[3:0] : best_idx;
-  assign _365_ = o__ready ? _364_ : best_idx;
-  assign _366_ = _250_ ? _365_ : best_idx;
-  assign _310_ = rst ? 4'h0 : _366_;
-  assign _367_ = better ? _251_ : best_val;
-  assign _368_ = o__ready ? _367_ : best_val;
-  assign _369_ = _250_ ? _368_ : best_val;
-  assign _309_ = rst ? 18'h00000 : _369_;
-  assign _370_ = o__ready ? \o__payload.last  : first;
-  assign _371_ = _250_ ? _370_ : first;
-  assign _307_ = rst ? 1'h1 : _371_;
-  assign _372_ = _246_ ? 1'h1 : \$signal$59 ;
-  assign _373_ = o__ready ? 1'h0 : _372_;
-  assign _374_ = _250_ ? _373_ : _372_;
-  assign _306_ = rst ? 1'h0 : _374_;
-  assign _375_ = _246_ ? _249_ : better;
-  assign _305_ = rst ? 1'h0 : _375_;
-  assign _304_ = rst ? 1'h0 : _244_;
-  assign _303_ = rst ? 74'h0000000000000000000 : { st6[5:4], \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
-  assign _302_ = rst ? 72'h000000000000000000 : { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign _301_[75:57] = rst ? 19'h00000 : \$signal$103 [75:57];
-  assign _301_[37:19] = rst ? 19'h00000 : \$signal$103 [37:19];
-  assign _301_[18:0] = rst ? 19'h00000 : \$signal$103 [18:0];
-  assign _301_[56:38] = rst ? 19'h00000 : \$signal$103 [56:38];
-  assign _300_[75:57] = rst ? 19'h00000 : _243_[18:0];
-  assign _300_[37:19] = rst ? 19'h00000 : _184_[18:0];
-  assign _300_[18:0] = rst ? 19'h00000 : _156_[18:0];
-  assign _300_[56:38] = rst ? 19'h00000 : _213_[18:0];
-  assign _299_ = rst ? 8'h00 : { 6'h00, _126_, _124_ };
-  assign _298_ = rst ? 10'h000 : { _123_, _114_, _106_, _099_, _092_, _083_, _073_, _064_, _057_, _044_ };
-  assign _296_ = rst ? 1'h0 : _035_;
-  assign _295_ = rst ? 1'h0 : _027_;
-  assign _294_ = rst ? 1'h0 : _021_;
-  assign _293_ = rst ? 1'h0 : _013_;
-  assign _292_ = rst ? 1'h0 : _006_;
-  assign _291_ = rst ? 1'h0 : _359_;
-  assign _290_ = rst ? 1'h0 : _353_;
-  assign _289_ = rst ? 1'h0 : _344_;
-  assign _288_ = rst ? 1'h0 : _336_;
-  assign _287_ = rst ? 1'h0 : _327_;
-  assign _285_ = rst ? 4'h0 : cres8;
-  assign _284_ = rst ? 72'h000000000000000000 : res8;
-  assign _283_ = rst ? 72'h000000000000000000 : v_wr__data;
-  assign _282_ = rst ? 40'h0000000000 : b_rd__data;
-  assign _281_ = rst ? 72'h000000000000000000 : \$signature__data$81 ;
-  assign _376_ = st3[16] ? addend[43:33] : w2_0_3;
-  assign _280_[43:33] = rst ? 11'h000 : _376_;
-  assign _377_ = st3[16] ? addend[21:11] : w2_0_1;
-  assign _280_[21:11] = rst ? 11'h000 : _377_;
-  assign _378_ = st3[16] ? addend[10:0] : w2_0_0;
-  assign _280_[10:0] = rst ? 11'h000 : _378_;
-  assign _379_ = st3[16] ? addend[32:22] : w2_0_2;
-  assign _280_[32:22] = rst ? 11'h000 : _379_;
-  assign _279_ = rst ? 11'h000 : _319_;
-  assign _277_ = rst ? 11'h000 : _318_;
-  assign _276_ = rst ? 11'h000 : _316_;
-  assign _275_ = rst ? 11'h000 : _315_;
-  assign _274_ = rst ? 32'd0 : \$signature__data ;
-  assign _273_ = rst ? 27'h0000000 : st6;
-  assign _272_ = rst ? 27'h0000000 : st5;
-  assign _271_ = rst ? 27'h0000000 : st4;
-  assign _270_ = rst ? 27'h0000000 : st3;
-  assign _269_ = rst ? 27'h0000000 : st2;
-  assign _266_ = rst ? 27'h0000000 : st1;
-  assign _265_ = rst ? 27'h0000000 : st0;
-  assign _264_ = rst ? 27'h0000000 : { 2'h0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
-  assign _263_ = rst ? 1'h0 : _314_;
-  assign _262_ = rst ? 1'h0 : _312_;
-  assign _380_ = sweep_last ? 1'h0 : fire_k;
-  assign _381_ = _286_ ? _380_ : fire_k;
-  assign _382_ = fsm_state ? (* full_case = 32'd1 *) _381_ : fire_k;
-  assign _261_ = rst ? 1'h0 : _382_;
-  assign _383_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _308_;
-  assign _384_ = _286_ ? _383_ : sweep_last;
-  assign _385_ = fsm_state ? (* full_case = 32'd1 *) _384_ : sweep_last;
-  assign _260_ = rst ? 1'h0 : _385_;
-  assign _386_ = sweep_last ? (* full_case = 32'd1 *) 2'h0 : _297_[1:0];
-  assign _387_ = _286_ ? _386_ : sweep_addr;
-  assign _388_ = fsm_state ? (* full_case = 32'd1 *) _387_ : sweep_addr;
-  assign _259_ = rst ? 2'h0 : _388_;
-  assign _389_ = sweep_last ? 1'h0 : fsm_state;
-  assign _390_ = _286_ ? _389_ : fsm_state;
-  function [0:0] _890_;
-    input [0:0] a;
-    input [1:0] b;
-    input [1:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _890_ = b[0:0];
-      2'b1?:
-        _890_ = b[1:1];
-      default:
-        _890_ = a;
-    endcase
-  endfunction
-  assign _391_ = _890_(fsm_state, { _395_, _390_ }, { _396_, fsm_state });
-  assign _392_ = _257_ ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
-  assign _393_ = op_valid ? fsm_state : _392_;
-  assign _394_ = i0__payload[9] ? _393_ : fsm_state;
-  assign _395_ = i0__valid ? _394_ : fsm_state;
-  assign _396_ = ~ (* full_case = 32'd1 *) fsm_state;
-  assign _258_ = rst ? 1'h0 : _391_;
-  assign _397_ = sweep_last ? 3'h0 : plane;
-  assign _398_ = _286_ ? _397_ : plane;
-  function [2:0] _899_;
-    input [2:0] a;
-    input [5:0] b;
-    input [1:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      2'b?1:
-        _899_ = b[2:0];
-      2'b1?:
-        _899_ = b[5:3];
-      default:
-        _899_ = a;
-    endcase
-  endfunction
-  assign _399_ = _899_(plane, { _403_, _398_ }, { _404_, fsm_state });
-  assign _400_ = _257_ ? (* full_case = 32'd1 *) 3'h0 : _268_[2:0];
-  assign _401_ = op_valid ? plane : _400_;
-  assign _402_ = i0__payload[9] ? _401_ : plane;
-  assign _403_ = i0__valid ? _402_ : plane;
-  assign _404_ = ~ (* full_case = 32'd1 *) fsm_state;
-  assign _256_ = rst ? 3'h0 : _399_;
-  assign _255_ = rst ? 1'h0 : _239_;
-  assign _254_ = rst ? 5'h00 : _230_[4:0];
-  assign _405_ = last_lane ? 1'h1 : 1'h0;
-  assign _406_ = o__ready ? _405_ : 1'h0;
-  assign \$signal$62  = _180_ ? _406_ : 1'h0;
-  assign o__valid = _180_ ? 1'h1 : 1'h0;
-  assign _407_ = done[3] ? 2'h0 : 2'h3;
-  assign _408_ = done[2] ? _407_ : 2'h2;
-  assign _409_ = done[1] ? _408_ : 2'h1;
-  assign lane = done[0] ? _409_ : 2'h0;
-  assign \entry.values[3]  = st6[1] ? (* full_case = 32'd1 *) \$signal$36 [74:57] : 18'h00000;
-  assign \entry.values[2]  = st6[1] ? (* full_case = 32'd1 *) \$signal$36 [55:38] : 18'h00000;
-  assign \entry.values[1]  = st6[1] ? (* full_case = 32'd1 *) \$signal$36 [36:19] : 18'h00000;
-  assign \entry.values[0]  = st6[1] ? (* full_case = 32'd1 *) \$signal$36 [17:0] : 18'h00000;
-  assign \result[3]  = st6[1] ? (* full_case = 32'd1 *) 18'h00000 : \$signal$36 [74:57];
-  assign \result[2]  = st6[1] ? (* full_case = 32'd1 *) 18'h00000 : \$signal$36 [55:38];
-  assign \result[1]  = st6[1] ? (* full_case = 32'd1 *) 18'h00000 : \$signal$36 [36:19];
-  assign \result[0]  = st6[1] ? (* full_case = 32'd1 *) 18'h00000 : \$signal$36 [17:0];
-  assign _410_ = _317_ ? 1'h1 : 1'h0;
-  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _410_ : 1'h0;
-  assign _411_ = ready ? 1'h1 : 1'h0;
-  assign _412_ = i0__payload[9] ? 1'h0 : _411_;
-  assign _413_ = i0__valid ? _412_ : 1'h0;
-  assign load = fsm_state ? 1'h0 : _413_;
-  assign _414_ = ready ? 1'h1 : 1'h0;
-  assign _415_ = op_valid ? 1'h0 : 1'h1;
-  assign _416_ = i0__payload[9] ? _415_ : _414_;
-  assign _417_ = i0__valid ? _416_ : 1'h0;
-  assign i0__ready = fsm_state ? 1'h0 : _417_;
-  assign _418_ = _317_ ? sweep_last : 1'h0;
-  assign \issue.end  = fsm_state ? (* full_case = 32'd1 *) _418_ : 1'h0;
-  assign _419_ = _317_ ? fire_k : 1'h0;
-  assign \issue.fire_k  = fsm_state ? (* full_case = 32'd1 *) _419_ : 1'h0;
-  assign \issue.shift  = _094_ ? op_shift : 4'h0;
-  assign \issue.count  = _094_ ? op_count : 1'h0;
-  assign \issue.waddr  = _094_ ? op_waddr : 10'h000;
-  assign _420_ = _094_ ? op_addr : 2'h0;
-  assign _421_ = _317_ ? sweep_addr : _420_;
-  assign \issue.addr  = fsm_state ? (* full_case = 32'd1 *) _421_ : _420_;
-  assign _422_ = _317_ ? 1'h1 : 1'h0;
-  assign \issue.kind  = fsm_state ? (* full_case = 32'd1 *) _422_ : 1'h0;
-  assign _423_ = _094_ ? 1'h1 : 1'h0;
-  assign _424_ = _317_ ? 1'h1 : _423_;
-  assign \issue.valid  = fsm_state ? (* full_case = 32'd1 *) _424_ : _423_;
-  function [17:0] _950_;
-    input [17:0] a;
-    input [71:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _950_ = b[17:0];
-      4'b??1?:
-        _950_ = b[35:18];
-      4'b?1??:
-        _950_ = b[53:36];
-      4'b1???:
-        _950_ = b[71:54];
-      default:
-        _950_ = a;
-    endcase
-  endfunction
-  assign _251_ = _950_(18'hxxxxx, { \$signal$53 [17:0], \$signal$53 [35:18], \$signal$53 [53:36], \$signal$53 [71:54] }, { _428_, _427_, _426_, _425_ });
-  assign _425_ = lane == (* full_case = 32'd1 *) 2'h3;
-  assign _426_ = lane == (* full_case = 32'd1 *) 2'h2;
-  assign _427_ = lane == (* full_case = 32'd1 *) 2'h1;
-  assign _428_ = ! (* full_case = 32'd1 *) lane;
-  function [17:0] _955_;
-    input [17:0] a;
-    input [71:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _955_ = b[17:0];
-      4'b??1?:
-        _955_ = b[35:18];
-      4'b?1??:
-        _955_ = b[53:36];
-      4'b1???:
-        _955_ = b[71:54];
-      default:
-        _955_ = a;
-    endcase
-  endfunction
-  assign _247_ = _955_(18'hxxxxx, { \$signal$53 [17:0], \$signal$53 [35:18], \$signal$53 [53:36], \$signal$53 [71:54] }, { _432_, _431_, _430_, _429_ });
-  assign _429_ = lane == (* full_case = 32'd1 *) 2'h3;
-  assign _430_ = lane == (* full_case = 32'd1 *) 2'h2;
-  assign _431_ = lane == (* full_case = 32'd1 *) 2'h1;
-  assign _432_ = ! (* full_case = 32'd1 *) lane;
-  function [17:0] _960_;
-    input [17:0] a;
-    input [71:0] b;
-    input [3:0] s;
-    (* full_case = 32'd1 *)
-    (* parallel_case *)
-    casez (s)
-      4'b???1:
-        _960_ = b[17:0];
-      4'b??1?:
-        _960_ = b[35:18];
-      4'b?1??:
-        _960_ = b[53:36];
-      4'b1???:
-        _960_ = b[71:54];
-      default:
-        _960_ = a;
-    endcase
-  endfunction
-  assign \o__payload.value  = _960_(18'hxxxxx, { \$signal$53 [17:0], \$signal$53 [35:18], \$signal$53 [53:36], \$signal$53 [71:54] }, { _436_, _435_, _434_, _433_ });
-  assign _433_ = lane == (* full_case = 32'd1 *) 2'h3;
-  assign _434_ = lane == (* full_case = 32'd1 *) 2'h2;
-  assign _435_ = lane == (* full_case = 32'd1 *) 2'h1;
-  assign _436_ = ! (* full_case = 32'd1 *) lane;
-  \digits_cnn_ilif.engine_fc.expand0  expand0 (
+    push7 <= _257_;
+  assign _257_ = rst ? 1'h0 : _211_;
+  assign _256_ = rst ? 74'h0000000000000000000 : { st6[5:4], values };
+  assign _255_ = rst ? 72'h000000000000000000 : result;
+  assign _254_[75:57] = rst ? 19'h00000 : _209_[18:0];
+  assign _254_[37:19] = rst ? 19'h00000 : _147_[18:0];
+  assign _254_[18:0] = rst ? 19'h00000 : _118_[18:0];
+  assign _254_[56:38] = rst ? 19'h00000 : _178_[18:0];
+  assign _253_ = rst ? 8'h00 : { 6'h00, _086_, _084_ };
+  assign _251_ = rst ? 10'h000 : { _083_, _074_, _065_, _057_, _051_, _041_, _031_, _022_, _014_, _312_ };
+  assign _250_ = rst ? 1'h0 : _304_;
+  assign _249_ = rst ? 1'h0 : _297_;
+  assign _248_ = rst ? 1'h0 : _291_;
+  assign _247_ = rst ? 1'h0 : _284_;
+  assign _246_ = rst ? 1'h0 : _278_;
+  assign _245_ = rst ? 1'h0 : _271_;
+  assign _244_ = rst ? 1'h0 : _265_;
+  assign _243_ = rst ? 1'h0 : _231_;
+  assign _242_ = rst ? 1'h0 : _160_;
+  assign _240_ = rst ? 1'h0 : _069_;
+  assign _239_ = rst ? 4'h0 : cres8;
+  assign _238_ = rst ? 72'h000000000000000000 : res8;
+  assign _237_ = rst ? 72'h000000000000000000 : res7;
+  assign _236_ = rst ? 40'h0000000000 : b_rd__data;
+  assign _235_ = rst ? 72'h000000000000000000 : \$signature__data ;
+  assign _313_ = st3[16] ? addend[43:33] : w2_0_3;
+  assign _234_[43:33] = rst ? 11'h000 : _313_;
+  assign _314_ = st3[16] ? addend[21:11] : w2_0_1;
+  assign _234_[21:11] = rst ? 11'h000 : _314_;
+  assign _315_ = st3[16] ? addend[10:0] : w2_0_0;
+  assign _234_[10:0] = rst ? 11'h000 : _315_;
+  assign _316_ = st3[16] ? addend[32:22] : w2_0_2;
+  assign _234_[32:22] = rst ? 11'h000 : _316_;
+  assign _233_ = rst ? 11'h000 : _260_;
+  assign _232_ = rst ? 11'h000 : _185_;
+  assign _230_ = rst ? 11'h000 : _099_;
+  assign _229_ = rst ? 11'h000 : _000_;
+  assign _228_ = rst ? 32'd0 : rd__data;
+  assign _227_ = rst ? 27'h0000000 : st6;
+  assign _226_ = rst ? 27'h0000000 : st5;
+  assign _225_ = rst ? 27'h0000000 : st4;
+  assign _224_ = rst ? 27'h0000000 : st3;
+  assign _223_ = rst ? 27'h0000000 : st2;
+  assign _222_ = rst ? 27'h0000000 : st1;
+  assign _221_ = rst ? 27'h0000000 : st0;
+  assign _219_ = rst ? 27'h0000000 : { ops__payload, ops__valid };
+  \digits_cnn_ilif.engine_fc.datapath.rule  rule (
     .clk(clk),
-    .en(en),
-    .ev_shift(ev_shift),
-    .load(load),
-    .op_addr(op_addr),
-    .op_count(op_count),
-    .op_shift(op_shift),
-    .op_valid(op_valid),
-    .op_waddr(op_waddr),
-    .\port$4308$0 (i0__payload[8:0]),
-    .ready(ready),
-    .rst(rst)
-  );
-  \digits_cnn_ilif.engine_fc.queue  queue (
-    .clk(clk),
-    .\port$4128$0 (\$signal$62 ),
-    .\port$4278$0 (\$signal$53 ),
-    .\port$4280$0 (\$signal$58 ),
+    .r(r6),
+    .result(result),
     .rst(rst),
-    .w_data(written),
-    .w_en(\$signal$47 )
+    .s6(st6),
+    .val(val5),
+    .values(values)
   );
-  assign \$signal$103[1]  = \$signal$103 [37:19];
-  assign \$signal$103[0]  = \$signal$103 [18:0];
+  assign \entry7.values  = entry7[71:0];
   assign \b6[3]  = b6[39:30];
   assign \b6[2]  = b6[29:20];
   assign \b6[1]  = b6[19:10];
@@ -18388,6 +19857,22 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \$like[2]  = \$like [29:20];
   assign \$like[1]  = \$like [19:10];
   assign \$like[0]  = \$like [9:0];
+  assign \result[3]  = result[71:54];
+  assign \result[2]  = result[53:36];
+  assign \result[1]  = result[35:18];
+  assign \result[0]  = result[17:0];
+  assign \c_raw[3]  = 1'h0;
+  assign \c_raw[2]  = 1'h0;
+  assign \c_raw[1]  = 1'h0;
+  assign \c_raw[0]  = 1'h0;
+  assign \r6[3]  = r6[75:57];
+  assign \r6[2]  = r6[56:38];
+  assign \r6[1]  = r6[37:19];
+  assign \r6[0]  = r6[18:0];
+  assign \val5[3]  = val5[75:57];
+  assign \val5[2]  = val5[56:38];
+  assign \val5[1]  = val5[37:19];
+  assign \val5[0]  = val5[18:0];
   assign \cres9[3]  = cres9[3];
   assign \cres9[2]  = cres9[2];
   assign \cres9[1]  = cres9[1];
@@ -18404,6 +19889,10 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \res9[2]  = res9[53:36];
   assign \res9[1]  = res9[35:18];
   assign \res9[0]  = res9[17:0];
+  assign \res7[3]  = res7[71:54];
+  assign \res7[2]  = res7[53:36];
+  assign \res7[1]  = res7[35:18];
+  assign \res7[0]  = res7[17:0];
   assign \res8[3]  = res8[71:54];
   assign \res8[2]  = res8[53:36];
   assign \res8[1]  = res8[35:18];
@@ -18412,43 +19901,56 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \b_rd__data[2]  = b_rd__data[29:20];
   assign \b_rd__data[1]  = b_rd__data[19:10];
   assign \b_rd__data[0]  = b_rd__data[9:0];
-  assign \b_raw[3]  = b_raw[39:30];
-  assign \b_raw[2]  = b_raw[29:20];
-  assign \b_raw[1]  = b_raw[19:10];
-  assign \b_raw[0]  = b_raw[9:0];
-  assign \$signature__data$81[3]  = \$signature__data$81 [71:54];
-  assign \$signature__data$81[2]  = \$signature__data$81 [53:36];
-  assign \$signature__data$81[1]  = \$signature__data$81 [35:18];
-  assign \$signature__data$81[0]  = \$signature__data$81 [17:0];
-  assign \v_raw[3]  = v_raw[71:54];
-  assign \v_raw[2]  = v_raw[53:36];
-  assign \v_raw[1]  = v_raw[35:18];
-  assign \v_raw[0]  = v_raw[17:0];
+  assign \$signal$21[3]  = \$signal$21 [39:30];
+  assign \$signal$21[2]  = \$signal$21 [29:20];
+  assign \$signal$21[1]  = \$signal$21 [19:10];
+  assign \$signal$21[0]  = \$signal$21 [9:0];
+  assign \$signature__data[3]  = \$signature__data [71:54];
+  assign \$signature__data[2]  = \$signature__data [53:36];
+  assign \$signature__data[1]  = \$signature__data [35:18];
+  assign \$signature__data[0]  = \$signature__data [17:0];
+  assign \$signal[3]  = \$signal [71:54];
+  assign \$signal[2]  = \$signal [53:36];
+  assign \$signal[1]  = \$signal [35:18];
+  assign \$signal[0]  = \$signal [17:0];
   assign \addend[3]  = addend[43:33];
   assign \addend[2]  = addend[32:22];
   assign \addend[1]  = addend[21:11];
   assign \addend[0]  = addend[10:0];
-  assign \$signature__data[3]  = \$signature__data [31:24];
-  assign \$signature__data[2]  = \$signature__data [23:16];
-  assign \$signature__data[1]  = \$signature__data [15:8];
-  assign \$signature__data[0]  = \$signature__data [7:0];
+  assign \rd__data[3]  = rd__data[31:24];
+  assign \rd__data[2]  = rd__data[23:16];
+  assign \rd__data[1]  = rd__data[15:8];
+  assign \rd__data[0]  = rd__data[7:0];
   assign \w1_0[3]  = w1_0[31:24];
   assign \w1_0[2]  = w1_0[23:16];
   assign \w1_0[1]  = w1_0[15:8];
   assign \w1_0[0]  = w1_0[7:0];
-  assign \st8.bias_g  = st8[26:25];
-  assign \st8.end  = st8[24];
-  assign \st8.fire_k  = st8[23];
-  assign \st8.last_step  = st8[22];
-  assign \st8.shift  = st8[21:18];
-  assign \st8.count  = st8[17];
-  assign \st8.proj  = st8[16];
-  assign \st8.waddr  = st8[15:6];
-  assign \st8.addr  = st8[5:4];
-  assign \st8.bank  = st8[3];
-  assign \st8.cur  = st8[2];
-  assign \st8.kind  = st8[1];
-  assign \st8.valid  = st8[0];
+  assign \st7.bias_g  = st7[26:25];
+  assign \st7.end  = st7[24];
+  assign \st7.fire_k  = st7[23];
+  assign \st7.last_step  = st7[22];
+  assign \st7.shift  = st7[21:18];
+  assign \st7.count  = st7[17];
+  assign \st7.proj  = st7[16];
+  assign \st7.waddr  = st7[15:6];
+  assign \st7.addr  = st7[5:4];
+  assign \st7.bank  = st7[3];
+  assign \st7.cur  = st7[2];
+  assign \st7.kind  = st7[1];
+  assign \st7.valid  = st7[0];
+  assign \st6.bias_g  = st6[26:25];
+  assign \st6.end  = st6[24];
+  assign \st6.fire_k  = st6[23];
+  assign \st6.last_step  = st6[22];
+  assign \st6.shift  = st6[21:18];
+  assign \st6.count  = st6[17];
+  assign \st6.proj  = st6[16];
+  assign \st6.waddr  = st6[15:6];
+  assign \st6.addr  = st6[5:4];
+  assign \st6.bank  = st6[3];
+  assign \st6.cur  = st6[2];
+  assign \st6.kind  = st6[1];
+  assign \st6.valid  = st6[0];
   assign \st5.bias_g  = st5[26:25];
   assign \st5.end  = st5[24];
   assign \st5.fire_k  = st5[23];
@@ -18488,76 +19990,6 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \st3.cur  = st3[2];
   assign \st3.kind  = st3[1];
   assign \st3.valid  = st3[0];
-  assign \st1.bias_g  = st1[26:25];
-  assign \st1.end  = st1[24];
-  assign \st1.fire_k  = st1[23];
-  assign \st1.last_step  = st1[22];
-  assign \st1.shift  = st1[21:18];
-  assign \st1.count  = st1[17];
-  assign \st1.proj  = st1[16];
-  assign \st1.waddr  = st1[15:6];
-  assign \st1.addr  = st1[5:4];
-  assign \st1.bank  = st1[3];
-  assign \st1.cur  = st1[2];
-  assign \st1.kind  = st1[1];
-  assign \st1.valid  = st1[0];
-  assign \o__payload.index  = o__payload[3:0];
-  assign \entry.addr  = st6[5:4];
-  assign \entry.values  = { \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
-  assign \entry7.addr  = written[73:72];
-  assign \entry7.values[3]  = written[71:54];
-  assign \entry7.values[2]  = written[53:36];
-  assign \entry7.values[1]  = written[35:18];
-  assign \entry7.values[0]  = written[17:0];
-  assign \entry7.values  = written[71:0];
-  assign \written.addr  = written[73:72];
-  assign \written.values[3]  = written[71:54];
-  assign \written.values[2]  = written[53:36];
-  assign \written.values[1]  = written[35:18];
-  assign \written.values[0]  = written[17:0];
-  assign \written.values  = written[71:0];
-  assign \res7[3]  = v_wr__data[71:54];
-  assign \res7[2]  = v_wr__data[53:36];
-  assign \res7[1]  = v_wr__data[35:18];
-  assign \res7[0]  = v_wr__data[17:0];
-  assign \v_wr__data[3]  = v_wr__data[71:54];
-  assign \v_wr__data[2]  = v_wr__data[53:36];
-  assign \v_wr__data[1]  = v_wr__data[35:18];
-  assign \v_wr__data[0]  = v_wr__data[17:0];
-  assign \st7.bias_g  = st7[26:25];
-  assign \st7.end  = st7[24];
-  assign \st7.fire_k  = st7[23];
-  assign \st7.last_step  = st7[22];
-  assign \st7.shift  = st7[21:18];
-  assign \st7.count  = st7[17];
-  assign \st7.proj  = st7[16];
-  assign \st7.waddr  = st7[15:6];
-  assign \st7.addr  = st7[5:4];
-  assign \st7.bank  = st7[3];
-  assign \st7.cur  = st7[2];
-  assign \st7.kind  = st7[1];
-  assign \st7.valid  = st7[0];
-  assign \out_vals[3]  = \entry.values[3] ;
-  assign \out_vals[2]  = \entry.values[2] ;
-  assign \out_vals[1]  = \entry.values[1] ;
-  assign \out_vals[0]  = \entry.values[0] ;
-  assign \$signal$36[3]  = \$signal$36 [75:57];
-  assign \$signal$36[2]  = \$signal$36 [56:38];
-  assign \$signal$36[1]  = \$signal$36 [37:19];
-  assign \$signal$36[0]  = \$signal$36 [18:0];
-  assign \st6.bias_g  = st6[26:25];
-  assign \st6.end  = st6[24];
-  assign \st6.fire_k  = st6[23];
-  assign \st6.last_step  = st6[22];
-  assign \st6.shift  = st6[21:18];
-  assign \st6.count  = st6[17];
-  assign \st6.proj  = st6[16];
-  assign \st6.waddr  = st6[15:6];
-  assign \st6.addr  = st6[5:4];
-  assign \st6.bank  = st6[3];
-  assign \st6.cur  = st6[2];
-  assign \st6.kind  = st6[1];
-  assign \st6.valid  = st6[0];
   assign \st2.bias_g  = st2[26:25];
   assign \st2.end  = st2[24];
   assign \st2.fire_k  = st2[23];
@@ -18571,6 +20003,31 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \st2.cur  = st2[2];
   assign \st2.kind  = st2[1];
   assign \st2.valid  = st2[0];
+  assign \st1.bias_g  = st1[26:25];
+  assign \st1.end  = st1[24];
+  assign \st1.fire_k  = st1[23];
+  assign \st1.last_step  = st1[22];
+  assign \st1.shift  = st1[21:18];
+  assign \st1.count  = st1[17];
+  assign \st1.proj  = st1[16];
+  assign \st1.waddr  = st1[15:6];
+  assign \st1.addr  = st1[5:4];
+  assign \st1.bank  = st1[3];
+  assign \st1.cur  = st1[2];
+  assign \st1.kind  = st1[1];
+  assign \st1.valid  = st1[0];
+  assign \ops__payload.bias_g  = ops__payload[25:24];
+  assign \ops__payload.end  = ops__payload[23];
+  assign \ops__payload.fire_k  = ops__payload[22];
+  assign \ops__payload.last_step  = ops__payload[21];
+  assign \ops__payload.shift  = ops__payload[20:17];
+  assign \ops__payload.count  = ops__payload[16];
+  assign \ops__payload.proj  = ops__payload[15];
+  assign \ops__payload.waddr  = ops__payload[14:5];
+  assign \ops__payload.addr  = ops__payload[4:3];
+  assign \ops__payload.bank  = ops__payload[2];
+  assign \ops__payload.cur  = ops__payload[1];
+  assign \ops__payload.kind  = ops__payload[0];
   assign \st0.bias_g  = st0[26:25];
   assign \st0.end  = st0[24];
   assign \st0.fire_k  = st0[23];
@@ -18584,195 +20041,181 @@ module \digits_cnn_ilif.engine_fc (rst, active, o__ready, i0__ready, o__payload,
   assign \st0.cur  = st0[2];
   assign \st0.kind  = st0[1];
   assign \st0.valid  = st0[0];
-  assign \i0__payload.end  = i0__payload[9];
-  assign \i0__payload.count  = i0__payload[8];
-  assign \i0__payload.x  = i0__payload[7:6];
-  assign \i0__payload.y  = i0__payload[5:4];
-  assign \i0__payload.c  = i0__payload[3:0];
-  assign \issue.bias_g  = 2'h0;
-  assign \issue.last_step  = 1'h0;
-  assign \issue.proj  = 1'h0;
-  assign \issue.bank  = 1'h0;
-  assign \issue.cur  = 1'h0;
-  assign \c_raw[3]  = 1'h0;
-  assign \c_raw[2]  = 1'h0;
-  assign \c_raw[1]  = 1'h0;
-  assign \c_raw[0]  = 1'h0;
-  assign _131_[3:0] = o__payload[3:0];
-  assign \$signal$103[3]  = \$signal$103 [75:57];
-  assign _047_[0] = v_wr__en;
-  assign \$signal$103[2]  = \$signal$103 [56:38];
-  assign o__payload[26:4] = { \o__payload.last , \o__payload.argmax , \o__payload.value  };
+  assign \values[3]  = values[71:54];
+  assign \values[2]  = values[53:36];
+  assign \values[1]  = values[35:18];
+  assign \values[0]  = values[17:0];
+  assign _216_[0] = \$signature__en ;
+  assign \push__payload.addr  = entry7[73:72];
+  assign \push__payload.values[3]  = entry7[71:54];
+  assign \push__payload.values[2]  = entry7[53:36];
+  assign \push__payload.values[1]  = entry7[35:18];
+  assign \push__payload.values[0]  = entry7[17:0];
+  assign \push__payload.values  = entry7[71:0];
+  assign \$signature__data$58[3]  = res7[71:54];
+  assign \$signature__data$58[2]  = res7[53:36];
+  assign \$signature__data$58[1]  = res7[35:18];
+  assign \$signature__data$58[0]  = res7[17:0];
+  assign \r[3]  = r6[75:57];
+  assign \r[2]  = r6[56:38];
+  assign \r[1]  = r6[37:19];
+  assign \r[0]  = r6[18:0];
+  assign \s6.bias_g  = st6[26:25];
+  assign \s6.end  = st6[24];
+  assign \s6.fire_k  = st6[23];
+  assign \s6.last_step  = st6[22];
+  assign \s6.shift  = st6[21:18];
+  assign \s6.count  = st6[17];
+  assign \s6.proj  = st6[16];
+  assign \s6.waddr  = st6[15:6];
+  assign \s6.addr  = st6[5:4];
+  assign \s6.bank  = st6[3];
+  assign \s6.cur  = st6[2];
+  assign \s6.kind  = st6[1];
+  assign \s6.valid  = st6[0];
+  assign \s5.bias_g  = st5[26:25];
+  assign \s5.end  = st5[24];
+  assign \s5.fire_k  = st5[23];
+  assign \s5.last_step  = st5[22];
+  assign \s5.shift  = st5[21:18];
+  assign \s5.count  = st5[17];
+  assign \s5.proj  = st5[16];
+  assign \s5.waddr  = st5[15:6];
+  assign \s5.addr  = st5[5:4];
+  assign \s5.bank  = st5[3];
+  assign \s5.cur  = st5[2];
+  assign \s5.kind  = st5[1];
+  assign \s5.valid  = st5[0];
+  assign \val[3]  = val5[75:57];
+  assign \val[2]  = val5[56:38];
+  assign \val[1]  = val5[37:19];
+  assign \val[0]  = val5[18:0];
+  assign \$signal$48.addr  = st6[5:4];
+  assign \$signal$48.values[3]  = values[71:54];
+  assign \$signal$48.values[2]  = values[53:36];
+  assign \$signal$48.values[1]  = values[35:18];
+  assign \$signal$48.values[0]  = values[17:0];
+  assign \$signal$48.values  = values;
+  assign \entry7.addr  = entry7[73:72];
+  assign \entry7.values[3]  = entry7[71:54];
+  assign \entry7.values[2]  = entry7[53:36];
+  assign \entry7.values[1]  = entry7[35:18];
+  assign \entry7.values[0]  = entry7[17:0];
+  assign push__valid = push7;
+  assign push__payload = entry7;
+  assign \$signature__data$58  = res7;
+  assign \$signature__addr$57  = st7[5:4];
+  assign r = r6;
+  assign s6 = st6;
+  assign s5 = st5;
+  assign val = val5;
+  assign b_rd__addr = st2[5:4];
+  assign \$signature__addr  = st2[5:4];
+  assign rd__addr = st0[15:6];
+  assign \$signal$48  = { st6[5:4], values };
   assign c_raw = 4'h0;
   assign cres7 = 4'h0;
-  assign index = o__payload[3:0];
-  assign push7 = \$signal$47 ;
-  assign \$signal$46  = written;
-  assign entry = { st6[5:4], \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
-  assign entry7 = written;
-  assign res7 = v_wr__data;
-  assign v_wr__addr = st7[5:4];
-  assign out_vals = { \entry.values[3] , \entry.values[2] , \entry.values[1] , \entry.values[0]  };
-  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
-  assign b_rd__addr = st2[5:4];
-  assign \$signature__addr$31  = st2[5:4];
-  assign \$signature__addr  = st0[15:6];
-  assign \$signal$24  = 1'h0;
-  assign busy = op_valid;
-  assign ev_count = i0__payload[8];
-  assign ev_x = i0__payload[7:6];
-  assign ev_y = i0__payload[5:4];
-  assign ev_c = i0__payload[3:0];
-  assign \$signal$5  = 1'h0;
-  assign issue = { 2'h0, \issue.end , \issue.fire_k , 1'h0, \issue.shift , \issue.count , 1'h0, \issue.waddr , \issue.addr , 2'h0, \issue.kind , \issue.valid  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc.expand0 (rst, en, ev_shift, ready, load, op_waddr, op_addr, op_count, op_shift, op_valid, \port$4308$0 , clk);
-  wire _00_;
-  wire [14:0] _01_;
-  wire [15:0] _02_;
-  wire [11:0] _03_;
-  wire [5:0] _04_;
-  wire [12:0] _05_;
-  wire [13:0] _06_;
-  (* unused_bits = "10 11 12 13 14 15 16" *)
-  wire [16:0] _07_;
-  wire _08_;
-  (* unused_bits = "2" *)
-  wire [2:0] _09_;
-  (* unused_bits = "2" *)
-  wire [2:0] _10_;
-  (* unused_bits = "10" *)
-  wire [10:0] _11_;
-  wire _12_;
-  wire [9:0] _13_;
-  wire [1:0] _14_;
-  wire _15_;
-  wire [3:0] _16_;
-  wire [1:0] _17_;
-  wire _18_;
-  wire _19_;
-  wire _20_;
-  wire [11:0] _21_;
-  wire [5:0] _22_;
-  wire [12:0] _23_;
-  wire _24_;
-  wire _25_;
-  wire _26_;
-  wire _27_;
-  wire _28_;
-  wire [1:0] _29_;
-  wire [1:0] _30_;
-  wire [3:0] _31_;
-  wire _32_;
-  wire [1:0] _33_;
-  wire [1:0] _34_;
-  wire [9:0] _35_;
-  wire [9:0] _36_;
-  wire [1:0] addr;
-  wire busy;
-  wire \busy$6 ;
+module \digits_cnn_ilif.engine_fc.datapath.rule (rst, s6, val, r, result, values, clk);
+  wire [75:0] _00_;
   input clk;
   wire clk;
-  wire count;
-  input en;
-  wire en;
-  wire [3:0] ev_c;
-  wire ev_count;
-  input [3:0] ev_shift;
-  wire [3:0] ev_shift;
-  wire [1:0] ev_x;
-  wire [1:0] ev_y;
-  reg [1:0] g = 2'h0;
-  reg last_g = 1'h0;
-  input load;
-  wire load;
-  output [1:0] op_addr;
-  reg [1:0] op_addr = 2'h0;
-  output op_count;
-  reg op_count = 1'h0;
-  output [3:0] op_shift;
-  reg [3:0] op_shift = 4'h0;
-  output op_valid;
-  reg op_valid = 1'h0;
-  output [9:0] op_waddr;
-  reg [9:0] op_waddr = 10'h000;
-  input [8:0] \port$4308$0 ;
-  wire [8:0] \port$4308$0 ;
-  output ready;
-  wire ready;
+  output [75:0] r;
+  reg [75:0] r = 76'h0000000000000000000;
+  wire [18:0] \r[0] ;
+  wire [18:0] \r[1] ;
+  wire [18:0] \r[2] ;
+  wire [18:0] \r[3] ;
+  output [71:0] result;
+  wire [71:0] result;
+  wire [17:0] \result[0] ;
+  wire [17:0] \result[1] ;
+  wire [17:0] \result[2] ;
+  wire [17:0] \result[3] ;
   input rst;
   wire rst;
-  wire [3:0] shift;
-  wire [9:0] waddr;
-  assign _00_ = ~ op_valid;
-  assign _08_ = last_g & en;
-  assign ready = _00_ | _08_;
-  assign _19_ = op_valid & en;
-  assign _21_ = 1'h0 + { 3'h0, \port$4308$0 [3:0], 4'h0 };
-  assign _22_ = 1'h0 + { 1'h0, \port$4308$0 [5:4], 2'h0 };
-  assign _23_ = _21_ + _22_;
-  assign _01_[13:0] = _23_ + \port$4308$0 [7:6];
-  assign _02_ = 1'h0 + { 1'h0, _01_[13:0] };
-  assign _03_ = 1'h0 + { 3'h0, \port$4308$0 [3:0], 4'h0 };
-  assign _04_ = 1'h0 + { 1'h0, \port$4308$0 [5:4], 2'h0 };
-  assign _05_ = _03_ + _04_;
-  assign _06_ = _05_ + \port$4308$0 [7:6];
-  assign _07_ = _02_ + { _06_, 1'h0 };
-  assign _09_ = g + 1'h1;
-  assign _10_ = op_addr + 1'h1;
-  assign _11_ = op_waddr + 1'h1;
-  assign _12_ = g == 1'h1;
+  input [26:0] s6;
+  wire [26:0] s6;
+  (* unused_bits = "0 1" *)
+  wire [1:0] \s6.addr ;
+  (* unused_bits = "0" *)
+  wire \s6.bank ;
+  (* unused_bits = "0 1" *)
+  wire [1:0] \s6.bias_g ;
+  (* unused_bits = "0" *)
+  wire \s6.count ;
+  (* unused_bits = "0" *)
+  wire \s6.cur ;
+  (* unused_bits = "0" *)
+  wire \s6.end ;
+  (* unused_bits = "0" *)
+  wire \s6.fire_k ;
+  wire \s6.kind ;
+  (* unused_bits = "0" *)
+  wire \s6.last_step ;
+  (* unused_bits = "0" *)
+  wire \s6.proj ;
+  (* unused_bits = "0 1 2 3" *)
+  wire [3:0] \s6.shift ;
+  (* unused_bits = "0" *)
+  wire \s6.valid ;
+  (* unused_bits = "0 1 2 3 4 5 6 7 8 9" *)
+  wire [9:0] \s6.waddr ;
+  input [75:0] val;
+  wire [75:0] val;
+  wire [18:0] \val[0] ;
+  wire [18:0] \val[1] ;
+  wire [18:0] \val[2] ;
+  wire [18:0] \val[3] ;
+  output [71:0] values;
+  wire [71:0] values;
+  wire [17:0] \values[0] ;
+  wire [17:0] \values[1] ;
+  wire [17:0] \values[2] ;
+  wire [17:0] \values[3] ;
   always @(posedge clk)
-    op_waddr <= _13_;
-  always @(posedge clk)
-    op_addr <= _14_;
-  always @(posedge clk)
-    op_count <= _15_;
-  always @(posedge clk)
-    op_shift <= _16_;
-  always @(posedge clk)
-    g <= _17_;
-  always @(posedge clk)
-    last_g <= _18_;
-  always @(posedge clk)
-    op_valid <= _20_;
-  assign _24_ = last_g ? 1'h0 : op_valid;
-  assign _25_ = _19_ ? _24_ : op_valid;
-  assign _26_ = load ? 1'h1 : _25_;
-  assign _20_ = rst ? 1'h0 : _26_;
-  assign _27_ = _19_ ? _12_ : last_g;
-  assign _28_ = load ? 1'h0 : _27_;
-  assign _18_ = rst ? 1'h0 : _28_;
-  assign _29_ = _19_ ? _09_[1:0] : g;
-  assign _30_ = load ? 2'h0 : _29_;
-  assign _17_ = rst ? 2'h0 : _30_;
-  assign _31_ = load ? ev_shift : op_shift;
-  assign _16_ = rst ? 4'h0 : _31_;
-  assign _32_ = load ? \port$4308$0 [8] : op_count;
-  assign _15_ = rst ? 1'h0 : _32_;
-  assign _33_ = _19_ ? _10_[1:0] : op_addr;
-  assign _34_ = load ? 2'h0 : _33_;
-  assign _14_ = rst ? 2'h0 : _34_;
-  assign _35_ = _19_ ? _11_[9:0] : op_waddr;
-  assign _36_ = load ? _07_[9:0] : _35_;
-  assign _13_ = rst ? 10'h000 : _36_;
-  assign _01_[14] = 1'h0;
-  assign ev_count = \port$4308$0 [8];
-  assign ev_x = \port$4308$0 [7:6];
-  assign ev_y = \port$4308$0 [5:4];
-  assign ev_c = \port$4308$0 [3:0];
-  assign waddr = op_waddr;
-  assign addr = op_addr;
-  assign \busy$6  = op_valid;
-  assign shift = op_shift;
-  assign count = op_count;
-  assign busy = op_valid;
+    r <= _00_;
+  assign \values[3]  = s6[1] ? (* full_case = 32'd1 *) r[74:57] : 18'h00000;
+  assign \values[2]  = s6[1] ? (* full_case = 32'd1 *) r[55:38] : 18'h00000;
+  assign \values[1]  = s6[1] ? (* full_case = 32'd1 *) r[36:19] : 18'h00000;
+  assign \values[0]  = s6[1] ? (* full_case = 32'd1 *) r[17:0] : 18'h00000;
+  assign \result[3]  = s6[1] ? (* full_case = 32'd1 *) 18'h00000 : r[74:57];
+  assign \result[2]  = s6[1] ? (* full_case = 32'd1 *) 18'h00000 : r[55:38];
+  assign \result[1]  = s6[1] ? (* full_case = 32'd1 *) 18'h00000 : r[36:19];
+  assign \result[0]  = s6[1] ? (* full_case = 32'd1 *) 18'h00000 : r[17:0];
+  assign _00_[75:57] = rst ? 19'h00000 : val[75:57];
+  assign _00_[37:19] = rst ? 19'h00000 : val[37:19];
+  assign _00_[18:0] = rst ? 19'h00000 : val[18:0];
+  assign _00_[56:38] = rst ? 19'h00000 : val[56:38];
+  assign \s6.bias_g  = s6[26:25];
+  assign \s6.end  = s6[24];
+  assign \s6.fire_k  = s6[23];
+  assign \s6.last_step  = s6[22];
+  assign \s6.shift  = s6[21:18];
+  assign \s6.count  = s6[17];
+  assign \s6.proj  = s6[16];
+  assign \s6.waddr  = s6[15:6];
+  assign \s6.addr  = s6[5:4];
+  assign \s6.bank  = s6[3];
+  assign \s6.cur  = s6[2];
+  assign \s6.kind  = s6[1];
+  assign \s6.valid  = s6[0];
+  assign \val[3]  = val[75:57];
+  assign \val[2]  = val[56:38];
+  assign \val[1]  = val[37:19];
+  assign \val[0]  = val[18:0];
+  assign \r[3]  = r[75:57];
+  assign \r[2]  = r[56:38];
+  assign \r[1]  = r[37:19];
+  assign \r[0]  = r[18:0];
+  assign values = { \values[3] , \values[2] , \values[1] , \values[0]  };
+  assign result = { \result[3] , \result[2] , \result[1] , \result[0]  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc.queue (rst, \port$4128$0 , w_data, w_en, \port$4278$0 , \port$4280$0 , clk);
+module \digits_cnn_ilif.engine_fc.queue (rst, i__ready, w_data, w_en, o__payload, o__valid, o__ready, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -18782,32 +20225,41 @@ module \digits_cnn_ilif.engine_fc.queue (rst, \port$4128$0 , w_data, w_en, \port
   wire _06_;
   wire [73:0] _07_;
   wire [73:0] \$signal ;
-  reg [73:0] \$signal$11  = 74'h0000000000000000000;
-  wire [73:0] \$signal$12 ;
-  wire \$signal$13 ;
-  wire [73:0] \$signal$14 ;
-  wire [73:0] \$signal$15 ;
-  wire \$signal$16 ;
-  wire \$signal$17 ;
-  wire \$signal$18 ;
-  wire \$signal$19 ;
-  wire \$signal$3 ;
-  (* unused_bits = "0" *)
-  wire \$signal$4 ;
-  wire \$signal$9 ;
   input clk;
   wire clk;
   (* unused_bits = "0 1" *)
   wire [1:0] count;
   reg held_valid = 1'h0;
+  wire [73:0] i__payload;
+  reg [73:0] \i__payload$11  = 74'h0000000000000000000;
+  wire [1:0] \i__payload.addr ;
+  wire [71:0] \i__payload.values ;
+  wire [17:0] \i__payload.values[0] ;
+  wire [17:0] \i__payload.values[1] ;
+  wire [17:0] \i__payload.values[2] ;
+  wire [17:0] \i__payload.values[3] ;
+  output i__ready;
+  wire i__ready;
+  wire \i__ready$9 ;
+  wire i__valid;
+  wire \i__valid$13 ;
   (* unused_bits = "0 1 2 3 4" *)
   wire [4:0] \level$21 ;
-  input \port$4128$0 ;
-  wire \port$4128$0 ;
-  output [73:0] \port$4278$0 ;
-  wire [73:0] \port$4278$0 ;
-  output \port$4280$0 ;
-  wire \port$4280$0 ;
+  output [73:0] o__payload;
+  wire [73:0] o__payload;
+  wire [73:0] \o__payload$15 ;
+  wire [1:0] \o__payload.addr ;
+  wire [71:0] \o__payload.values ;
+  wire [17:0] \o__payload.values[0] ;
+  wire [17:0] \o__payload.values[1] ;
+  wire [17:0] \o__payload.values[2] ;
+  wire [17:0] \o__payload.values[3] ;
+  input o__ready;
+  wire o__ready;
+  wire \o__ready$19 ;
+  output o__valid;
+  wire o__valid;
+  wire \o__valid$17 ;
   wire [73:0] r_data;
   wire r_en;
   wire r_rdy;
@@ -18818,20 +20270,19 @@ module \digits_cnn_ilif.engine_fc.queue (rst, \port$4128$0 , w_data, w_en, \port
   wire [73:0] w_data;
   input w_en;
   wire w_en;
-  (* unused_bits = "0" *)
   wire w_rdy;
-  assign _01_ = _00_ | \$signal$9 ;
+  assign _01_ = _00_ | \i__ready$9 ;
   assign take = r_rdy & _01_;
   assign _02_ = ~ held_valid;
-  assign _03_ = _02_ | \$signal$9 ;
+  assign _03_ = _02_ | \i__ready$9 ;
   always @(posedge clk)
-    \$signal$11  <= _04_;
+    \i__payload$11  <= _04_;
   always @(posedge clk)
     held_valid <= _05_;
   assign _00_ = ~ held_valid;
   assign _06_ = _03_ ? take : held_valid;
   assign _05_ = rst ? 1'h0 : _06_;
-  assign _07_ = take ? r_data : \$signal$11 ;
+  assign _07_ = take ? r_data : \i__payload$11 ;
   assign _04_ = rst ? 74'h0000000000000000000 : _07_;
   \digits_cnn_ilif.engine_fc.queue.inner  inner (
     .clk(clk),
@@ -18842,31 +20293,40 @@ module \digits_cnn_ilif.engine_fc.queue (rst, \port$4128$0 , w_data, w_en, \port
     .w_en(w_en),
     .w_level(\level$21 ),
     .w_port__data(w_data),
-    .w_rdy(\$signal$4 )
+    .w_rdy(i__ready)
   );
   \digits_cnn_ilif.engine_fc.queue.skid  skid (
     .clk(clk),
     .count(count),
-    .\port$3432$0 (\$signal$9 ),
-    .\port$4128$0 (\port$4128$0 ),
-    .\port$4262$0 (\$signal$11 ),
-    .\port$4264$0 (held_valid),
-    .\port$4278$0 (\$signal$14 ),
-    .\port$4280$0 (\$signal$16 ),
+    .i__payload(\i__payload$11 ),
+    .i__ready(\i__ready$9 ),
+    .i__valid(held_valid),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(o__valid),
     .rst(rst)
   );
-  assign \port$4280$0  = \$signal$16 ;
-  assign \port$4278$0  = \$signal$14 ;
-  assign \$signal$19  = \port$4128$0 ;
-  assign \$signal$18  = \port$4128$0 ;
-  assign \$signal$17  = \$signal$16 ;
-  assign \$signal$15  = \$signal$14 ;
-  assign \$signal$13  = held_valid;
-  assign \$signal$12  = \$signal$11 ;
+  assign \o__payload.values[3]  = o__payload[71:54];
+  assign \o__payload.values[2]  = o__payload[53:36];
+  assign \o__payload.values[1]  = o__payload[35:18];
+  assign \o__payload.values[0]  = o__payload[17:0];
+  assign \o__payload.values  = o__payload[71:0];
+  assign \i__payload.addr  = w_data[73:72];
+  assign \i__payload.values[3]  = w_data[71:54];
+  assign \i__payload.values[2]  = w_data[53:36];
+  assign \i__payload.values[1]  = w_data[35:18];
+  assign \i__payload.values[0]  = w_data[17:0];
+  assign \i__payload.values  = w_data[71:0];
+  assign \o__payload.addr  = o__payload[73:72];
+  assign \o__ready$19  = o__ready;
+  assign \o__valid$17  = o__valid;
+  assign \o__payload$15  = o__payload;
+  assign \i__valid$13  = held_valid;
+  assign \$signal  = \i__payload$11 ;
   assign r_en = take;
-  assign w_rdy = \$signal$4 ;
-  assign \$signal$3  = w_en;
-  assign \$signal  = w_data;
+  assign w_rdy = i__ready;
+  assign i__valid = w_en;
+  assign i__payload = w_data;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -19034,7 +20494,7 @@ module \digits_cnn_ilif.engine_fc.queue.inner (rst, r_en, w_rdy, w_level, r_data
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3432$0 , count, \port$4128$0 , \port$4262$0 , \port$4264$0 , \port$4278$0 , \port$4280$0 , clk);
+module \digits_cnn_ilif.engine_fc.queue.skid (rst, i__ready, count, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -19053,49 +20513,43 @@ module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3432$0 , count, \port$4
   wire [73:0] _15_;
   wire [73:0] _16_;
   wire [73:0] _17_;
-  wire \$signal ;
-  reg [73:0] \$signal$10  = 74'h0000000000000000000;
-  wire [73:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [73:0] \$signal$9  = 74'h0000000000000000000;
+  reg [73:0] \$like  = 74'h0000000000000000000;
   input clk;
   wire clk;
   output [1:0] count;
   wire [1:0] count;
-  output \port$3432$0 ;
-  wire \port$3432$0 ;
-  input \port$4128$0 ;
-  wire \port$4128$0 ;
-  input [73:0] \port$4262$0 ;
-  wire [73:0] \port$4262$0 ;
-  input \port$4264$0 ;
-  wire \port$4264$0 ;
-  output [73:0] \port$4278$0 ;
-  wire [73:0] \port$4278$0 ;
-  output \port$4280$0 ;
-  wire \port$4280$0 ;
+  input [73:0] i__payload;
+  wire [73:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [73:0] o__payload;
+  reg [73:0] o__payload = 74'h0000000000000000000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4264$0  & _00_;
-  assign count = \$signal$5  + spare_valid;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$4128$0  | _01_;
+  assign take = i__valid & _00_;
+  assign count = o__valid + spare_valid;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$4262$0  : \$signal$10 ;
-  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _07_ = take ? i__payload : \$like ;
+  assign _08_ = _02_ ? \$like  : _07_;
   assign _06_ = rst ? 74'h0000000000000000000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
   assign _10_ = spare_valid ? 1'h0 : spare_valid;
@@ -19103,22 +20557,690 @@ module \digits_cnn_ilif.engine_fc.queue.skid (rst, \port$3432$0 , count, \port$4
   assign _05_ = rst ? 1'h0 : _11_;
   assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
-  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _14_ = _02_ ? _13_ : o__valid;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$4262$0  : \$signal$9 ;
-  assign _16_ = spare_valid ? \$signal$10  : _15_;
-  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _15_ = take ? i__payload : o__payload;
+  assign _16_ = spare_valid ? \$like  : _15_;
+  assign _17_ = _02_ ? _16_ : o__payload;
   assign _03_ = rst ? 74'h0000000000000000000 : _17_;
-  assign \port$4280$0  = \$signal$5 ;
-  assign \port$4278$0  = \$signal$9 ;
-  assign \port$3432$0  = \$signal ;
-  assign \$signal$11  = \port$4262$0 ;
-  assign \$signal$8  = \port$4128$0 ;
-  assign \$signal$3  = \port$4264$0 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv1_0 (rst, \port$7$0 , \port$3444$0 , \port$3519$0 , \port$3733$0 , \port$4288$0 , \port$4290$0 , clk);
+module \digits_cnn_ilif.engine_fc.sequencer (rst, popped, active, dropped, ops__valid, ops__payload, i0__ready, i0__payload, i0__valid, clk);
+  wire _000_;
+  (* unused_bits = "3" *)
+  wire [3:0] _001_;
+  wire _002_;
+  wire _003_;
+  (* unused_bits = "2" *)
+  wire [2:0] _004_;
+  wire _005_;
+  wire _006_;
+  wire _007_;
+  wire _008_;
+  wire _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire [4:0] _013_;
+  wire _014_;
+  wire [2:0] _015_;
+  wire _016_;
+  wire [1:0] _017_;
+  wire _018_;
+  wire _019_;
+  wire _020_;
+  wire [5:0] _021_;
+  wire [6:0] _022_;
+  (* unused_bits = "5 6 7" *)
+  wire [7:0] _023_;
+  wire _024_;
+  wire _025_;
+  wire _026_;
+  wire _027_;
+  wire _028_;
+  wire _029_;
+  wire _030_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
+  wire [1:0] _034_;
+  wire [1:0] _035_;
+  wire _036_;
+  wire _037_;
+  wire _038_;
+  wire _039_;
+  wire _040_;
+  wire _041_;
+  wire _042_;
+  wire _043_;
+  wire _044_;
+  wire [1:0] _045_;
+  wire [1:0] _046_;
+  wire [1:0] _047_;
+  wire _048_;
+  wire _049_;
+  wire _050_;
+  wire _051_;
+  wire _052_;
+  wire _053_;
+  wire _054_;
+  wire _055_;
+  wire [2:0] _056_;
+  wire [2:0] _057_;
+  wire [2:0] _058_;
+  wire [2:0] _059_;
+  wire [2:0] _060_;
+  wire [2:0] _061_;
+  wire [2:0] _062_;
+  wire _063_;
+  reg \$signal  = 1'h0;
+  wire \$signal$24 ;
+  wire \$signal$29 ;
+  reg \$signal$5  = 1'h0;
+  output active;
+  wire active;
+  wire busy;
+  input clk;
+  wire clk;
+  reg credit = 1'h0;
+  input dropped;
+  wire dropped;
+  reg fire_k = 1'h0;
+  reg fsm_state = 1'h0;
+  input [9:0] i0__payload;
+  wire [9:0] i0__payload;
+  wire [3:0] \i0__payload.c ;
+  wire \i0__payload.count ;
+  wire \i0__payload.end ;
+  wire [1:0] \i0__payload.x ;
+  wire [1:0] \i0__payload.y ;
+  output i0__ready;
+  wire i0__ready;
+  input i0__valid;
+  wire i0__valid;
+  wire [12:0] i__payload;
+  wire [3:0] \i__payload.c ;
+  wire \i__payload.count ;
+  wire [3:0] \i__payload.shift ;
+  wire [1:0] \i__payload.x ;
+  wire [1:0] \i__payload.y ;
+  wire i__ready;
+  wire i__valid;
+  wire [16:0] o__payload;
+  wire [1:0] \o__payload.addr ;
+  wire \o__payload.count ;
+  wire [3:0] \o__payload.shift ;
+  wire [9:0] \o__payload.waddr ;
+  wire o__ready;
+  wire o__valid;
+  output [25:0] ops__payload;
+  wire [25:0] ops__payload;
+  wire [1:0] \ops__payload.addr ;
+  wire \ops__payload.bank ;
+  wire [1:0] \ops__payload.bias_g ;
+  wire \ops__payload.count ;
+  wire \ops__payload.cur ;
+  wire \ops__payload.end ;
+  wire \ops__payload.fire_k ;
+  wire \ops__payload.kind ;
+  wire \ops__payload.last_step ;
+  wire \ops__payload.proj ;
+  wire [3:0] \ops__payload.shift ;
+  wire [9:0] \ops__payload.waddr ;
+  output ops__valid;
+  wire ops__valid;
+  reg [2:0] plane = 3'h0;
+  input popped;
+  wire popped;
+  input rst;
+  wire rst;
+  reg [1:0] sweep_addr = 2'h0;
+  reg sweep_last = 1'h0;
+  wire sweep_now;
+  reg [4:0] used = 5'h00;
+  assign _000_ = sweep_now & \ops__payload.end ;
+  assign _009_ = sweep_now & \ops__payload.end ;
+  assign _018_ = _009_ | \$signal ;
+  assign _021_ = used + sweep_now;
+  assign _022_ = _021_ - dropped;
+  assign _023_ = $signed(_022_) - $signed({ 1'h0, popped });
+  assign _024_ = used <= 4'he;
+  assign _025_ = plane == 2'h3;
+  assign _001_ = plane + 1'h1;
+  assign _002_ = ~ \$signal$5 ;
+  assign _003_ = credit & _002_;
+  assign _004_ = sweep_addr + 1'h1;
+  assign _005_ = sweep_addr == 1'h1;
+  assign active = ops__valid | \$signal$5 ;
+  assign o__ready = ~ \$signal$5 ;
+  assign _006_ = ~ \$signal$5 ;
+  assign _007_ = busy & _006_;
+  assign \i__payload.shift  = 2'h3 - plane;
+  assign _008_ = ~ \$signal$5 ;
+  assign _010_ = credit & _008_;
+  always @(posedge clk)
+    \$signal  <= _011_;
+  always @(posedge clk)
+    \$signal$5  <= _012_;
+  always @(posedge clk)
+    used <= _013_;
+  always @(posedge clk)
+    credit <= _014_;
+  always @(posedge clk)
+    plane <= _015_;
+  always @(posedge clk)
+    fsm_state <= _016_;
+  always @(posedge clk)
+    sweep_addr <= _017_;
+  always @(posedge clk)
+    sweep_last <= _019_;
+  always @(posedge clk)
+    fire_k <= _020_;
+  assign _026_ = _010_ ? 1'h1 : 1'h0;
+  assign sweep_now = fsm_state ? (* full_case = 32'd1 *) _026_ : 1'h0;
+  assign _027_ = i0__payload[9] ? (* full_case = 32'd1 *) 1'h0 : 1'h1;
+  assign _028_ = i0__valid ? _027_ : 1'h0;
+  assign i__valid = fsm_state ? 1'h0 : _028_;
+  assign _029_ = busy ? 1'h0 : 1'h1;
+  assign _030_ = i0__payload[9] ? (* full_case = 32'd1 *) _029_ : i__ready;
+  assign _031_ = i0__valid ? _030_ : 1'h0;
+  assign i0__ready = fsm_state ? 1'h0 : _031_;
+  assign _032_ = _010_ ? sweep_last : 1'h0;
+  assign \ops__payload.end  = fsm_state ? (* full_case = 32'd1 *) _032_ : 1'h0;
+  assign _033_ = _010_ ? fire_k : 1'h0;
+  assign \ops__payload.fire_k  = fsm_state ? (* full_case = 32'd1 *) _033_ : 1'h0;
+  assign \ops__payload.shift  = _007_ ? o__payload[16:13] : 4'h0;
+  assign \ops__payload.count  = _007_ ? o__payload[12] : 1'h0;
+  assign \ops__payload.waddr  = _007_ ? o__payload[11:2] : 10'h000;
+  assign _034_ = _007_ ? o__payload[1:0] : 2'h0;
+  assign _035_ = _010_ ? sweep_addr : _034_;
+  assign \ops__payload.addr  = fsm_state ? (* full_case = 32'd1 *) _035_ : _034_;
+  assign _036_ = _010_ ? 1'h1 : 1'h0;
+  assign \ops__payload.kind  = fsm_state ? (* full_case = 32'd1 *) _036_ : 1'h0;
+  assign _037_ = _007_ ? 1'h1 : 1'h0;
+  assign _038_ = _010_ ? 1'h1 : _037_;
+  assign ops__valid = fsm_state ? (* full_case = 32'd1 *) _038_ : _037_;
+  assign _039_ = sweep_last ? 1'h0 : fire_k;
+  assign _040_ = _003_ ? _039_ : fire_k;
+  assign _041_ = fsm_state ? (* full_case = 32'd1 *) _040_ : fire_k;
+  assign _020_ = rst ? 1'h0 : _041_;
+  assign _042_ = sweep_last ? (* full_case = 32'd1 *) 1'h0 : _005_;
+  assign _043_ = _003_ ? _042_ : sweep_last;
+  assign _044_ = fsm_state ? (* full_case = 32'd1 *) _043_ : sweep_last;
+  assign _019_ = rst ? 1'h0 : _044_;
+  assign _045_ = sweep_last ? (* full_case = 32'd1 *) 2'h0 : _004_[1:0];
+  assign _046_ = _003_ ? _045_ : sweep_addr;
+  assign _047_ = fsm_state ? (* full_case = 32'd1 *) _046_ : sweep_addr;
+  assign _017_ = rst ? 2'h0 : _047_;
+  assign _048_ = sweep_last ? 1'h0 : fsm_state;
+  assign _049_ = _003_ ? _048_ : fsm_state;
+  function [0:0] _131_;
+    input [0:0] a;
+    input [1:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _131_ = b[0:0];
+      2'b1?:
+        _131_ = b[1:1];
+      default:
+        _131_ = a;
+    endcase
+  endfunction
+  assign _050_ = _131_(fsm_state, { _054_, _049_ }, { _055_, fsm_state });
+  assign _051_ = _025_ ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
+  assign _052_ = busy ? fsm_state : _051_;
+  assign _053_ = i0__payload[9] ? _052_ : fsm_state;
+  assign _054_ = i0__valid ? _053_ : fsm_state;
+  assign _055_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _016_ = rst ? 1'h0 : _050_;
+  assign _056_ = sweep_last ? 3'h0 : plane;
+  assign _057_ = _003_ ? _056_ : plane;
+  function [2:0] _140_;
+    input [2:0] a;
+    input [5:0] b;
+    input [1:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      2'b?1:
+        _140_ = b[2:0];
+      2'b1?:
+        _140_ = b[5:3];
+      default:
+        _140_ = a;
+    endcase
+  endfunction
+  assign _058_ = _140_(plane, { _062_, _057_ }, { _063_, fsm_state });
+  assign _059_ = _025_ ? (* full_case = 32'd1 *) 3'h0 : _001_[2:0];
+  assign _060_ = busy ? plane : _059_;
+  assign _061_ = i0__payload[9] ? _060_ : plane;
+  assign _062_ = i0__valid ? _061_ : plane;
+  assign _063_ = ~ (* full_case = 32'd1 *) fsm_state;
+  assign _015_ = rst ? 3'h0 : _058_;
+  assign _014_ = rst ? 1'h0 : _024_;
+  assign _013_ = rst ? 5'h00 : _023_[4:0];
+  assign _012_ = rst ? 1'h0 : _018_;
+  assign _011_ = rst ? 1'h0 : _000_;
+  \digits_cnn_ilif.engine_fc.sequencer.expand0  expand0 (
+    .clk(clk),
+    .i__payload({ \i__payload.shift , i0__payload[8:0] }),
+    .i__ready(i__ready),
+    .i__valid(i__valid),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(busy),
+    .rst(rst)
+  );
+  assign \i__payload.count  = i0__payload[8];
+  assign \i__payload.x  = i0__payload[7:6];
+  assign \i__payload.y  = i0__payload[5:4];
+  assign \i__payload.c  = i0__payload[3:0];
+  assign \o__payload.shift  = o__payload[16:13];
+  assign \o__payload.count  = o__payload[12];
+  assign \o__payload.waddr  = o__payload[11:2];
+  assign \o__payload.addr  = o__payload[1:0];
+  assign \i0__payload.end  = i0__payload[9];
+  assign \i0__payload.count  = i0__payload[8];
+  assign \i0__payload.x  = i0__payload[7:6];
+  assign \i0__payload.y  = i0__payload[5:4];
+  assign \i0__payload.c  = i0__payload[3:0];
+  assign \ops__payload.bias_g  = 2'h0;
+  assign \ops__payload.last_step  = 1'h0;
+  assign \ops__payload.proj  = 1'h0;
+  assign \ops__payload.bank  = 1'h0;
+  assign \ops__payload.cur  = 1'h0;
+  assign ops__payload = { 2'h0, \ops__payload.end , \ops__payload.fire_k , 1'h0, \ops__payload.shift , \ops__payload.count , 1'h0, \ops__payload.waddr , \ops__payload.addr , 2'h0, \ops__payload.kind  };
+  assign \$signal$29  = 1'h0;
+  assign i__payload = { \i__payload.shift , i0__payload[8:0] };
+  assign \$signal$24  = 1'h0;
+  assign o__valid = busy;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_fc.sequencer.expand0 (rst, o__ready, i__ready, i__payload, i__valid, o__payload, o__valid, clk);
+  wire _00_;
+  wire [12:0] _01_;
+  wire [13:0] _02_;
+  wire [15:0] _03_;
+  wire [11:0] _04_;
+  wire [5:0] _05_;
+  wire [12:0] _06_;
+  wire [13:0] _07_;
+  wire _08_;
+  (* unused_bits = "10 11 12 13 14 15 16" *)
+  wire [16:0] _09_;
+  (* unused_bits = "2" *)
+  wire [2:0] _10_;
+  (* unused_bits = "2" *)
+  wire [2:0] _11_;
+  (* unused_bits = "10" *)
+  wire [10:0] _12_;
+  wire _13_;
+  wire _14_;
+  wire [3:0] _15_;
+  wire [1:0] _16_;
+  wire [9:0] _17_;
+  wire _18_;
+  wire [1:0] _19_;
+  wire _20_;
+  wire _21_;
+  wire _22_;
+  wire _23_;
+  wire [11:0] _24_;
+  wire [5:0] _25_;
+  wire _26_;
+  wire _27_;
+  wire _28_;
+  wire _29_;
+  wire _30_;
+  wire [1:0] _31_;
+  wire [1:0] _32_;
+  wire [9:0] _33_;
+  wire [9:0] _34_;
+  wire [1:0] _35_;
+  wire [1:0] _36_;
+  wire [1:0] _37_;
+  wire [3:0] _38_;
+  wire _39_;
+  reg [1:0] \$like  = 2'h0;
+  reg \$like$6  = 1'h0;
+  wire busy;
+  wire \busy$2 ;
+  input clk;
+  wire clk;
+  reg [1:0] g = 2'h0;
+  input [12:0] i__payload;
+  wire [12:0] i__payload;
+  wire [3:0] \i__payload.c ;
+  wire \i__payload.count ;
+  wire [3:0] \i__payload.shift ;
+  wire [1:0] \i__payload.x ;
+  wire [1:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  reg last_g = 1'h0;
+  output [16:0] o__payload;
+  wire [16:0] o__payload;
+  wire [1:0] \o__payload.addr ;
+  wire \o__payload.count ;
+  wire [3:0] \o__payload.shift ;
+  wire [9:0] \o__payload.waddr ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [3:0] shift = 4'h0;
+  reg [9:0] waddr = 10'h000;
+  assign _00_ = ~ o__valid;
+  assign _08_ = last_g & o__ready;
+  assign i__ready = _00_ | _08_;
+  assign _18_ = i__valid & i__ready;
+  assign _22_ = i__valid & i__ready;
+  assign _23_ = o__valid & o__ready;
+  assign _24_ = 1'h0 + { 3'h0, i__payload[3:0], 4'h0 };
+  assign _25_ = 1'h0 + { 1'h0, i__payload[5:4], 2'h0 };
+  assign _01_ = _24_ + _25_;
+  assign _02_ = _01_ + i__payload[7:6];
+  assign _03_ = 1'h0 + { 1'h0, _02_ };
+  assign _04_ = 1'h0 + { 3'h0, i__payload[3:0], 4'h0 };
+  assign _05_ = 1'h0 + { 1'h0, i__payload[5:4], 2'h0 };
+  assign _06_ = _04_ + _05_;
+  assign _07_ = _06_ + i__payload[7:6];
+  assign _09_ = _03_ + { _07_, 1'h0 };
+  assign _10_ = g + 1'h1;
+  assign _11_ = \$like  + 1'h1;
+  assign _12_ = waddr + 1'h1;
+  assign _13_ = g == 1'h1;
+  always @(posedge clk)
+    \$like$6  <= _14_;
+  always @(posedge clk)
+    shift <= _15_;
+  always @(posedge clk)
+    g <= _16_;
+  always @(posedge clk)
+    waddr <= _17_;
+  always @(posedge clk)
+    \$like  <= _19_;
+  always @(posedge clk)
+    last_g <= _20_;
+  always @(posedge clk)
+    o__valid <= _21_;
+  assign _26_ = last_g ? 1'h0 : o__valid;
+  assign _27_ = _23_ ? _26_ : o__valid;
+  assign _28_ = _22_ ? 1'h1 : _27_;
+  assign _21_ = rst ? 1'h0 : _28_;
+  assign _29_ = _23_ ? _13_ : last_g;
+  assign _30_ = _22_ ? 1'h0 : _29_;
+  assign _20_ = rst ? 1'h0 : _30_;
+  assign _31_ = _23_ ? _11_[1:0] : \$like ;
+  assign _32_ = _22_ ? 2'h0 : _31_;
+  assign _19_ = rst ? 2'h0 : _32_;
+  assign _33_ = _23_ ? _12_[9:0] : waddr;
+  assign _34_ = _22_ ? _09_[9:0] : _33_;
+  assign _17_ = rst ? 10'h000 : _34_;
+  assign _35_ = _18_ ? 2'h0 : g;
+  assign _36_ = _23_ ? _10_[1:0] : _35_;
+  assign _37_ = _22_ ? _35_ : _36_;
+  assign _16_ = rst ? 2'h0 : _37_;
+  assign _38_ = _18_ ? i__payload[12:9] : shift;
+  assign _15_ = rst ? 4'h0 : _38_;
+  assign _39_ = _18_ ? i__payload[8] : \$like$6 ;
+  assign _14_ = rst ? 1'h0 : _39_;
+  assign \i__payload.shift  = i__payload[12:9];
+  assign \i__payload.count  = i__payload[8];
+  assign \i__payload.x  = i__payload[7:6];
+  assign \i__payload.y  = i__payload[5:4];
+  assign \i__payload.c  = i__payload[3:0];
+  assign \o__payload.shift  = shift;
+  assign \o__payload.count  = \$like$6 ;
+  assign \o__payload.waddr  = waddr;
+  assign \o__payload.addr  = \$like ;
+  assign o__payload = { shift, \$like$6 , waddr, \$like  };
+  assign \busy$2  = o__valid;
+  assign busy = o__valid;
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.engine_fc.serializer (rst, o__ready, i__payload, i__valid, o__payload, o__valid, i__ready, clk);
+  wire _000_;
+  wire _001_;
+  wire _002_;
+  wire [17:0] _003_;
+  wire _004_;
+  wire _005_;
+  wire _006_;
+  wire [17:0] _007_;
+  wire [6:0] _008_;
+  (* unused_bits = "4 5 6" *)
+  wire [6:0] _009_;
+  wire _010_;
+  wire _011_;
+  wire _012_;
+  wire [17:0] _013_;
+  wire [3:0] _014_;
+  wire [3:0] _015_;
+  wire [4:0] _016_;
+  (* unused_bits = "4 5" *)
+  wire [5:0] _017_;
+  wire _018_;
+  wire _019_;
+  wire [3:0] _020_;
+  wire [3:0] _021_;
+  wire [3:0] _022_;
+  wire [3:0] _023_;
+  wire [3:0] _024_;
+  wire [3:0] _025_;
+  wire [17:0] _026_;
+  wire [17:0] _027_;
+  wire [17:0] _028_;
+  wire _029_;
+  wire _030_;
+  wire _031_;
+  wire _032_;
+  wire _033_;
+  wire _034_;
+  wire _035_;
+  wire _036_;
+  wire [1:0] _037_;
+  wire [1:0] _038_;
+  wire [1:0] _039_;
+  wire _040_;
+  wire _041_;
+  wire _042_;
+  wire _043_;
+  wire _044_;
+  wire _045_;
+  wire _046_;
+  wire _047_;
+  wire _048_;
+  wire _049_;
+  wire _050_;
+  wire _051_;
+  reg \$signal  = 1'h0;
+  reg [3:0] best_idx = 4'h0;
+  reg [17:0] best_val = 18'h00000;
+  reg better = 1'h0;
+  input clk;
+  wire clk;
+  reg [3:0] done = 4'h0;
+  reg first = 1'h1;
+  input [73:0] i__payload;
+  wire [73:0] i__payload;
+  wire [1:0] \i__payload.addr ;
+  wire [71:0] \i__payload.values ;
+  wire [17:0] \i__payload.values[0] ;
+  wire [17:0] \i__payload.values[1] ;
+  wire [17:0] \i__payload.values[2] ;
+  wire [17:0] \i__payload.values[3] ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  wire [3:0] index;
+  wire [1:0] lane;
+  wire last_lane;
+  output [26:0] o__payload;
+  wire [26:0] o__payload;
+  wire [3:0] \o__payload.argmax ;
+  wire [3:0] \o__payload.index ;
+  wire \o__payload.last ;
+  wire [17:0] \o__payload.value ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  wire o__valid;
+  input rst;
+  wire rst;
+  assign _016_ = i__payload[73:72] * 3'h4;
+  assign { _017_[5:4], o__payload[3:0] } = _016_ + lane;
+  assign _018_ = lane == 2'h3;
+  assign _019_ = o__payload[3:0] == 4'h9;
+  assign last_lane = _018_ | _019_;
+  assign \o__payload.last  = o__payload[3:0] == 4'h9;
+  assign \o__payload.argmax  = better ? o__payload[3:0] : best_idx;
+  assign _000_ = i__valid & \$signal ;
+  assign _001_ = ~ \$signal ;
+  assign _002_ = i__valid & _001_;
+  assign _004_ = $signed(_003_) > $signed(best_val);
+  assign _005_ = first | _004_;
+  assign _006_ = i__valid & \$signal ;
+  assign _008_ = 1'h1 << lane;
+  assign _009_ = { 3'h0, done } | _008_;
+  always @(posedge clk)
+    better <= _010_;
+  always @(posedge clk)
+    \$signal  <= _011_;
+  always @(posedge clk)
+    first <= _012_;
+  always @(posedge clk)
+    best_val <= _013_;
+  always @(posedge clk)
+    best_idx <= _014_;
+  always @(posedge clk)
+    done <= _015_;
+  assign _020_ = last_lane ? (* full_case = 32'd1 *) 4'h0 : _009_[3:0];
+  assign _021_ = o__ready ? _020_ : done;
+  assign _022_ = _006_ ? _021_ : done;
+  assign _015_ = rst ? 4'h0 : _022_;
+  assign _023_ = better ? o__payload[3:0] : best_idx;
+  assign _024_ = o__ready ? _023_ : best_idx;
+  assign _025_ = _006_ ? _024_ : best_idx;
+  assign _014_ = rst ? 4'h0 : _025_;
+  assign _026_ = better ? _007_ : best_val;
+  assign _027_ = o__ready ? _026_ : best_val;
+  assign _028_ = _006_ ? _027_ : best_val;
+  assign _013_ = rst ? 18'h00000 : _028_;
+  assign _029_ = o__ready ? \o__payload.last  : first;
+  assign _030_ = _006_ ? _029_ : first;
+  assign _012_ = rst ? 1'h1 : _030_;
+  assign _031_ = _002_ ? 1'h1 : \$signal ;
+  assign _032_ = o__ready ? 1'h0 : _031_;
+  assign _033_ = _006_ ? _032_ : _031_;
+  assign _011_ = rst ? 1'h0 : _033_;
+  assign _034_ = _002_ ? _005_ : better;
+  assign _010_ = rst ? 1'h0 : _034_;
+  assign _035_ = last_lane ? 1'h1 : 1'h0;
+  assign _036_ = o__ready ? _035_ : 1'h0;
+  assign i__ready = _000_ ? _036_ : 1'h0;
+  assign o__valid = _000_ ? 1'h1 : 1'h0;
+  assign _037_ = done[3] ? 2'h0 : 2'h3;
+  assign _038_ = done[2] ? _037_ : 2'h2;
+  assign _039_ = done[1] ? _038_ : 2'h1;
+  assign lane = done[0] ? _039_ : 2'h0;
+  function [17:0] _102_;
+    input [17:0] a;
+    input [71:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _102_ = b[17:0];
+      4'b??1?:
+        _102_ = b[35:18];
+      4'b?1??:
+        _102_ = b[53:36];
+      4'b1???:
+        _102_ = b[71:54];
+      default:
+        _102_ = a;
+    endcase
+  endfunction
+  assign _007_ = _102_(18'hxxxxx, { i__payload[17:0], i__payload[35:18], i__payload[53:36], i__payload[71:54] }, { _043_, _042_, _041_, _040_ });
+  assign _040_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _041_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _042_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _043_ = ! (* full_case = 32'd1 *) lane;
+  function [17:0] _107_;
+    input [17:0] a;
+    input [71:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _107_ = b[17:0];
+      4'b??1?:
+        _107_ = b[35:18];
+      4'b?1??:
+        _107_ = b[53:36];
+      4'b1???:
+        _107_ = b[71:54];
+      default:
+        _107_ = a;
+    endcase
+  endfunction
+  assign _003_ = _107_(18'hxxxxx, { i__payload[17:0], i__payload[35:18], i__payload[53:36], i__payload[71:54] }, { _047_, _046_, _045_, _044_ });
+  assign _044_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _045_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _046_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _047_ = ! (* full_case = 32'd1 *) lane;
+  function [17:0] _112_;
+    input [17:0] a;
+    input [71:0] b;
+    input [3:0] s;
+    (* full_case = 32'd1 *)
+    (* parallel_case *)
+    casez (s)
+      4'b???1:
+        _112_ = b[17:0];
+      4'b??1?:
+        _112_ = b[35:18];
+      4'b?1??:
+        _112_ = b[53:36];
+      4'b1???:
+        _112_ = b[71:54];
+      default:
+        _112_ = a;
+    endcase
+  endfunction
+  assign \o__payload.value  = _112_(18'hxxxxx, { i__payload[17:0], i__payload[35:18], i__payload[53:36], i__payload[71:54] }, { _051_, _050_, _049_, _048_ });
+  assign _048_ = lane == (* full_case = 32'd1 *) 2'h3;
+  assign _049_ = lane == (* full_case = 32'd1 *) 2'h2;
+  assign _050_ = lane == (* full_case = 32'd1 *) 2'h1;
+  assign _051_ = ! (* full_case = 32'd1 *) lane;
+  assign \o__payload.index  = o__payload[3:0];
+  assign \i__payload.addr  = i__payload[73:72];
+  assign \i__payload.values[3]  = i__payload[71:54];
+  assign \i__payload.values[2]  = i__payload[53:36];
+  assign \i__payload.values[1]  = i__payload[35:18];
+  assign \i__payload.values[0]  = i__payload[17:0];
+  assign \i__payload.values  = i__payload[71:0];
+  assign _017_[3:0] = o__payload[3:0];
+  assign o__payload[26:4] = { \o__payload.last , \o__payload.argmax , \o__payload.value  };
+  assign index = o__payload[3:0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \digits_cnn_ilif.fifo_conv1_0 (rst, i__valid, i__ready, i__payload, o__ready, o__payload, o__valid, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -19137,43 +21259,52 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, \port$7$0 , \port$3444$0 , \port$3519
   wire [10:0] _15_;
   wire [10:0] _16_;
   wire [10:0] _17_;
-  wire \$signal ;
-  reg [10:0] \$signal$10  = 11'h000;
-  wire [10:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [10:0] \$signal$9  = 11'h000;
+  reg [10:0] \$like  = 11'h000;
+  wire [2:0] \$like.c ;
+  wire \$like.count ;
+  wire \$like.end ;
+  wire [2:0] \$like.x ;
+  wire [2:0] \$like.y ;
   input clk;
   wire clk;
-  output \port$3444$0 ;
-  wire \port$3444$0 ;
-  input [10:0] \port$3519$0 ;
-  wire [10:0] \port$3519$0 ;
-  input \port$3733$0 ;
-  wire \port$3733$0 ;
-  output [10:0] \port$4288$0 ;
-  wire [10:0] \port$4288$0 ;
-  output \port$4290$0 ;
-  wire \port$4290$0 ;
-  input \port$7$0 ;
-  wire \port$7$0 ;
+  input [10:0] i__payload;
+  wire [10:0] i__payload;
+  wire [2:0] \i__payload.c ;
+  wire \i__payload.count ;
+  wire \i__payload.end ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [10:0] o__payload;
+  reg [10:0] o__payload = 11'h000;
+  wire [2:0] \o__payload.c ;
+  wire \o__payload.count ;
+  wire \o__payload.end ;
+  wire [2:0] \o__payload.x ;
+  wire [2:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$7$0  & _00_;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3733$0  | _01_;
+  assign take = i__valid & _00_;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
   assign _07_ = take ? 1'h1 : spare_valid;
   assign _08_ = spare_valid ? 1'h0 : spare_valid;
@@ -19181,25 +21312,34 @@ module \digits_cnn_ilif.fifo_conv1_0 (rst, \port$7$0 , \port$3444$0 , \port$3519
   assign _05_ = rst ? 1'h0 : _09_;
   assign _10_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _11_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _10_;
-  assign _12_ = _02_ ? _11_ : \$signal$5 ;
+  assign _12_ = _02_ ? _11_ : o__valid;
   assign _04_ = rst ? 1'h0 : _12_;
-  assign _13_ = take ? \port$3519$0  : \$signal$9 ;
-  assign _14_ = spare_valid ? \$signal$10  : _13_;
-  assign _15_ = _02_ ? _14_ : \$signal$9 ;
+  assign _13_ = take ? i__payload : o__payload;
+  assign _14_ = spare_valid ? \$like  : _13_;
+  assign _15_ = _02_ ? _14_ : o__payload;
   assign _03_ = rst ? 11'h000 : _15_;
-  assign _16_ = take ? \port$3519$0  : \$signal$10 ;
-  assign _17_ = _02_ ? \$signal$10  : _16_;
+  assign _16_ = take ? i__payload : \$like ;
+  assign _17_ = _02_ ? \$like  : _16_;
   assign _06_ = rst ? 11'h000 : _17_;
-  assign \port$4290$0  = \$signal$5 ;
-  assign \port$4288$0  = \$signal$9 ;
-  assign \port$3444$0  = \$signal ;
-  assign \$signal$11  = \port$3519$0 ;
-  assign \$signal$8  = \port$3733$0 ;
-  assign \$signal$3  = \port$7$0 ;
+  assign \i__payload.end  = i__payload[10];
+  assign \i__payload.count  = i__payload[9];
+  assign \i__payload.x  = i__payload[8:6];
+  assign \i__payload.y  = i__payload[5:3];
+  assign \i__payload.c  = i__payload[2:0];
+  assign \$like.end  = \$like [10];
+  assign \$like.count  = \$like [9];
+  assign \$like.x  = \$like [8:6];
+  assign \$like.y  = \$like [5:3];
+  assign \$like.c  = \$like [2:0];
+  assign \o__payload.end  = o__payload[10];
+  assign \o__payload.count  = o__payload[9];
+  assign \o__payload.x  = o__payload[8:6];
+  assign \o__payload.y  = o__payload[5:3];
+  assign \o__payload.c  = o__payload[2:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv2_0 (rst, \port$10$0 , \port$3456$0 , \port$3746$0 , \port$3926$0 , \port$4298$0 , \port$4300$0 , clk);
+module \digits_cnn_ilif.fifo_conv2_0 (rst, i__valid, i__ready, i__payload, o__ready, o__payload, o__valid, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -19218,46 +21358,55 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, \port$10$0 , \port$3456$0 , \port$374
   wire [11:0] _15_;
   wire [11:0] _16_;
   wire [11:0] _17_;
-  wire \$signal ;
-  reg [11:0] \$signal$10  = 12'h000;
-  wire [11:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [11:0] \$signal$9  = 12'h000;
+  reg [11:0] \$like  = 12'h000;
+  wire [3:0] \$like.c ;
+  wire \$like.count ;
+  wire \$like.end ;
+  wire [2:0] \$like.x ;
+  wire [2:0] \$like.y ;
   input clk;
   wire clk;
-  input \port$10$0 ;
-  wire \port$10$0 ;
-  output \port$3456$0 ;
-  wire \port$3456$0 ;
-  input [11:0] \port$3746$0 ;
-  wire [11:0] \port$3746$0 ;
-  input \port$3926$0 ;
-  wire \port$3926$0 ;
-  output [11:0] \port$4298$0 ;
-  wire [11:0] \port$4298$0 ;
-  output \port$4300$0 ;
-  wire \port$4300$0 ;
+  input [11:0] i__payload;
+  wire [11:0] i__payload;
+  wire [3:0] \i__payload.c ;
+  wire \i__payload.count ;
+  wire \i__payload.end ;
+  wire [2:0] \i__payload.x ;
+  wire [2:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [11:0] o__payload;
+  reg [11:0] o__payload = 12'h000;
+  wire [3:0] \o__payload.c ;
+  wire \o__payload.count ;
+  wire \o__payload.end ;
+  wire [2:0] \o__payload.x ;
+  wire [2:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$10$0  & _00_;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$3926$0  | _01_;
+  assign take = i__valid & _00_;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$3746$0  : \$signal$10 ;
-  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _07_ = take ? i__payload : \$like ;
+  assign _08_ = _02_ ? \$like  : _07_;
   assign _06_ = rst ? 12'h000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
   assign _10_ = spare_valid ? 1'h0 : spare_valid;
@@ -19265,22 +21414,31 @@ module \digits_cnn_ilif.fifo_conv2_0 (rst, \port$10$0 , \port$3456$0 , \port$374
   assign _05_ = rst ? 1'h0 : _11_;
   assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
-  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _14_ = _02_ ? _13_ : o__valid;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$3746$0  : \$signal$9 ;
-  assign _16_ = spare_valid ? \$signal$10  : _15_;
-  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _15_ = take ? i__payload : o__payload;
+  assign _16_ = spare_valid ? \$like  : _15_;
+  assign _17_ = _02_ ? _16_ : o__payload;
   assign _03_ = rst ? 12'h000 : _17_;
-  assign \port$4300$0  = \$signal$5 ;
-  assign \port$4298$0  = \$signal$9 ;
-  assign \port$3456$0  = \$signal ;
-  assign \$signal$11  = \port$3746$0 ;
-  assign \$signal$8  = \port$3926$0 ;
-  assign \$signal$3  = \port$10$0 ;
+  assign \i__payload.end  = i__payload[11];
+  assign \i__payload.count  = i__payload[10];
+  assign \i__payload.x  = i__payload[9:7];
+  assign \i__payload.y  = i__payload[6:4];
+  assign \i__payload.c  = i__payload[3:0];
+  assign \$like.end  = \$like [11];
+  assign \$like.count  = \$like [10];
+  assign \$like.x  = \$like [9:7];
+  assign \$like.y  = \$like [6:4];
+  assign \$like.c  = \$like [3:0];
+  assign \o__payload.end  = o__payload[11];
+  assign \o__payload.count  = o__payload[10];
+  assign \o__payload.x  = o__payload[9:7];
+  assign \o__payload.y  = o__payload[6:4];
+  assign \o__payload.c  = o__payload[3:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.fifo_conv3_0 (rst, \port$13$0 , \port$3468$0 , \port$3939$0 , \port$4119$0 , \port$4308$0 , \port$4310$0 , clk);
+module \digits_cnn_ilif.fifo_conv3_0 (rst, i__valid, i__ready, i__payload, o__ready, o__payload, o__valid, clk);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -19299,46 +21457,55 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, \port$13$0 , \port$3468$0 , \port$393
   wire [9:0] _15_;
   wire [9:0] _16_;
   wire [9:0] _17_;
-  wire \$signal ;
-  reg [9:0] \$signal$10  = 10'h000;
-  wire [9:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [9:0] \$signal$9  = 10'h000;
+  reg [9:0] \$like  = 10'h000;
+  wire [3:0] \$like.c ;
+  wire \$like.count ;
+  wire \$like.end ;
+  wire [1:0] \$like.x ;
+  wire [1:0] \$like.y ;
   input clk;
   wire clk;
-  input \port$13$0 ;
-  wire \port$13$0 ;
-  output \port$3468$0 ;
-  wire \port$3468$0 ;
-  input [9:0] \port$3939$0 ;
-  wire [9:0] \port$3939$0 ;
-  input \port$4119$0 ;
-  wire \port$4119$0 ;
-  output [9:0] \port$4308$0 ;
-  wire [9:0] \port$4308$0 ;
-  output \port$4310$0 ;
-  wire \port$4310$0 ;
+  input [9:0] i__payload;
+  wire [9:0] i__payload;
+  wire [3:0] \i__payload.c ;
+  wire \i__payload.count ;
+  wire \i__payload.end ;
+  wire [1:0] \i__payload.x ;
+  wire [1:0] \i__payload.y ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [9:0] o__payload;
+  reg [9:0] o__payload = 10'h000;
+  wire [3:0] \o__payload.c ;
+  wire \o__payload.count ;
+  wire \o__payload.end ;
+  wire [1:0] \o__payload.x ;
+  wire [1:0] \o__payload.y ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$13$0  & _00_;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$4119$0  | _01_;
+  assign take = i__valid & _00_;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _07_ = take ? \port$3939$0  : \$signal$10 ;
-  assign _08_ = _02_ ? \$signal$10  : _07_;
+  assign _07_ = take ? i__payload : \$like ;
+  assign _08_ = _02_ ? \$like  : _07_;
   assign _06_ = rst ? 10'h000 : _08_;
   assign _09_ = take ? 1'h1 : spare_valid;
   assign _10_ = spare_valid ? 1'h0 : spare_valid;
@@ -19346,22 +21513,31 @@ module \digits_cnn_ilif.fifo_conv3_0 (rst, \port$13$0 , \port$3468$0 , \port$393
   assign _05_ = rst ? 1'h0 : _11_;
   assign _12_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _13_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _12_;
-  assign _14_ = _02_ ? _13_ : \$signal$5 ;
+  assign _14_ = _02_ ? _13_ : o__valid;
   assign _04_ = rst ? 1'h0 : _14_;
-  assign _15_ = take ? \port$3939$0  : \$signal$9 ;
-  assign _16_ = spare_valid ? \$signal$10  : _15_;
-  assign _17_ = _02_ ? _16_ : \$signal$9 ;
+  assign _15_ = take ? i__payload : o__payload;
+  assign _16_ = spare_valid ? \$like  : _15_;
+  assign _17_ = _02_ ? _16_ : o__payload;
   assign _03_ = rst ? 10'h000 : _17_;
-  assign \port$4310$0  = \$signal$5 ;
-  assign \port$4308$0  = \$signal$9 ;
-  assign \port$3468$0  = \$signal ;
-  assign \$signal$11  = \port$3939$0 ;
-  assign \$signal$8  = \port$4119$0 ;
-  assign \$signal$3  = \port$13$0 ;
+  assign \i__payload.end  = i__payload[9];
+  assign \i__payload.count  = i__payload[8];
+  assign \i__payload.x  = i__payload[7:6];
+  assign \i__payload.y  = i__payload[5:4];
+  assign \i__payload.c  = i__payload[3:0];
+  assign \$like.end  = \$like [9];
+  assign \$like.count  = \$like [8];
+  assign \$like.x  = \$like [7:6];
+  assign \$like.y  = \$like [5:4];
+  assign \$like.c  = \$like [3:0];
+  assign \o__payload.end  = o__payload[9];
+  assign \o__payload.count  = o__payload[8];
+  assign \o__payload.x  = o__payload[7:6];
+  assign \o__payload.y  = o__payload[5:4];
+  assign \o__payload.c  = o__payload[3:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \digits_cnn_ilif.out_skid (clk, rst, \port$3480$0 , \port$4126$0 , \port$4127$0 , \port$4318$0 , \port$4320$0 , \port$0$11 );
+module \digits_cnn_ilif.out_skid (clk, rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready);
   wire _00_;
   wire _01_;
   wire _02_;
@@ -19380,63 +21556,75 @@ module \digits_cnn_ilif.out_skid (clk, rst, \port$3480$0 , \port$4126$0 , \port$
   wire [26:0] _15_;
   wire _16_;
   wire _17_;
-  wire \$signal ;
-  reg [26:0] \$signal$10  = 27'h0000000;
-  wire [26:0] \$signal$11 ;
-  wire \$signal$3 ;
-  reg \$signal$5  = 1'h0;
-  wire \$signal$8 ;
-  reg [26:0] \$signal$9  = 27'h0000000;
+  reg [26:0] \$like  = 27'h0000000;
+  wire [3:0] \$like.argmax ;
+  wire [3:0] \$like.index ;
+  wire \$like.last ;
+  wire [17:0] \$like.value ;
   input clk;
   wire clk;
-  input \port$0$11 ;
-  wire \port$0$11 ;
-  output \port$3480$0 ;
-  wire \port$3480$0 ;
-  input [26:0] \port$4126$0 ;
-  wire [26:0] \port$4126$0 ;
-  input \port$4127$0 ;
-  wire \port$4127$0 ;
-  output [26:0] \port$4318$0 ;
-  wire [26:0] \port$4318$0 ;
-  output \port$4320$0 ;
-  wire \port$4320$0 ;
+  input [26:0] i__payload;
+  wire [26:0] i__payload;
+  wire [3:0] \i__payload.argmax ;
+  wire [3:0] \i__payload.index ;
+  wire \i__payload.last ;
+  wire [17:0] \i__payload.value ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [26:0] o__payload;
+  reg [26:0] o__payload = 27'h0000000;
+  wire [3:0] \o__payload.argmax ;
+  wire [3:0] \o__payload.index ;
+  wire \o__payload.last ;
+  wire [17:0] \o__payload.value ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
   reg spare_valid = 1'h0;
   wire take;
-  assign take = \port$4127$0  & _00_;
-  assign _01_ = ~ \$signal$5 ;
-  assign _02_ = \port$0$11  | _01_;
+  assign take = i__valid & _00_;
+  assign _01_ = ~ o__valid;
+  assign _02_ = o__ready | _01_;
   always @(posedge clk)
-    \$signal$9  <= _03_;
+    o__payload <= _03_;
   always @(posedge clk)
-    \$signal$5  <= _04_;
+    o__valid <= _04_;
   always @(posedge clk)
     spare_valid <= _05_;
   always @(posedge clk)
-    \$signal$10  <= _06_;
-  assign \$signal  = ~ spare_valid;
+    \$like  <= _06_;
+  assign i__ready = ~ spare_valid;
   assign _00_ = ~ spare_valid;
-  assign _10_ = take ? \port$4126$0  : \$signal$10 ;
+  assign _10_ = take ? i__payload : \$like ;
   assign _07_ = _02_ ? _17_ : _16_;
   assign _05_ = rst ? 1'h0 : _07_;
   assign _08_ = take ? (* full_case = 32'd1 *) 1'h1 : 1'h0;
   assign _09_ = spare_valid ? (* full_case = 32'd1 *) 1'h1 : _08_;
-  assign _11_ = _02_ ? _09_ : \$signal$5 ;
+  assign _11_ = _02_ ? _09_ : o__valid;
   assign _04_ = rst ? 1'h0 : _11_;
-  assign _12_ = take ? \port$4126$0  : \$signal$9 ;
-  assign _13_ = spare_valid ? \$signal$10  : _12_;
-  assign _14_ = _02_ ? _13_ : \$signal$9 ;
-  assign _15_ = _02_ ? \$signal$10  : _10_;
+  assign _12_ = take ? i__payload : o__payload;
+  assign _13_ = spare_valid ? \$like  : _12_;
+  assign _14_ = _02_ ? _13_ : o__payload;
+  assign _15_ = _02_ ? \$like  : _10_;
   assign _03_ = rst ? 27'h0000000 : _14_;
   assign _06_ = rst ? 27'h0000000 : _15_;
   assign _16_ = take ? 1'h1 : spare_valid;
   assign _17_ = spare_valid ? 1'h0 : spare_valid;
-  assign \port$4320$0  = \$signal$5 ;
-  assign \port$4318$0  = \$signal$9 ;
-  assign \port$3480$0  = \$signal ;
-  assign \$signal$11  = \port$4126$0 ;
-  assign \$signal$8  = \port$0$11 ;
-  assign \$signal$3  = \port$4127$0 ;
+  assign \i__payload.last  = i__payload[26];
+  assign \i__payload.argmax  = i__payload[25:22];
+  assign \i__payload.value  = i__payload[21:4];
+  assign \i__payload.index  = i__payload[3:0];
+  assign \$like.last  = \$like [26];
+  assign \$like.argmax  = \$like [25:22];
+  assign \$like.value  = \$like [21:4];
+  assign \$like.index  = \$like [3:0];
+  assign \o__payload.last  = o__payload[26];
+  assign \o__payload.argmax  = o__payload[25:22];
+  assign \o__payload.value  = o__payload[21:4];
+  assign \o__payload.index  = o__payload[3:0];
 endmodule
